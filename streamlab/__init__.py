@@ -1,0 +1,53 @@
+"""streamlab: prototype real-time analytics in notebooks, prove them on data, export them to Beam or Lambda.
+
+A pipeline is an inert graph of frozen steps built with a fluent API; the in-process runtime moves events
+through it as columnar micro-batches (pandas/numpy/arrow) on event time with watermarks, late and
+dead-letter outputs. Optional clients (Kafka, Pub/Sub, AWS, Beam) load only when used.
+
+Examples
+--------
+>>> import streamlab
+>>> streamlab.TumblingWindow("1m")
+TumblingWindow('1m')
+"""
+
+from streamlab import agg
+from streamlab.aggregators import Aggregator
+from streamlab.clock import Clock, ManualClock, SystemClock
+from streamlab.errors import PipelineConfigError, StepFailedError
+from streamlab.io import Sink, SinkWriter, Source, SourceReader
+from streamlab.pipeline import Pipeline, Stream
+from streamlab.runtime import RunHandle, RunResult
+from streamlab.sinks import DuckDBSink, JsonLinesSink, ListSink, ParquetSink
+from streamlab.sources import ListSource, ReplaySource
+from streamlab.windows import SessionWindow, SlidingWindow, TumblingWindow
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Aggregator",
+    "Clock",
+    "DuckDBSink",
+    "JsonLinesSink",
+    "ListSink",
+    "ListSource",
+    "ManualClock",
+    "ParquetSink",
+    "Pipeline",
+    "PipelineConfigError",
+    "ReplaySource",
+    "RunHandle",
+    "RunResult",
+    "SessionWindow",
+    "Sink",
+    "SinkWriter",
+    "SlidingWindow",
+    "Source",
+    "SourceReader",
+    "StepFailedError",
+    "Stream",
+    "SystemClock",
+    "TumblingWindow",
+    "__version__",
+    "agg",
+]

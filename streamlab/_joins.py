@@ -1,0 +1,112 @@
+"""Runtime of joins: stream-stream interval join and stream-table enrichment."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from streamlab._operator import Operator, Outputs
+from streamlab._time import NAT_NS, to_utc_ns
+from streamlab._windowing import _NO_WATERMARK
+
+
+class IntervalJoinOperator(Operator):
+    """Inner join of two streams on keys where ``right.time - left.time`` lies in ``[lower, upper]``.
+
+    Both sides are buffered until no future row can match them: the join's watermark is the smaller of
+    the two sides' largest event times minus ``delay``; a row older than that watermark when it arrives
+    goes to ``late`` (it could have missed partners that were already dropped).
+    """
+
+    output_names = ("out", "late")
+    _TS = ("__lts", "__rts")
+
+    def __init__(
+        self,
+        step_id: str,
+        on: list[str],
+        left_time: str,
+        right_time: str,
+        lower_ns: int,
+        upper_ns: int,
+        delay_ns: int,
+        suffixes: tuple[str, str],
+    ) -> None:
+        self.step_id = step_id
+        self.on = on
+        self.times = (left_time, right_time)
+        self.lower = lower_ns
+        self.upper = upper_ns
+        self.delay = delay_ns
+        self.suffixes = suffixes
+        self.buffers: list[pd.DataFrame | None] = [None, None]
+        self.max_ts = [_NO_WATERMARK, _NO_WATERMARK]
+
+    def snapshot(self) -> Any:
+        return copy.deepcopy({"buffers": self.buffers, "max_ts": self.max_ts})
+
+    def restore(self, state: Any) -> None:
+        self.__dict__.update(copy.deepcopy(state))
+
+    def watermark_ns(self) -> int | None:
+        if _NO_WATERMARK in self.max_ts:
+            return None
+        return min(self.max_ts) - self.delay
+
+    def open_state(self) -> dict[str, Any]:
+        return {
+            "buffered_left": 0 if self.buffers[0] is None else len(self.buffers[0]),
+            "buffered_right": 0 if self.buffers[1] is None else len(self.buffers[1]),
+        }
+
+    def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
+        side = 1 if port else 0
+        ts = to_utc_ns(batch[self.times[side]])
+        wm = self.watermark_ns()
+        late_mask = (ts == NAT_NS) | ((ts < wm) if wm is not None else False)
+        out: Outputs = {}
+        if np.any(late_mask):
+            late = batch[late_mask].reset_index(drop=True)
+            late.insert(0, "join_side", "right" if side else "left")
+            out["late"] = late
+            batch, ts = batch[~late_mask].reset_index(drop=True), ts[~late_mask]
+        if len(batch):
+            self.max_ts[side] = max(self.max_ts[side], int(ts.max()))
+            fresh = batch.assign(**{self._TS[side]: ts})
+            other = self.buffers[1 - side]
+            if other is not None and len(other):
+                left, right = (fresh, other) if side == 0 else (other, fresh)
+                m = left.merge(right, on=self.on, suffixes=self.suffixes)
+                d = m["__rts"].to_numpy() - m["__lts"].to_numpy()
+                m = m[(d >= self.lower) & (d <= self.upper)].drop(columns=["__lts", "__rts"])
+                if len(m):
+                    out["out"] = m.reset_index(drop=True)
+            mine = self.buffers[side]
+            self.buffers[side] = fresh if mine is None else pd.concat([mine, fresh], ignore_index=True)
+        self._expire()
+        return out
+
+    def _expire(self) -> None:
+        wm = self.watermark_ns()
+        if wm is None:
+            return
+        left, right = self.buffers
+        if left is not None:
+            self.buffers[0] = left[left["__lts"].to_numpy() + self.upper >= wm].reset_index(drop=True)
+        if right is not None:
+            self.buffers[1] = right[right["__rts"].to_numpy() - self.lower >= wm].reset_index(drop=True)
+
+
+class EnrichOperator(Operator):
+    """Join each batch with a table (a pandas DataFrame or a DuckDB query result) on key columns."""
+
+    def __init__(self, table: pd.DataFrame, on: list[str], how: str) -> None:
+        self.table = table
+        self.on = on
+        self.how = how
+
+    def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
+        return {"out": batch.merge(self.table, on=self.on, how=self.how)}

@@ -1,0 +1,365 @@
+"""Runtime of the parse step: raw JSON records in, typed columns out, bad records to dead letter.
+
+Fast path: pyarrow's multi-threaded JSON reader over a whole chunk with an explicit schema. Arrow is
+strict (a type mismatch fails the chunk), so a failing chunk is split in halves until the bad records are
+isolated; those are then checked one by one in Python, which also words the dead-letter reason. Both
+paths accept exactly the same records with the same values, so batch boundaries never change results.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.json as pj
+
+from streamlab._operator import Operator, Outputs
+
+FIELD_TYPES = ("string", "category", "int64", "float64", "bool", "timestamp", "json")
+_ARROW = {
+    "string": pa.string(),
+    "category": pa.string(),
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("ns", tz="UTC"),
+}
+_SMALL_CHUNK = 16
+_I64 = (-(2**63), 2**63 - 1)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One output column of the parse step: its type and where it is in the JSON object."""
+
+    name: str
+    type: str
+    path: tuple[str, ...]
+
+    @classmethod
+    def of(cls, name: str, spec: Any) -> FieldSpec:
+        if isinstance(spec, str):
+            typ, path = spec, name
+        elif isinstance(spec, dict):
+            typ, path = spec.get("type", "string"), spec.get("path", name)
+        elif isinstance(spec, (tuple, list)) and len(spec) == 2:
+            typ, path = spec
+        else:
+            raise ValueError(
+                f"field {name!r}: write its type as a string such as 'float64', or "
+                "{'type': 'float64', 'path': 'properties.amount'}"
+            )
+        if typ not in FIELD_TYPES:
+            raise ValueError(f"field {name!r}: unknown type {typ!r}; use one of {', '.join(FIELD_TYPES)}")
+        return cls(name, typ, tuple(path.split(".")))
+
+    def describe(self) -> Any:
+        path = ".".join(self.path)
+        return self.type if path == self.name else {"type": self.type, "path": path}
+
+
+def _nested_schema(fields: list[FieldSpec]) -> pa.Schema:
+    tree: dict[str, Any] = {}
+    for f in fields:
+        node = tree
+        for part in f.path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"field {f.name!r}: path {'.'.join(f.path)} conflicts with another field")
+        node[f.path[-1]] = _ARROW[f.type]
+
+    def build(node: dict[str, Any]) -> list[pa.Field]:
+        return [pa.field(k, pa.struct(build(v)) if isinstance(v, dict) else v) for k, v in node.items()]
+
+    return pa.schema(build(tree))
+
+
+def _flat_schema(fields: list[FieldSpec]) -> pa.Schema:
+    return pa.schema([pa.field(f.name, _ARROW.get(f.type, pa.string())) for f in fields])
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _ts_value(v: Any) -> int:
+    if isinstance(v, bool) or v is None:
+        raise TypeError
+    if isinstance(v, str):
+        ts = pd.Timestamp(v)
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        return int(ts.value)
+    raise TypeError
+
+
+class ParseOperator(Operator):
+    """Parse JSON records of ``value_column`` into typed columns (see ``Stream.parse``)."""
+
+    output_names = ("out", "dead_letter")
+
+    def __init__(
+        self,
+        step_id: str,
+        fields: list[FieldSpec],
+        value_column: str,
+        required: tuple[str, ...],
+        max_record_bytes: int,
+    ) -> None:
+        self.step_id = step_id
+        self.fields = fields
+        self.value_column = value_column
+        self.required = required
+        self.max_record_bytes = max_record_bytes
+        self.python_only = any(f.type == "json" for f in fields)
+        self.nested_schema = _nested_schema([f for f in fields if f.type != "json"])
+        self.flat_schema = _flat_schema(fields)
+        self.parse_options = pj.ParseOptions(
+            explicit_schema=self.nested_schema, unexpected_field_behavior="ignore"
+        )
+
+    # -- arrow path -------------------------------------------------------------------------------
+    def _arrow(self, recs: list[bytes], buf: bytes | None = None) -> pa.Table | None:
+        if buf is None:
+            buf = b"\n".join(recs)
+        longest = max(map(len, recs))
+        try:
+            table = pj.read_json(
+                io.BytesIO(buf),
+                read_options=pj.ReadOptions(block_size=max(1 << 20, 2 * longest + 2)),
+                parse_options=self.parse_options,
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, ValueError):
+            return None
+        if table.num_rows != len(recs):  # e.g. two objects on one line
+            return None
+        cols = []
+        for f in self.fields:
+            col = table.column(f.path[0]).combine_chunks()
+            for part in f.path[1:]:
+                col = col.field(part)
+            cols.append(col)
+        return pa.table(cols, schema=self.flat_schema)
+
+    # -- python path (isolates and explains bad records) ---------------------------------------------
+    def _python_one(self, rec: bytes) -> dict[str, Any]:
+        try:
+            text = rec.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"invalid UTF-8: {e}") from None
+        try:
+            obj = json.loads(text, parse_constant=_reject_constant)
+        except (json.JSONDecodeError, ValueError) as e:
+            raise ValueError(f"invalid JSON: {e}") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+        row: dict[str, Any] = {}
+        for f in self.fields:
+            node: Any = obj
+            for part in f.path:
+                if node is None:
+                    break
+                if not isinstance(node, dict):
+                    raise ValueError(
+                        f"field {f.name!r}: expected an object at {part!r} of path {'.'.join(f.path)}, "
+                        f"got {type(node).__name__}"
+                    )
+                node = node.get(part)
+            row[f.name] = self._check(f, node)
+        return row
+
+    @staticmethod
+    def _check(f: FieldSpec, v: Any) -> Any:
+        if v is None or f.type == "json":
+            return v
+        ok = False
+        if f.type in ("string", "category"):
+            ok = isinstance(v, str)
+        elif f.type == "int64":
+            ok = isinstance(v, int) and not isinstance(v, bool) and _I64[0] <= v <= _I64[1]
+        elif f.type == "float64":
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+            v = float(v) if ok else v
+        elif f.type == "bool":
+            ok = isinstance(v, bool)
+        elif f.type == "timestamp":
+            try:
+                return _ts_value(v)
+            except (TypeError, ValueError, OverflowError):
+                raise ValueError(
+                    f"field {f.name!r}: expected an ISO-8601 timestamp such as '2024-01-01T00:00:00Z', "
+                    f"got {type(v).__name__} {str(v)[:40]!r}"
+                ) from None
+        if not ok:
+            raise ValueError(f"field {f.name!r}: expected {f.type}, got {type(v).__name__} {str(v)[:40]!r}")
+        return v
+
+    def _python_rows(self, recs: list[bytes], idx: list[int], good: list[Any], bad: list[Any]) -> None:
+        rows, where = [], []
+        for i, rec in zip(idx, recs):
+            try:
+                rows.append(self._python_one(rec))
+                where.append(i)
+            except ValueError as e:
+                bad.append((i, str(e)))
+        if rows:
+            cols = {}
+            for f in self.fields:
+                vals = [r[f.name] for r in rows]
+                if f.type == "timestamp":
+                    arr = pa.array(vals, type=pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
+                elif f.type == "json":
+                    arr = pa.array([json.dumps(v) if v is not None else None for v in vals], type=pa.string())
+                else:
+                    arr = pa.array(vals, type=_ARROW[f.type])
+                cols[f.name] = arr
+            table = pa.table(cols, schema=self.flat_schema)
+            if self.python_only:
+                json_cols = {f.name: [r[f.name] for r in rows] for f in self.fields if f.type == "json"}
+                good.append((np.asarray(where), table, json_cols))
+            else:
+                good.append((np.asarray(where), table, {}))
+
+    def _size_reason(self, size: int) -> str:
+        if size == 0:
+            return "empty record"
+        return f"record is {size:,} bytes; max_record_bytes is {self.max_record_bytes:,}"
+
+    def _chunk(
+        self, recs: list[bytes], idx: list[int], good: list[Any], bad: list[Any], buf: bytes | None = None
+    ) -> None:
+        if len(recs) <= _SMALL_CHUNK:
+            self._python_rows(recs, idx, good, bad)
+            return
+        table = self._arrow(recs, buf)
+        if table is not None:
+            good.append((np.asarray(idx), table, {}))
+            return
+        mid = len(recs) // 2
+        self._chunk(recs[:mid], idx[:mid], good, bad)
+        self._chunk(recs[mid:], idx[mid:], good, bad)
+
+    # -- operator ------------------------------------------------------------------------------------
+    def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
+        n = len(batch)
+        if self.value_column not in batch.columns:
+            raise KeyError(
+                f"step {self.step_id!r} (parse): the input has no column {self.value_column!r}; "
+                f"it has {list(batch.columns)}; pass value_column=... naming the raw record column"
+            )
+        raw = batch[self.value_column].tolist()
+        bad: list[tuple[int, str]] = []
+        good: list[Any] = []
+        if not self.python_only and n and set(map(type, raw)) == {bytes}:
+            # common case, vectorized: every record is bytes
+            lens = np.fromiter(map(len, raw), dtype=np.int64, count=n)
+            too_big = lens > self.max_record_bytes
+            empty = lens == 0
+            if too_big.any() or empty.any():
+                for i in np.flatnonzero(too_big | empty).tolist():
+                    bad.append((i, self._size_reason(int(lens[i]))))
+                keep = np.flatnonzero(~(too_big | empty))
+                recs = [raw[i] for i in keep.tolist()]
+                idx = keep.tolist()
+            else:
+                recs, idx = raw, list(range(n))
+            if recs:
+                buf = b"\n".join(recs)
+                if buf.count(b"\n") == len(recs) - 1 and b"\r" not in buf:
+                    self._chunk(recs, idx, good, bad, buf=buf)
+                else:
+                    multi = [(b"\n" in r or b"\r" in r) for r in recs]
+                    one = [(i, r) for i, r, m in zip(idx, recs, multi) if not m]
+                    many = [(i, r) for i, r, m in zip(idx, recs, multi) if m]
+                    if one:
+                        self._chunk([r for _, r in one], [i for i, _ in one], good, bad)
+                    if many:
+                        self._python_rows([r for _, r in many], [i for i, _ in many], good, bad)
+            return self._assemble(batch, n, raw, good, bad)
+        recs = []
+        fast_idx: list[int] = []
+        slow_idx: list[int] = []
+        slow_recs: list[bytes] = []
+        for i, r in enumerate(raw):
+            if isinstance(r, str):
+                r = r.encode("utf-8", "surrogatepass")
+            elif isinstance(r, (bytearray, memoryview)):
+                r = bytes(r)
+            elif not isinstance(r, bytes):
+                bad.append(
+                    (i, "empty record" if r is None else f"expected bytes or str, got {type(r).__name__}")
+                )
+                continue
+            if not r.strip():
+                bad.append((i, "empty record"))
+            elif len(r) > self.max_record_bytes:
+                bad.append((i, self._size_reason(len(r))))
+            elif self.python_only or b"\n" in r or b"\r" in r:
+                slow_idx.append(i)
+                slow_recs.append(r)
+            else:
+                fast_idx.append(i)
+                recs.append(r)
+        if recs:
+            self._chunk(recs, fast_idx, good, bad)
+        if slow_recs:
+            self._python_rows(slow_recs, slow_idx, good, bad)
+        return self._assemble(batch, n, raw, good, bad)
+
+    def _assemble(
+        self, batch: pd.DataFrame, n: int, raw: list[Any], good: list[Any], bad: list[tuple[int, str]]
+    ) -> Outputs:
+        passthrough = [c for c in batch.columns if c != self.value_column and c not in self.flat_schema.names]
+        if good:
+            where = np.concatenate([g[0] for g in good])
+            table = pa.concat_tables([g[1] for g in good]) if len(good) > 1 else good[0][1]
+            frame = table.to_pandas(types_mapper=None, self_destruct=False)
+            for f in self.fields:
+                if f.type == "category":
+                    frame[f.name] = frame[f.name].astype("category")
+                elif f.type == "json":
+                    merged: list[Any] = []
+                    for g in good:
+                        merged.extend(g[2].get(f.name, []) if g[2] else [None] * len(g[0]))
+                    frame[f.name] = merged if self.python_only else frame[f.name]
+            order = np.argsort(where, kind="stable")
+            frame = frame.iloc[order].reset_index(drop=True)
+            where = where[order]
+        else:
+            where = np.zeros(0, dtype=np.int64)
+            frame = self.flat_schema.empty_table().to_pandas()
+        # required fields, checked on columns so both paths agree
+        missing = np.zeros(len(frame), dtype=bool)
+        reasons = np.full(len(frame), None, dtype=object)
+        for name in self.required:
+            null = frame[name].isna().to_numpy()
+            new = null & ~missing
+            reasons[new] = f"missing required field {name!r}"
+            missing |= null
+        if missing.any():
+            bad.extend(zip(where[missing].tolist(), reasons[missing].tolist()))
+            frame = frame[~missing].reset_index(drop=True)
+            where = where[~missing]
+        if passthrough:
+            extra = batch[passthrough].iloc[where].reset_index(drop=True)
+            frame = pd.concat([frame, extra], axis=1)
+        out: Outputs = {"out": frame}
+        if bad:
+            bad.sort()
+            bidx = np.array([b[0] for b in bad])
+            dl = pd.DataFrame(
+                {
+                    "raw": [raw[i] for i in bidx.tolist()],
+                    "reason": [b[1] for b in bad],
+                    "step_id": self.step_id,
+                }
+            )
+            if passthrough:
+                dl = pd.concat([dl, batch[passthrough].iloc[bidx].reset_index(drop=True)], axis=1)
+            out["dead_letter"] = dl
+        return out

@@ -1,0 +1,129 @@
+"""One place that turns durations and timestamps into integers of nanoseconds."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Union
+
+import numpy as np
+import pandas as pd
+
+Duration = Union[str, int, float, timedelta, pd.Timedelta]  # noqa: UP007 - a runtime alias on 3.10
+
+_UNITS_NS = {
+    "ns": 1,
+    "us": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60 * 1_000_000_000,
+    "min": 60 * 1_000_000_000,
+    "h": 3600 * 1_000_000_000,
+    "d": 86400 * 1_000_000_000,
+}
+_DURATION_RE = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*(ns|us|ms|s|min|m|h|d)\s*$")
+
+
+def parse_duration(value: Duration, *, what: str = "duration") -> int:
+    """Return a duration as an integer number of nanoseconds.
+
+    Parameters
+    ----------
+    value
+        ``"500ms"``, ``"10s"``, ``"5m"``, ``"1h"``, ``"2d"``, a ``timedelta``, or a number of seconds.
+    what
+        Name used in the error message, e.g. ``"SlidingWindow(every=...)"``.
+
+    Returns
+    -------
+    int
+        Nanoseconds.
+
+    Examples
+    --------
+    >>> parse_duration("5m")
+    300000000000
+    >>> parse_duration(1.5)
+    1500000000
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"{what}: expected a duration such as '10s' or '5m', got {value!r}")
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return round(float(value) * 1_000_000_000)
+    if isinstance(value, (timedelta, pd.Timedelta)):
+        return int(pd.Timedelta(value).value)
+    if isinstance(value, str):
+        m = _DURATION_RE.match(value)
+        if m:
+            return round(float(m.group(1)) * _UNITS_NS[m.group(2)])
+    raise ValueError(
+        f"{what}: cannot read {value!r} as a duration; write it like '500ms', '10s', '5m', '1h', '1d', "
+        "a datetime.timedelta, or a number of seconds"
+    )
+
+
+def format_duration(ns: int) -> str:
+    """Return the shortest exact text form of a duration given in nanoseconds.
+
+    Examples
+    --------
+    >>> format_duration(300_000_000_000)
+    '5m'
+    >>> format_duration(1_500_000_000)
+    '1500ms'
+    """
+    if ns == 0:
+        return "0s"
+    for unit in ("d", "h", "m", "s", "ms", "us", "ns"):
+        size = _UNITS_NS[unit]
+        if ns % size == 0:
+            return f"{ns // size}{unit}"
+    return f"{ns}ns"  # pragma: no cover - "ns" always divides
+
+
+def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> np.ndarray:
+    """Return event times as int64 nanoseconds since the epoch, UTC; missing values become ``NAT_NS``.
+
+    Accepts datetimes (naive ones are taken as UTC), ISO-8601 strings, and epoch numbers
+    (seconds, or milliseconds when larger than 1e11).
+
+    Examples
+    --------
+    >>> to_utc_ns(pd.Series(["2024-01-01T00:00:01Z", None])).tolist() == [1704067201000000000, NAT_NS]
+    True
+    """
+    s = values if isinstance(values, pd.Series) else pd.Series(values)
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        ts = s if getattr(s.dt, "tz", None) is not None else s.dt.tz_localize("UTC")
+        return ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").array.asi8.copy()
+    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        f = s.astype("float64").to_numpy()
+        scale = np.where(np.abs(f) > 1e11, 1e6, 1e9)
+        out = np.full(len(f), NAT_NS, dtype=np.int64)
+        ok = np.isfinite(f)
+        out[ok] = np.round(f[ok] * scale[ok]).astype(np.int64)
+        return out
+    ts = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
+    return ts.astype("datetime64[ns, UTC]").array.asi8.copy()
+
+
+NAT_NS: int = int(np.iinfo(np.int64).min)
+"""The integer that marks a missing event time (pandas' NaT)."""
+
+
+def ns_to_timestamp(ns: np.ndarray | int) -> pd.DatetimeIndex | pd.Timestamp:
+    """Turn int64 nanoseconds back into timezone-aware UTC timestamps.
+
+    Examples
+    --------
+    >>> ns_to_timestamp(0)
+    Timestamp('1970-01-01 00:00:00+0000', tz='UTC')
+    """
+    if isinstance(ns, (int, np.integer)):
+        return pd.Timestamp(int(ns), tz="UTC")
+    return pd.DatetimeIndex(np.asarray(ns, dtype="datetime64[ns]")).tz_localize("UTC")
+
+
+def utc_now_ns() -> int:
+    """Wall-clock time; only clocks may call it (see ``streamlab.clock``)."""
+    return int(datetime.now(timezone.utc).timestamp() * 1_000_000_000)

@@ -1,0 +1,165 @@
+"""Runtime of stateless steps: filter, map, with_columns, and pass-through steps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from streamlab._operator import Operator, Outputs
+from streamlab.functions import UserFunction
+
+
+def udf_error_frame(batch: pd.DataFrame, rows: list[int], reasons: list[str], step_id: str) -> pd.DataFrame:
+    dl = batch.iloc[rows].reset_index(drop=True)
+    dl.insert(0, "reason", reasons)
+    dl.insert(1, "step_id", step_id)
+    return dl
+
+
+def _describe_error(step_id: str, what: str, e: BaseException) -> str:
+    return f"{what} raised {type(e).__name__}: {e}"
+
+
+def isolate_failures(
+    batch: pd.DataFrame, call: Callable[[pd.DataFrame], Any], what: str, step_id: str
+) -> tuple[list[tuple[np.ndarray, Any]], list[int], list[str]]:
+    """Apply a per-batch function; when it raises, split the batch until the failing rows are isolated.
+
+    Returns the successful (row positions, result) parts and the failing rows with their reasons.
+    """
+    good: list[tuple[np.ndarray, Any]] = []
+    bad_rows: list[int] = []
+    reasons: list[str] = []
+
+    def go(pos: np.ndarray) -> None:
+        part = batch.iloc[pos]
+        try:
+            good.append((pos, call(part)))
+        except Exception as e:
+            if len(pos) == 1:
+                bad_rows.append(int(pos[0]))
+                reasons.append(_describe_error(step_id, what, e))
+                return
+            mid = len(pos) // 2
+            go(pos[:mid])
+            go(pos[mid:])
+
+    go(np.arange(len(batch)))
+    return good, bad_rows, reasons
+
+
+class FilterOperator(Operator):
+    """Keep rows for which a vectorized expression, batch function or per-event function is true."""
+
+    output_names = ("out", "dead_letter")
+
+    def __init__(self, step_id: str, expr: str | None, fn: UserFunction | None, per_event: bool) -> None:
+        self.step_id = step_id
+        self.expr = expr
+        self.fn = fn
+        self.per_event = per_event
+        self.what = (
+            f"filter {expr!r}"
+            if expr
+            else f"{'filter_one' if per_event else 'filter_many'}({fn.name if fn else ''})"
+        )
+
+    def _mask(self, part: pd.DataFrame) -> np.ndarray:
+        if self.expr is not None:
+            m = part.eval(self.expr)
+        elif self.per_event:
+            assert self.fn is not None
+            fn = self.fn.fn
+            m = [bool(fn(r)) for r in part.to_dict("records")]
+        else:
+            assert self.fn is not None
+            m = self.fn(part)
+        mask = np.asarray(m, dtype=bool)
+        if mask.shape != (len(part),):
+            raise ValueError(f"expected {len(part)} booleans, got shape {mask.shape}")
+        return mask
+
+    def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
+        good, bad, reasons = isolate_failures(batch, self._mask, self.what, self.step_id)
+        if len(good) == 1 and not bad:
+            mask = good[0][1]
+            return {"out": batch if mask.all() else batch[mask].reset_index(drop=True)}
+        keep = np.zeros(len(batch), dtype=bool)
+        for pos, m in good:
+            keep[pos] = m
+        out: Outputs = {"out": batch[keep].reset_index(drop=True)}
+        if bad:
+            out["dead_letter"] = udf_error_frame(batch, bad, reasons, self.step_id)
+        return out
+
+
+class MapOperator(Operator):
+    """Transform rows with a per-batch function, a per-event function, or column expressions."""
+
+    output_names = ("out", "dead_letter")
+
+    def __init__(
+        self,
+        step_id: str,
+        fn: UserFunction | None,
+        per_event: bool,
+        columns: dict[str, str] | None = None,
+    ) -> None:
+        self.step_id = step_id
+        self.fn = fn
+        self.per_event = per_event
+        self.columns = columns
+        if columns:
+            self.what = "with_columns(" + ", ".join(f"{k}={v!r}" for k, v in columns.items()) + ")"
+        else:
+            self.what = f"{'map_one' if per_event else 'map_many'}({fn.name if fn else ''})"
+
+    def _apply(self, part: pd.DataFrame) -> pd.DataFrame:
+        if self.columns:
+            new = part.copy()
+            for name, expr in self.columns.items():
+                new[name] = new.eval(expr)
+            return new
+        assert self.fn is not None
+        if self.per_event:
+            fn = self.fn.fn
+            rows = [fn(r) for r in part.to_dict("records")]
+            bad = [type(r).__name__ for r in rows if not isinstance(r, dict)]
+            if bad:
+                raise TypeError(f"must return a dict per event, returned {bad[0]}")
+            return pd.DataFrame.from_records(rows) if rows else part.iloc[:0]
+        res = self.fn(part)
+        if not isinstance(res, pd.DataFrame):
+            raise TypeError(f"must return a pandas DataFrame, returned {type(res).__name__}")
+        return res
+
+    def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
+        good, bad, reasons = isolate_failures(batch, self._apply, self.what, self.step_id)
+        parts = [g[1] for g in good]
+        frame = (
+            parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True) if parts else batch.iloc[:0]
+        )
+        out: Outputs = {"out": frame.reset_index(drop=True)}
+        if bad:
+            out["dead_letter"] = udf_error_frame(batch, bad, reasons, self.step_id)
+        return out
+
+
+class PassOperator(Operator):
+    """Forward batches unchanged (key_by, union: they change how later steps read the stream)."""
+
+    def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
+        return {"out": batch}
+
+
+class SelectOperator(Operator):
+    """Keep some columns, optionally renamed."""
+
+    def __init__(self, columns: dict[str, str]) -> None:
+        self.columns = columns
+
+    def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
+        return {"out": batch[list(self.columns)].rename(columns=self.columns)}

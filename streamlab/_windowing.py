@@ -1,0 +1,309 @@
+"""Runtime of tumbling and sliding windows: vectorized, slot-based aggregation on event time.
+
+Each batch is pre-aggregated per (window, key) cell with ``numpy.bincount`` and then folded into
+persistent *slots* (one per open window and key), as Flink's local-global aggregation does. Lateness is
+decided per event with the watermark as it stood when that event arrived (a running maximum over the
+batch), so the result never depends on how the stream was cut into batches.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from streamlab._operator import Operator, Outputs
+from streamlab._time import NAT_NS, ns_to_timestamp, to_utc_ns
+from streamlab.aggregators import Aggregator
+from streamlab.windows import SlidingWindow, TumblingWindow
+
+_NO_WATERMARK = int(np.iinfo(np.int64).min)
+
+
+class KeyIndex:
+    """Dense integer ids for key values (tuples for several key columns), with reuse of freed ids."""
+
+    def __init__(self, n_columns: int) -> None:
+        self.n_columns = n_columns
+        self.ids: dict[Any, int] = {}
+        self.values: list[Any] = []
+        self.free: list[int] = []
+        self.refs = np.zeros(0, dtype=np.int64)
+
+    def codes(self, frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+        """Return the id of every row's key."""
+        if not columns:
+            return np.zeros(len(frame), dtype=np.int64) + self._id(())
+        if len(columns) == 1:
+            col = frame[columns[0]]
+            if isinstance(col.dtype, pd.CategoricalDtype):
+                local = col.cat.codes.to_numpy().astype(np.int64)
+                uniques = list(col.cat.categories)
+            else:
+                local, uniq = pd.factorize(col, use_na_sentinel=False)
+                uniques = list(uniq)
+        else:
+            local, uniq = pd.MultiIndex.from_frame(frame[columns]).factorize()
+            uniques = list(uniq)
+        mapping = np.fromiter((self._id(u) for u in uniques), dtype=np.int64, count=len(uniques))
+        return mapping[local] if len(mapping) else np.zeros(len(frame), dtype=np.int64)
+
+    def _id(self, value: Any) -> int:
+        if isinstance(value, float) and value != value:
+            value = None  # all NaN keys are one key
+        got = self.ids.get(value)
+        if got is not None:
+            return got
+        if self.free:
+            i = self.free.pop()
+            self.values[i] = value
+        else:
+            i = len(self.values)
+            self.values.append(value)
+            if i >= len(self.refs):
+                self.refs = np.concatenate([self.refs, np.zeros(max(64, len(self.refs)), dtype=np.int64)])
+        self.ids[value] = i
+        return i
+
+    def release(self, ids: np.ndarray) -> None:
+        """Forget keys that no open window refers to any more (bounded memory for high-cardinality keys)."""
+        np.subtract.at(self.refs, ids, 1)
+        for i in np.unique(ids[self.refs[ids] == 0]).tolist():
+            del self.ids[self.values[i]]
+            self.values[i] = None
+            self.free.append(i)
+
+    def key_columns(self, ids: np.ndarray, columns: list[str]) -> dict[str, list[Any]]:
+        vals = [self.values[i] for i in ids.tolist()]
+        if len(columns) == 1:
+            return {columns[0]: vals}
+        return {c: [v[j] for v in vals] for j, c in enumerate(columns)}
+
+
+class SlotTable:
+    """Open (window start, key id) pairs and their slot numbers in the aggregator stores."""
+
+    def __init__(self) -> None:
+        self.slot_of: dict[tuple[int, int], int] = {}
+        self.by_window: dict[int, list[int]] = {}
+        self.start = np.zeros(0, dtype=np.int64)
+        self.key = np.zeros(0, dtype=np.int64)
+        self.free: list[int] = []
+        self.size = 0
+
+    def slots_for(self, starts: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        """Slot for each (start, key) pair, creating missing ones; also returns the new slots."""
+        out = np.empty(len(starts), dtype=np.int64)
+        new: list[int] = []
+        for j, (s, k) in enumerate(zip(starts.tolist(), keys.tolist())):
+            slot = self.slot_of.get((s, k))
+            if slot is None:
+                slot = self.free.pop() if self.free else self._grow()
+                self.slot_of[(s, k)] = slot
+                self.by_window.setdefault(s, []).append(slot)
+                self.start[slot] = s
+                self.key[slot] = k
+                new.append(slot)
+            out[j] = slot
+        return out, new
+
+    def _grow(self) -> int:
+        if self.size >= len(self.start):
+            n = max(64, 2 * len(self.start))
+            self.start = np.concatenate([self.start, np.zeros(n - len(self.start), dtype=np.int64)])
+            self.key = np.concatenate([self.key, np.zeros(n - len(self.key), dtype=np.int64)])
+        self.size += 1
+        return self.size - 1
+
+    def pop_windows(self, starts: list[int]) -> np.ndarray:
+        slots: list[int] = []
+        for s in starts:
+            for slot in self.by_window.pop(s):
+                del self.slot_of[(s, int(self.key[slot]))]
+                slots.append(slot)
+        self.free.extend(slots)
+        return np.asarray(slots, dtype=np.int64)
+
+
+def running_watermark(ts: np.ndarray, prev_max: int, delay_ns: int) -> tuple[np.ndarray, int]:
+    """Watermark at each event's arrival (including itself) and the new maximum event time."""
+    if len(ts) == 0:
+        return np.zeros(0, dtype=np.int64), prev_max
+    cm = np.maximum.accumulate(ts)
+    if prev_max != _NO_WATERMARK:
+        np.maximum(cm, prev_max, out=cm)
+    return cm - delay_ns, int(cm[-1])
+
+
+def late_frame(
+    batch: pd.DataFrame, rows: np.ndarray, start: np.ndarray, end: np.ndarray, wm: np.ndarray
+) -> pd.DataFrame:
+    """Rows of ``batch`` that missed a closed window, with that window and the watermark at arrival."""
+    late = batch.iloc[rows].reset_index(drop=True)
+    late["window_start"] = ns_to_timestamp(start)
+    late["window_end"] = ns_to_timestamp(end)
+    late["watermark"] = ns_to_timestamp(wm)
+    return late
+
+
+def missing_time_frame(batch: pd.DataFrame, rows: np.ndarray, step_id: str, time: str) -> pd.DataFrame:
+    """Dead-letter rows whose event time is missing or unreadable."""
+    dl = batch.iloc[rows].reset_index(drop=True)
+    dl.insert(0, "reason", f"missing or unreadable event time in column {time!r}")
+    dl.insert(1, "step_id", step_id)
+    return dl
+
+
+class WindowOperator(Operator):
+    """Tumbling or sliding windows per key (see ``Stream.window``)."""
+
+    output_names = ("out", "late", "dead_letter", "early")
+
+    def __init__(
+        self,
+        step_id: str,
+        window: TumblingWindow | SlidingWindow,
+        keys: list[str],
+        aggs: list[Aggregator],
+        time: str,
+        delay_ns: int,
+        lateness_ns: int,
+        early: bool = False,
+    ) -> None:
+        self.step_id = step_id
+        self.window = window
+        self.keys = keys
+        self.aggs = aggs
+        self.time = time
+        self.delay_ns = delay_ns
+        self.lateness_ns = lateness_ns
+        self.early = early
+        self.size_ns = window.size_ns
+        self.slide_ns = window.slide_ns
+        self.key_index = KeyIndex(len(keys))
+        self.slots = SlotTable()
+        self.stores = [a.store() for a in aggs]
+        self.max_ts = _NO_WATERMARK
+
+    # -- state -------------------------------------------------------------------------------------
+    def snapshot(self) -> Any:
+        return {k: v for k, v in self.__dict__.items() if k in ("key_index", "slots", "stores", "max_ts")}
+
+    def restore(self, state: Any) -> None:
+        import copy
+
+        self.__dict__.update(copy.deepcopy(state))
+
+    def watermark_ns(self) -> int | None:
+        return None if self.max_ts == _NO_WATERMARK else self.max_ts - self.delay_ns
+
+    def open_state(self) -> dict[str, Any]:
+        starts = sorted(self.slots.by_window)
+        return {
+            "open_windows": [(ns_to_timestamp(s), ns_to_timestamp(s + self.size_ns)) for s in starts],
+            "open_slots": len(self.slots.slot_of),
+            "keys": len(self.key_index.ids),
+        }
+
+    # -- processing --------------------------------------------------------------------------------
+    def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
+        out: Outputs = {}
+        ts_all = to_utc_ns(batch[self.time])
+        valid = ts_all != NAT_NS
+        if not valid.all():
+            out["dead_letter"] = missing_time_frame(batch, np.flatnonzero(~valid), self.step_id, self.time)
+            batch = batch[valid]
+            ts_all = ts_all[valid]
+        if len(batch) == 0:
+            return out
+        wm, self.max_ts = running_watermark(ts_all, self.max_ts, self.delay_ns)
+        ev, start = self.window.assign(ts_all)
+        end = start + self.size_ns
+        is_late = end + self.lateness_ns <= wm[ev]
+        if is_late.any():
+            lrows = ev[is_late]
+            out["late"] = late_frame(batch, lrows, start[is_late], end[is_late], wm[lrows])
+            ev, start = ev[~is_late], start[~is_late]
+        if len(ev):
+            touched = self._aggregate(batch, ts_all, ev, start)
+            if self.early:
+                out["early"] = self._emit(touched, final=False)
+        closed = self._close(self.max_ts - self.delay_ns)
+        if closed is not None:
+            out["out"] = closed
+        return out
+
+    def _aggregate(
+        self, batch: pd.DataFrame, ts: np.ndarray, ev: np.ndarray, start: np.ndarray
+    ) -> np.ndarray:
+        frame = batch if len(ev) == len(batch) and (ev == np.arange(len(batch))).all() else None
+        key_ids = self.key_index.codes(batch, self.keys)[ev]
+        w0 = int(start.min())
+        widx = (start - w0) // self.slide_ns
+        n_w = int(widx.max()) + 1
+        k_local, k_uniq = pd.factorize(key_ids) if len(self.key_index.ids) > 64 else (key_ids, None)
+        n_k = int(k_local.max()) + 1
+        cell = widx * n_k + k_local
+        n_cells = n_w * n_k
+        if n_cells <= 4 * len(cell) + 4096:
+            counts = np.bincount(cell, minlength=n_cells)
+            present = np.flatnonzero(counts)
+            compact = np.full(n_cells, -1, dtype=np.int64)
+            compact[present] = np.arange(len(present))
+            group = compact[cell]
+        else:
+            present, group = np.unique(cell, return_inverse=True)
+        g_start = (present // n_k) * self.slide_ns + w0
+        g_key_local = present % n_k
+        g_key = np.asarray(k_uniq)[g_key_local] if k_uniq is not None else g_key_local
+        slots, new = self.slots.slots_for(g_start, g_key)
+        if new:
+            np.add.at(self.key_index.refs, self.slots.key[new], 1)
+            for st in self.stores:
+                st.grow(self.slots.size)
+        n_groups = len(present)
+        src = batch if frame is not None else None
+        for agg, st in zip(self.aggs, self.stores):
+            if agg.column is None:
+                values = None
+            else:
+                col = (src if src is not None else batch)[agg.column].to_numpy()
+                values = col if src is not None else col[ev]
+            st.add(group, n_groups, slots, values, ts[ev])
+        return slots
+
+    def _emit(self, slots: np.ndarray, final: bool) -> pd.DataFrame:
+        order = np.lexsort((self.slots.key[slots], self.slots.start[slots]))
+        slots = slots[order]
+        starts = self.slots.start[slots]
+        data: dict[str, Any] = self.key_index.key_columns(self.slots.key[slots], self.keys)
+        data["window_start"] = ns_to_timestamp(starts)
+        data["window_end"] = ns_to_timestamp(starts + self.size_ns)
+        for agg, st in zip(self.aggs, self.stores):
+            data[agg.name] = st.results(slots)
+        frame = pd.DataFrame(data)
+        if not final:
+            frame["is_final"] = False
+        return frame
+
+    def _close(self, watermark: int) -> pd.DataFrame | None:
+        due = [s for s in self.slots.by_window if s + self.size_ns + self.lateness_ns <= watermark]
+        if not due:
+            return None
+        return self._pop(due)
+
+    def _pop(self, starts: list[int]) -> pd.DataFrame:
+        slots = np.concatenate([np.asarray(self.slots.by_window[s], dtype=np.int64) for s in starts])
+        frame = self._emit(slots, final=True)
+        keys = self.slots.key[slots].copy()
+        for st in self.stores:
+            st.clear(slots)
+        self.slots.pop_windows(starts)
+        self.key_index.release(keys)
+        return frame
+
+    def on_end(self) -> Outputs:
+        if not self.slots.by_window:
+            return {}
+        return {"out": self._pop(list(self.slots.by_window))}

@@ -1,0 +1,109 @@
+"""Short constructors for the built-in aggregators, for ``.agg(...)``.
+
+Import the module (``from streamlab import agg``) rather than its names, since ``sum``, ``min`` and
+``max`` would shadow Python's builtins.
+
+Examples
+--------
+>>> from streamlab import agg
+>>> [a.name for a in (agg.count(), agg.sum("amount"), agg.quantile("amount", 0.95))]
+['count', 'sum_amount', 'p95_amount']
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+from streamlab.aggregators import (
+    Aggregator,
+    CountAggregator,
+    CountDistinctAggregator,
+    FirstAggregator,
+    LastAggregator,
+    MaxAggregator,
+    MeanAggregator,
+    MinAggregator,
+    QuantileAggregator,
+    SumAggregator,
+)
+
+__all__ = ["count", "count_distinct", "first", "from_spec", "last", "max", "mean", "min", "quantile", "sum"]
+
+
+def count(column: str | None = None, *, name: str | None = None) -> CountAggregator:
+    """Count events, or non-null values of ``column``."""
+    return CountAggregator(column, name=name)
+
+
+def sum(column: str, *, name: str | None = None) -> SumAggregator:
+    """Sum of ``column``."""
+    return SumAggregator(column, name=name)
+
+
+def mean(column: str, *, name: str | None = None) -> MeanAggregator:
+    """Mean of ``column``."""
+    return MeanAggregator(column, name=name)
+
+
+def min(column: str, *, name: str | None = None) -> MinAggregator:
+    """Smallest value of ``column``."""
+    return MinAggregator(column, name=name)
+
+
+def max(column: str, *, name: str | None = None) -> MaxAggregator:
+    """Largest value of ``column``."""
+    return MaxAggregator(column, name=name)
+
+
+def count_distinct(column: str, *, name: str | None = None) -> CountDistinctAggregator:
+    """Number of distinct values of ``column``."""
+    return CountDistinctAggregator(column, name=name)
+
+
+def quantile(
+    column: str, q: float, *, relative_accuracy: float = 0.01, name: str | None = None
+) -> QuantileAggregator:
+    """Approximate ``q``-quantile of ``column`` (relative error ``relative_accuracy``)."""
+    return QuantileAggregator(column, q, relative_accuracy=relative_accuracy, name=name)
+
+
+def first(column: str, *, name: str | None = None) -> FirstAggregator:
+    """Value of ``column`` at the earliest event time."""
+    return FirstAggregator(column, name=name)
+
+
+def last(column: str, *, name: str | None = None) -> LastAggregator:
+    """Value of ``column`` at the latest event time."""
+    return LastAggregator(column, name=name)
+
+
+_KINDS = {
+    "count": count,
+    "sum": sum,
+    "mean": mean,
+    "min": min,
+    "max": max,
+    "count_distinct": count_distinct,
+    "first": first,
+    "last": last,
+}
+
+
+def from_spec(spec: dict[str, Any]) -> Aggregator:
+    """Rebuild a built-in aggregator from ``Aggregator.describe()``.
+
+    Examples
+    --------
+    >>> from_spec({"kind": "sum", "column": "amount", "name": "total"}).name
+    'total'
+    """
+    spec = dict(spec)
+    kind = spec.pop("kind")
+    if kind == "quantile":
+        return quantile(spec.pop("column"), spec.pop("q"), **spec)
+    if kind not in _KINDS:
+        known = ", ".join(builtins.sorted([*_KINDS, "quantile"]))
+        raise ValueError(f"unknown aggregator kind {kind!r}; built-in kinds are {known}")
+    column = spec.pop("column", None)
+    return _KINDS[kind](column, **spec) if column is not None else _KINDS[kind](**spec)

@@ -1,0 +1,645 @@
+"""Aggregators: what a window computes per key.
+
+The contract for custom aggregators is four methods on one group's values (documented on
+:class:`Aggregator`): ``initial() -> state``, ``add(state, values) -> state`` where ``values`` is a numpy
+array holding this group's values from one micro-batch, ``merge(a, b) -> state`` and
+``result(state) -> value``. Built-in aggregators also provide a vectorized store that updates every open
+window and key of a batch at once (one ``numpy.bincount`` per batch instead of a Python call per group).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Aggregator",
+    "AggregatorStore",
+    "CountAggregator",
+    "CountDistinctAggregator",
+    "FirstAggregator",
+    "LastAggregator",
+    "MaxAggregator",
+    "MeanAggregator",
+    "MinAggregator",
+    "QuantileAggregator",
+    "SumAggregator",
+]
+
+
+class AggregatorStore:
+    """Vectorized state of one aggregator over many slots (one slot = one open window and key).
+
+    ``add`` receives, for the rows of one batch admitted to windows, ``group`` (a dense group number per
+    row, ``0..n_groups-1``), the group's ``slots``, the aggregated column's ``values`` and the rows'
+    event times ``ts``.
+    """
+
+    def __init__(self, agg: Aggregator) -> None:
+        self.agg = agg
+        self.states: list[Any] = []
+
+    def grow(self, n_slots: int) -> None:
+        """Make room for slots ``0..n_slots-1``."""
+        while len(self.states) < n_slots:
+            self.states.append(self.agg.initial())
+
+    def add(
+        self, group: np.ndarray, n_groups: int, slots: np.ndarray, values: np.ndarray | None, ts: np.ndarray
+    ) -> None:
+        order = np.argsort(group, kind="stable")
+        bounds = np.searchsorted(group[order], np.arange(n_groups + 1))
+        vals = values[order] if values is not None else np.empty(len(group))
+        for g in range(n_groups):
+            s = int(slots[g])
+            self.states[s] = self.agg.add(self.states[s], vals[bounds[g] : bounds[g + 1]])
+
+    def merge(self, dst: int, src: int) -> None:
+        """Fold slot ``src`` into slot ``dst`` (session windows merging)."""
+        self.states[dst] = self.agg.merge(self.states[dst], self.states[src])
+
+    def results(self, slots: np.ndarray) -> list[Any]:
+        return [self.agg.result(self.states[int(s)]) for s in slots]
+
+    def clear(self, slots: np.ndarray) -> None:
+        for s in slots:
+            self.states[int(s)] = self.agg.initial()
+
+
+class Aggregator:
+    """Base class and contract of aggregators.
+
+    Subclass and implement ``initial``, ``add``, ``merge`` and ``result``; set ``column`` (the input
+    column, or ``None``) and ``name`` (the output column). ``add`` receives a numpy array with the
+    values of one group (one window and key) from one micro-batch and returns the new state; states must
+    be picklable. ``merge`` must be associative and commutative: it combines partial states (session
+    windows, exporters' combiners).
+
+    Examples
+    --------
+    >>> class RangeAggregator(Aggregator):
+    ...     def __init__(self, column):
+    ...         super().__init__(column, name=f"range_{column}")
+    ...     def initial(self):
+    ...         return (math.inf, -math.inf)
+    ...     def add(self, state, values):
+    ...         return (min(state[0], values.min()), max(state[1], values.max()))
+    ...     def merge(self, a, b):
+    ...         return (min(a[0], b[0]), max(a[1], b[1]))
+    ...     def result(self, state):
+    ...         return float(state[1] - state[0])
+    >>> agg = RangeAggregator("x")
+    >>> agg.result(agg.add(agg.initial(), np.array([3.0, 9.0, 4.0])))
+    6.0
+    """
+
+    kind = "custom"
+
+    def __init__(self, column: str | None = None, *, name: str | None = None) -> None:
+        self.column = column
+        self.name = name or (f"{self.kind}_{column}" if column else self.kind)
+
+    # -- per-group contract -------------------------------------------------------------------
+    def initial(self) -> Any:
+        raise NotImplementedError
+
+    def add(self, state: Any, values: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    def merge(self, a: Any, b: Any) -> Any:
+        raise NotImplementedError
+
+    def result(self, state: Any) -> Any:
+        raise NotImplementedError
+
+    # -- runtime ------------------------------------------------------------------------------
+    def store(self) -> AggregatorStore:
+        """A fresh store for many slots; built-ins override it with a vectorized one."""
+        return AggregatorStore(self)
+
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"kind": self.kind}
+        if self.column is not None:
+            d["column"] = self.column
+        d["name"] = self.name
+        return d
+
+    def __repr__(self) -> str:
+        col = repr(self.column) if self.column is not None else ""
+        return f"{type(self).__name__}({col})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.__dict__ == self.__dict__
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.column, self.name))
+
+
+def _as_float(values: np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64)
+
+
+class _ArrayStore(AggregatorStore):
+    """Store with one or more float/int numpy arrays indexed by slot."""
+
+    fills: tuple[tuple[Any, Any], ...] = ()
+
+    def __init__(self, agg: Aggregator) -> None:
+        super().__init__(agg)
+        self.arrays = [np.full(0, fill, dtype=dtype) for dtype, fill in self.fills]
+
+    def grow(self, n_slots: int) -> None:
+        cur = len(self.arrays[0])
+        if n_slots <= cur:
+            return
+        new = max(n_slots, 2 * cur, 64)
+        for i, (dtype, fill) in enumerate(self.fills):
+            arr = np.full(new, fill, dtype=dtype)
+            arr[:cur] = self.arrays[i]
+            self.arrays[i] = arr
+
+    def clear(self, slots: np.ndarray) -> None:
+        for arr, (_, fill) in zip(self.arrays, self.fills):
+            arr[slots] = fill
+
+
+class _CountStore(_ArrayStore):
+    fills = ((np.int64, 0),)
+
+    def add(self, group, n_groups, slots, values, ts):  # type: ignore[no-untyped-def]
+        if values is None:
+            part = np.bincount(group, minlength=n_groups)
+        else:
+            ok = _notnull(values)
+            part = np.bincount(group[ok], minlength=n_groups)
+        self.arrays[0][slots] += part
+
+    def merge(self, dst: int, src: int) -> None:
+        self.arrays[0][dst] += self.arrays[0][src]
+
+    def results(self, slots: np.ndarray) -> np.ndarray:
+        return self.arrays[0][slots].copy()
+
+
+def _notnull(values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind == "f":
+        return ~np.isnan(values)
+    if values.dtype.kind in "iub":
+        return np.ones(len(values), dtype=bool)
+    import pandas as pd
+
+    return np.asarray(pd.notna(values), dtype=bool)
+
+
+class _SumStore(_ArrayStore):
+    fills = ((np.float64, 0.0), (np.int64, 0))
+
+    def add(self, group, n_groups, slots, values, ts):  # type: ignore[no-untyped-def]
+        v = _as_float(values)
+        ok = ~np.isnan(v)
+        if ok.all():
+            self.arrays[0][slots] += np.bincount(group, weights=v, minlength=n_groups)
+            self.arrays[1][slots] += np.bincount(group, minlength=n_groups)
+        else:
+            self.arrays[0][slots] += np.bincount(group[ok], weights=v[ok], minlength=n_groups)
+            self.arrays[1][slots] += np.bincount(group[ok], minlength=n_groups)
+
+    def merge(self, dst: int, src: int) -> None:
+        self.arrays[0][dst] += self.arrays[0][src]
+        self.arrays[1][dst] += self.arrays[1][src]
+
+
+class _SumResultStore(_SumStore):
+    def results(self, slots: np.ndarray) -> np.ndarray:
+        return self.arrays[0][slots].copy()
+
+
+class _MeanStore(_SumStore):
+    def results(self, slots: np.ndarray) -> np.ndarray:
+        n = self.arrays[1][slots]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n > 0, self.arrays[0][slots] / np.maximum(n, 1), np.nan)
+
+
+class _ExtremeStore(_ArrayStore):
+    ufunc: np.ufunc = np.minimum
+    fills = ((np.float64, np.inf),)
+
+    def add(self, group, n_groups, slots, values, ts):  # type: ignore[no-untyped-def]
+        v = _as_float(values)
+        ok = ~np.isnan(v)
+        part = np.full(n_groups, self.fills[0][1], dtype=np.float64)
+        self.ufunc.at(part, group[ok], v[ok])
+        arr = self.arrays[0]
+        arr[slots] = self.ufunc(arr[slots], part)
+
+    def merge(self, dst: int, src: int) -> None:
+        arr = self.arrays[0]
+        arr[dst] = self.ufunc(arr[dst], arr[src])
+
+    def results(self, slots: np.ndarray) -> np.ndarray:
+        r = self.arrays[0][slots].copy()
+        r[np.isinf(r) & (r == self.fills[0][1])] = np.nan
+        return r
+
+
+class _MinStore(_ExtremeStore):
+    ufunc = np.minimum
+    fills = ((np.float64, np.inf),)
+
+
+class _MaxStore(_ExtremeStore):
+    ufunc = np.maximum
+    fills = ((np.float64, -np.inf),)
+
+
+class _FirstLastStore(AggregatorStore):
+    """Keeps the value with the smallest (first) or largest (last) event time per slot."""
+
+    def __init__(self, agg: Aggregator, last: bool) -> None:
+        super().__init__(agg)
+        self.last = last
+        self.ts = np.zeros(0, dtype=np.int64)
+        self.has = np.zeros(0, dtype=bool)
+        self.values = np.empty(0, dtype=object)
+
+    def grow(self, n_slots: int) -> None:
+        cur = len(self.ts)
+        if n_slots <= cur:
+            return
+        new = max(n_slots, 2 * cur, 64)
+        self.ts = np.concatenate([self.ts, np.zeros(new - cur, dtype=np.int64)])
+        self.has = np.concatenate([self.has, np.zeros(new - cur, dtype=bool)])
+        self.values = np.concatenate([self.values, np.full(new - cur, None, dtype=object)])
+
+    def add(self, group, n_groups, slots, values, ts):  # type: ignore[no-untyped-def]
+        pos = np.arange(len(group))
+        # first: earliest time, earliest arrival; last: latest time, latest arrival
+        key_ts = -ts if self.last else ts
+        key_pos = -pos if self.last else pos
+        order = np.lexsort((key_pos, key_ts, group))
+        g_sorted = group[order]
+        head = np.ones(len(order), dtype=bool)
+        head[1:] = g_sorted[1:] != g_sorted[:-1]
+        pick = order[head]
+        groups = group[pick]
+        for g, i in zip(groups.tolist(), pick.tolist()):
+            s = int(slots[g])
+            t = int(ts[i])
+            better = (t >= self.ts[s]) if self.last else (t < self.ts[s])
+            if not self.has[s] or better:
+                self.has[s] = True
+                self.ts[s] = t
+                self.values[s] = values[i]
+
+    def merge(self, dst: int, src: int) -> None:
+        if not self.has[src]:
+            return
+        better = self.ts[src] >= self.ts[dst] if self.last else self.ts[src] < self.ts[dst]
+        if not self.has[dst] or better:
+            self.has[dst], self.ts[dst], self.values[dst] = True, self.ts[src], self.values[src]
+
+    def results(self, slots: np.ndarray) -> np.ndarray:
+        return self.values[slots].copy()
+
+    def clear(self, slots: np.ndarray) -> None:
+        self.has[slots] = False
+        self.values[slots] = None
+
+
+class _DistinctStore(AggregatorStore):
+    def add(self, group, n_groups, slots, values, ts):  # type: ignore[no-untyped-def]
+        import pandas as pd
+
+        frame = pd.DataFrame({"g": group, "v": values}).dropna().drop_duplicates()
+        for g, vals in frame.groupby("g", sort=False)["v"]:
+            self.states[int(slots[int(g)])].update(vals.tolist())
+
+    def results(self, slots: np.ndarray) -> np.ndarray:
+        return np.array([len(self.states[int(s)]) for s in slots], dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------------------------------
+class CountAggregator(Aggregator):
+    """Number of events (or of non-null values of ``column``).
+
+    Examples
+    --------
+    >>> a = CountAggregator()
+    >>> a.result(a.add(a.initial(), np.array([1, 2, 3])))
+    3
+    """
+
+    kind = "count"
+
+    def initial(self) -> int:
+        return 0
+
+    def add(self, state: int, values: np.ndarray) -> int:
+        return state + (len(values) if self.column is None else int(_notnull(values).sum()))
+
+    def merge(self, a: int, b: int) -> int:
+        return a + b
+
+    def result(self, state: int) -> int:
+        return state
+
+    def store(self) -> AggregatorStore:
+        return _CountStore(self)
+
+
+class SumAggregator(Aggregator):
+    """Sum of a numeric column, skipping nulls (as ``pandas.Series.sum``).
+
+    Examples
+    --------
+    >>> a = SumAggregator("amount")
+    >>> a.result(a.add(a.initial(), np.array([1.5, np.nan, 2.0])))
+    3.5
+    """
+
+    kind = "sum"
+
+    def initial(self) -> float:
+        return 0.0
+
+    def add(self, state: float, values: np.ndarray) -> float:
+        return state + float(np.nansum(_as_float(values)))
+
+    def merge(self, a: float, b: float) -> float:
+        return a + b
+
+    def result(self, state: float) -> float:
+        return state
+
+    def store(self) -> AggregatorStore:
+        return _SumResultStore(self)
+
+
+class MeanAggregator(Aggregator):
+    """Mean of a numeric column, skipping nulls; NaN for a window without values.
+
+    Examples
+    --------
+    >>> a = MeanAggregator("x")
+    >>> a.result(a.add(a.initial(), np.array([1.0, 2.0, 6.0])))
+    3.0
+    """
+
+    kind = "mean"
+
+    def initial(self) -> tuple[float, int]:
+        return (0.0, 0)
+
+    def add(self, state: tuple[float, int], values: np.ndarray) -> tuple[float, int]:
+        v = _as_float(values)
+        v = v[~np.isnan(v)]
+        return (state[0] + float(v.sum()), state[1] + len(v))
+
+    def merge(self, a: tuple[float, int], b: tuple[float, int]) -> tuple[float, int]:
+        return (a[0] + b[0], a[1] + b[1])
+
+    def result(self, state: tuple[float, int]) -> float:
+        return state[0] / state[1] if state[1] else math.nan
+
+    def store(self) -> AggregatorStore:
+        return _MeanStore(self)
+
+
+class MinAggregator(Aggregator):
+    """Smallest value of a numeric column, skipping nulls.
+
+    Examples
+    --------
+    >>> a = MinAggregator("x")
+    >>> a.result(a.add(a.initial(), np.array([4.0, 2.0])))
+    2.0
+    """
+
+    kind = "min"
+
+    def initial(self) -> float:
+        return math.inf
+
+    def add(self, state: float, values: np.ndarray) -> float:
+        v = _as_float(values)
+        v = v[~np.isnan(v)]
+        return min(state, float(v.min())) if len(v) else state
+
+    def merge(self, a: float, b: float) -> float:
+        return min(a, b)
+
+    def result(self, state: float) -> float:
+        return math.nan if state == math.inf else state
+
+    def store(self) -> AggregatorStore:
+        return _MinStore(self)
+
+
+class MaxAggregator(Aggregator):
+    """Largest value of a numeric column, skipping nulls.
+
+    Examples
+    --------
+    >>> a = MaxAggregator("x")
+    >>> a.result(a.add(a.initial(), np.array([4.0, 2.0])))
+    4.0
+    """
+
+    kind = "max"
+
+    def initial(self) -> float:
+        return -math.inf
+
+    def add(self, state: float, values: np.ndarray) -> float:
+        v = _as_float(values)
+        v = v[~np.isnan(v)]
+        return max(state, float(v.max())) if len(v) else state
+
+    def merge(self, a: float, b: float) -> float:
+        return max(a, b)
+
+    def result(self, state: float) -> float:
+        return math.nan if state == -math.inf else state
+
+    def store(self) -> AggregatorStore:
+        return _MaxStore(self)
+
+
+class CountDistinctAggregator(Aggregator):
+    """Exact number of distinct non-null values (memory grows with the distinct values per window).
+
+    Examples
+    --------
+    >>> a = CountDistinctAggregator("country")
+    >>> a.result(a.add(a.initial(), np.array(["DE", "FR", "DE"], dtype=object)))
+    2
+    """
+
+    kind = "count_distinct"
+
+    def initial(self) -> set[Any]:
+        return set()
+
+    def add(self, state: set[Any], values: np.ndarray) -> set[Any]:
+        return state | {v for v in values.tolist() if v is not None and v == v}
+
+    def merge(self, a: set[Any], b: set[Any]) -> set[Any]:
+        return a | b
+
+    def result(self, state: set[Any]) -> int:
+        return len(state)
+
+    def store(self) -> AggregatorStore:
+        return _DistinctStore(self)
+
+
+class FirstAggregator(Aggregator):
+    """Value of the event with the earliest event time (earliest arrival among ties).
+
+    Examples
+    --------
+    >>> FirstAggregator("page").name
+    'first_page'
+    """
+
+    kind = "first"
+
+    def initial(self) -> tuple[int, Any] | None:
+        return None
+
+    def add(self, state: Any, values: np.ndarray) -> Any:  # per-group path has no times: arrival order
+        return state if state is not None or len(values) == 0 else (0, values[0])
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return a if a is not None else b
+
+    def result(self, state: Any) -> Any:
+        return None if state is None else state[1]
+
+    def store(self) -> AggregatorStore:
+        return _FirstLastStore(self, last=False)
+
+
+class LastAggregator(Aggregator):
+    """Value of the event with the latest event time (latest arrival among ties).
+
+    Examples
+    --------
+    >>> LastAggregator("page").name
+    'last_page'
+    """
+
+    kind = "last"
+
+    def initial(self) -> Any:
+        return None
+
+    def add(self, state: Any, values: np.ndarray) -> Any:
+        return (0, values[-1]) if len(values) else state
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return b if b is not None else a
+
+    def result(self, state: Any) -> Any:
+        return None if state is None else state[1]
+
+    def store(self) -> AggregatorStore:
+        return _FirstLastStore(self, last=True)
+
+
+class QuantileAggregator(Aggregator):
+    """Approximate quantile with a relative-error guarantee (a DDSketch).
+
+    The result is within ``relative_accuracy`` (relative) of a value whose rank is the requested one,
+    using bounded memory (log-spaced buckets) and merging exactly across partial states.
+
+    Parameters
+    ----------
+    column
+        Numeric column.
+    q
+        Quantile in ``[0, 1]``.
+    relative_accuracy
+        Relative error bound, e.g. ``0.01`` for 1 %.
+
+    Examples
+    --------
+    >>> a = QuantileAggregator("latency", 0.5)
+    >>> round(a.result(a.add(a.initial(), np.arange(1.0, 102.0))), 0)
+    51.0
+    """
+
+    kind = "quantile"
+
+    def __init__(
+        self, column: str, q: float, *, relative_accuracy: float = 0.01, name: str | None = None
+    ) -> None:
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"QuantileAggregator({column!r}, q={q}): q must be within [0, 1], e.g. 0.95")
+        if not 0.0 < relative_accuracy < 1.0:
+            raise ValueError("QuantileAggregator: relative_accuracy must be within (0, 1), e.g. 0.01")
+        super().__init__(column, name=name or f"p{round(q * 100, 3):g}_{column}")
+        self.q = q
+        self.relative_accuracy = relative_accuracy
+        self._gamma = (1 + relative_accuracy) / (1 - relative_accuracy)
+        self._log_gamma = math.log(self._gamma)
+
+    def _buckets(self, v: np.ndarray) -> np.ndarray:
+        return np.ceil(np.log(np.abs(v)) / self._log_gamma).astype(np.int64)
+
+    def initial(self) -> dict[str, Any]:
+        return {"pos": {}, "neg": {}, "zero": 0, "n": 0}
+
+    def add(self, state: dict[str, Any], values: np.ndarray) -> dict[str, Any]:
+        v = _as_float(values)
+        v = v[~np.isnan(v)]
+        state["n"] += len(v)
+        state["zero"] += int((v == 0).sum())
+        for part, sel in (("pos", v > 0), ("neg", v < 0)):
+            if sel.any():
+                b, c = np.unique(self._buckets(v[sel]), return_counts=True)
+                d = state[part]
+                for bi, ci in zip(b.tolist(), c.tolist()):
+                    d[bi] = d.get(bi, 0) + ci
+        return state
+
+    def merge(self, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        out = {
+            "pos": dict(a["pos"]),
+            "neg": dict(a["neg"]),
+            "zero": a["zero"] + b["zero"],
+            "n": a["n"] + b["n"],
+        }
+        for part in ("pos", "neg"):
+            for k, c in b[part].items():
+                out[part][k] = out[part].get(k, 0) + c
+        return out
+
+    def result(self, state: dict[str, Any]) -> float:
+        n = state["n"]
+        if n == 0:
+            return math.nan
+        rank = self.q * (n - 1)
+        seen = 0
+        # negatives from most negative (largest bucket index) to least
+        for k in sorted(state["neg"], reverse=True):
+            seen += state["neg"][k]
+            if seen > rank:
+                return -2 * self._gamma**k / (self._gamma + 1)
+        seen += state["zero"]
+        if seen > rank:
+            return 0.0
+        for k in sorted(state["pos"]):
+            seen += state["pos"][k]
+            if seen > rank:
+                return 2 * self._gamma**k / (self._gamma + 1)
+        return 2 * self._gamma ** max(state["pos"]) / (self._gamma + 1)  # pragma: no cover - rounding
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "q": self.q, "relative_accuracy": self.relative_accuracy}
+
+    def __repr__(self) -> str:
+        return f"QuantileAggregator({self.column!r}, {self.q})"

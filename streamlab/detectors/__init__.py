@@ -1,0 +1,59 @@
+"""Online fraud and anomaly detection: detectors, thresholds, features, rules, patterns, drift.
+
+Contract: detectors speak river's vocabulary (``learn_one(x)``, ``score_one(x)``, higher = more
+anomalous); every step is a frozen config whose ``build()`` returns a picklable
+:class:`~streamlab._operator.Operator` working on pandas batches (``op.process(df)["out"]``).
+"""
+
+from streamlab.detectors._detect import Detect, DetectOperator
+from streamlab.detectors._features import (
+    DistinctCountFeature,
+    FeatureOperator,
+    RatioToMedianFeature,
+    ThresholdRule,
+    TimeSinceLastFeature,
+    VelocityFeature,
+    VelocityRule,
+    ZScoreFeature,
+)
+from streamlab.detectors._models import (
+    Detector,
+    GaussianScorerDetector,
+    HalfSpaceTreesDetector,
+    LocalOutlierFactorDetector,
+    OneClassSVMDetector,
+    RiverDetector,
+    StandardAbsoluteDeviationDetector,
+)
+from streamlab.detectors._thresholds import (
+    AdaptiveThresholdFilter,
+    FixedThresholdFilter,
+    QuantileThresholdFilter,
+    ThresholdFilter,
+    ThresholdOperator,
+)
+
+__all__ = [
+    "AdaptiveThresholdFilter",
+    "Detect",
+    "DetectOperator",
+    "Detector",
+    "DistinctCountFeature",
+    "FeatureOperator",
+    "FixedThresholdFilter",
+    "GaussianScorerDetector",
+    "HalfSpaceTreesDetector",
+    "LocalOutlierFactorDetector",
+    "OneClassSVMDetector",
+    "QuantileThresholdFilter",
+    "RatioToMedianFeature",
+    "RiverDetector",
+    "StandardAbsoluteDeviationDetector",
+    "ThresholdFilter",
+    "ThresholdOperator",
+    "ThresholdRule",
+    "TimeSinceLastFeature",
+    "VelocityFeature",
+    "VelocityRule",
+    "ZScoreFeature",
+]

@@ -1,0 +1,106 @@
+"""Helpers shared by the detector, feature, rule and pattern operators."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from streamlab._operator import Operator
+from streamlab._time import NAT_NS, Duration, parse_duration, to_utc_ns
+
+
+def check_name(value: object, *, where: str, what: str) -> str:
+    """Return ``value`` if it is a non-empty string, else raise a ValueError saying where."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{where}: {what} must be a non-empty column or step name (a str), got {value!r}")
+    return value
+
+
+def check_columns(value: object, *, where: str, what: str) -> tuple[str, ...]:
+    """Return a non-empty tuple of column names."""
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, Iterable):
+        raise ValueError(f"{where}: {what} must be a list of column names, got {value!r}")
+    cols = tuple(value)
+    if not cols or not all(isinstance(c, str) and c for c in cols):
+        raise ValueError(f"{where}: {what} must be a non-empty list of column names, got {value!r}")
+    if len(set(cols)) != len(cols):
+        raise ValueError(f"{where}: {what} lists a column twice: {list(cols)!r}; list each column once")
+    return cols
+
+
+def check_duration(value: Duration, *, where: str, what: str, allow_zero: bool = False) -> int:
+    """Parse a duration and require it to be positive (or zero when allowed)."""
+    ns = parse_duration(value, what=f"{where}: {what}")
+    if ns < 0 or (ns == 0 and not allow_zero):
+        bound = "zero or more" if allow_zero else "positive"
+        raise ValueError(f"{where}: {what} must be {bound}, got {value!r}; write it like '10s' or '5m'")
+    return ns
+
+
+def check_positive_int(value: object, *, where: str, what: str) -> int:
+    """Require a positive ``int`` (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{where}: {what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def require_columns(batch: pd.DataFrame, columns: Sequence[str], *, where: str) -> None:
+    """Raise a KeyError that names the step and the missing columns."""
+    missing = [c for c in columns if c not in batch.columns]
+    if missing:
+        raise KeyError(
+            f"{where}: the batch has no column(s) {missing!r}; it has {list(batch.columns)!r}. "
+            "Add a parse or features step that creates them, or fix the column names in the step."
+        )
+
+
+def event_time_ns(batch: pd.DataFrame, column: str, *, where: str) -> np.ndarray:
+    """Event times of a batch as int64 ns (``NAT_NS`` where missing or unreadable)."""
+    require_columns(batch, [column], where=where)
+    if len(batch) == 0:
+        return np.empty(0, dtype=np.int64)
+    return to_utc_ns(batch[column])
+
+
+def dead_letter(batch: pd.DataFrame, bad: np.ndarray, reasons: np.ndarray | str) -> pd.DataFrame:
+    """The rows of ``batch`` selected by ``bad``, with a ``reason`` column saying why they were set aside."""
+    out = batch.loc[bad].copy()
+    out["reason"] = reasons if isinstance(reasons, str) else np.asarray(reasons, dtype=object)[bad]
+    return out.reset_index(drop=True)
+
+
+def key_missing(values: pd.Series) -> np.ndarray:
+    """True where a key value is missing (None/NaN/NaT)."""
+    return values.isna().to_numpy()
+
+
+class PickledStateOperator(Operator):
+    """An operator whose whole state is its ``__dict__``: snapshots are pickled copies of it.
+
+    Pickling (rather than sharing references) makes a snapshot independent of the running operator,
+    so continuing to process after ``snapshot()`` cannot change a checkpoint already taken.
+    """
+
+    def snapshot(self) -> Any:
+        return pickle.dumps(self.__dict__, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def restore(self, state: Any) -> None:
+        self.__dict__.clear()
+        self.__dict__.update(pickle.loads(state))
+
+
+def empty_like(batch: pd.DataFrame, extra: dict[str, str]) -> pd.DataFrame:
+    """An empty frame with the columns of ``batch`` plus ``extra`` columns of the given dtypes."""
+    out = batch.iloc[0:0].copy()
+    for name, dtype in extra.items():
+        out[name] = pd.Series(dtype=dtype)
+    return out
+
+
+NAT = NAT_NS

@@ -1,0 +1,267 @@
+"""The detect step: score each event with an online detector, then learn from it."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+
+from streamlab._operator import Outputs
+from streamlab._time import NAT_NS, Duration, format_duration
+from streamlab.detectors._common import (
+    PickledStateOperator,
+    check_columns,
+    check_duration,
+    check_name,
+    check_positive_int,
+    dead_letter,
+    event_time_ns,
+    require_columns,
+)
+from streamlab.detectors._models import Detector, as_detector
+from streamlab.detectors._thresholds import ThresholdFilter, ThresholdOperator
+
+__all__ = ["Detect", "DetectOperator"]
+
+_LEARN_MODES = ("all", "unflagged")
+
+
+@dataclass(frozen=True, eq=False)
+class Detect:
+    """Score every event with an online anomaly detector, then learn from it (score-then-learn).
+
+    Events are handled one by one in arrival order, so results are deterministic for a given
+    stream and do not depend on how it is cut into batches. With ``key``, each key gets its own
+    model (a clone of ``detector``) held in an LRU of at most ``max_keys`` models; a key idle for
+    more than ``key_ttl`` of event time starts over with a fresh model. Without ``key`` one model
+    sees every event.
+
+    Output ``out``: the input rows plus ``score``, ``is_anomaly`` (only with a threshold) and
+    ``detector`` (the detector's name). Output ``dead_letter``: rows whose features are missing or
+    not numbers, whose key is missing, or (with a TTL) whose event time is missing, with a ``reason``.
+
+    Parameters
+    ----------
+    detector
+        A streamlab :class:`Detector` or any river anomaly detector (wrapped in ``RiverDetector``).
+    features
+        Numeric columns passed to the detector as ``{column: value}``.
+    key
+        Column holding the entity (user, card) to model separately; ``None`` for one global model.
+    learn
+        ``"all"``: learn from every event; ``"unflagged"``: skip events flagged as anomalies, so
+        fraud does not teach the model that fraud is normal (needs ``threshold``).
+    threshold
+        A threshold filter producing ``is_anomaly``, or ``None``.
+    max_keys
+        Most per-key models kept; the least recently used is evicted beyond it.
+    key_ttl
+        Event-time idleness after which a key's model is dropped (``None``: never).
+    time
+        Event-time column (used for the TTL only).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from streamlab.detectors import FixedThresholdFilter, GaussianScorerDetector
+    >>> step = Detect(GaussianScorerDetector(grace_period=4), features=["amount"], key="user_id",
+    ...               threshold=FixedThresholdFilter(0.99), key_ttl=None)
+    >>> batch = pd.DataFrame({"user_id": ["u1"] * 6, "amount": [10.0, 11.0, 9.0, 10.0, 10.5, 90.0]})
+    >>> out = step.build().process(batch)["out"]
+    >>> out["is_anomaly"].tolist()
+    [False, False, False, False, False, True]
+    >>> out["detector"].iloc[0]
+    'gaussian_scorer'
+    """
+
+    detector: Any
+    features: Sequence[str]
+    key: str | None = None
+    learn: str = "all"
+    threshold: ThresholdFilter | None = None
+    max_keys: int = 10_000
+    key_ttl: Duration | None = "1h"
+    time: str = "timestamp"
+
+    def __post_init__(self) -> None:
+        where = "Detect"
+        object.__setattr__(self, "detector", as_detector(self.detector, where=where))
+        object.__setattr__(self, "features", check_columns(self.features, where=where, what="features"))
+        if self.key is not None:
+            check_name(self.key, where=where, what="key")
+            if self.key in self.features:
+                raise ValueError(
+                    f"{where}: key {self.key!r} is also listed in features; remove it from features"
+                )
+        if self.learn not in _LEARN_MODES:
+            raise ValueError(f"{where}: learn must be 'all' or 'unflagged', got {self.learn!r}")
+        if self.threshold is not None and not isinstance(self.threshold, ThresholdFilter):
+            raise TypeError(
+                f"{where}: threshold must be a threshold filter such as FixedThresholdFilter(0.9) or "
+                f"QuantileThresholdFilter(q=0.99), got {type(self.threshold).__name__}"
+            )
+        if self.learn == "unflagged" and self.threshold is None:
+            raise ValueError(
+                f"{where}: learn='unflagged' needs a threshold to know which events are flagged; "
+                "pass threshold=QuantileThresholdFilter(q=0.99) or use learn='all'"
+            )
+        if self.threshold is not None:
+            self.threshold.build(self.key)  # surfaces a threshold/key mismatch now, not on the first batch
+        check_positive_int(self.max_keys, where=where, what="max_keys")
+        if self.key_ttl is not None:
+            check_duration(self.key_ttl, where=where, what="key_ttl")
+        check_name(self.time, where=where, what="time")
+
+    def build(self) -> DetectOperator:
+        """Return the runtime state (fresh models)."""
+        return DetectOperator(self)
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters as plain data."""
+        ttl = (
+            None if self.key_ttl is None else format_duration(check_duration(self.key_ttl, where="", what=""))
+        )
+        detector: Detector = self.detector
+        return {
+            "kind": "detect",
+            "detector": detector.describe(),
+            "features": list(self.features),
+            "key": self.key,
+            "learn": self.learn,
+            "threshold": None if self.threshold is None else self.threshold.describe(),
+            "max_keys": self.max_keys,
+            "key_ttl": ttl,
+            "time": self.time,
+        }
+
+
+class DetectOperator(PickledStateOperator):
+    """Runtime state of :class:`Detect`: the models (global or per key) and the threshold state."""
+
+    output_names = ("out", "dead_letter")
+
+    def __init__(self, step: Detect) -> None:
+        self.step = step
+        self.prototype: Detector = step.detector
+        self.name = self.prototype.name
+        self.threshold: ThresholdOperator | None = (
+            None if step.threshold is None else step.threshold.build(step.key)
+        )
+        self.ttl_ns: int | None = (
+            None
+            if step.key is None or step.key_ttl is None
+            else check_duration(step.key_ttl, where="", what="")
+        )
+        self.global_model: Detector | None = self.prototype.clone() if step.key is None else None
+        # key -> [model, last event time ns]; insertion order is recency (LRU)
+        self.models: OrderedDict[Hashable, list[Any]] = OrderedDict()
+        self.max_seen_ns = NAT_NS
+        self.evictions = {"lru": 0, "ttl": 0}
+
+    def _bad_rows(self, batch: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Feature matrix, event times and per-row rejection reasons (None = good)."""
+        step = self.step
+        n = len(batch)
+        reasons = np.full(n, None, dtype=object)
+        values = np.empty((n, len(step.features)), dtype="float64")
+        for j, col in enumerate(step.features):
+            v = pd.to_numeric(batch[col], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            values[:, j] = v
+            bad = ~np.isfinite(v) & (reasons == None)  # noqa: E711 - elementwise on an object array
+            reasons[bad] = f"feature {col!r} is missing or not a finite number"
+        if step.key is not None:
+            bad = batch[step.key].isna().to_numpy() & (reasons == None)  # noqa: E711
+            reasons[bad] = f"key column {step.key!r} is missing"
+        times = np.full(n, NAT_NS, dtype=np.int64)
+        if self.ttl_ns is not None:
+            times = event_time_ns(batch, step.time, where="Detect")
+            bad = (times == NAT_NS) & (reasons == None)  # noqa: E711
+            reasons[bad] = f"event time {step.time!r} is missing or unreadable (needed for key_ttl)"
+        return values, times, reasons
+
+    def _model_for(self, key: Hashable, t: int) -> Detector:
+        entry = self.models.get(key)
+        if entry is not None and self.ttl_ns is not None and entry[1] < self.max_seen_ns - self.ttl_ns:
+            del self.models[key]
+            self.evictions["ttl"] += 1
+            entry = None
+        if entry is None:
+            entry = [self.prototype.clone(), t]
+            self.models[key] = entry
+            if len(self.models) > self.step.max_keys:
+                self.models.popitem(last=False)
+                self.evictions["lru"] += 1
+        else:
+            self.models.move_to_end(key)
+            if t > entry[1]:
+                entry[1] = t
+        return entry[0]
+
+    def _expire(self) -> None:
+        if self.ttl_ns is None or self.max_seen_ns == NAT_NS:
+            return
+        horizon = self.max_seen_ns - self.ttl_ns
+        stale = [k for k, (_, last) in self.models.items() if last < horizon]
+        for k in stale:
+            del self.models[k]
+        self.evictions["ttl"] += len(stale)
+
+    def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
+        step = self.step
+        required = list(step.features) + ([step.key] if step.key else [])
+        require_columns(batch, required, where="Detect")
+        values, times, reasons = self._bad_rows(batch)
+        good = reasons == None  # noqa: E711
+        rows = values[good].tolist()
+        features = step.features
+        xs = [dict(zip(features, r)) for r in rows]
+        scores = np.empty(len(xs), dtype="float64")
+        flags = np.zeros(len(xs), dtype=bool)
+        threshold = self.threshold
+        learn_all = step.learn == "all"
+        if step.key is None:
+            model = cast(Detector, self.global_model)
+            for i, x in enumerate(xs):
+                s = model.score_one(x)
+                scores[i] = s
+                flag = threshold.classify_one(s) if threshold is not None else False
+                flags[i] = flag
+                if learn_all or not flag:
+                    model.learn_one(x)
+        else:
+            keys = batch[step.key].to_numpy(dtype=object)[good].tolist()
+            ts = times[good].tolist()
+            for i, x in enumerate(xs):
+                k, t = keys[i], ts[i]
+                if t > self.max_seen_ns:
+                    self.max_seen_ns = t
+                m = self._model_for(k, t)
+                s = m.score_one(x)
+                scores[i] = s
+                flag = threshold.classify_one(s, k) if threshold is not None else False
+                flags[i] = flag
+                if learn_all or not flag:
+                    m.learn_one(x)
+            self._expire()
+        out = batch.loc[good].reset_index(drop=True)
+        out["score"] = scores
+        if threshold is not None:
+            out["is_anomaly"] = flags
+        out["detector"] = self.name
+        result: Outputs = {"out": out}
+        if not good.all():
+            result["dead_letter"] = dead_letter(batch, ~good, reasons)
+        return result
+
+    def open_state(self) -> dict[str, Any]:
+        return {
+            "keys": len(self.models),
+            "evictions": dict(self.evictions),
+            "max_event_time": None
+            if self.max_seen_ns == NAT_NS
+            else pd.Timestamp(self.max_seen_ns, tz="UTC"),
+        }

@@ -1,0 +1,840 @@
+"""Per-key features computed incrementally on event time, and rules that raise alerts.
+
+Every feature of event ``i`` is computed from the events of the same key that *arrived before*
+``i`` (plus ``i`` itself for window counts), so values are causal, match what a live system would
+have seen, and do not depend on how the stream is cut into batches. Rows whose key or event time is
+missing go to the ``dead_letter`` output with a ``reason``; a missing ``value`` gives a NaN feature.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import operator
+from collections import deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+
+from streamlab._operator import Outputs
+from streamlab._time import NAT_NS, Duration, format_duration
+from streamlab.detectors._common import (
+    PickledStateOperator,
+    check_duration,
+    check_name,
+    check_positive_int,
+    dead_letter,
+    event_time_ns,
+    require_columns,
+)
+from streamlab.detectors._windowcount import WindowCounter
+
+__all__ = [
+    "DistinctCountFeature",
+    "FeatureOperator",
+    "RatioToMedianFeature",
+    "ThresholdRule",
+    "TimeSinceLastFeature",
+    "VelocityFeature",
+    "VelocityRule",
+    "ZScoreFeature",
+]
+
+
+def _values(batch: pd.DataFrame, column: str) -> np.ndarray:
+    return pd.to_numeric(batch[column], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _group_starts(sorted_codes: np.ndarray) -> np.ndarray:
+    """For each position of a key-sorted array, the index where its key's run starts."""
+    n = len(sorted_codes)
+    new = np.ones(n, dtype=bool)
+    new[1:] = sorted_codes[1:] != sorted_codes[:-1]
+    return np.maximum.accumulate(np.where(new, np.arange(n), 0))
+
+
+class FeatureOperator(PickledStateOperator):
+    """Shared runtime of keyed event-time steps: checks columns, sets bad rows aside, adds columns."""
+
+    output_names = ("out", "dead_letter")
+
+    def __init__(self, where: str, key: str, time: str | None, value: str | None) -> None:
+        self.where = where
+        self.key = key
+        self.time = time
+        self.value = value
+
+    def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
+        cols = [self.key] + [c for c in (self.time, self.value) if c is not None]
+        require_columns(batch, cols, where=self.where)
+        n = len(batch)
+        reasons = np.full(n, None, dtype=object)
+        reasons[batch[self.key].isna().to_numpy()] = f"key column {self.key!r} is missing"
+        times = np.zeros(n, dtype=np.int64)
+        if self.time is not None:
+            times = event_time_ns(batch, self.time, where=self.where)
+            reasons[(times == NAT_NS) & (reasons == None)] = (  # noqa: E711 - elementwise
+                f"event time {self.time!r} is missing or unreadable"
+            )
+        good = reasons == None  # noqa: E711
+        clean = batch if good.all() else batch.loc[good]
+        columns = self._compute(clean, clean[self.key].to_numpy(), times[good])
+        out = clean.reset_index(drop=True)
+        for name, col in columns.items():
+            out[name] = col
+        result: Outputs = {"out": out}
+        if not good.all():
+            result["dead_letter"] = dead_letter(batch, ~good, reasons)
+        return result
+
+
+def _check_lateness(value: Duration, where: str) -> int:
+    return check_duration(value, where=where, what="allowed_lateness", allow_zero=True)
+
+
+# --- velocity
+
+
+class _VelocityOperator(FeatureOperator):
+    def __init__(self, step: VelocityFeature) -> None:
+        super().__init__("VelocityFeature", step.key, step.time, step.value)
+        self.step = step
+        window = check_duration(step.window, where="", what="")
+        self.counter = WindowCounter(window, _check_lateness(step.allowed_lateness, ""))
+
+    def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
+        values = _values(batch, self.value) if self.value is not None else None
+        counts, sums = self.counter.update(keys, times, values)
+        cols: dict[str, Any] = {self.step.output_names()[0]: counts}
+        if sums is not None:
+            cols[self.step.output_names()[1]] = sums
+        return cols
+
+    def open_state(self) -> dict[str, Any]:
+        return {"retained_events": len(self.counter)}
+
+
+@dataclass(frozen=True)
+class VelocityFeature:
+    """Count (and sum of ``value``) of the key's events in the last ``window`` of event time.
+
+    For event ``i`` at time ``t``: the events of the same key with time in ``(t - window, t]`` that
+    arrived no later than ``i`` (``i`` included). Vectorized: each batch is sorted by key and time
+    against the carried events; events up to ``allowed_lateness`` behind the newest event get exact
+    values. Missing values count as events but add nothing to the sum.
+
+    Parameters
+    ----------
+    key
+        Entity column (user, card, IP).
+    window
+        Look-back window, e.g. ``"10m"``.
+    value
+        Optional numeric column to sum.
+    time
+        Event-time column.
+    allowed_lateness
+        How far behind the newest event an event may be and still get exact values.
+    name
+        Output column prefix; default ``count_<window>`` / ``sum_<value>_<window>``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> batch = pd.DataFrame({
+    ...     "user_id": ["a", "a", "b", "a"],
+    ...     "amount": [10.0, 5.0, 1.0, 2.0],
+    ...     "timestamp": pd.to_datetime(["2024-01-01 00:00", "2024-01-01 00:05",
+    ...                                  "2024-01-01 00:06", "2024-01-01 00:12"], utc=True)})
+    >>> out = VelocityFeature("user_id", window="10m", value="amount").build().process(batch)["out"]
+    >>> out[["count_10m", "sum_amount_10m"]].values.tolist()
+    [[1.0, 10.0], [2.0, 15.0], [1.0, 1.0], [2.0, 7.0]]
+    """
+
+    key: str
+    window: Duration = "10m"
+    value: str | None = None
+    time: str = "timestamp"
+    allowed_lateness: Duration = "1h"
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        where = "VelocityFeature"
+        check_name(self.key, where=where, what="key")
+        check_duration(self.window, where=where, what="window")
+        if self.value is not None:
+            check_name(self.value, where=where, what="value")
+        check_name(self.time, where=where, what="time")
+        _check_lateness(self.allowed_lateness, where)
+        if self.name is not None:
+            check_name(self.name, where=where, what="name")
+
+    def output_names(self) -> tuple[str, str]:
+        """Names of the count and sum columns."""
+        w = format_duration(check_duration(self.window, where="", what=""))
+        if self.name is not None:
+            return f"{self.name}_count", f"{self.name}_sum"
+        return f"count_{w}", f"sum_{self.value}_{w}"
+
+    def build(self) -> FeatureOperator:
+        """Return the runtime state."""
+        return _VelocityOperator(self)
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters as plain data."""
+        return {
+            "kind": "velocity_feature",
+            "key": self.key,
+            "window": format_duration(check_duration(self.window, where="", what="")),
+            "value": self.value,
+            "time": self.time,
+            "allowed_lateness": format_duration(_check_lateness(self.allowed_lateness, "")),
+            "name": self.name,
+        }
+
+
+# --- z-score
+
+
+class _ZScoreOperator(FeatureOperator):
+    def __init__(self, step: ZScoreFeature) -> None:
+        super().__init__("ZScoreFeature", step.key, None, step.value)
+        self.step = step
+        # key -> (count, mean, M2), Welford state of the key's values so far
+        self.stats: dict[Hashable, tuple[float, float, float]] = {}
+
+    def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
+        x = _values(batch, self.step.value)
+        n = len(x)
+        z = np.full(n, np.nan)
+        ok = np.flatnonzero(np.isfinite(x))
+        if len(ok) == 0:
+            return {self.step.output_name(): z}
+        codes, uniques = pd.factorize(keys[ok])
+        order = np.argsort(codes, kind="stable")
+        sc, sx = codes[order], x[ok][order]
+        start = _group_starts(sc)
+        # Deviations from the first value of each run keep the prefix sums well conditioned.
+        d = sx - sx[start]
+        c1 = np.cumsum(d)
+        c2 = np.cumsum(d * d)
+        pos = np.arange(len(sc))
+        before_start = start - 1
+        base1 = np.where(before_start >= 0, c1[np.maximum(before_start, 0)], 0.0)
+        base2 = np.where(before_start >= 0, c2[np.maximum(before_start, 0)], 0.0)
+        # exclusive prefix (events of the run that arrived before this one)
+        nb = (pos - start).astype("float64")
+        s1 = np.where(nb > 0, c1[np.maximum(pos - 1, 0)] - base1, 0.0)
+        s2 = np.where(nb > 0, c2[np.maximum(pos - 1, 0)] - base2, 0.0)
+        carried = np.array([self.stats.get(k, (0.0, 0.0, 0.0)) for k in uniques.tolist()], dtype="float64")
+        n0, m0, q0 = carried[sc, 0], carried[sc, 1], carried[sc, 2]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mb = np.where(nb > 0, s1 / np.maximum(nb, 1), 0.0) + sx[start]
+            qb = np.where(nb > 0, s2 - s1 * s1 / np.maximum(nb, 1), 0.0)
+            tot = n0 + nb
+            delta = mb - m0
+            mean = np.where(tot > 0, m0 + delta * nb / np.maximum(tot, 1), np.nan)
+            m2 = q0 + np.maximum(qb, 0.0) + delta * delta * n0 * nb / np.maximum(tot, 1)
+            std = np.sqrt(m2 / (tot - 1))
+            zs = np.where((tot >= 2) & (std > 0), (sx - mean) / std, np.nan)
+        zok = np.empty(len(ok))
+        zok[order] = zs
+        z[ok] = zok
+        # fold each run's last (inclusive) state back into the carried stats
+        last = np.flatnonzero(np.r_[sc[1:] != sc[:-1], True])
+        for i in last.tolist():
+            k = uniques[sc[i]]
+            cnt = nb[i] + 1
+            s1i, s2i = s1[i] + d[i], s2[i] + d[i] * d[i]
+            mean_b = s1i / cnt + sx[start[i]]
+            q_b = max(s2i - s1i * s1i / cnt, 0.0)
+            n_0, m_0, q_0 = self.stats.get(k, (0.0, 0.0, 0.0))
+            total = n_0 + cnt
+            dl = mean_b - m_0
+            self.stats[k] = (total, m_0 + dl * cnt / total, q_0 + q_b + dl * dl * n_0 * cnt / total)
+        return {self.step.output_name(): z}
+
+    def open_state(self) -> dict[str, Any]:
+        return {"keys": len(self.stats)}
+
+
+@dataclass(frozen=True)
+class ZScoreFeature:
+    """z-score of ``value`` against the key's own earlier values: ``(v - mean) / std`` (sample std).
+
+    Welford statistics per key, before adding the event; NaN until the key has two values or while
+    its values are all equal. Vectorized per batch (prefix sums per key, merged with the carried
+    state by Chan's formula). State is one triple per key ever seen.
+
+    Parameters
+    ----------
+    key
+        Entity column.
+    value
+        Numeric column.
+    name
+        Output column; default ``zscore_<value>``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> batch = pd.DataFrame({"user_id": ["a"] * 4, "amount": [10.0, 12.0, 11.0, 30.0]})
+    >>> out = ZScoreFeature("user_id", "amount").build().process(batch)["out"]
+    >>> [round(v, 2) for v in out["zscore_amount"].fillna(-1)]
+    [-1.0, -1.0, 0.0, 19.0]
+    """
+
+    key: str
+    value: str
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        check_name(self.key, where="ZScoreFeature", what="key")
+        check_name(self.value, where="ZScoreFeature", what="value")
+        if self.name is not None:
+            check_name(self.name, where="ZScoreFeature", what="name")
+
+    def output_name(self) -> str:
+        """Name of the output column."""
+        return self.name or f"zscore_{self.value}"
+
+    def build(self) -> FeatureOperator:
+        """Return the runtime state."""
+        return _ZScoreOperator(self)
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters as plain data."""
+        return {"kind": "zscore_feature", "key": self.key, "value": self.value, "name": self.name}
+
+
+# --- time since last
+
+
+class _TimeSinceLastOperator(FeatureOperator):
+    def __init__(self, step: TimeSinceLastFeature) -> None:
+        super().__init__("TimeSinceLastFeature", step.key, step.time, None)
+        self.step = step
+        self.last: dict[Hashable, int] = {}
+
+    def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
+        n = len(times)
+        out = np.full(n, np.nan)
+        if n == 0:
+            return {self.step.output_name(): out}
+        codes, uniques = pd.factorize(keys)
+        order = np.argsort(codes, kind="stable")
+        sc, st = codes[order], times[order]
+        uniq_t = np.unique(st)
+        span = np.int64(len(uniq_t) + 1)
+        ranks = np.searchsorted(uniq_t, st) + 1
+        # keys occupy disjoint ascending blocks of the composite, so a global running max never
+        # leaks from one key into the next
+        run_max = np.maximum.accumulate(sc.astype(np.int64) * span + ranks)
+        start = _group_starts(sc)
+        pos = np.arange(n)
+        prev_rank = np.where(pos > start, run_max[np.maximum(pos - 1, 0)] - sc * span, 0)
+        prev_in_batch = np.where(prev_rank > 0, uniq_t[np.maximum(prev_rank - 1, 0)], NAT_NS)
+        carried = np.array([self.last.get(k, NAT_NS) for k in uniques.tolist()], dtype=np.int64)[sc]
+        prev = np.maximum(prev_in_batch, carried)
+        res = np.where(prev != NAT_NS, (st - prev) / 1e9, np.nan)
+        out[order] = res
+        last_pos = np.flatnonzero(np.r_[sc[1:] != sc[:-1], True])
+        for i in last_pos.tolist():
+            k = uniques[sc[i]]
+            self.last[k] = max(self.last.get(k, NAT_NS), int(uniq_t[run_max[i] - sc[i] * span - 1]))
+        return {self.step.output_name(): out}
+
+    def open_state(self) -> dict[str, Any]:
+        return {"keys": len(self.last)}
+
+
+@dataclass(frozen=True)
+class TimeSinceLastFeature:
+    """Seconds since the key's latest earlier-arrived event (in event time); NaN for a key's first event.
+
+    Negative when the event is older than one the key already had (it arrived out of order).
+
+    Parameters
+    ----------
+    key
+        Entity column.
+    time
+        Event-time column.
+    name
+        Output column; default ``seconds_since_last``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> batch = pd.DataFrame({"user_id": ["a", "b", "a"], "timestamp": pd.to_datetime(
+    ...     ["2024-01-01 00:00:00", "2024-01-01 00:00:05", "2024-01-01 00:00:30"], utc=True)})
+    >>> TimeSinceLastFeature("user_id").build().process(batch)["out"]["seconds_since_last"].tolist()
+    [nan, nan, 30.0]
+    """
+
+    key: str
+    time: str = "timestamp"
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        check_name(self.key, where="TimeSinceLastFeature", what="key")
+        check_name(self.time, where="TimeSinceLastFeature", what="time")
+        if self.name is not None:
+            check_name(self.name, where="TimeSinceLastFeature", what="name")
+
+    def output_name(self) -> str:
+        """Name of the output column."""
+        return self.name or "seconds_since_last"
+
+    def build(self) -> FeatureOperator:
+        """Return the runtime state."""
+        return _TimeSinceLastOperator(self)
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters as plain data."""
+        return {"kind": "time_since_last_feature", "key": self.key, "time": self.time, "name": self.name}
+
+
+# --- distinct count
+
+
+class _DistinctOperator(FeatureOperator):
+    def __init__(self, step: DistinctCountFeature) -> None:
+        super().__init__("DistinctCountFeature", step.key, step.time, step.value)
+        self.step = step
+        self.window_ns = check_duration(step.window, where="", what="")
+        self.lateness_ns = _check_lateness(step.allowed_lateness, "")
+        # key -> value -> sorted event times retained for that value
+        self.seen: dict[Hashable, dict[Hashable, list[int]]] = {}
+        self.max_seen_ns = NAT_NS
+
+    def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
+        values = batch[self.step.value].to_numpy(dtype=object)
+        missing = batch[self.step.value].isna().to_numpy()
+        w = self.window_ns
+        out = np.zeros(len(times), dtype=np.int64)
+        # One Python step per event: distinct sets per key are expected to be small (countries,
+        # devices), and exact distinct counting over a sliding window does not vectorize simply.
+        for i, (k, t, v) in enumerate(zip(keys.tolist(), times.tolist(), values.tolist())):
+            per_key = self.seen.setdefault(k, {})
+            if not missing[i]:
+                bisect.insort(per_key.setdefault(v, []), t)
+            lo = t - w
+            out[i] = sum(
+                1 for ts in per_key.values() if bisect.bisect_right(ts, t) > bisect.bisect_right(ts, lo)
+            )
+            if t > self.max_seen_ns:
+                self.max_seen_ns = t
+        self._prune()
+        return {self.step.output_name(): out}
+
+    def _prune(self) -> None:
+        horizon = self.max_seen_ns - self.window_ns - self.lateness_ns
+        for k in list(self.seen):
+            per_key = self.seen[k]
+            for v in list(per_key):
+                ts = per_key[v]
+                cut = bisect.bisect_right(ts, horizon)
+                if cut == len(ts):
+                    del per_key[v]
+                elif cut:
+                    del ts[:cut]
+            if not per_key:
+                del self.seen[k]
+
+    def open_state(self) -> dict[str, Any]:
+        return {"keys": len(self.seen)}
+
+
+@dataclass(frozen=True)
+class DistinctCountFeature:
+    """Number of distinct ``value``s of the key within ``(t - window, t]`` (e.g. countries per card).
+
+    Same causal, arrival-order semantics as :class:`VelocityFeature`; missing values are not counted.
+    Computed event by event (distinct sets per key are expected to be small).
+
+    Parameters
+    ----------
+    key
+        Entity column.
+    value
+        Column whose distinct values are counted.
+    window
+        Look-back window.
+    time
+        Event-time column.
+    allowed_lateness
+        How far behind the newest event an event may be and still get exact values.
+    name
+        Output column; default ``distinct_<value>_<window>``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> batch = pd.DataFrame({"card": ["c1"] * 3, "country": ["FR", "FR", "US"],
+    ...     "timestamp": pd.to_datetime(["2024-01-01 00:00", "2024-01-01 00:10", "2024-01-01 00:20"],
+    ...                                 utc=True)})
+    >>> DistinctCountFeature("card", "country").build().process(batch)["out"]["distinct_country_1h"].tolist()
+    [1, 1, 2]
+    """
+
+    key: str
+    value: str
+    window: Duration = "1h"
+    time: str = "timestamp"
+    allowed_lateness: Duration = "1h"
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        where = "DistinctCountFeature"
+        check_name(self.key, where=where, what="key")
+        check_name(self.value, where=where, what="value")
+        check_duration(self.window, where=where, what="window")
+        check_name(self.time, where=where, what="time")
+        _check_lateness(self.allowed_lateness, where)
+        if self.name is not None:
+            check_name(self.name, where=where, what="name")
+
+    def output_name(self) -> str:
+        """Name of the output column."""
+        return (
+            self.name
+            or f"distinct_{self.value}_{format_duration(check_duration(self.window, where='', what=''))}"
+        )
+
+    def build(self) -> FeatureOperator:
+        """Return the runtime state."""
+        return _DistinctOperator(self)
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters as plain data."""
+        return {
+            "kind": "distinct_count_feature",
+            "key": self.key,
+            "value": self.value,
+            "window": format_duration(check_duration(self.window, where="", what="")),
+            "time": self.time,
+            "allowed_lateness": format_duration(_check_lateness(self.allowed_lateness, "")),
+            "name": self.name,
+        }
+
+
+# --- ratio to median
+
+
+class _RatioToMedianOperator(FeatureOperator):
+    def __init__(self, step: RatioToMedianFeature) -> None:
+        super().__init__("RatioToMedianFeature", step.key, None, step.value)
+        self.step = step
+        # key -> (arrival-ordered recent values, the same values sorted)
+        self.recent: dict[Hashable, tuple[deque[float], list[float]]] = {}
+
+    def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
+        x = _values(batch, self.step.value)
+        out = np.full(len(x), np.nan)
+        size = self.step.history
+        for i, (k, v) in enumerate(zip(keys.tolist(), x.tolist())):
+            if math.isnan(v):
+                continue
+            entry = self.recent.get(k)
+            if entry is None:
+                entry = (deque(), [])
+                self.recent[k] = entry
+            fifo, ordered = entry
+            m = len(ordered)
+            if m:
+                med = ordered[m // 2] if m % 2 else 0.5 * (ordered[m // 2 - 1] + ordered[m // 2])
+                if med != 0:
+                    out[i] = v / med
+            fifo.append(v)
+            bisect.insort(ordered, v)
+            if len(fifo) > size:
+                old = fifo.popleft()
+                del ordered[bisect.bisect_left(ordered, old)]
+        return {self.step.output_name(): out}
+
+    def open_state(self) -> dict[str, Any]:
+        return {"keys": len(self.recent)}
+
+
+@dataclass(frozen=True)
+class RatioToMedianFeature:
+    """``value`` divided by the median of the key's previous ``history`` values.
+
+    The running median is exact over the last ``history`` values of the key (a bounded sliding
+    window), which approximates the median of the key's whole history. NaN for a key's first value
+    or when the median is 0.
+
+    Parameters
+    ----------
+    key
+        Entity column.
+    value
+        Numeric column.
+    history
+        Number of recent values per key the median is taken over.
+    name
+        Output column; default ``ratio_to_median_<value>``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> batch = pd.DataFrame({"user_id": ["a"] * 4, "amount": [10.0, 20.0, 30.0, 200.0]})
+    >>> out = RatioToMedianFeature("user_id", "amount").build().process(batch)["out"]
+    >>> out["ratio_to_median_amount"].tolist()
+    [nan, 2.0, 2.0, 10.0]
+    """
+
+    key: str
+    value: str
+    history: int = 101
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        check_name(self.key, where="RatioToMedianFeature", what="key")
+        check_name(self.value, where="RatioToMedianFeature", what="value")
+        check_positive_int(self.history, where="RatioToMedianFeature", what="history")
+        if self.name is not None:
+            check_name(self.name, where="RatioToMedianFeature", what="name")
+
+    def output_name(self) -> str:
+        """Name of the output column."""
+        return self.name or f"ratio_to_median_{self.value}"
+
+    def build(self) -> FeatureOperator:
+        """Return the runtime state."""
+        return _RatioToMedianOperator(self)
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters as plain data."""
+        return {
+            "kind": "ratio_to_median_feature",
+            "key": self.key,
+            "value": self.value,
+            "history": self.history,
+            "name": self.name,
+        }
+
+
+# --- rules
+
+_OPS: dict[str, Callable[[Any, Any], Any]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+def _merge_alerts(batch: pd.DataFrame, out: pd.DataFrame, name: str, alert: np.ndarray) -> None:
+    """Combine with the alerts of earlier rules: any rule alerting raises ``is_alert``, first one names it."""
+    if "is_alert" in batch.columns:
+        prev = batch["is_alert"].fillna(False).to_numpy(dtype=bool)
+        prev_rule = (
+            batch["rule"].to_numpy(dtype=object)
+            if "rule" in batch.columns
+            else np.full(len(batch), None, object)
+        )
+    else:
+        prev = np.zeros(len(batch), dtype=bool)
+        prev_rule = np.full(len(batch), None, dtype=object)
+    # object dtype keeps None for "no rule" (a string dtype would turn it into NaN)
+    out["rule"] = pd.Series(
+        np.where(prev, prev_rule, np.where(alert, name, None)), index=out.index, dtype=object
+    )
+    out["is_alert"] = prev | alert
+
+
+class _ThresholdRuleOperator(PickledStateOperator):
+    def __init__(self, step: ThresholdRule) -> None:
+        self.step = step
+
+    def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
+        step = self.step
+        if len(batch) == 0:
+            out = batch.copy()
+            out["rule"] = pd.Series(dtype=object)
+            out["is_alert"] = pd.Series(dtype=bool)
+            return {"out": out}
+        if step.expr is not None:
+            try:
+                res = batch.eval(step.expr, engine="python")
+            except Exception as exc:
+                raise ValueError(
+                    f"ThresholdRule(name={step.name!r}): cannot evaluate {step.expr!r} on columns "
+                    f"{list(batch.columns)!r}: {exc}"
+                ) from exc
+            alert = np.asarray(pd.Series(res, index=batch.index).fillna(False), dtype=bool)
+        else:
+            column, op = cast(str, step.column), cast(str, step.op)  # both checked in __post_init__
+            require_columns(batch, [column], where=f"ThresholdRule(name={step.name!r})")
+            with np.errstate(invalid="ignore"):
+                alert = np.asarray(_OPS[op](batch[column], step.value).fillna(False), dtype=bool)
+        out = batch.reset_index(drop=True)
+        _merge_alerts(batch, out, step.name, alert)
+        return {"out": out}
+
+
+@dataclass(frozen=True)
+class ThresholdRule:
+    """A hand-written rule: alert where a condition holds.
+
+    Give either ``expr`` (a pandas expression over the batch's columns) or ``column``/``op``/``value``.
+    Adds ``rule`` (name of the first rule that alerted, else None) and ``is_alert`` (any rule
+    alerted), combining with columns of rules applied earlier.
+
+    Parameters
+    ----------
+    name
+        Rule name written to ``rule``.
+    expr
+        Condition, e.g. ``"amount > 1000 and country != 'FR'"``.
+    column, op, value
+        Condition ``column op value`` with ``op`` in ``> >= < <= == !=``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> batch = pd.DataFrame({"amount": [5.0, 5000.0], "country": ["FR", "US"]})
+    >>> rule = ThresholdRule("big_abroad", expr="amount > 1000 and country != 'FR'")
+    >>> out = rule.build().process(batch)["out"]
+    >>> out[["rule", "is_alert"]].values.tolist()
+    [[None, False], ['big_abroad', True]]
+    >>> out = ThresholdRule("big", column="amount", op=">", value=10).build().process(batch)["out"]
+    >>> out["is_alert"].tolist()
+    [False, True]
+    """
+
+    name: str
+    expr: str | None = None
+    column: str | None = None
+    op: str | None = None
+    value: Any = None
+
+    def __post_init__(self) -> None:
+        where = f"ThresholdRule(name={self.name!r})"
+        check_name(self.name, where="ThresholdRule", what="name")
+        by_column = self.column is not None or self.op is not None or self.value is not None
+        if (self.expr is None) == (not by_column):
+            raise ValueError(
+                f"{where}: give either expr='amount > 1000' or column='amount', op='>', value=1000 (not both)"
+            )
+        if self.expr is not None:
+            check_name(self.expr, where=where, what="expr")
+        else:
+            check_name(self.column, where=where, what="column")
+            if self.op not in _OPS:
+                raise ValueError(f"{where}: op must be one of {sorted(_OPS)!r}, got {self.op!r}")
+
+    def build(self) -> PickledStateOperator:
+        """Return the runtime state (stateless)."""
+        return _ThresholdRuleOperator(self)
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters as plain data."""
+        return {
+            "kind": "threshold_rule",
+            "name": self.name,
+            "expr": self.expr,
+            "column": self.column,
+            "op": self.op,
+            "value": self.value,
+        }
+
+
+class _VelocityRuleOperator(FeatureOperator):
+    def __init__(self, step: VelocityRule) -> None:
+        super().__init__(f"VelocityRule(name={step.name!r})", step.key, step.time, None)
+        self.step = step
+        self.counter = WindowCounter(
+            check_duration(step.window, where="", what=""), _check_lateness(step.allowed_lateness, "")
+        )
+
+    def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
+        counts, _ = self.counter.update(keys, times, None)
+        return {f"{self.step.name}_count": counts}
+
+    def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
+        result = super().process(batch, port)
+        out = result["out"]
+        alert = out[f"{self.step.name}_count"].to_numpy() > self.step.max_count
+        _merge_alerts(out, out, self.step.name, alert)
+        return result
+
+    def open_state(self) -> dict[str, Any]:
+        return {"retained_events": len(self.counter)}
+
+
+@dataclass(frozen=True)
+class VelocityRule:
+    """Alert when a key has more than ``max_count`` events within ``window`` of event time.
+
+    Counts as :class:`VelocityFeature` (vectorized; the batch's event included). Adds
+    ``<name>_count``, ``rule`` and ``is_alert`` (combined with earlier rules' columns).
+
+    Parameters
+    ----------
+    key
+        Entity column.
+    window
+        Look-back window.
+    max_count
+        Largest allowed count; more raises an alert.
+    name
+        Rule name.
+    time
+        Event-time column.
+    allowed_lateness
+        How far behind the newest event an event may be and still be counted exactly.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> batch = pd.DataFrame({"user_id": ["a"] * 4, "timestamp": pd.to_datetime(
+    ...     ["2024-01-01 00:00:00", "2024-01-01 00:00:10", "2024-01-01 00:00:20", "2024-01-01 00:05:00"],
+    ...     utc=True)})
+    >>> rule = VelocityRule("user_id", window="1m", max_count=2, name="burst")
+    >>> rule.build().process(batch)["out"][["burst_count", "is_alert"]].values.tolist()
+    [[1, False], [2, False], [3, True], [1, False]]
+    """
+
+    key: str
+    window: Duration
+    max_count: int
+    name: str
+    time: str = "timestamp"
+    allowed_lateness: Duration = "1h"
+
+    def __post_init__(self) -> None:
+        where = f"VelocityRule(name={self.name!r})"
+        check_name(self.name, where="VelocityRule", what="name")
+        check_name(self.key, where=where, what="key")
+        check_duration(self.window, where=where, what="window")
+        if isinstance(self.max_count, bool) or not isinstance(self.max_count, int) or self.max_count < 0:
+            raise ValueError(f"{where}: max_count must be an integer >= 0, got {self.max_count!r}")
+        check_name(self.time, where=where, what="time")
+        _check_lateness(self.allowed_lateness, where)
+
+    def build(self) -> FeatureOperator:
+        """Return the runtime state."""
+        return _VelocityRuleOperator(self)
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters as plain data."""
+        return {
+            "kind": "velocity_rule",
+            "key": self.key,
+            "window": format_duration(check_duration(self.window, where="", what="")),
+            "max_count": self.max_count,
+            "name": self.name,
+            "time": self.time,
+            "allowed_lateness": format_duration(_check_lateness(self.allowed_lateness, "")),
+        }

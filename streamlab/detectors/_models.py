@@ -1,0 +1,430 @@
+"""Anomaly detectors in river's vocabulary: ``learn_one(x)``, ``score_one(x)``, higher = more anomalous."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from river import anomaly, feature_extraction, neighbors, preprocessing
+from river import base as river_base
+
+__all__ = [
+    "Detector",
+    "GaussianScorerDetector",
+    "HalfSpaceTreesDetector",
+    "LocalOutlierFactorDetector",
+    "OneClassSVMDetector",
+    "RiverDetector",
+    "StandardAbsoluteDeviationDetector",
+]
+
+
+class Detector:
+    """Contract of an online anomaly detector.
+
+    ``score_one(x)`` returns a float, higher = more anomalous, without learning; ``learn_one(x)``
+    updates the model. ``clone()`` returns a fresh, untrained detector with the same parameters
+    (the per-key models of :class:`~streamlab.detectors.Detect` are clones of a prototype).
+    Subclasses must not mutate ``x``.
+
+    Examples
+    --------
+    >>> det = StandardAbsoluteDeviationDetector()
+    >>> for v in [1.0, 2.0, 1.5, 1.0, 2.0]:
+    ...     det.learn_one({"amount": v})
+    >>> det.score_one({"amount": 50.0}) > det.score_one({"amount": 1.5})
+    True
+    """
+
+    #: Value written to the ``detector`` column of scored events.
+    name: str = "detector"
+
+    def learn_one(self, x: dict[str, float]) -> None:
+        """Update the model with one event's features."""
+        raise NotImplementedError
+
+    def score_one(self, x: dict[str, float]) -> float:
+        """Anomaly score of one event's features (higher = more anomalous); does not learn."""
+        raise NotImplementedError
+
+    def clone(self) -> Detector:
+        """A fresh, untrained detector with the same parameters."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters as plain data (``kind`` plus parameters), for YAML and export."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "kind")
+        return f"{type(self).__name__}({params})"
+
+
+def _check_int(value: object, where: str, what: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{where}: {what} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_seed(value: object, where: str) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(
+            f"{where}: seed must be an int or None, got {value!r}; pass seed=42 for reproducibility"
+        )
+    return value
+
+
+class _PipelineDetector(Detector):
+    """A detector backed by a river pipeline built from the detector's parameters."""
+
+    _params: dict[str, Any]
+
+    def _build_model(self) -> Any:
+        raise NotImplementedError
+
+    def learn_one(self, x: dict[str, float]) -> None:
+        self._model.learn_one(x)
+
+    def score_one(self, x: dict[str, float]) -> float:
+        return float(self._model.score_one(x))
+
+    def clone(self) -> Detector:
+        return type(self)(**self._params)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.name, **self._params}
+
+
+class HalfSpaceTreesDetector(_PipelineDetector):
+    """Half-Space Trees (river ``anomaly.HalfSpaceTrees``) behind a ``MinMaxScaler``.
+
+    The trees assume features in [0, 1]; the built-in online min-max scaling lets raw features
+    (amounts, counts) be passed directly. Scores are in [0, 1]; the first ``window_size`` events
+    score 0 (the reference window is still filling).
+
+    Parameters
+    ----------
+    n_trees
+        Number of trees.
+    height
+        Height of each tree.
+    window_size
+        Events per reference window.
+    seed
+        Random seed; the same seed gives the same scores.
+
+    Examples
+    --------
+    >>> import random
+    >>> rng = random.Random(0)
+    >>> det = HalfSpaceTreesDetector(window_size=50, seed=42)
+    >>> for _ in range(200):
+    ...     det.learn_one({"amount": rng.uniform(10, 20), "items": rng.uniform(1, 3)})
+    >>> det.score_one({"amount": 200.0, "items": 30.0}) > det.score_one({"amount": 15.0, "items": 2.0})
+    True
+    """
+
+    name = "half_space_trees"
+
+    def __init__(self, n_trees: int = 10, height: int = 8, window_size: int = 250, seed: int | None = None):
+        where = "HalfSpaceTreesDetector"
+        self._params = {
+            "n_trees": _check_int(n_trees, where, "n_trees"),
+            "height": _check_int(height, where, "height"),
+            "window_size": _check_int(window_size, where, "window_size"),
+            "seed": _check_seed(seed, where),
+        }
+        self._model = self._build_model()
+
+    def _build_model(self) -> Any:
+        return preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(**self._params)
+
+
+class OneClassSVMDetector(_PipelineDetector):
+    """Online one-class SVM (river ``anomaly.OneClassSVM``) behind a ``StandardScaler``.
+
+    An RBF random-feature map (``feature_extraction.RBFSampler``) sits between scaler and SVM, since
+    a linear one-class SVM on centred data cannot separate a cloud from its outliers. river's
+    ``score_one`` is a decision value (higher = more normal); this wrapper returns its negation so
+    that higher = more anomalous, like every other detector.
+
+    Parameters
+    ----------
+    nu
+        Expected fraction of anomalies, in (0, 1).
+    n_components
+        Number of random Fourier features.
+    gamma
+        RBF kernel width parameter.
+    seed
+        Seed of the random features.
+
+    Examples
+    --------
+    >>> import random
+    >>> rng = random.Random(1)
+    >>> det = OneClassSVMDetector(seed=7)
+    >>> for _ in range(500):
+    ...     det.learn_one({"a": rng.gauss(0, 1), "b": rng.gauss(0, 1)})
+    >>> det.score_one({"a": 8.0, "b": -8.0}) > det.score_one({"a": 0.0, "b": 0.0})
+    True
+    """
+
+    name = "one_class_svm"
+
+    def __init__(self, nu: float = 0.1, n_components: int = 50, gamma: float = 1.0, seed: int | None = None):
+        where = "OneClassSVMDetector"
+        if not isinstance(nu, (int, float)) or isinstance(nu, bool) or not 0 < nu < 1:
+            raise ValueError(
+                f"{where}: nu must be a fraction in (0, 1) (the expected share of anomalies), got {nu!r}"
+            )
+        if not isinstance(gamma, (int, float)) or isinstance(gamma, bool) or not gamma > 0:
+            raise ValueError(f"{where}: gamma must be a positive number, got {gamma!r}")
+        self._params = {
+            "nu": float(nu),
+            "n_components": _check_int(n_components, where, "n_components"),
+            "gamma": float(gamma),
+            "seed": _check_seed(seed, where),
+        }
+        self._model = self._build_model()
+
+    def _build_model(self) -> Any:
+        p = self._params
+        return (
+            preprocessing.StandardScaler()
+            | feature_extraction.RBFSampler(gamma=p["gamma"], n_components=p["n_components"], seed=p["seed"])
+            | anomaly.OneClassSVM(nu=p["nu"])
+        )
+
+    def score_one(self, x: dict[str, float]) -> float:
+        return -float(self._model.score_one(x))
+
+
+class LocalOutlierFactorDetector(_PipelineDetector):
+    """Local Outlier Factor over a sliding window (river ``anomaly.LocalOutlierFactor``).
+
+    Exact neighbour search over the last ``window_size`` learned events: scoring costs
+    O(window_size * n_neighbors), so keep the window small on hot paths. A score near 1 is normal;
+    well above 1 is an outlier; 0 while the window is too small to judge.
+
+    Parameters
+    ----------
+    n_neighbors
+        Neighbourhood size.
+    window_size
+        Number of recent events kept.
+
+    Examples
+    --------
+    >>> det = LocalOutlierFactorDetector(n_neighbors=3, window_size=50)
+    >>> for v in [0.5, 0.45, 0.43, 0.44, 0.445, 0.45]:
+    ...     det.learn_one({"x": v})
+    >>> round(det.score_one({"x": 0.0}), 1) > 5
+    True
+    """
+
+    name = "local_outlier_factor"
+
+    def __init__(self, n_neighbors: int = 10, window_size: int = 1000):
+        where = "LocalOutlierFactorDetector"
+        self._params = {
+            "n_neighbors": _check_int(n_neighbors, where, "n_neighbors"),
+            "window_size": _check_int(window_size, where, "window_size", minimum=2),
+        }
+        if self._params["window_size"] <= self._params["n_neighbors"]:
+            raise ValueError(
+                f"{where}: window_size ({window_size}) must exceed n_neighbors ({n_neighbors}), "
+                "or no event ever has a full neighbourhood"
+            )
+        self._model = self._build_model()
+
+    def _build_model(self) -> Any:
+        return anomaly.LocalOutlierFactor(
+            n_neighbors=self._params["n_neighbors"],
+            engine=neighbors.LazySearch(window_size=self._params["window_size"]),
+        )
+
+
+class _UnivariateDetector(Detector):
+    """Adapts river's supervised univariate detectors (``learn_one(x, y)``) to one-dict events."""
+
+    _params: dict[str, Any]
+
+    def _value(self, x: dict[str, float]) -> float:
+        feature = self._params["feature"]
+        if feature is not None:
+            return float(x[feature])
+        if len(x) != 1:
+            raise ValueError(
+                f"{type(self).__name__}: scores a single metric but got features {sorted(x)!r}; "
+                f"pass feature='<column>' to choose one, or give the step a single feature"
+            )
+        return float(next(iter(x.values())))
+
+    def learn_one(self, x: dict[str, float]) -> None:
+        self._model.learn_one(None, self._value(x))
+
+    def score_one(self, x: dict[str, float]) -> float:
+        return float(self._model.score_one(None, self._value(x)))
+
+    def clone(self) -> Detector:
+        return type(self)(**self._params)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.name, **self._params}
+
+
+class GaussianScorerDetector(_UnivariateDetector):
+    """Univariate Gaussian scorer (river ``anomaly.GaussianScorer``): ``2·|CDF(v) − 0.5|`` in [0, 1].
+
+    Parameters
+    ----------
+    feature
+        The metric to score; may be omitted when events carry a single feature.
+    window_size
+        Fit the Gaussian over the last ``window_size`` values only (``None``: all values).
+    grace_period
+        Events that score 0 while the fit stabilises.
+
+    Examples
+    --------
+    >>> det = GaussianScorerDetector(grace_period=3)
+    >>> for v in [10.0, 11.0, 9.0, 10.5, 9.5]:
+    ...     det.learn_one({"latency": v})
+    >>> det.score_one({"latency": 30.0}) > 0.99
+    True
+    """
+
+    name = "gaussian_scorer"
+
+    def __init__(self, feature: str | None = None, window_size: int | None = None, grace_period: int = 100):
+        where = "GaussianScorerDetector"
+        if feature is not None and (not isinstance(feature, str) or not feature):
+            raise ValueError(f"{where}: feature must be a column name or None, got {feature!r}")
+        self._params = {
+            "feature": feature,
+            "window_size": None if window_size is None else _check_int(window_size, where, "window_size"),
+            "grace_period": _check_int(grace_period, where, "grace_period", minimum=0),
+        }
+        self._model = anomaly.GaussianScorer(window_size=window_size, grace_period=grace_period)
+
+
+class StandardAbsoluteDeviationDetector(_UnivariateDetector):
+    """Standard absolute deviation (river ``anomaly.StandardAbsoluteDeviation``): ``|v − mean| / std``.
+
+    Parameters
+    ----------
+    feature
+        The metric to score; may be omitted when events carry a single feature.
+
+    Examples
+    --------
+    >>> det = StandardAbsoluteDeviationDetector(feature="amount")
+    >>> for v in [10.0, 12.0, 11.0, 9.0]:
+    ...     det.learn_one({"amount": v, "other": 0.0})
+    >>> round(det.score_one({"amount": 10.5, "other": 0.0}), 2)
+    0.0
+    """
+
+    name = "standard_absolute_deviation"
+
+    def __init__(self, feature: str | None = None):
+        if feature is not None and (not isinstance(feature, str) or not feature):
+            raise ValueError(
+                f"StandardAbsoluteDeviationDetector: feature must be a column name or None, got {feature!r}"
+            )
+        self._params = {"feature": feature}
+        self._model = anomaly.StandardAbsoluteDeviation()
+
+
+class RiverDetector(Detector):
+    """Any river anomaly detector (or pipeline ending in one) as a streamlab detector.
+
+    Unsupervised detectors are called as ``score_one(x)``/``learn_one(x)``. Supervised ones (river's
+    ``SupervisedAnomalyDetector``, e.g. ``GaussianScorer``) are called with ``y = x[target]`` and the
+    remaining features as ``x``.
+
+    Parameters
+    ----------
+    model
+        A river estimator with ``learn_one`` and ``score_one`` (its ``clone()`` makes per-key copies).
+    target
+        For supervised detectors: the feature passed as ``y``.
+    name
+        Value of the ``detector`` column; defaults to the model's class name.
+
+    Examples
+    --------
+    >>> from river import anomaly
+    >>> det = RiverDetector(anomaly.LODA(seed=3))
+    >>> det.name
+    'LODA'
+    >>> for i in range(50):
+    ...     det.learn_one({"a": i % 5, "b": i % 7})
+    >>> isinstance(det.score_one({"a": 1.0, "b": 2.0}), float)
+    True
+    """
+
+    def __init__(self, model: Any, target: str | None = None, name: str | None = None):
+        if isinstance(model, Detector):
+            raise TypeError("RiverDetector: got a streamlab Detector; pass it to Detect(...) directly")
+        for method in ("learn_one", "score_one", "clone"):
+            if not callable(getattr(model, method, None)):
+                raise TypeError(
+                    f"RiverDetector: {type(model).__name__} has no {method}() method; pass a river anomaly "
+                    "detector such as river.anomaly.HalfSpaceTrees(), or a pipeline ending in one"
+                )
+        self._supervised = isinstance(model, river_base.SupervisedAnomalyDetector)
+        if target is not None and not self._supervised:
+            raise ValueError(
+                f"RiverDetector: target={target!r} is only for supervised detectors; "
+                f"{type(model).__name__} is unsupervised, so drop target"
+            )
+        self._model = model
+        self._target = target
+        self.name = name if name is not None else type(model).__name__
+
+    def _split(self, x: dict[str, float]) -> tuple[dict[str, float] | None, float]:
+        if self._target is not None:
+            return {k: v for k, v in x.items() if k != self._target}, float(x[self._target])
+        if len(x) != 1:
+            raise ValueError(
+                f"RiverDetector({self.name}): a supervised detector needs target='<feature>' "
+                f"when events carry several features ({sorted(x)!r})"
+            )
+        return None, float(next(iter(x.values())))
+
+    def learn_one(self, x: dict[str, float]) -> None:
+        if self._supervised:
+            features, y = self._split(x)
+            self._model.learn_one(features, y)
+        else:
+            self._model.learn_one(x)
+
+    def score_one(self, x: dict[str, float]) -> float:
+        if self._supervised:
+            features, y = self._split(x)
+            score = self._model.score_one(features, y)
+        else:
+            score = self._model.score_one(x)
+        return float(score)
+
+    def clone(self) -> Detector:
+        return RiverDetector(self._model.clone(), target=self._target, name=self.name)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "river", "model": repr(self._model), "target": self._target, "name": self.name}
+
+    def __repr__(self) -> str:
+        return f"RiverDetector({self._model!r})"
+
+
+def as_detector(value: Any, *, where: str) -> Detector:
+    """Accept a streamlab detector or wrap a river one; raise a TypeError for anything else."""
+    if isinstance(value, Detector):
+        return value
+    if callable(getattr(value, "score_one", None)) and callable(getattr(value, "learn_one", None)):
+        return RiverDetector(value)
+    raise TypeError(
+        f"{where}: detector must be a streamlab Detector (e.g. HalfSpaceTreesDetector(seed=42)) or a river "
+        f"anomaly detector, got {type(value).__name__}"
+    )

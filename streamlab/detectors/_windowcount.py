@@ -1,0 +1,127 @@
+"""Vectorized per-key sliding-window counts and sums on event time, with state carried across batches.
+
+For each event ``i`` the result covers events of the same key that arrived no later than ``i``
+(earlier batches, and earlier rows of the same batch, plus ``i`` itself) whose event time lies in
+``(t_i - window, t_i]``. That definition is causal and independent of how the stream is cut into
+batches. Carried state keeps the events newer than ``max event time - window - allowed_lateness``,
+so an event at most ``allowed_lateness`` behind the newest one gets exact results; an older one
+sees only what is still retained.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+import numpy as np
+import pandas as pd
+
+from streamlab._time import NAT_NS
+
+
+def _concat_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if a.dtype == b.dtype:
+        return np.concatenate([a, b])
+    return np.concatenate([a.astype(object), b.astype(object)])
+
+
+class WindowCounter:
+    """Carried state: the retained events as parallel arrays (keys, times, values)."""
+
+    def __init__(self, window_ns: int, lateness_ns: int) -> None:
+        self.window_ns = window_ns
+        self.lateness_ns = lateness_ns
+        self.keys: np.ndarray = np.empty(0, dtype=object)
+        self.times = np.empty(0, dtype=np.int64)
+        self.values = np.empty(0, dtype="float64")
+        self.max_seen_ns = NAT_NS
+
+    def update(
+        self, keys: np.ndarray, times: np.ndarray, values: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Counts (and sums when ``values`` is given) for a batch; then absorb the batch into the state.
+
+        ``times`` must hold no ``NAT_NS`` and ``keys`` no missing values (callers dead-letter those).
+        NaN values count as events but add nothing to the sum.
+        """
+        n_state, n_batch = len(self.times), len(times)
+        if n_batch == 0:
+            return np.empty(0, dtype=np.int64), (None if values is None else np.empty(0, dtype="float64"))
+        batch_vals = np.zeros(n_batch) if values is None else np.nan_to_num(values.astype("float64"), nan=0.0)
+        all_keys = _concat_keys(self.keys, keys) if n_state else keys
+        codes, _ = pd.factorize(all_keys, sort=False)
+        codes = codes.astype(np.int64)
+        all_times = np.concatenate([self.times, times])
+        all_vals = np.concatenate([self.values, batch_vals])
+        n_codes = int(codes.max()) + 1
+        t_min = int(all_times.min())
+        offset = int(all_times.max()) - t_min + self.window_ns + 1
+        if n_codes * offset < 2**62:
+            # Keys become disjoint ascending blocks of one int64 (code * offset + time), so one
+            # searchsorted finds every row's window start within its own key.
+            comp = codes * np.int64(offset) + (all_times - t_min)
+            query = comp - self.window_ns
+        else:
+            # Too wide a time span for that packing: pack dense time ranks instead.
+            uniq = np.unique(all_times)
+            span = np.int64(len(uniq) + 1)
+            comp = codes * span + np.searchsorted(uniq, all_times, side="right")
+            query = codes * span + np.searchsorted(uniq, all_times - self.window_ns, side="right")
+        # Stable: on equal (key, time) retained events stay first, then batch rows in arrival order,
+        # so a row's sorted position counts exactly the earlier arrivals with times <= its own.
+        order = np.argsort(comp, kind="stable")
+        comp_s = comp[order]
+        lo = np.searchsorted(comp_s, query[order], side="right")
+        pos = np.arange(len(order), dtype=np.int64)
+        csum = np.concatenate([[0.0], np.cumsum(all_vals[order])])
+        in_batch = order >= n_state
+        b_rows = order[in_batch] - n_state
+        counts = np.empty(n_batch, dtype=np.int64)
+        counts[b_rows] = (pos - lo + 1)[in_batch]
+        sums = np.empty(n_batch, dtype="float64")
+        sums[b_rows] = (csum[pos + 1] - csum[lo])[in_batch]
+        b_codes_sorted = codes[order][in_batch]
+        back = (b_codes_sorted[1:] == b_codes_sorted[:-1]) & (b_rows[1:] < b_rows[:-1])
+        if back.any():
+            self._fix_disordered(
+                np.unique(b_codes_sorted[1:][back]), codes, all_times, all_vals, n_state, counts, sums
+            )
+        new_max = int(times.max()) if self.max_seen_ns == NAT_NS else max(self.max_seen_ns, int(times.max()))
+        self.max_seen_ns = new_max
+        # Kept in sorted order: the next batch's stable sort then finds the retained run already sorted.
+        keep = order[all_times[order] > new_max - self.window_ns - self.lateness_ns]
+        self.keys, self.times, self.values = all_keys[keep], all_times[keep], all_vals[keep]
+        return counts, (None if values is None else sums)
+
+    def _fix_disordered(
+        self,
+        bad_codes: np.ndarray,
+        codes: np.ndarray,
+        all_times: np.ndarray,
+        all_vals: np.ndarray,
+        n_state: int,
+        counts: np.ndarray,
+        sums: np.ndarray,
+    ) -> None:
+        """Recompute, event by event, the keys whose rows in this batch are out of event-time order.
+
+        The sorted-position count assumes a key's batch rows arrive in time order; for a key where
+        they do not, a later-arriving but older event would be counted too early, so those keys
+        take this slower exact path.
+        """
+        s_codes, b_codes = codes[:n_state], codes[n_state:]
+        for code in bad_codes.tolist():
+            retained = np.flatnonzero(s_codes == code)
+            by_time = retained[np.argsort(all_times[retained], kind="stable")]
+            lst_t: list[int] = all_times[by_time].tolist()
+            lst_v: list[float] = all_vals[by_time].tolist()
+            for i in np.flatnonzero(b_codes == code).tolist():
+                t = int(all_times[n_state + i])
+                at = bisect.bisect_right(lst_t, t)
+                lst_t.insert(at, t)
+                lst_v.insert(at, float(all_vals[n_state + i]))
+                lo = bisect.bisect_right(lst_t, t - self.window_ns)
+                counts[i] = at + 1 - lo
+                sums[i] = float(np.sum(lst_v[lo : at + 1]))
+
+    def __len__(self) -> int:
+        return len(self.times)

@@ -1,0 +1,99 @@
+"""Source and sink contracts.
+
+A :class:`Source` is frozen configuration; ``open()`` returns a :class:`SourceReader` that yields
+``pandas.DataFrame`` micro-batches without blocking and can ``snapshot()`` its position. The runtime
+calls ``commit(position)`` only after every sink has flushed the data derived from that position.
+A :class:`Sink` is configuration too; ``open()`` returns a :class:`SinkWriter` taking
+``write_batch(batch)``; data is durable once ``flush()`` returns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from streamlab.clock import Clock, SystemClock
+
+__all__ = ["Sink", "SinkWriter", "Source", "SourceReader"]
+
+
+class SourceReader:
+    """Runtime side of a source: an open connection or file position."""
+
+    def poll(self, max_events: int) -> pd.DataFrame | None:
+        """Return up to ``max_events`` new events, or ``None`` when nothing is ready now.
+
+        Must return within a short time (tens of milliseconds at most); never blocks indefinitely.
+        """
+        raise NotImplementedError
+
+    @property
+    def done(self) -> bool:
+        """True once a bounded source has returned its last batch. Unbounded sources: always False."""
+        return False
+
+    def next_ready_ns(self) -> int | None:
+        """Processing time (ns) at which the next events are due, when known (replays); else None."""
+        return None
+
+    def snapshot(self) -> Any:
+        """Picklable position covering everything returned by ``poll`` so far."""
+        return None
+
+    def commit(self, position: Any) -> None:
+        """Sinks hold all data derived from events up to ``position``: commit offsets / ack messages."""
+
+    def lag(self) -> int | None:
+        """Events known to be waiting upstream (consumer lag), when the source can tell."""
+        return None
+
+    def close(self) -> None:
+        """Release connections. Called once, after the final commit."""
+
+
+class Source:
+    """Frozen description of where events come from."""
+
+    #: Column names and dtypes this source produces, when known (used to check steps early).
+    columns: tuple[str, ...] | None = None
+
+    def open(self, resume: Any = None, clock: Clock | None = None) -> SourceReader:
+        """Start reading; ``resume`` is a value returned by ``SourceReader.snapshot()``."""
+        raise NotImplementedError
+
+    def spec(self) -> dict[str, Any]:
+        """A YAML-ready description (``kind`` plus parameters) for ``Pipeline.to_yaml``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be written to YAML")
+
+
+class SinkWriter:
+    """Runtime side of a sink."""
+
+    def write_batch(self, batch: pd.DataFrame) -> None:
+        """Take one batch. May buffer; the data must be durable after :meth:`flush`."""
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Make everything written so far durable."""
+
+    def close(self) -> None:
+        """Flush and release resources."""
+        self.flush()
+
+
+class Sink:
+    """Frozen description of where results go."""
+
+    def open(self, clock: Clock | None = None) -> SinkWriter:
+        """Open the destination."""
+        raise NotImplementedError
+
+    def spec(self) -> dict[str, Any]:
+        """A YAML-ready description (``kind`` plus parameters)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be written to YAML")
+
+
+def default_clock(clock: Clock | None) -> Clock:
+    """The clock to use when none was injected."""
+    return clock if clock is not None else SystemClock()

@@ -1,0 +1,829 @@
+"""The pipeline model: an inert graph of frozen steps, built with a fluent API.
+
+``Pipeline(source)`` starts a graph; every method of :class:`Stream` adds one frozen step and returns a
+new stream (never ``self``). Steps with several outputs return a stream that is their main output and
+carries the others as attributes: ``.dead_letter`` after ``parse``, ``.late`` after a window.
+The same graph is what the runtime executes, what ``to_yaml`` writes, what the diagram draws and what
+the exporters translate.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from streamlab._parse import FieldSpec
+from streamlab._time import Duration, parse_duration
+from streamlab.aggregators import Aggregator
+from streamlab.errors import PipelineConfigError, suggest
+from streamlab.functions import UserFunction
+from streamlab.io import Sink, Source
+from streamlab.steps import (
+    Columns,
+    DedupStep,
+    EnrichStep,
+    FilterStep,
+    IntervalJoinStep,
+    KeyByStep,
+    MapStep,
+    OperatorStep,
+    ParseStep,
+    SelectStep,
+    SinkStep,
+    SourceStep,
+    Step,
+    UnionStep,
+    WindowStep,
+)
+from streamlab.windows import SessionWindow, Window
+
+if TYPE_CHECKING:
+    from streamlab.runtime import RunHandle, RunResult
+
+__all__ = ["Pipeline", "Stream"]
+
+EVENT_SCHEMA: dict[str, Any] = {
+    "event_id": "string",
+    "event_type": "string",
+    "user_id": "string",
+    "timestamp": "timestamp",
+    "properties": "json",
+}
+"""The product's event schema: the default of ``Stream.parse``."""
+
+_EXPR_NAMES_IGNORED = {"True", "False", "None", "abs", "str", "len", "nan", "inf"}
+
+
+def _expr_columns(expr: str, step_id: str, kind: str) -> set[str]:
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except SyntaxError as e:
+        raise PipelineConfigError(
+            step_id,
+            kind,
+            f"cannot read expression {expr!r}: {e.msg}",
+            'write a pandas expression such as "amount > 100"',
+        ) from None
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    attrs = {
+        n.value.id for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+    }
+    return names - attrs - _EXPR_NAMES_IGNORED
+
+
+class Pipeline:
+    """A streaming pipeline: sources, steps and sinks as an inert graph.
+
+    Parameters
+    ----------
+    source
+        The first source; more can be added with :meth:`add_source`.
+    name
+        Used in metrics, thread names and exported code.
+    time
+        Default event-time column for windows, dedup and joins.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline, TumblingWindow, agg
+    >>> from streamlab.testing import ListSource, ListSink
+    >>> events = [
+    ...     {"event_type": "click", "timestamp": "2024-01-01T00:00:05Z"},
+    ...     {"event_type": "click", "timestamp": "2024-01-01T00:00:50Z"},
+    ...     {"event_type": "view", "timestamp": "2024-01-01T00:01:10Z"},
+    ... ]
+    >>> sink = ListSink()
+    >>> p = Pipeline(ListSource(events))
+    >>> counts = p.window(TumblingWindow("1m"), key="event_type").agg(agg.count())
+    >>> _ = counts.to(sink)
+    >>> _ = p.run()
+    >>> sink.frame()[["event_type", "count"]].values.tolist()
+    [['click', 2], ['view', 1]]
+    """
+
+    def __init__(
+        self, source: Source | None = None, *, name: str = "pipeline", time: str = "timestamp"
+    ) -> None:
+        self.name = name
+        self.time = time
+        self.steps: dict[str, Step] = {}
+        self._columns: dict[str, Columns] = {}
+        self._keys: dict[str, tuple[str, ...]] = {}
+        self._main: Stream | None = None
+        if source is not None:
+            self._main = self.add_source(source)
+
+    # -- building --------------------------------------------------------------------------------
+    def add_source(self, source: Source, *, step_id: str | None = None) -> Stream:
+        """Add a source and return its stream."""
+        if not hasattr(source, "open"):
+            raise PipelineConfigError(
+                step_id or "source",
+                "source",
+                f"{source!r} is not a streamlab Source",
+                "pass a Source such as ReplaySource(df), ListSource([...]) or KafkaSource(...)",
+            )
+        step = SourceStep(self._new_id(step_id, "source"), (), source=source)
+        return self._add(step)
+
+    @property
+    def stream(self) -> Stream:
+        """The stream of the first source."""
+        if self._main is None:
+            raise PipelineConfigError(
+                "pipeline", "pipeline", "the pipeline has no source", "pass one: Pipeline(source)"
+            )
+        return self._main
+
+    def __getattr__(self, name: str) -> Any:
+        # Pipeline(source).parse(...) reads like the brief's fluent example: forward to the main stream.
+        if name.startswith("_") or name not in _STREAM_METHODS:
+            raise AttributeError(name)
+        return getattr(self.stream, name)
+
+    def _new_id(self, wanted: str | None, kind: str) -> str:
+        if wanted is not None:
+            if wanted in self.steps:
+                raise PipelineConfigError(
+                    wanted, kind, "this step_id is already used", "choose a unique step_id"
+                )
+            return wanted
+        if kind not in self.steps:
+            return kind
+        i = 2
+        while f"{kind}_{i}" in self.steps:
+            i += 1
+        return f"{kind}_{i}"
+
+    def _add(
+        self, step: Step, keys: tuple[str, ...] | None = None, cls: type[Stream] | None = None
+    ) -> Stream:
+        ins = [self.columns_of(ref) for ref in step.inputs]
+        outs = step.out_columns(ins)
+        self.steps[step.step_id] = step
+        for out, cols in outs.items():
+            self._columns[step.step_id if out == "out" else f"{step.step_id}.{out}"] = cols
+        if keys is None:
+            keys = self._keys.get(step.inputs[0], ()) if step.inputs else ()
+        self._keys[step.step_id] = keys
+        return (cls or Stream)(self, step.step_id)
+
+    def columns_of(self, ref: str) -> Columns:
+        """Known column names of a stream reference (``None`` when a user function hides them)."""
+        return self._columns.get(ref)
+
+    # -- introspection ---------------------------------------------------------------------------
+    def outputs_of(self, step_id: str) -> tuple[str, ...]:
+        step = self.steps[step_id]
+        return step.outputs if isinstance(step, OperatorStep) else step.output_names
+
+    def consumers(self) -> dict[str, list[tuple[str, int]]]:
+        """For each stream reference, the (step_id, input port) pairs reading it."""
+        out: dict[str, list[tuple[str, int]]] = {}
+        for step in self.steps.values():
+            for port, ref in enumerate(step.inputs):
+                out.setdefault(ref, []).append((step.step_id, port))
+        return out
+
+    def unattached_outputs(self) -> list[str]:
+        """Outputs no step reads: the runtime collects them so nothing vanishes."""
+        used = self.consumers()
+        refs = []
+        for sid, step in self.steps.items():
+            if isinstance(step, SinkStep):
+                continue
+            for out in self.outputs_of(sid):
+                ref = sid if out == "out" else f"{sid}.{out}"
+                if ref not in used:
+                    refs.append(ref)
+        return refs
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.name!r}, steps=[{', '.join(self.steps)}])"
+
+    # -- serialization and diagram ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        from streamlab.spec import pipeline_to_dict
+
+        return pipeline_to_dict(self)
+
+    def to_yaml(self, path: str | None = None) -> str:
+        """The pipeline as a YAML spec (``streaming:`` with sources, processing, sinks)."""
+        from streamlab.spec import pipeline_to_yaml
+
+        return pipeline_to_yaml(self, path)
+
+    @classmethod
+    def from_yaml(cls, text_or_path: str) -> Pipeline:
+        """Rebuild a pipeline from :meth:`to_yaml` output (text or a file path)."""
+        from streamlab.spec import pipeline_from_yaml
+
+        return pipeline_from_yaml(text_or_path)
+
+    def to_mermaid(self) -> str:
+        """The graph as a Mermaid flowchart."""
+        from streamlab.spec import pipeline_to_mermaid
+
+        return pipeline_to_mermaid(self)
+
+    def _repr_html_(self) -> str:
+        from streamlab.spec import pipeline_to_html
+
+        return pipeline_to_html(self)
+
+    # -- running ----------------------------------------------------------------------------------
+    def run(self, **options: Any) -> RunResult:
+        """Run to the end of input (bounded sources) or until interrupted; see :func:`streamlab.runtime.run`."""
+        from streamlab.runtime import run
+
+        return run(self, **options)
+
+    def start(self, **options: Any) -> RunHandle:
+        """Run in the background; returns a handle with ``stop()``, ``pause()``, ``metrics`` (notebooks)."""
+        from streamlab.runtime import start
+
+        return start(self, **options)
+
+    def to_beam(self, path: str, **options: Any) -> Any:
+        """Write a standalone Apache Beam module for this pipeline (see ``streamlab.export``)."""
+        from streamlab.export import to_beam  # type: ignore[import-not-found]
+
+        return to_beam(self, path, **options)
+
+    def to_lambda(self, path: str, **options: Any) -> Any:
+        """Write an AWS Lambda handler for this pipeline (see ``streamlab.export``)."""
+        from streamlab.export import to_lambda  # type: ignore[import-not-found]
+
+        return to_lambda(self, path, **options)
+
+
+class Stream:
+    """One output of one step, and the fluent API that adds steps after it."""
+
+    def __init__(self, pipeline: Pipeline, ref: str) -> None:
+        self.pipeline = pipeline
+        self.ref = ref
+
+    @property
+    def step_id(self) -> str:
+        return self.ref.split(".")[0]
+
+    @property
+    def columns(self) -> Columns:
+        """Column names, when known at construction."""
+        return self.pipeline.columns_of(self.ref)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return self.pipeline._keys.get(self.step_id, ())
+
+    def __repr__(self) -> str:
+        cols = f", columns={list(self.columns)}" if self.columns is not None else ""
+        return f"Stream({self.ref!r}{cols})"
+
+    # -- checks -----------------------------------------------------------------------------------
+    def _need(self, names: Iterable[str], step_id: str, kind: str, what: str) -> None:
+        cols = self.columns
+        if cols is None:
+            return
+        for n in names:
+            if n not in cols:
+                raise PipelineConfigError(step_id, kind, f"unknown column {n!r} in {what}", suggest(n, cols))
+
+    def _sid(self, step_id: str | None, kind: str) -> str:
+        return self.pipeline._new_id(step_id, kind)
+
+    # -- steps -----------------------------------------------------------------------------------
+    def parse(
+        self,
+        schema: dict[str, Any] | None = None,
+        *,
+        format: str = "json",
+        time: str | None = "timestamp",
+        required: Iterable[str] = (),
+        value_column: str = "value",
+        max_record_bytes: int = 1_000_000,
+        step_id: str | None = None,
+    ) -> ParsedStream:
+        """Parse raw JSON records into typed columns; bad records go to ``.dead_letter`` with the reason.
+
+        Parameters
+        ----------
+        schema
+            Output columns and their types (``string``, ``category``, ``int64``, ``float64``, ``bool``,
+            ``timestamp``, ``json``); ``{"type": ..., "path": "properties.amount"}`` reads a nested field.
+            Defaults to the product's event schema. ``json`` keeps a nested object as a dict (slower path).
+        time
+            Event-time field: required, parsed as an ISO-8601 UTC timestamp.
+        required
+            Further fields that must be present and non-null.
+        value_column
+            Column holding the raw record (bytes or str).
+        max_record_bytes
+            Larger records are dead letters (a producer bug should not exhaust memory).
+
+        Returns
+        -------
+        ParsedStream
+            The parsed events; ``.dead_letter`` has ``raw``, ``reason``, ``step_id`` and the source's metadata.
+        """
+        sid = self._sid(step_id, "parse")
+        if format != "json":
+            raise PipelineConfigError(sid, "parse", f"unsupported format {format!r}", "use format='json'")
+        schema = dict(EVENT_SCHEMA if schema is None else schema)
+        try:
+            fields = tuple(FieldSpec.of(n, s) for n, s in schema.items())
+        except ValueError as e:
+            raise PipelineConfigError(sid, "parse", str(e), "fix the schema entry") from None
+        names = {f.name for f in fields}
+        if time is not None and time not in names:
+            raise PipelineConfigError(
+                sid,
+                "parse",
+                f"the event-time field {time!r} is not in the schema",
+                f"add {time!r}: 'timestamp' to the schema, or pass time=None for streams without event time",
+            )
+        if time is not None and next(f for f in fields if f.name == time).type != "timestamp":
+            raise PipelineConfigError(
+                sid, "parse", f"field {time!r} must have type 'timestamp'", f"declare {time!r}: 'timestamp'"
+            )
+        req = tuple(required)
+        for r in req:
+            if r not in names:
+                raise PipelineConfigError(
+                    sid, "parse", f"required field {r!r} is not in the schema", suggest(r, names)
+                )
+        self._need([value_column], sid, "parse", "value_column")
+        if max_record_bytes <= 0:
+            raise PipelineConfigError(
+                sid, "parse", "max_record_bytes must be positive", "pass e.g. 1_000_000"
+            )
+        step = ParseStep(
+            sid,
+            (self.ref,),
+            fields=fields,
+            value_column=value_column,
+            time=time,
+            required=req,
+            max_record_bytes=max_record_bytes,
+        )
+        return self.pipeline._add(step, cls=ParsedStream)  # type: ignore[return-value]
+
+    def filter(self, expr: str, *, step_id: str | None = None) -> FallibleStream:
+        """Keep events for which a vectorized pandas expression holds, e.g. ``"amount > 100"``."""
+        sid = self._sid(step_id, "filter")
+        if not isinstance(expr, str):
+            raise PipelineConfigError(
+                sid,
+                "filter",
+                f"expected an expression string, got {type(expr).__name__}",
+                "use filter('amount > 100'), or filter_many(fn) / filter_one(fn) for functions",
+            )
+        self._need(sorted(_expr_columns(expr, sid, "filter")), sid, "filter", f"expression {expr!r}")
+        return self.pipeline._add(FilterStep(sid, (self.ref,), expr=expr), cls=FallibleStream)  # type: ignore[return-value]
+
+    def filter_many(self, fn: Callable[[pd.DataFrame], Any], *, step_id: str | None = None) -> FallibleStream:
+        """Keep rows where ``fn(batch)`` (a boolean array per batch) is true; errors go to dead letter."""
+        sid = self._sid(step_id, "filter")
+        step = FilterStep(sid, (self.ref,), fn=_fn(fn, sid, "filter"), per_event=False)
+        return self.pipeline._add(step, cls=FallibleStream)  # type: ignore[return-value]
+
+    def filter_one(
+        self, fn: Callable[[dict[str, Any]], bool], *, step_id: str | None = None
+    ) -> FallibleStream:
+        """Keep events where ``fn(event_dict)`` is true (per-event Python: the slow path)."""
+        sid = self._sid(step_id, "filter")
+        step = FilterStep(sid, (self.ref,), fn=_fn(fn, sid, "filter"), per_event=True)
+        return self.pipeline._add(step, cls=FallibleStream)  # type: ignore[return-value]
+
+    def map_many(
+        self,
+        fn: Callable[[pd.DataFrame], pd.DataFrame],
+        *,
+        columns: Iterable[str] | None = None,
+        step_id: str | None = None,
+    ) -> FallibleStream:
+        """Transform each batch with ``fn(batch) -> DataFrame``; declare ``columns`` to keep checks on."""
+        sid = self._sid(step_id, "map")
+        step = MapStep(
+            sid,
+            (self.ref,),
+            fn=_fn(fn, sid, "map"),
+            per_event=False,
+            declared=tuple(columns) if columns is not None else None,
+        )
+        return self.pipeline._add(step, cls=FallibleStream)  # type: ignore[return-value]
+
+    def map_one(
+        self,
+        fn: Callable[[dict[str, Any]], dict[str, Any]],
+        *,
+        columns: Iterable[str] | None = None,
+        step_id: str | None = None,
+    ) -> FallibleStream:
+        """Transform each event with ``fn(event_dict) -> dict`` (per-event Python: the slow path)."""
+        sid = self._sid(step_id, "map")
+        step = MapStep(
+            sid,
+            (self.ref,),
+            fn=_fn(fn, sid, "map"),
+            per_event=True,
+            declared=tuple(columns) if columns is not None else None,
+        )
+        return self.pipeline._add(step, cls=FallibleStream)  # type: ignore[return-value]
+
+    def with_columns(self, *, step_id: str | None = None, **exprs: str) -> FallibleStream:
+        """Add or replace columns from vectorized expressions: ``with_columns(total="price * qty")``."""
+        sid = self._sid(step_id, "with_columns")
+        if not exprs:
+            raise PipelineConfigError(
+                sid, "map", "no columns given", "pass e.g. with_columns(total='price * qty')"
+            )
+        known = set(self.columns or ())
+        for name, e in exprs.items():
+            if not isinstance(e, str):
+                raise PipelineConfigError(
+                    sid, "map", f"column {name!r} needs an expression string", "e.g. 'price * qty'"
+                )
+            if self.columns is not None:
+                for c in sorted(_expr_columns(e, sid, "map")):
+                    if c not in known:
+                        raise PipelineConfigError(
+                            sid, "map", f"unknown column {c!r} in {name}={e!r}", suggest(c, known)
+                        )
+            known.add(name)
+        step = MapStep(sid, (self.ref,), columns=tuple(exprs.items()))
+        return self.pipeline._add(step, cls=FallibleStream)  # type: ignore[return-value]
+
+    def select(self, *columns: str, step_id: str | None = None, **renames: str) -> Stream:
+        """Keep ``columns`` (and ``new_name="old_name"`` renames)."""
+        sid = self._sid(step_id, "select")
+        pairs = [(c, c) for c in columns] + [(old, new) for new, old in renames.items()]
+        self._need([p[0] for p in pairs], sid, "select", "select")
+        return self.pipeline._add(SelectStep(sid, (self.ref,), columns=tuple(pairs)))
+
+    def dedup(
+        self,
+        id: str = "event_id",
+        *,
+        ttl: Duration | None = "1h",
+        max_ids: int = 1_000_000,
+        time: str | None = None,
+        step_id: str | None = None,
+    ) -> DedupedStream:
+        """Drop repeated event ids; repeats go to ``.duplicates``.
+
+        Memory is bounded twice: an id is remembered while the largest event time seen is within ``ttl``
+        of its first occurrence, and at most ``max_ids`` ids are held (the oldest are forgotten first).
+        """
+        sid = self._sid(step_id, "dedup")
+        time = self.pipeline.time if time is None else time
+        self._need([id], sid, "dedup", "id")
+        cols = self.columns
+        use_time: str | None = time if cols is None or time in cols else None
+        ttl_ns = None
+        if ttl is not None:
+            ttl_ns = parse_duration(ttl, what=f"step {sid!r} (dedup) ttl")
+            if use_time is None:
+                raise PipelineConfigError(
+                    sid,
+                    "dedup",
+                    f"ttl needs the event-time column {time!r}, which the stream lacks",
+                    "pass time='<column>' or ttl=None (bounded by max_ids only)",
+                )
+        if max_ids <= 0:
+            raise PipelineConfigError(sid, "dedup", "max_ids must be positive", "pass e.g. max_ids=1_000_000")
+        step = DedupStep(sid, (self.ref,), id_column=id, time=use_time, ttl_ns=ttl_ns, max_ids=max_ids)
+        return self.pipeline._add(step, cls=DedupedStream)  # type: ignore[return-value]
+
+    def key_by(self, *keys: str, step_id: str | None = None) -> Stream:
+        """Declare the key for later keyed steps (windows, dedup, detectors)."""
+        sid = self._sid(step_id, "key_by")
+        if not keys:
+            raise PipelineConfigError(sid, "key_by", "no key column given", "pass e.g. key_by('user_id')")
+        self._need(keys, sid, "key_by", "key")
+        return self.pipeline._add(KeyByStep(sid, (self.ref,), keys=tuple(keys)), keys=tuple(keys))
+
+    def union(self, *others: Stream, step_id: str | None = None) -> Stream:
+        """Merge this stream with others (same pipeline) into one."""
+        sid = self._sid(step_id, "union")
+        for o in others:
+            if o.pipeline is not self.pipeline:
+                raise PipelineConfigError(
+                    sid, "union", "streams from another pipeline", "build both in one Pipeline"
+                )
+        return self.pipeline._add(UnionStep(sid, (self.ref, *(o.ref for o in others))))
+
+    def window(
+        self,
+        window: Window,
+        key: str | Iterable[str] | None = None,
+        *,
+        time: str | None = None,
+        delay: Duration = 0,
+        lateness: Duration = 0,
+        early: bool = False,
+        step_id: str | None = None,
+    ) -> WindowBuilder:
+        """Group events into event-time windows per key; finish with ``.agg(...)``.
+
+        Parameters
+        ----------
+        window
+            :class:`TumblingWindow`, :class:`SlidingWindow` or :class:`SessionWindow`.
+        key
+            Key column(s); defaults to the stream's ``key_by`` key (or one global group).
+        delay
+            Allowed out-of-orderness: the watermark trails the largest event time by this much.
+        lateness
+            Allowed lateness: a window stays open this long after the watermark passes its end.
+        early
+            Also emit partial results of open windows after each batch on the ``.early`` output.
+        """
+        sid = self._sid(step_id, "window")
+        if not isinstance(window, Window):
+            raise PipelineConfigError(
+                sid,
+                "window",
+                f"{window!r} is not a window",
+                "pass TumblingWindow('1m'), SlidingWindow('5m', every='1m') or SessionWindow('30m')",
+            )
+        keys = self.keys if key is None else ((key,) if isinstance(key, str) else tuple(key))
+        time = self.pipeline.time if time is None else time
+        self._need(keys, sid, "window", "key")
+        self._need([time], sid, "window", "time (pass time='<event-time column>')")
+        delay_ns = parse_duration(delay, what=f"step {sid!r} (window) delay")
+        lateness_ns = parse_duration(lateness, what=f"step {sid!r} (window) lateness")
+        if delay_ns < 0 or lateness_ns < 0:
+            raise PipelineConfigError(
+                sid, "window", "delay and lateness must not be negative", "use e.g. delay='10s'"
+            )
+        if early and isinstance(window, SessionWindow):
+            raise PipelineConfigError(
+                sid,
+                "window",
+                "early results are not supported for session windows",
+                "drop early=True, or use a tumbling or sliding window",
+            )
+        return WindowBuilder(self, sid, window, keys, time, delay_ns, lateness_ns, early)
+
+    def join_interval(
+        self,
+        other: Stream,
+        on: str | Iterable[str],
+        *,
+        lower: Duration,
+        upper: Duration,
+        time: str | None = None,
+        other_time: str | None = None,
+        delay: Duration = 0,
+        suffixes: tuple[str, str] = ("", "_right"),
+        step_id: str | None = None,
+    ) -> JoinedStream:
+        """Inner-join with ``other`` on keys where ``other.time - self.time`` is within ``[lower, upper]``."""
+        sid = self._sid(step_id, "join")
+        keys = (on,) if isinstance(on, str) else tuple(on)
+        time = self.pipeline.time if time is None else time
+        other_time = time if other_time is None else other_time
+        self._need([*keys, time], sid, "interval_join", "the left side")
+        other._need([*keys, other_time], sid, "interval_join", "the right side")
+        lo = parse_duration(lower, what=f"step {sid!r} (join) lower")
+        hi = parse_duration(upper, what=f"step {sid!r} (join) upper")
+        if lo > hi:
+            raise PipelineConfigError(
+                sid,
+                "interval_join",
+                f"lower ({lower}) is after upper ({upper})",
+                "swap them: lower is the earliest offset of the other side, e.g. lower='-5m', upper='5m'",
+            )
+        step = IntervalJoinStep(
+            sid,
+            (self.ref, other.ref),
+            on=keys,
+            left_time=time,
+            right_time=other_time,
+            lower_ns=lo,
+            upper_ns=hi,
+            delay_ns=parse_duration(delay, what="delay"),
+            suffixes=tuple(suffixes),
+        )  # type: ignore[arg-type]
+        return self.pipeline._add(step, cls=JoinedStream)  # type: ignore[return-value]
+
+    def enrich(
+        self,
+        table: pd.DataFrame | str | Any,
+        on: str | Iterable[str],
+        *,
+        how: str = "left",
+        step_id: str | None = None,
+    ) -> Stream:
+        """Join each event with a table: a DataFrame, a Parquet/CSV path, or ``DuckDBTable``."""
+        sid = self._sid(step_id, "enrich")
+        keys = (on,) if isinstance(on, str) else tuple(on)
+        ref: str | None = None
+        if isinstance(table, str):
+            ref = table
+            table = pd.read_parquet(table) if table.endswith(".parquet") else pd.read_csv(table)
+        elif hasattr(table, "load") and hasattr(table, "ref"):
+            ref = table.ref
+            table = table.load()
+        if not isinstance(table, pd.DataFrame):
+            raise PipelineConfigError(
+                sid,
+                "enrich",
+                f"cannot use {type(table).__name__} as a table",
+                "pass a pandas DataFrame, a .parquet/.csv path or DuckDBTable(path, query)",
+            )
+        if how not in ("left", "inner"):
+            raise PipelineConfigError(
+                sid, "enrich", f"how={how!r}", "use how='left' (keep every event) or 'inner'"
+            )
+        self._need(keys, sid, "enrich", "on")
+        for k in keys:
+            if k not in table.columns:
+                raise PipelineConfigError(
+                    sid, "enrich", f"the table has no column {k!r}", suggest(k, table.columns)
+                )
+        step = EnrichStep(sid, (self.ref,), table=table, table_ref=ref, on=keys, how=how)
+        return self.pipeline._add(step)
+
+    def apply(self, config: Any, *, step_id: str | None = None, kind: str | None = None) -> Stream:
+        """Add a step built from any config with ``build() -> Operator`` (detectors, features, patterns)."""
+        sid = self._sid(step_id, kind or getattr(config, "kind", None) or type(config).__name__.lower())
+        if not hasattr(config, "build"):
+            raise PipelineConfigError(
+                sid,
+                "operator",
+                f"{config!r} has no build() method",
+                "pass a streamlab step config such as a detector or feature",
+            )
+        check = getattr(config, "check_columns", None)
+        if check is not None and self.columns is not None:
+            problem = check(self.columns)
+            if problem:
+                raise PipelineConfigError(sid, type(config).__name__, problem[0], problem[1])
+        return self.pipeline._add(OperatorStep(sid, (self.ref,), config=config), cls=OperatorStream)
+
+    def to(self, sink: Sink, *, step_id: str | None = None) -> Stream:
+        """Write this stream to a sink. Returns the sink step's reference."""
+        sid = self._sid(step_id, "sink")
+        if not hasattr(sink, "open"):
+            raise PipelineConfigError(
+                sid,
+                "sink",
+                f"{sink!r} is not a streamlab Sink",
+                "pass a Sink such as DuckDBSink('out.duckdb', 'counts') or ListSink()",
+            )
+        bind = getattr(sink, "bind_upstream", None)
+        if bind is not None:
+            step = self.pipeline.steps[self.step_id]
+            is_window = isinstance(step, WindowStep) and self.ref == self.step_id
+            bind(step.keys if isinstance(step, WindowStep) else (), is_window)
+        return self.pipeline._add(SinkStep(sid, (self.ref,), sink=sink))
+
+    # -- running (delegates) ---------------------------------------------------------------------------
+    def run(self, **options: Any) -> RunResult:
+        """Run the whole pipeline (see :meth:`Pipeline.run`)."""
+        return self.pipeline.run(**options)
+
+    def start(self, **options: Any) -> RunHandle:
+        """Start the whole pipeline in the background (see :meth:`Pipeline.start`)."""
+        return self.pipeline.start(**options)
+
+
+def _fn(fn: Any, sid: str, kind: str) -> UserFunction:
+    if not callable(fn):
+        raise PipelineConfigError(
+            sid, kind, f"expected a function, got {type(fn).__name__}", "pass a function or a lambda"
+        )
+    return UserFunction.of(fn)
+
+
+class FallibleStream(Stream):
+    """Output of a step running user code: failing rows go to ``.dead_letter`` with the error."""
+
+    @property
+    def dead_letter(self) -> Stream:
+        return Stream(self.pipeline, f"{self.step_id}.dead_letter")
+
+
+class ParsedStream(FallibleStream):
+    """Parsed events; ``.dead_letter`` holds the raw records that failed, with the reason."""
+
+    @property
+    def ok(self) -> Stream:
+        return self
+
+
+class DedupedStream(Stream):
+    """First occurrences; ``.duplicates`` holds the repeats."""
+
+    @property
+    def duplicates(self) -> Stream:
+        return Stream(self.pipeline, f"{self.step_id}.duplicates")
+
+
+class JoinedStream(Stream):
+    """Joined pairs; ``.late`` holds rows that arrived too late to be joined."""
+
+    @property
+    def late(self) -> Stream:
+        return Stream(self.pipeline, f"{self.step_id}.late")
+
+
+class OperatorStream(Stream):
+    """Output of a config-backed step; other outputs by name: ``stream.output('drift')``."""
+
+    def output(self, name: str) -> Stream:
+        outs = self.pipeline.outputs_of(self.step_id)
+        if name not in outs:
+            raise PipelineConfigError(
+                self.step_id, "operator", f"no output {name!r}", f"use one of {list(outs)}"
+            )
+        return Stream(self.pipeline, self.step_id if name == "out" else f"{self.step_id}.{name}")
+
+    def __getattr__(self, name: str) -> Stream:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in self.pipeline.outputs_of(self.step_id):
+            return self.output(name)
+        raise AttributeError(name)
+
+
+class WindowedStream(FallibleStream):
+    """Final window results; ``.late`` holds events for windows already closed."""
+
+    @property
+    def results(self) -> Stream:
+        return self
+
+    @property
+    def late(self) -> Stream:
+        return Stream(self.pipeline, f"{self.step_id}.late")
+
+    @property
+    def early(self) -> Stream:
+        return Stream(self.pipeline, f"{self.step_id}.early")
+
+
+class WindowBuilder:
+    """A window waiting for its aggregators: call :meth:`agg`."""
+
+    def __init__(
+        self,
+        stream: Stream,
+        sid: str,
+        window: Window,
+        keys: tuple[str, ...],
+        time: str,
+        delay_ns: int,
+        lateness_ns: int,
+        early: bool,
+    ) -> None:
+        self._stream = stream
+        self._args = (sid, window, keys, time, delay_ns, lateness_ns, early)
+
+    def agg(self, *aggs: Aggregator) -> WindowedStream:
+        """Aggregate each window and key, e.g. ``.agg(agg.count(), agg.sum("amount"))``."""
+        sid, window, keys, time, delay_ns, lateness_ns, early = self._args
+        if not aggs:
+            raise PipelineConfigError(sid, "window", "no aggregators given", "add e.g. .agg(agg.count())")
+        names = [a.name for a in aggs]
+        for a in aggs:
+            if not isinstance(a, Aggregator):
+                raise PipelineConfigError(
+                    sid,
+                    "window",
+                    f"{a!r} is not an aggregator",
+                    "use streamlab.agg.count(), agg.sum('amount'), ... or an Aggregator subclass",
+                )
+            if a.column is not None:
+                self._stream._need([a.column], sid, "window", f"aggregator {a!r}")
+        dup = {n for n in names if names.count(n) > 1} | (set(names) & {*keys, "window_start", "window_end"})
+        if dup:
+            raise PipelineConfigError(
+                sid,
+                "window",
+                f"output column names collide: {sorted(dup)}",
+                "give the aggregators distinct names, e.g. agg.sum('amount', name='total')",
+            )
+        step = WindowStep(
+            sid,
+            (self._stream.ref,),
+            window=window,
+            keys=keys,
+            aggs=tuple(aggs),
+            time=time,
+            delay_ns=delay_ns,
+            lateness_ns=lateness_ns,
+            early=early,
+        )
+        return self._stream.pipeline._add(step, cls=WindowedStream)  # type: ignore[return-value]
+
+
+_STREAM_METHODS = {
+    n for n in dir(Stream) if not n.startswith("_") and n not in ("pipeline", "ref", "run", "start")
+}

@@ -1,0 +1,614 @@
+"""The in-process runtime: runs a pipeline graph over micro-batches.
+
+Delivery protocol: a source batch is pushed through every step to the sinks; at each commit point
+(every ``commit_every`` of processing time, at the end, and on stop) every sink is flushed, the state
+snapshot is saved (to ``checkpoint_dir`` when given), and only then are the sources told to commit
+their positions. A restart from that checkpoint therefore neither loses nor repeats sink data for
+idempotent sinks. Outputs that no step reads (for example a dead-letter output without a sink) are
+collected and returned, never dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from streamlab._operator import Operator
+from streamlab._time import Duration, ns_to_timestamp, parse_duration
+from streamlab.clock import Clock, SystemClock
+from streamlab.errors import StepFailedError
+from streamlab.io import SinkWriter, SourceReader
+from streamlab.pipeline import Pipeline
+from streamlab.steps import SinkStep, SourceStep
+
+__all__ = ["RunHandle", "RunResult", "run", "start"]
+
+log = logging.getLogger("streamlab")
+_CHECKPOINT = "checkpoint.pkl"
+_COUNTED = ("late", "dead_letter", "duplicates")
+
+
+@dataclass
+class RunResult:
+    """What a run produced: collected outputs (those without a sink), metrics, and the last checkpoint.
+
+    Index it with a stream reference: ``result["window"]``, ``result["parse.dead_letter"]``.
+    """
+
+    outputs: dict[str, pd.DataFrame]
+    metrics: dict[str, Any]
+    checkpoint: Any
+    status: str
+
+    def __getitem__(self, ref: str) -> pd.DataFrame:
+        if ref not in self.outputs:
+            known = ", ".join(repr(k) for k in self.outputs)
+            raise KeyError(
+                f"no collected output {ref!r}; collected outputs are {known} (outputs with a sink are in the sink)"
+            )
+        return self.outputs[ref]
+
+    def __repr__(self) -> str:
+        outs = ", ".join(f"{k}: {len(v)} rows" for k, v in self.outputs.items())
+        return f"RunResult(status={self.status!r}, events_in={self.metrics.get('events_in')}, outputs={{{outs}}})"
+
+
+@dataclass
+class _Collector:
+    max_rows: int | None
+    frames: list[pd.DataFrame] = field(default_factory=list)
+    rows: int = 0
+    dropped: int = 0
+
+    def add(self, frame: pd.DataFrame) -> None:
+        self.frames.append(frame)
+        self.rows += len(frame)
+        if self.max_rows is not None:
+            while self.rows - len(self.frames[0]) >= self.max_rows and len(self.frames) > 1:
+                old = self.frames.pop(0)
+                self.rows -= len(old)
+                self.dropped += len(old)
+
+    def frame(self) -> pd.DataFrame:
+        if not self.frames:
+            return pd.DataFrame()
+        out = pd.concat(self.frames, ignore_index=True) if len(self.frames) > 1 else self.frames[0]
+        self.frames = [out]
+        return out
+
+
+class Executor:
+    """Runs one pipeline; used by :func:`run` directly and by :class:`RunHandle` in a thread."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        clock: Clock | None = None,
+        batch_size: int = 50_000,
+        resume: Any = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        commit_every: Duration = "5s",
+        max_collect_rows: int | None = None,
+        idle_wait: float = 0.01,
+    ) -> None:
+        if not pipeline.steps:
+            raise ValueError("the pipeline is empty: add a source, e.g. Pipeline(ListSource([...]))")
+        self.pipeline = pipeline
+        self.clock = clock or SystemClock()
+        self.batch_size = batch_size
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.commit_every_ns = parse_duration(commit_every, what="commit_every")
+        self.idle_wait = idle_wait
+        if (
+            resume is None
+            and self.checkpoint_dir is not None
+            and (self.checkpoint_dir / _CHECKPOINT).exists()
+        ):
+            resume = pickle.loads((self.checkpoint_dir / _CHECKPOINT).read_bytes())
+        self.resume = resume
+        self.consumers = pipeline.consumers()
+        self.collect = {ref: _Collector(max_collect_rows) for ref in pipeline.unattached_outputs()}
+        self.subscribers: dict[str, list[Callable[[pd.DataFrame], None]]] = {}
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.last_checkpoint: Any = resume
+        self.status = "created"
+        self.error: BaseException | None = None
+        # metrics
+        self.step_in: dict[str, int] = dict.fromkeys(pipeline.steps, 0)
+        self.step_out: dict[str, dict[str, int]] = {sid: {} for sid in pipeline.steps}
+        self.events_in = 0
+        self.batches = 0
+        self.started_ns = 0
+        self.last_commit_ns = 0
+        self.commits = 0
+        self.operators: dict[str, Operator] = {}
+        self.readers: dict[str, SourceReader] = {}
+        self.writers: dict[str, SinkWriter] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def open(self) -> None:
+        state = self.resume or {}
+        op_state = state.get("operators", {})
+        src_state = state.get("sources", {})
+        for sid, step in self.pipeline.steps.items():
+            if isinstance(step, SourceStep):
+                self.readers[sid] = step.source.open(src_state.get(sid), self.clock)
+            elif isinstance(step, SinkStep):
+                self.writers[sid] = step.sink.open(self.clock)
+            else:
+                op = step.build()
+                if sid in op_state:
+                    op.restore(op_state[sid])
+                self.operators[sid] = op
+        for ref, frames in state.get("collected", {}).items():
+            if ref in self.collect and frames is not None:
+                self.collect[ref].add(frames)
+        self.started_ns = self.last_commit_ns = self.clock.now_ns()
+        self.status = "running"
+
+    def snapshot(self) -> dict[str, Any]:
+        """A picklable copy of all state: operators, source positions and collected outputs."""
+        return {
+            "version": 1,
+            "pipeline": self.pipeline.name,
+            "operators": {sid: op.snapshot() for sid, op in self.operators.items()},
+            "sources": {sid: r.snapshot() for sid, r in self.readers.items()},
+            "collected": {ref: c.frame() if c.frames else None for ref, c in self.collect.items()},
+        }
+
+    def commit(self) -> None:
+        """Flush sinks, save the state snapshot, then commit source positions (in that order)."""
+        for w in self.writers.values():
+            w.flush()
+        snap = self.snapshot()
+        if self.checkpoint_dir is not None:
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.checkpoint_dir / (_CHECKPOINT + ".tmp")
+            tmp.write_bytes(pickle.dumps(snap, protocol=pickle.HIGHEST_PROTOCOL))
+            os.replace(tmp, self.checkpoint_dir / _CHECKPOINT)
+        self.last_checkpoint = snap
+        for sid, r in self.readers.items():
+            r.commit(snap["sources"][sid])
+        self.commits += 1
+        self.last_commit_ns = self.clock.now_ns()
+
+    def close(self) -> None:
+        for r in self.readers.values():
+            try:
+                r.close()
+            except Exception:
+                log.exception("closing a source failed")
+        for w in self.writers.values():
+            try:
+                w.close()
+            except Exception:
+                log.exception("closing a sink failed")
+
+    # -- data flow ---------------------------------------------------------------------------------
+    def _emit(self, ref: str, frame: pd.DataFrame) -> None:
+        if frame is None or len(frame) == 0:
+            return
+        sid, _, out = ref.partition(".")
+        outs = self.step_out[sid]
+        outs[out or "out"] = outs.get(out or "out", 0) + len(frame)
+        for fn in self.subscribers.get(ref, ()):
+            fn(frame)
+        if ref in self.collect:
+            self.collect[ref].add(frame)
+        for target, port in self.consumers.get(ref, ()):
+            self._deliver(target, port, frame)
+
+    def _deliver(self, sid: str, port: int, frame: pd.DataFrame) -> None:
+        self.step_in[sid] += len(frame)
+        writer = self.writers.get(sid)
+        if writer is not None:
+            writer.write_batch(frame)
+            return
+        op = self.operators[sid]
+        try:
+            outputs = op.process(frame, port)
+        except Exception as e:
+            step = self.pipeline.steps[sid]
+            raise StepFailedError(sid, step.kind, e) from e
+        self._route(sid, outputs)
+
+    def _route(self, sid: str, outputs: dict[str, pd.DataFrame]) -> None:
+        for name, frame in outputs.items():
+            self._emit(sid if name == "out" else f"{sid}.{name}", frame)
+
+    def poll_once(self) -> bool:
+        """Poll every source once and push what arrived; True if any events moved."""
+        moved = False
+        for sid, reader in self.readers.items():
+            if reader.done:
+                continue
+            batch = reader.poll(self.batch_size)
+            if batch is not None and len(batch):
+                with self.lock:
+                    self.events_in += len(batch)
+                    self.batches += 1
+                    self._emit(sid, batch)
+                moved = True
+        return moved
+
+    def all_done(self) -> bool:
+        return all(r.done for r in self.readers.values())
+
+    def flush_operators(self) -> None:
+        """End of input: let every operator emit what it holds, upstream first."""
+        with self.lock:
+            for sid, op in self.operators.items():
+                try:
+                    outputs = op.on_end()
+                except Exception as e:
+                    raise StepFailedError(sid, self.pipeline.steps[sid].kind, e) from e
+                self._route(sid, outputs)
+
+    def wait_for_data(self) -> None:
+        now = self.clock.now_ns()
+        due = [t for r in self.readers.values() if not r.done and (t := r.next_ready_ns()) is not None]
+        if due:
+            wait = max(0.0, (min(due) - now) / 1e9)
+            if isinstance(self.clock, SystemClock):
+                wait = min(wait, 0.25)  # stay responsive to stop/pause
+            self.clock.sleep(wait, self.stop_event)
+        else:
+            self.clock.sleep(self.idle_wait, self.stop_event)
+
+    def maybe_commit(self) -> None:
+        if self.clock.now_ns() - self.last_commit_ns >= self.commit_every_ns:
+            with self.lock:
+                self.commit()
+
+    # -- reporting -----------------------------------------------------------------------------------
+    def metrics(self) -> dict[str, Any]:
+        with self.lock:
+            now = self.clock.now_ns()
+            elapsed = max((now - self.started_ns) / 1e9, 1e-9) if self.started_ns else 0.0
+            counted = dict.fromkeys(_COUNTED, 0)
+            for outs in self.step_out.values():
+                for name in _COUNTED:
+                    counted[name] += outs.get(name, 0)
+            watermarks = {}
+            for sid, op in self.operators.items():
+                wm = op.watermark_ns()
+                if wm is not None:
+                    watermarks[sid] = ns_to_timestamp(wm)
+            lags = [lag for r in self.readers.values() if (lag := r.lag()) is not None]
+            sink_rows = sum(self.step_in[s] for s in self.writers)
+            return {
+                "status": self.status,
+                "events_in": self.events_in,
+                "events_out": sink_rows,
+                "batches": self.batches,
+                "events_per_s": self.events_in / elapsed if elapsed else 0.0,
+                **counted,
+                "watermark": min(watermarks.values()) if watermarks else None,
+                "watermarks": watermarks,
+                "lag": sum(lags) if lags else None,
+                "commits": self.commits,
+                "processing_time": ns_to_timestamp(now),
+                "collected_dropped": {r: c.dropped for r, c in self.collect.items() if c.dropped},
+                "steps": {
+                    sid: {
+                        "kind": self.pipeline.steps[sid].kind,
+                        "in": self.step_in[sid],
+                        "out": dict(self.step_out[sid]),
+                    }
+                    for sid in self.pipeline.steps
+                },
+            }
+
+    def open_state(self) -> dict[str, dict[str, Any]]:
+        with self.lock:
+            return {sid: op.open_state() for sid, op in self.operators.items()}
+
+    def outputs(self) -> dict[str, pd.DataFrame]:
+        with self.lock:
+            return {ref: c.frame() for ref, c in self.collect.items()}
+
+    def result(self) -> RunResult:
+        return RunResult(self.outputs(), self.metrics(), self.last_checkpoint, self.status)
+
+    def finish(self, flush_windows: bool) -> None:
+        """Graceful end: optionally flush open windows, then flush sinks and commit."""
+        if flush_windows:
+            self.flush_operators()
+        with self.lock:
+            self.commit()
+
+
+def run(
+    pipeline: Pipeline,
+    *,
+    clock: Clock | None = None,
+    batch_size: int = 50_000,
+    resume: Any = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    commit_every: Duration = "5s",
+    max_events: int | None = None,
+    progress: bool = False,
+) -> RunResult:
+    """Run a pipeline in this thread until its sources end, ``max_events`` have been read, or a stop.
+
+    A ``KeyboardInterrupt`` (a notebook's interrupt button) or SIGTERM stops gracefully: sinks are flushed
+    and source positions committed; the result's ``status`` is ``"interrupted"``.
+
+    Parameters
+    ----------
+    clock
+        Processing-time clock; a :class:`~streamlab.clock.ManualClock` makes replays instant and exact.
+    batch_size
+        Largest micro-batch taken from a source at once.
+    resume
+        A checkpoint (``RunResult.checkpoint``) to continue from.
+    checkpoint_dir
+        Directory where checkpoints are saved and, on start, resumed from.
+    commit_every
+        Processing time between commit points.
+    max_events
+        Stop (gracefully, keeping window state in the checkpoint) after this many source events.
+    progress
+        Show a progress bar (tqdm) with events and rate.
+    """
+    ex = Executor(
+        pipeline,
+        clock=clock,
+        batch_size=batch_size,
+        resume=resume,
+        checkpoint_dir=checkpoint_dir,
+        commit_every=commit_every,
+    )
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda *_: ex.stop_event.set())
+    bar = _progress_bar(pipeline) if progress else None
+    ex.open()
+    try:
+        while not ex.stop_event.is_set():
+            if ex.all_done():
+                ex.flush_operators()
+                ex.status = "finished"
+                break
+            before = ex.events_in
+            if not ex.poll_once():
+                ex.wait_for_data()
+            if bar is not None:
+                bar.update(ex.events_in - before)
+            if max_events is not None and ex.events_in >= max_events:
+                ex.status = "stopped"
+                break
+            ex.maybe_commit()
+        else:
+            ex.status = "stopped"
+        ex.finish(flush_windows=False)
+    except KeyboardInterrupt:
+        ex.status = "interrupted"
+        ex.finish(flush_windows=False)
+    except BaseException:
+        ex.status = "failed"
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        ex.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return ex.result()
+
+
+def _progress_bar(pipeline: Pipeline) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(desc=pipeline.name, unit=" events", unit_scale=True, leave=True)
+
+
+class RunHandle:
+    """A pipeline running in a background thread (made by :meth:`Pipeline.start`).
+
+    The kernel stays free: call :meth:`pause`, :meth:`resume`, :meth:`step`, :meth:`set_speed`, read
+    :attr:`metrics` and :attr:`outputs`, and :meth:`stop`, which flushes sinks, commits and joins the
+    thread. Use it as a context manager to stop on exit.
+    """
+
+    def __init__(self, executor: Executor, max_events: int | None = None) -> None:
+        self._ex = executor
+        self._max_events = max_events
+        self._run_flag = threading.Event()
+        self._run_flag.set()
+        self._steps = 0
+        self._flush_windows = False
+        self._cond = threading.Condition()
+        self._done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name=f"streamlab-{executor.pipeline.name}", daemon=True
+        )
+        executor.open()
+        self._thread.start()
+
+    def _loop(self) -> None:
+        ex = self._ex
+        try:
+            while not ex.stop_event.is_set():
+                if not self._run_flag.is_set():
+                    with self._cond:
+                        if self._steps == 0:
+                            ex.status = "paused"
+                            self._cond.wait(0.1)
+                            continue
+                        self._steps -= 1
+                    ex.status = "paused"
+                    if not ex.all_done():
+                        while not ex.poll_once() and not ex.all_done() and not ex.stop_event.is_set():
+                            ex.wait_for_data()
+                    continue
+                ex.status = "running"
+                if ex.all_done():
+                    ex.flush_operators()
+                    ex.status = "finished"
+                    ex.finish(flush_windows=False)
+                    return
+                if not ex.poll_once():
+                    ex.wait_for_data()
+                if self._max_events is not None and ex.events_in >= self._max_events:
+                    break
+                ex.maybe_commit()
+            ex.finish(flush_windows=self._flush_windows)
+            ex.status = "stopped"
+        except BaseException as e:
+            ex.error = e
+            ex.status = "failed"
+            log.error("pipeline %r failed: %s", ex.pipeline.name, e)
+        finally:
+            ex.close()
+            self._done.set()
+
+    # -- control -----------------------------------------------------------------------------------
+    def pause(self) -> None:
+        """Stop taking new events (state and connections are kept)."""
+        self._run_flag.clear()
+
+    def resume(self) -> None:
+        """Continue after :meth:`pause`."""
+        for r in self._ex.readers.values():
+            hook = getattr(r, "on_resume", None)
+            if hook is not None:
+                hook()
+        self._run_flag.set()
+
+    def step(self, batches: int = 1) -> None:
+        """While paused, process this many more source batches."""
+        with self._cond:
+            self._steps += batches
+            self._cond.notify_all()
+
+    def set_speed(self, speed: float | None) -> None:
+        """Change the replay speed of sources that replay (``None`` = as fast as possible)."""
+        for r in self._ex.readers.values():
+            setter = getattr(r, "set_speed", None)
+            if setter is not None:
+                setter(speed)
+
+    def stop(self, *, flush_windows: bool = False, timeout: float = 60.0) -> RunResult:
+        """Stop gracefully: optionally emit open windows, flush sinks, commit, and join the thread."""
+        self._flush_windows = flush_windows
+        self._ex.stop_event.set()
+        self._run_flag.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"pipeline {self._ex.pipeline.name!r} did not stop within {timeout} s")
+        return self._ex.result()
+
+    def wait(self, timeout: float | None = None) -> RunResult | None:
+        """Wait until the run ends by itself (bounded sources); ``None`` on timeout."""
+        if not self._done.wait(timeout):
+            return None
+        if self._ex.error is not None:
+            raise self._ex.error
+        return self._ex.result()
+
+    def subscribe(self, ref: str, callback: Callable[[pd.DataFrame], None]) -> Callable[[], None]:
+        """Call ``callback(frame)`` (in the pipeline's thread) for every batch on output ``ref``.
+
+        Returns a function that unsubscribes. Callbacks must be quick: widgets buffer and redraw later.
+        """
+        if ref.split(".")[0] not in self._ex.pipeline.steps:
+            raise KeyError(f"unknown stream {ref!r}; steps are {list(self._ex.pipeline.steps)}")
+        with self._ex.lock:
+            self._ex.subscribers.setdefault(ref, []).append(callback)
+
+        def unsubscribe() -> None:
+            with self._ex.lock:
+                self._ex.subscribers.get(ref, []).remove(callback)
+
+        return unsubscribe
+
+    # -- state -------------------------------------------------------------------------------------
+    @property
+    def status(self) -> str:
+        return self._ex.status
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._ex.error
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self._ex.metrics()
+
+    @property
+    def outputs(self) -> dict[str, pd.DataFrame]:
+        return self._ex.outputs()
+
+    @property
+    def open_state(self) -> dict[str, dict[str, Any]]:
+        """What each stateful step holds now (open windows, buffered rows)."""
+        return self._ex.open_state()
+
+    @property
+    def checkpoint(self) -> Any:
+        return self._ex.last_checkpoint
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self._ex.pipeline
+
+    @property
+    def clock(self) -> Clock:
+        return self._ex.clock
+
+    @property
+    def thread(self) -> threading.Thread:
+        return self._thread
+
+    def __enter__(self) -> RunHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread.is_alive():
+            self.stop()
+
+    def __repr__(self) -> str:
+        m = self.metrics
+        return f"RunHandle({self._ex.pipeline.name!r}, status={m['status']!r}, events_in={m['events_in']})"
+
+
+def start(
+    pipeline: Pipeline,
+    *,
+    clock: Clock | None = None,
+    batch_size: int = 50_000,
+    resume: Any = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    commit_every: Duration = "5s",
+    max_events: int | None = None,
+    max_collect_rows: int | None = 100_000,
+) -> RunHandle:
+    """Start a pipeline in a background thread and return its :class:`RunHandle`.
+
+    Unattached outputs are kept up to ``max_collect_rows`` rows each (the newest); drops are counted in
+    ``metrics["collected_dropped"]`` — attach a sink to keep everything.
+    """
+    ex = Executor(
+        pipeline,
+        clock=clock,
+        batch_size=batch_size,
+        resume=resume,
+        checkpoint_dir=checkpoint_dir,
+        commit_every=commit_every,
+        max_collect_rows=max_collect_rows,
+    )
+    return RunHandle(ex, max_events=max_events)

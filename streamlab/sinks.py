@@ -1,0 +1,329 @@
+"""Built-in sinks: an in-memory list, DuckDB with idempotent upserts, Parquet and JSON lines files."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from streamlab.clock import Clock
+from streamlab.io import Sink, SinkWriter
+
+__all__ = ["DuckDBSink", "JsonLinesSink", "ListSink", "ParquetSink"]
+
+
+class _ListWriter(SinkWriter):
+    def __init__(self, sink: ListSink) -> None:
+        self.sink = sink
+
+    def write_batch(self, batch: pd.DataFrame) -> None:
+        with self.sink._lock:
+            self.sink.batches.append(batch)
+
+
+class ListSink(Sink):
+    """Collects every batch in memory; read them with :meth:`frame` or :meth:`rows`.
+
+    Examples
+    --------
+    >>> sink = ListSink()
+    >>> w = sink.open()
+    >>> w.write_batch(pd.DataFrame({"x": [1, 2]}))
+    >>> sink.rows()
+    [{'x': 1}, {'x': 2}]
+    """
+
+    def __init__(self) -> None:
+        self.batches: list[pd.DataFrame] = []
+        self._lock = threading.Lock()
+
+    def open(self, clock: Clock | None = None) -> SinkWriter:
+        return _ListWriter(self)
+
+    def frame(self) -> pd.DataFrame:
+        """All rows written so far, as one DataFrame."""
+        with self._lock:
+            if not self.batches:
+                return pd.DataFrame()
+            return pd.concat(self.batches, ignore_index=True)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """All rows written so far, as dicts."""
+        return self.frame().to_dict("records")  # type: ignore[return-value]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.batches.clear()
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "list"}
+
+    def __repr__(self) -> str:
+        return f"ListSink({sum(len(b) for b in self.batches)} rows)"
+
+    def __reduce__(self) -> Any:  # a ListSink in a pickled pipeline starts empty
+        return (ListSink, ())
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class _DuckDBWriter(SinkWriter):
+    def __init__(self, sink: DuckDBSink) -> None:
+        self.sink = sink
+        self.con = sink.connection()
+        self.ready = False
+
+    def _create(self, batch: pd.DataFrame) -> None:
+        con, t = self.con, _quote(self.sink.table)
+        con.register("__streamlab_batch", batch.iloc[:0])
+        try:
+            cols = con.execute("DESCRIBE SELECT * FROM __streamlab_batch").fetchall()
+        finally:
+            con.unregister("__streamlab_batch")
+        defs = [f"{_quote(c[0])} {c[1]}" for c in cols]
+        key = self.sink.resolved_key(list(batch.columns))
+        if key:
+            missing = [k for k in key if k not in batch.columns]
+            if missing:
+                raise ValueError(
+                    f"DuckDBSink({self.sink.table!r}): key column(s) {missing} are not in the data "
+                    f"({list(batch.columns)}); pass key=[...] naming existing columns"
+                )
+            defs.append("PRIMARY KEY (" + ", ".join(_quote(k) for k in key) + ")")
+        con.execute(f"CREATE TABLE IF NOT EXISTS {t} ({', '.join(defs)})")
+        self.ready = True
+
+    def write_batch(self, batch: pd.DataFrame) -> None:
+        if len(batch) == 0:
+            return
+        if not self.ready:
+            self._create(batch)
+        key = self.sink.resolved_key(list(batch.columns))
+        if key:
+            # the last row per key wins within a batch, as it would across batches
+            batch = batch.drop_duplicates(subset=key, keep="last")
+        verb = "INSERT OR REPLACE INTO" if key else "INSERT INTO"
+        with self.sink._lock:
+            self.con.register("__streamlab_batch", batch)
+            try:
+                self.con.execute(f"{verb} {_quote(self.sink.table)} BY NAME SELECT * FROM __streamlab_batch")
+            finally:
+                self.con.unregister("__streamlab_batch")
+
+    def flush(self) -> None:
+        with self.sink._lock:
+            self.con.execute("CHECKPOINT") if self.sink.path != ":memory:" else None
+
+
+class DuckDBSink(Sink):
+    """Write rows to a DuckDB table, upserting by key so a re-run never doubles rows.
+
+    Parameters
+    ----------
+    path
+        Database file, or ``":memory:"``.
+    table
+        Table name; created from the first batch's columns.
+    key
+        Columns identifying a row; rows with an existing key replace it. ``"auto"`` (the default) uses
+        the window columns plus the window step's key for window results, ``event_id`` for events, and
+        plain appends otherwise. ``None`` always appends.
+
+    Examples
+    --------
+    >>> sink = DuckDBSink(":memory:", "counts", key=["k"])
+    >>> w = sink.open()
+    >>> w.write_batch(pd.DataFrame({"k": ["a"], "n": [1]}))
+    >>> w.write_batch(pd.DataFrame({"k": ["a"], "n": [2]}))
+    >>> sink.read().values.tolist()
+    [['a', 2]]
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ":memory:",
+        table: str = "results",
+        *,
+        key: str | list[str] | None = "auto",
+    ) -> None:
+        self.path = os.fspath(path)
+        self.table = table
+        self.key = key
+        self.window_keys: tuple[str, ...] | None = None
+        self._con: Any = None
+        self._lock = threading.RLock()
+
+    def bind_upstream(self, keys: tuple[str, ...], is_window: bool) -> DuckDBSink:
+        """Called by ``Stream.to``: remember the window step's key for ``key='auto'``."""
+        if is_window:
+            self.window_keys = keys
+        return self
+
+    def resolved_key(self, columns: list[str]) -> list[str]:
+        if self.key is None:
+            return []
+        if isinstance(self.key, str) and self.key != "auto":
+            return [self.key]
+        if isinstance(self.key, list):
+            return self.key
+        if self.window_keys is not None and "window_start" in columns:
+            return [*self.window_keys, "window_start", "window_end"]
+        if "event_id" in columns:
+            return ["event_id"]
+        return []
+
+    def connection(self) -> Any:
+        """The sink's DuckDB connection (one per sink, shared by the writer and readers)."""
+        import duckdb
+
+        with self._lock:
+            if self._con is None:
+                if self.path != ":memory:":
+                    Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                self._con = duckdb.connect(self.path)
+            return self._con
+
+    def open(self, clock: Clock | None = None) -> SinkWriter:
+        return _DuckDBWriter(self)
+
+    def read(self, order_by: str | None = None) -> pd.DataFrame:
+        """The table's rows."""
+        sql = f"SELECT * FROM {_quote(self.table)}" + (f" ORDER BY {order_by}" if order_by else "")
+        return self.query(sql)
+
+    def query(self, sql: str) -> pd.DataFrame:
+        """Run SQL on the sink's database."""
+        with self._lock:
+            return self.connection().cursor().execute(sql).df()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "duckdb", "path": self.path, "table": self.table, "key": self.key}
+
+    def __repr__(self) -> str:
+        return f"DuckDBSink({self.path!r}, {self.table!r}, key={self.key!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_con": None, "_lock": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
+
+class _ParquetWriter(SinkWriter):
+    def __init__(self, sink: ParquetSink) -> None:
+        self.sink = sink
+        self.pending: list[pd.DataFrame] = []
+        Path(sink.path).mkdir(parents=True, exist_ok=True)
+        self.part = len(list(Path(sink.path).glob("part-*.parquet")))
+
+    def write_batch(self, batch: pd.DataFrame) -> None:
+        self.pending.append(batch)
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        frame = pd.concat(self.pending, ignore_index=True)
+        target = Path(self.sink.path) / f"part-{self.part:06d}.parquet"
+        tmp = target.with_suffix(".tmp")
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, target)
+        self.part += 1
+        self.pending = []
+
+
+class ParquetSink(Sink):
+    """Write each commit's rows as one Parquet part file in a directory.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> w = ParquetSink(d).open()
+    >>> w.write_batch(pd.DataFrame({"x": [1]}))
+    >>> w.flush()
+    >>> pd.read_parquet(d)["x"].tolist()
+    [1]
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+
+    def open(self, clock: Clock | None = None) -> SinkWriter:
+        return _ParquetWriter(self)
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "parquet", "path": self.path}
+
+    def __repr__(self) -> str:
+        return f"ParquetSink({self.path!r})"
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, pd.Timestamp):
+        return v.isoformat().replace("+00:00", "Z")
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "backslashreplace")
+    if hasattr(v, "item"):
+        return v.item()
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    return str(v)
+
+
+class _JsonLinesWriter(SinkWriter):
+    def __init__(self, sink: JsonLinesSink) -> None:
+        Path(sink.path).parent.mkdir(parents=True, exist_ok=True)
+        self.f = open(sink.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def write_batch(self, batch: pd.DataFrame) -> None:
+        for row in batch.to_dict("records"):
+            clean = {k: (None if (isinstance(v, float) and v != v) else v) for k, v in row.items()}
+            self.f.write(json.dumps(clean, default=_json_default) + "\n")
+
+    def flush(self) -> None:
+        self.f.flush()
+        os.fsync(self.f.fileno())
+
+    def close(self) -> None:
+        self.flush()
+        self.f.close()
+
+
+class JsonLinesSink(Sink):
+    """Append rows as JSON lines (timestamps in ISO-8601 UTC).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "out.jsonl")
+    >>> w = JsonLinesSink(path).open()
+    >>> w.write_batch(pd.DataFrame({"x": [1]}))
+    >>> w.close()
+    >>> open(path).read()
+    '{"x": 1}\\n'
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+
+    def open(self, clock: Clock | None = None) -> SinkWriter:
+        return _JsonLinesWriter(self)
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "jsonl", "path": self.path}
+
+    def __repr__(self) -> str:
+        return f"JsonLinesSink({self.path!r})"

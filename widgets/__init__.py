@@ -1,0 +1,3 @@
+"""Live plotly widgets for JupyterLab."""
+
+__all__: list[str] = []
