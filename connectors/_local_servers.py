@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 __all__ = [
     "LocalServer",
@@ -32,9 +33,22 @@ __all__ = [
 
 LOOPBACK = "127.0.0.1"
 
+_S = TypeVar("_S", bound="LocalServer")
+
 
 class ServerStartError(RuntimeError):
-    """A local server did not come up in time or exited early; the message carries its log tail."""
+    """A local server did not come up in time or exited early; the message carries its log tail.
+
+    Examples
+    --------
+    >>> import sys
+    >>> never = LocalServer("never", lambda port: [sys.executable, "-c", "pass"], startup_timeout=5)
+    >>> try:
+    ...     never.start()
+    ... except ServerStartError as exc:
+    ...     print("exited with 0 before" in str(exc))
+    True
+    """
 
 
 def find_free_port(host: str = LOOPBACK) -> int:
@@ -202,6 +216,16 @@ def stop_process(process: subprocess.Popen[bytes], *, grace: float = 5.0) -> int
     True
     >>> p.poll() is not None
     True
+
+    A process that ignores SIGTERM is killed after the grace period:
+
+    >>> code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, flush=True); time.sleep(60)"
+    >>> p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True)
+    >>> p.stdout.readline()  # it has installed its handler
+    b'1\\n'
+    >>> stop_process(p, grace=0.2)
+    -9
+    >>> p.stdout.close()
     """
     if process.poll() is not None:
         return process.returncode
@@ -340,7 +364,7 @@ class LocalServer:
         data = self._log_path.read_bytes()[-n_bytes:]
         return data.decode("utf-8", "replace")
 
-    def start(self) -> LocalServer:
+    def start(self: _S) -> _S:
         """Start the process and wait until its port accepts connections; return ``self``."""
         with self._lock:
             if self.running:
@@ -355,9 +379,9 @@ class LocalServer:
                 except (ServerStartError, TimeoutError) as exc:
                     last_error = exc
                     self._terminate()
-            raise ServerStartError(
-                f"{self.name} did not start: {last_error}\n--- log tail ---\n{self.log_tail()}"
-            ) from last_error
+            message = f"{self.name} did not start: {last_error}\n--- log tail ---\n{self.log_tail()}"
+            self._remove_tmpdir()  # the log tail is in the message; leave nothing behind
+            raise ServerStartError(message) from last_error
 
     def _launch(self, port: int) -> None:
         argv = [str(a) for a in self._command(port)]
@@ -395,11 +419,14 @@ class LocalServer:
         """Stop the process (SIGTERM, then SIGKILL) and remove the temporary directory. Idempotent."""
         with self._lock:
             self._terminate()
-            if self._tmpdir is not None:
-                shutil.rmtree(self._tmpdir, ignore_errors=True)
-                self._tmpdir = None
+            self._remove_tmpdir()
 
-    def __enter__(self) -> LocalServer:
+    def _remove_tmpdir(self) -> None:
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+    def __enter__(self: _S) -> _S:
         return self.start()
 
     def __exit__(

@@ -30,9 +30,8 @@ import os
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 import numpy as np
@@ -85,15 +84,33 @@ _OWNERSHIP_ERRORS = ("REBALANCE_IN_PROGRESS", "ILLEGAL_GENERATION", "UNKNOWN_MEM
 
 
 class KafkaSourceError(RuntimeError):
-    """A Kafka error (other than end-of-partition) reported while consuming."""
+    """A Kafka error (other than end-of-partition) reported while consuming.
+
+    Examples
+    --------
+    >>> issubclass(KafkaSourceError, RuntimeError)
+    True
+    """
 
 
 class KafkaCommitError(RuntimeError):
-    """Committing offsets failed for a reason other than losing the partitions in a rebalance."""
+    """Committing offsets failed for a reason other than losing the partitions in a rebalance.
+
+    Examples
+    --------
+    >>> issubclass(KafkaCommitError, RuntimeError)
+    True
+    """
 
 
 class KafkaDeliveryError(RuntimeError):
-    """Some produced records were not delivered; the runtime must not commit the source."""
+    """Some produced records were not delivered; the runtime must not commit the source.
+
+    Examples
+    --------
+    >>> issubclass(KafkaDeliveryError, RuntimeError)
+    True
+    """
 
 
 def _import_confluent() -> Any:
@@ -201,12 +218,14 @@ def _tansu_binary() -> str:
     return str(path)
 
 
-class LocalKafkaBroker:
+class LocalKafkaBroker(LocalServer):
     """A throwaway Kafka-protocol broker (tansu, in memory) on a free 127.0.0.1 port.
 
     Starts in well under a second. Everything is lost on ``stop()``. It differs from Apache Kafka
     in ways the module docstring lists (lag via ListOffsets, ``offsets_for_times``, CreatePartitions,
-    slow first group join); tests in ``tests/connectors/test_kafka.py`` pin those gaps.
+    slow first group join); tests in ``tests/connectors/test_kafka.py`` pin those gaps. It is a
+    :class:`~streamlab.connectors._local_servers.LocalServer`: ``start()``, ``stop()`` (SIGTERM,
+    then SIGKILL, by PID), context manager, ``pid``, ``log_tail()``.
 
     Parameters
     ----------
@@ -223,8 +242,8 @@ class LocalKafkaBroker:
     Examples
     --------
     >>> broker = LocalKafkaBroker()
-    >>> broker.running
-    False
+    >>> broker
+    LocalKafkaBroker(stopped, storage='memory://tansu/')
     >>> with LocalKafkaBroker() as broker:  # doctest: +SKIP
     ...     create_topic(broker.bootstrap_servers, "events", partitions=2)
     """
@@ -242,63 +261,32 @@ class LocalKafkaBroker:
                 f"LocalKafkaBroker(storage={storage!r}): expected an engine URL such as 'memory://tansu/'"
             )
         self.storage = storage
-
-        def command(p: int) -> list[str]:
-            url = f"tcp://127.0.0.1:{p}"
-            return [
-                _tansu_binary(),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                storage,
-            ]
-
-        self._server = LocalServer(
-            "tansu", command, port=port, env=env, startup_timeout=startup_timeout, stop_grace=5.0
+        super().__init__(
+            "tansu", self._command, port=port, env=env, startup_timeout=startup_timeout, stop_grace=5.0
         )
+
+    def _command(self, port: int) -> list[str]:
+        url = f"tcp://127.0.0.1:{port}"
+        return [
+            _tansu_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            self.storage,
+        ]
 
     @property
     def bootstrap_servers(self) -> str:
         """``"127.0.0.1:PORT"`` for clients."""
-        return self._server.address
-
-    @property
-    def port(self) -> int:
-        """Listening port (only while running)."""
-        return self._server.port
-
-    @property
-    def running(self) -> bool:
-        """True while the broker process is alive."""
-        return self._server.running
+        return self.address
 
     def start(self) -> LocalKafkaBroker:
         """Start the broker (raises ImportError naming the extra if tansu is missing); return ``self``."""
         _tansu_binary()
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop the broker process (SIGTERM, then SIGKILL) and wait until it has exited."""
-        self._server.stop()
-
-    def log_tail(self) -> str:
-        """The end of the broker's log, for debugging."""
-        return self._server.log_tail()
-
-    def __enter__(self) -> LocalKafkaBroker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return super().start()
 
     def __repr__(self) -> str:
         where = self.bootstrap_servers if self.running else "stopped"
@@ -512,6 +500,9 @@ _SOURCE_DEFAULTS = {
     "session.timeout.ms": 6000,
     "heartbeat.interval.ms": 1000,
     "fetch.wait.max.ms": 100,
+    # Brokers close idle connections (tansu after 5 s); librdkafka reconnects by itself, so its
+    # stderr line for every close is noise in a notebook.
+    "log.connection.close": False,
 }
 
 
@@ -675,6 +666,16 @@ class KafkaSourceReader(SourceReader):
     reader's own position. Partitions that moved to another member are dropped from the position;
     their records that were read but not committed are read again by the new owner (at-least-once,
     listed in ``revoked_uncommitted``), and later ``commit`` calls skip them.
+
+    Examples
+    --------
+    >>> src = KafkaSource("events", bootstrap_servers="127.0.0.1:9092", group_id="g", max_in_flight=10_000)
+    >>> reader = src.open()  # doctest: +SKIP
+    >>> batch = reader.poll(1000)  # doctest: +SKIP
+    >>> reader.commit(reader.snapshot())  # doctest: +SKIP
+    >>> reader.close()  # doctest: +SKIP
+    >>> src.consumer_config()["enable.auto.offset.store"]
+    False
     """
 
     def __init__(self, source: KafkaSource, resume: Any = None) -> None:
@@ -700,6 +701,7 @@ class KafkaSourceReader(SourceReader):
         #: Retriable errors reported by the client (kept for inspection; newest last).
         self.errors: list[Any] = []
         self._fatal: Any = None
+        self._seen_codes: set[int] = set()
         #: Partitions revoked while holding uncommitted records: ``(topic, partition, first, next)``.
         self.revoked_uncommitted: list[tuple[str, int, int, int]] = []
         conf = source.consumer_config()
@@ -723,7 +725,10 @@ class KafkaSourceReader(SourceReader):
     def _record_error(self, err: Any) -> None:
         self.errors.append(err)
         del self.errors[:-100]
-        log.warning("%r: Kafka reported %s", self.source, err)
+        # The client retries these by itself; say each kind once loudly, then quietly.
+        level = logging.DEBUG if err.code() in self._seen_codes else logging.WARNING
+        self._seen_codes.add(err.code())
+        log.log(level, "%r: Kafka reported %s", self.source, err)
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         ck = self._ck
@@ -736,6 +741,8 @@ class KafkaSourceReader(SourceReader):
             self._base.pop(key, None)
             if key in self._resume:
                 tp.offset = self._resume.pop(key)
+                # Where the checkpoint says we are: a snapshot taken before the next poll keeps it.
+                self._base[key] = self._positions[key] = tp.offset
             elif key in returned:
                 # An eager rebalance revokes everything and hands some partitions straight back: keep
                 # reading where we were, so records already in flight are neither re-read nor lost.
@@ -819,9 +826,17 @@ class KafkaSourceReader(SourceReader):
                 good.append(m)
             elif err.code() == self._ck.KafkaError._PARTITION_EOF:
                 continue
+            elif err.code() == self._ck.KafkaError._MAX_POLL_EXCEEDED:
+                # Polling stopped for longer than max.poll.interval.ms (a paused run): the member
+                # left the group and rejoins on this poll; the uncommitted records are read again.
+                self._record_error(err)
             elif err.fatal() or not err.retriable():
+                hint = ""
+                if err.code() == self._ck.KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    hint = "; check the topic name, or create it first (KafkaAdmin.create_topic)"
                 raise KafkaSourceError(
-                    f"{self.source!r}: Kafka error on topic {m.topic()!r} partition {m.partition()}: {err}"
+                    f"{self.source!r}: Kafka error on topic {m.topic()!r} partition {m.partition()}: "
+                    f"{err.str()}{hint}"
                 )
             else:
                 self._record_error(err)
@@ -859,8 +874,12 @@ class KafkaSourceReader(SourceReader):
 
     # -- positions and commits -------------------------------------------------------------------------
     def snapshot(self) -> Position:
-        """Next offset per ``(topic, partition)`` for every record returned by ``poll`` so far."""
-        return dict(self._positions)
+        """Next offset per ``(topic, partition)`` for every record returned by ``poll`` so far.
+
+        Resume positions of partitions not assigned yet are kept, so a checkpoint taken before the
+        group join loses nothing.
+        """
+        return {**self._resume, **self._positions}
 
     def commit(self, position: Any) -> None:
         """Synchronously commit exactly ``position`` (a ``snapshot()``) for partitions still assigned."""
@@ -1010,6 +1029,8 @@ def _json_default(v: Any) -> Any:
         return v.item()
     if isinstance(v, np.ndarray):
         return v.tolist()
+    if isinstance(v, (pd.Timedelta, timedelta)):
+        return pd.Timedelta(v).total_seconds()
     if isinstance(v, (bytes, bytearray)):
         return bytes(v).decode("utf-8", "replace")
     if isinstance(v, (set, frozenset, tuple)):
@@ -1184,6 +1205,7 @@ class KafkaSink(Sink):
             "compression.type": self.compression,
             "enable.idempotence": self.idempotence,
             "linger.ms": 5,
+            "log.connection.close": False,
         }
         if self.idempotence:
             conf["acks"] = "all"
@@ -1215,7 +1237,9 @@ class KafkaSink(Sink):
                 f"it has {list(batch.columns)}"
             )
         n = len(batch)
-        values = rows_to_json(batch) if self.value == "json" else _encode_column(batch[self.value])
+        values: list[bytes | None] = (
+            list(rows_to_json(batch)) if self.value == "json" else _encode_column(batch[self.value])
+        )
         keys: list[bytes | None] = _encode_column(batch[self.key]) if self.key else [None] * n
         if self.headers:
             cols = {h: _encode_column(batch[c]) for h, c in self.headers.items()}
@@ -1236,6 +1260,7 @@ class KafkaSink(Sink):
             "compression": self.compression,
             "idempotence": self.idempotence,
             "config": redact_config(self.config),
+            "flush_timeout": self.flush_timeout,
         }
 
     def __repr__(self) -> str:
@@ -1311,10 +1336,16 @@ class KafkaDeadLetterSink(KafkaSink):
         return values, [None] * len(batch), headers
 
     def spec(self) -> dict[str, Any]:
-        """YAML-ready description."""
-        out = super().spec()
-        out["kind"] = "kafka_dead_letter"
-        return out
+        """YAML-ready description; secrets in ``config`` are redacted."""
+        return {
+            "kind": "kafka_dead_letter",
+            "topic": self.topic,
+            "bootstrap_servers": self.bootstrap_servers,
+            "compression": self.compression,
+            "idempotence": self.idempotence,
+            "config": redact_config(self.config),
+            "flush_timeout": self.flush_timeout,
+        }
 
     def __repr__(self) -> str:
         return f"KafkaDeadLetterSink(topic={self.topic!r}, bootstrap_servers={self.bootstrap_servers!r})"
@@ -1327,6 +1358,14 @@ class KafkaSinkWriter(SinkWriter):
     delivery report and raises :class:`KafkaDeliveryError` if any record failed. Once a delivery has
     failed the writer stays failed (every later ``flush`` raises), so the runtime never commits a
     source position past lost records; reopen the sink after restarting from the last commit.
+
+    Examples
+    --------
+    >>> writer = KafkaSink("t", bootstrap_servers="127.0.0.1:9092").open()
+    >>> writer.write_batch(pd.DataFrame({"n": [1, 2]}))  # doctest: +SKIP
+    >>> writer.close()  # nothing queued, so nothing to wait for
+    >>> writer.delivered
+    0
     """
 
     def __init__(self, sink: KafkaSink) -> None:

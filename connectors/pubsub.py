@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 _EXTRA = "pip install 'streamlab[pubsub]'"
+_log = logging.getLogger(__name__)
 # Acknowledge/ModifyAckDeadline requests are limited in size; 1000 ack ids stay well below it.
 _ACK_CHUNK = 1000
 _SOURCE_COLUMNS = ("value", "attributes", "message_id", "publish_time", "ordering_key", "delivery_attempt")
@@ -37,7 +39,7 @@ _SOURCE_COLUMNS = ("value", "attributes", "message_id", "publish_time", "orderin
 
 def _pubsub() -> Any:
     try:
-        from google.cloud import pubsub_v1
+        from google.cloud import pubsub_v1  # type: ignore[attr-defined]
     except ImportError as exc:
         raise ImportError(f"Pub/Sub connectors need google-cloud-pubsub: {_EXTRA}") from exc
     return pubsub_v1
@@ -108,6 +110,8 @@ class PubSubSource(Source):
     position covering them, so the client's flow control (``max_messages``) also bounds how many
     uncommitted messages a pipeline holds. The position is the tuple of ack ids polled and not yet
     committed; resuming needs no position, because Pub/Sub redelivers every message that was not acked.
+    Delivery is at least once: a message whose lease was lost can come twice, so deduplicate on an event
+    id downstream (``Stream.dedup``) when duplicates matter.
 
     Parameters
     ----------
@@ -158,9 +162,9 @@ class PubSubSource(Source):
         self.emulator_host = emulator_host
         self.timeout = timeout
 
-    def open(self, resume: Any = None, clock: Clock | None = None) -> PubSubReader:
+    def open(self, resume: Any = None, clock: Clock | None = None) -> _PubSubReader:
         """Start streaming pull; ``resume`` is accepted and unused (unacked messages come back anyway)."""
-        return PubSubReader(self)
+        return _PubSubReader(self)
 
     def spec(self) -> dict[str, Any]:
         """YAML-ready description.
@@ -175,13 +179,15 @@ class PubSubSource(Source):
             "subscription": self.subscription,
             "max_messages": self.max_messages,
             "flow_control": dict(self.flow_control),
+            "emulator_host": self.emulator_host,
+            "timeout": self.timeout,
         }
 
     def __repr__(self) -> str:
         return f"PubSubSource({self.subscription!r}, max_messages={self.max_messages})"
 
 
-class PubSubReader(SourceReader):
+class _PubSubReader(SourceReader):
     """Open streaming pull of a :class:`PubSubSource` (made by ``PubSubSource.open``)."""
 
     def __init__(self, source: PubSubSource) -> None:
@@ -245,11 +251,19 @@ class PubSubReader(SourceReader):
         if not messages:
             return
         ack_ids = [m.ack_id for m in messages]
-        for i in range(0, len(ack_ids), _ACK_CHUNK):
-            self._client.acknowledge(
-                request={"subscription": self._source.subscription, "ack_ids": ack_ids[i : i + _ACK_CHUNK]},
-                timeout=self._source.timeout,
-            )
+        try:
+            for i in range(0, len(ack_ids), _ACK_CHUNK):
+                self._client.acknowledge(
+                    request={
+                        "subscription": self._source.subscription,
+                        "ack_ids": ack_ids[i : i + _ACK_CHUNK],
+                    },
+                    timeout=self._source.timeout,
+                )
+        except Exception:
+            with self._lock:  # keep them uncommitted: a later commit retries, close() nacks them
+                self._pending = {**{m.ack_id: m for m in messages}, **self._pending}
+            raise
         for m in messages:
             m.ack()  # frees the client's flow control and lease bookkeeping; the ack itself is already done
 
@@ -282,6 +296,15 @@ class PubSubReader(SourceReader):
                     },
                     timeout=self._source.timeout,
                 )
+        except Exception as exc:
+            # The nack only hurries redelivery: unacked messages come back after their ack deadline anyway.
+            _log.warning(
+                "PubSubSource(%r): could not nack %d uncommitted messages (%s); Pub/Sub redelivers them "
+                "after their ack deadline",
+                self._source.subscription,
+                len(ack_ids),
+                exc,
+            )
         finally:
             self._client.close()
 
@@ -344,9 +367,9 @@ class PubSubSink(Sink):
         self.emulator_host = emulator_host
         self.timeout = timeout
 
-    def open(self, clock: Clock | None = None) -> PubSubWriter:
+    def open(self, clock: Clock | None = None) -> _PubSubWriter:
         """Create the publisher client."""
-        return PubSubWriter(self)
+        return _PubSubWriter(self)
 
     def spec(self) -> dict[str, Any]:
         """YAML-ready description.
@@ -364,13 +387,15 @@ class PubSubSink(Sink):
             "topic": self.topic,
             "ordering_key": self.ordering_key,
             "attributes": attributes,
+            "emulator_host": self.emulator_host,
+            "timeout": self.timeout,
         }
 
     def __repr__(self) -> str:
         return f"PubSubSink({self.topic!r}, ordering_key={self.ordering_key!r})"
 
 
-class PubSubWriter(SinkWriter):
+class _PubSubWriter(SinkWriter):
     """Open publisher of a :class:`PubSubSink`."""
 
     def __init__(self, sink: PubSubSink) -> None:

@@ -177,7 +177,9 @@ class _Servicer:
             topic = self._s.topics.get(req.topic.name)
             if topic is None:
                 self._abort(ctx, "NOT_FOUND", f"Topic does not exist: {req.topic.name}")
-            _apply_mask(topic, req.topic, req.update_mask.paths)
+            problem = _apply_mask(topic, req.topic, req.update_mask.paths)
+            if problem:
+                self._abort(ctx, "INVALID_ARGUMENT", problem)
             return topic
 
     def list_topics(self, req: Any, ctx: Any) -> Any:
@@ -224,11 +226,11 @@ class _Servicer:
     # -- subscriber admin --------------------------------------------------------------------------
     def create_subscription(self, req: Any, ctx: Any) -> Any:
         self._check_name(ctx, req.name, "subscriptions")
-        if req.push_config.push_endpoint or req.filter:
+        if req.push_config.push_endpoint or req.filter or req.enable_exactly_once_delivery:
             self._abort(
                 ctx,
                 "UNIMPLEMENTED",
-                "The streamlab emulator supports pull subscriptions without filters only",
+                "The streamlab emulator supports plain pull subscriptions only (no push, filter or exactly-once)",
             )
         with self._s.cond:
             if req.name in self._s.subscriptions:
@@ -262,7 +264,9 @@ class _Servicer:
     def update_subscription(self, req: Any, ctx: Any) -> Any:
         with self._s.cond:
             sub = self._sub(ctx, req.subscription.name)
-            _apply_mask(sub.proto, req.subscription, req.update_mask.paths)
+            problem = _apply_mask(sub.proto, req.subscription, req.update_mask.paths)
+            if problem:
+                self._abort(ctx, "INVALID_ARGUMENT", problem)
             return sub.proto
 
     def list_subscriptions(self, req: Any, ctx: Any) -> Any:
@@ -287,12 +291,16 @@ class _Servicer:
         ordered = sub.proto.enable_message_ordering
         dlp = sub.proto.dead_letter_policy
         held_keys: set[str] = set(sub.busy_keys) if ordered else set()
-        received, size, keep = [], 0, []
-        for entry in sub.backlog:
+        received: list[Any] = []
+        keep: list[tuple[int, int, _Message]] = []
+        size = 0
+        for index, entry in enumerate(sub.backlog):
             _, available_ns, m = entry
+            if len(received) >= max_messages or (received and size + len(m.data) > max_bytes):
+                keep.extend(sub.backlog[index:])
+                break
             blocked = ordered and m.ordering_key and m.ordering_key in held_keys
-            full = len(received) >= max_messages or (received and size + len(m.data) > max_bytes)
-            if blocked or full or available_ns > now:
+            if blocked or available_ns > now:
                 if ordered and m.ordering_key:
                     held_keys.add(m.ordering_key)  # nothing for this key may overtake a waiting message
                 keep.append(entry)
@@ -572,23 +580,41 @@ def _timestamp(ns: int) -> Any:
     return ts
 
 
-def _apply_mask(target: Any, source: Any, paths: Any) -> None:
+_IMMUTABLE_FIELDS = frozenset({"name", "topic"})
+
+
+def _is_repeated(fd: Any) -> bool:
+    # protobuf >= 5.28 has ``is_repeated``; ``label`` is gone in protobuf 7.
+    flag = getattr(fd, "is_repeated", None)
+    return bool(flag) if flag is not None else fd.label == fd.LABEL_REPEATED
+
+
+def _apply_mask(target: Any, source: Any, paths: Any) -> str | None:
+    """Copy the top-level fields named in an update mask; return an error text for a bad mask."""
+    if not paths:
+        return "update_mask must name at least one field"
+    fields = target.DESCRIPTOR.fields_by_name
     for path in paths:
-        if path in ("labels", "attributes"):
-            getattr(target, path).clear()
-            getattr(target, path).update(getattr(source, path))
-        elif source.HasField(path) if _is_message_field(source, path) else True:
-            if _is_message_field(source, path):
+        if path not in fields or path in _IMMUTABLE_FIELDS:
+            return f"cannot update field {path!r} (the emulator updates top-level mutable fields only)"
+    for path in paths:
+        fd = fields[path]
+        repeated = _is_repeated(fd)
+        if fd.message_type is not None and not repeated:
+            if source.HasField(path):
                 getattr(target, path).CopyFrom(getattr(source, path))
             else:
-                setattr(target, path, getattr(source, path))
+                target.ClearField(path)
+            continue
+        target.ClearField(path)
+        value = getattr(source, path)
+        if repeated and fd.message_type is not None and fd.message_type.GetOptions().map_entry:
+            getattr(target, path).update(value)
+        elif repeated:
+            getattr(target, path).extend(value)
         else:
-            target.ClearField(path)
-
-
-def _is_message_field(msg: Any, path: str) -> bool:
-    fd = msg.DESCRIPTOR.fields_by_name.get(path)
-    return fd is not None and fd.message_type is not None and fd.label != fd.LABEL_REPEATED
+            setattr(target, path, value)
+    return None
 
 
 class PubSubEmulator:
@@ -647,7 +673,8 @@ class PubSubEmulator:
         """``"HOST:PORT"`` as ``PUBSUB_EMULATOR_HOST`` expects it (only known once started)."""
         if self._server is None:
             raise RuntimeError("PubSubEmulator.host: start() the emulator first")
-        return f"{self._bind}:{self._port}"
+        bind = f"[{self._bind}]" if ":" in self._bind else self._bind  # IPv6 literals need brackets
+        return f"{bind}:{self._port}"
 
     def env(self) -> dict[str, str]:
         """Environment variables that point the official client at this emulator.
@@ -773,13 +800,13 @@ def emulator_client_kwargs(host: str, kind: str) -> dict[str, Any]:
     ['transport']
     """
     grpc, _ = _import_grpc()
-    if kind == "publisher":
-        from google.pubsub_v1.services.publisher.transports.grpc import PublisherGrpcTransport as Transport
-    elif kind == "subscriber":
-        from google.pubsub_v1.services.subscriber.transports.grpc import SubscriberGrpcTransport as Transport
-    else:
+    from google.pubsub_v1.services.publisher.transports.grpc import PublisherGrpcTransport
+    from google.pubsub_v1.services.subscriber.transports.grpc import SubscriberGrpcTransport
+
+    transports: dict[str, Any] = {"publisher": PublisherGrpcTransport, "subscriber": SubscriberGrpcTransport}
+    if kind not in transports:
         raise ValueError(f"emulator_client_kwargs(kind={kind!r}): use 'publisher' or 'subscriber'")
-    return {"transport": Transport(channel=grpc.insecure_channel(host))}
+    return {"transport": transports[kind](channel=grpc.insecure_channel(host))}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,7 +9,7 @@ from ._generators import generate_clickstream, generate_iot, generate_transactio
 from ._jsonl import to_json_lines
 from ._loader import DatasetInfo, dataset_info, dataset_path, describe, list_datasets, load, load_raw
 from ._logs import generate_app_logs
-from ._source import SyntheticSource, SyntheticSourceReader
+from ._source import SyntheticSource, SyntheticSourceReader, register_spec_kinds
 
 __all__ = [
     "DatasetInfo",
@@ -25,5 +25,6 @@ __all__ = [
     "list_datasets",
     "load",
     "load_raw",
+    "register_spec_kinds",
     "to_json_lines",
 ]

@@ -14,6 +14,7 @@ import pathlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,7 +38,7 @@ class Built:
     defects: list[str]
 
 
-CLICKSTREAM_PARAMS = dict(
+CLICKSTREAM_PARAMS: dict[str, Any] = dict(
     seed=7,
     start="2024-03-01T09:00:00Z",
     events_per_second=20.0,
@@ -50,11 +51,11 @@ CLICKSTREAM_PARAMS = dict(
 )
 CLICKSTREAM_N = 50_000
 CLICKSTREAM_MALFORMED = 100
-TRANSACTIONS_PARAMS = dict(
+TRANSACTIONS_PARAMS: dict[str, Any] = dict(
     seed=11, start="2024-03-01T00:00:00Z", events_per_second=2.0, n_cards=2000, fraud_share=0.01
 )
 TRANSACTIONS_N = 50_000
-IOT_PARAMS = dict(
+IOT_PARAMS: dict[str, Any] = dict(
     seed=13,
     start="2024-03-01T00:00:00Z",
     events_per_second=1.0,
@@ -63,12 +64,14 @@ IOT_PARAMS = dict(
     drift_at=0.6,
 )
 IOT_N = 50_000
-APP_LOGS_PARAMS = dict(seed=17, start="2024-03-01T12:00:00Z", events_per_second=10.0, malformed_share=0.03)
+APP_LOGS_PARAMS: dict[str, Any] = dict(
+    seed=17, start="2024-03-01T12:00:00Z", events_per_second=10.0, malformed_share=0.03
+)
 APP_LOGS_N = 20_000
 
 
 def _build_clickstream() -> Built:
-    events = generate_clickstream(CLICKSTREAM_N, **CLICKSTREAM_PARAMS)  # type: ignore[arg-type]
+    events = generate_clickstream(CLICKSTREAM_N, **CLICKSTREAM_PARAMS)
     records = frame_to_records(events)
     lines = [dump_record(r) for r in records]
     share = CLICKSTREAM_MALFORMED / (CLICKSTREAM_N + CLICKSTREAM_MALFORMED)
@@ -82,31 +85,33 @@ def _build_plain(frame: pd.DataFrame) -> Built:
 
 
 def _build_app_logs() -> Built:
-    logs = generate_app_logs(APP_LOGS_N, **APP_LOGS_PARAMS)  # type: ignore[arg-type]
+    logs = generate_app_logs(APP_LOGS_N, **APP_LOGS_PARAMS)
     return Built(list(logs["value"]), logs, list(logs["malformed_reason"]))
 
 
 BUILDERS: dict[str, Callable[[], Built]] = {
     "app_logs": _build_app_logs,
     "clickstream": _build_clickstream,
-    "iot": lambda: _build_plain(generate_iot(IOT_N, **IOT_PARAMS)),  # type: ignore[arg-type]
-    "transactions": lambda: _build_plain(generate_transactions(TRANSACTIONS_N, **TRANSACTIONS_PARAMS)),  # type: ignore[arg-type]
+    "iot": lambda: _build_plain(generate_iot(IOT_N, **IOT_PARAMS)),
+    "transactions": lambda: _build_plain(generate_transactions(TRANSACTIONS_N, **TRANSACTIONS_PARAMS)),
 }
 
 
 def compress_lines(lines: list[bytes]) -> bytes:
-    """Newline-terminated lines, gzip-compressed reproducibly (``mtime=0``, no file name, level 9)."""
+    """Newline-terminated lines, gzip-compressed reproducibly (``mtime=0``, no file name, level 9).
+
+    Examples
+    --------
+    >>> compress_lines([b"a", b"b"]) == compress_lines([b"a", b"b"])
+    True
+    >>> gzip.decompress(compress_lines([b"a", b"b"]))
+    b'a\\nb\\n'
+    """
     return gzip.compress(b"".join(line + b"\n" for line in lines), compresslevel=9, mtime=0)
 
 
 def build_bytes(name: str) -> bytes:
-    """The exact bytes of a bundled dataset's file.
-
-    Examples
-    --------
-    >>> build_bytes("iot")[:2]  # gzip magic number
-    b'\\x1f\\x8b'
-    """
+    """The exact bytes of a bundled dataset's file."""
     dataset_info(name)
     return compress_lines(BUILDERS[name]().lines)
 
@@ -129,7 +134,7 @@ def _pct(count: int, total: int) -> str:
 def _schema_table(name: str, notes: dict[str, str]) -> str:
     rows = ["| field | JSON type | meaning |", "|---|---|---|"]
     for field, kind in dataset_info(name).schema:
-        rows.append(f"| `{field}` | {kind} | {notes.get(field, '')} |")
+        rows.append(f"| `{field}` | {kind.replace('|', ' or ')} | {notes.get(field, '')} |")
     return "\n".join(rows)
 
 
@@ -236,7 +241,7 @@ the wrong type, Latin-1 bytes) are inserted between events; every event still ap
                 {
                     "event_id": "`txn-11-` and the row number",
                     "card_id": "`card-` and 6 digits",
-                    "user_id": "card holder; some hold two cards",
+                    "user_id": "card holder; one in five cards is a second card of a holder",
                     "merchant": "one of 14 merchants",
                     "merchant_category": "grocery, fuel, restaurant, online, digital, electronics, ...",
                     "country": "card's home country, except in geo-jump fraud",

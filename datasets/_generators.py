@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,16 @@ _DEFAULT_START = "2024-01-01T00:00:00Z"
 
 
 @dataclass(frozen=True)
+class StreamConfig:
+    """Knobs every stream has, resolved: times in int ns, the rate in events per second."""
+
+    seed: int
+    start_ns: int
+    rate: float
+    disorder_ns: int
+
+
+@dataclass(frozen=True)
 class Block:
     """One generated block: rows in arrival order, their arrival (processing) times, and the carry."""
 
@@ -53,13 +64,12 @@ class StreamKind:
     """How to build a config and the blocks of one kind of stream (used by the generators and the source)."""
 
     name: str
-    make_config: Callable[..., object]
-    make_block: Callable[[object, int, int], Block]
+    make_config: Callable[..., StreamConfig]
+    make_block: Callable[[Any, int, int], Block]
     columns: tuple[str, ...]
-    default_rate: float
 
 
-def take_rows(kind: StreamKind, config: object, n: int) -> pd.DataFrame:
+def take_rows(kind: StreamKind, config: StreamConfig, n: int) -> pd.DataFrame:
     """Concatenate the first ``n`` rows of the endless stream described by ``config``."""
     frames = []
     carry = INT_MIN
@@ -118,13 +128,9 @@ _DUP_MEAN_GAP = 20.0
 
 
 @dataclass(frozen=True)
-class ClickstreamConfig:
+class ClickstreamConfig(StreamConfig):
     """Resolved knobs of the clickstream (all times in int ns)."""
 
-    seed: int
-    start_ns: int
-    rate: float
-    disorder_ns: int
     late_share: float
     lateness_ns: int
     duplicate_share: float
@@ -171,7 +177,7 @@ def _click_users(seed: int, n_users: int) -> tuple[np.ndarray, np.ndarray, np.nd
     return names, country, device
 
 
-def _clickstream_block(cfg: ClickstreamConfig, k: int, carry: int) -> Block:  # type: ignore[override]
+def _clickstream_block(cfg: ClickstreamConfig, k: int, carry: int) -> Block:
     rng = block_rng(cfg.seed, 1, k)
     t0, t1 = block_bounds(cfg.start_ns + cfg.disorder_ns, cfg.rate, k)
     span = t1 - t0
@@ -271,9 +277,8 @@ def _clickstream_block(cfg: ClickstreamConfig, k: int, carry: int) -> Block:  # 
 CLICKSTREAM = StreamKind(
     "clickstream",
     _clickstream_config,
-    _clickstream_block,  # type: ignore[arg-type]
+    _clickstream_block,
     ("event_id", "event_type", "user_id", "timestamp", "properties", "is_duplicate", "is_late", "is_burst"),
-    100.0,
 )
 
 
@@ -387,16 +392,12 @@ _MINUTE = 60 * NS
 
 
 @dataclass(frozen=True)
-class TransactionsConfig:
+class TransactionsConfig(StreamConfig):
     """Resolved knobs of the transaction stream."""
 
-    seed: int
-    start_ns: int
-    rate: float
     n_cards: int
     fraud_share: float
     pattern_weights: tuple[float, float, float]
-    disorder_ns: int
 
 
 def _transactions_config(
@@ -435,8 +436,9 @@ def _transactions_config(
 def _cards(seed: int, n_cards: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng([seed, 102])
     card_names = np.array([f"card-{i:06d}" for i in range(n_cards)], dtype=object)
-    # Some users hold two cards.
-    owner = np.sort(rng.integers(0, max(1, int(n_cards * 0.8)), n_cards))
+    # Four in five cards have their own holder; the rest are second cards of those holders.
+    n_users = max(1, int(n_cards * 0.8))
+    owner = np.concatenate([np.arange(n_users), rng.integers(0, n_users, n_cards - n_users)])
     users = np.array([f"u{i:06d}" for i in owner.tolist()], dtype=object)
     home = rng.choice(len(_COUNTRIES), size=n_cards, p=_COUNTRY_WEIGHTS)
     scale = np.exp(rng.normal(3.0, 0.5, n_cards))
@@ -510,15 +512,19 @@ def _transactions_block(cfg: TransactionsConfig, k: int, carry: int) -> Block:
         incident += t_amt
 
     # Geo jump: after a normal purchase at home, the same card is used abroad within the hour.
+    # Prefer anchors that leave minutes for the jump; at high rates a block spans less than that.
     eligible = np.flatnonzero(n_ts < t1 - 2 * _MINUTE)
+    if len(eligible) == 0:
+        eligible = np.flatnonzero(n_ts < t1 - 10 * MS)
     for size in geo_sizes.tolist():
         if len(eligible) == 0:
             break
         j = int(eligible[rng.integers(0, len(eligible))])
         card = int(n_card[j])
         window = min(50 * _MINUTE, t1 - 1 - MS - int(n_ts[j]))
-        offsets = np.sort(rng.uniform(0.2, 1.0, size)) * window
-        ts = n_ts[j] + offsets.astype(np.int64)
+        offsets = np.sort(rng.uniform(0.2, 1.0, size)) * (window - MS)
+        # At least a millisecond after the anchor, so the purchase abroad is strictly later.
+        ts = n_ts[j] + MS + offsets.astype(np.int64)
         abroad = (home[card] + 1 + rng.integers(0, n_countries - 1)) % n_countries
         merch = rng.choice(len(_MERCHANTS), size=size, p=_M_WEIGHTS)
         amt = scale[card] * _M_SCALE[merch] * np.exp(rng.normal(0.5, 0.5, size))
@@ -589,7 +595,7 @@ def _transactions_block(cfg: TransactionsConfig, k: int, carry: int) -> Block:
 TRANSACTIONS = StreamKind(
     "transactions",
     _transactions_config,
-    _transactions_block,  # type: ignore[arg-type]
+    _transactions_block,
     (
         "event_id",
         "card_id",
@@ -603,7 +609,6 @@ TRANSACTIONS = StreamKind(
         "fraud_pattern",
         "fraud_burst_id",
     ),
-    10.0,
 )
 
 
@@ -627,6 +632,10 @@ def generate_transactions(
     - ``velocity``: 5–12 small online purchases on one card within 2–10 minutes;
     - ``amount_spike``: one purchase of 20–50 times the card's typical amount (at least 500);
     - ``geo_jump``: 1–3 purchases abroad within 50 minutes after a purchase at home.
+
+    Incidents are planned per block of 16 384 transactions, so ``n`` may cut the last ones short.
+    At rates where a block spans less than 10 minutes, velocity bursts and geo jumps are squeezed
+    into the block's time span.
 
     Parameters
     ----------
@@ -698,18 +707,14 @@ _DAY_NS = 86_400 * NS
 
 
 @dataclass(frozen=True)
-class IotConfig:
+class IotConfig(StreamConfig):
     """Resolved knobs of the IoT stream."""
 
-    seed: int
-    start_ns: int
-    rate: float
     n_devices: int
     anomaly_share: float
     drift_at_ns: int | None
     drift_device_share: float
     drift_shift: float
-    disorder_ns: int
 
 
 def _resolve_drift_at(drift_at: object, start_ns: int, n: int | None, rate: float) -> int | None:
@@ -832,7 +837,7 @@ def _iot_block(cfg: IotConfig, k: int, carry: int) -> Block:
 IOT = StreamKind(
     "iot",
     _iot_config,
-    _iot_block,  # type: ignore[arg-type]
+    _iot_block,
     (
         "event_id",
         "device_id",
@@ -845,7 +850,6 @@ IOT = StreamKind(
         "anomaly_metric",
         "is_drift",
     ),
-    10.0,
 )
 
 
@@ -886,8 +890,8 @@ def generate_iot(
     anomaly_share
         Share of readings that are point anomalies.
     drift_at
-        When the drift starts: a fraction of the stream (``0.6``), a duration after ``start``
-        (``"30m"``), a time, or ``None`` for no drift.
+        When the drift starts: a fraction of the stream (``0.6``, so it moves with ``n``), a duration
+        after ``start`` (``"30m"``), a time, or ``None`` for no drift.
     drift_device_share
         Share of devices that drift.
     drift_shift

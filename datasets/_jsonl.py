@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -35,11 +35,10 @@ def _iso_column(series: pd.Series) -> list[Any]:
     """ISO-8601 text with ``Z``, at the coarsest of ms/us/ns that is exact; NaT becomes None."""
     ns = to_utc_ns(series)
     valid = ns != NAT_NS
-    unit = "ns"
-    for candidate, size in (("ms", 1_000_000), ("us", 1_000)):
-        if (ns[valid] % size == 0).all():
-            unit = candidate
-            break
+    exact = ns[valid]
+    unit: Literal["ms", "us", "ns"] = (
+        "ms" if (exact % 1_000_000 == 0).all() else "us" if (exact % 1_000 == 0).all() else "ns"
+    )
     as_ns = np.where(valid, ns, 0).astype("datetime64[ns]")
     text = np.datetime_as_string(as_ns.astype(f"datetime64[{unit}]"), unit=unit)
     out: list[Any] = [t + "Z" for t in text.tolist()]
@@ -96,7 +95,9 @@ def corrupt_record(defect: str, record: dict[str, Any], rng: np.random.Generator
     if defect == "plain_text":
         when = rec.get("timestamp") or "2024-01-01T00:00:00Z"
         what = rec.get("event_id") or rec.get("request_id") or "unknown"
-        return f"{when} WARN producer: retrying send of {what} after timeout".encode()
+        text = f"{when} WARN producer: retrying send of {what} after timeout"
+        # One record per line: a newline inside would split it in two.
+        return " ".join(text.splitlines()).encode("utf-8", errors="replace")
     if defect == "bad_timestamp":
         rec["timestamp"] = _BAD_TIMESTAMPS[int(rng.integers(0, len(_BAD_TIMESTAMPS)))]
         return dump_record(rec)

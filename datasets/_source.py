@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -12,9 +13,9 @@ from streamlab.clock import Clock
 from streamlab.io import Source, SourceReader, default_clock
 
 from ._common import BLOCK, INT_MIN, NS, resolve_start
-from ._generators import STREAM_KINDS, Block, StreamKind
+from ._generators import STREAM_KINDS, Block, StreamConfig, StreamKind
 
-__all__ = ["SyntheticSource", "SyntheticSourceReader"]
+__all__ = ["SyntheticSource", "SyntheticSourceReader", "register_spec_kinds"]
 
 # The arrivals of these kinds begin `disorder` after `start` (see the generators).
 _ARRIVAL_LEAD = {"clickstream": True, "iot": True, "transactions": False}
@@ -118,12 +119,12 @@ class SyntheticSource(Source):
         )
         object.__setattr__(self, "kind", kind)
         object.__setattr__(self, "n", None if n is None else int(n))
-        object.__setattr__(self, "events_per_second", float(config.rate))  # type: ignore[attr-defined]
+        object.__setattr__(self, "events_per_second", float(config.rate))
         object.__setattr__(self, "seed", int(seed))
         object.__setattr__(self, "batch_size", int(batch_size))
         object.__setattr__(self, "start", None if start_ns is None else pd.Timestamp(start_ns, tz="UTC"))
         # A rate given as text is kept as the number it resolved to, so the spec has one rate.
-        object.__setattr__(self, "params", {k: v for k, v in params.items() if k != "rate"})
+        object.__setattr__(self, "_params", tuple((k, v) for k, v in params.items() if k != "rate"))
         object.__setattr__(self, "columns", stream.columns)
 
     kind: str
@@ -132,7 +133,12 @@ class SyntheticSource(Source):
     seed: int
     batch_size: int
     start: pd.Timestamp | None
-    params: dict[str, Any]
+    _params: tuple[tuple[str, Any], ...]
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The generator knobs given beyond the common ones (a copy)."""
+        return dict(self._params)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"SyntheticSource is immutable; build a new one instead of setting {name!r}")
@@ -245,7 +251,7 @@ class SyntheticSourceReader(SourceReader):
                 start_ns = int(source.start.value)
             else:
                 lead = self._make_config(0)
-                start_ns = clock.now_ns() - (lead.disorder_ns if _ARRIVAL_LEAD[source.kind] else 0)  # type: ignore[attr-defined]
+                start_ns = clock.now_ns() - (lead.disorder_ns if _ARRIVAL_LEAD[source.kind] else 0)
             self._next = 0
             self._carry = INT_MIN
         else:
@@ -264,7 +270,7 @@ class SyntheticSourceReader(SourceReader):
         self._block: Block | None = None
         self._block_k = -1
 
-    def _make_config(self, start_ns: int) -> object:
+    def _make_config(self, start_ns: int) -> StreamConfig:
         src = self._source
         extra = {"_n": src.n} if src.kind == "iot" else {}
         return self._stream.make_config(
@@ -336,3 +342,25 @@ class SyntheticSourceReader(SourceReader):
     def close(self) -> None:
         """Drop the cached block."""
         self._block = None
+
+
+def register_spec_kinds(
+    register_source: Callable[[str, Any], None], register_sink: Callable[[str, Any], None]
+) -> None:
+    """Teach ``Pipeline.from_yaml`` the ``synthetic`` source kind (called by ``streamlab.spec``).
+
+    Parameters
+    ----------
+    register_source
+        ``register_source(kind, factory)``; ``factory(**params)`` returns a source.
+    register_sink
+        The same for sinks (this package has none).
+
+    Examples
+    --------
+    >>> kinds = {}
+    >>> register_spec_kinds(kinds.__setitem__, kinds.__setitem__)
+    >>> kinds["synthetic"](generator="iot", n=3).spec()["n"]
+    3
+    """
+    register_source("synthetic", lambda **params: SyntheticSource.from_spec({"kind": "synthetic", **params}))

@@ -109,4 +109,4 @@ class EnrichOperator(Operator):
         self.how = how
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
-        return {"out": batch.merge(self.table, on=self.on, how=self.how)}
+        return {"out": batch.merge(self.table, on=self.on, how=self.how)}  # type: ignore[arg-type]

@@ -30,7 +30,8 @@ _ARROW = {
     "bool": pa.bool_(),
     "timestamp": pa.timestamp("ns", tz="UTC"),
 }
-_SMALL_CHUNK = 16
+_SMALL_CHUNK = 48
+_SPLIT = 8
 _I64 = (-(2**63), 2**63 - 1)
 
 
@@ -95,6 +96,9 @@ def _ts_value(v: Any) -> int:
         ts = pd.Timestamp(v)
         ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
         return int(ts.value)
+    if isinstance(v, (int, float)) and math.isfinite(v):
+        # epoch seconds, or milliseconds for values that only make sense as such (as to_utc_ns reads them)
+        return round(v * (1_000_000 if abs(v) > 1e11 else 1_000_000_000))
     raise TypeError
 
 
@@ -129,9 +133,16 @@ class ParseOperator(Operator):
             buf = b"\n".join(recs)
         longest = max(map(len, recs))
         try:
+            # arrow does not check UTF-8; the Python path rejects invalid bytes anywhere in a record
+            buf.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        try:
             table = pj.read_json(
                 io.BytesIO(buf),
-                read_options=pj.ReadOptions(block_size=max(1 << 20, 2 * longest + 2)),
+                read_options=pj.ReadOptions(
+                    use_threads=len(buf) > (1 << 20), block_size=max(1 << 20, 2 * longest + 2)
+                ),
                 parse_options=self.parse_options,
             )
         except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, ValueError):
@@ -240,9 +251,10 @@ class ParseOperator(Operator):
         if table is not None:
             good.append((np.asarray(idx), table, {}))
             return
-        mid = len(recs) // 2
-        self._chunk(recs[:mid], idx[:mid], good, bad)
-        self._chunk(recs[mid:], idx[mid:], good, bad)
+        # isolate the bad records: an 8-way split needs few arrow calls (each has a fixed cost)
+        step = -(-len(recs) // _SPLIT)
+        for lo in range(0, len(recs), step):
+            self._chunk(recs[lo : lo + step], idx[lo : lo + step], good, bad)
 
     # -- operator ------------------------------------------------------------------------------------
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:

@@ -142,8 +142,8 @@ class SessionOperator(Operator):
             slots_per_row = np.fromiter((find(s) for s in row_slot[admitted].tolist()), dtype=np.int64)
             uniq, group = np.unique(slots_per_row, return_inverse=True)
             for agg, st in zip(self.aggs, self.stores):
-                values = None if agg.column is None else batch[agg.column].to_numpy()[admitted]
-                st.add(group, len(uniq), uniq, values, ts_all[admitted])
+                col = None if agg.column is None else batch[agg.column].to_numpy()[admitted]
+                st.add(group, len(uniq), uniq, col, ts_all[admitted])
         if late_rows:
             lr = np.asarray(late_rows)
             out["late"] = late_frame(batch, lr, ts_all[lr], ts_all[lr] + gap, wm[lr])

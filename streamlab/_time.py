@@ -95,7 +95,7 @@ def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> np.ndarray:
     s = values if isinstance(values, pd.Series) else pd.Series(values)
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         ts = s if getattr(s.dt, "tz", None) is not None else s.dt.tz_localize("UTC")
-        return ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").array.asi8.copy()
+        return ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").array.asi8.copy()  # type: ignore[attr-defined]
     if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
         f = s.astype("float64").to_numpy()
         scale = np.where(np.abs(f) > 1e11, 1e6, 1e9)
@@ -104,7 +104,7 @@ def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> np.ndarray:
         out[ok] = np.round(f[ok] * scale[ok]).astype(np.int64)
         return out
     ts = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
-    return ts.astype("datetime64[ns, UTC]").array.asi8.copy()
+    return ts.astype("datetime64[ns, UTC]").array.asi8.copy()  # type: ignore[attr-defined]
 
 
 NAT_NS: int = int(np.iinfo(np.int64).min)

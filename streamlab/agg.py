@@ -78,7 +78,7 @@ def last(column: str, *, name: str | None = None) -> LastAggregator:
     return LastAggregator(column, name=name)
 
 
-_KINDS = {
+_KINDS: dict[str, Any] = {
     "count": count,
     "sum": sum,
     "mean": mean,

@@ -60,7 +60,7 @@ class AggregatorStore:
         """Fold slot ``src`` into slot ``dst`` (session windows merging)."""
         self.states[dst] = self.agg.merge(self.states[dst], self.states[src])
 
-    def results(self, slots: np.ndarray) -> list[Any]:
+    def results(self, slots: np.ndarray) -> np.ndarray | list[Any]:
         return [self.agg.result(self.states[int(s)]) for s in slots]
 
     def clear(self, slots: np.ndarray) -> None:

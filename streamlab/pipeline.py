@@ -608,8 +608,8 @@ class Stream:
             lower_ns=lo,
             upper_ns=hi,
             delay_ns=parse_duration(delay, what="delay"),
-            suffixes=tuple(suffixes),
-        )  # type: ignore[arg-type]
+            suffixes=(suffixes[0], suffixes[1]),
+        )
         return self.pipeline._add(step, cls=JoinedStream)  # type: ignore[return-value]
 
     def enrich(
@@ -627,8 +627,8 @@ class Stream:
         if isinstance(table, str):
             ref = table
             table = pd.read_parquet(table) if table.endswith(".parquet") else pd.read_csv(table)
-        elif hasattr(table, "load") and hasattr(table, "ref"):
-            ref = table.ref
+        elif not isinstance(table, pd.DataFrame) and hasattr(table, "load") and hasattr(table, "ref"):
+            ref = str(table.ref)
             table = table.load()
         if not isinstance(table, pd.DataFrame):
             raise PipelineConfigError(

@@ -422,11 +422,12 @@ class RunHandle:
     thread. Use it as a context manager to stop on exit.
     """
 
-    def __init__(self, executor: Executor, max_events: int | None = None) -> None:
+    def __init__(self, executor: Executor, max_events: int | None = None, paused: bool = False) -> None:
         self._ex = executor
         self._max_events = max_events
         self._run_flag = threading.Event()
-        self._run_flag.set()
+        if not paused:
+            self._run_flag.set()
         self._steps = 0
         self._flush_windows = False
         self._cond = threading.Condition()
@@ -596,11 +597,13 @@ def start(
     commit_every: Duration = "5s",
     max_events: int | None = None,
     max_collect_rows: int | None = 100_000,
+    paused: bool = False,
 ) -> RunHandle:
     """Start a pipeline in a background thread and return its :class:`RunHandle`.
 
     Unattached outputs are kept up to ``max_collect_rows`` rows each (the newest); drops are counted in
-    ``metrics["collected_dropped"]`` — attach a sink to keep everything.
+    ``metrics["collected_dropped"]`` — attach a sink to keep everything. With ``paused=True`` nothing is
+    read until :meth:`RunHandle.resume` or :meth:`RunHandle.step`.
     """
     ex = Executor(
         pipeline,
@@ -611,4 +614,4 @@ def start(
         commit_every=commit_every,
         max_collect_rows=max_collect_rows,
     )
-    return RunHandle(ex, max_events=max_events)
+    return RunHandle(ex, max_events=max_events, paused=paused)

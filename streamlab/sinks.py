@@ -81,12 +81,13 @@ class _DuckDBWriter(SinkWriter):
 
     def _create(self, batch: pd.DataFrame) -> None:
         con, t = self.con, _quote(self.sink.table)
-        con.register("__streamlab_batch", batch.iloc[:0])
+        # DuckDB infers object columns by sampling values, so describe the real batch, not an empty one
+        con.register("__streamlab_batch", batch)
         try:
             cols = con.execute("DESCRIBE SELECT * FROM __streamlab_batch").fetchall()
         finally:
             con.unregister("__streamlab_batch")
-        defs = [f"{_quote(c[0])} {c[1]}" for c in cols]
+        defs = [f"{_quote(c[0])} {'VARCHAR' if c[1] == 'NULL' else c[1]}" for c in cols]
         key = self.sink.resolved_key(list(batch.columns))
         if key:
             missing = [k for k in key if k not in batch.columns]

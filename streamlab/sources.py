@@ -245,10 +245,7 @@ class ReplaySource(Source):
     def open(self, resume: Any = None, clock: Clock | None = None) -> SourceReader:
         pos = resume["position"] if resume else 0
         release = self.release_times() if self.speed is not None else None
-        reader = _FrameReader(self.frame, release, self.speed, default_clock(clock), pos, self.batch_size)
-        if self.speed is None:
-            reader.release = self.release_times() if self.time in self.frame.columns or self.raw else None
-        return reader
+        return _FrameReader(self.frame, release, self.speed, default_clock(clock), pos, self.batch_size)
 
     def spec(self) -> dict[str, Any]:
         if self.path is None:

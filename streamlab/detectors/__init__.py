@@ -6,6 +6,7 @@ anomalous); every step is a frozen config whose ``build()`` returns a picklable
 """
 
 from streamlab.detectors._detect import Detect, DetectOperator
+from streamlab.detectors._drift import DriftDetector, DriftOperator
 from streamlab.detectors._features import (
     DistinctCountFeature,
     FeatureOperator,
@@ -25,6 +26,7 @@ from streamlab.detectors._models import (
     RiverDetector,
     StandardAbsoluteDeviationDetector,
 )
+from streamlab.detectors._pattern import Pattern, PatternOperator, PatternStep
 from streamlab.detectors._thresholds import (
     AdaptiveThresholdFilter,
     FixedThresholdFilter,
@@ -39,12 +41,17 @@ __all__ = [
     "DetectOperator",
     "Detector",
     "DistinctCountFeature",
+    "DriftDetector",
+    "DriftOperator",
     "FeatureOperator",
     "FixedThresholdFilter",
     "GaussianScorerDetector",
     "HalfSpaceTreesDetector",
     "LocalOutlierFactorDetector",
     "OneClassSVMDetector",
+    "Pattern",
+    "PatternOperator",
+    "PatternStep",
     "QuantileThresholdFilter",
     "RatioToMedianFeature",
     "RiverDetector",

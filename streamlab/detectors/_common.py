@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -65,7 +65,30 @@ def event_time_ns(batch: pd.DataFrame, column: str, *, where: str) -> np.ndarray
     require_columns(batch, [column], where=where)
     if len(batch) == 0:
         return np.empty(0, dtype=np.int64)
-    return to_utc_ns(batch[column])
+    col = batch[column]
+    if col.dtype == _UTC_NS:
+        # already int64 ns underneath (NaT is NAT_NS): skip the general conversion on the hot path
+        return np.array(col.array.asi8)  # a copy: callers may keep it beyond the batch
+    return to_utc_ns(col)
+
+
+_UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
+
+
+def reject(n: int, checks: Sequence[tuple[np.ndarray, str]]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rows passing every check, and each failing row's reason (the first failed check), or None.
+
+    Each check is ``(bad_mask, reason)``; the reasons array is only built when some row fails.
+    """
+    bad = np.zeros(n, dtype=bool)
+    for mask, _ in checks:
+        bad |= mask
+    if not bad.any():
+        return ~bad, None
+    reasons = np.full(n, None, dtype=object)
+    for mask, reason in reversed(checks):
+        reasons[mask] = reason
+    return ~bad, reasons
 
 
 def dead_letter(batch: pd.DataFrame, bad: np.ndarray, reasons: np.ndarray | str) -> pd.DataFrame:
@@ -104,3 +127,47 @@ def empty_like(batch: pd.DataFrame, extra: dict[str, str]) -> pd.DataFrame:
 
 
 NAT = NAT_NS
+
+
+Columns = tuple[str, ...] | None
+
+
+class StepConfig:
+    """Hooks the pipeline uses to check a step against its input columns at construction.
+
+    ``kind`` names the step type, ``output_names`` its outputs; ``check_columns`` reports missing
+    input columns as ``(problem, fix)``; ``out_columns`` tells later steps what each output holds.
+    """
+
+    kind: ClassVar[str] = "step"
+    output_names: ClassVar[tuple[str, ...]] = ("out",)
+
+    def required_columns(self) -> tuple[str, ...]:
+        """Input columns the step reads."""
+        return ()
+
+    def added_columns(self) -> tuple[str, ...]:
+        """Columns the step adds to its ``out`` rows."""
+        return ()
+
+    def check_columns(self, columns: Sequence[str]) -> tuple[str, str] | None:
+        """``(problem, fix)`` when required input columns are missing, else ``None``."""
+        missing = [c for c in self.required_columns() if c not in columns]
+        if not missing:
+            return None
+        return (
+            f"the stream has no column(s) {missing!r}",
+            f"add a step that creates them, or fix the names (available: {list(columns)!r})",
+        )
+
+    def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:
+        """Columns of each output, when the input columns are known."""
+        cols = columns_in[0] if columns_in else None
+        if cols is None:
+            return {name: None for name in self.output_names}
+        out: dict[str, Columns] = {"out": tuple(dict.fromkeys((*cols, *self.added_columns())))}
+        if "dead_letter" in self.output_names:
+            out["dead_letter"] = (*cols, "reason")
+        if "late" in self.output_names:
+            out["late"] = tuple(cols)
+        return out

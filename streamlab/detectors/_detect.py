@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import pandas as pd
@@ -14,12 +14,14 @@ from streamlab._operator import Outputs
 from streamlab._time import NAT_NS, Duration, format_duration
 from streamlab.detectors._common import (
     PickledStateOperator,
+    StepConfig,
     check_columns,
     check_duration,
     check_name,
     check_positive_int,
     dead_letter,
     event_time_ns,
+    reject,
     require_columns,
 )
 from streamlab.detectors._models import Detector, as_detector
@@ -31,7 +33,7 @@ _LEARN_MODES = ("all", "unflagged")
 
 
 @dataclass(frozen=True, eq=False)
-class Detect:
+class Detect(StepConfig):
     """Score every event with an online anomaly detector, then learn from it (score-then-learn).
 
     Events are handled one by one in arrival order, so results are deterministic for a given
@@ -87,10 +89,26 @@ class Detect:
     key_ttl: Duration | None = "1h"
     time: str = "timestamp"
 
+    kind: ClassVar[str] = "detect"
+    output_names: ClassVar[tuple[str, ...]] = ("out", "dead_letter")
+
+    def required_columns(self) -> tuple[str, ...]:
+        """Input columns the step reads."""
+        keyed = (self.key,) + ((self.time,) if self.key_ttl is not None else ()) if self.key else ()
+        return (*self.features, *keyed)
+
+    def added_columns(self) -> tuple[str, ...]:
+        """Columns the step adds."""
+        return ("score", "is_anomaly", "detector") if self.threshold is not None else ("score", "detector")
+
     def __post_init__(self) -> None:
         where = "Detect"
         object.__setattr__(self, "detector", as_detector(self.detector, where=where))
         object.__setattr__(self, "features", check_columns(self.features, where=where, what="features"))
+        try:
+            self.detector.check_features(self.features)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
         if self.key is not None:
             check_name(self.key, where=where, what="key")
             if self.key in self.features:
@@ -127,7 +145,7 @@ class Detect:
         )
         detector: Detector = self.detector
         return {
-            "kind": "detect",
+            "kind": self.kind,
             "detector": detector.describe(),
             "features": list(self.features),
             "key": self.key,
@@ -162,26 +180,26 @@ class DetectOperator(PickledStateOperator):
         self.max_seen_ns = NAT_NS
         self.evictions = {"lru": 0, "ttl": 0}
 
-    def _bad_rows(self, batch: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Feature matrix, event times and per-row rejection reasons (None = good)."""
+    def _bad_rows(self, batch: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Feature matrix, event times, good-row mask and rejection reasons (None when all are good)."""
         step = self.step
         n = len(batch)
-        reasons = np.full(n, None, dtype=object)
         values = np.empty((n, len(step.features)), dtype="float64")
+        checks: list[tuple[np.ndarray, str]] = []
         for j, col in enumerate(step.features):
             v = pd.to_numeric(batch[col], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
             values[:, j] = v
-            bad = ~np.isfinite(v) & (reasons == None)  # noqa: E711 - elementwise on an object array
-            reasons[bad] = f"feature {col!r} is missing or not a finite number"
+            checks.append((~np.isfinite(v), f"feature {col!r} is missing or not a finite number"))
         if step.key is not None:
-            bad = batch[step.key].isna().to_numpy() & (reasons == None)  # noqa: E711
-            reasons[bad] = f"key column {step.key!r} is missing"
+            checks.append((batch[step.key].isna().to_numpy(), f"key column {step.key!r} is missing"))
         times = np.full(n, NAT_NS, dtype=np.int64)
         if self.ttl_ns is not None:
             times = event_time_ns(batch, step.time, where="Detect")
-            bad = (times == NAT_NS) & (reasons == None)  # noqa: E711
-            reasons[bad] = f"event time {step.time!r} is missing or unreadable (needed for key_ttl)"
-        return values, times, reasons
+            checks.append(
+                (times == NAT_NS, f"event time {step.time!r} is missing or unreadable (needed for key_ttl)")
+            )
+        good, reasons = reject(n, checks)
+        return values, times, good, reasons
 
     def _model_for(self, key: Hashable, t: int) -> Detector:
         entry = self.models.get(key)
@@ -214,46 +232,66 @@ class DetectOperator(PickledStateOperator):
         step = self.step
         required = list(step.features) + ([step.key] if step.key else [])
         require_columns(batch, required, where="Detect")
-        values, times, reasons = self._bad_rows(batch)
-        good = reasons == None  # noqa: E711
-        rows = values[good].tolist()
+        values, times, good, reasons = self._bad_rows(batch)
         features = step.features
-        xs = [dict(zip(features, r)) for r in rows]
-        scores = np.empty(len(xs), dtype="float64")
-        flags = np.zeros(len(xs), dtype=bool)
+        # river's API takes one dict per event; build them lazily rather than a list per batch
+        xs = (dict(zip(features, r)) for r in (values if reasons is None else values[good]).tolist())
+        scores: list[float] = []
+        flags: list[bool] = []
         threshold = self.threshold
-        learn_all = step.learn == "all"
+        # With learn="all" flags never feed back into learning, so the threshold runs over the
+        # batch's scores afterwards (same result: its state depends on the scores only).
+        inline = threshold is not None and step.learn == "unflagged"
+        classify = threshold.classify_one if threshold is not None and inline else None
+        keys: list[Any] | None = None
         if step.key is None:
-            model = cast(Detector, self.global_model)
-            for i, x in enumerate(xs):
-                s = model.score_one(x)
-                scores[i] = s
-                flag = threshold.classify_one(s) if threshold is not None else False
-                flags[i] = flag
-                if learn_all or not flag:
-                    model.learn_one(x)
+            # the hot loop of a single-model detector: keep per-event work minimal
+            score_one, learn_one = cast(Detector, self.global_model).bound_methods()
+            if classify is None:
+                append = scores.append
+                for x in xs:
+                    s = score_one(x)
+                    learn_one(x)
+                    append(s)
+            else:
+                for x in xs:
+                    s = score_one(x)
+                    scores.append(s)
+                    flag = classify(s)
+                    flags.append(flag)
+                    if not flag:
+                        learn_one(x)
         else:
             keys = batch[step.key].to_numpy(dtype=object)[good].tolist()
             ts = times[good].tolist()
-            for i, x in enumerate(xs):
-                k, t = keys[i], ts[i]
+            for x, k, t in zip(xs, keys, ts):
                 if t > self.max_seen_ns:
                     self.max_seen_ns = t
                 m = self._model_for(k, t)
                 s = m.score_one(x)
-                scores[i] = s
-                flag = threshold.classify_one(s, k) if threshold is not None else False
-                flags[i] = flag
-                if learn_all or not flag:
+                scores.append(s)
+                if classify is None:
+                    m.learn_one(x)
+                    continue
+                flag = classify(s, k)
+                flags.append(flag)
+                if not flag:
                     m.learn_one(x)
             self._expire()
-        out = batch.loc[good].reset_index(drop=True)
-        out["score"] = scores
+        out = (batch if reasons is None else batch.loc[good]).reset_index(drop=True)
+        score_arr = np.asarray(scores, dtype="float64")
+        out["score"] = score_arr
         if threshold is not None:
-            out["is_anomaly"] = flags
+            out["is_anomaly"] = (
+                np.asarray(flags, dtype=bool)
+                if inline
+                else threshold.classify_many(
+                    score_arr, None if keys is None else np.asarray(keys, dtype=object)
+                )
+            )
         out["detector"] = self.name
         result: Outputs = {"out": out}
-        if not good.all():
+        if reasons is not None:
             result["dead_letter"] = dead_letter(batch, ~good, reasons)
         return result
 

@@ -9,12 +9,13 @@ missing go to the ``dead_letter`` output with a ``reason``; a missing ``value`` 
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import operator
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import pandas as pd
@@ -23,11 +24,13 @@ from streamlab._operator import Outputs
 from streamlab._time import NAT_NS, Duration, format_duration
 from streamlab.detectors._common import (
     PickledStateOperator,
+    StepConfig,
     check_duration,
     check_name,
     check_positive_int,
     dead_letter,
     event_time_ns,
+    reject,
     require_columns,
 )
 from streamlab.detectors._windowcount import WindowCounter
@@ -56,6 +59,16 @@ def _group_starts(sorted_codes: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(np.where(new, np.arange(n), 0))
 
 
+def _trim_lru(state: dict[Any, Any], max_keys: int) -> int:
+    """Drop the least recently updated keys (dict order = update order) beyond ``max_keys``."""
+    excess = len(state) - max_keys
+    if excess <= 0:
+        return 0
+    for k in list(itertools.islice(state, excess)):
+        del state[k]
+    return excess
+
+
 class FeatureOperator(PickledStateOperator):
     """Shared runtime of keyed event-time steps: checks columns, sets bad rows aside, adds columns."""
 
@@ -74,22 +87,19 @@ class FeatureOperator(PickledStateOperator):
         cols = [self.key] + [c for c in (self.time, self.value) if c is not None]
         require_columns(batch, cols, where=self.where)
         n = len(batch)
-        reasons = np.full(n, None, dtype=object)
-        reasons[batch[self.key].isna().to_numpy()] = f"key column {self.key!r} is missing"
+        checks = [(batch[self.key].isna().to_numpy(), f"key column {self.key!r} is missing")]
         times = np.zeros(n, dtype=np.int64)
         if self.time is not None:
             times = event_time_ns(batch, self.time, where=self.where)
-            reasons[(times == NAT_NS) & (reasons == None)] = (  # noqa: E711 - elementwise
-                f"event time {self.time!r} is missing or unreadable"
-            )
-        good = reasons == None  # noqa: E711
-        clean = batch if good.all() else batch.loc[good]
-        columns = self._compute(clean, clean[self.key].to_numpy(), times[good])
+            checks.append((times == NAT_NS, f"event time {self.time!r} is missing or unreadable"))
+        good, reasons = reject(n, checks)
+        clean = batch if reasons is None else batch.loc[good]
+        columns = self._compute(clean, clean[self.key].to_numpy(), times if reasons is None else times[good])
         out = clean.reset_index(drop=True)
         for name, col in columns.items():
             out[name] = col
         result: Outputs = {"out": out}
-        if not good.all():
+        if reasons is not None:
             result["dead_letter"] = dead_letter(batch, ~good, reasons)
         return result
 
@@ -111,9 +121,9 @@ class _VelocityOperator(FeatureOperator):
     def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
         values = _values(batch, self.value) if self.value is not None else None
         counts, sums = self.counter.update(keys, times, values)
-        cols: dict[str, Any] = {self.step.output_names()[0]: counts}
+        cols: dict[str, Any] = {self.step.column_names()[0]: counts}
         if sums is not None:
-            cols[self.step.output_names()[1]] = sums
+            cols[self.step.column_names()[1]] = sums
         return cols
 
     def open_state(self) -> dict[str, Any]:
@@ -121,7 +131,7 @@ class _VelocityOperator(FeatureOperator):
 
 
 @dataclass(frozen=True)
-class VelocityFeature:
+class VelocityFeature(StepConfig):
     """Count (and sum of ``value``) of the key's events in the last ``window`` of event time.
 
     For event ``i`` at time ``t``: the events of the same key with time in ``(t - window, t]`` that
@@ -164,6 +174,17 @@ class VelocityFeature:
     allowed_lateness: Duration = "1h"
     name: str | None = None
 
+    kind: ClassVar[str] = "velocity_feature"
+    output_names: ClassVar[tuple[str, ...]] = ("out", "dead_letter")
+
+    def required_columns(self) -> tuple[str, ...]:
+        """Input columns the step reads."""
+        return (self.key, self.time) + ((self.value,) if self.value else ())
+
+    def added_columns(self) -> tuple[str, ...]:
+        """Columns the step adds."""
+        return self.column_names() if self.value else self.column_names()[:1]
+
     def __post_init__(self) -> None:
         where = "VelocityFeature"
         check_name(self.key, where=where, what="key")
@@ -175,7 +196,7 @@ class VelocityFeature:
         if self.name is not None:
             check_name(self.name, where=where, what="name")
 
-    def output_names(self) -> tuple[str, str]:
+    def column_names(self) -> tuple[str, str]:
         """Names of the count and sum columns."""
         w = format_duration(check_duration(self.window, where="", what=""))
         if self.name is not None:
@@ -189,7 +210,7 @@ class VelocityFeature:
     def describe(self) -> dict[str, Any]:
         """Parameters as plain data."""
         return {
-            "kind": "velocity_feature",
+            "kind": self.kind,
             "key": self.key,
             "window": format_duration(check_duration(self.window, where="", what="")),
             "value": self.value,
@@ -206,8 +227,9 @@ class _ZScoreOperator(FeatureOperator):
     def __init__(self, step: ZScoreFeature) -> None:
         super().__init__("ZScoreFeature", step.key, None, step.value)
         self.step = step
-        # key -> (count, mean, M2), Welford state of the key's values so far
+        # key -> (count, mean, M2), Welford state of the key's values so far; dict order = recency
         self.stats: dict[Hashable, tuple[float, float, float]] = {}
+        self.evictions = 0
 
     def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
         x = _values(batch, self.step.value)
@@ -215,7 +237,7 @@ class _ZScoreOperator(FeatureOperator):
         z = np.full(n, np.nan)
         ok = np.flatnonzero(np.isfinite(x))
         if len(ok) == 0:
-            return {self.step.output_name(): z}
+            return {self.step.column_name(): z}
         codes, uniques = pd.factorize(keys[ok])
         order = np.argsort(codes, kind="stable")
         sc, sx = codes[order], x[ok][order]
@@ -254,18 +276,19 @@ class _ZScoreOperator(FeatureOperator):
             s1i, s2i = s1[i] + d[i], s2[i] + d[i] * d[i]
             mean_b = s1i / cnt + sx[start[i]]
             q_b = max(s2i - s1i * s1i / cnt, 0.0)
-            n_0, m_0, q_0 = self.stats.get(k, (0.0, 0.0, 0.0))
+            n_0, m_0, q_0 = self.stats.pop(k, (0.0, 0.0, 0.0))
             total = n_0 + cnt
             dl = mean_b - m_0
             self.stats[k] = (total, m_0 + dl * cnt / total, q_0 + q_b + dl * dl * n_0 * cnt / total)
-        return {self.step.output_name(): z}
+        self.evictions += _trim_lru(self.stats, self.step.max_keys)
+        return {self.step.column_name(): z}
 
     def open_state(self) -> dict[str, Any]:
-        return {"keys": len(self.stats)}
+        return {"keys": len(self.stats), "evictions": self.evictions}
 
 
 @dataclass(frozen=True)
-class ZScoreFeature:
+class ZScoreFeature(StepConfig):
     """z-score of ``value`` against the key's own earlier values: ``(v - mean) / std`` (sample std).
 
     Welford statistics per key, before adding the event; NaN until the key has two values or while
@@ -280,6 +303,8 @@ class ZScoreFeature:
         Numeric column.
     name
         Output column; default ``zscore_<value>``.
+    max_keys
+        Keys kept; beyond it the least recently updated key is forgotten (its history restarts).
 
     Examples
     --------
@@ -293,14 +318,27 @@ class ZScoreFeature:
     key: str
     value: str
     name: str | None = None
+    max_keys: int = 100_000
+
+    kind: ClassVar[str] = "zscore_feature"
+    output_names: ClassVar[tuple[str, ...]] = ("out", "dead_letter")
+
+    def required_columns(self) -> tuple[str, ...]:
+        """Input columns the step reads."""
+        return (self.key, self.value)
+
+    def added_columns(self) -> tuple[str, ...]:
+        """Columns the step adds."""
+        return (self.column_name(),)
 
     def __post_init__(self) -> None:
         check_name(self.key, where="ZScoreFeature", what="key")
+        check_positive_int(self.max_keys, where="ZScoreFeature", what="max_keys")
         check_name(self.value, where="ZScoreFeature", what="value")
         if self.name is not None:
             check_name(self.name, where="ZScoreFeature", what="name")
 
-    def output_name(self) -> str:
+    def column_name(self) -> str:
         """Name of the output column."""
         return self.name or f"zscore_{self.value}"
 
@@ -310,7 +348,13 @@ class ZScoreFeature:
 
     def describe(self) -> dict[str, Any]:
         """Parameters as plain data."""
-        return {"kind": "zscore_feature", "key": self.key, "value": self.value, "name": self.name}
+        return {
+            "kind": self.kind,
+            "key": self.key,
+            "value": self.value,
+            "max_keys": self.max_keys,
+            "name": self.name,
+        }
 
 
 # --- time since last
@@ -320,13 +364,14 @@ class _TimeSinceLastOperator(FeatureOperator):
     def __init__(self, step: TimeSinceLastFeature) -> None:
         super().__init__("TimeSinceLastFeature", step.key, step.time, None)
         self.step = step
-        self.last: dict[Hashable, int] = {}
+        self.last: dict[Hashable, int] = {}  # dict order = recency
+        self.evictions = 0
 
     def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
         n = len(times)
         out = np.full(n, np.nan)
         if n == 0:
-            return {self.step.output_name(): out}
+            return {self.step.column_name(): out}
         codes, uniques = pd.factorize(keys)
         order = np.argsort(codes, kind="stable")
         sc, st = codes[order], times[order]
@@ -347,15 +392,16 @@ class _TimeSinceLastOperator(FeatureOperator):
         last_pos = np.flatnonzero(np.r_[sc[1:] != sc[:-1], True])
         for i in last_pos.tolist():
             k = uniques[sc[i]]
-            self.last[k] = max(self.last.get(k, NAT_NS), int(uniq_t[run_max[i] - sc[i] * span - 1]))
-        return {self.step.output_name(): out}
+            self.last[k] = max(self.last.pop(k, NAT_NS), int(uniq_t[run_max[i] - sc[i] * span - 1]))
+        self.evictions += _trim_lru(self.last, self.step.max_keys)
+        return {self.step.column_name(): out}
 
     def open_state(self) -> dict[str, Any]:
-        return {"keys": len(self.last)}
+        return {"keys": len(self.last), "evictions": self.evictions}
 
 
 @dataclass(frozen=True)
-class TimeSinceLastFeature:
+class TimeSinceLastFeature(StepConfig):
     """Seconds since the key's latest earlier-arrived event (in event time); NaN for a key's first event.
 
     Negative when the event is older than one the key already had (it arrived out of order).
@@ -368,6 +414,8 @@ class TimeSinceLastFeature:
         Event-time column.
     name
         Output column; default ``seconds_since_last``.
+    max_keys
+        Keys kept; beyond it the least recently updated key is forgotten (its history restarts).
 
     Examples
     --------
@@ -381,14 +429,27 @@ class TimeSinceLastFeature:
     key: str
     time: str = "timestamp"
     name: str | None = None
+    max_keys: int = 100_000
+
+    kind: ClassVar[str] = "time_since_last_feature"
+    output_names: ClassVar[tuple[str, ...]] = ("out", "dead_letter")
+
+    def required_columns(self) -> tuple[str, ...]:
+        """Input columns the step reads."""
+        return (self.key, self.time)
+
+    def added_columns(self) -> tuple[str, ...]:
+        """Columns the step adds."""
+        return (self.column_name(),)
 
     def __post_init__(self) -> None:
         check_name(self.key, where="TimeSinceLastFeature", what="key")
+        check_positive_int(self.max_keys, where="TimeSinceLastFeature", what="max_keys")
         check_name(self.time, where="TimeSinceLastFeature", what="time")
         if self.name is not None:
             check_name(self.name, where="TimeSinceLastFeature", what="name")
 
-    def output_name(self) -> str:
+    def column_name(self) -> str:
         """Name of the output column."""
         return self.name or "seconds_since_last"
 
@@ -398,7 +459,13 @@ class TimeSinceLastFeature:
 
     def describe(self) -> dict[str, Any]:
         """Parameters as plain data."""
-        return {"kind": "time_since_last_feature", "key": self.key, "time": self.time, "name": self.name}
+        return {
+            "kind": self.kind,
+            "key": self.key,
+            "time": self.time,
+            "max_keys": self.max_keys,
+            "name": self.name,
+        }
 
 
 # --- distinct count
@@ -432,7 +499,7 @@ class _DistinctOperator(FeatureOperator):
             if t > self.max_seen_ns:
                 self.max_seen_ns = t
         self._prune()
-        return {self.step.output_name(): out}
+        return {self.step.column_name(): out}
 
     def _prune(self) -> None:
         horizon = self.max_seen_ns - self.window_ns - self.lateness_ns
@@ -453,7 +520,7 @@ class _DistinctOperator(FeatureOperator):
 
 
 @dataclass(frozen=True)
-class DistinctCountFeature:
+class DistinctCountFeature(StepConfig):
     """Number of distinct ``value``s of the key within ``(t - window, t]`` (e.g. countries per card).
 
     Same causal, arrival-order semantics as :class:`VelocityFeature`; missing values are not counted.
@@ -491,6 +558,17 @@ class DistinctCountFeature:
     allowed_lateness: Duration = "1h"
     name: str | None = None
 
+    kind: ClassVar[str] = "distinct_count_feature"
+    output_names: ClassVar[tuple[str, ...]] = ("out", "dead_letter")
+
+    def required_columns(self) -> tuple[str, ...]:
+        """Input columns the step reads."""
+        return (self.key, self.value, self.time)
+
+    def added_columns(self) -> tuple[str, ...]:
+        """Columns the step adds."""
+        return (self.column_name(),)
+
     def __post_init__(self) -> None:
         where = "DistinctCountFeature"
         check_name(self.key, where=where, what="key")
@@ -501,7 +579,7 @@ class DistinctCountFeature:
         if self.name is not None:
             check_name(self.name, where=where, what="name")
 
-    def output_name(self) -> str:
+    def column_name(self) -> str:
         """Name of the output column."""
         return (
             self.name
@@ -515,7 +593,7 @@ class DistinctCountFeature:
     def describe(self) -> dict[str, Any]:
         """Parameters as plain data."""
         return {
-            "kind": "distinct_count_feature",
+            "kind": self.kind,
             "key": self.key,
             "value": self.value,
             "window": format_duration(check_duration(self.window, where="", what="")),
@@ -533,7 +611,8 @@ class _RatioToMedianOperator(FeatureOperator):
         super().__init__("RatioToMedianFeature", step.key, None, step.value)
         self.step = step
         # key -> (arrival-ordered recent values, the same values sorted)
-        self.recent: dict[Hashable, tuple[deque[float], list[float]]] = {}
+        self.recent: dict[Hashable, tuple[deque[float], list[float]]] = {}  # dict order = recency
+        self.evictions = 0
 
     def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
         x = _values(batch, self.step.value)
@@ -542,10 +621,10 @@ class _RatioToMedianOperator(FeatureOperator):
         for i, (k, v) in enumerate(zip(keys.tolist(), x.tolist())):
             if math.isnan(v):
                 continue
-            entry = self.recent.get(k)
+            entry = self.recent.pop(k, None)
             if entry is None:
                 entry = (deque(), [])
-                self.recent[k] = entry
+            self.recent[k] = entry
             fifo, ordered = entry
             m = len(ordered)
             if m:
@@ -557,14 +636,15 @@ class _RatioToMedianOperator(FeatureOperator):
             if len(fifo) > size:
                 old = fifo.popleft()
                 del ordered[bisect.bisect_left(ordered, old)]
-        return {self.step.output_name(): out}
+        self.evictions += _trim_lru(self.recent, self.step.max_keys)
+        return {self.step.column_name(): out}
 
     def open_state(self) -> dict[str, Any]:
-        return {"keys": len(self.recent)}
+        return {"keys": len(self.recent), "evictions": self.evictions}
 
 
 @dataclass(frozen=True)
-class RatioToMedianFeature:
+class RatioToMedianFeature(StepConfig):
     """``value`` divided by the median of the key's previous ``history`` values.
 
     The running median is exact over the last ``history`` values of the key (a bounded sliding
@@ -581,6 +661,8 @@ class RatioToMedianFeature:
         Number of recent values per key the median is taken over.
     name
         Output column; default ``ratio_to_median_<value>``.
+    max_keys
+        Keys kept; beyond it the least recently updated key is forgotten (its history restarts).
 
     Examples
     --------
@@ -595,15 +677,28 @@ class RatioToMedianFeature:
     value: str
     history: int = 101
     name: str | None = None
+    max_keys: int = 100_000
+
+    kind: ClassVar[str] = "ratio_to_median_feature"
+    output_names: ClassVar[tuple[str, ...]] = ("out", "dead_letter")
+
+    def required_columns(self) -> tuple[str, ...]:
+        """Input columns the step reads."""
+        return (self.key, self.value)
+
+    def added_columns(self) -> tuple[str, ...]:
+        """Columns the step adds."""
+        return (self.column_name(),)
 
     def __post_init__(self) -> None:
         check_name(self.key, where="RatioToMedianFeature", what="key")
+        check_positive_int(self.max_keys, where="RatioToMedianFeature", what="max_keys")
         check_name(self.value, where="RatioToMedianFeature", what="value")
         check_positive_int(self.history, where="RatioToMedianFeature", what="history")
         if self.name is not None:
             check_name(self.name, where="RatioToMedianFeature", what="name")
 
-    def output_name(self) -> str:
+    def column_name(self) -> str:
         """Name of the output column."""
         return self.name or f"ratio_to_median_{self.value}"
 
@@ -614,10 +709,11 @@ class RatioToMedianFeature:
     def describe(self) -> dict[str, Any]:
         """Parameters as plain data."""
         return {
-            "kind": "ratio_to_median_feature",
+            "kind": self.kind,
             "key": self.key,
             "value": self.value,
             "history": self.history,
+            "max_keys": self.max_keys,
             "name": self.name,
         }
 
@@ -646,10 +742,11 @@ def _merge_alerts(batch: pd.DataFrame, out: pd.DataFrame, name: str, alert: np.n
     else:
         prev = np.zeros(len(batch), dtype=bool)
         prev_rule = np.full(len(batch), None, dtype=object)
+    rule = np.full(len(batch), None, dtype=object)
+    rule[alert] = name
+    rule[prev] = prev_rule[prev]
     # object dtype keeps None for "no rule" (a string dtype would turn it into NaN)
-    out["rule"] = pd.Series(
-        np.where(prev, prev_rule, np.where(alert, name, None)), index=out.index, dtype=object
-    )
+    out["rule"] = pd.Series(rule, index=out.index, dtype="object")
     out["is_alert"] = prev | alert
 
 
@@ -684,7 +781,7 @@ class _ThresholdRuleOperator(PickledStateOperator):
 
 
 @dataclass(frozen=True)
-class ThresholdRule:
+class ThresholdRule(StepConfig):
     """A hand-written rule: alert where a condition holds.
 
     Give either ``expr`` (a pandas expression over the batch's columns) or ``column``/``op``/``value``.
@@ -719,6 +816,17 @@ class ThresholdRule:
     op: str | None = None
     value: Any = None
 
+    kind: ClassVar[str] = "threshold_rule"
+    output_names: ClassVar[tuple[str, ...]] = ("out",)
+
+    def required_columns(self) -> tuple[str, ...]:
+        """Input columns the step reads."""
+        return () if self.column is None else (self.column,)
+
+    def added_columns(self) -> tuple[str, ...]:
+        """Columns the step adds."""
+        return ("rule", "is_alert")
+
     def __post_init__(self) -> None:
         where = f"ThresholdRule(name={self.name!r})"
         check_name(self.name, where="ThresholdRule", what="name")
@@ -741,7 +849,7 @@ class ThresholdRule:
     def describe(self) -> dict[str, Any]:
         """Parameters as plain data."""
         return {
-            "kind": "threshold_rule",
+            "kind": self.kind,
             "name": self.name,
             "expr": self.expr,
             "column": self.column,
@@ -774,7 +882,7 @@ class _VelocityRuleOperator(FeatureOperator):
 
 
 @dataclass(frozen=True)
-class VelocityRule:
+class VelocityRule(StepConfig):
     """Alert when a key has more than ``max_count`` events within ``window`` of event time.
 
     Counts as :class:`VelocityFeature` (vectorized; the batch's event included). Adds
@@ -813,6 +921,17 @@ class VelocityRule:
     time: str = "timestamp"
     allowed_lateness: Duration = "1h"
 
+    kind: ClassVar[str] = "velocity_rule"
+    output_names: ClassVar[tuple[str, ...]] = ("out", "dead_letter")
+
+    def required_columns(self) -> tuple[str, ...]:
+        """Input columns the step reads."""
+        return (self.key, self.time)
+
+    def added_columns(self) -> tuple[str, ...]:
+        """Columns the step adds."""
+        return (f"{self.name}_count", "rule", "is_alert")
+
     def __post_init__(self) -> None:
         where = f"VelocityRule(name={self.name!r})"
         check_name(self.name, where="VelocityRule", what="name")
@@ -830,7 +949,7 @@ class VelocityRule:
     def describe(self) -> dict[str, Any]:
         """Parameters as plain data."""
         return {
-            "kind": "velocity_rule",
+            "kind": self.kind,
             "key": self.key,
             "window": format_duration(check_duration(self.window, where="", what="")),
             "max_count": self.max_count,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from river import anomaly, feature_extraction, neighbors, preprocessing
@@ -50,6 +51,17 @@ class Detector:
         """A fresh, untrained detector with the same parameters."""
         raise NotImplementedError
 
+    def check_features(self, features: tuple[str, ...]) -> None:
+        """Raise a ValueError when the detector cannot work on events with these features."""
+
+    def bound_methods(self) -> tuple[Callable[[dict[str, float]], float], Callable[[dict[str, float]], None]]:
+        """``(score_one, learn_one)`` as the cheapest callables that behave exactly like the methods.
+
+        Hot loops call these; a wrapper whose methods only delegate returns its model's methods,
+        saving a Python call per event.
+        """
+        return self.score_one, self.learn_one
+
     def describe(self) -> dict[str, Any]:
         """Parameters as plain data (``kind`` plus parameters), for YAML and export."""
         raise NotImplementedError
@@ -77,6 +89,7 @@ class _PipelineDetector(Detector):
     """A detector backed by a river pipeline built from the detector's parameters."""
 
     _params: dict[str, Any]
+    _model: Any
 
     def _build_model(self) -> Any:
         raise NotImplementedError
@@ -92,6 +105,11 @@ class _PipelineDetector(Detector):
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.name, **self._params}
+
+    def bound_methods(self) -> tuple[Callable[[dict[str, float]], float], Callable[[dict[str, float]], None]]:
+        if type(self).score_one is _PipelineDetector.score_one:
+            return self._model.score_one, self._model.learn_one
+        return self.score_one, self._model.learn_one
 
 
 class HalfSpaceTreesDetector(_PipelineDetector):
@@ -248,6 +266,7 @@ class _UnivariateDetector(Detector):
     """Adapts river's supervised univariate detectors (``learn_one(x, y)``) to one-dict events."""
 
     _params: dict[str, Any]
+    _model: Any
 
     def _value(self, x: dict[str, float]) -> float:
         feature = self._params["feature"]
@@ -259,6 +278,19 @@ class _UnivariateDetector(Detector):
                 f"pass feature='<column>' to choose one, or give the step a single feature"
             )
         return float(next(iter(x.values())))
+
+    def check_features(self, features: tuple[str, ...]) -> None:
+        feature = self._params["feature"]
+        if feature is None and len(features) != 1:
+            raise ValueError(
+                f"{type(self).__name__} scores a single metric but the step has features {list(features)!r}; "
+                f"pass feature='<column>' to the detector, or give the step a single feature"
+            )
+        if feature is not None and feature not in features:
+            raise ValueError(
+                f"{type(self).__name__}(feature={feature!r}): {feature!r} is not among the step's features "
+                f"{list(features)!r}; add it to features"
+            )
 
     def learn_one(self, x: dict[str, float]) -> None:
         self._model.learn_one(None, self._value(x))
@@ -392,6 +424,20 @@ class RiverDetector(Detector):
                 f"when events carry several features ({sorted(x)!r})"
             )
         return None, float(next(iter(x.values())))
+
+    def check_features(self, features: tuple[str, ...]) -> None:
+        if not self._supervised:
+            return
+        if self._target is None and len(features) != 1:
+            raise ValueError(
+                f"RiverDetector({self.name}) is supervised: pass target='<feature>' (its y) when the step "
+                f"has several features ({list(features)!r})"
+            )
+        if self._target is not None and self._target not in features:
+            raise ValueError(
+                f"RiverDetector({self.name}): target {self._target!r} is not among the step's features "
+                f"{list(features)!r}; add it to features"
+            )
 
     def learn_one(self, x: dict[str, float]) -> None:
         if self._supervised:

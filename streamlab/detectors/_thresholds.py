@@ -6,14 +6,20 @@ import math
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from river import stats
 
 from streamlab._operator import Outputs
-from streamlab.detectors._common import PickledStateOperator, check_name, check_positive_int, require_columns
+from streamlab.detectors._common import (
+    PickledStateOperator,
+    StepConfig,
+    check_name,
+    check_positive_int,
+    require_columns,
+)
 
 __all__ = [
     "AdaptiveThresholdFilter",
@@ -41,7 +47,8 @@ class ThresholdOperator(PickledStateOperator):
         """Decide whether ``score`` is anomalous, then learn from it."""
         raise NotImplementedError
 
-    def _classify_many(self, scores: np.ndarray, keys: np.ndarray | None) -> np.ndarray:
+    def classify_many(self, scores: np.ndarray, keys: np.ndarray | None = None) -> np.ndarray:
+        """``classify_one`` over a batch of scores (and keys), in order; returns a bool array."""
         if keys is None:
             return np.fromiter((self.classify_one(s) for s in scores.tolist()), dtype=bool, count=len(scores))
         return np.fromiter(
@@ -57,11 +64,11 @@ class ThresholdOperator(PickledStateOperator):
         scores = pd.to_numeric(batch[self.score_column], errors="coerce").to_numpy(dtype="float64")
         keys = batch[self.key].to_numpy(dtype=object) if self.key else None
         out = batch.copy()
-        out["is_anomaly"] = self._classify_many(scores, keys)
+        out["is_anomaly"] = self.classify_many(scores, keys)
         return {"out": out}
 
 
-class ThresholdFilter:
+class ThresholdFilter(StepConfig):
     """Base of threshold filter configurations: ``build(key=None) -> ThresholdOperator``.
 
     Examples
@@ -69,6 +76,15 @@ class ThresholdFilter:
     >>> isinstance(FixedThresholdFilter(0.5), ThresholdFilter)
     True
     """
+
+    def required_columns(self) -> tuple[str, ...]:
+        """Input columns the filter reads."""
+        key = getattr(self, "key", None)
+        return (getattr(self, "score", "score"),) + ((key,) if key else ())
+
+    def added_columns(self) -> tuple[str, ...]:
+        """Columns the filter adds."""
+        return ("is_anomaly",)
 
     def build(self, key: str | None = None) -> ThresholdOperator:
         """Return the runtime state; ``key`` overrides the filter's own key column (used by ``Detect``)."""
@@ -87,7 +103,7 @@ class _FixedOperator(ThresholdOperator):
     def classify_one(self, score: float, key: Hashable = None) -> bool:
         return bool(score > self.value)
 
-    def _classify_many(self, scores: np.ndarray, keys: np.ndarray | None) -> np.ndarray:
+    def classify_many(self, scores: np.ndarray, keys: np.ndarray | None = None) -> np.ndarray:
         with np.errstate(invalid="ignore"):
             return scores > self.value
 
@@ -114,6 +130,8 @@ class FixedThresholdFilter(ThresholdFilter):
     value: float
     score: str = "score"
 
+    kind: ClassVar[str] = "fixed_threshold"
+
     def __post_init__(self) -> None:
         if isinstance(self.value, bool) or not isinstance(self.value, (int, float)) or math.isnan(self.value):
             raise ValueError(f"FixedThresholdFilter: value must be a number, got {self.value!r}")
@@ -123,7 +141,7 @@ class FixedThresholdFilter(ThresholdFilter):
         return _FixedOperator(float(self.value), self.score)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "fixed_threshold", "value": float(self.value), "score": self.score}
+        return {"kind": self.kind, "value": float(self.value), "score": self.score}
 
 
 class _QuantileOperator(ThresholdOperator):
@@ -136,10 +154,27 @@ class _QuantileOperator(ThresholdOperator):
     def classify_one(self, score: float, key: Hashable = None) -> bool:
         if math.isnan(score):
             return False
-        flag = self.seen >= self.warmup and score > self.quantile.get()
+        current = self.quantile.get() if self.seen >= self.warmup else None
+        flag = current is not None and score > current
         self.quantile.update(score)
         self.seen += 1
         return bool(flag)
+
+    def classify_many(self, scores: np.ndarray, keys: np.ndarray | None = None) -> np.ndarray:
+        # same as classify_one per score, with the lookups hoisted out of the loop
+        quantile, warmup, seen = self.quantile, self.warmup, self.seen
+        get, update = quantile.get, quantile.update
+        flags = []
+        for s in scores.tolist():
+            if s != s:  # NaN
+                flags.append(False)
+                continue
+            current = get() if seen >= warmup else None
+            flags.append(current is not None and s > current)
+            update(s)
+            seen += 1
+        self.seen = seen
+        return np.array(flags, dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -172,6 +207,8 @@ class QuantileThresholdFilter(ThresholdFilter):
     warmup: int = 100
     score: str = "score"
 
+    kind: ClassVar[str] = "quantile_threshold"
+
     def __post_init__(self) -> None:
         if isinstance(self.q, bool) or not isinstance(self.q, (int, float)) or not 0 < self.q < 1:
             raise ValueError(f"QuantileThresholdFilter: q must be in (0, 1), e.g. 0.99, got {self.q!r}")
@@ -183,7 +220,7 @@ class QuantileThresholdFilter(ThresholdFilter):
         return _QuantileOperator(float(self.q), self.warmup, self.score)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "quantile_threshold", "q": float(self.q), "warmup": self.warmup, "score": self.score}
+        return {"kind": self.kind, "q": float(self.q), "warmup": self.warmup, "score": self.score}
 
 
 class _AdaptiveOperator(ThresholdOperator):
@@ -260,6 +297,8 @@ class AdaptiveThresholdFilter(ThresholdFilter):
     max_keys: int = 10_000
     score: str = "score"
 
+    kind: ClassVar[str] = "adaptive_threshold"
+
     def __post_init__(self) -> None:
         where = "AdaptiveThresholdFilter"
         if isinstance(self.k, bool) or not isinstance(self.k, (int, float)) or not self.k >= 0:
@@ -286,7 +325,7 @@ class AdaptiveThresholdFilter(ThresholdFilter):
 
     def describe(self) -> dict[str, Any]:
         return {
-            "kind": "adaptive_threshold",
+            "kind": self.kind,
             "k": float(self.k),
             "per_key": self.per_key,
             "key": self.key,

@@ -107,13 +107,7 @@ def test_uncommitted_messages_come_back_after_reopen(
     assert sorted(again["value"]) == sorted(rest["value"])
     reader.commit(reader.snapshot())
     reader.close()
-    reader = source.open()
-    assert reader.poll(100) is None
-    reader.close()
-    client = pubsub_v1.SubscriberClient(**emulator_client_kwargs(emulator.host, "subscriber"))
-    left = client.pull(request={"subscription": sub, "max_messages": 100}, timeout=10)
-    client.close()
-    assert list(left.received_messages) == []
+    assert nothing_left(emulator.host, sub)
 
 
 def test_flow_control_bounds_uncommitted_messages(emulator: PubSubEmulator, names: tuple[str, str]) -> None:
@@ -265,3 +259,126 @@ def test_encode_json_rows_round_trips_the_event_schema() -> None:
     assert decoded[1]["timestamp"] == "2026-01-01T00:00:01.000000Z"
     assert decoded[2]["properties"] == {"i": 2}
     assert encode_json_rows(frame.iloc[:0]) == []
+
+
+def test_pipeline_stopped_mid_stream_and_restarted_delivers_each_good_event_once(
+    emulator: PubSubEmulator, names: tuple[str, str]
+) -> None:
+    from streamlab import ListSink, Pipeline
+
+    topic, sub = names
+    good = events(40)
+    writer = PubSubSink(topic, emulator_host=emulator.host).open()
+    writer.write_batch(good)
+    writer.close()
+    poison = [b"{not json", b'{"event_id": "p2", "event_type": "click"}', b"\xff\xfe"]
+    publish_raw(emulator.host, topic, poison)
+    ok, dead = ListSink(), ListSink()
+
+    def build() -> Any:
+        pipeline = Pipeline(PubSubSource(sub, emulator_host=emulator.host), name="pubsub-e2e")
+        parsed = pipeline.parse()
+        parsed.ok.to(ok)
+        parsed.dead_letter.to(dead)
+        return pipeline
+
+    first = build().run(max_events=15, batch_size=5)
+    assert first.status == "stopped"
+    assert 15 <= len(ok.frame()) + len(dead.frame()) < 43
+
+    handle = build().start(batch_size=5)
+    try:
+        wait_for(lambda: len(ok.frame()) + len(dead.frame()) >= 43, timeout=20, what="all 43 messages")
+    finally:
+        handle.stop()
+    assert sorted(ok.frame()["event_id"]) == sorted(good["event_id"])  # each good event exactly once
+    letters = dead.frame()
+    assert sorted(letters["raw"], key=len) == sorted(poison, key=len)
+    assert letters["reason"].str.len().gt(0).all()
+
+    assert nothing_left(emulator.host, sub)  # everything was acked
+
+
+def nothing_left(host: str, sub: str) -> bool:
+    client = pubsub_v1.SubscriberClient(**emulator_client_kwargs(host, "subscriber"))
+    try:
+        # A pull without return_immediately is held open for a moment when nothing is there.
+        return not client.pull(
+            request={"subscription": sub, "max_messages": 100}, timeout=10
+        ).received_messages
+    finally:
+        client.close()
+
+
+def test_spec_round_trips_through_the_constructor() -> None:
+    for obj in (
+        PubSubSource(
+            "s", project="p", max_messages=10, flow_control={"max_bytes": 1000}, emulator_host="h:1"
+        ),
+        PubSubSink("t", project="p", ordering_key="user_id", attributes=["event_type"]),
+        PubSubSink("t", project="p", attributes={"app": "streamlab"}),
+    ):
+        spec = obj.spec()
+        params = {k: v for k, v in spec.items() if k != "kind"}
+        assert type(obj)(**params).spec() == spec
+
+
+def test_importing_the_connectors_loads_no_cloud_client() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import streamlab.connectors.pubsub, streamlab.connectors.pubsub_emulator, streamlab.connectors.kinesis\n"
+        "import streamlab.connectors.timestream, streamlab.connectors.aws_local, streamlab.connectors.bigquery\n"
+        "heavy = ('grpc', 'boto3', 'botocore', 'moto', 'google.cloud', 'google.pubsub')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+CRASHING_READER = """
+import os, sys, threading
+from streamlab.connectors.pubsub import PubSubSource
+reader = PubSubSource(sys.argv[1], emulator_host=sys.argv[2]).open()
+got, tick = 0, threading.Event()
+for _ in range(2000):
+    batch = reader.poll(100)
+    got += 0 if batch is None else len(batch)
+    if got >= int(sys.argv[3]):
+        break
+    tick.wait(0.01)
+print(got, flush=True)
+os._exit(1)  # a crash: no commit, no close, no nack
+"""
+
+
+def test_messages_of_a_crashed_reader_return_after_the_ack_deadline() -> None:
+    import subprocess
+    import sys
+
+    from streamlab.clock import ManualClock
+
+    clock = ManualClock("2026-01-01T00:00:00Z")
+    with PubSubEmulator(clock=clock) as emulator:
+        host = emulator.host
+        topic = create_topic("crash", project=PROJECT, emulator_host=host)
+        sub = create_subscription("crash", topic, project=PROJECT, retry_min_backoff="0s", emulator_host=host)
+        publish_raw(host, topic, [f"m{i}".encode() for i in range(6)])
+        crashed = subprocess.run(
+            [sys.executable, "-c", CRASHING_READER, sub, host, "6"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert crashed.returncode == 1 and crashed.stdout.strip() == "6", crashed.stderr[-2000:]
+        assert nothing_left(host, sub)  # still leased to the dead reader
+        reader = PubSubSource(sub, emulator_host=host).open()
+        try:
+            clock.advance("601s")  # past any ack deadline the client may have asked for (at most 600 s)
+            again = read(reader, 6)
+            assert sorted(again["value"]) == sorted(f"m{i}".encode() for i in range(6))
+            reader.commit(reader.snapshot())
+        finally:
+            reader.close()

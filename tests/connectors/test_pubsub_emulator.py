@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from streamlab.connectors._local_servers import LocalServer, wait_for
 from streamlab.connectors.pubsub_emulator import PubSubEmulator, emulator_client_kwargs
 
@@ -98,12 +100,33 @@ def test_topic_and_subscription_crud(clients: Clients) -> None:
     assert topic in [t.name for t in clients.pub.list_topics(request={"project": f"projects/{PROJECT}"})]
     assert sub in [s.name for s in clients.sub.list_subscriptions(request={"project": f"projects/{PROJECT}"})]
     assert list(clients.pub.list_topic_subscriptions(request={"topic": topic})) == [sub]
+    updated = clients.sub.update_subscription(
+        request={
+            "subscription": {"name": sub, "ack_deadline_seconds": 45, "labels": {"tier": "gold"}},
+            "update_mask": {"paths": ["ack_deadline_seconds", "labels"]},
+        }
+    )
+    assert (updated.ack_deadline_seconds, dict(updated.labels), updated.topic) == (
+        45,
+        {"tier": "gold"},
+        topic,
+    )
+    with pytest.raises(gexc.InvalidArgument, match="cannot update field 'topic'"):
+        clients.sub.update_subscription(
+            request={"subscription": {"name": sub, "topic": "x"}, "update_mask": {"paths": ["topic"]}}
+        )
+    renamed = clients.pub.update_topic(
+        request={"topic": {"name": topic, "labels": {"team": "ml"}}, "update_mask": {"paths": ["labels"]}}
+    )
+    assert dict(renamed.labels) == {"team": "ml"}
     with pytest.raises(gexc.AlreadyExists):
         clients.pub.create_topic(request={"name": topic})
     with pytest.raises(gexc.NotFound):
         clients.subscription(f"projects/{PROJECT}/topics/missing")
     with pytest.raises(gexc.InvalidArgument):
         clients.pub.create_topic(request={"name": "no-project-prefix"})
+    with pytest.raises(gexc.MethodNotImplemented, match="plain pull"):
+        clients.subscription(topic, filter='attributes.kind = "x"')
     clients.sub.delete_subscription(request={"subscription": sub})
     clients.pub.delete_topic(request={"topic": topic})
     with pytest.raises(gexc.NotFound):
@@ -331,3 +354,69 @@ def test_runs_as_a_module(tmp_path: Any) -> None:
         ).returncode
         == 0
     )
+
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("publish"), st.sampled_from(["", "A", "B"])),
+        st.tuples(st.just("pull"), st.integers(1, 4)),
+        st.tuples(st.sampled_from(["ack", "nack"]), st.integers(0, 10)),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS)
+def test_no_message_is_lost_duplicated_or_reordered_within_a_key(clients: Clients, ops: list[Any]) -> None:
+    topic = clients.topic()
+    sub = clients.subscription(topic, enable_message_ordering=True)
+    ordered = pubsub_v1.PublisherClient(
+        publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True),
+        **emulator_client_kwargs(clients.host, "publisher"),
+    )
+    published: dict[str, list[str]] = {}  # ordering key -> message ids in publish order
+    leased: dict[str, Any] = {}  # ack id -> received message
+    acked: list[str] = []
+
+    def check_leases() -> None:
+        ids = [m.message.message_id for m in leased.values()]
+        assert len(ids) == len(set(ids)), "a message was handed out twice while leased"
+        for key, order in published.items():
+            if not key:
+                continue
+            out = [m.message.message_id for m in leased.values() if m.message.ordering_key == key]
+            assert len(out) <= 1, f"two messages of key {key} outstanding"
+            pending = [i for i in order if i not in acked]
+            assert not out or out[0] == pending[0], f"key {key} delivered out of order"
+
+    for op, arg in ops:
+        if op == "publish":
+            mid = ordered.publish(topic, b"x", ordering_key=arg).result(timeout=10)
+            published.setdefault(arg, []).append(mid)
+        elif op == "pull":
+            for m in clients.pull(sub, arg):
+                leased[m.ack_id] = m
+        elif leased:
+            ack_id = sorted(leased)[arg % len(leased)]
+            message = leased.pop(ack_id)
+            if op == "ack":
+                clients.ack(sub, [message])
+                acked.append(message.message.message_id)
+            else:
+                clients.nack(sub, [message])
+        check_leases()
+    if leased:
+        clients.nack(sub, list(leased.values()))
+    total = sum(len(v) for v in published.values())
+
+    def drained() -> bool:
+        batch = clients.pull(sub, 100)
+        if batch:
+            clients.ack(sub, batch)
+        acked.extend(m.message.message_id for m in batch)
+        return len(acked) >= total
+
+    wait_for(drained, timeout=10, what="every published message to be acked")
+    ordered.stop()
+    assert sorted(acked) == sorted(i for ids in published.values() for i in ids)

@@ -275,6 +275,13 @@ def test_detect_accepts_any_river_detector_and_does_not_mutate_batch() -> None:
             "needs a",
         ),
         ({"detector": HalfSpaceTreesDetector(), "features": ["a"], "max_keys": 0}, ValueError, "max_keys"),
+        ({"detector": GaussianScorerDetector(), "features": ["a", "b"]}, ValueError, "single metric"),
+        ({"detector": GaussianScorerDetector(feature="c"), "features": ["a", "b"]}, ValueError, "not among"),
+        (
+            {"detector": RiverDetector(anomaly.GaussianScorer()), "features": ["a", "b"]},
+            ValueError,
+            "pass target=",
+        ),
         ({"detector": HalfSpaceTreesDetector(), "features": ["a"], "key_ttl": "soon"}, ValueError, "key_ttl"),
         (
             {"detector": HalfSpaceTreesDetector(), "features": ["a"], "threshold": AdaptiveThresholdFilter()},

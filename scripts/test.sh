@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Quick start, command 2: install everything the tests need and run the whole suite:
+# lint, types, unit and property tests, doctests, local-server integration tests, browser tests, notebooks.
+# System packages it needs (installed when run as root, as on CI; otherwise it says what to install):
+#   chromium (browser tests), redis-server (Redis sink tests), nodejs + npm (kinesalite, Kinesis resharding).
+source "$(dirname "$0")/_venv.sh"
+need=()
+command -v chromium >/dev/null || need+=(chromium)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v npm >/dev/null || need+=(nodejs npm)
+if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; fi
+
+"$VENV/bin/pip" install -q -e "$ROOT[dev]"
+cd "$ROOT"
+export PATH="$VENV/bin:$PATH"
+echo "== ruff"
+ruff check .
+ruff format --check streamlab connectors widgets datasets tests benchmarks scripts
+echo "== mypy (streamlab core)"
+mypy
+echo "== pytest (unit, property, doctests, integration with local servers, browser, notebooks)"
+exec python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=300 \
+  --nbval-sanitize-with "$ROOT/notebooks/nbval_sanitize.cfg" \
+  tests streamlab connectors widgets datasets notebooks "$@"

@@ -1,0 +1,163 @@
+"""Concept-drift detection on one numeric column (river ``drift``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from river import drift
+
+from streamlab._operator import Outputs
+from streamlab._time import NAT_NS
+from streamlab.detectors._common import (
+    Columns,
+    PickledStateOperator,
+    StepConfig,
+    check_name,
+    event_time_ns,
+    require_columns,
+)
+
+__all__ = ["DriftDetector", "DriftOperator"]
+
+_METHODS: dict[str, Any] = {"adwin": drift.ADWIN, "page_hinkley": drift.PageHinkley}
+
+
+def _make(method: str, params: Mapping[str, Any]) -> Any:
+    return _METHODS[method](**params)
+
+
+@dataclass(frozen=True, eq=False)
+class DriftDetector(StepConfig):
+    """Watch a column (by default the anomaly ``score``) for concept drift.
+
+    Values are fed in arrival order to river's ``ADWIN`` (change in mean, adaptive window) or
+    ``PageHinkley`` (sustained shift). ``out`` passes the batch through unchanged; ``drift`` gets one
+    row per detection: ``time`` (event time of the value that triggered it), ``value``, ``method``,
+    ``column`` and ``n_seen`` (values seen so far). Missing values are skipped.
+
+    Parameters
+    ----------
+    column
+        Numeric column to watch.
+    method
+        ``"adwin"`` or ``"page_hinkley"``.
+    time
+        Event-time column copied into drift events (``None``: no time column).
+    params
+        Keyword arguments of the river detector, e.g. ``{"delta": 0.001}``.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> batch = pd.DataFrame({"score": np.r_[rng.normal(0, 0.1, 500), rng.normal(1, 0.1, 500)],
+    ...                       "timestamp": pd.date_range("2024-01-01", periods=1000, freq="s", tz="UTC")})
+    >>> res = DriftDetector(method="adwin").build().process(batch)
+    >>> len(res["out"]) == 1000, bool(res["drift"]["time"].iloc[0] > pd.Timestamp("2024-01-01 00:08:20Z"))
+    (True, True)
+    """
+
+    column: str = "score"
+    method: str = "adwin"
+    time: str | None = "timestamp"
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    kind: ClassVar[str] = "drift_detector"
+    output_names: ClassVar[tuple[str, ...]] = ("out", "drift")
+
+    def required_columns(self) -> tuple[str, ...]:
+        """Input columns the step reads."""
+        return (self.column,) + ((self.time,) if self.time else ())
+
+    def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:
+        """``out`` passes the input through; ``drift`` has fixed columns."""
+        return {
+            "out": columns_in[0] if columns_in else None,
+            "drift": ("time", "value", "method", "column", "n_seen"),
+        }
+
+    def __post_init__(self) -> None:
+        where = "DriftDetector"
+        check_name(self.column, where=where, what="column")
+        if self.method not in _METHODS:
+            raise ValueError(f"{where}: method must be one of {sorted(_METHODS)!r}, got {self.method!r}")
+        if self.time is not None:
+            check_name(self.time, where=where, what="time")
+        if not isinstance(self.params, Mapping):
+            raise ValueError(
+                f"{where}: params must be a dict of river keyword arguments, got {self.params!r}"
+            )
+        object.__setattr__(self, "params", dict(self.params))
+        try:
+            _make(self.method, self.params)
+        except TypeError as exc:
+            raise ValueError(
+                f"{where}(method={self.method!r}): params {dict(self.params)!r} are not accepted by "
+                f"river.drift.{_METHODS[self.method].__name__}: {exc}"
+            ) from None
+
+    def build(self) -> DriftOperator:
+        """Return the runtime state."""
+        return DriftOperator(self)
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters as plain data."""
+        return {
+            "kind": self.kind,
+            "column": self.column,
+            "method": self.method,
+            "time": self.time,
+            "params": dict(self.params),
+        }
+
+
+class DriftOperator(PickledStateOperator):
+    """Runtime state of :class:`DriftDetector`: the river detector and the count of values seen."""
+
+    output_names = ("out", "drift")
+
+    def __init__(self, step: DriftDetector) -> None:
+        self.step = step
+        self.detector = _make(step.method, step.params)
+        self.seen = 0
+
+    def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
+        step = self.step
+        require_columns(batch, [step.column], where="DriftDetector")
+        values = pd.to_numeric(batch[step.column], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        times = (
+            event_time_ns(batch, step.time, where="DriftDetector")
+            if step.time is not None
+            else np.full(len(batch), NAT_NS, dtype=np.int64)
+        )
+        hits_t: list[int] = []
+        hits_v: list[float] = []
+        hits_n: list[int] = []
+        det = self.detector
+        for t, v in zip(times.tolist(), values.tolist()):
+            if math.isnan(v):
+                continue
+            det.update(v)
+            self.seen += 1
+            if det.drift_detected:
+                hits_t.append(t)
+                hits_v.append(v)
+                hits_n.append(self.seen)
+        events = pd.DataFrame(
+            {
+                "time": pd.to_datetime(np.array(hits_t, dtype=np.int64), utc=True),
+                "value": np.array(hits_v, dtype="float64"),
+                "method": pd.Series([step.method] * len(hits_t), dtype=object),
+                "column": pd.Series([step.column] * len(hits_t), dtype=object),
+                "n_seen": np.array(hits_n, dtype=np.int64),
+            }
+        )
+        return {"out": batch, "drift": events}
+
+    def open_state(self) -> dict[str, Any]:
+        return {"values_seen": self.seen}

@@ -1,0 +1,278 @@
+"""PagerDutySink / WebhookSink against a real HTTP server on 127.0.0.1 that records every request.
+
+Time is a ManualClock: rate-limit and retry waits advance it instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pandas as pd
+import pytest
+from streamlab.connectors._local_servers import find_free_port
+from streamlab.connectors.alerts import AlertDeliveryError, PagerDutySink, WebhookSink
+
+from streamlab.clock import ManualClock
+
+T0 = "2024-01-01T00:00:00Z"
+
+
+class Recorder:
+    """Requests received, and scripted answers ``(status, headers, body)`` used in order (then 202)."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, object]] = []
+        self.script: list[tuple[int, dict[str, str], str]] = []
+        self.lock = threading.Lock()
+
+
+class RecordingServer:
+    def __init__(self) -> None:
+        self.recorder = Recorder()
+        recorder = self.recorder
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                with recorder.lock:
+                    recorder.requests.append(
+                        {"path": self.path, "headers": dict(self.headers), "json": json.loads(body)}
+                    )
+                    status, headers, text = (
+                        recorder.script.pop(0)
+                        if recorder.script
+                        else (202, {}, '{"status":"success","message":"Event processed"}')
+                    )
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                data = text.encode()
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:  # keep test output quiet
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05})
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v2/enqueue"
+
+    def __enter__(self) -> RecordingServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def server() -> Iterator[RecordingServer]:
+    with RecordingServer() as s:
+        yield s
+    assert not s.thread.is_alive()
+
+
+def alerts(n: int = 3) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "detector": ["hst"] * n,
+            "user_id": [f"u{i}" for i in range(n)],
+            "score": [0.9 + i / 100 for i in range(n)],
+            "severity": ["critical", "warning", "bogus"][:n] + ["info"] * max(n - 3, 0),
+            "timestamp": pd.date_range(T0, periods=n, freq="s"),
+            "properties": [{"page": f"/p{i}"} for i in range(n)],
+        }
+    )
+
+
+def test_pagerduty_payload_shape(server: RecordingServer) -> None:
+    sink = PagerDutySink(
+        "0123456789abcdef0123456789abcdef",
+        url=server.url,
+        dedup_key="{detector}:{user_id}",
+        summary="Anomaly for {user_id}: score {score}",
+        source="streamlab/{detector}",
+        severity="{severity}",
+    )
+    writer = sink.open(ManualClock(T0))
+    writer.write_batch(alerts(3))
+    writer.flush()
+    assert writer.sent == 3
+    reqs = server.recorder.requests
+    assert [r["path"] for r in reqs] == ["/v2/enqueue"] * 3
+    assert reqs[0]["headers"]["Content-Type"] == "application/json"  # type: ignore[index]
+    first = reqs[0]["json"]
+    assert first == {
+        "routing_key": "0123456789abcdef0123456789abcdef",
+        "event_action": "trigger",
+        "dedup_key": "hst:u0",
+        "payload": {
+            "summary": "Anomaly for u0: score 0.9",
+            "source": "streamlab/hst",
+            "severity": "critical",
+            "timestamp": "2024-01-01T00:00:00.000000Z",
+            "custom_details": {
+                "detector": "hst",
+                "user_id": "u0",
+                "score": 0.9,
+                "severity": "critical",
+                "timestamp": "2024-01-01T00:00:00.000000Z",
+                "properties": {"page": "/p0"},
+            },
+        },
+        "client": "streamlab",
+    }
+    third = reqs[2]["json"]["payload"]  # type: ignore[index]
+    assert third["severity"] == "error" and third["custom_details"]["severity_given"] == "bogus"
+
+
+def test_pagerduty_resolve_rows(server: RecordingServer) -> None:
+    sink = PagerDutySink("key", url=server.url, dedup_key="{detector}:{user_id}")
+    writer = sink.open(ManualClock(T0))
+    rows = alerts(2).assign(action=["trigger", "resolve"])
+    writer.write_batch(rows)
+    writer.close()
+    bodies = [r["json"] for r in server.recorder.requests]
+    assert bodies[0]["event_action"] == "trigger"  # type: ignore[index]
+    assert bodies[1] == {"routing_key": "key", "event_action": "resolve", "dedup_key": "hst:u1"}
+
+
+def test_rate_limit_waits_on_the_injected_clock(server: RecordingServer) -> None:
+    clock = ManualClock(T0)
+    start = clock.now_ns()
+    sink = PagerDutySink("key", url=server.url, rate_limit_per_minute=2)
+    writer = sink.open(clock)
+    writer.write_batch(alerts(5))
+    writer.flush()
+    assert len(server.recorder.requests) == 5 and writer.sent == 5
+    offsets_s = [(t - start) / 1e9 for t, _ in writer.history]
+    assert offsets_s == [0, 0, 60, 60, 120]  # never more than 2 in any rolling minute
+    assert clock.now_ns() - start == 120 * 1_000_000_000
+
+
+def test_retries_on_500_then_succeeds(server: RecordingServer) -> None:
+    server.recorder.script = [(500, {}, "oops"), (503, {}, "busy")]
+    clock = ManualClock(T0)
+    writer = WebhookSink(server.url, max_retries=3).open(clock)
+    writer.write_batch(alerts(1))
+    writer.flush()
+    assert writer.sent == 1 and writer.retries == 2
+    assert [s for _, s in writer.history] == [500, 503, 202]
+    assert len(server.recorder.requests) == 3
+    assert all(r["json"] == server.recorder.requests[0]["json"] for r in server.recorder.requests)
+    assert clock.now_ns() - ManualClock(T0).now_ns() == 3 * 1_000_000_000  # backoff 1 s, then 2 s
+
+
+def test_429_respects_retry_after(server: RecordingServer) -> None:
+    server.recorder.script = [(429, {"Retry-After": "7"}, '{"status":"throttled"}')]
+    clock = ManualClock(T0)
+    writer = PagerDutySink("key", url=server.url).open(clock)
+    writer.write_batch(alerts(1))
+    writer.flush()
+    assert writer.sent == 1 and writer.retries == 1
+    assert clock.now_ns() - ManualClock(T0).now_ns() == 7 * 1_000_000_000
+
+
+def test_rejected_and_exhausted_alerts_make_flush_raise(server: RecordingServer) -> None:
+    server.recorder.script = [(400, {}, '{"status":"invalid event","errors":["bad routing key"]}')] + [
+        (502, {}, "bad gateway")
+    ] * 3
+    writer = PagerDutySink("key", url=server.url, max_retries=2).open(ManualClock(T0))
+    writer.write_batch(alerts(2))
+    with pytest.raises(AlertDeliveryError, match="2 alert"):
+        writer.flush()
+    assert "rejected: HTTP 400" in writer.failures[0] and "bad routing key" in writer.failures[0]
+    assert "failed after 3 attempts: HTTP 502" in writer.failures[1]
+    assert len(server.recorder.requests) == 4  # a 400 is not retried
+    with pytest.raises(AlertDeliveryError):
+        writer.close()  # stays failed
+
+
+def test_connection_errors_are_retried_then_reported() -> None:
+    url = f"http://127.0.0.1:{find_free_port()}/hook"  # nothing listens here
+    clock = ManualClock(T0)
+    writer = WebhookSink(url, max_retries=2, timeout=2).open(clock)
+    writer.write_batch(alerts(1))
+    with pytest.raises(AlertDeliveryError, match="connection failed"):
+        writer.flush()
+    assert [s for _, s in writer.history] == [0, 0, 0]
+
+
+def test_webhook_templates_and_headers(server: RecordingServer) -> None:
+    text = WebhookSink(
+        server.url, template=":rotating_light: {user_id} scored {score}", headers={"X-Token": "t0k"}
+    )
+    body = WebhookSink(
+        server.url,
+        template={"title": "Alert {user_id}", "fields": [{"name": "score", "value": "{score}"}], "n": 1},
+    )
+    raw = WebhookSink(server.url)
+    clock = ManualClock(T0)
+    for sink in (text, body, raw):
+        w = sink.open(clock)
+        w.write_batch(alerts(1))
+        w.close()
+    reqs = server.recorder.requests
+    assert reqs[0]["json"] == {"text": ":rotating_light: u0 scored 0.9"}
+    assert reqs[0]["headers"]["X-Token"] == "t0k"  # type: ignore[index]
+    assert reqs[1]["json"] == {"title": "Alert u0", "fields": [{"name": "score", "value": "0.9"}], "n": 1}
+    assert reqs[2]["json"]["user_id"] == "u0" and reqs[2]["json"]["properties"] == {"page": "/p0"}  # type: ignore[index]
+    assert "t0k" not in repr(text) and "t0k" not in json.dumps(text.spec())
+
+
+def test_template_naming_a_missing_column_is_reported_not_sent(server: RecordingServer) -> None:
+    writer = WebhookSink(server.url, template="{no_such_column}").open(ManualClock(T0))
+    writer.write_batch(alerts(1))
+    with pytest.raises(AlertDeliveryError, match="no_such_column"):
+        writer.flush()
+    assert server.recorder.requests == []
+
+
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [
+        (lambda: PagerDutySink(""), "Integration Key"),
+        (lambda: PagerDutySink("k", url="ftp://x"), "http"),
+        (lambda: PagerDutySink("k", severity="fatal"), "critical, error, warning, info"),
+        (lambda: PagerDutySink("k", dedup_key="{"), "literal braces"),
+        (lambda: PagerDutySink("k", summary="{}"), "name the column"),
+        (lambda: PagerDutySink("k", rate_limit_per_minute=0), "rate_limit_per_minute"),
+        (lambda: WebhookSink("https://x", max_retries=-1), "max_retries"),
+        (lambda: WebhookSink("https://x", timeout=0), "timeout"),
+        (lambda: WebhookSink("https://x", template=3), "a string"),  # type: ignore[arg-type]
+    ],
+)
+def test_bad_configuration_is_rejected_at_construction(factory: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        factory()  # type: ignore[operator]
+
+
+def test_resolve_needs_a_dedup_key(server: RecordingServer) -> None:
+    writer = PagerDutySink("key", url=server.url).open(ManualClock(T0))
+    writer.write_batch(alerts(1).assign(action="resolve"))
+    with pytest.raises(AlertDeliveryError, match="without a dedup_key"):
+        writer.flush()
+    assert server.recorder.requests == []
+
+
+def test_spec_holds_the_constructor_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PD_KEY", "0123456789abcdef")
+    pd_sink = PagerDutySink(routing_key_env="PD_KEY", dedup_key="{user_id}", severity="{severity}")
+    hook = WebhookSink("https://example.com/hook", template={"text": "{user_id}"}, rate_limit_per_minute=10)
+    for component in (pd_sink, hook):
+        params = dict(component.spec())
+        params.pop("kind")
+        assert type(component)(**params) == component
+    assert "0123456789abcdef" not in json.dumps(pd_sink.spec())
+    assert pd_sink.request_body({"user_id": "u", "severity": "info"})["routing_key"] == "0123456789abcdef"

@@ -1,0 +1,341 @@
+"""BigQuerySink and the events table against local-bigquery (a real BigQuery REST server on DuckDB).
+
+local-bigquery needs Python >= 3.13 and DuckDB extensions that DuckDB would download at run time, so the
+fixture builds its own venv in the cache directory once (about 20 s): local-bigquery 0.4.0 with duckdb
+pinned to 1.5.5 plus the PyPI wheels of the icu/ducklake/spatial extensions. The server then starts in
+about 2 s on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from streamlab.connectors._local_servers import LocalServer, find_free_port
+from streamlab.connectors.bigquery import (
+    REASON_COLUMN,
+    BigQuerySink,
+    create_events_table,
+    events_table,
+    make_client,
+    stream_requests,
+)
+
+from streamlab.io import Sink, SinkWriter
+
+CACHE = Path(os.environ.get("STREAMLAB_CACHE", Path.home() / ".cache" / "streamlab")) / "local-bigquery"
+PROJECT = "local-project"
+DUCKDB_PINS = [
+    "duckdb==1.5.5",
+    "duckdb-extensions==1.5.5",
+    "duckdb-extension-ducklake==1.5.5",
+    "duckdb-extension-icu==1.5.5",
+    "duckdb-extension-spatial==1.5.5",
+]
+
+
+def python313() -> str:
+    candidates = [os.environ.get("STREAMLAB_PYTHON313", ""), shutil.which("python3.13") or ""]
+    candidates += sorted(glob.glob(str(Path.home() / ".pyenv" / "versions" / "3.13*" / "bin" / "python3.13")))
+    for candidate in filter(None, candidates):
+        ok = subprocess.run(
+            [candidate, "-c", "import sys; assert sys.version_info >= (3, 13)"], capture_output=True
+        )
+        if ok.returncode == 0:
+            return candidate
+    pytest.fail(
+        "The BigQuery tests run local-bigquery, which needs Python >= 3.13: install one (pyenv install 3.13) "
+        "or point STREAMLAB_PYTHON313 at it"
+    )
+
+
+def ensure_local_bigquery() -> Path:
+    venv = CACHE / "venv"
+    ready = venv / ".streamlab-ready"
+    if not ready.exists():
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([python313(), "-m", "venv", str(venv)], check=True, timeout=120)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        subprocess.run([*pip, "local-bigquery==0.4.0"], check=True, timeout=600)
+        # local-bigquery declares duckdb>=2, but only 1.5.5 has offline extension wheels; it works with them.
+        subprocess.run([*pip, *DUCKDB_PINS], check=True, timeout=600)
+        code = "from duckdb_extensions import import_extension\nfor e in ('ducklake', 'icu', 'spatial'): import_extension(e)"
+        subprocess.run([str(venv / "bin" / "python"), "-c", code], check=True, timeout=120)
+        ready.write_text("local-bigquery 0.4.0, duckdb 1.5.5\n")
+    return venv / "bin" / "local-bigquery"
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    binary = ensure_local_bigquery()
+    data = tmp_path_factory.mktemp("bigquery-data")
+
+    def command(port: int) -> list[str]:
+        return [str(binary), "serve", "--host", "127.0.0.1", "--port", str(port), "--grpc-port",
+                str(find_free_port()), "--project", PROJECT, "--data-dir", str(data)]  # fmt: skip
+
+    with LocalServer("local-bigquery", command, startup_timeout=60) as server:
+        yield {"api_endpoint": f"http://127.0.0.1:{server.port}"}
+    assert not server.running
+
+
+class CollectSink(Sink):
+    """Keeps what it is given (the dead-letter destination in these tests)."""
+
+    def __init__(self) -> None:
+        self.batches: list[pd.DataFrame] = []
+
+    def open(self, clock: Any = None) -> SinkWriter:
+        sink = self
+
+        class Writer(SinkWriter):
+            def write_batch(self, batch: pd.DataFrame) -> None:
+                sink.batches.append(batch)
+
+        return Writer()
+
+
+def events(ids: list[str]) -> pd.DataFrame:
+    n = len(ids)
+    return pd.DataFrame(
+        {
+            "event_id": ids,
+            "event_type": ["click", "view"] * (n // 2) + ["click"] * (n % 2),
+            "user_id": [f"u{i % 3}" for i in range(n)],
+            "timestamp": pd.date_range("2026-01-01T23:59:58Z", periods=n, freq="s"),
+            "properties": [{"i": i, "tags": ["a"]} for i in range(n)],
+        }
+    )
+
+
+def new_table(endpoint: dict[str, str]) -> str:
+    name = f"analytics.events_{uuid.uuid4().hex[:8]}"
+    create_events_table(name, project=PROJECT, client_options=endpoint)
+    return name
+
+
+def query(endpoint: dict[str, str], sql: str) -> list[dict[str, Any]]:
+    client = make_client(PROJECT, endpoint)
+    try:
+        return [dict(r) for r in client.query(sql).result()]
+    finally:
+        client.close()
+
+
+@pytest.mark.services
+def test_events_table_is_partitioned_and_clustered(endpoint: dict[str, str]) -> None:
+    name = new_table(endpoint)
+    client = make_client(PROJECT, endpoint)
+    table = client.get_table(f"{PROJECT}.{name}")
+    client.close()
+    assert (table.time_partitioning.type_, table.time_partitioning.field) == ("DAY", "timestamp")
+    assert table.clustering_fields == ["event_type", "user_id"]
+    assert [(f.name, f.field_type) for f in table.schema] == [
+        ("event_id", "STRING"),
+        ("event_type", "STRING"),
+        ("user_id", "STRING"),
+        ("timestamp", "TIMESTAMP"),
+        ("properties", "JSON"),
+    ]
+    assert create_events_table(name, project=PROJECT, client_options=endpoint).table_id == table.table_id
+
+
+@pytest.mark.services
+def test_streaming_inserts_dedup_on_insert_ids(endpoint: dict[str, str]) -> None:
+    name = new_table(endpoint)
+    sink = BigQuerySink(name, project=PROJECT, insert_id="event_id", client_options=endpoint)
+    writer = sink.open()
+    writer.write_batch(events([f"e{i}" for i in range(6)]))
+    writer.flush()
+    writer.close()
+    replay = sink.open()  # a restart re-sends the events it had not committed, with the same insert ids
+    writer_rows = events([f"e{i}" for i in range(6)])
+    replay.write_batch(writer_rows.iloc[3:])
+    replay.write_batch(events(["e6"]))
+    replay.close()
+    rows = query(
+        endpoint, f"SELECT event_id, timestamp, properties FROM `{PROJECT}.{name}` ORDER BY event_id"
+    )
+    assert [r["event_id"] for r in rows] == [f"e{i}" for i in range(7)]
+    assert rows[2]["timestamp"] == pd.Timestamp("2026-01-02T00:00:00Z")
+    assert rows[2]["properties"] == {"i": 2, "tags": ["a"]}
+    days = query(
+        endpoint, f"SELECT DATE(timestamp) d, COUNT(*) n FROM `{PROJECT}.{name}` GROUP BY d ORDER BY d"
+    )
+    assert [r["n"] for r in days] == [3, 4]  # e0, e1 and e6 fall on 2026-01-01
+    without_ids = BigQuerySink(name, project=PROJECT, client_options=endpoint).open()
+    without_ids.write_batch(writer_rows.iloc[:1])
+    without_ids.close()
+    count = f"SELECT COUNT(*) n FROM `{PROJECT}.{name}` WHERE event_id = 'e0'"
+    assert query(endpoint, count) == [{"n": 2}]  # the dedup above came from the insert ids
+
+
+@pytest.mark.services
+def test_refused_rows_go_to_the_dead_letter_sink(endpoint: dict[str, str]) -> None:
+    name = new_table(endpoint)
+    dead = CollectSink()
+    writer = BigQuerySink(
+        name, project=PROJECT, insert_id="event_id", client_options=endpoint, dead_letter=dead
+    ).open()
+    rows = events(["a", "b", "c", "d"]).astype({"event_type": object, "timestamp": object})
+    rows.loc[1, "event_type"] = None  # REQUIRED column
+    rows.loc[3, "timestamp"] = "not a time"
+    writer.write_batch(rows)
+    writer.close()
+    assert writer.written == 2
+    refused = pd.concat(dead.batches)
+    assert refused["event_id"].tolist() == ["b", "d"]
+    assert "event_type" in refused[REASON_COLUMN].iloc[0] and "timestamp" in refused[REASON_COLUMN].iloc[1]
+    assert [
+        r["event_id"] for r in query(endpoint, f"SELECT event_id FROM `{PROJECT}.{name}` ORDER BY 1")
+    ] == [
+        "a",
+        "c",
+    ]
+
+    strict = BigQuerySink(name, project=PROJECT, client_options=endpoint).open()
+    strict.write_batch(rows.iloc[[1]])
+    with pytest.raises(RuntimeError, match=r"refused 1 rows.*event_type"):
+        strict.flush()
+
+
+@pytest.mark.services
+def test_load_jobs_are_all_or_nothing(endpoint: dict[str, str]) -> None:
+    name = new_table(endpoint)
+    writer = BigQuerySink(name, project=PROJECT, mode="load", client_options=endpoint).open()
+    writer.write_batch(events([f"l{i}" for i in range(700)]))
+    writer.write_batch(events(["l700"]))
+    writer.flush()
+    assert writer.written == 701
+    bad = events(["x", "y"]).astype({"timestamp": object})
+    bad.loc[1, "timestamp"] = "not a time"
+    writer.write_batch(bad)
+    with pytest.raises(RuntimeError, match=r"load job .* of 2 rows failed"):
+        writer.flush()
+    writer.close()
+    assert query(endpoint, f"SELECT COUNT(*) n FROM `{PROJECT}.{name}`") == [{"n": 701}]
+
+
+@pytest.mark.services
+def test_a_missing_table_fails_when_opening(endpoint: dict[str, str]) -> None:
+    from google.api_core.exceptions import NotFound
+
+    with pytest.raises(NotFound):
+        BigQuerySink("analytics.missing", project=PROJECT, client_options=endpoint).open()
+
+
+def test_stream_requests_split_at_500_rows_and_keep_ids() -> None:
+    frame = events([f"e{i}" for i in range(1201)])
+    requests = stream_requests(frame, "event_id", ("properties",))
+    assert [len(rows) for rows, _, _ in requests] == [500, 500, 201]
+    rows, ids, positions = requests[1]
+    assert ids is not None and ids[0] == "e500" and positions[0] == 500
+    assert rows[0]["properties"] == '{"i":500,"tags":["a"]}'
+    assert rows[0]["timestamp"] == "2026-01-02T00:08:18.000000Z"
+    assert stream_requests(frame.iloc[:2], None)[0][1] is None
+
+
+def test_events_table_definition_without_a_server() -> None:
+    table = events_table("p.d.events", partition_expiration_days=30)
+    assert table.time_partitioning.expiration_ms == 30 * 86_400_000
+    assert [f.mode for f in table.schema] == ["REQUIRED", "REQUIRED", "NULLABLE", "REQUIRED", "NULLABLE"]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: BigQuerySink("events"), "dataset.table"),
+        (lambda: BigQuerySink("d.t"), "dataset.table"),
+        (lambda: BigQuerySink("p.d.t", mode="batch"), "mode must be"),
+        (
+            lambda: BigQuerySink("p.d.t", mode="load", insert_id="event_id"),
+            "insert_id works with mode='stream'",
+        ),
+    ],
+)
+def test_configuration_errors_say_what_to_fix(call: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_spec_round_trips_through_the_constructor() -> None:
+    sink = BigQuerySink("p.d.t", insert_id="event_id", client_options={"api_endpoint": "http://127.0.0.1:1"})
+    params = {k: v for k, v in sink.spec().items() if k != "kind"}
+    assert BigQuerySink(**params).spec() == sink.spec()
+
+
+@pytest.mark.services
+def test_pipeline_from_pubsub_to_bigquery_keeps_each_event_once(endpoint: dict[str, str]) -> None:
+    import json
+
+    from google.cloud import pubsub_v1
+    from streamlab.connectors._local_servers import wait_for
+    from streamlab.connectors.pubsub import PubSubSource, create_subscription, create_topic
+    from streamlab.connectors.pubsub_emulator import PubSubEmulator, emulator_client_kwargs
+
+    from streamlab import ListSink, Pipeline
+
+    name = new_table(endpoint)
+    with PubSubEmulator() as emulator:
+        host = emulator.host
+        topic = create_topic("bq", project=PROJECT, emulator_host=host)
+        sub = create_subscription("bq", topic, project=PROJECT, retry_min_backoff="0s", emulator_host=host)
+        publisher = pubsub_v1.PublisherClient(**emulator_client_kwargs(host, "publisher"))
+        good = [
+            {"event_id": f"e{i}", "event_type": "click", "user_id": f"u{i % 3}",
+             "timestamp": f"2026-01-01T00:00:{i:02d}Z", "properties": {"i": i}}
+            for i in range(25)
+        ]  # fmt: skip
+        payloads = [json.dumps(e).encode() for e in good] + [b"not json"]
+        payloads += [json.dumps(good[3]).encode()]  # a producer retry: the same event twice
+        for p in payloads:
+            publisher.publish(topic, p).result(timeout=10)
+        publisher.stop()
+        dead = ListSink()
+
+        def build() -> Any:
+            pipeline = Pipeline(PubSubSource(sub, emulator_host=host))
+            parsed = pipeline.parse()
+            parsed.dead_letter.to(dead)
+            parsed.ok.to(BigQuerySink(name, project=PROJECT, insert_id="event_id", client_options=endpoint))
+            return pipeline
+
+        assert build().run(max_events=9, batch_size=3).status == "stopped"
+        handle = build().start(batch_size=3, commit_every="100ms")
+        try:
+
+            def all_in() -> bool:
+                n = query(endpoint, f"SELECT COUNT(*) n FROM `{PROJECT}.{name}`")[0]["n"]
+                return n >= 25 and len(dead.frame()) >= 1
+
+            wait_for(all_in, timeout=30, what="25 rows in BigQuery")
+        finally:
+            result = handle.stop()
+    assert result.metrics["events_in"] + 9 >= 27
+    rows = query(endpoint, f"SELECT event_id FROM `{PROJECT}.{name}` ORDER BY event_id")
+    assert sorted(r["event_id"] for r in rows) == sorted(
+        e["event_id"] for e in good
+    )  # the duplicate was dropped
+    assert dead.frame()["raw"].tolist() == [b"not json"]
+
+
+@pytest.mark.services
+def test_columns_the_table_lacks_are_dropped_or_refused(endpoint: dict[str, str]) -> None:
+    name = new_table(endpoint)
+    rows = events(["x1"]).assign(message_id="m1", shard_id="s")
+    writer = BigQuerySink(name, project=PROJECT, client_options=endpoint).open()
+    writer.write_batch(rows)
+    writer.close()
+    assert query(endpoint, f"SELECT event_id FROM `{PROJECT}.{name}`") == [{"event_id": "x1"}]
+    strict = BigQuerySink(name, project=PROJECT, client_options=endpoint, extra_columns="error").open()
+    with pytest.raises(KeyError, match=r"no column\(s\) \['message_id', 'shard_id'\]"):
+        strict.write_batch(rows)
+    strict.close()

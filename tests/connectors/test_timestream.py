@@ -1,0 +1,269 @@
+"""TimestreamSink against moto's Timestream-write (LocalAWS, in process, so its stored records are readable)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+import pytest
+from streamlab.connectors.aws_local import LocalAWS
+from streamlab.connectors.timestream import REASON_COLUMN, TimestreamSink
+
+from streamlab.io import Sink, SinkWriter
+
+pytestmark = pytest.mark.services
+
+
+class CollectSink(Sink):
+    """Keeps what it is given (the dead-letter destination in these tests)."""
+
+    def __init__(self) -> None:
+        self.batches: list[pd.DataFrame] = []
+
+    def open(self, clock: Any = None) -> SinkWriter:
+        sink = self
+
+        class Writer(SinkWriter):
+            def write_batch(self, batch: pd.DataFrame) -> None:
+                sink.batches.append(batch)
+
+        return Writer()
+
+    def rows(self) -> pd.DataFrame:
+        return pd.concat(self.batches, ignore_index=True) if self.batches else pd.DataFrame()
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[LocalAWS]:
+    with LocalAWS() as local:
+        yield local
+
+
+@pytest.fixture
+def table(aws: LocalAWS) -> tuple[str, str]:
+    client = aws.client("timestream-write")
+    database, name = f"db_{uuid.uuid4().hex[:8]}", "events"
+    client.create_database(DatabaseName=database)
+    client.create_table(DatabaseName=database, TableName=name)
+    client.close()
+    return database, name
+
+
+def stored(database: str, table: str) -> list[dict[str, Any]]:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.timestreamwrite.models import timestreamwrite_backends
+
+    backend = timestreamwrite_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+    return list(backend.describe_database(database).describe_table(table).records)
+
+
+def metrics(n: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "timestamp": pd.date_range("2026-01-01", periods=n, freq="s", tz="UTC"),
+            "event_type": ["click", "view"] * (n // 2) + ["click"] * (n % 2),
+            "user_id": [f"u{i % 7}" for i in range(n)],
+            "count": list(range(n)),
+            "latency": [i / 4 for i in range(n)],
+            "ok": [i % 3 != 0 for i in range(n)],
+        }
+    )
+
+
+def sink_for(aws: LocalAWS, database: str, table: str, **kw: Any) -> TimestreamSink:
+    return TimestreamSink(
+        database,
+        table,
+        dimensions=["event_type", "user_id"],
+        measures=["count", "latency", "ok"],
+        time="timestamp",
+        endpoint_url=aws.endpoint_url,
+        **kw,
+    )
+
+
+def count_calls(writer: Any) -> list[int]:
+    sizes: list[int] = []
+    writer._client.meta.events.register(
+        "provide-client-params.timestream-write.WriteRecords",
+        lambda params, **_: sizes.append(len(params["Records"])),
+    )
+    return sizes
+
+
+def test_writes_multi_measure_records_in_chunks_of_100(aws: LocalAWS, table: tuple[str, str]) -> None:
+    writer = sink_for(aws, *table).open()
+    sizes = count_calls(writer)
+    writer.write_batch(metrics(130))
+    assert sizes == [100]  # a full chunk goes out at once, 30 rows wait
+    writer.write_batch(metrics(120).iloc[60:])
+    writer.close()
+    assert sizes == [100, 90]
+    records = stored(*table)
+    assert len(records) == 190 == writer.written
+    first = records[0]
+    assert first["MeasureValueType"] == "MULTI" and first["TimeUnit"] == "MILLISECONDS"
+    assert first["Time"] == str(pd.Timestamp("2026-01-01", tz="UTC").value // 1_000_000)
+    assert first["Dimensions"] == [
+        {"Name": "event_type", "Value": "click", "DimensionValueType": "VARCHAR"},
+        {"Name": "user_id", "Value": "u0", "DimensionValueType": "VARCHAR"},
+    ]
+    assert records[5]["MeasureValues"] == [
+        {"Name": "count", "Value": "5", "Type": "BIGINT"},
+        {"Name": "latency", "Value": "1.25", "Type": "DOUBLE"},
+        {"Name": "ok", "Value": "true", "Type": "BOOLEAN"},
+    ]
+
+
+def test_unwritable_rows_go_to_the_dead_letter_sink_with_a_reason(
+    aws: LocalAWS, table: tuple[str, str]
+) -> None:
+    dead = CollectSink()
+    writer = sink_for(aws, *table, dead_letter=dead).open()
+    rows = metrics(5).astype({"count": "Int64", "latency": "float64", "ok": "boolean"})
+    rows.loc[1, "timestamp"] = pd.NaT
+    rows.loc[3, ["count", "latency", "ok"]] = [pd.NA, float("nan"), pd.NA]
+    rows.loc[4, "user_id"] = None  # a missing dimension is left out, the row is still written
+    writer.write_batch(rows)
+    writer.close()
+    got = dead.rows()
+    assert got["event_type"].tolist() == ["view", "view"] and got.loc[1, "count"] is pd.NA
+    assert got[REASON_COLUMN].tolist() == [
+        "missing or unreadable time in column 'timestamp'",
+        "all measures ['count', 'latency', 'ok'] are missing",
+    ]
+    records = stored(*table)
+    assert len(records) == 3 == writer.written
+    assert [d["Name"] for d in records[-1]["Dimensions"]] == ["event_type"]
+
+
+def reject(writer: Any, rejected: list[dict[str, Any]]) -> None:
+    """Make Timestream's answer a RejectedRecordsException for the given records (moto never rejects)."""
+
+    def after(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+        http_response.status_code = 419
+        parsed["Error"] = {
+            "Code": "RejectedRecordsException",
+            "Message": "One or more records have been rejected.",
+        }
+        parsed["RejectedRecords"] = rejected
+
+    writer._client.meta.events.register("after-call.timestream-write.WriteRecords", after)
+
+
+def test_rejected_records_are_reported_with_their_reason(aws: LocalAWS, table: tuple[str, str]) -> None:
+    dead = CollectSink()
+    writer = sink_for(aws, *table, dead_letter=dead).open()
+    reject(writer, [{"RecordIndex": 2, "Reason": "A record with the same dimensions and time exists."}])
+    writer.write_batch(metrics(4))
+    writer.flush()
+    got = dead.rows()
+    assert got["count"].tolist() == [2]
+    assert got[REASON_COLUMN].tolist() == ["A record with the same dimensions and time exists."]
+    assert writer.written == 3
+    writer.close()
+
+
+def test_without_dead_letter_flush_raises_rather_than_losing_rows(
+    aws: LocalAWS, table: tuple[str, str]
+) -> None:
+    writer = sink_for(aws, *table).open()
+    reject(writer, [{"RecordIndex": 0, "Reason": "Time is outside the memory store retention."}])
+    writer.write_batch(metrics(2))
+    with pytest.raises(RuntimeError, match=r"1 rows were rejected.*memory store retention"):
+        writer.flush()
+    writer._client.meta.events.unregister("after-call.timestream-write.WriteRecords")
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"dimensions": "user_id", "measures": ["x"]}, "dimensions must be a list"),
+        ({"dimensions": [], "measures": []}, "at least one measure"),
+        ({"dimensions": ["x"], "measures": ["x"]}, "used twice"),
+        ({"dimensions": [], "measures": ["timestamp"]}, "used twice"),
+    ],
+)
+def test_configuration_errors_say_what_to_fix(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TimestreamSink("db", "t", **kwargs)
+
+
+def test_missing_columns_are_named(aws: LocalAWS, table: tuple[str, str]) -> None:
+    writer = sink_for(aws, *table).open()
+    writer.write_batch(metrics(3).drop(columns="latency"))
+    with pytest.raises(KeyError, match="latency"):
+        writer.flush()
+
+
+def test_spec_round_trips_through_the_constructor() -> None:
+    sink = TimestreamSink(
+        "db", "t", dimensions=["user_id"], measures=["count"], endpoint_url="http://127.0.0.1:1"
+    )
+    params = {k: v for k, v in sink.spec().items() if k != "kind"}
+    assert TimestreamSink(**params).spec() == sink.spec()
+
+
+@pytest.mark.services
+def test_pipeline_from_kinesis_to_timestream_writes_each_good_event_once(
+    aws: LocalAWS, table: tuple[str, str], tmp_path: Any
+) -> None:
+    import json
+
+    from streamlab.connectors._local_servers import wait_for
+    from streamlab.connectors.kinesis import KinesisSource
+
+    from streamlab import ListSink, Pipeline
+
+    kinesis = aws.client("kinesis")
+    stream = f"ts-{uuid.uuid4().hex[:8]}"
+    kinesis.create_stream(StreamName=stream, ShardCount=2)
+    good = [
+        {"event_id": f"e{i}", "event_type": "purchase", "user_id": f"u{i % 4}",
+         "timestamp": f"2026-01-01T00:00:{i:02d}Z", "properties": {"amount": i * 1.5}}
+        for i in range(30)
+    ]  # fmt: skip
+    records = [{"Data": json.dumps(e).encode(), "PartitionKey": e["user_id"]} for e in good]
+    records += [
+        {"Data": b"{oops", "PartitionKey": "x"},
+        {"Data": b'{"event_id": "late"}', "PartitionKey": "y"},
+    ]
+    assert kinesis.put_records(StreamName=stream, Records=records)["FailedRecordCount"] == 0
+    kinesis.close()
+    schema = {"event_id": "string", "event_type": "string", "user_id": "string", "timestamp": "timestamp",
+              "amount": {"type": "float64", "path": "properties.amount"}}  # fmt: skip
+    dead, refused = ListSink(), ListSink()
+
+    def build() -> Any:
+        pipeline = Pipeline(KinesisSource(stream, endpoint_url=aws.endpoint_url, idle_interval=0))
+        parsed = pipeline.parse(schema)
+        parsed.dead_letter.to(dead)
+        parsed.ok.to(sink_for_amounts(aws, *table, dead_letter=refused))
+        return pipeline
+
+    checkpoints = tmp_path / "cp"
+    assert build().run(max_events=10, batch_size=4, checkpoint_dir=checkpoints).status == "stopped"
+    # The sink buffers up to 100 rows between commit points; commit often so the rows show up soon.
+    handle = build().start(batch_size=4, checkpoint_dir=checkpoints, commit_every="100ms")
+    try:
+        wait_for(lambda: len(stored(*table)) + len(dead.frame()) >= 32, timeout=20, what="all records")
+    finally:
+        handle.stop()
+    rows = stored(*table)
+    amounts = sorted(float(r["MeasureValues"][0]["Value"]) for r in rows)
+    assert amounts == [i * 1.5 for i in range(30)]  # each good event exactly once
+    assert len(dead.frame()) == 2 and refused.frame().empty
+
+
+def sink_for_amounts(aws: LocalAWS, database: str, table: str, **kw: Any) -> TimestreamSink:
+    return TimestreamSink(
+        database,
+        table,
+        dimensions=["event_type", "user_id"],
+        measures=["amount"],
+        endpoint_url=aws.endpoint_url,
+        **kw,
+    )

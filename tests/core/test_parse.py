@@ -1,0 +1,115 @@
+"""Malformed input never crashes a pipeline and never vanishes: it lands in dead letter with a reason."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streamlab import ListSink, ListSource, ManualClock, Pipeline, TumblingWindow, agg
+
+SCHEMA = {
+    "event_id": "string",
+    "event_type": "category",
+    "timestamp": "timestamp",
+    "amount": {"type": "float64", "path": "properties.amount"},
+}
+
+
+def good(i: int) -> bytes:
+    return json.dumps(
+        {
+            "event_id": f"e{i}",
+            "event_type": "click",
+            "user_id": "u1",
+            "timestamp": f"2024-01-01T00:00:{i % 60:02d}Z",
+            "properties": {"amount": i},
+        }
+    ).encode()
+
+
+BAD = {
+    b"{not json": "invalid JSON",
+    b'{"event_id": "x", "timestamp": "yesterday"}': "expected an ISO-8601 timestamp",
+    b'{"event_id": "x"}': "missing required field 'timestamp'",
+    b'{"event_id": 5, "timestamp": "2024-01-01T00:00:00Z"}': "field 'event_id': expected string, got int",
+    b'{"event_id": "x", "timestamp": "2024-01-01T00:00:00Z", "properties": {"amount": "lots"}}': "field 'amount': expected float64",
+    b'{"event_id": "x", "timestamp": "2024-01-01T00:00:00Z", "properties": 7}': "expected an object",
+    b"[1, 2, 3]": "expected a JSON object, got list",
+    b"\xff\xfe garbage": "invalid UTF-8",
+    b'{"event_id": "caf\xe9", "timestamp": "2024-01-01T00:00:00Z"}': "invalid UTF-8",
+    b'{"event_id": "x", "timestamp": "2024-01-01T00:00:00Z", "note": "\xe9"}': "invalid UTF-8",
+    b"": "empty record",
+    b'{"event_id": "x", "timestamp": "2024-01-01T00:00:00Z", "properties": {"amount": NaN}}': "invalid JSON",
+    b'{"event_id": "a"}\n{"event_id": "b"}': "invalid JSON",
+    b'{"event_id": "x", "timestamp": "2024-01-01T00:00:00Z", "pad": "'
+    + b"x" * 3000
+    + b'"}': "max_record_bytes",
+}
+
+
+def run_parse(records, batch_size=None):
+    p = Pipeline(ListSource(records, batch_size=batch_size))
+    parsed = p.parse(SCHEMA, max_record_bytes=2000)
+    ok, dead = ListSink(), ListSink()
+    parsed.to(ok)
+    parsed.dead_letter.to(dead)
+    p.run(clock=ManualClock(0))
+    return ok.frame(), dead.frame()
+
+
+def test_every_kind_of_bad_record_lands_in_dead_letter_with_its_reason():
+    records = [good(0), *BAD, good(1)]
+    ok, dead = run_parse(records)
+    assert ok["event_id"].tolist() == ["e0", "e1"]
+    assert len(dead) == len(BAD)
+    for raw, reason in zip(dead["raw"], dead["reason"]):
+        assert BAD[raw] in reason, (raw, reason)
+    assert set(dead["step_id"]) == {"parse"}
+
+
+def test_typed_columns():
+    ok, _ = run_parse([good(3)])
+    assert str(ok["timestamp"].dtype) == "datetime64[ns, UTC]"
+    assert isinstance(ok["event_type"].dtype, pd.CategoricalDtype)
+    assert ok["amount"].tolist() == [3.0]
+
+
+def test_epoch_and_offset_timestamps_take_the_checked_path_and_agree():
+    recs = [
+        b'{"event_id": "a", "timestamp": 1704067200}',
+        b'{"event_id": "b", "timestamp": "2024-01-01T02:00:00+02:00"}',
+    ]
+    ok, dead = run_parse(recs)
+    assert dead.empty
+    assert ok["timestamp"].tolist() == [pd.Timestamp("2024-01-01T00:00:00Z")] * 2
+
+
+@given(
+    st.lists(st.one_of(st.integers(0, 500).map(good), st.sampled_from(sorted(BAD))), min_size=1, max_size=80),
+    st.sampled_from([1, 3, 17, None]),
+)
+def test_batching_never_changes_what_is_accepted(records, batch_size):
+    ok_a, dead_a = run_parse(records, batch_size=None)
+    ok_b, dead_b = run_parse(records, batch_size=batch_size)
+    assert ok_a.equals(ok_b) or (ok_a.empty and ok_b.empty)
+    assert len(ok_a) + len(dead_a) == len(records)
+    assert (dead_a.empty and dead_b.empty) or dead_a[["raw", "reason"]].equals(dead_b[["raw", "reason"]])
+
+
+def test_pipeline_keeps_running_after_bad_input_and_metadata_travels_to_dead_letter():
+    records = [good(i) if i % 10 else b"oops" for i in range(200)]
+    frame = pd.DataFrame({"value": records, "offset": np.arange(200)})
+    p = Pipeline(ListSource(frame, batch_size=32))
+    parsed = p.parse(SCHEMA)
+    counts = parsed.window(TumblingWindow("1m"), key="event_type").agg(agg.count())
+    sink = ListSink()
+    counts.to(sink)
+    result = p.run(clock=ManualClock(0))
+    assert sink.frame()["count"].sum() == 180
+    dl = result["parse.dead_letter"]
+    assert dl["offset"].tolist() == list(range(0, 200, 10))
+    assert result.metrics["dead_letter"] == 20

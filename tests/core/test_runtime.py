@@ -1,0 +1,277 @@
+"""Runtime behaviour: restore equals an uninterrupted run, background handles, pacing, commit order."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pandas.testing as pdt
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streamlab import (
+    DuckDBSink,
+    ListSink,
+    ListSource,
+    ManualClock,
+    Pipeline,
+    ReplaySource,
+    SessionWindow,
+    SlidingWindow,
+    Source,
+    SourceReader,
+    TumblingWindow,
+    agg,
+)
+from streamlab.io import Sink, SinkWriter
+
+from ._streams import BASE, event_streams
+
+
+def build(frame: pd.DataFrame, window, sink: ListSink, late: ListSink) -> Pipeline:
+    p = Pipeline(ListSource(frame, batch_size=4))
+    d = p.dedup("event_id", ttl="10m")
+    out = d.window(window, key="key", delay="5s").agg(
+        agg.count(), agg.sum("value"), agg.count_distinct("label")
+    )
+    out.to(sink)
+    out.late.to(late)
+    return p
+
+
+def canon(f: pd.DataFrame) -> pd.DataFrame:
+    return f.sort_values(["key", "window_start"]).reset_index(drop=True) if len(f) else f
+
+
+@given(
+    event_streams(),
+    st.sampled_from([TumblingWindow("10s"), SlidingWindow("30s", every="10s"), SessionWindow("10s")]),
+    st.integers(1, 60),
+)
+def test_snapshot_and_restore_mid_stream_equals_uninterrupted_run(frame, window, stop_after):
+    full, full_late = ListSink(), ListSink()
+    build(frame, window, full, full_late).run(clock=ManualClock(0))
+
+    first, first_late = ListSink(), ListSink()
+    r1 = build(frame, window, first, first_late).run(clock=ManualClock(0), max_events=stop_after)
+    cp = pickle_roundtrip(r1.checkpoint)
+    second, second_late = ListSink(), ListSink()
+    build(frame, window, second, second_late).run(clock=ManualClock(0), resume=cp)
+
+    combined = pd.concat([first.frame(), second.frame()], ignore_index=True)
+    pdt.assert_frame_equal(canon(combined), canon(full.frame()), check_dtype=False)
+    n_late = len(first_late.frame()) + len(second_late.frame())
+    assert n_late == len(full_late.frame())
+
+
+def pickle_roundtrip(obj: Any) -> Any:
+    import pickle
+
+    return pickle.loads(pickle.dumps(obj))
+
+
+def test_checkpoint_dir_resumes_after_a_stop(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "key": "a",
+            "event_id": [f"e{i}" for i in range(100)],
+            "value": 1.0,
+            "label": "x",
+            "timestamp": BASE + pd.to_timedelta(np.arange(100), unit="s"),
+        }
+    )
+    db = tmp_path / "out.duckdb"
+
+    def pipeline() -> tuple[Pipeline, DuckDBSink]:
+        p = Pipeline(ListSource(frame, batch_size=10))
+        sink = DuckDBSink(db, "counts")
+        p.window(TumblingWindow("30s"), key="key").agg(agg.count()).to(sink)
+        return p, sink
+
+    p, sink = pipeline()
+    r = p.run(clock=ManualClock(0), checkpoint_dir=tmp_path / "cp", max_events=45)
+    assert r.status == "stopped"
+    sink.close()
+    p, sink = pipeline()
+    r = p.run(clock=ManualClock(0), checkpoint_dir=tmp_path / "cp")
+    assert r.status == "finished"
+    counts = sink.read(order_by="window_start")["count"].tolist()
+    sink.close()
+    assert counts == [30, 30, 30, 10]
+    # running again from scratch into the same table never doubles rows
+    p, sink = pipeline()
+    p.run(clock=ManualClock(0))
+    assert sink.read(order_by="window_start")["count"].tolist() == [30, 30, 30, 10]
+    sink.close()
+
+
+def streamlab_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("streamlab")]
+
+
+def test_background_handle_under_a_running_event_loop_leaves_no_thread():
+    frame = pd.DataFrame(
+        {"x": np.arange(2000), "timestamp": BASE + pd.to_timedelta(np.arange(2000), unit="ms")}
+    )
+    ticks = []
+
+    async def kernel_like() -> dict[str, Any]:
+        p = Pipeline(ReplaySource(frame, speed=1.0, batch_size=50), name="bg")
+        sink = ListSink()
+        p.filter("x % 2 == 0").to(sink)
+        handle = p.start()
+        while handle.metrics["events_in"] < 200:
+            ticks.append(1)  # the loop keeps running: the pipeline does not block it
+            await asyncio.sleep(0.01)
+        result = handle.stop()
+        return {"result": result, "rows": len(sink.frame()), "alive": handle.thread.is_alive()}
+
+    out = asyncio.run(kernel_like())
+    assert out["alive"] is False
+    assert streamlab_threads() == []
+    assert len(ticks) >= 2
+    assert out["result"].status == "stopped"
+    assert out["rows"] == out["result"].metrics["steps"]["filter"]["out"]["out"]
+
+
+def test_pause_step_resume_with_a_controllable_clock():
+    frame = pd.DataFrame({"x": np.arange(30), "timestamp": BASE + pd.to_timedelta(np.arange(30), unit="s")})
+    clock = ManualClock("2030-01-01T00:00:00Z")
+    p = Pipeline(ReplaySource(frame, speed=1.0, batch_size=5), name="steps")
+    sink = ListSink()
+    p.stream.to(sink)
+    handle = p.start(clock=clock, paused=True)
+    try:
+        assert handle.metrics["events_in"] == 0
+        handle.step()
+        wait_for(lambda: handle.metrics["batches"] == 1)
+        assert handle.metrics["batches"] == 1
+        handle.resume()
+        result = handle.wait(timeout=30)
+        assert result is not None and result.status == "finished"
+        assert sink.frame()["x"].tolist() == list(range(30))
+    finally:
+        handle.stop()
+    assert streamlab_threads() == []
+
+
+def wait_for(cond, timeout: float = 10.0) -> None:
+    done = threading.Event()
+    deadline = threading.Timer(timeout, done.set)
+    deadline.start()
+    try:
+        while not cond():
+            if done.wait(0.005):
+                raise AssertionError("condition not reached in time")
+    finally:
+        deadline.cancel()
+
+
+def test_replay_speed_honours_event_time_gaps():
+    frame = pd.DataFrame({"x": [1, 2, 3], "timestamp": BASE + pd.to_timedelta([0, 60, 100], unit="s")})
+    clock = ManualClock("2030-01-01T00:00:00Z")
+    start = clock.now_ns()
+    Pipeline(ReplaySource(frame, speed=10.0)).run(clock=clock)
+    assert abs((clock.now_ns() - start) / 1e9 - 10.0) < 0.1
+    clock2 = ManualClock("2030-01-01T00:00:00Z")
+    Pipeline(ReplaySource(frame, speed=None)).run(clock=clock2)
+    assert clock2.now_ns() - start < 10**9
+
+
+class RecordingSource(Source):
+    def __init__(self, log: list[str], n: int) -> None:
+        self.log, self.n = log, n
+
+    def open(self, resume: Any = None, clock: Any = None) -> SourceReader:
+        log, n = self.log, self.n
+
+        class Reader(SourceReader):
+            pos = resume or 0
+
+            def poll(self, max_events: int) -> pd.DataFrame | None:
+                if self.pos >= n:
+                    return None
+                self.pos += 1
+                log.append(f"poll {self.pos}")
+                return pd.DataFrame({"i": [self.pos]})
+
+            @property
+            def done(self) -> bool:
+                return self.pos >= n
+
+            def snapshot(self) -> Any:
+                return self.pos
+
+            def commit(self, position: Any) -> None:
+                log.append(f"commit {position}")
+
+        return Reader()
+
+
+class RecordingSink(Sink):
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def open(self, clock: Any = None) -> SinkWriter:
+        log = self.log
+
+        class Writer(SinkWriter):
+            def write_batch(self, batch: pd.DataFrame) -> None:
+                log.append(f"write {batch['i'].iloc[0]}")
+
+            def flush(self) -> None:
+                log.append("flush")
+
+        return Writer()
+
+
+def test_offsets_are_committed_only_after_the_sink_flushed():
+    log: list[str] = []
+    p = Pipeline(RecordingSource(log, 3))
+    p.stream.to(RecordingSink(log))
+    p.run(clock=ManualClock(0), commit_every="0s")
+    for i, entry in enumerate(log):
+        if entry.startswith("commit"):
+            k = int(entry.split()[1])
+            assert f"write {k}" in log[:i] and log[i - 1] == "flush"
+    commits = [i for i, e in enumerate(log) if e.startswith("commit")]
+    assert log[commits[-1]] == "commit 3" and log[commits[-1] - 1] == "flush"
+
+
+def test_keyboard_interrupt_flushes_and_commits():
+    log: list[str] = []
+
+    class Interrupting(RecordingSink):
+        def open(self, clock: Any = None) -> SinkWriter:
+            inner = super().open(clock)
+
+            class W(SinkWriter):
+                def write_batch(self, batch: pd.DataFrame) -> None:
+                    inner.write_batch(batch)
+                    if batch["i"].iloc[0] == 2:
+                        raise KeyboardInterrupt
+
+                def flush(self) -> None:
+                    inner.flush()
+
+            return W()
+
+    p = Pipeline(RecordingSource(log, 5))
+    p.stream.to(Interrupting(log))
+    result = p.run(clock=ManualClock(0), commit_every="1h")
+    assert result.status == "interrupted"
+    commits = [i for i, e in enumerate(log) if e.startswith("commit")]
+    assert log[commits[-1]] == "commit 2" and log[commits[-1] - 1] == "flush"
+
+
+def test_unattached_outputs_are_collected_not_dropped():
+    recs = [
+        b"bad",
+        b'{"event_id":"a","event_type":"x","user_id":"u","timestamp":"2024-01-01T00:00:00Z","properties":{}}',
+    ]
+    result = Pipeline(ListSource(recs)).parse().run(clock=ManualClock(0))
+    assert result["parse.dead_letter"]["raw"].tolist() == [b"bad"]
+    assert result["parse"]["properties"].tolist() == [{}]

@@ -1,0 +1,146 @@
+"""Dedup, user functions, joins and enrichment against straightforward pandas recomputations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streamlab import ListSink, ListSource, ManualClock, Pipeline
+
+from ._streams import BASE
+
+
+def run(p: Pipeline):
+    return p.run(clock=ManualClock(0))
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 15), st.integers(0, 300)), min_size=1, max_size=80),
+    st.sampled_from([None, 1, 5]),
+)
+def test_dedup_without_ttl_keeps_first_occurrences(pairs, batch_size):
+    frame = pd.DataFrame(
+        {
+            "event_id": [f"id{i}" for i, _ in pairs],
+            "timestamp": [BASE + pd.Timedelta(seconds=t) for _, t in pairs],
+        }
+    )
+    p = Pipeline(ListSource(frame, batch_size=batch_size))
+    d = p.dedup("event_id", ttl=None)
+    out, dups = ListSink(), ListSink()
+    d.to(out)
+    d.duplicates.to(dups)
+    run(p)
+    expected = frame.drop_duplicates("event_id")
+    assert out.frame()["event_id"].tolist() == expected["event_id"].tolist()
+    assert len(dups.frame()) == len(frame) - len(expected)
+
+
+def test_dedup_ttl_forgets_ids_older_than_ttl_behind_the_newest_event():
+    frame = pd.DataFrame(
+        {"event_id": ["a", "b", "a", "a"], "timestamp": BASE + pd.to_timedelta([0, 100, 50, 700], unit="s")}
+    )
+    p = Pipeline(ListSource(frame))
+    sink = ListSink()
+    p.dedup("event_id", ttl="10m").to(sink)
+    run(p)
+    # the repeat at 50 s is within 10 minutes; at 700 s the first "a" (0 s) is more than 10 minutes behind
+    assert sink.frame()["timestamp"].tolist() == list(BASE + pd.to_timedelta([0, 100, 700], unit="s"))
+
+
+def test_dedup_capacity_is_bounded():
+    frame = pd.DataFrame({"event_id": [f"x{i}" for i in range(5000)], "timestamp": BASE})
+    p = Pipeline(ListSource(frame, batch_size=500))
+    p.dedup("event_id", ttl=None, max_ids=1000).to(ListSink())
+    from streamlab.runtime import Executor
+
+    ex = Executor(p, clock=ManualClock(0))
+    ex.open()
+    while not ex.all_done():
+        ex.poll_once()
+    assert len(ex.operators["dedup"].seen) <= 1000  # type: ignore[attr-defined]
+
+
+def test_per_event_function_errors_go_to_dead_letter_and_the_rest_flows():
+    frame = pd.DataFrame({"x": [1, 2, 0, 4]})
+    p = Pipeline(ListSource(frame))
+    m = p.map_one(lambda e: {"x": e["x"], "inv": 1 / e["x"]})
+    out, dead = ListSink(), ListSink()
+    m.to(out)
+    m.dead_letter.to(dead)
+    run(p)
+    assert out.frame()["x"].tolist() == [1, 2, 4]
+    assert dead.frame()["x"].tolist() == [0]
+    assert "ZeroDivisionError" in dead.frame()["reason"].iloc[0]
+
+
+def test_batch_function_failing_on_some_rows_isolates_them():
+    def check(batch: pd.DataFrame):
+        if (batch["x"] < 0).any():
+            raise ValueError("negative x")
+        return batch["x"] > 1
+
+    p = Pipeline(ListSource(pd.DataFrame({"x": [3, -1, 2, 1, 5]})))
+    f = p.filter_many(check)
+    out, dead = ListSink(), ListSink()
+    f.to(out)
+    f.dead_letter.to(dead)
+    run(p)
+    assert out.frame()["x"].tolist() == [3, 2, 5]
+    assert dead.frame()["x"].tolist() == [-1]
+
+
+@given(st.integers(0, 10**6))
+def test_interval_join_equals_pandas_on_ordered_streams(seed):
+    rng = np.random.default_rng(seed)
+    n = 40
+    left = pd.DataFrame(
+        {
+            "user": rng.choice(["a", "b", "c"], n),
+            "lv": np.arange(n),
+            "timestamp": BASE + pd.to_timedelta(np.sort(rng.integers(0, 600, n)), unit="s"),
+        }
+    )
+    right = pd.DataFrame(
+        {
+            "user": rng.choice(["a", "b", "c"], n),
+            "rv": np.arange(n),
+            "timestamp": BASE + pd.to_timedelta(np.sort(rng.integers(0, 600, n)), unit="s"),
+        }
+    )
+    p = Pipeline()
+    ls = p.add_source(ListSource(left, batch_size=7), step_id="left")
+    rs = p.add_source(ListSource(right, batch_size=5), step_id="right")
+    joined = ls.join_interval(rs, "user", lower="-30s", upper="60s", delay="1h")
+    sink = ListSink()
+    joined.to(sink)
+    run(p)
+    m = left.merge(right, on="user", suffixes=("", "_right"))
+    d = (m["timestamp_right"] - m["timestamp"]).dt.total_seconds()
+    expected = m[(d >= -30) & (d <= 60)]
+    got = sink.frame()
+    key = ["lv", "rv"]
+    assert sorted(map(tuple, got[key].values.tolist())) == sorted(map(tuple, expected[key].values.tolist()))
+
+
+def test_enrich_with_a_table():
+    users = pd.DataFrame({"user_id": ["u1", "u2"], "tier": ["gold", "free"]})
+    p = Pipeline(ListSource(pd.DataFrame({"user_id": ["u2", "u1", "u3"], "x": [1, 2, 3]})))
+    sink = ListSink()
+    p.enrich(users, on="user_id").to(sink)
+    run(p)
+    assert sink.frame()["tier"].tolist() == ["free", "gold", None] or sink.frame()[
+        "tier"
+    ].isna().tolist() == [False, False, True]
+
+
+def test_union_merges_streams():
+    p = Pipeline()
+    a = p.add_source(ListSource([{"x": 1}]), step_id="a")
+    b = p.add_source(ListSource([{"x": 2}, {"x": 3}]), step_id="b")
+    sink = ListSink()
+    a.union(b).to(sink)
+    run(p)
+    assert sorted(sink.frame()["x"].tolist()) == [1, 2, 3]

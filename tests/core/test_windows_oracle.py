@@ -1,0 +1,203 @@
+"""The core oracle: incremental windows equal a pandas batch recomputation over the admitted events."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pandas.testing as pdt
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streamlab import (
+    ListSink,
+    ListSource,
+    ManualClock,
+    Pipeline,
+    SessionWindow,
+    SlidingWindow,
+    TumblingWindow,
+    agg,
+)
+from streamlab._time import to_utc_ns
+
+from ._streams import BASE, event_streams, pandas_sessions, pandas_window_aggregates, reference_assignments
+
+AGGS = [
+    agg.count(),
+    agg.sum("value"),
+    agg.mean("value"),
+    agg.min("value"),
+    agg.max("value"),
+    agg.count_distinct("label"),
+    agg.first("label"),
+    agg.last("label"),
+]
+
+windows = st.one_of(
+    st.sampled_from([10, 15, 30, 60]).map(lambda s: TumblingWindow(f"{s}s")),
+    st.sampled_from([(20, 10), (30, 10), (60, 15), (25, 10)]).map(
+        lambda p: SlidingWindow(f"{p[0]}s", every=f"{p[1]}s")
+    ),
+)
+
+
+def run_window(frame: pd.DataFrame, window, delay: int, lateness: int, batch_size: int | None, aggs=AGGS):
+    p = Pipeline(ListSource(frame, batch_size=batch_size))
+    out = p.window(window, key="key", delay=f"{delay}s", lateness=f"{lateness}s").agg(*aggs)
+    results, late = ListSink(), ListSink()
+    out.to(results)
+    out.late.to(late)
+    p.run(clock=ManualClock(0))
+    return results.frame(), late.frame()
+
+
+def late_pairs(late: pd.DataFrame) -> list[tuple[str, pd.Timestamp]]:
+    return sorted(zip(late["event_id"], late["window_start"])) if len(late) else []
+
+
+def canon(frame: pd.DataFrame) -> pd.DataFrame:
+    if frame.empty:
+        return frame
+    return frame.sort_values(["key", "window_start"]).reset_index(drop=True)
+
+
+@given(event_streams(), windows, st.integers(0, 15), st.integers(0, 15), st.sampled_from([None, 1, 3, 7]))
+def test_windows_equal_batch_recomputation_and_late_exactly_once(frame, window, delay, lateness, batch_size):
+    results, late = run_window(frame, window, delay, lateness, batch_size)
+    admitted, expected_late = reference_assignments(frame, window, delay, lateness)
+    expected = pandas_window_aggregates(frame, admitted)
+    if expected.empty:
+        assert results.empty
+    else:
+        got = canon(results)[list(expected.columns)]
+        pdt.assert_frame_equal(
+            got, canon(expected), check_dtype=False, check_exact=False, rtol=1e-9, atol=1e-6
+        )
+    # every (event, window) pair that was not admitted is in the late output exactly once
+    got_late = late_pairs(late)
+    want_late = sorted(zip(frame["event_id"].iloc[expected_late["row"]], expected_late["window_start"]))
+    assert got_late == want_late
+    # and nothing is both admitted and late
+    assert len(admitted) + len(expected_late) == sum(
+        len(window.assign(np.array([t]))[0]) for t in to_utc_ns(frame["timestamp"])
+    )
+
+
+@given(event_streams(max_events=40), windows, st.integers(0, 10))
+def test_batch_size_does_not_change_results(frame, window, delay):
+    base_res, base_late = run_window(frame, window, delay, 0, None)
+    for bs in (1, 2, 5):
+        res, late = run_window(frame, window, delay, 0, bs)
+        pdt.assert_frame_equal(canon(res), canon(base_res), check_dtype=False)
+        assert late_pairs(late) == late_pairs(base_late)
+
+
+@given(
+    event_streams(),
+    st.sampled_from([5, 10, 30]),
+    st.integers(0, 15),
+    st.integers(0, 10),
+    st.sampled_from([None, 1, 4]),
+)
+def test_sessions_equal_batch_sessionization_of_admitted_events(frame, gap, delay, lateness, batch_size):
+    p = Pipeline(ListSource(frame, batch_size=batch_size))
+    out = p.window(SessionWindow(f"{gap}s"), key="key", delay=f"{delay}s", lateness=f"{lateness}s").agg(
+        agg.count(), agg.sum("value")
+    )
+    results, late = ListSink(), ListSink()
+    out.to(results)
+    out.late.to(late)
+    p.run(clock=ManualClock(0))
+    res, lt = results.frame(), late.frame()
+    late_ids = set(lt["event_id"]) if len(lt) else set()
+    # partition: every event is late exactly once or counted in exactly one session
+    assert len(lt) == len(late_ids)
+    assert (res["count"].sum() if len(res) else 0) + len(late_ids) == len(frame)
+    admitted = frame[~frame["event_id"].isin(late_ids)]
+    if admitted.empty:
+        assert res.empty
+        return
+    expected = pandas_sessions(admitted, gap)
+    got = canon(res)[list(expected.columns)]
+    pdt.assert_frame_equal(got, canon(expected), check_dtype=False, check_exact=False, atol=1e-6)
+
+
+@given(event_streams(max_events=40), st.sampled_from([5, 20]), st.integers(0, 5))
+def test_sessions_batch_size_invariant(frame, gap, delay):
+    outs = []
+    for bs in (None, 1, 3):
+        p = Pipeline(ListSource(frame, batch_size=bs))
+        out = p.window(SessionWindow(f"{gap}s"), key="key", delay=f"{delay}s").agg(
+            agg.count(), agg.sum("value")
+        )
+        sink = ListSink()
+        out.to(sink)
+        p.run(clock=ManualClock(0))
+        outs.append(canon(sink.frame()))
+    for o in outs[1:]:
+        pdt.assert_frame_equal(o, outs[0], check_dtype=False)
+
+
+def test_in_order_stream_with_delay_has_no_late_events():
+    frame = pd.DataFrame(
+        {
+            "key": ["a"] * 5,
+            "value": [1.0] * 5,
+            "event_id": list("vwxyz"),
+            "timestamp": BASE + pd.to_timedelta([0, 10, 20, 15, 30], unit="s"),
+        }
+    )
+    res, late = run_window(
+        frame, TumblingWindow("10s"), delay=5, lateness=0, batch_size=None, aggs=[agg.count()]
+    )
+    assert late.empty
+    assert res["count"].tolist() == [1, 2, 1, 1]
+
+
+def test_event_for_closed_window_goes_to_late_output_with_its_window():
+    frame = pd.DataFrame(
+        {
+            "key": ["a", "a", "a"],
+            "value": [1.0, 2.0, 3.0],
+            "event_id": ["x", "y", "late"],
+            "timestamp": BASE + pd.to_timedelta([5, 25, 8], unit="s"),
+        }
+    )
+    res, late = run_window(
+        frame, TumblingWindow("10s"), delay=0, lateness=0, batch_size=None, aggs=[agg.count()]
+    )
+    assert late["event_id"].tolist() == ["late"]
+    assert late["window_start"].tolist() == [BASE]
+    assert late["watermark"].tolist() == [BASE + pd.Timedelta(seconds=25)]
+    assert res["count"].tolist() == [1, 1]
+
+
+@given(
+    st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=300),
+    st.sampled_from([0.0, 0.1, 0.5, 0.9, 0.99, 1.0]),
+)
+def test_quantile_within_relative_accuracy(values, q):
+    a = agg.quantile("v", q, relative_accuracy=0.01)
+    state = a.initial()
+    half = len(values) // 2
+    left = a.add(a.initial(), np.array(values[:half]))
+    right = a.add(state, np.array(values[half:]))
+    got = a.result(a.merge(left, right))
+    exact = sorted(values)[int(q * (len(values) - 1))]
+    assert abs(got - exact) <= 0.01 * abs(exact) + 1e-9
+
+
+def test_quantile_in_a_window_matches_numpy():
+    rng = np.random.default_rng(7)
+    vals = rng.lognormal(3, 1, 2000)
+    frame = pd.DataFrame(
+        {
+            "key": "a",
+            "event_id": [str(i) for i in range(2000)],
+            "value": vals,
+            "timestamp": BASE + pd.to_timedelta(np.arange(2000) % 50, unit="s"),
+        }
+    )
+    res, _ = run_window(frame, TumblingWindow("1m"), 60, 0, 128, aggs=[agg.quantile("value", 0.95)])
+    exact = np.sort(vals)[int(0.95 * 1999)]
+    assert abs(res["p95_value"].iloc[0] - exact) <= 0.01 * exact

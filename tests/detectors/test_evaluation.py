@@ -1,0 +1,150 @@
+"""Evaluation metrics against scikit-learn and hand-computed cases; delayed-label joins."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
+
+from streamlab.detectors.evaluation import (
+    DelayedLabelEvaluation,
+    classification_metrics,
+    detection_latency,
+    roc_auc,
+    threshold_sweep,
+)
+
+T0 = pd.Timestamp("2024-01-01", tz="UTC")
+
+scores_and_labels = st.integers(2, 60).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.9, 1.0]), min_size=n, max_size=n),
+        st.lists(st.booleans(), min_size=n, max_size=n),
+    )
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(scores_and_labels)
+def test_roc_auc_matches_sklearn_with_ties(data: tuple[list[float], list[bool]]) -> None:
+    scores, labels = data
+    got = roc_auc(scores, labels)
+    if len(set(labels)) < 2:
+        assert np.isnan(got)
+    else:
+        assert got == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    scores_and_labels,
+    st.lists(st.sampled_from([-1.0, 0.0, 0.1, 0.3, 0.5, 0.95, 2.0]), min_size=1, max_size=5),
+)
+def test_threshold_sweep_and_metrics_match_sklearn(
+    data: tuple[list[float], list[bool]], thresholds: list[float]
+) -> None:
+    scores, labels = data
+    sweep = threshold_sweep(scores, labels, thresholds)
+    assert sweep["threshold"].tolist() == thresholds
+    for row in sweep.itertuples():
+        pred = np.asarray(scores) > row.threshold
+        expected = {
+            "precision": precision_score(labels, pred, zero_division=np.nan),
+            "recall": recall_score(labels, pred, zero_division=np.nan),
+            "f1": f1_score(labels, pred, zero_division=np.nan),
+        }
+        direct = classification_metrics(pred, labels)
+        for name, value in expected.items():
+            for got in (getattr(row, name), direct[name]):
+                if np.isnan(value):
+                    assert np.isnan(got)
+                else:
+                    assert got == pytest.approx(value)
+        assert row.tp + row.fp + row.fn + row.tn == len(scores)
+
+
+def test_detection_latency_hand_computed() -> None:
+    t = [T0 + pd.Timedelta(minutes=m) for m in (0, 2, 4, 3, 30, 31, 60)]
+    keys = ["a", "a", "a", "b", "a", "a", "b"]
+    labels = [1, 1, 1, 1, 1, 1, 0]
+    alerts = [0, 0, 1, 1, 0, 0, 1]
+    out = detection_latency(t, labels, alerts, keys=keys, burst_gap="10m")
+    assert out["key"].tolist() == ["a", "a", "b"]
+    assert out["n_events"].tolist() == [3, 2, 1]
+    assert out["detected"].tolist() == [True, False, True]
+    assert out["latency_s"].iloc[0] == 240.0
+    assert np.isnan(out["latency_s"].iloc[1])
+    assert out["latency_s"].iloc[2] == 0.0
+
+
+def scored_events(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    label = rng.random(n) < 0.1
+    score = np.where(label, rng.normal(0.7, 0.2, n), rng.normal(0.3, 0.2, n))
+    return pd.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in range(n)],
+            "user_id": rng.choice(["a", "b", "c"], n),
+            "timestamp": T0 + pd.to_timedelta(np.arange(n) * 30, unit="s"),
+            "score": score,
+            "is_anomaly": score > 0.5,
+            "label": label,
+        }
+    )
+
+
+def test_delayed_labels_join_in_any_order_and_match_sklearn_per_window() -> None:
+    df = scored_events()
+    ev = DelayedLabelEvaluation(window="1h", key="user_id").build()
+    labels = df[["event_id", "label"]].sample(frac=1.0, random_state=1)
+    # some labels arrive before their events, most after, and the last 50 never arrive
+    ev.process(labels.iloc[:100], port=1)
+    for a in range(0, len(df), 100):
+        ev.process(df.drop(columns="label").iloc[a : a + 100], port=0)
+    metrics = ev.process(labels.iloc[100:350], port=1)["metrics"]
+    report = ev.report()
+    assert report["n"] == 350
+    assert report["pending"] == 50
+    assert report["unmatched_labels"] == 0
+    labelled = df[df["event_id"].isin(labels["event_id"].iloc[:350])]
+    assert report["roc_auc"] == pytest.approx(roc_auc_score(labelled["label"], labelled["score"]))
+    assert report["f1"] == pytest.approx(f1_score(labelled["label"], labelled["is_anomaly"]))
+    windows = labelled["timestamp"].dt.floor("1h")
+    assert metrics["window_start"].tolist() == sorted(windows.unique())
+    for row in metrics.itertuples():
+        part = labelled[windows == row.window_start]
+        assert row.n == len(part)
+        assert row.precision == pytest.approx(
+            precision_score(part["label"], part["is_anomaly"], zero_division=np.nan)
+        )
+        assert row.recall == pytest.approx(
+            recall_score(part["label"], part["is_anomaly"], zero_division=np.nan)
+        )
+        assert row.roc_auc == pytest.approx(roc_auc_score(part["label"], part["score"]))
+    assert metrics["bursts"].sum() == report["bursts"]
+
+
+def test_label_before_event_and_snapshot_restore() -> None:
+    ev = DelayedLabelEvaluation().build()
+    ev.process(pd.DataFrame({"event_id": ["x"], "label": [True]}), port=1)
+    assert ev.report()["unmatched_labels"] == 1
+    snap = pickle.loads(pickle.dumps(ev.snapshot()))
+    batch = pd.DataFrame({"event_id": ["x"], "timestamp": [T0], "score": [0.9], "is_anomaly": [True]})
+    ev.process(batch, port=0)
+    restored = DelayedLabelEvaluation().build()
+    restored.restore(snap)
+    restored.process(batch, port=0)
+    assert pd.Series(restored.report()).equals(pd.Series(ev.report()))  # NaN-aware comparison
+    assert ev.report()["tp"] == 1 and ev.report()["mean_latency_s"] == 0.0
+
+
+def test_bad_port_and_config() -> None:
+    with pytest.raises(ValueError, match="port must be 0"):
+        DelayedLabelEvaluation().build().process(pd.DataFrame(), port=2)
+    with pytest.raises(ValueError, match="window"):
+        DelayedLabelEvaluation(window="0s")

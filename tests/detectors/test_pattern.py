@@ -1,0 +1,219 @@
+"""Pattern (CEP) semantics: sequences within a time bound, disorder, late events, resume."""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamlab.detectors import Pattern, PatternStep
+
+T0 = pd.Timestamp("2024-01-01", tz="UTC")
+
+TAKEOVER = Pattern(
+    key="user_id",
+    name="takeover",
+    within="5m",
+    delay="30s",
+    steps=[("failed", "event_type == 'login_failed'", 3), ("success", "event_type == 'login_success'")],
+)
+
+
+def frame(rows: list[tuple[str, str, str, float]]) -> pd.DataFrame:
+    """Rows of (event_id, user_id, event_type, seconds after T0)."""
+    return pd.DataFrame(
+        {
+            "event_id": [r[0] for r in rows],
+            "user_id": [r[1] for r in rows],
+            "event_type": [r[2] for r in rows],
+            "timestamp": [T0 + pd.Timedelta(seconds=r[3]) for r in rows],
+        }
+    )
+
+
+def run_all(pattern: Pattern, batches: list[pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    op = pattern.build()
+    outs, lates = [], []
+    for b in batches:
+        res = op.process(b)
+        outs.append(res["out"])
+        if "late" in res:
+            lates.append(res["late"])
+    outs.append(op.on_end()["out"])
+    late = pd.concat(lates, ignore_index=True) if lates else pd.DataFrame()
+    return pd.concat(outs, ignore_index=True), late
+
+
+def test_three_failures_then_success_matches_once() -> None:
+    df = frame(
+        [
+            ("e1", "u1", "login_failed", 0),
+            ("e2", "u1", "login_failed", 10),
+            ("x1", "u2", "login_failed", 12),
+            ("e3", "u1", "page_view", 15),
+            ("e4", "u1", "login_failed", 20),
+            ("e5", "u1", "login_success", 40),
+            ("e6", "u1", "login_success", 50),
+        ]
+    )
+    out, late = run_all(TAKEOVER, [df])
+    assert late.empty
+    assert out[["user_id", "pattern", "n_events"]].values.tolist() == [["u1", "takeover", 4]]
+    assert out["event_ids"].iloc[0] == ["e1", "e2", "e4", "e5"]
+    assert out["first_time"].iloc[0] == T0
+    assert out["last_time"].iloc[0] == T0 + pd.Timedelta(seconds=40)
+
+
+def test_stale_start_is_dropped_and_a_later_start_completes() -> None:
+    # e1 is more than 5 minutes before the success, so the match must start at e2
+    df = frame(
+        [
+            ("e1", "u1", "login_failed", 0),
+            ("e2", "u1", "login_failed", 100),
+            ("e3", "u1", "login_failed", 200),
+            ("e4", "u1", "login_failed", 250),
+            ("e5", "u1", "login_success", 310),
+        ]
+    )
+    out, _ = run_all(TAKEOVER, [df])
+    assert out["event_ids"].tolist() == [["e2", "e3", "e4", "e5"]]
+
+
+def test_sequence_longer_than_within_does_not_match() -> None:
+    df = frame(
+        [(f"e{i}", "u1", "login_failed", i * 200) for i in range(3)] + [("s", "u1", "login_success", 700)]
+    )
+    out, _ = run_all(TAKEOVER, [df])
+    assert out.empty
+    assert list(out.columns) == ["user_id", "pattern", "first_time", "last_time", "event_ids", "n_events"]
+
+
+def test_out_of_order_within_delay_is_matched_in_event_time_order() -> None:
+    # the success arrives before the last failure but is later in event time; no match may be lost
+    df = frame(
+        [
+            ("e1", "u1", "login_failed", 0),
+            ("e2", "u1", "login_failed", 5),
+            ("e4", "u1", "login_success", 30),
+            ("e3", "u1", "login_failed", 10),
+        ]
+    )
+    out, late = run_all(TAKEOVER, [df.iloc[:3], df.iloc[3:]])
+    assert late.empty
+    assert out["event_ids"].tolist() == [["e1", "e2", "e3", "e4"]]
+
+
+def test_late_events_go_to_late_output_and_are_not_matched() -> None:
+    df = frame(
+        [
+            ("e1", "u1", "login_failed", 0),
+            ("e2", "u1", "login_failed", 5),
+            ("e4", "u1", "login_success", 100),
+            ("e3", "u1", "login_failed", 10),  # 90s behind the newest event, delay is 30s: late
+        ]
+    )
+    op = TAKEOVER.build()
+    first = op.process(df.iloc[:3])
+    assert first["out"].empty
+    assert op.watermark_ns() == (T0 + pd.Timedelta(seconds=70)).value
+    second = op.process(df.iloc[3:])
+    assert second["late"]["event_id"].tolist() == ["e3"]
+    assert op.on_end()["out"].empty
+    assert op.open_state()["buffered_events"] == 0
+
+
+def test_card_used_in_two_countries_within_an_hour() -> None:
+    pattern = Pattern(
+        key="card_id",
+        name="two_countries",
+        within="1h",
+        steps=[
+            PatternStep("first", "event_type == 'payment'"),
+            PatternStep("second", "event_type == 'payment'", differs_from={"country": "first"}),
+        ],
+    )
+    df = pd.DataFrame(
+        {
+            "event_id": ["p1", "p2", "q1", "p3", "q2", "p4"],
+            "card_id": ["c1", "c1", "c2", "c1", "c2", "c1"],
+            "event_type": ["payment"] * 6,
+            "country": ["FR", "FR", "DE", "US", "DE", "JP"],
+            "timestamp": [T0 + pd.Timedelta(minutes=m) for m in (0, 5, 6, 30, 40, 200)],
+        }
+    )
+    out, _ = run_all(pattern, [df])
+    assert out["event_ids"].tolist() == [["p1", "p3"]]
+    assert out["card_id"].tolist() == ["c1"]
+
+
+def test_bad_rows_go_to_dead_letter() -> None:
+    df = frame([("e1", "u1", "login_failed", 0)])
+    df.loc[1] = ["e2", None, "login_failed", T0]
+    df.loc[2] = ["e3", "u1", "login_failed", pd.NaT]
+    res = TAKEOVER.build().process(df)
+    assert sorted(res["dead_letter"]["event_id"]) == ["e2", "e3"]
+    assert res["dead_letter"]["reason"].str.contains("missing").all()
+
+
+@st.composite
+def login_streams(draw: st.DrawFn) -> tuple[pd.DataFrame, list[int]]:
+    n = draw(st.integers(1, 50))
+    gaps = draw(st.lists(st.integers(0, 40), min_size=n, max_size=n))
+    users = draw(st.lists(st.sampled_from(["u1", "u2"]), min_size=n, max_size=n))
+    kinds = draw(
+        st.lists(
+            st.sampled_from(["login_failed", "login_failed", "login_success", "other"]),
+            min_size=n,
+            max_size=n,
+        )
+    )
+    jitter = draw(st.lists(st.integers(0, 30), min_size=n, max_size=n))  # <= delay: never late
+    secs = np.cumsum(gaps)
+    df = frame([(f"e{i}", users[i], kinds[i], float(secs[i])) for i in range(n)])
+    arrival = np.lexsort((np.arange(n), secs + np.array(jitter)))
+    cuts = sorted(set(draw(st.lists(st.integers(1, max(1, n - 1)), max_size=4))))
+    return df.iloc[arrival].reset_index(drop=True), cuts
+
+
+@settings(max_examples=80, deadline=None)
+@given(login_streams())
+def test_disorder_within_delay_gives_the_in_order_result(stream: tuple[pd.DataFrame, list[int]]) -> None:
+    shuffled, cuts = stream
+    # event-time order, ties in arrival order: the order the operator promises to match in
+    ordered = shuffled.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    bounds = [0, *cuts, len(shuffled)]
+    parts = [shuffled.iloc[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+    got, late = run_all(TAKEOVER, parts)
+    expected, _ = run_all(TAKEOVER, [ordered])
+    assert late.empty
+    pd.testing.assert_frame_equal(got, expected)
+    # snapshot after the first part, restore into a fresh operator, finish: same matches
+    op = TAKEOVER.build()
+    head = op.process(parts[0])["out"]
+    resumed = TAKEOVER.build()
+    resumed.restore(pickle.loads(pickle.dumps(op.snapshot())))
+    tail = [resumed.process(p)["out"] for p in parts[1:]] + [resumed.on_end()["out"]]
+    pd.testing.assert_frame_equal(pd.concat([head, *tail], ignore_index=True), got)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"steps": [("a", "x == 1"), ("a", "x == 2")]}, "two steps are named"),
+        ({"steps": [PatternStep("a", "x == 1", differs_from={"c": "b"})]}, "is not an earlier step"),
+        ({"steps": [("a", "x ==")]}, "not a valid expression"),
+        ({"steps": [("a", "x == 1", 0)]}, "times must be"),
+        ({"steps": []}, "non-empty list"),
+        ({"steps": [("a", "x == 1")], "within": "0s"}, "within must be positive"),
+        ({"steps": [("a", "x == 1")], "delay": "-1s"}, "delay must be zero or more"),
+    ],
+)
+def test_bad_configuration_is_rejected(kwargs: dict, message: str) -> None:
+    args = {"key": "user_id", "within": "5m", **kwargs}
+    with pytest.raises(ValueError, match=message):
+        Pattern(**args)

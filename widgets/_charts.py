@@ -1,0 +1,350 @@
+"""Live charts over pipeline outputs: windows per key, anomaly scores, the latest rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from streamlab.clock import Clock
+from streamlab.runtime import RunHandle
+
+from ._base import LiveWidget, SourceLike, _check_columns, require_plotly
+from ._refresh import FrameBuffer
+
+__all__ = ["AnomalyChart", "LiveTable", "WindowChart"]
+
+_ALL = "all"
+
+
+class WindowChart(LiveWidget):
+    """Window results as one line (or stacked area) per key over window time, updated live.
+
+    A window re-emitted later (early results, allowed lateness) replaces its earlier value. At most
+    ``max_windows`` window starts and ``max_keys`` keys (largest totals first) are drawn, so each trace
+    holds a fixed budget of points however fast the pipeline runs.
+
+    Parameters
+    ----------
+    source
+        A running pipeline (:class:`~streamlab.RunHandle`) or a DataFrame of window results.
+    ref
+        Output to follow, e.g. ``"window"`` (a window step's results).
+    value
+        Aggregate column to plot, e.g. ``"count"``.
+    key
+        Key column giving one trace per key; ``None`` for a single trace.
+    kind
+        ``"line"`` or ``"area"`` (stacked).
+    max_windows, max_keys
+        Point budget per trace and trace budget.
+    max_fps, clock, auto_refresh
+        Redraw limit, the clock that limit is measured on, and whether display starts a refresher.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"event_type": ["a", "b", "a"], "count": [3, 1, 5],
+    ...                    "window_start": pd.to_datetime(["2024-01-01 00:00", "2024-01-01 00:00",
+    ...                                                    "2024-01-01 00:01"], utc=True)})
+    >>> chart = WindowChart(df, value="count", key="event_type")
+    >>> [(t.name, list(t.y)) for t in chart.figure().data]
+    [('a', [3, 5]), ('b', [1])]
+    """
+
+    def __init__(
+        self,
+        source: SourceLike,
+        ref: str = "window",
+        *,
+        value: str = "count",
+        key: str | None = None,
+        kind: str = "line",
+        max_windows: int = 120,
+        max_keys: int = 10,
+        title: str | None = None,
+        max_fps: float = 10.0,
+        clock: Clock | None = None,
+        auto_refresh: bool = True,
+    ) -> None:
+        super().__init__(max_fps=max_fps, clock=clock, auto_refresh=auto_refresh)
+        if kind not in ("line", "area"):
+            raise ValueError(f"WindowChart(kind={kind!r}): use 'line' or 'area'")
+        if max_windows < 1 or max_keys < 1:
+            raise ValueError("WindowChart: max_windows and max_keys must be at least 1")
+        needed = ["window_start", value] + ([key] if key else [])
+        if isinstance(source, RunHandle):
+            _check_columns(source, ref, needed, "WindowChart")
+        elif isinstance(source, pd.DataFrame):
+            missing = [c for c in needed if c not in source.columns]
+            if missing:
+                raise ValueError(
+                    f"WindowChart: the DataFrame has no column(s) {missing}; its columns are "
+                    f"{list(source.columns)}"
+                )
+        self.source = source
+        self.ref, self.value, self.key, self.kind = ref, value, key, kind
+        self.max_windows, self.max_keys = max_windows, max_keys
+        self.title = title or f"{value} per {key or 'window'}"
+        # Bounded: the newest rows; at most keys x windows of them matter.
+        self._buffer = FrameBuffer(max(10_000, 4 * max_windows * max_keys), columns=needed)
+        self._state = pd.DataFrame(columns=needed)
+        self._feed(source, ref, self._buffer, seed=True)
+
+    def _pull(self) -> bool:
+        new = self._buffer.drain()
+        if new is None:
+            return False
+        key = self.key
+        if key is None:
+            new = new.assign(**{_ALL: _ALL})
+            key = _ALL
+        cols = [key, "window_start", self.value]
+        state = pd.concat([self._state, new[cols]], ignore_index=True) if len(self._state) else new[cols]
+        state = state.drop_duplicates([key, "window_start"], keep="last")
+        starts = np.sort(state["window_start"].unique())
+        if len(starts) > self.max_windows:
+            state = state[state["window_start"] >= starts[-self.max_windows]]
+        self._state = state.reset_index(drop=True)
+        return True
+
+    def series(self) -> dict[str, pd.Series]:
+        """The plotted data: one Series (index window start) per drawn key, largest total first."""
+        if not len(self._state):
+            return {}
+        key = self.key or _ALL
+        table = self._state.pivot_table(index="window_start", columns=key, values=self.value, aggfunc="last")
+        order = table.sum().sort_values(ascending=False, kind="stable").index[: self.max_keys]
+        return {str(k): table[k].dropna() for k in sorted(order, key=str)}
+
+    def _init_figure(self, fig: Any) -> None:
+        fig.update_layout(
+            title=self.title,
+            xaxis_title="window start",
+            yaxis_title=self.value,
+            margin={"l": 50, "r": 20, "t": 50, "b": 40},
+            height=320,
+        )
+
+    def _before_apply(self, fig: Any) -> None:
+        go = require_plotly()
+        have = {t.name for t in fig.data}
+        for name in self.series():
+            if name not in have:
+                fig.add_trace(
+                    go.Scatter(
+                        name=name,
+                        mode="lines+markers",
+                        stackgroup="one" if self.kind == "area" else None,
+                        x=[],
+                        y=[],
+                    )
+                )
+
+    def _apply(self, fig: Any) -> None:
+        series = self.series()
+        for trace in fig.data:
+            s = series.get(trace.name)
+            if s is None:
+                trace.x, trace.y = [], []
+            else:
+                trace.x = s.index.to_numpy()
+                trace.y = s.to_numpy()
+        fig.layout.title.text = f"{self.title} · {len(self._state)} windows"
+
+
+class AnomalyChart(LiveWidget):
+    """Anomaly scores over time with the flagged points marked; a threshold can re-flag them live.
+
+    Works off a ``score`` column and an ``is_anomaly`` column (what streamlab's detectors emit). With
+    :meth:`set_threshold`, points with ``score >= threshold`` are flagged instead, without restarting the
+    pipeline (a ControlPanel slider can call it).
+
+    Parameters
+    ----------
+    source
+        A running pipeline or a DataFrame of scored events.
+    ref
+        Output with the scores.
+    time, score, flag
+        Column names.
+    threshold
+        Flag by ``score >= threshold`` instead of the ``flag`` column.
+    max_points
+        Most recent points kept and drawn.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=4, freq="s", tz="UTC"),
+    ...                    "score": [0.1, 0.9, 0.2, 0.7], "is_anomaly": [False, True, False, False]})
+    >>> chart = AnomalyChart(df)
+    >>> chart.flagged_count()
+    1
+    >>> chart.set_threshold(0.5)
+    >>> chart.flagged_count()
+    2
+    """
+
+    def __init__(
+        self,
+        source: SourceLike,
+        ref: str = "detect",
+        *,
+        time: str = "timestamp",
+        score: str = "score",
+        flag: str = "is_anomaly",
+        threshold: float | None = None,
+        max_points: int = 2000,
+        title: str | None = None,
+        max_fps: float = 10.0,
+        clock: Clock | None = None,
+        auto_refresh: bool = True,
+    ) -> None:
+        super().__init__(max_fps=max_fps, clock=clock, auto_refresh=auto_refresh)
+        if max_points < 1:
+            raise ValueError("AnomalyChart: max_points must be at least 1")
+        needed = [time, score] + ([] if threshold is not None else [flag])
+        if isinstance(source, RunHandle):
+            _check_columns(source, ref, needed, "AnomalyChart")
+        elif isinstance(source, pd.DataFrame):
+            missing = [c for c in needed if c not in source.columns]
+            if missing:
+                raise ValueError(
+                    f"AnomalyChart: the DataFrame has no column(s) {missing}; its columns are {list(source.columns)}"
+                )
+        self.source = source
+        self.ref, self.time, self.score, self.flag = ref, time, score, flag
+        self.threshold = threshold
+        self.max_points = max_points
+        self.title = title or f"{score} ({ref})"
+        self._buffer = FrameBuffer(max_points, columns=[time, score, flag])
+        self._state = pd.DataFrame(columns=[time, score, flag])
+        self._feed(source, ref, self._buffer)
+
+    def set_threshold(self, threshold: float | None) -> None:
+        """Flag by ``score >= threshold`` from now on (``None``: use the flag column); redraws on next refresh."""
+        self.threshold = threshold
+        self._dirty = True
+
+    def _pull(self) -> bool:
+        new = self._buffer.drain()
+        if new is None:
+            return False
+        state = pd.concat([self._state, new], ignore_index=True) if len(self._state) else new
+        self._state = state.iloc[-self.max_points :].reset_index(drop=True)
+        return True
+
+    def _flags(self) -> np.ndarray:
+        if self.threshold is not None:
+            return (pd.to_numeric(self._state[self.score], errors="coerce") >= self.threshold).to_numpy()
+        if self.flag not in self._state:
+            return np.zeros(len(self._state), dtype=bool)
+        return self._state[self.flag].fillna(False).astype(bool).to_numpy()
+
+    def flagged_count(self) -> int:
+        """How many of the drawn points are flagged."""
+        self._pull()
+        return int(self._flags().sum())
+
+    def _init_figure(self, fig: Any) -> None:
+        go = require_plotly()
+        fig.add_trace(go.Scatter(name=self.score, mode="lines", x=[], y=[]))
+        fig.add_trace(
+            go.Scatter(name="flagged", mode="markers", marker={"color": "red", "size": 9, "symbol": "x"}, x=[], y=[])
+        )
+        fig.update_layout(
+            title=self.title, xaxis_title=self.time, yaxis_title=self.score, height=320,
+            margin={"l": 50, "r": 20, "t": 50, "b": 40},
+        )  # fmt: skip
+
+    def _apply(self, fig: Any) -> None:
+        x = self._state[self.time].to_numpy()
+        y = pd.to_numeric(self._state[self.score], errors="coerce").to_numpy()
+        flags = self._flags()
+        fig.data[0].x, fig.data[0].y = x, y
+        fig.data[1].x, fig.data[1].y = x[flags], y[flags]
+        shapes = []
+        if self.threshold is not None:
+            shapes.append(
+                {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": self.threshold, "y1": self.threshold,
+                 "line": {"color": "red", "dash": "dash"}}
+            )  # fmt: skip
+        fig.layout.shapes = shapes
+        thr = "" if self.threshold is None else f" · threshold {self.threshold:g}"
+        fig.layout.title.text = f"{self.title} · {int(flags.sum())} flagged{thr}"
+
+
+class LiveTable(LiveWidget):
+    """The latest rows of an output as a table.
+
+    Parameters
+    ----------
+    source
+        A running pipeline or a DataFrame.
+    ref
+        Output to follow.
+    rows
+        How many of the newest rows to show.
+    columns
+        Columns to show (all by default).
+
+    Examples
+    --------
+    >>> table = LiveTable(pd.DataFrame({"x": range(30)}), rows=3)
+    >>> table.frame()["x"].tolist()
+    [27, 28, 29]
+    """
+
+    def __init__(
+        self,
+        source: SourceLike,
+        ref: str = "window",
+        *,
+        rows: int = 15,
+        columns: list[str] | None = None,
+        title: str | None = None,
+        max_fps: float = 10.0,
+        clock: Clock | None = None,
+        auto_refresh: bool = True,
+    ) -> None:
+        super().__init__(max_fps=max_fps, clock=clock, auto_refresh=auto_refresh)
+        if rows < 1:
+            raise ValueError(f"LiveTable(rows={rows}): show at least one row")
+        if columns and isinstance(source, RunHandle):
+            _check_columns(source, ref, list(columns), "LiveTable")
+        self.source, self.ref, self.rows, self.columns = source, ref, rows, columns
+        self.title = title or f"latest {ref}"
+        self._buffer = FrameBuffer(rows, columns=list(columns) if columns else None)
+        self._state = pd.DataFrame()
+        self._feed(source, ref, self._buffer)
+
+    def _pull(self) -> bool:
+        new = self._buffer.drain()
+        if new is None:
+            return False
+        state = pd.concat([self._state, new], ignore_index=True) if len(self._state) else new
+        self._state = state.iloc[-self.rows :].reset_index(drop=True)
+        return True
+
+    def frame(self) -> pd.DataFrame:
+        """The rows shown, oldest first."""
+        self._pull()
+        return self._state
+
+    def _init_figure(self, fig: Any) -> None:
+        go = require_plotly()
+        fig.add_trace(go.Table(header={"values": []}, cells={"values": []}))
+        fig.update_layout(title=self.title, height=60 + 24 * (self.rows + 1), margin={"l": 10, "r": 10, "t": 40, "b": 10})
+
+    def _apply(self, fig: Any) -> None:
+        df = self._state
+        fig.data[0].header.values = [str(c) for c in df.columns]
+        fig.data[0].cells.values = [_cell_text(df[c]) for c in df.columns]
+
+
+def _cell_text(col: pd.Series) -> list[str]:
+    if pd.api.types.is_float_dtype(col):
+        return [f"{v:.4g}" for v in col.to_numpy()]
+    if isinstance(col.dtype, pd.DatetimeTZDtype):
+        return col.dt.strftime("%H:%M:%S").fillna("").tolist()
+    return col.astype(str).tolist()

@@ -1,0 +1,378 @@
+"""Run monitors: throughput and lag gauges, late/dead-letter counters and the watermark debugger."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+
+from streamlab._time import NAT_NS, to_utc_ns
+from streamlab.clock import Clock
+from streamlab.runtime import RunHandle
+from streamlab.steps import WindowStep
+
+from ._base import LiveWidget, Metrics, require_plotly
+from ._refresh import FrameBuffer
+
+__all__ = ["LagGauge", "LateDeadLetterCounter", "ThroughputGauge", "WatermarkDebugger"]
+
+
+def _metrics_of(source: Metrics) -> Mapping[str, Any]:
+    return source.metrics if isinstance(source, RunHandle) else source
+
+
+def _check_metrics_source(source: Any, who: str) -> None:
+    if not isinstance(source, (RunHandle, Mapping)):
+        raise TypeError(
+            f"{who}: pass a RunHandle (pipeline.start()) or a metrics dict (RunResult.metrics), "
+            f"got {type(source).__name__}"
+        )
+
+
+class _MetricsWidget(LiveWidget):
+    def __init__(self, source: Metrics, *, max_fps: float, clock: Clock | None, auto_refresh: bool) -> None:
+        super().__init__(max_fps=max_fps, clock=clock, auto_refresh=auto_refresh)
+        _check_metrics_source(source, type(self).__name__)
+        self.source = source
+        self._seen: Any = None
+
+    def _key(self, m: Mapping[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def _pull(self) -> bool:
+        m = _metrics_of(self.source)
+        key = self._key(m)
+        if key == self._seen:
+            return False
+        self._seen = key
+        self._take(m)
+        return True
+
+    def _take(self, m: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class ThroughputGauge(_MetricsWidget):
+    """Events per second read by the pipeline, measured between refreshes on ``clock``.
+
+    Parameters
+    ----------
+    source
+        A running pipeline, or a metrics dict (then the run's average ``events_per_s`` is shown).
+    max_fps, clock, auto_refresh
+        Redraw limit, the clock used for the rate and the limit, and whether display starts a refresher.
+
+    Examples
+    --------
+    >>> gauge = ThroughputGauge({"events_in": 5000, "events_per_s": 2500.0})
+    >>> gauge.rate
+    2500.0
+    """
+
+    def __init__(
+        self,
+        source: Metrics,
+        *,
+        title: str = "throughput (events/s)",
+        max_fps: float = 10.0,
+        clock: Clock | None = None,
+        auto_refresh: bool = True,
+    ) -> None:
+        super().__init__(source, max_fps=max_fps, clock=clock, auto_refresh=auto_refresh)
+        self.title = title
+        self.rate = 0.0
+        self.peak = 0.0
+        self._last: tuple[int, int] | None = None
+        self._pull()
+
+    def _key(self, m: Mapping[str, Any]) -> Any:
+        return (m.get("events_in"), self.clock.now_ns())
+
+    def _take(self, m: Mapping[str, Any]) -> None:
+        now, events = self.clock.now_ns(), int(m.get("events_in") or 0)
+        if self._last is None or not isinstance(self.source, RunHandle):
+            self.rate = float(m.get("events_per_s") or 0.0)
+        elif now > self._last[0]:
+            self.rate = (events - self._last[1]) / ((now - self._last[0]) / 1e9)
+        self._last = (now, events)
+        self.peak = max(self.peak, self.rate)
+
+    def _init_figure(self, fig: Any) -> None:
+        go = require_plotly()
+        fig.add_trace(go.Indicator(mode="gauge+number", value=0, title={"text": self.title}))
+        fig.update_layout(height=220, margin={"l": 30, "r": 30, "t": 50, "b": 10})
+
+    def _apply(self, fig: Any) -> None:
+        fig.data[0].value = round(self.rate, 1)
+        fig.data[0].gauge = {"axis": {"range": [0, max(self.peak * 1.2, 1.0)]}}
+
+
+class LagGauge(_MetricsWidget):
+    """How far the sources are behind (``metrics["lag"]``: records not yet read, per the source).
+
+    Examples
+    --------
+    >>> LagGauge({"lag": 42}).lag
+    42
+    """
+
+    def __init__(
+        self,
+        source: Metrics,
+        *,
+        title: str = "lag (records behind)",
+        max_fps: float = 10.0,
+        clock: Clock | None = None,
+        auto_refresh: bool = True,
+    ) -> None:
+        super().__init__(source, max_fps=max_fps, clock=clock, auto_refresh=auto_refresh)
+        self.title = title
+        self.lag: int | None = None
+        self.peak = 0
+        self._pull()
+
+    def _key(self, m: Mapping[str, Any]) -> Any:
+        return m.get("lag")
+
+    def _take(self, m: Mapping[str, Any]) -> None:
+        self.lag = m.get("lag")
+        self.peak = max(self.peak, int(self.lag or 0))
+
+    def _init_figure(self, fig: Any) -> None:
+        go = require_plotly()
+        fig.add_trace(go.Indicator(mode="gauge+number", value=0, title={"text": self.title}))
+        fig.update_layout(height=220, margin={"l": 30, "r": 30, "t": 50, "b": 10})
+
+    def _apply(self, fig: Any) -> None:
+        fig.data[0].value = self.lag or 0
+        fig.data[0].gauge = {"axis": {"range": [0, max(self.peak * 1.2, 1.0)]}, "bar": {"color": "darkorange"}}
+
+
+class LateDeadLetterCounter(_MetricsWidget):
+    """Counters for late events, dead letters and duplicates so far.
+
+    Examples
+    --------
+    >>> LateDeadLetterCounter({"late": 3, "dead_letter": 1, "duplicates": 0}).counts
+    {'late': 3, 'dead_letter': 1, 'duplicates': 0}
+    """
+
+    NAMES = ("late", "dead_letter", "duplicates")
+
+    def __init__(
+        self,
+        source: Metrics,
+        *,
+        max_fps: float = 10.0,
+        clock: Clock | None = None,
+        auto_refresh: bool = True,
+    ) -> None:
+        super().__init__(source, max_fps=max_fps, clock=clock, auto_refresh=auto_refresh)
+        self.counts: dict[str, int] = dict.fromkeys(self.NAMES, 0)
+        self._pull()
+
+    def _key(self, m: Mapping[str, Any]) -> Any:
+        return tuple(m.get(n, 0) for n in self.NAMES)
+
+    def _take(self, m: Mapping[str, Any]) -> None:
+        self.counts = {n: int(m.get(n) or 0) for n in self.NAMES}
+
+    def _init_figure(self, fig: Any) -> None:
+        go = require_plotly()
+        for i, name in enumerate(self.NAMES):
+            fig.add_trace(
+                go.Indicator(
+                    mode="number",
+                    value=0,
+                    title={"text": name.replace("_", " ")},
+                    domain={"x": [i / 3, (i + 1) / 3 - 0.02], "y": [0, 1]},
+                )
+            )
+        fig.update_layout(height=160, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+
+    def _apply(self, fig: Any) -> None:
+        for trace, name in zip(fig.data, self.NAMES):
+            trace.value = self.counts[name]
+
+
+def _sample_ns(values: np.ndarray, budget: int) -> np.ndarray:
+    values = values[values != NAT_NS]
+    if len(values) > budget:
+        values = values[np.linspace(0, len(values) - 1, budget).astype(np.int64)]
+    return values
+
+
+class WatermarkDebugger(LiveWidget):
+    """Event time against processing time, with the watermark, open windows and late events.
+
+    Each dot is an event as it reached the window step: x is when it arrived (processing time), y its
+    event time. The step line is the step's watermark; shaded bands are the windows still open (they
+    close when the watermark passes their end plus the allowed lateness); red crosses are late events,
+    below the watermark when they arrived. This is where out-of-order data and ``delay=`` make sense.
+
+    Parameters
+    ----------
+    handle
+        The running pipeline.
+    step
+        Step id of the window step to debug (the only window step by default).
+    max_points
+        Most event dots kept (an even sample of each batch beyond the budget).
+    max_bands
+        Most open windows drawn (the newest).
+
+    Examples
+    --------
+    >>> from streamlab import ManualClock, Pipeline, ReplaySource, TumblingWindow, agg
+    >>> df = pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=90, freq="s", tz="UTC")})
+    >>> p = Pipeline(ReplaySource(df, batch_size=30), name="wm")
+    >>> _ = p.window(TumblingWindow("1m")).agg(agg.count())
+    >>> handle = p.start(clock=ManualClock("2030-01-01"), paused=True)
+    >>> dbg = WatermarkDebugger(handle)
+    >>> handle.step(); _ = handle.wait(0.2)
+    >>> handle.stop(flush_windows=False).metrics["events_in"] > 0
+    True
+    >>> dbg.refresh(force=True), dbg.state()["events"] > 0
+    (True, True)
+    >>> dbg.close()
+    """
+
+    def __init__(
+        self,
+        handle: RunHandle,
+        step: str | None = None,
+        *,
+        time: str | None = None,
+        max_points: int = 2000,
+        max_bands: int = 12,
+        per_batch: int = 200,
+        max_fps: float = 10.0,
+        clock: Clock | None = None,
+        auto_refresh: bool = True,
+    ) -> None:
+        super().__init__(max_fps=max_fps, clock=clock, auto_refresh=auto_refresh)
+        if not isinstance(handle, RunHandle):
+            raise TypeError(
+                "WatermarkDebugger needs a running pipeline: pass handle = pipeline.start(...), "
+                f"got {type(handle).__name__}"
+            )
+        steps = handle.pipeline.steps
+        windows = [sid for sid, s in steps.items() if isinstance(s, WindowStep)]
+        if step is None:
+            if len(windows) != 1:
+                raise ValueError(
+                    f"WatermarkDebugger: the pipeline has {len(windows)} window steps {windows}; "
+                    "pass step='<window step id>'"
+                )
+            step = windows[0]
+        if step not in steps or not isinstance(steps[step], WindowStep):
+            raise ValueError(f"WatermarkDebugger(step={step!r}): not a window step; window steps are {windows}")
+        wstep = cast(WindowStep, steps[step])
+        self.source = handle
+        self.step = step
+        self.time = time or wstep.time
+        self.delay = pd.Timedelta(wstep.delay_ns, unit="ns")
+        self.max_points, self.max_bands, self.per_batch = max_points, max_bands, per_batch
+        self._events = FrameBuffer(max_points, columns=["event_ns", "proc_ns"])
+        self._late = FrameBuffer(max_points, columns=["event_ns", "proc_ns"])
+        self._ev = pd.DataFrame({"event_ns": [], "proc_ns": []}, dtype="int64")
+        self._lt = self._ev.copy()
+        self._wm: deque[tuple[int, int]] = deque(maxlen=max_points)
+        self._open: list[tuple[pd.Timestamp, pd.Timestamp]] = []
+        self.late_total = 0
+        self.watermark: pd.Timestamp | None = None
+        self._unsubscribe.append(handle.subscribe(wstep.inputs[0], self._on(self._events)))
+        self._unsubscribe.append(handle.subscribe(f"{step}.late", self._on(self._late)))
+
+    def _on(self, buffer: FrameBuffer) -> Any:
+        clock = self.source.clock
+
+        def append(frame: pd.DataFrame) -> None:
+            if self.time not in frame.columns:
+                return
+            ev = _sample_ns(to_utc_ns(frame[self.time]), self.per_batch)
+            buffer.append(pd.DataFrame({"event_ns": ev, "proc_ns": np.full(len(ev), clock.now_ns())}))
+            if buffer is self._late:
+                self.late_total += len(frame)
+
+        return append
+
+    def _pull(self) -> bool:
+        changed = False
+        for name, buffer in (("_ev", self._events), ("_lt", self._late)):
+            new = buffer.drain()
+            if new is not None:
+                old = getattr(self, name)
+                both = pd.concat([old, new], ignore_index=True) if len(old) else new
+                setattr(self, name, both.iloc[-self.max_points :].reset_index(drop=True))
+                changed = True
+        m = self.source.metrics
+        wm = m["watermarks"].get(self.step)
+        if wm is not None and wm != self.watermark:
+            self.watermark = wm
+            self._wm.append((m["processing_time"].value, wm.value))
+            changed = True
+        state = self.source.open_state.get(self.step, {})
+        opened = list(state.get("open_windows", []))[-self.max_bands :]
+        if opened != self._open:
+            self._open = opened
+            changed = True
+        return changed
+
+    def state(self) -> dict[str, Any]:
+        """What is drawn: event and late dot counts, watermark, open windows."""
+        self._pull()
+        return {
+            "events": len(self._ev),
+            "late": len(self._lt),
+            "late_total": self.late_total,
+            "watermark": self.watermark,
+            "watermark_points": len(self._wm),
+            "open_windows": list(self._open),
+        }
+
+    def _init_figure(self, fig: Any) -> None:
+        go = require_plotly()
+        fig.add_trace(
+            go.Scatter(name="events", mode="markers", marker={"size": 4, "color": "#4c78a8", "opacity": 0.6}, x=[], y=[])
+        )
+        fig.add_trace(
+            go.Scatter(name="late events", mode="markers", marker={"size": 9, "color": "red", "symbol": "x"}, x=[], y=[])
+        )
+        fig.add_trace(
+            go.Scatter(name="watermark", mode="lines", line={"shape": "hv", "color": "black", "width": 2}, x=[], y=[])
+        )
+        fig.update_layout(
+            title=f"watermark debugger: {self.step} (delay {self.delay})",
+            xaxis_title="processing time (arrival)",
+            yaxis_title="event time",
+            height=380,
+            margin={"l": 60, "r": 20, "t": 50, "b": 40},
+            legend={"orientation": "h", "y": -0.2},
+        )
+
+    def _apply(self, fig: Any) -> None:
+        def ts(ns: Any) -> Any:
+            return pd.to_datetime(np.asarray(ns, dtype="int64"), utc=True).tz_localize(None)
+
+        fig.data[0].x, fig.data[0].y = ts(self._ev["proc_ns"]), ts(self._ev["event_ns"])
+        fig.data[1].x, fig.data[1].y = ts(self._lt["proc_ns"]), ts(self._lt["event_ns"])
+        if self._wm:
+            wm = np.array(self._wm, dtype="int64")
+            fig.data[2].x, fig.data[2].y = ts(wm[:, 0]), ts(wm[:, 1])
+        fig.layout.shapes = [
+            {
+                "type": "rect", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "layer": "below",
+                "y0": s.tz_localize(None), "y1": e.tz_localize(None),
+                "fillcolor": "rgba(255,165,0,0.15)", "line": {"width": 1, "color": "rgba(255,165,0,0.6)"},
+            }
+            for s, e in self._open
+        ]  # fmt: skip
+        wm_text = self.watermark.strftime("%H:%M:%S") if self.watermark is not None else "-"
+        fig.layout.title.text = (
+            f"watermark {wm_text} · {len(self._open)} open windows · {self.late_total} late "
+            f"(step {self.step}, delay {self.delay})"
+        )

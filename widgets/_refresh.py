@@ -1,0 +1,234 @@
+"""Bounded buffers and the throttled refresher that pulls pipeline output into widgets.
+
+The pipeline thread only appends to a :class:`FrameBuffer` (cheap, bounded); a :class:`Refresher` owned by
+a widget pulls from it at most ``max_fps`` times per second on the kernel's event loop (or, outside a
+kernel, on its own thread) so a fast pipeline can neither flood the browser nor block the kernel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from streamlab.clock import Clock, SystemClock
+
+__all__ = ["FrameBuffer", "Refresher"]
+
+log = logging.getLogger("streamlab.widgets")
+
+
+class FrameBuffer:
+    """A thread-safe ring buffer of DataFrame rows that keeps at most ``max_rows`` (the newest).
+
+    ``append`` is called in the pipeline thread and does O(1) work plus, for a batch larger than
+    ``max_rows``, one vectorized down-sample; ``drain`` hands everything buffered to the reader.
+
+    Parameters
+    ----------
+    max_rows
+        Most rows held; older whole frames are dropped first (counted in ``dropped``).
+    columns
+        Keep only these columns of each appended frame (saves memory, detaches from the pipeline's frame).
+
+    Examples
+    --------
+    >>> buf = FrameBuffer(max_rows=3)
+    >>> buf.append(pd.DataFrame({"x": [1, 2]}))
+    >>> buf.append(pd.DataFrame({"x": [3, 4]}))
+    >>> buf.drain()["x"].tolist(), buf.dropped
+    ([3, 4], 2)
+    """
+
+    def __init__(self, max_rows: int, columns: list[str] | None = None) -> None:
+        if max_rows < 1:
+            raise ValueError(f"FrameBuffer(max_rows={max_rows}): must be at least 1")
+        self.max_rows = max_rows
+        self.columns = columns
+        self._frames: deque[pd.DataFrame] = deque()
+        self._rows = 0
+        self._lock = threading.Lock()
+        self.dropped = 0
+        self.appended = 0
+
+    def append(self, frame: pd.DataFrame) -> None:
+        """Add a frame (keeps only ``columns``; samples evenly when it alone exceeds ``max_rows``)."""
+        n = len(frame)
+        if n == 0:
+            return
+        if self.columns is not None:
+            frame = frame[[c for c in self.columns if c in frame.columns]]
+        if n > self.max_rows:
+            # An even sample keeps the shape of a huge batch without holding all of it.
+            idx = np.linspace(0, n - 1, self.max_rows).astype(np.int64)
+            frame = frame.iloc[idx]
+        with self._lock:
+            self.appended += n
+            self.dropped += n - len(frame)
+            self._frames.append(frame)
+            self._rows += len(frame)
+            while self._rows - len(self._frames[0]) >= self.max_rows and len(self._frames) > 1:
+                old = self._frames.popleft()
+                self._rows -= len(old)
+                self.dropped += len(old)
+
+    def drain(self) -> pd.DataFrame | None:
+        """Everything buffered since the last drain (``None`` when empty); the buffer is emptied."""
+        with self._lock:
+            if not self._frames:
+                return None
+            frames = list(self._frames)
+            self._frames.clear()
+            self._rows = 0
+        out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+        return out.iloc[-self.max_rows :]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._rows
+
+
+class Refresher:
+    """Calls ``callback()`` ``max_fps`` times per second until :meth:`stop`; an object, never a hidden loop.
+
+    In a Jupyter kernel (a running asyncio loop in this thread) it is a task on that loop, so widget
+    messages are sent from the kernel's own thread between cells. Without a running loop it is a
+    thread named ``streamlab-widgets-refresher``. Ticks are scheduled on fixed deadlines, so the rate
+    holds at ``max_fps`` even when a callback takes a while (a late tick is skipped, not queued).
+
+    Parameters
+    ----------
+    callback
+        Called on every tick; exceptions are logged and the refresher keeps going.
+    max_fps
+        Ticks per second.
+    clock
+        Where time comes from (a :class:`~streamlab.clock.SystemClock` by default).
+    mode
+        ``"auto"`` (asyncio when a loop runs here, else thread), ``"asyncio"`` or ``"thread"``.
+
+    Examples
+    --------
+    >>> from streamlab.clock import ManualClock
+    >>> r = Refresher(lambda: None, max_fps=10, clock=ManualClock(0))
+    >>> r.tick_once(), r.ticks, r.running
+    (True, 1, False)
+    >>> with Refresher(lambda: None, max_fps=50, mode="thread") as live:
+    ...     live.running
+    True
+    >>> live.running
+    False
+    """
+
+    def __init__(
+        self,
+        callback: Callable[[], Any],
+        *,
+        max_fps: float = 10.0,
+        clock: Clock | None = None,
+        mode: str = "auto",
+    ) -> None:
+        if not max_fps > 0:
+            raise ValueError(f"Refresher(max_fps={max_fps}): max_fps must be positive, e.g. 10")
+        if mode not in ("auto", "asyncio", "thread"):
+            raise ValueError(f"Refresher(mode={mode!r}): use 'auto', 'asyncio' or 'thread'")
+        self.callback = callback
+        self.max_fps = float(max_fps)
+        self.clock = clock or SystemClock()
+        self.mode = mode
+        self.ticks = 0
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def interval_ns(self) -> int:
+        return int(1e9 / self.max_fps)
+
+    @property
+    def running(self) -> bool:
+        """Whether the background task or thread is alive."""
+        if self._task is not None:
+            return not self._task.done()
+        return self._thread is not None and self._thread.is_alive()
+
+    def tick_once(self) -> bool:
+        """Run the callback once now (what each scheduled tick does)."""
+        self.ticks += 1
+        try:
+            self.callback()
+        except Exception:
+            self.errors += 1
+            log.exception("widget refresh failed")
+            return False
+        return True
+
+    def start(self) -> Refresher:
+        """Start ticking (idempotent); returns ``self`` so ``with Refresher(...).start()`` reads well."""
+        if self.running:
+            return self
+        self._stop.clear()
+        loop = None
+        if self.mode in ("auto", "asyncio"):
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                if self.mode == "asyncio":
+                    raise RuntimeError(
+                        "Refresher(mode='asyncio') needs a running asyncio loop in this thread "
+                        "(a Jupyter kernel has one); use mode='thread' in scripts"
+                    ) from None
+        if loop is not None:
+            self._task = loop.create_task(self._run_async())
+        else:
+            self._thread = threading.Thread(target=self._run_thread, name="streamlab-widgets-refresher", daemon=True)
+            self._thread.start()
+        return self
+
+    def _next_deadline(self, deadline: int) -> tuple[int, float]:
+        now = self.clock.now_ns()
+        deadline += self.interval_ns
+        if deadline < now:  # fell behind: skip the missed ticks rather than bursting
+            deadline = now + self.interval_ns - (now - deadline) % self.interval_ns
+        return deadline, max(0.0, (deadline - now) / 1e9)
+
+    async def _run_async(self) -> None:
+        deadline = self.clock.now_ns()
+        while not self._stop.is_set():
+            self.tick_once()
+            deadline, wait = self._next_deadline(deadline)
+            await asyncio.sleep(wait)
+
+    def _run_thread(self) -> None:
+        deadline = self.clock.now_ns()
+        while not self._stop.is_set():
+            self.tick_once()
+            deadline, wait = self._next_deadline(deadline)
+            self.clock.sleep(wait, self._stop)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop ticking and wait for the thread (if any) to end."""
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        if self._thread is not None:
+            if self._thread is not threading.current_thread():
+                self._thread.join(timeout)
+            self._thread = None
+
+    def __enter__(self) -> Refresher:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"Refresher(max_fps={self.max_fps}, running={self.running}, ticks={self.ticks})"
