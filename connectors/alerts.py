@@ -214,6 +214,13 @@ class AlertWriter(SinkWriter):
             wait = _retry_after_seconds(retry_after, self.clock.now_ns())
             if wait is None:
                 wait = min(delivery.backoff * 2**attempt, delivery.max_backoff)
+            elif wait > delivery.max_backoff:
+                # Retrying earlier than asked would be ignored or punished; blocking the pipeline for
+                # longer than max_backoff is worse. Report it instead.
+                self._fail(
+                    f"HTTP {status}: server asked to retry after {wait:g}s (> {delivery.max_backoff:g}s)"
+                )
+                return
             log.info("%r: HTTP %s, retrying in %.1fs", self.sink, status or "connection error", wait)
             self.clock.sleep(wait)
             attempt += 1

@@ -962,8 +962,12 @@ class KafkaSourceReader(SourceReader):
         Cached watermarks are used on purpose: tansu's ListOffsets answer is wrong for multi-record
         batches, while the high watermark in fetch responses is right. None until a fetch returned one.
         """
+        if self._closed:
+            return None
         total, known = 0, False
-        for topic, part in self._assigned:
+        # Copies: the runtime's metrics call this from another thread while poll() may be rebalancing.
+        positions = dict(self._positions)
+        for topic, part in list(self._assigned):
             tp = self._ck.TopicPartition(topic, part)
             try:
                 _lo, hi = self._consumer.get_watermark_offsets(tp, cached=True)
@@ -971,7 +975,7 @@ class KafkaSourceReader(SourceReader):
                 continue
             if hi is None or hi < 0:
                 continue
-            pos = self._positions.get((topic, part))
+            pos = positions.get((topic, part))
             if pos is None:
                 at = self._consumer.position([tp])[0].offset
                 pos = at if at >= 0 else hi

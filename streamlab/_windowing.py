@@ -15,7 +15,7 @@ import pandas as pd
 
 from streamlab._operator import Operator, Outputs
 from streamlab._time import NAT_NS, ns_to_timestamp, to_utc_ns
-from streamlab.aggregators import Aggregator
+from streamlab.aggregators import Aggregator, _CountStore
 from streamlab.windows import SlidingWindow, TumblingWindow
 
 _NO_WATERMARK = int(np.iinfo(np.int64).min)
@@ -136,6 +136,19 @@ def running_watermark(ts: np.ndarray, prev_max: int, delay_ns: int) -> tuple[np.
     return cm - delay_ns, int(cm[-1])
 
 
+def watermark_at(ts: np.ndarray, rows: np.ndarray, prev_max: int, delay_ns: int) -> np.ndarray:
+    """Watermark at the arrival of each of ``rows`` (sorted positions), without a full running maximum."""
+    if len(rows) == 0:
+        return np.zeros(0, dtype=np.int64)
+    uniq, inv = np.unique(rows, return_inverse=True)
+    starts = np.concatenate([[0], uniq[:-1] + 1])
+    seg = np.maximum.reduceat(ts[: uniq[-1] + 1], starts)
+    pref = np.maximum.accumulate(seg)
+    if prev_max != _NO_WATERMARK:
+        np.maximum(pref, prev_max, out=pref)
+    return (pref - delay_ns)[inv]
+
+
 def late_frame(
     batch: pd.DataFrame, rows: np.ndarray, start: np.ndarray, end: np.ndarray, wm: np.ndarray
 ) -> pd.DataFrame:
@@ -217,16 +230,29 @@ class WindowOperator(Operator):
             ts_all = ts_all[valid]
         if len(batch) == 0:
             return out
-        wm, self.max_ts = running_watermark(ts_all, self.max_ts, self.delay_ns)
+        prev_max = self.max_ts
+        batch_max = int(ts_all.max())
+        self.max_ts = batch_max if prev_max == _NO_WATERMARK else max(prev_max, batch_max)
+        w_final = self.max_ts - self.delay_ns
         ev, start = self.window.assign(ts_all)
-        end = start + self.size_ns
-        is_late = end + self.lateness_ns <= wm[ev]
-        if is_late.any():
-            lrows = ev[is_late]
-            out["late"] = late_frame(batch, lrows, start[is_late], end[is_late], wm[lrows])
-            ev, start = ev[~is_late], start[~is_late]
+        close_at = start + (self.size_ns + self.lateness_ns)
+        # only pairs whose window closes before the final watermark can be late; the watermark at their
+        # arrival decides (a full running maximum over every event is the slow part otherwise)
+        maybe = close_at <= w_final
+        identity = isinstance(self.window, TumblingWindow)
+        if maybe.any():
+            cand = np.flatnonzero(maybe)
+            wm_c = watermark_at(ts_all, ev[cand], prev_max, self.delay_ns)
+            late_c = close_at[cand] <= wm_c
+            if late_c.any():
+                is_late = np.zeros(len(ev), dtype=bool)
+                is_late[cand[late_c]] = True
+                lrows = ev[is_late]
+                out["late"] = late_frame(batch, lrows, start[is_late], start[is_late] + self.size_ns, wm_c[late_c])
+                ev, start = ev[~is_late], start[~is_late]
+                identity = False
         if len(ev):
-            touched = self._aggregate(batch, ts_all, ev, start)
+            touched = self._aggregate(batch, ts_all, None if identity else ev, start)
             if self.early:
                 out["early"] = self._emit(touched, final=False)
         closed = self._close(self.max_ts - self.delay_ns)
@@ -235,10 +261,12 @@ class WindowOperator(Operator):
         return out
 
     def _aggregate(
-        self, batch: pd.DataFrame, ts: np.ndarray, ev: np.ndarray, start: np.ndarray
+        self, batch: pd.DataFrame, ts: np.ndarray, ev: np.ndarray | None, start: np.ndarray
     ) -> np.ndarray:
-        frame = batch if len(ev) == len(batch) and (ev == np.arange(len(batch))).all() else None
-        key_ids = self.key_index.codes(batch, self.keys)[ev]
+        """Fold rows into their (window, key) slots; ``ev`` maps pairs to rows (``None``: one pair per row)."""
+        key_ids = self.key_index.codes(batch, self.keys)
+        if ev is not None:
+            key_ids = key_ids[ev]
         w0 = int(start.min())
         widx = (start - w0) // self.slide_ns
         n_w = int(widx.max()) + 1
@@ -252,8 +280,9 @@ class WindowOperator(Operator):
             compact = np.full(n_cells, -1, dtype=np.int64)
             compact[present] = np.arange(len(present))
             group = compact[cell]
+            sizes = counts[present]
         else:
-            present, group = np.unique(cell, return_inverse=True)
+            present, group, sizes = np.unique(cell, return_inverse=True, return_counts=True)
         g_start = (present // n_k) * self.slide_ns + w0
         g_key_local = present % n_k
         g_key = np.asarray(k_uniq)[g_key_local] if k_uniq is not None else g_key_local
@@ -263,14 +292,17 @@ class WindowOperator(Operator):
             for st in self.stores:
                 st.grow(self.slots.size)
         n_groups = len(present)
-        src = batch if frame is not None else None
+        ts_rows = ts if ev is None else ts[ev]
         for agg, st in zip(self.aggs, self.stores):
             if agg.column is None:
+                if isinstance(st, _CountStore):
+                    st.arrays[0][slots] += sizes
+                    continue
                 values = None
             else:
-                col = (src if src is not None else batch)[agg.column].to_numpy()
-                values = col if src is not None else col[ev]
-            st.add(group, n_groups, slots, values, ts[ev])
+                col = batch[agg.column].to_numpy()
+                values = col if ev is None else col[ev]
+            st.add(group, n_groups, slots, values, ts_rows)
         return slots
 
     def _emit(self, slots: np.ndarray, final: bool) -> pd.DataFrame:

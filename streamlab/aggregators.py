@@ -195,14 +195,17 @@ def _notnull(values: np.ndarray) -> np.ndarray:
 
 class _SumStore(_ArrayStore):
     fills = ((np.float64, 0.0), (np.int64, 0))
+    needs_count = True
 
     def add(self, group, n_groups, slots, values, ts):  # type: ignore[no-untyped-def]
         v = _as_float(values)
-        ok = ~np.isnan(v)
-        if ok.all():
+        nan = np.isnan(v)
+        if not nan.any():
             self.arrays[0][slots] += np.bincount(group, weights=v, minlength=n_groups)
-            self.arrays[1][slots] += np.bincount(group, minlength=n_groups)
+            if self.needs_count:
+                self.arrays[1][slots] += np.bincount(group, minlength=n_groups)
         else:
+            ok = ~nan
             self.arrays[0][slots] += np.bincount(group[ok], weights=v[ok], minlength=n_groups)
             self.arrays[1][slots] += np.bincount(group[ok], minlength=n_groups)
 
@@ -212,6 +215,8 @@ class _SumStore(_ArrayStore):
 
 
 class _SumResultStore(_SumStore):
+    needs_count = False
+
     def results(self, slots: np.ndarray) -> np.ndarray:
         return self.arrays[0][slots].copy()
 

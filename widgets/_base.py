@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Mapping
 from copy import deepcopy
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -19,8 +20,8 @@ if TYPE_CHECKING:
 
 __all__ = ["LiveWidget", "Metrics", "SourceLike", "require_plotly", "require_widgets", "resync_figure"]
 
-SourceLike = Union[RunHandle, pd.DataFrame]
-Metrics = Union[RunHandle, Mapping[str, Any]]
+SourceLike = RunHandle | pd.DataFrame
+Metrics = RunHandle | Mapping[str, Any]
 
 
 def require_plotly() -> Any:
@@ -79,7 +80,9 @@ class LiveWidget:
     ``_init_figure(fig)`` (axes and empty traces) and ``_apply(fig)`` (write state into traces).
     """
 
-    def __init__(self, *, max_fps: float = 10.0, clock: Clock | None = None, auto_refresh: bool = True) -> None:
+    def __init__(
+        self, *, max_fps: float = 10.0, clock: Clock | None = None, auto_refresh: bool = True
+    ) -> None:
         if not max_fps > 0:
             raise ValueError(f"{type(self).__name__}(max_fps={max_fps}): max_fps must be positive, e.g. 10")
         self.max_fps = float(max_fps)
@@ -187,19 +190,19 @@ class LiveWidget:
         if self._view is None:
             self._view = self._make_view()
             if self.auto_refresh and not self.managed and self._has_live_source():
-                self.start()
+                self.start_refresh()
         return self._view
 
     def _has_live_source(self) -> bool:
         return bool(self._unsubscribe) or isinstance(getattr(self, "source", None), RunHandle)
 
-    def start(self) -> Refresher:
+    def start_refresh(self) -> Refresher:
         """Start this widget's own refresher (done automatically on display)."""
         if self._refresher is None:
             self._refresher = Refresher(self.refresh, max_fps=self.max_fps)
         return self._refresher.start()
 
-    def stop(self) -> None:
+    def stop_refresh(self) -> None:
         """Stop the refresher; the view stays on screen with its last state."""
         if self._refresher is not None:
             self._refresher.stop()
@@ -213,12 +216,10 @@ class LiveWidget:
 
     def close(self) -> None:
         """Stop refreshing, unsubscribe from the pipeline and close the view."""
-        self.stop()
+        self.stop_refresh()
         for unsubscribe in self._unsubscribe:
-            try:
+            with contextlib.suppress(ValueError):  # already removed
                 unsubscribe()
-            except ValueError:  # already removed
-                pass
         self._unsubscribe.clear()
         if self._view is not None:
             self._view.close()

@@ -48,7 +48,7 @@ class WindowChart(LiveWidget):
     ...                    "window_start": pd.to_datetime(["2024-01-01 00:00", "2024-01-01 00:00",
     ...                                                    "2024-01-01 00:01"], utc=True)})
     >>> chart = WindowChart(df, value="count", key="event_type")
-    >>> [(t.name, list(t.y)) for t in chart.figure().data]
+    >>> [(t.name, [int(v) for v in t.y]) for t in chart.figure().data]
     [('a', [3, 5]), ('b', [1])]
     """
 
@@ -250,7 +250,9 @@ class AnomalyChart(LiveWidget):
         go = require_plotly()
         fig.add_trace(go.Scatter(name=self.score, mode="lines", x=[], y=[]))
         fig.add_trace(
-            go.Scatter(name="flagged", mode="markers", marker={"color": "red", "size": 9, "symbol": "x"}, x=[], y=[])
+            go.Scatter(
+                name="flagged", mode="markers", marker={"color": "red", "size": 9, "symbol": "x"}, x=[], y=[]
+            )
         )
         fig.update_layout(
             title=self.title, xaxis_title=self.time, yaxis_title=self.score, height=320,
@@ -334,7 +336,9 @@ class LiveTable(LiveWidget):
     def _init_figure(self, fig: Any) -> None:
         go = require_plotly()
         fig.add_trace(go.Table(header={"values": []}, cells={"values": []}))
-        fig.update_layout(title=self.title, height=60 + 24 * (self.rows + 1), margin={"l": 10, "r": 10, "t": 40, "b": 10})
+        fig.update_layout(
+            title=self.title, height=60 + 24 * (self.rows + 1), margin={"l": 10, "r": 10, "t": 40, "b": 10}
+        )
 
     def _apply(self, fig: Any) -> None:
         df = self._state

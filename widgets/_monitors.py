@@ -148,7 +148,10 @@ class LagGauge(_MetricsWidget):
 
     def _apply(self, fig: Any) -> None:
         fig.data[0].value = self.lag or 0
-        fig.data[0].gauge = {"axis": {"range": [0, max(self.peak * 1.2, 1.0)]}, "bar": {"color": "darkorange"}}
+        fig.data[0].gauge = {
+            "axis": {"range": [0, max(self.peak * 1.2, 1.0)]},
+            "bar": {"color": "darkorange"},
+        }
 
 
 class LateDeadLetterCounter(_MetricsWidget):
@@ -269,7 +272,9 @@ class WatermarkDebugger(LiveWidget):
                 )
             step = windows[0]
         if step not in steps or not isinstance(steps[step], WindowStep):
-            raise ValueError(f"WatermarkDebugger(step={step!r}): not a window step; window steps are {windows}")
+            raise ValueError(
+                f"WatermarkDebugger(step={step!r}): not a window step; window steps are {windows}"
+            )
         wstep = cast(WindowStep, steps[step])
         self.source = handle
         self.step = step
@@ -337,13 +342,27 @@ class WatermarkDebugger(LiveWidget):
     def _init_figure(self, fig: Any) -> None:
         go = require_plotly()
         fig.add_trace(
-            go.Scatter(name="events", mode="markers", marker={"size": 4, "color": "#4c78a8", "opacity": 0.6}, x=[], y=[])
+            go.Scatter(
+                name="events",
+                mode="markers",
+                marker={"size": 4, "color": "#4c78a8", "opacity": 0.6},
+                x=[],
+                y=[],
+            )
         )
         fig.add_trace(
-            go.Scatter(name="late events", mode="markers", marker={"size": 9, "color": "red", "symbol": "x"}, x=[], y=[])
+            go.Scatter(
+                name="late events",
+                mode="markers",
+                marker={"size": 9, "color": "red", "symbol": "x"},
+                x=[],
+                y=[],
+            )
         )
         fig.add_trace(
-            go.Scatter(name="watermark", mode="lines", line={"shape": "hv", "color": "black", "width": 2}, x=[], y=[])
+            go.Scatter(
+                name="watermark", mode="lines", line={"shape": "hv", "color": "black", "width": 2}, x=[], y=[]
+            )
         )
         fig.update_layout(
             title=f"watermark debugger: {self.step} (delay {self.delay})",

@@ -36,6 +36,8 @@ class FrameBuffer:
         Most rows held; older whole frames are dropped first (counted in ``dropped``).
     columns
         Keep only these columns of each appended frame (saves memory, detaches from the pipeline's frame).
+    keep
+        For a single batch larger than ``max_rows``: keep its ``"newest"`` rows or an even ``"sample"``.
 
     Examples
     --------
@@ -43,12 +45,15 @@ class FrameBuffer:
     >>> buf.append(pd.DataFrame({"x": [1, 2]}))
     >>> buf.append(pd.DataFrame({"x": [3, 4]}))
     >>> buf.drain()["x"].tolist(), buf.dropped
-    ([3, 4], 2)
+    ([2, 3, 4], 1)
     """
 
-    def __init__(self, max_rows: int, columns: list[str] | None = None) -> None:
+    def __init__(self, max_rows: int, columns: list[str] | None = None, keep: str = "newest") -> None:
         if max_rows < 1:
             raise ValueError(f"FrameBuffer(max_rows={max_rows}): must be at least 1")
+        if keep not in ("newest", "sample"):
+            raise ValueError(f"FrameBuffer(keep={keep!r}): use 'newest' or 'sample'")
+        self.keep = keep
         self.max_rows = max_rows
         self.columns = columns
         self._frames: deque[pd.DataFrame] = deque()
@@ -58,16 +63,17 @@ class FrameBuffer:
         self.appended = 0
 
     def append(self, frame: pd.DataFrame) -> None:
-        """Add a frame (keeps only ``columns``; samples evenly when it alone exceeds ``max_rows``)."""
+        """Add a frame (keeps only ``columns``; cuts a batch that alone exceeds ``max_rows``)."""
         n = len(frame)
         if n == 0:
             return
         if self.columns is not None:
             frame = frame[[c for c in self.columns if c in frame.columns]]
-        if n > self.max_rows:
+        if n > self.max_rows and self.keep == "sample":
             # An even sample keeps the shape of a huge batch without holding all of it.
-            idx = np.linspace(0, n - 1, self.max_rows).astype(np.int64)
-            frame = frame.iloc[idx]
+            frame = frame.iloc[np.linspace(0, n - 1, self.max_rows).astype(np.int64)]
+        elif n > self.max_rows:
+            frame = frame.iloc[n - self.max_rows :]
         with self._lock:
             self.appended += n
             self.dropped += n - len(frame)
@@ -87,7 +93,11 @@ class FrameBuffer:
             self._frames.clear()
             self._rows = 0
         out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
-        return out.iloc[-self.max_rows :]
+        if len(out) > self.max_rows:
+            with self._lock:
+                self.dropped += len(out) - self.max_rows
+            out = out.iloc[-self.max_rows :].reset_index(drop=True)
+        return out
 
     def __len__(self) -> int:
         with self._lock:
@@ -188,7 +198,9 @@ class Refresher:
         if loop is not None:
             self._task = loop.create_task(self._run_async())
         else:
-            self._thread = threading.Thread(target=self._run_thread, name="streamlab-widgets-refresher", daemon=True)
+            self._thread = threading.Thread(
+                target=self._run_thread, name="streamlab-widgets-refresher", daemon=True
+            )
             self._thread.start()
         return self
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._operator import Operator
-from streamlab._time import NAT_NS, Duration, parse_duration, to_utc_ns
+from streamlab._time import Duration, parse_duration, to_utc_ns
 
 
 def check_name(value: object, *, where: str, what: str) -> str:
@@ -98,11 +98,6 @@ def dead_letter(batch: pd.DataFrame, bad: np.ndarray, reasons: np.ndarray | str)
     return out.reset_index(drop=True)
 
 
-def key_missing(values: pd.Series) -> np.ndarray:
-    """True where a key value is missing (None/NaN/NaT)."""
-    return values.isna().to_numpy()
-
-
 class PickledStateOperator(Operator):
     """An operator whose whole state is its ``__dict__``: snapshots are pickled copies of it.
 
@@ -116,17 +111,6 @@ class PickledStateOperator(Operator):
     def restore(self, state: Any) -> None:
         self.__dict__.clear()
         self.__dict__.update(pickle.loads(state))
-
-
-def empty_like(batch: pd.DataFrame, extra: dict[str, str]) -> pd.DataFrame:
-    """An empty frame with the columns of ``batch`` plus ``extra`` columns of the given dtypes."""
-    out = batch.iloc[0:0].copy()
-    for name, dtype in extra.items():
-        out[name] = pd.Series(dtype=dtype)
-    return out
-
-
-NAT = NAT_NS
 
 
 Columns = tuple[str, ...] | None

@@ -187,7 +187,12 @@ class DetectOperator(PickledStateOperator):
         values = np.empty((n, len(step.features)), dtype="float64")
         checks: list[tuple[np.ndarray, str]] = []
         for j, col in enumerate(step.features):
-            v = pd.to_numeric(batch[col], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            series = batch[col]
+            v = (
+                series.to_numpy()
+                if series.dtype == np.float64
+                else pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            )
             values[:, j] = v
             checks.append((~np.isfinite(v), f"feature {col!r} is missing or not a finite number"))
         if step.key is not None:

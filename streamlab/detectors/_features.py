@@ -9,6 +9,7 @@ missing go to the ``dead_letter`` output with a ``reason``; a missing ``value`` 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 import math
 import operator
@@ -48,7 +49,11 @@ __all__ = [
 
 
 def _values(batch: pd.DataFrame, column: str) -> np.ndarray:
-    return pd.to_numeric(batch[column], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    """A column as float64, non-numbers as NaN."""
+    col = batch[column]
+    if col.dtype == np.float64:
+        return col.to_numpy()
+    return pd.to_numeric(col, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
 
 def _group_starts(sorted_codes: np.ndarray) -> np.ndarray:
@@ -108,6 +113,53 @@ def _check_lateness(value: Duration, where: str) -> int:
     return check_duration(value, where=where, what="allowed_lateness", allow_zero=True)
 
 
+class _KeyedStep(StepConfig):
+    """Validation, column hooks and description shared by the keyed feature and rule configs."""
+
+    output_names: ClassVar[tuple[str, ...]] = ("out", "dead_letter")
+    #: fields holding durations: validated, and written as text such as "10m" by ``describe``
+    _durations: ClassVar[tuple[str, ...]] = ()
+    #: fields that may be None
+    _optional: ClassVar[tuple[str, ...]] = ("name",)
+
+    def __post_init__(self) -> None:
+        where = type(self).__name__
+        for f in ("name", "key", "value", "time"):
+            if hasattr(self, f) and not (f in self._optional and getattr(self, f) is None):
+                check_name(getattr(self, f), where=where, what=f)
+        for f in ("max_keys", "history"):
+            if hasattr(self, f):
+                check_positive_int(getattr(self, f), where=where, what=f)
+        for f in self._durations:
+            check_duration(getattr(self, f), where=where, what=f, allow_zero=f == "allowed_lateness")
+        self._validate(where)
+
+    def _validate(self, where: str) -> None:
+        """Checks specific to one step (run after the shared ones)."""
+
+    def required_columns(self) -> tuple[str, ...]:
+        """Input columns the step reads."""
+        return tuple(getattr(self, f) for f in ("key", "value", "time") if getattr(self, f, None) is not None)
+
+    def column_name(self) -> str:
+        """Name of the output column."""
+        raise NotImplementedError
+
+    def added_columns(self) -> tuple[str, ...]:
+        """Columns the step adds."""
+        return (self.column_name(),)
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters as plain data (durations as text such as ``"10m"``)."""
+        out: dict[str, Any] = {"kind": self.kind}
+        for f in dataclasses.fields(cast(Any, self)):
+            value = getattr(self, f.name)
+            if f.name in self._durations:
+                value = format_duration(check_duration(value, where="", what="", allow_zero=True))
+            out[f.name] = value
+        return out
+
+
 # --- velocity
 
 
@@ -115,15 +167,17 @@ class _VelocityOperator(FeatureOperator):
     def __init__(self, step: VelocityFeature) -> None:
         super().__init__("VelocityFeature", step.key, step.time, step.value)
         self.step = step
+        self.names = step.column_names()
         window = check_duration(step.window, where="", what="")
         self.counter = WindowCounter(window, _check_lateness(step.allowed_lateness, ""))
 
     def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
         values = _values(batch, self.value) if self.value is not None else None
         counts, sums = self.counter.update(keys, times, values)
-        cols: dict[str, Any] = {self.step.column_names()[0]: counts}
+        count_name, sum_name = self.names
+        cols: dict[str, Any] = {count_name: counts}
         if sums is not None:
-            cols[self.step.column_names()[1]] = sums
+            cols[sum_name] = sums
         return cols
 
     def open_state(self) -> dict[str, Any]:
@@ -131,13 +185,16 @@ class _VelocityOperator(FeatureOperator):
 
 
 @dataclass(frozen=True)
-class VelocityFeature(StepConfig):
+class VelocityFeature(_KeyedStep):
     """Count (and sum of ``value``) of the key's events in the last ``window`` of event time.
 
     For event ``i`` at time ``t``: the events of the same key with time in ``(t - window, t]`` that
     arrived no later than ``i`` (``i`` included). Vectorized: each batch is sorted by key and time
     against the carried events; events up to ``allowed_lateness`` behind the newest event get exact
-    values. Missing values count as events but add nothing to the sum.
+    values (later ones see only the history still retained). The state holds the events of the last
+    ``window + allowed_lateness`` and each batch costs time linear in it, so lower
+    ``allowed_lateness`` on high-rate streams. Missing values count as events but add nothing to
+    the sum.
 
     Parameters
     ----------
@@ -175,26 +232,12 @@ class VelocityFeature(StepConfig):
     name: str | None = None
 
     kind: ClassVar[str] = "velocity_feature"
-    output_names: ClassVar[tuple[str, ...]] = ("out", "dead_letter")
-
-    def required_columns(self) -> tuple[str, ...]:
-        """Input columns the step reads."""
-        return (self.key, self.time) + ((self.value,) if self.value else ())
+    _durations: ClassVar[tuple[str, ...]] = ("window", "allowed_lateness")
+    _optional: ClassVar[tuple[str, ...]] = ("name", "value")
 
     def added_columns(self) -> tuple[str, ...]:
         """Columns the step adds."""
         return self.column_names() if self.value else self.column_names()[:1]
-
-    def __post_init__(self) -> None:
-        where = "VelocityFeature"
-        check_name(self.key, where=where, what="key")
-        check_duration(self.window, where=where, what="window")
-        if self.value is not None:
-            check_name(self.value, where=where, what="value")
-        check_name(self.time, where=where, what="time")
-        _check_lateness(self.allowed_lateness, where)
-        if self.name is not None:
-            check_name(self.name, where=where, what="name")
 
     def column_names(self) -> tuple[str, str]:
         """Names of the count and sum columns."""
@@ -206,18 +249,6 @@ class VelocityFeature(StepConfig):
     def build(self) -> FeatureOperator:
         """Return the runtime state."""
         return _VelocityOperator(self)
-
-    def describe(self) -> dict[str, Any]:
-        """Parameters as plain data."""
-        return {
-            "kind": self.kind,
-            "key": self.key,
-            "window": format_duration(check_duration(self.window, where="", what="")),
-            "value": self.value,
-            "time": self.time,
-            "allowed_lateness": format_duration(_check_lateness(self.allowed_lateness, "")),
-            "name": self.name,
-        }
 
 
 # --- z-score
@@ -288,7 +319,7 @@ class _ZScoreOperator(FeatureOperator):
 
 
 @dataclass(frozen=True)
-class ZScoreFeature(StepConfig):
+class ZScoreFeature(_KeyedStep):
     """z-score of ``value`` against the key's own earlier values: ``(v - mean) / std`` (sample std).
 
     Welford statistics per key, before adding the event; NaN until the key has two values or while
@@ -321,22 +352,6 @@ class ZScoreFeature(StepConfig):
     max_keys: int = 100_000
 
     kind: ClassVar[str] = "zscore_feature"
-    output_names: ClassVar[tuple[str, ...]] = ("out", "dead_letter")
-
-    def required_columns(self) -> tuple[str, ...]:
-        """Input columns the step reads."""
-        return (self.key, self.value)
-
-    def added_columns(self) -> tuple[str, ...]:
-        """Columns the step adds."""
-        return (self.column_name(),)
-
-    def __post_init__(self) -> None:
-        check_name(self.key, where="ZScoreFeature", what="key")
-        check_positive_int(self.max_keys, where="ZScoreFeature", what="max_keys")
-        check_name(self.value, where="ZScoreFeature", what="value")
-        if self.name is not None:
-            check_name(self.name, where="ZScoreFeature", what="name")
 
     def column_name(self) -> str:
         """Name of the output column."""
@@ -345,16 +360,6 @@ class ZScoreFeature(StepConfig):
     def build(self) -> FeatureOperator:
         """Return the runtime state."""
         return _ZScoreOperator(self)
-
-    def describe(self) -> dict[str, Any]:
-        """Parameters as plain data."""
-        return {
-            "kind": self.kind,
-            "key": self.key,
-            "value": self.value,
-            "max_keys": self.max_keys,
-            "name": self.name,
-        }
 
 
 # --- time since last
@@ -401,7 +406,7 @@ class _TimeSinceLastOperator(FeatureOperator):
 
 
 @dataclass(frozen=True)
-class TimeSinceLastFeature(StepConfig):
+class TimeSinceLastFeature(_KeyedStep):
     """Seconds since the key's latest earlier-arrived event (in event time); NaN for a key's first event.
 
     Negative when the event is older than one the key already had (it arrived out of order).
@@ -432,22 +437,6 @@ class TimeSinceLastFeature(StepConfig):
     max_keys: int = 100_000
 
     kind: ClassVar[str] = "time_since_last_feature"
-    output_names: ClassVar[tuple[str, ...]] = ("out", "dead_letter")
-
-    def required_columns(self) -> tuple[str, ...]:
-        """Input columns the step reads."""
-        return (self.key, self.time)
-
-    def added_columns(self) -> tuple[str, ...]:
-        """Columns the step adds."""
-        return (self.column_name(),)
-
-    def __post_init__(self) -> None:
-        check_name(self.key, where="TimeSinceLastFeature", what="key")
-        check_positive_int(self.max_keys, where="TimeSinceLastFeature", what="max_keys")
-        check_name(self.time, where="TimeSinceLastFeature", what="time")
-        if self.name is not None:
-            check_name(self.name, where="TimeSinceLastFeature", what="name")
 
     def column_name(self) -> str:
         """Name of the output column."""
@@ -456,16 +445,6 @@ class TimeSinceLastFeature(StepConfig):
     def build(self) -> FeatureOperator:
         """Return the runtime state."""
         return _TimeSinceLastOperator(self)
-
-    def describe(self) -> dict[str, Any]:
-        """Parameters as plain data."""
-        return {
-            "kind": self.kind,
-            "key": self.key,
-            "time": self.time,
-            "max_keys": self.max_keys,
-            "name": self.name,
-        }
 
 
 # --- distinct count
@@ -520,7 +499,7 @@ class _DistinctOperator(FeatureOperator):
 
 
 @dataclass(frozen=True)
-class DistinctCountFeature(StepConfig):
+class DistinctCountFeature(_KeyedStep):
     """Number of distinct ``value``s of the key within ``(t - window, t]`` (e.g. countries per card).
 
     Same causal, arrival-order semantics as :class:`VelocityFeature`; missing values are not counted.
@@ -559,25 +538,7 @@ class DistinctCountFeature(StepConfig):
     name: str | None = None
 
     kind: ClassVar[str] = "distinct_count_feature"
-    output_names: ClassVar[tuple[str, ...]] = ("out", "dead_letter")
-
-    def required_columns(self) -> tuple[str, ...]:
-        """Input columns the step reads."""
-        return (self.key, self.value, self.time)
-
-    def added_columns(self) -> tuple[str, ...]:
-        """Columns the step adds."""
-        return (self.column_name(),)
-
-    def __post_init__(self) -> None:
-        where = "DistinctCountFeature"
-        check_name(self.key, where=where, what="key")
-        check_name(self.value, where=where, what="value")
-        check_duration(self.window, where=where, what="window")
-        check_name(self.time, where=where, what="time")
-        _check_lateness(self.allowed_lateness, where)
-        if self.name is not None:
-            check_name(self.name, where=where, what="name")
+    _durations: ClassVar[tuple[str, ...]] = ("window", "allowed_lateness")
 
     def column_name(self) -> str:
         """Name of the output column."""
@@ -589,18 +550,6 @@ class DistinctCountFeature(StepConfig):
     def build(self) -> FeatureOperator:
         """Return the runtime state."""
         return _DistinctOperator(self)
-
-    def describe(self) -> dict[str, Any]:
-        """Parameters as plain data."""
-        return {
-            "kind": self.kind,
-            "key": self.key,
-            "value": self.value,
-            "window": format_duration(check_duration(self.window, where="", what="")),
-            "time": self.time,
-            "allowed_lateness": format_duration(_check_lateness(self.allowed_lateness, "")),
-            "name": self.name,
-        }
 
 
 # --- ratio to median
@@ -644,7 +593,7 @@ class _RatioToMedianOperator(FeatureOperator):
 
 
 @dataclass(frozen=True)
-class RatioToMedianFeature(StepConfig):
+class RatioToMedianFeature(_KeyedStep):
     """``value`` divided by the median of the key's previous ``history`` values.
 
     The running median is exact over the last ``history`` values of the key (a bounded sliding
@@ -680,23 +629,6 @@ class RatioToMedianFeature(StepConfig):
     max_keys: int = 100_000
 
     kind: ClassVar[str] = "ratio_to_median_feature"
-    output_names: ClassVar[tuple[str, ...]] = ("out", "dead_letter")
-
-    def required_columns(self) -> tuple[str, ...]:
-        """Input columns the step reads."""
-        return (self.key, self.value)
-
-    def added_columns(self) -> tuple[str, ...]:
-        """Columns the step adds."""
-        return (self.column_name(),)
-
-    def __post_init__(self) -> None:
-        check_name(self.key, where="RatioToMedianFeature", what="key")
-        check_positive_int(self.max_keys, where="RatioToMedianFeature", what="max_keys")
-        check_name(self.value, where="RatioToMedianFeature", what="value")
-        check_positive_int(self.history, where="RatioToMedianFeature", what="history")
-        if self.name is not None:
-            check_name(self.name, where="RatioToMedianFeature", what="name")
 
     def column_name(self) -> str:
         """Name of the output column."""
@@ -705,17 +637,6 @@ class RatioToMedianFeature(StepConfig):
     def build(self) -> FeatureOperator:
         """Return the runtime state."""
         return _RatioToMedianOperator(self)
-
-    def describe(self) -> dict[str, Any]:
-        """Parameters as plain data."""
-        return {
-            "kind": self.kind,
-            "key": self.key,
-            "value": self.value,
-            "history": self.history,
-            "max_keys": self.max_keys,
-            "name": self.name,
-        }
 
 
 # --- rules
@@ -882,7 +803,7 @@ class _VelocityRuleOperator(FeatureOperator):
 
 
 @dataclass(frozen=True)
-class VelocityRule(StepConfig):
+class VelocityRule(_KeyedStep):
     """Alert when a key has more than ``max_count`` events within ``window`` of event time.
 
     Counts as :class:`VelocityFeature` (vectorized; the batch's event included). Adds
@@ -922,38 +843,17 @@ class VelocityRule(StepConfig):
     allowed_lateness: Duration = "1h"
 
     kind: ClassVar[str] = "velocity_rule"
-    output_names: ClassVar[tuple[str, ...]] = ("out", "dead_letter")
+    _durations: ClassVar[tuple[str, ...]] = ("window", "allowed_lateness")
+    _optional: ClassVar[tuple[str, ...]] = ()
 
-    def required_columns(self) -> tuple[str, ...]:
-        """Input columns the step reads."""
-        return (self.key, self.time)
+    def _validate(self, where: str) -> None:
+        if isinstance(self.max_count, bool) or not isinstance(self.max_count, int) or self.max_count < 0:
+            raise ValueError(f"{where}: max_count must be an integer >= 0, got {self.max_count!r}")
 
     def added_columns(self) -> tuple[str, ...]:
         """Columns the step adds."""
         return (f"{self.name}_count", "rule", "is_alert")
 
-    def __post_init__(self) -> None:
-        where = f"VelocityRule(name={self.name!r})"
-        check_name(self.name, where="VelocityRule", what="name")
-        check_name(self.key, where=where, what="key")
-        check_duration(self.window, where=where, what="window")
-        if isinstance(self.max_count, bool) or not isinstance(self.max_count, int) or self.max_count < 0:
-            raise ValueError(f"{where}: max_count must be an integer >= 0, got {self.max_count!r}")
-        check_name(self.time, where=where, what="time")
-        _check_lateness(self.allowed_lateness, where)
-
     def build(self) -> FeatureOperator:
         """Return the runtime state."""
         return _VelocityRuleOperator(self)
-
-    def describe(self) -> dict[str, Any]:
-        """Parameters as plain data."""
-        return {
-            "kind": self.kind,
-            "key": self.key,
-            "window": format_duration(check_duration(self.window, where="", what="")),
-            "max_count": self.max_count,
-            "name": self.name,
-            "time": self.time,
-            "allowed_lateness": format_duration(_check_lateness(self.allowed_lateness, "")),
-        }

@@ -262,6 +262,12 @@ class LocalOutlierFactorDetector(_PipelineDetector):
         )
 
 
+def _check_feature(feature: object, where: str) -> str | None:
+    if feature is not None and (not isinstance(feature, str) or not feature):
+        raise ValueError(f"{where}: feature must be a column name or None, got {feature!r}")
+    return feature
+
+
 class _UnivariateDetector(Detector):
     """Adapts river's supervised univariate detectors (``learn_one(x, y)``) to one-dict events."""
 
@@ -330,10 +336,8 @@ class GaussianScorerDetector(_UnivariateDetector):
 
     def __init__(self, feature: str | None = None, window_size: int | None = None, grace_period: int = 100):
         where = "GaussianScorerDetector"
-        if feature is not None and (not isinstance(feature, str) or not feature):
-            raise ValueError(f"{where}: feature must be a column name or None, got {feature!r}")
         self._params = {
-            "feature": feature,
+            "feature": _check_feature(feature, where),
             "window_size": None if window_size is None else _check_int(window_size, where, "window_size"),
             "grace_period": _check_int(grace_period, where, "grace_period", minimum=0),
         }
@@ -360,11 +364,7 @@ class StandardAbsoluteDeviationDetector(_UnivariateDetector):
     name = "standard_absolute_deviation"
 
     def __init__(self, feature: str | None = None):
-        if feature is not None and (not isinstance(feature, str) or not feature):
-            raise ValueError(
-                f"StandardAbsoluteDeviationDetector: feature must be a column name or None, got {feature!r}"
-            )
-        self._params = {"feature": feature}
+        self._params = {"feature": _check_feature(feature, "StandardAbsoluteDeviationDetector")}
         self._model = anomaly.StandardAbsoluteDeviation()
 
 

@@ -348,7 +348,23 @@ class PatternOperator(PickledStateOperator):
             cut = bisect.bisect_right([e[0] for e in self.buffer], watermark)
             ready, self.buffer = self.buffer[:cut], self.buffer[cut:]
         matches = [m for e in ready if (m := self._advance(*e)) is not None]
+        if watermark is not None and watermark != NAT_NS:
+            self._drop_expired(watermark)
         return self._frame(matches)
+
+    def _drop_expired(self, watermark: int) -> None:
+        """Forget candidates that can no longer complete, also on keys that went quiet.
+
+        Every event still to be matched is at or after the watermark, so a candidate that opened
+        more than ``within`` before it can never be completed.
+        """
+        horizon = watermark - self.within_ns
+        for key in list(self.runs):
+            alive = [r for r in self.runs[key] if r.first_ns >= horizon]
+            if alive:
+                self.runs[key] = alive
+            else:
+                del self.runs[key]
 
     def _advance(
         self, t: int, seq: int, key: Hashable, mask: tuple[bool, ...], eid: Any, vals: dict[str, Any]

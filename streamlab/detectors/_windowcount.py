@@ -59,27 +59,27 @@ class WindowCounter:
             # Keys become disjoint ascending blocks of one int64 (code * offset + time), so one
             # searchsorted finds every row's window start within its own key.
             comp = codes * np.int64(offset) + (all_times - t_min)
-            query = comp - self.window_ns
+            query = comp[n_state:] - self.window_ns
         else:
             # Too wide a time span for that packing: pack dense time ranks instead.
             uniq = np.unique(all_times)
             span = np.int64(len(uniq) + 1)
             comp = codes * span + np.searchsorted(uniq, all_times, side="right")
-            query = codes * span + np.searchsorted(uniq, all_times - self.window_ns, side="right")
+            query = codes[n_state:] * span + np.searchsorted(uniq, times - self.window_ns, side="right")
         # Stable: on equal (key, time) retained events stay first, then batch rows in arrival order,
         # so a row's sorted position counts exactly the earlier arrivals with times <= its own.
         order = np.argsort(comp, kind="stable")
-        comp_s = comp[order]
-        lo = np.searchsorted(comp_s, query[order], side="right")
-        pos = np.arange(len(order), dtype=np.int64)
-        csum = np.concatenate([[0.0], np.cumsum(all_vals[order])])
-        in_batch = order >= n_state
-        b_rows = order[in_batch] - n_state
+        # only the batch rows need answers: query for them alone, in sorted order (cache friendly)
+        b_pos = np.flatnonzero(order >= n_state)
+        b_rows = order[b_pos] - n_state
+        lo = np.searchsorted(comp[order], query[b_rows], side="right")
         counts = np.empty(n_batch, dtype=np.int64)
-        counts[b_rows] = (pos - lo + 1)[in_batch]
-        sums = np.empty(n_batch, dtype="float64")
-        sums[b_rows] = (csum[pos + 1] - csum[lo])[in_batch]
-        b_codes_sorted = codes[order][in_batch]
+        counts[b_rows] = b_pos - lo + 1
+        sums = np.zeros(n_batch, dtype="float64")
+        if values is not None:
+            csum = np.concatenate([[0.0], np.cumsum(all_vals[order])])
+            sums[b_rows] = csum[b_pos + 1] - csum[lo]
+        b_codes_sorted = codes[n_state:][b_rows]
         back = (b_codes_sorted[1:] == b_codes_sorted[:-1]) & (b_rows[1:] < b_rows[:-1])
         if back.any():
             self._fix_disordered(

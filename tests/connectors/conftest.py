@@ -11,6 +11,15 @@ from collections.abc import Iterator
 import pytest
 from streamlab.connectors._local_servers import wait_for
 
+_SERVER_FIXTURES = {"kafka_broker", "redis_server", "redis_client"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark exactly the tests that start a broker or redis as ``services`` (``-m "not services"``)."""
+    for item in items:
+        if _SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+
 
 @pytest.fixture(scope="session")
 def kafka_broker() -> Iterator[object]:

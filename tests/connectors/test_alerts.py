@@ -174,14 +174,25 @@ def test_retries_on_500_then_succeeds(server: RecordingServer) -> None:
     assert clock.now_ns() - ManualClock(T0).now_ns() == 3 * 1_000_000_000  # backoff 1 s, then 2 s
 
 
-def test_429_respects_retry_after(server: RecordingServer) -> None:
-    server.recorder.script = [(429, {"Retry-After": "7"}, '{"status":"throttled"}')]
+@pytest.mark.parametrize("retry_after", ["7", "Mon, 01 Jan 2024 00:00:07 GMT"])
+def test_429_respects_retry_after(server: RecordingServer, retry_after: str) -> None:
+    server.recorder.script = [(429, {"Retry-After": retry_after}, '{"status":"throttled"}')]
     clock = ManualClock(T0)
     writer = PagerDutySink("key", url=server.url).open(clock)
     writer.write_batch(alerts(1))
     writer.flush()
     assert writer.sent == 1 and writer.retries == 1
     assert clock.now_ns() - ManualClock(T0).now_ns() == 7 * 1_000_000_000
+
+
+def test_retry_after_longer_than_max_backoff_is_reported(server: RecordingServer) -> None:
+    server.recorder.script = [(429, {"Retry-After": "3600"}, "slow down")]
+    clock = ManualClock(T0)
+    writer = WebhookSink(server.url).open(clock)
+    writer.write_batch(alerts(1))
+    with pytest.raises(AlertDeliveryError, match="retry after 3600s"):
+        writer.flush()
+    assert clock.now_ns() == ManualClock(T0).now_ns() and len(server.recorder.requests) == 1
 
 
 def test_rejected_and_exhausted_alerts_make_flush_raise(server: RecordingServer) -> None:

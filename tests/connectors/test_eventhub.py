@@ -181,7 +181,6 @@ def test_hub_name_errors() -> None:
 # --- Kafka path against tansu --------------------------------------------------------------------------
 
 
-@pytest.mark.services
 def test_round_trip_through_local_broker(kafka_broker: LocalKafkaBroker, unique_name: str) -> None:
     boot = kafka_broker.bootstrap_servers
     hub = f"hub-{unique_name}"

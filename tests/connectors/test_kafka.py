@@ -35,8 +35,6 @@ from streamlab.connectors.kafka import (
 
 from streamlab.io import Sink, SinkWriter
 
-pytestmark = pytest.mark.services
-
 # tansu answers a subscribing consumer's JoinGroup after session.timeout.ms / 2; keep joins short.
 FAST_GROUP = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}
 

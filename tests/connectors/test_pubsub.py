@@ -382,3 +382,37 @@ def test_messages_of_a_crashed_reader_return_after_the_ack_deadline() -> None:
             reader.commit(reader.snapshot())
         finally:
             reader.close()
+
+
+def test_pipeline_forwards_dead_letters_to_a_topic(emulator: PubSubEmulator, names: tuple[str, str]) -> None:
+    import base64
+
+    from streamlab import ListSink, Pipeline
+
+    topic, sub = names
+    host = emulator.host
+    dlq = create_topic(f"dlq-{uuid.uuid4().hex[:6]}", project=PROJECT, emulator_host=host)
+    dlq_sub = create_subscription(f"dlq-{uuid.uuid4().hex[:6]}", dlq, project=PROJECT, emulator_host=host)
+    poison = [b"\xff\xfe not utf-8", b'{"event_id": "no-time"}']
+    writer = PubSubSink(topic, emulator_host=host).open()
+    writer.write_batch(events(3))
+    writer.close()
+    publish_raw(host, topic, poison)
+    ok = ListSink()
+    pipeline = Pipeline(PubSubSource(sub, emulator_host=host))
+    parsed = pipeline.parse()
+    parsed.ok.to(ok)
+    parsed.dead_letter.to(PubSubSink(dlq, attributes=["step_id"], emulator_host=host))
+    handle = pipeline.start(commit_every="100ms")
+    try:
+        reader = PubSubSource(dlq_sub, emulator_host=host).open()
+        letters = read(reader, 2)
+        reader.commit(reader.snapshot())
+        reader.close()
+    finally:
+        handle.stop()
+    assert len(ok.frame()) == 3
+    decoded = [json.loads(v) for v in letters["value"]]
+    assert sorted(base64.b64decode(d["raw"]) for d in decoded) == sorted(poison)
+    assert all(d["reason"] for d in decoded)
+    assert {a["step_id"] for a in letters["attributes"]} == {decoded[0]["step_id"]}

@@ -14,8 +14,6 @@ from hypothesis import strategies as st
 from streamlab.connectors._local_servers import wait_for
 from streamlab.connectors.redis import LocalRedis, RedisMetricsSink, RedisStreamSink
 
-pytestmark = pytest.mark.services
-
 
 def metrics_batch(rng: np.random.Generator, n: int) -> pd.DataFrame:
     return pd.DataFrame(

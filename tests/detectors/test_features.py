@@ -239,3 +239,16 @@ def test_per_key_state_is_capped_and_evicted_keys_restart(make: Callable[[], Any
     again = op.process(df.iloc[5:])["out"]
     assert np.isnan(again[col].iloc[0])  # "a" starts over: no history
     assert op.open_state()["evictions"] == 2
+
+
+def test_events_later_than_allowed_lateness_see_only_retained_history() -> None:
+    step = VelocityFeature("user_id", window="10m", allowed_lateness="1m")
+    t = [T0, T0 + 60 * S, T0 + 30 * 60 * S, T0 + 2 * 60 * S]  # the last one is 28 minutes late
+    df = pd.DataFrame({"user_id": ["a"] * 4, "timestamp": pd.to_datetime(t, utc=True)})
+    op = step.build()
+    counts = [op.process(df.iloc[i : i + 1])["out"]["count_10m"].iloc[0] for i in range(4)]
+    # exact would be 3 for the late event (itself and the two at 0m and 1m); both were dropped
+    # from the retained state once the 30m event arrived, so it counts only itself
+    assert counts == [1, 2, 1, 1]
+    exact = step.build().process(df)["out"]["count_10m"].tolist()
+    assert exact == [1, 2, 1, 3]  # within one batch nothing had been dropped yet

@@ -127,6 +127,15 @@ def test_late_events_go_to_late_output_and_are_not_matched() -> None:
     assert op.open_state()["buffered_events"] == 0
 
 
+def test_open_candidates_of_quiet_keys_are_dropped_once_they_cannot_complete() -> None:
+    op = TAKEOVER.build()
+    op.process(frame([("a1", "u1", "login_failed", 0), ("b1", "u2", "login_failed", 10)]))
+    op.process(frame([("x", "u3", "page_view", 60)]))
+    assert op.open_state()["keys_with_open_matches"] == 2
+    op.process(frame([("y", "u3", "page_view", 400)]))  # watermark 370s: both are over 5 minutes old
+    assert op.open_state()["keys_with_open_matches"] == 0
+
+
 def test_card_used_in_two_countries_within_an_hour() -> None:
     pattern = Pattern(
         key="card_id",

@@ -1,0 +1,282 @@
+"""What exporters share: checking which steps a target supports, column types, names, copied helpers."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import keyword
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streamlab.aggregators import (
+    Aggregator,
+    CountAggregator,
+    CountDistinctAggregator,
+    FirstAggregator,
+    LastAggregator,
+    MaxAggregator,
+    MeanAggregator,
+    MinAggregator,
+    QuantileAggregator,
+    SumAggregator,
+)
+from streamlab.errors import PipelineConfigError
+from streamlab.export import _snippets
+from streamlab.functions import UserFunction
+from streamlab.pipeline import Pipeline
+from streamlab.steps import (
+    DedupStep,
+    FilterStep,
+    KeyByStep,
+    MapStep,
+    ParseStep,
+    SelectStep,
+    SinkStep,
+    SourceStep,
+    Step,
+    WindowStep,
+)
+
+_COMBINERS: dict[type[Aggregator], str] = {
+    CountAggregator: "CountCombine",
+    SumAggregator: "SumCombine",
+    MeanAggregator: "MeanCombine",
+    MinAggregator: "MinCombine",
+    MaxAggregator: "MaxCombine",
+    CountDistinctAggregator: "CountDistinctCombine",
+    FirstAggregator: "FirstCombine",
+    LastAggregator: "LastCombine",
+    QuantileAggregator: "QuantileCombine",
+}
+_BASES = {
+    "SumCombine": ["CountCombine"],
+    "MeanCombine": ["CountCombine", "SumCombine"],
+    "MinCombine": ["CountCombine"],
+    "MaxCombine": ["CountCombine", "MinCombine"],
+    "CountDistinctCombine": ["CountCombine"],
+    "FirstCombine": ["CountCombine"],
+    "LastCombine": ["CountCombine", "FirstCombine"],
+    "QuantileCombine": ["CountCombine"],
+}
+_SNIPPET_ORDER = [
+    "EPOCH",
+    "INT64_RANGE",
+    "BadRecordError",
+    "_reject_constant",
+    "to_ns",
+    "from_ns",
+    "check_value",
+    "parse_record",
+    "is_null",
+    "window_starts",
+    "CountCombine",
+    "SumCombine",
+    "MeanCombine",
+    "MinCombine",
+    "MaxCombine",
+    "CountDistinctCombine",
+    "FirstCombine",
+    "LastCombine",
+    "QuantileCombine",
+    "RowCombine",
+    "json_default",
+    "group_key",
+    "eval_expr",
+]
+
+
+def snippet_source(names: set[str]) -> str:
+    """Source of the named helpers of ``_snippets`` (plus what they build on), in a stable order."""
+    wanted = set(names)
+    for n in list(wanted):
+        wanted.update(_BASES.get(n, []))
+    if wanted & {"parse_record", "check_value"}:
+        wanted.update({"BadRecordError", "_reject_constant", "to_ns", "from_ns", "check_value", "EPOCH", "INT64_RANGE"})
+    if wanted & {"to_ns", "from_ns"}:
+        wanted.add("EPOCH")
+    if "group_key" in wanted:
+        wanted.add("json_default")
+    if any(n.endswith("Combine") for n in wanted):
+        wanted.add("is_null")
+    text = Path(inspect.getsourcefile(_snippets) or "").read_text()
+    tree = ast.parse(text)
+    parts: dict[str, str] = {}
+    for node in tree.body:
+        name = None
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            name = node.name
+        elif isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+        if name is not None:
+            parts[name] = ast.get_source_segment(text, node) or ""
+    chunks = [parts[n] for n in _SNIPPET_ORDER if n in wanted]
+    consts = [c for c in chunks if not c.startswith(("def ", "class "))]
+    code = [c for c in chunks if c.startswith(("def ", "class "))]
+    return "\n".join(consts) + "\n\n\n" + "\n\n\n".join(code)
+
+
+def ident(name: str) -> str:
+    """A Python identifier for a step id or stream reference."""
+    out = re.sub(r"\W", "_", name)
+    if not out or out[0].isdigit() or keyword.iskeyword(out):
+        out = "s_" + out
+    return out
+
+
+def step_ref_name(ref: str) -> str:
+    return ident(ref.replace(".", "_"))
+
+
+@dataclass
+class FunctionCode:
+    """How generated code reaches a user function: an import or its pasted source."""
+
+    name: str
+    imports: list[str] = field(default_factory=list)
+    source: str = ""
+
+
+def function_code(fn: UserFunction, step_id: str, kind: str, alias: str) -> FunctionCode:
+    if fn.ref:
+        module, _, qualname = fn.ref.partition(":")
+        if "." in qualname:
+            top = qualname.split(".")[0]
+            return FunctionCode(f"{top}.{qualname.split('.', 1)[1]}", [f"from {module} import {top}"])
+        return FunctionCode(qualname, [f"from {module} import {qualname}"])
+    if fn.source:
+        src = fn.source.strip()
+        if src.startswith(("lambda", "(")):
+            return FunctionCode(alias, [], f"{alias} = {src}\n")
+        tree = ast.parse(src)
+        defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        if defs:
+            return FunctionCode(defs[-1].name, [], src + "\n")
+    raise PipelineConfigError(
+        step_id,
+        kind,
+        f"function {fn.name} has neither an import path nor readable source, so it cannot be exported",
+        "define it at the top level of a module (importable as module:name)",
+    )
+
+
+def aggregator_code(a: Aggregator, step_id: str, time: str) -> tuple[str, str]:
+    """(helper class name, constructor expression) of a built-in aggregator."""
+    cls = _COMBINERS.get(type(a))
+    if cls is None:
+        raise PipelineConfigError(
+            step_id,
+            "window",
+            f"aggregator {a!r} is a custom Aggregator; exporters generate code for built-in aggregators only",
+            "use streamlab.agg (count, sum, mean, min, max, count_distinct, first, last, quantile)",
+        )
+    if isinstance(a, QuantileAggregator):
+        return cls, f"{cls}({a.column!r}, q={a.q!r}, relative_accuracy={a.relative_accuracy!r})"
+    return cls, f"{cls}({a.column!r})"
+
+
+def result_type(a: Aggregator, column_types: dict[str, str]) -> str:
+    """streamlab field type of an aggregator's result."""
+    if isinstance(a, (CountAggregator, CountDistinctAggregator)):
+        return "int64"
+    if isinstance(a, (FirstAggregator, LastAggregator)):
+        return column_types.get(a.column or "", "string")
+    return "float64"
+
+
+def column_types(p: Pipeline) -> dict[str, dict[str, str]]:
+    """Best-effort streamlab field type of every column of every stream reference."""
+    out: dict[str, dict[str, str]] = {}
+    for sid, step in p.steps.items():
+        ins = [out.get(r, {}) for r in step.inputs]
+        base = dict(ins[0]) if ins else {}
+        if isinstance(step, SourceStep):
+            cols = p.columns_of(sid) or ()
+            out[sid] = {c: "bytes" if c == "value" else "string" for c in cols}
+        elif isinstance(step, ParseStep):
+            out[sid] = {f.name: f.type for f in step.fields}
+            out[f"{sid}.dead_letter"] = {"raw": "bytes", "reason": "string", "step_id": "string"}
+        elif isinstance(step, SelectStep):
+            out[sid] = {new: base.get(old, "string") for old, new in step.columns}
+        elif isinstance(step, MapStep):
+            if step.columns:
+                out[sid] = {**base, **{n: "float64" for n, _ in step.columns}}
+            else:
+                out[sid] = {c: "string" for c in step.declared or ()}
+        elif isinstance(step, WindowStep):
+            res = {k: base.get(k, "string") for k in step.keys}
+            res.update({"window_start": "timestamp", "window_end": "timestamp"})
+            res.update({a.name: result_type(a, base) for a in step.aggs})
+            out[sid] = res
+            out[f"{sid}.late"] = {**base, "window_start": "timestamp", "window_end": "timestamp"}
+        elif isinstance(step, DedupStep):
+            out[sid] = base
+            out[f"{sid}.duplicates"] = base
+        else:
+            out[sid] = base
+    return out
+
+
+def sink_outputs(p: Pipeline) -> dict[str, str]:
+    """Streams that generated code writes somewhere: reference -> destination name (sink step id or ref)."""
+    dest: dict[str, str] = {}
+    for sid, step in p.steps.items():
+        if isinstance(step, SinkStep):
+            dest.setdefault(step.inputs[0], ident(sid))
+    for ref in p.unattached_outputs():
+        step = p.steps[ref.split(".")[0]]
+        if isinstance(step, SourceStep):
+            continue
+        dest.setdefault(ref, step_ref_name(ref))
+    return dest
+
+
+_ALWAYS = (SourceStep, ParseStep, FilterStep, MapStep, SelectStep, DedupStep, KeyByStep, SinkStep)
+
+
+def unsupported(step: Step, target: str, why: str, fix: str) -> PipelineConfigError:
+    return PipelineConfigError(step.step_id, step.kind, f"cannot export to {target}: {why}", fix)
+
+
+def check_steps(p: Pipeline, target: str) -> None:
+    """Raise a PipelineConfigError naming the first step the target cannot run."""
+    sources = [s for s in p.steps.values() if isinstance(s, SourceStep)]
+    if len(sources) != 1:
+        raise PipelineConfigError(
+            "pipeline",
+            "pipeline",
+            f"cannot export to {target}: the pipeline has {len(sources)} sources",
+            "export pipelines with exactly one source (union of sources is not translated yet)",
+        )
+    for step in p.steps.values():
+        if isinstance(step, _ALWAYS) or isinstance(step, WindowStep):
+            continue
+        why = {
+            "interval_join": "interval joins need two keyed, watermarked inputs with shared state, "
+            "which the exporter does not translate",
+            "enrich": "enrich joins with a table held in memory; the exported job cannot ship it",
+            "union": "union of several streams is not translated",
+            "operator": "config-backed steps (detectors, features) run streamlab code the export cannot carry",
+        }.get(step.kind, f"steps of kind {step.kind!r} are not translated")
+        raise unsupported(step, target, why, "keep this step in the notebook, or remove it before exporting")
+    parse_steps = [s for s in p.steps.values() if isinstance(s, ParseStep)]
+    if not parse_steps:
+        raise PipelineConfigError(
+            "pipeline",
+            "pipeline",
+            f"cannot export to {target}: the pipeline has no parse step",
+            "exported jobs read raw records; add .parse(schema) after the source",
+        )
+    for st in p.steps.values():
+        if isinstance(st, WindowStep) and st.early:
+            raise unsupported(
+                st, target, "early results are not exported", "drop early=True before exporting"
+            )
+
+
+def literal(value: Any) -> str:
+    """Python source of a constant (repr, with tuples for lists)."""
+    if isinstance(value, list):
+        value = tuple(value)
+    return repr(value)

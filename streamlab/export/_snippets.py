@@ -1,0 +1,386 @@
+"""Code that exporters copy verbatim into generated modules.
+
+Everything here is plain Python with no streamlab (and no Beam or boto3) import, so a generated module
+deploys alone. The functions mirror the runtime's semantics row by row: the parse step's checks and
+dead-letter reasons (``streamlab._parse``), the aggregators' null handling (``streamlab.aggregators``)
+and the tumbling/sliding window assignment (``streamlab.windows``). Tests run them against the runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+INT64_RANGE = (-(2**63), 2**63 - 1)
+
+
+class BadRecordError(ValueError):
+    """A record that cannot be used; the message is the dead-letter reason."""
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def to_ns(value: Any) -> int:
+    """Epoch nanoseconds of an ISO-8601 string, epoch seconds/milliseconds, or an aware datetime."""
+    if isinstance(value, datetime):
+        delta = value - EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    if isinstance(value, bool) or value is None:
+        raise TypeError("not a time")
+    if isinstance(value, str):
+        parsed = datetime.fromisoformat(value.strip().replace("z", "Z").replace("Z", "+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return to_ns(parsed.astimezone(timezone.utc))
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        # epoch seconds, or milliseconds for values that only make sense as such
+        return round(value * (1_000_000 if abs(value) > 1e11 else 1_000_000_000))
+    raise TypeError("not a time")
+
+
+def from_ns(ns: int) -> datetime:
+    """Aware UTC datetime (microsecond precision) of epoch nanoseconds."""
+    return EPOCH + timedelta(microseconds=ns // 1_000)
+
+
+def check_value(name: str, kind: str, value: Any) -> Any:
+    """The typed value of one field, or BadRecordError with the same reason streamlab gives."""
+    if value is None or kind == "json":
+        return value
+    ok = False
+    if kind in ("string", "category"):
+        ok = isinstance(value, str)
+    elif kind == "int64":
+        ok = isinstance(value, int) and not isinstance(value, bool) and INT64_RANGE[0] <= value <= INT64_RANGE[1]
+    elif kind == "float64":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+        value = float(value) if ok else value
+    elif kind == "bool":
+        ok = isinstance(value, bool)
+    elif kind == "timestamp":
+        try:
+            return from_ns(to_ns(value))
+        except (TypeError, ValueError, OverflowError):
+            raise BadRecordError(
+                f"field {name!r}: expected an ISO-8601 timestamp such as '2024-01-01T00:00:00Z', "
+                f"got {type(value).__name__} {str(value)[:40]!r}"
+            ) from None
+    if not ok:
+        raise BadRecordError(f"field {name!r}: expected {kind}, got {type(value).__name__} {str(value)[:40]!r}")
+    return value
+
+
+def parse_record(
+    raw: bytes,
+    fields: tuple[tuple[str, str, tuple[str, ...]], ...],
+    required: tuple[str, ...],
+    max_record_bytes: int,
+) -> dict[str, Any]:
+    """One raw JSON record as a typed row; raises BadRecordError with the reason."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    if len(raw) == 0:
+        raise BadRecordError("empty record")
+    if len(raw) > max_record_bytes:
+        raise BadRecordError(f"record is {len(raw):,} bytes; max_record_bytes is {max_record_bytes:,}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadRecordError(f"invalid UTF-8: {e}") from None
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as e:
+        raise BadRecordError(f"invalid JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise BadRecordError(f"expected a JSON object, got {type(obj).__name__}")
+    row: dict[str, Any] = {}
+    for name, kind, path in fields:
+        node: Any = obj
+        for part in path:
+            if node is None:
+                break
+            if not isinstance(node, dict):
+                raise BadRecordError(
+                    f"field {name!r}: expected an object at {part!r} of path {'.'.join(path)}, "
+                    f"got {type(node).__name__}"
+                )
+            node = node.get(part)
+        row[name] = check_value(name, kind, node)
+    for name in required:
+        if row[name] is None:
+            raise BadRecordError(f"missing required field {name!r}")
+    return row
+
+
+def is_null(value: Any) -> bool:
+    """None or NaN: what the aggregators skip."""
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def window_starts(ts_ns: int, size_ns: int, slide_ns: int, offset_ns: int) -> list[int]:
+    """Starts (ns) of the tumbling (slide == size) or sliding windows holding an event."""
+    base = (ts_ns - offset_ns) // slide_ns
+    n = -(-size_ns // slide_ns)
+    starts = [(base - j) * slide_ns + offset_ns for j in range(n)]
+    return [s for s in starts if s + size_ns > ts_ns]
+
+
+class CountCombine:
+    """Number of rows, or of non-null values of ``column``."""
+
+    def __init__(self, column: str | None) -> None:
+        self.column = column
+
+    def create_accumulator(self) -> int:
+        return 0
+
+    def add_input(self, acc: int, row: dict[str, Any], ts_ns: int) -> int:
+        return acc + (1 if self.column is None or not is_null(row.get(self.column)) else 0)
+
+    def merge_accumulators(self, accs: Any) -> int:
+        return sum(accs)
+
+    def extract_output(self, acc: int) -> int:
+        return acc
+
+    def to_json(self, acc: Any) -> Any:
+        return acc
+
+    def from_json(self, data: Any) -> Any:
+        return data
+
+
+class SumCombine(CountCombine):
+    """Sum of a numeric column, skipping nulls; also counts values so that mean can share it."""
+
+    def create_accumulator(self) -> Any:
+        return [0.0, 0]
+
+    def add_input(self, acc: Any, row: dict[str, Any], ts_ns: int) -> Any:
+        value = row.get(self.column) if self.column else None
+        if not is_null(value):
+            acc = [acc[0] + float(value), acc[1] + 1]
+        return acc
+
+    def merge_accumulators(self, accs: Any) -> Any:
+        accs = list(accs)
+        return [sum(a[0] for a in accs), sum(a[1] for a in accs)]
+
+    def extract_output(self, acc: Any) -> float:
+        return float(acc[0])
+
+
+class MeanCombine(SumCombine):
+    """Mean of a numeric column, skipping nulls; NaN without values."""
+
+    def extract_output(self, acc: Any) -> float:
+        return acc[0] / acc[1] if acc[1] else math.nan
+
+
+class MinCombine(CountCombine):
+    """Smallest value of a numeric column, skipping nulls; NaN without values."""
+
+    pick = staticmethod(min)
+
+    def create_accumulator(self) -> Any:
+        return None
+
+    def add_input(self, acc: Any, row: dict[str, Any], ts_ns: int) -> Any:
+        value = row.get(self.column) if self.column else None
+        if is_null(value):
+            return acc
+        return float(value) if acc is None else self.pick(acc, float(value))
+
+    def merge_accumulators(self, accs: Any) -> Any:
+        values = [a for a in accs if a is not None]
+        return self.pick(values) if values else None
+
+    def extract_output(self, acc: Any) -> float:
+        return math.nan if acc is None else acc
+
+
+class MaxCombine(MinCombine):
+    """Largest value of a numeric column, skipping nulls; NaN without values."""
+
+    pick = staticmethod(max)
+
+
+class CountDistinctCombine(CountCombine):
+    """Exact number of distinct non-null values."""
+
+    def create_accumulator(self) -> Any:
+        return set()
+
+    def add_input(self, acc: Any, row: dict[str, Any], ts_ns: int) -> Any:
+        value = row.get(self.column) if self.column else None
+        if not is_null(value):
+            acc.add(value)
+        return acc
+
+    def merge_accumulators(self, accs: Any) -> Any:
+        out: set[Any] = set()
+        for a in accs:
+            out |= a
+        return out
+
+    def extract_output(self, acc: Any) -> int:
+        return len(acc)
+
+    def to_json(self, acc: Any) -> Any:
+        return list(acc)
+
+    def from_json(self, data: Any) -> Any:
+        return set(data)
+
+
+class FirstCombine(CountCombine):
+    """Value at the earliest event time (earliest arrival among ties)."""
+
+    last = False
+
+    def create_accumulator(self) -> Any:
+        return None
+
+    def add_input(self, acc: Any, row: dict[str, Any], ts_ns: int) -> Any:
+        value = row.get(self.column) if self.column else None
+        if acc is None or (ts_ns >= acc[0] if self.last else ts_ns < acc[0]):
+            return [ts_ns, value]
+        return acc
+
+    def merge_accumulators(self, accs: Any) -> Any:
+        best = None
+        for a in accs:
+            if a is not None and (best is None or (a[0] >= best[0] if self.last else a[0] < best[0])):
+                best = a
+        return best
+
+    def extract_output(self, acc: Any) -> Any:
+        return None if acc is None else acc[1]
+
+
+class LastCombine(FirstCombine):
+    """Value at the latest event time (latest arrival among ties)."""
+
+    last = True
+
+
+class QuantileCombine(CountCombine):
+    """Approximate quantile with a relative-error guarantee (a DDSketch, as streamlab's)."""
+
+    def __init__(self, column: str | None, q: float, relative_accuracy: float) -> None:
+        super().__init__(column)
+        self.q = q
+        self.gamma = (1 + relative_accuracy) / (1 - relative_accuracy)
+        self.log_gamma = math.log(self.gamma)
+
+    def create_accumulator(self) -> Any:
+        return {"pos": {}, "neg": {}, "zero": 0, "n": 0}
+
+    def add_input(self, acc: Any, row: dict[str, Any], ts_ns: int) -> Any:
+        value = row.get(self.column) if self.column else None
+        if is_null(value):
+            return acc
+        value = float(value)
+        acc["n"] += 1
+        if value == 0:
+            acc["zero"] += 1
+        else:
+            part = acc["pos" if value > 0 else "neg"]
+            bucket = math.ceil(math.log(abs(value)) / self.log_gamma)
+            part[bucket] = part.get(bucket, 0) + 1
+        return acc
+
+    def merge_accumulators(self, accs: Any) -> Any:
+        out = self.create_accumulator()
+        for a in accs:
+            out["zero"] += a["zero"]
+            out["n"] += a["n"]
+            for part in ("pos", "neg"):
+                for k, c in a[part].items():
+                    out[part][k] = out[part].get(k, 0) + c
+        return out
+
+    def extract_output(self, acc: Any) -> float:
+        n = acc["n"]
+        if n == 0:
+            return math.nan
+        rank = self.q * (n - 1)
+        seen = 0
+        for k in sorted(acc["neg"], reverse=True):
+            seen += acc["neg"][k]
+            if seen > rank:
+                return -2 * self.gamma**k / (self.gamma + 1)
+        seen += acc["zero"]
+        if seen > rank:
+            return 0.0
+        for k in sorted(acc["pos"]):
+            seen += acc["pos"][k]
+            if seen > rank:
+                return 2 * self.gamma**k / (self.gamma + 1)
+        return 2 * self.gamma ** max(acc["pos"]) / (self.gamma + 1)
+
+    def to_json(self, acc: Any) -> Any:
+        return {**acc, "pos": list(acc["pos"].items()), "neg": list(acc["neg"].items())}
+
+    def from_json(self, data: Any) -> Any:
+        return {**data, "pos": dict(data["pos"]), "neg": dict(data["neg"])}
+
+
+class RowCombine:
+    """Several aggregators over the same rows: one accumulator list, one output dict."""
+
+    def __init__(self, aggregators: list[tuple[str, Any]]) -> None:
+        self.aggregators = aggregators
+
+    def create_accumulator(self) -> list[Any]:
+        return [fn.create_accumulator() for _, fn in self.aggregators]
+
+    def add_input(self, acc: list[Any], row: dict[str, Any], ts_ns: int) -> list[Any]:
+        return [fn.add_input(a, row, ts_ns) for a, (_, fn) in zip(acc, self.aggregators)]
+
+    def merge_accumulators(self, accs: Any) -> list[Any]:
+        columns = list(zip(*accs))
+        if not columns:
+            return self.create_accumulator()
+        return [fn.merge_accumulators(col) for col, (_, fn) in zip(columns, self.aggregators)]
+
+    def extract_output(self, acc: list[Any]) -> dict[str, Any]:
+        return {name: fn.extract_output(a) for a, (name, fn) in zip(acc, self.aggregators)}
+
+    def to_json(self, acc: list[Any]) -> list[Any]:
+        return [fn.to_json(a) for a, (_, fn) in zip(acc, self.aggregators)]
+
+    def from_json(self, data: list[Any]) -> list[Any]:
+        return [fn.from_json(a) for a, (_, fn) in zip(data, self.aggregators)]
+
+
+def json_default(value: Any) -> Any:
+    """JSON for rows: datetimes as ISO-8601 UTC, bytes as text, sets as lists."""
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def group_key(row: dict[str, Any], keys: tuple[str, ...]) -> str:
+    """A deterministic text key of a row's key columns (JSON list), for grouping and state."""
+    return json.dumps([row.get(k) for k in keys], default=json_default)
+
+
+def eval_expr(expr: str, row: dict[str, Any]) -> Any:
+    """A pandas expression (as streamlab's filter/with_columns) evaluated on one row."""
+    import pandas as pd
+
+    value = pd.DataFrame([row]).eval(expr)
+    value = value.iloc[0] if hasattr(value, "iloc") else value
+    return value.item() if hasattr(value, "item") else value
