@@ -14,8 +14,8 @@ Local broker gaps (tansu 0.6.0, the broker ``LocalKafkaBroker`` runs) that matte
   The same answer places ``start="latest"`` inside the last batch: on tansu a new group may read the
   tail of that batch.
 * ``offsets_for_times`` indexes by broker append time: ``start=<timestamp>`` only works for records
-  whose producer timestamps equal wall-clock time, and a time after the last record maps to 0, not to
-  the end.
+  whose producer timestamps equal wall-clock time, and a time after the last produce batch maps to
+  offset 0 instead of the end (so such a ``start`` reads everything on tansu).
 * CreatePartitions is not supported; read_committed consumers see aborted transactional records.
 * A subscribing consumer's first join takes ``session.timeout.ms / 2``. The source therefore defaults to
   ``session.timeout.ms=6000`` (the lowest a real broker accepts by default) and

@@ -93,7 +93,9 @@ def snippet_source(names: set[str]) -> str:
     for n in list(wanted):
         wanted.update(_BASES.get(n, []))
     if wanted & {"parse_record", "check_value"}:
-        wanted.update({"BadRecordError", "_reject_constant", "to_ns", "from_ns", "check_value", "EPOCH", "INT64_RANGE"})
+        wanted.update(
+            {"BadRecordError", "_reject_constant", "to_ns", "from_ns", "check_value", "EPOCH", "INT64_RANGE"}
+        )
     if wanted & {"to_ns", "from_ns"}:
         wanted.add("EPOCH")
     if "group_key" in wanted:
@@ -250,7 +252,7 @@ def check_steps(p: Pipeline, target: str) -> None:
             "export pipelines with exactly one source (union of sources is not translated yet)",
         )
     for step in p.steps.values():
-        if isinstance(step, _ALWAYS) or isinstance(step, WindowStep):
+        if isinstance(step, (*_ALWAYS, WindowStep)):
             continue
         why = {
             "interval_join": "interval joins need two keyed, watermarked inputs with shared state, "

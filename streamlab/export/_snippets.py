@@ -56,7 +56,11 @@ def check_value(name: str, kind: str, value: Any) -> Any:
     if kind in ("string", "category"):
         ok = isinstance(value, str)
     elif kind == "int64":
-        ok = isinstance(value, int) and not isinstance(value, bool) and INT64_RANGE[0] <= value <= INT64_RANGE[1]
+        ok = (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and INT64_RANGE[0] <= value <= INT64_RANGE[1]
+        )
     elif kind == "float64":
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
         value = float(value) if ok else value
@@ -71,7 +75,9 @@ def check_value(name: str, kind: str, value: Any) -> Any:
                 f"got {type(value).__name__} {str(value)[:40]!r}"
             ) from None
     if not ok:
-        raise BadRecordError(f"field {name!r}: expected {kind}, got {type(value).__name__} {str(value)[:40]!r}")
+        raise BadRecordError(
+            f"field {name!r}: expected {kind}, got {type(value).__name__} {str(value)[:40]!r}"
+        )
     return value
 
 

@@ -1,5 +1,939 @@
-"""placeholder"""
-def to_lambda(pipeline, path, **options):
-    raise NotImplementedError
-def run_lambda(*a, **k):
-    raise NotImplementedError
+"""Export a pipeline to an AWS Lambda handler for a Kinesis event source, plus Terraform.
+
+The handler (``handler.py``) needs only boto3 (in the Lambda runtime) and, for filter/map expressions,
+pandas. It parses base64 Kinesis records with streamlab's checks, drops repeated event ids, aggregates
+event-time tumbling windows in Lambda's tumbling-window ``state``, writes final results to Timestream
+as MULTI-measure records and sends dead letters and late rows to an SQS queue. Records it cannot
+handle now are reported in ``batchItemFailures`` so Lambda retries from them instead of losing them.
+
+Only linear pipelines with at most one tumbling window translate: sessions, sliding windows and joins
+fail the export with a message naming the step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from streamlab.errors import PipelineConfigError
+from streamlab.export import _plan
+from streamlab.export.beam import ExportedFiles
+from streamlab.pipeline import Pipeline
+from streamlab.steps import (
+    DedupStep,
+    FilterStep,
+    KeyByStep,
+    MapStep,
+    ParseStep,
+    SelectStep,
+    SinkStep,
+    SourceStep,
+    Step,
+    WindowStep,
+)
+from streamlab.windows import TumblingWindow
+
+__all__ = ["run_lambda", "to_lambda"]
+
+_HEADER = '''"""AWS Lambda handler for streamlab pipeline {name!r} on a Kinesis event source.
+
+Steps: {steps}.
+
+Environment
+-----------
+TIMESTREAM_DATABASE, TIMESTREAM_TABLE  where final window results go (MULTI-measure records)
+DEAD_LETTER_QUEUE_URL                  SQS queue for dead letters and late rows (JSON, with ``output``)
+AWS_ENDPOINT_URL                       optional endpoint for every client (a local stand-in such as moto)
+
+Semantics (streamlab -> Lambda)
+-------------------------------
+* Records are base64-decoded and parsed with streamlab's checks; a record that fails goes to the
+  dead-letter queue with ``raw``, ``reason`` and ``step_id``. If that send fails (or no queue is set),
+  the record is reported in ``batchItemFailures``: Lambda retries from it (returning an empty list
+  always would acknowledge, and lose, everything) and, after ``maximum_retry_attempts``, hands the batch
+  to the event-source mapping's on-failure destination.
+* State lives in Lambda's tumbling-window ``state`` (JSON, at most 1 MB): the watermark (largest event
+  time seen minus the delay), open event-time windows with their aggregator accumulators, and the ids
+  seen by dedup. Lambda's tumbling window is processing time; event-time windows inside it close as in
+  streamlab, once the watermark reaches ``end + lateness``. At the final invocation of a Lambda window
+  (``isFinalInvokeForWindow``) every still-open event-time window is written, as streamlab does at the
+  end of input: choose ``tumbling_window_in_seconds`` well above window size + delay + lateness.
+* Idempotency: the state is returned only for records handled completely, so a retried batch starts
+  from the state before it; Timestream writes are idempotent (same record, same version); dedup drops
+  repeated event ids within ``ttl``. Dead letters and late rows are sent at least once: each message
+  carries the Kinesis ``sequenceNumber`` to deduplicate on.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import os
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+log = logging.getLogger(__name__)
+'''
+
+_BODY = '''
+
+_clients = {{}}
+
+
+def client(service):
+    """A boto3 client, created once per container; AWS_ENDPOINT_URL points it at a local stand-in."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or None
+    if (service, endpoint) not in _clients:
+        import boto3
+
+        _clients[(service, endpoint)] = boto3.client(service, endpoint_url=endpoint)
+    return _clients[(service, endpoint)]
+
+
+def load_state(data):
+    """Lambda's tumbling-window state (JSON) as working state."""
+    data = data or {{}}
+    windows = {{k: COMBINE.from_json(v) for k, v in data.get("windows", {{}}).items()}}
+    return {{
+        "max_ns": data.get("max_ns"),
+        "dedup_max_ns": data.get("dedup_max_ns"),
+        "seen": dict(data.get("seen", {{}})),
+        "windows": windows,
+        "counts": dict(data.get("counts", {{}})),
+    }}
+
+
+def dump_state(state):
+    windows = {{k: COMBINE.to_json(v) for k, v in state["windows"].items()}}
+    return {{**state, "windows": windows}}
+
+
+def count(state, name):
+    state["counts"][name] = state["counts"].get(name, 0) + 1
+
+
+{steps}
+
+
+def handle_record(record, state, side, index):
+    """One Kinesis record through every step; side outputs are collected as (index, output, row)."""
+    kinesis = record["kinesis"]
+    raw = base64.b64decode(kinesis["data"])
+    meta = {{"sequenceNumber": kinesis["sequenceNumber"], "partitionKey": kinesis.get("partitionKey")}}
+    try:
+        row = parse_record(raw, PARSE_FIELDS, PARSE_REQUIRED, MAX_RECORD_BYTES)
+    except BadRecordError as e:
+        dead = {{"raw": raw.decode("utf-8", "replace"), "reason": str(e), "step_id": PARSE_STEP, **meta}}
+        side.append((index, PARSE_STEP + ".dead_letter", dead))
+        return
+    process_row(row, state, lambda output, r: side.append((index, output, {{**r, **meta}})))
+
+
+def run_records(records, state):
+    side = []
+    for i, record in enumerate(records):
+        handle_record(record, state, side, i)
+    return state, side
+
+
+def send_side_outputs(side):
+    """Send dead letters and late rows to SQS; the index of the first record that failed, or None."""
+    queue = os.environ.get("DEAD_LETTER_QUEUE_URL")
+    for index, output, row in side:
+        if not queue:
+            log.error("no DEAD_LETTER_QUEUE_URL: retrying record %s (%s)", row.get("sequenceNumber"), output)
+            return index
+        try:
+            body = json.dumps({{"output": output, **row}}, default=json_default)
+            client("sqs").send_message(QueueUrl=queue, MessageBody=body)
+        except Exception:
+            log.exception("sending %s of record %s failed; Lambda will retry it", output, row.get("sequenceNumber"))
+            return index
+    return None
+
+
+def timestream_record(result):
+    dimensions = [{{"Name": "pipeline", "Value": PIPELINE_NAME}}]
+    dimensions += [{{"Name": k, "Value": str(result[k])}} for k in WINDOW_KEYS if result[k] is not None]
+    measures = [{{"Name": "window_end", "Value": str(to_ns(result["window_end"]) // 1_000_000), "Type": "TIMESTAMP"}}]
+    for name, kind in MEASURE_TYPES:
+        value = result[name]
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue  # Timestream has no NaN: a missing measure reads as null
+        measures.append({{"Name": name, "Value": str(value), "Type": kind}})
+    return {{
+        "Dimensions": dimensions,
+        "MeasureName": WINDOW_STEP,
+        "MeasureValueType": "MULTI",
+        "MeasureValues": measures,
+        "Time": str(to_ns(result["window_start"]) // 1_000_000),
+        "TimeUnit": "MILLISECONDS",
+        "Version": 1,
+    }}
+
+
+def write_results(results):
+    """Write final window results to Timestream, 100 records per call (the API's limit)."""
+    database = os.environ.get("TIMESTREAM_DATABASE", {database!r})
+    table = os.environ.get("TIMESTREAM_TABLE", {table!r})
+    records = [timestream_record(r) for r in results]
+    for i in range(0, len(records), 100):
+        client("timestream-write").write_records(
+            DatabaseName=database, TableName=table, Records=records[i : i + 100]
+        )
+
+
+def handler(event, context=None):
+    """Kinesis batch in, partial-batch response (and the tumbling-window state) out."""
+    records = event.get("Records") or []
+    state, side = run_records(records, load_state(event.get("state")))
+    failed_at = send_side_outputs(side)
+    if failed_at is not None:
+        # keep only what the records before the failed one did; Lambda redelivers from it
+        state, _ = run_records(records[:failed_at], load_state(event.get("state")))
+    final = event.get("isFinalInvokeForWindow", "window" not in event) and failed_at is None
+    write_results(close_windows(state, final))
+    failures = [] if failed_at is None else [{{"itemIdentifier": records[failed_at]["kinesis"]["sequenceNumber"]}}]
+    return {{"state": dump_state(state), "batchItemFailures": failures}}
+'''
+
+
+def _chain(p: Pipeline) -> list[Step]:
+    """The steps from parse to the window as one line; anything else cannot run in one handler."""
+    consumers = p.consumers()
+    parse = [s for s in p.steps.values() if isinstance(s, ParseStep)]
+    if len(parse) != 1:
+        raise PipelineConfigError(
+            "pipeline",
+            "pipeline",
+            "cannot export to AWS Lambda: expected exactly one parse step",
+            "parse once",
+        )
+    chain: list[Step] = []
+    step: Step = parse[0]
+    while True:
+        chain.append(step)
+        nexts = [
+            p.steps[sid]
+            for sid, _ in consumers.get(step.step_id, [])
+            if not isinstance(p.steps[sid], SinkStep)
+        ]
+        if not nexts:
+            break
+        if len(nexts) > 1:
+            raise _plan.unsupported(
+                step,
+                "AWS Lambda",
+                f"its output feeds {len(nexts)} steps ({', '.join(s.step_id for s in nexts)}); the handler runs one chain",
+                "export one branch per function, or use to_beam for branching pipelines",
+            )
+        step = nexts[0]
+    for step in p.steps.values():
+        if isinstance(step, (SourceStep, SinkStep)) or step in chain:
+            continue
+        raise _plan.unsupported(
+            step, "AWS Lambda", "it reads a side output; the handler runs one chain", "remove it"
+        )
+    return chain
+
+
+def _check(p: Pipeline) -> list[Step]:
+    for step in p.steps.values():
+        if isinstance(step, WindowStep) and not isinstance(step.window, TumblingWindow):
+            kind = "session" if step.window.kind == "session" else "sliding"
+            raise _plan.unsupported(
+                step,
+                "AWS Lambda",
+                f"{kind} windows do not map to Lambda's tumbling-window state (one state per tumbling "
+                "window of processing time, no merging and no overlap)",
+                "use a TumblingWindow for Lambda, or export to Beam (to_beam) which supports it",
+            )
+    _plan.check_steps(p, "AWS Lambda")
+    chain = _chain(p)
+    windows = [s for s in chain if isinstance(s, WindowStep)]
+    if len(windows) != 1 or chain[-1] is not windows[0]:
+        raise PipelineConfigError(
+            chain[-1].step_id,
+            chain[-1].kind,
+            "cannot export to AWS Lambda: the handler writes tumbling-window results to Timestream, so the "
+            "chain must end in exactly one window step",
+            "end the pipeline with .window(TumblingWindow(...)).agg(...)",
+        )
+    return chain
+
+
+class _Steps:
+    def __init__(self, p: Pipeline, chain: list[Step]) -> None:
+        self.p = p
+        self.chain = chain
+        self.snippets: set[str] = {
+            "parse_record",
+            "json_default",
+            "to_ns",
+            "from_ns",
+            "RowCombine",
+            "group_key",
+        }
+        self.consts: list[str] = []
+        self.imports: list[str] = []
+        self.user_code: list[str] = []
+        self.lines: list[str] = []
+
+    def emit(self, line: str = "") -> None:
+        self.lines.append(("    " + line) if line else "")
+
+    def fn(self, step: Any, kind: str) -> str:
+        code = _plan.function_code(step.fn, step.step_id, kind, f"{_plan.ident(step.step_id)}_fn")
+        self.imports += [i for i in code.imports if i not in self.imports]
+        if code.source:
+            self.user_code.append(
+                f"# step {step.step_id!r}: the user's function, copied from the notebook\n{code.source}"
+            )
+        return code.name
+
+    def build(self) -> str:
+        parse = self.chain[0]
+        assert isinstance(parse, ParseStep)
+        fields = tuple((f.name, f.type, f.path) for f in parse.fields)
+        req = tuple(dict.fromkeys(((parse.time,) if parse.time else ()) + parse.required))
+        self.consts += [
+            f"PARSE_STEP = {parse.step_id!r}",
+            f"PARSE_FIELDS = {fields!r}",
+            f"PARSE_REQUIRED = {req!r}",
+            f"MAX_RECORD_BYTES = {parse.max_record_bytes!r}",
+        ]
+        self.lines.append("def process_row(row, state, emit):")
+        self.lines.append(
+            '    """The steps after parse, for one row; ``emit(output, row)`` sends a side output."""'
+        )
+        for step in self.chain[1:]:
+            self.emit(f"# step {step.step_id!r} ({step.kind})")
+            self.step(step)
+        return "\n".join(self.lines)
+
+    def dead_letter(self, sid: str, what: str) -> None:
+        self.emit("except Exception as e:")
+        reason = f'{what!r} + f" raised {{type(e).__name__}}: {{e}}"'
+        self.emit(f'    emit({sid + ".dead_letter"!r}, {{"reason": {reason}, "step_id": {sid!r}, **row}})')
+        self.emit("    return")
+
+    def step(self, step: Step) -> None:
+        sid = step.step_id
+        if isinstance(step, FilterStep):
+            if step.expr is not None:
+                self.snippets.add("eval_expr")
+                test, what = f"eval_expr({step.expr!r}, row)", f"filter {step.expr!r}"
+            elif step.per_event:
+                test, what = f"{self.fn(step, 'filter')}(row)", f"filter_one({step.fn.name})"  # type: ignore[union-attr]
+            else:
+                if "import pandas" not in self.imports:
+                    self.imports.append("import pandas")
+                name = self.fn(step, "filter")
+                test, what = f"list({name}(pandas.DataFrame([row])))[0]", f"filter_many({step.fn.name})"  # type: ignore[union-attr]
+            self.emit("try:")
+            self.emit(f"    keep = bool({test})")
+            self.dead_letter(sid, what)
+            self.emit("if not keep:")
+            self.emit("    return")
+        elif isinstance(step, MapStep):
+            if step.columns:
+                self.snippets.add("eval_expr")
+                what = "with_columns(" + ", ".join(f"{k}={e!r}" for k, e in step.columns) + ")"
+                self.emit("try:")
+                self.emit(
+                    "    row = {**row, "
+                    + ", ".join(f"{k!r}: eval_expr({e!r}, row)" for k, e in step.columns)
+                    + "}"
+                )
+            elif step.per_event:
+                what = f"map_one({step.fn.name})"  # type: ignore[union-attr]
+                self.emit("try:")
+                self.emit(f"    row = {self.fn(step, 'map')}(row)")
+            else:
+                raise _plan.unsupported(
+                    step,
+                    "AWS Lambda",
+                    "map_many may return several rows per row",
+                    "use map_one or with_columns",
+                )
+            self.dead_letter(sid, what)
+        elif isinstance(step, SelectStep):
+            self.emit(f"row = {{new: row.get(old) for old, new in {dict(step.columns)!r}.items()}}")
+        elif isinstance(step, KeyByStep):
+            self.emit(f"# key_by {list(step.keys)}: the window below groups by these columns")
+        elif isinstance(step, DedupStep):
+            self.emit(f"event_id = group_key(row, {(step.id_column,)!r})")
+            if step.time:
+                self.emit(f"ts = to_ns(row[{step.time!r}]) if row.get({step.time!r}) is not None else None")
+                self.emit("if ts is not None:")
+                self.emit(
+                    '    state["dedup_max_ns"] = ts if state["dedup_max_ns"] is None else max(state["dedup_max_ns"], ts)'
+                )
+            else:
+                self.emit("ts = None")
+            self.emit('first = state["seen"].get(event_id)')
+            ttl = step.ttl_ns
+            if ttl is None:
+                self.emit("if first is not None:")
+            else:
+                self.emit(f'if first is not None and first >= state["dedup_max_ns"] - {ttl!r}:')
+            self.emit(f"    count(state, {sid + '.duplicates'!r})")
+            self.emit("    return  # a repeat: at-least-once delivery or a producer retry")
+            self.emit('state["seen"][event_id] = ts if ts is not None else 0')
+            if ttl is not None:
+                self.emit(f'horizon = state["dedup_max_ns"] - {ttl!r}')
+                self.emit('if len(state["seen"]) > 1024:  # keep the state small: forget ids past the ttl')
+                self.emit('    state["seen"] = {k: t for k, t in state["seen"].items() if t >= horizon}')
+            self.emit(f'if len(state["seen"]) > {step.max_ids!r}:')
+            self.emit('    for k in list(state["seen"])[: len(state["seen"]) - ' + f"{step.max_ids!r}]:")
+            self.emit('        del state["seen"][k]')
+        elif isinstance(step, WindowStep):
+            self.window(step)
+        else:  # pragma: no cover - _check rejects the rest
+            raise _plan.unsupported(step, "AWS Lambda", "not translated", "remove it")
+
+    def window(self, step: WindowStep) -> None:
+        w = step.window
+        assert isinstance(w, TumblingWindow)
+        sid = step.step_id
+        aggs = []
+        types = _plan.column_types(self.p).get(step.inputs[0], {})
+        measure_types = []
+        for a in step.aggs:
+            cls, expr = _plan.aggregator_code(a, sid, step.time)
+            self.snippets.add(cls)
+            aggs.append(f"({a.name!r}, {expr})")
+            rt = _plan.result_type(a, types)
+            measure_types.append(
+                (a.name, {"int64": "BIGINT", "float64": "DOUBLE", "bool": "BOOLEAN"}.get(rt, "VARCHAR"))
+            )
+        self.consts += [
+            f"WINDOW_STEP = {sid!r}",
+            f"WINDOW_KEYS = {tuple(step.keys)!r}",
+            f"WINDOW_SIZE_NS = {w.size_ns!r}",
+            f"WINDOW_OFFSET_NS = {w.offset_ns!r}",
+            f"DELAY_NS = {step.delay_ns!r}",
+            f"LATENESS_NS = {step.lateness_ns!r}",
+            "COMBINE = RowCombine([" + ", ".join(aggs) + "])",
+            f"MEASURE_TYPES = {tuple(measure_types)!r}",
+        ]
+        self.emit("try:")
+        self.emit(f"    ts = to_ns(row[{step.time!r}])")
+        self.emit("except (KeyError, TypeError, ValueError, OverflowError):")
+        self.emit(
+            f'    emit({sid + ".dead_letter"!r}, {{"reason": "missing or unreadable event time in column {step.time!r}", '
+            f'"step_id": {sid!r}, **row}})'
+        )
+        self.emit("    return")
+        self.emit('state["max_ns"] = ts if state["max_ns"] is None else max(state["max_ns"], ts)')
+        self.emit('watermark = state["max_ns"] - DELAY_NS')
+        self.emit("start = (ts - WINDOW_OFFSET_NS) // WINDOW_SIZE_NS * WINDOW_SIZE_NS + WINDOW_OFFSET_NS")
+        self.emit("end = start + WINDOW_SIZE_NS")
+        self.emit("if end + LATENESS_NS <= watermark:")
+        self.emit(
+            f'    emit({sid + ".late"!r}, {{**row, "window_start": from_ns(start), "window_end": from_ns(end), '
+            '"watermark": from_ns(watermark)})'
+        )
+        self.emit("    return")
+        self.emit('slot = f"{start}|{group_key(row, WINDOW_KEYS)}"')
+        self.emit('acc = state["windows"].get(slot)')
+        self.emit(
+            'state["windows"][slot] = COMBINE.add_input(acc if acc is not None else COMBINE.create_accumulator(), row, ts)'
+        )
+        self.lines += [
+            "",
+            "",
+            "def close_windows(state, final):",
+            '    """Pop the windows the watermark closed (every window when ``final``) as result rows."""',
+            '    watermark = None if state["max_ns"] is None else state["max_ns"] - DELAY_NS',
+            "    results = []",
+            '    for slot in sorted(state["windows"], key=lambda s: (int(s.split("|", 1)[0]), s)):',
+            '        start_text, key = slot.split("|", 1)',
+            "        start = int(start_text)",
+            "        if not final and (watermark is None or start + WINDOW_SIZE_NS + LATENESS_NS > watermark):",
+            "            continue",
+            '        values = COMBINE.extract_output(state["windows"].pop(slot))',
+            "        keys = dict(zip(WINDOW_KEYS, json.loads(key)))",
+            '        window = {"window_start": from_ns(start), "window_end": from_ns(start + WINDOW_SIZE_NS)}',
+            "        results.append({**keys, **window, **values})",
+            "    return results",
+        ]
+
+
+def _terraform(p: Pipeline, window: WindowStep) -> str:
+    name = _plan.ident(p.name).replace("_", "-")
+    window_s = max(1, (window.window.size_ns + window.delay_ns + window.lateness_ns) // 1_000_000_000)
+    tumbling = min(900, max(60, 2 * window_s))
+    return f'''# Kinesis -> Lambda (tumbling-window state) -> Timestream, with SQS for dead letters and failed batches.
+# No credentials here: Terraform uses the caller's AWS credentials (profile, SSO or environment).
+
+terraform {{
+  required_providers {{
+    aws = {{
+      source  = "hashicorp/aws"
+      version = ">= 5.0"
+    }}
+  }}
+}}
+
+variable "region" {{
+  type    = string
+  default = "eu-west-1"
+}}
+
+variable "name" {{
+  type    = string
+  default = "{name}"
+}}
+
+variable "lambda_zip" {{
+  type        = string
+  description = "zip of handler.py (build it with: zip lambda.zip handler.py)"
+  default     = "lambda.zip"
+}}
+
+variable "shard_count" {{
+  type    = number
+  default = 1
+}}
+
+variable "batch_size" {{
+  type    = number
+  default = 500
+}}
+
+variable "maximum_batching_window_in_seconds" {{
+  type    = number
+  default = 5
+}}
+
+variable "maximum_retry_attempts" {{
+  type    = number
+  default = 5
+}}
+
+variable "tumbling_window_in_seconds" {{
+  type        = number
+  description = "Lambda's state window (processing time, at most 900 s); keep it above window size + delay + lateness"
+  default     = {tumbling}
+}}
+
+provider "aws" {{
+  region = var.region
+}}
+
+data "aws_caller_identity" "this" {{}}
+
+resource "aws_kinesis_stream" "events" {{
+  name             = "${{var.name}}-events"
+  shard_count      = var.shard_count
+  retention_period = 24
+}}
+
+resource "aws_sqs_queue" "dead_letter" {{
+  name                      = "${{var.name}}-dead-letter"
+  message_retention_seconds = 1209600
+}}
+
+resource "aws_sqs_queue" "on_failure" {{
+  name                      = "${{var.name}}-failed-batches"
+  message_retention_seconds = 1209600
+}}
+
+resource "aws_timestreamwrite_database" "this" {{
+  database_name = var.name
+}}
+
+resource "aws_timestreamwrite_table" "results" {{
+  database_name = aws_timestreamwrite_database.this.database_name
+  table_name    = "{window.step_id}"
+  retention_properties {{
+    memory_store_retention_period_in_hours  = 24
+    magnetic_store_retention_period_in_days = 365
+  }}
+}}
+
+resource "aws_cloudwatch_log_group" "handler" {{
+  name              = "/aws/lambda/${{var.name}}"
+  retention_in_days = 14
+}}
+
+data "aws_iam_policy_document" "assume" {{
+  statement {{
+    actions = ["sts:AssumeRole"]
+    principals {{
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }}
+  }}
+}}
+
+resource "aws_iam_role" "handler" {{
+  name               = "${{var.name}}-handler"
+  assume_role_policy = data.aws_iam_policy_document.assume.json
+}}
+
+# Least privilege: read this stream, write this table, send to these two queues, log to this group.
+data "aws_iam_policy_document" "handler" {{
+  statement {{
+    sid       = "ReadStream"
+    actions   = ["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards"]
+    resources = [aws_kinesis_stream.events.arn]
+  }}
+  statement {{
+    sid       = "ListStreams"
+    actions   = ["kinesis:ListStreams"]
+    resources = ["*"]
+  }}
+  statement {{
+    sid       = "WriteResults"
+    actions   = ["timestream:WriteRecords"]
+    resources = [aws_timestreamwrite_table.results.arn]
+  }}
+  statement {{
+    sid       = "TimestreamEndpoints"
+    actions   = ["timestream:DescribeEndpoints"]
+    resources = ["*"]
+  }}
+  statement {{
+    sid       = "SideOutputs"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.dead_letter.arn, aws_sqs_queue.on_failure.arn]
+  }}
+  statement {{
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${{aws_cloudwatch_log_group.handler.arn}}:*"]
+  }}
+}}
+
+resource "aws_iam_role_policy" "handler" {{
+  name   = "${{var.name}}-handler"
+  role   = aws_iam_role.handler.id
+  policy = data.aws_iam_policy_document.handler.json
+}}
+
+resource "aws_lambda_function" "handler" {{
+  function_name    = var.name
+  role             = aws_iam_role.handler.arn
+  runtime          = "python3.12"
+  handler          = "handler.handler"
+  filename         = var.lambda_zip
+  source_code_hash = filebase64sha256(var.lambda_zip)
+  timeout          = 60
+  memory_size      = 512
+  environment {{
+    variables = {{
+      TIMESTREAM_DATABASE   = aws_timestreamwrite_database.this.database_name
+      TIMESTREAM_TABLE      = aws_timestreamwrite_table.results.table_name
+      DEAD_LETTER_QUEUE_URL = aws_sqs_queue.dead_letter.url
+    }}
+  }}
+  depends_on = [aws_cloudwatch_log_group.handler]
+}}
+
+resource "aws_lambda_event_source_mapping" "events" {{
+  event_source_arn                   = aws_kinesis_stream.events.arn
+  function_name                      = aws_lambda_function.handler.arn
+  starting_position                  = "TRIM_HORIZON"
+  batch_size                         = var.batch_size
+  maximum_batching_window_in_seconds = var.maximum_batching_window_in_seconds
+  bisect_batch_on_function_error     = true
+  maximum_retry_attempts             = var.maximum_retry_attempts
+  tumbling_window_in_seconds         = var.tumbling_window_in_seconds
+  function_response_types            = ["ReportBatchItemFailures"]
+  destination_config {{
+    on_failure {{
+      destination_arn = aws_sqs_queue.on_failure.arn
+    }}
+  }}
+}}
+'''
+
+
+def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = None) -> ExportedFiles:
+    """Write an AWS Lambda handler (Kinesis in, Timestream out) and its Terraform into ``path``.
+
+    Parameters
+    ----------
+    pipeline
+        One source, one parse step, then filters/maps/dedup in a line, ending in one tumbling window.
+    path
+        Directory to write (created if missing).
+    database
+        Default Timestream database (the handler reads ``TIMESTREAM_DATABASE`` first).
+
+    Returns
+    -------
+    ExportedFiles
+        ``handler.py``, ``requirements.txt`` and ``main.tf``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from streamlab import Pipeline, SessionWindow, TumblingWindow, agg
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b'{}']), name="demo")
+    >>> _ = p.parse().window(TumblingWindow("1m"), key="event_type").agg(agg.count())
+    >>> sorted(to_lambda(p, tempfile.mkdtemp()).files)
+    ['handler.py', 'main.tf', 'requirements.txt']
+    >>> q = Pipeline(ListSource([b'{}']), name="demo")
+    >>> _ = q.parse().window(SessionWindow("30m"), key="user_id").agg(agg.count())
+    >>> to_lambda(q, tempfile.mkdtemp())
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.PipelineConfigError: step 'window' (window): cannot export to AWS Lambda: session windows ...
+    """
+    chain = _check(pipeline)
+    window = chain[-1]
+    assert isinstance(window, WindowStep)
+    gen = _Steps(pipeline, chain)
+    steps_code = gen.build()
+    header = _HEADER.format(name=pipeline.name, steps=" -> ".join(pipeline.steps))
+    parts = [header]
+    if gen.imports:
+        parts.append("\n".join(sorted(gen.imports)) + "\n")
+    parts.append(f"PIPELINE_NAME = {pipeline.name!r}")
+    parts.append("\n\n# -- helpers copied from streamlab: this module must not import it\n")
+    parts.append(_plan.snippet_source(gen.snippets))
+    parts.append("\n\n# -- step settings\n")
+    parts += gen.consts
+    for code in gen.user_code:
+        parts.append("\n\n" + code)
+    db = database or _plan.ident(pipeline.name)
+    parts.append(_BODY.format(steps=steps_code, database=db, table=window.step_id))
+    from streamlab.export.beam import _tidy
+
+    code = _tidy("\n".join(parts))
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    for fname, text in (
+        ("handler.py", code),
+        (
+            "requirements.txt",
+            ("pandas>=2.0\n" if "eval_expr(" in code or "pandas" in gen.imports else "") + "boto3>=1.34\n",
+        ),
+        ("main.tf", _terraform(pipeline, window)),
+    ):
+        (out / fname).write_text(text)
+        files[fname] = out / fname
+    return ExportedFiles(out, out / "handler.py", files, "lambda")
+
+
+# -- verification --------------------------------------------------------------------------------------
+def kinesis_event(records: list[tuple[str, bytes]], state: Any, final: bool) -> dict[str, Any]:
+    """A Kinesis event as Lambda sends it with tumbling windows (``state``, ``window``, final flag).
+
+    Examples
+    --------
+    >>> e = kinesis_event([("1", b"{}")], None, False)
+    >>> e["Records"][0]["kinesis"]["data"], e["isFinalInvokeForWindow"]
+    ('e30=', False)
+    """
+    import base64
+
+    recs = [
+        {
+            "eventSource": "aws:kinesis",
+            "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/verify",
+            "kinesis": {
+                "sequenceNumber": seq,
+                "partitionKey": "verify",
+                "data": base64.b64encode(data).decode(),
+                "approximateArrivalTimestamp": 0,
+            },
+        }
+        for seq, data in records
+    ]
+    return {
+        "Records": recs,
+        "window": {"start": "2024-01-01T00:00:00Z", "end": "2024-01-01T00:15:00Z"},
+        "state": state,
+        "shardId": "shardId-000000000000",
+        "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/verify",
+        "isFinalInvokeForWindow": final,
+        "isWindowTerminatedEarly": False,
+    }
+
+
+def _results_from_timestream(records: list[dict[str, Any]], keys: tuple[str, ...]) -> pd.DataFrame:
+    latest: dict[Any, dict[str, Any]] = {}
+    for rec in records:
+        dims = {d["Name"]: d["Value"] for d in rec.get("Dimensions", [])}
+        ident = (tuple(sorted(dims.items())), rec["Time"], rec["MeasureName"])
+        latest[ident] = rec  # Timestream keeps one record per dimensions, time and measure name
+    rows = []
+    for rec in latest.values():
+        dims = {d["Name"]: d["Value"] for d in rec.get("Dimensions", [])}
+        row: dict[str, Any] = {k: dims.get(k) for k in keys}
+        row["window_start"] = pd.Timestamp(int(rec["Time"]), unit="ms", tz="UTC")
+        for m in rec["MeasureValues"]:
+            v = m["Value"]
+            row[m["Name"]] = (
+                pd.Timestamp(int(v), unit="ms", tz="UTC")
+                if m["Type"] == "TIMESTAMP"
+                else int(v)
+                if m["Type"] == "BIGINT"
+                else float(v)
+                if m["Type"] == "DOUBLE"
+                else v == "true"
+                if m["Type"] == "BOOLEAN"
+                else v
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def run_lambda(
+    pipeline: Pipeline, files: ExportedFiles, lines: list[bytes], *, batch_size: int = 5
+) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Drive the generated handler as a Kinesis event-source mapping would, against moto.
+
+    The scenario: batches of ``batch_size`` records; the second batch is retried once as if its first
+    invocation timed out after writing (its state is discarded); the batch holding the first dead letter
+    is first invoked with an unreachable dead-letter queue, so the handler reports that record in
+    ``batchItemFailures`` and the batch is redelivered from it; a final invocation ends the window.
+
+    Returns
+    -------
+    tuple
+        Outputs by streamlab reference (window results from Timestream, side outputs from SQS) and notes.
+    """
+    from streamlab.connectors.aws_local import LocalAWS
+    from streamlab.export.verify import load_module
+
+    chain = _check(pipeline)
+    window = chain[-1]
+    assert isinstance(window, WindowStep)
+    notes = [
+        "the handler keeps the first id and drops repeats (counted in its state); duplicates are not compared",
+        "Timestream holds one record per dimensions, time and measure: re-written results count once",
+    ]
+    env_keys = (
+        "AWS_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_DEFAULT_REGION",
+        "TIMESTREAM_DATABASE",
+        "TIMESTREAM_TABLE",
+        "DEAD_LETTER_QUEUE_URL",
+    )
+    saved = {k: os.environ.get(k) for k in env_keys}
+    import uuid
+
+    tag = uuid.uuid4().hex[:8]
+    with LocalAWS() as aws:
+        try:
+            sqs = aws.client("sqs")
+            ts = aws.client("timestream-write")
+            database, table = f"verify_{tag}", window.step_id
+            ts.create_database(DatabaseName=database)
+            ts.create_table(DatabaseName=database, TableName=table)
+            queue = sqs.create_queue(QueueName=f"verify-{tag}")["QueueUrl"]
+            os.environ.update(
+                AWS_ENDPOINT_URL=aws.endpoint_url,
+                AWS_ACCESS_KEY_ID="testing",
+                AWS_SECRET_ACCESS_KEY="testing",
+                AWS_DEFAULT_REGION=aws.region,
+                TIMESTREAM_DATABASE=database,
+                TIMESTREAM_TABLE=table,
+                DEAD_LETTER_QUEUE_URL=queue,
+            )
+            module = load_module(files.module)
+            # the scenario makes the handler log failures on purpose; keep them (and moto's access log) quiet
+            quiet = [logging.getLogger(module.__name__), logging.getLogger("werkzeug")]
+            levels = [lg.level for lg in quiet]
+            for lg in quiet:
+                lg.setLevel(logging.CRITICAL)
+            try:
+                _drive(module, lines, batch_size, queue)
+            finally:
+                for lg, level in zip(quiet, levels):
+                    lg.setLevel(level)
+                sys.modules.pop(module.__name__, None)
+            outputs = _collect(sqs, queue, database, table, window, chain[0].step_id)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    return outputs, notes
+
+
+def _drive(module: Any, lines: list[bytes], batch_size: int, queue: str) -> None:
+    records = [(f"{i + 1:020d}", line) for i, line in enumerate(lines)]
+    first_bad = None
+    for seq, raw in records:
+        try:
+            module.parse_record(raw, module.PARSE_FIELDS, module.PARSE_REQUIRED, module.MAX_RECORD_BYTES)
+        except module.BadRecordError:
+            first_bad = seq
+            break
+    state = None
+    pos = 0
+    invocation = 0
+    broke_dlq = False
+    while pos < len(records):
+        batch = records[pos : pos + batch_size]
+        invocation += 1
+        if invocation == 2:
+            module.handler(kinesis_event(batch, state, False))  # "timed out": side effects, no state
+        if not broke_dlq and first_bad is not None and any(seq == first_bad for seq, _ in batch):
+            broke_dlq = True
+            os.environ["DEAD_LETTER_QUEUE_URL"] = queue + "-unreachable"
+            try:
+                response = module.handler(kinesis_event(batch, state, False))
+            finally:
+                os.environ["DEAD_LETTER_QUEUE_URL"] = queue
+            failures = response["batchItemFailures"]
+            if failures != [{"itemIdentifier": first_bad}]:
+                raise AssertionError(f"the handler should report {first_bad} as failed, reported {failures}")
+            state = response["state"]
+            pos = next(i for i, (seq, _) in enumerate(records) if seq == first_bad)
+            continue
+        response = module.handler(kinesis_event(batch, state, False))
+        state = response["state"]
+        if response["batchItemFailures"]:
+            failed = response["batchItemFailures"][0]["itemIdentifier"]
+            pos = next(i for i, (seq, _) in enumerate(records) if seq == failed)
+        else:
+            pos += len(batch)
+    module.handler(kinesis_event([], state, True))
+
+
+def _collect(
+    sqs: Any, queue: str, database: str, table: str, window: WindowStep, parse_step: str
+) -> dict[str, pd.DataFrame]:
+    messages: dict[tuple[str, str], dict[str, Any]] = {}
+    while True:
+        got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=600).get(
+            "Messages", []
+        )
+        if not got:
+            break
+        for m in got:
+            body = json.loads(m["Body"])
+            messages[(body["output"], body["sequenceNumber"])] = body  # at-least-once: one per record
+    side: dict[str, list[dict[str, Any]]] = {}
+    for (output, _), body in sorted(messages.items(), key=lambda kv: kv[0][1]):
+        side.setdefault(output, []).append(body)
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.timestreamwrite.models import timestreamwrite_backends
+
+    backend = timestreamwrite_backends[DEFAULT_ACCOUNT_ID][os.environ.get("AWS_DEFAULT_REGION", "us-east-1")]
+    stored = list(backend.describe_database(database).describe_table(table).records)
+    outputs = {ref: pd.DataFrame(rows) for ref, rows in side.items()}
+    outputs[window.step_id] = _results_from_timestream(stored, tuple(window.keys))
+    for ref in (f"{window.step_id}.late", f"{parse_step}.dead_letter"):
+        outputs.setdefault(ref, pd.DataFrame())
+    return outputs

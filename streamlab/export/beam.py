@@ -89,7 +89,9 @@ class ExportedFiles:
         return f"ExportedFiles({self.target}: {self.module})"
 
     def _repr_html_(self) -> str:
-        items = "".join(f"<li><code>{n}</code> ({p.stat().st_size:,} bytes)</li>" for n, p in self.files.items())
+        items = "".join(
+            f"<li><code>{n}</code> ({p.stat().st_size:,} bytes)</li>" for n, p in self.files.items()
+        )
         return f"<div><b>{self.target} export</b> in <code>{self.directory}</code><ul>{items}</ul></div>"
 
 
@@ -662,7 +664,9 @@ class _Generator:
             if imp not in self.user_imports:
                 self.user_imports.append(imp)
         if code.source:
-            self.user_code.append(f"# step {sid!r}: the user's function, copied from the notebook\n{code.source}")
+            self.user_code.append(
+                f"# step {sid!r}: the user's function, copied from the notebook\n{code.source}"
+            )
         return code.name
 
     def _window(self, step: WindowStep, v: str, src: str) -> None:
@@ -734,7 +738,9 @@ class _Generator:
         tables = {}
         for ref, name in _plan.sink_outputs(self.p).items():
             types = self.types.get(ref, {})
-            schema = [{"name": c, "type": _BQ_TYPES.get(t, "STRING"), "mode": "NULLABLE"} for c, t in types.items()]
+            schema = [
+                {"name": c, "type": _BQ_TYPES.get(t, "STRING"), "mode": "NULLABLE"} for c, t in types.items()
+            ]
             part = "window_start" if "window_start" in types else (self.parse.time or "")
             if ref.endswith(".dead_letter") or part not in types:
                 part = ""
@@ -766,9 +772,13 @@ class _Generator:
         if self.user_imports:
             parts.append("\n".join(sorted(self.user_imports)) + "\n")
         parts.append(f"PIPELINE_NAME = {self.p.name!r}")
-        parts.append("KeyedRow = beam.typehints.Tuple[str, beam.typehints.Any]  # text keys: a deterministic coder")
+        parts.append(
+            "KeyedRow = beam.typehints.Tuple[str, beam.typehints.Any]  # text keys: a deterministic coder"
+        )
         parts.append(f"WATERMARK_DELAY_NS = {self.delay_ns!r}  # the windows' allowed out-of-orderness")
-        parts.append(f"LATE_HORIZON_S = {self.late_horizon_ns / 1e9!r}  # how long closed windows still report late rows")
+        parts.append(
+            f"LATE_HORIZON_S = {self.late_horizon_ns / 1e9!r}  # how long closed windows still report late rows"
+        )
         parts.append("FILE_WINDOW_S = 60  # streaming file output: one set of files per minute")
         parts.append(f"OUTPUTS = {outputs!r}")
         parts.append(f"SIDE_OUTPUTS = {tuple(side)!r}")
@@ -822,7 +832,7 @@ def _terraform(p: Pipeline, module_name: str, tables: dict[str, Any], sink: str)
         'variable "max_delivery_attempts" {\n  type    = number\n  default = 5\n}',
         'variable "dataset" {\n  type    = string\n  default = "streamlab"\n}',
         "",
-        "provider \"google\" {\n  project = var.project\n  region  = var.region\n}",
+        'provider "google" {\n  project = var.project\n  region  = var.region\n}',
         "",
         'data "google_project" "this" {}',
         "",
@@ -886,14 +896,14 @@ def _terraform(p: Pipeline, module_name: str, tables: dict[str, Any], sink: str)
     lines += [
         "",
         'resource "google_dataflow_flex_template_job" "pipeline" {',
-        '  provider                = google-beta',
+        "  provider                = google-beta",
         '  name                    = "${var.name}"',
         "  region                  = var.region",
         "  container_spec_gcs_path = var.template_gcs_path",
         '  on_delete               = "drain"',
         "  parameters = {",
         *params,
-        '    temp_location     = var.temp_location',
+        "    temp_location     = var.temp_location",
         "  }",
         "}",
     ]
@@ -923,7 +933,12 @@ def _metadata(p: Pipeline, sink: str) -> dict[str, Any]:
         },
         {"name": "sink", "label": "Sink", "helpText": "files or bigquery", "isOptional": True},
         {"name": "dataset", "label": "BigQuery dataset", "helpText": "for sink=bigquery", "isOptional": True},
-        {"name": "output", "label": "Output prefix", "helpText": "gs:// prefix for sink=files", "isOptional": True},
+        {
+            "name": "output",
+            "label": "Output prefix",
+            "helpText": "gs:// prefix for sink=files",
+            "isOptional": True,
+        },
     ]
     return {
         "name": p.name,
