@@ -248,7 +248,9 @@ class WindowOperator(Operator):
                 is_late = np.zeros(len(ev), dtype=bool)
                 is_late[cand[late_c]] = True
                 lrows = ev[is_late]
-                out["late"] = late_frame(batch, lrows, start[is_late], start[is_late] + self.size_ns, wm_c[late_c])
+                out["late"] = late_frame(
+                    batch, lrows, start[is_late], start[is_late] + self.size_ns, wm_c[late_c]
+                )
                 ev, start = ev[~is_late], start[~is_late]
                 identity = False
         if len(ev):

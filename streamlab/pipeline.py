@@ -667,6 +667,68 @@ class Stream:
                 raise PipelineConfigError(sid, type(config).__name__, problem[0], problem[1])
         return self.pipeline._add(OperatorStep(sid, (self.ref,), config=config), cls=OperatorStream)
 
+    def detect(
+        self,
+        detector: Any,
+        features: Iterable[str],
+        *,
+        key: str | None = None,
+        learn: str = "all",
+        threshold: Any = None,
+        max_keys: int = 10_000,
+        key_ttl: Duration | None = "1h",
+        time: str | None = None,
+        step_id: str | None = None,
+    ) -> OperatorStream:
+        """Score each event with an online anomaly detector (river vocabulary), then learn from it.
+
+        Adds ``score``, ``detector`` and, with a ``threshold`` filter, ``is_anomaly``; see
+        :class:`streamlab.detectors.Detect` for the parameters.
+        """
+        from streamlab.detectors import Detect
+
+        cfg = Detect(
+            detector,
+            features=list(features),
+            key=key,
+            learn=learn,
+            threshold=threshold,
+            max_keys=max_keys,
+            key_ttl=key_ttl,
+            time=time or self.pipeline.time,
+        )
+        return self.apply(cfg, step_id=step_id, kind="detect")  # type: ignore[return-value]
+
+    def pattern(
+        self,
+        key: str,
+        steps: Iterable[Any],
+        *,
+        within: Duration,
+        delay: Duration = "0s",
+        time: str | None = None,
+        name: str = "pattern",
+        id_column: str = "event_id",
+        step_id: str | None = None,
+    ) -> OperatorStream:
+        """Detect a sequence of conditions per key within a time bound on event time (CEP).
+
+        Returns one row per match; ``.late`` holds events older than the watermark. See
+        :class:`streamlab.detectors.Pattern`.
+        """
+        from streamlab.detectors import Pattern
+
+        cfg = Pattern(
+            key=key,
+            steps=list(steps),
+            within=within,
+            time=time or self.pipeline.time,
+            delay=delay,
+            name=name,
+            id_column=id_column,
+        )
+        return self.apply(cfg, step_id=step_id, kind="pattern")  # type: ignore[return-value]
+
     def to(self, sink: Sink, *, step_id: str | None = None) -> Stream:
         """Write this stream to a sink. Returns the sink step's reference."""
         sid = self._sid(step_id, "sink")

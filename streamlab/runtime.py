@@ -225,6 +225,8 @@ class Executor:
 
     def _route(self, sid: str, outputs: dict[str, pd.DataFrame]) -> None:
         for name, frame in outputs.items():
+            if name == "dead_letter" and len(frame) and "step_id" not in frame.columns:
+                frame = frame.assign(step_id=sid)
             self._emit(sid if name == "out" else f"{sid}.{name}", frame)
 
     def poll_once(self) -> bool:

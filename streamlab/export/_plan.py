@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import builtins
 import inspect
 import keyword
 import re
@@ -128,7 +129,9 @@ def ident(name: str) -> str:
 
 
 def step_ref_name(ref: str) -> str:
-    return ident(ref.replace(".", "_"))
+    """Variable name of a stream reference in generated code (never shadowing a builtin)."""
+    name = ident(ref.replace(".", "_"))
+    return name + "_" if name in dir(builtins) else name
 
 
 @dataclass
@@ -206,12 +209,17 @@ def column_types(p: Pipeline) -> dict[str, dict[str, str]]:
                 out[sid] = {**base, **{n: "float64" for n, _ in step.columns}}
             else:
                 out[sid] = {c: "string" for c in step.declared or ()}
+            out[f"{sid}.dead_letter"] = {"reason": "string", "step_id": "string", **base}
         elif isinstance(step, WindowStep):
             res = {k: base.get(k, "string") for k in step.keys}
             res.update({"window_start": "timestamp", "window_end": "timestamp"})
             res.update({a.name: result_type(a, base) for a in step.aggs})
             out[sid] = res
             out[f"{sid}.late"] = {**base, "window_start": "timestamp", "window_end": "timestamp"}
+            out[f"{sid}.dead_letter"] = {"reason": "string", "step_id": "string", **base}
+        elif isinstance(step, FilterStep):
+            out[sid] = base
+            out[f"{sid}.dead_letter"] = {"reason": "string", "step_id": "string", **base}
         elif isinstance(step, DedupStep):
             out[sid] = base
             out[f"{sid}.duplicates"] = base

@@ -831,6 +831,11 @@ def run_lambda(
     import uuid
 
     tag = uuid.uuid4().hex[:8]
+    # the scenario makes the handler log failures on purpose; keep them (and moto's access log) quiet
+    quiet = [logging.getLogger("werkzeug")]
+    levels = [lg.level for lg in quiet]
+    for lg in quiet:
+        lg.setLevel(logging.CRITICAL)
     with LocalAWS() as aws:
         try:
             sqs = aws.client("sqs")
@@ -849,19 +854,17 @@ def run_lambda(
                 DEAD_LETTER_QUEUE_URL=queue,
             )
             module = load_module(files.module)
-            # the scenario makes the handler log failures on purpose; keep them (and moto's access log) quiet
-            quiet = [logging.getLogger(module.__name__), logging.getLogger("werkzeug")]
-            levels = [lg.level for lg in quiet]
-            for lg in quiet:
-                lg.setLevel(logging.CRITICAL)
+            quiet.append(logging.getLogger(module.__name__))
+            levels.append(logging.NOTSET)
+            quiet[-1].setLevel(logging.CRITICAL)
             try:
                 _drive(module, lines, batch_size, queue)
             finally:
-                for lg, level in zip(quiet, levels):
-                    lg.setLevel(level)
                 sys.modules.pop(module.__name__, None)
             outputs = _collect(sqs, queue, database, table, window, chain[0].step_id)
         finally:
+            for lg, level in zip(quiet, levels):
+                lg.setLevel(level)
             for k, v in saved.items():
                 if v is None:
                     os.environ.pop(k, None)

@@ -19,6 +19,7 @@ docstring; the short version:
 from __future__ import annotations
 
 import json
+import pprint
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -307,7 +308,7 @@ class AggregateWindows(beam.DoFn):
     marks the window closed, so rows arriving afterwards go to the ``late`` output, as in streamlab.
     """
 
-    def __init__(self, step_id, keys, time, combine_fn, close_after_ns):
+    def __init__(self, step_id, keys, time, close_after_ns):
         self.step_id = step_id
         self.keys = keys
         self.time = time
@@ -580,7 +581,7 @@ class _Generator:
                 f"    ParseRecords({sid!r}, {c}_FIELDS, {c}_REQUIRED, {step.max_record_bytes!r}, {step.time!r})"
             )
             self.emit(').with_outputs("dead_letter", main="out")')
-            self.emit(f"{v}_dead_letter = {v}.dead_letter")
+            self.emit(f"{self.var(sid + '.dead_letter')} = {v}.dead_letter")
             self.emit(f"{v} = {v}.out")
         elif isinstance(step, FilterStep):
             self.need("filter")
@@ -600,7 +601,7 @@ class _Generator:
             self.emit(f"{v} = {src} | {label!r} >> beam.ParDo(")
             self.emit(f"    FilterRows({sid!r}, {what!r}, {pred})")
             self.emit(').with_outputs("dead_letter", main="out")')
-            self.emit(f"{v}_dead_letter = {v}.dead_letter")
+            self.emit(f"{self.var(sid + '.dead_letter')} = {v}.dead_letter")
             self.emit(f"{v} = {v}.out")
         elif isinstance(step, MapStep):
             self.need("map")
@@ -622,7 +623,7 @@ class _Generator:
             self.emit(f"{v} = {src} | {label!r} >> beam.ParDo(")
             self.emit(f"    MapRows({sid!r}, {what!r}, {fn})")
             self.emit(').with_outputs("dead_letter", main="out")')
-            self.emit(f"{v}_dead_letter = {v}.dead_letter")
+            self.emit(f"{self.var(sid + '.dead_letter')} = {v}.dead_letter")
             self.emit(f"{v} = {v}.out")
         elif isinstance(step, SelectStep):
             mapping = dict(step.columns)
@@ -645,7 +646,7 @@ class _Generator:
                 '.with_outputs("duplicates", main="out")'
             )
             self.emit(")")
-            self.emit(f"{v}_duplicates = {v}.duplicates")
+            self.emit(f"{self.var(sid + '.duplicates')} = {v}.duplicates")
             self.emit(f"{v} = {v}.out")
         elif isinstance(step, WindowStep):
             self._window(step, v, src)
@@ -685,7 +686,7 @@ class _Generator:
         self.emit(f"{v} = {src} | '{sid}: event time' >> beam.ParDo(")
         self.emit(f"    StampEventTime({sid!r}, {step.time!r})")
         self.emit(').with_outputs("dead_letter", main="out")')
-        self.emit(f"{v}_dead_letter = {v}.dead_letter")
+        self.emit(f"{self.var(sid + '.dead_letter')} = {v}.dead_letter")
         key_fn = f"lambda row: (group_key(row, {keys!r}), row)"
         if isinstance(step.window, SessionWindow):
             self.need("session")
@@ -705,7 +706,9 @@ class _Generator:
             self.emit(f"    | {sid!r} >> beam.CombinePerKey(WindowCombineFn({c}_AGGREGATES))")
             self.emit(f"    | '{sid}: rows' >> beam.ParDo(FormatWindowResult({keys!r}))")
             self.emit(")")
-            self.emit(f"{v}_late = {v} | '{sid}: late (none in Beam)' >> beam.Filter(lambda row: False)")
+            self.emit(
+                f"{self.var(sid + '.late')} = {v} | '{sid}: late (none in Beam)' >> beam.Filter(lambda row: False)"
+            )
             return
         self.need("window")
         cls = "Aggregate" + "".join(part.capitalize() for part in _plan.ident(sid).split("_"))
@@ -725,11 +728,11 @@ class _Generator:
         )
         self.emit(f"    | '{sid}: key' >> beam.Map({key_fn}).with_output_types(KeyedRow)")
         self.emit(
-            f"    | {sid!r} >> beam.ParDo({cls}({sid!r}, {keys!r}, {step.time!r}, None, {close_after!r}))"
+            f"    | {sid!r} >> beam.ParDo({cls}({sid!r}, {keys!r}, {step.time!r}, {close_after:_}))"
             '.with_outputs("late", main="out")'
         )
         self.emit(")")
-        self.emit(f"{v}_late = {v}.late")
+        self.emit(f"{self.var(sid + '.late')} = {v}.late")
         self.emit(f"{v} = {v}.out")
 
     # -- module ---------------------------------------------------------------------------------
@@ -782,7 +785,10 @@ class _Generator:
         parts.append("FILE_WINDOW_S = 60  # streaming file output: one set of files per minute")
         parts.append(f"OUTPUTS = {outputs!r}")
         parts.append(f"SIDE_OUTPUTS = {tuple(side)!r}")
-        parts.append(f"BIGQUERY_TABLES = {json.dumps(tables, indent=4)}".replace("null", "None"))
+        parts.append(
+            "# BigQuery tables: name -> (schema fields, day-partitioning column, clustering columns)"
+        )
+        parts.append(f"BIGQUERY_TABLES = {pprint.pformat(tables, width=106, sort_dicts=False)}")
         parts.append("\n\n# -- helpers copied from streamlab: this module must not import it\n")
         parts.append(_plan.snippet_source(self.snippets))
         parts.append("\n\n# -- step settings\n")

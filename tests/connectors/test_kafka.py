@@ -73,7 +73,7 @@ def consume_raw(bootstrap: str, topic: str, partitions: int, n: int, timeout: fl
         return len(got) >= n
 
     try:
-        wait_for(more, timeout=timeout, what=f"{n} records on {topic}")
+        wait_for(more, timeout=timeout, interval=0.005, what=f"{n} records on {topic}")
     finally:
         c.close()
     return got
@@ -88,7 +88,7 @@ def read_until(reader: KafkaSourceReader, n: int, timeout: float = 20) -> pd.Dat
             batches.append(b)
         return sum(len(x) for x in batches) >= n
 
-    wait_for(more, timeout=timeout, what=f"{n} records from {reader!r}")
+    wait_for(more, timeout=timeout, interval=0.005, what=f"{n} records from {reader!r}")
     return pd.concat(batches, ignore_index=True)
 
 
@@ -102,7 +102,7 @@ def wait_for_first_fetch(reader: KafkaSourceReader) -> list[pd.DataFrame]:
             seen.append(b)
         return reader.lag() is not None
 
-    wait_for(fetched, timeout=20, what="the first fetch")
+    wait_for(fetched, timeout=20, interval=0.005, what="the first fetch")
     return seen
 
 
@@ -343,7 +343,7 @@ def test_rebalance_revokes_safely(kafka_broker: LocalKafkaBroker, topic2: str) -
             b.poll(10)
             return len(a.assignment) == 1 and len(b.assignment) == 1
 
-        wait_for(split, timeout=30, what="the group to split the two partitions")
+        wait_for(split, timeout=30, interval=0.005, what="the group to split the two partitions")
         lost = next(iter({(topic2, 0), (topic2, 1)} - a.assignment))
         assert a.revoked_uncommitted == [(*lost, 0, stale[lost])]
         assert a.snapshot() == {k: v for k, v in stale.items() if k != lost}  # kept partition continues
