@@ -163,16 +163,16 @@ def main() -> None:
         ("W1 60s tumbling, count+sum", 60, 60, TumblingWindow("60s"), [agg.count(), agg.sum("amount")]),
         ("W2 5m sliding/1m, count", 300, 60, SlidingWindow("5m", every="1m"), [agg.count()]),
     ):
-        t_pd, want = best_of(lambda: pandas_oneshot(df, size_s, every_s), rep)
-        t_np, (cnt, tot, _) = best_of(
-            lambda: numpy_microbatch(codes, ts, amount, size_s, every_s, batch, len(TYPES)), rep
+        t_pd, want = best_of(lambda s=size_s, e=every_s: pandas_oneshot(df, s, e), rep)
+        t_np, (cnt, _, _) = best_of(
+            lambda s=size_s, e=every_s: numpy_microbatch(codes, ts, amount, s, e, batch, len(TYPES)), rep
         )
         assert int(cnt.sum()) == int(want["count"].sum())
         small = df.iloc[: n // 10]
-        t_py, py_out = best_of(lambda: python_loop(small, size_s, every_s), 1)
+        t_py, py_out = best_of(lambda d=small, s=size_s, e=every_s: python_loop(d, s, e), 1)
         t_py *= 10  # measured on a tenth of the events: it is slow
         assert sum(v[0] for v in py_out.values()) == (n // 10) * (size_s // every_s)
-        t_sl, got = best_of(lambda: streamlab_run(df, window, aggs, batch), rep)
+        t_sl, got = best_of(lambda w=window, a=aggs: streamlab_run(df, w, a, batch), rep)
         check(label, got, want, with_sum=len(aggs) > 1)
         for base, t in (
             ("pandas one-shot groupby", t_pd),

@@ -18,7 +18,7 @@ from streamlab.errors import PipelineConfigError, StepFailedError
 from streamlab.io import Sink, SinkWriter, Source, SourceReader
 from streamlab.pipeline import Pipeline, Stream
 from streamlab.runtime import RunHandle, RunResult
-from streamlab.sinks import DuckDBSink, JsonLinesSink, ListSink, ParquetSink
+from streamlab.sinks import DuckDBSink, DuckDBTable, JsonLinesSink, ListSink, ParquetSink
 from streamlab.sources import ListSource, ReplaySource
 from streamlab.windows import SessionWindow, SlidingWindow, TumblingWindow
 
@@ -28,6 +28,7 @@ __all__ = [
     "Aggregator",
     "Clock",
     "DuckDBSink",
+    "DuckDBTable",
     "JsonLinesSink",
     "ListSink",
     "ListSource",

@@ -624,6 +624,11 @@ class Stream:
         sid = self._sid(step_id, "enrich")
         keys = (on,) if isinstance(on, str) else tuple(on)
         ref: str | None = None
+        if isinstance(table, str) and table.startswith("duckdb:"):
+            from streamlab.sinks import DuckDBTable
+
+            _, path, query = table.split(":", 2)
+            table = DuckDBTable(path, query)
         if isinstance(table, str):
             ref = table
             table = pd.read_parquet(table) if table.endswith(".parquet") else pd.read_csv(table)

@@ -100,6 +100,7 @@ class Executor:
         commit_every: Duration = "5s",
         max_collect_rows: int | None = None,
         idle_wait: float = 0.01,
+        duration: Duration | None = None,
     ) -> None:
         if not pipeline.steps:
             raise ValueError("the pipeline is empty: add a source, e.g. Pipeline(ListSource([...]))")
@@ -109,6 +110,7 @@ class Executor:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.commit_every_ns = parse_duration(commit_every, what="commit_every")
         self.idle_wait = idle_wait
+        self.duration_ns = None if duration is None else parse_duration(duration, what="duration")
         if (
             resume is None
             and self.checkpoint_dir is not None
@@ -244,6 +246,10 @@ class Executor:
                 moved = True
         return moved
 
+    def past_deadline(self) -> bool:
+        """True once ``duration`` of processing time has passed since the start."""
+        return self.duration_ns is not None and self.clock.now_ns() - self.started_ns >= self.duration_ns
+
     def all_done(self) -> bool:
         return all(r.done for r in self.readers.values())
 
@@ -340,6 +346,7 @@ def run(
     checkpoint_dir: str | os.PathLike[str] | None = None,
     commit_every: Duration = "5s",
     max_events: int | None = None,
+    duration: Duration | None = None,
     progress: bool = False,
 ) -> RunResult:
     """Run a pipeline in this thread until its sources end, ``max_events`` have been read, or a stop.
@@ -361,6 +368,8 @@ def run(
         Processing time between commit points.
     max_events
         Stop (gracefully, keeping window state in the checkpoint) after this many source events.
+    duration
+        Stop gracefully after this much processing time (by ``clock``), e.g. ``"30s"``.
     progress
         Show a progress bar (tqdm) with events and rate.
     """
@@ -371,6 +380,7 @@ def run(
         resume=resume,
         checkpoint_dir=checkpoint_dir,
         commit_every=commit_every,
+        duration=duration,
     )
     previous = None
     if threading.current_thread() is threading.main_thread():
@@ -388,7 +398,7 @@ def run(
                 ex.wait_for_data()
             if bar is not None:
                 bar.update(ex.events_in - before)
-            if max_events is not None and ex.events_in >= max_events:
+            if (max_events is not None and ex.events_in >= max_events) or ex.past_deadline():
                 ex.status = "stopped"
                 break
             ex.maybe_commit()
@@ -464,7 +474,7 @@ class RunHandle:
                     return
                 if not ex.poll_once():
                     ex.wait_for_data()
-                if self._max_events is not None and ex.events_in >= self._max_events:
+                if (self._max_events is not None and ex.events_in >= self._max_events) or ex.past_deadline():
                     break
                 ex.maybe_commit()
             ex.finish(flush_windows=self._flush_windows)
@@ -598,6 +608,7 @@ def start(
     checkpoint_dir: str | os.PathLike[str] | None = None,
     commit_every: Duration = "5s",
     max_events: int | None = None,
+    duration: Duration | None = None,
     max_collect_rows: int | None = 100_000,
     paused: bool = False,
 ) -> RunHandle:
@@ -615,5 +626,6 @@ def start(
         checkpoint_dir=checkpoint_dir,
         commit_every=commit_every,
         max_collect_rows=max_collect_rows,
+        duration=duration,
     )
     return RunHandle(ex, max_events=max_events, paused=paused)

@@ -13,7 +13,7 @@ import pandas as pd
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter
 
-__all__ = ["DuckDBSink", "JsonLinesSink", "ListSink", "ParquetSink"]
+__all__ = ["DuckDBSink", "DuckDBTable", "JsonLinesSink", "ListSink", "ParquetSink"]
 
 
 class _ListWriter(SinkWriter):
@@ -328,3 +328,38 @@ class JsonLinesSink(Sink):
 
     def __repr__(self) -> str:
         return f"JsonLinesSink({self.path!r})"
+
+
+class DuckDBTable:
+    """A table for ``Stream.enrich``, read from a DuckDB database by a query (portable in YAML specs).
+
+    Examples
+    --------
+    >>> import duckdb, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "ref.duckdb")
+    >>> con = duckdb.connect(path)
+    >>> _ = con.execute("create table users as select 'u1' as user_id, 'gold' as tier")
+    >>> con.close()
+    >>> DuckDBTable(path, "select * from users").load().values.tolist()
+    [['u1', 'gold']]
+    """
+
+    def __init__(self, path: str | os.PathLike[str], query: str) -> None:
+        self.path = os.fspath(path)
+        self.query = query
+
+    @property
+    def ref(self) -> str:
+        return f"duckdb:{self.path}:{self.query}"
+
+    def load(self) -> pd.DataFrame:
+        import duckdb
+
+        con = duckdb.connect(self.path, read_only=True)
+        try:
+            return con.execute(self.query).df()
+        finally:
+            con.close()
+
+    def __repr__(self) -> str:
+        return f"DuckDBTable({self.path!r}, {self.query!r})"

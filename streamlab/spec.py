@@ -52,6 +52,9 @@ def _builtin_factories() -> None:
     register_sink("parquet", lambda **kw: ParquetSink(**kw))
     register_sink("jsonl", lambda **kw: JsonLinesSink(**kw))
     register_sink("list", lambda **kw: ListSink())
+    from streamlab.recording import RecordingSink
+
+    register_sink("recording", lambda **kw: RecordingSink(**kw))
     for module in ("streamlab.connectors", "streamlab.datasets"):
         try:
             mod = __import__(module, fromlist=["register_spec_kinds"])

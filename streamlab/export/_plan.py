@@ -236,7 +236,7 @@ def sink_outputs(p: Pipeline) -> dict[str, str]:
             dest.setdefault(step.inputs[0], ident(sid))
     for ref in p.unattached_outputs():
         step = p.steps[ref.split(".")[0]]
-        if isinstance(step, SourceStep):
+        if isinstance(step, SourceStep) or ref.endswith(".early"):
             continue
         dest.setdefault(ref, step_ref_name(ref))
     return dest

@@ -144,3 +144,42 @@ def test_union_merges_streams():
     a.union(b).to(sink)
     run(p)
     assert sorted(sink.frame()["x"].tolist()) == [1, 2, 3]
+
+
+def test_enrich_from_a_duckdb_table_round_trips_through_yaml(tmp_path):
+    import duckdb
+
+    from streamlab import DuckDBTable
+
+    db = str(tmp_path / "ref.duckdb")
+    con = duckdb.connect(db)
+    con.execute(
+        "create table users as select * from (values ('u1', 'gold'), ('u2', 'free')) t(user_id, tier)"
+    )
+    con.close()
+    path = tmp_path / "events.csv"
+    pd.DataFrame({"user_id": ["u2", "u1"], "x": [1, 2]}).to_csv(path, index=False)
+    from streamlab import ReplaySource
+
+    p = Pipeline(ReplaySource(str(path)))
+    p.enrich(DuckDBTable(db, "select * from users"), on="user_id").to(ListSink())
+    q = Pipeline.from_yaml(p.to_yaml())
+    result = run(q)
+    assert result.metrics["events_in"] == 2
+    sink = q.steps["sink"].sink  # type: ignore[attr-defined]
+    assert sink.frame()["tier"].tolist() == ["free", "gold"]
+
+
+def test_replay_reads_csv_parquet_and_json_lines(tmp_path):
+    from streamlab import ReplaySource
+
+    frame = pd.DataFrame({"x": [1, 2, 3], "timestamp": pd.to_datetime(["2024-01-01T00:00:00Z"] * 3)})
+    frame.to_csv(tmp_path / "e.csv", index=False)
+    frame.to_parquet(tmp_path / "e.parquet")
+    frame.to_json(tmp_path / "e.jsonl", orient="records", lines=True, date_format="iso")
+    for name in ("e.csv", "e.parquet", "e.jsonl"):
+        sink = ListSink()
+        p = Pipeline(ReplaySource(str(tmp_path / name)))
+        p.stream.to(sink)
+        run(p)
+        assert sink.frame()["x"].tolist() == [1, 2, 3], name

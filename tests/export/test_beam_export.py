@@ -1,0 +1,190 @@
+"""Beam export: the generated module reproduces streamlab's results on the DirectRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+
+from streamlab import Pipeline, SessionWindow, SlidingWindow, TumblingWindow, agg
+from streamlab.errors import PipelineConfigError
+from streamlab.export import to_beam, verify
+from streamlab.export.verify import load_module, run_local
+from streamlab.testing import ListSource
+
+from ._samples import BASE_MS, FIXED_SAMPLE, iso, record, samples
+
+pytest.importorskip("apache_beam")
+
+SCHEMA = {
+    "event_id": "string",
+    "event_type": "category",
+    "user_id": "string",
+    "timestamp": "timestamp",
+    "amount": {"type": "float64", "path": "properties.amount"},
+}
+
+
+def counts_pipeline(**window: object) -> Pipeline:
+    p = Pipeline(ListSource([b"{}"]), name="counts")
+    events = p.parse(SCHEMA)
+    events.window(TumblingWindow("1m"), key="event_type", **window).agg(agg.count())  # type: ignore[arg-type]
+    return p
+
+
+def test_fixed_sample_with_dedup_late_and_dead_letters(tmp_path: Path) -> None:
+    p = Pipeline(ListSource([b"{}"]), name="fixed")
+    events = p.parse(SCHEMA).dedup("event_id", ttl="10m")
+    events.window(TumblingWindow("1m"), key="event_type", delay="5s").agg(
+        agg.count(), agg.sum("amount"), agg.first("user_id"), agg.last("user_id")
+    )
+    report = verify(p, FIXED_SAMPLE, workdir=tmp_path)
+    assert report.equal, report.diff
+    assert report.counts["window"] == {"streamlab": 5, "beam": 5}
+    assert report.counts["window.late"] == {"streamlab": 2, "beam": 2}
+    assert report.counts["parse.dead_letter"] == {"streamlab": 2, "beam": 2}
+    assert report.counts["dedup.duplicates"] == {"streamlab": 1, "beam": 1}
+    reasons = sorted(report.exported["parse.dead_letter"]["reason"])
+    assert reasons[0].startswith("invalid JSON") and reasons[1] == "missing required field 'timestamp'"
+    assert "equal" in repr(report) and "beam: equal" in report._repr_html_()
+
+
+def test_a_difference_is_reported_not_hidden(tmp_path: Path) -> None:
+    p = counts_pipeline()
+    report = verify(p, FIXED_SAMPLE, workdir=tmp_path)
+    assert report.equal
+    # tamper with the generated module: count twice
+    module = Path(report.files.module)
+    module.write_text(module.read_text().replace("return acc + (1 if", "return acc + (2 if"))
+    from streamlab.export.verify import compare, run_beam
+
+    exported = run_beam(load_module(module), [bytes(x) for x in FIXED_SAMPLE])
+    equal, diff, counts = compare(p, report.local, exported, "beam")
+    assert not equal
+    assert set(diff["side"]) == {"streamlab", "beam"} and set(diff["output"]) == {"window"}
+
+
+def _seed_counts(path: Path) -> dict[tuple[str, int], int]:
+    """The hand-written reference: ReadFromText -> ParseWithDeadLetter -> FixedWindows(60) -> sum of 1s."""
+    import apache_beam as beam
+    from apache_beam import pvalue
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.transforms import window
+
+    class ParseWithDeadLetter(beam.DoFn):
+        def process(self, line: str):  # type: ignore[no-untyped-def]
+            try:
+                event = json.loads(line)
+                ts = pd.Timestamp(event["timestamp"]).timestamp()
+                yield window.TimestampedValue(event, ts)
+            except (ValueError, KeyError, TypeError) as e:
+                yield pvalue.TaggedOutput("dead_letter", {"raw": line, "reason": str(e)})
+
+    out_file = path / "seed"
+
+    class Format(beam.DoFn):
+        def process(self, kv, w=beam.DoFn.WindowParam):  # type: ignore[no-untyped-def]
+            yield json.dumps([kv[0], int(w.start.micros // 1_000_000), kv[1]])
+
+    with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as pipe:
+        parsed = (
+            pipe
+            | beam.io.ReadFromText(str(path / "input.jsonl"))
+            | beam.ParDo(ParseWithDeadLetter()).with_outputs("dead_letter", main="events")
+        )
+        (
+            parsed.events
+            | beam.WindowInto(window.FixedWindows(60))
+            | beam.Map(lambda e: (e["event_type"], 1))
+            | beam.CombinePerKey(sum)
+            | beam.ParDo(Format())
+            | beam.io.WriteToText(str(out_file))
+        )
+    rows = [json.loads(line) for f in path.glob("seed*") for line in f.read_text().splitlines()]
+    return {(k, start): n for k, start, n in rows}
+
+
+def test_export_equals_hand_written_seed_pipeline_and_streamlab(tmp_path: Path) -> None:
+    lines = [record(i, BASE_MS + i * 7_000, ("click", "view")[i % 2], "u1", 1.0) for i in range(30)]
+    lines.insert(4, b"not json")
+    (tmp_path / "input.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    seed = _seed_counts(tmp_path)
+
+    p = counts_pipeline()
+    files = to_beam(p, tmp_path / "export", runner_source="file")
+    module = load_module(files.module)
+    module.run(["--input", str(tmp_path / "input.jsonl"), "--output", str(tmp_path / "out"), "--runner", "DirectRunner"])
+    rows = [json.loads(x) for f in (tmp_path / "out").glob("window-*") for x in f.read_text().splitlines()]
+    exported = {(r["event_type"], int(pd.Timestamp(r["window_start"]).timestamp())): r["count"] for r in rows}
+    dead = [json.loads(x) for f in (tmp_path / "out").glob("parse_dead_letter-*") for x in f.read_text().splitlines()]
+
+    local = run_local(p, lines)["window"]
+    streamlab_counts = {
+        (k, int(s.timestamp())): int(n) for k, s, n in local[["event_type", "window_start", "count"]].values
+    }
+    assert exported == seed == streamlab_counts
+    assert sum(seed.values()) == 30
+    assert [d["raw"] for d in dead] == ["not json"]
+
+
+MATRIX = {
+    "tumbling-numeric": lambda s: s.window(TumblingWindow("1m"), key="event_type", delay="10s").agg(
+        agg.count(), agg.sum("amount"), agg.mean("amount"), agg.min("amount"), agg.max("amount")
+    ),
+    "tumbling-lateness-first-last-quantile": lambda s: s.window(
+        TumblingWindow("30s", offset="10s"), key=["event_type", "user_id"], lateness="20s"
+    ).agg(agg.first("amount"), agg.last("user_id"), agg.quantile("amount", 0.5), agg.count("amount")),
+    "sliding-distinct": lambda s: s.window(SlidingWindow("2m", every="30s"), key="event_type", delay="5s").agg(
+        agg.count(), agg.count_distinct("user_id")
+    ),
+    "dedup-global-window": lambda s: s.dedup("event_id", ttl="2m")
+    .window(TumblingWindow("1m"), delay="3s")
+    .agg(agg.count(), agg.sum("amount")),
+    "session-in-order": lambda s: s.window(SessionWindow("45s"), key="user_id", delay="1h").agg(
+        agg.count(), agg.max("amount")
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(MATRIX))
+@settings(max_examples=3, deadline=None)
+@given(sample=samples())
+def test_round_trip_matrix(name: str, sample: list[bytes], tmp_path_factory: pytest.TempPathFactory) -> None:
+    p = Pipeline(ListSource([b"{}"]), name=name.replace("-", "_"))
+    MATRIX[name](p.parse(SCHEMA))
+    report = verify(p, sample, workdir=tmp_path_factory.mktemp("beam"))
+    assert report.equal, report.diff.to_string()
+    assert report.counts[p.steps["parse"].step_id + ".dead_letter"]["streamlab"] == sum(
+        1 for line in sample if not line.startswith(b'{"event_id": "e')
+    )
+
+
+def test_unsupported_steps_fail_export_naming_the_step(tmp_path: Path) -> None:
+    p = Pipeline(ListSource([b"{}"]), name="joins")
+    a = p.parse(SCHEMA)
+    a.join_interval(a.filter("amount > 1"), on="user_id", lower="-1m", upper="1m", step_id="match")
+    with pytest.raises(PipelineConfigError, match=r"step 'match' \(interval_join\): cannot export to Apache Beam"):
+        to_beam(p, tmp_path)
+    q = Pipeline(ListSource([b"{}"]), name="enriched")
+    q.parse(SCHEMA).enrich(pd.DataFrame({"user_id": ["u1"], "tier": ["gold"]}), on="user_id", step_id="tiers")
+    with pytest.raises(PipelineConfigError, match="step 'tiers' .*enrich joins with a table held in memory"):
+        to_beam(q, tmp_path)
+    with pytest.raises(PipelineConfigError, match="sink='files' or 'bigquery'"):
+        to_beam(counts_pipeline(), tmp_path, sink="kafka")
+
+
+def test_replay_stream_follows_streamlabs_watermark(tmp_path: Path) -> None:
+    from apache_beam.testing.test_stream import ElementEvent, WatermarkEvent
+
+    module = load_module(to_beam(counts_pipeline(delay="5s"), tmp_path).module)
+    lines = [record(1, BASE_MS + 10_000, "a", "u", None), b"bad", record(2, BASE_MS + 4_000, "a", "u", None)]
+    events = module.replay_stream(lines)._events
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["ElementEvent", "WatermarkEvent", "ElementEvent", "ElementEvent", "WatermarkEvent"]
+    assert isinstance(events[1], WatermarkEvent) and events[1].new_watermark.micros == (BASE_MS + 5_000) * 1_000
+    assert isinstance(events[2], ElementEvent) and events[2].timestamped_values[0].value == b"bad"
+    assert iso(BASE_MS) == "2024-01-01T00:00:00.000Z"

@@ -1,0 +1,141 @@
+"""Lambda export: the handler, driven like a Kinesis event-source mapping against moto, matches streamlab."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+
+from streamlab import Pipeline, SessionWindow, SlidingWindow, TumblingWindow, agg
+from streamlab.errors import PipelineConfigError
+from streamlab.export import to_lambda, verify
+from streamlab.export.aws_lambda import kinesis_event
+from streamlab.export.verify import load_module
+from streamlab.testing import ListSource
+
+from ._samples import BASE_MS, FIXED_SAMPLE, record, samples
+from ._tf import block, parse
+
+pytest.importorskip("moto")
+
+SCHEMA = {
+    "event_id": "string",
+    "event_type": "category",
+    "user_id": "string",
+    "timestamp": "timestamp",
+    "amount": {"type": "float64", "path": "properties.amount"},
+}
+
+
+def dedup_counts(name: str = "kinesis_counts") -> Pipeline:
+    p = Pipeline(ListSource([b"{}"]), name=name)
+    events = p.parse(SCHEMA).dedup("event_id", ttl="10m")
+    events.window(TumblingWindow("1m"), key="event_type", delay="5s").agg(
+        agg.count(), agg.sum("amount"), agg.mean("amount"), agg.last("user_id")
+    )
+    return p
+
+
+@pytest.mark.services
+def test_fixed_sample_batches_retries_and_poison_record(tmp_path: Path) -> None:
+    report = verify(dedup_counts(), FIXED_SAMPLE, "lambda", workdir=tmp_path, lambda_batch_size=3)
+    assert report.equal, report.diff
+    assert report.counts["window"] == {"streamlab": 5, "lambda": 5}
+    assert report.counts["window.late"] == {"streamlab": 2, "lambda": 2}
+    assert report.counts["parse.dead_letter"] == {"streamlab": 2, "lambda": 2}
+    dead = report.exported["parse.dead_letter"]
+    assert set(dead["raw"]) == {"not json", '{"event_id": "x", "event_type": "click", "user_id": "u1"}'}
+    assert dead["sequenceNumber"].str.len().eq(20).all()
+
+
+@pytest.mark.services
+@pytest.mark.slow
+@settings(max_examples=4, deadline=None)
+@given(sample=samples())
+def test_round_trip_lambda_equals_streamlab(sample: list[bytes], tmp_path_factory: pytest.TempPathFactory) -> None:
+    p = Pipeline(ListSource([b"{}"]), name="lambda_matrix")
+    p.parse(SCHEMA).dedup("event_id", ttl="1m").window(
+        TumblingWindow("30s"), key=["event_type", "user_id"], delay="2s", lateness="10s"
+    ).agg(agg.count(), agg.min("amount"), agg.max("amount"), agg.count_distinct("event_id"), agg.first("amount"))
+    report = verify(p, sample, "lambda", workdir=tmp_path_factory.mktemp("lambda"), lambda_batch_size=4)
+    assert report.equal, report.diff.to_string()
+
+
+def test_poison_record_without_a_queue_is_reported_not_acknowledged(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("DEAD_LETTER_QUEUE_URL", raising=False)
+    module = load_module(to_lambda(dedup_counts(), tmp_path).module)
+    batch = [
+        ("001", record(1, BASE_MS + 1_000, "click", "u1", 1.0)),
+        ("002", b"{broken"),
+        ("003", record(2, BASE_MS + 2_000, "click", "u2", 2.0)),
+    ]
+    response = module.handler(kinesis_event(batch, None, False))
+    # a naive handler would return [] here and the broken record (and what follows) would be gone
+    assert response["batchItemFailures"] == [{"itemIdentifier": "002"}]
+    windows = response["state"]["windows"]
+    assert len(windows) == 1 and list(windows.values())[0][0] == 1  # only record 001 is in the state
+    json.dumps(response)  # Lambda needs a JSON response
+
+
+def test_handler_decodes_base64_and_keeps_state_across_invocations(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", "unused")
+    module = load_module(to_lambda(dedup_counts(), tmp_path).module)
+    first = module.handler(kinesis_event([("1", record(1, BASE_MS, "view", "u1", 2.0))], None, False))
+    again = module.handler(kinesis_event([("2", record(1, BASE_MS, "view", "u1", 2.0))], first["state"], False))
+    assert again["state"]["counts"] == {"dedup.duplicates": 1}  # the repeat did not count twice
+    assert again["batchItemFailures"] == []
+    assert base64.b64decode(kinesis_event([("1", b"x")], None, False)["Records"][0]["kinesis"]["data"]) == b"x"
+
+
+@pytest.mark.parametrize(
+    ("window", "message"),
+    [
+        (SessionWindow("5m"), "session windows do not map to Lambda's tumbling-window state"),
+        (SlidingWindow("5m", every="1m"), "sliding windows do not map"),
+    ],
+)
+def test_unsupported_windows_fail_export_naming_the_step(tmp_path: Path, window, message: str) -> None:
+    p = Pipeline(ListSource([b"{}"]), name="nope")
+    p.parse(SCHEMA).window(window, key="user_id", step_id="per_user").agg(agg.count())
+    with pytest.raises(PipelineConfigError, match=rf"step 'per_user' \(window\): cannot export to AWS Lambda: {message}"):
+        to_lambda(p, tmp_path)
+
+
+def test_joins_and_branches_fail_export(tmp_path: Path) -> None:
+    p = Pipeline(ListSource([b"{}"]), name="joined")
+    a = p.parse(SCHEMA)
+    a.join_interval(a, on="user_id", lower="-1m", upper="1m", step_id="self_join")
+    with pytest.raises(PipelineConfigError, match="step 'self_join' .*interval joins"):
+        to_lambda(p, tmp_path)
+    q = Pipeline(ListSource([b"{}"]), name="branches")
+    e = q.parse(SCHEMA)
+    e.window(TumblingWindow("1m")).agg(agg.count())
+    e.window(TumblingWindow("5m")).agg(agg.count())
+    with pytest.raises(PipelineConfigError, match="step 'parse' .*feeds 2 steps"):
+        to_lambda(q, tmp_path)
+
+
+def test_terraform_event_source_mapping_and_least_privilege(tmp_path: Path) -> None:
+    tf = parse(to_lambda(dedup_counts(), tmp_path).read("main.tf"))
+    res = tf["resource"]
+    esm = res[("aws_lambda_event_source_mapping", "events")]
+    assert esm["function_response_types"] == ["ReportBatchItemFailures"]
+    assert esm["bisect_batch_on_function_error"] is True
+    for setting in ("batch_size", "maximum_batching_window_in_seconds", "maximum_retry_attempts"):
+        assert esm[setting] == "${var.%s}" % setting
+    assert esm["tumbling_window_in_seconds"] == "${var.tumbling_window_in_seconds}"
+    assert int(tf["variable"]["tumbling_window_in_seconds"]["default"]) >= 65  # window + delay fit in it
+    on_failure = block(block(esm, "destination_config"), "on_failure")
+    assert on_failure["destination_arn"] == "${aws_sqs_queue.on_failure.arn}"
+    assert ("aws_kinesis_stream", "events") in res and ("aws_timestreamwrite_table", "results") in res
+    statements = tf["data"][("aws_iam_policy_document", "handler")]["statement"]
+    for st in statements:
+        assert all(not a.endswith(":*") and a != "*" for a in st["actions"])
+        if st["resources"] == ["*"]:
+            assert st["actions"] in (["kinesis:ListStreams"], ["timestream:DescribeEndpoints"])
+    fn = res[("aws_lambda_function", "handler")]
+    env = block(fn, "environment")["variables"]
+    assert set(env) == {"TIMESTREAM_DATABASE", "TIMESTREAM_TABLE", "DEAD_LETTER_QUEUE_URL"}
