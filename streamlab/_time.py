@@ -93,6 +93,8 @@ def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> np.ndarray:
     True
     """
     s = values if isinstance(values, pd.Series) else pd.Series(values)
+    if isinstance(s.dtype, pd.DatetimeTZDtype) and s.dtype.unit == "ns":
+        return s.array.asi8  # type: ignore[attr-defined,no-any-return]  # already int64 ns since the epoch
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         ts = s if getattr(s.dt, "tz", None) is not None else s.dt.tz_localize("UTC")
         return ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").array.asi8.copy()  # type: ignore[attr-defined]

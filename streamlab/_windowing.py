@@ -30,6 +30,10 @@ class KeyIndex:
         self.values: list[Any] = []
         self.free: list[int] = []
         self.refs = np.zeros(0, dtype=np.int64)
+        self._cat_cache: tuple[Any, np.ndarray, list[tuple[Any, int]]] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_cat_cache": None}
 
     def codes(self, frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
         """Return the id of every row's key."""
@@ -38,8 +42,19 @@ class KeyIndex:
         if len(columns) == 1:
             col = frame[columns[0]]
             if isinstance(col.dtype, pd.CategoricalDtype):
-                local = col.cat.codes.to_numpy().astype(np.int64)
-                uniques = list(col.cat.categories)
+                local = col.cat.codes.to_numpy()
+                cats = col.cat.categories
+                cached = self._cat_cache
+                if (
+                    cached is not None
+                    and cached[0] is cats
+                    and all(self.ids.get(v) == i for v, i in cached[2])
+                ):
+                    return cached[1][local]
+                uniques = list(cats)
+                mapping = np.fromiter((self._id(u) for u in uniques), dtype=np.int64, count=len(uniques))
+                self._cat_cache = (cats, mapping, list(zip(uniques, mapping.tolist())))
+                return mapping[local] if len(mapping) else np.zeros(len(frame), dtype=np.int64)
             else:
                 local, uniq = pd.factorize(col, use_na_sentinel=False)
                 uniques = list(uniq)
@@ -136,17 +151,60 @@ def running_watermark(ts: np.ndarray, prev_max: int, delay_ns: int) -> tuple[np.
     return cm - delay_ns, int(cm[-1])
 
 
+_BLOCK = 1024
+
+
+def late_pairs(
+    ts: np.ndarray, rows: np.ndarray, close_at: np.ndarray, prev_max: int, delay_ns: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which (row, window) pairs are late: ``close_at <= watermark at the row's arrival``.
+
+    The watermark at arrival is a running maximum, which is slow to compute for every event; block
+    maxima bound it from below and above, so only pairs between the bounds need the exact value.
+    Returns the positions of the late pairs and the watermark at their arrival.
+    """
+    n = len(ts)
+    n_blocks = -(-n // _BLOCK)
+    padded = np.full(n_blocks * _BLOCK, np.iinfo(np.int64).min, dtype=np.int64)
+    padded[:n] = ts
+    block_max = padded.reshape(n_blocks, _BLOCK).max(axis=1)
+    upper = np.maximum.accumulate(block_max)
+    lower = np.concatenate([[np.iinfo(np.int64).min], upper[:-1]])
+    if prev_max != _NO_WATERMARK:
+        np.maximum(upper, prev_max, out=upper)
+        np.maximum(lower, prev_max, out=lower)
+    blk = rows // _BLOCK
+    surely = close_at <= lower[blk] - delay_ns
+    maybe = ~surely & (close_at <= upper[blk] - delay_ns)
+    late = surely
+    wm = np.zeros(len(rows), dtype=np.int64)
+    wm[surely] = lower[blk[surely]] - delay_ns  # replaced by the exact value below
+    need = surely | maybe
+    if need.any():
+        idx = np.flatnonzero(need)
+        exact = watermark_at(ts, rows[idx], prev_max, delay_ns)
+        wm[idx] = exact
+        late = np.zeros(len(rows), dtype=bool)
+        late[idx] = close_at[idx] <= exact
+    pos = np.flatnonzero(late)
+    return pos, wm[pos]
+
+
 def watermark_at(ts: np.ndarray, rows: np.ndarray, prev_max: int, delay_ns: int) -> np.ndarray:
-    """Watermark at the arrival of each of ``rows`` (sorted positions), without a full running maximum."""
+    """Watermark at the arrival of each of ``rows``, without a full running maximum."""
     if len(rows) == 0:
         return np.zeros(0, dtype=np.int64)
-    uniq, inv = np.unique(rows, return_inverse=True)
+    if len(rows) == 1 or bool((rows[1:] > rows[:-1]).all()):
+        uniq, inv = rows, None
+    else:
+        uniq, inv = np.unique(rows, return_inverse=True)
     starts = np.concatenate([[0], uniq[:-1] + 1])
     seg = np.maximum.reduceat(ts[: uniq[-1] + 1], starts)
     pref = np.maximum.accumulate(seg)
     if prev_max != _NO_WATERMARK:
         np.maximum(pref, prev_max, out=pref)
-    return (pref - delay_ns)[inv]
+    out = pref - delay_ns
+    return out if inv is None else out[inv]
 
 
 def late_frame(
@@ -234,27 +292,23 @@ class WindowOperator(Operator):
         batch_max = int(ts_all.max())
         self.max_ts = batch_max if prev_max == _NO_WATERMARK else max(prev_max, batch_max)
         w_final = self.max_ts - self.delay_ns
-        ev, start = self.window.assign(ts_all)
+        ev, kwin = self.window.assign_index(ts_all)
+        start = kwin * self.slide_ns + self.window.offset_ns
         close_at = start + (self.size_ns + self.lateness_ns)
-        # only pairs whose window closes before the final watermark can be late; the watermark at their
-        # arrival decides (a full running maximum over every event is the slow part otherwise)
-        maybe = close_at <= w_final
         identity = isinstance(self.window, TumblingWindow)
-        if maybe.any():
-            cand = np.flatnonzero(maybe)
-            wm_c = watermark_at(ts_all, ev[cand], prev_max, self.delay_ns)
-            late_c = close_at[cand] <= wm_c
-            if late_c.any():
+        # only pairs whose window closes before the final watermark can be late
+        if int(close_at.min()) <= w_final:
+            pos, wm_late = late_pairs(ts_all, ev, close_at, prev_max, self.delay_ns)
+            if len(pos):
                 is_late = np.zeros(len(ev), dtype=bool)
-                is_late[cand[late_c]] = True
-                lrows = ev[is_late]
-                out["late"] = late_frame(
-                    batch, lrows, start[is_late], start[is_late] + self.size_ns, wm_c[late_c]
-                )
-                ev, start = ev[~is_late], start[~is_late]
+                is_late[pos] = True
+                lrows = ev[pos]
+                out["late"] = late_frame(batch, lrows, start[pos], start[pos] + self.size_ns, wm_late)
+                keep = ~is_late
+                ev, kwin = ev[keep], kwin[keep]
                 identity = False
         if len(ev):
-            touched = self._aggregate(batch, ts_all, None if identity else ev, start)
+            touched = self._aggregate(batch, ts_all, None if identity else ev, kwin)
             if self.early:
                 out["early"] = self._emit(touched, final=False)
         closed = self._close(self.max_ts - self.delay_ns)
@@ -263,14 +317,18 @@ class WindowOperator(Operator):
         return out
 
     def _aggregate(
-        self, batch: pd.DataFrame, ts: np.ndarray, ev: np.ndarray | None, start: np.ndarray
+        self, batch: pd.DataFrame, ts: np.ndarray, ev: np.ndarray | None, kwin: np.ndarray
     ) -> np.ndarray:
-        """Fold rows into their (window, key) slots; ``ev`` maps pairs to rows (``None``: one pair per row)."""
+        """Fold rows into their (window, key) slots; ``ev`` maps pairs to rows (``None``: one pair per row).
+
+        ``kwin`` is each pair's window index: the window starts at ``kwin * slide + offset``.
+        """
         key_ids = self.key_index.codes(batch, self.keys)
         if ev is not None:
             key_ids = key_ids[ev]
-        w0 = int(start.min())
-        widx = (start - w0) // self.slide_ns
+        k0 = int(kwin.min())
+        widx = kwin - k0
+        w0 = k0 * self.slide_ns + self.window.offset_ns
         n_w = int(widx.max()) + 1
         k_local, k_uniq = pd.factorize(key_ids) if len(self.key_index.ids) > 64 else (key_ids, None)
         n_k = int(k_local.max()) + 1

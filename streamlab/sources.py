@@ -214,7 +214,10 @@ class ReplaySource(Source):
             lines = _read_lines(path)
             if self.raw:
                 return pd.DataFrame({"value": pd.Series(lines, dtype=object)})
-            return pd.read_json(path, lines=True, convert_dates=[self.time])
+            frame = pd.read_json(path, lines=True, dtype=False)
+            if self.time in frame.columns:
+                frame[self.time] = pd.to_datetime(frame[self.time], utc=True, format="ISO8601")
+            return frame
         if self.raw:
             raise ValueError(f"ReplaySource(raw=True) needs JSON lines, got {path.name}")
         if name.endswith((".csv", ".csv.gz")):

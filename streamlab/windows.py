@@ -27,6 +27,30 @@ class Window:
         raise NotImplementedError
 
 
+def floor_div(x: np.ndarray, d: int) -> np.ndarray:
+    """``x // d`` for int64 arrays, exact, several times faster than numpy's integer division.
+
+    Multiplies by the float reciprocal relative to the batch minimum (small numbers, exact in float64),
+    then corrects the rare off-by-one from rounding.
+
+    Examples
+    --------
+    >>> floor_div(np.array([-7, -1, 0, 59, 60, 10**18 + 61]), 60).tolist() == [-1, -1, 0, 0, 1, (10**18 + 61) // 60]
+    True
+    """
+    if len(x) == 0:
+        return x.copy()
+    base = int(x.min()) // d
+    rel = x - base * d
+    if int(rel.max()) >= 1 << 52:
+        return x // d  # too wide a spread for exact float arithmetic
+    q = (rel.astype(np.float64) * (1.0 / d)).astype(np.int64)
+    r = rel - q * d
+    q -= r < 0
+    q += r >= d
+    return q + base
+
+
 def _positive(value: Duration, what: str) -> int:
     ns = parse_duration(value, what=what)
     if ns <= 0:
@@ -74,8 +98,12 @@ class TumblingWindow(Window):
         >>> start.tolist()
         [0, 10000000000]
         """
-        start = (ts_ns - self.offset_ns) // self.size_ns * self.size_ns + self.offset_ns
-        return np.arange(len(ts_ns)), start
+        idx, k = self.assign_index(ts_ns)
+        return idx, k * self.size_ns + self.offset_ns
+
+    def assign_index(self, ts_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`assign`, with the window's index ``k`` (start = k * slide + offset) instead of its start."""
+        return np.arange(len(ts_ns)), floor_div(ts_ns - self.offset_ns, self.size_ns)
 
     @property
     def slide_ns(self) -> int:
@@ -149,16 +177,24 @@ class SlidingWindow(Window):
 
     def assign(self, ts_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(event_index, window_start_ns)`` for every window each event falls in."""
-        base = (ts_ns - self.offset_ns) // self.every_ns
+        idx, k = self.assign_index(ts_ns)
+        return idx, k * self.every_ns + self.offset_ns
+
+    def assign_index(self, ts_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`assign`, with the window's index ``k`` (start = k * every + offset) instead of its start."""
+        base = floor_div(ts_ns - self.offset_ns, self.every_ns)
         n = -(-self.size_ns // self.every_ns)
-        idx_parts, start_parts = [], []
         positions = np.arange(len(ts_ns))
+        if self.size_ns % self.every_ns == 0:
+            # every event is in exactly n windows
+            return np.tile(positions, n), np.concatenate([base - j for j in range(n)])
+        idx_parts, k_parts = [], []
         for j in range(n):
-            start = (base - j) * self.every_ns + self.offset_ns
-            ok = start + self.size_ns > ts_ns
+            k = base - j
+            ok = k * self.every_ns + self.offset_ns + self.size_ns > ts_ns
             idx_parts.append(positions[ok])
-            start_parts.append(start[ok])
-        return np.concatenate(idx_parts), np.concatenate(start_parts)
+            k_parts.append(k[ok])
+        return np.concatenate(idx_parts), np.concatenate(k_parts)
 
     def describe(self) -> dict[str, str]:
         d = {

@@ -29,7 +29,13 @@ def iso(ms: int) -> str:
 
 def record(i: int, ms: int, key: str, user: str, amount: float | None) -> bytes:
     props = {} if amount is None else {"amount": amount}
-    event = {"event_id": f"e{i}", "event_type": key, "user_id": user, "timestamp": iso(ms), "properties": props}
+    event = {
+        "event_id": f"e{i}",
+        "event_type": key,
+        "user_id": user,
+        "timestamp": iso(ms),
+        "properties": props,
+    }
     return json.dumps(event).encode()
 
 

@@ -116,10 +116,23 @@ def test_export_equals_hand_written_seed_pipeline_and_streamlab(tmp_path: Path) 
     p = counts_pipeline()
     files = to_beam(p, tmp_path / "export", runner_source="file")
     module = load_module(files.module)
-    module.run(["--input", str(tmp_path / "input.jsonl"), "--output", str(tmp_path / "out"), "--runner", "DirectRunner"])
+    module.run(
+        [
+            "--input",
+            str(tmp_path / "input.jsonl"),
+            "--output",
+            str(tmp_path / "out"),
+            "--runner",
+            "DirectRunner",
+        ]
+    )
     rows = [json.loads(x) for f in (tmp_path / "out").glob("window-*") for x in f.read_text().splitlines()]
     exported = {(r["event_type"], int(pd.Timestamp(r["window_start"]).timestamp())): r["count"] for r in rows}
-    dead = [json.loads(x) for f in (tmp_path / "out").glob("parse_dead_letter-*") for x in f.read_text().splitlines()]
+    dead = [
+        json.loads(x)
+        for f in (tmp_path / "out").glob("parse_dead_letter-*")
+        for x in f.read_text().splitlines()
+    ]
 
     local = run_local(p, lines)["window"]
     streamlab_counts = {
@@ -137,12 +150,14 @@ MATRIX = {
     "tumbling-lateness-first-last-quantile": lambda s: s.window(
         TumblingWindow("30s", offset="10s"), key=["event_type", "user_id"], lateness="20s"
     ).agg(agg.first("amount"), agg.last("user_id"), agg.quantile("amount", 0.5), agg.count("amount")),
-    "sliding-distinct": lambda s: s.window(SlidingWindow("2m", every="30s"), key="event_type", delay="5s").agg(
-        agg.count(), agg.count_distinct("user_id")
+    "sliding-distinct": lambda s: s.window(
+        SlidingWindow("2m", every="30s"), key="event_type", delay="5s"
+    ).agg(agg.count(), agg.count_distinct("user_id")),
+    "dedup-global-window": lambda s: (
+        s.dedup("event_id", ttl="2m")
+        .window(TumblingWindow("1m"), delay="3s")
+        .agg(agg.count(), agg.sum("amount"))
     ),
-    "dedup-global-window": lambda s: s.dedup("event_id", ttl="2m")
-    .window(TumblingWindow("1m"), delay="3s")
-    .agg(agg.count(), agg.sum("amount")),
     "session-in-order": lambda s: s.window(SessionWindow("45s"), key="user_id", delay="1h").agg(
         agg.count(), agg.max("amount")
     ),
@@ -167,7 +182,9 @@ def test_unsupported_steps_fail_export_naming_the_step(tmp_path: Path) -> None:
     p = Pipeline(ListSource([b"{}"]), name="joins")
     a = p.parse(SCHEMA)
     a.join_interval(a.filter("amount > 1"), on="user_id", lower="-1m", upper="1m", step_id="match")
-    with pytest.raises(PipelineConfigError, match=r"step 'match' \(interval_join\): cannot export to Apache Beam"):
+    with pytest.raises(
+        PipelineConfigError, match=r"step 'match' \(interval_join\): cannot export to Apache Beam"
+    ):
         to_beam(p, tmp_path)
     q = Pipeline(ListSource([b"{}"]), name="enriched")
     q.parse(SCHEMA).enrich(pd.DataFrame({"user_id": ["u1"], "tier": ["gold"]}), on="user_id", step_id="tiers")
@@ -185,6 +202,8 @@ def test_replay_stream_follows_streamlabs_watermark(tmp_path: Path) -> None:
     events = module.replay_stream(lines)._events
     kinds = [type(e).__name__ for e in events]
     assert kinds == ["ElementEvent", "WatermarkEvent", "ElementEvent", "ElementEvent", "WatermarkEvent"]
-    assert isinstance(events[1], WatermarkEvent) and events[1].new_watermark.micros == (BASE_MS + 5_000) * 1_000
+    assert (
+        isinstance(events[1], WatermarkEvent) and events[1].new_watermark.micros == (BASE_MS + 5_000) * 1_000
+    )
     assert isinstance(events[2], ElementEvent) and events[2].timestamped_values[0].value == b"bad"
     assert iso(BASE_MS) == "2024-01-01T00:00:00.000Z"

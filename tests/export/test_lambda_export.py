@@ -55,11 +55,15 @@ def test_fixed_sample_batches_retries_and_poison_record(tmp_path: Path) -> None:
 @pytest.mark.slow
 @settings(max_examples=4, deadline=None)
 @given(sample=samples())
-def test_round_trip_lambda_equals_streamlab(sample: list[bytes], tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_round_trip_lambda_equals_streamlab(
+    sample: list[bytes], tmp_path_factory: pytest.TempPathFactory
+) -> None:
     p = Pipeline(ListSource([b"{}"]), name="lambda_matrix")
     p.parse(SCHEMA).dedup("event_id", ttl="1m").window(
         TumblingWindow("30s"), key=["event_type", "user_id"], delay="2s", lateness="10s"
-    ).agg(agg.count(), agg.min("amount"), agg.max("amount"), agg.count_distinct("event_id"), agg.first("amount"))
+    ).agg(
+        agg.count(), agg.min("amount"), agg.max("amount"), agg.count_distinct("event_id"), agg.first("amount")
+    )
     report = verify(p, sample, "lambda", workdir=tmp_path_factory.mktemp("lambda"), lambda_batch_size=4)
     assert report.equal, report.diff.to_string()
 
@@ -84,10 +88,14 @@ def test_handler_decodes_base64_and_keeps_state_across_invocations(tmp_path: Pat
     monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", "unused")
     module = load_module(to_lambda(dedup_counts(), tmp_path).module)
     first = module.handler(kinesis_event([("1", record(1, BASE_MS, "view", "u1", 2.0))], None, False))
-    again = module.handler(kinesis_event([("2", record(1, BASE_MS, "view", "u1", 2.0))], first["state"], False))
+    again = module.handler(
+        kinesis_event([("2", record(1, BASE_MS, "view", "u1", 2.0))], first["state"], False)
+    )
     assert again["state"]["counts"] == {"dedup.duplicates": 1}  # the repeat did not count twice
     assert again["batchItemFailures"] == []
-    assert base64.b64decode(kinesis_event([("1", b"x")], None, False)["Records"][0]["kinesis"]["data"]) == b"x"
+    assert (
+        base64.b64decode(kinesis_event([("1", b"x")], None, False)["Records"][0]["kinesis"]["data"]) == b"x"
+    )
 
 
 @pytest.mark.parametrize(
@@ -100,7 +108,9 @@ def test_handler_decodes_base64_and_keeps_state_across_invocations(tmp_path: Pat
 def test_unsupported_windows_fail_export_naming_the_step(tmp_path: Path, window, message: str) -> None:
     p = Pipeline(ListSource([b"{}"]), name="nope")
     p.parse(SCHEMA).window(window, key="user_id", step_id="per_user").agg(agg.count())
-    with pytest.raises(PipelineConfigError, match=rf"step 'per_user' \(window\): cannot export to AWS Lambda: {message}"):
+    with pytest.raises(
+        PipelineConfigError, match=rf"step 'per_user' \(window\): cannot export to AWS Lambda: {message}"
+    ):
         to_lambda(p, tmp_path)
 
 

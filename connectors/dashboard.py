@@ -1,0 +1,317 @@
+"""A websocket relay for live dashboards: Redis pub/sub messages to every connected websocket client.
+
+:class:`~streamlab.connectors.redis.RedisMetricsSink` publishes one message per metric update, but a
+browser cannot subscribe to Redis. :class:`RedisWebSocketRelay` subscribes once and forwards each
+message, unchanged, to all websocket clients. It runs one asyncio loop in its own thread, started by
+``start()`` and ended by ``stop()`` (or a ``with`` block), which leaves no thread or socket behind.
+It needs redis-py and ``websockets``: ``pip install 'streamlab[redis]'``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+__all__ = ["RedisWebSocketRelay"]
+
+log = logging.getLogger(__name__)
+
+
+def _import_clients() -> tuple[Any, Any]:
+    try:
+        import redis.asyncio as redis_asyncio
+        import websockets.asyncio.server as ws_server
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise ImportError(
+            "RedisWebSocketRelay needs redis-py and websockets: pip install 'streamlab[redis]'"
+        ) from exc
+    return redis_asyncio, ws_server
+
+
+class RedisWebSocketRelay:
+    """Forward messages from Redis pub/sub channels to every connected websocket client.
+
+    Each pub/sub message becomes one text frame (UTF-8 payloads as they are, other bytes replaced),
+    sent to all clients connected at that moment, in the order Redis delivered them. ``start()``
+    returns only once the subscription is confirmed and the port listens, so nothing published
+    afterwards is missed. A client whose unsent data exceeds ``max_client_buffer`` bytes (a stalled
+    browser tab) is skipped for that message instead of growing the relay's memory; ``skipped``
+    counts those.
+
+    Parameters
+    ----------
+    redis_url
+        ``redis://host:port/db``.
+    channels
+        Channel name or names to subscribe to (``RedisMetricsSink``'s ``channel``).
+    host
+        Interface the websocket server listens on; loopback by default.
+    port
+        TCP port; 0 (default) picks a free one, see :attr:`port` after ``start()``.
+    max_client_buffer
+        Bytes a client may have waiting to be sent before further messages skip it.
+    startup_timeout
+        Seconds ``start()`` waits for Redis and the listening socket.
+
+    Examples
+    --------
+    >>> relay = RedisWebSocketRelay("redis://127.0.0.1:6379/0", channels=["metrics"])
+    >>> relay
+    RedisWebSocketRelay(redis_url='redis://127.0.0.1:6379/0', channels=['metrics'], stopped)
+    >>> RedisWebSocketRelay("127.0.0.1:6379")
+    Traceback (most recent call last):
+    ...
+    ValueError: RedisWebSocketRelay(redis_url='127.0.0.1:6379'): expected a Redis URL such as 'redis://127.0.0.1:6379/0'
+    >>> with RedisWebSocketRelay("redis://127.0.0.1:6379/0") as relay:  # doctest: +SKIP
+    ...     print(relay.url)  # connect a browser or websockets.sync.client.connect(relay.url)
+    ws://127.0.0.1:...
+    """
+
+    def __init__(
+        self,
+        redis_url: str,
+        channels: str | Sequence[str] = "metrics",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_client_buffer: int = 1_000_000,
+        startup_timeout: float = 10.0,
+    ) -> None:
+        owner = "RedisWebSocketRelay"
+        if not isinstance(redis_url, str) or not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"{owner}(redis_url={redis_url!r}): expected a Redis URL such as 'redis://127.0.0.1:6379/0'"
+            )
+        names = [channels] if isinstance(channels, str) else list(channels)
+        if not names or not all(isinstance(c, str) and c for c in names):
+            raise ValueError(
+                f"{owner}(channels={channels!r}): give one channel name or a non-empty list of names, "
+                "e.g. channels='metrics' (the channel of RedisMetricsSink)"
+            )
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+            raise ValueError(f"{owner}(port={port!r}): use 0 for a free port, or a port number up to 65535")
+        if not isinstance(max_client_buffer, int) or max_client_buffer < 0:
+            raise ValueError(
+                f"{owner}(max_client_buffer={max_client_buffer!r}): a number of bytes (>= 0), e.g. 1_000_000"
+            )
+        if not isinstance(startup_timeout, (int, float)) or startup_timeout <= 0:
+            raise ValueError(f"{owner}(startup_timeout={startup_timeout!r}): a positive number of seconds")
+        self.redis_url = redis_url
+        self.channels: tuple[str, ...] = tuple(names)
+        self.host = host
+        self._wanted_port = port
+        self.max_client_buffer = max_client_buffer
+        self.startup_timeout = float(startup_timeout)
+        #: Messages received from Redis.
+        self.forwarded = 0
+        #: Frames handed to clients (messages x clients).
+        self.sent = 0
+        #: Frames not sent because the client's buffer was full.
+        self.skipped = 0
+        #: The error that ended forwarding (lost Redis connection), if any.
+        self.error: BaseException | None = None
+        self._port: int | None = None
+        self._clients: set[Any] = set()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._lock = threading.Lock()
+
+    # -- properties ------------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """True between ``start()`` and ``stop()``."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def port(self) -> int:
+        """The websocket port (after ``start()``)."""
+        if self._port is None:
+            raise RuntimeError("RedisWebSocketRelay: not started; call start() or use it in a with block")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``ws://host:port`` for clients."""
+        return f"ws://{self.host}:{self.port}"
+
+    @property
+    def clients(self) -> int:
+        """Websocket clients connected now."""
+        return len(self._clients)
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def start(self) -> RedisWebSocketRelay:
+        """Subscribe, start listening, and return ``self`` once both are ready.
+
+        Raises
+        ------
+        ImportError
+            When redis-py or websockets is missing (names the extra).
+        OSError, redis.ConnectionError, TimeoutError
+            When Redis cannot be reached or the port cannot be bound.
+        """
+        with self._lock:
+            if self.running:
+                return self
+            redis_asyncio, ws_server = _import_clients()
+            ready = threading.Event()
+            failure: list[BaseException] = []
+            self.error = None
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            thread = threading.Thread(
+                target=self._run,
+                args=(loop, redis_asyncio, ws_server, ready, failure),
+                name="streamlab-websocket-relay",
+                daemon=True,
+            )
+            self._thread = thread
+            thread.start()
+            if not ready.wait(self.startup_timeout):
+                self._request_stop()
+                thread.join(5)
+                self._thread = None
+                raise TimeoutError(
+                    f"{self!r}: not ready after {self.startup_timeout:g}s (is Redis at {self.redis_url} up?)"
+                )
+            if failure:
+                thread.join(5)
+                self._thread = None
+                raise failure[0]
+            return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close every client connection, unsubscribe, and end the thread. Idempotent."""
+        with self._lock:
+            thread = self._thread
+            if thread is None:
+                return
+            self._request_stop()
+            thread.join(timeout)
+            if thread.is_alive():
+                raise TimeoutError(f"{self!r}: the relay thread did not end within {timeout:g}s")
+            self._thread = None
+            self._port = None
+
+    def _request_stop(self) -> None:
+        loop, event = self._loop, self._stop_event
+        if loop is not None and event is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # the loop closed between the check and the call
+                pass
+
+    def __enter__(self) -> RedisWebSocketRelay:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- the loop (relay thread) ------------------------------------------------------------------------
+    def _run(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        redis_asyncio: Any,
+        ws_server: Any,
+        ready: threading.Event,
+        failure: list[BaseException],
+    ) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._main(redis_asyncio, ws_server, ready, failure))
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _main(
+        self, redis_asyncio: Any, ws_server: Any, ready: threading.Event, failure: list[BaseException]
+    ) -> None:
+        self._stop_event = asyncio.Event()
+        client = redis_asyncio.Redis.from_url(self.redis_url)
+        pubsub = client.pubsub()
+        server = None
+        try:
+            await pubsub.subscribe(*self.channels)
+            confirmed: set[str] = set()
+            while confirmed != set(self.channels):
+                # Wait for Redis to confirm each SUBSCRIBE: a publish after start() is then delivered.
+                msg = await pubsub.get_message(timeout=self.startup_timeout)
+                if msg is None:
+                    raise TimeoutError(f"{self!r}: Redis did not confirm the subscription")
+                if msg["type"] == "subscribe":
+                    name = msg["channel"]
+                    confirmed.add(name.decode() if isinstance(name, bytes) else str(name))
+            server = await ws_server.serve(self._handle, self.host, self._wanted_port)
+            self._port = int(server.sockets[0].getsockname()[1])
+        except BaseException as exc:
+            failure.append(exc)
+            ready.set()
+            await self._close(server, pubsub, client)
+            return
+        ready.set()
+        forward = asyncio.create_task(self._forward(pubsub, ws_server.broadcast))
+        stop = asyncio.create_task(self._stop_event.wait())
+        await asyncio.wait({forward, stop}, return_when=asyncio.FIRST_COMPLETED)
+        forward.cancel()
+        stop.cancel()
+        await asyncio.gather(forward, stop, return_exceptions=True)
+        await self._close(server, pubsub, client)
+
+    async def _close(self, server: Any, pubsub: Any, client: Any) -> None:
+        if server is not None:
+            server.close()  # closes client connections with 1001 (going away)
+            await server.wait_closed()
+        for closer in (pubsub.aclose, client.aclose):
+            try:
+                await closer()
+            except Exception:  # a dead Redis must not keep the relay from stopping
+                log.debug("closing the Redis connection failed", exc_info=True)
+
+    async def _forward(self, pubsub: Any, broadcast: Any) -> None:
+        try:
+            async for message in pubsub.listen():
+                if message["type"] != "message":
+                    continue
+                data = message["data"]
+                text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
+                self.forwarded += 1
+                targets = []
+                for conn in list(self._clients):
+                    transport = getattr(conn, "transport", None)
+                    backlog = transport.get_write_buffer_size() if transport is not None else 0
+                    if backlog > self.max_client_buffer:
+                        self.skipped += 1
+                    else:
+                        targets.append(conn)
+                if targets:
+                    broadcast(targets, text)
+                    self.sent += len(targets)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.error = exc
+            log.error("%r: forwarding stopped: %s", self, exc)
+
+    async def _handle(self, connection: Any) -> None:
+        self._clients.add(connection)
+        try:
+            # Clients only listen; anything they send is read and ignored so pings keep working.
+            async for _ in connection:
+                pass
+        except Exception:
+            pass
+        finally:
+            self._clients.discard(connection)
+
+    def __repr__(self) -> str:
+        state = f"running on {self.url}, clients={self.clients}" if self.running else "stopped"
+        return (
+            f"RedisWebSocketRelay(redis_url={self.redis_url!r}, channels={list(self.channels)!r}, {state})"
+        )
