@@ -10,6 +10,7 @@ It needs redis-py and ``websockets``: ``pip install 'streamlab[redis]'``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -201,10 +202,9 @@ class RedisWebSocketRelay:
     def _request_stop(self) -> None:
         loop, event = self._loop, self._stop_event
         if loop is not None and event is not None and not loop.is_closed():
-            try:
+            # The loop may close between the check and the call; then there is nothing to stop.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(event.set)
-            except RuntimeError:  # the loop closed between the check and the call
-                pass
 
     def __enter__(self) -> RedisWebSocketRelay:
         return self.start()
@@ -312,6 +312,4 @@ class RedisWebSocketRelay:
 
     def __repr__(self) -> str:
         state = f"running on {self.url}, clients={self.clients}" if self.running else "stopped"
-        return (
-            f"RedisWebSocketRelay(redis_url={self.redis_url!r}, channels={list(self.channels)!r}, {state})"
-        )
+        return f"RedisWebSocketRelay(redis_url={self.redis_url!r}, channels={list(self.channels)!r}, {state})"

@@ -16,7 +16,7 @@ import pandas as pd
 from streamlab._operator import Operator, Outputs
 from streamlab._time import NAT_NS, ns_to_timestamp, to_utc_ns
 from streamlab.aggregators import Aggregator, _CountStore
-from streamlab.windows import SlidingWindow, TumblingWindow
+from streamlab.windows import SlidingWindow, TumblingWindow, floor_div
 
 _NO_WATERMARK = int(np.iinfo(np.int64).min)
 
@@ -155,7 +155,12 @@ _BLOCK = 1024
 
 
 def late_pairs(
-    ts: np.ndarray, rows: np.ndarray, close_at: np.ndarray, prev_max: int, delay_ns: int
+    ts: np.ndarray,
+    rows: np.ndarray,
+    close_at: np.ndarray,
+    prev_max: int,
+    delay_ns: int,
+    _blocked: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Which (row, window) pairs are late: ``close_at <= watermark at the row's arrival``.
 
@@ -173,6 +178,16 @@ def late_pairs(
     if prev_max != _NO_WATERMARK:
         np.maximum(upper, prev_max, out=upper)
         np.maximum(lower, prev_max, out=lower)
+    if not _blocked and len(rows) == n and n > _BLOCK and rows[0] == 0 and rows[-1] == n - 1:
+        # one pair per row in arrival order (tumbling): skip whole blocks that cannot hold a late pair
+        pad = np.full(n_blocks * _BLOCK, np.iinfo(np.int64).max, dtype=np.int64)
+        pad[:n] = close_at
+        hit = np.flatnonzero(pad.reshape(n_blocks, _BLOCK).min(axis=1) <= upper - delay_ns)
+        if len(hit) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        sub = np.concatenate([np.arange(b * _BLOCK, min((b + 1) * _BLOCK, n)) for b in hit.tolist()])
+        pos, wm = late_pairs(ts, rows[sub], close_at[sub], prev_max, delay_ns, _blocked=True)
+        return sub[pos], wm
     blk = rows // _BLOCK
     surely = close_at <= lower[blk] - delay_ns
     maybe = ~surely & (close_at <= upper[blk] - delay_ns)
@@ -399,3 +414,140 @@ class WindowOperator(Operator):
         if not self.slots.by_window:
             return {}
         return {"out": self._pop(list(self.slots.by_window))}
+
+
+class PanedWindowOperator(WindowOperator):
+    """Sliding windows whose size is a multiple of the slide, aggregated per pane.
+
+    Each event is folded once, into its pane (one slide long); a window's result merges its
+    ``size / every`` panes when it closes. So the work per event does not grow with the overlap, as it
+    does when every (event, window) pair is aggregated. Windows are emitted exactly where the watermark
+    crosses their close point, between the events of a batch, so an event arriving after a window closed
+    never reaches that window's result even though it shares panes with it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        window = self.window
+        assert isinstance(window, SlidingWindow)
+        self.every = window.every_ns
+        self.offset = window.offset_ns
+        self.n = window.size_ns // window.every_ns
+        self.emitted_upto: int | None = None  # windows with index <= this are closed
+
+    def snapshot(self) -> Any:
+        return {**super().snapshot(), "emitted_upto": self.emitted_upto}
+
+    def open_state(self) -> dict[str, Any]:
+        panes = sorted(self.slots.by_window)
+        lo = None if self.emitted_upto is None else self.emitted_upto + 1
+        starts = sorted({(s - self.offset) // self.every - j for s in panes for j in range(self.n)})
+        starts = [w for w in starts if lo is None or w >= lo]
+        return {
+            "open_windows": [
+                (
+                    ns_to_timestamp(w * self.every + self.offset),
+                    ns_to_timestamp(w * self.every + self.offset + self.size_ns),
+                )
+                for w in starts
+            ],
+            "open_slots": len(self.slots.slot_of),
+            "keys": len(self.key_index.ids),
+        }
+
+    def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
+        out: Outputs = {}
+        ts_all = to_utc_ns(batch[self.time])
+        valid = ts_all != NAT_NS
+        if not valid.all():
+            out["dead_letter"] = missing_time_frame(batch, np.flatnonzero(~valid), self.step_id, self.time)
+            batch = batch[valid]
+            ts_all = ts_all[valid]
+        if len(batch) == 0:
+            return out
+        wm, self.max_ts = running_watermark(ts_all, self.max_ts, self.delay_ns)
+        pane = floor_div(ts_all - self.offset, self.every)
+        # windows w <= closed[i] had closed when event i arrived: (w + n) * every + offset + lateness <= wm
+        closed = floor_div(wm - self.offset - self.lateness_ns, self.every) - self.n
+        first = pane - self.n + 1
+        n_late = np.maximum(np.minimum(pane, closed) - first + 1, 0)
+        if n_late.any():
+            rows = np.repeat(np.arange(len(pane)), n_late)
+            within = np.arange(int(n_late.sum())) - np.repeat(np.cumsum(n_late) - n_late, n_late)
+            start = (first[rows] + within) * self.every + self.offset
+            out["late"] = late_frame(batch, rows, start, start + self.size_ns, wm[rows])
+        admitted = pane > closed  # at least one of its windows is still open
+        bounds = np.concatenate([[0], np.flatnonzero(np.diff(closed)) + 1, [len(pane)]])
+        emitted = []
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            frame = self._emit_upto(int(closed[a]))
+            if frame is not None:
+                emitted.append(frame)
+            sel = np.flatnonzero(admitted[a:b]) + a
+            if len(sel):
+                self._aggregate(batch, ts_all, sel, pane[sel])
+        if emitted:
+            out["out"] = emitted[0] if len(emitted) == 1 else pd.concat(emitted, ignore_index=True)
+        return out
+
+    def _emit_upto(self, last: int | None) -> pd.DataFrame | None:
+        """Emit every window with data and index in (emitted_upto, last]; free panes no window needs."""
+        panes_ns = list(self.slots.by_window)
+        if not panes_ns:
+            if last is not None:
+                self.emitted_upto = last if self.emitted_upto is None else max(self.emitted_upto, last)
+            return None
+        panes = (np.asarray(panes_ns, dtype=np.int64) - self.offset) // self.every
+        if last is None:
+            last = int(panes.max())
+        lo = int(panes.min()) - self.n + 1 if self.emitted_upto is None else self.emitted_upto + 1
+        if last < lo:
+            return None
+        windows = np.unique(np.concatenate([panes - j for j in range(self.n)]))
+        windows = windows[(windows >= lo) & (windows <= last)]
+        frame = self._merge_windows(windows) if len(windows) else None
+        done = [s for s, q in zip(panes_ns, panes.tolist()) if q <= last]
+        if done:
+            slots = np.concatenate([np.asarray(self.slots.by_window[s], dtype=np.int64) for s in done])
+            keys = self.slots.key[slots].copy()
+            for st in self.stores:
+                st.clear(slots)
+            self.slots.pop_windows(done)
+            self.key_index.release(keys)
+        self.emitted_upto = last if self.emitted_upto is None else max(self.emitted_upto, last)
+        return frame
+
+    def _merge_windows(self, windows: np.ndarray) -> pd.DataFrame | None:
+        target_of: dict[tuple[int, int], int] = {}
+        t_window: list[int] = []
+        t_key: list[int] = []
+        targets: list[int] = []
+        slots: list[int] = []
+        for w in windows.tolist():
+            for j in range(self.n):
+                for slot in self.slots.by_window.get((w + j) * self.every + self.offset, ()):
+                    k = int(self.slots.key[slot])
+                    t = target_of.get((w, k))
+                    if t is None:
+                        t = target_of[(w, k)] = len(t_window)
+                        t_window.append(w)
+                        t_key.append(k)
+                    targets.append(t)
+                    slots.append(slot)
+        if not t_window:
+            return None
+        tw, tk = np.asarray(t_window, dtype=np.int64), np.asarray(t_key, dtype=np.int64)
+        tg, sl = np.asarray(targets, dtype=np.int64), np.asarray(slots, dtype=np.int64)
+        order = np.lexsort((tk, tw))
+        starts = tw[order] * self.every + self.offset
+        data: dict[str, Any] = self.key_index.key_columns(tk[order], self.keys)
+        data["window_start"] = ns_to_timestamp(starts)
+        data["window_end"] = ns_to_timestamp(starts + self.size_ns)
+        for agg, st in zip(self.aggs, self.stores):
+            res = st.reduce(tg, sl, len(tw))
+            data[agg.name] = np.asarray(res, dtype=object)[order] if isinstance(res, list) else res[order]
+        return pd.DataFrame(data)
+
+    def on_end(self) -> Outputs:
+        frame = self._emit_upto(None)
+        return {"out": frame} if frame is not None else {}

@@ -9,6 +9,7 @@ window and key of a batch at once (one ``numpy.bincount`` per batch instead of a
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -62,6 +63,18 @@ class AggregatorStore:
 
     def results(self, slots: np.ndarray) -> np.ndarray | list[Any]:
         return [self.agg.result(self.states[int(s)]) for s in slots]
+
+    def reduce(self, targets: np.ndarray, slots: np.ndarray, n_targets: int) -> np.ndarray | list[Any]:
+        """Results of merging the states of ``slots`` into ``n_targets`` groups (``targets`` per slot).
+
+        Used by sliding windows, whose results merge the partial states of their panes.
+        """
+        acc: list[Any] = [None] * n_targets
+        for t, s in zip(targets.tolist(), slots.tolist()):
+            st = self.states[s]
+            # never merge into a pane's own state object: merge may update its first argument
+            acc[t] = copy.deepcopy(st) if acc[t] is None else self.agg.merge(acc[t], st)
+        return [self.agg.result(a if a is not None else self.agg.initial()) for a in acc]
 
     def clear(self, slots: np.ndarray) -> None:
         for s in slots:
@@ -182,6 +195,11 @@ class _CountStore(_ArrayStore):
     def results(self, slots: np.ndarray) -> np.ndarray:
         return self.arrays[0][slots].copy()
 
+    def reduce(self, targets: np.ndarray, slots: np.ndarray, n_targets: int) -> np.ndarray:
+        out = np.zeros(n_targets, dtype=np.int64)
+        np.add.at(out, targets, self.arrays[0][slots])
+        return out
+
 
 def _notnull(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind == "f":
@@ -220,12 +238,21 @@ class _SumResultStore(_SumStore):
     def results(self, slots: np.ndarray) -> np.ndarray:
         return self.arrays[0][slots].copy()
 
+    def reduce(self, targets: np.ndarray, slots: np.ndarray, n_targets: int) -> np.ndarray:
+        return np.bincount(targets, weights=self.arrays[0][slots], minlength=n_targets)
+
 
 class _MeanStore(_SumStore):
     def results(self, slots: np.ndarray) -> np.ndarray:
         n = self.arrays[1][slots]
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(n > 0, self.arrays[0][slots] / np.maximum(n, 1), np.nan)
+
+    def reduce(self, targets: np.ndarray, slots: np.ndarray, n_targets: int) -> np.ndarray:
+        total = np.bincount(targets, weights=self.arrays[0][slots], minlength=n_targets)
+        n = np.bincount(targets, weights=self.arrays[1][slots], minlength=n_targets)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n > 0, total / np.maximum(n, 1), np.nan)
 
 
 class _ExtremeStore(_ArrayStore):
@@ -248,6 +275,12 @@ class _ExtremeStore(_ArrayStore):
         r = self.arrays[0][slots].copy()
         r[np.isinf(r) & (r == self.fills[0][1])] = np.nan
         return r
+
+    def reduce(self, targets: np.ndarray, slots: np.ndarray, n_targets: int) -> np.ndarray:
+        out = np.full(n_targets, self.fills[0][1], dtype=np.float64)
+        self.ufunc.at(out, targets, self.arrays[0][slots])
+        out[np.isinf(out) & (out == self.fills[0][1])] = np.nan
+        return out
 
 
 class _MinStore(_ExtremeStore):
@@ -308,6 +341,19 @@ class _FirstLastStore(AggregatorStore):
 
     def results(self, slots: np.ndarray) -> np.ndarray:
         return self.values[slots].copy()
+
+    def reduce(self, targets: np.ndarray, slots: np.ndarray, n_targets: int) -> np.ndarray:
+        best_ts = np.zeros(n_targets, dtype=np.int64)
+        have = np.zeros(n_targets, dtype=bool)
+        out = np.full(n_targets, None, dtype=object)
+        # slots arrive in pane order, so ties keep the earlier pane for first and the later for last
+        for t, s in zip(targets.tolist(), slots.tolist()):
+            if not self.has[s]:
+                continue
+            ts = self.ts[s]
+            if not have[t] or (ts >= best_ts[t] if self.last else ts < best_ts[t]):
+                have[t], best_ts[t], out[t] = True, ts, self.values[s]
+        return out
 
     def clear(self, slots: np.ndarray) -> None:
         self.has[slots] = False

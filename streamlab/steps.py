@@ -19,7 +19,7 @@ from streamlab._parse import FieldSpec, ParseOperator
 from streamlab._sessions import SessionOperator
 from streamlab._time import format_duration
 from streamlab._transforms import FilterOperator, MapOperator, PassOperator, SelectOperator
-from streamlab._windowing import WindowOperator
+from streamlab._windowing import PanedWindowOperator, WindowOperator
 from streamlab.aggregators import Aggregator
 from streamlab.functions import UserFunction
 from streamlab.io import Sink, Source
@@ -254,7 +254,12 @@ class WindowStep(Step):
                 self.lateness_ns,
             )
         assert isinstance(self.window, (TumblingWindow, SlidingWindow))
-        return WindowOperator(
+        paned = (
+            isinstance(self.window, SlidingWindow)
+            and self.window.size_ns % self.window.every_ns == 0
+            and not self.early
+        )
+        return (PanedWindowOperator if paned else WindowOperator)(
             self.step_id,
             self.window,
             list(self.keys),

@@ -46,9 +46,12 @@ def floor_div(x: np.ndarray, d: int) -> np.ndarray:
         return x // d  # too wide a spread for exact float arithmetic
     q = (rel.astype(np.float64) * (1.0 / d)).astype(np.int64)
     r = rel - q * d
-    q -= r < 0
-    q += r >= d
-    return q + base
+    off = (r < 0) | (r >= d)
+    if off.any():  # rounding put a few just across a boundary
+        i = np.flatnonzero(off)
+        q[i] = rel[i] // d
+    q += base
+    return q
 
 
 def _positive(value: Duration, what: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sys
@@ -26,10 +27,8 @@ def receive(conn: Any, n: int, timeout: float = 10) -> list[str]:
     got: list[str] = []
 
     def more() -> bool:
-        try:
-            got.append(conn.recv(timeout=0.05))  # type: ignore[attr-defined]
-        except TimeoutError:
-            pass
+        with contextlib.suppress(TimeoutError):
+            got.append(conn.recv(timeout=0.05))
         return len(got) >= n
 
     wait_for(more, timeout=timeout, interval=0.001, what=f"{n} websocket messages")
@@ -54,13 +53,12 @@ def test_every_message_reaches_every_client_in_order(redis_server: LocalRedis, r
 
 
 def test_metrics_sink_updates_arrive_as_published(redis_server: LocalRedis, redis_client: object) -> None:
-    with RedisWebSocketRelay(redis_server.url, channels="metrics") as relay:
-        with connect(relay) as conn:
-            wait_for(lambda: relay.clients == 1, timeout=5, what="the client")
-            writer = RedisMetricsSink(redis_server.url, fields=["count"]).open()
-            writer.write_batch(pd.DataFrame({"event_type": ["click", "view", "click"], "count": [3, 1, 2]}))
-            writer.close()
-            updates = [json.loads(m) for m in receive(conn, 3)]
+    with RedisWebSocketRelay(redis_server.url, channels="metrics") as relay, connect(relay) as conn:
+        wait_for(lambda: relay.clients == 1, timeout=5, what="the client")
+        writer = RedisMetricsSink(redis_server.url, fields=["count"]).open()
+        writer.write_batch(pd.DataFrame({"event_type": ["click", "view", "click"], "count": [3, 1, 2]}))
+        writer.close()
+        updates = [json.loads(m) for m in receive(conn, 3)]
     assert [u["labels"]["event_type"] for u in updates] == ["click", "view", "click"]
     assert [u["increments"]["count"] for u in updates] == [3, 1, 2]
     totals: dict[str, int] = {}
@@ -90,11 +88,10 @@ def test_stop_closes_clients_port_and_thread(redis_server: LocalRedis) -> None:
 def test_restart_after_stop(redis_server: LocalRedis, redis_client: object) -> None:
     relay = RedisWebSocketRelay(redis_server.url, channels="again")
     for round_ in range(2):
-        with relay:
-            with connect(relay) as conn:
-                wait_for(lambda: relay.clients == 1, timeout=5, what="the client")
-                redis_client.publish("again", f"round {round_}")  # type: ignore[attr-defined]
-                assert receive(conn, 1) == [f"round {round_}"]
+        with relay, connect(relay) as conn:
+            wait_for(lambda: relay.clients == 1, timeout=5, what="the client")
+            redis_client.publish("again", f"round {round_}")  # type: ignore[attr-defined]
+            assert receive(conn, 1) == [f"round {round_}"]
     assert relay.forwarded == 2
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pandas.testing as pdt
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -201,3 +202,31 @@ def test_quantile_in_a_window_matches_numpy():
     res, _ = run_window(frame, TumblingWindow("1m"), 60, 0, 128, aggs=[agg.quantile("value", 0.95)])
     exact = np.sort(vals)[int(0.95 * 1999)]
     assert abs(res["p95_value"].iloc[0] - exact) <= 0.01 * exact
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("window", [TumblingWindow("30s"), SlidingWindow("60s", every="20s")])
+def test_large_batches_match_the_reference(seed, window):
+    # thousands of events per batch exercise the block-bounded lateness check and paned sliding windows
+    rng = np.random.default_rng(seed)
+    n = 6000
+    t = np.arange(n) // 10 + rng.integers(-20, 1, n) - np.where(rng.random(n) < 0.01, 200, 0)
+    t = t - t.min()
+    frame = pd.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in range(n)],
+            "key": rng.choice(["a", "b", "c"], n),
+            "value": rng.random(n),
+            "label": rng.choice(["l0", "l1"], n),
+            "timestamp": BASE + pd.to_timedelta(t, unit="s"),
+        }
+    )
+    for batch_size in (None, 2500):
+        results, late = run_window(frame, window, 5, 3, batch_size)
+        admitted, expected_late = reference_assignments(frame, window, 5, 3)
+        expected = pandas_window_aggregates(frame, admitted)
+        got = canon(results)[list(expected.columns)]
+        pdt.assert_frame_equal(got, canon(expected), check_dtype=False, check_exact=False, atol=1e-6)
+        want_late = sorted(zip(frame["event_id"].iloc[expected_late["row"]], expected_late["window_start"]))
+        assert late_pairs(late) == want_late
+        assert len(want_late) > 0
