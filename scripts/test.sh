@@ -19,6 +19,6 @@ ruff format --check streamlab connectors widgets datasets tests benchmarks scrip
 echo "== mypy (streamlab core)"
 mypy
 echo "== pytest (unit, property, doctests, integration with local servers, browser, notebooks)"
-exec python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=300 \
+exec python -m pytest -p no:cacheprovider --timeout=900 --nbval-lax --nbval-current-env --nbval-cell-timeout=300 \
   --nbval-sanitize-with "$ROOT/notebooks/nbval_sanitize.cfg" \
   tests streamlab connectors widgets datasets notebooks "$@"

@@ -267,7 +267,8 @@ class Executor:
         now = self.clock.now_ns()
         due = [t for r in self.readers.values() if not r.done and (t := r.next_ready_ns()) is not None]
         if due:
-            wait = max(0.0, (min(due) - now) / 1e9)
+            # at least 1 ns, so a simulated clock always moves forward
+            wait = max(1e-9, (min(due) - now) / 1e9)
             if isinstance(self.clock, SystemClock):
                 wait = min(wait, 0.25)  # stay responsive to stop/pause
             self.clock.sleep(wait, self.stop_event)

@@ -160,11 +160,10 @@ class DuckDBSink(Sink):
         self._con: Any = None
         self._lock = threading.RLock()
 
-    def bind_upstream(self, keys: tuple[str, ...], is_window: bool) -> DuckDBSink:
+    def bind_upstream(self, keys: tuple[str, ...], is_window: bool) -> None:
         """Called by ``Stream.to``: remember the window step's key for ``key='auto'``."""
         if is_window:
             self.window_keys = keys
-        return self
 
     def resolved_key(self, columns: list[str]) -> list[str]:
         if self.key is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -44,9 +45,10 @@ class _FrameReader(SourceReader):
         else:
             self.anchor_event = 0
 
-    def _replay_now(self) -> float:
+    def _replay_now(self) -> int:
+        # integers: event times are ~1.7e18 ns, where float64 steps are 256 ns wide
         assert self.speed is not None
-        return self.anchor_event + (self.clock.now_ns() - self.anchor_proc) * self.speed
+        return self.anchor_event + round((self.clock.now_ns() - self.anchor_proc) * self.speed)
 
     def poll(self, max_events: int) -> pd.DataFrame | None:
         n = len(self.frame)
@@ -70,8 +72,8 @@ class _FrameReader(SourceReader):
     def next_ready_ns(self) -> int | None:
         if self.speed is None or self.release is None or self.done:
             return None
-        gap = (int(self.release[self.pos]) - self.anchor_event) / self.speed
-        return int(self.anchor_proc + gap)
+        gap = int(self.release[self.pos]) - self.anchor_event
+        return self.anchor_proc + math.ceil(gap / self.speed) + 1
 
     def set_speed(self, speed: float | None) -> None:
         self.speed = speed

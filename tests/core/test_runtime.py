@@ -275,3 +275,18 @@ def test_unattached_outputs_are_collected_not_dropped():
     result = Pipeline(ListSource(recs)).parse().run(clock=ManualClock(0))
     assert result["parse.dead_letter"]["raw"].tolist() == [b"bad"]
     assert result["parse"]["properties"].tolist() == [{}]
+
+
+def test_replay_pacing_with_a_simulated_clock_never_stalls():
+    # event times near 1.7e18 ns: float64 cannot represent every nanosecond there
+    ts = pd.Timestamp("2024-03-01T09:00:00.123456789Z") + pd.to_timedelta(
+        np.arange(200) * 333_333_337, unit="ns"
+    )
+    frame = pd.DataFrame({"x": np.arange(200), "timestamp": ts})
+    for speed in (1.0, 3.0, 7.3, 0.5):
+        clock = ManualClock("2030-01-01T00:00:00.000000001Z")
+        sink = ListSink()
+        p = Pipeline(ReplaySource(frame, speed=speed, batch_size=7))
+        p.stream.to(sink)
+        result = p.run(clock=clock)
+        assert result.status == "finished" and len(sink.frame()) == 200
