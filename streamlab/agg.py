@@ -32,49 +32,103 @@ __all__ = ["count", "count_distinct", "first", "from_spec", "last", "max", "mean
 
 
 def count(column: str | None = None, *, name: str | None = None) -> CountAggregator:
-    """Count events, or non-null values of ``column``."""
+    """Count events, or non-null values of ``column``.
+
+    Examples
+    --------
+    >>> count().name, count('user_id').name
+    ('count', 'count_user_id')
+    """
     return CountAggregator(column, name=name)
 
 
 def sum(column: str, *, name: str | None = None) -> SumAggregator:
-    """Sum of ``column``."""
+    """Sum of ``column``.
+
+    Examples
+    --------
+    >>> sum('amount', name='revenue').name
+    'revenue'
+    """
     return SumAggregator(column, name=name)
 
 
 def mean(column: str, *, name: str | None = None) -> MeanAggregator:
-    """Mean of ``column``."""
+    """Mean of ``column``.
+
+    Examples
+    --------
+    >>> mean('amount').name
+    'mean_amount'
+    """
     return MeanAggregator(column, name=name)
 
 
 def min(column: str, *, name: str | None = None) -> MinAggregator:
-    """Smallest value of ``column``."""
+    """Smallest value of ``column``.
+
+    Examples
+    --------
+    >>> min('amount').name
+    'min_amount'
+    """
     return MinAggregator(column, name=name)
 
 
 def max(column: str, *, name: str | None = None) -> MaxAggregator:
-    """Largest value of ``column``."""
+    """Largest value of ``column``.
+
+    Examples
+    --------
+    >>> max('amount').name
+    'max_amount'
+    """
     return MaxAggregator(column, name=name)
 
 
 def count_distinct(column: str, *, name: str | None = None) -> CountDistinctAggregator:
-    """Number of distinct values of ``column``."""
+    """Number of distinct values of ``column``.
+
+    Examples
+    --------
+    >>> count_distinct('user_id').name
+    'count_distinct_user_id'
+    """
     return CountDistinctAggregator(column, name=name)
 
 
 def quantile(
     column: str, q: float, *, relative_accuracy: float = 0.01, name: str | None = None
 ) -> QuantileAggregator:
-    """Approximate ``q``-quantile of ``column`` (relative error ``relative_accuracy``)."""
+    """Approximate ``q``-quantile of ``column`` (relative error ``relative_accuracy``).
+
+    Examples
+    --------
+    >>> quantile('latency', 0.99).name
+    'p99_latency'
+    """
     return QuantileAggregator(column, q, relative_accuracy=relative_accuracy, name=name)
 
 
 def first(column: str, *, name: str | None = None) -> FirstAggregator:
-    """Value of ``column`` at the earliest event time."""
+    """Value of ``column`` at the earliest event time.
+
+    Examples
+    --------
+    >>> first('page').name
+    'first_page'
+    """
     return FirstAggregator(column, name=name)
 
 
 def last(column: str, *, name: str | None = None) -> LastAggregator:
-    """Value of ``column`` at the latest event time."""
+    """Value of ``column`` at the latest event time.
+
+    Examples
+    --------
+    >>> last('page').name
+    'last_page'
+    """
     return LastAggregator(column, name=name)
 
 

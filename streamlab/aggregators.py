@@ -36,6 +36,15 @@ class AggregatorStore:
     ``add`` receives, for the rows of one batch admitted to windows, ``group`` (a dense group number per
     row, ``0..n_groups-1``), the group's ``slots``, the aggregated column's ``values`` and the rows'
     event times ``ts``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> store = SumAggregator('x').store()
+    >>> store.grow(2)
+    >>> store.add(np.array([0, 1, 0]), 2, np.array([0, 1]), np.array([1.0, 2.0, 3.0]), np.zeros(3, dtype=np.int64))
+    >>> store.results(np.array([0, 1])).tolist()
+    [4.0, 2.0]
     """
 
     def __init__(self, agg: Aggregator) -> None:

@@ -44,6 +44,16 @@ def build_demo_pipeline(db: str, *, speed: float | None = None) -> Any:
 
 
 def demo(args: argparse.Namespace) -> int:
+    """demo.
+
+    Examples
+    --------
+    >>> import argparse, tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> demo(argparse.Namespace(db=os.path.join(d, 'x.duckdb'), report=os.path.join(d, 'r.html'), speed=None, quiet=True))  # doctest: +ELLIPSIS
+    streamlab demo: ...
+    0
+    """
     from streamlab import ManualClock
     from streamlab._report import write_report
 
@@ -84,6 +94,13 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def run_spec(args: argparse.Namespace) -> int:
+    """run_spec.
+
+    Examples
+    --------
+    >>> run_spec  # doctest: +ELLIPSIS
+    <function run_spec at ...>
+    """
     from streamlab import Pipeline
 
     p = Pipeline.from_yaml(args.spec)
@@ -93,6 +110,13 @@ def run_spec(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace, rest: list[str]) -> int:
+    """export.
+
+    Examples
+    --------
+    >>> export  # doctest: +ELLIPSIS
+    <function export at ...>
+    """
     try:
         from streamlab.export import export_main  # type: ignore[import-not-found]
     except ImportError as e:
@@ -102,7 +126,16 @@ def export(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``streamlab`` command."""
+    """Entry point of the ``streamlab`` command.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> main(['demo', '--quiet', '--db', os.path.join(d, 'x.duckdb'), '--report', os.path.join(d, 'r.html')])  # doctest: +ELLIPSIS
+    streamlab demo: ...
+    0
+    """
     parser = argparse.ArgumentParser(prog="streamlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="run the embedded demo pipeline and write an HTML report")

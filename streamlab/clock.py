@@ -11,7 +11,13 @@ __all__ = ["Clock", "ManualClock", "SystemClock"]
 
 
 class Clock:
-    """Processing-time clock contract: ``now_ns()`` and an interruptible ``sleep``."""
+    """Processing-time clock contract: ``now_ns()`` and an interruptible ``sleep``.
+
+    Examples
+    --------
+    >>> isinstance(ManualClock(0), Clock)
+    True
+    """
 
     def now_ns(self) -> int:
         """Current processing time, int64 nanoseconds since the epoch (UTC)."""

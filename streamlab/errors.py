@@ -23,7 +23,13 @@ class PipelineConfigError(ValueError):
 
 
 class StepFailedError(RuntimeError):
-    """A step's own code failed while running (not bad input, which goes to dead letter)."""
+    """A step's own code failed while running (not bad input, which goes to dead letter).
+
+    Examples
+    --------
+    >>> str(StepFailedError('map', 'map', ValueError('boom')))
+    "step 'map' (map) failed: ValueError: boom"
+    """
 
     def __init__(self, step_id: str, kind: str, cause: BaseException) -> None:
         self.step_id, self.kind = step_id, kind

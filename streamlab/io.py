@@ -19,7 +19,15 @@ __all__ = ["Sink", "SinkWriter", "Source", "SourceReader"]
 
 
 class SourceReader:
-    """Runtime side of a source: an open connection or file position."""
+    """Runtime side of a source: an open connection or file position.
+
+    Examples
+    --------
+    >>> from streamlab.sources import ListSource
+    >>> reader = ListSource([{'x': 1}]).open()
+    >>> reader.poll(10)['x'].tolist(), reader.done, reader.snapshot()
+    ([1], True, {'position': 1})
+    """
 
     def poll(self, max_events: int) -> pd.DataFrame | None:
         """Return up to ``max_events`` new events, or ``None`` when nothing is ready now.
@@ -53,7 +61,24 @@ class SourceReader:
 
 
 class Source:
-    """Frozen description of where events come from."""
+    """Frozen description of where events come from.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> class CountingSource(Source):
+    ...     def open(self, resume=None, clock=None):
+    ...         class Reader(SourceReader):
+    ...             n = resume or 0
+    ...             def poll(self, max_events):
+    ...                 self.n += 1
+    ...                 return pd.DataFrame({'i': [self.n]})
+    ...             def snapshot(self):
+    ...                 return self.n
+    ...         return Reader()
+    >>> CountingSource().open(resume=41).poll(10)['i'].tolist()
+    [42]
+    """
 
     #: Column names and dtypes this source produces, when known (used to check steps early).
     columns: tuple[str, ...] | None = None
@@ -68,7 +93,15 @@ class Source:
 
 
 class SinkWriter:
-    """Runtime side of a sink."""
+    """Runtime side of a sink.
+
+    Examples
+    --------
+    >>> from streamlab.sinks import ListSink
+    >>> writer = ListSink().open()
+    >>> writer.write_batch(pd.DataFrame({'x': [1]}))
+    >>> writer.flush()
+    """
 
     def write_batch(self, batch: pd.DataFrame) -> None:
         """Take one batch. May buffer; the data must be durable after :meth:`flush`."""
@@ -83,7 +116,19 @@ class SinkWriter:
 
 
 class Sink:
-    """Frozen description of where results go."""
+    """Frozen description of where results go.
+
+    Examples
+    --------
+    >>> class PrintSink(Sink):
+    ...     def open(self, clock=None):
+    ...         class Writer(SinkWriter):
+    ...             def write_batch(self, batch):
+    ...                 print(len(batch), 'rows')
+    ...         return Writer()
+    >>> PrintSink().open().write_batch(pd.DataFrame({'x': [1, 2]}))
+    2 rows
+    """
 
     def open(self, clock: Clock | None = None) -> SinkWriter:
         """Open the destination."""
@@ -95,5 +140,11 @@ class Sink:
 
 
 def default_clock(clock: Clock | None) -> Clock:
-    """The clock to use when none was injected."""
+    """The clock to use when none was injected.
+
+    Examples
+    --------
+    >>> default_clock(None)
+    SystemClock()
+    """
     return clock if clock is not None else SystemClock()

@@ -261,7 +261,18 @@ class Pipeline:
 
 
 class Stream:
-    """One output of one step, and the fluent API that adds steps after it."""
+    """One output of one step, and the fluent API that adds steps after it.
+
+    Examples
+    --------
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([{'amount': 5.0}, {'amount': 50.0}]))
+    >>> big = p.filter('amount > 10')
+    >>> big
+    Stream('filter', columns=['amount'])
+    >>> big.dead_letter.ref
+    'filter.dead_letter'
+    """
 
     def __init__(self, pipeline: Pipeline, ref: str) -> None:
         self.pipeline = pipeline
@@ -770,7 +781,14 @@ def _fn(fn: Any, sid: str, kind: str) -> UserFunction:
 
 
 class FallibleStream(Stream):
-    """Output of a step running user code: failing rows go to ``.dead_letter`` with the error."""
+    """Output of a step running user code: failing rows go to ``.dead_letter`` with the error.
+
+    Examples
+    --------
+    >>> from streamlab.testing import ListSource
+    >>> Pipeline(ListSource([{'x': 1}])).map_one(lambda e: e).dead_letter.ref
+    'map.dead_letter'
+    """
 
     @property
     def dead_letter(self) -> Stream:
@@ -778,7 +796,15 @@ class FallibleStream(Stream):
 
 
 class ParsedStream(FallibleStream):
-    """Parsed events; ``.dead_letter`` holds the raw records that failed, with the reason."""
+    """Parsed events; ``.dead_letter`` holds the raw records that failed, with the reason.
+
+    Examples
+    --------
+    >>> from streamlab.testing import ListSource
+    >>> parsed = Pipeline(ListSource([b'{}'])).parse()
+    >>> parsed.ok is parsed, parsed.dead_letter.ref
+    (True, 'parse.dead_letter')
+    """
 
     @property
     def ok(self) -> Stream:
@@ -786,7 +812,14 @@ class ParsedStream(FallibleStream):
 
 
 class DedupedStream(Stream):
-    """First occurrences; ``.duplicates`` holds the repeats."""
+    """First occurrences; ``.duplicates`` holds the repeats.
+
+    Examples
+    --------
+    >>> from streamlab.testing import ListSource
+    >>> Pipeline(ListSource([{'event_id': 'a'}])).dedup(ttl=None).duplicates.ref
+    'dedup.duplicates'
+    """
 
     @property
     def duplicates(self) -> Stream:
@@ -794,7 +827,15 @@ class DedupedStream(Stream):
 
 
 class JoinedStream(Stream):
-    """Joined pairs; ``.late`` holds rows that arrived too late to be joined."""
+    """Joined pairs; ``.late`` holds rows that arrived too late to be joined.
+
+    Examples
+    --------
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([{'k': 1, 'timestamp': 0}]))
+    >>> p.stream.join_interval(p.stream, 'k', lower='-1m', upper='1m').late.ref
+    'join.late'
+    """
 
     @property
     def late(self) -> Stream:
@@ -802,7 +843,16 @@ class JoinedStream(Stream):
 
 
 class OperatorStream(Stream):
-    """Output of a config-backed step; other outputs by name: ``stream.output('drift')``."""
+    """Output of a config-backed step; other outputs by name: ``stream.output('drift')``.
+
+    Examples
+    --------
+    >>> from streamlab.testing import ListSource
+    >>> from streamlab.detectors import DriftDetector
+    >>> s = Pipeline(ListSource([{'score': 1.0, 'timestamp': 0}])).apply(DriftDetector(column='score'))
+    >>> s.output('drift').ref
+    'drift_detector.drift'
+    """
 
     def output(self, name: str) -> Stream:
         outs = self.pipeline.outputs_of(self.step_id)
@@ -821,7 +871,16 @@ class OperatorStream(Stream):
 
 
 class WindowedStream(FallibleStream):
-    """Final window results; ``.late`` holds events for windows already closed."""
+    """Final window results; ``.late`` holds events for windows already closed.
+
+    Examples
+    --------
+    >>> from streamlab import TumblingWindow, agg
+    >>> from streamlab.testing import ListSource
+    >>> w = Pipeline(ListSource([{'timestamp': 0}])).window(TumblingWindow('1m')).agg(agg.count())
+    >>> w.results is w, w.late.ref
+    (True, 'window.late')
+    """
 
     @property
     def results(self) -> Stream:
@@ -837,7 +896,16 @@ class WindowedStream(FallibleStream):
 
 
 class WindowBuilder:
-    """A window waiting for its aggregators: call :meth:`agg`."""
+    """A window waiting for its aggregators: call :meth:`agg`.
+
+    Examples
+    --------
+    >>> from streamlab import TumblingWindow, agg
+    >>> from streamlab.testing import ListSource
+    >>> builder = Pipeline(ListSource([{'timestamp': 0}])).window(TumblingWindow('1m'))
+    >>> builder.agg(agg.count()).columns
+    ('window_start', 'window_end', 'count')
+    """
 
     def __init__(
         self,

@@ -85,7 +85,13 @@ class RecordingSink(Sink):
 
 @dataclass(frozen=True)
 class RecordingSummary:
-    """What :func:`record` captured."""
+    """What :func:`record` captured.
+
+    Examples
+    --------
+    >>> RecordingSummary('rec', 0, None, None).events
+    0
+    """
 
     path: str
     events: int

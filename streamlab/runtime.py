@@ -42,6 +42,14 @@ class RunResult:
     """What a run produced: collected outputs (those without a sink), metrics, and the last checkpoint.
 
     Index it with a stream reference: ``result["window"]``, ``result["parse.dead_letter"]``.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline, ManualClock
+    >>> from streamlab.testing import ListSource
+    >>> result = Pipeline(ListSource([b'{bad'])).parse().run(clock=ManualClock(0))
+    >>> result.status, result['parse.dead_letter']['reason'].str[:12].tolist()
+    ('finished', ['invalid JSON'])
     """
 
     outputs: dict[str, pd.DataFrame]
@@ -87,7 +95,16 @@ class _Collector:
 
 
 class Executor:
-    """Runs one pipeline; used by :func:`run` directly and by :class:`RunHandle` in a thread."""
+    """Runs one pipeline; used by :func:`run` directly and by :class:`RunHandle` in a thread.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline, ManualClock
+    >>> from streamlab.testing import ListSource
+    >>> ex = Executor(Pipeline(ListSource([{'x': 1}])), clock=ManualClock(0))
+    >>> ex.open(); ex.poll_once(), ex.all_done()
+    (True, True)
+    """
 
     def __init__(
         self,
@@ -373,6 +390,13 @@ def run(
         Stop gracefully after this much processing time (by ``clock``), e.g. ``"30s"``.
     progress
         Show a progress bar (tqdm) with events and rate.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline, ManualClock
+    >>> from streamlab.testing import ListSource
+    >>> run(Pipeline(ListSource([{'x': 1}, {'x': 2}])), clock=ManualClock(0)).metrics['events_in']
+    2
     """
     ex = Executor(
         pipeline,
@@ -433,6 +457,16 @@ class RunHandle:
     The kernel stays free: call :meth:`pause`, :meth:`resume`, :meth:`step`, :meth:`set_speed`, read
     :attr:`metrics` and :attr:`outputs`, and :meth:`stop`, which flushes sinks, commits and joins the
     thread. Use it as a context manager to stop on exit.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline, ManualClock
+    >>> from streamlab.testing import ListSource
+    >>> handle = Pipeline(ListSource([{'x': 1}])).start(clock=ManualClock(0))
+    >>> handle.wait(timeout=30).status
+    'finished'
+    >>> handle.thread.is_alive()
+    False
     """
 
     def __init__(self, executor: Executor, max_events: int | None = None, paused: bool = False) -> None:
@@ -618,6 +652,14 @@ def start(
     Unattached outputs are kept up to ``max_collect_rows`` rows each (the newest); drops are counted in
     ``metrics["collected_dropped"]`` — attach a sink to keep everything. With ``paused=True`` nothing is
     read until :meth:`RunHandle.resume` or :meth:`RunHandle.step`.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline, ManualClock
+    >>> from streamlab.testing import ListSource
+    >>> with start(Pipeline(ListSource([{'x': 1}])), clock=ManualClock(0), paused=True) as handle:
+    ...     handle.status in ('created', 'running', 'paused')
+    True
     """
     ex = Executor(
         pipeline,

@@ -32,12 +32,22 @@ _SINKS: dict[str, Any] = {}
 
 
 def register_source(kind: str, factory: Any) -> None:
-    """Teach ``from_yaml`` a source kind: ``factory(**params) -> Source``."""
+    """Teach ``from_yaml`` a source kind: ``factory(**params) -> Source``.
+
+    Examples
+    --------
+    >>> register_source('my_source', lambda **kw: None)
+    """
     _SOURCES[kind] = factory
 
 
 def register_sink(kind: str, factory: Any) -> None:
-    """Teach ``from_yaml`` a sink kind: ``factory(**params) -> Sink``."""
+    """Teach ``from_yaml`` a sink kind: ``factory(**params) -> Sink``.
+
+    Examples
+    --------
+    >>> register_sink('my_sink', lambda **kw: None)
+    """
     _SINKS[kind] = factory
 
 
@@ -66,6 +76,17 @@ def _builtin_factories() -> None:
 
 
 def pipeline_to_dict(p: Pipeline) -> dict[str, Any]:
+    """pipeline_to_dict.
+
+    Examples
+    --------
+    >>> from streamlab.sources import ReplaySource
+    >>> import pandas as pd, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), 'e.parquet')
+    >>> pd.DataFrame({'x': [1]}).to_parquet(path)
+    >>> list(pipeline_to_dict(Pipeline(ReplaySource(path)))['streaming'])
+    ['name', 'time', 'sources', 'processing', 'sinks']
+    """
     sources, processing, sinks = [], [], []
     for sid, step in p.steps.items():
         if isinstance(step, SourceStep):
@@ -94,6 +115,17 @@ def pipeline_to_dict(p: Pipeline) -> dict[str, Any]:
 
 
 def pipeline_to_yaml(p: Pipeline, path: str | None = None) -> str:
+    """pipeline_to_yaml.
+
+    Examples
+    --------
+    >>> import pandas as pd, tempfile, os
+    >>> from streamlab.sources import ReplaySource
+    >>> path = os.path.join(tempfile.mkdtemp(), 'e.parquet')
+    >>> pd.DataFrame({'x': [1]}).to_parquet(path)
+    >>> pipeline_to_yaml(Pipeline(ReplaySource(path))).splitlines()[0]
+    'streaming:'
+    """
     text = yaml.safe_dump(pipeline_to_dict(p), sort_keys=False, default_flow_style=False, width=110)
     if path is not None:
         Path(path).write_text(text)
@@ -144,6 +176,14 @@ class _PlaceholderSource(Source):
 
 
 def pipeline_from_dict(data: dict[str, Any], *, lazy_sources: bool = False) -> Pipeline:
+    """pipeline_from_dict.
+
+    Examples
+    --------
+    >>> p = pipeline_from_dict({'streaming': {'sources': [{'step_id': 'e', 'kind': 'replay', 'path': 'missing.jsonl', 'raw': True}]}}, lazy_sources=True)
+    >>> list(p.steps)
+    ['e']
+    """
     _builtin_factories()
     s = data.get("streaming")
     if not isinstance(s, dict):
@@ -298,7 +338,14 @@ def pipeline_to_mermaid(p: Pipeline, counts: dict[str, Any] | None = None) -> st
 
 
 def pipeline_to_html(p: Pipeline, counts: dict[str, Any] | None = None) -> str:
-    """A dependency-free HTML table of steps, inputs and outputs (Jupyter's rich repr)."""
+    """A dependency-free HTML table of steps, inputs and outputs (Jupyter's rich repr).
+
+    Examples
+    --------
+    >>> from streamlab.testing import ListSource
+    >>> '<table>' in pipeline_to_html(Pipeline(ListSource([{'x': 1}])))
+    True
+    """
     rows = []
     for sid, step in p.steps.items():
         outs = p.outputs_of(sid)

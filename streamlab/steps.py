@@ -47,7 +47,18 @@ Columns = tuple[str, ...] | None
 
 @dataclass(frozen=True)
 class Step:
-    """Base of all steps."""
+    """Base of all steps.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b'{}']))
+    >>> _ = p.parse()
+    >>> step = p.steps['parse']
+    >>> step.kind, step.inputs, step.output_names
+    ('parse', ('source',), ('out', 'dead_letter'))
+    """
 
     step_id: str
     inputs: tuple[str, ...]
@@ -67,6 +78,16 @@ class Step:
 
 @dataclass(frozen=True)
 class SourceStep(Step):
+    """SourceStep.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> Pipeline(ListSource([{'x': 1}])).steps['source'].kind
+    'source'
+    """
+
     source: Source = field(default=None)  # type: ignore[assignment]
     kind: ClassVar[str] = "source"
 
@@ -83,6 +104,18 @@ class SourceStep(Step):
 
 @dataclass(frozen=True)
 class ParseStep(Step):
+    """ParseStep.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b'{}']))
+    >>> _ = p.parse({'timestamp': 'timestamp', 'n': 'int64'})
+    >>> p.steps['parse'].params()['schema']
+    {'timestamp': 'timestamp', 'n': 'int64'}
+    """
+
     fields: tuple[FieldSpec, ...] = ()
     value_column: str = "value"
     time: str | None = "timestamp"
@@ -116,6 +149,18 @@ class ParseStep(Step):
 
 @dataclass(frozen=True)
 class FilterStep(Step):
+    """FilterStep.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([{'x': 1}]))
+    >>> _ = p.filter('x > 0')
+    >>> p.steps['filter'].params()
+    {'expr': 'x > 0'}
+    """
+
     expr: str | None = None
     fn: UserFunction | None = None
     per_event: bool = False
@@ -138,6 +183,18 @@ class FilterStep(Step):
 
 @dataclass(frozen=True)
 class MapStep(Step):
+    """MapStep.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([{'x': 1}]))
+    >>> _ = p.with_columns(y='x * 2')
+    >>> p.steps['with_columns'].params()
+    {'columns': {'y': 'x * 2'}}
+    """
+
     fn: UserFunction | None = None
     per_event: bool = False
     columns: tuple[tuple[str, str], ...] = ()  # with_columns: (name, expression)
@@ -168,6 +225,17 @@ class MapStep(Step):
 
 @dataclass(frozen=True)
 class SelectStep(Step):
+    """SelectStep.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([{'x': 1}]))
+    >>> p.select(y='x').columns
+    ('y',)
+    """
+
     columns: tuple[tuple[str, str], ...] = ()  # (input name, output name)
     kind: ClassVar[str] = "select"
 
@@ -183,6 +251,18 @@ class SelectStep(Step):
 
 @dataclass(frozen=True)
 class DedupStep(Step):
+    """DedupStep.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([{'event_id': 'a', 'timestamp': 0}]))
+    >>> _ = p.dedup(ttl='10m')
+    >>> p.steps['dedup'].params()['ttl']
+    '10m'
+    """
+
     id_column: str = "event_id"
     time: str | None = "timestamp"
     ttl_ns: int | None = None
@@ -207,6 +287,16 @@ class DedupStep(Step):
 
 @dataclass(frozen=True)
 class KeyByStep(Step):
+    """KeyByStep.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> Pipeline(ListSource([{'user_id': 'u'}])).key_by('user_id').keys
+    ('user_id',)
+    """
+
     keys: tuple[str, ...] = ()
     kind: ClassVar[str] = "key_by"
 
@@ -219,6 +309,17 @@ class KeyByStep(Step):
 
 @dataclass(frozen=True)
 class UnionStep(Step):
+    """UnionStep.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([{'x': 1}]))
+    >>> p.stream.union(p.stream).step_id
+    'union'
+    """
+
     kind: ClassVar[str] = "union"
 
     def build(self) -> Operator:
@@ -232,6 +333,18 @@ class UnionStep(Step):
 
 @dataclass(frozen=True)
 class WindowStep(Step):
+    """WindowStep.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline, TumblingWindow, agg
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([{'timestamp': 0}]))
+    >>> _ = p.window(TumblingWindow('1m'), delay='5s').agg(agg.count())
+    >>> p.steps['window'].params()['window'], p.steps['window'].params()['delay']
+    ({'kind': 'tumbling', 'size': '1m'}, '5s')
+    """
+
     window: Window = field(default=None)  # type: ignore[assignment]
     keys: tuple[str, ...] = ()
     aggs: tuple[Aggregator, ...] = ()
@@ -294,6 +407,18 @@ class WindowStep(Step):
 
 @dataclass(frozen=True)
 class IntervalJoinStep(Step):
+    """IntervalJoinStep.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([{'k': 1, 'timestamp': 0}]))
+    >>> _ = p.stream.join_interval(p.stream, 'k', lower='-1m', upper='30s')
+    >>> p.steps['join'].params()['lower'], p.steps['join'].params()['upper']
+    ('-1m', '30s')
+    """
+
     on: tuple[str, ...] = ()
     left_time: str = "timestamp"
     right_time: str = "timestamp"
@@ -343,6 +468,18 @@ class IntervalJoinStep(Step):
 
 @dataclass(frozen=True)
 class EnrichStep(Step):
+    """EnrichStep.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([{'k': 1}]))
+    >>> p.enrich(pd.DataFrame({'k': [1], 'name': ['one']}), on='k').columns
+    ('k', 'name')
+    """
+
     table: pd.DataFrame = field(default=None, compare=False)  # type: ignore[assignment]
     table_ref: str | None = None  # where the table comes from, for YAML: a file path or "duckdb:PATH:QUERY"
     on: tuple[str, ...] = ()
@@ -369,6 +506,17 @@ class EnrichStep(Step):
 
 @dataclass(frozen=True)
 class SinkStep(Step):
+    """SinkStep.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline, ListSink
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([{'x': 1}]))
+    >>> p.stream.to(ListSink()).step_id, p.steps['sink'].params()
+    ('sink', {'sink': {'kind': 'list'}})
+    """
+
     sink: Sink = field(default=None)  # type: ignore[assignment]
     kind: ClassVar[str] = "sink"
     output_names: ClassVar[tuple[str, ...]] = ()
@@ -385,7 +533,18 @@ class SinkStep(Step):
 
 @dataclass(frozen=True)
 class OperatorStep(Step):
-    """A step backed by any config object with ``build() -> Operator`` (detectors, features, patterns)."""
+    """A step backed by any config object with ``build() -> Operator`` (detectors, features, patterns).
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> from streamlab.detectors import DriftDetector
+    >>> p = Pipeline(ListSource([{'score': 1.0, 'timestamp': 0}]))
+    >>> _ = p.apply(DriftDetector(column='score'), step_id='drift')
+    >>> p.steps['drift'].outputs
+    ('out', 'drift')
+    """
 
     config: Any = None
     kind: ClassVar[str] = "operator"

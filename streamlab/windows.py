@@ -18,7 +18,13 @@ __all__ = ["SessionWindow", "SlidingWindow", "TumblingWindow", "Window"]
 
 
 class Window:
-    """Base class of window definitions."""
+    """Base class of window definitions.
+
+    Examples
+    --------
+    >>> isinstance(TumblingWindow('1m'), Window), isinstance(SessionWindow('5m'), Window)
+    (True, True)
+    """
 
     kind: str = ""
 

@@ -7,13 +7,15 @@ docstring; the short version:
 * streamlab's watermark is the largest event time seen minus ``delay``. In the generated replay source
   (``replay_stream``, a ``TestStream``) the watermark follows exactly that rule; on Pub/Sub, Dataflow
   estimates the watermark from publish times (or a timestamp attribute) instead.
-* A tumbling or sliding window emits one final result once the watermark reaches ``end + lateness``; the
-  generated ``AggregateWindows`` DoFn reproduces that with per-window state (a ``CombiningValueState``
-  over a ``CombineFn``) and an event-time timer, and sends rows for closed windows to a ``late`` output.
+* A window emits one final result once the watermark reaches ``end + lateness``. The generated code
+  shifts event times forward by the lateness (plus any delay beyond the pipeline's watermark delay),
+  windows with ``AfterWatermark(late=AfterCount(1))`` in discarding mode, and turns the on-time pane
+  into the result (aggregated by a CombineFn) and late panes into rows of the ``late`` output.
   Rows later than ``late_horizon`` after the window closed are dropped by Beam itself (its garbage
   collection of window state); streamlab keeps reporting them as late.
-* Session windows use Beam's merging ``Sessions`` with ``CombinePerKey``; Beam has no late output for
-  merging windows (stateful DoFns cannot run on them), so late session data is dropped there.
+* Session windows use the same panes over Beam's merging ``Sessions``; a late row that would merge
+  into an emitted session gives Beam an updated session (its own window is still open), where
+  streamlab reports the row as late.
 """
 
 from __future__ import annotations
@@ -126,12 +128,14 @@ Semantics (streamlab -> Beam)
   publish times: publish with a timestamp attribute to make it follow event time.
 * A bounded file (``--input``) advances Beam's watermark only once the whole file is read, so nothing
   is late in a backfill and every window is complete.
-* Tumbling/sliding windows: one final result per window and key once the watermark reaches
-  ``end + lateness`` (an event-time timer on per-window state, aggregated by a CombineFn); rows for a
-  closed window go to the ``late`` output without streamlab's ``watermark`` column. Rows later than
-  LATE_HORIZON_S after the window closed are dropped by Beam's garbage collection of window state.
-* Sessions: Beam's merging ``Sessions`` and ``CombinePerKey``; stateful DoFns cannot run on merging
-  windows, so late session data has no late output here: Beam drops it.
+* Windows: one final result per window and key once the watermark reaches ``end + lateness``. Event
+  times are shifted forward by the lateness so that Beam's on-time pane (``AfterWatermark``) fires
+  then; late panes (``AfterCount(1)``, discarding) carry rows for closed windows to the ``late`` output,
+  without streamlab's ``watermark`` column. Rows later than LATE_HORIZON_S after the window closed
+  are dropped by Beam's garbage collection of window state.
+* Sessions: the same panes over Beam's merging ``Sessions``; a late row that would merge into an
+  emitted session updates it here (its own session window is still open), where streamlab reports it
+  as late.
 * Dedup: an id is remembered until the watermark passes its first event time + ttl (an event-time
   timer per id); streamlab's ``max_ids`` bound is not reproduced (Beam state is per key).
 """
@@ -150,10 +154,11 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.coders import BooleanCoder, PickleCoder
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from apache_beam.transforms import userstate
+from apache_beam.transforms import trigger, userstate
 from apache_beam.transforms import window as beam_window
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.utils.timestamp import Duration, Timestamp
+from apache_beam.utils.windowed_value import PaneInfoTiming
 '''
 
 _DOFNS = {
@@ -255,11 +260,12 @@ class DropDuplicates(beam.DoFn):
 ''',
     "stamp": '''
 class StampEventTime(beam.DoFn):
-    """Re-stamp rows with the window's event-time column; rows without one go to ``dead_letter``."""
+    """Re-stamp rows with the window's event-time column (plus ``shift_ns``); rows without one to ``dead_letter``."""
 
-    def __init__(self, step_id, time):
+    def __init__(self, step_id, time, shift_ns=0):
         self.step_id = step_id
         self.time = time
+        self.shift_ns = shift_ns
 
     def process(self, row):
         value = row.get(self.time)
@@ -269,7 +275,7 @@ class StampEventTime(beam.DoFn):
             reason = f"missing or unreadable event time in column {self.time!r}"
             yield pvalue.TaggedOutput("dead_letter", {"reason": reason, "step_id": self.step_id, **row})
             return
-        yield beam_window.TimestampedValue(row, Timestamp(micros=ts // 1_000))
+        yield beam_window.TimestampedValue(row, Timestamp(micros=(ts + self.shift_ns) // 1_000))
 ''',
     "combine": '''
 class WindowCombineFn(beam.CombineFn):
@@ -292,94 +298,41 @@ class WindowCombineFn(beam.CombineFn):
         return self.rows.extract_output(acc)
 
 
-def window_bounds(window):
-    return from_ns(window.start.micros * 1_000), from_ns(window.end.micros * 1_000)
-
-
 def key_values(keys, key):
     """The key columns of a result row from a ``group_key`` string."""
     return dict(zip(keys, json.loads(key)))
 ''',
     "window": '''
-class AggregateWindows(beam.DoFn):
-    """One final result per window and key once the watermark reaches ``end + close_after``.
+class EmitPanes(beam.DoFn):
+    """Window panes to results: the on-time pane is the window's one final result; late panes hold rows
+    that arrived after the window closed, which go to the ``late`` output, as in streamlab.
 
-    Per-window state accumulates with the step's CombineFn; an event-time timer emits the result and
-    marks the window closed, so rows arriving afterwards go to the ``late`` output, as in streamlab.
+    Event times were shifted forward by ``shift_ns`` (the window's lateness plus its extra delay) so
+    that Beam's on-time pane fires when the watermark reaches ``end + lateness``; bounds shift back here.
     """
 
-    def __init__(self, step_id, keys, time, close_after_ns):
+    def __init__(self, step_id, keys, time, aggregators, shift_ns):
         self.step_id = step_id
         self.keys = keys
         self.time = time
-        self.close_after_ns = close_after_ns
+        self.combine = WindowCombineFn(aggregators)
+        self.shift_ns = shift_ns
 
-    def process(
-        self,
-        element,
-        window=beam.DoFn.WindowParam,
-        acc=None,
-        closed=None,
-        close=None,
-    ):
-        _, row = element
-        start, end = window_bounds(window)
-        if closed.read():
-            yield pvalue.TaggedOutput("late", {**row, "window_start": start, "window_end": end})
+    def process(self, element, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
+        key, rows = element
+        start = from_ns(window.start.micros * 1_000 - self.shift_ns)
+        end = from_ns(window.end.micros * 1_000 - self.shift_ns)
+        if pane.timing == PaneInfoTiming.LATE:
+            for row in rows:
+                yield pvalue.TaggedOutput("late", {**row, "window_start": start, "window_end": end})
             return
-        acc.add((row, to_ns(row[self.time])))
-        close.set(window.end + Duration(micros=self.close_after_ns // 1_000))
-
-    def close_window(self, key, window, acc, closed):
-        closed.write(True)
-        start, end = window_bounds(window)
-        result = acc.read()
-        acc.clear()
-        yield {**key_values(self.keys, key), "window_start": start, "window_end": end, **result}
-''',
-    "session": '''
-class FormatWindowResult(beam.DoFn):
-    """(key, aggregates) of a window pane as a result row with ``window_start``/``window_end``."""
-
-    def __init__(self, keys):
-        self.keys = keys
-
-    def process(self, element, window=beam.DoFn.WindowParam):
-        key, result = element
-        start, end = window_bounds(window)
+        acc = self.combine.create_accumulator()
+        for row in rows:
+            acc = self.combine.add_input(acc, (row, to_ns(row[self.time])))
+        result = self.combine.extract_output(acc)
         yield {**key_values(self.keys, key), "window_start": start, "window_end": end, **result}
 ''',
 }
-
-_WINDOW_CLASS = '''
-
-class {cls}(AggregateWindows):
-    """Step {step_id!r}: the {what}."""
-
-    ACC = userstate.CombiningValueStateSpec("acc", PickleCoder(), {combine})
-    CLOSED = userstate.ReadModifyWriteStateSpec("closed", BooleanCoder())
-    CLOSE = userstate.TimerSpec("close", TimeDomain.WATERMARK)
-
-    def process(
-        self,
-        element,
-        window=beam.DoFn.WindowParam,
-        acc=beam.DoFn.StateParam(ACC),
-        closed=beam.DoFn.StateParam(CLOSED),
-        close=beam.DoFn.TimerParam(CLOSE),
-    ):
-        yield from super().process(element, window, acc, closed, close)
-
-    @userstate.on_timer(CLOSE)
-    def on_close(
-        self,
-        key=beam.DoFn.KeyParam,
-        window=beam.DoFn.WindowParam,
-        acc=beam.DoFn.StateParam(ACC),
-        closed=beam.DoFn.StateParam(CLOSED),
-    ):
-        yield from self.close_window(key, window, acc, closed)
-'''
 
 _REPLAY = '''
 
@@ -521,12 +474,14 @@ def _duration_s(ns: int) -> str:
     return repr(ns / 1e9)
 
 
-def _window_fn(w: Any) -> str:
+def _window_fn(w: Any, shift_ns: int) -> str:
     if isinstance(w, TumblingWindow):
-        off = f", offset={_duration_s(w.offset_ns)}" if w.offset_ns else ""
+        offset = (w.offset_ns + shift_ns) % w.size_ns
+        off = f", offset={_duration_s(offset)}" if offset else ""
         return f"beam_window.FixedWindows({_duration_s(w.size_ns)}{off})"
     if isinstance(w, SlidingWindow):
-        off = f", offset={_duration_s(w.offset_ns)}" if w.offset_ns else ""
+        offset = (w.offset_ns + shift_ns) % w.every_ns
+        off = f", offset={_duration_s(offset)}" if offset else ""
         return f"beam_window.SlidingWindows({_duration_s(w.size_ns)}, {_duration_s(w.every_ns)}{off})"
     assert isinstance(w, SessionWindow)
     return f"beam_window.Sessions({_duration_s(w.gap_ns)})"
@@ -543,8 +498,6 @@ class _Generator:
         self.user_code: list[str] = []
         self.consts: list[str] = []
         self.body: list[str] = []
-        self.window_classes: list[str] = []
-        self.session = False
         windows = [s for s in p.steps.values() if isinstance(s, WindowStep)]
         self.delay_ns = min((w.delay_ns for w in windows), default=0)
         self.types = _plan.column_types(p)
@@ -673,7 +626,7 @@ class _Generator:
     def _window(self, step: WindowStep, v: str, src: str) -> None:
         sid = step.step_id
         self.snippets.update({"to_ns", "from_ns", "RowCombine", "group_key"})
-        self.need("stamp", "combine")
+        self.need("stamp", "combine", "window")
         aggs = []
         for a in step.aggs:
             cls, expr = _plan.aggregator_code(a, sid, step.time)
@@ -682,60 +635,35 @@ class _Generator:
         c = _plan.ident(sid).upper()
         self.consts.append(f"{c}_AGGREGATES = [" + ", ".join(aggs) + "]")
         keys = tuple(step.keys)
-        close_after = step.lateness_ns + step.delay_ns - self.delay_ns
+        shift = step.lateness_ns + step.delay_ns - self.delay_ns
+        self.consts.append(
+            f"{c}_SHIFT_NS = {shift:_}  # lateness + this window's delay beyond WATERMARK_DELAY_NS"
+        )
         self.emit(f"{v} = {src} | '{sid}: event time' >> beam.ParDo(")
-        self.emit(f"    StampEventTime({sid!r}, {step.time!r})")
+        self.emit(f"    StampEventTime({sid!r}, {step.time!r}, {c}_SHIFT_NS)")
         self.emit(').with_outputs("dead_letter", main="out")')
         self.emit(f"{self.var(sid + '.dead_letter')} = {v}.dead_letter")
-        key_fn = f"lambda row: (group_key(row, {keys!r}), row)"
-        if isinstance(step.window, SessionWindow):
-            self.need("session")
-            self.session = True
-            self.emit(f"{v} = (")
-            self.emit(f"    {v}.out")
-            self.emit(f"    | '{sid}: windows' >> beam.WindowInto(")
-            self.emit(f"        {_window_fn(step.window)},")
-            self.emit("        trigger=trigger.AfterWatermark(),")
-            self.emit("        accumulation_mode=trigger.AccumulationMode.DISCARDING,")
-            self.emit(f"        allowed_lateness=Duration(micros={close_after // 1_000}),")
-            self.emit("    )")
-            self.emit(
-                f"    | '{sid}: key' >> beam.Map(lambda row: (group_key(row, {keys!r}), "
-                f"(row, to_ns(row[{step.time!r}]))))"
-            )
-            self.emit(f"    | {sid!r} >> beam.CombinePerKey(WindowCombineFn({c}_AGGREGATES))")
-            self.emit(f"    | '{sid}: rows' >> beam.ParDo(FormatWindowResult({keys!r}))")
-            self.emit(")")
-            self.emit(
-                f"{self.var(sid + '.late')} = {v} | '{sid}: late (none in Beam)' >> beam.Filter(lambda row: False)"
-            )
-            return
-        self.need("window")
-        cls = "Aggregate" + "".join(part.capitalize() for part in _plan.ident(sid).split("_"))
-        what = (
-            f"{type(step.window).__name__} {step.window.describe()} by {list(keys)}, "
-            f"closing {close_after / 1e9:g}s after the window end"
-        )
-        self.window_classes.append(
-            _WINDOW_CLASS.format(cls=cls, step_id=sid, what=what, combine=f"WindowCombineFn({c}_AGGREGATES)")
-        )
-        horizon = close_after + self.late_horizon_ns
+        horizon = self.late_horizon_ns
         self.emit(f"{v} = (")
         self.emit(f"    {v}.out")
+        self.emit(f"    | '{sid}: windows' >> beam.WindowInto(")
+        self.emit(f"        {_window_fn(step.window, shift)},")
+        self.emit("        trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),")
+        self.emit("        accumulation_mode=trigger.AccumulationMode.DISCARDING,")
+        self.emit(f"        allowed_lateness=Duration(micros={horizon // 1_000:_}),")
+        self.emit("    )")
         self.emit(
-            f"    | '{sid}: windows' >> beam.WindowInto({_window_fn(step.window)}, "
-            f"allowed_lateness=Duration(micros={horizon // 1_000}))"
+            f"    | '{sid}: key' >> beam.Map(lambda row: (group_key(row, {keys!r}), row)).with_output_types(KeyedRow)"
         )
-        self.emit(f"    | '{sid}: key' >> beam.Map({key_fn}).with_output_types(KeyedRow)")
+        self.emit(f"    | '{sid}: group' >> beam.GroupByKey()")
         self.emit(
-            f"    | {sid!r} >> beam.ParDo({cls}({sid!r}, {keys!r}, {step.time!r}, {close_after:_}))"
+            f"    | {sid!r} >> beam.ParDo(EmitPanes({sid!r}, {keys!r}, {step.time!r}, {c}_AGGREGATES, {c}_SHIFT_NS))"
             '.with_outputs("late", main="out")'
         )
         self.emit(")")
         self.emit(f"{self.var(sid + '.late')} = {v}.late")
         self.emit(f"{v} = {v}.out")
 
-    # -- module ---------------------------------------------------------------------------------
     def tables(self) -> dict[str, Any]:
         """BigQuery table of each output: (schema, partition field, clustering fields)."""
         tables = {}
@@ -769,8 +697,6 @@ class _Generator:
         steps = " -> ".join(self.p.steps)
         sink_args = "--sink bigquery --dataset DATASET" if self.sink == "bigquery" else "--output OUT_DIR"
         header = _HEADER.format(name=self.p.name, steps=steps, module=module_name, sink_args=sink_args)
-        if self.session:
-            header = header.replace("import userstate\n", "import trigger, userstate\n")
         parts = [header]
         if self.user_imports:
             parts.append("\n".join(sorted(self.user_imports)) + "\n")
@@ -797,7 +723,6 @@ class _Generator:
             parts.append("\n\n" + code)
         for d in self.dofns:
             parts.append("\n" + _DOFNS[d])
-        parts += self.window_classes
         parts.append(
             "\n\ndef build(raw):\n"
             '    """Every stream of the pipeline by streamlab reference (``"window"``, ``"parse.dead_letter"``)."""\n'
@@ -810,7 +735,26 @@ class _Generator:
         parts.append(_REPLAY.format(const=const, max_bytes=self.parse.max_record_bytes, ret=ret))
         parts.append(_RUN.format(sink=self.sink))
         text = "\n".join(parts)
-        return _tidy(text)
+        return _tidy(_drop_unused_imports(text))
+
+
+def _drop_unused_imports(text: str) -> str:
+    """Remove names of the header's Beam imports that this pipeline does not use."""
+    import re
+
+    lines = text.split("\n")
+    out = []
+    for line in lines:
+        m = re.match(r"^from (apache_beam[\w.]*) import (.+)$", line)
+        if m:
+            names = [n.strip() for n in m.group(2).split(",")]
+            rest = "\n".join(x for x in lines if x != line)
+            used = [n for n in names if re.search(rf"\b{re.escape(n.split(' as ')[-1])}\b", rest)]
+            if not used:
+                continue
+            line = f"from {m.group(1)} import {', '.join(used)}"
+        out.append(line)
+    return "\n".join(out)
 
 
 def _tidy(text: str) -> str:
@@ -997,7 +941,7 @@ def to_beam(
     >>> out = to_beam(p, tempfile.mkdtemp())
     >>> sorted(out.files)
     ['demo_beam.py', 'main.tf', 'metadata.json', 'requirements.txt']
-    >>> "class AggregateWindow(AggregateWindows)" in out.read("demo_beam.py")
+    >>> "class EmitPanes(beam.DoFn)" in out.read("demo_beam.py")
     True
     """
     if runner_source not in ("pubsub", "file"):
