@@ -10,11 +10,13 @@ collected and returned, never dropped.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import pickle
 import signal
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -634,6 +636,41 @@ class RunHandle:
         return f"RunHandle({self._ex.pipeline.name!r}, status={m['status']!r}, events_in={m['events_in']})"
 
 
+_LIVE: weakref.WeakSet[RunHandle] = weakref.WeakSet()
+_PREVIOUS_SIGTERM: Any = None
+_HOOKS_INSTALLED = False
+
+
+def _stop_live_handles() -> None:
+    for handle in list(_LIVE):
+        if handle.thread.is_alive():
+            try:
+                handle.stop(timeout=30.0)
+            except Exception:  # shutting down: stop the others too
+                log.exception("stopping pipeline %r at shutdown failed", handle.pipeline.name)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    _stop_live_handles()
+    previous = _PREVIOUS_SIGTERM
+    if callable(previous):
+        previous(signum, frame)
+    elif previous != signal.SIG_IGN:
+        raise SystemExit(128 + signum)
+
+
+def _install_shutdown_hooks() -> None:
+    """Background runs stop gracefully (flush, commit) on SIGTERM and at interpreter exit."""
+    global _PREVIOUS_SIGTERM, _HOOKS_INSTALLED
+    if _HOOKS_INSTALLED:
+        return
+    atexit.register(_stop_live_handles)
+    if threading.current_thread() is threading.main_thread():
+        _PREVIOUS_SIGTERM = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    _HOOKS_INSTALLED = True
+
+
 def start(
     pipeline: Pipeline,
     *,
@@ -671,4 +708,7 @@ def start(
         max_collect_rows=max_collect_rows,
         duration=duration,
     )
-    return RunHandle(ex, max_events=max_events, paused=paused)
+    handle = RunHandle(ex, max_events=max_events, paused=paused)
+    _LIVE.add(handle)
+    _install_shutdown_hooks()
+    return handle

@@ -290,3 +290,34 @@ def test_replay_pacing_with_a_simulated_clock_never_stalls():
         p.stream.to(sink)
         result = p.run(clock=clock)
         assert result.status == "finished" and len(sink.frame()) == 200
+
+
+def test_sigterm_stops_a_background_run_gracefully(tmp_path):
+    import signal as sig
+    import subprocess
+    import sys
+
+    script = tmp_path / "bg.py"
+    out = tmp_path / "out.jsonl"
+    ready = tmp_path / "ready"
+    script.write_text(f"""
+import pathlib, numpy as np, pandas as pd
+from streamlab import JsonLinesSink, Pipeline, ReplaySource
+frame = pd.DataFrame({{"x": np.arange(100_000), "timestamp": pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(np.arange(100_000), unit="s")}})
+p = Pipeline(ReplaySource(frame, speed=1000.0, batch_size=10))
+p.stream.to(JsonLinesSink({str(out)!r}))
+handle = p.start(commit_every="1h")
+while handle.metrics["events_in"] < 50:
+    pass
+pathlib.Path({str(ready)!r}).write_text(str(handle.metrics["events_in"]))
+handle.wait()
+""")
+    proc = subprocess.Popen([sys.executable, str(script)])
+    try:
+        wait_for(ready.exists, timeout=60)
+        proc.send_signal(sig.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + sig.SIGTERM
+    finally:
+        proc.kill()
+    # the sink was flushed on the way out: everything read before the signal is in the file
+    assert len(out.read_text().splitlines()) >= int(ready.read_text())
