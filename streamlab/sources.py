@@ -73,7 +73,7 @@ class _FrameReader(SourceReader):
         if self.speed is None or self.release is None or self.done:
             return None
         gap = int(self.release[self.pos]) - self.anchor_event
-        return self.anchor_proc + math.ceil(gap / self.speed) + 1
+        return self.anchor_proc + math.ceil(gap / self.speed)
 
     def set_speed(self, speed: float | None) -> None:
         self.speed = speed
