@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from streamlab._operator import Operator, Outputs
-from streamlab._time import NAT_NS, ns_to_timestamp, to_utc_ns
-from streamlab._windowing import _NO_WATERMARK, KeyIndex, late_frame, missing_time_frame, running_watermark
+from streamlab._time import NAT_NS, ns_to_timestamp
+from streamlab._windowing import _NO_WATERMARK, KeyIndex, late_frame, running_watermark, split_missing_time
 from streamlab.aggregators import Aggregator
 from streamlab.windows import SessionWindow
 
@@ -77,12 +77,7 @@ class SessionOperator(Operator):
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         out: Outputs = {}
-        ts_all = to_utc_ns(batch[self.time])
-        valid = ts_all != NAT_NS
-        if not valid.all():
-            out["dead_letter"] = missing_time_frame(batch, np.flatnonzero(~valid), self.step_id, self.time)
-            batch = batch[valid].reset_index(drop=True)
-            ts_all = ts_all[valid]
+        batch, ts_all = split_missing_time(batch, self.time, self.step_id, out)
         if len(batch) == 0:
             return out
         wm, self.max_ts = running_watermark(ts_all, self.max_ts, self.delay_ns)

@@ -233,6 +233,18 @@ def late_frame(
     return late
 
 
+def split_missing_time(
+    batch: pd.DataFrame, time: str, step_id: str, out: Outputs
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Event times of ``batch``; rows without one go to ``out["dead_letter"]`` and are removed."""
+    ts = to_utc_ns(batch[time])
+    valid = ts != NAT_NS
+    if valid.all():
+        return batch, ts
+    out["dead_letter"] = missing_time_frame(batch, np.flatnonzero(~valid), step_id, time)
+    return batch[valid].reset_index(drop=True), ts[valid]
+
+
 def missing_time_frame(batch: pd.DataFrame, rows: np.ndarray, step_id: str, time: str) -> pd.DataFrame:
     """Dead-letter rows whose event time is missing or unreadable."""
     dl = batch.iloc[rows].reset_index(drop=True)
@@ -295,12 +307,7 @@ class WindowOperator(Operator):
     # -- processing --------------------------------------------------------------------------------
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         out: Outputs = {}
-        ts_all = to_utc_ns(batch[self.time])
-        valid = ts_all != NAT_NS
-        if not valid.all():
-            out["dead_letter"] = missing_time_frame(batch, np.flatnonzero(~valid), self.step_id, self.time)
-            batch = batch[valid]
-            ts_all = ts_all[valid]
+        batch, ts_all = split_missing_time(batch, self.time, self.step_id, out)
         if len(batch) == 0:
             return out
         prev_max = self.max_ts
@@ -457,12 +464,7 @@ class PanedWindowOperator(WindowOperator):
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         out: Outputs = {}
-        ts_all = to_utc_ns(batch[self.time])
-        valid = ts_all != NAT_NS
-        if not valid.all():
-            out["dead_letter"] = missing_time_frame(batch, np.flatnonzero(~valid), self.step_id, self.time)
-            batch = batch[valid]
-            ts_all = ts_all[valid]
+        batch, ts_all = split_missing_time(batch, self.time, self.step_id, out)
         if len(batch) == 0:
             return out
         wm, self.max_ts = running_watermark(ts_all, self.max_ts, self.delay_ns)

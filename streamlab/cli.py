@@ -44,7 +44,7 @@ def build_demo_pipeline(db: str, *, speed: float | None = None) -> Any:
 
 
 def demo(args: argparse.Namespace) -> int:
-    """demo.
+    """Run the embedded demo: bundled clickstream → parse → dedup → windows → DuckDB, plus an HTML report.
 
     Examples
     --------
@@ -110,7 +110,7 @@ def run_spec(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace, rest: list[str]) -> int:
-    """export.
+    """Hand ``streamlab export beam|lambda SPEC -o DIR`` to the exporters.
 
     Examples
     --------

@@ -19,6 +19,7 @@ import pandas as pd
 from streamlab._time import Duration, ns_to_timestamp
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter, Source, default_clock
+from streamlab.sinks import _ParquetWriter
 from streamlab.sources import ReplaySource
 
 __all__ = ["RecordingSink", "RecordingSummary", "record", "replay_recording"]
@@ -27,32 +28,18 @@ ARRIVAL = "_arrival_time"
 SEQ = "_arrival_seq"
 
 
-class _RecordingWriter(SinkWriter):
+class _RecordingWriter(_ParquetWriter):
     def __init__(self, sink: RecordingSink, clock: Clock) -> None:
-        self.dir = Path(sink.path)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        parts = sorted(self.dir.glob("part-*.parquet"))
-        self.part = len(parts)
+        super().__init__(sink)  # type: ignore[arg-type]
+        parts = sorted(Path(sink.path).glob("part-*.parquet"))
         self.seq = int(pd.read_parquet(parts[-1], columns=[SEQ])[SEQ].max()) + 1 if parts else 0
         self.clock = clock
-        self.pending: list[pd.DataFrame] = []
 
     def write_batch(self, batch: pd.DataFrame) -> None:
         now = ns_to_timestamp(self.clock.now_ns())
         seq = np.arange(self.seq, self.seq + len(batch), dtype=np.int64)
         self.seq += len(batch)
-        self.pending.append(batch.assign(**{ARRIVAL: now, SEQ: seq}))
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        frame = pd.concat(self.pending, ignore_index=True)
-        target = self.dir / f"part-{self.part:06d}.parquet"
-        tmp = target.with_suffix(".tmp")
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, target)
-        self.part += 1
-        self.pending = []
+        super().write_batch(batch.assign(**{ARRIVAL: now, SEQ: seq}))
 
 
 class RecordingSink(Sink):

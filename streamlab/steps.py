@@ -78,7 +78,7 @@ class Step:
 
 @dataclass(frozen=True)
 class SourceStep(Step):
-    """SourceStep.
+    """Where events enter the graph: wraps a :class:`~streamlab.io.Source`.
 
     Examples
     --------
@@ -104,7 +104,7 @@ class SourceStep(Step):
 
 @dataclass(frozen=True)
 class ParseStep(Step):
-    """ParseStep.
+    """Raw JSON records to typed columns; bad records to ``dead_letter`` with the reason.
 
     Examples
     --------
@@ -149,7 +149,7 @@ class ParseStep(Step):
 
 @dataclass(frozen=True)
 class FilterStep(Step):
-    """FilterStep.
+    """Keep rows by a pandas expression, a batch function or a per-event function.
 
     Examples
     --------
@@ -183,7 +183,7 @@ class FilterStep(Step):
 
 @dataclass(frozen=True)
 class MapStep(Step):
-    """MapStep.
+    """Add columns from expressions, or transform rows with a batch or per-event function.
 
     Examples
     --------
@@ -225,7 +225,7 @@ class MapStep(Step):
 
 @dataclass(frozen=True)
 class SelectStep(Step):
-    """SelectStep.
+    """Keep and rename columns.
 
     Examples
     --------
@@ -251,7 +251,7 @@ class SelectStep(Step):
 
 @dataclass(frozen=True)
 class DedupStep(Step):
-    """DedupStep.
+    """Drop repeated event ids (bounded by ``ttl`` of event time and ``max_ids``).
 
     Examples
     --------
@@ -287,7 +287,7 @@ class DedupStep(Step):
 
 @dataclass(frozen=True)
 class KeyByStep(Step):
-    """KeyByStep.
+    """Declare the key that later keyed steps use by default.
 
     Examples
     --------
@@ -309,7 +309,7 @@ class KeyByStep(Step):
 
 @dataclass(frozen=True)
 class UnionStep(Step):
-    """UnionStep.
+    """Merge several streams into one.
 
     Examples
     --------
@@ -333,7 +333,7 @@ class UnionStep(Step):
 
 @dataclass(frozen=True)
 class WindowStep(Step):
-    """WindowStep.
+    """Event-time windows per key with aggregators, watermark delay and allowed lateness.
 
     Examples
     --------
@@ -407,7 +407,7 @@ class WindowStep(Step):
 
 @dataclass(frozen=True)
 class IntervalJoinStep(Step):
-    """IntervalJoinStep.
+    """Join two streams on keys where the right event time is within ``[lower, upper]`` of the left.
 
     Examples
     --------
@@ -468,7 +468,7 @@ class IntervalJoinStep(Step):
 
 @dataclass(frozen=True)
 class EnrichStep(Step):
-    """EnrichStep.
+    """Join each event with a table (DataFrame, file or DuckDB query).
 
     Examples
     --------
@@ -506,7 +506,7 @@ class EnrichStep(Step):
 
 @dataclass(frozen=True)
 class SinkStep(Step):
-    """SinkStep.
+    """Where a stream leaves the graph: wraps a :class:`~streamlab.io.Sink`.
 
     Examples
     --------
