@@ -41,8 +41,9 @@ _EXPORTS = {
     "KinesisSource": "kinesis",
     "KinesisSink": "kinesis",
     "TimestreamSink": "timestream",
-    # Redis and alerts
+    # Redis, live dashboards and alerts
     "LocalRedis": "redis",
+    "RedisWebSocketRelay": "dashboard",
     "RedisMetricsSink": "redis",
     "RedisStreamSink": "redis",
     "PagerDutySink": "alerts",

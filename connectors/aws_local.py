@@ -102,6 +102,10 @@ class LocalAWS:
         except ImportError as exc:
             raise ImportError(f"LocalAWS needs moto's server: pip install 'moto[server]' ({exc})") from exc
         server = ThreadedMotoServer(ip_address=self._host, port=0, verbose=False)
+        # werkzeug logs every request to stderr, which floods notebooks
+        import logging
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         server.start()
         self._server = server
         return self

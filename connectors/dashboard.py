@@ -41,7 +41,9 @@ class RedisWebSocketRelay:
     returns only once the subscription is confirmed and the port listens, so nothing published
     afterwards is missed. A client whose unsent data exceeds ``max_client_buffer`` bytes (a stalled
     browser tab) is skipped for that message instead of growing the relay's memory; ``skipped``
-    counts those.
+    counts those. If the Redis connection is lost, the relay disconnects every client (so dashboards
+    reconnect and reload the totals), ``running`` turns False and ``error`` holds the reason; call
+    ``start()`` again once Redis is back.
 
     Parameters
     ----------

@@ -76,7 +76,22 @@ KAFKA_COLUMNS: tuple[str, ...] = (
 Position = dict[tuple[str, int], int]
 """Next offset to read per ``(topic, partition)``: what a commit stores."""
 
-_SECRET_WORDS = ("password", "secret", "token", "sasl.jaas", "ssl.key", "connection")
+# Settings whose values are secrets. Matched as whole names or name prefixes, not substrings: a
+# setting such as ``connections.max.idle.ms`` is not a secret.
+_SECRET_KEYS = (
+    "sasl.password",
+    "sasl.jaas.config",
+    "sasl.oauthbearer.client.secret",
+    "ssl.key.password",
+    "ssl.key.pem",
+    "ssl.keystore.password",
+    "ssl.truststore.password",
+    "connection_string",
+    "connection.string",
+    "password",
+    "secret",
+    "token",
+)
 
 # Errors meaning "this member no longer owns the partitions": the new owner re-reads from the last
 # committed offset, so the data is delivered again (at least once), not lost.
@@ -141,7 +156,12 @@ def redact_config(config: Mapping[str, Any]) -> dict[str, Any]:
     >>> redact_config({"sasl.password": "hunter2", "linger.ms": 5})
     {'sasl.password': '<redacted>', 'linger.ms': 5}
     """
-    return {k: ("<redacted>" if any(w in k.lower() for w in _SECRET_WORDS) else v) for k, v in config.items()}
+    return {k: ("<redacted>" if _is_secret(k) else v) for k, v in config.items()}
+
+
+def _is_secret(key: str) -> bool:
+    k = key.lower()
+    return any(k == s or k.startswith(s + ".") or k.endswith("." + s) for s in _SECRET_KEYS)
 
 
 def _check_config(owner: str, config: Mapping[str, Any], reserved: Mapping[str, str]) -> dict[str, Any]:
@@ -321,6 +341,18 @@ class KafkaAdmin:
         self.bootstrap_servers = _check_bootstrap("KafkaAdmin", bootstrap_servers)
         self.config = _check_config("KafkaAdmin", config or {}, {})
         self._client: Any = None
+
+    def close(self) -> None:
+        """Release the admin client now (otherwise librdkafka logs about purged requests when it is collected)."""
+        if self._client is not None:
+            self._client.poll(0)
+            self._client = None
+
+    def __enter__(self) -> KafkaAdmin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _admin(self) -> Any:
         # One long-lived client: a temporary one is destroyed before its futures resolve.
@@ -955,6 +987,10 @@ class KafkaSourceReader(SourceReader):
     def assignment(self) -> set[tuple[str, int]]:
         """``(topic, partition)`` pairs this member owns right now."""
         return set(self._assigned)
+
+    def partitions(self) -> list[tuple[str, int]]:
+        """The assigned ``(topic, partition)`` pairs: windows keep one watermark per partition."""
+        return sorted(self._assigned)
 
     def lag(self) -> int | None:
         """Records waiting in the assigned partitions, from watermarks cached by fetch responses.

@@ -225,6 +225,10 @@ class _KinesisReader(SourceReader):
         self._known = {s["ShardId"] for s in shards}
         self._next_refresh = self._clock.now_ns() + self._source.shard_refresh_ns
 
+    def partitions(self) -> list[str]:
+        """Shards being read now: windows keep one watermark per shard (finished parents drop out)."""
+        return self._readable()
+
     def _readable(self) -> list[str]:
         """Shards not finished whose parents are finished (or expired from the stream)."""
 

@@ -21,7 +21,7 @@ import pyarrow.json as pj
 
 from streamlab._operator import Operator, Outputs
 
-FIELD_TYPES = ("string", "category", "int64", "float64", "bool", "timestamp", "json")
+FIELD_TYPES = ("string", "category", "int64", "float64", "bool", "timestamp", "object", "json")
 _ARROW = {
     "string": pa.string(),
     "category": pa.string(),
@@ -120,8 +120,8 @@ class ParseOperator(Operator):
         self.value_column = value_column
         self.required = required
         self.max_record_bytes = max_record_bytes
-        self.python_only = any(f.type == "json" for f in fields)
-        self.nested_schema = _nested_schema([f for f in fields if f.type != "json"])
+        self.python_only = any(f.type in ("json", "object") for f in fields)
+        self.nested_schema = _nested_schema([f for f in fields if f.type not in ("json", "object")])
         self.flat_schema = _flat_schema(fields)
         self.parse_options = pj.ParseOptions(
             explicit_schema=self.nested_schema, unexpected_field_behavior="ignore"
@@ -188,6 +188,12 @@ class ParseOperator(Operator):
     def _check(f: FieldSpec, v: Any) -> Any:
         if v is None or f.type == "json":
             return v
+        if f.type == "object":
+            if not isinstance(v, dict):
+                raise ValueError(
+                    f"field {f.name!r}: expected a JSON object, got {type(v).__name__} {str(v)[:40]!r}"
+                )
+            return v
         ok = False
         if f.type in ("string", "category"):
             ok = isinstance(v, str)
@@ -224,14 +230,16 @@ class ParseOperator(Operator):
                 vals = [r[f.name] for r in rows]
                 if f.type == "timestamp":
                     arr = pa.array(vals, type=pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
-                elif f.type == "json":
+                elif f.type in ("json", "object"):
                     arr = pa.array([json.dumps(v) if v is not None else None for v in vals], type=pa.string())
                 else:
                     arr = pa.array(vals, type=_ARROW[f.type])
                 cols[f.name] = arr
             table = pa.table(cols, schema=self.flat_schema)
             if self.python_only:
-                json_cols = {f.name: [r[f.name] for r in rows] for f in self.fields if f.type == "json"}
+                json_cols = {
+                    f.name: [r[f.name] for r in rows] for f in self.fields if f.type in ("json", "object")
+                }
                 good.append((np.asarray(where), table, json_cols))
             else:
                 good.append((np.asarray(where), table, {}))
@@ -334,7 +342,7 @@ class ParseOperator(Operator):
             for f in self.fields:
                 if f.type == "category":
                     frame[f.name] = frame[f.name].astype("category")
-                elif f.type == "json":
+                elif f.type in ("json", "object"):
                     merged: list[Any] = []
                     for g in good:
                         merged.extend(g[2].get(f.name, []) if g[2] else [None] * len(g[0]))

@@ -17,12 +17,12 @@ import pandas as pd
 
 from streamlab._operator import Operator, Outputs
 from streamlab._time import NAT_NS, ns_to_timestamp
-from streamlab._windowing import _NO_WATERMARK, KeyIndex, late_frame, running_watermark, split_missing_time
+from streamlab._windowing import _NO_WATERMARK, KeyIndex, _Watermarks, late_frame, split_missing_time
 from streamlab.aggregators import Aggregator
 from streamlab.windows import SessionWindow
 
 
-class SessionOperator(Operator):
+class SessionOperator(_Watermarks, Operator):
     """Session windows per key (see ``Stream.window`` with a :class:`SessionWindow`)."""
 
     output_names = ("out", "late", "dead_letter")
@@ -36,6 +36,7 @@ class SessionOperator(Operator):
         time: str,
         delay_ns: int,
         lateness_ns: int,
+        watermark_by: list[str] | None = None,
     ) -> None:
         self.step_id = step_id
         self.gap = window.gap_ns
@@ -53,16 +54,24 @@ class SessionOperator(Operator):
         self.free_slots: list[int] = []
         self.n_slots = 0
         self.max_ts = _NO_WATERMARK
+        self._init_watermarks(watermark_by)
 
     def snapshot(self) -> Any:
-        keep = ("key_index", "stores", "open", "closed_end", "free_slots", "n_slots", "max_ts")
+        keep = (
+            "key_index",
+            "stores",
+            "open",
+            "closed_end",
+            "free_slots",
+            "n_slots",
+            "max_ts",
+            "part_max",
+            "wm_floor",
+        )
         return copy.deepcopy({k: self.__dict__[k] for k in keep})
 
     def restore(self, state: Any) -> None:
         self.__dict__.update(copy.deepcopy(state))
-
-    def watermark_ns(self) -> int | None:
-        return None if self.max_ts == _NO_WATERMARK else self.max_ts - self.delay_ns
 
     def open_state(self) -> dict[str, Any]:
         return {"open_sessions": sum(len(v) for v in self.open.values()), "keys": len(self.open)}
@@ -80,7 +89,7 @@ class SessionOperator(Operator):
         batch, ts_all = split_missing_time(batch, self.time, self.step_id, out)
         if len(batch) == 0:
             return out
-        wm, self.max_ts = running_watermark(ts_all, self.max_ts, self.delay_ns)
+        wm = self._event_watermarks(batch, ts_all)
         keys = self.key_index.codes(batch, self.keys)
         gap, lat = self.gap, self.lateness_ns
         parent: dict[int, int] = {}  # slot merged into another during this batch
@@ -143,7 +152,7 @@ class SessionOperator(Operator):
             lr = np.asarray(late_rows)
             out["late"] = late_frame(batch, lr, ts_all[lr], ts_all[lr] + gap, wm[lr])
         # close the sessions of every key that the final watermark passed
-        w_end = self.max_ts - self.delay_ns
+        w_end = self._final_watermark()
         for k in list(self.open):
             sessions = self.open[k]
             still = []

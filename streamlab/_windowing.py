@@ -205,6 +205,99 @@ def late_pairs(
     return pos, wm[pos]
 
 
+_NONE = -(2**62)  # "no watermark yet" inside arrays: far below any event time, safe from overflow
+
+
+def partition_watermarks(
+    batch: pd.DataFrame,
+    ts: np.ndarray,
+    by: list[str],
+    state: dict[Any, int],
+    floor: int,
+    delay_ns: int,
+    expected: set[Any] | None = None,
+) -> np.ndarray:
+    """Watermark at each event's arrival when every source partition has its own.
+
+    A partition's watermark follows the largest event time seen in it; the step's watermark is the
+    smallest over the partitions seen so far, never moving backwards (``floor``). A consumer that reads
+    partitions one chunk at a time therefore cannot push the watermark past partitions it has not
+    caught up with. ``expected`` partitions (those the source is assigned) that have produced
+    nothing yet hold the watermark back. ``state`` (partition -> largest event time) is updated in place.
+    """
+    if len(by) == 1:
+        codes, uniq = pd.factorize(batch[by[0]], use_na_sentinel=False)
+    else:
+        codes, uniq = pd.MultiIndex.from_frame(batch[by]).factorize()
+    values = [None if (isinstance(v, float) and v != v) else v for v in list(uniq)]
+    n = len(ts)
+    top = np.iinfo(np.int64).max
+    w = np.full(n, top, dtype=np.int64)
+    present = set(values)
+    if expected is not None:
+        # partitions no longer assigned (revoked, or a finished parent shard) stop holding the watermark
+        for v in [v for v in state if v not in expected and v not in present]:
+            del state[v]
+    waiting = {e for e in (expected or ()) if e not in state}  # assigned, never heard from
+    hold = n if waiting - present else 0  # no watermark before this position
+    for v, m in state.items():
+        if v not in present:
+            np.minimum(w, m, out=w)
+    for j, v in enumerate(values):
+        mine = codes == j
+        if v in waiting:
+            hold = max(hold, int(np.argmax(mine)))
+        m = np.where(mine, ts, _NONE)
+        m[0] = max(int(m[0]), state.get(v, _NONE))
+        m = np.maximum.accumulate(m)
+        np.minimum(w, np.where(m == _NONE, top, m), out=w)
+        state[v] = int(m[-1])
+    w = np.where(w == top, _NONE, w - delay_ns)
+    w[:hold] = _NONE
+    w = np.maximum.accumulate(np.maximum(w, floor))
+    return w
+
+
+class _Watermarks:
+    """The watermark of a step: one largest event time, or one per source partition (``by``)."""
+
+    max_ts: int
+    delay_ns: int
+    by: list[str]
+    part_max: dict[Any, int]
+    wm_floor: int
+
+    def _init_watermarks(self, by: list[str] | None) -> None:
+        self.by = list(by or [])
+        self.part_max = {}
+        self.wm_floor = _NONE
+        self.expected_partitions: set[Any] | None = None
+
+    def expect_partitions(self, partitions: set[Any]) -> None:
+        """The partitions the sources are assigned (the runtime tells; see ``SourceReader.partitions``)."""
+        self.expected_partitions = partitions
+
+    def watermark_ns(self) -> int | None:
+        if self.by:
+            return None if self.wm_floor == _NONE else self.wm_floor
+        return None if self.max_ts == _NO_WATERMARK else self.max_ts - self.delay_ns
+
+    def _event_watermarks(self, batch: pd.DataFrame, ts: np.ndarray) -> np.ndarray:
+        """Watermark at each event's arrival (``_NONE`` while there is none); updates the state."""
+        if self.by:
+            w = partition_watermarks(
+                batch, ts, self.by, self.part_max, self.wm_floor, self.delay_ns, self.expected_partitions
+            )
+            self.wm_floor = int(w[-1])
+            return w
+        w, self.max_ts = running_watermark(ts, self.max_ts, self.delay_ns)
+        return w
+
+    def _final_watermark(self) -> int:
+        wm = self.watermark_ns()
+        return _NONE if wm is None else wm
+
+
 def watermark_at(ts: np.ndarray, rows: np.ndarray, prev_max: int, delay_ns: int) -> np.ndarray:
     """Watermark at the arrival of each of ``rows``, without a full running maximum."""
     if len(rows) == 0:
@@ -253,7 +346,7 @@ def missing_time_frame(batch: pd.DataFrame, rows: np.ndarray, step_id: str, time
     return dl
 
 
-class WindowOperator(Operator):
+class WindowOperator(_Watermarks, Operator):
     """Tumbling or sliding windows per key (see ``Stream.window``)."""
 
     output_names = ("out", "late", "dead_letter", "early")
@@ -268,6 +361,7 @@ class WindowOperator(Operator):
         delay_ns: int,
         lateness_ns: int,
         early: bool = False,
+        watermark_by: list[str] | None = None,
     ) -> None:
         self.step_id = step_id
         self.window = window
@@ -283,18 +377,17 @@ class WindowOperator(Operator):
         self.slots = SlotTable()
         self.stores = [a.store() for a in aggs]
         self.max_ts = _NO_WATERMARK
+        self._init_watermarks(watermark_by)
 
     # -- state -------------------------------------------------------------------------------------
     def snapshot(self) -> Any:
-        return {k: v for k, v in self.__dict__.items() if k in ("key_index", "slots", "stores", "max_ts")}
+        keep = ("key_index", "slots", "stores", "max_ts", "part_max", "wm_floor")
+        return {k: v for k, v in self.__dict__.items() if k in keep}
 
     def restore(self, state: Any) -> None:
         import copy
 
         self.__dict__.update(copy.deepcopy(state))
-
-    def watermark_ns(self) -> int | None:
-        return None if self.max_ts == _NO_WATERMARK else self.max_ts - self.delay_ns
 
     def open_state(self) -> dict[str, Any]:
         starts = sorted(self.slots.by_window)
@@ -310,30 +403,41 @@ class WindowOperator(Operator):
         batch, ts_all = split_missing_time(batch, self.time, self.step_id, out)
         if len(batch) == 0:
             return out
-        prev_max = self.max_ts
-        batch_max = int(ts_all.max())
-        self.max_ts = batch_max if prev_max == _NO_WATERMARK else max(prev_max, batch_max)
-        w_final = self.max_ts - self.delay_ns
-        ev, kwin = self.window.assign_index(ts_all)
-        start = kwin * self.slide_ns + self.window.offset_ns
-        close_at = start + (self.size_ns + self.lateness_ns)
-        identity = isinstance(self.window, TumblingWindow)
-        # only pairs whose window closes before the final watermark can be late
-        if int(close_at.min()) <= w_final:
-            pos, wm_late = late_pairs(ts_all, ev, close_at, prev_max, self.delay_ns)
-            if len(pos):
-                is_late = np.zeros(len(ev), dtype=bool)
-                is_late[pos] = True
-                lrows = ev[pos]
-                out["late"] = late_frame(batch, lrows, start[pos], start[pos] + self.size_ns, wm_late)
-                keep = ~is_late
-                ev, kwin = ev[keep], kwin[keep]
-                identity = False
+        if self.by:
+            wm = self._event_watermarks(batch, ts_all)
+            w_final = int(wm[-1])
+            ev, kwin = self.window.assign_index(ts_all)
+            start = kwin * self.slide_ns + self.window.offset_ns
+            late_mask = start + (self.size_ns + self.lateness_ns) <= wm[ev]
+            pos = np.flatnonzero(late_mask)
+            wm_late = wm[ev[pos]]
+            identity = isinstance(self.window, TumblingWindow) and not len(pos)
+        else:
+            prev_max = self.max_ts
+            batch_max = int(ts_all.max())
+            self.max_ts = batch_max if prev_max == _NO_WATERMARK else max(prev_max, batch_max)
+            w_final = self.max_ts - self.delay_ns
+            ev, kwin = self.window.assign_index(ts_all)
+            start = kwin * self.slide_ns + self.window.offset_ns
+            close_at = start + (self.size_ns + self.lateness_ns)
+            identity = isinstance(self.window, TumblingWindow)
+            pos = np.zeros(0, dtype=np.int64)
+            # only pairs whose window closes before the final watermark can be late
+            if int(close_at.min()) <= w_final:
+                pos, wm_late = late_pairs(ts_all, ev, close_at, prev_max, self.delay_ns)
+        if len(pos):
+            is_late = np.zeros(len(ev), dtype=bool)
+            is_late[pos] = True
+            lrows = ev[pos]
+            out["late"] = late_frame(batch, lrows, start[pos], start[pos] + self.size_ns, wm_late)
+            keep = ~is_late
+            ev, kwin = ev[keep], kwin[keep]
+            identity = False
         if len(ev):
             touched = self._aggregate(batch, ts_all, None if identity else ev, kwin)
             if self.early:
                 out["early"] = self._emit(touched, final=False)
-        closed = self._close(self.max_ts - self.delay_ns)
+        closed = self._close(w_final)
         if closed is not None:
             out["out"] = closed
         return out
@@ -467,7 +571,7 @@ class PanedWindowOperator(WindowOperator):
         batch, ts_all = split_missing_time(batch, self.time, self.step_id, out)
         if len(batch) == 0:
             return out
-        wm, self.max_ts = running_watermark(ts_all, self.max_ts, self.delay_ns)
+        wm = self._event_watermarks(batch, ts_all)
         pane = floor_div(ts_all - self.offset, self.every)
         # windows w <= closed[i] had closed when event i arrived: (w + n) * every + offset + lateness <= wm
         closed = floor_div(wm - self.offset - self.lateness_ns, self.every) - self.n

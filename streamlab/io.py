@@ -56,6 +56,14 @@ class SourceReader:
         """Events known to be waiting upstream (consumer lag), when the source can tell."""
         return None
 
+    def partitions(self) -> list[Any] | None:
+        """The partitions this reader is assigned, as they appear in its batches' partition columns.
+
+        A window step with per-partition watermarks holds its watermark back until each assigned
+        partition has produced an event, as Flink's Kafka source does. ``None``: not known.
+        """
+        return None
+
     def close(self) -> None:
         """Release connections. Called once, after the final commit."""
 

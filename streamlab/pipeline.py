@@ -50,7 +50,7 @@ EVENT_SCHEMA: dict[str, Any] = {
     "event_type": "string",
     "user_id": "string",
     "timestamp": "timestamp",
-    "properties": "json",
+    "properties": "object",
 }
 """The product's event schema: the default of ``Stream.parse``."""
 
@@ -325,8 +325,9 @@ class Stream:
         ----------
         schema
             Output columns and their types (``string``, ``category``, ``int64``, ``float64``, ``bool``,
-            ``timestamp``, ``json``); ``{"type": ..., "path": "properties.amount"}`` reads a nested field.
-            Defaults to the product's event schema. ``json`` keeps a nested object as a dict (slower path).
+            ``timestamp``, ``object``, ``json``); ``{"type": ..., "path": "properties.amount"}`` reads a
+            nested field. Defaults to the product's event schema. ``object`` keeps a nested JSON object as
+            a dict, ``json`` any JSON value (both take the slower per-record path).
         time
             Event-time field: required, parsed as an ISO-8601 UTC timestamp.
         required
@@ -537,6 +538,7 @@ class Stream:
         delay: Duration = 0,
         lateness: Duration = 0,
         early: bool = False,
+        watermark_by: str | Iterable[str] | None = "auto",
         step_id: str | None = None,
     ) -> WindowBuilder:
         """Group events into event-time windows per key; finish with ``.agg(...)``.
@@ -553,6 +555,13 @@ class Stream:
             Allowed lateness: a window stays open this long after the watermark passes its end.
         early
             Also emit partial results of open windows after each batch on the ``.early`` output.
+        watermark_by
+            Column(s) naming the source partition of each event: each partition gets its own watermark
+            and the step's watermark is the smallest, so a consumer reading one partition ahead of the
+            others does not make their events late (as Flink and Kafka Streams do). ``"auto"`` uses
+            Kafka's ``topic``/``partition`` or Kinesis' ``shard_id`` columns when the stream has them;
+            ``None`` keeps one watermark for the whole stream. A partition that stops receiving events
+            holds the watermark back until the end of input.
         """
         sid = self._sid(step_id, "window")
         if not isinstance(window, Window):
@@ -579,7 +588,20 @@ class Stream:
                 "early results are not supported for session windows",
                 "drop early=True, or use a tumbling or sliding window",
             )
-        return WindowBuilder(self, sid, window, keys, time, delay_ns, lateness_ns, early)
+        by = self._watermark_columns(watermark_by, sid)
+        return WindowBuilder(self, sid, window, keys, time, delay_ns, lateness_ns, early, by)
+
+    def _watermark_columns(self, watermark_by: str | Iterable[str] | None, sid: str) -> tuple[str, ...]:
+        if watermark_by is None:
+            return ()
+        if watermark_by == "auto":
+            cols = self.columns or ()
+            if "partition" in cols:
+                return ("topic", "partition") if "topic" in cols else ("partition",)
+            return ("shard_id",) if "shard_id" in cols else ()
+        by = (watermark_by,) if isinstance(watermark_by, str) else tuple(watermark_by)
+        self._need(by, sid, "window", "watermark_by")
+        return by
 
     def join_interval(
         self,
@@ -917,9 +939,11 @@ class WindowBuilder:
         delay_ns: int,
         lateness_ns: int,
         early: bool,
+        watermark_by: tuple[str, ...] = (),
     ) -> None:
         self._stream = stream
         self._args = (sid, window, keys, time, delay_ns, lateness_ns, early)
+        self._watermark_by = watermark_by
 
     def agg(self, *aggs: Aggregator) -> WindowedStream:
         """Aggregate each window and key, e.g. ``.agg(agg.count(), agg.sum("amount"))``."""
@@ -955,6 +979,7 @@ class WindowBuilder:
             delay_ns=delay_ns,
             lateness_ns=lateness_ns,
             early=early,
+            watermark_by=self._watermark_by,
         )
         return self._stream.pipeline._add(step, cls=WindowedStream)  # type: ignore[return-value]
 

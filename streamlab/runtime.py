@@ -154,6 +154,7 @@ class Executor:
         self.last_commit_ns = 0
         self.commits = 0
         self.operators: dict[str, Operator] = {}
+        self.partitioned: list[Any] = []
         self.readers: dict[str, SourceReader] = {}
         self.writers: dict[str, SinkWriter] = {}
 
@@ -172,6 +173,7 @@ class Executor:
                 if sid in op_state:
                     op.restore(op_state[sid])
                 self.operators[sid] = op
+        self.partitioned = [op for op in self.operators.values() if getattr(op, "by", None)]
         for ref, frames in state.get("collected", {}).items():
             if ref in self.collect and frames is not None:
                 self.collect[ref].add(frames)
@@ -250,6 +252,17 @@ class Executor:
                 frame = frame.assign(step_id=sid)
             self._emit(sid if name == "out" else f"{sid}.{name}", frame)
 
+    def _tell_partitions(self) -> None:
+        """Give per-partition watermarked steps the partitions the sources are assigned."""
+        known: set[Any] = set()
+        for reader in self.readers.values():
+            parts = reader.partitions()
+            if parts is None:
+                return
+            known.update(parts)
+        for op in self.partitioned:
+            op.expect_partitions(known)
+
     def poll_once(self) -> bool:
         """Poll every source once and push what arrived; True if any events moved."""
         moved = False
@@ -258,6 +271,8 @@ class Executor:
                 continue
             batch = reader.poll(self.batch_size)
             if batch is not None and len(batch):
+                if self.partitioned:
+                    self._tell_partitions()  # after the poll: a consumer learns its assignment while polling
                 with self.lock:
                     self.events_in += len(batch)
                     self.batches += 1
@@ -441,10 +456,13 @@ def run(
     finally:
         if bar is not None:
             bar.close()
+        # the result is read before the sources close: a closed consumer no longer knows its lag
+        result = ex.result() if ex.status != "failed" else None
         ex.close()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    return ex.result()
+    assert result is not None
+    return result
 
 
 def _progress_bar(pipeline: Pipeline) -> Any:

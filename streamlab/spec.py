@@ -274,6 +274,7 @@ def _build_step(base: Stream, others: list[Stream], sid: str, kind: str, prm: di
             delay=prm.get("delay", 0),
             lateness=prm.get("lateness", 0),
             early=prm.get("early", False),
+            watermark_by=prm.get("watermark_by") or None,
             step_id=sid,
         ).agg(*aggs)
     if kind == "interval_join":

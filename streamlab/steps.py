@@ -352,6 +352,7 @@ class WindowStep(Step):
     delay_ns: int = 0
     lateness_ns: int = 0
     early: bool = False
+    watermark_by: tuple[str, ...] = ()
     kind: ClassVar[str] = "window"
     output_names: ClassVar[tuple[str, ...]] = ("out", "late", "dead_letter", "early")
 
@@ -365,6 +366,7 @@ class WindowStep(Step):
                 self.time,
                 self.delay_ns,
                 self.lateness_ns,
+                watermark_by=list(self.watermark_by),
             )
         assert isinstance(self.window, (TumblingWindow, SlidingWindow))
         paned = (
@@ -381,6 +383,7 @@ class WindowStep(Step):
             self.delay_ns,
             self.lateness_ns,
             self.early,
+            watermark_by=list(self.watermark_by),
         )
 
     def params(self) -> dict[str, Any]:
@@ -392,6 +395,7 @@ class WindowStep(Step):
             "delay": format_duration(self.delay_ns),
             "lateness": format_duration(self.lateness_ns),
             "early": self.early,
+            "watermark_by": list(self.watermark_by),
         }
 
     def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:

@@ -29,7 +29,7 @@ class Detector:
 
     Examples
     --------
-    >>> det = StandardAbsoluteDeviationDetector()
+    >>> det = StandardAbsoluteDeviationDetector(grace_period=3)
     >>> for v in [1.0, 2.0, 1.5, 1.0, 2.0]:
     ...     det.learn_one({"amount": v})
     >>> det.score_one({"amount": 50.0}) > det.score_one({"amount": 1.5})
@@ -351,21 +351,42 @@ class StandardAbsoluteDeviationDetector(_UnivariateDetector):
     ----------
     feature
         The metric to score; may be omitted when events carry a single feature.
+    grace_period
+        Score 0 until this many values were learned: with one or two values the deviation is
+        meaningless (an untrained model scores about 1e11, which would flag everything).
 
     Examples
     --------
-    >>> det = StandardAbsoluteDeviationDetector(feature="amount")
+    >>> det = StandardAbsoluteDeviationDetector(feature="amount", grace_period=3)
+    >>> det.score_one({"amount": 500.0, "other": 0.0})
+    0.0
     >>> for v in [10.0, 12.0, 11.0, 9.0]:
     ...     det.learn_one({"amount": v, "other": 0.0})
     >>> round(det.score_one({"amount": 10.5, "other": 0.0}), 2)
     0.0
+    >>> det.score_one({"amount": 50.0, "other": 0.0}) > 10
+    True
     """
 
     name = "standard_absolute_deviation"
 
-    def __init__(self, feature: str | None = None):
-        self._params = {"feature": _check_feature(feature, "StandardAbsoluteDeviationDetector")}
+    def __init__(self, feature: str | None = None, grace_period: int = 30):
+        where = "StandardAbsoluteDeviationDetector"
+        self._params = {
+            "feature": _check_feature(feature, where),
+            "grace_period": _check_int(grace_period, where, "grace_period", minimum=0),
+        }
         self._model = anomaly.StandardAbsoluteDeviation()
+        self._seen = 0
+
+    def learn_one(self, x: dict[str, float]) -> None:
+        super().learn_one(x)
+        self._seen += 1
+
+    def score_one(self, x: dict[str, float]) -> float:
+        if self._seen < self._params["grace_period"]:
+            return 0.0
+        return super().score_one(x)
 
 
 class RiverDetector(Detector):

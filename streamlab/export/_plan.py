@@ -66,6 +66,7 @@ _SNIPPET_ORDER = [
     "INT64_RANGE",
     "BadRecordError",
     "_reject_constant",
+    "OutOfRange",
     "to_ns",
     "from_ns",
     "check_value",
@@ -95,7 +96,16 @@ def snippet_source(names: set[str]) -> str:
         wanted.update(_BASES.get(n, []))
     if wanted & {"parse_record", "check_value"}:
         wanted.update(
-            {"BadRecordError", "_reject_constant", "to_ns", "from_ns", "check_value", "EPOCH", "INT64_RANGE"}
+            {
+                "BadRecordError",
+                "OutOfRange",
+                "_reject_constant",
+                "to_ns",
+                "from_ns",
+                "check_value",
+                "EPOCH",
+                "INT64_RANGE",
+            }
         )
     if wanted & {"to_ns", "from_ns"}:
         wanted.add("EPOCH")
@@ -201,7 +211,8 @@ def column_types(p: Pipeline) -> dict[str, dict[str, str]]:
             out[sid] = {c: "bytes" if c == "value" else "string" for c in cols}
         elif isinstance(step, ParseStep):
             out[sid] = {f.name: f.type for f in step.fields}
-            out[f"{sid}.dead_letter"] = {"raw": "bytes", "reason": "string", "step_id": "string"}
+            # raw records are written as text (invalid UTF-8 replaced), the form JSON sinks can carry
+            out[f"{sid}.dead_letter"] = {"raw": "string", "reason": "string", "step_id": "string"}
         elif isinstance(step, SelectStep):
             out[sid] = {new: base.get(old, "string") for old, new in step.columns}
         elif isinstance(step, MapStep):
@@ -285,8 +296,13 @@ def check_steps(p: Pipeline, target: str) -> None:
             )
 
 
-def literal(value: Any) -> str:
-    """Python source of a constant (repr, with tuples for lists)."""
-    if isinstance(value, list):
-        value = tuple(value)
-    return repr(value)
+def const(name: str, value: Any, comment: str = "") -> str:
+    """``NAME = value`` as readable source: wrapped at 106 columns, dict order kept."""
+    import pprint
+
+    text = f"{name} = {pprint.pformat(value, width=106 - len(name), sort_dicts=False)}"
+    if "\n" in text:
+        pad = " " * (len(name) + 3)
+        first, *rest = text.split("\n")
+        text = "\n".join([first, *(pad + line.lstrip() if line.startswith(" ") else line for line in rest)])
+    return text + (f"  # {comment}" if comment else "")

@@ -48,6 +48,13 @@ def from_ns(ns: int) -> datetime:
     return EPOCH + timedelta(microseconds=ns // 1_000)
 
 
+class OutOfRange:
+    """A time that parsed but lies outside 64-bit nanoseconds (years 1677-2262)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
 def check_value(name: str, kind: str, value: Any) -> Any:
     """The typed value of one field, or BadRecordError with the same reason streamlab gives."""
     if value is None or kind == "json":
@@ -67,8 +74,13 @@ def check_value(name: str, kind: str, value: Any) -> Any:
     elif kind == "bool":
         ok = isinstance(value, bool)
     elif kind == "timestamp":
+        if isinstance(value, str) and value.strip().lower() in ("", "nat"):
+            return None  # pandas reads these as a missing time, so streamlab does too
         try:
-            return from_ns(to_ns(value))
+            ns = to_ns(value)
+            if not INT64_RANGE[0] < ns <= INT64_RANGE[1]:
+                return OutOfRange(value)  # rejected after the other fields, in streamlab's order
+            return from_ns(ns)
         except (TypeError, ValueError, OverflowError):
             raise BadRecordError(
                 f"field {name!r}: expected an ISO-8601 timestamp such as '2024-01-01T00:00:00Z', "
@@ -117,6 +129,12 @@ def parse_record(
                 )
             node = node.get(part)
         row[name] = check_value(name, kind, node)
+    for name, value in row.items():
+        if isinstance(value, OutOfRange):
+            raise BadRecordError(
+                f"field {name!r}: expected an ISO-8601 timestamp such as '2024-01-01T00:00:00Z', "
+                f"got {type(value.value).__name__} {str(value.value)[:40]!r}"
+            )
     for name in required:
         if row[name] is None:
             raise BadRecordError(f"missing required field {name!r}")
@@ -151,7 +169,7 @@ class CountCombine:
     def merge_accumulators(self, accs: Any) -> int:
         return sum(accs)
 
-    def extract_output(self, acc: int) -> int:
+    def extract_output(self, acc: Any) -> Any:
         return acc
 
     def to_json(self, acc: Any) -> Any:
@@ -168,7 +186,7 @@ class SumCombine(CountCombine):
         return [0.0, 0]
 
     def add_input(self, acc: Any, row: dict[str, Any], ts_ns: int) -> Any:
-        value = row.get(self.column) if self.column else None
+        value: Any = row.get(self.column) if self.column else None
         if not is_null(value):
             acc = [acc[0] + float(value), acc[1] + 1]
         return acc
@@ -197,14 +215,17 @@ class MinCombine(CountCombine):
         return None
 
     def add_input(self, acc: Any, row: dict[str, Any], ts_ns: int) -> Any:
-        value = row.get(self.column) if self.column else None
+        value: Any = row.get(self.column) if self.column else None
         if is_null(value):
             return acc
         return float(value) if acc is None else self.pick(acc, float(value))
 
     def merge_accumulators(self, accs: Any) -> Any:
-        values = [a for a in accs if a is not None]
-        return self.pick(values) if values else None
+        best = None
+        for a in accs:
+            if a is not None:
+                best = a if best is None else self.pick(best, a)
+        return best
 
     def extract_output(self, acc: Any) -> float:
         return math.nan if acc is None else acc
@@ -223,7 +244,7 @@ class CountDistinctCombine(CountCombine):
         return set()
 
     def add_input(self, acc: Any, row: dict[str, Any], ts_ns: int) -> Any:
-        value = row.get(self.column) if self.column else None
+        value: Any = row.get(self.column) if self.column else None
         if not is_null(value):
             acc.add(value)
         return acc
@@ -253,7 +274,7 @@ class FirstCombine(CountCombine):
         return None
 
     def add_input(self, acc: Any, row: dict[str, Any], ts_ns: int) -> Any:
-        value = row.get(self.column) if self.column else None
+        value: Any = row.get(self.column) if self.column else None
         if acc is None or (ts_ns >= acc[0] if self.last else ts_ns < acc[0]):
             return [ts_ns, value]
         return acc
@@ -288,7 +309,7 @@ class QuantileCombine(CountCombine):
         return {"pos": {}, "neg": {}, "zero": 0, "n": 0}
 
     def add_input(self, acc: Any, row: dict[str, Any], ts_ns: int) -> Any:
-        value = row.get(self.column) if self.column else None
+        value: Any = row.get(self.column) if self.column else None
         if is_null(value):
             return acc
         value = float(value)

@@ -49,6 +49,8 @@ Environment
 -----------
 TIMESTREAM_DATABASE, TIMESTREAM_TABLE  where final window results go (MULTI-measure records)
 DEAD_LETTER_QUEUE_URL                  SQS queue for dead letters and late rows (JSON, with ``output``)
+IDEMPOTENCY_TABLE                      optional DynamoDB table (key ``event_id``) remembering the ids of
+                                       earlier Lambda windows, whose state Lambda does not carry over
 AWS_ENDPOINT_URL                       optional endpoint for every client (a local stand-in such as moto)
 
 Semantics (streamlab -> Lambda)
@@ -66,7 +68,9 @@ Semantics (streamlab -> Lambda)
   end of input: choose ``tumbling_window_in_seconds`` well above window size + delay + lateness.
 * Idempotency: the state is returned only for records handled completely, so a retried batch starts
   from the state before it; Timestream writes are idempotent (same record, same version); dedup drops
-  repeated event ids within ``ttl``. Dead letters and late rows are sent at least once: each message
+  repeated event ids within ``ttl``: ids of this Lambda window from the state, ids of earlier windows
+  from IDEMPOTENCY_TABLE (written at each window's final invocation; DynamoDB's TTL, on ``expires_at``,
+  runs on wall-clock time, while streamlab's ttl is event time). Dead letters and late rows are sent at least once: each message
   carries the Kinesis ``sequenceNumber`` to deduplicate on.
 """
 
@@ -201,8 +205,61 @@ def handler(event, context=None):
         state, _ = run_records(records[:failed_at], load_state(event.get("state")))
     final = event.get("isFinalInvokeForWindow", "window" not in event) and failed_at is None
     write_results(close_windows(state, final))
+    if final:
+        on_final(state)
     failures = [] if failed_at is None else [{{"itemIdentifier": records[failed_at]["kinesis"]["sequenceNumber"]}}]
     return {{"state": dump_state(state), "batchItemFailures": failures}}
+'''
+
+
+_IDEMPOTENCY = '''
+
+_remembered = {{}}
+
+
+def remembered_first_seen(event_id):
+    """First event time (ns) of an id seen in an earlier Lambda window, from IDEMPOTENCY_TABLE if set.
+
+    Lambda's state starts empty in every tumbling window; the table carries the ids across windows.
+    """
+    table = os.environ.get("IDEMPOTENCY_TABLE")
+    if not table:
+        return None
+    if event_id not in _remembered:
+        item = client("dynamodb").get_item(
+            TableName=table, Key={{"event_id": {{"S": event_id}}}}, ConsistentRead=True
+        ).get("Item")
+        _remembered[event_id] = int(item["first_seen_ns"]["N"]) if item else None
+    return _remembered[event_id]
+
+
+def on_final(state):
+    """End of a Lambda window: remember its ids in IDEMPOTENCY_TABLE for the next windows.
+
+    Runs after the results are written, so a retried final invocation writes the same items again.
+    ``expires_at`` (DynamoDB TTL, epoch seconds) is the first event time plus the dedup ttl.
+    """
+    table = os.environ.get("IDEMPOTENCY_TABLE")
+    if not table:
+        return
+    ttl_s = {ttl_s}
+    items = []
+    for event_id, first_ns in state["seen"].items():
+        item = {{"event_id": {{"S": event_id}}, "first_seen_ns": {{"N": str(first_ns)}}}}
+        if ttl_s is not None:
+            item["expires_at"] = {{"N": str(first_ns // 1_000_000_000 + ttl_s)}}
+        items.append({{"PutRequest": {{"Item": item}}}})
+    for i in range(0, len(items), 25):  # the BatchWriteItem limit
+        pending = {{table: items[i : i + 25]}}
+        while pending:
+            pending = client("dynamodb").batch_write_item(RequestItems=pending).get("UnprocessedItems") or {{}}
+    _remembered.update(state["seen"])
+'''
+
+_NO_IDEMPOTENCY = '''
+
+def on_final(state):
+    """End of a Lambda window: nothing to carry over (the pipeline has no dedup step)."""
 '''
 
 
@@ -286,6 +343,7 @@ class _Steps:
         self.imports: list[str] = []
         self.user_code: list[str] = []
         self.lines: list[str] = []
+        self.dedup_ttl: int | None = None
 
     def emit(self, line: str = "") -> None:
         self.lines.append(("    " + line) if line else "")
@@ -306,7 +364,7 @@ class _Steps:
         req = tuple(dict.fromkeys(((parse.time,) if parse.time else ()) + parse.required))
         self.consts += [
             f"PARSE_STEP = {parse.step_id!r}",
-            f"PARSE_FIELDS = {fields!r}",
+            _plan.const("PARSE_FIELDS", fields),
             f"PARSE_REQUIRED = {req!r}",
             f"MAX_RECORD_BYTES = {parse.max_record_bytes!r}",
         ]
@@ -317,6 +375,11 @@ class _Steps:
         for step in self.chain[1:]:
             self.emit(f"# step {step.step_id!r} ({step.kind})")
             self.step(step)
+        if any(isinstance(s, DedupStep) for s in self.chain):
+            ttl_s = "None" if self.dedup_ttl is None else f"{self.dedup_ttl // 1_000_000_000}"
+            self.lines.append(_IDEMPOTENCY.format(ttl_s=ttl_s))
+        else:
+            self.lines.append(_NO_IDEMPOTENCY)
         return "\n".join(self.lines)
 
     def dead_letter(self, sid: str, what: str) -> None:
@@ -380,20 +443,29 @@ class _Steps:
             else:
                 self.emit("ts = None")
             self.emit('first = state["seen"].get(event_id)')
+            self.emit("if first is None:")
+            self.emit("    first = remembered_first_seen(event_id)")
             ttl = step.ttl_ns
+            self.dedup_ttl = ttl
             if ttl is None:
                 self.emit("if first is not None:")
             else:
-                self.emit(f'if first is not None and first >= state["dedup_max_ns"] - {ttl!r}:')
+                self.emit(
+                    'if first is not None and (state["dedup_max_ns"] is None '
+                    f'or first >= state["dedup_max_ns"] - {ttl:_}):'
+                )
             self.emit(f"    count(state, {sid + '.duplicates'!r})")
             self.emit("    return  # a repeat: at-least-once delivery or a producer retry")
             self.emit('state["seen"][event_id] = ts if ts is not None else 0')
             if ttl is not None:
-                self.emit(f'horizon = state["dedup_max_ns"] - {ttl!r}')
-                self.emit('if len(state["seen"]) > 1024:  # keep the state small: forget ids past the ttl')
+                self.emit(
+                    'if len(state["seen"]) > 1024 and state["dedup_max_ns"] is not None:'
+                    "  # keep the state small: forget ids past the ttl"
+                )
+                self.emit(f'    horizon = state["dedup_max_ns"] - {ttl:_}')
                 self.emit('    state["seen"] = {k: t for k, t in state["seen"].items() if t >= horizon}')
-            self.emit(f'if len(state["seen"]) > {step.max_ids!r}:')
-            self.emit('    for k in list(state["seen"])[: len(state["seen"]) - ' + f"{step.max_ids!r}]:")
+            self.emit(f'if len(state["seen"]) > {step.max_ids:_}:')
+            self.emit('    for k in list(state["seen"])[: len(state["seen"]) - ' + f"{step.max_ids:_}]:")
             self.emit('        del state["seen"][k]')
         elif isinstance(step, WindowStep):
             self.window(step)
@@ -468,11 +540,12 @@ class _Steps:
         ]
 
 
-def _terraform(p: Pipeline, window: WindowStep) -> str:
+def _terraform(p: Pipeline, window: WindowStep, dedup: bool) -> str:
     name = _plan.ident(p.name).replace("_", "-")
-    window_s = max(1, (window.window.size_ns + window.delay_ns + window.lateness_ns) // 1_000_000_000)
+    size_ns = int(getattr(window.window, "size_ns", 0))
+    window_s = max(1, (size_ns + window.delay_ns + window.lateness_ns) // 1_000_000_000)
     tumbling = min(900, max(60, 2 * window_s))
-    return f'''# Kinesis -> Lambda (tumbling-window state) -> Timestream, with SQS for dead letters and failed batches.
+    text = f'''# Kinesis -> Lambda (tumbling-window state) -> Timestream, with SQS for dead letters and failed batches.
 # No credentials here: Terraform uses the caller's AWS credentials (profile, SSO or environment).
 
 terraform {{
@@ -657,6 +730,41 @@ resource "aws_lambda_event_source_mapping" "events" {{
   }}
 }}
 '''
+    if not dedup:
+        return text
+    table = """
+resource "aws_dynamodb_table" "idempotency" {
+  name         = "${var.name}-event-ids"
+  billing_mode = "PAY_PER_REQUEST"
+  hash_key     = "event_id"
+  attribute {
+    name = "event_id"
+    type = "S"
+  }
+  ttl {
+    attribute_name = "expires_at"
+    enabled        = true
+  }
+}
+"""
+    statement = (
+        "  statement {\n"
+        '    sid       = "EventIds"\n'
+        '    actions   = ["dynamodb:GetItem", "dynamodb:BatchWriteItem"]\n'
+        "    resources = [aws_dynamodb_table.idempotency.arn]\n"
+        "  }\n"
+        "  statement {\n"
+        '    sid       = "Logs"'
+    )
+    text = text.replace(
+        'resource "aws_cloudwatch_log_group"', table.lstrip() + '\nresource "aws_cloudwatch_log_group"'
+    )
+    text = text.replace('  statement {\n    sid       = "Logs"', statement)
+    return text.replace(
+        "      DEAD_LETTER_QUEUE_URL = aws_sqs_queue.dead_letter.url\n",
+        "      DEAD_LETTER_QUEUE_URL = aws_sqs_queue.dead_letter.url\n"
+        "      IDEMPOTENCY_TABLE     = aws_dynamodb_table.idempotency.name\n",
+    )
 
 
 def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = None) -> ExportedFiles:
@@ -722,7 +830,7 @@ def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = No
             "requirements.txt",
             ("pandas>=2.0\n" if "eval_expr(" in code or "pandas" in gen.imports else "") + "boto3>=1.34\n",
         ),
-        ("main.tf", _terraform(pipeline, window)),
+        ("main.tf", _terraform(pipeline, window, any(isinstance(s, DedupStep) for s in chain))),
     ):
         (out / fname).write_text(text)
         files[fname] = out / fname

@@ -21,7 +21,6 @@ docstring; the short version:
 from __future__ import annotations
 
 import json
-import pprint
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,7 +124,7 @@ Semantics (streamlab -> Beam)
   follows that rule (rounded down to milliseconds, TestStream's resolution) over every parsed record;
   streamlab counts only the records that reach the window, so a filter that drops the newest record
   can close windows later in streamlab than here. On Pub/Sub, Dataflow estimates the watermark from
-  publish times: publish with a timestamp attribute to make it follow event time.
+  publish times unless publishers set an event-time attribute (``--timestamp_attribute``).
 * A bounded file (``--input``) advances Beam's watermark only once the whole file is read, so nothing
   is late in a backfill and every window is complete.
 * Windows: one final result per window and key once the watermark reaches ``end + lateness``. Event
@@ -424,6 +423,10 @@ def run(argv=None):
     parser.add_argument("--bigquery_project", default=None, help="project of the dataset (default: job's)")
     parser.add_argument("--dataset", help="BigQuery dataset for --sink bigquery")
     parser.add_argument("--dead_letter_topic", help="Pub/Sub topic for dead letters and late rows")
+    parser.add_argument(
+        "--timestamp_attribute",
+        help="Pub/Sub attribute holding each message's event time, so the watermark follows event time",
+    )
     known, beam_args = parser.parse_known_args(argv)
     if known.sink == "files" and not known.output:
         parser.error("--sink files needs --output DIR")
@@ -434,7 +437,9 @@ def run(argv=None):
     options.view_as(StandardOptions).streaming = streaming
     with beam.Pipeline(options=options) as pipeline:
         if streaming:
-            raw = pipeline | "source" >> beam.io.ReadFromPubSub(subscription=known.subscription)
+            raw = pipeline | "source" >> beam.io.ReadFromPubSub(
+                subscription=known.subscription, timestamp_attribute=known.timestamp_attribute
+            )
         else:
             raw = (
                 pipeline
@@ -528,7 +533,7 @@ class _Generator:
             fields = tuple((f.name, f.type, f.path) for f in step.fields)
             req = tuple(dict.fromkeys(((step.time,) if step.time else ()) + step.required))
             c = _plan.ident(sid).upper()
-            self.consts += [f"{c}_FIELDS = {fields!r}", f"{c}_REQUIRED = {req!r}"]
+            self.consts += [_plan.const(f"{c}_FIELDS", fields), _plan.const(f"{c}_REQUIRED", req)]
             self.emit(f"{v} = {src} | {label!r} >> beam.ParDo(")
             self.emit(
                 f"    ParseRecords({sid!r}, {c}_FIELDS, {c}_REQUIRED, {step.max_record_bytes!r}, {step.time!r})"
@@ -709,12 +714,13 @@ class _Generator:
             f"LATE_HORIZON_S = {self.late_horizon_ns / 1e9!r}  # how long closed windows still report late rows"
         )
         parts.append("FILE_WINDOW_S = 60  # streaming file output: one set of files per minute")
-        parts.append(f"OUTPUTS = {outputs!r}")
-        parts.append(f"SIDE_OUTPUTS = {tuple(side)!r}")
+        parts.append("# where run() writes each stream: reference -> table or directory name")
+        parts.append(_plan.const("OUTPUTS", outputs))
+        parts.append(_plan.const("SIDE_OUTPUTS", tuple(side)))
         parts.append(
             "# BigQuery tables: name -> (schema fields, day-partitioning column, clustering columns)"
         )
-        parts.append(f"BIGQUERY_TABLES = {pprint.pformat(tables, width=106, sort_dicts=False)}")
+        parts.append(_plan.const("BIGQUERY_TABLES", tables))
         parts.append("\n\n# -- helpers copied from streamlab: this module must not import it\n")
         parts.append(_plan.snippet_source(self.snippets))
         parts.append("\n\n# -- step settings\n")
@@ -766,7 +772,7 @@ def _tidy(text: str) -> str:
     return text.strip() + "\n"
 
 
-def _terraform(p: Pipeline, module_name: str, tables: dict[str, Any], sink: str) -> str:
+def _terraform(p: Pipeline, tables: dict[str, Any], sink: str, source: str) -> str:
     name = _plan.ident(p.name).replace("_", "-")
     lines = [
         "# Pub/Sub, BigQuery and a Dataflow flex-template job for the exported pipeline.",
@@ -834,8 +840,18 @@ def _terraform(p: Pipeline, module_name: str, tables: dict[str, Any], sink: str)
             lines.append("  clustering = [" + ", ".join(f'"{c}"' for c in clustering) + "]")
         lines.append(f"  schema = jsonencode({json.dumps(schema)})")
         lines.append("}")
+    first = (
+        "    subscription      = google_pubsub_subscription.events.id"
+        if source == "pubsub"
+        else "    input             = var.input"
+    )
+    if source == "file":
+        lines.insert(
+            next(i for i, line in enumerate(lines) if line.startswith('variable "dataset"')) + 1,
+            'variable "input" {\n  type        = string\n  description = "gs:// pattern of raw JSON lines to backfill"\n}',
+        )
     params = [
-        "    subscription      = google_pubsub_subscription.events.id",
+        first,
         "    dead_letter_topic = google_pubsub_topic.dead_letter.id",
         f'    sink              = "{sink}"',
     ]
@@ -866,14 +882,24 @@ def _terraform(p: Pipeline, module_name: str, tables: dict[str, Any], sink: str)
     )
 
 
-def _metadata(p: Pipeline, sink: str) -> dict[str, Any]:
-    params = [
+def _metadata(p: Pipeline, sink: str, source: str) -> dict[str, Any]:
+    first: dict[str, Any] = (
         {
             "name": "subscription",
             "label": "Pub/Sub subscription",
             "helpText": "projects/PROJECT/subscriptions/NAME with the raw JSON events",
             "regexes": ["^projects/[^/]+/subscriptions/[^/]+$"],
-        },
+        }
+        if source == "pubsub"
+        else {
+            "name": "input",
+            "label": "Input files",
+            "helpText": "gs:// pattern of raw JSON lines (one record per line) to backfill",
+            "regexes": ["^gs://.+$"],
+        }
+    )
+    params = [
+        first,
         {
             "name": "dead_letter_topic",
             "label": "Dead-letter topic",
@@ -893,7 +919,7 @@ def _metadata(p: Pipeline, sink: str) -> dict[str, Any]:
     return {
         "name": p.name,
         "description": f"streamlab pipeline {p.name!r} exported to Apache Beam (default sink: {sink})",
-        "streaming": True,
+        "streaming": source == "pubsub",
         "parameters": params,
     }
 
@@ -916,8 +942,9 @@ def to_beam(
     path
         Directory to write (created if missing).
     runner_source
-        ``"pubsub"`` (streaming; the module also accepts ``--input FILE`` for backfill) or ``"file"``
-        (the module's default story is the bounded file; both entry points exist either way).
+        What the deployment reads: ``"pubsub"`` (a streaming job on a subscription) or ``"file"`` (a
+        backfill job over a bounded file of raw JSON lines). The module accepts both ``--subscription``
+        and ``--input``; this chooses the flex-template parameters and the Terraform job's input.
     sink
         Default sink of the module: ``"files"`` (JSON lines) or ``"bigquery"`` (day-partitioned,
         clustered tables; Terraform creates them).
@@ -969,7 +996,7 @@ def to_beam(
         reqs.append("pandas>=2.0")
     reqs += sorted({imp.split()[1].split(".")[0] for imp in gen.user_imports} - {"pandas"})
     write("requirements.txt", "\n".join(reqs) + "\n")
-    write("metadata.json", json.dumps(_metadata(pipeline, sink), indent=2) + "\n")
+    write("metadata.json", json.dumps(_metadata(pipeline, sink, runner_source), indent=2) + "\n")
     tables = gen.tables()
-    write("main.tf", _terraform(pipeline, name, tables, sink))
+    write("main.tf", _terraform(pipeline, tables, sink, runner_source))
     return ExportedFiles(out, out / name, files, "beam")

@@ -55,6 +55,10 @@ class VerificationReport:
         Rows per compared output: ``{"window": {"streamlab": 4, "beam": 4}, ...}``.
     notes
         What was not compared and why.
+    files
+        The export that was verified (deleted after ``verify`` returns unless it was given a ``workdir``).
+    local, exported
+        Every output of streamlab's run and of the export's run, by stream reference.
 
     Examples
     --------
@@ -198,6 +202,46 @@ def run_beam(module: Any, lines: list[bytes]) -> dict[str, pd.DataFrame]:
         return out
 
 
+def _in_ipython() -> bool:
+    shell = sys.modules.get("IPython")
+    return shell is not None and getattr(shell, "get_ipython", lambda: None)() is not None
+
+
+def run_beam_isolated(module_path: str | Path, lines: list[bytes]) -> dict[str, pd.DataFrame]:
+    """Run the generated module on ``lines``: in this process, or in a child process under IPython.
+
+    Inside IPython, Beam switches to its interactive mode, which imports ``apache_beam.dataframe``;
+    that part of Beam 2.77 fails with pandas 3, so notebooks run the DirectRunner in a child process.
+    """
+    if not _in_ipython():
+        module = load_module(module_path)
+        try:
+            return run_beam(module, lines)
+        finally:
+            sys.modules.pop(module.__name__, None)
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix="streamlab-beam-child-") as tmp:
+        sample = Path(tmp) / "sample.json"
+        sample.write_text(json.dumps([line.decode("latin-1") for line in lines]))
+        code = "import sys; from streamlab.export.verify import _child; _child(*sys.argv[1:])"
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(module_path), str(sample), tmp], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"the Beam run failed:\n{done.stderr[-3000:]}")
+        outputs = json.loads((Path(tmp) / "outputs.json").read_text())
+        return {ref: pd.DataFrame(rows) for ref, rows in outputs.items()}
+
+
+def _child(module_path: str, sample_path: str, out_dir: str) -> None:
+    lines = [x.encode("latin-1") for x in json.loads(Path(sample_path).read_text())]
+    module = load_module(module_path)
+    frames = run_beam(module, lines)
+    out = {ref: json.loads(f.to_json(orient="records")) if len(f) else [] for ref, f in frames.items()}
+    (Path(out_dir) / "outputs.json").write_text(json.dumps(out))
+
+
 # -- comparison ------------------------------------------------------------------------------------
 def _norm_value(v: Any) -> Any:
     if v is None:
@@ -227,7 +271,7 @@ def _norm_value(v: Any) -> Any:
 def _normalise(frame: pd.DataFrame, columns: list[str], times: set[str]) -> pd.DataFrame:
     if frame is None or len(frame) == 0:
         return pd.DataFrame(columns=columns)
-    data = {}
+    data: dict[str, list[Any]] = {}
     for c in columns:
         if c not in frame.columns:
             data[c] = [None] * len(frame)
@@ -356,11 +400,7 @@ def verify(
             from streamlab.export.beam import to_beam
 
             files = to_beam(pipeline, workdir, **options)
-            module = load_module(files.module)
-            try:
-                exported = run_beam(module, lines)
-            finally:
-                sys.modules.pop(module.__name__, None)
+            exported = run_beam_isolated(files.module, lines)
             notes = [
                 "late rows are compared on keys, event time and window_start (Beam cannot report the watermark)"
             ]

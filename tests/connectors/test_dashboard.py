@@ -151,3 +151,21 @@ def test_missing_client_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setitem(sys.modules, "websockets.asyncio.server", None)
     with pytest.raises(ImportError, match=r"streamlab\[redis\]"):
         RedisWebSocketRelay("redis://127.0.0.1:6379/0").start()
+
+
+def test_lost_redis_ends_the_relay_and_disconnects_clients() -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    server = LocalRedis().start()
+    try:
+        relay = RedisWebSocketRelay(server.url).start()
+        with connect(relay) as conn:
+            wait_for(lambda: relay.clients == 1, timeout=5, what="the client")
+            server.stop()
+            wait_for(lambda: not relay.running, timeout=20, what="the relay to notice")
+            with pytest.raises(ConnectionClosed):
+                conn.recv(timeout=5)
+        assert relay.error is not None
+        relay.stop()  # still safe to call
+    finally:
+        server.stop()

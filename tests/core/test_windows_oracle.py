@@ -230,3 +230,96 @@ def test_large_batches_match_the_reference(seed, window):
         want_late = sorted(zip(frame["event_id"].iloc[expected_late["row"]], expected_late["window_start"]))
         assert late_pairs(late) == want_late
         assert len(want_late) > 0
+
+
+def reference_partitioned(frame, window, delay, lateness):
+    """Per-event admission with one watermark per partition (the minimum over partitions seen, monotonic)."""
+    ts = (frame["timestamp"] - BASE).dt.total_seconds().astype(int).to_numpy()
+    size = window.size_ns // 10**9
+    slide = getattr(window, "every_ns", window.size_ns) // 10**9
+    maxes, floor, admitted, late = {}, None, [], []
+    for i, (t, part) in enumerate(zip(ts, frame["partition"])):
+        maxes[part] = max(maxes.get(part, t), t)
+        wm = min(maxes.values()) - delay
+        floor = wm if floor is None else max(floor, wm)
+        s = (t // slide) * slide
+        while s + size > t:
+            row = {
+                "row": i,
+                "window_start": BASE + pd.Timedelta(seconds=int(s)),
+                "window_end": BASE + pd.Timedelta(seconds=int(s + size)),
+            }
+            (late if s + size + lateness <= floor else admitted).append(row)
+            s -= slide
+    cols = ["row", "window_start", "window_end"]
+    return pd.DataFrame(admitted, columns=cols), pd.DataFrame(late, columns=cols)
+
+
+@given(event_streams(), windows, st.integers(0, 10), st.sampled_from([None, 1, 4]), st.integers(1, 3))
+def test_partitioned_watermarks_equal_their_reference(frame, window, delay, batch_size, n_parts):
+    frame = frame.assign(partition=np.arange(len(frame)) % n_parts)
+    p = Pipeline(ListSource(frame, batch_size=batch_size))
+    out = p.window(window, key="key", delay=f"{delay}s").agg(*AGGS)
+    assert p.steps["window"].watermark_by == ("partition",)  # auto-detected
+    results, late = ListSink(), ListSink()
+    out.to(results)
+    out.late.to(late)
+    p.run(clock=ManualClock(0))
+    admitted, expected_late = reference_partitioned(frame, window, delay, 0)
+    expected = pandas_window_aggregates(frame, admitted)
+    res = results.frame()
+    if expected.empty:
+        assert res.empty
+    else:
+        pdt.assert_frame_equal(
+            canon(res)[list(expected.columns)],
+            canon(expected),
+            check_dtype=False,
+            check_exact=False,
+            atol=1e-6,
+        )
+    assert late_pairs(late.frame()) == sorted(
+        zip(frame["event_id"].iloc[expected_late["row"]], expected_late["window_start"])
+    )
+
+
+class PartitionedListSource(ListSource):
+    """A list source that, like a Kafka consumer, knows its assigned partitions before reading them."""
+
+    def __init__(self, frame, partitions, **kw):
+        super().__init__(frame, **kw)
+        self.assigned = partitions
+
+    def open(self, resume=None, clock=None):
+        reader = super().open(resume, clock)
+        reader.partitions = lambda: list(self.assigned)
+        return reader
+
+
+def test_a_partition_read_ahead_does_not_make_the_others_late():
+    # a consumer returns partition 0 entirely, then partition 1: both cover the same hour
+    n = 3600
+    t = np.arange(n)
+    frame = pd.DataFrame(
+        {
+            "key": "a",
+            "value": 1.0,
+            "event_id": [f"e{i}" for i in range(2 * n)],
+            "partition": np.repeat([0, 1], n),
+            "label": "x",
+            "timestamp": BASE + pd.to_timedelta(np.concatenate([t, t]), unit="s"),
+        }
+    )
+    for watermark_by, expect_late in (("auto", False), (None, True)):
+        p = Pipeline(PartitionedListSource(frame, [0, 1], batch_size=1000))
+        out = p.window(TumblingWindow("1m"), key="key", delay="5s", watermark_by=watermark_by).agg(
+            agg.count()
+        )
+        res, late = ListSink(), ListSink()
+        out.to(res)
+        out.late.to(late)
+        p.run(clock=ManualClock(0))
+        if expect_late:  # one watermark for the whole stream: nearly all of partition 1 is late
+            assert len(late.frame()) > n * 0.9
+        else:
+            assert late.frame().empty and res.frame()["count"].sum() == 2 * n

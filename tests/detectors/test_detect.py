@@ -163,7 +163,7 @@ def test_learn_unflagged_skips_flagged_events() -> None:
     values = [10.0, 11.0, 9.0, 10.0, 200.0, 10.5, 300.0, 10.0]
     df = pd.DataFrame({"amount": values})
     step = Detect(
-        StandardAbsoluteDeviationDetector(),
+        StandardAbsoluteDeviationDetector(grace_period=3),
         features=["amount"],
         threshold=FixedThresholdFilter(3.0),
         learn="unflagged",
@@ -171,15 +171,19 @@ def test_learn_unflagged_skips_flagged_events() -> None:
     out = step.build().process(df)["out"]
     ref = anomaly.StandardAbsoluteDeviation()
     expected_flags = []
+    learned = 0
     for v in values:
-        s = ref.score_one(None, v)
+        s = ref.score_one(None, v) if learned >= 3 else 0.0  # the detector's warm-up
         expected_flags.append(s > 3.0)
         if not s > 3.0:
             ref.learn_one(None, v)
+            learned += 1
     assert out["is_anomaly"].tolist() == expected_flags
     assert out["is_anomaly"].tolist()[4] and out["is_anomaly"].tolist()[6]
     learned_all = Detect(
-        StandardAbsoluteDeviationDetector(), features=["amount"], threshold=FixedThresholdFilter(3.0)
+        StandardAbsoluteDeviationDetector(grace_period=3),
+        features=["amount"],
+        threshold=FixedThresholdFilter(3.0),
     )
     # learning the first spike widens the spread, so the second spike scores lower than when protected
     assert learned_all.build().process(df)["out"]["score"].iloc[6] < out["score"].iloc[6]
@@ -356,3 +360,37 @@ def test_threshold_config_errors() -> None:
         AdaptiveThresholdFilter().build()
     with pytest.raises(ValueError, match="per_key=False"):
         AdaptiveThresholdFilter(key="u", per_key=False)
+
+
+def test_detect_refuses_to_overwrite_an_existing_column():
+    import pandas as pd
+    import pytest
+
+    from streamlab import ListSource, Pipeline, PipelineConfigError
+    from streamlab.detectors import FixedThresholdFilter, GaussianScorerDetector
+
+    p = Pipeline(
+        ListSource(pd.DataFrame({"device": ["d"], "t": [1.0], "is_anomaly": [False], "timestamp": [0]}))
+    )
+    with pytest.raises(PipelineConfigError, match="overwrite existing column.*is_anomaly"):
+        p.detect(GaussianScorerDetector(), ["t"], key="device", threshold=FixedThresholdFilter(0.9))
+
+
+def test_standard_absolute_deviation_warms_up_before_flagging():
+    import pandas as pd
+
+    from streamlab.detectors import Detect, FixedThresholdFilter, StandardAbsoluteDeviationDetector
+
+    batch = pd.DataFrame(
+        {"device_id": ["d1"] * 40, "temperature": [20.0 + (i % 3) * 0.5 for i in range(39)] + [45.0]}
+    )
+    step = Detect(
+        StandardAbsoluteDeviationDetector(grace_period=10),
+        features=["temperature"],
+        key="device_id",
+        threshold=FixedThresholdFilter(4.0),
+        learn="unflagged",
+        key_ttl=None,
+    )
+    flags = step.build().process(batch)["out"]["is_anomaly"].tolist()
+    assert flags == [False] * 39 + [True]
