@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from streamlab import ListSink, ManualClock, Pipeline, TumblingWindow, agg
 from streamlab.connectors import KafkaSource, LocalKafkaBroker
 from streamlab.connectors.kafka import create_topic
 from streamlab.datasets import generate_clickstream, to_json_lines
+
+from streamlab import ListSink, ManualClock, Pipeline, TumblingWindow, agg
 
 FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500, "log_level": 3}
 

@@ -62,7 +62,7 @@ def test_a_difference_is_reported_not_hidden(tmp_path: Path) -> None:
     from streamlab.export.verify import compare, run_beam
 
     exported = run_beam(load_module(module), [bytes(x) for x in FIXED_SAMPLE])
-    equal, diff, counts = compare(p, report.local, exported, "beam")
+    equal, diff, _ = compare(p, report.local, exported, "beam")
     assert not equal
     assert set(diff["side"]) == {"streamlab", "beam"} and set(diff["output"]) == {"window"}
 

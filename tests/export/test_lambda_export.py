@@ -55,7 +55,7 @@ def test_fixed_sample_batches_retries_and_poison_record(tmp_path: Path) -> None:
 @pytest.mark.slow
 @settings(max_examples=4, deadline=None)
 @given(sample=samples())
-def test_round_trip_lambda_equals_streamlab(
+def test_round_trip_lambda_equals_streamlab_and_beam(
     sample: list[bytes], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     p = Pipeline(ListSource([b"{}"]), name="lambda_matrix")
@@ -66,6 +66,8 @@ def test_round_trip_lambda_equals_streamlab(
     )
     report = verify(p, sample, "lambda", workdir=tmp_path_factory.mktemp("lambda"), lambda_batch_size=4)
     assert report.equal, report.diff.to_string()
+    beam = verify(p, sample, "beam", workdir=tmp_path_factory.mktemp("beam"))
+    assert beam.equal, beam.diff.to_string()  # local == Beam == Lambda on the same records
 
 
 def test_poison_record_without_a_queue_is_reported_not_acknowledged(tmp_path: Path, monkeypatch) -> None:
@@ -80,7 +82,7 @@ def test_poison_record_without_a_queue_is_reported_not_acknowledged(tmp_path: Pa
     # a naive handler would return [] here and the broken record (and what follows) would be gone
     assert response["batchItemFailures"] == [{"itemIdentifier": "002"}]
     windows = response["state"]["windows"]
-    assert len(windows) == 1 and list(windows.values())[0][0] == 1  # only record 001 is in the state
+    assert len(windows) == 1 and next(iter(windows.values()))[0] == 1  # only record 001 is in the state
     json.dumps(response)  # Lambda needs a JSON response
 
 
@@ -135,7 +137,7 @@ def test_terraform_event_source_mapping_and_least_privilege(tmp_path: Path) -> N
     assert esm["function_response_types"] == ["ReportBatchItemFailures"]
     assert esm["bisect_batch_on_function_error"] is True
     for setting in ("batch_size", "maximum_batching_window_in_seconds", "maximum_retry_attempts"):
-        assert esm[setting] == "${var.%s}" % setting
+        assert esm[setting] == f"${{var.{setting}}}"
     assert esm["tumbling_window_in_seconds"] == "${var.tumbling_window_in_seconds}"
     assert int(tf["variable"]["tumbling_window_in_seconds"]["default"]) >= 65  # window + delay fit in it
     on_failure = block(block(esm, "destination_config"), "on_failure")
@@ -148,4 +150,52 @@ def test_terraform_event_source_mapping_and_least_privilege(tmp_path: Path) -> N
             assert st["actions"] in (["kinesis:ListStreams"], ["timestream:DescribeEndpoints"])
     fn = res[("aws_lambda_function", "handler")]
     env = block(fn, "environment")["variables"]
-    assert set(env) == {"TIMESTREAM_DATABASE", "TIMESTREAM_TABLE", "DEAD_LETTER_QUEUE_URL"}
+    assert set(env) == {
+        "TIMESTREAM_DATABASE",
+        "TIMESTREAM_TABLE",
+        "DEAD_LETTER_QUEUE_URL",
+        "IDEMPOTENCY_TABLE",
+    }
+    ids = res[("aws_dynamodb_table", "idempotency")]
+    assert ids["hash_key"] == "event_id" and block(ids, "ttl")["attribute_name"] == "expires_at"
+    no_dedup = Pipeline(ListSource([b"{}"]), name="plain")
+    no_dedup.parse(SCHEMA).window(TumblingWindow("1m")).agg(agg.count())
+    plain = parse(to_lambda(no_dedup, tmp_path / "plain").read("main.tf"))
+    assert ("aws_dynamodb_table", "idempotency") not in plain["resource"]
+
+
+@pytest.mark.services
+def test_idempotency_table_carries_ids_across_lambda_windows(tmp_path: Path, monkeypatch) -> None:
+    from streamlab.connectors.aws_local import LocalAWS
+
+    with LocalAWS() as aws:
+        dynamodb = aws.client("dynamodb")
+        dynamodb.create_table(
+            TableName="event-ids",
+            KeySchema=[{"AttributeName": "event_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "event_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        ts = aws.client("timestream-write")
+        ts.create_database(DatabaseName="ids")
+        ts.create_table(DatabaseName="ids", TableName="window")
+        for key, value in {
+            "AWS_ENDPOINT_URL": aws.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": aws.region,
+            "TIMESTREAM_DATABASE": "ids",
+            "TIMESTREAM_TABLE": "window",
+            "IDEMPOTENCY_TABLE": "event-ids",
+        }.items():
+            monkeypatch.setenv(key, value)
+        module = load_module(to_lambda(dedup_counts(), tmp_path).module)
+        first = record(1, BASE_MS + 1_000, "click", "u1", 1.0)
+        end = module.handler(kinesis_event([("1", first)], None, True))  # window 1 ends
+        assert end["state"]["windows"] == {}
+        item = dynamodb.get_item(TableName="event-ids", Key={"event_id": {"S": '["e1"]'}})["Item"]
+        assert int(item["first_seen_ns"]["N"]) == (BASE_MS + 1_000) * 1_000_000
+        assert int(item["expires_at"]["N"]) == (BASE_MS + 1_000) // 1_000 + 600
+        module._remembered.clear()  # a fresh container for the next Lambda window
+        again = module.handler(kinesis_event([("2", first)], None, False))  # redelivered in window 2
+        assert again["state"]["counts"] == {"dedup.duplicates": 1} and again["state"]["windows"] == {}

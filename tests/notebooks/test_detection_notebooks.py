@@ -1,0 +1,45 @@
+"""The fraud and IoT notebooks are stored clean; executing them is nbval's job (see the README command)."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import nbformat
+import pytest
+
+NOTEBOOKS = pathlib.Path(__file__).resolve().parents[2] / "notebooks"
+DETECTION = ["08_fraud_detection.ipynb", "09_iot_anomalies.ipynb"]
+
+
+@pytest.fixture(params=DETECTION)
+def notebook(request: pytest.FixtureRequest) -> nbformat.NotebookNode:
+    nb = nbformat.read(NOTEBOOKS / request.param, as_version=4)
+    nbformat.validate(nb)
+    return nb
+
+
+def test_stored_without_outputs_on_the_python3_kernel(notebook: nbformat.NotebookNode) -> None:
+    assert notebook.metadata["kernelspec"]["name"] == "python3"
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    assert code
+    assert all(c.outputs == [] and c.execution_count is None for c in code)
+
+
+def test_opens_with_a_goal_and_checks_its_numbers(notebook: nbformat.NotebookNode) -> None:
+    first = notebook.cells[0]
+    assert first.cell_type == "markdown"
+    assert "**Goal:**" in first.source
+    asserts = 0
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            tree = ast.parse(cell.source)  # every code cell is plain Python (no magics)
+            asserts += sum(isinstance(node, ast.Assert) for node in ast.walk(tree))
+    assert asserts >= 5
+
+
+def test_uses_only_bundled_data_and_a_manual_clock(notebook: nbformat.NotebookNode) -> None:
+    source = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
+    assert "ManualClock(0)" in source
+    assert "time.sleep" not in source
+    assert "http" not in source

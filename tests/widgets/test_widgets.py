@@ -1,0 +1,462 @@
+"""Widget state driven by real pipelines on a ManualClock: figure data, point budgets, throttling, cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from streamlab.widgets import (
+    AnomalyChart,
+    ControlPanel,
+    Dashboard,
+    FrameBuffer,
+    LagGauge,
+    LateDeadLetterCounter,
+    LiveTable,
+    PipelineDiagram,
+    Refresher,
+    ThroughputGauge,
+    WatermarkDebugger,
+    WindowChart,
+)
+
+from streamlab import ManualClock, Pipeline, ReplaySource, TumblingWindow, agg
+
+BASE = pd.Timestamp("2024-03-01T09:00:00Z")
+START = "2030-01-01T00:00:00Z"
+
+
+def events(n: int = 3000, seed: int = 7) -> pd.DataFrame:
+    """Events 50 ms apart, up to 3 s out of order, with every 100th event 40 s late."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) * 50 - rng.integers(0, 3000, n)
+    t[::100] -= 40_000
+    t[0] = 0
+    return pd.DataFrame(
+        {
+            "event_type": rng.choice(["click", "view", "buy"], n, p=[0.3, 0.6, 0.1]),
+            "timestamp": BASE + pd.to_timedelta(t, unit="ms"),
+            "score": rng.random(n),
+        }
+    )
+
+
+def window_pipeline(frame: pd.DataFrame, batch_size: int = 250) -> Pipeline:
+    # speed=None: a ManualClock run is then exact; processing time moves only when a test advances it.
+    p = Pipeline(ReplaySource(frame, speed=None, batch_size=batch_size), name="clicks")
+    p.window(TumblingWindow("10s"), key="event_type", delay="5s").agg(agg.count())
+    return p
+
+
+def wait_for(cond, timeout: float = 10.0) -> None:
+    done = threading.Event()
+    timer = threading.Timer(timeout, done.set)
+    timer.start()
+    try:
+        while not cond():
+            if done.wait(0.002):
+                raise AssertionError("condition not reached in time")
+    finally:
+        timer.cancel()
+
+
+def step(handle, clock: ManualClock, n: int = 1, advance: str = "1s") -> None:
+    for _ in range(n):
+        before = handle.metrics["batches"]
+        clock.advance(advance)
+        handle.step()
+        wait_for(lambda b=before: handle.metrics["batches"] > b or handle.status != "paused")
+
+
+def as_json(obj) -> str:
+    from plotly.utils import PlotlyJSONEncoder
+
+    return json.dumps(obj, cls=PlotlyJSONEncoder, sort_keys=True)
+
+
+def streamlab_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("streamlab")]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def paused(clock):
+    handle = window_pipeline(events()).start(clock=clock, paused=True)
+    yield handle
+    if handle.thread.is_alive():
+        handle.stop()
+
+
+# -- buffers and the refresher ------------------------------------------------------------------------
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 40), min_size=1, max_size=12),
+    max_rows=st.integers(1, 30),
+)
+def test_frame_buffer_keeps_the_newest_rows_within_budget(sizes, max_rows):
+    buf = FrameBuffer(max_rows)
+    frames, start = [], 0
+    for n in sizes:
+        frames.append(pd.DataFrame({"x": np.arange(start, start + n)}))
+        start += n
+        buf.append(frames[-1])
+        assert len(buf) < 2 * max_rows + 40  # bounded however much arrives
+    out = buf.drain()
+    everything = np.arange(start)
+    if start == 0:
+        assert out is None
+    else:
+        assert out["x"].tolist() == everything[-max_rows:].tolist()
+        assert buf.dropped == start - len(out)
+    assert buf.drain() is None
+
+
+def test_frame_buffer_sample_mode_spans_a_huge_batch():
+    buf = FrameBuffer(100, keep="sample")
+    buf.append(pd.DataFrame({"x": np.arange(1_000_000)}))
+    out = buf.drain()
+    assert len(out) == 100
+    assert out["x"].iloc[0] == 0 and out["x"].iloc[-1] == 999_999
+    with pytest.raises(ValueError, match="keep"):
+        FrameBuffer(10, keep="oldest")
+
+
+def test_refresher_holds_its_rate_on_fixed_deadlines():
+    clock = ManualClock(START)
+    stamps: list[int] = []
+    refresher = Refresher(lambda: None, max_fps=10, clock=clock, mode="thread")
+
+    def tick() -> None:
+        stamps.append(clock.now_ns())
+        if len(stamps) == 25:
+            refresher.stop()
+
+    refresher.callback = tick
+    refresher.start()
+    wait_for(lambda: not refresher.running)
+    gaps = np.diff(stamps)
+    assert len(stamps) == 25
+    assert set(gaps.tolist()) == {100_000_000}  # exactly max_fps ticks per second of clock time
+    assert streamlab_threads() == []
+
+
+def test_refresher_runs_as_a_task_on_a_running_loop_and_stops():
+    ticks: list[int] = []
+
+    async def kernel_like() -> tuple[bool, bool, int]:
+        refresher = Refresher(lambda: ticks.append(1), max_fps=100).start()
+        as_task = refresher._task is not None
+        while len(ticks) < 5:
+            await asyncio.sleep(0.005)
+        refresher.stop()
+        n = len(ticks)
+        await asyncio.sleep(0.05)
+        return as_task, refresher.running, len(ticks) - n
+
+    as_task, running, after_stop = asyncio.run(kernel_like())
+    assert as_task and not running and after_stop == 0
+    assert streamlab_threads() == []
+
+
+def test_refresher_survives_a_failing_callback():
+    def boom() -> None:
+        raise RuntimeError("bad")
+
+    r = Refresher(boom, max_fps=10, clock=ManualClock(0))
+    assert r.tick_once() is False and r.errors == 1
+    with pytest.raises(ValueError, match="max_fps"):
+        Refresher(boom, max_fps=0)
+
+
+# -- WindowChart -------------------------------------------------------------------------------------
+def test_window_chart_matches_the_batch_result(clock):
+    frame = events()
+    expected = window_pipeline(frame).run(clock=ManualClock(START))["window"]
+    handle = window_pipeline(frame).start(clock=clock)
+    chart = WindowChart(handle, "window", value="count", key="event_type", max_windows=1000, clock=clock)
+    handle.wait(30)
+    assert chart.refresh() is True
+    series = chart.series()
+    assert sorted(series) == ["buy", "click", "view"]
+    for key, s in series.items():
+        want = expected[expected["event_type"] == key].set_index("window_start")["count"].sort_index()
+        assert s.to_dict() == want.to_dict()
+    fig = chart.figure()
+    assert {t.name: len(t.x) for t in fig.data} == {k: len(v) for k, v in series.items()}
+    chart.close()
+    assert handle.pipeline and not handle._ex.subscribers["window"]
+
+
+def test_window_chart_point_and_trace_budgets(clock, paused):
+    chart = WindowChart(paused, value="count", key="event_type", max_windows=3, max_keys=2, clock=clock)
+    view = chart.widget  # a FigureWidget, no kernel needed
+    step(paused, clock, 12)
+    chart.refresh(force=True)
+    assert 1 <= len(view.data) <= 3  # traces are created as keys appear
+    drawn = [t for t in view.data if len(t.x)]
+    assert len(drawn) == 2
+    assert all(len(t.x) <= 3 for t in view.data)
+    assert chart.series().keys() == {t.name for t in drawn}
+    chart.close()
+
+
+def test_refresh_is_throttled_on_the_widget_clock(clock, paused):
+    chart = WindowChart(paused, value="count", key="event_type", max_fps=10, clock=clock)
+    _ = chart.widget
+    step(paused, clock, 6)
+    assert chart.refresh() is True
+    step(paused, clock, 6, advance="10ms")
+    assert chart.refresh() is False  # 60 ms after the last redraw: over the 10 fps budget
+    clock.advance("40ms")
+    assert chart.refresh() is True
+    assert chart.refresh(force=True) is False  # nothing new: no redraw even when forced
+    assert chart.redraws == 3  # the first view build counts once
+    chart.close()
+
+
+def test_live_view_resyncs_for_views_created_later(clock, paused):
+    chart = WindowChart(paused, value="count", key="event_type", clock=clock)
+    fig = chart.widget
+    step(paused, clock, 8)
+    chart.refresh(force=True)
+    # The state a new view (page reload, Voila) starts from must equal the current figure.
+    assert as_json(fig._widget_data) == as_json(fig._data)
+    assert as_json(fig._widget_layout) == as_json(fig._layout_obj._props)
+    assert sum(len(t["x"]) for t in fig._widget_data) == sum(len(s) for s in chart.series().values()) > 0
+    assert "windows" in fig._widget_layout["title"]["text"]
+    chart.close()
+
+
+def test_window_chart_validates_columns(paused):
+    with pytest.raises(ValueError, match=r"no column\(s\) \['amount'\]"):
+        WindowChart(paused, value="amount", key="event_type")
+    with pytest.raises(ValueError, match="kind"):
+        WindowChart(pd.DataFrame({"window_start": [], "count": []}), kind="bars")
+    with pytest.raises(TypeError, match="RunHandle"):
+        WindowChart([1, 2], value="count")  # type: ignore[arg-type]
+
+
+# -- AnomalyChart, LiveTable ----------------------------------------------------------------------------
+def test_anomaly_chart_threshold_refilters_without_restart(clock):
+    frame = events(2000).assign(is_anomaly=lambda d: d["score"] > 0.95)
+    p = Pipeline(ReplaySource(frame, speed=None, batch_size=300), name="scores")
+    p.select("timestamp", "score", "is_anomaly", step_id="detect")
+    handle = p.start(clock=clock)
+    chart = AnomalyChart(handle, "detect", max_points=500, clock=clock)
+    fig = chart.widget
+    handle.wait(30)
+    chart.refresh(force=True)
+    tail = frame.iloc[-500:]
+    assert len(fig.data[0].x) == 500
+    assert len(fig.data[1].x) == int(tail["is_anomaly"].sum())
+    chart.set_threshold(0.5)
+    clock.advance("1s")
+    assert chart.refresh() is True
+    assert len(fig.data[1].x) == int((tail["score"] >= 0.5).sum())
+    assert fig.layout.shapes[0].y0 == 0.5
+    assert "threshold 0.5" in fig.layout.title.text
+    chart.close()
+    handle.stop()
+
+
+def test_live_table_shows_the_newest_rows(clock):
+    frame = events(1000)
+    handle = window_pipeline(frame).start(clock=clock)
+    table = LiveTable(handle, "window", rows=5, columns=["event_type", "window_start", "count"], clock=clock)
+    handle.wait(30)
+    shown = table.frame()
+    result = handle.outputs["window"]
+    assert shown.reset_index(drop=True).equals(
+        result[["event_type", "window_start", "count"]].tail(5).reset_index(drop=True)
+    )
+    fig = table.figure()
+    assert list(fig.data[0].header.values) == ["event_type", "window_start", "count"]
+    assert len(fig.data[0].cells.values[0]) == 5
+    table.close()
+
+
+# -- gauges and counters -----------------------------------------------------------------------------
+def test_gauges_and_counters_follow_metrics(clock, paused):
+    gauge = ThroughputGauge(paused, clock=clock)
+    lag = LagGauge(paused, clock=clock)
+    counter = LateDeadLetterCounter(paused, clock=clock)
+    step(paused, clock, 4, advance="0s")
+    clock.advance("2s")
+    assert gauge.refresh(force=True)
+    assert gauge.rate == pytest.approx(4 * 250 / 2.0)  # 1000 events in 2 s of clock time
+    lag.refresh(force=True)
+    assert lag.lag == 3000 - 1000
+    paused.resume()
+    paused.wait(30)
+    counter.refresh(force=True)
+    m = paused.metrics
+    assert counter.counts == {
+        "late": m["late"],
+        "dead_letter": m["dead_letter"],
+        "duplicates": m["duplicates"],
+    }
+    assert counter.counts["late"] > 0
+    fig = counter.figure()
+    assert [t.value for t in fig.data] == [m["late"], m["dead_letter"], m["duplicates"]]
+    assert ThroughputGauge({"events_in": 10, "events_per_s": 5.0}).figure().data[0].value == 5.0
+    for w in (gauge, lag, counter):
+        w.close()
+
+
+# -- WatermarkDebugger --------------------------------------------------------------------------------
+def test_watermark_debugger_tracks_watermark_open_windows_and_late_events(clock, paused):
+    dbg = WatermarkDebugger(paused, clock=clock)
+    fig = dbg.widget
+    seen_wm = []
+    for _ in range(12):
+        step(paused, clock)
+        dbg.refresh(force=True)
+        seen_wm.append(dbg.watermark)
+    state = dbg.state()
+    m = paused.metrics
+    assert state["watermark"] == m["watermarks"]["window"]
+    assert seen_wm == sorted(seen_wm)  # the watermark never goes back
+    assert state["late_total"] == m["late"] > 0
+    assert len(fig.data[1].x) == state["late"]  # late crosses drawn
+    # Every late event is below the watermark line at the time it arrived.
+    late_event_times = pd.to_datetime(fig.data[1].y)
+    assert (late_event_times < state["watermark"].tz_localize(None)).all()
+    open_windows = paused.open_state["window"]["open_windows"]
+    bands = [(pd.Timestamp(b.y0), pd.Timestamp(b.y1)) for b in fig.layout.shapes]
+    assert bands == [(a.tz_localize(None), b.tz_localize(None)) for a, b in open_windows[-12:]]
+    assert len(bands) > 0
+    assert len(fig.data[0].x) <= 2000
+    assert f"{len(open_windows[-12:])} open windows" in fig.layout.title.text
+    dbg.close()
+
+
+def test_watermark_debugger_needs_a_window_step(clock):
+    p = Pipeline(ReplaySource(events(10)), name="plain")
+    p.select("timestamp")
+    handle = p.start(clock=clock, paused=True)
+    try:
+        with pytest.raises(ValueError, match="window step"):
+            WatermarkDebugger(handle)
+    finally:
+        handle.stop()
+
+
+# -- diagram, controls, dashboard -----------------------------------------------------------------------
+def test_pipeline_diagram_counts_rows_per_edge(clock):
+    handle = window_pipeline(events(1000)).start(clock=clock)
+    diagram = PipelineDiagram(handle)
+    handle.wait(30)
+    diagram.refresh(force=True)
+    m = handle.metrics["steps"]
+    edges = {(e["from"], e["to"]): e["rows"] for e in diagram.layout()["edges"]}
+    assert edges[("source", "window")] == m["source"]["out"]["out"] == 1000
+    assert edges[("window", "window.late")] == m["window"]["out"]["late"]
+    assert ("window", "window.early") not in edges  # early results are off
+    svg = diagram.svg()
+    assert svg.startswith("<svg") and "http" not in svg.replace("http://www.w3.org/2000/svg", "")
+    assert f"{m['window']['out']['late']:,}" in svg
+    view = diagram.widget
+    assert view.value == svg
+    assert len(diagram.figure().layout.shapes) == len(diagram.layout()["nodes"]) + len(edges)
+    diagram.close()
+
+
+def test_control_panel_buttons_drive_the_pipeline(clock):
+    seen: list[tuple[str, float]] = []
+    handle = window_pipeline(events()).start(clock=clock, paused=True)
+    panel = ControlPanel(
+        handle, params={"threshold": (0.0, 1.0, 0.5)}, on_param=lambda n, v: seen.append((n, v))
+    )
+    controls = panel.controls
+    controls["step"].click()
+    wait_for(lambda: handle.metrics["batches"] == 1)
+    controls["speed"].value = "10x"
+    assert handle._ex.readers["source"].speed == 10.0
+    controls["speed"].value = "max"
+    controls["param:threshold"].value = 0.8
+    assert seen == [("threshold", 0.8)]
+    controls["play"].click()
+    wait_for(lambda: handle.status in ("finished", "stopped"))
+    panel.refresh(force=True)
+    assert "3,000 events" in controls["status"].value
+    controls["stop"].click()
+    assert not handle.thread.is_alive()
+    with pytest.raises(ValueError, match="on_param"):
+        ControlPanel(handle, params={"x": (0, 1, 0.5)})
+    with pytest.raises(ValueError, match="min <= initial <= max"):
+        ControlPanel(handle, params={"x": (0, 1, 2)}, on_param=print)
+    panel.close()
+
+
+def test_dashboard_drives_children_and_close_leaves_nothing_behind(clock, tmp_path):
+    handle = window_pipeline(events()).start(clock=clock, paused=True)
+    chart = WindowChart(handle, value="count", key="event_type", clock=clock)
+    dash = Dashboard(handle, [chart], stop_pipeline=True)
+    names = [type(c).__name__ for c in dash.children]
+    assert names == [
+        "ControlPanel", "ThroughputGauge", "LagGauge", "LateDeadLetterCounter", "WindowChart",
+        "WatermarkDebugger", "PipelineDiagram",
+    ]  # fmt: skip
+    view = dash.widget
+    assert dash.refresher.running and all(c.refresher is None for c in dash.children)
+    assert "streamlab-dashboard" in view._dom_classes
+    step(handle, clock, 5)
+    assert dash.refresh() >= 4
+    dash.to_html(tmp_path / "dash.html")
+    page = (tmp_path / "dash.html").read_text()
+    assert page.count("<script") >= 1 and '<script src="http' not in page and "<svg" in page
+    dash.close()
+    assert not dash.refresher.running
+    assert not handle.thread.is_alive()
+    assert all(not subs for subs in handle._ex.subscribers.values())
+    assert streamlab_threads() == []
+
+
+def test_static_figures_outside_a_notebook(tmp_path):
+    df = pd.DataFrame(
+        {
+            "window_start": pd.date_range("2024-01-01", periods=5, freq="min", tz="UTC").repeat(2),
+            "event_type": ["a", "b"] * 5,
+            "count": np.arange(10),
+        }
+    )
+    chart = WindowChart(df, value="count", key="event_type", kind="area")
+    fig = chart.figure()
+    assert [t.stackgroup for t in fig.data] == ["one", "one"]
+    chart.to_html(tmp_path / "chart.html")
+    text = (tmp_path / "chart.html").read_text()
+    assert "plotly" in text and '<script src="http' not in text
+    assert chart._view is None and chart.refresher is None  # no live view, no refresher
+
+
+def test_import_does_not_load_plotly_or_ipywidgets():
+    code = (
+        "import sys\n"
+        "for name in ('plotly', 'ipywidgets', 'anywidget'):\n"
+        "    sys.modules[name] = None\n"
+        "import pandas as pd\n"
+        "import streamlab.widgets as w\n"
+        "print(w.LiveTable(pd.DataFrame({'x': [1, 2]}), rows=1).frame()['x'].tolist())\n"
+        "try:\n"
+        "    w.LiveTable(pd.DataFrame({'x': [1]})).widget\n"
+        "except ImportError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
+    )
+    assert out.stdout.splitlines()[0] == "[2]"
+    assert "pip install 'streamlab[notebook]'" in out.stdout
