@@ -98,7 +98,10 @@ def _ts_value(v: Any) -> int:
         return int(ts.value)
     if isinstance(v, (int, float)) and math.isfinite(v):
         # epoch seconds, or milliseconds for values that only make sense as such (as to_utc_ns reads them)
-        return round(v * (1_000_000 if abs(v) > 1e11 else 1_000_000_000))
+        ns = round(v * (1_000_000 if abs(v) > 1e11 else 1_000_000_000))
+        if not _I64[0] < ns <= _I64[1]:
+            raise ValueError("out of range")
+        return ns
     raise TypeError
 
 

@@ -43,6 +43,7 @@ BAD = {
     b'{"event_id": "caf\xe9", "timestamp": "2024-01-01T00:00:00Z"}': "invalid UTF-8",
     b'{"event_id": "x", "timestamp": "2024-01-01T00:00:00Z", "note": "\xe9"}': "invalid UTF-8",
     b"": "empty record",
+    b'{"event_id": "x", "timestamp": 9223372036855}': "expected an ISO-8601 timestamp",
     b'{"event_id": "x", "timestamp": "2024-01-01T00:00:00Z", "properties": {"amount": NaN}}': "invalid JSON",
     b'{"event_id": "a"}\n{"event_id": "b"}': "invalid JSON",
     b'{"event_id": "x", "timestamp": "2024-01-01T00:00:00Z", "pad": "'
