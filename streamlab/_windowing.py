@@ -240,18 +240,18 @@ def partition_watermarks(
             del state[v]
     waiting = {e for e in (expected or ()) if e not in state}  # assigned, never heard from
     hold = n if waiting - present else 0  # no watermark before this position
-    for v, m in state.items():
+    for v, latest in state.items():
         if v not in present:
-            np.minimum(w, m, out=w)
+            np.minimum(w, latest, out=w)
     for j, v in enumerate(values):
         mine = codes == j
         if v in waiting:
             hold = max(hold, int(np.argmax(mine)))
-        m = np.where(mine, ts, _NONE)
-        m[0] = max(int(m[0]), state.get(v, _NONE))
-        m = np.maximum.accumulate(m)
-        np.minimum(w, np.where(m == _NONE, top, m), out=w)
-        state[v] = int(m[-1])
+        run_max = np.where(mine, ts, _NONE)
+        run_max[0] = max(int(run_max[0]), state.get(v, _NONE))
+        run_max = np.maximum.accumulate(run_max)
+        np.minimum(w, np.where(run_max == _NONE, top, run_max), out=w)
+        state[v] = int(run_max[-1])
     w = np.where(w == top, _NONE, w - delay_ns)
     w[:hold] = _NONE
     w = np.maximum.accumulate(np.maximum(w, floor))

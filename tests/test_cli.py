@@ -32,9 +32,21 @@ def test_demo_writes_tables_and_report(tmp_path, capsys):
 
 def test_run_spec(tmp_path, capsys):
     events = tmp_path / "events.jsonl"
-    events.write_text("\n".join(
-        json.dumps({"event_id": str(i), "event_type": "ab"[i % 2], "user_id": "u", "properties": {},
-                    "timestamp": f"2024-01-01T00:{i // 60:02d}:{i % 60:02d}Z"}) for i in range(300)) + "\nbroken\n")
+    events.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "event_id": str(i),
+                    "event_type": "ab"[i % 2],
+                    "user_id": "u",
+                    "properties": {},
+                    "timestamp": f"2024-01-01T00:{i // 60:02d}:{i % 60:02d}Z",
+                }
+            )
+            for i in range(300)
+        )
+        + "\nbroken\n"
+    )
     db = tmp_path / "out.duckdb"
     spec = tmp_path / "spec.yaml"
     spec.write_text(f"""
