@@ -141,8 +141,10 @@ class LocalAWS:
         Examples
         --------
         >>> with LocalAWS() as aws:
-        ...     aws.client("sqs").list_queues().get("QueueUrls", [])
-        []
+        ...     sqs = aws.client("sqs")
+        ...     url = sqs.create_queue(QueueName="doc-example")["QueueUrl"]
+        ...     url in sqs.list_queues()["QueueUrls"]
+        True
         """
         return aws_client(service, region=self.region, endpoint_url=self.endpoint_url, **kwargs)
 

@@ -30,5 +30,5 @@ if [ ! -x "$VENV/bin/python" ]; then
     apt_install "python${pyver}-venv" || apt_install python3-venv
     "$PY" -m venv "$VENV"
   fi
-  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q --upgrade pip "setuptools>=77" wheel
 fi

@@ -137,18 +137,12 @@ class StepConfig:
     def check_columns(self, columns: Sequence[str]) -> tuple[str, str] | None:
         """``(problem, fix)`` when required input columns are missing, else ``None``."""
         missing = [c for c in self.required_columns() if c not in columns]
-        if missing:
-            return (
-                f"the stream has no column(s) {missing!r}",
-                f"add a step that creates them, or fix the names (available: {list(columns)!r})",
-            )
-        clash = [c for c in self.added_columns() if c in columns]
-        if clash:
-            return (
-                f"the step would overwrite existing column(s) {clash!r} (a label column, perhaps)",
-                "rename them before this step, e.g. .select(...) or .with_columns(true_label='is_anomaly')",
-            )
-        return None
+        if not missing:
+            return None
+        return (
+            f"the stream has no column(s) {missing!r}",
+            f"add a step that creates them, or fix the names (available: {list(columns)!r})",
+        )
 
     def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:
         """Columns of each output, when the input columns are known."""

@@ -92,6 +92,20 @@ class Detect(StepConfig):
     kind: ClassVar[str] = "detect"
     output_names: ClassVar[tuple[str, ...]] = ("out", "dead_letter")
 
+    def check_columns(self, columns: Sequence[str]) -> tuple[str, str] | None:
+        """Missing inputs, or a ``score``/``is_anomaly`` column no detector wrote (a label, say)."""
+        problem = super().check_columns(columns)
+        if problem is not None:
+            return problem
+        # an upstream Detect also writes "detector": then overwriting its score is chaining, not data loss
+        clash = [c for c in ("score", "is_anomaly") if c in columns and "detector" not in columns]
+        if clash:
+            return (
+                f"the step would overwrite the input column(s) {clash!r}, which no detector wrote (a label, perhaps)",
+                "rename them before this step, e.g. .select(...) keeping the label under another name",
+            )
+        return None
+
     def required_columns(self) -> tuple[str, ...]:
         """Input columns the step reads."""
         keyed = (self.key,) + ((self.time,) if self.key_ttl is not None else ()) if self.key else ()

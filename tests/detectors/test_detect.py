@@ -372,7 +372,7 @@ def test_detect_refuses_to_overwrite_an_existing_column():
     p = Pipeline(
         ListSource(pd.DataFrame({"device": ["d"], "t": [1.0], "is_anomaly": [False], "timestamp": [0]}))
     )
-    with pytest.raises(PipelineConfigError, match="overwrite existing column.*is_anomaly"):
+    with pytest.raises(PipelineConfigError, match="overwrite the input column.*is_anomaly"):
         p.detect(GaussianScorerDetector(), ["t"], key="device", threshold=FixedThresholdFilter(0.9))
 
 
