@@ -2,13 +2,18 @@
 # Quick start, command 2: install everything the tests need and run the whole suite:
 # lint, types, unit and property tests, doctests, local-server integration tests, browser tests, notebooks.
 # System packages it needs (installed when run as root, as on CI; otherwise it says what to install):
-#   chromium (browser tests), redis-server (Redis sink tests), nodejs + npm (kinesalite, Kinesis resharding).
+#   chromium (browser tests), redis-server (Redis sink tests), nodejs + npm (kinesalite, Kinesis resharding),
+#   python3.13 (the local BigQuery server, local-bigquery, needs it; the BigQuery tests say so if it is missing).
 source "$(dirname "$0")/_venv.sh"
 need=()
 command -v chromium >/dev/null || need+=(chromium)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v npm >/dev/null || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; fi
+if ! command -v python3.13 >/dev/null && as_root true 2>/dev/null; then
+  # Debian 13 and recent Ubuntu ship it; elsewhere the BigQuery tests fail and name what to install
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.13 python3.13-venv >/dev/null 2>&1 || true
+fi
 
 "$VENV/bin/pip" install -q -e "$ROOT[dev]"
 cd "$ROOT"
