@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Mapping
-from copy import deepcopy
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 __all__ = ["LiveWidget", "Metrics", "SourceLike", "require_plotly", "require_widgets", "resync_figure"]
+
+#: Longest interval between full-state syncs of a live figure while its data keeps changing.
+RESYNC_EVERY_NS = 1_000_000_000
 
 SourceLike = RunHandle | pd.DataFrame
 Metrics = RunHandle | Mapping[str, Any]
@@ -54,8 +57,22 @@ def resync_figure(fig: Any) -> None:
     covered by the browser tests).
     """
     if hasattr(fig, "_widget_data"):
-        fig._widget_data = deepcopy(fig._data)
-        fig._widget_layout = deepcopy(fig._layout_obj._props)
+        fig._widget_data = _copy_tree(fig._data)
+        fig._widget_layout = _copy_tree(fig._layout_obj._props)
+
+
+def _copy_tree(obj: Any) -> Any:
+    """Copy the dicts and lists of a figure; share the arrays, which plotly replaces rather than mutates.
+
+    Same effect as ``deepcopy`` for the re-sync, without copying every point on every redraw.
+    """
+    if isinstance(obj, dict):
+        return {k: _copy_tree(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_copy_tree(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_copy_tree(v) for v in obj)
+    return obj
 
 
 def _check_columns(handle: RunHandle, ref: str, needed: list[str], who: str) -> None:
@@ -97,6 +114,9 @@ class LiveWidget:
         self._unsubscribe: list[Callable[[], None]] = []
         self._refresher: Refresher | None = None
         self.closed = False
+        self._refresh_lock = threading.RLock()
+        self._resync_pending = False
+        self._last_resync_ns = 0
 
     # -- feeding --------------------------------------------------------------------------------
     def _feed(self, source: SourceLike, ref: str, buffer: FrameBuffer, *, seed: bool = False) -> None:
@@ -130,6 +150,10 @@ class LiveWidget:
 
         Returns True when a redraw happened. ``force=True`` ignores the rate limit (not the change check).
         """
+        with self._refresh_lock:  # a script may call refresh() while a thread refresher runs
+            return self._refresh(force)
+
+    def _refresh(self, force: bool) -> bool:
         if self.closed:
             return False
         now = self.clock.now_ns()
@@ -141,9 +165,25 @@ class LiveWidget:
             return False
         changed = self._pull() or self._dirty
         if not changed:
+            if self._resync_pending and self._fig is not None:
+                # Data has settled: make views created from now on (reload, Voila) exactly current.
+                resync_figure(self._fig)
+                self._resync_pending = False
+                self._last_resync_ns = now
             return False
         if self._fig is not None:
+            n_traces = len(self._fig.data)
             self._redraw(self._fig)
+            # Views opened later start from the synced state, then follow the deltas. Sending the whole
+            # figure on every redraw costs as much as the redraw, so while data streams in it is sent at
+            # most once per RESYNC_EVERY_NS (a later view is that stale only until the next delta), and
+            # at once when traces were added, which a later view could not learn from deltas.
+            if len(self._fig.data) != n_traces or now - self._last_resync_ns >= RESYNC_EVERY_NS:
+                resync_figure(self._fig)
+                self._resync_pending = False
+                self._last_resync_ns = now
+            else:
+                self._resync_pending = True
         self._dirty = False
         self._last_draw_ns = now
         self.redraws += 1
@@ -153,7 +193,6 @@ class LiveWidget:
         self._before_apply(fig)
         with fig.batch_update():
             self._apply(fig)
-        resync_figure(fig)
 
     def _before_apply(self, fig: Any) -> None:
         """Structural changes (adding traces) that plotly does not allow inside ``batch_update``."""

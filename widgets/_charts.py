@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from streamlab._time import NAT_NS, to_utc_ns
 from streamlab.clock import Clock
 from streamlab.runtime import RunHandle
 
@@ -88,34 +89,66 @@ class WindowChart(LiveWidget):
         self.title = title or f"{value} per {key or 'window'}"
         # Bounded: the newest rows; at most keys x windows of them matter.
         self._buffer = FrameBuffer(max(10_000, 4 * max_windows * max_keys), columns=needed)
-        self._state = pd.DataFrame(columns=needed)
+        # State as plain arrays, one row per (key, window), sorted by key code then window start:
+        # key code, window start (int64 ns), value. Key codes index self._names.
+        self._names: list[str] = []
+        self._k = np.empty(0, dtype=np.int64)
+        self._s = np.empty(0, dtype=np.int64)
+        self._v = np.empty(0, dtype=np.float64)
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
         self._feed(source, ref, self._buffer, seed=True)
 
     def _pull(self) -> bool:
         new = self._buffer.drain()
         if new is None:
             return False
-        key = self.key
-        if key is None:
-            new = new.assign(**{_ALL: _ALL})
-            key = _ALL
-        cols = [key, "window_start", self.value]
-        state = pd.concat([self._state, new[cols]], ignore_index=True) if len(self._state) else new[cols]
-        state = state.drop_duplicates([key, "window_start"], keep="last")
-        starts = np.sort(state["window_start"].unique())
+        if self.key is None:
+            codes = np.zeros(len(new), dtype=np.int64)
+            if not self._names:
+                self._names.append(_ALL)
+        else:
+            labels = new[self.key].astype(str).to_numpy(dtype=object)
+            known = pd.Index(self._names)
+            self._names += [str(x) for x in pd.unique(labels) if x not in known]
+            codes = pd.Index(self._names).get_indexer(labels).astype(np.int64)
+        k = np.concatenate([self._k, codes])
+        s = np.concatenate([self._s, to_utc_ns(new["window_start"])])
+        v = np.concatenate(
+            [self._v, pd.to_numeric(new[self.value], errors="coerce").to_numpy(np.float64, na_value=np.nan)]
+        )
+        # A window re-emitted later (early results, lateness) replaces the earlier row: keep the last one.
+        order = np.lexsort((np.arange(len(k)), s, k))
+        k, s, v = k[order], s[order], v[order]
+        last = np.ones(len(k), dtype=bool)
+        last[:-1] = (k[1:] != k[:-1]) | (s[1:] != s[:-1])
+        k, s, v = k[last], s[last], v[last]
+        starts = np.unique(s)
         if len(starts) > self.max_windows:
-            state = state[state["window_start"] >= starts[-self.max_windows]]
-        self._state = state.reset_index(drop=True)
+            recent = s >= starts[-self.max_windows]
+            k, s, v = k[recent], s[recent], v[recent]
+        self._k, self._s, self._v = k, s, v
+        self._arrays = None
         return True
 
+    def _drawn(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Window starts and values per drawn key (the ``max_keys`` largest totals), by key name."""
+        self._pull()
+        if self._arrays is None:
+            totals = np.bincount(self._k, weights=np.nan_to_num(self._v), minlength=len(self._names))
+            present = np.bincount(self._k, minlength=len(self._names)) > 0
+            ranked = [c for c in np.argsort(-totals, kind="stable") if present[c]][: self.max_keys]
+            self._arrays = {}
+            for code in sorted(ranked, key=lambda c: self._names[c]):
+                mask = self._k == code
+                self._arrays[self._names[code]] = (self._s[mask], self._v[mask])
+        return self._arrays
+
     def series(self) -> dict[str, pd.Series]:
-        """The plotted data: one Series (index window start) per drawn key, largest total first."""
-        if not len(self._state):
-            return {}
-        key = self.key or _ALL
-        table = self._state.pivot_table(index="window_start", columns=key, values=self.value, aggfunc="last")
-        order = table.sum().sort_values(ascending=False, kind="stable").index[: self.max_keys]
-        return {str(k): table[k].dropna() for k in sorted(order, key=str)}
+        """The plotted data: one Series (index window start) per drawn key (the ``max_keys`` largest totals)."""
+        return {
+            name: pd.Series(v, index=pd.DatetimeIndex(pd.to_datetime(s, utc=True), name="window_start"))
+            for name, (s, v) in self._drawn().items()
+        }
 
     def _init_figure(self, fig: Any) -> None:
         fig.update_layout(
@@ -129,7 +162,7 @@ class WindowChart(LiveWidget):
     def _before_apply(self, fig: Any) -> None:
         go = require_plotly()
         have = {t.name for t in fig.data}
-        for name in self.series():
+        for name in self._drawn():
             if name not in have:
                 fig.add_trace(
                     go.Scatter(
@@ -142,15 +175,15 @@ class WindowChart(LiveWidget):
                 )
 
     def _apply(self, fig: Any) -> None:
-        series = self.series()
+        drawn = self._drawn()
         for trace in fig.data:
-            s = series.get(trace.name)
-            if s is None:
+            arrays = drawn.get(trace.name)
+            if arrays is None:
                 trace.x, trace.y = [], []
             else:
-                trace.x = s.index.to_numpy()
-                trace.y = s.to_numpy()
-        fig.layout.title.text = f"{self.title} · {len(self._state)} windows"
+                trace.x = np.datetime_as_string(arrays[0].astype("datetime64[ns]"), unit="ms")
+                trace.y = arrays[1]
+        fig.layout.title.text = f"{self.title} · {len(self._k)} windows"
 
 
 class AnomalyChart(LiveWidget):
@@ -218,7 +251,10 @@ class AnomalyChart(LiveWidget):
         self.max_points = max_points
         self.title = title or f"{score} ({ref})"
         self._buffer = FrameBuffer(max_points, columns=[time, score, flag])
-        self._state = pd.DataFrame(columns=[time, score, flag])
+        # Plain arrays, newest last: event time (int64 ns), score, flag.
+        self._t = np.empty(0, dtype=np.int64)
+        self._score = np.empty(0, dtype=np.float64)
+        self._flag = np.empty(0, dtype=bool)
         self._feed(source, ref, self._buffer)
 
     def set_threshold(self, threshold: float | None) -> None:
@@ -230,16 +266,23 @@ class AnomalyChart(LiveWidget):
         new = self._buffer.drain()
         if new is None:
             return False
-        state = pd.concat([self._state, new], ignore_index=True) if len(self._state) else new
-        self._state = state.iloc[-self.max_points :].reset_index(drop=True)
+        t = to_utc_ns(new[self.time]) if self.time in new else np.full(len(new), NAT_NS, dtype=np.int64)
+        score = pd.to_numeric(new[self.score], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        if self.flag in new:
+            flag = new[self.flag].fillna(False).astype(bool).to_numpy()
+        else:
+            flag = np.zeros(len(new), dtype=bool)
+        keep = self.max_points
+        self._t = np.concatenate([self._t, t])[-keep:]
+        self._score = np.concatenate([self._score, score])[-keep:]
+        self._flag = np.concatenate([self._flag, flag])[-keep:]
         return True
 
     def _flags(self) -> np.ndarray:
         if self.threshold is not None:
-            return (pd.to_numeric(self._state[self.score], errors="coerce") >= self.threshold).to_numpy()
-        if self.flag not in self._state:
-            return np.zeros(len(self._state), dtype=bool)
-        return self._state[self.flag].fillna(False).astype(bool).to_numpy()
+            with np.errstate(invalid="ignore"):
+                return np.asarray(self._score >= self.threshold)
+        return self._flag
 
     def flagged_count(self) -> int:
         """How many of the drawn points are flagged."""
@@ -260,8 +303,8 @@ class AnomalyChart(LiveWidget):
         )  # fmt: skip
 
     def _apply(self, fig: Any) -> None:
-        x = self._state[self.time].to_numpy()
-        y = pd.to_numeric(self._state[self.score], errors="coerce").to_numpy()
+        x = np.datetime_as_string(self._t.astype("datetime64[ns]"), unit="ms")
+        y = self._score
         flags = self._flags()
         fig.data[0].x, fig.data[0].y = x, y
         fig.data[1].x, fig.data[1].y = x[flags], y[flags]

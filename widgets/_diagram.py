@@ -98,7 +98,8 @@ class PipelineDiagram(LiveWidget):
                 edges.append({"from": src, "to": sid, "output": out or "out", "rows": self._rows(src, out)})
         for ref in p.unattached_outputs():
             src, _, out = ref.partition(".")
-            if not out:
+            step = p.steps[src]
+            if not out or (out == "early" and not getattr(step, "early", True)):
                 continue
             n = self._rows(src, out)
             place(ref, depth[src] + 1, out, "collected", True, "" if n is None else f"{n:,} rows")
@@ -106,8 +107,8 @@ class PipelineDiagram(LiveWidget):
         for e in edges:
             e["x0"], e["y0"] = pos[e["from"]][0] + _W, pos[e["from"]][1] + _H / 2
             e["x1"], e["y1"] = pos[e["to"]][0], pos[e["to"]][1] + _H / 2
-        width = _PAD * 2 + max(depth.values(), default=0) * _DX + _DX
-        height = _PAD * 2 + max(rows.values(), default=1) * _DY
+        width = _PAD + max((n["x"] + _W for n in nodes), default=_W) + _PAD
+        height = _PAD + max((n["y"] + _H for n in nodes), default=_H) + _PAD
         return {"nodes": nodes, "edges": edges, "width": width, "height": height}
 
     def _rows(self, sid: str, out: str) -> int | None:

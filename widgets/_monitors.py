@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import threading
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, cast
@@ -9,13 +11,12 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from streamlab._time import NAT_NS, to_utc_ns
+from streamlab._time import NAT_NS, format_duration, to_utc_ns
 from streamlab.clock import Clock
 from streamlab.runtime import RunHandle
 from streamlab.steps import WindowStep
 
-from ._base import LiveWidget, Metrics, require_plotly
-from ._refresh import FrameBuffer
+from ._base import LiveWidget, Metrics, require_plotly, require_widgets
 
 __all__ = ["LagGauge", "LateDeadLetterCounter", "ThroughputGauge", "WatermarkDebugger"]
 
@@ -33,11 +34,50 @@ def _check_metrics_source(source: Any, who: str) -> None:
 
 
 class _MetricsWidget(LiveWidget):
+    """Metrics read from the handle; the live view is light HTML (no plotly.js), ``figure()`` a plotly Indicator."""
+
     def __init__(self, source: Metrics, *, max_fps: float, clock: Clock | None, auto_refresh: bool) -> None:
         super().__init__(max_fps=max_fps, clock=clock, auto_refresh=auto_refresh)
         _check_metrics_source(source, type(self).__name__)
         self.source = source
         self._seen: Any = None
+
+    def readings(self) -> list[tuple[str, float, float | None]]:
+        """What the view shows: (label, value, scale maximum or None for a plain counter)."""
+        raise NotImplementedError
+
+    def html(self) -> str:
+        """The live view's HTML: one meter per reading."""
+        cells = []
+        for label, value, top in self.readings():
+            bar = ""
+            if top is not None:
+                pct = 0.0 if top <= 0 else min(100.0, 100.0 * value / top)
+                bar = (
+                    "<div style='background:#e5e5e5;height:8px;border-radius:4px'>"
+                    f"<div class='streamlab-bar' style='background:#4c78a8;height:8px;width:{pct:.1f}%;border-radius:4px'>"
+                    "</div></div>"
+                )
+            cells.append(
+                f"<div class='streamlab-gauge' style='min-width:150px;padding:4px 12px'>"
+                f"<div style='color:#555'>{html.escape(label)}</div>"
+                f"<div class='streamlab-value' style='font-size:26px'>{value:,.0f}</div>{bar}</div>"
+            )
+        return f"<div style='display:flex'>{''.join(cells)}</div>"
+
+    def _make_view(self) -> Any:
+        widgets = require_widgets()
+        self._pull()
+        return widgets.HTML(value=self.html())
+
+    def _redraw(self, fig: Any) -> None:
+        pass
+
+    def refresh(self, force: bool = False) -> bool:
+        redrawn = super().refresh(force)
+        if redrawn and self._view is not None:
+            self._view.value = self.html()
+        return redrawn
 
     def _key(self, m: Mapping[str, Any]) -> Any:
         raise NotImplementedError
@@ -100,6 +140,9 @@ class ThroughputGauge(_MetricsWidget):
         self._last = (now, events)
         self.peak = max(self.peak, self.rate)
 
+    def readings(self) -> list[tuple[str, float, float | None]]:
+        return [(self.title, self.rate, max(self.peak * 1.2, 1.0))]
+
     def _init_figure(self, fig: Any) -> None:
         go = require_plotly()
         fig.add_trace(go.Indicator(mode="gauge+number", value=0, title={"text": self.title}))
@@ -140,6 +183,9 @@ class LagGauge(_MetricsWidget):
     def _take(self, m: Mapping[str, Any]) -> None:
         self.lag = m.get("lag")
         self.peak = max(self.peak, int(self.lag or 0))
+
+    def readings(self) -> list[tuple[str, float, float | None]]:
+        return [(self.title, float(self.lag or 0), max(self.peak * 1.2, 1.0))]
 
     def _init_figure(self, fig: Any) -> None:
         go = require_plotly()
@@ -183,6 +229,9 @@ class LateDeadLetterCounter(_MetricsWidget):
     def _take(self, m: Mapping[str, Any]) -> None:
         self.counts = {n: int(m.get(n) or 0) for n in self.NAMES}
 
+    def readings(self) -> list[tuple[str, float, float | None]]:
+        return [(name.replace("_", " "), float(self.counts[name]), None) for name in self.NAMES]
+
     def _init_figure(self, fig: Any) -> None:
         go = require_plotly()
         for i, name in enumerate(self.NAMES):
@@ -199,6 +248,42 @@ class LateDeadLetterCounter(_MetricsWidget):
     def _apply(self, fig: Any) -> None:
         for trace, name in zip(fig.data, self.NAMES):
             trace.value = self.counts[name]
+
+
+class _PointRing:
+    """Thread-safe, bounded (processing time, event times) chunks: the pipeline appends, the widget drains."""
+
+    def __init__(self, max_points: int) -> None:
+        self.max_points = max_points
+        self._chunks: deque[np.ndarray] = deque()
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def append(self, proc_ns: int, event_ns: np.ndarray) -> None:
+        if not len(event_ns):
+            return
+        chunk = np.empty((len(event_ns), 2), dtype=np.int64)
+        chunk[:, 0] = proc_ns
+        chunk[:, 1] = event_ns
+        with self._lock:
+            self._chunks.append(chunk)
+            self._n += len(chunk)
+            while self._n - len(self._chunks[0]) >= self.max_points:
+                self._n -= len(self._chunks.popleft())
+
+    def drain(self) -> np.ndarray | None:
+        with self._lock:
+            if not self._chunks:
+                return None
+            chunks = list(self._chunks)
+            self._chunks.clear()
+            self._n = 0
+        return np.concatenate(chunks)[-self.max_points :]
+
+
+def _plotly_time(ts: pd.Timestamp) -> str:
+    # Shape coordinates travel as JSON; plotly.js parses this text form on a date axis.
+    return str(np.datetime_as_string(np.datetime64(ts.value, "ns"), unit="ms"))
 
 
 def _sample_ns(values: np.ndarray, budget: int) -> np.ndarray:
@@ -234,12 +319,12 @@ class WatermarkDebugger(LiveWidget):
     >>> p = Pipeline(ReplaySource(df, batch_size=30), name="wm")
     >>> _ = p.window(TumblingWindow("1m")).agg(agg.count())
     >>> handle = p.start(clock=ManualClock("2030-01-01"), paused=True)
-    >>> dbg = WatermarkDebugger(handle)
-    >>> handle.step(); _ = handle.wait(0.2)
-    >>> handle.stop(flush_windows=False).metrics["events_in"] > 0
-    True
-    >>> dbg.refresh(force=True), dbg.state()["events"] > 0
-    (True, True)
+    >>> dbg = WatermarkDebugger(handle)  # subscribe before any event flows
+    >>> handle.resume()
+    >>> handle.wait(timeout=30).metrics["events_in"]
+    90
+    >>> dbg.refresh(force=True), dbg.state()["events"], str(dbg.watermark)
+    (True, 90, '2024-01-01 00:01:29+00:00')
     >>> dbg.close()
     """
 
@@ -279,12 +364,13 @@ class WatermarkDebugger(LiveWidget):
         self.source = handle
         self.step = step
         self.time = time or wstep.time
-        self.delay = pd.Timedelta(wstep.delay_ns, unit="ns")
+        self.delay = format_duration(wstep.delay_ns)
         self.max_points, self.max_bands, self.per_batch = max_points, max_bands, per_batch
-        self._events = FrameBuffer(max_points, columns=["event_ns", "proc_ns"])
-        self._late = FrameBuffer(max_points, columns=["event_ns", "proc_ns"])
-        self._ev = pd.DataFrame({"event_ns": [], "proc_ns": []}, dtype="int64")
-        self._lt = self._ev.copy()
+        self._events = _PointRing(max_points)
+        self._late = _PointRing(max_points)
+        # (processing time, event time) pairs in int64 ns, newest last.
+        self._ev = np.empty((0, 2), dtype=np.int64)
+        self._lt = self._ev
         self._wm: deque[tuple[int, int]] = deque(maxlen=max_points)
         self._open: list[tuple[pd.Timestamp, pd.Timestamp]] = []
         self.late_total = 0
@@ -292,27 +378,27 @@ class WatermarkDebugger(LiveWidget):
         self._unsubscribe.append(handle.subscribe(wstep.inputs[0], self._on(self._events)))
         self._unsubscribe.append(handle.subscribe(f"{step}.late", self._on(self._late)))
 
-    def _on(self, buffer: FrameBuffer) -> Any:
+    def _on(self, ring: _PointRing) -> Any:
         clock = self.source.clock
 
         def append(frame: pd.DataFrame) -> None:
             if self.time not in frame.columns:
                 return
-            ev = _sample_ns(to_utc_ns(frame[self.time]), self.per_batch)
-            buffer.append(pd.DataFrame({"event_ns": ev, "proc_ns": np.full(len(ev), clock.now_ns())}))
-            if buffer is self._late:
+            col = frame[self.time]
+            if len(col) > self.per_batch:  # sample before converting: this runs in the pipeline thread
+                col = col.iloc[np.linspace(0, len(col) - 1, self.per_batch).astype(np.int64)]
+            ring.append(clock.now_ns(), _sample_ns(to_utc_ns(col), self.per_batch))
+            if ring is self._late:
                 self.late_total += len(frame)
 
         return append
 
     def _pull(self) -> bool:
         changed = False
-        for name, buffer in (("_ev", self._events), ("_lt", self._late)):
-            new = buffer.drain()
+        for name, ring in (("_ev", self._events), ("_lt", self._late)):
+            new = ring.drain()
             if new is not None:
-                old = getattr(self, name)
-                both = pd.concat([old, new], ignore_index=True) if len(old) else new
-                setattr(self, name, both.iloc[-self.max_points :].reset_index(drop=True))
+                setattr(self, name, np.concatenate([getattr(self, name), new])[-self.max_points :])
                 changed = True
         m = self.source.metrics
         wm = m["watermarks"].get(self.step)
@@ -366,8 +452,8 @@ class WatermarkDebugger(LiveWidget):
         )
         fig.update_layout(
             title=f"watermark debugger: {self.step} (delay {self.delay})",
-            xaxis_title="processing time (arrival)",
-            yaxis_title="event time",
+            xaxis={"title": {"text": "processing time (arrival)"}, "type": "date"},
+            yaxis={"title": {"text": "event time"}, "type": "date"},
             height=380,
             margin={"l": 60, "r": 20, "t": 50, "b": 40},
             legend={"orientation": "h", "y": -0.2},
@@ -375,17 +461,18 @@ class WatermarkDebugger(LiveWidget):
 
     def _apply(self, fig: Any) -> None:
         def ts(ns: Any) -> Any:
-            return pd.to_datetime(np.asarray(ns, dtype="int64"), utc=True).tz_localize(None)
+            # Text, not datetime64: the widget channel would send datetime64 as numbers.
+            return np.datetime_as_string(np.asarray(ns, dtype="int64").astype("datetime64[ns]"), unit="ms")
 
-        fig.data[0].x, fig.data[0].y = ts(self._ev["proc_ns"]), ts(self._ev["event_ns"])
-        fig.data[1].x, fig.data[1].y = ts(self._lt["proc_ns"]), ts(self._lt["event_ns"])
+        fig.data[0].x, fig.data[0].y = ts(self._ev[:, 0]), ts(self._ev[:, 1])
+        fig.data[1].x, fig.data[1].y = ts(self._lt[:, 0]), ts(self._lt[:, 1])
         if self._wm:
             wm = np.array(self._wm, dtype="int64")
             fig.data[2].x, fig.data[2].y = ts(wm[:, 0]), ts(wm[:, 1])
         fig.layout.shapes = [
             {
                 "type": "rect", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "layer": "below",
-                "y0": s.tz_localize(None), "y1": e.tz_localize(None),
+                "y0": _plotly_time(s), "y1": _plotly_time(e),
                 "fillcolor": "rgba(255,165,0,0.15)", "line": {"width": 1, "color": "rgba(255,165,0,0.6)"},
             }
             for s, e in self._open

@@ -20,6 +20,7 @@ __all__ = ["ControlPanel", "Dashboard"]
 
 DEFAULT_SPEEDS: dict[str, float | None] = {"1x": 1.0, "10x": 10.0, "100x": 100.0, "max": None}
 Param = tuple[float, float, float]
+_AS_STARTED = "as started"
 
 
 class ControlPanel(LiveWidget):
@@ -131,6 +132,10 @@ class ControlPanel(LiveWidget):
         if slider is not None and slider.value != value:
             slider.value = value
 
+    def _on_speed(self, change: dict[str, Any]) -> None:
+        if change["new"] in self.speeds:
+            self.set_speed(self.speeds[change["new"]])
+
     # -- view ---------------------------------------------------------------------------------------
     def _pull(self) -> bool:
         m = self.handle.metrics
@@ -167,15 +172,17 @@ class ControlPanel(LiveWidget):
 
         buttons = [
             button("▶ play", "Play (resume)", self.play),
-            button("⏸ pause", "Pause", self.pause),
-            button("⏭ step", "Step one batch", self.step),
-            button("⏹ stop", "Stop (flush and commit)", self.stop),
+            button("❚❚ pause", "Pause", self.pause),
+            button("▶| step", "Step one batch", self.step),
+            button("■ stop", "Stop (flush and commit)", self.stop),
         ]
-        labels = list(self.speeds)
-        speed = w.Dropdown(options=labels, value=labels[0] if labels else None, description="speed",
-                           layout=w.Layout(width="180px"))  # fmt: skip
+        # The first entry leaves the speed the pipeline was started with untouched.
+        labels = [_AS_STARTED, *self.speeds]
+        speed = w.Dropdown(
+            options=labels, value=_AS_STARTED, description="speed", layout=w.Layout(width="200px")
+        )
         speed.add_class("streamlab-speed")
-        speed.observe(lambda ch: self.set_speed(self.speeds[ch["new"]]), names="value")
+        speed.observe(self._on_speed, names="value")
         self._controls["speed"] = speed
         status = w.HTML(value="")
         self._controls["status"] = status

@@ -218,8 +218,10 @@ def test_voila_dashboard_is_current_at_load_updates_live_and_pauses(page, server
         assert "open windows" in debugger["title"] and debugger["traces"][0] > 0
         counts = page.locator(".streamlab-diagram .edge-count")
         assert counts.count() >= 2
-        edge = counts.first.inner_text()
-        poll(lambda: counts.first.inner_text() != edge, 30, "live counts in the pipeline diagram", page=page)
+        edge = counts.first.text_content()
+        poll(
+            lambda: counts.first.text_content() != edge, 30, "live counts in the pipeline diagram", page=page
+        )
 
         page.locator(".streamlab-pause").click()
         poll(lambda: "paused" in status_text(page), 20, "status 'paused'", page=page)
