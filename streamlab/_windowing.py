@@ -225,7 +225,10 @@ def partition_watermarks(
     caught up with. ``expected`` partitions (those the source is assigned) that have produced
     nothing yet hold the watermark back. ``state`` (partition -> largest event time) is updated in place.
     """
-    if len(by) == 1:
+    if any(c not in batch.columns for c in by):
+        # data without the partition column (a test replay of a Kafka pipeline, say): one partition
+        codes, uniq = np.zeros(len(ts), dtype=np.int64), [None]
+    elif len(by) == 1:
         codes, uniq = pd.factorize(batch[by[0]], use_na_sentinel=False)
     else:
         codes, uniq = pd.MultiIndex.from_frame(batch[by]).factorize()

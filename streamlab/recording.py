@@ -114,11 +114,20 @@ def record(
         raise ValueError(
             "record(): a live source never ends by itself; pass max_events=... or duration='30s'"
         )
+
+    def seq_so_far() -> int:
+        parts = sorted(Path(path).glob("part-*.parquet"))
+        return int(pd.read_parquet(parts[-1], columns=[SEQ])[SEQ].max()) + 1 if parts else 0
+
+    before = seq_so_far()
     p = Pipeline(source, name="recording")
     p.stream.to(RecordingSink(path))
     p.run(clock=clock, max_events=max_events, duration=duration)
-    frame = pd.read_parquet(path, columns=[ARRIVAL]) if any(Path(path).glob("part-*.parquet")) else None
-    if frame is None or frame.empty:
+    if not any(Path(path).glob("part-*.parquet")):
+        return RecordingSummary(os.fspath(path), 0, None, None)
+    frame = pd.read_parquet(path, columns=[ARRIVAL, SEQ])
+    frame = frame[frame[SEQ] >= before]  # this call's records, not earlier sessions'
+    if frame.empty:
         return RecordingSummary(os.fspath(path), 0, None, None)
     return RecordingSummary(os.fspath(path), len(frame), frame[ARRIVAL].min(), frame[ARRIVAL].max())
 

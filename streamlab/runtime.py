@@ -155,11 +155,21 @@ class Executor:
         self.commits = 0
         self.operators: dict[str, Operator] = {}
         self.partitioned: list[Any] = []
+        self.limit: int | None = None  # stop taking events after this many (run(max_events=...))
         self.readers: dict[str, SourceReader] = {}
         self.writers: dict[str, SinkWriter] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
     def open(self) -> None:
+        """Open sources and sinks and build operators; on failure, close what was opened and re-raise."""
+        try:
+            self._open()
+        except BaseException:
+            self.status = "failed"
+            self.close()
+            raise
+
+    def _open(self) -> None:
         state = self.resume or {}
         op_state = state.get("operators", {})
         src_state = state.get("sources", {})
@@ -269,7 +279,12 @@ class Executor:
         for sid, reader in self.readers.items():
             if reader.done:
                 continue
-            batch = reader.poll(self.batch_size)
+            want = (
+                self.batch_size if self.limit is None else min(self.batch_size, self.limit - self.events_in)
+            )
+            if want <= 0:
+                break
+            batch = reader.poll(want)
             if batch is not None and len(batch):
                 if self.partitioned:
                     self._tell_partitions()  # after the poll: a consumer learns its assignment while polling
@@ -427,8 +442,14 @@ def run(
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, lambda *_: ex.stop_event.set())
+    try:
+        ex.open()
+    except BaseException:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        raise
     bar = _progress_bar(pipeline) if progress else None
-    ex.open()
+    ex.limit = max_events
     try:
         while not ex.stop_event.is_set():
             if ex.all_done():
@@ -502,7 +523,8 @@ class RunHandle:
         self._thread = threading.Thread(
             target=self._loop, name=f"streamlab-{executor.pipeline.name}", daemon=True
         )
-        executor.open()
+        executor.open()  # closes what it opened if it fails
+        executor.limit = max_events
         self._thread.start()
 
     def _loop(self) -> None:

@@ -87,7 +87,10 @@ class _DuckDBWriter(SinkWriter):
             cols = con.execute("DESCRIBE SELECT * FROM __streamlab_batch").fetchall()
         finally:
             con.unregister("__streamlab_batch")
-        defs = [f"{_quote(c[0])} {'VARCHAR' if c[1] == 'NULL' else c[1]}" for c in cols]
+        # an empty column has no type yet, and a category column would become an ENUM of this batch's values
+        defs = [
+            f"{_quote(c[0])} {'VARCHAR' if c[1] == 'NULL' or c[1].startswith('ENUM') else c[1]}" for c in cols
+        ]
         key = self.sink.resolved_key(list(batch.columns))
         if key:
             missing = [k for k in key if k not in batch.columns]

@@ -321,3 +321,50 @@ handle.wait()
         proc.kill()
     # the sink was flushed on the way out: everything read before the signal is in the file
     assert len(out.read_text().splitlines()) >= int(ready.read_text())
+
+
+def test_a_sink_that_fails_to_open_leaves_no_source_open():
+    closed: list[str] = []
+
+    class ClosingSource(Source):
+        def open(self, resume: Any = None, clock: Any = None) -> SourceReader:
+            class Reader(SourceReader):
+                def poll(self, max_events: int) -> pd.DataFrame | None:
+                    return None
+
+                def close(self) -> None:
+                    closed.append("source")
+
+            return Reader()
+
+    class BrokenSink(Sink):
+        def open(self, clock: Any = None) -> SinkWriter:
+            raise ImportError("pip install 'streamlab[kafka]'")
+
+    p = Pipeline(ClosingSource())
+    p.stream.to(BrokenSink())
+    import pytest
+
+    with pytest.raises(ImportError):
+        p.run(clock=ManualClock(0))
+    with pytest.raises(ImportError):
+        p.start(clock=ManualClock(0))
+    assert closed == ["source", "source"]
+    assert streamlab_threads() == []
+
+
+def test_max_events_is_exact_even_with_large_source_batches():
+    frame = pd.DataFrame({"x": np.arange(1000)})
+    sink = ListSink()
+    p = Pipeline(ListSource(frame))
+    p.stream.to(sink)
+    result = p.run(clock=ManualClock(0), max_events=123)
+    assert result.metrics["events_in"] == 123 and len(sink.frame()) == 123
+
+
+def test_duckdb_sink_takes_new_categories_in_later_batches():
+    sink = DuckDBSink(":memory:", "t", key=None)
+    w = sink.open()
+    w.write_batch(pd.DataFrame({"event_type": pd.Categorical(["click"])}))
+    w.write_batch(pd.DataFrame({"event_type": pd.Categorical(["purchase"])}))
+    assert sorted(sink.read()["event_type"]) == ["click", "purchase"]
