@@ -227,7 +227,7 @@ def partition_watermarks(
     """
     if any(c not in batch.columns for c in by):
         # data without the partition column (a test replay of a Kafka pipeline, say): one partition
-        codes, uniq = np.zeros(len(ts), dtype=np.int64), [None]
+        codes, uniq = np.zeros(len(ts), dtype=np.int64), pd.Index([None], dtype=object)
     elif len(by) == 1:
         codes, uniq = pd.factorize(batch[by[0]], use_na_sentinel=False)
     else:
