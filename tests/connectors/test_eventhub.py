@@ -242,3 +242,46 @@ def test_spec_round_trips_with_the_secret_in_the_environment(monkeypatch: pytest
         EventHubSource(connection_string_env="EH_CONN")
     with pytest.raises(ValueError, match="either connection_string"):
         EventHubSource(HUB_CONN, connection_string_env="EH_CONN")
+
+
+def test_pipeline_interrupted_and_restarted_keeps_every_event_once(
+    kafka_broker: LocalKafkaBroker, unique_name: str
+) -> None:
+    """Event Hubs source → parse → sink, stopped mid-stream and restarted: each good event once, poison in DLQ."""
+    from streamlab import ListSink, Pipeline
+
+    from .test_kafka import produce_raw, product_events
+
+    boot = kafka_broker.bootstrap_servers
+    hub, group = f"hub-e2e-{unique_name}", f"cg-e2e-{unique_name}"
+    create_topic(boot, hub, partitions=2)
+    records, good, poison = product_events(160)
+    produce_raw(boot, hub, records)
+    local = {"bootstrap_servers": boot, "security_protocol": "PLAINTEXT"}
+    sink, dead = ListSink(), ListSink()
+
+    def pipeline() -> Pipeline:
+        src = EventHubSource(
+            f"{CONN};EntityPath={hub}",
+            consumer_group=group,
+            config={"session.timeout.ms": 2000, "heartbeat.interval.ms": 500},
+            max_batch=30,
+            **local,  # type: ignore[arg-type]
+        )
+        p = Pipeline(src, name="eventhub-e2e")
+        events = p.parse()
+        events.to(sink)
+        events.dead_letter.to(dead)
+        return p
+
+    first = pipeline().run(max_events=70, batch_size=30)
+    assert first.status == "stopped" and first.metrics["events_in"] == 70
+    assert sum(KafkaAdmin(boot).committed_offsets(group, hub).values()) == 70
+    handle = pipeline().start(batch_size=30)
+    try:
+        wait_for(lambda: handle.metrics["events_in"] >= 90, timeout=30, what="the rest of the hub")
+    finally:
+        handle.stop()
+    assert sorted(sink.frame()["event_id"]) == sorted(good)
+    assert sorted(dead.frame()["raw"]) == sorted(poison)
+    assert sum(KafkaAdmin(boot).committed_offsets(group, hub).values()) == 160
