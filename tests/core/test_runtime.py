@@ -113,8 +113,9 @@ def streamlab_threads() -> list[threading.Thread]:
 
 
 def test_background_handle_under_a_running_event_loop_leaves_no_thread():
+    # 10 ms between events at real-time speed: reading 200 of them takes about 2 s, so the loop ticks
     frame = pd.DataFrame(
-        {"x": np.arange(2000), "timestamp": BASE + pd.to_timedelta(np.arange(2000), unit="ms")}
+        {"x": np.arange(2000), "timestamp": BASE + pd.to_timedelta(np.arange(2000) * 10, unit="ms")}
     )
     ticks = []
 
