@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
-from streamlab.connectors.pubsub import encode_json_rows
+from streamlab.connectors._json_rows import encode_json_rows
 
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter

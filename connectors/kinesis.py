@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from streamlab.connectors._json_rows import encode_json_rows
 from streamlab.connectors.aws_local import aws_client
-from streamlab.connectors.pubsub import encode_json_rows
 
 from streamlab._time import Duration, format_duration, parse_duration
 from streamlab.clock import Clock

@@ -9,7 +9,6 @@ redelivered. :class:`PubSubSink` publishes rows as JSON. Locally, point both at
 
 from __future__ import annotations
 
-import base64
 import collections
 import contextlib
 import logging
@@ -18,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
+from streamlab.connectors._json_rows import encode_json_rows
 
 from streamlab._time import Duration, parse_duration
 from streamlab.clock import Clock
@@ -76,46 +76,6 @@ def _duration_pb(value: Duration, where: str) -> dict[str, int]:
     if not 0 <= ns <= 600 * 1_000_000_000:
         raise ValueError(f"{where}: must be between 0s and 600s (Pub/Sub's limits), got {value!r}")
     return {"seconds": ns // 1_000_000_000, "nanos": ns % 1_000_000_000}
-
-
-def encode_json_rows(batch: pd.DataFrame) -> list[bytes]:
-    """Serialize each row of ``batch`` as one UTF-8 JSON object (timestamps as ISO-8601 UTC).
-
-    Parameters
-    ----------
-    batch
-        Rows to encode; nested dicts/lists stay nested, missing values become ``null``, and bytes (such
-        as a dead letter's ``raw`` record) become base64 text, as BigQuery writes BYTES in JSON.
-
-    Returns
-    -------
-    list of bytes
-        One JSON document per row, in order.
-
-    Examples
-    --------
-    >>> rows = pd.DataFrame({"user_id": ["u1"], "n": [3], "properties": [{"page": "/"}]})
-    >>> encode_json_rows(rows)
-    [b'{"user_id":"u1","n":3,"properties":{"page":"\\\\/"}}']
-    >>> encode_json_rows(pd.DataFrame({"raw": [b"\\xff{"]}))
-    [b'{"raw":"\\\\/3s="}']
-    """
-    if batch.empty:
-        return []
-    binary = [
-        c
-        for c in batch.columns
-        if batch[c].dtype == object and batch[c].map(lambda v: isinstance(v, bytes)).any()
-    ]
-    if binary:
-        batch = batch.assign(**{c: batch[c].map(_base64_text) for c in binary})
-    text = batch.to_json(orient="records", lines=True, date_format="iso", date_unit="us", force_ascii=False)
-    # to_json escapes newlines inside strings, so each line is exactly one row.
-    return [line.encode("utf-8") for line in text.rstrip("\n").split("\n")]
-
-
-def _base64_text(value: Any) -> Any:
-    return base64.b64encode(value).decode("ascii") if isinstance(value, bytes) else value
 
 
 class PubSubSource(Source):

@@ -406,11 +406,11 @@ class WindowOperator(_Watermarks, Operator):
         batch, ts_all = split_missing_time(batch, self.time, self.step_id, out)
         if len(batch) == 0:
             return out
+        ev, kwin = self.window.assign_index(ts_all)
+        start = kwin * self.slide_ns + self.window.offset_ns
         if self.by:
             wm = self._event_watermarks(batch, ts_all)
             w_final = int(wm[-1])
-            ev, kwin = self.window.assign_index(ts_all)
-            start = kwin * self.slide_ns + self.window.offset_ns
             late_mask = start + (self.size_ns + self.lateness_ns) <= wm[ev]
             pos = np.flatnonzero(late_mask)
             wm_late = wm[ev[pos]]
@@ -420,8 +420,6 @@ class WindowOperator(_Watermarks, Operator):
             batch_max = int(ts_all.max())
             self.max_ts = batch_max if prev_max == _NO_WATERMARK else max(prev_max, batch_max)
             w_final = self.max_ts - self.delay_ns
-            ev, kwin = self.window.assign_index(ts_all)
-            start = kwin * self.slide_ns + self.window.offset_ns
             close_at = start + (self.size_ns + self.lateness_ns)
             identity = isinstance(self.window, TumblingWindow)
             pos = np.zeros(0, dtype=np.int64)
