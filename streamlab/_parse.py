@@ -85,6 +85,32 @@ def _flat_schema(fields: list[FieldSpec]) -> pa.Schema:
     return pa.schema([pa.field(f.name, _ARROW.get(f.type, pa.string())) for f in fields])
 
 
+def _is_utf8(buf: bytes) -> bool:
+    """Whether ``buf`` is valid UTF-8; pure ASCII (the common case) is recognised with one vector pass."""
+    if len(buf) == 0 or int(np.frombuffer(buf, dtype=np.uint8).max()) < 0x80:
+        return True
+    try:
+        buf.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _object_shaped(buf: bytes, lens: np.ndarray) -> np.ndarray:
+    """For newline-joined records of lengths ``lens``: which start with ``{`` and end with ``}``.
+
+    Only such records go to arrow's line-delimited reader; others (``null``, ``[]``, blank records,
+    surrounding whitespace) are judged by the Python path, which words their dead-letter reason. When
+    every record is shaped so and ``buf`` has no carriage return, arrow cannot mistake the line structure:
+    every line a record contributes is non-blank, so a record holding a line break either fails to parse
+    (fragments such as ``{"a":``) or adds rows, which the row-count check catches.
+    """
+    view = np.frombuffer(buf, dtype=np.uint8)
+    ends = np.cumsum(lens + 1) - 2  # each record's last byte
+    firsts = ends - lens + 1
+    return (view[firsts] == ord("{")) & (view[ends] == ord("}"))  # type: ignore[no-any-return]
+
+
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -131,14 +157,14 @@ class ParseOperator(Operator):
         )
 
     # -- arrow path -------------------------------------------------------------------------------
-    def _arrow(self, recs: list[bytes], buf: bytes | None = None) -> pa.Table | None:
+    def _arrow(
+        self, recs: list[bytes], buf: bytes | None = None, longest: int | None = None
+    ) -> pa.Table | None:
         if buf is None:
             buf = b"\n".join(recs)
-        longest = max(map(len, recs))
-        try:
-            # arrow does not check UTF-8; the Python path rejects invalid bytes anywhere in a record
-            buf.decode("utf-8")
-        except UnicodeDecodeError:
+        if longest is None:
+            longest = max(map(len, recs))
+        if not _is_utf8(buf):  # arrow does not check; the Python path rejects invalid bytes anywhere
             return None
         try:
             table = pj.read_json(
@@ -219,7 +245,7 @@ class ParseOperator(Operator):
             raise ValueError(f"field {f.name!r}: expected {f.type}, got {type(v).__name__} {str(v)[:40]!r}")
         return v
 
-    def _python_rows(self, recs: list[bytes], idx: list[int], good: list[Any], bad: list[Any]) -> None:
+    def _python_rows(self, recs: list[bytes], idx: Any, good: list[Any], bad: list[Any]) -> None:
         rows, where = [], []
         for i, rec in zip(idx, recs):
             try:
@@ -253,12 +279,18 @@ class ParseOperator(Operator):
         return f"record is {size:,} bytes; max_record_bytes is {self.max_record_bytes:,}"
 
     def _chunk(
-        self, recs: list[bytes], idx: list[int], good: list[Any], bad: list[Any], buf: bytes | None = None
+        self,
+        recs: list[bytes],
+        idx: Any,
+        good: list[Any],
+        bad: list[Any],
+        buf: bytes | None = None,
+        longest: int | None = None,
     ) -> None:
         if len(recs) <= _SMALL_CHUNK:
             self._python_rows(recs, idx, good, bad)
             return
-        table = self._arrow(recs, buf)
+        table = self._arrow(recs, buf, longest)
         if table is not None:
             good.append((np.asarray(idx), table, {}))
             return
@@ -275,28 +307,31 @@ class ParseOperator(Operator):
                 f"step {self.step_id!r} (parse): the input has no column {self.value_column!r}; "
                 f"it has {list(batch.columns)}; pass value_column=... naming the raw record column"
             )
-        raw = batch[self.value_column].tolist()
+        column = batch[self.value_column]
+        raw = column.tolist()
         bad: list[tuple[int, str]] = []
         good: list[Any] = []
-        if not self.python_only and n and set(map(type, raw)) == {bytes}:
+        if not self.python_only and n and pd.api.types.infer_dtype(column, skipna=False) == "bytes":
             # common case, vectorized: every record is bytes
             lens = np.fromiter(map(len, raw), dtype=np.int64, count=n)
             too_big = lens > self.max_record_bytes
             empty = lens == 0
+            idx: Any
             if too_big.any() or empty.any():
                 for i in np.flatnonzero(too_big | empty).tolist():
                     bad.append((i, self._size_reason(int(lens[i]))))
                 keep = np.flatnonzero(~(too_big | empty))
                 recs = [raw[i] for i in keep.tolist()]
-                idx = keep.tolist()
+                idx, lens = keep, lens[keep]
             else:
-                recs, idx = raw, list(range(n))
+                recs, idx = raw, np.arange(n)
             if recs:
                 buf = b"\n".join(recs)
-                if buf.count(b"\n") == len(recs) - 1 and b"\r" not in buf:
-                    self._chunk(recs, idx, good, bad, buf=buf)
+                shaped = _object_shaped(buf, lens)
+                if shaped.all() and b"\r" not in buf:
+                    self._chunk(recs, idx, good, bad, buf=buf, longest=int(lens.max()))
                 else:
-                    multi = [(b"\n" in r or b"\r" in r) for r in recs]
+                    multi = [not s or b"\n" in r or b"\r" in r for r, s in zip(recs, shaped.tolist())]
                     one = [(i, r) for i, r, m in zip(idx, recs, multi) if not m]
                     many = [(i, r) for i, r, m in zip(idx, recs, multi) if m]
                     if one:
@@ -322,7 +357,7 @@ class ParseOperator(Operator):
                 bad.append((i, "empty record"))
             elif len(r) > self.max_record_bytes:
                 bad.append((i, self._size_reason(len(r))))
-            elif self.python_only or b"\n" in r or b"\r" in r:
+            elif self.python_only or b"\n" in r or b"\r" in r or r[:1] != b"{" or r[-1:] != b"}":
                 slow_idx.append(i)
                 slow_recs.append(r)
             else:
@@ -341,33 +376,40 @@ class ParseOperator(Operator):
         if good:
             where = np.concatenate([g[0] for g in good])
             table = pa.concat_tables([g[1] for g in good]) if len(good) > 1 else good[0][1]
+            objects = {  # parsed Python values of json/object fields (python_only mode)
+                f.name: [v for g in good for v in (g[2][f.name] if g[2] else [None] * len(g[0]))]
+                for f in self.fields
+                if self.python_only and f.type in ("json", "object")
+            }
+            keep: np.ndarray | None = None
+            if len(good) > 1 or (len(where) > 1 and bool((where[1:] < where[:-1]).any())):
+                keep = np.argsort(where, kind="stable")
+            # required fields, checked on the arrow columns (so both paths agree) and before the
+            # conversion to pandas, so rejected records cannot change the accepted ones' dtypes
+            missing = np.zeros(len(where), dtype=bool)
+            reasons = np.full(len(where), None, dtype=object)
+            for name in self.required:
+                null = table.column(name).is_null().to_numpy(zero_copy_only=False)
+                new = null & ~missing
+                reasons[new] = f"missing required field {name!r}"
+                missing |= null
+            if missing.any():
+                ok = np.flatnonzero(~missing)
+                keep = ok if keep is None else keep[~missing[keep]]
+                bad.extend(zip(where[missing].tolist(), reasons[missing].tolist()))
+            if keep is not None:
+                table = table.take(pa.array(keep))
+                where = where[keep]
+                objects = {k: [v[i] for i in keep.tolist()] for k, v in objects.items()}
             frame = table.to_pandas(types_mapper=None, self_destruct=False)
             for f in self.fields:
                 if f.type == "category":
                     frame[f.name] = frame[f.name].astype("category")
-                elif f.type in ("json", "object"):
-                    merged: list[Any] = []
-                    for g in good:
-                        merged.extend(g[2].get(f.name, []) if g[2] else [None] * len(g[0]))
-                    frame[f.name] = merged if self.python_only else frame[f.name]
-            order = np.argsort(where, kind="stable")
-            frame = frame.iloc[order].reset_index(drop=True)
-            where = where[order]
+                elif f.name in objects:
+                    frame[f.name] = objects[f.name]
         else:
             where = np.zeros(0, dtype=np.int64)
             frame = self.flat_schema.empty_table().to_pandas()
-        # required fields, checked on columns so both paths agree
-        missing = np.zeros(len(frame), dtype=bool)
-        reasons = np.full(len(frame), None, dtype=object)
-        for name in self.required:
-            null = frame[name].isna().to_numpy()
-            new = null & ~missing
-            reasons[new] = f"missing required field {name!r}"
-            missing |= null
-        if missing.any():
-            bad.extend(zip(where[missing].tolist(), reasons[missing].tolist()))
-            frame = frame[~missing].reset_index(drop=True)
-            where = where[~missing]
         if passthrough:
             extra = batch[passthrough].iloc[where].reset_index(drop=True)
             frame = pd.concat([frame, extra], axis=1)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._operator import Operator, Outputs
-from streamlab._time import NAT_NS, ns_to_timestamp
+from streamlab._time import NAT_NS, utc_array
 from streamlab._windowing import _NO_WATERMARK, KeyIndex, _Watermarks, late_frame, split_missing_time
 from streamlab.aggregators import Aggregator
 from streamlab.windows import SessionWindow
@@ -181,8 +181,8 @@ class SessionOperator(_Watermarks, Operator):
         keys = np.array([c[2] for c in closed], dtype=np.int64)
         slots = np.array([c[3] for c in closed], dtype=np.int64)
         data: dict[str, Any] = self.key_index.key_columns(keys, self.keys)
-        data["window_start"] = ns_to_timestamp(starts)
-        data["window_end"] = ns_to_timestamp(ends)
+        data["window_start"] = utc_array(starts)
+        data["window_end"] = utc_array(ends)
         for agg, st in zip(self.aggs, self.stores):
             data[agg.name] = st.results(slots)
         for st in self.stores:

@@ -8,13 +8,14 @@ batch), so the result never depends on how the stream was cut into batches.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from streamlab._operator import Operator, Outputs
-from streamlab._time import NAT_NS, ns_to_timestamp, to_utc_ns
+from streamlab._time import NAT_NS, ns_to_timestamp, to_utc_ns, utc_array
 from streamlab.aggregators import Aggregator, _CountStore
 from streamlab.windows import SlidingWindow, TumblingWindow, floor_div
 
@@ -30,39 +31,44 @@ class KeyIndex:
         self.values: list[Any] = []
         self.free: list[int] = []
         self.refs = np.zeros(0, dtype=np.int64)
-        self._cat_cache: tuple[Any, np.ndarray, list[tuple[Any, int]]] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_cat_cache": None}
 
     def codes(self, frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
         """Return the id of every row's key."""
+        local, ids_of = self.local_codes(frame, columns)
+        if len(local) == 0:
+            return np.zeros(0, dtype=np.int64)
+        present, group, _ = present_codes(local, int(local.max()) + 1)
+        return ids_of(present)[group]
+
+    def local_codes(
+        self, frame: pd.DataFrame, columns: list[str]
+    ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+        """Batch-local key codes (``0 <= code``) of every row, and a function from local codes to ids.
+
+        Aggregating on local codes and mapping only the groups found to ids avoids a per-row lookup:
+        a categorical column's codes are used as they are.
+        """
         if not columns:
-            return np.zeros(len(frame), dtype=np.int64) + self._id(())
+            return np.zeros(len(frame), dtype=np.int64), lambda u: np.full(
+                len(u), self._id(()), dtype=np.int64
+            )
         if len(columns) == 1:
             col = frame[columns[0]]
             if isinstance(col.dtype, pd.CategoricalDtype):
-                local = col.cat.codes.to_numpy()
-                cats = col.cat.categories
-                cached = self._cat_cache
-                if (
-                    cached is not None
-                    and cached[0] is cats
-                    and all(self.ids.get(v) == i for v, i in cached[2])
-                ):
-                    return cached[1][local]
-                uniques = list(cats)
-                mapping = np.fromiter((self._id(u) for u in uniques), dtype=np.int64, count=len(uniques))
-                self._cat_cache = (cats, mapping, list(zip(uniques, mapping.tolist())))
-                return mapping[local] if len(mapping) else np.zeros(len(frame), dtype=np.int64)
-            else:
-                local, uniq = pd.factorize(col, use_na_sentinel=False)
-                uniques = list(uniq)
+                local = np.asarray(col.array.codes)  # type: ignore[attr-defined]
+                values: list[Any] = list(col.array.categories)  # type: ignore[attr-defined]
+                if len(local) and int(local.min()) < 0:  # missing keys: code -1 becomes the key None
+                    local = local.astype(np.int64) + 1
+                    values = [None, *values]
+                return local, lambda u: self._ids([values[i] for i in u.tolist()])
+            local, uniq = pd.factorize(col, use_na_sentinel=False)
         else:
             local, uniq = pd.MultiIndex.from_frame(frame[columns]).factorize()
-            uniques = list(uniq)
-        mapping = np.fromiter((self._id(u) for u in uniques), dtype=np.int64, count=len(uniques))
-        return mapping[local] if len(mapping) else np.zeros(len(frame), dtype=np.int64)
+        uniques = list(uniq)
+        return local, lambda u: self._ids([uniques[i] for i in u.tolist()])
+
+    def _ids(self, values: list[Any]) -> np.ndarray:
+        return np.fromiter((self._id(v) for v in values), dtype=np.int64, count=len(values))
 
     def _id(self, value: Any) -> int:
         if isinstance(value, float) and value != value:
@@ -94,6 +100,20 @@ class KeyIndex:
         if len(columns) == 1:
             return {columns[0]: vals}
         return {c: [v[j] for v in vals] for j, c in enumerate(columns)}
+
+
+def present_codes(codes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct values of ``codes`` (all in ``[0, n)``), sorted; each row's position among them; their counts."""
+    if n <= 4 * len(codes) + 4096:
+        counts = np.bincount(codes, minlength=n)
+        present = np.flatnonzero(counts)
+        if len(present) == n:
+            return present, codes, counts
+        compact = np.full(n, -1, dtype=np.int64)
+        compact[present] = np.arange(len(present))
+        return present, compact[codes], counts[present]
+    present, group, sizes = np.unique(codes, return_inverse=True, return_counts=True)
+    return present, group, sizes
 
 
 class SlotTable:
@@ -203,6 +223,49 @@ def late_pairs(
         late[idx] = close_at[idx] <= exact
     pos = np.flatnonzero(late)
     return pos, wm[pos]
+
+
+def late_rows(
+    ts: np.ndarray, kwin: np.ndarray, slide_ns: int, close_shift: int, prev_max: int, delay_ns: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows are late when each row is in one window (tumbling), closing at ``kwin * slide + close_shift``.
+
+    A row is late when its window closed at or before the watermark at its arrival (the running maximum
+    of event times minus ``delay_ns``). Per block of rows, the watermark lies between the running maximum
+    before the block and after it, and the earliest window of the block closes first; only blocks where
+    that window may have closed need the exact running maximum. Returns the late rows and the watermark at
+    their arrival.
+    """
+    n = len(ts)
+    n_full = n // _BLOCK
+    tail = n_full * _BLOCK < n
+    b_max = np.empty(n_full + tail, dtype=np.int64)
+    b_kmin = np.empty(n_full + tail, dtype=np.int64)
+    if n_full:
+        b_max[:n_full] = ts[: n_full * _BLOCK].reshape(n_full, _BLOCK).max(axis=1)
+        b_kmin[:n_full] = kwin[: n_full * _BLOCK].reshape(n_full, _BLOCK).min(axis=1)
+    if tail:
+        b_max[-1] = ts[n_full * _BLOCK :].max()
+        b_kmin[-1] = kwin[n_full * _BLOCK :].min()
+    upper = np.maximum.accumulate(b_max)
+    if prev_max != _NO_WATERMARK:
+        np.maximum(upper, prev_max, out=upper)
+    hit = np.flatnonzero(b_kmin * slide_ns + close_shift <= upper - delay_ns).tolist()
+    if not hit:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if len(hit) * 4 > len(upper):  # late rows all over the batch: the exact running maximum everywhere
+        wm, _ = running_watermark(ts, prev_max, delay_ns)
+        pos = np.flatnonzero(kwin * slide_ns + close_shift <= wm)
+        return pos, wm[pos]
+    pos_parts, wm_parts = [], []
+    for b in hit:
+        lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
+        seed = int(upper[b - 1]) if b else prev_max
+        wm, _ = running_watermark(ts[lo:hi], seed, delay_ns)
+        p = np.flatnonzero(kwin[lo:hi] * slide_ns + close_shift <= wm)
+        pos_parts.append(p + lo)
+        wm_parts.append(wm[p])
+    return np.concatenate(pos_parts), np.concatenate(wm_parts)
 
 
 _NONE = -(2**62)  # "no watermark yet" inside arrays: far below any event time, safe from overflow
@@ -323,9 +386,9 @@ def late_frame(
 ) -> pd.DataFrame:
     """Rows of ``batch`` that missed a closed window, with that window and the watermark at arrival."""
     late = batch.iloc[rows].reset_index(drop=True)
-    late["window_start"] = ns_to_timestamp(start)
-    late["window_end"] = ns_to_timestamp(end)
-    late["watermark"] = ns_to_timestamp(wm)
+    late["window_start"] = utc_array(start)
+    late["window_end"] = utc_array(end)
+    late["watermark"] = utc_array(wm)
     return late
 
 
@@ -334,9 +397,9 @@ def split_missing_time(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Event times of ``batch``; rows without one go to ``out["dead_letter"]`` and are removed."""
     ts = to_utc_ns(batch[time])
-    valid = ts != NAT_NS
-    if valid.all():
+    if len(ts) == 0 or int(ts.min()) != NAT_NS:  # NAT_NS is the smallest int64
         return batch, ts
+    valid = ts != NAT_NS
     out["dead_letter"] = missing_time_frame(batch, np.flatnonzero(~valid), step_id, time)
     return batch[valid].reset_index(drop=True), ts[valid]
 
@@ -406,36 +469,47 @@ class WindowOperator(_Watermarks, Operator):
         batch, ts_all = split_missing_time(batch, self.time, self.step_id, out)
         if len(batch) == 0:
             return out
-        ev, kwin = self.window.assign_index(ts_all)
-        start = kwin * self.slide_ns + self.window.offset_ns
+        # (row, window) pairs: ``ev`` is each pair's row (None: one pair per row, in order), ``kwin`` its
+        # window's index; the window starts at kwin * slide + offset and closes at kwin * slide + close_shift
+        ev: np.ndarray | None
+        if isinstance(self.window, TumblingWindow):
+            off = self.window.offset_ns
+            ev, kwin = None, floor_div(ts_all - off if off else ts_all, self.size_ns)
+        else:
+            ev, kwin = self.window.assign_index(ts_all)
+        close_shift = self.window.offset_ns + self.size_ns + self.lateness_ns
+        pos = np.zeros(0, dtype=np.int64)
         if self.by:
             wm = self._event_watermarks(batch, ts_all)
             w_final = int(wm[-1])
-            late_mask = start + (self.size_ns + self.lateness_ns) <= wm[ev]
-            pos = np.flatnonzero(late_mask)
-            wm_late = wm[ev[pos]]
-            identity = isinstance(self.window, TumblingWindow) and not len(pos)
+            wm_pairs = wm if ev is None else wm[ev]
+            pos = np.flatnonzero(kwin * self.slide_ns + close_shift <= wm_pairs)
+            wm_late = wm_pairs[pos]
         else:
             prev_max = self.max_ts
             batch_max = int(ts_all.max())
             self.max_ts = batch_max if prev_max == _NO_WATERMARK else max(prev_max, batch_max)
             w_final = self.max_ts - self.delay_ns
-            close_at = start + (self.size_ns + self.lateness_ns)
-            identity = isinstance(self.window, TumblingWindow)
-            pos = np.zeros(0, dtype=np.int64)
             # only pairs whose window closes before the final watermark can be late
-            if int(close_at.min()) <= w_final:
-                pos, wm_late = late_pairs(ts_all, ev, close_at, prev_max, self.delay_ns)
+            if int(kwin.min()) * self.slide_ns + close_shift <= w_final:
+                if ev is None:
+                    pos, wm_late = late_rows(
+                        ts_all, kwin, self.slide_ns, close_shift, prev_max, self.delay_ns
+                    )
+                else:
+                    close_at = kwin * self.slide_ns + close_shift
+                    pos, wm_late = late_pairs(ts_all, ev, close_at, prev_max, self.delay_ns)
         if len(pos):
-            is_late = np.zeros(len(ev), dtype=bool)
-            is_late[pos] = True
-            lrows = ev[pos]
-            out["late"] = late_frame(batch, lrows, start[pos], start[pos] + self.size_ns, wm_late)
-            keep = ~is_late
-            ev, kwin = ev[keep], kwin[keep]
-            identity = False
-        if len(ev):
-            touched = self._aggregate(batch, ts_all, None if identity else ev, kwin)
+            start = kwin[pos] * self.slide_ns + self.window.offset_ns
+            out["late"] = late_frame(
+                batch, pos if ev is None else ev[pos], start, start + self.size_ns, wm_late
+            )
+            keep = np.ones(len(kwin), dtype=bool)
+            keep[pos] = False
+            ev = np.flatnonzero(keep) if ev is None else ev[keep]
+            kwin = kwin[keep]
+        if len(kwin):
+            touched = self._aggregate(batch, ts_all, ev, kwin)
             if self.early:
                 out["early"] = self._emit(touched, final=False)
         closed = self._close(w_final)
@@ -444,35 +518,40 @@ class WindowOperator(_Watermarks, Operator):
         return out
 
     def _aggregate(
-        self, batch: pd.DataFrame, ts: np.ndarray, ev: np.ndarray | None, kwin: np.ndarray
+        self,
+        batch: pd.DataFrame,
+        ts: np.ndarray,
+        ev: np.ndarray | None,
+        kwin: np.ndarray,
+        keys: tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]] | None = None,
     ) -> np.ndarray:
         """Fold rows into their (window, key) slots; ``ev`` maps pairs to rows (``None``: one pair per row).
 
-        ``kwin`` is each pair's window index: the window starts at ``kwin * slide + offset``.
+        ``kwin`` is each pair's window index: the window starts at ``kwin * slide + offset``. ``keys`` are
+        the batch's local key codes (:meth:`KeyIndex.local_codes`), when the caller has them already.
+        Returns the slots touched.
         """
-        key_ids = self.key_index.codes(batch, self.keys)
+        local, ids_of = keys if keys is not None else self.key_index.local_codes(batch, self.keys)
         if ev is not None:
-            key_ids = key_ids[ev]
+            local = local[ev]
         k0 = int(kwin.min())
-        widx = kwin - k0
-        w0 = k0 * self.slide_ns + self.window.offset_ns
-        n_w = int(widx.max()) + 1
-        k_local, k_uniq = pd.factorize(key_ids) if len(self.key_index.ids) > 64 else (key_ids, None)
-        n_k = int(k_local.max()) + 1
-        cell = widx * n_k + k_local
-        n_cells = n_w * n_k
-        if n_cells <= 4 * len(cell) + 4096:
-            counts = np.bincount(cell, minlength=n_cells)
-            present = np.flatnonzero(counts)
-            compact = np.full(n_cells, -1, dtype=np.int64)
-            compact[present] = np.arange(len(present))
-            group = compact[cell]
-            sizes = counts[present]
-        else:
-            present, group, sizes = np.unique(cell, return_inverse=True, return_counts=True)
-        g_start = (present // n_k) * self.slide_ns + w0
-        g_key_local = present % n_k
-        g_key = np.asarray(k_uniq)[g_key_local] if k_uniq is not None else g_key_local
+        n_w = int(kwin.max()) - k0 + 1
+        n_k = int(local.max()) + 1
+        if n_k > 64 and n_w * n_k > 4 * len(local) + 4096:
+            # few of many possible keys (a large categorical, say): number the ones present densely
+            k_present, local, _ = present_codes(local, n_k)
+            n_k = len(k_present)
+            outer = ids_of
+            ids_of = lambda u: outer(k_present[u])
+        cell = kwin * n_k
+        cell += local
+        if k0:
+            cell -= k0 * n_k
+        present, group, sizes = present_codes(cell, n_w * n_k)
+        g_start = (present // n_k + k0) * self.slide_ns + self.window.offset_ns
+        g_local = present % n_k
+        k_uniq, k_inv, _ = present_codes(g_local, n_k)
+        g_key = ids_of(k_uniq)[k_inv]
         slots, new = self.slots.slots_for(g_start, g_key)
         if new:
             np.add.at(self.key_index.refs, self.slots.key[new], 1)
@@ -497,8 +576,8 @@ class WindowOperator(_Watermarks, Operator):
         slots = slots[order]
         starts = self.slots.start[slots]
         data: dict[str, Any] = self.key_index.key_columns(self.slots.key[slots], self.keys)
-        data["window_start"] = ns_to_timestamp(starts)
-        data["window_end"] = ns_to_timestamp(starts + self.size_ns)
+        data["window_start"] = utc_array(starts)
+        data["window_end"] = utc_array(starts + self.size_ns)
         for agg, st in zip(self.aggs, self.stores):
             data[agg.name] = st.results(slots)
         frame = pd.DataFrame(data)
@@ -584,6 +663,7 @@ class PanedWindowOperator(WindowOperator):
             start = (first[rows] + within) * self.every + self.offset
             out["late"] = late_frame(batch, rows, start, start + self.size_ns, wm[rows])
         admitted = pane > closed  # at least one of its windows is still open
+        keys = self.key_index.local_codes(batch, self.keys)
         bounds = np.concatenate([[0], np.flatnonzero(np.diff(closed)) + 1, [len(pane)]])
         emitted = []
         for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
@@ -592,7 +672,7 @@ class PanedWindowOperator(WindowOperator):
                 emitted.append(frame)
             sel = np.flatnonzero(admitted[a:b]) + a
             if len(sel):
-                self._aggregate(batch, ts_all, sel, pane[sel])
+                self._aggregate(batch, ts_all, sel, pane[sel], keys)
         if emitted:
             out["out"] = emitted[0] if len(emitted) == 1 else pd.concat(emitted, ignore_index=True)
         return out
@@ -648,8 +728,8 @@ class PanedWindowOperator(WindowOperator):
         order = np.lexsort((tk, tw))
         starts = tw[order] * self.every + self.offset
         data: dict[str, Any] = self.key_index.key_columns(tk[order], self.keys)
-        data["window_start"] = ns_to_timestamp(starts)
-        data["window_end"] = ns_to_timestamp(starts + self.size_ns)
+        data["window_start"] = utc_array(starts)
+        data["window_end"] = utc_array(starts + self.size_ns)
         for agg, st in zip(self.aggs, self.stores):
             res = st.reduce(tg, sl, len(tw))
             data[agg.name] = np.asarray(res, dtype=object)[order] if isinstance(res, list) else res[order]

@@ -226,12 +226,13 @@ class _SumStore(_ArrayStore):
 
     def add(self, group, n_groups, slots, values, ts):  # type: ignore[no-untyped-def]
         v = _as_float(values)
-        nan = np.isnan(v)
-        if not nan.any():
-            self.arrays[0][slots] += np.bincount(group, weights=v, minlength=n_groups)
+        part = np.bincount(group, weights=v, minlength=n_groups)
+        if not np.isnan(part).any():  # NaN in a group's sum: that group had a missing value (or inf - inf)
+            self.arrays[0][slots] += part
             if self.needs_count:
                 self.arrays[1][slots] += np.bincount(group, minlength=n_groups)
         else:
+            nan = np.isnan(v)
             ok = ~nan
             self.arrays[0][slots] += np.bincount(group[ok], weights=v[ok], minlength=n_groups)
             self.arrays[1][slots] += np.bincount(group[ok], minlength=n_groups)
