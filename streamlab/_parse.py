@@ -8,15 +8,17 @@ paths accept exactly the same records with the same values, so batch boundaries 
 
 from __future__ import annotations
 
-import io
 import json
 import math
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from streamlab._operator import Operator, Outputs
@@ -30,6 +32,9 @@ _ARROW = {
     "bool": pa.bool_(),
     "timestamp": pa.timestamp("ns", tz="UTC"),
 }
+_DICT = pa.dictionary(pa.int32(), pa.string())
+_NEWLINE = pa.scalar(b"\n", pa.binary())
+_NOTHING = pa.scalar(b"", pa.binary())
 _SMALL_CHUNK = 48
 _SPLIT = 8
 _I64 = (-(2**63), 2**63 - 1)
@@ -85,30 +90,29 @@ def _flat_schema(fields: list[FieldSpec]) -> pa.Schema:
     return pa.schema([pa.field(f.name, _ARROW.get(f.type, pa.string())) for f in fields])
 
 
-def _is_utf8(buf: bytes) -> bool:
+class _Done:
+    """A finished result with the ``Future.result`` interface."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def result(self) -> Any:
+        return self.value
+
+
+def _done(outputs: Outputs) -> Callable[[], Outputs]:
+    return lambda: outputs
+
+
+def _is_utf8(buf: bytes | pa.Buffer) -> bool:
     """Whether ``buf`` is valid UTF-8; pure ASCII (the common case) is recognised with one vector pass."""
     if len(buf) == 0 or int(np.frombuffer(buf, dtype=np.uint8).max()) < 0x80:
         return True
     try:
-        buf.decode("utf-8")
+        str(buf, "utf-8")
     except UnicodeDecodeError:
         return False
     return True
-
-
-def _object_shaped(buf: bytes, lens: np.ndarray) -> np.ndarray:
-    """For newline-joined records of lengths ``lens``: which start with ``{`` and end with ``}``.
-
-    Only such records go to arrow's line-delimited reader; others (``null``, ``[]``, blank records,
-    surrounding whitespace) are judged by the Python path, which words their dead-letter reason. When
-    every record is shaped so and ``buf`` has no carriage return, arrow cannot mistake the line structure:
-    every line a record contributes is non-blank, so a record holding a line break either fails to parse
-    (fragments such as ``{"a":``) or adds rows, which the row-count check catches.
-    """
-    view = np.frombuffer(buf, dtype=np.uint8)
-    ends = np.cumsum(lens + 1) - 2  # each record's last byte
-    firsts = ends - lens + 1
-    return (view[firsts] == ord("{")) & (view[ends] == ord("}"))  # type: ignore[no-any-return]
 
 
 def _reject_constant(name: str) -> float:
@@ -152,6 +156,13 @@ class ParseOperator(Operator):
         self.python_only = any(f.type in ("json", "object") for f in fields)
         self.nested_schema = _nested_schema([f for f in fields if f.type not in ("json", "object")])
         self.flat_schema = _flat_schema(fields)
+        # tables carry category fields dictionary-encoded (done in the reading thread, without the GIL)
+        self.table_schema = pa.schema(
+            [
+                pa.field(f.name, _DICT) if f.type == "category" else self.flat_schema.field(f.name)
+                for f in fields
+            ]
+        )
         self.parse_options = pj.ParseOptions(
             explicit_schema=self.nested_schema, unexpected_field_behavior="ignore"
         )
@@ -166,9 +177,16 @@ class ParseOperator(Operator):
             longest = max(map(len, recs))
         if not _is_utf8(buf):  # arrow does not check; the Python path rejects invalid bytes anywhere
             return None
+        return self._read(buf, len(recs), longest)
+
+    def _read(self, buf: bytes | pa.Buffer, n_records: int, longest: int) -> pa.Table | None:
+        """Arrow's reader over ``n_records`` newline-joined, UTF-8-checked records; None if any fails.
+
+        Runs in arrow's threads, mostly without the GIL: the runtime may call it from a worker thread.
+        """
         try:
             table = pj.read_json(
-                io.BytesIO(buf),
+                pa.BufferReader(buf),
                 read_options=pj.ReadOptions(
                     use_threads=len(buf) > (1 << 20), block_size=max(1 << 20, 2 * longest + 2)
                 ),
@@ -176,18 +194,20 @@ class ParseOperator(Operator):
             )
         except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, ValueError):
             return None
-        if table.num_rows != len(recs):  # e.g. two objects on one line
+        if table.num_rows != n_records:  # e.g. two objects on one line
             return None
         cols = []
         for f in self.fields:
             col = table.column(f.path[0]).combine_chunks()
             for part in f.path[1:]:
                 col = col.field(part)
-            cols.append(col)
-        return pa.table(cols, schema=self.flat_schema)
+            cols.append(pc.dictionary_encode(col) if f.type == "category" else col)
+        return pa.table(cols, schema=self.table_schema)
 
     # -- python path (isolates and explains bad records) ---------------------------------------------
     def _python_one(self, rec: bytes) -> dict[str, Any]:
+        if not rec.strip():
+            raise ValueError("empty record")
         try:
             text = rec.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -263,8 +283,8 @@ class ParseOperator(Operator):
                     arr = pa.array([json.dumps(v) if v is not None else None for v in vals], type=pa.string())
                 else:
                     arr = pa.array(vals, type=_ARROW[f.type])
-                cols[f.name] = arr
-            table = pa.table(cols, schema=self.flat_schema)
+                cols[f.name] = pc.dictionary_encode(arr) if f.type == "category" else arr
+            table = pa.table(cols, schema=self.table_schema)
             if self.python_only:
                 json_cols = {
                     f.name: [r[f.name] for r in rows] for f in self.fields if f.type in ("json", "object")
@@ -294,6 +314,9 @@ class ParseOperator(Operator):
         if table is not None:
             good.append((np.asarray(idx), table, {}))
             return
+        self._split(recs, idx, good, bad)
+
+    def _split(self, recs: list[bytes], idx: Any, good: list[Any], bad: list[Any]) -> None:
         # isolate the bad records: an 8-way split needs few arrow calls (each has a fixed cost)
         step = -(-len(recs) // _SPLIT)
         for lo in range(0, len(recs), step):
@@ -301,6 +324,93 @@ class ParseOperator(Operator):
 
     # -- operator ------------------------------------------------------------------------------------
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
+        return self.begin(batch)()
+
+    def _begin_vectorized(
+        self, batch: pd.DataFrame, column: pd.Series, pool: Executor | None
+    ) -> Callable[[], Outputs] | None:
+        """The common case, in arrow: every record bytes (or text), one JSON object each.
+
+        Returns None when the records are not all bytes-like, so the record-by-record path takes them.
+        """
+        n = len(column)
+        try:
+            arr = pa.array(column, type=pa.binary())
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, UnicodeError):
+            return None
+        if isinstance(arr, pa.ChunkedArray) or arr.null_count:
+            return None
+        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset : arr.offset + n + 1]
+        lens = np.diff(offsets).astype(np.int64)
+        bad: list[tuple[int, str]] = []
+        good: list[Any] = []
+        idx = np.arange(n)
+        rejected = (lens > self.max_record_bytes) | (lens == 0)
+        if rejected.any():
+            bad.extend((i, self._size_reason(int(lens[i]))) for i in np.flatnonzero(rejected).tolist())
+            idx = np.flatnonzero(~rejected)
+            if not len(idx):
+                return _done(self._assemble(batch, n, column, good, bad))
+            arr, lens = arr.take(pa.array(idx)), lens[idx]
+        joined = self._join_and_check(arr, lens)
+        read: Any = _Done(joined)
+        if isinstance(joined, pa.Buffer):
+            args = (joined, len(lens), int(lens.max()))
+            read = pool.submit(self._read, *args) if pool is not None else _Done(self._read(*args))
+
+        def records(where: np.ndarray) -> list[bytes]:
+            return [
+                r.encode("utf-8") if isinstance(r, str) else bytes(r) for r in column.iloc[where].tolist()
+            ]
+
+        def complete() -> Outputs:
+            result = read.result()
+            if isinstance(result, pa.Table):
+                good.append((idx, result, {}))
+            elif isinstance(result, np.ndarray):
+                # a few records the line reader cannot take: judge them one by one, the rest in arrow
+                recs = records(idx)
+                multi = [not s or b"\n" in r or b"\r" in r for r, s in zip(recs, result.tolist())]
+                one = [(i, r) for i, r, m in zip(idx.tolist(), recs, multi) if not m]
+                many = [(i, r) for i, r, m in zip(idx.tolist(), recs, multi) if m]
+                if one:
+                    self._chunk([r for _, r in one], [i for i, _ in one], good, bad)
+                if many:
+                    self._python_rows([r for _, r in many], [i for i, _ in many], good, bad)
+            else:  # some record is bad (or too few to be worth arrow): isolate it
+                self._chunk(records(idx), idx, good, bad)
+            return self._assemble(batch, n, column, good, bad)
+
+        return complete if pool is not None else _done(complete())
+
+    def _join_and_check(self, arr: pa.BinaryArray, lens: np.ndarray) -> pa.Buffer | np.ndarray | None:
+        """The records of ``arr`` (of lengths ``lens``) as input for arrow's line reader.
+
+        Returns that buffer; or, when some records are not single-line JSON objects, which are (a bool
+        per record); or None when arrow should not read them (invalid UTF-8, or too few to be worth it).
+        """
+        # every record followed by a line break, in one arrow buffer: arrow's line-delimited input
+        lines = pc.binary_join_element_wise(arr, _NEWLINE, _NOTHING)
+        buf = lines.buffers()[2].slice(0, int(lens.sum()) + len(lens))
+        view = np.frombuffer(buf, dtype=np.uint8)
+        ends = np.cumsum(lens + 1) - 2  # each record's last byte
+        # records that start with "{" and end with "}" (and no carriage return anywhere): the line
+        # structure cannot be mistaken; every line a record gives is non-blank, so a record holding a
+        # line break either fails to parse (a fragment such as '{"a":') or adds rows (the count check)
+        shaped = (view[ends - lens + 1] == ord("{")) & (view[ends] == ord("}"))
+        if not shaped.all() or bool((view == ord("\r")).any()):
+            return shaped  # type: ignore[no-any-return]
+        if len(lens) <= _SMALL_CHUNK or not _is_utf8(buf):
+            return None
+        return buf
+
+    def begin(self, batch: pd.DataFrame, pool: Executor | None = None) -> Callable[[], Outputs]:
+        """Start parsing ``batch`` and return the function that completes it and gives the outputs.
+
+        The checks run now, in the caller's thread; with a ``pool``, arrow's read of the common case
+        (every record bytes, one JSON object per line) runs there, without the GIL, while the caller
+        goes on (the runtime delivers the previous batch downstream meanwhile).
+        """
         n = len(batch)
         if self.value_column not in batch.columns:
             raise KeyError(
@@ -308,37 +418,13 @@ class ParseOperator(Operator):
                 f"it has {list(batch.columns)}; pass value_column=... naming the raw record column"
             )
         column = batch[self.value_column]
+        if not self.python_only and n:
+            started = self._begin_vectorized(batch, column, pool)
+            if started is not None:
+                return started
         raw = column.tolist()
         bad: list[tuple[int, str]] = []
         good: list[Any] = []
-        if not self.python_only and n and pd.api.types.infer_dtype(column, skipna=False) == "bytes":
-            # common case, vectorized: every record is bytes
-            lens = np.fromiter(map(len, raw), dtype=np.int64, count=n)
-            too_big = lens > self.max_record_bytes
-            empty = lens == 0
-            idx: Any
-            if too_big.any() or empty.any():
-                for i in np.flatnonzero(too_big | empty).tolist():
-                    bad.append((i, self._size_reason(int(lens[i]))))
-                keep = np.flatnonzero(~(too_big | empty))
-                recs = [raw[i] for i in keep.tolist()]
-                idx, lens = keep, lens[keep]
-            else:
-                recs, idx = raw, np.arange(n)
-            if recs:
-                buf = b"\n".join(recs)
-                shaped = _object_shaped(buf, lens)
-                if shaped.all() and b"\r" not in buf:
-                    self._chunk(recs, idx, good, bad, buf=buf, longest=int(lens.max()))
-                else:
-                    multi = [not s or b"\n" in r or b"\r" in r for r, s in zip(recs, shaped.tolist())]
-                    one = [(i, r) for i, r, m in zip(idx, recs, multi) if not m]
-                    many = [(i, r) for i, r, m in zip(idx, recs, multi) if m]
-                    if one:
-                        self._chunk([r for _, r in one], [i for i, _ in one], good, bad)
-                    if many:
-                        self._python_rows([r for _, r in many], [i for i, _ in many], good, bad)
-            return self._assemble(batch, n, raw, good, bad)
         recs = []
         fast_idx: list[int] = []
         slow_idx: list[int] = []
@@ -367,10 +453,10 @@ class ParseOperator(Operator):
             self._chunk(recs, fast_idx, good, bad)
         if slow_recs:
             self._python_rows(slow_recs, slow_idx, good, bad)
-        return self._assemble(batch, n, raw, good, bad)
+        return _done(self._assemble(batch, n, column, good, bad))
 
     def _assemble(
-        self, batch: pd.DataFrame, n: int, raw: list[Any], good: list[Any], bad: list[tuple[int, str]]
+        self, batch: pd.DataFrame, n: int, raw: pd.Series, good: list[Any], bad: list[tuple[int, str]]
     ) -> Outputs:
         passthrough = [c for c in batch.columns if c != self.value_column and c not in self.flat_schema.names]
         if good:
@@ -382,7 +468,7 @@ class ParseOperator(Operator):
                 if self.python_only and f.type in ("json", "object")
             }
             keep: np.ndarray | None = None
-            if len(good) > 1 or (len(where) > 1 and bool((where[1:] < where[:-1]).any())):
+            if len(where) > 1 and bool((where[1:] < where[:-1]).any()):
                 keep = np.argsort(where, kind="stable")
             # required fields, checked on the arrow columns (so both paths agree) and before the
             # conversion to pandas, so rejected records cannot change the accepted ones' dtypes
@@ -403,8 +489,10 @@ class ParseOperator(Operator):
                 objects = {k: [v[i] for i in keep.tolist()] for k, v in objects.items()}
             frame = table.to_pandas(types_mapper=None, self_destruct=False)
             for f in self.fields:
-                if f.type == "category":
-                    frame[f.name] = frame[f.name].astype("category")
+                if f.type == "category":  # categories sorted, as astype("category") gives them
+                    cats = frame[f.name].cat.categories
+                    if not cats.is_monotonic_increasing:
+                        frame[f.name] = frame[f.name].cat.reorder_categories(cats.sort_values())
                 elif f.name in objects:
                     frame[f.name] = objects[f.name]
         else:
@@ -419,7 +507,7 @@ class ParseOperator(Operator):
             bidx = np.array([b[0] for b in bad])
             dl = pd.DataFrame(
                 {
-                    "raw": [raw[i] for i in bidx.tolist()],
+                    "raw": raw.iloc[bidx].tolist(),
                     "reason": [b[1] for b in bad],
                     "step_id": self.step_id,
                 }

@@ -17,7 +17,9 @@ import pickle
 import signal
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from streamlab._operator import Operator
+from streamlab._parse import ParseOperator
 from streamlab._time import Duration, ns_to_timestamp, parse_duration
 from streamlab.clock import Clock, SystemClock
 from streamlab.errors import StepFailedError
@@ -37,6 +40,7 @@ __all__ = ["RunHandle", "RunResult", "run", "start"]
 log = logging.getLogger("streamlab")
 _CHECKPOINT = "checkpoint.pkl"
 _COUNTED = ("late", "dead_letter", "duplicates")
+_AHEAD_MIN_BATCH = 4096  # below this, handing a batch to another thread costs more than it saves
 
 
 @dataclass
@@ -158,6 +162,11 @@ class Executor:
         self.limit: int | None = None  # stop taking events after this many (run(max_events=...))
         self.readers: dict[str, SourceReader] = {}
         self.writers: dict[str, SinkWriter] = {}
+        # parse ahead: a source's next batch is parsed in a worker while the steps after the parse
+        # step work on the previous one (see _plan_parse_ahead)
+        self.ahead_targets: dict[str, str] = {}
+        self.pending: dict[str, deque[list[Any]]] = {}  # per source: [batch, parse completion or None]
+        self._pool: ThreadPoolExecutor | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     def open(self) -> None:
@@ -184,11 +193,43 @@ class Executor:
                     op.restore(op_state[sid])
                 self.operators[sid] = op
         self.partitioned = [op for op in self.operators.values() if getattr(op, "by", None)]
+        self._plan_parse_ahead()
         for ref, frames in state.get("collected", {}).items():
             if ref in self.collect and frames is not None:
                 self.collect[ref].add(frames)
         self.started_ns = self.last_commit_ns = self.clock.now_ns()
         self.status = "running"
+
+    def _plan_parse_ahead(self) -> None:
+        """Find sources read by one parse step alone; their next batch can be parsed ahead.
+
+        Parsing is stateless and mostly runs in arrow's threads without the GIL, so parsing batch
+        *n + 1* in a worker thread while the later steps handle batch *n* uses the second core. Results
+        are delivered in order, and every batch read is delivered before a commit, a flush or a stop, so
+        outputs, checkpoints and committed offsets are the same as without it.
+        """
+        if self.batch_size < _AHEAD_MIN_BATCH:
+            return
+        for sid in self.readers:
+            readers_of = self.consumers.get(sid, [])
+            if len(readers_of) != 1:
+                continue
+            target = readers_of[0][0]
+            if (
+                isinstance(self.operators.get(target), ParseOperator)
+                and len(self.pipeline.steps[target].inputs) == 1
+            ):
+                self.ahead_targets[sid] = target
+        if self.ahead_targets:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"streamlab-{self.pipeline.name}-parse")
+            self.pending = {sid: deque() for sid in self.ahead_targets}
+
+    def deliver_pending(self) -> None:
+        """Deliver every batch read but not yet delivered (parse ahead); the caller holds ``lock``."""
+        for sid, queue in self.pending.items():
+            while queue:
+                batch, parsed = queue.popleft()
+                self._emit(sid, batch, parsed)
 
     def snapshot(self) -> dict[str, Any]:
         """A picklable copy of all state: operators, source positions and collected outputs."""
@@ -202,6 +243,7 @@ class Executor:
 
     def commit(self) -> None:
         """Flush sinks, save the state snapshot, then commit source positions (in that order)."""
+        self.deliver_pending()  # the source positions include batches read ahead
         for w in self.writers.values():
             w.flush()
         snap = self.snapshot()
@@ -217,6 +259,11 @@ class Executor:
         self.last_commit_ns = self.clock.now_ns()
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        for queue in self.pending.values():
+            queue.clear()
         for r in self.readers.values():
             try:
                 r.close()
@@ -229,7 +276,10 @@ class Executor:
                 log.exception("closing a sink failed")
 
     # -- data flow ---------------------------------------------------------------------------------
-    def _emit(self, ref: str, frame: pd.DataFrame) -> None:
+    def _emit(
+        self, ref: str, frame: pd.DataFrame, parsed: Callable[[], dict[str, pd.DataFrame]] | None = None
+    ) -> None:
+        """Count, show and deliver ``frame`` on stream ``ref``; ``parsed``: its consumer's work, done ahead."""
         if frame is None or len(frame) == 0:
             return
         sid, _, out = ref.partition(".")
@@ -240,9 +290,15 @@ class Executor:
         if ref in self.collect:
             self.collect[ref].add(frame)
         for target, port in self.consumers.get(ref, ()):
-            self._deliver(target, port, frame)
+            self._deliver(target, port, frame, parsed)
 
-    def _deliver(self, sid: str, port: int, frame: pd.DataFrame) -> None:
+    def _deliver(
+        self,
+        sid: str,
+        port: int,
+        frame: pd.DataFrame,
+        parsed: Callable[[], dict[str, pd.DataFrame]] | None = None,
+    ) -> None:
         self.step_in[sid] += len(frame)
         writer = self.writers.get(sid)
         if writer is not None:
@@ -250,7 +306,7 @@ class Executor:
             return
         op = self.operators[sid]
         try:
-            outputs = op.process(frame, port)
+            outputs = op.process(frame, port) if parsed is None else parsed()
         except Exception as e:
             step = self.pipeline.steps[sid]
             raise StepFailedError(sid, step.kind, e) from e
@@ -273,25 +329,44 @@ class Executor:
         for op in self.partitioned:
             op.expect_partitions(known)
 
-    def poll_once(self) -> bool:
-        """Poll every source once and push what arrived; True if any events moved."""
+    def poll_once(self, ahead: bool = True) -> bool:
+        """Poll every source once and push what arrived; True if any events moved.
+
+        With ``ahead`` (the default), a batch for a parse step that can work ahead is started in the
+        worker and delivered on the next call, after the batch read before it; ``ahead=False`` (one
+        step at a time) delivers everything read before returning.
+        """
         moved = False
         for sid, reader in self.readers.items():
-            if reader.done:
-                continue
+            queue = self.pending.get(sid)
             want = (
                 self.batch_size if self.limit is None else min(self.batch_size, self.limit - self.events_in)
             )
-            if want <= 0:
-                break
-            batch = reader.poll(want)
-            if batch is not None and len(batch):
+            batch = reader.poll(want) if want > 0 and not reader.done else None
+            fresh = batch is not None and len(batch) > 0
+            if batch is not None and fresh:
                 if self.partitioned:
                     self._tell_partitions()  # after the poll: a consumer learns its assignment while polling
+                moved = True
                 with self.lock:
                     self.events_in += len(batch)
                     self.batches += 1
-                    self._emit(sid, batch)
+                    if queue is None:
+                        self._emit(sid, batch)
+                        continue
+                    # queued before any work: a batch read is delivered even if what follows is interrupted
+                    entry: list[Any] = [batch, None]
+                    queue.append(entry)
+                    if ahead:
+                        op = self.operators[self.ahead_targets[sid]]
+                        assert isinstance(op, ParseOperator)
+                        entry[1] = op.begin(batch, self._pool)  # arrow reads it in the worker
+            if queue:
+                keep = 1 if ahead and fresh and queue[-1][1] is not None else 0
+                with self.lock:
+                    while len(queue) > keep:  # the previous batch goes downstream meanwhile
+                        done, parsed = queue.popleft()
+                        self._emit(sid, done, parsed)
                 moved = True
         return moved
 
@@ -300,11 +375,12 @@ class Executor:
         return self.duration_ns is not None and self.clock.now_ns() - self.started_ns >= self.duration_ns
 
     def all_done(self) -> bool:
-        return all(r.done for r in self.readers.values())
+        return not any(self.pending.values()) and all(r.done for r in self.readers.values())
 
     def flush_operators(self) -> None:
         """End of input: let every operator emit what it holds, upstream first."""
         with self.lock:
+            self.deliver_pending()
             for sid, op in self.operators.items():
                 try:
                     outputs = op.on_end()
@@ -401,8 +477,10 @@ def run(
 ) -> RunResult:
     """Run a pipeline in this thread until its sources end, ``max_events`` have been read, or a stop.
 
-    A ``KeyboardInterrupt`` (a notebook's interrupt button) or SIGTERM stops gracefully: sinks are flushed
-    and source positions committed; the result's ``status`` is ``"interrupted"``.
+    An interrupt (a notebook's interrupt button, Ctrl-C) or SIGTERM stops gracefully at the next batch
+    boundary: sinks are flushed and source positions committed; after an interrupt the result's
+    ``status`` is ``"interrupted"``. A second interrupt raises ``KeyboardInterrupt`` at once (sinks are
+    still flushed and positions committed).
 
     Parameters
     ----------
@@ -439,14 +517,31 @@ def run(
         commit_every=commit_every,
         duration=duration,
     )
-    previous = None
+    previous = previous_int = None
+    interrupted = threading.Event()
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        # the first interrupt stops at the next batch boundary, so no step is cut short mid-batch;
+        # a second one raises KeyboardInterrupt as usual (a sink stuck on a remote call, say)
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        interrupted.set()
+        ex.stop_event.set()
+
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, lambda *_: ex.stop_event.set())
+        previous_int = signal.signal(signal.SIGINT, on_interrupt)
+
+    def restore_signals() -> None:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if previous_int is not None:
+            signal.signal(signal.SIGINT, previous_int)
+
     try:
         ex.open()
     except BaseException:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        restore_signals()
         raise
     bar = _progress_bar(pipeline) if progress else None
     ex.limit = max_events
@@ -466,7 +561,7 @@ def run(
                 break
             ex.maybe_commit()
         else:
-            ex.status = "stopped"
+            ex.status = "interrupted" if interrupted.is_set() else "stopped"
         ex.finish(flush_windows=False)
     except KeyboardInterrupt:
         ex.status = "interrupted"
@@ -480,8 +575,7 @@ def run(
         # the result is read before the sources close: a closed consumer no longer knows its lag
         result = ex.result() if ex.status != "failed" else None
         ex.close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        restore_signals()
     assert result is not None
     return result
 
@@ -540,7 +634,9 @@ class RunHandle:
                         self._steps -= 1
                     ex.status = "paused"
                     if not ex.all_done():
-                        while not ex.poll_once() and not ex.all_done() and not ex.stop_event.is_set():
+                        while (
+                            not ex.poll_once(ahead=False) and not ex.all_done() and not ex.stop_event.is_set()
+                        ):
                             ex.wait_for_data()
                     continue
                 ex.status = "running"

@@ -369,3 +369,34 @@ def test_duckdb_sink_takes_new_categories_in_later_batches():
     w.write_batch(pd.DataFrame({"event_type": pd.Categorical(["click"])}))
     w.write_batch(pd.DataFrame({"event_type": pd.Categorical(["purchase"])}))
     assert sorted(sink.read()["event_type"]) == ["click", "purchase"]
+
+
+def test_an_interrupt_signal_stops_at_a_batch_boundary_and_commits(tmp_path):
+    import os
+    import signal
+
+    frame = pd.DataFrame({"x": np.arange(10_000)})
+    seen: list[int] = []
+
+    class SignallingSink(Sink):
+        def open(self, clock: Any = None) -> SinkWriter:
+            class Writer(SinkWriter):
+                def write_batch(self, batch: pd.DataFrame) -> None:
+                    seen.extend(batch["x"].tolist())
+                    if len(seen) == 3000:  # the interrupt button, pressed mid-run
+                        os.kill(os.getpid(), signal.SIGINT)
+
+            return Writer()
+
+    p = Pipeline(ListSource(frame, batch_size=1000))
+    p.stream.to(SignallingSink())
+    before = signal.getsignal(signal.SIGINT)
+    result = p.run(clock=ManualClock(0), checkpoint_dir=tmp_path)
+    assert result.status == "interrupted"
+    position = result.checkpoint["sources"]["source"]["position"]
+    assert seen == list(range(position)) and 3000 <= position < 10_000  # whole batches, all delivered
+    assert signal.getsignal(signal.SIGINT) is before
+    rest = Pipeline(ListSource(frame, batch_size=1000))
+    rest.stream.to(SignallingSink())
+    assert rest.run(clock=ManualClock(0), checkpoint_dir=tmp_path).status == "finished"
+    assert seen == list(range(10_000))
