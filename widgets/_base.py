@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
+from streamlab._time import NAT_NS
 from streamlab.clock import Clock, SystemClock
 from streamlab.runtime import RunHandle
 
@@ -18,10 +21,17 @@ from ._refresh import FrameBuffer, Refresher
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-__all__ = ["LiveWidget", "Metrics", "SourceLike", "require_plotly", "require_widgets", "resync_figure"]
-
-#: Longest interval between full-state syncs of a live figure while its data keeps changing.
-RESYNC_EVERY_NS = 1_000_000_000
+__all__ = [
+    "LiveWidget",
+    "Metrics",
+    "SourceLike",
+    "live_figure_class",
+    "plotly_times",
+    "require_plotly",
+    "require_widgets",
+    "resync_figure",
+    "update_figure",
+]
 
 SourceLike = RunHandle | pd.DataFrame
 Metrics = RunHandle | Mapping[str, Any]
@@ -49,12 +59,12 @@ def require_widgets() -> Any:
 
 
 def resync_figure(fig: Any) -> None:
-    """Copy a FigureWidget's current data and layout into its synced state.
+    """Copy a FigureWidget's current data and layout into its synced state (and so to every open view).
 
-    plotly sends changes to views that are open as deltas only; a view created later (a page reload,
-    Voila) starts from the synced state, which plotly sets only at construction. Refreshing it after
-    each redraw makes late views current. This touches plotly's private attributes (pinned, and
-    covered by the browser tests).
+    plotly sends changes to open views as deltas only and sets the synced state at construction. The
+    live widgets do not need this: their figure reports its current state whenever a new view asks for
+    it (see :func:`live_figure_class`). It stays for plain FigureWidgets. It touches plotly's private
+    attributes (covered by the browser tests).
     """
     if hasattr(fig, "_widget_data"):
         fig._widget_data = _copy_tree(fig._data)
@@ -73,6 +83,126 @@ def _copy_tree(obj: Any) -> Any:
     if isinstance(obj, tuple):
         return tuple(_copy_tree(v) for v in obj)
     return obj
+
+
+@functools.cache
+def live_figure_class() -> type:
+    """A plotly ``FigureWidget`` whose full state (what a new view starts from) is its current figure.
+
+    plotly syncs ``_widget_data``/``_widget_layout`` at construction only and sends later changes to open
+    views as deltas, so a view created later (a page reload, Voila) would show the first figure.
+    Every new view asks the kernel for the widget's full state (``get_state()`` with no key: the
+    ``request_state(s)`` messages, comm open, embedding), so that is where the current figure is put in.
+    Redraws then copy nothing, and a later view is exactly current.
+
+    Examples
+    --------
+    >>> import threading
+    >>> fig = live_figure_class()()
+    >>> fig._state_lock = threading.RLock()  # what LiveWidget sets once its view is built
+    >>> _ = fig.add_scatter(name="later")
+    >>> fig._widget_data, [t["name"] for t in fig.get_state()["_widget_data"]]
+    ([], ['later'])
+    """
+    go = require_plotly()
+
+    class LiveFigureWidget(go.FigureWidget):  # type: ignore[misc,name-defined]
+        _state_lock: Any = None  # set after construction; a refresh on another thread holds it
+
+        def get_state(self, key: Any = None, drop_defaults: bool = False) -> dict[str, Any]:
+            if key is not None or self._state_lock is None:  # one trait (a delta), or still constructing
+                return dict(super().get_state(key=key, drop_defaults=drop_defaults))
+            synced = ("_widget_data", "_widget_layout")
+            state = dict(
+                super().get_state(key=[k for k in self.keys if k not in synced], drop_defaults=drop_defaults)
+            )
+            with self._state_lock:
+                # The serializer builds new containers (arrays go as buffers), so nothing is copied here.
+                for name, value in zip(synced, (self._data, self._layout_obj._props)):
+                    to_json = self.trait_metadata(name, "to_json", self._trait_to_json)
+                    state[name] = to_json(value, self)
+            return state
+
+    return LiveFigureWidget
+
+
+def plotly_times(ns: np.ndarray) -> np.ndarray:
+    """Epoch nanoseconds (int64, ``NaT`` allowed) as float milliseconds, what plotly.js plots on a date axis.
+
+    Floats travel to the browser as one binary buffer; date strings would be a list of Python strings
+    (slow to make, walk and send). Missing times become NaN, a gap.
+
+    Examples
+    --------
+    >>> plotly_times(np.array([1_700_000_000_123_456_789, NAT_NS])).tolist()
+    [1700000000123.0, nan]
+    """
+    ns = np.asarray(ns, dtype=np.int64)
+    ms = (ns // 1_000_000).astype(np.float64)
+    ms[ns == NAT_NS] = np.nan
+    return ms
+
+
+def update_figure(
+    fig: Any, traces: Mapping[int, Mapping[str, Any]], layout: Mapping[str, Any] | None = None
+) -> None:
+    """Set trace and layout properties of ``fig`` with one ``plotly_update`` (one message to open views).
+
+    ``traces`` maps trace index to properties (``{"x": array, "y": array}``), ``layout`` maps layout
+    paths (``"title.text"``) to values. plotly keeps and sends only the values that changed. The values
+    skip plotly's validators, which cost more than the rest of a redraw: pass what a validator would
+    produce (contiguous numeric arrays, plain dicts). ``layout["shapes"]`` is a list of shape dicts; when
+    the number of shapes changes they go through the validating setter, which plotly needs to rebuild
+    its shape objects.
+
+    Examples
+    --------
+    >>> import plotly.graph_objects as go
+    >>> fig = go.Figure(go.Scatter(x=[], y=[]))
+    >>> update_figure(fig, {0: {"y": np.array([1.0, 2.0])}}, {"title.text": "two points"})
+    >>> fig.data[0].y.tolist(), fig.layout.title.text
+    ([1.0, 2.0], 'two points')
+    """
+    from plotly.basedatatypes import Undefined
+
+    relayout = dict(layout or {})
+    shapes: Sequence[Mapping[str, Any]] | None = relayout.pop("shapes", None)
+    if shapes is not None:
+        if len(fig.layout.shapes) == len(shapes):
+            relayout["shapes"] = list(shapes)  # same count: plotly's shape objects read the new dicts
+        else:
+            fig.layout.shapes = shapes
+    # plotly sends a property for every trace once it changed in one; only changed values go here.
+    changed = {
+        i: {prop: _frozen(v) for prop, v in props.items() if not _same(fig.data[i][prop], v)}
+        for i, props in traces.items()
+    }
+    index = sorted(i for i, props in changed.items() if props)
+    restyle = {
+        prop: [changed[i].get(prop, Undefined) for i in index]
+        for prop in sorted({p for i in index for p in changed[i]})
+    }
+    if restyle or relayout:
+        fig.plotly_update(restyle_data=restyle, relayout_data=relayout, trace_indexes=index)
+
+
+def _same(old: Any, new: Any) -> bool:
+    if isinstance(new, np.ndarray):
+        if not isinstance(old, np.ndarray):
+            return len(new) == 0 and old is not None and len(old) == 0
+        if old.shape != new.shape or old.dtype != new.dtype:
+            return False
+        return bool(np.array_equal(old, new, equal_nan=new.dtype.kind in "fc"))
+    return bool(old == new)
+
+
+def _frozen(value: Any) -> Any:
+    """A contiguous read-only view of an array (what plotly's validators would store), else the value."""
+    if not isinstance(value, np.ndarray):
+        return value
+    value = np.ascontiguousarray(value).view()
+    value.flags.writeable = False
+    return value
 
 
 def _check_columns(handle: RunHandle, ref: str, needed: list[str], who: str) -> None:
@@ -94,7 +224,8 @@ class LiveWidget:
     """Common machinery: subscriptions, throttled :meth:`refresh`, the live view and static export.
 
     Subclasses implement ``_pull()`` (take buffered data into state; True when something changed),
-    ``_init_figure(fig)`` (axes and empty traces) and ``_apply(fig)`` (write state into traces).
+    ``_init_figure(fig)`` (axes and empty traces) and ``_apply(fig)`` (write state into traces, with
+    :func:`update_figure` where redraws must be cheap).
     """
 
     def __init__(
@@ -115,8 +246,6 @@ class LiveWidget:
         self._refresher: Refresher | None = None
         self.closed = False
         self._refresh_lock = threading.RLock()
-        self._resync_pending = False
-        self._last_resync_ns = 0
 
     # -- feeding --------------------------------------------------------------------------------
     def _feed(self, source: SourceLike, ref: str, buffer: FrameBuffer, *, seed: bool = False) -> None:
@@ -165,25 +294,10 @@ class LiveWidget:
             return False
         changed = self._pull() or self._dirty
         if not changed:
-            if self._resync_pending and self._fig is not None:
-                # Data has settled: make views created from now on (reload, Voila) exactly current.
-                resync_figure(self._fig)
-                self._resync_pending = False
-                self._last_resync_ns = now
             return False
         if self._fig is not None:
-            n_traces = len(self._fig.data)
+            # Only deltas go out; a view created later gets the current figure from LiveFigureWidget.
             self._redraw(self._fig)
-            # Views opened later start from the synced state, then follow the deltas. Sending the whole
-            # figure on every redraw costs as much as the redraw, so while data streams in it is sent at
-            # most once per RESYNC_EVERY_NS (a later view is that stale only until the next delta), and
-            # at once when traces were added, which a later view could not learn from deltas.
-            if len(self._fig.data) != n_traces or now - self._last_resync_ns >= RESYNC_EVERY_NS:
-                resync_figure(self._fig)
-                self._resync_pending = False
-                self._last_resync_ns = now
-            else:
-                self._resync_pending = True
         self._dirty = False
         self._last_draw_ns = now
         self.redraws += 1
@@ -213,13 +327,13 @@ class LiveWidget:
 
     def _make_view(self) -> Any:
         require_widgets()
-        go = require_plotly()
-        fig = go.FigureWidget()
+        fig = live_figure_class()()
         self._init_figure(fig)
         self._pull()
         self._before_apply(fig)
         self._apply(fig)
-        resync_figure(fig)
+        resync_figure(fig)  # the figure as first displayed, for frontends that already hold the model
+        fig._state_lock = self._refresh_lock  # from now on a new view gets the current figure
         self._fig = fig
         return fig
 

@@ -11,12 +11,13 @@ from streamlab._time import NAT_NS, to_utc_ns
 from streamlab.clock import Clock
 from streamlab.runtime import RunHandle
 
-from ._base import LiveWidget, SourceLike, _check_columns, require_plotly
+from ._base import LiveWidget, SourceLike, _check_columns, plotly_times, require_plotly, update_figure
 from ._refresh import FrameBuffer
 
 __all__ = ["AnomalyChart", "LiveTable", "WindowChart"]
 
 _ALL = "all"
+_NO_POINTS = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))
 
 
 class WindowChart(LiveWidget):
@@ -87,8 +88,9 @@ class WindowChart(LiveWidget):
         self.ref, self.value, self.key, self.kind = ref, value, key, kind
         self.max_windows, self.max_keys = max_windows, max_keys
         self.title = title or f"{value} per {key or 'window'}"
-        # Bounded: the newest rows; at most keys x windows of them matter.
-        self._buffer = FrameBuffer(max(10_000, 4 * max_windows * max_keys), columns=needed)
+        # Bounded: the newest rows; at most keys x windows of them matter. All columns are kept (the
+        # count bounds memory): selecting a few costs pandas more than the rest of a pull.
+        self._buffer = FrameBuffer(max(10_000, 4 * max_windows * max_keys))
         # State as plain arrays, one row per (key, window), sorted by key code then window start:
         # key code, window start (int64 ns), value. Key codes index self._names.
         self._names: list[str] = []
@@ -107,10 +109,15 @@ class WindowChart(LiveWidget):
             if not self._names:
                 self._names.append(_ALL)
         else:
-            labels = new[self.key].astype(str).to_numpy(dtype=object)
-            known = pd.Index(self._names)
-            self._names += [str(x) for x in pd.unique(labels) if x not in known]
-            codes = pd.Index(self._names).get_indexer(labels).astype(np.int64)
+            # Factorize, then name only the few distinct keys (not every row).
+            local, uniques = pd.factorize(new[self.key], use_na_sentinel=False)
+            labels = [str(u) for u in uniques]
+            index = {name: i for i, name in enumerate(self._names)}
+            for name in labels:
+                if name not in index:
+                    index[name] = len(self._names)
+                    self._names.append(name)
+            codes = np.array([index[name] for name in labels], dtype=np.int64)[local]
         k = np.concatenate([self._k, codes])
         s = np.concatenate([self._s, to_utc_ns(new["window_start"])])
         v = np.concatenate(
@@ -153,7 +160,7 @@ class WindowChart(LiveWidget):
     def _init_figure(self, fig: Any) -> None:
         fig.update_layout(
             title=self.title,
-            xaxis_title="window start",
+            xaxis={"title": {"text": "window start"}, "type": "date"},
             yaxis_title=self.value,
             margin={"l": 50, "r": 20, "t": 50, "b": 40},
             height=320,
@@ -176,14 +183,11 @@ class WindowChart(LiveWidget):
 
     def _apply(self, fig: Any) -> None:
         drawn = self._drawn()
-        for trace in fig.data:
-            arrays = drawn.get(trace.name)
-            if arrays is None:
-                trace.x, trace.y = [], []
-            else:
-                trace.x = np.datetime_as_string(arrays[0].astype("datetime64[ns]"), unit="ms")
-                trace.y = arrays[1]
-        fig.layout.title.text = f"{self.title} · {len(self._k)} windows"
+        traces = {}
+        for i, trace in enumerate(fig.data):
+            starts, values = drawn.get(trace.name, _NO_POINTS)
+            traces[i] = {"x": plotly_times(starts), "y": values}
+        update_figure(fig, traces, {"title.text": f"{self.title} · {len(self._k)} windows"})
 
 
 class AnomalyChart(LiveWidget):
@@ -250,7 +254,7 @@ class AnomalyChart(LiveWidget):
         self.threshold = threshold
         self.max_points = max_points
         self.title = title or f"{score} ({ref})"
-        self._buffer = FrameBuffer(max_points, columns=[time, score, flag])
+        self._buffer = FrameBuffer(max_points)  # all columns, read by name (as WindowChart)
         # Plain arrays, newest last: event time (int64 ns), score, flag.
         self._t = np.empty(0, dtype=np.int64)
         self._score = np.empty(0, dtype=np.float64)
@@ -298,25 +302,26 @@ class AnomalyChart(LiveWidget):
             )
         )
         fig.update_layout(
-            title=self.title, xaxis_title=self.time, yaxis_title=self.score, height=320,
-            margin={"l": 50, "r": 20, "t": 50, "b": 40},
+            title=self.title, xaxis={"title": {"text": self.time}, "type": "date"}, yaxis_title=self.score,
+            height=320, margin={"l": 50, "r": 20, "t": 50, "b": 40},
         )  # fmt: skip
 
     def _apply(self, fig: Any) -> None:
-        x = np.datetime_as_string(self._t.astype("datetime64[ns]"), unit="ms")
+        x = plotly_times(self._t)
         y = self._score
         flags = self._flags()
-        fig.data[0].x, fig.data[0].y = x, y
-        fig.data[1].x, fig.data[1].y = x[flags], y[flags]
         shapes = []
         if self.threshold is not None:
             shapes.append(
                 {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": self.threshold, "y1": self.threshold,
                  "line": {"color": "red", "dash": "dash"}}
             )  # fmt: skip
-        fig.layout.shapes = shapes
         thr = "" if self.threshold is None else f" · threshold {self.threshold:g}"
-        fig.layout.title.text = f"{self.title} · {int(flags.sum())} flagged{thr}"
+        update_figure(
+            fig,
+            {0: {"x": x, "y": y}, 1: {"x": x[flags], "y": y[flags]}},
+            {"shapes": shapes, "title.text": f"{self.title} · {int(flags.sum())} flagged{thr}"},
+        )
 
 
 class LiveTable(LiveWidget):

@@ -16,7 +16,7 @@ from streamlab.clock import Clock
 from streamlab.runtime import RunHandle
 from streamlab.steps import WindowStep
 
-from ._base import LiveWidget, Metrics, require_plotly, require_widgets
+from ._base import LiveWidget, Metrics, plotly_times, require_plotly, require_widgets, update_figure
 
 __all__ = ["LagGauge", "LateDeadLetterCounter", "ThroughputGauge", "WatermarkDebugger"]
 
@@ -286,6 +286,32 @@ def _plotly_time(ts: pd.Timestamp) -> str:
     return str(np.datetime_as_string(np.datetime64(ts.value, "ns"), unit="ms"))
 
 
+_NS_PER_UNIT = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+
+
+def _sampled_times_ns(col: pd.Series, budget: int) -> np.ndarray:
+    """Event times (int64 ns) of an even sample of at most ``budget`` rows of ``col``.
+
+    Runs in the pipeline thread for every batch, so a datetime column is sampled and scaled as plain
+    int64 (pandas' per-call overhead is many times the work); other columns go through ``to_utc_ns``.
+    """
+    rows = np.linspace(0, len(col) - 1, budget).astype(np.int64) if len(col) > budget else slice(None)
+    dtype: Any = col.dtype
+    unit: str | None = None
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        unit = dtype.unit
+    elif isinstance(dtype, np.dtype) and dtype.kind == "M":
+        unit = np.datetime_data(dtype)[0]
+    if unit not in _NS_PER_UNIT:
+        return to_utc_ns(col.iloc[rows])
+    raw = np.asarray(col.array.asi8[rows], dtype=np.int64)  # epoch in the column's unit; naive = UTC
+    if unit == "ns":
+        return raw.copy()
+    out = raw * _NS_PER_UNIT[unit]
+    out[raw == NAT_NS] = NAT_NS
+    return out
+
+
 def _sample_ns(values: np.ndarray, budget: int) -> np.ndarray:
     values = values[values != NAT_NS]
     if len(values) > budget:
@@ -372,6 +398,7 @@ class WatermarkDebugger(LiveWidget):
         self._ev = np.empty((0, 2), dtype=np.int64)
         self._lt = self._ev
         self._wm: deque[tuple[int, int]] = deque(maxlen=max_points)
+        self._wm_xy: tuple[np.ndarray, np.ndarray] | None = None  # the watermark line, as plotted
         self._open: list[tuple[pd.Timestamp, pd.Timestamp]] = []
         self.late_total = 0
         self.watermark: pd.Timestamp | None = None
@@ -382,12 +409,11 @@ class WatermarkDebugger(LiveWidget):
         clock = self.source.clock
 
         def append(frame: pd.DataFrame) -> None:
-            if self.time not in frame.columns:
+            try:
+                col = frame[self.time]
+            except KeyError:  # an output without the time column: nothing to plot
                 return
-            col = frame[self.time]
-            if len(col) > self.per_batch:  # sample before converting: this runs in the pipeline thread
-                col = col.iloc[np.linspace(0, len(col) - 1, self.per_batch).astype(np.int64)]
-            ring.append(clock.now_ns(), _sample_ns(to_utc_ns(col), self.per_batch))
+            ring.append(clock.now_ns(), _sample_ns(_sampled_times_ns(col, self.per_batch), self.per_batch))
             if ring is self._late:
                 self.late_total += len(frame)
 
@@ -405,6 +431,7 @@ class WatermarkDebugger(LiveWidget):
         if wm is not None and wm != self.watermark:
             self.watermark = wm
             self._wm.append((m["processing_time"].value, wm.value))
+            self._wm_xy = None
             changed = True
         state = self.source.open_state.get(self.step, {})
         opened = list(state.get("open_windows", []))[-self.max_bands :]
@@ -460,16 +487,16 @@ class WatermarkDebugger(LiveWidget):
         )
 
     def _apply(self, fig: Any) -> None:
-        def ts(ns: Any) -> Any:
-            # Text, not datetime64: the widget channel would send datetime64 as numbers.
-            return np.datetime_as_string(np.asarray(ns, dtype="int64").astype("datetime64[ns]"), unit="ms")
-
-        fig.data[0].x, fig.data[0].y = ts(self._ev[:, 0]), ts(self._ev[:, 1])
-        fig.data[1].x, fig.data[1].y = ts(self._lt[:, 0]), ts(self._lt[:, 1])
+        if self._wm_xy is None:
+            wm = np.array(self._wm, dtype="int64").reshape(-1, 2)
+            self._wm_xy = (plotly_times(wm[:, 0]), plotly_times(wm[:, 1]))
+        traces = {
+            0: {"x": plotly_times(self._ev[:, 0]), "y": plotly_times(self._ev[:, 1])},
+            1: {"x": plotly_times(self._lt[:, 0]), "y": plotly_times(self._lt[:, 1])},
+        }
         if self._wm:
-            wm = np.array(self._wm, dtype="int64")
-            fig.data[2].x, fig.data[2].y = ts(wm[:, 0]), ts(wm[:, 1])
-        fig.layout.shapes = [
+            traces[2] = {"x": self._wm_xy[0], "y": self._wm_xy[1]}
+        shapes = [
             {
                 "type": "rect", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "layer": "below",
                 "y0": _plotly_time(s), "y1": _plotly_time(e),
@@ -478,7 +505,8 @@ class WatermarkDebugger(LiveWidget):
             for s, e in self._open
         ]  # fmt: skip
         wm_text = self.watermark.strftime("%H:%M:%S") if self.watermark is not None else "-"
-        fig.layout.title.text = (
+        title = (
             f"watermark {wm_text} · {len(self._open)} open windows · {self.late_total} late "
             f"(step {self.step}, delay {self.delay})"
         )
+        update_figure(fig, traces, {"shapes": shapes, "title.text": title})

@@ -27,15 +27,17 @@ log = logging.getLogger("streamlab.widgets")
 class FrameBuffer:
     """A thread-safe ring buffer of DataFrame rows that keeps at most ``max_rows`` (the newest).
 
-    ``append`` is called in the pipeline thread and does O(1) work plus, for a batch larger than
-    ``max_rows``, one vectorized down-sample; ``drain`` hands everything buffered to the reader.
+    ``append`` is called in the pipeline thread and does O(1) work (it keeps a reference: pandas
+    copy-on-write means the pipeline cannot change a frame it emitted) plus, for a batch larger than
+    ``max_rows``, one vectorized down-sample; ``drain`` hands everything buffered to the reader and does
+    the pandas work there (concatenation, column selection), off the pipeline thread.
 
     Parameters
     ----------
     max_rows
         Most rows held; older whole frames are dropped first (counted in ``dropped``).
     columns
-        Keep only these columns of each appended frame (saves memory, detaches from the pipeline's frame).
+        The columns ``drain`` returns (those of them a frame has).
     keep
         For a single batch larger than ``max_rows``: keep its ``"newest"`` rows or an even ``"sample"``.
 
@@ -63,12 +65,10 @@ class FrameBuffer:
         self.appended = 0
 
     def append(self, frame: pd.DataFrame) -> None:
-        """Add a frame (keeps only ``columns``; cuts a batch that alone exceeds ``max_rows``)."""
+        """Add a frame (cuts a batch that alone exceeds ``max_rows``)."""
         n = len(frame)
         if n == 0:
             return
-        if self.columns is not None:
-            frame = frame[[c for c in self.columns if c in frame.columns]]
         if n > self.max_rows and self.keep == "sample":
             # An even sample keeps the shape of a huge batch without holding all of it.
             frame = frame.iloc[np.linspace(0, n - 1, self.max_rows).astype(np.int64)]
@@ -93,6 +93,9 @@ class FrameBuffer:
             self._frames.clear()
             self._rows = 0
         out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+        if self.columns is not None:
+            # Selected once per drain, not per batch: pandas' per-call overhead stays off the pipeline thread.
+            out = out[[c for c in self.columns if c in out.columns]]
         if len(out) > self.max_rows:
             with self._lock:
                 self.dropped += len(out) - self.max_rows

@@ -28,8 +28,10 @@ from streamlab.widgets import (
     WatermarkDebugger,
     WindowChart,
 )
+from streamlab.widgets._monitors import _sampled_times_ns
 
 from streamlab import ManualClock, Pipeline, ReplaySource, TumblingWindow, agg
+from streamlab._time import NAT_NS, to_utc_ns
 
 BASE = pd.Timestamp("2024-03-01T09:00:00Z")
 START = "2030-01-01T00:00:00Z"
@@ -134,6 +136,46 @@ def test_frame_buffer_sample_mode_spans_a_huge_batch():
         FrameBuffer(10, keep="oldest")
 
 
+def test_frame_buffer_selects_columns_when_drained_not_when_appended():
+    buf = FrameBuffer(10, columns=["b", "a", "missing"])
+    frame = pd.DataFrame({"a": [1, 2], "b": [3, 4], "c": [5, 6]})
+    buf.append(frame)
+    assert buf._frames[0] is frame  # the pipeline thread only keeps a reference (copy-on-write frame)
+    buf.append(frame.assign(a=[7, 8]))
+    out = buf.drain()
+    assert list(out.columns) == ["b", "a"] and out["a"].tolist() == [1, 2, 7, 8]
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        pd.Series(pd.date_range("2024-01-01", periods=500, freq="s", tz="UTC", unit="ns")),
+        pd.Series(pd.date_range("2024-01-01", periods=500, freq="s", tz="Europe/Berlin", unit="us")),
+        pd.Series(pd.date_range("2024-01-01", periods=500, freq="s", unit="ms")),  # naive: taken as UTC
+        pd.Series(pd.to_datetime(["2024-01-01", None] * 250, utc=True).as_unit("us")),  # NaT
+        pd.Series([f"2024-01-01T00:00:{i % 60:02d}Z" for i in range(500)]),  # text: the general path
+    ],
+)
+def test_watermark_debugger_samples_event_times_like_to_utc_ns(times):
+    got = _sampled_times_ns(times, 200)
+    rows = np.linspace(0, len(times) - 1, 200).astype(np.int64)
+    assert got.dtype == np.int64 and got.tolist() == to_utc_ns(times.iloc[rows]).tolist()
+    assert (_sampled_times_ns(times.head(50), 200) == to_utc_ns(times.head(50))).all()  # under budget: all
+    assert (got == NAT_NS).any() == times.isna().any()
+
+
+def test_times_are_plotted_as_epoch_milliseconds_on_date_axes(clock):
+    frame = events(300).assign(is_anomaly=False)
+    chart = AnomalyChart(frame, clock=clock, auto_refresh=False)
+    fig = chart.figure()
+    assert fig.layout.xaxis.type == "date"
+    x = fig.data[0].x
+    assert x.dtype == np.float64  # one binary buffer to the browser, not a list of strings
+    assert pd.to_datetime(x, unit="ms", utc=True).tolist() == frame["timestamp"].dt.floor("ms").tolist()
+    with pytest.raises(ValueError, match="read-only"):
+        x[0] = 0.0  # the figure cannot write into the chart's state
+
+
 def test_refresher_holds_its_rate_on_fixed_deadlines():
     clock = ManualClock(START)
     stamps: list[int] = []
@@ -229,23 +271,80 @@ def test_refresh_is_throttled_on_the_widget_clock(clock, paused):
     chart.close()
 
 
-def test_live_view_resyncs_for_views_created_later(clock, paused):
+def view_state(fig) -> dict:
+    """The state a view created now (page reload, Voila) starts from: the kernel's reply to request_state."""
+    from ipywidgets.widgets.widget import _put_buffers
+
+    sent = []
+    fig._send = lambda msg, buffers=None: sent.append((msg, buffers))
+    try:
+        fig._handle_msg({"content": {"data": {"method": "request_state"}}, "buffers": []})
+    finally:
+        del fig._send
+    ((msg, buffers),) = sent
+    state = msg["state"]
+    _put_buffers(state, msg["buffer_paths"], buffers)
+    return state
+
+
+def decoded(obj):
+    """A view's state with plotly's binary arrays ({buffer, dtype, shape}) turned back into lists."""
+    if isinstance(obj, dict) and "buffer" in obj and "dtype" in obj:
+        return np.frombuffer(obj["buffer"], dtype=obj["dtype"]).reshape(obj["shape"]).tolist()
+    if isinstance(obj, dict):
+        return {k: decoded(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [decoded(v) for v in obj]
+    return obj
+
+
+def sent_messages(fig) -> list:
+    """Record what the figure sends to its views (a list filled as messages go out)."""
+    sent = []
+    fig._send = lambda msg, buffers=None: sent.append(msg)
+    return sent
+
+
+def test_a_view_created_later_gets_the_current_figure(clock, paused):
     chart = WindowChart(paused, value="count", key="event_type", clock=clock, auto_refresh=False)
     fig = chart.widget
-    step(paused, clock, 8)
-    chart.refresh(force=True)
-    # The state a new view (page reload, Voila) starts from must equal the current figure.
-    assert as_json(fig._widget_data) == as_json(fig._data)
-    assert as_json(fig._widget_layout) == as_json(fig._layout_obj._props)
-    assert sum(len(t["x"]) for t in fig._widget_data) == sum(len(s) for s in chart.series().values()) > 0
-    # While data streams in, the full sync waits up to a second; once data settles it happens at once.
+    first = as_json(fig._data)
+    for _ in range(3):
+        step(paused, clock, 3, advance="100ms")
+        assert chart.refresh(force=True) is True
+        # The state a new view (page reload, Voila) starts from equals the current figure, at once...
+        state = view_state(fig)
+        assert as_json(decoded(state["_widget_data"])) == as_json(fig._data) != first
+        assert as_json(decoded(state["_widget_layout"])) == as_json(fig._layout_obj._props)
+        assert "windows" in state["_widget_layout"]["title"]["text"]
+    drawn = sum(len(t["x"]) for t in decoded(state["_widget_data"]))
+    assert drawn == sum(len(s) for s in chart.series().values()) > 0
+    # ...because it is read when asked for: a redraw sends its changes only, never the whole figure.
+    sent = sent_messages(fig)
     step(paused, clock, 2, advance="100ms")
-    assert chart.refresh() is True
-    assert as_json(fig._widget_data) != as_json(fig._data)
-    clock.advance("100ms")
-    assert chart.refresh() is False  # nothing new to draw...
-    assert as_json(fig._widget_data) == as_json(fig._data)  # ...so the view state is brought up to date
-    assert "windows" in fig._widget_layout["title"]["text"]
+    assert chart.refresh(force=True) is True
+    synced = {k for m in sent for k in m["state"]}
+    assert synced == {"_py2js_update", "_last_layout_edit_id", "_last_trace_edit_id"}
+    chart.close()
+
+
+def test_a_redraw_sends_only_what_changed(clock):
+    frame = events(600).assign(is_anomaly=False)
+    chart = AnomalyChart(frame, threshold=0.5, clock=clock, auto_refresh=False)
+    fig = chart.widget
+    sent = sent_messages(fig)
+    chart.set_threshold(0.5)  # same threshold: the state is redrawn, nothing on screen changes...
+    assert chart.refresh(force=True) is True
+    assert [m for m in sent if m["state"].get("_py2js_update")] == []  # ...so nothing is sent
+    chart.set_threshold(0.7)  # one new value: the threshold line moves, the points keep their arrays
+    assert chart.refresh(force=True) is True
+    (update,) = [m["state"]["_py2js_update"] for m in sent if m["state"].get("_py2js_update")]
+    assert update["style_traces"] == [1] and set(update["style_data"]) == {"x", "y"}  # flagged points only
+    assert set(update["layout_data"]) == {"shapes", "title.text"}
+    assert fig.layout.shapes[0].y0 == 0.7 and len(fig.layout.shapes) == 1
+    chart.set_threshold(None)  # the line goes: fewer shapes
+    assert chart.refresh(force=True) is True
+    assert fig.layout.shapes == ()
     chart.close()
 
 
@@ -341,7 +440,8 @@ def test_watermark_debugger_tracks_watermark_open_windows_and_late_events(clock,
     assert state["late_total"] == m["late"] > 0
     assert len(fig.data[1].x) == state["late"]  # late crosses drawn
     # Every late event is below the watermark line at the time it arrived.
-    late_event_times = pd.to_datetime(fig.data[1].y)
+    late_event_times = pd.to_datetime(fig.data[1].y, unit="ms")  # plotted as epoch ms on a date axis
+    assert late_event_times.min() >= BASE.tz_localize(None) - pd.Timedelta("1min")
     assert (late_event_times < state["watermark"].tz_localize(None)).all()
     open_windows = paused.open_state["window"]["open_windows"]
     bands = [(pd.Timestamp(b.y0), pd.Timestamp(b.y1)) for b in fig.layout.shapes]
