@@ -119,11 +119,13 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _ts_value(v: Any) -> int:
+def _ts_value(v: Any) -> int | None:
     if isinstance(v, bool) or v is None:
         raise TypeError
     if isinstance(v, str):
         ts = pd.Timestamp(v)
+        if ts is pd.NaT:  # "" or "NaT": no time, as a missing field (a required one goes to dead letter)
+            return None
         ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
         return int(ts.value)
     if isinstance(v, (int, float)) and math.isfinite(v):

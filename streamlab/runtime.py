@@ -6,6 +6,12 @@ snapshot is saved (to ``checkpoint_dir`` when given), and only then are the sour
 their positions. A restart from that checkpoint therefore neither loses nor repeats sink data for
 idempotent sinks. Outputs that no step reads (for example a dead-letter output without a sink) are
 collected and returned, never dropped.
+
+Parse ahead: when a source feeds a parse step alone (and batches are large), the run owns one worker
+thread in which arrow reads the next batch's JSON while the steps after the parse step work on the
+previous batch. Batches are still delivered in order, and everything read is delivered before a
+commit, a flush or a stop, so results and committed positions do not change; the worker ends with the
+run.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ BAD = {
     b"{not json": "invalid JSON",
     b'{"event_id": "x", "timestamp": "yesterday"}': "expected an ISO-8601 timestamp",
     b'{"event_id": "x"}': "missing required field 'timestamp'",
+    b'{"event_id": "x", "timestamp": ""}': "missing required field 'timestamp'",
     b'{"event_id": 5, "timestamp": "2024-01-01T00:00:00Z"}': "field 'event_id': expected string, got int",
     b'{"event_id": "x", "timestamp": "2024-01-01T00:00:00Z", "properties": {"amount": "lots"}}': "field 'amount': expected float64",
     b'{"event_id": "x", "timestamp": "2024-01-01T00:00:00Z", "properties": 7}': "expected an object",

@@ -43,6 +43,8 @@ TRICKY = [
     b'{"event_id": "float", "n": 1.0, ' + TS.encode() + b"}",
     b'{"event_id": "x", "event_type": 3, ' + TS.encode() + b"}",
     b'{"event_id": "naive", "timestamp": "2024-01-01T00:00:00"}',
+    b'{"event_id": "no time", "timestamp": ""}',  # a required field without a value
+    b'{"event_id": "nat", "timestamp": "NaT"}',
     b'{"event_id": "nanos", "timestamp": "2024-01-01T00:00:00.123456789Z"}',
     b'{"event_id": "unicode \xc3\xa9", ' + TS.encode() + b"}",
     b"[]",
