@@ -437,8 +437,9 @@ class ParseOperator(Operator):
             elif isinstance(r, (bytearray, memoryview)):
                 r = bytes(r)
             elif not isinstance(r, bytes):
+                missing = r is None or r is pd.NA or (isinstance(r, float) and r != r)  # NaN: pandas' missing
                 bad.append(
-                    (i, "empty record" if r is None else f"expected bytes or str, got {type(r).__name__}")
+                    (i, "empty record" if missing else f"expected bytes or str, got {type(r).__name__}")
                 )
                 continue
             if not r.strip():

@@ -115,3 +115,13 @@ def test_pipeline_keeps_running_after_bad_input_and_metadata_travels_to_dead_let
     dl = result["parse.dead_letter"]
     assert dl["offset"].tolist() == list(range(0, 200, 10))
     assert result.metrics["dead_letter"] == 20
+
+
+def test_text_records_of_any_pandas_string_dtype_parse_alike():
+    recs = [good(i).decode() for i in range(100)] + ["{bad", None]
+    results = []
+    for dtype in ("str", object, "string[pyarrow]"):
+        ok, dead = run_parse(pd.DataFrame({"value": pd.Series(recs, dtype=dtype)}))
+        results.append((ok["event_id"].tolist(), dead["reason"].tolist()))
+    assert results[0] == results[1] == results[2]
+    assert len(results[0][0]) == 100 and results[0][1][1] == "empty record"
