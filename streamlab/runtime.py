@@ -632,6 +632,9 @@ class RunHandle:
         try:
             while not ex.stop_event.is_set():
                 if not self._run_flag.is_set():
+                    if any(ex.pending.values()):  # paused: what was read ahead goes downstream now
+                        with ex.lock:
+                            ex.deliver_pending()
                     with self._cond:
                         if self._steps == 0:
                             ex.status = "paused"

@@ -173,3 +173,23 @@ def test_an_interrupt_mid_stream_loses_nothing_that_was_read_ahead():
     assert position > 16_384
     good_before = int((frame["value"].iloc[:position] != b"{broken").sum())
     assert sinks[0].flushed[-1] == good_before
+
+
+def test_a_pause_delivers_the_batch_read_ahead():
+    frame = records(200_000, seed=4)
+    sink = ListSink()
+    p = Pipeline(ListSource(frame), name="ahead-pause")
+    p.parse(SCHEMA).to(sink)
+    handle = p.start(clock=ManualClock(0), batch_size=10_000)
+    try:
+        handle.pause()
+        deadline = threading.Event()
+        for _ in range(4000):
+            if handle.status == "paused":
+                break
+            deadline.wait(0.005)
+        assert handle.status in ("paused", "finished")
+        m = handle.metrics
+        assert m["steps"]["parse"]["in"] == m["events_in"]  # nothing read is held back while paused
+    finally:
+        handle.stop()
