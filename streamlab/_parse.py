@@ -70,7 +70,8 @@ class FieldSpec:
         return self.type if path == self.name else {"type": self.type, "path": path}
 
 
-def _nested_schema(fields: list[FieldSpec]) -> pa.Schema:
+def _nested_schema(fields: list[FieldSpec], timestamp: pa.DataType | None = None) -> pa.Schema:
+    """Arrow's read schema; ``timestamp`` replaces the type of timestamp fields (epoch numbers)."""
     tree: dict[str, Any] = {}
     for f in fields:
         node = tree
@@ -78,7 +79,7 @@ def _nested_schema(fields: list[FieldSpec]) -> pa.Schema:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ValueError(f"field {f.name!r}: path {'.'.join(f.path)} conflicts with another field")
-        node[f.path[-1]] = _ARROW[f.type]
+        node[f.path[-1]] = timestamp if timestamp is not None and f.type == "timestamp" else _ARROW[f.type]
 
     def build(node: dict[str, Any]) -> list[pa.Field]:
         return [pa.field(k, pa.struct(build(v)) if isinstance(v, dict) else v) for k, v in node.items()]
@@ -113,6 +114,36 @@ def _is_utf8(buf: bytes | pa.Buffer) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+_S_MAX, _MS_MAX = 9_223_372_036, 9_223_372_036_854  # largest |epoch| in int64 nanoseconds
+
+
+def _epoch_to_timestamps(col: pa.Array) -> pa.Array | None:
+    """Epoch seconds, or milliseconds above 1e11, as UTC timestamps, exactly as ``_ts_value`` computes
+    them (integer arithmetic for integers, IEEE products rounded half to even for floats); None if a
+    value would be out of range or is not finite, so the checked path words the reason."""
+    valid = col.is_valid().to_numpy(zero_copy_only=False)
+    if pa.types.is_integer(col.type):
+        v = col.fill_null(0).to_numpy().astype(np.int64)
+        ms = np.abs(v) > 100_000_000_000
+        if bool((np.abs(v) > np.where(ms, _MS_MAX, _S_MAX)).any()):
+            return None
+        ns = v * np.where(ms, 1_000_000, 1_000_000_000)
+    else:
+        f = col.fill_null(0.0).to_numpy()
+        if not bool(np.isfinite(f).all()):
+            return None
+        product = f * np.where(np.abs(f) > 1e11, 1_000_000.0, 1_000_000_000.0)
+        # a whole number may have been a JSON integer, which the checked path scales exactly: where the
+        # double product could round, it must judge (a batch of integers is read as int64 above)
+        if bool(((f == np.floor(f)) & (np.abs(product) >= 2.0**53)).any()):
+            return None
+        scaled = np.round(product)
+        if not bool(((scaled > -(2.0**63)) & (scaled < 2.0**63)).all()):
+            return None
+        ns = scaled.astype(np.int64)
+    return pa.array(ns, type=pa.timestamp("ns", tz="UTC"), mask=~valid)
 
 
 def _reject_constant(name: str) -> float:
@@ -168,6 +199,18 @@ class ParseOperator(Operator):
         self.parse_options = pj.ParseOptions(
             explicit_schema=self.nested_schema, unexpected_field_behavior="ignore"
         )
+        # timestamps given as epoch numbers: read as integers (exact), else as floats, then converted
+        arrow_fields = [f for f in fields if f.type not in ("json", "object")]
+        self.epoch_options = (
+            [
+                pj.ParseOptions(
+                    explicit_schema=_nested_schema(arrow_fields, number), unexpected_field_behavior="ignore"
+                )
+                for number in (pa.int64(), pa.float64())
+            ]
+            if any(f.type == "timestamp" for f in arrow_fields)
+            else []
+        )
 
     # -- arrow path -------------------------------------------------------------------------------
     def _arrow(
@@ -185,17 +228,31 @@ class ParseOperator(Operator):
         """Arrow's reader over ``n_records`` newline-joined, UTF-8-checked records; None if any fails.
 
         Runs in arrow's threads, mostly without the GIL: the runtime may call it from a worker thread.
+        Timestamps given as epoch numbers (seconds, or milliseconds when larger than 1e11, as the
+        record-by-record path reads them) are read as numbers and converted here.
         """
+        read_options = pj.ReadOptions(
+            use_threads=len(buf) > (1 << 20), block_size=max(1 << 20, 2 * longest + 2)
+        )
+        epoch = False
         try:
             table = pj.read_json(
-                pa.BufferReader(buf),
-                read_options=pj.ReadOptions(
-                    use_threads=len(buf) > (1 << 20), block_size=max(1 << 20, 2 * longest + 2)
-                ),
-                parse_options=self.parse_options,
+                pa.BufferReader(buf), read_options=read_options, parse_options=self.parse_options
             )
-        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, ValueError):
-            return None
+        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, ValueError) as e:
+            if not self.epoch_options or "to number" not in str(e):
+                return None
+            epoch = True
+            for options in self.epoch_options:  # integers first: exact; floats if some are not
+                try:
+                    table = pj.read_json(
+                        pa.BufferReader(buf), read_options=read_options, parse_options=options
+                    )
+                    break
+                except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, ValueError):
+                    continue
+            else:
+                return None
         if table.num_rows != n_records:  # e.g. two objects on one line
             return None
         cols = []
@@ -203,6 +260,10 @@ class ParseOperator(Operator):
             col = table.column(f.path[0]).combine_chunks()
             for part in f.path[1:]:
                 col = col.field(part)
+            if epoch and f.type == "timestamp":
+                col = _epoch_to_timestamps(col)
+                if col is None:  # some value the checked path must judge (out of range, not finite)
+                    return None
             cols.append(pc.dictionary_encode(col) if f.type == "category" else col)
         return pa.table(cols, schema=self.table_schema)
 

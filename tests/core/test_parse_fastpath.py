@@ -90,3 +90,68 @@ def test_vector_path_accepts_exactly_what_one_by_one_parsing_accepts(tricky, n_g
 
 def rejected(dead: pd.DataFrame) -> list[tuple[int, str]]:
     return [] if dead.empty else list(zip(dead["i"].tolist(), dead["reason"].tolist()))
+
+
+def epoch_record(i: int, t: str) -> bytes:
+    return f'{{"event_id": "t{i}", "event_type": "click", "n": {i}, "timestamp": {t}}}'.encode()
+
+
+CLEAN_EPOCHS = st.one_of(
+    st.integers(-(10**9), 9 * 10**9).map(str),  # seconds
+    st.integers(10**11 + 1, 9 * 10**12).map(str),  # milliseconds
+    st.floats(-1e9, 9e12, allow_nan=False).map(repr),  # fractional seconds or milliseconds
+)
+ODD_EPOCHS = st.sampled_from(
+    ["0", "-0", "1e3", "1704067200.5", "1704067200123.5", "9223372036", "9223372037", "9223372036854",
+     "9223372036855", "-9223372036", "1e400", "true", "null", '"2024-01-01T00:00:00Z"',
+     "9223372036854775808", "100000000000", "100000000001", "99999999999.99"]
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from(["int", "float", "any"]).flatmap(
+        lambda kind: st.lists(
+            CLEAN_EPOCHS
+            if kind == "any"
+            else CLEAN_EPOCHS.filter(lambda t: ("." in t or "e" in t) == (kind == "float")),
+            min_size=100,
+            max_size=500,
+        )
+    ),
+    st.lists(ODD_EPOCHS, max_size=3),
+    st.randoms(use_true_random=False),
+)
+def test_epoch_timestamps_take_the_vector_path_with_the_same_values(clean, odd, rnd):
+    stamps = clean + odd
+    rnd.shuffle(stamps)
+    records = [epoch_record(i, t) for i, t in enumerate(stamps)]
+    ok_all, dead_all = parse(records, None)
+    ok_one, dead_one = parse(records, 1)
+    assert len(ok_all) + len(dead_all) == len(records)
+    pd.testing.assert_frame_equal(
+        ok_all.astype({"event_type": "str"}).reset_index(drop=True),
+        ok_one.astype({"event_type": "str"}).reset_index(drop=True),
+    )
+    assert rejected(dead_all) == rejected(dead_one)
+
+
+def test_a_batch_of_epoch_timestamps_is_read_by_arrow():
+    from streamlab._parse import ParseOperator
+
+    records = [epoch_record(i, str(1_704_067_200_000 + i)) for i in range(500)]
+    records += [epoch_record(500 + i, str(1_704_067_200 + i)) for i in range(500)]
+    records += [epoch_record(1000 + i, repr(1_704_067_200.25 + i)) for i in range(500)]
+    calls = []
+    original = ParseOperator._python_rows
+    ParseOperator._python_rows = lambda self, *a: calls.append(len(a[0])) or original(self, *a)  # type: ignore[method-assign]
+    try:
+        ok, dead = parse(records, 500)  # batches of integer ms, integer s and fractional s
+    finally:
+        ParseOperator._python_rows = original  # type: ignore[method-assign]
+    assert dead.empty and len(ok) == 1500 and calls == []
+    ts = ok.set_index("event_id")["timestamp"]
+    assert ts["t0"] == pd.Timestamp(1_704_067_200_000, unit="ms", tz="UTC")
+    assert ts["t500"] == pd.Timestamp(1_704_067_200, unit="s", tz="UTC")
+    # a float in seconds is scaled in double precision, as the record-by-record path does
+    assert ts["t1000"] == pd.Timestamp(round(1_704_067_200.25 * 1_000_000_000), unit="ns", tz="UTC")
