@@ -329,7 +329,8 @@ class Stream:
             nested field. Defaults to the product's event schema. ``object`` keeps a nested JSON object as
             a dict, ``json`` any JSON value (both take the slower per-record path).
         time
-            Event-time field: required, parsed as an ISO-8601 UTC timestamp.
+            Event-time field: required. ``timestamp`` fields take ISO-8601 text (without an offset:
+            UTC) or epoch numbers: seconds, or milliseconds for values above 1e11.
         required
             Further fields that must be present and non-null.
         value_column
