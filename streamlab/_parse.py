@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,16 +89,6 @@ def _nested_schema(fields: list[FieldSpec], timestamp: pa.DataType | None = None
 
 def _flat_schema(fields: list[FieldSpec]) -> pa.Schema:
     return pa.schema([pa.field(f.name, _ARROW.get(f.type, pa.string())) for f in fields])
-
-
-class _Done:
-    """A finished result with the ``Future.result`` interface."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def result(self) -> Any:
-        return self.value
 
 
 def _done(outputs: Outputs) -> Callable[[], Outputs]:
@@ -213,16 +203,11 @@ class ParseOperator(Operator):
         )
 
     # -- arrow path -------------------------------------------------------------------------------
-    def _arrow(
-        self, recs: list[bytes], buf: bytes | None = None, longest: int | None = None
-    ) -> pa.Table | None:
-        if buf is None:
-            buf = b"\n".join(recs)
-        if longest is None:
-            longest = max(map(len, recs))
+    def _arrow(self, recs: list[bytes]) -> pa.Table | None:
+        buf = b"\n".join(recs)
         if not _is_utf8(buf):  # arrow does not check; the Python path rejects invalid bytes anywhere
             return None
-        return self._read(buf, len(recs), longest)
+        return self._read(buf, len(recs), max(map(len, recs)))
 
     def _read(self, buf: bytes | pa.Buffer, n_records: int, longest: int) -> pa.Table | None:
         """Arrow's reader over ``n_records`` newline-joined, UTF-8-checked records; None if any fails.
@@ -361,19 +346,11 @@ class ParseOperator(Operator):
             return "empty record"
         return f"record is {size:,} bytes; max_record_bytes is {self.max_record_bytes:,}"
 
-    def _chunk(
-        self,
-        recs: list[bytes],
-        idx: Any,
-        good: list[Any],
-        bad: list[Any],
-        buf: bytes | None = None,
-        longest: int | None = None,
-    ) -> None:
+    def _chunk(self, recs: list[bytes], idx: Any, good: list[Any], bad: list[Any]) -> None:
         if len(recs) <= _SMALL_CHUNK:
             self._python_rows(recs, idx, good, bad)
             return
-        table = self._arrow(recs, buf, longest)
+        table = self._arrow(recs)
         if table is not None:
             good.append((np.asarray(idx), table, {}))
             return
@@ -415,11 +392,16 @@ class ParseOperator(Operator):
             if not len(idx):
                 return _done(self._assemble(batch, n, column, good, bad))
             arr, lens = arr.take(pa.array(idx)), lens[idx]
+        # the read (a table, or None when some record is bad) runs in the pool when there is one
         joined = self._join_and_check(arr, lens)
-        read: Any = _Done(joined)
+        read: Future[pa.Table | None] | None = None
+        result: pa.Table | np.ndarray | None = joined if not isinstance(joined, pa.Buffer) else None
         if isinstance(joined, pa.Buffer):
             args = (joined, len(lens), int(lens.max()))
-            read = pool.submit(self._read, *args) if pool is not None else _Done(self._read(*args))
+            if pool is not None:
+                read = pool.submit(self._read, *args)
+            else:
+                result = self._read(*args)
 
         def records(where: np.ndarray) -> list[bytes]:
             return [
@@ -427,7 +409,9 @@ class ParseOperator(Operator):
             ]
 
         def complete() -> Outputs:
-            result = read.result()
+            nonlocal result
+            if read is not None:
+                result = read.result()
             if isinstance(result, pa.Table):
                 good.append((idx, result, {}))
             elif isinstance(result, np.ndarray):

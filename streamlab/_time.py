@@ -123,7 +123,7 @@ def ns_to_timestamp(ns: np.ndarray | int) -> pd.DatetimeIndex | pd.Timestamp:
     """
     if isinstance(ns, (int, np.integer)):
         return pd.Timestamp(int(ns), tz="UTC")
-    return pd.DatetimeIndex(np.asarray(ns, dtype="datetime64[ns]")).tz_localize("UTC")
+    return pd.DatetimeIndex(utc_array(np.asarray(ns)))
 
 
 _UTC_NS = pd.DatetimeTZDtype("ns", "UTC")

@@ -180,13 +180,13 @@ def late_pairs(
     close_at: np.ndarray,
     prev_max: int,
     delay_ns: int,
-    _blocked: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Which (row, window) pairs are late: ``close_at <= watermark at the row's arrival``.
 
     The watermark at arrival is a running maximum, which is slow to compute for every event; block
     maxima bound it from below and above, so only pairs between the bounds need the exact value.
-    Returns the positions of the late pairs and the watermark at their arrival.
+    Returns the positions of the late pairs and the watermark at their arrival. (One pair per row, as
+    tumbling windows give: :func:`late_rows`.)
     """
     n = len(ts)
     n_blocks = -(-n // _BLOCK)
@@ -198,16 +198,6 @@ def late_pairs(
     if prev_max != _NO_WATERMARK:
         np.maximum(upper, prev_max, out=upper)
         np.maximum(lower, prev_max, out=lower)
-    if not _blocked and len(rows) == n and n > _BLOCK and rows[0] == 0 and rows[-1] == n - 1:
-        # one pair per row in arrival order (tumbling): skip whole blocks that cannot hold a late pair
-        pad = np.full(n_blocks * _BLOCK, np.iinfo(np.int64).max, dtype=np.int64)
-        pad[:n] = close_at
-        hit = np.flatnonzero(pad.reshape(n_blocks, _BLOCK).min(axis=1) <= upper - delay_ns)
-        if len(hit) == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        sub = np.concatenate([np.arange(b * _BLOCK, min((b + 1) * _BLOCK, n)) for b in hit.tolist()])
-        pos, wm = late_pairs(ts, rows[sub], close_at[sub], prev_max, delay_ns, _blocked=True)
-        return sub[pos], wm
     blk = rows // _BLOCK
     surely = close_at <= lower[blk] - delay_ns
     maybe = ~surely & (close_at <= upper[blk] - delay_ns)
