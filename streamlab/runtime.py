@@ -167,6 +167,7 @@ class Executor:
         self.partitioned: list[Any] = []
         self.limit: int | None = None  # stop taking events after this many (run(max_events=...))
         self.readers: dict[str, SourceReader] = {}
+        self.assigned: dict[str, list[Any]] = {}  # per source: partitions owned at its last poll
         self.writers: dict[str, SinkWriter] = {}
         # parse ahead: a source's next batch is parsed in a worker while the steps after the parse
         # step work on the previous one (see _plan_parse_ahead)
@@ -349,6 +350,10 @@ class Executor:
                 self.batch_size if self.limit is None else min(self.batch_size, self.limit - self.events_in)
             )
             batch = reader.poll(want) if want > 0 and not reader.done else None
+            parts = reader.partitions()  # read in this thread: a consumer's assignment moves while it polls
+            if parts is not None and parts != self.assigned.get(sid):
+                with self.lock:
+                    self.assigned[sid] = parts
             fresh = batch is not None and len(batch) > 0
             if batch is not None and fresh:
                 if self.partitioned:
@@ -437,6 +442,7 @@ class Executor:
                 "watermark": min(watermarks.values()) if watermarks else None,
                 "watermarks": watermarks,
                 "lag": sum(lags) if lags else None,
+                "partitions": {sid: list(parts) for sid, parts in self.assigned.items()},
                 "commits": self.commits,
                 "processing_time": ns_to_timestamp(now),
                 "collected_dropped": {r: c.dropped for r, c in self.collect.items() if c.dropped},

@@ -660,6 +660,46 @@ def test_pipeline_interrupted_and_restarted_keeps_every_event_once(
     assert sum(KafkaAdmin(boot).committed_offsets(group, topic2).values()) == 240
 
 
+def test_running_pipelines_report_their_share_of_a_consumer_group(
+    kafka_broker: LocalKafkaBroker, topic2: str
+) -> None:
+    """metrics["partitions"] shows each member's assignment, so a caller can wait for a stable group."""
+    from streamlab import ListSink, Pipeline
+
+    boot, group = kafka_broker.bootstrap_servers, f"g-{topic2}"
+    sinks = [ListSink(), ListSink()]
+    handles = []
+    for i, sink in enumerate(sinks):
+        p = Pipeline(source(boot, topic2, group), name=f"member-{i}")
+        p.parse().to(sink)
+        handles.append(p.start())
+    try:
+
+        def owned() -> list[list[tuple[str, int]]]:
+            return [h.metrics["partitions"].get("source", []) for h in handles]
+
+        wait_for(
+            lambda: all(len(parts) == 1 for parts in owned()),
+            timeout=30,
+            interval=0.005,
+            what="the group to give each member one partition",
+        )
+        first, second = owned()
+        assert sorted(first + second) == [(topic2, 0), (topic2, 1)]
+        records, good, _ = product_events(60)
+        produce_raw(boot, topic2, records)
+        wait_for(
+            lambda: sum(h.metrics["events_in"] for h in handles) >= 60, timeout=30, what="the records"
+        )
+    finally:
+        for h in handles:
+            h.stop()
+    for sink, parts in zip(sinks, (first, second)):
+        got = sink.frame()
+        assert len(got) > 0 and set(got["partition"]) == {parts[0][1]}  # each reads only its own share
+    assert sorted(pd.concat([s.frame() for s in sinks])["event_id"]) == sorted(good)
+
+
 class CrashingSink(Sink):
     """A sink whose writer fails once it has taken more than ``after`` rows: a process dying mid-batch."""
 
