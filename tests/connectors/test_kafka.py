@@ -688,9 +688,7 @@ def test_running_pipelines_report_their_share_of_a_consumer_group(
         assert sorted(first + second) == [(topic2, 0), (topic2, 1)]
         records, good, _ = product_events(60)
         produce_raw(boot, topic2, records)
-        wait_for(
-            lambda: sum(h.metrics["events_in"] for h in handles) >= 60, timeout=30, what="the records"
-        )
+        wait_for(lambda: sum(h.metrics["events_in"] for h in handles) >= 60, timeout=30, what="the records")
     finally:
         for h in handles:
             h.stop()
