@@ -33,6 +33,13 @@ class Operator:
         """End of input: emit everything still held (open windows, buffered rows)."""
         return {}
 
+    def on_processing_time(self, now_ns: int) -> Outputs:
+        """Processing time is ``now_ns`` (before a batch, and while none arrives): emit what is due.
+
+        Only steps whose results depend on processing time (windows with an ``idle_timeout``) are told.
+        """
+        return {}
+
     def snapshot(self) -> Any:
         """Return a picklable copy of the state, enough for :meth:`restore` to resume exactly."""
         return None

@@ -37,6 +37,7 @@ class SessionOperator(_Watermarks, Operator):
         delay_ns: int,
         lateness_ns: int,
         watermark_by: list[str] | None = None,
+        idle_timeout_ns: int | None = None,
     ) -> None:
         self.step_id = step_id
         self.gap = window.gap_ns
@@ -54,7 +55,7 @@ class SessionOperator(_Watermarks, Operator):
         self.free_slots: list[int] = []
         self.n_slots = 0
         self.max_ts = _NO_WATERMARK
-        self._init_watermarks(watermark_by)
+        self._init_watermarks(watermark_by, idle_timeout_ns)
 
     def snapshot(self) -> Any:
         keep = (
@@ -151,8 +152,14 @@ class SessionOperator(_Watermarks, Operator):
         if late_rows:
             lr = np.asarray(late_rows)
             out["late"] = late_frame(batch, lr, ts_all[lr], ts_all[lr] + gap, wm[lr])
-        # close the sessions of every key that the final watermark passed
-        w_end = self._final_watermark()
+        self._close_passed(self._final_watermark(), closed)
+        if closed:
+            out["out"] = self._emit(closed)
+        return out
+
+    def _close_passed(self, w_end: int, closed: list[tuple[int, int, int, int]]) -> None:
+        """Close the sessions of every key that watermark ``w_end`` passed (appended to ``closed``)."""
+        gap, lat, values = self.gap, self.lateness_ns, self.key_index.values
         for k in list(self.open):
             sessions = self.open[k]
             still = []
@@ -170,9 +177,13 @@ class SessionOperator(_Watermarks, Operator):
         # a remembered end only matters while an event could still be within one gap of it
         horizon = w_end - gap - lat
         self.closed_end = {k: e for k, e in self.closed_end.items() if e > horizon}
-        if closed:
-            out["out"] = self._emit(closed)
-        return out
+
+    def on_processing_time(self, now_ns: int) -> Outputs:
+        if not self._advance_idle_watermark(now_ns):
+            return {}
+        closed: list[tuple[int, int, int, int]] = []
+        self._close_passed(self.wm_floor, closed)
+        return {"out": self._emit(closed)} if closed else {}
 
     def _emit(self, closed: list[tuple[int, int, int, int]]) -> pd.DataFrame:
         closed.sort(key=lambda c: (c[0], c[2]))

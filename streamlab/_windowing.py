@@ -269,14 +269,17 @@ def partition_watermarks(
     floor: int,
     delay_ns: int,
     expected: set[Any] | None = None,
-) -> np.ndarray:
+    idle: set[Any] | frozenset[Any] = frozenset(),
+) -> tuple[np.ndarray, set[Any]]:
     """Watermark at each event's arrival when every source partition has its own.
 
     A partition's watermark follows the largest event time seen in it; the step's watermark is the
     smallest over the partitions seen so far, never moving backwards (``floor``). A consumer that reads
     partitions one chunk at a time therefore cannot push the watermark past partitions it has not
     caught up with. ``expected`` partitions (those the source is assigned) that have produced
-    nothing yet hold the watermark back. ``state`` (partition -> largest event time) is updated in place.
+    nothing yet hold the watermark back. ``idle`` partitions hold nothing back until they have events
+    again. ``state`` (partition -> largest event time) is updated in place. Returns the watermarks and
+    the partitions present in the batch.
     """
     if any(c not in batch.columns for c in by):
         # data without the partition column (a test replay of a Kafka pipeline, say): one partition
@@ -294,10 +297,10 @@ def partition_watermarks(
         # partitions no longer assigned (revoked, or a finished parent shard) stop holding the watermark
         for v in [v for v in state if v not in expected and v not in present]:
             del state[v]
-    waiting = {e for e in (expected or ()) if e not in state}  # assigned, never heard from
+    waiting = {e for e in (expected or ()) if e not in state and e not in idle}  # assigned, never heard from
     hold = n if waiting - present else 0  # no watermark before this position
     for v, latest in state.items():
-        if v not in present:
+        if v not in present and v not in idle:
             np.minimum(w, latest, out=w)
     for j, v in enumerate(values):
         mine = codes == j
@@ -311,7 +314,7 @@ def partition_watermarks(
     w = np.where(w == top, _NONE, w - delay_ns)
     w[:hold] = _NONE
     w = np.maximum.accumulate(np.maximum(w, floor))
-    return w
+    return w, present
 
 
 class _Watermarks:
@@ -323,15 +326,56 @@ class _Watermarks:
     part_max: dict[Any, int]
     wm_floor: int
 
-    def _init_watermarks(self, by: list[str] | None) -> None:
+    def _init_watermarks(self, by: list[str] | None, idle_ns: int | None = None) -> None:
         self.by = list(by or [])
         self.part_max = {}
         self.wm_floor = _NONE
         self.expected_partitions: set[Any] | None = None
+        self.idle_ns = idle_ns
+        self.now_ns: int | None = None
+        # partition -> processing time of its latest event, or of when it was first expected; not
+        # checkpointed: after a restore every partition starts a fresh idle timeout
+        self.heard_ns: dict[Any, int] = {}
 
     def expect_partitions(self, partitions: set[Any]) -> None:
         """The partitions the sources are assigned (the runtime tells; see ``SourceReader.partitions``)."""
         self.expected_partitions = partitions
+
+    def idle_partitions(self) -> set[Any]:
+        """Partitions without events for ``idle_timeout`` of processing time: they hold no watermark back."""
+        if self.idle_ns is None or self.now_ns is None:
+            return set()
+        now, heard = self.now_ns, self.heard_ns
+        if self.expected_partitions is not None:
+            for gone in [p for p in heard if p not in self.expected_partitions and p not in self.part_max]:
+                del heard[gone]
+            for p in self.expected_partitions:
+                heard.setdefault(p, now)
+        for p in self.part_max:
+            heard.setdefault(p, now)
+        return {p for p, t in heard.items() if now - t >= self.idle_ns}
+
+    def _advance_idle_watermark(self, now_ns: int) -> bool:
+        """Processing time is ``now_ns``: drop idle partitions from the watermark; True if it moved.
+
+        The watermark follows the partitions that had events within ``idle_timeout``; when all are
+        idle, the ones that had events most recently. A partition assigned but never heard from
+        holds it until it is idle too. Called before each batch and while no data arrives.
+        """
+        self.now_ns = now_ns
+        idle = self.idle_partitions()
+        if not idle:
+            return False
+        if any(p not in self.part_max and p not in idle for p in self.expected_partitions or ()):
+            return False
+        holders = [m for p, m in self.part_max.items() if p not in idle]
+        if not holders and self.part_max:
+            latest = max(self.heard_ns[p] for p in self.part_max)
+            holders = [m for p, m in self.part_max.items() if self.heard_ns[p] == latest]
+        if not holders or min(holders) - self.delay_ns <= self.wm_floor:
+            return False
+        self.wm_floor = min(holders) - self.delay_ns
+        return True
 
     def watermark_ns(self) -> int | None:
         if self.by:
@@ -341,9 +385,19 @@ class _Watermarks:
     def _event_watermarks(self, batch: pd.DataFrame, ts: np.ndarray) -> np.ndarray:
         """Watermark at each event's arrival (``_NONE`` while there is none); updates the state."""
         if self.by:
-            w = partition_watermarks(
-                batch, ts, self.by, self.part_max, self.wm_floor, self.delay_ns, self.expected_partitions
+            w, present = partition_watermarks(
+                batch,
+                ts,
+                self.by,
+                self.part_max,
+                self.wm_floor,
+                self.delay_ns,
+                self.expected_partitions,
+                self.idle_partitions(),
             )
+            if self.now_ns is not None:
+                for p in present:
+                    self.heard_ns[p] = self.now_ns
             self.wm_floor = int(w[-1])
             return w
         w, self.max_ts = running_watermark(ts, self.max_ts, self.delay_ns)
@@ -418,6 +472,7 @@ class WindowOperator(_Watermarks, Operator):
         lateness_ns: int,
         early: bool = False,
         watermark_by: list[str] | None = None,
+        idle_timeout_ns: int | None = None,
     ) -> None:
         self.step_id = step_id
         self.window = window
@@ -433,7 +488,7 @@ class WindowOperator(_Watermarks, Operator):
         self.slots = SlotTable()
         self.stores = [a.store() for a in aggs]
         self.max_ts = _NO_WATERMARK
-        self._init_watermarks(watermark_by)
+        self._init_watermarks(watermark_by, idle_timeout_ns)
 
     # -- state -------------------------------------------------------------------------------------
     def snapshot(self) -> Any:
@@ -596,6 +651,12 @@ class WindowOperator(_Watermarks, Operator):
             return {}
         return {"out": self._pop(list(self.slots.by_window))}
 
+    def on_processing_time(self, now_ns: int) -> Outputs:
+        if not self._advance_idle_watermark(now_ns):
+            return {}
+        closed = self._close(self.wm_floor)
+        return {} if closed is None else {"out": closed}
+
 
 class PanedWindowOperator(WindowOperator):
     """Sliding windows whose size is a multiple of the slide, aggregated per pane.
@@ -666,6 +727,12 @@ class PanedWindowOperator(WindowOperator):
         if emitted:
             out["out"] = emitted[0] if len(emitted) == 1 else pd.concat(emitted, ignore_index=True)
         return out
+
+    def on_processing_time(self, now_ns: int) -> Outputs:
+        if not self._advance_idle_watermark(now_ns):
+            return {}
+        frame = self._emit_upto((self.wm_floor - self.offset - self.lateness_ns) // self.every - self.n)
+        return {} if frame is None else {"out": frame}
 
     def _emit_upto(self, last: int | None) -> pd.DataFrame | None:
         """Emit every window with data and index in (emitted_upto, last]; free panes no window needs."""

@@ -540,6 +540,7 @@ class Stream:
         lateness: Duration = 0,
         early: bool = False,
         watermark_by: str | Iterable[str] | None = "auto",
+        idle_timeout: Duration | None = None,
         step_id: str | None = None,
     ) -> WindowBuilder:
         """Group events into event-time windows per key; finish with ``.agg(...)``.
@@ -562,7 +563,13 @@ class Stream:
             others does not make their events late (as Flink and Kafka Streams do). ``"auto"`` uses
             Kafka's ``topic``/``partition`` or Kinesis' ``shard_id`` columns when the stream has them;
             ``None`` keeps one watermark for the whole stream. A partition that stops receiving events
-            holds the watermark back until the end of input.
+            holds the watermark back until the end of input, unless ``idle_timeout`` is set.
+        idle_timeout
+            Processing time after which a partition without events stops holding the watermark back,
+            e.g. ``"30s"`` (Flink's ``withIdleness``). Set it when some partitions of a topic may stay
+            empty: with few keys, or more partitions than producers. When an idle partition has events
+            again it counts again; those of its events that are behind the watermark go to ``.late``.
+            ``None`` (default): a partition is waited for as long as the source is assigned it.
         """
         sid = self._sid(step_id, "window")
         if not isinstance(window, Window):
@@ -590,7 +597,22 @@ class Stream:
                 "drop early=True, or use a tumbling or sliding window",
             )
         by = self._watermark_columns(watermark_by, sid)
-        return WindowBuilder(self, sid, window, keys, time, delay_ns, lateness_ns, early, by)
+        idle_ns = None
+        if idle_timeout is not None:
+            idle_ns = parse_duration(idle_timeout, what=f"step {sid!r} (window) idle_timeout")
+            if idle_ns <= 0:
+                raise PipelineConfigError(
+                    sid, "window", "idle_timeout must be positive", "use e.g. idle_timeout='30s'"
+                )
+            if not by:
+                raise PipelineConfigError(
+                    sid,
+                    "window",
+                    "idle_timeout needs one watermark per source partition, and this window has one "
+                    "watermark for the whole stream (no partition column found)",
+                    "pass watermark_by='<partition column>', or drop idle_timeout",
+                )
+        return WindowBuilder(self, sid, window, keys, time, delay_ns, lateness_ns, early, by, idle_ns)
 
     def _watermark_columns(self, watermark_by: str | Iterable[str] | None, sid: str) -> tuple[str, ...]:
         if watermark_by is None:
@@ -941,10 +963,12 @@ class WindowBuilder:
         lateness_ns: int,
         early: bool,
         watermark_by: tuple[str, ...] = (),
+        idle_timeout_ns: int | None = None,
     ) -> None:
         self._stream = stream
         self._args = (sid, window, keys, time, delay_ns, lateness_ns, early)
         self._watermark_by = watermark_by
+        self._idle_timeout_ns = idle_timeout_ns
 
     def agg(self, *aggs: Aggregator) -> WindowedStream:
         """Aggregate each window and key, e.g. ``.agg(agg.count(), agg.sum("amount"))``."""
@@ -981,6 +1005,7 @@ class WindowBuilder:
             lateness_ns=lateness_ns,
             early=early,
             watermark_by=self._watermark_by,
+            idle_timeout_ns=self._idle_timeout_ns,
         )
         return self._stream.pipeline._add(step, cls=WindowedStream)  # type: ignore[return-value]
 

@@ -200,6 +200,8 @@ class Executor:
                     op.restore(op_state[sid])
                 self.operators[sid] = op
         self.partitioned = [op for op in self.operators.values() if getattr(op, "by", None)]
+        # steps told the processing time: windows whose idle partitions stop holding the watermark
+        self.timed = {sid: op for sid, op in self.operators.items() if getattr(op, "idle_ns", None)}
         self._plan_parse_ahead()
         for ref, frames in state.get("collected", {}).items():
             if ref in self.collect and frames is not None:
@@ -326,15 +328,21 @@ class Executor:
             self._emit(sid if name == "out" else f"{sid}.{name}", frame)
 
     def _tell_partitions(self) -> None:
-        """Give per-partition watermarked steps the partitions the sources are assigned."""
-        known: set[Any] = set()
-        for reader in self.readers.values():
-            parts = reader.partitions()
-            if parts is None:
-                return
-            known.update(parts)
-        for op in self.partitioned:
-            op.expect_partitions(known)
+        """Give per-partition watermarked steps the partitions the sources are assigned, and the time."""
+        assigned = [reader.partitions() for reader in self.readers.values()]
+        if all(parts is not None for parts in assigned):
+            known = {p for parts in assigned for p in parts or ()}
+            for op in self.partitioned:
+                op.expect_partitions(known)
+        if self.timed:
+            now = self.clock.now_ns()
+            with self.lock:
+                for sid, op in self.timed.items():  # upstream first: what one emits reaches the next
+                    try:
+                        outputs = op.on_processing_time(now)
+                    except Exception as e:
+                        raise StepFailedError(sid, self.pipeline.steps[sid].kind, e) from e
+                    self._route(sid, outputs)
 
     def poll_once(self, ahead: bool = True) -> bool:
         """Poll every source once and push what arrived; True if any events moved.
@@ -379,6 +387,8 @@ class Executor:
                         done, parsed = queue.popleft()
                         self._emit(sid, done, parsed)
                 moved = True
+        if not moved and self.timed:
+            self._tell_partitions()  # no data: idle timeouts still run out
         return moved
 
     def past_deadline(self) -> bool:

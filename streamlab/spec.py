@@ -274,7 +274,8 @@ def _build_step(base: Stream, others: list[Stream], sid: str, kind: str, prm: di
             delay=prm.get("delay", 0),
             lateness=prm.get("lateness", 0),
             early=prm.get("early", False),
-            watermark_by=prm.get("watermark_by") or None,
+            watermark_by=prm.get("watermark_by", "auto") or None,
+            idle_timeout=prm.get("idle_timeout"),
             step_id=sid,
         ).agg(*aggs)
     if kind == "interval_join":

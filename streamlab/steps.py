@@ -353,6 +353,7 @@ class WindowStep(Step):
     lateness_ns: int = 0
     early: bool = False
     watermark_by: tuple[str, ...] = ()
+    idle_timeout_ns: int | None = None
     kind: ClassVar[str] = "window"
     output_names: ClassVar[tuple[str, ...]] = ("out", "late", "dead_letter", "early")
 
@@ -367,6 +368,7 @@ class WindowStep(Step):
                 self.delay_ns,
                 self.lateness_ns,
                 watermark_by=list(self.watermark_by),
+                idle_timeout_ns=self.idle_timeout_ns,
             )
         assert isinstance(self.window, (TumblingWindow, SlidingWindow))
         paned = (
@@ -384,6 +386,7 @@ class WindowStep(Step):
             self.lateness_ns,
             self.early,
             watermark_by=list(self.watermark_by),
+            idle_timeout_ns=self.idle_timeout_ns,
         )
 
     def params(self) -> dict[str, Any]:
@@ -396,6 +399,7 @@ class WindowStep(Step):
             "lateness": format_duration(self.lateness_ns),
             "early": self.early,
             "watermark_by": list(self.watermark_by),
+            "idle_timeout": None if self.idle_timeout_ns is None else format_duration(self.idle_timeout_ns),
         }
 
     def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:

@@ -76,3 +76,36 @@ def test_redaction_hides_secrets_but_not_settings_that_mention_connections() -> 
     )
     assert red["sasl.password"] == red["sasl.jaas.config"] == red["connection_string"] == "<redacted>"
     assert red["connections.max.idle.ms"] == 180000 and red["log.connection.close"] is False
+
+
+def test_idle_timeout_closes_windows_when_one_key_fills_one_partition(
+    kafka_broker: LocalKafkaBroker, unique_name: str
+) -> None:
+    """Every record has the same key, so two of three partitions stay empty and hold the watermark."""
+    from streamlab.connectors._local_servers import wait_for
+
+    boot = kafka_broker.bootstrap_servers
+    events = generate_clickstream(600, seed=5, late_share=0.0, duplicate_share=0.0)
+    lines = to_json_lines(events[["event_id", "event_type", "user_id", "timestamp", "properties"]])
+    create_topic(boot, unique_name, partitions=3)
+    produce(boot, unique_name, lines, ["one-key"] * len(lines))
+    src = KafkaSource(unique_name, bootstrap_servers=boot, group_id=f"g-{unique_name}", config=FAST_GROUP)
+    p = Pipeline(src)
+    parsed = p.parse({"event_id": "string", "event_type": "category", "timestamp": "timestamp"})
+    out = parsed.window(TumblingWindow("1s"), key="event_type", idle_timeout="1s").agg(agg.count())
+    results, late = ListSink(), ListSink()
+    out.to(results)
+    out.late.to(late)
+    handle = p.start()
+    try:
+        wait_for(lambda: handle.metrics["events_in"] >= len(lines), timeout=60, what="the records")
+        assert len(handle.metrics["partitions"]["source"]) == 3
+        # no more data arrives: after the idle timeout the windows the data closed are emitted
+        wait_for(lambda: len(results.frame()) > 0, timeout=30, what="windows closed by the idle timeout")
+    finally:
+        handle.stop()
+    last_end = results.frame()["window_end"].max()
+    # every window the watermark (the largest event time) passed is out; the one holding it is open
+    assert last_end == events["timestamp"].max().floor("1s")
+    # nothing lost: each event before that point is counted once, or on .late if it came out of order
+    assert results.frame()["count"].sum() + len(late.frame()) == (events["timestamp"] < last_end).sum()
