@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 from streamlab.connectors import KafkaSource, LocalKafkaBroker
 from streamlab.connectors.kafka import create_topic
 from streamlab.datasets import generate_clickstream, to_json_lines
@@ -18,6 +19,17 @@ def produce(bootstrap: str, topic: str, lines: list[bytes], keys: list[str]) -> 
     for key, line in zip(keys, lines):
         producer.produce(topic, value=line, key=key.encode())
     producer.flush(30)
+
+
+def clicks_topic(
+    bootstrap: str, topic: str, n: int, seed: int, partitions: int, key: str | None = None
+) -> tuple[pd.DataFrame, list[bytes]]:
+    """A topic of ``n`` clickstream events in order, keyed by user (or all by ``key``)."""
+    events = generate_clickstream(n, seed=seed, late_share=0.0, duplicate_share=0.0)
+    lines = to_json_lines(events[["event_id", "event_type", "user_id", "timestamp", "properties"]])
+    create_topic(bootstrap, topic, partitions=partitions)
+    produce(bootstrap, topic, lines, events["user_id"].tolist() if key is None else [key] * n)
+    return events, lines
 
 
 def window_counts(
@@ -46,10 +58,7 @@ def test_partition_watermarks_on_a_four_partition_topic(
     kafka_broker: LocalKafkaBroker, unique_name: str
 ) -> None:
     boot = kafka_broker.bootstrap_servers
-    events = generate_clickstream(8000, seed=3, late_share=0.0, duplicate_share=0.0)
-    lines = to_json_lines(events[["event_id", "event_type", "user_id", "timestamp", "properties"]])
-    create_topic(boot, unique_name, partitions=4)
-    produce(boot, unique_name, lines, events["user_id"].tolist())
+    events, lines = clicks_topic(boot, unique_name, 8000, seed=3, partitions=4)
     # the stream's own disorder is a few seconds: with a 5 s delay almost nothing should be late
     behind = (events["timestamp"].cummax() - events["timestamp"]).dt.total_seconds()
     assert (behind > 5).mean() < 0.01
@@ -85,10 +94,7 @@ def test_idle_timeout_closes_windows_when_one_key_fills_one_partition(
     from streamlab.connectors._local_servers import wait_for
 
     boot = kafka_broker.bootstrap_servers
-    events = generate_clickstream(600, seed=5, late_share=0.0, duplicate_share=0.0)
-    lines = to_json_lines(events[["event_id", "event_type", "user_id", "timestamp", "properties"]])
-    create_topic(boot, unique_name, partitions=3)
-    produce(boot, unique_name, lines, ["one-key"] * len(lines))
+    events, lines = clicks_topic(boot, unique_name, 600, seed=5, partitions=3, key="one-key")
     src = KafkaSource(unique_name, bootstrap_servers=boot, group_id=f"g-{unique_name}", config=FAST_GROUP)
     p = Pipeline(src)
     parsed = p.parse({"event_id": "string", "event_type": "category", "timestamp": "timestamp"})
