@@ -365,6 +365,8 @@ class EventHubSource(KafkaSource):
         Seconds ``poll`` may wait.
     max_in_flight
         Backpressure limit (see :class:`KafkaSource`).
+    stop_at_end
+        A bounded read up to each partition's end at the first fetch (see :class:`KafkaSource`).
 
     Examples
     --------
@@ -392,6 +394,7 @@ class EventHubSource(KafkaSource):
         max_batch: int = 10_000,
         poll_timeout: float = 0.05,
         max_in_flight: int | None = None,
+        stop_at_end: bool = False,
     ) -> None:
         conn, hub, boot, merged = _prepare(
             "EventHubSource",
@@ -412,6 +415,7 @@ class EventHubSource(KafkaSource):
             max_batch=max_batch,
             poll_timeout=poll_timeout,
             max_in_flight=max_in_flight,
+            stop_at_end=stop_at_end,
         )
         object.__setattr__(self, "_connection", conn)
         object.__setattr__(
@@ -431,6 +435,7 @@ class EventHubSource(KafkaSource):
                 "max_batch": max_batch,
                 "poll_timeout": float(poll_timeout),
                 "max_in_flight": max_in_flight,
+                "stop_at_end": stop_at_end,
             },
         )
 

@@ -570,6 +570,13 @@ class KafkaSource(Source):
     max_in_flight
         Backpressure: when this many offsets were read but not yet committed, the reader pauses its
         partitions (and returns nothing) until a commit brings it below. None disables it.
+    stop_at_end
+        A bounded read: each assigned partition is read up to its end as of the reader's first fetch
+        from it (the high watermark then), and the source is done once every assigned partition got
+        there, so ``run()`` finishes, flushes windows and commits. Records appended later are left for
+        the next run. For backfills, replaying a topic's contents, and tests (like Flink's
+        ``setBounded(OffsetsInitializer.latest())``). A member that is assigned no partition never
+        finishes.
 
     Examples
     --------
@@ -590,6 +597,7 @@ class KafkaSource(Source):
     max_batch: int = 10_000
     poll_timeout: float = 0.05
     max_in_flight: int | None = None
+    stop_at_end: bool = False
 
     columns = KAFKA_COLUMNS
 
@@ -604,6 +612,7 @@ class KafkaSource(Source):
         max_batch: int = 10_000,
         poll_timeout: float = 0.05,
         max_in_flight: int | None = None,
+        stop_at_end: bool = False,
     ) -> None:
         name = type(self).__name__
         topic_list = [topics] if isinstance(topics, str) else list(topics)
@@ -637,7 +646,15 @@ class KafkaSource(Source):
         set_(self, "config", _check_config(name, config or {}, _SOURCE_RESERVED))
         set_(self, "max_batch", max_batch)
         set_(self, "poll_timeout", float(poll_timeout))
+        if not isinstance(stop_at_end, bool):
+            raise ValueError(f"{name}(stop_at_end={stop_at_end!r}): must be True or False")
+        if stop_at_end and str((config or {}).get("enable.partition.eof", True)).lower() in ("false", "0"):
+            raise ValueError(
+                f"{name}(stop_at_end=True, config={{'enable.partition.eof': False}}): a bounded read "
+                "learns that an empty partition is done from its end event; drop that setting"
+            )
         set_(self, "max_in_flight", max_in_flight)
+        set_(self, "stop_at_end", stop_at_end)
 
     def consumer_config(self) -> dict[str, Any]:
         """The librdkafka settings the reader uses (secrets included; do not print).
@@ -656,6 +673,8 @@ class KafkaSource(Source):
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "latest" if start == "latest" else "earliest",
+            # a bounded read learns that a partition has nothing more from the end-of-partition event
+            **({"enable.partition.eof": True} if self.stop_at_end else {}),
             **self.config,
         }
 
@@ -678,10 +697,12 @@ class KafkaSource(Source):
             "max_batch": self.max_batch,
             "poll_timeout": self.poll_timeout,
             "max_in_flight": self.max_in_flight,
+            "stop_at_end": self.stop_at_end,
         }
 
     def __repr__(self) -> str:
         extra = f", config={redact_config(self.config)!r}" if self.config else ""
+        extra += ", stop_at_end=True" if self.stop_at_end else ""
         return (
             f"{type(self).__name__}(topics={list(self.topics)!r}, "
             f"bootstrap_servers={self.bootstrap_servers!r}, "
@@ -727,6 +748,9 @@ class KafkaSourceReader(SourceReader):
         self._base: Position = {}  # first uncommitted offset per partition, for the in-flight count
         self._assigned: set[tuple[str, int]] = set()
         self._user_paused: set[tuple[str, int]] = set()
+        # stop_at_end: where each partition's bounded read stops, and the offset of its last end event
+        self._end: Position = {}
+        self._eof: Position = {}
         self._just_revoked: dict[tuple[str, int], tuple[int, int]] = {}
         self._auto_paused = False
         self._closed = False
@@ -849,14 +873,22 @@ class KafkaSourceReader(SourceReader):
             return None
         # While paused, consume() still serves rebalance callbacks and keeps the membership alive.
         msgs = self._consumer.consume(num_messages=budget, timeout=self.source.poll_timeout)
+        bounded = self.source.stop_at_end
+        if bounded:
+            self._learn_ends()
         if not msgs:
             return None
         good = []
         for m in msgs:
             err = m.error()
             if err is None:
-                good.append(m)
+                if not bounded or m.offset() < self._end.get((m.topic(), m.partition()), m.offset() + 1):
+                    good.append(m)  # a bounded read drops what was appended after its end
             elif err.code() == self._ck.KafkaError._PARTITION_EOF:
+                if bounded:
+                    key = (m.topic(), m.partition())
+                    self._eof[key] = m.offset()
+                    self._end.setdefault(key, m.offset())  # an end event carries the high watermark
                 continue
             elif err.code() == self._ck.KafkaError._MAX_POLL_EXCEEDED:
                 # Polling stopped for longer than max.poll.interval.ms (a paused run): the member
@@ -879,6 +911,34 @@ class KafkaSourceReader(SourceReader):
         if limit is not None:
             self._apply_backpressure()
         return batch
+
+    def _learn_ends(self) -> None:
+        """Fix the end of each newly fetched partition: its high watermark at that first fetch."""
+        for topic, part in [k for k in self._assigned if k not in self._end]:
+            try:
+                _lo, hi = self._consumer.get_watermark_offsets(
+                    self._ck.TopicPartition(topic, part), cached=True
+                )
+            except self._ck.KafkaException:
+                continue
+            if hi is not None and hi >= 0:
+                self._end[(topic, part)] = hi
+
+    @property
+    def done(self) -> bool:
+        """With ``stop_at_end``: every assigned partition was read up to its end. Otherwise False."""
+        if not self.source.stop_at_end or not self._assigned or self._closed:
+            return False
+        for key in list(self._assigned):
+            end = self._end.get(key)
+            if end is None or max(self._positions.get(key, -1), self._eof.get(key, -1)) < end:
+                return False
+        return True
+
+    @property
+    def end_offsets(self) -> dict[tuple[str, int], int]:
+        """With ``stop_at_end``: the offset each partition's read stops at, once its first fetch told."""
+        return dict(self._end)
 
     def _to_frame(self, msgs: list[Any]) -> pd.DataFrame:
         ts = [m.timestamp() for m in msgs]

@@ -523,6 +523,8 @@ def test_import_does_not_load_the_clients() -> None:
         ({"max_in_flight": 0}, "max_in_flight"),
         ({"config": {"enable.auto.commit": True}}, "runtime after sinks flushed"),
         ({"config": {"group.id": "x"}}, "group_id="),
+        ({"stop_at_end": "yes"}, "stop_at_end"),
+        ({"stop_at_end": True, "config": {"enable.partition.eof": False}}, "end event"),
     ],
 )
 def test_source_rejects_bad_configuration(kwargs: dict[str, object], message: str) -> None:
@@ -557,6 +559,10 @@ def test_source_is_frozen_picklable_and_redacts_secrets() -> None:
     assert src.spec()["config"]["sasl.username"] == "$ConnectionString"
     assert src.consumer_config()["sasl.password"] == "s3cret"
     assert redact_config({"Connection.String": "x"}) == {"Connection.String": "<redacted>"}
+    bounded = KafkaSource("t", bootstrap_servers="h:1", group_id="g", stop_at_end=True)
+    spec = bounded.spec()
+    assert spec.pop("kind") == "kafka" and KafkaSource(**spec) == bounded  # a YAML spec keeps it
+    assert "stop_at_end=True" in repr(bounded) and bounded.consumer_config()["enable.partition.eof"] is True
 
 
 @settings(max_examples=40, deadline=None)
@@ -696,6 +702,66 @@ def test_running_pipelines_report_their_share_of_a_consumer_group(
         got = sink.frame()
         assert len(got) > 0 and set(got["partition"]) == {parts[0][1]}  # each reads only its own share
     assert sorted(pd.concat([s.frame() for s in sinks])["event_id"]) == sorted(good)
+
+
+def test_bounded_run_reads_the_topic_to_its_end_then_finishes(
+    kafka_broker: LocalKafkaBroker, unique_name: str
+) -> None:
+    """stop_at_end: run() returns once every partition is read, even one that never got a record."""
+    from streamlab import ListSink, Pipeline, TumblingWindow, agg
+
+    boot = kafka_broker.bootstrap_servers
+    create_topic(boot, unique_name, partitions=3)
+    records, good, poison = product_events(90)
+    produce_raw(boot, unique_name, [(b"same-key", v) for _, v in records])  # one partition; two stay empty
+
+    def bounded_run() -> tuple[object, pd.DataFrame, pd.DataFrame]:
+        p = Pipeline(source(boot, unique_name, f"g-{unique_name}", stop_at_end=True, max_batch=25))
+        events = p.parse()
+        rows, counts = ListSink(), ListSink()
+        events.to(rows)
+        events.window(TumblingWindow("1m"), key="event_type").agg(agg.count()).to(counts)
+        return p.run(), rows.frame(), counts.frame()
+
+    first, rows, counts = bounded_run()
+    assert first.status == "finished"
+    assert first.metrics["events_in"] == 90 and sorted(rows["event_id"]) == sorted(good)
+    assert len(first["parse.dead_letter"]) == len(poison)  # nothing lost: bad records are dead letters
+    assert counts["count"].sum() == len(good)  # end of input: every window was flushed
+    assert sum(KafkaAdmin(boot).committed_offsets(f"g-{unique_name}", unique_name).values()) == 90
+    # what arrives later is for the next run, which reads exactly that and finishes again
+    more, more_good, _ = product_events(30)
+    produce_raw(boot, unique_name, [(b"other-key", v) for _, v in more])
+    second, rows2, _ = bounded_run()
+    assert second.status == "finished" and second.metrics["events_in"] == 30
+    assert set(rows2["event_id"]) <= set(more_good) and len(rows2) == len(more_good)
+
+
+def test_bounded_read_stops_at_the_end_it_first_saw(kafka_broker: LocalKafkaBroker, topic2: str) -> None:
+    boot = kafka_broker.bootstrap_servers
+    produce_raw(boot, topic2, events(40))
+    reader = source(boot, topic2, f"g-{topic2}", stop_at_end=True, max_batch=5).open()
+    got: list[pd.DataFrame] = []
+
+    def pull(n: int) -> None:
+        batch = reader.poll(n)
+        if batch is not None:
+            got.append(batch)
+
+    try:
+        wait_for(
+            lambda: pull(5) or len(reader.end_offsets) == 2, timeout=30, interval=0.005, what="both ends"
+        )
+        ends = reader.end_offsets
+        assert sum(ends.values()) == 40 and not reader.done
+        produce_raw(boot, topic2, events(20))  # appended after the ends were fixed: not this read's
+        wait_for(lambda: pull(50) or reader.done, timeout=30, interval=0.005, what="the end")
+        read = pd.concat(got)
+        assert len(read) == 40 and not read.duplicated(["partition", "offset"]).any()
+        assert reader.snapshot() == ends  # every partition read exactly up to its end
+        assert reader.poll(50) is None and reader.done
+    finally:
+        reader.close()
 
 
 class CrashingSink(Sink):
