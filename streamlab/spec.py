@@ -76,7 +76,11 @@ def _builtin_factories() -> None:
 
 
 def pipeline_to_dict(p: Pipeline) -> dict[str, Any]:
-    """pipeline_to_dict.
+    """Describe a pipeline as plain data: ``{"streaming": {name, time, sources, processing, sinks}}``.
+
+    Every built-in step writes its parameters (``Step.params()``), sources and sinks their ``spec()``
+    with secrets redacted. Steps that hold Python code (a custom operator) cannot be described and raise
+    ``ValueError``; ``map``/``filter`` functions are written as ``module:name``, or as their source.
 
     Examples
     --------
@@ -115,7 +119,7 @@ def pipeline_to_dict(p: Pipeline) -> dict[str, Any]:
 
 
 def pipeline_to_yaml(p: Pipeline, path: str | None = None) -> str:
-    """pipeline_to_yaml.
+    """The :func:`pipeline_to_dict` description as YAML text, also written to ``path`` when given.
 
     Examples
     --------
@@ -176,7 +180,11 @@ class _PlaceholderSource(Source):
 
 
 def pipeline_from_dict(data: dict[str, Any], *, lazy_sources: bool = False) -> Pipeline:
-    """pipeline_from_dict.
+    """Rebuild a pipeline from a :func:`pipeline_to_dict` description.
+
+    Steps are checked as they are added, so a wrong parameter fails here with the step's id.
+    ``lazy_sources=True`` stands a placeholder in for a file source whose file is absent (to inspect or
+    export a spec without its data).
 
     Examples
     --------

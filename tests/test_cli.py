@@ -70,3 +70,11 @@ streaming:
     con = duckdb.connect(str(db))
     assert con.execute("select sum(count) from counts").fetchall()[0][0] == 300
     con.close()
+
+
+def test_run_spec_rejects_a_bad_duration_before_running(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("streaming:\n  sources: []\n")
+    assert main(["run", str(spec), "--quiet", "--duration", "soon"]) == 2
+    err = capsys.readouterr().err
+    assert "--duration" in err and "soon" in err

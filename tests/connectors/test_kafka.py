@@ -737,6 +737,42 @@ def test_bounded_run_reads_the_topic_to_its_end_then_finishes(
     assert set(rows2["event_id"]) <= set(more_good) and len(rows2) == len(more_good)
 
 
+def test_cli_runs_a_bounded_kafka_spec_to_duckdb(
+    kafka_broker: LocalKafkaBroker, unique_name: str, tmp_path: object
+) -> None:
+    """``streamlab run`` on a spec whose Kafka source has stop_at_end: true finishes by itself."""
+    import duckdb
+
+    from streamlab.cli import main
+
+    boot = kafka_broker.bootstrap_servers
+    create_topic(boot, unique_name, partitions=2)
+    records, good, _poison = product_events(60)
+    produce_raw(boot, unique_name, records)
+    db, spec = f"{tmp_path}/out.duckdb", f"{tmp_path}/spec.yaml"
+    with open(spec, "w") as f:
+        f.write(
+            f"""
+streaming:
+  sources:
+    - {{step_id: clicks, kind: kafka, topics: [{unique_name}], bootstrap_servers: "{boot}",
+       group_id: cli, stop_at_end: true, config: {{log_level: 3}}}}
+  processing:
+    - {{step_id: parse, kind: parse, input: clicks}}
+  sinks:
+    - {{step_id: store, kind: duckdb, input: parse, path: "{db}", table: events}}
+"""
+        )
+    assert main(["run", spec, "--quiet"]) == 0
+    con = duckdb.connect(db)
+    try:
+        stored = sorted(r[0] for r in con.execute("SELECT event_id FROM events").fetchall())
+    finally:
+        con.close()
+    assert stored == sorted(good)
+    assert sum(KafkaAdmin(boot).committed_offsets("cli", unique_name).values()) == 60
+
+
 def test_bounded_read_stops_at_the_end_it_first_saw(kafka_broker: LocalKafkaBroker, topic2: str) -> None:
     boot = kafka_broker.bootstrap_servers
     produce_raw(boot, topic2, events(40))
