@@ -567,8 +567,10 @@ class Stream:
         idle_timeout
             Processing time after which a partition without events stops holding the watermark back,
             e.g. ``"30s"`` (Flink's ``withIdleness``). Set it when some partitions of a topic may stay
-            empty: with few keys, or more partitions than producers. When an idle partition has events
-            again it counts again; those of its events that are behind the watermark go to ``.late``.
+            empty: with few keys, or more partitions than producers. When every partition is idle,
+            those that had events last still hold it, so a pause of the whole stream moves nothing.
+            When an idle partition has events again it counts again; those of its events that are
+            behind the watermark go to ``.late``. Windows close on time also while no data arrives.
             ``None`` (default): a partition is waited for as long as the source is assigned it.
         """
         sid = self._sid(step_id, "window")
