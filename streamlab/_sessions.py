@@ -91,7 +91,9 @@ class SessionOperator(_Watermarks, Operator):
         if len(batch) == 0:
             return out
         wm = self._event_watermarks(batch, ts_all)
-        keys = self.key_index.codes(batch, self.keys)
+        # ids only for keys that get a session: a key seen only in late rows leaves no state behind
+        local, key_values = self.key_index.local_keys(batch, self.keys)
+        known = self.key_index.ids
         gap, lat = self.gap, self.lateness_ns
         parent: dict[int, int] = {}  # slot merged into another during this batch
 
@@ -103,9 +105,9 @@ class SessionOperator(_Watermarks, Operator):
         row_slot = np.full(len(batch), -1, dtype=np.int64)
         late_rows: list[int] = []
         closed: list[tuple[int, int, int, int]] = []  # (start, end, key, slot)
-        values = self.key_index.values
-        for i, (t, k, w) in enumerate(zip(ts_all.tolist(), keys.tolist(), wm.tolist())):
-            kv = values[k]
+        for i, (t, code, w) in enumerate(zip(ts_all.tolist(), local.tolist(), wm.tolist())):
+            kv = key_values[code]
+            k = known.get(kv, -1)
             sessions = self.open.get(k)
             if sessions:
                 still = []
@@ -120,6 +122,7 @@ class SessionOperator(_Watermarks, Operator):
                 late_rows.append(i)
                 continue
             if sessions is None:
+                k = self.key_index.id_of(kv)
                 sessions = self.open[k] = []
                 self.key_index.refs[k] += 1
             hits = [s for s in sessions if s[0] < t + gap and t < s[1] + gap]

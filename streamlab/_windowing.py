@@ -32,26 +32,14 @@ class KeyIndex:
         self.free: list[int] = []
         self.refs = np.zeros(0, dtype=np.int64)
 
-    def codes(self, frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
-        """Return the id of every row's key."""
-        local, ids_of = self.local_codes(frame, columns)
-        if len(local) == 0:
-            return np.zeros(0, dtype=np.int64)
-        present, group, _ = present_codes(local, int(local.max()) + 1)
-        return ids_of(present)[group]
+    def local_keys(self, frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, list[Any]]:
+        """Batch-local key codes (``0 <= code``) of every row, and the key value of each code.
 
-    def local_codes(
-        self, frame: pd.DataFrame, columns: list[str]
-    ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
-        """Batch-local key codes (``0 <= code``) of every row, and a function from local codes to ids.
-
-        Aggregating on local codes and mapping only the groups found to ids avoids a per-row lookup:
-        a categorical column's codes are used as they are.
+        No ids are given out: a caller maps to ids only the keys it keeps state for. A categorical
+        column's codes are used as they are. Missing keys (NaN, None) are the key ``None``.
         """
         if not columns:
-            return np.zeros(len(frame), dtype=np.int64), lambda u: np.full(
-                len(u), self._id(()), dtype=np.int64
-            )
+            return np.zeros(len(frame), dtype=np.int64), [()]
         if len(columns) == 1:
             col = frame[columns[0]]
             if isinstance(col.dtype, pd.CategoricalDtype):
@@ -60,17 +48,27 @@ class KeyIndex:
                 if len(local) and int(local.min()) < 0:  # missing keys: code -1 becomes the key None
                     local = local.astype(np.int64) + 1
                     values = [None, *values]
-                return local, lambda u: self._ids([values[i] for i in u.tolist()])
+                return local, values
             local, uniq = pd.factorize(col, use_na_sentinel=False)
         else:
             local, uniq = pd.MultiIndex.from_frame(frame[columns]).factorize()
-        uniques = list(uniq)
-        return local, lambda u: self._ids([uniques[i] for i in u.tolist()])
+        return local, [None if isinstance(v, float) and v != v else v for v in uniq]
+
+    def local_codes(
+        self, frame: pd.DataFrame, columns: list[str]
+    ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+        """Batch-local key codes of every row, and a function from local codes to ids.
+
+        Aggregating on local codes and mapping only the groups found to ids avoids a per-row lookup.
+        """
+        local, values = self.local_keys(frame, columns)
+        return local, lambda u: self._ids([values[i] for i in u.tolist()])
 
     def _ids(self, values: list[Any]) -> np.ndarray:
-        return np.fromiter((self._id(v) for v in values), dtype=np.int64, count=len(values))
+        return np.fromiter((self.id_of(v) for v in values), dtype=np.int64, count=len(values))
 
-    def _id(self, value: Any) -> int:
+    def id_of(self, value: Any) -> int:
+        """The id of key ``value``, given out now if it has none."""
         if isinstance(value, float) and value != value:
             value = None  # all NaN keys are one key
         got = self.ids.get(value)

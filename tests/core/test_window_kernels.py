@@ -63,8 +63,36 @@ def test_local_codes_map_categorical_codes_and_missing_keys_to_stable_ids():
     ids = ids_of(np.unique(local))[np.unique(local, return_inverse=True)[1]]
     assert [index.values[i] for i in ids.tolist()] == ["b", None, "a", "b"]
     assert "unused" not in index.ids  # only keys present get an id
-    again = index.codes(pd.DataFrame({"k": ["a", "b", None]}), ["k"])
-    assert again.tolist() == [ids[2], ids[0], ids[1]]
+    local2, values2 = index.local_keys(pd.DataFrame({"k": ["a", "b", np.nan]}), ["k"])
+    again = [index.id_of(values2[c]) for c in local2.tolist()]
+    assert again == [ids[2], ids[0], ids[1]]  # NaN and None are the same missing key
+
+
+def test_session_keys_seen_only_in_late_rows_leave_no_state():
+    from streamlab import ListSink, ListSource, ManualClock, Pipeline, SessionWindow, agg
+
+    base = pd.Timestamp("2024-01-01", tz="UTC")
+    on_time = [{"user": "u0", "timestamp": base + pd.Timedelta(minutes=m)} for m in range(0, 600, 60)]
+    # after each on-time event: 50 late events of users never seen before (far behind the watermark)
+    rows = []
+    for i, e in enumerate(on_time):
+        rows.append(e)
+        rows += [{"user": f"late-{i}-{j}", "timestamp": base} for j in range(50)]
+    p = Pipeline(ListSource(pd.DataFrame(rows), batch_size=17))
+    out = p.window(SessionWindow("5m"), key="user").agg(agg.count())
+    late = ListSink()
+    out.late.to(late)
+    from streamlab.runtime import Executor
+
+    ex = Executor(p, clock=ManualClock(0))
+    ex.open()
+    while ex.poll_once():
+        pass
+    op = ex.operators["window"]
+    assert len(late.frame()) == 50 * (len(on_time) - 1)  # all but the first group come after a session
+    # the first 50 were on time and had sessions (their ids are free again); the 450 late-only keys got none
+    assert set(op.key_index.ids) <= {"u0"} and len(op.key_index.values) <= 51
+    ex.close()
 
 
 @settings(max_examples=25, deadline=None)
