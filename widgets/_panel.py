@@ -348,6 +348,14 @@ class Dashboard:
         with open(os.fspath(path), "w", encoding="utf-8") as f:
             f.write(page)
 
+    def stop_refresh(self) -> None:
+        """Stop redrawing; the dashboard stays on screen with its last state, the pipeline is untouched.
+
+        For the end of a notebook: the final charts stay visible, also when the notebook is served
+        with Voila (after :meth:`close` a view has nothing left to show). ``refresh()`` still redraws.
+        """
+        self.refresher.stop()
+
     def close(self) -> None:
         """Stop the refresher, close every child (and stop the pipeline when ``stop_pipeline``)."""
         self.refresher.stop()
