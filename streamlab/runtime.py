@@ -731,14 +731,24 @@ class RunHandle:
             raise self._ex.error
         return self._ex.result()
 
-    def subscribe(self, ref: str, callback: Callable[[pd.DataFrame], None]) -> Callable[[], None]:
+    def subscribe(
+        self, ref: str, callback: Callable[[pd.DataFrame], None], *, replay: bool = False
+    ) -> Callable[[], None]:
         """Call ``callback(frame)`` (in the pipeline's thread) for every batch on output ``ref``.
 
-        Returns a function that unsubscribes. Callbacks must be quick: widgets buffer and redraw later.
+        With ``replay``, ``callback`` first gets (in the caller's thread) what the run collected on
+        ``ref`` before the call, if ``ref`` has no sink: a subscriber that comes late misses nothing, and
+        sees no batch twice. Returns a function that unsubscribes. Callbacks must be quick: widgets
+        buffer and redraw later.
         """
         if ref.split(".")[0] not in self._ex.pipeline.steps:
             raise KeyError(f"unknown stream {ref!r}; steps are {list(self._ex.pipeline.steps)}")
-        with self._ex.lock:
+        with self._ex.lock:  # batches are delivered under this lock: nothing slips in between
+            collected = self._ex.collect.get(ref) if replay else None
+            if collected is not None:
+                earlier = collected.frame()
+                if len(earlier):
+                    callback(earlier)
             self._ex.subscribers.setdefault(ref, []).append(callback)
 
         def unsubscribe() -> None:

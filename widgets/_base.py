@@ -248,7 +248,12 @@ class LiveWidget:
         self._refresh_lock = threading.RLock()
 
     # -- feeding --------------------------------------------------------------------------------
-    def _feed(self, source: SourceLike, ref: str, buffer: FrameBuffer, *, seed: bool = False) -> None:
+    def _feed(self, source: SourceLike, ref: str, buffer: FrameBuffer) -> None:
+        """Buffer what ``source`` has on ``ref``.
+
+        A frame is buffered as it is; from a running pipeline, the results it collected so far, then
+        every batch as it comes.
+        """
         if isinstance(source, pd.DataFrame):
             buffer.append(source)
             return
@@ -257,12 +262,7 @@ class LiveWidget:
                 f"{type(self).__name__}: source must be a RunHandle (pipeline.start()) or a DataFrame, "
                 f"got {type(source).__name__}"
             )
-        self._unsubscribe.append(source.subscribe(ref, buffer.append))
-        if seed:
-            # Results emitted before this widget existed (collected outputs only).
-            earlier = source.outputs.get(ref)
-            if earlier is not None and len(earlier):
-                buffer.append(earlier)
+        self._unsubscribe.append(source.subscribe(ref, buffer.append, replay=True))
 
     def _pull(self) -> bool:
         raise NotImplementedError

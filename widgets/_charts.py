@@ -98,7 +98,7 @@ class WindowChart(LiveWidget):
         self._s = np.empty(0, dtype=np.int64)
         self._v = np.empty(0, dtype=np.float64)
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
-        self._feed(source, ref, self._buffer, seed=True)
+        self._feed(source, ref, self._buffer)
 
     def _pull(self) -> bool:
         new = self._buffer.drain()

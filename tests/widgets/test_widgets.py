@@ -227,8 +227,9 @@ def test_refresher_survives_a_failing_callback():
 def test_window_chart_matches_the_batch_result(clock):
     frame = events()
     expected = window_pipeline(frame).run(clock=ManualClock(START))["window"]
-    handle = window_pipeline(frame).start(clock=clock)
+    handle = window_pipeline(frame).start(clock=clock, paused=True)  # subscribed before the first batch
     chart = WindowChart(handle, "window", value="count", key="event_type", max_windows=1000, clock=clock)
+    handle.resume()
     handle.wait(30)
     assert chart.refresh() is True
     series = chart.series()
@@ -362,9 +363,10 @@ def test_anomaly_chart_threshold_refilters_without_restart(clock):
     frame = events(2000).assign(is_anomaly=lambda d: d["score"] > 0.95)
     p = Pipeline(ReplaySource(frame, speed=None, batch_size=300), name="scores")
     p.select("timestamp", "score", "is_anomaly", step_id="detect")
-    handle = p.start(clock=clock)
+    handle = p.start(clock=clock, paused=True)  # subscribed before the first batch
     chart = AnomalyChart(handle, "detect", max_points=500, clock=clock, auto_refresh=False)
     fig = chart.widget
+    handle.resume()
     handle.wait(30)
     chart.refresh(force=True)
     tail = frame.iloc[-500:]
@@ -382,8 +384,9 @@ def test_anomaly_chart_threshold_refilters_without_restart(clock):
 
 def test_live_table_shows_the_newest_rows(clock):
     frame = events(1000)
-    handle = window_pipeline(frame).start(clock=clock)
+    handle = window_pipeline(frame).start(clock=clock, paused=True)  # subscribed before the first batch
     table = LiveTable(handle, "window", rows=5, columns=["event_type", "window_start", "count"], clock=clock)
+    handle.resume()
     handle.wait(30)
     shown = table.frame()
     result = handle.outputs["window"]
@@ -394,6 +397,22 @@ def test_live_table_shows_the_newest_rows(clock):
     assert list(fig.data[0].header.values) == ["event_type", "window_start", "count"]
     assert len(fig.data[0].cells.values[0]) == 5
     table.close()
+
+
+def test_widgets_created_after_the_results_show_them(clock):
+    frame = events(1000)
+    handle = window_pipeline(frame).start(clock=clock)
+    handle.wait(30)  # finished before any widget exists
+    result = handle.outputs["window"]
+    table = LiveTable(handle, "window", rows=5, columns=["event_type", "window_start", "count"], clock=clock)
+    chart = WindowChart(handle, "window", value="count", key="event_type", max_windows=1000, clock=clock)
+    table.refresh(force=True)
+    chart.refresh(force=True)
+    want = result[["event_type", "window_start", "count"]].tail(5).reset_index(drop=True)
+    assert table.frame().reset_index(drop=True).equals(want)
+    assert sum(len(s) for s in chart.series().values()) == len(result)
+    table.close()
+    chart.close()
 
 
 # -- gauges and counters -----------------------------------------------------------------------------
@@ -532,6 +551,23 @@ def test_dashboard_drives_children_and_close_leaves_nothing_behind(clock, tmp_pa
     assert not handle.thread.is_alive()
     assert all(not subs for subs in handle._ex.subscribers.values())
     assert streamlab_threads() == []
+
+
+def test_dashboard_stop_refresh_keeps_the_final_view(clock):
+    handle = window_pipeline(events()).start(clock=clock, paused=True)
+    dash = Dashboard(handle, [WindowChart(handle, value="count", key="event_type", clock=clock)])
+    view = dash.widget
+    step(handle, clock, 5)
+    dash.refresh()
+    shown = dash.charts[0].figure().data
+    dash.stop_refresh()
+    assert not dash.refresher.running and not dash.closed
+    assert view.comm is not None and all(c.widget.comm is not None for c in dash.charts)  # still on screen
+    assert [list(t.x) for t in dash.charts[0].figure().data] == [list(t.x) for t in shown]
+    assert streamlab_threads() == [handle.thread]  # only the (paused) pipeline thread is left
+    dash.close()
+    handle.stop()
+    assert view.comm is None and streamlab_threads() == []
 
 
 def test_static_figures_outside_a_notebook(tmp_path):
