@@ -402,13 +402,23 @@ class WatermarkDebugger(LiveWidget):
         self._open: list[tuple[pd.Timestamp, pd.Timestamp]] = []
         self.late_total = 0
         self.watermark: pd.Timestamp | None = None
+        self._replaying = False
         self._unsubscribe.append(handle.subscribe(wstep.inputs[0], self._on(self._events)))
-        self._unsubscribe.append(handle.subscribe(f"{step}.late", self._on(self._late)))
+        # late events from before this widget count in late_total; their arrival time is unknown, so
+        # they are not plotted
+        self._replaying = True
+        try:
+            self._unsubscribe.append(handle.subscribe(f"{step}.late", self._on(self._late), replay=True))
+        finally:
+            self._replaying = False
 
     def _on(self, ring: _PointRing) -> Any:
         clock = self.source.clock
 
         def append(frame: pd.DataFrame) -> None:
+            if self._replaying:
+                self.late_total += len(frame)
+                return
             try:
                 col = frame[self.time]
             except KeyError:  # an output without the time column: nothing to plot

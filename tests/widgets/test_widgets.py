@@ -471,6 +471,22 @@ def test_watermark_debugger_tracks_watermark_open_windows_and_late_events(clock,
     dbg.close()
 
 
+def test_a_watermark_debugger_made_late_counts_earlier_late_events_without_plotting_them(clock, paused):
+    for _ in range(8):
+        step(paused, clock)
+    before = paused.metrics["late"]
+    assert before > 0
+    dbg = WatermarkDebugger(paused, clock=clock, auto_refresh=False)
+    fig = dbg.widget
+    dbg.refresh(force=True)
+    assert dbg.state()["late_total"] == before and len(fig.data[1].x) == 0  # arrival times unknown
+    for _ in range(4):
+        step(paused, clock)
+    dbg.refresh(force=True)
+    assert dbg.state()["late_total"] == paused.metrics["late"] > before
+    dbg.close()
+
+
 def test_watermark_debugger_needs_a_window_step(clock):
     p = Pipeline(ReplaySource(events(10)), name="plain")
     p.select("timestamp")
