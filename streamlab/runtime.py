@@ -158,8 +158,9 @@ class Executor:
         # metrics
         self.step_in: dict[str, int] = dict.fromkeys(pipeline.steps, 0)
         self.step_out: dict[str, dict[str, int]] = {sid: {} for sid in pipeline.steps}
-        self.events_in = 0
+        self.events_in = 0  # events delivered to the steps after their source
         self.batches = 0
+        self.taken = 0  # events read from sources: events_in plus those read ahead, not yet delivered
         self.started_ns = 0
         self.last_commit_ns = 0
         self.commits = 0
@@ -238,7 +239,15 @@ class Executor:
         for sid, queue in self.pending.items():
             while queue:
                 batch, parsed = queue.popleft()
-                self._emit(sid, batch, parsed)
+                self._enter(sid, batch, parsed)
+
+    def _enter(
+        self, sid: str, batch: pd.DataFrame, parsed: Callable[[], dict[str, pd.DataFrame]] | None = None
+    ) -> None:
+        """A source's batch enters the pipeline: counted in ``events_in`` as it is delivered."""
+        self.events_in += len(batch)
+        self.batches += 1
+        self._emit(sid, batch, parsed)
 
     def snapshot(self) -> dict[str, Any]:
         """A picklable copy of all state: operators, source positions and collected outputs."""
@@ -354,9 +363,7 @@ class Executor:
         moved = False
         for sid, reader in self.readers.items():
             queue = self.pending.get(sid)
-            want = (
-                self.batch_size if self.limit is None else min(self.batch_size, self.limit - self.events_in)
-            )
+            want = self.batch_size if self.limit is None else min(self.batch_size, self.limit - self.taken)
             batch = reader.poll(want) if want > 0 and not reader.done else None
             parts = reader.partitions()  # read in this thread: a consumer's assignment moves while it polls
             if parts is not None and parts != self.assigned.get(sid):
@@ -368,10 +375,9 @@ class Executor:
                     self._tell_partitions()  # after the poll: a consumer learns its assignment while polling
                 moved = True
                 with self.lock:
-                    self.events_in += len(batch)
-                    self.batches += 1
+                    self.taken += len(batch)
                     if queue is None:
-                        self._emit(sid, batch)
+                        self._enter(sid, batch)
                         continue
                     # queued before any work: a batch read is delivered even if what follows is interrupted
                     entry: list[Any] = [batch, None]
@@ -385,7 +391,7 @@ class Executor:
                 with self.lock:
                     while len(queue) > keep:  # the previous batch goes downstream meanwhile
                         done, parsed = queue.popleft()
-                        self._emit(sid, done, parsed)
+                        self._enter(sid, done, parsed)
                 moved = True
         if not moved and self.timed:
             self._tell_partitions()  # no data: idle timeouts still run out
@@ -578,7 +584,7 @@ def run(
                 ex.wait_for_data()
             if bar is not None:
                 bar.update(ex.events_in - before)
-            if (max_events is not None and ex.events_in >= max_events) or ex.past_deadline():
+            if (max_events is not None and ex.taken >= max_events) or ex.past_deadline():
                 ex.status = "stopped"
                 break
             ex.maybe_commit()
@@ -672,7 +678,7 @@ class RunHandle:
                     return
                 if not ex.poll_once():
                     ex.wait_for_data()
-                if (self._max_events is not None and ex.events_in >= self._max_events) or ex.past_deadline():
+                if (self._max_events is not None and ex.taken >= self._max_events) or ex.past_deadline():
                     break
                 ex.maybe_commit()
             ex.finish(flush_windows=self._flush_windows)

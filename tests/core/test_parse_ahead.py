@@ -193,3 +193,25 @@ def test_a_pause_delivers_the_batch_read_ahead():
         assert m["steps"]["parse"]["in"] == m["events_in"]  # nothing read is held back while paused
     finally:
         handle.stop()
+
+
+def test_events_in_counts_only_what_reached_the_steps() -> None:
+    """A batch read ahead is not in ``events_in`` until delivered: at events_in = N the sinks have N."""
+    frame = records(20 * 4096)
+    rows, dead = ListSink(), ListSink()
+    p = Pipeline(ListSource(frame))
+    parsed = p.parse(SCHEMA)
+    parsed.to(rows)
+    parsed.dead_letter.to(dead)
+    handle = p.start(clock=ManualClock(0), batch_size=4096)
+    samples = 0
+    try:
+        while handle.status in ("created", "running"):
+            seen = handle.metrics["events_in"]
+            assert len(rows.frame()) + len(dead.frame()) >= seen
+            samples += 1
+        result = handle.wait(30)
+    finally:
+        handle.stop()
+    assert samples > 0 and result.metrics["events_in"] == len(frame)
+    assert len(rows.frame()) + len(dead.frame()) == len(frame)
