@@ -174,6 +174,12 @@ class Executor:
         # step work on the previous one (see _plan_parse_ahead)
         self.ahead_targets: dict[str, str] = {}
         self.pending: dict[str, deque[list[Any]]] = {}  # per source: [batch, parse completion or None]
+        # Per source: the position after the last batch read, and the position before each batch read
+        # but not yet fully delivered. Only positions before those may be committed: a batch cut short
+        # by an exception (a KeyboardInterrupt in a sink, say) is read again on restart.
+        self.read_pos: dict[str, Any] = {}
+        self.unfinished: dict[str, deque[Any]] = {}
+        self.torn = False  # a delivery was cut short: the steps' state holds part of a batch
         self._pool: ThreadPoolExecutor | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -200,6 +206,8 @@ class Executor:
                 if sid in op_state:
                     op.restore(op_state[sid])
                 self.operators[sid] = op
+        self.read_pos = {sid: r.snapshot() for sid, r in self.readers.items()}
+        self.unfinished = {sid: deque() for sid in self.readers}
         self.partitioned = [op for op in self.operators.values() if getattr(op, "by", None)]
         # steps told the processing time: windows whose idle partitions stop holding the watermark
         self.timed = {sid: op for sid, op in self.operators.items() if getattr(op, "idle_ns", None)}
@@ -238,16 +246,29 @@ class Executor:
         """Deliver every batch read but not yet delivered (parse ahead); the caller holds ``lock``."""
         for sid, queue in self.pending.items():
             while queue:
-                batch, parsed = queue.popleft()
-                self._enter(sid, batch, parsed)
+                self._enter(sid, *queue.popleft())
 
     def _enter(
         self, sid: str, batch: pd.DataFrame, parsed: Callable[[], dict[str, pd.DataFrame]] | None = None
     ) -> None:
-        """A source's batch enters the pipeline: counted in ``events_in`` as it is delivered."""
-        self.events_in += len(batch)
-        self.batches += 1
-        self._emit(sid, batch, parsed)
+        """A source's batch enters the pipeline: counted in ``events_in`` as it is delivered.
+
+        If its delivery is cut short (a ``KeyboardInterrupt`` inside a step or sink, say), some routes
+        have it and others not: it stays unfinished, so its source's position is not committed past it.
+        """
+        try:
+            self.events_in += len(batch)
+            self.batches += 1
+            self._emit(sid, batch, parsed)
+        except BaseException:
+            self.torn = True
+            raise
+        self.unfinished[sid].popleft()
+
+    def _committable(self, sid: str) -> Any:
+        """Where source ``sid`` may be committed: before its oldest batch not fully delivered."""
+        unfinished = self.unfinished.get(sid)
+        return unfinished[0] if unfinished else self.readers[sid].snapshot()
 
     def snapshot(self) -> dict[str, Any]:
         """A picklable copy of all state: operators, source positions and collected outputs."""
@@ -255,12 +276,15 @@ class Executor:
             "version": 1,
             "pipeline": self.pipeline.name,
             "operators": {sid: op.snapshot() for sid, op in self.operators.items()},
-            "sources": {sid: r.snapshot() for sid, r in self.readers.items()},
+            "sources": {sid: self._committable(sid) for sid in self.readers},
             "collected": {ref: c.frame() if c.frames else None for ref, c in self.collect.items()},
         }
 
     def commit(self) -> None:
         """Flush sinks, save the state snapshot, then commit source positions (in that order)."""
+        if self.torn:
+            self._commit_before_torn()
+            return
         self.deliver_pending()  # the source positions include batches read ahead
         for w in self.writers.values():
             w.flush()
@@ -273,6 +297,28 @@ class Executor:
         self.last_checkpoint = snap
         for sid, r in self.readers.items():
             r.commit(snap["sources"][sid])
+        self.commits += 1
+        self.last_commit_ns = self.clock.now_ns()
+
+    def _commit_before_torn(self) -> None:
+        """After a batch's delivery was cut short: flush sinks, commit each source only up to the
+        batches it fully delivered, and keep the last checkpoint (the steps' state has part of a batch).
+
+        The cut batch and any read after it are read again on restart: at-least-once, nothing lost.
+        """
+        for w in self.writers.values():
+            w.flush()
+        for sid, r in self.readers.items():
+            position = self._committable(sid)
+            r.commit(position)
+            if self.unfinished[sid]:
+                log.warning(
+                    "pipeline %r: a batch of %r was cut short while being delivered; committed %r, "
+                    "the position before it (it is read again on restart), and kept the last checkpoint",
+                    self.pipeline.name,
+                    sid,
+                    position,
+                )
         self.commits += 1
         self.last_commit_ns = self.clock.now_ns()
 
@@ -371,6 +417,8 @@ class Executor:
                     self.assigned[sid] = parts
             fresh = batch is not None and len(batch) > 0
             if batch is not None and fresh:
+                self.unfinished[sid].append(self.read_pos[sid])  # first: ours from here until delivered
+                self.read_pos[sid] = reader.snapshot()
                 if self.partitioned:
                     self._tell_partitions()  # after the poll: a consumer learns its assignment while polling
                 moved = True
@@ -390,8 +438,7 @@ class Executor:
                 keep = 1 if ahead and fresh and queue[-1][1] is not None else 0
                 with self.lock:
                     while len(queue) > keep:  # the previous batch goes downstream meanwhile
-                        done, parsed = queue.popleft()
-                        self._enter(sid, done, parsed)
+                        self._enter(sid, *queue.popleft())
                 moved = True
         if not moved and self.timed:
             self._tell_partitions()  # no data: idle timeouts still run out
