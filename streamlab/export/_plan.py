@@ -66,7 +66,6 @@ _SNIPPET_ORDER = [
     "INT64_RANGE",
     "BadRecordError",
     "_reject_constant",
-    "OutOfRange",
     "to_ns",
     "from_ns",
     "check_value",
@@ -98,7 +97,6 @@ def snippet_source(names: set[str]) -> str:
         wanted.update(
             {
                 "BadRecordError",
-                "OutOfRange",
                 "_reject_constant",
                 "to_ns",
                 "from_ns",
