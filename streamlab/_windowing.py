@@ -370,9 +370,10 @@ class _Watermarks:
         if not holders and self.part_max:
             latest = max(self.heard_ns[p] for p in self.part_max)
             holders = [m for p, m in self.part_max.items() if self.heard_ns[p] == latest]
-        if not holders or min(holders) - self.delay_ns <= self.wm_floor:
+        wm = min(holders) - self.delay_ns if holders else _NONE
+        if wm <= self.wm_floor:
             return False
-        self.wm_floor = min(holders) - self.delay_ns
+        self.wm_floor = wm
         return True
 
     def watermark_ns(self) -> int | None:

@@ -169,6 +169,7 @@ class Executor:
         self.limit: int | None = None  # stop taking events after this many (run(max_events=...))
         self.readers: dict[str, SourceReader] = {}
         self.assigned: dict[str, list[Any]] = {}  # per source: partitions owned at its last poll
+        self.timed: dict[str, Operator] = {}  # steps told the processing time (see open)
         self.writers: dict[str, SinkWriter] = {}
         # parse ahead: a source's next batch is parsed in a worker while the steps after the parse
         # step work on the previous one (see _plan_parse_ahead)
@@ -281,44 +282,39 @@ class Executor:
         }
 
     def commit(self) -> None:
-        """Flush sinks, save the state snapshot, then commit source positions (in that order)."""
-        if self.torn:
-            self._commit_before_torn()
-            return
-        self.deliver_pending()  # the source positions include batches read ahead
-        for w in self.writers.values():
-            w.flush()
-        snap = self.snapshot()
-        if self.checkpoint_dir is not None:
-            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.checkpoint_dir / (_CHECKPOINT + ".tmp")
-            tmp.write_bytes(pickle.dumps(snap, protocol=pickle.HIGHEST_PROTOCOL))
-            os.replace(tmp, self.checkpoint_dir / _CHECKPOINT)
-        self.last_checkpoint = snap
-        for sid, r in self.readers.items():
-            r.commit(snap["sources"][sid])
-        self.commits += 1
-        self.last_commit_ns = self.clock.now_ns()
+        """Flush sinks, save the state snapshot, then commit source positions (in that order).
 
-    def _commit_before_torn(self) -> None:
-        """After a batch's delivery was cut short: flush sinks, commit each source only up to the
-        batches it fully delivered, and keep the last checkpoint (the steps' state has part of a batch).
-
-        The cut batch and any read after it are read again on restart: at-least-once, nothing lost.
+        After a batch's delivery was cut short (``torn``), each source is committed only up to the
+        batches it fully delivered and the last checkpoint is kept (the steps' state has part of a
+        batch): the cut batch and any read after it are read again on restart. Nothing is lost.
         """
+        if not self.torn:
+            self.deliver_pending()  # the source positions include batches read ahead
         for w in self.writers.values():
             w.flush()
+        if self.torn:
+            positions = {sid: self._committable(sid) for sid in self.readers}
+            for sid in self.readers:
+                if self.unfinished[sid]:
+                    log.warning(
+                        "pipeline %r: a batch of %r was cut short while being delivered; committed %r, "
+                        "the position before it (it is read again on restart), and kept the last "
+                        "checkpoint",
+                        self.pipeline.name,
+                        sid,
+                        positions[sid],
+                    )
+        else:
+            snap = self.snapshot()
+            if self.checkpoint_dir is not None:
+                self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+                tmp = self.checkpoint_dir / (_CHECKPOINT + ".tmp")
+                tmp.write_bytes(pickle.dumps(snap, protocol=pickle.HIGHEST_PROTOCOL))
+                os.replace(tmp, self.checkpoint_dir / _CHECKPOINT)
+            self.last_checkpoint = snap
+            positions = snap["sources"]
         for sid, r in self.readers.items():
-            position = self._committable(sid)
-            r.commit(position)
-            if self.unfinished[sid]:
-                log.warning(
-                    "pipeline %r: a batch of %r was cut short while being delivered; committed %r, "
-                    "the position before it (it is read again on restart), and kept the last checkpoint",
-                    self.pipeline.name,
-                    sid,
-                    position,
-                )
+            r.commit(positions[sid])
         self.commits += 1
         self.last_commit_ns = self.clock.now_ns()
 
@@ -383,10 +379,12 @@ class Executor:
             self._emit(sid if name == "out" else f"{sid}.{name}", frame)
 
     def _tell_partitions(self) -> None:
-        """Give per-partition watermarked steps the partitions the sources are assigned, and the time."""
-        assigned = [reader.partitions() for reader in self.readers.values()]
-        if all(parts is not None for parts in assigned):
-            known = {p for parts in assigned for p in parts or ()}
+        """Give per-partition watermarked steps the partitions the sources are assigned, and the time.
+
+        Assignments are those ``poll_once`` recorded at each source's last poll.
+        """
+        if len(self.assigned) == len(self.readers):  # every source knows its partitions
+            known = {p for parts in self.assigned.values() for p in parts}
             for op in self.partitioned:
                 op.expect_partitions(known)
         if self.timed:
