@@ -39,7 +39,7 @@ from streamlab.steps import (
 )
 from streamlab.windows import TumblingWindow
 
-__all__ = ["run_lambda", "to_lambda"]
+__all__ = ["create_window_table", "run_lambda", "to_lambda"]
 
 _HEADER = '''"""AWS Lambda handler for streamlab pipeline {name!r} on a Kinesis event source.
 
@@ -49,6 +49,10 @@ Environment
 -----------
 TIMESTREAM_DATABASE, TIMESTREAM_TABLE  where final window results go (MULTI-measure records)
 DEAD_LETTER_QUEUE_URL                  SQS queue for dead letters and late rows (JSON, with ``output``)
+WINDOW_TABLE                           DynamoDB table (hash key ``slot``, range key ``part``) merging the
+                                       partial aggregates of windows written by several invocations,
+                                       Lambda windows or shards; WINDOW_TABLE_TTL_DAYS (default 7) keeps
+                                       its items that long (DynamoDB TTL on ``expires_at``)
 IDEMPOTENCY_TABLE                      optional DynamoDB table (key ``event_id``) remembering the ids of
                                        earlier Lambda windows, whose state Lambda does not carry over
 AWS_ENDPOINT_URL                       optional endpoint for every client (a local stand-in such as moto)
@@ -66,8 +70,17 @@ Semantics (streamlab -> Lambda)
   streamlab, once the watermark reaches ``end + lateness``. At the final invocation of a Lambda window
   (``isFinalInvokeForWindow``) every still-open event-time window is written, as streamlab does at the
   end of input: choose ``tumbling_window_in_seconds`` well above window size + delay + lateness.
+* Windows that span invocations, Lambda windows or shards: Lambda's state does not carry over from one
+  of its tumbling windows to the next, and each shard has its own. Every write of an event-time window
+  therefore stores this writer's partial aggregate in WINDOW_TABLE (DynamoDB, one item per window, key
+  and writer: the shard and Lambda's window start), merges all partials of that window and writes the
+  cumulative result to Timestream with the next version of the window (a conditional write on a
+  version item), so the record with the highest version holds every event of the window; a retried
+  invocation rewrites its own partial, never adds it twice. Without WINDOW_TABLE each writer's partial
+  is written as it is (version 1): right only when every window lies inside one Lambda window of one
+  shard.
 * Idempotency: the state is returned only for records handled completely, so a retried batch starts
-  from the state before it; Timestream writes are idempotent (same record, same version); dedup drops
+  from the state before it; Timestream keeps the highest version of each record; dedup drops
   repeated event ids within ``ttl``: ids of this Lambda window from the state, ids of earlier windows
   from IDEMPOTENCY_TABLE (written at each window's final invocation; DynamoDB's TTL, on ``expires_at``,
   runs on wall-clock time, while streamlab's ttl is event time). Dead letters and late rows are sent at least once: each message
@@ -81,6 +94,7 @@ import json
 import logging
 import math
 import os
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -164,7 +178,7 @@ def send_side_outputs(side):
     return None
 
 
-def timestream_record(result):
+def timestream_record(result, version=1):
     dimensions = [{{"Name": "pipeline", "Value": PIPELINE_NAME}}]
     dimensions += [{{"Name": k, "Value": str(result[k])}} for k in WINDOW_KEYS if result[k] is not None]
     measures = [{{"Name": "window_end", "Value": str(to_ns(result["window_end"]) // 1_000_000), "Type": "TIMESTAMP"}}]
@@ -180,15 +194,77 @@ def timestream_record(result):
         "MeasureValues": measures,
         "Time": str(to_ns(result["window_start"]) // 1_000_000),
         "TimeUnit": "MILLISECONDS",
-        "Version": 1,
+        "Version": version,
     }}
 
 
+def window_writer(event):
+    """Who writes a partial aggregate: the shard and Lambda's window start, the same on a retry."""
+    window = event.get("window") or {{}}
+    return f"{{event.get('shardId', '')}}|{{window.get('start', '')}}"
+
+
+def merge_partial(table, slot, writer, acc):
+    """Store ``writer``'s partial aggregate of a window and merge every writer's: (merged, version).
+
+    The version item is written conditionally on the version read before the partials were, so of two
+    concurrent writers the one with the higher version has read both partials.
+    """
+    db = client("dynamodb")
+    expires = str(int(time.time()) + 86_400 * int(os.environ.get("WINDOW_TABLE_TTL_DAYS", "7")))
+    part = json.dumps(COMBINE.to_json(acc), default=json_default)
+    db.put_item(
+        TableName=table,
+        Item={{"slot": {{"S": slot}}, "part": {{"S": writer}}, "acc": {{"S": part}}, "expires_at": {{"N": expires}}}},
+    )
+    version_key = {{"slot": {{"S": slot}}, "part": {{"S": "#version"}}}}
+    while True:
+        head = db.get_item(TableName=table, Key=version_key, ConsistentRead=True).get("Item")
+        version = int(head["version"]["N"]) if head else 0
+        parts, query = [], {{
+            "TableName": table,
+            "KeyConditionExpression": "slot = :s",
+            "ExpressionAttributeValues": {{":s": {{"S": slot}}}},
+            "ConsistentRead": True,
+        }}
+        while True:
+            page = db.query(**query)
+            parts += [i for i in page["Items"] if i["part"]["S"] != "#version"]
+            if "LastEvaluatedKey" not in page:
+                break
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        merged = COMBINE.merge_accumulators([COMBINE.from_json(json.loads(i["acc"]["S"])) for i in parts])
+        try:
+            db.put_item(
+                TableName=table,
+                Item={{**version_key, "version": {{"N": str(version + 1)}}, "expires_at": {{"N": expires}}}},
+                ConditionExpression="attribute_not_exists(version)" if head is None else "version = :v",
+                **({{}} if head is None else {{"ExpressionAttributeValues": {{":v": {{"N": str(version)}}}}}}),
+            )
+        except db.exceptions.ConditionalCheckFailedException:
+            continue  # another writer merged in between: read again
+        return merged, version + 1
+
+
+def window_results(closed, writer):
+    """Result rows of closed windows, each with its Timestream version (cumulative over writers)."""
+    table = os.environ.get("WINDOW_TABLE")
+    results = []
+    for start, key, acc in closed:
+        version = 1
+        if table:
+            acc, version = merge_partial(table, f"{{start}}|{{key}}", writer, acc)
+        keys = dict(zip(WINDOW_KEYS, json.loads(key)))
+        window = {{"window_start": from_ns(start), "window_end": from_ns(start + WINDOW_SIZE_NS)}}
+        results.append(({{**keys, **window, **COMBINE.extract_output(acc)}}, version))
+    return results
+
+
 def write_results(results):
-    """Write final window results to Timestream, 100 records per call (the API's limit)."""
+    """Write (result, version) pairs to Timestream, 100 records per call (the API's limit)."""
     database = os.environ.get("TIMESTREAM_DATABASE", {database!r})
     table = os.environ.get("TIMESTREAM_TABLE", {table!r})
-    records = [timestream_record(r) for r in results]
+    records = [timestream_record(r, version) for r, version in results]
     for i in range(0, len(records), 100):
         client("timestream-write").write_records(
             DatabaseName=database, TableName=table, Records=records[i : i + 100]
@@ -204,7 +280,7 @@ def handler(event, context=None):
         # keep only what the records before the failed one did; Lambda redelivers from it
         state, _ = run_records(records[:failed_at], load_state(event.get("state")))
     final = event.get("isFinalInvokeForWindow", "window" not in event) and failed_at is None
-    write_results(close_windows(state, final))
+    write_results(window_results(close_windows(state, final), window_writer(event)))
     if final:
         on_final(state)
     failures = [] if failed_at is None else [{{"itemIdentifier": records[failed_at]["kinesis"]["sequenceNumber"]}}]
@@ -524,19 +600,16 @@ class _Steps:
             "",
             "",
             "def close_windows(state, final):",
-            '    """Pop the windows the watermark closed (every window when ``final``) as result rows."""',
+            '    """Pop the windows the watermark closed (every window when ``final``): (start, key, accumulator)."""',
             '    watermark = None if state["max_ns"] is None else state["max_ns"] - DELAY_NS',
-            "    results = []",
+            "    closed = []",
             '    for slot in sorted(state["windows"], key=lambda s: (int(s.split("|", 1)[0]), s)):',
             '        start_text, key = slot.split("|", 1)',
             "        start = int(start_text)",
             "        if not final and (watermark is None or start + WINDOW_SIZE_NS + LATENESS_NS > watermark):",
             "            continue",
-            '        values = COMBINE.extract_output(state["windows"].pop(slot))',
-            "        keys = dict(zip(WINDOW_KEYS, json.loads(key)))",
-            '        window = {"window_start": from_ns(start), "window_end": from_ns(start + WINDOW_SIZE_NS)}',
-            "        results.append({**keys, **window, **values})",
-            "    return results",
+            '        closed.append((start, key, state["windows"].pop(slot)))',
+            "    return closed",
         ]
 
 
@@ -634,6 +707,26 @@ resource "aws_timestreamwrite_table" "results" {{
   }}
 }}
 
+# Partial aggregates of windows written by several invocations, Lambda windows or shards (merged).
+resource "aws_dynamodb_table" "windows" {{
+  name         = "${{var.name}}-windows"
+  billing_mode = "PAY_PER_REQUEST"
+  hash_key     = "slot"
+  range_key    = "part"
+  attribute {{
+    name = "slot"
+    type = "S"
+  }}
+  attribute {{
+    name = "part"
+    type = "S"
+  }}
+  ttl {{
+    attribute_name = "expires_at"
+    enabled        = true
+  }}
+}}
+
 resource "aws_cloudwatch_log_group" "handler" {{
   name              = "/aws/lambda/${{var.name}}"
   retention_in_days = 14
@@ -654,7 +747,7 @@ resource "aws_iam_role" "handler" {{
   assume_role_policy = data.aws_iam_policy_document.assume.json
 }}
 
-# Least privilege: read this stream, write this table, send to these two queues, log to this group.
+# Least privilege: read this stream, write these tables, send to these two queues, log to this group.
 data "aws_iam_policy_document" "handler" {{
   statement {{
     sid       = "ReadStream"
@@ -675,6 +768,11 @@ data "aws_iam_policy_document" "handler" {{
     sid       = "TimestreamEndpoints"
     actions   = ["timestream:DescribeEndpoints"]
     resources = ["*"]
+  }}
+  statement {{
+    sid       = "WindowPartials"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"]
+    resources = [aws_dynamodb_table.windows.arn]
   }}
   statement {{
     sid       = "SideOutputs"
@@ -708,6 +806,7 @@ resource "aws_lambda_function" "handler" {{
       TIMESTREAM_DATABASE   = aws_timestreamwrite_database.this.database_name
       TIMESTREAM_TABLE      = aws_timestreamwrite_table.results.table_name
       DEAD_LETTER_QUEUE_URL = aws_sqs_queue.dead_letter.url
+      WINDOW_TABLE          = aws_dynamodb_table.windows.name
     }}
   }}
   depends_on = [aws_cloudwatch_log_group.handler]
@@ -873,12 +972,51 @@ def kinesis_event(records: list[tuple[str, bytes]], state: Any, final: bool) -> 
     }
 
 
+def create_window_table(dynamodb: Any, name: str) -> str:
+    """Create the handler's WINDOW_TABLE (as its Terraform does) with a boto3 DynamoDB client.
+
+    Examples
+    --------
+    >>> from streamlab.connectors.aws_local import LocalAWS
+    >>> with LocalAWS() as aws:
+    ...     create_window_table(aws.client("dynamodb"), "demo-windows")
+    'demo-windows'
+    """
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": "slot", "KeyType": "HASH"},
+            {"AttributeName": "part", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "slot", "AttributeType": "S"},
+            {"AttributeName": "part", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name
+
+
 def _results_from_timestream(records: list[dict[str, Any]], keys: tuple[str, ...]) -> pd.DataFrame:
+    """The table as Timestream keeps it: one record per dimensions, time and measure name.
+
+    Of two writes of one record the higher ``Version`` wins; Timestream rejects a write with the same
+    version and other values (moto stores both), so such a pair raises here.
+    """
     latest: dict[Any, dict[str, Any]] = {}
     for rec in records:
         dims = {d["Name"]: d["Value"] for d in rec.get("Dimensions", [])}
         ident = (tuple(sorted(dims.items())), rec["Time"], rec["MeasureName"])
-        latest[ident] = rec  # Timestream keeps one record per dimensions, time and measure name
+        version = int(rec.get("Version", 1))
+        held = latest.setdefault(ident, rec)
+        held_version = int(held.get("Version", 1))
+        if held_version == version and held["MeasureValues"] != rec["MeasureValues"]:
+            raise AssertionError(
+                f"Timestream would reject a write of {dict(ident[0])} at {rec['Time']}: version {version} "
+                f"holds {held['MeasureValues']}, the new write {rec['MeasureValues']}"
+            )
+        if version > held_version:
+            latest[ident] = rec
     rows = []
     for rec in latest.values():
         dims = {d["Name"]: d["Value"] for d in rec.get("Dimensions", [])}
@@ -934,6 +1072,7 @@ def run_lambda(
         "TIMESTREAM_DATABASE",
         "TIMESTREAM_TABLE",
         "DEAD_LETTER_QUEUE_URL",
+        "WINDOW_TABLE",
     )
     saved = {k: os.environ.get(k) for k in env_keys}
     import uuid
@@ -952,6 +1091,7 @@ def run_lambda(
             ts.create_database(DatabaseName=database)
             ts.create_table(DatabaseName=database, TableName=table)
             queue = sqs.create_queue(QueueName=f"verify-{tag}")["QueueUrl"]
+            windows = create_window_table(aws.client("dynamodb"), f"verify-{tag}-windows")
             os.environ.update(
                 AWS_ENDPOINT_URL=aws.endpoint_url,
                 AWS_ACCESS_KEY_ID="testing",
@@ -960,6 +1100,7 @@ def run_lambda(
                 TIMESTREAM_DATABASE=database,
                 TIMESTREAM_TABLE=table,
                 DEAD_LETTER_QUEUE_URL=queue,
+                WINDOW_TABLE=windows,
             )
             module = load_module(files.module)
             quiet.append(logging.getLogger(module.__name__))

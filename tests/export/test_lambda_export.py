@@ -155,7 +155,11 @@ def test_terraform_event_source_mapping_and_least_privilege(tmp_path: Path) -> N
         "TIMESTREAM_TABLE",
         "DEAD_LETTER_QUEUE_URL",
         "IDEMPOTENCY_TABLE",
+        "WINDOW_TABLE",
     }
+    windows = res[("aws_dynamodb_table", "windows")]
+    assert (windows["hash_key"], windows["range_key"]) == ("slot", "part")
+    assert block(windows, "ttl")["attribute_name"] == "expires_at"
     ids = res[("aws_dynamodb_table", "idempotency")]
     assert ids["hash_key"] == "event_id" and block(ids, "ttl")["attribute_name"] == "expires_at"
     no_dedup = Pipeline(ListSource([b"{}"]), name="plain")
@@ -199,3 +203,95 @@ def test_idempotency_table_carries_ids_across_lambda_windows(tmp_path: Path, mon
         module._remembered.clear()  # a fresh container for the next Lambda window
         again = module.handler(kinesis_event([("2", first)], None, False))  # redelivered in window 2
         assert again["state"]["counts"] == {"dedup.duplicates": 1} and again["state"]["windows"] == {}
+
+
+def _lambda_env(aws, monkeypatch, **extra: str) -> None:
+    for key, value in {
+        "AWS_ENDPOINT_URL": aws.endpoint_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": aws.region,
+        **extra,
+    }.items():
+        monkeypatch.setenv(key, value)
+
+
+def _invoke(module, records, state, *, final: bool, lambda_window: str, shard: str) -> dict:
+    event = kinesis_event(records, state, final)
+    event["window"] = {"start": lambda_window, "end": lambda_window}
+    event["shardId"] = shard
+    return module.handler(event)
+
+
+@pytest.mark.services
+def test_a_window_split_across_invocations_lambda_windows_and_shards_is_written_once(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """One event-time window gets events from two Lambda windows of one shard and from a second shard;
+    one invocation is retried. Timestream's record with the highest version holds every event, once."""
+    from streamlab.connectors.aws_local import LocalAWS
+
+    from streamlab.export.aws_lambda import _results_from_timestream, create_window_table
+
+    p = Pipeline(ListSource([b"{}"]), name="split")
+    p.parse(SCHEMA).window(TumblingWindow("1m"), key="event_type", delay="5s").agg(
+        agg.count(), agg.sum("amount"), agg.mean("amount"), agg.last("user_id")
+    )
+    events = [record(i, BASE_MS + 1_000 * i, "click", f"u{i}", float(i)) for i in range(1, 6)]
+    closer = record(9, BASE_MS + 300_000, "view", "u9", None)  # moves the watermark past the window
+    with LocalAWS() as aws:
+        ts = aws.client("timestream-write")
+        ts.create_database(DatabaseName="split")
+        ts.create_table(DatabaseName="split", TableName="window")
+        table = create_window_table(aws.client("dynamodb"), "split-windows")
+        _lambda_env(
+            aws, monkeypatch, TIMESTREAM_DATABASE="split", TIMESTREAM_TABLE="window", WINDOW_TABLE=table
+        )
+        module = load_module(to_lambda(p, tmp_path).module)
+        a, b = "shardId-000000000000", "shardId-000000000001"
+        l1, l2 = "2024-01-01T00:00:00Z", "2024-01-01T00:15:00Z"
+        one = _invoke(
+            module, [("1", events[0]), ("2", events[1])], None, final=False, lambda_window=l1, shard=a
+        )
+        _invoke(module, [], one["state"], final=True, lambda_window=l1, shard=a)  # writes the open window
+        second = [("3", events[2]), ("4", closer)]
+        _invoke(module, second, None, final=False, lambda_window=l2, shard=a)  # closes it by watermark
+        _invoke(module, second, None, final=False, lambda_window=l2, shard=a)  # the same batch, retried
+        other = _invoke(
+            module, [("5", events[3]), ("6", events[4])], None, final=False, lambda_window=l1, shard=b
+        )
+        _invoke(module, [], other["state"], final=True, lambda_window=l1, shard=b)
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.timestreamwrite.models import timestreamwrite_backends
+
+        stored = timestreamwrite_backends[DEFAULT_ACCOUNT_ID][aws.region].describe_database("split")
+        written = list(stored.describe_table("window").records)
+    assert len(written) >= 4  # the window was written by four invocations, with rising versions
+    got = _results_from_timestream(written, ("event_type",)).set_index("event_type")
+    local = Pipeline(ListSource([*events, closer]), name="split")
+    local.parse(SCHEMA).window(TumblingWindow("1m"), key="event_type", delay="5s").agg(
+        agg.count(), agg.sum("amount"), agg.mean("amount"), agg.last("user_id")
+    )
+    expected = local.run()["window"].set_index("event_type")
+    click = got.loc["click"]
+    assert click["count"] == expected.loc["click", "count"] == 5
+    assert click["sum_amount"] == expected.loc["click", "sum_amount"] == 15.0
+    assert click["mean_amount"] == expected.loc["click", "mean_amount"]
+    assert click["last_user_id"] == expected.loc["click", "last_user_id"] == "u5"
+
+
+def test_timestream_emulation_rejects_two_values_under_one_version() -> None:
+    from streamlab.export.aws_lambda import _results_from_timestream
+
+    def rec(count: str, version: int) -> dict:
+        return {
+            "Dimensions": [{"Name": "event_type", "Value": "click"}],
+            "MeasureName": "window",
+            "MeasureValues": [{"Name": "count", "Value": count, "Type": "BIGINT"}],
+            "Time": "1000",
+            "Version": version,
+        }
+
+    assert _results_from_timestream([rec("2", 2), rec("1", 1)], ("event_type",))["count"].tolist() == [2]
+    with pytest.raises(AssertionError, match="would reject"):
+        _results_from_timestream([rec("2", 1), rec("3", 1)], ("event_type",))
