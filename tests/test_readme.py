@@ -34,3 +34,12 @@ def test_readme_code_runs_as_written_and_agrees_with_the_demo(tmp_path: Path, mo
     assert readme["dead_letter"] == demo["dead_letter"] and readme["duplicates"] == demo["duplicates"]
     assert len(result["parse.dead_letter"]) == readme["dead_letter"]  # type: ignore[index]
     assert (tmp_path / "out.duckdb").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", sorted((README.parent / "docs").glob("*.md")), ids=lambda p: p.name)
+def test_documentation_code_runs_as_written(page: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    scope: dict[str, object] = {}
+    for block in python_blocks(page.read_text(encoding="utf-8")):
+        exec(compile(block, str(page), "exec"), scope)
