@@ -30,6 +30,7 @@ def write_report(
         cols=2,
         specs=[[{"colspan": 2}, None], [{}, {}]],
         vertical_spacing=0.14,
+        horizontal_spacing=0.24,  # room for the dead-letter reasons, the right chart's labels
         subplot_titles=(
             f"{value} per 1-minute window, by {key}",
             "late events per window",
@@ -45,17 +46,40 @@ def write_report(
             )
     if len(late):
         per = late.groupby("window_start").size().reset_index(name="late")
-        fig.add_trace(go.Bar(x=per["window_start"], y=per["late"], name="late", marker_color="#d62728"), 2, 1)
+        fig.add_trace(
+            go.Bar(
+                x=per["window_start"], y=per["late"], name="late", marker_color="#d62728", showlegend=False
+            ),
+            2,
+            1,
+        )
     if len(dead_letter):
         reasons = dead_letter["reason"].str.split(":").str[0].value_counts()
         fig.add_trace(
             go.Bar(
-                x=reasons.values, y=reasons.index, orientation="h", name="dead letter", marker_color="#7f7f7f"
+                x=reasons.values,
+                y=[_wrap(str(r)) for r in reasons.index],
+                orientation="h",
+                name="dead letter",
+                marker_color="#7f7f7f",
+                showlegend=False,
             ),
             2,
             2,
         )
-    fig.update_layout(height=760, template="plotly_white", legend={"orientation": "h", "y": -0.08})
+    # the legend names the event types of the top chart only; the two bottom charts have titles
+    fig.update_layout(
+        height=820,
+        template="plotly_white",
+        legend={"title": {"text": key}, "orientation": "v", "x": 1.02, "y": 1.0},
+        margin={"l": 60, "r": 40, "t": 60, "b": 60},
+    )
+    fig.update_xaxes(title_text="window start (UTC)", row=1, col=1)
+    fig.update_yaxes(title_text=f"{value} (stacked by {key})", row=1, col=1)
+    fig.update_xaxes(title_text="window start (UTC)", row=2, col=1)
+    fig.update_yaxes(title_text="late events", row=2, col=1)
+    fig.update_xaxes(title_text="records", row=2, col=2)
+    fig.update_yaxes(automargin=True, row=2, col=2)
     summary = {
         "events read": metrics.get("events_in"),
         "windows written": len(windows),
@@ -65,7 +89,8 @@ def write_report(
         "final watermark": metrics.get("watermark"),
     }
     rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in summary.items()
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(f'{v:,}' if isinstance(v, int) else str(v))}</td></tr>"
+        for k, v in summary.items()
     )
     extra = "".join(f"<li>{html.escape(n)}</li>" for n in notes or [])
     body = fig.to_html(full_html=False, include_plotlyjs=True)
@@ -78,3 +103,20 @@ def write_report(
     out = Path(path)
     out.write_text(page, encoding="utf-8")
     return out
+
+
+def _wrap(text: str, width: int = 28) -> str:
+    """Break a long axis label into lines (plotly clips long category labels).
+
+    Examples
+    --------
+    >>> _wrap("missing required field 'timestamp'")
+    "missing required field<br>'timestamp'"
+    """
+    lines: list[str] = []
+    for word in text.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "<br>".join(lines)

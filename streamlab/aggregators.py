@@ -414,6 +414,10 @@ class CountAggregator(Aggregator):
 class SumAggregator(Aggregator):
     """Sum of a numeric column, skipping nulls (as ``pandas.Series.sum``).
 
+    A window whose rows have no value in the column sums to ``0.0``: pandas' rule (``min_count=0``),
+    kept by the Beam and Lambda exports; SQL engines return NULL there. To tell "no values" from a
+    zero total, add ``agg.mean(column)`` (NaN without values) or ``agg.count_distinct``/``agg.count``.
+
     Examples
     --------
     >>> a = SumAggregator("amount")

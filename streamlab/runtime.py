@@ -81,6 +81,11 @@ class RunResult:
         outs = ", ".join(f"{k}: {len(v)} rows" for k, v in self.outputs.items())
         return f"RunResult(status={self.status!r}, events_in={self.metrics.get('events_in')}, outputs={{{outs}}})"
 
+    def _repr_html_(self) -> str:
+        from streamlab._display import run_html
+
+        return run_html("", self.metrics, {k: len(v) for k, v in self.outputs.items()})
+
 
 @dataclass
 class _Collector:
@@ -856,6 +861,13 @@ class RunHandle:
     def __repr__(self) -> str:
         m = self.metrics
         return f"RunHandle({self._ex.pipeline.name!r}, status={m['status']!r}, events_in={m['events_in']})"
+
+    def _repr_html_(self) -> str:
+        from streamlab._display import run_html
+
+        p = self._ex.pipeline
+        sinks = {sid: repr(step.sink) for sid, step in p.steps.items() if isinstance(step, SinkStep)}
+        return run_html(p.name, self.metrics, {k: len(v) for k, v in self.outputs.items()}, sinks)
 
 
 _LIVE: weakref.WeakSet[RunHandle] = weakref.WeakSet()

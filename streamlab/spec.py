@@ -356,6 +356,8 @@ def pipeline_to_html(p: Pipeline, counts: dict[str, Any] | None = None) -> str:
     >>> '<table>' in pipeline_to_html(Pipeline(ListSource([{'x': 1}])))
     True
     """
+    from streamlab._display import step_params_text
+
     rows = []
     for sid, step in p.steps.items():
         outs = p.outputs_of(sid)
@@ -363,9 +365,10 @@ def pipeline_to_html(p: Pipeline, counts: dict[str, Any] | None = None) -> str:
         counted = ", ".join(f"{o}: {m.get('out', {}).get(o, 0):,}" for o in outs) if m else ", ".join(outs)
         rows.append(
             f"<tr><td><b>{html.escape(sid)}</b></td><td>{html.escape(_label(p, sid).split(': ', 1)[1])}</td>"
+            f"<td><code>{html.escape(step_params_text(step))}</code></td>"
             f"<td>{html.escape(', '.join(step.inputs))}</td><td>{html.escape(counted)}</td></tr>"
         )
     return (
-        f"<div><b>Pipeline {html.escape(p.name)}</b><table><tr><th>step</th><th>what</th><th>inputs</th>"
-        f"<th>outputs</th></tr>{''.join(rows)}</table></div>"
+        f"<div><b>Pipeline {html.escape(p.name)}</b><table><tr><th>step</th><th>what</th><th>parameters</th>"
+        f"<th>inputs</th><th>outputs</th></tr>{''.join(rows)}</table></div>"
     )

@@ -1,0 +1,214 @@
+"""Build the documentation site: execute the notebook suite, snapshot its live charts, run MkDocs.
+
+Usage: ``python scripts/build_docs.py [--site DIR] [--only 01,08] [--jobs 2]`` (``scripts/docs.sh`` wraps it).
+
+Each notebook is executed top to bottom in its own kernel. Live widgets need a running kernel, which a
+static page has not: before the kernel stops, every widget view in the outputs is replaced by a static
+snapshot of its final state (plotly figures as HTML drawn by the plotly.js the site ships, tables and
+controls as plain HTML). plotly figures shown as figures become HTML the same way. Then ``mkdocs build
+--strict`` turns warnings (a broken link, a missing page, a docstring mkdocstrings cannot read) into errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+BUILT_NOTEBOOKS = DOCS / "notebooks"  # generated, git-ignored
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+
+# Runs in the notebook's kernel after its last cell: model id -> static HTML of that widget view.
+SNAPSHOT_CODE = r"""
+def _streamlab_snapshots():
+    import gc, html, json
+    import ipywidgets
+    from streamlab.widgets._base import LiveWidget
+
+    live = {}
+    for obj in gc.get_objects():
+        try:
+            if isinstance(obj, LiveWidget) and getattr(obj, "_view", None) is not None:
+                live[getattr(obj._view, "model_id", None)] = obj
+        except ReferenceError:  # a weak proxy whose object is gone
+            continue
+
+    def figure_html(fig):
+        if not fig.data:  # a status-only view (the control panel): its title as text, not empty axes
+            title = fig.layout.title.text or ""
+            return f"<p><b>{html.escape(str(title))}</b></p>" if title else ""
+        fig.update_layout(width=None, autosize=True)  # fit the page's column, whatever the live view had
+        return fig.to_html(
+            full_html=False, include_plotlyjs=False, config={"displaylogo": False, "responsive": True}
+        )
+
+    def render(w, depth=0):
+        if depth > 20 or w is None:
+            return ""
+        mid = getattr(w, "model_id", None)
+        if mid in live:
+            try:
+                return figure_html(live[mid].figure())
+            except Exception as e:  # a snapshot must not fail the build silently: say so on the page
+                return f"<p><em>snapshot of {type(live[mid]).__name__} failed: {html.escape(repr(e))}</em></p>"
+        if hasattr(w, "to_plotly_json") and hasattr(w, "data"):  # a plotly FigureWidget
+            import plotly.graph_objects as go
+            return figure_html(go.Figure(w))
+        if isinstance(w, ipywidgets.Box):
+            if isinstance(w, ipywidgets.HBox):  # side by side while there is room, then wrapped
+                cells = "".join(f"<div style='flex:1 1 300px;min-width:300px'>{render(c, depth + 1)}</div>" for c in w.children)
+                return f"<div style='display:flex;flex-wrap:wrap;gap:8px'>{cells}</div>"
+            return "".join(f"<div>{render(c, depth + 1)}</div>" for c in w.children)
+        if isinstance(w, ipywidgets.HTML):
+            return w.value
+        if isinstance(w, ipywidgets.Output):
+            parts = []
+            for out in w.outputs:
+                data = out.get("data", {})
+                if "text/html" in data:
+                    parts.append(data["text/html"])
+                elif "text/plain" in data or "text" in out:
+                    parts.append(f"<pre>{html.escape(data.get('text/plain', out.get('text', '')))}</pre>")
+            return "".join(parts)
+        if isinstance(w, ipywidgets.Label):
+            return f"<p>{html.escape(str(w.value))}</p>"
+        desc = html.escape(str(getattr(w, "description", "") or ""))
+        if isinstance(w, ipywidgets.Button):
+            return f"<button disabled>{desc}</button>"
+        if hasattr(w, "value"):
+            return f"<p><b>{desc}</b> {html.escape(str(w.value))}</p>"
+        return ""
+
+    return json.dumps({mid: render(w) for mid, w in ipywidgets.Widget.widgets.items()})
+
+print("STREAMLAB-SNAPSHOTS " + _streamlab_snapshots())
+"""
+
+
+def _plotly_html(spec: dict[str, Any]) -> str:
+    import plotly.io as pio
+
+    fig = pio.from_json(json.dumps(spec), skip_invalid=True)
+    return pio.to_html(fig, full_html=False, include_plotlyjs=False, config={"displaylogo": False})
+
+
+def execute(path: Path, out_dir: Path, timeout: int) -> tuple[str, float, str | None]:
+    """Execute one notebook and write it with static outputs; (name, seconds, error or None)."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    started = time.perf_counter()
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
+    error = None
+    snapshots: dict[str, str] = {}
+    with client.setup_kernel(cwd=str(path.parent)):
+        try:
+            for index, cell in enumerate(nb.cells):
+                client.execute_cell(cell, index)
+        except CellExecutionError as e:
+            error = str(e).splitlines()[0] if str(e) else type(e).__name__
+        probe = nbformat.v4.new_code_cell(SNAPSHOT_CODE)
+        nb.cells.append(probe)  # nbclient writes the executed cell back into the notebook
+        try:
+            client.execute_cell(probe, len(nb.cells) - 1)
+        except CellExecutionError:
+            pass  # reported below: no snapshot line
+        finally:
+            nb.cells.pop()
+        text = "".join(o.get("text", "") for o in probe.outputs if o.get("output_type") == "stream")
+        marked = [line for line in text.splitlines() if line.startswith("STREAMLAB-SNAPSHOTS ")]
+        if not marked:  # the probe failed: say why rather than publish pages with empty charts
+            error = error or f"chart snapshots failed: {probe.outputs}"[:2000]
+        else:
+            snapshots = json.loads(marked[-1].split(" ", 1)[1])
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data")
+            if not data:
+                continue
+            if WIDGET_MIME in data:
+                mid = data[WIDGET_MIME].get("model_id")
+                static = snapshots.get(mid)
+                out["data"] = {"text/html": static} if static else {"text/plain": data.get("text/plain", "")}
+            elif PLOTLY_MIME in data:
+                out["data"] = {"text/html": _plotly_html(data[PLOTLY_MIME])}
+    nb.metadata.pop("widgets", None)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, out_dir / path.name)
+    return path.name, time.perf_counter() - started, error
+
+
+def source_tree() -> Path:
+    """The package as it is installed (connectors/ as streamlab/connectors, ...), for mkdocstrings.
+
+    The repository keeps connectors/, widgets/ and datasets/ beside streamlab/; mkdocstrings reads
+    sources by module path, so it gets a tree of links in the installed layout (``build/docs-src``).
+    """
+    tree = ROOT / "build" / "docs-src" / "streamlab"
+    shutil.rmtree(tree.parent, ignore_errors=True)
+    tree.mkdir(parents=True)
+    for entry in (ROOT / "streamlab").iterdir():
+        if entry.name != "__pycache__":
+            (tree / entry.name).symlink_to(entry)
+    for name in ("connectors", "widgets", "datasets"):
+        (tree / name).symlink_to(ROOT / name)
+    return tree.parent
+
+
+def build(site: Path, only: list[str] | None, jobs: int, timeout: int) -> int:
+    notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    shutil.rmtree(BUILT_NOTEBOOKS, ignore_errors=True)
+    BUILT_NOTEBOOKS.mkdir(parents=True)
+    if only:  # the others are shown without outputs, so every page of the navigation exists
+        for p in notebooks:
+            if p.name[:2] not in only:
+                shutil.copy(p, BUILT_NOTEBOOKS / p.name)
+        notebooks = [p for p in notebooks if p.name[:2] in only]
+    failed = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        for name, seconds, error in pool.map(lambda p: execute(p, BUILT_NOTEBOOKS, timeout), notebooks):
+            print(f"docs: executed {name} in {seconds:.0f} s" + (f" - FAILED: {error}" if error else ""))
+            if error:
+                failed.append(name)
+    if failed:
+        print(f"docs: notebooks failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    source_tree()
+    assets = DOCS / "assets"
+    assets.mkdir(exist_ok=True)
+    import plotly
+
+    shutil.copy(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", assets / "plotly.min.js")
+    cmd = [sys.executable, "-m", "mkdocs", "build", "--strict", "--clean", "--site-dir", str(site)]
+    return subprocess.call(cmd, cwd=ROOT, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--site", default=str(ROOT / "site"), help="where to write the site (default: %(default)s)"
+    )
+    ap.add_argument("--only", help="comma-separated notebook numbers to execute, e.g. 01,08 (default: all)")
+    ap.add_argument("--jobs", type=int, default=2, help="notebooks executed at once (default: %(default)s)")
+    ap.add_argument("--timeout", type=int, default=600, help="seconds per cell (default: %(default)s)")
+    args = ap.parse_args(argv)
+    only = args.only.split(",") if args.only else None
+    return build(Path(args.site), only, args.jobs, args.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
