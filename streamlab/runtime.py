@@ -266,6 +266,9 @@ class Executor:
         sink_state = state.get("sinks", {})
         for sid, writer in self.writers.items():
             writer.restore(sink_state.get(sid))  # drop what a commit wrote after this checkpoint
+        if self.checkpoint_dir is not None and not state:
+            # where every sink's output starts: a crash before the first commit is undone on restart too
+            self._save(self.snapshot())
         self.partitioned = [op for op in self.operators.values() if getattr(op, "by", None)]
         # steps told the processing time: windows whose idle partitions stop holding the watermark
         self.timed = {sid: op for sid, op in self.operators.items() if getattr(op, "idle_ns", None)}
