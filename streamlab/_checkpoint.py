@@ -157,10 +157,10 @@ def checkpoint_key() -> bytes:
     Examples
     --------
     >>> import os
-    >>> os.environ["STREAMLAB_CHECKPOINT_KEY"] = "shared secret"
-    >>> checkpoint_key()
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"STREAMLAB_CHECKPOINT_KEY": "shared secret"}):
+    ...     checkpoint_key()
     b'shared secret'
-    >>> del os.environ["STREAMLAB_CHECKPOINT_KEY"]
     """
     env = os.environ.get("STREAMLAB_CHECKPOINT_KEY")
     if env:
@@ -191,12 +191,14 @@ def save_checkpoint(directory: Path, snapshot: dict[str, Any], header: dict[str,
 
     Examples
     --------
-    >>> import tempfile
+    >>> import os, tempfile
     >>> from pathlib import Path
+    >>> from unittest import mock
     >>> d = Path(tempfile.mkdtemp())
-    >>> save_checkpoint(d, {"x": 1}, {"pipeline": "p", "fingerprint": "f", "steps": {}}).name
-    'checkpoint.slcp'
-    >>> load_checkpoint(d, "f", {})["x"]
+    >>> with mock.patch.dict(os.environ, {"STREAMLAB_CHECKPOINT_KEY": "k"}):
+    ...     print(save_checkpoint(d, {"x": 1}, {"pipeline": "p", "fingerprint": "f", "steps": {}}).name)
+    ...     print(load_checkpoint(d, "f", {})["x"])
+    checkpoint.slcp
     1
     """
     directory.mkdir(parents=True, exist_ok=True)

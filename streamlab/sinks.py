@@ -207,12 +207,10 @@ class _DuckDBWriter(SinkWriter):
             self.con.execute(
                 f"UPDATE {_LEDGER} SET published = ? WHERE tbl = ?", [self.prepared, self.sink.table]
             )
-            self.con.execute("COMMIT")
+            self.con.execute("COMMIT")  # durable in the write-ahead log
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
-        if self.sink.path != ":memory:":
-            self.con.execute("CHECKPOINT")
 
     def close(self) -> None:
         """Nothing to release (the sink owns the connection); rows staged and never committed stay

@@ -170,3 +170,18 @@ def test_collected_outputs_are_not_saved_in_checkpoints(tmp_path):
     assert (tmp_path / CHECKPOINT_FILE).stat().st_size < 2_000  # positions only, not 10,000 rows
     rest = Pipeline(ListSource(frame, batch_size=1000)).run(clock=ManualClock(0), checkpoint_dir=tmp_path)
     assert rest["source"]["x"].tolist() == list(range(10_000, 20_000))
+
+
+def test_the_key_file_is_private_and_another_key_refuses_the_checkpoint(tmp_path, monkeypatch):
+    from streamlab._checkpoint import checkpoint_key
+
+    monkeypatch.delenv("STREAMLAB_CHECKPOINT_KEY", raising=False)
+    monkeypatch.setenv("STREAMLAB_CONFIG_DIR", str(tmp_path / "config"))
+    key = checkpoint_key()
+    assert checkpoint_key() == key and len(key) == 64
+    assert (tmp_path / "config" / "checkpoint.key").stat().st_mode & 0o777 == 0o600
+    cp = tmp_path / "cp"
+    windowed(ListSource(events(30))).run(clock=ManualClock(0), checkpoint_dir=cp, max_events=10)
+    monkeypatch.setenv("STREAMLAB_CHECKPOINT_KEY", "the key of another machine")
+    with pytest.raises(CheckpointError, match="set STREAMLAB_CHECKPOINT_KEY"):
+        windowed(ListSource(events(30))).run(clock=ManualClock(0), checkpoint_dir=cp)
