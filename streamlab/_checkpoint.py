@@ -43,8 +43,22 @@ __all__ = [
 CHECKPOINT_FILE = "checkpoint.slcp"
 _LEGACY_FILE = "checkpoint.pkl"
 _MAGIC = b"STREAMLAB-CHECKPOINT 2\n"
-# source settings that do not change which events a position means (pace, when to stop, waits)
-_NOT_IDENTITY = ("speed", "stop_at_end", "timeout", "retries", "backoff", "poll", "max_messages")
+# source settings that do not change which events a position means: pace, when to stop, waits, batch and
+# flow-control sizes, client tuning (words in the spec's keys)
+_NOT_IDENTITY = (
+    "speed",
+    "stop_at_end",
+    "timeout",
+    "retries",
+    "backoff",
+    "poll",
+    "max_",
+    "interval",
+    "refresh",
+    "records_per_call",
+    "config",
+    "flow_control",
+)
 
 
 class CheckpointError(ValueError):

@@ -185,3 +185,13 @@ def test_the_key_file_is_private_and_another_key_refuses_the_checkpoint(tmp_path
     monkeypatch.setenv("STREAMLAB_CHECKPOINT_KEY", "the key of another machine")
     with pytest.raises(CheckpointError, match="set STREAMLAB_CHECKPOINT_KEY"):
         windowed(ListSource(events(30))).run(clock=ManualClock(0), checkpoint_dir=cp)
+
+
+def test_source_tuning_keeps_the_fingerprint_and_its_data_does_not(tmp_path):
+    path = tmp_path / "e.parquet"
+    pd.DataFrame(events(5)).to_parquet(path)
+    paced, fast = ReplaySource(path, speed=10.0), ReplaySource(path)
+    assert pipeline_fingerprint(windowed(paced))[0] == pipeline_fingerprint(windowed(fast))[0]
+    other = tmp_path / "f.parquet"
+    pd.DataFrame(events(5)).to_parquet(other)
+    assert pipeline_fingerprint(windowed(ReplaySource(other)))[0] != pipeline_fingerprint(windowed(fast))[0]

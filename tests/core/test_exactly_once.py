@@ -73,6 +73,9 @@ def test_a_crash_between_sink_flush_and_checkpoint_never_doubles_or_loses_rows(
 
 
 def _streamlab(*args: str) -> list[str]:
+    script = Path(sys.executable).with_name("streamlab")  # the installed command, when there is one
+    if script.exists():
+        return [str(script), *args]
     return [sys.executable, "-c", "import sys; from streamlab.cli import main; sys.exit(main())", *args]
 
 
