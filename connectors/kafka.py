@@ -678,6 +678,11 @@ class KafkaSource(Source):
             **self.config,
         }
 
+    @property
+    def commits_upstream(self) -> bool:
+        """Offsets are committed to the consumer group."""
+        return True
+
     def open(self, resume: Any = None, clock: Clock | None = None) -> KafkaSourceReader:
         """Join the group and start reading; ``resume`` is a value from ``snapshot()``."""
         return KafkaSourceReader(self, resume)

@@ -116,6 +116,11 @@ class KinesisSource(Source):
         self.idle_interval_ns = parse_duration(idle_interval, what=f"{where}: idle_interval")
         self.shard_refresh_ns = parse_duration(shard_refresh, what=f"{where}: shard_refresh")
 
+    @property
+    def commits_upstream(self) -> bool:
+        """Positions are committed to ``checkpoint_path`` when it is set."""
+        return self.checkpoint_path is not None
+
     def open(self, resume: Any = None, clock: Clock | None = None) -> _KinesisReader:
         """Start reading from ``resume`` (a snapshot), else the checkpoint file, else ``start``."""
         if resume is None and self.checkpoint_path is not None:

@@ -137,6 +137,11 @@ class PubSubSource(Source):
         self.emulator_host = emulator_host
         self.timeout = timeout
 
+    @property
+    def commits_upstream(self) -> bool:
+        """Acks are upstream: a message acked is never redelivered."""
+        return True
+
     def open(self, resume: Any = None, clock: Clock | None = None) -> _PubSubReader:
         """Start streaming pull; ``resume`` is accepted and unused (unacked messages come back anyway)."""
         return _PubSubReader(self)

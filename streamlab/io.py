@@ -4,7 +4,9 @@ A :class:`Source` is frozen configuration; ``open()`` returns a :class:`SourceRe
 ``pandas.DataFrame`` micro-batches without blocking and can ``snapshot()`` its position. The runtime
 calls ``commit(position)`` only after every sink has flushed the data derived from that position.
 A :class:`Sink` is configuration too; ``open()`` returns a :class:`SinkWriter` taking
-``write_batch(batch)``; data is durable once ``flush()`` returns.
+``write_batch(batch)``; data is durable once ``flush()`` returns. Writers that cannot upsert make each
+commit exactly once with ``snapshot()`` (saved in the checkpoint), ``commit()`` (after the checkpoint)
+and ``restore(state)`` (on resume: drop what was written after that checkpoint).
 """
 
 from __future__ import annotations
@@ -91,6 +93,15 @@ class Source:
     #: Column names and dtypes this source produces, when known (used to check steps early).
     columns: tuple[str, ...] | None = None
 
+    @property
+    def commits_upstream(self) -> bool:
+        """True when ``commit`` stores positions outside this process (broker offsets, acks, a file).
+
+        A run of such a source without ``checkpoint_dir`` keeps its checkpoints in a default directory,
+        so that nothing is acknowledged while it lives only in memory (see ``streamlab.runtime``).
+        """
+        return False
+
     def open(self, resume: Any = None, clock: Clock | None = None) -> SourceReader:
         """Start reading; ``resume`` is a value returned by ``SourceReader.snapshot()``."""
         raise NotImplementedError
@@ -117,6 +128,24 @@ class SinkWriter:
 
     def flush(self) -> None:
         """Make everything written so far durable."""
+
+    def snapshot(self) -> Any:
+        """Picklable position of the output after the last :meth:`flush`, saved in the checkpoint.
+
+        Writers that append (files, tables without a key) return where the output ended, so that
+        :meth:`restore` can drop what a commit wrote when its checkpoint never landed.
+        """
+        return None
+
+    def commit(self) -> None:
+        """The checkpoint covering everything flushed is saved: make it visible (publish staged data)."""
+
+    def restore(self, state: Any) -> None:
+        """Called once after ``open``: ``state`` is :meth:`snapshot` from the checkpoint resumed, or None.
+
+        Drop whatever was written after that checkpoint (a crash between the flush and the checkpoint),
+        so the replayed events are not written twice. ``None``: no checkpoint; discard staged leftovers.
+        """
 
     def close(self) -> None:
         """Flush and release resources."""

@@ -2,10 +2,15 @@
 
 Delivery protocol: a source batch is pushed through every step to the sinks; at each commit point
 (every ``commit_every`` of processing time, at the end, and on stop) every sink is flushed, the state
-snapshot is saved (to ``checkpoint_dir`` when given), and only then are the sources told to commit
-their positions. A restart from that checkpoint therefore neither loses nor repeats sink data for
-idempotent sinks. Outputs that no step reads (for example a dead-letter output without a sink) are
-collected and returned, never dropped.
+snapshot is saved (to ``checkpoint_dir`` when given), the sinks publish what they staged, and only then
+are the sources told to commit their positions. A restart from that checkpoint neither loses nor repeats
+sink data: upserting sinks are idempotent, and appending sinks (files, tables without a key) drop on
+resume what was written after the checkpoint. A position is committed upstream (a Kafka offset, a
+Pub/Sub ack, a Kinesis checkpoint file) only once everything derived from it is in a sink or in a saved
+checkpoint: a run of such a source without ``checkpoint_dir`` keeps its checkpoints in a default
+directory per pipeline (``streamlab._checkpoint.default_checkpoint_dir``). Outputs that no step reads
+(for example a dead-letter output without a sink) are collected up to ``max_collect_rows`` rows each
+(the newest), never saved in checkpoints; rows dropped are counted in the metrics.
 
 Parse ahead: when a source feeds a parse step alone (and batches are large), the run owns one worker
 thread in which arrow reads the next batch's JSON while the steps after the parse step work on the
@@ -19,9 +24,9 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import pickle
 import signal
 import threading
+import warnings
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -32,6 +37,13 @@ from typing import Any
 
 import pandas as pd
 
+from streamlab._checkpoint import (
+    CheckpointError,
+    default_checkpoint_dir,
+    load_checkpoint,
+    pipeline_fingerprint,
+    save_checkpoint,
+)
 from streamlab._operator import Operator
 from streamlab._parse import ParseOperator
 from streamlab._time import Duration, ns_to_timestamp, parse_duration
@@ -44,7 +56,6 @@ from streamlab.steps import SinkStep, SourceStep
 __all__ = ["RunHandle", "RunResult", "run", "start"]
 
 log = logging.getLogger("streamlab")
-_CHECKPOINT = "checkpoint.pkl"
 _COUNTED = ("late", "dead_letter", "duplicates")
 _AHEAD_MIN_BATCH = 4096  # below this, handing a batch to another thread costs more than it saves
 
@@ -77,8 +88,16 @@ class RunResult:
             )
         return self.outputs[ref]
 
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Rows dropped per collected output, beyond ``metrics["collect_limit"]`` (the oldest go first)."""
+        return dict(self.metrics.get("collected_dropped", {}))
+
     def __repr__(self) -> str:
-        outs = ", ".join(f"{k}: {len(v)} rows" for k, v in self.outputs.items())
+        outs = ", ".join(
+            f"{k}: {len(v)} rows" + (f" ({self.dropped[k]} dropped)" if self.dropped.get(k) else "")
+            for k, v in self.outputs.items()
+        )
         return f"RunResult(status={self.status!r}, events_in={self.metrics.get('events_in')}, outputs={{{outs}}})"
 
     def _repr_html_(self) -> str:
@@ -97,11 +116,19 @@ class _Collector:
     def add(self, frame: pd.DataFrame) -> None:
         self.frames.append(frame)
         self.rows += len(frame)
-        if self.max_rows is not None:
-            while self.rows - len(self.frames[0]) >= self.max_rows and len(self.frames) > 1:
-                old = self.frames.pop(0)
-                self.rows -= len(old)
-                self.dropped += len(old)
+        if self.max_rows is not None and self.rows > self.max_rows:
+            excess = self.rows - self.max_rows  # the oldest rows go first
+            while excess:
+                first = self.frames[0]
+                if len(first) <= excess:
+                    self.frames.pop(0)
+                    cut = len(first)
+                else:
+                    self.frames[0] = first.iloc[excess:].reset_index(drop=True)
+                    cut = excess
+                excess -= cut
+                self.rows -= cut
+                self.dropped += cut
 
     def frame(self) -> pd.DataFrame:
         if not self.frames:
@@ -132,26 +159,52 @@ class Executor:
         resume: Any = None,
         checkpoint_dir: str | os.PathLike[str] | None = None,
         commit_every: Duration = "5s",
-        max_collect_rows: int | None = None,
+        max_collect_rows: int | None = 100_000,
         idle_wait: float = 0.01,
         duration: Duration | None = None,
     ) -> None:
         if not pipeline.steps:
             raise ValueError("the pipeline is empty: add a source, e.g. Pipeline(ListSource([...]))")
+        if max_collect_rows is not None and (not isinstance(max_collect_rows, int) or max_collect_rows < 0):
+            raise ValueError(
+                f"max_collect_rows must be a number of rows >= 0 or None (keep all), got {max_collect_rows!r}"
+            )
         self.pipeline = pipeline
         self.clock = clock or SystemClock()
         self.batch_size = batch_size
+        self.fingerprint, self.step_fingerprints = pipeline_fingerprint(pipeline)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.default_checkpoint_dir = False
+        upstream = [
+            sid
+            for sid, s in pipeline.steps.items()
+            if isinstance(s, SourceStep) and s.source.commits_upstream
+        ]
+        if self.checkpoint_dir is None and resume is None and upstream:
+            # a position acknowledged upstream must not have its events only in memory (open windows)
+            self.checkpoint_dir = default_checkpoint_dir(pipeline, self.fingerprint)
+            self.default_checkpoint_dir = True
         self.commit_every_ns = parse_duration(commit_every, what="commit_every")
         self.idle_wait = idle_wait
         self.duration_ns = None if duration is None else parse_duration(duration, what="duration")
-        if (
-            resume is None
-            and self.checkpoint_dir is not None
-            and (self.checkpoint_dir / _CHECKPOINT).exists()
-        ):
-            resume = pickle.loads((self.checkpoint_dir / _CHECKPOINT).read_bytes())
+        if resume is None and self.checkpoint_dir is not None:
+            resume = load_checkpoint(self.checkpoint_dir, self.fingerprint, self.step_fingerprints)
+            if resume is not None and self.default_checkpoint_dir:
+                log.warning(
+                    "pipeline %r: no checkpoint_dir given; resuming the state kept in %s, because source(s) "
+                    "%s committed positions upstream (pass checkpoint_dir= to choose the place)",
+                    pipeline.name,
+                    self.checkpoint_dir,
+                    upstream,
+                )
+        elif resume is not None and resume.get("fingerprint", self.fingerprint) != self.fingerprint:
+            raise CheckpointError(
+                "given as resume=",
+                f"it was taken from pipeline {resume.get('pipeline')!r}, whose steps or sources differ",
+                "resume a checkpoint only with the pipeline that made it; leave resume out to start fresh",
+            )
         self.resume = resume
+        self.max_collect_rows = max_collect_rows
         self.consumers = pipeline.consumers()
         self.collect = {ref: _Collector(max_collect_rows) for ref in pipeline.unattached_outputs()}
         self.subscribers: dict[str, list[Callable[[pd.DataFrame], None]]] = {}
@@ -169,6 +222,7 @@ class Executor:
         self.started_ns = 0
         self.last_commit_ns = 0
         self.commits = 0
+        self.commit_id = int((resume or {}).get("commit", 0))
         self.operators: dict[str, Operator] = {}
         self.partitioned: list[Any] = []
         self.limit: int | None = None  # stop taking events after this many (run(max_events=...))
@@ -214,13 +268,16 @@ class Executor:
                 self.operators[sid] = op
         self.read_pos = {sid: r.snapshot() for sid, r in self.readers.items()}
         self.unfinished = {sid: deque() for sid in self.readers}
+        sink_state = state.get("sinks", {})
+        for sid, writer in self.writers.items():
+            writer.restore(sink_state.get(sid))  # drop what a commit wrote after this checkpoint
+        if self.checkpoint_dir is not None and not state:
+            # where every sink's output starts: a crash before the first commit is undone on restart too
+            self._save(self.snapshot())
         self.partitioned = [op for op in self.operators.values() if getattr(op, "by", None)]
         # steps told the processing time: windows whose idle partitions stop holding the watermark
         self.timed = {sid: op for sid, op in self.operators.items() if getattr(op, "idle_ns", None)}
         self._plan_parse_ahead()
-        for ref, frames in state.get("collected", {}).items():
-            if ref in self.collect and frames is not None:
-                self.collect[ref].add(frames)
         self.started_ns = self.last_commit_ns = self.clock.now_ns()
         self.status = "running"
 
@@ -277,27 +334,62 @@ class Executor:
         return unfinished[0] if unfinished else self.readers[sid].snapshot()
 
     def snapshot(self) -> dict[str, Any]:
-        """A picklable copy of all state: operators, source positions and collected outputs."""
+        """A picklable copy of all state: operators, source positions and where each sink's output ends.
+
+        Collected outputs (those without a sink) are not part of it: they are a view, bounded by
+        ``max_collect_rows``, not state.
+        """
         return {
-            "version": 1,
+            "version": 2,
             "pipeline": self.pipeline.name,
+            "fingerprint": self.fingerprint,
+            "commit": self.commit_id,
             "operators": {sid: op.snapshot() for sid, op in self.operators.items()},
             "sources": {sid: self._committable(sid) for sid in self.readers},
-            "collected": {ref: c.frame() if c.frames else None for ref, c in self.collect.items()},
+            "sinks": {sid: w.snapshot() for sid, w in self.writers.items()},
         }
 
-    def commit(self) -> None:
-        """Flush sinks, save the state snapshot, then commit source positions (in that order).
+    def _save(self, snap: dict[str, Any]) -> None:
+        assert self.checkpoint_dir is not None
+        header = {
+            "pipeline": self.pipeline.name,
+            "fingerprint": self.fingerprint,
+            "steps": self.step_fingerprints,
+            "commit": snap["commit"],
+            "written_by": f"pid {os.getpid()} at {ns_to_timestamp(self.clock.now_ns())}",
+        }
+        save_checkpoint(self.checkpoint_dir, snap, header)
 
-        After a batch's delivery was cut short (``torn``), each source is committed only up to the
-        batches it fully delivered and the last checkpoint is kept (the steps' state has part of a
-        batch): the cut batch and any read after it are read again on restart. Nothing is lost.
+    def commit(self) -> None:
+        """Flush sinks, save the state snapshot, publish what sinks staged, then commit source positions.
+
+        After a batch's delivery was cut short (``torn``), the last checkpoint is kept (the steps' state
+        has part of a batch). With a checkpoint directory, sources are committed to that checkpoint's
+        positions and staged sink data is not published: a restart resumes exactly from it. Without one,
+        each source is committed up to the batches it fully delivered: the cut batch and any read after
+        it are read again on restart. Nothing is lost.
         """
         if not self.torn:
             self.deliver_pending()  # the source positions include batches read ahead
         for w in self.writers.values():
             w.flush()
+        if self.torn and self.checkpoint_dir is not None:
+            last = self.last_checkpoint or {}
+            positions = {sid: last.get("sources", {}).get(sid) for sid in self.readers}
+            log.warning(
+                "pipeline %r: a batch was cut short while being delivered; kept the last checkpoint "
+                "(commit %s) and committed its positions: what came after it is read again on restart",
+                self.pipeline.name,
+                last.get("commit", 0),
+            )
+            for sid, r in self.readers.items():
+                if positions[sid] is not None:
+                    r.commit(positions[sid])
+            self.last_commit_ns = self.clock.now_ns()
+            return
         if self.torn:
+            for w in self.writers.values():
+                w.commit()
             positions = {sid: self._committable(sid) for sid in self.readers}
             for sid in self.readers:
                 if self.unfinished[sid]:
@@ -310,13 +402,13 @@ class Executor:
                         positions[sid],
                     )
         else:
+            self.commit_id += 1
             snap = self.snapshot()
             if self.checkpoint_dir is not None:
-                self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-                tmp = self.checkpoint_dir / (_CHECKPOINT + ".tmp")
-                tmp.write_bytes(pickle.dumps(snap, protocol=pickle.HIGHEST_PROTOCOL))
-                os.replace(tmp, self.checkpoint_dir / _CHECKPOINT)
+                self._save(snap)
             self.last_checkpoint = snap
+            for w in self.writers.values():
+                w.commit()  # after the checkpoint: a crash before it leaves staged data to drop
             positions = snap["sources"]
         for sid, r in self.readers.items():
             r.commit(positions[sid])
@@ -352,8 +444,19 @@ class Executor:
         outs[out or "out"] = outs.get(out or "out", 0) + len(frame)
         for fn in self.subscribers.get(ref, ()):
             fn(frame)
-        if ref in self.collect:
-            self.collect[ref].add(frame)
+        collector = self.collect.get(ref)
+        if collector is not None:
+            had_dropped = collector.dropped
+            collector.add(frame)
+            if collector.dropped and not had_dropped:
+                log.warning(
+                    "pipeline %r: output %r has no sink; only its newest %s rows are kept "
+                    "(max_collect_rows; metrics['collected_dropped'] counts the rest). Attach a sink to keep "
+                    "everything: .to(JsonLinesSink(...)) or DuckDBSink(...)",
+                    self.pipeline.name,
+                    ref,
+                    self.max_collect_rows,
+                )
         for target, port in self.consumers.get(ref, ()):
             self._deliver(target, port, frame, parsed)
 
@@ -511,7 +614,9 @@ class Executor:
                 "partitions": {sid: list(parts) for sid, parts in self.assigned.items()},
                 "commits": self.commits,
                 "processing_time": ns_to_timestamp(now),
+                "collect_limit": self.max_collect_rows,
                 "collected_dropped": {r: c.dropped for r, c in self.collect.items() if c.dropped},
+                "checkpoint_dir": None if self.checkpoint_dir is None else str(self.checkpoint_dir),
                 "steps": {
                     sid: {
                         "kind": self.pipeline.steps[sid].kind,
@@ -539,6 +644,26 @@ class Executor:
             self.flush_operators()
         with self.lock:
             self.commit()
+        if self.checkpoint_dir is None and not self.all_done():
+            self.warn_dropped_state()
+
+    def warn_dropped_state(self) -> None:
+        """A stop without a checkpoint directory drops the steps' open state: say so."""
+        held = {}
+        for sid, op in self.operators.items():
+            summary = {k: (len(v) if isinstance(v, list) else v) for k, v in op.open_state().items()}
+            if any(v for v in summary.values() if isinstance(v, int | float)):
+                held[sid] = summary
+        if held:
+            warnings.warn(
+                f"pipeline {self.pipeline.name!r} stopped with open state {held} and no checkpoint_dir: that "
+                "state (windows not yet emitted, buffered rows) is only in memory (the result's checkpoint, "
+                "usable as resume=); a new run without it starts again from its sources' beginning. Pass "
+                "checkpoint_dir= (--checkpoint-dir) to keep it on disk, or let the input end (or "
+                "handle.stop(flush_windows=True)) to emit it",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
 
 def run(
@@ -551,6 +676,7 @@ def run(
     commit_every: Duration = "5s",
     max_events: int | None = None,
     duration: Duration | None = None,
+    max_collect_rows: int | None = 100_000,
     progress: bool = False,
 ) -> RunResult:
     """Run a pipeline in this thread until its sources end, ``max_events`` have been read, or a stop.
@@ -569,13 +695,19 @@ def run(
     resume
         A checkpoint (``RunResult.checkpoint``) to continue from.
     checkpoint_dir
-        Directory where checkpoints are saved and, on start, resumed from.
+        Directory where checkpoints are saved and, on start, resumed from (only by the same pipeline:
+        its fingerprint is checked). Without it, a run whose sources commit upstream (Kafka, Pub/Sub,
+        Kinesis with ``checkpoint_path``) keeps its checkpoints in a default directory per pipeline
+        (``metrics["checkpoint_dir"]``), so nothing acknowledged lives only in open windows.
     commit_every
         Processing time between commit points.
     max_events
         Stop (gracefully, keeping window state in the checkpoint) after this many source events.
     duration
         Stop gracefully after this much processing time (by ``clock``), e.g. ``"30s"``.
+    max_collect_rows
+        Rows kept per output without a sink (the newest); ``None`` keeps all. Rows dropped are counted in
+        ``metrics["collected_dropped"]`` and :attr:`RunResult.dropped`; attach a sink to keep everything.
     progress
         Show a progress bar (tqdm) with events and rate.
 
@@ -593,6 +725,7 @@ def run(
         resume=resume,
         checkpoint_dir=checkpoint_dir,
         commit_every=commit_every,
+        max_collect_rows=max_collect_rows,
         duration=duration,
     )
     previous = previous_int = None
@@ -920,8 +1053,9 @@ def start(
 ) -> RunHandle:
     """Start a pipeline in a background thread and return its :class:`RunHandle`.
 
-    Unattached outputs are kept up to ``max_collect_rows`` rows each (the newest); drops are counted in
-    ``metrics["collected_dropped"]`` — attach a sink to keep everything. With ``paused=True`` nothing is
+    Options are those of :func:`run`. Unattached outputs are kept up to ``max_collect_rows`` rows each
+    (the newest, as in :func:`run`); drops are counted in ``metrics["collected_dropped"]`` — attach a sink
+    to keep everything. With ``paused=True`` nothing is
     read until :meth:`RunHandle.resume` or :meth:`RunHandle.step`.
 
     Examples

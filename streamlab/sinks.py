@@ -1,8 +1,15 @@
-"""Built-in sinks: an in-memory list, DuckDB with idempotent upserts, Parquet and JSON lines files."""
+"""Built-in sinks: an in-memory list, DuckDB with idempotent upserts, Parquet and JSON lines files.
+
+Exactly once across crashes (with a checkpoint directory): DuckDB tables with a key upsert; DuckDB tables
+without one stage each commit and publish it, with a commit ledger, in one transaction after the
+checkpoint; Parquet writes one part file per commit by rename and JSON lines appends, and both drop on
+resume what was written after the checkpoint resumed. :class:`ListSink` lives in memory.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from pathlib import Path
@@ -14,6 +21,8 @@ from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter
 
 __all__ = ["DuckDBSink", "DuckDBTable", "JsonLinesSink", "ListSink", "ParquetSink"]
+
+log = logging.getLogger("streamlab")
 
 
 class _ListWriter(SinkWriter):
@@ -73,11 +82,56 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+_LEDGER = "__streamlab_commits"
+
+
 class _DuckDBWriter(SinkWriter):
+    """Upserts go straight to the table (idempotent); appends are staged until the checkpoint is saved.
+
+    Staged rows live in ``__streamlab_staged_<table>``; ``flush`` records them in the ledger as commit
+    *n*, and ``commit`` (after the checkpoint) moves them into the table and marks *n* published, in one
+    transaction. On resume, staged rows of the checkpoint's commit are published and any others dropped.
+    """
+
     def __init__(self, sink: DuckDBSink) -> None:
         self.sink = sink
         self.con = sink.connection()
         self.ready = False
+        self.staged = f"__streamlab_staged_{sink.table}"
+        self.prepared = 0  # the commit number of the rows last recorded as staged
+        self.appends = False  # rows were staged since the last commit
+
+    def _ledger(self) -> tuple[int, int] | None:
+        """``(staged, published)`` commit numbers recorded for this table, if any."""
+        self.con.execute(
+            f"CREATE TABLE IF NOT EXISTS {_LEDGER} "
+            "(tbl VARCHAR PRIMARY KEY, staged BIGINT NOT NULL, published BIGINT NOT NULL)"
+        )
+        row = self.con.execute(
+            f"SELECT staged, published FROM {_LEDGER} WHERE tbl = ?", [self.sink.table]
+        ).fetchall()
+        return (int(row[0][0]), int(row[0][1])) if row else None
+
+    def _has_staging(self) -> bool:
+        found = self.con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [self.staged]
+        ).fetchall()
+        return bool(found[0][0])
+
+    def restore(self, state: Any) -> None:
+        with self.sink._lock:
+            if not self._has_staging():
+                return
+            staged, published = self._ledger() or (0, 0)
+            want = int(state) if state is not None else None
+            if want is not None and published < staged <= want:
+                self.prepared = staged
+                self._publish()  # the checkpoint landed, the publish did not: finish it
+            self.con.execute(
+                f"DELETE FROM {_quote(self.staged)}"
+            )  # later commits: replayed from the checkpoint
+            self.prepared = want if want is not None else published
+            self.con.execute(f"UPDATE {_LEDGER} SET staged = published WHERE tbl = ?", [self.sink.table])
 
     def _create(self, batch: pd.DataFrame) -> None:
         con, t = self.con, _quote(self.sink.table)
@@ -101,6 +155,8 @@ class _DuckDBWriter(SinkWriter):
                 )
             defs.append("PRIMARY KEY (" + ", ".join(_quote(k) for k in key) + ")")
         con.execute(f"CREATE TABLE IF NOT EXISTS {t} ({', '.join(defs)})")
+        if not key:
+            con.execute(f"CREATE TABLE IF NOT EXISTS {_quote(self.staged)} AS SELECT * FROM {t} LIMIT 0")
         self.ready = True
 
     def write_batch(self, batch: pd.DataFrame) -> None:
@@ -113,16 +169,52 @@ class _DuckDBWriter(SinkWriter):
             # the last row per key wins within a batch, as it would across batches
             batch = batch.drop_duplicates(subset=key, keep="last")
         verb = "INSERT OR REPLACE INTO" if key else "INSERT INTO"
+        target = self.sink.table if key else self.staged
         with self.sink._lock:
             self.con.register("__streamlab_batch", batch)
             try:
-                self.con.execute(f"{verb} {_quote(self.sink.table)} BY NAME SELECT * FROM __streamlab_batch")
+                self.con.execute(f"{verb} {_quote(target)} BY NAME SELECT * FROM __streamlab_batch")
             finally:
                 self.con.unregister("__streamlab_batch")
+            self.appends = self.appends or not key
 
     def flush(self) -> None:
         with self.sink._lock:
+            if self.appends:
+                self.prepared += 1
+                self._ledger()
+                self.con.execute(
+                    f"INSERT INTO {_LEDGER} VALUES (?, ?, 0) ON CONFLICT (tbl) DO UPDATE SET staged = excluded.staged",
+                    [self.sink.table, self.prepared],
+                )
             self.con.execute("CHECKPOINT") if self.sink.path != ":memory:" else None
+
+    def snapshot(self) -> Any:
+        return self.prepared
+
+    def commit(self) -> None:
+        with self.sink._lock:
+            if self.appends:
+                self._publish()
+                self.appends = False
+
+    def _publish(self) -> None:
+        t, staged = _quote(self.sink.table), _quote(self.staged)
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            self.con.execute(f"INSERT INTO {t} BY NAME SELECT * FROM {staged}")
+            self.con.execute(f"DELETE FROM {staged}")
+            self.con.execute(
+                f"UPDATE {_LEDGER} SET published = ? WHERE tbl = ?", [self.prepared, self.sink.table]
+            )
+            self.con.execute("COMMIT")  # durable in the write-ahead log
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        """Nothing to release (the sink owns the connection); rows staged and never committed stay
+        staged, and the next run drops them: their source positions were not committed either."""
 
 
 class DuckDBSink(Sink):
@@ -137,7 +229,9 @@ class DuckDBSink(Sink):
     key
         Columns identifying a row; rows with an existing key replace it. ``"auto"`` (the default) uses
         the window columns plus the window step's key for window results, ``event_id`` for events, and
-        plain appends otherwise. ``None`` always appends.
+        plain appends otherwise. ``None`` always appends: appended rows are staged and become visible in
+        the table at each commit, exactly once (a commit ledger in the database, ``__streamlab_commits``,
+        records the last commit published, in the same transaction as the rows).
 
     Examples
     --------
@@ -225,12 +319,33 @@ class DuckDBSink(Sink):
         self._lock = threading.RLock()
 
 
+def _part_number(path: Path) -> int | None:
+    stem = path.name.removeprefix("part-").removesuffix(".parquet")
+    return int(stem) if stem.isdigit() else None
+
+
 class _ParquetWriter(SinkWriter):
     def __init__(self, sink: ParquetSink) -> None:
         self.sink = sink
         self.pending: list[pd.DataFrame] = []
         Path(sink.path).mkdir(parents=True, exist_ok=True)
-        self.part = len(list(Path(sink.path).glob("part-*.parquet")))
+        numbers = [n for f in Path(sink.path).glob("part-*.parquet") if (n := _part_number(f)) is not None]
+        self.part = max(numbers, default=-1) + 1
+
+    def snapshot(self) -> Any:
+        return self.part
+
+    def restore(self, state: Any) -> None:
+        directory = Path(self.sink.path)
+        for tmp in directory.glob("part-*.tmp"):
+            tmp.unlink()  # a write cut short
+        if state is None:
+            return
+        for f in directory.glob("part-*.parquet"):
+            n = _part_number(f)
+            if n is not None and n >= int(state):
+                f.unlink()  # written by a commit whose checkpoint never landed: its events come again
+        self.part = int(state)
 
     def write_batch(self, batch: pd.DataFrame) -> None:
         self.pending.append(batch)
@@ -242,6 +357,8 @@ class _ParquetWriter(SinkWriter):
         target = Path(self.sink.path) / f"part-{self.part:06d}.parquet"
         tmp = target.with_suffix(".tmp")
         frame.to_parquet(tmp, index=False)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, target)
         self.part += 1
         self.pending = []
@@ -249,6 +366,9 @@ class _ParquetWriter(SinkWriter):
 
 class ParquetSink(Sink):
     """Write each commit's rows as one Parquet part file in a directory.
+
+    Part files are numbered and written by rename; the checkpoint records the next number, and a run
+    resuming it deletes parts numbered from there (written after it), so a crash never doubles rows.
 
     Examples
     --------
@@ -289,7 +409,23 @@ def _json_default(v: Any) -> Any:
 class _JsonLinesWriter(SinkWriter):
     def __init__(self, sink: JsonLinesSink) -> None:
         Path(sink.path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = sink.path
         self.f = open(sink.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.end = self.f.tell()
+
+    def snapshot(self) -> Any:
+        return self.end
+
+    def restore(self, state: Any) -> None:
+        if state is None:
+            return
+        size = os.path.getsize(self.path)
+        if size > int(state):  # lines written after the checkpoint: their events come again
+            self.f.truncate(int(state))
+        elif size < int(state):
+            log.warning("%s is shorter than its checkpoint recorded (%s < %s bytes)", self.path, size, state)
+        self.f.seek(0, os.SEEK_END)
+        self.end = self.f.tell()
 
     def write_batch(self, batch: pd.DataFrame) -> None:
         for row in batch.to_dict("records"):
@@ -299,6 +435,7 @@ class _JsonLinesWriter(SinkWriter):
     def flush(self) -> None:
         self.f.flush()
         os.fsync(self.f.fileno())
+        self.end = self.f.tell()
 
     def close(self) -> None:
         self.flush()
@@ -307,6 +444,9 @@ class _JsonLinesWriter(SinkWriter):
 
 class JsonLinesSink(Sink):
     """Append rows as JSON lines (timestamps in ISO-8601 UTC).
+
+    The checkpoint records the file's length at each commit; a run resuming it truncates the file to
+    that length first, so lines written after the checkpoint (a crash before it landed) are not doubled.
 
     Examples
     --------

@@ -12,3 +12,12 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+# Checkpoint keys and default checkpoint directories (runs of broker sources without checkpoint_dir) go
+# to a directory of this test session, never to the user's home; subprocesses inherit it.
+if "STREAMLAB_STATE_DIR" not in os.environ:
+    import tempfile
+
+    _home = tempfile.mkdtemp(prefix="streamlab-tests-")
+    os.environ["STREAMLAB_STATE_DIR"] = os.path.join(_home, "state")
+    os.environ["STREAMLAB_CONFIG_DIR"] = os.path.join(_home, "config")

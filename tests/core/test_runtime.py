@@ -404,6 +404,8 @@ def test_duckdb_sink_takes_new_categories_in_later_batches():
     w = sink.open()
     w.write_batch(pd.DataFrame({"event_type": pd.Categorical(["click"])}))
     w.write_batch(pd.DataFrame({"event_type": pd.Categorical(["purchase"])}))
+    w.flush()
+    w.commit()  # appends are staged until the commit
     assert sorted(sink.read()["event_type"]) == ["click", "purchase"]
 
 

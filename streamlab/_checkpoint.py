@@ -1,0 +1,306 @@
+"""Checkpoint files: a pipeline fingerprint, a readable header, and a signed payload.
+
+A checkpoint file is ``checkpoint.slcp`` in the checkpoint directory::
+
+    STREAMLAB-CHECKPOINT 2\\n
+    {"pipeline": ..., "fingerprint": ..., "steps": {...}, "commit": ..., "payload_sha256": ..., "hmac": ...}\\n
+    <payload: the state snapshot, pickled>
+
+The header is JSON, read before anything else: a checkpoint of another pipeline is refused by its
+fingerprint (the steps and parameters that shape state, and the sources) with a message naming where it
+came from. The payload is only unpickled after its HMAC-SHA256 checks out with this user's key
+(``STREAMLAB_CHECKPOINT_KEY``, else a random key kept in ``~/.config/streamlab/checkpoint.key``), so a
+crafted file cannot run code on resume; a truncated or altered file raises :class:`CheckpointError`
+naming its path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import pickle
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from streamlab.steps import OperatorStep, SinkStep, SourceStep
+
+if TYPE_CHECKING:
+    from streamlab.pipeline import Pipeline
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "CheckpointError",
+    "checkpoint_key",
+    "default_checkpoint_dir",
+    "load_checkpoint",
+    "pipeline_fingerprint",
+    "save_checkpoint",
+]
+
+CHECKPOINT_FILE = "checkpoint.slcp"
+_LEGACY_FILE = "checkpoint.pkl"
+_MAGIC = b"STREAMLAB-CHECKPOINT 2\n"
+# source settings that do not change which events a position means: pace, when to stop, waits, batch and
+# flow-control sizes, client tuning (words in the spec's keys)
+_NOT_IDENTITY = (
+    "speed",
+    "stop_at_end",
+    "timeout",
+    "retries",
+    "backoff",
+    "poll",
+    "max_",
+    "interval",
+    "refresh",
+    "records_per_call",
+    "config",
+    "flow_control",
+)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be resumed: corrupt, unsigned, or written by another pipeline.
+
+    Examples
+    --------
+    >>> str(CheckpointError("/tmp/cp/checkpoint.slcp", "it is empty", "delete it to start fresh"))
+    'checkpoint /tmp/cp/checkpoint.slcp: it is empty. Fix: delete it to start fresh'
+    """
+
+    def __init__(self, path: str | os.PathLike[str], problem: str, fix: str) -> None:
+        self.path, self.problem, self.fix = os.fspath(path), problem, fix
+        super().__init__(f"checkpoint {self.path}: {problem}. Fix: {fix}")
+
+
+def _stable(value: Any) -> Any:
+    """A JSON stand-in for a value with no JSON form: its type, never its address."""
+    if callable(value):
+        return f"{getattr(value, '__module__', '')}:{getattr(value, '__qualname__', type(value).__name__)}"
+    return type(value).__qualname__
+
+
+def _source_identity(step: SourceStep) -> dict[str, Any]:
+    source = step.source
+    try:
+        spec = source.spec()
+    except Exception:  # in-memory sources have no spec: their type stands for them
+        return {"type": type(source).__qualname__}
+    return {k: v for k, v in spec.items() if not any(word in k for word in _NOT_IDENTITY)}
+
+
+def _step_identity(step: Any) -> dict[str, Any]:
+    if isinstance(step, SourceStep):
+        return {"kind": "source", "source": _source_identity(step)}
+    if isinstance(step, OperatorStep):
+        return {"kind": step.kind, "inputs": list(step.inputs), "config": type(step.config).__qualname__}
+    try:
+        params = step.params()
+    except Exception:  # an in-memory table, say: the step's type and inputs stand for it
+        params = {"type": type(step).__qualname__}
+    return {"kind": step.kind, "inputs": list(step.inputs), "params": params}
+
+
+def _digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=_stable, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def pipeline_fingerprint(pipeline: Pipeline) -> tuple[str, dict[str, str]]:
+    """The pipeline's fingerprint and one per step (sinks excluded: they hold no state).
+
+    Two pipelines have the same fingerprint when their sources and every step that shapes state have
+    the same ids, kinds, inputs and parameters; adding or changing a sink keeps it.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline, TumblingWindow, agg
+    >>> from streamlab.testing import ListSource
+    >>> a, b = Pipeline(ListSource([])), Pipeline(ListSource([]))
+    >>> _ = a.window(TumblingWindow("1m")).agg(agg.count())
+    >>> _ = b.window(TumblingWindow("5m")).agg(agg.count())
+    >>> pipeline_fingerprint(a)[0] == pipeline_fingerprint(b)[0]
+    False
+    """
+    steps = {
+        sid: _digest(_step_identity(step))
+        for sid, step in pipeline.steps.items()
+        if not isinstance(step, SinkStep)
+    }
+    return _digest(steps), steps
+
+
+def _config_dir() -> Path:
+    if os.environ.get("STREAMLAB_CONFIG_DIR"):
+        return Path(os.environ["STREAMLAB_CONFIG_DIR"])
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "streamlab"
+
+
+def default_checkpoint_dir(pipeline: Pipeline, fingerprint: str) -> Path:
+    """Where a run keeps its checkpoints when none is given but its sources commit upstream.
+
+    ``STREAMLAB_STATE_DIR``, else ``$XDG_STATE_HOME/streamlab/checkpoints`` (``~/.local/state/...``),
+    one directory per pipeline name and fingerprint.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([]), name="demo")
+    >>> default_checkpoint_dir(p, "0123456789abcdef0123").name
+    'demo-0123456789abcdef'
+    """
+    if os.environ.get("STREAMLAB_STATE_DIR"):
+        base = Path(os.environ["STREAMLAB_STATE_DIR"])
+    else:
+        state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+        base = Path(state) / "streamlab" / "checkpoints"
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in pipeline.name) or "pipeline"
+    return base / f"{safe}-{fingerprint[:16]}"
+
+
+def checkpoint_key() -> bytes:
+    """The key that signs checkpoints: ``STREAMLAB_CHECKPOINT_KEY``, else this user's key file.
+
+    The key file (``~/.config/streamlab/checkpoint.key``, or under ``STREAMLAB_CONFIG_DIR``) is created
+    with 32 random bytes, readable by its owner only, the first time a checkpoint is written.
+
+    Examples
+    --------
+    >>> import os
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"STREAMLAB_CHECKPOINT_KEY": "shared secret"}):
+    ...     checkpoint_key()
+    b'shared secret'
+    """
+    env = os.environ.get("STREAMLAB_CHECKPOINT_KEY")
+    if env:
+        return env.encode()
+    path = _config_dir() / "checkpoint.key"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32).encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first
+        return path.read_bytes()
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+    return key
+
+
+def _sign(key: bytes, header: dict[str, Any], payload: bytes) -> str:
+    text = json.dumps(header, sort_keys=True).encode()
+    return hmac.new(key, text + b"\n" + payload, hashlib.sha256).hexdigest()
+
+
+def save_checkpoint(directory: Path, snapshot: dict[str, Any], header: dict[str, Any]) -> Path:
+    """Write ``snapshot`` atomically (temporary file, fsync, rename) with a signed header.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from pathlib import Path
+    >>> from unittest import mock
+    >>> d = Path(tempfile.mkdtemp())
+    >>> with mock.patch.dict(os.environ, {"STREAMLAB_CHECKPOINT_KEY": "k"}):
+    ...     print(save_checkpoint(d, {"x": 1}, {"pipeline": "p", "fingerprint": "f", "steps": {}}).name)
+    ...     print(load_checkpoint(d, "f", {})["x"])
+    checkpoint.slcp
+    1
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    payload = pickle.dumps(snapshot, protocol=pickle.HIGHEST_PROTOCOL)
+    head = {**header, "payload_sha256": hashlib.sha256(payload).hexdigest()}
+    head["hmac"] = _sign(checkpoint_key(), head, payload)
+    target = directory / CHECKPOINT_FILE
+    tmp = directory / (CHECKPOINT_FILE + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(_MAGIC + json.dumps(head, sort_keys=True).encode() + b"\n" + payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+    return target
+
+
+def _mismatch(path: Path, head: dict[str, Any], steps: dict[str, str]) -> CheckpointError:
+    theirs: dict[str, str] = head.get("steps") or {}
+    changed = sorted(s for s in set(theirs) & set(steps) if theirs[s] != steps[s])
+    only_theirs = sorted(set(theirs) - set(steps))
+    only_ours = sorted(set(steps) - set(theirs))
+    parts = []
+    if changed:
+        parts.append(f"steps with other parameters or sources: {changed}")
+    if only_theirs:
+        parts.append(f"steps only in the checkpoint: {only_theirs}")
+    if only_ours:
+        parts.append(f"steps only in this pipeline: {only_ours}")
+    written = head.get("written_by") or "an unknown run"
+    return CheckpointError(
+        path,
+        f"it was written by pipeline {head.get('pipeline')!r} ({written}), whose steps differ from this "
+        f"pipeline's ({'; '.join(parts) or 'different fingerprint'})",
+        "pass a new checkpoint_dir (--checkpoint-dir) to start fresh, or delete this file; resume it only "
+        "with the pipeline that wrote it",
+    )
+
+
+def load_checkpoint(directory: Path, fingerprint: str, steps: dict[str, str]) -> dict[str, Any] | None:
+    """Read the checkpoint in ``directory`` (``None`` when there is none), refusing another pipeline's.
+
+    Raises :class:`CheckpointError` naming the file when it is corrupt, not signed with this user's key,
+    a pickle from an older streamlab, or written by a pipeline with another fingerprint.
+    """
+    legacy = directory / _LEGACY_FILE
+    path = directory / CHECKPOINT_FILE
+    if not path.exists():
+        if legacy.exists():
+            raise CheckpointError(
+                legacy,
+                "it is a plain pickle from an older streamlab; it is not loaded, because a crafted pickle "
+                "runs code when loaded",
+                "start fresh: delete it, or pass a new checkpoint_dir (--checkpoint-dir)",
+            )
+        return None
+    fresh = "delete it, or pass a new checkpoint_dir (--checkpoint-dir), to start fresh"
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CheckpointError(path, f"cannot be read ({e.strerror})", fresh) from None
+    if not data.startswith(_MAGIC):
+        raise CheckpointError(path, "it is not a streamlab checkpoint (its first line is wrong)", fresh)
+    line_end = data.find(b"\n", len(_MAGIC))
+    try:
+        head = json.loads(data[len(_MAGIC) : line_end]) if line_end > 0 else None
+    except ValueError:
+        head = None
+    if not isinstance(head, dict) or not isinstance(head.get("hmac"), str):
+        raise CheckpointError(path, "it is corrupt (its header cannot be read)", fresh)
+    payload = data[line_end + 1 :]
+    if hashlib.sha256(payload).hexdigest() != head.get("payload_sha256"):
+        raise CheckpointError(
+            path, "it is corrupt (truncated or altered: its payload fails its checksum)", fresh
+        )
+    if head.get("fingerprint") != fingerprint:
+        raise _mismatch(path, head, steps)
+    signature = head.pop("hmac")
+    if not hmac.compare_digest(signature, _sign(checkpoint_key(), head, payload)):
+        raise CheckpointError(
+            path,
+            "it is not signed with this user's checkpoint key (written on another machine or by another "
+            "user, or altered); it is not loaded, because its payload could run code",
+            "set STREAMLAB_CHECKPOINT_KEY to the key of the machine that wrote it, or " + fresh,
+        )
+    try:
+        snapshot = pickle.loads(payload)
+    except Exception as e:
+        raise CheckpointError(path, f"it is corrupt ({type(e).__name__}: {e})", fresh) from None
+    if not isinstance(snapshot, dict):
+        raise CheckpointError(path, "it is corrupt (the payload is not a state snapshot)", fresh)
+    return snapshot
