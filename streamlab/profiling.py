@@ -71,7 +71,7 @@ def nice_duration(ns: float) -> int:
     for v in _LADDER:
         if v >= ns:
             return v
-    return int(math.ceil(ns / (3600 * _S))) * 3600 * _S
+    return math.ceil(ns / (3600 * _S)) * 3600 * _S
 
 
 # -- reading a sample without committing ---------------------------------------------------------------
@@ -534,9 +534,10 @@ class Profile:
         for part, row in self.disorder.iterrows():
             ys = [row[lbl] / 1e9 for lbl in labels]
             fig.add_trace(go.Scatter(x=labels, y=ys, mode="lines+markers", name=str(part)))
-        if self.suggestion.get("delay"):
+        delay = self.suggestion.get("delay")
+        if delay:
             fig.add_hline(
-                y=parse_duration(self.suggestion["delay"]) / 1e9,
+                y=parse_duration(delay) / 1e9,
                 line_dash="dash",
                 annotation_text=f"suggested delay {self.suggestion['delay']}",
             )
@@ -634,7 +635,7 @@ def _reason_group(reason: str) -> str:
 
 
 def _records(column: pd.Series) -> list[Any]:
-    out = []
+    out: list[Any] = []
     for r in column.tolist():
         if isinstance(r, (bytes, bytearray, memoryview)):
             try:
@@ -774,7 +775,7 @@ def profile(
         events=events,
         by=by,
         assigned=assigned,
-        offsets=frame[list(by) + ["offset"]] if "offset" in frame.columns and by else None,
+        offsets=frame[[*list(by), "offset"]] if "offset" in frame.columns and by else None,
         window=window,
         id_field=id_field,
     )
@@ -799,13 +800,13 @@ def _analyse(
     ts = to_utc_ns(events["__time"]) if "__time" in events.columns else np.zeros(0, dtype=np.int64)
     parts = events[list(by)].reset_index(drop=True) if by else None
     if parts is not None and len(by) > 1:
-        codes = pd.MultiIndex.from_frame(parts).factorize()[0]
-        labels = [tuple(r) for r in parts.drop_duplicates().itertuples(index=False)]
+        codes, muniq = pd.MultiIndex.from_frame(parts).factorize()
+        labels: list[Any] = [tuple(r) for r in muniq]
     elif parts is not None:
         codes, uniq = pd.factorize(parts[by[0]])
         labels = list(uniq)
     else:
-        codes, labels = np.zeros(len(ts), dtype=np.int64), ["all"]
+        codes, labels = np.zeros(len(ts), dtype=np.int64), ["all"]  # type: ignore[assignment]
     behind = _behind(ts, codes) if len(ts) else np.zeros(0, dtype=np.int64)
     rows = []
     qlabels = [f"p{q * 100:g}" if q < 1 else "max" for q in _QUANTILES]

@@ -68,6 +68,14 @@ class RunResult:
     metrics: dict[str, Any]
     checkpoint: Any
     status: str
+    pipeline: Pipeline | None = field(default=None, repr=False)
+    tape: Any = field(default=None, repr=False)  # the input the run read (see streamlab._to_test)
+
+    def to_test(self, path: str | os.PathLike[str], **options: Any) -> Any:
+        """Write a broker-free pytest module that replays a sample of this run's input (see ``streamlab._to_test``)."""
+        from streamlab._to_test import write_test
+
+        return write_test(self.pipeline, self.tape, path, **options)
 
     def __getitem__(self, ref: str) -> pd.DataFrame:
         if ref not in self.outputs:
@@ -150,6 +158,9 @@ class Executor:
         self.consumers = pipeline.consumers()
         self.collect = {ref: _Collector(max_collect_rows) for ref in pipeline.unattached_outputs()}
         self.subscribers: dict[str, list[Callable[[pd.DataFrame], None]]] = {}
+        from streamlab._to_test import InputTape
+
+        self.tape = InputTape.attach(self)  # keeps the first rows read, with arrival times, for to_test()
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         self.last_checkpoint: Any = resume
@@ -526,7 +537,9 @@ class Executor:
             return {ref: c.frame() for ref, c in self.collect.items()}
 
     def result(self) -> RunResult:
-        return RunResult(self.outputs(), self.metrics(), self.last_checkpoint, self.status)
+        return RunResult(
+            self.outputs(), self.metrics(), self.last_checkpoint, self.status, self.pipeline, self.tape
+        )
 
     def finish(self, flush_windows: bool) -> None:
         """Graceful end: optionally flush open windows, then flush sinks and commit."""
@@ -781,6 +794,14 @@ class RunHandle:
         if self._ex.error is not None:
             raise self._ex.error
         return self._ex.result()
+
+    def to_test(self, path: str | os.PathLike[str], **options: Any) -> Any:
+        """Write a broker-free pytest module from what this run has read so far (see ``RunResult.to_test``)."""
+        from streamlab._to_test import write_test
+
+        with self._ex.lock:
+            tape = self._ex.tape.copy()
+        return write_test(self._ex.pipeline, tape, path, **options)
 
     def subscribe(
         self, ref: str, callback: Callable[[pd.DataFrame], None], *, replay: bool = False
