@@ -52,7 +52,7 @@ class InputTape:
         """Record every batch the executor's sources deliver (a subscriber on each source's stream)."""
         from streamlab.steps import SourceStep
 
-        tape = cls(max_rows, partitions=executor.assigned if hasattr(executor, "assigned") else {})
+        tape = cls(max_rows)
         for sid, step in executor.pipeline.steps.items():
             if isinstance(step, SourceStep):
                 executor.subscribers.setdefault(sid, []).append(tape._recorder(sid, executor))
@@ -60,6 +60,9 @@ class InputTape:
 
     def _recorder(self, sid: str, executor: Any) -> Any:
         def record(frame: pd.DataFrame) -> None:
+            parts = executor.assigned.get(sid)  # what the reader was assigned (held the watermark back)
+            if parts is not None:
+                self.partitions[sid] = list(parts)
             if self.rows >= self.max_rows:
                 self.truncated = True
                 return

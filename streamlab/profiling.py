@@ -342,13 +342,17 @@ def predict_late_fraction(
     *,
     window: Window | None = None,
     lateness: Duration = 0,
+    idle_timeout: Duration | None = None,
+    processing_ns: np.ndarray | None = None,
 ) -> float:
     """Share of events a window step with ``delay`` and ``lateness`` would send to ``.late``.
 
     Replays the events in arrival order through the window step's watermark rule (one watermark per
     partition, the smallest wins). With ``window=None`` an event counts as late when it arrives behind
     the watermark (the limit of a very short window, an upper bound for real ones). For session windows
-    the estimate ignores merging.
+    the estimate ignores merging. With ``idle_timeout`` the events go through the window step itself,
+    told the processing time of each event (``processing_ns``; by default the running maximum event
+    time, as a replay in real time delivers them), so partitions that fall silent stop holding it back.
 
     Examples
     --------
@@ -358,26 +362,101 @@ def predict_late_fraction(
     """
     delay_ns = parse_duration(delay, what="delay")
     lateness_ns = parse_duration(lateness, what="lateness")
-    return _predict_ns(ts, partitions, delay_ns, window, lateness_ns)
+    idle_ns = None if idle_timeout is None else parse_duration(idle_timeout, what="idle_timeout")
+    return _predict_ns(ts, partitions, delay_ns, window, lateness_ns, None, idle_ns, processing_ns)
 
 
 def _predict_ns(
-    ts: np.ndarray, partitions: pd.DataFrame | None, delay_ns: int, window: Window | None, lateness_ns: int
+    ts: np.ndarray,
+    partitions: pd.DataFrame | None,
+    delay_ns: int,
+    window: Window | None,
+    lateness_ns: int,
+    assigned: list[Any] | None = None,
+    idle_ns: int | None = None,
+    processing_ns: np.ndarray | None = None,
 ) -> float:
     ok = ts != NAT_NS
     ts = ts[ok]
     if len(ts) == 0:
         return 0.0
-    wm = _watermarks(ts, None if partitions is None else partitions[ok].reset_index(drop=True), delay_ns)
+    parts = None if partitions is None else partitions[ok].reset_index(drop=True)
+    if idle_ns is not None and parts is not None and parts.shape[1]:
+        proc = np.maximum.accumulate(ts) if processing_ns is None else processing_ns[ok]
+        return _replay_window_step(ts, parts, delay_ns, window, lateness_ns, assigned, idle_ns, proc)
+    wm = _watermarks(ts, parts, delay_ns, assigned)
     close = _window_close(ts, window, lateness_ns)
     return float(np.mean((close <= wm) & (wm != _NONE)))
 
 
-def _watermarks(ts: np.ndarray, partitions: pd.DataFrame | None, delay_ns: int) -> np.ndarray:
+def _expected(parts: pd.DataFrame, assigned: list[Any] | None) -> set[Any] | None:
+    """The partitions a reader that reports them (Kafka) holds the watermark back for."""
+    if assigned is None:
+        return None
+    cols = list(parts.columns)
+    rows = parts.drop_duplicates()
+    seen = {tuple(r) for r in rows.itertuples(index=False)} if len(cols) > 1 else set(rows[cols[0]])
+    if len(cols) > 1:
+        return seen | {tuple(p) for p in assigned if isinstance(p, (tuple, list)) and len(p) == len(cols)}
+    return seen | {p[-1] if isinstance(p, (tuple, list)) else p for p in assigned}
+
+
+def _watermarks(
+    ts: np.ndarray, partitions: pd.DataFrame | None, delay_ns: int, assigned: list[Any] | None = None
+) -> np.ndarray:
     if partitions is None or partitions.shape[1] == 0:
         return np.maximum.accumulate(ts) - delay_ns
-    w, _ = partition_watermarks(partitions, ts, list(partitions.columns), {}, _NONE, delay_ns)
+    # without idle_timeout, only partitions that sent something can hold the watermark: a silent one
+    # would hold it for ever, which the suggestion's idle_timeout prevents
+    expected = _expected(partitions, []) if assigned is not None else None
+    w, _ = partition_watermarks(partitions, ts, list(partitions.columns), {}, _NONE, delay_ns, expected)
     return w
+
+
+def _replay_window_step(
+    ts: np.ndarray,
+    parts: pd.DataFrame,
+    delay_ns: int,
+    window: Window | None,
+    lateness_ns: int,
+    assigned: list[Any] | None,
+    idle_ns: int,
+    processing_ns: np.ndarray,
+) -> float:
+    """Late share from the window step itself, told the processing time: idle partitions drop out.
+
+    Events go in in arrival order, in batches of equal processing time (rounded to a quarter of the
+    idle timeout); before each batch the step learns the time, as the runtime tells it.
+    """
+    from streamlab import agg
+    from streamlab.steps import WindowStep
+
+    by = tuple(parts.columns)
+    step = WindowStep(
+        "profile",
+        ("sample",),
+        window=window or TumblingWindow("1ns"),
+        keys=(),
+        aggs=(agg.count(),),
+        time="__time",
+        delay_ns=delay_ns,
+        lateness_ns=lateness_ns,
+        watermark_by=by,
+        idle_timeout_ns=idle_ns,
+    )
+    op: Any = step.build()
+    expected = _expected(parts, assigned)
+    if expected is not None:
+        op.expect_partitions(expected)
+    frame = parts.assign(__time=pd.to_datetime(ts, utc=True))
+    tick = np.floor_divide(processing_ns, max(idle_ns // 4, 1))
+    cuts = np.flatnonzero(np.diff(tick)) + 1
+    late = 0
+    for lo, hi in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(ts)]])):
+        op.on_processing_time(int(processing_ns[lo]))
+        out = op.process(frame.iloc[lo:hi].reset_index(drop=True))
+        late += len(out.get("late", ()))
+    return late / len(ts)
 
 
 def _behind(ts: np.ndarray, part_codes: np.ndarray) -> np.ndarray:
@@ -440,6 +519,8 @@ class Profile:
     partition_counts: pd.Series
     skew: float
     silent_partitions: list[Any]
+    assigned: list[Any] | None
+    processing_ns: np.ndarray | None
     offset_gaps: int
     suggestion: dict[str, str | None]
     late_table: pd.DataFrame
@@ -477,8 +558,15 @@ class Profile:
     def predict(self, delay: Duration, *, lateness: Duration = 0, window: Window | None = None) -> float:
         """Late fraction the sample predicts for these settings (``window`` defaults to the profile's)."""
         parts = self.events[list(self.partition_columns)] if self.partition_columns else None
-        return predict_late_fraction(
-            to_utc_ns(self.events["__time"]), parts, delay, window=window or self.window, lateness=lateness
+        return _predict_ns(
+            to_utc_ns(self.events["__time"]),
+            parts,
+            parse_duration(delay, what="delay"),
+            window or self.window,
+            parse_duration(lateness, what="lateness"),
+            self.assigned,
+            parse_duration(idle) if (idle := self.suggestion.get("idle_timeout")) else None,
+            self.processing_ns,
         )
 
     def pipeline(
@@ -840,13 +928,18 @@ def _analyse(
             first_ts = pd.Series(ts).groupby(ids.to_numpy()).transform("first").to_numpy()
             newest = np.maximum.accumulate(ts)
             ttl = format_duration(nice_duration(max(float((newest - first_ts)[dup].max()) * 2, _S)))
+    # processing time of each event, for idle timeouts: the arrival times when the sample was read
+    # at the stream's pace, else the running maximum event time (as a replay in real time delivers them)
+    arrival = events["__arrival"].to_numpy() if "__arrival" in events.columns else None
+    span = int(ts.max() - ts.min()) if len(ts) else 0
+    proc = arrival if arrival is not None and len(ts) and int(np.ptp(arrival)) >= span // 2 > 0 else None
     # suggestions: delay covers the bulk of the disorder, lateness the tail
     q99 = float(np.quantile(behind, 0.99)) if len(behind) else 0.0
     q999 = float(np.quantile(behind, 0.999)) if len(behind) else 0.0
     delay_ns = nice_duration(q99)
     # lateness only when the tail is close: waiting 12 times longer for 0.1 % of events rarely pays
     late_ns = max(nice_duration(q999) - delay_ns, 0) if nice_duration(q999) <= 3 * max(delay_ns, _S) else 0
-    idle = None
+    idle, idle_ns_or_none = None, None
     if by and len(ts):
         p99_gaps = []
         for code in range(len(labels)):
@@ -854,7 +947,7 @@ def _analyse(
             if len(t) > 1:
                 p99_gaps.append(float(np.quantile(np.diff(t), 0.99)))
         idle_ns = nice_duration(max(3 * max(p99_gaps, default=0.0), _S, delay_ns))
-        idle = format_duration(idle_ns)
+        idle, idle_ns_or_none = format_duration(idle_ns), idle_ns
     suggestion: dict[str, str | None] = {
         "delay": format_duration(delay_ns),
         "lateness": format_duration(late_ns),
@@ -870,13 +963,13 @@ def _analyse(
         [
             {
                 "delay": format_duration(d),
-                "predicted late": _predict_ns(ts, parts, d, window, 0),
+                "predicted late": _predict_ns(ts, parts, d, window, 0, assigned, idle_ns_or_none, proc),
                 "added latency": format_duration(d),
             }
             for d in candidates
         ]
     )
-    predicted = _predict_ns(ts, parts, delay_ns, window, late_ns)
+    predicted = _predict_ns(ts, parts, delay_ns, window, late_ns, assigned, idle_ns_or_none, proc)
     return Profile(
         source=source,
         n=n,
@@ -894,6 +987,8 @@ def _analyse(
         partition_counts=counts,
         skew=skew,
         silent_partitions=silent,
+        assigned=assigned,
+        processing_ns=proc,
         offset_gaps=gaps,
         suggestion=suggestion,
         late_table=table,
