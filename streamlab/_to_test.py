@@ -280,6 +280,7 @@ class WrittenTest:
     inputs: dict[str, dict[str, Any]]
     expected: dict[str, dict[str, Any]]
     spec: dict[str, Any]
+    exact: dict[str, Any] = field(default_factory=dict)
 
     @property
     def coverage(self) -> dict[str, int]:
@@ -336,9 +337,19 @@ def _carriers(chosen: np.ndarray, order: np.ndarray, ts: np.ndarray, parts: np.n
 
 
 def choose_sample(
-    spec: dict[str, Any], full: dict[str, dict[str, Any]], *, keys: int = 3, max_rows: int = 1_000
+    spec: dict[str, Any],
+    full: dict[str, dict[str, Any]],
+    *,
+    keys: int = 3,
+    max_rows: int = 1_000,
+    exact: dict[str, Any] | None = None,
 ) -> set[int]:
-    """Row ids (``__sl_row``) of a sample covering windows, keys, late events, dead letters, duplicates."""
+    """Row ids (``__sl_row``) of a sample covering windows, keys, late events, dead letters, duplicates.
+
+    ``exact``, when given, receives the windows whose results equal the run's (every event of those
+    keys and windows is in the sample, and the watermark at each one's arrival is the run's): the window
+    step's key columns and values, and the time span.
+    """
     win = _window_entry(spec)
     dedup = next((e for e in spec["streaming"]["processing"] if e["kind"] == "dedup"), None)
     refs = [win["input"]] if win else []
@@ -398,6 +409,14 @@ def choose_sample(
     if chosen.sum() > max_rows:
         chosen = chosen & (ts >= t0 - size) & (ts < t0 + size)
     picked = set(rows[chosen].tolist())
+    if exact is not None and win.get("window", {}).get("kind") == "tumbling":
+        first_of = {int(k): int(np.flatnonzero(kcode == k)[0]) for k in chosen_keys}
+        exact.update(
+            key_columns=key_cols,
+            keys=[[_plain(inp[c].iloc[first_of[k]]) for c in key_cols] for k in chosen_keys],
+            start=pd.Timestamp(span[0], tz="UTC"),
+            end=pd.Timestamp(span[1], tz="UTC"),
+        )
     # an on-time event that a zero delay would have made late (catches a changed delay)
     delay = parse_duration(win.get("delay") or 0)
     if delay:
@@ -496,7 +515,8 @@ def write_test(
         )
     spec = sample_spec(pipeline)
     full = _tagged_inputs(tape)
-    rows = choose_sample(spec, full, keys=keys, max_rows=max_rows)
+    exact: dict[str, Any] = {}
+    rows = choose_sample(spec, full, keys=keys, max_rows=max_rows, exact=exact)
     inputs = _encode_inputs(full, rows)
     expected = {ref: encode_frame(f) for ref, f in run_sample(spec, inputs).items()}
     coverage = ", ".join(
@@ -516,7 +536,7 @@ def write_test(
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
-    return WrittenTest(out, inputs, expected, spec)
+    return WrittenTest(out, inputs, expected, spec, exact)
 
 
 def canonical_rows(frame: pd.DataFrame) -> list[tuple[Any, ...]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlab.datasets import generate_clickstream, to_json_lines
 
@@ -84,3 +85,24 @@ def test_a_result_without_recorded_input_says_what_to_do(tmp_path: Path) -> None
 
     with pytest.raises(ValueError, match="no recorded input"):
         RunResult({}, {}, None, "finished").to_test(tmp_path / "t.py")
+
+
+def test_the_sampled_windows_equal_the_runs_own_results(tmp_path: Path) -> None:
+    frame = generate_clickstream(6000, seed=12, late_share=0.02, duplicate_share=0.02)
+    lines = to_json_lines(frame, malformed_share=0.01, seed=12)
+    p = clicks_pipeline(lines)
+    sink = p.steps["sink"].sink
+    result = p.run(clock=ManualClock(0))
+    written = result.to_test(tmp_path / "test_exact.py")
+    exact = written.exact
+    assert exact["keys"] and exact["start"] < exact["end"]
+
+    def pick(rows: pd.DataFrame) -> pd.DataFrame:
+        keys = {k[0] for k in exact["keys"]}
+        inside = (rows["window_start"] >= exact["start"]) & (rows["window_end"] <= exact["end"])
+        return rows[inside & rows["event_type"].astype(str).isin(keys)]
+
+    run_rows = pick(sink.frame())
+    sample_rows = pick(run_sample(written.spec, written.inputs)["window"])
+    assert len(run_rows) >= 3
+    assert_outputs_equal({"window": sample_rows}, {"window": run_rows})
