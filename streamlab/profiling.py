@@ -12,6 +12,7 @@ sample; on the rest of the stream it is as good as the sample is representative.
 
 from __future__ import annotations
 
+import copy
 import html
 import json
 import math
@@ -84,16 +85,13 @@ def _sampling_source(source: Source) -> Source:
     """
     kafka = sys.modules.get("streamlab.connectors.kafka")
     if kafka is not None and isinstance(source, kafka.KafkaSource):
-        return type(source)(
-            list(source.topics),
-            bootstrap_servers=source.bootstrap_servers,
-            group_id=f"streamlab-profile-{uuid.uuid4().hex[:12]}",
-            start="earliest" if source.start == "latest" else source.start,
-            config=dict(source.config),
-            max_batch=source.max_batch,
-            poll_timeout=source.poll_timeout,
-            stop_at_end=True,
-        )
+        # a copy keeps everything else (Event Hubs' endpoint and credentials included)
+        clone = copy.copy(source)
+        object.__setattr__(clone, "group_id", f"streamlab-profile-{uuid.uuid4().hex[:12]}")
+        object.__setattr__(clone, "stop_at_end", True)
+        if source.start == "latest":  # a new group starting at the end would read nothing
+            object.__setattr__(clone, "start", "earliest")
+        return clone
     return source
 
 

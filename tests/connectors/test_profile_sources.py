@@ -36,14 +36,24 @@ def produce(boot: str, topic: str, values: list[bytes], partitions: int) -> None
     assert p.flush(15) == 0
 
 
+@pytest.mark.parametrize("kind", ["kafka", "eventhub"])
 def test_profiling_a_kafka_topic_leaves_the_groups_committed_offsets_unchanged(
-    kafka_broker: LocalKafkaBroker, unique_name: str
+    kafka_broker: LocalKafkaBroker, unique_name: str, kind: str
 ) -> None:
     boot = kafka_broker.bootstrap_servers
     topic, group = f"profiled-{unique_name}", f"app-{unique_name}"
     create_topic(boot, topic, partitions=3)  # partition 2 stays silent
     produce(boot, topic, records(60), partitions=2)
-    src = KafkaSource(topic, bootstrap_servers=boot, group_id=group, config=FAST_GROUP, max_batch=7)
+    if kind == "kafka":
+        src = KafkaSource(topic, bootstrap_servers=boot, group_id=group, config=FAST_GROUP, max_batch=7)
+    else:  # Event Hubs through its Kafka endpoint, here the local broker in PLAINTEXT
+        from streamlab.connectors.eventhub import EventHubSource
+
+        conn = "Endpoint=sb://ns1.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=secret"
+        src = EventHubSource(
+            f"{conn};EntityPath={topic}", consumer_group=group, bootstrap_servers=boot,
+            security_protocol="PLAINTEXT", config=FAST_GROUP, max_batch=7,
+        )  # fmt: skip
     reader = src.open()  # the application's group has committed part of the topic
     try:
         wait_for(lambda: (b := reader.poll(10)) is not None and len(b) > 0, timeout=20, what="first batch")
@@ -100,3 +110,27 @@ def test_profiling_a_pubsub_subscription_acknowledges_nothing() -> None:
         finally:
             client.close()
         assert set(got) == set(sent)  # nothing was acknowledged: all 30 come back
+
+
+@pytest.mark.services
+def test_profiling_a_kinesis_stream_writes_no_checkpoint(tmp_path) -> None:
+    from streamlab.connectors.aws_local import LocalAWS, aws_client
+    from streamlab.connectors.kinesis import KinesisSource
+
+    with LocalAWS() as aws:
+        client = aws_client("kinesis", endpoint_url=aws.endpoint_url)
+        name = f"s-{uuid.uuid4().hex[:8]}"
+        client.create_stream(StreamName=name, ShardCount=2)
+
+        def active() -> bool:
+            summary = client.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+            return summary["StreamStatus"] == "ACTIVE"
+
+        wait_for(active, timeout=10, what="an active stream")
+        for i, v in enumerate(records(40)):
+            client.put_record(StreamName=name, Data=v, PartitionKey=f"k{i % 4}")
+        checkpoint = tmp_path / "cp.json"
+        src = KinesisSource(name, endpoint_url=aws.endpoint_url, checkpoint_path=checkpoint, idle_interval=0)
+        prof = profile(src, n=40, timeout="20s")
+        assert prof.n == 40 and prof.partition_columns == ("shard_id",)
+        assert not checkpoint.exists()  # nothing committed
