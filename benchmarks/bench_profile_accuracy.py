@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 "full run late": f"{actual:.3%}",
                 "within target": "yes" if ok else "NO",
                 "other delays within target": f"{sum(within(p, a) for _, p, a in others)}/{len(others)}",
+                "full run late at other delays": ", ".join(f"{d}: {a:.2%}" for d, _, a in others),
                 "largest miss at other delays": max(
                     (f"{d}: {p:.2%} vs {a:.2%}" for d, p, a in others if not within(p, a)), default=""
                 ),

@@ -849,6 +849,8 @@ def profile(
     for c in by:
         if c not in events.columns:
             events[c] = frame[c].to_numpy()[good]
+    if "_arrival_time" in frame.columns:  # a recording: when each event reached the recorded run
+        arrival = to_utc_ns(frame["_arrival_time"])
     events["__arrival"] = arrival[good]
     return _analyse(
         source=src,

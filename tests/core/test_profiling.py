@@ -140,3 +140,16 @@ def test_pipeline_from_a_profile_runs_with_the_suggested_settings() -> None:
         result["window"]["count"].sum() + len(result["window.late"])
         == result.metrics["steps"]["window"]["in"]
     )
+
+
+def test_a_recording_is_profiled_with_its_original_arrival_times(tmp_path) -> None:
+    from streamlab.recording import record, replay_recording
+
+    lines = to_json_lines(generate_clickstream(500, seed=8))
+    frame = pd.DataFrame({"value": lines, "partition": [i % 2 for i in range(len(lines))]})
+    clock = ManualClock("2024-01-01T00:00:00Z")
+    record(ListSource(frame, batch_size=50), tmp_path, clock=clock)
+    prof = profile(replay_recording(tmp_path, speed=None), n=500)
+    assert prof.partition_columns == ("partition",)
+    assert prof.schema == CLICK_SCHEMA
+    assert "_arrival_time" not in prof.schema and "_arrival_seq" not in prof.schema
