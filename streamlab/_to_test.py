@@ -20,6 +20,7 @@ import json
 import math
 import os
 import pprint
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -398,16 +399,27 @@ def choose_sample(
         a = int(np.flatnonzero(starts == a)[0])
     t0 = (int(ts[a]) // size) * size
     span = (t0 - 3 * size, t0 + 2 * size)
+    data_lo = (int(ts.min()) // size) * size
+    if span[0] < data_lo:  # the anchor is near the start: take the windows after it instead
+        span = (data_lo, max(span[1], data_lo + 5 * size))
     in_span = (ts >= span[0]) & (ts < span[1])
-    # keys: the anchor's, then those with most events in the span (several keys, several windows)
-    busy = pd.Series(kcode[in_span]).value_counts()
-    chosen_keys = [int(kcode[a]), *[int(k) for k in busy.index if int(k) != int(kcode[a])][: keys - 1]]
-    chosen = in_span & np.isin(kcode, chosen_keys)
+
+    def pick(lo: int, hi: int, ks: list[int]) -> np.ndarray:
+        return (ts >= lo) & (ts < hi) & np.isin(kcode, ks)  # type: ignore[no-any-return]
+
+    # keys: the anchor's, then those present in the most windows of the span, the quietest first
+    per_key = pd.DataFrame({"k": kcode[in_span], "w": np.floor_divide(ts[in_span], size)})
+    stats = per_key.groupby("k").agg(windows=("w", "nunique"), events=("w", "size"))
+    stats = stats.drop(index=int(kcode[a]), errors="ignore")
+    stats = stats.sort_values(["windows", "events"], ascending=[False, True])
+    chosen_keys = [int(kcode[a]), *[int(k) for k in stats.index[: keys - 1]]]
+    chosen = pick(*span, chosen_keys)
+    if chosen.sum() > max_rows:  # too many: fewer windows first, then fewer keys
+        span = (t0 - size, t0 + size)
+        chosen = pick(*span, chosen_keys)
     while chosen.sum() > max_rows and len(chosen_keys) > 1:
         chosen_keys.pop()
-        chosen = in_span & np.isin(kcode, chosen_keys)
-    if chosen.sum() > max_rows:
-        chosen = chosen & (ts >= t0 - size) & (ts < t0 + size)
+        chosen = pick(*span, chosen_keys)
     picked = set(rows[chosen].tolist())
     if exact is not None and win.get("window", {}).get("kind") == "tumbling":
         first_of = {int(k): int(np.flatnonzero(kcode == k)[0]) for k in chosen_keys}
@@ -467,10 +479,7 @@ def _encode_inputs(inputs: dict[str, dict[str, Any]], rows: set[int] | None) -> 
 
 _MODULE = '''"""Regression test written by streamlab's to_test() for pipeline {name!r}.
 
-Input: {n_in} rows sampled from {n_run} the run read, in their arrival order with their arrival times;
-they cover {coverage}. The expected outputs are what this pipeline gave on them; edit the spec and
-re-run to see what a change does. Runs without brokers: streamlab.testing replays the rows on a
-manual clock.
+{summary}
 """
 
 from pandas import Timestamp  # noqa: F401  (used by the literals below)
@@ -523,11 +532,25 @@ def write_test(
         f"{len(next(iter(d['columns'].values()), []))} rows on {ref!r}" for ref, d in expected.items()
     )
     fname = "".join(c if c.isalnum() else "_" for c in pipeline.name).strip("_") or "pipeline"
+    n_in = sum(len(d["arrival_ns"]) for d in inputs.values())
+    n_run = f"{tape.rows:,}" + (" (the first rows)" if tape.truncated else "")
+    summary = (
+        f"Input: {n_in} rows sampled from the {n_run} the run read, in their arrival order and with their "
+        f"arrival times; they give {coverage or 'no output'}."
+    )
+    if exact.get("keys"):
+        keys_text = ", ".join("/".join(map(str, k)) for k in exact["keys"])
+        summary += (
+            f" The windows of {keys_text} from {exact['start']} to {exact['end']} hold every event the run "
+            "had in them, so their results are the run's."
+        )
+    summary += (
+        " The expected outputs are what the pipeline gave on this input; edit SPEC to see what a change "
+        "does. No broker is needed: streamlab.testing replays the rows on a manual clock."
+    )
     text = _MODULE.format(
         name=pipeline.name,
-        n_in=sum(len(d["arrival_ns"]) for d in inputs.values()),
-        n_run=f"{tape.rows:,}" + (" (the first rows)" if tape.truncated else ""),
-        coverage=coverage or "no output",
+        summary=textwrap.fill(summary, width=105),
         spec=pprint.pformat(spec, width=110, sort_dicts=False),
         inputs=pprint.pformat(inputs, width=110, sort_dicts=False),
         expected=pprint.pformat(expected, width=110, sort_dicts=False),
