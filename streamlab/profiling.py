@@ -239,7 +239,13 @@ def _infer_type(values: list[Any], name: str) -> tuple[str, str | None]:
 
 @dataclass(frozen=True)
 class InferredField:
-    """One inferred field: parse name, type, JSON path, share of records where it is null or absent."""
+    """One inferred field: parse name, type, JSON path, share of records where it is null or absent.
+
+    Examples
+    --------
+    >>> InferredField("amount", "float64", "properties.amount", 0.5).spec()
+    {'type': 'float64', 'path': 'properties.amount'}
+    """
 
     name: str
     type: str
@@ -563,7 +569,9 @@ class Profile:
             window or self.window,
             parse_duration(lateness, what="lateness"),
             self.assigned,
-            parse_duration(idle) if (idle := self.suggestion.get("idle_timeout")) else None,
+            parse_duration(idle)
+            if (idle := self.suggestion.get("idle_timeout")) and self.processing_ns is not None
+            else None,
             self.processing_ns,
         )
 
@@ -948,6 +956,9 @@ def _analyse(
                 p99_gaps.append(float(np.quantile(np.diff(t), 0.99)))
         idle_ns = nice_duration(max(3 * max(p99_gaps, default=0.0), _S, delay_ns))
         idle, idle_ns_or_none = format_duration(idle_ns), idle_ns
+    # a sample read faster than the stream's pace (a backlog) predicts a run that reads fast too, in
+    # which no partition falls idle; one read at the stream's pace, a run at that pace
+    idle_sim = idle_ns_or_none if proc is not None else None
     suggestion: dict[str, str | None] = {
         "delay": format_duration(delay_ns),
         "lateness": format_duration(late_ns),
@@ -963,13 +974,13 @@ def _analyse(
         [
             {
                 "delay": format_duration(d),
-                "predicted late": _predict_ns(ts, parts, d, window, 0, assigned, idle_ns_or_none, proc),
+                "predicted late": _predict_ns(ts, parts, d, window, 0, assigned, idle_sim, proc),
                 "added latency": format_duration(d),
             }
             for d in candidates
         ]
     )
-    predicted = _predict_ns(ts, parts, delay_ns, window, late_ns, assigned, idle_ns_or_none, proc)
+    predicted = _predict_ns(ts, parts, delay_ns, window, late_ns, assigned, idle_sim, proc)
     return Profile(
         source=source,
         n=n,
