@@ -68,11 +68,29 @@ class RunResult:
     metrics: dict[str, Any]
     checkpoint: Any
     status: str
-    pipeline: Pipeline | None = field(default=None, repr=False)
-    tape: Any = field(default=None, repr=False)  # the input the run read (see streamlab._to_test)
+    pipeline: Pipeline | None = field(default=None, repr=False, compare=False)
+    # the input the run read, with arrival times, for to_test() (see streamlab._to_test)
+    tape: Any = field(default=None, repr=False, compare=False)
 
     def to_test(self, path: str | os.PathLike[str], **options: Any) -> Any:
-        """Write a broker-free pytest module that replays a sample of this run's input (see ``streamlab._to_test``)."""
+        """Write a broker-free pytest module replaying a sample of this run's input.
+
+        The sample covers every output (several windows and keys, late events, dead letters,
+        duplicates); ``options``: ``keys`` (default 3) and ``max_rows`` (default 1,000). Returns what was
+        written (``path``, ``inputs``, ``expected``, ``spec``, and ``exact``: the windows whose results
+        are the run's). See ``streamlab._to_test``.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from streamlab import ManualClock, Pipeline, TumblingWindow, agg
+        >>> from streamlab.testing import ListSource
+        >>> p = Pipeline(ListSource([{"k": "a", "timestamp": i} for i in range(5)]))
+        >>> _ = p.window(TumblingWindow("2s"), key="k").agg(agg.count())
+        >>> written = p.run(clock=ManualClock(0)).to_test(os.path.join(tempfile.mkdtemp(), "test_p.py"))
+        >>> written.coverage
+        {'window': 3}
+        """
         from streamlab._to_test import write_test
 
         return write_test(self.pipeline, self.tape, path, **options)
