@@ -17,6 +17,7 @@ from streamlab.clock import Clock, ManualClock, SystemClock
 from streamlab.errors import PipelineConfigError, StepFailedError
 from streamlab.io import Sink, SinkWriter, Source, SourceReader
 from streamlab.pipeline import Pipeline, Stream
+from streamlab.profiling import Profile, profile
 from streamlab.runtime import RunHandle, RunResult
 from streamlab.sinks import DuckDBSink, DuckDBTable, JsonLinesSink, ListSink, ParquetSink
 from streamlab.sources import ListSource, ReplaySource
@@ -36,6 +37,7 @@ __all__ = [
     "ParquetSink",
     "Pipeline",
     "PipelineConfigError",
+    "Profile",
     "ReplaySource",
     "RunHandle",
     "RunResult",
@@ -51,4 +53,5 @@ __all__ = [
     "TumblingWindow",
     "__version__",
     "agg",
+    "profile",
 ]

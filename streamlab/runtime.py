@@ -79,6 +79,32 @@ class RunResult:
     metrics: dict[str, Any]
     checkpoint: Any
     status: str
+    pipeline: Pipeline | None = field(default=None, repr=False, compare=False)
+    # the input the run read, with arrival times, for to_test() (see streamlab._to_test)
+    tape: Any = field(default=None, repr=False, compare=False)
+
+    def to_test(self, path: str | os.PathLike[str], **options: Any) -> Any:
+        """Write a broker-free pytest module replaying a sample of this run's input.
+
+        The sample covers every output (several windows and keys, late events, dead letters,
+        duplicates); ``options``: ``keys`` (default 3) and ``max_rows`` (default 1,000). Returns what was
+        written (``path``, ``inputs``, ``expected``, ``spec``, and ``exact``: the windows whose results
+        are the run's). See ``streamlab._to_test``.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from streamlab import ManualClock, Pipeline, TumblingWindow, agg
+        >>> from streamlab.testing import ListSource
+        >>> p = Pipeline(ListSource([{"k": "a", "timestamp": i} for i in range(5)]))
+        >>> _ = p.window(TumblingWindow("2s"), key="k").agg(agg.count())
+        >>> written = p.run(clock=ManualClock(0)).to_test(os.path.join(tempfile.mkdtemp(), "test_p.py"))
+        >>> written.coverage
+        {'window': 3}
+        """
+        from streamlab._to_test import write_test
+
+        return write_test(self.pipeline, self.tape, path, **options)
 
     def __getitem__(self, ref: str) -> pd.DataFrame:
         if ref not in self.outputs:
@@ -208,6 +234,9 @@ class Executor:
         self.consumers = pipeline.consumers()
         self.collect = {ref: _Collector(max_collect_rows) for ref in pipeline.unattached_outputs()}
         self.subscribers: dict[str, list[Callable[[pd.DataFrame], None]]] = {}
+        from streamlab._to_test import InputTape
+
+        self.tape = InputTape.attach(self)  # keeps the first rows read, with arrival times, for to_test()
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         self.last_checkpoint: Any = resume
@@ -636,7 +665,9 @@ class Executor:
             return {ref: c.frame() for ref, c in self.collect.items()}
 
     def result(self) -> RunResult:
-        return RunResult(self.outputs(), self.metrics(), self.last_checkpoint, self.status)
+        return RunResult(
+            self.outputs(), self.metrics(), self.last_checkpoint, self.status, self.pipeline, self.tape
+        )
 
     def finish(self, flush_windows: bool) -> None:
         """Graceful end: optionally flush open windows, then flush sinks and commit."""
@@ -919,6 +950,14 @@ class RunHandle:
         if self._ex.error is not None:
             raise self._ex.error
         return self._ex.result()
+
+    def to_test(self, path: str | os.PathLike[str], **options: Any) -> Any:
+        """Write a broker-free pytest module from what this run has read so far (see ``RunResult.to_test``)."""
+        from streamlab._to_test import write_test
+
+        with self._ex.lock:
+            tape = self._ex.tape.copy()
+        return write_test(self._ex.pipeline, tape, path, **options)
 
     def subscribe(
         self, ref: str, callback: Callable[[pd.DataFrame], None], *, replay: bool = False

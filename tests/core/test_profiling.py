@@ -1,0 +1,155 @@
+"""profile(): schema inference against the generators, exact late-fraction prediction, suggestions."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from streamlab.datasets import generate_clickstream, generate_iot, generate_transactions, to_json_lines
+
+from streamlab import Pipeline, TumblingWindow, agg, profile
+from streamlab.clock import ManualClock
+from streamlab.profiling import predict_late_fraction
+from streamlab.testing import ListSource
+
+CLICK_SCHEMA = {
+    "event_id": "string",
+    "event_type": "category",
+    "user_id": "string",
+    "timestamp": "timestamp",
+    "is_duplicate": "bool",
+    "is_late": "bool",
+    "is_burst": "bool",
+    "amount": {"type": "float64", "path": "properties.amount"},
+    "country": {"type": "category", "path": "properties.country"},
+    "currency": {"type": "category", "path": "properties.currency"},
+    "device": {"type": "category", "path": "properties.device"},
+    "page": {"type": "string", "path": "properties.page"},
+    "product_id": {"type": "string", "path": "properties.product_id"},
+}
+
+
+def _types(schema: dict) -> dict:
+    return {k: (v if isinstance(v, str) else v["type"]) for k, v in schema.items()}
+
+
+def test_inferred_types_equal_the_generators_schema_for_every_field() -> None:
+    prof = profile(to_json_lines(generate_clickstream(3000, seed=3)), n=3000)
+    assert prof.schema == CLICK_SCHEMA
+    for gen in (generate_transactions, generate_iot):
+        frame = gen(3000, seed=4)
+        prof = profile(to_json_lines(frame), n=3000)
+        expected = {}
+        for c in frame.columns:
+            s = frame[c]
+            if isinstance(s.dtype, pd.DatetimeTZDtype):
+                expected[c] = "timestamp"
+            elif pd.api.types.is_bool_dtype(s.dtype):
+                expected[c] = "bool"
+            elif pd.api.types.is_integer_dtype(s.dtype):
+                expected[c] = "int64"
+            elif pd.api.types.is_float_dtype(s.dtype):
+                expected[c] = "float64"
+            else:
+                expected[c] = "text"
+        got = {k: ("text" if t in ("string", "category") else t) for k, t in _types(prof.schema).items()}
+        assert got == expected, gen.__name__
+        assert prof.malformed_rate == 0
+
+
+def test_malformed_records_are_counted_with_the_parse_steps_reasons() -> None:
+    lines = to_json_lines(generate_clickstream(2000, seed=1), malformed_share=0.05, seed=1)
+    prof = profile(lines, n=len(lines))
+    result = Pipeline(ListSource(lines)).parse(prof.schema, time="timestamp").run(clock=ManualClock(0))
+    assert prof.malformed_rate == len(result["parse.dead_letter"]) / len(lines)
+    assert prof.malformed_reasons.sum() == len(result["parse.dead_letter"])
+    assert "invalid JSON" in prof.malformed_reasons.index
+
+
+def test_epoch_formats_are_recognised() -> None:
+    base = 1_704_067_200
+    for scale, fmt, typ in (
+        (1, "epoch_s", "timestamp"),
+        (1000, "epoch_ms", "timestamp"),
+        (10**6, "epoch_us", "int64"),
+    ):
+        rows = [json.dumps({"id": str(i), "event_time": (base + i) * scale}).encode() for i in range(50)]
+        prof = profile(rows)
+        assert (prof.time_field, prof.time_format, prof.schema["event_time"]) == ("event_time", fmt, typ)
+        p = prof.pipeline(TumblingWindow("10s"))
+        out = p.run(clock=ManualClock(0))["window"]
+        assert out["count"].sum() == 50 and out["window_start"].min() == pd.Timestamp(base * 10**9, tz="UTC")
+
+
+def _partitioned(draw_ts: list[int], parts: list[int]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(np.asarray(draw_ts, dtype=np.int64) * 1_000_000_000, utc=True),
+            "partition": parts,
+            "k": "a",
+        }
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 600), st.integers(0, 2)), min_size=1, max_size=120),
+    st.integers(0, 90),
+    st.sampled_from(["10s", "1m"]),
+)
+def test_prediction_equals_the_window_steps_late_output_on_the_sample(events, delay_s, size) -> None:
+    frame = _partitioned([t for t, _ in events], [p for _, p in events])
+    p = Pipeline(ListSource(frame, batch_size=7))
+    p.window(TumblingWindow(size), key="k", delay=f"{delay_s}s", watermark_by="partition").agg(agg.count())
+    result = p.run(clock=ManualClock(0))
+    late = result["window.late"] if "window.late" in result.outputs else pd.DataFrame()
+    ts = frame["timestamp"].array.asi8
+    predicted = predict_late_fraction(ts, frame[["partition"]], f"{delay_s}s", window=TumblingWindow(size))
+    assert predicted == len(late) / len(frame)
+
+
+def test_suggestions_and_display() -> None:
+    frame = generate_clickstream(4000, seed=2, disorder="3s", late_share=0.0, duplicate_share=0.02)
+    prof = profile(frame, n=4000, window=TumblingWindow("1m"))
+    assert prof.time_field == "timestamp" and prof.id_field == "event_id"
+    assert 0.015 < prof.duplicate_rate < 0.025
+    assert prof.suggestion["ttl"] is not None
+    assert prof.suggestion["delay"] in ("3s", "5s")  # covers the 3 s disorder
+    assert prof.predicted_late_fraction == prof.predict(prof.suggestion["delay"])
+    assert list(prof.late_table.columns) == ["delay", "predicted late", "added latency"]
+    assert prof.late_table["predicted late"].is_monotonic_decreasing
+    html = prof._repr_html_()
+    assert "Suggested settings" in html and "Schema" in html
+    assert len(prof.figure().data) == 1
+    assert json.dumps(prof.to_dict())
+
+
+def test_pipeline_from_a_profile_runs_with_the_suggested_settings() -> None:
+    lines = to_json_lines(generate_clickstream(3000, seed=5))
+    prof = profile(lines, n=3000)
+    p = prof.pipeline(TumblingWindow("1m"))
+    step = p.steps["window"]
+    assert step.keys == ("event_type",)
+    assert step.delay_ns == int(pd.Timedelta(prof.suggestion["delay"]).value)
+    assert "dedup" in p.steps
+    result = p.run(clock=ManualClock(0))
+    assert (
+        result["window"]["count"].sum() + len(result["window.late"])
+        == result.metrics["steps"]["window"]["in"]
+    )
+
+
+def test_a_recording_is_profiled_with_its_original_arrival_times(tmp_path) -> None:
+    from streamlab.recording import record, replay_recording
+
+    lines = to_json_lines(generate_clickstream(500, seed=8))
+    frame = pd.DataFrame({"value": lines, "partition": [i % 2 for i in range(len(lines))]})
+    clock = ManualClock("2024-01-01T00:00:00Z")
+    record(ListSource(frame, batch_size=50), tmp_path, clock=clock)
+    prof = profile(replay_recording(tmp_path, speed=None), n=500)
+    assert prof.partition_columns == ("partition",)
+    assert prof.schema == CLICK_SCHEMA
+    assert "_arrival_time" not in prof.schema and "_arrival_seq" not in prof.schema
