@@ -263,8 +263,55 @@ class DetectOperator(PickledStateOperator):
             self.bank.release(self.dropped)
             self.dropped = []
 
+    def _slots_without_eviction(self, keys: np.ndarray, times: np.ndarray) -> np.ndarray | None:
+        """Each event's bank slot, decided per key rather than per event, or None when that is not exact.
+
+        Exact when the batch evicts nothing: its new keys fit under ``max_keys`` and no key's model
+        goes stale (``key_ttl``) before one of its events. Then the per-event bookkeeping reduces to:
+        known keys keep their model, new keys get a fresh one, each key's time is its latest, and
+        the batch's keys become the most recent in the order of their last events.
+        """
+        bank = cast(ModelBank, self.bank)
+        models = self.models
+        codes, uniques = pd.factorize(keys)
+        u = uniques.tolist() if hasattr(uniques, "tolist") else list(uniques)
+        entries = [models.get(k) for k in u]
+        n_new = sum(e is None for e in entries)
+        if len(models) + n_new > self.step.max_keys:
+            return None
+        order = np.argsort(codes, kind="stable")
+        sc, st = codes[order], times[order]
+        starts = np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]])
+        if self.ttl_ns is not None:
+            carried = np.array([NAT_NS if e is None else e[1] for e in entries], dtype=np.int64)
+            incl = np.maximum(pd.Series(st).groupby(sc).cummax().to_numpy(), carried[sc])
+            before = np.empty_like(incl)
+            before[1:] = incl[:-1]
+            before[starts] = carried[sc[starts]]
+            newest = np.maximum.accumulate(np.maximum(times, self.max_seen_ns))[order]
+            if ((before != NAT_NS) & (before < newest - self.ttl_ns)).any():
+                return None
+        latest = np.maximum.reduceat(st, starts).tolist()
+        first_t = st[starts].tolist()
+        last_event = order[np.r_[starts[1:], len(sc)] - 1]
+        slot_of = np.empty(len(u), dtype=np.int64)
+        for j, k in enumerate(u):
+            entry = entries[j]
+            if entry is None:
+                entry = [bank.allocate(), first_t[j]]
+                models[k] = entry
+            if latest[j] > entry[1]:
+                entry[1] = latest[j]
+            slot_of[j] = entry[0]
+        for j in np.argsort(last_event).tolist():
+            models.move_to_end(u[j])
+        newest_t = int(times.max())
+        if newest_t > self.max_seen_ns:
+            self.max_seen_ns = newest_t
+        return slot_of[codes]
+
     def _score_vectorized(
-        self, values: np.ndarray, keys: list[Any] | None, ts: list[int], flags: list[bool]
+        self, values: np.ndarray, keys: list[Any] | None, times: np.ndarray, flags: list[bool]
     ) -> np.ndarray:
         """Scores from the bank; with ``learn="unflagged"`` flagged events are not learned.
 
@@ -278,13 +325,15 @@ class DetectOperator(PickledStateOperator):
         if keys is None:
             slots = np.full(n, self.global_slot, dtype=np.int64)
         else:
-            out = np.empty(n, dtype=np.int64)
-            model_for = self._model_for
-            for i, (k, t) in enumerate(zip(keys, ts)):
-                if t > self.max_seen_ns:
-                    self.max_seen_ns = t
-                out[i] = model_for(k, t)
-            slots = out
+            fast = self._slots_without_eviction(np.asarray(keys, dtype=object), times) if n else None
+            if fast is None:
+                fast = np.empty(n, dtype=np.int64)
+                model_for = self._model_for
+                for i, (k, t) in enumerate(zip(keys, times.tolist())):
+                    if t > self.max_seen_ns:
+                        self.max_seen_ns = t
+                    fast[i] = model_for(k, t)
+            slots = fast
         threshold = self.threshold
         if threshold is None or self.step.learn == "all":
             return bank.score_learn_many(values, slots)
@@ -320,7 +369,9 @@ class DetectOperator(PickledStateOperator):
         values, times, good, reasons = self._bad_rows(batch)
         features = step.features
         # river's API takes one dict per event; build them lazily rather than a list per batch
-        xs = (dict(zip(features, r)) for r in (values if reasons is None else values[good]).tolist())
+        # (the vectorized path takes the matrix as it is)
+        rows = [] if self.bank is not None else (values if reasons is None else values[good]).tolist()
+        xs = (dict(zip(features, r)) for r in rows)
         scores: list[float] | np.ndarray = []
         flags: list[bool] = []
         threshold = self.threshold
@@ -332,7 +383,7 @@ class DetectOperator(PickledStateOperator):
         if self.bank is not None:
             keys = None if step.key is None else batch[step.key].to_numpy(dtype=object)[good].tolist()
             scores = self._score_vectorized(
-                values if reasons is None else values[good], keys, times[good].tolist(), flags
+                values if reasons is None else values[good], keys, times[good], flags
             )
             if keys is not None:
                 self._expire()

@@ -162,7 +162,7 @@ class HalfSpaceTreesBank(ModelBank):
         hst.learn_one(dict.fromkeys(features, 0.0))  # river builds its trees on the first learn
         column = {f: j for j, f in enumerate(features)}
         n_inner = 2**height - 1
-        self.feature = np.zeros((n_trees, max(n_inner, 1)), dtype=np.int64)
+        self.feature = np.zeros((n_trees, max(n_inner, 1)), dtype=np.intp)
         self.threshold = np.zeros((n_trees, max(n_inner, 1)), dtype=np.float64)
         for t, root in enumerate(hst.trees):
             level = [root]
@@ -216,16 +216,26 @@ class HalfSpaceTreesBank(ModelBank):
 
     def _leaves(self, x: np.ndarray) -> np.ndarray:
         """Leaf (0 .. 2**height - 1) each row reaches in each tree, as river walks: ``x < threshold`` -> left."""
-        n = len(x)
-        node = np.zeros((n, self.n_trees), dtype=np.int64)
-        base = np.arange(self.n_trees, dtype=np.int64) * self.feature.shape[1]
-        feat, thr = self.feature.ravel(), self.threshold.ravel()
-        flat = x.ravel()
-        row = (np.arange(n, dtype=np.int64) * self.n_features)[:, None]
+        n, n_trees = len(x), self.n_trees
+        node = np.zeros((n, n_trees), dtype=np.intp)
+        base = (np.arange(n_trees, dtype=np.intp) * self.feature.shape[1])[None, :]
+        row = (np.arange(n, dtype=np.intp) * self.n_features)[:, None]
+        feat, thr, flat = self.feature.ravel(), self.threshold.ravel(), x.ravel()
+        at = np.empty((n, n_trees), dtype=np.intp)
+        col = np.empty((n, n_trees), dtype=np.intp)
+        value = np.empty((n, n_trees))
+        split = np.empty((n, n_trees))
+        left = np.empty((n, n_trees), dtype=bool)
         for _ in range(self.height):
-            at = base + node
-            go_right = ~(flat[row + feat[at]] < thr[at])
-            node = 2 * node + 1 + go_right
+            np.add(node, base, out=at)
+            np.take(feat, at, out=col)
+            col += row
+            np.take(flat, col, out=value)
+            np.take(thr, at, out=split)
+            np.less(value, split, out=left)
+            node *= 2
+            node += 2
+            node -= left  # left child 2i+1, right child 2i+2 (NaN goes right, as in river)
         return node - (self.n_leaves - 1)
 
     def _node_mass(self, leaf_counts: np.ndarray) -> np.ndarray:
@@ -257,7 +267,10 @@ class HalfSpaceTreesBank(ModelBank):
     def _path_scores(self, mass: np.ndarray, which: np.ndarray, leaves: np.ndarray) -> np.ndarray:
         """Scores of rows whose reference masses are ``mass[which]``, from their leaves in each tree."""
         n_trees, n_leaves = self.n_trees, self.n_leaves
-        refs, inverse = np.unique(which, return_inverse=True)
+        if len(which) and which.min() == which.max():
+            refs, inverse = which[:1], np.zeros(len(which), dtype=np.intp)
+        else:
+            refs, inverse = np.unique(which, return_inverse=True)
         if len(refs) * self.n_nodes <= len(which) * 4 * (self.height + 1):
             # few references (a single model, long windows): score every leaf once per reference
             table = self._leaf_scores(mass[refs]).reshape(-1)
