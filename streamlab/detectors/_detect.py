@@ -26,6 +26,7 @@ from streamlab.detectors._common import (
 )
 from streamlab.detectors._models import Detector, as_detector
 from streamlab.detectors._thresholds import ThresholdFilter, ThresholdOperator
+from streamlab.detectors._vectorized import ModelBank
 
 __all__ = ["Detect", "DetectOperator"]
 
@@ -188,11 +189,17 @@ class DetectOperator(PickledStateOperator):
             if step.key is None or step.key_ttl is None
             else check_duration(step.key_ttl, where="", what="")
         )
-        self.global_model: Detector | None = self.prototype.clone() if step.key is None else None
-        # key -> [model, last event time ns]; insertion order is recency (LRU)
+        # the vectorized twin of the detector, when it has one: models are slots of the bank
+        self.bank: ModelBank | None = self.prototype.vectorized(tuple(step.features))
+        self.global_model: Detector | None = (
+            self.prototype.clone() if step.key is None and self.bank is None else None
+        )
+        self.global_slot = self.bank.allocate() if step.key is None and self.bank is not None else -1
+        # key -> [model (or bank slot), last event time ns]; insertion order is recency (LRU)
         self.models: OrderedDict[Hashable, list[Any]] = OrderedDict()
         self.max_seen_ns = NAT_NS
         self.evictions = {"lru": 0, "ttl": 0}
+        self.dropped: list[int] = []  # bank slots of models dropped during the current batch
 
     def _bad_rows(self, batch: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """Feature matrix, event times, good-row mask and rejection reasons (None when all are good)."""
@@ -220,17 +227,19 @@ class DetectOperator(PickledStateOperator):
         good, reasons = reject(n, checks)
         return values, times, good, reasons
 
-    def _model_for(self, key: Hashable, t: int) -> Detector:
+    def _model_for(self, key: Hashable, t: int) -> Any:
+        """The key's model (a bank slot on the vectorized path), fresh if the key is new or was dropped."""
         entry = self.models.get(key)
         if entry is not None and self.ttl_ns is not None and entry[1] < self.max_seen_ns - self.ttl_ns:
             del self.models[key]
+            self._dropped(entry[0])
             self.evictions["ttl"] += 1
             entry = None
         if entry is None:
-            entry = [self.prototype.clone(), t]
+            entry = [self.prototype.clone() if self.bank is None else self.bank.allocate(), t]
             self.models[key] = entry
             if len(self.models) > self.step.max_keys:
-                self.models.popitem(last=False)
+                self._dropped(self.models.popitem(last=False)[1][0])
                 self.evictions["lru"] += 1
         else:
             self.models.move_to_end(key)
@@ -238,14 +247,120 @@ class DetectOperator(PickledStateOperator):
                 entry[1] = t
         return entry[0]
 
+    def _dropped(self, model: Any) -> None:
+        # a dropped slot is released after the batch, so no later event of the batch can reuse it
+        if self.bank is not None:
+            self.dropped.append(model)
+
     def _expire(self) -> None:
-        if self.ttl_ns is None or self.max_seen_ns == NAT_NS:
-            return
-        horizon = self.max_seen_ns - self.ttl_ns
-        stale = [k for k, (_, last) in self.models.items() if last < horizon]
-        for k in stale:
-            del self.models[k]
-        self.evictions["ttl"] += len(stale)
+        if self.ttl_ns is not None and self.max_seen_ns != NAT_NS:
+            horizon = self.max_seen_ns - self.ttl_ns
+            stale = [k for k, (_, last) in self.models.items() if last < horizon]
+            for k in stale:
+                self._dropped(self.models.pop(k)[0])
+            self.evictions["ttl"] += len(stale)
+        if self.bank is not None:
+            self.bank.release(self.dropped)
+            self.dropped = []
+
+    def _slots_without_eviction(self, keys: np.ndarray, times: np.ndarray) -> np.ndarray | None:
+        """Each event's bank slot, decided per key rather than per event, or None when that is not exact.
+
+        Exact when the batch evicts nothing: its new keys fit under ``max_keys`` and no key's model
+        goes stale (``key_ttl``) before one of its events. Then the per-event bookkeeping reduces to:
+        known keys keep their model, new keys get a fresh one, each key's time is its latest, and
+        the batch's keys become the most recent in the order of their last events.
+        """
+        bank = cast(ModelBank, self.bank)
+        models = self.models
+        codes, uniques = pd.factorize(keys)
+        u = uniques.tolist() if hasattr(uniques, "tolist") else list(uniques)
+        entries = [models.get(k) for k in u]
+        n_new = sum(e is None for e in entries)
+        if len(models) + n_new > self.step.max_keys:
+            return None
+        order = np.argsort(codes, kind="stable")
+        sc, st = codes[order], times[order]
+        starts = np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]])
+        if self.ttl_ns is not None:
+            carried = np.array([NAT_NS if e is None else e[1] for e in entries], dtype=np.int64)
+            incl = np.maximum(pd.Series(st).groupby(sc).cummax().to_numpy(), carried[sc])
+            before = np.empty_like(incl)
+            before[1:] = incl[:-1]
+            before[starts] = carried[sc[starts]]
+            newest = np.maximum.accumulate(np.maximum(times, self.max_seen_ns))[order]
+            if ((before != NAT_NS) & (before < newest - self.ttl_ns)).any():
+                return None
+        latest = np.maximum.reduceat(st, starts).tolist()
+        first_t = st[starts].tolist()
+        last_event = order[np.r_[starts[1:], len(sc)] - 1]
+        slot_of = np.empty(len(u), dtype=np.int64)
+        for j, k in enumerate(u):
+            entry = entries[j]
+            if entry is None:
+                entry = [bank.allocate(), first_t[j]]
+                models[k] = entry
+            if latest[j] > entry[1]:
+                entry[1] = latest[j]
+            slot_of[j] = entry[0]
+        for j in np.argsort(last_event).tolist():
+            models.move_to_end(u[j])
+        newest_t = int(times.max())
+        if newest_t > self.max_seen_ns:
+            self.max_seen_ns = newest_t
+        return slot_of[codes]
+
+    def _score_vectorized(
+        self, values: np.ndarray, keys: list[Any] | None, times: np.ndarray, flags: list[bool]
+    ) -> np.ndarray:
+        """Scores from the bank; with ``learn="unflagged"`` flagged events are not learned.
+
+        The slot of every event is decided first, by the same LRU/TTL bookkeeping as the per-event
+        path. With ``learn="unflagged"``, a chunk is scored and learned speculatively while the
+        threshold classifies its scores one by one; at the first flagged event the chunk's slots are
+        put back and only the events before it are learned again, so the result is the per-event one.
+        """
+        bank = cast(ModelBank, self.bank)
+        n = len(values)
+        if keys is None:
+            slots = np.full(n, self.global_slot, dtype=np.int64)
+        else:
+            fast = self._slots_without_eviction(np.asarray(keys, dtype=object), times) if n else None
+            if fast is None:
+                fast = np.empty(n, dtype=np.int64)
+                model_for = self._model_for
+                for i, (k, t) in enumerate(zip(keys, times.tolist())):
+                    if t > self.max_seen_ns:
+                        self.max_seen_ns = t
+                    fast[i] = model_for(k, t)
+            slots = fast
+        threshold = self.threshold
+        if threshold is None or self.step.learn == "all":
+            return bank.score_learn_many(values, slots)
+        scores = np.empty(n)
+        pos, chunk = 0, 256
+        while pos < n:
+            end = min(n, pos + chunk)
+            touched = np.unique(slots[pos:end])
+            saved = bank.save(touched)
+            sc = bank.score_learn_many(values[pos:end], slots[pos:end])
+            flagged_at = -1
+            for j, s in enumerate(sc.tolist()):
+                flag = threshold.classify_one(s) if keys is None else threshold.classify_one(s, keys[pos + j])
+                flags.append(flag)
+                if flag:
+                    flagged_at = j
+                    break
+            if flagged_at < 0:
+                scores[pos:end] = sc
+                pos, chunk = end, min(2 * chunk, 16_384)
+                continue
+            bank.restore(saved)
+            bank.score_learn_many(values[pos : pos + flagged_at], slots[pos : pos + flagged_at])
+            scores[pos : pos + flagged_at + 1] = sc[: flagged_at + 1]
+            pos += flagged_at + 1
+            chunk = max(32, 2 * flagged_at)
+        return scores
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         step = self.step
@@ -254,8 +369,10 @@ class DetectOperator(PickledStateOperator):
         values, times, good, reasons = self._bad_rows(batch)
         features = step.features
         # river's API takes one dict per event; build them lazily rather than a list per batch
-        xs = (dict(zip(features, r)) for r in (values if reasons is None else values[good]).tolist())
-        scores: list[float] = []
+        # (the vectorized path takes the matrix as it is)
+        rows = [] if self.bank is not None else (values if reasons is None else values[good]).tolist()
+        xs = (dict(zip(features, r)) for r in rows)
+        scores: list[float] | np.ndarray = []
         flags: list[bool] = []
         threshold = self.threshold
         # With learn="all" flags never feed back into learning, so the threshold runs over the
@@ -263,11 +380,18 @@ class DetectOperator(PickledStateOperator):
         inline = threshold is not None and step.learn == "unflagged"
         classify = threshold.classify_one if threshold is not None and inline else None
         keys: list[Any] | None = None
-        if step.key is None:
+        if self.bank is not None:
+            keys = None if step.key is None else batch[step.key].to_numpy(dtype=object)[good].tolist()
+            scores = self._score_vectorized(
+                values if reasons is None else values[good], keys, times[good], flags
+            )
+            if keys is not None:
+                self._expire()
+        elif step.key is None:
             # the hot loop of a single-model detector: keep per-event work minimal
             score_one, learn_one = cast(Detector, self.global_model).bound_methods()
             if classify is None:
-                append = scores.append
+                append = cast(list[float], scores).append
                 for x in xs:
                     s = score_one(x)
                     learn_one(x)
@@ -275,7 +399,7 @@ class DetectOperator(PickledStateOperator):
             else:
                 for x in xs:
                     s = score_one(x)
-                    scores.append(s)
+                    cast(list[float], scores).append(s)
                     flag = classify(s)
                     flags.append(flag)
                     if not flag:
@@ -288,7 +412,7 @@ class DetectOperator(PickledStateOperator):
                     self.max_seen_ns = t
                 m = self._model_for(k, t)
                 s = m.score_one(x)
-                scores.append(s)
+                cast(list[float], scores).append(s)
                 if classify is None:
                     m.learn_one(x)
                     continue

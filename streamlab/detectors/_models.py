@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Any
 
 from river import anomaly, feature_extraction, neighbors, preprocessing
 from river import base as river_base
+
+from streamlab.detectors._vectorized import HalfSpaceTreesBank, ModelBank, MomentsBank
 
 __all__ = [
     "Detector",
@@ -65,6 +68,14 @@ class Detector:
     def describe(self) -> dict[str, Any]:
         """Parameters as plain data (``kind`` plus parameters), for YAML and export."""
         raise NotImplementedError
+
+    def vectorized(self, features: tuple[str, ...]) -> ModelBank | None:
+        """A bank of fresh models that score micro-batches as this detector's per-event loop would.
+
+        ``None`` (the default) when the detector has no vectorized twin: the detect step then calls
+        ``score_one``/``learn_one`` event by event. ``features`` gives the column order of the rows.
+        """
+        return None
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "kind")
@@ -155,6 +166,16 @@ class HalfSpaceTreesDetector(_PipelineDetector):
 
     def _build_model(self) -> Any:
         return preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(**self._params)
+
+    def vectorized(self, features: tuple[str, ...]) -> ModelBank:
+        """river's trees from ``seed``, scored a window at a time; bit-identical scores.
+
+        With ``seed=None`` a seed is drawn once, so the per-key models of one detect step share
+        their (random) trees, where river's unseeded clones would each draw their own.
+        """
+        p = self._params
+        seed = p["seed"] if p["seed"] is not None else random.randrange(2**32)
+        return HalfSpaceTreesBank(features, p["n_trees"], p["height"], p["window_size"], seed)
 
 
 class OneClassSVMDetector(_PipelineDetector):
@@ -310,6 +331,10 @@ class _UnivariateDetector(Detector):
     def describe(self) -> dict[str, Any]:
         return {"kind": self.name, **self._params}
 
+    def _column(self, features: tuple[str, ...]) -> int:
+        feature = self._params["feature"]
+        return 0 if feature is None else features.index(feature)
+
 
 class GaussianScorerDetector(_UnivariateDetector):
     """Univariate Gaussian scorer (river ``anomaly.GaussianScorer``): ``2·|CDF(v) − 0.5|`` in [0, 1].
@@ -342,6 +367,12 @@ class GaussianScorerDetector(_UnivariateDetector):
             "grace_period": _check_int(grace_period, where, "grace_period", minimum=0),
         }
         self._model = anomaly.GaussianScorer(window_size=window_size, grace_period=grace_period)
+
+    def vectorized(self, features: tuple[str, ...]) -> ModelBank | None:
+        """Running moments from prefix sums (river's within rounding); ``None`` with a ``window_size``."""
+        if self._params["window_size"] is not None:
+            return None
+        return MomentsBank("gaussian", self._params["grace_period"], self._column(features))
 
 
 class StandardAbsoluteDeviationDetector(_UnivariateDetector):
@@ -387,6 +418,10 @@ class StandardAbsoluteDeviationDetector(_UnivariateDetector):
         if self._seen < self._params["grace_period"]:
             return 0.0
         return super().score_one(x)
+
+    def vectorized(self, features: tuple[str, ...]) -> ModelBank:
+        """Running moments from prefix sums (river's within rounding)."""
+        return MomentsBank("sad", self._params["grace_period"], self._column(features))
 
 
 class RiverDetector(Detector):

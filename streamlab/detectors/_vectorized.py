@@ -1,0 +1,471 @@
+"""Vectorized twins of detectors: many models of one kind held as arrays, scored a micro-batch at a time.
+
+A :class:`ModelBank` holds the state of any number of models ("slots") of one detector kind. The
+detect step gives it a batch of feature rows and, per row, the slot of the model that scores it;
+the bank returns the scores river's per-event loop (score the event, then learn it) would have given,
+and leaves every slot in the state that loop would have left it in.
+
+- :class:`HalfSpaceTreesBank`: river's ``MinMaxScaler() | HalfSpaceTrees(seed=...)``. An event is
+  scored against the reference mass of the previous window, which is fixed while the current window
+  is learned, so a whole window is scored at once and learned with one counting pass; the scaler's
+  running min/max are cumulative extrema. The trees are river's own (built by river from the same
+  seed), and every score is computed with river's arithmetic, so scores are bit-identical.
+- :class:`MomentsBank`: river's ``GaussianScorer`` (no window) and ``StandardAbsoluteDeviation``.
+  The running mean and variance come from per-key prefix sums merged with the carried state (Chan's
+  formula) instead of river's one-update-per-event Welford recurrence, so scores differ from river's
+  by rounding only (relative differences around 1e-12 on ordinary data).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import special
+
+__all__ = ["HalfSpaceTreesBank", "ModelBank", "MomentsBank"]
+
+
+class ModelBank:
+    """State of many models of one detector kind as arrays; a model is a slot (a row of them).
+
+    ``allocate()`` returns a fresh slot, ``release(slots)`` frees slots for reuse, and
+    ``score_learn_many(X, slots)`` scores each row of ``X`` with its slot's model and then learns
+    it, exactly as ``for x, s in zip(X, slots): score = m[s].score_one(x); m[s].learn_one(x)``.
+    Banks are picklable (they are part of the detect step's snapshot).
+    """
+
+    def __init__(self) -> None:
+        self.capacity = 0
+        self.free: list[int] = []
+
+    def _grow(self, capacity: int) -> None:
+        raise NotImplementedError
+
+    def _reset(self, slots: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def allocate(self) -> int:
+        """A slot holding a fresh, untrained model."""
+        if not self.free:
+            old = self.capacity
+            self._grow(max(8, 2 * old))
+            self.free.extend(range(self.capacity - 1, old - 1, -1))
+        slot = self.free.pop()
+        self._reset(np.array([slot]))
+        return slot
+
+    def release(self, slots: list[int]) -> None:
+        """Free slots whose models were dropped (they are reset when allocated again)."""
+        self.free.extend(slots)
+
+    def score_learn_many(self, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """Scores of ``rows`` (each by its slot's model, before learning it); then learn them."""
+        raise NotImplementedError
+
+    #: names of the per-slot state arrays (first axis = slot)
+    _arrays: tuple[str, ...] = ()
+
+    def save(self, slots: np.ndarray) -> dict[str, np.ndarray]:
+        """A copy of these slots' state, for :meth:`restore`."""
+        return {name: getattr(self, name)[slots] for name in self._arrays} | {"_slots": slots}
+
+    def restore(self, saved: dict[str, np.ndarray]) -> None:
+        """Put back the slots' state taken by :meth:`save`."""
+        slots = saved["_slots"]
+        for name in self._arrays:
+            getattr(self, name)[slots] = saved[name]
+
+
+def _grouped(slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stable order grouping rows by slot, the sorted slots, and each sorted row's rank within its slot."""
+    n = len(slots)
+    order = np.argsort(slots, kind="stable")
+    ss = slots[order]
+    new = np.ones(n, dtype=bool)
+    new[1:] = ss[1:] != ss[:-1]
+    start = np.maximum.accumulate(np.where(new, np.arange(n), 0))
+    return order, ss, np.arange(n) - start
+
+
+def _cumulative(
+    values: np.ndarray, ss: np.ndarray, rank: np.ndarray, carried: np.ndarray, ufunc: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-slot running extremum of slot-sorted rows: (before each row, including each row).
+
+    ``carried`` is each row's slot's extremum before the batch; ``ufunc`` is ``np.minimum`` or
+    ``np.maximum``. Extrema are exact, so any evaluation order gives river's values.
+    """
+    if len(ss) and ss[0] == ss[-1]:
+        incl = ufunc.accumulate(values, axis=0)
+    else:
+        frame = pd.DataFrame(values)
+        grouped = frame.groupby(ss, sort=False)
+        incl = (grouped.cummin() if ufunc is np.minimum else grouped.cummax()).to_numpy()
+    incl = ufunc(incl, carried)
+    excl = np.empty_like(incl)
+    excl[1:] = incl[:-1]
+    first = rank == 0
+    excl[first] = carried[first]
+    return excl, incl
+
+
+def _minmax_scale(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """river's ``MinMaxScaler.transform_one``: ``(x - lo) / (hi - lo) if hi - lo else 0.0``."""
+    d = hi - lo
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        return np.where(d != 0, (x - lo) / np.where(d != 0, d, 1.0), 0.0)
+
+
+class HalfSpaceTreesBank(ModelBank):
+    """river's ``MinMaxScaler() | HalfSpaceTrees(n_trees, height, window_size, seed)`` for many models.
+
+    All models share the trees river builds from ``seed`` (river's clones rebuild the same trees from
+    the same seed); each slot has its own scaler extrema, current-window leaf counts, reference node
+    masses and window counter. Scores are bit-identical to river's: a tree's score is a sum of
+    integers below 2**53, so the order of additions does not matter, and the final
+    ``1 - score / max_score`` is the same IEEE operation.
+
+    Parameters
+    ----------
+    features
+        Feature names in the column order of the rows passed to ``score_learn_many``.
+    n_trees, height, window_size, seed
+        river's ``HalfSpaceTrees`` parameters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from river import anomaly, preprocessing
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.random((300, 2))
+    >>> bank = HalfSpaceTreesBank(("a", "b"), n_trees=5, height=4, window_size=50, seed=1)
+    >>> slot = bank.allocate()
+    >>> fast = bank.score_learn_many(X, np.full(300, slot))
+    >>> model = preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(5, 4, 50, seed=1)
+    >>> ref = []
+    >>> for a, b in X.tolist():
+    ...     ref.append(float(model.score_one({"a": a, "b": b})))
+    ...     model.learn_one({"a": a, "b": b})
+    >>> fast.tolist() == ref
+    True
+    """
+
+    def __init__(
+        self, features: tuple[str, ...], n_trees: int, height: int, window_size: int, seed: int
+    ) -> None:
+        super().__init__()
+        from river import anomaly
+
+        hst = anomaly.HalfSpaceTrees(n_trees=n_trees, height=height, window_size=window_size, seed=seed)
+        hst.learn_one(dict.fromkeys(features, 0.0))  # river builds its trees on the first learn
+        column = {f: j for j, f in enumerate(features)}
+        n_inner = 2**height - 1
+        self.feature = np.zeros((n_trees, max(n_inner, 1)), dtype=np.intp)
+        self.threshold = np.zeros((n_trees, max(n_inner, 1)), dtype=np.float64)
+        for t, root in enumerate(hst.trees):
+            level = [root]
+            pos = 0
+            for _ in range(height):  # breadth first = heap order: children of i are 2i+1, 2i+2
+                nxt: list[Any] = []
+                for node in level:
+                    self.feature[t, pos] = column[node.feature]
+                    self.threshold[t, pos] = node.threshold
+                    pos += 1
+                    nxt.extend(node.children)
+                level = nxt
+        self.n_features = len(features)
+        self.n_trees = n_trees
+        self.height = height
+        self.window_size = window_size
+        self.size_limit = 0.1 * window_size
+        self.max_score = float(n_trees * window_size * (2 ** (height + 1) - 1))
+        self.n_leaves = 2**height
+        self.n_nodes = 2 ** (height + 1) - 1
+        self.lo = np.empty((0, self.n_features))
+        self.hi = np.empty((0, self.n_features))
+        self.leaf_counts = np.empty((0, n_trees, self.n_leaves), dtype=np.int32)
+        self.ref_mass = np.empty((0, n_trees, self.n_nodes), dtype=np.int32)
+        self.counter = np.empty(0, dtype=np.int64)
+        self.first_window = np.empty(0, dtype=bool)
+
+    _arrays = ("lo", "hi", "leaf_counts", "ref_mass", "counter", "first_window")
+
+    def _grow(self, capacity: int) -> None:
+        extra = capacity - self.capacity
+        self.lo = np.concatenate([self.lo, np.full((extra, self.n_features), np.inf)])
+        self.hi = np.concatenate([self.hi, np.full((extra, self.n_features), -np.inf)])
+        self.leaf_counts = np.concatenate(
+            [self.leaf_counts, np.zeros((extra, self.n_trees, self.n_leaves), np.int32)]
+        )
+        self.ref_mass = np.concatenate(
+            [self.ref_mass, np.zeros((extra, self.n_trees, self.n_nodes), np.int32)]
+        )
+        self.counter = np.concatenate([self.counter, np.zeros(extra, np.int64)])
+        self.first_window = np.concatenate([self.first_window, np.ones(extra, bool)])
+        self.capacity = capacity
+
+    def _reset(self, slots: np.ndarray) -> None:
+        self.lo[slots] = np.inf
+        self.hi[slots] = -np.inf
+        self.leaf_counts[slots] = 0
+        self.ref_mass[slots] = 0
+        self.counter[slots] = 0
+        self.first_window[slots] = True
+
+    def _leaves(self, x: np.ndarray) -> np.ndarray:
+        """Leaf (0 .. 2**height - 1) each row reaches in each tree, as river walks: ``x < threshold`` -> left."""
+        n, n_trees = len(x), self.n_trees
+        node = np.zeros((n, n_trees), dtype=np.intp)
+        base = (np.arange(n_trees, dtype=np.intp) * self.feature.shape[1])[None, :]
+        row = (np.arange(n, dtype=np.intp) * self.n_features)[:, None]
+        feat, thr, flat = self.feature.ravel(), self.threshold.ravel(), x.ravel()
+        at = np.empty((n, n_trees), dtype=np.intp)
+        col = np.empty((n, n_trees), dtype=np.intp)
+        value = np.empty((n, n_trees))
+        split = np.empty((n, n_trees))
+        left = np.empty((n, n_trees), dtype=bool)
+        for _ in range(self.height):
+            np.add(node, base, out=at)
+            np.take(feat, at, out=col)
+            col += row
+            np.take(flat, col, out=value)
+            np.take(thr, at, out=split)
+            np.less(value, split, out=left)
+            node *= 2
+            node += 2
+            node -= left  # left child 2i+1, right child 2i+2 (NaN goes right, as in river)
+        return node - (self.n_leaves - 1)
+
+    def _node_mass(self, leaf_counts: np.ndarray) -> np.ndarray:
+        """Node masses in heap order from leaf counts (a node's mass is its subtree's leaf count)."""
+        levels = [leaf_counts]
+        for _ in range(self.height):
+            c = levels[-1]
+            levels.append(c.reshape(*c.shape[:-1], c.shape[-1] // 2, 2).sum(axis=-1, dtype=np.int32))
+        return np.concatenate(levels[::-1], axis=-1)
+
+    def _leaf_scores(self, mass: np.ndarray) -> np.ndarray:
+        """river's ``_walk_score`` for every leaf of every tree, given reference node masses (heap order).
+
+        A walk adds ``mass * 2**depth`` at each node and stops after the first node whose mass is
+        below ``size_limit``; the result is an integer (river's float sum of integers is exact).
+        """
+        h = self.height
+        r = mass[..., :1].astype(np.int64)
+        acc = r.copy()
+        alive = r >= self.size_limit
+        for d in range(1, h + 1):
+            r = mass[..., 2**d - 1 : 2 ** (d + 1) - 1].astype(np.int64)
+            acc = np.repeat(acc, 2, axis=-1)
+            alive = np.repeat(alive, 2, axis=-1)
+            acc += np.where(alive, r << d, 0)
+            alive &= r >= self.size_limit
+        return acc
+
+    def _path_scores(self, mass: np.ndarray, which: np.ndarray, leaves: np.ndarray) -> np.ndarray:
+        """Scores of rows whose reference masses are ``mass[which]``, from their leaves in each tree."""
+        n_trees, n_leaves = self.n_trees, self.n_leaves
+        if len(which) and which.min() == which.max():
+            refs, inverse = which[:1], np.zeros(len(which), dtype=np.intp)
+        else:
+            refs, inverse = np.unique(which, return_inverse=True)
+        if len(refs) * self.n_nodes <= len(which) * 4 * (self.height + 1):
+            # few references (a single model, long windows): score every leaf once per reference
+            table = self._leaf_scores(mass[refs]).reshape(-1)
+            at = (inverse[:, None] * n_trees + np.arange(n_trees)[None, :]) * n_leaves + leaves
+            total = np.take(table, at).sum(axis=1)
+        else:
+            h = self.height
+            d = np.arange(h + 1)
+            nodes = (2**d - 1)[None, None, :] + (leaves[:, :, None] >> (h - d)[None, None, :])
+            r = mass[which[:, None, None], np.arange(n_trees)[None, :, None], nodes].astype(np.int64)
+            below = r < self.size_limit
+            stopped = np.zeros_like(below)
+            stopped[:, :, 1:] = np.logical_or.accumulate(below[:, :, :-1], axis=2)
+            total = np.where(stopped, 0, r << d[None, None, :]).sum(axis=(1, 2))
+        return 1.0 - total.astype(np.float64) / self.max_score
+
+    def score_learn_many(self, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        n = len(rows)
+        scores = np.zeros(n)
+        if n == 0:
+            return scores
+        rows = np.ascontiguousarray(rows, dtype=np.float64)
+        slots = np.asarray(slots, dtype=np.int64)
+        order, ss, rank = _grouped(slots)
+        xs = rows[order]
+        lo_ex, lo_in = _cumulative(xs, ss, rank, self.lo[ss], np.minimum)
+        hi_ex, hi_in = _cumulative(xs, ss, rank, self.hi[ss], np.maximum)
+        # score-then-learn: an event is scored with the extrema of the events before it, and learned
+        # (by river's pipeline: scaler first) with extrema that include it
+        score_leaves = self._leaves(_minmax_scale(xs, lo_ex, hi_ex))
+        # an event scales differently for learning only when it is a new extremum of its slot
+        moved = np.flatnonzero(((lo_ex != lo_in) | (hi_ex != hi_in)).any(axis=1))
+        learn_leaves = score_leaves.copy()
+        learn_leaves[moved] = self._leaves(_minmax_scale(xs[moved], lo_in[moved], hi_in[moved]))
+        last = np.r_[ss[1:] != ss[:-1], True]
+        self.lo[ss[last]] = lo_in[last]
+        self.hi[ss[last]] = hi_in[last]
+
+        w, n_trees, n_leaves = self.window_size, self.n_trees, self.n_leaves
+        k = self.counter[ss] + rank  # index of the event within its slot's current window
+        q = k // w  # windows completed before the event, within this batch
+        end_k = k[last] + 1
+        crossing = np.zeros(self.capacity, dtype=bool)
+        crossing[ss[last][end_k >= w]] = True
+        cross_row = crossing[ss]
+        t_idx = np.arange(n_trees, dtype=np.int64)[None, :]
+
+        # slots that finish no window: their events score against the carried reference and add
+        # their leaves to the carried current window
+        quiet = ~cross_row
+        if quiet.any():
+            rows = np.flatnonzero(quiet)
+            s_rows = ss[rows]
+            sc = self._path_scores(self.ref_mass, s_rows, score_leaves[rows])
+            sc[self.first_window[s_rows]] = 0.0
+            scores[order[rows]] = sc
+            flat = (s_rows[:, None] * n_trees + t_idx) * n_leaves + learn_leaves[rows]
+            np.add.at(self.leaf_counts.reshape(-1), flat.ravel(), 1)
+            quiet_last = ~crossing[ss[last]]
+            self.counter[ss[last][quiet_last]] = end_k[quiet_last]
+
+        if crossing.any():
+            rows = np.flatnonzero(cross_row)
+            s_rows, q_rows = ss[rows], q[rows]
+            # one table of leaf counts per (slot, window) among the crossing slots
+            pair = pd.factorize(s_rows * (int(q_rows.max()) + 2) + q_rows, sort=True)[0]
+            n_pairs = int(pair.max()) + 1
+            counts = np.bincount(
+                ((pair[:, None] * n_trees + t_idx) * n_leaves + learn_leaves[rows]).ravel(),
+                minlength=n_pairs * n_trees * n_leaves,
+            ).reshape(n_pairs, n_trees, n_leaves)
+            counts = counts.astype(np.int32)
+            # the carried current window's leaves belong to each slot's window 0
+            first_pair = pair[rank[rows] == 0]
+            counts[first_pair] += self.leaf_counts[s_rows[rank[rows] == 0]]
+            mass = self._node_mass(counts)
+            in_first = q_rows == 0
+            sc = np.empty(len(rows))
+            if in_first.any():
+                sc[in_first] = self._path_scores(
+                    self.ref_mass, s_rows[in_first], score_leaves[rows[in_first]]
+                )
+                sc[in_first & self.first_window[s_rows]] = 0.0
+            later = ~in_first
+            if later.any():
+                # the reference of window q is the mass learned in window q - 1: the previous pair
+                sc[later] = self._path_scores(mass, pair[later] - 1, score_leaves[rows[later]])
+            scores[order[rows]] = sc
+            ends = np.flatnonzero(last & cross_row)
+            end_slots = ss[ends]
+            end_pair = pair[np.searchsorted(rows, ends)]
+            complete = (end_k[crossing[ss[last]]] % w) == 0
+            # after the batch: the last completed window is the reference, the rest is the current one
+            ref_pair = np.where(complete, end_pair, end_pair - 1)
+            self.ref_mass[end_slots] = mass[ref_pair]
+            self.leaf_counts[end_slots] = np.where(complete[:, None, None], 0, counts[end_pair])
+            self.counter[end_slots] = end_k[crossing[ss[last]]] % w
+            self.first_window[end_slots] = False
+        return scores
+
+
+class MomentsBank(ModelBank):
+    """Running mean and variance per slot: river's ``GaussianScorer`` or ``StandardAbsoluteDeviation``.
+
+    Parameters
+    ----------
+    kind
+        ``"gaussian"``: ``2·|CDF(v) − 0.5|``, 0 for the first ``grace_period`` values, 1 while the
+        standard deviation is 0 (river's ``cdf`` returns 0 then). ``"sad"``: ``|v − mean| / (std + 1e-10)``,
+        0 for the first ``grace_period`` values (streamlab's grace period).
+    grace_period
+        Values a model must have learned before it scores.
+    column
+        Which column of the rows is the value.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> bank = MomentsBank("sad", grace_period=2, column=0)
+    >>> s = bank.allocate()
+    >>> bank.score_learn_many(np.array([[1.0], [3.0], [2.0], [10.0]]), np.full(4, s)).round(3).tolist()
+    [0.0, 0.0, 0.0, 8.0]
+    """
+
+    def __init__(self, kind: str, grace_period: int, column: int) -> None:
+        super().__init__()
+        self.kind = kind
+        self.grace_period = grace_period
+        self.column = column
+        self.state = np.empty((0, 3))  # n, mean, S (sum of squared deviations) per slot
+
+    _arrays = ("state",)
+
+    def _grow(self, capacity: int) -> None:
+        self.state = np.concatenate([self.state, np.zeros((capacity - self.capacity, 3))])
+        self.capacity = capacity
+
+    def _reset(self, slots: np.ndarray) -> None:
+        self.state[slots] = 0.0
+
+    def score_learn_many(self, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        n = len(rows)
+        if n == 0:
+            return np.zeros(0)
+        slots = np.asarray(slots, dtype=np.int64)
+        order, ss, rank = _grouped(slots)
+        v = np.asarray(rows, dtype=np.float64)[order, self.column]
+        start = np.arange(n) - rank
+        ref = v[start]
+        # prefix sums of deviations from each slot's first batch value keep the sums well conditioned
+        dev = v - ref
+        c1, c2 = np.cumsum(dev), np.cumsum(dev * dev)
+        base1 = np.where(start > 0, c1[start - 1], 0.0)
+        base2 = np.where(start > 0, c2[start - 1], 0.0)
+        nb = rank.astype(np.float64)  # batch values of the slot before this row
+        prev = np.maximum(np.arange(n) - 1, 0)
+        s1 = np.where(rank > 0, c1[prev] - base1, 0.0)
+        s2 = np.where(rank > 0, c2[prev] - base2, 0.0)
+        n0, m0, q0 = self.state[ss, 0], self.state[ss, 1], self.state[ss, 2]
+        mean, m2, tot = _merge(n0, m0, q0, nb, s1, s2, ref)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            var = np.where(tot > 1, m2 / np.maximum(tot - 1, 1), 0.0)
+            std = np.sqrt(var)
+            if self.kind == "gaussian":
+                z = (v - mean) / np.where(std > 0, std, 1.0)
+                cdf = 0.5 * (1.0 + special.erf(z / np.sqrt(2.0)))
+                sc = np.where(std > 0, 2.0 * np.abs(cdf - 0.5), 1.0)
+            else:
+                sc = np.abs((v - mean) / (std + 1e-10))
+        sc = np.where(tot < self.grace_period, 0.0, sc)
+        scores = np.empty(n)
+        scores[order] = sc
+        last = np.r_[ss[1:] != ss[:-1], True]
+        s1l, s2l = c1[last] - base1[last], c2[last] - base2[last]
+        mean_l, m2_l, tot_l = _merge(n0[last], m0[last], q0[last], nb[last] + 1, s1l, s2l, ref[last])
+        self.state[ss[last]] = np.column_stack([tot_l, mean_l, m2_l])
+        return scores
+
+
+def _merge(
+    n0: np.ndarray,
+    m0: np.ndarray,
+    q0: np.ndarray,
+    nb: np.ndarray,
+    s1: np.ndarray,
+    s2: np.ndarray,
+    ref: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Chan's merge of carried (count, mean, M2) with ``nb`` values given as sums of deviations from ``ref``."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        safe = np.maximum(nb, 1)
+        mb = np.where(nb > 0, s1 / safe, 0.0) + ref
+        qb = np.maximum(np.where(nb > 0, s2 - s1 * s1 / safe, 0.0), 0.0)
+        tot = n0 + nb
+        delta = np.where(nb > 0, mb - m0, 0.0)
+        mean = np.where(tot > 0, m0 + delta * nb / np.maximum(tot, 1), 0.0)
+        m2 = q0 + qb + delta * delta * n0 * nb / np.maximum(tot, 1)
+    return mean, np.maximum(m2, 0.0), tot

@@ -1,0 +1,252 @@
+"""The vectorized detectors against river's per-event loop.
+
+The reference is the detect step's per-event path (river models called with ``score_one`` then
+``learn_one``, with the same per-key LRU and TTL bookkeeping), reached through subclasses whose
+``vectorized()`` returns None; the single-model case is also checked against a bare river loop.
+Half-Space Trees must be bit-identical; the running-moment scorers equal river's within 1e-9
+relative (prefix sums instead of river's one-update-per-event recurrence: rounding only).
+"""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from river import anomaly, datasets, metrics, preprocessing
+
+from streamlab.detectors import (
+    Detect,
+    FixedThresholdFilter,
+    GaussianScorerDetector,
+    HalfSpaceTreesDetector,
+    QuantileThresholdFilter,
+    StandardAbsoluteDeviationDetector,
+)
+from streamlab.detectors._vectorized import ModelBank
+from streamlab.detectors.evaluation import DelayedLabelEvaluation, roc_auc, threshold_sweep
+
+
+class RiverHalfSpaceTrees(HalfSpaceTreesDetector):
+    """The same detector without its vectorized twin: river's per-event path."""
+
+    def vectorized(self, features: tuple[str, ...]) -> ModelBank | None:
+        return None
+
+
+class RiverGaussianScorer(GaussianScorerDetector):
+    def vectorized(self, features: tuple[str, ...]) -> ModelBank | None:
+        return None
+
+
+class RiverStandardAbsoluteDeviation(StandardAbsoluteDeviationDetector):
+    def vectorized(self, features: tuple[str, ...]) -> ModelBank | None:
+        return None
+
+
+T0 = pd.Timestamp("2024-01-01", tz="UTC")
+
+
+@st.composite
+def streams(draw: Any, max_events: int = 160) -> tuple[pd.DataFrame, int, int]:
+    """Events with 1-3 features (spikes and repeated values included), keys, minutes-apart times."""
+    n = draw(st.integers(1, max_events))
+    n_features = draw(st.integers(1, 3))
+    n_keys = draw(st.integers(1, 6))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    values = np.round(rng.gamma(2.0, 10.0, (n, n_features)), draw(st.sampled_from([0, 2, 6])))
+    values[rng.random((n, n_features)) < 0.05] *= 50  # outliers that move the scaler's extrema
+    gaps = rng.choice([0, 1, 5, 90], n, p=[0.3, 0.4, 0.2, 0.1])  # minutes; 90 exceeds a 1h TTL
+    frame = pd.DataFrame(values, columns=[f"f{j}" for j in range(n_features)])
+    frame["user_id"] = rng.integers(0, n_keys, n).astype(str)
+    frame["timestamp"] = T0 + pd.to_timedelta(np.cumsum(gaps), unit="min")
+    batch = draw(st.integers(1, n))
+    restore_at = draw(st.integers(0, n))
+    return frame, batch, restore_at
+
+
+def run_detect(step: Detect, frame: pd.DataFrame, batch: int, restore_at: int | None = None) -> pd.DataFrame:
+    """Run in micro-batches; optionally snapshot after ``restore_at`` rows and continue from a restored copy."""
+    op = step.build()
+    outs = []
+    cuts = sorted({*range(0, len(frame), batch), *([restore_at] if restore_at else []), len(frame)})
+    for a, b in itertools.pairwise(cuts):
+        if a == restore_at:
+            snap = pickle.dumps(op.snapshot())
+            op.process(frame.iloc[a:])  # work after the snapshot must not leak into it
+            op = step.build()
+            op.restore(pickle.loads(snap))
+        outs.append(op.process(frame.iloc[a:b])["out"])
+    return pd.concat(outs, ignore_index=True)
+
+
+hst_params = st.fixed_dictionaries(
+    {
+        "n_trees": st.integers(1, 4),
+        "height": st.integers(1, 5),
+        "window_size": st.integers(1, 30),
+        "seed": st.integers(0, 1000),
+    }
+)
+
+
+@settings(max_examples=40)
+@given(data=streams(), params=hst_params, keyed=st.booleans(), max_keys=st.integers(1, 6), ttl=st.booleans())
+def test_half_space_trees_bit_identical_to_river(
+    data: tuple[pd.DataFrame, int, int], params: dict[str, int], keyed: bool, max_keys: int, ttl: bool
+) -> None:
+    frame, batch, restore_at = data
+    features = [c for c in frame.columns if c.startswith("f")]
+    kw: dict[str, Any] = {"features": features}
+    if keyed:
+        kw |= {"key": "user_id", "max_keys": max_keys, "key_ttl": "1h" if ttl else None}
+    fast_step = Detect(HalfSpaceTreesDetector(**params), **kw)
+    fast = run_detect(fast_step, frame, batch, restore_at)
+    ref_op = Detect(RiverHalfSpaceTrees(**params), **kw).build()
+    ref = ref_op.process(frame)["out"]
+    assert fast["score"].tolist() == ref["score"].tolist()
+    if keyed:
+        whole = fast_step.build()
+        whole.process(frame)
+        assert whole.open_state() == ref_op.open_state()  # same keys kept, same evictions
+
+
+@settings(max_examples=25)
+@given(data=streams(), params=hst_params, keyed=st.booleans(), quantile=st.booleans())
+def test_half_space_trees_learn_unflagged_identical_to_river(
+    data: tuple[pd.DataFrame, int, int], params: dict[str, int], keyed: bool, quantile: bool
+) -> None:
+    frame, batch, restore_at = data
+    features = [c for c in frame.columns if c.startswith("f")]
+    threshold: Any = QuantileThresholdFilter(q=0.8, warmup=5) if quantile else FixedThresholdFilter(0.6)
+    kw: dict[str, Any] = {"features": features, "threshold": threshold, "learn": "unflagged"}
+    if keyed:
+        kw |= {"key": "user_id", "max_keys": 3}
+    fast = run_detect(Detect(HalfSpaceTreesDetector(**params), **kw), frame, batch, restore_at)
+    ref = Detect(RiverHalfSpaceTrees(**params), **kw).build().process(frame)["out"]
+    assert fast["score"].tolist() == ref["score"].tolist()
+    assert fast["is_anomaly"].tolist() == ref["is_anomaly"].tolist()
+
+
+def test_half_space_trees_equals_a_bare_river_loop_across_window_boundaries() -> None:
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(rng.gamma(2.0, 10.0, (300, 2)), columns=["a", "b"])
+    model = preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(
+        n_trees=10, height=8, window_size=64, seed=9
+    )
+    expected = []
+    for x in frame.to_dict("records"):
+        expected.append(float(model.score_one(x)))
+        model.learn_one(x)
+    step = Detect(HalfSpaceTreesDetector(n_trees=10, height=8, window_size=64, seed=9), features=["a", "b"])
+    for batch in (1, 63, 64, 65, 300):
+        assert run_detect(step, frame, batch)["score"].tolist() == expected
+
+
+moment_detectors = st.sampled_from(["gaussian", "sad"])
+
+
+def _moments(kind: str, grace: int, reference: bool) -> Any:
+    if kind == "gaussian":
+        return (RiverGaussianScorer if reference else GaussianScorerDetector)(
+            feature="f0", grace_period=grace
+        )
+    return (RiverStandardAbsoluteDeviation if reference else StandardAbsoluteDeviationDetector)(
+        feature="f0", grace_period=grace
+    )
+
+
+@settings(max_examples=40)
+@given(
+    data=streams(),
+    kind=moment_detectors,
+    grace=st.integers(0, 5),
+    keyed=st.booleans(),
+    max_keys=st.integers(1, 6),
+)
+def test_running_moment_scorers_equal_river_within_rounding(
+    data: tuple[pd.DataFrame, int, int], kind: str, grace: int, keyed: bool, max_keys: int
+) -> None:
+    frame, batch, restore_at = data
+    features = [c for c in frame.columns if c.startswith("f")]
+    kw: dict[str, Any] = {"features": features}
+    if keyed:
+        kw |= {"key": "user_id", "max_keys": max_keys, "key_ttl": "1h"}
+    fast = run_detect(Detect(_moments(kind, grace, False), **kw), frame, batch, restore_at)
+    ref = Detect(_moments(kind, grace, True), **kw).build().process(frame)["out"]
+    np.testing.assert_allclose(fast["score"], ref["score"], rtol=1e-9, atol=1e-12)
+    # exact where river's arithmetic is exact: the grace period and a zero spread
+    exact = ref["score"].isin([0.0, 1.0]) if kind == "gaussian" else ref["score"].eq(0.0)
+    assert fast["score"][exact].tolist() == ref["score"][exact].tolist()
+
+
+def test_gaussian_with_a_window_keeps_the_per_event_path() -> None:
+    assert GaussianScorerDetector(window_size=10).vectorized(("a",)) is None
+    assert GaussianScorerDetector().vectorized(("a",)) is not None
+
+
+def test_shuttle_scores_and_roc_auc_identical_to_river() -> None:
+    """river's bundled Shuttle data (49,097 labelled events, no download): MinMaxScaler | HST, seed 42."""
+    rows, labels = zip(*datasets.Shuttle())
+    frame = pd.DataFrame(list(rows), dtype="float64")
+    model = preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=42)
+    expected = []
+    for x in rows:
+        expected.append(float(model.score_one(x)))
+        model.learn_one(x)
+    out = run_detect(Detect(HalfSpaceTreesDetector(seed=42), features=list(frame.columns)), frame, 5_000)
+    assert out["score"].tolist() == expected
+    y = np.asarray(labels, dtype=bool)
+    auc = roc_auc(out["score"], y)
+    assert auc == roc_auc(np.asarray(expected), y)
+    assert auc > 0.95
+    # river's own (binned) ROC AUC, fed with each score sequence
+    river_auc = [metrics.ROCAUC(), metrics.ROCAUC()]
+    for yi, a, b in zip(labels, out["score"].tolist(), expected):
+        river_auc[0].update(yi, a)
+        river_auc[1].update(yi, b)
+    assert river_auc[0].get() == river_auc[1].get() == pytest.approx(0.958, abs=0.001)
+
+
+def test_evaluation_and_sweeps_take_vectorized_scores_unchanged() -> None:
+    rng = np.random.default_rng(5)
+    n = 600
+    frame = pd.DataFrame(
+        {
+            "event_id": np.arange(n),
+            "card_id": rng.integers(0, 20, n).astype(str),
+            "amount": rng.gamma(2.0, 10.0, n),
+            "timestamp": T0 + pd.to_timedelta(np.arange(n), unit="s"),
+        }
+    )
+    frame["is_fraud"] = rng.random(n) < 0.05
+    frame.loc[frame.is_fraud, "amount"] *= 20
+    kw: dict[str, Any] = {"features": ["amount"], "key": "card_id", "threshold": FixedThresholdFilter(0.9)}
+    fast = run_detect(
+        Detect(HalfSpaceTreesDetector(window_size=8, seed=1), **kw), frame.drop(columns="is_fraud"), 100
+    )
+    ref = (
+        Detect(RiverHalfSpaceTrees(window_size=8, seed=1), **kw)
+        .build()
+        .process(frame.drop(columns="is_fraud"))
+    )
+    ref_out = ref["out"]
+    y = frame["is_fraud"].to_numpy()
+    pd.testing.assert_frame_equal(
+        threshold_sweep(fast["score"], y, [0.5, 0.8, 0.9]),
+        threshold_sweep(ref_out["score"], y, [0.5, 0.8, 0.9]),
+    )
+    reports = []
+    for out in (fast, ref_out):
+        ev = DelayedLabelEvaluation(score="score", flag="is_anomaly", label="is_fraud", window="1m").build()
+        ev.add_predictions(out)
+        ev.process(frame[["event_id", "is_fraud", "timestamp"]], port=1)
+        reports.append(ev.report())
+    assert reports[0] == reports[1]
+    assert reports[0]["n"] == n
