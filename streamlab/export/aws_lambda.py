@@ -81,7 +81,9 @@ import json
 import logging
 import math
 import os
+import re
 from datetime import datetime, timedelta, timezone
+from itertools import accumulate
 from typing import Any
 
 log = logging.getLogger(__name__)
