@@ -1,15 +1,17 @@
 """Runtime of the parse step: raw JSON records in, typed columns out, bad records to dead letter.
 
 Fast path: pyarrow's multi-threaded JSON reader over a whole chunk with an explicit schema. Arrow is
-strict (a type mismatch fails the chunk), so a failing chunk is split in halves until the bad records are
-isolated; those are then checked one by one in Python, which also words the dead-letter reason. Both
-paths accept exactly the same records with the same values, so batch boundaries never change results.
+strict (a type mismatch fails the chunk), so a failing chunk is split until the bad records are isolated;
+those are then checked one by one by ``streamlab._record`` (the code exported parsers carry), which also
+words the dead-letter reason. Where arrow is more lenient than that checked path (NaN literals, no
+nesting or number-length limit, line breaks), vectorized scans send the records concerned to the checked
+path before arrow sees them. Both paths accept exactly the same records with the same values, so batch
+boundaries never change results.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from streamlab._operator import Operator, Outputs
+from streamlab._record import MAX_DEPTH, MAX_NUMBER_DIGITS, BadRecordError, read_record
 
 FIELD_TYPES = ("string", "category", "int64", "float64", "bool", "timestamp", "object", "json")
 _ARROW = {
@@ -37,7 +40,6 @@ _NEWLINE = pa.scalar(b"\n", pa.binary())
 _NOTHING = pa.scalar(b"", pa.binary())
 _SMALL_CHUNK = 48
 _SPLIT = 8
-_I64 = (-(2**63), 2**63 - 1)
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,72 @@ def _is_utf8(buf: bytes | pa.Buffer) -> bool:
 _S_MAX, _MS_MAX = 9_223_372_036, 9_223_372_036_854  # largest |epoch| in int64 nanoseconds
 
 
+def _odd_records(view: np.ndarray, lens: np.ndarray) -> np.ndarray | None:
+    """Which records of a line-joined buffer arrow's reader must not judge (a bool each), or None.
+
+    ``view`` holds the records of lengths ``lens``, each followed by one separator byte (the last one
+    may lack it). Arrow reads NaN/Inf/Infinity literals, has no nesting limit, reads numbers of any
+    length and cuts lines at raw line breaks, where the checked path rejects or reads otherwise: records
+    that might hold any of these go there. Every test is a vectorized scan, mostly over a few positions.
+    """
+    n = len(lens)
+    ends = np.cumsum(lens + 1) - 1  # each record's separator
+    starts = ends - lens
+    size = len(view)
+    where: list[np.ndarray] = []
+    # control bytes other than the separators: raw tabs, carriage returns, NULs, line breaks in a record
+    low = np.flatnonzero(view < 0x20)
+    if len(low) != int(np.count_nonzero(ends < size)):
+        rec = np.searchsorted(starts, low, side="right") - 1
+        where.append(rec[low != ends[rec]])
+    # NaN, Inf, Infinity where a value can start (arrow's reader takes them, JSON does not)
+    for first, second, third in ((0x4E, 0x61, 0x4E), (0x49, 0x6E, 0x66)):
+        pos = np.flatnonzero(view[1 : size - 2] == first) + 1
+        pos = pos[(view[pos + 1] == second) & (view[pos + 2] == third)]
+        before = view[pos - 1]
+        pos = pos[
+            (before == 0x3A) | (before == 0x2C) | (before == 0x5B) | (before == 0x20) | (before == 0x2D)
+        ]
+        if len(pos):
+            where.append(np.searchsorted(starts, pos, side="right") - 1)
+    longest = int(lens.max()) if n else 0
+    if longest > 2 * MAX_DEPTH:  # only then can a valid record be nested deeper than MAX_DEPTH
+        brackets = np.flatnonzero((view | 0x20) == 0x7B)  # "[" and "{"
+        counts = np.bincount(np.searchsorted(starts, brackets, side="right") - 1, minlength=n)
+        where.append(np.flatnonzero(counts > MAX_DEPTH))
+    if longest > MAX_NUMBER_DIGITS:
+        # a run of more than MAX_NUMBER_DIGITS digits covers two neighbouring samples taken every half
+        # that length, and all bytes between them: check those few windows
+        step = MAX_NUMBER_DIGITS // 2
+        digit = (view[::step] - 0x30) < 10
+        pairs = np.flatnonzero(digit[:-1] & digit[1:]) * step
+        if len(pairs):
+            window = view[pairs[:, None] + np.arange(step + 1)]
+            full = pairs[((window - 0x30) < 10).all(axis=1)]
+            where.append(np.searchsorted(starts, full, side="right") - 1)
+    if not where or not any(len(w) for w in where):
+        return None
+    odd = np.zeros(n, dtype=bool)
+    odd[np.concatenate(where)] = True
+    return odd
+
+
+def _odd_rows(table: pa.Table, fields: list[FieldSpec]) -> np.ndarray | None:
+    """Rows whose float64 values arrow read as infinite, NaN or -0.0, which the checked path judges or
+    reads otherwise (an integer literal such as ``-0`` is +0.0 there); None when there are none."""
+    odd: np.ndarray | None = None
+    for f in fields:
+        if f.type != "float64":
+            continue
+        values = table.column(f.name).combine_chunks().fill_null(1.0).to_numpy()
+        bad = ~np.isfinite(values) | ((values == 0) & np.signbit(values))
+        if bad.any():
+            odd = bad if odd is None else odd | bad
+    return odd
+
+
 def _epoch_to_timestamps(col: pa.Array) -> pa.Array | None:
-    """Epoch seconds, or milliseconds above 1e11, as UTC timestamps, exactly as ``_ts_value`` computes
+    """Epoch seconds, or milliseconds above 1e11, as UTC timestamps, exactly as ``_record.to_ns`` computes
     them (integer arithmetic for integers, IEEE products rounded half to even for floats); None if a
     value would be out of range or is not finite, so the checked path words the reason."""
     valid = col.is_valid().to_numpy(zero_copy_only=False)
@@ -136,28 +202,6 @@ def _epoch_to_timestamps(col: pa.Array) -> pa.Array | None:
     return pa.array(ns, type=pa.timestamp("ns", tz="UTC"), mask=~valid)
 
 
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _ts_value(v: Any) -> int | None:
-    if isinstance(v, bool) or v is None:
-        raise TypeError
-    if isinstance(v, str):
-        ts = pd.Timestamp(v)
-        if ts is pd.NaT:  # "" or "NaT": no time, as a missing field (a required one goes to dead letter)
-            return None
-        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-        return int(ts.value)
-    if isinstance(v, (int, float)) and math.isfinite(v):
-        # epoch seconds, or milliseconds for values that only make sense as such (as to_utc_ns reads them)
-        ns = round(v * (1_000_000 if abs(v) > 1e11 else 1_000_000_000))
-        if not _I64[0] < ns <= _I64[1]:
-            raise ValueError("out of range")
-        return ns
-    raise TypeError
-
-
 class ParseOperator(Operator):
     """Parse JSON records of ``value_column`` into typed columns (see ``Stream.parse``)."""
 
@@ -176,6 +220,7 @@ class ParseOperator(Operator):
         self.value_column = value_column
         self.required = required
         self.max_record_bytes = max_record_bytes
+        self.record_fields = tuple((f.name, f.type, f.path) for f in fields)
         self.python_only = any(f.type in ("json", "object") for f in fields)
         self.nested_schema = _nested_schema([f for f in fields if f.type not in ("json", "object")])
         self.flat_schema = _flat_schema(fields)
@@ -203,12 +248,6 @@ class ParseOperator(Operator):
         )
 
     # -- arrow path -------------------------------------------------------------------------------
-    def _arrow(self, recs: list[bytes]) -> pa.Table | None:
-        buf = b"\n".join(recs)
-        if not _is_utf8(buf):  # arrow does not check; the Python path rejects invalid bytes anywhere
-            return None
-        return self._read(buf, len(recs), max(map(len, recs)))
-
     def _read(self, buf: bytes | pa.Buffer, n_records: int, longest: int) -> pa.Table | None:
         """Arrow's reader over ``n_records`` newline-joined, UTF-8-checked records; None if any fails.
 
@@ -253,73 +292,13 @@ class ParseOperator(Operator):
         return pa.table(cols, schema=self.table_schema)
 
     # -- python path (isolates and explains bad records) ---------------------------------------------
-    def _python_one(self, rec: bytes) -> dict[str, Any]:
-        if not rec.strip():
-            raise ValueError("empty record")
-        try:
-            text = rec.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ValueError(f"invalid UTF-8: {e}") from None
-        try:
-            obj = json.loads(text, parse_constant=_reject_constant)
-        except (json.JSONDecodeError, ValueError) as e:
-            raise ValueError(f"invalid JSON: {e}") from None
-        if not isinstance(obj, dict):
-            raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
-        row: dict[str, Any] = {}
-        for f in self.fields:
-            node: Any = obj
-            for part in f.path:
-                if node is None:
-                    break
-                if not isinstance(node, dict):
-                    raise ValueError(
-                        f"field {f.name!r}: expected an object at {part!r} of path {'.'.join(f.path)}, "
-                        f"got {type(node).__name__}"
-                    )
-                node = node.get(part)
-            row[f.name] = self._check(f, node)
-        return row
-
-    @staticmethod
-    def _check(f: FieldSpec, v: Any) -> Any:
-        if v is None or f.type == "json":
-            return v
-        if f.type == "object":
-            if not isinstance(v, dict):
-                raise ValueError(
-                    f"field {f.name!r}: expected a JSON object, got {type(v).__name__} {str(v)[:40]!r}"
-                )
-            return v
-        ok = False
-        if f.type in ("string", "category"):
-            ok = isinstance(v, str)
-        elif f.type == "int64":
-            ok = isinstance(v, int) and not isinstance(v, bool) and _I64[0] <= v <= _I64[1]
-        elif f.type == "float64":
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
-            v = float(v) if ok else v
-        elif f.type == "bool":
-            ok = isinstance(v, bool)
-        elif f.type == "timestamp":
-            try:
-                return _ts_value(v)
-            except (TypeError, ValueError, OverflowError):
-                raise ValueError(
-                    f"field {f.name!r}: expected an ISO-8601 timestamp such as '2024-01-01T00:00:00Z', "
-                    f"got {type(v).__name__} {str(v)[:40]!r}"
-                ) from None
-        if not ok:
-            raise ValueError(f"field {f.name!r}: expected {f.type}, got {type(v).__name__} {str(v)[:40]!r}")
-        return v
-
     def _python_rows(self, recs: list[bytes], idx: Any, good: list[Any], bad: list[Any]) -> None:
         rows, where = [], []
         for i, rec in zip(idx, recs):
             try:
-                rows.append(self._python_one(rec))
+                rows.append(read_record(rec, self.record_fields, self.required, self.max_record_bytes))
                 where.append(i)
-            except ValueError as e:
+            except BadRecordError as e:
                 bad.append((i, str(e)))
         if rows:
             cols = {}
@@ -350,11 +329,36 @@ class ParseOperator(Operator):
         if len(recs) <= _SMALL_CHUNK:
             self._python_rows(recs, idx, good, bad)
             return
-        table = self._arrow(recs)
+        idx = np.asarray(idx)
+        buf = b"\n".join(recs)
+        odd = _odd_records(
+            np.frombuffer(buf, dtype=np.uint8), np.fromiter(map(len, recs), np.int64, len(recs))
+        )
+        if odd is not None:
+            self._python_rows([recs[i] for i in np.flatnonzero(odd)], idx[odd], good, bad)
+            self._chunk([recs[i] for i in np.flatnonzero(~odd)], idx[~odd], good, bad)
+            return
+        table = self._read(buf, len(recs), max(map(len, recs))) if _is_utf8(buf) else None
         if table is not None:
-            good.append((np.asarray(idx), table, {}))
+            self._accept(table, idx, lambda where: [recs[i] for i in where], good, bad)
             return
         self._split(recs, idx, good, bad)
+
+    def _accept(
+        self,
+        table: pa.Table,
+        idx: np.ndarray,
+        records: Callable[[np.ndarray], list[bytes]],
+        good: list[Any],
+        bad: list[Any],
+    ) -> None:
+        """Keep arrow's rows, but let the checked path judge those with values it reads otherwise."""
+        odd = _odd_rows(table, self.fields)
+        if odd is None:
+            good.append((idx, table, {}))
+            return
+        good.append((idx[~odd], table.filter(pa.array(~odd)), {}))
+        self._python_rows(records(np.flatnonzero(odd)), idx[odd], good, bad)
 
     def _split(self, recs: list[bytes], idx: Any, good: list[Any], bad: list[Any]) -> None:
         # isolate the bad records: an 8-way split needs few arrow calls (each has a fixed cost)
@@ -413,7 +417,7 @@ class ParseOperator(Operator):
             if read is not None:
                 result = read.result()
             if isinstance(result, pa.Table):
-                good.append((idx, result, {}))
+                self._accept(result, idx, lambda where: records(idx[where]), good, bad)
             elif isinstance(result, np.ndarray):
                 # a few records the line reader cannot take: judge them one by one, the rest in arrow
                 recs = records(idx)
@@ -441,11 +445,13 @@ class ParseOperator(Operator):
         buf = lines.buffers()[2].slice(0, int(lens.sum()) + len(lens))
         view = np.frombuffer(buf, dtype=np.uint8)
         ends = np.cumsum(lens + 1) - 2  # each record's last byte
-        # records that start with "{" and end with "}" (and no carriage return anywhere): the line
-        # structure cannot be mistaken; every line a record gives is non-blank, so a record holding a
-        # line break either fails to parse (a fragment such as '{"a":') or adds rows (the count check)
+        # records that start with "{" and end with "}" and hold no control byte (a line break, a carriage
+        # return) nor anything else arrow reads otherwise than the checked path (``_odd_records``)
         shaped = (view[ends - lens + 1] == ord("{")) & (view[ends] == ord("}"))
-        if not shaped.all() or bool((view == ord("\r")).any()):
+        odd = _odd_records(view, lens)
+        if odd is not None:
+            shaped &= ~odd
+        if not shaped.all():
             return shaped  # type: ignore[no-any-return]
         if len(lens) <= _SMALL_CHUNK or not _is_utf8(buf):
             return None
@@ -487,11 +493,14 @@ class ParseOperator(Operator):
                     (i, "empty record" if missing else f"expected bytes or str, got {type(r).__name__}")
                 )
                 continue
-            if not r.strip():
-                bad.append((i, "empty record"))
-            elif len(r) > self.max_record_bytes:
-                bad.append((i, self._size_reason(len(r))))
-            elif self.python_only or b"\n" in r or b"\r" in r or r[:1] != b"{" or r[-1:] != b"}":
+            if (
+                self.python_only
+                or len(r) > self.max_record_bytes
+                or r[:1] != b"{"
+                or r[-1:] != b"}"
+                or b"\n" in r
+                or b"\r" in r
+            ):  # the checked path judges it (and words the reason for an empty or too large one)
                 slow_idx.append(i)
                 slow_recs.append(r)
             else:
@@ -541,8 +550,8 @@ class ParseOperator(Operator):
                     cats = frame[f.name].cat.categories
                     if not cats.is_monotonic_increasing:
                         frame[f.name] = frame[f.name].cat.reorder_categories(cats.sort_values())
-                elif f.name in objects:
-                    frame[f.name] = objects[f.name]
+                elif f.name in objects:  # as objects: [None, 3] would become floats [NaN, 3.0]
+                    frame[f.name] = pd.Series(objects[f.name], dtype=object, index=frame.index)
         else:
             where = np.zeros(0, dtype=np.int64)
             frame = self.flat_schema.empty_table().to_pandas()
@@ -555,7 +564,8 @@ class ParseOperator(Operator):
             bidx = np.array([b[0] for b in bad])
             dl = pd.DataFrame(
                 {
-                    "raw": raw.iloc[bidx].tolist(),
+                    # object dtype: raw text may hold what a string column cannot (a lone surrogate)
+                    "raw": pd.Series(raw.iloc[bidx].tolist(), dtype=object),
                     "reason": [b[1] for b in bad],
                     "step_id": self.step_id,
                 }

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamlab import _record
 from streamlab.aggregators import (
     Aggregator,
     CountAggregator,
@@ -62,14 +63,6 @@ _BASES = {
     "QuantileCombine": ["CountCombine"],
 }
 _SNIPPET_ORDER = [
-    "EPOCH",
-    "INT64_RANGE",
-    "BadRecordError",
-    "_reject_constant",
-    "to_ns",
-    "from_ns",
-    "check_value",
-    "parse_record",
     "is_null",
     "window_starts",
     "CountCombine",
@@ -86,27 +79,30 @@ _SNIPPET_ORDER = [
     "group_key",
     "eval_expr",
 ]
+RECORD_IMPORTS = ("json", "math", "re", "datetime", "itertools", "typing")
+"""Modules ``streamlab._record`` imports: every generated module's header imports them."""
+
+
+def record_source() -> str:
+    """The code of ``streamlab._record`` after its imports, as generated modules carry it: the per-record
+    parse that streamlab's checked path runs, copied, not rewritten."""
+    text = Path(inspect.getsourcefile(_record) or "").read_text()
+    tree = ast.parse(text)
+    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    modules = {a.name for n in imports if isinstance(n, ast.Import) for a in n.names}
+    modules |= {n.module or "" for n in imports if isinstance(n, ast.ImportFrom) and n.module != "__future__"}
+    if not modules <= set(RECORD_IMPORTS):  # a new import must reach the generated headers too
+        raise RuntimeError(f"streamlab._record imports {sorted(modules)}; update RECORD_IMPORTS and headers")
+    lines = text.splitlines()
+    return "\n".join(lines[imports[-1].end_lineno or 0 :]).strip() + "\n"
 
 
 def snippet_source(names: set[str]) -> str:
-    """Source of the named helpers of ``_snippets`` (plus what they build on), in a stable order."""
+    """Source of the record parser (``streamlab._record``) and of the named helpers of ``_snippets``
+    (plus what they build on), in a stable order."""
     wanted = set(names)
     for n in list(wanted):
         wanted.update(_BASES.get(n, []))
-    if wanted & {"parse_record", "check_value"}:
-        wanted.update(
-            {
-                "BadRecordError",
-                "_reject_constant",
-                "to_ns",
-                "from_ns",
-                "check_value",
-                "EPOCH",
-                "INT64_RANGE",
-            }
-        )
-    if wanted & {"to_ns", "from_ns"}:
-        wanted.add("EPOCH")
     if "group_key" in wanted:
         wanted.add("json_default")
     if any(n.endswith("Combine") for n in wanted):
@@ -122,10 +118,8 @@ def snippet_source(names: set[str]) -> str:
             name = node.targets[0].id
         if name is not None:
             parts[name] = ast.get_source_segment(text, node) or ""
-    chunks = [parts[n] for n in _SNIPPET_ORDER if n in wanted]
-    consts = [c for c in chunks if not c.startswith(("def ", "class "))]
-    code = [c for c in chunks if c.startswith(("def ", "class "))]
-    return "\n".join(consts) + "\n\n\n" + "\n\n\n".join(code)
+    code = [parts[n] for n in _SNIPPET_ORDER if n in wanted]
+    return record_source() + "\n\n" + "\n\n\n".join(code)
 
 
 def ident(name: str) -> str:

@@ -1,131 +1,18 @@
 """Code that exporters copy verbatim into generated modules.
 
 Everything here is plain Python with no streamlab (and no Beam or boto3) import, so a generated module
-deploys alone. The functions mirror the runtime's semantics row by row: the parse step's checks and
-dead-letter reasons (``streamlab._parse``), the aggregators' null handling (``streamlab.aggregators``)
-and the tumbling/sliding window assignment (``streamlab.windows``). Tests run them against the runtime.
+deploys alone. The parse step's per-record rules are not here: generated modules carry
+``streamlab._record`` itself, the code of streamlab's own checked parse path. These functions mirror the
+runtime's semantics row by row: the aggregators' null handling (``streamlab.aggregators``) and the
+tumbling/sliding window assignment (``streamlab.windows``). Tests run them against the runtime.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
-
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-INT64_RANGE = (-(2**63), 2**63 - 1)
-
-
-class BadRecordError(ValueError):
-    """A record that cannot be used; the message is the dead-letter reason."""
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def to_ns(value: Any) -> int:
-    """Epoch nanoseconds of an ISO-8601 string, epoch seconds/milliseconds, or an aware datetime."""
-    if isinstance(value, datetime):
-        delta = value - EPOCH
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
-    if isinstance(value, bool) or value is None:
-        raise TypeError("not a time")
-    if isinstance(value, str):
-        parsed = datetime.fromisoformat(value.strip().replace("z", "Z").replace("Z", "+00:00"))
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return to_ns(parsed.astimezone(timezone.utc))
-    if isinstance(value, (int, float)) and math.isfinite(value):
-        # epoch seconds, or milliseconds for values that only make sense as such
-        return round(value * (1_000_000 if abs(value) > 1e11 else 1_000_000_000))
-    raise TypeError("not a time")
-
-
-def from_ns(ns: int) -> datetime:
-    """Aware UTC datetime (microsecond precision) of epoch nanoseconds."""
-    return EPOCH + timedelta(microseconds=ns // 1_000)
-
-
-def check_value(name: str, kind: str, value: Any) -> Any:
-    """The typed value of one field, or BadRecordError with the same reason streamlab gives."""
-    if value is None or kind == "json":
-        return value
-    ok = False
-    if kind in ("string", "category"):
-        ok = isinstance(value, str)
-    elif kind == "int64":
-        ok = (
-            isinstance(value, int)
-            and not isinstance(value, bool)
-            and INT64_RANGE[0] <= value <= INT64_RANGE[1]
-        )
-    elif kind == "float64":
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
-        value = float(value) if ok else value
-    elif kind == "bool":
-        ok = isinstance(value, bool)
-    elif kind == "timestamp":
-        if isinstance(value, str) and value.strip().lower() in ("", "nat"):
-            return None  # pandas reads these as a missing time, so streamlab does too
-        try:
-            ns = to_ns(value)
-            if not INT64_RANGE[0] < ns <= INT64_RANGE[1]:  # 64-bit nanoseconds: years 1677-2262
-                raise ValueError("out of range")
-            return from_ns(ns)
-        except (TypeError, ValueError, OverflowError):
-            raise BadRecordError(
-                f"field {name!r}: expected an ISO-8601 timestamp such as '2024-01-01T00:00:00Z', "
-                f"got {type(value).__name__} {str(value)[:40]!r}"
-            ) from None
-    if not ok:
-        raise BadRecordError(
-            f"field {name!r}: expected {kind}, got {type(value).__name__} {str(value)[:40]!r}"
-        )
-    return value
-
-
-def parse_record(
-    raw: bytes,
-    fields: tuple[tuple[str, str, tuple[str, ...]], ...],
-    required: tuple[str, ...],
-    max_record_bytes: int,
-) -> dict[str, Any]:
-    """One raw JSON record as a typed row; raises BadRecordError with the reason."""
-    if isinstance(raw, str):
-        raw = raw.encode("utf-8", "surrogatepass")
-    if len(raw) == 0:
-        raise BadRecordError("empty record")
-    if len(raw) > max_record_bytes:
-        raise BadRecordError(f"record is {len(raw):,} bytes; max_record_bytes is {max_record_bytes:,}")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise BadRecordError(f"invalid UTF-8: {e}") from None
-    try:
-        obj = json.loads(text, parse_constant=_reject_constant)
-    except ValueError as e:
-        raise BadRecordError(f"invalid JSON: {e}") from None
-    if not isinstance(obj, dict):
-        raise BadRecordError(f"expected a JSON object, got {type(obj).__name__}")
-    row: dict[str, Any] = {}
-    for name, kind, path in fields:
-        node: Any = obj
-        for part in path:
-            if node is None:
-                break
-            if not isinstance(node, dict):
-                raise BadRecordError(
-                    f"field {name!r}: expected an object at {part!r} of path {'.'.join(path)}, "
-                    f"got {type(node).__name__}"
-                )
-            node = node.get(part)
-        row[name] = check_value(name, kind, node)
-    for name in required:
-        if row[name] is None:
-            raise BadRecordError(f"missing required field {name!r}")
-    return row
 
 
 def is_null(value: Any) -> bool:

@@ -94,8 +94,10 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from datetime import datetime, timedelta, timezone
+from itertools import accumulate
 from typing import Any
 
 log = logging.getLogger(__name__)

@@ -52,6 +52,7 @@ _BQ_TYPES = {
     "float64": "FLOAT64",
     "bool": "BOOL",
     "timestamp": "TIMESTAMP",
+    "object": "JSON",
     "json": "JSON",
     "bytes": "BYTES",
 }
@@ -146,12 +147,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from datetime import datetime, timedelta, timezone
+from itertools import accumulate
 from typing import Any
 
 import apache_beam as beam
 from apache_beam import pvalue
-from apache_beam.coders import BooleanCoder, PickleCoder
+from apache_beam.coders import BooleanCoder, BytesCoder, PickleCoder
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.transforms import trigger, userstate
 from apache_beam.transforms import window as beam_window
@@ -441,11 +444,8 @@ def run(argv=None):
                 subscription=known.subscription, timestamp_attribute=known.timestamp_attribute
             )
         else:
-            raw = (
-                pipeline
-                | "source" >> beam.io.ReadFromText(known.input)
-                | "source: bytes" >> beam.Map(lambda line: line.encode("utf-8"))
-            )
+            # lines as bytes: a line that is not UTF-8 is a dead letter of the parse step, not a crash
+            raw = pipeline | "source" >> beam.io.ReadFromText(known.input, coder=BytesCoder())
         streams = build(raw)
         for ref, name in OUTPUTS.items():
             pcoll = streams[ref]

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from streamlab import Pipeline, ReplaySource, TumblingWindow, agg
 from streamlab._parse import FieldSpec, ParseOperator
+from streamlab._record import BadRecordError, parse_record
 from streamlab.export import export_main, to_beam, to_lambda
-from streamlab.export._snippets import BadRecordError, parse_record
 from streamlab.export.verify import load_module
 from streamlab.testing import ListSource
 

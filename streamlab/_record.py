@@ -1,0 +1,245 @@
+"""One raw record through the parse step's rules: the checked path of streamlab's parse and every
+exported parser (Beam, Lambda) run this code, so their rows and dead-letter reasons cannot drift.
+
+Standard library only, and no streamlab import: exporters copy everything below the imports into the
+generated module verbatim. The limits (record size, nesting depth, digits of a number) make bad input
+a dead letter with its reason instead of an exception; timestamps are ISO-8601 text or epoch numbers,
+never words such as "now" that would give a replay other values.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import datetime, timedelta, timezone
+from itertools import accumulate
+from typing import Any
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+INT64_RANGE = (-(2**63), 2**63 - 1)
+MAX_DEPTH = 512  # JSON nesting: deeper input would exhaust the parser's stack
+MAX_NUMBER_DIGITS = 500  # digits in a row in a number: below any limit Python's int parsing may have
+_EPOCH_DAYS = 719_163  # date(1970, 1, 1).toordinal()
+_ISO = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
+    r"(?:[Tt ]([0-9]{2})(?::([0-9]{2})(?::([0-9]{2})(?:[.,]([0-9]+))?)?)?)?"
+    r"(?:([Zz])|([+-])([0-9]{2})(?::?([0-9]{2}))?)?"
+)
+_RELATIVE = ("now", "today", "yesterday", "tomorrow")
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_LONG_NUMBER = re.compile(rf"(?<![0-9])[0-9]{{{MAX_NUMBER_DIGITS + 1}}}")
+_BRACKETS = bytes(range(256)).translate(None, b"[]{}")  # every byte but brackets, to delete
+_DEPTH_STEP = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
+
+
+class BadRecordError(ValueError):
+    """A record that cannot be used; the message is the dead-letter reason."""
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _check_limits(text: str) -> None:
+    """Dead letter for a record nested deeper than MAX_DEPTH or with a number longer than the limit.
+
+    Cheap for ordinary records: the exact scans run only when a count says the limit may be passed.
+    """
+    if len(text) > MAX_DEPTH and text.count("[") + text.count("{") > MAX_DEPTH:
+        brackets = _STRING.sub("", text).encode("utf-8", "surrogatepass").translate(None, _BRACKETS)
+        # depth after each bracket: the running sum of (2 or 0), minus the number of brackets so far
+        depths = map(int.__sub__, accumulate(brackets.translate(_DEPTH_STEP)), range(1, len(brackets) + 1))
+        if max(depths, default=0) > MAX_DEPTH:
+            raise BadRecordError(f"JSON nested deeper than {MAX_DEPTH} levels")
+    if (
+        len(text) > MAX_NUMBER_DIGITS
+        and _LONG_NUMBER.search(text)
+        and _LONG_NUMBER.search(_STRING.sub("", text))
+    ):
+        raise BadRecordError(f"a number has more than {MAX_NUMBER_DIGITS} digits")
+
+
+def iso_to_ns(text: str) -> int | None:
+    """Epoch nanoseconds of ISO-8601 text (no offset: UTC); None for "" and "NaT" (no time).
+
+    Raises ValueError for anything else, relative words such as "now" included.
+
+    Examples
+    --------
+    >>> iso_to_ns("1970-01-01T01:00:00.5+01:00")
+    500000000
+    >>> iso_to_ns("now")
+    Traceback (most recent call last):
+    ...
+    ValueError: not ISO-8601
+    """
+    text = text.strip()
+    if not text or text.lower() == "nat":
+        return None
+    m = _ISO.fullmatch(text)
+    if m is None:
+        raise ValueError("not ISO-8601")
+    year, month, day, hour, minute, second, fraction, _, sign, off_h, off_m = m.groups()
+    days = datetime(int(year), int(month), int(day)).toordinal() - _EPOCH_DAYS  # checks the date
+    h, mi, s = int(hour or 0), int(minute or 0), int(second or 0)
+    if h > 23 or mi > 59 or s > 59:
+        raise ValueError("not a time of day")
+    seconds = days * 86_400 + h * 3_600 + mi * 60 + s
+    if sign:
+        oh, om = int(off_h), int(off_m or 0)
+        if oh > 23 or om > 59:
+            raise ValueError("not an offset")
+        seconds -= (oh * 3_600 + om * 60) * (1 if sign == "+" else -1)
+    return seconds * 1_000_000_000 + (int(fraction[:9].ljust(9, "0")) if fraction else 0)
+
+
+def to_ns(value: Any) -> int:
+    """Epoch nanoseconds of an ISO-8601 string, epoch seconds/milliseconds, or an aware datetime."""
+    if isinstance(value, datetime):
+        delta = value - EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    if isinstance(value, bool) or value is None:
+        raise TypeError("not a time")
+    if isinstance(value, str):
+        ns = iso_to_ns(value)
+        if ns is None:
+            raise ValueError("no time")
+        return ns
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+        # epoch seconds, or milliseconds for values that only make sense as such
+        return round(value * (1_000_000 if abs(value) > 1e11 else 1_000_000_000))
+    raise TypeError("not a time")
+
+
+def from_ns(ns: int) -> datetime:
+    """Aware UTC datetime (microsecond precision) of epoch nanoseconds."""
+    return EPOCH + timedelta(microseconds=ns // 1_000)
+
+
+def _bad_value(name: str, kind: str, value: Any, note: str = "") -> BadRecordError:
+    shown = str(value)[:40] if not isinstance(value, int) or abs(value) < 10**40 else f"{str(value)[:37]}..."
+    return BadRecordError(f"field {name!r}: expected {kind}, got {type(value).__name__} {shown!r}{note}")
+
+
+def check_value(name: str, kind: str, value: Any) -> Any:
+    """The typed value of one field (timestamps as epoch nanoseconds), or BadRecordError with the reason."""
+    if value is None or kind == "json":
+        return value
+    if kind in ("string", "category"):
+        if isinstance(value, str):
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise _bad_value(name, kind, value, " (a lone surrogate is not text)") from None
+            return value
+    elif kind == "float64":
+        if isinstance(value, float):
+            if math.isfinite(value):
+                return value
+        elif isinstance(value, int) and not isinstance(value, bool):
+            try:
+                return float(value)
+            except OverflowError:  # its nearest double would be infinite
+                raise _bad_value(name, kind, value, " (out of range)") from None
+    elif kind == "int64":
+        if isinstance(value, int) and not isinstance(value, bool):
+            if INT64_RANGE[0] <= value <= INT64_RANGE[1]:
+                return value
+            raise _bad_value(name, kind, value, " (out of range)")
+    elif kind == "bool":
+        if isinstance(value, bool):
+            return value
+    elif kind == "object":
+        if isinstance(value, dict):
+            return value
+        raise _bad_value(name, "a JSON object", value)
+    elif kind == "timestamp":
+        if isinstance(value, str) and value.strip().lower() in ("", "nat"):
+            return None  # no time, as a missing field (a required one goes to dead letter)
+        try:
+            ns = to_ns(value)
+            if not INT64_RANGE[0] < ns <= INT64_RANGE[1]:  # 64-bit nanoseconds: years 1677-2262
+                raise ValueError("out of range")
+            return ns
+        except (TypeError, ValueError, OverflowError):
+            relative = isinstance(value, str) and value.strip().lower() in _RELATIVE
+            raise BadRecordError(
+                f"field {name!r}: expected an ISO-8601 timestamp such as '2024-01-01T00:00:00Z', "
+                f"got {type(value).__name__} {str(value)[:40]!r}"
+                + (" (a relative time is not an event time)" if relative else "")
+            ) from None
+    raise _bad_value(name, kind, value)
+
+
+def read_record(
+    raw: bytes | str,
+    fields: tuple[tuple[str, str, tuple[str, ...]], ...],
+    required: tuple[str, ...],
+    max_record_bytes: int,
+) -> dict[str, Any]:
+    """One raw JSON record as a row of typed values (timestamps as epoch nanoseconds).
+
+    ``fields`` holds (name, type, path) per output column; raises BadRecordError with the reason.
+
+    Examples
+    --------
+    >>> fields = (("t", "timestamp", ("t",)), ("amount", "float64", ("properties", "amount")))
+    >>> read_record(b'{"t": 1, "properties": {"amount": 3}}', fields, ("t",), 1000)
+    {'t': 1000000000, 'amount': 3.0}
+    >>> read_record(b'{"t": "now"}', fields, ("t",), 1000)
+    Traceback (most recent call last):
+    ...
+    streamlab._record.BadRecordError: field 't': expected an ISO-8601 timestamp such as '2024-01-01T00:00:00Z', got str 'now' (a relative time is not an event time)
+    """
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    if len(raw) > max_record_bytes:
+        raise BadRecordError(f"record is {len(raw):,} bytes; max_record_bytes is {max_record_bytes:,}")
+    if not raw.strip():
+        raise BadRecordError("empty record")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadRecordError(f"invalid UTF-8: {e}") from None
+    _check_limits(text)
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:  # not reached below MAX_DEPTH; a safety net for very deep call stacks
+        raise BadRecordError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as e:
+        raise BadRecordError(f"invalid JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise BadRecordError(f"expected a JSON object, got {type(obj).__name__}")
+    row: dict[str, Any] = {}
+    for name, kind, path in fields:
+        node: Any = obj
+        for part in path:
+            if node is None:
+                break
+            if not isinstance(node, dict):
+                raise BadRecordError(
+                    f"field {name!r}: expected an object at {part!r} of path {'.'.join(path)}, "
+                    f"got {type(node).__name__}"
+                )
+            node = node.get(part)
+        row[name] = check_value(name, kind, node)
+    for name in required:
+        if row[name] is None:
+            raise BadRecordError(f"missing required field {name!r}")
+    return row
+
+
+def parse_record(
+    raw: bytes | str,
+    fields: tuple[tuple[str, str, tuple[str, ...]], ...],
+    required: tuple[str, ...],
+    max_record_bytes: int,
+) -> dict[str, Any]:
+    """``read_record`` with timestamps as aware UTC datetimes, as exported jobs carry them."""
+    row = read_record(raw, fields, required, max_record_bytes)
+    for name, kind, _ in fields:
+        if kind == "timestamp" and row[name] is not None:
+            row[name] = from_ns(row[name])
+    return row
