@@ -435,13 +435,7 @@ class KafkaAdmin:
             _import_confluent()
             from confluent_kafka.admin import AdminClient
 
-            self._client = AdminClient(
-                {
-                    "bootstrap.servers": self.bootstrap_servers,
-                    **_client_hooks(repr(self)),
-                    **self.config,
-                }
-            )
+            self._client = AdminClient({"bootstrap.servers": self.bootstrap_servers, **self.config})
         return self._client
 
     def create_topic(
@@ -786,8 +780,6 @@ class KafkaSource(Source):
             "auto.offset.reset": "latest" if start == "latest" else "earliest",
             # a bounded read learns that a partition has nothing more from the end-of-partition event
             **({"enable.partition.eof": True} if self.stop_at_end else {}),
-            # the reader learns from the statistics when a broker last answered (see broker_timeout)
-            **({"statistics.interval.ms": 1000} if self._watches_contact() else {}),
             **self.config,
         }
 
@@ -891,6 +883,9 @@ class KafkaSourceReader(SourceReader):
         self._buffered: list[Any] = []  # records consumed while waiting for a commit's answer
         self._commits_sent = self._commits_done = 0
         self._commit_answer: tuple[Any, Any] = (None, None)
+        if source._watches_contact():
+            # the reader learns from the statistics when a broker last answered (see broker_timeout)
+            conf.setdefault("statistics.interval.ms", 1000)
         user_stats = conf.pop("stats_cb", None)
         self._user_stats = user_stats if callable(user_stats) else None
         conf.update(
@@ -1025,7 +1020,7 @@ class KafkaSourceReader(SourceReader):
             self._assigned.discard(key)
             nxt = self._positions.pop(key, None)
             first = self._base.pop(key, None)
-            if nxt is not None:
+            if nxt is not None and not self._closed:  # closing: the reader keeps no position
                 self._just_revoked[key] = (first if first is not None else nxt, nxt)
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
@@ -1200,9 +1195,12 @@ class KafkaSourceReader(SourceReader):
         """Next offset per ``(topic, partition)`` for every record returned by ``poll`` so far.
 
         Resume positions of partitions not assigned yet are kept, so a checkpoint taken before the
-        group join loses nothing.
+        group join loses nothing; so are the positions of partitions revoked and not handed out again
+        yet (a session lost while the broker was unreachable): the state that counted their records is
+        in the same checkpoint, and a restart from it must not read them again.
         """
-        return {**self._resume, **self._positions}
+        revoked = {key: nxt for key, (_first, nxt) in self._just_revoked.items()}
+        return {**self._resume, **revoked, **self._positions}
 
     def commit(self, position: Any) -> None:
         """Commit exactly ``position`` (a ``snapshot()``) for partitions still assigned; wait for the answer.
@@ -1217,7 +1215,12 @@ class KafkaSourceReader(SourceReader):
         owned = {k: int(v) for k, v in position.items() if k in self._assigned}
         skipped = set(position) - set(owned)
         if skipped:
-            log.info("%r: not committing %s: no longer assigned to this member", self.source, sorted(skipped))
+            log.warning(
+                "%r: not committing %s: no longer assigned to this member (a checkpoint keeps these "
+                "positions; without one their records are read again)",
+                self.source,
+                sorted(skipped),
+            )
         if not owned:
             return
         offsets = [ck.TopicPartition(t, p, o) for (t, p), o in owned.items()]

@@ -374,3 +374,52 @@ def test_slow_sink_longer_than_broker_timeout_is_not_an_outage(broker: Broker, t
     assert result.status == "finished" and slow.rows == n
     assert time.monotonic() - started < 60
     assert_same_tables(tables(db), reference(broker.bootstrap, topic, tmp_path, n), n)
+
+
+# --- SIGTERM while the broker is frozen ----------------------------------------------------------------
+
+
+def test_sigterm_with_a_frozen_broker_returns_within_bound_and_restart_matches(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """The issue's hang: a run blocked in a commit to a frozen broker ignored SIGTERM for 150+ s."""
+    from streamlab.connectors.kafka import KafkaAdmin
+
+    topic, n = "sigterm", 2000
+    create_topic(broker.bootstrap, topic, partitions=2)
+    records = make_events(n, seed=13)
+    produce(broker.bootstrap, topic, records[: n // 2])
+    db, ckpt, spec = tmp_path / "run.duckdb", tmp_path / "ckpt", tmp_path / "spec.yaml"
+    build(broker.bootstrap, topic, "g", str(db), max_batch=200).to_yaml(str(spec))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, str(spec), str(ckpt)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with KafkaAdmin(broker.bootstrap) as admin:
+            wait_for(
+                lambda: sum(admin.committed_offsets("g", topic).values()) == n // 2,
+                timeout=60,
+                what="the first half to be committed",
+            )
+        broker.freeze()
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=BROKER_TIMEOUT + 20)
+        took = time.monotonic() - started
+    finally:
+        broker.thaw()
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        if proc.stderr:
+            proc.stderr.close()
+    # it stopped by itself: a clean stop, or the commit's timeout as an error naming the broker
+    assert took < BROKER_TIMEOUT + 5, took
+    assert code == 0 or (code == 1 and broker.bootstrap in err), (code, err[-2000:])
+    produce(broker.bootstrap, topic, records[n // 2 :])
+    done = finish(broker.bootstrap, topic, "g", str(db), ckpt)
+    assert done.status == "finished"
+    assert_same_tables(tables(str(db)), reference(broker.bootstrap, topic, tmp_path, n), n)

@@ -133,3 +133,24 @@ def test_kinesis_sink_flush_to_a_stalled_endpoint_is_bounded(stalled: str) -> No
     writer.write_batch(pd.DataFrame({"k": ["a", "b"], "n": [1, 2]}))
     with bounded(10), pytest.raises(RuntimeError, match=rf"Kinesis at {url} did not answer put_records"):
         writer.flush()
+
+
+# --- Redis ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["metrics", "stream"])
+def test_redis_sink_on_a_stalled_server_fails_within_timeout(kind: str, stalled: str) -> None:
+    """redis-py waits forever by default on a server that accepted the connection and never answers."""
+    from streamlab.connectors.redis import RedisMetricsSink, RedisStreamSink
+
+    url = f"redis://:hunter2@{stalled}/0"
+    sink = (
+        RedisMetricsSink(url, key_template="m:{k}", fields=["n"], timeout=1)
+        if kind == "metrics"
+        else RedisStreamSink(url, "events", timeout=1)
+    )
+    writer = sink.open()
+    with bounded(5), pytest.raises(RuntimeError, match=rf"Redis at {stalled} did not complete") as info:
+        writer.write_batch(pd.DataFrame({"k": ["a"], "n": [1]}))
+    assert "hunter2" not in str(info.value)
+    writer.close()
