@@ -154,6 +154,7 @@ def _import_confluent() -> Any:
 
 
 _client_log = logging.getLogger(__name__ + ".librdkafka")
+_CLOSE_WAIT = 10.0  # seconds close() waits for the leave-group handshake at most
 # Errors meaning "no broker answers": the client retries them by itself, many times a second.
 _CONNECTIVITY_ERRORS = ("_TRANSPORT", "_ALL_BROKERS_DOWN", "_RESOLVE", "_TIMED_OUT", "_TIMED_OUT_QUEUE")
 
@@ -673,7 +674,8 @@ class KafkaSource(Source):
     broker_timeout
         Seconds the reader waits on a cluster that stopped answering: a commit that gets no answer
         within it raises :class:`KafkaCommitError`, and no answer from any broker for that long makes
-        ``poll`` raise :class:`KafkaUnreachableError`. ``close()`` takes at most this long too. The
+        ``poll`` raise :class:`KafkaUnreachableError`. ``close()`` waits 10 s at most (less if this is
+        shorter), and not at all for a cluster already found unresponsive. The
         client retries with backoff meanwhile (``reconnect.backoff.max.ms``); a broker that comes back
         within the time costs nothing. None: wait forever.
 
@@ -1349,7 +1351,7 @@ class KafkaSourceReader(SourceReader):
         ) from exc
 
     def close(self) -> None:
-        """Leave the group (without committing: the runtime commits explicitly), within ``broker_timeout``.
+        """Leave the group (without committing: the runtime commits explicitly), within 10 s at most.
 
         After the cluster stopped answering (a commit timed out, or it was silent for longer than its
         limit) the consumer is dropped without the leave-group handshake, which would wait on it:
@@ -1365,7 +1367,8 @@ class KafkaSourceReader(SourceReader):
             self._consumer = None
             del consumer  # librdkafka's destroy without the consumer close: it does not wait on brokers
             return
-        limit = self.source.broker_timeout
+        # Leaving takes milliseconds with a live coordinator; do not let a dying one hold a stop.
+        limit = min(self.source.broker_timeout or _CLOSE_WAIT, _CLOSE_WAIT)
         done = threading.Event()
 
         def leave() -> None:
@@ -1381,7 +1384,7 @@ class KafkaSourceReader(SourceReader):
         closer.start()
         if not done.wait(limit):
             log.warning(
-                "%r: leaving the consumer group at %s took longer than %g s (broker_timeout); gave up "
+                "%r: leaving the consumer group at %s took longer than %g s; gave up "
                 "waiting (the group reassigns the partitions after session.timeout.ms)",
                 self.source,
                 self.source.bootstrap_servers,
