@@ -24,6 +24,7 @@ def aws_client(
     region: str = "us-east-1",
     endpoint_url: str | None = None,
     max_attempts: int = 3,
+    timeout: float = 10.0,
     **kwargs: Any,
 ) -> Any:
     """Create a boto3 client; with ``endpoint_url`` (a local stand-in) it uses dummy credentials.
@@ -39,6 +40,10 @@ def aws_client(
         credential chain.
     max_attempts
         botocore's retry budget for throttling and transient errors.
+    timeout
+        Seconds a connection attempt and each read may take (botocore's default read timeout is 60 s,
+        retried ``max_attempts`` times): a stalled endpoint fails a call after about
+        ``max_attempts * timeout`` seconds with botocore's error naming the endpoint.
     **kwargs
         Passed on to ``boto3.client``.
 
@@ -60,7 +65,11 @@ def aws_client(
     options: dict[str, Any] = {"region_name": region}
     if endpoint_url is not None:
         options.update(endpoint_url=endpoint_url, **DUMMY_CREDENTIALS)
-    options["config"] = Config(retries={"max_attempts": max_attempts, "mode": "standard"}, connect_timeout=5)
+    options["config"] = Config(
+        retries={"max_attempts": max_attempts, "mode": "standard"},
+        connect_timeout=min(timeout, 5.0),
+        read_timeout=timeout,
+    )
     options.update(kwargs)
     return boto3.client(service, **options)
 

@@ -367,6 +367,9 @@ class EventHubSource(KafkaSource):
         Backpressure limit (see :class:`KafkaSource`).
     stop_at_end
         A bounded read up to each partition's end at the first fetch (see :class:`KafkaSource`).
+    connect_timeout, broker_timeout
+        How long the endpoint may take to answer at first, and stay silent later, before the run fails
+        with an error naming it (see :class:`KafkaSource`).
 
     Examples
     --------
@@ -395,6 +398,8 @@ class EventHubSource(KafkaSource):
         poll_timeout: float = 0.05,
         max_in_flight: int | None = None,
         stop_at_end: bool = False,
+        connect_timeout: float | None = 10.0,
+        broker_timeout: float | None = 30.0,
     ) -> None:
         conn, hub, boot, merged = _prepare(
             "EventHubSource",
@@ -416,6 +421,8 @@ class EventHubSource(KafkaSource):
             poll_timeout=poll_timeout,
             max_in_flight=max_in_flight,
             stop_at_end=stop_at_end,
+            connect_timeout=connect_timeout,
+            broker_timeout=broker_timeout,
         )
         object.__setattr__(self, "_connection", conn)
         object.__setattr__(
@@ -436,6 +443,8 @@ class EventHubSource(KafkaSource):
                 "poll_timeout": float(poll_timeout),
                 "max_in_flight": max_in_flight,
                 "stop_at_end": stop_at_end,
+                "connect_timeout": self.connect_timeout,
+                "broker_timeout": self.broker_timeout,
             },
         )
 

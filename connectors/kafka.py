@@ -27,7 +27,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import stat
+import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -54,6 +57,7 @@ __all__ = [
     "KafkaSource",
     "KafkaSourceError",
     "KafkaSourceReader",
+    "KafkaUnreachableError",
     "LocalKafkaBroker",
     "create_topic",
     "redact_config",
@@ -108,6 +112,19 @@ class KafkaSourceError(RuntimeError):
     """
 
 
+class KafkaUnreachableError(KafkaSourceError):
+    """No broker answered for longer than the source allows (``connect_timeout`` / ``broker_timeout``).
+
+    The message names the bootstrap servers, what the reader was doing and for how long it waited.
+    Nothing is lost: a restart reads again everything after the last commit.
+
+    Examples
+    --------
+    >>> issubclass(KafkaUnreachableError, KafkaSourceError)
+    True
+    """
+
+
 class KafkaCommitError(RuntimeError):
     """Committing offsets failed for a reason other than losing the partitions in a rebalance.
 
@@ -134,6 +151,65 @@ def _import_confluent() -> Any:
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
         raise ImportError("Kafka connectors need confluent-kafka: pip install 'streamlab[kafka]'") from exc
     return confluent_kafka
+
+
+_client_log = logging.getLogger(__name__ + ".librdkafka")
+_CLOSE_WAIT = 10.0  # seconds close() waits for the leave-group handshake at most
+# Errors meaning "no broker answers": the client retries them by itself, many times a second.
+_CONNECTIVITY_ERRORS = ("_TRANSPORT", "_ALL_BROKERS_DOWN", "_RESOLVE", "_TIMED_OUT", "_TIMED_OUT_QUEUE")
+
+
+class _ClientLog:
+    """Where librdkafka's log lines go (the client's ``logger`` setting) instead of stderr.
+
+    A client that cannot reach a broker repeats the same few lines many times a second; each kind of
+    line (numbers ignored) is logged once at INFO (at most), repeats at DEBUG. Problems reach the user
+    through ``error_cb`` and the connectors' own errors, which say what was tried and for how long.
+    """
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[str, str]] = set()
+
+    def log(self, level: int, fmt: str, *args: Any) -> None:
+        fac, text = (str(args[0]), str(args[-1])) if len(args) >= 2 else ("", fmt % args)
+        key = (fac, re.sub(r"\d+", "#", text))
+        if key in self._seen:
+            level = logging.DEBUG
+        else:
+            if len(self._seen) < 1000:
+                self._seen.add(key)
+            level = min(level, logging.INFO)
+        _client_log.log(level, fmt, *args)
+
+
+class _ClientErrors:
+    """``error_cb`` of a producer or admin client: each kind of error logged once, kept for inspection."""
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        self.errors: list[Any] = []
+        self._seen: set[int] = set()
+
+    def __call__(self, err: Any) -> None:
+        self.errors.append(err)
+        del self.errors[:-100]
+        level = logging.DEBUG if err.code() in self._seen else logging.WARNING
+        self._seen.add(err.code())
+        log.log(level, "%s: Kafka reported %s (the client keeps retrying)", self.owner, err)
+
+
+def _client_hooks(owner: str) -> dict[str, Any]:
+    """Callbacks every client gets: its logs through Python logging, deduplicated; its errors once each."""
+    return {"logger": _ClientLog(), "error_cb": _ClientErrors(owner)}
+
+
+def _check_timeout(owner: str, name: str, value: Any, *, allow_none: bool = True) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        what = "a positive number of seconds" + (" or None (wait forever)" if allow_none else "")
+        raise ValueError(f"{owner}({name}={value!r}): must be {what}")
+    return float(value)
 
 
 def redact_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -420,7 +496,7 @@ class KafkaAdmin:
         )
         for fut in futures.values():
             try:
-                fut.result(timeout=timeout)
+                self._result(fut, timeout, f"creating topic {name!r}")
             except ck.KafkaException as exc:
                 err = exc.args[0]
                 if not (exist_ok and err.code() == ck.KafkaError.TOPIC_ALREADY_EXISTS):
@@ -448,14 +524,15 @@ class KafkaAdmin:
     def delete_topic(self, name: str, *, timeout: float = 20.0) -> None:
         """Delete ``name``."""
         for fut in self._admin().delete_topics([name], operation_timeout=timeout).values():
-            fut.result(timeout=timeout)
+            self._result(fut, timeout, f"deleting topic {name!r}")
 
     def committed_offsets(self, group_id: str, topic: str) -> dict[int, int]:
         """Committed offset per partition of ``topic`` for ``group_id`` (partitions without one left out)."""
         ck = _import_confluent()
         n = self.partition_count(topic)
         req = [ck.ConsumerGroupTopicPartitions(group_id, [ck.TopicPartition(topic, p) for p in range(n)])]
-        res = self._admin().list_consumer_group_offsets(req, request_timeout=10)[group_id].result()
+        res = self._admin().list_consumer_group_offsets(req, request_timeout=10)[group_id]
+        res = self._result(res, 10, f"the committed offsets of group {group_id!r}")
         return {tp.partition: tp.offset for tp in res.topic_partitions if tp.offset >= 0}
 
     def end_offsets(self, topic: str) -> dict[int, int]:
@@ -470,7 +547,20 @@ class KafkaAdmin:
         n = self.partition_count(topic)
         req = {ck.TopicPartition(topic, p): OffsetSpec.latest() for p in range(n)}
         res = self._admin().list_offsets(req, request_timeout=10)
-        return {tp.partition: fut.result().offset for tp, fut in res.items()}
+        what = f"the end offsets of {topic!r}"
+        return {tp.partition: self._result(fut, 10, what).offset for tp, fut in res.items()}
+
+    def _result(self, future: Any, timeout: float, what: str) -> Any:
+        """The answer of an admin request, or a TimeoutError naming the cluster after ``timeout`` s."""
+        import concurrent.futures
+
+        try:
+            return future.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(
+                f"{self!r}: asking the Kafka cluster at {self.bootstrap_servers} for {what} got no answer "
+                f"within {timeout:g} s; is the broker running and reachable?"
+            ) from None
 
     def __repr__(self) -> str:
         return f"KafkaAdmin({self.bootstrap_servers!r})"
@@ -577,6 +667,17 @@ class KafkaSource(Source):
         the next run. For backfills, replaying a topic's contents, and tests (like Flink's
         ``setBounded(OffsetsInitializer.latest())``). A member that is assigned no partition never
         finishes.
+    connect_timeout
+        Seconds the cluster has to answer for the first time after ``open()``; past it, ``poll`` raises
+        :class:`KafkaUnreachableError` naming the bootstrap servers (a wrong address or a broker that
+        is down fails the run instead of waiting forever). None: wait forever.
+    broker_timeout
+        Seconds the reader waits on a cluster that stopped answering: a commit that gets no answer
+        within it raises :class:`KafkaCommitError`, and no answer from any broker for that long makes
+        ``poll`` raise :class:`KafkaUnreachableError`. ``close()`` waits 10 s at most (less if this is
+        shorter), and not at all for a cluster already found unresponsive. The
+        client retries with backoff meanwhile (``reconnect.backoff.max.ms``); a broker that comes back
+        within the time costs nothing. None: wait forever.
 
     Examples
     --------
@@ -598,6 +699,8 @@ class KafkaSource(Source):
     poll_timeout: float = 0.05
     max_in_flight: int | None = None
     stop_at_end: bool = False
+    connect_timeout: float | None = 10.0
+    broker_timeout: float | None = 30.0
 
     columns = KAFKA_COLUMNS
 
@@ -613,6 +716,8 @@ class KafkaSource(Source):
         poll_timeout: float = 0.05,
         max_in_flight: int | None = None,
         stop_at_end: bool = False,
+        connect_timeout: float | None = 10.0,
+        broker_timeout: float | None = 30.0,
     ) -> None:
         name = type(self).__name__
         topic_list = [topics] if isinstance(topics, str) else list(topics)
@@ -655,6 +760,8 @@ class KafkaSource(Source):
             )
         set_(self, "max_in_flight", max_in_flight)
         set_(self, "stop_at_end", stop_at_end)
+        set_(self, "connect_timeout", _check_timeout(name, "connect_timeout", connect_timeout))
+        set_(self, "broker_timeout", _check_timeout(name, "broker_timeout", broker_timeout))
 
     def consumer_config(self) -> dict[str, Any]:
         """The librdkafka settings the reader uses (secrets included; do not print).
@@ -683,6 +790,9 @@ class KafkaSource(Source):
         """Offsets are committed to the consumer group."""
         return True
 
+    def _watches_contact(self) -> bool:
+        return self.connect_timeout is not None or self.broker_timeout is not None
+
     def open(self, resume: Any = None, clock: Clock | None = None) -> KafkaSourceReader:
         """Join the group and start reading; ``resume`` is a value from ``snapshot()``."""
         return KafkaSourceReader(self, resume)
@@ -703,6 +813,8 @@ class KafkaSource(Source):
             "poll_timeout": self.poll_timeout,
             "max_in_flight": self.max_in_flight,
             "stop_at_end": self.stop_at_end,
+            "connect_timeout": self.connect_timeout,
+            "broker_timeout": self.broker_timeout,
         }
 
     def __repr__(self) -> str:
@@ -770,7 +882,25 @@ class KafkaSourceReader(SourceReader):
         self._cooperative = "cooperative" in str(conf.get("partition.assignment.strategy", "")) or (
             str(conf.get("group.protocol", "classic")) == "consumer"
         )
-        conf["error_cb"] = self._on_client_error
+        # Network waits are real time, not the pipeline's (possibly simulated) processing time.
+        self._opened = self._observed = time.monotonic()
+        self._contact: float | None = None  # when a broker last answered (monotonic seconds)
+        self._outage_reported = False
+        self._stalled = False  # a commit got no answer: close() must not wait on the cluster again
+        self._buffered: list[Any] = []  # records consumed while waiting for a commit's answer
+        self._commits_sent = self._commits_done = 0
+        self._commit_answer: tuple[Any, Any] = (None, None)
+        if source._watches_contact():
+            # the reader learns from the statistics when a broker last answered (see broker_timeout)
+            conf.setdefault("statistics.interval.ms", 1000)
+        user_stats = conf.pop("stats_cb", None)
+        self._user_stats = user_stats if callable(user_stats) else None
+        conf.update(
+            error_cb=self._on_client_error,
+            logger=_ClientLog(),
+            on_commit=self._on_commit,
+            stats_cb=self._on_stats,
+        )
         self._consumer = ck.Consumer(conf)
         self._consumer.subscribe(
             list(source.topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
@@ -780,6 +910,10 @@ class KafkaSourceReader(SourceReader):
     def _on_client_error(self, err: Any) -> None:
         if err.fatal():
             self._fatal = err
+        elif err.name() in _CONNECTIVITY_ERRORS:
+            self.errors.append(err)
+            del self.errors[:-100]
+            self._report_outage(err.str())
         else:
             self._record_error(err)
 
@@ -791,8 +925,53 @@ class KafkaSourceReader(SourceReader):
         self._seen_codes.add(err.code())
         log.log(level, "%r: Kafka reported %s", self.source, err)
 
+    def _report_outage(self, why: str) -> None:
+        """One warning per outage (the client retries many times a second); the error comes later."""
+        if self._outage_reported:
+            log.debug("%r: still no broker: %s", self.source, why)
+            return
+        self._outage_reported = True
+        limit = self.source.connect_timeout if self._contact is None else self.source.broker_timeout
+        until = f"for up to {limit:g} s before failing" if limit is not None else "until it answers"
+        log.warning(
+            "%r: cannot reach the Kafka cluster at %s (%s); retrying %s",
+            self.source,
+            self.source.bootstrap_servers,
+            why,
+            until,
+        )
+
+    def _on_stats(self, stats: str) -> None:
+        if self._user_stats is not None:
+            self._user_stats(stats)
+        try:
+            brokers = json.loads(stats).get("brokers", {})
+        except ValueError:
+            return
+        # rxidle: microseconds since that connection last received anything (-1: never)
+        idle = [b.get("rxidle", -1) for b in brokers.values()]
+        heard = [i for i in idle if isinstance(i, (int, float)) and i >= 0]
+        if heard:
+            self._heard(time.monotonic() - min(heard) / 1e6)
+
+    def _heard(self, at: float | None = None) -> None:
+        """A broker answered (at ``at``, default now): the cluster is reachable."""
+        at = time.monotonic() if at is None else at
+        if self._contact is None or at > self._contact:
+            if self._outage_reported and at > self._observed:
+                log.info(
+                    "%r: the Kafka cluster at %s answers again", self.source, self.source.bootstrap_servers
+                )
+                self._outage_reported = False
+            self._contact = at
+
+    def _on_commit(self, err: Any, partitions: Any) -> None:
+        self._commits_done += 1
+        self._commit_answer = (err, partitions)
+
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         ck = self._ck
+        self._heard()
         without_start: list[Any] = []
         returned = self._just_revoked
         self._just_revoked = {}
@@ -817,11 +996,12 @@ class KafkaSourceReader(SourceReader):
         )
         if without_start:
             # A timestamp start applies only where the group has no committed offset yet.
-            committed = consumer.committed(without_start, timeout=10)
+            committed = consumer.committed(without_start, timeout=self._wait_limit(10.0))
             lookup = [ck.TopicPartition(c.topic, c.partition, self._start) for c in committed if c.offset < 0]
             if lookup:
                 found = {
-                    (r.topic, r.partition): r.offset for r in consumer.offsets_for_times(lookup, timeout=10)
+                    (r.topic, r.partition): r.offset
+                    for r in consumer.offsets_for_times(lookup, timeout=self._wait_limit(10.0))
                 }
                 for tp in without_start:
                     off = found.get((tp.topic, tp.partition))
@@ -839,12 +1019,15 @@ class KafkaSourceReader(SourceReader):
             consumer.pause([ck.TopicPartition(tp.topic, tp.partition) for tp in again])
 
     def _forget(self, partitions: list[Any]) -> None:
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        if self._buffered:  # the next owner (or this member, if handed back) reads them from the position
+            self._buffered = [m for m in self._buffered if (m.topic(), m.partition()) not in gone]
         for tp in partitions:
             key = (tp.topic, tp.partition)
             self._assigned.discard(key)
             nxt = self._positions.pop(key, None)
             first = self._base.pop(key, None)
-            if nxt is not None:
+            if nxt is not None and not self._closed:  # closing: the reader keeps no position
                 self._just_revoked[key] = (first if first is not None else nxt, nxt)
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
@@ -876,8 +1059,24 @@ class KafkaSourceReader(SourceReader):
             budget = min(budget, max(limit - self.in_flight(), 1))
         if budget <= 0:
             return None
-        # While paused, consume() still serves rebalance callbacks and keeps the membership alive.
-        msgs = self._consumer.consume(num_messages=budget, timeout=self.source.poll_timeout)
+        now = time.monotonic()
+        if now - self._observed > 2.0:
+            # Not polled for a while (a paused run, a slow sink): statistics were not served meanwhile,
+            # so that silence says nothing about the brokers. Measure it from now.
+            if self._contact is None:
+                self._opened = now
+            else:
+                self._contact = now
+        if self._buffered:
+            msgs, self._buffered = self._buffered[:budget], self._buffered[budget:]
+        else:
+            # While paused, consume() still serves rebalance callbacks and keeps the membership alive.
+            msgs = self._consumer.consume(num_messages=budget, timeout=self.source.poll_timeout)
+        self._observed = time.monotonic()
+        if msgs:
+            self._heard()
+        else:
+            self._check_contact()
         bounded = self.source.stop_at_end
         if bounded:
             self._learn_ends()
@@ -916,6 +1115,35 @@ class KafkaSourceReader(SourceReader):
         if limit is not None:
             self._apply_backpressure()
         return batch
+
+    def _wait_limit(self, default: float) -> float:
+        return self.source.broker_timeout if self.source.broker_timeout is not None else default
+
+    def _silence(self) -> tuple[float, float | None, str]:
+        """How long no broker has answered, the limit for that, and which limit it is."""
+        now = time.monotonic()
+        if self._contact is None:
+            return now - self._opened, self.source.connect_timeout, "connect_timeout"
+        return now - self._contact, self.source.broker_timeout, "broker_timeout"
+
+    def _check_contact(self) -> None:
+        silent, limit, name = self._silence()
+        if limit is None or silent <= limit:
+            return
+        last = f"; last client error: {self.errors[-1].str()}" if self.errors else ""
+        if self._contact is None:
+            what = f"no broker answered within {silent:.1f} s of opening the consumer"
+            fix = "Check bootstrap_servers and that the brokers run, or raise connect_timeout"
+        else:
+            what = f"no broker has answered for {silent:.1f} s"
+            fix = "The brokers are down, stalled or unreachable; raise broker_timeout to wait longer"
+        self._stalled = True
+        raise KafkaUnreachableError(
+            f"{self.source!r}: Kafka cluster at {self.source.bootstrap_servers} unreachable: {what} "
+            f"({name}={limit:g} s) while consuming {list(self.source.topics)} as group "
+            f"{self.source.group_id!r}{last}. {fix}. Records after the last commit are read again "
+            "on restart."
+        )
 
     def _learn_ends(self) -> None:
         """Fix the end of each newly fetched partition: its high watermark at that first fetch."""
@@ -974,31 +1202,64 @@ class KafkaSourceReader(SourceReader):
         """Next offset per ``(topic, partition)`` for every record returned by ``poll`` so far.
 
         Resume positions of partitions not assigned yet are kept, so a checkpoint taken before the
-        group join loses nothing.
+        group join loses nothing; so are the positions of partitions revoked and not handed out again
+        yet (a session lost while the broker was unreachable): the state that counted their records is
+        in the same checkpoint, and a restart from it must not read them again.
         """
-        return {**self._resume, **self._positions}
+        revoked = {key: nxt for key, (_first, nxt) in self._just_revoked.items()}
+        return {**self._resume, **revoked, **self._positions}
 
     def commit(self, position: Any) -> None:
-        """Synchronously commit exactly ``position`` (a ``snapshot()``) for partitions still assigned."""
+        """Commit exactly ``position`` (a ``snapshot()``) for partitions still assigned; wait for the answer.
+
+        The wait is bounded by ``broker_timeout``: a broker that does not answer in time raises
+        :class:`KafkaCommitError` (librdkafka's synchronous commit has no timeout). Records consumed
+        while waiting are kept for the next ``poll``.
+        """
         if not position:
             return
         ck = self._ck
         owned = {k: int(v) for k, v in position.items() if k in self._assigned}
         skipped = set(position) - set(owned)
         if skipped:
-            log.info("%r: not committing %s: no longer assigned to this member", self.source, sorted(skipped))
+            log.warning(
+                "%r: not committing %s: no longer assigned to this member (a checkpoint keeps these "
+                "positions; without one their records are read again)",
+                self.source,
+                sorted(skipped),
+            )
         if not owned:
             return
         offsets = [ck.TopicPartition(t, p, o) for (t, p), o in owned.items()]
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            self._consumer.commit(offsets=offsets, asynchronous=True)
         except ck.KafkaException as exc:
-            err = exc.args[0]
-            name = err.name() if hasattr(err, "name") else ""
-            if name in _OWNERSHIP_ERRORS or err.code() == ck.KafkaError._NO_OFFSET:
-                log.warning("%r: commit skipped (%s); the new owner re-reads these records", self.source, err)
-                return
-            raise KafkaCommitError(f"{self.source!r}: committing {owned} failed: {err}") from exc
+            self._commit_failed(exc.args[0], owned, exc)
+            return
+        self._commits_sent += 1
+        limit = self.source.broker_timeout
+        started = time.monotonic()
+        while self._commits_done < self._commits_sent:
+            waited = time.monotonic() - started
+            if limit is not None and waited >= limit:
+                self._stalled = True
+                raise KafkaCommitError(
+                    f"{self.source!r}: committing offsets {owned} for group {self.source.group_id!r} got "
+                    f"no answer from the Kafka cluster at {self.source.bootstrap_servers} within "
+                    f"{limit:g} s (broker_timeout); the broker is stalled or unreachable. Nothing is "
+                    "lost: the records after the last commit are read again on restart"
+                )
+            wait = 0.05 if limit is None else min(0.05, max(limit - waited, 0.001))
+            # consume() serves the commit's callback; records it returns wait for the next poll()
+            self._buffered.extend(self._consumer.consume(num_messages=self.source.max_batch, timeout=wait))
+            self._observed = time.monotonic()
+        err, answered = self._commit_answer
+        if err is None:
+            err = next((tp.error for tp in answered or () if tp.error is not None), None)
+        if err is not None:
+            self._commit_failed(err, owned, None)
+            return
+        self._heard()
         for key, off in owned.items():
             if self._base.get(key, off) < off:
                 self._base[key] = off
@@ -1084,11 +1345,56 @@ class KafkaSourceReader(SourceReader):
             known = True
         return total if known else None
 
+    def _commit_failed(self, err: Any, owned: Position, exc: BaseException | None) -> None:
+        ck = self._ck
+        name = err.name() if hasattr(err, "name") else ""
+        if name in _OWNERSHIP_ERRORS or err.code() == ck.KafkaError._NO_OFFSET:
+            log.warning("%r: commit skipped (%s); the new owner re-reads these records", self.source, err)
+            return
+        raise KafkaCommitError(
+            f"{self.source!r}: committing {owned} to {self.source.bootstrap_servers} failed: {err}"
+        ) from exc
+
     def close(self) -> None:
-        """Leave the group (without committing: the runtime commits explicitly)."""
-        if not self._closed:
-            self._closed = True
-            self._consumer.close()
+        """Leave the group (without committing: the runtime commits explicitly), within 10 s at most.
+
+        After the cluster stopped answering (a commit timed out, or it was silent for longer than its
+        limit) the consumer is dropped without the leave-group handshake, which would wait on it:
+        the group then reassigns the partitions after ``session.timeout.ms``, as after a crash.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._buffered = []
+        consumer = self._consumer
+        silent, limit, _ = self._silence()
+        if self._stalled or (limit is not None and silent > limit):
+            self._consumer = None
+            del consumer  # librdkafka's destroy without the consumer close: it does not wait on brokers
+            return
+        # Leaving takes milliseconds with a live coordinator; do not let a dying one hold a stop.
+        limit = min(self.source.broker_timeout or _CLOSE_WAIT, _CLOSE_WAIT)
+        done = threading.Event()
+
+        def leave() -> None:
+            try:
+                consumer.close()
+            except Exception as exc:  # reported below; the reader is closed either way
+                log.warning("%r: closing the consumer failed: %s", self.source, exc)
+            finally:
+                done.set()
+
+        # consumer.close() has no timeout of its own; it waits on the group coordinator.
+        closer = threading.Thread(target=leave, name=f"kafka-close-{self.source.group_id}", daemon=True)
+        closer.start()
+        if not done.wait(limit):
+            log.warning(
+                "%r: leaving the consumer group at %s took longer than %g s; gave up "
+                "waiting (the group reassigns the partitions after session.timeout.ms)",
+                self.source,
+                self.source.bootstrap_servers,
+                limit,
+            )
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"assigned={sorted(self._assigned)}"
@@ -1477,7 +1783,11 @@ class KafkaSinkWriter(SinkWriter):
         ck = _import_confluent()
         self._ck = ck
         self.sink = sink
-        self._producer = ck.Producer(sink.producer_config())
+        self._errors = _ClientErrors(repr(sink))
+        self._producer = ck.Producer(
+            {**sink.producer_config(), "logger": _ClientLog(), "error_cb": self._errors}
+        )
+        self._stalled = False  # a flush timed out: close() must not wait on the cluster again
         self.delivered = 0
         self.failures: list[str] = []
         self._failed_total = 0
@@ -1501,12 +1811,22 @@ class KafkaSinkWriter(SinkWriter):
         produce = self._producer.produce
         topic, cb = self.sink.topic, self._on_delivery
         for v, k, h in zip(values, keys, headers):
+            full_since: float | None = None
             while True:
                 try:
                     produce(topic, value=v, key=k, headers=h, on_delivery=cb)
                     break
                 except BufferError:
-                    # Local queue full: serve delivery reports until there is room.
+                    # Local queue full: serve delivery reports until there is room, for a bounded time.
+                    now = time.monotonic()
+                    full_since = now if full_since is None else full_since
+                    if now - full_since > self.sink.flush_timeout:
+                        self._stalled = True
+                        raise KafkaDeliveryError(
+                            f"{self.sink!r}: the producer's queue stayed full for {self.sink.flush_timeout:g} s "
+                            f"(flush_timeout): the Kafka cluster at {self.sink.bootstrap_servers} takes no "
+                            f"records{self._last_error()}"
+                        ) from None
                     self._producer.poll(0.05)
                 except self._ck.KafkaException as exc:
                     self._failed_total += 1
@@ -1515,13 +1835,20 @@ class KafkaSinkWriter(SinkWriter):
                     break
         self._producer.poll(0)
 
+    def _last_error(self) -> str:
+        return f"; last client error: {self._errors.errors[-1].str()}" if self._errors.errors else ""
+
     def flush(self) -> None:
         """Wait for all deliveries; raise :class:`KafkaDeliveryError` if any failed or timed out."""
+        if self._producer is None:
+            raise KafkaDeliveryError(f"{self.sink!r}: the writer is closed")
         left = self._producer.flush(self.sink.flush_timeout)
         if left:
+            self._stalled = True
             raise KafkaDeliveryError(
-                f"{self.sink!r}: {left} record(s) still undelivered after {self.sink.flush_timeout:g}s "
-                "(is the broker reachable?)"
+                f"{self.sink!r}: {left} record(s) still undelivered after {self.sink.flush_timeout:g} s "
+                f"(flush_timeout): is the Kafka cluster at {self.sink.bootstrap_servers} running and "
+                f"reachable?{self._last_error()}"
             )
         if self._failed_total:
             raise KafkaDeliveryError(
@@ -1529,12 +1856,19 @@ class KafkaSinkWriter(SinkWriter):
             )
 
     def close(self) -> None:
-        """Flush (raising on failures) and release the producer."""
+        """Flush (raising on failures) and release the producer, within ``flush_timeout``.
+
+        After a flush timed out the cluster is not waited on again: undelivered records are dropped
+        (the runtime did not commit past them, so they are produced again on restart).
+        """
         if self._closed:
             return
         self._closed = True
         try:
-            self.flush()
+            if self._stalled:
+                self._producer.purge()
+            else:
+                self.flush()
         finally:
             self._producer = None
 

@@ -10,10 +10,12 @@ that failed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,36 @@ _PUT_MAX_BYTES = 5 * 1024 * 1024
 _RECORD_MAX_BYTES = 1024 * 1024
 _GET_MAX_RECORDS = 10_000
 _THROTTLE_NS = 1_000_000_000
+
+
+_READ_ATTEMPTS = 2  # few client retries: a throttled shard is skipped for a while instead
+_WRITE_ATTEMPTS = 3  # aws_client's default
+
+
+def _check_timeout(where: str, timeout: Any) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"{where}: timeout must be a positive number of seconds, got {timeout!r}")
+    return float(timeout)
+
+
+@contextlib.contextmanager
+def _bounded(
+    owner: str, endpoint: str | None, operation: str, timeout: float, attempts: int
+) -> Iterator[None]:
+    """Turn botocore's connection and read timeouts into one error saying what was tried, for how long."""
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import HTTPClientError
+
+    started = time.monotonic()
+    try:
+        yield
+    except (BotoConnectionError, HTTPClientError) as exc:
+        where = endpoint or "AWS Kinesis"
+        raise RuntimeError(
+            f"{owner}: Kinesis at {where} did not answer {operation} ({attempts} attempts, timeout={timeout:g} s "
+            f"each, {time.monotonic() - started:.1f} s in all): {exc}. Check endpoint_url/region and that the "
+            "service runs"
+        ) from exc
 
 
 def _parse_start(start: Any, where: str) -> tuple[str, pd.Timestamp | None]:
@@ -79,6 +111,10 @@ class KinesisSource(Source):
         AWS allows 5 GetRecords calls per second and shard.
     shard_refresh
         How often to list shards to discover new ones (also done whenever a shard ends).
+    timeout
+        Seconds each call to Kinesis may wait for a connection and for each answer; a stalled or
+        unreachable endpoint fails the call after its retries (2 attempts) with an error naming the
+        endpoint, the call and the time waited.
 
     Examples
     --------
@@ -101,6 +137,7 @@ class KinesisSource(Source):
         records_per_call: int = 1000,
         idle_interval: Duration = "200ms",
         shard_refresh: Duration = "30s",
+        timeout: float = 10.0,
     ) -> None:
         where = f"KinesisSource({stream!r})"
         if not isinstance(stream, str) or not stream:
@@ -115,6 +152,7 @@ class KinesisSource(Source):
         self.records_per_call = records_per_call
         self.idle_interval_ns = parse_duration(idle_interval, what=f"{where}: idle_interval")
         self.shard_refresh_ns = parse_duration(shard_refresh, what=f"{where}: shard_refresh")
+        self.timeout = _check_timeout(where, timeout)
 
     @property
     def commits_upstream(self) -> bool:
@@ -145,6 +183,7 @@ class KinesisSource(Source):
             "records_per_call": self.records_per_call,
             "idle_interval": format_duration(self.idle_interval_ns),
             "shard_refresh": format_duration(self.shard_refresh_ns),
+            "timeout": self.timeout,
         }
 
     def __repr__(self) -> str:
@@ -201,7 +240,11 @@ class _KinesisReader(SourceReader):
         self._clock = clock
         # Few client-side retries: a throttled shard is skipped for a while instead of sleeping inside poll().
         self._client = aws_client(
-            "kinesis", region=source.region, endpoint_url=source.endpoint_url, max_attempts=2
+            "kinesis",
+            region=source.region,
+            endpoint_url=source.endpoint_url,
+            max_attempts=_READ_ATTEMPTS,
+            timeout=source.timeout,
         )
         self._position = position  # shard -> last delivered sequence number, or SHARD_END
         self._parents: dict[str, tuple[str, ...]] = {}
@@ -214,11 +257,18 @@ class _KinesisReader(SourceReader):
         self._committed: dict[str, str] = dict(position)
         self._refresh_shards()
 
+    def _call(self, operation: str, **kwargs: Any) -> Any:
+        src = self._source
+        with _bounded(
+            f"KinesisSource({src.stream!r})", src.endpoint_url, operation, src.timeout, _READ_ATTEMPTS
+        ):
+            return getattr(self._client, operation)(**kwargs)
+
     def _refresh_shards(self) -> None:
         shards: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"StreamName": self._source.stream}
         while True:
-            page = self._client.list_shards(**kwargs)
+            page = self._call("list_shards", **kwargs)
             shards.extend(page["Shards"])
             token = page.get("NextToken")
             if not token:
@@ -264,7 +314,7 @@ class _KinesisReader(SourceReader):
             kwargs["ShardIteratorType"] = "LATEST"
         else:
             kwargs.update(ShardIteratorType="AT_TIMESTAMP", Timestamp=src.start_time.to_pydatetime())
-        it = self._client.get_shard_iterator(**kwargs)["ShardIterator"]
+        it = self._call("get_shard_iterator", **kwargs)["ShardIterator"]
         self._iterators[shard] = it
         return it
 
@@ -313,7 +363,7 @@ class _KinesisReader(SourceReader):
         for _ in range(2):
             iterator = self._iterator(shard)
             try:
-                r = self._client.get_records(ShardIterator=iterator, Limit=limit)
+                r = self._call("get_records", ShardIterator=iterator, Limit=limit)
                 return r["Records"], r.get("NextShardIterator"), int(r.get("MillisBehindLatest", 0))
             except errors.ExpiredIteratorException:
                 self._iterators.pop(shard, None)  # iterators live 5 minutes; recreate from the position
@@ -381,6 +431,9 @@ class KinesisSink(Sink):
         Attempts per record (the first try included) before ``flush()`` raises.
     backoff, max_backoff
         Wait before the first retry, doubling up to ``max_backoff`` (on the injected clock).
+    timeout
+        Seconds each ``PutRecords`` call may wait for a connection and for its answer; a stalled or
+        unreachable endpoint fails ``flush()`` after botocore's 3 attempts with an error naming it.
 
     Examples
     --------
@@ -399,6 +452,7 @@ class KinesisSink(Sink):
         max_attempts: int = 5,
         backoff: Duration = "100ms",
         max_backoff: Duration = "5s",
+        timeout: float = 10.0,
     ) -> None:
         where = f"KinesisSink({stream!r})"
         if not isinstance(stream, str) or not stream:
@@ -414,6 +468,7 @@ class KinesisSink(Sink):
         self.max_attempts = max_attempts
         self.backoff_ns = parse_duration(backoff, what=f"{where}: backoff")
         self.max_backoff_ns = parse_duration(max_backoff, what=f"{where}: max_backoff")
+        self.timeout = _check_timeout(where, timeout)
 
     def open(self, clock: Clock | None = None) -> _KinesisWriter:
         """Create the client."""
@@ -436,6 +491,7 @@ class KinesisSink(Sink):
             "max_attempts": self.max_attempts,
             "backoff": format_duration(self.backoff_ns),
             "max_backoff": format_duration(self.max_backoff_ns),
+            "timeout": self.timeout,
         }
 
     def __repr__(self) -> str:
@@ -448,7 +504,9 @@ class _KinesisWriter(SinkWriter):
     def __init__(self, sink: KinesisSink, clock: Clock) -> None:
         self._sink = sink
         self._clock = clock
-        self._client = aws_client("kinesis", region=sink.region, endpoint_url=sink.endpoint_url)
+        self._client = aws_client(
+            "kinesis", region=sink.region, endpoint_url=sink.endpoint_url, timeout=sink.timeout
+        )
         self._buffer: list[dict[str, Any]] = []
 
     def write_batch(self, batch: pd.DataFrame) -> None:
@@ -489,7 +547,9 @@ class _KinesisWriter(SinkWriter):
         pending = records
         wait_ns = self._sink.backoff_ns
         for attempt in range(1, self._sink.max_attempts + 1):
-            response = self._client.put_records(StreamName=self._sink.stream, Records=pending)
+            sink = self._sink
+            with _bounded(repr(sink), sink.endpoint_url, "put_records", sink.timeout, _WRITE_ATTEMPTS):
+                response = self._client.put_records(StreamName=sink.stream, Records=pending)
             if not response.get("FailedRecordCount"):
                 return
             results = response["Records"]

@@ -12,7 +12,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -44,6 +46,25 @@ def _pubsub() -> Any:
     except ImportError as exc:
         raise ImportError(f"Pub/Sub connectors need google-cloud-pubsub: {_EXTRA}") from exc
     return pubsub_v1
+
+
+def _where(emulator_host: str | None) -> str:
+    """The service a client talks to, for error messages."""
+    host = emulator_host or os.environ.get("PUBSUB_EMULATOR_HOST")
+    return f"the Pub/Sub emulator at {host}" if host else "Google Cloud Pub/Sub (pubsub.googleapis.com)"
+
+
+def _bounded_retry(timeout: float) -> Any:
+    """Retry transient errors with backoff for at most ``timeout`` seconds in all.
+
+    The client's default retry of acknowledge/modify_ack_deadline keeps trying an unreachable service
+    for 60 s whatever per-call ``timeout`` is given.
+    """
+    from google.api_core import retry as retries
+
+    return retries.Retry(
+        predicate=retries.if_transient_error, initial=0.1, maximum=2.0, multiplier=2.0, timeout=timeout
+    )
 
 
 def _client_kwargs(emulator_host: str | None, kind: str) -> dict[str, Any]:
@@ -101,7 +122,9 @@ class PubSubSource(Source):
     emulator_host
         ``"HOST:PORT"`` of a Pub/Sub emulator; default: ``PUBSUB_EMULATOR_HOST`` or Google Cloud.
     timeout
-        Seconds to wait for acknowledge/nack and shutdown calls.
+        Seconds the service has to answer: ``open()`` checks it answers within this time, and an
+        acknowledge, a nack or the shutdown that takes longer (retries with backoff included) raises an
+        error naming the service.
 
     Examples
     --------
@@ -178,8 +201,35 @@ class _PubSubReader(SourceReader):
         self._pending: dict[str, Any] = {}
         self._closed = False
         self._client = pubsub_v1.SubscriberClient(**_client_kwargs(source.emulator_host, "subscriber"))
+        self._check_reachable()
         flow = pubsub_v1.types.FlowControl(max_messages=source.max_messages, **source.flow_control)
         self._future = self._client.subscribe(source.subscription, callback=self._receive, flow_control=flow)
+
+    def _check_reachable(self) -> None:
+        """Ask for the subscription once, within ``timeout``: streaming pull retries an unreachable
+        service forever without a word, so a wrong address would read nothing and never fail."""
+        from google.api_core import exceptions
+
+        timeout = self._source.timeout
+        started = time.monotonic()
+        try:
+            self._client.get_subscription(
+                request={"subscription": self._source.subscription},
+                retry=_bounded_retry(timeout),
+                timeout=timeout,
+            )
+        except exceptions.NotFound:
+            return  # reachable; the stream reports the missing subscription with its fix
+        except (exceptions.RetryError, exceptions.ServiceUnavailable, exceptions.DeadlineExceeded) as exc:
+            self._client.close()
+            raise RuntimeError(
+                f"PubSubSource({self._source.subscription!r}): {_where(self._source.emulator_host)} did "
+                f"not answer within timeout={timeout:g} s (retried for {time.monotonic() - started:.1f} s) when "
+                f"asked for the subscription: {exc}. Check emulator_host / PUBSUB_EMULATOR_HOST and "
+                "that the service runs"
+            ) from exc
+        except Exception:
+            return  # permissions and the like: the stream reports them
 
     def _receive(self, message: Any) -> None:
         # Runs on the client's callback threads; the flow control bounds the buffer's size.
@@ -231,19 +281,27 @@ class _PubSubReader(SourceReader):
         if not messages:
             return
         ack_ids = [m.ack_id for m in messages]
+        timeout = self._source.timeout
+        deadline = time.monotonic() + timeout
         try:
             for i in range(0, len(ack_ids), _ACK_CHUNK):
+                left = max(deadline - time.monotonic(), 0.001)
                 self._client.acknowledge(
                     request={
                         "subscription": self._source.subscription,
                         "ack_ids": ack_ids[i : i + _ACK_CHUNK],
                     },
-                    timeout=self._source.timeout,
+                    retry=_bounded_retry(left),
+                    timeout=left,
                 )
-        except Exception:
+        except Exception as exc:
             with self._lock:  # keep them uncommitted: a later commit retries, close() nacks them
                 self._pending = {**{m.ack_id: m for m in messages}, **self._pending}
-            raise
+            raise RuntimeError(
+                f"PubSubSource({self._source.subscription!r}): acknowledging {len(ack_ids)} messages to "
+                f"{_where(self._source.emulator_host)} failed within {timeout:g} s (timeout): {exc}. "
+                "They were not acknowledged: Pub/Sub delivers them again"
+            ) from exc
         for m in messages:
             m.ack()  # frees the client's flow control and lease bookkeeping; the ack itself is already done
 
@@ -266,15 +324,18 @@ class _PubSubReader(SourceReader):
             self._pending.clear()
             self._buffer.clear()
         ack_ids = [m.ack_id for m in leftovers]
+        deadline = time.monotonic() + self._source.timeout
         try:
             for i in range(0, len(ack_ids), _ACK_CHUNK):
+                left = max(deadline - time.monotonic(), 0.001)
                 self._client.modify_ack_deadline(
                     request={
                         "subscription": self._source.subscription,
                         "ack_ids": ack_ids[i : i + _ACK_CHUNK],
                         "ack_deadline_seconds": 0,
                     },
-                    timeout=self._source.timeout,
+                    retry=_bounded_retry(left),
+                    timeout=left,
                 )
         except Exception as exc:
             # The nack only hurries redelivery: unacked messages come back after their ack deadline anyway.
@@ -306,7 +367,8 @@ class PubSubSink(Sink):
     emulator_host
         ``"HOST:PORT"`` of a Pub/Sub emulator; default: ``PUBSUB_EMULATOR_HOST`` or Google Cloud.
     timeout
-        Seconds ``flush()`` waits for each publish to be confirmed.
+        Seconds ``flush()`` waits, in all, for the messages written so far to be confirmed; past it,
+        it raises an error naming the service.
 
     Examples
     --------
@@ -387,6 +449,7 @@ class _PubSubWriter(SinkWriter):
         )
         self._futures: list[tuple[Any, str]] = []
         self._closed = False
+        self._failed = False
 
     def write_batch(self, batch: pd.DataFrame) -> None:
         """Publish every row (asynchronously; :meth:`flush` waits for confirmation)."""
@@ -421,18 +484,29 @@ class _PubSubWriter(SinkWriter):
         """Wait until every message written so far is confirmed; raise if any publish failed."""
         pending, self._futures = self._futures, []
         errors: list[BaseException] = []
+        # One deadline for the whole flush: a per-message timeout would add up over a stalled service.
+        deadline = time.monotonic() + self._sink.timeout
         for future, key in pending:
             try:
-                future.result(timeout=self._sink.timeout)
+                future.result(timeout=max(deadline - time.monotonic(), 0.0))
             except Exception as exc:
                 errors.append(exc)
                 if key:
                     # An ordered publish failure pauses its key until told to resume.
                     self._client.resume_publish(self._sink.topic, key)
         if errors:
+            import concurrent.futures
+
+            self._failed = True
+            if isinstance(errors[0], (TimeoutError, concurrent.futures.TimeoutError)):
+                first = (
+                    f"no confirmation from {_where(self._sink.emulator_host)} within "
+                    f"{self._sink.timeout:g} s (timeout); is the service running and reachable?"
+                )
+            else:
+                first = f"first error: {errors[0]!r}. Check that the topic exists and the credentials can publish."
             raise RuntimeError(
-                f"{self._sink!r}: {len(errors)} of {len(pending)} messages were not published; "
-                f"first error: {errors[0]!r}. Check that the topic exists and the credentials can publish."
+                f"{self._sink!r}: {len(errors)} of {len(pending)} messages were not published; {first}"
             ) from errors[0]
 
     def close(self) -> None:
@@ -444,7 +518,10 @@ class _PubSubWriter(SinkWriter):
             self.flush()
         finally:
             self._client.stop()
-            self._client.transport.grpc_channel.close()
+            if not self._failed:
+                # After a failed flush the client's publish threads still retry (for their own bounded
+                # time); closing the channel under them would only turn that into thread tracebacks.
+                self._client.transport.grpc_channel.close()
 
 
 def create_topic(

@@ -38,6 +38,28 @@ def _import_redis() -> Any:
     return redis
 
 
+def _check_timeout(owner: str, timeout: Any) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"{owner}(timeout={timeout!r}): a positive number of seconds")
+    return float(timeout)
+
+
+def _execute(sink: Any, client: Any, pipe: Any, what: str) -> Any:
+    """Run a pipeline; a server that does not answer within the sink's timeout is an error naming it."""
+    redis = _import_redis()
+    try:
+        return pipe.execute()
+    except (redis.exceptions.TimeoutError, redis.exceptions.ConnectionError) as exc:
+        kw = client.connection_pool.connection_kwargs
+        where = (
+            kw.get("path") or f"{kw.get('host')}:{kw.get('port')}"
+        )  # never the URL: it may hold a password
+        raise RuntimeError(
+            f"{type(sink).__name__}: Redis at {where} did not complete {what} within {sink.timeout:g} s "
+            f"(timeout): {exc}. Is the server running and reachable?"
+        ) from exc
+
+
 def _check_url(owner: str, url: str) -> str:
     if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError(
@@ -206,6 +228,9 @@ class RedisMetricsSink(Sink):
         Pub/sub channel for update messages; None to not publish.
     ttl
         Seconds after the last update until a hash expires; None keeps it.
+    timeout
+        Seconds to connect and to wait for each answer (redis-py waits forever by default); a server
+        that does not answer in time fails the write with an error naming it.
 
     Examples
     --------
@@ -222,6 +247,7 @@ class RedisMetricsSink(Sink):
     fields: Mapping[str, str] = field(default_factory=lambda: {"count": "count"})
     channel: str | None = "metrics"
     ttl: int | None = None
+    timeout: float = 10.0
 
     def __init__(
         self,
@@ -231,6 +257,7 @@ class RedisMetricsSink(Sink):
         fields: Sequence[str] | Mapping[str, str] = ("count",),
         channel: str | None = "metrics",
         ttl: int | None = None,
+        timeout: float = 10.0,
     ) -> None:
         owner = "RedisMetricsSink"
         _check_url(owner, url)
@@ -256,6 +283,7 @@ class RedisMetricsSink(Sink):
         set_(self, "fields", mapping)
         set_(self, "channel", channel)
         set_(self, "ttl", ttl)
+        set_(self, "timeout", _check_timeout(owner, timeout))
         set_(self, "_parts", parts)
 
     def keys_for(self, batch: pd.DataFrame) -> np.ndarray:
@@ -275,6 +303,7 @@ class RedisMetricsSink(Sink):
             "fields": dict(self.fields),
             "channel": self.channel,
             "ttl": self.ttl,
+            "timeout": self.timeout,
         }
 
     def __repr__(self) -> str:
@@ -300,7 +329,9 @@ class RedisMetricsWriter(SinkWriter):
     def __init__(self, sink: RedisMetricsSink) -> None:
         redis = _import_redis()
         self.sink = sink
-        self._client = redis.Redis.from_url(sink.url)
+        self._client = redis.Redis.from_url(
+            sink.url, socket_timeout=sink.timeout, socket_connect_timeout=sink.timeout
+        )
         self.updates = 0
         self.published = 0
 
@@ -348,7 +379,7 @@ class RedisMetricsWriter(SinkWriter):
                 pipe.expire(key, sink.ttl)
             if messages is not None:
                 pipe.publish(sink.channel, messages[i])
-        pipe.execute()
+        _execute(sink, self._client, pipe, "HINCRBY/PUBLISH")
         self.updates += len(keys)
         self.published += 0 if messages is None else len(messages)
 
@@ -408,6 +439,9 @@ class RedisStreamSink(Sink):
         Columns to store; default: all.
     maxlen
         Trim the stream to about this many entries (``MAXLEN ~``); None keeps everything.
+    timeout
+        Seconds to connect and to wait for each answer (redis-py waits forever by default); a server
+        that does not answer in time fails the write with an error naming it.
 
     Examples
     --------
@@ -419,6 +453,7 @@ class RedisStreamSink(Sink):
     stream: str
     columns: tuple[str, ...] | None = None
     maxlen: int | None = None
+    timeout: float = 10.0
 
     def __init__(
         self,
@@ -427,6 +462,7 @@ class RedisStreamSink(Sink):
         *,
         columns: Sequence[str] | None = None,
         maxlen: int | None = None,
+        timeout: float = 10.0,
     ) -> None:
         owner = "RedisStreamSink"
         _check_url(owner, url)
@@ -440,6 +476,7 @@ class RedisStreamSink(Sink):
         set_(self, "stream", stream)
         set_(self, "columns", tuple(columns) if columns is not None else None)
         set_(self, "maxlen", maxlen)
+        set_(self, "timeout", _check_timeout(owner, timeout))
         set_(self, "_parts", parts)
 
     def open(self, clock: Clock | None = None) -> RedisStreamWriter:
@@ -454,6 +491,7 @@ class RedisStreamSink(Sink):
             "stream": self.stream,
             "columns": list(self.columns) if self.columns else None,
             "maxlen": self.maxlen,
+            "timeout": self.timeout,
         }
 
     def __repr__(self) -> str:
@@ -475,7 +513,9 @@ class RedisStreamWriter(SinkWriter):
     def __init__(self, sink: RedisStreamSink) -> None:
         redis = _import_redis()
         self.sink = sink
-        self._client = redis.Redis.from_url(sink.url)
+        self._client = redis.Redis.from_url(
+            sink.url, socket_timeout=sink.timeout, socket_connect_timeout=sink.timeout
+        )
         self.ids: list[bytes] = []
 
     def write_batch(self, batch: pd.DataFrame) -> None:
@@ -508,7 +548,7 @@ class RedisStreamWriter(SinkWriter):
             if not entry:
                 entry = {"_empty": ""}  # Redis refuses entries without fields
             pipe.xadd(stream, entry, maxlen=sink.maxlen, approximate=True)
-        self.ids.extend(pipe.execute())
+        self.ids.extend(_execute(sink, self._client, pipe, "XADD"))
         del self.ids[:-10_000]
 
     def flush(self) -> None:

@@ -1,0 +1,425 @@
+"""Fault suite on the real local Kafka-protocol broker (tansu): frozen, killed and unreachable brokers,
+a consumer killed with SIGKILL at seeded points, a slow sink.
+
+Each fault is compared with an uninterrupted run of the same pipeline on the same records: the
+window table and the event table (both DuckDB upserts) must be equal — nothing lost, nothing doubled —
+and every stop must return within its stated bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from streamlab.connectors._local_servers import find_free_port, wait_for
+from streamlab.connectors.kafka import (
+    KafkaCommitError,
+    KafkaSource,
+    KafkaSourceError,
+    KafkaUnreachableError,
+    create_topic,
+)
+
+from streamlab import DuckDBSink, Pipeline, TumblingWindow, agg
+from streamlab.io import Sink, SinkWriter
+
+from ._kafka import FAST_GROUP, Broker, make_events, produce
+
+pytestmark = pytest.mark.timeout(120)
+
+SCHEMA = {
+    "event_id": "string",
+    "event_type": "string",
+    "user_id": "string",
+    "timestamp": "timestamp",
+    "amount": "float64",
+}
+BROKER_TIMEOUT = 3.0  # what the tests give a stalled broker before the run fails
+
+
+def build(
+    boot: str,
+    topic: str,
+    group: str,
+    db: str,
+    *,
+    extra_sink: Sink | None = None,
+    **source_kw: Any,
+) -> Pipeline:
+    """Kafka → parse → events table (upsert by event_id) and 1-minute windows per type (upsert)."""
+    source_kw.setdefault("broker_timeout", BROKER_TIMEOUT)
+    source_kw.setdefault("connect_timeout", 10.0)
+    p = Pipeline(
+        KafkaSource(topic, bootstrap_servers=boot, group_id=group, config=dict(FAST_GROUP), **source_kw),
+        name="faults",
+    )
+    events = p.parse(SCHEMA)
+    events.select("event_id", "event_type", "user_id", "timestamp", "amount").to(DuckDBSink(db, "events"))
+    windows = events.window(TumblingWindow("1m"), key="event_type", delay="10s")
+    windows.agg(agg.count(), agg.sum("amount")).to(DuckDBSink(db, "windows"))
+    if extra_sink is not None:
+        events.to(extra_sink)
+    return p
+
+
+def tables(db: str) -> dict[str, pd.DataFrame]:
+    import duckdb
+
+    con = duckdb.connect(db)  # the same configuration as the sinks' connections in this process
+    try:
+        out = {
+            "events": con.execute("SELECT * FROM events ORDER BY event_id").df(),
+            "windows": con.execute("SELECT * FROM windows ORDER BY window_start, event_type").df(),
+        }
+    finally:
+        con.close()
+    return out
+
+
+def assert_same_tables(got: dict[str, pd.DataFrame], want: dict[str, pd.DataFrame], n: int) -> None:
+    assert len(want["events"]) == n and want["events"]["event_id"].is_unique
+    assert want["windows"]["count"].sum() == n  # the reference counted every event once
+    for name in ("events", "windows"):
+        pd.testing.assert_frame_equal(
+            got[name].reset_index(drop=True), want[name].reset_index(drop=True), check_like=True
+        )
+
+
+def reference(boot: str, topic: str, tmp: Path, n: int) -> dict[str, pd.DataFrame]:
+    """The uninterrupted run: its own group reads the whole topic once, then finishes."""
+    db = str(tmp / "reference.duckdb")
+    result = build(boot, topic, "reference", db, stop_at_end=True).run()
+    assert result.status == "finished" and result.metrics["events_in"] == n
+    return tables(db)
+
+
+def finish(boot: str, topic: str, group: str, db: str, ckpt: Path) -> Any:
+    """Restart after a fault: resume from the checkpoint and read to the end of the topic."""
+    return build(boot, topic, group, db, stop_at_end=True).run(checkpoint_dir=ckpt)
+
+
+# --- unreachable ---------------------------------------------------------------------------------------
+
+
+def test_unreachable_broker_fails_once_after_connect_timeout(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Nothing listens: one warning, then one error naming the address after connect_timeout."""
+    boot = f"127.0.0.1:{find_free_port()}"
+    p = build(boot, "t", "g", str(tmp_path / "x.duckdb"), stop_at_end=True, connect_timeout=2.0)
+    caplog.set_level(logging.DEBUG, logger="streamlab")
+    started = time.monotonic()
+    with pytest.raises(KafkaUnreachableError, match=rf"{boot}.*connect_timeout=2 s") as info:
+        p.run()
+    took = time.monotonic() - started
+    assert 2.0 <= took < 6.0, took  # a bounded read on an unreachable broker ends, with an error
+    assert "Connection refused" in str(info.value)  # what the client saw, for the user
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(loud) == 1 and "cannot reach" in loud[0].getMessage(), [r.getMessage() for r in loud]
+    # librdkafka's own lines go through logging (each kind once above DEBUG), never to stderr
+    client = [r for r in caplog.records if r.name.endswith("librdkafka")]
+    assert len({r.getMessage() for r in client if r.levelno > logging.DEBUG}) <= 6
+    assert "%3|" not in capfd.readouterr().err and "%4|" not in capfd.readouterr().err
+
+
+def test_cli_duration_on_unreachable_broker_exits_non_zero(tmp_path: Path) -> None:
+    """``streamlab run --duration 20s`` with nothing to read from exits non-zero with the error."""
+    boot = f"127.0.0.1:{find_free_port()}"
+    spec = tmp_path / "spec.yaml"
+    p = build(boot, "t", "g", str(tmp_path / "x.duckdb"), connect_timeout=2.0)
+    p.to_yaml(str(spec))
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamlab.cli", "run", str(spec), "--duration", "20s", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0, proc.stdout
+    assert time.monotonic() - started < 15  # failed at connect_timeout, not after the 20 s
+    assert "unreachable" in proc.stderr and boot in proc.stderr
+    assert "%3|" not in proc.stderr and "%4|" not in proc.stderr  # no librdkafka flood on stderr
+
+
+# --- frozen broker -------------------------------------------------------------------------------------
+
+
+def test_commit_to_frozen_broker_fails_within_broker_timeout(broker: Broker) -> None:
+    """librdkafka's synchronous commit has no timeout; the reader's commit does, and close is bounded."""
+    topic = "frozen-commit"
+    create_topic(broker.bootstrap, topic, partitions=1)
+    produce(broker.bootstrap, topic, make_events(50, seed=1))
+    src = KafkaSource(
+        topic, bootstrap_servers=broker.bootstrap, group_id="g", config=FAST_GROUP, broker_timeout=2.0
+    )
+    reader = src.open()
+    got = 0
+    try:
+
+        def read() -> bool:
+            nonlocal got
+            batch = reader.poll(100)
+            got += 0 if batch is None else len(batch)
+            return got == 50
+
+        wait_for(read, timeout=20, interval=0.005, what="50 records")
+        reader.commit({(topic, 0): 10})  # the broker answers: committed
+        broker.freeze()
+        started = time.monotonic()
+        with pytest.raises(KafkaCommitError, match=rf"no answer .*{broker.bootstrap} within 2 s"):
+            reader.commit(reader.snapshot())
+        assert 2.0 <= time.monotonic() - started < 4.0
+    finally:
+        started = time.monotonic()
+        reader.close()
+        assert time.monotonic() - started < 3.0  # no leave-group handshake with a stalled broker
+        broker.thaw()
+
+
+def test_frozen_broker_stop_is_bounded_and_restart_matches_uninterrupted_run(
+    broker: Broker, tmp_path: Path
+) -> None:
+    topic, n = "frozen", 4000
+    create_topic(broker.bootstrap, topic, partitions=3)
+    records = make_events(n, seed=7)
+    produce(broker.bootstrap, topic, records[: n // 2])
+    db, ckpt = str(tmp_path / "run.duckdb"), tmp_path / "ckpt"
+    handle = build(broker.bootstrap, topic, "g", db).start(checkpoint_dir=ckpt, commit_every="200ms")
+    try:
+        wait_for(
+            lambda: handle.metrics["events_in"] == n // 2 and handle.metrics["commits"] >= 1,
+            timeout=30,
+            what="the first half to be read and committed",
+        )
+        broker.freeze()
+        started = time.monotonic()
+        result = handle.stop(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        broker.thaw()
+    # the final commit got no answer within broker_timeout: the run failed, and said why
+    assert took < BROKER_TIMEOUT + 5, took
+    assert result.status == "failed" and isinstance(handle.error, (KafkaCommitError, KafkaSourceError))
+    assert broker.bootstrap in str(handle.error)
+
+    produce(broker.bootstrap, topic, records[n // 2 :])  # thawed: the broker takes records again
+    done = finish(broker.bootstrap, topic, "g", db, ckpt)
+    assert done.status == "finished"
+    assert_same_tables(tables(db), reference(broker.bootstrap, topic, tmp_path, n), n)
+
+
+# --- broker killed and restarted -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def durable_broker() -> Any:
+    """tansu storing topics and group offsets in S3 (moto in this process): it survives a restart."""
+    from streamlab.connectors.aws_local import LocalAWS
+
+    with LocalAWS() as aws:
+        aws.client("s3").create_bucket(Bucket="tansu")
+        env = {
+            "AWS_ENDPOINT": aws.endpoint_url,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_ACCESS_KEY_ID": "x",
+            "AWS_SECRET_ACCESS_KEY": "x",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        b = Broker(storage="s3://tansu/", env=env).start()
+        try:
+            yield b
+        finally:
+            b.stop()
+
+
+def test_killed_broker_fails_the_run_and_a_restart_matches_uninterrupted_run(
+    durable_broker: Broker, tmp_path: Path
+) -> None:
+    broker, topic, n = durable_broker, "killed", 1500
+    create_topic(broker.bootstrap, topic, partitions=2)
+    records = make_events(n, seed=11)
+    produce(broker.bootstrap, topic, records[: n // 2])
+    db, ckpt = str(tmp_path / "run.duckdb"), tmp_path / "ckpt"
+    handle = build(broker.bootstrap, topic, "g", db).start(checkpoint_dir=ckpt, commit_every="200ms")
+    try:
+        wait_for(
+            lambda: handle.metrics["events_in"] == n // 2 and handle.metrics["commits"] >= 1,
+            timeout=30,
+            what="the first half to be read and committed",
+        )
+        broker.kill()
+        # nobody answers: the run fails by itself within broker_timeout (plus a commit interval)
+        started = time.monotonic()
+        with pytest.raises((KafkaCommitError, KafkaSourceError), match=broker.bootstrap):
+            handle.wait(timeout=BROKER_TIMEOUT + 10)
+        assert time.monotonic() - started < BROKER_TIMEOUT + 5
+    finally:
+        handle.stop(timeout=30)
+    broker.start()  # same port, same storage: topics and committed offsets are back
+    produce(broker.bootstrap, topic, records[n // 2 :])
+    done = finish(broker.bootstrap, topic, "g", db, ckpt)
+    assert done.status == "finished"
+    assert_same_tables(tables(db), reference(broker.bootstrap, topic, tmp_path, n), n)
+
+
+# --- consumer killed -----------------------------------------------------------------------------------
+
+RUNNER = """
+import sys
+from streamlab import Pipeline
+Pipeline.from_yaml(sys.argv[1]).run(checkpoint_dir=sys.argv[2], commit_every="100ms")
+"""
+
+
+def test_consumer_killed_at_seeded_points_then_restarted_matches_uninterrupted_run(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """SIGKILL of the consumer process at seeded points (after its k-th checkpoint plus a seeded delay)."""
+    topic, n = "killed-consumer", 4000
+    create_topic(broker.bootstrap, topic, partitions=3)
+    produce(broker.bootstrap, topic, make_events(n, seed=3))
+    rng = random.Random(20261202)
+    db, ckpt, spec = tmp_path / "run.duckdb", tmp_path / "ckpt", tmp_path / "spec.yaml"
+    build(broker.bootstrap, topic, "g", str(db), stop_at_end=True, max_batch=200).to_yaml(str(spec))
+    checkpoint = ckpt / "checkpoint.pkl"
+
+    def stamp() -> int:
+        return checkpoint.stat().st_mtime_ns if checkpoint.exists() else 0
+
+    kills, runs = 0, 0
+    while True:
+        runs += 1
+        assert runs <= 8, "the pipeline never finished"
+        before = stamp()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", RUNNER, str(spec), str(ckpt)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            if kills < 2:
+                # a new checkpoint is the event that the run is under way; then a seeded delay
+                wait_for(
+                    lambda b=before, p=proc: stamp() != b or p.poll() is not None,  # type: ignore[misc]
+                    timeout=60,
+                    what="a checkpoint",
+                )
+                try:
+                    proc.wait(timeout=rng.uniform(0.0, 0.4))
+                except subprocess.TimeoutExpired:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    kills += 1
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            if proc.stderr:
+                proc.stderr.close()
+        if code == 0:
+            break
+        assert code == -signal.SIGKILL, err[-2000:]
+    assert kills >= 1  # the seeded points hit the run at least once
+    assert_same_tables(tables(str(db)), reference(broker.bootstrap, topic, tmp_path, n), n)
+
+
+# --- slow sink -----------------------------------------------------------------------------------------
+
+
+class SlowSink(Sink):
+    """A sink whose every ``pause_every``-th batch takes ``delay`` seconds (a remote store that stalls)."""
+
+    def __init__(self, delay: float, pause_every: int) -> None:
+        self.delay, self.pause_every = delay, pause_every
+        self.rows = 0
+
+    def open(self, clock: object = None) -> SinkWriter:
+        return _SlowWriter(self)
+
+
+class _SlowWriter(SinkWriter):
+    def __init__(self, sink: SlowSink) -> None:
+        self.sink, self.batches = sink, 0
+        self._never = threading.Event()  # never set: waiting on it is the stall
+
+    def write_batch(self, batch: pd.DataFrame) -> None:
+        self.batches += 1
+        if self.batches % self.sink.pause_every == 0:
+            self._never.wait(self.sink.delay)
+        self.sink.rows += len(batch)
+
+
+def test_slow_sink_longer_than_broker_timeout_is_not_an_outage(broker: Broker, tmp_path: Path) -> None:
+    """A sink stalling longer than broker_timeout between polls does not read as an unreachable broker."""
+    topic, n = "slow-sink", 1000
+    create_topic(broker.bootstrap, topic, partitions=2)
+    records = make_events(n, seed=5)
+    produce(broker.bootstrap, topic, records)
+    db = str(tmp_path / "run.duckdb")
+    slow = SlowSink(delay=BROKER_TIMEOUT + 1, pause_every=3)
+    p = build(broker.bootstrap, topic, "g", db, stop_at_end=True, max_batch=250, extra_sink=slow)
+    started = time.monotonic()
+    result = p.run(batch_size=250)
+    assert result.status == "finished" and slow.rows == n
+    assert time.monotonic() - started < 60
+    assert_same_tables(tables(db), reference(broker.bootstrap, topic, tmp_path, n), n)
+
+
+# --- SIGTERM while the broker is frozen ----------------------------------------------------------------
+
+
+def test_sigterm_with_a_frozen_broker_returns_within_bound_and_restart_matches(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """The issue's hang: a run blocked in a commit to a frozen broker ignored SIGTERM for 150+ s."""
+    from streamlab.connectors.kafka import KafkaAdmin
+
+    topic, n = "sigterm", 2000
+    create_topic(broker.bootstrap, topic, partitions=2)
+    records = make_events(n, seed=13)
+    produce(broker.bootstrap, topic, records[: n // 2])
+    db, ckpt, spec = tmp_path / "run.duckdb", tmp_path / "ckpt", tmp_path / "spec.yaml"
+    build(broker.bootstrap, topic, "g", str(db), max_batch=200).to_yaml(str(spec))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, str(spec), str(ckpt)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with KafkaAdmin(broker.bootstrap) as admin:
+            wait_for(
+                lambda: sum(admin.committed_offsets("g", topic).values()) == n // 2,
+                timeout=60,
+                what="the first half to be committed",
+            )
+        broker.freeze()
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=BROKER_TIMEOUT + 20)
+        took = time.monotonic() - started
+    finally:
+        broker.thaw()
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        if proc.stderr:
+            proc.stderr.close()
+    # it stopped by itself: a clean stop, or the commit's timeout as an error naming the broker
+    assert took < BROKER_TIMEOUT + 5, took
+    assert code == 0 or (code == 1 and broker.bootstrap in err), (code, err[-2000:])
+    produce(broker.bootstrap, topic, records[n // 2 :])
+    done = finish(broker.bootstrap, topic, "g", str(db), ckpt)
+    assert done.status == "finished"
+    assert_same_tables(tables(str(db)), reference(broker.bootstrap, topic, tmp_path, n), n)
