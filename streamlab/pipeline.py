@@ -217,11 +217,16 @@ class Pipeline:
         return pipeline_to_yaml(self, path)
 
     @classmethod
-    def from_yaml(cls, text_or_path: str) -> Pipeline:
-        """Rebuild a pipeline from :meth:`to_yaml` output (text or a file path)."""
+    def from_yaml(cls, text_or_path: str, *, trust: bool = False) -> Pipeline:
+        """Rebuild a pipeline from :meth:`to_yaml` output (text or a file path).
+
+        Every problem of the spec is reported at once (``SpecError``); a spec holding code (function
+        source, SQL other than a read-only SELECT) needs ``trust=True``. See
+        :func:`streamlab.spec.pipeline_from_yaml`.
+        """
         from streamlab.spec import pipeline_from_yaml
 
-        return pipeline_from_yaml(text_or_path)
+        return pipeline_from_yaml(text_or_path, trust=trust)
 
     def to_mermaid(self) -> str:
         """The graph as a Mermaid flowchart."""
