@@ -247,9 +247,11 @@ class _Checker:
 
     def entry(self, section: str, i: int, item: Any, known: list[str], ids: set[str]) -> None:
         path = f"streaming.{section}[{i}]"
-        if not self.mapping(item, path, "{step_id: counts, kind: window, input: parse, ...}"):
+        if not isinstance(item, dict):
+            self.mapping(item, path, "{step_id: counts, kind: window, input: parse, ...}")
             return
         sid = item.get("step_id")
+        self.bool_keys(item, f"{path} (step {sid!r})" if isinstance(sid, str) else path)
         if sid is None:
             self.add(path, "missing 'step_id'", "give every entry a unique name: step_id: my_step")
         elif self.string(sid, f"{path}.step_id", "step_id: counts"):
@@ -306,7 +308,7 @@ class _Checker:
             if not isinstance(ref, str):
                 self.add(f"{path}.input", f"expected a step_id, got {_shown(ref)}", "write e.g. input: parse")
             elif ref not in known:
-                hint = suggest(ref, known, what="steps so far")
+                hint = suggest(ref, known, what="steps so far") if known else "list the sources first"
                 self.add(
                     f"{path}.input",
                     f"{ref!r} names no earlier step or output",

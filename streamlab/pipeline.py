@@ -113,6 +113,7 @@ class Pipeline:
         self._columns: dict[str, Columns] = {}
         self._keys: dict[str, tuple[str, ...]] = {}
         self._main: Stream | None = None
+        self._unfinished: dict[str, str] = {}  # window step ids still waiting for .agg(...)
         if source is not None:
             self._main = self.add_source(source)
 
@@ -205,7 +206,19 @@ class Pipeline:
         return f"Pipeline({self.name!r}, steps=[{', '.join(self.steps)}])"
 
     # -- serialization and diagram ---------------------------------------------------------------------
+    def check_complete(self) -> None:
+        """Raise if a step was left unfinished (a ``window(...)`` without ``.agg(...)``)."""
+        for sid in self._unfinished:
+            raise PipelineConfigError(
+                sid,
+                "window",
+                "the window has no aggregators, so it would compute nothing (.window(...) was not "
+                "followed by .agg(...))",
+                "finish it, e.g. .window(TumblingWindow('1m')).agg(agg.count())",
+            )
+
     def to_dict(self) -> dict[str, Any]:
+        self.check_complete()
         from streamlab.spec import pipeline_to_dict
 
         return pipeline_to_dict(self)
@@ -244,12 +257,14 @@ class Pipeline:
         """Run to the end of input (bounded sources) or until interrupted; see :func:`streamlab.runtime.run`."""
         from streamlab.runtime import run
 
+        self.check_complete()
         return run(self, **options)
 
     def start(self, **options: Any) -> RunHandle:
         """Run in the background; returns a handle with ``stop()``, ``pause()``, ``metrics`` (notebooks)."""
         from streamlab.runtime import start
 
+        self.check_complete()
         return start(self, **options)
 
     def to_beam(self, path: str, **options: Any) -> Any:
@@ -974,6 +989,7 @@ class WindowBuilder:
     ) -> None:
         self._stream = stream
         self._args = (sid, window, keys, time, delay_ns, lateness_ns, early)
+        stream.pipeline._unfinished[sid] = "window"
         self._watermark_by = watermark_by
         self._idle_timeout_ns = idle_timeout_ns
 
@@ -1014,6 +1030,7 @@ class WindowBuilder:
             watermark_by=self._watermark_by,
             idle_timeout_ns=self._idle_timeout_ns,
         )
+        self._stream.pipeline._unfinished.pop(sid, None)
         return self._stream.pipeline._add(step, cls=WindowedStream)  # type: ignore[return-value]
 
 

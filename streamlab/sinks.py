@@ -377,6 +377,8 @@ class DuckDBTable:
             con = connect_restricted(self.path)
         try:
             return con.execute(self.query).df()
+        except duckdb.Error as e:
+            raise ValueError(f"DuckDBTable({self.path!r}): the query {self.query!r} failed: {e}") from e
         finally:
             con.close()
 

@@ -336,7 +336,7 @@ def pipeline_from_dict(
             )
         except PipelineConfigError as e:
             problems.append(SpecProblem(path, e.problem, e.fix))
-        except (ValueError, TypeError, KeyError, ImportError, AttributeError) as e:
+        except Exception as e:  # a factory's own error (connector, DuckDB): reported at its path
             fix = "check this entry's parameters against Pipeline.to_yaml() output"
             if isinstance(e, TypeError) and "argument" in str(e):
                 fix = (
