@@ -16,11 +16,11 @@ from typing import Any
 
 import yaml
 
-from streamlab._parse import FIELD_TYPES
+from streamlab._parse import FIELD_TYPES, FieldSpec
 from streamlab._time import parse_duration
-from streamlab.errors import SpecProblem, suggest
+from streamlab.errors import PipelineConfigError, SpecProblem, closest, suggest
 
-__all__ = ["TYPE_ALIASES", "check_spec", "code_in_spec", "load_yaml", "step_output_names"]
+__all__ = ["TYPE_ALIASES", "check_spec", "code_in_spec", "load_yaml", "schema_fields", "step_output_names"]
 
 #: Names people write for parse types, and the type they mean.
 TYPE_ALIASES: dict[str, str] = {
@@ -98,6 +98,42 @@ def load_yaml(text: str) -> Any:
     {'on': ['user_id'], 'early': True}
     """
     return yaml.load(text, Loader=_Yaml12Loader)
+
+
+def schema_fields(step_id: str, schema: dict[str, Any]) -> tuple[FieldSpec, ...]:
+    """The parse step's fields; every bad entry is reported at once, an unknown type with the type
+    it most likely means (``str`` → ``string``, ``datetime`` → ``timestamp``, ``flaot`` → ``float64``).
+
+    Examples
+    --------
+    >>> schema_fields("parse", {"a": "str", "b": "flaot"})
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.PipelineConfigError: step 'parse' (parse): 2 schema fields: 'a' has unknown type 'str' (did you mean 'string'?), 'b' has unknown type 'flaot' (did you mean 'float64'?). Fix: use 'string' for 'a', 'float64' for 'b'; the types are string, category, int64, float64, bool, timestamp, object, json
+    """
+    fields, unknown, other = [], [], []
+    for name, entry in schema.items():
+        try:
+            fields.append(FieldSpec.of(name, entry))
+        except ValueError as e:
+            typ = entry.get("type") if isinstance(entry, dict) else entry
+            if isinstance(typ, str) and typ not in FIELD_TYPES:
+                unknown.append((name, typ, closest(typ, FIELD_TYPES, TYPE_ALIASES)))
+            else:
+                other.append(str(e))
+    if not unknown and not other:
+        return tuple(fields)
+    parts = [
+        f"{n!r} has unknown type {t!r}" + (f" (did you mean {c!r}?)" if c else "") for n, t, c in unknown
+    ]
+    many = len(unknown) > 1
+    problem = f"{len(unknown)} schema fields: " * many + ", ".join(parts)
+    problem = "; ".join([problem, *other] if problem else other)
+    fixed = ", ".join(f"{c!r} for {n!r}" for n, _, c in unknown if c)
+    fix = (f"use {fixed}; " if fixed else "write each field's type as a name; ") + (
+        f"the types are {', '.join(FIELD_TYPES)}"
+    )
+    raise PipelineConfigError(step_id, "parse", problem, fix)
 
 
 def step_output_names() -> dict[str, tuple[str, ...]]:

@@ -86,7 +86,9 @@ def suggest(
     opts = list(options)
     close = closest(name, opts, aliases)
     known = ", ".join(repr(o) for o in opts)
-    return (f"did you mean {close!r}? " if close else "") + f"Known {what}: {known}"
+    if close:
+        return f"did you mean {close!r}? Known {what}: {known}"
+    return f"use one of the known {what}: {known}" if opts else f"there are no known {what} here"
 
 
 @dataclass(frozen=True)

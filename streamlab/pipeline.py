@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from streamlab._parse import FieldSpec
+from streamlab._coltypes import aggregator_type_problem
+from streamlab._spec_check import schema_fields
 from streamlab._time import Duration, parse_duration
 from streamlab.aggregators import Aggregator
 from streamlab.errors import PipelineConfigError, suggest
@@ -367,10 +368,7 @@ class Stream:
         if format != "json":
             raise PipelineConfigError(sid, "parse", f"unsupported format {format!r}", "use format='json'")
         schema = dict(EVENT_SCHEMA if schema is None else schema)
-        try:
-            fields = tuple(FieldSpec.of(n, s) for n, s in schema.items())
-        except ValueError as e:
-            raise PipelineConfigError(sid, "parse", str(e), "fix the schema entry") from None
+        fields = schema_fields(sid, schema)
         names = {f.name for f in fields}
         if time is not None and time not in names:
             raise PipelineConfigError(
@@ -479,7 +477,10 @@ class Stream:
         for name, e in exprs.items():
             if not isinstance(e, str):
                 raise PipelineConfigError(
-                    sid, "map", f"column {name!r} needs an expression string", "e.g. 'price * qty'"
+                    sid,
+                    "map",
+                    f"column {name!r} needs an expression string",
+                    f"write it as text, e.g. with_columns({name}='price * qty')",
                 )
             if self.columns is not None:
                 for c in sorted(_expr_columns(e, sid, "map")):
@@ -520,6 +521,13 @@ class Stream:
         ttl_ns = None
         if ttl is not None:
             ttl_ns = parse_duration(ttl, what=f"step {sid!r} (dedup) ttl")
+            if ttl_ns <= 0:
+                raise PipelineConfigError(
+                    sid,
+                    "dedup",
+                    f"ttl={ttl!r} is not positive, so no id would be remembered",
+                    "pass a positive duration such as ttl='1h', or ttl=None (bounded by max_ids only)",
+                )
             if use_time is None:
                 raise PipelineConfigError(
                     sid,
@@ -925,7 +933,7 @@ class OperatorStream(Stream):
         outs = self.pipeline.outputs_of(self.step_id)
         if name not in outs:
             raise PipelineConfigError(
-                self.step_id, "operator", f"no output {name!r}", f"use one of {list(outs)}"
+                self.step_id, "operator", f"no output {name!r}", suggest(name, outs, what="outputs")
             )
         return Stream(self.pipeline, self.step_id if name == "out" else f"{self.step_id}.{name}")
 
@@ -1009,6 +1017,9 @@ class WindowBuilder:
                 )
             if a.column is not None:
                 self._stream._need([a.column], sid, "window", f"aggregator {a!r}")
+                mismatch = aggregator_type_problem(self._stream.pipeline, self._stream.ref, a)
+                if mismatch:
+                    raise PipelineConfigError(sid, "window", *mismatch)
         dup = {n for n in names if names.count(n) > 1} | (set(names) & {*keys, "window_start", "window_end"})
         if dup:
             raise PipelineConfigError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +41,23 @@ class ListSink(Sink):
     def __init__(self) -> None:
         self.batches: list[pd.DataFrame] = []
         self._lock = threading.Lock()
+        self._opened = False
 
     def open(self, clock: Clock | None = None) -> SinkWriter:
+        self._opened = True
         return _ListWriter(self)
 
     def frame(self) -> pd.DataFrame:
-        """All rows written so far, as one DataFrame."""
+        """All rows written so far, as one DataFrame (empty, with a warning, before any run opened it)."""
         with self._lock:
             if not self.batches:
+                if not self._opened:
+                    warnings.warn(
+                        "this ListSink has not been written yet: its pipeline has not run. Call p.run() "
+                        "(or p.start() in a notebook) before reading it",
+                        UserWarning,
+                        stacklevel=2,
+                    )
                 return pd.DataFrame()
             return pd.concat(self.batches, ignore_index=True)
 
