@@ -109,6 +109,18 @@ def env_name(*parts: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", "_".join(parts)).strip("_").upper()
 
 
+def _with_password(url: str, replace: Any) -> str:
+    """``url`` with the password of its ``user:password@`` part replaced by ``replace(password)``."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if not colon or not password:
+        return url
+    return urlunsplit(parts._replace(netloc=f"{user}:{replace(password)}@{host}"))
+
+
 def url_with_reference(url: str, default_name: str) -> str:
     """``url`` with its password (``scheme://user:password@host``) replaced by a reference.
 
@@ -119,15 +131,7 @@ def url_with_reference(url: str, default_name: str) -> str:
     >>> url_with_reference("redis://cache:6379/0", "REDIS_PASSWORD")
     'redis://cache:6379/0'
     """
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user, colon, password = userinfo.partition(":")
-    if not colon or not password:
-        return url
-    netloc = f"{user}:{secret_reference(password, default_name)}@{host}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    return _with_password(url, lambda password: secret_reference(password, default_name))
 
 
 def redact_url(url: str) -> str:
@@ -138,9 +142,4 @@ def redact_url(url: str) -> str:
     >>> redact_url("redis://user:hunter2@cache:6379/0")
     'redis://user:***@cache:6379/0'
     """
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user, colon, _password = userinfo.partition(":")
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}" if colon else f"{MASK}@{host}"))
+    return _with_password(url, lambda _password: MASK)

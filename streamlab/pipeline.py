@@ -208,7 +208,22 @@ class Pipeline:
 
     # -- serialization and diagram ---------------------------------------------------------------------
     def check_complete(self) -> None:
-        """Raise if a step was left unfinished (a ``window(...)`` without ``.agg(...)``)."""
+        """Raise if a step was left unfinished (a ``window(...)`` without ``.agg(...)``).
+
+        ``run()``, ``start()`` and ``to_yaml()`` call it, so a forgotten ``.agg(...)`` is not silently
+        a pipeline without that window.
+
+        Examples
+        --------
+        >>> from streamlab import TumblingWindow
+        >>> from streamlab.testing import ListSource
+        >>> p = Pipeline(ListSource([{'timestamp': 0}]))
+        >>> _ = p.window(TumblingWindow('1m'))
+        >>> p.check_complete()  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        streamlab.errors.PipelineConfigError: step 'window' (window): the window has no aggregators, ...
+        """
         for sid in self._unfinished:
             raise PipelineConfigError(
                 sid,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,9 @@ def pipeline_to_dict(p: Pipeline) -> dict[str, Any]:
 def pipeline_to_yaml(p: Pipeline, path: str | None = None) -> str:
     """The :func:`pipeline_to_dict` description as YAML text, also written to ``path`` when given.
 
+    Secrets never appear in it: connectors write them as ``${NAME}`` environment references, and a
+    first comment line lists the variables to set where the spec runs.
+
     Examples
     --------
     >>> import pandas as pd, tempfile, os
@@ -138,6 +142,12 @@ def pipeline_to_yaml(p: Pipeline, path: str | None = None) -> str:
     'streaming:'
     """
     text = yaml.safe_dump(pipeline_to_dict(p), sort_keys=False, default_flow_style=False, width=110)
+    refs = sorted(set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text)))
+    if refs:
+        text = (
+            "# Secrets are environment references, resolved when the pipeline connects: set "
+            f"{', '.join(refs)} where this spec runs.\n" + text
+        )
     if path is not None:
         Path(path).write_text(text)
     return text
