@@ -475,7 +475,7 @@ class _Checker:
             self.add(path, "missing 'window'", "add e.g. window: {kind: tumbling, size: 1m}")
         elif self.mapping(w, f"{path}.window", "{kind: tumbling, size: 1m}"):
             kind = w.get("kind")
-            if kind not in _WINDOW_KEYS:
+            if not isinstance(kind, str) or kind not in _WINDOW_KEYS:
                 self.add(
                     f"{path}.window.kind",
                     f"unknown window kind {_shown(kind)}",
@@ -521,7 +521,7 @@ class _Checker:
         if not self.mapping(a, path, "{kind: sum, column: amount}"):
             return
         kind = a.get("kind")
-        if kind not in _AGG_KINDS:
+        if not isinstance(kind, str) or kind not in _AGG_KINDS:
             self.add(
                 f"{path}.kind",
                 f"unknown aggregator {_shown(kind)}",
