@@ -234,3 +234,11 @@ def test_every_fix_says_what_to_do():
                 ):
                     vague.append(f"{path.name}:{node.lineno}: {text!r}")
     assert not vague, vague
+
+
+def test_misspelled_collected_output_gets_did_you_mean():
+    p = Pipeline(ListSource([b"not json", b'{"timestamp": "2024-01-01T00:00:00Z"}']))
+    p.parse({"timestamp": "timestamp"})
+    result = p.run()
+    with pytest.raises(KeyError, match="did you mean 'parse.dead_letter'"):
+        result["parse.dead_leter"]
