@@ -20,7 +20,15 @@ from streamlab._parse import FIELD_TYPES, FieldSpec
 from streamlab._time import parse_duration
 from streamlab.errors import PipelineConfigError, SpecProblem, closest, suggest
 
-__all__ = ["TYPE_ALIASES", "check_spec", "code_in_spec", "load_yaml", "schema_fields", "step_output_names"]
+__all__ = [
+    "TYPE_ALIASES",
+    "check_spec",
+    "code_in_spec",
+    "expression_problem",
+    "load_yaml",
+    "schema_fields",
+    "step_output_names",
+]
 
 #: Names people write for parse types, and the type they mean.
 TYPE_ALIASES: dict[str, str] = {
@@ -606,6 +614,134 @@ def _stdlib_module(ref: str) -> bool:
     return top in sys.stdlib_module_names or top == "builtins"
 
 
+# What an untrusted expression may call or reach: pandas' Series accessors and methods that compute,
+# never those that write (to_csv, to_pickle), call back into Python (apply, pipe) or reach internals.
+_SAFE_ATTRIBUTES = frozenset(
+    [
+        "str",
+        "dt",
+        "cat",
+        "abs",
+        "round",
+        "clip",
+        "between",
+        "isin",
+        "isna",
+        "notna",
+        "isnull",
+        "notnull",
+        "fillna",
+        "astype",
+        "len",
+        "lower",
+        "upper",
+        "strip",
+        "lstrip",
+        "rstrip",
+        "contains",
+        "startswith",
+        "endswith",
+        "match",
+        "fullmatch",
+        "replace",
+        "slice",
+        "split",
+        "get",
+        "zfill",
+        "pad",
+        "year",
+        "month",
+        "day",
+        "hour",
+        "minute",
+        "second",
+        "microsecond",
+        "nanosecond",
+        "dayofweek",
+        "weekday",
+        "dayofyear",
+        "quarter",
+        "date",
+        "time",
+        "floor",
+        "ceil",
+        "total_seconds",
+        "days",
+        "seconds",
+        "sum",
+        "min",
+        "max",
+        "mean",
+        "median",
+        "std",
+        "var",
+        "count",
+        "nunique",
+        "any",
+        "all",
+        "where",
+        "mask",
+        "shift",
+        "diff",
+        "cumsum",
+        "rank",
+        "eq",
+        "ne",
+        "lt",
+        "le",
+        "gt",
+        "ge",
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "truediv",
+        "floordiv",
+        "mod",
+        "pow",
+    ]
+)
+
+
+def expression_problem(expr: Any) -> str | None:
+    """Why a filter/map expression from a spec could do more than compute (None when it cannot).
+
+    pandas evaluates ``x.to_csv('f')`` or ``x.__class__`` inside an expression, so an expression from an
+    untrusted spec may use columns, constants, operators and the computing methods in
+    ``_SAFE_ATTRIBUTES`` only.
+
+    Examples
+    --------
+    >>> expression_problem("amount > 10 and event_type.str.startswith('click')") is None
+    True
+    >>> expression_problem("amount.to_csv('/tmp/x')")
+    "it calls 'to_csv', which is not one of the computing methods an untrusted spec may use"
+    """
+    import ast
+
+    if not isinstance(expr, str):
+        return None
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except SyntaxError:
+        return None  # reported as a bad expression when the step is built
+    for node in ast.walk(tree):
+        name = (
+            node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
+        )
+        if name is not None and name.startswith("_"):
+            return f"it reaches {name!r}, a Python internal"
+        if isinstance(node, ast.Attribute) and node.attr not in _SAFE_ATTRIBUTES:
+            return (
+                f"it calls {node.attr!r}, which is not one of the computing methods an untrusted spec may use"
+            )
+        if isinstance(
+            node, (ast.Lambda, ast.NamedExpr, ast.ListComp, ast.GeneratorExp, ast.DictComp, ast.SetComp)
+        ):
+            return "it holds Python code (a lambda, comprehension or assignment)"
+    return None
+
+
 def code_in_spec(data: dict[str, Any], read_only_problem: Callable[[str], str | None]) -> list:
     """What in a (well-formed) spec would run as code: one problem per item, naming it and where it is.
 
@@ -645,6 +781,20 @@ def code_in_spec(data: dict[str, Any], read_only_problem: Callable[[str], str | 
                     "load it with trust=True (--trust) if that is intended; or reference a function in your own module",
                 )
             )
+        exprs = [("expr", st.get("expr"))] if st.get("kind") == "filter" else []
+        if st.get("kind") == "map" and isinstance(st.get("columns"), dict):
+            exprs += [(f"columns.{k}", v) for k, v in st["columns"].items()]
+        for where, expr in exprs:
+            why = expression_problem(expr)
+            if why:
+                found.append(
+                    SpecProblem(
+                        f"{path}.{where}",
+                        f"the expression {expr!r} could do more than compute: {why}",
+                        "write it with columns, constants, operators and methods such as .str.contains or "
+                        ".isna(); or load the spec with trust=True (--trust) if you wrote or reviewed it",
+                    )
+                )
         table = st.get("table")
         if st.get("kind") == "enrich" and isinstance(table, str) and table.startswith("duckdb:"):
             _, db, query = table.split(":", 2)

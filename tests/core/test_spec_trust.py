@@ -116,3 +116,29 @@ def test_read_only_select_runs_sandboxed_without_trust(tmp_path: Path, ref_db: P
     with pytest.raises(SpecError, match=r"processing\[0\] \(step 'e'\).*(Permission|disabled)"):
         Pipeline.from_yaml(sneaky)
     assert "tier" in Pipeline.from_yaml(text, trust=True).steps["e"].table  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "expr",
+    ["x.to_csv('{out}') > 0", "x.__class__.__name__ == 'x'", "x.to_pickle('{out}') > 0"],
+)
+def test_expressions_that_could_do_more_than_compute_need_trust(tmp_path: Path, expr: str) -> None:
+    out = tmp_path / "written"
+    e = expr.format(out=out)
+    for step in (
+        f'    - {{step_id: f, kind: filter, input: events, expr: "{e}"}}',
+        f'    - {{step_id: f, kind: map, input: events, columns: {{y: "{e}"}}}}',
+    ):
+        with pytest.raises(
+            UntrustedSpecError, match=r"step 'f'\)\.(expr|columns\.y).*could do more than compute"
+        ):
+            Pipeline.from_yaml(spec(tmp_path, step))
+    assert not out.exists()
+
+
+def test_computing_expressions_need_no_trust(tmp_path: Path) -> None:
+    text = spec(
+        tmp_path,
+        "    - {step_id: f, kind: filter, input: events, expr: \"x > 1 and user_id.str.startswith('u')\"}",
+    )
+    assert "f" in Pipeline.from_yaml(text).steps
