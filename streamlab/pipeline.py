@@ -274,6 +274,7 @@ class Pipeline:
         from streamlab.runtime import run
 
         self.check_complete()
+        _check_run_options(options)
         return run(self, **options)
 
     def start(self, **options: Any) -> RunHandle:
@@ -281,6 +282,7 @@ class Pipeline:
         from streamlab.runtime import start
 
         self.check_complete()
+        _check_run_options(options)
         return start(self, **options)
 
     def to_beam(self, path: str, **options: Any) -> Any:
@@ -860,6 +862,25 @@ class Stream:
     def start(self, **options: Any) -> RunHandle:
         """Start the whole pipeline in the background (see :meth:`Pipeline.start`)."""
         return self.pipeline.start(**options)
+
+
+def _check_run_options(options: dict[str, Any]) -> None:
+    n = options.get("max_events")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n <= 0):
+        raise PipelineConfigError(
+            "pipeline",
+            "run",
+            f"max_events={n!r} is not a positive number of events",
+            "pass e.g. max_events=10_000",
+        )
+    d = options.get("duration")
+    if d is not None and parse_duration(d, what="duration") <= 0:
+        raise PipelineConfigError(
+            "pipeline",
+            "run",
+            f"duration={d!r} is not positive",
+            "pass e.g. duration='5m', or None to run to the end",
+        )
 
 
 def _fn(fn: Any, sid: str, kind: str) -> UserFunction:

@@ -242,3 +242,9 @@ def test_misspelled_collected_output_gets_did_you_mean():
     result = p.run()
     with pytest.raises(KeyError, match="did you mean 'parse.dead_letter'"):
         result["parse.dead_leter"]
+
+
+@pytest.mark.parametrize("options", [{"max_events": -5}, {"max_events": 0}, {"duration": "-5s"}])
+def test_run_limits_must_be_positive(options):
+    with pytest.raises(PipelineConfigError, match="not positive|positive number"):
+        events().run(**options)
