@@ -20,9 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 
+from streamlab._secrets import MASK, env_name, is_reference, redact_url, resolve, secret_reference
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter, default_clock
 
@@ -55,6 +57,8 @@ class AlertDeliveryError(RuntimeError):
 
 
 def _check_url(owner: str, url: str) -> str:
+    if is_reference(url):  # "${WEBHOOK_URL}": resolved from the environment when sending
+        return url
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise ValueError(f"{owner}(url={url!r}): expected an http:// or https:// URL")
     return url
@@ -184,7 +188,8 @@ class AlertWriter(SinkWriter):
 
     def _post(self, body: bytes) -> tuple[int, str, str | None]:
         headers = {"Content-Type": "application/json", "User-Agent": "streamlab", **self.sink.http_headers()}
-        req = urllib.request.Request(self.sink.url, data=body, headers=headers, method="POST")
+        url = resolve(self.sink.url, f"{type(self.sink).__name__} url")
+        req = urllib.request.Request(url, data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(req, timeout=self.sink.delivery.timeout) as resp:
                 return int(resp.status), resp.read(2000).decode("utf-8", "replace"), None
@@ -276,7 +281,9 @@ class PagerDutySink(Sink):
     Parameters
     ----------
     routing_key
-        The integration key of a PagerDuty service (kept out of ``repr`` and ``spec``).
+        The integration key of a PagerDuty service, or a reference ``"${PD_KEY}"`` to an environment
+        variable resolved when sending. Kept out of ``repr``; ``spec`` writes only a reference
+        (``${PAGERDUTY_ROUTING_KEY}`` when a value was given).
     routing_key_env
         Instead: the name of an environment variable holding it (kept in ``spec``).
     url
@@ -391,7 +398,8 @@ class PagerDutySink(Sink):
         action = str(row.get(self.action_column) or "trigger").lower()
         if action not in _ACTIONS:
             raise ValueError(f"{self.action_column}={action!r} is not one of {', '.join(_ACTIONS)}")
-        event: dict[str, Any] = {"routing_key": self.routing_key, "event_action": action}
+        key = resolve(self.routing_key, "PagerDutySink routing_key")
+        event: dict[str, Any] = {"routing_key": key, "event_action": action}
         if self.dedup_key is not None:
             event["dedup_key"] = _render(self.dedup_key, row)[:255]
         elif action != "trigger":
@@ -427,13 +435,14 @@ class PagerDutySink(Sink):
         return AlertWriter(self, clock)
 
     def spec(self) -> dict[str, Any]:
-        """YAML-ready description; the routing key is redacted."""
+        """YAML-ready description; the routing key is written as an environment reference, by default
+        ``${PAGERDUTY_ROUTING_KEY}`` (set it where the spec runs), never as its value."""
         return {
             "kind": "pagerduty",
             **(
                 {"routing_key_env": self.__dict__["_routing_key_env"]}
                 if self.__dict__["_routing_key_env"]
-                else {"routing_key": "<redacted>"}
+                else {"routing_key": secret_reference(self.routing_key, "PAGERDUTY_ROUTING_KEY")}
             ),
             "url": self.url,
             "dedup_key": self.dedup_key,
@@ -458,7 +467,10 @@ class WebhookSink(Sink):
     Parameters
     ----------
     url
-        Webhook URL (Slack/Teams/Mattermost incoming webhook, or your own endpoint).
+        Webhook URL (Slack/Teams/Mattermost incoming webhook, or your own endpoint), or a reference
+        ``"${SLACK_WEBHOOK_URL}"`` to an environment variable holding it. The URL carries the webhook's
+        token, so ``spec()`` writes only a reference (``${WEBHOOK_URL}`` when a value was given) and
+        ``repr`` shows only the host.
     template
         None: the row itself as a JSON object. A string: ``{"text": <rendered string>}``, the shape
         Slack-style incoming webhooks take. A mapping: that JSON body, with ``{column}`` placeholders
@@ -513,8 +525,8 @@ class WebhookSink(Sink):
         set_(self, "delivery", _delivery(owner, rate_limit_per_minute, max_retries, timeout))
 
     def http_headers(self) -> dict[str, str]:
-        """The configured extra headers."""
-        return dict(self.headers)
+        """The configured extra headers (``${NAME}`` references resolved from the environment)."""
+        return {k: resolve(v, f"WebhookSink header {k!r}") for k, v in self.headers.items()}
 
     def request_body(self, row: Mapping[str, Any]) -> Any:
         """The JSON body for one row."""
@@ -529,19 +541,31 @@ class WebhookSink(Sink):
         return AlertWriter(self, clock)
 
     def spec(self) -> dict[str, Any]:
-        """YAML-ready description; header values are redacted."""
+        """YAML-ready description without secrets: a webhook URL carries its token, so it is written as
+        an environment reference (``${WEBHOOK_URL}`` unless given as one), and so is each header value
+        (``${WEBHOOK_HEADER_<NAME>}``); set them where the spec runs."""
         return {
             "kind": "webhook",
-            "url": self.url,
+            "url": secret_reference(self.url, "WEBHOOK_URL"),
             "template": self.template,
-            "headers": {k: "<redacted>" for k in self.headers},
+            "headers": {
+                k: secret_reference(v, env_name("webhook_header", k)) for k, v in self.headers.items()
+            },
             "rate_limit_per_minute": self.delivery.rate_limit_per_minute,
             "max_retries": self.delivery.max_retries,
             "timeout": self.delivery.timeout,
         }
 
     def __repr__(self) -> str:
-        return f"WebhookSink(url={self.url!r}, rate_limit_per_minute={self.delivery.rate_limit_per_minute!r})"
+        return f"WebhookSink(url={_shown_url(self.url)!r}, rate_limit_per_minute={self.delivery.rate_limit_per_minute!r})"
+
+
+def _shown_url(url: str) -> str:
+    """A webhook URL for display: scheme and host only (the path and query hold its token)."""
+    if is_reference(url):
+        return url
+    parts = urlsplit(redact_url(url))
+    return f"{parts.scheme}://{parts.netloc}/{MASK}" if parts.path.strip("/") or parts.query else url
 
 
 def _check_nested(owner: str, template: Any) -> None:

@@ -40,6 +40,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from streamlab._secrets import env_name, resolve_config, secret_reference
 from streamlab._time import NAT_NS, ns_to_timestamp
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter, Source, SourceReader
@@ -86,6 +87,7 @@ _SECRET_KEYS = (
     "sasl.password",
     "sasl.jaas.config",
     "sasl.oauthbearer.client.secret",
+    "sasl.oauthbearer.config",
     "ssl.key.password",
     "ssl.key.pem",
     "ssl.keystore.password",
@@ -215,7 +217,8 @@ def _check_timeout(owner: str, name: str, value: Any, *, allow_none: bool = True
 def redact_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """Return a copy of a client config with secret values replaced by ``"<redacted>"``.
 
-    Used by ``repr`` and ``spec()`` so passwords and connection strings never reach notebooks or YAML.
+    Used by ``repr`` so passwords and connection strings never reach notebooks or logs (``spec()``
+    writes environment references instead: ``_config_references``).
 
     Parameters
     ----------
@@ -233,6 +236,18 @@ def redact_config(config: Mapping[str, Any]) -> dict[str, Any]:
     {'sasl.password': '<redacted>', 'linger.ms': 5}
     """
     return {k: ("<redacted>" if _is_secret(k) else v) for k, v in config.items()}
+
+
+def _config_references(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A client config for a spec: each secret becomes an environment reference, ``${KAFKA_<KEY>}``
+    unless it already is one (resolved by ``consumer_config()``/``producer_config()`` when connecting).
+
+    Examples
+    --------
+    >>> _config_references({"sasl.password": "hunter2", "linger.ms": 5})
+    {'sasl.password': '${KAFKA_SASL_PASSWORD}', 'linger.ms': 5}
+    """
+    return {k: (secret_reference(v, env_name("kafka", k)) if _is_secret(k) else v) for k, v in config.items()}
 
 
 def _is_secret(key: str) -> bool:
@@ -436,7 +451,9 @@ class KafkaAdmin:
             _import_confluent()
             from confluent_kafka.admin import AdminClient
 
-            self._client = AdminClient({"bootstrap.servers": self.bootstrap_servers, **self.config})
+            self._client = AdminClient(
+                {"bootstrap.servers": self.bootstrap_servers, **resolve_config(self.config, "KafkaAdmin")}
+            )
         return self._client
 
     def create_topic(
@@ -782,7 +799,7 @@ class KafkaSource(Source):
             "auto.offset.reset": "latest" if start == "latest" else "earliest",
             # a bounded read learns that a partition has nothing more from the end-of-partition event
             **({"enable.partition.eof": True} if self.stop_at_end else {}),
-            **self.config,
+            **resolve_config(self.config, type(self).__name__),
         }
 
     @property
@@ -798,7 +815,7 @@ class KafkaSource(Source):
         return KafkaSourceReader(self, resume)
 
     def spec(self) -> dict[str, Any]:
-        """YAML-ready description; secrets in ``config`` are redacted."""
+        """YAML-ready description; secrets in ``config`` are written as ``${KAFKA_...}`` references."""
         start = self.start
         if isinstance(start, (datetime, pd.Timestamp)):
             start = pd.Timestamp(start).isoformat()
@@ -808,7 +825,7 @@ class KafkaSource(Source):
             "bootstrap_servers": self.bootstrap_servers,
             "group_id": self.group_id,
             "start": start,
-            "config": redact_config(self.config),
+            "config": _config_references(self.config),
             "max_batch": self.max_batch,
             "poll_timeout": self.poll_timeout,
             "max_in_flight": self.max_in_flight,
@@ -1620,7 +1637,7 @@ class KafkaSink(Sink):
         }
         if self.idempotence:
             conf["acks"] = "all"
-        conf.update(self.config)
+        conf.update(resolve_config(self.config, type(self).__name__))
         return conf
 
     def open(self, clock: Clock | None = None) -> KafkaSinkWriter:
@@ -1660,7 +1677,7 @@ class KafkaSink(Sink):
         return values, keys, headers
 
     def spec(self) -> dict[str, Any]:
-        """YAML-ready description; secrets in ``config`` are redacted."""
+        """YAML-ready description; secrets in ``config`` are written as ``${KAFKA_...}`` references."""
         return {
             "kind": "kafka",
             "topic": self.topic,
@@ -1670,7 +1687,7 @@ class KafkaSink(Sink):
             "headers": dict(self.headers),
             "compression": self.compression,
             "idempotence": self.idempotence,
-            "config": redact_config(self.config),
+            "config": _config_references(self.config),
             "flush_timeout": self.flush_timeout,
         }
 
@@ -1747,14 +1764,14 @@ class KafkaDeadLetterSink(KafkaSink):
         return values, [None] * len(batch), headers
 
     def spec(self) -> dict[str, Any]:
-        """YAML-ready description; secrets in ``config`` are redacted."""
+        """YAML-ready description; secrets in ``config`` are written as ``${KAFKA_...}`` references."""
         return {
             "kind": "kafka_dead_letter",
             "topic": self.topic,
             "bootstrap_servers": self.bootstrap_servers,
             "compression": self.compression,
             "idempotence": self.idempotence,
-            "config": redact_config(self.config),
+            "config": _config_references(self.config),
             "flush_timeout": self.flush_timeout,
         }
 

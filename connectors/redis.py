@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from streamlab._secrets import redact_url, resolve, url_with_reference
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter
 
@@ -63,7 +64,7 @@ def _execute(sink: Any, client: Any, pipe: Any, what: str) -> Any:
 def _check_url(owner: str, url: str) -> str:
     if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError(
-            f"{owner}(url={url!r}): expected a Redis URL such as 'redis://127.0.0.1:6379/0' "
+            f"{owner}(url={redact_url(url) if isinstance(url, str) else url!r}): expected a Redis URL such as 'redis://127.0.0.1:6379/0' "
             "(rediss:// for TLS, unix:///path.sock for a socket)"
         )
     return url
@@ -219,7 +220,10 @@ class RedisMetricsSink(Sink):
     Parameters
     ----------
     url
-        ``redis://host:port/db``.
+        ``redis://host:port/db``; a password in it (``redis://:pw@host``) may be a reference
+        ``redis://:${REDIS_PASSWORD}@host`` resolved from the environment when connecting. ``spec``
+        writes the password only as a reference (``${REDIS_PASSWORD}`` when a value was given);
+        ``repr`` shows ``***``.
     key_template
         Hash key per row, with ``{column}`` placeholders.
     fields
@@ -298,7 +302,7 @@ class RedisMetricsSink(Sink):
         """YAML-ready description."""
         return {
             "kind": "redis_metrics",
-            "url": self.url,
+            "url": url_with_reference(self.url, "REDIS_PASSWORD"),
             "key_template": self.key_template,
             "fields": dict(self.fields),
             "channel": self.channel,
@@ -309,7 +313,7 @@ class RedisMetricsSink(Sink):
     def __repr__(self) -> str:
         shown: Any = list(self.fields) if all(k == v for k, v in self.fields.items()) else dict(self.fields)
         return (
-            f"RedisMetricsSink(url={self.url!r}, key_template={self.key_template!r}, fields={shown!r}, "
+            f"RedisMetricsSink(url={redact_url(self.url)!r}, key_template={self.key_template!r}, fields={shown!r}, "
             f"channel={self.channel!r})"
         )
 
@@ -330,7 +334,9 @@ class RedisMetricsWriter(SinkWriter):
         redis = _import_redis()
         self.sink = sink
         self._client = redis.Redis.from_url(
-            sink.url, socket_timeout=sink.timeout, socket_connect_timeout=sink.timeout
+            resolve(sink.url, f"{type(sink).__name__} url"),
+            socket_timeout=sink.timeout,
+            socket_connect_timeout=sink.timeout,
         )
         self.updates = 0
         self.published = 0
@@ -432,7 +438,10 @@ class RedisStreamSink(Sink):
     Parameters
     ----------
     url
-        ``redis://host:port/db``.
+        ``redis://host:port/db``; a password in it (``redis://:pw@host``) may be a reference
+        ``redis://:${REDIS_PASSWORD}@host`` resolved from the environment when connecting. ``spec``
+        writes the password only as a reference (``${REDIS_PASSWORD}`` when a value was given);
+        ``repr`` shows ``***``.
     stream
         Stream key, optionally with ``{column}`` placeholders (``"events:{event_type}"``).
     columns
@@ -487,7 +496,7 @@ class RedisStreamSink(Sink):
         """YAML-ready description."""
         return {
             "kind": "redis_stream",
-            "url": self.url,
+            "url": url_with_reference(self.url, "REDIS_PASSWORD"),
             "stream": self.stream,
             "columns": list(self.columns) if self.columns else None,
             "maxlen": self.maxlen,
@@ -495,7 +504,9 @@ class RedisStreamSink(Sink):
         }
 
     def __repr__(self) -> str:
-        return f"RedisStreamSink(url={self.url!r}, stream={self.stream!r}, maxlen={self.maxlen!r})"
+        return (
+            f"RedisStreamSink(url={redact_url(self.url)!r}, stream={self.stream!r}, maxlen={self.maxlen!r})"
+        )
 
 
 class RedisStreamWriter(SinkWriter):
@@ -514,7 +525,9 @@ class RedisStreamWriter(SinkWriter):
         redis = _import_redis()
         self.sink = sink
         self._client = redis.Redis.from_url(
-            sink.url, socket_timeout=sink.timeout, socket_connect_timeout=sink.timeout
+            resolve(sink.url, f"{type(sink).__name__} url"),
+            socket_timeout=sink.timeout,
+            socket_connect_timeout=sink.timeout,
         )
         self.ids: list[bytes] = []
 

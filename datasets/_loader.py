@@ -154,8 +154,12 @@ def dataset_info(name: str) -> DatasetInfo:
     try:
         return _DATASETS[name]
     except (KeyError, TypeError):
+        from streamlab.errors import closest
+
+        guess = closest(name, list_datasets())
+        hint = f"did you mean {guess!r}? " if guess else ""
         raise ValueError(
-            f"unknown dataset {name!r}; the bundled datasets are {', '.join(list_datasets())}"
+            f"unknown dataset {name!r}; {hint}the bundled datasets are {', '.join(list_datasets())}"
         ) from None
 
 

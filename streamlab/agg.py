@@ -144,6 +144,31 @@ _KINDS: dict[str, Any] = {
 }
 
 
+def __getattr__(name: str) -> Any:
+    # agg.summ(...) or agg.avg(...): say which aggregator was meant
+    from streamlab.errors import suggest
+
+    if name.startswith("__"):
+        raise AttributeError(name)
+    aliases = {
+        "avg": "mean",
+        "average": "mean",
+        "total": "sum",
+        "nunique": "count_distinct",
+        "distinct": "count_distinct",
+        "median": "quantile",
+        "p50": "quantile",
+        "minimum": "min",
+        "maximum": "max",
+        "len": "count",
+        "size": "count",
+    }
+    raise AttributeError(
+        f"streamlab.agg has no aggregator {name!r}; "
+        + suggest(name, [n for n in __all__ if n != "from_spec"], what="aggregators", aliases=aliases)
+    )
+
+
 def from_spec(spec: dict[str, Any]) -> Aggregator:
     """Rebuild a built-in aggregator from ``Aggregator.describe()``.
 
@@ -157,7 +182,11 @@ def from_spec(spec: dict[str, Any]) -> Aggregator:
     if kind == "quantile":
         return quantile(spec.pop("column"), spec.pop("q"), **spec)
     if kind not in _KINDS:
-        known = ", ".join(builtins.sorted([*_KINDS, "quantile"]))
-        raise ValueError(f"unknown aggregator kind {kind!r}; built-in kinds are {known}")
+        from streamlab.errors import suggest
+
+        known = builtins.sorted([*_KINDS, "quantile"])
+        raise ValueError(
+            f"unknown aggregator kind {kind!r}; " + suggest(str(kind), known, what="aggregators")
+        )
     column = spec.pop("column", None)
     return _KINDS[kind](column, **spec) if column is not None else _KINDS[kind](**spec)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import pickle
+import shutil
 import sys
+import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 DEMO_SCHEMA: dict[str, Any] = {
     "event_id": "string",
@@ -97,7 +100,8 @@ def run_spec(args: argparse.Namespace) -> int:
     """``streamlab run SPEC``: run a pipeline from its YAML spec until its sources end or a limit.
 
     ``--max-events`` and ``--duration`` stop gracefully (sinks flushed, offsets committed, open windows
-    kept for the next run with the same ``--checkpoint-dir``); so do Ctrl-C and SIGTERM.
+    kept for the next run with the same ``--checkpoint-dir``); so do Ctrl-C and SIGTERM. The spec is
+    checked as a whole first; a spec holding code needs ``--trust``.
 
     Examples
     --------
@@ -116,15 +120,8 @@ def run_spec(args: argparse.Namespace) -> int:
     0
     """
     from streamlab import Pipeline
-    from streamlab._time import parse_duration
 
-    if args.duration is not None:
-        try:
-            parse_duration(args.duration, what="--duration")
-        except ValueError as e:
-            print(f"streamlab run: {e}", file=sys.stderr)
-            return 2
-    p = Pipeline.from_yaml(args.spec)
+    p = Pipeline.from_yaml(args.spec, trust=args.trust)
     result = p.run(
         progress=not args.quiet,
         checkpoint_dir=args.checkpoint_dir,
@@ -135,7 +132,7 @@ def run_spec(args: argparse.Namespace) -> int:
     return 0 if result.status in ("finished", "stopped", "interrupted") else 1
 
 
-def export(args: argparse.Namespace, rest: list[str]) -> int:
+def export(args: argparse.Namespace) -> int:
     """Hand ``streamlab export beam|lambda SPEC -o DIR`` to the exporters.
 
     Examples
@@ -143,16 +140,210 @@ def export(args: argparse.Namespace, rest: list[str]) -> int:
     >>> export  # doctest: +ELLIPSIS
     <function export at ...>
     """
+    from streamlab.export._cli import run_export
+
+    return run_export(args)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: ``streamlab run: error: ... (see 'streamlab run --help')``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32, width=min(110, shutil.get_terminal_size().columns))
+
+
+def _positive_int(text: str) -> int:
     try:
-        from streamlab.export import export_main  # type: ignore[import-not-found]
-    except ImportError as e:
-        print(f"streamlab export is not available: {e}", file=sys.stderr)
-        return 2
-    return int(export_main(rest))
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of events, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of events, got {value}")
+    return value
+
+
+def _duration(text: str) -> str:
+    from streamlab._time import parse_duration
+
+    try:
+        ns = parse_duration(text, what="--duration")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--duration: ")) from None
+    if ns <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive duration such as 30s or 5m, got {text!r}")
+    return text
+
+
+_EPILOG = """examples:
+  streamlab demo                              replay the bundled clickstream, write DuckDB + an HTML report
+  streamlab run spec.yaml --max-events 10000  run a spec saved with Pipeline.to_yaml('spec.yaml')
+  streamlab run spec.yaml --checkpoint-dir ckpt --duration 5m
+  streamlab export beam spec.yaml -o build/beam
+
+'streamlab COMMAND --help' describes each command. Add --verbose to see a traceback on errors."""
+
+_RUN_EPILOG = """examples:
+  streamlab run spec.yaml
+  streamlab run spec.yaml --max-events 10000 --quiet
+  streamlab run spec.yaml --checkpoint-dir ckpt --duration 5m   # stop after 5 minutes; run again to resume
+
+A spec with code in it (a function's source, SQL other than a read-only SELECT) runs only with --trust."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``streamlab`` argument parser (every command, with help texts, defaults and examples).
+
+    Examples
+    --------
+    >>> build_parser().parse_args(["run", "spec.yaml", "--max-events", "5"]).max_events
+    5
+    """
+    from streamlab import __version__
+    from streamlab.export._cli import EXPORT_DESCRIPTION, EXPORT_EPILOG, add_export_arguments
+
+    common = _Parser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="show the full traceback of an error")
+    parser = _Parser(
+        prog="streamlab",
+        description="Prototype streaming pipelines on event time, run them from YAML specs, export them "
+        "to Apache Beam or AWS Lambda.",
+        epilog=_EPILOG,
+        formatter_class=_Formatter,
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"streamlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    d = sub.add_parser(
+        "demo",
+        help="run the embedded demo pipeline and write an HTML report",
+        description="Replay the bundled clickstream dataset through parse → dedup → 1-minute windows into "
+        "DuckDB, and write an HTML report. Needs no server.",
+        epilog="example:\n  streamlab demo --db /tmp/demo.duckdb --report /tmp/report.html",
+        formatter_class=_Formatter,
+        parents=[common],
+    )
+    d.add_argument(
+        "--db",
+        default="streamlab-demo.duckdb",
+        metavar="PATH",
+        help="DuckDB file for the results (default: %(default)s)",
+    )
+    d.add_argument(
+        "--report",
+        default="streamlab-report.html",
+        metavar="PATH",
+        help="HTML report to write (default: %(default)s)",
+    )
+    d.add_argument(
+        "--speed", type=float, default=None, help="replay speed, 1 = real time (default: as fast as possible)"
+    )
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    r = sub.add_parser(
+        "run",
+        help="run a pipeline from its YAML spec",
+        description="Run a pipeline from its YAML spec until its sources end, a limit is reached, Ctrl-C or "
+        "SIGTERM; each stop flushes the sinks and commits.",
+        epilog=_RUN_EPILOG,
+        formatter_class=_Formatter,
+        parents=[common],
+    )
+    r.add_argument("spec", help="pipeline spec (YAML) written by Pipeline.to_yaml('spec.yaml')")
+    r.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        metavar="DIR",
+        help="keep state and positions here between runs (default: none)",
+    )
+    r.add_argument(
+        "--max-events",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="stop after reading N events (default: no limit)",
+    )
+    r.add_argument(
+        "--duration",
+        type=_duration,
+        default=None,
+        metavar="TIME",
+        help="stop after this long, e.g. 30s or 5m (default: no limit)",
+    )
+    r.add_argument(
+        "--trust",
+        action="store_true",
+        help="allow code in the spec (function source, SQL beyond a read-only SELECT); only for specs you wrote or reviewed",
+    )
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    e = sub.add_parser(
+        "export",
+        help="export a spec to Beam or Lambda code",
+        description=EXPORT_DESCRIPTION,
+        epilog=EXPORT_EPILOG,
+        formatter_class=_Formatter,
+        parents=[common],
+    )
+    add_export_arguments(e)
+    return parser
+
+
+def _user_error(exc: BaseException) -> bool:
+    """Whether an exception is a mistake the user can fix (exit 2) rather than a failure (exit 1)."""
+    from streamlab.errors import PipelineConfigError, SpecError
+
+    return isinstance(
+        exc,
+        (SpecError, PipelineConfigError, FileNotFoundError, PermissionError, IsADirectoryError, ImportError),
+    )
+
+
+def _checkpoint_error(exc: BaseException, args: argparse.Namespace) -> bool:
+    if getattr(args, "checkpoint_dir", None) is None:
+        return False
+    if isinstance(exc, (pickle.UnpicklingError, EOFError)):
+        return True
+    return "checkpoint" in str(exc).lower() and not isinstance(exc, KeyboardInterrupt)
+
+
+def describe_error(exc: BaseException, args: argparse.Namespace) -> str:
+    """The message the CLI prints for an error: one line (a spec's problems one per line), no traceback.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> describe_error(ValueError("boom"), argparse.Namespace(command="run"))
+    'streamlab run: ValueError: boom (run again with --verbose for the traceback)'
+    """
+    from streamlab.errors import SpecError
+
+    prog = f"streamlab {args.command}"
+    if isinstance(exc, SpecError):
+        return f"{prog}: {exc}"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if _checkpoint_error(exc, args):
+        return (
+            f"{prog}: cannot resume from the checkpoint in {args.checkpoint_dir}: {type(exc).__name__}: {text}. "
+            f"Fix: if that directory belongs to this pipeline, restore it from a backup; to start fresh, move "
+            f"it away or pass another --checkpoint-dir"
+        )
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        return (
+            f"{prog}: file not found: {exc.filename}. Fix: check the path in the spec or on the command line"
+        )
+    if _user_error(exc):
+        return f"{prog}: {text}"
+    return f"{prog}: {type(exc).__name__}: {text} (run again with --verbose for the traceback)"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``streamlab`` command.
+    """Entry point of the ``streamlab`` command; returns the exit status.
+
+    0: done; 1: the pipeline failed; 2: a usage or spec mistake (one line on stderr, or one line per
+    problem of a spec; ``--verbose`` adds the traceback); 130: interrupted.
 
     Examples
     --------
@@ -162,32 +353,25 @@ def main(argv: list[str] | None = None) -> int:
     streamlab demo: ...
     0
     """
-    parser = argparse.ArgumentParser(prog="streamlab", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="run the embedded demo pipeline and write an HTML report")
-    d.add_argument("--db", default="streamlab-demo.duckdb", help="DuckDB file for the results")
-    d.add_argument("--report", default="streamlab-report.html", help="HTML report to write")
-    d.add_argument(
-        "--speed", type=float, default=None, help="replay speed (1 = real time); default: as fast as possible"
-    )
-    d.add_argument("--quiet", action="store_true", help="no progress bar")
-    r = sub.add_parser("run", help="run a pipeline from its YAML spec")
-    r.add_argument("spec")
-    r.add_argument("--checkpoint-dir", default=None, help="keep state and positions here between runs")
-    r.add_argument("--max-events", type=int, default=None, help="stop after reading this many events")
-    r.add_argument("--duration", default=None, help="stop after this much time, e.g. 30s or 5m")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
-    sub.add_parser(
-        "export",
-        help="export a spec to Beam or Lambda code (streamlab export beam|lambda SPEC -o DIR)",
-        add_help=False,
-    )
-    args, rest = parser.parse_known_args(argv)
-    if args.command == "demo":
-        return demo(args)
-    if args.command == "run":
-        return run_spec(args)
-    return export(args, rest)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version and usage errors (already printed)
+        return stop.code if isinstance(stop.code, int) else 2
+    if args.command is None:
+        parser.print_help()
+        return 0
+    handler = {"demo": demo, "run": run_spec, "export": export}[args.command]
+    try:
+        return int(handler(args))
+    except KeyboardInterrupt:
+        print(f"streamlab {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(describe_error(exc, args), file=sys.stderr)
+        return 2 if _user_error(exc) or _checkpoint_error(exc, args) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
-__all__ = ["PipelineConfigError", "StepFailedError", "suggest"]
+__all__ = [
+    "PipelineConfigError",
+    "SpecError",
+    "SpecProblem",
+    "StepFailedError",
+    "UntrustedSpecError",
+    "closest",
+    "suggest",
+]
 
 
 class PipelineConfigError(ValueError):
@@ -36,15 +45,103 @@ class StepFailedError(RuntimeError):
         super().__init__(f"step {step_id!r} ({kind}) failed: {type(cause).__name__}: {cause}")
 
 
-def suggest(name: str, options: Iterable[str]) -> str:
-    """A hint naming the closest known names.
+def closest(name: object, options: Iterable[str], aliases: dict[str, str] | None = None) -> str | None:
+    """The known name a misspelled ``name`` most likely means (``aliases`` first), or None.
+
+    Examples
+    --------
+    >>> closest("flaot", ["float64", "int64", "string"])
+    'float64'
+    >>> closest("str", ["string", "category"], aliases={"str": "string"})
+    'string'
+    >>> closest("zzz", ["string"]) is None
+    True
+    """
+    if not isinstance(name, str):
+        return None
+    opts = list(options)
+    if aliases and name.lower() in aliases:
+        return aliases[name.lower()]
+    lowered = {o.lower(): o for o in opts}
+    if name.lower() in lowered:
+        return lowered[name.lower()]
+    close = difflib.get_close_matches(name, opts, n=1, cutoff=0.6)
+    if not close:
+        close = [o for o in opts if len(name) >= 3 and (o.startswith(name) or name.startswith(o))][:1]
+    return close[0] if close else None
+
+
+def suggest(
+    name: str, options: Iterable[str], what: str = "columns", aliases: dict[str, str] | None = None
+) -> str:
+    """A hint naming the closest known name and listing the known ones.
 
     Examples
     --------
     >>> suggest("evnt_type", ["event_type", "user_id"])
     "did you mean 'event_type'? Known columns: 'event_type', 'user_id'"
+    >>> suggest("summ", ["count", "sum"], what="aggregators")
+    "did you mean 'sum'? Known aggregators: 'count', 'sum'"
     """
     opts = list(options)
-    close = difflib.get_close_matches(name, opts, n=1)
+    close = closest(name, opts, aliases)
     known = ", ".join(repr(o) for o in opts)
-    return (f"did you mean {close[0]!r}? " if close else "") + f"Known columns: {known}"
+    if close:
+        return f"did you mean {close!r}? Known {what}: {known}"
+    return f"use one of the known {what}: {known}" if opts else f"there are no known {what} here"
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    """One problem in a pipeline spec: where it is (``streaming.processing[3].window.size``), what is
+    wrong and what to do about it.
+
+    Examples
+    --------
+    >>> str(SpecProblem("streaming.processing[1].ttl", "ttl '-1h' is negative", "write a positive duration such as '1h'"))
+    "streaming.processing[1].ttl: ttl '-1h' is negative. Fix: write a positive duration such as '1h'"
+    """
+
+    path: str
+    problem: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}. Fix: {self.fix}"
+
+
+class SpecError(ValueError):
+    """A pipeline spec (YAML or dict) is not valid; ``problems`` lists every problem found, each with
+    its path in the spec and a fix. Raised before any step, source or sink is built.
+
+    Examples
+    --------
+    >>> e = SpecError([SpecProblem("streaming", "missing", "add a 'streaming:' section")])
+    >>> str(e)
+    "streaming: missing. Fix: add a 'streaming:' section"
+    >>> len(e.problems)
+    1
+    """
+
+    def __init__(self, problems: Sequence[SpecProblem], origin: str | None = None) -> None:
+        self.problems = list(problems)
+        self.origin = origin
+        where = f"{origin}: " if origin else ""
+        if len(self.problems) == 1:
+            text = where + str(self.problems[0])
+        else:
+            text = f"{where}{len(self.problems)} problems in the spec:\n" + "\n".join(
+                f"  - {p}" for p in self.problems
+            )
+        super().__init__(text)
+
+
+class UntrustedSpecError(SpecError):
+    """The spec holds code (a function's ``source:``, SQL that is not a read-only query) and was not
+    loaded with ``trust=True`` (``--trust`` on the command line); each problem names what would run.
+
+    Examples
+    --------
+    >>> issubclass(UntrustedSpecError, SpecError)
+    True
+    """

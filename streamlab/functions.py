@@ -48,7 +48,7 @@ class UserFunction:
     >>> f = UserFunction.of(lambda e: e["amount"] > 10)
     >>> f.source
     'lambda e: e["amount"] > 10'
-    >>> UserFunction.from_spec({"source": f.source})({"amount": 12})
+    >>> UserFunction.from_spec({"source": f.source}, trust=True)({"amount": 12})
     True
     """
 
@@ -86,7 +86,12 @@ class UserFunction:
         return cls(fn=fn, ref=ref, source=source)
 
     @classmethod
-    def from_spec(cls, spec: dict[str, Any] | str) -> UserFunction:
+    def from_spec(cls, spec: dict[str, Any] | str, *, trust: bool = False) -> UserFunction:
+        """Find a function again from :meth:`spec`: import ``ref``, or run ``source`` (``trust=True`` only).
+
+        Running a function's source text runs whatever it holds, so a ``source`` is refused unless the
+        caller trusts where the spec came from; an import path names code already installed here.
+        """
         if isinstance(spec, str):
             spec = {"ref": spec}
         if spec.get("ref"):
@@ -98,6 +103,12 @@ class UserFunction:
         source = spec.get("source")
         if not source:
             raise ValueError("a function spec needs 'ref' (module:qualname) or 'source'")
+        if not trust:
+            raise ValueError(
+                f"refusing to run function source {source.strip().splitlines()[0][:60]!r} from an untrusted "
+                "spec; pass trust=True (--trust) if you wrote or reviewed it, or reference an importable "
+                "function as {'ref': 'module:name'}"
+            )
         namespace: dict[str, Any] = {}
         if source.lstrip().startswith("lambda") or source.lstrip().startswith("("):
             fn = eval(source, namespace)

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from streamlab._parse import FieldSpec
+from streamlab._coltypes import aggregator_type_problem
+from streamlab._spec_check import schema_fields
 from streamlab._time import Duration, parse_duration
 from streamlab.aggregators import Aggregator
 from streamlab.errors import PipelineConfigError, suggest
@@ -113,6 +114,7 @@ class Pipeline:
         self._columns: dict[str, Columns] = {}
         self._keys: dict[str, tuple[str, ...]] = {}
         self._main: Stream | None = None
+        self._unfinished: dict[str, str] = {}  # window step ids still waiting for .agg(...)
         if source is not None:
             self._main = self.add_source(source)
 
@@ -205,7 +207,34 @@ class Pipeline:
         return f"Pipeline({self.name!r}, steps=[{', '.join(self.steps)}])"
 
     # -- serialization and diagram ---------------------------------------------------------------------
+    def check_complete(self) -> None:
+        """Raise if a step was left unfinished (a ``window(...)`` without ``.agg(...)``).
+
+        ``run()``, ``start()`` and ``to_yaml()`` call it, so a forgotten ``.agg(...)`` is not silently
+        a pipeline without that window.
+
+        Examples
+        --------
+        >>> from streamlab import TumblingWindow
+        >>> from streamlab.testing import ListSource
+        >>> p = Pipeline(ListSource([{'timestamp': 0}]))
+        >>> _ = p.window(TumblingWindow('1m'))
+        >>> p.check_complete()  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        streamlab.errors.PipelineConfigError: step 'window' (window): the window has no aggregators, ...
+        """
+        for sid in self._unfinished:
+            raise PipelineConfigError(
+                sid,
+                "window",
+                "the window has no aggregators, so it would compute nothing (.window(...) was not "
+                "followed by .agg(...))",
+                "finish it, e.g. .window(TumblingWindow('1m')).agg(agg.count())",
+            )
+
     def to_dict(self) -> dict[str, Any]:
+        self.check_complete()
         from streamlab.spec import pipeline_to_dict
 
         return pipeline_to_dict(self)
@@ -217,11 +246,16 @@ class Pipeline:
         return pipeline_to_yaml(self, path)
 
     @classmethod
-    def from_yaml(cls, text_or_path: str) -> Pipeline:
-        """Rebuild a pipeline from :meth:`to_yaml` output (text or a file path)."""
+    def from_yaml(cls, text_or_path: str, *, trust: bool = False) -> Pipeline:
+        """Rebuild a pipeline from :meth:`to_yaml` output (text or a file path).
+
+        Every problem of the spec is reported at once (``SpecError``); a spec holding code (function
+        source, SQL other than a read-only SELECT) needs ``trust=True``. See
+        :func:`streamlab.spec.pipeline_from_yaml`.
+        """
         from streamlab.spec import pipeline_from_yaml
 
-        return pipeline_from_yaml(text_or_path)
+        return pipeline_from_yaml(text_or_path, trust=trust)
 
     def to_mermaid(self) -> str:
         """The graph as a Mermaid flowchart."""
@@ -239,12 +273,16 @@ class Pipeline:
         """Run to the end of input (bounded sources) or until interrupted; see :func:`streamlab.runtime.run`."""
         from streamlab.runtime import run
 
+        self.check_complete()
+        _check_run_options(options)
         return run(self, **options)
 
     def start(self, **options: Any) -> RunHandle:
         """Run in the background; returns a handle with ``stop()``, ``pause()``, ``metrics`` (notebooks)."""
         from streamlab.runtime import start
 
+        self.check_complete()
+        _check_run_options(options)
         return start(self, **options)
 
     def to_beam(self, path: str, **options: Any) -> Any:
@@ -347,10 +385,7 @@ class Stream:
         if format != "json":
             raise PipelineConfigError(sid, "parse", f"unsupported format {format!r}", "use format='json'")
         schema = dict(EVENT_SCHEMA if schema is None else schema)
-        try:
-            fields = tuple(FieldSpec.of(n, s) for n, s in schema.items())
-        except ValueError as e:
-            raise PipelineConfigError(sid, "parse", str(e), "fix the schema entry") from None
+        fields = schema_fields(sid, schema)
         names = {f.name for f in fields}
         if time is not None and time not in names:
             raise PipelineConfigError(
@@ -459,7 +494,10 @@ class Stream:
         for name, e in exprs.items():
             if not isinstance(e, str):
                 raise PipelineConfigError(
-                    sid, "map", f"column {name!r} needs an expression string", "e.g. 'price * qty'"
+                    sid,
+                    "map",
+                    f"column {name!r} needs an expression string",
+                    f"write it as text, e.g. with_columns({name}='price * qty')",
                 )
             if self.columns is not None:
                 for c in sorted(_expr_columns(e, sid, "map")):
@@ -500,6 +538,13 @@ class Stream:
         ttl_ns = None
         if ttl is not None:
             ttl_ns = parse_duration(ttl, what=f"step {sid!r} (dedup) ttl")
+            if ttl_ns <= 0:
+                raise PipelineConfigError(
+                    sid,
+                    "dedup",
+                    f"ttl={ttl!r} is not positive, so no id would be remembered",
+                    "pass a positive duration such as ttl='1h', or ttl=None (bounded by max_ids only)",
+                )
             if use_time is None:
                 raise PipelineConfigError(
                     sid,
@@ -819,6 +864,25 @@ class Stream:
         return self.pipeline.start(**options)
 
 
+def _check_run_options(options: dict[str, Any]) -> None:
+    n = options.get("max_events")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n <= 0):
+        raise PipelineConfigError(
+            "pipeline",
+            "run",
+            f"max_events={n!r} is not a positive number of events",
+            "pass e.g. max_events=10_000",
+        )
+    d = options.get("duration")
+    if d is not None and parse_duration(d, what="duration") <= 0:
+        raise PipelineConfigError(
+            "pipeline",
+            "run",
+            f"duration={d!r} is not positive",
+            "pass e.g. duration='5m', or None to run to the end",
+        )
+
+
 def _fn(fn: Any, sid: str, kind: str) -> UserFunction:
     if not callable(fn):
         raise PipelineConfigError(
@@ -905,7 +969,7 @@ class OperatorStream(Stream):
         outs = self.pipeline.outputs_of(self.step_id)
         if name not in outs:
             raise PipelineConfigError(
-                self.step_id, "operator", f"no output {name!r}", f"use one of {list(outs)}"
+                self.step_id, "operator", f"no output {name!r}", suggest(name, outs, what="outputs")
             )
         return Stream(self.pipeline, self.step_id if name == "out" else f"{self.step_id}.{name}")
 
@@ -969,6 +1033,7 @@ class WindowBuilder:
     ) -> None:
         self._stream = stream
         self._args = (sid, window, keys, time, delay_ns, lateness_ns, early)
+        stream.pipeline._unfinished[sid] = "window"
         self._watermark_by = watermark_by
         self._idle_timeout_ns = idle_timeout_ns
 
@@ -988,6 +1053,9 @@ class WindowBuilder:
                 )
             if a.column is not None:
                 self._stream._need([a.column], sid, "window", f"aggregator {a!r}")
+                mismatch = aggregator_type_problem(self._stream.pipeline, self._stream.ref, a)
+                if mismatch:
+                    raise PipelineConfigError(sid, "window", *mismatch)
         dup = {n for n in names if names.count(n) > 1} | (set(names) & {*keys, "window_start", "window_end"})
         if dup:
             raise PipelineConfigError(
@@ -1009,6 +1077,7 @@ class WindowBuilder:
             watermark_by=self._watermark_by,
             idle_timeout_ns=self._idle_timeout_ns,
         )
+        self._stream.pipeline._unfinished.pop(sid, None)
         return self._stream.pipeline._add(step, cls=WindowedStream)  # type: ignore[return-value]
 
 

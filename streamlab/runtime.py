@@ -108,9 +108,11 @@ class RunResult:
 
     def __getitem__(self, ref: str) -> pd.DataFrame:
         if ref not in self.outputs:
-            known = ", ".join(repr(k) for k in self.outputs)
+            from streamlab.errors import suggest
+
             raise KeyError(
-                f"no collected output {ref!r}; collected outputs are {known} (outputs with a sink are in the sink)"
+                f"no collected output {ref!r}; {suggest(ref, self.outputs, what='collected outputs')} "
+                "(outputs with a sink are in the sink)"
             )
         return self.outputs[ref]
 

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +50,23 @@ class ListSink(Sink):
     def __init__(self) -> None:
         self.batches: list[pd.DataFrame] = []
         self._lock = threading.Lock()
+        self._opened = False
 
     def open(self, clock: Clock | None = None) -> SinkWriter:
+        self._opened = True
         return _ListWriter(self)
 
     def frame(self) -> pd.DataFrame:
-        """All rows written so far, as one DataFrame."""
+        """All rows written so far, as one DataFrame (empty, with a warning, before any run opened it)."""
         with self._lock:
             if not self.batches:
+                if not self._opened:
+                    warnings.warn(
+                        "this ListSink has not been written yet: its pipeline has not run. Call p.run() "
+                        "(or p.start() in a notebook) before reading it",
+                        UserWarning,
+                        stacklevel=2,
+                    )
                 return pd.DataFrame()
             return pd.concat(self.batches, ignore_index=True)
 
@@ -475,6 +485,10 @@ class JsonLinesSink(Sink):
 class DuckDBTable:
     """A table for ``Stream.enrich``, read from a DuckDB database by a query (portable in YAML specs).
 
+    ``trusted=False`` (what a spec loaded without ``trust=True`` gets) allows only a single read-only
+    SELECT, run on a read-only connection that cannot touch other files, the network or extensions
+    (see ``streamlab._sql``); a table you build in Python runs its query as written.
+
     Examples
     --------
     >>> import duckdb, tempfile, os
@@ -484,11 +498,16 @@ class DuckDBTable:
     >>> con.close()
     >>> DuckDBTable(path, "select * from users").load().values.tolist()
     [['u1', 'gold']]
+    >>> DuckDBTable(path, "copy users to 'x.csv'", trusted=False).load()
+    Traceback (most recent call last):
+    ...
+    ValueError: DuckDBTable: refusing to run "copy users to 'x.csv'" from an untrusted spec: it is a COPY statement, and only a single read-only SELECT (or WITH ... SELECT) query may run
     """
 
-    def __init__(self, path: str | os.PathLike[str], query: str) -> None:
+    def __init__(self, path: str | os.PathLike[str], query: str, *, trusted: bool = True) -> None:
         self.path = os.fspath(path)
         self.query = query
+        self.trusted = trusted
 
     @property
     def ref(self) -> str:
@@ -497,9 +516,19 @@ class DuckDBTable:
     def load(self) -> pd.DataFrame:
         import duckdb
 
-        con = duckdb.connect(self.path, read_only=True)
+        from streamlab._sql import connect_restricted, read_only_problem
+
+        if self.trusted:
+            con = duckdb.connect(self.path, read_only=True)
+        else:
+            why = read_only_problem(self.query)
+            if why:
+                raise ValueError(f"DuckDBTable: refusing to run {self.query!r} from an untrusted spec: {why}")
+            con = connect_restricted(self.path)
         try:
             return con.execute(self.query).df()
+        except duckdb.Error as e:
+            raise ValueError(f"DuckDBTable({self.path!r}): the query {self.query!r} failed: {e}") from e
         finally:
             con.close()
 

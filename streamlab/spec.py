@@ -7,19 +7,27 @@ The spec has one ``streaming:`` section: ``sources`` (where events come from: to
 from __future__ import annotations
 
 import html
+import os
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from streamlab import agg as agg_module
+from streamlab._spec_check import check_spec, code_in_spec, load_yaml
+from streamlab._sql import read_only_problem
+from streamlab.errors import PipelineConfigError, SpecError, SpecProblem, UntrustedSpecError
 from streamlab.functions import UserFunction
-from streamlab.io import Sink, Source
+from streamlab.io import Source
 from streamlab.pipeline import Pipeline, Stream
 from streamlab.steps import OperatorStep, SinkStep, SourceStep
 from streamlab.windows import window_from_spec
 
 __all__ = [
+    "check_spec_data",
+    "load_spec",
+    "pipeline_from_dict",
     "pipeline_from_yaml",
     "pipeline_to_mermaid",
     "pipeline_to_yaml",
@@ -121,6 +129,9 @@ def pipeline_to_dict(p: Pipeline) -> dict[str, Any]:
 def pipeline_to_yaml(p: Pipeline, path: str | None = None) -> str:
     """The :func:`pipeline_to_dict` description as YAML text, also written to ``path`` when given.
 
+    Secrets never appear in it: connectors write them as ``${NAME}`` environment references, and a
+    first comment line lists the variables to set where the spec runs.
+
     Examples
     --------
     >>> import pandas as pd, tempfile, os
@@ -131,13 +142,111 @@ def pipeline_to_yaml(p: Pipeline, path: str | None = None) -> str:
     'streaming:'
     """
     text = yaml.safe_dump(pipeline_to_dict(p), sort_keys=False, default_flow_style=False, width=110)
+    refs = sorted(set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text)))
+    if refs:
+        text = (
+            "# Secrets are environment references, resolved when the pipeline connects: set "
+            f"{', '.join(refs)} where this spec runs.\n" + text
+        )
     if path is not None:
         Path(path).write_text(text)
     return text
 
 
-def pipeline_from_yaml(text_or_path: str) -> Pipeline:
+def _read_spec_file(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise SpecError(
+            [
+                SpecProblem(
+                    str(path),
+                    "is a directory, not a spec file",
+                    "pass the YAML file written by Pipeline.to_yaml()",
+                )
+            ]
+        ) from None
+    except OSError as e:
+        raise SpecError(
+            [SpecProblem(str(path), f"cannot be read ({e.strerror})", "check the path and its permissions")]
+        ) from None
+    if b"\x00" in raw:
+        raise SpecError(
+            [
+                SpecProblem(
+                    str(path),
+                    "is a binary file, not a YAML spec",
+                    "pass the YAML file written by Pipeline.to_yaml()",
+                )
+            ]
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(
+            [SpecProblem(str(path), f"is not UTF-8 text (byte {e.start})", "save the spec as UTF-8 YAML")]
+        ) from None
+
+
+def load_spec(text_or_path: str | os.PathLike[str]) -> tuple[Any, str | None]:
+    """Read a YAML spec (text, or the path of a file) into plain data; returns ``(data, origin)``.
+
+    A single-line string ending in ``.yaml``/``.yml`` is a path and must exist; YAML is read with
+    YAML 1.2 booleans (``on:`` is the key ``"on"``). Unreadable files and YAML syntax errors raise
+    :class:`~streamlab.errors.SpecError` naming the file and the line.
+
+    Examples
+    --------
+    >>> load_spec("streaming: {name: demo}")
+    ({'streaming': {'name': 'demo'}}, None)
+    >>> load_spec("/nonexistent/spec.yaml")
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.SpecError: /nonexistent/spec.yaml: no such file. Fix: check the path; Pipeline.to_yaml('spec.yaml') writes one
+    """
+    origin: str | None = None
+    text = text_or_path
+    if isinstance(text_or_path, os.PathLike) or "\n" not in text_or_path:
+        path = Path(text_or_path)
+        looks_like_path = isinstance(text_or_path, os.PathLike) or path.suffix in (".yaml", ".yml", ".json")
+        if path.is_file() or path.is_dir():
+            origin = str(path)
+            text = _read_spec_file(path)
+        elif looks_like_path:
+            raise SpecError(
+                [
+                    SpecProblem(
+                        str(path), "no such file", "check the path; Pipeline.to_yaml('spec.yaml') writes one"
+                    )
+                ]
+            )
+    try:
+        return load_yaml(str(text)), origin
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "the YAML"
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpecError(
+            [
+                SpecProblem(
+                    where,
+                    f"not valid YAML: {what}",
+                    "fix the YAML syntax there (indentation, quotes, colons)",
+                )
+            ],
+            origin,
+        ) from None
+
+
+def pipeline_from_yaml(text_or_path: str | os.PathLike[str], *, trust: bool = False) -> Pipeline:
     """Rebuild a pipeline from a YAML spec (text, or the path of a file).
+
+    The spec is checked as a whole before anything is built: every problem is reported at once with
+    its path (``streaming.processing[3].window.size``) and a fix, as a
+    :class:`~streamlab.errors.SpecError`. A spec is data: one that holds code (a function's
+    ``source:``, an enrich query that is not a single read-only SELECT, a standard-library function)
+    raises :class:`~streamlab.errors.UntrustedSpecError` unless ``trust=True``. Functions referenced by
+    import path in your own modules (``fn: {ref: 'mymodule:is_big'}``) need no trust.
 
     Examples
     --------
@@ -156,13 +265,11 @@ def pipeline_from_yaml(text_or_path: str) -> Pipeline:
     ...       aggregate: [{kind: count}]
     ...   sinks: []
     ... '''
-    >>> sorted(pipeline_from_dict(yaml.safe_load(spec), lazy_sources=True).steps)
+    >>> sorted(pipeline_from_dict(load_yaml(spec), lazy_sources=True).steps)
     ['counts', 'events', 'parse']
     """
-    if "\n" not in text_or_path and Path(text_or_path).exists():
-        text_or_path = Path(text_or_path).read_text()
-    data = yaml.safe_load(text_or_path)
-    return pipeline_from_dict(data)
+    data, origin = load_spec(text_or_path)
+    return pipeline_from_dict(data, trust=trust, origin=origin)
 
 
 class _PlaceholderSource(Source):
@@ -179,12 +286,37 @@ class _PlaceholderSource(Source):
         return self._spec
 
 
-def pipeline_from_dict(data: dict[str, Any], *, lazy_sources: bool = False) -> Pipeline:
+def check_spec_data(data: Any, *, trust: bool = False, origin: str | None = None) -> None:
+    """Raise :class:`~streamlab.errors.SpecError` listing every problem of a spec, or
+    :class:`~streamlab.errors.UntrustedSpecError` when it holds code and ``trust`` is False.
+
+    Examples
+    --------
+    >>> check_spec_data({"streaming": {"sources": []}})
+    >>> check_spec_data({"streaming": {"sources": [{"step_id": "e"}]}})
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.SpecError: streaming.sources[0] (step 'e'): missing 'kind'. Fix: say what this source is: kind: ...
+    """
+    _builtin_factories()
+    problems = check_spec(data, set(_SOURCES), set(_SINKS))
+    if problems:
+        raise SpecError(problems, origin)
+    if not trust:
+        code = code_in_spec(data, read_only_problem)
+        if code:
+            raise UntrustedSpecError(code, origin)
+
+
+def pipeline_from_dict(
+    data: dict[str, Any], *, lazy_sources: bool = False, trust: bool = False, origin: str | None = None
+) -> Pipeline:
     """Rebuild a pipeline from a :func:`pipeline_to_dict` description.
 
-    Steps are checked as they are added, so a wrong parameter fails here with the step's id.
-    ``lazy_sources=True`` stands a placeholder in for a file source whose file is absent (to inspect or
-    export a spec without its data).
+    The whole spec is checked first (:func:`check_spec_data`); then steps are checked as they are added,
+    and a step that cannot be built is reported with its path in the spec. ``lazy_sources=True``
+    stands a placeholder in for a file source whose file is absent (to inspect or export a spec
+    without its data). ``trust`` is as in :func:`pipeline_from_yaml`.
 
     Examples
     --------
@@ -192,50 +324,99 @@ def pipeline_from_dict(data: dict[str, Any], *, lazy_sources: bool = False) -> P
     >>> list(p.steps)
     ['e']
     """
-    _builtin_factories()
-    s = data.get("streaming")
-    if not isinstance(s, dict):
-        raise ValueError(
-            "a pipeline spec needs a top-level 'streaming:' section with sources, processing and sinks"
-        )
+    check_spec_data(data, trust=trust, origin=origin)
+    s = data["streaming"]
     p = Pipeline(name=s.get("name", "pipeline"), time=s.get("time", "timestamp"))
     streams: dict[str, Stream] = {}
-    for src in s.get("sources", []):
-        src = dict(src)
-        sid, kind = src.pop("step_id"), src.pop("kind")
-        if kind not in _SOURCES:
-            raise ValueError(f"source {sid!r}: unknown kind {kind!r}; known kinds: {sorted(_SOURCES)}")
+    problems: list[SpecProblem] = []
+    failed: set[str] = set()
+
+    def attempt(path: str, build: Any) -> Any:
         try:
-            source: Source = _SOURCES[kind](**src)
-        except FileNotFoundError:
-            if not lazy_sources:
-                raise
-            source = _PlaceholderSource({"kind": kind, **src})
-        streams[sid] = p.add_source(source, step_id=sid)
+            return build()
+        except FileNotFoundError as e:
+            problems.append(
+                SpecProblem(
+                    path, f"file not found: {e.filename or e}", "check the path, or create the file first"
+                )
+            )
+        except SpecError as e:
+            problems.extend(
+                SpecProblem(f"{path}.{q.path}" if q.path else path, q.problem, q.fix) for q in e.problems
+            )
+        except PipelineConfigError as e:
+            problems.append(SpecProblem(path, e.problem, e.fix))
+        except Exception as e:  # a factory's own error (connector, DuckDB): reported at its path
+            fix = "check this entry's parameters against Pipeline.to_yaml() output"
+            if isinstance(e, TypeError) and "argument" in str(e):
+                fix = (
+                    "remove or rename the parameter; the connector's docstring lists the parameters it takes"
+                )
+            elif isinstance(e, (ImportError, AttributeError)):
+                fix = "check the import path module:name, and that its package is installed here"
+            problems.append(SpecProblem(path, f"{type(e).__name__}: {e}", fix))
+        return None
 
     def stream(ref: str) -> Stream:
         sid, _, out = ref.partition(".")
-        if sid not in streams:
-            raise ValueError(f"input {ref!r} names no earlier step; known: {sorted(streams)}")
         return streams[sid] if not out else Stream(p, ref)
 
-    for st in s.get("processing", []):
+    for i, src in enumerate(s.get("sources") or []):
+        src = dict(src)
+        sid, kind = src.pop("step_id"), src.pop("kind")
+        path = f"streaming.sources[{i}] (step {sid!r})"
+
+        def make_source(kind: str = kind, src: dict[str, Any] = src) -> Source:
+            try:
+                source: Source = _SOURCES[kind](**src)
+            except FileNotFoundError:
+                if not lazy_sources:
+                    raise
+                source = _PlaceholderSource({"kind": kind, **src})
+            return source
+
+        source = attempt(path, make_source)
+        if source is None:
+            failed.add(sid)
+            continue
+        streams[sid] = p.add_source(source, step_id=sid)
+
+    for i, st in enumerate(s.get("processing") or []):
         st = dict(st)
         sid, kind, inp = st.pop("step_id"), st.pop("kind"), st.pop("input")
         inputs = [inp] if isinstance(inp, str) else list(inp)
-        base = stream(inputs[0])
-        streams[sid] = _build_step(base, [stream(r) for r in inputs[1:]], sid, kind, st)
-    for sk in s.get("sinks", []):
+        if any(r.partition(".")[0] in failed for r in inputs):
+            failed.add(sid)
+            continue
+        path = f"streaming.processing[{i}] (step {sid!r})"
+
+        def make_step(
+            inputs: list[str] = inputs, sid: str = sid, kind: str = kind, st: dict[str, Any] = st
+        ) -> Any:
+            return _build_step(stream(inputs[0]), [stream(r) for r in inputs[1:]], sid, kind, st, trust)
+
+        built = attempt(path, make_step)
+        if built is None:
+            failed.add(sid)
+        else:
+            streams[sid] = built
+    for i, sk in enumerate(s.get("sinks") or []):
         sk = dict(sk)
         sid, kind, inp = sk.pop("step_id"), sk.pop("kind"), sk.pop("input")
-        if kind not in _SINKS:
-            raise ValueError(f"sink {sid!r}: unknown kind {kind!r}; known kinds: {sorted(_SINKS)}")
-        sink: Sink = _SINKS[kind](**sk)
-        stream(inp).to(sink, step_id=sid)
+        if inp.partition(".")[0] in failed:
+            continue
+        path = f"streaming.sinks[{i}] (step {sid!r})"
+        sink = attempt(path, lambda kind=kind, sk=sk: _SINKS[kind](**sk))
+        if sink is not None:
+            attempt(path, lambda inp=inp, sink=sink, sid=sid: stream(inp).to(sink, step_id=sid))
+    if problems:
+        raise SpecError(problems, origin)
     return p
 
 
-def _build_step(base: Stream, others: list[Stream], sid: str, kind: str, prm: dict[str, Any]) -> Stream:
+def _build_step(
+    base: Stream, others: list[Stream], sid: str, kind: str, prm: dict[str, Any], trust: bool = False
+) -> Stream:
     if kind == "parse":
         return base.parse(
             prm.get("schema"),
@@ -248,12 +429,12 @@ def _build_step(base: Stream, others: list[Stream], sid: str, kind: str, prm: di
     if kind == "filter":
         if "expr" in prm:
             return base.filter(prm["expr"], step_id=sid)
-        fn = UserFunction.from_spec(prm["fn"])
+        fn = UserFunction.from_spec(prm["fn"], trust=trust)
         return (base.filter_one if prm.get("per_event") else base.filter_many)(fn, step_id=sid)
     if kind == "map":
         if "columns" in prm:
             return base.with_columns(step_id=sid, **prm["columns"])
-        fn = UserFunction.from_spec(prm["fn"])
+        fn = UserFunction.from_spec(prm["fn"], trust=trust)
         method = base.map_one if prm.get("per_event") else base.map_many
         return method(fn, columns=prm.get("output_columns"), step_id=sid)
     if kind == "select":
@@ -299,7 +480,13 @@ def _build_step(base: Stream, others: list[Stream], sid: str, kind: str, prm: di
             step_id=sid,
         )
     if kind == "enrich":
-        return base.enrich(prm["table"], prm["on"], how=prm.get("how", "left"), step_id=sid)
+        table: Any = prm["table"]
+        if table.startswith("duckdb:"):
+            from streamlab.sinks import DuckDBTable
+
+            _, path, query = table.split(":", 2)
+            table = DuckDBTable(path, query, trusted=trust)
+        return base.enrich(table, prm["on"], how=prm.get("how", "left"), step_id=sid)
     raise ValueError(f"step {sid!r}: unknown kind {kind!r}")
 
 

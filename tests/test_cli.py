@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import duckdb
+import pytest
 
 from streamlab.cli import main
 
@@ -78,3 +79,193 @@ def test_run_spec_rejects_a_bad_duration_before_running(tmp_path, capsys):
     assert main(["run", str(spec), "--quiet", "--duration", "soon"]) == 2
     err = capsys.readouterr().err
     assert "--duration" in err and "soon" in err
+
+
+# -- user mistakes: one line, a path in the spec, a fix, exit status 2 -------------------------------
+
+EVENTS = "".join(
+    json.dumps({"event_id": str(i), "event_type": "ab"[i % 2], "timestamp": f"2024-01-01T00:00:{i:02d}Z"})
+    + "\n"
+    for i in range(20)
+)
+
+
+def write_spec(tmp_path, processing: str, sinks: str = "[]") -> str:
+    events = tmp_path / "events.jsonl"
+    events.write_text(EVENTS)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "streaming:\n  sources:\n"
+        f"    - {{step_id: events, kind: replay, path: {events}, raw: true}}\n"
+        f"  processing:\n{processing}\n  sinks: {sinks}\n"
+    )
+    return str(spec)
+
+
+PARSE = "    - {step_id: parse, kind: parse, input: events, schema: {event_id: string, event_type: string, timestamp: timestamp}}\n"
+
+
+def one_line_error(capsys, argv: list[str]) -> str:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+    return captured.err.strip()
+
+
+def test_a_spec_path_that_does_not_exist(capsys):
+    err = one_line_error(capsys, ["run", "/nonexistent/spec.yaml"])
+    assert err.count("\n") == 0 and "/nonexistent/spec.yaml" in err and "no such file" in err
+
+
+def test_a_missing_kind_names_the_entry(tmp_path, capsys):
+    spec = write_spec(tmp_path, "    - {step_id: parse, input: events}")
+    err = one_line_error(capsys, ["run", spec])
+    assert "streaming.processing[0] (step 'parse')" in err and "missing 'kind'" in err and "kind: " in err
+
+
+def test_on_is_read_as_a_key_and_a_boolean_key_is_explained(tmp_path):
+    from streamlab.errors import SpecError
+    from streamlab.spec import pipeline_from_dict
+
+    users = tmp_path / "users.csv"
+    users.write_text("event_type,label\na,A\nb,B\n")
+    spec = write_spec(
+        tmp_path,
+        PARSE + f"    - {{step_id: e, kind: enrich, input: parse, table: {users}, on: [event_type]}}",
+    )
+    assert main(["run", spec, "--quiet"]) == 0
+    # a spec read elsewhere with YAML 1.1 has the key True: said so, with the fix
+    data = {
+        "streaming": {
+            "sources": [],
+            "processing": [{"step_id": "e", "kind": "enrich", "input": "x", True: ["k"], "table": "t.csv"}],
+        }
+    }
+    with pytest.raises(
+        SpecError,
+        match=r"processing\[0\] \(step 'e'\)\.True: a key was read by YAML as the boolean true.*quote the key",
+    ):
+        pipeline_from_dict(data)
+
+
+def test_every_problem_is_reported_at_once_with_its_path(tmp_path, capsys):
+    spec = write_spec(
+        tmp_path,
+        "    - {step_id: parse, kind: parse, input: events, schema: [a, b], max_record_bytes: big}\n"
+        "    - {step_id: dedup, kind: dedup, input: parse, ttl: -1h}\n"
+        "    - {step_id: w, kind: window, input: dedup, window: {kind: tumbling, size: 1m}}\n"
+        "    - {step_id: w2, kind: window, input: dedp, window: {kind: tumbling, size: soon}, aggregate: [{kind: summ, column: x}]}",
+    )
+    err = one_line_error(capsys, ["run", spec])
+    lines = err.splitlines()
+    assert "7 problems" in lines[0]
+    expected = [
+        ("processing[0] (step 'parse').schema:", "field needs a type"),
+        ("processing[0] (step 'parse').max_record_bytes:", "'big'"),
+        ("processing[1] (step 'dedup').ttl:", "negative"),
+        ("processing[2] (step 'w').aggregate:", "no aggregators"),
+        ("processing[3] (step 'w2').input:", "did you mean 'dedup'"),
+        ("processing[3] (step 'w2').window.size:", "duration"),
+        ("processing[3] (step 'w2').aggregate[0].kind:", "did you mean 'sum'"),
+    ]
+    for (path, text), line in zip(expected, lines[1:]):
+        assert path in line and text in line and "Fix: " in line
+
+
+def test_a_binary_file(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_bytes(bytes(range(256)) * 4)
+    err = one_line_error(capsys, ["run", str(spec)])
+    assert "binary" in err and str(spec) in err
+
+
+def test_a_yaml_syntax_error_names_the_line(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("streaming:\n  sources: [\n")
+    err = one_line_error(capsys, ["run", str(spec)])
+    assert str(spec) in err and "line" in err and "not valid YAML" in err
+
+
+def test_a_corrupt_checkpoint_names_its_path(tmp_path, capsys):
+    spec = write_spec(
+        tmp_path,
+        PARSE
+        + "    - {step_id: w, kind: window, input: parse, window: {kind: tumbling, size: 1m}, aggregate: [{kind: count}]}",
+    )
+    ckpt = tmp_path / "ckpt"
+    assert main(["run", spec, "--quiet", "--checkpoint-dir", str(ckpt), "--max-events", "5"]) == 0
+    capsys.readouterr()
+    files = [f for f in ckpt.rglob("*") if f.is_file()]
+    assert files
+    for f in files:
+        f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])
+    err = one_line_error(capsys, ["run", spec, "--quiet", "--checkpoint-dir", str(ckpt)])
+    assert err.count("\n") == 0 and str(ckpt) in err and "checkpoint" in err
+
+
+def test_negative_max_events_is_refused(tmp_path, capsys):
+    spec = write_spec(tmp_path, PARSE)
+    err = one_line_error(capsys, ["run", spec, "--max-events", "-5"])
+    assert err.count("\n") == 0 and "--max-events" in err and "-5" in err
+
+
+def test_a_window_without_agg_is_refused_in_python_too():
+    from streamlab import ListSource, Pipeline, PipelineConfigError, TumblingWindow
+
+    p = Pipeline(ListSource([{"timestamp": 0}]))
+    p.window(TumblingWindow("1m"))  # forgot .agg(...)
+    with pytest.raises(
+        PipelineConfigError, match=r"step 'window' \(window\).*no aggregators.*\.agg\(agg\.count\(\)\)"
+    ):
+        p.run()
+
+
+def test_verbose_shows_the_traceback(capsys):
+    assert main(["run", "/nonexistent/spec.yaml", "--verbose"]) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_untrusted_code_needs_trust_on_the_command_line(tmp_path, capsys):
+    spec = write_spec(
+        tmp_path,
+        "    - {step_id: f, kind: filter, input: events, fn: {source: \"lambda b: b['value'].notna()\"}}",
+    )
+    err = one_line_error(capsys, ["run", spec, "--quiet"])
+    assert "fn.source" in err and "--trust" in err
+    assert main(["run", spec, "--quiet", "--trust"]) == 0
+    capsys.readouterr()
+    err = one_line_error(capsys, ["export", "beam", spec, "-o", str(tmp_path / "out")])
+    assert "fn.source" in err
+
+
+# -- the command line's conventions ------------------------------------------------------------------
+
+
+def test_version_and_help_on_bare_streamlab(capsys):
+    import streamlab
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"streamlab {streamlab.__version__}"
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "usage: streamlab" in out and "examples:" in out and "export" in out
+
+
+def test_subcommand_help_is_formatted_with_defaults(capsys):
+    assert main(["export", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "----------" not in out and ">>>" not in out and "examples:" in out
+    assert "(default: files)" in out and "(default: pubsub)" in out
+    assert main(["run", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Pipeline.to_yaml" in out.split("positional arguments:")[1].split("options:")[0]
+    assert "--trust" in out and "examples:" in out
+    assert main(["demo", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: streamlab-demo.duckdb)" in out and "(default: streamlab-report.html)" in out
+
+
+def test_unknown_subcommand_is_one_line(capsys):
+    assert main(["rnu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "rnu" in err and "--help" in err

@@ -6,47 +6,72 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-__all__ = ["export_main"]
+__all__ = ["add_export_arguments", "export_main", "run_export"]
+
+EXPORT_DESCRIPTION = (
+    "Export a pipeline spec (written by Pipeline.to_yaml()) to Apache Beam or AWS Lambda code."
+)
+EXPORT_EPILOG = """examples:
+  streamlab export beam spec.yaml -o build/beam
+  streamlab export beam spec.yaml -o build/beam --source file --sink bigquery
+  streamlab export lambda spec.yaml -o build/lambda
+"""
 
 
-def export_main(argv: Sequence[str] | None = None) -> int:
-    """Export a YAML pipeline spec to Beam or Lambda code; returns the exit status.
-
-    Parameters
-    ----------
-    argv
-        Arguments after ``streamlab export``: ``beam|lambda SPEC -o DIR [--sink files|bigquery]``.
-
-    Returns
-    -------
-    int
-        0 on success, 2 when the spec cannot be exported (the message says why).
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``streamlab export`` (shared by ``streamlab export`` and :func:`export_main`).
 
     Examples
     --------
-    >>> export_main(["beam", "missing.yaml", "-o", "out"])
-    streamlab export: cannot read missing.yaml: no such file
-    2
+    >>> p = argparse.ArgumentParser()
+    >>> add_export_arguments(p)
+    >>> p.parse_args(["beam", "spec.yaml", "-o", "out"]).sink
+    'files'
     """
-    parser = argparse.ArgumentParser(prog="streamlab export", description=export_main.__doc__)
-    parser.add_argument("target", choices=("beam", "lambda"))
+    parser.add_argument(
+        "target",
+        choices=("beam", "lambda"),
+        help="what to generate: an Apache Beam module or an AWS Lambda handler",
+    )
     parser.add_argument("spec", help="pipeline YAML written by Pipeline.to_yaml()")
-    parser.add_argument("-o", "--output", required=True, help="directory for the generated files")
-    parser.add_argument("--sink", choices=("files", "bigquery"), default="files", help="Beam only")
-    parser.add_argument("--source", choices=("pubsub", "file"), default="pubsub", help="Beam only")
-    args = parser.parse_args(list(argv) if argv is not None else None)
-    from pathlib import Path
+    parser.add_argument(
+        "-o", "--output", required=True, metavar="DIR", help="directory for the generated files"
+    )
+    parser.add_argument(
+        "--sink",
+        choices=("files", "bigquery"),
+        default="files",
+        help="Beam only: where outputs go (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--source",
+        choices=("pubsub", "file"),
+        default="pubsub",
+        help="Beam only: what the job reads (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--trust",
+        action="store_true",
+        help="allow code in the spec (function source, SQL beyond a read-only SELECT); only for specs you wrote or reviewed",
+    )
 
-    from streamlab.spec import pipeline_from_dict
 
-    spec = Path(args.spec)
-    if not spec.exists():
-        print(f"streamlab export: cannot read {spec}: no such file", file=sys.stdout)
-        return 2
-    import yaml
+def run_export(args: argparse.Namespace) -> int:
+    """Export with parsed arguments; returns the exit status (2 when the spec cannot be exported).
 
+    Errors from reading or checking the spec propagate as :class:`~streamlab.errors.SpecError` for the
+    caller to report; an exporter's own refusal (an unsupported step) is printed here.
+
+    Examples
+    --------
+    >>> run_export  # doctest: +ELLIPSIS
+    <function run_export at ...>
+    """
+    from streamlab.spec import load_spec, pipeline_from_dict
+
+    data, origin = load_spec(args.spec)
+    pipeline = pipeline_from_dict(data, lazy_sources=True, trust=args.trust, origin=origin)
     try:
-        pipeline = pipeline_from_dict(yaml.safe_load(spec.read_text()), lazy_sources=True)
         if args.target == "beam":
             from streamlab.export.beam import to_beam
 
@@ -61,3 +86,39 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     for name in out.files:
         print(out.directory / name)
     return 0
+
+
+def export_main(argv: Sequence[str] | None = None) -> int:
+    """Export a YAML pipeline spec to Beam or Lambda code; returns the exit status.
+
+    Parameters
+    ----------
+    argv
+        Arguments after ``streamlab export``: ``beam|lambda SPEC -o DIR [--sink files|bigquery]``.
+
+    Returns
+    -------
+    int
+        0 on success, 2 when the spec cannot be read or exported (the message says why).
+
+    Examples
+    --------
+    >>> export_main(["beam", "missing.yaml", "-o", "out"])
+    streamlab export: missing.yaml: no such file. Fix: check the path; Pipeline.to_yaml('spec.yaml') writes one
+    2
+    """
+    from streamlab.errors import SpecError
+
+    parser = argparse.ArgumentParser(
+        prog="streamlab export",
+        description=EXPORT_DESCRIPTION,
+        epilog=EXPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_export_arguments(parser)
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    try:
+        return run_export(args)
+    except SpecError as e:
+        print(f"streamlab export: {e}", file=sys.stdout)
+        return 2

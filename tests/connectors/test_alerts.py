@@ -280,7 +280,7 @@ def test_resolve_needs_a_dedup_key(server: RecordingServer) -> None:
 def test_spec_holds_the_constructor_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PD_KEY", "0123456789abcdef")
     pd_sink = PagerDutySink(routing_key_env="PD_KEY", dedup_key="{user_id}", severity="{severity}")
-    hook = WebhookSink("https://example.com/hook", template={"text": "{user_id}"}, rate_limit_per_minute=10)
+    hook = WebhookSink("${HOOK_URL}", template={"text": "{user_id}"}, rate_limit_per_minute=10)
     for component in (pd_sink, hook):
         params = dict(component.spec())
         params.pop("kind")

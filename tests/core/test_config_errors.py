@@ -105,3 +105,146 @@ def test_dedup_ttl_needs_time():
     p = Pipeline(ListSource([{"event_id": "x"}]))
     with pytest.raises(PipelineConfigError, match="ttl=None"):
         p.dedup("event_id")
+
+
+# -- errors that teach: types the aggregator can see, did-you-mean, every problem at once -----------
+
+
+def parsed(schema=None):
+    p = Pipeline(ListSource([b"{}"]))
+    return p.parse(
+        schema
+        or {
+            "event_id": "string",
+            "user_id": "string",
+            "kind": "category",
+            "amount": "float64",
+            "n": "int64",
+            "ok": "bool",
+            "timestamp": "timestamp",
+        }
+    )
+
+
+@pytest.mark.parametrize("make", [agg.sum, agg.mean, agg.min, agg.max, lambda c: agg.quantile(c, 0.9)])
+def test_numeric_aggregator_on_a_string_column_fails_at_construction(make):
+    stream = parsed().dedup("event_id").filter("amount > 0")
+    with pytest.raises(PipelineConfigError) as e:
+        stream.window(TumblingWindow("1m"), key="kind").agg(make("user_id"))
+    msg = str(e.value)
+    assert "'user_id' is string" in msg and "declared by step 'parse'" in msg
+    assert f"agg.{make('user_id').kind}('user_id')" in msg
+    assert "agg.count_distinct('user_id')" in msg and "float64" in msg
+
+
+def test_type_is_traced_through_select_and_from_a_dataframe_source():
+    s = parsed().select("kind", "timestamp", uid="user_id")
+    with pytest.raises(PipelineConfigError, match="'uid' is string"):
+        s.window(TumblingWindow("1m")).agg(agg.sum("uid"))
+    frame = pd.DataFrame({"name": ["a"], "v": [1.0], "timestamp": pd.to_datetime(["2024-01-01"], utc=True)})
+    p = Pipeline(ListSource(frame))
+    with pytest.raises(PipelineConfigError, match="'name' is string.*declared by step 'source'"):
+        p.window(TumblingWindow("1m")).agg(agg.mean("name"))
+    with pytest.raises(PipelineConfigError, match="'timestamp' is timestamp"):
+        p.window(TumblingWindow("1m")).agg(agg.sum("timestamp"))
+
+
+def test_aggregators_that_fit_are_accepted():
+    s = parsed()
+    w = s.window(TumblingWindow("1m"), key="kind").agg(
+        agg.sum("amount"),
+        agg.mean("n"),
+        agg.sum("ok"),
+        agg.max("amount"),
+        agg.count_distinct("user_id"),
+        agg.first("user_id"),
+        agg.count("user_id"),
+    )
+    assert "sum_amount" in w.columns
+    # an unknown type (after a user function) is never an error
+    m = s.map_many(lambda b: b, columns=["user_id", "timestamp"])
+    assert m.window(TumblingWindow("1m")).agg(agg.sum("user_id")).columns is not None
+
+
+def test_parse_types_get_did_you_mean_and_all_are_reported_at_once():
+    p = Pipeline(ListSource([b"{}"]))
+    with pytest.raises(PipelineConfigError) as e:
+        p.parse({"event_id": "str", "timestamp": "datetime", "amount": {"type": "flaot", "path": "p.amount"}})
+    msg = str(e.value)
+    assert "3 schema fields" in msg and "'amount' has unknown type 'flaot'" in msg
+    for wrong, right in (("str", "string"), ("datetime", "timestamp"), ("flaot", "float64")):
+        assert f"{wrong!r} (did you mean {right!r}?)" in msg
+    assert "Fix: use 'string' for 'event_id'" in msg
+
+
+def test_misspelled_aggregators_and_datasets_get_did_you_mean():
+    with pytest.raises(AttributeError, match="did you mean 'sum'"):
+        agg.summ("amount")  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError, match="did you mean 'mean'"):
+        agg.avg("amount")  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="did you mean 'count_distinct'"):
+        agg.from_spec({"kind": "count_distinc", "column": "x"})
+    from streamlab.datasets import dataset_path
+
+    with pytest.raises(ValueError, match="did you mean 'clickstream'"):
+        dataset_path("clikstream")
+
+
+def test_misspelled_output_name_gets_did_you_mean():
+    from streamlab.detectors import DriftDetector
+
+    s = Pipeline(ListSource([{"score": 1.0, "timestamp": 0}])).apply(DriftDetector(column="score"))
+    with pytest.raises(PipelineConfigError, match="did you mean 'drift'"):
+        s.output("drfit")  # type: ignore[attr-defined]
+
+
+def test_negative_dedup_ttl():
+    with pytest.raises(PipelineConfigError, match=r"ttl='-1h' is not positive.*ttl='1h'"):
+        events().dedup("event_type", ttl="-1h")
+
+
+def test_a_list_sink_read_before_its_pipeline_ran_says_so():
+    from streamlab import ListSink
+
+    sink = ListSink()
+    events().to(sink)
+    with pytest.warns(UserWarning, match=r"not run.*p\.run\(\)"):
+        assert sink.frame().empty
+
+
+def test_every_fix_says_what_to_do():
+    """Fix texts in PipelineConfigError calls are actions, not 'fix the entry'."""
+    import ast
+    from pathlib import Path
+
+    import streamlab
+
+    vague = []
+    root = Path(streamlab.__file__).parent
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "PipelineConfigError":
+                if len(node.args) < 4:
+                    continue
+                fix = node.args[3]
+                text = fix.value if isinstance(fix, ast.Constant) else None
+                if isinstance(text, str) and (
+                    len(text.split()) < 2
+                    or text.lower().startswith(("fix ", "check the config", "correct it"))
+                ):
+                    vague.append(f"{path.name}:{node.lineno}: {text!r}")
+    assert not vague, vague
+
+
+def test_misspelled_collected_output_gets_did_you_mean():
+    p = Pipeline(ListSource([b"not json", b'{"timestamp": "2024-01-01T00:00:00Z"}']))
+    p.parse({"timestamp": "timestamp"})
+    result = p.run()
+    with pytest.raises(KeyError, match="did you mean 'parse.dead_letter'"):
+        result["parse.dead_leter"]
+
+
+@pytest.mark.parametrize("options", [{"max_events": -5}, {"max_events": 0}, {"duration": "-5s"}])
+def test_run_limits_must_be_positive(options):
+    with pytest.raises(PipelineConfigError, match="not positive|positive number"):
+        events().run(**options)

@@ -1,0 +1,155 @@
+"""Declared column types, traced back through the graph, so steps can check them at construction.
+
+A column's type is known where it is declared (a parse step's schema, a source's DataFrame, an enrich
+table) and is carried by steps that pass columns through unchanged (dedup, filter, key_by, select,
+union, a window's ``late`` output). Anything else (user functions, expressions) makes it unknown, and
+unknown types are never an error.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from streamlab.aggregators import (
+    Aggregator,
+    MaxAggregator,
+    MeanAggregator,
+    MinAggregator,
+    QuantileAggregator,
+    SumAggregator,
+)
+from streamlab.steps import (
+    DedupStep,
+    EnrichStep,
+    FilterStep,
+    KeyByStep,
+    MapStep,
+    ParseStep,
+    SelectStep,
+    SourceStep,
+    UnionStep,
+    WindowStep,
+)
+
+if TYPE_CHECKING:
+    from streamlab.pipeline import Pipeline
+
+__all__ = ["aggregator_type_problem", "declared_type"]
+
+_NUMERIC_AGGS = (SumAggregator, MeanAggregator, MinAggregator, MaxAggregator, QuantileAggregator)
+_NUMERIC = {"int64", "float64", "bool"}
+_NOT_NUMERIC = {"string", "category", "timestamp", "object"}
+
+
+def _frame_type(series: pd.Series) -> str | None:
+    kind = series.dtype.kind
+    if kind in "iu":
+        return "int64"
+    if kind == "f":
+        return "float64"
+    if kind == "b":
+        return "bool"
+    if kind == "M" or isinstance(series.dtype, pd.DatetimeTZDtype):
+        return "timestamp"
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return "category"
+    inferred = pd.api.types.infer_dtype(series, skipna=True)
+    return "string" if inferred == "string" else None
+
+
+def declared_type(pipeline: Pipeline, ref: str, column: str) -> tuple[str, str] | None:
+    """``(type, step_id that declared it)`` of ``column`` in stream ``ref``, or None when unknown.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b'{}']))
+    >>> s = p.parse({'user_id': 'string', 'timestamp': 'timestamp'}).dedup('user_id')
+    >>> declared_type(p, s.ref, 'user_id')
+    ('string', 'parse')
+    """
+    for _ in range(len(pipeline.steps) + 1):
+        sid, _, out = ref.partition(".")
+        step = pipeline.steps.get(sid)
+        if step is None:
+            return None
+        if isinstance(step, ParseStep):
+            if out:
+                return None
+            typ = next((f.type for f in step.fields if f.name == column), None)
+            if typ is not None:
+                return typ, sid
+        elif isinstance(step, SourceStep):
+            frame = getattr(step.source, "frame", None)
+            if isinstance(frame, pd.DataFrame) and column in frame.columns:
+                typ = _frame_type(frame[column])
+                return (typ, sid) if typ else None
+            return None
+        elif isinstance(step, EnrichStep):
+            ins = pipeline.columns_of(step.inputs[0])
+            if (ins is None or column not in ins) and column in step.table.columns:
+                typ = _frame_type(step.table[column])
+                return (typ, sid) if typ else None
+        elif isinstance(step, SelectStep):
+            column = next((i for i, o in step.columns if o == column), column)
+        elif isinstance(step, UnionStep):
+            found = {declared_type(pipeline, r, column) for r in step.inputs}
+            types = {f[0] if f else None for f in found}
+            return next(iter(found)) if len(types) == 1 and None not in types else None
+        elif isinstance(step, MapStep):
+            if step.fn is not None or column in dict(step.columns) or out:
+                return None
+        elif isinstance(step, WindowStep):
+            if out != "late":
+                return None
+        elif isinstance(step, (FilterStep, KeyByStep)):
+            if out:
+                return None
+        elif not isinstance(step, DedupStep):
+            return None
+        if not step.inputs:
+            return None
+        ref = step.inputs[0]
+    return None
+
+
+def aggregator_type_problem(pipeline: Pipeline, ref: str, aggregator: Aggregator) -> tuple[str, str] | None:
+    """``(problem, fix)`` when a numeric aggregator is given a column declared non-numeric, else None.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline, agg
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b'{}']))
+    >>> s = p.parse({'user_id': 'string', 'timestamp': 'timestamp'})
+    >>> problem, fix = aggregator_type_problem(p, s.ref, agg.sum('user_id'))
+    >>> problem
+    "agg.sum('user_id') adds numbers, but column 'user_id' is string (declared by step 'parse')"
+    """
+    if not isinstance(aggregator, _NUMERIC_AGGS) or aggregator.column is None:
+        return None
+    found = declared_type(pipeline, ref, aggregator.column)
+    if found is None or found[0] not in _NOT_NUMERIC:
+        return None
+    typ, where = found
+    col = aggregator.column
+    what = {
+        SumAggregator: "adds numbers",
+        MeanAggregator: "averages numbers",
+        QuantileAggregator: "ranks numbers",
+    }.get(type(aggregator), "compares numbers")
+    problem = (
+        f"agg.{aggregator.kind}({col!r}) {what}, but column {col!r} is {typ} (declared by step {where!r})"
+    )
+    options = f"agg.count_distinct({col!r}), agg.first({col!r}) or agg.last({col!r})"
+    if typ == "timestamp":
+        fix = f"use {options} for a {typ} column, or aggregate a numeric column"
+    else:
+        fix = (
+            f"use {options} for a {typ} column; if it holds numbers, declare it as float64 or int64 in "
+            f"the schema of step {where!r}"
+        )
+    return problem, fix
