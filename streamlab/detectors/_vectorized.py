@@ -81,6 +81,8 @@ class ModelBank:
 def _grouped(slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stable order grouping rows by slot, the sorted slots, and each sorted row's rank within its slot."""
     n = len(slots)
+    if n and slots.min() == slots.max():
+        return np.arange(n), slots, np.arange(n)
     order = np.argsort(slots, kind="stable")
     ss = slots[order]
     new = np.ones(n, dtype=bool)
@@ -216,27 +218,29 @@ class HalfSpaceTreesBank(ModelBank):
 
     def _leaves(self, x: np.ndarray) -> np.ndarray:
         """Leaf (0 .. 2**height - 1) each row reaches in each tree, as river walks: ``x < threshold`` -> left."""
-        n, n_trees = len(x), self.n_trees
-        node = np.zeros((n, n_trees), dtype=np.intp)
-        base = (np.arange(n_trees, dtype=np.intp) * self.feature.shape[1])[None, :]
-        row = (np.arange(n, dtype=np.intp) * self.n_features)[:, None]
-        feat, thr, flat = self.feature.ravel(), self.threshold.ravel(), x.ravel()
-        at = np.empty((n, n_trees), dtype=np.intp)
-        col = np.empty((n, n_trees), dtype=np.intp)
-        value = np.empty((n, n_trees))
-        split = np.empty((n, n_trees))
-        left = np.empty((n, n_trees), dtype=bool)
-        for _ in range(self.height):
-            np.add(node, base, out=at)
-            np.take(feat, at, out=col)
-            col += row
-            np.take(flat, col, out=value)
-            np.take(thr, at, out=split)
-            np.less(value, split, out=left)
-            node *= 2
-            node += 2
-            node -= left  # left child 2i+1, right child 2i+2 (NaN goes right, as in river)
-        return node - (self.n_leaves - 1)
+        n = len(x)
+        out = np.empty((n, self.n_trees), dtype=np.intp)
+        row = np.arange(n, dtype=np.intp) * self.n_features
+        flat = x.ravel()
+        # one tree at a time: the working arrays stay small enough for the CPU caches
+        col = np.empty(n, dtype=np.intp)
+        value = np.empty(n)
+        split = np.empty(n)
+        left = np.empty(n, dtype=bool)
+        for t in range(self.n_trees):
+            feat, thr = self.feature[t], self.threshold[t]
+            node = np.zeros(n, dtype=np.intp)
+            for _ in range(self.height):
+                np.take(feat, node, out=col)
+                col += row
+                np.take(flat, col, out=value)
+                np.take(thr, node, out=split)
+                np.less(value, split, out=left)
+                node *= 2
+                node += 2
+                node -= left  # left child 2i+1, right child 2i+2 (NaN goes right, as in river)
+            out[:, t] = node
+        return out - (self.n_leaves - 1)
 
     def _node_mass(self, leaf_counts: np.ndarray) -> np.ndarray:
         """Node masses in heap order from leaf counts (a node's mass is its subtree's leaf count)."""
@@ -253,15 +257,16 @@ class HalfSpaceTreesBank(ModelBank):
         below ``size_limit``; the result is an integer (river's float sum of integers is exact).
         """
         h = self.height
-        r = mass[..., :1].astype(np.int64)
-        acc = r.copy()
-        alive = r >= self.size_limit
+        # a tree's score is at most window_size * (2**(h+1) - 1): int32 when that fits
+        dtype = np.int32 if self.window_size * 2 ** (h + 1) < 2**31 else np.int64
+        m = mass.astype(dtype, copy=False)
+        acc = m[..., :1].copy()
+        alive = acc >= self.size_limit
         for d in range(1, h + 1):
-            r = mass[..., 2**d - 1 : 2 ** (d + 1) - 1].astype(np.int64)
-            acc = np.repeat(acc, 2, axis=-1)
-            alive = np.repeat(alive, 2, axis=-1)
-            acc += np.where(alive, r << d, 0)
-            alive &= r >= self.size_limit
+            r = m[..., 2**d - 1 : 2 ** (d + 1) - 1]
+            pairs = r.reshape(*r.shape[:-1], 2 ** (d - 1), 2)  # the two children of each node above
+            acc = (acc[..., None] + (pairs << d) * alive[..., None]).reshape(r.shape)
+            alive = (alive[..., None] & (pairs >= self.size_limit)).reshape(r.shape)
         return acc
 
     def _path_scores(self, mass: np.ndarray, which: np.ndarray, leaves: np.ndarray) -> np.ndarray:
