@@ -662,3 +662,88 @@ def test_import_does_not_load_plotly_or_ipywidgets():
     )
     assert out.stdout.splitlines()[0] == "[2]"
     assert "pip install 'streamlab[notebook]'" in out.stdout
+
+
+# -- one-call preview and threshold sliders -------------------------------------------------------------
+def scored_events(n: int = 2000) -> Pipeline:
+    from streamlab.detectors import FixedThresholdFilter, GaussianScorerDetector
+
+    frame = events(n).rename(columns={"score": "x"})
+    p = Pipeline(ReplaySource(frame, speed=None, batch_size=100), name="scores")
+    p.stream.detect(
+        GaussianScorerDetector(grace_period=5),
+        features=["x"],
+        threshold=FixedThresholdFilter(0.99),
+        step_id="detect",
+    )
+    return p
+
+
+def test_show_picks_a_bounded_live_view_per_kind_of_output(clock):
+    handle = window_pipeline(events(1000)).start(clock=clock, paused=True)
+    chart = handle.show("window", clock=clock, auto_refresh=False)
+    assert isinstance(chart, WindowChart) and (chart.value, chart.key) == ("count", "event_type")
+    late = handle.show("window.late", rows=4, clock=clock, auto_refresh=False)
+    assert isinstance(late, LiveTable) and late.rows == 4
+    with pytest.raises(ValueError, match=r"no such output; outputs are \['source', 'window'"):
+        handle.show("windw")
+    handle.resume()
+    handle.wait(30)
+    chart.refresh(force=True)
+    assert sum(len(s) for s in chart.series().values()) == len(handle.outputs["window"])
+    assert len(late.frame()) == min(4, len(handle.outputs["window.late"]))
+    scored = scored_events().start(clock=clock)
+    spikes = scored.show("detect", auto_refresh=False)
+    assert isinstance(spikes, AnomalyChart) and spikes.flag == "is_anomaly"
+    scored.wait(30)
+    assert spikes.flagged_count() == int(scored.outputs["detect"]["is_anomaly"].tail(2000).sum())
+    for w in (chart, late, spikes):
+        w.close()
+
+
+def test_stream_show_starts_the_pipeline_and_follows_that_stream():
+    p = Pipeline(ReplaySource(events(500), speed=None, batch_size=250), name="clicks")
+    windows = p.window(TumblingWindow("10s"), key="event_type", delay="5s").agg(agg.count())
+    table = windows.late.show(rows=3, auto_refresh=False)
+    assert isinstance(table, LiveTable) and table.ref == "window.late" and table.rows == 3
+    table.source.wait(30)
+    table.close()
+
+
+def test_threshold_slider_moves_the_running_detect_step(clock):
+    handle = scored_events().start(clock=clock, paused=True)
+    panel = ControlPanel(handle, thresholds={"detect": (0.5, 0.9999)})
+    slider = panel.controls["threshold:detect"]
+    assert (slider.value, slider.min, slider.max) == (0.99, 0.5, 0.9999)
+    assert "streamlab-threshold-detect" in slider._dom_classes
+    handle.step(10)
+    wait_for(lambda: handle.metrics["events_in"] == 1000)
+    slider.value = 0.6  # what the browser does when the reader drags it
+    assert handle.thresholds == {"detect": 0.6}
+    handle.resume()
+    out = handle.wait(30)["detect"]
+    assert out["is_anomaly"].iloc[:1000].equals(out["score"].iloc[:1000] > 0.99)
+    assert out["is_anomaly"].iloc[1000:].equals(out["score"].iloc[1000:] > 0.6)
+    with pytest.raises(ValueError, match="outside the range"):
+        ControlPanel(handle, thresholds={"detect": (0.0, 0.5)})
+    with pytest.raises(ValueError, match=r"no detect step 'score'"):
+        Dashboard(handle, thresholds={"score": (0.0, 1.0)})
+    panel.close()
+
+
+def test_anomaly_chart_reports_alerts_per_second_on_its_clock(clock):
+    frame = events(1000).assign(is_anomaly=lambda d: d["score"] > 0.9)
+    p = Pipeline(ReplaySource(frame, speed=None, batch_size=100), name="scores")
+    p.select("timestamp", "score", "is_anomaly", step_id="detect")
+    handle = p.start(clock=clock, paused=True)
+    chart = AnomalyChart(handle, "detect", clock=clock, auto_refresh=False)
+    for _ in range(4):
+        step(handle, clock, 1, advance="0s")
+        clock.advance("1s")
+        chart.refresh(force=True)
+    rate, share = chart.alert_rate()
+    flagged = frame["is_anomaly"].iloc[100:400].sum()  # the three batches after the first pull
+    assert rate == pytest.approx(flagged / 3.0) and share == pytest.approx(flagged / 300)
+    assert "alerts/s" in chart.widget.fig.layout.title.text
+    chart.close()
+    handle.stop()
