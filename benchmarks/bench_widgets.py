@@ -2,10 +2,11 @@
 
 A window pipeline replays ~6M clickstream events as fast as possible, once bare and once with a
 WindowChart, a WatermarkDebugger and an AnomalyChart, each with its live view, driven by one Dashboard refresher
-at ``--max-fps``. Prints events/s with and without charts, their ratio (target >= 0.80) and each chart's
-redraws per second (target: the configured maximum) and per refresher tick (1.00: every tick redrew).
+at ``--max-fps``. Prints events/s with and without charts, their ratio (target >= 0.90) and each chart's
+redraws per second (target >= 5, at most the configured maximum) and per refresher tick (1.00: every
+tick redrew).
 Outside a kernel the views have no frontend, so this measures the kernel-side cost (buffering, pulling,
-plotly updates, messages to the views), not the browser.
+plotly updates, encoding the whole figure for its view), not the browser.
 
 A run must last well over a second: redraws come on a fixed 1/max_fps grid, so over a 0.5 s run one
 redraw more or less moves the rate by 2 per second.
@@ -87,7 +88,9 @@ def main() -> None:
     args = ap.parse_args()
     frame = make_events(args.copies)
     print(f"{len(frame):,} events, batch size {args.batch_size:,}, max_fps {args.max_fps:g}")
-    run_once(frame.head(50_000), True, args.max_fps, args.batch_size)  # warm-up: imports, first FigureWidget
+    run_once(
+        frame.head(50_000), True, args.max_fps, args.batch_size
+    )  # warm-up: imports, plotly.js for the views
     bare, live = [], []
     for _ in range(args.repeat):  # interleaved, so machine load affects both alike
         bare.append(run_once(frame, False, args.max_fps, args.batch_size))
@@ -97,13 +100,14 @@ def main() -> None:
     ratio = best_live["events_per_s"] / best_bare["events_per_s"]
     print(f"without charts: {best_bare['events_per_s']:,.0f} events/s ({best_bare['seconds']:.2f} s)")
     print(f"with 3 charts:  {best_live['events_per_s']:,.0f} events/s ({best_live['seconds']:.2f} s)")
-    print(f"ratio: {ratio:.2f} (target >= 0.80) {'OK' if ratio >= 0.8 else 'BELOW TARGET'}")
+    print(f"ratio: {ratio:.2f} (target >= 0.90) {'OK' if ratio >= 0.9 else 'BELOW TARGET'}")
     for key in [k for k in best_live if k.endswith("redraws/s")]:
         rates = np.array([r[key] for r in live])
         per_tick = np.mean([r[key.replace("redraws/s", "per tick")] for r in live])
+        verdict = "OK" if rates.min() >= 5 else "BELOW TARGET"
         print(
-            f"{key}: {rates.mean():.1f} (max_fps {args.max_fps:g}; runs {np.round(rates, 1).tolist()}; "
-            f"per refresher tick {per_tick:.2f})"
+            f"{key}: {rates.mean():.1f} (target >= 5, max_fps {args.max_fps:g}; runs "
+            f"{np.round(rates, 1).tolist()}; per refresher tick {per_tick:.2f}) {verdict}"
         )
 
 

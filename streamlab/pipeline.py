@@ -10,6 +10,7 @@ the exporters translate.
 from __future__ import annotations
 
 import ast
+import copy
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -284,6 +285,48 @@ class Pipeline:
         self.check_complete()
         _check_run_options(options)
         return start(self, **options)
+
+    def head(self, n: int = 1_000, *, flush_windows: bool = True) -> dict[str, pd.DataFrame]:
+        """Run the first ``n`` source events and return every output as a DataFrame, for a quick look.
+
+        Nothing leaves the pipeline: sinks are left out (what they would get is returned under the
+        reference they read), source positions are not committed, and the replay runs on a
+        :class:`~streamlab.clock.ManualClock`, so paced replays take no wall time. With
+        ``flush_windows`` the windows still open after ``n`` events are closed and included.
+
+        Examples
+        --------
+        >>> from streamlab import Pipeline, TumblingWindow, agg
+        >>> from streamlab.testing import ListSink, ListSource
+        >>> events = [{"k": "a", "timestamp": f"2024-01-01T00:00:{s:02d}Z"} for s in range(0, 50, 5)]
+        >>> p = Pipeline(ListSource(events))
+        >>> _ = p.window(TumblingWindow("20s"), key="k").agg(agg.count()).to(ListSink())
+        >>> out = p.head(6)
+        >>> sorted(out), out["window"]["count"].tolist()
+        (['window', 'window.dead_letter', 'window.early', 'window.late'], [4, 2])
+        """
+        if n < 1:
+            raise ValueError(f"head(n={n}): n must be at least 1")
+        from streamlab.clock import ManualClock
+        from streamlab.runtime import Executor
+
+        preview = copy.copy(self)
+        preview.steps = {sid: st for sid, st in self.steps.items() if not isinstance(st, SinkStep)}
+        ex = Executor(preview, clock=ManualClock(0))
+        ex.open()
+        try:
+            ex.limit = n
+            while not ex.all_done() and ex.taken < n:
+                if not ex.poll_once(ahead=False):
+                    ex.wait_for_data()
+            if flush_windows:
+                ex.flush_operators()
+            else:
+                with ex.lock:
+                    ex.deliver_pending()
+            return ex.outputs()
+        finally:
+            ex.close()
 
     def to_beam(self, path: str, **options: Any) -> Any:
         """Write a standalone Apache Beam module for this pipeline (see ``streamlab.export``)."""
@@ -862,6 +905,17 @@ class Stream:
     def start(self, **options: Any) -> RunHandle:
         """Start the whole pipeline in the background (see :meth:`Pipeline.start`)."""
         return self.pipeline.start(**options)
+
+    def show(self, handle: RunHandle | None = None, **options: Any) -> Any:
+        """Start the pipeline (or follow ``handle``) and show this stream live: a chart or a table.
+
+        See :func:`streamlab.widgets.show` (window results as a chart per key, scored events as an
+        anomaly chart, anything else as a table of the newest rows). Returns the widget; in a notebook
+        it displays itself.
+        """
+        from streamlab.widgets import show
+
+        return show(handle if handle is not None else self.pipeline.start(), self.ref, **options)
 
 
 def _check_run_options(options: dict[str, Any]) -> None:

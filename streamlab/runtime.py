@@ -22,9 +22,11 @@ run.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import os
 import signal
+import sys
 import threading
 import warnings
 import weakref
@@ -51,7 +53,7 @@ from streamlab.clock import Clock, SystemClock
 from streamlab.errors import StepFailedError
 from streamlab.io import SinkWriter, SourceReader
 from streamlab.pipeline import Pipeline
-from streamlab.steps import SinkStep, SourceStep
+from streamlab.steps import OperatorStep, SinkStep, SourceStep
 
 __all__ = ["RunHandle", "RunResult", "run", "start"]
 
@@ -710,7 +712,7 @@ def run(
     max_events: int | None = None,
     duration: Duration | None = None,
     max_collect_rows: int | None = 100_000,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> RunResult:
     """Run a pipeline in this thread until its sources end, ``max_events`` have been read, or a stop.
 
@@ -742,7 +744,9 @@ def run(
         Rows kept per output without a sink (the newest); ``None`` keeps all. Rows dropped are counted in
         ``metrics["collected_dropped"]`` and :attr:`RunResult.dropped`; attach a sink to keep everything.
     progress
-        Show a progress bar (tqdm) with events and rate.
+        Show a progress bar (tqdm) with events and rate, and a total and ETA when every source knows
+        its length (replays of DataFrames and files). ``None`` (the default): in a terminal or a
+        notebook, for runs that last longer than 2 s; ``True``: always; ``False``: never.
 
     Examples
     --------
@@ -787,7 +791,9 @@ def run(
     except BaseException:
         restore_signals()
         raise
-    bar = _progress_bar(pipeline) if progress else None
+    bar = None
+    if progress or (progress is None and _interactive()):
+        bar = _progress_bar(pipeline, _known_total(ex, max_events), delay=0.0 if progress else 2.0)
     ex.limit = max_events
     try:
         while not ex.stop_event.is_set():
@@ -824,10 +830,46 @@ def run(
     return result
 
 
-def _progress_bar(pipeline: Pipeline) -> Any:
+def _progress_bar(pipeline: Pipeline, total: int | None = None, delay: float = 0.0) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(desc=pipeline.name, unit=" events", unit_scale=True, leave=True)
+    return tqdm(desc=pipeline.name, total=total, unit=" events", unit_scale=True, leave=True, delay=delay)
+
+
+def _interactive() -> bool:
+    """Whether a person is likely watching: an IPython kernel (a notebook) or a terminal on stderr."""
+    shell = sys.modules.get("IPython")
+    if shell is not None and "ipykernel" in sys.modules:
+        ip = shell.get_ipython()
+        if ip is not None and getattr(ip, "kernel", None) is not None:
+            return True
+    return bool(sys.stderr is not None and sys.stderr.isatty())
+
+
+def _known_total(ex: Executor, max_events: int | None = None) -> int | None:
+    """Events the run will read when every source is a replay of a DataFrame or file, else ``None``.
+
+    Examples
+    --------
+    >>> from streamlab import ManualClock, Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> ex = Executor(Pipeline(ListSource([{"x": 1}] * 5)), clock=ManualClock(0))
+    >>> ex.open(); _known_total(ex), _known_total(ex, max_events=3)
+    (5, 3)
+    >>> ex.close()
+    """
+    from streamlab.sources import ListSource, ReplaySource
+
+    left = 0
+    for sid, step in ex.pipeline.steps.items():
+        if isinstance(step, SourceStep):
+            if not isinstance(step.source, (ListSource, ReplaySource)):
+                return None
+            lag = ex.readers[sid].lag()
+            if lag is None:
+                return None
+            left += lag
+    return left if max_events is None else min(left, max_events)
 
 
 class RunHandle:
@@ -858,6 +900,7 @@ class RunHandle:
         self._flush_windows = False
         self._cond = threading.Condition()
         self._done = threading.Event()
+        self._thresholds: dict[str, float] = {}  # detect thresholds moved while running
         self._thread = threading.Thread(
             target=self._loop, name=f"streamlab-{executor.pipeline.name}", daemon=True
         )
@@ -932,6 +975,62 @@ class RunHandle:
             setter = getattr(r, "set_speed", None)
             if setter is not None:
                 setter(speed)
+
+    def show(self, ref: str, **options: Any) -> Any:
+        """A live, bounded chart or table of output ``ref`` (see :func:`streamlab.widgets.show`)."""
+        from streamlab.widgets import show
+
+        return show(self, ref, **options)
+
+    def set_threshold(self, step_id: str, value: float) -> None:
+        """Move the fixed threshold of a running ``detect`` step; events from the next batch on use it.
+
+        Only a :class:`~streamlab.detectors.FixedThresholdFilter` can move (it keeps no state, so the
+        new filter is exact); the pipeline's definition and a checkpoint keep the configured value.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from streamlab import ManualClock, Pipeline, ReplaySource
+        >>> from streamlab.detectors import FixedThresholdFilter, GaussianScorerDetector
+        >>> p = Pipeline(ReplaySource(pd.DataFrame({"timestamp": pd.date_range("2024", periods=3, tz="UTC"),
+        ...                                         "x": [1.0, 2.0, 3.0]}), speed=None))
+        >>> _ = p.stream.detect(GaussianScorerDetector(), features=["x"],
+        ...                     threshold=FixedThresholdFilter(0.9), step_id="detect")
+        >>> handle = p.start(clock=ManualClock(0), paused=True)
+        >>> handle.set_threshold("detect", 0.5)
+        >>> handle.thresholds
+        {'detect': 0.5}
+        >>> _ = handle.stop()
+        """
+        from streamlab.detectors import FixedThresholdFilter
+        from streamlab.detectors._detect import Detect
+
+        step = self._ex.pipeline.steps.get(step_id)
+        config = step.config if isinstance(step, OperatorStep) else None
+        if not isinstance(config, Detect) or not isinstance(config.threshold, FixedThresholdFilter):
+            raise ValueError(
+                f"set_threshold({step_id!r}): not a detect step with a FixedThresholdFilter; steps with one: "
+                f"{list(self.thresholds)}"
+            )
+        moved = dataclasses.replace(config.threshold, value=float(value))
+        with self._ex.lock:  # between batches: a batch is judged by one threshold
+            self._ex.operators[step_id].threshold = moved.build(config.key)  # type: ignore[attr-defined]
+            self._thresholds[step_id] = float(value)
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """The current value of every fixed detect threshold, by step id (what :meth:`set_threshold` moves)."""
+        from streamlab.detectors import FixedThresholdFilter
+        from streamlab.detectors._detect import Detect
+
+        return {
+            sid: self._thresholds.get(sid, float(step.config.threshold.value))
+            for sid, step in self._ex.pipeline.steps.items()
+            if isinstance(step, OperatorStep)
+            and isinstance(step.config, Detect)
+            and isinstance(step.config.threshold, FixedThresholdFilter)
+        }
 
     def stop(self, *, flush_windows: bool = False, timeout: float = 60.0) -> RunResult:
         """Stop gracefully: optionally emit open windows, flush sinks, commit, and join the thread."""

@@ -1,5 +1,6 @@
 """Live plotly widgets for JupyterLab and Voila, fed by a running pipeline or a DataFrame.
 
+``show(handle, ref)`` (also ``stream.show()`` and ``handle.show(ref)``) picks a live view for one output.
 Contract: widgets subscribe to a :class:`~streamlab.RunHandle` (the pipeline thread only appends to
 bounded buffers) and redraw at most ``max_fps`` times per second from a :class:`Refresher` object that
 ``close()`` stops. Outside a notebook every chart gives a static ``figure()`` and ``to_html(path)``.
@@ -19,6 +20,7 @@ from ._diagram import PipelineDiagram
 from ._monitors import LagGauge, LateDeadLetterCounter, ThroughputGauge, WatermarkDebugger
 from ._panel import ControlPanel, Dashboard
 from ._refresh import FrameBuffer, Refresher
+from ._show import show
 
 __all__ = [
     "AnomalyChart",
@@ -35,4 +37,5 @@ __all__ = [
     "WatermarkDebugger",
     "WindowChart",
     "resync_figure",
+    "show",
 ]

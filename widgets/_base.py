@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -16,6 +15,7 @@ from streamlab._time import NAT_NS
 from streamlab.clock import Clock, SystemClock
 from streamlab.runtime import RunHandle
 
+from ._figure import live_figure_class
 from ._refresh import FrameBuffer, Refresher
 
 if TYPE_CHECKING:
@@ -59,12 +59,11 @@ def require_widgets() -> Any:
 
 
 def resync_figure(fig: Any) -> None:
-    """Copy a FigureWidget's current data and layout into its synced state (and so to every open view).
+    """Copy a plotly ``FigureWidget``'s current data and layout into its synced state.
 
     plotly sends changes to open views as deltas only and sets the synced state at construction. The
-    live widgets do not need this: their figure reports its current state whenever a new view asks for
-    it (see :func:`live_figure_class`). It stays for plain FigureWidgets. It touches plotly's private
-    attributes (covered by the browser tests).
+    live widgets do not need this: their view (:func:`~streamlab.widgets._figure.live_figure_class`)
+    syncs the whole figure. It stays for plain FigureWidgets. It touches plotly's private attributes.
     """
     if hasattr(fig, "_widget_data"):
         fig._widget_data = _copy_tree(fig._data)
@@ -72,10 +71,7 @@ def resync_figure(fig: Any) -> None:
 
 
 def _copy_tree(obj: Any) -> Any:
-    """Copy the dicts and lists of a figure; share the arrays, which plotly replaces rather than mutates.
-
-    Same effect as ``deepcopy`` for the re-sync, without copying every point on every redraw.
-    """
+    """Copy the dicts and lists of a figure; share the arrays, which plotly replaces rather than mutates."""
     if isinstance(obj, dict):
         return {k: _copy_tree(v) for k, v in obj.items()}
     if isinstance(obj, list):
@@ -83,47 +79,6 @@ def _copy_tree(obj: Any) -> Any:
     if isinstance(obj, tuple):
         return tuple(_copy_tree(v) for v in obj)
     return obj
-
-
-@functools.cache
-def live_figure_class() -> type:
-    """A plotly ``FigureWidget`` whose full state (what a new view starts from) is its current figure.
-
-    plotly syncs ``_widget_data``/``_widget_layout`` at construction only and sends later changes to open
-    views as deltas, so a view created later (a page reload, Voila) would show the first figure.
-    Every new view asks the kernel for the widget's full state (``get_state()`` with no key: the
-    ``request_state(s)`` messages, comm open, embedding), so that is where the current figure is put in.
-    Redraws then copy nothing, and a later view is exactly current.
-
-    Examples
-    --------
-    >>> import threading
-    >>> fig = live_figure_class()()
-    >>> fig._state_lock = threading.RLock()  # what LiveWidget sets once its view is built
-    >>> _ = fig.add_scatter(name="later")
-    >>> fig._widget_data, [t["name"] for t in fig.get_state()["_widget_data"]]
-    ([], ['later'])
-    """
-    go = require_plotly()
-
-    class LiveFigureWidget(go.FigureWidget):  # type: ignore[misc,name-defined]
-        _state_lock: Any = None  # set after construction; a refresh on another thread holds it
-
-        def get_state(self, key: Any = None, drop_defaults: bool = False) -> dict[str, Any]:
-            if key is not None or self._state_lock is None:  # one trait (a delta), or still constructing
-                return dict(super().get_state(key=key, drop_defaults=drop_defaults))
-            synced = ("_widget_data", "_widget_layout")
-            state = dict(
-                super().get_state(key=[k for k in self.keys if k not in synced], drop_defaults=drop_defaults)
-            )
-            with self._state_lock:
-                # The serializer builds new containers (arrays go as buffers), so nothing is copied here.
-                for name, value in zip(synced, (self._data, self._layout_obj._props)):
-                    to_json = self.trait_metadata(name, "to_json", self._trait_to_json)
-                    state[name] = to_json(value, self)
-            return state
-
-    return LiveFigureWidget
 
 
 def plotly_times(ns: np.ndarray) -> np.ndarray:
@@ -296,7 +251,6 @@ class LiveWidget:
         if not changed:
             return False
         if self._fig is not None:
-            # Only deltas go out; a view created later gets the current figure from LiveFigureWidget.
             self._redraw(self._fig)
         self._dirty = False
         self._last_draw_ns = now
@@ -305,8 +259,9 @@ class LiveWidget:
 
     def _redraw(self, fig: Any) -> None:
         self._before_apply(fig)
-        with fig.batch_update():
-            self._apply(fig)
+        self._apply(fig)
+        if self._view is not None:
+            self._view.sync()  # the whole figure: a view that missed a redraw is repaired by this one
 
     def _before_apply(self, fig: Any) -> None:
         """Structural changes (adding traces) that plotly does not allow inside ``batch_update``."""
@@ -327,15 +282,15 @@ class LiveWidget:
 
     def _make_view(self) -> Any:
         require_widgets()
-        fig = live_figure_class()()
-        self._init_figure(fig)
-        self._pull()
-        self._before_apply(fig)
-        self._apply(fig)
-        resync_figure(fig)  # the figure as first displayed, for frontends that already hold the model
-        fig._state_lock = self._refresh_lock  # from now on a new view gets the current figure
-        self._fig = fig
-        return fig
+        go = require_plotly()
+        with self._refresh_lock:
+            fig = go.Figure()
+            self._init_figure(fig)
+            self._pull()
+            self._before_apply(fig)
+            self._apply(fig)
+            self._fig = fig
+            return live_figure_class()(fig)
 
     @property
     def widget(self) -> Any:

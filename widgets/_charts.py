@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -259,7 +260,26 @@ class AnomalyChart(LiveWidget):
         self._t = np.empty(0, dtype=np.int64)
         self._score = np.empty(0, dtype=np.float64)
         self._flag = np.empty(0, dtype=bool)
+        # (clock ns, events so far, flagged so far) at each pull over the last RATE_SPAN_NS: alerts/s
+        self._counts: deque[tuple[int, int, int]] = deque()
+        self._events_total = 0
+        self._alerts_total = 0
         self._feed(source, ref, self._buffer)
+
+    RATE_SPAN_NS = 5_000_000_000
+
+    def alert_rate(self) -> tuple[float, float]:
+        """Flagged events per second of ``clock`` time and the flagged share, over the last 5 s of pulls.
+
+        What the title shows, so a reader sees a threshold move take effect (the flag column counts,
+        or ``threshold`` when set).
+        """
+        self._pull()
+        if len(self._counts) < 2:
+            return 0.0, 0.0
+        (t0, e0, a0), (t1, e1, a1) = self._counts[0], self._counts[-1]
+        rate = (a1 - a0) / ((t1 - t0) / 1e9) if t1 > t0 else 0.0
+        return rate, (a1 - a0) / (e1 - e0) if e1 > e0 else 0.0
 
     def set_threshold(self, threshold: float | None) -> None:
         """Flag by ``score >= threshold`` from now on (``None``: use the flag column); redraws on next refresh."""
@@ -276,6 +296,16 @@ class AnomalyChart(LiveWidget):
             flag = new[self.flag].fillna(False).astype(bool).to_numpy()
         else:
             flag = np.zeros(len(new), dtype=bool)
+        self._events_total += len(new)
+        if self.threshold is not None:
+            with np.errstate(invalid="ignore"):
+                self._alerts_total += int(np.sum(score >= self.threshold))
+        else:
+            self._alerts_total += int(flag.sum())
+        now = self.clock.now_ns()
+        self._counts.append((now, self._events_total, self._alerts_total))
+        while len(self._counts) > 2 and now - self._counts[1][0] >= self.RATE_SPAN_NS:
+            self._counts.popleft()
         keep = self.max_points
         self._t = np.concatenate([self._t, t])[-keep:]
         self._score = np.concatenate([self._score, score])[-keep:]
@@ -317,10 +347,12 @@ class AnomalyChart(LiveWidget):
                  "line": {"color": "red", "dash": "dash"}}
             )  # fmt: skip
         thr = "" if self.threshold is None else f" · threshold {self.threshold:g}"
+        rate, share = self.alert_rate()
+        live = f" · {rate:.1f} alerts/s ({share:.1%})" if len(self._counts) >= 2 else ""
         update_figure(
             fig,
             {0: {"x": x, "y": y}, 1: {"x": x[flags], "y": y[flags]}},
-            {"shapes": shapes, "title.text": f"{self.title} · {int(flags.sum())} flagged{thr}"},
+            {"shapes": shapes, "title.text": f"{self.title} · {int(flags.sum())} flagged{thr}{live}"},
         )
 
 

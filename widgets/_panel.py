@@ -26,10 +26,13 @@ _AS_STARTED = "as started"
 class ControlPanel(LiveWidget):
     """Play, pause, step one batch, stop, replay speed and live parameter sliders for a running pipeline.
 
-    Parameter sliders call ``on_param(name, value)`` while the pipeline runs, e.g. to move an
-    :class:`AnomalyChart` threshold or a filter the user reads in a callback, without restarting. Every
+    Threshold sliders move the fixed threshold of a running ``detect`` step directly
+    (:meth:`~streamlab.RunHandle.set_threshold`): events from the next batch on are flagged by the new
+    value, no callback needed. Parameter sliders call ``on_param(name, value)`` while the pipeline runs,
+    e.g. to move an :class:`AnomalyChart` threshold or a filter the user reads in a callback. Every
     control is also a method (:meth:`play`, :meth:`pause`, :meth:`step`, :meth:`stop`,
-    :meth:`set_speed`, :meth:`set_param`), so scripts and tests drive the same code as the buttons.
+    :meth:`set_speed`, :meth:`set_threshold`, :meth:`set_param`), so scripts and tests drive the same
+    code as the buttons.
 
     Parameters
     ----------
@@ -37,6 +40,8 @@ class ControlPanel(LiveWidget):
         The running pipeline.
     speeds
         Speed choices, label to factor (``None`` = as fast as possible).
+    thresholds
+        Threshold sliders: ``detect`` step id to ``(min, max)``; each starts at the step's current value.
     params
         Sliders: name to ``(min, max, initial)``.
     on_param
@@ -61,6 +66,7 @@ class ControlPanel(LiveWidget):
         handle: RunHandle,
         *,
         speeds: Mapping[str, float | None] | None = None,
+        thresholds: Mapping[str, tuple[float, float]] | None = None,
         params: Mapping[str, Param] | None = None,
         on_param: Callable[[str, float], Any] | None = None,
         max_fps: float = 4.0,
@@ -87,6 +93,20 @@ class ControlPanel(LiveWidget):
                 "ControlPanel: params were given without on_param; pass on_param=lambda name, value: ..."
             )
         self.on_param = on_param
+        self.threshold_ranges: dict[str, tuple[float, float]] = {}
+        current = handle.thresholds if thresholds else {}
+        for sid, (lo, hi) in (thresholds or {}).items():
+            if sid not in current:
+                raise ValueError(
+                    f"ControlPanel(thresholds={{{sid!r}: ...}}): no detect step {sid!r} with a "
+                    f"FixedThresholdFilter; those with one: {list(current)}"
+                )
+            if not lo <= current[sid] <= hi:
+                raise ValueError(
+                    f"ControlPanel(thresholds={{{sid!r}: ({lo}, {hi})}}): the step's threshold "
+                    f"{current[sid]} is outside the range"
+                )
+            self.threshold_ranges[sid] = (float(lo), float(hi))
         self.speed: float | None = None
         self.status_text = ""
         self._controls: dict[str, Any] = {}
@@ -119,6 +139,14 @@ class ControlPanel(LiveWidget):
         """Change the replay speed (``None``: as fast as possible)."""
         self.speed = speed
         self.handle.set_speed(speed)
+        self._dirty = True
+
+    def set_threshold(self, step_id: str, value: float) -> None:
+        """Move the running ``detect`` step's threshold (and its slider)."""
+        self.handle.set_threshold(step_id, value)
+        slider = self._controls.get(f"threshold:{step_id}")
+        if slider is not None and slider.value != value:
+            slider.value = value
         self._dirty = True
 
     def set_param(self, name: str, value: float) -> None:
@@ -187,6 +215,16 @@ class ControlPanel(LiveWidget):
         status = w.HTML(value="")
         self._controls["status"] = status
         rows = [w.HBox([*buttons, speed, status])]
+        for sid, (lo, hi) in self.threshold_ranges.items():
+            slider = w.FloatSlider(
+                value=self.handle.thresholds[sid], min=lo, max=hi, step=(hi - lo) / 1000 or 0.001,
+                description=f"{sid} threshold", continuous_update=False, readout_format=".6g",
+                style={"description_width": "initial"}, layout=w.Layout(width="520px"),
+            )  # fmt: skip
+            slider.add_class(f"streamlab-threshold-{sid}")
+            slider.observe(lambda ch, s=sid: self.set_threshold(s, ch["new"]), names="value")
+            self._controls[f"threshold:{sid}"] = slider
+            rows.append(slider)
         for name, (lo, hi, init) in self.ranges.items():
             slider = w.FloatSlider(value=init, min=lo, max=hi, step=(hi - lo) / 100 or 0.01, description=name,
                                    continuous_update=True, readout_format=".3g")  # fmt: skip
@@ -208,7 +246,7 @@ class ControlPanel(LiveWidget):
 
     @property
     def controls(self) -> dict[str, Any]:
-        """The ipywidgets of the view by name (``play``, ``pause``, ``step``, ``stop``, ``speed``, ``param:<name>``)."""
+        """The view's ipywidgets by name (``play``, ``pause``, ``step``, ``stop``, ``speed``, ``threshold:<step>``, ``param:<name>``)."""
         _ = self.widget
         return self._controls
 
@@ -230,8 +268,9 @@ class Dashboard:
     controls, gauges, debugger, diagram
         Include the control panel, the throughput/lag/late gauges, the watermark debugger (when the
         pipeline has exactly one window step) and the pipeline diagram.
-    params, on_param
-        Live parameter sliders for the control panel.
+    thresholds, params, on_param
+        Threshold sliders (``detect`` step id to ``(min, max)``) and other live parameter sliders for
+        the control panel.
     stop_pipeline
         Whether :meth:`close` also stops the pipeline.
 
@@ -256,6 +295,7 @@ class Dashboard:
         gauges: bool = True,
         debugger: bool = True,
         diagram: bool = True,
+        thresholds: Mapping[str, tuple[float, float]] | None = None,
         params: Mapping[str, Param] | None = None,
         on_param: Callable[[str, float], Any] | None = None,
         speeds: Mapping[str, float | None] | None = None,
@@ -271,7 +311,9 @@ class Dashboard:
         self.panel: ControlPanel | None = None
         self.children: list[LiveWidget] = []
         if controls:
-            self.panel = ControlPanel(handle, speeds=speeds, params=params, on_param=on_param)
+            self.panel = ControlPanel(
+                handle, speeds=speeds, thresholds=thresholds, params=params, on_param=on_param
+            )
             self.children.append(self.panel)
         if gauges:
             self.children += [ThroughputGauge(handle), LagGauge(handle), LateDeadLetterCounter(handle)]

@@ -34,7 +34,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-BIN = Path(sys.executable).parent
 TOKEN = "streamlab-widgets-test"
 
 
@@ -117,7 +116,7 @@ def run_jupyterlab(root: Path, tmp: Path) -> Iterator[str]:
     tmp.mkdir(parents=True, exist_ok=True)
     log = tmp / "jupyterlab.log"
     cmd = [
-        str(BIN / "jupyter"), "lab", "--no-browser",
+        sys.executable, "-m", "jupyterlab", "--no-browser",
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={root}", f"--IdentityProvider.token={TOKEN}",
         "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
@@ -148,7 +147,7 @@ def run_voila(notebook: Path, tmp: Path) -> Iterator[str]:
     log = tmp / "voila.log"
     # Voila is not a ServerApp: it rejects --allow-root and runs as root without it.
     cmd = [
-        str(BIN / "voila"), "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
+        sys.executable, "-m", "voila", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
         "--Voila.port_retries=0", "--show_tracebacks=True", f"--Voila.root_dir={notebook.parent}",
         str(notebook),
     ]  # fmt: skip

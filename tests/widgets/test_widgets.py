@@ -247,7 +247,7 @@ def test_window_chart_point_and_trace_budgets(clock, paused):
     chart = WindowChart(
         paused, value="count", key="event_type", max_windows=3, max_keys=2, clock=clock, auto_refresh=False
     )
-    view = chart.widget  # a FigureWidget, no kernel needed
+    view = chart.widget.fig  # the figure the live view shows (no kernel needed)
     step(paused, clock, 12)
     chart.refresh(force=True)
     assert 1 <= len(view.data) <= 3  # traces are created as keys appear
@@ -272,16 +272,16 @@ def test_refresh_is_throttled_on_the_widget_clock(clock, paused):
     chart.close()
 
 
-def view_state(fig) -> dict:
+def view_state(view) -> dict:
     """The state a view created now (page reload, Voila) starts from: the kernel's reply to request_state."""
     from ipywidgets.widgets.widget import _put_buffers
 
     sent = []
-    fig._send = lambda msg, buffers=None: sent.append((msg, buffers))
+    view._send = lambda msg, buffers=None: sent.append((msg, buffers))
     try:
-        fig._handle_msg({"content": {"data": {"method": "request_state"}}, "buffers": []})
+        view._handle_msg({"content": {"data": {"method": "request_state"}}, "buffers": []})
     finally:
-        del fig._send
+        del view._send
     ((msg, buffers),) = sent
     state = msg["state"]
     _put_buffers(state, msg["buffer_paths"], buffers)
@@ -289,9 +289,9 @@ def view_state(fig) -> dict:
 
 
 def decoded(obj):
-    """A view's state with plotly's binary arrays ({buffer, dtype, shape}) turned back into lists."""
-    if isinstance(obj, dict) and "buffer" in obj and "dtype" in obj:
-        return np.frombuffer(obj["buffer"], dtype=obj["dtype"]).reshape(obj["shape"]).tolist()
+    """A view's figure with its binary arrays ({__ndarray__, data}) turned back into lists."""
+    if isinstance(obj, dict) and "__ndarray__" in obj:
+        return np.frombuffer(obj["data"], dtype=obj["__ndarray__"]).tolist()
     if isinstance(obj, dict):
         return {k: decoded(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -299,53 +299,94 @@ def decoded(obj):
     return obj
 
 
-def sent_messages(fig) -> list:
-    """Record what the figure sends to its views (a list filled as messages go out)."""
+def plain(obj):
+    """A plotly figure dict with numpy arrays as lists (what a view decodes)."""
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    return obj
+
+
+def sent_messages(view) -> list:
+    """Record what the view's model sends to the browser (a list filled as messages go out)."""
     sent = []
-    fig._send = lambda msg, buffers=None: sent.append(msg)
+    view._send = lambda msg, buffers=None: sent.append(msg)
     return sent
 
 
 def test_a_view_created_later_gets_the_current_figure(clock, paused):
     chart = WindowChart(paused, value="count", key="event_type", clock=clock, auto_refresh=False)
-    fig = chart.widget
-    first = as_json(fig._data)
+    view = chart.widget
+    fig = view.fig
+    first = plain({"data": fig._data, "layout": fig._layout})
     for _ in range(3):
         step(paused, clock, 3, advance="100ms")
         assert chart.refresh(force=True) is True
-        # The state a new view (page reload, Voila) starts from equals the current figure, at once...
-        state = view_state(fig)
-        assert as_json(decoded(state["_widget_data"])) == as_json(fig._data) != first
-        assert as_json(decoded(state["_widget_layout"])) == as_json(fig._layout_obj._props)
-        assert "windows" in state["_widget_layout"]["title"]["text"]
-    drawn = sum(len(t["x"]) for t in decoded(state["_widget_data"]))
+        # The state a new view (page reload, Voila, a second display) starts from is the current figure.
+        state = decoded(view_state(view)["figure"])
+        assert (
+            {"data": state["data"], "layout": state["layout"]}
+            == plain({"data": fig._data, "layout": fig._layout})
+            != first
+        )
+        assert "windows" in state["layout"]["title"]["text"]
+        assert state["layout"]["xaxis"]["type"] == "date"  # dates on every update, not epoch numbers
+    drawn = sum(len(t["x"]) for t in state["data"])
     assert drawn == sum(len(s) for s in chart.series().values()) > 0
-    # ...because it is read when asked for: a redraw sends its changes only, never the whole figure.
-    sent = sent_messages(fig)
-    step(paused, clock, 2, advance="100ms")
+
+
+def test_every_redraw_sends_the_whole_figure_so_a_missed_one_is_repaired(clock, paused):
+    chart = WindowChart(paused, value="count", key="event_type", clock=clock, auto_refresh=False)
+    view = chart.widget
+    sent = sent_messages(view)
+    step(paused, clock, 3, advance="100ms")
     assert chart.refresh(force=True) is True
-    synced = {k for m in sent for k in m["state"]}
-    assert synced == {"_py2js_update", "_last_layout_edit_id", "_last_trace_edit_id"}
+    step(paused, clock, 3, advance="100ms")
+    assert chart.refresh(force=True) is True
+    assert len(sent) == 2 and all(set(m["state"]) == {"figure"} for m in sent)
+    # A view that saw only the last message (the first was lost) shows exactly the current figure.
+    last = sent[-1]
+    from ipywidgets.widgets.widget import _put_buffers
+
+    assert last["buffer_paths"]  # arrays travel as binary buffers, not JSON lists
+    state = decoded(view.get_state()["figure"])
+    assert state["rev"] == view.rev == 3
+    assert [t["name"] for t in state["data"]] == sorted(chart.series())
+    assert sum(len(t["x"]) for t in state["data"]) == sum(len(s) for s in chart.series().values())
+    assert callable(_put_buffers)
     chart.close()
 
 
-def test_a_redraw_sends_only_what_changed(clock):
+def test_a_redraw_without_changes_sends_nothing(clock):
     frame = events(600).assign(is_anomaly=False)
     chart = AnomalyChart(frame, threshold=0.5, clock=clock, auto_refresh=False)
-    fig = chart.widget
-    sent = sent_messages(fig)
-    chart.set_threshold(0.5)  # same threshold: the state is redrawn, nothing on screen changes...
+    view = chart.widget
+    sent = sent_messages(view)
+    chart.set_threshold(0.5)  # same threshold: redrawn, but nothing on screen changes...
     assert chart.refresh(force=True) is True
-    assert [m for m in sent if m["state"].get("_py2js_update")] == []  # ...so nothing is sent
-    chart.set_threshold(0.7)  # one new value: the threshold line moves, the points keep their arrays
+    assert sent == []  # ...so nothing is sent
+    chart.set_threshold(0.7)  # the threshold line moves
     assert chart.refresh(force=True) is True
-    (update,) = [m["state"]["_py2js_update"] for m in sent if m["state"].get("_py2js_update")]
-    assert update["style_traces"] == [1] and set(update["style_data"]) == {"x", "y"}  # flagged points only
-    assert set(update["layout_data"]) == {"shapes", "title.text"}
+    assert len(sent) == 1
+    fig = view.fig
     assert fig.layout.shapes[0].y0 == 0.7 and len(fig.layout.shapes) == 1
     chart.set_threshold(None)  # the line goes: fewer shapes
     assert chart.refresh(force=True) is True
     assert fig.layout.shapes == ()
+    chart.close()
+
+
+def test_the_view_counts_views_that_rendered_it():
+    chart = LiveTable(pd.DataFrame({"x": [1, 2]}), auto_refresh=False)
+    view = chart.widget
+    assert view.rendered == 0
+    view._handle_msg(
+        {"content": {"data": {"method": "custom", "content": {"event": "rendered", "rev": 1}}}, "buffers": []}
+    )
+    assert view.rendered == 1
     chart.close()
 
 
@@ -365,7 +406,7 @@ def test_anomaly_chart_threshold_refilters_without_restart(clock):
     p.select("timestamp", "score", "is_anomaly", step_id="detect")
     handle = p.start(clock=clock, paused=True)  # subscribed before the first batch
     chart = AnomalyChart(handle, "detect", max_points=500, clock=clock, auto_refresh=False)
-    fig = chart.widget
+    fig = chart.widget.fig
     handle.resume()
     handle.wait(30)
     chart.refresh(force=True)
@@ -446,7 +487,7 @@ def test_gauges_and_counters_follow_metrics(clock, paused):
 # -- WatermarkDebugger --------------------------------------------------------------------------------
 def test_watermark_debugger_tracks_watermark_open_windows_and_late_events(clock, paused):
     dbg = WatermarkDebugger(paused, clock=clock, auto_refresh=False)
-    fig = dbg.widget
+    fig = dbg.widget.fig
     seen_wm = []
     for _ in range(12):
         step(paused, clock)
@@ -477,7 +518,7 @@ def test_a_watermark_debugger_made_late_counts_earlier_late_events_without_plott
     before = paused.metrics["late"]
     assert before > 0
     dbg = WatermarkDebugger(paused, clock=clock, auto_refresh=False)
-    fig = dbg.widget
+    fig = dbg.widget.fig
     dbg.refresh(force=True)
     assert dbg.state()["late_total"] == before and len(fig.data[1].x) == 0  # arrival times unknown
     for _ in range(4):
@@ -621,3 +662,88 @@ def test_import_does_not_load_plotly_or_ipywidgets():
     )
     assert out.stdout.splitlines()[0] == "[2]"
     assert "pip install 'streamlab[notebook]'" in out.stdout
+
+
+# -- one-call preview and threshold sliders -------------------------------------------------------------
+def scored_events(n: int = 2000) -> Pipeline:
+    from streamlab.detectors import FixedThresholdFilter, GaussianScorerDetector
+
+    frame = events(n).rename(columns={"score": "x"})
+    p = Pipeline(ReplaySource(frame, speed=None, batch_size=100), name="scores")
+    p.stream.detect(
+        GaussianScorerDetector(grace_period=5),
+        features=["x"],
+        threshold=FixedThresholdFilter(0.99),
+        step_id="detect",
+    )
+    return p
+
+
+def test_show_picks_a_bounded_live_view_per_kind_of_output(clock):
+    handle = window_pipeline(events(1000)).start(clock=clock, paused=True)
+    chart = handle.show("window", clock=clock, auto_refresh=False)
+    assert isinstance(chart, WindowChart) and (chart.value, chart.key) == ("count", "event_type")
+    late = handle.show("window.late", rows=4, clock=clock, auto_refresh=False)
+    assert isinstance(late, LiveTable) and late.rows == 4
+    with pytest.raises(ValueError, match=r"no such output; outputs are \['source', 'window'"):
+        handle.show("windw")
+    handle.resume()
+    handle.wait(30)
+    chart.refresh(force=True)
+    assert sum(len(s) for s in chart.series().values()) == len(handle.outputs["window"])
+    assert len(late.frame()) == min(4, len(handle.outputs["window.late"]))
+    scored = scored_events().start(clock=clock)
+    spikes = scored.show("detect", auto_refresh=False)
+    assert isinstance(spikes, AnomalyChart) and spikes.flag == "is_anomaly"
+    scored.wait(30)
+    assert spikes.flagged_count() == int(scored.outputs["detect"]["is_anomaly"].tail(2000).sum())
+    for w in (chart, late, spikes):
+        w.close()
+
+
+def test_stream_show_starts_the_pipeline_and_follows_that_stream():
+    p = Pipeline(ReplaySource(events(500), speed=None, batch_size=250), name="clicks")
+    windows = p.window(TumblingWindow("10s"), key="event_type", delay="5s").agg(agg.count())
+    table = windows.late.show(rows=3, auto_refresh=False)
+    assert isinstance(table, LiveTable) and table.ref == "window.late" and table.rows == 3
+    table.source.wait(30)
+    table.close()
+
+
+def test_threshold_slider_moves_the_running_detect_step(clock):
+    handle = scored_events().start(clock=clock, paused=True)
+    panel = ControlPanel(handle, thresholds={"detect": (0.5, 0.9999)})
+    slider = panel.controls["threshold:detect"]
+    assert (slider.value, slider.min, slider.max) == (0.99, 0.5, 0.9999)
+    assert "streamlab-threshold-detect" in slider._dom_classes
+    handle.step(10)
+    wait_for(lambda: handle.metrics["events_in"] == 1000)
+    slider.value = 0.6  # what the browser does when the reader drags it
+    assert handle.thresholds == {"detect": 0.6}
+    handle.resume()
+    out = handle.wait(30)["detect"]
+    assert out["is_anomaly"].iloc[:1000].equals(out["score"].iloc[:1000] > 0.99)
+    assert out["is_anomaly"].iloc[1000:].equals(out["score"].iloc[1000:] > 0.6)
+    with pytest.raises(ValueError, match="outside the range"):
+        ControlPanel(handle, thresholds={"detect": (0.0, 0.5)})
+    with pytest.raises(ValueError, match=r"no detect step 'score'"):
+        Dashboard(handle, thresholds={"score": (0.0, 1.0)})
+    panel.close()
+
+
+def test_anomaly_chart_reports_alerts_per_second_on_its_clock(clock):
+    frame = events(1000).assign(is_anomaly=lambda d: d["score"] > 0.9)
+    p = Pipeline(ReplaySource(frame, speed=None, batch_size=100), name="scores")
+    p.select("timestamp", "score", "is_anomaly", step_id="detect")
+    handle = p.start(clock=clock, paused=True)
+    chart = AnomalyChart(handle, "detect", clock=clock, auto_refresh=False)
+    for _ in range(4):
+        step(handle, clock, 1, advance="0s")
+        clock.advance("1s")
+        chart.refresh(force=True)
+    rate, share = chart.alert_rate()
+    flagged = frame["is_anomaly"].iloc[100:400].sum()  # the three batches after the first pull
+    assert rate == pytest.approx(flagged / 3.0) and share == pytest.approx(flagged / 300)
+    assert "alerts/s" in chart.widget.fig.layout.title.text
+    chart.close()
+    handle.stop()
