@@ -41,6 +41,9 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # one decoder: json.loads builds one a call
+
+
 def _check_limits(text: str) -> None:
     """Dead letter for a record nested deeper than MAX_DEPTH or with a number longer than the limit.
 
@@ -205,7 +208,7 @@ def read_record(
         raise BadRecordError(f"invalid UTF-8: {e}") from None
     _check_limits(text)
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = _DECODER.decode(text)
     except RecursionError:  # not reached below MAX_DEPTH; a safety net for very deep call stacks
         raise BadRecordError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as e:
