@@ -27,7 +27,7 @@ _ISO = re.compile(
     r"(?:([Zz])|([+-])([0-9]{2})(?::?([0-9]{2}))?)?"
 )
 _RELATIVE = ("now", "today", "yesterday", "tomorrow")
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _LONG_NUMBER = re.compile(rf"(?<![0-9])[0-9]{{{MAX_NUMBER_DIGITS + 1}}}")
 _BRACKETS = bytes(range(256)).translate(None, b"[]{}")  # every byte but brackets, to delete
 _DEPTH_STEP = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
@@ -41,7 +41,18 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # one decoder: json.loads builds one a call
+class _StrictDecoder(json.JSONDecoder):
+    """JSON's decoder without NaN and Infinity. One serves every record (json.loads would build one per
+    call); it pickles as a new one, for the runners (Beam) that pickle a module's globals."""
+
+    def __init__(self) -> None:
+        super().__init__(parse_constant=_reject_constant)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_StrictDecoder, ())
+
+
+_DECODER = _StrictDecoder()
 
 
 def _check_limits(text: str) -> None:
