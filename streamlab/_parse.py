@@ -150,9 +150,10 @@ def _odd_records(view: np.ndarray, lens: np.ndarray) -> np.ndarray | None:
         step = MAX_NUMBER_DIGITS // 2
         digit = (view[::step] - 0x30) < 10
         pairs = np.flatnonzero(digit[:-1] & digit[1:]) * step
-        if len(pairs):
-            window = view[pairs[:, None] + np.arange(step + 1)]
-            full = pairs[((window - 0x30) < 10).all(axis=1)]
+        for lo in range(0, len(pairs), 4096):  # bounded memory where digits abound
+            some = pairs[lo : lo + 4096]
+            window = view[some[:, None] + np.arange(step + 1)]
+            full = some[((window - 0x30) < 10).all(axis=1)]
             where.append(np.searchsorted(starts, full, side="right") - 1)
     if not where or not any(len(w) for w in where):
         return None

@@ -27,7 +27,7 @@ _ISO = re.compile(
     r"(?:([Zz])|([+-])([0-9]{2})(?::?([0-9]{2}))?)?"
 )
 _RELATIVE = ("now", "today", "yesterday", "tomorrow")
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _LONG_NUMBER = re.compile(rf"(?<![0-9])[0-9]{{{MAX_NUMBER_DIGITS + 1}}}")
 _BRACKETS = bytes(range(256)).translate(None, b"[]{}")  # every byte but brackets, to delete
 _DEPTH_STEP = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
@@ -39,6 +39,20 @@ class BadRecordError(ValueError):
 
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
+
+
+class _StrictDecoder(json.JSONDecoder):
+    """JSON's decoder without NaN and Infinity. One serves every record (json.loads would build one per
+    call); it pickles as a new one, for the runners (Beam) that pickle a module's globals."""
+
+    def __init__(self) -> None:
+        super().__init__(parse_constant=_reject_constant)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_StrictDecoder, ())
+
+
+_DECODER = _StrictDecoder()
 
 
 def _check_limits(text: str) -> None:
@@ -205,7 +219,7 @@ def read_record(
         raise BadRecordError(f"invalid UTF-8: {e}") from None
     _check_limits(text)
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = _DECODER.decode(text)
     except RecursionError:  # not reached below MAX_DEPTH; a safety net for very deep call stacks
         raise BadRecordError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as e:

@@ -91,6 +91,8 @@ def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> np.ndarray:
     --------
     >>> to_utc_ns(pd.Series(["2024-01-01T00:00:01Z", None])).tolist() == [1704067201000000000, NAT_NS]
     True
+    >>> to_utc_ns(["now", "today"]).tolist() == [NAT_NS, NAT_NS]  # relative words are no event times
+    True
     """
     s = values if isinstance(values, pd.Series) else pd.Series(values)
     if isinstance(s.dtype, pd.DatetimeTZDtype) and s.dtype.unit == "ns":
@@ -106,7 +108,14 @@ def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> np.ndarray:
         out[ok] = np.round(f[ok] * scale[ok]).astype(np.int64)
         return out
     ts = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
-    return ts.astype("datetime64[ns, UTC]").array.asi8.copy()  # type: ignore[attr-defined]
+    out = ts.astype("datetime64[ns, UTC]").array.asi8.copy()  # type: ignore[attr-defined]
+    # pandas reads "now" and "today" as the wall clock: not an event time (a replay would differ)
+    words = s.astype("string").str.strip().str.lower().isin(_RELATIVE_WORDS).fillna(False)
+    out[words.to_numpy(dtype=bool)] = NAT_NS
+    return out  # type: ignore[no-any-return]
+
+
+_RELATIVE_WORDS = ("now", "today", "yesterday", "tomorrow")
 
 
 NAT_NS: int = int(np.iinfo(np.int64).min)

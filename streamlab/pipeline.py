@@ -411,13 +411,15 @@ class Stream:
             a dict, ``json`` any JSON value (both take the slower per-record path).
         time
             Event-time field: required. ``timestamp`` fields take ISO-8601 text (without an offset:
-            UTC) or epoch numbers: seconds, or milliseconds for values above 1e11.
+            UTC) or epoch numbers: seconds, or milliseconds for values above 1e11; relative words such
+            as ``"now"`` are dead letters (a replay would give other times).
         required
             Further fields that must be present and non-null.
         value_column
             Column holding the raw record (bytes or str).
         max_record_bytes
-            Larger records are dead letters (a producer bug should not exhaust memory).
+            Larger records are dead letters (a producer bug should not exhaust memory), as are records
+            nested deeper than 512 levels or holding a number of more than 500 digits.
 
         Returns
         -------

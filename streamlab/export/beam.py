@@ -376,9 +376,18 @@ def replay_stream(lines):
 
 _RUN = '''
 
-def to_json_row(row):
-    """A row as JSON-ready values (timestamps as ISO-8601 UTC, raw bytes as text)."""
-    return json.loads(json.dumps(row, default=json_default))
+def to_json_row(row, json_columns=(), streaming=False):
+    """A row as JSON-ready values (timestamps as ISO-8601 UTC, raw bytes as text).
+
+    Values of BigQuery JSON columns (``object`` and ``json`` fields) stay parsed for file loads; streaming
+    inserts take them as JSON text.
+    """
+    out = json.loads(json.dumps(row, default=json_default))
+    if streaming:
+        for c in json_columns:
+            if out.get(c) is not None:
+                out[c] = json.dumps(out[c])
+    return out
 
 
 def write_files(pcoll, name, output, streaming):
@@ -398,12 +407,13 @@ def write_files(pcoll, name, output, streaming):
 
 def write_bigquery(pcoll, name, project, dataset, streaming):
     schema, partition_field, clustering = BIGQUERY_TABLES[name]
+    json_columns = tuple(f["name"] for f in schema if f["type"] == "JSON")
     extra = {{"timePartitioning": {{"type": "DAY", "field": partition_field}}}}
     if clustering:
         extra["clustering"] = {{"fields": list(clustering)}}
     return (
         pcoll
-        | f"{{name}}: to json" >> beam.Map(to_json_row)
+        | f"{{name}}: to json" >> beam.Map(to_json_row, json_columns, streaming)
         | f"{{name}}: write" >> beam.io.WriteToBigQuery(
             table=f"{{project}}:{{dataset}}.{{name}}" if project else f"{{dataset}}.{{name}}",
             schema={{"fields": schema}},

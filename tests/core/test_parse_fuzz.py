@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from streamlab import ListSink, ListSource, ManualClock, Pipeline
 from streamlab._parse import FieldSpec, ParseOperator
 from streamlab._record import MAX_DEPTH, MAX_NUMBER_DIGITS, iso_to_ns
+from streamlab._time import NAT_NS, to_utc_ns
 
 FAST = {  # every field type arrow reads: these records take the columnar path in large batches
     "event_id": "string",
@@ -321,3 +322,5 @@ def test_relative_words_are_not_times() -> None:
         with pytest.raises(ValueError):
             iso_to_ns(word)
     assert iso_to_ns("NaT") is None and iso_to_ns(" ") is None
+    # time columns that are text (windows, dedup, joins over frames): a relative word is no time either
+    assert to_utc_ns(pd.Series(["now", " Today", "2024-01-01T00:00:00Z"])).tolist()[:2] == [NAT_NS, NAT_NS]
