@@ -193,8 +193,10 @@ class _ClientErrors:
     def __call__(self, err: Any) -> None:
         self.errors.append(err)
         del self.errors[:-100]
-        level = logging.DEBUG if err.code() in self._seen else logging.WARNING
-        self._seen.add(err.code())
+        # "cannot connect" comes as several codes (transport, all brokers down, ...): one kind here
+        kind = -1 if err.name() in _CONNECTIVITY_ERRORS else err.code()
+        level = logging.DEBUG if kind in self._seen else logging.WARNING
+        self._seen.add(kind)
         log.log(level, "%s: Kafka reported %s (the client keeps retrying)", self.owner, err)
 
 
