@@ -679,7 +679,10 @@ class KafkaSource(Source):
         ``poll`` raise :class:`KafkaUnreachableError`. ``close()`` waits 10 s at most (less if this is
         shorter), and not at all for a cluster already found unresponsive. The
         client retries with backoff meanwhile (``reconnect.backoff.max.ms``); a broker that comes back
-        within the time costs nothing. None: wait forever.
+        within the time costs nothing. Silence is measured from the client's statistics (every
+        second): in an eager rebalance the broker may hold a member's join until the slowest member
+        rejoins, which also counts, so give groups with slow members a longer time. None: wait
+        forever.
 
     Examples
     --------
