@@ -945,14 +945,20 @@ class KafkaSourceReader(SourceReader):
         if self._user_stats is not None:
             self._user_stats(stats)
         try:
-            brokers = json.loads(stats).get("brokers", {})
+            data = json.loads(stats)
         except ValueError:
             return
+        # Statistics wait in the queue until consume() serves them (a slow sink delays that), so age
+        # them from when they were taken: "ts" is librdkafka's monotonic clock, in microseconds, the
+        # same clock as time.monotonic() on Linux (elsewhere, if it is not, from now).
+        now = time.monotonic()
+        ts = data.get("ts")
+        taken = ts / 1e6 if isinstance(ts, (int, float)) and abs(ts / 1e6 - now) < 3600 else now
         # rxidle: microseconds since that connection last received anything (-1: never)
-        idle = [b.get("rxidle", -1) for b in brokers.values()]
+        idle = [b.get("rxidle", -1) for b in data.get("brokers", {}).values()]
         heard = [i for i in idle if isinstance(i, (int, float)) and i >= 0]
         if heard:
-            self._heard(time.monotonic() - min(heard) / 1e6)
+            self._heard(min(taken - min(heard) / 1e6, now))
 
     def _heard(self, at: float | None = None) -> None:
         """A broker answered (at ``at``, default now): the cluster is reachable."""

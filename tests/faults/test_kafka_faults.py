@@ -164,6 +164,23 @@ def test_unreachable_broker_fails_once_after_connect_timeout(
     assert "%3|" not in capfd.readouterr().err and "%4|" not in capfd.readouterr().err
 
 
+def test_statistics_are_aged_from_when_the_client_took_them() -> None:
+    """Statistics served late (after a slow sink, say) must not make a silent broker look alive."""
+    import json
+
+    src = KafkaSource(
+        "t", bootstrap_servers=f"127.0.0.1:{find_free_port()}", group_id="g", broker_timeout=5.0
+    )
+    reader = src.open()
+    try:
+        taken = time.monotonic() - 8.0  # taken 8 s ago, when the broker had answered 0.5 s before
+        reader._on_stats(json.dumps({"ts": int(taken * 1e6), "brokers": {"b/1": {"rxidle": 500_000}}}))
+        with pytest.raises(KafkaUnreachableError, match=r"no broker has answered for 8\.\d s"):
+            reader._check_contact()
+    finally:
+        reader.close()
+
+
 def test_cli_duration_on_unreachable_broker_exits_non_zero(tmp_path: Path) -> None:
     """``streamlab run --duration 20s`` with nothing to read from exits non-zero with the error."""
     boot = f"127.0.0.1:{find_free_port()}"
