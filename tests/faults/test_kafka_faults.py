@@ -164,6 +164,27 @@ def test_unreachable_broker_fails_once_after_connect_timeout(
     assert "%3|" not in capfd.readouterr().err and "%4|" not in capfd.readouterr().err
 
 
+def test_sink_on_unreachable_broker_fails_within_flush_timeout(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A full producer queue (nothing delivers) no longer loops forever; one warning, no stderr flood."""
+    from streamlab.connectors.kafka import KafkaDeliveryError, KafkaSink
+
+    boot = f"127.0.0.1:{find_free_port()}"
+    sink = KafkaSink(
+        "t", bootstrap_servers=boot, flush_timeout=2, config={"queue.buffering.max.messages": 10}
+    )
+    writer = sink.open()
+    caplog.set_level(logging.INFO, logger="streamlab")
+    started = time.monotonic()
+    with pytest.raises(KafkaDeliveryError, match=rf"queue stayed full for 2 s .*{boot}"):
+        writer.write_batch(pd.DataFrame({"n": range(50)}))
+    assert time.monotonic() - started < 5
+    writer.close()  # after a stalled flush: drops what is queued instead of waiting again
+    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) <= 1
+    assert "%3|" not in capfd.readouterr().err
+
+
 def test_statistics_are_aged_from_when_the_client_took_them() -> None:
     """Statistics served late (after a slow sink, say) must not make a silent broker look alive."""
     import json
