@@ -195,8 +195,10 @@ class _ClientErrors:
     def __call__(self, err: Any) -> None:
         self.errors.append(err)
         del self.errors[:-100]
-        level = logging.DEBUG if err.code() in self._seen else logging.WARNING
-        self._seen.add(err.code())
+        # "cannot connect" comes as several codes (transport, all brokers down, ...): one kind here
+        kind = -1 if err.name() in _CONNECTIVITY_ERRORS else err.code()
+        level = logging.DEBUG if kind in self._seen else logging.WARNING
+        self._seen.add(kind)
         log.log(level, "%s: Kafka reported %s (the client keeps retrying)", self.owner, err)
 
 
@@ -694,7 +696,10 @@ class KafkaSource(Source):
         ``poll`` raise :class:`KafkaUnreachableError`. ``close()`` waits 10 s at most (less if this is
         shorter), and not at all for a cluster already found unresponsive. The
         client retries with backoff meanwhile (``reconnect.backoff.max.ms``); a broker that comes back
-        within the time costs nothing. None: wait forever.
+        within the time costs nothing. Silence is measured from the client's statistics (every
+        second): in an eager rebalance the broker may hold a member's join until the slowest member
+        rejoins, which also counts, so give groups with slow members a longer time. None: wait
+        forever.
 
     Examples
     --------
@@ -962,14 +967,20 @@ class KafkaSourceReader(SourceReader):
         if self._user_stats is not None:
             self._user_stats(stats)
         try:
-            brokers = json.loads(stats).get("brokers", {})
+            data = json.loads(stats)
         except ValueError:
             return
+        # Statistics wait in the queue until consume() serves them (a slow sink delays that), so age
+        # them from when they were taken: "ts" is librdkafka's monotonic clock, in microseconds, the
+        # same clock as time.monotonic() on Linux (elsewhere, if it is not, from now).
+        now = time.monotonic()
+        ts = data.get("ts")
+        taken = ts / 1e6 if isinstance(ts, (int, float)) and abs(ts / 1e6 - now) < 3600 else now
         # rxidle: microseconds since that connection last received anything (-1: never)
-        idle = [b.get("rxidle", -1) for b in brokers.values()]
+        idle = [b.get("rxidle", -1) for b in data.get("brokers", {}).values()]
         heard = [i for i in idle if isinstance(i, (int, float)) and i >= 0]
         if heard:
-            self._heard(time.monotonic() - min(heard) / 1e6)
+            self._heard(min(taken - min(heard) / 1e6, now))
 
     def _heard(self, at: float | None = None) -> None:
         """A broker answered (at ``at``, default now): the cluster is reachable."""

@@ -103,6 +103,38 @@ def reference(boot: str, topic: str, tmp: Path, n: int) -> dict[str, pd.DataFram
     return tables(db)
 
 
+def start_first_half(
+    broker: Broker, topic: str, n: int, partitions: int, seed: int, tmp: Path
+) -> tuple[Any, list[tuple[bytes, bytes]], str, Path]:
+    """Produce half the records, start a run (group ``g``) and wait until it read and committed them."""
+    create_topic(broker.bootstrap, topic, partitions=partitions)
+    records = make_events(n, seed=seed)
+    produce(broker.bootstrap, topic, records[: n // 2])
+    db, ckpt = str(tmp / "run.duckdb"), tmp / "ckpt"
+    handle = build(broker.bootstrap, topic, "g", db).start(checkpoint_dir=ckpt, commit_every="200ms")
+    try:
+        wait_for(
+            lambda: handle.metrics["events_in"] == n // 2 and handle.metrics["commits"] >= 1,
+            timeout=30,
+            what="the first half to be read and committed",
+        )
+    except BaseException:
+        handle.stop(timeout=30)
+        raise
+    return handle, records, db, ckpt
+
+
+def finish_second_half(
+    broker: Broker, topic: str, records: list[tuple[bytes, bytes]], db: str, ckpt: Path, tmp: Path
+) -> None:
+    """Produce the rest, restart from the checkpoint to the end; compare with an uninterrupted run."""
+    n = len(records)
+    produce(broker.bootstrap, topic, records[n // 2 :])
+    done = finish(broker.bootstrap, topic, "g", db, ckpt)
+    assert done.status == "finished"
+    assert_same_tables(tables(db), reference(broker.bootstrap, topic, tmp, n), n)
+
+
 def finish(boot: str, topic: str, group: str, db: str, ckpt: Path) -> Any:
     """Restart after a fault: resume from the checkpoint and read to the end of the topic."""
     return build(boot, topic, group, db, stop_at_end=True).run(checkpoint_dir=ckpt)
@@ -130,6 +162,44 @@ def test_unreachable_broker_fails_once_after_connect_timeout(
     client = [r for r in caplog.records if r.name.endswith("librdkafka")]
     assert len({r.getMessage() for r in client if r.levelno > logging.DEBUG}) <= 6
     assert "%3|" not in capfd.readouterr().err and "%4|" not in capfd.readouterr().err
+
+
+def test_sink_on_unreachable_broker_fails_within_flush_timeout(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A full producer queue (nothing delivers) no longer loops forever; one warning, no stderr flood."""
+    from streamlab.connectors.kafka import KafkaDeliveryError, KafkaSink
+
+    boot = f"127.0.0.1:{find_free_port()}"
+    sink = KafkaSink(
+        "t", bootstrap_servers=boot, flush_timeout=2, config={"queue.buffering.max.messages": 10}
+    )
+    writer = sink.open()
+    caplog.set_level(logging.INFO, logger="streamlab")
+    started = time.monotonic()
+    with pytest.raises(KafkaDeliveryError, match=rf"queue stayed full for 2 s .*{boot}"):
+        writer.write_batch(pd.DataFrame({"n": range(50)}))
+    assert time.monotonic() - started < 5
+    writer.close()  # after a stalled flush: drops what is queued instead of waiting again
+    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) <= 1
+    assert "%3|" not in capfd.readouterr().err
+
+
+def test_statistics_are_aged_from_when_the_client_took_them() -> None:
+    """Statistics served late (after a slow sink, say) must not make a silent broker look alive."""
+    import json
+
+    src = KafkaSource(
+        "t", bootstrap_servers=f"127.0.0.1:{find_free_port()}", group_id="g", broker_timeout=5.0
+    )
+    reader = src.open()
+    try:
+        taken = time.monotonic() - 8.0  # taken 8 s ago, when the broker had answered 0.5 s before
+        reader._on_stats(json.dumps({"ts": int(taken * 1e6), "brokers": {"b/1": {"rxidle": 500_000}}}))
+        with pytest.raises(KafkaUnreachableError, match=r"no broker has answered for 8\.\d s"):
+            reader._check_contact()
+    finally:
+        reader.close()
 
 
 def test_cli_duration_on_unreachable_broker_exits_non_zero(tmp_path: Path) -> None:
@@ -189,18 +259,9 @@ def test_commit_to_frozen_broker_fails_within_broker_timeout(broker: Broker) -> 
 def test_frozen_broker_stop_is_bounded_and_restart_matches_uninterrupted_run(
     broker: Broker, tmp_path: Path
 ) -> None:
-    topic, n = "frozen", 4000
-    create_topic(broker.bootstrap, topic, partitions=3)
-    records = make_events(n, seed=7)
-    produce(broker.bootstrap, topic, records[: n // 2])
-    db, ckpt = str(tmp_path / "run.duckdb"), tmp_path / "ckpt"
-    handle = build(broker.bootstrap, topic, "g", db).start(checkpoint_dir=ckpt, commit_every="200ms")
+    topic = "frozen"
+    handle, records, db, ckpt = start_first_half(broker, topic, 4000, 3, 7, tmp_path)
     try:
-        wait_for(
-            lambda: handle.metrics["events_in"] == n // 2 and handle.metrics["commits"] >= 1,
-            timeout=30,
-            what="the first half to be read and committed",
-        )
         broker.freeze()
         started = time.monotonic()
         result = handle.stop(timeout=30)
@@ -211,11 +272,7 @@ def test_frozen_broker_stop_is_bounded_and_restart_matches_uninterrupted_run(
     assert took < BROKER_TIMEOUT + 5, took
     assert result.status == "failed" and isinstance(handle.error, (KafkaCommitError, KafkaSourceError))
     assert broker.bootstrap in str(handle.error)
-
-    produce(broker.bootstrap, topic, records[n // 2 :])  # thawed: the broker takes records again
-    done = finish(broker.bootstrap, topic, "g", db, ckpt)
-    assert done.status == "finished"
-    assert_same_tables(tables(db), reference(broker.bootstrap, topic, tmp_path, n), n)
+    finish_second_half(broker, topic, records, db, ckpt, tmp_path)  # thawed: it takes records again
 
 
 # --- broker killed and restarted -----------------------------------------------------------------------
@@ -245,18 +302,9 @@ def durable_broker() -> Any:
 def test_killed_broker_fails_the_run_and_a_restart_matches_uninterrupted_run(
     durable_broker: Broker, tmp_path: Path
 ) -> None:
-    broker, topic, n = durable_broker, "killed", 1500
-    create_topic(broker.bootstrap, topic, partitions=2)
-    records = make_events(n, seed=11)
-    produce(broker.bootstrap, topic, records[: n // 2])
-    db, ckpt = str(tmp_path / "run.duckdb"), tmp_path / "ckpt"
-    handle = build(broker.bootstrap, topic, "g", db).start(checkpoint_dir=ckpt, commit_every="200ms")
+    broker, topic = durable_broker, "killed"
+    handle, records, db, ckpt = start_first_half(broker, topic, 1500, 2, 11, tmp_path)
     try:
-        wait_for(
-            lambda: handle.metrics["events_in"] == n // 2 and handle.metrics["commits"] >= 1,
-            timeout=30,
-            what="the first half to be read and committed",
-        )
         broker.kill()
         # nobody answers: the run fails by itself within broker_timeout (plus a commit interval)
         started = time.monotonic()
@@ -266,13 +314,31 @@ def test_killed_broker_fails_the_run_and_a_restart_matches_uninterrupted_run(
     finally:
         handle.stop(timeout=30)
     broker.start()  # same port, same storage: topics and committed offsets are back
-    produce(broker.bootstrap, topic, records[n // 2 :])
-    done = finish(broker.bootstrap, topic, "g", db, ckpt)
-    assert done.status == "finished"
-    assert_same_tables(tables(db), reference(broker.bootstrap, topic, tmp_path, n), n)
+    finish_second_half(broker, topic, records, db, ckpt, tmp_path)
 
 
 # --- consumer killed -----------------------------------------------------------------------------------
+
+
+def runner(spec: Path, ckpt: Path) -> subprocess.Popen[bytes]:
+    """A consumer process running the spec with a checkpoint directory (as ``streamlab run`` does)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", RUNNER, str(spec), str(ckpt)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def reap(proc: subprocess.Popen[bytes]) -> str:
+    """SIGKILL ``proc`` if it still runs, wait for it, and return its stderr."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    return err
+
 
 RUNNER = """
 import sys
@@ -301,11 +367,7 @@ def test_consumer_killed_at_seeded_points_then_restarted_matches_uninterrupted_r
         runs += 1
         assert runs <= 8, "the pipeline never finished"
         before = stamp()
-        proc = subprocess.Popen(
-            [sys.executable, "-c", RUNNER, str(spec), str(ckpt)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        proc = runner(spec, ckpt)
         try:
             if kills < 2:
                 # a new checkpoint is the event that the run is under way; then a seeded delay
@@ -321,12 +383,7 @@ def test_consumer_killed_at_seeded_points_then_restarted_matches_uninterrupted_r
                     kills += 1
             code = proc.wait(timeout=60)
         finally:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-            err = proc.stderr.read().decode() if proc.stderr else ""
-            if proc.stderr:
-                proc.stderr.close()
+            err = reap(proc)
         if code == 0:
             break
         assert code == -signal.SIGKILL, err[-2000:]
@@ -391,11 +448,7 @@ def test_sigterm_with_a_frozen_broker_returns_within_bound_and_restart_matches(
     produce(broker.bootstrap, topic, records[: n // 2])
     db, ckpt, spec = tmp_path / "run.duckdb", tmp_path / "ckpt", tmp_path / "spec.yaml"
     build(broker.bootstrap, topic, "g", str(db), max_batch=200).to_yaml(str(spec))
-    proc = subprocess.Popen(
-        [sys.executable, "-c", RUNNER, str(spec), str(ckpt)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc = runner(spec, ckpt)
     try:
         with KafkaAdmin(broker.bootstrap) as admin:
             wait_for(
@@ -410,16 +463,8 @@ def test_sigterm_with_a_frozen_broker_returns_within_bound_and_restart_matches(
         took = time.monotonic() - started
     finally:
         broker.thaw()
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        err = proc.stderr.read().decode() if proc.stderr else ""
-        if proc.stderr:
-            proc.stderr.close()
+        err = reap(proc)
     # it stopped by itself: a clean stop, or the commit's timeout as an error naming the broker
     assert took < BROKER_TIMEOUT + 5, took
     assert code == 0 or (code == 1 and broker.bootstrap in err), (code, err[-2000:])
-    produce(broker.bootstrap, topic, records[n // 2 :])
-    done = finish(broker.bootstrap, topic, "g", str(db), ckpt)
-    assert done.status == "finished"
-    assert_same_tables(tables(str(db)), reference(broker.bootstrap, topic, tmp_path, n), n)
+    finish_second_half(broker, topic, records, str(db), ckpt, tmp_path)
