@@ -9,6 +9,7 @@ functions), which needs ``trust=True``. :func:`load_yaml` reads YAML 1.2 boolean
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from streamlab import agg as agg_module
 from streamlab._parse import FIELD_TYPES, FieldSpec
 from streamlab._time import parse_duration
 from streamlab.errors import PipelineConfigError, SpecProblem, closest, suggest
@@ -52,35 +54,26 @@ TYPE_ALIASES: dict[str, str] = {
 }
 
 _COMMON = {"step_id", "kind", "input"}
-# The keys each processing kind reads (besides step_id, kind and input), as its ``params()`` writes them.
-_STEP_KEYS: dict[str, set[str]] = {
-    "parse": {"schema", "time", "required", "value_column", "max_record_bytes"},
-    "filter": {"expr", "fn", "per_event"},
-    "map": {"columns", "fn", "per_event", "output_columns"},
-    "select": {"columns"},
-    "dedup": {"id", "ttl", "max_ids", "time"},
-    "key_by": {"keys"},
-    "union": set(),
-    "window": {
-        "window",
-        "key",
-        "aggregate",
-        "time",
-        "delay",
-        "lateness",
-        "early",
-        "watermark_by",
-        "idle_timeout",
-    },
-    "interval_join": {"on", "lower", "upper", "left_time", "right_time", "delay", "suffixes"},
-    "enrich": {"table", "on", "how"},
-}
+# The processing kinds a spec may name; the keys each one reads are those its ``Step.params()`` writes
+# (:func:`param_keys`).
+_STEP_KINDS = (
+    "dedup",
+    "enrich",
+    "filter",
+    "interval_join",
+    "key_by",
+    "map",
+    "parse",
+    "select",
+    "union",
+    "window",
+)
 _WINDOW_KEYS = {
     "tumbling": ({"size"}, {"offset"}),
     "sliding": ({"size", "every"}, {"offset"}),
     "session": ({"gap"}, set()),
 }
-_AGG_KINDS = ("count", "sum", "mean", "min", "max", "count_distinct", "first", "last", "quantile")
+_AGG_KINDS = tuple(n for n in agg_module.__all__ if n != "from_spec")
 _YAML_BOOL_WORDS = "on/off/yes/no"
 
 
@@ -157,9 +150,45 @@ def step_output_names() -> dict[str, tuple[str, ...]]:
     out = {}
     for name in steps.__all__:
         cls = getattr(steps, name)
-        if cls.kind in _STEP_KEYS:
+        if cls.kind in _STEP_KINDS:
             out[cls.kind] = tuple(cls.output_names)
     return out
+
+
+@functools.cache
+def param_keys() -> dict[str, set[str]]:
+    """The keys each processing kind's ``Step.params()`` writes, read from sample steps, so a parameter
+    added to a step is accepted here without being listed twice.
+
+    Examples
+    --------
+    >>> sorted(param_keys()["dedup"])
+    ['id', 'max_ids', 'time', 'ttl']
+    """
+    from streamlab import steps as s
+    from streamlab.functions import UserFunction
+    from streamlab.windows import TumblingWindow
+
+    fn = UserFunction.of(abs)
+    io = ("step", ("input",))
+    samples = [
+        s.ParseStep(*io),
+        s.FilterStep(*io, expr="x"),
+        s.FilterStep(*io, fn=fn),
+        s.MapStep(*io, columns=(("y", "x"),)),
+        s.MapStep(*io, fn=fn, declared=("y",)),
+        s.SelectStep(*io, columns=(("x", "x"),)),
+        s.DedupStep(*io, ttl_ns=1),
+        s.KeyByStep(*io, keys=("x",)),
+        s.UnionStep(*io),
+        s.WindowStep(*io, window=TumblingWindow("1m")),
+        s.IntervalJoinStep(*io),
+        s.EnrichStep(*io, table_ref="table.parquet"),
+    ]
+    keys: dict[str, set[str]] = {}
+    for step in samples:
+        keys.setdefault(step.kind, set()).update(step.params())
+    return keys
 
 
 class _Checker:
@@ -313,7 +342,7 @@ class _Checker:
         elif section == "sinks":
             kinds = sorted(self.sink_kinds) if self.sink_kinds is not None else None
         else:
-            kinds = sorted(_STEP_KEYS)
+            kinds = list(_STEP_KINDS)
         what = {"sources": "source", "sinks": "sink", "processing": "step"}[section]
         if kind is None:
             self.add(
@@ -331,7 +360,7 @@ class _Checker:
         if section != "sources":
             self.inputs(item, path, known, multiple=section == "processing")
         if section == "processing" and kind is not None:
-            self.keys(item, _STEP_KEYS[kind] | _COMMON, path, f"a {kind} step")
+            self.keys(item, param_keys().get(kind, set()) | _COMMON, path, f"a {kind} step")
             getattr(self, f"step_{kind}")(item, path)
         if isinstance(sid, str) and sid:
             ids.add(sid)

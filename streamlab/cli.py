@@ -6,6 +6,7 @@ import argparse
 import pickle
 import shutil
 import sys
+import textwrap
 import traceback
 from pathlib import Path
 from typing import Any, NoReturn
@@ -153,8 +154,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Wraps the description to the terminal; keeps the epilog's examples as written."""
+
     def __init__(self, prog: str) -> None:
         super().__init__(prog, max_help_position=32, width=min(110, shutil.get_terminal_size().columns))
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith(("example", "'streamlab")) or "\n  " in text:
+            return super()._fill_text(text, width, indent)
+        return textwrap.fill(text, width, initial_indent=indent, subsequent_indent=indent)
 
 
 def _positive_int(text: str) -> int:
@@ -276,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--trust",
         action="store_true",
-        help="allow code in the spec (function source, SQL beyond a read-only SELECT); only for specs you wrote or reviewed",
+        help="allow code in the spec (function source, stdlib functions, SQL or expressions that do more than read and compute); only for specs you wrote or reviewed",
     )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     e = sub.add_parser(

@@ -52,7 +52,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trust",
         action="store_true",
-        help="allow code in the spec (function source, SQL beyond a read-only SELECT); only for specs you wrote or reviewed",
+        help="allow code in the spec (function source, stdlib functions, SQL or expressions that do more than read and compute); only for specs you wrote or reviewed",
     )
 
 
