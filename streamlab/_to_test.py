@@ -28,10 +28,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from streamlab._time import NAT_NS, format_duration, parse_duration, to_utc_ns
+from streamlab._time import format_duration, parse_duration, to_utc_ns
 
 if TYPE_CHECKING:
     from streamlab.pipeline import Pipeline
+
+__all__ = ["InputTape", "WrittenTest", "choose_sample", "mutations", "sample_spec", "write_test"]
 
 ROW = "__sl_row"
 _PLACEHOLDER = "streamlab-sample://"
@@ -579,6 +581,3 @@ def canonical_rows(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
             row.append(v)
         out.append(tuple(row))
     return sorted(out, key=repr)
-
-
-__all__ = ["NAT_NS", "InputTape", "WrittenTest", "choose_sample", "mutations", "sample_spec", "write_test"]

@@ -153,3 +153,41 @@ def test_a_recording_is_profiled_with_its_original_arrival_times(tmp_path) -> No
     assert prof.partition_columns == ("partition",)
     assert prof.schema == CLICK_SCHEMA
     assert "_arrival_time" not in prof.schema and "_arrival_seq" not in prof.schema
+
+
+_KINDS = {
+    "int64": st.integers(-(10**12), 10**12),
+    "float64": st.floats(-1e6, 1e6, allow_nan=False).filter(lambda v: v != int(v)),
+    "bool": st.booleans(),
+    "string": st.text("abcdefghij", min_size=1, max_size=12),
+}
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(st.sampled_from(sorted(_KINDS)), min_size=1, max_size=4),
+    st.lists(st.sampled_from(sorted(_KINDS)), max_size=2),
+    st.data(),
+)
+def test_the_inferred_schema_parses_every_record_it_was_inferred_from(top, nested, data) -> None:
+    n = 30
+    t0 = pd.Timestamp("2024-01-01T00:00:00Z")
+    records = []
+    for i in range(n):
+        rec = {f"f{j}": data.draw(_KINDS[k]) for j, k in enumerate(top)}
+        if nested:
+            rec["inner"] = {f"g{j}": data.draw(_KINDS[k]) for j, k in enumerate(nested)}
+        rec["timestamp"] = (t0 + pd.Timedelta(seconds=i)).isoformat()
+        records.append(json.dumps(rec).encode())
+    prof = profile(records, n=n)
+    assert prof.malformed_rate == 0
+    types = _types(prof.schema)
+    for j, k in enumerate(top):
+        assert types[f"f{j}"] in ((k,) if k != "string" else ("string", "category"))
+    for j, k in enumerate(nested):
+        assert prof.schema[f"g{j}"]["path"] == f"inner.g{j}"
+        assert types[f"g{j}"] in ((k,) if k != "string" else ("string", "category"))
+    parsed = Pipeline(ListSource(records)).parse(prof.schema, time="timestamp").run(clock=ManualClock(0))
+    assert len(parsed["parse"]) == n and "parse.dead_letter" not in {
+        r for r, f in parsed.outputs.items() if len(f)
+    }
