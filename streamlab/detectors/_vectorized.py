@@ -242,50 +242,63 @@ class HalfSpaceTreesBank(ModelBank):
             out[:, t] = node
         return out - (self.n_leaves - 1)
 
-    def _node_mass(self, leaf_counts: np.ndarray) -> np.ndarray:
-        """Node masses in heap order from leaf counts (a node's mass is its subtree's leaf count)."""
+    def _levels(self, leaf_counts: np.ndarray) -> list[np.ndarray]:
+        """Node masses per depth (0 .. height) from leaf counts: a node's mass is its subtree's count."""
         levels = [leaf_counts]
         for _ in range(self.height):
             c = levels[-1]
             levels.append(c.reshape(*c.shape[:-1], c.shape[-1] // 2, 2).sum(axis=-1, dtype=np.int32))
-        return np.concatenate(levels[::-1], axis=-1)
+        return levels[::-1]
 
-    def _leaf_scores(self, mass: np.ndarray) -> np.ndarray:
-        """river's ``_walk_score`` for every leaf of every tree, given reference node masses (heap order).
+    def _node_mass(self, leaf_counts: np.ndarray) -> np.ndarray:
+        """Node masses in heap order (children of node i are 2i+1 and 2i+2) from leaf counts."""
+        return np.concatenate(self._levels(leaf_counts), axis=-1)
+
+    def _leaf_scores(self, levels: list[np.ndarray]) -> np.ndarray:
+        """river's ``_walk_score`` for every leaf of every tree, given the reference masses per depth.
 
         A walk adds ``mass * 2**depth`` at each node and stops after the first node whose mass is
         below ``size_limit``; the result is an integer (river's float sum of integers is exact).
         """
-        h = self.height
         # a tree's score is at most window_size * (2**(h+1) - 1): int32 when that fits
-        dtype = np.int32 if self.window_size * 2 ** (h + 1) < 2**31 else np.int64
-        m = mass.astype(dtype, copy=False)
-        acc = m[..., :1].copy()
+        dtype = np.int32 if self.window_size * 2 ** (self.height + 1) < 2**31 else np.int64
+        acc = levels[0].astype(dtype)
         alive = acc >= self.size_limit
-        for d in range(1, h + 1):
-            r = m[..., 2**d - 1 : 2 ** (d + 1) - 1]
+        for d in range(1, self.height + 1):
+            r = levels[d].astype(dtype, copy=False)
             pairs = r.reshape(*r.shape[:-1], 2 ** (d - 1), 2)  # the two children of each node above
             acc = (acc[..., None] + (pairs << d) * alive[..., None]).reshape(r.shape)
             alive = (alive[..., None] & (pairs >= self.size_limit)).reshape(r.shape)
         return acc
 
-    def _path_scores(self, mass: np.ndarray, which: np.ndarray, leaves: np.ndarray) -> np.ndarray:
-        """Scores of rows whose reference masses are ``mass[which]``, from their leaves in each tree."""
-        n_trees, n_leaves = self.n_trees, self.n_leaves
+    def _path_scores(
+        self, source: np.ndarray, which: np.ndarray, leaves: np.ndarray, *, leaf_counts: bool = False
+    ) -> np.ndarray:
+        """Scores of rows whose reference is ``source[which]``, from their leaves in each tree.
+
+        ``source`` holds node masses in heap order, or leaf counts when ``leaf_counts``.
+        """
+        n_trees, n_leaves, h = self.n_trees, self.n_leaves, self.height
         if len(which) and which.min() == which.max():
             refs, inverse = which[:1], np.zeros(len(which), dtype=np.intp)
         else:
             refs, inverse = np.unique(which, return_inverse=True)
-        if len(refs) * self.n_nodes <= len(which) * 4 * (self.height + 1):
+        picked = source[refs]
+        if len(refs) * self.n_nodes <= len(which) * 4 * (h + 1):
             # few references (a single model, long windows): score every leaf once per reference
-            table = self._leaf_scores(mass[refs]).reshape(-1)
+            levels = (
+                self._levels(picked)
+                if leaf_counts
+                else [picked[..., 2**d - 1 : 2 ** (d + 1) - 1] for d in range(h + 1)]
+            )
+            table = self._leaf_scores(levels).reshape(-1)
             at = (inverse[:, None] * n_trees + np.arange(n_trees)[None, :]) * n_leaves + leaves
             total = np.take(table, at).sum(axis=1)
         else:
-            h = self.height
+            mass = self._node_mass(picked) if leaf_counts else picked
             d = np.arange(h + 1)
             nodes = (2**d - 1)[None, None, :] + (leaves[:, :, None] >> (h - d)[None, None, :])
-            r = mass[which[:, None, None], np.arange(n_trees)[None, :, None], nodes].astype(np.int64)
+            r = mass[inverse[:, None, None], np.arange(n_trees)[None, :, None], nodes].astype(np.int64)
             below = r < self.size_limit
             stopped = np.zeros_like(below)
             stopped[:, :, 1:] = np.logical_or.accumulate(below[:, :, :-1], axis=2)
@@ -351,7 +364,6 @@ class HalfSpaceTreesBank(ModelBank):
             # the carried current window's leaves belong to each slot's window 0
             first_pair = pair[rank[rows] == 0]
             counts[first_pair] += self.leaf_counts[s_rows[rank[rows] == 0]]
-            mass = self._node_mass(counts)
             in_first = q_rows == 0
             sc = np.empty(len(rows))
             if in_first.any():
@@ -362,7 +374,9 @@ class HalfSpaceTreesBank(ModelBank):
             later = ~in_first
             if later.any():
                 # the reference of window q is the mass learned in window q - 1: the previous pair
-                sc[later] = self._path_scores(mass, pair[later] - 1, score_leaves[rows[later]])
+                sc[later] = self._path_scores(
+                    counts, pair[later] - 1, score_leaves[rows[later]], leaf_counts=True
+                )
             scores[order[rows]] = sc
             ends = np.flatnonzero(last & cross_row)
             end_slots = ss[ends]
@@ -370,7 +384,7 @@ class HalfSpaceTreesBank(ModelBank):
             complete = (end_k[crossing[ss[last]]] % w) == 0
             # after the batch: the last completed window is the reference, the rest is the current one
             ref_pair = np.where(complete, end_pair, end_pair - 1)
-            self.ref_mass[end_slots] = mass[ref_pair]
+            self.ref_mass[end_slots] = self._node_mass(counts[ref_pair])
             self.leaf_counts[end_slots] = np.where(complete[:, None, None], 0, counts[end_pair])
             self.counter[end_slots] = end_k[crossing[ss[last]]] % w
             self.first_window[end_slots] = False
