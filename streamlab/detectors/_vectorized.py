@@ -11,18 +11,18 @@ and leaves every slot in the state that loop would have left it in.
   running min/max are cumulative extrema. The trees are river's own (built by river from the same
   seed), and every score is computed with river's arithmetic, so scores are bit-identical.
 - :class:`MomentsBank`: river's ``GaussianScorer`` (no window) and ``StandardAbsoluteDeviation``.
-  The running mean and variance come from per-key prefix sums merged with the carried state (Chan's
-  formula) instead of river's one-update-per-event Welford recurrence, so scores differ from river's
-  by rounding only (relative differences around 1e-12 on ordinary data).
+  river's Welford recurrence is replayed with river's own floating-point operations, vectorized
+  across keys (step ``j`` updates every key's ``j``-th event of the batch), so scores are
+  bit-identical to river's too.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special
 
 __all__ = ["HalfSpaceTreesBank", "ModelBank", "MomentsBank"]
 
@@ -394,6 +394,11 @@ class HalfSpaceTreesBank(ModelBank):
 class MomentsBank(ModelBank):
     """Running mean and variance per slot: river's ``GaussianScorer`` or ``StandardAbsoluteDeviation``.
 
+    river's Welford recurrence is replayed with river's own floating-point operations, so scores are
+    bit-identical to river's and do not depend on how the stream is cut into batches. Across keys the
+    recurrence is vectorized: step ``j`` updates every key's ``j``-th event of the batch at once. A
+    batch dominated by few keys (long runs per key) is replayed in a plain loop instead.
+
     Parameters
     ----------
     kind
@@ -419,7 +424,7 @@ class MomentsBank(ModelBank):
         self.kind = kind
         self.grace_period = grace_period
         self.column = column
-        self.state = np.empty((0, 3))  # n, mean, S (sum of squared deviations) per slot
+        self.state = np.empty((0, 3))  # n, mean, S (river's Var._S) per slot
 
     _arrays = ("state",)
 
@@ -430,6 +435,19 @@ class MomentsBank(ModelBank):
     def _reset(self, slots: np.ndarray) -> None:
         self.state[slots] = 0.0
 
+    def _score(self, v: np.ndarray, n: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> np.ndarray:
+        """river's score of values ``v`` given each model's state before learning them."""
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            var = np.where(n > 1, m2 / np.where(n > 1, n - 1, 1.0), 0.0)
+            std = np.array([e**0.5 for e in var.tolist()])  # Python's pow, as river's Var.get() ** 0.5
+            if self.kind == "gaussian":
+                z = (v - mean) / np.where(std != 0, std, 1.0) / _SQRT2
+                erf = np.array([math.erf(e) for e in z.tolist()])  # math.erf, as river
+                sc = np.where(std != 0, 2 * np.abs(0.5 * (1.0 + erf) - 0.5), 1.0)
+            else:
+                sc = np.abs((v - mean) / (std + 1e-10))
+        return np.where(n < self.grace_period, 0.0, sc)
+
     def score_learn_many(self, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
         n = len(rows)
         if n == 0:
@@ -437,54 +455,44 @@ class MomentsBank(ModelBank):
         slots = np.asarray(slots, dtype=np.int64)
         order, ss, rank = _grouped(slots)
         v = np.asarray(rows, dtype=np.float64)[order, self.column]
-        start = np.arange(n) - rank
-        ref = v[start]
-        # prefix sums of deviations from each slot's first batch value keep the sums well conditioned
-        dev = v - ref
-        c1, c2 = np.cumsum(dev), np.cumsum(dev * dev)
-        base1 = np.where(start > 0, c1[start - 1], 0.0)
-        base2 = np.where(start > 0, c2[start - 1], 0.0)
-        nb = rank.astype(np.float64)  # batch values of the slot before this row
-        prev = np.maximum(np.arange(n) - 1, 0)
-        s1 = np.where(rank > 0, c1[prev] - base1, 0.0)
-        s2 = np.where(rank > 0, c2[prev] - base2, 0.0)
-        n0, m0, q0 = self.state[ss, 0], self.state[ss, 1], self.state[ss, 2]
-        mean, m2, tot = _merge(n0, m0, q0, nb, s1, s2, ref)
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            var = np.where(tot > 1, m2 / np.maximum(tot - 1, 1), 0.0)
-            std = np.sqrt(var)
-            if self.kind == "gaussian":
-                z = (v - mean) / np.where(std > 0, std, 1.0)
-                cdf = 0.5 * (1.0 + special.erf(z / np.sqrt(2.0)))
-                sc = np.where(std > 0, 2.0 * np.abs(cdf - 0.5), 1.0)
-            else:
-                sc = np.abs((v - mean) / (std + 1e-10))
-        sc = np.where(tot < self.grace_period, 0.0, sc)
+        starts = np.flatnonzero(rank == 0)
+        sizes = np.diff(np.r_[starts, n])
+        steps = int(sizes.max())
+        state = self.state
+        # before-learning state of every sorted row, filled step by step
+        n_b, mean_b, m2_b = np.empty(n), np.empty(n), np.empty(n)
+        if steps * 32 <= n:
+            keys = ss[starts]
+            cnt, mean, m2 = state[keys, 0].copy(), state[keys, 1].copy(), state[keys, 2].copy()
+            by_size = np.argsort(-sizes, kind="stable")  # keys still running at step j come first
+            cnt, mean, m2, starts_s = cnt[by_size], mean[by_size], m2[by_size], starts[by_size]
+            # number of keys with more than j rows, for each step j
+            running = len(sizes) - np.searchsorted(np.sort(sizes), np.arange(steps), side="right")
+            for j, k in enumerate(running.tolist()):
+                at = starts_s[:k] + j
+                x = v[at]
+                c, mo, q = cnt[:k], mean[:k], m2[:k]
+                n_b[at], mean_b[at], m2_b[at] = c, mo, q
+                c = c + 1.0
+                mn = mo + (1.0 / c) * (x - mo)
+                q = q + (x - mo) * (x - mn)
+                cnt[:k], mean[:k], m2[:k] = c, mn, q
+            state[keys[by_size]] = np.column_stack([cnt, mean, m2])
+        else:
+            vl = v.tolist()
+            for start, size, key in zip(starts.tolist(), sizes.tolist(), ss[starts].tolist()):
+                c, mo, q = state[key].tolist()
+                for i in range(start, start + size):
+                    x = vl[i]
+                    n_b[i], mean_b[i], m2_b[i] = c, mo, q
+                    c += 1.0
+                    mn = mo + (1.0 / c) * (x - mo)
+                    q += 1.0 * (x - mo) * (x - mn)
+                    mo = mn
+                state[key] = (c, mo, q)
         scores = np.empty(n)
-        scores[order] = sc
-        last = np.r_[ss[1:] != ss[:-1], True]
-        s1l, s2l = c1[last] - base1[last], c2[last] - base2[last]
-        mean_l, m2_l, tot_l = _merge(n0[last], m0[last], q0[last], nb[last] + 1, s1l, s2l, ref[last])
-        self.state[ss[last]] = np.column_stack([tot_l, mean_l, m2_l])
+        scores[order] = self._score(v, n_b, mean_b, m2_b)
         return scores
 
 
-def _merge(
-    n0: np.ndarray,
-    m0: np.ndarray,
-    q0: np.ndarray,
-    nb: np.ndarray,
-    s1: np.ndarray,
-    s2: np.ndarray,
-    ref: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Chan's merge of carried (count, mean, M2) with ``nb`` values given as sums of deviations from ``ref``."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        safe = np.maximum(nb, 1)
-        mb = np.where(nb > 0, s1 / safe, 0.0) + ref
-        qb = np.maximum(np.where(nb > 0, s2 - s1 * s1 / safe, 0.0), 0.0)
-        tot = n0 + nb
-        delta = np.where(nb > 0, mb - m0, 0.0)
-        mean = np.where(tot > 0, m0 + delta * nb / np.maximum(tot, 1), 0.0)
-        m2 = q0 + qb + delta * delta * n0 * nb / np.maximum(tot, 1)
-    return mean, np.maximum(m2, 0.0), tot
+_SQRT2 = math.sqrt(2.0)
