@@ -4,11 +4,12 @@ Run: ``python benchmarks/bench_detectors.py`` (``--small`` for a quick check of 
 
 1. Half-Space Trees behind river's MinMaxScaler, one model: ``Detect(HalfSpaceTreesDetector(seed=42))``
    on micro-batches against ``for x in rows: s = m.score_one(x); m.learn_one(x)`` with
-   ``MinMaxScaler() | HalfSpaceTrees(seed=42)``. Scores must be bit-identical. Target >= 20x.
+   ``MinMaxScaler() | HalfSpaceTrees(seed=42)``, on synthetic events and on river's bundled Shuttle
+   data. Scores must be bit-identical. Target >= 20x.
 2. The same per key, 10k keys (one river model per key, created on the key's first event, in both).
    Target >= 20x.
 3. Running-moment scorers: GaussianScorer per key (10k keys) and StandardAbsoluteDeviation (one
-   model) against river loops; scores equal within 1e-9 relative. Target >= 50x.
+   model) against river loops; scores bit-identical. Target >= 50x.
 4. Features over 10k keys against per-event loops (river's ``stats.Var`` and ``stats.RollingQuantile``
    where river has the statistic, plain dicts otherwise). Target >= 50x.
 5. The fraud notebook's (08) whole pipeline through the runtime: features, rules, model, pattern.
@@ -147,7 +148,6 @@ def bench_model(
     repeats: int,
     target: float,
     supervised: str | None = None,
-    exact: bool = True,
 ) -> bool:
     features = list(step.features)
     sub = df.iloc[:river_events]
@@ -156,7 +156,7 @@ def bench_model(
     t_ref, ref = best_of(repeats, lambda: river_loop(rows, keys, factory, supervised))
     t_fast, out = best_of(repeats, lambda: run_step(step, df, batch))
     fast = pd.concat(out)["score"].to_numpy()[: len(ref)]
-    same = fast.tolist() == ref if exact else bool(np.allclose(fast, ref, rtol=1e-9, atol=1e-12))
+    same = fast.tolist() == ref
     return report(name, len(df), t_fast, len(sub), t_ref, same, target)
 
 
@@ -269,11 +269,11 @@ def bench_features(n: int, river_events: int, batch: int, repeats: int) -> bool:
         t_fast, out = best_of(repeats, lambda step=step: run_step(step, df, batch))
         fast = pd.concat(out)[column].to_numpy(dtype="float64")[: len(ref)]
         expected = np.asarray(ref, dtype="float64")
-        # z-scores of keys whose few values nearly coincide (|z| in the thousands) are ill-conditioned:
-        # Welford and prefix sums then round differently; compare the rest tightly
+        # z-scores of keys whose few values nearly coincide are ill-conditioned (Welford and prefix
+        # sums then round differently, by up to 0.4% at |z| ~ 1000): compare |z| <= 100 to 1e-6
         sound = ~(np.abs(expected) > 100)
         same = bool(np.array_equal(np.isnan(fast), np.isnan(expected))) and bool(
-            np.allclose(fast[sound], expected[sound], rtol=1e-9, atol=1e-9, equal_nan=True)
+            np.allclose(fast[sound], expected[sound], rtol=1e-6, atol=1e-9, equal_nan=True)
         )
         ok &= report(f"feature: {name}, 10k keys", n, t_fast, len(ref), t_ref, same, 50)
     return ok
@@ -359,6 +359,21 @@ def main(argv: list[str] | None = None) -> int:
         repeats=repeats,
         target=20,
     )
+    # river's bundled Shuttle data (real, 9 features), as in river's own examples
+    if not args.small:
+        from river import datasets
+
+        shuttle = pd.DataFrame([x for x, _ in datasets.Shuttle()], dtype="float64")
+        ok &= bench_model(
+            "HalfSpaceTrees, one model, river's Shuttle",
+            shuttle,
+            Detect(HalfSpaceTreesDetector(seed=42), features=list(shuttle.columns)),
+            lambda: preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=42),
+            river_events=n_river,
+            batch=batch,
+            repeats=repeats,
+            target=20,
+        )
     # per key: small trees, short windows (a card sees few events); river builds each key's trees
     # on the key's first event, in both runs
     hst = {"n_trees": 5, "height": 4, "window_size": 10, "seed": 42}
@@ -383,7 +398,6 @@ def main(argv: list[str] | None = None) -> int:
         repeats=repeats,
         target=50,
         supervised="amount",
-        exact=False,
     )
     ok &= bench_model(
         "StandardAbsoluteDeviation, one model",
@@ -395,7 +409,6 @@ def main(argv: list[str] | None = None) -> int:
         repeats=repeats,
         target=50,
         supervised="amount",
-        exact=False,
     )
     ok &= bench_features(n, n_river, batch, repeats)
     bench_fraud_pipeline(fraud_rows, repeats)

@@ -37,8 +37,11 @@ _LEARN_MODES = ("all", "unflagged")
 class Detect(StepConfig):
     """Score every event with an online anomaly detector, then learn from it (score-then-learn).
 
-    Events are handled one by one in arrival order, so results are deterministic for a given
-    stream and do not depend on how it is cut into batches. With ``key``, each key gets its own
+    Results are those of handling events one by one in arrival order, so they are deterministic
+    for a given stream and do not depend on how it is cut into batches. Detectors with a vectorized
+    twin (:meth:`Detector.vectorized`: ``HalfSpaceTreesDetector``, ``GaussianScorerDetector`` without
+    ``window_size``, ``StandardAbsoluteDeviationDetector``) score a whole micro-batch at once with
+    those same results, bit for bit; any other detector is called event by event. With ``key``, each key gets its own
     model (a clone of ``detector``) held in an LRU of at most ``max_keys`` models; a key idle for
     more than ``key_ttl`` of event time starts over with a fresh model. Without ``key`` one model
     sees every event.

@@ -128,7 +128,8 @@ class HalfSpaceTreesDetector(_PipelineDetector):
 
     The trees assume features in [0, 1]; the built-in online min-max scaling lets raw features
     (amounts, counts) be passed directly. Scores are in [0, 1]; the first ``window_size`` events
-    score 0 (the reference window is still filling).
+    score 0 (the reference window is still filling). In a detect step the model runs vectorized (a
+    window of events scored at once, see :meth:`vectorized`), with scores bit-identical to river's.
 
     Parameters
     ----------
@@ -369,7 +370,7 @@ class GaussianScorerDetector(_UnivariateDetector):
         self._model = anomaly.GaussianScorer(window_size=window_size, grace_period=grace_period)
 
     def vectorized(self, features: tuple[str, ...]) -> ModelBank | None:
-        """Running moments from prefix sums (river's within rounding); ``None`` with a ``window_size``."""
+        """river's running moments replayed across keys at once (bit-identical); ``None`` with a ``window_size``."""
         if self._params["window_size"] is not None:
             return None
         return MomentsBank("gaussian", self._params["grace_period"], self._column(features))
@@ -420,7 +421,7 @@ class StandardAbsoluteDeviationDetector(_UnivariateDetector):
         return super().score_one(x)
 
     def vectorized(self, features: tuple[str, ...]) -> ModelBank:
-        """Running moments from prefix sums (river's within rounding)."""
+        """river's running moments replayed across keys at once (bit-identical)."""
         return MomentsBank("sad", self._params["grace_period"], self._column(features))
 
 

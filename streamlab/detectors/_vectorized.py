@@ -11,18 +11,18 @@ and leaves every slot in the state that loop would have left it in.
   running min/max are cumulative extrema. The trees are river's own (built by river from the same
   seed), and every score is computed with river's arithmetic, so scores are bit-identical.
 - :class:`MomentsBank`: river's ``GaussianScorer`` (no window) and ``StandardAbsoluteDeviation``.
-  The running mean and variance come from per-key prefix sums merged with the carried state (Chan's
-  formula) instead of river's one-update-per-event Welford recurrence, so scores differ from river's
-  by rounding only (relative differences around 1e-12 on ordinary data).
+  river's Welford recurrence is replayed with river's own floating-point operations, vectorized
+  across keys (step ``j`` updates every key's ``j``-th event of the batch), so scores are
+  bit-identical to river's too.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special
 
 __all__ = ["HalfSpaceTreesBank", "ModelBank", "MomentsBank"]
 
@@ -242,50 +242,63 @@ class HalfSpaceTreesBank(ModelBank):
             out[:, t] = node
         return out - (self.n_leaves - 1)
 
-    def _node_mass(self, leaf_counts: np.ndarray) -> np.ndarray:
-        """Node masses in heap order from leaf counts (a node's mass is its subtree's leaf count)."""
+    def _levels(self, leaf_counts: np.ndarray) -> list[np.ndarray]:
+        """Node masses per depth (0 .. height) from leaf counts: a node's mass is its subtree's count."""
         levels = [leaf_counts]
         for _ in range(self.height):
             c = levels[-1]
             levels.append(c.reshape(*c.shape[:-1], c.shape[-1] // 2, 2).sum(axis=-1, dtype=np.int32))
-        return np.concatenate(levels[::-1], axis=-1)
+        return levels[::-1]
 
-    def _leaf_scores(self, mass: np.ndarray) -> np.ndarray:
-        """river's ``_walk_score`` for every leaf of every tree, given reference node masses (heap order).
+    def _node_mass(self, leaf_counts: np.ndarray) -> np.ndarray:
+        """Node masses in heap order (children of node i are 2i+1 and 2i+2) from leaf counts."""
+        return np.concatenate(self._levels(leaf_counts), axis=-1)
+
+    def _leaf_scores(self, levels: list[np.ndarray]) -> np.ndarray:
+        """river's ``_walk_score`` for every leaf of every tree, given the reference masses per depth.
 
         A walk adds ``mass * 2**depth`` at each node and stops after the first node whose mass is
         below ``size_limit``; the result is an integer (river's float sum of integers is exact).
         """
-        h = self.height
         # a tree's score is at most window_size * (2**(h+1) - 1): int32 when that fits
-        dtype = np.int32 if self.window_size * 2 ** (h + 1) < 2**31 else np.int64
-        m = mass.astype(dtype, copy=False)
-        acc = m[..., :1].copy()
+        dtype = np.int32 if self.window_size * 2 ** (self.height + 1) < 2**31 else np.int64
+        acc = levels[0].astype(dtype)
         alive = acc >= self.size_limit
-        for d in range(1, h + 1):
-            r = m[..., 2**d - 1 : 2 ** (d + 1) - 1]
+        for d in range(1, self.height + 1):
+            r = levels[d].astype(dtype, copy=False)
             pairs = r.reshape(*r.shape[:-1], 2 ** (d - 1), 2)  # the two children of each node above
             acc = (acc[..., None] + (pairs << d) * alive[..., None]).reshape(r.shape)
             alive = (alive[..., None] & (pairs >= self.size_limit)).reshape(r.shape)
         return acc
 
-    def _path_scores(self, mass: np.ndarray, which: np.ndarray, leaves: np.ndarray) -> np.ndarray:
-        """Scores of rows whose reference masses are ``mass[which]``, from their leaves in each tree."""
-        n_trees, n_leaves = self.n_trees, self.n_leaves
+    def _path_scores(
+        self, source: np.ndarray, which: np.ndarray, leaves: np.ndarray, *, leaf_counts: bool = False
+    ) -> np.ndarray:
+        """Scores of rows whose reference is ``source[which]``, from their leaves in each tree.
+
+        ``source`` holds node masses in heap order, or leaf counts when ``leaf_counts``.
+        """
+        n_trees, n_leaves, h = self.n_trees, self.n_leaves, self.height
         if len(which) and which.min() == which.max():
             refs, inverse = which[:1], np.zeros(len(which), dtype=np.intp)
         else:
             refs, inverse = np.unique(which, return_inverse=True)
-        if len(refs) * self.n_nodes <= len(which) * 4 * (self.height + 1):
+        picked = source[refs]
+        if len(refs) * self.n_nodes <= len(which) * 4 * (h + 1):
             # few references (a single model, long windows): score every leaf once per reference
-            table = self._leaf_scores(mass[refs]).reshape(-1)
+            levels = (
+                self._levels(picked)
+                if leaf_counts
+                else [picked[..., 2**d - 1 : 2 ** (d + 1) - 1] for d in range(h + 1)]
+            )
+            table = self._leaf_scores(levels).reshape(-1)
             at = (inverse[:, None] * n_trees + np.arange(n_trees)[None, :]) * n_leaves + leaves
             total = np.take(table, at).sum(axis=1)
         else:
-            h = self.height
+            mass = self._node_mass(picked) if leaf_counts else picked
             d = np.arange(h + 1)
             nodes = (2**d - 1)[None, None, :] + (leaves[:, :, None] >> (h - d)[None, None, :])
-            r = mass[which[:, None, None], np.arange(n_trees)[None, :, None], nodes].astype(np.int64)
+            r = mass[inverse[:, None, None], np.arange(n_trees)[None, :, None], nodes].astype(np.int64)
             below = r < self.size_limit
             stopped = np.zeros_like(below)
             stopped[:, :, 1:] = np.logical_or.accumulate(below[:, :, :-1], axis=2)
@@ -351,7 +364,6 @@ class HalfSpaceTreesBank(ModelBank):
             # the carried current window's leaves belong to each slot's window 0
             first_pair = pair[rank[rows] == 0]
             counts[first_pair] += self.leaf_counts[s_rows[rank[rows] == 0]]
-            mass = self._node_mass(counts)
             in_first = q_rows == 0
             sc = np.empty(len(rows))
             if in_first.any():
@@ -362,7 +374,9 @@ class HalfSpaceTreesBank(ModelBank):
             later = ~in_first
             if later.any():
                 # the reference of window q is the mass learned in window q - 1: the previous pair
-                sc[later] = self._path_scores(mass, pair[later] - 1, score_leaves[rows[later]])
+                sc[later] = self._path_scores(
+                    counts, pair[later] - 1, score_leaves[rows[later]], leaf_counts=True
+                )
             scores[order[rows]] = sc
             ends = np.flatnonzero(last & cross_row)
             end_slots = ss[ends]
@@ -370,7 +384,7 @@ class HalfSpaceTreesBank(ModelBank):
             complete = (end_k[crossing[ss[last]]] % w) == 0
             # after the batch: the last completed window is the reference, the rest is the current one
             ref_pair = np.where(complete, end_pair, end_pair - 1)
-            self.ref_mass[end_slots] = mass[ref_pair]
+            self.ref_mass[end_slots] = self._node_mass(counts[ref_pair])
             self.leaf_counts[end_slots] = np.where(complete[:, None, None], 0, counts[end_pair])
             self.counter[end_slots] = end_k[crossing[ss[last]]] % w
             self.first_window[end_slots] = False
@@ -379,6 +393,11 @@ class HalfSpaceTreesBank(ModelBank):
 
 class MomentsBank(ModelBank):
     """Running mean and variance per slot: river's ``GaussianScorer`` or ``StandardAbsoluteDeviation``.
+
+    river's Welford recurrence is replayed with river's own floating-point operations, so scores are
+    bit-identical to river's and do not depend on how the stream is cut into batches. Across keys the
+    recurrence is vectorized: step ``j`` updates every key's ``j``-th event of the batch at once. A
+    batch dominated by few keys (long runs per key) is replayed in a plain loop instead.
 
     Parameters
     ----------
@@ -405,7 +424,7 @@ class MomentsBank(ModelBank):
         self.kind = kind
         self.grace_period = grace_period
         self.column = column
-        self.state = np.empty((0, 3))  # n, mean, S (sum of squared deviations) per slot
+        self.state = np.empty((0, 3))  # n, mean, S (river's Var._S) per slot
 
     _arrays = ("state",)
 
@@ -416,6 +435,19 @@ class MomentsBank(ModelBank):
     def _reset(self, slots: np.ndarray) -> None:
         self.state[slots] = 0.0
 
+    def _score(self, v: np.ndarray, n: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> np.ndarray:
+        """river's score of values ``v`` given each model's state before learning them."""
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            var = np.where(n > 1, m2 / np.where(n > 1, n - 1, 1.0), 0.0)
+            std = np.array([e**0.5 for e in var.tolist()])  # Python's pow, as river's Var.get() ** 0.5
+            if self.kind == "gaussian":
+                z = (v - mean) / np.where(std != 0, std, 1.0) / _SQRT2
+                erf = np.array([math.erf(e) for e in z.tolist()])  # math.erf, as river
+                sc = np.where(std != 0, 2 * np.abs(0.5 * (1.0 + erf) - 0.5), 1.0)
+            else:
+                sc = np.abs((v - mean) / (std + 1e-10))
+        return np.where(n < self.grace_period, 0.0, sc)
+
     def score_learn_many(self, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
         n = len(rows)
         if n == 0:
@@ -423,54 +455,44 @@ class MomentsBank(ModelBank):
         slots = np.asarray(slots, dtype=np.int64)
         order, ss, rank = _grouped(slots)
         v = np.asarray(rows, dtype=np.float64)[order, self.column]
-        start = np.arange(n) - rank
-        ref = v[start]
-        # prefix sums of deviations from each slot's first batch value keep the sums well conditioned
-        dev = v - ref
-        c1, c2 = np.cumsum(dev), np.cumsum(dev * dev)
-        base1 = np.where(start > 0, c1[start - 1], 0.0)
-        base2 = np.where(start > 0, c2[start - 1], 0.0)
-        nb = rank.astype(np.float64)  # batch values of the slot before this row
-        prev = np.maximum(np.arange(n) - 1, 0)
-        s1 = np.where(rank > 0, c1[prev] - base1, 0.0)
-        s2 = np.where(rank > 0, c2[prev] - base2, 0.0)
-        n0, m0, q0 = self.state[ss, 0], self.state[ss, 1], self.state[ss, 2]
-        mean, m2, tot = _merge(n0, m0, q0, nb, s1, s2, ref)
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            var = np.where(tot > 1, m2 / np.maximum(tot - 1, 1), 0.0)
-            std = np.sqrt(var)
-            if self.kind == "gaussian":
-                z = (v - mean) / np.where(std > 0, std, 1.0)
-                cdf = 0.5 * (1.0 + special.erf(z / np.sqrt(2.0)))
-                sc = np.where(std > 0, 2.0 * np.abs(cdf - 0.5), 1.0)
-            else:
-                sc = np.abs((v - mean) / (std + 1e-10))
-        sc = np.where(tot < self.grace_period, 0.0, sc)
+        starts = np.flatnonzero(rank == 0)
+        sizes = np.diff(np.r_[starts, n])
+        steps = int(sizes.max())
+        state = self.state
+        # before-learning state of every sorted row, filled step by step
+        n_b, mean_b, m2_b = np.empty(n), np.empty(n), np.empty(n)
+        if steps * 32 <= n:
+            keys = ss[starts]
+            cnt, mean, m2 = state[keys, 0].copy(), state[keys, 1].copy(), state[keys, 2].copy()
+            by_size = np.argsort(-sizes, kind="stable")  # keys still running at step j come first
+            cnt, mean, m2, starts_s = cnt[by_size], mean[by_size], m2[by_size], starts[by_size]
+            # number of keys with more than j rows, for each step j
+            running = len(sizes) - np.searchsorted(np.sort(sizes), np.arange(steps), side="right")
+            for j, k in enumerate(running.tolist()):
+                at = starts_s[:k] + j
+                x = v[at]
+                c, mo, q = cnt[:k], mean[:k], m2[:k]
+                n_b[at], mean_b[at], m2_b[at] = c, mo, q
+                c = c + 1.0
+                mn = mo + (1.0 / c) * (x - mo)
+                q = q + (x - mo) * (x - mn)
+                cnt[:k], mean[:k], m2[:k] = c, mn, q
+            state[keys[by_size]] = np.column_stack([cnt, mean, m2])
+        else:
+            vl = v.tolist()
+            for start, size, key in zip(starts.tolist(), sizes.tolist(), ss[starts].tolist()):
+                c, mo, q = state[key].tolist()
+                for i in range(start, start + size):
+                    x = vl[i]
+                    n_b[i], mean_b[i], m2_b[i] = c, mo, q
+                    c += 1.0
+                    mn = mo + (1.0 / c) * (x - mo)
+                    q += 1.0 * (x - mo) * (x - mn)
+                    mo = mn
+                state[key] = (c, mo, q)
         scores = np.empty(n)
-        scores[order] = sc
-        last = np.r_[ss[1:] != ss[:-1], True]
-        s1l, s2l = c1[last] - base1[last], c2[last] - base2[last]
-        mean_l, m2_l, tot_l = _merge(n0[last], m0[last], q0[last], nb[last] + 1, s1l, s2l, ref[last])
-        self.state[ss[last]] = np.column_stack([tot_l, mean_l, m2_l])
+        scores[order] = self._score(v, n_b, mean_b, m2_b)
         return scores
 
 
-def _merge(
-    n0: np.ndarray,
-    m0: np.ndarray,
-    q0: np.ndarray,
-    nb: np.ndarray,
-    s1: np.ndarray,
-    s2: np.ndarray,
-    ref: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Chan's merge of carried (count, mean, M2) with ``nb`` values given as sums of deviations from ``ref``."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        safe = np.maximum(nb, 1)
-        mb = np.where(nb > 0, s1 / safe, 0.0) + ref
-        qb = np.maximum(np.where(nb > 0, s2 - s1 * s1 / safe, 0.0), 0.0)
-        tot = n0 + nb
-        delta = np.where(nb > 0, mb - m0, 0.0)
-        mean = np.where(tot > 0, m0 + delta * nb / np.maximum(tot, 1), 0.0)
-        m2 = q0 + qb + delta * delta * n0 * nb / np.maximum(tot, 1)
-    return mean, np.maximum(m2, 0.0), tot
+_SQRT2 = math.sqrt(2.0)
