@@ -82,6 +82,8 @@ def console(page: Any) -> Iterator[list[str]]:
             "net::ERR_FAILED" in msg.text or "404" in msg.text
         ):
             return  # blocked non-loopback requests; Lab's probe of optional server endpoints
+        if "labextensions/jupyterlab-jupytext" in msg.text:
+            return  # Voila 0.5 cannot load jupytext's Lab 4.6 extension (a dev tool, not the product)
         errors.append(f"{msg.text} ({url})")
 
     page.on("console", on_console)
@@ -129,8 +131,13 @@ def assert_dates(p: dict[str, Any]) -> None:
 
 
 def screenshot(page: Any, name: str) -> None:
+    """The dashboard as the reader sees it (Playwright scrolls it into view), else the whole page."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+    dashboard = page.locator(".streamlab-dashboard")
+    if dashboard.count():
+        dashboard.first.screenshot(path=str(ARTIFACTS / name))
+    else:
+        page.screenshot(path=str(ARTIFACTS / name), full_page=True)
 
 
 def run_all(page: Any, base: str, name: str, token: str) -> None:
