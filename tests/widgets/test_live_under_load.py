@@ -169,7 +169,6 @@ def test_quickstart_run_all_is_live_under_load(page, servers, console, busy_core
         debugger = chart(page, "watermark")
         assert debugger is not None and debugger["points"] > 0
         assert_dates(debugger)
-        wait(page, lambda: "finished" in status_text(page), 120, "the replay finishes")
     assert console == []
 
 
