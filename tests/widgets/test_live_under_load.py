@@ -91,6 +91,13 @@ def console(page: Any) -> Iterator[list[str]]:
     print("console errors:", errors, "page errors:", page.page_errors)  # shown when the test fails
 
 
+def own_page_errors(page: Any) -> list[str]:
+    """Uncaught errors (and unhandled rejections, e.g. anywidget's "Failed to initialize model") from
+    the widgets; Voila's renderer of the notebooks' static plotly outputs is not ours."""
+    ours = ("anywidget", "streamlab", "widget", "plotly.js")
+    return [e for e in page.page_errors if any(word in e for word in ours)]
+
+
 def plots(page: Any) -> list[dict[str, Any]]:
     return list(page.evaluate(PLOTS))
 
@@ -170,6 +177,7 @@ def test_quickstart_run_all_is_live_under_load(page, servers, console, busy_core
         assert debugger is not None and debugger["points"] > 0
         assert_dates(debugger)
     assert console == []
+    assert own_page_errors(page) == []
 
 
 def test_iot_notebook_run_all_live_anomaly_chart_and_threshold_slider_under_load(
@@ -202,6 +210,7 @@ def test_iot_notebook_run_all_live_anomaly_chart_and_threshold_slider_under_load
         screenshot(page, "iot_detector_dashboard.png")
         assert after > before
     assert console == []
+    assert own_page_errors(page) == []
 
 
 def test_voila_fraud_dashboard_is_live_under_load(page, servers, console, busy_cores, tmp_path):
@@ -234,6 +243,7 @@ def test_voila_fraud_dashboard_is_live_under_load(page, servers, console, busy_c
         body = page.inner_text("body")
         assert "Traceback" not in body, body[:2000]
     assert console == []
+    assert own_page_errors(page) == []
 
 
 def alert_share(page: Any) -> float | None:
