@@ -47,7 +47,7 @@ def require_plotly() -> Any:
 
 
 def require_widgets() -> Any:
-    """Import ``ipywidgets`` (and check ``anywidget``, which plotly's FigureWidget needs)."""
+    """Import ``ipywidgets`` (and check ``anywidget``, which the live views are built on)."""
     try:
         import anywidget  # noqa: F401
         import ipywidgets

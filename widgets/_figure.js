@@ -85,6 +85,8 @@ function render({ model, el }) {
         if (!figure || !figure.data) continue;
         const data = decode(figure.data);
         const layout = decode(figure.layout || {});
+        const template = model.get("template");
+        if (template && Object.keys(template).length) layout.template = template;
         if (layout.uirevision === undefined) layout.uirevision = "streamlab"; // keep the reader's zoom
         await plotly.react(plot, data, layout, { responsive: true, displaylogo: false });
         plot.dataset.rev = String(figure.rev);

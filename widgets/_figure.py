@@ -49,14 +49,17 @@ def _encode(value: Any) -> Any:
 def encode_figure(fig: Any, rev: int = 0) -> dict[str, Any]:
     """A plotly figure as the live view's state: plain JSON with 1-d numeric arrays as binary buffers.
 
+    The layout's ``template`` (a large, constant dict) is left out: the view keeps it in its own trait.
+
     Examples
     --------
     >>> import plotly.graph_objects as go
     >>> state = encode_figure(go.Figure(go.Scatter(x=np.array([1.0, 2.0]), y=[3, 4])), rev=7)
-    >>> state["rev"], state["data"][0]["x"]["__ndarray__"], state["data"][0]["y"]
-    (7, 'float64', [3, 4])
+    >>> state["rev"], state["data"][0]["x"]["__ndarray__"], state["data"][0]["y"], "template" in state["layout"]
+    (7, 'float64', [3, 4], False)
     """
-    return {"data": _encode(fig._data), "layout": _encode(fig._layout), "rev": rev}
+    layout = {k: v for k, v in fig._layout.items() if k != "template"}
+    return {"data": _encode(fig._data), "layout": _encode(layout), "rev": rev}
 
 
 @functools.cache
@@ -113,10 +116,12 @@ def live_figure_class() -> type:
     class LiveFigure(anywidget.AnyWidget):  # type: ignore[misc]
         _esm = traitlets.Unicode(_JS.read_text(encoding="utf-8")).tag(sync=True)
         figure = traitlets.Dict().tag(sync=True)
+        template = traitlets.Dict().tag(sync=True)  # the layout's template, sent once (it never changes)
         _lib = traitlets.Unicode("").tag(sync=True)
 
         def __init__(self, fig: Any, **kwargs: Any) -> None:
-            super().__init__(_lib=f"IPY_MODEL_{plotly_library().model_id}", **kwargs)
+            template = _encode(fig._layout.get("template", {}))
+            super().__init__(_lib=f"IPY_MODEL_{plotly_library().model_id}", template=template, **kwargs)
             self.fig = fig
             self.rev = 0
             self.rendered = 0
