@@ -133,7 +133,12 @@ class RunResult:
     def _repr_html_(self) -> str:
         from streamlab._display import run_html
 
-        return run_html("", self.metrics, {k: len(v) for k, v in self.outputs.items()})
+        p = self.pipeline
+        sinks = (
+            {} if p is None else {s: repr(st.sink) for s, st in p.steps.items() if isinstance(st, SinkStep)}
+        )
+        name = "" if p is None else p.name
+        return run_html(name, self.metrics, {k: len(v) for k, v in self.outputs.items()}, sinks)
 
 
 @dataclass
