@@ -300,9 +300,29 @@ class DuckDBSink(Sink):
         return _DuckDBWriter(self)
 
     def read(self, order_by: str | None = None) -> pd.DataFrame:
-        """The table's rows."""
+        """The table's rows; a table no run has written yet is an error that says so.
+
+        Examples
+        --------
+        >>> DuckDBSink(":memory:", "counts").read()
+        Traceback (most recent call last):
+        ...
+        LookupError: DuckDBSink(':memory:', 'counts', key='auto'): table 'counts' does not exist yet, so its pipeline has not written to it: run the pipeline first (p.run(), or p.start() in a notebook); tables in ':memory:': none
+        """
+        import duckdb
+
         sql = f"SELECT * FROM {_quote(self.table)}" + (f" ORDER BY {order_by}" if order_by else "")
-        return self.query(sql)
+        try:
+            return self.query(sql)
+        except duckdb.CatalogException:
+            tables = self.query("SELECT table_name FROM information_schema.tables ORDER BY 1")["table_name"]
+            if self.table in set(tables):
+                raise  # the table exists: the error is about the query (order_by), say it as DuckDB does
+            held = ", ".join(repr(t) for t in tables if not str(t).startswith("__streamlab")) or "none"
+            raise LookupError(
+                f"{self!r}: table {self.table!r} does not exist yet, so its pipeline has not written to it: "
+                f"run the pipeline first (p.run(), or p.start() in a notebook); tables in {self.path!r}: {held}"
+            ) from None
 
     def query(self, sql: str) -> pd.DataFrame:
         """Run SQL on the sink's database."""

@@ -1,0 +1,29 @@
+"""Reading a sink before its pipeline ran says so, instead of an empty frame or a bare database error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamlab import DuckDBSink, ManualClock, Pipeline
+from streamlab.testing import ListSink, ListSource
+
+
+def test_duckdb_sink_read_before_run_names_the_table_and_the_fix(tmp_path: Path) -> None:
+    sink = DuckDBSink(str(tmp_path / "out.duckdb"), "counts", key=None)
+    p = Pipeline(ListSource([{"x": 1}]))
+    p.stream.to(sink)
+    with pytest.raises(LookupError, match=r"table 'counts' does not exist yet.*run the pipeline first"):
+        sink.read()
+    p.run(clock=ManualClock(0))
+    assert sink.read()["x"].tolist() == [1]
+    with pytest.raises(Exception, match="nope"):  # a bad order_by stays DuckDB's own error about the query
+        sink.read(order_by="nope")
+    sink.close()
+
+
+def test_list_sink_read_before_run_warns() -> None:
+    sink = ListSink()
+    with pytest.warns(UserWarning, match="has not run"):
+        assert sink.frame().empty
