@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,9 @@ def source_tree() -> Path:
 
 
 def build(site: Path, only: list[str] | None, jobs: int, timeout: int) -> int:
+    # the notebooks' kernels keep default checkpoints here, not in the user's state directory, so a
+    # build never resumes what an earlier build or a notebook session left
+    os.environ["STREAMLAB_STATE_DIR"] = tempfile.mkdtemp(prefix="streamlab-docs-state-")
     notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     shutil.rmtree(BUILT_NOTEBOOKS, ignore_errors=True)
     BUILT_NOTEBOOKS.mkdir(parents=True)
@@ -205,9 +209,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", help="comma-separated notebook numbers to execute, e.g. 01,08 (default: all)")
     ap.add_argument("--jobs", type=int, default=2, help="notebooks executed at once (default: %(default)s)")
     ap.add_argument("--timeout", type=int, default=600, help="seconds per cell (default: %(default)s)")
+    ap.add_argument(
+        "--status", help="write the exit status to this file when done (for a build run in the background)"
+    )
     args = ap.parse_args(argv)
     only = args.only.split(",") if args.only else None
-    return build(Path(args.site), only, args.jobs, args.timeout)
+    code = 1
+    try:
+        code = build(Path(args.site), only, args.jobs, args.timeout)
+    finally:
+        if args.status:
+            Path(args.status).write_text(f"{code}\n")
+    return code
 
 
 if __name__ == "__main__":

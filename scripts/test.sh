@@ -23,6 +23,11 @@ ruff check .
 ruff format --check streamlab connectors widgets datasets tests benchmarks scripts
 echo "== mypy (streamlab core)"
 mypy
+echo "== documentation site (built in the background while the tests run; tests/docs waits for it and checks it)"
+mkdir -p "$ROOT/build"
+rm -f "$ROOT/build/docs-status"
+python scripts/build_docs.py --site "$ROOT/build/site" --status "$ROOT/build/docs-status" >"$ROOT/build/docs-build.log" 2>&1 &
+export STREAMLAB_DOCS_BUILD="$ROOT/build"
 echo "== pytest (unit, property, doctests, integration with local servers, browser, notebooks)"
 exec python -m pytest -p no:cacheprovider --timeout=900 --nbval-lax --nbval-current-env --nbval-cell-timeout=300 \
   --nbval-sanitize-with "$ROOT/notebooks/nbval_sanitize.cfg" \

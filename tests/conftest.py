@@ -21,3 +21,8 @@ if "STREAMLAB_STATE_DIR" not in os.environ:
     _home = tempfile.mkdtemp(prefix="streamlab-tests-")
     os.environ["STREAMLAB_STATE_DIR"] = os.path.join(_home, "state")
     os.environ["STREAMLAB_CONFIG_DIR"] = os.path.join(_home, "config")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the documentation-site tests last: scripts/test.sh builds the site while the others run."""
+    items.sort(key=lambda item: "tests/docs/" in item.nodeid.replace("\\", "/"))

@@ -32,10 +32,16 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    built = os.environ.get(
-        "STREAMLAB_DOCS_SITE"
-    )  # a site built before (scripts/docs.sh build): test it as is
-    out = Path(built) if built else build_site(tmp_path_factory.mktemp("site"))
+    # a site built before (scripts/docs.sh build), tested as it is; or the one scripts/test.sh builds in
+    # the background while the other tests run; else build it here
+    built = os.environ.get("STREAMLAB_DOCS_SITE")
+    background = os.environ.get("STREAMLAB_DOCS_BUILD")
+    if built:
+        out = Path(built)
+    elif background:
+        out = wait_for_build(Path(background))
+    else:
+        out = build_site(tmp_path_factory.mktemp("site"))
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out))
     handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined,method-assign]
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -98,6 +104,26 @@ def build_site(out: Path) -> Path:
     assert code == 0, f"the documentation build failed (exit {code}):\n{text[-6000:]}"
     assert not re.search(r"^(WARNING|ERROR)\s+-", text, flags=re.M), text[-6000:]
     return out
+
+
+def wait_for_build(build: Path, timeout: float = 1800) -> Path:
+    """The site scripts/test.sh builds in the background: wait for its status file, then check its log."""
+    status = build / "docs-status"
+    done = threading.Event()
+    deadline = threading.Timer(timeout, done.set)
+    deadline.start()
+    try:
+        while not status.exists() and not done.wait(1.0):
+            pass
+    finally:
+        deadline.cancel()
+    log_file = build / "docs-build.log"
+    log = log_file.read_text(errors="replace") if log_file.exists() else ""
+    assert status.exists(), f"the documentation build did not finish within {timeout} s:\n{log[-6000:]}"
+    code = int(status.read_text().strip() or 1)
+    assert code == 0, f"the documentation build failed (exit {code}):\n{log[-6000:]}"
+    assert not re.search(r"^(WARNING|ERROR)\s+-", log, flags=re.M), log[-6000:]
+    return build / "site"
 
 
 def shot(page: Any, name: str) -> None:
