@@ -42,13 +42,19 @@ _PLACEHOLDER = "streamlab-sample://"
 # -- the input tape ------------------------------------------------------------------------------------
 @dataclass
 class InputTape:
-    """The first ``max_rows`` rows each source delivered, with the processing time they arrived at."""
+    """The first ``max_rows`` rows each source delivered, with the processing time they arrived at.
+
+    Recording also stops once the rows held reach ``max_bytes`` (64 MiB by default), so a stream of
+    large records keeps its memory bounded; ``to_test`` then samples from what was kept.
+    """
 
     max_rows: int = 200_000
     batches: list[tuple[str, int, pd.DataFrame]] = field(default_factory=list)
     rows: int = 0
     truncated: bool = False
     partitions: dict[str, list[Any]] = field(default_factory=dict)
+    max_bytes: int = 64 * 2**20
+    bytes: int = 0
 
     @classmethod
     def attach(cls, executor: Any, max_rows: int = 200_000) -> InputTape:
@@ -66,18 +72,29 @@ class InputTape:
             parts = executor.assigned.get(sid)  # what the reader was assigned (held the watermark back)
             if parts is not None:
                 self.partitions[sid] = list(parts)
-            if self.rows >= self.max_rows:
+            if self.rows >= self.max_rows or self.bytes >= self.max_bytes:
                 self.truncated = True
                 return
-            take = frame.iloc[: self.max_rows - self.rows]
+            take = frame.iloc[
+                : self.max_rows - self.rows
+            ].copy()  # a copy: the source's batch is not kept alive
             self.truncated |= len(take) < len(frame)
             self.batches.append((sid, executor.clock.now_ns(), take))
             self.rows += len(take)
+            self.bytes += int(take.memory_usage(index=False, deep=True).sum())
 
         return record
 
     def copy(self) -> InputTape:
-        return InputTape(self.max_rows, list(self.batches), self.rows, self.truncated, dict(self.partitions))
+        return InputTape(
+            self.max_rows,
+            list(self.batches),
+            self.rows,
+            self.truncated,
+            dict(self.partitions),
+            self.max_bytes,
+            self.bytes,
+        )
 
     def frames(self) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
         """Per source: its rows in arrival order and each row's arrival time (ns)."""

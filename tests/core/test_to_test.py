@@ -106,3 +106,18 @@ def test_the_sampled_windows_equal_the_runs_own_results(tmp_path: Path) -> None:
     sample_rows = pick(run_sample(written.spec, written.inputs)["window"])
     assert len(run_rows) >= 3
     assert_outputs_equal({"window": sample_rows}, {"window": run_rows})
+
+
+def test_the_input_tape_stops_recording_at_its_byte_bound() -> None:
+    """A stream of large records does not make every run hold their first 200,000 rows."""
+    from streamlab._to_test import InputTape
+
+    big = [{"k": "a", "timestamp": i, "blob": "x" * 100_000} for i in range(50)]
+    result = Pipeline(ListSource(big, batch_size=5)).run(clock=ManualClock(0))
+    assert result.tape.rows == 50 and not result.tape.truncated  # 5 MB: under the default 64 MiB
+    small = InputTape(max_bytes=1_000_000)
+    executor = type("Executor", (), {"assigned": {}, "clock": ManualClock(0)})()
+    record = small._recorder("source", executor)
+    for i in range(0, 50, 5):
+        record(pd.DataFrame(big[i : i + 5]))
+    assert small.truncated and small.rows < 50 and small.bytes >= 1_000_000
