@@ -100,12 +100,20 @@ def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> np.ndarray:
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         ts = s if getattr(s.dt, "tz", None) is not None else s.dt.tz_localize("UTC")
         return ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").array.asi8.copy()  # type: ignore[attr-defined]
+    if pd.api.types.is_integer_dtype(s.dtype):
+        return _epoch_ints_to_ns(s)
     if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
         f = s.astype("float64").to_numpy()
         scale = np.where(np.abs(f) > 1e11, 1e6, 1e9)
         out = np.full(len(f), NAT_NS, dtype=np.int64)
-        ok = np.isfinite(f)
+        with np.errstate(invalid="ignore", over="ignore"):
+            ok = np.isfinite(f) & (np.abs(f) * scale < 9.2e18)  # beyond int64 nanoseconds: missing
         out[ok] = np.round(f[ok] * scale[ok]).astype(np.int64)
+        # whole numbers (an integer column that pandas made float64 for its nulls) in integer arithmetic:
+        # 1700000525610.0 ms is 1700000525610000000 ns, where the product of doubles is 128 ns off
+        whole = ok & (np.abs(f) < 2.0**53) & (f == np.floor(f))
+        if whole.any():
+            out[whole] = _epoch_ints_to_ns(pd.Series(f[whole].astype(np.int64)))
         return out
     ts = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
     out = ts.astype("datetime64[ns, UTC]").array.asi8.copy()  # type: ignore[attr-defined]
@@ -116,6 +124,34 @@ def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> np.ndarray:
 
 
 _RELATIVE_WORDS = ("now", "today", "yesterday", "tomorrow")
+_MS_FROM = 10**11  # epoch numbers above this (year 5138 in seconds) are milliseconds
+
+
+def _epoch_ints_to_ns(s: pd.Series) -> np.ndarray:
+    """Integer epoch seconds or milliseconds to nanoseconds in integer arithmetic: exact, never via float.
+
+    A value whose nanoseconds do not fit in int64 (beyond the years 1677-2262) is missing (``NAT_NS``).
+
+    Examples
+    --------
+    >>> _epoch_ints_to_ns(pd.Series([1700000525610, 1700000525, None], dtype="Int64")).tolist()[:2]
+    [1700000525610000000, 1700000525000000000]
+    """
+    missing = s.isna().to_numpy(dtype=bool)
+    if s.dtype.kind == "u" or str(s.dtype).startswith("UInt"):
+        raw = s.to_numpy(dtype=np.uint64, na_value=0)
+        big = raw > np.uint64(np.iinfo(np.int64).max)
+        v = np.where(big, 0, raw).astype(np.int64)
+        missing = missing | big
+    else:
+        v = s.to_numpy(dtype=np.int64, na_value=0)
+    ms = np.abs(v) > _MS_FROM
+    limit = np.where(ms, np.iinfo(np.int64).max // 1_000_000, np.iinfo(np.int64).max // 1_000_000_000)
+    missing = missing | (np.abs(v) > limit) | (v == np.iinfo(np.int64).min)
+    safe = np.where(missing, 0, v)
+    out = np.where(ms, safe * 1_000_000, safe * 1_000_000_000)
+    out[missing] = NAT_NS
+    return out
 
 
 NAT_NS: int = int(np.iinfo(np.int64).min)
