@@ -1182,13 +1182,24 @@ class KafkaSourceReader(SourceReader):
                 )
             except self._ck.KafkaException:
                 continue
-            if hi is not None and hi >= 0:
+            # 0 is left to the partition's end event: a high watermark of 0 read before the first fetch
+            # answered would end a partition that has records (an empty one sends its end event anyway)
+            if hi is not None and hi > 0:
                 self._end[(topic, part)] = hi
 
     @property
     def done(self) -> bool:
-        """With ``stop_at_end``: every assigned partition was read up to its end. Otherwise False."""
+        """With ``stop_at_end``: every assigned partition was read up to its end. Otherwise False.
+
+        A partition this reader holds a position for but is not assigned right now (one its checkpoint
+        restored, or one a rebalance took away and has not handed back yet: a restarted consumer's
+        previous self still in the group, say) keeps it from being done: its window state counts that
+        partition, so ending (and closing the windows) before reading it to the end would emit partial
+        results.
+        """
         if not self.source.stop_at_end or not self._assigned or self._closed:
+            return False
+        if self._resume or self._just_revoked:
             return False
         for key in list(self._assigned):
             end = self._end.get(key)
@@ -1343,8 +1354,14 @@ class KafkaSourceReader(SourceReader):
         return set(self._assigned)
 
     def partitions(self) -> list[tuple[str, int]]:
-        """The assigned ``(topic, partition)`` pairs: windows keep one watermark per partition."""
-        return sorted(self._assigned)
+        """The ``(topic, partition)`` pairs whose watermarks windows wait for: one watermark per partition.
+
+        The assigned ones, and those this reader holds a position for while they are not assigned (from
+        its checkpoint, or taken away by a rebalance that has not handed them back): the windows' state
+        counts their earlier records, so their watermark holds until they are read again, instead of the
+        other partitions closing windows those records still belong to.
+        """
+        return sorted(self._assigned | set(self._resume) | set(self._just_revoked))
 
     def lag(self) -> int | None:
         """Records waiting in the assigned partitions, from watermarks cached by fetch responses.

@@ -31,6 +31,7 @@ from streamlab.connectors.kafka import (
 )
 
 from streamlab import DuckDBSink, Pipeline, TumblingWindow, agg
+from streamlab._checkpoint import CHECKPOINT_FILE
 from streamlab.io import Sink, SinkWriter
 
 from ._kafka import FAST_GROUP, Broker, make_events, produce
@@ -357,7 +358,7 @@ def test_consumer_killed_at_seeded_points_then_restarted_matches_uninterrupted_r
     rng = random.Random(20261202)
     db, ckpt, spec = tmp_path / "run.duckdb", tmp_path / "ckpt", tmp_path / "spec.yaml"
     build(broker.bootstrap, topic, "g", str(db), stop_at_end=True, max_batch=200).to_yaml(str(spec))
-    checkpoint = ckpt / "checkpoint.pkl"
+    checkpoint = ckpt / CHECKPOINT_FILE
 
     def stamp() -> int:
         return checkpoint.stat().st_mtime_ns if checkpoint.exists() else 0
