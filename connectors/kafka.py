@@ -1117,7 +1117,7 @@ class KafkaSourceReader(SourceReader):
                 if not bounded or m.offset() < self._end.get((m.topic(), m.partition()), m.offset() + 1):
                     good.append(m)  # a bounded read drops what was appended after its end
             elif err.code() == self._ck.KafkaError._PARTITION_EOF:
-                if bounded:
+                if bounded and not self._empty_end_contradicted(m):
                     key = (m.topic(), m.partition())
                     self._eof[key] = m.offset()
                     self._end.setdefault(key, m.offset())  # an end event carries the high watermark
@@ -1186,6 +1186,22 @@ class KafkaSourceReader(SourceReader):
             # answered would end a partition that has records (an empty one sends its end event anyway)
             if hi is not None and hi > 0:
                 self._end[(topic, part)] = hi
+
+    def _empty_end_contradicted(self, m: Any) -> bool:
+        """An end event at offset 0 on a partition the broker says holds records (seen under load).
+
+        Such an event would end a bounded read before its first record; it is asked about once, with a
+        bounded wait, and ignored when the broker's log end is past 0 (the read then goes on).
+        """
+        if m.offset() != 0 or (m.topic(), m.partition()) in self._end:
+            return False
+        try:
+            _lo, hi = self._consumer.get_watermark_offsets(
+                self._ck.TopicPartition(m.topic(), m.partition()), timeout=self._wait_limit(5.0), cached=False
+            )
+        except self._ck.KafkaException:
+            return False
+        return hi is not None and hi > 0
 
     @property
     def done(self) -> bool:
