@@ -346,7 +346,9 @@ p.stream.to(JsonLinesSink({str(out)!r}))
 handle = p.start(commit_every="1h")
 while handle.metrics["events_in"] < 50:
     pass
-pathlib.Path({str(ready)!r}).write_text(str(handle.metrics["events_in"]))
+staged = pathlib.Path({str(ready)!r} + ".tmp")  # written, then renamed: the test never sees it half written
+staged.write_text(str(handle.metrics["events_in"]))
+staged.rename({str(ready)!r})
 handle.wait()
 """)
     proc = subprocess.Popen([sys.executable, str(script)])
