@@ -669,6 +669,11 @@ class Executor:
         with self.lock:
             return {sid: op.open_state() for sid, op in self.operators.items()}
 
+    def step_state(self, sid: str) -> tuple[int | None, dict[str, Any]]:
+        with self.lock:
+            op = self.operators[sid]
+            return op.watermark_ns(), op.open_state()
+
     def outputs(self) -> dict[str, pd.DataFrame]:
         with self.lock:
             return {ref: c.frame() for ref, c in self.collect.items()}
@@ -1112,6 +1117,27 @@ class RunHandle:
     def open_state(self) -> dict[str, dict[str, Any]]:
         """What each stateful step holds now (open windows, buffered rows)."""
         return self._ex.open_state()
+
+    def step_state(self, step: str) -> tuple[pd.Timestamp | None, dict[str, Any]]:
+        """One step's watermark and what it holds, without the cost of every step's (live views poll this).
+
+        Examples
+        --------
+        >>> from streamlab import ManualClock, ReplaySource, TumblingWindow, agg
+        >>> df = pd.DataFrame({"timestamp": pd.date_range("2030-01-01", periods=90, freq="s", tz="UTC")})
+        >>> p = Pipeline(ReplaySource(df, batch_size=30), name="doc")
+        >>> _ = p.window(TumblingWindow("1min")).agg(agg.count())
+        >>> handle = p.start(clock=ManualClock(0))
+        >>> handle.wait(timeout=30).metrics["events_in"]
+        90
+        >>> wm, held = handle.step_state("window")
+        >>> str(wm), held["open_windows"]
+        ('2030-01-01 00:01:29+00:00', [])
+        """
+        if step not in self.pipeline.steps:
+            raise KeyError(f"step_state({step!r}): no such step; steps are {list(self.pipeline.steps)}")
+        wm, held = self._ex.step_state(step)
+        return (None if wm is None else pd.Timestamp(wm, tz="UTC")), held
 
     @property
     def checkpoint(self) -> Any:

@@ -101,10 +101,12 @@ def plotly_times(ns: np.ndarray) -> np.ndarray:
 def update_figure(
     fig: Any, traces: Mapping[int, Mapping[str, Any]], layout: Mapping[str, Any] | None = None
 ) -> None:
-    """Set trace and layout properties of ``fig`` with one ``plotly_update`` (one message to open views).
+    """Set trace and layout properties of ``fig``: one ``plotly_update`` for a ``FigureWidget``.
 
     ``traces`` maps trace index to properties (``{"x": array, "y": array}``), ``layout`` maps layout
-    paths (``"title.text"``) to values. plotly keeps and sends only the values that changed. The values
+    paths (``"title.text"``) to values. On a ``FigureWidget`` (one message to its views) plotly keeps
+    and sends only the values that changed; a plain figure (what the live charts' views hold) gets
+    the values written into its property dicts, without plotly's update machinery. The values
     skip plotly's validators, which cost more than the rest of a redraw: pass what a validator would
     produce (contiguous numeric arrays, plain dicts). ``layout["shapes"]`` is a list of shape dicts; when
     the number of shapes changes they go through the validating setter, which plotly needs to rebuild
@@ -117,16 +119,23 @@ def update_figure(
     >>> update_figure(fig, {0: {"y": np.array([1.0, 2.0])}}, {"title.text": "two points"})
     >>> fig.data[0].y.tolist(), fig.layout.title.text
     ([1.0, 2.0], 'two points')
+    >>> update_figure(fig, {}, {"shapes": [{"type": "line", "y0": 1, "y1": 1}]})
+    >>> update_figure(fig, {}, {"shapes": [{"type": "line", "y0": 2, "y1": 2}]})
+    >>> fig.layout.shapes[0].y0, fig.to_dict()["layout"]["shapes"][0]["y1"]
+    (2, 2)
     """
-    from plotly.basedatatypes import Undefined
-
     relayout = dict(layout or {})
     shapes: Sequence[Mapping[str, Any]] | None = relayout.pop("shapes", None)
+    if shapes is not None and len(fig.layout.shapes) != len(shapes):
+        fig.layout.shapes = shapes  # plotly rebuilds its shape objects: the validating setter
+        shapes = None
+    if not hasattr(fig, "_widget_data"):
+        _write_figure(fig, traces, relayout, shapes)
+        return
+    from plotly.basedatatypes import Undefined
+
     if shapes is not None:
-        if len(fig.layout.shapes) == len(shapes):
-            relayout["shapes"] = list(shapes)  # same count: plotly's shape objects read the new dicts
-        else:
-            fig.layout.shapes = shapes
+        relayout["shapes"] = list(shapes)  # same count: plotly's shape objects read the new dicts
     # plotly sends a property for every trace once it changed in one; only changed values go here.
     changed = {
         i: {prop: _frozen(v) for prop, v in props.items() if not _same(fig.data[i][prop], v)}
@@ -139,6 +148,33 @@ def update_figure(
     }
     if restyle or relayout:
         fig.plotly_update(restyle_data=restyle, relayout_data=relayout, trace_indexes=index)
+
+
+def _write_figure(
+    fig: Any,
+    traces: Mapping[int, Mapping[str, Any]],
+    relayout: Mapping[str, Any],
+    shapes: Sequence[Mapping[str, Any]] | None,
+) -> None:
+    """Write values straight into a plain figure's property dicts (what its trace objects read).
+
+    A plain ``go.Figure`` has no views to notify, so plotly's update machinery (path parsing, change
+    events) only costs time; a live chart's view encodes the whole figure and sends it if it changed.
+    """
+    for i, props in traces.items():
+        data = fig._data[i]
+        for prop, value in props.items():
+            data[prop] = _frozen(value)
+    for path, value in relayout.items():
+        node = fig._layout
+        *parents, last = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    if shapes is not None:
+        for props, new in zip(fig._layout.get("shapes", ()), shapes):
+            props.clear()  # in place: plotly's shape objects keep reading these dicts
+            props.update(new)
 
 
 def _same(old: Any, new: Any) -> bool:

@@ -436,14 +436,12 @@ class WatermarkDebugger(LiveWidget):
             if new is not None:
                 setattr(self, name, np.concatenate([getattr(self, name), new])[-self.max_points :])
                 changed = True
-        m = self.source.metrics
-        wm = m["watermarks"].get(self.step)
+        wm, state = self.source.step_state(self.step)  # this step only: the runtime's lock, briefly
         if wm is not None and wm != self.watermark:
             self.watermark = wm
-            self._wm.append((m["processing_time"].value, wm.value))
+            self._wm.append((self.source.clock.now_ns(), wm.value))
             self._wm_xy = None
             changed = True
-        state = self.source.open_state.get(self.step, {})
         opened = list(state.get("open_windows", []))[-self.max_bands :]
         if opened != self._open:
             self._open = opened

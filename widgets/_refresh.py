@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -108,12 +109,17 @@ class FrameBuffer:
 
 
 class Refresher:
-    """Calls ``callback()`` ``max_fps`` times per second until :meth:`stop`; an object, never a hidden loop.
+    """Calls ``callback()`` up to ``max_fps`` times per second until :meth:`stop`; an object, never a hidden loop.
 
     In a Jupyter kernel (a running asyncio loop in this thread) it is a task on that loop, so widget
     messages are sent from the kernel's own thread between cells. Without a running loop it is a
     thread named ``streamlab-widgets-refresher``. Ticks are scheduled on fixed deadlines, so the rate
     holds at ``max_fps`` even when a callback takes a while (a late tick is skipped, not queued).
+
+    Redraws must not slow the pipeline they show: the refresher measures the CPU time its callback
+    takes (``cpu_clock``, the thread's CPU time) and, when ticking at ``max_fps`` would use more than
+    ``cpu_share`` of a core, spaces the ticks out so it uses that share, but never below ``min_fps``.
+    ``fps`` is the rate it currently aims at.
 
     Parameters
     ----------
@@ -125,6 +131,14 @@ class Refresher:
         Where time comes from (a :class:`~streamlab.clock.SystemClock` by default).
     mode
         ``"auto"`` (asyncio when a loop runs here, else thread), ``"asyncio"`` or ``"thread"``.
+    min_fps
+        The lowest rate the CPU budget may slow it to (default ``min(6, max_fps)``: live charts redraw at
+        least 5 times a second, with a margin for ticks that land late).
+    cpu_share
+        The share of one core the callbacks may use before the rate drops towards ``min_fps``
+        (default 0.03); ``None`` keeps ``max_fps`` whatever a tick costs.
+    cpu_clock
+        Seconds of CPU time of the calling thread (``time.thread_time``); tests pass a fake.
 
     Examples
     --------
@@ -132,6 +146,14 @@ class Refresher:
     >>> r = Refresher(lambda: None, max_fps=10, clock=ManualClock(0))
     >>> r.tick_once(), r.ticks, r.running
     (True, 1, False)
+
+    A tick that costs 8 ms of CPU at 10 per second would use 8% of a core; with a 5% share the
+    refresher slows to 6.25 per second:
+
+    >>> cpu = iter([0.0, 0.008])
+    >>> r = Refresher(lambda: None, max_fps=10, cpu_share=0.05, cpu_clock=lambda: next(cpu))
+    >>> r.tick_once(), r.fps
+    (True, 6.25)
     >>> with Refresher(lambda: None, max_fps=50, mode="thread") as live:
     ...     live.running
     True
@@ -146,13 +168,26 @@ class Refresher:
         max_fps: float = 10.0,
         clock: Clock | None = None,
         mode: str = "auto",
+        min_fps: float | None = None,
+        cpu_share: float | None = 0.03,
+        cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         if not max_fps > 0:
             raise ValueError(f"Refresher(max_fps={max_fps}): max_fps must be positive, e.g. 10")
         if mode not in ("auto", "asyncio", "thread"):
             raise ValueError(f"Refresher(mode={mode!r}): use 'auto', 'asyncio' or 'thread'")
+        min_fps = min(6.0, float(max_fps)) if min_fps is None else float(min_fps)
+        if not 0 < min_fps <= max_fps:
+            raise ValueError(f"Refresher(min_fps={min_fps}): must be positive and at most max_fps={max_fps}")
+        if cpu_share is not None and not 0 < cpu_share <= 1:
+            raise ValueError(f"Refresher(cpu_share={cpu_share}): a share of one core in (0, 1], e.g. 0.05")
         self.callback = callback
         self.max_fps = float(max_fps)
+        self.min_fps = min_fps
+        self.cpu_share = cpu_share
+        self.cpu_clock = cpu_clock
+        self.fps = self.max_fps
+        self._cost = 0.0  # smoothed CPU seconds per tick
         self.clock = clock or SystemClock()
         self.mode = mode
         self.ticks = 0
@@ -163,7 +198,8 @@ class Refresher:
 
     @property
     def interval_ns(self) -> int:
-        return int(1e9 / self.max_fps)
+        """Nanoseconds between ticks at the current rate ``fps``."""
+        return int(1e9 / self.fps)
 
     @property
     def running(self) -> bool:
@@ -175,13 +211,24 @@ class Refresher:
     def tick_once(self) -> bool:
         """Run the callback once now (what each scheduled tick does)."""
         self.ticks += 1
+        started = self.cpu_clock()
         try:
             self.callback()
         except Exception:
             self.errors += 1
             log.exception("widget refresh failed")
             return False
+        finally:
+            self._pace(self.cpu_clock() - started)
         return True
+
+    def _pace(self, cost: float) -> None:
+        """Set ``fps`` from the CPU time ticks take (smoothed; the first tick counts whole)."""
+        if self.cpu_share is None:
+            return
+        self._cost = cost if self.ticks == 1 else 0.7 * self._cost + 0.3 * cost
+        affordable = self.cpu_share / self._cost if self._cost > 0 else self.max_fps
+        self.fps = max(self.min_fps, min(self.max_fps, affordable))
 
     def start(self) -> Refresher:
         """Start ticking (idempotent); returns ``self`` so ``with Refresher(...).start()`` reads well."""
@@ -246,4 +293,4 @@ class Refresher:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"Refresher(max_fps={self.max_fps}, running={self.running}, ticks={self.ticks})"
+        return f"Refresher(max_fps={self.max_fps}, fps={self.fps:.1f}, running={self.running}, ticks={self.ticks})"

@@ -195,6 +195,41 @@ def test_refresher_holds_its_rate_on_fixed_deadlines():
     assert streamlab_threads() == []
 
 
+def test_refresher_spaces_ticks_to_its_cpu_share_but_never_below_min_fps():
+    clock = ManualClock(START)
+    cpu = [0.0]
+    cost = [0.004]  # CPU seconds each tick takes, as the fake thread clock reports it
+    stamps: list[int] = []
+    refresher = Refresher(
+        lambda: None, max_fps=10, min_fps=5, cpu_share=0.05, clock=clock, mode="thread",
+        cpu_clock=lambda: cpu[0],
+    )  # fmt: skip
+
+    def tick() -> None:
+        stamps.append(clock.now_ns())
+        cpu[0] += cost[0]
+        if len(stamps) == 10:
+            cost[0] = 0.040  # ticks got expensive: 40 ms would be 40% of a core at 10/s
+        if len(stamps) == 30:
+            cost[0] = 0.001  # cheap again
+        if len(stamps) == 50:
+            refresher.stop()
+
+    refresher.callback = tick
+    refresher.start()
+    wait_for(lambda: not refresher.running)
+    gaps = np.diff(stamps) / 1e9
+    assert np.allclose(gaps[:9], 0.1)  # 4 ms at 10/s is 4% of a core: within the share, full rate
+    assert np.allclose(gaps[20:29], 0.2)  # expensive: slowed, but held at min_fps (not 0.8 s apart)
+    assert np.allclose(gaps[-5:], 0.1)  # back to max_fps once ticks are cheap
+    assert refresher.fps == 10
+    with pytest.raises(ValueError, match="min_fps"):
+        Refresher(lambda: None, max_fps=10, min_fps=20)
+    with pytest.raises(ValueError, match="cpu_share"):
+        Refresher(lambda: None, cpu_share=0)
+    assert streamlab_threads() == []
+
+
 def test_refresher_runs_as_a_task_on_a_running_loop_and_stops():
     ticks: list[int] = []
 
