@@ -221,3 +221,12 @@ def normalize_streamlab(name: str, out: pd.DataFrame) -> list[tuple[Any, ...]]:
     if name == "q4":
         data[1] = [round(float(v), 6) for v in data[1]]
     return sorted(zip(*data))
+
+
+def q3_reference(events: pd.DataFrame) -> list[tuple[Any, ...]]:
+    """The specification's q3 in pandas, in q3's normal form: every auction of category 10 with its
+    seller when the seller is in OR, ID or CA (an unbounded inner join)."""
+    a = events[(events.event_type == 1) & (events.category == 10)]
+    p = events[(events.event_type == 0) & events.state.isin(["OR", "ID", "CA"])]
+    j = a.merge(p, left_on="seller", right_on="person_id", suffixes=("", "_p"))
+    return sorted(zip(j.name_p, j.city_p, j.state_p, j.auction_id))
