@@ -9,10 +9,13 @@ from ._generators import generate_clickstream, generate_iot, generate_transactio
 from ._jsonl import to_json_lines
 from ._loader import DatasetInfo, dataset_info, dataset_path, describe, list_datasets, load, load_raw
 from ._logs import generate_app_logs
+from ._nexmark import NexmarkConfig, NexmarkSource, generate_nexmark
 from ._source import SyntheticSource, SyntheticSourceReader, register_spec_kinds
 
 __all__ = [
     "DatasetInfo",
+    "NexmarkConfig",
+    "NexmarkSource",
     "SyntheticSource",
     "SyntheticSourceReader",
     "dataset_info",
@@ -21,6 +24,7 @@ __all__ = [
     "generate_app_logs",
     "generate_clickstream",
     "generate_iot",
+    "generate_nexmark",
     "generate_transactions",
     "list_datasets",
     "load",

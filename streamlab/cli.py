@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import pickle
 import shutil
 import sys
@@ -296,7 +297,35 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     add_export_arguments(e)
+    b = sub.add_parser(
+        "bench",
+        help="run a benchmark of the source tree's benchmarks/ (nexmark)",
+        description="Run a benchmark from a source checkout's benchmarks/ folder. nexmark: Nexmark q0-q8 "
+        "and q11 through streamlab, per core, beside Flink's published figures and Beam's Python queries.",
+        epilog="example:\n  streamlab bench nexmark --queries q5,q7,q11 --events 1000000 --cores 1\n"
+        "  streamlab bench nexmark --help   (the benchmark's own options)",
+        formatter_class=_Formatter,
+        parents=[common],
+    )
+    b.add_argument("suite", choices=["nexmark"], help="the benchmark")
+    b.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's options")
     return parser
+
+
+def bench(args: argparse.Namespace) -> int:
+    """``streamlab bench SUITE ...``: run a benchmark script of the source tree with its own options."""
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    if not (root / args.suite).is_dir():
+        raise FileNotFoundError(
+            f"streamlab bench needs a source checkout: {root / args.suite} is missing "
+            "(the benchmarks are not part of the installed package)"
+        )
+    sys.path.insert(0, str(root))
+    try:
+        module = importlib.import_module(f"{args.suite}.bench")
+        return int(module.main(list(args.options)))
+    finally:
+        sys.path.remove(str(root))
 
 
 def _user_error(exc: BaseException) -> bool:
@@ -369,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    handler = {"demo": demo, "run": run_spec, "export": export}[args.command]
+    handler = {"demo": demo, "run": run_spec, "export": export, "bench": bench}[args.command]
     try:
         return int(handler(args))
     except KeyboardInterrupt:
