@@ -15,6 +15,7 @@ EXPORT_EPILOG = """examples:
   streamlab export beam spec.yaml -o build/beam
   streamlab export beam spec.yaml -o build/beam --source file --sink bigquery
   streamlab export lambda spec.yaml -o build/lambda
+  streamlab export spark spec.yaml -o build/spark
 """
 
 
@@ -30,8 +31,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     """
     parser.add_argument(
         "target",
-        choices=("beam", "lambda"),
-        help="what to generate: an Apache Beam module or an AWS Lambda handler",
+        choices=("beam", "lambda", "spark"),
+        help="what to generate: an Apache Beam module, an AWS Lambda handler or a PySpark job",
     )
     parser.add_argument("spec", help="pipeline YAML written by Pipeline.to_yaml()")
     parser.add_argument(
@@ -76,6 +77,10 @@ def run_export(args: argparse.Namespace) -> int:
             from streamlab.export.beam import to_beam
 
             out = to_beam(pipeline, args.output, runner_source=args.source, sink=args.sink)
+        elif args.target == "spark":
+            from streamlab.export.spark import to_spark
+
+            out = to_spark(pipeline, args.output)
         else:
             from streamlab.export.aws_lambda import to_lambda
 

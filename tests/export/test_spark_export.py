@@ -1,0 +1,204 @@
+"""Spark export: the generated PySpark job, run on Spark in local mode, reproduces streamlab's results.
+
+One SparkSession (one JVM) serves every test of this module; samples are small and in order (Spark's
+watermark moves per micro-batch, so late data is compared only as counts, in the report's notes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamlab import Pipeline, SessionWindow, SlidingWindow, TumblingWindow, agg
+from streamlab.errors import PipelineConfigError
+from streamlab.export import verify
+from streamlab.export.spark import END_OF_INPUT, to_spark
+from streamlab.testing import ListSource
+
+from ._samples import BASE_MS, record
+
+SCHEMA = {
+    "event_id": "string",
+    "event_type": "category",
+    "user_id": "string",
+    "timestamp": "timestamp",
+    "amount": {"type": "float64", "path": "properties.amount"},
+}
+
+# in event-time order (nothing late for either engine), with a repeat and bad records
+IN_ORDER = [
+    record(1, BASE_MS + 5_000, "click", "u1", 2.5),
+    record(1, BASE_MS + 5_000, "click", "u1", 2.5),  # a repeat (on time: streamlab's watermark is at 5s)
+    record(2, BASE_MS + 20_000, "view", "u2", None),
+    b"not json",
+    record(3, BASE_MS + 50_000, "click", "u3", 1.0),
+    record(4, BASE_MS + 70_000, "click", "u1", 4.0),
+    b'{"event_id": "x", "event_type": "click", "user_id": "u1"}',
+    record(5, BASE_MS + 95_000, "buy", "u1", 10.0),
+    record(6, BASE_MS + 200_000, "view", "u3", 0.5),
+    b"",
+    record(7, BASE_MS + 230_000, "view", "u1", None),
+]
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    """One local Spark for the module: local[2], no UI, two shuffle partitions (see spark_session)."""
+    from streamlab.export import spark as spark_export
+
+    session = spark_export.spark_session()
+    yield session
+    session.stop()
+    spark_export._SESSION = None
+
+
+def base(name: str) -> tuple[Pipeline, Any]:
+    p = Pipeline(ListSource([b"{}"]), name=name)
+    return p, p.parse(SCHEMA)
+
+
+def all_cases() -> Pipeline:
+    """Tumbling, sliding and session windows, dedup, an interval join and dead letters in one pipeline:
+    one Spark run (one query per output, run together) checks them all."""
+    p, events = base("cases")
+    uniq = events.dedup("event_id", ttl="10m")
+    uniq.window(TumblingWindow("1m"), key="event_type", delay="5s", step_id="tumbling").agg(
+        agg.count(), agg.sum("amount"), agg.mean("amount"), agg.max("amount"), agg.first("user_id")
+    )
+    events.window(SlidingWindow("2m", every="1m"), key="user_id", step_id="sliding").agg(
+        agg.count(), agg.min("amount")
+    )
+    events.window(SessionWindow("30s"), key="user_id", step_id="session").agg(
+        agg.count(), agg.sum("amount"), agg.last("event_type")
+    )
+    clicks = events.filter("event_type == 'click'", step_id="clicks")
+    buys = events.filter("event_type == 'buy'", step_id="buys")
+    clicks.join_interval(buys, "user_id", lower="0s", upper="2m", step_id="join")
+    return p
+
+
+def test_every_case_on_spark_equals_streamlab(spark: Any, tmp_path: Path) -> None:
+    p = all_cases()
+    report = verify(p, IN_ORDER, target="spark", workdir=tmp_path)
+    assert report.equal, report.diff
+    counts = report.counts
+    assert counts["tumbling"] == {"streamlab": 5, "spark": 5}
+    assert counts["sliding"]["spark"] == counts["sliding"]["streamlab"] > 5
+    assert counts["session"]["spark"] == counts["session"]["streamlab"] >= 5
+    assert counts["clicks.dead_letter"] == {"streamlab": 0, "spark": 0}
+    assert counts["join"]["spark"] == counts["join"]["streamlab"] >= 2
+    assert counts["parse.dead_letter"] == {"streamlab": 3, "spark": 3}
+    reasons = sorted(report.exported["parse.dead_letter"]["reason"])
+    assert reasons[0] == "empty record" and reasons[1].startswith("invalid JSON")
+    assert reasons[2] == "missing required field 'timestamp'"
+    # the repeat of e1 is dropped before the tumbling window: its click window counts e1 once
+    win = report.exported["tumbling"]
+    first_click = win[(win["event_type"] == "click")].sort_values("window_start").iloc[0]
+    assert first_click["count"] == 2
+    assert "spark: equal" in report._repr_html_()
+
+
+# -- generation, refusals and the command line (no Spark needed) -----------------------------------
+def test_generated_files_lint_name_connectors_and_hold_no_secrets(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    out = to_spark(all_cases(), tmp_path / "spark")
+    assert sorted(out.files) == [
+        "README.md",
+        "cases_spark.py",
+        "databricks_job.json",
+        "emr_serverless.json",
+        "requirements.txt",
+    ]
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--config", str(pyproject), str(out.directory)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout
+    code = out.read("cases_spark.py")
+    import re
+
+    assert not re.search(r"^\s*(import|from) streamlab", code, re.MULTILINE)
+    for needle in (
+        "withWatermark(",
+        "F.window('timestamp', '120000 milliseconds', '60000 milliseconds')",
+        "F.session_window('timestamp', '30000 milliseconds')",
+        "dropDuplicatesWithinWatermark(['event_id'])",
+        "'inner'",
+        "def parse_record(",  # streamlab's parser, copied in
+        "Semantics (streamlab -> Spark)",
+        "checkpointLocation",
+    ):
+        assert needle in code, needle
+    readme = out.read("README.md")
+    assert "spark-submit" in readme and "org.apache.spark:spark-sql-kafka-0-10_2.13:4.3.0" in readme
+    assert "generated but not executed here" in readme and "**file source**" in readme
+    job = json.loads(out.read("databricks_job.json"))
+    assert job["tasks"][0]["spark_python_task"]["python_file"].endswith("cases_spark.py")
+    assert "{{secrets/" in json.dumps(job)  # secrets by reference only
+    emr = json.loads(out.read("emr_serverless.json"))
+    assert (
+        emr["mode"] == "STREAMING"
+        and "--checkpoint" in emr["jobDriver"]["sparkSubmit"]["entryPointArguments"]
+    )
+    assert out.read("requirements.txt").splitlines()[0] == "pyspark==4.3.0"
+    for text in (code, readme, out.read("databricks_job.json"), out.read("emr_serverless.json")):
+        assert "password=" not in text.replace('password="{conn}"', "") and "AKIA" not in text
+
+
+def test_end_of_input_line_is_not_json_and_moves_no_real_row() -> None:
+    assert END_OF_INPUT.startswith(b"\x00")  # never a JSON record
+
+
+@pytest.mark.parametrize(
+    ("build", "step", "words"),
+    [
+        (lambda e: e.with_columns(cents="amount * 100"), "with_columns", "map steps"),
+        (
+            lambda e: e.window(TumblingWindow("1m"), key="event_type").agg(agg.count_distinct("user_id")),
+            "window",
+            "no streaming equivalent",
+        ),
+        (lambda e: e.filter_many(lambda df: df["amount"] > 0), "filter_many", "filter_many"),
+    ],
+)
+def test_refuses_steps_it_cannot_express(tmp_path: Path, build: Any, step: str, words: str) -> None:
+    p, events = base("refused")
+    build(events)
+    with pytest.raises(PipelineConfigError, match=words) as err:
+        to_spark(p, tmp_path)
+    assert "Fix:" in str(err.value) and "cannot export to Spark" in str(err.value)
+
+
+def test_cli_exports_spark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from streamlab.export import export_main
+    from streamlab.sources import ReplaySource
+
+    data = tmp_path / "events.jsonl"
+    data.write_bytes(b"\n".join(x for x in IN_ORDER if x.startswith(b"{")) + b"\n")
+    p = Pipeline(ReplaySource(data, raw=True), name="cli")
+    events = p.parse(SCHEMA)
+    events.window(TumblingWindow("1m"), key="event_type").agg(agg.count())
+    spec = tmp_path / "spec.yaml"
+    p.to_yaml(str(spec))
+    assert export_main(["spark", str(spec), "-o", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "cli_spark.py").exists()
+    assert "cli_spark.py" in capsys.readouterr().out
+    assert p.to_spark(str(tmp_path / "facade")).module.name == "cli_spark.py"
+
+
+def test_missing_pyspark_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from streamlab.export import spark as spark_export
+
+    monkeypatch.setitem(sys.modules, "pyspark.sql", None)
+    with pytest.raises(ImportError, match=r"pip install 'streamlab\[spark\]'.*openjdk-17"):
+        spark_export.spark_session()
