@@ -40,13 +40,16 @@ from streamlab.steps import (
 )
 from streamlab.windows import SessionWindow, SlidingWindow, TumblingWindow
 
-__all__ = ["END_OF_INPUT", "SPARK_VERSION", "to_spark"]
+__all__ = ["END_OF_INPUT", "SPARK_VERSION", "TICK", "to_spark"]
 
 SPARK_VERSION = "4.3.0"
 SCALA_VERSION = "2.13"
 END_OF_INPUT = b"\x00streamlab:end-of-input"
 """The raw line that ends a bounded replay: the generated job turns it into a row at END_TIME on every
 timestamp column, which moves each query's watermark past every window and is never written out."""
+TICK = b"\x00streamlab:tick"
+"""A raw line the generated job ignores: a file holding only it is a micro-batch without rows, after
+which Spark's watermark for late rows (the one of the batch before) has caught up."""
 
 _ARROW = {
     "string": "pa.string()",
@@ -174,6 +177,8 @@ def parse_batches(batches, column, split, step_id, fields, required, max_record_
             raws = [line for content in raws for line in split_lines(content)]
         rows = []
         for raw in raws:
+            if raw == TICK:
+                continue
             if raw == END_OF_INPUT:
                 row = {name: (END_TIME if kind == "timestamp" else None) for name, kind, _ in fields}
                 rows.append({**row, "_ok": True, "_raw": None, "_reason": None})
@@ -689,6 +694,7 @@ class _Generator:
         parts.append(f"PIPELINE_NAME = {self.p.name!r}")
         parts.append(f"END_OF_INPUT = {END_OF_INPUT!r}  # the last line of a bounded replay (see above)")
         parts.append("END_TIME = datetime(3000, 1, 1, tzinfo=timezone.utc)")
+        parts.append(f"TICK = {TICK!r}  # a line that is skipped: a micro-batch without rows")
         parts.append(
             'BINARY_FILE_SCHEMA = "path STRING, modificationTime TIMESTAMP, length BIGINT, content BINARY"'
         )
@@ -1063,7 +1069,12 @@ def run_spark(
     src, out, ckpt = work / "input", work / "output", work / "checkpoints"
     src.mkdir(parents=True, exist_ok=True)
     if batch_records:
-        chunks = [lines[i : i + batch_records] for i in range(0, len(lines), batch_records)]
+        # Spark drops a row as late against the watermark of the batch before its own (the "watermark
+        # for late events"), which reflects the rows up to two batches back: a batch without rows (TICK)
+        # after each batch of records makes it the watermark of every record before.
+        chunks = []
+        for i in range(0, len(lines), batch_records):
+            chunks += [lines[i : i + batch_records], [TICK]]
         chunks.append([END_OF_INPUT])
     else:
         chunks = [[*lines, END_OF_INPUT]]
@@ -1113,28 +1124,30 @@ def run_spark(
         sys.modules.pop(module.__name__, None)
 
 
-def verify_spark(
+def compare_spark(
     pipeline: Pipeline,
-    lines: list[bytes],
     local: dict[str, Any],
-    workdir: str | Path,
-    *,
+    exported: dict[str, Any],
+    compared: dict[str, tuple[list[str], set[str]]],
+    dropped: dict[str, int],
     batch_records: int | None = None,
-    **options: Any,
-) -> tuple[ExportedFiles, dict[str, Any], bool, Any, dict[str, dict[str, int]], list[str]]:
-    """Export to Spark, run the job in local mode on ``lines`` and compare with ``local``."""
+) -> tuple[bool, Any, dict[str, dict[str, int]], list[str]]:
+    """Compare the Spark job's outputs with streamlab's as multisets of rows on the compared columns.
+
+    With one record per micro-batch (``batch_records=1``, each followed by a batch without rows) Spark
+    judges each row against the watermark of the rows before it, as streamlab does: the rows a window
+    dropped behind its watermark must then equal the count of streamlab's ``late`` output
+    (``counts["<step>.late"]``); otherwise the counts are reported in the notes only.
+
+    Returns
+    -------
+    tuple
+        ``(equal, diff, counts, notes)``.
+    """
     import pandas as pd
 
     from streamlab.export.verify import _multiset_diff, _normalise
 
-    files = to_spark(pipeline, Path(workdir) / "export", **options)
-    gen_streams = [r for r in _plan.sink_outputs(pipeline)]
-    module_text = files.module.read_text()
-    streams = [r for r in gen_streams if f"streams[{r!r}]" in module_text]
-    compared = compared_streams(pipeline, streams)
-    exported, dropped = run_spark(
-        files.module, lines, list(compared), Path(workdir) / "run", batch_records=batch_records
-    )
     diffs = []
     counts: dict[str, dict[str, int]] = {}
     for ref, (cols, times) in compared.items():
@@ -1144,7 +1157,6 @@ def verify_spark(
         d = _multiset_diff(ref, left, right, "spark")
         if len(d):
             diffs.append(d)
-    diff = pd.concat(diffs, ignore_index=True) if diffs else pd.DataFrame(columns=["output", "side"])
     notes = [
         "Spark has no late or duplicates outputs: late rows are dropped (counted below), repeats dropped",
         "the sample was read from files (Kafka, Kinesis, Pub/Sub and JDBC connectors are not run here)",
@@ -1159,4 +1171,42 @@ def verify_spark(
             notes.append(
                 f"{sid}: streamlab reported {n_local} late rows; Spark dropped {dropped[sid]} behind its watermark"
             )
-    return files, exported, not diffs, diff, counts, notes
+            if batch_records == 1 and isinstance(step, WindowStep):
+                counts[f"{sid}.late"] = {"streamlab": n_local, "spark": dropped[sid]}
+                if n_local != dropped[sid]:
+                    diffs.append(
+                        pd.DataFrame(
+                            [
+                                {
+                                    "output": f"{sid}.late",
+                                    "side": "count",
+                                    "streamlab": n_local,
+                                    "spark": dropped[sid],
+                                }
+                            ]
+                        )
+                    )
+    diff = pd.concat(diffs, ignore_index=True) if diffs else pd.DataFrame(columns=["output", "side"])
+    return not diffs, diff, counts, notes
+
+
+def verify_spark(
+    pipeline: Pipeline,
+    lines: list[bytes],
+    local: dict[str, Any],
+    workdir: str | Path,
+    *,
+    batch_records: int | None = None,
+    **options: Any,
+) -> tuple[ExportedFiles, dict[str, Any], bool, Any, dict[str, dict[str, int]], list[str]]:
+    """Export to Spark, run the job in local mode on ``lines`` and compare with ``local``."""
+    files = to_spark(pipeline, Path(workdir) / "export", **options)
+    gen_streams = [r for r in _plan.sink_outputs(pipeline)]
+    module_text = files.module.read_text()
+    streams = [r for r in gen_streams if f"streams[{r!r}]" in module_text]
+    compared = compared_streams(pipeline, streams)
+    exported, dropped = run_spark(
+        files.module, lines, list(compared), Path(workdir) / "run", batch_records=batch_records
+    )
+    equal, diff, counts, notes = compare_spark(pipeline, local, exported, compared, dropped, batch_records)
+    return files, exported, equal, diff, counts, notes

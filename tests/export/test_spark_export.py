@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamlab import Pipeline, SessionWindow, SlidingWindow, TumblingWindow, agg
 from streamlab.errors import PipelineConfigError
@@ -18,7 +20,7 @@ from streamlab.export import verify
 from streamlab.export.spark import END_OF_INPUT, to_spark
 from streamlab.testing import ListSource
 
-from ._samples import BASE_MS, record
+from ._samples import BASE_MS, FIXED_SAMPLE, record
 
 SCHEMA = {
     "event_id": "string",
@@ -99,6 +101,26 @@ def test_every_case_on_spark_equals_streamlab(spark: Any, tmp_path: Path) -> Non
     first_click = win[(win["event_type"] == "click")].sort_values("window_start").iloc[0]
     assert first_click["count"] == 2
     assert "spark: equal" in report._repr_html_()
+
+
+def test_late_rows_one_record_per_micro_batch(spark: Any, tmp_path: Path) -> None:
+    """With one record per micro-batch Spark's watermark moves per event, as streamlab's does: the same
+    rows are late (dropped there, reported here), so the windows and the late counts are equal."""
+    p, events = base("late")
+    events.window(TumblingWindow("1m"), key="event_type", delay="5s").agg(agg.count(), agg.sum("amount"))
+    sample = [
+        record(1, BASE_MS + 5_000, "click", "u1", 2.5),
+        record(3, BASE_MS + 70_000, "click", "u3", 1.0),
+        record(4, BASE_MS + 30_000, "click", "u4", 4.0),  # late: the watermark is at 1:05
+        record(5, BASE_MS + 130_000, "view", "u1", 3.0),
+        record(6, BASE_MS + 62_000, "click", "u2", 1.5),  # late: the watermark is at 2:05
+        record(7, BASE_MS + 124_000, "view", "u3", 0.5),  # on time: its window ends at 3:00
+    ]
+    report = verify(p, sample, target="spark", workdir=tmp_path, batch_records=1)
+    assert report.equal, report.diff
+    assert report.counts["window.late"] == {"streamlab": 2, "spark": 2}
+    assert report.counts["window"]["spark"] == report.counts["window"]["streamlab"] == 3
+    assert any("micro-batches of 1 records" in n for n in report.notes)
 
 
 # -- generation, refusals and the command line (no Spark needed) -----------------------------------
@@ -202,3 +224,50 @@ def test_missing_pyspark_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setitem(sys.modules, "pyspark.sql", None)
     with pytest.raises(ImportError, match=r"pip install 'streamlab\[spark\]'.*openjdk-17"):
         spark_export.spark_session()
+
+
+def test_a_difference_is_reported_not_hidden() -> None:
+    from streamlab.export.spark import compare_spark, compared_streams
+    from streamlab.export.verify import run_local
+
+    p, events = base("tamper")
+    events.window(TumblingWindow("1m"), key="event_type", delay="5s").agg(agg.count())
+    local = run_local(p, list(FIXED_SAMPLE))  # three late rows
+    compared = compared_streams(p, ["window", "parse.dead_letter"])
+    same = {ref: local[ref].copy() for ref in compared}
+    equal, diff, counts, _ = compare_spark(p, local, same, compared, {"window": 3}, batch_records=1)
+    assert equal and len(diff) == 0 and counts["window.late"] == {"streamlab": 3, "spark": 3}
+    # a count off by one in one window, and a late count that differs: both reported
+    tampered = {ref: frame.copy() for ref, frame in same.items()}
+    tampered["window"].loc[0, "count"] += 1
+    equal, diff, _, _ = compare_spark(p, local, tampered, compared, {"window": 2}, batch_records=1)
+    assert not equal
+    assert set(diff["output"]) == {"window", "window.late"}
+    assert set(diff["side"]) == {"streamlab", "spark", "count"}
+    # without one record per batch, late counts are notes, not compared
+    equal, _, counts, notes = compare_spark(p, local, same, compared, {"window": 0})
+    assert equal and "window.late" not in counts
+    assert any("streamlab reported 3 late rows; Spark dropped 0" in n for n in notes)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.binary().filter(lambda b: b"\n" not in b and not b.endswith(b"\r")), max_size=8))
+def test_records_written_one_per_line_are_read_back(records: list[bytes]) -> None:
+    """The generated job's line splitting (a file of records to records) inverts how verify writes them."""
+    module = _generated_module()
+    content = b"".join(r + b"\n" for r in records)
+    assert module.split_lines(content) == records
+
+
+_MODULE: list[Any] = []
+
+
+def _generated_module() -> Any:
+    if not _MODULE:
+        import tempfile
+
+        from streamlab.export.verify import load_module
+
+        out = to_spark(all_cases(), tempfile.mkdtemp(prefix="streamlab-spark-gen-"))
+        _MODULE.append(load_module(out.module))
+    return _MODULE[0]
