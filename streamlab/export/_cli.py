@@ -1,4 +1,4 @@
-"""``streamlab export beam|lambda spec.yaml -o DIR``: the command-line face of the exporters."""
+"""``streamlab export beam|lambda|spark spec.yaml -o DIR``: the command-line face of the exporters."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 __all__ = ["add_export_arguments", "export_main", "run_export"]
 
 EXPORT_DESCRIPTION = (
-    "Export a pipeline spec (written by Pipeline.to_yaml()) to Apache Beam or AWS Lambda code."
+    "Export a pipeline spec (written by Pipeline.to_yaml()) to Apache Beam, AWS Lambda or PySpark code."
 )
 EXPORT_EPILOG = """examples:
   streamlab export beam spec.yaml -o build/beam
@@ -99,7 +99,7 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     Parameters
     ----------
     argv
-        Arguments after ``streamlab export``: ``beam|lambda SPEC -o DIR [--sink files|bigquery]``.
+        Arguments after ``streamlab export``: ``beam|lambda|spark SPEC -o DIR [--sink files|bigquery]``.
 
     Returns
     -------

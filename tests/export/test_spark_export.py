@@ -188,7 +188,15 @@ def test_end_of_input_line_is_not_json_and_moves_no_real_row() -> None:
             "window",
             "no streaming equivalent",
         ),
-        (lambda e: e.filter_many(lambda df: df["amount"] > 0), "filter_many", "filter_many"),
+        (lambda e: e.filter_many(lambda df: df["amount"] > 0), "filter", "filter_many"),
+        (  # the shared checks still run when the pipeline has an interval join
+            lambda e: (
+                e.join_interval(e, "user_id", lower="0s", upper="1m"),
+                e.window(TumblingWindow("1m"), key="event_type", early=True).agg(agg.count()),
+            ),
+            "window",
+            "early results",
+        ),
     ],
 )
 def test_refuses_steps_it_cannot_express(tmp_path: Path, build: Any, step: str, words: str) -> None:
@@ -197,6 +205,7 @@ def test_refuses_steps_it_cannot_express(tmp_path: Path, build: Any, step: str, 
     with pytest.raises(PipelineConfigError, match=words) as err:
         to_spark(p, tmp_path)
     assert "Fix:" in str(err.value) and "cannot export to Spark" in str(err.value)
+    assert f"step '{step}" in str(err.value)
 
 
 def test_cli_exports_spark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
