@@ -6,6 +6,8 @@ Beam: the generated module runs in this process on Beam's Python ``DirectRunner`
 Lambda: the generated handler is invoked in this process with Kinesis events cut from the sample, as
 the event-source mapping would (batches, the retry of a failed batch, partial-batch retries from the
 reported sequence number), against moto for Timestream and SQS.
+Spark: the generated job runs on Spark in local mode (``streamlab.export.spark.run_spark``) with a file
+source and ``availableNow``; see ``streamlab.export.spark`` for what is compared.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class VerificationReport:
     Parameters
     ----------
     target
-        ``"beam"`` or ``"lambda"``.
+        ``"beam"``, ``"lambda"`` or ``"spark"``.
     equal
         True when every compared output has the same rows.
     diff
