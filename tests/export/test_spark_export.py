@@ -123,6 +123,49 @@ def test_late_rows_one_record_per_micro_batch(spark: Any, tmp_path: Path) -> Non
     assert any("micro-batches of 1 records" in n for n in report.notes)
 
 
+@pytest.mark.timeout(300)
+def test_the_jobs_command_line_writes_every_output(spark: Any, tmp_path: Path) -> None:
+    """``main(argv)``, as spark-submit runs it: --input, --output, --checkpoint, --available-now."""
+    import json
+
+    from pyspark import cloudpickle
+
+    from streamlab.export.verify import load_module, run_local
+
+    p, events = base("cmdline")
+    events.window(TumblingWindow("1m"), key="event_type").agg(agg.count())
+    module = load_module(to_spark(p, tmp_path / "export").module)
+    cloudpickle.register_pickle_by_value(
+        module
+    )  # spark-submit ships the file; here the executors get it pickled
+    data = tmp_path / "in"
+    data.mkdir()
+    (data / "events.jsonl").write_bytes(b"".join(x + b"\n" for x in [*IN_ORDER, END_OF_INPUT]))
+    out, ckpt = tmp_path / "out", tmp_path / "checkpoints"
+    try:
+        module.main(
+            ["--input", str(data), "--output", str(out), "--checkpoint", str(ckpt), "--available-now"]
+        )
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+    assert module.OUTPUTS == {"parse.dead_letter": "parse_dead_letter", "window": "window"}
+    rows = {
+        name: [
+            json.loads(line)
+            for f in sorted((out / name).glob("part-*"))
+            for line in f.read_text().splitlines()
+        ]
+        for name in module.OUTPUTS.values()
+    }
+    assert sorted(ckpt.iterdir()) == [ckpt / "parse_dead_letter", ckpt / "window"]
+    local = run_local(p, list(IN_ORDER))
+    assert len(rows["window"]) == len(local["window"]) == 5
+    assert sum(r["count"] for r in rows["window"]) == int(local["window"]["count"].sum())
+    assert sorted(r["reason"] for r in rows["parse_dead_letter"]) == sorted(
+        local["parse.dead_letter"]["reason"]
+    )
+
+
 # -- generation, refusals and the command line (no Spark needed) -----------------------------------
 def test_generated_files_lint_name_connectors_and_hold_no_secrets(tmp_path: Path) -> None:
     import json
