@@ -125,6 +125,9 @@ Semantics (streamlab -> Spark)
 * One watermark per chain: Spark refuses to redefine a watermark downstream of another, so a window
   after a dedup closes on the dedup's watermark (its ttl behind) instead of its own delay; results are
   the same, written later (the generated code says so where it happens).
+* Functions (``filter_one``) get each row as a dict of Python values: a missing number is None here,
+  where streamlab's per-event functions see NaN; a function that fails on None sends the row to
+  ``dead_letter`` here, while ``NaN > 1`` is simply False in streamlab.
 * Interval joins: an inner stream-stream join with watermarks on both sides and the time range in the
   join condition; rows behind the watermark are dropped (streamlab reports them on ``late``).
 """
@@ -408,6 +411,7 @@ class _Generator:
         self.consts: list[str] = []
         self.user_imports: list[str] = []
         self.user_code: list[str] = []
+        self.user_fns: dict[str, str] = {}
         self.body: list[str] = []
         self.streams: list[str] = []
         self.time_of: dict[str, str | None] = {}  # stream reference -> its END_OF_INPUT time column
@@ -543,7 +547,10 @@ class _Generator:
             self.user_code.append(
                 f"# step {sid!r}: the user's function, copied from the notebook\n{code.source}"
             )
-        return code.name
+        # build() names its DataFrames after the steps, which may be the functions' names: it reaches
+        # the functions through this table
+        self.user_fns[sid] = code.name
+        return f"USER_FUNCTIONS[{sid!r}]"
 
     def _agg(self, a: Any, step: WindowStep) -> str:
         name = a.name
@@ -710,6 +717,9 @@ class _Generator:
         parts += self.consts
         for code in self.user_code:
             parts.append("\n\n" + code)
+        if self.user_fns:
+            table = ", ".join(f"{sid!r}: {name}" for sid, name in self.user_fns.items())
+            parts.append(f"\n\nUSER_FUNCTIONS = {{{table}}}  # step id -> the user's function")
         parts.append(
             "\n\ndef arrow_schema(spark_schema):\n"
             '    """The Arrow schema of a DataFrame\'s rows (what ``mapInArrow`` hands a function)."""\n'

@@ -323,3 +323,30 @@ def _generated_module() -> Any:
         out = to_spark(all_cases(), tempfile.mkdtemp(prefix="streamlab-spark-gen-"))
         _MODULE.append(load_module(out.module))
     return _MODULE[0]
+
+
+def big(row: dict[str, Any]) -> bool:
+    return row["amount"] is not None and row["amount"] > 1.0
+
+
+def test_a_function_named_like_its_step_is_reached_through_user_functions(tmp_path: Path) -> None:
+    """build() names DataFrames after steps; a step named like its function must still call the function."""
+    import pyarrow as pa
+
+    from streamlab.export.verify import load_module
+
+    p, events = base("fn")
+    events.filter_one(big, step_id="big")
+    module = load_module(to_spark(p, tmp_path).module)
+    assert module.USER_FUNCTIONS["big"]({"amount": 2.0}), "the generated table holds the user's function"
+    schema = pa.schema([("amount", pa.float64()), ("timestamp", pa.timestamp("us", tz="UTC"))])
+    batch = pa.RecordBatch.from_pylist([{"amount": 2.0}, {"amount": None}, {"amount": 0.5}], schema=schema)
+    out = pa.Table.from_batches(
+        list(
+            module.filter_batches(
+                [batch], schema, "filter_one(big)", module.USER_FUNCTIONS["big"], "timestamp"
+            )
+        )
+    ).to_pylist()
+    assert [r["amount"] for r in out] == [2.0]
+    assert "USER_FUNCTIONS['big']" in Path(module.__file__).read_text()
