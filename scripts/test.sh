@@ -3,12 +3,14 @@
 # lint, types, unit and property tests, doctests, local-server integration tests, browser tests, notebooks.
 # System packages it needs (installed when run as root, as on CI; otherwise it says what to install):
 #   chromium (browser tests), redis-server (Redis sink tests), nodejs + npm (kinesalite, Kinesis resharding),
+#   a Java 17+ runtime (the Spark export's verification runs Spark in local mode from the pyspark wheel),
 #   python3.13 (the local BigQuery server, local-bigquery, needs it; the BigQuery tests say so if it is missing).
 source "$(dirname "$0")/_venv.sh"
 need=()
 command -v chromium >/dev/null || need+=(chromium)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v npm >/dev/null || need+=(nodejs npm)
+command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; fi
 if ! command -v python3.13 >/dev/null && as_root true 2>/dev/null; then
   # Debian 13 and recent Ubuntu ship it; elsewhere the BigQuery tests fail and name what to install

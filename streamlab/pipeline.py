@@ -340,6 +340,12 @@ class Pipeline:
 
         return to_lambda(self, path, **options)
 
+    def to_spark(self, path: str, **options: Any) -> Any:
+        """Write a PySpark Structured Streaming job for this pipeline (see ``streamlab.export``)."""
+        from streamlab.export.spark import to_spark
+
+        return to_spark(self, path, **options)
+
 
 class Stream:
     """One output of one step, and the fluent API that adds steps after it.

@@ -1,19 +1,20 @@
-"""Export proven pipelines to Apache Beam and AWS Lambda, and verify the exports on the same data.
+"""Export proven pipelines to Apache Beam, AWS Lambda and PySpark, and verify the exports on the same data.
 
-Nothing here imports Apache Beam, boto3 or moto until an export is verified.
+Nothing here imports Apache Beam, boto3, moto or PySpark until an export is verified.
 
 Examples
 --------
 >>> from streamlab import export
 >>> sorted(export.__all__)
-['ExportedFiles', 'VerificationReport', 'export_main', 'to_beam', 'to_lambda', 'verify']
+['ExportedFiles', 'VerificationReport', 'export_main', 'to_beam', 'to_lambda', 'to_spark', 'verify']
 """
 
 from streamlab.export._cli import export_main
 from streamlab.export.aws_lambda import to_lambda
 from streamlab.export.beam import ExportedFiles, to_beam
+from streamlab.export.spark import to_spark
 
 # bound after the submodule import, so ``streamlab.export.verify`` is the function
 from streamlab.export.verify import VerificationReport, verify
 
-__all__ = ["ExportedFiles", "VerificationReport", "export_main", "to_beam", "to_lambda", "verify"]
+__all__ = ["ExportedFiles", "VerificationReport", "export_main", "to_beam", "to_lambda", "to_spark", "verify"]

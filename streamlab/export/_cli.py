@@ -1,4 +1,4 @@
-"""``streamlab export beam|lambda spec.yaml -o DIR``: the command-line face of the exporters."""
+"""``streamlab export beam|lambda|spark spec.yaml -o DIR``: the command-line face of the exporters."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from collections.abc import Sequence
 __all__ = ["add_export_arguments", "export_main", "run_export"]
 
 EXPORT_DESCRIPTION = (
-    "Export a pipeline spec (written by Pipeline.to_yaml()) to Apache Beam or AWS Lambda code."
+    "Export a pipeline spec (written by Pipeline.to_yaml()) to Apache Beam, AWS Lambda or PySpark code."
 )
 EXPORT_EPILOG = """examples:
   streamlab export beam spec.yaml -o build/beam
   streamlab export beam spec.yaml -o build/beam --source file --sink bigquery
   streamlab export lambda spec.yaml -o build/lambda
+  streamlab export spark spec.yaml -o build/spark
 """
 
 
@@ -30,8 +31,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     """
     parser.add_argument(
         "target",
-        choices=("beam", "lambda"),
-        help="what to generate: an Apache Beam module or an AWS Lambda handler",
+        choices=("beam", "lambda", "spark"),
+        help="what to generate: an Apache Beam module, an AWS Lambda handler or a PySpark job",
     )
     parser.add_argument("spec", help="pipeline YAML written by Pipeline.to_yaml()")
     parser.add_argument(
@@ -76,6 +77,10 @@ def run_export(args: argparse.Namespace) -> int:
             from streamlab.export.beam import to_beam
 
             out = to_beam(pipeline, args.output, runner_source=args.source, sink=args.sink)
+        elif args.target == "spark":
+            from streamlab.export.spark import to_spark
+
+            out = to_spark(pipeline, args.output)
         else:
             from streamlab.export.aws_lambda import to_lambda
 
@@ -94,7 +99,7 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     Parameters
     ----------
     argv
-        Arguments after ``streamlab export``: ``beam|lambda SPEC -o DIR [--sink files|bigquery]``.
+        Arguments after ``streamlab export``: ``beam|lambda|spark SPEC -o DIR [--sink files|bigquery]``.
 
     Returns
     -------

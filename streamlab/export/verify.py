@@ -6,6 +6,8 @@ Beam: the generated module runs in this process on Beam's Python ``DirectRunner`
 Lambda: the generated handler is invoked in this process with Kinesis events cut from the sample, as
 the event-source mapping would (batches, the retry of a failed batch, partial-batch retries from the
 reported sequence number), against moto for Timestream and SQS.
+Spark: the generated job runs on Spark in local mode (``streamlab.export.spark.run_spark``) with a file
+source and ``availableNow``; see ``streamlab.export.spark`` for what is compared.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class VerificationReport:
     Parameters
     ----------
     target
-        ``"beam"`` or ``"lambda"``.
+        ``"beam"``, ``"lambda"`` or ``"spark"``.
     equal
         True when every compared output has the same rows.
     diff
@@ -358,7 +360,9 @@ def verify(
         Raw records in arrival order (bytes/str), a frame with a ``value`` column, or a frame of events
         (written as JSON records). Put disorder, late records and bad records in it.
     target
-        ``"beam"`` (DirectRunner with a TestStream) or ``"lambda"`` (the handler against moto).
+        ``"beam"`` (DirectRunner with a TestStream), ``"lambda"`` (the handler against moto) or
+        ``"spark"`` (the job on Spark in local mode reading the sample from files; option
+        ``batch_records=N`` reads N records per micro-batch).
     workdir
         Where to write the export (a temporary directory by default).
     lambda_batch_size
@@ -383,11 +387,11 @@ def verify(
     >>> verify(p, lines, target="flink")
     Traceback (most recent call last):
     ...
-    streamlab.errors.PipelineConfigError: step 'pipeline' (verify): unknown target 'flink'. Fix: use target='beam' or 'lambda'
+    streamlab.errors.PipelineConfigError: step 'pipeline' (verify): unknown target 'flink'. Fix: use target='beam', 'lambda' or 'spark'
     """
-    if target not in ("beam", "lambda"):
+    if target not in ("beam", "lambda", "spark"):
         raise PipelineConfigError(
-            "pipeline", "verify", f"unknown target {target!r}", "use target='beam' or 'lambda'"
+            "pipeline", "verify", f"unknown target {target!r}", "use target='beam', 'lambda' or 'spark'"
         )
     lines = sample_lines(sample)
     local = run_local(pipeline, lines)
@@ -404,11 +408,18 @@ def verify(
             notes = [
                 "late rows are compared on keys, event time and window_start (Beam cannot report the watermark)"
             ]
-        else:
+        elif target == "lambda":
             from streamlab.export.aws_lambda import run_lambda, to_lambda
 
             files = to_lambda(pipeline, workdir, **options)
             exported, notes = run_lambda(pipeline, files, lines, batch_size=lambda_batch_size)
+        elif target == "spark":
+            from streamlab.export.spark import verify_spark
+
+            files, exported, equal, diff, counts, notes = verify_spark(
+                pipeline, lines, local, workdir, **options
+            )
+            return VerificationReport(target, equal, diff, counts, notes, files, local, exported)
         equal, diff, counts = compare(pipeline, local, exported, target)
         return VerificationReport(target, equal, diff, counts, notes, files, local, exported)
     finally:

@@ -1,0 +1,1222 @@
+"""Export a pipeline to a PySpark Structured Streaming job, plus its README and deployment descriptors.
+
+The generated module imports PySpark and PyArrow only (no streamlab): the per-record parser of
+``streamlab._record`` is copied in, so rows and dead-letter reasons are the ones streamlab gives.
+Raw records are parsed in ``mapInArrow`` (bytes in, typed rows out); each output is its own streaming
+query with its own checkpoint, the dead letters included. Where Spark differs from streamlab's
+per-event rules is written into the module's docstring; the short version:
+
+* Spark's watermark advances once per micro-batch (to the largest event time of the batches before,
+  minus the delay); rows behind it are dropped, not reported: there is no ``late`` output, and
+  ``numRowsDroppedByWatermark`` in the query progress counts them.
+* A window result is written (append mode) once the watermark passes ``end + lateness``; a bounded
+  input (``--input`` with ``--available-now``) ends with the windows still open unless its last line
+  is the end-of-input marker (``END_OF_INPUT``), which moves every watermark past every window.
+* Dedup is ``dropDuplicatesWithinWatermark`` (an id is forgotten once the watermark passes its first
+  event time + ttl): no ``duplicates`` output.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from streamlab.aggregators import CountAggregator
+from streamlab.errors import PipelineConfigError
+from streamlab.export import _plan
+from streamlab.export.beam import ExportedFiles
+from streamlab.pipeline import Pipeline
+from streamlab.steps import (
+    DedupStep,
+    FilterStep,
+    IntervalJoinStep,
+    KeyByStep,
+    ParseStep,
+    SelectStep,
+    SinkStep,
+    SourceStep,
+    WindowStep,
+)
+from streamlab.windows import SessionWindow, SlidingWindow, TumblingWindow
+
+__all__ = ["END_OF_INPUT", "SPARK_VERSION", "TICK", "to_spark"]
+
+SPARK_VERSION = "4.3.0"
+SCALA_VERSION = "2.13"
+END_OF_INPUT = b"\x00streamlab:end-of-input"
+"""The raw line that ends a bounded replay: the generated job turns it into a row at END_TIME on every
+timestamp column, which moves each query's watermark past every window and is never written out."""
+TICK = b"\x00streamlab:tick"
+"""A raw line the generated job ignores: a file holding only it is a micro-batch without rows, after
+which Spark's watermark for late rows (the one of the batch before) has caught up."""
+
+_ARROW = {
+    "string": "pa.string()",
+    "category": "pa.string()",
+    "int64": "pa.int64()",
+    "float64": "pa.float64()",
+    "bool": "pa.bool_()",
+    "timestamp": 'pa.timestamp("us", tz="UTC")',
+    "object": "pa.string()",
+    "json": "pa.string()",
+    "bytes": "pa.binary()",
+}
+_SPARK = {
+    "string": "STRING",
+    "category": "STRING",
+    "int64": "BIGINT",
+    "float64": "DOUBLE",
+    "bool": "BOOLEAN",
+    "timestamp": "TIMESTAMP",
+    "object": "STRING",
+    "json": "STRING",
+    "bytes": "BINARY",
+}
+_SIMPLE_AGGS = {"sum": "F.sum", "mean": "F.avg", "min": "F.min", "max": "F.max"}
+
+
+def _connectors() -> dict[str, str]:
+    return {
+        "kafka": f"org.apache.spark:spark-sql-kafka-0-10_{SCALA_VERSION}:{SPARK_VERSION}",
+        "eventhubs": f"org.apache.spark:spark-sql-kafka-0-10_{SCALA_VERSION}:{SPARK_VERSION}  (Event Hubs' Kafka endpoint)",
+        "kinesis": "the Kinesis source of Databricks (format 'kinesis', built in) or, elsewhere, "
+        "https://github.com/awslabs/spark-sql-kinesis-connector (format 'aws-kinesis')",
+        "pubsub": "the Pub/Sub source of Databricks (format 'pubsub', built in); open-source Spark has none",
+        "jdbc": "the database's JDBC driver jar (e.g. org.postgresql:postgresql:42.7.4)",
+    }
+
+
+_HEADER = '''"""PySpark Structured Streaming job {name!r}, exported from streamlab.
+
+Steps: {steps}.
+
+Run it (the exact command and a Databricks job are in README.md next to this file)::
+
+    spark-submit --packages {kafka_pkg} {module} \\
+        --kafka-bootstrap BROKERS --topic TOPIC --output OUT_DIR --checkpoint CHECKPOINT_DIR
+
+    spark-submit {module} --input 'DIR/*.jsonl' --output OUT_DIR --checkpoint CHECKPOINT_DIR --available-now
+
+Every output is its own streaming query with its own checkpoint directory (CHECKPOINT_DIR/<output>);
+the dead letters of the parse step are one of them.
+
+Semantics (streamlab -> Spark)
+------------------------------
+* Parse: streamlab's own per-record parser (copied below) in ``mapInArrow``: the same typed rows and
+  the same dead-letter reasons (``raw``, ``reason``, ``step_id``). Timestamps are microseconds here
+  (streamlab keeps nanoseconds).
+* Watermark: streamlab's moves after every event (largest event time seen minus the delay). Spark's
+  moves once per micro-batch: rows of a batch are judged against the watermark of the batches before
+  it, so within one batch nothing is late, and the watermark of a query is the minimum over its inputs.
+* Late rows: streamlab reports them on a ``late`` output; Spark drops them (windows, joins, dedup) and
+  only counts them (``numRowsDroppedByWatermark`` in ``StreamingQuery.lastProgress``). There is no
+  ``late`` output here.
+* Windows: one final result per window and key (append mode) once the watermark passes
+  ``end + lateness``: the job's watermark delay is the window's delay plus its lateness. A bounded
+  input ends with its last windows open (append mode writes nothing for them) unless its last line is
+  END_OF_INPUT; the job turns that line into a row at END_TIME that moves the watermark past every
+  window and is never written out. ``first``/``last`` are ``min_by``/``max_by`` on event time (ties:
+  any of the tied rows; streamlab takes the earliest arrival).
+* Sessions: ``session_window`` (a session ends ``gap`` after its last event, as in streamlab).
+* Dedup: ``dropDuplicatesWithinWatermark`` with the ttl as watermark delay (an id is forgotten once
+  the watermark passes its first event time + ttl); without ttl, ``dropDuplicates`` keeps every id.
+  No ``duplicates`` output; streamlab's ``max_ids`` bound is not reproduced.
+* One watermark per chain: Spark refuses to redefine a watermark downstream of another, so a window
+  after a dedup closes on the dedup's watermark (its ttl behind) instead of its own delay; results are
+  the same, written later (the generated code says so where it happens).
+* Functions (``filter_one``) get each row as a dict of Python values: a missing number is None here,
+  where streamlab's per-event functions see NaN; a function that fails on None sends the row to
+  ``dead_letter`` here, while ``NaN > 1`` is simply False in streamlab.
+* Interval joins: an inner stream-stream join with watermarks on both sides and the time range in the
+  join condition; rows behind the watermark are dropped (streamlab reports them on ``late``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+from datetime import datetime, timedelta, timezone
+from itertools import accumulate
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F  # noqa: N812 - PySpark's own convention
+'''
+
+_RUNTIME = '''
+
+def to_arrow_value(kind, value):
+    """A parsed value as the Arrow column of its field type holds it."""
+    if value is None:
+        return None
+    if kind in ("object", "json"):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def split_lines(content):
+    """Raw records of one file: its lines, without line ends (a trailing newline ends the last one)."""
+    parts = content.split(b"\\n")
+    if parts and parts[-1] == b"":
+        parts.pop()
+    return [p[:-1] if p.endswith(b"\\r") else p for p in parts]
+
+
+def parse_batches(batches, column, split, step_id, fields, required, max_record_bytes):
+    """``mapInArrow`` body: raw records to typed rows, and bad records to dead-letter rows.
+
+    Every output row has the fields plus ``_ok`` (False for a dead letter), ``_raw`` and ``_reason``.
+    The END_OF_INPUT line becomes a row with every timestamp field at END_TIME.
+    """
+    schema = pa.schema(
+        [(name, ARROW_TYPES[kind]) for name, kind, _ in fields]
+        + [("_ok", pa.bool_()), ("_raw", pa.string()), ("_reason", pa.string())]
+    )
+    for batch in batches:
+        raws = batch.column(column).to_pylist()
+        if split:
+            raws = [line for content in raws for line in split_lines(content)]
+        rows = []
+        for raw in raws:
+            if raw == TICK:
+                continue
+            if raw == END_OF_INPUT:
+                row = {name: (END_TIME if kind == "timestamp" else None) for name, kind, _ in fields}
+                rows.append({**row, "_ok": True, "_raw": None, "_reason": None})
+                continue
+            try:
+                parsed = parse_record(raw, fields, required, max_record_bytes)
+            except BadRecordError as e:
+                text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+                row = {name: None for name, _, _ in fields}
+                rows.append({**row, "_ok": False, "_raw": text, "_reason": str(e)})
+                continue
+            row = {name: to_arrow_value(kind, parsed[name]) for name, kind, _ in fields}
+            rows.append({**row, "_ok": True, "_raw": None, "_reason": None})
+        yield pa.RecordBatch.from_pylist(rows, schema=schema)
+
+
+def filter_batches(batches, schema, what, predicate, time):
+    """``mapInArrow`` body: rows the predicate keeps (``_ok``) or fails on (``_reason``).
+
+    END_OF_INPUT rows (``time`` at END_TIME) always pass, so that the watermark behind the filter moves.
+    """
+    out_schema = pa.schema([*schema, ("_ok", pa.bool_()), ("_reason", pa.string())])
+    for batch in batches:
+        rows = []
+        for row in batch.to_pylist():
+            if time is not None and row.get(time) == END_TIME:
+                rows.append({**row, "_ok": True, "_reason": None})
+                continue
+            try:
+                keep = bool(predicate(row))
+            except Exception as e:
+                rows.append({**row, "_ok": False, "_reason": f"{what} raised {type(e).__name__}: {e}"})
+                continue
+            if keep:
+                rows.append({**row, "_ok": True, "_reason": None})
+        yield pa.RecordBatch.from_pylist(rows, schema=out_schema)
+
+
+def with_flags(schema):
+    """A Spark schema plus the ``_ok`` and ``_reason`` columns of ``filter_batches``."""
+    from pyspark.sql.types import BooleanType, StringType, StructField, StructType
+
+    return StructType([*schema.fields, StructField("_ok", BooleanType()), StructField("_reason", StringType())])
+
+
+def real_rows(df, time):
+    """Rows that are not the END_OF_INPUT row. The condition reads the event-time column, so Spark
+    cannot push it below a watermark (a filter on other columns it may move before the watermark,
+    which would then never see the END_OF_INPUT row)."""
+    if time is None or time not in df.columns:
+        return df
+    return df.where(F.col(time).isNull() | (F.col(time) < F.lit(END_TIME)))
+
+
+def read_raw(spark, args):
+    """The raw records: a DataFrame of one binary column, and whether each row is a file of lines."""
+    if args.input:
+        reader = spark.readStream.format("binaryFile").schema(BINARY_FILE_SCHEMA)
+        if args.max_files_per_trigger:
+            reader = reader.option("maxFilesPerTrigger", args.max_files_per_trigger)
+        return reader.load(args.input).select("content"), "content", True
+    if args.kinesis_stream:
+        fmt = "kinesis" if args.kinesis_format == "databricks" else "aws-kinesis"
+        reader = (
+            spark.readStream.format(fmt)
+            .option("streamName", args.kinesis_stream)
+            .option("region", args.region)
+            .option("initialPosition", "TRIM_HORIZON")
+        )
+        return reader.load().select(F.col("data").alias("value")), "value", False
+    if args.pubsub_subscription:
+        project, _, sub = args.pubsub_subscription.removeprefix("projects/").partition("/subscriptions/")
+        reader = (
+            spark.readStream.format("pubsub")
+            .option("subscriptionId", sub)
+            .option("topicId", args.topic)
+            .option("projectId", project)
+        )
+        return reader.load().select(F.col("payload").alias("value")), "value", False
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", args.kafka_bootstrap)
+        .option("subscribe", args.topic)
+        .option("startingOffsets", "earliest")
+    )
+    if args.eventhubs_connection_env:
+        # Event Hubs' Kafka endpoint: SASL PLAIN with the connection string, read from the environment
+        conn = os.environ[args.eventhubs_connection_env]
+        jaas = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="$ConnectionString" password="{conn}";'
+        )
+        reader = (
+            reader.option("kafka.security.protocol", "SASL_SSL")
+            .option("kafka.sasl.mechanism", "PLAIN")
+            .option("kafka.sasl.jaas.config", jaas)
+        )
+    return reader.load().select("value"), "value", False
+
+
+def write_stream(df, name, args):
+    """Start the streaming query that writes one output (its own checkpoint directory)."""
+    if args.sink == "kafka":  # one JSON message per row
+        df = df.select(F.to_json(F.struct(*[F.col(c) for c in df.columns])).alias("value"))
+    writer = (
+        df.writeStream.queryName(name)
+        .outputMode("append")
+        .option("checkpointLocation", f"{args.checkpoint.rstrip('/')}/{name}")
+    )
+    if args.available_now:
+        writer = writer.trigger(availableNow=True)
+    elif args.trigger_interval:
+        writer = writer.trigger(processingTime=args.trigger_interval)
+    if args.sink == "kafka":
+        return (
+            writer.format("kafka")
+            .option("kafka.bootstrap.servers", args.kafka_bootstrap)
+            .option("topic", f"{args.output_topic_prefix}{name}")
+            .start()
+        )
+    if args.sink == "jdbc":
+        url = os.environ[args.jdbc_url_env]  # secrets by reference: the URL (with credentials) comes from the environment
+
+        def write_batch(batch, _batch_id):
+            batch.write.mode("append").jdbc(url, f"{args.jdbc_table_prefix}{name}")
+
+        return writer.foreachBatch(write_batch).start()
+    return (
+        writer.format(args.format)
+        .option("path", f"{args.output.rstrip('/')}/{name}")
+        .option("timestampFormat", "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX")
+        .start()
+    )
+
+
+def session(app_name=None):
+    """The job's SparkSession: UTC session time zone (window bounds and timestamps are UTC)."""
+    return (
+        SparkSession.builder.appName(app_name or PIPELINE_NAME)
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help="directory or glob of files of raw JSON lines (one record per line)")
+    source.add_argument("--kafka-bootstrap", help="Kafka (or Event Hubs: NAMESPACE.servicebus.windows.net:9093)")
+    source.add_argument("--kinesis-stream", help="Kinesis stream name (see --kinesis-format, --region)")
+    source.add_argument("--pubsub-subscription", help="projects/P/subscriptions/S (Databricks' pubsub source)")
+    parser.add_argument("--topic", help="Kafka / Event Hubs topic (or the Pub/Sub topic id)")
+    parser.add_argument(
+        "--eventhubs-connection-env",
+        help="name of the environment variable holding the Event Hubs connection string (never the string)",
+    )
+    parser.add_argument("--kinesis-format", choices=("databricks", "awslabs"), default="databricks")
+    parser.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
+    parser.add_argument("--output", help="directory (or s3://, abfss://, dbfs:/ prefix) for --sink files")
+    parser.add_argument("--checkpoint", required=True, help="checkpoint directory (one sub-directory per output)")
+    parser.add_argument("--sink", choices=("files", "kafka", "jdbc"), default="files")
+    parser.add_argument("--format", choices=("json", "parquet"), default="json", help="file format of --sink files")
+    parser.add_argument("--output-topic-prefix", default=PIPELINE_NAME + ".", help="--sink kafka: topic per output")
+    parser.add_argument("--jdbc-url-env", default="JDBC_URL", help="--sink jdbc: variable holding the JDBC URL")
+    parser.add_argument("--jdbc-table-prefix", default="", help="--sink jdbc: table name prefix")
+    parser.add_argument("--available-now", action="store_true", help="process what is there, then stop")
+    parser.add_argument("--trigger-interval", default=None, help="micro-batch interval, e.g. '10 seconds'")
+    parser.add_argument("--max-files-per-trigger", type=int, default=None, help="--input: files per micro-batch")
+    parser.add_argument(
+        "--outputs", default=None, help="comma-separated stream references to write (default: OUTPUTS)"
+    )
+    args = parser.parse_args(argv)
+    if args.sink == "files" and not args.output:
+        parser.error("--sink files needs --output DIR")
+    if args.kafka_bootstrap and not args.topic:
+        parser.error("--kafka-bootstrap needs --topic")
+    return args
+
+
+def start(spark, args):
+    """Build the streams and start one query per output; returns the queries by stream reference."""
+    raw, column, split = read_raw(spark, args)
+    streams = build(raw, column, split)
+    wanted = args.outputs.split(",") if args.outputs else list(OUTPUTS)
+    queries = {}
+    for ref in wanted:
+        name = OUTPUTS.get(ref, ref.replace(".", "_"))
+        queries[ref] = write_stream(streams[ref], name, args)
+    return queries
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    spark = session()
+    queries = start(spark, args)
+    for q in queries.values():
+        q.awaitTermination()
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def _interval(ns: int) -> str:
+    """A Spark interval string of a duration in nanoseconds (microsecond resolution)."""
+    if ns % 1_000_000 == 0:
+        return f"{ns // 1_000_000} milliseconds"
+    return f"{ns // 1_000} microseconds"
+
+
+def _interval_sql(ns: int) -> str:
+    if ns % 1_000_000 == 0:
+        return f"INTERVAL {ns // 1_000_000} MILLISECONDS"
+    return f"INTERVAL {ns // 1_000} MICROSECONDS"
+
+
+class _Generator:
+    def __init__(self, p: Pipeline) -> None:
+        self.p = p
+        self.types = _plan.column_types(p)
+        self.parse: ParseStep = next(s for s in p.steps.values() if isinstance(s, ParseStep))
+        self.snippets: set[str] = set()
+        self.consts: list[str] = []
+        self.user_imports: list[str] = []
+        self.user_code: list[str] = []
+        self.user_fns: dict[str, str] = {}
+        self.body: list[str] = []
+        self.streams: list[str] = []
+        self.time_of: dict[str, str | None] = {}  # stream reference -> its END_OF_INPUT time column
+        # streams that already carry a watermark (Spark allows one per chain): ref -> (column, delay ns)
+        self.watermark: dict[str, tuple[str | None, int]] = {}
+
+    def emit(self, line: str = "") -> None:
+        self.body.append(("    " + line) if line else "")
+
+    def var(self, ref: str) -> str:
+        return _plan.step_ref_name(ref)
+
+    def add(self, ref: str) -> None:
+        self.streams.append(ref)
+
+    def fields_of(self, ref: str) -> list[str]:
+        return list(self.types.get(ref, {}))
+
+    def step(self, step: Any) -> None:
+        sid = step.step_id
+        v = self.var(sid)
+        src = self.var(step.inputs[0]) if step.inputs else "raw"
+        tin = self.time_of.get(step.inputs[0]) if step.inputs else None
+        wm_in = self.watermark.get(step.inputs[0]) if step.inputs else None
+        if wm_in is not None and isinstance(step, (FilterStep, KeyByStep)):
+            self.watermark[sid] = wm_in
+        if wm_in is not None and isinstance(step, SelectStep):
+            self.watermark[sid] = (dict(step.columns).get(wm_in[0] or ""), wm_in[1])
+        if isinstance(step, SourceStep):
+            self.time_of[sid] = None
+            return
+        if isinstance(step, ParseStep):
+            fields = tuple((f.name, f.type, f.path) for f in step.fields)
+            req = tuple(dict.fromkeys(((step.time,) if step.time else ()) + step.required))
+            c = _plan.ident(sid).upper()
+            self.consts += [_plan.const(f"{c}_FIELDS", fields), _plan.const(f"{c}_REQUIRED", req)]
+            ddl = ", ".join(f"`{f.name}` {_SPARK[f.type]}" for f in step.fields)
+            self.consts.append(
+                _plan.const(f"{c}_SCHEMA", f"{ddl}, `_ok` BOOLEAN, `_raw` STRING, `_reason` STRING")
+            )
+            names = ", ".join(repr(f.name) for f in step.fields)
+            self.emit(f"{v} = raw.mapInArrow(")
+            self.emit("    lambda batches: parse_batches(")
+            self.emit(
+                f"        batches, column, split, {sid!r}, {c}_FIELDS, {c}_REQUIRED, {step.max_record_bytes!r}"
+            )
+            self.emit("    ),")
+            self.emit(f"    {c}_SCHEMA,")
+            self.emit(")")
+            dl = self.var(sid + ".dead_letter")
+            self.emit(
+                f'{dl} = {v}.where(~F.col("_ok")).select('
+                f'F.col("_raw").alias("raw"), F.col("_reason").alias("reason"), F.lit({sid!r}).alias("step_id"))'
+            )
+            self.emit(f'{v} = {v}.where(F.col("_ok")).select({names})')
+            self.time_of[sid] = step.time
+            self.time_of[sid + ".dead_letter"] = None
+            self.add(sid)
+            self.add(sid + ".dead_letter")
+        elif isinstance(step, FilterStep):
+            if step.expr is not None:
+                self.snippets.add("eval_expr")
+                pred = f"lambda row: eval_expr({step.expr!r}, row)"
+                what = f"filter {step.expr!r}"
+            else:
+                assert step.fn is not None
+                if not step.per_event:
+                    raise _plan.unsupported(
+                        step,
+                        "Spark",
+                        "filter_many (a function of a whole batch) is not translated",
+                        "use filter_one(fn) or a filter expression, or export to Beam",
+                    )
+                pred = self._fn(step.fn, sid, "filter")
+                what = f"filter_one({step.fn.name})"
+            cols = self.fields_of(step.inputs[0])
+            self.emit(f"{v}_arrow = arrow_schema({src}.schema)")
+            self.emit(f"{v} = {src}.mapInArrow(")
+            self.emit(
+                f"    lambda batches, schema={v}_arrow: filter_batches(batches, schema, {what!r}, {pred}, {tin!r}),"
+            )
+            self.emit(f"    with_flags({src}.schema),")
+            self.emit(")")
+            dl = self.var(sid + ".dead_letter")
+            self.emit(
+                f'{dl} = {v}.where(~F.col("_ok")).select(F.col("_reason").alias("reason"), '
+                f'F.lit({sid!r}).alias("step_id"), *{cols!r})'
+            )
+            self.emit(f'{v} = {v}.where(F.col("_ok")).select(*{cols!r})')
+            self.time_of[sid] = tin
+            self.time_of[sid + ".dead_letter"] = None
+            self.add(sid)
+            self.add(sid + ".dead_letter")
+        elif isinstance(step, SelectStep):
+            sel = ", ".join(f"F.col({old!r}).alias({new!r})" for old, new in step.columns)
+            self.emit(f"{v} = {src}.select({sel})")
+            mapping = dict(step.columns)
+            self.time_of[sid] = mapping.get(tin) if tin else None
+            self.add(sid)
+        elif isinstance(step, KeyByStep):
+            self.emit(f"{v} = {src}  # key_by {list(step.keys)}: windows below group by these columns")
+            self.time_of[sid] = tin
+        elif isinstance(step, DedupStep):
+            if wm_in is not None and step.time and step.ttl_ns is not None:
+                self._same_watermark(step, step.inputs[0], step.time)
+                self.emit(f"{v} = {src}.dropDuplicatesWithinWatermark([{step.id_column!r}])")
+                self.watermark[sid] = wm_in
+            elif step.time and step.ttl_ns is not None:
+                self.watermark[sid] = (step.time, step.ttl_ns)
+                self.emit(
+                    f"{v} = {src}.withWatermark({step.time!r}, {_interval(step.ttl_ns)!r})"
+                    f".dropDuplicatesWithinWatermark([{step.id_column!r}])"
+                )
+            else:
+                self.emit(f"{v} = {src}.dropDuplicates([{step.id_column!r}])")
+            self.time_of[sid] = tin
+            self.add(sid)
+        elif isinstance(step, WindowStep):
+            self._window(step, v, src, tin)
+        elif isinstance(step, IntervalJoinStep):
+            self._join(step, v)
+        elif isinstance(step, SinkStep):
+            return
+        else:  # pragma: no cover - check() rejects the rest
+            raise _plan.unsupported(step, "Spark", "not translated", "remove it")
+
+    def _fn(self, fn: Any, sid: str, kind: str) -> str:
+        code = _plan.function_code(fn, sid, kind, f"{_plan.ident(sid)}_fn")
+        for imp in code.imports:
+            if imp not in self.user_imports:
+                self.user_imports.append(imp)
+        if code.source:
+            self.user_code.append(
+                f"# step {sid!r}: the user's function, copied from the notebook\n{code.source}"
+            )
+        # build() names its DataFrames after the steps, which may be the functions' names: it reaches
+        # the functions through this table
+        self.user_fns[sid] = code.name
+        return f"USER_FUNCTIONS[{sid!r}]"
+
+    def _agg(self, a: Any, step: WindowStep) -> str:
+        name = a.name
+        if isinstance(a, CountAggregator):
+            inner = "F.lit(1)" if a.column is None else f"F.col({a.column!r})"
+            return f"F.count({inner}).alias({name!r})"
+        kind = type(a).__name__.removesuffix("Aggregator").lower()
+        if kind == "sum":
+            return f"F.coalesce(F.sum(F.col({a.column!r}).cast('double')), F.lit(0.0)).alias({name!r})"
+        if kind in _SIMPLE_AGGS:
+            return f"{_SIMPLE_AGGS[kind]}(F.col({a.column!r}).cast('double')).alias({name!r})"
+        if kind in ("first", "last"):
+            fn = "F.min_by" if kind == "first" else "F.max_by"
+            return f"{fn}(F.col({a.column!r}), F.col({step.time!r})).alias({name!r})"
+        raise PipelineConfigError(
+            step.step_id,
+            "window",
+            f"cannot export to Spark: aggregator {name!r} ({kind}) has no streaming equivalent here "
+            "(distinct counts and exact quantiles are not streaming aggregations in Spark)",
+            "use count, sum, mean, min, max, first or last, or export to Beam",
+        )
+
+    def _window(self, step: WindowStep, v: str, src: str, tin: str | None) -> None:
+        sid = step.step_id
+        w = step.window
+        if isinstance(w, TumblingWindow):
+            start = f", startTime={_interval(w.offset_ns % w.size_ns)!r}" if w.offset_ns % w.size_ns else ""
+            size = _interval(w.size_ns)
+            fn = f"F.window({step.time!r}, {size!r}, {size!r}{start})"
+        elif isinstance(w, SlidingWindow):
+            start = f", startTime={_interval(w.offset_ns % w.every_ns)!r}" if w.offset_ns % w.every_ns else ""
+            fn = f"F.window({step.time!r}, {_interval(w.size_ns)!r}, {_interval(w.every_ns)!r}{start})"
+        else:
+            assert isinstance(w, SessionWindow)
+            fn = f"F.session_window({step.time!r}, {_interval(w.gap_ns)!r})"
+        aggs = ", ".join(self._agg(a, step) for a in step.aggs)
+        keys = ", ".join(repr(k) for k in step.keys)
+        wm = _interval(step.delay_ns + step.lateness_ns)
+        cols = self.fields_of(step.inputs[0])
+        t = step.time
+        dl = self.var(sid + ".dead_letter")
+        reason = f"missing or unreadable event time in column {t!r}"
+        required_time = tin == t and t == self.parse.time
+        if not required_time:  # the parse step's event time is required: never missing here
+            self.emit(
+                f"{dl} = {src}.where(F.col({t!r}).isNull()).select("
+                f"F.lit({reason!r}).alias('reason'), F.lit({sid!r}).alias('step_id'), *{cols!r})"
+            )
+        upstream = self.watermark.get(step.inputs[0])
+        if upstream is not None:
+            self._same_watermark(step, step.inputs[0], t)
+            self.emit(
+                f"# {sid}: Spark allows one watermark per chain: this window closes on the upstream one "
+                f"({_interval(upstream[1])} behind), not {wm}"
+            )
+            watermarked = src
+        else:
+            watermarked = f"{src}.withWatermark({t!r}, {wm!r})"
+        self.watermark[sid] = (None, 0)
+        self.emit(f"{v} = (")
+        self.emit(f"    real_rows({watermarked}, {t!r})")
+        self.emit(f"    .groupBy({fn}.alias('w'){', ' + keys if keys else ''})")
+        self.emit(f"    .agg({aggs})")
+        names = ", ".join(repr(a.name) for a in step.aggs)
+        self.emit(
+            f"    .select({keys + ', ' if keys else ''}F.col('w.start').alias('window_start'), "
+            f"F.col('w.end').alias('window_end'), {names})"
+        )
+        self.emit(")")
+        self.time_of[sid] = None
+        self.add(sid)
+        if not required_time:
+            self.time_of[sid + ".dead_letter"] = None
+            self.add(sid + ".dead_letter")
+
+    def _same_watermark(self, step: Any, ref: str, column: str) -> None:
+        upstream = self.watermark[ref]
+        if upstream[0] != column:
+            raise _plan.unsupported(
+                step,
+                "Spark",
+                f"its input already has a watermark (on {upstream[0]!r}) and Spark allows one per chain",
+                f"use the same event-time column as the step before it, or put it on a branch that "
+                f"does not go through {ref!r}",
+            )
+
+    def _join(self, step: IntervalJoinStep, v: str) -> None:
+        sid = step.step_id
+        left_ref, right_ref = step.inputs
+        lv, rv = self.var(left_ref), self.var(right_ref)
+        lcols, rcols = self.fields_of(left_ref), self.fields_of(right_ref)
+        lt, rt = step.left_time, step.right_time
+        delay = _interval(step.delay_ns)
+        cond = [f"l.`{k}` = r.`{k}`" for k in step.on]
+        cond.append(f"r.`{rt}` >= l.`{lt}` + {_interval_sql(step.lower_ns)}")
+        cond.append(f"r.`{rt}` <= l.`{lt}` + {_interval_sql(step.upper_ns)}")
+        both = set(lcols) & set(rcols) - set(step.on)
+        sel = [f"F.col('l.`{c}`').alias({(c + step.suffixes[0] if c in both else c)!r})" for c in lcols]
+        sel += [
+            f"F.col('r.`{c}`').alias({(c + step.suffixes[1] if c in both else c)!r})"
+            for c in rcols
+            if c not in step.on
+        ]
+        lw = f"{lv}.withWatermark({lt!r}, {delay!r})"
+        rw = f"{rv}.withWatermark({rt!r}, {delay!r})"
+        if left_ref in self.watermark:
+            self._same_watermark(step, left_ref, lt)
+            lw = lv
+        if right_ref in self.watermark:
+            self._same_watermark(step, right_ref, rt)
+            rw = rv
+        self.watermark[sid] = (None, 0)
+        self.emit(f"{v} = (")
+        self.emit(f"    {lw}.alias('l')")
+        self.emit("    .join(")
+        self.emit(f"        {rw}.alias('r'),")
+        self.emit(f"        F.expr({' AND '.join(cond)!r}),")
+        self.emit("        'inner',")
+        self.emit("    )")
+        self.emit("    .select(")
+        for s in sel:
+            self.emit(f"        {s},")
+        self.emit("    )")
+        self.emit(")")
+        out_time = lt + step.suffixes[0] if lt in both else lt
+        self.time_of[sid] = out_time
+        self.add(sid)
+
+    def module(self, module_name: str) -> str:
+        for step in self.p.steps.values():
+            self.step(step)
+        text_body = "\n".join(self.body)
+        self.emit_end = [
+            "    streams = {}",
+            *[
+                f"    streams[{ref!r}] = real_rows({self.var(ref)}, {self.time_of.get(ref)!r})"
+                for ref in self.streams
+            ],
+            "    return streams",
+        ]
+        outputs = {r: n for r, n in _plan.sink_outputs(self.p).items() if r in self.streams}
+        steps = " -> ".join(self.p.steps)
+        kafka_pkg = _connectors()["kafka"]
+        parts = [_HEADER.format(name=self.p.name, steps=steps, module=module_name, kafka_pkg=kafka_pkg)]
+        if self.user_imports:
+            parts.append("\n".join(sorted(self.user_imports)) + "\n")
+        parts.append(f"PIPELINE_NAME = {self.p.name!r}")
+        parts.append(f"END_OF_INPUT = {END_OF_INPUT!r}  # the last line of a bounded replay (see above)")
+        parts.append("END_TIME = datetime(3000, 1, 1, tzinfo=timezone.utc)")
+        parts.append(f"TICK = {TICK!r}  # a line that is skipped: a micro-batch without rows")
+        parts.append(
+            'BINARY_FILE_SCHEMA = "path STRING, modificationTime TIMESTAMP, length BIGINT, content BINARY"'
+        )
+        parts.append(
+            "ARROW_TYPES = {"
+            + ", ".join(f"{k!r}: {t}" for k, t in _ARROW.items())
+            + "}  # streamlab field type -> Arrow type"
+        )
+        parts.append("# which stream goes to which output (file directory, topic suffix or table name)")
+        parts.append(_plan.const("OUTPUTS", outputs))
+        parts.append("\n\n# -- helpers copied from streamlab: this module must not import it\n")
+        parts.append(_plan.snippet_source(self.snippets))
+        parts.append("\n\n# -- step settings\n")
+        parts += self.consts
+        for code in self.user_code:
+            parts.append("\n\n" + code)
+        if self.user_fns:
+            table = ", ".join(f"{sid!r}: {name}" for sid, name in self.user_fns.items())
+            parts.append(f"\n\nUSER_FUNCTIONS = {{{table}}}  # step id -> the user's function")
+        parts.append(
+            "\n\ndef arrow_schema(spark_schema):\n"
+            '    """The Arrow schema of a DataFrame\'s rows (what ``mapInArrow`` hands a function)."""\n'
+            "    from pyspark.sql.pandas.types import to_arrow_schema\n\n"
+            '    return to_arrow_schema(spark_schema, timezone="UTC", prefers_large_types=False)\n'
+        )
+        parts.append(_RUNTIME)
+        parts.append(
+            "\n\ndef build(raw, column, split):\n"
+            '    """Every stream of the pipeline by streamlab reference (``"window"``, ``"parse.dead_letter"``).\n\n'
+            "    ``raw`` has the raw records in ``column`` (bytes); ``split``: each value is a file of lines.\n"
+            '    END_OF_INPUT rows are removed from every stream here."""\n'
+            + text_body
+            + "\n"
+            + "\n".join(self.emit_end)
+            + "\n"
+        )
+        text = "\n".join(parts)
+        return _tidy(text)
+
+
+def _tidy(text: str) -> str:
+    import re
+
+    text = re.sub(r"\n{4,}", "\n\n\n", text)
+    text = re.sub(r"\n\n\n+(\s+)", r"\n\n\1", text)
+    return text.strip() + "\n"
+
+
+def check(p: Pipeline) -> None:
+    """Raise a PipelineConfigError naming the first step the Spark export cannot express."""
+    from streamlab.steps import MapStep
+
+    # the shared checks (one source, a parse step, no early results) on the pipeline without its
+    # interval joins, which Spark translates and the shared check refuses
+    without_joins = Pipeline(name=p.name, time=p.time)
+    without_joins.steps = {sid: st for sid, st in p.steps.items() if not isinstance(st, IntervalJoinStep)}
+    _plan.check_steps(without_joins, "Spark")
+    for step in p.steps.values():
+        if isinstance(step, MapStep):
+            raise _plan.unsupported(
+                step,
+                "Spark",
+                "map steps (functions or with_columns) have no declared Spark schema for their results",
+                "express it with select/filter, keep it in the notebook, or export to Beam or Lambda",
+            )
+        if step.kind in ("enrich", "union", "operator"):
+            why = {
+                "enrich": "enrich joins with a table held in memory; the exported job cannot ship it",
+                "union": "union of several streams is not translated",
+                "operator": "config-backed steps (detectors, features) need per-key models "
+                "(applyInPandasWithState) that the exporter does not generate yet",
+            }[step.kind]
+            raise _plan.unsupported(step, "Spark", why, "keep this step in the notebook, or export to Beam")
+
+
+def _readme(p: Pipeline, module: str, outputs: dict[str, str]) -> str:
+    name = _plan.ident(p.name)
+    c = _connectors()
+    out_rows = "\n".join(f"| `{ref}` | `{dest}` |" for ref, dest in outputs.items())
+    return f"""# {p.name}: PySpark Structured Streaming job exported from streamlab
+
+`{module}` is a standalone PySpark {SPARK_VERSION} job (no streamlab import). Each output is its own
+streaming query with its own checkpoint (`CHECKPOINT_DIR/<output>`); the dead letters of the parse step
+are one of them. What differs from streamlab's per-event semantics is in the module's docstring: the
+watermark moves once per micro-batch, late rows are dropped (counted in `numRowsDroppedByWatermark`)
+instead of reported on a `late` output, and dedup has no `duplicates` output.
+
+| stream | output (directory / topic suffix / table) |
+|---|---|
+{out_rows}
+
+## Run it
+
+Kafka (or Event Hubs through its Kafka endpoint) to files:
+
+```sh
+spark-submit --master 'local[2]' \\
+  --packages {c["kafka"]} \\
+  {module} --kafka-bootstrap BROKER:9092 --topic events \\
+  --output /data/{name}/out --checkpoint /data/{name}/checkpoints
+```
+
+Event Hubs: `--kafka-bootstrap NAMESPACE.servicebus.windows.net:9093 --topic HUB
+--eventhubs-connection-env EVENTHUBS_CONNECTION_STRING` (the connection string is read from that
+environment variable, never passed on the command line).
+
+A backfill of files of raw JSON lines, stopping when done (`--available-now`):
+
+```sh
+spark-submit --master 'local[2]' {module} --input '/data/events/' \\
+  --output /data/{name}/out --checkpoint /data/{name}/checkpoints --available-now
+```
+
+Append mode writes a window once the watermark passes it, so the last windows of a bounded input stay
+open unless its last file ends with the end-of-input line (a NUL byte then `streamlab:end-of-input`):
+`printf '\\0streamlab:end-of-input\\n' > /data/events/zz-end.jsonl`, written after every other file
+(the file source reads files in the order of their modification times).
+
+Sinks: `--sink files` (`--format json|parquet`), `--sink kafka` (one topic per output,
+`--output-topic-prefix`), `--sink jdbc` (the JDBC URL with its credentials is read from the environment
+variable named by `--jdbc-url-env`, default `JDBC_URL`).
+
+## Connector artefacts
+
+| source / sink | artefact |
+|---|---|
+| Kafka | `{c["kafka"]}` (`--packages`) |
+| Event Hubs | {c["eventhubs"]} |
+| Kinesis | {c["kinesis"]} |
+| Pub/Sub | {c["pubsub"]} |
+| JDBC sink | {c["jdbc"]} |
+| files | built in |
+
+Python: `requirements.txt` (pyspark and pyarrow; the parse runs in `mapInArrow` on the executors, which
+need pyarrow too).
+
+## What was verified, and how
+
+`streamlab.export.verify(pipeline, sample, target="spark")` runs this module on Spark in local mode
+(`local[2]`, from the `pyspark` wheel) with a **file source**: the sample is written to files (then the
+end-of-input line), read with `--available-now`, and every output is compared with streamlab's own run.
+**The Kafka, Kinesis, Pub/Sub and JDBC paths are generated but not executed here**: their connector jars
+cannot be fetched on the machine that verifies, so only the file source and file sink run.
+
+## Deploy
+
+`databricks_job.json` is a Databricks Jobs API 2.1 job (a `spark_python_task` on a job cluster with the
+Kafka package as a library); upload `{module}` to the workspace path it names, then
+`databricks jobs create --json @databricks_job.json`. `emr_serverless.json` is the `start-job-run`
+request for EMR Serverless (`aws emr-serverless start-job-run --cli-input-json file://emr_serverless.json`).
+Secrets stay out of both: Event Hubs and JDBC credentials come from environment variables that the
+cluster sets from a secret scope (Databricks) or the job's runtime role (EMR).
+"""
+
+
+def _databricks(p: Pipeline, module: str) -> dict[str, Any]:
+    name = _plan.ident(p.name)
+    return {
+        "name": f"streamlab-{name}",
+        "max_concurrent_runs": 1,
+        "tasks": [
+            {
+                "task_key": name,
+                "spark_python_task": {
+                    "python_file": f"/Workspace/streamlab/{name}/{module}",
+                    "parameters": [
+                        "--kafka-bootstrap",
+                        "{{job.parameters.bootstrap}}",
+                        "--topic",
+                        "{{job.parameters.topic}}",
+                        "--output",
+                        f"dbfs:/streamlab/{name}/out",
+                        "--checkpoint",
+                        f"dbfs:/streamlab/{name}/checkpoints",
+                    ],
+                },
+                "new_cluster": {
+                    "spark_version": "16.4.x-scala2.13",
+                    "node_type_id": "i3.xlarge",
+                    "num_workers": 1,
+                    "spark_conf": {"spark.sql.session.timeZone": "UTC"},
+                    "spark_env_vars": {
+                        "EVENTHUBS_CONNECTION_STRING": "{{secrets/streamlab/eventhubs-connection-string}}"
+                    },
+                },
+                "libraries": [
+                    {"maven": {"coordinates": _connectors()["kafka"]}},
+                    {"pypi": {"package": "pyarrow"}},
+                ],
+            }
+        ],
+        "parameters": [
+            {"name": "bootstrap", "default": "BROKER:9092"},
+            {"name": "topic", "default": "events"},
+        ],
+    }
+
+
+def _emr(p: Pipeline, module: str) -> dict[str, Any]:
+    name = _plan.ident(p.name)
+    return {
+        "applicationId": "APPLICATION_ID",
+        "executionRoleArn": "arn:aws:iam::ACCOUNT:role/streamlab-emr-serverless",
+        "name": f"streamlab-{name}",
+        "mode": "STREAMING",
+        "jobDriver": {
+            "sparkSubmit": {
+                "entryPoint": f"s3://BUCKET/streamlab/{name}/{module}",
+                "entryPointArguments": [
+                    "--kafka-bootstrap",
+                    "BROKER:9092",
+                    "--topic",
+                    "events",
+                    "--output",
+                    f"s3://BUCKET/streamlab/{name}/out",
+                    "--checkpoint",
+                    f"s3://BUCKET/streamlab/{name}/checkpoints",
+                ],
+                "sparkSubmitParameters": f"--packages {_connectors()['kafka']} "
+                "--conf spark.sql.session.timeZone=UTC",
+            }
+        },
+    }
+
+
+def to_spark(pipeline: Pipeline, path: str | Path, *, module_name: str | None = None) -> ExportedFiles:
+    """Write a PySpark Structured Streaming job for ``pipeline`` and its deployment files into ``path``.
+
+    Parameters
+    ----------
+    pipeline
+        The pipeline (one source, a parse step, then filters, selects, dedup, windows and interval joins).
+    path
+        Directory to write (created if missing).
+    module_name
+        File name of the module; defaults to ``<pipeline name>_spark.py``.
+
+    Returns
+    -------
+    ExportedFiles
+        The module, ``README.md``, ``requirements.txt``, ``databricks_job.json`` and ``emr_serverless.json``.
+
+    Raises
+    ------
+    PipelineConfigError
+        Naming the first step the export cannot express and the alternative.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from streamlab import Pipeline, TumblingWindow, agg
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b'{}']), name="demo")
+    >>> _ = p.parse().window(TumblingWindow("1m"), key="event_type").agg(agg.count())
+    >>> out = to_spark(p, tempfile.mkdtemp())
+    >>> sorted(out.files)
+    ['README.md', 'databricks_job.json', 'demo_spark.py', 'emr_serverless.json', 'requirements.txt']
+    >>> "F.window('timestamp', '60000 milliseconds'" in out.read("demo_spark.py")
+    True
+    """
+    check(pipeline)
+    gen = _Generator(pipeline)
+    name = module_name or f"{_plan.ident(pipeline.name)}_spark.py"
+    code = gen.module(name)
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+
+    def write(fname: str, text: str) -> None:
+        (out / fname).write_text(text)
+        files[fname] = out / fname
+
+    write(name, code)
+    reqs = [f"pyspark=={SPARK_VERSION}", "pyarrow>=18"]
+    if "eval_expr(" in code:
+        reqs.append("pandas>=2.2")
+    reqs += sorted({imp.split()[1].split(".")[0] for imp in gen.user_imports} - {"pandas"})
+    write("requirements.txt", "\n".join(reqs) + "\n")
+    outputs = {r: n for r, n in _plan.sink_outputs(pipeline).items() if r in gen.streams}
+    write("README.md", _readme(pipeline, name, outputs))
+    write("databricks_job.json", json.dumps(_databricks(pipeline, name), indent=2) + "\n")
+    write("emr_serverless.json", json.dumps(_emr(pipeline, name), indent=2) + "\n")
+    return ExportedFiles(out, out / name, files, "spark")
+
+
+# -- verification on Spark in local mode ---------------------------------------------------------
+_SESSION: Any = None
+
+
+def spark_session() -> Any:
+    """The local SparkSession verifications share (``local[2]``, UI off, 2 shuffle partitions, UTC).
+
+    Created on first use and kept for the next verification (the JVM ends with this Python process);
+    an active session (a test fixture's) is used as it is.
+
+    Raises
+    ------
+    ImportError
+        When pyspark is not installed, naming what to install (never a silent skip).
+    """
+    global _SESSION
+    import os
+    import shutil
+    import sys
+
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as e:
+        raise ImportError(
+            "verifying a Spark export needs PySpark and a Java 17+ runtime: "
+            f"pip install 'streamlab[spark]' (pyspark=={SPARK_VERSION}) and apt-get install "
+            f"openjdk-17-jre-headless ({e})"
+        ) from e
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        raise RuntimeError(
+            "verifying a Spark export needs a Java 17+ runtime (java on PATH or JAVA_HOME): "
+            "apt-get install openjdk-17-jre-headless"
+        )
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    if _SESSION is None:
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        _SESSION = (
+            SparkSession.builder.master("local[2]")
+            .appName("streamlab-verify")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.shuffle.partitions", "2")
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.sql.streaming.forceDeleteTempCheckpointLocation", "true")
+            .getOrCreate()
+        )
+        _SESSION.sparkContext.setLogLevel("ERROR")
+    return _SESSION
+
+
+def compared_streams(p: Pipeline, streams: list[str]) -> dict[str, tuple[list[str], set[str]]]:
+    """Every output the Spark job writes, with the columns compared (JSON-typed ones left out) and which
+    of them are times."""
+    types = _plan.column_types(p)
+    out: dict[str, tuple[list[str], set[str]]] = {}
+    for ref in _plan.sink_outputs(p):
+        if ref not in streams:
+            continue
+        cols = {c: t for c, t in types.get(ref, {}).items() if t not in ("object", "json")}
+        times = {c for c, t in cols.items() if t == "timestamp"}
+        out[ref] = (list(cols), times)
+    return out
+
+
+def run_spark(
+    module_path: str | Path,
+    lines: list[bytes],
+    refs: list[str],
+    workdir: str | Path,
+    *,
+    batch_records: int | None = None,
+    timeout_s: float = 600.0,
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """Run a generated Spark module on ``lines`` written to files (``--available-now``).
+
+    The sample goes into one file (one micro-batch), or files of ``batch_records`` lines read one per
+    micro-batch; a last file holds END_OF_INPUT so that every window closes. Returns the rows of each
+    stream in ``refs`` (as frames) and, per stream, the rows Spark dropped behind the watermark.
+    """
+    import os
+
+    import pandas as pd
+
+    from streamlab.export.verify import load_module
+
+    if any(b"\n" in line for line in lines):
+        raise ValueError("a sample record holds a newline; the Spark verification writes one record per line")
+    work = Path(workdir)
+    src, out, ckpt = work / "input", work / "output", work / "checkpoints"
+    src.mkdir(parents=True, exist_ok=True)
+    if batch_records:
+        # Spark drops a row as late against the watermark of the batch before its own (the "watermark
+        # for late events"), which reflects the rows up to two batches back: a batch without rows (TICK)
+        # after each batch of records makes it the watermark of every record before.
+        chunks = []
+        for i in range(0, len(lines), batch_records):
+            chunks += [lines[i : i + batch_records], [TICK]]
+        chunks.append([END_OF_INPUT])
+    else:
+        chunks = [[*lines, END_OF_INPUT]]
+    for i, chunk in enumerate(chunks):
+        f = src / f"part-{i:06d}.jsonl"
+        f.write_bytes(b"".join(x + b"\n" for x in chunk))
+        os.utime(f, (1_000_000_000 + i, 1_000_000_000 + i))  # the file source reads in modification order
+    spark = spark_session()
+    module = load_module(module_path)
+    try:
+        from pyspark import cloudpickle
+
+        cloudpickle.register_pickle_by_value(module)  # executors cannot import the generated module
+        argv = ["--input", str(src), "--output", str(out), "--checkpoint", str(ckpt), "--available-now"]
+        argv += ["--outputs", ",".join(refs)]
+        if batch_records:
+            argv += ["--max-files-per-trigger", "1"]
+        queries = module.start(spark, module.parse_args(argv))
+        dropped: dict[str, int] = {}
+        try:
+            for ref, q in queries.items():
+                if not q.awaitTermination(timeout_s):
+                    raise TimeoutError(f"the Spark query for {ref!r} did not finish in {timeout_s:.0f}s")
+                dropped[ref] = sum(
+                    int(s.get("numRowsDroppedByWatermark", 0))
+                    for prog in q.recentProgress
+                    for s in prog.get("stateOperators", [])
+                )
+        finally:
+            for q in queries.values():
+                if q.isActive:
+                    q.stop()
+        frames: dict[str, Any] = {}
+        for ref in refs:
+            name = module.OUTPUTS.get(ref, ref.replace(".", "_"))
+            rows = []
+            for part in sorted((out / name).glob("part-*")):
+                rows += [json.loads(x) for x in part.read_text().splitlines() if x.strip()]
+            frames[ref] = pd.DataFrame(rows)
+        return frames, dropped
+    finally:
+        import sys
+
+        from pyspark import cloudpickle
+
+        cloudpickle.unregister_pickle_by_value(module)
+        sys.modules.pop(module.__name__, None)
+
+
+def compare_spark(
+    pipeline: Pipeline,
+    local: dict[str, Any],
+    exported: dict[str, Any],
+    compared: dict[str, tuple[list[str], set[str]]],
+    dropped: dict[str, int],
+    batch_records: int | None = None,
+) -> tuple[bool, Any, dict[str, dict[str, int]], list[str]]:
+    """Compare the Spark job's outputs with streamlab's as multisets of rows on the compared columns.
+
+    With one record per micro-batch (``batch_records=1``, each followed by a batch without rows) Spark
+    judges each row against the watermark of the rows before it, as streamlab does: the rows a window
+    dropped behind its watermark must then equal the count of streamlab's ``late`` output
+    (``counts["<step>.late"]``); otherwise the counts are reported in the notes only.
+
+    Returns
+    -------
+    tuple
+        ``(equal, diff, counts, notes)``.
+    """
+    import pandas as pd
+
+    from streamlab.export.verify import _multiset_diff, _normalise
+
+    diffs = []
+    counts: dict[str, dict[str, int]] = {}
+    for ref, (cols, times) in compared.items():
+        left = _normalise(local.get(ref, pd.DataFrame()), cols, times)
+        right = _normalise(exported.get(ref, pd.DataFrame()), cols, times)
+        counts[ref] = {"streamlab": len(left), "spark": len(right)}
+        d = _multiset_diff(ref, left, right, "spark")
+        if len(d):
+            diffs.append(d)
+    notes = [
+        "Spark has no late or duplicates outputs: late rows are dropped (counted below), repeats dropped",
+        "the sample was read from files (Kafka, Kinesis, Pub/Sub and JDBC connectors are not run here)",
+        "one micro-batch for the whole sample"
+        if not batch_records
+        else f"micro-batches of {batch_records} records (Spark's watermark moves between them)",
+    ]
+    for sid, step in pipeline.steps.items():
+        if isinstance(step, (WindowStep, IntervalJoinStep)) and sid in dropped:
+            late = local.get(f"{sid}.late")
+            n_local = 0 if late is None else len(late)
+            notes.append(
+                f"{sid}: streamlab reported {n_local} late rows; Spark dropped {dropped[sid]} behind its watermark"
+            )
+            if batch_records == 1 and isinstance(step, WindowStep):
+                counts[f"{sid}.late"] = {"streamlab": n_local, "spark": dropped[sid]}
+                if n_local != dropped[sid]:
+                    diffs.append(
+                        pd.DataFrame(
+                            [
+                                {
+                                    "output": f"{sid}.late",
+                                    "side": "count",
+                                    "streamlab": n_local,
+                                    "spark": dropped[sid],
+                                }
+                            ]
+                        )
+                    )
+    diff = pd.concat(diffs, ignore_index=True) if diffs else pd.DataFrame(columns=["output", "side"])
+    return not diffs, diff, counts, notes
+
+
+def verify_spark(
+    pipeline: Pipeline,
+    lines: list[bytes],
+    local: dict[str, Any],
+    workdir: str | Path,
+    *,
+    batch_records: int | None = None,
+    **options: Any,
+) -> tuple[ExportedFiles, dict[str, Any], bool, Any, dict[str, dict[str, int]], list[str]]:
+    """Export to Spark, run the job in local mode on ``lines`` and compare with ``local``."""
+    files = to_spark(pipeline, Path(workdir) / "export", **options)
+    gen_streams = [r for r in _plan.sink_outputs(pipeline)]
+    module_text = files.module.read_text()
+    streams = [r for r in gen_streams if f"streams[{r!r}]" in module_text]
+    compared = compared_streams(pipeline, streams)
+    exported, dropped = run_spark(
+        files.module, lines, list(compared), Path(workdir) / "run", batch_records=batch_records
+    )
+    equal, diff, counts, notes = compare_spark(pipeline, local, exported, compared, dropped, batch_records)
+    return files, exported, equal, diff, counts, notes

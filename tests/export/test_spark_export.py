@@ -1,0 +1,352 @@
+"""Spark export: the generated PySpark job, run on Spark in local mode, reproduces streamlab's results.
+
+One SparkSession (one JVM) serves every test of this module; samples are small and in order (Spark's
+watermark moves per micro-batch, so late data is compared only as counts, in the report's notes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamlab import Pipeline, SessionWindow, SlidingWindow, TumblingWindow, agg
+from streamlab.errors import PipelineConfigError
+from streamlab.export import verify
+from streamlab.export.spark import END_OF_INPUT, to_spark
+from streamlab.testing import ListSource
+
+from ._samples import BASE_MS, FIXED_SAMPLE, record
+
+SCHEMA = {
+    "event_id": "string",
+    "event_type": "category",
+    "user_id": "string",
+    "timestamp": "timestamp",
+    "amount": {"type": "float64", "path": "properties.amount"},
+}
+
+# in event-time order (nothing late for either engine), with a repeat and bad records
+IN_ORDER = [
+    record(1, BASE_MS + 5_000, "click", "u1", 2.5),
+    record(1, BASE_MS + 5_000, "click", "u1", 2.5),  # a repeat (on time: streamlab's watermark is at 5s)
+    record(2, BASE_MS + 20_000, "view", "u2", None),
+    b"not json",
+    record(3, BASE_MS + 50_000, "click", "u3", 1.0),
+    record(4, BASE_MS + 70_000, "click", "u1", 4.0),
+    b'{"event_id": "x", "event_type": "click", "user_id": "u1"}',
+    record(5, BASE_MS + 95_000, "buy", "u1", 10.0),
+    record(6, BASE_MS + 200_000, "view", "u3", 0.5),
+    b"",
+    record(7, BASE_MS + 230_000, "view", "u1", None),
+]
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    """One local Spark for the module: local[2], no UI, two shuffle partitions (see spark_session)."""
+    from streamlab.export import spark as spark_export
+
+    session = spark_export.spark_session()
+    yield session
+    session.stop()
+    spark_export._SESSION = None
+
+
+def base(name: str) -> tuple[Pipeline, Any]:
+    p = Pipeline(ListSource([b"{}"]), name=name)
+    return p, p.parse(SCHEMA)
+
+
+def all_cases() -> Pipeline:
+    """Tumbling, sliding and session windows, dedup, an interval join and dead letters in one pipeline:
+    one Spark run (one query per output, run together) checks them all."""
+    p, events = base("cases")
+    uniq = events.dedup("event_id", ttl="10m")
+    uniq.window(TumblingWindow("1m"), key="event_type", delay="5s", step_id="tumbling").agg(
+        agg.count(), agg.sum("amount"), agg.mean("amount"), agg.max("amount"), agg.first("user_id")
+    )
+    events.window(SlidingWindow("2m", every="1m"), key="user_id", step_id="sliding").agg(
+        agg.count(), agg.min("amount")
+    )
+    events.window(SessionWindow("30s"), key="user_id", step_id="session").agg(
+        agg.count(), agg.sum("amount"), agg.last("event_type")
+    )
+    clicks = events.filter("event_type == 'click'", step_id="clicks")
+    buys = events.filter("event_type == 'buy'", step_id="buys")
+    clicks.join_interval(buys, "user_id", lower="0s", upper="2m", step_id="join")
+    return p
+
+
+def test_every_case_on_spark_equals_streamlab(spark: Any, tmp_path: Path) -> None:
+    p = all_cases()
+    report = verify(p, IN_ORDER, target="spark", workdir=tmp_path)
+    assert report.equal, report.diff
+    counts = report.counts
+    assert counts["tumbling"] == {"streamlab": 5, "spark": 5}
+    assert counts["sliding"]["spark"] == counts["sliding"]["streamlab"] > 5
+    assert counts["session"]["spark"] == counts["session"]["streamlab"] >= 5
+    assert counts["clicks.dead_letter"] == {"streamlab": 0, "spark": 0}
+    assert counts["join"]["spark"] == counts["join"]["streamlab"] >= 2
+    assert counts["parse.dead_letter"] == {"streamlab": 3, "spark": 3}
+    reasons = sorted(report.exported["parse.dead_letter"]["reason"])
+    assert reasons[0] == "empty record" and reasons[1].startswith("invalid JSON")
+    assert reasons[2] == "missing required field 'timestamp'"
+    # the repeat of e1 is dropped before the tumbling window: its click window counts e1 once
+    win = report.exported["tumbling"]
+    first_click = win[(win["event_type"] == "click")].sort_values("window_start").iloc[0]
+    assert first_click["count"] == 2
+    assert "spark: equal" in report._repr_html_()
+
+
+def test_late_rows_one_record_per_micro_batch(spark: Any, tmp_path: Path) -> None:
+    """With one record per micro-batch Spark's watermark moves per event, as streamlab's does: the same
+    rows are late (dropped there, reported here), so the windows and the late counts are equal."""
+    p, events = base("late")
+    events.window(TumblingWindow("1m"), key="event_type", delay="5s").agg(agg.count(), agg.sum("amount"))
+    sample = [
+        record(1, BASE_MS + 5_000, "click", "u1", 2.5),
+        record(3, BASE_MS + 70_000, "click", "u3", 1.0),
+        record(4, BASE_MS + 30_000, "click", "u4", 4.0),  # late: the watermark is at 1:05
+        record(5, BASE_MS + 130_000, "view", "u1", 3.0),
+        record(6, BASE_MS + 62_000, "click", "u2", 1.5),  # late: the watermark is at 2:05
+        record(7, BASE_MS + 124_000, "view", "u3", 0.5),  # on time: its window ends at 3:00
+    ]
+    report = verify(p, sample, target="spark", workdir=tmp_path, batch_records=1)
+    assert report.equal, report.diff
+    assert report.counts["window.late"] == {"streamlab": 2, "spark": 2}
+    assert report.counts["window"]["spark"] == report.counts["window"]["streamlab"] == 3
+    assert any("micro-batches of 1 records" in n for n in report.notes)
+
+
+@pytest.mark.timeout(300)
+def test_the_jobs_command_line_writes_every_output(spark: Any, tmp_path: Path) -> None:
+    """``main(argv)``, as spark-submit runs it: --input, --output, --checkpoint, --available-now."""
+    import json
+
+    from pyspark import cloudpickle
+
+    from streamlab.export.verify import load_module, run_local
+
+    p, events = base("cmdline")
+    events.window(TumblingWindow("1m"), key="event_type").agg(agg.count())
+    module = load_module(to_spark(p, tmp_path / "export").module)
+    cloudpickle.register_pickle_by_value(
+        module
+    )  # spark-submit ships the file; here the executors get it pickled
+    data = tmp_path / "in"
+    data.mkdir()
+    (data / "events.jsonl").write_bytes(b"".join(x + b"\n" for x in [*IN_ORDER, END_OF_INPUT]))
+    out, ckpt = tmp_path / "out", tmp_path / "checkpoints"
+    try:
+        module.main(
+            ["--input", str(data), "--output", str(out), "--checkpoint", str(ckpt), "--available-now"]
+        )
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+    assert module.OUTPUTS == {"parse.dead_letter": "parse_dead_letter", "window": "window"}
+    rows = {
+        name: [
+            json.loads(line)
+            for f in sorted((out / name).glob("part-*"))
+            for line in f.read_text().splitlines()
+        ]
+        for name in module.OUTPUTS.values()
+    }
+    assert sorted(ckpt.iterdir()) == [ckpt / "parse_dead_letter", ckpt / "window"]
+    local = run_local(p, list(IN_ORDER))
+    assert len(rows["window"]) == len(local["window"]) == 5
+    assert sum(r["count"] for r in rows["window"]) == int(local["window"]["count"].sum())
+    assert sorted(r["reason"] for r in rows["parse_dead_letter"]) == sorted(
+        local["parse.dead_letter"]["reason"]
+    )
+
+
+# -- generation, refusals and the command line (no Spark needed) -----------------------------------
+def test_generated_files_lint_name_connectors_and_hold_no_secrets(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    out = to_spark(all_cases(), tmp_path / "spark")
+    assert sorted(out.files) == [
+        "README.md",
+        "cases_spark.py",
+        "databricks_job.json",
+        "emr_serverless.json",
+        "requirements.txt",
+    ]
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--config", str(pyproject), str(out.directory)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout
+    code = out.read("cases_spark.py")
+    import re
+
+    assert not re.search(r"^\s*(import|from) streamlab", code, re.MULTILINE)
+    for needle in (
+        "withWatermark(",
+        "F.window('timestamp', '120000 milliseconds', '60000 milliseconds')",
+        "F.session_window('timestamp', '30000 milliseconds')",
+        "dropDuplicatesWithinWatermark(['event_id'])",
+        "'inner'",
+        "def parse_record(",  # streamlab's parser, copied in
+        "Semantics (streamlab -> Spark)",
+        "checkpointLocation",
+    ):
+        assert needle in code, needle
+    readme = out.read("README.md")
+    assert "spark-submit" in readme and "org.apache.spark:spark-sql-kafka-0-10_2.13:4.3.0" in readme
+    assert "generated but not executed here" in readme and "**file source**" in readme
+    job = json.loads(out.read("databricks_job.json"))
+    assert job["tasks"][0]["spark_python_task"]["python_file"].endswith("cases_spark.py")
+    assert "{{secrets/" in json.dumps(job)  # secrets by reference only
+    emr = json.loads(out.read("emr_serverless.json"))
+    assert (
+        emr["mode"] == "STREAMING"
+        and "--checkpoint" in emr["jobDriver"]["sparkSubmit"]["entryPointArguments"]
+    )
+    assert out.read("requirements.txt").splitlines()[0] == "pyspark==4.3.0"
+    for text in (code, readme, out.read("databricks_job.json"), out.read("emr_serverless.json")):
+        assert "password=" not in text.replace('password="{conn}"', "") and "AKIA" not in text
+
+
+def test_end_of_input_line_is_not_json_and_moves_no_real_row() -> None:
+    assert END_OF_INPUT.startswith(b"\x00")  # never a JSON record
+
+
+@pytest.mark.parametrize(
+    ("build", "step", "words"),
+    [
+        (lambda e: e.with_columns(cents="amount * 100"), "with_columns", "map steps"),
+        (
+            lambda e: e.window(TumblingWindow("1m"), key="event_type").agg(agg.count_distinct("user_id")),
+            "window",
+            "no streaming equivalent",
+        ),
+        (lambda e: e.filter_many(lambda df: df["amount"] > 0), "filter", "filter_many"),
+        (  # the shared checks still run when the pipeline has an interval join
+            lambda e: (
+                e.join_interval(e, "user_id", lower="0s", upper="1m"),
+                e.window(TumblingWindow("1m"), key="event_type", early=True).agg(agg.count()),
+            ),
+            "window",
+            "early results",
+        ),
+    ],
+)
+def test_refuses_steps_it_cannot_express(tmp_path: Path, build: Any, step: str, words: str) -> None:
+    p, events = base("refused")
+    build(events)
+    with pytest.raises(PipelineConfigError, match=words) as err:
+        to_spark(p, tmp_path)
+    assert "Fix:" in str(err.value) and "cannot export to Spark" in str(err.value)
+    assert f"step '{step}" in str(err.value)
+
+
+def test_cli_exports_spark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from streamlab.export import export_main
+    from streamlab.sources import ReplaySource
+
+    data = tmp_path / "events.jsonl"
+    data.write_bytes(b"\n".join(x for x in IN_ORDER if x.startswith(b"{")) + b"\n")
+    p = Pipeline(ReplaySource(data, raw=True), name="cli")
+    events = p.parse(SCHEMA)
+    events.window(TumblingWindow("1m"), key="event_type").agg(agg.count())
+    spec = tmp_path / "spec.yaml"
+    p.to_yaml(str(spec))
+    assert export_main(["spark", str(spec), "-o", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "cli_spark.py").exists()
+    assert "cli_spark.py" in capsys.readouterr().out
+    assert p.to_spark(str(tmp_path / "facade")).module.name == "cli_spark.py"
+
+
+def test_missing_pyspark_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from streamlab.export import spark as spark_export
+
+    monkeypatch.setitem(sys.modules, "pyspark.sql", None)
+    with pytest.raises(ImportError, match=r"pip install 'streamlab\[spark\]'.*openjdk-17"):
+        spark_export.spark_session()
+
+
+def test_a_difference_is_reported_not_hidden() -> None:
+    from streamlab.export.spark import compare_spark, compared_streams
+    from streamlab.export.verify import run_local
+
+    p, events = base("tamper")
+    events.window(TumblingWindow("1m"), key="event_type", delay="5s").agg(agg.count())
+    local = run_local(p, list(FIXED_SAMPLE))  # three late rows
+    compared = compared_streams(p, ["window", "parse.dead_letter"])
+    same = {ref: local[ref].copy() for ref in compared}
+    equal, diff, counts, _ = compare_spark(p, local, same, compared, {"window": 3}, batch_records=1)
+    assert equal and len(diff) == 0 and counts["window.late"] == {"streamlab": 3, "spark": 3}
+    # a count off by one in one window, and a late count that differs: both reported
+    tampered = {ref: frame.copy() for ref, frame in same.items()}
+    tampered["window"].loc[0, "count"] += 1
+    equal, diff, _, _ = compare_spark(p, local, tampered, compared, {"window": 2}, batch_records=1)
+    assert not equal
+    assert set(diff["output"]) == {"window", "window.late"}
+    assert set(diff["side"]) == {"streamlab", "spark", "count"}
+    # without one record per batch, late counts are notes, not compared
+    equal, _, counts, notes = compare_spark(p, local, same, compared, {"window": 0})
+    assert equal and "window.late" not in counts
+    assert any("streamlab reported 3 late rows; Spark dropped 0" in n for n in notes)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.binary().filter(lambda b: b"\n" not in b and not b.endswith(b"\r")), max_size=8))
+def test_records_written_one_per_line_are_read_back(records: list[bytes]) -> None:
+    """The generated job's line splitting (a file of records to records) inverts how verify writes them."""
+    module = _generated_module()
+    content = b"".join(r + b"\n" for r in records)
+    assert module.split_lines(content) == records
+
+
+_MODULE: list[Any] = []
+
+
+def _generated_module() -> Any:
+    if not _MODULE:
+        import tempfile
+
+        from streamlab.export.verify import load_module
+
+        out = to_spark(all_cases(), tempfile.mkdtemp(prefix="streamlab-spark-gen-"))
+        _MODULE.append(load_module(out.module))
+    return _MODULE[0]
+
+
+def big(row: dict[str, Any]) -> bool:
+    return row["amount"] is not None and row["amount"] > 1.0
+
+
+def test_a_function_named_like_its_step_is_reached_through_user_functions(tmp_path: Path) -> None:
+    """build() names DataFrames after steps; a step named like its function must still call the function."""
+    import pyarrow as pa
+
+    from streamlab.export.verify import load_module
+
+    p, events = base("fn")
+    events.filter_one(big, step_id="big")
+    module = load_module(to_spark(p, tmp_path).module)
+    assert module.USER_FUNCTIONS["big"]({"amount": 2.0}), "the generated table holds the user's function"
+    schema = pa.schema([("amount", pa.float64()), ("timestamp", pa.timestamp("us", tz="UTC"))])
+    batch = pa.RecordBatch.from_pylist([{"amount": 2.0}, {"amount": None}, {"amount": 0.5}], schema=schema)
+    out = pa.Table.from_batches(
+        list(
+            module.filter_batches(
+                [batch], schema, "filter_one(big)", module.USER_FUNCTIONS["big"], "timestamp"
+            )
+        )
+    ).to_pylist()
+    assert [r["amount"] for r in out] == [2.0]
+    assert "USER_FUNCTIONS['big']" in Path(module.__file__).read_text()
