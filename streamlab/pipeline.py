@@ -340,6 +340,12 @@ class Pipeline:
 
         return to_lambda(self, path, **options)
 
+    def to_flink(self, path: str, **options: Any) -> Any:
+        """Write a Flink SQL job and PyFlink script for this pipeline (see ``streamlab.export.flink``)."""
+        from streamlab.export.flink import to_flink
+
+        return to_flink(self, path, **options)
+
 
 class Stream:
     """One output of one step, and the fluent API that adds steps after it.

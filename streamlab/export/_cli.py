@@ -15,6 +15,7 @@ EXPORT_EPILOG = """examples:
   streamlab export beam spec.yaml -o build/beam
   streamlab export beam spec.yaml -o build/beam --source file --sink bigquery
   streamlab export lambda spec.yaml -o build/lambda
+  streamlab export flink spec.yaml -o build/flink --source kafka --sink files
 """
 
 
@@ -30,8 +31,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     """
     parser.add_argument(
         "target",
-        choices=("beam", "lambda"),
-        help="what to generate: an Apache Beam module or an AWS Lambda handler",
+        choices=("beam", "lambda", "flink"),
+        help="what to generate: an Apache Beam module, an AWS Lambda handler or a Flink SQL/PyFlink job",
     )
     parser.add_argument("spec", help="pipeline YAML written by Pipeline.to_yaml()")
     parser.add_argument(
@@ -39,15 +40,15 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--sink",
-        choices=("files", "bigquery"),
+        choices=("files", "bigquery", "kafka", "jdbc"),
         default="files",
-        help="Beam only: where outputs go (default: %(default)s)",
+        help="Beam: files|bigquery; Flink: files|kafka|jdbc. Where outputs go (default: %(default)s)",
     )
     parser.add_argument(
         "--source",
-        choices=("pubsub", "file"),
-        default="pubsub",
-        help="Beam only: what the job reads (default: %(default)s)",
+        choices=("pubsub", "file", "kafka", "kinesis", "eventhubs"),
+        default=None,
+        help="Beam: pubsub|file (default pubsub); Flink: kafka|kinesis|eventhubs|file (default kafka)",
     )
     parser.add_argument(
         "--trust",
@@ -75,7 +76,12 @@ def run_export(args: argparse.Namespace) -> int:
         if args.target == "beam":
             from streamlab.export.beam import to_beam
 
-            out = to_beam(pipeline, args.output, runner_source=args.source, sink=args.sink)
+            out = to_beam(pipeline, args.output, runner_source=args.source or "pubsub", sink=args.sink)
+        elif args.target == "flink":
+            from streamlab.export.flink import to_flink
+
+            source = {"file": "files", None: "kafka"}.get(args.source, args.source)
+            out = to_flink(pipeline, args.output, source=source, sink=args.sink)
         else:
             from streamlab.export.aws_lambda import to_lambda
 
