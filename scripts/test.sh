@@ -3,12 +3,14 @@
 # lint, types, unit and property tests, doctests, local-server integration tests, browser tests, notebooks.
 # System packages it needs (installed when run as root, as on CI; otherwise it says what to install):
 #   chromium (browser tests), redis-server (Redis sink tests), nodejs + npm (kinesalite, Kinesis resharding),
-#   python3.13 (the local BigQuery server, local-bigquery, needs it; the BigQuery tests say so if it is missing).
+#   python3.13 (the local BigQuery server, local-bigquery, needs it; the BigQuery tests say so if it is missing),
+#   a Java 17 runtime (PyFlink runs the Flink export's job on Flink's local mini-cluster).
 source "$(dirname "$0")/_venv.sh"
 need=()
 command -v chromium >/dev/null || need+=(chromium)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v npm >/dev/null || need+=(nodejs npm)
+command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; fi
 if ! command -v python3.13 >/dev/null && as_root true 2>/dev/null; then
   # Debian 13 and recent Ubuntu ship it; elsewhere the BigQuery tests fail and name what to install
@@ -18,6 +20,9 @@ fi
 "$VENV/bin/pip" install -q -e "$ROOT[dev]"
 cd "$ROOT"
 export PATH="$VENV/bin:$PATH"
+echo "== PyFlink's own venv (apache-flink pins conflict with Beam's; built once into \$STREAMLAB_CACHE in the background, tests/export/test_flink_export.py waits for it)"
+mkdir -p "$ROOT/build"
+python -m streamlab.export.flink --prepare >"$ROOT/build/pyflink-env.log" 2>&1 &
 echo "== ruff"
 ruff check .
 ruff format --check streamlab connectors widgets datasets tests benchmarks scripts

@@ -26,7 +26,7 @@ Examples
 >>> _ = p.parse().window(TumblingWindow("1m"), key="event_type").agg(agg.count())
 >>> out = to_flink(p, tempfile.mkdtemp())
 >>> sorted(out.files)
-['README.md', 'job.sql', 'main.py', 'main.tf', 'requirements.txt']
+['README.md', 'job.sql', 'main.py', 'main.tf', 'requirements.txt', 'run_sql.py']
 >>> "TABLE(TUMBLE(TABLE `parse`, DESCRIPTOR(`timestamp`), INTERVAL '1' MINUTE))" in out.read("job.sql")
 True
 """
@@ -454,7 +454,7 @@ def _json_value(c: _Col, path: tuple[str, ...]) -> str:
     text = f"JSON_VALUE(`line`, '{jp}')"
     if c.kind == "timestamp":
         # ISO-8601 UTC text ('2024-01-01T00:00:05.000Z'); epoch numbers are not read by this script
-        return f"TO_TIMESTAMP_LTZ(CAST(REPLACE(REPLACE({text}, 'T', ' '), 'Z', '') AS TIMESTAMP(3)))"
+        return f"CAST(CAST(REPLACE(REPLACE({text}, 'T', ' '), 'Z', '') AS TIMESTAMP(3)) AS TIMESTAMP_LTZ(3))"
     t = _SQL_TYPES.get(c.kind, "STRING")
     return text if t == "STRING" else f"CAST({text} AS {t})"
 
@@ -466,6 +466,7 @@ def _job_sql(gen: _Generator, source: str, sink: str) -> str:
         f"-- Flink SQL job {p.name!r}, exported from streamlab (Flink {FLINK_VERSION}).",
         "-- Run: envsubst < job.sql > job.resolved.sql && sql-client.sh -f job.resolved.sql",
         "-- Placeholders ${NAME} are environment variables (secrets by reference, never written here).",
+        "-- Where the SQL client is missing (pip's apache-flink has no SQL gateway): python run_sql.py job.sql",
         "-- The PyFlink script main.py runs the same queries with streamlab's parser (exact dead-letter",
         "-- reasons); this script reads fields with JSON_VALUE. See README.md for the semantics.",
         "",
@@ -476,8 +477,11 @@ def _job_sql(gen: _Generator, source: str, sink: str) -> str:
         lines.append(f"SET 'table.exec.state.ttl' = '{gen.state_ttl_ms} ms';")
     cols = ["  `line` STRING"]
     for f in parse.fields:
-        c = _Col(f.name, f.type)
-        expr = _json_value(c, f.path)
+        expr = _json_value(_Col(f.name, f.type), f.path)
+        if f.name == time:
+            # a rowtime must not be null: unreadable times become the epoch (such rows are dead letters)
+            cols.append(f"  `__time_missing` AS {expr} IS NULL")
+            expr = f"COALESCE({expr}, TO_TIMESTAMP_LTZ(0, 3))"
         cols.append(f"  {_q(f.name)} AS {expr}")
     cols.append(f"  {_q(_PROC)} AS PROCTIME()")
     wm = f"  WATERMARK FOR {_q(time)} AS {_q(time)} - {_interval(gen.delay_ns)}"
@@ -491,8 +495,8 @@ def _job_sql(gen: _Generator, source: str, sink: str) -> str:
         + ";",
     ]
     fields = ", ".join(_q(f.name) for f in parse.fields)
-    req = [f.name for f in parse.fields if f.name == time or f.name in parse.required]
-    ok = " AND ".join(f"{_q(r)} IS NOT NULL" for r in req) or "TRUE"
+    req = [f.name for f in parse.fields if f.name != time and f.name in parse.required]
+    ok = " AND ".join(["NOT `__time_missing`", *(f"{_q(r)} IS NOT NULL" for r in req)])
     lines += [
         "",
         f"CREATE TEMPORARY VIEW {_q(parse.step_id)} AS\nSELECT {fields}, {_q(_PROC)} FROM `raw_records` WHERE {ok};",
@@ -728,6 +732,8 @@ def run(argv=None):
     t_env = StreamTableEnvironment.create(env)
     config = t_env.get_config()
     config.set("table.local-time-zone", "UTC")
+    if args.source == "files":
+        config.set("restart-strategy.type", "none")  # a backfill fails with its error, not restarts
     if STATE_TTL_MS is not None:
         config.set("table.exec.state.ttl", f"{STATE_TTL_MS} ms")
     views = build(env, t_env, raw_stream(env, args))
@@ -794,6 +800,78 @@ def _main_py(gen: _Generator, source: str, sink: str) -> str:
     body = _MAIN_BODY.replace("@PROC@", _PROC).replace("@SINK@", json.dumps(sink))
     parts.append(body)
     return "\n".join(parts)
+
+
+_RUN_SQL = '''"""Run job.sql with PyFlink's TableEnvironment, statement by statement, as Flink's SQL client would.
+
+pip's apache-flink has no SQL gateway, which ``sql-client.sh`` needs; this runs the same script on the
+local mini-cluster (or, under ``flink run -py run_sql.py``, on the cluster). ``${NAME}`` placeholders
+are filled from the environment, like ``envsubst``::
+
+    INPUT_PATH=events.jsonl OUTPUT_PATH=out python run_sql.py job.sql
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def statements(text):
+    """The script's statements; an ``EXECUTE STATEMENT SET BEGIN ... END;`` block is one statement."""
+    out, current, in_set = [], [], False
+    for line in text.splitlines():
+        if not current and (not line.strip() or line.lstrip().startswith("--")):
+            continue
+        current.append(line)
+        if line.strip().upper() == "EXECUTE STATEMENT SET BEGIN":
+            in_set = True
+        if line.rstrip().endswith(";") and (not in_set or line.strip().upper() == "END;"):
+            out.append("\\n".join(current).rstrip().rstrip(";"))
+            current, in_set = [], False
+    return out
+
+
+def run(path, parallelism=None):
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    with open(path) as f:
+        text = os.path.expandvars(f.read())
+    code = "\\n".join(x for x in text.splitlines() if not x.lstrip().startswith("--"))
+    missing = sorted({w.split("}")[0] for w in code.split("${")[1:] if "}" in w})
+    if missing:
+        sys.exit(f"unset environment variables: {', '.join(missing)}")
+    t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
+    if parallelism:
+        t_env.get_config().set("parallelism.default", str(parallelism))
+    t_env.get_config().set("restart-strategy.type", "none")  # fail with the error instead of restarting
+    result = None
+    for statement in statements(text):
+        head = statement.split(None, 1)[0].upper()
+        if head == "SET":  # the SQL client's SET 'key' = 'value'; TableEnvironment takes it as config
+            key, value = (x.strip().strip("'") for x in statement.split(None, 1)[1].split("=", 1))
+            t_env.get_config().set(key, value)
+        elif head == "EXECUTE":  # EXECUTE STATEMENT SET BEGIN INSERT ...; ... END
+            inserts = statement.split("\\n")[1:-1]
+            statement_set = t_env.create_statement_set()
+            for insert in inserts:
+                statement_set.add_insert_sql(insert.rstrip().rstrip(";"))
+            result = statement_set.execute()
+        else:
+            result = t_env.execute_sql(statement)
+    if result is not None:
+        result.wait()
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("script", nargs="?", default="job.sql")
+    parser.add_argument("--parallelism", type=int, default=None)
+    args = parser.parse_args()
+    run(args.script, args.parallelism)
+'''
 
 
 # -- README, requirements, Terraform ------------------------------------------------------------------
@@ -1033,6 +1111,7 @@ def to_flink(
 
     write("main.py", _main_py(gen, source, sink))
     write("job.sql", _job_sql(gen, source, sink))
+    write("run_sql.py", _RUN_SQL)
     write("README.md", _readme(gen, source, sink))
     write("requirements.txt", f"apache-flink=={FLINK_VERSION}\n")
     write("main.tf", _terraform(gen, source, sink))

@@ -11,6 +11,7 @@ one job.
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -87,9 +88,23 @@ def late_free_sample(seed: int = 7, n: int = 40) -> list[bytes]:
 
 
 def test_generated_job_on_the_flink_engine_equals_streamlab(flink_python: str, tmp_path: Path) -> None:
+    """main.py through verify(), and job.sql through run_sql.py (the SQL client's path), at once."""
     p = every_case()
     lines = late_free_sample()
-    report = verify(p, lines, target="flink", workdir=tmp_path, flink_python=flink_python)
+    sql_dir, sql_out = tmp_path / "sql", tmp_path / "sql-out"
+    sql_files = to_flink(p, sql_dir, source="files")
+    sample = tmp_path / "sample.jsonl"
+    sample.write_bytes(b"".join(x + b"\n" for x in lines))
+    env = {**os.environ, "INPUT_PATH": str(sample), "OUTPUT_PATH": str(sql_out)}
+    cmd = [flink_python, "run_sql.py", "job.sql", "--parallelism", "1"]
+    sql_job = subprocess.Popen(
+        cmd, cwd=sql_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        report = verify(p, lines, target="flink", workdir=tmp_path / "main", flink_python=flink_python)
+        sql_log, _ = sql_job.communicate(timeout=600)
+    finally:
+        sql_job.kill()
     # the sample is free of late rows in streamlab's run, so every output must be equal
     assert all(len(f) == 0 for ref, f in report.local.items() if ref.endswith(".late"))
     assert report.equal, report.diff
@@ -109,11 +124,28 @@ def test_generated_job_on_the_flink_engine_equals_streamlab(flink_python: str, t
     tampered["tumbling"] = report.exported["tumbling"].assign(count=lambda f: f["count"] + 1)
     equal, diff, _ = compare(p, report.local, tampered, "flink")
     assert not equal and set(diff["output"]) == {"tumbling"} and set(diff["side"]) == {"streamlab", "flink"}
+    # job.sql, as the SQL client runs it: the same rows, except that its dead letters have a coarse reason
+    assert sql_job.returncode == 0, sql_log[-3000:]
+    from streamlab.export.flink import read_outputs
+
+    by_sql = read_outputs(sql_out, {ref: ref.replace(".", "_") for ref in report.exported})
+    equal, diff, counts = compare(
+        p, report.local, {**by_sql, "parse.dead_letter": report.exported["parse.dead_letter"]}, "flink"
+    )
+    assert equal, diff
+    assert len(by_sql["parse.dead_letter"]) == 4 and sql_files.files["run_sql.py"].exists()
 
 
 def test_generated_files(tmp_path: Path) -> None:
     out = to_flink(every_case(), tmp_path, source="kafka", sink="jdbc")
-    assert sorted(out.files) == ["README.md", "job.sql", "main.py", "main.tf", "requirements.txt"]
+    assert sorted(out.files) == [
+        "README.md",
+        "job.sql",
+        "main.py",
+        "main.tf",
+        "requirements.txt",
+        "run_sql.py",
+    ]
     sql = out.read("job.sql")
     assert "WATERMARK FOR `timestamp` AS `timestamp` - INTERVAL '5' SECOND" in sql
     assert "TABLE(TUMBLE(TABLE `dedup`, DESCRIPTOR(`timestamp`), INTERVAL '1' MINUTE))" in sql
@@ -131,7 +163,16 @@ def test_generated_files(tmp_path: Path) -> None:
     assert "'password' = '${JDBC_PASSWORD}'" in sql and "'connector' = 'kafka'" in sql
     main = out.read("main.py")
     # the project's own lint rules, applied to the generated module
-    lint = [sys.executable, "-m", "ruff", "check", "--config", str(PYPROJECT), str(out.module)]
+    lint = [
+        sys.executable,
+        "-m",
+        "ruff",
+        "check",
+        "--config",
+        str(PYPROJECT),
+        str(out.module),
+        str(out.directory / "run_sql.py"),
+    ]
     result = subprocess.run(lint, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout
     assert "\nimport streamlab" not in main and "\nfrom streamlab" not in main and "def read_record(" in main
