@@ -11,6 +11,8 @@
   parses every record with streamlab's own parser (copied from ``streamlab._record``), so rows and
   dead-letter reasons are streamlab's; dead letters go to their own sink. ``python main.py --input
   FILES --output DIR`` runs it on Flink's local mini-cluster; ``flink run -py main.py`` on a cluster.
+* ``run_sql.py``: runs ``job.sql`` through a PyFlink ``TableEnvironment`` (PyPI's apache-flink has
+  no SQL gateway for ``sql-client.sh``).
 * ``README.md`` (submit commands, connector jars, semantic differences), ``requirements.txt`` and
   ``main.tf`` (AWS Managed Service for Apache Flink).
 
@@ -86,7 +88,7 @@ _SQL_TYPES = {
 _CONNECTOR_JARS = {
     "kafka": "org.apache.flink:flink-sql-connector-kafka:4.0.1-2.0",
     "eventhubs": "org.apache.flink:flink-sql-connector-kafka:4.0.1-2.0",
-    "kinesis": "org.apache.flink:flink-sql-connector-aws-kinesis-streams:5.1.0-1.20",
+    "kinesis": "org.apache.flink:flink-sql-connector-kinesis:5.0.0-1.20 (main.py's FlinkKinesisConsumer, job.sql's 'kinesis' table)",
     "jdbc": "org.apache.flink:flink-connector-jdbc-core:4.0.0-2.0 (+ your database's JDBC driver)",
 }
 _PROC = "__proc"
@@ -889,7 +891,8 @@ Steps: {" -> ".join(p.steps)}. Written for Apache Flink {FLINK_VERSION} (PyFlink
   dead letters as a side output with streamlab's reasons), then runs the SQL queries below through a
   `StreamTableEnvironment`. This is the job `streamlab.export.verify(..., target="flink")` runs.
 * `job.sql`: the same queries for Flink's SQL client; fields are read with `JSON_VALUE`, so its dead
-  letters have one coarse reason and epoch-number timestamps are not read.
+  letters have one coarse reason and epoch-number timestamps are not read. `run_sql.py` runs it
+  with PyFlink where the SQL client is missing.
 
 Outputs (sink names):
 
@@ -914,6 +917,13 @@ With the SQL client (placeholders `${{NAME}}` are environment variables, filled 
 ```
 envsubst < job.sql > job.resolved.sql
 sql-client.sh -f job.resolved.sql
+```
+
+PyPI's `apache-flink` has no SQL gateway, which `sql-client.sh` needs; `run_sql.py` runs the same
+script statement by statement through a PyFlink `TableEnvironment` (as the SQL client would):
+
+```
+INPUT_PATH=events.jsonl OUTPUT_PATH=out python run_sql.py job.sql
 ```
 
 ## Connectors
