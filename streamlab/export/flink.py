@@ -1193,9 +1193,12 @@ def ensure_flink_python(*, timeout: float = 900) -> str:
         for cmd in steps:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
             if done.returncode != 0:
+                said = "\n".join(
+                    x for x in (done.stdout + done.stderr).splitlines() if not x.startswith("WARNING")
+                )
                 raise RuntimeError(
                     f"cannot install PyFlink {FLINK_VERSION} into {venv}: {' '.join(cmd[:4])} failed "
-                    f"(exit {done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}\nFix: make PyPI "
+                    f"(exit {done.returncode}):\n{said[-3000:]}\nFix: make PyPI "
                     f"reachable, or build it yourself (python3 -m venv DIR && DIR/bin/pip install "
                     f"apache-flink=={FLINK_VERSION}) and set STREAMLAB_FLINK_PYTHON=DIR/bin/python"
                 )

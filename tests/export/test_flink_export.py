@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamlab import Pipeline, SessionWindow, SlidingWindow, TumblingWindow, agg
 from streamlab.errors import PipelineConfigError
@@ -226,3 +228,42 @@ def test_late_rows_are_named_in_the_notes() -> None:
     notes = flink_notes(p, local)
     assert any("tumbling.late: 2" in n and "without late data" in n for n in notes)
     assert notes[0].startswith("Flink ran main.py")
+
+
+def _interval_ns(literal: str) -> int:
+    """The duration a Flink interval literal written by the exporter stands for (the oracle)."""
+    import re
+
+    m = re.fullmatch(r"INTERVAL '(-?)(\d+) (\d\d):(\d\d):(\d\d)\.(\d{3})' DAY TO SECOND\(3\)", literal)
+    if m:
+        d, h, mi, s, ms = (int(x) for x in m.groups()[1:])
+        ns = ((((d * 24 + h) * 60 + mi) * 60 + s) * 1000 + ms) * 1_000_000
+        return -ns if m.group(1) else ns
+    m = re.fullmatch(r"INTERVAL '(-?\d+)' (DAY|HOUR|MINUTE|SECOND)", literal)
+    assert m, literal
+    unit = {"DAY": 86_400, "HOUR": 3_600, "MINUTE": 60, "SECOND": 1}[m.group(2)]
+    assert abs(int(m.group(1))) < 100  # Flink's default leading precision is two digits
+    return int(m.group(1)) * unit * 1_000_000_000
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(-(10**11), 10**11))
+def test_interval_literals_stand_for_the_duration(ms: int) -> None:
+    from streamlab.export.flink import _interval
+
+    assert _interval_ns(_interval(ms * 1_000_000)) == ms * 1_000_000
+
+
+def test_an_environment_that_cannot_be_installed_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamlab.export import flink
+
+    monkeypatch.setenv("STREAMLAB_CACHE", str(tmp_path))
+    monkeypatch.delenv("STREAMLAB_FLINK_PYTHON", raising=False)
+    monkeypatch.setattr(flink, "FLINK_VERSION", "0.0.0.dev0-not-released")
+    with pytest.raises(
+        RuntimeError, match=r"(?s)cannot install PyFlink 0\.0\.0\.dev0-not-released.*STREAMLAB_FLINK_PYTHON"
+    ):
+        flink.ensure_flink_python(timeout=300)
+    assert not (tmp_path / "pyflink-0.0.0.dev0-not-released" / "ready").exists()
