@@ -45,7 +45,7 @@ class VerificationReport:
     Parameters
     ----------
     target
-        ``"beam"`` or ``"lambda"``.
+        ``"beam"``, ``"lambda"`` or ``"flink"``.
     equal
         True when every compared output has the same rows.
     diff

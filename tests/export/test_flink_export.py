@@ -2,7 +2,7 @@
 
 PyFlink (``apache-flink``) pins apache-beam, pandas and pyarrow versions that conflict with this
 environment, so it runs in its own virtual environment: ``scripts/test.sh`` starts building it in the
-background (``python -m streamlab.export.flink --prepare``, about 150 s cold) and the ``flink_python``
+background (``python -m streamlab.export.flink --prepare``: 150 s cold here, 300 s under load) and the ``flink_python``
 fixture waits for it on a file lock, or builds it itself under ``$STREAMLAB_CACHE``. It never skips:
 when PyFlink cannot be installed the tests fail and say why. The JVM starts once per job; every
 engine case (tumbling, sliding and session windows, dedup, an interval join, dead letters) runs in
@@ -53,7 +53,8 @@ def flink_python() -> str:
 
 
 def every_case() -> Pipeline:
-    """Tumbling (after dedup), sliding and session windows, an interval join and dead letters."""
+    """Tumbling (after dedup), sliding and session windows, an interval join, dead letters and a keyed,
+    offset window with lateness after a select."""
     p = Pipeline(ListSource([b"{}"]), name="every_case")
     events = p.parse(SCHEMA)
     unique = events.dedup("event_id", ttl="10m")
@@ -67,6 +68,11 @@ def every_case() -> Pipeline:
         agg.count(), agg.sum("amount")
     )
     events.join_interval(events, on="user_id", lower="-20s", upper="20s", delay="5s", step_id="join")
+    # key_by, an offset and allowed lateness (folded into Flink's watermark delay)
+    by_user = events.select("user_id", "timestamp", spend="amount").key_by("user_id")
+    by_user.window(TumblingWindow("1m", offset="15s"), delay="5s", lateness="10s", step_id="offset").agg(
+        agg.count(), agg.mean("spend")
+    )
     return p
 
 
@@ -110,7 +116,7 @@ def test_generated_job_on_the_flink_engine_equals_streamlab(flink_python: str, t
     # the sample is free of late rows in streamlab's run, so every output must be equal
     assert all(len(f) == 0 for ref, f in report.local.items() if ref.endswith(".late"))
     assert report.equal, report.diff
-    for ref in ("tumbling", "sliding", "session", "join", "parse.dead_letter"):
+    for ref in ("tumbling", "sliding", "session", "join", "offset", "parse.dead_letter"):
         counts = report.counts[ref]
         assert counts["streamlab"] == counts["flink"] > 0, (ref, counts)
     # dedup ran: three repeats, and the tumbling counts are of unique ids
