@@ -413,12 +413,13 @@ def verify(
                 "late rows are compared on keys, event time and window_start (Beam cannot report the watermark)"
             ]
         elif target == "flink":
-            from streamlab.export.flink import flink_notes, run_flink, to_flink
+            from streamlab.export.flink import comparable, flink_notes, run_flink, to_flink
 
             python = options.pop("flink_python", None)
             files = to_flink(pipeline, workdir, **options)
             exported = run_flink(files, lines, python=python)
-            notes = flink_notes(pipeline, local)
+            local, exported, left_out = comparable(pipeline, local, exported)
+            notes = flink_notes(pipeline, local) + left_out
         else:
             from streamlab.export.aws_lambda import run_lambda, to_lambda
 

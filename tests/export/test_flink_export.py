@@ -15,6 +15,7 @@ import os
 import random
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -30,7 +31,7 @@ from streamlab.export.verify import compare
 from streamlab.sources import ReplaySource
 from streamlab.testing import ListSource
 
-from ._samples import BAD_RECORDS, BASE_MS, KEYS, USERS, record
+from ._samples import BAD_RECORDS, BASE_MS, FIXED_SAMPLE, KEYS, USERS, record
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 SCHEMA = {
@@ -76,6 +77,16 @@ def every_case() -> Pipeline:
     return p
 
 
+def late_case() -> Pipeline:
+    p = Pipeline(ListSource([b"{}"]), name="late")
+    events = p.parse(SCHEMA)
+    events.dedup("event_id", ttl="10m").window(
+        TumblingWindow("1m"), key="event_type", delay="5s", step_id="tumbling"
+    ).agg(agg.count(), agg.sum("amount"))
+    events.window(SessionWindow("30s"), key="user_id", delay="5s", step_id="session").agg(agg.count())
+    return p
+
+
 def late_free_sample(seed: int = 7, n: int = 40) -> list[bytes]:
     """Disorder within the 5 s delay, repeats right after their first copy, bad records: nothing late."""
     rng = random.Random(seed)
@@ -96,7 +107,8 @@ def late_free_sample(seed: int = 7, n: int = 40) -> list[bytes]:
 
 
 def test_generated_job_on_the_flink_engine_equals_streamlab(flink_python: str, tmp_path: Path) -> None:
-    """main.py through verify(), and job.sql through run_sql.py (the SQL client's path), at once."""
+    """main.py through verify(), job.sql through run_sql.py (the SQL client's path) and a sample with
+    late rows through verify(), as three jobs at once (the JVM's start dominates each)."""
     p = every_case()
     lines = late_free_sample()
     sql_dir, sql_out = tmp_path / "sql", tmp_path / "sql-out"
@@ -108,11 +120,23 @@ def test_generated_job_on_the_flink_engine_equals_streamlab(flink_python: str, t
     sql_job = subprocess.Popen(
         cmd, cwd=sql_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+    # a third job at the same time: a sample with late rows, through verify()
+    pool = ThreadPoolExecutor(1)
+    with_late = pool.submit(
+        verify,
+        late_case(),
+        FIXED_SAMPLE,
+        target="flink",
+        workdir=tmp_path / "late",
+        flink_python=flink_python,
+    )
     try:
         report = verify(p, lines, target="flink", workdir=tmp_path / "main", flink_python=flink_python)
         sql_log, _ = sql_job.communicate(timeout=600)
+        late_report = with_late.result(timeout=600)
     finally:
         sql_job.kill()
+        pool.shutdown(wait=True)
     # the sample is free of late rows in streamlab's run, so every output must be equal
     assert all(len(f) == 0 for ref, f in report.local.items() if ref.endswith(".late"))
     assert report.equal, report.diff
@@ -142,6 +166,12 @@ def test_generated_job_on_the_flink_engine_equals_streamlab(flink_python: str, t
     )
     assert equal, diff
     assert len(by_sql["parse.dead_letter"]) == 4 and sql_files.files["run_sql.py"].exists()
+    # with late rows: windows without late rows in streamlab are equal; the others are named and left out
+    assert late_report.equal, late_report.diff
+    assert late_report.counts["tumbling"] == {"streamlab": 3, "flink": 3}
+    assert len(late_report.local["tumbling"]) == 3  # of 5 windows: the 2 with late rows are left out
+    assert any(n.startswith("tumbling: 2 window(s) with late rows") for n in late_report.notes)
+    assert any(n.startswith("session: not compared") for n in late_report.notes)
 
 
 def test_generated_files(tmp_path: Path) -> None:
