@@ -125,8 +125,9 @@ SEMANTICS = """\
 What differs from streamlab's per-event semantics
 -------------------------------------------------
 * Watermark: streamlab's is the largest event time seen minus the window's delay, updated after every
-  record. Flink computes the same expression (``WATERMARK FOR ts AS ts - INTERVAL ...``, delay plus
-  allowed lateness) but emits it periodically (``pipeline.auto-watermark-interval``, 200 ms), and
+  record. Flink computes the same expression (``WATERMARK FOR ts AS ts - INTERVAL ...``: delay plus
+  allowed lateness plus 1 ms, because Flink fires a window once the watermark reaches its end minus
+  1 ms, where streamlab waits for the end) but emits it periodically (``pipeline.auto-watermark-interval``, 200 ms), and
   keeps one watermark per source partition (Kafka partition, Kinesis shard), the smallest of which
   drives the job: streamlab's ``watermark_by`` rule, not its single stream-wide watermark.
 * Late rows: Flink SQL drops rows behind the watermark silently; there is no ``late`` output. Windows
@@ -486,7 +487,7 @@ def _job_sql(gen: _Generator, source: str, sink: str) -> str:
             expr = f"COALESCE({expr}, TO_TIMESTAMP_LTZ(0, 3))"
         cols.append(f"  {_q(f.name)} AS {expr}")
     cols.append(f"  {_q(_PROC)} AS PROCTIME()")
-    wm = f"  WATERMARK FOR {_q(time)} AS {_q(time)} - {_interval(gen.delay_ns)}"
+    wm = f"  WATERMARK FOR {_q(time)} AS {_q(time)} - {_interval(gen.delay_ns + 1_000_000)}"
     lines += [
         "",
         "-- raw records; typed fields are computed columns; the watermark trails the largest event time",
@@ -785,7 +786,7 @@ def _main_py(gen: _Generator, source: str, sink: str) -> str:
         _plan.const("REQUIRED", req),
         f"MAX_RECORD_BYTES = {parse.max_record_bytes!r}",
         f"TIME_FIELD = {parse.time!r}",
-        f"WATERMARK_DELAY = {_interval(gen.delay_ns)!r}  # the windows' delay plus allowed lateness",
+        f"WATERMARK_DELAY = {_interval(gen.delay_ns + 1_000_000)!r}  # delay + lateness + 1 ms (see below)",
         f"STATE_TTL_MS = {gen.state_ttl_ms!r}  # dedup: how long Flink keeps seen ids",
         "CHECKPOINT_INTERVAL_MS = 10_000",
         f"DEFAULT_SOURCE = {json.dumps(source)}  # what the deployment reads without --input",

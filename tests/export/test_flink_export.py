@@ -185,7 +185,8 @@ def test_generated_files(tmp_path: Path) -> None:
         "run_sql.py",
     ]
     sql = out.read("job.sql")
-    assert "WATERMARK FOR `timestamp` AS `timestamp` - INTERVAL '5' SECOND" in sql
+    # 5 s delay, 10 s lateness, and 1 ms: Flink fires at end - 1 ms, streamlab at the end
+    assert "WATERMARK FOR `timestamp` AS `timestamp` - INTERVAL '0 00:00:15.001' DAY TO SECOND(3)" in sql
     assert "TABLE(TUMBLE(TABLE `dedup`, DESCRIPTOR(`timestamp`), INTERVAL '1' MINUTE))" in sql
     assert (
         "TABLE(HOP(TABLE `parse`, DESCRIPTOR(`timestamp`), INTERVAL '1' MINUTE, INTERVAL '2' MINUTE))" in sql
