@@ -42,13 +42,13 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
         "--sink",
         choices=("files", "bigquery", "kafka", "jdbc"),
         default="files",
-        help="Beam: files|bigquery; Flink: files|kafka|jdbc. Where outputs go (default: %(default)s)",
+        help="where outputs go (default: %(default)s); Beam: files|bigquery, Flink: files|kafka|jdbc",
     )
     parser.add_argument(
         "--source",
         choices=("pubsub", "file", "kafka", "kinesis", "eventhubs"),
         default=None,
-        help="Beam: pubsub|file (default pubsub); Flink: kafka|kinesis|eventhubs|file (default kafka)",
+        help="what the job reads (default: pubsub); Flink: kafka (default), kinesis, eventhubs or file",
     )
     parser.add_argument(
         "--trust",
