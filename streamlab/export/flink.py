@@ -208,8 +208,10 @@ def _agg_sql(a: Aggregator, step: WindowStep) -> str:
 
 
 class _Generator:
-    def __init__(self, p: Pipeline) -> None:
+    def __init__(self, p: Pipeline, flink_version: tuple[int, int] = (2, 3)) -> None:
         self.p = p
+        self.legacy_sessions = flink_version < (1, 19)
+        self.flink_version = ".".join(map(str, flink_version))
         self.views: list[tuple[str, str]] = []  # (view name, SELECT)
         self.columns: dict[str, list[_Col]] = {}
         parses = [s for s in p.steps.values() if isinstance(s, ParseStep)]
@@ -324,11 +326,24 @@ class _Generator:
             part = f" PARTITION BY {', '.join(keys)}" if keys else ""
             tvf = f"SESSION(TABLE {src}{part}, DESCRIPTOR({t}), {_interval(w.gap_ns)})"
         aggs = ",\n  ".join(_agg_sql(a, step) for a in step.aggs)
+        if isinstance(w, SessionWindow) and self.legacy_sessions:
+            # before Flink 1.19 the SESSION table function does not run on streams: the group window
+            gap = _interval(w.gap_ns)
+            bounds = f"SESSION_START({t}, {gap}) AS window_start, SESSION_END({t}, {gap}) AS window_end"
+            group = ", ".join([*keys, f"SESSION({t}, {gap})"])
+            self.views.append(
+                (sid, f"SELECT {', '.join([*keys, bounds])},\n  {aggs}\nFROM {src}\nGROUP BY {group}")
+            )
+            self.window_columns(sid, step)
+            return
         group = ", ".join([*keys, "window_start", "window_end"])
         select = ", ".join([*keys, "window_start", "window_end"])
         self.views.append(
             (sid, f"SELECT {select},\n  {aggs}\nFROM TABLE({tvf})\nGROUP BY {group}"),
         )
+        self.window_columns(sid, step)
+
+    def window_columns(self, sid: str, step: WindowStep) -> None:
         kinds = {c.name: c.kind for c in self.columns[step.inputs[0]]}
         cols = [_Col(k, kinds.get(k, "string")) for k in step.keys]
         cols += [_Col("window_start", "window"), _Col("window_end", "window")]
@@ -885,7 +900,7 @@ def _readme(gen: _Generator, source: str, sink: str) -> str:
     outputs = "\n".join(f"* `{name}`: `{ref}`" for ref, name in gen.outputs().items())
     return f"""# Flink job `{p.name}` (exported from streamlab)
 
-Steps: {" -> ".join(p.steps)}. Written for Apache Flink {FLINK_VERSION} (PyFlink from PyPI:
+Steps: {" -> ".join(p.steps)}. Written for Apache Flink {gen.flink_version} (PyFlink from PyPI:
 `pip install -r requirements.txt`, Java 11 or 17).
 
 * `main.py`: PyFlink. Parses each record with streamlab's parser (a DataStream `ProcessFunction`,
@@ -907,7 +922,7 @@ Locally on Flink's mini-cluster, from files of raw JSON lines:
 python main.py --input events.jsonl --output out/
 ```
 
-On a cluster (Flink {FLINK_VERSION}), reading the deployed source (`{source}`):
+On a cluster (Flink {gen.flink_version}), reading the deployed source (`{source}`):
 
 ```
 flink run -py main.py -pyfs main.py -- --source {source} --sink {sink} --output s3://BUCKET/out/
@@ -1060,6 +1075,7 @@ def to_flink(
     *,
     source: str = "kafka",
     sink: str = "files",
+    flink_version: str = FLINK_VERSION,
 ) -> ExportedFiles:
     """Write a Flink SQL job and a PyFlink script for ``pipeline``, with their deployment files.
 
@@ -1076,6 +1092,9 @@ def to_flink(
         ``main.py`` also takes ``--input FILES`` whatever is chosen here.
     sink
         Where every output goes: ``"files"`` (JSON lines), ``"kafka"`` or ``"jdbc"``.
+    flink_version
+        The Flink the job will run on. Before 1.19 the ``SESSION`` window table function does not run on
+        streams, so session windows use the group window (``GROUP BY SESSION(ts, gap)``) instead.
 
     Returns
     -------
@@ -1109,7 +1128,13 @@ def to_flink(
         raise PipelineConfigError(
             "pipeline", "export", f"sink={sink!r}", "use sink='files', 'kafka' or 'jdbc'"
         )
-    gen = _Generator(pipeline)
+    try:
+        major, minor = (int(x) for x in flink_version.split(".")[:2])
+    except ValueError:
+        raise PipelineConfigError(
+            "pipeline", "export", f"flink_version={flink_version!r}", "pass a version such as '1.20' or '2.3'"
+        ) from None
+    gen = _Generator(pipeline, (major, minor))
     gen.check()
     gen.build()
     out = Path(path)
@@ -1124,7 +1149,8 @@ def to_flink(
     write("job.sql", _job_sql(gen, source, sink))
     write("run_sql.py", _RUN_SQL)
     write("README.md", _readme(gen, source, sink))
-    write("requirements.txt", f"apache-flink=={FLINK_VERSION}\n")
+    pin = flink_version if flink_version.count(".") >= 2 else f"{flink_version}.*"
+    write("requirements.txt", f"apache-flink=={pin}\n")
     write("main.tf", _terraform(gen, source, sink))
     return ExportedFiles(out, out / "main.py", files, "flink")
 
