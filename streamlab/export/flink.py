@@ -127,9 +127,11 @@ What differs from streamlab's per-event semantics
 * Watermark: streamlab's is the largest event time seen minus the window's delay, updated after every
   record. Flink computes the same expression (``WATERMARK FOR ts AS ts - INTERVAL ...``: delay plus
   allowed lateness plus 1 ms, because Flink fires a window once the watermark reaches its end minus
-  1 ms, where streamlab waits for the end) but emits it periodically (``pipeline.auto-watermark-interval``, 200 ms), and
-  keeps one watermark per source partition (Kafka partition, Kinesis shard), the smallest of which
-  drives the job: streamlab's ``watermark_by`` rule, not its single stream-wide watermark.
+  1 ms, where streamlab waits for the end) but emits it periodically
+  (``pipeline.auto-watermark-interval``, 200 ms). ``job.sql``'s Kafka and Kinesis tables keep one
+  watermark per partition or shard and the smallest drives the job (streamlab's ``watermark_by``
+  rule); ``main.py`` assigns it after the parse, one per parallel instance, the smallest driving the
+  windows (with parallelism 1: streamlab's single stream-wide watermark).
 * Late rows: Flink SQL drops rows behind the watermark silently; there is no ``late`` output. Windows
   close when the watermark passes ``end + lateness`` (the lateness is folded into the watermark delay),
   so results of inputs without late rows are streamlab's; with late rows, which rows Flink still
@@ -946,8 +948,8 @@ INPUT_PATH=events.jsonl OUTPUT_PATH=out python run_sql.py job.sql
 
 Sources: `--source files` (built in), `kafka` (`KAFKA_BOOTSTRAP_SERVERS`, `KAFKA_TOPIC`),
 `eventhubs` (Event Hubs' Kafka endpoint: `EVENTHUBS_NAMESPACE`, `EVENTHUB_NAME`,
-`EVENTHUBS_CONNECTION_STRING`), `kinesis` (`KINESIS_STREAM`, `AWS_REGION`; credentials from the
-default AWS chain). Pub/Sub has no Flink SQL or PyFlink connector (Google's connector is Java
+`EVENTHUBS_CONNECTION_STRING`), `kinesis` (`KINESIS_STREAM` for main.py, `KINESIS_STREAM_ARN` for
+job.sql, `AWS_REGION`; credentials from the default AWS chain). Pub/Sub has no Flink SQL or PyFlink connector (Google's connector is Java
 DataStream only): bridge it to Kafka, or use streamlab's Beam export on Dataflow.
 Sinks: `--sink files` (JSON lines per output), `kafka` (one topic per output), `jdbc` (`JDBC_URL`,
 `JDBC_USER`, `JDBC_PASSWORD`; one table per output). Secrets are read from the environment only.
