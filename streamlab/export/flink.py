@@ -1192,6 +1192,7 @@ def ensure_flink_python(*, timeout: float = 900) -> str:
     import shutil
     import subprocess
     import sys
+    import time
 
     override = os.environ.get("STREAMLAB_FLINK_PYTHON")
     if override:
@@ -1202,7 +1203,19 @@ def ensure_flink_python(*, timeout: float = 900) -> str:
     python = venv / "bin" / "python"
     ready = home / "ready"
     with open(home / "lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        # another process (scripts/test.sh's background build) may be installing: wait for it, bounded
+        deadline = time.monotonic() + 2 * timeout
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when the file closes
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"another process has been installing PyFlink into {venv} for over "
+                        f"{2 * timeout:.0f} s (scripts/test.sh logs it to build/pyflink-env.log)"
+                    ) from None
+                time.sleep(1)  # a lock held by another process: nothing to wait on but time
         if ready.exists() and python.exists():
             return str(python)
         shutil.rmtree(venv, ignore_errors=True)

@@ -307,3 +307,20 @@ def test_an_environment_that_cannot_be_installed_says_why(
     ):
         flink.ensure_flink_python(timeout=300)
     assert not (tmp_path / "pyflink-0.0.0.dev0-not-released" / "ready").exists()
+
+
+def test_waiting_for_another_install_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+
+    from streamlab.export import flink
+
+    monkeypatch.setenv("STREAMLAB_CACHE", str(tmp_path))
+    monkeypatch.delenv("STREAMLAB_FLINK_PYTHON", raising=False)
+    home = flink.flink_env_dir()
+    home.mkdir(parents=True)
+    with open(home / "lock", "w") as held:  # as scripts/test.sh's background build holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(
+            RuntimeError, match=r"another process has been installing PyFlink .* build/pyflink-env\.log"
+        ):
+            flink.ensure_flink_python(timeout=1)
