@@ -324,3 +324,21 @@ def test_waiting_for_another_install_is_bounded(tmp_path: Path, monkeypatch: pyt
             RuntimeError, match=r"another process has been installing PyFlink .* build/pyflink-env\.log"
         ):
             flink.ensure_flink_python(timeout=1)
+
+
+def test_terraform_is_valid_hcl_for_managed_flink(tmp_path: Path) -> None:
+    from ._tf import block, parse
+
+    out = to_flink(every_case(), tmp_path, source="eventhubs", sink="kafka")
+    tf = parse(out.read("main.tf"))
+    app = tf["resource"][("aws_kinesisanalyticsv2_application", "job")]
+    assert app["runtime_environment"] == "FLINK-1_20"
+    config = block(app, "application_configuration")
+    groups = block(config, "environment_properties")["property_group"]
+    options = {g["property_group_id"]: g["property_map"] for g in groups}
+    assert options["kinesis.analytics.flink.run.options"]["python"] == "main.py"
+    assert options["streamlab.job"]["source"] == "eventhubs" and options["streamlab.job"]["sink"] == "kafka"
+    assert {"code_bucket", "service_role_arn", "secret_arn"} <= set(tf["variable"])
+    # secrets only by reference: the generated files name environment variables, never values
+    assert "${EVENTHUBS_CONNECTION_STRING}" in out.read("job.sql")
+    assert 'os.environ["EVENTHUBS_CONNECTION_STRING"]' in out.read("main.py")
