@@ -3,8 +3,8 @@
 # lint, types, unit and property tests, doctests, local-server integration tests, browser tests, notebooks.
 # System packages it needs (installed when run as root, as on CI; otherwise it says what to install):
 #   chromium (browser tests), redis-server (Redis sink tests), nodejs + npm (kinesalite, Kinesis resharding),
-#   a Java 17+ runtime (the Spark export's verification runs Spark in local mode from the pyspark wheel),
-#   python3.13 (the local BigQuery server, local-bigquery, needs it; the BigQuery tests say so if it is missing).
+#   python3.13 (the local BigQuery server, local-bigquery, needs it; the BigQuery tests say so if it is missing),
+#   a Java 17 runtime (Spark's local mode for the Spark export; PyFlink's mini-cluster for the Flink export).
 source "$(dirname "$0")/_venv.sh"
 need=()
 command -v chromium >/dev/null || need+=(chromium)
@@ -20,6 +20,9 @@ fi
 "$VENV/bin/pip" install -q -e "$ROOT[dev]"
 cd "$ROOT"
 export PATH="$VENV/bin:$PATH"
+echo "== PyFlink's own venv (apache-flink pins conflict with Beam's; built once into \$STREAMLAB_CACHE in the background, tests/export/test_flink_export.py waits for it)"
+mkdir -p "$ROOT/build"
+python -m streamlab.export.flink --prepare >"$ROOT/build/pyflink-env.log" 2>&1 &
 echo "== ruff"
 ruff check .
 ruff format --check streamlab connectors widgets datasets tests benchmarks scripts

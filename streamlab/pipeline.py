@@ -340,6 +340,12 @@ class Pipeline:
 
         return to_lambda(self, path, **options)
 
+    def to_flink(self, path: str, **options: Any) -> Any:
+        """Write a Flink SQL job and PyFlink script for this pipeline (see ``streamlab.export.flink``)."""
+        from streamlab.export.flink import to_flink
+
+        return to_flink(self, path, **options)
+
     def to_spark(self, path: str, **options: Any) -> Any:
         """Write a PySpark Structured Streaming job for this pipeline (see ``streamlab.export``)."""
         from streamlab.export.spark import to_spark

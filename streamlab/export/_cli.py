@@ -16,6 +16,7 @@ EXPORT_EPILOG = """examples:
   streamlab export beam spec.yaml -o build/beam --source file --sink bigquery
   streamlab export lambda spec.yaml -o build/lambda
   streamlab export spark spec.yaml -o build/spark
+  streamlab export flink spec.yaml -o build/flink --source kafka --sink files
 """
 
 
@@ -31,8 +32,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     """
     parser.add_argument(
         "target",
-        choices=("beam", "lambda", "spark"),
-        help="what to generate: an Apache Beam module, an AWS Lambda handler or a PySpark job",
+        choices=("beam", "lambda", "flink", "spark"),
+        help="what to generate: an Apache Beam module, an AWS Lambda handler, a Flink SQL/PyFlink job or a PySpark job",
     )
     parser.add_argument("spec", help="pipeline YAML written by Pipeline.to_yaml()")
     parser.add_argument(
@@ -40,15 +41,15 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--sink",
-        choices=("files", "bigquery"),
+        choices=("files", "bigquery", "kafka", "jdbc"),
         default="files",
-        help="Beam only: where outputs go (default: %(default)s)",
+        help="where outputs go (default: %(default)s); Beam: files|bigquery, Flink: files|kafka|jdbc",
     )
     parser.add_argument(
         "--source",
-        choices=("pubsub", "file"),
-        default="pubsub",
-        help="Beam only: what the job reads (default: %(default)s)",
+        choices=("pubsub", "file", "kafka", "kinesis", "eventhubs"),
+        default=None,
+        help="what the job reads (default: pubsub); Flink: kafka (default), kinesis, eventhubs or file",
     )
     parser.add_argument(
         "--trust",
@@ -76,7 +77,12 @@ def run_export(args: argparse.Namespace) -> int:
         if args.target == "beam":
             from streamlab.export.beam import to_beam
 
-            out = to_beam(pipeline, args.output, runner_source=args.source, sink=args.sink)
+            out = to_beam(pipeline, args.output, runner_source=args.source or "pubsub", sink=args.sink)
+        elif args.target == "flink":
+            from streamlab.export.flink import to_flink
+
+            source = {"file": "files", None: "kafka"}.get(args.source, args.source)
+            out = to_flink(pipeline, args.output, source=source, sink=args.sink)
         elif args.target == "spark":
             from streamlab.export.spark import to_spark
 
