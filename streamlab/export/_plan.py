@@ -79,7 +79,7 @@ _SNIPPET_ORDER = [
     "group_key",
     "eval_expr",
 ]
-RECORD_IMPORTS = ("json", "math", "re", "datetime", "itertools", "typing")
+RECORD_IMPORTS = ("heapq", "json", "math", "re", "datetime", "itertools", "typing")
 """Modules ``streamlab._record`` imports: every generated module's header imports them."""
 
 

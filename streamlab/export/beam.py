@@ -136,8 +136,9 @@ Semantics (streamlab -> Beam)
 * Sessions: the same panes over Beam's merging ``Sessions``; a late row that would merge into an
   emitted session updates it here (its own session window is still open), where streamlab reports it
   as late.
-* Dedup: an id is remembered until the watermark passes its first event time + ttl (an event-time
-  timer per id); streamlab's ``max_ids`` bound is not reproduced (Beam state is per key).
+* Dedup: streamlab's own rule (``Dedup``): an id is remembered while the largest event time seen is
+  within ttl of its first occurrence, at most ``max_ids`` ids, the oldest forgotten first. The rule
+  spans all ids, so every row reaches it under one key (one worker at a time).
 """
 
 # ruff: noqa: B008 - Beam declares state, timer and window parameters as argument defaults
@@ -145,6 +146,7 @@ Semantics (streamlab -> Beam)
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import math
 import re
@@ -225,40 +227,61 @@ class MapRows(beam.DoFn):
 ''',
     "dedup": '''
 class DropDuplicates(beam.DoFn):
-    """Pass the first row of each id; repeats within ``ttl`` of its first event time go to ``duplicates``.
+    """streamlab's dedup rule (``Dedup``, copied from streamlab) over every row; repeats to ``duplicates``.
 
-    The id is forgotten by an event-time timer once the largest event time seen passes first + ttl;
-    the replay watermark trails that maximum by WATERMARK_DELAY_NS, hence the shifted timer.
+    The rule reads the largest event time seen and the order of first occurrences across all ids, so
+    rows reach it under one key and it runs on one worker at a time. Its Beam state is a log: every
+    row's (id, event time) since a snapshot of the rule, compacted into a new snapshot once the log
+    outgrows the rule. The worker keeps the rule in memory while TOKEN (rewritten with each row) says
+    the state is the one it wrote; after a retry or a move to another worker it replays the log.
+    Each row costs one append and one small write, whatever the number of ids remembered.
     """
 
-    FIRST_SEEN = userstate.ReadModifyWriteStateSpec("first_seen", PickleCoder())
-    FORGET = userstate.TimerSpec("forget", TimeDomain.WATERMARK)
+    LOG = userstate.BagStateSpec("log", PickleCoder())
+    TOKEN = userstate.ReadModifyWriteStateSpec("token", PickleCoder())
 
-    def __init__(self, step_id, time, ttl_ns):
+    def __init__(self, step_id, id_column, time, ttl_ns, max_ids):
         self.step_id = step_id
+        self.id_column = id_column
         self.time = time
         self.ttl_ns = ttl_ns
+        self.max_ids = max_ids
 
-    def process(
-        self,
-        element,
-        first_seen=beam.DoFn.StateParam(FIRST_SEEN),
-        forget=beam.DoFn.TimerParam(FORGET),
-    ):
+    def setup(self):
+        self.rule, self.token, self.logged = None, None, 0
+
+    def replay(self, log):
+        rule, logged = Dedup(self.ttl_ns, self.max_ids), 0
+        for entry in log:
+            if isinstance(entry, Dedup):
+                rule = entry
+            else:
+                rule.is_duplicate(*entry)
+            logged += 1
+        return rule, logged
+
+    def process(self, element, log=beam.DoFn.StateParam(LOG), token=beam.DoFn.StateParam(TOKEN)):
+        from os import urandom
+
         _, row = element
-        ts = to_ns(row[self.time]) if self.time and row.get(self.time) is not None else None
-        prev = first_seen.read()
-        if prev is not None and (self.ttl_ns is None or ts is None or ts <= prev + self.ttl_ns):
+        if self.rule is None or self.token is None or token.read() != self.token:
+            self.rule, self.logged = self.replay(log.read())
+        value = row.get(self.time) if self.time else None
+        entry = (dedup_key(row.get(self.id_column)), None if value is None else to_ns(value))
+        repeat = self.rule.is_duplicate(*entry)
+        if self.logged >= 2 * len(self.rule.seen) + 1_000:
+            log.clear()
+            log.add(Dedup.from_json(self.rule.to_json(), self.ttl_ns, self.max_ids))  # a copy: runners may encode later
+            self.logged = 1
+        else:
+            log.add(entry)
+            self.logged += 1
+        self.token = urandom(8)
+        token.write(self.token)
+        if repeat:
             yield pvalue.TaggedOutput("duplicates", row)
-            return
-        first_seen.write(ts if ts is not None else 0)
-        if self.ttl_ns is not None and ts is not None:
-            forget.set(Timestamp(micros=(ts + self.ttl_ns - WATERMARK_DELAY_NS) // 1_000 + 1))
-        yield row
-
-    @userstate.on_timer(FORGET)
-    def forget_id(self, first_seen=beam.DoFn.StateParam(FIRST_SEEN)):
-        first_seen.clear()
+        else:
+            yield row
 ''',
     "stamp": '''
 class StampEventTime(beam.DoFn):
@@ -347,30 +370,66 @@ def event_time_ns(raw):
     {ret}
 
 
+def closes_between(before_ms, after_ms):
+    """Whether moving the replay watermark from ``before_ms`` to ``after_ms`` closes a window or ends
+    a closed window's late horizon (None: not advanced yet). WINDOW_CLOSINGS lists, per window step,
+    the period and phase (ns) of the watermarks at which its windows close; None for sessions, whose
+    ends depend on the data, so any advance may close one."""
+    if before_ms is None:
+        return True
+    if after_ms <= before_ms:
+        return False
+    low, high = before_ms * 1_000_000 - 1_000_000, after_ms * 1_000_000 + 1_000_000  # TestStream's ms
+    for closing in WINDOW_CLOSINGS:
+        if closing is None:
+            return True
+        period, phase = closing
+        if (high - phase) // period > (low - phase) // period:
+            return True
+    return False
+
+
 def replay_stream(lines):
     """A TestStream of raw records in arrival order, with streamlab's watermark.
 
     Beam's DirectRunner advances a bounded source's watermark to +inf only at the end, so a file alone
-    never makes anything late. This replays the records one by one and, after each, advances the
-    watermark to the largest event time seen minus WATERMARK_DELAY_NS (rounded down to milliseconds,
-    TestStream's resolution): out-of-order records and closed windows happen as in streamlab.
+    never makes anything late. This replays the records in order with the watermark at the largest
+    event time seen minus WATERMARK_DELAY_NS (rounded down to milliseconds, TestStream's resolution):
+    out-of-order records and closed windows happen as in streamlab.
+
+    Each watermark advance costs the runner a round of work, so advances are batched: the watermark
+    is brought up to date only before a record whose event time is behind it and only if the advance
+    closes a window (or ends its late horizon) on the way. A record at or ahead of the watermark
+    belongs to no window the watermark could have closed (a window ends after its records), and an
+    advance that closes nothing changes no record's fate, so the results are those of advancing after
+    every record.
     """
     from apache_beam.testing.test_stream import TestStream
 
     stream = TestStream()
     max_ns = None
-    watermark_ms = None
+    watermark_ms = None  # what the stream has advanced to
+    pending = []
     for raw in lines:
         ts_ns = event_time_ns(raw)
+        if ts_ns is not None and max_ns is not None:
+            due_ms = (max_ns - WATERMARK_DELAY_NS) // 1_000_000
+            if ts_ns < (due_ms + 1) * 1_000_000 and closes_between(watermark_ms, due_ms):
+                if pending:
+                    stream = stream.add_elements(pending)
+                    pending = []
+                stream = stream.advance_watermark_to(Timestamp(micros=due_ms * 1_000))
+                watermark_ms = due_ms
         stamp = ts_ns if ts_ns is not None else (max_ns if max_ns is not None else 0)
-        stream = stream.add_elements([beam_window.TimestampedValue(raw, Timestamp(micros=stamp // 1_000))])
-        if ts_ns is None:
-            continue
-        max_ns = ts_ns if max_ns is None else max(max_ns, ts_ns)
-        new_ms = (max_ns - WATERMARK_DELAY_NS) // 1_000_000
-        if watermark_ms is None or new_ms > watermark_ms:
-            stream = stream.advance_watermark_to(Timestamp(micros=new_ms * 1_000))
-            watermark_ms = new_ms
+        pending.append(beam_window.TimestampedValue(raw, Timestamp(micros=stamp // 1_000)))
+        if ts_ns is not None:
+            max_ns = ts_ns if max_ns is None else max(max_ns, ts_ns)
+    if pending:
+        stream = stream.add_elements(pending)
+    if max_ns is not None:
+        due_ms = (max_ns - WATERMARK_DELAY_NS) // 1_000_000
+        if watermark_ms is None or due_ms > watermark_ms:
+            stream = stream.advance_watermark_to(Timestamp(micros=due_ms * 1_000))
     return stream.advance_watermark_to_infinity()
 '''
 
@@ -601,18 +660,15 @@ class _Generator:
         elif isinstance(step, KeyByStep):
             self.emit(f"{v} = {src}  # key_by {list(step.keys)}: windows below group by these columns")
         elif isinstance(step, DedupStep):
-            self.snippets.update({"to_ns", "group_key"})
+            self.snippets.add("to_ns")
             self.need("dedup")
+            rule = f"DropDuplicates({sid!r}, {step.id_column!r}, {step.time!r}, {step.ttl_ns!r}, {step.max_ids!r})"
             self.emit(f"{v} = (")
             self.emit(f"    {src}")
             self.emit(
-                f"    | '{sid}: key by id' >> beam.Map(lambda row: (group_key(row, {(step.id_column,)!r}), row))"
-                ".with_output_types(KeyedRow)"
+                f"    | '{sid}: one key' >> beam.Map(lambda row: ('', row)).with_output_types(KeyedRow)"
             )
-            self.emit(
-                f"    | {label!r} >> beam.ParDo(DropDuplicates({sid!r}, {step.time!r}, {step.ttl_ns!r}))"
-                '.with_outputs("duplicates", main="out")'
-            )
+            self.emit(f'    | {label!r} >> beam.ParDo({rule}).with_outputs("duplicates", main="out")')
             self.emit(")")
             self.emit(f"{self.var(sid + '.duplicates')} = {v}.duplicates")
             self.emit(f"{v} = {v}.out")
@@ -679,6 +735,26 @@ class _Generator:
         self.emit(f"{self.var(sid + '.late')} = {v}.late")
         self.emit(f"{v} = {v}.out")
 
+    def closings(self) -> list[tuple[int, int] | None]:
+        """Per window step, the watermarks at which its windows close (and their late horizon ends) as
+        (period, phase) in ns, in the replay's watermark (largest event time - WATERMARK_DELAY_NS)."""
+        out: list[tuple[int, int] | None] = []
+        for step in self.p.steps.values():
+            if not isinstance(step, WindowStep):
+                continue
+            w = step.window
+            shift = step.lateness_ns + step.delay_ns - self.delay_ns
+            if isinstance(w, TumblingWindow):
+                period, end = w.size_ns, w.offset_ns + w.size_ns
+            elif isinstance(w, SlidingWindow):
+                period, end = w.every_ns, w.offset_ns + w.size_ns
+            else:
+                out.append(None)
+                continue
+            for extra in (0, self.late_horizon_ns):
+                out.append((period, (end + shift + extra) % period))
+        return out
+
     def tables(self) -> dict[str, Any]:
         """BigQuery table of each output: (schema, partition field, clustering fields)."""
         tables = {}
@@ -720,6 +796,8 @@ class _Generator:
             "KeyedRow = beam.typehints.Tuple[str, beam.typehints.Any]  # text keys: a deterministic coder"
         )
         parts.append(f"WATERMARK_DELAY_NS = {self.delay_ns!r}  # the windows' allowed out-of-orderness")
+        parts.append("# watermarks (ns) at which windows close or leave the late horizon: (period, phase)")
+        parts.append(_plan.const("WINDOW_CLOSINGS", self.closings()))
         parts.append(
             f"LATE_HORIZON_S = {self.late_horizon_ns / 1e9!r}  # how long closed windows still report late rows"
         )

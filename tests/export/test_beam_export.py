@@ -201,9 +201,14 @@ def test_replay_stream_follows_streamlabs_watermark(tmp_path: Path) -> None:
     lines = [record(1, BASE_MS + 10_000, "a", "u", None), b"bad", record(2, BASE_MS + 4_000, "a", "u", None)]
     events = module.replay_stream(lines)._events
     kinds = [type(e).__name__ for e in events]
-    assert kinds == ["ElementEvent", "WatermarkEvent", "ElementEvent", "ElementEvent", "WatermarkEvent"]
+    # the watermark reaches max - delay before the record behind it; records ahead of it share a batch
+    assert kinds == ["ElementEvent", "WatermarkEvent", "ElementEvent", "WatermarkEvent"]
+    assert [v.value for v in events[0].timestamped_values] == [lines[0], b"bad"]
     assert (
         isinstance(events[1], WatermarkEvent) and events[1].new_watermark.micros == (BASE_MS + 5_000) * 1_000
     )
-    assert isinstance(events[2], ElementEvent) and events[2].timestamped_values[0].value == b"bad"
+    assert isinstance(events[2], ElementEvent) and events[2].timestamped_values[0].value == lines[2]
+    in_order = [record(i, BASE_MS + i * 1_000, "a", "u", None) for i in range(50)]
+    events = module.replay_stream(in_order)._events
+    assert [type(e).__name__ for e in events] == ["ElementEvent", "WatermarkEvent", "WatermarkEvent"]
     assert iso(BASE_MS) == "2024-01-01T00:00:00.000Z"
