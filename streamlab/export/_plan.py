@@ -288,6 +288,16 @@ def check_steps(p: Pipeline, target: str) -> None:
             )
 
 
+def const_value(module_text: str, name: str) -> Any:
+    """The value of a ``NAME = literal`` line that ``const`` wrote into a generated module."""
+    for node in ast.parse(module_text).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        ):
+            return ast.literal_eval(node.value)
+    raise KeyError(name)
+
+
 def const(name: str, value: Any, comment: str = "") -> str:
     """``NAME = value`` as readable source: wrapped at 106 columns, dict order kept."""
     import pprint

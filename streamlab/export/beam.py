@@ -449,7 +449,18 @@ def to_json_row(row, json_columns=(), streaming=False):
     return out
 
 
-def write_files(pcoll, name, output, streaming):
+def file_naming(name):
+    """Streaming file names: window, pane and shard, so a window's late panes never overwrite its files."""
+
+    def naming(window, pane, shard_index, total_shards, compression, destination):
+        start = window.start.to_utc_datetime().strftime("%Y%m%dT%H%M%S")
+        index = pane.index if pane is not None else 0
+        return f"{{name}}-{{start}}-pane{{index}}-{{shard_index:05d}}-of-{{total_shards:05d}}.jsonl"
+
+    return naming
+
+
+def write_files(pcoll, name, output, streaming, window_s=FILE_WINDOW_S, shards=None):
     lines = pcoll | f"{{name}}: to json" >> beam.Map(lambda row: json.dumps(row, default=json_default))
     if not streaming:
         return lines | f"{{name}}: write" >> beam.io.WriteToText(f"{{output}}/{{name}}", file_name_suffix=".jsonl")
@@ -457,9 +468,12 @@ def write_files(pcoll, name, output, streaming):
 
     return (
         lines
-        | f"{{name}}: file windows" >> beam.WindowInto(beam_window.FixedWindows(FILE_WINDOW_S))
+        # late rows and dead letters carry event times behind the watermark: keep their file windows open
+        | f"{{name}}: file windows" >> beam.WindowInto(
+            beam_window.FixedWindows(window_s), allowed_lateness=Duration(seconds=FILE_LATENESS_S)
+        )
         | f"{{name}}: write" >> fileio.WriteToFiles(
-            path=f"{{output}}/{{name}}", file_naming=fileio.default_file_naming(name, ".jsonl")
+            path=f"{{output}}/{{name}}", file_naming=file_naming(name), shards=shards
         )
     )
 
@@ -484,14 +498,45 @@ def write_bigquery(pcoll, name, project, dataset, streaming):
     )
 
 
+def read_lines(pattern):
+    """Raw records of the files matching ``pattern``, as bytes, split as ``ReadFromText`` splits them
+    (at each LF or CRLF; no record after a final newline), files in name order."""
+    from apache_beam.io.filesystems import FileSystems
+
+    lines = []
+    for match in FileSystems.match([pattern]):
+        for meta in sorted(match.metadata_list, key=lambda m: m.path):
+            with FileSystems.open(meta.path) as f:
+                data = f.read()
+            parts = data.split(b"\\n")
+            if parts and parts[-1] == b"":
+                parts.pop()
+            lines += [x[:-1] if x.endswith(b"\\r") else x for x in parts]
+    return lines
+
+
 def run(argv=None):
-    """Read from Pub/Sub (``--subscription``) or a file (``--input``), write every output to the sink."""
+    """Read from Pub/Sub (``--subscription``) or a file (``--input``), write every output to the sink.
+
+    ``--input FILES --replay`` replays the files' records in order as a stream with streamlab's
+    watermark (``replay_stream``): what the live job does with those arrivals, late rows included,
+    where a plain ``--input`` backfill sees every window complete. ``verify()`` runs the module so.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--subscription", help="projects/PROJECT/subscriptions/NAME (streaming)")
     source.add_argument("--input", help="file pattern of raw JSON lines (backfill, bounded)")
+    parser.add_argument(
+        "--replay",
+        action="store_true",
+        help="with --input: replay the records in order as a stream, with streamlab's watermark",
+    )
     parser.add_argument("--sink", choices=("files", "bigquery"), default={sink!r})
     parser.add_argument("--output", help="directory (or gs:// prefix) for --sink files")
+    parser.add_argument(
+        "--file_window_s", type=float, default=FILE_WINDOW_S, help="streaming --sink files: seconds per set of files"
+    )
+    parser.add_argument("--file_shards", type=int, default=None, help="streaming --sink files: files per window")
     parser.add_argument("--bigquery_project", default=None, help="project of the dataset (default: job's)")
     parser.add_argument("--dataset", help="BigQuery dataset for --sink bigquery")
     parser.add_argument("--dead_letter_topic", help="Pub/Sub topic for dead letters and late rows")
@@ -504,11 +549,15 @@ def run(argv=None):
         parser.error("--sink files needs --output DIR")
     if known.sink == "bigquery" and not known.dataset:
         parser.error("--sink bigquery needs --dataset NAME")
+    if known.replay and not known.input:
+        parser.error("--replay needs --input FILES")
     options = PipelineOptions(beam_args)
-    streaming = known.subscription is not None
+    streaming = known.subscription is not None or known.replay
     options.view_as(StandardOptions).streaming = streaming
     with beam.Pipeline(options=options) as pipeline:
-        if streaming:
+        if known.replay:
+            raw = pipeline | "source" >> replay_stream(read_lines(known.input))
+        elif streaming:
             raw = pipeline | "source" >> beam.io.ReadFromPubSub(
                 subscription=known.subscription, timestamp_attribute=known.timestamp_attribute
             )
@@ -527,7 +576,7 @@ def run(argv=None):
             elif known.sink == "bigquery":
                 write_bigquery(pcoll, name, known.bigquery_project, known.dataset, streaming)
             else:
-                write_files(pcoll, name, known.output, streaming)
+                write_files(pcoll, name, known.output, streaming, known.file_window_s, known.file_shards)
 
 
 if __name__ == "__main__":
@@ -802,6 +851,9 @@ class _Generator:
             f"LATE_HORIZON_S = {self.late_horizon_ns / 1e9!r}  # how long closed windows still report late rows"
         )
         parts.append("FILE_WINDOW_S = 60  # streaming file output: one set of files per minute")
+        parts.append(
+            "FILE_LATENESS_S = LATE_HORIZON_S + 3600  # rows stamped further behind the watermark are not written"
+        )
         parts.append("# where run() writes each stream: reference -> table or directory name")
         parts.append(_plan.const("OUTPUTS", outputs))
         parts.append(_plan.const("SIDE_OUTPUTS", tuple(side)))
