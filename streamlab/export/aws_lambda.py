@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from streamlab.errors import PipelineConfigError
-from streamlab.export import _plan
+from streamlab.export import _plan, _registry
 from streamlab.export.beam import ExportedFiles
 from streamlab.pipeline import Pipeline
 from streamlab.steps import (
@@ -494,65 +494,7 @@ class _Steps:
         self.emit("    return")
 
     def step(self, step: Step) -> None:
-        sid = step.step_id
-        if isinstance(step, FilterStep):
-            if step.expr is not None:
-                self.snippets.add("eval_expr")
-                test, what = f"eval_expr({step.expr!r}, row)", f"filter {step.expr!r}"
-            elif step.per_event:
-                test, what = f"{self.fn(step, 'filter')}(row)", f"filter_one({step.fn.name})"  # type: ignore[union-attr]
-            else:
-                if "import pandas" not in self.imports:
-                    self.imports.append("import pandas")
-                name = self.fn(step, "filter")
-                test, what = f"list({name}(pandas.DataFrame([row])))[0]", f"filter_many({step.fn.name})"  # type: ignore[union-attr]
-            self.emit("try:")
-            self.emit(f"    keep = bool({test})")
-            self.dead_letter(sid, what)
-            self.emit("if not keep:")
-            self.emit("    return")
-        elif isinstance(step, MapStep):
-            if step.columns:
-                self.snippets.add("eval_expr")
-                what = "with_columns(" + ", ".join(f"{k}={e!r}" for k, e in step.columns) + ")"
-                self.emit("try:")
-                self.emit(
-                    "    row = {**row, "
-                    + ", ".join(f"{k!r}: eval_expr({e!r}, row)" for k, e in step.columns)
-                    + "}"
-                )
-            elif step.per_event:
-                what = f"map_one({step.fn.name})"  # type: ignore[union-attr]
-                self.emit("try:")
-                self.emit(f"    row = {self.fn(step, 'map')}(row)")
-            else:
-                raise _plan.unsupported(
-                    step,
-                    "AWS Lambda",
-                    "map_many may return several rows per row",
-                    "use map_one or with_columns",
-                )
-            self.dead_letter(sid, what)
-        elif isinstance(step, SelectStep):
-            self.emit(f"row = {{new: row.get(old) for old, new in {dict(step.columns)!r}.items()}}")
-        elif isinstance(step, KeyByStep):
-            self.emit(f"# key_by {list(step.keys)}: the window below groups by these columns")
-        elif isinstance(step, DedupStep):
-            # streamlab's own rule, carried in the module (Dedup); its state is Lambda's JSON state
-            self.consts += [f"DEDUP_TTL_NS = {step.ttl_ns!r}", f"DEDUP_MAX_IDS = {step.max_ids!r}"]
-            if step.time:
-                self.emit(f"ts = None if row.get({step.time!r}) is None else to_ns(row[{step.time!r}])")
-            else:
-                self.emit("ts = None")
-            self.emit(
-                f'if state["dedup"].is_duplicate(dedup_key(row.get({step.id_column!r})), ts, remembered_first_seen):'
-            )
-            self.emit(f"    count(state, {sid + '.duplicates'!r})")
-            self.emit("    return  # a repeat: at-least-once delivery or a producer retry")
-        elif isinstance(step, WindowStep):
-            self.window(step)
-        else:  # pragma: no cover - _check rejects the rest
-            raise _plan.unsupported(step, "AWS Lambda", "not translated", "remove it")
+        _registry.emitter_for("lambda", step)(self, step)
 
     def window(self, step: WindowStep) -> None:
         w = step.window
@@ -617,6 +559,84 @@ class _Steps:
             '        closed.append((start, key, state["windows"].pop(slot)))',
             "    return closed",
         ]
+
+
+# -- what each step kind becomes in the handler (see streamlab.export._registry)
+
+
+@_registry.emits("lambda", FilterStep)
+def _lambda_filter(steps: _Steps, step: FilterStep) -> None:
+    sid = step.step_id
+    if step.expr is not None:
+        steps.snippets.add("eval_expr")
+        test, what = f"eval_expr({step.expr!r}, row)", f"filter {step.expr!r}"
+    elif step.per_event:
+        test, what = f"{steps.fn(step, 'filter')}(row)", f"filter_one({step.fn.name})"  # type: ignore[union-attr]
+    else:
+        if "import pandas" not in steps.imports:
+            steps.imports.append("import pandas")
+        name = steps.fn(step, "filter")
+        test, what = f"list({name}(pandas.DataFrame([row])))[0]", f"filter_many({step.fn.name})"  # type: ignore[union-attr]
+    steps.emit("try:")
+    steps.emit(f"    keep = bool({test})")
+    steps.dead_letter(sid, what)
+    steps.emit("if not keep:")
+    steps.emit("    return")
+
+
+@_registry.emits("lambda", MapStep)
+def _lambda_map(steps: _Steps, step: MapStep) -> None:
+    sid = step.step_id
+    if step.columns:
+        steps.snippets.add("eval_expr")
+        what = "with_columns(" + ", ".join(f"{k}={e!r}" for k, e in step.columns) + ")"
+        steps.emit("try:")
+        steps.emit(
+            "    row = {**row, " + ", ".join(f"{k!r}: eval_expr({e!r}, row)" for k, e in step.columns) + "}"
+        )
+    elif step.per_event:
+        what = f"map_one({step.fn.name})"  # type: ignore[union-attr]
+        steps.emit("try:")
+        steps.emit(f"    row = {steps.fn(step, 'map')}(row)")
+    else:
+        raise _plan.unsupported(
+            step,
+            "AWS Lambda",
+            "map_many may return several rows per row",
+            "use map_one or with_columns",
+        )
+    steps.dead_letter(sid, what)
+
+
+@_registry.emits("lambda", SelectStep)
+def _lambda_select(steps: _Steps, step: SelectStep) -> None:
+    steps.emit(f"row = {{new: row.get(old) for old, new in {dict(step.columns)!r}.items()}}")
+
+
+@_registry.emits("lambda", KeyByStep)
+def _lambda_key_by(steps: _Steps, step: KeyByStep) -> None:
+    steps.emit(f"# key_by {list(step.keys)}: the window below groups by these columns")
+
+
+@_registry.emits("lambda", DedupStep)
+def _lambda_dedup(steps: _Steps, step: DedupStep) -> None:
+    sid = step.step_id
+    # streamlab's own rule, carried in the module (Dedup); its state is Lambda's JSON state
+    steps.consts += [f"DEDUP_TTL_NS = {step.ttl_ns!r}", f"DEDUP_MAX_IDS = {step.max_ids!r}"]
+    if step.time:
+        steps.emit(f"ts = None if row.get({step.time!r}) is None else to_ns(row[{step.time!r}])")
+    else:
+        steps.emit("ts = None")
+    steps.emit(
+        f'if state["dedup"].is_duplicate(dedup_key(row.get({step.id_column!r})), ts, remembered_first_seen):'
+    )
+    steps.emit(f"    count(state, {sid + '.duplicates'!r})")
+    steps.emit("    return  # a repeat: at-least-once delivery or a producer retry")
+
+
+@_registry.emits("lambda", WindowStep)
+def _lambda_window(steps: _Steps, step: WindowStep) -> None:
+    steps.window(step)
 
 
 def _terraform(p: Pipeline, window: WindowStep, dedup: bool) -> str:

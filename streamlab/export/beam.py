@@ -27,7 +27,7 @@ from typing import Any
 
 from streamlab._time import parse_duration
 from streamlab.errors import PipelineConfigError
-from streamlab.export import _plan
+from streamlab.export import _plan, _registry
 from streamlab.pipeline import Pipeline
 from streamlab.steps import (
     DedupStep,
@@ -639,94 +639,9 @@ class _Generator:
 
     # -- steps ----------------------------------------------------------------------------------
     def step(self, step: Any) -> None:
-        sid = step.step_id
-        v = self.var(sid)
+        v = self.var(step.step_id)
         src = self.var(step.inputs[0]) if step.inputs else "raw"
-        label = sid
-        if isinstance(step, SourceStep):
-            self.emit(f"{v} = raw")
-        elif isinstance(step, ParseStep):
-            self.snippets.update({"parse_record", "to_ns"})
-            self.need("parse")
-            fields = tuple((f.name, f.type, f.path) for f in step.fields)
-            req = tuple(dict.fromkeys(((step.time,) if step.time else ()) + step.required))
-            c = _plan.ident(sid).upper()
-            self.consts += [_plan.const(f"{c}_FIELDS", fields), _plan.const(f"{c}_REQUIRED", req)]
-            self.emit(f"{v} = {src} | {label!r} >> beam.ParDo(")
-            self.emit(
-                f"    ParseRecords({sid!r}, {c}_FIELDS, {c}_REQUIRED, {step.max_record_bytes!r}, {step.time!r})"
-            )
-            self.emit(').with_outputs("dead_letter", main="out")')
-            self.emit(f"{self.var(sid + '.dead_letter')} = {v}.dead_letter")
-            self.emit(f"{v} = {v}.out")
-        elif isinstance(step, FilterStep):
-            self.need("filter")
-            if step.expr is not None:
-                self.snippets.add("eval_expr")
-                pred = f"lambda row: eval_expr({step.expr!r}, row)"
-                what = f"filter {step.expr!r}"
-            else:
-                assert step.fn is not None
-                fc = self._fn(step.fn, sid, "filter")
-                if step.per_event:
-                    pred, what = fc, f"filter_one({step.fn.name})"
-                else:
-                    pred = f"lambda row: bool(list({fc}(pandas.DataFrame([row])))[0])"
-                    what = f"filter_many({step.fn.name})"
-                    self._need_pandas()
-            self.emit(f"{v} = {src} | {label!r} >> beam.ParDo(")
-            self.emit(f"    FilterRows({sid!r}, {what!r}, {pred})")
-            self.emit(').with_outputs("dead_letter", main="out")')
-            self.emit(f"{self.var(sid + '.dead_letter')} = {v}.dead_letter")
-            self.emit(f"{v} = {v}.out")
-        elif isinstance(step, MapStep):
-            self.need("map")
-            if step.columns:
-                self.snippets.add("eval_expr")
-                c = _plan.ident(sid).upper()
-                self.consts.append(f"{c}_COLUMNS = {step.columns!r}")
-                fn = f"lambda row: [{{**row, **{{n: eval_expr(e, row) for n, e in {c}_COLUMNS}}}}]"
-                what = "with_columns(" + ", ".join(f"{k}={e!r}" for k, e in step.columns) + ")"
-            else:
-                assert step.fn is not None
-                fc = self._fn(step.fn, sid, "map")
-                if step.per_event:
-                    fn, what = f"lambda row: [{fc}(row)]", f"map_one({step.fn.name})"
-                else:
-                    self._need_pandas()
-                    fn = f"lambda row: {fc}(pandas.DataFrame([row])).to_dict('records')"
-                    what = f"map_many({step.fn.name})"
-            self.emit(f"{v} = {src} | {label!r} >> beam.ParDo(")
-            self.emit(f"    MapRows({sid!r}, {what!r}, {fn})")
-            self.emit(').with_outputs("dead_letter", main="out")')
-            self.emit(f"{self.var(sid + '.dead_letter')} = {v}.dead_letter")
-            self.emit(f"{v} = {v}.out")
-        elif isinstance(step, SelectStep):
-            mapping = dict(step.columns)
-            self.emit(
-                f"{v} = {src} | {label!r} >> beam.Map(lambda row: {{new: row.get(old) for old, new in {mapping!r}.items()}})"
-            )
-        elif isinstance(step, KeyByStep):
-            self.emit(f"{v} = {src}  # key_by {list(step.keys)}: windows below group by these columns")
-        elif isinstance(step, DedupStep):
-            self.snippets.add("to_ns")
-            self.need("dedup")
-            rule = f"DropDuplicates({sid!r}, {step.id_column!r}, {step.time!r}, {step.ttl_ns!r}, {step.max_ids!r})"
-            self.emit(f"{v} = (")
-            self.emit(f"    {src}")
-            self.emit(
-                f"    | '{sid}: one key' >> beam.Map(lambda row: ('', row)).with_output_types(KeyedRow)"
-            )
-            self.emit(f'    | {label!r} >> beam.ParDo({rule}).with_outputs("duplicates", main="out")')
-            self.emit(")")
-            self.emit(f"{self.var(sid + '.duplicates')} = {v}.duplicates")
-            self.emit(f"{v} = {v}.out")
-        elif isinstance(step, WindowStep):
-            self._window(step, v, src)
-        elif isinstance(step, SinkStep):
-            pass
-        else:  # pragma: no cover - check_steps rejects the rest
-            raise _plan.unsupported(step, "beam", "not translated", "remove it")
+        _registry.emitter_for("beam", step)(self, step, v, src)
 
     def _need_pandas(self) -> None:
         if "import pandas" not in self.user_imports:
@@ -882,6 +797,123 @@ class _Generator:
         parts.append(_RUN.format(sink=self.sink))
         text = "\n".join(parts)
         return _tidy(_drop_unused_imports(text))
+
+
+# -- what each step kind becomes in the module (see streamlab.export._registry)
+
+
+@_registry.emits("beam", SourceStep)
+def _beam_source(gen: _Generator, step: SourceStep, v: str, src: str) -> None:
+    gen.emit(f"{v} = raw")
+
+
+@_registry.emits("beam", ParseStep)
+def _beam_parse(gen: _Generator, step: ParseStep, v: str, src: str) -> None:
+    sid = step.step_id
+    label = step.step_id
+    gen.snippets.update({"parse_record", "to_ns"})
+    gen.need("parse")
+    fields = tuple((f.name, f.type, f.path) for f in step.fields)
+    req = tuple(dict.fromkeys(((step.time,) if step.time else ()) + step.required))
+    c = _plan.ident(sid).upper()
+    gen.consts += [_plan.const(f"{c}_FIELDS", fields), _plan.const(f"{c}_REQUIRED", req)]
+    gen.emit(f"{v} = {src} | {label!r} >> beam.ParDo(")
+    gen.emit(f"    ParseRecords({sid!r}, {c}_FIELDS, {c}_REQUIRED, {step.max_record_bytes!r}, {step.time!r})")
+    gen.emit(').with_outputs("dead_letter", main="out")')
+    gen.emit(f"{gen.var(sid + '.dead_letter')} = {v}.dead_letter")
+    gen.emit(f"{v} = {v}.out")
+
+
+@_registry.emits("beam", FilterStep)
+def _beam_filter(gen: _Generator, step: FilterStep, v: str, src: str) -> None:
+    sid = step.step_id
+    label = step.step_id
+    gen.need("filter")
+    if step.expr is not None:
+        gen.snippets.add("eval_expr")
+        pred = f"lambda row: eval_expr({step.expr!r}, row)"
+        what = f"filter {step.expr!r}"
+    else:
+        assert step.fn is not None
+        fc = gen._fn(step.fn, sid, "filter")
+        if step.per_event:
+            pred, what = fc, f"filter_one({step.fn.name})"
+        else:
+            pred = f"lambda row: bool(list({fc}(pandas.DataFrame([row])))[0])"
+            what = f"filter_many({step.fn.name})"
+            gen._need_pandas()
+    gen.emit(f"{v} = {src} | {label!r} >> beam.ParDo(")
+    gen.emit(f"    FilterRows({sid!r}, {what!r}, {pred})")
+    gen.emit(').with_outputs("dead_letter", main="out")')
+    gen.emit(f"{gen.var(sid + '.dead_letter')} = {v}.dead_letter")
+    gen.emit(f"{v} = {v}.out")
+
+
+@_registry.emits("beam", MapStep)
+def _beam_map(gen: _Generator, step: MapStep, v: str, src: str) -> None:
+    sid = step.step_id
+    label = step.step_id
+    gen.need("map")
+    if step.columns:
+        gen.snippets.add("eval_expr")
+        c = _plan.ident(sid).upper()
+        gen.consts.append(f"{c}_COLUMNS = {step.columns!r}")
+        fn = f"lambda row: [{{**row, **{{n: eval_expr(e, row) for n, e in {c}_COLUMNS}}}}]"
+        what = "with_columns(" + ", ".join(f"{k}={e!r}" for k, e in step.columns) + ")"
+    else:
+        assert step.fn is not None
+        fc = gen._fn(step.fn, sid, "map")
+        if step.per_event:
+            fn, what = f"lambda row: [{fc}(row)]", f"map_one({step.fn.name})"
+        else:
+            gen._need_pandas()
+            fn = f"lambda row: {fc}(pandas.DataFrame([row])).to_dict('records')"
+            what = f"map_many({step.fn.name})"
+    gen.emit(f"{v} = {src} | {label!r} >> beam.ParDo(")
+    gen.emit(f"    MapRows({sid!r}, {what!r}, {fn})")
+    gen.emit(').with_outputs("dead_letter", main="out")')
+    gen.emit(f"{gen.var(sid + '.dead_letter')} = {v}.dead_letter")
+    gen.emit(f"{v} = {v}.out")
+
+
+@_registry.emits("beam", SelectStep)
+def _beam_select(gen: _Generator, step: SelectStep, v: str, src: str) -> None:
+    label = step.step_id
+    mapping = dict(step.columns)
+    gen.emit(
+        f"{v} = {src} | {label!r} >> beam.Map(lambda row: {{new: row.get(old) for old, new in {mapping!r}.items()}})"
+    )
+
+
+@_registry.emits("beam", KeyByStep)
+def _beam_key_by(gen: _Generator, step: KeyByStep, v: str, src: str) -> None:
+    gen.emit(f"{v} = {src}  # key_by {list(step.keys)}: windows below group by these columns")
+
+
+@_registry.emits("beam", DedupStep)
+def _beam_dedup(gen: _Generator, step: DedupStep, v: str, src: str) -> None:
+    sid = step.step_id
+    label = step.step_id
+    gen.snippets.add("to_ns")
+    gen.need("dedup")
+    rule = f"DropDuplicates({sid!r}, {step.id_column!r}, {step.time!r}, {step.ttl_ns!r}, {step.max_ids!r})"
+    gen.emit(f"{v} = (")
+    gen.emit(f"    {src}")
+    gen.emit(f"    | '{sid}: one key' >> beam.Map(lambda row: ('', row)).with_output_types(KeyedRow)")
+    gen.emit(f'    | {label!r} >> beam.ParDo({rule}).with_outputs("duplicates", main="out")')
+    gen.emit(")")
+    gen.emit(f"{gen.var(sid + '.duplicates')} = {v}.duplicates")
+    gen.emit(f"{v} = {v}.out")
+
+
+@_registry.emits("beam", WindowStep)
+def _beam_window(gen: _Generator, step: WindowStep, v: str, src: str) -> None:
+    gen._window(step, v, src)
+
+
+@_registry.emits("beam", SinkStep)
+def _beam_sink(gen: _Generator, step: SinkStep, v: str, src: str) -> None:
+    pass  # the sink's input is written by run()
 
 
 def _drop_unused_imports(text: str) -> str:
