@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -41,3 +42,22 @@ def test_a_step_without_an_emitter_is_refused_naming_it_and_the_targets_that_hav
     ):
         _registry.emitter_for("lambda", step)
     assert _registry.emitter_for("beam", step) is _emit
+
+
+@pytest.mark.parametrize("target", ["beam", "lambda"])
+def test_a_detector_step_is_refused_naming_it_and_the_way_to_run_it(target: str, tmp_path: Path) -> None:
+    from streamlab import Pipeline, TumblingWindow, agg
+    from streamlab.detectors import ThresholdRule
+    from streamlab.export import to_beam, to_lambda
+    from streamlab.testing import ListSource
+
+    p = Pipeline(ListSource([b"{}"]), name="rules")
+    events = p.parse({"amount": "float64", "timestamp": "timestamp", "event_type": "string"})
+    ruled = events.apply(ThresholdRule("big", expr="amount > 1000"), step_id="big_amount")
+    ruled.window(TumblingWindow("1m"), key="event_type").agg(agg.count())
+    export = to_beam if target == "beam" else to_lambda
+    with pytest.raises(
+        PipelineConfigError,
+        match=r"step 'big_amount' \(operator\): cannot export.*ThresholdRule.*streamlab run",
+    ):
+        export(p, tmp_path)
