@@ -9,16 +9,17 @@ import numpy as np
 import pandas as pd
 
 from streamlab._operator import Operator, Outputs
+from streamlab._record import Dedup, dedup_key
 from streamlab._time import NAT_NS, to_utc_ns
-from streamlab._windowing import _NO_WATERMARK, running_watermark
 
 
 class DedupOperator(Operator):
     """Pass the first event of each id; later ones go to the ``duplicates`` output.
 
-    With ``ttl``, an id is remembered while the watermark (largest event time seen) is within ``ttl``
-    of the first occurrence's event time; with ``max_ids``, the oldest remembered ids are forgotten
-    first once more are held. A duplicate arriving after its id was forgotten passes again.
+    The rule is ``streamlab._record.Dedup`` (one record at a time, as the exported jobs run it): an id is
+    remembered while the watermark (largest event time seen) is within ``ttl`` of its first occurrence's
+    event time, and at most ``max_ids`` ids are held, the oldest forgotten first. A duplicate arriving
+    after its id was forgotten passes again.
     """
 
     output_names = ("out", "duplicates")
@@ -29,56 +30,39 @@ class DedupOperator(Operator):
         self.step_id = step_id
         self.id_column = id_column
         self.time = time
-        self.ttl_ns = ttl_ns
-        self.max_ids = max_ids
-        self.seen: dict[Any, int] = {}
-        self.max_ts = _NO_WATERMARK
-        self.evicted = 0
-        self._compact_at = 1024
+        self.rule = Dedup(ttl_ns, max_ids)
 
     def snapshot(self) -> Any:
-        return copy.deepcopy({"seen": self.seen, "max_ts": self.max_ts, "evicted": self.evicted})
+        return copy.deepcopy(self.rule)
 
     def restore(self, state: Any) -> None:
-        self.__dict__.update(copy.deepcopy(state))
+        if isinstance(state, dict):  # a checkpoint written before the rule was shared: ids and times
+            rule = Dedup(self.rule.ttl_ns, self.rule.max_ids)
+            held = state.get("seen", {})
+            rule.max_ns = max((t for t in held.values() if t != NAT_NS), default=None)
+            rule.forgotten = int(state.get("evicted", 0))
+            for k, t in held.items():
+                if rule._live(None if t == NAT_NS else t):
+                    rule._remember(k, None if t == NAT_NS else t)
+            self.rule = rule
+            return
+        self.rule = copy.deepcopy(state)
 
     def open_state(self) -> dict[str, Any]:
-        return {"remembered_ids": len(self.seen), "forgotten_ids": self.evicted}
+        return {"remembered_ids": len(self.rule.seen), "forgotten_ids": self.rule.forgotten}
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         ids = batch[self.id_column].tolist()
         n = len(ids)
         if self.time is not None:
-            ts = to_utc_ns(batch[self.time])
-            ts_ok = np.where(ts == NAT_NS, self.max_ts, ts)
-            wm, self.max_ts = running_watermark(ts_ok, self.max_ts, 0)
-            ts_l, wm_l = ts.tolist(), wm.tolist()
+            ts_l: list[int | None] = [
+                None if t == NAT_NS else t for t in to_utc_ns(batch[self.time]).tolist()
+            ]
         else:
-            ts_l = wm_l = [0] * n
-        ttl = self.ttl_ns
-        seen = self.seen
-        dup = np.zeros(n, dtype=bool)
-        for i, (k, t, w) in enumerate(zip(ids, ts_l, wm_l)):
-            prev = seen.get(k)
-            if prev is not None and (ttl is None or prev >= w - ttl):
-                dup[i] = True
-            else:
-                seen[k] = t
-        self._evict()
+            ts_l = [None] * n
+        seen = self.rule.is_duplicate
+        dup = np.fromiter((seen(dedup_key(k), t) for k, t in zip(ids, ts_l)), dtype=bool, count=n)
         out: Outputs = {"out": batch[~dup].reset_index(drop=True) if dup.any() else batch}
         if dup.any():
             out["duplicates"] = batch[dup].reset_index(drop=True)
         return out
-
-    def _evict(self) -> None:
-        if self.ttl_ns is not None and len(self.seen) >= self._compact_at:
-            horizon = self.max_ts - self.ttl_ns
-            before = len(self.seen)
-            self.seen = {k: t for k, t in self.seen.items() if t >= horizon}
-            self.evicted += before - len(self.seen)
-            self._compact_at = max(1024, 2 * len(self.seen))
-        over = len(self.seen) - self.max_ids
-        if over > 0:
-            for k in list(self.seen)[:over]:
-                del self.seen[k]
-            self.evicted += over

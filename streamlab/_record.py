@@ -1,5 +1,7 @@
-"""One raw record through the parse step's rules: the checked path of streamlab's parse and every
-exported parser (Beam, Lambda) run this code, so their rows and dead-letter reasons cannot drift.
+"""Per-record rules: one raw record through the parse step's checks, and the dedup step's rule.
+
+The checked path of streamlab's parse and every exported parser (Beam, Lambda) run this code, so their
+rows and dead-letter reasons cannot drift; streamlab's dedup step and the exported ones share ``Dedup``.
 
 Standard library only, and no streamlab import: exporters copy everything below the imports into the
 generated module verbatim. The limits (record size, nesting depth, digits of a number) make bad input
@@ -9,6 +11,7 @@ never words such as "now" that would give a replay other values.
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import re
@@ -257,3 +260,118 @@ def parse_record(
         if kind == "timestamp" and row[name] is not None:
             row[name] = from_ns(row[name])
     return row
+
+
+class Dedup:
+    """The dedup step's rule for one record at a time: is this id a repeat?
+
+    An id is remembered from its first occurrence while the largest event time seen (the watermark)
+    is within ``ttl_ns`` of that occurrence's event time, and at most ``max_ids`` ids are remembered
+    (the oldest first occurrence is forgotten first). A repeat of a forgotten id passes again and is
+    remembered anew. Without ``ttl_ns`` only ``max_ids`` bounds memory; a record without event time
+    never moves the watermark and its id is forgotten as soon as there is one (with ``ttl_ns``).
+
+    streamlab's dedup step, the exported Beam module and the Lambda handler all run this class, so
+    their duplicates cannot drift. Keys are any hashable values (``dedup_key`` makes one of a column
+    value); the state pickles, and ``to_json``/``from_json`` carry it through JSON (Lambda's state).
+
+    Examples
+    --------
+    >>> d = Dedup(ttl_ns=10, max_ids=2)
+    >>> [d.is_duplicate(k, t) for k, t in [("a", 0), ("a", 5), ("b", 20), ("a", 21), ("c", 22), ("b", 23)]]
+    [False, True, False, False, False, False]
+    """
+
+    def __init__(self, ttl_ns: int | None, max_ids: int) -> None:
+        self.ttl_ns = ttl_ns
+        self.max_ids = max_ids
+        self.seen: dict[Any, int | None] = {}  # id -> event time of its first occurrence, oldest first
+        self.max_ns: int | None = None
+        self.forgotten = 0
+        self._expiry: list[tuple[int, int, Any]] = []  # (time, sequence, id): a heap, with stale entries
+        self._order: dict[Any, int] = {}  # id -> sequence of its live heap entry
+        self._seq = 0
+
+    def is_duplicate(self, key: Any, ts_ns: int | None, remembered: Any = None) -> bool:
+        """Record one occurrence of ``key`` at event time ``ts_ns`` (None: no time); True for a repeat.
+
+        ``remembered(key)``, when given, answers for ids this state does not hold: ``(True, time)``
+        for an id remembered elsewhere (Lambda: in an earlier window), ``(False, None)`` otherwise.
+        """
+        if ts_ns is not None and (self.max_ns is None or ts_ns > self.max_ns):
+            self.max_ns = ts_ns
+            self._expire()
+        if key in self.seen:
+            return True  # held ids are live: _expire drops the rest
+        if remembered is not None:
+            known, first = remembered(key)
+            if known and self._live(first):
+                return True
+        if self._live(ts_ns):
+            self._remember(key, ts_ns)
+        return False
+
+    def _live(self, first: int | None) -> bool:
+        if self.ttl_ns is None or self.max_ns is None:
+            return True
+        return first is not None and first >= self.max_ns - self.ttl_ns
+
+    def _remember(self, key: Any, ts_ns: int | None) -> None:
+        self.seen[key] = ts_ns
+        if self.ttl_ns is not None:
+            self._seq += 1
+            self._order[key] = self._seq
+            heapq.heappush(self._expiry, (-(2**63) if ts_ns is None else ts_ns, self._seq, key))
+        if len(self.seen) > self.max_ids:
+            oldest = next(iter(self.seen))
+            self._forget(oldest)
+
+    def _forget(self, key: Any) -> None:
+        del self.seen[key]
+        self._order.pop(key, None)
+        self.forgotten += 1
+
+    def _expire(self) -> None:
+        if self.ttl_ns is None or self.max_ns is None:
+            return
+        horizon = self.max_ns - self.ttl_ns
+        heap = self._expiry
+        while heap and heap[0][0] < horizon:
+            _, seq, key = heapq.heappop(heap)
+            if self._order.get(key) == seq:
+                self._forget(key)
+
+    def to_json(self) -> dict[str, Any]:
+        """The state as JSON-ready data (ids must be JSON values)."""
+        return {
+            "seen": [[k, t] for k, t in self.seen.items()],
+            "max_ns": self.max_ns,
+            "forgotten": self.forgotten,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None, ttl_ns: int | None, max_ids: int) -> Dedup:
+        """A state from ``to_json`` output (None: empty)."""
+        out = cls(ttl_ns, max_ids)
+        data = data or {}
+        out.max_ns = data.get("max_ns")
+        out.forgotten = data.get("forgotten", 0)
+        for k, t in data.get("seen", ()):
+            out._remember(k, t)
+        return out
+
+
+def dedup_key(value: Any) -> Any:
+    """The id a dedup step remembers for a column value: NaN and None are one missing id, objects and
+    arrays their JSON text (they are not hashable), everything else the value itself.
+
+    Examples
+    --------
+    >>> dedup_key(float("nan")) is None, dedup_key({"b": 1, "a": 2})
+    (True, '{"a": 2, "b": 1}')
+    """
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return value

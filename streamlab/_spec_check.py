@@ -63,6 +63,7 @@ _STEP_KINDS = (
     "interval_join",
     "key_by",
     "map",
+    "operator",
     "parse",
     "select",
     "union",
@@ -185,7 +186,7 @@ def param_keys() -> dict[str, set[str]]:
         s.IntervalJoinStep(*io),
         s.EnrichStep(*io, table_ref="table.parquet"),
     ]
-    keys: dict[str, set[str]] = {}
+    keys: dict[str, set[str]] = {"operator": {"type", "config"}}  # a step config: spec._config_spec
     for step in samples:
         keys.setdefault(step.kind, set()).update(step.params())
     return keys
@@ -365,6 +366,11 @@ class _Checker:
         if isinstance(sid, str) and sid:
             ids.add(sid)
             outs = step_output_names().get(kind or "", ("out",)) if section == "processing" else ("out",)
+            if kind == "operator":
+                from streamlab.spec import config_types
+
+                cls = config_types().get(item.get("type"))  # type: ignore[arg-type]
+                outs = tuple(getattr(cls, "output_names", ("out",)))
             known.extend(sid if o == "out" else f"{sid}.{o}" for o in outs)
 
     def inputs(self, item: dict[str, Any], path: str, known: list[str], multiple: bool) -> None:
@@ -389,6 +395,27 @@ class _Checker:
                 )
 
     # -- processing kinds --------------------------------------------------------------------------
+    def step_operator(self, st: dict[str, Any], path: str) -> None:
+        """A step config of ``streamlab.detectors`` (features, rules, detectors, patterns) by class name."""
+        from streamlab.spec import config_from_spec, config_types
+
+        types = config_types()
+        name = st.get("type")
+        if not isinstance(name, str) or name not in types:
+            self.add(
+                f"{path}.type",
+                f"unknown step config type {_shown(name)}",
+                suggest(str(name), list(types), what="step configs"),
+            )
+            return
+        config = st.get("config", {})
+        if not self.mapping(config, f"{path}.config", "config: {key: user_id, window: 10m}"):
+            return
+        try:
+            config_from_spec(name, config)
+        except (TypeError, ValueError) as e:
+            self.add(f"{path}.config", f"{name}: {e}", f"give {name} the parameters its documentation lists")
+
     def step_parse(self, st: dict[str, Any], path: str) -> None:
         schema = st.get("schema")
         if schema is not None and self.mapping(

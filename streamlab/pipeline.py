@@ -595,22 +595,13 @@ class Stream:
         ttl_ns = None
         if ttl is not None:
             ttl_ns = parse_duration(ttl, what=f"step {sid!r} (dedup) ttl")
-            if ttl_ns <= 0:
-                raise PipelineConfigError(
-                    sid,
-                    "dedup",
-                    f"ttl={ttl!r} is not positive, so no id would be remembered",
-                    "pass a positive duration such as ttl='1h', or ttl=None (bounded by max_ids only)",
-                )
-            if use_time is None:
+            if use_time is None and ttl_ns > 0:  # the step checks the rest (DedupStep.__post_init__)
                 raise PipelineConfigError(
                     sid,
                     "dedup",
                     f"ttl needs the event-time column {time!r}, which the stream lacks",
                     "pass time='<column>' or ttl=None (bounded by max_ids only)",
                 )
-        if max_ids <= 0:
-            raise PipelineConfigError(sid, "dedup", "max_ids must be positive", "pass e.g. max_ids=1_000_000")
         step = DedupStep(sid, (self.ref,), id_column=id, time=use_time, ttl_ns=ttl_ns, max_ids=max_ids)
         return self.pipeline._add(step, cls=DedupedStream)  # type: ignore[return-value]
 

@@ -106,14 +106,9 @@ def pipeline_to_dict(p: Pipeline) -> dict[str, Any]:
         elif isinstance(step, SinkStep):
             sinks.append({"step_id": sid, "input": step.inputs[0], **step.sink.spec()})
         else:
-            if isinstance(step, OperatorStep):
-                raise ValueError(
-                    f"step {sid!r} ({type(step.config).__name__}) cannot be written to YAML yet; "
-                    "keep it in Python, or use built-in steps only in a portable spec"
-                )
             entry: dict[str, Any] = {"step_id": sid, "kind": step.kind}
             entry["input"] = step.inputs[0] if len(step.inputs) == 1 else list(step.inputs)
-            entry.update(step.params())
+            entry.update(_config_spec(sid, step.config) if isinstance(step, OperatorStep) else step.params())
             processing.append(entry)
     return {
         "streaming": {
@@ -414,9 +409,102 @@ def pipeline_from_dict(
     return p
 
 
+def config_types() -> dict[str, type]:
+    """The step configs a spec can name (features, rules, detectors, patterns): ``streamlab.detectors``'
+    public ``StepConfig`` classes, by class name.
+
+    Examples
+    --------
+    >>> "VelocityFeature" in config_types() and "ThresholdRule" in config_types()
+    True
+    """
+    from streamlab import detectors
+    from streamlab.detectors._common import StepConfig
+
+    found = {name: getattr(detectors, name) for name in detectors.__all__}
+    return {n: c for n, c in found.items() if isinstance(c, type) and issubclass(c, StepConfig)}
+
+
+def config_from_spec(type_name: str, params: dict[str, Any]) -> Any:
+    """The step config ``type_name`` (one of ``config_types()``) built from its described parameters;
+    a detector (``{"kind": "half_space_trees", ...}``), threshold filter or pattern steps inside are
+    built too.
+
+    Examples
+    --------
+    >>> config_from_spec("ThresholdRule", {"name": "big", "expr": "amount > 1000"})
+    ThresholdRule(name='big', expr='amount > 1000', column=None, op=None, value=None)
+    """
+    from streamlab import detectors
+
+    types = config_types()
+    if type_name not in types:
+        raise ValueError(f"unknown step config type {type_name!r}; known: {sorted(types)}")
+    params = dict(params)
+    if type_name == "Detect" and isinstance(params.get("detector"), dict):
+        found = {getattr(detectors, n) for n in detectors.__all__}
+        models = {
+            getattr(c, "name", None): c
+            for c in found
+            if isinstance(c, type)
+            and issubclass(c, detectors.Detector)
+            and isinstance(getattr(c, "name", None), str)
+        }
+        model = dict(params["detector"])
+        kind = model.pop("kind", None)
+        if kind not in models:
+            raise ValueError(f"unknown detector {kind!r}; known: {sorted(k for k in models if k)}")
+        params["detector"] = models[kind](**model)
+    if isinstance(params.get("threshold"), dict):
+        rule = dict(params["threshold"])
+        kind = rule.pop("kind", None)
+        filters = [c for c in types.values() if getattr(c, "kind", None) == kind]
+        if not filters:
+            raise ValueError(f"unknown threshold filter {kind!r}")
+        params["threshold"] = filters[0](**rule)
+    if type_name == "Pattern" and isinstance(params.get("steps"), list):
+        params["steps"] = [
+            detectors.PatternStep(**st) if isinstance(st, dict) else st for st in params["steps"]
+        ]
+    return types[type_name](**params)
+
+
+def _plain(value: Any) -> bool:
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+def _config_spec(sid: str, config: Any) -> dict[str, Any]:
+    """``{"type": ..., "config": ...}`` of a step config, when its described parameters build it again:
+    the class is one of ``config_types()`` and ``type(config)(**parameters)`` describes itself the same."""
+    name = type(config).__name__
+    describe = getattr(config, "describe", None)
+    if config_types().get(name) is type(config) and describe is not None:
+        described = describe()
+        params = {k: v for k, v in described.items() if k != "kind"}
+        try:
+            same = _plain(params) and config_from_spec(name, params).describe() == described
+        except (TypeError, ValueError):
+            same = False
+        if same:
+            return {"type": name, "config": params}
+    raise ValueError(
+        f"step {sid!r} ({name}) cannot be written to YAML: its parameters do not describe it as plain data "
+        "that builds it again (Python objects or code inside); keep it in Python, or use built-in steps and "
+        f"the configs of streamlab.detectors ({', '.join(sorted(config_types()))})"
+    )
+
+
 def _build_step(
     base: Stream, others: list[Stream], sid: str, kind: str, prm: dict[str, Any], trust: bool = False
 ) -> Stream:
+    if kind == "operator":
+        return base.apply(config_from_spec(prm.get("type", ""), prm.get("config") or {}), step_id=sid)
     if kind == "parse":
         return base.parse(
             prm.get("schema"),

@@ -21,6 +21,7 @@ from streamlab._time import format_duration
 from streamlab._transforms import FilterOperator, MapOperator, PassOperator, SelectOperator
 from streamlab._windowing import PanedWindowOperator, WindowOperator
 from streamlab.aggregators import Aggregator
+from streamlab.errors import PipelineConfigError
 from streamlab.functions import UserFunction
 from streamlab.io import Sink, Source
 from streamlab.windows import SessionWindow, SlidingWindow, TumblingWindow, Window
@@ -270,6 +271,31 @@ class DedupStep(Step):
     kind: ClassVar[str] = "dedup"
     output_names: ClassVar[tuple[str, ...]] = ("out", "duplicates")
 
+    def __post_init__(self) -> None:
+        # checked here, not in Stream.dedup only, so that a step built directly (or read back) is checked too
+        if self.ttl_ns is not None:
+            if self.ttl_ns <= 0:
+                raise PipelineConfigError(
+                    self.step_id,
+                    "dedup",
+                    f"ttl={format_duration(self.ttl_ns)!r} is not positive, so no id would be remembered",
+                    "pass a positive duration such as ttl='1h', or ttl=None (bounded by max_ids only)",
+                )
+            if self.time is None:
+                raise PipelineConfigError(
+                    self.step_id,
+                    "dedup",
+                    "ttl needs an event-time column, and the step has none",
+                    "pass time='<column>' or ttl=None (bounded by max_ids only)",
+                )
+        if isinstance(self.max_ids, bool) or not isinstance(self.max_ids, int) or self.max_ids <= 0:
+            raise PipelineConfigError(
+                self.step_id,
+                "dedup",
+                f"max_ids={self.max_ids!r} must be a positive integer",
+                "pass e.g. max_ids=1_000_000",
+            )
+
     def build(self) -> Operator:
         return DedupOperator(self.step_id, self.id_column, self.time, self.ttl_ns, self.max_ids)
 
@@ -299,6 +325,15 @@ class KeyByStep(Step):
 
     keys: tuple[str, ...] = ()
     kind: ClassVar[str] = "key_by"
+
+    def __post_init__(self) -> None:
+        if not self.keys or not all(isinstance(k, str) and k for k in self.keys):
+            raise PipelineConfigError(
+                self.step_id,
+                "key_by",
+                f"keys={self.keys!r}: no key column given",
+                "pass e.g. key_by('user_id')",
+            )
 
     def build(self) -> Operator:
         return PassOperator()

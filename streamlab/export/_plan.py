@@ -79,7 +79,7 @@ _SNIPPET_ORDER = [
     "group_key",
     "eval_expr",
 ]
-RECORD_IMPORTS = ("json", "math", "re", "datetime", "itertools", "typing")
+RECORD_IMPORTS = ("heapq", "json", "math", "re", "datetime", "itertools", "typing")
 """Modules ``streamlab._record`` imports: every generated module's header imports them."""
 
 
@@ -270,9 +270,16 @@ def check_steps(p: Pipeline, target: str) -> None:
             "which the exporter does not translate",
             "enrich": "enrich joins with a table held in memory; the exported job cannot ship it",
             "union": "union of several streams is not translated",
-            "operator": "config-backed steps (detectors, features) run streamlab code the export cannot carry",
+            "operator": f"{type(getattr(step, 'config', None)).__name__} steps (features, rules, detectors, "
+            "patterns) are not translated to generated code yet",
         }.get(step.kind, f"steps of kind {step.kind!r} are not translated")
-        raise unsupported(step, target, why, "keep this step in the notebook, or remove it before exporting")
+        fix = "keep this step in the notebook, or remove it before exporting"
+        if step.kind == "operator":
+            fix = (
+                "run the pipeline with streamlab itself in production: Pipeline.to_yaml('pipeline.yaml') writes it "
+                "(detector, feature, rule and pattern steps included) and `streamlab run pipeline.yaml` runs it"
+            )
+        raise unsupported(step, target, why, fix)
     parse_steps = [s for s in p.steps.values() if isinstance(s, ParseStep)]
     if not parse_steps:
         raise PipelineConfigError(
@@ -286,6 +293,16 @@ def check_steps(p: Pipeline, target: str) -> None:
             raise unsupported(
                 st, target, "early results are not exported", "drop early=True before exporting"
             )
+
+
+def const_value(module_text: str, name: str) -> Any:
+    """The value of a ``NAME = literal`` line that ``const`` wrote into a generated module."""
+    for node in ast.parse(module_text).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        ):
+            return ast.literal_eval(node.value)
+    raise KeyError(name)
 
 
 def const(name: str, value: Any, comment: str = "") -> str:

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from streamlab.errors import PipelineConfigError
-from streamlab.export import _plan
+from streamlab.export import _plan, _registry
 from streamlab.export.beam import ExportedFiles
 from streamlab.pipeline import Pipeline
 from streamlab.steps import (
@@ -90,6 +90,7 @@ Semantics (streamlab -> Lambda)
 from __future__ import annotations
 
 import base64
+import heapq
 import json
 import logging
 import math
@@ -124,8 +125,7 @@ def load_state(data):
     windows = {{k: COMBINE.from_json(v) for k, v in data.get("windows", {{}}).items()}}
     return {{
         "max_ns": data.get("max_ns"),
-        "dedup_max_ns": data.get("dedup_max_ns"),
-        "seen": dict(data.get("seen", {{}})),
+        "dedup": load_dedup(data.get("dedup")),
         "windows": windows,
         "counts": dict(data.get("counts", {{}})),
     }}
@@ -133,7 +133,7 @@ def load_state(data):
 
 def dump_state(state):
     windows = {{k: COMBINE.to_json(v) for k, v in state["windows"].items()}}
-    return {{**state, "windows": windows}}
+    return {{**state, "windows": windows, "dedup": dump_dedup(state["dedup"])}}
 
 
 def count(state, name):
@@ -292,23 +292,35 @@ def handler(event, context=None):
 
 _IDEMPOTENCY = '''
 
+def load_dedup(data):
+    """The dedup step's state (streamlab's ``Dedup`` rule) from Lambda's JSON state."""
+    return Dedup.from_json(data, DEDUP_TTL_NS, DEDUP_MAX_IDS)
+
+
+def dump_dedup(rule):
+    return rule.to_json()
+
+
 _remembered = {{}}
 
 
 def remembered_first_seen(event_id):
-    """First event time (ns) of an id seen in an earlier Lambda window, from IDEMPOTENCY_TABLE if set.
+    """``(True, first event time ns or None)`` for an id seen in an earlier Lambda window (from
+    IDEMPOTENCY_TABLE, if set), ``(False, None)`` otherwise.
 
     Lambda's state starts empty in every tumbling window; the table carries the ids across windows.
     """
     table = os.environ.get("IDEMPOTENCY_TABLE")
     if not table:
-        return None
-    if event_id not in _remembered:
+        return False, None
+    name = json.dumps([event_id], default=json_default)  # the item key earlier exports wrote too
+    if name not in _remembered:
         item = client("dynamodb").get_item(
-            TableName=table, Key={{"event_id": {{"S": event_id}}}}, ConsistentRead=True
+            TableName=table, Key={{"event_id": {{"S": name}}}}, ConsistentRead=True
         ).get("Item")
-        _remembered[event_id] = int(item["first_seen_ns"]["N"]) if item else None
-    return _remembered[event_id]
+        first = None if item is None or "N" not in item["first_seen_ns"] else int(item["first_seen_ns"]["N"])
+        _remembered[name] = (item is not None, first)
+    return _remembered[name]
 
 
 def on_final(state):
@@ -320,21 +332,30 @@ def on_final(state):
     table = os.environ.get("IDEMPOTENCY_TABLE")
     if not table:
         return
-    ttl_s = {ttl_s}
     items = []
-    for event_id, first_ns in state["seen"].items():
-        item = {{"event_id": {{"S": event_id}}, "first_seen_ns": {{"N": str(first_ns)}}}}
-        if ttl_s is not None:
-            item["expires_at"] = {{"N": str(first_ns // 1_000_000_000 + ttl_s)}}
+    held = {{json.dumps([k], default=json_default): t for k, t in state["dedup"].seen.items()}}
+    for name, first_ns in held.items():
+        first = {{"NULL": True}} if first_ns is None else {{"N": str(first_ns)}}
+        item = {{"event_id": {{"S": name}}, "first_seen_ns": first}}
+        if DEDUP_TTL_NS is not None and first_ns is not None:
+            item["expires_at"] = {{"N": str((first_ns + DEDUP_TTL_NS) // 1_000_000_000)}}
         items.append({{"PutRequest": {{"Item": item}}}})
     for i in range(0, len(items), 25):  # the BatchWriteItem limit
         pending = {{table: items[i : i + 25]}}
         while pending:
             pending = client("dynamodb").batch_write_item(RequestItems=pending).get("UnprocessedItems") or {{}}
-    _remembered.update(state["seen"])
+    _remembered.update({{name: (True, t) for name, t in held.items()}})
 '''
 
 _NO_IDEMPOTENCY = '''
+
+def load_dedup(data):
+    return None
+
+
+def dump_dedup(rule):
+    return None
+
 
 def on_final(state):
     """End of a Lambda window: nothing to carry over (the pipeline has no dedup step)."""
@@ -393,6 +414,14 @@ def _check(p: Pipeline) -> list[Step]:
             )
     _plan.check_steps(p, "AWS Lambda")
     chain = _chain(p)
+    dedups = [s for s in chain if isinstance(s, DedupStep)]
+    if len(dedups) > 1:
+        raise _plan.unsupported(
+            dedups[1],
+            "AWS Lambda",
+            "the handler holds one dedup state (and one idempotency table)",
+            "dedup once, or export to Beam (to_beam)",
+        )
     windows = [s for s in chain if isinstance(s, WindowStep)]
     if len(windows) != 1 or chain[-1] is not windows[0]:
         raise PipelineConfigError(
@@ -421,7 +450,6 @@ class _Steps:
         self.imports: list[str] = []
         self.user_code: list[str] = []
         self.lines: list[str] = []
-        self.dedup_ttl: int | None = None
 
     def emit(self, line: str = "") -> None:
         self.lines.append(("    " + line) if line else "")
@@ -454,8 +482,7 @@ class _Steps:
             self.emit(f"# step {step.step_id!r} ({step.kind})")
             self.step(step)
         if any(isinstance(s, DedupStep) for s in self.chain):
-            ttl_s = "None" if self.dedup_ttl is None else f"{self.dedup_ttl // 1_000_000_000}"
-            self.lines.append(_IDEMPOTENCY.format(ttl_s=ttl_s))
+            self.lines.append(_IDEMPOTENCY.format())
         else:
             self.lines.append(_NO_IDEMPOTENCY)
         return "\n".join(self.lines)
@@ -467,88 +494,7 @@ class _Steps:
         self.emit("    return")
 
     def step(self, step: Step) -> None:
-        sid = step.step_id
-        if isinstance(step, FilterStep):
-            if step.expr is not None:
-                self.snippets.add("eval_expr")
-                test, what = f"eval_expr({step.expr!r}, row)", f"filter {step.expr!r}"
-            elif step.per_event:
-                test, what = f"{self.fn(step, 'filter')}(row)", f"filter_one({step.fn.name})"  # type: ignore[union-attr]
-            else:
-                if "import pandas" not in self.imports:
-                    self.imports.append("import pandas")
-                name = self.fn(step, "filter")
-                test, what = f"list({name}(pandas.DataFrame([row])))[0]", f"filter_many({step.fn.name})"  # type: ignore[union-attr]
-            self.emit("try:")
-            self.emit(f"    keep = bool({test})")
-            self.dead_letter(sid, what)
-            self.emit("if not keep:")
-            self.emit("    return")
-        elif isinstance(step, MapStep):
-            if step.columns:
-                self.snippets.add("eval_expr")
-                what = "with_columns(" + ", ".join(f"{k}={e!r}" for k, e in step.columns) + ")"
-                self.emit("try:")
-                self.emit(
-                    "    row = {**row, "
-                    + ", ".join(f"{k!r}: eval_expr({e!r}, row)" for k, e in step.columns)
-                    + "}"
-                )
-            elif step.per_event:
-                what = f"map_one({step.fn.name})"  # type: ignore[union-attr]
-                self.emit("try:")
-                self.emit(f"    row = {self.fn(step, 'map')}(row)")
-            else:
-                raise _plan.unsupported(
-                    step,
-                    "AWS Lambda",
-                    "map_many may return several rows per row",
-                    "use map_one or with_columns",
-                )
-            self.dead_letter(sid, what)
-        elif isinstance(step, SelectStep):
-            self.emit(f"row = {{new: row.get(old) for old, new in {dict(step.columns)!r}.items()}}")
-        elif isinstance(step, KeyByStep):
-            self.emit(f"# key_by {list(step.keys)}: the window below groups by these columns")
-        elif isinstance(step, DedupStep):
-            self.emit(f"event_id = group_key(row, {(step.id_column,)!r})")
-            if step.time:
-                self.emit(f"ts = to_ns(row[{step.time!r}]) if row.get({step.time!r}) is not None else None")
-                self.emit("if ts is not None:")
-                self.emit(
-                    '    state["dedup_max_ns"] = ts if state["dedup_max_ns"] is None else max(state["dedup_max_ns"], ts)'
-                )
-            else:
-                self.emit("ts = None")
-            self.emit('first = state["seen"].get(event_id)')
-            self.emit("if first is None:")
-            self.emit("    first = remembered_first_seen(event_id)")
-            ttl = step.ttl_ns
-            self.dedup_ttl = ttl
-            if ttl is None:
-                self.emit("if first is not None:")
-            else:
-                self.emit(
-                    'if first is not None and (state["dedup_max_ns"] is None '
-                    f'or first >= state["dedup_max_ns"] - {ttl:_}):'
-                )
-            self.emit(f"    count(state, {sid + '.duplicates'!r})")
-            self.emit("    return  # a repeat: at-least-once delivery or a producer retry")
-            self.emit('state["seen"][event_id] = ts if ts is not None else 0')
-            if ttl is not None:
-                self.emit(
-                    'if len(state["seen"]) > 1024 and state["dedup_max_ns"] is not None:'
-                    "  # keep the state small: forget ids past the ttl"
-                )
-                self.emit(f'    horizon = state["dedup_max_ns"] - {ttl:_}')
-                self.emit('    state["seen"] = {k: t for k, t in state["seen"].items() if t >= horizon}')
-            self.emit(f'if len(state["seen"]) > {step.max_ids:_}:')
-            self.emit('    for k in list(state["seen"])[: len(state["seen"]) - ' + f"{step.max_ids:_}]:")
-            self.emit('        del state["seen"][k]')
-        elif isinstance(step, WindowStep):
-            self.window(step)
-        else:  # pragma: no cover - _check rejects the rest
-            raise _plan.unsupported(step, "AWS Lambda", "not translated", "remove it")
+        _registry.emitter_for("lambda", step)(self, step)
 
     def window(self, step: WindowStep) -> None:
         w = step.window
@@ -613,6 +559,84 @@ class _Steps:
             '        closed.append((start, key, state["windows"].pop(slot)))',
             "    return closed",
         ]
+
+
+# -- what each step kind becomes in the handler (see streamlab.export._registry)
+
+
+@_registry.emits("lambda", FilterStep)
+def _lambda_filter(steps: _Steps, step: FilterStep) -> None:
+    sid = step.step_id
+    if step.expr is not None:
+        steps.snippets.add("eval_expr")
+        test, what = f"eval_expr({step.expr!r}, row)", f"filter {step.expr!r}"
+    elif step.per_event:
+        test, what = f"{steps.fn(step, 'filter')}(row)", f"filter_one({step.fn.name})"  # type: ignore[union-attr]
+    else:
+        if "import pandas" not in steps.imports:
+            steps.imports.append("import pandas")
+        name = steps.fn(step, "filter")
+        test, what = f"list({name}(pandas.DataFrame([row])))[0]", f"filter_many({step.fn.name})"  # type: ignore[union-attr]
+    steps.emit("try:")
+    steps.emit(f"    keep = bool({test})")
+    steps.dead_letter(sid, what)
+    steps.emit("if not keep:")
+    steps.emit("    return")
+
+
+@_registry.emits("lambda", MapStep)
+def _lambda_map(steps: _Steps, step: MapStep) -> None:
+    sid = step.step_id
+    if step.columns:
+        steps.snippets.add("eval_expr")
+        what = "with_columns(" + ", ".join(f"{k}={e!r}" for k, e in step.columns) + ")"
+        steps.emit("try:")
+        steps.emit(
+            "    row = {**row, " + ", ".join(f"{k!r}: eval_expr({e!r}, row)" for k, e in step.columns) + "}"
+        )
+    elif step.per_event:
+        what = f"map_one({step.fn.name})"  # type: ignore[union-attr]
+        steps.emit("try:")
+        steps.emit(f"    row = {steps.fn(step, 'map')}(row)")
+    else:
+        raise _plan.unsupported(
+            step,
+            "AWS Lambda",
+            "map_many may return several rows per row",
+            "use map_one or with_columns",
+        )
+    steps.dead_letter(sid, what)
+
+
+@_registry.emits("lambda", SelectStep)
+def _lambda_select(steps: _Steps, step: SelectStep) -> None:
+    steps.emit(f"row = {{new: row.get(old) for old, new in {dict(step.columns)!r}.items()}}")
+
+
+@_registry.emits("lambda", KeyByStep)
+def _lambda_key_by(steps: _Steps, step: KeyByStep) -> None:
+    steps.emit(f"# key_by {list(step.keys)}: the window below groups by these columns")
+
+
+@_registry.emits("lambda", DedupStep)
+def _lambda_dedup(steps: _Steps, step: DedupStep) -> None:
+    sid = step.step_id
+    # streamlab's own rule, carried in the module (Dedup); its state is Lambda's JSON state
+    steps.consts += [f"DEDUP_TTL_NS = {step.ttl_ns!r}", f"DEDUP_MAX_IDS = {step.max_ids!r}"]
+    if step.time:
+        steps.emit(f"ts = None if row.get({step.time!r}) is None else to_ns(row[{step.time!r}])")
+    else:
+        steps.emit("ts = None")
+    steps.emit(
+        f'if state["dedup"].is_duplicate(dedup_key(row.get({step.id_column!r})), ts, remembered_first_seen):'
+    )
+    steps.emit(f"    count(state, {sid + '.duplicates'!r})")
+    steps.emit("    return  # a repeat: at-least-once delivery or a producer retry")
+
+
+@_registry.emits("lambda", WindowStep)
+def _lambda_window(steps: _Steps, step: WindowStep) -> None:
+    steps.window(step)
 
 
 def _terraform(p: Pipeline, window: WindowStep, dedup: bool) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 from streamlab._time import parse_duration
 from streamlab.errors import PipelineConfigError
-from streamlab.export import _plan
+from streamlab.export import _plan, _registry
 from streamlab.pipeline import Pipeline
 from streamlab.steps import (
     DedupStep,
@@ -136,8 +136,9 @@ Semantics (streamlab -> Beam)
 * Sessions: the same panes over Beam's merging ``Sessions``; a late row that would merge into an
   emitted session updates it here (its own session window is still open), where streamlab reports it
   as late.
-* Dedup: an id is remembered until the watermark passes its first event time + ttl (an event-time
-  timer per id); streamlab's ``max_ids`` bound is not reproduced (Beam state is per key).
+* Dedup: streamlab's own rule (``Dedup``): an id is remembered while the largest event time seen is
+  within ttl of its first occurrence, at most ``max_ids`` ids, the oldest forgotten first. The rule
+  spans all ids, so every row reaches it under one key (one worker at a time).
 """
 
 # ruff: noqa: B008 - Beam declares state, timer and window parameters as argument defaults
@@ -145,6 +146,7 @@ Semantics (streamlab -> Beam)
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import math
 import re
@@ -225,40 +227,61 @@ class MapRows(beam.DoFn):
 ''',
     "dedup": '''
 class DropDuplicates(beam.DoFn):
-    """Pass the first row of each id; repeats within ``ttl`` of its first event time go to ``duplicates``.
+    """streamlab's dedup rule (``Dedup``, copied from streamlab) over every row; repeats to ``duplicates``.
 
-    The id is forgotten by an event-time timer once the largest event time seen passes first + ttl;
-    the replay watermark trails that maximum by WATERMARK_DELAY_NS, hence the shifted timer.
+    The rule reads the largest event time seen and the order of first occurrences across all ids, so
+    rows reach it under one key and it runs on one worker at a time. Its Beam state is a log: every
+    row's (id, event time) since a snapshot of the rule, compacted into a new snapshot once the log
+    outgrows the rule. The worker keeps the rule in memory while TOKEN (rewritten with each row) says
+    the state is the one it wrote; after a retry or a move to another worker it replays the log.
+    Each row costs one append and one small write, whatever the number of ids remembered.
     """
 
-    FIRST_SEEN = userstate.ReadModifyWriteStateSpec("first_seen", PickleCoder())
-    FORGET = userstate.TimerSpec("forget", TimeDomain.WATERMARK)
+    LOG = userstate.BagStateSpec("log", PickleCoder())
+    TOKEN = userstate.ReadModifyWriteStateSpec("token", PickleCoder())
 
-    def __init__(self, step_id, time, ttl_ns):
+    def __init__(self, step_id, id_column, time, ttl_ns, max_ids):
         self.step_id = step_id
+        self.id_column = id_column
         self.time = time
         self.ttl_ns = ttl_ns
+        self.max_ids = max_ids
 
-    def process(
-        self,
-        element,
-        first_seen=beam.DoFn.StateParam(FIRST_SEEN),
-        forget=beam.DoFn.TimerParam(FORGET),
-    ):
+    def setup(self):
+        self.rule, self.token, self.logged = None, None, 0
+
+    def replay(self, log):
+        rule, logged = Dedup(self.ttl_ns, self.max_ids), 0
+        for entry in log:
+            if isinstance(entry, Dedup):
+                rule = entry
+            else:
+                rule.is_duplicate(*entry)
+            logged += 1
+        return rule, logged
+
+    def process(self, element, log=beam.DoFn.StateParam(LOG), token=beam.DoFn.StateParam(TOKEN)):
+        from os import urandom
+
         _, row = element
-        ts = to_ns(row[self.time]) if self.time and row.get(self.time) is not None else None
-        prev = first_seen.read()
-        if prev is not None and (self.ttl_ns is None or ts is None or ts <= prev + self.ttl_ns):
+        if self.rule is None or self.token is None or token.read() != self.token:
+            self.rule, self.logged = self.replay(log.read())
+        value = row.get(self.time) if self.time else None
+        entry = (dedup_key(row.get(self.id_column)), None if value is None else to_ns(value))
+        repeat = self.rule.is_duplicate(*entry)
+        if self.logged >= 2 * len(self.rule.seen) + 1_000:
+            log.clear()
+            log.add(Dedup.from_json(self.rule.to_json(), self.ttl_ns, self.max_ids))  # a copy: runners may encode later
+            self.logged = 1
+        else:
+            log.add(entry)
+            self.logged += 1
+        self.token = urandom(8)
+        token.write(self.token)
+        if repeat:
             yield pvalue.TaggedOutput("duplicates", row)
-            return
-        first_seen.write(ts if ts is not None else 0)
-        if self.ttl_ns is not None and ts is not None:
-            forget.set(Timestamp(micros=(ts + self.ttl_ns - WATERMARK_DELAY_NS) // 1_000 + 1))
-        yield row
-
-    @userstate.on_timer(FORGET)
-    def forget_id(self, first_seen=beam.DoFn.StateParam(FIRST_SEEN)):
-        first_seen.clear()
+        else:
+            yield row
 ''',
     "stamp": '''
 class StampEventTime(beam.DoFn):
@@ -347,30 +370,66 @@ def event_time_ns(raw):
     {ret}
 
 
+def closes_between(before_ms, after_ms):
+    """Whether moving the replay watermark from ``before_ms`` to ``after_ms`` closes a window or ends
+    a closed window's late horizon (None: not advanced yet). WINDOW_CLOSINGS lists, per window step,
+    the period and phase (ns) of the watermarks at which its windows close; None for sessions, whose
+    ends depend on the data, so any advance may close one."""
+    if before_ms is None:
+        return True
+    if after_ms <= before_ms:
+        return False
+    low, high = before_ms * 1_000_000 - 1_000_000, after_ms * 1_000_000 + 1_000_000  # TestStream's ms
+    for closing in WINDOW_CLOSINGS:
+        if closing is None:
+            return True
+        period, phase = closing
+        if (high - phase) // period > (low - phase) // period:
+            return True
+    return False
+
+
 def replay_stream(lines):
     """A TestStream of raw records in arrival order, with streamlab's watermark.
 
     Beam's DirectRunner advances a bounded source's watermark to +inf only at the end, so a file alone
-    never makes anything late. This replays the records one by one and, after each, advances the
-    watermark to the largest event time seen minus WATERMARK_DELAY_NS (rounded down to milliseconds,
-    TestStream's resolution): out-of-order records and closed windows happen as in streamlab.
+    never makes anything late. This replays the records in order with the watermark at the largest
+    event time seen minus WATERMARK_DELAY_NS (rounded down to milliseconds, TestStream's resolution):
+    out-of-order records and closed windows happen as in streamlab.
+
+    Each watermark advance costs the runner a round of work, so advances are batched: the watermark
+    is brought up to date only before a record whose event time is behind it and only if the advance
+    closes a window (or ends its late horizon) on the way. A record at or ahead of the watermark
+    belongs to no window the watermark could have closed (a window ends after its records), and an
+    advance that closes nothing changes no record's fate, so the results are those of advancing after
+    every record.
     """
     from apache_beam.testing.test_stream import TestStream
 
     stream = TestStream()
     max_ns = None
-    watermark_ms = None
+    watermark_ms = None  # what the stream has advanced to
+    pending = []
     for raw in lines:
         ts_ns = event_time_ns(raw)
+        if ts_ns is not None and max_ns is not None:
+            due_ms = (max_ns - WATERMARK_DELAY_NS) // 1_000_000
+            if ts_ns < (due_ms + 1) * 1_000_000 and closes_between(watermark_ms, due_ms):
+                if pending:
+                    stream = stream.add_elements(pending)
+                    pending = []
+                stream = stream.advance_watermark_to(Timestamp(micros=due_ms * 1_000))
+                watermark_ms = due_ms
         stamp = ts_ns if ts_ns is not None else (max_ns if max_ns is not None else 0)
-        stream = stream.add_elements([beam_window.TimestampedValue(raw, Timestamp(micros=stamp // 1_000))])
-        if ts_ns is None:
-            continue
-        max_ns = ts_ns if max_ns is None else max(max_ns, ts_ns)
-        new_ms = (max_ns - WATERMARK_DELAY_NS) // 1_000_000
-        if watermark_ms is None or new_ms > watermark_ms:
-            stream = stream.advance_watermark_to(Timestamp(micros=new_ms * 1_000))
-            watermark_ms = new_ms
+        pending.append(beam_window.TimestampedValue(raw, Timestamp(micros=stamp // 1_000)))
+        if ts_ns is not None:
+            max_ns = ts_ns if max_ns is None else max(max_ns, ts_ns)
+    if pending:
+        stream = stream.add_elements(pending)
+    if max_ns is not None:
+        due_ms = (max_ns - WATERMARK_DELAY_NS) // 1_000_000
+        if watermark_ms is None or due_ms > watermark_ms:
+            stream = stream.advance_watermark_to(Timestamp(micros=due_ms * 1_000))
     return stream.advance_watermark_to_infinity()
 '''
 
@@ -390,7 +449,18 @@ def to_json_row(row, json_columns=(), streaming=False):
     return out
 
 
-def write_files(pcoll, name, output, streaming):
+def file_naming(name):
+    """Streaming file names: window, pane and shard, so a window's late panes never overwrite its files."""
+
+    def naming(window, pane, shard_index, total_shards, compression, destination):
+        start = window.start.to_utc_datetime().strftime("%Y%m%dT%H%M%S")
+        index = pane.index if pane is not None else 0
+        return f"{{name}}-{{start}}-pane{{index}}-{{shard_index:05d}}-of-{{total_shards:05d}}.jsonl"
+
+    return naming
+
+
+def write_files(pcoll, name, output, streaming, window_s=FILE_WINDOW_S, shards=None):
     lines = pcoll | f"{{name}}: to json" >> beam.Map(lambda row: json.dumps(row, default=json_default))
     if not streaming:
         return lines | f"{{name}}: write" >> beam.io.WriteToText(f"{{output}}/{{name}}", file_name_suffix=".jsonl")
@@ -398,9 +468,12 @@ def write_files(pcoll, name, output, streaming):
 
     return (
         lines
-        | f"{{name}}: file windows" >> beam.WindowInto(beam_window.FixedWindows(FILE_WINDOW_S))
+        # late rows and dead letters carry event times behind the watermark: keep their file windows open
+        | f"{{name}}: file windows" >> beam.WindowInto(
+            beam_window.FixedWindows(window_s), allowed_lateness=Duration(seconds=FILE_LATENESS_S)
+        )
         | f"{{name}}: write" >> fileio.WriteToFiles(
-            path=f"{{output}}/{{name}}", file_naming=fileio.default_file_naming(name, ".jsonl")
+            path=f"{{output}}/{{name}}", file_naming=file_naming(name), shards=shards
         )
     )
 
@@ -425,14 +498,45 @@ def write_bigquery(pcoll, name, project, dataset, streaming):
     )
 
 
+def read_lines(pattern):
+    """Raw records of the files matching ``pattern``, as bytes, split as ``ReadFromText`` splits them
+    (at each LF or CRLF; no record after a final newline), files in name order."""
+    from apache_beam.io.filesystems import FileSystems
+
+    lines = []
+    for match in FileSystems.match([pattern]):
+        for meta in sorted(match.metadata_list, key=lambda m: m.path):
+            with FileSystems.open(meta.path) as f:
+                data = f.read()
+            parts = data.split(b"\\n")
+            if parts and parts[-1] == b"":
+                parts.pop()
+            lines += [x[:-1] if x.endswith(b"\\r") else x for x in parts]
+    return lines
+
+
 def run(argv=None):
-    """Read from Pub/Sub (``--subscription``) or a file (``--input``), write every output to the sink."""
+    """Read from Pub/Sub (``--subscription``) or a file (``--input``), write every output to the sink.
+
+    ``--input FILES --replay`` replays the files' records in order as a stream with streamlab's
+    watermark (``replay_stream``): what the live job does with those arrivals, late rows included,
+    where a plain ``--input`` backfill sees every window complete. ``verify()`` runs the module so.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--subscription", help="projects/PROJECT/subscriptions/NAME (streaming)")
     source.add_argument("--input", help="file pattern of raw JSON lines (backfill, bounded)")
+    parser.add_argument(
+        "--replay",
+        action="store_true",
+        help="with --input: replay the records in order as a stream, with streamlab's watermark",
+    )
     parser.add_argument("--sink", choices=("files", "bigquery"), default={sink!r})
     parser.add_argument("--output", help="directory (or gs:// prefix) for --sink files")
+    parser.add_argument(
+        "--file_window_s", type=float, default=FILE_WINDOW_S, help="streaming --sink files: seconds per set of files"
+    )
+    parser.add_argument("--file_shards", type=int, default=None, help="streaming --sink files: files per window")
     parser.add_argument("--bigquery_project", default=None, help="project of the dataset (default: job's)")
     parser.add_argument("--dataset", help="BigQuery dataset for --sink bigquery")
     parser.add_argument("--dead_letter_topic", help="Pub/Sub topic for dead letters and late rows")
@@ -445,11 +549,15 @@ def run(argv=None):
         parser.error("--sink files needs --output DIR")
     if known.sink == "bigquery" and not known.dataset:
         parser.error("--sink bigquery needs --dataset NAME")
+    if known.replay and not known.input:
+        parser.error("--replay needs --input FILES")
     options = PipelineOptions(beam_args)
-    streaming = known.subscription is not None
+    streaming = known.subscription is not None or known.replay
     options.view_as(StandardOptions).streaming = streaming
     with beam.Pipeline(options=options) as pipeline:
-        if streaming:
+        if known.replay:
+            raw = pipeline | "source" >> replay_stream(read_lines(known.input))
+        elif streaming:
             raw = pipeline | "source" >> beam.io.ReadFromPubSub(
                 subscription=known.subscription, timestamp_attribute=known.timestamp_attribute
             )
@@ -468,7 +576,7 @@ def run(argv=None):
             elif known.sink == "bigquery":
                 write_bigquery(pcoll, name, known.bigquery_project, known.dataset, streaming)
             else:
-                write_files(pcoll, name, known.output, streaming)
+                write_files(pcoll, name, known.output, streaming, known.file_window_s, known.file_shards)
 
 
 if __name__ == "__main__":
@@ -531,97 +639,9 @@ class _Generator:
 
     # -- steps ----------------------------------------------------------------------------------
     def step(self, step: Any) -> None:
-        sid = step.step_id
-        v = self.var(sid)
+        v = self.var(step.step_id)
         src = self.var(step.inputs[0]) if step.inputs else "raw"
-        label = sid
-        if isinstance(step, SourceStep):
-            self.emit(f"{v} = raw")
-        elif isinstance(step, ParseStep):
-            self.snippets.update({"parse_record", "to_ns"})
-            self.need("parse")
-            fields = tuple((f.name, f.type, f.path) for f in step.fields)
-            req = tuple(dict.fromkeys(((step.time,) if step.time else ()) + step.required))
-            c = _plan.ident(sid).upper()
-            self.consts += [_plan.const(f"{c}_FIELDS", fields), _plan.const(f"{c}_REQUIRED", req)]
-            self.emit(f"{v} = {src} | {label!r} >> beam.ParDo(")
-            self.emit(
-                f"    ParseRecords({sid!r}, {c}_FIELDS, {c}_REQUIRED, {step.max_record_bytes!r}, {step.time!r})"
-            )
-            self.emit(').with_outputs("dead_letter", main="out")')
-            self.emit(f"{self.var(sid + '.dead_letter')} = {v}.dead_letter")
-            self.emit(f"{v} = {v}.out")
-        elif isinstance(step, FilterStep):
-            self.need("filter")
-            if step.expr is not None:
-                self.snippets.add("eval_expr")
-                pred = f"lambda row: eval_expr({step.expr!r}, row)"
-                what = f"filter {step.expr!r}"
-            else:
-                assert step.fn is not None
-                fc = self._fn(step.fn, sid, "filter")
-                if step.per_event:
-                    pred, what = fc, f"filter_one({step.fn.name})"
-                else:
-                    pred = f"lambda row: bool(list({fc}(pandas.DataFrame([row])))[0])"
-                    what = f"filter_many({step.fn.name})"
-                    self._need_pandas()
-            self.emit(f"{v} = {src} | {label!r} >> beam.ParDo(")
-            self.emit(f"    FilterRows({sid!r}, {what!r}, {pred})")
-            self.emit(').with_outputs("dead_letter", main="out")')
-            self.emit(f"{self.var(sid + '.dead_letter')} = {v}.dead_letter")
-            self.emit(f"{v} = {v}.out")
-        elif isinstance(step, MapStep):
-            self.need("map")
-            if step.columns:
-                self.snippets.add("eval_expr")
-                c = _plan.ident(sid).upper()
-                self.consts.append(f"{c}_COLUMNS = {step.columns!r}")
-                fn = f"lambda row: [{{**row, **{{n: eval_expr(e, row) for n, e in {c}_COLUMNS}}}}]"
-                what = "with_columns(" + ", ".join(f"{k}={e!r}" for k, e in step.columns) + ")"
-            else:
-                assert step.fn is not None
-                fc = self._fn(step.fn, sid, "map")
-                if step.per_event:
-                    fn, what = f"lambda row: [{fc}(row)]", f"map_one({step.fn.name})"
-                else:
-                    self._need_pandas()
-                    fn = f"lambda row: {fc}(pandas.DataFrame([row])).to_dict('records')"
-                    what = f"map_many({step.fn.name})"
-            self.emit(f"{v} = {src} | {label!r} >> beam.ParDo(")
-            self.emit(f"    MapRows({sid!r}, {what!r}, {fn})")
-            self.emit(').with_outputs("dead_letter", main="out")')
-            self.emit(f"{self.var(sid + '.dead_letter')} = {v}.dead_letter")
-            self.emit(f"{v} = {v}.out")
-        elif isinstance(step, SelectStep):
-            mapping = dict(step.columns)
-            self.emit(
-                f"{v} = {src} | {label!r} >> beam.Map(lambda row: {{new: row.get(old) for old, new in {mapping!r}.items()}})"
-            )
-        elif isinstance(step, KeyByStep):
-            self.emit(f"{v} = {src}  # key_by {list(step.keys)}: windows below group by these columns")
-        elif isinstance(step, DedupStep):
-            self.snippets.update({"to_ns", "group_key"})
-            self.need("dedup")
-            self.emit(f"{v} = (")
-            self.emit(f"    {src}")
-            self.emit(
-                f"    | '{sid}: key by id' >> beam.Map(lambda row: (group_key(row, {(step.id_column,)!r}), row))"
-                ".with_output_types(KeyedRow)"
-            )
-            self.emit(
-                f"    | {label!r} >> beam.ParDo(DropDuplicates({sid!r}, {step.time!r}, {step.ttl_ns!r}))"
-                '.with_outputs("duplicates", main="out")'
-            )
-            self.emit(")")
-            self.emit(f"{self.var(sid + '.duplicates')} = {v}.duplicates")
-            self.emit(f"{v} = {v}.out")
-        elif isinstance(step, WindowStep):
-            self._window(step, v, src)
-        elif isinstance(step, SinkStep):
-            pass
-        else:  # pragma: no cover - check_steps rejects the rest
-            raise _plan.unsupported(step, "beam", "not translated", "remove it")
+        _registry.emitter_for("beam", step)(self, step, v, src)
 
     def _need_pandas(self) -> None:
         if "import pandas" not in self.user_imports:
@@ -679,6 +699,26 @@ class _Generator:
         self.emit(f"{self.var(sid + '.late')} = {v}.late")
         self.emit(f"{v} = {v}.out")
 
+    def closings(self) -> list[tuple[int, int] | None]:
+        """Per window step, the watermarks at which its windows close (and their late horizon ends) as
+        (period, phase) in ns, in the replay's watermark (largest event time - WATERMARK_DELAY_NS)."""
+        out: list[tuple[int, int] | None] = []
+        for step in self.p.steps.values():
+            if not isinstance(step, WindowStep):
+                continue
+            w = step.window
+            shift = step.lateness_ns + step.delay_ns - self.delay_ns
+            if isinstance(w, TumblingWindow):
+                period, end = w.size_ns, w.offset_ns + w.size_ns
+            elif isinstance(w, SlidingWindow):
+                period, end = w.every_ns, w.offset_ns + w.size_ns
+            else:
+                out.append(None)
+                continue
+            for extra in (0, self.late_horizon_ns):
+                out.append((period, (end + shift + extra) % period))
+        return out
+
     def tables(self) -> dict[str, Any]:
         """BigQuery table of each output: (schema, partition field, clustering fields)."""
         tables = {}
@@ -720,10 +760,15 @@ class _Generator:
             "KeyedRow = beam.typehints.Tuple[str, beam.typehints.Any]  # text keys: a deterministic coder"
         )
         parts.append(f"WATERMARK_DELAY_NS = {self.delay_ns!r}  # the windows' allowed out-of-orderness")
+        parts.append("# watermarks (ns) at which windows close or leave the late horizon: (period, phase)")
+        parts.append(_plan.const("WINDOW_CLOSINGS", self.closings()))
         parts.append(
             f"LATE_HORIZON_S = {self.late_horizon_ns / 1e9!r}  # how long closed windows still report late rows"
         )
         parts.append("FILE_WINDOW_S = 60  # streaming file output: one set of files per minute")
+        parts.append(
+            "FILE_LATENESS_S = LATE_HORIZON_S + 3600  # rows stamped further behind the watermark are not written"
+        )
         parts.append("# where run() writes each stream: reference -> table or directory name")
         parts.append(_plan.const("OUTPUTS", outputs))
         parts.append(_plan.const("SIDE_OUTPUTS", tuple(side)))
@@ -752,6 +797,123 @@ class _Generator:
         parts.append(_RUN.format(sink=self.sink))
         text = "\n".join(parts)
         return _tidy(_drop_unused_imports(text))
+
+
+# -- what each step kind becomes in the module (see streamlab.export._registry)
+
+
+@_registry.emits("beam", SourceStep)
+def _beam_source(gen: _Generator, step: SourceStep, v: str, src: str) -> None:
+    gen.emit(f"{v} = raw")
+
+
+@_registry.emits("beam", ParseStep)
+def _beam_parse(gen: _Generator, step: ParseStep, v: str, src: str) -> None:
+    sid = step.step_id
+    label = step.step_id
+    gen.snippets.update({"parse_record", "to_ns"})
+    gen.need("parse")
+    fields = tuple((f.name, f.type, f.path) for f in step.fields)
+    req = tuple(dict.fromkeys(((step.time,) if step.time else ()) + step.required))
+    c = _plan.ident(sid).upper()
+    gen.consts += [_plan.const(f"{c}_FIELDS", fields), _plan.const(f"{c}_REQUIRED", req)]
+    gen.emit(f"{v} = {src} | {label!r} >> beam.ParDo(")
+    gen.emit(f"    ParseRecords({sid!r}, {c}_FIELDS, {c}_REQUIRED, {step.max_record_bytes!r}, {step.time!r})")
+    gen.emit(').with_outputs("dead_letter", main="out")')
+    gen.emit(f"{gen.var(sid + '.dead_letter')} = {v}.dead_letter")
+    gen.emit(f"{v} = {v}.out")
+
+
+@_registry.emits("beam", FilterStep)
+def _beam_filter(gen: _Generator, step: FilterStep, v: str, src: str) -> None:
+    sid = step.step_id
+    label = step.step_id
+    gen.need("filter")
+    if step.expr is not None:
+        gen.snippets.add("eval_expr")
+        pred = f"lambda row: eval_expr({step.expr!r}, row)"
+        what = f"filter {step.expr!r}"
+    else:
+        assert step.fn is not None
+        fc = gen._fn(step.fn, sid, "filter")
+        if step.per_event:
+            pred, what = fc, f"filter_one({step.fn.name})"
+        else:
+            pred = f"lambda row: bool(list({fc}(pandas.DataFrame([row])))[0])"
+            what = f"filter_many({step.fn.name})"
+            gen._need_pandas()
+    gen.emit(f"{v} = {src} | {label!r} >> beam.ParDo(")
+    gen.emit(f"    FilterRows({sid!r}, {what!r}, {pred})")
+    gen.emit(').with_outputs("dead_letter", main="out")')
+    gen.emit(f"{gen.var(sid + '.dead_letter')} = {v}.dead_letter")
+    gen.emit(f"{v} = {v}.out")
+
+
+@_registry.emits("beam", MapStep)
+def _beam_map(gen: _Generator, step: MapStep, v: str, src: str) -> None:
+    sid = step.step_id
+    label = step.step_id
+    gen.need("map")
+    if step.columns:
+        gen.snippets.add("eval_expr")
+        c = _plan.ident(sid).upper()
+        gen.consts.append(f"{c}_COLUMNS = {step.columns!r}")
+        fn = f"lambda row: [{{**row, **{{n: eval_expr(e, row) for n, e in {c}_COLUMNS}}}}]"
+        what = "with_columns(" + ", ".join(f"{k}={e!r}" for k, e in step.columns) + ")"
+    else:
+        assert step.fn is not None
+        fc = gen._fn(step.fn, sid, "map")
+        if step.per_event:
+            fn, what = f"lambda row: [{fc}(row)]", f"map_one({step.fn.name})"
+        else:
+            gen._need_pandas()
+            fn = f"lambda row: {fc}(pandas.DataFrame([row])).to_dict('records')"
+            what = f"map_many({step.fn.name})"
+    gen.emit(f"{v} = {src} | {label!r} >> beam.ParDo(")
+    gen.emit(f"    MapRows({sid!r}, {what!r}, {fn})")
+    gen.emit(').with_outputs("dead_letter", main="out")')
+    gen.emit(f"{gen.var(sid + '.dead_letter')} = {v}.dead_letter")
+    gen.emit(f"{v} = {v}.out")
+
+
+@_registry.emits("beam", SelectStep)
+def _beam_select(gen: _Generator, step: SelectStep, v: str, src: str) -> None:
+    label = step.step_id
+    mapping = dict(step.columns)
+    gen.emit(
+        f"{v} = {src} | {label!r} >> beam.Map(lambda row: {{new: row.get(old) for old, new in {mapping!r}.items()}})"
+    )
+
+
+@_registry.emits("beam", KeyByStep)
+def _beam_key_by(gen: _Generator, step: KeyByStep, v: str, src: str) -> None:
+    gen.emit(f"{v} = {src}  # key_by {list(step.keys)}: windows below group by these columns")
+
+
+@_registry.emits("beam", DedupStep)
+def _beam_dedup(gen: _Generator, step: DedupStep, v: str, src: str) -> None:
+    sid = step.step_id
+    label = step.step_id
+    gen.snippets.add("to_ns")
+    gen.need("dedup")
+    rule = f"DropDuplicates({sid!r}, {step.id_column!r}, {step.time!r}, {step.ttl_ns!r}, {step.max_ids!r})"
+    gen.emit(f"{v} = (")
+    gen.emit(f"    {src}")
+    gen.emit(f"    | '{sid}: one key' >> beam.Map(lambda row: ('', row)).with_output_types(KeyedRow)")
+    gen.emit(f'    | {label!r} >> beam.ParDo({rule}).with_outputs("duplicates", main="out")')
+    gen.emit(")")
+    gen.emit(f"{gen.var(sid + '.duplicates')} = {v}.duplicates")
+    gen.emit(f"{v} = {v}.out")
+
+
+@_registry.emits("beam", WindowStep)
+def _beam_window(gen: _Generator, step: WindowStep, v: str, src: str) -> None:
+    gen._window(step, v, src)
+
+
+@_registry.emits("beam", SinkStep)
+def _beam_sink(gen: _Generator, step: SinkStep, v: str, src: str) -> None:
+    pass  # the sink's input is written by run()
 
 
 def _drop_unused_imports(text: str) -> str:

@@ -1,8 +1,11 @@
 """Run an exported pipeline on a sample and compare it with streamlab's own run of the same sample.
 
-Beam: the generated module runs in this process on Beam's Python ``DirectRunner`` in streaming mode
-(chosen explicitly: the default Prism runner downloads a binary), fed by the module's
-``replay_stream`` TestStream, so out-of-order and late records happen as in streamlab.
+Beam: the generated module runs as deployed, by its command line in a child process
+(``--input FILE --replay --sink files``): it reads the sample file as bytes, replays it with
+streamlab's watermark (its ``replay_stream`` TestStream, so out-of-order and late records happen as in
+streamlab) on Beam's Python ``DirectRunner`` in streaming mode (chosen explicitly: the default Prism
+runner downloads a binary), and writes through its own files sink, which is read back. A child
+process also keeps Beam's interactive mode (which fails with pandas 3) out of notebooks.
 Lambda: the generated handler is invoked in this process with Kinesis events cut from the sample, as
 the event-source mapping would (batches, the retry of a failed batch, partial-batch retries from the
 reported sequence number), against moto for Timestream and SQS.
@@ -204,44 +207,39 @@ def run_beam(module: Any, lines: list[bytes]) -> dict[str, pd.DataFrame]:
         return out
 
 
-def _in_ipython() -> bool:
-    shell = sys.modules.get("IPython")
-    return shell is not None and getattr(shell, "get_ipython", lambda: None)() is not None
+def run_beam_program(
+    module_path: str | Path, lines: list[bytes], workdir: str | Path
+) -> dict[str, pd.DataFrame]:
+    """Run the generated module as deployed: its command line, in a child process, on a file of ``lines``.
 
-
-def run_beam_isolated(module_path: str | Path, lines: list[bytes]) -> dict[str, pd.DataFrame]:
-    """Run the generated module on ``lines``: in this process, or in a child process under IPython.
-
-    Inside IPython, Beam switches to its interactive mode, which imports ``apache_beam.dataframe``;
-    that part of Beam 2.77 fails with pandas 3, so notebooks run the DirectRunner in a child process.
+    The module reads the file as bytes and replays it as a stream with streamlab's watermark
+    (``--input FILE --replay``), runs on the streaming DirectRunner and writes every output through its
+    own files sink; the rows are read back from those files, by stream reference.
     """
-    if not _in_ipython():
-        module = load_module(module_path)
-        try:
-            return run_beam(module, lines)
-        finally:
-            sys.modules.pop(module.__name__, None)
     import subprocess
 
-    with tempfile.TemporaryDirectory(prefix="streamlab-beam-child-") as tmp:
-        sample = Path(tmp) / "sample.json"
-        sample.write_text(json.dumps([line.decode("latin-1") for line in lines]))
-        code = "import sys; from streamlab.export.verify import _child; _child(*sys.argv[1:])"
-        done = subprocess.run(
-            [sys.executable, "-c", code, str(module_path), str(sample), tmp], capture_output=True, text=True
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"the Beam run failed:\n{done.stderr[-3000:]}")
-        outputs = json.loads((Path(tmp) / "outputs.json").read_text())
-        return {ref: pd.DataFrame(rows) for ref, rows in outputs.items()}
+    from streamlab.export import _plan
 
-
-def _child(module_path: str, sample_path: str, out_dir: str) -> None:
-    lines = [x.encode("latin-1") for x in json.loads(Path(sample_path).read_text())]
-    module = load_module(module_path)
-    frames = run_beam(module, lines)
-    out = {ref: json.loads(f.to_json(orient="records")) if len(f) else [] for ref, f in frames.items()}
-    (Path(out_dir) / "outputs.json").write_text(json.dumps(out))
+    work = Path(workdir)
+    sample = work / "verify-input.jsonl"
+    sample.write_bytes(b"".join(line + b"\n" for line in lines))
+    out_dir = work / "verify-output"
+    cmd = [sys.executable, str(module_path), "--input", str(sample), "--replay", "--sink", "files"]
+    cmd += ["--output", str(out_dir), "--runner", "DirectRunner", "--direct_num_workers", "1"]
+    cmd += ["--file_window_s", str(10**10), "--file_shards", "1"]  # one file per output and pane
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=work)
+    if done.returncode != 0:
+        raise RuntimeError(f"the exported Beam program failed ({' '.join(cmd)}):\n{done.stderr[-3000:]}")
+    module_text = Path(module_path).read_text()
+    outputs = _plan.const_value(module_text, "OUTPUTS")
+    frames: dict[str, pd.DataFrame] = {}
+    for ref, name in outputs.items():
+        rows = []
+        written = sorted((out_dir / name).glob("*")) if (out_dir / name).is_dir() else []
+        for path in (p for p in written if p.is_file() and not p.name.startswith(".")):
+            rows += [json.loads(x) for x in path.read_text().splitlines() if x]
+        frames[ref] = pd.DataFrame(rows)
+    return frames
 
 
 # -- comparison ------------------------------------------------------------------------------------
@@ -415,9 +413,11 @@ def verify(
             from streamlab.export.beam import to_beam
 
             files = to_beam(pipeline, workdir, **options)
-            exported = run_beam_isolated(files.module, lines)
+            exported = run_beam_program(files.module, lines, workdir)
             notes = [
-                "late rows are compared on keys, event time and window_start (Beam cannot report the watermark)"
+                "the module ran as deployed: its command line (--input FILE --replay), reading the file as "
+                "bytes, writing through its files sink",
+                "late rows are compared on keys, event time and window_start (Beam cannot report the watermark)",
             ]
         elif target == "flink":
             from streamlab.export.flink import comparable, flink_notes, run_flink, to_flink

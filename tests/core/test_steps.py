@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from streamlab import ListSink, ListSource, ManualClock, Pipeline
+from streamlab.errors import PipelineConfigError
+from streamlab.steps import DedupStep, KeyByStep
 
 from ._streams import BASE
 
@@ -60,7 +65,7 @@ def test_dedup_capacity_is_bounded():
     ex.open()
     while not ex.all_done():
         ex.poll_once()
-    assert len(ex.operators["dedup"].seen) <= 1000  # type: ignore[attr-defined]
+    assert len(ex.operators["dedup"].rule.seen) <= 1000  # type: ignore[attr-defined]
 
 
 def test_per_event_function_errors_go_to_dead_letter_and_the_rest_flows():
@@ -183,3 +188,18 @@ def test_replay_reads_csv_parquet_and_json_lines(tmp_path):
         p.stream.to(sink)
         run(p)
         assert sink.frame()["x"].tolist() == [1, 2, 3], name
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: DedupStep("d", ("parse",), ttl_ns=0), "ttl='0s' is not positive"),
+        (lambda: DedupStep("d", ("parse",), ttl_ns=-5), "is not positive"),
+        (lambda: DedupStep("d", ("parse",), ttl_ns=10, time=None), "ttl needs an event-time column"),
+        (lambda: DedupStep("d", ("parse",), max_ids=0), "max_ids=0 must be a positive integer"),
+        (lambda: KeyByStep("k", ("parse",)), "no key column given"),
+    ],
+)
+def test_a_step_built_directly_is_checked(make: Any, message: str) -> None:
+    with pytest.raises(PipelineConfigError, match=message):
+        make()

@@ -201,9 +201,65 @@ def test_replay_stream_follows_streamlabs_watermark(tmp_path: Path) -> None:
     lines = [record(1, BASE_MS + 10_000, "a", "u", None), b"bad", record(2, BASE_MS + 4_000, "a", "u", None)]
     events = module.replay_stream(lines)._events
     kinds = [type(e).__name__ for e in events]
-    assert kinds == ["ElementEvent", "WatermarkEvent", "ElementEvent", "ElementEvent", "WatermarkEvent"]
+    # the watermark reaches max - delay before the record behind it; records ahead of it share a batch
+    assert kinds == ["ElementEvent", "WatermarkEvent", "ElementEvent", "WatermarkEvent"]
+    assert [v.value for v in events[0].timestamped_values] == [lines[0], b"bad"]
     assert (
         isinstance(events[1], WatermarkEvent) and events[1].new_watermark.micros == (BASE_MS + 5_000) * 1_000
     )
-    assert isinstance(events[2], ElementEvent) and events[2].timestamped_values[0].value == b"bad"
+    assert isinstance(events[2], ElementEvent) and events[2].timestamped_values[0].value == lines[2]
+    in_order = [record(i, BASE_MS + i * 1_000, "a", "u", None) for i in range(50)]
+    events = module.replay_stream(in_order)._events
+    assert [type(e).__name__ for e in events] == ["ElementEvent", "WatermarkEvent", "WatermarkEvent"]
     assert iso(BASE_MS) == "2024-01-01T00:00:00.000Z"
+
+
+def test_verify_runs_the_program_as_deployed_on_bytes(tmp_path: Path) -> None:
+    """verify() runs the module's command line: the sample is a file read as bytes (a line that is not
+    UTF-8 and a CRLF line included), and the rows come back through the module's own files sink, late
+    rows of a window written after its on-time files (they once overwrote them)."""
+    p = Pipeline(ListSource([b"{}"]), name="deployed")
+    p.parse(SCHEMA).dedup("event_id", ttl="10m").window(
+        TumblingWindow("1m"), key="event_type", delay="5s"
+    ).agg(agg.count())
+    sample = [*FIXED_SAMPLE[:3], b"\xff\xfe not utf-8", FIXED_SAMPLE[3] + b"\r", *FIXED_SAMPLE[4:]]
+    report = verify(p, sample, workdir=tmp_path)
+    assert report.equal, report.diff
+    assert "--replay" in " ".join(report.notes)
+    assert (tmp_path / "verify-input.jsonl").read_bytes().count(b"\xff\xfe") == 1
+    reasons = list(report.exported["parse.dead_letter"]["reason"])
+    assert any(r.startswith("invalid UTF-8") for r in reasons)
+    assert report.counts["window.late"]["beam"] > 0
+    late_files = [f.name for f in (tmp_path / "verify-output" / "window_late").iterdir() if f.is_file()]
+    assert late_files and all("-pane" in name for name in late_files)
+
+
+@pytest.mark.slow
+def test_verify_handles_ten_thousand_records_within_a_minute(tmp_path: Path) -> None:
+    """Measured in CPU seconds of this process and the Beam child: the machine's other load does not
+    count (on a shared CI machine the wall time can be several times longer)."""
+    import random
+    import resource
+
+    rng = random.Random(7)
+    lines = []
+    for i in range(10_000):
+        t = BASE_MS + i * 300 + rng.randint(-3_000, 3_000)  # disorder beyond the delay: late rows
+        lines.append(record(i, t, rng.choice(("click", "view", "buy")), "u1", 1.0))
+        if rng.random() < 0.01:
+            lines.append(lines[-1])
+    p = Pipeline(ListSource([b"{}"]), name="ten_thousand")
+    p.parse(SCHEMA).dedup("event_id", ttl="10m").window(
+        TumblingWindow("1m"), key="event_type", delay="2s"
+    ).agg(agg.count())
+
+    def cpu() -> float:
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    started = cpu()
+    report = verify(p, lines, workdir=tmp_path)
+    spent = cpu() - started
+    assert report.equal, report.diff
+    assert report.counts["window.late"]["beam"] > 0 and report.counts["dedup.duplicates"]["beam"] > 0
+    assert spent < 60, f"verify took {spent:.0f} CPU seconds for {len(lines)} records"
