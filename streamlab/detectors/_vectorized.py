@@ -220,6 +220,8 @@ class HalfSpaceTreesBank(ModelBank):
     def _leaves(self, x: np.ndarray) -> np.ndarray:
         """Leaf (0 .. 2**height - 1) each row reaches in each tree, as river walks: ``x < threshold`` -> left."""
         n = len(x)
+        if n * self.n_trees <= 4096:
+            return self._leaves_small(x)
         out = np.empty((n, self.n_trees), dtype=np.intp)
         row = np.arange(n, dtype=np.intp) * self.n_features
         flat = x.ravel()
@@ -242,6 +244,21 @@ class HalfSpaceTreesBank(ModelBank):
                 node -= left  # left child 2i+1, right child 2i+2 (NaN goes right, as in river)
             out[:, t] = node
         return out - (self.n_leaves - 1)
+
+    def _leaves_small(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`_leaves` for few rows: every tree at once, so the numpy calls do not scale with trees."""
+        n = len(x)
+        nodes = self.feature.shape[1]
+        base = np.arange(self.n_trees, dtype=np.intp)[None, :] * nodes  # each tree's offset in the tables
+        feature, threshold = self.feature.ravel(), self.threshold.ravel()
+        row = (np.arange(n, dtype=np.intp) * self.n_features)[:, None]
+        flat = x.ravel()
+        node = np.zeros((n, self.n_trees), dtype=np.intp)
+        for _ in range(self.height):
+            at = base + node
+            left = np.take(flat, np.take(feature, at) + row) < np.take(threshold, at)
+            node = 2 * node + 2 - left  # left child 2i+1, right child 2i+2 (NaN goes right, as in river)
+        return node - (self.n_leaves - 1)
 
     def _levels(self, leaf_counts: np.ndarray) -> list[np.ndarray]:
         """Node masses per depth (0 .. height) from leaf counts: a node's mass is its subtree's count."""
