@@ -467,7 +467,7 @@ class DetectOperator(PickledStateOperator):
                     score_arr, None if keys is None else np.asarray(keys, dtype=object)
                 )
             )
-        out["detector"] = self.name
+        out["detector"] = _constant_strings(self.name, len(out))
         result: Outputs = {"out": out}
         if reasons is not None:
             result["dead_letter"] = dead_letter(batch, ~good, reasons)
@@ -481,6 +481,22 @@ class DetectOperator(PickledStateOperator):
             if self.max_seen_ns == NAT_NS
             else pd.Timestamp(self.max_seen_ns, tz="UTC"),
         }
+
+
+def _constant_strings(value: str, n: int) -> Any:
+    """A column of ``n`` times ``value``, as pandas would store the scalar ``value`` assigned to a column.
+
+    With pandas' Arrow-backed strings (pandas 3) the array is built with Arrow's ``repeat`` (a copy of
+    one string), several times faster than the scalar assignment's ``take``; otherwise the scalar.
+    """
+    dtype = pd.Series([value]).dtype
+    if n == 0 or not isinstance(dtype, pd.StringDtype) or dtype.storage != "pyarrow":
+        return value
+    import pyarrow as pa
+    from pandas.arrays import ArrowStringArray
+
+    column = pa.chunked_array([pa.repeat(pa.scalar(value, pa.large_string()), n)])
+    return ArrowStringArray(column, dtype=dtype)  # type: ignore[call-arg]
 
 
 class _KeyTable:
