@@ -473,6 +473,15 @@ class DetectOperator(PickledStateOperator):
             result["dead_letter"] = dead_letter(batch, ~good, reasons)
         return result
 
+    def restore(self, state: Any) -> None:
+        super().restore(state)
+        if "table" not in self.__dict__:  # a snapshot taken before per-key slots moved to the key table
+            self.table = None
+            if self.step.key is not None and self.bank is not None:
+                self.table = _KeyTable()
+                self.table.from_models(self.models)
+                self.models = OrderedDict()
+
     def open_state(self) -> dict[str, Any]:
         return {
             "keys": len(self.models) if self.table is None else self.table.live,

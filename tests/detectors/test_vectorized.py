@@ -328,3 +328,23 @@ def test_evaluation_and_sweeps_take_vectorized_scores_unchanged() -> None:
         reports.append(ev.report())
     assert reports[0] == reports[1]
     assert reports[0]["n"] == n
+
+
+def test_snapshot_from_before_the_key_table_restores() -> None:
+    """A checkpoint whose per-key slots are still an OrderedDict (older streamlab) resumes identically."""
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"f0": rng.gamma(2.0, 10.0, 300), "user_id": rng.integers(0, 7, 300).astype(str)})
+    step = Detect(
+        HalfSpaceTreesDetector(n_trees=3, height=3, window_size=5, seed=1),
+        features=["f0"],
+        key="user_id",
+        key_ttl=None,
+    )
+    whole = step.build().process(frame)["out"]["score"].tolist()
+    op = step.build()
+    head = op.process(frame.iloc[:150])["out"]["score"].tolist()
+    state = pickle.loads(op.snapshot())
+    state["models"] = state.pop("table").to_models()  # the old layout
+    old = step.build()
+    old.restore(pickle.dumps(state))
+    assert head + old.process(frame.iloc[150:])["out"]["score"].tolist() == whole
