@@ -265,7 +265,7 @@ class HalfSpaceTreesBank(ModelBank):
         levels = [leaf_counts]
         for _ in range(self.height):
             c = levels[-1]
-            levels.append(c.reshape(*c.shape[:-1], c.shape[-1] // 2, 2).sum(axis=-1, dtype=np.int32))
+            levels.append(c[..., 0::2] + c[..., 1::2])  # integer counts: exact, and no reduction call
         return levels[::-1]
 
     def _node_mass(self, leaf_counts: np.ndarray) -> np.ndarray:
