@@ -41,7 +41,9 @@ class Detect(StepConfig):
     for a given stream and do not depend on how it is cut into batches. Detectors with a vectorized
     twin (:meth:`Detector.vectorized`: ``HalfSpaceTreesDetector``, ``GaussianScorerDetector`` without
     ``window_size``, ``StandardAbsoluteDeviationDetector``) score a whole micro-batch at once with
-    those same results, bit for bit; any other detector is called event by event. With ``key``, each key gets its own
+    those same results: bit for bit for Half-Space Trees, within 1e-9 (relative) for the running-moment
+    scorers, whose sequential update has no exact vectorized form (see ``MomentsBank``); any other
+    detector is called event by event. With ``key``, each key gets its own
     model (a clone of ``detector``) held in an LRU of at most ``max_keys`` models; a key idle for
     more than ``key_ttl`` of event time starts over with a fresh model. Without ``key`` one model
     sees every event.
@@ -198,8 +200,10 @@ class DetectOperator(PickledStateOperator):
             self.prototype.clone() if step.key is None and self.bank is None else None
         )
         self.global_slot = self.bank.allocate() if step.key is None and self.bank is not None else -1
-        # key -> [model (or bank slot), last event time ns]; insertion order is recency (LRU)
+        # key -> [model (or bank slot), last event time ns]; insertion order is recency (LRU). On the
+        # vectorized path the keys live in ``table`` (arrays) between batches instead
         self.models: OrderedDict[Hashable, list[Any]] = OrderedDict()
+        self.table: _KeyTable | None = _KeyTable() if step.key is not None and self.bank is not None else None
         self.max_seen_ns = NAT_NS
         self.evictions = {"lru": 0, "ttl": 0}
         self.dropped: list[int] = []  # bank slots of models dropped during the current batch
@@ -256,6 +260,14 @@ class DetectOperator(PickledStateOperator):
             self.dropped.append(model)
 
     def _expire(self) -> None:
+        if self.table is not None:
+            if self.ttl_ns is not None and self.max_seen_ns != NAT_NS:
+                stale_slots = self.table.expire(self.max_seen_ns - self.ttl_ns)
+                self.dropped.extend(stale_slots)
+                self.evictions["ttl"] += len(stale_slots)
+            cast(ModelBank, self.bank).release(self.dropped)
+            self.dropped = []
+            return
         if self.ttl_ns is not None and self.max_seen_ns != NAT_NS:
             horizon = self.max_seen_ns - self.ttl_ns
             stale = [k for k, (_, last) in self.models.items() if last < horizon]
@@ -266,27 +278,34 @@ class DetectOperator(PickledStateOperator):
             self.bank.release(self.dropped)
             self.dropped = []
 
-    def _slots_without_eviction(self, keys: np.ndarray, times: np.ndarray) -> np.ndarray | None:
+    def _slots_without_eviction(self, keys: pd.Series, times: np.ndarray) -> np.ndarray | None:
         """Each event's bank slot, decided per key rather than per event, or None when that is not exact.
 
         Exact when the batch evicts nothing: its new keys fit under ``max_keys`` and no key's model
         goes stale (``key_ttl``) before one of its events. Then the per-event bookkeeping reduces to:
         known keys keep their model, new keys get a fresh one, each key's time is its latest, and
-        the batch's keys become the most recent in the order of their last events.
+        the batch's keys become the most recent in the order of their last events. Done with arrays
+        on the key table: no Python work per known key.
         """
         bank = cast(ModelBank, self.bank)
-        models = self.models
-        codes, uniques = pd.factorize(keys)
-        u = uniques.tolist() if hasattr(uniques, "tolist") else list(uniques)
-        entries = [models.get(k) for k in u]
-        n_new = sum(e is None for e in entries)
-        if len(models) + n_new > self.step.max_keys:
+        table = cast(_KeyTable, self.table)
+        codes, uniques = pd.factorize(keys)  # in the column's own dtype: fast for ints and strings
+        u = np.asarray(uniques, dtype=object)
+        codes = codes.astype(np.uint16) if len(u) <= 65535 else codes  # a radix sort below
+        pos = (
+            table.index.get_indexer(cast(Any, u)) if len(table.index) else np.full(len(u), -1, dtype=np.intp)
+        )
+        known = pos >= 0
+        known[known] = table.slot[pos[known]] >= 0
+        n_new = len(u) - int(known.sum())
+        if table.live + n_new > self.step.max_keys:
             return None
         order = np.argsort(codes, kind="stable")
         sc, st = codes[order], times[order]
         starts = np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]])
+        carried = np.full(len(u), NAT_NS, dtype=np.int64)
+        carried[known] = table.last[pos[known]]
         if self.ttl_ns is not None:
-            carried = np.array([NAT_NS if e is None else e[1] for e in entries], dtype=np.int64)
             incl = np.maximum(pd.Series(st).groupby(sc).cummax().to_numpy(), carried[sc])
             before = np.empty_like(incl)
             before[1:] = incl[:-1]
@@ -294,27 +313,30 @@ class DetectOperator(PickledStateOperator):
             newest = np.maximum.accumulate(np.maximum(times, self.max_seen_ns))[order]
             if ((before != NAT_NS) & (before < newest - self.ttl_ns)).any():
                 return None
-        latest = np.maximum.reduceat(st, starts).tolist()
-        first_t = st[starts].tolist()
-        last_event = order[np.r_[starts[1:], len(sc)] - 1]
+        latest = np.maximum(np.maximum.reduceat(st, starts), carried)
+        last_event = order[np.r_[starts[1:], len(sc)] - 1]  # batch position of each key's last event
         slot_of = np.empty(len(u), dtype=np.int64)
-        for j, k in enumerate(u):
-            entry = entries[j]
-            if entry is None:
-                entry = [bank.allocate(), first_t[j]]
-                models[k] = entry
-            if latest[j] > entry[1]:
-                entry[1] = latest[j]
-            slot_of[j] = entry[0]
-        for j in np.argsort(last_event).tolist():
-            models.move_to_end(u[j])
+        slot_of[known] = table.slot[pos[known]]
+        fresh = np.flatnonzero(~known)
+        if len(fresh):
+            slot_of[fresh] = [bank.allocate() for _ in range(len(fresh))]
+            pos[fresh] = table.add(u[fresh], pos[fresh])
+        table.slot[pos] = slot_of
+        table.last[pos] = latest
+        table.tick[pos] = table.next_tick + last_event
+        table.next_tick += len(times)
         newest_t = int(times.max())
         if newest_t > self.max_seen_ns:
             self.max_seen_ns = newest_t
         return slot_of[codes]
 
     def _score_vectorized(
-        self, values: np.ndarray, keys: list[Any] | None, times: np.ndarray, flags: list[bool]
+        self,
+        values: np.ndarray,
+        key_col: pd.Series | None,
+        keys: list[Any] | None,
+        times: np.ndarray,
+        flags: list[bool],
     ) -> np.ndarray:
         """Scores from the bank; with ``learn="unflagged"`` flagged events are not learned.
 
@@ -325,17 +347,23 @@ class DetectOperator(PickledStateOperator):
         """
         bank = cast(ModelBank, self.bank)
         n = len(values)
-        if keys is None:
+        if key_col is None:
             slots = np.full(n, self.global_slot, dtype=np.int64)
         else:
-            fast = self._slots_without_eviction(np.asarray(keys, dtype=object), times) if n else None
+            fast = self._slots_without_eviction(key_col, times) if n else None
             if fast is None:
+                if keys is None:
+                    keys = key_col.to_numpy(dtype=object).tolist()
+                table = cast(_KeyTable, self.table)
+                self.models = table.to_models()
                 fast = np.empty(n, dtype=np.int64)
                 model_for = self._model_for
                 for i, (k, t) in enumerate(zip(keys, times.tolist())):
                     if t > self.max_seen_ns:
                         self.max_seen_ns = t
                     fast[i] = model_for(k, t)
+                table.from_models(self.models)
+                self.models = OrderedDict()
             slots = fast
         threshold = self.threshold
         if threshold is None or self.step.learn == "all":
@@ -384,11 +412,15 @@ class DetectOperator(PickledStateOperator):
         classify = threshold.classify_one if threshold is not None and inline else None
         keys: list[Any] | None = None
         if self.bank is not None:
-            keys = None if step.key is None else batch[step.key].to_numpy(dtype=object)[good].tolist()
+            key_col = None if step.key is None else batch[step.key]
+            if key_col is not None and reasons is not None:
+                key_col = key_col[good]
+            # the keys as Python objects only for a per-key threshold (the slots take the column)
+            keys = None if key_col is None or threshold is None else key_col.to_numpy(dtype=object).tolist()
             scores = self._score_vectorized(
-                values if reasons is None else values[good], keys, times[good], flags
+                values if reasons is None else values[good], key_col, keys, times[good], flags
             )
-            if keys is not None:
+            if key_col is not None:
                 self._expire()
         elif step.key is None:
             # the hot loop of a single-model detector: keep per-event work minimal
@@ -435,17 +467,104 @@ class DetectOperator(PickledStateOperator):
                     score_arr, None if keys is None else np.asarray(keys, dtype=object)
                 )
             )
-        out["detector"] = self.name
+        out["detector"] = _constant_strings(self.name, len(out))
         result: Outputs = {"out": out}
         if reasons is not None:
             result["dead_letter"] = dead_letter(batch, ~good, reasons)
         return result
 
+    def restore(self, state: Any) -> None:
+        super().restore(state)
+        if "table" not in self.__dict__:  # a snapshot taken before per-key slots moved to the key table
+            self.table = None
+            if self.step.key is not None and self.bank is not None:
+                self.table = _KeyTable()
+                self.table.from_models(self.models)
+                self.models = OrderedDict()
+
     def open_state(self) -> dict[str, Any]:
         return {
-            "keys": len(self.models),
+            "keys": len(self.models) if self.table is None else self.table.live,
             "evictions": dict(self.evictions),
             "max_event_time": None
             if self.max_seen_ns == NAT_NS
             else pd.Timestamp(self.max_seen_ns, tz="UTC"),
         }
+
+
+def _constant_strings(value: str, n: int) -> Any:
+    """A column of ``n`` times ``value``, as pandas would store the scalar ``value`` assigned to a column.
+
+    With pandas' Arrow-backed strings (pandas 3) the array is built with Arrow's ``repeat`` (a copy of
+    one string), several times faster than the scalar assignment's ``take``; otherwise the scalar.
+    """
+    dtype = pd.Series([value]).dtype
+    if n == 0 or not isinstance(dtype, pd.StringDtype) or dtype.storage != "pyarrow":
+        return value
+    import pyarrow as pa
+    from pandas.arrays import ArrowStringArray
+
+    column = pa.chunked_array([pa.repeat(pa.scalar(value, pa.large_string()), n)])
+    return ArrowStringArray(column, dtype=dtype)  # type: ignore[call-arg]
+
+
+class _KeyTable:
+    """The per-key models of a vectorized detect step as arrays: one row per key ever seen.
+
+    ``index`` maps a key to its row; ``slot`` is the key's bank slot (-1: no model, e.g. evicted),
+    ``last`` its latest event time, ``tick`` its recency (the LRU order is ascending ``tick``, as an
+    ``OrderedDict`` moved to the end on every use). Dropped keys keep their row until compaction.
+    """
+
+    def __init__(self) -> None:
+        self.index = pd.Index([], dtype=object)
+        self.slot = np.empty(0, dtype=np.int64)
+        self.last = np.empty(0, dtype=np.int64)
+        self.tick = np.empty(0, dtype=np.int64)
+        self.next_tick = 0
+        self.live = 0
+
+    def add(self, keys: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        """Rows for keys without a model: their old row when they had one, else a new row."""
+        out = pos.copy()
+        new = out < 0
+        if new.any():
+            start = len(self.index)
+            self.index = self.index.append(pd.Index(keys[new], dtype=object))
+            extra = int(new.sum())
+            self.slot = np.r_[self.slot, np.full(extra, -1, dtype=np.int64)]
+            self.last = np.r_[self.last, np.full(extra, NAT_NS, dtype=np.int64)]
+            self.tick = np.r_[self.tick, np.zeros(extra, dtype=np.int64)]
+            out[new] = np.arange(start, start + extra)
+        self.live += len(keys)
+        return out
+
+    def expire(self, horizon: int) -> list[int]:
+        """Drop the models whose latest event is before ``horizon``; their slots."""
+        stale = np.flatnonzero((self.slot >= 0) & (self.last < horizon))
+        slots = self.slot[stale].tolist()
+        self.slot[stale] = -1
+        self.live -= len(stale)
+        if len(self.index) > 2 * self.live + 1024:  # compact: forget long-dropped keys
+            self.from_models(self.to_models())
+        return slots
+
+    def to_models(self) -> OrderedDict[Hashable, list[Any]]:
+        """The per-event path's ``OrderedDict`` (key -> [slot, last time]) in LRU order."""
+        rows = np.flatnonzero(self.slot >= 0)
+        rows = rows[np.argsort(self.tick[rows], kind="stable")]
+        keys = self.index[rows].tolist()
+        return OrderedDict(
+            zip(keys, ([s, t] for s, t in zip(self.slot[rows].tolist(), self.last[rows].tolist())))
+        )
+
+    def from_models(self, models: OrderedDict[Hashable, list[Any]]) -> None:
+        """Replace the table by ``models`` (an ``OrderedDict`` in LRU order)."""
+        n = len(models)
+        self.index = pd.Index(list(models), dtype=object)
+        entries = list(models.values())
+        self.slot = np.array([e[0] for e in entries], dtype=np.int64).reshape(n)
+        self.last = np.array([e[1] for e in entries], dtype=np.int64).reshape(n)
+        self.tick = np.arange(n, dtype=np.int64)
+        self.next_tick = n
+        self.live = n

@@ -370,7 +370,7 @@ class GaussianScorerDetector(_UnivariateDetector):
         self._model = anomaly.GaussianScorer(window_size=window_size, grace_period=grace_period)
 
     def vectorized(self, features: tuple[str, ...]) -> ModelBank | None:
-        """river's running moments replayed across keys at once (bit-identical); ``None`` with a ``window_size``."""
+        """river's running moments for all keys at once (within ``MomentsBank``'s tolerance); ``None`` with a ``window_size``."""
         if self._params["window_size"] is not None:
             return None
         return MomentsBank("gaussian", self._params["grace_period"], self._column(features))
@@ -421,7 +421,7 @@ class StandardAbsoluteDeviationDetector(_UnivariateDetector):
         return super().score_one(x)
 
     def vectorized(self, features: tuple[str, ...]) -> ModelBank:
-        """river's running moments replayed across keys at once (bit-identical)."""
+        """river's running moments for all keys at once (within ``MomentsBank``'s tolerance)."""
         return MomentsBank("sad", self._params["grace_period"], self._column(features))
 
 

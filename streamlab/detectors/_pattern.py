@@ -369,12 +369,15 @@ class PatternOperator(PickledStateOperator):
     def _advance(
         self, t: int, seq: int, key: Hashable, mask: tuple[bool, ...], eid: Any, vals: dict[str, Any]
     ) -> tuple[Hashable, int, int, list[Any]] | None:
-        runs = [r for r in self.runs.get(key, []) if t - r.first_ns <= self.within_ns]
+        horizon = t - self.within_ns
+        runs = [r for r in self.runs.get(key, ()) if r.first_ns >= horizon]
         steps = self.steps
         done: _Run | None = None
+        # a missing value differs from nothing: decided once per event, not per candidate
+        missing = {c for c, v in vals.items() if pd.isna(v)} if vals else set()
         for run in runs:
             s = steps[run.step]
-            if mask[run.step] and self._differs(run, s, vals):
+            if mask[run.step] and (not s.differs_from or self._differs(run, s, vals, missing)):
                 self._take(run, s, eid, vals)
                 if run.step == len(steps) and done is None:
                     done = run
@@ -397,10 +400,9 @@ class PatternOperator(PickledStateOperator):
         return None
 
     @staticmethod
-    def _differs(run: _Run, step: PatternStep, vals: dict[str, Any]) -> bool:
+    def _differs(run: _Run, step: PatternStep, vals: dict[str, Any], missing: set[str]) -> bool:
         for column, earlier in step.differs_from.items():
-            v = vals[column]
-            if pd.isna(v) or v in run.values.get(earlier, {}).get(column, []):
+            if column in missing or vals[column] in run.values.get(earlier, {}).get(column, ()):
                 return False
         return True
 
