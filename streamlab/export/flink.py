@@ -571,6 +571,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import heapq
 import json
 import math
 import os

@@ -135,6 +135,7 @@ Semantics (streamlab -> Spark)
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import math
 import os
