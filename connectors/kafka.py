@@ -891,6 +891,11 @@ class KafkaSourceReader(SourceReader):
         self._end: Position = {}
         self._eof: Position = {}
         self._just_revoked: dict[tuple[str, int], tuple[int, int]] = {}
+        # Every partition of the topics (learned at each assignment), and until when (monotonic seconds)
+        # those this member does not own still hold the windows' watermark: see partitions().
+        self._topic_partitions: set[tuple[str, int]] = set()
+        self._unowned_until = 0.0
+        self._now = time.monotonic  # replaceable in tests
         self._auto_paused = False
         self._closed = False
         #: Retriable errors reported by the client (kept for inspection; newest last).
@@ -904,6 +909,13 @@ class KafkaSourceReader(SourceReader):
         self._cooperative = "cooperative" in str(conf.get("partition.assignment.strategy", "")) or (
             str(conf.get("group.protocol", "classic")) == "consumer"
         )
+        # A member that is gone without leaving (a killed process) keeps what the group gave it until
+        # its session times out; then the group rebalances, which this member hears of at its next
+        # heartbeat. Twice the session plus a heartbeat covers that with room for a loaded machine.
+        self._settle_s = (
+            2 * float(conf.get("session.timeout.ms", 45_000))
+            + float(conf.get("heartbeat.interval.ms", 3_000))
+        ) / 1000
         # Network waits are real time, not the pipeline's (possibly simulated) processing time.
         self._opened = self._observed = time.monotonic()
         self._contact: float | None = None  # when a broker last answered (monotonic seconds)
@@ -1035,19 +1047,42 @@ class KafkaSourceReader(SourceReader):
                     off = found.get((tp.topic, tp.partition))
                     if off is not None:
                         tp.offset = off if off >= 0 else ck.OFFSET_END
+        log.debug(
+            "%r: assigned %s (starting at %s)",
+            self.source,
+            [(tp.topic, tp.partition) for tp in partitions],
+            [tp.offset for tp in partitions],
+        )
         if self._cooperative:
             consumer.incremental_assign(partitions)
         else:
             consumer.assign(partitions)
         self._assigned.update((tp.topic, tp.partition) for tp in partitions)
+        self._learn_topic_partitions(consumer)
+        self._unowned_until = self._now() + self._settle_s
         again = [
             tp for tp in partitions if (tp.topic, tp.partition) in self._user_paused or self._auto_paused
         ]
         if again:
             consumer.pause([ck.TopicPartition(tp.topic, tp.partition) for tp in again])
 
+    def _learn_topic_partitions(self, consumer: Any) -> None:
+        """Every partition of the subscribed topics, from the cluster's metadata (a bounded wait)."""
+        for topic in self.source.topics:
+            try:
+                meta = consumer.list_topics(topic, timeout=min(self._wait_limit(5.0), 5.0))
+            except self._ck.KafkaException as exc:
+                log.debug("%r: no metadata for topic %r: %s", self.source, topic, exc)
+                continue
+            found = meta.topics.get(topic)
+            if found is not None and found.error is None:
+                self._topic_partitions.update((topic, p) for p in found.partitions)
+
     def _forget(self, partitions: list[Any]) -> None:
         gone = {(tp.topic, tp.partition) for tp in partitions}
+        log.debug("%r: revoked %s", self.source, sorted(gone))
+        if not self._closed:
+            self._unowned_until = self._now() + self._settle_s  # the assignment is moving again
         if self._buffered:  # the next owner (or this member, if handed back) reads them from the position
             self._buffered = [m for m in self._buffered if (m.topic(), m.partition()) not in gone]
         for tp in partitions:
@@ -1211,11 +1246,15 @@ class KafkaSourceReader(SourceReader):
         restored, or one a rebalance took away and has not handed back yet: a restarted consumer's
         previous self still in the group, say) keeps it from being done: its window state counts that
         partition, so ending (and closing the windows) before reading it to the end would emit partial
-        results.
+        results. So does any partition of the topics another member holds, until the assignment has
+        settled (see :meth:`partitions`): that member may be a killed process the group has not
+        dropped yet.
         """
         if not self.source.stop_at_end or not self._assigned or self._closed:
             return False
         if self._resume or self._just_revoked:
+            return False
+        if not self._topic_partitions <= self._assigned and self._now() < self._unowned_until:
             return False
         for key in list(self._assigned):
             end = self._end.get(key)
@@ -1376,8 +1415,19 @@ class KafkaSourceReader(SourceReader):
         its checkpoint, or taken away by a rebalance that has not handed them back): the windows' state
         counts their earlier records, so their watermark holds until they are read again, instead of the
         other partitions closing windows those records still belong to.
+
+        Until the assignment has settled, also every other partition of the topics. A consumer killed
+        without leaving (kill -9) stays a member of its group until its session times out, and a
+        rebalance in that time can hand it part of the partitions: its restarted successor then reads
+        the rest alone, and windows closed from those alone would miss every record of the partitions
+        the dead member holds (they come late, once the group gives them back). So partitions another
+        member holds hold the watermark for ``2 * session.timeout.ms + heartbeat.interval.ms`` after
+        each assignment or revocation; after that they belong to a live member and no longer count.
         """
-        return sorted(self._assigned | set(self._resume) | set(self._just_revoked))
+        held = self._assigned | set(self._resume) | set(self._just_revoked)
+        if self._now() < self._unowned_until:
+            held |= self._topic_partitions
+        return sorted(held)
 
     def lag(self) -> int | None:
         """Records waiting in the assigned partitions, from watermarks cached by fetch responses.

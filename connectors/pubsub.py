@@ -28,6 +28,7 @@ from streamlab.io import Sink, SinkWriter, Source, SourceReader
 __all__ = [
     "PubSubSink",
     "PubSubSource",
+    "PubSubUnreachableError",
     "create_subscription",
     "create_topic",
     "encode_json_rows",
@@ -38,6 +39,23 @@ _log = logging.getLogger(__name__)
 # Acknowledge/ModifyAckDeadline requests are limited in size; 1000 ack ids stay well below it.
 _ACK_CHUNK = 1000
 _SOURCE_COLUMNS = ("value", "attributes", "message_id", "publish_time", "ordering_key", "delivery_attempt")
+
+
+# Seconds without a poll after which silence says nothing about the service (a paused run, a slow sink).
+_UNOBSERVED = 2.0
+
+
+class PubSubUnreachableError(RuntimeError):
+    """The Pub/Sub service stopped answering a reader for longer than its ``service_timeout``.
+
+    The message names the subscription, the service, how long it was silent and the last error a
+    health check saw. Nothing is lost: messages that were not acknowledged are delivered again.
+
+    Examples
+    --------
+    >>> issubclass(PubSubUnreachableError, RuntimeError)
+    True
+    """
 
 
 def _pubsub() -> Any:
@@ -125,12 +143,27 @@ class PubSubSource(Source):
         Seconds the service has to answer: ``open()`` checks it answers within this time, and an
         acknowledge, a nack or the shutdown that takes longer (retries with backoff included) raises an
         error naming the service.
+    service_timeout
+        Seconds the reader waits on a service that stopped answering after ``open()`` (stopped, frozen,
+        or the network gone): streaming pull alone retries such a service forever without a word. While
+        no message arrives, the reader asks the service for the subscription (in the background, at
+        most every ``min(service_timeout / 4, 10)`` s, each check bounded by ``timeout``); when neither
+        a message nor an answer came for ``service_timeout`` seconds, ``poll`` raises
+        :class:`PubSubUnreachableError` naming the subscription and the service. An idle subscription
+        on a live service is not an outage. ``close()`` then does not wait on the service (at most
+        ``timeout`` otherwise, twice: the stream's shutdown and the nack). None: wait forever.
 
     Examples
     --------
     >>> source = PubSubSource("events-sub", project="demo", max_messages=500)
     >>> source.spec()["subscription"]
     'projects/demo/subscriptions/events-sub'
+    >>> source.service_timeout
+    60.0
+    >>> PubSubSource("events-sub", project="demo", service_timeout=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: PubSubSource('events-sub'): service_timeout must be a positive number of seconds or None (wait forever), got 0
     >>> reader = source.open()  # doctest: +SKIP
     """
 
@@ -145,6 +178,7 @@ class PubSubSource(Source):
         flow_control: Mapping[str, Any] | None = None,
         emulator_host: str | None = None,
         timeout: float = 30.0,
+        service_timeout: float | None = 60.0,
     ) -> None:
         where = f"PubSubSource({subscription!r})"
         self.subscription = _path(subscription, project, "subscriptions", where)
@@ -157,8 +191,18 @@ class PubSubSource(Source):
             raise ValueError(f"{where}: unknown flow_control keys {sorted(unknown)}; use {sorted(allowed)}")
         self.max_messages = max_messages
         self.flow_control = dict(flow_control or {})
+        for name, value, optional in (
+            ("timeout", timeout, False),
+            ("service_timeout", service_timeout, True),
+        ):
+            if optional and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                what = "a positive number of seconds" + (" or None (wait forever)" if optional else "")
+                raise ValueError(f"{where}: {name} must be {what}, got {value!r}")
         self.emulator_host = emulator_host
-        self.timeout = timeout
+        self.timeout = float(timeout)
+        self.service_timeout = None if service_timeout is None else float(service_timeout)
 
     @property
     def commits_upstream(self) -> bool:
@@ -184,6 +228,7 @@ class PubSubSource(Source):
             "flow_control": dict(self.flow_control),
             "emulator_host": self.emulator_host,
             "timeout": self.timeout,
+            "service_timeout": self.service_timeout,
         }
 
     def __repr__(self) -> str:
@@ -202,6 +247,12 @@ class _PubSubReader(SourceReader):
         self._closed = False
         self._client = pubsub_v1.SubscriberClient(**_client_kwargs(source.emulator_host, "subscriber"))
         self._check_reachable()
+        # Liveness (see service_timeout): when the service last answered, monotonic seconds; the health
+        # check running in the background, if any, and the last error one saw.
+        self._contact = self._observed = time.monotonic()
+        self._probe: threading.Thread | None = None
+        self._probe_error: str | None = None
+        self._stalled = False  # found unresponsive: close() does not wait on it
         flow = pubsub_v1.types.FlowControl(max_messages=source.max_messages, **source.flow_control)
         self._future = self._client.subscribe(source.subscription, callback=self._receive, flow_control=flow)
 
@@ -235,15 +286,99 @@ class _PubSubReader(SourceReader):
         # Runs on the client's callback threads; the flow control bounds the buffer's size.
         with self._lock:
             self._buffer.append(message)
+            self._contact = time.monotonic()
+
+    def _heard(self, at: float) -> None:
+        with self._lock:
+            self._contact = max(self._contact, at)
+
+    def _check_service(self) -> None:
+        """Raise :class:`PubSubUnreachableError` once the service was silent for ``service_timeout``.
+
+        Silence is time without a message or an answer to a health check. A check (a bounded
+        ``get_subscription``) starts in the background after ``min(service_timeout / 4, 10)`` s of
+        silence, so ``poll`` never blocks on the service; streaming pull itself reports nothing while
+        its retries fail.
+        """
+        limit = self._source.service_timeout
+        if limit is None:
+            return
+        now = time.monotonic()
+        if now - self._observed > _UNOBSERVED:
+            # Not polled for a while (a paused run, a slow sink): measure the silence from now.
+            self._heard(now)
+        self._observed = now
+        with self._lock:
+            silent = now - self._contact
+        if silent >= min(limit / 4, 10.0) and (self._probe is None or not self._probe.is_alive()):
+            self._probe = threading.Thread(
+                target=self._probe_service, name=f"pubsub-health-{self._source.subscription}", daemon=True
+            )
+            self._probe.start()
+        if silent <= limit:
+            return
+        self._stalled = True
+        last = f"; last health check: {self._probe_error}" if self._probe_error else ""
+        raise PubSubUnreachableError(
+            f"PubSubSource({self._source.subscription!r}): {_where(self._source.emulator_host)} has not "
+            f"answered for {silent:.1f} s (service_timeout={limit:g} s): no message arrived and asking "
+            f"for the subscription got no answer{last}. The service is stopped, stalled or unreachable: "
+            "check that it runs (emulator_host / PUBSUB_EMULATOR_HOST), or raise service_timeout to "
+            "wait longer. Messages not acknowledged are delivered again on restart"
+        )
+
+    def _probe_service(self) -> None:
+        """Health check (background thread): ask for the subscription; an answer is contact."""
+        from google.api_core import exceptions
+
+        timeout = min(self._source.timeout, self._source.service_timeout or self._source.timeout)
+        asked = time.monotonic()
+        try:
+            self._client.get_subscription(
+                request={"subscription": self._source.subscription},
+                retry=_bounded_retry(timeout),
+                timeout=timeout,
+            )
+        except (exceptions.RetryError, exceptions.ServiceUnavailable, exceptions.DeadlineExceeded) as exc:
+            self._probe_error = f"no answer within {timeout:g} s ({type(exc).__name__}: {exc})"
+            return
+        except exceptions.GoogleAPICallError:
+            pass  # an answer all the same (a deleted subscription, permissions): the stream reports it
+        except Exception as exc:  # the client closed under the check: nothing to learn
+            _log.debug("PubSubSource(%r): health check ended: %s", self._source.subscription, exc)
+            return
+        self._probe_error = None
+        self._heard(asked)
 
     def _check_stream(self) -> None:
-        if self._future.done() and not self._future.cancelled():
-            exc = self._future.exception()
-            if exc is not None:
-                raise RuntimeError(
-                    f"PubSubSource({self._source.subscription!r}): streaming pull failed: {exc}. "
-                    "Check that the subscription exists and that credentials/emulator_host are right."
-                ) from exc
+        if not self._future.done() or self._future.cancelled():
+            return
+        exc = self._future.exception()
+        if exc is None:
+            return
+        from google.api_core import exceptions
+
+        refused = (
+            exceptions.NotFound,
+            exceptions.PermissionDenied,
+            exceptions.Unauthenticated,
+            exceptions.InvalidArgument,
+            exceptions.FailedPrecondition,
+        )
+        if isinstance(exc, refused):
+            raise RuntimeError(
+                f"PubSubSource({self._source.subscription!r}): streaming pull failed: {exc}. "
+                "Check that the subscription exists and that credentials/emulator_host are right."
+            ) from exc
+        # The client retries transient errors by itself; anything else ending the stream (a service
+        # shutting down, say) is an outage, not a configuration problem.
+        self._stalled = True
+        raise PubSubUnreachableError(
+            f"PubSubSource({self._source.subscription!r}): streaming pull from "
+            f"{_where(self._source.emulator_host)} ended with {type(exc).__name__}: {exc}. The service "
+            "stopped or dropped the stream: check that it runs (emulator_host / PUBSUB_EMULATOR_HOST). "
+            "Messages not acknowledged are delivered again on restart"
+        ) from exc
 
     def poll(self, max_events: int) -> pd.DataFrame | None:
         """Return up to ``max_events`` received messages, or ``None`` when none are waiting."""
@@ -254,7 +389,9 @@ class _PubSubReader(SourceReader):
                 self._pending[m.ack_id] = m
         if not messages:
             self._check_stream()
+            self._check_service()
             return None
+        self._observed = time.monotonic()
         attempts = [m.delivery_attempt for m in messages]
         return pd.DataFrame(
             {
@@ -295,13 +432,18 @@ class _PubSubReader(SourceReader):
                     timeout=left,
                 )
         except Exception as exc:
+            from google.api_core import exceptions
+
             with self._lock:  # keep them uncommitted: a later commit retries, close() nacks them
                 self._pending = {**{m.ack_id: m for m in messages}, **self._pending}
+            unanswered = (exceptions.RetryError, exceptions.ServiceUnavailable, exceptions.DeadlineExceeded)
+            self._stalled = self._stalled or isinstance(exc, unanswered)
             raise RuntimeError(
                 f"PubSubSource({self._source.subscription!r}): acknowledging {len(ack_ids)} messages to "
                 f"{_where(self._source.emulator_host)} failed within {timeout:g} s (timeout): {exc}. "
                 "They were not acknowledged: Pub/Sub delivers them again"
             ) from exc
+        self._heard(time.monotonic())
         for m in messages:
             m.ack()  # frees the client's flow control and lease bookkeeping; the ack itself is already done
 
@@ -316,14 +458,25 @@ class _PubSubReader(SourceReader):
             return
         self._closed = True
         self._future.cancel()
-        # A cancelled stream reports its cancellation here; there is nothing to handle.
-        with contextlib.suppress(Exception):
-            self._future.result(timeout=self._source.timeout)
         with self._lock:
             leftovers = list(self._pending.values()) + list(self._buffer)
             self._pending.clear()
             self._buffer.clear()
         ack_ids = [m.ack_id for m in leftovers]
+        if self._stalled:
+            # Found unresponsive: waiting on it again would only hold up the stop. Unacked messages
+            # come back after their ack deadline.
+            _log.info(
+                "PubSubSource(%r): closed without waiting on the unresponsive service; %d uncommitted "
+                "messages are delivered again after their ack deadline",
+                self._source.subscription,
+                len(ack_ids),
+            )
+            self._client.close()
+            return
+        # A cancelled stream reports its cancellation here; there is nothing to handle.
+        with contextlib.suppress(Exception):
+            self._future.result(timeout=self._source.timeout)
         deadline = time.monotonic() + self._source.timeout
         try:
             for i in range(0, len(ack_ids), _ACK_CHUNK):

@@ -7,14 +7,19 @@ looks like to a client); an *unreachable* one is a port where nothing listens.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
-from streamlab.connectors._local_servers import find_free_port, wait_for
+from streamlab.connectors._local_servers import LocalServer, find_free_port, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(120)]
 
@@ -53,10 +58,11 @@ def bounded(seconds: float) -> object:
 def test_pubsub_source_on_a_dead_endpoint_fails_at_open_within_timeout(
     where: str, request: pytest.FixtureRequest
 ) -> None:
-    from streamlab.connectors.pubsub import PubSubSource
+    from streamlab.connectors.pubsub import PubSubSource, _pubsub
 
     host = request.getfixturevalue("stalled") if where == "stalled" else nowhere()
     source = PubSubSource("s", project="p", emulator_host=host, timeout=2)
+    _pubsub()  # the client's first import takes seconds on a loaded machine; it is not the wait measured
     with (
         bounded(5),
         pytest.raises(RuntimeError, match=rf"emulator at {host} did not answer within timeout=2 s"),
@@ -108,6 +114,157 @@ def test_pubsub_ack_to_a_stopped_emulator_fails_within_timeout() -> None:
     assert len(reader.snapshot()) == 3  # still uncommitted: Pub/Sub delivers them again
     with bounded(10):
         reader.close()
+
+
+# --- Pub/Sub outage after open (the emulator in its own process, stopped or frozen) --------------------
+
+SERVICE_TIMEOUT = 2.0  # what the tests give a silent Pub/Sub service before the read fails
+
+
+@pytest.fixture
+def pubsub_process() -> Iterator[LocalServer]:
+    """streamlab's Pub/Sub emulator in a process of its own, which a test may stop or freeze (SIGSTOP)."""
+    server = LocalServer(
+        "pubsub-emulator",
+        lambda port: [sys.executable, "-m", "streamlab.connectors.pubsub_emulator", "--port", str(port)],
+    ).start()
+    try:
+        yield server
+    finally:
+        if server.running:
+            assert server.pid is not None
+            os.kill(server.pid, signal.SIGCONT)  # a frozen process would not see the SIGTERM
+            server.stop()
+
+
+def pubsub_subscription(host: str, messages: int) -> str:
+    """A new topic and subscription on ``host`` with ``messages`` messages published; the subscription."""
+    from google.cloud import pubsub_v1
+    from streamlab.connectors.pubsub import create_subscription, create_topic
+    from streamlab.connectors.pubsub_emulator import emulator_client_kwargs
+
+    name = f"outage-{uuid.uuid4().hex[:8]}"
+    topic = create_topic(name, project="p", emulator_host=host)
+    sub = create_subscription(f"{name}-sub", topic, project="p", emulator_host=host)
+    publisher = pubsub_v1.PublisherClient(**emulator_client_kwargs(host, "publisher"))
+    try:
+        for i in range(messages):
+            publisher.publish(topic, b'{"n": %d}' % i).result(timeout=10)
+    finally:
+        publisher.stop()
+    return sub
+
+
+def read_all(reader: Any, n: int) -> None:
+    got = [0]
+
+    def polled() -> bool:
+        batch = reader.poll(100)
+        got[0] += 0 if batch is None else len(batch)
+        return got[0] >= n
+
+    wait_for(polled, timeout=20, what=f"{n} messages")
+
+
+def outage(server: LocalServer, how: str) -> None:
+    assert server.pid is not None
+    if how == "stopped":
+        server.stop()
+    else:
+        os.kill(server.pid, signal.SIGSTOP)
+
+
+@pytest.mark.parametrize("how", ["stopped", "frozen"])
+def test_pubsub_outage_after_open_fails_within_service_timeout(how: str, pubsub_process: LocalServer) -> None:
+    """Streaming pull retries a dead service forever in silence; the reader turns it into an error."""
+    from streamlab.connectors.pubsub import PubSubSource, PubSubUnreachableError
+
+    host = pubsub_process.address
+    sub = pubsub_subscription(host, 3)
+    reader = PubSubSource(sub, emulator_host=host, timeout=1, service_timeout=SERVICE_TIMEOUT).open()
+    try:
+        read_all(reader, 3)
+        reader.commit(reader.snapshot())  # the service answers: acknowledged
+        started = time.monotonic()  # the last answer
+        outage(pubsub_process, how)
+        caught: list[PubSubUnreachableError] = []
+
+        def failed() -> bool:
+            try:
+                reader.poll(100)
+            except PubSubUnreachableError as exc:
+                caught.append(exc)
+                return True
+            return False
+
+        wait_for(failed, timeout=SERVICE_TIMEOUT + 10, interval=0.05, what="the outage to be reported")
+        took = time.monotonic() - started
+        # the stated bound: service_timeout after the last answer (the acknowledge), plus a poll or two;
+        # a stopped emulator may end the stream sooner, a frozen one is silence until the bound
+        assert took < SERVICE_TIMEOUT + 1.5, took
+        if how == "frozen":
+            assert took >= SERVICE_TIMEOUT - 0.5, took
+        message = str(caught[0])
+        assert sub in message and f"emulator at {host}" in message and "emulator_host" in message
+        # silent (frozen, or a stopped one's stream still retrying), or the stream ended by the shutdown
+        assert "service_timeout=2 s" in message or "stopped or dropped the stream" in message, message
+        with pytest.raises(PubSubUnreachableError):
+            reader.poll(100)  # it stays failed while the service is silent
+    finally:
+        with bounded(2):
+            reader.close()  # does not wait on a service found unresponsive
+
+
+def test_pubsub_idle_subscription_on_a_live_service_is_not_an_outage(pubsub_process: LocalServer) -> None:
+    """Health checks answer while nothing is published: no error, however long the silence."""
+    from streamlab.connectors.pubsub import PubSubSource
+
+    host = pubsub_process.address
+    sub = pubsub_subscription(host, 0)
+    reader = PubSubSource(sub, emulator_host=host, timeout=1, service_timeout=1.0).open()
+    try:
+        started = time.monotonic()
+        wait_for(
+            lambda: reader.poll(100) is None and time.monotonic() - started > 4.0,
+            timeout=20,
+            interval=0.05,
+            what="4 s of idle polling",
+        )
+        assert reader._probe is not None  # the silence was checked, and answered
+    finally:
+        with bounded(3):
+            reader.close()
+
+
+@pytest.mark.parametrize("action", ["wait", "stop"])
+def test_pubsub_pipeline_on_a_frozen_emulator_fails_or_stops_within_bound(
+    action: str, pubsub_process: LocalServer, tmp_path: Path
+) -> None:
+    """A run reading a frozen service fails by itself within service_timeout; a stop returns in time."""
+    from streamlab.connectors.pubsub import PubSubSource, PubSubUnreachableError
+
+    from streamlab import ListSink, Pipeline
+
+    host = pubsub_process.address
+    sub = pubsub_subscription(host, 5)
+    p = Pipeline(
+        PubSubSource(sub, emulator_host=host, timeout=1, service_timeout=SERVICE_TIMEOUT), name="ps-outage"
+    )
+    p.parse().ok.to(ListSink())
+    handle = p.start(checkpoint_dir=tmp_path / "ckpt", commit_every="100ms")
+    try:
+        wait_for(
+            lambda: handle.metrics["events_in"] == 5 and handle.metrics["commits"] >= 1,
+            timeout=20,
+            what="5 events read and committed",
+        )
+        outage(pubsub_process, "frozen")
+        if action == "wait":
+            with bounded(SERVICE_TIMEOUT + 3), pytest.raises(PubSubUnreachableError, match=sub):
+                handle.wait(timeout=SERVICE_TIMEOUT + 20)
+    finally:
+        with bounded(2 * 1 + 3):  # the stream's shutdown and the nack, each bounded by timeout
+            handle.stop(timeout=30)
 
 
 # --- Kinesis -------------------------------------------------------------------------------------------
