@@ -131,8 +131,11 @@ class KeyIndex:
         ids[pd.isna(values)] = self.none_id
         return ids
 
-    def ids_for(self, values: np.ndarray) -> np.ndarray:
-        """The id of each key in ``values`` (an object array), given out now to keys without one."""
+    def ids_for(self, values: np.ndarray, distinct: bool = False) -> np.ndarray:
+        """The id of each key in ``values`` (an object array), given out now to keys without one.
+
+        ``distinct``: the caller knows the values are distinct keys (a batch's own uniques).
+        """
         if len(values) == 0:
             return _EMPTY.copy()
         entries = self._entries(values)
@@ -147,7 +150,7 @@ class KeyIndex:
         missing = np.flatnonzero(ids < 0)
         if len(missing):
             e = entries[missing]
-            if len(e) < 2 or bool((e[1:] > e[:-1]).all()):  # distinct keys (a batch's own uniques)
+            if distinct or len(e) < 2 or bool((e[1:] > e[:-1]).all()):
                 new_entries, first, inverse = e, missing, None
             else:
                 new_entries, at, inverse = np.unique(e, return_index=True, return_inverse=True)
@@ -231,13 +234,13 @@ class KeyIndex:
                     values = np.concatenate([object_array([None]), values])
                 return local, values
             local, uniq = pd.factorize(col, use_na_sentinel=False)
-        else:
-            local, uniq = pd.MultiIndex.from_frame(frame[columns]).factorize()
-        values = object_array(uniq)
-        if uniq.hasnans:  # type: ignore[union-attr]
-            values = values.copy() if values is uniq else values
-            values[pd.isna(values)] = None
-        return local, values
+            values = object_array(uniq)
+            if pd.Index(uniq).hasnans:
+                values = values.copy() if values is uniq else values
+                values[pd.isna(values)] = None
+            return local, values
+        local, multi = pd.MultiIndex.from_frame(frame[columns]).factorize()
+        return local, object_array(multi)
 
     def local_codes(
         self, frame: pd.DataFrame, columns: list[str]
@@ -247,7 +250,7 @@ class KeyIndex:
         Aggregating on local codes and mapping only the groups found to ids avoids a per-row lookup.
         """
         local, values = self.local_keys(frame, columns)
-        return local, lambda u: self.ids_for(values[u])
+        return local, lambda u: self.ids_for(values[u], distinct=True)
 
     def key_columns(self, ids: np.ndarray, columns: list[str]) -> dict[str, Any]:
         """The key columns of a result frame, one row per id in ``ids``."""

@@ -124,3 +124,34 @@ def test_slot_table_equals_a_dict(sequence):
         assert sorted(table.by_window) == sorted({s for s, _ in ref})
         for (s, k), slot in ref.items():
             assert table.start[slot] == s and table.key[slot] == k
+
+
+@pytest.mark.parametrize("sliding", [False, True])
+def test_windows_keyed_by_two_columns_with_missing_values_equal_pandas(sliding):
+    from streamlab import ListSink, ListSource, ManualClock, Pipeline, SlidingWindow, TumblingWindow, agg
+
+    rng = np.random.default_rng(7)
+    n = 3000
+    ms = 1_700_000_000_000 + np.arange(n) * 100
+    df = pd.DataFrame(
+        {
+            "a": rng.choice(np.array(["x", "y", None], dtype=object), n),
+            "b": rng.integers(0, 3, n),
+            "v": rng.random(n),
+        }
+    ).assign(timestamp=pd.to_datetime(ms, unit="ms", utc=True))
+    window = SlidingWindow("2m", every="1m") if sliding else TumblingWindow("1m")
+    p = Pipeline(ListSource(df, batch_size=701))
+    sink = ListSink()
+    p.window(window, key=["a", "b"]).agg(agg.count(), agg.sum("v")).to(sink)
+    p.run(clock=ManualClock(0))
+    got = sink.frame().assign(a=lambda f: f["a"].fillna("-"), start=lambda f: f["window_start"].array.asi8)
+    parts = [df.assign(start=(ms // 60_000 - j) * 60_000 * 1_000_000) for j in range(2 if sliding else 1)]
+    want = pd.concat(parts).assign(a=lambda f: f["a"].fillna("-")).groupby(["start", "a", "b"])["v"]
+    want = want.agg(["count", "sum"]).reset_index()
+    got = got.sort_values(["start", "a", "b"]).reset_index(drop=True)
+    assert (
+        got[["start", "a", "b", "count"]].astype(str).values.tolist()
+        == want[["start", "a", "b", "count"]].astype(str).values.tolist()
+    )
+    np.testing.assert_allclose(got["sum_v"].to_numpy(), want["sum"].to_numpy())
