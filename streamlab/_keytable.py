@@ -65,6 +65,7 @@ class KeyIndex:
     """
 
     _REBUILD_MIN = 1 << 16  # released keys kept in the hash table before a rebuild is worth it
+    _REBUILD_FACTOR = 4  # ... and per live key
 
     def __init__(self, n_columns: int) -> None:
         self.n_columns = n_columns
@@ -212,7 +213,8 @@ class KeyIndex:
         self.free = _grown(self.free, self.n_free + len(gone), 0)
         self.free[self.n_free : self.n_free + len(gone)] = gone
         self.n_free += len(gone)
-        if self._dead > max(self._REBUILD_MIN, 4 * len(self)):  # amortized: rebuilds cost O(live keys)
+        # amortized: a rebuild costs O(live keys)
+        if self._dead > max(self._REBUILD_MIN, self._REBUILD_FACTOR * len(self)):
             self._rebuild()
 
     # -- batches -------------------------------------------------------------------------------------
