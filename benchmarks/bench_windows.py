@@ -415,7 +415,8 @@ def _mb(b: int | None) -> float | None:
 def render(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     head = (
         f"`python benchmarks/bench_windows.py -n {args.n} --many-n {args.many_n} --many-keys {args.many_keys} "
-        f"--batch {args.batch} --repeat {args.repeat}` (best of {args.repeat}; sessions and dedup once), "
+        f"--batch {args.batch} --repeat {args.repeat}{' --skip ' + args.skip if args.skip else ''}` "
+        f"(best of {args.repeat}; sessions and dedup once), "
         f"{time.strftime('%Y-%m-%d', time.gmtime())}, {os.cpu_count()} cores; every output checked "
         "against pandas. *of baseline*: this rate over the first row of its workload. *prep s*: for the "
         "ceilings, the part of their time spent preparing codes and times (included in their rate); for the "
