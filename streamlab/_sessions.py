@@ -93,7 +93,7 @@ class SessionOperator(_Watermarks, Operator):
         wm = self._event_watermarks(batch, ts_all)
         # ids only for keys that get a session: a key seen only in late rows leaves no state behind
         local, key_values = self.key_index.local_keys(batch, self.keys)
-        known = self.key_index.ids
+        known = self.key_index.lookup(key_values).tolist()  # code -> id (-1: none yet)
         gap, lat = self.gap, self.lateness_ns
         parent: dict[int, int] = {}  # slot merged into another during this batch
 
@@ -107,7 +107,7 @@ class SessionOperator(_Watermarks, Operator):
         closed: list[tuple[int, int, int, int]] = []  # (start, end, key, slot)
         for i, (t, code, w) in enumerate(zip(ts_all.tolist(), local.tolist(), wm.tolist())):
             kv = key_values[code]
-            k = known.get(kv, -1)
+            k = known[code]
             sessions = self.open.get(k)
             if sessions:
                 still = []
@@ -122,7 +122,7 @@ class SessionOperator(_Watermarks, Operator):
                 late_rows.append(i)
                 continue
             if sessions is None:
-                k = self.key_index.id_of(kv)
+                k = known[code] = self.key_index.id_of(kv)
                 sessions = self.open[k] = []
                 self.key_index.refs[k] += 1
             hits = [s for s in sessions if s[0] < t + gap and t < s[1] + gap]

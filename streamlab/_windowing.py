@@ -14,90 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from streamlab._keytable import KeyIndex, SlotTable
 from streamlab._operator import Operator, Outputs
 from streamlab._time import NAT_NS, ns_to_timestamp, to_utc_ns, utc_array
 from streamlab.aggregators import Aggregator, _CountStore
 from streamlab.windows import SlidingWindow, TumblingWindow, floor_div
 
 _NO_WATERMARK = int(np.iinfo(np.int64).min)
-
-
-class KeyIndex:
-    """Dense integer ids for key values (tuples for several key columns), with reuse of freed ids."""
-
-    def __init__(self, n_columns: int) -> None:
-        self.n_columns = n_columns
-        self.ids: dict[Any, int] = {}
-        self.values: list[Any] = []
-        self.free: list[int] = []
-        self.refs = np.zeros(0, dtype=np.int64)
-
-    def local_keys(self, frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, list[Any]]:
-        """Batch-local key codes (``0 <= code``) of every row, and the key value of each code.
-
-        No ids are given out: a caller maps to ids only the keys it keeps state for. A categorical
-        column's codes are used as they are. Missing keys (NaN, None) are the key ``None``.
-        """
-        if not columns:
-            return np.zeros(len(frame), dtype=np.int64), [()]
-        if len(columns) == 1:
-            col = frame[columns[0]]
-            if isinstance(col.dtype, pd.CategoricalDtype):
-                local = np.asarray(col.array.codes)  # type: ignore[attr-defined]
-                values: list[Any] = list(col.array.categories)  # type: ignore[attr-defined]
-                if len(local) and int(local.min()) < 0:  # missing keys: code -1 becomes the key None
-                    local = local.astype(np.int64) + 1
-                    values = [None, *values]
-                return local, values
-            local, uniq = pd.factorize(col, use_na_sentinel=False)
-        else:
-            local, uniq = pd.MultiIndex.from_frame(frame[columns]).factorize()
-        return local, [None if isinstance(v, float) and v != v else v for v in uniq]
-
-    def local_codes(
-        self, frame: pd.DataFrame, columns: list[str]
-    ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
-        """Batch-local key codes of every row, and a function from local codes to ids.
-
-        Aggregating on local codes and mapping only the groups found to ids avoids a per-row lookup.
-        """
-        local, values = self.local_keys(frame, columns)
-        return local, lambda u: self._ids([values[i] for i in u.tolist()])
-
-    def _ids(self, values: list[Any]) -> np.ndarray:
-        return np.fromiter((self.id_of(v) for v in values), dtype=np.int64, count=len(values))
-
-    def id_of(self, value: Any) -> int:
-        """The id of key ``value``, given out now if it has none."""
-        if isinstance(value, float) and value != value:
-            value = None  # all NaN keys are one key
-        got = self.ids.get(value)
-        if got is not None:
-            return got
-        if self.free:
-            i = self.free.pop()
-            self.values[i] = value
-        else:
-            i = len(self.values)
-            self.values.append(value)
-            if i >= len(self.refs):
-                self.refs = np.concatenate([self.refs, np.zeros(max(64, len(self.refs)), dtype=np.int64)])
-        self.ids[value] = i
-        return i
-
-    def release(self, ids: np.ndarray) -> None:
-        """Forget keys that no open window refers to any more (bounded memory for high-cardinality keys)."""
-        np.subtract.at(self.refs, ids, 1)
-        for i in np.unique(ids[self.refs[ids] == 0]).tolist():
-            del self.ids[self.values[i]]
-            self.values[i] = None
-            self.free.append(i)
-
-    def key_columns(self, ids: np.ndarray, columns: list[str]) -> dict[str, list[Any]]:
-        vals = [self.values[i] for i in ids.tolist()]
-        if len(columns) == 1:
-            return {columns[0]: vals}
-        return {c: [v[j] for v in vals] for j, c in enumerate(columns)}
 
 
 def present_codes(codes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -112,51 +35,6 @@ def present_codes(codes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np
         return present, compact[codes], counts[present]
     present, group, sizes = np.unique(codes, return_inverse=True, return_counts=True)
     return present, group, sizes
-
-
-class SlotTable:
-    """Open (window start, key id) pairs and their slot numbers in the aggregator stores."""
-
-    def __init__(self) -> None:
-        self.slot_of: dict[tuple[int, int], int] = {}
-        self.by_window: dict[int, list[int]] = {}
-        self.start = np.zeros(0, dtype=np.int64)
-        self.key = np.zeros(0, dtype=np.int64)
-        self.free: list[int] = []
-        self.size = 0
-
-    def slots_for(self, starts: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, list[int]]:
-        """Slot for each (start, key) pair, creating missing ones; also returns the new slots."""
-        out = np.empty(len(starts), dtype=np.int64)
-        new: list[int] = []
-        for j, (s, k) in enumerate(zip(starts.tolist(), keys.tolist())):
-            slot = self.slot_of.get((s, k))
-            if slot is None:
-                slot = self.free.pop() if self.free else self._grow()
-                self.slot_of[(s, k)] = slot
-                self.by_window.setdefault(s, []).append(slot)
-                self.start[slot] = s
-                self.key[slot] = k
-                new.append(slot)
-            out[j] = slot
-        return out, new
-
-    def _grow(self) -> int:
-        if self.size >= len(self.start):
-            n = max(64, 2 * len(self.start))
-            self.start = np.concatenate([self.start, np.zeros(n - len(self.start), dtype=np.int64)])
-            self.key = np.concatenate([self.key, np.zeros(n - len(self.key), dtype=np.int64)])
-        self.size += 1
-        return self.size - 1
-
-    def pop_windows(self, starts: list[int]) -> np.ndarray:
-        slots: list[int] = []
-        for s in starts:
-            for slot in self.by_window.pop(s):
-                del self.slot_of[(s, int(self.key[slot]))]
-                slots.append(slot)
-        self.free.extend(slots)
-        return np.asarray(slots, dtype=np.int64)
 
 
 def running_watermark(ts: np.ndarray, prev_max: int, delay_ns: int) -> tuple[np.ndarray, int]:
@@ -503,8 +381,8 @@ class WindowOperator(_Watermarks, Operator):
         starts = sorted(self.slots.by_window)
         return {
             "open_windows": [(ns_to_timestamp(s), ns_to_timestamp(s + self.size_ns)) for s in starts],
-            "open_slots": len(self.slots.slot_of),
-            "keys": len(self.key_index.ids),
+            "open_slots": len(self.slots),
+            "keys": len(self.key_index),
         }
 
     # -- processing --------------------------------------------------------------------------------
@@ -597,8 +475,8 @@ class WindowOperator(_Watermarks, Operator):
         k_uniq, k_inv, _ = present_codes(g_local, n_k)
         g_key = ids_of(k_uniq)[k_inv]
         slots, new = self.slots.slots_for(g_start, g_key)
-        if new:
-            np.add.at(self.key_index.refs, self.slots.key[new], 1)
+        if len(new):
+            self.key_index.hold(self.slots.key[new])
             for st in self.stores:
                 st.grow(self.slots.size)
         n_groups = len(present)
@@ -636,13 +514,11 @@ class WindowOperator(_Watermarks, Operator):
         return self._pop(due)
 
     def _pop(self, starts: list[int]) -> pd.DataFrame:
-        slots = np.concatenate([np.asarray(self.slots.by_window[s], dtype=np.int64) for s in starts])
+        slots = self.slots.pop_windows(starts)
         frame = self._emit(slots, final=True)
-        keys = self.slots.key[slots].copy()
         for st in self.stores:
             st.clear(slots)
-        self.slots.pop_windows(starts)
-        self.key_index.release(keys)
+        self.key_index.release(self.slots.key[slots])
         return frame
 
     def on_end(self) -> Outputs:
@@ -692,8 +568,8 @@ class PanedWindowOperator(WindowOperator):
                 )
                 for w in starts
             ],
-            "open_slots": len(self.slots.slot_of),
-            "keys": len(self.key_index.ids),
+            "open_slots": len(self.slots),
+            "keys": len(self.key_index),
         }
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
@@ -751,44 +627,39 @@ class PanedWindowOperator(WindowOperator):
         frame = self._merge_windows(windows) if len(windows) else None
         done = [s for s, q in zip(panes_ns, panes.tolist()) if q <= last]
         if done:
-            slots = np.concatenate([np.asarray(self.slots.by_window[s], dtype=np.int64) for s in done])
-            keys = self.slots.key[slots].copy()
+            slots = self.slots.pop_windows(done)
             for st in self.stores:
                 st.clear(slots)
-            self.slots.pop_windows(done)
-            self.key_index.release(keys)
+            self.key_index.release(self.slots.key[slots])
         self.emitted_upto = last if self.emitted_upto is None else max(self.emitted_upto, last)
         return frame
 
     def _merge_windows(self, windows: np.ndarray) -> pd.DataFrame | None:
-        target_of: dict[tuple[int, int], int] = {}
-        t_window: list[int] = []
-        t_key: list[int] = []
-        targets: list[int] = []
-        slots: list[int] = []
+        # every (window, pane slot) pair, then one target per (window, key) in window then key order
+        w_parts, s_parts = [], []
         for w in windows.tolist():
             for j in range(self.n):
-                for slot in self.slots.by_window.get((w + j) * self.every + self.offset, ()):
-                    k = int(self.slots.key[slot])
-                    t = target_of.get((w, k))
-                    if t is None:
-                        t = target_of[(w, k)] = len(t_window)
-                        t_window.append(w)
-                        t_key.append(k)
-                    targets.append(t)
-                    slots.append(slot)
-        if not t_window:
+                sl = self.slots.window_slots((w + j) * self.every + self.offset)
+                if len(sl):
+                    w_parts.append(np.full(len(sl), w, dtype=np.int64))
+                    s_parts.append(sl)
+        if not s_parts:
             return None
-        tw, tk = np.asarray(t_window, dtype=np.int64), np.asarray(t_key, dtype=np.int64)
-        tg, sl = np.asarray(targets, dtype=np.int64), np.asarray(slots, dtype=np.int64)
-        order = np.lexsort((tk, tw))
-        starts = tw[order] * self.every + self.offset
-        data: dict[str, Any] = self.key_index.key_columns(tk[order], self.keys)
+        pw, sl = np.concatenate(w_parts), np.concatenate(s_parts)
+        pk = self.slots.key[sl]
+        order = np.lexsort((pk, pw))
+        pw, pk, sl = pw[order], pk[order], sl[order]
+        first = np.ones(len(sl), dtype=bool)
+        first[1:] = (pw[1:] != pw[:-1]) | (pk[1:] != pk[:-1])
+        tg = np.cumsum(first) - 1
+        tw, tk = pw[first], pk[first]
+        starts = tw * self.every + self.offset
+        data: dict[str, Any] = self.key_index.key_columns(tk, self.keys)
         data["window_start"] = utc_array(starts)
         data["window_end"] = utc_array(starts + self.size_ns)
         for agg, st in zip(self.aggs, self.stores):
             res = st.reduce(tg, sl, len(tw))
-            data[agg.name] = np.asarray(res, dtype=object)[order] if isinstance(res, list) else res[order]
+            data[agg.name] = np.asarray(res, dtype=object) if isinstance(res, list) else res
         return pd.DataFrame(data)
 
     def on_end(self) -> Outputs:

@@ -205,9 +205,8 @@ class _CountStore(_ArrayStore):
         return self.arrays[0][slots].copy()
 
     def reduce(self, targets: np.ndarray, slots: np.ndarray, n_targets: int) -> np.ndarray:
-        out = np.zeros(n_targets, dtype=np.int64)
-        np.add.at(out, targets, self.arrays[0][slots])
-        return out
+        # float weights are exact: counts stay far below 2**53
+        return np.bincount(targets, weights=self.arrays[0][slots], minlength=n_targets).astype(np.int64)
 
 
 def _notnull(values: np.ndarray) -> np.ndarray:

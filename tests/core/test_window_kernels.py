@@ -62,7 +62,7 @@ def test_local_codes_map_categorical_codes_and_missing_keys_to_stable_ids():
     local, ids_of = index.local_codes(frame, ["k"])
     ids = ids_of(np.unique(local))[np.unique(local, return_inverse=True)[1]]
     assert [index.values[i] for i in ids.tolist()] == ["b", None, "a", "b"]
-    assert "unused" not in index.ids  # only keys present get an id
+    assert "unused" not in index.live_values()  # only keys present get an id
     local2, values2 = index.local_keys(pd.DataFrame({"k": ["a", "b", np.nan]}), ["k"])
     again = [index.id_of(values2[c]) for c in local2.tolist()]
     assert again == [ids[2], ids[0], ids[1]]  # NaN and None are the same missing key
@@ -91,7 +91,7 @@ def test_session_keys_seen_only_in_late_rows_leave_no_state():
     op = ex.operators["window"]
     assert len(late.frame()) == 50 * (len(on_time) - 1)  # all but the first group come after a session
     # the first 50 were on time and had sessions (their ids are free again); the 450 late-only keys got none
-    assert set(op.key_index.ids) <= {"u0"} and len(op.key_index.values) <= 51
+    assert set(op.key_index.live_values()) <= {"u0"} and op.key_index.n_ids <= 51
     ex.close()
 
 

@@ -1,0 +1,49 @@
+"""Smoke run of benchmarks/bench_windows.py on small data: every workload runs and agrees with pandas."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_windows.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_windows", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_windows"] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules["bench_windows"]
+
+
+def test_smoke_run_checks_every_workload_against_pandas(bench, capsys):
+    rows = bench.main(["--smoke"])  # each workload asserts its output equals the pandas answer
+    workloads = {r["workload"].split(":")[0] for r in rows}
+    assert any(w.startswith("W1") for w in workloads) and any(w.startswith("W2") for w in workloads)
+    assert any(w.startswith("JSON lines file") for w in workloads) and "many keys" in workloads
+    assert len(rows) == 15 and all(r["M events/s"] > 0 for r in rows)
+    assert "| workload | implementation |" in capsys.readouterr().out
+
+
+def test_readme_table_is_replaced_between_the_markers(bench, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{bench.BEGIN}\nold table\n{bench.END}\nafter\n")
+    bench.write_readme("| new | table |", readme)
+    assert readme.read_text() == f"intro\n{bench.BEGIN}\n| new | table |\n{bench.END}\nafter\n"
+
+
+def test_the_pane_based_ceiling_counts_every_window_of_every_event(bench):
+    df = bench.loaded_events(3_000, 50)
+    codes, ts, _ = bench.numpy_prep(df)
+    windows = bench.numpy_w2_panes(codes, ts, 700, len(bench.TYPES), 5)
+    want = bench.pandas_windows(df, "event_type", 300, 60)
+    assert int(windows.sum()) == int(want["count"].sum()) == 5 * len(df)
+    assert sorted(windows[windows > 0].tolist()) == sorted(want["count"].tolist())

@@ -1,0 +1,157 @@
+"""The vectorized key and slot tables against plain dict references, under random insert/close sequences."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamlab._keytable import KeyIndex, SlotTable, object_array
+
+# keys that hash alike or compare equal in Python: 1, 1.0 and True are one key, as in a dict
+UNIVERSE = ["a", "b", "c", "", "u1", 1, 2, 1.0, True, 2.5, None, float("nan"), ("a", 1), ("a", 2), pd.NA]
+
+
+def _norm(v):
+    """The key a value stands for: every missing value is ``None``."""
+    if v is None or v is pd.NA or (isinstance(v, float) and v != v):
+        return None
+    return v
+
+
+ops = st.lists(
+    st.tuples(
+        st.sampled_from(["ids", "release", "lookup", "pickle"]),
+        st.lists(st.sampled_from(range(len(UNIVERSE))), max_size=12),
+    ),
+    max_size=40,
+)
+
+
+@pytest.mark.parametrize("rebuild_min", [1 << 16, 0], ids=["no-rebuilds", "rebuild-at-every-release"])
+@settings(max_examples=60, deadline=None)
+@given(sequence=ops)
+def test_key_index_equals_a_dict_with_reference_counts(rebuild_min, sequence):
+    index = KeyIndex(1)
+    index._REBUILD_MIN = rebuild_min
+    ref_id: dict = {}  # key -> id, for the keys that hold references
+    refs: dict = {}  # key -> reference count
+    for op, picks in sequence:
+        values = object_array([UNIVERSE[i] for i in picks])
+        keys = [_norm(v) for v in values.tolist()]
+        if op == "ids":
+            ids = index.ids_for(values).tolist()
+            for k, i in zip(keys, ids):
+                if k in ref_id:
+                    assert i == ref_id[k]
+                ref_id[k] = i
+            index.hold(np.asarray(ids, dtype=np.int64))
+            for k in keys:
+                refs[k] = refs.get(k, 0) + 1
+        elif op == "release":
+            held = [k for k in keys if refs.get(k, 0) > 0]
+            for k in held:
+                refs[k] -= 1
+            index.release(np.asarray([ref_id[k] for k in held], dtype=np.int64))
+            for k in set(held):
+                if refs[k] == 0:
+                    del refs[k], ref_id[k]
+        elif op == "lookup":
+            got = index.lookup(values).tolist()
+            assert got == [ref_id.get(k, -1) for k in keys]
+        else:
+            index = pickle.loads(pickle.dumps(index))
+        # every live key has its own id, and its value is the key
+        assert len(set(ref_id.values())) == len(ref_id) == len(index)
+        for k, i in ref_id.items():
+            assert _norm(index.values[i]) == k and index.refs[i] == refs[k]
+        assert sorted(map(repr, index.live_values())) == sorted(
+            map(repr, (index.values[i] for i in ref_id.values()))
+        )
+
+
+def test_released_ids_are_reused_and_the_table_stays_bounded():
+    index = KeyIndex(1)
+    index._REBUILD_MIN = 100
+    for batch in range(50):
+        values = object_array([f"k{batch}-{j}" for j in range(1000)])
+        ids = index.ids_for(values)
+        index.hold(ids)
+        index.release(ids)
+        assert len(index) == 0
+    assert index.n_ids == 1000  # ids were reused, batch after batch
+    assert index._table.get_count() <= 5 * 1000 + 100  # released keys leave the hash table in rebuilds
+
+
+slot_ops = st.lists(
+    st.tuples(
+        st.booleans(),  # True: look up pairs; False: close windows
+        st.lists(st.tuples(st.integers(0, 5), st.integers(0, 8)), max_size=15),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(slot_ops)
+def test_slot_table_equals_a_dict(sequence):
+    table = SlotTable()
+    ref: dict[tuple[int, int], int] = {}
+    peak = 0
+    for lookup, pairs in sequence:
+        if lookup:
+            starts = np.asarray([p[0] * 60 for p in pairs], dtype=np.int64)
+            keys = np.asarray([p[1] for p in pairs], dtype=np.int64)
+            slots, new = table.slots_for(starts, keys)
+            fresh = {(int(s), int(k)) for s, k in zip(starts, keys) if (int(s), int(k)) not in ref}
+            for s, k, slot in zip(starts.tolist(), keys.tolist(), slots.tolist()):
+                if (s, k) in ref:
+                    assert ref[(s, k)] == slot
+                ref[(s, k)] = slot
+            assert sorted(new.tolist()) == sorted(ref[p] for p in fresh)
+        else:
+            close = sorted({p[0] * 60 for p in pairs} & set(table.by_window))
+            got = table.pop_windows(close)
+            want = [ref.pop((s, k)) for s in close for k in sorted(k for (s2, k) in list(ref) if s2 == s)]
+            assert got.tolist() == want
+        assert len(set(ref.values())) == len(ref) == len(table)
+        peak = max(peak, len(ref))
+        assert table.size <= peak  # freed slots are reused before new ones
+        assert sorted(table.by_window) == sorted({s for s, _ in ref})
+        for (s, k), slot in ref.items():
+            assert table.start[slot] == s and table.key[slot] == k
+
+
+@pytest.mark.parametrize("sliding", [False, True])
+def test_windows_keyed_by_two_columns_with_missing_values_equal_pandas(sliding):
+    from streamlab import ListSink, ListSource, ManualClock, Pipeline, SlidingWindow, TumblingWindow, agg
+
+    rng = np.random.default_rng(7)
+    n = 3000
+    ms = 1_700_000_000_000 + np.arange(n) * 100
+    df = pd.DataFrame(
+        {
+            "a": rng.choice(np.array(["x", "y", None], dtype=object), n),
+            "b": rng.integers(0, 3, n),
+            "v": rng.random(n),
+        }
+    ).assign(timestamp=pd.to_datetime(ms, unit="ms", utc=True))
+    window = SlidingWindow("2m", every="1m") if sliding else TumblingWindow("1m")
+    p = Pipeline(ListSource(df, batch_size=701))
+    sink = ListSink()
+    p.window(window, key=["a", "b"]).agg(agg.count(), agg.sum("v")).to(sink)
+    p.run(clock=ManualClock(0))
+    got = sink.frame().assign(a=lambda f: f["a"].fillna("-"), start=lambda f: f["window_start"].array.asi8)
+    parts = [df.assign(start=(ms // 60_000 - j) * 60_000 * 1_000_000) for j in range(2 if sliding else 1)]
+    want = pd.concat(parts).assign(a=lambda f: f["a"].fillna("-")).groupby(["start", "a", "b"])["v"]
+    want = want.agg(["count", "sum"]).reset_index()
+    got = got.sort_values(["start", "a", "b"]).reset_index(drop=True)
+    assert (
+        got[["start", "a", "b", "count"]].astype(str).values.tolist()
+        == want[["start", "a", "b", "count"]].astype(str).values.tolist()
+    )
+    np.testing.assert_allclose(got["sum_v"].to_numpy(), want["sum"].to_numpy())
