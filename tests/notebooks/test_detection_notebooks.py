@@ -43,3 +43,16 @@ def test_uses_only_bundled_data_and_a_manual_clock(notebook: nbformat.NotebookNo
     assert "ManualClock(0)" in source
     assert "time.sleep" not in source
     assert "http" not in source
+
+
+def test_the_live_section_comes_last_so_run_all_keeps_its_charts_live(
+    notebook: nbformat.NotebookNode,
+) -> None:
+    """Live views redraw from the kernel's event loop, between cells: a cell that runs after the live
+    pipeline starts (Run All) holds the kernel and freezes the charts until it ends. So the cell that
+    starts the live run is followed only by cells that read its handle."""
+    code = [c.source for c in notebook.cells if c.cell_type == "code"]
+    starts = [i for i, src in enumerate(code) if ".start(" in src and "Dashboard(" in src]
+    assert len(starts) == 1, "one live section per notebook"
+    after = code[starts[0] + 1 :]
+    assert all(len(src.splitlines()) <= 3 and "handle." in src for src in after), after
