@@ -267,8 +267,11 @@ class KeyIndex:
 class SlotTable:
     """Open (window start, key id) pairs and their slot numbers in the aggregator stores.
 
-    Each open window holds its key ids sorted, and the slot of each; a slot's window start and key id
-    are in ``start`` and ``key``.
+    Every open pair is one code, ``window number << 32 | key id``, in one sorted array beside its slot,
+    so a batch finds or creates all its pairs with a few vector operations however many windows it
+    touches (a replay at full speed touches hundreds per batch); a window's pairs are contiguous, in key
+    order. ``by_window`` maps each open window's start to its window number; a slot's window start and
+    key id are in ``start`` and ``key``.
 
     Examples
     --------
@@ -279,12 +282,17 @@ class SlotTable:
     ([1, 0, 2], [0, 1, 2])
     >>> table.slots_for(np.array([0]), np.array([1]))[0].tolist()
     [0]
-    >>> table.pop_windows([0]).tolist(), len(table)
-    ([0, 1], 1)
+    >>> table.pop_windows([0]).tolist(), len(table), table.window_slots(60).tolist()
+    ([0, 1], 1, [2])
     """
 
+    KEY_BITS = 32
+
     def __init__(self) -> None:
-        self.by_window: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # start -> (sorted keys, slots)
+        self.by_window: dict[int, int] = {}  # open window start -> window number
+        self.next_window = 0
+        self.codes = _EMPTY.copy()  # sorted: window number << KEY_BITS | key id
+        self.code_slots = _EMPTY.copy()  # the slot of each code
         self.start = _EMPTY.copy()
         self.key = _EMPTY.copy()
         self.free = _EMPTY.copy()  # stack of free slots below size
@@ -295,57 +303,60 @@ class SlotTable:
         """The number of open (window, key) slots."""
         return self.size - self.n_free
 
+    def _range(self, number: Any) -> tuple[Any, Any]:
+        lo = np.searchsorted(self.codes, np.left_shift(number, self.KEY_BITS))
+        hi = np.searchsorted(self.codes, np.left_shift(np.add(number, 1), self.KEY_BITS))
+        return lo, hi
+
     def window_slots(self, start: int) -> np.ndarray:
         """The slots of the open window starting at ``start`` (in key id order)."""
-        got = self.by_window.get(start)
-        return _EMPTY if got is None else got[1]
+        number = self.by_window.get(start)
+        if number is None:
+            return _EMPTY
+        lo, hi = self._range(number)
+        return self.code_slots[int(lo) : int(hi)]
+
+    def _numbers(self, starts: np.ndarray) -> np.ndarray:
+        """Window number of each start, opening the windows not open yet (in start order)."""
+        uniq, inv = np.unique(starts, return_inverse=True)
+        numbers = np.empty(len(uniq), dtype=np.int64)
+        for i, s in enumerate(uniq.tolist()):  # per window, not per row
+            n = self.by_window.get(s)
+            if n is None:
+                n = self.by_window[s] = self.next_window
+                self.next_window += 1
+            numbers[i] = n
+        return numbers[inv.reshape(-1)]
 
     def slots_for(self, starts: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Slot for each (start, key) pair, creating missing ones; also returns the new slots."""
-        out = np.empty(len(starts), dtype=np.int64)
         if len(starts) == 0:
-            return out, _EMPTY.copy()
-        if bool((starts[1:] >= starts[:-1]).all()):
-            order = None
-            s_sorted, k_sorted = starts, keys
+            return np.empty(0, dtype=np.int64), _EMPTY.copy()
+        keys = np.asarray(keys, dtype=np.int64)
+        if int(keys.max()) >> self.KEY_BITS or int(keys.min()) < 0:
+            raise OverflowError(f"SlotTable: key ids must fit in {self.KEY_BITS} bits")
+        starts = np.asarray(starts, dtype=np.int64)
+        codes = (self._numbers(starts) << self.KEY_BITS) | keys
+        n = len(self.codes)
+        pos = np.searchsorted(self.codes, codes)
+        if n:
+            at = np.minimum(pos, n - 1)
+            hit = (pos < n) & (self.codes[at] == codes)
+            slot = np.where(hit, self.code_slots[at], -1)
         else:
-            order = np.argsort(starts, kind="stable")
-            s_sorted, k_sorted = starts[order], keys[order]
-        bounds = np.flatnonzero(s_sorted[1:] != s_sorted[:-1]) + 1
-        lo_all = np.concatenate([[0], bounds]).tolist()
-        hi_all = [*bounds.tolist(), len(s_sorted)]
-        found_slots = np.empty(len(starts), dtype=np.int64)
-        new_parts = []
-        for lo, hi in zip(lo_all, hi_all):
-            s = int(s_sorted[lo])
-            k = k_sorted[lo:hi]
-            have = self.by_window.get(s)
-            if have is None:
-                wk, ws = _EMPTY, _EMPTY
-                slot = np.full(hi - lo, -1, dtype=np.int64)
-            else:
-                wk, ws = have
-                pos = np.searchsorted(wk, k)
-                pos_c = np.minimum(pos, len(wk) - 1) if len(wk) else pos
-                hit = (pos < len(wk)) & (wk[pos_c] == k) if len(wk) else np.zeros(hi - lo, dtype=bool)
-                slot = np.where(hit, ws[pos_c] if len(wk) else 0, -1)
-            miss = np.flatnonzero(slot < 0)
-            if len(miss):
-                nk, inv = np.unique(k[miss], return_inverse=True)  # sorted
-                ns = self._take(len(nk))
-                self.start[ns] = s
-                self.key[ns] = nk
-                slot[miss] = ns[inv]
-                at = np.searchsorted(wk, nk)
-                self.by_window[s] = (np.insert(wk, at, nk), np.insert(ws, at, ns))
-                new_parts.append(ns)
-            found_slots[lo:hi] = slot
-        if order is None:
-            out = found_slots
-        else:
-            out[order] = found_slots
-        new = np.concatenate(new_parts) if new_parts else _EMPTY.copy()
-        return out, new
+            slot = np.full(len(codes), -1, dtype=np.int64)
+        miss = np.flatnonzero(slot < 0)
+        if len(miss) == 0:
+            return slot, _EMPTY.copy()
+        new_codes, first, inv = np.unique(codes[miss], return_index=True, return_inverse=True)
+        new = self._take(len(new_codes))
+        self.start[new] = starts[miss[first]]
+        self.key[new] = new_codes & ((1 << self.KEY_BITS) - 1)
+        slot[miss] = new[inv.reshape(-1)]
+        at = np.searchsorted(self.codes, new_codes)
+        self.codes = np.insert(self.codes, at, new_codes)
+        self.code_slots = np.insert(self.code_slots, at, new)
+        return slot, new
 
     def _take(self, n: int) -> np.ndarray:
         reuse = min(n, self.n_free)
@@ -361,8 +372,16 @@ class SlotTable:
 
     def pop_windows(self, starts: list[int]) -> np.ndarray:
         """Close windows ``starts``: their slots are free again (returned, in window then key order)."""
-        parts = [self.by_window.pop(s)[1] for s in starts]
-        slots = np.concatenate(parts) if parts else _EMPTY.copy()
+        if not starts:
+            return _EMPTY.copy()
+        numbers = np.array([self.by_window.pop(s) for s in starts], dtype=np.int64)
+        lo, hi = self._range(numbers)
+        slots = np.concatenate([self.code_slots[a:b] for a, b in zip(lo.tolist(), hi.tolist())])
+        inside = np.zeros(len(self.codes) + 1, dtype=np.int64)  # the closed windows' ranges, disjoint
+        np.add.at(inside, lo, 1)
+        np.add.at(inside, hi, -1)
+        keep = np.cumsum(inside[:-1]) == 0
+        self.codes, self.code_slots = self.codes[keep], self.code_slots[keep]
         self.free = _grown(self.free, self.n_free + len(slots), 0)
         self.free[self.n_free : self.n_free + len(slots)] = slots
         self.n_free += len(slots)
