@@ -1,6 +1,6 @@
 """Benchmark: ingest throughput with three live charts attached, and the redraw rate they hold.
 
-A window pipeline replays ~6M clickstream events as fast as possible, once bare and once with a
+A window pipeline replays ~15M clickstream events as fast as possible, once bare and once with a
 WindowChart, a WatermarkDebugger and an AnomalyChart, each with its live view, driven by one Dashboard refresher
 at ``--max-fps``. Prints events/s with and without charts, their ratio (target >= 0.90), the rate the refresher settled
 at (it spaces its ticks so redraws use at most ``cpu_share`` of a core, never below ``min_fps``) and each
@@ -12,7 +12,7 @@ plotly updates, encoding the whole figure for its view), not the browser.
 A run must last well over a second: redraws come on a fixed 1/max_fps grid, so over a 0.5 s run one
 redraw more or less moves the rate by 2 per second.
 
-    python benchmarks/bench_widgets.py [--copies 120] [--max-fps 10] [--repeat 3]
+    python benchmarks/bench_widgets.py [--copies 300] [--max-fps 10] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -82,10 +82,10 @@ def run_once(frame: pd.DataFrame, charts: bool, max_fps: float, batch_size: int)
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
-        "--copies", type=int, default=120, help="copies of the 50k-event dataset (default 6M events)"
+        "--copies", type=int, default=300, help="copies of the 50k-event dataset (default 15M events)"
     )
     ap.add_argument("--max-fps", type=float, default=10.0)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=50_000)
     args = ap.parse_args()
     frame = make_events(args.copies)
