@@ -946,9 +946,7 @@ def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = No
     from streamlab.export.beam import _tidy
 
     code = _tidy("\n".join(parts))
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
+    out = ExportedFiles.at(path, "handler.py", "lambda")
     for fname, text in (
         ("handler.py", code),
         (
@@ -957,9 +955,8 @@ def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = No
         ),
         ("main.tf", _terraform(pipeline, window, any(isinstance(s, DedupStep) for s in chain))),
     ):
-        (out / fname).write_text(text)
-        files[fname] = out / fname
-    return ExportedFiles(out, out / "handler.py", files, "lambda")
+        out.write(fname, text)
+    return out
 
 
 # -- verification --------------------------------------------------------------------------------------

@@ -71,18 +71,36 @@ class ExportedFiles:
     files
         Every file written, by name.
     target
-        ``"beam"`` or ``"lambda"``.
+        ``"beam"``, ``"lambda"``, ``"flink"`` or ``"spark"``.
 
     Examples
     --------
     >>> ExportedFiles(Path("out"), Path("out/job.py"), {"job.py": Path("out/job.py")}, "beam")
     ExportedFiles(beam: out/job.py)
+    >>> import tempfile
+    >>> out = ExportedFiles.at(tempfile.mkdtemp(), "job.py", "spark")
+    >>> out.write("job.py", "print(1)").name, out.read("job.py"), sorted(out.files)
+    ('job.py', 'print(1)', ['job.py'])
     """
 
     directory: Path
     module: Path
     files: dict[str, Path] = field(default_factory=dict)
     target: str = "beam"
+
+    @classmethod
+    def at(cls, path: str | Path, module: str, target: str) -> ExportedFiles:
+        """An empty export in directory ``path`` (created), whose generated module will be ``module``."""
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        return cls(directory, directory / module, {}, target)
+
+    def write(self, name: str, text: str) -> Path:
+        """Write one file of the export and record it."""
+        target = self.directory / name
+        target.write_text(text)
+        self.files[name] = target
+        return target
 
     def read(self, name: str) -> str:
         """Text of one written file, e.g. ``read("main.tf")``."""
@@ -1154,14 +1172,8 @@ def to_beam(
     gen = _Generator(pipeline, sink=sink, late_horizon_ns=horizon_ns)
     name = module_name or f"{_plan.ident(pipeline.name)}_beam.py"
     code = gen.module(name)
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
-
-    def write(fname: str, text: str) -> None:
-        (out / fname).write_text(text)
-        files[fname] = out / fname
-
+    out = ExportedFiles.at(path, name, "beam")
+    write = out.write
     write(name, code)
     reqs = [f"apache-beam[gcp]=={BEAM_VERSION}"]
     if "import pandas" in code or "eval_expr(" in code:
@@ -1171,4 +1183,4 @@ def to_beam(
     write("metadata.json", json.dumps(_metadata(pipeline, sink, runner_source), indent=2) + "\n")
     tables = gen.tables()
     write("main.tf", _terraform(pipeline, tables, sink, runner_source))
-    return ExportedFiles(out, out / name, files, "beam")
+    return out

@@ -1140,14 +1140,8 @@ def to_flink(
     gen = _Generator(pipeline, (major, minor))
     gen.check()
     gen.build()
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
-
-    def write(fname: str, text: str) -> None:
-        (out / fname).write_text(text)
-        files[fname] = out / fname
-
+    out = ExportedFiles.at(path, "main.py", "flink")
+    write = out.write
     write("main.py", _main_py(gen, source, sink))
     write("job.sql", _job_sql(gen, source, sink))
     write("run_sql.py", _RUN_SQL)
@@ -1155,7 +1149,7 @@ def to_flink(
     pin = flink_version if flink_version.count(".") >= 2 else f"{flink_version}.*"
     write("requirements.txt", f"apache-flink=={pin}\n")
     write("main.tf", _terraform(gen, source, sink))
-    return ExportedFiles(out, out / "main.py", files, "flink")
+    return out
 
 
 # -- the PyFlink environment and running the job --------------------------------------------------------

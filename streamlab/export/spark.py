@@ -966,14 +966,8 @@ def to_spark(pipeline: Pipeline, path: str | Path, *, module_name: str | None = 
     gen = _Generator(pipeline)
     name = module_name or f"{_plan.ident(pipeline.name)}_spark.py"
     code = gen.module(name)
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
-
-    def write(fname: str, text: str) -> None:
-        (out / fname).write_text(text)
-        files[fname] = out / fname
-
+    out = ExportedFiles.at(path, name, "spark")
+    write = out.write
     write(name, code)
     reqs = [f"pyspark=={SPARK_VERSION}", "pyarrow>=18"]
     if "eval_expr(" in code:
@@ -984,7 +978,7 @@ def to_spark(pipeline: Pipeline, path: str | Path, *, module_name: str | None = 
     write("README.md", _readme(pipeline, name, outputs))
     write("databricks_job.json", json.dumps(_databricks(pipeline, name), indent=2) + "\n")
     write("emr_serverless.json", json.dumps(_emr(pipeline, name), indent=2) + "\n")
-    return ExportedFiles(out, out / name, files, "spark")
+    return out
 
 
 # -- verification on Spark in local mode ---------------------------------------------------------

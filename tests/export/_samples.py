@@ -6,6 +6,14 @@ import json
 
 from hypothesis import strategies as st
 
+# The seed's event shape, with the amount read from the nested ``properties`` object.
+SCHEMA = {
+    "event_id": "string",
+    "event_type": "category",
+    "user_id": "string",
+    "timestamp": "timestamp",
+    "amount": {"type": "float64", "path": "properties.amount"},
+}
 BASE_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 KEYS = ("click", "view", "buy")
 USERS = ("u1", "u2", "u3", "u4")

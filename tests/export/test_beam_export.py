@@ -15,17 +15,9 @@ from streamlab.export import to_beam, verify
 from streamlab.export.verify import load_module, run_local
 from streamlab.testing import ListSource
 
-from ._samples import BASE_MS, FIXED_SAMPLE, iso, record, samples
+from ._samples import BASE_MS, FIXED_SAMPLE, SCHEMA, iso, record, samples
 
 pytest.importorskip("apache_beam")
-
-SCHEMA = {
-    "event_id": "string",
-    "event_type": "category",
-    "user_id": "string",
-    "timestamp": "timestamp",
-    "amount": {"type": "float64", "path": "properties.amount"},
-}
 
 
 def counts_pipeline(**window: object) -> Pipeline:

@@ -31,16 +31,9 @@ from streamlab.export.verify import compare
 from streamlab.sources import ReplaySource
 from streamlab.testing import ListSource
 
-from ._samples import BAD_RECORDS, BASE_MS, FIXED_SAMPLE, KEYS, USERS, record
+from ._samples import BAD_RECORDS, BASE_MS, FIXED_SAMPLE, KEYS, SCHEMA, USERS, record
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
-SCHEMA = {
-    "event_id": "string",
-    "event_type": "category",
-    "user_id": "string",
-    "timestamp": "timestamp",
-    "amount": {"type": "float64", "path": "properties.amount"},
-}
 
 
 @pytest.fixture(scope="session")

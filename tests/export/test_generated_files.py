@@ -19,16 +19,9 @@ from streamlab.export import export_main, to_beam, to_lambda
 from streamlab.export.verify import load_module
 from streamlab.testing import ListSource
 
-from ._samples import BAD_RECORDS, FIXED_SAMPLE
+from ._samples import BAD_RECORDS, FIXED_SAMPLE, SCHEMA
 from ._tf import block, parse
 
-SCHEMA = {
-    "event_id": "string",
-    "event_type": "category",
-    "user_id": "string",
-    "timestamp": "timestamp",
-    "amount": {"type": "float64", "path": "properties.amount"},
-}
 RUFF = Path(sys.executable).parent / "ruff"
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 

@@ -16,18 +16,10 @@ from streamlab.export.aws_lambda import kinesis_event
 from streamlab.export.verify import load_module
 from streamlab.testing import ListSource
 
-from ._samples import BASE_MS, FIXED_SAMPLE, record, samples
+from ._samples import BASE_MS, FIXED_SAMPLE, SCHEMA, record, samples
 from ._tf import block, parse
 
 pytest.importorskip("moto")
-
-SCHEMA = {
-    "event_id": "string",
-    "event_type": "category",
-    "user_id": "string",
-    "timestamp": "timestamp",
-    "amount": {"type": "float64", "path": "properties.amount"},
-}
 
 
 def dedup_counts(name: str = "kinesis_counts") -> Pipeline:

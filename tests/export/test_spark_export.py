@@ -20,15 +20,7 @@ from streamlab.export import verify
 from streamlab.export.spark import END_OF_INPUT, to_spark
 from streamlab.testing import ListSource
 
-from ._samples import BASE_MS, FIXED_SAMPLE, record
-
-SCHEMA = {
-    "event_id": "string",
-    "event_type": "category",
-    "user_id": "string",
-    "timestamp": "timestamp",
-    "amount": {"type": "float64", "path": "properties.amount"},
-}
+from ._samples import BASE_MS, FIXED_SAMPLE, SCHEMA, record
 
 # in event-time order (nothing late for either engine), with a repeat and bad records
 IN_ORDER = [
