@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._operator import Operator, Outputs
 from streamlab._time import NAT_NS, to_utc_ns
 from streamlab._windowing import _NO_WATERMARK
+from streamlab.operators import Operator, Outputs
 
 
 class IntervalJoinOperator(Operator):

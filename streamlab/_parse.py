@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from streamlab._operator import Operator, Outputs
 from streamlab._record import MAX_DEPTH, MAX_NUMBER_DIGITS, BadRecordError, read_record
+from streamlab.operators import Operator, Outputs
 
 FIELD_TYPES = ("string", "category", "int64", "float64", "bool", "timestamp", "object", "json")
 _ARROW = {
@@ -207,6 +207,7 @@ class ParseOperator(Operator):
     """Parse JSON records of ``value_column`` into typed columns (see ``Stream.parse``)."""
 
     output_names = ("out", "dead_letter")
+    works_ahead = True  # arrow reads the next batch in a worker while the previous one goes downstream
 
     def __init__(
         self,

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._operator import Operator, Outputs
 from streamlab.functions import UserFunction
+from streamlab.operators import Operator, Outputs
 
 
 def udf_error_frame(batch: pd.DataFrame, rows: list[int], reasons: list[str], step_id: str) -> pd.DataFrame:

@@ -8,16 +8,16 @@ batch), so the result never depends on how the stream was cut into batches.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from streamlab._keytable import KeyIndex, SlotTable
-from streamlab._operator import Operator, Outputs
 from streamlab._time import NAT_NS, ns_to_timestamp, to_utc_ns, utc_array
 from streamlab.aggregators import Aggregator, _CountStore
+from streamlab.operators import Operator, Outputs
 from streamlab.windows import SlidingWindow, TumblingWindow, floor_div
 
 _NO_WATERMARK = int(np.iinfo(np.int64).min)
@@ -198,7 +198,7 @@ class _Watermarks:
 
     max_ts: int
     delay_ns: int
-    by: list[str]
+    by: Sequence[str]
     part_max: dict[Any, int]
     wm_floor: int
 
@@ -265,7 +265,7 @@ class _Watermarks:
             w, present = partition_watermarks(
                 batch,
                 ts,
-                self.by,
+                list(self.by),
                 self.part_max,
                 self.wm_floor,
                 self.delay_ns,

@@ -11,13 +11,14 @@ and ``restore(state)`` (on resume: drop what was written after that checkpoint).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from streamlab.clock import Clock, SystemClock
 
-__all__ = ["Sink", "SinkWriter", "Source", "SourceReader"]
+__all__ = ["Sink", "SinkWriter", "Source", "SourceReader", "Upstream"]
 
 
 class SourceReader:
@@ -65,6 +66,15 @@ class SourceReader:
         partition has produced an event, as Flink's Kafka source does. ``None``: not known.
         """
         return None
+
+    def set_speed(self, speed: float | None) -> None:
+        """Replay at ``speed`` times event time from now on (``None``: as fast as possible).
+
+        Called by ``RunHandle.set_speed``; sources that do not replay ignore it (the default).
+        """
+
+    def on_resume(self) -> None:
+        """The run continues after ``RunHandle.pause``: a replay re-anchors its pace (default: nothing)."""
 
     def close(self) -> None:
         """Release connections. Called once, after the final commit."""
@@ -152,6 +162,21 @@ class SinkWriter:
         self.flush()
 
 
+@dataclass(frozen=True)
+class Upstream:
+    """What a sink's writer is told about the stream it writes (``Sink.open_for``), per pipeline.
+
+    ``window_keys``: the window step's key columns when the stream is a window's results, else ``None``.
+
+    Examples
+    --------
+    >>> Upstream(window_keys=("user_id",))
+    Upstream(window_keys=('user_id',))
+    """
+
+    window_keys: tuple[str, ...] | None = None
+
+
 class Sink:
     """Frozen description of where results go.
 
@@ -170,6 +195,14 @@ class Sink:
     def open(self, clock: Clock | None = None) -> SinkWriter:
         """Open the destination."""
         raise NotImplementedError
+
+    def open_for(self, upstream: Upstream, clock: Clock | None = None) -> SinkWriter:
+        """Open the destination for a run writing ``upstream``; the runtime calls this.
+
+        The sink stays configuration: whatever a run learns about its input goes to the writer.
+        The default ignores ``upstream`` and calls :meth:`open`.
+        """
+        return self.open(clock)
 
     def spec(self) -> dict[str, Any]:
         """A YAML-ready description (``kind`` plus parameters)."""

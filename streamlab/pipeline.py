@@ -22,7 +22,7 @@ from streamlab._time import Duration, parse_duration
 from streamlab.aggregators import Aggregator
 from streamlab.errors import PipelineConfigError, suggest
 from streamlab.functions import UserFunction
-from streamlab.io import Sink, Source
+from streamlab.io import Sink, Source, Upstream
 from streamlab.steps import (
     Columns,
     DedupStep,
@@ -895,12 +895,12 @@ class Stream:
                 f"{sink!r} is not a streamlab Sink",
                 "pass a Sink such as DuckDBSink('out.duckdb', 'counts') or ListSink()",
             )
-        bind = getattr(sink, "bind_upstream", None)
-        if bind is not None:
-            step = self.pipeline.steps[self.step_id]
-            is_window = isinstance(step, WindowStep) and self.ref == self.step_id
-            bind(step.keys if isinstance(step, WindowStep) else (), is_window)
-        return self.pipeline._add(SinkStep(sid, (self.ref,), sink=sink))
+        step = self.pipeline.steps[self.step_id]
+        results_of_window = isinstance(step, WindowStep) and self.ref == self.step_id
+        upstream = Upstream(
+            window_keys=step.keys if isinstance(step, WindowStep) and results_of_window else None
+        )
+        return self.pipeline._add(SinkStep(sid, (self.ref,), sink=sink, upstream=upstream))
 
     # -- running (delegates) ---------------------------------------------------------------------------
     def run(self, **options: Any) -> RunResult:

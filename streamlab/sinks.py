@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from streamlab.clock import Clock
-from streamlab.io import Sink, SinkWriter
+from streamlab.io import Sink, SinkWriter, Upstream
 
 __all__ = ["DuckDBSink", "DuckDBTable", "JsonLinesSink", "ListSink", "ParquetSink"]
 
@@ -103,8 +103,9 @@ class _DuckDBWriter(SinkWriter):
     transaction. On resume, staged rows of the checkpoint's commit are published and any others dropped.
     """
 
-    def __init__(self, sink: DuckDBSink) -> None:
+    def __init__(self, sink: DuckDBSink, window_keys: tuple[str, ...] | None = None) -> None:
         self.sink = sink
+        self.window_keys = window_keys  # the window step's key, when this run writes window results
         self.con = sink.connection()
         self.ready = False
         self.staged = f"__streamlab_staged_{sink.table}"
@@ -155,7 +156,7 @@ class _DuckDBWriter(SinkWriter):
         defs = [
             f"{_quote(c[0])} {'VARCHAR' if c[1] == 'NULL' or c[1].startswith('ENUM') else c[1]}" for c in cols
         ]
-        key = self.sink.resolved_key(list(batch.columns))
+        key = self.sink.resolved_key(list(batch.columns), self.window_keys)
         if key:
             missing = [k for k in key if k not in batch.columns]
             if missing:
@@ -174,7 +175,7 @@ class _DuckDBWriter(SinkWriter):
             return
         if not self.ready:
             self._create(batch)
-        key = self.sink.resolved_key(list(batch.columns))
+        key = self.sink.resolved_key(list(batch.columns), self.window_keys)
         if key:
             # the last row per key wins within a batch, as it would across batches
             batch = batch.drop_duplicates(subset=key, keep="last")
@@ -263,24 +264,19 @@ class DuckDBSink(Sink):
         self.path = os.fspath(path)
         self.table = table
         self.key = key
-        self.window_keys: tuple[str, ...] | None = None
         self._con: Any = None
         self._lock = threading.RLock()
 
-    def bind_upstream(self, keys: tuple[str, ...], is_window: bool) -> None:
-        """Called by ``Stream.to``: remember the window step's key for ``key='auto'``."""
-        if is_window:
-            self.window_keys = keys
-
-    def resolved_key(self, columns: list[str]) -> list[str]:
+    def resolved_key(self, columns: list[str], window_keys: tuple[str, ...] | None = None) -> list[str]:
+        """The key columns for rows with ``columns``; ``window_keys``: the window step's key, if any."""
         if self.key is None:
             return []
         if isinstance(self.key, str) and self.key != "auto":
             return [self.key]
         if isinstance(self.key, list):
             return self.key
-        if self.window_keys is not None and "window_start" in columns:
-            return [*self.window_keys, "window_start", "window_end"]
+        if window_keys is not None and "window_start" in columns:
+            return [*window_keys, "window_start", "window_end"]
         if "event_id" in columns:
             return ["event_id"]
         return []
@@ -298,6 +294,10 @@ class DuckDBSink(Sink):
 
     def open(self, clock: Clock | None = None) -> SinkWriter:
         return _DuckDBWriter(self)
+
+    def open_for(self, upstream: Upstream, clock: Clock | None = None) -> SinkWriter:
+        """A writer for ``upstream``: window results get ``key='auto'`` from the window step's key."""
+        return _DuckDBWriter(self, upstream.window_keys)
 
     def read(self, order_by: str | None = None) -> pd.DataFrame:
         """The table's rows; a table no run has written yet is an error that says so.

@@ -14,16 +14,17 @@ import pandas as pd
 
 from streamlab._dedup import DedupOperator
 from streamlab._joins import EnrichOperator, IntervalJoinOperator
-from streamlab._operator import Operator
 from streamlab._parse import FieldSpec, ParseOperator
 from streamlab._sessions import SessionOperator
 from streamlab._time import format_duration
 from streamlab._transforms import FilterOperator, MapOperator, PassOperator, SelectOperator
 from streamlab._windowing import PanedWindowOperator, WindowOperator
 from streamlab.aggregators import Aggregator
+from streamlab.clock import Clock
 from streamlab.errors import PipelineConfigError
 from streamlab.functions import UserFunction
-from streamlab.io import Sink, Source
+from streamlab.io import Sink, SinkWriter, Source, Upstream
+from streamlab.operators import Operator
 from streamlab.windows import SessionWindow, SlidingWindow, TumblingWindow, Window
 
 __all__ = [
@@ -561,11 +562,17 @@ class SinkStep(Step):
     """
 
     sink: Sink = field(default=None)  # type: ignore[assignment]
+    #: what the writer learns about the stream written (set by ``Stream.to``; not part of the spec)
+    upstream: Upstream = field(default=Upstream(), compare=False)
     kind: ClassVar[str] = "sink"
     output_names: ClassVar[tuple[str, ...]] = ()
 
     def build(self) -> Operator:
         return PassOperator()
+
+    def open_writer(self, clock: Clock | None = None) -> SinkWriter:
+        """The writer of one run: the sink opened for :attr:`upstream`."""
+        return self.sink.open_for(self.upstream, clock)
 
     def params(self) -> dict[str, Any]:
         return {"sink": self.sink.spec()}

@@ -18,7 +18,7 @@ import pandas as pd
 from streamlab.datasets import NexmarkConfig
 
 from streamlab import Pipeline, SessionWindow, SlidingWindow, TumblingWindow, agg
-from streamlab._operator import Operator, Outputs
+from streamlab.operators import Operator, Outputs
 from streamlab.pipeline import Stream
 
 PERSON, AUCTION, BID = 0, 1, 2

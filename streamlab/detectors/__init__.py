@@ -2,7 +2,7 @@
 
 Contract: detectors speak river's vocabulary (``learn_one(x)``, ``score_one(x)``, higher = more
 anomalous); every step is a frozen config whose ``build()`` returns a picklable
-:class:`~streamlab._operator.Operator` working on pandas batches (``op.process(df)["out"]``).
+:class:`~streamlab.operators.Operator` working on pandas batches (``op.process(df)["out"]``).
 Metrics against labels that arrive later live in :mod:`streamlab.detectors.evaluation`.
 """
 

@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from streamlab._operator import Operator
 from streamlab._time import Duration, parse_duration, to_utc_ns
+from streamlab.operators import Operator
 
 
 def check_name(value: object, *, where: str, what: str) -> str:

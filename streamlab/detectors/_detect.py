@@ -10,7 +10,6 @@ from typing import Any, ClassVar, cast
 import numpy as np
 import pandas as pd
 
-from streamlab._operator import Outputs
 from streamlab._time import NAT_NS, Duration, format_duration
 from streamlab.detectors._common import (
     PickledStateOperator,
@@ -27,6 +26,7 @@ from streamlab.detectors._common import (
 from streamlab.detectors._models import Detector, as_detector
 from streamlab.detectors._thresholds import ThresholdFilter, ThresholdOperator
 from streamlab.detectors._vectorized import ModelBank
+from streamlab.operators import Outputs
 
 __all__ = ["Detect", "DetectOperator"]
 

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 from river import drift
 
-from streamlab._operator import Outputs
 from streamlab._time import NAT_NS
 from streamlab.detectors._common import (
     Columns,
@@ -21,6 +20,7 @@ from streamlab.detectors._common import (
     event_time_ns,
     require_columns,
 )
+from streamlab.operators import Outputs
 
 __all__ = ["DriftDetector", "DriftOperator"]
 

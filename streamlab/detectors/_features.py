@@ -21,7 +21,6 @@ from typing import Any, ClassVar, cast
 import numpy as np
 import pandas as pd
 
-from streamlab._operator import Outputs
 from streamlab._time import NAT_NS, Duration, format_duration
 from streamlab.detectors._common import (
     PickledStateOperator,
@@ -35,6 +34,7 @@ from streamlab.detectors._common import (
     require_columns,
 )
 from streamlab.detectors._windowcount import WindowCounter
+from streamlab.operators import Outputs
 
 __all__ = [
     "DistinctCountFeature",

@@ -10,7 +10,6 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from streamlab._operator import Outputs
 from streamlab._time import NAT_NS, Duration, format_duration
 from streamlab.detectors._common import (
     Columns,
@@ -23,6 +22,7 @@ from streamlab.detectors._common import (
     event_time_ns,
     require_columns,
 )
+from streamlab.operators import Outputs
 
 __all__ = ["Pattern", "PatternOperator", "PatternStep"]
 

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 from river import stats
 
-from streamlab._operator import Outputs
 from streamlab.detectors._common import (
     PickledStateOperator,
     StepConfig,
@@ -20,6 +19,7 @@ from streamlab.detectors._common import (
     check_positive_int,
     require_columns,
 )
+from streamlab.operators import Outputs
 
 __all__ = [
     "AdaptiveThresholdFilter",

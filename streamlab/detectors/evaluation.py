@@ -14,9 +14,9 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from streamlab._operator import Operator, Outputs
 from streamlab._time import Duration, format_duration
 from streamlab.detectors._common import check_duration, check_name, event_time_ns, require_columns
+from streamlab.operators import Operator, Outputs
 
 __all__ = [
     "DelayedLabelEvaluation",

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-import streamlab.runtime as runtime_module
+import streamlab.runtime._commit as runtime_module
 from streamlab import ListSource, ManualClock
 from streamlab._checkpoint import save_checkpoint
 

@@ -79,7 +79,7 @@ def test_outputs_are_the_same_with_and_without_working_ahead(monkeypatch):
     frame = records(60_000)
     ahead, result = run_all(frame, 8192)
     assert result.metrics["events_in"] == 60_000
-    monkeypatch.setattr("streamlab.runtime._AHEAD_MIN_BATCH", 10**9)
+    monkeypatch.setattr("streamlab.runtime._ahead._AHEAD_MIN_BATCH", 10**9)
     inline, _ = run_all(frame, 8192)
     for got, want in zip(ahead, inline):
         pd.testing.assert_frame_equal(got, want)

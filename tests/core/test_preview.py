@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamlab import ListSink, ManualClock, Pipeline, ReplaySource, TumblingWindow, agg
-from streamlab import runtime as rt
 from streamlab.detectors import FixedThresholdFilter, GaussianScorerDetector, QuantileThresholdFilter
+from streamlab.runtime import _progress as rt
 
 BASE = pd.Timestamp("2024-03-01T00:00:00Z")
 

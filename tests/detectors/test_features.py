@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamlab._operator import Operator
 from streamlab.detectors import (
     DistinctCountFeature,
     RatioToMedianFeature,
@@ -23,6 +22,7 @@ from streamlab.detectors import (
     VelocityRule,
     ZScoreFeature,
 )
+from streamlab.operators import Operator
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC").value
 S = 1_000_000_000

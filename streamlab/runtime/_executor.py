@@ -1,0 +1,379 @@
+"""The executor: one run of one pipeline, built from its parts.
+
+It opens sources, sinks and operators (resuming a checkpoint), polls sources into the
+:class:`~streamlab.runtime._router.Router`, tells operators the time and their partitions through their
+optional hooks, works ahead where an operator can (:mod:`streamlab.runtime._ahead`), commits through
+the :class:`~streamlab.runtime._commit.CommitLog`, and reports metrics. The drive loop
+(:mod:`streamlab.runtime._drive`) decides when.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from streamlab.clock import Clock, SystemClock
+from streamlab.io import SinkWriter, SourceReader
+from streamlab.operators import Operator
+from streamlab.pipeline import Pipeline
+from streamlab.runtime._ahead import Pending, WorkAhead
+from streamlab.runtime._commit import CommitLog, Positions
+from streamlab.runtime._router import Completion, Router
+from streamlab.runtime.metrics import RunMetrics
+from streamlab.runtime.options import RunOptions
+from streamlab.runtime.result import Collector, RunResult
+from streamlab.steps import SinkStep, SourceStep
+
+_log = logging.getLogger("streamlab")
+
+
+def _utc(ns: int) -> pd.Timestamp:
+    stamp: pd.Timestamp = pd.Timestamp(int(ns), tz="UTC")
+    return stamp
+
+
+_COUNTED = ("late", "dead_letter", "duplicates")
+
+
+class Executor:
+    """Runs one pipeline; driven by :func:`~streamlab.runtime.run` in this thread or a ``RunHandle``'s.
+
+    ``options`` is a :class:`~streamlab.runtime.RunOptions`; keyword arguments replace its fields.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline, ManualClock
+    >>> from streamlab.testing import ListSource
+    >>> ex = Executor(Pipeline(ListSource([{'x': 1}])), clock=ManualClock(0))
+    >>> ex.open(); ex.poll_once(), ex.all_done()
+    (True, True)
+    >>> ex.close()
+    """
+
+    def __init__(self, pipeline: Pipeline, options: RunOptions | None = None, **fields: Any) -> None:
+        if not pipeline.steps:
+            raise ValueError("the pipeline is empty: add a source, e.g. Pipeline(ListSource([...]))")
+        self.options = opts = RunOptions.of(options, **fields)
+        self.pipeline = pipeline
+        self.clock: Clock = opts.clock or SystemClock()
+        self.batch_size = opts.batch_size
+        self.commit_every_ns = opts.commit_every_ns
+        self.duration_ns = opts.duration_ns
+        self.max_collect_rows = opts.max_collect_rows
+        self.limit: int | None = opts.max_events  # stop taking events after this many
+        self.log = CommitLog(pipeline, self.clock, checkpoint_dir=opts.checkpoint_dir, resume=opts.resume)
+        self.readers: dict[str, SourceReader] = {}
+        self.writers: dict[str, SinkWriter] = {}
+        self.operators: dict[str, Operator] = {}
+        self.router = Router(pipeline, self.operators, self.writers, max_collect_rows=opts.max_collect_rows)
+        self.positions = Positions(self.readers)
+        self.ahead = WorkAhead({}, self.operators, pipeline.name)
+        from streamlab._to_test import InputTape
+
+        self.tape = InputTape.attach(self)  # keeps the first rows read, with arrival times, for to_test()
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.status = "created"
+        self.error: BaseException | None = None
+        self.events_in = 0  # events delivered to the steps after their source
+        self.batches = 0
+        self.taken = 0  # events read from sources: events_in plus those read ahead, not yet delivered
+        self.started_ns = 0
+        self.assigned: dict[str, list[Any]] = {}  # per source: partitions owned at its last poll
+        self.partitioned: list[Operator] = []  # steps told the partitions (Operator.by)
+        self.timed: dict[str, Operator] = {}  # steps told the processing time (Operator.idle_ns)
+
+    # -- views of the parts (names tests, widgets and the debugger read) ----------------------------
+    @property
+    def checkpoint_dir(self) -> Any:
+        return self.log.checkpoint_dir
+
+    @property
+    def last_checkpoint(self) -> Any:
+        return self.log.last_checkpoint
+
+    @property
+    def collect(self) -> dict[str, Collector]:
+        return self.router.collect
+
+    @property
+    def subscribers(self) -> dict[str, list[Callable[[pd.DataFrame], None]]]:
+        return self.router.subscribers
+
+    @property
+    def ahead_targets(self) -> dict[str, str]:
+        return self.ahead.targets
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def open(self) -> None:
+        """Open sources and sinks and build operators; on failure, close what was opened and re-raise."""
+        try:
+            self._open()
+        except BaseException:
+            self.status = "failed"
+            self.close()
+            raise
+
+    def _open(self) -> None:
+        state = self.log.resume or {}
+        op_state = state.get("operators", {})
+        src_state = state.get("sources", {})
+        for sid, step in self.pipeline.steps.items():
+            if isinstance(step, SourceStep):
+                self.readers[sid] = step.source.open(src_state.get(sid), self.clock)
+            elif isinstance(step, SinkStep):
+                self.writers[sid] = step.open_writer(self.clock)
+            else:
+                op = step.build()
+                if sid in op_state:
+                    op.restore(op_state[sid])
+                self.operators[sid] = op
+        self.positions = Positions(self.readers)
+        sink_state = state.get("sinks", {})
+        for sid, writer in self.writers.items():
+            writer.restore(sink_state.get(sid))  # drop what a commit wrote after this checkpoint
+        if self.log.checkpoint_dir is not None and not state:
+            # where every sink's output starts: a crash before the first commit is undone on restart too
+            self.log.save(self.log.snapshot(self.operators, self.positions, self.writers))
+        self.partitioned = [op for op in self.operators.values() if op.by]
+        # steps told the processing time: windows whose idle partitions stop holding the watermark
+        self.timed = {sid: op for sid, op in self.operators.items() if op.idle_ns}
+        self.ahead = WorkAhead.plan(self.pipeline, self.readers, self.operators, batch_size=self.batch_size)
+        self.started_ns = self.log.last_commit_ns = self.clock.now_ns()
+        self.status = "running"
+
+    def close(self) -> None:
+        """End the worker and close sources and sinks (errors are logged: the others still close)."""
+        self.ahead.close()
+        for r in self.readers.values():
+            try:
+                r.close()
+            except Exception:
+                _log.exception("closing a source failed")
+        for w in self.writers.values():
+            try:
+                w.close()
+            except Exception:
+                _log.exception("closing a sink failed")
+
+    # -- data flow ---------------------------------------------------------------------------------
+    def deliver_pending(self) -> None:
+        """Deliver every batch read but not yet delivered (work ahead); the caller holds ``lock``."""
+        for sid, queue in self.ahead.pending.items():
+            while queue:
+                entry = queue.popleft()
+                self._enter(sid, entry.batch, entry.done)
+
+    def _enter(self, sid: str, batch: pd.DataFrame, parsed: Completion | None = None) -> None:
+        """A source's batch enters the pipeline: counted in ``events_in`` as it is delivered.
+
+        If its delivery is cut short (a ``KeyboardInterrupt`` inside a step or sink, say), some routes
+        have it and others not: it stays unfinished, so its source's position is not committed past it.
+        """
+        try:
+            self.events_in += len(batch)
+            self.batches += 1
+            self.router.emit(sid, batch, parsed)
+        except BaseException:
+            self.positions.torn = True
+            raise
+        self.positions.delivered(sid)
+
+    def _tell_partitions(self) -> None:
+        """Give per-partition watermarked steps the partitions the sources are assigned, and the time.
+
+        Assignments are those ``poll_once`` recorded at each source's last poll.
+        """
+        if len(self.assigned) == len(self.readers):  # every source knows its partitions
+            known = {p for parts in self.assigned.values() for p in parts}
+            for op in self.partitioned:
+                op.expect_partitions(known)
+        if self.timed:
+            now = self.clock.now_ns()
+            with self.lock:
+                for sid, op in self.timed.items():  # upstream first: what one emits reaches the next
+                    self.router.call(sid, lambda op=op: op.on_processing_time(now))  # type: ignore[misc]
+
+    def poll_once(self, ahead: bool = True) -> bool:
+        """Poll every source once and push what arrived; True if any events moved.
+
+        With ``ahead`` (the default), a batch for a step that works ahead is started in the worker and
+        delivered on the next call, after the batch read before it; ``ahead=False`` (one step at a
+        time) delivers everything read before returning.
+        """
+        moved = False
+        for sid, reader in self.readers.items():
+            queue = self.ahead.pending.get(sid)
+            want = self.batch_size if self.limit is None else min(self.batch_size, self.limit - self.taken)
+            batch = reader.poll(want) if want > 0 and not reader.done else None
+            parts = reader.partitions()  # read in this thread: a consumer's assignment moves while it polls
+            if parts is not None and parts != self.assigned.get(sid):
+                with self.lock:
+                    self.assigned[sid] = parts
+            fresh = batch is not None and len(batch) > 0
+            if batch is not None and fresh:
+                self.positions.read(sid)  # first: ours from here until delivered
+                if self.partitioned:
+                    self._tell_partitions()  # after the poll: a consumer learns its assignment while polling
+                moved = True
+                with self.lock:
+                    self.taken += len(batch)
+                    if queue is None:
+                        self._enter(sid, batch)
+                        continue
+                    # queued before any work: a batch read is delivered even if what follows is interrupted
+                    entry = Pending(batch)
+                    queue.append(entry)
+                    if ahead:
+                        self.ahead.begin(sid, entry)  # e.g. arrow reads it in the worker
+            if queue:
+                keep = 1 if ahead and fresh and queue[-1].done is not None else 0
+                with self.lock:
+                    while len(queue) > keep:  # the previous batch goes downstream meanwhile
+                        entry = queue.popleft()
+                        self._enter(sid, entry.batch, entry.done)
+                moved = True
+        if not moved and self.timed:
+            self._tell_partitions()  # no data: idle timeouts still run out
+        return moved
+
+    def past_deadline(self) -> bool:
+        """True once ``duration`` of processing time has passed since the start."""
+        return self.duration_ns is not None and self.clock.now_ns() - self.started_ns >= self.duration_ns
+
+    def reached_limit(self) -> bool:
+        """True once ``max_events`` events have been read."""
+        return self.limit is not None and self.taken >= self.limit
+
+    def all_done(self) -> bool:
+        return not self.ahead.any_pending() and all(r.done for r in self.readers.values())
+
+    def flush_operators(self) -> None:
+        """End of input: let every operator emit what it holds, upstream first."""
+        with self.lock:
+            self.deliver_pending()
+            for sid, op in self.operators.items():
+                self.router.call(sid, op.on_end)
+
+    def wait_for_data(self) -> None:
+        now = self.clock.now_ns()
+        due = [t for r in self.readers.values() if not r.done and (t := r.next_ready_ns()) is not None]
+        if due:
+            # at least 1 ns, so a simulated clock always moves forward
+            wait = max(1e-9, (min(due) - now) / 1e9)
+            if isinstance(self.clock, SystemClock):
+                wait = min(wait, 0.25)  # stay responsive to stop/pause
+            self.clock.sleep(wait, self.stop_event)
+        else:
+            self.clock.sleep(self.options.idle_wait, self.stop_event)
+
+    # -- commits -------------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """A picklable copy of all state (see ``CommitLog.snapshot``)."""
+        return self.log.snapshot(self.operators, self.positions, self.writers)
+
+    def commit(self) -> None:
+        """Deliver what was read ahead, then commit (see ``CommitLog.commit``); the caller holds ``lock``."""
+        if not self.positions.torn:
+            self.deliver_pending()  # the source positions include batches read ahead
+        self.log.commit(self.operators, self.positions, self.writers)
+
+    def maybe_commit(self) -> None:
+        if self.clock.now_ns() - self.log.last_commit_ns >= self.commit_every_ns:
+            with self.lock:
+                self.commit()
+
+    def finish(self, flush_windows: bool) -> None:
+        """Graceful end: optionally flush open windows, then flush sinks and commit."""
+        if flush_windows:
+            self.flush_operators()
+        with self.lock:
+            self.commit()
+        if self.log.checkpoint_dir is None and not self.all_done():
+            self.warn_dropped_state()
+
+    def warn_dropped_state(self) -> None:
+        """A stop without a checkpoint directory drops the steps' open state: say so."""
+        held = {}
+        for sid, op in self.operators.items():
+            summary = {k: (len(v) if isinstance(v, list) else v) for k, v in op.open_state().items()}
+            if any(v for v in summary.values() if isinstance(v, int | float)):
+                held[sid] = summary
+        if held:
+            warnings.warn(
+                f"pipeline {self.pipeline.name!r} stopped with open state {held} and no checkpoint_dir: that "
+                "state (windows not yet emitted, buffered rows) is only in memory (the result's checkpoint, "
+                "usable as resume=); a new run without it starts again from its sources' beginning. Pass "
+                "checkpoint_dir= (--checkpoint-dir) to keep it on disk, or let the input end (or "
+                "handle.stop(flush_windows=True)) to emit it",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    # -- reporting -----------------------------------------------------------------------------------
+    def metrics(self) -> RunMetrics:
+        with self.lock:
+            now = self.clock.now_ns()
+            elapsed = max((now - self.started_ns) / 1e9, 1e-9) if self.started_ns else 0.0
+            counted = dict.fromkeys(_COUNTED, 0)
+            step_in, step_out = self.router.step_in, self.router.step_out
+            for outs in step_out.values():
+                for name in _COUNTED:
+                    counted[name] += outs.get(name, 0)
+            watermarks = {}
+            for sid, op in self.operators.items():
+                wm = op.watermark_ns()
+                if wm is not None:
+                    watermarks[sid] = _utc(wm)
+            lags = [lag for r in self.readers.values() if (lag := r.lag()) is not None]
+            checkpoint_dir = self.log.checkpoint_dir
+            return {
+                "status": self.status,
+                "events_in": self.events_in,
+                "events_out": sum(step_in[s] for s in self.writers),
+                "batches": self.batches,
+                "events_per_s": self.events_in / elapsed if elapsed else 0.0,
+                "late": counted["late"],
+                "dead_letter": counted["dead_letter"],
+                "duplicates": counted["duplicates"],
+                "watermark": min(watermarks.values()) if watermarks else None,
+                "watermarks": watermarks,
+                "lag": sum(lags) if lags else None,
+                "partitions": {sid: list(parts) for sid, parts in self.assigned.items()},
+                "commits": self.log.commits,
+                "processing_time": _utc(now),
+                "collect_limit": self.max_collect_rows,
+                "collected_dropped": {r: c.dropped for r, c in self.router.collect.items() if c.dropped},
+                "checkpoint_dir": None if checkpoint_dir is None else str(checkpoint_dir),
+                "steps": {
+                    sid: {
+                        "kind": self.pipeline.steps[sid].kind,
+                        "in": step_in[sid],
+                        "out": dict(step_out[sid]),
+                    }
+                    for sid in self.pipeline.steps
+                },
+            }
+
+    def open_state(self) -> dict[str, dict[str, Any]]:
+        with self.lock:
+            return {sid: op.open_state() for sid, op in self.operators.items()}
+
+    def step_state(self, sid: str) -> tuple[int | None, dict[str, Any]]:
+        with self.lock:
+            op = self.operators[sid]
+            return op.watermark_ns(), op.open_state()
+
+    def outputs(self) -> dict[str, pd.DataFrame]:
+        with self.lock:
+            return {ref: c.frame() for ref, c in self.router.collect.items()}
+
+    def result(self) -> RunResult:
+        return RunResult(
+            self.outputs(), self.metrics(), self.log.last_checkpoint, self.status, self.pipeline, self.tape
+        )
