@@ -11,17 +11,22 @@ Examples
 TumblingWindow('1m')
 """
 
+from typing import TYPE_CHECKING, Any
+
 from streamlab import agg
 from streamlab.aggregators import Aggregator
 from streamlab.clock import Clock, ManualClock, SystemClock
 from streamlab.errors import PipelineConfigError, StepFailedError
 from streamlab.io import Sink, SinkWriter, Source, SourceReader
+from streamlab.operators import Operator
 from streamlab.pipeline import Pipeline, Stream
 from streamlab.profiling import Profile, profile
-from streamlab.runtime import RunHandle, RunResult
 from streamlab.sinks import DuckDBSink, DuckDBTable, JsonLinesSink, ListSink, ParquetSink
 from streamlab.sources import ListSource, ReplaySource
 from streamlab.windows import SessionWindow, SlidingWindow, TumblingWindow
+
+if TYPE_CHECKING:
+    from streamlab.runtime import RunHandle, RunResult
 
 __version__ = "0.1.0"
 
@@ -34,6 +39,7 @@ __all__ = [
     "ListSink",
     "ListSource",
     "ManualClock",
+    "Operator",
     "ParquetSink",
     "Pipeline",
     "PipelineConfigError",
@@ -55,3 +61,12 @@ __all__ = [
     "agg",
     "profile",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # the runtime loads on first use: the model (pipeline, steps, spec) does not import it
+    if name in ("RunHandle", "RunResult"):
+        import streamlab.runtime
+
+        return getattr(streamlab.runtime, name)
+    raise AttributeError(f"module 'streamlab' has no attribute {name!r}")
