@@ -141,11 +141,223 @@ class Pipeline:
             )
         return self._main
 
-    def __getattr__(self, name: str) -> Any:
-        # Pipeline(source).parse(...) reads like the brief's fluent example: forward to the main stream.
-        if name.startswith("_") or name not in _STREAM_METHODS:
-            raise AttributeError(name)
-        return getattr(self.stream, name)
+    # -- building: the main stream's methods (see :class:`Stream`) -------------------------------------
+    @property
+    def step_id(self) -> str:
+        """The main stream's ``step_id`` (see :attr:`Stream.step_id`)."""
+        return self.stream.step_id
+
+    @property
+    def columns(self) -> Columns:
+        """The main stream's ``columns`` (see :attr:`Stream.columns`)."""
+        return self.stream.columns
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The main stream's ``keys`` (see :attr:`Stream.keys`)."""
+        return self.stream.keys
+
+    def parse(
+        self,
+        schema: dict[str, Any] | None = None,
+        *,
+        format: str = "json",
+        time: str | None = "timestamp",
+        required: Iterable[str] = (),
+        value_column: str = "value",
+        max_record_bytes: int = 1_000_000,
+        step_id: str | None = None,
+    ) -> ParsedStream:
+        """``Stream.parse`` on the main stream (see :meth:`Stream.parse`)."""
+        return self.stream.parse(
+            schema,
+            format=format,
+            time=time,
+            required=required,
+            value_column=value_column,
+            max_record_bytes=max_record_bytes,
+            step_id=step_id,
+        )
+
+    def filter(self, expr: str, *, step_id: str | None = None) -> FallibleStream:
+        """``Stream.filter`` on the main stream (see :meth:`Stream.filter`)."""
+        return self.stream.filter(expr, step_id=step_id)
+
+    def filter_many(self, fn: Callable[[pd.DataFrame], Any], *, step_id: str | None = None) -> FallibleStream:
+        """``Stream.filter_many`` on the main stream (see :meth:`Stream.filter_many`)."""
+        return self.stream.filter_many(fn, step_id=step_id)
+
+    def filter_one(
+        self, fn: Callable[[dict[str, Any]], bool], *, step_id: str | None = None
+    ) -> FallibleStream:
+        """``Stream.filter_one`` on the main stream (see :meth:`Stream.filter_one`)."""
+        return self.stream.filter_one(fn, step_id=step_id)
+
+    def map_many(
+        self,
+        fn: Callable[[pd.DataFrame], pd.DataFrame],
+        *,
+        columns: Iterable[str] | None = None,
+        step_id: str | None = None,
+    ) -> FallibleStream:
+        """``Stream.map_many`` on the main stream (see :meth:`Stream.map_many`)."""
+        return self.stream.map_many(fn, columns=columns, step_id=step_id)
+
+    def map_one(
+        self,
+        fn: Callable[[dict[str, Any]], dict[str, Any]],
+        *,
+        columns: Iterable[str] | None = None,
+        step_id: str | None = None,
+    ) -> FallibleStream:
+        """``Stream.map_one`` on the main stream (see :meth:`Stream.map_one`)."""
+        return self.stream.map_one(fn, columns=columns, step_id=step_id)
+
+    def with_columns(self, *, step_id: str | None = None, **exprs: str) -> FallibleStream:
+        """``Stream.with_columns`` on the main stream (see :meth:`Stream.with_columns`)."""
+        return self.stream.with_columns(step_id=step_id, **exprs)
+
+    def select(self, *columns: str, step_id: str | None = None, **renames: str) -> Stream:
+        """``Stream.select`` on the main stream (see :meth:`Stream.select`)."""
+        return self.stream.select(*columns, step_id=step_id, **renames)
+
+    def dedup(
+        self,
+        id: str = "event_id",
+        *,
+        ttl: Duration | None = "1h",
+        max_ids: int = 1_000_000,
+        time: str | None = None,
+        step_id: str | None = None,
+    ) -> DedupedStream:
+        """``Stream.dedup`` on the main stream (see :meth:`Stream.dedup`)."""
+        return self.stream.dedup(id, ttl=ttl, max_ids=max_ids, time=time, step_id=step_id)
+
+    def key_by(self, *keys: str, step_id: str | None = None) -> Stream:
+        """``Stream.key_by`` on the main stream (see :meth:`Stream.key_by`)."""
+        return self.stream.key_by(*keys, step_id=step_id)
+
+    def union(self, *others: Stream, step_id: str | None = None) -> Stream:
+        """``Stream.union`` on the main stream (see :meth:`Stream.union`)."""
+        return self.stream.union(*others, step_id=step_id)
+
+    def window(
+        self,
+        window: Window,
+        key: str | Iterable[str] | None = None,
+        *,
+        time: str | None = None,
+        delay: Duration = 0,
+        lateness: Duration = 0,
+        early: bool = False,
+        watermark_by: str | Iterable[str] | None = "auto",
+        idle_timeout: Duration | None = None,
+        step_id: str | None = None,
+    ) -> WindowBuilder:
+        """``Stream.window`` on the main stream (see :meth:`Stream.window`)."""
+        return self.stream.window(
+            window,
+            key,
+            time=time,
+            delay=delay,
+            lateness=lateness,
+            early=early,
+            watermark_by=watermark_by,
+            idle_timeout=idle_timeout,
+            step_id=step_id,
+        )
+
+    def join_interval(
+        self,
+        other: Stream,
+        on: str | Iterable[str],
+        *,
+        lower: Duration,
+        upper: Duration,
+        time: str | None = None,
+        other_time: str | None = None,
+        delay: Duration = 0,
+        suffixes: tuple[str, str] = ("", "_right"),
+        step_id: str | None = None,
+    ) -> JoinedStream:
+        """``Stream.join_interval`` on the main stream (see :meth:`Stream.join_interval`)."""
+        return self.stream.join_interval(
+            other,
+            on,
+            lower=lower,
+            upper=upper,
+            time=time,
+            other_time=other_time,
+            delay=delay,
+            suffixes=suffixes,
+            step_id=step_id,
+        )
+
+    def enrich(
+        self,
+        table: pd.DataFrame | str | Any,
+        on: str | Iterable[str],
+        *,
+        how: str = "left",
+        step_id: str | None = None,
+    ) -> Stream:
+        """``Stream.enrich`` on the main stream (see :meth:`Stream.enrich`)."""
+        return self.stream.enrich(table, on, how=how, step_id=step_id)
+
+    def apply(self, config: Any, *, step_id: str | None = None, kind: str | None = None) -> Stream:
+        """``Stream.apply`` on the main stream (see :meth:`Stream.apply`)."""
+        return self.stream.apply(config, step_id=step_id, kind=kind)
+
+    def detect(
+        self,
+        detector: Any,
+        features: Iterable[str],
+        *,
+        key: str | None = None,
+        learn: str = "all",
+        threshold: Any = None,
+        max_keys: int = 10_000,
+        key_ttl: Duration | None = "1h",
+        time: str | None = None,
+        step_id: str | None = None,
+    ) -> OperatorStream:
+        """``Stream.detect`` on the main stream (see :meth:`Stream.detect`)."""
+        return self.stream.detect(
+            detector,
+            features,
+            key=key,
+            learn=learn,
+            threshold=threshold,
+            max_keys=max_keys,
+            key_ttl=key_ttl,
+            time=time,
+            step_id=step_id,
+        )
+
+    def pattern(
+        self,
+        key: str,
+        steps: Iterable[Any],
+        *,
+        within: Duration,
+        delay: Duration = "0s",
+        time: str | None = None,
+        name: str = "pattern",
+        id_column: str = "event_id",
+        step_id: str | None = None,
+    ) -> OperatorStream:
+        """``Stream.pattern`` on the main stream (see :meth:`Stream.pattern`)."""
+        return self.stream.pattern(
+            key, steps, within=within, delay=delay, time=time, name=name, id_column=id_column, step_id=step_id
+        )
+
+    def to(self, sink: Sink, *, step_id: str | None = None) -> Stream:
+        """``Stream.to`` on the main stream (see :meth:`Stream.to`)."""
+        return self.stream.to(sink, step_id=step_id)
+
+    def show(self, handle: RunHandle | None = None, **options: Any) -> Any:
+        """``Stream.show`` on the main stream (see :meth:`Stream.show`)."""
+        return self.stream.show(handle, **options)
 
     def _new_id(self, wanted: str | None, kind: str) -> str:
         if wanted is not None:
@@ -330,13 +542,13 @@ class Pipeline:
 
     def to_beam(self, path: str, **options: Any) -> Any:
         """Write a standalone Apache Beam module for this pipeline (see ``streamlab.export``)."""
-        from streamlab.export import to_beam  # type: ignore[import-not-found]
+        from streamlab.export import to_beam
 
         return to_beam(self, path, **options)
 
     def to_lambda(self, path: str, **options: Any) -> Any:
         """Write an AWS Lambda handler for this pipeline (see ``streamlab.export``)."""
-        from streamlab.export import to_lambda  # type: ignore[import-not-found]
+        from streamlab.export import to_lambda
 
         return to_lambda(self, path, **options)
 
@@ -1138,8 +1350,3 @@ class WindowBuilder:
         )
         self._stream.pipeline._unfinished.pop(sid, None)
         return self._stream.pipeline._add(step, cls=WindowedStream)  # type: ignore[return-value]
-
-
-_STREAM_METHODS = {
-    n for n in dir(Stream) if not n.startswith("_") and n not in ("pipeline", "ref", "run", "start")
-}

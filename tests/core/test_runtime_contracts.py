@@ -267,3 +267,22 @@ def test_the_model_imports_neither_the_runtime_nor_the_exporters() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.strip() == "[]"
+
+
+# --- Pipeline forwards the main stream's methods with their own signatures --------------------------------
+def test_pipeline_has_a_typed_delegator_for_every_public_stream_method() -> None:
+    from streamlab.pipeline import Stream
+
+    forwarded = {n for n in dir(Stream) if not n.startswith("_")} - {"pipeline", "ref", "run", "start"}
+    for name in sorted(forwarded):
+        mine, theirs = inspect.getattr_static(Pipeline, name), inspect.getattr_static(Stream, name)
+        if isinstance(theirs, property):
+            assert isinstance(mine, property), name
+        else:
+            assert inspect.signature(mine) == inspect.signature(theirs), name
+            assert f"Stream.{name}" in (mine.__doc__ or ""), name
+    p = Pipeline(ListSource([b'{"timestamp": 0}']))
+    parsed = p.parse()
+    assert parsed.ref == "parse" and p.step_id == "source" and parsed.dead_letter.ref == "parse.dead_letter"
+    with pytest.raises(AttributeError):
+        p.no_such_method  # noqa: B018 - nothing is forwarded by name any more
