@@ -13,7 +13,7 @@ import pandas as pd
 
 from streamlab._time import NAT_NS
 from streamlab.clock import Clock, SystemClock
-from streamlab.runtime import RunHandle
+from streamlab.runtime import RunHandle, RunMetrics
 
 from ._figure import live_figure_class
 from ._refresh import FrameBuffer, Refresher
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 SourceLike = RunHandle | pd.DataFrame
-Metrics = RunHandle | Mapping[str, Any]
+Metrics = RunHandle | RunMetrics | Mapping[str, Any]  # a handle, or the metrics of a run (RunResult.metrics)
 
 
 def require_plotly() -> Any:

@@ -6,14 +6,14 @@ import html
 import threading
 from collections import deque
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
 
 from streamlab._time import NAT_NS, format_duration, to_utc_ns
 from streamlab.clock import Clock
-from streamlab.runtime import RunHandle
+from streamlab.runtime import RunHandle, RunMetrics
 from streamlab.steps import WindowStep
 
 from ._base import LiveWidget, Metrics, plotly_times, require_plotly, require_widgets, update_figure
@@ -21,8 +21,9 @@ from ._base import LiveWidget, Metrics, plotly_times, require_plotly, require_wi
 __all__ = ["LagGauge", "LateDeadLetterCounter", "ThroughputGauge", "WatermarkDebugger"]
 
 
-def _metrics_of(source: Metrics) -> Mapping[str, Any]:
-    return source.metrics if isinstance(source, RunHandle) else source
+def _metrics_of(source: Metrics) -> RunMetrics:
+    # a mapping given by the user is read as the metrics of a run (RunResult.metrics)
+    return source.metrics if isinstance(source, RunHandle) else cast(RunMetrics, source)
 
 
 def _check_metrics_source(source: Any, who: str) -> None:
@@ -79,7 +80,7 @@ class _MetricsWidget(LiveWidget):
             self._view.value = self.html()
         return redrawn
 
-    def _key(self, m: Mapping[str, Any]) -> Any:
+    def _key(self, m: RunMetrics) -> Any:
         raise NotImplementedError
 
     def _pull(self) -> bool:
@@ -91,7 +92,7 @@ class _MetricsWidget(LiveWidget):
         self._take(m)
         return True
 
-    def _take(self, m: Mapping[str, Any]) -> None:
+    def _take(self, m: RunMetrics) -> None:
         raise NotImplementedError
 
 
@@ -128,10 +129,10 @@ class ThroughputGauge(_MetricsWidget):
         self._last: tuple[int, int] | None = None
         self._pull()
 
-    def _key(self, m: Mapping[str, Any]) -> Any:
+    def _key(self, m: RunMetrics) -> Any:
         return (m.get("events_in"), self.clock.now_ns())
 
-    def _take(self, m: Mapping[str, Any]) -> None:
+    def _take(self, m: RunMetrics) -> None:
         now, events = self.clock.now_ns(), int(m.get("events_in") or 0)
         if self._last is None or not isinstance(self.source, RunHandle):
             self.rate = float(m.get("events_per_s") or 0.0)
@@ -177,10 +178,10 @@ class LagGauge(_MetricsWidget):
         self.peak = 0
         self._pull()
 
-    def _key(self, m: Mapping[str, Any]) -> Any:
+    def _key(self, m: RunMetrics) -> Any:
         return m.get("lag")
 
-    def _take(self, m: Mapping[str, Any]) -> None:
+    def _take(self, m: RunMetrics) -> None:
         self.lag = m.get("lag")
         self.peak = max(self.peak, int(self.lag or 0))
 
@@ -209,7 +210,7 @@ class LateDeadLetterCounter(_MetricsWidget):
     {'late': 3, 'dead_letter': 1, 'duplicates': 0}
     """
 
-    NAMES = ("late", "dead_letter", "duplicates")
+    NAMES: tuple[Literal["late", "dead_letter", "duplicates"], ...] = ("late", "dead_letter", "duplicates")
 
     def __init__(
         self,
@@ -223,10 +224,10 @@ class LateDeadLetterCounter(_MetricsWidget):
         self.counts: dict[str, int] = dict.fromkeys(self.NAMES, 0)
         self._pull()
 
-    def _key(self, m: Mapping[str, Any]) -> Any:
+    def _key(self, m: RunMetrics) -> Any:
         return tuple(m.get(n, 0) for n in self.NAMES)
 
-    def _take(self, m: Mapping[str, Any]) -> None:
+    def _take(self, m: RunMetrics) -> None:
         self.counts = {n: int(m.get(n) or 0) for n in self.NAMES}
 
     def readings(self) -> list[tuple[str, float, float | None]]:
