@@ -24,20 +24,12 @@ from streamlab.pipeline import Pipeline
 from streamlab.runtime._ahead import Pending, WorkAhead
 from streamlab.runtime._commit import CommitLog, Positions
 from streamlab.runtime._router import Completion, Router
-from streamlab.runtime.metrics import RunMetrics
+from streamlab.runtime.metrics import RunMetrics, measure
 from streamlab.runtime.options import RunOptions
 from streamlab.runtime.result import Collector, RunResult
 from streamlab.steps import SinkStep, SourceStep
 
 _log = logging.getLogger("streamlab")
-
-
-def _utc(ns: int) -> pd.Timestamp:
-    stamp: pd.Timestamp = pd.Timestamp(int(ns), tz="UTC")
-    return stamp
-
-
-_COUNTED = ("late", "dead_letter", "duplicates")
 
 
 class Executor:
@@ -317,48 +309,9 @@ class Executor:
 
     # -- reporting -----------------------------------------------------------------------------------
     def metrics(self) -> RunMetrics:
+        """What the run has done so far (see :class:`~streamlab.runtime.RunMetrics`)."""
         with self.lock:
-            now = self.clock.now_ns()
-            elapsed = max((now - self.started_ns) / 1e9, 1e-9) if self.started_ns else 0.0
-            counted = dict.fromkeys(_COUNTED, 0)
-            step_in, step_out = self.router.step_in, self.router.step_out
-            for outs in step_out.values():
-                for name in _COUNTED:
-                    counted[name] += outs.get(name, 0)
-            watermarks = {}
-            for sid, op in self.operators.items():
-                wm = op.watermark_ns()
-                if wm is not None:
-                    watermarks[sid] = _utc(wm)
-            lags = [lag for r in self.readers.values() if (lag := r.lag()) is not None]
-            checkpoint_dir = self.log.checkpoint_dir
-            return {
-                "status": self.status,
-                "events_in": self.events_in,
-                "events_out": sum(step_in[s] for s in self.writers),
-                "batches": self.batches,
-                "events_per_s": self.events_in / elapsed if elapsed else 0.0,
-                "late": counted["late"],
-                "dead_letter": counted["dead_letter"],
-                "duplicates": counted["duplicates"],
-                "watermark": min(watermarks.values()) if watermarks else None,
-                "watermarks": watermarks,
-                "lag": sum(lags) if lags else None,
-                "partitions": {sid: list(parts) for sid, parts in self.assigned.items()},
-                "commits": self.log.commits,
-                "processing_time": _utc(now),
-                "collect_limit": self.max_collect_rows,
-                "collected_dropped": {r: c.dropped for r, c in self.router.collect.items() if c.dropped},
-                "checkpoint_dir": None if checkpoint_dir is None else str(checkpoint_dir),
-                "steps": {
-                    sid: {
-                        "kind": self.pipeline.steps[sid].kind,
-                        "in": step_in[sid],
-                        "out": dict(step_out[sid]),
-                    }
-                    for sid in self.pipeline.steps
-                },
-            }
+            return measure(self)
 
     def open_state(self) -> dict[str, dict[str, Any]]:
         with self.lock:

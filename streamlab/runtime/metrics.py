@@ -6,11 +6,14 @@ know every key and its type; the widgets read it.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 import pandas as pd
 
-__all__ = ["RunMetrics", "StepMetrics"]
+if TYPE_CHECKING:
+    from streamlab.runtime._executor import Executor
+
+__all__ = ["RunMetrics", "StepMetrics", "measure"]
 
 
 #: Counts of one step: its ``kind``, rows delivered to it (``in``), and rows out per output name.
@@ -48,3 +51,49 @@ class RunMetrics(TypedDict):
     collected_dropped: dict[str, int]
     checkpoint_dir: str | None
     steps: dict[str, StepMetrics]
+
+
+_COUNTED = ("late", "dead_letter", "duplicates")
+
+
+def _utc(ns: int) -> pd.Timestamp:
+    stamp: pd.Timestamp = pd.Timestamp(int(ns), tz="UTC")
+    return stamp
+
+
+def measure(ex: Executor) -> RunMetrics:
+    """The metrics of the run of ``ex`` now; the caller holds ``ex.lock``."""
+    now = ex.clock.now_ns()
+    elapsed = max((now - ex.started_ns) / 1e9, 1e-9) if ex.started_ns else 0.0
+    step_in, step_out = ex.router.step_in, ex.router.step_out
+    counted = {name: sum(outs.get(name, 0) for outs in step_out.values()) for name in _COUNTED}
+    watermarks = {}
+    for sid, op in ex.operators.items():
+        wm = op.watermark_ns()
+        if wm is not None:
+            watermarks[sid] = _utc(wm)
+    lags = [lag for r in ex.readers.values() if (lag := r.lag()) is not None]
+    checkpoint_dir = ex.log.checkpoint_dir
+    return {
+        "status": ex.status,
+        "events_in": ex.events_in,
+        "events_out": sum(step_in[s] for s in ex.writers),
+        "batches": ex.batches,
+        "events_per_s": ex.events_in / elapsed if elapsed else 0.0,
+        "late": counted["late"],
+        "dead_letter": counted["dead_letter"],
+        "duplicates": counted["duplicates"],
+        "watermark": min(watermarks.values()) if watermarks else None,
+        "watermarks": watermarks,
+        "lag": sum(lags) if lags else None,
+        "partitions": {sid: list(parts) for sid, parts in ex.assigned.items()},
+        "commits": ex.log.commits,
+        "processing_time": _utc(now),
+        "collect_limit": ex.max_collect_rows,
+        "collected_dropped": {r: c.dropped for r, c in ex.router.collect.items() if c.dropped},
+        "checkpoint_dir": None if checkpoint_dir is None else str(checkpoint_dir),
+        "steps": {
+            sid: {"kind": ex.pipeline.steps[sid].kind, "in": step_in[sid], "out": dict(step_out[sid])}
+            for sid in ex.pipeline.steps
+        },
+    }
