@@ -13,7 +13,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from streamlab.runtime._executor import Executor
 
-__all__ = ["RunMetrics", "StepMetrics", "measure"]
+__all__ = ["RunMetrics", "StepMetrics"]
 
 
 #: Counts of one step: its ``kind``, rows delivered to it (``in``), and rows out per output name.
