@@ -1,6 +1,7 @@
 """One value as JSON text or message bytes: the per-value half of ``streamlab.serde``.
 
-Plain Python with no streamlab, numpy or pandas import: generated Beam modules and Lambda handlers carry
+Plain Python with no streamlab, numpy or pandas import, and only the imports that the headers of generated
+modules have (``streamlab.export._plan.SERDE_IMPORTS``): generated Beam modules and Lambda handlers carry
 this module's code (everything after its imports) verbatim, so an export writes values exactly as the
 runtime's sinks do. numpy and pandas values are recognised by what they do (``item``, ``astype``,
 ``dtype.kind``), not by importing their types. The encoding is documented in ``streamlab.serde``.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 COMPACT = (",", ":")
@@ -75,8 +76,6 @@ def json_default(value: Any) -> Any:
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, timedelta):
         return value.total_seconds()
-    if isinstance(value, (date, time)):
-        return value.isoformat()
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=str)
     kind = getattr(getattr(value, "dtype", None), "kind", None)
@@ -86,6 +85,8 @@ def json_default(value: Any) -> Any:
         return value.tolist()
     if hasattr(value, "item"):
         return value.item()
+    if hasattr(value, "isoformat"):  # date, time
+        return value.isoformat()
     return str(value)
 
 

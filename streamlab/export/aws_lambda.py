@@ -172,7 +172,7 @@ def send_side_outputs(side):
             log.error("no DEAD_LETTER_QUEUE_URL: retrying record %s (%s)", row.get("sequenceNumber"), output)
             return index
         try:
-            body = json.dumps({{"output": output, **row}}, default=json_default)
+            body = dump_json({{"output": output, **row}}, compact=False)
             client("sqs").send_message(QueueUrl=queue, MessageBody=body)
         except Exception:
             log.exception("sending %s of record %s failed; Lambda will retry it", output, row.get("sequenceNumber"))

@@ -164,6 +164,7 @@ Semantics (streamlab -> Beam)
 from __future__ import annotations
 
 import argparse
+import base64
 import heapq
 import json
 import math
@@ -199,7 +200,8 @@ class ParseRecords(beam.DoFn):
         try:
             row = parse_record(raw, self.fields, self.required, self.max_record_bytes)
         except BadRecordError as e:
-            yield pvalue.TaggedOutput("dead_letter", {"raw": raw, "reason": str(e), "step_id": self.step_id})
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw  # dead letters hold text
+            yield pvalue.TaggedOutput("dead_letter", {"raw": text, "reason": str(e), "step_id": self.step_id})
             return
         if self.time is None:
             yield row
@@ -459,7 +461,7 @@ def to_json_row(row, json_columns=(), streaming=False):
     Values of BigQuery JSON columns (``object`` and ``json`` fields) stay parsed for file loads; streaming
     inserts take them as JSON text.
     """
-    out = json.loads(json.dumps(row, default=json_default))
+    out = json.loads(dump_json(row))
     if streaming:
         for c in json_columns:
             if out.get(c) is not None:
@@ -479,7 +481,7 @@ def file_naming(name):
 
 
 def write_files(pcoll, name, output, streaming, window_s=FILE_WINDOW_S, shards=None):
-    lines = pcoll | f"{{name}}: to json" >> beam.Map(lambda row: json.dumps(row, default=json_default))
+    lines = pcoll | f"{{name}}: to json" >> beam.Map(lambda row: dump_json(row, compact=False))
     if not streaming:
         return lines | f"{{name}}: write" >> beam.io.WriteToText(f"{{output}}/{{name}}", file_name_suffix=".jsonl")
     from apache_beam.io import fileio
@@ -588,7 +590,7 @@ def run(argv=None):
             if known.dead_letter_topic and ref in SIDE_OUTPUTS:
                 (
                     pcoll
-                    | f"{{name}}: to message" >> beam.Map(lambda row: json.dumps(row, default=json_default).encode())
+                    | f"{{name}}: to message" >> beam.Map(lambda row: dump_json(row, compact=False).encode())
                     | f"{{name}}: publish" >> beam.io.WriteToPubSub(known.dead_letter_topic)
                 )
             elif known.sink == "bigquery":

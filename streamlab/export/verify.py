@@ -158,9 +158,9 @@ class _Collect:
         self.path = path
 
     def __call__(self, row: Any) -> None:
-        from streamlab.export._snippets import json_default
+        from streamlab.serde import dump_json
 
-        line = json.dumps(row, default=json_default)
+        line = dump_json(row, compact=False)
         with _LOCK, open(self.path, "a") as f:
             f.write(line + "\n")
 
