@@ -200,8 +200,7 @@ class ParseRecords(beam.DoFn):
         try:
             row = parse_record(raw, self.fields, self.required, self.max_record_bytes)
         except BadRecordError as e:
-            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw  # dead letters hold text
-            yield pvalue.TaggedOutput("dead_letter", {"raw": text, "reason": str(e), "step_id": self.step_id})
+            yield pvalue.TaggedOutput("dead_letter", raw_dead_letter_row(raw, str(e), self.step_id))
             return
         if self.time is None:
             yield row
@@ -222,7 +221,7 @@ class FilterRows(beam.DoFn):
             keep = bool(self.predicate(row))
         except Exception as e:
             reason = f"{self.what} raised {type(e).__name__}: {e}"
-            yield pvalue.TaggedOutput("dead_letter", {"reason": reason, "step_id": self.step_id, **row})
+            yield pvalue.TaggedOutput("dead_letter", dead_letter_row(reason, self.step_id, row))
             return
         if keep:
             yield row
@@ -241,7 +240,7 @@ class MapRows(beam.DoFn):
             rows = self.transform(row)
         except Exception as e:
             reason = f"{self.what} raised {type(e).__name__}: {e}"
-            yield pvalue.TaggedOutput("dead_letter", {"reason": reason, "step_id": self.step_id, **row})
+            yield pvalue.TaggedOutput("dead_letter", dead_letter_row(reason, self.step_id, row))
             return
         yield from rows
 ''',
@@ -318,7 +317,7 @@ class StampEventTime(beam.DoFn):
             ts = to_ns(value)
         except (TypeError, ValueError, OverflowError):
             reason = f"missing or unreadable event time in column {self.time!r}"
-            yield pvalue.TaggedOutput("dead_letter", {"reason": reason, "step_id": self.step_id, **row})
+            yield pvalue.TaggedOutput("dead_letter", dead_letter_row(reason, self.step_id, row))
             return
         yield beam_window.TimestampedValue(row, Timestamp(micros=(ts + self.shift_ns) // 1_000))
 ''',
@@ -635,7 +634,7 @@ class _Generator:
         self.p = p
         self.sink = sink
         self.late_horizon_ns = late_horizon_ns
-        self.snippets: set[str] = {"json_default"}
+        self.snippets: set[str] = {"json_default", "dead_letter_row"}
         self.dofns: list[str] = []
         self.user_imports: list[str] = []
         self.user_code: list[str] = []

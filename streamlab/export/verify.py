@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from streamlab._dead_letter import PARSE_DEAD_LETTER_COLUMNS
 from streamlab._time import to_utc_ns
 from streamlab.clock import ManualClock
 from streamlab.errors import PipelineConfigError
@@ -308,7 +309,7 @@ def compared_outputs(pipeline: Pipeline, target: str) -> dict[str, tuple[list[st
     out: dict[str, tuple[list[str], set[str]]] = {}
     for sid, step in pipeline.steps.items():
         if step.kind == "parse":
-            out[f"{sid}.dead_letter"] = (["raw", "reason", "step_id"], set())
+            out[f"{sid}.dead_letter"] = (list(PARSE_DEAD_LETTER_COLUMNS), set())
         if isinstance(step, DedupStep) and target == "beam":
             cols = [step.id_column] + ([step.time] if step.time else [])
             out[f"{sid}.duplicates"] = (cols, {step.time} if step.time else set())
