@@ -3,26 +3,21 @@
 Every sink that writes JSON (JSON-lines files, Kafka, Pub/Sub, Kinesis, BigQuery, Redis, alerts) and the
 code that the Beam and Lambda exporters generate encode values the same way:
 
-==========================================  ===================================================================
-value                                       JSON
-==========================================  ===================================================================
-text                                        a string, ASCII with ``\\u`` escapes
-bool (numpy's too)                          ``true`` / ``false``
-integer of any size (numpy's too)           a number with every digit
-float (numpy's too)                         the shortest number that reads back the same float
-None, NaN, infinities, NaT, ``pandas.NA``   ``null``, at any depth
-time (``datetime``, ``pandas.Timestamp``,   ISO-8601 UTC with microseconds and ``Z``:
-numpy ``datetime64``)                       ``"2024-01-01T00:00:00.000000Z"``; other zones converted, naive
-                                            times taken as UTC, nanoseconds dropped toward the past
-duration (``timedelta``)                    seconds, a float
-bytes                                       base64 text (RFC 4648, padded), as BigQuery and protobuf's
-                                            JSON mapping write bytes; ``base64.b64decode`` gives them back
-``date``, ``time``                          ISO-8601 text
-dict, list, tuple, numpy array              object / array, encoded all the way down (keys as text)
-set                                         array, sorted by the elements' text
-categorical                                 the category's value
-anything else (``Decimal``, ...)            ``str(value)`` as a string (a Decimal keeps every digit)
-==========================================  ===================================================================
+| value | JSON |
+| --- | --- |
+| text | a string, ASCII with ``\\u`` escapes |
+| bool (numpy's too) | ``true`` / ``false`` |
+| integer of any size (numpy's too) | a number with every digit |
+| float (numpy's too) | the shortest number that reads back the same float |
+| None, NaN, infinities, NaT, ``pandas.NA`` | ``null``, at any depth |
+| time (``datetime``, ``pandas.Timestamp``, numpy ``datetime64``) | ISO-8601 UTC with microseconds and ``Z``, ``"2024-01-01T00:00:00.000000Z"``: other zones converted, naive times taken as UTC, nanoseconds dropped toward the past |
+| duration (``timedelta``) | seconds, a float |
+| bytes | base64 text (RFC 4648, padded), as BigQuery and protobuf's JSON mapping write bytes |
+| ``date``, ``time`` | ISO-8601 text |
+| dict, list, tuple, numpy array | object / array, encoded all the way down (keys as text) |
+| set | array, sorted by the elements' text |
+| categorical | the category's value |
+| anything else (``Decimal``, ...) | ``str(value)`` as a string (a Decimal keeps every digit) |
 
 Messages are compact (``{"a":1}``); JSON-lines files keep ``json.dumps``' default layout
 (``{"a": 1}``), ``compact=False``. One field sent as its own bytes (a Kafka key or header) is
