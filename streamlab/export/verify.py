@@ -38,6 +38,7 @@ from streamlab._time import to_utc_ns
 from streamlab.clock import ManualClock
 from streamlab.errors import PipelineConfigError
 from streamlab.pipeline import Pipeline
+from streamlab.serde import dump_json, rows_to_json
 from streamlab.sources import ListSource
 from streamlab.steps import DedupStep, IntervalJoinStep, ParseStep, SinkStep, SourceStep, Step, WindowStep
 
@@ -119,8 +120,7 @@ def sample_lines(sample: pd.DataFrame | Sequence[bytes | str]) -> list[bytes]:
         if "value" in sample.columns:
             values = sample["value"].tolist()
         else:
-            records = json.loads(sample.to_json(orient="records", date_format="iso", date_unit="ms"))
-            values = [json.dumps(r) for r in records]
+            values = rows_to_json(sample, compact=False)
     else:
         values = list(sample)
     return [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in values]
@@ -159,8 +159,6 @@ class _Collect:
         self.path = path
 
     def __call__(self, row: Any) -> None:
-        from streamlab.serde import dump_json
-
         line = dump_json(row, compact=False)
         with _LOCK, open(self.path, "a") as f:
             f.write(line + "\n")
