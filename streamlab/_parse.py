@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from streamlab._dead_letter import raw_dead_letter_frame
 from streamlab._record import MAX_DEPTH, MAX_NUMBER_DIGITS, BadRecordError, read_record
 from streamlab.operators import Operator, Outputs
 
@@ -564,15 +565,7 @@ class ParseOperator(Operator):
         if bad:
             bad.sort()
             bidx = np.array([b[0] for b in bad])
-            dl = pd.DataFrame(
-                {
-                    # object dtype: raw text may hold what a string column cannot (a lone surrogate)
-                    "raw": pd.Series(raw.iloc[bidx].tolist(), dtype=object),
-                    "reason": [b[1] for b in bad],
-                    "step_id": self.step_id,
-                }
-            )
-            if passthrough:
-                dl = pd.concat([dl, batch[passthrough].iloc[bidx].reset_index(drop=True)], axis=1)
-            out["dead_letter"] = dl
+            metadata = batch[passthrough].iloc[bidx] if passthrough else None
+            why = [b[1] for b in bad]
+            out["dead_letter"] = raw_dead_letter_frame(raw.iloc[bidx].tolist(), why, self.step_id, metadata)
         return out

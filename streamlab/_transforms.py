@@ -8,15 +8,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from streamlab._dead_letter import dead_letter_frame
 from streamlab.functions import UserFunction
 from streamlab.operators import Operator, Outputs
 
 
 def udf_error_frame(batch: pd.DataFrame, rows: list[int], reasons: list[str], step_id: str) -> pd.DataFrame:
-    dl = batch.iloc[rows].reset_index(drop=True)
-    dl.insert(0, "reason", reasons)
-    dl.insert(1, "step_id", step_id)
-    return dl
+    return dead_letter_frame(batch.iloc[rows], reasons, step_id)
 
 
 def _describe_error(step_id: str, what: str, e: BaseException) -> str:

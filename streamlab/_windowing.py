@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from streamlab._dead_letter import dead_letter_frame
 from streamlab._keytable import KeyIndex, SlotTable
 from streamlab._time import NAT_NS, ns_to_timestamp, to_utc_ns, utc_array
 from streamlab.aggregators import Aggregator, _CountStore
@@ -327,10 +328,9 @@ def split_missing_time(
 
 def missing_time_frame(batch: pd.DataFrame, rows: np.ndarray, step_id: str, time: str) -> pd.DataFrame:
     """Dead-letter rows whose event time is missing or unreadable."""
-    dl = batch.iloc[rows].reset_index(drop=True)
-    dl.insert(0, "reason", f"missing or unreadable event time in column {time!r}")
-    dl.insert(1, "step_id", step_id)
-    return dl
+    return dead_letter_frame(
+        batch.iloc[rows], f"missing or unreadable event time in column {time!r}", step_id
+    )
 
 
 class WindowOperator(_Watermarks, Operator):

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
+from streamlab._dead_letter import dead_letter_columns
 from streamlab._dedup import DedupOperator
 from streamlab._joins import EnrichOperator, IntervalJoinOperator
 from streamlab._parse import FieldSpec, ParseOperator
@@ -145,7 +146,7 @@ class ParseStep(Step):
         dl_extra = extra if columns_in[0] is not None else None
         return {
             "out": names + extra if columns_in[0] is not None else None,
-            "dead_letter": ("raw", "reason", "step_id", *dl_extra) if dl_extra is not None else None,
+            "dead_letter": dead_letter_columns(dl_extra, raw=True),
         }
 
 
@@ -180,7 +181,7 @@ class FilterStep(Step):
 
     def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:
         c = columns_in[0]
-        return {"out": c, "dead_letter": ("reason", "step_id", *c) if c is not None else None}
+        return {"out": c, "dead_letter": dead_letter_columns(c)}
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,7 @@ class MapStep(Step):
             out: Columns = None if c is None else tuple(dict.fromkeys(c + tuple(n for n, _ in self.columns)))
         else:
             out = self.declared
-        return {"out": out, "dead_letter": ("reason", "step_id", *c) if c is not None else None}
+        return {"out": out, "dead_letter": dead_letter_columns(c)}
 
 
 @dataclass(frozen=True)
@@ -445,7 +446,7 @@ class WindowStep(Step):
             "out": results,
             "early": (*results, "is_final"),
             "late": (*c, "window_start", "window_end", "watermark") if c is not None else None,
-            "dead_letter": ("reason", "step_id", *c) if c is not None else None,
+            "dead_letter": dead_letter_columns(c),
         }
 
 

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from streamlab._dead_letter import reason_last_columns, reason_last_frame
 from streamlab._time import Duration, parse_duration, to_utc_ns
 from streamlab.operators import Operator
 
@@ -92,10 +93,9 @@ def reject(n: int, checks: Sequence[tuple[np.ndarray, str]]) -> tuple[np.ndarray
 
 
 def dead_letter(batch: pd.DataFrame, bad: np.ndarray, reasons: np.ndarray | str) -> pd.DataFrame:
-    """The rows of ``batch`` selected by ``bad``, with a ``reason`` column saying why they were set aside."""
-    out = batch.loc[bad].copy()
-    out["reason"] = reasons if isinstance(reasons, str) else np.asarray(reasons, dtype=object)[bad]
-    return out.reset_index(drop=True)
+    """The rows of ``batch`` selected by ``bad``, with a ``reason`` column saying why they were set aside
+    (detectors' order, ``streamlab._dead_letter.reason_last_frame``)."""
+    return reason_last_frame(batch, bad, reasons)
 
 
 class PickledStateOperator(Operator):
@@ -151,7 +151,7 @@ class StepConfig:
             return {name: None for name in self.output_names}
         out: dict[str, Columns] = {"out": tuple(dict.fromkeys((*cols, *self.added_columns())))}
         if "dead_letter" in self.output_names:
-            out["dead_letter"] = (*cols, "reason")
+            out["dead_letter"] = reason_last_columns(cols)
         if "late" in self.output_names:
             out["late"] = tuple(cols)
         return out

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from streamlab._dead_letter import reason_last_columns
 from streamlab._time import NAT_NS, Duration, format_duration
 from streamlab.detectors._common import (
     Columns,
@@ -177,7 +178,7 @@ class Pattern(StepConfig):
         return {
             "out": (self.key, "pattern", "first_time", "last_time", "event_ids", "n_events"),
             "late": cols,
-            "dead_letter": None if cols is None else (*cols, "reason"),
+            "dead_letter": reason_last_columns(cols),
         }
 
     def __post_init__(self) -> None:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streamlab import _record
+from streamlab import _dead_letter, _record, _serde_values
+from streamlab._dead_letter import dead_letter_types
 from streamlab.aggregators import (
     Aggregator,
     CountAggregator,
@@ -75,42 +76,50 @@ _SNIPPET_ORDER = [
     "LastCombine",
     "QuantileCombine",
     "RowCombine",
-    "json_default",
     "group_key",
     "eval_expr",
 ]
 RECORD_IMPORTS = ("heapq", "json", "math", "re", "datetime", "itertools", "typing")
 """Modules ``streamlab._record`` imports: every generated module's header imports them."""
+SERDE_IMPORTS = ("base64", "json", "math", "datetime", "typing")
+"""Modules ``streamlab._serde_values`` imports: the headers of generated modules that write rows import them."""
+SERDE_SNIPPETS = frozenset({"json_default", "dump_json", "group_key"})
+"""Snippet names that bring the row encoding (``streamlab._serde_values``) into a generated module."""
+DEAD_LETTER_SNIPPETS = ("RAW", "REASON", "STEP_ID", "dead_letter_row", "raw_dead_letter_row")
+"""The plain-Python part of ``streamlab._dead_letter`` that generated modules carry (wanted as ``dead_letter_row``)."""
+
+
+def _module_body(module: Any, allowed: tuple[str, ...]) -> str:
+    """The code of a module after its imports, checking that it imports only modules of ``allowed``."""
+    name = module.__name__
+    text = Path(inspect.getsourcefile(module) or "").read_text()
+    tree = ast.parse(text)
+    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    modules = {a.name for n in imports if isinstance(n, ast.Import) for a in n.names}
+    modules |= {n.module or "" for n in imports if isinstance(n, ast.ImportFrom) and n.module != "__future__"}
+    if not modules <= set(allowed):  # a new import must reach the generated headers too
+        raise RuntimeError(f"{name} imports {sorted(modules)}; update the allowed imports and the headers")
+    lines = text.splitlines()
+    return "\n".join(lines[imports[-1].end_lineno or 0 :]).strip() + "\n"
 
 
 def record_source() -> str:
     """The code of ``streamlab._record`` after its imports, as generated modules carry it: the per-record
     parse that streamlab's checked path runs, copied, not rewritten."""
-    text = Path(inspect.getsourcefile(_record) or "").read_text()
-    tree = ast.parse(text)
-    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-    modules = {a.name for n in imports if isinstance(n, ast.Import) for a in n.names}
-    modules |= {n.module or "" for n in imports if isinstance(n, ast.ImportFrom) and n.module != "__future__"}
-    if not modules <= set(RECORD_IMPORTS):  # a new import must reach the generated headers too
-        raise RuntimeError(f"streamlab._record imports {sorted(modules)}; update RECORD_IMPORTS and headers")
-    lines = text.splitlines()
-    return "\n".join(lines[imports[-1].end_lineno or 0 :]).strip() + "\n"
+    return _module_body(_record, RECORD_IMPORTS)
 
 
-def snippet_source(names: set[str]) -> str:
-    """Source of the record parser (``streamlab._record``) and of the named helpers of ``_snippets``
-    (plus what they build on), in a stable order."""
-    wanted = set(names)
-    for n in list(wanted):
-        wanted.update(_BASES.get(n, []))
-    if "group_key" in wanted:
-        wanted.add("json_default")
-    if any(n.endswith("Combine") for n in wanted):
-        wanted.add("is_null")
-    text = Path(inspect.getsourcefile(_snippets) or "").read_text()
-    tree = ast.parse(text)
+def serde_source() -> str:
+    """The code of ``streamlab._serde_values`` after its imports: the row encoding of streamlab's sinks
+    (``streamlab.serde``), copied into generated modules so that their outputs cannot drift from it."""
+    return _module_body(_serde_values, SERDE_IMPORTS)
+
+
+def _segments(module: Any) -> dict[str, str]:
+    """Source of each top-level function, class and ``NAME = ...`` of a module, by name."""
+    text = Path(inspect.getsourcefile(module) or "").read_text()
     parts: dict[str, str] = {}
-    for node in tree.body:
+    for node in ast.parse(text).body:
         name = None
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             name = node.name
@@ -118,8 +127,29 @@ def snippet_source(names: set[str]) -> str:
             name = node.targets[0].id
         if name is not None:
             parts[name] = ast.get_source_segment(text, node) or ""
+    return parts
+
+
+def dead_letter_source() -> str:
+    """The dead-letter columns and row builders of ``streamlab._dead_letter``, as generated modules carry them."""
+    parts = _segments(_dead_letter)
+    return "\n\n\n".join(parts[n] for n in DEAD_LETTER_SNIPPETS) + "\n"
+
+
+def snippet_source(names: set[str]) -> str:
+    """Source of the record parser (``streamlab._record``), of the row encoding (``streamlab._serde_values``)
+    when a name of ``SERDE_SNIPPETS`` is wanted, and of the named helpers of ``_snippets`` (plus what they
+    build on), in a stable order."""
+    wanted = set(names)
+    for n in list(wanted):
+        wanted.update(_BASES.get(n, []))
+    if any(n.endswith("Combine") for n in wanted):
+        wanted.add("is_null")
+    parts = _segments(_snippets)
     code = [parts[n] for n in _SNIPPET_ORDER if n in wanted]
-    return record_source() + "\n\n" + "\n\n\n".join(code)
+    serde = serde_source() + "\n\n" if wanted & SERDE_SNIPPETS else ""
+    dead = dead_letter_source() + "\n\n" if "dead_letter_row" in wanted else ""
+    return record_source() + "\n\n" + serde + dead + "\n\n\n".join(code)
 
 
 def ident(name: str) -> str:
@@ -204,7 +234,7 @@ def column_types(p: Pipeline) -> dict[str, dict[str, str]]:
         elif isinstance(step, ParseStep):
             out[sid] = {f.name: f.type for f in step.fields}
             # raw records are written as text (invalid UTF-8 replaced), the form JSON sinks can carry
-            out[f"{sid}.dead_letter"] = {"raw": "string", "reason": "string", "step_id": "string"}
+            out[f"{sid}.dead_letter"] = dead_letter_types({}, raw=True)
         elif isinstance(step, SelectStep):
             out[sid] = {new: base.get(old, "string") for old, new in step.columns}
         elif isinstance(step, MapStep):
@@ -212,17 +242,17 @@ def column_types(p: Pipeline) -> dict[str, dict[str, str]]:
                 out[sid] = {**base, **{n: "float64" for n, _ in step.columns}}
             else:
                 out[sid] = {c: "string" for c in step.declared or ()}
-            out[f"{sid}.dead_letter"] = {"reason": "string", "step_id": "string", **base}
+            out[f"{sid}.dead_letter"] = dead_letter_types(base)
         elif isinstance(step, WindowStep):
             res = {k: base.get(k, "string") for k in step.keys}
             res.update({"window_start": "timestamp", "window_end": "timestamp"})
             res.update({a.name: result_type(a, base) for a in step.aggs})
             out[sid] = res
             out[f"{sid}.late"] = {**base, "window_start": "timestamp", "window_end": "timestamp"}
-            out[f"{sid}.dead_letter"] = {"reason": "string", "step_id": "string", **base}
+            out[f"{sid}.dead_letter"] = dead_letter_types(base)
         elif isinstance(step, FilterStep):
             out[sid] = base
-            out[f"{sid}.dead_letter"] = {"reason": "string", "step_id": "string", **base}
+            out[f"{sid}.dead_letter"] = dead_letter_types(base)
         elif isinstance(step, DedupStep):
             out[sid] = base
             out[f"{sid}.duplicates"] = base

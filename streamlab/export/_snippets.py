@@ -1,8 +1,9 @@
 """Code that exporters copy verbatim into generated modules.
 
-Everything here is plain Python with no streamlab (and no Beam or boto3) import, so a generated module
-deploys alone. The parse step's per-record rules are not here: generated modules carry
-``streamlab._record`` itself, the code of streamlab's own checked parse path. These functions mirror the
+Everything here is plain Python with no Beam or boto3 import (and no streamlab import that is copied), so
+a generated module deploys alone. The parse step's per-record rules are not here: generated modules carry
+``streamlab._record`` itself, the code of streamlab's own checked parse path; nor is the row encoding:
+they carry ``streamlab._serde_values``, the code of ``streamlab.serde``. These functions mirror the
 runtime's semantics row by row: the aggregators' null handling (``streamlab.aggregators``) and the
 tumbling/sliding window assignment (``streamlab.windows``). Tests run them against the runtime.
 """
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
 from typing import Any
+
+from streamlab._serde_values import json_default  # generated modules carry it with streamlab._serde_values
 
 
 def is_null(value: Any) -> bool:
@@ -258,19 +260,6 @@ class RowCombine:
 
     def from_json(self, data: list[Any]) -> list[Any]:
         return [fn.from_json(a) for a, (_, fn) in zip(data, self.aggregators)]
-
-
-def json_default(value: Any) -> Any:
-    """JSON for rows: datetimes as ISO-8601 UTC, bytes as text, sets as lists."""
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, (set, frozenset)):
-        return sorted(value, key=str)
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
 
 
 def group_key(row: dict[str, Any], keys: tuple[str, ...]) -> str:

@@ -151,7 +151,7 @@ def handle_record(record, state, side, index):
     try:
         row = parse_record(raw, PARSE_FIELDS, PARSE_REQUIRED, MAX_RECORD_BYTES)
     except BadRecordError as e:
-        dead = {{"raw": raw.decode("utf-8", "replace"), "reason": str(e), "step_id": PARSE_STEP, **meta}}
+        dead = {{**raw_dead_letter_row(raw, str(e), PARSE_STEP), **meta}}
         side.append((index, PARSE_STEP + ".dead_letter", dead))
         return
     process_row(row, state, lambda output, r: side.append((index, output, {{**r, **meta}})))
@@ -172,7 +172,7 @@ def send_side_outputs(side):
             log.error("no DEAD_LETTER_QUEUE_URL: retrying record %s (%s)", row.get("sequenceNumber"), output)
             return index
         try:
-            body = json.dumps({{"output": output, **row}}, default=json_default)
+            body = dump_json({{"output": output, **row}}, compact=False)
             client("sqs").send_message(QueueUrl=queue, MessageBody=body)
         except Exception:
             log.exception("sending %s of record %s failed; Lambda will retry it", output, row.get("sequenceNumber"))
@@ -441,6 +441,7 @@ class _Steps:
         self.snippets: set[str] = {
             "parse_record",
             "json_default",
+            "dead_letter_row",
             "to_ns",
             "from_ns",
             "RowCombine",
@@ -490,7 +491,7 @@ class _Steps:
     def dead_letter(self, sid: str, what: str) -> None:
         self.emit("except Exception as e:")
         reason = f'{what!r} + f" raised {{type(e).__name__}}: {{e}}"'
-        self.emit(f'    emit({sid + ".dead_letter"!r}, {{"reason": {reason}, "step_id": {sid!r}, **row}})')
+        self.emit(f"    emit({sid + '.dead_letter'!r}, dead_letter_row({reason}, {sid!r}, row))")
         self.emit("    return")
 
     def step(self, step: Step) -> None:
@@ -524,10 +525,8 @@ class _Steps:
         self.emit("try:")
         self.emit(f"    ts = to_ns(row[{step.time!r}])")
         self.emit("except (KeyError, TypeError, ValueError, OverflowError):")
-        self.emit(
-            f'    emit({sid + ".dead_letter"!r}, {{"reason": "missing or unreadable event time in column {step.time!r}", '
-            f'"step_id": {sid!r}, **row}})'
-        )
+        reason = f"missing or unreadable event time in column {step.time!r}"
+        self.emit(f"    emit({sid + '.dead_letter'!r}, dead_letter_row({reason!r}, {sid!r}, row))")
         self.emit("    return")
         self.emit('state["max_ns"] = ts if state["max_ns"] is None else max(state["max_ns"], ts)')
         self.emit('watermark = state["max_ns"] - DELAY_NS')

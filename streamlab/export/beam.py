@@ -164,6 +164,7 @@ Semantics (streamlab -> Beam)
 from __future__ import annotations
 
 import argparse
+import base64
 import heapq
 import json
 import math
@@ -199,7 +200,7 @@ class ParseRecords(beam.DoFn):
         try:
             row = parse_record(raw, self.fields, self.required, self.max_record_bytes)
         except BadRecordError as e:
-            yield pvalue.TaggedOutput("dead_letter", {"raw": raw, "reason": str(e), "step_id": self.step_id})
+            yield pvalue.TaggedOutput("dead_letter", raw_dead_letter_row(raw, str(e), self.step_id))
             return
         if self.time is None:
             yield row
@@ -220,7 +221,7 @@ class FilterRows(beam.DoFn):
             keep = bool(self.predicate(row))
         except Exception as e:
             reason = f"{self.what} raised {type(e).__name__}: {e}"
-            yield pvalue.TaggedOutput("dead_letter", {"reason": reason, "step_id": self.step_id, **row})
+            yield pvalue.TaggedOutput("dead_letter", dead_letter_row(reason, self.step_id, row))
             return
         if keep:
             yield row
@@ -239,7 +240,7 @@ class MapRows(beam.DoFn):
             rows = self.transform(row)
         except Exception as e:
             reason = f"{self.what} raised {type(e).__name__}: {e}"
-            yield pvalue.TaggedOutput("dead_letter", {"reason": reason, "step_id": self.step_id, **row})
+            yield pvalue.TaggedOutput("dead_letter", dead_letter_row(reason, self.step_id, row))
             return
         yield from rows
 ''',
@@ -316,7 +317,7 @@ class StampEventTime(beam.DoFn):
             ts = to_ns(value)
         except (TypeError, ValueError, OverflowError):
             reason = f"missing or unreadable event time in column {self.time!r}"
-            yield pvalue.TaggedOutput("dead_letter", {"reason": reason, "step_id": self.step_id, **row})
+            yield pvalue.TaggedOutput("dead_letter", dead_letter_row(reason, self.step_id, row))
             return
         yield beam_window.TimestampedValue(row, Timestamp(micros=(ts + self.shift_ns) // 1_000))
 ''',
@@ -459,7 +460,7 @@ def to_json_row(row, json_columns=(), streaming=False):
     Values of BigQuery JSON columns (``object`` and ``json`` fields) stay parsed for file loads; streaming
     inserts take them as JSON text.
     """
-    out = json.loads(json.dumps(row, default=json_default))
+    out = json.loads(dump_json(row))
     if streaming:
         for c in json_columns:
             if out.get(c) is not None:
@@ -479,7 +480,7 @@ def file_naming(name):
 
 
 def write_files(pcoll, name, output, streaming, window_s=FILE_WINDOW_S, shards=None):
-    lines = pcoll | f"{{name}}: to json" >> beam.Map(lambda row: json.dumps(row, default=json_default))
+    lines = pcoll | f"{{name}}: to json" >> beam.Map(lambda row: dump_json(row, compact=False))
     if not streaming:
         return lines | f"{{name}}: write" >> beam.io.WriteToText(f"{{output}}/{{name}}", file_name_suffix=".jsonl")
     from apache_beam.io import fileio
@@ -588,7 +589,7 @@ def run(argv=None):
             if known.dead_letter_topic and ref in SIDE_OUTPUTS:
                 (
                     pcoll
-                    | f"{{name}}: to message" >> beam.Map(lambda row: json.dumps(row, default=json_default).encode())
+                    | f"{{name}}: to message" >> beam.Map(lambda row: dump_json(row, compact=False).encode())
                     | f"{{name}}: publish" >> beam.io.WriteToPubSub(known.dead_letter_topic)
                 )
             elif known.sink == "bigquery":
@@ -633,7 +634,7 @@ class _Generator:
         self.p = p
         self.sink = sink
         self.late_horizon_ns = late_horizon_ns
-        self.snippets: set[str] = {"json_default"}
+        self.snippets: set[str] = {"json_default", "dead_letter_row"}
         self.dofns: list[str] = []
         self.user_imports: list[str] = []
         self.user_code: list[str] = []

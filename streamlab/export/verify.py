@@ -33,10 +33,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from streamlab._dead_letter import PARSE_DEAD_LETTER_COLUMNS
 from streamlab._time import to_utc_ns
 from streamlab.clock import ManualClock
 from streamlab.errors import PipelineConfigError
 from streamlab.pipeline import Pipeline
+from streamlab.serde import dump_json, rows_to_json
 from streamlab.sources import ListSource
 from streamlab.steps import DedupStep, IntervalJoinStep, ParseStep, SinkStep, SourceStep, Step, WindowStep
 
@@ -118,8 +120,7 @@ def sample_lines(sample: pd.DataFrame | Sequence[bytes | str]) -> list[bytes]:
         if "value" in sample.columns:
             values = sample["value"].tolist()
         else:
-            records = json.loads(sample.to_json(orient="records", date_format="iso", date_unit="ms"))
-            values = [json.dumps(r) for r in records]
+            values = rows_to_json(sample, compact=False)
     else:
         values = list(sample)
     return [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in values]
@@ -158,9 +159,7 @@ class _Collect:
         self.path = path
 
     def __call__(self, row: Any) -> None:
-        from streamlab.export._snippets import json_default
-
-        line = json.dumps(row, default=json_default)
+        line = dump_json(row, compact=False)
         with _LOCK, open(self.path, "a") as f:
             f.write(line + "\n")
 
@@ -308,7 +307,7 @@ def compared_outputs(pipeline: Pipeline, target: str) -> dict[str, tuple[list[st
     out: dict[str, tuple[list[str], set[str]]] = {}
     for sid, step in pipeline.steps.items():
         if step.kind == "parse":
-            out[f"{sid}.dead_letter"] = (["raw", "reason", "step_id"], set())
+            out[f"{sid}.dead_letter"] = (list(PARSE_DEAD_LETTER_COLUMNS), set())
         if isinstance(step, DedupStep) and target == "beam":
             cols = [step.id_column] + ([step.time] if step.time else [])
             out[f"{sid}.duplicates"] = (cols, {step.time} if step.time else set())

@@ -1,0 +1,137 @@
+"""Dead letters: the columns of every step's ``dead_letter`` output, named and ordered in one place.
+
+A dead letter is a row a step set aside, with the ``reason`` and the ``step_id`` of the step. The canonical
+order puts them first: ``reason, step_id`` and then the row's own columns; a parse step's dead letter holds
+the ``raw`` record instead of a row: ``raw, reason, step_id`` and then the source's metadata columns.
+Detector, feature, rule and pattern steps keep the order they have always written, the row first: its
+columns, then ``reason`` (the runtime adds ``step_id`` after it).
+
+The constants and the two ``*_row`` functions are plain Python: generated Beam modules and Lambda handlers
+carry their code (``streamlab.export._plan.dead_letter_source``), so exported dead letters are built by the
+same definition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+RAW = "raw"
+REASON = "reason"
+STEP_ID = "step_id"
+DEAD_LETTER_COLUMNS = (REASON, STEP_ID)
+"""What every dead letter carries before the row's own columns, in this order."""
+PARSE_DEAD_LETTER_COLUMNS = (RAW, REASON, STEP_ID)
+"""A parse step's dead letter: the raw record, why it failed, which step (then the source's metadata)."""
+
+
+def dead_letter_row(reason: str, step_id: str, row: dict[str, Any]) -> dict[str, Any]:
+    """One dead letter as a dict: ``reason``, ``step_id``, then the row's fields.
+
+    Examples
+    --------
+    >>> dead_letter_row("bad", "map", {"x": 1})
+    {'reason': 'bad', 'step_id': 'map', 'x': 1}
+    """
+    return {REASON: reason, STEP_ID: step_id, **row}
+
+
+def raw_dead_letter_row(raw: Any, reason: str, step_id: str) -> dict[str, Any]:
+    """A parse step's dead letter as a dict, the raw record as text (invalid UTF-8 replaced), as JSON
+    outputs of generated code carry it.
+
+    Examples
+    --------
+    >>> raw_dead_letter_row(b"\\xff{", "invalid UTF-8", "parse")
+    {'raw': '\\ufffd{', 'reason': 'invalid UTF-8', 'step_id': 'parse'}
+    """
+    text = raw.decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray)) else raw
+    return {RAW: text, REASON: reason, STEP_ID: step_id}
+
+
+def dead_letter_columns(columns: Sequence[str] | None, raw: bool = False) -> tuple[str, ...] | None:
+    """Columns of a step's ``dead_letter`` output when its input has ``columns`` (None: unknown).
+
+    Examples
+    --------
+    >>> dead_letter_columns(("x",)), dead_letter_columns(("partition",), raw=True)
+    (('reason', 'step_id', 'x'), ('raw', 'reason', 'step_id', 'partition'))
+    """
+    if columns is None:
+        return None
+    return (*(PARSE_DEAD_LETTER_COLUMNS if raw else DEAD_LETTER_COLUMNS), *columns)
+
+
+def dead_letter_types(types: Mapping[str, str], raw: bool = False) -> dict[str, str]:
+    """Field types of a ``dead_letter`` output, given the types of the rows it holds (exporters' schemas).
+
+    Examples
+    --------
+    >>> dead_letter_types({"x": "int64"})
+    {'reason': 'string', 'step_id': 'string', 'x': 'int64'}
+    """
+    head = PARSE_DEAD_LETTER_COLUMNS if raw else DEAD_LETTER_COLUMNS
+    return {**dict.fromkeys(head, "string"), **types}
+
+
+def dead_letter_frame(rows: pd.DataFrame, reasons: Sequence[str] | str, step_id: str) -> pd.DataFrame:
+    """``rows`` as dead letters: ``reason`` and ``step_id`` first, then the rows' columns.
+
+    Examples
+    --------
+    >>> dead_letter_frame(pd.DataFrame({"x": [1]}), ["boom"], "map").columns.tolist()
+    ['reason', 'step_id', 'x']
+    """
+    dl: pd.DataFrame = rows.reset_index(drop=True)
+    dl.insert(0, REASON, reasons if isinstance(reasons, str) else list(reasons))
+    dl.insert(1, STEP_ID, step_id)
+    return dl
+
+
+def raw_dead_letter_frame(
+    raw: Sequence[Any], reasons: Sequence[str], step_id: str, metadata: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """A parse step's dead letters: ``raw``, ``reason``, ``step_id``, then the source's ``metadata`` columns.
+
+    ``raw`` stays an object column: raw text may hold what a string column cannot (a lone surrogate).
+
+    Examples
+    --------
+    >>> raw_dead_letter_frame([b"{"], ["invalid JSON"], "parse").columns.tolist()
+    ['raw', 'reason', 'step_id']
+    """
+    dl: pd.DataFrame = pd.DataFrame(
+        {RAW: pd.Series(list(raw), dtype=object), REASON: list(reasons), STEP_ID: step_id}
+    )
+    if metadata is not None:
+        dl = pd.concat([dl, metadata.reset_index(drop=True)], axis=1)
+    return dl
+
+
+def reason_last_columns(columns: Sequence[str] | None) -> tuple[str, ...] | None:
+    """Columns of a detector-style ``dead_letter`` output: the rows' columns, ``reason``, ``step_id``.
+
+    Examples
+    --------
+    >>> reason_last_columns(("x",))
+    ('x', 'reason', 'step_id')
+    """
+    return None if columns is None else (*columns, REASON, STEP_ID)
+
+
+def reason_last_frame(batch: pd.DataFrame, bad: np.ndarray[Any, Any], reasons: Any) -> pd.DataFrame:
+    """Detector-style dead letters: the rows of ``batch`` selected by ``bad``, then a ``reason`` column
+    (one text, or one per row of ``batch``); the runtime adds ``step_id`` after it.
+
+    Examples
+    --------
+    >>> reason_last_frame(pd.DataFrame({"x": [1, 2]}), np.array([False, True]), "missing").to_dict("list")
+    {'x': [2], 'reason': ['missing']}
+    """
+    out = batch.loc[bad].copy()
+    out[REASON] = reasons if isinstance(reasons, str) else np.asarray(reasons, dtype=object)[bad]
+    picked: pd.DataFrame = out.reset_index(drop=True)
+    return picked
