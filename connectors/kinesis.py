@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from streamlab.connectors._json_rows import encode_json_rows
-from streamlab.connectors.aws_local import aws_client
+from streamlab.connectors.aws import aws_client
 
 from streamlab._time import Duration, format_duration, parse_duration
 from streamlab.clock import Clock

@@ -3,7 +3,7 @@
 :class:`PubSubSource` reads a subscription with streaming pull and acknowledges messages only when the
 runtime commits (after the sinks flushed); whatever was never committed is nacked on ``close()`` and
 redelivered. :class:`PubSubSink` publishes rows as JSON. Locally, point both at
-:class:`~streamlab.connectors.pubsub_emulator.PubSubEmulator` with ``emulator_host=`` (or set
+:class:`~streamlab.local.PubSubEmulator` with ``emulator_host=`` (or set
 ``PUBSUB_EMULATOR_HOST``).
 """
 
@@ -88,7 +88,7 @@ def _bounded_retry(timeout: float) -> Any:
 def _client_kwargs(emulator_host: str | None, kind: str) -> dict[str, Any]:
     if emulator_host is None:
         return {}
-    from streamlab.connectors.pubsub_emulator import emulator_client_kwargs
+    from streamlab.local.pubsub import emulator_client_kwargs
 
     return emulator_client_kwargs(emulator_host, kind)
 
@@ -700,7 +700,7 @@ def create_topic(
 
     Examples
     --------
-    >>> from streamlab.connectors.pubsub_emulator import PubSubEmulator
+    >>> from streamlab.local import PubSubEmulator
     >>> with PubSubEmulator() as emulator:
     ...     create_topic("events", project="demo", emulator_host=emulator.host)
     'projects/demo/topics/events'
@@ -771,7 +771,7 @@ def create_subscription(
 
     Examples
     --------
-    >>> from streamlab.connectors.pubsub_emulator import PubSubEmulator
+    >>> from streamlab.local import PubSubEmulator
     >>> with PubSubEmulator() as emulator:
     ...     host = emulator.host
     ...     topic = create_topic("events", project="demo", emulator_host=host)

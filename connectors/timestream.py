@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from streamlab.connectors.aws_local import aws_client
+from streamlab.connectors.aws import aws_client
 
 from streamlab._time import NAT_NS, to_utc_ns
 from streamlab.clock import Clock
