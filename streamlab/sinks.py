@@ -8,7 +8,6 @@ resume what was written after the checkpoint resumed. :class:`ListSink` lives in
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -20,6 +19,7 @@ import pandas as pd
 
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter
+from streamlab.serde import rows_to_json
 
 __all__ = ["DuckDBSink", "DuckDBTable", "JsonLinesSink", "ListSink", "ParquetSink"]
 
@@ -424,18 +424,6 @@ class ParquetSink(Sink):
         return f"ParquetSink({self.path!r})"
 
 
-def _json_default(v: Any) -> Any:
-    if isinstance(v, pd.Timestamp):
-        return v.isoformat().replace("+00:00", "Z")
-    if isinstance(v, bytes):
-        return v.decode("utf-8", "backslashreplace")
-    if hasattr(v, "item"):
-        return v.item()
-    if hasattr(v, "tolist"):
-        return v.tolist()
-    return str(v)
-
-
 class _JsonLinesWriter(SinkWriter):
     def __init__(self, sink: JsonLinesSink) -> None:
         Path(sink.path).parent.mkdir(parents=True, exist_ok=True)
@@ -458,9 +446,7 @@ class _JsonLinesWriter(SinkWriter):
         self.end = self.f.tell()
 
     def write_batch(self, batch: pd.DataFrame) -> None:
-        for row in batch.to_dict("records"):
-            clean = {k: (None if (isinstance(v, float) and v != v) else v) for k, v in row.items()}
-            self.f.write(json.dumps(clean, default=_json_default) + "\n")
+        self.f.writelines(line + "\n" for line in rows_to_json(batch, compact=False))
 
     def flush(self) -> None:
         self.f.flush()
@@ -473,7 +459,7 @@ class _JsonLinesWriter(SinkWriter):
 
 
 class JsonLinesSink(Sink):
-    """Append rows as JSON lines (timestamps in ISO-8601 UTC).
+    """Append rows as JSON lines in ``streamlab.serde``'s encoding (times as ISO-8601 UTC, bytes as base64).
 
     The checkpoint records the file's length at each commit; a run resuming it truncates the file to
     that length first, so lines written after the checkpoint (a crash before it landed) are not doubled.
