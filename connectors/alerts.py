@@ -27,8 +27,7 @@ import pandas as pd
 from streamlab._secrets import MASK, env_name, is_reference, redact_url, resolve, secret_reference
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter, default_clock
-
-from .kafka import rows_to_json
+from streamlab.serde import rows_to_json
 
 __all__ = [
     "PAGERDUTY_EVENTS_URL",

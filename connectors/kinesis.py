@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from streamlab.connectors._json_rows import encode_json_rows
 from streamlab.connectors.aws import aws_client
 
 from streamlab._time import Duration, format_duration, parse_duration
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter, Source, SourceReader, default_clock
+from streamlab.serde import encode_rows
 
 __all__ = ["KinesisSink", "KinesisSource"]
 
@@ -525,7 +525,7 @@ class _KinesisWriter(SinkWriter):
                 f"{self._sink!r}: partition keys must be 1..256 characters; rows {rows} have "
                 f"{keys[bad].head(5).tolist()!r}. Filter or fill them before the sink."
             )
-        payloads = encode_json_rows(batch)
+        payloads = encode_rows(batch)
         for data, pk in zip(payloads, keys.tolist()):
             if len(data) + len(pk.encode()) > _RECORD_MAX_BYTES:
                 raise ValueError(f"{self._sink!r}: a row encodes to {len(data)} bytes; Kinesis allows 1 MiB")

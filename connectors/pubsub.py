@@ -19,11 +19,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
-from streamlab.connectors._json_rows import encode_json_rows
 
 from streamlab._time import Duration, parse_duration
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter, Source, SourceReader
+from streamlab.serde import encode_rows
 
 __all__ = [
     "PubSubSink",
@@ -33,6 +33,9 @@ __all__ = [
     "create_topic",
     "encode_json_rows",
 ]
+
+#: One JSON object per row as bytes: :func:`streamlab.serde.encode_rows` (the name this module exported).
+encode_json_rows = encode_rows
 
 _EXTRA = "pip install 'streamlab[pubsub]'"
 _log = logging.getLogger(__name__)
@@ -613,7 +616,7 @@ class _PubSubWriter(SinkWriter):
             raise KeyError(
                 f"{self._sink!r}: the batch has no column(s) {needed}; it has {list(batch.columns)}"
             )
-        payloads = encode_json_rows(batch)
+        payloads = encode_rows(batch)
         n = len(batch)
         keys = (
             batch[self._sink.ordering_key].astype("string").fillna("").tolist()

@@ -9,7 +9,6 @@ appends rows to a Redis stream (``XADD``). ``redis`` (redis-py) is imported when
 
 from __future__ import annotations
 
-import json
 import shutil  # noqa: F401  (tests patch shutil.which through this module's name)
 import string
 from collections.abc import Mapping, Sequence
@@ -23,8 +22,7 @@ from streamlab._secrets import redact_url, resolve, url_with_reference
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter
 from streamlab.local.redis import LocalRedis
-
-from .kafka._encode import json_column, json_value
+from streamlab.serde import dump_json, json_column, rows_to_json
 
 __all__ = ["LocalRedis", "RedisMetricsSink", "RedisMetricsWriter", "RedisStreamSink", "RedisStreamWriter"]
 
@@ -305,7 +303,7 @@ class RedisMetricsWriter(SinkWriter):
         inc_text = _object_json(inc_frame)
         labels = [c for _, c in self.sink.__dict__["_parts"] if c is not None]
         label_text = _object_json(batch[list(dict.fromkeys(labels))].reset_index(drop=True))
-        key_text = np.array([json.dumps(k) for k in keys.tolist()], dtype=object)
+        key_text = np.array([dump_json(k) for k in keys.tolist()], dtype=object)
         out = '{"key":' + key_text + ',"increments":' + inc_text + ',"labels":' + label_text + "}"
         return [m.encode("utf-8") for m in out.tolist()]
 
@@ -322,10 +320,7 @@ class RedisMetricsWriter(SinkWriter):
 
 def _object_json(frame: pd.DataFrame) -> np.ndarray:
     """One JSON object per row of ``frame`` (as str), built column by column."""
-    out = np.full(len(frame), "{", dtype=object)
-    for i, col in enumerate(frame.columns):
-        out = out + (("," if i else "") + json.dumps(str(col)) + ":") + json_column(frame[col])
-    return out + "}"
+    return np.array(rows_to_json(frame), dtype=object)
 
 
 @dataclass(frozen=True, repr=False)
@@ -449,7 +444,7 @@ class RedisStreamWriter(SinkWriter):
             if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
                 # Text stays as it is (no JSON quotes); anything else in the column becomes JSON.
                 encoded[c] = [
-                    v if isinstance(v, str) else (None if json_value(v) == "null" else json_value(v))
+                    v if isinstance(v, str) else (None if dump_json(v) == "null" else dump_json(v))
                     for v in s.tolist()
                 ]
             else:

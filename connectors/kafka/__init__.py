@@ -8,8 +8,9 @@ delivery failed. ``confluent_kafka`` is imported only when a connection is opene
 :mod:`streamlab.local` (re-exported here).
 
 Modules: ``source`` (the frozen read description), ``reader`` (the open consumer), ``sink``, ``admin``,
-``errors``; the private ``_config`` (settings checks, redaction), ``_client`` (client import, logging)
-and ``_encode`` (rows to record bytes).
+``errors``; the private ``_config`` (settings checks, redaction) and ``_client`` (client import, logging).
+Records are encoded by :mod:`streamlab.serde`; ``rows_to_json`` here is its ``encode_rows`` (one JSON
+object per row, as bytes).
 
 Local broker gaps (tansu 0.6.0, the broker ``LocalKafkaBroker`` runs) that matter here:
 
@@ -36,9 +37,9 @@ Examples
 from __future__ import annotations
 
 from streamlab.local.kafka import LocalKafkaBroker
+from streamlab.serde import encode_rows as rows_to_json
 
 from ._config import redact_config
-from ._encode import rows_to_json
 from .admin import KafkaAdmin, create_topic
 from .errors import KafkaCommitError, KafkaDeliveryError, KafkaSourceError, KafkaUnreachableError
 from .reader import KAFKA_COLUMNS, KafkaSourceReader, Position

@@ -13,10 +13,10 @@ import pandas as pd
 from streamlab._secrets import resolve_config
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter
+from streamlab.serde import encode_rows, encode_values
 
 from ._client import ClientErrors, ClientLog, import_confluent
 from ._config import check_bootstrap, check_config, config_references
-from ._encode import encode_column, rows_to_json
 from .errors import KafkaDeliveryError
 
 log = logging.getLogger("streamlab.connectors.kafka")  # one logger for the whole connector
@@ -172,11 +172,13 @@ class KafkaSink(Sink):
             )
         n = len(batch)
         values: list[bytes | None] = (
-            list(rows_to_json(batch)) if self.value == "json" else encode_column(batch[self.value])
+            list[bytes | None](encode_rows(batch))
+            if self.value == "json"
+            else encode_values(batch[self.value])
         )
-        keys: list[bytes | None] = encode_column(batch[self.key]) if self.key else [None] * n
+        keys: list[bytes | None] = encode_values(batch[self.key]) if self.key else [None] * n
         if self.headers:
-            cols = {h: encode_column(batch[c]) for h, c in self.headers.items()}
+            cols = {h: encode_values(batch[c]) for h, c in self.headers.items()}
             headers: list[Any] = [list(zip(cols, vals)) for vals in zip(*cols.values())]
         else:
             headers = [None] * n
@@ -261,9 +263,9 @@ class KafkaDeadLetterSink(KafkaSink):
                 f"KafkaDeadLetterSink(topic={self.topic!r}): a dead-letter batch needs a 'raw' column; "
                 f"it has {list(batch.columns)}"
             )
-        values = encode_column(batch["raw"])
+        values = encode_values(batch["raw"])
         others = [c for c in batch.columns if c != "raw"]
-        cols = {str(c): encode_column(batch[c]) for c in others}
+        cols = {str(c): encode_values(batch[c]) for c in others}
         headers: list[Any] = (
             [list(zip(cols, vals)) for vals in zip(*cols.values())] if cols else [None] * len(batch)
         )
