@@ -11,8 +11,8 @@ True
 
 from __future__ import annotations
 
-from streamlab.connectors.aws import aws_client
-
 from streamlab.local.aws import LocalAWS
+
+from .aws import aws_client
 
 __all__ = ["LocalAWS", "aws_client"]
