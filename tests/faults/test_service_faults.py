@@ -60,7 +60,8 @@ def bounded(seconds: float) -> object:
 def test_pubsub_source_on_a_dead_endpoint_fails_at_open_within_timeout(
     where: str, request: pytest.FixtureRequest
 ) -> None:
-    from streamlab.connectors.pubsub import PubSubSource, _pubsub
+    from streamlab.connectors.pubsub import PubSubSource
+    from streamlab.connectors.pubsub._client import import_pubsub as _pubsub
 
     host = request.getfixturevalue("stalled") if where == "stalled" else nowhere()
     source = PubSubSource("s", project="p", emulator_host=host, timeout=2)
