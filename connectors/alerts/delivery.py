@@ -1,5 +1,6 @@
 """Delivering alerts over HTTP: a rolling-minute rate limit on the injected clock, retries with backoff
-(honouring ``Retry-After``), and an error from ``flush()`` for what could not be delivered."""
+(honouring ``Retry-After``), and an error from ``flush()`` for what could not be delivered.
+"""
 
 from __future__ import annotations
 
