@@ -1,4 +1,4 @@
-"""Sources and sinks for real providers, and local servers to try them without a cloud account.
+"""Sources and sinks for real providers (the local servers to try them on are in ``streamlab.local``).
 
 Every connector uses the provider's official client, imported only when the connector is used (a missing
 client raises an ImportError naming the extra to install). Sources commit offsets or ack messages only
@@ -18,7 +18,7 @@ from typing import Any
 
 _EXPORTS = {
     # Kafka and Event Hubs (Kafka endpoint)
-    "LocalKafkaBroker": "kafka",
+    "LocalKafkaBroker": "streamlab.local.kafka",
     "KafkaAdmin": "kafka",
     "KafkaSource": "kafka",
     "KafkaSink": "kafka",
@@ -29,7 +29,7 @@ _EXPORTS = {
     "eventhub_kafka_config": "eventhub",
     "parse_eventhub_connection_string": "eventhub",
     # Google Cloud
-    "PubSubEmulator": "pubsub_emulator",
+    "PubSubEmulator": "streamlab.local.pubsub",
     "PubSubSource": "pubsub",
     "PubSubSink": "pubsub",
     "create_topic": "pubsub",
@@ -37,12 +37,12 @@ _EXPORTS = {
     "BigQuerySink": "bigquery",
     "create_events_table": "bigquery",
     # AWS
-    "LocalAWS": "aws_local",
+    "LocalAWS": "streamlab.local.aws",
     "KinesisSource": "kinesis",
     "KinesisSink": "kinesis",
     "TimestreamSink": "timestream",
     # Redis, live dashboards and alerts
-    "LocalRedis": "redis",
+    "LocalRedis": "streamlab.local.redis",
     "RedisWebSocketRelay": "dashboard",
     "RedisMetricsSink": "redis",
     "RedisStreamSink": "redis",
@@ -79,7 +79,9 @@ def __getattr__(name: str) -> Any:
     if target is None:
         raise AttributeError(f"module 'streamlab.connectors' has no attribute {name!r}")
     module, attr = (target, name) if isinstance(target, str) else target
-    value = getattr(importlib.import_module(f"streamlab.connectors.{module}"), attr)
+    # the local servers live in streamlab.local; they stay reachable here under their old names
+    path = module if module.startswith("streamlab.") else f"streamlab.connectors.{module}"
+    value = getattr(importlib.import_module(path), attr)
     globals()[name] = value
     return value
 

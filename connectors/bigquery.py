@@ -16,10 +16,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
-from streamlab.connectors._json_rows import encode_json_rows
 
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter
+from streamlab.serde import dump_json, encode_rows
 
 __all__ = ["BigQuerySink", "create_events_table", "events_table", "make_client", "stream_requests"]
 
@@ -287,14 +287,14 @@ def stream_requests(
     """
     if insert_id is not None and insert_id not in batch.columns:
         raise KeyError(f"insert_id column {insert_id!r} is not in the batch; it has {list(batch.columns)}")
-    encoded = encode_json_rows(batch)
+    encoded = encode_rows(batch)
     rows = [json.loads(line) for line in encoded]
     for column in json_columns:
         if column in batch.columns:
             for row in rows:
                 value = row.get(column)
                 if value is not None and not isinstance(value, str):
-                    row[column] = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+                    row[column] = dump_json(value)
     ids = batch[insert_id].astype("string").fillna("").tolist() if insert_id is not None else None
     requests: list[tuple[list[dict[str, Any]], list[str] | None, list[int]]] = []
     start, size = 0, 0
@@ -387,7 +387,7 @@ class _BigQueryWriter(SinkWriter):
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
             schema=self._schema,
         )
-        data = io.BytesIO(b"\n".join(encode_json_rows(rows)))
+        data = io.BytesIO(b"\n".join(encode_rows(rows)))
         job = self._client.load_table_from_file(data, self._sink.table, job_config=config, rewind=True)
         try:
             job.result(timeout=self._sink.timeout)

@@ -12,11 +12,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from streamlab.connectors.aws_local import aws_client
 
 from streamlab._time import NAT_NS, to_utc_ns
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter, default_clock
+
+from .aws import aws_client
 
 __all__ = ["TimestreamSink"]
 

@@ -1,4 +1,4 @@
-"""Test harness for your own pipelines: a list source, a list sink and a controllable clock.
+"""Test harness for your own pipelines: a list source, a list sink, a controllable clock, bounded waits.
 
 Examples
 --------
@@ -20,12 +20,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from streamlab._polling import wait_for
 from streamlab.clock import Clock, ManualClock
 from streamlab.io import Source, SourceReader, default_clock
+from streamlab.local.server import find_free_port, port_is_open, wait_for_port
 from streamlab.sinks import ListSink
 from streamlab.sources import ListSource, _FrameReader
 
-__all__ = ["ArrivalSource", "ListSink", "ListSource", "ManualClock", "assert_outputs_equal", "run_sample"]
+__all__ = [
+    "ArrivalSource",
+    "ListSink",
+    "ListSource",
+    "ManualClock",
+    "assert_outputs_equal",
+    "find_free_port",
+    "port_is_open",
+    "run_sample",
+    "wait_for",
+    "wait_for_port",
+]
 
 
 class _ArrivalReader(_FrameReader):

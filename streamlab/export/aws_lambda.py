@@ -999,7 +999,7 @@ def create_window_table(dynamodb: Any, name: str) -> str:
 
     Examples
     --------
-    >>> from streamlab.connectors.aws_local import LocalAWS
+    >>> from streamlab.local import LocalAWS
     >>> with LocalAWS() as aws:
     ...     create_window_table(aws.client("dynamodb"), "demo-windows")
     'demo-windows'
@@ -1076,7 +1076,7 @@ def run_lambda(
     tuple
         Outputs by streamlab reference (window results from Timestream, side outputs from SQS) and notes.
     """
-    from streamlab.connectors.aws_local import LocalAWS
+    from streamlab.local import LocalAWS
     from streamlab.export.verify import load_module
 
     chain = _check(pipeline)

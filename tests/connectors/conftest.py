@@ -9,7 +9,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from streamlab.connectors._local_servers import wait_for
+
+from streamlab.testing import wait_for
 
 _SERVER_FIXTURES = {"kafka_broker", "redis_server", "redis_client"}
 

@@ -12,10 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
 import pytest
-from streamlab.connectors._local_servers import find_free_port
 from streamlab.connectors.alerts import AlertDeliveryError, PagerDutySink, WebhookSink
 
 from streamlab.clock import ManualClock
+from streamlab.testing import find_free_port
 
 T0 = "2024-01-01T00:00:00Z"
 

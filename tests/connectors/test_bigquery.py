@@ -19,7 +19,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from streamlab.connectors._local_servers import LocalServer, find_free_port
 from streamlab.connectors.bigquery import (
     REASON_COLUMN,
     BigQuerySink,
@@ -30,6 +29,8 @@ from streamlab.connectors.bigquery import (
 )
 
 from streamlab.io import Sink, SinkWriter
+from streamlab.local import LocalServer
+from streamlab.testing import find_free_port
 
 CACHE = Path(os.environ.get("STREAMLAB_CACHE", Path.home() / ".cache" / "streamlab")) / "local-bigquery"
 PROJECT = "local-project"
@@ -277,11 +278,11 @@ def test_pipeline_from_pubsub_to_bigquery_keeps_each_event_once(endpoint: dict[s
     import json
 
     from google.cloud import pubsub_v1
-    from streamlab.connectors._local_servers import wait_for
     from streamlab.connectors.pubsub import PubSubSource, create_subscription, create_topic
-    from streamlab.connectors.pubsub_emulator import PubSubEmulator, emulator_client_kwargs
 
     from streamlab import ListSink, Pipeline
+    from streamlab.local.pubsub import PubSubEmulator, emulator_client_kwargs
+    from streamlab.testing import wait_for
 
     name = new_table(endpoint)
     with PubSubEmulator() as emulator:

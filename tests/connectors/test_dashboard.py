@@ -11,9 +11,10 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from streamlab.connectors._local_servers import port_is_open, wait_for
 from streamlab.connectors.dashboard import RedisWebSocketRelay
 from streamlab.connectors.redis import LocalRedis, RedisMetricsSink
+
+from streamlab.testing import port_is_open, wait_for
 
 
 def connect(relay: RedisWebSocketRelay) -> Any:
@@ -138,7 +139,7 @@ def test_rejects_bad_configuration(kwargs: dict[str, object], message: str) -> N
 
 
 def test_unreachable_redis_fails_start_and_leaves_nothing() -> None:
-    from streamlab.connectors._local_servers import find_free_port
+    from streamlab.testing import find_free_port
 
     relay = RedisWebSocketRelay(f"redis://127.0.0.1:{find_free_port()}/0", startup_timeout=5)
     with pytest.raises(Exception, match=r"(?i)connect"):

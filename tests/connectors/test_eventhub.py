@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from streamlab.connectors._local_servers import wait_for
 from streamlab.connectors.eventhub import (
     EventHubSink,
     EventHubSource,
@@ -21,6 +20,8 @@ from streamlab.connectors.eventhub import (
     parse_eventhub_connection_string,
 )
 from streamlab.connectors.kafka import KafkaAdmin, KafkaSource, LocalKafkaBroker, create_topic
+
+from streamlab.testing import wait_for
 
 NS = "Endpoint=sb://contoso-ns.servicebus.windows.net/"
 KEY = "SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=AbC+dEf/GhI0123456789xyzXYZ=="

@@ -17,7 +17,6 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from streamlab.connectors._local_servers import find_free_port, wait_for
 from streamlab.connectors.kafka import (
     KAFKA_COLUMNS,
     KafkaAdmin,
@@ -34,6 +33,7 @@ from streamlab.connectors.kafka import (
 )
 
 from streamlab.io import Sink, SinkWriter
+from streamlab.testing import find_free_port, wait_for
 
 # tansu answers a subscribing consumer's JoinGroup after session.timeout.ms / 2; keep joins short.
 FAST_GROUP = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}

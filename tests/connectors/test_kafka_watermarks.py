@@ -43,7 +43,7 @@ def window_counts(
     results, late = ListSink(), ListSink()
     out.to(results)
     out.late.to(late)
-    from streamlab.connectors._local_servers import wait_for
+    from streamlab.testing import wait_for
 
     handle = p.start(clock=ManualClock(0))
     try:
@@ -91,7 +91,7 @@ def test_idle_timeout_closes_windows_when_one_key_fills_one_partition(
     kafka_broker: LocalKafkaBroker, unique_name: str
 ) -> None:
     """Every record has the same key, so two of three partitions stay empty and hold the watermark."""
-    from streamlab.connectors._local_servers import wait_for
+    from streamlab.testing import wait_for
 
     boot = kafka_broker.bootstrap_servers
     events, lines = clicks_topic(boot, unique_name, 600, seed=5, partitions=3, key="one-key")

@@ -13,11 +13,12 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from streamlab.connectors._local_servers import LocalServer, wait_for
-from streamlab.connectors.aws_local import LocalAWS, aws_client
+from streamlab.connectors.aws import aws_client
 from streamlab.connectors.kinesis import SHARD_END, KinesisSink, KinesisSource, load_checkpoint
 
 from streamlab.clock import ManualClock
+from streamlab.local import LocalAWS, LocalServer
+from streamlab.testing import wait_for
 
 pytestmark = pytest.mark.services
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from streamlab.connectors._local_servers import wait_for
 
 from streamlab import ListSink, Pipeline, TumblingWindow, agg
 from streamlab.io import Source
+from streamlab.testing import wait_for
 
 pytestmark = pytest.mark.services
 N = 600  # one event a second: ten 1-minute windows
@@ -74,7 +74,8 @@ def fresh_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 def test_pubsub_acks_only_what_a_checkpoint_or_sink_holds(fresh_state_dir: Path) -> None:
     from google.cloud import pubsub_v1
     from streamlab.connectors.pubsub import PubSubSource
-    from streamlab.connectors.pubsub_emulator import PubSubEmulator, emulator_client_kwargs
+
+    from streamlab.local.pubsub import PubSubEmulator, emulator_client_kwargs
 
     with PubSubEmulator() as emu:
         pub = pubsub_v1.PublisherClient(**emulator_client_kwargs(emu.host, "publisher"))
@@ -113,8 +114,10 @@ def test_kafka_commits_only_what_a_checkpoint_or_sink_holds(
 def test_kinesis_checkpoints_only_what_a_checkpoint_or_sink_holds(
     fresh_state_dir: Path, tmp_path: Path
 ) -> None:
-    from streamlab.connectors.aws_local import LocalAWS, aws_client
+    from streamlab.connectors.aws import aws_client
     from streamlab.connectors.kinesis import KinesisSource
+
+    from streamlab.local import LocalAWS
 
     with LocalAWS() as aws:
         client = aws_client("kinesis", endpoint_url=aws.endpoint_url)

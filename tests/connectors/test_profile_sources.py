@@ -7,10 +7,10 @@ import uuid
 
 import pandas as pd
 import pytest
-from streamlab.connectors._local_servers import wait_for
 from streamlab.connectors.kafka import KafkaAdmin, KafkaSource, LocalKafkaBroker, create_topic
 
 from streamlab import profile
+from streamlab.testing import wait_for
 
 FAST_GROUP = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}
 
@@ -80,7 +80,8 @@ def test_profiling_a_kafka_topic_leaves_the_groups_committed_offsets_unchanged(
 def test_profiling_a_pubsub_subscription_acknowledges_nothing() -> None:
     from google.cloud import pubsub_v1
     from streamlab.connectors.pubsub import PubSubSource, create_subscription, create_topic
-    from streamlab.connectors.pubsub_emulator import PubSubEmulator, emulator_client_kwargs
+
+    from streamlab.local.pubsub import PubSubEmulator, emulator_client_kwargs
 
     project = "streamlab-test"
     with PubSubEmulator() as emu:
@@ -114,8 +115,10 @@ def test_profiling_a_pubsub_subscription_acknowledges_nothing() -> None:
 
 @pytest.mark.services
 def test_profiling_a_kinesis_stream_writes_no_checkpoint(tmp_path) -> None:
-    from streamlab.connectors.aws_local import LocalAWS, aws_client
+    from streamlab.connectors.aws import aws_client
     from streamlab.connectors.kinesis import KinesisSource
+
+    from streamlab.local import LocalAWS
 
     with LocalAWS() as aws:
         client = aws_client("kinesis", endpoint_url=aws.endpoint_url)

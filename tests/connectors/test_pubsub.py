@@ -10,7 +10,6 @@ from typing import Any
 import pandas as pd
 import pytest
 from google.cloud import pubsub_v1
-from streamlab.connectors._local_servers import wait_for
 from streamlab.connectors.pubsub import (
     PubSubSink,
     PubSubSource,
@@ -18,7 +17,9 @@ from streamlab.connectors.pubsub import (
     create_topic,
     encode_json_rows,
 )
-from streamlab.connectors.pubsub_emulator import PubSubEmulator, emulator_client_kwargs
+
+from streamlab.local.pubsub import PubSubEmulator, emulator_client_kwargs
+from streamlab.testing import wait_for
 
 pytestmark = pytest.mark.services
 PROJECT = "streamlab-test"

@@ -15,10 +15,11 @@ from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from streamlab.connectors._local_servers import LocalServer, wait_for
-from streamlab.connectors.pubsub_emulator import PubSubEmulator, emulator_client_kwargs
 
 from streamlab.clock import ManualClock
+from streamlab.local import LocalServer
+from streamlab.local.pubsub import PubSubEmulator, emulator_client_kwargs
+from streamlab.testing import wait_for
 
 pytestmark = pytest.mark.services
 PROJECT = "emu-test"

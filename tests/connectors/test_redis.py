@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from streamlab.connectors._local_servers import wait_for
 from streamlab.connectors.redis import LocalRedis, RedisMetricsSink, RedisStreamSink
+
+from streamlab.testing import wait_for
 
 
 def metrics_batch(rng: np.random.Generator, n: int) -> pd.DataFrame:

@@ -8,10 +8,10 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from streamlab.connectors.aws_local import LocalAWS
 from streamlab.connectors.timestream import REASON_COLUMN, TimestreamSink
 
 from streamlab.io import Sink, SinkWriter
+from streamlab.local import LocalAWS
 
 pytestmark = pytest.mark.services
 
@@ -213,10 +213,10 @@ def test_pipeline_from_kinesis_to_timestream_writes_each_good_event_once(
 ) -> None:
     import json
 
-    from streamlab.connectors._local_servers import wait_for
     from streamlab.connectors.kinesis import KinesisSource
 
     from streamlab import ListSink, Pipeline
+    from streamlab.testing import wait_for
 
     kinesis = aws.client("kinesis")
     stream = f"ts-{uuid.uuid4().hex[:8]}"

@@ -71,7 +71,7 @@ def test_a_running_handle_writes_a_test_from_what_it_read(tmp_path: Path) -> Non
     p.window(TumblingWindow("30s"), key="event_type", delay="2s").agg(agg.count())
     handle = p.start(clock=ManualClock(0), paused=True, batch_size=500)
     handle.step(2)
-    from streamlab.connectors._local_servers import wait_for
+    from streamlab.testing import wait_for
 
     wait_for(lambda: handle.metrics["events_in"] >= 1000, timeout=30, what="two batches")
     written = handle.to_test(tmp_path / "test_live.py")

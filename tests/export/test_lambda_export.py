@@ -162,7 +162,7 @@ def test_terraform_event_source_mapping_and_least_privilege(tmp_path: Path) -> N
 
 @pytest.mark.services
 def test_idempotency_table_carries_ids_across_lambda_windows(tmp_path: Path, monkeypatch) -> None:
-    from streamlab.connectors.aws_local import LocalAWS
+    from streamlab.local import LocalAWS
 
     with LocalAWS() as aws:
         dynamodb = aws.client("dynamodb")
@@ -221,9 +221,8 @@ def test_a_window_split_across_invocations_lambda_windows_and_shards_is_written_
 ) -> None:
     """One event-time window gets events from two Lambda windows of one shard and from a second shard;
     one invocation is retried. Timestream's record with the highest version holds every event, once."""
-    from streamlab.connectors.aws_local import LocalAWS
-
     from streamlab.export.aws_lambda import _results_from_timestream, create_window_table
+    from streamlab.local import LocalAWS
 
     p = Pipeline(ListSource([b"{}"]), name="split")
     p.parse(SCHEMA).window(TumblingWindow("1m"), key="event_type", delay="5s").agg(

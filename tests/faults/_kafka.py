@@ -51,7 +51,7 @@ class Broker:
     """A tansu broker owned by one test: freeze/thaw (SIGSTOP/SIGCONT), kill -9, restart on its port."""
 
     def __init__(self, storage: str = "memory://tansu/", env: dict[str, str] | None = None) -> None:
-        from streamlab.connectors._local_servers import find_free_port
+        from streamlab.testing import find_free_port
 
         self.port = find_free_port()
         self.storage, self.env = storage, env

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from streamlab.connectors._local_servers import find_free_port, wait_for
 from streamlab.connectors.kafka import (
     KafkaCommitError,
     KafkaSource,
@@ -34,6 +33,7 @@ from streamlab.connectors.kafka import (
 from streamlab import DuckDBSink, Pipeline, TumblingWindow, agg
 from streamlab._checkpoint import CHECKPOINT_FILE
 from streamlab.io import Sink, SinkWriter
+from streamlab.testing import find_free_port, wait_for
 
 from ._kafka import FAST_GROUP, Broker, make_events, produce
 
@@ -283,7 +283,7 @@ def test_frozen_broker_stop_is_bounded_and_restart_matches_uninterrupted_run(
 @pytest.fixture
 def durable_broker() -> Any:
     """tansu storing topics and group offsets in S3 (moto in this process): it survives a restart."""
-    from streamlab.connectors.aws_local import LocalAWS
+    from streamlab.local import LocalAWS
 
     with LocalAWS() as aws:
         aws.client("s3").create_bucket(Bucket="tansu")

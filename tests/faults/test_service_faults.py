@@ -19,7 +19,9 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from streamlab.connectors._local_servers import LocalServer, find_free_port, wait_for
+
+from streamlab.local import LocalServer
+from streamlab.testing import find_free_port, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(120)]
 
@@ -58,7 +60,8 @@ def bounded(seconds: float) -> object:
 def test_pubsub_source_on_a_dead_endpoint_fails_at_open_within_timeout(
     where: str, request: pytest.FixtureRequest
 ) -> None:
-    from streamlab.connectors.pubsub import PubSubSource, _pubsub
+    from streamlab.connectors.pubsub import PubSubSource
+    from streamlab.connectors.pubsub._client import import_pubsub as _pubsub
 
     host = request.getfixturevalue("stalled") if where == "stalled" else nowhere()
     source = PubSubSource("s", project="p", emulator_host=host, timeout=2)
@@ -86,7 +89,8 @@ def test_pubsub_ack_to_a_stopped_emulator_fails_within_timeout() -> None:
     """The client's default retry tries an unreachable service for 60 s whatever timeout is passed."""
     from google.cloud import pubsub_v1
     from streamlab.connectors.pubsub import PubSubSource, create_subscription, create_topic
-    from streamlab.connectors.pubsub_emulator import PubSubEmulator, emulator_client_kwargs
+
+    from streamlab.local.pubsub import PubSubEmulator, emulator_client_kwargs
 
     emulator = PubSubEmulator().start()
     try:
@@ -141,7 +145,8 @@ def pubsub_subscription(host: str, messages: int) -> str:
     """A new topic and subscription on ``host`` with ``messages`` messages published; the subscription."""
     from google.cloud import pubsub_v1
     from streamlab.connectors.pubsub import create_subscription, create_topic
-    from streamlab.connectors.pubsub_emulator import emulator_client_kwargs
+
+    from streamlab.local.pubsub import emulator_client_kwargs
 
     name = f"outage-{uuid.uuid4().hex[:8]}"
     topic = create_topic(name, project="p", emulator_host=host)

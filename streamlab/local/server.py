@@ -1,7 +1,7 @@
 """Start and stop local server processes (brokers, emulators) on free 127.0.0.1 ports.
 
-Used by the local stand-ins (``LocalKafkaBroker``, ``LocalRedis``, the Pub/Sub and AWS fakes) and by
-test fixtures. A :class:`LocalServer` is an object with ``start()``/``stop()`` and a context manager;
+The base of the local stand-ins (``LocalKafkaBroker``, ``LocalRedis``) and of test fixtures that wrap
+any other binary. A :class:`LocalServer` is an object with ``start()``/``stop()`` and a context manager;
 it owns exactly one child process (in its own process group) and stops it by PID: SIGTERM first,
 SIGKILL after a grace period, so nothing is left behind.
 """
@@ -15,11 +15,12 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
+
+from streamlab._polling import wait_for
 
 __all__ = [
     "LocalServer",
@@ -27,7 +28,6 @@ __all__ = [
     "find_free_port",
     "port_is_open",
     "stop_process",
-    "wait_for",
     "wait_for_port",
 ]
 
@@ -106,51 +106,6 @@ def port_is_open(port: int, host: str = LOOPBACK, timeout: float = 0.2) -> bool:
             return True
     except OSError:
         return False
-
-
-def wait_for(
-    condition: Callable[[], bool],
-    *,
-    timeout: float = 10.0,
-    interval: float = 0.02,
-    what: str = "condition",
-) -> None:
-    """Poll ``condition`` until it returns True, or raise :class:`TimeoutError` after ``timeout`` seconds.
-
-    This is the project's replacement for ``time.sleep`` in tests and start-up code: it waits only as
-    long as needed and fails loudly with ``what`` in the message.
-
-    Parameters
-    ----------
-    condition
-        Callable returning True once the awaited state is reached.
-    timeout
-        Deadline in seconds (monotonic time).
-    interval
-        Pause between polls in seconds; grows up to 10x while waiting so long waits stay cheap.
-    what
-        Description for the error message.
-
-    Examples
-    --------
-    >>> box = [0]
-    >>> def ready():
-    ...     box[0] += 1
-    ...     return box[0] >= 3
-    >>> wait_for(ready, timeout=5)
-    >>> box[0]
-    3
-    """
-    deadline = time.monotonic() + timeout
-    pause = interval
-    while True:
-        if condition():
-            return
-        now = time.monotonic()
-        if now >= deadline:
-            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(min(pause, max(deadline - now, 0.001)))
-        pause = min(pause * 1.5, interval * 10)
 
 
 def wait_for_port(

@@ -1,0 +1,229 @@
+"""Delivering alerts over HTTP: a rolling-minute rate limit on the injected clock, retries with backoff
+(honouring ``Retry-After``), and an error from ``flush()`` for what could not be delivered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import pandas as pd
+
+from streamlab._secrets import MASK, is_reference, redact_url, resolve
+from streamlab.clock import Clock
+from streamlab.io import SinkWriter, default_clock
+from streamlab.serde import rows_to_json
+
+if TYPE_CHECKING:  # the sinks build this writer; it only reads their settings
+    from .pagerduty import PagerDutySink
+    from .webhook import WebhookSink
+
+log = logging.getLogger("streamlab.connectors.alerts")
+
+_MINUTE_NS = 60_000_000_000
+
+
+class AlertDeliveryError(RuntimeError):
+    """Some alerts could not be delivered; the runtime must not commit the source position.
+
+    Examples
+    --------
+    >>> issubclass(AlertDeliveryError, RuntimeError)
+    True
+    """
+
+
+def check_url(owner: str, url: str) -> str:
+    if is_reference(url):  # "${WEBHOOK_URL}": resolved from the environment when sending
+        return url
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ValueError(f"{owner}(url={url!r}): expected an http:// or https:// URL")
+    return url
+
+
+def _retry_after_seconds(value: str | None, now_ns: int) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - now_ns / 1e9, 0.0)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How requests are sent: shared by both sinks."""
+
+    rate_limit_per_minute: int | None = None
+    max_retries: int = 5
+    backoff: float = 1.0
+    max_backoff: float = 60.0
+    timeout: float = 10.0
+
+
+class AlertWriter(SinkWriter):
+    """Sends one JSON request per alert row (created by the sinks' ``open``).
+
+    Attributes
+    ----------
+    sent
+        Requests answered with 2xx.
+    retries
+        Requests repeated after a retryable answer.
+    failures
+        Descriptions of alerts that could not be delivered (first 100).
+    history
+        ``(clock time ns, HTTP status or 0 for a connection error)`` of the last 1000 requests.
+
+    Examples
+    --------
+    >>> from streamlab.clock import ManualClock
+    >>> from streamlab.connectors.alerts import WebhookSink
+    >>> writer = WebhookSink("http://127.0.0.1:9/hook").open(ManualClock(0))
+    >>> writer.write_batch(pd.DataFrame({"user_id": []}))  # no rows, no requests
+    >>> writer.flush()
+    >>> writer.sent, writer.failures
+    (0, [])
+    """
+
+    def __init__(self, sink: PagerDutySink | WebhookSink, clock: Clock | None) -> None:
+        self.sink = sink
+        self.clock = default_clock(clock)
+        self.sent = 0
+        self.retries = 0
+        self.failures: list[str] = []
+        self._failed_total = 0
+        self.history: deque[tuple[int, int]] = deque(maxlen=1000)
+        self._window: deque[int] = deque()
+
+    def write_batch(self, batch: pd.DataFrame) -> None:
+        """Send every row of ``batch`` (waiting for rate-limit slots and retries as needed)."""
+        if len(batch) == 0:
+            return
+        rows = [json.loads(line) for line in rows_to_json(batch)]
+        for row in rows:
+            try:
+                body = self.sink.request_body(row)
+            except (KeyError, ValueError) as exc:
+                self._fail(f"row {row!r}: {exc.args[0] if exc.args else exc}")
+                continue
+            self._send(body)
+
+    # -- HTTP ------------------------------------------------------------------------------------------
+    def _wait_for_slot(self) -> None:
+        limit = self.sink.delivery.rate_limit_per_minute
+        if limit is None:
+            return
+        now = self.clock.now_ns()
+        while self._window and self._window[0] <= now - _MINUTE_NS:
+            self._window.popleft()
+        if len(self._window) >= limit:
+            wait_ns = self._window[0] + _MINUTE_NS - now
+            self.clock.sleep(wait_ns / 1e9)
+            now = self.clock.now_ns()
+            while self._window and self._window[0] <= now - _MINUTE_NS:
+                self._window.popleft()
+        self._window.append(self.clock.now_ns())
+
+    def _post(self, body: bytes) -> tuple[int, str, str | None]:
+        headers = {"Content-Type": "application/json", "User-Agent": "streamlab", **self.sink.http_headers()}
+        url = resolve(self.sink.url, f"{type(self.sink).__name__} url")
+        req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=self.sink.delivery.timeout) as resp:
+                return int(resp.status), resp.read(2000).decode("utf-8", "replace"), None
+        except urllib.error.HTTPError as exc:
+            text = exc.read(2000).decode("utf-8", "replace") if exc.fp is not None else ""
+            return int(exc.code), text, exc.headers.get("Retry-After") if exc.headers else None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            return 0, f"connection failed: {reason}", None
+
+    def _send(self, payload: Mapping[str, Any]) -> None:
+        body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+        delivery = self.sink.delivery
+        attempt = 0
+        while True:
+            self._wait_for_slot()
+            status, text, retry_after = self._post(body)
+            self.history.append((self.clock.now_ns(), status))
+            if 200 <= status < 300:
+                self.sent += 1
+                return
+            retryable = status == 0 or status == 429 or status >= 500
+            if not retryable or attempt >= delivery.max_retries:
+                what = "rejected" if not retryable else f"failed after {attempt + 1} attempts"
+                self._fail(f"{what}: HTTP {status or '-'} {text[:300]}")
+                return
+            wait = _retry_after_seconds(retry_after, self.clock.now_ns())
+            if wait is None:
+                wait = min(delivery.backoff * 2**attempt, delivery.max_backoff)
+            elif wait > delivery.max_backoff:
+                # Retrying earlier than asked would be ignored or punished; blocking the pipeline for
+                # longer than max_backoff is worse. Report it instead.
+                self._fail(
+                    f"HTTP {status}: server asked to retry after {wait:g}s (> {delivery.max_backoff:g}s)"
+                )
+                return
+            log.info("%r: HTTP %s, retrying in %.1fs", self.sink, status or "connection error", wait)
+            self.clock.sleep(wait)
+            attempt += 1
+            self.retries += 1
+
+    def _fail(self, message: str) -> None:
+        self._failed_total += 1
+        if len(self.failures) < 100:
+            self.failures.append(message)
+        log.warning("%r: %s", self.sink, message)
+
+    def flush(self) -> None:
+        """Raise :class:`AlertDeliveryError` if any alert could not be delivered (stays failed)."""
+        if self._failed_total:
+            raise AlertDeliveryError(
+                f"{self.sink!r}: {self._failed_total} alert(s) not delivered, e.g. {self.failures[:3]}"
+            )
+
+    def close(self) -> None:
+        """Report undelivered alerts (requests are sent synchronously, nothing is buffered)."""
+        self.flush()
+
+    def __repr__(self) -> str:
+        return f"AlertWriter({self.sink!r}, sent={self.sent}, failed={self._failed_total})"
+
+
+def make_delivery(
+    owner: str, rate_limit_per_minute: int | None, max_retries: int, timeout: float
+) -> Delivery:
+    if rate_limit_per_minute is not None and (
+        not isinstance(rate_limit_per_minute, int) or rate_limit_per_minute < 1
+    ):
+        raise ValueError(
+            f"{owner}(rate_limit_per_minute={rate_limit_per_minute!r}): a positive number of requests, or None"
+        )
+    if not isinstance(max_retries, int) or max_retries < 0:
+        raise ValueError(f"{owner}(max_retries={max_retries!r}): must be 0 or more")
+    if not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ValueError(f"{owner}(timeout={timeout!r}): seconds, greater than 0")
+    return Delivery(
+        rate_limit_per_minute=rate_limit_per_minute, max_retries=max_retries, timeout=float(timeout)
+    )
+
+
+def shown_url(url: str) -> str:
+    """A webhook URL for display: scheme and host only (the path and query hold its token)."""
+    if is_reference(url):
+        return url
+    parts = urlsplit(redact_url(url))
+    return f"{parts.scheme}://{parts.netloc}/{MASK}" if parts.path.strip("/") or parts.query else url

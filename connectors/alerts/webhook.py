@@ -1,0 +1,114 @@
+"""``WebhookSink``: alert rows POSTed as JSON to a webhook (Slack, Teams, your own service)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamlab._secrets import env_name, resolve, secret_reference
+from streamlab.clock import Clock
+from streamlab.io import Sink
+
+from ._templates import check_nested, check_template, render, render_any
+from .delivery import AlertWriter, Delivery, check_url, make_delivery, shown_url
+
+
+@dataclass(frozen=True, repr=False)
+class WebhookSink(Sink):
+    """POST each alert row as JSON to a webhook.
+
+    Parameters
+    ----------
+    url
+        Webhook URL (Slack/Teams/Mattermost incoming webhook, or your own endpoint), or a reference
+        ``"${SLACK_WEBHOOK_URL}"`` to an environment variable holding it. The URL carries the webhook's
+        token, so ``spec()`` writes only a reference (``${WEBHOOK_URL}`` when a value was given) and
+        ``repr`` shows only the host.
+    template
+        None: the row itself as a JSON object. A string: ``{"text": <rendered string>}``, the shape
+        Slack-style incoming webhooks take. A mapping: that JSON body, with ``{column}`` placeholders
+        filled in every string value.
+    headers
+        Extra HTTP headers (e.g. an ``Authorization`` token; kept out of ``repr`` and ``spec``).
+    rate_limit_per_minute
+        Requests per rolling minute of the injected clock; None for no limit.
+    max_retries
+        Retries on connection errors, 429 and 5xx.
+    timeout
+        Seconds per HTTP request.
+
+    Examples
+    --------
+    >>> sink = WebhookSink("https://hooks.example.com/T0/B0", template="{user_id} scored {score}")
+    >>> sink.request_body({"user_id": "u1", "score": 0.97})
+    {'text': 'u1 scored 0.97'}
+    >>> WebhookSink("https://example.com/hook").request_body({"user_id": "u1"})
+    {'user_id': 'u1'}
+    """
+
+    url: str
+    template: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    delivery: Delivery = field(default_factory=Delivery)
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        template: str | Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        rate_limit_per_minute: int | None = None,
+        max_retries: int = 5,
+        timeout: float = 10.0,
+    ) -> None:
+        owner = "WebhookSink"
+        check_url(owner, url)
+        if template is not None and not isinstance(template, (str, Mapping)):
+            raise ValueError(
+                f"{owner}(template=...): a string, a JSON-like mapping, or None (the row as JSON)"
+            )
+        if isinstance(template, str):
+            check_template(owner, "template", template)
+        elif isinstance(template, Mapping):
+            check_nested(owner, template)
+        set_ = object.__setattr__
+        set_(self, "url", url)
+        set_(self, "template", template)
+        set_(self, "headers", {str(k): str(v) for k, v in (headers or {}).items()})
+        set_(self, "delivery", make_delivery(owner, rate_limit_per_minute, max_retries, timeout))
+
+    def http_headers(self) -> dict[str, str]:
+        """The configured extra headers (``${NAME}`` references resolved from the environment)."""
+        return {k: resolve(v, f"WebhookSink header {k!r}") for k, v in self.headers.items()}
+
+    def request_body(self, row: Mapping[str, Any]) -> Any:
+        """The JSON body for one row."""
+        if self.template is None:
+            return dict(row)
+        if isinstance(self.template, str):
+            return {"text": render(self.template, row)}
+        return render_any(self.template, row)
+
+    def open(self, clock: Clock | None = None) -> AlertWriter:
+        """Start sending; ``clock`` drives rate limiting and retry waits."""
+        return AlertWriter(self, clock)
+
+    def spec(self) -> dict[str, Any]:
+        """YAML-ready description without secrets: a webhook URL carries its token, so it is written as
+        an environment reference (``${WEBHOOK_URL}`` unless given as one), and so is each header value
+        (``${WEBHOOK_HEADER_<NAME>}``); set them where the spec runs."""
+        return {
+            "kind": "webhook",
+            "url": secret_reference(self.url, "WEBHOOK_URL"),
+            "template": self.template,
+            "headers": {
+                k: secret_reference(v, env_name("webhook_header", k)) for k, v in self.headers.items()
+            },
+            "rate_limit_per_minute": self.delivery.rate_limit_per_minute,
+            "max_retries": self.delivery.max_retries,
+            "timeout": self.delivery.timeout,
+        }
+
+    def __repr__(self) -> str:
+        return f"WebhookSink(url={shown_url(self.url)!r}, rate_limit_per_minute={self.delivery.rate_limit_per_minute!r})"

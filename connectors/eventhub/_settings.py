@@ -1,0 +1,83 @@
+"""What a source and a sink share: the connection (given or from the environment), the hub, merged settings."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from .connection import EventHubConnection, eventhub_kafka_config, parse_eventhub_connection_string
+
+
+def connection_text(owner: str, connection_string: str | None, connection_string_env: str | None) -> str:
+    if (connection_string is None) == (connection_string_env is None):
+        raise ValueError(
+            f"{owner}: pass either connection_string='Endpoint=sb://...' or connection_string_env='VAR' "
+            "(the name of an environment variable holding it; keeps the secret out of notebooks and YAML)"
+        )
+    if connection_string_env is not None:
+        value = os.environ.get(connection_string_env)
+        if not value:
+            raise ValueError(
+                f"{owner}(connection_string_env={connection_string_env!r}): that environment variable is "
+                "not set; export it with the connection string from the portal's 'Shared access policies'"
+            )
+        return value
+    return str(connection_string)
+
+
+def secret_spec(connection_string_env: str | None) -> dict[str, str]:
+    """How ``spec()`` names the secret: the variable holding it, never its value."""
+    if connection_string_env:
+        return {"connection_string_env": connection_string_env}
+    return {"connection_string": "<redacted>"}
+
+
+def resolve_hub(owner: str, conn: EventHubConnection, eventhub: str | None) -> str:
+    if eventhub is not None and (not isinstance(eventhub, str) or not eventhub):
+        raise ValueError(f"{owner}(eventhub={eventhub!r}): give the event hub name")
+    if conn.entity_path and eventhub and eventhub != conn.entity_path:
+        raise ValueError(
+            f"{owner}(eventhub={eventhub!r}): the connection string is scoped to EntityPath="
+            f"{conn.entity_path!r}; its key only works for that hub. Use that name or a namespace-level "
+            "connection string"
+        )
+    hub = eventhub or conn.entity_path
+    if not hub:
+        raise ValueError(
+            f"{owner}: which event hub? The connection string has no EntityPath; pass eventhub='<name>'"
+        )
+    return hub
+
+
+def split_kafka(owner: str, kafka: dict[str, Any], config: Mapping[str, Any] | None) -> dict[str, Any]:
+    for k in ("bootstrap.servers", "security.protocol", "sasl.mechanisms", "sasl.username", "sasl.password"):
+        if config and k in config:
+            raise ValueError(
+                f"{owner}: {k!r} comes from the connection string; to test locally pass "
+                "bootstrap_servers=... and security_protocol='PLAINTEXT' instead"
+            )
+    return {k: v for k, v in kafka.items() if k != "bootstrap.servers"}
+
+
+def prepare(
+    owner: str,
+    connection_string: str | None,
+    connection_string_env: str | None,
+    eventhub: str | None,
+    bootstrap_servers: str | None,
+    security_protocol: Any,
+    config: Mapping[str, Any] | None,
+    service_defaults: Mapping[str, Any],
+) -> tuple[EventHubConnection, str, str, dict[str, Any]]:
+    """Parse the connection, pick the hub, and build the Kafka client settings for a source or sink."""
+    text = connection_text(owner, connection_string, connection_string_env)
+    conn = parse_eventhub_connection_string(text)
+    hub = resolve_hub(owner, conn, eventhub)
+    kafka = eventhub_kafka_config(
+        text, bootstrap_servers=bootstrap_servers, security_protocol=security_protocol
+    )
+    # The service's recommended timeouts would only slow a local test broker down.
+    tuned = service_defaults if bootstrap_servers is None else {}
+    merged = {**tuned, **split_kafka(owner, kafka, config), **(config or {})}
+    return conn, hub, kafka["bootstrap.servers"], merged

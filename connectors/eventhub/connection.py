@@ -1,0 +1,215 @@
+"""Event Hubs connection strings, and the Kafka client settings that reach a namespace's Kafka endpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+KAFKA_PORT = 9093
+EMULATOR_KAFKA_PORT = 9092
+
+
+_KEYS = {
+    "endpoint": "Endpoint",
+    "sharedaccesskeyname": "SharedAccessKeyName",
+    "sharedaccesskey": "SharedAccessKey",
+    "sharedaccesssignature": "SharedAccessSignature",
+    "entitypath": "EntityPath",
+    "usedevelopmentemulator": "UseDevelopmentEmulator",
+}
+
+
+@dataclass(frozen=True)
+class EventHubConnection:
+    """The parts of an Event Hubs connection string.
+
+    Attributes
+    ----------
+    host
+        Namespace host name, e.g. ``mynamespace.servicebus.windows.net``.
+    port
+        Port given in the endpoint, if any (the emulator's ``sb://localhost:5672``).
+    key_name
+        ``SharedAccessKeyName``.
+    entity_path
+        ``EntityPath``: the event hub the key is scoped to, if any.
+    use_development_emulator
+        ``UseDevelopmentEmulator=true``.
+    connection_string
+        The original text (the Kafka password); hidden from ``repr``.
+
+    Examples
+    --------
+    >>> c = parse_eventhub_connection_string(
+    ...     "Endpoint=sb://ns1.servicebus.windows.net/;SharedAccessKeyName=send;"
+    ...     "SharedAccessKey=abc=;EntityPath=hub"
+    ... )
+    >>> c.host, c.entity_path, c.namespace
+    ('ns1.servicebus.windows.net', 'hub', 'ns1')
+    """
+
+    host: str
+    port: int | None
+    key_name: str | None
+    entity_path: str | None
+    use_development_emulator: bool
+    has_key: bool
+    has_signature: bool
+    connection_string: str = field(repr=False)
+
+    @property
+    def namespace(self) -> str:
+        """The first label of the host name (the namespace name in Azure)."""
+        return self.host.split(".", 1)[0]
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """``host:9093`` for the service; ``host:9092`` for the local emulator."""
+        return f"{self.host}:{EMULATOR_KAFKA_PORT if self.use_development_emulator else KAFKA_PORT}"
+
+
+def parse_eventhub_connection_string(connection_string: str) -> EventHubConnection:
+    """Parse and check an Event Hubs connection string.
+
+    Keys are case-insensitive; values may contain ``=`` (base64 keys end with it); empty segments
+    (a trailing ``;``) are ignored. The string must have an ``Endpoint`` (``sb://host/``) and either
+    ``SharedAccessKeyName`` + ``SharedAccessKey`` or a ``SharedAccessSignature``.
+
+    Parameters
+    ----------
+    connection_string
+        As copied from the Azure portal ("Shared access policies").
+
+    Returns
+    -------
+    EventHubConnection
+        The parsed parts.
+
+    Raises
+    ------
+    ValueError
+        Saying which part is missing or malformed and how to fix it (the secret is never echoed).
+
+    Examples
+    --------
+    >>> parse_eventhub_connection_string(
+    ...     "Endpoint=sb://ns1.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=v"
+    ... ).kafka_bootstrap
+    'ns1.servicebus.windows.net:9093'
+    >>> parse_eventhub_connection_string("Endpoint=sb://ns1.servicebus.windows.net/")
+    Traceback (most recent call last):
+    ...
+    ValueError: Event Hubs connection string has no credentials: add SharedAccessKeyName=...;SharedAccessKey=... or SharedAccessSignature=... (copy it from the portal's 'Shared access policies')
+    """
+    what = "Event Hubs connection string"
+    if not isinstance(connection_string, str) or not connection_string.strip():
+        raise ValueError(f"{what} is empty; copy it from the Azure portal ('Shared access policies')")
+    parts: dict[str, str] = {}
+    for segment in connection_string.strip().split(";"):
+        if not segment.strip():
+            continue
+        key, sep, value = segment.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            shown = key if len(key) <= 30 else key[:30] + "..."
+            raise ValueError(f"{what}: segment {shown!r} is not 'Key=Value'; segments are separated by ';'")
+        canonical = _KEYS.get(key.lower(), key)
+        if canonical in parts:
+            raise ValueError(f"{what}: {canonical} appears twice; keep one")
+        parts[canonical] = value.strip()
+
+    endpoint = parts.get("Endpoint")
+    if not endpoint:
+        raise ValueError(f"{what} has no Endpoint=sb://<namespace>.servicebus.windows.net/")
+    scheme, sep, rest = endpoint.partition("://")
+    if not sep or scheme.lower() not in ("sb", "amqps", "amqp", "https"):
+        raise ValueError(
+            f"{what}: Endpoint {endpoint!r} must look like sb://<namespace>.servicebus.windows.net/"
+        )
+    hostport = rest.split("/", 1)[0]
+    host, colon, port_text = hostport.rpartition(":")
+    if not colon:
+        host, port_text = hostport, ""
+    if not host or (port_text and not port_text.isdigit()):
+        raise ValueError(f"{what}: Endpoint {endpoint!r} has no valid host name")
+    emulator_text = parts.get("UseDevelopmentEmulator", "false").lower()
+    if emulator_text not in ("true", "false"):
+        raise ValueError(f"{what}: UseDevelopmentEmulator must be true or false, got {emulator_text!r}")
+
+    key_name = parts.get("SharedAccessKeyName") or None
+    has_key = bool(parts.get("SharedAccessKey"))
+    has_signature = bool(parts.get("SharedAccessSignature"))
+    if key_name and not has_key:
+        raise ValueError(f"{what}: SharedAccessKeyName={key_name!r} is given but SharedAccessKey is missing")
+    if has_key and not key_name:
+        raise ValueError(f"{what}: SharedAccessKey is given but SharedAccessKeyName is missing")
+    if not (has_key or has_signature):
+        raise ValueError(
+            f"{what} has no credentials: add SharedAccessKeyName=...;SharedAccessKey=... or "
+            "SharedAccessSignature=... (copy it from the portal's 'Shared access policies')"
+        )
+    entity = parts.get("EntityPath") or None
+    return EventHubConnection(
+        host=host.lower(),
+        port=int(port_text) if port_text else None,
+        key_name=key_name,
+        entity_path=entity,
+        use_development_emulator=emulator_text == "true",
+        has_key=has_key,
+        has_signature=has_signature,
+        connection_string=connection_string.strip(),
+    )
+
+
+def eventhub_kafka_config(
+    connection_string: str,
+    *,
+    bootstrap_servers: str | None = None,
+    security_protocol: Literal["SASL_SSL", "SASL_PLAINTEXT", "PLAINTEXT"] | None = None,
+) -> dict[str, Any]:
+    """confluent-kafka settings for an Event Hubs namespace's Kafka endpoint.
+
+    Parameters
+    ----------
+    connection_string
+        Namespace- or hub-level connection string.
+    bootstrap_servers
+        Override the broker address (tests point it at a local broker).
+    security_protocol
+        Override the protocol; ``"PLAINTEXT"`` drops the SASL settings (local tests only).
+
+    Returns
+    -------
+    dict
+        ``bootstrap.servers``, ``security.protocol`` and, unless PLAINTEXT, the SASL settings.
+
+    Examples
+    --------
+    >>> cfg = eventhub_kafka_config(
+    ...     "Endpoint=sb://ns1.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=v"
+    ... )
+    >>> cfg["bootstrap.servers"], cfg["security.protocol"], cfg["sasl.mechanisms"], cfg["sasl.username"]
+    ('ns1.servicebus.windows.net:9093', 'SASL_SSL', 'PLAIN', '$ConnectionString')
+    >>> cfg["sasl.password"].startswith("Endpoint=sb://ns1")
+    True
+    """
+    conn = parse_eventhub_connection_string(connection_string)
+    protocol = security_protocol or ("SASL_PLAINTEXT" if conn.use_development_emulator else "SASL_SSL")
+    if protocol not in ("SASL_SSL", "SASL_PLAINTEXT", "PLAINTEXT"):
+        raise ValueError(
+            f"eventhub_kafka_config(security_protocol={security_protocol!r}): use 'SASL_SSL' (the service), "
+            "'SASL_PLAINTEXT' (the emulator) or 'PLAINTEXT' (a local test broker)"
+        )
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap_servers or conn.kafka_bootstrap,
+        "security.protocol": protocol,
+    }
+    if protocol != "PLAINTEXT":
+        config.update(
+            {
+                "sasl.mechanisms": "PLAIN",
+                "sasl.username": "$ConnectionString",
+                "sasl.password": conn.connection_string,
+            }
+        )
+    return config

@@ -1,0 +1,72 @@
+"""The confluent-kafka client: imported lazily; its log lines and errors routed to Python logging."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+log = logging.getLogger("streamlab.connectors.kafka")  # one logger for the whole connector
+
+
+def import_confluent() -> Any:
+    try:
+        import confluent_kafka
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise ImportError("Kafka connectors need confluent-kafka: pip install 'streamlab[kafka]'") from exc
+    return confluent_kafka
+
+
+def import_admin_types() -> Any:
+    """``confluent_kafka.admin`` (its request types are not re-exported for type checkers)."""
+    import_confluent()
+    import confluent_kafka.admin as admin
+
+    return admin
+
+
+client_log = logging.getLogger("streamlab.connectors.kafka.librdkafka")
+CLOSE_WAIT = 10.0  # seconds close() waits for the leave-group handshake at most
+# Errors meaning "no broker answers": the client retries them by itself, many times a second.
+CONNECTIVITY_ERRORS = ("_TRANSPORT", "_ALL_BROKERS_DOWN", "_RESOLVE", "_TIMED_OUT", "_TIMED_OUT_QUEUE")
+
+
+class ClientLog:
+    """Where librdkafka's log lines go (the client's ``logger`` setting) instead of stderr.
+
+    A client that cannot reach a broker repeats the same few lines many times a second; each kind of
+    line (numbers ignored) is logged once at INFO (at most), repeats at DEBUG. Problems reach the user
+    through ``error_cb`` and the connectors' own errors, which say what was tried and for how long.
+    """
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[str, str]] = set()
+
+    def log(self, level: int, fmt: str, *args: Any) -> None:
+        fac, text = (str(args[0]), str(args[-1])) if len(args) >= 2 else ("", fmt % args)
+        key = (fac, re.sub(r"\d+", "#", text))
+        if key in self._seen:
+            level = logging.DEBUG
+        else:
+            if len(self._seen) < 1000:
+                self._seen.add(key)
+            level = min(level, logging.INFO)
+        client_log.log(level, fmt, *args)
+
+
+class ClientErrors:
+    """``error_cb`` of a producer or admin client: each kind of error logged once, kept for inspection."""
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        self.errors: list[Any] = []
+        self._seen: set[int] = set()
+
+    def __call__(self, err: Any) -> None:
+        self.errors.append(err)
+        del self.errors[:-100]
+        # "cannot connect" comes as several codes (transport, all brokers down, ...): one kind here
+        kind = -1 if err.name() in CONNECTIVITY_ERRORS else err.code()
+        level = logging.DEBUG if kind in self._seen else logging.WARNING
+        self._seen.add(kind)
+        log.log(level, "%s: Kafka reported %s (the client keeps retrying)", self.owner, err)

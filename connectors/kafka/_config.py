@@ -1,0 +1,127 @@
+"""Client configuration: validation of user settings, secret redaction, start positions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from streamlab._secrets import env_name, secret_reference
+
+# Settings whose values are secrets. Matched as whole names or name prefixes, not substrings: a
+# setting such as ``connections.max.idle.ms`` is not a secret.
+SECRET_KEYS = (
+    "sasl.password",
+    "sasl.jaas.config",
+    "sasl.oauthbearer.client.secret",
+    "sasl.oauthbearer.config",
+    "ssl.key.password",
+    "ssl.key.pem",
+    "ssl.keystore.password",
+    "ssl.truststore.password",
+    "connection_string",
+    "connection.string",
+    "password",
+    "secret",
+    "token",
+)
+
+
+def check_timeout(owner: str, name: str, value: Any, *, allow_none: bool = True) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        what = "a positive number of seconds" + (" or None (wait forever)" if allow_none else "")
+        raise ValueError(f"{owner}({name}={value!r}): must be {what}")
+    return float(value)
+
+
+def redact_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of a client config with secret values replaced by ``"<redacted>"``.
+
+    Used by ``repr`` so passwords and connection strings never reach notebooks or logs (``spec()``
+    writes environment references instead: ``config_references``).
+
+    Parameters
+    ----------
+    config
+        A librdkafka configuration mapping.
+
+    Returns
+    -------
+    dict
+        The same keys, secrets masked.
+
+    Examples
+    --------
+    >>> redact_config({"sasl.password": "hunter2", "linger.ms": 5})
+    {'sasl.password': '<redacted>', 'linger.ms': 5}
+    """
+    return {k: ("<redacted>" if is_secret(k) else v) for k, v in config.items()}
+
+
+def config_references(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A client config for a spec: each secret becomes an environment reference, ``${KAFKA_<KEY>}``
+    unless it already is one (resolved by ``consumer_config()``/``producer_config()`` when connecting).
+
+    Examples
+    --------
+    >>> config_references({"sasl.password": "hunter2", "linger.ms": 5})
+    {'sasl.password': '${KAFKA_SASL_PASSWORD}', 'linger.ms': 5}
+    """
+    return {k: (secret_reference(v, env_name("kafka", k)) if is_secret(k) else v) for k, v in config.items()}
+
+
+def is_secret(key: str) -> bool:
+    k = key.lower()
+    return any(k == s or k.startswith(s + ".") or k.endswith("." + s) for s in SECRET_KEYS)
+
+
+def check_config(owner: str, config: Mapping[str, Any], reserved: Mapping[str, str]) -> dict[str, Any]:
+    if not isinstance(config, Mapping):
+        raise TypeError(
+            f"{owner}: config must be a mapping of librdkafka settings, got {type(config).__name__}"
+        )
+    out: dict[str, Any] = {}
+    for k, v in config.items():
+        if not isinstance(k, str):
+            raise TypeError(f"{owner}: config keys must be strings such as 'linger.ms', got {k!r}")
+        if k in reserved:
+            raise ValueError(f"{owner}: do not set {k!r} in config; {reserved[k]}")
+        out[k] = v
+    return out
+
+
+def check_bootstrap(owner: str, bootstrap_servers: str | Sequence[str]) -> str:
+    if isinstance(bootstrap_servers, str):
+        text = bootstrap_servers.strip()
+    else:
+        text = ",".join(str(s).strip() for s in bootstrap_servers)
+    if not text:
+        raise ValueError(f"{owner}: bootstrap_servers is empty; pass 'host:port' (e.g. '127.0.0.1:9092')")
+    for part in text.split(","):
+        host, sep, port = part.strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(
+                f"{owner}: bootstrap server {part!r} is not 'host:port'; write e.g. '127.0.0.1:9092'"
+            )
+    return text
+
+
+def parse_start(start: Any) -> str | int:
+    """``"earliest"``/``"latest"`` or epoch milliseconds for a point in time."""
+    if isinstance(start, str) and start in ("earliest", "latest"):
+        return start
+    if isinstance(start, bool):
+        raise TypeError
+    if isinstance(start, (int, np.integer)):
+        return int(start)
+    if isinstance(start, (str, datetime, pd.Timestamp)):
+        ts = pd.Timestamp(start)
+        if ts.tzinfo is None:
+            ts = ts.tz_localize("UTC")
+        return int(ts.value // 1_000_000)
+    raise TypeError

@@ -1,0 +1,401 @@
+"""``KafkaSink`` and ``KafkaDeadLetterSink``: produce rows; ``flush()`` raises on failed delivery."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pandas as pd
+
+from streamlab._secrets import resolve_config
+from streamlab.clock import Clock
+from streamlab.io import Sink, SinkWriter
+from streamlab.serde import encode_rows, encode_values
+
+from ._client import ClientErrors, ClientLog, import_confluent
+from ._config import check_bootstrap, check_config, config_references
+from .errors import KafkaDeliveryError
+
+log = logging.getLogger("streamlab.connectors.kafka")  # one logger for the whole connector
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sinks
+
+_SINK_RESERVED = {
+    "bootstrap.servers": "pass bootstrap_servers=...",
+    "compression.type": "pass compression=...",
+    "enable.idempotence": "pass idempotence=...",
+}
+_COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+
+
+@dataclass(frozen=True, repr=False)
+class KafkaSink(Sink):
+    """Produce result rows to a Kafka topic.
+
+    Parameters
+    ----------
+    topic
+        Destination topic.
+    bootstrap_servers
+        ``host:port[,host:port]``.
+    key
+        Column whose values become record keys (same key → same partition), or None.
+    value
+        ``"json"`` to serialize each row as a JSON object, or the name of a bytes/str column to send
+        as is.
+    headers
+        Columns sent as record headers: a list of column names, or a mapping header name → column.
+        Strings are UTF-8 encoded, other values JSON.
+    compression
+        ``"zstd"``, ``"lz4"``, ``"snappy"``, ``"gzip"`` or ``"none"``.
+    idempotence
+        Enable the idempotent producer (no duplicates from retries; implies ``acks=all``).
+    config
+        Extra librdkafka producer settings.
+    flush_timeout
+        Seconds ``flush()`` waits for outstanding deliveries before failing.
+
+    Examples
+    --------
+    >>> sink = KafkaSink("alerts", bootstrap_servers="127.0.0.1:9092", key="user_id")
+    >>> sink
+    KafkaSink(topic='alerts', bootstrap_servers='127.0.0.1:9092', key='user_id', value='json')
+    >>> KafkaSink("alerts", bootstrap_servers="127.0.0.1:9092", compression="brotli")
+    Traceback (most recent call last):
+    ...
+    ValueError: KafkaSink(compression='brotli'): choose one of none, gzip, snappy, lz4, zstd
+    """
+
+    topic: str
+    bootstrap_servers: str
+    key: str | None = None
+    value: str = "json"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    compression: str = "zstd"
+    idempotence: bool = True
+    config: Mapping[str, Any] = field(default_factory=dict)
+    flush_timeout: float = 30.0
+
+    def __init__(
+        self,
+        topic: str,
+        *,
+        bootstrap_servers: str | Sequence[str],
+        key: str | None = None,
+        value: str = "json",
+        headers: Sequence[str] | Mapping[str, str] | None = None,
+        compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd",
+        idempotence: bool = True,
+        config: Mapping[str, Any] | None = None,
+        flush_timeout: float = 30.0,
+    ) -> None:
+        name = type(self).__name__
+        if not isinstance(topic, str) or not topic:
+            raise ValueError(f"{name}(topic={topic!r}): a topic name (non-empty string) is required")
+        if compression not in _COMPRESSIONS:
+            raise ValueError(f"{name}(compression={compression!r}): choose one of {', '.join(_COMPRESSIONS)}")
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{name}(value={value!r}): use 'json' or the name of a bytes/str column")
+        if key is not None and (not isinstance(key, str) or not key):
+            raise ValueError(f"{name}(key={key!r}): use a column name or None")
+        if headers is None:
+            header_map: dict[str, str] = {}
+        elif isinstance(headers, Mapping):
+            header_map = {str(h): str(c) for h, c in headers.items()}
+        elif isinstance(headers, str):
+            raise ValueError(
+                f"{name}(headers={headers!r}): pass a list of columns, e.g. headers=[{headers!r}]"
+            )
+        else:
+            header_map = {str(c): str(c) for c in headers}
+        if not isinstance(flush_timeout, (int, float)) or flush_timeout <= 0:
+            raise ValueError(f"{name}(flush_timeout={flush_timeout!r}): must be a positive number of seconds")
+        set_ = object.__setattr__
+        set_(self, "topic", topic)
+        set_(self, "bootstrap_servers", check_bootstrap(name, bootstrap_servers))
+        set_(self, "key", key)
+        set_(self, "value", value)
+        set_(self, "headers", header_map)
+        set_(self, "compression", compression)
+        set_(self, "idempotence", bool(idempotence))
+        set_(self, "config", check_config(name, config or {}, _SINK_RESERVED))
+        set_(self, "flush_timeout", float(flush_timeout))
+
+    def producer_config(self) -> dict[str, Any]:
+        """The librdkafka settings the writer uses (secrets included; do not print).
+
+        Examples
+        --------
+        >>> KafkaSink("t", bootstrap_servers="h:1").producer_config()["compression.type"]
+        'zstd'
+        """
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "compression.type": self.compression,
+            "enable.idempotence": self.idempotence,
+            "linger.ms": 5,
+            "log.connection.close": False,
+        }
+        if self.idempotence:
+            conf["acks"] = "all"
+        conf.update(resolve_config(self.config, type(self).__name__))
+        return conf
+
+    def open(self, clock: Clock | None = None) -> KafkaSinkWriter:
+        """Create the producer."""
+        return KafkaSinkWriter(self)
+
+    def encode(self, batch: pd.DataFrame) -> tuple[list[bytes | None], list[bytes | None], list[Any]]:
+        """Turn a batch into per-record ``(values, keys, headers)`` lists.
+
+        Examples
+        --------
+        >>> sink = KafkaSink("t", bootstrap_servers="h:1", key="k", headers=["h"])
+        >>> values, keys, headers = sink.encode(pd.DataFrame({"k": ["a"], "h": ["x"], "n": [1]}))
+        >>> values, keys, headers
+        ([b'{"k":"a","h":"x","n":1}'], [b'a'], [[('h', b'x')]])
+        """
+        name = type(self).__name__
+        needed = ([self.key] if self.key else []) + list(self.headers.values())
+        if self.value != "json":
+            needed.append(self.value)
+        missing = [c for c in needed if c not in batch.columns]
+        if missing:
+            raise KeyError(
+                f"{name}(topic={self.topic!r}): batch has no column(s) {missing}; "
+                f"it has {list(batch.columns)}"
+            )
+        n = len(batch)
+        values: list[bytes | None] = (
+            list[bytes | None](encode_rows(batch))
+            if self.value == "json"
+            else encode_values(batch[self.value])
+        )
+        keys: list[bytes | None] = encode_values(batch[self.key]) if self.key else [None] * n
+        if self.headers:
+            cols = {h: encode_values(batch[c]) for h, c in self.headers.items()}
+            headers: list[Any] = [list(zip(cols, vals)) for vals in zip(*cols.values())]
+        else:
+            headers = [None] * n
+        return values, keys, headers
+
+    def spec(self) -> dict[str, Any]:
+        """YAML-ready description; secrets in ``config`` are written as ``${KAFKA_...}`` references."""
+        return {
+            "kind": "kafka",
+            "topic": self.topic,
+            "bootstrap_servers": self.bootstrap_servers,
+            "key": self.key,
+            "value": self.value,
+            "headers": dict(self.headers),
+            "compression": self.compression,
+            "idempotence": self.idempotence,
+            "config": config_references(self.config),
+            "flush_timeout": self.flush_timeout,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(topic={self.topic!r}, bootstrap_servers={self.bootstrap_servers!r}, "
+            f"key={self.key!r}, value={self.value!r})"
+        )
+
+
+class KafkaDeadLetterSink(KafkaSink):
+    """Write a dead-letter batch to a DLQ topic: ``raw`` as the record value, other columns as headers.
+
+    A dead-letter batch has the columns ``raw`` (the record as received), ``reason`` and ``step_id``
+    plus whatever else the step adds; every column except ``raw`` becomes a header of the same name, so
+    ``reason`` travels with the record and consumers of the DLQ can filter on it without parsing.
+
+    Parameters
+    ----------
+    topic
+        DLQ topic.
+    bootstrap_servers
+        ``host:port``.
+    compression
+        Producer compression.
+    idempotence
+        Idempotent producer.
+    config
+        Extra producer settings.
+
+    Examples
+    --------
+    >>> dlq = KafkaDeadLetterSink("events.dlq", bootstrap_servers="127.0.0.1:9092")
+    >>> values, keys, headers = dlq.encode(
+    ...     pd.DataFrame({"raw": [b"{oops"], "reason": ["invalid JSON"], "step_id": ["parse"]})
+    ... )
+    >>> values, headers
+    ([b'{oops'], [[('reason', b'invalid JSON'), ('step_id', b'parse')]])
+    """
+
+    def __init__(
+        self,
+        topic: str,
+        *,
+        bootstrap_servers: str | Sequence[str],
+        compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd",
+        idempotence: bool = True,
+        config: Mapping[str, Any] | None = None,
+        flush_timeout: float = 30.0,
+    ) -> None:
+        super().__init__(
+            topic,
+            bootstrap_servers=bootstrap_servers,
+            value="raw",
+            compression=compression,
+            idempotence=idempotence,
+            config=config,
+            flush_timeout=flush_timeout,
+        )
+
+    def encode(self, batch: pd.DataFrame) -> tuple[list[bytes | None], list[bytes | None], list[Any]]:
+        """``raw`` → value; every other column → a header of the same name."""
+        if "raw" not in batch.columns:
+            raise KeyError(
+                f"KafkaDeadLetterSink(topic={self.topic!r}): a dead-letter batch needs a 'raw' column; "
+                f"it has {list(batch.columns)}"
+            )
+        values = encode_values(batch["raw"])
+        others = [c for c in batch.columns if c != "raw"]
+        cols = {str(c): encode_values(batch[c]) for c in others}
+        headers: list[Any] = (
+            [list(zip(cols, vals)) for vals in zip(*cols.values())] if cols else [None] * len(batch)
+        )
+        return values, [None] * len(batch), headers
+
+    def spec(self) -> dict[str, Any]:
+        """YAML-ready description; secrets in ``config`` are written as ``${KAFKA_...}`` references."""
+        return {
+            "kind": "kafka_dead_letter",
+            "topic": self.topic,
+            "bootstrap_servers": self.bootstrap_servers,
+            "compression": self.compression,
+            "idempotence": self.idempotence,
+            "config": config_references(self.config),
+            "flush_timeout": self.flush_timeout,
+        }
+
+    def __repr__(self) -> str:
+        return f"KafkaDeadLetterSink(topic={self.topic!r}, bootstrap_servers={self.bootstrap_servers!r})"
+
+
+class KafkaSinkWriter(SinkWriter):
+    """An open producer of a :class:`KafkaSink`.
+
+    ``write_batch`` hands records to the producer without waiting; ``flush()`` waits for every
+    delivery report and raises :class:`KafkaDeliveryError` if any record failed. Once a delivery has
+    failed the writer stays failed (every later ``flush`` raises), so the runtime never commits a
+    source position past lost records; reopen the sink after restarting from the last commit.
+
+    Examples
+    --------
+    >>> writer = KafkaSink("t", bootstrap_servers="127.0.0.1:9092").open()
+    >>> writer.write_batch(pd.DataFrame({"n": [1, 2]}))  # doctest: +SKIP
+    >>> writer.close()  # nothing queued, so nothing to wait for
+    >>> writer.delivered
+    0
+    """
+
+    def __init__(self, sink: KafkaSink) -> None:
+        ck = import_confluent()
+        self._ck = ck
+        self.sink = sink
+        self._errors = ClientErrors(repr(sink))
+        self._producer = ck.Producer(
+            {**sink.producer_config(), "logger": ClientLog(), "error_cb": self._errors}
+        )
+        self._stalled = False  # a flush timed out: close() must not wait on the cluster again
+        self.delivered = 0
+        self.failures: list[str] = []
+        self._failed_total = 0
+        self._closed = False
+
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is None:
+            self.delivered += 1
+        else:
+            self._failed_total += 1
+            if len(self.failures) < 100:
+                self.failures.append(f"{msg.topic()}[{msg.partition()}]: {err}")
+
+    def write_batch(self, batch: pd.DataFrame) -> None:
+        """Queue every row of ``batch`` for delivery."""
+        if self._closed:
+            raise RuntimeError(f"{self.sink!r}: writer is closed")
+        if batch.empty:
+            return
+        values, keys, headers = self.sink.encode(batch)
+        produce = self._producer.produce
+        topic, cb = self.sink.topic, self._on_delivery
+        for v, k, h in zip(values, keys, headers):
+            full_since: float | None = None
+            while True:
+                try:
+                    produce(topic, value=v, key=k, headers=h, on_delivery=cb)
+                    break
+                except BufferError:
+                    # Local queue full: serve delivery reports until there is room, for a bounded time.
+                    now = time.monotonic()
+                    full_since = now if full_since is None else full_since
+                    if now - full_since > self.sink.flush_timeout:
+                        self._stalled = True
+                        raise KafkaDeliveryError(
+                            f"{self.sink!r}: the producer's queue stayed full for {self.sink.flush_timeout:g} s "
+                            f"(flush_timeout): the Kafka cluster at {self.sink.bootstrap_servers} takes no "
+                            f"records{self._last_error()}"
+                        ) from None
+                    self._producer.poll(0.05)
+                except self._ck.KafkaException as exc:
+                    self._failed_total += 1
+                    if len(self.failures) < 100:
+                        self.failures.append(f"{topic}: {exc.args[0]}")
+                    break
+        self._producer.poll(0)
+
+    def _last_error(self) -> str:
+        return f"; last client error: {self._errors.errors[-1].str()}" if self._errors.errors else ""
+
+    def flush(self) -> None:
+        """Wait for all deliveries; raise :class:`KafkaDeliveryError` if any failed or timed out."""
+        if self._producer is None:
+            raise KafkaDeliveryError(f"{self.sink!r}: the writer is closed")
+        left = self._producer.flush(self.sink.flush_timeout)
+        if left:
+            self._stalled = True
+            raise KafkaDeliveryError(
+                f"{self.sink!r}: {left} record(s) still undelivered after {self.sink.flush_timeout:g} s "
+                f"(flush_timeout): is the Kafka cluster at {self.sink.bootstrap_servers} running and "
+                f"reachable?{self._last_error()}"
+            )
+        if self._failed_total:
+            raise KafkaDeliveryError(
+                f"{self.sink!r}: {self._failed_total} record(s) failed delivery, e.g. {self.failures[:3]}"
+            )
+
+    def close(self) -> None:
+        """Flush (raising on failures) and release the producer, within ``flush_timeout``.
+
+        After a flush timed out the cluster is not waited on again: undelivered records are dropped
+        (the runtime did not commit past them, so they are produced again on restart).
+        """
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._stalled:
+                self._producer.purge()
+            else:
+                self.flush()
+        finally:
+            self._producer = None
+
+    def __repr__(self) -> str:
+        return f"KafkaSinkWriter({self.sink!r}, delivered={self.delivered}, failed={self._failed_total})"

@@ -1,0 +1,53 @@
+"""Per-shard checkpoints in a local JSON file, written atomically on each commit."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+SHARD_END = "SHARD_END"
+
+
+def load_checkpoint(path: str | os.PathLike[str], stream: str) -> dict[str, str]:
+    """Read a checkpoint file written by :class:`KinesisSource`; a missing file means no checkpoint.
+
+    Parameters
+    ----------
+    path
+        The JSON file.
+    stream
+        Stream the checkpoint must belong to.
+
+    Returns
+    -------
+    dict
+        ``{shard_id: sequence number or "SHARD_END"}``.
+
+    Examples
+    --------
+    >>> load_checkpoint("/nonexistent/checkpoint.json", "clicks")
+    {}
+    """
+    p = Path(path)
+    if not p.exists():
+        return {}
+    data = json.loads(p.read_text())
+    if data.get("stream") != stream:
+        raise ValueError(
+            f"KinesisSource({stream!r}): checkpoint file {str(p)!r} belongs to stream {data.get('stream')!r}; "
+            "use a separate checkpoint_path per stream"
+        )
+    return {str(k): str(v) for k, v in data.get("shards", {}).items()}
+
+
+def write_checkpoint(path: Path, stream: str, shards: Mapping[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump({"stream": stream, "shards": dict(shards)}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)  # atomic: a crash leaves the old or the new checkpoint, never half of one

@@ -1,0 +1,89 @@
+"""The redis-py client (imported when a sink opens), URL and timeout checks, ``{column}`` key templates."""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from streamlab._secrets import redact_url
+
+
+def import_redis() -> Any:
+    try:
+        import redis
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise ImportError("Redis sinks need redis-py: pip install 'streamlab[redis]'") from exc
+    return redis
+
+
+def check_timeout(owner: str, timeout: Any) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"{owner}(timeout={timeout!r}): a positive number of seconds")
+    return float(timeout)
+
+
+def execute(sink: Any, client: Any, pipe: Any, what: str) -> Any:
+    """Run a pipeline; a server that does not answer within the sink's timeout is an error naming it."""
+    redis = import_redis()
+    try:
+        return pipe.execute()
+    except (redis.exceptions.TimeoutError, redis.exceptions.ConnectionError) as exc:
+        kw = client.connection_pool.connection_kwargs
+        where = (
+            kw.get("path") or f"{kw.get('host')}:{kw.get('port')}"
+        )  # never the URL: it may hold a password
+        raise RuntimeError(
+            f"{type(sink).__name__}: Redis at {where} did not complete {what} within {sink.timeout:g} s "
+            f"(timeout): {exc}. Is the server running and reachable?"
+        ) from exc
+
+
+def check_url(owner: str, url: str) -> str:
+    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(
+            f"{owner}(url={redact_url(url) if isinstance(url, str) else url!r}): expected a Redis URL such as 'redis://127.0.0.1:6379/0' "
+            "(rediss:// for TLS, unix:///path.sock for a socket)"
+        )
+    return url
+
+
+def parse_template(owner: str, what: str, template: str) -> tuple[tuple[str, str | None], ...]:
+    """Split ``"metrics:{event_type}"`` into ``(literal, column)`` pairs; only plain ``{column}`` fields."""
+    if not isinstance(template, str) or not template:
+        raise ValueError(
+            f"{owner}({what}={template!r}): give a non-empty template such as 'metrics:{{event_type}}'"
+        )
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(
+            f"{owner}({what}={template!r}): {exc}; write literal braces as '{{{{' and '}}}}'"
+        ) from exc
+    out: list[tuple[str, str | None]] = []
+    for literal, name, spec, conv in parts:
+        if name is not None and (not name or spec or conv):
+            raise ValueError(
+                f"{owner}({what}={template!r}): fields must be plain column names like {{event_type}}; "
+                "format the column in a step before the sink instead"
+            )
+        out.append((literal, name))
+    return tuple(out)
+
+
+def render(owner: str, parts: tuple[tuple[str, str | None], ...], batch: pd.DataFrame) -> np.ndarray:
+    """The template filled in for every row, column by column."""
+    missing = [c for _, c in parts if c is not None and c not in batch.columns]
+    if missing:
+        raise KeyError(
+            f"{owner}: the template needs column(s) {missing}; the batch has {list(batch.columns)}"
+        )
+    out = np.full(len(batch), "", dtype=object)
+    for literal, column in parts:
+        if literal:
+            out = out + literal
+        if column is not None:
+            out = out + batch[column].astype(str).to_numpy(dtype=object)
+    return out
