@@ -57,7 +57,7 @@ def resolve_start(start: str | int | pd.Timestamp, what: str) -> int:
         raise ValueError(
             f"{what}: cannot read start={start!r} as a time; write it like '2024-01-01T00:00:00Z'"
         ) from exc
-    if ts is pd.NaT:
+    if pd.isna(ts):  # pandas-stubs types Timestamp(...) as a Timestamp, but it can be NaT
         raise ValueError(f"{what}: start must be a time, got NaT")
     if ts.tzinfo is None:
         ts = ts.tz_localize("UTC")

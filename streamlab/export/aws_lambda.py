@@ -1205,7 +1205,7 @@ def _collect(
     side: dict[str, list[dict[str, Any]]] = {}
     for (output, _), body in sorted(messages.items(), key=lambda kv: kv[0][1]):
         side.setdefault(output, []).append(body)
-    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.core.models import DEFAULT_ACCOUNT_ID
     from moto.timestreamwrite.models import timestreamwrite_backends
 
     backend = timestreamwrite_backends[DEFAULT_ACCOUNT_ID][os.environ.get("AWS_DEFAULT_REGION", "us-east-1")]
