@@ -6,12 +6,13 @@ The spec has one ``streaming:`` section: ``sources`` (where events come from: to
 
 from __future__ import annotations
 
+import functools
 import html
 import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
@@ -24,6 +25,13 @@ from streamlab.io import Sink, Source
 from streamlab.pipeline import Pipeline, Stream
 from streamlab.steps import OperatorStep, SinkStep, SourceStep
 from streamlab.windows import window_from_spec
+
+if TYPE_CHECKING:
+    from streamlab.clock import Clock
+    from streamlab.detectors._common import StepConfig
+    from streamlab.io import SourceReader
+
+_T = TypeVar("_T")
 
 __all__ = [
     "check_spec_data",
@@ -305,7 +313,7 @@ class _PlaceholderSource(Source):
         self._spec = spec
         self.columns = ("value",) if spec.get("raw") else None
 
-    def open(self, resume: Any = None, clock: Any = None) -> Any:
+    def open(self, resume: Any = None, clock: Clock | None = None) -> SourceReader:
         raise FileNotFoundError(f"source {self._spec} is not available here")
 
     def spec(self) -> dict[str, Any]:
@@ -357,7 +365,7 @@ def pipeline_from_dict(
     problems: list[SpecProblem] = []
     failed: set[str] = set()
 
-    def attempt(path: str, build: Any) -> Any:
+    def attempt(path: str, build: Callable[[], _T]) -> _T | None:
         try:
             return build()
         except FileNotFoundError as e:
@@ -432,15 +440,22 @@ def pipeline_from_dict(
         if inp.partition(".")[0] in failed:
             continue
         path = f"streaming.sinks[{i}] (step {sid!r})"
-        sink = attempt(path, lambda kind=kind, sk=sk: sink_factories[kind](**sk))
+
+        def make_sink(kind: str = kind, sk: dict[str, Any] = sk) -> Sink:
+            return sink_factories[kind](**sk)
+
+        def connect(sink: Sink, inp: str = inp, sid: str = sid) -> None:
+            stream(inp).to(sink, step_id=sid)
+
+        sink = attempt(path, make_sink)
         if sink is not None:
-            attempt(path, lambda inp=inp, sink=sink, sid=sid: stream(inp).to(sink, step_id=sid))
+            attempt(path, functools.partial(connect, sink))
     if problems:
         raise SpecError(problems, origin)
     return p
 
 
-def config_types() -> dict[str, type]:
+def config_types() -> dict[str, type[StepConfig]]:
     """The step configs a spec can name (features, rules, detectors, patterns): ``streamlab.detectors``'
     public ``StepConfig`` classes, by class name.
 
