@@ -69,7 +69,7 @@ def resolve_ms_duration(value: object, what: str, *, allow_zero: bool = True) ->
 
     Event times are whole milliseconds, so bounds expressed in milliseconds stay exact.
     """
-    ns = parse_duration(value, what=what)  # type: ignore[arg-type]
+    ns = parse_duration(value, what=what)  # type: ignore[arg-type]  # user input: it reports other types
     ns = (ns // MS) * MS
     if ns < 0 or (ns == 0 and not allow_zero):
         raise ValueError(f"{what}: must be {'at least 1ms' if not allow_zero else 'zero or positive'}")

@@ -737,7 +737,7 @@ def _resolve_drift_at(drift_at: object, start_ns: int, n: int | None, rate: floa
         except ValueError:
             pass
     try:
-        return resolve_start(drift_at, what)  # type: ignore[arg-type]
+        return resolve_start(drift_at, what)  # type: ignore[arg-type]  # user input: it reports other types
     except ValueError:
         raise ValueError(
             f"{what}: cannot read {drift_at!r}; give a fraction of the stream (0.6), a duration after start "

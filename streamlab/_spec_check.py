@@ -369,7 +369,7 @@ class _Checker:
             if kind == "operator":
                 from streamlab.spec import config_types
 
-                cls = config_types().get(item.get("type"))  # type: ignore[arg-type]
+                cls = config_types().get(str(item.get("type")))
                 outs = tuple(getattr(cls, "output_names", ("out",)))
             known.extend(sid if o == "out" else f"{sid}.{o}" for o in outs)
 

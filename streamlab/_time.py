@@ -119,7 +119,7 @@ def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> npt.NDArray[np.i
             out[whole] = _epoch_ints_to_ns(pd.Series(f[whole].astype(np.int64)))
         return out
     ts = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
-    # pandas-stubs declares asi8 on DatetimeIndex only, not on the DatetimeArray behind a Series
+    # the ignore: pandas-stubs declares asi8 on DatetimeIndex only, not on the DatetimeArray of a Series
     parsed: npt.NDArray[np.int64] = ts.astype("datetime64[ns, UTC]").array.asi8.copy()  # type: ignore[attr-defined]
     # pandas reads "now" and "today" as the wall clock: not an event time (a replay would differ)
     words = s.astype("string").str.strip().str.lower().isin(_RELATIVE_WORDS).fillna(False)

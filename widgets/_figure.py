@@ -81,7 +81,7 @@ def plotly_library() -> Any:
     import ipywidgets
     import traitlets
 
-    class _PlotlyLibrary(ipywidgets.Widget):  # type: ignore[misc]
+    class _PlotlyLibrary(ipywidgets.Widget):  # type: ignore[misc]  # ipywidgets is untyped: Widget is Any
         """Never displayed: its state carries plotly.js to the page once for all figures."""
 
         source = traitlets.Bytes().tag(sync=True)

@@ -571,12 +571,12 @@ def _lambda_filter(steps: _Steps, step: FilterStep) -> None:
         steps.snippets.add("eval_expr")
         test, what = f"eval_expr({step.expr!r}, row)", f"filter {step.expr!r}"
     elif step.per_event:
-        test, what = f"{steps.fn(step, 'filter')}(row)", f"filter_one({step.fn.name})"  # type: ignore[union-attr]
+        test, what = f"{steps.fn(step, 'filter')}(row)", f"filter_one({step.fn.name})"  # type: ignore[union-attr]  # no expr: fn is set
     else:
         if "import pandas" not in steps.imports:
             steps.imports.append("import pandas")
         name = steps.fn(step, "filter")
-        test, what = f"list({name}(pandas.DataFrame([row])))[0]", f"filter_many({step.fn.name})"  # type: ignore[union-attr]
+        test, what = f"list({name}(pandas.DataFrame([row])))[0]", f"filter_many({step.fn.name})"  # type: ignore[union-attr]  # no expr: fn is set
     steps.emit("try:")
     steps.emit(f"    keep = bool({test})")
     steps.dead_letter(sid, what)
@@ -595,7 +595,7 @@ def _lambda_map(steps: _Steps, step: MapStep) -> None:
             "    row = {**row, " + ", ".join(f"{k!r}: eval_expr({e!r}, row)" for k, e in step.columns) + "}"
         )
     elif step.per_event:
-        what = f"map_one({step.fn.name})"  # type: ignore[union-attr]
+        what = f"map_one({step.fn.name})"  # type: ignore[union-attr]  # no columns: fn is set
         steps.emit("try:")
         steps.emit(f"    row = {steps.fn(step, 'map')}(row)")
     else:
