@@ -29,10 +29,22 @@ TREE = ROOT / "build" / "typecheck"
 
 
 def renamed_dirs(pyproject: Path) -> dict[str, str]:
-    """Return ``{dotted package: directory}`` for each package whose directory is not its dotted path."""
+    """Return ``{dotted package: directory}`` for each package whose directory is not its dotted path,
+    leaving out subpackages that sit where their renamed parent's link already shows them."""
     with pyproject.open("rb") as f:
         package_dir: dict[str, str] = tomllib.load(f)["tool"]["setuptools"]["package-dir"]
-    return {name: d for name, d in package_dir.items() if d.strip("/") != name.replace(".", "/")}
+    dirs = {name: d.strip("/") for name, d in package_dir.items()}
+    renamed = {name: d for name, d in dirs.items() if d != name.replace(".", "/")}
+
+    def covered(name: str) -> bool:
+        parts = name.split(".")
+        for i in range(len(parts) - 1, 0, -1):
+            parent = ".".join(parts[:i])
+            if parent in dirs:
+                return dirs[name] == "/".join([dirs[parent], *parts[i:]])
+        return False
+
+    return {name: d for name, d in renamed.items() if not covered(name)}
 
 
 def link_tree(root: Path = ROOT, tree: Path = TREE) -> list[Path]:
@@ -40,6 +52,8 @@ def link_tree(root: Path = ROOT, tree: Path = TREE) -> list[Path]:
     links = []
     for name, directory in sorted(renamed_dirs(root / "pyproject.toml").items()):
         link = tree.joinpath(*name.split("."))
+        if any(parent.is_symlink() for parent in link.parents if tree in parent.parents):
+            sys.exit(f"typecheck_tree: {name} ({directory}) is not inside its parent package's directory")
         link.parent.mkdir(parents=True, exist_ok=True)
         target = os.path.relpath(root / directory, link.parent)
         if link.is_symlink() and os.readlink(link) == target:
