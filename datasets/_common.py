@@ -57,7 +57,7 @@ def resolve_start(start: str | int | pd.Timestamp, what: str) -> int:
         raise ValueError(
             f"{what}: cannot read start={start!r} as a time; write it like '2024-01-01T00:00:00Z'"
         ) from exc
-    if ts is pd.NaT:
+    if pd.isna(ts):  # pandas-stubs types Timestamp(...) as a Timestamp, but it can be NaT
         raise ValueError(f"{what}: start must be a time, got NaT")
     if ts.tzinfo is None:
         ts = ts.tz_localize("UTC")
@@ -69,7 +69,7 @@ def resolve_ms_duration(value: object, what: str, *, allow_zero: bool = True) ->
 
     Event times are whole milliseconds, so bounds expressed in milliseconds stay exact.
     """
-    ns = parse_duration(value, what=what)  # type: ignore[arg-type]
+    ns = parse_duration(value, what=what)  # type: ignore[arg-type]  # user input: it reports other types
     ns = (ns // MS) * MS
     if ns < 0 or (ns == 0 and not allow_zero):
         raise ValueError(f"{what}: must be {'at least 1ms' if not allow_zero else 'zero or positive'}")

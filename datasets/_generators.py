@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from streamlab._time import parse_duration
@@ -86,7 +87,7 @@ def take_rows(kind: StreamKind, config: StreamConfig, n: int) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
 
 
-def _floor_ms(ns: np.ndarray) -> np.ndarray:
+def _floor_ms(ns: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     return np.floor_divide(ns, MS) * MS
 
 
@@ -736,7 +737,7 @@ def _resolve_drift_at(drift_at: object, start_ns: int, n: int | None, rate: floa
         except ValueError:
             pass
     try:
-        return resolve_start(drift_at, what)  # type: ignore[arg-type]
+        return resolve_start(drift_at, what)  # type: ignore[arg-type]  # user input: it reports other types
     except ValueError:
         raise ValueError(
             f"{what}: cannot read {drift_at!r}; give a fraction of the stream (0.6), a duration after start "

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
@@ -167,12 +168,12 @@ class NexmarkConfig:
         return self._ns["disorder"]
 
 
-def _last_person(eid: np.ndarray) -> np.ndarray:
+def _last_person(eid: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     epoch, offset = np.divmod(eid, PROPORTION_DENOMINATOR)
     return epoch * PERSON_PROPORTION + np.minimum(offset, PERSON_PROPORTION - 1)
 
 
-def _last_auction(eid: np.ndarray) -> np.ndarray:
+def _last_auction(eid: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     epoch, offset = np.divmod(eid, PROPORTION_DENOMINATOR)
     before = offset < PERSON_PROPORTION
     epoch = epoch - before
@@ -184,13 +185,17 @@ def _last_auction(eid: np.ndarray) -> np.ndarray:
     return epoch * AUCTION_PROPORTION + off
 
 
-def _next_person(eid: np.ndarray, rng: np.random.Generator, cfg: NexmarkConfig) -> np.ndarray:
+def _next_person(
+    eid: npt.NDArray[np.int64], rng: np.random.Generator, cfg: NexmarkConfig
+) -> npt.NDArray[np.int64]:
     n_people = _last_person(eid) + 1
-    active = np.minimum(n_people, cfg.n_active_people)
+    active: npt.NDArray[np.int64] = np.minimum(n_people, cfg.n_active_people)
     return n_people - active + (rng.random(len(eid)) * (active + PERSON_ID_LEAD)).astype(np.int64)
 
 
-def _next_auction(eid: np.ndarray, rng: np.random.Generator, cfg: NexmarkConfig) -> np.ndarray:
+def _next_auction(
+    eid: npt.NDArray[np.int64], rng: np.random.Generator, cfg: NexmarkConfig
+) -> npt.NDArray[np.int64]:
     hi = _last_auction(eid)
     lo = np.maximum(hi - cfg.n_in_flight_auctions, 0)
     return lo + (rng.random(len(eid)) * (hi - lo + 1 + AUCTION_ID_LEAD)).astype(np.int64)

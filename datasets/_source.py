@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,9 @@ from streamlab.io import Source, SourceReader, default_clock
 
 from ._common import BLOCK, INT_MIN, NS, resolve_start
 from ._generators import STREAM_KINDS, Block, StreamConfig, StreamKind
+
+if TYPE_CHECKING:
+    from streamlab.spec import SinkFactory, SourceFactory
 
 __all__ = ["SyntheticSource", "SyntheticSourceReader", "register_spec_kinds"]
 
@@ -345,7 +348,7 @@ class SyntheticSourceReader(SourceReader):
 
 
 def register_spec_kinds(
-    register_source: Callable[[str, Any], None], register_sink: Callable[[str, Any], None]
+    register_source: Callable[[str, SourceFactory], None], register_sink: Callable[[str, SinkFactory], None]
 ) -> None:
     """Teach ``Pipeline.from_yaml`` the ``synthetic`` source kind (called by ``streamlab.spec``).
 

@@ -26,7 +26,8 @@ python -m streamlab.export.flink --prepare >"$ROOT/build/pyflink-env.log" 2>&1 &
 echo "== ruff"
 ruff check .
 ruff format --check streamlab connectors widgets datasets tests benchmarks scripts
-echo "== mypy (streamlab core)"
+echo "== mypy --strict (streamlab and streamlab.connectors, .widgets, .datasets via scripts/typecheck_tree.py)"
+python scripts/typecheck_tree.py >/dev/null
 mypy
 echo "== documentation site (built in the background while the tests run; tests/docs waits for it and checks it)"
 mkdir -p "$ROOT/build"

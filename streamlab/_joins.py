@@ -109,4 +109,5 @@ class EnrichOperator(Operator):
         self.how = how
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
+        # the ignore: how is a str checked by the join step ("left" or "inner"), not pandas' Literal
         return {"out": batch.merge(self.table, on=self.on, how=self.how)}  # type: ignore[arg-type]

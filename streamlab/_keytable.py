@@ -14,8 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
-from pandas._libs import hashtable as _hashtable  # type: ignore[attr-defined]
+from pandas._libs import hashtable as _hashtable  # type: ignore[attr-defined]  # private: not in pandas-stubs
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 _NO_ENTRY = 2**62
@@ -109,11 +110,12 @@ class KeyIndex:
 
     def live_values(self) -> list[Any]:
         """The keys that have an id (for inspection and tests)."""
-        return self.values[: self.n_ids][self.entry_of[: self.n_ids] >= 0].tolist()
+        keys: list[Any] = self.values[: self.n_ids][self.entry_of[: self.n_ids] >= 0].tolist()
+        return keys
 
     # -- lookups -------------------------------------------------------------------------------------
-    def _entries(self, values: np.ndarray) -> np.ndarray:
-        entries = self._table.factorize(values, na_sentinel=-1).astype(np.int64)
+    def _entries(self, values: np.ndarray) -> npt.NDArray[np.int64]:
+        entries: npt.NDArray[np.int64] = self._table.factorize(values, na_sentinel=-1).astype(np.int64)
         self._entry_id = _grown(self._entry_id, self._table.get_count(), -1)
         return entries
 
@@ -229,16 +231,15 @@ class KeyIndex:
         if len(columns) == 1:
             col = frame[columns[0]]
             if isinstance(col.dtype, pd.CategoricalDtype):
-                local = np.asarray(col.array.codes)  # type: ignore[attr-defined]
-                values = object_array(col.array.categories)  # type: ignore[attr-defined]
+                local = np.asarray(col.array.codes)
+                values = object_array(col.array.categories)
                 if len(local) and int(local.min()) < 0:  # missing keys: code -1 becomes the key None
                     local = local.astype(np.int64) + 1
                     values = np.concatenate([object_array([None]), values])
                 return local, values
             local, uniq = pd.factorize(col, use_na_sentinel=False)
             values = object_array(uniq)
-            if pd.Index(uniq).hasnans:
-                values = values.copy() if values is uniq else values
+            if pd.Index(uniq).hasnans:  # writes into uniq's buffer at most: a fresh Index nobody else holds
                 values[pd.isna(values)] = None
             return local, values
         local, multi = pd.MultiIndex.from_frame(frame[columns]).factorize()

@@ -455,7 +455,7 @@ class ParseOperator(Operator):
         if odd is not None:
             shaped &= ~odd
         if not shaped.all():
-            return shaped  # type: ignore[no-any-return]
+            return shaped
         if len(lens) <= _SMALL_CHUNK or not _is_utf8(buf):
             return None
         return buf

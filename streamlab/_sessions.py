@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from streamlab._keytable import KeyIndex
 from streamlab._time import NAT_NS, utc_array
-from streamlab._windowing import _NO_WATERMARK, KeyIndex, _Watermarks, late_frame, split_missing_time
+from streamlab._windowing import _NO_WATERMARK, _Watermarks, late_frame, split_missing_time
 from streamlab.aggregators import Aggregator
 from streamlab.operators import Operator, Outputs
 from streamlab.windows import SessionWindow

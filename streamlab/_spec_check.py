@@ -369,7 +369,7 @@ class _Checker:
             if kind == "operator":
                 from streamlab.spec import config_types
 
-                cls = config_types().get(item.get("type"))  # type: ignore[arg-type]
+                cls = config_types().get(str(item.get("type")))
                 outs = tuple(getattr(cls, "output_names", ("out",)))
             known.extend(sid if o == "out" else f"{sid}.{o}" for o in outs)
 
@@ -633,7 +633,9 @@ class _Checker:
         if st.get("how", "left") not in ("left", "inner"):
             self.add(f"{path}.how", f"how={st['how']!r}", "write how: left (keep every event) or how: inner")
 
-    def join_on(self, st: dict[str, Any], path: str, example: str) -> None:
+    def join_on(
+        self, st: dict[Any, Any], path: str, example: str
+    ) -> None:  # keys: YAML 1.1 reads on: as True
         if "on" in st:
             self.names(st["on"], f"{path}.on", example)
         elif True not in st:  # a True key is reported once, by bool_keys
@@ -645,7 +647,9 @@ def _shown(value: Any) -> str:
     return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
 
 
-def check_spec(data: Any, sources: set[str] | None = None, sinks: set[str] | None = None) -> list:
+def check_spec(
+    data: Any, sources: set[str] | None = None, sinks: set[str] | None = None
+) -> list[SpecProblem]:
     """Every problem of a spec as data (shape, kinds, references, durations, types), with paths.
 
     ``sources``/``sinks`` are the known kinds (None: not checked).
@@ -798,7 +802,7 @@ def expression_problem(expr: Any) -> str | None:
     return None
 
 
-def code_in_spec(data: dict[str, Any], read_only_problem: Callable[[str], str | None]) -> list:
+def code_in_spec(data: dict[str, Any], read_only_problem: Callable[[str], str | None]) -> list[SpecProblem]:
     """What in a (well-formed) spec would run as code: one problem per item, naming it and where it is.
 
     Function sources run Python; an enrich query that is not a single read-only SELECT could write
@@ -813,7 +817,7 @@ def code_in_spec(data: dict[str, Any], read_only_problem: Callable[[str], str | 
     >>> print(code_in_spec(spec, lambda q: None)[0].path)
     streaming.processing[0] (step 'f').fn.source
     """
-    found = []
+    found: list[SpecProblem] = []
     for i, st in enumerate(data["streaming"].get("processing") or []):
         path = f"streaming.processing[{i}] (step {st.get('step_id')!r})"
         fn = st.get("fn")

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Union
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 Duration = Union[str, int, float, timedelta, pd.Timedelta]  # noqa: UP007 - a runtime alias on 3.10
@@ -81,7 +82,7 @@ def format_duration(ns: int) -> str:
     return f"{ns}ns"  # pragma: no cover - "ns" always divides
 
 
-def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> np.ndarray:
+def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> npt.NDArray[np.int64]:
     """Return event times as int64 nanoseconds since the epoch, UTC; missing values become ``NAT_NS``.
 
     Accepts datetimes (naive ones are taken as UTC), ISO-8601 strings, and epoch numbers
@@ -96,10 +97,12 @@ def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> np.ndarray:
     """
     s = values if isinstance(values, pd.Series) else pd.Series(values)
     if isinstance(s.dtype, pd.DatetimeTZDtype) and s.dtype.unit == "ns":
-        return s.array.asi8  # type: ignore[attr-defined,no-any-return]  # already int64 ns since the epoch
+        ns: npt.NDArray[np.int64] = s.array.asi8  # already int64 ns since the epoch
+        return ns
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         ts = s if getattr(s.dt, "tz", None) is not None else s.dt.tz_localize("UTC")
-        return ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").array.asi8.copy()  # type: ignore[attr-defined]
+        ns = ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").array.asi8.copy()
+        return ns
     if pd.api.types.is_integer_dtype(s.dtype):
         return _epoch_ints_to_ns(s)
     if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
@@ -116,18 +119,19 @@ def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> np.ndarray:
             out[whole] = _epoch_ints_to_ns(pd.Series(f[whole].astype(np.int64)))
         return out
     ts = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
-    out = ts.astype("datetime64[ns, UTC]").array.asi8.copy()  # type: ignore[attr-defined]
+    # the ignore: pandas-stubs declares asi8 on DatetimeIndex only, not on the DatetimeArray of a Series
+    parsed: npt.NDArray[np.int64] = ts.astype("datetime64[ns, UTC]").array.asi8.copy()  # type: ignore[attr-defined]
     # pandas reads "now" and "today" as the wall clock: not an event time (a replay would differ)
     words = s.astype("string").str.strip().str.lower().isin(_RELATIVE_WORDS).fillna(False)
-    out[words.to_numpy(dtype=bool)] = NAT_NS
-    return out  # type: ignore[no-any-return]
+    parsed[words.to_numpy(dtype=bool)] = NAT_NS
+    return parsed
 
 
 _RELATIVE_WORDS = ("now", "today", "yesterday", "tomorrow")
 _MS_FROM = 10**11  # epoch numbers above this (year 5138 in seconds) are milliseconds
 
 
-def _epoch_ints_to_ns(s: pd.Series) -> np.ndarray:
+def _epoch_ints_to_ns(s: pd.Series) -> npt.NDArray[np.int64]:
     """Integer epoch seconds or milliseconds to nanoseconds in integer arithmetic: exact, never via float.
 
     A value whose nanoseconds do not fit in int64 (beyond the years 1677-2262) is missing (``NAT_NS``).
@@ -141,9 +145,9 @@ def _epoch_ints_to_ns(s: pd.Series) -> np.ndarray:
         v = s.to_numpy()
         lo, hi = int(v.min()), int(v.max())
         if lo > _MS_FROM and hi <= np.iinfo(np.int64).max // 1_000_000:
-            return v * 1_000_000  # type: ignore[no-any-return]
+            return v * 1_000_000
         if lo >= -_MS_FROM and hi <= _MS_FROM and max(-lo, hi) <= np.iinfo(np.int64).max // 1_000_000_000:
-            return v * 1_000_000_000  # type: ignore[no-any-return]
+            return v * 1_000_000_000
     missing = s.isna().to_numpy(dtype=bool)
     if s.dtype.kind == "u" or str(s.dtype).startswith("UInt"):
         raw = s.to_numpy(dtype=np.uint64, na_value=0)
@@ -195,7 +199,8 @@ def utc_array(ns: np.ndarray) -> pd.api.extensions.ExtensionArray:
     simple_new = getattr(pd.arrays.DatetimeArray, "_simple_new", None)
     if simple_new is not None:
         try:
-            return simple_new(values, dtype=_UTC_NS)  # type: ignore[no-any-return]
+            arr: pd.api.extensions.ExtensionArray = simple_new(values, dtype=_UTC_NS)
+            return arr
         except TypeError:  # a pandas whose private constructor changed: the public path below
             pass
     return pd.DatetimeIndex(values).tz_localize("UTC").array

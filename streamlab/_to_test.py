@@ -414,8 +414,8 @@ def choose_sample(
         a = int(np.flatnonzero(rows == anchor_row)[0])
     else:
         starts = np.floor_divide(ts, size)
-        a = int(pd.Series(np.arange(len(ts))).groupby(starts).count().idxmax())
-        a = int(np.flatnonzero(starts == a)[0])
+        windows, counts = np.unique(starts, return_counts=True)  # sorted: the earliest busiest wins ties
+        a = int(np.flatnonzero(starts == windows[np.argmax(counts)])[0])
     t0 = (int(ts[a]) // size) * size
     span = (t0 - 3 * size, t0 + 2 * size)
     data_lo = (int(ts.min()) // size) * size
@@ -424,7 +424,7 @@ def choose_sample(
     in_span = (ts >= span[0]) & (ts < span[1])
 
     def pick(lo: int, hi: int, ks: list[int]) -> np.ndarray:
-        return (ts >= lo) & (ts < hi) & np.isin(kcode, ks)  # type: ignore[no-any-return]
+        return (ts >= lo) & (ts < hi) & np.isin(kcode, ks)
 
     # keys: the anchor's, then those present in the most windows of the span, the quietest first
     per_key = pd.DataFrame({"k": kcode[in_span], "w": np.floor_divide(ts[in_span], size)})

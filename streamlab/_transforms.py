@@ -66,6 +66,7 @@ class FilterOperator(Operator):
         )
 
     def _mask(self, part: pd.DataFrame) -> np.ndarray:
+        m: Any
         if self.expr is not None:
             m = part.eval(self.expr)
         elif self.per_event:

@@ -158,6 +158,7 @@ def partition_watermarks(
     again. ``state`` (partition -> largest event time) is updated in place. Returns the watermarks and
     the partitions present in the batch.
     """
+    uniq: Any
     if any(c not in batch.columns for c in by):
         # data without the partition column (a test replay of a Kafka pipeline, say): one partition
         codes, uniq = np.zeros(len(ts), dtype=np.int64), pd.Index([None], dtype=object)

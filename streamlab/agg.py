@@ -13,6 +13,7 @@ Examples
 from __future__ import annotations
 
 import builtins
+from collections.abc import Callable
 from typing import Any
 
 from streamlab.aggregators import (
@@ -132,7 +133,7 @@ def last(column: str, *, name: str | None = None) -> LastAggregator:
     return LastAggregator(column, name=name)
 
 
-_KINDS: dict[str, Any] = {
+_KINDS: dict[str, Callable[..., Aggregator]] = {
     "count": count,
     "sum": sum,
     "mean": mean,

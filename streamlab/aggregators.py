@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import numpy as np
+import numpy.typing as npt
+
+IntArray = npt.NDArray[np.intp]
+"""Slot numbers, group numbers or row positions: an integer numpy array."""
 
 __all__ = [
     "Aggregator",
@@ -26,6 +30,7 @@ __all__ = [
     "MeanAggregator",
     "MinAggregator",
     "QuantileAggregator",
+    "QuantileState",
     "SumAggregator",
 ]
 
@@ -57,7 +62,12 @@ class AggregatorStore:
             self.states.append(self.agg.initial())
 
     def add(
-        self, group: np.ndarray, n_groups: int, slots: np.ndarray, values: np.ndarray | None, ts: np.ndarray
+        self,
+        group: IntArray,
+        n_groups: int,
+        slots: IntArray,
+        values: np.ndarray | None,
+        ts: npt.NDArray[np.int64],
     ) -> None:
         order = np.argsort(group, kind="stable")
         bounds = np.searchsorted(group[order], np.arange(n_groups + 1))
@@ -70,10 +80,10 @@ class AggregatorStore:
         """Fold slot ``src`` into slot ``dst`` (session windows merging)."""
         self.states[dst] = self.agg.merge(self.states[dst], self.states[src])
 
-    def results(self, slots: np.ndarray) -> np.ndarray | list[Any]:
+    def results(self, slots: IntArray) -> np.ndarray | list[Any]:
         return [self.agg.result(self.states[int(s)]) for s in slots]
 
-    def reduce(self, targets: np.ndarray, slots: np.ndarray, n_targets: int) -> np.ndarray | list[Any]:
+    def reduce(self, targets: IntArray, slots: IntArray, n_targets: int) -> np.ndarray | list[Any]:
         """Results of merging the states of ``slots`` into ``n_targets`` groups (``targets`` per slot).
 
         Used by sliding windows, whose results merge the partial states of their panes.
@@ -85,7 +95,7 @@ class AggregatorStore:
             acc[t] = copy.deepcopy(st) if acc[t] is None else self.agg.merge(acc[t], st)
         return [self.agg.result(a if a is not None else self.agg.initial()) for a in acc]
 
-    def clear(self, slots: np.ndarray) -> None:
+    def clear(self, slots: IntArray) -> None:
         for s in slots:
             self.states[int(s)] = self.agg.initial()
 
@@ -159,8 +169,14 @@ class Aggregator:
         return hash((type(self), self.column, self.name))
 
 
-def _as_float(values: np.ndarray) -> np.ndarray:
-    return np.asarray(values, dtype=np.float64)
+def _column(values: np.ndarray | None) -> np.ndarray:
+    if values is None:  # the runtime passes no values only to a column-less count
+        raise TypeError("this aggregator needs a column: only agg.count() works without one")
+    return values
+
+
+def _as_float(values: np.ndarray | None) -> npt.NDArray[np.float64]:
+    return np.asarray(_column(values), dtype=np.float64)
 
 
 class _ArrayStore(AggregatorStore):
@@ -170,7 +186,7 @@ class _ArrayStore(AggregatorStore):
 
     def __init__(self, agg: Aggregator) -> None:
         super().__init__(agg)
-        self.arrays = [np.full(0, fill, dtype=dtype) for dtype, fill in self.fills]
+        self.arrays: list[np.ndarray] = [np.full(0, fill, dtype=dtype) for dtype, fill in self.fills]
 
     def grow(self, n_slots: int) -> None:
         cur = len(self.arrays[0])
@@ -182,7 +198,7 @@ class _ArrayStore(AggregatorStore):
             arr[:cur] = self.arrays[i]
             self.arrays[i] = arr
 
-    def clear(self, slots: np.ndarray) -> None:
+    def clear(self, slots: IntArray) -> None:
         for arr, (_, fill) in zip(self.arrays, self.fills):
             arr[slots] = fill
 
@@ -190,7 +206,14 @@ class _ArrayStore(AggregatorStore):
 class _CountStore(_ArrayStore):
     fills = ((np.int64, 0),)
 
-    def add(self, group, n_groups, slots, values, ts):  # type: ignore[no-untyped-def]
+    def add(
+        self,
+        group: IntArray,
+        n_groups: int,
+        slots: IntArray,
+        values: np.ndarray | None,
+        ts: npt.NDArray[np.int64],
+    ) -> None:
         if values is None:
             part = np.bincount(group, minlength=n_groups)
         else:
@@ -201,17 +224,17 @@ class _CountStore(_ArrayStore):
     def merge(self, dst: int, src: int) -> None:
         self.arrays[0][dst] += self.arrays[0][src]
 
-    def results(self, slots: np.ndarray) -> np.ndarray:
-        return self.arrays[0][slots].copy()
+    def results(self, slots: IntArray) -> np.ndarray:
+        return self.arrays[0][slots]  # indexing with an array copies
 
-    def reduce(self, targets: np.ndarray, slots: np.ndarray, n_targets: int) -> np.ndarray:
+    def reduce(self, targets: IntArray, slots: IntArray, n_targets: int) -> np.ndarray:
         # float weights are exact: counts stay far below 2**53
         return np.bincount(targets, weights=self.arrays[0][slots], minlength=n_targets).astype(np.int64)
 
 
-def _notnull(values: np.ndarray) -> np.ndarray:
+def _notnull(values: np.ndarray) -> npt.NDArray[np.bool_]:
     if values.dtype.kind == "f":
-        return ~np.isnan(values)
+        return ~np.isnan(values.astype(np.float64, copy=False))
     if values.dtype.kind in "iub":
         return np.ones(len(values), dtype=bool)
     import pandas as pd
@@ -223,7 +246,14 @@ class _SumStore(_ArrayStore):
     fills = ((np.float64, 0.0), (np.int64, 0))
     needs_count = True
 
-    def add(self, group, n_groups, slots, values, ts):  # type: ignore[no-untyped-def]
+    def add(
+        self,
+        group: IntArray,
+        n_groups: int,
+        slots: IntArray,
+        values: np.ndarray | None,
+        ts: npt.NDArray[np.int64],
+    ) -> None:
         v = _as_float(values)
         part = np.bincount(group, weights=v, minlength=n_groups)
         if not np.isnan(part).any():  # NaN in a group's sum: that group had a missing value (or inf - inf)
@@ -244,20 +274,20 @@ class _SumStore(_ArrayStore):
 class _SumResultStore(_SumStore):
     needs_count = False
 
-    def results(self, slots: np.ndarray) -> np.ndarray:
-        return self.arrays[0][slots].copy()
+    def results(self, slots: IntArray) -> np.ndarray:
+        return self.arrays[0][slots]  # indexing with an array copies
 
-    def reduce(self, targets: np.ndarray, slots: np.ndarray, n_targets: int) -> np.ndarray:
+    def reduce(self, targets: IntArray, slots: IntArray, n_targets: int) -> np.ndarray:
         return np.bincount(targets, weights=self.arrays[0][slots], minlength=n_targets)
 
 
 class _MeanStore(_SumStore):
-    def results(self, slots: np.ndarray) -> np.ndarray:
+    def results(self, slots: IntArray) -> np.ndarray:
         n = self.arrays[1][slots]
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(n > 0, self.arrays[0][slots] / np.maximum(n, 1), np.nan)
 
-    def reduce(self, targets: np.ndarray, slots: np.ndarray, n_targets: int) -> np.ndarray:
+    def reduce(self, targets: IntArray, slots: IntArray, n_targets: int) -> np.ndarray:
         total = np.bincount(targets, weights=self.arrays[0][slots], minlength=n_targets)
         n = np.bincount(targets, weights=self.arrays[1][slots], minlength=n_targets)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -268,7 +298,14 @@ class _ExtremeStore(_ArrayStore):
     ufunc: np.ufunc = np.minimum
     fills = ((np.float64, np.inf),)
 
-    def add(self, group, n_groups, slots, values, ts):  # type: ignore[no-untyped-def]
+    def add(
+        self,
+        group: IntArray,
+        n_groups: int,
+        slots: IntArray,
+        values: np.ndarray | None,
+        ts: npt.NDArray[np.int64],
+    ) -> None:
         v = _as_float(values)
         ok = ~np.isnan(v)
         part = np.full(n_groups, self.fills[0][1], dtype=np.float64)
@@ -280,12 +317,12 @@ class _ExtremeStore(_ArrayStore):
         arr = self.arrays[0]
         arr[dst] = self.ufunc(arr[dst], arr[src])
 
-    def results(self, slots: np.ndarray) -> np.ndarray:
-        r = self.arrays[0][slots].copy()
+    def results(self, slots: IntArray) -> np.ndarray:
+        r = self.arrays[0][slots]  # indexing with an array copies
         r[np.isinf(r) & (r == self.fills[0][1])] = np.nan
         return r
 
-    def reduce(self, targets: np.ndarray, slots: np.ndarray, n_targets: int) -> np.ndarray:
+    def reduce(self, targets: IntArray, slots: IntArray, n_targets: int) -> np.ndarray:
         out = np.full(n_targets, self.fills[0][1], dtype=np.float64)
         self.ufunc.at(out, targets, self.arrays[0][slots])
         out[np.isinf(out) & (out == self.fills[0][1])] = np.nan
@@ -308,9 +345,9 @@ class _FirstLastStore(AggregatorStore):
     def __init__(self, agg: Aggregator, last: bool) -> None:
         super().__init__(agg)
         self.last = last
-        self.ts = np.zeros(0, dtype=np.int64)
-        self.has = np.zeros(0, dtype=bool)
-        self.values = np.empty(0, dtype=object)
+        self.ts: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        self.has: npt.NDArray[np.bool_] = np.zeros(0, dtype=bool)
+        self.values: npt.NDArray[np.object_] = np.empty(0, dtype=object)
 
     def grow(self, n_slots: int) -> None:
         cur = len(self.ts)
@@ -321,7 +358,15 @@ class _FirstLastStore(AggregatorStore):
         self.has = np.concatenate([self.has, np.zeros(new - cur, dtype=bool)])
         self.values = np.concatenate([self.values, np.full(new - cur, None, dtype=object)])
 
-    def add(self, group, n_groups, slots, values, ts):  # type: ignore[no-untyped-def]
+    def add(
+        self,
+        group: IntArray,
+        n_groups: int,
+        slots: IntArray,
+        values: np.ndarray | None,
+        ts: npt.NDArray[np.int64],
+    ) -> None:
+        values = _column(values)
         pos = np.arange(len(group))
         # first: earliest time, earliest arrival; last: latest time, latest arrival
         key_ts = -ts if self.last else ts
@@ -348,10 +393,10 @@ class _FirstLastStore(AggregatorStore):
         if not self.has[dst] or better:
             self.has[dst], self.ts[dst], self.values[dst] = True, self.ts[src], self.values[src]
 
-    def results(self, slots: np.ndarray) -> np.ndarray:
-        return self.values[slots].copy()
+    def results(self, slots: IntArray) -> np.ndarray:
+        return self.values[slots]  # indexing with an array copies
 
-    def reduce(self, targets: np.ndarray, slots: np.ndarray, n_targets: int) -> np.ndarray:
+    def reduce(self, targets: IntArray, slots: IntArray, n_targets: int) -> np.ndarray:
         best_ts = np.zeros(n_targets, dtype=np.int64)
         have = np.zeros(n_targets, dtype=bool)
         out = np.full(n_targets, None, dtype=object)
@@ -364,20 +409,28 @@ class _FirstLastStore(AggregatorStore):
                 have[t], best_ts[t], out[t] = True, ts, self.values[s]
         return out
 
-    def clear(self, slots: np.ndarray) -> None:
+    def clear(self, slots: IntArray) -> None:
         self.has[slots] = False
         self.values[slots] = None
 
 
 class _DistinctStore(AggregatorStore):
-    def add(self, group, n_groups, slots, values, ts):  # type: ignore[no-untyped-def]
+    def add(
+        self,
+        group: IntArray,
+        n_groups: int,
+        slots: IntArray,
+        values: np.ndarray | None,
+        ts: npt.NDArray[np.int64],
+    ) -> None:
         import pandas as pd
 
         frame = pd.DataFrame({"g": group, "v": values}).dropna().drop_duplicates()
         for g, vals in frame.groupby("g", sort=False)["v"]:
-            self.states[int(slots[int(g)])].update(vals.tolist())
+            # the keys are the int group numbers; pandas-stubs types a groupby key as any scalar
+            self.states[int(slots[cast(int, g)])].update(vals.tolist())
 
-    def results(self, slots: np.ndarray) -> np.ndarray:
+    def results(self, slots: IntArray) -> np.ndarray:
         return np.array([len(self.states[int(s)]) for s in slots], dtype=np.int64)
 
 
@@ -614,6 +667,22 @@ class LastAggregator(Aggregator):
         return _FirstLastStore(self, last=True)
 
 
+class QuantileState(TypedDict):
+    """State of :class:`QuantileAggregator`: counts per log-spaced bucket of positive and negative values,
+    the number of zeros, and the number of values.
+
+    Examples
+    --------
+    >>> QuantileAggregator("x", 0.5).add(QuantileAggregator("x", 0.5).initial(), np.array([0.0, 1.0]))
+    {'pos': {0: 1}, 'neg': {}, 'zero': 1, 'n': 2}
+    """
+
+    pos: dict[int, int]
+    neg: dict[int, int]
+    zero: int
+    n: int
+
+
 class QuantileAggregator(Aggregator):
     """Approximate quantile with a relative-error guarantee (a DDSketch).
 
@@ -651,38 +720,37 @@ class QuantileAggregator(Aggregator):
         self._gamma = (1 + relative_accuracy) / (1 - relative_accuracy)
         self._log_gamma = math.log(self._gamma)
 
-    def _buckets(self, v: np.ndarray) -> np.ndarray:
+    def _buckets(self, v: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
         return np.ceil(np.log(np.abs(v)) / self._log_gamma).astype(np.int64)
 
-    def initial(self) -> dict[str, Any]:
+    def initial(self) -> QuantileState:
         return {"pos": {}, "neg": {}, "zero": 0, "n": 0}
 
-    def add(self, state: dict[str, Any], values: np.ndarray) -> dict[str, Any]:
+    def add(self, state: QuantileState, values: np.ndarray) -> QuantileState:
         v = _as_float(values)
         v = v[~np.isnan(v)]
         state["n"] += len(v)
         state["zero"] += int((v == 0).sum())
-        for part, sel in (("pos", v > 0), ("neg", v < 0)):
+        for d, sel in ((state["pos"], v > 0), (state["neg"], v < 0)):
             if sel.any():
                 b, c = np.unique(self._buckets(v[sel]), return_counts=True)
-                d = state[part]
                 for bi, ci in zip(b.tolist(), c.tolist()):
                     d[bi] = d.get(bi, 0) + ci
         return state
 
-    def merge(self, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-        out = {
+    def merge(self, a: QuantileState, b: QuantileState) -> QuantileState:
+        out: QuantileState = {
             "pos": dict(a["pos"]),
             "neg": dict(a["neg"]),
             "zero": a["zero"] + b["zero"],
             "n": a["n"] + b["n"],
         }
-        for part in ("pos", "neg"):
-            for k, c in b[part].items():
-                out[part][k] = out[part].get(k, 0) + c
+        for dst, src in ((out["pos"], b["pos"]), (out["neg"], b["neg"])):
+            for k, c in src.items():
+                dst[k] = dst.get(k, 0) + c
         return out
 
-    def result(self, state: dict[str, Any]) -> float:
+    def result(self, state: QuantileState) -> float:
         n = state["n"]
         if n == 0:
             return math.nan

@@ -68,7 +68,7 @@ def demo(args: argparse.Namespace) -> int:
     p = build_demo_pipeline(db, speed=args.speed)
     print(f"streamlab demo: replaying the bundled clickstream dataset into {db}")
     result = p.run(progress=not args.quiet, clock=None if args.speed else ManualClock(0))
-    sinks = {sid: p.steps[sid].sink for sid in ("results", "late", "dead_letter")}  # type: ignore[attr-defined]
+    sinks = {sid: p.steps[sid].sink for sid in ("results", "late", "dead_letter")}
     windows = sinks["results"].read(order_by="window_start, event_type")
     late = sinks["late"].read()
     dead = sinks["dead_letter"].read()

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from streamlab._time import Duration, parse_duration, utc_now_ns
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Clock", "ManualClock", "SystemClock"]
 
@@ -68,17 +73,17 @@ class ManualClock(Clock):
     Timestamp('2024-01-01 00:01:30+0000', tz='UTC')
     """
 
-    def __init__(self, start: str | int | object = 0) -> None:
+    def __init__(self, start: str | int | datetime = 0) -> None:
         import pandas as pd
 
-        self._ns = int(start) if isinstance(start, int) else int(pd.Timestamp(start).value)  # type: ignore[arg-type]
+        self._ns = int(start) if isinstance(start, int) else int(pd.Timestamp(start).value)
         self._lock = threading.Lock()
 
     def now_ns(self) -> int:
         with self._lock:
             return self._ns
 
-    def now(self):
+    def now(self) -> pd.Timestamp:
         """Current time as a UTC ``pandas.Timestamp``."""
         import pandas as pd
 

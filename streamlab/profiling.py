@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from streamlab._parse import FieldSpec, ParseOperator
@@ -86,7 +87,7 @@ def _sampling_source(source: Source) -> Source:
     kafka = sys.modules.get("streamlab.connectors.kafka")
     if kafka is not None and isinstance(source, kafka.KafkaSource):
         # a copy keeps everything else (Event Hubs' endpoint and credentials included)
-        clone = copy.copy(source)
+        clone: Source = copy.copy(source)
         object.__setattr__(clone, "group_id", f"streamlab-profile-{uuid.uuid4().hex[:12]}")
         object.__setattr__(clone, "stop_at_end", True)
         if source.start == "latest":  # a new group starting at the end would read nothing
@@ -324,7 +325,9 @@ def _time_field(fields: list[InferredField], wanted: str | None) -> InferredFiel
 
 
 # -- disorder and prediction ------------------------------------------------------------------------------
-def _window_close(ts: np.ndarray, window: Window | None, lateness_ns: int) -> np.ndarray:
+def _window_close(
+    ts: npt.NDArray[np.int64], window: Window | None, lateness_ns: int
+) -> npt.NDArray[np.int64]:
     """When the (first) window of each event closes, before ``delay``: the watermark must reach it."""
     if window is None:
         return ts + lateness_ns
@@ -902,7 +905,7 @@ def _analyse(
         codes, uniq = pd.factorize(parts[by[0]])
         labels = list(uniq)
     else:
-        codes, labels = np.zeros(len(ts), dtype=np.int64), ["all"]  # type: ignore[assignment]
+        codes, labels = np.zeros(len(ts), dtype=np.int64), ["all"]
     behind = _behind(ts, codes) if len(ts) else np.zeros(0, dtype=np.int64)
     rows = []
     qlabels = [f"p{q * 100:g}" if q < 1 else "max" for q in _QUANTILES]

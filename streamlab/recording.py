@@ -30,7 +30,7 @@ SEQ = "_arrival_seq"
 
 class _RecordingWriter(_ParquetWriter):
     def __init__(self, sink: RecordingSink, clock: Clock) -> None:
-        super().__init__(sink)  # type: ignore[arg-type]
+        super().__init__(sink)  # type: ignore[arg-type]  # a RecordingSink has the ParquetSink fields it uses
         parts = sorted(Path(sink.path).glob("part-*.parquet"))
         self.seq = int(pd.read_parquet(parts[-1], columns=[SEQ])[SEQ].max()) + 1 if parts else 0
         self.clock = clock

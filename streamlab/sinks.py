@@ -327,7 +327,8 @@ class DuckDBSink(Sink):
     def query(self, sql: str) -> pd.DataFrame:
         """Run SQL on the sink's database."""
         with self._lock:
-            return self.connection().cursor().execute(sql).df()
+            frame: pd.DataFrame = self.connection().cursor().execute(sql).df()
+            return frame
 
     def close(self) -> None:
         with self._lock:

@@ -6,11 +6,13 @@ The spec has one ``streaming:`` section: ``sources`` (where events come from: to
 
 from __future__ import annotations
 
+import functools
 import html
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
@@ -19,10 +21,17 @@ from streamlab._spec_check import check_spec, code_in_spec, load_yaml
 from streamlab._sql import read_only_problem
 from streamlab.errors import PipelineConfigError, SpecError, SpecProblem, UntrustedSpecError
 from streamlab.functions import UserFunction
-from streamlab.io import Source
+from streamlab.io import Sink, Source
 from streamlab.pipeline import Pipeline, Stream
 from streamlab.steps import OperatorStep, SinkStep, SourceStep
 from streamlab.windows import window_from_spec
+
+if TYPE_CHECKING:
+    from streamlab.clock import Clock
+    from streamlab.detectors._common import StepConfig
+    from streamlab.io import SourceReader
+
+_T = TypeVar("_T")
 
 __all__ = [
     "check_spec_data",
@@ -35,52 +44,82 @@ __all__ = [
     "register_source",
 ]
 
-_SOURCES: dict[str, Any] = {}
-_SINKS: dict[str, Any] = {}
+SourceFactory = Callable[..., Source]
+"""Builds a source from a spec entry's parameters: ``factory(**params) -> Source``."""
+SinkFactory = Callable[..., Sink]
+"""Builds a sink from a spec entry's parameters: ``factory(**params) -> Sink``."""
+
+# Two registries: the users' kinds, and the built-in ones (loaded on first use, whatever the users
+# registered before). A user's kind wins over a built-in kind of the same name.
+_SOURCES: dict[str, SourceFactory] = {}
+_SINKS: dict[str, SinkFactory] = {}
+_BUILTIN_SOURCES: dict[str, SourceFactory] = {}
+_BUILTIN_SINKS: dict[str, SinkFactory] = {}
 
 
-def register_source(kind: str, factory: Any) -> None:
+def register_source(kind: str, factory: SourceFactory) -> None:
     """Teach ``from_yaml`` a source kind: ``factory(**params) -> Source``.
+
+    Built-in kinds (``replay``, ``kafka``, ``synthetic``, ...) stay available. Registering a built-in
+    kind's name replaces it for this process, e.g. to give ``kafka`` your own defaults.
 
     Examples
     --------
-    >>> register_source('my_source', lambda **kw: None)
+    >>> from streamlab.testing import ListSource
+    >>> register_source('my_source', lambda rows, **kw: ListSource(rows, **kw))
     """
     _SOURCES[kind] = factory
 
 
-def register_sink(kind: str, factory: Any) -> None:
+def register_sink(kind: str, factory: SinkFactory) -> None:
     """Teach ``from_yaml`` a sink kind: ``factory(**params) -> Sink``.
+
+    Built-in kinds stay available; registering a built-in kind's name replaces it for this process.
 
     Examples
     --------
-    >>> register_sink('my_sink', lambda **kw: None)
+    >>> from streamlab.testing import ListSink
+    >>> register_sink('my_sink', lambda **kw: ListSink())
     """
     _SINKS[kind] = factory
 
 
 def _builtin_factories() -> None:
-    if _SOURCES:
+    """Fill the built-in registries once (connectors and datasets are imported only now)."""
+    if _BUILTIN_SOURCES:
         return
+    from streamlab.recording import RecordingSink
     from streamlab.sinks import DuckDBSink, JsonLinesSink, ListSink, ParquetSink
     from streamlab.sources import ReplaySource
 
-    register_source("replay", lambda path, **kw: ReplaySource(path, **kw))
-    register_sink("duckdb", lambda **kw: DuckDBSink(**kw))
-    register_sink("parquet", lambda **kw: ParquetSink(**kw))
-    register_sink("jsonl", lambda **kw: JsonLinesSink(**kw))
-    register_sink("list", lambda **kw: ListSink())
-    from streamlab.recording import RecordingSink
-
-    register_sink("recording", lambda **kw: RecordingSink(**kw))
+    sources: dict[str, SourceFactory] = {"replay": lambda path, **kw: ReplaySource(path, **kw)}
+    sinks: dict[str, SinkFactory] = {
+        "duckdb": lambda **kw: DuckDBSink(**kw),
+        "parquet": lambda **kw: ParquetSink(**kw),
+        "jsonl": lambda **kw: JsonLinesSink(**kw),
+        "list": lambda **kw: ListSink(),
+        "recording": lambda **kw: RecordingSink(**kw),
+    }
     for module in ("streamlab.connectors", "streamlab.datasets"):
         try:
             mod = __import__(module, fromlist=["register_spec_kinds"])
             hook = getattr(mod, "register_spec_kinds", None)
             if hook is not None:
-                hook(register_source, register_sink)
+                hook(sources.__setitem__, sinks.__setitem__)
         except ImportError:  # pragma: no cover - optional parts
             pass
+    _BUILTIN_SINKS.update(sinks)
+    _BUILTIN_SOURCES.update(sources)  # last: it marks the registries as loaded
+
+
+def _source_factories() -> dict[str, SourceFactory]:
+    _builtin_factories()
+    return {**_BUILTIN_SOURCES, **_SOURCES}
+
+
+def _sink_factories() -> dict[str, SinkFactory]:
+    _builtin_factories()
+    return {**_BUILTIN_SINKS, **_SINKS}
 
 
 def pipeline_to_dict(p: Pipeline) -> dict[str, Any]:
@@ -274,7 +313,7 @@ class _PlaceholderSource(Source):
         self._spec = spec
         self.columns = ("value",) if spec.get("raw") else None
 
-    def open(self, resume: Any = None, clock: Any = None) -> Any:
+    def open(self, resume: Any = None, clock: Clock | None = None) -> SourceReader:
         raise FileNotFoundError(f"source {self._spec} is not available here")
 
     def spec(self) -> dict[str, Any]:
@@ -293,8 +332,7 @@ def check_spec_data(data: Any, *, trust: bool = False, origin: str | None = None
     ...
     streamlab.errors.SpecError: streaming.sources[0] (step 'e'): missing 'kind'. Fix: say what this source is: kind: ...
     """
-    _builtin_factories()
-    problems = check_spec(data, set(_SOURCES), set(_SINKS))
+    problems = check_spec(data, set(_source_factories()), set(_sink_factories()))
     if problems:
         raise SpecError(problems, origin)
     if not trust:
@@ -320,13 +358,14 @@ def pipeline_from_dict(
     ['e']
     """
     check_spec_data(data, trust=trust, origin=origin)
+    source_factories, sink_factories = _source_factories(), _sink_factories()
     s = data["streaming"]
     p = Pipeline(name=s.get("name", "pipeline"), time=s.get("time", "timestamp"))
     streams: dict[str, Stream] = {}
     problems: list[SpecProblem] = []
     failed: set[str] = set()
 
-    def attempt(path: str, build: Any) -> Any:
+    def attempt(path: str, build: Callable[[], _T]) -> _T | None:
         try:
             return build()
         except FileNotFoundError as e:
@@ -363,7 +402,7 @@ def pipeline_from_dict(
 
         def make_source(kind: str = kind, src: dict[str, Any] = src) -> Source:
             try:
-                source: Source = _SOURCES[kind](**src)
+                source: Source = source_factories[kind](**src)
             except FileNotFoundError:
                 if not lazy_sources:
                     raise
@@ -401,15 +440,22 @@ def pipeline_from_dict(
         if inp.partition(".")[0] in failed:
             continue
         path = f"streaming.sinks[{i}] (step {sid!r})"
-        sink = attempt(path, lambda kind=kind, sk=sk: _SINKS[kind](**sk))
+
+        def make_sink(kind: str = kind, sk: dict[str, Any] = sk) -> Sink:
+            return sink_factories[kind](**sk)
+
+        def connect(sink: Sink, inp: str = inp, sid: str = sid) -> None:
+            stream(inp).to(sink, step_id=sid)
+
+        sink = attempt(path, make_sink)
         if sink is not None:
-            attempt(path, lambda inp=inp, sink=sink, sid=sid: stream(inp).to(sink, step_id=sid))
+            attempt(path, functools.partial(connect, sink))
     if problems:
         raise SpecError(problems, origin)
     return p
 
 
-def config_types() -> dict[str, type]:
+def config_types() -> dict[str, type[StepConfig]]:
     """The step configs a spec can name (features, rules, detectors, patterns): ``streamlab.detectors``'
     public ``StepConfig`` classes, by class name.
 

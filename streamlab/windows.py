@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from streamlab._time import Duration, format_duration, parse_duration
 
@@ -33,7 +34,7 @@ class Window:
         raise NotImplementedError
 
 
-def floor_div(x: np.ndarray, d: int) -> np.ndarray:
+def floor_div(x: npt.NDArray[np.int64], d: int) -> npt.NDArray[np.int64]:
     """``x // d`` for int64 arrays: floor division, also for times before the epoch.
 
     numpy divides int64 arrays by a scalar with a precomputed multiplier (libdivide), which is faster

@@ -430,5 +430,6 @@ def _cell_text(col: pd.Series) -> list[str]:
     if pd.api.types.is_float_dtype(col):
         return [f"{v:.4g}" for v in col.to_numpy()]
     if isinstance(col.dtype, pd.DatetimeTZDtype):
-        return col.dt.strftime("%H:%M:%S").fillna("").tolist()
+        times: list[str] = col.dt.strftime("%H:%M:%S").fillna("").tolist()
+        return times
     return col.astype(str).tolist()

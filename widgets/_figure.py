@@ -32,10 +32,10 @@ def _encode(value: Any) -> Any:
             return value.astype(np.uint8) if value.ndim == 1 else value.tolist()
         if value.ndim == 1 and value.dtype.name in _TYPED:
             arr = np.ascontiguousarray(value)
-            return {"__ndarray__": arr.dtype.name, "data": memoryview(arr)}
+            return {"__ndarray__": arr.dtype.name, "data": arr.data}
         if value.ndim == 1 and value.dtype.kind in "iuf":
             arr = np.ascontiguousarray(value, dtype=np.float64)
-            return {"__ndarray__": "float64", "data": memoryview(arr)}
+            return {"__ndarray__": "float64", "data": arr.data}
         return value.tolist()
     if isinstance(value, Mapping):
         return {k: _encode(v) for k, v in value.items()}
@@ -81,7 +81,7 @@ def plotly_library() -> Any:
     import ipywidgets
     import traitlets
 
-    class _PlotlyLibrary(ipywidgets.Widget):  # type: ignore[misc]
+    class _PlotlyLibrary(ipywidgets.Widget):  # type: ignore[misc]  # ipywidgets is untyped: Widget is Any
         """Never displayed: its state carries plotly.js to the page once for all figures."""
 
         source = traitlets.Bytes().tag(sync=True)
@@ -113,7 +113,7 @@ def live_figure_class() -> type:
     import anywidget
     import traitlets
 
-    class LiveFigure(anywidget.AnyWidget):  # type: ignore[misc]
+    class LiveFigure(anywidget.AnyWidget):
         _esm = traitlets.Unicode(_JS.read_text(encoding="utf-8")).tag(sync=True)
         figure = traitlets.Dict().tag(sync=True)
         template = traitlets.Dict().tag(sync=True)  # the layout's template, sent once (it never changes)

@@ -217,15 +217,15 @@ class QuantileCombine(CountCombine):
         for k in sorted(acc["neg"], reverse=True):
             seen += acc["neg"][k]
             if seen > rank:
-                return -2 * self.gamma**k / (self.gamma + 1)
+                return float(-2 * self.gamma**k / (self.gamma + 1))
         seen += acc["zero"]
         if seen > rank:
             return 0.0
         for k in sorted(acc["pos"]):
             seen += acc["pos"][k]
             if seen > rank:
-                return 2 * self.gamma**k / (self.gamma + 1)
-        return 2 * self.gamma ** max(acc["pos"]) / (self.gamma + 1)
+                return float(2 * self.gamma**k / (self.gamma + 1))
+        return float(2 * self.gamma ** max(acc["pos"]) / (self.gamma + 1))
 
     def to_json(self, acc: Any) -> Any:
         return {**acc, "pos": list(acc["pos"].items()), "neg": list(acc["neg"].items())}

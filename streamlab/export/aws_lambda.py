@@ -570,12 +570,12 @@ def _lambda_filter(steps: _Steps, step: FilterStep) -> None:
         steps.snippets.add("eval_expr")
         test, what = f"eval_expr({step.expr!r}, row)", f"filter {step.expr!r}"
     elif step.per_event:
-        test, what = f"{steps.fn(step, 'filter')}(row)", f"filter_one({step.fn.name})"  # type: ignore[union-attr]
+        test, what = f"{steps.fn(step, 'filter')}(row)", f"filter_one({step.fn.name})"  # type: ignore[union-attr]  # no expr: fn is set
     else:
         if "import pandas" not in steps.imports:
             steps.imports.append("import pandas")
         name = steps.fn(step, "filter")
-        test, what = f"list({name}(pandas.DataFrame([row])))[0]", f"filter_many({step.fn.name})"  # type: ignore[union-attr]
+        test, what = f"list({name}(pandas.DataFrame([row])))[0]", f"filter_many({step.fn.name})"  # type: ignore[union-attr]  # no expr: fn is set
     steps.emit("try:")
     steps.emit(f"    keep = bool({test})")
     steps.dead_letter(sid, what)
@@ -594,7 +594,7 @@ def _lambda_map(steps: _Steps, step: MapStep) -> None:
             "    row = {**row, " + ", ".join(f"{k!r}: eval_expr({e!r}, row)" for k, e in step.columns) + "}"
         )
     elif step.per_event:
-        what = f"map_one({step.fn.name})"  # type: ignore[union-attr]
+        what = f"map_one({step.fn.name})"  # type: ignore[union-attr]  # no columns: fn is set
         steps.emit("try:")
         steps.emit(f"    row = {steps.fn(step, 'map')}(row)")
     else:
@@ -1076,8 +1076,8 @@ def run_lambda(
     tuple
         Outputs by streamlab reference (window results from Timestream, side outputs from SQS) and notes.
     """
-    from streamlab.local import LocalAWS
     from streamlab.export.verify import load_module
+    from streamlab.local import LocalAWS
 
     chain = _check(pipeline)
     window = chain[-1]
@@ -1204,7 +1204,7 @@ def _collect(
     side: dict[str, list[dict[str, Any]]] = {}
     for (output, _), body in sorted(messages.items(), key=lambda kv: kv[0][1]):
         side.setdefault(output, []).append(body)
-    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.core.models import DEFAULT_ACCOUNT_ID
     from moto.timestreamwrite.models import timestreamwrite_backends
 
     backend = timestreamwrite_backends[DEFAULT_ACCOUNT_ID][os.environ.get("AWS_DEFAULT_REGION", "us-east-1")]

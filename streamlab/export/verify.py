@@ -286,9 +286,14 @@ def _normalise(frame: pd.DataFrame, columns: list[str], times: set[str]) -> pd.D
 
 def _multiset_diff(name: str, left: pd.DataFrame, right: pd.DataFrame, target: str) -> pd.DataFrame:
     cols = list(left.columns)
-    key = lambda df: (
-        df.astype(object).where(pd.notna(df), None).apply(lambda r: json.dumps(list(r), default=str), axis=1)
-    )
+
+    def key(df: pd.DataFrame) -> pd.Series:
+        return (
+            df.astype(object)
+            .where(pd.notna(df), None)
+            .apply(lambda r: json.dumps(list(r), default=str), axis=1)
+        )
+
     lk = key(left).tolist() if len(left) else []
     rk = key(right).tolist() if len(right) else []
     from collections import Counter
