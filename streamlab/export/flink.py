@@ -13,11 +13,14 @@
   FILES --output DIR`` runs it on Flink's local mini-cluster; ``flink run -py main.py`` on a cluster.
 * ``run_sql.py``: runs ``job.sql`` through a PyFlink ``TableEnvironment`` (PyPI's apache-flink has
   no SQL gateway for ``sql-client.sh``).
+* ``datastream.py`` (when the pipeline has late or duplicates outputs and its steps allow it): a PyFlink
+  DataStream job sending late rows and duplicates to side outputs (``streamlab.export.flink_datastream``).
 * ``README.md`` (submit commands, connector jars, semantic differences), ``requirements.txt`` and
   ``main.tf`` (AWS Managed Service for Apache Flink).
 
+Pattern steps become ``MATCH_RECOGNIZE`` where that is exact (``streamlab.export.flink_pattern``).
 Steps SQL cannot say are refused at export time with the step named (filters and maps with Python
-code, custom or order-dependent aggregators, detectors, enrichment).
+code, custom or order-dependent aggregators, detectors, patterns without an exact form, enrichment).
 
 Examples
 --------
@@ -38,7 +41,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from streamlab.aggregators import (
     Aggregator,
@@ -57,6 +60,7 @@ from streamlab.steps import (
     DedupStep,
     IntervalJoinStep,
     KeyByStep,
+    OperatorStep,
     ParseStep,
     SelectStep,
     SinkStep,
@@ -142,6 +146,8 @@ What differs from streamlab's per-event semantics
   keeps its state (``table.exec.state.ttl``, set from the step's ttl); streamlab forgets an id by event
   time and also bounds the ids held (``max_ids``). Repeats are dropped: no ``duplicates`` output.
 * Interval joins drop rows behind the join's watermark (streamlab reports them on ``late``).
+* Patterns (``MATCH_RECOGNIZE``) drop rows behind the watermark (streamlab reports them on ``late``);
+  the matches of inputs without late rows are streamlab's (see ``streamlab.export.flink_pattern``).
 * Parse (``main.py``): streamlab's parser, copied, so dead-letter rows and reasons are streamlab's;
   lines are read as UTF-8 text by Flink, so a line that is not UTF-8 arrives with replacement
   characters instead of being a dead letter. ``job.sql`` (SQL client) reads fields with ``JSON_VALUE``
@@ -229,6 +235,8 @@ class _Generator:
         self.delay_ns = max((w.delay_ns + w.lateness_ns for w in windows), default=0)
         joins = [s for s in p.steps.values() if isinstance(s, IntervalJoinStep)]
         self.delay_ns = max([self.delay_ns, *(j.delay_ns for j in joins)])
+        self.patterns = {sid: s.config for sid, s in p.steps.items() if _is_pattern(s)}
+        self.delay_ns = max([self.delay_ns, *(_ns(c.delay) for c in self.patterns.values())])
         dedups = [s for s in p.steps.values() if isinstance(s, DedupStep)]
         ttls = [d.ttl_ns for d in dedups if d.ttl_ns is not None]
         self.state_ttl_ms = max(ttls) // 1_000_000 if ttls and len(ttls) == len(dedups) else None
@@ -243,6 +251,19 @@ class _Generator:
                 "export pipelines with exactly one source",
             )
         for step in self.p.steps.values():
+            if _is_pattern(step):
+                from streamlab.export.flink_pattern import pattern_refusal
+
+                refusal = pattern_refusal(step.config)
+                if refusal is not None:
+                    raise _plan.unsupported(
+                        step,
+                        "Flink SQL",
+                        f"the pattern has no exact MATCH_RECOGNIZE form: {refusal}",
+                        "run the pattern in streamlab (streamlab run SPEC), or write its conditions as "
+                        "column == 'value' on one column, a different value per step, without differs_from",
+                    )
+                continue
             if not isinstance(step, _TRANSLATED):
                 why, fix = _REFUSED.get(step.kind, _REFUSED["filter"])
                 raise _plan.unsupported(step, "Flink SQL", why, fix)
@@ -311,6 +332,21 @@ class _Generator:
                 self.window(sid, step)
             elif isinstance(step, IntervalJoinStep):
                 self.join(sid, step)
+            elif sid in self.patterns:
+                from streamlab.export.flink_pattern import match_recognize
+
+                cfg = self.patterns[sid]
+                within = _interval(_ns(cfg.within) + 1_000_000)
+                self.views.append((sid, match_recognize(cfg, _q(step.inputs[0]), within)))
+                kinds = {c.name: c.kind for c in self.columns[step.inputs[0]]}
+                self.columns[sid] = [
+                    _Col(cfg.key, kinds.get(cfg.key, "string")),
+                    _Col("pattern", "string"),
+                    _Col("first_time", "timestamp"),
+                    _Col("last_time", "timestamp"),
+                    _Col("event_ids", "array"),
+                    _Col("n_events", "int64"),
+                ]
 
     def window(self, sid: str, step: WindowStep) -> None:
         src = _q(step.inputs[0])
@@ -396,10 +432,24 @@ class _Generator:
         return self.columns[ref]
 
 
+def _is_pattern(step: Any) -> TypeGuard[OperatorStep]:
+    from streamlab.detectors import Pattern
+
+    return isinstance(step, OperatorStep) and isinstance(step.config, Pattern)
+
+
+def _ns(duration: Any) -> int:
+    from streamlab._time import parse_duration
+
+    return parse_duration(duration)
+
+
 def _sink_type(c: _Col) -> str:
     """Flink SQL type of a sink column: event times and window bounds as UTC TIMESTAMP(3)."""
     if c.kind in ("window", "timestamp"):
         return "TIMESTAMP(3)"
+    if c.kind == "array":
+        return "ARRAY<STRING>"
     return _SQL_TYPES.get(c.kind, "STRING")
 
 
@@ -1109,7 +1159,8 @@ def to_flink(
     ----------
     pipeline
         One source, one parse step, then dedup, key_by, select, tumbling/sliding/session windows
-        (count, sum, mean, min, max, count_distinct) and interval joins. Other steps are refused with
+        (count, sum, mean, min, max, count_distinct), interval joins and patterns that map exactly
+        to ``MATCH_RECOGNIZE``. Other steps are refused with
         a :class:`~streamlab.errors.PipelineConfigError` naming the step and the alternative.
     path
         Directory to write (created if missing).
@@ -1454,13 +1505,13 @@ def verify_flink(
         return files, local, exported, notes, ds.datastream_compared(pipeline)
     exported = run_flink(files, lines, python=flink_python)
     local, exported, left_out = comparable(pipeline, local, exported)
-    return (
-        files,
-        local,
-        exported,
-        flink_notes(pipeline, local) + left_out,
-        compared_outputs(pipeline, "flink"),
-    )
+    compared = compared_outputs(pipeline, "flink")
+    for sid, step in pipeline.steps.items():
+        if _is_pattern(step):  # MATCH_RECOGNIZE's matches
+            key = step.config.key
+            cols = [key, "pattern", "first_time", "last_time", "event_ids", "n_events"]
+            compared[sid] = (cols, {"first_time", "last_time"})
+    return files, local, exported, flink_notes(pipeline, local) + left_out, compared
 
 
 def flink_notes(pipeline: Pipeline, local: dict[str, Any]) -> list[str]:
