@@ -13,11 +13,14 @@
   FILES --output DIR`` runs it on Flink's local mini-cluster; ``flink run -py main.py`` on a cluster.
 * ``run_sql.py``: runs ``job.sql`` through a PyFlink ``TableEnvironment`` (PyPI's apache-flink has
   no SQL gateway for ``sql-client.sh``).
+* ``datastream.py`` (when the pipeline has late or duplicates outputs and its steps allow it): a PyFlink
+  DataStream job sending late rows and duplicates to side outputs (``streamlab.export.flink_datastream``).
 * ``README.md`` (submit commands, connector jars, semantic differences), ``requirements.txt`` and
   ``main.tf`` (AWS Managed Service for Apache Flink).
 
+Pattern steps become ``MATCH_RECOGNIZE`` where that is exact (``streamlab.export.flink_pattern``).
 Steps SQL cannot say are refused at export time with the step named (filters and maps with Python
-code, custom or order-dependent aggregators, detectors, enrichment).
+code, custom or order-dependent aggregators, detectors, patterns without an exact form, enrichment).
 
 Examples
 --------
@@ -28,7 +31,7 @@ Examples
 >>> _ = p.parse().window(TumblingWindow("1m"), key="event_type").agg(agg.count())
 >>> out = to_flink(p, tempfile.mkdtemp())
 >>> sorted(out.files)
-['README.md', 'job.sql', 'main.py', 'main.tf', 'requirements.txt', 'run_sql.py']
+['README.md', 'datastream.py', 'job.sql', 'main.py', 'main.tf', 'requirements.txt', 'run_sql.py']
 >>> "TABLE(TUMBLE(TABLE `parse`, DESCRIPTOR(`timestamp`), INTERVAL '1' MINUTE))" in out.read("job.sql")
 True
 """
@@ -38,7 +41,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from streamlab.aggregators import (
     Aggregator,
@@ -57,6 +60,7 @@ from streamlab.steps import (
     DedupStep,
     IntervalJoinStep,
     KeyByStep,
+    OperatorStep,
     ParseStep,
     SelectStep,
     SinkStep,
@@ -142,6 +146,8 @@ What differs from streamlab's per-event semantics
   keeps its state (``table.exec.state.ttl``, set from the step's ttl); streamlab forgets an id by event
   time and also bounds the ids held (``max_ids``). Repeats are dropped: no ``duplicates`` output.
 * Interval joins drop rows behind the join's watermark (streamlab reports them on ``late``).
+* Patterns (``MATCH_RECOGNIZE``) drop rows behind the watermark (streamlab reports them on ``late``);
+  the matches of inputs without late rows are streamlab's (see ``streamlab.export.flink_pattern``).
 * Parse (``main.py``): streamlab's parser, copied, so dead-letter rows and reasons are streamlab's;
   lines are read as UTF-8 text by Flink, so a line that is not UTF-8 arrives with replacement
   characters instead of being a dead letter. ``job.sql`` (SQL client) reads fields with ``JSON_VALUE``
@@ -229,6 +235,8 @@ class _Generator:
         self.delay_ns = max((w.delay_ns + w.lateness_ns for w in windows), default=0)
         joins = [s for s in p.steps.values() if isinstance(s, IntervalJoinStep)]
         self.delay_ns = max([self.delay_ns, *(j.delay_ns for j in joins)])
+        self.patterns = {sid: s.config for sid, s in p.steps.items() if _is_pattern(s)}
+        self.delay_ns = max([self.delay_ns, *(_ns(c.delay) for c in self.patterns.values())])
         dedups = [s for s in p.steps.values() if isinstance(s, DedupStep)]
         ttls = [d.ttl_ns for d in dedups if d.ttl_ns is not None]
         self.state_ttl_ms = max(ttls) // 1_000_000 if ttls and len(ttls) == len(dedups) else None
@@ -243,6 +251,19 @@ class _Generator:
                 "export pipelines with exactly one source",
             )
         for step in self.p.steps.values():
+            if _is_pattern(step):
+                from streamlab.export.flink_pattern import pattern_refusal
+
+                refusal = pattern_refusal(step.config)
+                if refusal is not None:
+                    raise _plan.unsupported(
+                        step,
+                        "Flink SQL",
+                        f"the pattern has no exact MATCH_RECOGNIZE form: {refusal}",
+                        "run the pattern in streamlab (streamlab run SPEC), or write its conditions as "
+                        "column == 'value' on one column, a different value per step, without differs_from",
+                    )
+                continue
             if not isinstance(step, _TRANSLATED):
                 why, fix = _REFUSED.get(step.kind, _REFUSED["filter"])
                 raise _plan.unsupported(step, "Flink SQL", why, fix)
@@ -311,6 +332,21 @@ class _Generator:
                 self.window(sid, step)
             elif isinstance(step, IntervalJoinStep):
                 self.join(sid, step)
+            elif sid in self.patterns:
+                from streamlab.export.flink_pattern import match_recognize
+
+                cfg = self.patterns[sid]
+                within = _interval(_ns(cfg.within) + 1_000_000)
+                self.views.append((sid, match_recognize(cfg, _q(step.inputs[0]), within)))
+                kinds = {c.name: c.kind for c in self.columns[step.inputs[0]]}
+                self.columns[sid] = [
+                    _Col(cfg.key, kinds.get(cfg.key, "string")),
+                    _Col("pattern", "string"),
+                    _Col("first_time", "timestamp"),
+                    _Col("last_time", "timestamp"),
+                    _Col("event_ids", "array"),
+                    _Col("n_events", "int64"),
+                ]
 
     def window(self, sid: str, step: WindowStep) -> None:
         src = _q(step.inputs[0])
@@ -396,10 +432,24 @@ class _Generator:
         return self.columns[ref]
 
 
+def _is_pattern(step: Any) -> TypeGuard[OperatorStep]:
+    from streamlab.detectors import Pattern
+
+    return isinstance(step, OperatorStep) and isinstance(step.config, Pattern)
+
+
+def _ns(duration: Any) -> int:
+    from streamlab._time import parse_duration
+
+    return parse_duration(duration)
+
+
 def _sink_type(c: _Col) -> str:
     """Flink SQL type of a sink column: event times and window bounds as UTC TIMESTAMP(3)."""
     if c.kind in ("window", "timestamp"):
         return "TIMESTAMP(3)"
+    if c.kind == "array":
+        return "ARRAY<STRING>"
     return _SQL_TYPES.get(c.kind, "STRING")
 
 
@@ -581,43 +631,7 @@ from itertools import accumulate
 from typing import Any
 '''
 
-_MAIN_BODY = '''
-
-def parse_line(line):
-    """(row values, None) of a good record or (None, dead-letter values) of a bad one."""
-    try:
-        row = read_record(line, FIELDS, REQUIRED, MAX_RECORD_BYTES)
-    except BadRecordError as e:
-        return None, (line, str(e), PARSE_STEP)
-    values = []
-    for name, kind, _ in FIELDS:
-        v = row[name]
-        if kind == "timestamp" and v is not None:
-            v = v // 1_000_000  # epoch milliseconds: Flink's TIMESTAMP_LTZ(3)
-        elif kind in ("object", "json") and v is not None:
-            v = json.dumps(v)
-        values.append(v)
-    return values, None
-
-
-def flink_types():
-    from pyflink.common import Types
-
-    by_kind = {
-        "int64": Types.LONG(),
-        "float64": Types.DOUBLE(),
-        "bool": Types.BOOLEAN(),
-        "timestamp": Types.LONG(),
-    }
-    names = [ms_column(n) if k == "timestamp" else n for n, k, _ in FIELDS]
-    return Types.ROW_NAMED(names, [by_kind.get(k, Types.STRING()) for _, k, _ in FIELDS])
-
-
-def ms_column(name):
-    return f"__{name}_ms"
-
-
-def raw_stream(env, args):
+RAW_STREAM = '''def raw_stream(env, args):
     """The raw records as a DataStream of text lines, from files, Kafka, Event Hubs or Kinesis."""
     from pyflink.common import WatermarkStrategy
     from pyflink.common.serialization import SimpleStringSchema
@@ -657,7 +671,47 @@ def raw_stream(env, args):
     return env.add_source(FlinkKinesisConsumer(os.environ["KINESIS_STREAM"], SimpleStringSchema(), props))
 
 
-def build(env, t_env, raw):
+'''
+"""The generated ``raw_stream(env, args)``: text lines from files, Kafka, Event Hubs or Kinesis (main.py
+and datastream.py share it)."""
+
+_MAIN_BODY = '''
+
+def parse_line(line):
+    """(row values, None) of a good record or (None, dead-letter values) of a bad one."""
+    try:
+        row = read_record(line, FIELDS, REQUIRED, MAX_RECORD_BYTES)
+    except BadRecordError as e:
+        return None, (line, str(e), PARSE_STEP)
+    values = []
+    for name, kind, _ in FIELDS:
+        v = row[name]
+        if kind == "timestamp" and v is not None:
+            v = v // 1_000_000  # epoch milliseconds: Flink's TIMESTAMP_LTZ(3)
+        elif kind in ("object", "json") and v is not None:
+            v = json.dumps(v)
+        values.append(v)
+    return values, None
+
+
+def flink_types():
+    from pyflink.common import Types
+
+    by_kind = {
+        "int64": Types.LONG(),
+        "float64": Types.DOUBLE(),
+        "bool": Types.BOOLEAN(),
+        "timestamp": Types.LONG(),
+    }
+    names = [ms_column(n) if k == "timestamp" else n for n, k, _ in FIELDS]
+    return Types.ROW_NAMED(names, [by_kind.get(k, Types.STRING()) for _, k, _ in FIELDS])
+
+
+def ms_column(name):
+    return f"__{name}_ms"
+
+
+@RAW_STREAM@def build(env, t_env, raw):
     """Register every stream as a view; returns the view name of each output by reference."""
     from pyflink.common import Row, Types
     from pyflink.datastream import OutputTag, ProcessFunction
@@ -819,6 +873,7 @@ def _main_py(gen: _Generator, source: str, sink: str) -> str:
         parts.append(f"    ({name!r}, {select!r}),")
     parts.append("]")
     body = _MAIN_BODY.replace("@PROC@", _PROC).replace("@SINK@", json.dumps(sink))
+    body = body.replace("@RAW_STREAM@", RAW_STREAM)
     parts.append(body)
     return "\n".join(parts)
 
@@ -901,6 +956,23 @@ def _readme(gen: _Generator, source: str, sink: str) -> str:
     jars = sorted({_CONNECTOR_JARS[x] for x in (source, sink) if x in _CONNECTOR_JARS})
     jar_lines = "\n".join(f"* `{j}`" for j in jars) or "* none: files need no connector jar"
     outputs = "\n".join(f"* `{name}`: `{ref}`" for ref, name in gen.outputs().items())
+    from streamlab.export import flink_datastream as ds
+
+    refusal = ds.datastream_refusal(p)
+    if not ds.wants_datastream(p):
+        datastream = "* no `datastream.py`: the pipeline has no late or duplicates output."
+    elif refusal is None:
+        datastream = (
+            "* `datastream.py`: PyFlink DataStream job that also writes what SQL cannot: late rows and\n"
+            "  duplicates, each as a side output (`OutputTag`) to its own sink, with streamlab's per-event\n"
+            '  rules in keyed state. This is the job `verify(..., target="flink")` runs when it is here:\n'
+            "  `python datastream.py --input events.jsonl --output out/`, on a cluster\n"
+            "  `flink run -py datastream.py -- --source kafka --sink kafka`. Outputs: "
+            + ", ".join(f"`{n}`" for n in ds.datastream_outputs(p).values())
+            + "."
+        )
+    else:
+        datastream = f"* no `datastream.py` (the DataStream job with late rows as side outputs): {refusal}."
     return f"""# Flink job `{p.name}` (exported from streamlab)
 
 Steps: {" -> ".join(p.steps)}. Written for Apache Flink {gen.flink_version} (PyFlink from PyPI:
@@ -908,12 +980,13 @@ Steps: {" -> ".join(p.steps)}. Written for Apache Flink {gen.flink_version} (PyF
 
 * `main.py`: PyFlink. Parses each record with streamlab's parser (a DataStream `ProcessFunction`,
   dead letters as a side output with streamlab's reasons), then runs the SQL queries below through a
-  `StreamTableEnvironment`. This is the job `streamlab.export.verify(..., target="flink")` runs.
+  `StreamTableEnvironment`.
 * `job.sql`: the same queries for Flink's SQL client; fields are read with `JSON_VALUE`, so its dead
   letters have one coarse reason and epoch-number timestamps are not read. `run_sql.py` runs it
   with PyFlink where the SQL client is missing.
+{datastream}
 
-Outputs (sink names):
+Outputs of main.py and job.sql (sink names):
 
 {outputs}
 
@@ -1086,7 +1159,8 @@ def to_flink(
     ----------
     pipeline
         One source, one parse step, then dedup, key_by, select, tumbling/sliding/session windows
-        (count, sum, mean, min, max, count_distinct) and interval joins. Other steps are refused with
+        (count, sum, mean, min, max, count_distinct), interval joins and patterns that map exactly
+        to ``MATCH_RECOGNIZE``. Other steps are refused with
         a :class:`~streamlab.errors.PipelineConfigError` naming the step and the alternative.
     path
         Directory to write (created if missing).
@@ -1149,6 +1223,10 @@ def to_flink(
     pin = flink_version if flink_version.count(".") >= 2 else f"{flink_version}.*"
     write("requirements.txt", f"apache-flink=={pin}\n")
     write("main.tf", _terraform(gen, source, sink))
+    from streamlab.export import flink_datastream as ds
+
+    if ds.wants_datastream(pipeline) and ds.datastream_refusal(pipeline) is None:
+        write("datastream.py", ds.datastream_py(pipeline, source, sink, flink_version))
     return out
 
 
@@ -1262,9 +1340,15 @@ def read_outputs(output: Path, outputs: dict[str, str]) -> dict[str, Any]:
 
 
 def run_flink(
-    files: ExportedFiles, lines: list[bytes], *, python: str | None = None, timeout: float = 600
+    files: ExportedFiles,
+    lines: list[bytes],
+    *,
+    python: str | None = None,
+    timeout: float = 600,
+    job: str = "main.py",
 ) -> dict[str, Any]:
-    """Run the exported ``main.py`` on Flink's local mini-cluster over ``lines`` written to a file.
+    """Run the exported ``main.py`` (or ``job="datastream.py"``) on Flink's local mini-cluster over
+    ``lines`` written to a file.
 
     One job, parallelism 1, file source and file sinks; returns every output's rows by reference.
 
@@ -1277,12 +1361,13 @@ def run_flink(
     import tempfile
 
     python = python or ensure_flink_python()
-    module = _load_constants(files.module)
+    script = files.directory / job
+    module = _load_constants(script)
     with tempfile.TemporaryDirectory(prefix="streamlab-flink-run-") as tmp:
         sample = Path(tmp) / "sample.jsonl"
         sample.write_bytes(b"".join(x.replace(b"\n", b" ") + b"\n" for x in lines))
         out = Path(tmp) / "out"
-        cmd = [python, str(files.module), "--input", str(sample), "--output", str(out)]
+        cmd = [python, str(script), "--input", str(sample), "--output", str(out)]
         cmd += ["--parallelism", "1", "--checkpoint-interval-ms", "500"]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp)
         if done.returncode != 0:
@@ -1357,41 +1442,76 @@ def comparable(
     >>> notes
     ['window: 1 window(s) with late rows in streamlab left out (Flink may still count their late rows)']
     """
-    import pandas as pd
+    from streamlab.export._late import leave_out_late_windows
 
-    from streamlab._time import to_utc_ns
+    return leave_out_late_windows(pipeline, local, exported, "Flink")
 
-    local, exported = dict(local), dict(exported)
-    notes = []
+
+def verify_flink(
+    pipeline: Pipeline,
+    lines: list[bytes],
+    local: dict[str, Any],
+    workdir: str | Path,
+    *,
+    flink_python: str | None = None,
+    flink_job: str = "auto",
+    **options: Any,
+) -> tuple[ExportedFiles, dict[str, Any], dict[str, Any], list[str], dict[str, tuple[list[str], set[str]]]]:
+    """Export to Flink, run one generated job on the mini-cluster and say what to compare.
+
+    ``flink_job``: ``"datastream"`` runs ``datastream.py`` (every output compared, late rows and
+    duplicates included), ``"sql"`` runs ``main.py`` (its SQL queries; late rows are dropped, so the
+    windows they touch are left out), ``"auto"`` the DataStream job when the export has one.
+
+    Returns
+    -------
+    tuple
+        ``(files, local, exported, notes, compared)``: ``local`` without the rows left out, and the
+        compared outputs with their columns (for :func:`streamlab.export.verify.compare`).
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> verify_flink(Pipeline(ListSource([b"{}"])), [], {}, ".", flink_job="storm")
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.PipelineConfigError: step 'pipeline' (verify): flink_job='storm'. Fix: use flink_job='auto', 'datastream' or 'sql'
+    """
+    from streamlab.export import flink_datastream as ds
+    from streamlab.export.verify import compared_outputs
+
+    if flink_job not in ("auto", "datastream", "sql"):
+        raise PipelineConfigError(
+            "pipeline", "verify", f"flink_job={flink_job!r}", "use flink_job='auto', 'datastream' or 'sql'"
+        )
+    files = to_flink(pipeline, workdir, **options)
+    has_datastream = "datastream.py" in files.files
+    if flink_job == "datastream" and not has_datastream:
+        why = ds.datastream_refusal(pipeline) or "the pipeline has no late or duplicates output"
+        raise PipelineConfigError(
+            "pipeline",
+            "verify",
+            f"the Flink export has no datastream.py: {why}",
+            "verify the SQL job (flink_job='sql'), or change the step named",
+        )
+    if has_datastream and flink_job != "sql":
+        exported = run_flink(files, lines, python=flink_python, job="datastream.py")
+        notes = [
+            "Flink ran datastream.py (DataStream API: streamlab's per-event rules in keyed state, late rows "
+            "and duplicates as side outputs) on its local mini-cluster with a file source (connector jars "
+            "cannot be fetched here); every output compared, late rows included"
+        ]
+        return files, local, exported, notes, ds.datastream_compared(pipeline)
+    exported = run_flink(files, lines, python=flink_python)
+    local, exported, left_out = comparable(pipeline, local, exported)
+    compared = compared_outputs(pipeline, "flink")
     for sid, step in pipeline.steps.items():
-        late = local.get(f"{sid}.late")
-        if late is None or len(late) == 0:
-            continue
-        if isinstance(step, WindowStep) and not isinstance(step.window, SessionWindow):
-            cols = [*step.keys, "window_start"]
-
-            def keys(frame: pd.DataFrame, names: tuple[str, ...] = step.keys) -> list[str]:
-                if frame is None or len(frame) == 0:
-                    return []
-                parts = [frame[c].astype(str) for c in names]
-                parts.append(pd.Series(to_utc_ns(frame["window_start"]), index=frame.index).astype(str))
-                return ["|".join(x) for x in zip(*parts)] if parts else []
-
-            hit = set(keys(late[cols]))
-            for side in (local, exported):
-                frame = side.get(sid)
-                if frame is not None and len(frame):
-                    side[sid] = frame[[k not in hit for k in keys(frame)]].reset_index(drop=True)
-            notes.append(
-                f"{sid}: {len(hit)} window(s) with late rows in streamlab left out "
-                "(Flink may still count their late rows)"
-            )
-        else:
-            local[sid], exported[sid] = pd.DataFrame(), pd.DataFrame()
-            notes.append(
-                f"{sid}: not compared: streamlab reported {len(late)} late rows, which Flink may pair or merge"
-            )
-    return local, exported, notes
+        if _is_pattern(step):  # MATCH_RECOGNIZE's matches
+            key = step.config.key
+            cols = [key, "pattern", "first_time", "last_time", "event_ids", "n_events"]
+            compared[sid] = (cols, {"first_time", "last_time"})
+    return files, local, exported, flink_notes(pipeline, local) + left_out, compared
 
 
 def flink_notes(pipeline: Pipeline, local: dict[str, Any]) -> list[str]:

@@ -331,12 +331,20 @@ def compared_outputs(pipeline: Pipeline, target: str) -> dict[str, tuple[list[st
 
 
 def compare(
-    pipeline: Pipeline, local: dict[str, pd.DataFrame], exported: dict[str, pd.DataFrame], target: str
+    pipeline: Pipeline,
+    local: dict[str, pd.DataFrame],
+    exported: dict[str, pd.DataFrame],
+    target: str,
+    *,
+    outputs: dict[str, tuple[list[str], set[str]]] | None = None,
 ) -> tuple[bool, pd.DataFrame, dict[str, dict[str, int]]]:
-    """Compare outputs as multisets of rows on the compared columns."""
+    """Compare outputs as multisets of rows on the compared columns (``outputs``: which, on which
+    columns; by default ``compared_outputs(pipeline, target)``)."""
     diffs = []
     counts: dict[str, dict[str, int]] = {}
-    for ref, (cols, times) in compared_outputs(pipeline, target).items():
+    if outputs is None:
+        outputs = compared_outputs(pipeline, target)
+    for ref, (cols, times) in outputs.items():
         left = _normalise(local.get(ref, pd.DataFrame()), cols, times)
         right = _normalise(exported.get(ref, pd.DataFrame()), cols, times)
         counts[ref] = {"streamlab": len(left), target: len(right)}
@@ -370,7 +378,8 @@ def verify(
         ``"beam"`` (DirectRunner with a TestStream), ``"lambda"`` (the handler against moto),
         ``"flink"`` (the exported ``main.py`` on Flink's local mini-cluster, reading the sample from a
         file, in PyFlink's own virtual environment: ``flink_python=`` or ``$STREAMLAB_FLINK_PYTHON``,
-        else one built once under ``$STREAMLAB_CACHE``) or
+        else one built once under ``$STREAMLAB_CACHE``; ``flink_job=`` ``"auto"``, ``"datastream"`` or
+        ``"sql"``: see ``streamlab.export.flink.verify_flink``) or
         ``"spark"`` (the job on Spark in local mode reading the sample from files; option
         ``batch_records=N`` reads N records per micro-batch).
     workdir
@@ -412,6 +421,7 @@ def verify(
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix=f"streamlab-{target}-")
         workdir = tmp.name
+    outputs: dict[str, tuple[list[str], set[str]]] | None = None  # compared_outputs(pipeline, target)
     try:
         if target == "beam":
             from streamlab.export.beam import to_beam
@@ -424,13 +434,9 @@ def verify(
                 "late rows are compared on keys, event time and window_start (Beam cannot report the watermark)",
             ]
         elif target == "flink":
-            from streamlab.export.flink import comparable, flink_notes, run_flink, to_flink
+            from streamlab.export.flink import verify_flink
 
-            python = options.pop("flink_python", None)
-            files = to_flink(pipeline, workdir, **options)
-            exported = run_flink(files, lines, python=python)
-            local, exported, left_out = comparable(pipeline, local, exported)
-            notes = flink_notes(pipeline, local) + left_out
+            files, local, exported, notes, outputs = verify_flink(pipeline, lines, local, workdir, **options)
         elif target == "lambda":
             from streamlab.export.aws_lambda import run_lambda, to_lambda
 
@@ -443,7 +449,7 @@ def verify(
                 pipeline, lines, local, workdir, **options
             )
             return VerificationReport(target, equal, diff, counts, notes, files, local, exported)
-        equal, diff, counts = compare(pipeline, local, exported, target)
+        equal, diff, counts = compare(pipeline, local, exported, target, outputs=outputs)
         return VerificationReport(target, equal, diff, counts, notes, files, local, exported)
     finally:
         if tmp is not None:

@@ -36,16 +36,6 @@ from ._samples import BAD_RECORDS, BASE_MS, FIXED_SAMPLE, KEYS, SCHEMA, USERS, r
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 
-@pytest.fixture(scope="session")
-def flink_python() -> str:
-    from streamlab.export.flink import ensure_flink_python
-
-    try:
-        return ensure_flink_python()
-    except RuntimeError as e:  # never a skip: the export's verification is the feature under test
-        pytest.fail(f"PyFlink is not available, so the Flink export cannot be verified: {e}")
-
-
 def every_case() -> Pipeline:
     """Tumbling (after dedup), sliding and session windows, an interval join, dead letters and a keyed,
     offset window with lateness after a select."""
@@ -66,6 +56,14 @@ def every_case() -> Pipeline:
     by_user = events.select("user_id", "timestamp", spend="amount").key_by("user_id")
     by_user.window(TumblingWindow("1m", offset="15s"), delay="5s", lateness="10s", step_id="offset").agg(
         agg.count(), agg.mean("spend")
+    )
+    # a pattern step, as MATCH_RECOGNIZE: two clicks, then a buy, within a minute
+    events.pattern(
+        "user_id",
+        [("clicks", "event_type == 'click'", 2), ("buy", "event_type == 'buy'")],
+        within="1m",
+        delay="5s",
+        step_id="pattern",
     )
     return p
 
@@ -96,6 +94,11 @@ def late_free_sample(seed: int = 7, n: int = 40) -> list[bytes]:
         lines.insert(j + 1, lines[j])
     for j, bad in zip((5, 12, 25, 33), BAD_RECORDS):
         lines.insert(j, bad)
+    # the pattern's time bound at its edge: a match spanning exactly 1m, and one 1 ms too long
+    edge = [(400_000, "click"), (410_000, "click"), (460_000, "buy")]
+    too_long = [(520_000, "click"), (525_000, "click"), (580_001, "buy")]
+    for i, (t, key) in enumerate([*edge, *too_long]):
+        lines.append(record(1000 + i, BASE_MS + t, key, "u9", 1.0))
     return lines
 
 
@@ -136,12 +139,15 @@ def test_generated_job_on_the_flink_engine_equals_streamlab(flink_python: str, t
     # the sample is free of late rows in streamlab's run, so every output must be equal
     assert all(len(f) == 0 for ref, f in report.local.items() if ref.endswith(".late"))
     assert report.equal, report.diff
-    for ref in ("tumbling", "sliding", "session", "join", "offset", "parse.dead_letter"):
+    for ref in ("tumbling", "sliding", "session", "join", "offset", "parse.dead_letter", "pattern"):
         counts = report.counts[ref]
         assert counts["streamlab"] == counts["flink"] > 0, (ref, counts)
+    # MATCH_RECOGNIZE took the events streamlab's rule takes; at the time bound's edge, one match
+    by_u9 = report.exported["pattern"].query("user_id == 'u9'")
+    assert by_u9["event_ids"].tolist() == [["e1000", "e1001", "e1002"]]
     # dedup ran: three repeats, and the tumbling counts are of unique ids
     assert report.local["dedup.duplicates"].shape[0] == 3
-    assert report.exported["tumbling"]["count"].sum() == 40
+    assert report.exported["tumbling"]["count"].sum() == 46
     assert report.counts["parse.dead_letter"] == {"streamlab": 4, "flink": 4}
     reasons = sorted(report.exported["parse.dead_letter"]["reason"])
     assert reasons == sorted(report.local["parse.dead_letter"]["reason"])

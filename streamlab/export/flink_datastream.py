@@ -1,0 +1,497 @@
+"""The PyFlink DataStream job of a Flink export: late rows as a side output, streamlab's rules in keyed state.
+
+Flink SQL drops rows behind its watermark and emits that watermark periodically, so ``main.py`` and
+``job.sql`` cannot report streamlab's ``late`` output. ``datastream.py``, written next to them when
+the pipeline's steps allow it, can: one ``KeyedProcessFunction`` runs streamlab's per-event rules
+(the dedup rule of ``streamlab._record`` and the window assignment, lateness test and aggregators of
+``streamlab.export._snippets``, copied in), keeps their state in Flink keyed state (checkpointed
+with the job), and sends every output, late rows included, to its own ``OutputTag``.
+
+streamlab's watermark is one per step over the whole stream, updated by every record, so the
+function runs under one key: the job's parallelism is for parsing and writing, the stateful steps run
+in one task. Translated: parse, dedup, select, key_by and tumbling or sliding windows (with the
+aggregators the SQL job takes), in any tree after one parse; others make
+:func:`datastream_refusal` name the step, and ``datastream.py`` is not written.
+
+Examples
+--------
+>>> from streamlab import Pipeline, SessionWindow, TumblingWindow, agg
+>>> from streamlab.testing import ListSource
+>>> p = Pipeline(ListSource([b"{}"]), name="demo")
+>>> _ = p.parse().window(TumblingWindow("1m"), key="event_type").agg(agg.count())
+>>> datastream_refusal(p) is None, "OutputTag" in datastream_py(p, "files", "files")
+(True, True)
+>>> q = Pipeline(ListSource([b"{}"]), name="sessions")
+>>> _ = q.parse().window(SessionWindow("5m"), key="user_id", step_id="visits").agg(agg.count())
+>>> datastream_refusal(q)
+"step 'visits': session windows merge on every row, which this job does not translate"
+"""
+
+from __future__ import annotations
+
+import json
+
+from streamlab.export import _plan
+from streamlab.pipeline import Pipeline
+from streamlab.steps import (
+    DedupStep,
+    KeyByStep,
+    ParseStep,
+    SelectStep,
+    SinkStep,
+    SourceStep,
+    Step,
+    WindowStep,
+)
+from streamlab.windows import SessionWindow, SlidingWindow, TumblingWindow
+
+__all__ = ["DATASTREAM_SEMANTICS", "datastream_py", "datastream_refusal", "wants_datastream"]
+
+DATASTREAM_SEMANTICS = """\
+What differs from streamlab (datastream.py)
+-------------------------------------------
+* Nothing in which rows reach which output: the watermark of each window and dedup step is
+  streamlab's (the largest event time the step has seen, minus its delay, after every record), a row
+  is late for a window when ``end + lateness`` is at or behind it, and late rows go to the step's
+  ``late`` output (one row per closed window it missed, with ``window_start``, ``window_end`` and the
+  ``watermark``), repeats to ``duplicates``.
+* To keep that one stream-wide watermark, the stateful steps run under one key (one task, whatever
+  the parallelism); each step's state is one keyed value, read and written per record, so this job
+  is for the volumes of one core. Flink's own watermark is only used at the end of a bounded input,
+  whose final watermark closes every window.
+* Results are written when a window closes, not at the end of the run; a checkpoint commits the file
+  sinks' part files.
+"""
+
+_TRANSLATED = (SourceStep, ParseStep, DedupStep, SelectStep, KeyByStep, SinkStep, WindowStep)
+
+
+def wants_datastream(p: Pipeline) -> bool:
+    """True when the pipeline has an output Flink SQL cannot give: a window's ``late`` or a dedup's
+    ``duplicates`` (the DataStream job is written for it, when :func:`datastream_refusal` allows).
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b"{}"]))
+    >>> wants_datastream(p), wants_datastream(p.parse().dedup("event_id").pipeline)
+    (False, True)
+    """
+    return any(isinstance(s, (WindowStep, DedupStep)) for s in p.steps.values())
+
+
+def datastream_refusal(p: Pipeline) -> str | None:
+    """Why ``datastream.py`` cannot be written for ``p`` (naming the step), or None when it can.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b"{}"]))
+    >>> _ = p.parse().filter("user_id == 'u1'", step_id="big")
+    >>> datastream_refusal(p)
+    "step 'big': filter steps run user code, which the DataStream job does not carry"
+    """
+    parses = [s for s in p.steps.values() if isinstance(s, ParseStep)]
+    if len(parses) != 1 or parses[0].time is None:
+        return "the pipeline needs exactly one parse step, with an event-time field"
+    for step in p.steps.values():
+        if not isinstance(step, _TRANSLATED):
+            what = {
+                "filter": "filter steps run user code",
+                "map": "map steps run user code",
+                "interval_join": "interval joins pair two streams",
+                "operator": "detector, feature, rule and pattern steps keep streamlab models",
+            }.get(step.kind, f"{step.kind} steps are not translated")
+            return f"step {step.step_id!r}: {what}, which the DataStream job does not carry"
+        if isinstance(step, WindowStep):
+            if isinstance(step.window, SessionWindow):
+                return f"step {step.step_id!r}: session windows merge on every row, which this job does not translate"
+            if step.early or step.watermark_by:
+                return f"step {step.step_id!r}: early results and per-partition watermarks are not translated"
+            for a in step.aggs:
+                try:
+                    _plan.aggregator_code(a, step.step_id, step.time)
+                except Exception:
+                    return f"step {step.step_id!r}: aggregator {a.describe()} has no generated code"
+    return None
+
+
+_HEADER = '''"""PyFlink DataStream job {name!r}, exported from streamlab (Flink {version}): late rows as side outputs.
+
+Steps: {steps}.
+
+    python datastream.py --input events.jsonl --output out/            # Flink's local mini-cluster
+    flink run -py datastream.py -- --source kafka --sink files --output s3://bucket/out/
+
+Every record is parsed with streamlab's parser; the steps after it run in one ``KeyedProcessFunction``
+with streamlab's per-event rules (copied below) and their state in Flink keyed state; each output
+(window results, late rows, duplicates, dead letters) is its own ``OutputTag`` and its own sink.
+
+{semantics}"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import heapq
+import json
+import math
+import os
+import re
+import sys
+from datetime import datetime, timedelta, timezone
+from itertools import accumulate
+from typing import Any
+'''
+
+_BODY = '''
+
+END_OF_TIME = 2**63 - 2  # an event-time timer that only the final watermark of a bounded input fires
+
+
+def parse_line(line, emit):
+    """One raw record: its row (timestamps as UTC datetimes), or None after emitting its dead letter."""
+    try:
+        return parse_record(line, FIELDS, REQUIRED, MAX_RECORD_BYTES)
+    except BadRecordError as e:
+        emit(PARSE_STEP + ".dead_letter", {"raw": line, "reason": str(e), "step_id": PARSE_STEP})
+        return None
+
+
+def window_row(row, step, state, emit):
+    """streamlab's window rule for one row: late pairs to ``<step>.late``, the rest into accumulators."""
+    keys, size, slide, offset, delay, lateness, time = WINDOWS[step]
+    try:
+        ts = to_ns(row[time])
+    except (KeyError, TypeError, ValueError, OverflowError):
+        reason = f"missing or unreadable event time in column {time!r}"
+        emit(step + ".dead_letter", {"reason": reason, "step_id": step, **row})
+        return
+    held = state.setdefault(step, {"max_ns": None, "windows": {}})
+    held["max_ns"] = ts if held["max_ns"] is None else max(held["max_ns"], ts)
+    watermark = held["max_ns"] - delay
+    for start in window_starts(ts, size, slide, offset):
+        if start + size + lateness <= watermark:
+            window = {"window_start": from_ns(start), "window_end": from_ns(start + size)}
+            emit(step + ".late", {**row, **window, "watermark": from_ns(watermark)})
+            continue
+        slot = (start, tuple(row.get(k) for k in keys))
+        acc = held["windows"].get(slot)
+        combine = COMBINES[step]
+        held["windows"][slot] = combine.add_input(
+            acc if acc is not None else combine.create_accumulator(), row, ts
+        )
+    close_windows(step, state, emit, final=False)
+
+
+def close_windows(step, state, emit, final):
+    """Emit the results of the windows the step's watermark closed (all of them when ``final``)."""
+    keys, size, _, _, delay, lateness, _ = WINDOWS[step]
+    held = state.get(step)
+    if not held or held["max_ns"] is None:
+        return
+    watermark = held["max_ns"] - delay
+    for slot in sorted(held["windows"], key=repr):
+        start, key = slot
+        if final or start + size + lateness <= watermark:
+            result = COMBINES[step].extract_output(held["windows"].pop(slot))
+            bounds = {"window_start": from_ns(start), "window_end": from_ns(start + size)}
+            emit(step, {**dict(zip(keys, key)), **bounds, **result})
+
+
+def dedup_row(row, step, state, emit):
+    """streamlab's dedup rule (``Dedup``): True when the row passes, False for a repeat."""
+    column, time, ttl_ns, max_ids = DEDUPS[step]
+    rule = Dedup.from_json(state.get(step), ttl_ns, max_ids)
+    ts = None if time is None or row.get(time) is None else to_ns(row[time])
+    repeat = rule.is_duplicate(dedup_key(row.get(column)), ts)
+    state[step] = rule.to_json()
+    if repeat:
+        emit(step + ".duplicates", row)
+    return not repeat
+
+
+@STEPS@
+
+
+def build(raw):
+    """Every output of the job as a DataStream of JSON lines, by stream reference."""
+    from pyflink.common import Types
+    from pyflink.datastream import KeyedProcessFunction, OutputTag
+    from pyflink.datastream.state import ValueStateDescriptor
+
+    tags = {ref: OutputTag(ref.replace(".", "_"), Types.STRING()) for ref in OUTPUTS}
+
+    class Steps(KeyedProcessFunction):
+        """streamlab's per-event rules after the parse; every step's state is one keyed value."""
+
+        def open(self, runtime_context):
+            descriptor = ValueStateDescriptor("streamlab-steps", Types.PICKLED_BYTE_ARRAY())
+            self.state = runtime_context.get_state(descriptor)
+
+        def process_element(self, line, ctx):
+            state = self.state.value()
+            if state is None:
+                state = {}
+                ctx.timer_service().register_event_time_timer(END_OF_TIME)
+            out = []
+            row = parse_line(line, lambda ref, r: out.append((ref, r)))
+            if row is not None:
+                after_parse(row, state, lambda ref, r: out.append((ref, r)))
+            self.state.update(state)
+            for ref, r in out:
+                if ref in tags:
+                    yield tags[ref], json.dumps(r, default=json_default, allow_nan=True)
+
+        def on_timer(self, timestamp, ctx):
+            state = self.state.value() or {}
+            out = []
+            for step in WINDOWS:
+                close_windows(step, state, lambda ref, r: out.append((ref, r)), final=True)
+            self.state.update(state)
+            for ref, r in out:
+                if ref in tags:
+                    yield tags[ref], json.dumps(r, default=json_default, allow_nan=True)
+
+    # streamlab's watermark is one per step over the whole stream: the stateful steps run under one key
+    steps = raw.key_by(lambda _: 0, key_type=Types.INT()).process(Steps(), output_type=Types.STRING())
+    return {ref: steps.get_side_output(tag) for ref, tag in tags.items()}
+
+
+def sink(stream, name, args):
+    """Write one output: JSON lines under ``--output/<name>`` or a Kafka topic named ``name``."""
+    if args.sink == "kafka":
+        from pyflink.common.serialization import SimpleStringSchema
+        from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
+
+        serializer = (
+            KafkaRecordSerializationSchema.builder()
+            .set_topic(name)
+            .set_value_serialization_schema(SimpleStringSchema())
+            .build()
+        )
+        target = (
+            KafkaSink.builder()
+            .set_bootstrap_servers(os.environ["KAFKA_BOOTSTRAP_SERVERS"])
+            .set_record_serializer(serializer)
+            .build()
+        )
+        stream.sink_to(target).name(name)
+        return
+    from pyflink.common.serialization import Encoder
+    from pyflink.datastream.connectors.file_system import BucketAssigner, FileSink
+
+    target = (
+        FileSink.for_row_format(f"{args.output.rstrip('/')}/{name}", Encoder.simple_string_encoder())
+        .with_bucket_assigner(BucketAssigner.base_path_bucket_assigner())
+        .build()
+    )
+    stream.sink_to(target).name(name)
+
+
+@RAW_STREAM@def run(argv=None):
+    """Parse the command line, build the job and run it (until the input ends, for files)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", choices=("files", "kafka", "eventhubs", "kinesis"), default=None)
+    parser.add_argument("--input", nargs="+", help="files (or glob patterns) of raw JSON lines")
+    parser.add_argument("--sink", choices=("files", "kafka"), default="files")
+    parser.add_argument("--output", help="directory (or s3:// prefix) for --sink files")
+    parser.add_argument("--parallelism", type=int, default=None)
+    parser.add_argument("--checkpoint-interval-ms", type=int, default=CHECKPOINT_INTERVAL_MS)
+    args = parser.parse_args(argv)
+    if args.source is None:
+        args.source = "files" if args.input else DEFAULT_SOURCE
+    if args.source == "files" and not args.input:
+        parser.error("--source files needs --input FILE [FILE ...]")
+    if args.sink == "files" and not args.output:
+        parser.error("--sink files needs --output DIR")
+    from pyflink.common import Configuration
+    from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
+    from pyflink.util.java_utils import get_j_env_configuration, is_local_deployment
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    if args.source == "files":
+        env.configure(Configuration().set_string("restart-strategy.type", "none"))  # fail, not restart
+    # on the local mini-cluster the Python workers run this Python, as PyFlink's TableEnvironment
+    # arranges for its own jobs (the DataStream API leaves it to "python" on the PATH)
+    j_config = get_j_env_configuration(env._j_stream_execution_environment)
+    if is_local_deployment(j_config) and not j_config.containsKey("python.executable"):
+        env.set_python_executable(sys.executable)
+    if args.parallelism:
+        env.set_parallelism(args.parallelism)
+    env.enable_checkpointing(args.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
+    for ref, stream in build(raw_stream(env, args)).items():
+        sink(stream, OUTPUTS[ref], args)
+    env.execute(PIPELINE_NAME + " (datastream)")
+
+
+if __name__ == "__main__":
+    run()
+'''
+
+
+def _steps_code(p: Pipeline) -> str:
+    """``after_parse(row, state, emit)`` and one function per step, calling the steps that read it."""
+    consumers = p.consumers()
+    lines: list[str] = []
+
+    def calls(ref: str) -> list[str]:
+        out = [f"    emit({ref!r}, row)"]
+        for sid, _ in consumers.get(ref, []):
+            if not isinstance(p.steps[sid], SinkStep):
+                out.append(f"    step_{_plan.ident(sid)}(row, state, emit)")
+        return out
+
+    parse = next(s for s in p.steps.values() if isinstance(s, ParseStep))
+    lines += ["def after_parse(row, state, emit):", '    """The steps reading the parse step\'s rows."""']
+    lines += calls(parse.step_id)
+    for sid, step in p.steps.items():
+        head = [
+            "",
+            "",
+            f"def step_{_plan.ident(sid)}(row, state, emit):",
+            f'    """Step {sid!r} ({step.kind})."""',
+        ]
+        if isinstance(step, DedupStep):
+            lines += [*head, f"    if not dedup_row(row, {sid!r}, state, emit):", "        return"]
+            lines += calls(sid)
+        elif isinstance(step, SelectStep):
+            lines += [*head, f"    row = {{new: row.get(old) for old, new in {list(step.columns)!r}}}"]
+            lines += calls(sid)
+        elif isinstance(step, KeyByStep):
+            lines += [*head, f"    # key_by {list(step.keys)}: the windows below group by these columns"]
+            lines += calls(sid)
+        elif isinstance(step, WindowStep):
+            lines += [*head, f"    window_row(row, {sid!r}, state, emit)"]
+    return "\n".join(lines)
+
+
+def _consts(p: Pipeline) -> tuple[list[str], set[str]]:
+    consts: list[str] = []
+    snippets = {"window_starts", "RowCombine", "json_default"}
+    windows: dict[str, tuple[object, ...]] = {}
+    combines: list[str] = []
+    dedups: dict[str, tuple[object, ...]] = {}
+    for sid, step in p.steps.items():
+        if isinstance(step, WindowStep):
+            w = step.window
+            assert isinstance(w, (TumblingWindow, SlidingWindow))
+            slide = w.every_ns if isinstance(w, SlidingWindow) else w.size_ns
+            windows[sid] = (
+                tuple(step.keys),
+                w.size_ns,
+                slide,
+                w.offset_ns,
+                step.delay_ns,
+                step.lateness_ns,
+                step.time,
+            )
+            aggs = []
+            for a in step.aggs:
+                cls, expr = _plan.aggregator_code(a, sid, step.time)
+                snippets.add(cls)
+                aggs.append(f"({a.name!r}, {expr})")
+            combines.append(f"    {sid!r}: RowCombine([{', '.join(aggs)}]),")
+        elif isinstance(step, DedupStep):
+            dedups[sid] = (step.id_column, step.time, step.ttl_ns, step.max_ids)
+    consts.append("# window step -> (keys, size, slide, offset, delay, lateness, time column), in ns")
+    consts.append(_plan.const("WINDOWS", windows))
+    consts += ["COMBINES = {", *combines, "}"]
+    consts.append("# dedup step -> (id column, time column, ttl ns, max ids)")
+    consts.append(_plan.const("DEDUPS", dedups))
+    return consts, snippets
+
+
+def datastream_py(p: Pipeline, source: str, sink: str, version: str = "2.3.0") -> str:
+    """The text of ``datastream.py`` for ``p`` (check :func:`datastream_refusal` first).
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline, SlidingWindow, agg
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b"{}"]), name="demo")
+    >>> _ = p.parse().dedup("event_id").window(SlidingWindow("2m", every="1m")).agg(agg.count())
+    >>> text = datastream_py(p, "kafka", "files")
+    >>> "def step_window(row, state, emit):" in text, "'window.late'" in text
+    (True, True)
+    """
+    from streamlab.export.flink import RAW_STREAM
+
+    parse = next(s for s in p.steps.values() if isinstance(s, ParseStep))
+    header = _HEADER.format(
+        name=p.name, version=version, steps=" -> ".join(p.steps), semantics=DATASTREAM_SEMANTICS.strip()
+    )
+    fields = tuple((f.name, f.type, f.path) for f in parse.fields)
+    req = tuple(dict.fromkeys(((parse.time,) if parse.time else ()) + parse.required))
+    consts, snippets = _consts(p)
+    outputs = datastream_outputs(p)
+    body = _BODY.replace("@STEPS@", _steps_code(p)).replace("@RAW_STREAM@", RAW_STREAM)
+    parts = [
+        header,
+        "# -- streamlab's record parser and per-event rules, copied: this module must not import streamlab\n",
+        _plan.snippet_source(snippets),
+        "\n\n# -- the pipeline\n",
+        f"PIPELINE_NAME = {p.name!r}",
+        f"PARSE_STEP = {parse.step_id!r}",
+        _plan.const("FIELDS", fields),
+        _plan.const("REQUIRED", req),
+        f"MAX_RECORD_BYTES = {parse.max_record_bytes!r}",
+        "CHECKPOINT_INTERVAL_MS = 10_000",
+        f"DEFAULT_SOURCE = {json.dumps(source)}  # what the deployment reads without --input",
+        *consts,
+        "# output reference -> sink name (every output, late rows and duplicates included)",
+        _plan.const("OUTPUTS", outputs),
+        body,
+    ]
+    return "\n".join(parts)
+
+
+def datastream_outputs(p: Pipeline) -> dict[str, str]:
+    """Every output ``datastream.py`` writes: stream reference -> sink name.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline, TumblingWindow, agg
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b"{}"]))
+    >>> _ = p.parse().window(TumblingWindow("1m")).agg(agg.count())
+    >>> datastream_outputs(p)
+    {'parse.dead_letter': 'parse_dead_letter', 'window': 'window', 'window.late': 'window_late', 'window.dead_letter': 'window_dead_letter'}
+    """
+    out: dict[str, str] = {}
+    for ref, name in _plan.sink_outputs(p).items():
+        step: Step = p.steps[ref.partition(".")[0]]
+        if not isinstance(step, (SourceStep, SinkStep)):
+            out[ref] = name
+    return out
+
+
+def datastream_compared(p: Pipeline) -> dict[str, tuple[list[str], set[str]]]:
+    """What ``verify`` compares of the DataStream job: every output it writes, on the columns that must
+    be equal to streamlab's (and which of them are times).
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline, TumblingWindow, agg
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b"{}"]))
+    >>> _ = p.parse().window(TumblingWindow("1m"), key="event_type").agg(agg.count())
+    >>> datastream_compared(p)["window.late"][0]
+    ['event_type', 'timestamp', 'window_start', 'window_end', 'watermark']
+    """
+    out: dict[str, tuple[list[str], set[str]]] = {}
+    for sid, step in p.steps.items():
+        if isinstance(step, ParseStep):
+            out[f"{sid}.dead_letter"] = (["raw", "reason", "step_id"], set())
+        elif isinstance(step, DedupStep):
+            cols = [step.id_column] + ([step.time] if step.time else [])
+            out[f"{sid}.duplicates"] = (cols, {step.time} if step.time else set())
+        elif isinstance(step, WindowStep):
+            bounds = ["window_start", "window_end"]
+            out[sid] = ([*step.keys, *bounds, *(a.name for a in step.aggs)], set(bounds))
+            late = [*step.keys, step.time, *bounds, "watermark"]
+            out[f"{sid}.late"] = (late, {step.time, *bounds, "watermark"})
+    written = datastream_outputs(p)
+    return {ref: spec for ref, spec in out.items() if ref in written}

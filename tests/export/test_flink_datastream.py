@@ -1,0 +1,138 @@
+"""Flink export, DataStream job: late rows and duplicates as side outputs, equal to streamlab's run.
+
+``datastream.py`` runs streamlab's per-event rules in one keyed process function. The property test
+runs those generated rules in this process (no JVM) against streamlab on hypothesis samples with
+disorder, late records, repeats and bad records; the engine test runs the job on Flink's mini-cluster
+(in PyFlink's own virtual environment, see test_flink_export.py) once, through ``verify``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+
+from streamlab import Pipeline, SessionWindow, SlidingWindow, TumblingWindow, agg
+from streamlab.errors import PipelineConfigError
+from streamlab.export import to_flink, verify
+from streamlab.export.flink_datastream import datastream_compared, datastream_refusal
+from streamlab.export.verify import compare, load_module, run_local
+from streamlab.testing import ListSource
+
+from ._samples import FIXED_SAMPLE, SCHEMA, samples
+
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+
+
+def late_pipeline() -> Pipeline:
+    """Dedup before a tumbling window with an offset and lateness, a keyed sliding window after a select."""
+    p = Pipeline(ListSource([b"{}"]), name="late_rows")
+    events = p.parse(SCHEMA)
+    events.dedup("event_id", ttl="10m").window(
+        TumblingWindow("1m", offset="15s"), key="event_type", delay="5s", lateness="10s", step_id="tumbling"
+    ).agg(agg.count(), agg.sum("amount"), agg.mean("amount"), agg.count_distinct("user_id"))
+    events.select("user_id", "timestamp", spend="amount").key_by("user_id").window(
+        SlidingWindow("2m", every="1m"), delay="5s", step_id="sliding"
+    ).agg(agg.count(), agg.min("spend"), agg.max("spend"))
+    return p
+
+
+def run_rules(path: Path, lines: list[bytes]) -> dict[str, pd.DataFrame]:
+    """The generated module's per-event rules, driven as its keyed process function drives them."""
+    module = load_module(path)
+    rows: dict[str, list[dict[str, Any]]] = {ref: [] for ref in module.OUTPUTS}
+
+    def emit(ref: str, row: dict[str, Any]) -> None:
+        if ref in rows:
+            rows[ref].append(row)
+
+    state: dict[str, Any] = {}
+    for line in lines:
+        row = module.parse_line(line.decode("utf-8", "replace"), emit)
+        if row is not None:
+            module.after_parse(row, state, emit)
+    for step in module.WINDOWS:
+        module.close_windows(step, state, emit, final=True)
+    return {ref: pd.DataFrame(r) for ref, r in rows.items()}
+
+
+def test_generated_rules_report_the_fixed_samples_late_rows(tmp_path: Path) -> None:
+    p = late_pipeline()
+    files = to_flink(p, tmp_path, source="files")
+    local = run_local(p, FIXED_SAMPLE)
+    exported = run_rules(files.directory / "datastream.py", FIXED_SAMPLE)
+    equal, diff, counts = compare(p, local, exported, "flink", outputs=datastream_compared(p))
+    assert equal, diff
+    assert counts["tumbling.late"]["flink"] > 0 and counts["sliding.late"]["flink"] > 0
+    assert counts["dedup.duplicates"] == {"streamlab": 1, "flink": 1}
+
+
+@settings(max_examples=25, deadline=None)
+@given(samples())
+def test_generated_rules_equal_streamlab(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[bytes]
+) -> None:
+    p = late_pipeline()
+    files = to_flink(p, tmp_path_factory.mktemp("ds"), source="files")
+    local = run_local(p, lines)
+    exported = run_rules(files.directory / "datastream.py", lines)
+    equal, diff, counts = compare(p, local, exported, "flink", outputs=datastream_compared(p))
+    assert equal, diff
+    assert set(counts) >= {"tumbling", "tumbling.late", "sliding", "sliding.late", "dedup.duplicates"}
+
+
+def test_datastream_job_on_the_flink_engine_equals_streamlab(flink_python: str, tmp_path: Path) -> None:
+    p = late_pipeline()
+    report = verify(p, FIXED_SAMPLE, target="flink", workdir=tmp_path, flink_python=flink_python)
+    assert report.equal, report.diff
+    assert report.notes[0].startswith("Flink ran datastream.py")
+    # the sample's late rows, repeat and bad records reach their own outputs, equal to streamlab's
+    for ref in ("tumbling.late", "sliding.late"):
+        assert report.counts[ref]["flink"] == report.counts[ref]["streamlab"] > 0, ref
+    assert report.counts["dedup.duplicates"] == {"streamlab": 1, "flink": 1}
+    assert report.counts["parse.dead_letter"] == {"streamlab": 2, "flink": 2}
+    assert report.counts["tumbling"]["flink"] == len(report.local["tumbling"]) > 0
+    late = report.exported["tumbling.late"]
+    assert {"window_start", "window_end", "watermark"} <= set(late.columns)
+    # a difference is reported, not hidden
+    tampered = {**report.exported, "tumbling.late": late.iloc[1:]}
+    equal, diff, _ = compare(p, report.local, tampered, "flink", outputs=datastream_compared(p))
+    assert not equal and set(diff["output"]) == {"tumbling.late"} and set(diff["side"]) == {"streamlab"}
+
+
+def test_generated_file_lints_and_names_its_outputs(tmp_path: Path) -> None:
+    out = to_flink(late_pipeline(), tmp_path, source="kafka", sink="kafka")
+    text = out.read("datastream.py")
+    assert "\nimport streamlab" not in text and "\nfrom streamlab" not in text
+    assert "class Steps(KeyedProcessFunction)" in text and "get_side_output" in text
+    assert "'tumbling.late': 'tumbling_late'" in text and "'dedup.duplicates': 'dedup_duplicates'" in text
+    lint = [
+        sys.executable,
+        "-m",
+        "ruff",
+        "check",
+        "--config",
+        str(PYPROJECT),
+        str(out.directory / "datastream.py"),
+    ]
+    result = subprocess.run(lint, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout
+    assert "datastream.py" in out.read("README.md")
+
+
+def test_steps_it_cannot_run_are_named_and_the_sql_job_remains(tmp_path: Path) -> None:
+    p = Pipeline(ListSource([b"{}"]), name="sessions")
+    p.parse(SCHEMA).window(SessionWindow("30s"), key="user_id", step_id="visits").agg(agg.count())
+    assert datastream_refusal(p) == (
+        "step 'visits': session windows merge on every row, which this job does not translate"
+    )
+    out = to_flink(p, tmp_path / "out", source="files")
+    assert "datastream.py" not in out.files and "main.py" in out.files
+    assert "step 'visits': session windows" in out.read("README.md")
+    with pytest.raises(PipelineConfigError, match="no datastream.py: step 'visits': session windows"):
+        verify(p, FIXED_SAMPLE, target="flink", workdir=tmp_path / "v", flink_job="datastream")
