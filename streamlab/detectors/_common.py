@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import pandas as pd
@@ -95,7 +95,7 @@ def dead_letter(batch: pd.DataFrame, bad: np.ndarray, reasons: np.ndarray | str)
     """The rows of ``batch`` selected by ``bad``, with a ``reason`` column saying why they were set aside."""
     out = batch.loc[bad].copy()
     out["reason"] = reasons if isinstance(reasons, str) else np.asarray(reasons, dtype=object)[bad]
-    return out.reset_index(drop=True)
+    return cast(pd.DataFrame, out.reset_index(drop=True))
 
 
 class PickledStateOperator(Operator):
@@ -155,3 +155,32 @@ class StepConfig:
         if "late" in self.output_names:
             out["late"] = tuple(cols)
         return out
+
+
+#: False turns the compiled kernels off (tests use it to run the numpy paths on a machine with numba)
+use_kernels = True
+_kernels_module: Any = None
+
+
+def kernels() -> Any:
+    """``streamlab.detectors._kernels`` when numba is installed (the ``fast`` extra) and ``use_kernels``; else None.
+
+    Imported on first use, so importing streamlab does not import numba.
+
+    Examples
+    --------
+    >>> k = kernels()
+    >>> k is None or callable(k.p2_update)
+    True
+    """
+    global _kernels_module
+    if not use_kernels:
+        return None
+    if _kernels_module is None:
+        try:
+            from streamlab.detectors import _kernels
+        except ImportError:
+            _kernels_module = False
+        else:
+            _kernels_module = _kernels
+    return _kernels_module or None

@@ -21,11 +21,12 @@ from streamlab.detectors._common import (
     check_positive_int,
     dead_letter,
     event_time_ns,
+    kernels,
     reject,
     require_columns,
 )
 from streamlab.detectors._models import Detector, as_detector
-from streamlab.detectors._thresholds import ThresholdFilter, ThresholdOperator
+from streamlab.detectors._thresholds import ThresholdFilter, ThresholdOperator, _QuantileOperator
 from streamlab.detectors._vectorized import ModelBank
 
 __all__ = ["Detect", "DetectOperator"]
@@ -368,6 +369,10 @@ class DetectOperator(PickledStateOperator):
         threshold = self.threshold
         if threshold is None or self.step.learn == "all":
             return bank.score_learn_many(values, slots)
+        judged = self._judge_compiled(bank, values, slots)
+        if judged is not None:
+            flags.extend(judged[1].tolist())
+            return judged[0]
         scores = np.empty(n)
         pos, chunk = 0, 256
         while pos < n:
@@ -392,6 +397,26 @@ class DetectOperator(PickledStateOperator):
             pos += flagged_at + 1
             chunk = max(32, 2 * flagged_at)
         return scores
+
+    def _judge_compiled(
+        self, bank: ModelBank, values: np.ndarray, slots: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Score, judge and learn event by event in one compiled loop (the quantile threshold only).
+
+        The threshold's river ``Quantile`` is read into the kernel's P² state and written back after,
+        so the threshold object stays the one state (and snapshot) of the threshold.
+        """
+        k = kernels()
+        threshold = self.threshold
+        if k is None or type(threshold) is not _QuantileOperator:
+            return None
+        p2 = k.p2_from_river(threshold.quantile)
+        seen = np.array([threshold.seen], dtype=np.int64)
+        out = bank.score_judge_learn(values, slots, p2, threshold.warmup, seen)
+        if out is not None:
+            k.p2_into_river(p2, threshold.quantile)
+            threshold.seen = int(seen[0])
+        return out
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         step = self.step
@@ -537,12 +562,12 @@ class _KeyTable:
             self.tick = np.r_[self.tick, np.zeros(extra, dtype=np.int64)]
             out[new] = np.arange(start, start + extra)
         self.live += len(keys)
-        return out
+        return cast(np.ndarray, out)
 
     def expire(self, horizon: int) -> list[int]:
         """Drop the models whose latest event is before ``horizon``; their slots."""
         stale = np.flatnonzero((self.slot >= 0) & (self.last < horizon))
-        slots = self.slot[stale].tolist()
+        slots: list[int] = self.slot[stale].tolist()
         self.slot[stale] = -1
         self.live -= len(stale)
         if len(self.index) > 2 * self.live + 1024:  # compact: forget long-dropped keys

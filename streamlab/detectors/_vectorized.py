@@ -19,10 +19,12 @@ and leaves every slot in the state that loop would have left it in.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
+
+from streamlab.detectors._common import kernels
 
 __all__ = ["HalfSpaceTreesBank", "ModelBank", "MomentsBank", "erf"]
 
@@ -63,6 +65,18 @@ class ModelBank:
     def score_learn_many(self, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
         """Scores of ``rows`` (each by its slot's model, before learning it); then learn them."""
         raise NotImplementedError
+
+    def score_judge_learn(
+        self, rows: np.ndarray, slots: np.ndarray, p2: np.ndarray | None, warmup: int, seen: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The compiled event-by-event path (numba), or None where the bank has none or numba is missing.
+
+        Scores as :meth:`score_learn_many`. With ``p2`` (a P² quantile state, see
+        ``streamlab.detectors._kernels``) each score is first judged by the quantile threshold
+        (``warmup`` scores, ``seen[0]`` seen so far, updated) and flagged rows are not learned, as
+        ``learn="unflagged"`` does event by event; returns the scores and the flags.
+        """
+        return None
 
     #: names of the per-slot state arrays (first axis = slot)
     _arrays: tuple[str, ...] = ()
@@ -162,7 +176,7 @@ class HalfSpaceTreesBank(ModelBank):
         from river import anomaly
 
         hst = anomaly.HalfSpaceTrees(n_trees=n_trees, height=height, window_size=window_size, seed=seed)
-        hst.learn_one(dict.fromkeys(features, 0.0))  # river builds its trees on the first learn
+        hst.learn_one(dict.fromkeys(features, 0.0))  # type: ignore[no-untyped-call]  # river builds its trees on the first learn
         column = {f: j for j, f in enumerate(features)}
         n_inner = 2**height - 1
         self.feature = np.zeros((n_trees, max(n_inner, 1)), dtype=np.intp)
@@ -243,7 +257,7 @@ class HalfSpaceTreesBank(ModelBank):
                 node += 2
                 node -= left  # left child 2i+1, right child 2i+2 (NaN goes right, as in river)
             out[:, t] = node
-        return out - (self.n_leaves - 1)
+        return cast(np.ndarray, out - (self.n_leaves - 1))
 
     def _leaves_small(self, x: np.ndarray) -> np.ndarray:
         """:meth:`_leaves` for few rows: every tree at once, so the numpy calls do not scale with trees."""
@@ -258,7 +272,7 @@ class HalfSpaceTreesBank(ModelBank):
             at = base + node
             left = np.take(flat, np.take(feature, at) + row) < np.take(threshold, at)
             node = 2 * node + 2 - left  # left child 2i+1, right child 2i+2 (NaN goes right, as in river)
-        return node - (self.n_leaves - 1)
+        return cast(np.ndarray, node - (self.n_leaves - 1))
 
     def _levels(self, leaf_counts: np.ndarray) -> list[np.ndarray]:
         """Node masses per depth (0 .. height) from leaf counts: a node's mass is its subtree's count."""
@@ -321,13 +335,48 @@ class HalfSpaceTreesBank(ModelBank):
             stopped = np.zeros_like(below)
             stopped[:, :, 1:] = np.logical_or.accumulate(below[:, :, :-1], axis=2)
             total = np.where(stopped, 0, r << d[None, None, :]).sum(axis=(1, 2))
-        return 1.0 - total.astype(np.float64) / self.max_score
+        return cast(np.ndarray, 1.0 - total.astype(np.float64) / self.max_score)
+
+    def score_judge_learn(
+        self, rows: np.ndarray, slots: np.ndarray, p2: np.ndarray | None, warmup: int, seen: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        k = kernels()
+        if k is None:
+            return None
+        n = len(rows)
+        scores = np.empty(n)
+        flags = np.zeros(n if p2 is not None else 0, dtype=bool)
+        k.hst_score_learn(
+            np.ascontiguousarray(rows, dtype=np.float64),
+            np.ascontiguousarray(slots, dtype=np.int64),
+            self.lo,
+            self.hi,
+            self.leaf_counts,
+            self.ref_mass,
+            self.counter,
+            self.first_window,
+            self.feature,
+            self.threshold,
+            self.height,
+            self.window_size,
+            self.size_limit,
+            self.max_score,
+            _NO_P2 if p2 is None else p2,
+            warmup,
+            seen,
+            scores,
+            flags,
+        )
+        return scores, flags
 
     def score_learn_many(self, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
         n = len(rows)
         scores = np.zeros(n)
         if n == 0:
             return scores
+        compiled = self.score_judge_learn(rows, slots, None, 0, np.zeros(1, dtype=np.int64))
+        if compiled is not None:
+            return compiled[0]
         rows = np.ascontiguousarray(rows, dtype=np.float64)
         slots = np.asarray(slots, dtype=np.int64)
         order, ss, rank = _grouped(slots)
@@ -576,10 +625,37 @@ class MomentsBank(ModelBank):
                 ]
             )
 
+    def score_judge_learn(
+        self, rows: np.ndarray, slots: np.ndarray, p2: np.ndarray | None, warmup: int, seen: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        k = kernels()
+        if k is None:
+            return None
+        n = len(rows)
+        scores = np.empty(n)
+        flags = np.zeros(n if p2 is not None else 0, dtype=bool)
+        k.moments_score_learn(
+            np.ascontiguousarray(np.asarray(rows, dtype=np.float64)[:, self.column]),
+            np.ascontiguousarray(slots, dtype=np.int64),
+            self.state,
+            self.kind == "gaussian",
+            self.grace_period,
+            0.5,
+            _NO_P2 if p2 is None else p2,
+            warmup,
+            seen,
+            scores,
+            flags,
+        )
+        return scores, flags
+
     def score_learn_many(self, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
         n = len(rows)
         if n == 0:
             return np.zeros(0)
+        compiled = self.score_judge_learn(rows, slots, None, 0, np.zeros(1, dtype=np.int64))
+        if compiled is not None:
+            return compiled[0]
         slots = np.asarray(slots, dtype=np.int64)
         order, ss, rank = _grouped(slots)
         v = np.asarray(rows, dtype=np.float64)[order, self.column]
@@ -598,6 +674,7 @@ class MomentsBank(ModelBank):
         return scores
 
 
+_NO_P2 = np.empty(0, dtype=np.float64)  # "no threshold" for the kernels
 _TWO_OVER_SQRTPI = 2.0 / math.sqrt(math.pi)
 _INV_SQRTPI = 1.0 / math.sqrt(math.pi)
 # Taylor coefficients of erf(x) / (2 x / sqrt(pi)) in x**2: (-1)**k / (k! (2k + 1)); 28 terms reach
@@ -639,7 +716,7 @@ def erf(x: np.ndarray) -> np.ndarray:
             f = b + (k / 2.0) / f
         out[mid] = 1.0 - np.exp(-b * b) * _INV_SQRTPI / f
     out[np.isnan(a)] = np.nan
-    return np.copysign(out, x)
+    return cast(np.ndarray, np.copysign(out, x))
 
 
 _SQRT2 = math.sqrt(2.0)

@@ -1,0 +1,311 @@
+"""Compiled kernels (numba) for the detectors' sequential recurrences, event by event, in river's arithmetic.
+
+Some of river's updates are recurrences that no vectorized form reproduces bit for bit (Welford's
+running moments, the P² quantile's marker adjustments, a window that pivots on the event count);
+here they run event by event, compiled, with river's floating-point operations in river's order,
+so the results are river's exactly. numba compiles without fast-math: no reassociation and no fused
+multiply-add, so every operation rounds as it does in CPython (and in river's Rust for P²).
+
+This module imports numba; load it through :func:`streamlab.detectors._common.kernels`, which
+returns ``None`` when numba is not installed (the numpy paths then run).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import numba
+import numpy as np
+
+__all__ = [
+    "hst_score_learn",
+    "moments_score_learn",
+    "p2_from_river",
+    "p2_get",
+    "p2_into_river",
+    "p2_update",
+]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _jit(fn: _F) -> _F:
+    # error_model="numpy": a float division by zero gives inf/NaN as in numpy instead of raising
+    return cast(_F, numba.njit(cache=True, nogil=True, error_model="numpy")(fn))
+
+
+# --- river's P² quantile (rust_src/quantile.rs), state as 23 floats:
+# q, desired marker increments (5), desired marker positions (5), positions (5), heights (5),
+# number of heights collected (< 5 until initialised), heights sorted (0/1)
+_Q, _DMP, _MP, _POS, _H, _NH, _SORTED = 0, 1, 6, 11, 16, 21, 22
+_RUST_LAYOUT = struct.Struct("<21dBB")  # river's serialized RsQuantile (__getstate__)
+
+
+def p2_from_river(quantile: Any) -> np.ndarray:
+    """The state of a river ``stats.Quantile`` as the kernels' array (read from its serialized state)."""
+    values = _RUST_LAYOUT.unpack(quantile._quantile.__getstate__())
+    return np.array(values, dtype=np.float64)
+
+
+def p2_into_river(state: np.ndarray, quantile: Any) -> None:
+    """Write the kernels' state back into a river ``stats.Quantile`` (the inverse of :func:`p2_from_river`)."""
+    floats = [float(v) for v in state[:21]]
+    quantile._quantile.__setstate__(_RUST_LAYOUT.pack(*floats, int(state[_NH]), int(state[_SORTED])))
+    if state[_NH] > 0:
+        quantile._is_updated = True
+
+
+@_jit
+def p2_get(p: np.ndarray) -> float:
+    """river's ``Quantile.get()`` (the caller handles "no value yet": river returns None)."""
+    if p[_SORTED] != 0.0:
+        return float(p[_H + 2])
+    n = int(p[_NH])
+    if n == 0:
+        return 0.0
+    tmp = p[_H : _H + n].copy()
+    tmp.sort()
+    length = float(n)
+    index = min(max(length - 1.0, 0.0), length * p[_Q])
+    return float(tmp[int(index)])
+
+
+@_jit
+def _cswap(p: np.ndarray, a: int, b: int) -> None:
+    if p[_H + b] < p[_H + a]:
+        p[_H + a], p[_H + b] = p[_H + b], p[_H + a]
+
+
+@_jit
+def p2_update(p: np.ndarray, x: float) -> None:
+    """river's ``Quantile.update(x)``: the P² step with river's operations in river's order."""
+    nh = int(p[_NH])
+    if nh < 5:
+        p[_H + nh] = x
+        p[_NH] = nh + 1
+        return
+    if p[_SORTED] == 0.0:
+        # river's sorting network (the same comparisons, so ties resolve the same way)
+        _cswap(p, 0, 1)
+        _cswap(p, 3, 4)
+        _cswap(p, 0, 2)
+        _cswap(p, 1, 2)
+        _cswap(p, 0, 3)
+        _cswap(p, 2, 3)
+        _cswap(p, 1, 4)
+        _cswap(p, 1, 2)
+        _cswap(p, 3, 4)
+        p[_SORTED] = 1.0
+    k = -1
+    if x < p[_H]:
+        p[_H] = x
+        k = 1
+    else:
+        for i in range(1, 5):
+            if p[_H + i - 1] <= x and x < p[_H + i]:
+                k = i
+                break
+        if k < 0:
+            if p[_H + 4] < x:
+                p[_H + 4] = x
+            k = 4
+    for index in range(k, 5):
+        p[_POS + index] += 1.0
+    for j in range(5):
+        p[_MP + j] += p[_DMP + j]
+    for i in range(1, 4):
+        n = p[_POS + i]
+        q = p[_H + i]
+        d = p[_MP + i] - n
+        if (d >= 1.0 and p[_POS + i + 1] - n > 1.0) or (d <= -1.0 and p[_POS + i - 1] - n < -1.0):
+            d = math.copysign(1.0, d)
+            qp1 = p[_H + i + 1]
+            qm1 = p[_H + i - 1]
+            np1 = p[_POS + i + 1]
+            nm1 = p[_POS + i - 1]
+            outer = d / (np1 - nm1)
+            inner_left = (n - nm1 + d) * (qp1 - q) / (np1 - n)
+            inner_right = (np1 - n - d) * (q - qm1) / (n - nm1)
+            qn = q + outer * (inner_left + inner_right)
+            if qm1 < qn and qn < qp1:
+                p[_H + i] = qn
+            else:
+                li = i + int(d)
+                p[_H + i] = q + d * (p[_H + li] - q) / (p[_POS + li] - n)
+            p[_POS + i] = n + d
+
+
+@_jit
+def _p2_classify(p: np.ndarray, score: float, warmup: int, seen: np.ndarray) -> bool:
+    """streamlab's quantile threshold on one score: above the quantile of the earlier scores, then learn it."""
+    if score != score:  # NaN: never anomalous, not learned
+        return False
+    flag = False
+    if seen[0] >= warmup and p[_NH] > 0:
+        flag = score > p2_get(p)
+    p2_update(p, score)
+    seen[0] += 1
+    return flag
+
+
+# --- Half-Space Trees behind river's MinMaxScaler, one event at a time
+
+
+@_jit
+def hst_score_learn(
+    rows: np.ndarray,
+    slots: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    leaf_counts: np.ndarray,
+    ref_mass: np.ndarray,
+    counter: np.ndarray,
+    first_window: np.ndarray,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    height: int,
+    window_size: int,
+    size_limit: float,
+    max_score: float,
+    p2: np.ndarray,
+    warmup: int,
+    seen: np.ndarray,
+    scores: np.ndarray,
+    flags: np.ndarray,
+) -> None:
+    """river's ``MinMaxScaler() | HalfSpaceTrees`` score-then-learn for each row, with the row's slot's model.
+
+    The slot arrays are ``HalfSpaceTreesBank``'s, updated in place. With a P² state ``p2`` (length 23;
+    empty for none) each score is judged by the quantile threshold first and flagged rows are not
+    learned (``learn="unflagged"``); ``flags`` receives the decisions.
+    """
+    n, nf = rows.shape
+    n_trees = feature.shape[0]
+    n_inner = 2**height - 1
+    judge = p2.shape[0] > 0
+    xs = np.empty(nf)
+    for i in range(n):
+        s = slots[i]
+        if first_window[s]:
+            score = 0.0
+        else:
+            for j in range(nf):
+                d = hi[s, j] - lo[s, j]
+                xs[j] = (rows[i, j] - lo[s, j]) / d if d != 0 else 0.0
+            total = 0.0
+            for t in range(n_trees):
+                node = 0
+                depth_pow = 1
+                acc = 0.0
+                stopped = False
+                for _ in range(height):
+                    r = ref_mass[s, t, node]
+                    acc += r * depth_pow
+                    if r < size_limit:
+                        stopped = True
+                        break
+                    if xs[feature[t, node]] < threshold[t, node]:
+                        node = 2 * node + 1
+                    else:
+                        node = 2 * node + 2
+                    depth_pow <<= 1
+                if not stopped:
+                    acc += ref_mass[s, t, node] * depth_pow
+                total += acc
+            score = 1.0 - total / max_score
+        scores[i] = score
+        if judge:
+            flag = _p2_classify(p2, score, warmup, seen)
+            flags[i] = flag
+            if flag:
+                continue
+        for j in range(nf):
+            x = rows[i, j]
+            if x < lo[s, j]:
+                lo[s, j] = x
+            if x > hi[s, j]:
+                hi[s, j] = x
+        for j in range(nf):
+            d = hi[s, j] - lo[s, j]
+            xs[j] = (rows[i, j] - lo[s, j]) / d if d != 0 else 0.0
+        for t in range(n_trees):
+            node = 0
+            for _ in range(height):
+                if xs[feature[t, node]] < threshold[t, node]:
+                    node = 2 * node + 1
+                else:
+                    node = 2 * node + 2
+            leaf_counts[s, t, node - n_inner] += 1
+        c = counter[s] + 1
+        if c == window_size:
+            # pivot: the finished window's masses become the reference (node = sum of its children)
+            n_leaves = leaf_counts.shape[2]
+            for t in range(n_trees):
+                for leaf in range(n_leaves):
+                    ref_mass[s, t, n_inner + leaf] = leaf_counts[s, t, leaf]
+                    leaf_counts[s, t, leaf] = 0
+                for node in range(n_inner - 1, -1, -1):
+                    ref_mass[s, t, node] = ref_mass[s, t, 2 * node + 1] + ref_mass[s, t, 2 * node + 2]
+            first_window[s] = False
+            c = 0
+        counter[s] = c
+
+
+# --- running moments: river's GaussianScorer and StandardAbsoluteDeviation
+
+
+@_jit
+def moments_score_learn(
+    values: np.ndarray,
+    slots: np.ndarray,
+    state: np.ndarray,
+    gaussian: bool,
+    grace_period: int,
+    half: float,
+    p2: np.ndarray,
+    warmup: int,
+    seen: np.ndarray,
+    scores: np.ndarray,
+    flags: np.ndarray,
+) -> None:
+    """river's Welford update and score per event (``state`` rows: n, mean, S), as ``hst_score_learn``.
+
+    ``half`` must be 0.5, passed at run time: river takes the standard deviation as ``var ** 0.5``
+    (C's ``pow``), and a constant exponent would let the compiler use ``sqrt``, which rounds
+    differently for about one value in a thousand.
+    """
+    judge = p2.shape[0] > 0
+    sqrt2 = math.sqrt(2.0)
+    for i in range(values.shape[0]):
+        s = slots[i]
+        x = values[i]
+        n = state[s, 0]
+        mean = state[s, 1]
+        m2 = state[s, 2]
+        if n < grace_period:
+            score = 0.0
+        else:
+            var = m2 / (n - 1.0) if n > 1.0 else 0.0
+            std = var**half
+            if gaussian:
+                if std == 0.0:
+                    cdf = 0.0  # river's ZeroDivisionError branch
+                else:
+                    cdf = 0.5 * (1.0 + math.erf((x - mean) / std / sqrt2))
+                score = 2.0 * abs(cdf - 0.5)
+            else:
+                score = abs((x - mean) / (std + 1e-10))
+        scores[i] = score
+        if judge:
+            flag = _p2_classify(p2, score, warmup, seen)
+            flags[i] = flag
+            if flag:
+                continue
+        n = n + 1.0
+        new_mean = mean + (1.0 / n) * (x - mean)
+        state[s, 0] = n
+        state[s, 1] = new_mean
+        state[s, 2] = m2 + 1.0 * (x - mean) * (x - new_mean)
