@@ -177,10 +177,7 @@ def kernels() -> Any:
     if not use_kernels:
         return None
     if _kernels_module is None:
-        try:
-            from streamlab.detectors import _kernels
-        except ImportError:
-            _kernels_module = False
-        else:
-            _kernels_module = _kernels
+        from streamlab.detectors import _kernels
+
+        _kernels_module = _kernels if _kernels.COMPILED else False
     return _kernels_module or None

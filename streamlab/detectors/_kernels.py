@@ -6,8 +6,9 @@ here they run event by event, compiled, with river's floating-point operations i
 so the results are river's exactly. numba compiles without fast-math: no reassociation and no fused
 multiply-add, so every operation rounds as it does in CPython (and in river's Rust for P²).
 
-This module imports numba; load it through :func:`streamlab.detectors._common.kernels`, which
-returns ``None`` when numba is not installed (the numpy paths then run).
+Load it through :func:`streamlab.detectors._common.kernels`, which returns ``None`` when numba is
+not installed (the numpy paths of the banks then run). Without numba the functions here are plain
+Python (the pattern step, which has no numpy path, then runs :func:`pattern_advance` uncompiled).
 """
 
 from __future__ import annotations
@@ -17,24 +18,42 @@ import struct
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-import numba
 import numpy as np
 
+numba: Any
+try:
+    import numba
+except ImportError:  # pragma: no cover - exercised on installs without the 'fast' extra
+    numba = None
+
+#: whether the functions here are compiled (numba is installed)
+COMPILED = numba is not None
+
 __all__ = [
+    "COMPILED",
     "hst_score_learn",
     "moments_score_learn",
     "p2_from_river",
     "p2_get",
     "p2_into_river",
     "p2_update",
+    "pattern_advance",
+    "plain",
 ]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _jit(fn: _F) -> _F:
+    if numba is None:
+        return fn
     # error_model="numpy": a float division by zero gives inf/NaN as in numpy instead of raising
     return cast(_F, numba.njit(cache=True, nogil=True, error_model="numpy")(fn))
+
+
+def plain(fn: Any) -> Any:
+    """The uncompiled Python function behind a kernel (the kernel itself without numba)."""
+    return getattr(fn, "py_func", fn)
 
 
 # --- river's P² quantile (rust_src/quantile.rs), state as 23 floats:
@@ -309,3 +328,239 @@ def moments_score_learn(
         state[s, 0] = n
         state[s, 1] = new_mean
         state[s, 2] = m2 + 1.0 * (x - mean) * (x - new_mean)
+
+
+# --- pattern matching (CEP), per key, on the events the watermark releases
+
+
+@_jit
+def _pattern_take(
+    r: int,
+    i: int,
+    o_step: np.ndarray,
+    o_count: np.ndarray,
+    o_ev: np.ndarray,
+    o_val: np.ndarray,
+    e_ref: np.ndarray,
+    e_val: np.ndarray,
+    times: np.ndarray,
+    cum: np.ndarray,
+) -> None:
+    s = o_step[r]
+    at = cum[s] + o_count[r]
+    o_ev[r, at] = e_ref[i]
+    for c in range(e_val.shape[1]):
+        o_val[r, at, c] = e_val[i, c]
+    o_count[r] += 1
+    if o_count[r] == times[s]:
+        o_step[r] = s + 1
+        o_count[r] = 0
+
+
+@_jit
+def _pattern_copy(
+    src: int,
+    dst: int,
+    key: np.ndarray,
+    step: np.ndarray,
+    count: np.ndarray,
+    first: np.ndarray,
+    ev: np.ndarray,
+    val: np.ndarray,
+    o_key: np.ndarray,
+    o_step: np.ndarray,
+    o_count: np.ndarray,
+    o_first: np.ndarray,
+    o_ev: np.ndarray,
+    o_val: np.ndarray,
+) -> None:
+    o_key[dst] = key[src]
+    o_step[dst] = step[src]
+    o_count[dst] = count[src]
+    o_first[dst] = first[src]
+    o_ev[dst] = ev[src]
+    o_val[dst] = val[src]
+
+
+@_jit
+def pattern_advance(
+    e_key: np.ndarray,
+    e_time: np.ndarray,
+    e_mask: np.ndarray,
+    e_val: np.ndarray,
+    e_ref: np.ndarray,
+    e_pos: np.ndarray,
+    r_key: np.ndarray,
+    r_step: np.ndarray,
+    r_count: np.ndarray,
+    r_first: np.ndarray,
+    r_ev: np.ndarray,
+    r_val: np.ndarray,
+    times: np.ndarray,
+    cum: np.ndarray,
+    differs_from: np.ndarray,
+    within: int,
+    max_runs: int,
+    o_key: np.ndarray,
+    o_step: np.ndarray,
+    o_count: np.ndarray,
+    o_first: np.ndarray,
+    o_ev: np.ndarray,
+    o_val: np.ndarray,
+    m_key: np.ndarray,
+    m_first: np.ndarray,
+    m_last: np.ndarray,
+    m_ev: np.ndarray,
+    m_pos: np.ndarray,
+) -> tuple[int, int]:
+    """Advance every key's open candidates (runs) over its released events; ``Pattern``'s matching rules.
+
+    Events come grouped by key code (``e_key`` ascending), in event-time order within a key, with
+    their step conditions ``e_mask``, value codes ``e_val`` (-1: missing), a reference ``e_ref`` for
+    their id and their position ``e_pos`` in the release's time order. Runs (``r_*``) come sorted by
+    key, in creation order within a key; a run holds its step, the count taken at that step, its
+    first event time, and the references and value codes of the events it took (slot
+    ``cum[step] + count`` is the next). ``differs_from[s, c]`` is the earlier step whose ``c`` values
+    step ``s`` must differ from (-1: none). The surviving runs are written to ``o_*`` (sorted by key,
+    in creation order) and matches to ``m_*``; returns their numbers.
+    """
+    n = e_key.shape[0]
+    n_runs = r_key.shape[0]
+    n_steps = times.shape[0]
+    n_cols = e_val.shape[1]
+    i = 0
+    j = 0
+    w = 0
+    nm = 0
+    while i < n or j < n_runs:
+        if j < n_runs and (i >= n or r_key[j] < e_key[i]):
+            _pattern_copy(
+                j,
+                w,
+                r_key,
+                r_step,
+                r_count,
+                r_first,
+                r_ev,
+                r_val,
+                o_key,
+                o_step,
+                o_count,
+                o_first,
+                o_ev,
+                o_val,
+            )
+            w += 1
+            j += 1
+            continue
+        k = e_key[i]
+        w0 = w
+        while j < n_runs and r_key[j] == k:
+            _pattern_copy(
+                j,
+                w,
+                r_key,
+                r_step,
+                r_count,
+                r_first,
+                r_ev,
+                r_val,
+                o_key,
+                o_step,
+                o_count,
+                o_first,
+                o_ev,
+                o_val,
+            )
+            w += 1
+            j += 1
+        while i < n and e_key[i] == k:
+            t = e_time[i]
+            horizon = t - within
+            kept = w0
+            for r in range(w0, w):
+                if o_first[r] >= horizon:
+                    if r != kept:
+                        _pattern_copy(
+                            r,
+                            kept,
+                            o_key,
+                            o_step,
+                            o_count,
+                            o_first,
+                            o_ev,
+                            o_val,
+                            o_key,
+                            o_step,
+                            o_count,
+                            o_first,
+                            o_ev,
+                            o_val,
+                        )
+                    kept += 1
+            w = kept
+            done = -1
+            for r in range(w0, w):
+                s = o_step[r]
+                if not e_mask[i, s]:
+                    continue
+                ok = True
+                for c in range(n_cols):
+                    earlier = differs_from[s, c]
+                    if earlier < 0:
+                        continue
+                    v = e_val[i, c]
+                    if v < 0:  # a missing value differs from nothing
+                        ok = False
+                        break
+                    for at in range(cum[earlier], cum[earlier] + times[earlier]):
+                        if o_val[r, at, c] == v:
+                            ok = False
+                            break
+                    if not ok:
+                        break
+                if ok:
+                    _pattern_take(r, i, o_step, o_count, o_ev, o_val, e_ref, e_val, times, cum)
+                    if o_step[r] == n_steps and done < 0:
+                        done = r
+            if done < 0 and e_mask[i, 0]:
+                o_key[w] = k
+                o_step[w] = 0
+                o_count[w] = 0
+                o_first[w] = t
+                o_ev[w] = -1
+                o_val[w] = -1
+                _pattern_take(w, i, o_step, o_count, o_ev, o_val, e_ref, e_val, times, cum)
+                if o_step[w] == n_steps:
+                    done = w
+                else:
+                    w += 1
+                    if w - w0 > max_runs:  # drop the key's oldest candidate
+                        for r in range(w0 + 1, w):
+                            _pattern_copy(
+                                r,
+                                r - 1,
+                                o_key,
+                                o_step,
+                                o_count,
+                                o_first,
+                                o_ev,
+                                o_val,
+                                o_key,
+                                o_step,
+                                o_count,
+                                o_first,
+                                o_ev,
+                                o_val,
+                            )
+                        w -= 1
+            if done >= 0:
+                m_key[nm] = k
+                m_first[nm] = o_first[done]
+                m_last[nm] = t
+                m_ev[nm] = o_ev[done]
+                m_pos[nm] = e_pos[i]
+                nm += 1
+                w = w0  # matches do not overlap: the key's candidates are cleared
+            i += 1
+    return w, nm
