@@ -11,9 +11,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import itertools
-import math
 import operator
-from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
@@ -31,6 +29,7 @@ from streamlab.detectors._common import (
     check_positive_int,
     dead_letter,
     event_time_ns,
+    kernels,
     reject,
     require_columns,
 )
@@ -648,40 +647,92 @@ class DistinctCountFeature(_KeyedStep):
 
 
 class _RatioToMedianOperator(FeatureOperator):
+    """The key's recent values as rows of arrays (one row per key), advanced by one compiled loop.
+
+    ``index`` maps a key to its row; a row holds the key's last ``history`` values in arrival order
+    (a ring) and sorted; ``tick`` is the key's recency (its last value's position in the stream), so
+    the least recently updated keys are forgotten beyond ``max_keys``, as a dict in update order would.
+    """
+
     def __init__(self, step: RatioToMedianFeature) -> None:
         super().__init__("RatioToMedianFeature", step.key, None, step.value)
         self.step = step
-        # key -> (arrival-ordered recent values, the same values sorted)
-        self.recent: dict[Hashable, tuple[deque[float], list[float]]] = {}  # dict order = recency
+        size = step.history
+        self.index = pd.Index([], dtype=object)
+        self.ring = np.empty((0, size))
+        self.ordered = np.empty((0, size + 1))
+        self.length = np.empty(0, dtype=np.int64)
+        self.head = np.empty(0, dtype=np.int64)
+        self.tick = np.empty(0, dtype=np.int64)
+        self.alive = np.empty(0, dtype=bool)
+        self.next_tick = 0
         self.evictions = 0
+
+    def _rows(self, keys: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        """Each event's row (-1 where its value is missing); new or forgotten keys start empty."""
+        rows = np.full(len(keys), -1, dtype=np.int64)
+        if not ok.any():
+            return rows
+        codes, uniques = pd.factorize(keys[ok])
+        u = np.asarray(uniques, dtype=object)
+        pos = self.index.get_indexer(cast(Any, u)) if len(self.index) else np.full(len(u), -1, dtype=np.intp)
+        new = pos < 0
+        if new.any():
+            start, extra = len(self.index), int(new.sum())
+            self.index = self.index.append(pd.Index(u[new], dtype=object))
+            size = self.step.history
+            self.ring = np.concatenate([self.ring, np.empty((extra, size))])
+            self.ordered = np.concatenate([self.ordered, np.empty((extra, size + 1))])
+            self.length = np.concatenate([self.length, np.zeros(extra, dtype=np.int64)])
+            self.head = np.concatenate([self.head, np.zeros(extra, dtype=np.int64)])
+            self.tick = np.concatenate([self.tick, np.zeros(extra, dtype=np.int64)])
+            self.alive = np.concatenate([self.alive, np.zeros(extra, dtype=bool)])
+            pos[new] = np.arange(start, start + extra)
+        revived = pos[~self.alive[pos]]
+        self.length[revived] = 0
+        self.head[revived] = 0
+        self.alive[revived] = True
+        at = np.flatnonzero(ok)
+        last = np.empty(len(u), dtype=np.int64)
+        last[codes] = at  # the last write per key wins: its latest event
+        self.tick[pos] = self.next_tick + last
+        self.next_tick += len(keys)
+        rows[at] = pos[codes]
+        return rows
 
     def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
         x = _values(batch, self.step.value)
         out = np.full(len(x), np.nan)
-        size = self.step.history
-        for i, (k, v) in enumerate(zip(keys.tolist(), x.tolist())):
-            if math.isnan(v):
-                continue
-            entry = self.recent.pop(k, None)
-            if entry is None:
-                entry = (deque(), [])
-            self.recent[k] = entry
-            fifo, ordered = entry
-            m = len(ordered)
-            if m:
-                med = ordered[m // 2] if m % 2 else 0.5 * (ordered[m // 2 - 1] + ordered[m // 2])
-                if med != 0:
-                    out[i] = v / med
-            fifo.append(v)
-            bisect.insort(ordered, v)
-            if len(fifo) > size:
-                old = fifo.popleft()
-                del ordered[bisect.bisect_left(ordered, old)]
-        self.evictions += _trim_lru(self.recent, self.step.max_keys)
+        rows = self._rows(keys, ~np.isnan(x))
+        k = kernels()
+        run = k.ratio_to_median if k is not None else _plain("ratio_to_median")
+        run(rows, np.ascontiguousarray(x), self.ring, self.ordered, self.length, self.head, out)
+        self._forget()
         return {self.step.column_name(): out}
 
+    def _forget(self) -> None:
+        """Drop the least recently updated keys beyond ``max_keys``; compact when many rows are dropped."""
+        live = np.flatnonzero(self.alive)
+        excess = len(live) - self.step.max_keys
+        if excess > 0:
+            oldest = live[np.argsort(self.tick[live], kind="stable")[:excess]]
+            self.alive[oldest] = False
+            self.evictions += excess
+            live = np.flatnonzero(self.alive)
+        if len(self.index) > 2 * len(live) + 1024:
+            self.index = self.index[live]
+            for name in ("ring", "ordered", "length", "head", "tick", "alive"):
+                setattr(self, name, getattr(self, name)[live])
+
     def open_state(self) -> dict[str, Any]:
-        return {"keys": len(self.recent), "evictions": self.evictions}
+        return {"keys": int(self.alive.sum()), "evictions": self.evictions}
+
+
+def _plain(name: str) -> Any:
+    """A kernel as plain Python (without numba): the same code, uncompiled."""
+    from streamlab.detectors import _kernels
+
+    return _kernels.plain(getattr(_kernels, name))
 
 
 @dataclass(frozen=True)

@@ -564,3 +564,62 @@ def pattern_advance(
                 w = w0  # matches do not overlap: the key's candidates are cleared
             i += 1
     return w, nm
+
+
+# --- features
+
+
+@_jit
+def ratio_to_median(
+    rows: np.ndarray,
+    values: np.ndarray,
+    ring: np.ndarray,
+    ordered: np.ndarray,
+    length: np.ndarray,
+    head: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``value / median`` of the row's (key's) last ``history`` values, then the value joins them.
+
+    Row ``r`` keeps its values in arrival order in the ring ``ring[r]`` (oldest at ``head[r]``) and
+    sorted in ``ordered[r, :length[r]]`` (one spare slot: the new value is inserted before the
+    oldest is removed, as the per-event list does: inserted after equal values, the oldest removed
+    at the first equal one). Events with ``rows[i] < 0`` are skipped (``out`` keeps NaN).
+    """
+    history = ring.shape[1]
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        if r < 0:
+            continue
+        v = values[i]
+        m = length[r]
+        if m > 0:
+            h = m // 2
+            med = ordered[r, h] if m % 2 else 0.5 * (ordered[r, h - 1] + ordered[r, h])
+            if med != 0:
+                out[i] = v / med
+        # insert after equal values (bisect.insort)
+        at = m
+        while at > 0 and ordered[r, at - 1] > v:
+            ordered[r, at] = ordered[r, at - 1]
+            at -= 1
+        ordered[r, at] = v
+        m += 1
+        if m > history:
+            old = ring[r, head[r]]
+            ring[r, head[r]] = v
+            head[r] = (head[r] + 1) % history
+            # remove the first value equal to the oldest (bisect.bisect_left)
+            lo, hi = 0, m
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if ordered[r, mid] < old:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            for k in range(lo, m - 1):
+                ordered[r, k] = ordered[r, k + 1]
+            m -= 1
+        else:
+            ring[r, (head[r] + m - 1) % history] = v
+        length[r] = m

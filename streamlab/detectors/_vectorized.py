@@ -18,6 +18,7 @@ and leaves every slot in the state that loop would have left it in.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, cast
 
@@ -135,6 +136,37 @@ def _minmax_scale(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         return np.where(d != 0, (x - lo) / np.where(d != 0, d, 1.0), 0.0)
 
 
+@functools.lru_cache(maxsize=32)
+def _river_trees(
+    features: tuple[str, ...], n_trees: int, height: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The split feature (column) and threshold of every inner node of river's trees, in heap order.
+
+    Built by river (its trees depend on the features, ``n_trees``, ``height`` and ``seed`` only) and
+    remembered: building them is most of the cost of starting a detect step.
+    """
+    from river import anomaly
+
+    hst = anomaly.HalfSpaceTrees(n_trees=n_trees, height=height, seed=seed)
+    hst.learn_one(dict.fromkeys(features, 0.0))  # type: ignore[no-untyped-call]  # river builds its trees on the first learn
+    column = {f: j for j, f in enumerate(features)}
+    n_inner = 2**height - 1
+    feature = np.zeros((n_trees, max(n_inner, 1)), dtype=np.intp)
+    threshold = np.zeros((n_trees, max(n_inner, 1)), dtype=np.float64)
+    for t, root in enumerate(hst.trees):
+        level = [root]
+        pos = 0
+        for _ in range(height):  # breadth first = heap order: children of i are 2i+1, 2i+2
+            nxt: list[Any] = []
+            for node in level:
+                feature[t, pos] = column[node.feature]
+                threshold[t, pos] = node.threshold
+                pos += 1
+                nxt.extend(node.children)
+            level = nxt
+    return feature, threshold
+
+
 class HalfSpaceTreesBank(ModelBank):
     """river's ``MinMaxScaler() | HalfSpaceTrees(n_trees, height, window_size, seed)`` for many models.
 
@@ -173,25 +205,8 @@ class HalfSpaceTreesBank(ModelBank):
         self, features: tuple[str, ...], n_trees: int, height: int, window_size: int, seed: int
     ) -> None:
         super().__init__()
-        from river import anomaly
-
-        hst = anomaly.HalfSpaceTrees(n_trees=n_trees, height=height, window_size=window_size, seed=seed)
-        hst.learn_one(dict.fromkeys(features, 0.0))  # type: ignore[no-untyped-call]  # river builds its trees on the first learn
-        column = {f: j for j, f in enumerate(features)}
-        n_inner = 2**height - 1
-        self.feature = np.zeros((n_trees, max(n_inner, 1)), dtype=np.intp)
-        self.threshold = np.zeros((n_trees, max(n_inner, 1)), dtype=np.float64)
-        for t, root in enumerate(hst.trees):
-            level = [root]
-            pos = 0
-            for _ in range(height):  # breadth first = heap order: children of i are 2i+1, 2i+2
-                nxt: list[Any] = []
-                for node in level:
-                    self.feature[t, pos] = column[node.feature]
-                    self.threshold[t, pos] = node.threshold
-                    pos += 1
-                    nxt.extend(node.children)
-                level = nxt
+        feature, threshold = _river_trees(features, n_trees, height, seed)
+        self.feature, self.threshold = feature.copy(), threshold.copy()
         self.n_features = len(features)
         self.n_trees = n_trees
         self.height = height

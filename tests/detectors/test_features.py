@@ -307,3 +307,81 @@ def test_events_later_than_allowed_lateness_see_only_retained_history() -> None:
     assert counts == [1, 2, 1, 1]
     exact = step.build().process(df)["out"]["count_10m"].tolist()
     assert exact == [1, 2, 1, 3]  # within one batch nothing had been dropped yet
+
+
+def ratio_to_median_reference(
+    df: pd.DataFrame, cuts: list[int], history: int, max_keys: int
+) -> tuple[list[float], int]:
+    """The per-event loop the compiled feature replaced (deque + sorted list per key, LRU by update)."""
+    import bisect
+    from collections import deque
+
+    recent: dict[Any, tuple[deque[float], list[float]]] = {}
+    out, evictions = [], 0
+    bounds = [0, *cuts, len(df)]
+    for a, b in itertools.pairwise(bounds):
+        part = df.iloc[a:b]
+        for k, v in zip(part["user_id"].tolist(), part["amount"].tolist()):
+            if np.isnan(v):
+                out.append(np.nan)
+                continue
+            entry = recent.pop(k, None) or (deque(), [])
+            recent[k] = entry
+            fifo, ordered = entry
+            m = len(ordered)
+            med = (ordered[m // 2] if m % 2 else 0.5 * (ordered[m // 2 - 1] + ordered[m // 2])) if m else 0.0
+            out.append(v / med if med != 0 else np.nan)
+            fifo.append(v)
+            bisect.insort(ordered, v)
+            if len(fifo) > history:
+                del ordered[bisect.bisect_left(ordered, fifo.popleft())]
+        while len(recent) > max_keys:
+            del recent[next(iter(recent))]
+            evictions += 1
+    return out, evictions
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    streams(),
+    st.integers(1, 5),
+    st.integers(1, 3),
+    st.booleans(),
+    st.sampled_from([0.0, -0.0, 1.0]),
+    st.integers(0, 60),
+)
+def test_ratio_to_median_bit_identical_to_the_per_event_loop(
+    stream: tuple[pd.DataFrame, list[int]],
+    history: int,
+    max_keys: int,
+    compiled: bool,
+    zero: float,
+    restore_at: int,
+) -> None:
+    """Every cut, evictions, signed zeros and ties, a snapshot restored mid-stream; compiled and plain."""
+    from streamlab.detectors import _common
+
+    df, cuts = stream
+    df = df.copy()
+    df.loc[df["amount"] == 2.5, "amount"] = zero  # zeros of either sign among ties
+    step = RatioToMedianFeature("user_id", "amount", history=history, max_keys=max_keys)
+    expected, evictions = ratio_to_median_reference(df, cuts, history, max_keys)
+    _common.use_kernels = compiled
+    try:
+        op = step.build()
+        parts = []
+        for a, b in itertools.pairwise([0, *cuts, len(df)]):
+            if a == min(restore_at, len(df) - 1) and a > 0:
+                snap = op.snapshot()
+                op.process(df.iloc[a:])  # work after the snapshot must not leak into it
+                op = step.build()
+                op.restore(snap)
+            parts.append(op.process(df.iloc[a:b])["out"])
+    finally:
+        _common.use_kernels = True
+    got = pd.concat(parts, ignore_index=True)["ratio_to_median_amount"].to_numpy()
+    want = np.asarray(expected, dtype=np.float64)
+    nan = np.isnan(want)
+    assert np.array_equal(np.isnan(got), nan)
+    assert got[~nan].view(np.int64).tolist() == want[~nan].view(np.int64).tolist()  # bit for bit
+    assert op.open_state()["evictions"] == evictions
