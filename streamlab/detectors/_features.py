@@ -465,22 +465,68 @@ class _DistinctOperator(FeatureOperator):
         fast = self._compute_in_order(keys, times, values, missing)
         if fast is not None:
             return {self.step.column_name(): fast}
-        w = self.window_ns
-        out = np.zeros(len(times), dtype=np.int64)
-        # One Python step per event: distinct sets per key are expected to be small (countries,
-        # devices), and exact distinct counting over a sliding window does not vectorize simply.
-        for i, (k, t, v) in enumerate(zip(keys.tolist(), times.tolist(), values.tolist())):
-            per_key = self.seen.setdefault(k, {})
-            if not missing[i]:
-                bisect.insort(per_key.setdefault(v, []), t)
-            lo = t - w
-            out[i] = sum(
-                1 for ts in per_key.values() if bisect.bisect_right(ts, t) > bisect.bisect_right(ts, lo)
-            )
-            if t > self.max_seen_ns:
-                self.max_seen_ns = t
+        out = self._compute_any_order(keys, times, values, missing)
+        self.max_seen_ns = max(self.max_seen_ns, int(times.max())) if len(times) else self.max_seen_ns
         self._prune()
         return {self.step.column_name(): out}
+
+    def _compute_any_order(
+        self, keys: np.ndarray, times: np.ndarray, values: np.ndarray, missing: np.ndarray
+    ) -> np.ndarray:
+        """The per-event counts in any arrival order: one compiled pass over each key's time-sorted entries.
+
+        The key's retained times and the batch's events are sorted by time (retained first on ties,
+        then arrival); event ``i`` counts the distinct values of the entries in ``(t - window, t]``
+        that arrived no later than itself (:func:`streamlab.detectors._kernels.distinct_count`).
+        The batch's events then join the retained times, each value's list kept sorted.
+        """
+        n = len(times)
+        codes, uniques = pd.factorize(keys)
+        u = uniques.tolist()
+        r_code: list[int] = []
+        r_value: list[Any] = []
+        r_time: list[int] = []
+        for c, k in enumerate(u):
+            for v, ts in self.seen.get(k, {}).items():
+                r_code.extend([c] * len(ts))
+                r_value.extend([v] * len(ts))
+                r_time.extend(ts)
+        m0 = len(r_code)
+        all_value = np.empty(m0 + n, dtype=object)
+        all_value[:m0] = r_value
+        all_value[m0:] = values
+        vcodes, vuniques = pd.factorize(all_value)
+        vcodes = vcodes.astype(np.int64)
+        vcodes[m0:][missing] = -1
+        all_code = np.r_[np.asarray(r_code, dtype=np.int64), codes.astype(np.int64)]
+        all_time = np.r_[np.asarray(r_time, dtype=np.int64), times.astype(np.int64)]
+        arrival = np.r_[np.full(m0, -1, dtype=np.int64), np.arange(n, dtype=np.int64)]
+        seq = np.lexsort((arrival, all_time, all_code))
+        s_code, s_time, s_val, s_arrival = all_code[seq], all_time[seq], vcodes[seq], arrival[seq]
+        m = m0 + n
+        starts = np.flatnonzero(np.r_[True, s_code[1:] != s_code[:-1]])
+        sizes = np.diff(np.r_[starts, m])
+        block_start = np.repeat(starts, sizes)
+        block_end = block_start + np.repeat(sizes, sizes)
+        pos_of = np.empty(n, dtype=np.int64)
+        batch_rows = s_arrival >= 0
+        pos_of[s_arrival[batch_rows]] = np.flatnonzero(batch_rows)
+        out = np.zeros(n, dtype=np.int64)
+        k = kernels()
+        run = k.distinct_count if k is not None else _plain("distinct_count")
+        run(s_time, s_val, s_arrival, block_end, block_start, pos_of, self.window_ns, len(vuniques), out)
+        # the new state of the batch's keys: every counted entry's time, per value, sorted
+        kept = np.flatnonzero(s_val >= 0)
+        by_value = kept[np.lexsort((s_time[kept], s_val[kept], s_code[kept]))]
+        g_code, g_val = s_code[by_value], s_val[by_value]
+        cut = np.flatnonzero(np.r_[True, (g_code[1:] != g_code[:-1]) | (g_val[1:] != g_val[:-1])]).tolist()
+        t_list = s_time[by_value].tolist()
+        vu = np.asarray(vuniques, dtype=object)
+        for k_ in {u[c] for c in np.unique(codes).tolist()}:
+            self.seen.pop(k_, None)
+        for a, b, c, v in zip(cut, [*cut[1:], len(by_value)], g_code[cut].tolist(), g_val[cut].tolist()):
+            self.seen.setdefault(u[c], {})[vu[v]] = t_list[a:b]
+        return out
 
     def _compute_in_order(
         self, keys: np.ndarray, times: np.ndarray, values: np.ndarray, missing: np.ndarray

@@ -623,3 +623,46 @@ def ratio_to_median(
         else:
             ring[r, (head[r] + m - 1) % history] = v
         length[r] = m
+
+
+@_jit
+def distinct_count(
+    s_time: np.ndarray,
+    s_val: np.ndarray,
+    s_arrival: np.ndarray,
+    block_end: np.ndarray,
+    block_start: np.ndarray,
+    pos_of: np.ndarray,
+    window: int,
+    n_values: int,
+    out: np.ndarray,
+) -> None:
+    """Distinct values among the key's entries that arrived no later than event ``i``, in ``(t - window, t]``.
+
+    Entries (retained ones with arrival -1, then the batch's events with arrival = their row) are
+    sorted by key, then time; ``block_start``/``block_end`` bound each entry's key; ``pos_of[i]`` is
+    event ``i``'s entry. ``s_val`` holds value codes (-1: missing, never counted).
+    """
+    stamp = np.full(max(n_values, 1), -1, dtype=np.int64)
+    for i in range(pos_of.shape[0]):
+        p = pos_of[i]
+        t = s_time[p]
+        lo_t = t - window
+        lo = block_start[p]
+        hi = block_end[p]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if s_time[mid] <= lo_t:
+                lo = mid + 1
+            else:
+                hi = mid
+        count = 0
+        q = lo
+        end = block_end[p]
+        while q < end and s_time[q] <= t:
+            v = s_val[q]
+            if v >= 0 and s_arrival[q] <= i and stamp[v] != i:
+                stamp[v] = i
+                count += 1
+            q += 1
+        out[i] = count

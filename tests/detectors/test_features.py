@@ -109,11 +109,20 @@ def test_time_since_last_equals_bruteforce(stream: tuple[pd.DataFrame, list[int]
 
 
 @settings(max_examples=40, deadline=None)
-@given(streams(), st.sampled_from(["1m", "5m"]))
-def test_distinct_count_equals_bruteforce(stream: tuple[pd.DataFrame, list[int]], window: str) -> None:
+@given(streams(), st.sampled_from(["1m", "5m"]), st.booleans())
+def test_distinct_count_equals_bruteforce(
+    stream: tuple[pd.DataFrame, list[int]], window: str, compiled: bool
+) -> None:
+    """Out-of-order streams (the compiled any-order pass, or its plain-Python twin without numba)."""
+    from streamlab.detectors import _common
+
     df, cuts = stream
     step = DistinctCountFeature("user_id", "country", window=window)
-    out = run_batches(step.build(), df, cuts)
+    _common.use_kernels = compiled
+    try:
+        out = run_batches(step.build(), df, cuts)
+    finally:
+        _common.use_kernels = True
     w = pd.Timedelta(window)
     for i in range(len(df)):
         hist = earlier_same_key(df, i, include_self=True)
