@@ -666,3 +666,47 @@ def distinct_count(
                 count += 1
             q += 1
         out[i] = count
+
+
+@_jit
+def window_count_sum(
+    s_time: np.ndarray,
+    s_val: np.ndarray,
+    s_arrival: np.ndarray,
+    block_start: np.ndarray,
+    block_end: np.ndarray,
+    pos_of: np.ndarray,
+    window: int,
+    counts: np.ndarray,
+    sums: np.ndarray,
+) -> None:
+    """Count and sum of the key's entries that arrived no later than event ``i``, in ``(t - window, t]``.
+
+    Laid out as for :func:`distinct_count`; ``pos_of[i] < 0`` skips event ``i``. The sum adds the
+    values in time order.
+    """
+    for i in range(pos_of.shape[0]):
+        p = pos_of[i]
+        if p < 0:
+            continue
+        t = s_time[p]
+        lo_t = t - window
+        lo = block_start[p]
+        hi = block_end[p]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if s_time[mid] <= lo_t:
+                lo = mid + 1
+            else:
+                hi = mid
+        count = 0
+        total = 0.0
+        q = lo
+        end = block_end[p]
+        while q < end and s_time[q] <= t:
+            if s_arrival[q] <= i:
+                count += 1
+                total += s_val[q]
+            q += 1
+        counts[i] = count
+        sums[i] = total

@@ -62,11 +62,20 @@ def earlier_same_key(df: pd.DataFrame, i: int, include_self: bool) -> pd.DataFra
 
 
 @settings(max_examples=40, deadline=None)
-@given(streams(), st.sampled_from(["30s", "2m", "10m"]))
-def test_velocity_equals_bruteforce(stream: tuple[pd.DataFrame, list[int]], window: str) -> None:
+@given(streams(), st.sampled_from(["30s", "2m", "10m"]), st.booleans())
+def test_velocity_equals_bruteforce(
+    stream: tuple[pd.DataFrame, list[int]], window: str, compiled: bool
+) -> None:
+    """Out-of-order keys included (compiled, or the Python path without numba)."""
+    from streamlab.detectors import _common
+
     df, cuts = stream
     w = pd.Timedelta(window)
-    out = run_batches(VelocityFeature("user_id", window=window, value="amount").build(), df, cuts)
+    _common.use_kernels = compiled
+    try:
+        out = run_batches(VelocityFeature("user_id", window=window, value="amount").build(), df, cuts)
+    finally:
+        _common.use_kernels = True
     for i in range(len(df)):
         hist = earlier_same_key(df, i, include_self=True)
         t = df["timestamp"].iloc[i]
