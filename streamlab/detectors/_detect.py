@@ -42,9 +42,12 @@ class Detect(StepConfig):
     for a given stream and do not depend on how it is cut into batches. Detectors with a vectorized
     twin (:meth:`Detector.vectorized`: ``HalfSpaceTreesDetector``, ``GaussianScorerDetector`` without
     ``window_size``, ``StandardAbsoluteDeviationDetector``) score a whole micro-batch at once with
-    those same results: bit for bit for Half-Space Trees, within 1e-9 (relative) for the running-moment
-    scorers, whose sequential update has no exact vectorized form (see ``MomentsBank``); any other
-    detector is called event by event. With ``key``, each key gets its own
+    those same results: bit for bit for Half-Space Trees; for the running-moment scorers bit for bit
+    with numba installed (the ``fast`` extra: river's update compiled, event by event) and within
+    1e-9 (relative) without it, as their sequential update has no exact vectorized form (see
+    ``MomentsBank``). With numba and a ``QuantileThresholdFilter`` under ``learn="unflagged"``,
+    scoring, the threshold's P² update and learning run in one compiled loop. Any other detector is
+    called event by event. With ``key``, each key gets its own
     model (a clone of ``detector``) held in an LRU of at most ``max_keys`` models; a key idle for
     more than ``key_ttl`` of event time starts over with a fresh model. Without ``key`` one model
     sees every event.

@@ -253,68 +253,108 @@ class VelocityFeature(_KeyedStep):
 # --- z-score
 
 
-class _ZScoreOperator(FeatureOperator):
-    def __init__(self, step: ZScoreFeature) -> None:
-        super().__init__("ZScoreFeature", step.key, None, step.value)
+class _KeyRowsOperator(FeatureOperator):
+    """Per-key state as rows of arrays (one row per key), advanced by one compiled loop per batch.
+
+    ``index`` maps a key to its row; ``tick`` is the key's recency (the position in the stream of
+    its last event that updated it), so beyond ``max_keys`` the least recently updated keys are
+    forgotten, as a dict kept in update order would; a forgotten key that comes back starts over.
+    Subclasses name their per-row arrays in ``_arrays`` and give a new row's value in ``_fresh``.
+    """
+
+    _arrays: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, where: str, step: Any, time: str | None, value: str | None) -> None:
+        super().__init__(where, step.key, time, value)
         self.step = step
-        # key -> (count, mean, M2), Welford state of the key's values so far; dict order = recency
-        self.stats: dict[Hashable, tuple[float, float, float]] = {}
+        self.index = pd.Index([], dtype=object)
+        self.tick = np.empty(0, dtype=np.int64)
+        self.alive = np.empty(0, dtype=bool)
+        self.next_tick = 0
         self.evictions = 0
+
+    def _fresh(self, name: str, rows: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def _rows(self, keys: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        """Each event's row (-1 where ``ok`` is False); new or forgotten keys start fresh."""
+        rows = np.full(len(keys), -1, dtype=np.int64)
+        if not ok.any():
+            self.next_tick += len(keys)
+            return rows
+        codes, uniques = pd.factorize(keys[ok])
+        u = np.asarray(uniques, dtype=object)
+        pos = self.index.get_indexer(cast(Any, u)) if len(self.index) else np.full(len(u), -1, dtype=np.intp)
+        new = pos < 0
+        if new.any():
+            start, extra = len(self.index), int(new.sum())
+            self.index = self.index.append(pd.Index(u[new], dtype=object))
+            for name in self._arrays:
+                setattr(self, name, np.concatenate([getattr(self, name), self._fresh(name, extra)]))
+            self.tick = np.concatenate([self.tick, np.zeros(extra, dtype=np.int64)])
+            self.alive = np.concatenate([self.alive, np.ones(extra, dtype=bool)])
+            pos[new] = np.arange(start, start + extra)
+        revived = pos[~self.alive[pos]]
+        if len(revived):
+            for name in self._arrays:
+                getattr(self, name)[revived] = self._fresh(name, len(revived))
+            self.alive[revived] = True
+        at = np.flatnonzero(ok)
+        last = np.empty(len(u), dtype=np.int64)
+        last[codes] = at  # the last write per key wins: its latest event
+        self.tick[pos] = self.next_tick + last
+        self.next_tick += len(keys)
+        rows[at] = pos[codes]
+        return rows
+
+    def _forget(self) -> None:
+        """Drop the least recently updated keys beyond ``max_keys``; compact when many rows are dropped."""
+        live = np.flatnonzero(self.alive)
+        excess = len(live) - self.step.max_keys
+        if excess > 0:
+            oldest = live[np.argsort(self.tick[live], kind="stable")[:excess]]
+            self.alive[oldest] = False
+            self.evictions += excess
+            live = np.flatnonzero(self.alive)
+        if len(self.index) > 2 * len(live) + 1024:
+            self.index = self.index[live]
+            for name in (*self._arrays, "tick", "alive"):
+                setattr(self, name, getattr(self, name)[live])
+
+    def open_state(self) -> dict[str, Any]:
+        return {"keys": int(self.alive.sum()), "evictions": self.evictions}
+
+
+def _plain(name: str) -> Any:
+    """A kernel as plain Python (without numba): the same code, uncompiled."""
+    from streamlab.detectors import _kernels
+
+    return _kernels.plain(getattr(_kernels, name))
+
+
+def _kernel(name: str) -> Any:
+    """A compiled kernel, or its plain-Python twin without numba."""
+    k = kernels()
+    return getattr(k, name) if k is not None else _plain(name)
+
+
+class _ZScoreOperator(_KeyRowsOperator):
+    _arrays = ("state",)
+
+    def __init__(self, step: ZScoreFeature) -> None:
+        super().__init__("ZScoreFeature", step, None, step.value)
+        self.state = np.empty((0, 3))  # n, mean, S: river's stats.Var per key
+
+    def _fresh(self, name: str, rows: int) -> np.ndarray:
+        return np.zeros((rows, 3))
 
     def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
         x = _values(batch, self.step.value)
-        n = len(x)
-        z = np.full(n, np.nan)
-        ok = np.flatnonzero(np.isfinite(x))
-        if len(ok) == 0:
-            return {self.step.column_name(): z}
-        codes, uniques = pd.factorize(keys[ok])
-        order = np.argsort(codes, kind="stable")
-        sc, sx = codes[order], x[ok][order]
-        start = _group_starts(sc)
-        # Deviations from the first value of each run keep the prefix sums well conditioned.
-        d = sx - sx[start]
-        c1 = np.cumsum(d)
-        c2 = np.cumsum(d * d)
-        pos = np.arange(len(sc))
-        before_start = start - 1
-        base1 = np.where(before_start >= 0, c1[np.maximum(before_start, 0)], 0.0)
-        base2 = np.where(before_start >= 0, c2[np.maximum(before_start, 0)], 0.0)
-        # exclusive prefix (events of the run that arrived before this one)
-        nb = (pos - start).astype("float64")
-        s1 = np.where(nb > 0, c1[np.maximum(pos - 1, 0)] - base1, 0.0)
-        s2 = np.where(nb > 0, c2[np.maximum(pos - 1, 0)] - base2, 0.0)
-        carried = np.array([self.stats.get(k, (0.0, 0.0, 0.0)) for k in uniques.tolist()], dtype="float64")
-        n0, m0, q0 = carried[sc, 0], carried[sc, 1], carried[sc, 2]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mb = np.where(nb > 0, s1 / np.maximum(nb, 1), 0.0) + sx[start]
-            qb = np.where(nb > 0, s2 - s1 * s1 / np.maximum(nb, 1), 0.0)
-            tot = n0 + nb
-            delta = mb - m0
-            mean = np.where(tot > 0, m0 + delta * nb / np.maximum(tot, 1), np.nan)
-            m2 = q0 + np.maximum(qb, 0.0) + delta * delta * n0 * nb / np.maximum(tot, 1)
-            std = np.sqrt(m2 / (tot - 1))
-            zs = np.where((tot >= 2) & (std > 0), (sx - mean) / std, np.nan)
-        zok = np.empty(len(ok))
-        zok[order] = zs
-        z[ok] = zok
-        # fold each run's last (inclusive) state back into the carried stats
-        last = np.flatnonzero(np.r_[sc[1:] != sc[:-1], True])
-        for i in last.tolist():
-            k = uniques[sc[i]]
-            cnt = nb[i] + 1
-            s1i, s2i = s1[i] + d[i], s2[i] + d[i] * d[i]
-            mean_b = s1i / cnt + sx[start[i]]
-            q_b = max(s2i - s1i * s1i / cnt, 0.0)
-            n_0, m_0, q_0 = self.stats.pop(k, (0.0, 0.0, 0.0))
-            total = n_0 + cnt
-            dl = mean_b - m_0
-            self.stats[k] = (total, m_0 + dl * cnt / total, q_0 + q_b + dl * dl * n_0 * cnt / total)
-        self.evictions += _trim_lru(self.stats, self.step.max_keys)
+        z = np.full(len(x), np.nan)
+        rows = self._rows(keys, np.isfinite(x))
+        _kernel("zscore")(rows, np.ascontiguousarray(x), self.state, z)
+        self._forget()
         return {self.step.column_name(): z}
-
-    def open_state(self) -> dict[str, Any]:
-        return {"keys": len(self.stats), "evictions": self.evictions}
 
 
 @dataclass(frozen=True)
@@ -364,44 +404,22 @@ class ZScoreFeature(_KeyedStep):
 # --- time since last
 
 
-class _TimeSinceLastOperator(FeatureOperator):
+class _TimeSinceLastOperator(_KeyRowsOperator):
+    _arrays = ("last",)
+
     def __init__(self, step: TimeSinceLastFeature) -> None:
-        super().__init__("TimeSinceLastFeature", step.key, step.time, None)
-        self.step = step
-        self.last: dict[Hashable, int] = {}  # dict order = recency
-        self.evictions = 0
+        super().__init__("TimeSinceLastFeature", step, step.time, None)
+        self.last = np.empty(0, dtype=np.int64)  # the key's latest event time
+
+    def _fresh(self, name: str, rows: int) -> np.ndarray:
+        return np.full(rows, NAT_NS, dtype=np.int64)
 
     def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
-        n = len(times)
-        out = np.full(n, np.nan)
-        if n == 0:
-            return {self.step.column_name(): out}
-        codes, uniques = pd.factorize(keys)
-        order = np.argsort(codes, kind="stable")
-        sc, st = codes[order], times[order]
-        uniq_t = np.unique(st)
-        span = np.int64(len(uniq_t) + 1)
-        ranks = np.searchsorted(uniq_t, st) + 1
-        # keys occupy disjoint ascending blocks of the composite, so a global running max never
-        # leaks from one key into the next
-        run_max = np.maximum.accumulate(sc.astype(np.int64) * span + ranks)
-        start = _group_starts(sc)
-        pos = np.arange(n)
-        prev_rank = np.where(pos > start, run_max[np.maximum(pos - 1, 0)] - sc * span, 0)
-        prev_in_batch = np.where(prev_rank > 0, uniq_t[np.maximum(prev_rank - 1, 0)], NAT_NS)
-        carried = np.array([self.last.get(k, NAT_NS) for k in uniques.tolist()], dtype=np.int64)[sc]
-        prev = np.maximum(prev_in_batch, carried)
-        res = np.where(prev != NAT_NS, (st - prev) / 1e9, np.nan)
-        out[order] = res
-        last_pos = np.flatnonzero(np.r_[sc[1:] != sc[:-1], True])
-        for i in last_pos.tolist():
-            k = uniques[sc[i]]
-            self.last[k] = max(self.last.pop(k, NAT_NS), int(uniq_t[run_max[i] - sc[i] * span - 1]))
-        self.evictions += _trim_lru(self.last, self.step.max_keys)
+        out = np.full(len(times), np.nan)
+        rows = self._rows(keys, np.ones(len(times), dtype=bool))
+        _kernel("time_since_last")(rows, times.astype(np.int64), self.last, NAT_NS, out)
+        self._forget()
         return {self.step.column_name(): out}
-
-    def open_state(self) -> dict[str, Any]:
-        return {"keys": len(self.last), "evictions": self.evictions}
 
 
 @dataclass(frozen=True)
@@ -537,8 +555,8 @@ class _DistinctOperator(FeatureOperator):
         counts for the key's events from ``j`` up to (excluding) the next event of ``v`` or the first
         event at or after ``t_j + window``, whichever comes first: a difference array over the
         key-sorted sequence. A key's retained values enter as one event each, at their latest time
-        (they are all before the batch's events). ``None`` (the per-event loop runs) when a key's
-        events are out of order, within the batch or against its retained times.
+        (they are all before the batch's events). ``None`` (:meth:`_compute_any_order` runs) when a
+        key's events are out of order, within the batch or against its retained times.
         """
         n = len(times)
         if n == 0:
@@ -640,7 +658,8 @@ class DistinctCountFeature(_KeyedStep):
 
     Same causal, arrival-order semantics as :class:`VelocityFeature`; missing values are not counted.
     Vectorized over a batch when every key's events arrive in event-time order (the usual case);
-    computed event by event otherwise.
+    otherwise one pass over each key's time-sorted events (compiled with numba, plain Python
+    without it).
 
     Parameters
     ----------
@@ -692,93 +711,36 @@ class DistinctCountFeature(_KeyedStep):
 # --- ratio to median
 
 
-class _RatioToMedianOperator(FeatureOperator):
-    """The key's recent values as rows of arrays (one row per key), advanced by one compiled loop.
+class _RatioToMedianOperator(_KeyRowsOperator):
+    """A key's row holds its last ``history`` values in arrival order (a ring) and sorted."""
 
-    ``index`` maps a key to its row; a row holds the key's last ``history`` values in arrival order
-    (a ring) and sorted; ``tick`` is the key's recency (its last value's position in the stream), so
-    the least recently updated keys are forgotten beyond ``max_keys``, as a dict in update order would.
-    """
+    _arrays = ("ring", "ordered", "length", "head")
 
     def __init__(self, step: RatioToMedianFeature) -> None:
-        super().__init__("RatioToMedianFeature", step.key, None, step.value)
-        self.step = step
+        super().__init__("RatioToMedianFeature", step, None, step.value)
         size = step.history
-        self.index = pd.Index([], dtype=object)
         self.ring = np.empty((0, size))
         self.ordered = np.empty((0, size + 1))
         self.length = np.empty(0, dtype=np.int64)
         self.head = np.empty(0, dtype=np.int64)
-        self.tick = np.empty(0, dtype=np.int64)
-        self.alive = np.empty(0, dtype=bool)
-        self.next_tick = 0
-        self.evictions = 0
 
-    def _rows(self, keys: np.ndarray, ok: np.ndarray) -> np.ndarray:
-        """Each event's row (-1 where its value is missing); new or forgotten keys start empty."""
-        rows = np.full(len(keys), -1, dtype=np.int64)
-        if not ok.any():
-            return rows
-        codes, uniques = pd.factorize(keys[ok])
-        u = np.asarray(uniques, dtype=object)
-        pos = self.index.get_indexer(cast(Any, u)) if len(self.index) else np.full(len(u), -1, dtype=np.intp)
-        new = pos < 0
-        if new.any():
-            start, extra = len(self.index), int(new.sum())
-            self.index = self.index.append(pd.Index(u[new], dtype=object))
-            size = self.step.history
-            self.ring = np.concatenate([self.ring, np.empty((extra, size))])
-            self.ordered = np.concatenate([self.ordered, np.empty((extra, size + 1))])
-            self.length = np.concatenate([self.length, np.zeros(extra, dtype=np.int64)])
-            self.head = np.concatenate([self.head, np.zeros(extra, dtype=np.int64)])
-            self.tick = np.concatenate([self.tick, np.zeros(extra, dtype=np.int64)])
-            self.alive = np.concatenate([self.alive, np.zeros(extra, dtype=bool)])
-            pos[new] = np.arange(start, start + extra)
-        revived = pos[~self.alive[pos]]
-        self.length[revived] = 0
-        self.head[revived] = 0
-        self.alive[revived] = True
-        at = np.flatnonzero(ok)
-        last = np.empty(len(u), dtype=np.int64)
-        last[codes] = at  # the last write per key wins: its latest event
-        self.tick[pos] = self.next_tick + last
-        self.next_tick += len(keys)
-        rows[at] = pos[codes]
-        return rows
+    def _fresh(self, name: str, rows: int) -> np.ndarray:
+        size = self.step.history
+        if name == "ring":
+            return np.zeros((rows, size))
+        if name == "ordered":
+            return np.zeros((rows, size + 1))
+        return np.zeros(rows, dtype=np.int64)
 
     def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
         x = _values(batch, self.step.value)
         out = np.full(len(x), np.nan)
         rows = self._rows(keys, ~np.isnan(x))
-        k = kernels()
-        run = k.ratio_to_median if k is not None else _plain("ratio_to_median")
-        run(rows, np.ascontiguousarray(x), self.ring, self.ordered, self.length, self.head, out)
+        _kernel("ratio_to_median")(
+            rows, np.ascontiguousarray(x), self.ring, self.ordered, self.length, self.head, out
+        )
         self._forget()
         return {self.step.column_name(): out}
-
-    def _forget(self) -> None:
-        """Drop the least recently updated keys beyond ``max_keys``; compact when many rows are dropped."""
-        live = np.flatnonzero(self.alive)
-        excess = len(live) - self.step.max_keys
-        if excess > 0:
-            oldest = live[np.argsort(self.tick[live], kind="stable")[:excess]]
-            self.alive[oldest] = False
-            self.evictions += excess
-            live = np.flatnonzero(self.alive)
-        if len(self.index) > 2 * len(live) + 1024:
-            self.index = self.index[live]
-            for name in ("ring", "ordered", "length", "head", "tick", "alive"):
-                setattr(self, name, getattr(self, name)[live])
-
-    def open_state(self) -> dict[str, Any]:
-        return {"keys": int(self.alive.sum()), "evictions": self.evictions}
-
-
-def _plain(name: str) -> Any:
-    """A kernel as plain Python (without numba): the same code, uncompiled."""
-    from streamlab.detectors import _kernels
-
-    return _kernels.plain(getattr(_kernels, name))
 
 
 @dataclass(frozen=True)
@@ -787,7 +749,9 @@ class RatioToMedianFeature(_KeyedStep):
 
     The running median is exact over the last ``history`` values of the key (a bounded sliding
     window), which approximates the median of the key's whole history. NaN for a key's first value
-    or when the median is 0.
+    or when the median is 0. Computed event by event in one compiled loop per batch (numba; plain
+    Python without it), with the arithmetic of a sorted list per key, so results do not depend on
+    batching.
 
     Parameters
     ----------

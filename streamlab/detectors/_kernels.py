@@ -710,3 +710,46 @@ def window_count_sum(
             q += 1
         counts[i] = count
         sums[i] = total
+
+
+@_jit
+def zscore(rows: np.ndarray, values: np.ndarray, state: np.ndarray, out: np.ndarray) -> None:
+    """z-score against the row's (key's) earlier values, then river's ``stats.Var`` update (ddof 1).
+
+    ``state`` rows: n, mean, S (river's ``Var``). NaN until two values or while the std is 0.
+    Events with ``rows[i] < 0`` are skipped.
+    """
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        if r < 0:
+            continue
+        x = values[i]
+        n = state[r, 0]
+        mean = state[r, 1]
+        m2 = state[r, 2]
+        if n >= 2.0:
+            std = math.sqrt(m2 / (n - 1.0))
+            if std > 0:
+                out[i] = (x - mean) / std
+        n = n + 1.0
+        new_mean = mean + (1.0 / n) * (x - mean)
+        state[r, 0] = n
+        state[r, 1] = new_mean
+        state[r, 2] = m2 + 1.0 * (x - mean) * (x - new_mean)
+
+
+@_jit
+def time_since_last(
+    rows: np.ndarray, times: np.ndarray, last: np.ndarray, missing: int, out: np.ndarray
+) -> None:
+    """Seconds since the row's (key's) latest earlier event time (``missing``: none yet, NaN)."""
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        t = times[i]
+        p = last[r]
+        if p != missing:
+            out[i] = (t - p) / 1e9
+            if t > p:
+                last[r] = t
+        else:
+            last[r] = t

@@ -10,10 +10,13 @@ and leaves every slot in the state that loop would have left it in.
   is learned, so a whole window is scored at once and learned with one counting pass; the scaler's
   running min/max are cumulative extrema. The trees are river's own (built by river from the same
   seed), and every score is computed with river's arithmetic, so scores are bit-identical.
-- :class:`MomentsBank`: river's ``GaussianScorer`` (no window) and ``StandardAbsoluteDeviation``.
-  river's Welford recurrence is replayed with river's own floating-point operations, vectorized
-  across keys (step ``j`` updates every key's ``j``-th event of the batch), so scores are
-  bit-identical to river's too.
+- :class:`MomentsBank`: river's ``GaussianScorer`` (no window) and ``StandardAbsoluteDeviation``,
+  river's Welford state per slot (numpy paths within a stated tolerance, see the class).
+
+With numba installed (the ``fast`` extra) both banks run :meth:`ModelBank.score_judge_learn`
+instead: river's per-event recurrence compiled (``streamlab.detectors._kernels``), bit-identical to
+river for both kinds, and able to judge each score by a quantile threshold before learning it
+(``learn="unflagged"``) in the same loop.
 """
 
 from __future__ import annotations
@@ -491,7 +494,8 @@ class MomentsBank(ModelBank):
     in river is off by one unit in the last place for about one value in a thousand) and, for the
     Gaussian scorer, ``erf`` from :func:`erf` (within 4.5e-16 of ``math.erf``).
 
-    **Tolerance.** Scores equal river's to ``|fast - river| <= 1e-9 * (1 + |river|)`` on data whose
+    **Tolerance** (numpy paths, i.e. without numba; the compiled path is bit-identical to river: it
+    runs river's update event by event, with C's ``pow`` for ``var ** 0.5``). Scores equal river's to ``|fast - river| <= 1e-9 * (1 + |river|)`` on data whose
     per-key spread is not below ``1e-6`` of its level (observed differences are around 1e-14 on
     such data); in ``[0, 1]`` for the Gaussian scorer. Data that is constant to 7 significant digits
     is ill-conditioned for any variance formula, river's included.
