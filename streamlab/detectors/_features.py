@@ -362,8 +362,9 @@ class ZScoreFeature(_KeyedStep):
     """z-score of ``value`` against the key's own earlier values: ``(v - mean) / std`` (sample std).
 
     Welford statistics per key, before adding the event; NaN until the key has two values or while
-    its values are all equal. Vectorized per batch (prefix sums per key, merged with the carried
-    state by Chan's formula). State is one triple per key ever seen.
+    its values are all equal. river's ``stats.Var`` update event by event in one compiled loop per
+    batch (numba; plain Python without it), so values are river's bit for bit. State is one triple
+    per key kept.
 
     Parameters
     ----------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import pickle
 from collections.abc import Callable
 from typing import Any
@@ -403,3 +404,58 @@ def test_ratio_to_median_bit_identical_to_the_per_event_loop(
     assert np.array_equal(np.isnan(got), nan)
     assert got[~nan].view(np.int64).tolist() == want[~nan].view(np.int64).tolist()  # bit for bit
     assert op.open_state()["evictions"] == evictions
+
+
+@settings(max_examples=30, deadline=None)
+@given(streams(), st.integers(1, 3), st.booleans(), st.integers(0, 60))
+def test_zscore_and_time_since_last_bit_identical_to_per_key_loops(
+    stream: tuple[pd.DataFrame, list[int]], max_keys: int, compiled: bool, restore_at: int
+) -> None:
+    """z-scores equal a loop over river's ``stats.Var`` per key; seconds since last a dict loop; with
+    LRU evictions by last update, a restore mid-stream, compiled and plain."""
+    from river import stats
+
+    from streamlab.detectors import _common
+
+    df, cuts = stream
+    var: dict[Any, Any] = {}
+    last: dict[Any, int] = {}
+    want_z, want_t = [], []
+    for a, b in itertools.pairwise([0, *cuts, len(df)]):
+        part = df.iloc[a:b]
+        for k, v, t in zip(part["user_id"], part["amount"].tolist(), part["timestamp"].array.asi8.tolist()):
+            p = last.pop(k, None)
+            want_t.append(np.nan if p is None else (t - p) / 1e9)
+            last[k] = t if p is None else max(p, t)
+            if not np.isfinite(v):
+                want_z.append(np.nan)
+                continue
+            s = var.pop(k, None) or stats.Var()
+            var[k] = s
+            std = math.sqrt(s.get()) if s.n >= 2 else 0.0
+            want_z.append((v - s.mean.get()) / std if std > 0 else np.nan)
+            s.update(v)
+        for d in (var, last):
+            while len(d) > max_keys:
+                del d[next(iter(d))]
+    got: dict[str, list[np.ndarray]] = {"z": [], "t": []}
+    _common.use_kernels = compiled
+    try:
+        for col, step in (
+            ("z", ZScoreFeature("user_id", "amount", max_keys=max_keys)),
+            ("t", TimeSinceLastFeature("user_id", max_keys=max_keys)),
+        ):
+            op = step.build()
+            for a, b in itertools.pairwise([0, *cuts, len(df)]):
+                if a == min(restore_at, len(df) - 1) and a > 0:
+                    snap = op.snapshot()
+                    op.process(df.iloc[a:])  # work after the snapshot must not leak into it
+                    op = step.build()
+                    op.restore(snap)
+                got[col].append(op.process(df.iloc[a:b])["out"][step.column_name()].to_numpy())
+    finally:
+        _common.use_kernels = True
+    for col, want in (("z", want_z), ("t", want_t)):
+        g, w = np.concatenate(got[col]), np.asarray(want, dtype=np.float64)
+        assert np.array_equal(np.isnan(g), np.isnan(w))
+        assert g[~np.isnan(w)].tolist() == w[~np.isnan(w)].tolist()
