@@ -323,7 +323,7 @@ class DetectOperator(PickledStateOperator):
         slot_of[known] = table.slot[pos[known]]
         fresh = np.flatnonzero(~known)
         if len(fresh):
-            slot_of[fresh] = [bank.allocate() for _ in range(len(fresh))]
+            slot_of[fresh] = bank.allocate_many(len(fresh))
             pos[fresh] = table.add(u[fresh], pos[fresh])
         table.slot[pos] = slot_of
         table.last[pos] = latest

@@ -62,6 +62,22 @@ class ModelBank:
         self._reset(np.array([slot]))
         return slot
 
+    def allocate_many(self, count: int) -> np.ndarray:
+        """``count`` fresh slots, the ones ``count`` calls of :meth:`allocate` would give, reset at once."""
+        out: list[int] = []
+        while len(out) < count:
+            if not self.free:
+                old = self.capacity
+                self._grow(max(8, 2 * old))
+                self.free.extend(range(self.capacity - 1, old - 1, -1))
+            take = min(count - len(out), len(self.free))
+            out.extend(self.free[len(self.free) - take :][::-1])
+            del self.free[len(self.free) - take :]
+        slots = np.array(out, dtype=np.int64)
+        if count:
+            self._reset(slots)
+        return slots
+
     def release(self, slots: list[int]) -> None:
         """Free slots whose models were dropped (they are reset when allocated again)."""
         self.free.extend(slots)
