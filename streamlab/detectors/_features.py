@@ -33,7 +33,7 @@ from streamlab.detectors._common import (
     reject,
     require_columns,
 )
-from streamlab.detectors._windowcount import WindowCounter
+from streamlab.detectors._windowcount import WindowCounter, key_blocks
 
 __all__ = [
     "DistinctCountFeature",
@@ -522,14 +522,7 @@ class _DistinctOperator(FeatureOperator):
         arrival = np.r_[np.full(m0, -1, dtype=np.int64), np.arange(n, dtype=np.int64)]
         seq = np.lexsort((arrival, all_time, all_code))
         s_code, s_time, s_val, s_arrival = all_code[seq], all_time[seq], vcodes[seq], arrival[seq]
-        m = m0 + n
-        starts = np.flatnonzero(np.r_[True, s_code[1:] != s_code[:-1]])
-        sizes = np.diff(np.r_[starts, m])
-        block_start = np.repeat(starts, sizes)
-        block_end = block_start + np.repeat(sizes, sizes)
-        pos_of = np.empty(n, dtype=np.int64)
-        batch_rows = s_arrival >= 0
-        pos_of[s_arrival[batch_rows]] = np.flatnonzero(batch_rows)
+        block_start, block_end, pos_of = key_blocks(s_code, s_arrival, n)
         out = np.zeros(n, dtype=np.int64)
         k = kernels()
         run = k.distinct_count if k is not None else _plain("distinct_count")

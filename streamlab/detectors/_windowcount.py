@@ -20,6 +20,32 @@ from streamlab._time import NAT_NS
 from streamlab.detectors._common import kernels
 
 
+def key_blocks(
+    s_code: np.ndarray, s_arrival: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For entries sorted by key: where each entry's key run starts and ends, and each batch row's entry.
+
+    ``s_arrival`` is the batch row of each entry (-1 for retained state); the third array gives, for
+    each of the ``n`` batch rows, its position among the entries (-1 for rows without one).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> start, end, pos = key_blocks(np.array([0, 0, 1, 1, 1]), np.array([-1, 1, -1, 0, 2]), 3)
+    >>> start.tolist(), end.tolist(), pos.tolist()
+    ([0, 0, 2, 2, 2], [2, 2, 5, 5, 5], [3, 1, 4])
+    """
+    m = len(s_code)
+    starts = np.flatnonzero(np.r_[True, s_code[1:] != s_code[:-1]])
+    sizes = np.diff(np.r_[starts, m])
+    block_start = np.repeat(starts, sizes).astype(np.int64)
+    block_end = block_start + np.repeat(sizes, sizes)
+    pos_of = np.full(n, -1, dtype=np.int64)
+    in_batch = s_arrival >= 0
+    pos_of[s_arrival[in_batch]] = np.flatnonzero(in_batch)
+    return block_start, block_end.astype(np.int64), pos_of
+
+
 def _concat_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.dtype == b.dtype:
         return np.concatenate([a, b])
@@ -150,22 +176,15 @@ class WindowCounter:
         seq = rows[np.lexsort((rows, all_times[rows], codes[rows]))]
         s_arrival = np.where(seq < n_state, -1, seq - n_state)
         s_code = codes[seq]
-        m = len(seq)
-        starts = np.flatnonzero(np.r_[True, s_code[1:] != s_code[:-1]])
-        sizes = np.diff(np.r_[starts, m])
-        block_start = np.repeat(starts, sizes)
-        block_end = block_start + np.repeat(sizes, sizes)
-        pos_of = np.full(len(counts), -1, dtype=np.int64)
-        in_batch = s_arrival >= 0
-        pos_of[s_arrival[in_batch]] = np.flatnonzero(in_batch)
+        block_start, block_end, pos_of = key_blocks(s_code, s_arrival, len(counts))
         new_counts = np.zeros(len(counts), dtype=np.int64)
         new_sums = np.zeros(len(counts))
         k.window_count_sum(
             np.ascontiguousarray(all_times[seq], dtype=np.int64),
             np.ascontiguousarray(all_vals[seq], dtype=np.float64),
             s_arrival.astype(np.int64),
-            block_start.astype(np.int64),
-            block_end.astype(np.int64),
+            block_start,
+            block_end,
             pos_of,
             self.window_ns,
             new_counts,
