@@ -500,6 +500,8 @@ class _DistinctOperator(FeatureOperator):
         The batch's events then join the retained times, each value's list kept sorted.
         """
         n = len(times)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
         codes, uniques = pd.factorize(keys)
         u = uniques.tolist()
         r_code: list[int] = []
@@ -531,7 +533,8 @@ class _DistinctOperator(FeatureOperator):
         kept = np.flatnonzero(s_val >= 0)
         by_value = kept[np.lexsort((s_time[kept], s_val[kept], s_code[kept]))]
         g_code, g_val = s_code[by_value], s_val[by_value]
-        cut = np.flatnonzero(np.r_[True, (g_code[1:] != g_code[:-1]) | (g_val[1:] != g_val[:-1])]).tolist()
+        cut = np.flatnonzero(np.r_[True, (g_code[1:] != g_code[:-1]) | (g_val[1:] != g_val[:-1])])
+        cut = cut[cut < len(by_value)].tolist()  # no group at all when no value was counted
         t_list = s_time[by_value].tolist()
         vu = np.asarray(vuniques, dtype=object)
         for k_ in {u[c] for c in np.unique(codes).tolist()}:
