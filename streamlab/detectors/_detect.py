@@ -413,7 +413,10 @@ class DetectOperator(PickledStateOperator):
         threshold = self.threshold
         if k is None or type(threshold) is not _QuantileOperator:
             return None
-        p2 = k.p2_from_river(threshold.quantile)
+        try:
+            p2 = k.p2_from_river(threshold.quantile)
+        except (AttributeError, ValueError):  # another river's Quantile: keep the chunked path
+            return None
         seen = np.array([threshold.seen], dtype=np.int64)
         out = bank.score_judge_learn(values, slots, p2, threshold.warmup, seen)
         if out is not None:

@@ -64,8 +64,15 @@ _RUST_LAYOUT = struct.Struct("<21dBB")  # river's serialized RsQuantile (__getst
 
 
 def p2_from_river(quantile: Any) -> np.ndarray:
-    """The state of a river ``stats.Quantile`` as the kernels' array (read from its serialized state)."""
-    values = _RUST_LAYOUT.unpack(quantile._quantile.__getstate__())
+    """The state of a river ``stats.Quantile`` as the kernels' array (read from its serialized state).
+
+    Raises ``ValueError`` when river serializes it differently (another river version): callers then
+    keep river's own per-event path.
+    """
+    raw = quantile._quantile.__getstate__()
+    if not isinstance(raw, bytes) or len(raw) != _RUST_LAYOUT.size:
+        raise ValueError(f"river's Quantile state is not the expected {_RUST_LAYOUT.size} bytes")
+    values = _RUST_LAYOUT.unpack(raw)
     return np.array(values, dtype=np.float64)
 
 
