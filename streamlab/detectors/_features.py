@@ -12,6 +12,7 @@ import bisect
 import dataclasses
 import itertools
 import operator
+import pickle
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
@@ -324,6 +325,32 @@ class _KeyRowsOperator(FeatureOperator):
     def open_state(self) -> dict[str, Any]:
         return {"keys": int(self.alive.sum()), "evictions": self.evictions}
 
+    #: the attribute holding the per-key dict in snapshots taken before the key rows
+    _old_state: ClassVar[str] = ""
+
+    def _old_rows(self, key: Any, value: Any) -> None:
+        """Fill the last added row from one entry of the old per-key dict."""
+        raise NotImplementedError
+
+    def restore(self, state: Any) -> None:
+        old = pickle.loads(state)
+        if self._old_state not in old or not isinstance(old[self._old_state], dict):
+            super().restore(state)
+            return
+        # a snapshot of the dict version: its keys in recency order become rows, oldest first
+        entries = old.pop(self._old_state)
+        self.__dict__.update(old)
+        keys = list(entries)
+        self.index = pd.Index(keys, dtype=object)
+        n = len(keys)
+        for name in self._arrays:
+            setattr(self, name, self._fresh(name, n))
+        self.tick = np.arange(n, dtype=np.int64) - n
+        self.alive = np.ones(n, dtype=bool)
+        self.next_tick = 0
+        for row, k in enumerate(keys):
+            self._old_rows(row, entries[k])
+
 
 def _plain(name: str) -> Any:
     """A kernel as plain Python (without numba): the same code, uncompiled."""
@@ -347,6 +374,11 @@ class _ZScoreOperator(_KeyRowsOperator):
 
     def _fresh(self, name: str, rows: int) -> np.ndarray:
         return np.zeros((rows, 3))
+
+    _old_state = "stats"
+
+    def _old_rows(self, key: Any, value: Any) -> None:
+        self.state[key] = value
 
     def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
         x = _values(batch, self.step.value)
@@ -414,6 +446,11 @@ class _TimeSinceLastOperator(_KeyRowsOperator):
 
     def _fresh(self, name: str, rows: int) -> np.ndarray:
         return np.full(rows, NAT_NS, dtype=np.int64)
+
+    _old_state = "last"
+
+    def _old_rows(self, key: Any, value: Any) -> None:
+        self.last[key] = value
 
     def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
         out = np.full(len(times), np.nan)
@@ -728,6 +765,15 @@ class _RatioToMedianOperator(_KeyRowsOperator):
         if name == "ordered":
             return np.zeros((rows, size + 1))
         return np.zeros(rows, dtype=np.int64)
+
+    _old_state = "recent"
+
+    def _old_rows(self, key: Any, value: Any) -> None:
+        fifo, ordered = value  # the values in arrival order, and sorted
+        self.ring[key, : len(fifo)] = list(fifo)
+        self.ordered[key, : len(ordered)] = ordered
+        self.length[key] = len(ordered)
+        self.head[key] = 0
 
     def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
         x = _values(batch, self.step.value)

@@ -459,3 +459,50 @@ def test_zscore_and_time_since_last_bit_identical_to_per_key_loops(
         g, w = np.concatenate(got[col]), np.asarray(want, dtype=np.float64)
         assert np.array_equal(np.isnan(g), np.isnan(w))
         assert g[~np.isnan(w)].tolist() == w[~np.isnan(w)].tolist()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ZScoreFeature("user_id", "amount", max_keys=2),
+        lambda: TimeSinceLastFeature("user_id", max_keys=2),
+        lambda: RatioToMedianFeature("user_id", "amount", history=3, max_keys=2),
+    ],
+)
+def test_snapshot_of_the_dict_versions_restores(make: Callable[[], Any]) -> None:
+    """A checkpoint taken before per-key state moved to rows (a dict per key, in recency order) resumes."""
+    from collections import deque
+
+    step = make()
+    rng = np.random.default_rng(5)
+    df = pd.DataFrame(
+        {
+            "user_id": rng.choice(["a", "b", "c"], 40),
+            "amount": rng.choice([1.0, 2.0, 5.0, np.nan], 40),
+            "timestamp": pd.to_datetime(np.sort(rng.integers(0, 600, 40)) * S + T0, utc=True),
+        }
+    )
+    whole = run_batches(step.build(), df, [20])[step.column_name()].to_numpy()
+    op = step.build()
+    first = op.process(df.iloc[:20])["out"][step.column_name()].to_numpy()
+    live = np.flatnonzero(op.alive)
+    live = live[np.argsort(op.tick[live])]  # oldest first: the dict's order
+    keys = op.index[live].tolist()
+    old = {
+        k: v for k, v in op.__dict__.items() if k not in ("index", "tick", "alive", "next_tick", *op._arrays)
+    }
+    if isinstance(step, ZScoreFeature):
+        old["stats"] = {k: tuple(op.state[r].tolist()) for k, r in zip(keys, live.tolist())}
+    elif isinstance(step, TimeSinceLastFeature):
+        old["last"] = {k: int(op.last[r]) for k, r in zip(keys, live.tolist())}
+    else:
+        old["recent"] = {}
+        for k, r in zip(keys, live.tolist()):
+            m, h = int(op.length[r]), int(op.head[r])
+            fifo = deque(op.ring[r, (h + np.arange(m)) % op.ring.shape[1]].tolist())
+            old["recent"][k] = (fifo, op.ordered[r, :m].tolist())
+    resumed = step.build()
+    resumed.restore(pickle.dumps(old))
+    second = resumed.process(df.iloc[20:])["out"][step.column_name()].to_numpy()
+    np.testing.assert_array_equal(np.r_[first, second], whole)
+    assert resumed.open_state()["keys"] == len(keys)
