@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -469,6 +470,41 @@ class PatternOperator(PickledStateOperator):
         )
         return out
 
+    def restore(self, state: Any) -> None:
+        old = pickle.loads(state)
+        if "runs" not in old or "buffer" not in old:
+            super().restore(state)
+            return
+        # a snapshot of the per-event matcher: its buffer and candidates become columns
+        self.__init__(old["pattern"])  # type: ignore[misc]
+        self.max_seen_ns, self.seq = old["max_seen_ns"], old["seq"]
+        buffer = old["buffer"]  # (time, seq, key, step mask, event id, {column: value})
+        n, n_cols, length = len(buffer), len(self.value_columns), int(self.cum[-1])
+        self.b_time = np.array([e[0] for e in buffer], dtype=np.int64).reshape(n)
+        self.b_seq = np.array([e[1] for e in buffer], dtype=np.int64).reshape(n)
+        self.b_mask = np.array([e[3] for e in buffer], dtype=bool).reshape(n, len(self.steps))
+        self.b_key = _objects([e[2] for e in buffer])
+        self.b_id = _objects([e[4] for e in buffer])
+        self.b_val = np.full((n, n_cols), None, dtype=object)
+        for i, e in enumerate(buffer):
+            for c, column in enumerate(self.value_columns):
+                self.b_val[i, c] = e[5].get(column)
+        runs = [(k, r) for k, key_runs in old["runs"].items() for r in key_runs]
+        self.r_key = _objects([k for k, _ in runs])
+        self.r_step = np.array([r.step for _, r in runs], dtype=np.int64)
+        self.r_count = np.array([r.count for _, r in runs], dtype=np.int64)
+        self.r_first = np.array([r.first_ns for _, r in runs], dtype=np.int64)
+        self.r_id = np.full((len(runs), length), None, dtype=object)
+        self.r_val = np.full((len(runs), length, n_cols), None, dtype=object)
+        for i, (_, r) in enumerate(runs):
+            for j, eid in enumerate(r.event_ids):
+                self.r_id[i, j] = eid
+            for s, step in enumerate(self.steps):
+                taken = r.values.get(step.name, {})
+                for c, column in enumerate(self.value_columns):
+                    for j, v in enumerate(taken.get(column, [])):
+                        self.r_val[i, int(self.cum[s]) + j, c] = v
+
     def open_state(self) -> dict[str, Any]:
         wm = self.watermark_ns()
         return {
@@ -476,6 +512,23 @@ class PatternOperator(PickledStateOperator):
             "keys_with_open_matches": len(pd.unique(self.r_key)) if len(self.r_key) else 0,
             "watermark": None if wm is None else pd.Timestamp(wm, tz="UTC"),
         }
+
+
+class _Run:
+    """A candidate of the per-event matcher this operator replaced: kept so that its snapshots load."""
+
+    __slots__ = ("count", "event_ids", "first_ns", "step", "values")
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.step, self.count, self.first_ns, self.event_ids, self.values = state
+
+
+def _objects(values: list[Any]) -> np.ndarray:
+    """A 1-d object array of ``values`` (tuples stay elements)."""
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        out[i] = v
+    return out
 
 
 def _plain_advance() -> Any:

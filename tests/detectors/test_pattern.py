@@ -320,3 +320,23 @@ def test_matcher_equals_the_per_event_reference(
         assert len(a) == len(b), name
         if len(a):
             pd.testing.assert_frame_equal(a, b, check_dtype=False)
+
+
+@settings(max_examples=25)
+@given(data=cep_streams(), which=st.integers(0, len(PATTERNS) - 1))
+def test_snapshot_of_the_per_event_matcher_restores(data: tuple[pd.DataFrame, int, int], which: int) -> None:
+    """A checkpoint taken by the per-event matcher (buffer and candidates as Python objects) resumes."""
+    from .pattern_reference import ReferencePatternOperator
+
+    frame_, _, cut = data
+    pattern = PATTERNS[which]
+    whole = _run(lambda: ReferencePatternOperator(pattern), frame_, len(frame_) or 1, None)
+    old = ReferencePatternOperator(pattern)
+    first = old.process(frame_.iloc[:cut])
+    op = pattern.build()
+    op.restore(old.snapshot())
+    second = op.process(frame_.iloc[cut:])
+    out = pd.concat([first["out"], second["out"], op.on_end()["out"]], ignore_index=True)
+    assert len(out) == len(whole["out"])
+    if len(out):
+        pd.testing.assert_frame_equal(out, whole["out"], check_dtype=False)
