@@ -155,3 +155,29 @@ class StepConfig:
         if "late" in self.output_names:
             out["late"] = tuple(cols)
         return out
+
+
+#: False turns the compiled kernels off (tests use it to run the numpy paths on a machine with numba)
+use_kernels = True
+_kernels_module: Any = None
+
+
+def kernels() -> Any:
+    """``streamlab.detectors._kernels`` when numba is installed (the ``fast`` extra) and ``use_kernels``; else None.
+
+    Imported on first use, so importing streamlab does not import numba.
+
+    Examples
+    --------
+    >>> k = kernels()
+    >>> k is None or callable(k.p2_update)
+    True
+    """
+    global _kernels_module
+    if not use_kernels:
+        return None
+    if _kernels_module is None:
+        from streamlab.detectors import _kernels
+
+        _kernels_module = _kernels if _kernels.COMPILED else False
+    return _kernels_module or None

@@ -20,11 +20,12 @@ from streamlab.detectors._common import (
     check_positive_int,
     dead_letter,
     event_time_ns,
+    kernels,
     reject,
     require_columns,
 )
 from streamlab.detectors._models import Detector, as_detector
-from streamlab.detectors._thresholds import ThresholdFilter, ThresholdOperator
+from streamlab.detectors._thresholds import ThresholdFilter, ThresholdOperator, _QuantileOperator
 from streamlab.detectors._vectorized import ModelBank
 from streamlab.operators import Outputs
 
@@ -41,9 +42,12 @@ class Detect(StepConfig):
     for a given stream and do not depend on how it is cut into batches. Detectors with a vectorized
     twin (:meth:`Detector.vectorized`: ``HalfSpaceTreesDetector``, ``GaussianScorerDetector`` without
     ``window_size``, ``StandardAbsoluteDeviationDetector``) score a whole micro-batch at once with
-    those same results: bit for bit for Half-Space Trees, within 1e-9 (relative) for the running-moment
-    scorers, whose sequential update has no exact vectorized form (see ``MomentsBank``); any other
-    detector is called event by event. With ``key``, each key gets its own
+    those same results: bit for bit for Half-Space Trees; for the running-moment scorers bit for bit
+    with numba installed (the ``fast`` extra: river's update compiled, event by event) and within
+    1e-9 (relative) without it, as their sequential update has no exact vectorized form (see
+    ``MomentsBank``). With numba and a ``QuantileThresholdFilter`` under ``learn="unflagged"``,
+    scoring, the threshold's P² update and learning run in one compiled loop. Any other detector is
+    called event by event. With ``key``, each key gets its own
     model (a clone of ``detector``) held in an LRU of at most ``max_keys`` models; a key idle for
     more than ``key_ttl`` of event time starts over with a fresh model. Without ``key`` one model
     sees every event.
@@ -319,7 +323,7 @@ class DetectOperator(PickledStateOperator):
         slot_of[known] = table.slot[pos[known]]
         fresh = np.flatnonzero(~known)
         if len(fresh):
-            slot_of[fresh] = [bank.allocate() for _ in range(len(fresh))]
+            slot_of[fresh] = bank.allocate_many(len(fresh))
             pos[fresh] = table.add(u[fresh], pos[fresh])
         table.slot[pos] = slot_of
         table.last[pos] = latest
@@ -368,6 +372,10 @@ class DetectOperator(PickledStateOperator):
         threshold = self.threshold
         if threshold is None or self.step.learn == "all":
             return bank.score_learn_many(values, slots)
+        judged = self._judge_compiled(bank, values, slots)
+        if judged is not None:
+            flags.extend(judged[1].tolist())
+            return judged[0]
         scores = np.empty(n)
         pos, chunk = 0, 256
         while pos < n:
@@ -392,6 +400,29 @@ class DetectOperator(PickledStateOperator):
             pos += flagged_at + 1
             chunk = max(32, 2 * flagged_at)
         return scores
+
+    def _judge_compiled(
+        self, bank: ModelBank, values: np.ndarray, slots: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Score, judge and learn event by event in one compiled loop (the quantile threshold only).
+
+        The threshold's river ``Quantile`` is read into the kernel's P² state and written back after,
+        so the threshold object stays the one state (and snapshot) of the threshold.
+        """
+        k = kernels()
+        threshold = self.threshold
+        if k is None or type(threshold) is not _QuantileOperator:
+            return None
+        try:
+            p2 = k.p2_from_river(threshold.quantile)
+        except (AttributeError, ValueError):  # another river's Quantile: keep the chunked path
+            return None
+        seen = np.array([threshold.seen], dtype=np.int64)
+        out = bank.score_judge_learn(values, slots, p2, threshold.warmup, seen)
+        if out is not None:
+            k.p2_into_river(p2, threshold.quantile)
+            threshold.seen = int(seen[0])
+        return out
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         step = self.step
@@ -517,7 +548,7 @@ class _KeyTable:
     """
 
     def __init__(self) -> None:
-        self.index = pd.Index([], dtype=object)
+        self.index: pd.Index = pd.Index([], dtype=object)
         self.slot = np.empty(0, dtype=np.int64)
         self.last = np.empty(0, dtype=np.int64)
         self.tick = np.empty(0, dtype=np.int64)
@@ -542,7 +573,7 @@ class _KeyTable:
     def expire(self, horizon: int) -> list[int]:
         """Drop the models whose latest event is before ``horizon``; their slots."""
         stale = np.flatnonzero((self.slot >= 0) & (self.last < horizon))
-        slots = self.slot[stale].tolist()
+        slots: list[int] = self.slot[stale].tolist()
         self.slot[stale] = -1
         self.live -= len(stale)
         if len(self.index) > 2 * self.live + 1024:  # compact: forget long-dropped keys

@@ -11,9 +11,8 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import itertools
-import math
 import operator
-from collections import deque
+import pickle
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
@@ -30,10 +29,11 @@ from streamlab.detectors._common import (
     check_positive_int,
     dead_letter,
     event_time_ns,
+    kernels,
     reject,
     require_columns,
 )
-from streamlab.detectors._windowcount import WindowCounter
+from streamlab.detectors._windowcount import WindowCounter, key_blocks
 from streamlab.operators import Outputs
 
 __all__ = [
@@ -254,68 +254,139 @@ class VelocityFeature(_KeyedStep):
 # --- z-score
 
 
-class _ZScoreOperator(FeatureOperator):
-    def __init__(self, step: ZScoreFeature) -> None:
-        super().__init__("ZScoreFeature", step.key, None, step.value)
+class _KeyRowsOperator(FeatureOperator):
+    """Per-key state as rows of arrays (one row per key), advanced by one compiled loop per batch.
+
+    ``index`` maps a key to its row; ``tick`` is the key's recency (the position in the stream of
+    its last event that updated it), so beyond ``max_keys`` the least recently updated keys are
+    forgotten, as a dict kept in update order would; a forgotten key that comes back starts over.
+    Subclasses name their per-row arrays in ``_arrays`` and give a new row's value in ``_fresh``.
+    """
+
+    _arrays: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, where: str, step: Any, time: str | None, value: str | None) -> None:
+        super().__init__(where, step.key, time, value)
         self.step = step
-        # key -> (count, mean, M2), Welford state of the key's values so far; dict order = recency
-        self.stats: dict[Hashable, tuple[float, float, float]] = {}
+        self.index = pd.Index([], dtype=object)
+        self.tick = np.empty(0, dtype=np.int64)
+        self.alive = np.empty(0, dtype=bool)
+        self.next_tick = 0
         self.evictions = 0
+
+    def _fresh(self, name: str, rows: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def _rows(self, keys: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        """Each event's row (-1 where ``ok`` is False); new or forgotten keys start fresh."""
+        rows = np.full(len(keys), -1, dtype=np.int64)
+        if not ok.any():
+            self.next_tick += len(keys)
+            return rows
+        codes, uniques = pd.factorize(keys[ok])
+        u = np.asarray(uniques, dtype=object)
+        pos = self.index.get_indexer(cast(Any, u)) if len(self.index) else np.full(len(u), -1, dtype=np.intp)
+        new = pos < 0
+        if new.any():
+            start, extra = len(self.index), int(new.sum())
+            self.index = self.index.append(pd.Index(u[new], dtype=object))
+            for name in self._arrays:
+                setattr(self, name, np.concatenate([getattr(self, name), self._fresh(name, extra)]))
+            self.tick = np.concatenate([self.tick, np.zeros(extra, dtype=np.int64)])
+            self.alive = np.concatenate([self.alive, np.ones(extra, dtype=bool)])
+            pos[new] = np.arange(start, start + extra)
+        revived = pos[~self.alive[pos]]
+        if len(revived):
+            for name in self._arrays:
+                getattr(self, name)[revived] = self._fresh(name, len(revived))
+            self.alive[revived] = True
+        at = np.flatnonzero(ok)
+        last = np.empty(len(u), dtype=np.int64)
+        last[codes] = at  # the last write per key wins: its latest event
+        self.tick[pos] = self.next_tick + last
+        self.next_tick += len(keys)
+        rows[at] = pos[codes]
+        return rows
+
+    def _forget(self) -> None:
+        """Drop the least recently updated keys beyond ``max_keys``; compact when many rows are dropped."""
+        live = np.flatnonzero(self.alive)
+        excess = len(live) - self.step.max_keys
+        if excess > 0:
+            oldest = live[np.argsort(self.tick[live], kind="stable")[:excess]]
+            self.alive[oldest] = False
+            self.evictions += excess
+            live = np.flatnonzero(self.alive)
+        if len(self.index) > 2 * len(live) + 1024:
+            self.index = self.index[live]
+            for name in (*self._arrays, "tick", "alive"):
+                setattr(self, name, getattr(self, name)[live])
+
+    def open_state(self) -> dict[str, Any]:
+        return {"keys": int(self.alive.sum()), "evictions": self.evictions}
+
+    #: the attribute holding the per-key dict in snapshots taken before the key rows
+    _old_state: ClassVar[str] = ""
+
+    def _old_rows(self, key: Any, value: Any) -> None:
+        """Fill the last added row from one entry of the old per-key dict."""
+        raise NotImplementedError
+
+    def restore(self, state: Any) -> None:
+        old = pickle.loads(state)
+        if self._old_state not in old or not isinstance(old[self._old_state], dict):
+            super().restore(state)
+            return
+        # a snapshot of the dict version: its keys in recency order become rows, oldest first
+        entries = old.pop(self._old_state)
+        self.__dict__.update(old)
+        keys = list(entries)
+        self.index = pd.Index(keys, dtype=object)
+        n = len(keys)
+        for name in self._arrays:
+            setattr(self, name, self._fresh(name, n))
+        self.tick = np.arange(n, dtype=np.int64) - n
+        self.alive = np.ones(n, dtype=bool)
+        self.next_tick = 0
+        for row, k in enumerate(keys):
+            self._old_rows(row, entries[k])
+
+
+def _plain(name: str) -> Any:
+    """A kernel as plain Python (without numba): the same code, uncompiled."""
+    from streamlab.detectors import _kernels
+
+    return _kernels.plain(getattr(_kernels, name))
+
+
+def _kernel(name: str) -> Any:
+    """A compiled kernel, or its plain-Python twin without numba."""
+    k = kernels()
+    return getattr(k, name) if k is not None else _plain(name)
+
+
+class _ZScoreOperator(_KeyRowsOperator):
+    _arrays = ("state",)
+
+    def __init__(self, step: ZScoreFeature) -> None:
+        super().__init__("ZScoreFeature", step, None, step.value)
+        self.state = np.empty((0, 3))  # n, mean, S: river's stats.Var per key
+
+    def _fresh(self, name: str, rows: int) -> np.ndarray:
+        return np.zeros((rows, 3))
+
+    _old_state = "stats"
+
+    def _old_rows(self, key: Any, value: Any) -> None:
+        self.state[key] = value
 
     def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
         x = _values(batch, self.step.value)
-        n = len(x)
-        z = np.full(n, np.nan)
-        ok = np.flatnonzero(np.isfinite(x))
-        if len(ok) == 0:
-            return {self.step.column_name(): z}
-        codes, uniques = pd.factorize(keys[ok])
-        order = np.argsort(codes, kind="stable")
-        sc, sx = codes[order], x[ok][order]
-        start = _group_starts(sc)
-        # Deviations from the first value of each run keep the prefix sums well conditioned.
-        d = sx - sx[start]
-        c1 = np.cumsum(d)
-        c2 = np.cumsum(d * d)
-        pos = np.arange(len(sc))
-        before_start = start - 1
-        base1 = np.where(before_start >= 0, c1[np.maximum(before_start, 0)], 0.0)
-        base2 = np.where(before_start >= 0, c2[np.maximum(before_start, 0)], 0.0)
-        # exclusive prefix (events of the run that arrived before this one)
-        nb = (pos - start).astype("float64")
-        s1 = np.where(nb > 0, c1[np.maximum(pos - 1, 0)] - base1, 0.0)
-        s2 = np.where(nb > 0, c2[np.maximum(pos - 1, 0)] - base2, 0.0)
-        carried = np.array([self.stats.get(k, (0.0, 0.0, 0.0)) for k in uniques.tolist()], dtype="float64")
-        n0, m0, q0 = carried[sc, 0], carried[sc, 1], carried[sc, 2]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mb = np.where(nb > 0, s1 / np.maximum(nb, 1), 0.0) + sx[start]
-            qb = np.where(nb > 0, s2 - s1 * s1 / np.maximum(nb, 1), 0.0)
-            tot = n0 + nb
-            delta = mb - m0
-            mean = np.where(tot > 0, m0 + delta * nb / np.maximum(tot, 1), np.nan)
-            m2 = q0 + np.maximum(qb, 0.0) + delta * delta * n0 * nb / np.maximum(tot, 1)
-            std = np.sqrt(m2 / (tot - 1))
-            zs = np.where((tot >= 2) & (std > 0), (sx - mean) / std, np.nan)
-        zok = np.empty(len(ok))
-        zok[order] = zs
-        z[ok] = zok
-        # fold each run's last (inclusive) state back into the carried stats
-        last = np.flatnonzero(np.r_[sc[1:] != sc[:-1], True])
-        for i in last.tolist():
-            k = uniques[sc[i]]
-            cnt = nb[i] + 1
-            s1i, s2i = s1[i] + d[i], s2[i] + d[i] * d[i]
-            mean_b = s1i / cnt + sx[start[i]]
-            q_b = max(s2i - s1i * s1i / cnt, 0.0)
-            n_0, m_0, q_0 = self.stats.pop(k, (0.0, 0.0, 0.0))
-            total = n_0 + cnt
-            dl = mean_b - m_0
-            self.stats[k] = (total, m_0 + dl * cnt / total, q_0 + q_b + dl * dl * n_0 * cnt / total)
-        self.evictions += _trim_lru(self.stats, self.step.max_keys)
+        z = np.full(len(x), np.nan)
+        rows = self._rows(keys, np.isfinite(x))
+        _kernel("zscore")(rows, np.ascontiguousarray(x), self.state, z)
+        self._forget()
         return {self.step.column_name(): z}
-
-    def open_state(self) -> dict[str, Any]:
-        return {"keys": len(self.stats), "evictions": self.evictions}
 
 
 @dataclass(frozen=True)
@@ -323,8 +394,9 @@ class ZScoreFeature(_KeyedStep):
     """z-score of ``value`` against the key's own earlier values: ``(v - mean) / std`` (sample std).
 
     Welford statistics per key, before adding the event; NaN until the key has two values or while
-    its values are all equal. Vectorized per batch (prefix sums per key, merged with the carried
-    state by Chan's formula). State is one triple per key ever seen.
+    its values are all equal. river's ``stats.Var`` update event by event in one compiled loop per
+    batch (numba; plain Python without it), so values are river's bit for bit. State is one triple
+    per key kept.
 
     Parameters
     ----------
@@ -365,44 +437,27 @@ class ZScoreFeature(_KeyedStep):
 # --- time since last
 
 
-class _TimeSinceLastOperator(FeatureOperator):
+class _TimeSinceLastOperator(_KeyRowsOperator):
+    _arrays = ("last",)
+
     def __init__(self, step: TimeSinceLastFeature) -> None:
-        super().__init__("TimeSinceLastFeature", step.key, step.time, None)
-        self.step = step
-        self.last: dict[Hashable, int] = {}  # dict order = recency
-        self.evictions = 0
+        super().__init__("TimeSinceLastFeature", step, step.time, None)
+        self.last = np.empty(0, dtype=np.int64)  # the key's latest event time
+
+    def _fresh(self, name: str, rows: int) -> np.ndarray:
+        return np.full(rows, NAT_NS, dtype=np.int64)
+
+    _old_state = "last"
+
+    def _old_rows(self, key: Any, value: Any) -> None:
+        self.last[key] = value
 
     def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
-        n = len(times)
-        out = np.full(n, np.nan)
-        if n == 0:
-            return {self.step.column_name(): out}
-        codes, uniques = pd.factorize(keys)
-        order = np.argsort(codes, kind="stable")
-        sc, st = codes[order], times[order]
-        uniq_t = np.unique(st)
-        span = np.int64(len(uniq_t) + 1)
-        ranks = np.searchsorted(uniq_t, st) + 1
-        # keys occupy disjoint ascending blocks of the composite, so a global running max never
-        # leaks from one key into the next
-        run_max = np.maximum.accumulate(sc.astype(np.int64) * span + ranks)
-        start = _group_starts(sc)
-        pos = np.arange(n)
-        prev_rank = np.where(pos > start, run_max[np.maximum(pos - 1, 0)] - sc * span, 0)
-        prev_in_batch = np.where(prev_rank > 0, uniq_t[np.maximum(prev_rank - 1, 0)], NAT_NS)
-        carried = np.array([self.last.get(k, NAT_NS) for k in uniques.tolist()], dtype=np.int64)[sc]
-        prev = np.maximum(prev_in_batch, carried)
-        res = np.where(prev != NAT_NS, (st - prev) / 1e9, np.nan)
-        out[order] = res
-        last_pos = np.flatnonzero(np.r_[sc[1:] != sc[:-1], True])
-        for i in last_pos.tolist():
-            k = uniques[sc[i]]
-            self.last[k] = max(self.last.pop(k, NAT_NS), int(uniq_t[run_max[i] - sc[i] * span - 1]))
-        self.evictions += _trim_lru(self.last, self.step.max_keys)
+        out = np.full(len(times), np.nan)
+        rows = self._rows(keys, np.ones(len(times), dtype=bool))
+        _kernel("time_since_last")(rows, times.astype(np.int64), self.last, NAT_NS, out)
+        self._forget()
         return {self.step.column_name(): out}
-
-    def open_state(self) -> dict[str, Any]:
-        return {"keys": len(self.last), "evictions": self.evictions}
 
 
 @dataclass(frozen=True)
@@ -466,22 +521,64 @@ class _DistinctOperator(FeatureOperator):
         fast = self._compute_in_order(keys, times, values, missing)
         if fast is not None:
             return {self.step.column_name(): fast}
-        w = self.window_ns
-        out = np.zeros(len(times), dtype=np.int64)
-        # One Python step per event: distinct sets per key are expected to be small (countries,
-        # devices), and exact distinct counting over a sliding window does not vectorize simply.
-        for i, (k, t, v) in enumerate(zip(keys.tolist(), times.tolist(), values.tolist())):
-            per_key = self.seen.setdefault(k, {})
-            if not missing[i]:
-                bisect.insort(per_key.setdefault(v, []), t)
-            lo = t - w
-            out[i] = sum(
-                1 for ts in per_key.values() if bisect.bisect_right(ts, t) > bisect.bisect_right(ts, lo)
-            )
-            if t > self.max_seen_ns:
-                self.max_seen_ns = t
+        out = self._compute_any_order(keys, times, values, missing)
+        self.max_seen_ns = max(self.max_seen_ns, int(times.max())) if len(times) else self.max_seen_ns
         self._prune()
         return {self.step.column_name(): out}
+
+    def _compute_any_order(
+        self, keys: np.ndarray, times: np.ndarray, values: np.ndarray, missing: np.ndarray
+    ) -> np.ndarray:
+        """The per-event counts in any arrival order: one compiled pass over each key's time-sorted entries.
+
+        The key's retained times and the batch's events are sorted by time (retained first on ties,
+        then arrival); event ``i`` counts the distinct values of the entries in ``(t - window, t]``
+        that arrived no later than itself (:func:`streamlab.detectors._kernels.distinct_count`).
+        The batch's events then join the retained times, each value's list kept sorted.
+        """
+        n = len(times)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        codes, uniques = pd.factorize(keys)
+        u = uniques.tolist()
+        r_code: list[int] = []
+        r_value: list[Any] = []
+        r_time: list[int] = []
+        for c, k in enumerate(u):
+            for v, ts in self.seen.get(k, {}).items():
+                r_code.extend([c] * len(ts))
+                r_value.extend([v] * len(ts))
+                r_time.extend(ts)
+        m0 = len(r_code)
+        all_value = np.empty(m0 + n, dtype=object)
+        all_value[:m0] = r_value
+        all_value[m0:] = values
+        vcodes, vuniques = pd.factorize(all_value)
+        vcodes = vcodes.astype(np.int64)
+        vcodes[m0:][missing] = -1
+        all_code = np.r_[np.asarray(r_code, dtype=np.int64), codes.astype(np.int64)]
+        all_time = np.r_[np.asarray(r_time, dtype=np.int64), times.astype(np.int64)]
+        arrival = np.r_[np.full(m0, -1, dtype=np.int64), np.arange(n, dtype=np.int64)]
+        seq = np.lexsort((arrival, all_time, all_code))
+        s_code, s_time, s_val, s_arrival = all_code[seq], all_time[seq], vcodes[seq], arrival[seq]
+        block_start, block_end, pos_of = key_blocks(s_code, s_arrival, n)
+        out = np.zeros(n, dtype=np.int64)
+        k = kernels()
+        run = k.distinct_count if k is not None else _plain("distinct_count")
+        run(s_time, s_val, s_arrival, block_end, block_start, pos_of, self.window_ns, len(vuniques), out)
+        # the new state of the batch's keys: every counted entry's time, per value, sorted
+        kept = np.flatnonzero(s_val >= 0)
+        by_value = kept[np.lexsort((s_time[kept], s_val[kept], s_code[kept]))]
+        g_code, g_val = s_code[by_value], s_val[by_value]
+        cut = np.flatnonzero(np.r_[True, (g_code[1:] != g_code[:-1]) | (g_val[1:] != g_val[:-1])])
+        cut = cut[cut < len(by_value)].tolist()  # no group at all when no value was counted
+        t_list = s_time[by_value].tolist()
+        vu = np.asarray(vuniques, dtype=object)
+        for k_ in {u[c] for c in np.unique(codes).tolist()}:
+            self.seen.pop(k_, None)
+        for a, b, c, v in zip(cut, [*cut[1:], len(by_value)], g_code[cut].tolist(), g_val[cut].tolist()):
+            self.seen.setdefault(u[c], {})[vu[v]] = t_list[a:b]
+        return out
 
     def _compute_in_order(
         self, keys: np.ndarray, times: np.ndarray, values: np.ndarray, missing: np.ndarray
@@ -492,8 +589,8 @@ class _DistinctOperator(FeatureOperator):
         counts for the key's events from ``j`` up to (excluding) the next event of ``v`` or the first
         event at or after ``t_j + window``, whichever comes first: a difference array over the
         key-sorted sequence. A key's retained values enter as one event each, at their latest time
-        (they are all before the batch's events). ``None`` (the per-event loop runs) when a key's
-        events are out of order, within the batch or against its retained times.
+        (they are all before the batch's events). ``None`` (:meth:`_compute_any_order` runs) when a
+        key's events are out of order, within the batch or against its retained times.
         """
         n = len(times)
         if n == 0:
@@ -595,7 +692,8 @@ class DistinctCountFeature(_KeyedStep):
 
     Same causal, arrival-order semantics as :class:`VelocityFeature`; missing values are not counted.
     Vectorized over a batch when every key's events arrive in event-time order (the usual case);
-    computed event by event otherwise.
+    otherwise one pass over each key's time-sorted events (compiled with numba, plain Python
+    without it).
 
     Parameters
     ----------
@@ -647,41 +745,45 @@ class DistinctCountFeature(_KeyedStep):
 # --- ratio to median
 
 
-class _RatioToMedianOperator(FeatureOperator):
+class _RatioToMedianOperator(_KeyRowsOperator):
+    """A key's row holds its last ``history`` values in arrival order (a ring) and sorted."""
+
+    _arrays = ("ring", "ordered", "length", "head")
+
     def __init__(self, step: RatioToMedianFeature) -> None:
-        super().__init__("RatioToMedianFeature", step.key, None, step.value)
-        self.step = step
-        # key -> (arrival-ordered recent values, the same values sorted)
-        self.recent: dict[Hashable, tuple[deque[float], list[float]]] = {}  # dict order = recency
-        self.evictions = 0
+        super().__init__("RatioToMedianFeature", step, None, step.value)
+        size = step.history
+        self.ring = np.empty((0, size))
+        self.ordered = np.empty((0, size + 1))
+        self.length = np.empty(0, dtype=np.int64)
+        self.head = np.empty(0, dtype=np.int64)
+
+    def _fresh(self, name: str, rows: int) -> np.ndarray:
+        size = self.step.history
+        if name == "ring":
+            return np.zeros((rows, size))
+        if name == "ordered":
+            return np.zeros((rows, size + 1))
+        return np.zeros(rows, dtype=np.int64)
+
+    _old_state = "recent"
+
+    def _old_rows(self, key: Any, value: Any) -> None:
+        fifo, ordered = value  # the values in arrival order, and sorted
+        self.ring[key, : len(fifo)] = list(fifo)
+        self.ordered[key, : len(ordered)] = ordered
+        self.length[key] = len(ordered)
+        self.head[key] = 0
 
     def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
         x = _values(batch, self.step.value)
         out = np.full(len(x), np.nan)
-        size = self.step.history
-        for i, (k, v) in enumerate(zip(keys.tolist(), x.tolist())):
-            if math.isnan(v):
-                continue
-            entry = self.recent.pop(k, None)
-            if entry is None:
-                entry = (deque(), [])
-            self.recent[k] = entry
-            fifo, ordered = entry
-            m = len(ordered)
-            if m:
-                med = ordered[m // 2] if m % 2 else 0.5 * (ordered[m // 2 - 1] + ordered[m // 2])
-                if med != 0:
-                    out[i] = v / med
-            fifo.append(v)
-            bisect.insort(ordered, v)
-            if len(fifo) > size:
-                old = fifo.popleft()
-                del ordered[bisect.bisect_left(ordered, old)]
-        self.evictions += _trim_lru(self.recent, self.step.max_keys)
+        rows = self._rows(keys, ~np.isnan(x))
+        _kernel("ratio_to_median")(
+            rows, np.ascontiguousarray(x), self.ring, self.ordered, self.length, self.head, out
+        )
+        self._forget()
         return {self.step.column_name(): out}
-
-    def open_state(self) -> dict[str, Any]:
-        return {"keys": len(self.recent), "evictions": self.evictions}
 
 
 @dataclass(frozen=True)
@@ -690,7 +792,9 @@ class RatioToMedianFeature(_KeyedStep):
 
     The running median is exact over the last ``history`` values of the key (a bounded sliding
     window), which approximates the median of the key's whole history. NaN for a key's first value
-    or when the median is 0.
+    or when the median is 0. Computed event by event in one compiled loop per batch (numba; plain
+    Python without it), with the arithmetic of a sorted list per key, so results do not depend on
+    batching.
 
     Parameters
     ----------

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Hashable, Mapping, Sequence
+import pickle
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -21,6 +21,7 @@ from streamlab.detectors._common import (
     check_positive_int,
     dead_letter,
     event_time_ns,
+    kernels,
     require_columns,
 )
 from streamlab.operators import Outputs
@@ -235,27 +236,14 @@ class Pattern(StepConfig):
         }
 
 
-class _Run:
-    """A candidate match: the step it waits for, events taken so far, values per step."""
-
-    __slots__ = ("count", "event_ids", "first_ns", "step", "values")
-
-    def __init__(self, first_ns: int) -> None:
-        self.step = 0
-        self.count = 0
-        self.first_ns = first_ns
-        self.event_ids: list[Any] = []
-        self.values: dict[str, dict[str, list[Any]]] = {}
-
-    def __getstate__(self) -> tuple[Any, ...]:
-        return (self.step, self.count, self.first_ns, self.event_ids, self.values)
-
-    def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.step, self.count, self.first_ns, self.event_ids, self.values = state
-
-
 class PatternOperator(PickledStateOperator):
-    """Runtime state of :class:`Pattern`: the event buffer, the watermark and open candidates per key."""
+    """Runtime state of :class:`Pattern`: the event buffer, the watermark and open candidates (runs).
+
+    Both are column arrays. Each release groups the released events by key and advances every key's
+    runs over them in one compiled loop (:func:`streamlab.detectors._kernels.pattern_advance`, plain
+    Python without numba), with keys, values and event ids as integer codes: the matching rules are
+    those of the docstring of :class:`Pattern`, event by event.
+    """
 
     output_names = ("out", "late", "dead_letter")
 
@@ -265,11 +253,35 @@ class PatternOperator(PickledStateOperator):
         self.within_ns = check_duration(step.within, where="", what="")
         self.delay_ns = check_duration(step.delay, where="", what="", allow_zero=True)
         self.value_columns = sorted({c for s in self.steps for c in s.differs_from})
+        names = [s.name for s in self.steps]
+        self.times = np.array([s.times for s in self.steps], dtype=np.int64)
+        self.cum = np.concatenate([[0], np.cumsum(self.times)]).astype(np.int64)
+        # differs_from[s, c]: the earlier step whose values of column c step s must differ from
+        self.differs_from = np.array(
+            [
+                [names.index(s.differs_from[c]) if c in s.differs_from else -1 for c in self.value_columns]
+                for s in self.steps
+            ],
+            dtype=np.int64,
+        ).reshape(len(self.steps), len(self.value_columns))
         self.max_seen_ns = NAT_NS
         self.seq = 0
-        # pending events: (time ns, arrival seq, key, step mask, event id, {column: value})
-        self.buffer: list[tuple[int, int, Hashable, tuple[bool, ...], Any, dict[str, Any]]] = []
-        self.runs: dict[Hashable, list[_Run]] = {}
+        n_steps, n_cols, length = len(self.steps), len(self.value_columns), int(self.cum[-1])
+        # pending events (those satisfying some step), as columns
+        self.b_time = np.empty(0, dtype=np.int64)
+        self.b_seq = np.empty(0, dtype=np.int64)
+        self.b_mask = np.empty((0, n_steps), dtype=bool)
+        self.b_key = np.empty(0, dtype=object)
+        self.b_id = np.empty(0, dtype=object)
+        self.b_val = np.empty((0, n_cols), dtype=object)
+        # open runs, grouped by key, in creation order within a key: the step each waits for, the
+        # number taken at that step, the first event's time, the ids and values of the events taken
+        self.r_key = np.empty(0, dtype=object)
+        self.r_step = np.empty(0, dtype=np.int64)
+        self.r_count = np.empty(0, dtype=np.int64)
+        self.r_first = np.empty(0, dtype=np.int64)
+        self.r_id = np.empty((0, length), dtype=object)
+        self.r_val = np.empty((0, length, n_cols), dtype=object)
 
     def watermark_ns(self) -> int | None:
         return None if self.max_seen_ns == NAT_NS else self.max_seen_ns - self.delay_ns
@@ -315,22 +327,16 @@ class PatternOperator(PickledStateOperator):
         on_time = good & ~late
         if on_time.any():
             masks = self._conditions(batch)
-            relevant = np.flatnonzero(on_time & masks.any(axis=1))
-            keys = batch[p.key].to_numpy(dtype=object)
-            ids = batch[p.id_column].to_numpy(dtype=object)
-            vals = {c: batch[c].to_numpy(dtype=object) for c in self.value_columns}
-            seqs = self.seq + np.arange(n)
-            for i in relevant.tolist():
-                self.buffer.append(
-                    (
-                        int(times[i]),
-                        int(seqs[i]),
-                        keys[i],
-                        tuple(masks[i].tolist()),
-                        ids[i],
-                        {c: v[i] for c, v in vals.items()},
-                    )
-                )
+            rel = np.flatnonzero(on_time & masks.any(axis=1))
+            self.b_time = np.concatenate([self.b_time, times[rel]])
+            self.b_seq = np.concatenate([self.b_seq, self.seq + rel])
+            self.b_mask = np.concatenate([self.b_mask, masks[rel]])
+            self.b_key = np.concatenate([self.b_key, batch[p.key].to_numpy(dtype=object)[rel]])
+            self.b_id = np.concatenate([self.b_id, batch[p.id_column].to_numpy(dtype=object)[rel]])
+            vals = np.empty((len(rel), len(self.value_columns)), dtype=object)
+            for c, column in enumerate(self.value_columns):
+                vals[:, c] = batch[column].to_numpy(dtype=object)[rel]
+            self.b_val = np.concatenate([self.b_val, vals])
             self.max_seen_ns = max(self.max_seen_ns, int(times[on_time].max()))
         self.seq += n
         result["out"] = self._release(
@@ -342,99 +348,192 @@ class PatternOperator(PickledStateOperator):
         return {"out": self._release(None)}
 
     def _release(self, watermark: int | None) -> pd.DataFrame:
-        self.buffer.sort(key=lambda e: (e[0], e[1]))
-        if watermark is None:
-            ready, self.buffer = self.buffer, []
-        else:
-            cut = bisect.bisect_right([e[0] for e in self.buffer], watermark)
-            ready, self.buffer = self.buffer[:cut], self.buffer[cut:]
-        matches = [m for e in ready if (m := self._advance(*e)) is not None]
+        """Match the buffered events at or before ``watermark`` (all with None), in event-time order."""
+        order = np.lexsort((self.b_seq, self.b_time))
+        cut = (
+            len(order)
+            if watermark is None
+            else int(np.searchsorted(self.b_time[order], watermark, side="right"))
+        )
+        ready, rest = order[:cut], order[cut:]
+        frame = self._frame(*self._advance(ready)) if len(ready) else self._frame()
+        for name in ("b_time", "b_seq", "b_mask", "b_key", "b_id", "b_val"):
+            setattr(self, name, getattr(self, name)[rest])
         if watermark is not None and watermark != NAT_NS:
-            self._drop_expired(watermark)
-        return self._frame(matches)
+            # every event still to be matched is at or after the watermark, so a run that opened more
+            # than ``within`` before it can never complete (also on keys that went quiet)
+            keep = self.r_first >= watermark - self.within_ns
+            if not keep.all():
+                for name in ("r_key", "r_step", "r_count", "r_first", "r_id", "r_val"):
+                    setattr(self, name, getattr(self, name)[keep])
+        return frame
 
-    def _drop_expired(self, watermark: int) -> None:
-        """Forget candidates that can no longer complete, also on keys that went quiet.
+    def _advance(self, ready: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Run the matcher over the ready events (buffer rows in time order); the matches' columns."""
+        n, n_runs, length = len(ready), len(self.r_key), int(self.cum[-1])
+        n_cols = len(self.value_columns)
+        codes, keys = pd.factorize(np.concatenate([self.b_key[ready], self.r_key]))
+        e_code, r_code = codes[:n], codes[n:]
+        # values as codes (-1: missing), the runs' taken values and the events' in one table per column
+        e_val = np.empty((n, n_cols), dtype=np.int64)
+        r_val = np.empty((n_runs, length, n_cols), dtype=np.int64)
+        uniques = []
+        for c in range(n_cols):
+            vc, vu = pd.factorize(np.concatenate([self.b_val[ready, c], self.r_val[:, :, c].ravel()]))
+            e_val[:, c] = vc[:n]
+            r_val[:, :, c] = vc[n:].reshape(n_runs, length)
+            uniques.append(np.asarray(vu, dtype=object))
+        # event ids by reference: the runs' ids first, then the events'
+        ids = np.concatenate([self.r_id.ravel(), self.b_id[ready]])
+        r_ev = np.arange(n_runs * length, dtype=np.int64).reshape(n_runs, length)
+        by_run = np.argsort(r_code, kind="stable")  # stable: a key's runs stay in creation order
+        by_key = np.argsort(e_code, kind="stable")  # stable: a key's events stay in time order
+        cap = n_runs + n
+        o_key, o_step, o_count, o_first = (np.empty(cap, dtype=np.int64) for _ in range(4))
+        o_ev = np.empty((cap, length), dtype=np.int64)
+        o_val = np.empty((cap, length, n_cols), dtype=np.int64)
+        m_key, m_first, m_last, m_pos = (np.empty(n, dtype=np.int64) for _ in range(4))
+        m_ev = np.empty((n, length), dtype=np.int64)
+        k = kernels()
+        advance = k.pattern_advance if k is not None else _plain_advance()
+        w, nm = advance(
+            np.ascontiguousarray(e_code[by_key], dtype=np.int64),
+            np.ascontiguousarray(self.b_time[ready][by_key]),
+            np.ascontiguousarray(self.b_mask[ready][by_key]),
+            np.ascontiguousarray(e_val[by_key]),
+            np.ascontiguousarray(n_runs * length + by_key, dtype=np.int64),
+            np.ascontiguousarray(by_key, dtype=np.int64),
+            np.ascontiguousarray(r_code[by_run], dtype=np.int64),
+            np.ascontiguousarray(self.r_step[by_run]),
+            np.ascontiguousarray(self.r_count[by_run]),
+            np.ascontiguousarray(self.r_first[by_run]),
+            np.ascontiguousarray(r_ev[by_run]),
+            np.ascontiguousarray(r_val[by_run]),
+            self.times,
+            self.cum,
+            self.differs_from,
+            self.within_ns,
+            MAX_RUNS_PER_KEY,
+            o_key,
+            o_step,
+            o_count,
+            o_first,
+            o_ev,
+            o_val,
+            m_key,
+            m_first,
+            m_last,
+            m_ev,
+            m_pos,
+        )
+        key_objects = np.asarray(keys, dtype=object)
+        self.r_key = key_objects[o_key[:w]]
+        self.r_step, self.r_count, self.r_first = o_step[:w], o_count[:w], o_first[:w]
+        # slots a run has not filled yet hold None (they are never read)
+        self.r_id = np.full((w, length), None, dtype=object)
+        taken = o_ev[:w] >= 0
+        self.r_id[taken] = ids[o_ev[:w][taken]]
+        self.r_val = np.full((w, length, n_cols), None, dtype=object)
+        for c in range(n_cols):
+            code = o_val[:w, :, c]
+            self.r_val[:, :, c][code >= 0] = uniques[c][code[code >= 0]]
+        in_order = np.argsort(m_pos[:nm], kind="stable")
+        return (
+            key_objects[m_key[:nm][in_order]],
+            m_first[:nm][in_order],
+            m_last[:nm][in_order],
+            ids[m_ev[:nm][in_order]],
+        )
 
-        Every event still to be matched is at or after the watermark, so a candidate that opened
-        more than ``within`` before it can never be completed.
-        """
-        horizon = watermark - self.within_ns
-        for key in list(self.runs):
-            alive = [r for r in self.runs[key] if r.first_ns >= horizon]
-            if alive:
-                self.runs[key] = alive
-            else:
-                del self.runs[key]
-
-    def _advance(
-        self, t: int, seq: int, key: Hashable, mask: tuple[bool, ...], eid: Any, vals: dict[str, Any]
-    ) -> tuple[Hashable, int, int, list[Any]] | None:
-        horizon = t - self.within_ns
-        runs = [r for r in self.runs.get(key, ()) if r.first_ns >= horizon]
-        steps = self.steps
-        done: _Run | None = None
-        # a missing value differs from nothing: decided once per event, not per candidate
-        missing = {c for c, v in vals.items() if pd.isna(v)} if vals else set()
-        for run in runs:
-            s = steps[run.step]
-            if mask[run.step] and (not s.differs_from or self._differs(run, s, vals, missing)):
-                self._take(run, s, eid, vals)
-                if run.step == len(steps) and done is None:
-                    done = run
-        if done is None and mask[0]:
-            run = _Run(t)
-            self._take(run, steps[0], eid, vals)
-            if run.step == len(steps):
-                done = run
-            else:
-                runs.append(run)
-                if len(runs) > MAX_RUNS_PER_KEY:
-                    del runs[0]
-        if done is not None:
-            self.runs.pop(key, None)
-            return key, done.first_ns, t, done.event_ids
-        if runs:
-            self.runs[key] = runs
-        else:
-            self.runs.pop(key, None)
-        return None
-
-    @staticmethod
-    def _differs(run: _Run, step: PatternStep, vals: dict[str, Any], missing: set[str]) -> bool:
-        for column, earlier in step.differs_from.items():
-            if column in missing or vals[column] in run.values.get(earlier, {}).get(column, ()):
-                return False
-        return True
-
-    def _take(self, run: _Run, step: PatternStep, eid: Any, vals: dict[str, Any]) -> None:
-        run.event_ids.append(eid)
-        if self.value_columns:
-            per_step = run.values.setdefault(step.name, {})
-            for c, v in vals.items():
-                per_step.setdefault(c, []).append(v)
-        run.count += 1
-        if run.count == step.times:
-            run.step += 1
-            run.count = 0
-
-    def _frame(self, matches: list[tuple[Hashable, int, int, list[Any]]]) -> pd.DataFrame:
+    def _frame(
+        self,
+        keys: np.ndarray | None = None,
+        first: np.ndarray | None = None,
+        last: np.ndarray | None = None,
+        event_ids: np.ndarray | None = None,
+    ) -> pd.DataFrame:
         p = self.pattern
-        return pd.DataFrame(
+        m = 0 if keys is None else len(keys)
+        length = int(self.cum[-1])
+        out: pd.DataFrame = pd.DataFrame(
             {
-                p.key: pd.Series([m[0] for m in matches], dtype=object),
-                "pattern": pd.Series([p.name] * len(matches), dtype=object),
-                "first_time": pd.to_datetime(np.array([m[1] for m in matches], dtype=np.int64), utc=True),
-                "last_time": pd.to_datetime(np.array([m[2] for m in matches], dtype=np.int64), utc=True),
-                "event_ids": pd.Series([list(m[3]) for m in matches], dtype=object),
-                "n_events": np.array([len(m[3]) for m in matches], dtype=np.int64),
+                p.key: pd.Series(keys if keys is not None else [], dtype=object),
+                "pattern": pd.Series([p.name] * m, dtype=object),
+                "first_time": pd.to_datetime(
+                    np.asarray(first if first is not None else [], dtype=np.int64), utc=True
+                ),
+                "last_time": pd.to_datetime(
+                    np.asarray(last if last is not None else [], dtype=np.int64), utc=True
+                ),
+                "event_ids": pd.Series(event_ids.tolist() if event_ids is not None else [], dtype=object),
+                "n_events": np.full(m, length, dtype=np.int64),
             }
         )
+        return out
+
+    def restore(self, state: Any) -> None:
+        old = pickle.loads(state)
+        if "runs" not in old or "buffer" not in old:
+            super().restore(state)
+            return
+        # a snapshot of the per-event matcher: its buffer and candidates become columns
+        self.__init__(old["pattern"])  # type: ignore[misc]
+        self.max_seen_ns, self.seq = old["max_seen_ns"], old["seq"]
+        buffer = old["buffer"]  # (time, seq, key, step mask, event id, {column: value})
+        n, n_cols, length = len(buffer), len(self.value_columns), int(self.cum[-1])
+        self.b_time = np.array([e[0] for e in buffer], dtype=np.int64).reshape(n)
+        self.b_seq = np.array([e[1] for e in buffer], dtype=np.int64).reshape(n)
+        self.b_mask = np.array([e[3] for e in buffer], dtype=bool).reshape(n, len(self.steps))
+        self.b_key = _objects([e[2] for e in buffer])
+        self.b_id = _objects([e[4] for e in buffer])
+        self.b_val = np.full((n, n_cols), None, dtype=object)
+        for i, e in enumerate(buffer):
+            for c, column in enumerate(self.value_columns):
+                self.b_val[i, c] = e[5].get(column)
+        runs = [(k, r) for k, key_runs in old["runs"].items() for r in key_runs]
+        self.r_key = _objects([k for k, _ in runs])
+        self.r_step = np.array([r.step for _, r in runs], dtype=np.int64)
+        self.r_count = np.array([r.count for _, r in runs], dtype=np.int64)
+        self.r_first = np.array([r.first_ns for _, r in runs], dtype=np.int64)
+        self.r_id = np.full((len(runs), length), None, dtype=object)
+        self.r_val = np.full((len(runs), length, n_cols), None, dtype=object)
+        for i, (_, r) in enumerate(runs):
+            for j, eid in enumerate(r.event_ids):
+                self.r_id[i, j] = eid
+            for s, step in enumerate(self.steps):
+                taken = r.values.get(step.name, {})
+                for c, column in enumerate(self.value_columns):
+                    for j, v in enumerate(taken.get(column, [])):
+                        self.r_val[i, int(self.cum[s]) + j, c] = v
 
     def open_state(self) -> dict[str, Any]:
         wm = self.watermark_ns()
         return {
-            "buffered_events": len(self.buffer),
-            "keys_with_open_matches": len(self.runs),
+            "buffered_events": len(self.b_time),
+            "keys_with_open_matches": len(pd.unique(self.r_key)) if len(self.r_key) else 0,
             "watermark": None if wm is None else pd.Timestamp(wm, tz="UTC"),
         }
+
+
+class _Run:
+    """A candidate of the per-event matcher this operator replaced: kept so that its snapshots load."""
+
+    __slots__ = ("count", "event_ids", "first_ns", "step", "values")
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.step, self.count, self.first_ns, self.event_ids, self.values = state
+
+
+def _objects(values: list[Any]) -> np.ndarray:
+    """A 1-d object array of ``values`` (tuples stay elements)."""
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        out[i] = v
+    return out
+
+
+def _plain_advance() -> Any:
+    """The matcher as plain Python (no numba): same code, uncompiled."""
+    from streamlab.detectors import _kernels
+
+    return _kernels.plain(_kernels.pattern_advance)

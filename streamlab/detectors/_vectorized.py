@@ -10,19 +10,25 @@ and leaves every slot in the state that loop would have left it in.
   is learned, so a whole window is scored at once and learned with one counting pass; the scaler's
   running min/max are cumulative extrema. The trees are river's own (built by river from the same
   seed), and every score is computed with river's arithmetic, so scores are bit-identical.
-- :class:`MomentsBank`: river's ``GaussianScorer`` (no window) and ``StandardAbsoluteDeviation``.
-  river's Welford recurrence is replayed with river's own floating-point operations, vectorized
-  across keys (step ``j`` updates every key's ``j``-th event of the batch), so scores are
-  bit-identical to river's too.
+- :class:`MomentsBank`: river's ``GaussianScorer`` (no window) and ``StandardAbsoluteDeviation``,
+  river's Welford state per slot (numpy paths within a stated tolerance, see the class).
+
+With numba installed (the ``fast`` extra) both banks run :meth:`ModelBank.score_judge_learn`
+instead: river's per-event recurrence compiled (``streamlab.detectors._kernels``), bit-identical to
+river for both kinds, and able to judge each score by a quantile threshold before learning it
+(``learn="unflagged"``) in the same loop.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
+
+from streamlab.detectors._common import kernels
 
 __all__ = ["HalfSpaceTreesBank", "ModelBank", "MomentsBank", "erf"]
 
@@ -56,6 +62,22 @@ class ModelBank:
         self._reset(np.array([slot]))
         return slot
 
+    def allocate_many(self, count: int) -> np.ndarray:
+        """``count`` fresh slots, the ones ``count`` calls of :meth:`allocate` would give, reset at once."""
+        out: list[int] = []
+        while len(out) < count:
+            if not self.free:
+                old = self.capacity
+                self._grow(max(8, 2 * old))
+                self.free.extend(range(self.capacity - 1, old - 1, -1))
+            take = min(count - len(out), len(self.free))
+            out.extend(self.free[len(self.free) - take :][::-1])
+            del self.free[len(self.free) - take :]
+        slots = np.array(out, dtype=np.int64)
+        if count:
+            self._reset(slots)
+        return slots
+
     def release(self, slots: list[int]) -> None:
         """Free slots whose models were dropped (they are reset when allocated again)."""
         self.free.extend(slots)
@@ -63,6 +85,18 @@ class ModelBank:
     def score_learn_many(self, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
         """Scores of ``rows`` (each by its slot's model, before learning it); then learn them."""
         raise NotImplementedError
+
+    def score_judge_learn(
+        self, rows: np.ndarray, slots: np.ndarray, p2: np.ndarray | None, warmup: int, seen: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The compiled event-by-event path (numba), or None where the bank has none or numba is missing.
+
+        Scores as :meth:`score_learn_many`. With ``p2`` (a P² quantile state, see
+        ``streamlab.detectors._kernels``) each score is first judged by the quantile threshold
+        (``warmup`` scores, ``seen[0]`` seen so far, updated) and flagged rows are not learned, as
+        ``learn="unflagged"`` does event by event; returns the scores and the flags.
+        """
+        return None
 
     #: names of the per-slot state arrays (first axis = slot)
     _arrays: tuple[str, ...] = ()
@@ -121,6 +155,37 @@ def _minmax_scale(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         return np.where(d != 0, (x - lo) / np.where(d != 0, d, 1.0), 0.0)
 
 
+@functools.lru_cache(maxsize=32)
+def _river_trees(
+    features: tuple[str, ...], n_trees: int, height: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The split feature (column) and threshold of every inner node of river's trees, in heap order.
+
+    Built by river (its trees depend on the features, ``n_trees``, ``height`` and ``seed`` only) and
+    remembered: building them is most of the cost of starting a detect step.
+    """
+    from river import anomaly
+
+    hst = anomaly.HalfSpaceTrees(n_trees=n_trees, height=height, seed=seed)
+    hst.learn_one(dict.fromkeys(features, 0.0))  # river builds its trees on the first learn
+    column = {f: j for j, f in enumerate(features)}
+    n_inner = 2**height - 1
+    feature = np.zeros((n_trees, max(n_inner, 1)), dtype=np.intp)
+    threshold = np.zeros((n_trees, max(n_inner, 1)), dtype=np.float64)
+    for t, root in enumerate(hst.trees):
+        level = [root]
+        pos = 0
+        for _ in range(height):  # breadth first = heap order: children of i are 2i+1, 2i+2
+            nxt: list[Any] = []
+            for node in level:
+                feature[t, pos] = column[node.feature]
+                threshold[t, pos] = node.threshold
+                pos += 1
+                nxt.extend(node.children)
+            level = nxt
+    return feature, threshold
+
+
 class HalfSpaceTreesBank(ModelBank):
     """river's ``MinMaxScaler() | HalfSpaceTrees(n_trees, height, window_size, seed)`` for many models.
 
@@ -159,25 +224,8 @@ class HalfSpaceTreesBank(ModelBank):
         self, features: tuple[str, ...], n_trees: int, height: int, window_size: int, seed: int
     ) -> None:
         super().__init__()
-        from river import anomaly
-
-        hst = anomaly.HalfSpaceTrees(n_trees=n_trees, height=height, window_size=window_size, seed=seed)
-        hst.learn_one(dict.fromkeys(features, 0.0))  # river builds its trees on the first learn
-        column = {f: j for j, f in enumerate(features)}
-        n_inner = 2**height - 1
-        self.feature = np.zeros((n_trees, max(n_inner, 1)), dtype=np.intp)
-        self.threshold = np.zeros((n_trees, max(n_inner, 1)), dtype=np.float64)
-        for t, root in enumerate(hst.trees):
-            level = [root]
-            pos = 0
-            for _ in range(height):  # breadth first = heap order: children of i are 2i+1, 2i+2
-                nxt: list[Any] = []
-                for node in level:
-                    self.feature[t, pos] = column[node.feature]
-                    self.threshold[t, pos] = node.threshold
-                    pos += 1
-                    nxt.extend(node.children)
-                level = nxt
+        feature, threshold = _river_trees(features, n_trees, height, seed)
+        self.feature, self.threshold = feature.copy(), threshold.copy()
         self.n_features = len(features)
         self.n_trees = n_trees
         self.height = height
@@ -243,7 +291,7 @@ class HalfSpaceTreesBank(ModelBank):
                 node += 2
                 node -= left  # left child 2i+1, right child 2i+2 (NaN goes right, as in river)
             out[:, t] = node
-        return out - (self.n_leaves - 1)
+        return cast(np.ndarray, out - (self.n_leaves - 1))
 
     def _leaves_small(self, x: np.ndarray) -> np.ndarray:
         """:meth:`_leaves` for few rows: every tree at once, so the numpy calls do not scale with trees."""
@@ -258,7 +306,7 @@ class HalfSpaceTreesBank(ModelBank):
             at = base + node
             left = np.take(flat, np.take(feature, at) + row) < np.take(threshold, at)
             node = 2 * node + 2 - left  # left child 2i+1, right child 2i+2 (NaN goes right, as in river)
-        return node - (self.n_leaves - 1)
+        return cast(np.ndarray, node - (self.n_leaves - 1))
 
     def _levels(self, leaf_counts: np.ndarray) -> list[np.ndarray]:
         """Node masses per depth (0 .. height) from leaf counts: a node's mass is its subtree's count."""
@@ -280,10 +328,10 @@ class HalfSpaceTreesBank(ModelBank):
         """
         # a tree's score is at most window_size * (2**(h+1) - 1): int32 when that fits
         dtype = np.int32 if self.window_size * 2 ** (self.height + 1) < 2**31 else np.int64
-        acc = levels[0].astype(dtype)
+        acc: np.ndarray = levels[0].astype(dtype)
         alive = acc >= self.size_limit
         for d in range(1, self.height + 1):
-            r = levels[d].astype(dtype, copy=False)
+            r: np.ndarray = levels[d].astype(dtype, copy=False)
             pairs = r.reshape(*r.shape[:-1], 2 ** (d - 1), 2)  # the two children of each node above
             acc = (acc[..., None] + (pairs << d) * alive[..., None]).reshape(r.shape)
             alive = (alive[..., None] & (pairs >= self.size_limit)).reshape(r.shape)
@@ -321,13 +369,48 @@ class HalfSpaceTreesBank(ModelBank):
             stopped = np.zeros_like(below)
             stopped[:, :, 1:] = np.logical_or.accumulate(below[:, :, :-1], axis=2)
             total = np.where(stopped, 0, r << d[None, None, :]).sum(axis=(1, 2))
-        return 1.0 - total.astype(np.float64) / self.max_score
+        return cast(np.ndarray, 1.0 - total.astype(np.float64) / self.max_score)
+
+    def score_judge_learn(
+        self, rows: np.ndarray, slots: np.ndarray, p2: np.ndarray | None, warmup: int, seen: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        k = kernels()
+        if k is None:
+            return None
+        n = len(rows)
+        scores = np.empty(n)
+        flags = np.zeros(n if p2 is not None else 0, dtype=bool)
+        k.hst_score_learn(
+            np.ascontiguousarray(rows, dtype=np.float64),
+            np.ascontiguousarray(slots, dtype=np.int64),
+            self.lo,
+            self.hi,
+            self.leaf_counts,
+            self.ref_mass,
+            self.counter,
+            self.first_window,
+            self.feature,
+            self.threshold,
+            self.height,
+            self.window_size,
+            self.size_limit,
+            self.max_score,
+            _NO_P2 if p2 is None else p2,
+            warmup,
+            seen,
+            scores,
+            flags,
+        )
+        return scores, flags
 
     def score_learn_many(self, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
         n = len(rows)
         scores = np.zeros(n)
         if n == 0:
             return scores
+        compiled = self.score_judge_learn(rows, slots, None, 0, np.zeros(1, dtype=np.int64))
+        if compiled is not None:
+            return compiled[0]
         rows = np.ascontiguousarray(rows, dtype=np.float64)
         slots = np.asarray(slots, dtype=np.int64)
         order, ss, rank = _grouped(slots)
@@ -427,7 +510,8 @@ class MomentsBank(ModelBank):
     in river is off by one unit in the last place for about one value in a thousand) and, for the
     Gaussian scorer, ``erf`` from :func:`erf` (within 4.5e-16 of ``math.erf``).
 
-    **Tolerance.** Scores equal river's to ``|fast - river| <= 1e-9 * (1 + |river|)`` on data whose
+    **Tolerance** (numpy paths, i.e. without numba; the compiled path is bit-identical to river: it
+    runs river's update event by event, with C's ``pow`` for ``var ** 0.5``). Scores equal river's to ``|fast - river| <= 1e-9 * (1 + |river|)`` on data whose
     per-key spread is not below ``1e-6`` of its level (observed differences are around 1e-14 on
     such data); in ``[0, 1]`` for the Gaussian scorer. Data that is constant to 7 significant digits
     is ill-conditioned for any variance formula, river's included.
@@ -576,10 +660,37 @@ class MomentsBank(ModelBank):
                 ]
             )
 
+    def score_judge_learn(
+        self, rows: np.ndarray, slots: np.ndarray, p2: np.ndarray | None, warmup: int, seen: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        k = kernels()
+        if k is None:
+            return None
+        n = len(rows)
+        scores = np.empty(n)
+        flags = np.zeros(n if p2 is not None else 0, dtype=bool)
+        k.moments_score_learn(
+            np.ascontiguousarray(np.asarray(rows, dtype=np.float64)[:, self.column]),
+            np.ascontiguousarray(slots, dtype=np.int64),
+            self.state,
+            self.kind == "gaussian",
+            self.grace_period,
+            0.5,
+            _NO_P2 if p2 is None else p2,
+            warmup,
+            seen,
+            scores,
+            flags,
+        )
+        return scores, flags
+
     def score_learn_many(self, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
         n = len(rows)
         if n == 0:
             return np.zeros(0)
+        compiled = self.score_judge_learn(rows, slots, None, 0, np.zeros(1, dtype=np.int64))
+        if compiled is not None:
+            return compiled[0]
         slots = np.asarray(slots, dtype=np.int64)
         order, ss, rank = _grouped(slots)
         v = np.asarray(rows, dtype=np.float64)[order, self.column]
@@ -598,6 +709,7 @@ class MomentsBank(ModelBank):
         return scores
 
 
+_NO_P2 = np.empty(0, dtype=np.float64)  # "no threshold" for the kernels
 _TWO_OVER_SQRTPI = 2.0 / math.sqrt(math.pi)
 _INV_SQRTPI = 1.0 / math.sqrt(math.pi)
 # Taylor coefficients of erf(x) / (2 x / sqrt(pi)) in x**2: (-1)**k / (k! (2k + 1)); 28 terms reach
@@ -639,7 +751,7 @@ def erf(x: np.ndarray) -> np.ndarray:
             f = b + (k / 2.0) / f
         out[mid] = 1.0 - np.exp(-b * b) * _INV_SQRTPI / f
     out[np.isnan(a)] = np.nan
-    return np.copysign(out, x)
+    return cast(np.ndarray, np.copysign(out, x))
 
 
 _SQRT2 = math.sqrt(2.0)

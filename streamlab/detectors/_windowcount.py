@@ -11,11 +11,39 @@ sees only what is still retained.
 from __future__ import annotations
 
 import bisect
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from streamlab._time import NAT_NS
+from streamlab.detectors._common import kernels
+
+
+def key_blocks(
+    s_code: np.ndarray, s_arrival: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For entries sorted by key: where each entry's key run starts and ends, and each batch row's entry.
+
+    ``s_arrival`` is the batch row of each entry (-1 for retained state); the third array gives, for
+    each of the ``n`` batch rows, its position among the entries (-1 for rows without one).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> start, end, pos = key_blocks(np.array([0, 0, 1, 1, 1]), np.array([-1, 1, -1, 0, 2]), 3)
+    >>> start.tolist(), end.tolist(), pos.tolist()
+    ([0, 0, 2, 2, 2], [2, 2, 5, 5, 5], [3, 1, 4])
+    """
+    m = len(s_code)
+    starts = np.flatnonzero(np.r_[True, s_code[1:] != s_code[:-1]])
+    sizes = np.diff(np.r_[starts, m])
+    block_start = np.repeat(starts, sizes).astype(np.int64)
+    block_end = block_start + np.repeat(sizes, sizes)
+    pos_of = np.full(n, -1, dtype=np.int64)
+    in_batch = s_arrival >= 0
+    pos_of[s_arrival[in_batch]] = np.flatnonzero(in_batch)
+    return block_start, block_end.astype(np.int64), pos_of
 
 
 def _concat_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -108,6 +136,10 @@ class WindowCounter:
         they do not, a later-arriving but older event would be counted too early, so those keys
         take this slower exact path.
         """
+        k = kernels()
+        if k is not None:
+            self._fix_compiled(k, bad_codes, codes, all_times, all_vals, n_state, counts, sums)
+            return
         s_codes, b_codes = codes[:n_state], codes[n_state:]
         for code in bad_codes.tolist():
             retained = np.flatnonzero(s_codes == code)
@@ -122,6 +154,45 @@ class WindowCounter:
                 lo = bisect.bisect_right(lst_t, t - self.window_ns)
                 counts[i] = at + 1 - lo
                 sums[i] = float(np.sum(lst_v[lo : at + 1]))
+
+    def _fix_compiled(
+        self,
+        k: Any,
+        bad_codes: np.ndarray,
+        codes: np.ndarray,
+        all_times: np.ndarray,
+        all_vals: np.ndarray,
+        n_state: int,
+        counts: np.ndarray,
+        sums: np.ndarray,
+    ) -> None:
+        """:meth:`_fix_disordered` in one compiled pass over the bad keys' time-sorted entries.
+
+        Counts are the same; a sum adds its values in time order (the per-event path uses
+        ``numpy.sum``'s pairwise order), so sums of more than 8 values may differ in the last bits.
+        """
+        rows = np.flatnonzero(np.isin(codes, bad_codes))
+        # by key, then time; on equal times retained entries first, then batch rows in arrival order
+        seq = rows[np.lexsort((rows, all_times[rows], codes[rows]))]
+        s_arrival = np.where(seq < n_state, -1, seq - n_state)
+        s_code = codes[seq]
+        block_start, block_end, pos_of = key_blocks(s_code, s_arrival, len(counts))
+        new_counts = np.zeros(len(counts), dtype=np.int64)
+        new_sums = np.zeros(len(counts))
+        k.window_count_sum(
+            np.ascontiguousarray(all_times[seq], dtype=np.int64),
+            np.ascontiguousarray(all_vals[seq], dtype=np.float64),
+            s_arrival.astype(np.int64),
+            block_start,
+            block_end,
+            pos_of,
+            self.window_ns,
+            new_counts,
+            new_sums,
+        )
+        fixed = pos_of >= 0
+        counts[fixed] = new_counts[fixed]
+        sums[fixed] = new_sums[fixed]
 
     def __len__(self) -> int:
         return len(self.times)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import pickle
 from collections.abc import Callable
 from typing import Any
@@ -62,11 +63,20 @@ def earlier_same_key(df: pd.DataFrame, i: int, include_self: bool) -> pd.DataFra
 
 
 @settings(max_examples=40, deadline=None)
-@given(streams(), st.sampled_from(["30s", "2m", "10m"]))
-def test_velocity_equals_bruteforce(stream: tuple[pd.DataFrame, list[int]], window: str) -> None:
+@given(streams(), st.sampled_from(["30s", "2m", "10m"]), st.booleans())
+def test_velocity_equals_bruteforce(
+    stream: tuple[pd.DataFrame, list[int]], window: str, compiled: bool
+) -> None:
+    """Out-of-order keys included (compiled, or the Python path without numba)."""
+    from streamlab.detectors import _common
+
     df, cuts = stream
     w = pd.Timedelta(window)
-    out = run_batches(VelocityFeature("user_id", window=window, value="amount").build(), df, cuts)
+    _common.use_kernels = compiled
+    try:
+        out = run_batches(VelocityFeature("user_id", window=window, value="amount").build(), df, cuts)
+    finally:
+        _common.use_kernels = True
     for i in range(len(df)):
         hist = earlier_same_key(df, i, include_self=True)
         t = df["timestamp"].iloc[i]
@@ -109,11 +119,20 @@ def test_time_since_last_equals_bruteforce(stream: tuple[pd.DataFrame, list[int]
 
 
 @settings(max_examples=40, deadline=None)
-@given(streams(), st.sampled_from(["1m", "5m"]))
-def test_distinct_count_equals_bruteforce(stream: tuple[pd.DataFrame, list[int]], window: str) -> None:
+@given(streams(), st.sampled_from(["1m", "5m"]), st.booleans())
+def test_distinct_count_equals_bruteforce(
+    stream: tuple[pd.DataFrame, list[int]], window: str, compiled: bool
+) -> None:
+    """Out-of-order streams (the compiled any-order pass, or its plain-Python twin without numba)."""
+    from streamlab.detectors import _common
+
     df, cuts = stream
     step = DistinctCountFeature("user_id", "country", window=window)
-    out = run_batches(step.build(), df, cuts)
+    _common.use_kernels = compiled
+    try:
+        out = run_batches(step.build(), df, cuts)
+    finally:
+        _common.use_kernels = True
     w = pd.Timedelta(window)
     for i in range(len(df)):
         hist = earlier_same_key(df, i, include_self=True)
@@ -307,3 +326,183 @@ def test_events_later_than_allowed_lateness_see_only_retained_history() -> None:
     assert counts == [1, 2, 1, 1]
     exact = step.build().process(df)["out"]["count_10m"].tolist()
     assert exact == [1, 2, 1, 3]  # within one batch nothing had been dropped yet
+
+
+def ratio_to_median_reference(
+    df: pd.DataFrame, cuts: list[int], history: int, max_keys: int
+) -> tuple[list[float], int]:
+    """The per-event loop the compiled feature replaced (deque + sorted list per key, LRU by update)."""
+    import bisect
+    from collections import deque
+
+    recent: dict[Any, tuple[deque[float], list[float]]] = {}
+    out, evictions = [], 0
+    bounds = [0, *cuts, len(df)]
+    for a, b in itertools.pairwise(bounds):
+        part = df.iloc[a:b]
+        for k, v in zip(part["user_id"].tolist(), part["amount"].tolist()):
+            if np.isnan(v):
+                out.append(np.nan)
+                continue
+            entry = recent.pop(k, None) or (deque(), [])
+            recent[k] = entry
+            fifo, ordered = entry
+            m = len(ordered)
+            med = (ordered[m // 2] if m % 2 else 0.5 * (ordered[m // 2 - 1] + ordered[m // 2])) if m else 0.0
+            out.append(v / med if med != 0 else np.nan)
+            fifo.append(v)
+            bisect.insort(ordered, v)
+            if len(fifo) > history:
+                del ordered[bisect.bisect_left(ordered, fifo.popleft())]
+        while len(recent) > max_keys:
+            del recent[next(iter(recent))]
+            evictions += 1
+    return out, evictions
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    streams(),
+    st.integers(1, 5),
+    st.integers(1, 3),
+    st.booleans(),
+    st.sampled_from([0.0, -0.0, 1.0]),
+    st.integers(0, 60),
+)
+def test_ratio_to_median_bit_identical_to_the_per_event_loop(
+    stream: tuple[pd.DataFrame, list[int]],
+    history: int,
+    max_keys: int,
+    compiled: bool,
+    zero: float,
+    restore_at: int,
+) -> None:
+    """Every cut, evictions, signed zeros and ties, a snapshot restored mid-stream; compiled and plain."""
+    from streamlab.detectors import _common
+
+    df, cuts = stream
+    df = df.copy()
+    df.loc[df["amount"] == 2.5, "amount"] = zero  # zeros of either sign among ties
+    step = RatioToMedianFeature("user_id", "amount", history=history, max_keys=max_keys)
+    expected, evictions = ratio_to_median_reference(df, cuts, history, max_keys)
+    _common.use_kernels = compiled
+    try:
+        op = step.build()
+        parts = []
+        for a, b in itertools.pairwise([0, *cuts, len(df)]):
+            if a == min(restore_at, len(df) - 1) and a > 0:
+                snap = op.snapshot()
+                op.process(df.iloc[a:])  # work after the snapshot must not leak into it
+                op = step.build()
+                op.restore(snap)
+            parts.append(op.process(df.iloc[a:b])["out"])
+    finally:
+        _common.use_kernels = True
+    got = pd.concat(parts, ignore_index=True)["ratio_to_median_amount"].to_numpy()
+    want = np.asarray(expected, dtype=np.float64)
+    nan = np.isnan(want)
+    assert np.array_equal(np.isnan(got), nan)
+    assert got[~nan].view(np.int64).tolist() == want[~nan].view(np.int64).tolist()  # bit for bit
+    assert op.open_state()["evictions"] == evictions
+
+
+@settings(max_examples=30, deadline=None)
+@given(streams(), st.integers(1, 3), st.booleans(), st.integers(0, 60))
+def test_zscore_and_time_since_last_bit_identical_to_per_key_loops(
+    stream: tuple[pd.DataFrame, list[int]], max_keys: int, compiled: bool, restore_at: int
+) -> None:
+    """z-scores equal a loop over river's ``stats.Var`` per key; seconds since last a dict loop; with
+    LRU evictions by last update, a restore mid-stream, compiled and plain."""
+    from river import stats
+
+    from streamlab.detectors import _common
+
+    df, cuts = stream
+    var: dict[Any, Any] = {}
+    last: dict[Any, int] = {}
+    want_z, want_t = [], []
+    for a, b in itertools.pairwise([0, *cuts, len(df)]):
+        part = df.iloc[a:b]
+        for k, v, t in zip(part["user_id"], part["amount"].tolist(), part["timestamp"].array.asi8.tolist()):
+            p = last.pop(k, None)
+            want_t.append(np.nan if p is None else (t - p) / 1e9)
+            last[k] = t if p is None else max(p, t)
+            if not np.isfinite(v):
+                want_z.append(np.nan)
+                continue
+            s = var.pop(k, None) or stats.Var()
+            var[k] = s
+            std = math.sqrt(s.get()) if s.n >= 2 else 0.0
+            want_z.append((v - s.mean.get()) / std if std > 0 else np.nan)
+            s.update(v)
+        for d in (var, last):
+            while len(d) > max_keys:
+                del d[next(iter(d))]
+    got: dict[str, list[np.ndarray]] = {"z": [], "t": []}
+    _common.use_kernels = compiled
+    try:
+        for col, step in (
+            ("z", ZScoreFeature("user_id", "amount", max_keys=max_keys)),
+            ("t", TimeSinceLastFeature("user_id", max_keys=max_keys)),
+        ):
+            op = step.build()
+            for a, b in itertools.pairwise([0, *cuts, len(df)]):
+                if a == min(restore_at, len(df) - 1) and a > 0:
+                    snap = op.snapshot()
+                    op.process(df.iloc[a:])  # work after the snapshot must not leak into it
+                    op = step.build()
+                    op.restore(snap)
+                got[col].append(op.process(df.iloc[a:b])["out"][step.column_name()].to_numpy())
+    finally:
+        _common.use_kernels = True
+    for col, want in (("z", want_z), ("t", want_t)):
+        g, w = np.concatenate(got[col]), np.asarray(want, dtype=np.float64)
+        assert np.array_equal(np.isnan(g), np.isnan(w))
+        assert g[~np.isnan(w)].tolist() == w[~np.isnan(w)].tolist()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ZScoreFeature("user_id", "amount", max_keys=2),
+        lambda: TimeSinceLastFeature("user_id", max_keys=2),
+        lambda: RatioToMedianFeature("user_id", "amount", history=3, max_keys=2),
+    ],
+)
+def test_snapshot_of_the_dict_versions_restores(make: Callable[[], Any]) -> None:
+    """A checkpoint taken before per-key state moved to rows (a dict per key, in recency order) resumes."""
+    from collections import deque
+
+    step = make()
+    rng = np.random.default_rng(5)
+    df = pd.DataFrame(
+        {
+            "user_id": rng.choice(["a", "b", "c"], 40),
+            "amount": rng.choice([1.0, 2.0, 5.0, np.nan], 40),
+            "timestamp": pd.to_datetime(np.sort(rng.integers(0, 600, 40)) * S + T0, utc=True),
+        }
+    )
+    whole = run_batches(step.build(), df, [20])[step.column_name()].to_numpy()
+    op = step.build()
+    first = op.process(df.iloc[:20])["out"][step.column_name()].to_numpy()
+    live = np.flatnonzero(op.alive)
+    live = live[np.argsort(op.tick[live])]  # oldest first: the dict's order
+    keys = op.index[live].tolist()
+    old = {
+        k: v for k, v in op.__dict__.items() if k not in ("index", "tick", "alive", "next_tick", *op._arrays)
+    }
+    if isinstance(step, ZScoreFeature):
+        old["stats"] = {k: tuple(op.state[r].tolist()) for k, r in zip(keys, live.tolist())}
+    elif isinstance(step, TimeSinceLastFeature):
+        old["last"] = {k: int(op.last[r]) for k, r in zip(keys, live.tolist())}
+    else:
+        old["recent"] = {}
+        for k, r in zip(keys, live.tolist()):
+            m, h = int(op.length[r]), int(op.head[r])
+            fifo = deque(op.ring[r, (h + np.arange(m)) % op.ring.shape[1]].tolist())
+            old["recent"][k] = (fifo, op.ordered[r, :m].tolist())
+    resumed = step.build()
+    resumed.restore(pickle.dumps(old))
+    second = resumed.process(df.iloc[20:])["out"][step.column_name()].to_numpy()
+    np.testing.assert_array_equal(np.r_[first, second], whole)
+    assert resumed.open_state()["keys"] == len(keys)

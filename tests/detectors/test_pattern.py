@@ -226,3 +226,117 @@ def test_bad_configuration_is_rejected(kwargs: dict, message: str) -> None:
     args = {"key": "user_id", "within": "5m", **kwargs}
     with pytest.raises(ValueError, match=message):
         Pattern(**args)
+
+
+# --- the compiled matcher against the per-event one it replaced (tests/detectors/pattern_reference.py)
+
+PATTERNS = [
+    TAKEOVER,
+    Pattern(
+        key="user_id",
+        name="two_countries",
+        within="20m",
+        delay="2m",
+        steps=[
+            PatternStep("home", "amount > 0"),
+            PatternStep("abroad", "amount > 0", differs_from={"country": "home"}),
+        ],
+    ),
+    Pattern(
+        key="user_id",
+        name="hop",
+        within="1h",
+        delay="0s",
+        steps=[
+            PatternStep("a", "event_type == 'login_failed'", times=2),
+            PatternStep("b", "amount > 10", times=2, differs_from={"country": "a"}),
+            PatternStep("c", "event_type != 'login_failed'", differs_from={"country": "b", "device": "a"}),
+        ],
+    ),
+    Pattern(key="user_id", name="single", within="1m", steps=[("big", "amount > 40")]),
+]
+
+
+@st.composite
+def cep_streams(draw: st.DrawFn) -> tuple[pd.DataFrame, int, int]:
+    """Events of a few users with disorder, late events, missing values, keys and times."""
+    n = draw(st.integers(0, 150)) if draw(st.booleans()) else 150
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    seconds = np.cumsum(rng.choice([0, 5, 20, 120, 1500], n, p=[0.2, 0.35, 0.3, 0.1, 0.05]))
+    seconds = seconds - rng.choice([0, 0, 0, 60, 400], n)  # disorder, sometimes beyond the delay
+    country = rng.choice(np.array(["FR", "US", "DE", None], dtype=object), n, p=[0.5, 0.25, 0.15, 0.1])
+    users = rng.choice(np.array(["u1", "u2", "u3", None], dtype=object), n, p=[0.45, 0.3, 0.2, 0.05])
+    data = pd.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in range(n)],
+            "user_id": users,
+            "event_type": rng.choice(["login_failed", "login_success", "payment"], n),
+            "amount": np.round(rng.gamma(2.0, 15.0, n), 1),
+            "country": country,
+            "device": rng.choice(["ios", "web"], n),
+            "timestamp": T0 + pd.to_timedelta(seconds, unit="s"),
+        }
+    )
+    data.loc[rng.random(n) < 0.03, "timestamp"] = pd.NaT
+    return data, draw(st.integers(1, max(n, 1))), draw(st.integers(0, n))
+
+
+def _run(op_factory, data: pd.DataFrame, batch: int, restore_at: int | None) -> dict[str, pd.DataFrame]:
+    op = op_factory()
+    outs: dict[str, list[pd.DataFrame]] = {"out": [], "late": [], "dead_letter": []}
+    cuts = sorted({*range(0, len(data), batch), *([restore_at] if restore_at else []), len(data)})
+    for a, b in itertools.pairwise(cuts):
+        if a == restore_at:
+            snap = pickle.dumps(op.snapshot())
+            op.process(data.iloc[a:])  # work after the snapshot must not leak into it
+            op = op_factory()
+            op.restore(pickle.loads(snap))
+        for name, frame_ in op.process(data.iloc[a:b]).items():
+            outs[name].append(frame_)
+    outs["out"].append(op.on_end()["out"])
+    return {k: pd.concat(v, ignore_index=True) if v else pd.DataFrame() for k, v in outs.items()}
+
+
+@settings(max_examples=40)
+@given(data=cep_streams(), which=st.integers(0, len(PATTERNS) - 1), compiled=st.booleans())
+def test_matcher_equals_the_per_event_reference(
+    data: tuple[pd.DataFrame, int, int], which: int, compiled: bool
+) -> None:
+    """Every batch size (1 included), restore mid-stream, late and dead-letter rows; compiled and plain Python."""
+    from streamlab.detectors import _common
+
+    from .pattern_reference import ReferencePatternOperator
+
+    frame_, batch, restore_at = data
+    pattern = PATTERNS[which]
+    _common.use_kernels = compiled
+    try:
+        fast = _run(pattern.build, frame_, batch, restore_at)
+    finally:
+        _common.use_kernels = True
+    ref = _run(lambda: ReferencePatternOperator(pattern), frame_, len(frame_) or 1, None)
+    for name in ("out", "late", "dead_letter"):
+        a, b = fast[name], ref[name]
+        assert len(a) == len(b), name
+        if len(a):
+            pd.testing.assert_frame_equal(a, b, check_dtype=False)
+
+
+@settings(max_examples=25)
+@given(data=cep_streams(), which=st.integers(0, len(PATTERNS) - 1))
+def test_snapshot_of_the_per_event_matcher_restores(data: tuple[pd.DataFrame, int, int], which: int) -> None:
+    """A checkpoint taken by the per-event matcher (buffer and candidates as Python objects) resumes."""
+    from .pattern_reference import ReferencePatternOperator
+
+    frame_, _, cut = data
+    pattern = PATTERNS[which]
+    whole = _run(lambda: ReferencePatternOperator(pattern), frame_, len(frame_) or 1, None)
+    old = ReferencePatternOperator(pattern)
+    first = old.process(frame_.iloc[:cut])
+    op = pattern.build()
+    op.restore(old.snapshot())
+    second = op.process(frame_.iloc[cut:])
+    out = pd.concat([first["out"], second["out"], op.on_end()["out"]], ignore_index=True)
+    assert len(out) == len(whole["out"])
+    if len(out):
+        pd.testing.assert_frame_equal(out, whole["out"], check_dtype=False)

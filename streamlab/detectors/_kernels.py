@@ -1,0 +1,762 @@
+"""Compiled kernels (numba) for the detectors' sequential recurrences, event by event, in river's arithmetic.
+
+Some of river's updates are recurrences that no vectorized form reproduces bit for bit (Welford's
+running moments, the P² quantile's marker adjustments, a window that pivots on the event count);
+here they run event by event, compiled, with river's floating-point operations in river's order,
+so the results are river's exactly. numba compiles without fast-math: no reassociation and no fused
+multiply-add, so every operation rounds as it does in CPython (and in river's Rust for P²).
+
+Load it through :func:`streamlab.detectors._common.kernels`, which returns ``None`` when numba is
+not installed (the numpy paths of the banks then run). Without numba the functions here are plain
+Python (the pattern step, which has no numpy path, then runs :func:`pattern_advance` uncompiled).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import numpy as np
+
+numba: Any
+try:
+    import numba
+except ImportError:  # pragma: no cover - exercised on installs without the 'fast' extra
+    numba = None
+
+#: whether the functions here are compiled (numba is installed)
+COMPILED = numba is not None
+
+__all__ = [
+    "COMPILED",
+    "hst_score_learn",
+    "moments_score_learn",
+    "p2_from_river",
+    "p2_get",
+    "p2_into_river",
+    "p2_update",
+    "pattern_advance",
+    "plain",
+]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _jit(fn: _F) -> _F:
+    if numba is None:
+        return fn
+    # error_model="numpy": a float division by zero gives inf/NaN as in numpy instead of raising
+    return cast(_F, numba.njit(cache=True, nogil=True, error_model="numpy")(fn))
+
+
+def plain(fn: Any) -> Any:
+    """The uncompiled Python function behind a kernel (the kernel itself without numba)."""
+    return getattr(fn, "py_func", fn)
+
+
+# --- river's P² quantile (rust_src/quantile.rs), state as 23 floats:
+# q, desired marker increments (5), desired marker positions (5), positions (5), heights (5),
+# number of heights collected (< 5 until initialised), heights sorted (0/1)
+_Q, _DMP, _MP, _POS, _H, _NH, _SORTED = 0, 1, 6, 11, 16, 21, 22
+_RUST_LAYOUT = struct.Struct("<21dBB")  # river's serialized RsQuantile (__getstate__)
+
+
+def p2_from_river(quantile: Any) -> np.ndarray:
+    """The state of a river ``stats.Quantile`` as the kernels' array (read from its serialized state).
+
+    Raises ``ValueError`` when river serializes it differently (another river version): callers then
+    keep river's own per-event path.
+    """
+    raw = quantile._quantile.__getstate__()
+    if not isinstance(raw, bytes) or len(raw) != _RUST_LAYOUT.size:
+        raise ValueError(f"river's Quantile state is not the expected {_RUST_LAYOUT.size} bytes")
+    values = _RUST_LAYOUT.unpack(raw)
+    return np.array(values, dtype=np.float64)
+
+
+def p2_into_river(state: np.ndarray, quantile: Any) -> None:
+    """Write the kernels' state back into a river ``stats.Quantile`` (the inverse of :func:`p2_from_river`)."""
+    floats = [float(v) for v in state[:21]]
+    quantile._quantile.__setstate__(_RUST_LAYOUT.pack(*floats, int(state[_NH]), int(state[_SORTED])))
+    if state[_NH] > 0:
+        quantile._is_updated = True
+
+
+@_jit
+def p2_get(p: np.ndarray) -> float:
+    """river's ``Quantile.get()`` (the caller handles "no value yet": river returns None)."""
+    if p[_SORTED] != 0.0:
+        return float(p[_H + 2])
+    n = int(p[_NH])
+    if n == 0:
+        return 0.0
+    tmp = p[_H : _H + n].copy()
+    tmp.sort()
+    length = float(n)
+    index = min(max(length - 1.0, 0.0), length * p[_Q])
+    return float(tmp[int(index)])
+
+
+@_jit
+def _cswap(p: np.ndarray, a: int, b: int) -> None:
+    if p[_H + b] < p[_H + a]:
+        p[_H + a], p[_H + b] = p[_H + b], p[_H + a]
+
+
+@_jit
+def p2_update(p: np.ndarray, x: float) -> None:
+    """river's ``Quantile.update(x)``: the P² step with river's operations in river's order."""
+    nh = int(p[_NH])
+    if nh < 5:
+        p[_H + nh] = x
+        p[_NH] = nh + 1
+        return
+    if p[_SORTED] == 0.0:
+        # river's sorting network (the same comparisons, so ties resolve the same way)
+        _cswap(p, 0, 1)
+        _cswap(p, 3, 4)
+        _cswap(p, 0, 2)
+        _cswap(p, 1, 2)
+        _cswap(p, 0, 3)
+        _cswap(p, 2, 3)
+        _cswap(p, 1, 4)
+        _cswap(p, 1, 2)
+        _cswap(p, 3, 4)
+        p[_SORTED] = 1.0
+    k = -1
+    if x < p[_H]:
+        p[_H] = x
+        k = 1
+    else:
+        for i in range(1, 5):
+            if p[_H + i - 1] <= x and x < p[_H + i]:
+                k = i
+                break
+        if k < 0:
+            if p[_H + 4] < x:
+                p[_H + 4] = x
+            k = 4
+    for index in range(k, 5):
+        p[_POS + index] += 1.0
+    for j in range(5):
+        p[_MP + j] += p[_DMP + j]
+    for i in range(1, 4):
+        n = p[_POS + i]
+        q = p[_H + i]
+        d = p[_MP + i] - n
+        if (d >= 1.0 and p[_POS + i + 1] - n > 1.0) or (d <= -1.0 and p[_POS + i - 1] - n < -1.0):
+            d = math.copysign(1.0, d)
+            qp1 = p[_H + i + 1]
+            qm1 = p[_H + i - 1]
+            np1 = p[_POS + i + 1]
+            nm1 = p[_POS + i - 1]
+            outer = d / (np1 - nm1)
+            inner_left = (n - nm1 + d) * (qp1 - q) / (np1 - n)
+            inner_right = (np1 - n - d) * (q - qm1) / (n - nm1)
+            qn = q + outer * (inner_left + inner_right)
+            if qm1 < qn and qn < qp1:
+                p[_H + i] = qn
+            else:
+                li = i + int(d)
+                p[_H + i] = q + d * (p[_H + li] - q) / (p[_POS + li] - n)
+            p[_POS + i] = n + d
+
+
+@_jit
+def _p2_classify(p: np.ndarray, score: float, warmup: int, seen: np.ndarray) -> bool:
+    """streamlab's quantile threshold on one score: above the quantile of the earlier scores, then learn it."""
+    if score != score:  # NaN: never anomalous, not learned
+        return False
+    flag = False
+    if seen[0] >= warmup and p[_NH] > 0:
+        flag = score > p2_get(p)
+    p2_update(p, score)
+    seen[0] += 1
+    return flag
+
+
+# --- Half-Space Trees behind river's MinMaxScaler, one event at a time
+
+
+@_jit
+def hst_score_learn(
+    rows: np.ndarray,
+    slots: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    leaf_counts: np.ndarray,
+    ref_mass: np.ndarray,
+    counter: np.ndarray,
+    first_window: np.ndarray,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    height: int,
+    window_size: int,
+    size_limit: float,
+    max_score: float,
+    p2: np.ndarray,
+    warmup: int,
+    seen: np.ndarray,
+    scores: np.ndarray,
+    flags: np.ndarray,
+) -> None:
+    """river's ``MinMaxScaler() | HalfSpaceTrees`` score-then-learn for each row, with the row's slot's model.
+
+    The slot arrays are ``HalfSpaceTreesBank``'s, updated in place. With a P² state ``p2`` (length 23;
+    empty for none) each score is judged by the quantile threshold first and flagged rows are not
+    learned (``learn="unflagged"``); ``flags`` receives the decisions.
+    """
+    n, nf = rows.shape
+    n_trees = feature.shape[0]
+    n_inner = 2**height - 1
+    judge = p2.shape[0] > 0
+    xs = np.empty(nf)
+    for i in range(n):
+        s = slots[i]
+        if first_window[s]:
+            score = 0.0
+        else:
+            for j in range(nf):
+                d = hi[s, j] - lo[s, j]
+                xs[j] = (rows[i, j] - lo[s, j]) / d if d != 0 else 0.0
+            total = 0.0
+            for t in range(n_trees):
+                node = 0
+                depth_pow = 1
+                acc = 0.0
+                stopped = False
+                for _ in range(height):
+                    r = ref_mass[s, t, node]
+                    acc += r * depth_pow
+                    if r < size_limit:
+                        stopped = True
+                        break
+                    if xs[feature[t, node]] < threshold[t, node]:
+                        node = 2 * node + 1
+                    else:
+                        node = 2 * node + 2
+                    depth_pow <<= 1
+                if not stopped:
+                    acc += ref_mass[s, t, node] * depth_pow
+                total += acc
+            score = 1.0 - total / max_score
+        scores[i] = score
+        if judge:
+            flag = _p2_classify(p2, score, warmup, seen)
+            flags[i] = flag
+            if flag:
+                continue
+        for j in range(nf):
+            x = rows[i, j]
+            if x < lo[s, j]:
+                lo[s, j] = x
+            if x > hi[s, j]:
+                hi[s, j] = x
+        for j in range(nf):
+            d = hi[s, j] - lo[s, j]
+            xs[j] = (rows[i, j] - lo[s, j]) / d if d != 0 else 0.0
+        for t in range(n_trees):
+            node = 0
+            for _ in range(height):
+                if xs[feature[t, node]] < threshold[t, node]:
+                    node = 2 * node + 1
+                else:
+                    node = 2 * node + 2
+            leaf_counts[s, t, node - n_inner] += 1
+        c = counter[s] + 1
+        if c == window_size:
+            # pivot: the finished window's masses become the reference (node = sum of its children)
+            n_leaves = leaf_counts.shape[2]
+            for t in range(n_trees):
+                for leaf in range(n_leaves):
+                    ref_mass[s, t, n_inner + leaf] = leaf_counts[s, t, leaf]
+                    leaf_counts[s, t, leaf] = 0
+                for node in range(n_inner - 1, -1, -1):
+                    ref_mass[s, t, node] = ref_mass[s, t, 2 * node + 1] + ref_mass[s, t, 2 * node + 2]
+            first_window[s] = False
+            c = 0
+        counter[s] = c
+
+
+# --- running moments: river's GaussianScorer and StandardAbsoluteDeviation
+
+
+@_jit
+def moments_score_learn(
+    values: np.ndarray,
+    slots: np.ndarray,
+    state: np.ndarray,
+    gaussian: bool,
+    grace_period: int,
+    half: float,
+    p2: np.ndarray,
+    warmup: int,
+    seen: np.ndarray,
+    scores: np.ndarray,
+    flags: np.ndarray,
+) -> None:
+    """river's Welford update and score per event (``state`` rows: n, mean, S), as ``hst_score_learn``.
+
+    ``half`` must be 0.5, passed at run time: river takes the standard deviation as ``var ** 0.5``
+    (C's ``pow``), and a constant exponent would let the compiler use ``sqrt``, which rounds
+    differently for about one value in a thousand.
+    """
+    judge = p2.shape[0] > 0
+    sqrt2 = math.sqrt(2.0)
+    for i in range(values.shape[0]):
+        s = slots[i]
+        x = values[i]
+        n = state[s, 0]
+        mean = state[s, 1]
+        m2 = state[s, 2]
+        if n < grace_period:
+            score = 0.0
+        else:
+            var = m2 / (n - 1.0) if n > 1.0 else 0.0
+            std = var**half
+            if gaussian:
+                if std == 0.0:
+                    cdf = 0.0  # river's ZeroDivisionError branch
+                else:
+                    cdf = 0.5 * (1.0 + math.erf((x - mean) / std / sqrt2))
+                score = 2.0 * abs(cdf - 0.5)
+            else:
+                score = abs((x - mean) / (std + 1e-10))
+        scores[i] = score
+        if judge:
+            flag = _p2_classify(p2, score, warmup, seen)
+            flags[i] = flag
+            if flag:
+                continue
+        n = n + 1.0
+        new_mean = mean + (1.0 / n) * (x - mean)
+        state[s, 0] = n
+        state[s, 1] = new_mean
+        state[s, 2] = m2 + 1.0 * (x - mean) * (x - new_mean)
+
+
+# --- pattern matching (CEP), per key, on the events the watermark releases
+
+
+@_jit
+def _pattern_take(
+    r: int,
+    i: int,
+    o_step: np.ndarray,
+    o_count: np.ndarray,
+    o_ev: np.ndarray,
+    o_val: np.ndarray,
+    e_ref: np.ndarray,
+    e_val: np.ndarray,
+    times: np.ndarray,
+    cum: np.ndarray,
+) -> None:
+    s = o_step[r]
+    at = cum[s] + o_count[r]
+    o_ev[r, at] = e_ref[i]
+    for c in range(e_val.shape[1]):
+        o_val[r, at, c] = e_val[i, c]
+    o_count[r] += 1
+    if o_count[r] == times[s]:
+        o_step[r] = s + 1
+        o_count[r] = 0
+
+
+@_jit
+def _pattern_copy(
+    src: int,
+    dst: int,
+    key: np.ndarray,
+    step: np.ndarray,
+    count: np.ndarray,
+    first: np.ndarray,
+    ev: np.ndarray,
+    val: np.ndarray,
+    o_key: np.ndarray,
+    o_step: np.ndarray,
+    o_count: np.ndarray,
+    o_first: np.ndarray,
+    o_ev: np.ndarray,
+    o_val: np.ndarray,
+) -> None:
+    o_key[dst] = key[src]
+    o_step[dst] = step[src]
+    o_count[dst] = count[src]
+    o_first[dst] = first[src]
+    o_ev[dst] = ev[src]
+    o_val[dst] = val[src]
+
+
+@_jit
+def pattern_advance(
+    e_key: np.ndarray,
+    e_time: np.ndarray,
+    e_mask: np.ndarray,
+    e_val: np.ndarray,
+    e_ref: np.ndarray,
+    e_pos: np.ndarray,
+    r_key: np.ndarray,
+    r_step: np.ndarray,
+    r_count: np.ndarray,
+    r_first: np.ndarray,
+    r_ev: np.ndarray,
+    r_val: np.ndarray,
+    times: np.ndarray,
+    cum: np.ndarray,
+    differs_from: np.ndarray,
+    within: int,
+    max_runs: int,
+    o_key: np.ndarray,
+    o_step: np.ndarray,
+    o_count: np.ndarray,
+    o_first: np.ndarray,
+    o_ev: np.ndarray,
+    o_val: np.ndarray,
+    m_key: np.ndarray,
+    m_first: np.ndarray,
+    m_last: np.ndarray,
+    m_ev: np.ndarray,
+    m_pos: np.ndarray,
+) -> tuple[int, int]:
+    """Advance every key's open candidates (runs) over its released events; ``Pattern``'s matching rules.
+
+    Events come grouped by key code (``e_key`` ascending), in event-time order within a key, with
+    their step conditions ``e_mask``, value codes ``e_val`` (-1: missing), a reference ``e_ref`` for
+    their id and their position ``e_pos`` in the release's time order. Runs (``r_*``) come sorted by
+    key, in creation order within a key; a run holds its step, the count taken at that step, its
+    first event time, and the references and value codes of the events it took (slot
+    ``cum[step] + count`` is the next). ``differs_from[s, c]`` is the earlier step whose ``c`` values
+    step ``s`` must differ from (-1: none). The surviving runs are written to ``o_*`` (sorted by key,
+    in creation order) and matches to ``m_*``; returns their numbers.
+    """
+    n = e_key.shape[0]
+    n_runs = r_key.shape[0]
+    n_steps = times.shape[0]
+    n_cols = e_val.shape[1]
+    i = 0
+    j = 0
+    w = 0
+    nm = 0
+    while i < n or j < n_runs:
+        if j < n_runs and (i >= n or r_key[j] < e_key[i]):
+            _pattern_copy(
+                j,
+                w,
+                r_key,
+                r_step,
+                r_count,
+                r_first,
+                r_ev,
+                r_val,
+                o_key,
+                o_step,
+                o_count,
+                o_first,
+                o_ev,
+                o_val,
+            )
+            w += 1
+            j += 1
+            continue
+        k = e_key[i]
+        w0 = w
+        while j < n_runs and r_key[j] == k:
+            _pattern_copy(
+                j,
+                w,
+                r_key,
+                r_step,
+                r_count,
+                r_first,
+                r_ev,
+                r_val,
+                o_key,
+                o_step,
+                o_count,
+                o_first,
+                o_ev,
+                o_val,
+            )
+            w += 1
+            j += 1
+        while i < n and e_key[i] == k:
+            t = e_time[i]
+            horizon = t - within
+            kept = w0
+            for r in range(w0, w):
+                if o_first[r] >= horizon:
+                    if r != kept:
+                        _pattern_copy(
+                            r,
+                            kept,
+                            o_key,
+                            o_step,
+                            o_count,
+                            o_first,
+                            o_ev,
+                            o_val,
+                            o_key,
+                            o_step,
+                            o_count,
+                            o_first,
+                            o_ev,
+                            o_val,
+                        )
+                    kept += 1
+            w = kept
+            done = -1
+            for r in range(w0, w):
+                s = o_step[r]
+                if not e_mask[i, s]:
+                    continue
+                ok = True
+                for c in range(n_cols):
+                    earlier = differs_from[s, c]
+                    if earlier < 0:
+                        continue
+                    v = e_val[i, c]
+                    if v < 0:  # a missing value differs from nothing
+                        ok = False
+                        break
+                    for at in range(cum[earlier], cum[earlier] + times[earlier]):
+                        if o_val[r, at, c] == v:
+                            ok = False
+                            break
+                    if not ok:
+                        break
+                if ok:
+                    _pattern_take(r, i, o_step, o_count, o_ev, o_val, e_ref, e_val, times, cum)
+                    if o_step[r] == n_steps and done < 0:
+                        done = r
+            if done < 0 and e_mask[i, 0]:
+                o_key[w] = k
+                o_step[w] = 0
+                o_count[w] = 0
+                o_first[w] = t
+                o_ev[w] = -1
+                o_val[w] = -1
+                _pattern_take(w, i, o_step, o_count, o_ev, o_val, e_ref, e_val, times, cum)
+                if o_step[w] == n_steps:
+                    done = w
+                else:
+                    w += 1
+                    if w - w0 > max_runs:  # drop the key's oldest candidate
+                        for r in range(w0 + 1, w):
+                            _pattern_copy(
+                                r,
+                                r - 1,
+                                o_key,
+                                o_step,
+                                o_count,
+                                o_first,
+                                o_ev,
+                                o_val,
+                                o_key,
+                                o_step,
+                                o_count,
+                                o_first,
+                                o_ev,
+                                o_val,
+                            )
+                        w -= 1
+            if done >= 0:
+                m_key[nm] = k
+                m_first[nm] = o_first[done]
+                m_last[nm] = t
+                m_ev[nm] = o_ev[done]
+                m_pos[nm] = e_pos[i]
+                nm += 1
+                w = w0  # matches do not overlap: the key's candidates are cleared
+            i += 1
+    return w, nm
+
+
+# --- features
+
+
+@_jit
+def ratio_to_median(
+    rows: np.ndarray,
+    values: np.ndarray,
+    ring: np.ndarray,
+    ordered: np.ndarray,
+    length: np.ndarray,
+    head: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``value / median`` of the row's (key's) last ``history`` values, then the value joins them.
+
+    Row ``r`` keeps its values in arrival order in the ring ``ring[r]`` (oldest at ``head[r]``) and
+    sorted in ``ordered[r, :length[r]]`` (one spare slot: the new value is inserted before the
+    oldest is removed, as the per-event list does: inserted after equal values, the oldest removed
+    at the first equal one). Events with ``rows[i] < 0`` are skipped (``out`` keeps NaN).
+    """
+    history = ring.shape[1]
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        if r < 0:
+            continue
+        v = values[i]
+        m = length[r]
+        if m > 0:
+            h = m // 2
+            med = ordered[r, h] if m % 2 else 0.5 * (ordered[r, h - 1] + ordered[r, h])
+            if med != 0:
+                out[i] = v / med
+        # insert after equal values (bisect.insort)
+        at = m
+        while at > 0 and ordered[r, at - 1] > v:
+            ordered[r, at] = ordered[r, at - 1]
+            at -= 1
+        ordered[r, at] = v
+        m += 1
+        if m > history:
+            old = ring[r, head[r]]
+            ring[r, head[r]] = v
+            head[r] = (head[r] + 1) % history
+            # remove the first value equal to the oldest (bisect.bisect_left)
+            lo, hi = 0, m
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if ordered[r, mid] < old:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            for k in range(lo, m - 1):
+                ordered[r, k] = ordered[r, k + 1]
+            m -= 1
+        else:
+            ring[r, (head[r] + m - 1) % history] = v
+        length[r] = m
+
+
+@_jit
+def distinct_count(
+    s_time: np.ndarray,
+    s_val: np.ndarray,
+    s_arrival: np.ndarray,
+    block_end: np.ndarray,
+    block_start: np.ndarray,
+    pos_of: np.ndarray,
+    window: int,
+    n_values: int,
+    out: np.ndarray,
+) -> None:
+    """Distinct values among the key's entries that arrived no later than event ``i``, in ``(t - window, t]``.
+
+    Entries (retained ones with arrival -1, then the batch's events with arrival = their row) are
+    sorted by key, then time; ``block_start``/``block_end`` bound each entry's key; ``pos_of[i]`` is
+    event ``i``'s entry. ``s_val`` holds value codes (-1: missing, never counted).
+    """
+    stamp = np.full(max(n_values, 1), -1, dtype=np.int64)
+    for i in range(pos_of.shape[0]):
+        p = pos_of[i]
+        t = s_time[p]
+        lo_t = t - window
+        lo = block_start[p]
+        hi = block_end[p]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if s_time[mid] <= lo_t:
+                lo = mid + 1
+            else:
+                hi = mid
+        count = 0
+        q = lo
+        end = block_end[p]
+        while q < end and s_time[q] <= t:
+            v = s_val[q]
+            if v >= 0 and s_arrival[q] <= i and stamp[v] != i:
+                stamp[v] = i
+                count += 1
+            q += 1
+        out[i] = count
+
+
+@_jit
+def window_count_sum(
+    s_time: np.ndarray,
+    s_val: np.ndarray,
+    s_arrival: np.ndarray,
+    block_start: np.ndarray,
+    block_end: np.ndarray,
+    pos_of: np.ndarray,
+    window: int,
+    counts: np.ndarray,
+    sums: np.ndarray,
+) -> None:
+    """Count and sum of the key's entries that arrived no later than event ``i``, in ``(t - window, t]``.
+
+    Laid out as for :func:`distinct_count`; ``pos_of[i] < 0`` skips event ``i``. The sum adds the
+    values in time order.
+    """
+    for i in range(pos_of.shape[0]):
+        p = pos_of[i]
+        if p < 0:
+            continue
+        t = s_time[p]
+        lo_t = t - window
+        lo = block_start[p]
+        hi = block_end[p]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if s_time[mid] <= lo_t:
+                lo = mid + 1
+            else:
+                hi = mid
+        count = 0
+        total = 0.0
+        q = lo
+        end = block_end[p]
+        while q < end and s_time[q] <= t:
+            if s_arrival[q] <= i:
+                count += 1
+                total += s_val[q]
+            q += 1
+        counts[i] = count
+        sums[i] = total
+
+
+@_jit
+def zscore(rows: np.ndarray, values: np.ndarray, state: np.ndarray, out: np.ndarray) -> None:
+    """z-score against the row's (key's) earlier values, then river's ``stats.Var`` update (ddof 1).
+
+    ``state`` rows: n, mean, S (river's ``Var``). NaN until two values or while the std is 0.
+    Events with ``rows[i] < 0`` are skipped.
+    """
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        if r < 0:
+            continue
+        x = values[i]
+        n = state[r, 0]
+        mean = state[r, 1]
+        m2 = state[r, 2]
+        if n >= 2.0:
+            std = math.sqrt(m2 / (n - 1.0))
+            if std > 0:
+                out[i] = (x - mean) / std
+        n = n + 1.0
+        new_mean = mean + (1.0 / n) * (x - mean)
+        state[r, 0] = n
+        state[r, 1] = new_mean
+        state[r, 2] = m2 + 1.0 * (x - mean) * (x - new_mean)
+
+
+@_jit
+def time_since_last(
+    rows: np.ndarray, times: np.ndarray, last: np.ndarray, missing: int, out: np.ndarray
+) -> None:
+    """Seconds since the row's (key's) latest earlier event time (``missing``: none yet, NaN)."""
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        t = times[i]
+        p = last[r]
+        if p != missing:
+            out[i] = (t - p) / 1e9
+            if t > p:
+                last[r] = t
+        else:
+            last[r] = t

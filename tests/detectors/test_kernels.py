@@ -1,0 +1,146 @@
+"""The compiled kernels (numba) against river, and the numpy paths that run without numba.
+
+With numba, the detect step's vectorized detectors run river's recurrences event by event,
+compiled: Half-Space Trees, the running-moment scorers and the P² quantile threshold then equal
+river bit for bit (the moments included, where the numpy path is within a tolerance). Without
+numba (``_common.use_kernels = False`` here) the numpy paths run and keep their own guarantees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from river import stats
+
+from streamlab.detectors import (
+    Detect,
+    FixedThresholdFilter,
+    HalfSpaceTreesDetector,
+    QuantileThresholdFilter,
+    _common,
+)
+
+from .test_vectorized import (
+    RiverHalfSpaceTrees,
+    _moments,
+    assert_moments_close,
+    hst_params,
+    run_detect,
+    streams,
+)
+
+kernels = _common.kernels()
+needs_numba = pytest.mark.skipif(kernels is None, reason="numba (the 'fast' extra) is not installed")
+
+
+@contextmanager
+def numpy_paths() -> Iterator[None]:
+    """Run the detect step without the compiled kernels, as on a machine without numba."""
+    _common.use_kernels = False
+    try:
+        yield
+    finally:
+        _common.use_kernels = True
+
+
+@needs_numba
+@settings(max_examples=60)
+@given(
+    q=st.sampled_from([0.01, 0.25, 0.5, 0.9, 0.99]),
+    values=st.lists(
+        st.one_of(st.integers(-3, 3).map(float), st.floats(-1e6, 1e6, allow_nan=False)), max_size=120
+    ),
+    cut=st.integers(0, 120),
+)
+def test_p2_quantile_equals_rivers_bit_for_bit(q: float, values: list[float], cut: int) -> None:
+    """After every update (ties and repeated values included), and across a hand-over to river's object."""
+    ref = stats.Quantile(q)
+    state = kernels.p2_from_river(ref)
+    for i, x in enumerate(values):
+        if i == cut:  # write the state into a fresh river object and carry on from it
+            fresh = stats.Quantile(q)
+            kernels.p2_into_river(state, fresh)
+            state = kernels.p2_from_river(fresh)
+            assert fresh.get() == ref.get()
+        ref.update(x)
+        kernels.p2_update(state, x)
+        assert kernels.p2_get(state) == ref.get()
+
+
+@needs_numba
+@settings(max_examples=30)
+@given(
+    data=streams(), kind=st.sampled_from(["gaussian", "sad"]), grace=st.integers(0, 5), keyed=st.booleans()
+)
+def test_compiled_running_moments_are_bit_identical_to_river(
+    data: tuple[Any, int, int], kind: str, grace: int, keyed: bool
+) -> None:
+    frame, batch, restore_at = data
+    kw: dict[str, Any] = {"features": ["f0"]}
+    if keyed:
+        kw |= {"key": "user_id", "max_keys": 3, "key_ttl": "1h"}
+    fast = run_detect(Detect(_moments(kind, grace, False), **kw), frame, batch, restore_at)
+    ref = Detect(_moments(kind, grace, True), **kw).build().process(frame)["out"]
+    assert fast["score"].tolist() == ref["score"].tolist()
+
+
+@needs_numba
+@settings(max_examples=25)
+@given(data=streams(), kind=st.sampled_from(["gaussian", "sad"]), keyed=st.booleans())
+def test_compiled_moments_with_quantile_threshold_learn_unflagged(
+    data: tuple[Any, int, int], kind: str, keyed: bool
+) -> None:
+    frame, batch, restore_at = data
+    kw: dict[str, Any] = {
+        "features": ["f0"],
+        "threshold": QuantileThresholdFilter(q=0.7, warmup=4),
+        "learn": "unflagged",
+    }
+    if keyed:
+        kw |= {"key": "user_id", "max_keys": 3}
+    fast = run_detect(Detect(_moments(kind, 2, False), **kw), frame, batch, restore_at)
+    ref = Detect(_moments(kind, 2, True), **kw).build().process(frame)["out"]
+    assert fast["score"].tolist() == ref["score"].tolist()
+    assert fast["is_anomaly"].tolist() == ref["is_anomaly"].tolist()
+
+
+@settings(max_examples=15)
+@given(data=streams(), params=hst_params, keyed=st.booleans(), quantile=st.booleans())
+def test_numpy_paths_without_numba_still_equal_river(
+    data: tuple[Any, int, int], params: dict[str, int], keyed: bool, quantile: bool
+) -> None:
+    """Half-Space Trees bit for bit and the moments within their tolerance, learn="unflagged" included."""
+    frame, batch, restore_at = data
+    features = [c for c in frame.columns if c.startswith("f")]
+    threshold: Any = QuantileThresholdFilter(q=0.8, warmup=5) if quantile else FixedThresholdFilter(0.6)
+    kw: dict[str, Any] = {"features": features, "threshold": threshold, "learn": "unflagged"}
+    if keyed:
+        kw |= {"key": "user_id", "max_keys": 3}
+    with numpy_paths():
+        fast = run_detect(Detect(HalfSpaceTreesDetector(**params), **kw), frame, batch, restore_at)
+        moments = run_detect(
+            Detect(_moments("gaussian", 2, False), features=["f0"]), frame, batch, restore_at
+        )
+    ref = Detect(RiverHalfSpaceTrees(**params), **kw).build().process(frame)["out"]
+    assert fast["score"].tolist() == ref["score"].tolist()
+    assert fast["is_anomaly"].tolist() == ref["is_anomaly"].tolist()
+    ref_moments = Detect(_moments("gaussian", 2, True), features=["f0"]).build().process(frame)["out"]
+    assert_moments_close(moments["score"].to_numpy(), ref_moments["score"].to_numpy())
+
+
+def test_kernels_module_loads_only_when_asked() -> None:
+    """Importing streamlab.detectors does not import numba (an optional dependency)."""
+    import subprocess
+    import sys
+
+    code = "import sys, streamlab.detectors; print('numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    with numpy_paths():
+        assert _common.kernels() is None
+    assert (_common.kernels() is None) == (kernels is None)
