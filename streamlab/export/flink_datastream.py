@@ -134,6 +134,7 @@ with streamlab's per-event rules (copied below) and their state in Flink keyed s
 from __future__ import annotations
 
 import argparse
+import base64
 import glob
 import heapq
 import json

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._operator import Outputs
 from streamlab._time import NAT_NS
 from streamlab.detectors._common import (
     PickledStateOperator,
@@ -23,6 +22,7 @@ from streamlab.detectors._common import (
     require_columns,
 )
 from streamlab.detectors._pattern import MAX_RUNS_PER_KEY, Pattern, PatternStep
+from streamlab.operators import Outputs
 
 
 class _Run:
