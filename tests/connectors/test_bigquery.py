@@ -97,7 +97,7 @@ def new_table(endpoint: dict[str, str]) -> str:
 def query(endpoint: dict[str, str], sql: str) -> list[dict[str, Any]]:
     client = make_client(PROJECT, endpoint)
     try:
-        return [dict(r) for r in client.query(sql).result()]
+        return [dict(r) for r in client.query(sql).result(timeout=60)]
     finally:
         client.close()
 
