@@ -1,4 +1,4 @@
-"""Test tiers and their scheduling, for every test pytest collects (tests, doctests and notebooks).
+"""Test tiers and their order, for every test pytest collects (tests, doctests and notebooks).
 
 Each item gets exactly one tier marker, from where it lives and what it uses, so no test file lists it:
 
@@ -11,10 +11,11 @@ Each item gets exactly one tier marker, from where it lives and what it uses, so
 * ``unit``: everything else (pure tests and doctests): no server, no engine, no browser.
 
 Run one with ``pytest -m unit`` (see the README). ``scripts/test.sh`` runs all but ``browser`` on both
-cores with pytest-xdist (``--dist loadgroup``), then ``browser`` alone: every item also gets an
-``xdist_group``, so what must stay together does: the cells of a notebook (they share a kernel, in
-order), the tests of an integration file (they share its servers), of a file with a module- or
-session-scoped fixture of its own, and every browser test (one at a time: they time a live page).
+cores with pytest-xdist, a whole file per worker (``--dist loadfile``: a notebook's cells share one kernel
+and run in order, an integration file's tests share its servers), in the order set here
+(``--no-loadscope-reorder``): long files first, so that the two workers end together; then ``browser``
+alone (the tests time a live page under a load they make themselves). xdist's ``loadgroup`` cannot be
+used: it renames items by ``item._nodeid``, which pytest 9.2 no longer reads.
 """
 
 from __future__ import annotations
@@ -57,16 +58,6 @@ def _doctest_source(item: pytest.Item) -> str:
     return "".join(example.source for example in getattr(dtest, "examples", ()))
 
 
-def _own_broad_fixture(item: pytest.Item) -> bool:
-    """Whether the item uses a module/session-scoped fixture defined in the tests (not by a plugin)."""
-    info = getattr(item, "_fixtureinfo", None)
-    for defs in getattr(info, "name2fixturedefs", {}).values():
-        for fixturedef in defs:
-            if fixturedef.scope != "function" and fixturedef.baseid:
-                return True
-    return False
-
-
 def tier_of(item: pytest.Item, integration_files: set[str]) -> str:
     """The tier of one collected item (``integration_files``: files with a server-using test)."""
     path = _path(item)
@@ -91,38 +82,33 @@ def _uses_server(item: pytest.Item) -> bool:
 
 
 def _order(item: pytest.Item, tier: str) -> int:
-    """Start order: long groups first, so that two workers end together; the docs site last."""
+    """How early its file should start: browser, then integration and notebooks, then unit files with a
+    long test (marked ``slow``, or a hypothesis property), then the rest; the docs site last (its build
+    runs in the background)."""
     if "tests/docs/" in _path(item):
-        return 9  # scripts/test.sh builds the site in the background while the others run
-    return {"browser": 0, "notebooks": 1, "integration": 1}.get(
-        tier, 2 if item.get_closest_marker("slow") else 3
-    )
+        return 9
+    if tier != "unit":
+        return 0 if tier == "browser" else 1
+    long = item.get_closest_marker("slow") or getattr(getattr(item, "obj", None), "is_hypothesis_test", False)
+    return 2 if long else 3
 
 
 TIERS_KEY = pytest.StashKey[dict[str, tuple[str, ...]]]()
 
 
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Give every item its tier and xdist group; keep the tiers of all items for tests/test_tiers.py."""
+    """Give every item its tier and order the files; keep all items' tiers for tests/test_tiers.py."""
     integration_files = {_path(item) for item in items if _uses_server(item)}
-    broad_files = {_path(item) for item in items if _own_broad_fixture(item)}
-    tiers: dict[str, str] = {}
-    xdist = config.pluginmanager.hasplugin("xdist")  # its marker exists only with it
+    tiers = {item.nodeid: tier_of(item, integration_files) for item in items}
+    starts: dict[str, int] = {}
     for item in items:
-        tier = tiers[item.nodeid] = tier_of(item, integration_files)
+        tier = tiers[item.nodeid]
         if not item.get_closest_marker(tier):
             item.add_marker(getattr(pytest.mark, tier))
-        path = _path(item)
-        if tier == "browser":
-            group = "browser"
-        elif tier != "unit" or path in broad_files:
-            group = path
-        else:
-            group = ""  # independent: scheduled one by one
-        if group and xdist:
-            item.add_marker(pytest.mark.xdist_group(group))
-    order = {item.nodeid: _order(item, tiers[item.nodeid]) for item in items}
-    items.sort(key=lambda item: order[item.nodeid])  # stable: file and cell order kept within a group
+        starts[_path(item)] = min(starts.get(_path(item), 9), _order(item, tier))
+    # stable: a file's items stay together and in their order (a notebook's cells above all)
+    items.sort(key=lambda item: starts[_path(item)])
     config.stash[TIERS_KEY] = {
         item.nodeid: tuple(dict.fromkeys(m.name for m in item.iter_markers() if m.name in TIERS))
         for item in items

@@ -57,3 +57,15 @@ def test_a_tier_is_selected_with_dash_m() -> None:
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     selected = {line.split("::", 1)[0] for line in out.stdout.splitlines() if "::" in line}
     assert selected == {files[0], files[1]}, out.stdout[-3000:]
+
+
+def test_files_stay_whole_for_xdist_and_in_order(request: pytest.FixtureRequest) -> None:
+    """scripts/test.sh gives each worker whole files (a notebook's cells share one kernel), in this order."""
+    assert "--dist loadfile --no-loadscope-reorder" in (ROOT / "scripts" / "test.sh").read_text()
+    seen: list[str] = []
+    for item in request.session.items:
+        path = item.nodeid.split("::", 1)[0]
+        if not seen or seen[-1] != path:
+            assert path not in seen, f"the items of {path} are not together"
+            seen.append(path)
+    assert seen
