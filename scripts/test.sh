@@ -29,7 +29,7 @@ python scripts/local_bigquery.py >"$ROOT/build/local-bigquery.log" 2>&1 &
 bigquery=$!
 echo "== ruff"
 ruff check .
-ruff format --check streamlab connectors widgets datasets tests benchmarks scripts conftest.py
+ruff format --check streamlab connectors widgets datasets tests benchmarks scripts
 echo "== mypy (streamlab core)"
 mypy
 echo "== documentation site (built in the background while the tests run; tests/docs waits for it and checks it)"
