@@ -22,7 +22,11 @@ cd "$ROOT"
 export PATH="$VENV/bin:$PATH"
 echo "== PyFlink's own venv (apache-flink pins conflict with Beam's; built once into \$STREAMLAB_CACHE in the background, tests/export/test_flink_export.py waits for it)"
 mkdir -p "$ROOT/build"
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT  # background installs and builds end with this script
 python -m streamlab.export.flink --prepare >"$ROOT/build/pyflink-env.log" 2>&1 &
+echo "== local-bigquery's venv for the BigQuery tests (needs python3.13; built once into \$STREAMLAB_CACHE while ruff and mypy run)"
+python scripts/local_bigquery.py >"$ROOT/build/local-bigquery.log" 2>&1 &
+bigquery=$!
 echo "== ruff"
 ruff check .
 ruff format --check streamlab connectors widgets datasets tests benchmarks scripts
@@ -34,7 +38,18 @@ mkdir -p "$ROOT/build"
 rm -f "$ROOT/build/docs-status"
 python scripts/build_docs.py --site "$ROOT/build/site" --status "$ROOT/build/docs-status" >"$ROOT/build/docs-build.log" 2>&1 &
 export STREAMLAB_DOCS_BUILD="$ROOT/build"
-echo "== pytest (unit, property, doctests, integration with local servers, browser, notebooks)"
-exec python -m pytest -p no:cacheprovider --timeout=900 --nbval-lax --nbval-current-env --nbval-cell-timeout=300 \
-  --nbval-sanitize-with "$ROOT/notebooks/nbval_sanitize.cfg" \
-  tests streamlab connectors widgets datasets notebooks "$@"
+wait "$bigquery" || echo "local-bigquery is not installed (the BigQuery tests say what to install): $(tail -n 3 "$ROOT/build/local-bigquery.log")"
+# Tiers (conftest.py): unit, integration and notebooks run on both cores, a whole file per worker (a
+# notebook's cells share one kernel; an integration file, its servers), long files first; then the browser
+# tests, one at a time, on a machine no other test loads (they check live pages under a load they make).
+pytest=(python -m pytest -p no:cacheprovider --timeout=900 --durations=25 --nbval-lax --nbval-current-env
+  --nbval-cell-timeout=300 --nbval-sanitize-with "$ROOT/notebooks/nbval_sanitize.cfg")
+echo "== pytest, ${STREAMLAB_TEST_WORKERS:-2} workers: unit (tests, doctests), integration (local servers, Beam, Spark, Flink), notebooks (nbval)"
+rc=0
+"${pytest[@]}" -n "${STREAMLAB_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder -m "not browser" \
+  tests streamlab connectors widgets datasets notebooks "$@" || rc=$?
+echo "== pytest: browser (JupyterLab, Voila, the documentation site in Chromium)"
+browser=0
+"${pytest[@]}" -m browser tests "$@" || browser=$?
+if [ "$browser" -ne 5 ] && [ "$rc" -eq 0 ]; then rc=$browser; fi  # 5: "$@" selected no browser test
+exit "$rc"

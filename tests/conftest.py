@@ -14,15 +14,13 @@ settings.register_profile("dev", max_examples=25, deadline=None, suppress_health
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 # Checkpoint keys and default checkpoint directories (runs of broker sources without checkpoint_dir) go
-# to a directory of this test session, never to the user's home; subprocesses inherit it.
-if "STREAMLAB_STATE_DIR" not in os.environ:
+# to a directory of this test session, never to the user's home; subprocesses inherit it. Each xdist
+# worker gets its own (pipelines of two workers may share a name), under the one its controller made.
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+if "STREAMLAB_STATE_DIR" not in os.environ or "STREAMLAB_TESTS_HOME" in os.environ:
     import tempfile
 
-    _home = tempfile.mkdtemp(prefix="streamlab-tests-")
-    os.environ["STREAMLAB_STATE_DIR"] = os.path.join(_home, "state")
-    os.environ["STREAMLAB_CONFIG_DIR"] = os.path.join(_home, "config")
-
-
-def pytest_collection_modifyitems(config, items):
-    """Run the documentation-site tests last: scripts/test.sh builds the site while the others run."""
-    items.sort(key=lambda item: "tests/docs/" in item.nodeid.replace("\\", "/"))
+    _home = os.environ.get("STREAMLAB_TESTS_HOME") or tempfile.mkdtemp(prefix="streamlab-tests-")
+    os.environ["STREAMLAB_TESTS_HOME"] = _home
+    os.environ["STREAMLAB_STATE_DIR"] = os.path.join(_home, _worker, "state")
+    os.environ["STREAMLAB_CONFIG_DIR"] = os.path.join(_home, _worker, "config")

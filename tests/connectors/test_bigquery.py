@@ -1,17 +1,13 @@
 """BigQuerySink and the events table against local-bigquery (a real BigQuery REST server on DuckDB).
 
-local-bigquery needs Python >= 3.13 and DuckDB extensions that DuckDB would download at run time, so the
-fixture builds its own venv in the cache directory once (about 20 s): local-bigquery 0.4.0 with duckdb
-pinned to 1.5.5 plus the PyPI wheels of the icu/ducklake/spatial extensions. The server then starts in
-about 2 s on a free loopback port.
+local-bigquery needs Python >= 3.13 and its own venv, which scripts/test.sh builds before the tests
+(scripts/local_bigquery.py); the fixture only finds it, and says what to install when it is missing. The
+server then starts in about 2 s on a free loopback port.
 """
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import subprocess
+import importlib.util
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,51 +28,27 @@ from streamlab.io import Sink, SinkWriter
 from streamlab.local import LocalServer
 from streamlab.testing import find_free_port
 
-CACHE = Path(os.environ.get("STREAMLAB_CACHE", Path.home() / ".cache" / "streamlab")) / "local-bigquery"
 PROJECT = "local-project"
-DUCKDB_PINS = [
-    "duckdb==1.5.5",
-    "duckdb-extensions==1.5.5",
-    "duckdb-extension-ducklake==1.5.5",
-    "duckdb-extension-icu==1.5.5",
-    "duckdb-extension-spatial==1.5.5",
-]
 
 
-def python313() -> str:
-    candidates = [os.environ.get("STREAMLAB_PYTHON313", ""), shutil.which("python3.13") or ""]
-    candidates += sorted(glob.glob(str(Path.home() / ".pyenv" / "versions" / "3.13*" / "bin" / "python3.13")))
-    for candidate in filter(None, candidates):
-        ok = subprocess.run(
-            [candidate, "-c", "import sys; assert sys.version_info >= (3, 13)"], capture_output=True
+def local_bigquery() -> Path:
+    """The local-bigquery command that scripts/local_bigquery.py installed (scripts/test.sh runs it)."""
+    script = Path(__file__).resolve().parents[2] / "scripts" / "local_bigquery.py"
+    spec = importlib.util.spec_from_file_location("local_bigquery", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    command: Path | None = module.installed()
+    if command is None:
+        pytest.fail(
+            f"local-bigquery is not installed in {module.venv_dir()}. {module.HOW_TO_INSTALL}", pytrace=False
         )
-        if ok.returncode == 0:
-            return candidate
-    pytest.fail(
-        "The BigQuery tests run local-bigquery, which needs Python >= 3.13: install one (pyenv install 3.13) "
-        "or point STREAMLAB_PYTHON313 at it"
-    )
-
-
-def ensure_local_bigquery() -> Path:
-    venv = CACHE / "venv"
-    ready = venv / ".streamlab-ready"
-    if not ready.exists():
-        shutil.rmtree(venv, ignore_errors=True)
-        subprocess.run([python313(), "-m", "venv", str(venv)], check=True, timeout=120)
-        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-        subprocess.run([*pip, "local-bigquery==0.4.0"], check=True, timeout=600)
-        # local-bigquery declares duckdb>=2, but only 1.5.5 has offline extension wheels; it works with them.
-        subprocess.run([*pip, *DUCKDB_PINS], check=True, timeout=600)
-        code = "from duckdb_extensions import import_extension\nfor e in ('ducklake', 'icu', 'spatial'): import_extension(e)"
-        subprocess.run([str(venv / "bin" / "python"), "-c", code], check=True, timeout=120)
-        ready.write_text("local-bigquery 0.4.0, duckdb 1.5.5\n")
-    return venv / "bin" / "local-bigquery"
+    return command
 
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    binary = ensure_local_bigquery()
+    binary = local_bigquery()
     data = tmp_path_factory.mktemp("bigquery-data")
 
     def command(port: int) -> list[str]:
@@ -126,7 +98,7 @@ def new_table(endpoint: dict[str, str]) -> str:
 def query(endpoint: dict[str, str], sql: str) -> list[dict[str, Any]]:
     client = make_client(PROJECT, endpoint)
     try:
-        return [dict(r) for r in client.query(sql).result()]
+        return [dict(r) for r in client.query(sql).result(timeout=60)]
     finally:
         client.close()
 

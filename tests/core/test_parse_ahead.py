@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -223,8 +224,10 @@ def test_events_in_counts_only_what_reached_the_steps() -> None:
     parsed.dead_letter.to(dead)
     handle = p.start(clock=ManualClock(0), batch_size=4096)
     samples = 0
+    deadline = time.monotonic() + 60  # the run is on its own thread: bound the wait
     try:
         while handle.status in ("created", "running"):
+            assert time.monotonic() < deadline, f"still {handle.status} after 60 s: {handle.metrics}"
             seen = handle.metrics["events_in"]
             assert len(rows.frame()) + len(dead.frame()) >= seen
             samples += 1

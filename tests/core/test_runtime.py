@@ -124,10 +124,15 @@ def test_background_handle_under_a_running_event_loop_leaves_no_thread():
         sink = ListSink()
         p.filter("x % 2 == 0").to(sink)
         handle = p.start()
-        while handle.metrics["events_in"] < 200:
-            ticks.append(1)  # the loop keeps running: the pipeline does not block it
-            await asyncio.sleep(0.01)
-        result = handle.stop()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60  # the replay runs in real time: bound the wait, fail with a message
+        try:
+            while handle.metrics["events_in"] < 200:
+                assert loop.time() < deadline, f"{handle.metrics['events_in']} of 200 events read in 60 s"
+                ticks.append(1)  # the loop keeps running: the pipeline does not block it
+                await asyncio.sleep(0.01)
+        finally:
+            result = handle.stop()
         return {"result": result, "rows": len(sink.frame()), "alive": handle.thread.is_alive()}
 
     out = asyncio.run(kernel_like())

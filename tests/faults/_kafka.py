@@ -6,6 +6,7 @@ import json
 import os
 import random
 import signal
+import time
 from typing import Any
 
 # tansu answers a subscribing consumer's JoinGroup after session.timeout.ms / 2; keep joins short.
@@ -36,12 +37,14 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> N
 
     errors: list[Any] = []
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "log_level": 3})
+    deadline = time.monotonic() + 60  # a full queue drains as the broker acknowledges: bounded
     for key, value in records:
         while True:
             try:
                 p.produce(topic, key=key, value=value, on_delivery=lambda e, _m: e and errors.append(e))
                 break
             except BufferError:
+                assert time.monotonic() < deadline, f"the producer's queue stayed full for 60 s ({topic})"
                 p.poll(0.05)
     assert p.flush(20) == 0
     assert errors == []

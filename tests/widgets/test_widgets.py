@@ -236,7 +236,9 @@ def test_refresher_runs_as_a_task_on_a_running_loop_and_stops():
     async def kernel_like() -> tuple[bool, bool, int]:
         refresher = Refresher(lambda: ticks.append(1), max_fps=100).start()
         as_task = refresher._task is not None
+        deadline = asyncio.get_running_loop().time() + 30  # it ticks on real time: bound the wait
         while len(ticks) < 5:
+            assert asyncio.get_running_loop().time() < deadline, f"{len(ticks)} of 5 ticks in 30 s"
             await asyncio.sleep(0.005)
         refresher.stop()
         n = len(ticks)

@@ -1,0 +1,115 @@
+"""Test tiers and their order, for every test pytest collects (tests, doctests and notebooks).
+
+Each item gets exactly one tier marker, from where it lives and what it uses, so no test file lists it:
+
+* ``notebooks``: a notebook cell run by nbval (``--nbval-lax``);
+* ``browser``: drives JupyterLab, Voila or the documentation site in Chromium (marked ``browser``);
+* ``integration``: starts a local server or runs an engine: every test of a file that uses a server
+  fixture or is marked ``services`` (brokers, emulators, moto, redis, kinesalite, local-bigquery), the
+  fault suite, and the files that run Beam's DirectRunner, Spark, Flink or pip; a doctest that starts a
+  local server;
+* ``unit``: everything else (pure tests and doctests): no server, no engine, no browser.
+
+Run one with ``pytest -m unit`` (see the README). ``scripts/test.sh`` runs all but ``browser`` on both
+cores with pytest-xdist, a whole file per worker (``--dist loadfile``: a notebook's cells share one kernel
+and run in order, an integration file's tests share its servers), in the order set here
+(``--no-loadscope-reorder``): long files first, so that the two workers end together; then ``browser``
+alone (the tests time a live page under a load they make themselves). xdist's ``loadgroup`` cannot be
+used: it renames items by ``item._nodeid``, which pytest 9.2 no longer reads.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+TIERS = ("unit", "integration", "browser", "notebooks")
+
+# Files whose tests run an engine or an installer rather than a server fixture (those are found by use).
+_INTEGRATION_PATHS = (
+    "tests/faults/",  # brokers it freezes, kills and restarts
+    "tests/export/test_beam_export.py",  # Beam's DirectRunner
+    "tests/export/test_lambda_export.py",  # moto and Beam
+    "tests/export/test_dedup_parity.py",  # Beam's DirectRunner
+    "tests/export/test_parse_parity.py",  # the generated Beam module run as a program
+    "tests/export/test_spark_export.py",  # Spark's local mode (a JVM)
+    "tests/export/test_flink_export.py",  # PyFlink's mini-cluster (a JVM)
+    "tests/benchmarks/test_bench_nexmark.py",  # Beam's own Nexmark queries
+    "tests/test_packaging.py",  # pip builds the wheel and installs it into a fresh venv
+)
+# Fixtures that start a local server (tests/connectors/conftest.py and the connector test modules).
+_SERVER_FIXTURES = frozenset(
+    {"kafka_broker", "redis_server", "redis_client", "broker", "aws", "kinesalite", "endpoint", "emulator"}
+)
+# A doctest that starts a local server (a ``# doctest: +SKIP`` line does not).
+_STARTS_SERVER = re.compile(
+    r"^(?!.*doctest: \+SKIP).*\bwith (Local(KafkaBroker|Redis|AWS|BigQuery|Server)|PubSubEmulator)\(", re.M
+)
+
+
+def _path(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0].replace(os.sep, "/")
+
+
+def _doctest_source(item: pytest.Item) -> str:
+    dtest = getattr(item, "dtest", None)
+    return "".join(example.source for example in getattr(dtest, "examples", ()))
+
+
+def tier_of(item: pytest.Item, integration_files: set[str]) -> str:
+    """The tier of one collected item (``integration_files``: files with a server-using test)."""
+    path = _path(item)
+    marked = [name for name in TIERS if item.get_closest_marker(name)]
+    if len(marked) == 1:  # given by the test itself (``browser``), or by a conftest of its directory
+        return marked[0]
+    if path.endswith(".ipynb"):
+        return "notebooks"
+    if "browser" in getattr(item, "fixturenames", ()):
+        return "browser"
+    if path in integration_files or path.startswith(_INTEGRATION_PATHS):
+        return "integration"
+    if type(item).__name__ == "DoctestItem" and _STARTS_SERVER.search(_doctest_source(item)):
+        return "integration"
+    return "unit"
+
+
+def _uses_server(item: pytest.Item) -> bool:
+    return bool(item.get_closest_marker("services")) or bool(
+        _SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+    )
+
+
+def _order(item: pytest.Item, tier: str) -> int:
+    """How early its file should start: browser, then integration and notebooks, then unit files with a
+    long test (marked ``slow``, or a hypothesis property), then the rest; the docs site last (its build
+    runs in the background)."""
+    if "tests/docs/" in _path(item):
+        return 9
+    if tier != "unit":
+        return 0 if tier == "browser" else 1
+    long = item.get_closest_marker("slow") or getattr(getattr(item, "obj", None), "is_hypothesis_test", False)
+    return 2 if long else 3
+
+
+TIERS_KEY = pytest.StashKey[dict[str, tuple[str, ...]]]()
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give every item its tier and order the files; keep all items' tiers for tests/test_tiers.py."""
+    integration_files = {_path(item) for item in items if _uses_server(item)}
+    tiers = {item.nodeid: tier_of(item, integration_files) for item in items}
+    starts: dict[str, int] = {}
+    for item in items:
+        tier = tiers[item.nodeid]
+        if not item.get_closest_marker(tier):
+            item.add_marker(getattr(pytest.mark, tier))
+        starts[_path(item)] = min(starts.get(_path(item), 9), _order(item, tier))
+    # stable: a file's items stay together and in their order (a notebook's cells above all)
+    items.sort(key=lambda item: starts[_path(item)])
+    config.stash[TIERS_KEY] = {
+        item.nodeid: tuple(dict.fromkeys(m.name for m in item.iter_markers() if m.name in TIERS))
+        for item in items
+    }
