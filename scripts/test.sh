@@ -29,7 +29,7 @@ python scripts/local_bigquery.py >"$ROOT/build/local-bigquery.log" 2>&1 &
 bigquery=$!
 echo "== ruff"
 ruff check .
-ruff format --check streamlab connectors widgets datasets tests benchmarks scripts
+ruff format --check streamlab connectors widgets datasets tests benchmarks scripts conftest.py
 echo "== mypy --strict (streamlab and streamlab.connectors, .widgets, .datasets via scripts/typecheck_tree.py)"
 python scripts/typecheck_tree.py >/dev/null
 mypy
