@@ -36,6 +36,8 @@ _INTEGRATION_PATHS = (
     "tests/export/test_parse_parity.py",  # the generated Beam module run as a program
     "tests/export/test_spark_export.py",  # Spark's local mode (a JVM)
     "tests/export/test_flink_export.py",  # PyFlink's mini-cluster (a JVM)
+    "tests/export/test_flink_datastream.py",  # PyFlink's mini-cluster (a JVM)
+    "tests/export/test_spark_pattern.py",  # Spark's local mode (a JVM)
     "tests/benchmarks/test_bench_nexmark.py",  # Beam's own Nexmark queries
     "tests/test_packaging.py",  # pip builds the wheel and installs it into a fresh venv
 )

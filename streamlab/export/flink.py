@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from streamlab._dead_letter import PARSE_DEAD_LETTER_COLUMNS
 from streamlab.aggregators import (
     Aggregator,
     CountAggregator,
@@ -428,7 +429,7 @@ class _Generator:
 
     def sink_columns(self, ref: str) -> list[_Col]:
         if ref == f"{self.parse.step_id}.dead_letter":
-            return [_Col("raw", "string"), _Col("reason", "string"), _Col("step_id", "string")]
+            return [_Col(c, "string") for c in PARSE_DEAD_LETTER_COLUMNS]
         return self.columns[ref]
 
 
@@ -717,7 +718,8 @@ def ms_column(name):
     from pyflink.datastream import OutputTag, ProcessFunction
     from pyflink.table import DataTypes, Schema
 
-    dead = OutputTag("dead_letter", Types.ROW_NAMED(["raw", "reason", "step_id"], [Types.STRING()] * 3))
+    dead_columns = list(PARSE_DEAD_LETTER_COLUMNS)
+    dead = OutputTag("dead_letter", Types.ROW_NAMED(dead_columns, [Types.STRING()] * len(dead_columns)))
     row_type = flink_types()
 
     class Parse(ProcessFunction):
@@ -854,6 +856,7 @@ def _main_py(gen: _Generator, source: str, sink: str) -> str:
         "\n# -- the pipeline\n",
         f"PIPELINE_NAME = {p.name!r}",
         f"PARSE_STEP = {parse.step_id!r}",
+        f"PARSE_DEAD_LETTER_COLUMNS = {PARSE_DEAD_LETTER_COLUMNS!r}  # streamlab._dead_letter",
         _plan.const("FIELDS", fields),
         _plan.const("REQUIRED", req),
         f"MAX_RECORD_BYTES = {parse.max_record_bytes!r}",

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 
+from streamlab._dead_letter import PARSE_DEAD_LETTER_COLUMNS
 from streamlab.export import _plan
 from streamlab.pipeline import Pipeline
 from streamlab.steps import (
@@ -157,7 +158,7 @@ def parse_line(line, emit):
     try:
         return parse_record(line, FIELDS, REQUIRED, MAX_RECORD_BYTES)
     except BadRecordError as e:
-        emit(PARSE_STEP + ".dead_letter", {"raw": line, "reason": str(e), "step_id": PARSE_STEP})
+        emit(PARSE_STEP + ".dead_letter", raw_dead_letter_row(line, str(e), PARSE_STEP))
         return None
 
 
@@ -168,7 +169,7 @@ def window_row(row, step, state, emit):
         ts = to_ns(row[time])
     except (KeyError, TypeError, ValueError, OverflowError):
         reason = f"missing or unreadable event time in column {time!r}"
-        emit(step + ".dead_letter", {"reason": reason, "step_id": step, **row})
+        emit(step + ".dead_letter", dead_letter_row(reason, step, row))
         return
     held = state.setdefault(step, {"max_ns": None, "windows": {}})
     held["max_ns"] = ts if held["max_ns"] is None else max(held["max_ns"], ts)
@@ -371,7 +372,7 @@ def _steps_code(p: Pipeline) -> str:
 
 def _consts(p: Pipeline) -> tuple[list[str], set[str]]:
     consts: list[str] = []
-    snippets = {"window_starts", "RowCombine", "json_default"}
+    snippets = {"window_starts", "RowCombine", "json_default", "dead_letter_row"}
     windows: dict[str, tuple[object, ...]] = {}
     combines: list[str] = []
     dedups: dict[str, tuple[object, ...]] = {}
@@ -485,7 +486,7 @@ def datastream_compared(p: Pipeline) -> dict[str, tuple[list[str], set[str]]]:
     out: dict[str, tuple[list[str], set[str]]] = {}
     for sid, step in p.steps.items():
         if isinstance(step, ParseStep):
-            out[f"{sid}.dead_letter"] = (["raw", "reason", "step_id"], set())
+            out[f"{sid}.dead_letter"] = (list(PARSE_DEAD_LETTER_COLUMNS), set())
         elif isinstance(step, DedupStep):
             cols = [step.id_column] + ([step.time] if step.time else [])
             out[f"{sid}.duplicates"] = (cols, {step.time} if step.time else set())

@@ -25,6 +25,7 @@ import json
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from streamlab._dead_letter import RAW, REASON, STEP_ID
 from streamlab.aggregators import CountAggregator
 from streamlab.errors import PipelineConfigError
 from streamlab.export import _plan
@@ -469,7 +470,7 @@ class _Generator:
             dl = self.var(sid + ".dead_letter")
             self.emit(
                 f'{dl} = {v}.where(~F.col("_ok")).select('
-                f'F.col("_raw").alias("raw"), F.col("_reason").alias("reason"), F.lit({sid!r}).alias("step_id"))'
+                f'F.col("_raw").alias({RAW!r}), F.col("_reason").alias({REASON!r}), F.lit({sid!r}).alias({STEP_ID!r}))'
             )
             self.emit(f'{v} = {v}.where(F.col("_ok")).select({names})')
             self.time_of[sid] = step.time
@@ -502,8 +503,8 @@ class _Generator:
             self.emit(")")
             dl = self.var(sid + ".dead_letter")
             self.emit(
-                f'{dl} = {v}.where(~F.col("_ok")).select(F.col("_reason").alias("reason"), '
-                f'F.lit({sid!r}).alias("step_id"), *{cols!r})'
+                f'{dl} = {v}.where(~F.col("_ok")).select(F.col("_reason").alias({REASON!r}), '
+                f"F.lit({sid!r}).alias({STEP_ID!r}), *{cols!r})"
             )
             self.emit(f'{v} = {v}.where(F.col("_ok")).select(*{cols!r})')
             self.time_of[sid] = tin
