@@ -9,7 +9,7 @@ import keyword
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from streamlab import _dead_letter, _record, _serde_values
 from streamlab._dead_letter import dead_letter_types
@@ -34,6 +34,7 @@ from streamlab.steps import (
     FilterStep,
     KeyByStep,
     MapStep,
+    OperatorStep,
     ParseStep,
     SelectStep,
     SinkStep,
@@ -150,6 +151,13 @@ def snippet_source(names: set[str]) -> str:
     serde = serde_source() + "\n\n" if wanted & SERDE_SNIPPETS else ""
     dead = dead_letter_source() + "\n\n" if "dead_letter_row" in wanted else ""
     return record_source() + "\n\n" + serde + dead + "\n\n\n".join(code)
+
+
+def is_pattern_step(step: Step | None) -> TypeGuard[OperatorStep]:
+    """Whether ``step`` is a pattern (CEP) step, which the Flink and Spark exports translate specially."""
+    from streamlab.detectors import Pattern
+
+    return isinstance(step, OperatorStep) and isinstance(step.config, Pattern)
 
 
 def ident(name: str) -> str:

@@ -41,9 +41,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
 from streamlab._dead_letter import PARSE_DEAD_LETTER_COLUMNS
+from streamlab._time import parse_duration
 from streamlab.aggregators import (
     Aggregator,
     CountAggregator,
@@ -61,7 +62,6 @@ from streamlab.steps import (
     DedupStep,
     IntervalJoinStep,
     KeyByStep,
-    OperatorStep,
     ParseStep,
     SelectStep,
     SinkStep,
@@ -236,8 +236,8 @@ class _Generator:
         self.delay_ns = max((w.delay_ns + w.lateness_ns for w in windows), default=0)
         joins = [s for s in p.steps.values() if isinstance(s, IntervalJoinStep)]
         self.delay_ns = max([self.delay_ns, *(j.delay_ns for j in joins)])
-        self.patterns = {sid: s.config for sid, s in p.steps.items() if _is_pattern(s)}
-        self.delay_ns = max([self.delay_ns, *(_ns(c.delay) for c in self.patterns.values())])
+        self.patterns = {sid: s.config for sid, s in p.steps.items() if _plan.is_pattern_step(s)}
+        self.delay_ns = max([self.delay_ns, *(parse_duration(c.delay) for c in self.patterns.values())])
         dedups = [s for s in p.steps.values() if isinstance(s, DedupStep)]
         ttls = [d.ttl_ns for d in dedups if d.ttl_ns is not None]
         self.state_ttl_ms = max(ttls) // 1_000_000 if ttls and len(ttls) == len(dedups) else None
@@ -252,7 +252,7 @@ class _Generator:
                 "export pipelines with exactly one source",
             )
         for step in self.p.steps.values():
-            if _is_pattern(step):
+            if _plan.is_pattern_step(step):
                 from streamlab.export.flink_pattern import pattern_refusal
 
                 refusal = pattern_refusal(step.config)
@@ -337,7 +337,7 @@ class _Generator:
                 from streamlab.export.flink_pattern import match_recognize
 
                 cfg = self.patterns[sid]
-                within = _interval(_ns(cfg.within) + 1_000_000)
+                within = _interval(parse_duration(cfg.within) + 1_000_000)
                 self.views.append((sid, match_recognize(cfg, _q(step.inputs[0]), within)))
                 kinds = {c.name: c.kind for c in self.columns[step.inputs[0]]}
                 self.columns[sid] = [
@@ -431,18 +431,6 @@ class _Generator:
         if ref == f"{self.parse.step_id}.dead_letter":
             return [_Col(c, "string") for c in PARSE_DEAD_LETTER_COLUMNS]
         return self.columns[ref]
-
-
-def _is_pattern(step: Any) -> TypeGuard[OperatorStep]:
-    from streamlab.detectors import Pattern
-
-    return isinstance(step, OperatorStep) and isinstance(step.config, Pattern)
-
-
-def _ns(duration: Any) -> int:
-    from streamlab._time import parse_duration
-
-    return parse_duration(duration)
 
 
 def _sink_type(c: _Col) -> str:
@@ -1510,7 +1498,7 @@ def verify_flink(
     local, exported, left_out = comparable(pipeline, local, exported)
     compared = compared_outputs(pipeline, "flink")
     for sid, step in pipeline.steps.items():
-        if _is_pattern(step):  # MATCH_RECOGNIZE's matches
+        if _plan.is_pattern_step(step):  # MATCH_RECOGNIZE's matches
             key = step.config.key
             cols = [key, "pattern", "first_time", "last_time", "event_ids", "n_events"]
             compared[sid] = (cols, {"first_time", "last_time"})

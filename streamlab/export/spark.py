@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
 from streamlab._dead_letter import RAW, REASON, STEP_ID
+from streamlab._time import parse_duration
 from streamlab.aggregators import CountAggregator
 from streamlab.errors import PipelineConfigError
 from streamlab.export import _plan
@@ -541,7 +542,7 @@ class _Generator:
             self._join(step, v)
         elif isinstance(step, SinkStep):
             return
-        elif _is_pattern(step):
+        elif _plan.is_pattern_step(step):
             self._pattern(step, v, src)
         else:  # pragma: no cover - check() rejects the rest
             raise _plan.unsupported(step, "Spark", "not translated", "remove it")
@@ -649,7 +650,7 @@ class _Generator:
         self.consts += [
             _plan.const(f"{c}_STEPS", steps),
             _plan.const(f"{c}_WHERE", [s.where for s in cfg.steps]),
-            f"{c}_WITHIN_NS = {_parse_ns(cfg.within)!r}",
+            f"{c}_WITHIN_NS = {parse_duration(cfg.within)!r}",
             _plan.const(f"{c}_COLUMNS", (cfg.key, cfg.time, cfg.id_column)),
             _plan.const(f"{c}_VALUE_COLUMNS", sorted({col for s in cfg.steps for col in s.differs_from})),
             f"{c}_NAME = {cfg.name!r}",
@@ -662,7 +663,7 @@ class _Generator:
             "`event_ids` ARRAY<STRING>, `n_events` BIGINT"
         )
         t = cfg.time
-        delay = _interval(_parse_ns(cfg.delay))
+        delay = _interval(parse_duration(cfg.delay))
         upstream = self.watermark.get(step.inputs[0])
         if upstream is not None:
             self._same_watermark(step, step.inputs[0], t)
@@ -848,18 +849,6 @@ def @FN@(key, frames, state):
 """
 
 
-def _is_pattern(step: Any) -> TypeGuard[OperatorStep]:
-    from streamlab.detectors import Pattern
-
-    return isinstance(step, OperatorStep) and isinstance(step.config, Pattern)
-
-
-def _parse_ns(duration: Any) -> int:
-    from streamlab._time import parse_duration
-
-    return parse_duration(duration)
-
-
 def _tidy(text: str) -> str:
     import re
 
@@ -876,11 +865,13 @@ def check(p: Pipeline) -> None:
     # interval joins, which Spark translates and the shared check refuses
     without_joins = Pipeline(name=p.name, time=p.time)
     without_joins.steps = {
-        sid: st for sid, st in p.steps.items() if not isinstance(st, IntervalJoinStep) and not _is_pattern(st)
+        sid: st
+        for sid, st in p.steps.items()
+        if not isinstance(st, IntervalJoinStep) and not _plan.is_pattern_step(st)
     }
     _plan.check_steps(without_joins, "Spark")
     for step in p.steps.values():
-        if _is_pattern(step):
+        if _plan.is_pattern_step(step):
             continue  # applyInPandasWithState with streamlab's rule (streamlab.export.spark_pattern)
         if isinstance(step, MapStep):
             raise _plan.unsupported(
@@ -1164,7 +1155,7 @@ def compared_streams(p: Pipeline, streams: list[str]) -> dict[str, tuple[list[st
         if ref not in streams:
             continue
         step = p.steps.get(ref)
-        if _is_pattern(step):  # matches: fixed columns (event_ids a list of ids)
+        if _plan.is_pattern_step(step):  # matches: fixed columns (event_ids a list of ids)
             matches = [step.config.key, "pattern", "first_time", "last_time", "event_ids", "n_events"]
             out[ref] = (matches, {"first_time", "last_time"})
             continue
