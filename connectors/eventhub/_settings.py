@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from ..kafka import redact_config
 from .connection import EventHubConnection, eventhub_kafka_config, parse_eventhub_connection_string
 
 
@@ -81,3 +82,41 @@ def prepare(
     tuned = service_defaults if bootstrap_servers is None else {}
     merged = {**tuned, **split_kafka(owner, kafka, config), **(config or {})}
     return conn, hub, kafka["bootstrap.servers"], merged
+
+
+class EventHubClient:
+    """What :class:`EventHubSource` and :class:`EventHubSink` add to their Kafka base: the parsed
+    connection, and a spec that names the secret's variable but never holds the secret."""
+
+    def _keep(
+        self,
+        conn: EventHubConnection,
+        hub: str,
+        connection_string_env: str | None,
+        config: Mapping[str, Any] | None,
+        bootstrap_servers: str | None,
+        security_protocol: str | None,
+        **fields: Any,
+    ) -> None:
+        object.__setattr__(self, "_connection", conn)
+        spec = {
+            "kind": "eventhub",
+            **secret_spec(connection_string_env),
+            "eventhub": hub,
+            **fields,
+            "config": redact_config(dict(config or {})),
+            "bootstrap_servers": bootstrap_servers,
+            "security_protocol": security_protocol,
+        }
+        object.__setattr__(self, "_spec", spec)
+
+    @property
+    def connection(self) -> EventHubConnection:
+        """The parsed connection string."""
+        conn: EventHubConnection = self.__dict__["_connection"]
+        return conn
+
+    def spec(self) -> dict[str, Any]:
+        """YAML-ready constructor arguments; a literal connection string is redacted (prefer
+        ``connection_string_env``, which is kept)."""
+        return dict(self.__dict__["_spec"])

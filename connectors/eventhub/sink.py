@@ -6,9 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..kafka import KafkaSink, redact_config
-from ._settings import prepare, secret_spec
-from .connection import EventHubConnection
+from ..kafka import KafkaSink
+from ._settings import EventHubClient, prepare
 
 # Client settings Microsoft recommends for the Kafka endpoint (idle connections are closed after
 # 240 s by the service's load balancer, so keep-alive and shorter idle/metadata timeouts matter).
@@ -23,7 +22,7 @@ _SERVICE_PRODUCER_DEFAULTS: dict[str, Any] = {
 
 
 @dataclass(frozen=True, repr=False)
-class EventHubSink(KafkaSink):
+class EventHubSink(EventHubClient, KafkaSink):
     """Send rows to an event hub through its Kafka endpoint (a :class:`KafkaSink` for Event Hubs).
 
     Verified locally through the Kafka path only (tansu, PLAINTEXT override).
@@ -103,40 +102,25 @@ class EventHubSink(KafkaSink):
             config=merged,
             flush_timeout=flush_timeout,
         )
-        object.__setattr__(self, "_connection", conn)
-        object.__setattr__(
-            self,
-            "_spec",
-            {
-                "kind": "eventhub",
-                **secret_spec(connection_string_env),
-                "eventhub": hub,
-                "key": key,
-                "value": value,
-                "headers": dict(self.headers),
-                "compression": compression,
-                "idempotence": idempotence,
-                "config": redact_config(dict(config or {})),
-                "bootstrap_servers": bootstrap_servers,
-                "security_protocol": security_protocol,
-                "flush_timeout": float(flush_timeout),
-            },
+        self._keep(
+            conn,
+            hub,
+            connection_string_env,
+            config,
+            bootstrap_servers,
+            security_protocol,
+            key=key,
+            value=value,
+            headers=dict(self.headers),
+            compression=compression,
+            idempotence=idempotence,
+            flush_timeout=float(flush_timeout),
         )
-
-    @property
-    def connection(self) -> EventHubConnection:
-        """The parsed connection string."""
-        conn: EventHubConnection = self.__dict__["_connection"]
-        return conn
 
     @property
     def eventhub(self) -> str:
         """The event hub written (the Kafka topic)."""
         return self.topic
-
-    def spec(self) -> dict[str, Any]:
-        """YAML-ready constructor arguments; a literal connection string is redacted."""
-        return dict(self.__dict__["_spec"])
 
     def __repr__(self) -> str:
         return (

@@ -9,9 +9,8 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from ..kafka import KafkaSource, redact_config
-from ._settings import prepare, secret_spec
-from .connection import EventHubConnection
+from ..kafka import KafkaSource
+from ._settings import EventHubClient, prepare
 
 # Client settings Microsoft recommends for the Kafka endpoint (idle connections are closed after
 # 240 s by the service's load balancer, so keep-alive and shorter idle/metadata timeouts matter).
@@ -26,7 +25,7 @@ _SERVICE_CONSUMER_DEFAULTS: dict[str, Any] = {
 
 
 @dataclass(frozen=True, repr=False)
-class EventHubSource(KafkaSource):
+class EventHubSource(EventHubClient, KafkaSource):
     """Read an event hub through its Kafka endpoint (a :class:`KafkaSource` configured for Event Hubs).
 
     Verified locally through the Kafka path only (tansu, PLAINTEXT override); TLS/SASL against Azure
@@ -115,45 +114,29 @@ class EventHubSource(KafkaSource):
             connect_timeout=connect_timeout,
             broker_timeout=broker_timeout,
         )
-        object.__setattr__(self, "_connection", conn)
-        object.__setattr__(
-            self,
-            "_spec",
-            {
-                "kind": "eventhub",
-                **secret_spec(connection_string_env),
-                "eventhub": hub,
-                "consumer_group": consumer_group,
-                "start": start
-                if not isinstance(start, (datetime, pd.Timestamp))
-                else pd.Timestamp(start).isoformat(),
-                "config": redact_config(dict(config or {})),
-                "bootstrap_servers": bootstrap_servers,
-                "security_protocol": security_protocol,
-                "max_batch": max_batch,
-                "poll_timeout": float(poll_timeout),
-                "max_in_flight": max_in_flight,
-                "stop_at_end": stop_at_end,
-                "connect_timeout": self.connect_timeout,
-                "broker_timeout": self.broker_timeout,
-            },
+        self._keep(
+            conn,
+            hub,
+            connection_string_env,
+            config,
+            bootstrap_servers,
+            security_protocol,
+            consumer_group=consumer_group,
+            start=start
+            if not isinstance(start, (datetime, pd.Timestamp))
+            else pd.Timestamp(start).isoformat(),
+            max_batch=max_batch,
+            poll_timeout=float(poll_timeout),
+            max_in_flight=max_in_flight,
+            stop_at_end=stop_at_end,
+            connect_timeout=self.connect_timeout,
+            broker_timeout=self.broker_timeout,
         )
-
-    @property
-    def connection(self) -> EventHubConnection:
-        """The parsed connection string."""
-        conn: EventHubConnection = self.__dict__["_connection"]
-        return conn
 
     @property
     def eventhub(self) -> str:
         """The event hub read (the Kafka topic)."""
         return self.topics[0]
-
-    def spec(self) -> dict[str, Any]:
-        """YAML-ready constructor arguments; a literal connection string is redacted (prefer
-        ``connection_string_env``, which is kept)."""
-        return dict(self.__dict__["_spec"])
 
     def __repr__(self) -> str:
         return (

@@ -38,18 +38,7 @@ def create_topic(
     'projects/demo/topics/events'
     """
     path = resource_path(name, project, "topics", f"create_topic({name!r})")
-    pubsub_v1 = import_pubsub()
-    from google.api_core import exceptions
-
-    client = pubsub_v1.PublisherClient(**client_kwargs(emulator_host, "publisher"))
-    try:
-        client.create_topic(request={"name": path})
-    except exceptions.AlreadyExists:
-        if not exist_ok:
-            raise
-    finally:
-        client.stop()
-        client.transport.grpc_channel.close()
+    _create("topic", {"name": path}, emulator_host, exist_ok)
     return path
 
 
@@ -135,15 +124,29 @@ def create_subscription(
             "dead_letter_topic": resource_path(dead_letter_topic, project, "topics", where),
             "max_delivery_attempts": max_delivery_attempts,
         }
+    _create("subscription", request, emulator_host, exist_ok)
+    return path
+
+
+def _create(what: str, request: dict[str, Any], emulator_host: str | None, exist_ok: bool) -> None:
+    """Send one create request for a ``"topic"`` or a ``"subscription"``; close the client whatever happens."""
     pubsub_v1 = import_pubsub()
     from google.api_core import exceptions
 
-    client = pubsub_v1.SubscriberClient(**client_kwargs(emulator_host, "subscriber"))
+    if what == "topic":
+        client = pubsub_v1.PublisherClient(**client_kwargs(emulator_host, "publisher"))
+        create = client.create_topic
+    else:
+        client = pubsub_v1.SubscriberClient(**client_kwargs(emulator_host, "subscriber"))
+        create = client.create_subscription
     try:
-        client.create_subscription(request=request)
+        create(request=request)
     except exceptions.AlreadyExists:
         if not exist_ok:
             raise
     finally:
-        client.close()
-    return path
+        if what == "topic":
+            client.stop()
+            client.transport.grpc_channel.close()
+        else:
+            client.close()

