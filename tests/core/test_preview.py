@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from streamlab import ListSink, ManualClock, Pipeline, ReplaySource, TumblingWindow, agg
 from streamlab.detectors import FixedThresholdFilter, GaussianScorerDetector, QuantileThresholdFilter
 from streamlab.runtime import _progress as rt
+from streamlab.testing import wait_for
 
 BASE = pd.Timestamp("2024-03-01T00:00:00Z")
 
@@ -140,15 +141,3 @@ def test_set_threshold_names_the_steps_that_can_move():
             handle.set_threshold("source", 0.5)
     finally:
         handle.stop()
-
-
-def wait_for(cond, timeout: float = 10.0) -> None:
-    done = threading.Event()
-    timer = threading.Timer(timeout, done.set)
-    timer.start()
-    try:
-        while not cond():
-            if done.wait(0.002):
-                raise AssertionError("condition not reached in time")
-    finally:
-        timer.cancel()

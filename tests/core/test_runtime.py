@@ -27,6 +27,7 @@ from streamlab import (
     agg,
 )
 from streamlab.io import Sink, SinkWriter
+from streamlab.testing import wait_for
 
 from ._streams import BASE, event_streams
 
@@ -162,18 +163,6 @@ def test_pause_step_resume_with_a_controllable_clock():
     finally:
         handle.stop()
     assert streamlab_threads() == []
-
-
-def wait_for(cond, timeout: float = 10.0) -> None:
-    done = threading.Event()
-    deadline = threading.Timer(timeout, done.set)
-    deadline.start()
-    try:
-        while not cond():
-            if done.wait(0.005):
-                raise AssertionError("condition not reached in time")
-    finally:
-        deadline.cancel()
 
 
 def test_replay_speed_honours_event_time_gaps():

@@ -32,6 +32,7 @@ from streamlab.widgets._monitors import _sampled_times_ns
 
 from streamlab import ManualClock, Pipeline, ReplaySource, TumblingWindow, agg
 from streamlab._time import NAT_NS, to_utc_ns
+from streamlab.testing import wait_for
 
 BASE = pd.Timestamp("2024-03-01T09:00:00Z")
 START = "2030-01-01T00:00:00Z"
@@ -57,18 +58,6 @@ def window_pipeline(frame: pd.DataFrame, batch_size: int = 250) -> Pipeline:
     p = Pipeline(ReplaySource(frame, speed=None, batch_size=batch_size), name="clicks")
     p.window(TumblingWindow("10s"), key="event_type", delay="5s").agg(agg.count())
     return p
-
-
-def wait_for(cond, timeout: float = 10.0) -> None:
-    done = threading.Event()
-    timer = threading.Timer(timeout, done.set)
-    timer.start()
-    try:
-        while not cond():
-            if done.wait(0.002):
-                raise AssertionError("condition not reached in time")
-    finally:
-        timer.cancel()
 
 
 def step(handle, clock: ManualClock, n: int = 1, advance: str = "1s") -> None:
