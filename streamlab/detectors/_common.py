@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._dead_letter import reason_last_columns, reason_last_frame
+from streamlab._step_kinds import params_of
 from streamlab._time import Duration, parse_duration, to_utc_ns
 from streamlab.operators import Operator
 
@@ -143,6 +144,10 @@ class StepConfig:
             f"the stream has no column(s) {missing!r}",
             f"add a step that creates them, or fix the names (available: {list(columns)!r})",
         )
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters as plain data: ``kind`` and the config's fields (``streamlab._step_kinds``)."""
+        return {"kind": self.kind, **params_of(self)}
 
     def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:
         """Columns of each output, when the input columns are known."""
