@@ -1,0 +1,284 @@
+"""One definition per step kind (``streamlab._step_kinds``): every step and detector config is
+registered, round-trips through YAML with the same spec and the same outputs, checks its own
+arguments when built directly, and takes its diagram label from the registry."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from streamlab.datasets import load
+
+from streamlab import JsonLinesSink, ManualClock, Pipeline, ReplaySource, TumblingWindow, agg
+from streamlab import steps as st
+from streamlab._step_kinds import kinds, label_of
+from streamlab.detectors import (
+    AdaptiveThresholdFilter,
+    Detect,
+    DistinctCountFeature,
+    DriftDetector,
+    FixedThresholdFilter,
+    GaussianScorerDetector,
+    HalfSpaceTreesDetector,
+    Pattern,
+    PatternStep,
+    QuantileThresholdFilter,
+    RatioToMedianFeature,
+    ThresholdRule,
+    TimeSinceLastFeature,
+    VelocityFeature,
+    VelocityRule,
+    ZScoreFeature,
+)
+from streamlab.detectors._common import StepConfig
+from streamlab.errors import PipelineConfigError
+from streamlab.spec import pipeline_from_yaml, pipeline_to_mermaid, pipeline_to_yaml
+
+_N = 400  # transactions: enough for every step to emit rows, small enough to run each pipeline fast
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The bundled transactions (their first rows) as raw JSON lines and as Parquet, and a card table."""
+    root = tmp_path_factory.mktemp("step_kinds")
+    rows = load("transactions").head(_N).drop(columns=["is_fraud", "fraud_pattern", "fraud_burst_id"])
+    parquet = root / "transactions.parquet"
+    rows.to_parquet(parquet)
+    lines = root / "transactions.jsonl"
+    with lines.open("w") as f:
+        for r in rows.to_dict("records"):
+            f.write(json.dumps({**r, "timestamp": r["timestamp"].isoformat()}) + "\n")
+    cards = root / "cards.parquet"
+    pd.DataFrame({"card_id": sorted(set(rows["card_id"])), "tier": "gold"}).to_parquet(cards)
+    return {"parquet": str(parquet), "jsonl": str(lines), "cards": str(cards), "root": str(root)}
+
+
+_SCHEMA = {
+    "event_id": "string",
+    "card_id": "string",
+    "country": "category",
+    "amount": "float64",
+    "timestamp": "timestamp",
+}
+
+
+def _steps_pipeline(d: dict[str, str]) -> Pipeline:
+    """Every built-in step kind: parse, filter, map, select, dedup, key_by, union, window, join, enrich."""
+    p = Pipeline(ReplaySource(d["jsonl"], raw=True), name="steps")
+    parsed = p.parse(_SCHEMA, required=["event_id"])
+    small = parsed.filter("amount < 50", step_id="small")
+    large = parsed.filter("amount >= 50", step_id="large")
+    both = small.union(large, step_id="both")
+    with_fee = both.with_columns(fee="amount * 0.02")
+    slim = with_fee.select("event_id", "card_id", "country", "timestamp", "fee", value="amount")
+    unique = slim.dedup("event_id", ttl="10m", max_ids=10_000)
+    keyed = unique.key_by("country")
+    keyed.window(TumblingWindow("1m"), delay="5s", lateness="1s").agg(agg.count(), agg.sum("value"))
+    keyed.enrich(d["cards"], on="card_id").to(JsonLinesSink(str(Path(d["root"]) / "enriched.jsonl")))
+    unique.join_interval(unique, "card_id", lower="-1m", upper="1m", step_id="pairs")
+    return p
+
+
+def _configs_pipeline(d: dict[str, str]) -> Pipeline:
+    """Every detector config: features, rules, detect with each threshold filter, drift and pattern."""
+    p = Pipeline(ReplaySource(d["parquet"]), name="configs")
+    s = (
+        p.stream.apply(VelocityFeature("card_id", window="10m", value="amount"))
+        .apply(ZScoreFeature("card_id", "amount"))
+        .apply(TimeSinceLastFeature("card_id"))
+        .apply(DistinctCountFeature("card_id", "country", window="1h"))
+        .apply(RatioToMedianFeature("card_id", "amount", history=11))
+        .apply(ThresholdRule("big", column="amount", op=">", value=200))
+        .apply(VelocityRule("card_id", window="10m", max_count=3, name="burst"))
+    )
+    s.detect(
+        HalfSpaceTreesDetector(seed=7, window_size=50),
+        features=["amount", "count_10m"],
+        threshold=QuantileThresholdFilter(0.95, warmup=20),
+        learn="unflagged",
+        step_id="hst",
+    )
+    s.detect(
+        GaussianScorerDetector(grace_period=5),
+        features=["amount"],
+        key="card_id",
+        threshold=FixedThresholdFilter(0.99),
+        step_id="gauss",
+    ).apply(DriftDetector(column="score", method="page_hinkley"), step_id="drift")
+    s.detect(
+        GaussianScorerDetector(grace_period=5),
+        features=["amount"],
+        threshold=AdaptiveThresholdFilter(k=2.0, per_key=False),
+        step_id="adaptive",
+    )
+    p.stream.pattern(
+        "card_id",
+        [
+            PatternStep("home", "amount > 0"),
+            PatternStep("abroad", "amount > 0", differs_from={"country": "home"}),
+        ],
+        within="1h",
+        delay="2s",
+        name="two_countries",
+    )
+    return p
+
+
+_PIPELINES: dict[str, Callable[[dict[str, str]], Pipeline]] = {
+    "steps": _steps_pipeline,
+    "configs": _configs_pipeline,
+}
+
+
+def _kinds_in(p: Pipeline) -> set[str]:
+    found = set()
+    for step in p.steps.values():
+        found.add(step.kind)
+        if isinstance(step, st.OperatorStep):
+            found.add(step.config.kind)
+            threshold = getattr(step.config, "threshold", None)
+            if threshold is not None:
+                found.add(threshold.kind)
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(_PIPELINES))
+def test_every_kind_round_trips_through_yaml_with_the_same_spec_and_outputs(
+    name: str, data: dict[str, str]
+) -> None:
+    p = _PIPELINES[name](data)
+    text = pipeline_to_yaml(p)
+    back = pipeline_from_yaml(text)
+    assert pipeline_to_yaml(back) == text
+    assert {sid: s.params() for sid, s in back.steps.items()} == {
+        sid: s.params() for sid, s in p.steps.items()
+    }
+    assert {sid: s.inputs for sid, s in back.steps.items()} == {sid: s.inputs for sid, s in p.steps.items()}
+    ours, theirs = p.run(clock=ManualClock(0)).outputs, back.run(clock=ManualClock(0)).outputs
+    assert sorted(ours) == sorted(theirs)
+    assert sum(len(f) for f in ours.values()) > 0
+    for ref in ours:
+        pd.testing.assert_frame_equal(ours[ref], theirs[ref], obj=ref)
+
+
+def test_the_round_trip_pipelines_hold_every_registered_kind(data: dict[str, str]) -> None:
+    covered = set().union(*(_kinds_in(build(data)) for build in _PIPELINES.values()))
+    assert {k.kind for k in kinds()} - covered == set()
+
+
+def _concrete_subclasses(base: type) -> set[type]:
+    found, todo = set(), [base]
+    while todo:
+        cls = todo.pop()
+        subs = cls.__subclasses__()
+        todo.extend(subs)
+        if cls is not base and not cls.__name__.startswith("_"):
+            found.add(cls)
+    return found
+
+
+def test_every_step_class_and_detector_config_is_registered() -> None:
+    import streamlab.detectors
+
+    registered = {k.cls for k in kinds()}
+    abstract = {streamlab.detectors.ThresholdFilter}  # the base of the threshold filters
+    classes = _concrete_subclasses(st.Step) | (_concrete_subclasses(StepConfig) - abstract)
+    assert classes - registered == set(), (
+        "give these classes a definition: @step_kind (streamlab._step_kinds)"
+    )
+    assert {k.cls.__name__ for k in kinds() if k.config} >= {
+        "Detect",
+        "DriftDetector",
+        "Pattern",
+        "VelocityFeature",
+        "ThresholdRule",
+        "QuantileThresholdFilter",
+    }
+
+
+# -- each kind built directly with a bad argument: the step itself says what is wrong -------------------
+_IO = ("bad_step", ("source",))
+_BAD_STEPS: dict[str, Callable[[], Any]] = {
+    "source": lambda: st.SourceStep(*_IO[:1], (), source=print),  # type: ignore[arg-type]
+    "parse": lambda: st.ParseStep(*_IO, time="ts"),
+    "filter": lambda: st.FilterStep(*_IO, expr="amount >"),
+    "map": lambda: st.MapStep(*_IO),
+    "select": lambda: st.SelectStep(*_IO, columns=()),
+    "dedup": lambda: st.DedupStep(*_IO, max_ids=0),
+    "key_by": lambda: st.KeyByStep(*_IO, keys=()),
+    "union": lambda: st.UnionStep(*_IO),
+    "window": lambda: st.WindowStep(*_IO, window=TumblingWindow("1m"), aggs=(agg.count(),), delay_ns=-1),
+    "interval_join": lambda: st.IntervalJoinStep("bad_step", ("a", "b"), on=("k",), lower_ns=5, upper_ns=-5),
+    "enrich": lambda: st.EnrichStep(*_IO, table=pd.DataFrame({"k": [1]}), on=("k",), how="outer"),
+    "sink": lambda: st.SinkStep(*_IO, sink=print),  # type: ignore[arg-type]
+    "operator": lambda: st.OperatorStep(*_IO, config=object()),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_BAD_STEPS))
+def test_a_step_built_directly_with_a_bad_argument_names_its_id_kind_and_fix(kind: str) -> None:
+    with pytest.raises(PipelineConfigError) as e:
+        _BAD_STEPS[kind]()
+    assert e.value.step_id == "bad_step" and e.value.kind == kind
+    assert "step 'bad_step'" in str(e.value) and "Fix:" in str(e.value)
+
+
+def test_every_step_kind_has_a_bad_argument_case() -> None:
+    assert {k.kind for k in kinds() if not k.config} == set(_BAD_STEPS)
+
+
+_BAD_CONFIGS: dict[str, Callable[[], Any]] = {
+    "velocity_feature": lambda: VelocityFeature("card_id", window="-5m"),
+    "zscore_feature": lambda: ZScoreFeature("card_id", ""),
+    "time_since_last_feature": lambda: TimeSinceLastFeature("card_id", max_keys=0),
+    "distinct_count_feature": lambda: DistinctCountFeature("card_id", "country", window="soon"),
+    "ratio_to_median_feature": lambda: RatioToMedianFeature("card_id", "amount", history=0),
+    "threshold_rule": lambda: ThresholdRule("big", column="amount", op="=>", value=1),
+    "velocity_rule": lambda: VelocityRule("card_id", window="1m", max_count=-1, name="burst"),
+    "detect": lambda: Detect(GaussianScorerDetector(), features=["amount"], learn="sometimes"),
+    "drift_detector": lambda: DriftDetector(method="guess"),
+    "pattern": lambda: Pattern("card_id", [("a", "amount > 0")], within="0s"),
+    "fixed_threshold": lambda: FixedThresholdFilter(float("nan")),
+    "quantile_threshold": lambda: QuantileThresholdFilter(q=1.5),
+    "adaptive_threshold": lambda: AdaptiveThresholdFilter(k=-1.0),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_BAD_CONFIGS))
+def test_a_detector_config_with_a_bad_argument_is_refused_when_built(kind: str) -> None:
+    with pytest.raises(ValueError, match=r"\w+"):
+        _BAD_CONFIGS[kind]()
+
+
+def test_every_detector_config_has_a_bad_argument_case() -> None:
+    assert {k.kind for k in kinds() if k.config} == set(_BAD_CONFIGS)
+
+
+def test_a_step_added_directly_is_checked_against_its_input_columns(data: dict[str, str]) -> None:
+    p = Pipeline(ReplaySource(data["parquet"]))
+    with pytest.raises(
+        PipelineConfigError, match=r"step 'd' \(dedup\): unknown column 'evnt_id'.*'event_id'"
+    ):
+        p.add_step(st.DedupStep("d", ("source",), id_column="evnt_id"))
+    assert p.add_step(st.DedupStep("d", ("source",))).columns == p.columns
+
+
+# -- labels ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(_PIPELINES))
+def test_the_diagram_labels_come_from_the_registry(name: str, data: dict[str, str]) -> None:
+    p = _PIPELINES[name](data)
+    mermaid = pipeline_to_mermaid(p)
+    html = p._repr_html_()
+    for sid, step in p.steps.items():
+        label = label_of(step)
+        assert f'{sid}["{sid}: {label}"]' in mermaid
+        assert f"<td>{label}</td>" in html
+    expected = {
+        "steps": {"ReplaySource", "parse", "union", "window", "interval_join", "JsonLinesSink"},
+        "configs": {"ReplaySource", "VelocityFeature", "Detect", "DriftDetector", "Pattern"},
+    }
+    assert expected[name] <= {label_of(s) for s in p.steps.values()}
