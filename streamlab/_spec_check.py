@@ -133,7 +133,7 @@ def step_output_names() -> dict[str, tuple[str, ...]]:
     """
     from streamlab._step_kinds import step_classes
 
-    return {kind: tuple(cls.output_names) for kind, cls in step_classes().items()}
+    return {kind: tuple(getattr(cls, "output_names", ("out",))) for kind, cls in step_classes().items()}
 
 
 @functools.cache

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
@@ -668,7 +668,7 @@ class Stream:
     def filter_many(self, fn: Callable[[pd.DataFrame], Any], *, step_id: str | None = None) -> FallibleStream:
         """Keep rows where ``fn(batch)`` (a boolean array per batch) is true; errors go to dead letter."""
         sid = self._sid(step_id, "filter")
-        step = FilterStep(sid, (self.ref,), fn=fn, per_event=False)
+        step = FilterStep(sid, (self.ref,), fn=cast(Any, fn), per_event=False)
         return self.pipeline._add(step, cls=FallibleStream)  # type: ignore[return-value]
 
     def filter_one(
@@ -676,7 +676,7 @@ class Stream:
     ) -> FallibleStream:
         """Keep events where ``fn(event_dict)`` is true (per-event Python: the slow path)."""
         sid = self._sid(step_id, "filter")
-        step = FilterStep(sid, (self.ref,), fn=fn, per_event=True)
+        step = FilterStep(sid, (self.ref,), fn=cast(Any, fn), per_event=True)
         return self.pipeline._add(step, cls=FallibleStream)  # type: ignore[return-value]
 
     def map_many(
@@ -691,7 +691,7 @@ class Stream:
         step = MapStep(
             sid,
             (self.ref,),
-            fn=fn,
+            fn=cast(Any, fn),  # the step holds it as a UserFunction
             per_event=False,
             declared=tuple(columns) if columns is not None else None,
         )
@@ -709,7 +709,7 @@ class Stream:
         step = MapStep(
             sid,
             (self.ref,),
-            fn=fn,
+            fn=cast(Any, fn),  # the step holds it as a UserFunction
             per_event=True,
             declared=tuple(columns) if columns is not None else None,
         )
@@ -879,7 +879,7 @@ class Stream:
         elif not isinstance(table, pd.DataFrame) and hasattr(table, "load") and hasattr(table, "ref"):
             ref = str(table.ref)
             table = table.load()
-        step = EnrichStep(sid, (self.ref,), table=table, table_ref=ref, on=keys, how=how)
+        step = EnrichStep(sid, (self.ref,), table=cast(Any, table), table_ref=ref, on=keys, how=how)
         return self.pipeline._add(step)
 
     def apply(self, config: Any, *, step_id: str | None = None, kind: str | None = None) -> Stream:

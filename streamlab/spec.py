@@ -428,7 +428,7 @@ def pipeline_from_dict(
             # the step is read from its own definition (its fields and their codecs), then checked
             # against its inputs as a step added by a Stream method is
             ctx = ReadContext(trust, sid, p.time, p.columns_of(inputs[0]), source_factories, sink_factories)
-            step = from_params(classes[kind], st, ctx, step_id=sid, inputs=tuple(inputs))
+            step: Any = from_params(classes[kind], st, ctx, step_id=sid, inputs=tuple(inputs))
             return p._add(step)
 
         built = attempt(path, make_step)

@@ -25,6 +25,7 @@ from streamlab._parse import FieldSpec, ParseOperator
 from streamlab._sessions import SessionOperator
 from streamlab._spec_check import schema_fields
 from streamlab._step_kinds import (
+    Codec,
     ReadContext,
     config_kinds,
     from_params,
@@ -601,7 +602,7 @@ def _decode_watermark_by(value: Any, ctx: ReadContext) -> tuple[str, ...]:
     return () if value is None else codec.NAMES.decode(value, ctx)
 
 
-_WATERMARK_BY = codec.Codec(list, _decode_watermark_by)
+_WATERMARK_BY = Codec(list, _decode_watermark_by)
 
 
 def _pipeline_time(ctx: ReadContext) -> str:
@@ -957,7 +958,7 @@ class OperatorStep(Step):
     'DriftDetector'
     """
 
-    config: Any = param(key="", codec=codec.Codec(_encode_config, _decode_config), default=None)
+    config: Any = param(key="", codec=Codec(_encode_config, _decode_config), default=None)
     kind: ClassVar[str] = "operator"
     output_names: ClassVar[tuple[str, ...]] = ("out",)
 

@@ -1020,8 +1020,9 @@ class VelocityRule(_KeyedStep):
 
     key: str
     window: Duration = param(codec=codec.DURATION_TEXT)
-    max_count: int
-    name: str
+    # mypy reads param() as a default; it is a field without one (dataclasses.field)
+    max_count: int  # type: ignore[misc]
+    name: str  # type: ignore[misc]
     time: str = "timestamp"
     allowed_lateness: Duration = param(codec=codec.DURATION_TEXT, default="1h")
 
