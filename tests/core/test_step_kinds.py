@@ -176,7 +176,8 @@ def _concrete_subclasses(base: type) -> set[type]:
         cls = todo.pop()
         subs = cls.__subclasses__()
         todo.extend(subs)
-        if cls is not base and not cls.__name__.startswith("_"):
+        # streamlab's own classes (a test may define a throwaway Step subclass)
+        if cls is not base and not cls.__name__.startswith("_") and cls.__module__.startswith("streamlab."):
             found.add(cls)
     return found
 
@@ -270,15 +271,36 @@ def test_a_step_added_directly_is_checked_against_its_input_columns(data: dict[s
 # -- labels ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", sorted(_PIPELINES))
 def test_the_diagram_labels_come_from_the_registry(name: str, data: dict[str, str]) -> None:
+    from streamlab.widgets import PipelineDiagram
+
     p = _PIPELINES[name](data)
     mermaid = pipeline_to_mermaid(p)
     html = p._repr_html_()
+    boxes = {n["id"]: n["kind"] for n in PipelineDiagram(p, auto_refresh=False).layout()["nodes"]}
     for sid, step in p.steps.items():
         label = label_of(step)
         assert f'{sid}["{sid}: {label}"]' in mermaid
         assert f"<td>{label}</td>" in html
+        assert boxes[sid] == label
     expected = {
         "steps": {"ReplaySource", "parse", "union", "window", "interval_join", "JsonLinesSink"},
         "configs": {"ReplaySource", "VelocityFeature", "Detect", "DriftDetector", "Pattern"},
     }
     assert expected[name] <= {label_of(s) for s in p.steps.values()}
+
+
+def test_an_exporter_keys_a_detector_step_on_its_config_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlab.export import _registry
+
+    monkeypatch.setitem(_registry._EMITTERS, "doc", {})  # a throwaway target, removed after the test
+
+    @_registry.emits("doc", VelocityFeature)
+    def _velocity(gen: object, step: st.OperatorStep) -> str:
+        return f"velocity of {step.config.key}"
+
+    step = st.OperatorStep("v", ("source",), config=VelocityFeature("card_id"))
+    assert _registry.emitter_for("doc", step)(None, step) == "velocity of card_id"
+    assert "velocity_feature" in _registry.registered("doc")
+    other = st.OperatorStep("z", ("source",), config=ZScoreFeature("card_id", "amount"))
+    with pytest.raises(PipelineConfigError, match=r"step 'z' \(operator\): cannot export to doc"):
+        _registry.emitter_for("doc", other)
