@@ -250,9 +250,13 @@ _BAD_CONFIGS: dict[str, Callable[[], Any]] = {
 
 
 @pytest.mark.parametrize("kind", sorted(_BAD_CONFIGS))
-def test_a_detector_config_with_a_bad_argument_is_refused_when_built(kind: str) -> None:
-    with pytest.raises(ValueError, match=r"\w+"):
+def test_a_detector_config_with_a_bad_argument_names_itself_its_kind_and_fix(kind: str) -> None:
+    cls = next(k.cls for k in kinds() if k.kind == kind)
+    with pytest.raises(PipelineConfigError) as e:
         _BAD_CONFIGS[kind]()
+    # a config has no step id yet: it is named by its class (and its name, for rules and patterns)
+    assert e.value.kind == kind and e.value.step_id.startswith(cls.__name__)
+    assert f"({kind}): " in str(e.value) and "Fix: " in str(e.value) and e.value.fix
 
 
 def test_every_detector_config_has_a_bad_argument_case() -> None:
