@@ -82,8 +82,8 @@ def emitter_for(target: str, step: Step) -> Callable[..., Any]:
 
 
 def registered(target: str) -> set[str]:
-    """Kinds of the steps ``target`` translates."""
-    return {cls.kind for cls in _EMITTERS.get(target, {})}
+    """Kinds of the steps (and step configs) ``target`` translates."""
+    return {str(getattr(cls, "kind", cls.__name__)) for cls in _EMITTERS.get(target, {})}
 
 
 def targets_for(step: Step) -> list[str]:
