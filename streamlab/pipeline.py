@@ -1133,7 +1133,7 @@ class WindowBuilder:
         self._stream = stream
         self._sid = sid
         self._settings = settings
-        stream.pipeline._check(self._step((agg_module.count(name="_pending"),)))
+        stream.pipeline._check(self._step((agg_module.count(name="__aggregators_to_come__"),)))
         stream.pipeline._unfinished[sid] = "window"
 
     def _step(self, aggs: tuple[Aggregator, ...]) -> WindowStep:
