@@ -429,7 +429,7 @@ def pipeline_from_dict(
             # against its inputs as a step added by a Stream method is
             ctx = ReadContext(trust, sid, p.time, p.columns_of(inputs[0]), source_factories, sink_factories)
             step: Any = from_params(classes[kind], st, ctx, step_id=sid, inputs=tuple(inputs))
-            return p._add(step)
+            return p.add_step(step)
 
         built = attempt(path, make_step)
         if built is None:
