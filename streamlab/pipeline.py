@@ -422,7 +422,18 @@ class Pipeline:
         return refs
 
     def __repr__(self) -> str:
-        return f"Pipeline({self.name!r}, steps=[{', '.join(self.steps)}])"
+        """The pipeline's steps, each with what it is (its registered label) when that is not its id.
+
+        Examples
+        --------
+        >>> from streamlab.testing import ListSource
+        >>> p = Pipeline(ListSource([b"{}"]), name="demo")
+        >>> _ = p.parse().filter("event_type == 'click'", step_id="clicks")
+        >>> p
+        Pipeline('demo', steps=[source (ListSource), parse, clicks (filter)])
+        """
+        named = [sid if label_of(s) == sid else f"{sid} ({label_of(s)})" for sid, s in self.steps.items()]
+        return f"Pipeline({self.name!r}, steps=[{', '.join(named)}])"
 
     # -- serialization and diagram ---------------------------------------------------------------------
     def check_complete(self) -> None:

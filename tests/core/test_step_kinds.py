@@ -317,6 +317,7 @@ def test_the_diagram_labels_come_from_the_registry(name: str, data: dict[str, st
         assert f'{sid}["{sid}: {label}"]' in mermaid
         assert f"<td>{label}</td>" in html
         assert boxes[sid] == label
+        assert (sid if label == sid else f"{sid} ({label})") in repr(p)
     expected = {
         "functions": {"ReplaySource", "filter", "map"},
         "steps": {"ReplaySource", "parse", "union", "window", "interval_join", "JsonLinesSink"},
