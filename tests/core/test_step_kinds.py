@@ -11,11 +11,14 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st_
 from streamlab.datasets import load
 
 from streamlab import JsonLinesSink, ManualClock, Pipeline, ReplaySource, TumblingWindow, agg
+from streamlab import _step_codecs as codec
 from streamlab import steps as st
-from streamlab._step_kinds import kinds, label_of
+from streamlab._step_kinds import ReadContext, from_params, kinds, label_of
 from streamlab.detectors import (
     AdaptiveThresholdFilter,
     Detect,
@@ -341,3 +344,43 @@ def test_an_exporter_keys_a_detector_step_on_its_config_class(monkeypatch: pytes
     other = st.OperatorStep("z", ("source",), config=ZScoreFeature("card_id", "amount"))
     with pytest.raises(PipelineConfigError, match=r"step 'z' \(operator\): cannot export to doc"):
         _registry.emitter_for("doc", other)
+
+
+# -- the codecs read back what they write ----------------------------------------------------------------
+@settings(max_examples=200, deadline=None)
+@given(
+    ns=st_.integers(min_value=0, max_value=10**18), signed=st_.integers(min_value=-(10**18), max_value=10**18)
+)
+def test_durations_read_back_to_the_nanosecond(ns: int, signed: int) -> None:
+    ctx = ReadContext()
+    assert codec.DURATION_NS.decode(codec.DURATION_NS.encode(ns), ctx) == ns
+    assert codec.SIGNED_DURATION_NS.decode(codec.SIGNED_DURATION_NS.encode(signed), ctx) == signed
+    text = codec.DURATION_TEXT.encode(ns)
+    assert codec.DURATION_TEXT.encode(codec.DURATION_TEXT.decode(text, ctx)) == text
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    ttl=st_.one_of(st_.none(), st_.integers(min_value=1, max_value=10**15)),
+    max_ids=st_.integers(min_value=1, max_value=10**9),
+    delay=st_.integers(min_value=0, max_value=10**15),
+    keys=st_.lists(st_.sampled_from(["a", "b", "c"]), unique=True, max_size=3),
+)
+def test_steps_read_back_from_their_params_equal(
+    ttl: int | None, max_ids: int, delay: int, keys: list[str]
+) -> None:
+    for step in (
+        st.DedupStep("d", ("source",), ttl_ns=ttl, max_ids=max_ids),
+        st.WindowStep(
+            "w",
+            ("source",),
+            window=TumblingWindow("1m"),
+            keys=tuple(keys),
+            aggs=(agg.count(),),
+            delay_ns=delay,
+        ),
+        st.IntervalJoinStep("j", ("a", "b"), on=("k",), lower_ns=-delay, upper_ns=delay, delay_ns=delay),
+    ):
+        back = from_params(type(step), step.params(), step_id=step.step_id, inputs=step.inputs)
+        assert back.params() == step.params()
+        assert back == step or isinstance(step, st.WindowStep)  # aggregators compare by identity
