@@ -809,6 +809,14 @@ def code_in_spec(data: dict[str, Any], read_only_problem: Callable[[str], str | 
         exprs = [("expr", st.get("expr"))] if st.get("kind") == "filter" else []
         if st.get("kind") == "map" and isinstance(st.get("columns"), dict):
             exprs += [(f"columns.{k}", v) for k, v in st["columns"].items()]
+        if st.get("kind") == "operator" and isinstance(st.get("config"), dict):
+            # a rule's expr, a pattern step's where: evaluated on batches as filters are
+            from streamlab._step_codecs import expressions_in
+            from streamlab._step_kinds import config_kinds
+
+            cls = config_kinds().get(str(st.get("type")))
+            if cls is not None:
+                exprs += [(f"config.{k}", e) for k, e in expressions_in(cls, st["config"])]
         for where, expr in exprs:
             why = expression_problem(expr)
             if why:

@@ -26,6 +26,7 @@ __all__ = [
     "DETECTOR",
     "DURATION_NS",
     "DURATION_TEXT",
+    "EXPRESSION",
     "FLOAT",
     "FUNCTION",
     "MAPPING",
@@ -43,6 +44,7 @@ __all__ = [
     "WINDOW",
     "UntrustedRef",
     "dataclass_list",
+    "expressions_in",
 ]
 
 
@@ -65,6 +67,9 @@ SIGNED_DURATION_NS = Codec(_signed, DURATION_NS.decode)
 #: a duration held as given (text, seconds or timedelta), written as normalised text
 DURATION_TEXT = Codec(lambda v: format_duration(parse_duration(v)), lambda v, ctx: v)
 OPTIONAL_DURATION_TEXT = _optional(DURATION_TEXT)
+#: a pandas expression (evaluated on batches): written as text, and checked by ``code_in_spec`` before
+#: an untrusted spec is built
+EXPRESSION = Codec(lambda v: v, lambda v, ctx: v)
 #: a number written as a float
 FLOAT = Codec(float, lambda v, ctx: v)
 #: column names: a tuple, written as a list (a spec may give one name)
@@ -203,4 +208,29 @@ def dataclass_list(cls: type) -> Codec:
     def decode(values: Any, ctx: ReadContext) -> Any:
         return tuple(from_params(cls, v, ctx) if isinstance(v, Mapping) else v for v in values)
 
-    return Codec(encode, decode)
+    return Codec(encode, decode, item=cls)
+
+
+def expressions_in(cls: type, params: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The expressions a spec entry of ``cls`` holds, with their paths in it: the values of its
+    :data:`EXPRESSION` fields, in nested dataclass lists too.
+
+    Examples
+    --------
+    >>> from streamlab.detectors import Pattern
+    >>> expressions_in(Pattern, {"key": "k", "steps": [{"name": "a", "where": "x > 1"}], "within": "1m"})
+    [('steps[0].where', 'x > 1')]
+    """
+    from streamlab._step_kinds import param_fields
+
+    found: list[tuple[str, Any]] = []
+    for f, spec in param_fields(cls):
+        key = spec.key or f.name
+        value = params.get(key)
+        if spec.codec is EXPRESSION and value is not None:
+            found.append((key, value))
+        elif spec.codec.item is not None and isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    found += [(f"{key}[{i}].{k}", e) for k, e in expressions_in(spec.codec.item, item)]
+    return found

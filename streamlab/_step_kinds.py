@@ -88,6 +88,8 @@ class Codec:
 
     encode: Callable[[Any], Any]
     decode: Callable[[Any, ReadContext], Any]
+    #: the dataclass of each item, for a list of dataclass values (a pattern's steps)
+    item: type | None = None
 
 
 #: plain data, written and read as it is (lists stay lists, tuples become lists in YAML)

@@ -316,7 +316,7 @@ class FilterStep(Step):
     {'expr': 'x > 0'}
     """
 
-    expr: str | None = param(default=None, when=_has_expr)
+    expr: str | None = param(codec=codec.EXPRESSION, default=None, when=_has_expr)
     fn: UserFunction | None = param(codec=codec.FUNCTION, default=None, when=_has_fn)
     per_event: bool = param(default=False, when=_has_fn)
     kind: ClassVar[str] = "filter"

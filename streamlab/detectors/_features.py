@@ -925,7 +925,7 @@ class ThresholdRule(StepConfig):
     """
 
     name: str
-    expr: str | None = None
+    expr: str | None = param(codec=codec.EXPRESSION, default=None)
     column: str | None = None
     op: str | None = None
     value: Any = None

@@ -58,7 +58,7 @@ class PatternStep:
     """
 
     name: str
-    where: str
+    where: str = param(codec=codec.EXPRESSION)
     times: int = 1
     differs_from: Mapping[str, str] = param(codec=codec.MAPPING, default_factory=dict)
 

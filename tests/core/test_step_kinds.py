@@ -384,3 +384,27 @@ def test_steps_read_back_from_their_params_equal(
         back = from_params(type(step), step.params(), step_id=step.step_id, inputs=step.inputs)
         assert back.params() == step.params()
         assert back == step or isinstance(step, st.WindowStep)  # aggregators compare by identity
+
+
+# -- expressions in detector configs are checked like filter expressions before an untrusted spec runs ----
+@pytest.mark.parametrize(
+    ("config", "where"),
+    [
+        (ThresholdRule("big", expr="amount.to_csv('{out}') > 0"), "config.expr"),
+        (Pattern("card_id", [("a", "amount.to_csv('{out}') > 0")], within="1m"), r"config.steps\[0\].where"),
+    ],
+)
+def test_an_expression_in_a_rule_or_pattern_needs_trust(
+    config: Any, where: str, data: dict[str, str], tmp_path: Path
+) -> None:
+    from streamlab.errors import UntrustedSpecError
+
+    out = tmp_path / "written.csv"
+    p = Pipeline(ReplaySource(data["parquet"]), name="sneaky")
+    p.stream.apply(config, step_id="rule")
+    text = pipeline_to_yaml(p).replace("{out}", str(out))
+    with pytest.raises(UntrustedSpecError, match=rf"step 'rule'\)\.{where}.*could do more than compute"):
+        pipeline_from_yaml(text)
+    assert not out.exists()
+    safe = pipeline_to_yaml(p).replace("amount.to_csv('{out}') > 0", "amount.abs() > 0")
+    assert list(pipeline_from_yaml(safe).steps) == ["source", "rule"]
