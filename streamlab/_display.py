@@ -55,7 +55,8 @@ def params_text(params: Mapping[str, Any], limit: int = 240) -> str:
 
 
 def step_params_text(step: Any) -> str:
-    """:func:`params_text` of a step; a source or sink a spec cannot hold (data in memory) by its repr.
+    """:func:`params_text` of a step; a source, sink or config a spec cannot hold (data in memory, a
+    Python object) by its repr.
 
     Examples
     --------
@@ -67,7 +68,7 @@ def step_params_text(step: Any) -> str:
     try:
         return params_text(step.params())
     except (TypeError, ValueError):  # e.g. ListSource: its events live in memory, not in a spec
-        held = getattr(step, "source", None) or getattr(step, "sink", None)
+        held = getattr(step, "source", None) or getattr(step, "sink", None) or getattr(step, "config", None)
         return repr(held) if held is not None else ""
 
 

@@ -54,21 +54,6 @@ TYPE_ALIASES: dict[str, str] = {
 }
 
 _COMMON = {"step_id", "kind", "input"}
-# The processing kinds a spec may name; the keys each one reads are those its ``Step.params()`` writes
-# (:func:`param_keys`).
-_STEP_KINDS = (
-    "dedup",
-    "enrich",
-    "filter",
-    "interval_join",
-    "key_by",
-    "map",
-    "operator",
-    "parse",
-    "select",
-    "union",
-    "window",
-)
 _WINDOW_KEYS = {
     "tumbling": ({"size"}, {"offset"}),
     "sliding": ({"size", "every"}, {"offset"}),
@@ -139,56 +124,34 @@ def schema_fields(step_id: str, schema: dict[str, Any]) -> tuple[FieldSpec, ...]
 
 
 def step_output_names() -> dict[str, tuple[str, ...]]:
-    """Output names of each built-in processing kind, read from the step classes.
+    """Output names of each processing kind, read from the registered step classes.
 
     Examples
     --------
     >>> step_output_names()["parse"]
     ('out', 'dead_letter')
     """
-    from streamlab import steps
+    from streamlab._step_kinds import step_classes
 
-    out = {}
-    for name in steps.__all__:
-        cls = getattr(steps, name)
-        if cls.kind in _STEP_KINDS:
-            out[cls.kind] = tuple(cls.output_names)
-    return out
+    return {kind: tuple(getattr(cls, "output_names", ("out",))) for kind, cls in step_classes().items()}
 
 
 @functools.cache
 def param_keys() -> dict[str, set[str]]:
-    """The keys each processing kind's ``Step.params()`` writes, read from sample steps, so a parameter
-    added to a step is accepted here without being listed twice.
+    """The keys each processing kind reads: its parameter fields' spec keys (``streamlab._step_kinds``),
+    so a parameter added to a step is accepted here without being listed twice.
 
     Examples
     --------
     >>> sorted(param_keys()["dedup"])
     ['id', 'max_ids', 'time', 'ttl']
     """
-    from streamlab import steps as s
-    from streamlab.functions import UserFunction
-    from streamlab.windows import TumblingWindow
+    from streamlab._step_kinds import param_fields, step_classes
 
-    fn = UserFunction.of(abs)
-    io = ("step", ("input",))
-    samples = [
-        s.ParseStep(*io),
-        s.FilterStep(*io, expr="x"),
-        s.FilterStep(*io, fn=fn),
-        s.MapStep(*io, columns=(("y", "x"),)),
-        s.MapStep(*io, fn=fn, declared=("y",)),
-        s.SelectStep(*io, columns=(("x", "x"),)),
-        s.DedupStep(*io, ttl_ns=1),
-        s.KeyByStep(*io, keys=("x",)),
-        s.UnionStep(*io),
-        s.WindowStep(*io, window=TumblingWindow("1m")),
-        s.IntervalJoinStep(*io),
-        s.EnrichStep(*io, table_ref="table.parquet"),
-    ]
-    keys: dict[str, set[str]] = {"operator": {"type", "config"}}  # a step config: spec._config_spec
-    for step in samples:
-        keys.setdefault(step.kind, set()).update(step.params())
+    keys: dict[str, set[str]] = {}
+    for kind, cls in step_classes().items():
+        keys[kind] = {spec.key or f.name for f, spec in param_fields(cls) if spec.key != ""}
+    keys["operator"] = {"type", "config"}  # a step config: streamlab.steps.OperatorStep
     return keys
 
 
@@ -343,7 +306,7 @@ class _Checker:
         elif section == "sinks":
             kinds = sorted(self.sink_kinds) if self.sink_kinds is not None else None
         else:
-            kinds = list(_STEP_KINDS)
+            kinds = sorted(param_keys())
         what = {"sources": "source", "sinks": "sink", "processing": "step"}[section]
         if kind is None:
             self.add(
@@ -362,7 +325,9 @@ class _Checker:
             self.inputs(item, path, known, multiple=section == "processing")
         if section == "processing" and kind is not None:
             self.keys(item, param_keys().get(kind, set()) | _COMMON, path, f"a {kind} step")
-            getattr(self, f"step_{kind}")(item, path)
+            check_kind = getattr(self, f"step_{kind}", None)  # the step checks itself when built, too
+            if check_kind is not None:
+                check_kind(item, path)
         if isinstance(sid, str) and sid:
             ids.add(sid)
             outs = step_output_names().get(kind or "", ("out",)) if section == "processing" else ("out",)
@@ -844,6 +809,14 @@ def code_in_spec(data: dict[str, Any], read_only_problem: Callable[[str], str | 
         exprs = [("expr", st.get("expr"))] if st.get("kind") == "filter" else []
         if st.get("kind") == "map" and isinstance(st.get("columns"), dict):
             exprs += [(f"columns.{k}", v) for k, v in st["columns"].items()]
+        if st.get("kind") == "operator" and isinstance(st.get("config"), dict):
+            # a rule's expr, a pattern step's where: evaluated on batches as filters are
+            from streamlab._step_codecs import expressions_in
+            from streamlab._step_kinds import config_kinds
+
+            cls = config_kinds().get(str(st.get("type")))
+            if cls is not None:
+                exprs += [(f"config.{k}", e) for k, e in expressions_in(cls, st["config"])]
         for where, expr in exprs:
             why = expression_problem(expr)
             if why:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
+from fractions import Fraction
 from typing import Union
 
 import numpy as np
@@ -56,7 +57,8 @@ def parse_duration(value: Duration, *, what: str = "duration") -> int:
     if isinstance(value, str):
         m = _DURATION_RE.match(value)
         if m:
-            return round(float(m.group(1)) * _UNITS_NS[m.group(2)])
+            # exact (a float would round "9007199254740993ns", which a spec writes for a long odd duration)
+            return round(Fraction(m.group(1)) * _UNITS_NS[m.group(2)])
     raise ValueError(
         f"{what}: cannot read {value!r} as a duration; write it like '500ms', '10s', '5m', '1h', '1d', "
         "a datetime.timedelta, or a number of seconds"

@@ -9,21 +9,22 @@ the exporters translate.
 
 from __future__ import annotations
 
-import ast
 import copy
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
+from streamlab import agg as agg_module
 from streamlab._coltypes import aggregator_type_problem
 from streamlab._spec_check import schema_fields
+from streamlab._step_kinds import label_of
 from streamlab._time import Duration, parse_duration
 from streamlab.aggregators import Aggregator
 from streamlab.errors import PipelineConfigError, suggest
-from streamlab.functions import UserFunction
 from streamlab.io import Sink, Source, Upstream
 from streamlab.steps import (
+    EVENT_SCHEMA,
     Columns,
     DedupStep,
     EnrichStep,
@@ -39,41 +40,14 @@ from streamlab.steps import (
     Step,
     UnionStep,
     WindowStep,
+    partition_columns,
 )
-from streamlab.windows import SessionWindow, Window
+from streamlab.windows import Window
 
 if TYPE_CHECKING:
     from streamlab.runtime import RunHandle, RunResult
 
-__all__ = ["Pipeline", "Stream"]
-
-EVENT_SCHEMA: dict[str, Any] = {
-    "event_id": "string",
-    "event_type": "string",
-    "user_id": "string",
-    "timestamp": "timestamp",
-    "properties": "object",
-}
-"""The product's event schema: the default of ``Stream.parse``."""
-
-_EXPR_NAMES_IGNORED = {"True", "False", "None", "abs", "str", "len", "nan", "inf"}
-
-
-def _expr_columns(expr: str, step_id: str, kind: str) -> set[str]:
-    try:
-        tree = ast.parse(expr, mode="eval")
-    except SyntaxError as e:
-        raise PipelineConfigError(
-            step_id,
-            kind,
-            f"cannot read expression {expr!r}: {e.msg}",
-            'write a pandas expression such as "amount > 100"',
-        ) from None
-    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-    attrs = {
-        n.value.id for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
-    }
-    return names - attrs - _EXPR_NAMES_IGNORED
+__all__ = ["EVENT_SCHEMA", "Pipeline", "Stream"]
 
 
 class Pipeline:
@@ -122,13 +96,6 @@ class Pipeline:
     # -- building --------------------------------------------------------------------------------
     def add_source(self, source: Source, *, step_id: str | None = None) -> Stream:
         """Add a source and return its stream."""
-        if not hasattr(source, "open"):
-            raise PipelineConfigError(
-                step_id or "source",
-                "source",
-                f"{source!r} is not a streamlab Source",
-                "pass a Source such as ReplaySource(df), ListSource([...]) or KafkaSource(...)",
-            )
         step = SourceStep(self._new_id(step_id, "source"), (), source=source)
         return self._add(step)
 
@@ -373,16 +340,55 @@ class Pipeline:
             i += 1
         return f"{kind}_{i}"
 
+    def _check(self, step: Step) -> list[Columns]:
+        """Check a step against the columns of its inputs (when known); returns those columns."""
+        ins = [self.columns_of(ref) for ref in step.inputs]
+        problem = step.input_problem(ins)
+        if problem is not None:
+            raise PipelineConfigError(step.step_id, label_of(step), *problem)
+        if isinstance(step, WindowStep):
+            for a in step.aggs:  # the types declared upstream (parse, sources), which the step cannot see
+                mismatch = aggregator_type_problem(self, step.inputs[0], a) if a.column is not None else None
+                if mismatch:
+                    raise PipelineConfigError(step.step_id, step.kind, *mismatch)
+        return ins
+
+    def add_step(self, step: Step) -> Stream:
+        """Add a step built directly (not by a :class:`Stream` method): it is checked against its inputs
+        as the methods' steps are, and its main output is returned.
+
+        Examples
+        --------
+        >>> from streamlab.steps import FilterStep
+        >>> from streamlab.testing import ListSource
+        >>> p = Pipeline(ListSource([{'x': 1}]))
+        >>> p.add_step(FilterStep('big', ('source',), expr='x > 0'))
+        Stream('big', columns=['x'])
+        """
+        if step.step_id in self.steps:
+            raise PipelineConfigError(
+                step.step_id, step.kind, "this step_id is already used", "choose a unique step_id"
+            )
+        for ref in step.inputs:
+            sid, _, out = ref.partition(".")
+            if sid not in self.steps or (out and out not in self.outputs_of(sid)):
+                raise PipelineConfigError(
+                    step.step_id,
+                    step.kind,
+                    f"input {ref!r} names no step output",
+                    suggest(ref, list(self._columns), what="outputs"),
+                )
+        return self._add(step)
+
     def _add(
         self, step: Step, keys: tuple[str, ...] | None = None, cls: type[Stream] | None = None
     ) -> Stream:
-        ins = [self.columns_of(ref) for ref in step.inputs]
-        outs = step.out_columns(ins)
+        outs = step.out_columns(self._check(step))
         self.steps[step.step_id] = step
         for out, cols in outs.items():
             self._columns[step.step_id if out == "out" else f"{step.step_id}.{out}"] = cols
         if keys is None:
-            keys = self._keys.get(step.inputs[0], ()) if step.inputs else ()
+            keys = step.keys_out(self._keys.get(step.inputs[0], ()) if step.inputs else ())
         self._keys[step.step_id] = keys
         return (cls or Stream)(self, step.step_id)
 
@@ -392,8 +398,7 @@ class Pipeline:
 
     # -- introspection ---------------------------------------------------------------------------
     def outputs_of(self, step_id: str) -> tuple[str, ...]:
-        step = self.steps[step_id]
-        return step.outputs if isinstance(step, OperatorStep) else step.output_names
+        return self.steps[step_id].outputs
 
     def consumers(self) -> dict[str, list[tuple[str, int]]]:
         """For each stream reference, the (step_id, input port) pairs reading it."""
@@ -417,7 +422,18 @@ class Pipeline:
         return refs
 
     def __repr__(self) -> str:
-        return f"Pipeline({self.name!r}, steps=[{', '.join(self.steps)}])"
+        """The pipeline's steps, each with what it is (its registered label) when that is not its id.
+
+        Examples
+        --------
+        >>> from streamlab.testing import ListSource
+        >>> p = Pipeline(ListSource([b"{}"]), name="demo")
+        >>> _ = p.parse().filter("event_type == 'click'", step_id="clicks")
+        >>> p
+        Pipeline('demo', steps=[source (ListSource), parse, clicks (filter)])
+        """
+        named = [sid if label_of(s) == sid else f"{sid} ({label_of(s)})" for sid, s in self.steps.items()]
+        return f"Pipeline({self.name!r}, steps=[{', '.join(named)}])"
 
     # -- serialization and diagram ---------------------------------------------------------------------
     def check_complete(self) -> None:
@@ -600,15 +616,6 @@ class Stream:
         cols = f", columns={list(self.columns)}" if self.columns is not None else ""
         return f"Stream({self.ref!r}{cols})"
 
-    # -- checks -----------------------------------------------------------------------------------
-    def _need(self, names: Iterable[str], step_id: str, kind: str, what: str) -> None:
-        cols = self.columns
-        if cols is None:
-            return
-        for n in names:
-            if n not in cols:
-                raise PipelineConfigError(step_id, kind, f"unknown column {n!r} in {what}", suggest(n, cols))
-
     def _sid(self, step_id: str | None, kind: str) -> str:
         return self.pipeline._new_id(step_id, kind)
 
@@ -653,38 +660,13 @@ class Stream:
         sid = self._sid(step_id, "parse")
         if format != "json":
             raise PipelineConfigError(sid, "parse", f"unsupported format {format!r}", "use format='json'")
-        schema = dict(EVENT_SCHEMA if schema is None else schema)
-        fields = schema_fields(sid, schema)
-        names = {f.name for f in fields}
-        if time is not None and time not in names:
-            raise PipelineConfigError(
-                sid,
-                "parse",
-                f"the event-time field {time!r} is not in the schema",
-                f"add {time!r}: 'timestamp' to the schema, or pass time=None for streams without event time",
-            )
-        if time is not None and next(f for f in fields if f.name == time).type != "timestamp":
-            raise PipelineConfigError(
-                sid, "parse", f"field {time!r} must have type 'timestamp'", f"declare {time!r}: 'timestamp'"
-            )
-        req = tuple(required)
-        for r in req:
-            if r not in names:
-                raise PipelineConfigError(
-                    sid, "parse", f"required field {r!r} is not in the schema", suggest(r, names)
-                )
-        self._need([value_column], sid, "parse", "value_column")
-        if max_record_bytes <= 0:
-            raise PipelineConfigError(
-                sid, "parse", "max_record_bytes must be positive", "pass e.g. 1_000_000"
-            )
         step = ParseStep(
             sid,
             (self.ref,),
-            fields=fields,
+            fields=schema_fields(sid, dict(EVENT_SCHEMA if schema is None else schema)),
             value_column=value_column,
             time=time,
-            required=req,
+            required=tuple(required),
             max_record_bytes=max_record_bytes,
         )
         return self.pipeline._add(step, cls=ParsedStream)  # type: ignore[return-value]
@@ -692,20 +674,12 @@ class Stream:
     def filter(self, expr: str, *, step_id: str | None = None) -> FallibleStream:
         """Keep events for which a vectorized pandas expression holds, e.g. ``"amount > 100"``."""
         sid = self._sid(step_id, "filter")
-        if not isinstance(expr, str):
-            raise PipelineConfigError(
-                sid,
-                "filter",
-                f"expected an expression string, got {type(expr).__name__}",
-                "use filter('amount > 100'), or filter_many(fn) / filter_one(fn) for functions",
-            )
-        self._need(sorted(_expr_columns(expr, sid, "filter")), sid, "filter", f"expression {expr!r}")
         return self.pipeline._add(FilterStep(sid, (self.ref,), expr=expr), cls=FallibleStream)  # type: ignore[return-value]
 
     def filter_many(self, fn: Callable[[pd.DataFrame], Any], *, step_id: str | None = None) -> FallibleStream:
         """Keep rows where ``fn(batch)`` (a boolean array per batch) is true; errors go to dead letter."""
         sid = self._sid(step_id, "filter")
-        step = FilterStep(sid, (self.ref,), fn=_fn(fn, sid, "filter"), per_event=False)
+        step = FilterStep(sid, (self.ref,), fn=cast(Any, fn), per_event=False)
         return self.pipeline._add(step, cls=FallibleStream)  # type: ignore[return-value]
 
     def filter_one(
@@ -713,7 +687,7 @@ class Stream:
     ) -> FallibleStream:
         """Keep events where ``fn(event_dict)`` is true (per-event Python: the slow path)."""
         sid = self._sid(step_id, "filter")
-        step = FilterStep(sid, (self.ref,), fn=_fn(fn, sid, "filter"), per_event=True)
+        step = FilterStep(sid, (self.ref,), fn=cast(Any, fn), per_event=True)
         return self.pipeline._add(step, cls=FallibleStream)  # type: ignore[return-value]
 
     def map_many(
@@ -728,7 +702,7 @@ class Stream:
         step = MapStep(
             sid,
             (self.ref,),
-            fn=_fn(fn, sid, "map"),
+            fn=cast(Any, fn),  # the step holds it as a UserFunction
             per_event=False,
             declared=tuple(columns) if columns is not None else None,
         )
@@ -746,7 +720,7 @@ class Stream:
         step = MapStep(
             sid,
             (self.ref,),
-            fn=_fn(fn, sid, "map"),
+            fn=cast(Any, fn),  # the step holds it as a UserFunction
             per_event=True,
             declared=tuple(columns) if columns is not None else None,
         )
@@ -755,26 +729,6 @@ class Stream:
     def with_columns(self, *, step_id: str | None = None, **exprs: str) -> FallibleStream:
         """Add or replace columns from vectorized expressions: ``with_columns(total="price * qty")``."""
         sid = self._sid(step_id, "with_columns")
-        if not exprs:
-            raise PipelineConfigError(
-                sid, "map", "no columns given", "pass e.g. with_columns(total='price * qty')"
-            )
-        known = set(self.columns or ())
-        for name, e in exprs.items():
-            if not isinstance(e, str):
-                raise PipelineConfigError(
-                    sid,
-                    "map",
-                    f"column {name!r} needs an expression string",
-                    f"write it as text, e.g. with_columns({name}='price * qty')",
-                )
-            if self.columns is not None:
-                for c in sorted(_expr_columns(e, sid, "map")):
-                    if c not in known:
-                        raise PipelineConfigError(
-                            sid, "map", f"unknown column {c!r} in {name}={e!r}", suggest(c, known)
-                        )
-            known.add(name)
         step = MapStep(sid, (self.ref,), columns=tuple(exprs.items()))
         return self.pipeline._add(step, cls=FallibleStream)  # type: ignore[return-value]
 
@@ -782,7 +736,6 @@ class Stream:
         """Keep ``columns`` (and ``new_name="old_name"`` renames)."""
         sid = self._sid(step_id, "select")
         pairs = [(c, c) for c in columns] + [(old, new) for new, old in renames.items()]
-        self._need([p[0] for p in pairs], sid, "select", "select")
         return self.pipeline._add(SelectStep(sid, (self.ref,), columns=tuple(pairs)))
 
     def dedup(
@@ -801,29 +754,17 @@ class Stream:
         """
         sid = self._sid(step_id, "dedup")
         time = self.pipeline.time if time is None else time
-        self._need([id], sid, "dedup", "id")
+        ttl_ns = None if ttl is None else parse_duration(ttl, what=f"step {sid!r} (dedup) ttl")
+        # without a ttl the event time is not needed: a stream without that column still dedups
         cols = self.columns
-        use_time: str | None = time if cols is None or time in cols else None
-        ttl_ns = None
-        if ttl is not None:
-            ttl_ns = parse_duration(ttl, what=f"step {sid!r} (dedup) ttl")
-            if use_time is None and ttl_ns > 0:  # the step checks the rest (DedupStep.__post_init__)
-                raise PipelineConfigError(
-                    sid,
-                    "dedup",
-                    f"ttl needs the event-time column {time!r}, which the stream lacks",
-                    "pass time='<column>' or ttl=None (bounded by max_ids only)",
-                )
+        use_time = time if cols is None or time in cols or ttl_ns is not None else None
         step = DedupStep(sid, (self.ref,), id_column=id, time=use_time, ttl_ns=ttl_ns, max_ids=max_ids)
         return self.pipeline._add(step, cls=DedupedStream)  # type: ignore[return-value]
 
     def key_by(self, *keys: str, step_id: str | None = None) -> Stream:
         """Declare the key for later keyed steps (windows, dedup, detectors)."""
         sid = self._sid(step_id, "key_by")
-        if not keys:
-            raise PipelineConfigError(sid, "key_by", "no key column given", "pass e.g. key_by('user_id')")
-        self._need(keys, sid, "key_by", "key")
-        return self.pipeline._add(KeyByStep(sid, (self.ref,), keys=tuple(keys)), keys=tuple(keys))
+        return self.pipeline._add(KeyByStep(sid, (self.ref,), keys=tuple(keys)))
 
     def union(self, *others: Stream, step_id: str | None = None) -> Stream:
         """Merge this stream with others (same pipeline) into one."""
@@ -879,59 +820,25 @@ class Stream:
             ``None`` (default): a partition is waited for as long as the source is assigned it.
         """
         sid = self._sid(step_id, "window")
-        if not isinstance(window, Window):
-            raise PipelineConfigError(
-                sid,
-                "window",
-                f"{window!r} is not a window",
-                "pass TumblingWindow('1m'), SlidingWindow('5m', every='1m') or SessionWindow('30m')",
-            )
-        keys = self.keys if key is None else ((key,) if isinstance(key, str) else tuple(key))
-        time = self.pipeline.time if time is None else time
-        self._need(keys, sid, "window", "key")
-        self._need([time], sid, "window", "time (pass time='<event-time column>')")
-        delay_ns = parse_duration(delay, what=f"step {sid!r} (window) delay")
-        lateness_ns = parse_duration(lateness, what=f"step {sid!r} (window) lateness")
-        if delay_ns < 0 or lateness_ns < 0:
-            raise PipelineConfigError(
-                sid, "window", "delay and lateness must not be negative", "use e.g. delay='10s'"
-            )
-        if early and isinstance(window, SessionWindow):
-            raise PipelineConfigError(
-                sid,
-                "window",
-                "early results are not supported for session windows",
-                "drop early=True, or use a tumbling or sliding window",
-            )
-        by = self._watermark_columns(watermark_by, sid)
-        idle_ns = None
-        if idle_timeout is not None:
-            idle_ns = parse_duration(idle_timeout, what=f"step {sid!r} (window) idle_timeout")
-            if idle_ns <= 0:
-                raise PipelineConfigError(
-                    sid, "window", "idle_timeout must be positive", "use e.g. idle_timeout='30s'"
-                )
-            if not by:
-                raise PipelineConfigError(
-                    sid,
-                    "window",
-                    "idle_timeout needs one watermark per source partition, and this window has one "
-                    "watermark for the whole stream (no partition column found)",
-                    "pass watermark_by='<partition column>', or drop idle_timeout",
-                )
-        return WindowBuilder(self, sid, window, keys, time, delay_ns, lateness_ns, early, by, idle_ns)
-
-    def _watermark_columns(self, watermark_by: str | Iterable[str] | None, sid: str) -> tuple[str, ...]:
         if watermark_by is None:
-            return ()
-        if watermark_by == "auto":
-            cols = self.columns or ()
-            if "partition" in cols:
-                return ("topic", "partition") if "topic" in cols else ("partition",)
-            return ("shard_id",) if "shard_id" in cols else ()
-        by = (watermark_by,) if isinstance(watermark_by, str) else tuple(watermark_by)
-        self._need(by, sid, "window", "watermark_by")
-        return by
+            by: tuple[str, ...] = ()
+        elif watermark_by == "auto":
+            by = partition_columns(self.columns)
+        else:
+            by = (watermark_by,) if isinstance(watermark_by, str) else tuple(watermark_by)
+        settings = {
+            "window": window,
+            "keys": self.keys if key is None else ((key,) if isinstance(key, str) else tuple(key)),
+            "time": self.pipeline.time if time is None else time,
+            "delay_ns": parse_duration(delay, what=f"step {sid!r} (window) delay"),
+            "lateness_ns": parse_duration(lateness, what=f"step {sid!r} (window) lateness"),
+            "early": early,
+            "watermark_by": by,
+            "idle_timeout_ns": None
+            if idle_timeout is None
+            else parse_duration(idle_timeout, what=f"step {sid!r} (window) idle_timeout"),
+        }
+        return WindowBuilder(self, sid, settings)
 
     def join_interval(
         self,
@@ -951,17 +858,8 @@ class Stream:
         keys = (on,) if isinstance(on, str) else tuple(on)
         time = self.pipeline.time if time is None else time
         other_time = time if other_time is None else other_time
-        self._need([*keys, time], sid, "interval_join", "the left side")
-        other._need([*keys, other_time], sid, "interval_join", "the right side")
         lo = parse_duration(lower, what=f"step {sid!r} (join) lower")
         hi = parse_duration(upper, what=f"step {sid!r} (join) upper")
-        if lo > hi:
-            raise PipelineConfigError(
-                sid,
-                "interval_join",
-                f"lower ({lower}) is after upper ({upper})",
-                "swap them: lower is the earliest offset of the other side, e.g. lower='-5m', upper='5m'",
-            )
         step = IntervalJoinStep(
             sid,
             (self.ref, other.ref),
@@ -987,52 +885,17 @@ class Stream:
         sid = self._sid(step_id, "enrich")
         keys = (on,) if isinstance(on, str) else tuple(on)
         ref: str | None = None
-        if isinstance(table, str) and table.startswith("duckdb:"):
-            from streamlab.sinks import DuckDBTable
-
-            _, path, query = table.split(":", 2)
-            table = DuckDBTable(path, query)
-        if isinstance(table, str):
-            ref = table
-            table = pd.read_parquet(table) if table.endswith(".parquet") else pd.read_csv(table)
+        if isinstance(table, str):  # a path or "duckdb:PATH:QUERY": the step loads it
+            ref, table = table, None
         elif not isinstance(table, pd.DataFrame) and hasattr(table, "load") and hasattr(table, "ref"):
             ref = str(table.ref)
             table = table.load()
-        if not isinstance(table, pd.DataFrame):
-            raise PipelineConfigError(
-                sid,
-                "enrich",
-                f"cannot use {type(table).__name__} as a table",
-                "pass a pandas DataFrame, a .parquet/.csv path or DuckDBTable(path, query)",
-            )
-        if how not in ("left", "inner"):
-            raise PipelineConfigError(
-                sid, "enrich", f"how={how!r}", "use how='left' (keep every event) or 'inner'"
-            )
-        self._need(keys, sid, "enrich", "on")
-        for k in keys:
-            if k not in table.columns:
-                raise PipelineConfigError(
-                    sid, "enrich", f"the table has no column {k!r}", suggest(k, table.columns)
-                )
-        step = EnrichStep(sid, (self.ref,), table=table, table_ref=ref, on=keys, how=how)
+        step = EnrichStep(sid, (self.ref,), table=cast(Any, table), table_ref=ref, on=keys, how=how)
         return self.pipeline._add(step)
 
     def apply(self, config: Any, *, step_id: str | None = None, kind: str | None = None) -> Stream:
         """Add a step built from any config with ``build() -> Operator`` (detectors, features, patterns)."""
         sid = self._sid(step_id, kind or getattr(config, "kind", None) or type(config).__name__.lower())
-        if not hasattr(config, "build"):
-            raise PipelineConfigError(
-                sid,
-                "operator",
-                f"{config!r} has no build() method",
-                "pass a streamlab step config such as a detector or feature",
-            )
-        check = getattr(config, "check_columns", None)
-        if check is not None and self.columns is not None:
-            problem = check(self.columns)
-            if problem:
-                raise PipelineConfigError(sid, type(config).__name__, problem[0], problem[1])
         return self.pipeline._add(OperatorStep(sid, (self.ref,), config=config), cls=OperatorStream)
 
     def detect(
@@ -1100,13 +963,6 @@ class Stream:
     def to(self, sink: Sink, *, step_id: str | None = None) -> Stream:
         """Write this stream to a sink. Returns the sink step's reference."""
         sid = self._sid(step_id, "sink")
-        if not hasattr(sink, "open"):
-            raise PipelineConfigError(
-                sid,
-                "sink",
-                f"{sink!r} is not a streamlab Sink",
-                "pass a Sink such as DuckDBSink('out.duckdb', 'counts') or ListSink()",
-            )
         step = self.pipeline.steps[self.step_id]
         results_of_window = isinstance(step, WindowStep) and self.ref == self.step_id
         upstream = Upstream(
@@ -1152,14 +1008,6 @@ def _check_run_options(options: dict[str, Any]) -> None:
             f"duration={d!r} is not positive",
             "pass e.g. duration='5m', or None to run to the end",
         )
-
-
-def _fn(fn: Any, sid: str, kind: str) -> UserFunction:
-    if not callable(fn):
-        raise PipelineConfigError(
-            sid, kind, f"expected a function, got {type(fn).__name__}", "pass a function or a lambda"
-        )
-    return UserFunction.of(fn)
 
 
 class FallibleStream(Stream):
@@ -1280,6 +1128,9 @@ class WindowedStream(FallibleStream):
 class WindowBuilder:
     """A window waiting for its aggregators: call :meth:`agg`.
 
+    The window's own settings are checked at once, as the step they will be with a count standing in
+    for the aggregators, so a mistake is reported at ``.window(...)``.
+
     Examples
     --------
     >>> from streamlab import TumblingWindow, agg
@@ -1289,64 +1140,18 @@ class WindowBuilder:
     ('window_start', 'window_end', 'count')
     """
 
-    def __init__(
-        self,
-        stream: Stream,
-        sid: str,
-        window: Window,
-        keys: tuple[str, ...],
-        time: str,
-        delay_ns: int,
-        lateness_ns: int,
-        early: bool,
-        watermark_by: tuple[str, ...] = (),
-        idle_timeout_ns: int | None = None,
-    ) -> None:
+    def __init__(self, stream: Stream, sid: str, settings: dict[str, Any]) -> None:
         self._stream = stream
-        self._args = (sid, window, keys, time, delay_ns, lateness_ns, early)
+        self._sid = sid
+        self._settings = settings
+        stream.pipeline._check(self._step((agg_module.count(name="__aggregators_to_come__"),)))
         stream.pipeline._unfinished[sid] = "window"
-        self._watermark_by = watermark_by
-        self._idle_timeout_ns = idle_timeout_ns
+
+    def _step(self, aggs: tuple[Aggregator, ...]) -> WindowStep:
+        return WindowStep(self._sid, (self._stream.ref,), aggs=aggs, **self._settings)
 
     def agg(self, *aggs: Aggregator) -> WindowedStream:
         """Aggregate each window and key, e.g. ``.agg(agg.count(), agg.sum("amount"))``."""
-        sid, window, keys, time, delay_ns, lateness_ns, early = self._args
-        if not aggs:
-            raise PipelineConfigError(sid, "window", "no aggregators given", "add e.g. .agg(agg.count())")
-        names = [a.name for a in aggs]
-        for a in aggs:
-            if not isinstance(a, Aggregator):
-                raise PipelineConfigError(
-                    sid,
-                    "window",
-                    f"{a!r} is not an aggregator",
-                    "use streamlab.agg.count(), agg.sum('amount'), ... or an Aggregator subclass",
-                )
-            if a.column is not None:
-                self._stream._need([a.column], sid, "window", f"aggregator {a!r}")
-                mismatch = aggregator_type_problem(self._stream.pipeline, self._stream.ref, a)
-                if mismatch:
-                    raise PipelineConfigError(sid, "window", *mismatch)
-        dup = {n for n in names if names.count(n) > 1} | (set(names) & {*keys, "window_start", "window_end"})
-        if dup:
-            raise PipelineConfigError(
-                sid,
-                "window",
-                f"output column names collide: {sorted(dup)}",
-                "give the aggregators distinct names, e.g. agg.sum('amount', name='total')",
-            )
-        step = WindowStep(
-            sid,
-            (self._stream.ref,),
-            window=window,
-            keys=keys,
-            aggs=tuple(aggs),
-            time=time,
-            delay_ns=delay_ns,
-            lateness_ns=lateness_ns,
-            early=early,
-            watermark_by=self._watermark_by,
-            idle_timeout_ns=self._idle_timeout_ns,
-        )
-        self._stream.pipeline._unfinished.pop(sid, None)
+        step = self._step(tuple(aggs))
+        self._stream.pipeline._unfinished.pop(self._sid, None)
         return self._stream.pipeline._add(step, cls=WindowedStream)  # type: ignore[return-value]

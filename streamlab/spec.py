@@ -16,19 +16,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
-from streamlab import agg as agg_module
 from streamlab._spec_check import check_spec, code_in_spec, load_yaml
 from streamlab._sql import read_only_problem
+from streamlab._step_kinds import ReadContext, config_kinds, from_params, label_of, params_of, step_classes
 from streamlab.errors import PipelineConfigError, SpecError, SpecProblem, UntrustedSpecError
-from streamlab.functions import UserFunction
 from streamlab.io import Sink, Source
 from streamlab.pipeline import Pipeline, Stream
 from streamlab.steps import OperatorStep, SinkStep, SourceStep
-from streamlab.windows import window_from_spec
 
 if TYPE_CHECKING:
     from streamlab.clock import Clock
-    from streamlab.detectors._common import StepConfig
     from streamlab.io import SourceReader
 
 _T = TypeVar("_T")
@@ -147,7 +144,7 @@ def pipeline_to_dict(p: Pipeline) -> dict[str, Any]:
         else:
             entry: dict[str, Any] = {"step_id": sid, "kind": step.kind}
             entry["input"] = step.inputs[0] if len(step.inputs) == 1 else list(step.inputs)
-            entry.update(_config_spec(sid, step.config) if isinstance(step, OperatorStep) else step.params())
+            entry.update(_config_spec(step) if isinstance(step, OperatorStep) else step.params())
             processing.append(entry)
     return {
         "streaming": {
@@ -415,6 +412,7 @@ def pipeline_from_dict(
             continue
         streams[sid] = p.add_source(source, step_id=sid)
 
+    classes = step_classes()
     for i, st in enumerate(s.get("processing") or []):
         st = dict(st)
         sid, kind, inp = st.pop("step_id"), st.pop("kind"), st.pop("input")
@@ -427,7 +425,11 @@ def pipeline_from_dict(
         def make_step(
             inputs: list[str] = inputs, sid: str = sid, kind: str = kind, st: dict[str, Any] = st
         ) -> Any:
-            return _build_step(stream(inputs[0]), [stream(r) for r in inputs[1:]], sid, kind, st, trust)
+            # the step is read from its own definition (its fields and their codecs), then checked
+            # against its inputs as a step added by a Stream method is
+            ctx = ReadContext(trust, sid, p.time, p.columns_of(inputs[0]), source_factories, sink_factories)
+            step: Any = from_params(classes[kind], st, ctx, step_id=sid, inputs=tuple(inputs))
+            return p.add_step(step)
 
         built = attempt(path, make_step)
         if built is None:
@@ -455,64 +457,32 @@ def pipeline_from_dict(
     return p
 
 
-def config_types() -> dict[str, type[StepConfig]]:
-    """The step configs a spec can name (features, rules, detectors, patterns): ``streamlab.detectors``'
-    public ``StepConfig`` classes, by class name.
+def config_types() -> dict[str, type]:
+    """The step configs a spec can name (features, rules, detectors, thresholds, patterns), by class
+    name: those registered in ``streamlab._step_kinds``.
 
     Examples
     --------
     >>> "VelocityFeature" in config_types() and "ThresholdRule" in config_types()
     True
     """
-    from streamlab import detectors
-    from streamlab.detectors._common import StepConfig
-
-    found = {name: getattr(detectors, name) for name in detectors.__all__}
-    return {n: c for n, c in found.items() if isinstance(c, type) and issubclass(c, StepConfig)}
+    return config_kinds()
 
 
 def config_from_spec(type_name: str, params: dict[str, Any]) -> Any:
-    """The step config ``type_name`` (one of ``config_types()``) built from its described parameters;
-    a detector (``{"kind": "half_space_trees", ...}``), threshold filter or pattern steps inside are
-    built too.
+    """The step config ``type_name`` (one of ``config_types()``) built from its spec parameters; a
+    detector (``{"kind": "half_space_trees", ...}``), threshold filter or pattern steps inside are
+    read by their fields' codecs.
 
     Examples
     --------
     >>> config_from_spec("ThresholdRule", {"name": "big", "expr": "amount > 1000"})
     ThresholdRule(name='big', expr='amount > 1000', column=None, op=None, value=None)
     """
-    from streamlab import detectors
-
     types = config_types()
     if type_name not in types:
         raise ValueError(f"unknown step config type {type_name!r}; known: {sorted(types)}")
-    params = dict(params)
-    if type_name == "Detect" and isinstance(params.get("detector"), dict):
-        found = {getattr(detectors, n) for n in detectors.__all__}
-        models = {
-            getattr(c, "name", None): c
-            for c in found
-            if isinstance(c, type)
-            and issubclass(c, detectors.Detector)
-            and isinstance(getattr(c, "name", None), str)
-        }
-        model = dict(params["detector"])
-        kind = model.pop("kind", None)
-        if kind not in models:
-            raise ValueError(f"unknown detector {kind!r}; known: {sorted(k for k in models if k)}")
-        params["detector"] = models[kind](**model)
-    if isinstance(params.get("threshold"), dict):
-        rule = dict(params["threshold"])
-        kind = rule.pop("kind", None)
-        filters = [c for c in types.values() if getattr(c, "kind", None) == kind]
-        if not filters:
-            raise ValueError(f"unknown threshold filter {kind!r}")
-        params["threshold"] = filters[0](**rule)
-    if type_name == "Pattern" and isinstance(params.get("steps"), list):
-        params["steps"] = [
-            detectors.PatternStep(**st) if isinstance(st, dict) else st for st in params["steps"]
-        ]
-    return types[type_name](**params)
+    return from_params(types[type_name], params, ReadContext())
 
 
 def _plain(value: Any) -> bool:
@@ -525,114 +495,26 @@ def _plain(value: Any) -> bool:
     return False
 
 
-def _config_spec(sid: str, config: Any) -> dict[str, Any]:
-    """``{"type": ..., "config": ...}`` of a step config, when its described parameters build it again:
-    the class is one of ``config_types()`` and ``type(config)(**parameters)`` describes itself the same."""
-    name = type(config).__name__
-    describe = getattr(config, "describe", None)
-    if config_types().get(name) is type(config) and describe is not None:
-        described = describe()
-        params = {k: v for k, v in described.items() if k != "kind"}
-        try:
-            same = _plain(params) and config_from_spec(name, params).describe() == described
-        except (TypeError, ValueError):
-            same = False
-        if same:
-            return {"type": name, "config": params}
+def _config_spec(step: OperatorStep) -> dict[str, Any]:
+    """An operator step's ``{"type": ..., "config": ...}``, when its parameters are plain data that
+    read back to the same config (a river model given as a Python object is not)."""
+    name = type(step.config).__name__
+    try:
+        params = step.params()
+        same = _plain(params) and params_of(config_from_spec(name, params["config"])) == params["config"]
+    except (TypeError, ValueError, KeyError):
+        same = False
+    if same:
+        return params
     raise ValueError(
-        f"step {sid!r} ({name}) cannot be written to YAML: its parameters do not describe it as plain data "
-        "that builds it again (Python objects or code inside); keep it in Python, or use built-in steps and "
-        f"the configs of streamlab.detectors ({', '.join(sorted(config_types()))})"
+        f"step {step.step_id!r} ({name}) cannot be written to YAML: its parameters do not describe it as "
+        "plain data that builds it again (Python objects or code inside); keep it in Python, or use "
+        f"built-in steps and the configs of streamlab.detectors ({', '.join(sorted(config_types()))})"
     )
 
 
-def _build_step(
-    base: Stream, others: list[Stream], sid: str, kind: str, prm: dict[str, Any], trust: bool = False
-) -> Stream:
-    if kind == "operator":
-        return base.apply(config_from_spec(prm.get("type", ""), prm.get("config") or {}), step_id=sid)
-    if kind == "parse":
-        return base.parse(
-            prm.get("schema"),
-            time=prm.get("time", "timestamp"),
-            required=prm.get("required", ()),
-            value_column=prm.get("value_column", "value"),
-            max_record_bytes=prm.get("max_record_bytes", 1_000_000),
-            step_id=sid,
-        )
-    if kind == "filter":
-        if "expr" in prm:
-            return base.filter(prm["expr"], step_id=sid)
-        fn = UserFunction.from_spec(prm["fn"], trust=trust)
-        return (base.filter_one if prm.get("per_event") else base.filter_many)(fn, step_id=sid)
-    if kind == "map":
-        if "columns" in prm:
-            return base.with_columns(step_id=sid, **prm["columns"])
-        fn = UserFunction.from_spec(prm["fn"], trust=trust)
-        method = base.map_one if prm.get("per_event") else base.map_many
-        return method(fn, columns=prm.get("output_columns"), step_id=sid)
-    if kind == "select":
-        cols = prm["columns"]
-        return base.select(
-            *[c for c, n in cols.items() if c == n], step_id=sid, **{n: c for c, n in cols.items() if c != n}
-        )
-    if kind == "dedup":
-        return base.dedup(
-            prm.get("id", "event_id"),
-            ttl=prm.get("ttl"),
-            max_ids=prm.get("max_ids", 1_000_000),
-            time=prm.get("time"),
-            step_id=sid,
-        )
-    if kind == "key_by":
-        return base.key_by(*prm["keys"], step_id=sid)
-    if kind == "union":
-        return base.union(*others, step_id=sid)
-    if kind == "window":
-        aggs = [agg_module.from_spec(a) for a in prm.get("aggregate", [])]
-        return base.window(
-            window_from_spec(prm["window"]),
-            prm.get("key") or (),
-            time=prm.get("time"),
-            delay=prm.get("delay", 0),
-            lateness=prm.get("lateness", 0),
-            early=prm.get("early", False),
-            watermark_by=prm.get("watermark_by", "auto") or None,
-            idle_timeout=prm.get("idle_timeout"),
-            step_id=sid,
-        ).agg(*aggs)
-    if kind == "interval_join":
-        return base.join_interval(
-            others[0],
-            prm["on"],
-            lower=prm["lower"],
-            upper=prm["upper"],
-            time=prm.get("left_time"),
-            other_time=prm.get("right_time"),
-            delay=prm.get("delay", 0),
-            suffixes=tuple(prm.get("suffixes", ("", "_right"))),
-            step_id=sid,
-        )
-    if kind == "enrich":
-        table: Any = prm["table"]
-        if table.startswith("duckdb:"):
-            from streamlab.sinks import DuckDBTable
-
-            _, path, query = table.split(":", 2)
-            table = DuckDBTable(path, query, trusted=trust)
-        return base.enrich(table, prm["on"], how=prm.get("how", "left"), step_id=sid)
-    raise ValueError(f"step {sid!r}: unknown kind {kind!r}")
-
-
 def _label(p: Pipeline, sid: str) -> str:
-    step = p.steps[sid]
-    if isinstance(step, SourceStep):
-        return f"{sid}: {type(step.source).__name__}"
-    if isinstance(step, SinkStep):
-        return f"{sid}: {type(step.sink).__name__}"
-    if isinstance(step, OperatorStep):
-        return f"{sid}: {type(step.config).__name__}"
-    return f"{sid}: {step.kind}"
+    return f"{sid}: {label_of(p.steps[sid])}"
 
 
 def pipeline_to_mermaid(p: Pipeline, counts: dict[str, Any] | None = None) -> str:

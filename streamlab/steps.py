@@ -1,34 +1,52 @@
 """Frozen steps: the nodes of a pipeline graph.
 
 A step is pure configuration with a ``step_id``, the references of its inputs (``"parse"`` for a step's
-main output, ``"parse.dead_letter"`` for a named one) and its parameters. ``build()`` creates the
-runtime operator; ``params()`` gives the YAML-ready parameters that exporters translate.
+main output, ``"parse.dead_letter"`` for a named one) and its parameters: its dataclass fields. Each
+kind is registered in ``streamlab._step_kinds``, from which its spec (``params()``), its reading back
+from YAML and its diagram label come. A step checks its own arguments when built (``__post_init__``)
+and its input columns when added to a pipeline (``input_problem``), so a step built directly is
+checked as one built by a ``Stream`` method. ``build()`` creates the runtime operator.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+import ast
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, NoReturn
 
 import pandas as pd
 
+from streamlab import _step_codecs as codec
 from streamlab._dead_letter import dead_letter_columns
 from streamlab._dedup import DedupOperator
 from streamlab._joins import EnrichOperator, IntervalJoinOperator
 from streamlab._parse import FieldSpec, ParseOperator
 from streamlab._sessions import SessionOperator
+from streamlab._spec_check import schema_fields
+from streamlab._step_kinds import (
+    Codec,
+    ReadContext,
+    config_kinds,
+    from_params,
+    internal,
+    param,
+    params_of,
+    step_kind,
+)
 from streamlab._time import format_duration
 from streamlab._transforms import FilterOperator, MapOperator, PassOperator, SelectOperator
 from streamlab._windowing import PanedWindowOperator, WindowOperator
 from streamlab.aggregators import Aggregator
 from streamlab.clock import Clock
-from streamlab.errors import PipelineConfigError
+from streamlab.errors import PipelineConfigError, suggest
 from streamlab.functions import UserFunction
 from streamlab.io import Sink, SinkWriter, Source, Upstream
 from streamlab.operators import Operator
 from streamlab.windows import SessionWindow, SlidingWindow, TumblingWindow, Window
 
 __all__ = [
+    "EVENT_SCHEMA",
     "DedupStep",
     "EnrichStep",
     "FilterStep",
@@ -46,6 +64,55 @@ __all__ = [
 ]
 
 Columns = tuple[str, ...] | None
+
+EVENT_SCHEMA: dict[str, Any] = {
+    "event_id": "string",
+    "event_type": "string",
+    "user_id": "string",
+    "timestamp": "timestamp",
+    "properties": "object",
+}
+"""The product's event schema: the default of ``Stream.parse`` and of a parse step's ``schema``."""
+
+_EXPR_NAMES_IGNORED = {"True", "False", "None", "abs", "str", "len", "nan", "inf"}
+
+
+def expr_columns(expr: str, step_id: str, kind: str) -> set[str]:
+    """Column names a pandas expression reads; a PipelineConfigError when it cannot be read.
+
+    Examples
+    --------
+    >>> sorted(expr_columns("amount > 10 and country == 'FR'", "f", "filter"))
+    ['amount', 'country']
+    """
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except SyntaxError as e:
+        raise PipelineConfigError(
+            step_id,
+            kind,
+            f"cannot read expression {expr!r}: {e.msg}",
+            'write a pandas expression such as "amount > 100"',
+        ) from None
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    attrs = {
+        n.value.id for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+    }
+    return names - attrs - _EXPR_NAMES_IGNORED
+
+
+def missing_column(columns: Columns, names: Iterable[str], what: str) -> tuple[str, str] | None:
+    """``(problem, fix)`` for the first of ``names`` not in ``columns`` (None when all are, or unknown)."""
+    if columns is None:
+        return None
+    for n in names:
+        if n not in columns:
+            return f"unknown column {n!r} in {what}", suggest(n, columns)
+    return None
+
+
+def _first(*problems: tuple[str, str] | None) -> tuple[str, str] | None:
+    return next((p for p in problems if p is not None), None)
 
 
 @dataclass(frozen=True)
@@ -68,17 +135,55 @@ class Step:
     kind: ClassVar[str] = ""
     output_names: ClassVar[tuple[str, ...]] = ("out",)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.step_id, str) or not self.step_id or "." in self.step_id:
+            raise PipelineConfigError(
+                str(self.step_id),
+                self.kind,
+                f"step_id={self.step_id!r} is not a name",
+                "use letters, digits and '_', e.g. step_id='counts'",
+            )
+        if not isinstance(self.inputs, tuple) or not all(isinstance(r, str) and r for r in self.inputs):
+            self.invalid(f"inputs={self.inputs!r} is not a tuple of step references", "pass e.g. ('parse',)")
+        self.check()
+
+    def check(self) -> None:
+        """Check the step's own arguments (raise with :meth:`invalid`); called when the step is built."""
+
+    def invalid(self, problem: str, fix: str) -> NoReturn:
+        """Raise the PipelineConfigError of this step: its id, kind, what is wrong and the fix."""
+        raise PipelineConfigError(self.step_id, self.kind, problem, fix)
+
     def build(self) -> Operator:
         raise NotImplementedError
 
     def params(self) -> dict[str, Any]:
-        return {}
+        """The step's parameters as spec data: its fields, each through its codec (``_step_kinds``)."""
+        return params_of(self)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Names of the step's outputs."""
+        return self.output_names
+
+    def input_problem(self, columns_in: list[Columns]) -> tuple[str, str] | None:
+        """``(problem, fix)`` when an input lacks a column the step reads (columns known), else None."""
+        return None
+
+    def keys_out(self, keys_in: tuple[str, ...]) -> tuple[str, ...]:
+        """The key later keyed steps default to (``key_by`` sets it; other steps pass it on)."""
+        return keys_in
 
     def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:
         """Columns of each output, when known, so later steps can be checked at construction."""
         return {"out": columns_in[0] if columns_in else None}
 
 
+def _source_label(step: SourceStep) -> str:
+    return type(step.source).__name__
+
+
+@step_kind(label=_source_label)
 @dataclass(frozen=True)
 class SourceStep(Step):
     """Where events enter the graph: wraps a :class:`~streamlab.io.Source`.
@@ -91,20 +196,29 @@ class SourceStep(Step):
     'source'
     """
 
-    source: Source = field(default=None)  # type: ignore[assignment]
+    source: Source = param(codec=codec.SOURCE, default=None)
     kind: ClassVar[str] = "source"
+
+    def check(self) -> None:
+        if not callable(getattr(self.source, "open", None)):
+            self.invalid(
+                f"{self.source!r} is not a streamlab Source",
+                "pass a Source such as ReplaySource(df), ListSource([...]) or KafkaSource(...)",
+            )
 
     def build(self) -> Operator:
         return PassOperator()
-
-    def params(self) -> dict[str, Any]:
-        return {"source": self.source.spec()}
 
     def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:
         cols = getattr(self.source, "columns", None)
         return {"out": tuple(cols) if cols else None}
 
 
+def _event_fields() -> tuple[FieldSpec, ...]:
+    return schema_fields("parse", EVENT_SCHEMA)
+
+
+@step_kind
 @dataclass(frozen=True)
 class ParseStep(Step):
     """Raw JSON records to typed columns; bad records to ``dead_letter`` with the reason.
@@ -119,26 +233,47 @@ class ParseStep(Step):
     {'timestamp': 'timestamp', 'n': 'int64'}
     """
 
-    fields: tuple[FieldSpec, ...] = ()
+    fields: tuple[FieldSpec, ...] = param(key="schema", codec=codec.SCHEMA, default_factory=_event_fields)
     value_column: str = "value"
     time: str | None = "timestamp"
-    required: tuple[str, ...] = ()
+    required: tuple[str, ...] = param(codec=codec.NAMES, default=())
     max_record_bytes: int = 1_000_000
     kind: ClassVar[str] = "parse"
     output_names: ClassVar[tuple[str, ...]] = ("out", "dead_letter")
+
+    def check(self) -> None:
+        if not isinstance(self.fields, tuple) or not all(isinstance(f, FieldSpec) for f in self.fields):
+            self.invalid(
+                f"fields={self.fields!r} are not parse fields",
+                "build them with schema_fields(step_id, {'timestamp': 'timestamp', ...}) or use Stream.parse",
+            )
+        names = [f.name for f in self.fields]
+        if self.time is not None:
+            if self.time not in names:
+                self.invalid(
+                    f"the event-time field {self.time!r} is not in the schema",
+                    f"add {self.time!r}: 'timestamp' to the schema, or pass time=None for streams without "
+                    "event time",
+                )
+            if next(f for f in self.fields if f.name == self.time).type != "timestamp":
+                self.invalid(
+                    f"field {self.time!r} must have type 'timestamp'", f"declare {self.time!r}: 'timestamp'"
+                )
+        for r in self.required:
+            if r not in names:
+                self.invalid(f"required field {r!r} is not in the schema", suggest(r, names))
+        if not isinstance(self.value_column, str) or not self.value_column:
+            self.invalid(f"value_column={self.value_column!r} is not a column name", "pass e.g. 'value'")
+        n = self.max_record_bytes
+        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+            self.invalid(f"max_record_bytes={n!r} must be positive", "pass e.g. 1_000_000")
 
     def build(self) -> Operator:
         req = tuple(dict.fromkeys(((self.time,) if self.time else ()) + self.required))
         return ParseOperator(self.step_id, list(self.fields), self.value_column, req, self.max_record_bytes)
 
-    def params(self) -> dict[str, Any]:
-        return {
-            "schema": {f.name: f.describe() for f in self.fields},
-            "value_column": self.value_column,
-            "time": self.time,
-            "required": list(self.required),
-            "max_record_bytes": self.max_record_bytes,
-        }
+    def input_problem(self, columns_in: list[Columns]) -> tuple[str, str] | None:
+        return missing_column(columns_in[0], [self.value_column], "value_column")
 
     def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:
         names = tuple(f.name for f in self.fields)
@@ -150,6 +285,23 @@ class ParseStep(Step):
         }
 
 
+def _as_function(step: Step, fn: Any) -> None:
+    """Hold a plain callable as a :class:`UserFunction` (so the spec can name it)."""
+    if fn is not None and not isinstance(fn, UserFunction):
+        if not callable(fn):
+            step.invalid(f"expected a function, got {type(fn).__name__}", "pass a function or a lambda")
+        object.__setattr__(step, "fn", UserFunction.of(fn))
+
+
+def _has_expr(step: FilterStep) -> bool:
+    return step.expr is not None
+
+
+def _has_fn(step: FilterStep | MapStep) -> bool:
+    return step.fn is not None
+
+
+@step_kind
 @dataclass(frozen=True)
 class FilterStep(Step):
     """Keep rows by a pandas expression, a batch function or a per-event function.
@@ -164,26 +316,50 @@ class FilterStep(Step):
     {'expr': 'x > 0'}
     """
 
-    expr: str | None = None
-    fn: UserFunction | None = None
-    per_event: bool = False
+    expr: str | None = param(codec=codec.EXPRESSION, default=None, when=_has_expr)
+    fn: UserFunction | None = param(codec=codec.FUNCTION, default=None, when=_has_fn)
+    per_event: bool = param(default=False, when=_has_fn)
     kind: ClassVar[str] = "filter"
     output_names: ClassVar[tuple[str, ...]] = ("out", "dead_letter")
+
+    def check(self) -> None:
+        if (self.expr is None) == (self.fn is None):
+            self.invalid(
+                "give either an expression or a function (not both, not neither)",
+                "use filter('amount > 100'), or filter_many(fn) / filter_one(fn) for functions",
+            )
+        if self.expr is not None:
+            if not isinstance(self.expr, str):
+                self.invalid(
+                    f"expected an expression string, got {type(self.expr).__name__}",
+                    "use filter('amount > 100'), or filter_many(fn) / filter_one(fn) for functions",
+                )
+            expr_columns(self.expr, self.step_id, self.kind)
+        _as_function(self, self.fn)
 
     def build(self) -> Operator:
         return FilterOperator(self.step_id, self.expr, self.fn, self.per_event)
 
-    def params(self) -> dict[str, Any]:
-        if self.expr is not None:
-            return {"expr": self.expr}
-        assert self.fn is not None
-        return {"fn": self.fn.spec(), "per_event": self.per_event}
+    def input_problem(self, columns_in: list[Columns]) -> tuple[str, str] | None:
+        if self.expr is None:
+            return None
+        used = sorted(expr_columns(self.expr, self.step_id, self.kind))
+        return missing_column(columns_in[0], used, f"expression {self.expr!r}")
 
     def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:
         c = columns_in[0]
         return {"out": c, "dead_letter": dead_letter_columns(c)}
 
 
+def _by_function(step: MapStep) -> bool:
+    return not step.columns
+
+
+def _declared(step: MapStep) -> bool:
+    return not step.columns and step.declared is not None
+
+
+@step_kind
 @dataclass(frozen=True)
 class MapStep(Step):
     """Add columns from expressions, or transform rows with a batch or per-event function.
@@ -198,24 +374,47 @@ class MapStep(Step):
     {'columns': {'y': 'x * 2'}}
     """
 
-    fn: UserFunction | None = None
-    per_event: bool = False
-    columns: tuple[tuple[str, str], ...] = ()  # with_columns: (name, expression)
-    declared: tuple[str, ...] | None = None  # output columns the user declared for a function
+    fn: UserFunction | None = param(codec=codec.FUNCTION, default=None, when=_by_function)
+    per_event: bool = param(default=False, when=_by_function)
+    #: with_columns: (name, expression)
+    columns: tuple[tuple[str, str], ...] = param(
+        codec=codec.PAIRS, default=(), when=lambda s: bool(s.columns)
+    )
+    #: output columns the user declared for a function
+    declared: tuple[str, ...] | None = param(
+        key="output_columns", codec=codec.OPTIONAL_NAMES, default=None, when=_declared
+    )
     kind: ClassVar[str] = "map"
     output_names: ClassVar[tuple[str, ...]] = ("out", "dead_letter")
+
+    def check(self) -> None:
+        if bool(self.columns) == (self.fn is not None):
+            self.invalid(
+                "give either column expressions or a function (not both, not neither)",
+                "pass e.g. with_columns(total='price * qty'), or map_many(fn) / map_one(fn)",
+            )
+        for name, e in self.columns:
+            if not isinstance(e, str):
+                self.invalid(
+                    f"column {name!r} needs an expression string",
+                    f"write it as text, e.g. with_columns({name}='price * qty')",
+                )
+            expr_columns(e, self.step_id, self.kind)
+        _as_function(self, self.fn)
 
     def build(self) -> Operator:
         return MapOperator(self.step_id, self.fn, self.per_event, dict(self.columns) or None)
 
-    def params(self) -> dict[str, Any]:
-        if self.columns:
-            return {"columns": dict(self.columns)}
-        assert self.fn is not None
-        p: dict[str, Any] = {"fn": self.fn.spec(), "per_event": self.per_event}
-        if self.declared is not None:
-            p["output_columns"] = list(self.declared)
-        return p
+    def input_problem(self, columns_in: list[Columns]) -> tuple[str, str] | None:
+        if columns_in[0] is None:
+            return None
+        known = set(columns_in[0])
+        for name, e in self.columns:
+            for c in sorted(expr_columns(e, self.step_id, self.kind)):
+                if c not in known:
+                    return f"unknown column {c!r} in {name}={e!r}", suggest(c, known)
+            known.add(name)
+        return None
 
     def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:
         c = columns_in[0]
@@ -226,6 +425,7 @@ class MapStep(Step):
         return {"out": out, "dead_letter": dead_letter_columns(c)}
 
 
+@step_kind
 @dataclass(frozen=True)
 class SelectStep(Step):
     """Keep and rename columns.
@@ -239,19 +439,31 @@ class SelectStep(Step):
     ('y',)
     """
 
-    columns: tuple[tuple[str, str], ...] = ()  # (input name, output name)
+    columns: tuple[tuple[str, str], ...] = param(codec=codec.PAIRS, default=())  # (input name, output name)
     kind: ClassVar[str] = "select"
+
+    def check(self) -> None:
+        if not self.columns:
+            self.invalid("no columns given", "pass e.g. select('user_id', total='amount')")
+        outs = [o for _, o in self.columns]
+        if len(set(outs)) != len(outs):
+            self.invalid(f"output columns {outs!r} repeat a name", "give each output column its own name")
 
     def build(self) -> Operator:
         return SelectOperator(dict(self.columns))
 
-    def params(self) -> dict[str, Any]:
-        return {"columns": dict(self.columns)}
+    def input_problem(self, columns_in: list[Columns]) -> tuple[str, str] | None:
+        return missing_column(columns_in[0], [c for c, _ in self.columns], "select")
 
     def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:
         return {"out": tuple(o for _, o in self.columns)}
 
 
+def _dedup_time(ctx: ReadContext) -> str | None:
+    return ctx.time if ctx.columns is None or ctx.time in ctx.columns else None
+
+
+@step_kind
 @dataclass(frozen=True)
 class DedupStep(Step):
     """Drop repeated event ids (bounded by ``ttl`` of event time and ``max_ids``).
@@ -266,53 +478,49 @@ class DedupStep(Step):
     '10m'
     """
 
-    id_column: str = "event_id"
-    time: str | None = "timestamp"
-    ttl_ns: int | None = None
+    id_column: str = param(key="id", default="event_id")
+    time: str | None = param(default="timestamp", missing=_dedup_time)
+    ttl_ns: int | None = param(key="ttl", codec=codec.OPTIONAL_DURATION_NS, default=None)
     max_ids: int = 1_000_000
     kind: ClassVar[str] = "dedup"
     output_names: ClassVar[tuple[str, ...]] = ("out", "duplicates")
 
-    def __post_init__(self) -> None:
-        # checked here, not in Stream.dedup only, so that a step built directly (or read back) is checked too
+    def check(self) -> None:
+        if not isinstance(self.id_column, str) or not self.id_column:
+            self.invalid(f"id={self.id_column!r} is not a column name", "pass e.g. dedup('event_id')")
         if self.ttl_ns is not None:
             if self.ttl_ns <= 0:
-                raise PipelineConfigError(
-                    self.step_id,
-                    "dedup",
+                self.invalid(
                     f"ttl={format_duration(self.ttl_ns)!r} is not positive, so no id would be remembered",
                     "pass a positive duration such as ttl='1h', or ttl=None (bounded by max_ids only)",
                 )
             if self.time is None:
-                raise PipelineConfigError(
-                    self.step_id,
-                    "dedup",
+                self.invalid(
                     "ttl needs an event-time column, and the step has none",
                     "pass time='<column>' or ttl=None (bounded by max_ids only)",
                 )
         if isinstance(self.max_ids, bool) or not isinstance(self.max_ids, int) or self.max_ids <= 0:
-            raise PipelineConfigError(
-                self.step_id,
-                "dedup",
-                f"max_ids={self.max_ids!r} must be a positive integer",
-                "pass e.g. max_ids=1_000_000",
+            self.invalid(
+                f"max_ids={self.max_ids!r} must be a positive integer", "pass e.g. max_ids=1_000_000"
             )
 
     def build(self) -> Operator:
         return DedupOperator(self.step_id, self.id_column, self.time, self.ttl_ns, self.max_ids)
 
-    def params(self) -> dict[str, Any]:
-        return {
-            "id": self.id_column,
-            "time": self.time,
-            "ttl": format_duration(self.ttl_ns) if self.ttl_ns is not None else None,
-            "max_ids": self.max_ids,
-        }
+    def input_problem(self, columns_in: list[Columns]) -> tuple[str, str] | None:
+        cols = columns_in[0]
+        if self.ttl_ns is not None and cols is not None and self.time not in cols:
+            return (
+                f"ttl needs the event-time column {self.time!r}, which the stream lacks",
+                "pass time='<column>' or ttl=None (bounded by max_ids only)",
+            )
+        return missing_column(cols, [self.id_column], "id")
 
     def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:
         return {"out": columns_in[0], "duplicates": columns_in[0]}
 
 
+@step_kind
 @dataclass(frozen=True)
 class KeyByStep(Step):
     """Declare the key that later keyed steps use by default.
@@ -325,25 +533,24 @@ class KeyByStep(Step):
     ('user_id',)
     """
 
-    keys: tuple[str, ...] = ()
+    keys: tuple[str, ...] = param(codec=codec.NAMES, default=())
     kind: ClassVar[str] = "key_by"
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if not self.keys or not all(isinstance(k, str) and k for k in self.keys):
-            raise PipelineConfigError(
-                self.step_id,
-                "key_by",
-                f"keys={self.keys!r}: no key column given",
-                "pass e.g. key_by('user_id')",
-            )
+            self.invalid(f"keys={self.keys!r}: no key column given", "pass e.g. key_by('user_id')")
 
     def build(self) -> Operator:
         return PassOperator()
 
-    def params(self) -> dict[str, Any]:
-        return {"keys": list(self.keys)}
+    def input_problem(self, columns_in: list[Columns]) -> tuple[str, str] | None:
+        return missing_column(columns_in[0], self.keys, "key")
+
+    def keys_out(self, keys_in: tuple[str, ...]) -> tuple[str, ...]:
+        return self.keys
 
 
+@step_kind
 @dataclass(frozen=True)
 class UnionStep(Step):
     """Merge several streams into one.
@@ -359,6 +566,12 @@ class UnionStep(Step):
 
     kind: ClassVar[str] = "union"
 
+    def check(self) -> None:
+        if len(self.inputs) < 2:
+            self.invalid(
+                f"a union reads two or more streams, got {list(self.inputs)}", "pass e.g. a.union(b)"
+            )
+
     def build(self) -> Operator:
         return PassOperator()
 
@@ -368,6 +581,35 @@ class UnionStep(Step):
         return {"out": tuple(dict.fromkeys(c for cols in columns_in for c in cols or ()))}
 
 
+def partition_columns(columns: Columns) -> tuple[str, ...]:
+    """The source-partition columns a stream has (Kafka's ``topic``/``partition``, Kinesis' ``shard_id``):
+    what ``watermark_by="auto"`` means.
+
+    Examples
+    --------
+    >>> partition_columns(("topic", "partition", "x")), partition_columns(None)
+    (('topic', 'partition'), ())
+    """
+    cols = columns or ()
+    if "partition" in cols:
+        return ("topic", "partition") if "topic" in cols else ("partition",)
+    return ("shard_id",) if "shard_id" in cols else ()
+
+
+def _decode_watermark_by(value: Any, ctx: ReadContext) -> tuple[str, ...]:
+    if value == "auto":
+        return partition_columns(ctx.columns)
+    return () if value is None else codec.NAMES.decode(value, ctx)
+
+
+_WATERMARK_BY = Codec(list, _decode_watermark_by)
+
+
+def _pipeline_time(ctx: ReadContext) -> str:
+    return ctx.time
+
+
+@step_kind
 @dataclass(frozen=True)
 class WindowStep(Step):
     """Event-time windows per key with aggregators, watermark delay and allowed lateness.
@@ -382,17 +624,63 @@ class WindowStep(Step):
     ({'kind': 'tumbling', 'size': '1m'}, '5s')
     """
 
-    window: Window = field(default=None)  # type: ignore[assignment]
-    keys: tuple[str, ...] = ()
-    aggs: tuple[Aggregator, ...] = ()
-    time: str = "timestamp"
-    delay_ns: int = 0
-    lateness_ns: int = 0
+    window: Window = param(codec=codec.WINDOW, default=None)
+    keys: tuple[str, ...] = param(key="key", codec=codec.NAMES, default=())
+    aggs: tuple[Aggregator, ...] = param(key="aggregate", codec=codec.AGGREGATORS, default=())
+    time: str = param(default="timestamp", missing=_pipeline_time)
+    delay_ns: int = param(key="delay", codec=codec.DURATION_NS, default=0)
+    lateness_ns: int = param(key="lateness", codec=codec.DURATION_NS, default=0)
     early: bool = False
-    watermark_by: tuple[str, ...] = ()
-    idle_timeout_ns: int | None = None
+    watermark_by: tuple[str, ...] = param(
+        codec=_WATERMARK_BY, default=(), missing=lambda ctx: partition_columns(ctx.columns)
+    )
+    idle_timeout_ns: int | None = param(key="idle_timeout", codec=codec.OPTIONAL_DURATION_NS, default=None)
     kind: ClassVar[str] = "window"
     output_names: ClassVar[tuple[str, ...]] = ("out", "late", "dead_letter", "early")
+
+    def check(self) -> None:
+        self.check_window()
+        if not self.aggs:
+            self.invalid("no aggregators given", "add e.g. .agg(agg.count())")
+        for a in self.aggs:
+            if not isinstance(a, Aggregator):
+                self.invalid(
+                    f"{a!r} is not an aggregator",
+                    "use streamlab.agg.count(), agg.sum('amount'), ... or an Aggregator subclass",
+                )
+        names = [a.name for a in self.aggs]
+        dup = {n for n in names if names.count(n) > 1} | (
+            set(names) & {*self.keys, "window_start", "window_end"}
+        )
+        if dup:
+            self.invalid(
+                f"output column names collide: {sorted(dup)}",
+                "give the aggregators distinct names, e.g. agg.sum('amount', name='total')",
+            )
+
+    def check_window(self) -> None:
+        """The checks of everything but the aggregators (``Stream.window`` runs them before ``.agg``)."""
+        if not isinstance(self.window, Window):
+            self.invalid(
+                f"{self.window!r} is not a window",
+                "pass TumblingWindow('1m'), SlidingWindow('5m', every='1m') or SessionWindow('30m')",
+            )
+        if self.delay_ns < 0 or self.lateness_ns < 0:
+            self.invalid("delay and lateness must not be negative", "use e.g. delay='10s'")
+        if self.early and isinstance(self.window, SessionWindow):
+            self.invalid(
+                "early results are not supported for session windows",
+                "drop early=True, or use a tumbling or sliding window",
+            )
+        if self.idle_timeout_ns is not None:
+            if self.idle_timeout_ns <= 0:
+                self.invalid("idle_timeout must be positive", "use e.g. idle_timeout='30s'")
+            if not self.watermark_by:
+                self.invalid(
+                    "idle_timeout needs one watermark per source partition, and this window has one "
+                    "watermark for the whole stream (no partition column found)",
+                    "pass watermark_by='<partition column>', or drop idle_timeout",
+                )
 
     def build(self) -> Operator:
         if isinstance(self.window, SessionWindow):
@@ -426,18 +714,14 @@ class WindowStep(Step):
             idle_timeout_ns=self.idle_timeout_ns,
         )
 
-    def params(self) -> dict[str, Any]:
-        return {
-            "window": self.window.describe(),
-            "key": list(self.keys),
-            "aggregate": [a.describe() for a in self.aggs],
-            "time": self.time,
-            "delay": format_duration(self.delay_ns),
-            "lateness": format_duration(self.lateness_ns),
-            "early": self.early,
-            "watermark_by": list(self.watermark_by),
-            "idle_timeout": None if self.idle_timeout_ns is None else format_duration(self.idle_timeout_ns),
-        }
+    def input_problem(self, columns_in: list[Columns]) -> tuple[str, str] | None:
+        cols = columns_in[0]
+        return _first(
+            missing_column(cols, self.keys, "key"),
+            missing_column(cols, [self.time], "time (pass time='<event-time column>')"),
+            missing_column(cols, self.watermark_by, "watermark_by"),
+            *(missing_column(cols, [a.column], f"aggregator {a!r}") for a in self.aggs if a.column),
+        )
 
     def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:
         c = columns_in[0]
@@ -450,6 +734,7 @@ class WindowStep(Step):
         }
 
 
+@step_kind
 @dataclass(frozen=True)
 class IntervalJoinStep(Step):
     """Join two streams on keys where the right event time is within ``[lower, upper]`` of the left.
@@ -464,15 +749,35 @@ class IntervalJoinStep(Step):
     ('-1m', '30s')
     """
 
-    on: tuple[str, ...] = ()
-    left_time: str = "timestamp"
-    right_time: str = "timestamp"
-    lower_ns: int = 0
-    upper_ns: int = 0
-    delay_ns: int = 0
-    suffixes: tuple[str, str] = ("", "_right")
+    on: tuple[str, ...] = param(codec=codec.NAMES, default=())
+    left_time: str = param(default="timestamp", missing=_pipeline_time)
+    right_time: str = param(default="timestamp", missing=_pipeline_time)
+    lower_ns: int = param(key="lower", codec=codec.SIGNED_DURATION_NS, default=0)
+    upper_ns: int = param(key="upper", codec=codec.SIGNED_DURATION_NS, default=0)
+    delay_ns: int = param(key="delay", codec=codec.DURATION_NS, default=0)
+    suffixes: tuple[str, str] = param(codec=codec.NAMES, default=("", "_right"))
     kind: ClassVar[str] = "interval_join"
     output_names: ClassVar[tuple[str, ...]] = ("out", "late")
+
+    def check(self) -> None:
+        if len(self.inputs) != 2:
+            self.invalid(
+                f"an interval join reads two streams, got {list(self.inputs)}", "pass a.join_interval(b, ...)"
+            )
+        if not self.on:
+            self.invalid("no key column given", "pass e.g. on='user_id'")
+        if self.lower_ns > self.upper_ns:
+            self.invalid(
+                f"lower ({codec.SIGNED_DURATION_NS.encode(self.lower_ns)}) is after upper "
+                f"({codec.SIGNED_DURATION_NS.encode(self.upper_ns)})",
+                "swap them: lower is the earliest offset of the other side, e.g. lower='-5m', upper='5m'",
+            )
+        if self.delay_ns < 0:
+            self.invalid("delay must not be negative", "use e.g. delay='10s'")
+        if len(self.suffixes) != 2:
+            self.invalid(
+                f"suffixes={self.suffixes!r} must be two strings", "pass e.g. suffixes=('', '_right')"
+            )
 
     def build(self) -> Operator:
         return IntervalJoinOperator(
@@ -483,23 +788,14 @@ class IntervalJoinStep(Step):
             self.lower_ns,
             self.upper_ns,
             self.delay_ns,
-            self.suffixes,
+            (self.suffixes[0], self.suffixes[1]),
         )
 
-    def params(self) -> dict[str, Any]:
-        return {
-            "on": list(self.on),
-            "left_time": self.left_time,
-            "right_time": self.right_time,
-            "lower": format_duration(self.lower_ns)
-            if self.lower_ns >= 0
-            else "-" + format_duration(-self.lower_ns),
-            "upper": format_duration(self.upper_ns)
-            if self.upper_ns >= 0
-            else "-" + format_duration(-self.upper_ns),
-            "delay": format_duration(self.delay_ns),
-            "suffixes": list(self.suffixes),
-        }
+    def input_problem(self, columns_in: list[Columns]) -> tuple[str, str] | None:
+        return _first(
+            missing_column(columns_in[0], [*self.on, self.left_time], "the left side"),
+            missing_column(columns_in[1], [*self.on, self.right_time], "the right side"),
+        )
 
     def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:
         left, right = columns_in
@@ -511,9 +807,22 @@ class IntervalJoinStep(Step):
         return {"out": tuple(out), "late": None}
 
 
+def _load_table(ref: str) -> pd.DataFrame:
+    if ref.startswith("duckdb:"):
+        from streamlab.sinks import DuckDBTable
+
+        _, path, query = ref.split(":", 2)
+        return DuckDBTable(path, query, trusted=not isinstance(ref, codec.UntrustedRef)).load()
+    return pd.read_parquet(ref) if ref.endswith(".parquet") else pd.read_csv(ref)
+
+
+@step_kind
 @dataclass(frozen=True)
 class EnrichStep(Step):
     """Join each event with a table (DataFrame, file or DuckDB query).
+
+    ``table_ref`` is where the table comes from (a Parquet/CSV path or ``"duckdb:PATH:QUERY"``): what
+    the spec holds. A step given only ``table_ref`` loads the table when built.
 
     Examples
     --------
@@ -525,11 +834,27 @@ class EnrichStep(Step):
     ('k', 'name')
     """
 
-    table: pd.DataFrame = field(default=None, compare=False)  # type: ignore[assignment]
-    table_ref: str | None = None  # where the table comes from, for YAML: a file path or "duckdb:PATH:QUERY"
-    on: tuple[str, ...] = ()
+    table: pd.DataFrame = internal(default=None, compare=False)
+    table_ref: str | None = param(key="table", codec=codec.TABLE_REF, default=None)
+    on: tuple[str, ...] = param(codec=codec.NAMES, default=())
     how: str = "left"
     kind: ClassVar[str] = "enrich"
+
+    def check(self) -> None:
+        if self.table is None and isinstance(self.table_ref, str):
+            object.__setattr__(self, "table", _load_table(self.table_ref))
+        if not isinstance(self.table, pd.DataFrame):
+            self.invalid(
+                f"cannot use {type(self.table).__name__} as a table",
+                "pass a pandas DataFrame, a .parquet/.csv path or DuckDBTable(path, query)",
+            )
+        if self.how not in ("left", "inner"):
+            self.invalid(f"how={self.how!r}", "use how='left' (keep every event) or 'inner'")
+        if not self.on:
+            self.invalid("no key column given", "pass e.g. on='user_id'")
+        for k in self.on:
+            if k not in self.table.columns:
+                self.invalid(f"the table has no column {k!r}", suggest(k, self.table.columns))
 
     def build(self) -> Operator:
         return EnrichOperator(self.table, list(self.on), self.how)
@@ -540,7 +865,10 @@ class EnrichStep(Step):
                 f"step {self.step_id!r} (enrich): the table is an in-memory DataFrame, which YAML cannot hold; "
                 "pass enrich(table='path/to/table.parquet' or a DuckDBTable(...)) to make the pipeline portable"
             )
-        return {"table": self.table_ref, "on": list(self.on), "how": self.how}
+        return super().params()
+
+    def input_problem(self, columns_in: list[Columns]) -> tuple[str, str] | None:
+        return missing_column(columns_in[0], self.on, "on")
 
     def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:
         c = columns_in[0]
@@ -549,6 +877,11 @@ class EnrichStep(Step):
         return {"out": tuple(dict.fromkeys(c + tuple(self.table.columns)))}
 
 
+def _sink_label(step: SinkStep) -> str:
+    return type(step.sink).__name__
+
+
+@step_kind(label=_sink_label)
 @dataclass(frozen=True)
 class SinkStep(Step):
     """Where a stream leaves the graph: wraps a :class:`~streamlab.io.Sink`.
@@ -562,11 +895,18 @@ class SinkStep(Step):
     ('sink', {'sink': {'kind': 'list'}})
     """
 
-    sink: Sink = field(default=None)  # type: ignore[assignment]
+    sink: Sink = param(codec=codec.SINK, default=None)
     #: what the writer learns about the stream written (set by ``Stream.to``; not part of the spec)
-    upstream: Upstream = field(default=Upstream(), compare=False)
+    upstream: Upstream = internal(default=Upstream(), compare=False)
     kind: ClassVar[str] = "sink"
     output_names: ClassVar[tuple[str, ...]] = ()
+
+    def check(self) -> None:
+        if not callable(getattr(self.sink, "open", None)):
+            self.invalid(
+                f"{self.sink!r} is not a streamlab Sink",
+                "pass a Sink such as DuckDBSink('out.duckdb', 'counts') or ListSink()",
+            )
 
     def build(self) -> Operator:
         return PassOperator()
@@ -575,16 +915,35 @@ class SinkStep(Step):
         """The writer of one run: the sink opened for :attr:`upstream`."""
         return self.sink.open_for(self.upstream, clock)
 
-    def params(self) -> dict[str, Any]:
-        return {"sink": self.sink.spec()}
-
     def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:
         return {}
 
 
+def _operator_label(step: OperatorStep) -> str:
+    return type(step.config).__name__
+
+
+def _encode_config(config: Any) -> dict[str, Any]:
+    return {"type": type(config).__name__, "config": params_of(config)}
+
+
+def _decode_config(value: Any, ctx: ReadContext) -> Any:
+    if not isinstance(value, Mapping):
+        return value
+    types = config_kinds()
+    name = value.get("type")
+    if name not in types:
+        raise ValueError(f"unknown step config type {name!r}; known: {sorted(types)}")
+    return from_params(types[name], value.get("config") or {}, ctx)
+
+
+@step_kind(label=_operator_label)
 @dataclass(frozen=True)
 class OperatorStep(Step):
-    """A step backed by any config object with ``build() -> Operator`` (detectors, features, patterns).
+    """A step backed by a step config with ``build() -> Operator`` (detectors, features, rules, patterns).
+
+    Its spec is the config's: ``type`` (the config's class, registered in ``streamlab._step_kinds``)
+    and ``config`` (its parameters).
 
     Examples
     --------
@@ -595,11 +954,20 @@ class OperatorStep(Step):
     >>> _ = p.apply(DriftDetector(column='score'), step_id='drift')
     >>> p.steps['drift'].outputs
     ('out', 'drift')
+    >>> p.steps['drift'].params()['type']
+    'DriftDetector'
     """
 
-    config: Any = None
+    config: Any = param(key="", codec=Codec(_encode_config, _decode_config), default=None)
     kind: ClassVar[str] = "operator"
     output_names: ClassVar[tuple[str, ...]] = ("out",)
+
+    def check(self) -> None:
+        if not callable(getattr(self.config, "build", None)):
+            self.invalid(
+                f"{self.config!r} has no build() method",
+                "pass a streamlab step config such as a detector or feature",
+            )
 
     def build(self) -> Operator:
         return self.config.build()  # type: ignore[no-any-return]
@@ -608,9 +976,11 @@ class OperatorStep(Step):
     def outputs(self) -> tuple[str, ...]:
         return tuple(getattr(self.config, "output_names", ("out",)))
 
-    def params(self) -> dict[str, Any]:
-        describe = getattr(self.config, "describe", None)
-        return {"config": describe() if describe else repr(self.config), "type": type(self.config).__name__}
+    def input_problem(self, columns_in: list[Columns]) -> tuple[str, str] | None:
+        check = getattr(self.config, "check_columns", None)
+        if check is None or columns_in[0] is None:
+            return None
+        return check(columns_in[0])  # type: ignore[no-any-return]
 
     def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:
         fn = getattr(self.config, "out_columns", None)

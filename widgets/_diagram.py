@@ -6,6 +6,7 @@ import html
 import os
 from typing import Any
 
+from streamlab._step_kinds import label_of
 from streamlab.clock import Clock
 from streamlab.pipeline import Pipeline
 from streamlab.runtime import RunHandle
@@ -69,7 +70,8 @@ class PipelineDiagram(LiveWidget):
         return True
 
     def layout(self) -> dict[str, Any]:
-        """Node boxes (id, label, kind, x, y, counts) and edges (from, to, output, rows)."""
+        """Node boxes (id, label, kind, x, y, counts) and edges (from, to, output, rows); a node's ``kind``
+        is its step's registered label (``ReplaySource``, ``parse``, ``VelocityFeature``)."""
         p = self.pipeline
         depth: dict[str, int] = {}
         for sid, step in p.steps.items():  # steps are stored in build order: inputs come first
@@ -90,7 +92,7 @@ class PipelineDiagram(LiveWidget):
         for sid, step in p.steps.items():
             n_in, outs = self.counts.get(sid, (None, {}))
             text = "" if n_in is None else f"in {n_in:,}" if step.inputs else f"read {outs.get('out', 0):,}"
-            place(sid, depth[sid], sid, step.kind, False, text)
+            place(sid, depth[sid], sid, label_of(step), False, text)  # what the step is: its registered label
         edges: list[dict[str, Any]] = []
         for sid, step in p.steps.items():
             for ref in step.inputs:

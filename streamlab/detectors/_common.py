@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import pickle
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from streamlab._dead_letter import reason_last_columns, reason_last_frame
+from streamlab._step_kinds import params_of
 from streamlab._time import Duration, parse_duration, to_utc_ns
+from streamlab.errors import PipelineConfigError
 from streamlab.operators import Operator
 
 
@@ -116,15 +119,65 @@ class PickledStateOperator(Operator):
 Columns = tuple[str, ...] | None
 
 
+def _config_error(config: StepConfig, error: ValueError) -> PipelineConfigError:
+    """A config's argument error as a PipelineConfigError: the config (``VelocityRule(name='burst')``)
+    in place of the step id it does not have yet, its kind, the problem and the fix.
+
+    The checks write ``"<where>: <problem>; <fix>"`` (the helpers above); the fix, when a message has
+    none, points at the config's parameters.
+    """
+    text = str(error)
+    name = type(config).__name__
+    where, sep, rest = text.partition(": ")
+    if sep and where.startswith(name):
+        text = rest
+    else:
+        where = name
+    problem, sep, fix = text.rpartition("; ")
+    if not sep:
+        problem, fix = text, f"give {name} the parameters its documentation lists (help({name}))"
+    return PipelineConfigError(where, config.kind, problem, fix)
+
+
+def _checked(check: Callable[[Any], None]) -> Callable[[Any], None]:
+    @functools.wraps(check)
+    def post_init(self: StepConfig) -> None:
+        try:
+            check(self)
+        except PipelineConfigError:
+            raise
+        except ValueError as error:
+            raise _config_error(self, error) from None
+
+    return post_init
+
+
 class StepConfig:
     """Hooks the pipeline uses to check a step against its input columns at construction.
 
     ``kind`` names the step type, ``output_names`` its outputs; ``check_columns`` reports missing
     input columns as ``(problem, fix)``; ``out_columns`` tells later steps what each output holds.
+    A config checks its arguments in ``__post_init__``; a bad one raises
+    :class:`~streamlab.errors.PipelineConfigError` (a ``ValueError``) naming the config, its kind,
+    the problem and the fix, as a step does.
+
+    Examples
+    --------
+    >>> from streamlab.detectors import VelocityFeature
+    >>> VelocityFeature("card_id", window="-5m")
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.PipelineConfigError: step 'VelocityFeature' (velocity_feature): window must be positive, got '-5m'. Fix: write it like '10s' or '5m'
     """
 
     kind: ClassVar[str] = "step"
     output_names: ClassVar[tuple[str, ...]] = ("out",)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        check = cls.__dict__.get("__post_init__")
+        if check is not None:  # every config's own checks raise PipelineConfigError
+            cls.__post_init__ = _checked(check)  # type: ignore[attr-defined]
 
     def required_columns(self) -> tuple[str, ...]:
         """Input columns the step reads."""
@@ -143,6 +196,10 @@ class StepConfig:
             f"the stream has no column(s) {missing!r}",
             f"add a step that creates them, or fix the names (available: {list(columns)!r})",
         )
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters as plain data: ``kind`` and the config's fields (``streamlab._step_kinds``)."""
+        return {"kind": self.kind, **params_of(self)}
 
     def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:
         """Columns of each output, when the input columns are known."""

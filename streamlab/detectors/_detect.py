@@ -10,7 +10,9 @@ from typing import Any, ClassVar, cast
 import numpy as np
 import pandas as pd
 
-from streamlab._time import NAT_NS, Duration, format_duration
+from streamlab import _step_codecs as codec
+from streamlab._step_kinds import param, step_kind
+from streamlab._time import NAT_NS, Duration
 from streamlab.detectors._common import (
     PickledStateOperator,
     StepConfig,
@@ -34,6 +36,7 @@ __all__ = ["Detect", "DetectOperator"]
 _LEARN_MODES = ("all", "unflagged")
 
 
+@step_kind(config=True)
 @dataclass(frozen=True, eq=False)
 class Detect(StepConfig):
     """Score every event with an online anomaly detector, then learn from it (score-then-learn).
@@ -90,13 +93,13 @@ class Detect(StepConfig):
     'gaussian_scorer'
     """
 
-    detector: Any
-    features: Sequence[str]
+    detector: Any = param(codec=codec.DETECTOR)
+    features: Sequence[str] = param(codec=codec.NAMES)
     key: str | None = None
     learn: str = "all"
-    threshold: ThresholdFilter | None = None
+    threshold: ThresholdFilter | None = param(codec=codec.NESTED_CONFIG, default=None)
     max_keys: int = 10_000
-    key_ttl: Duration | None = "1h"
+    key_ttl: Duration | None = param(codec=codec.OPTIONAL_DURATION_TEXT, default="1h")
     time: str = "timestamp"
 
     kind: ClassVar[str] = "detect"
@@ -161,24 +164,6 @@ class Detect(StepConfig):
     def build(self) -> DetectOperator:
         """Return the runtime state (fresh models)."""
         return DetectOperator(self)
-
-    def describe(self) -> dict[str, Any]:
-        """Parameters as plain data."""
-        ttl = (
-            None if self.key_ttl is None else format_duration(check_duration(self.key_ttl, where="", what=""))
-        )
-        detector: Detector = self.detector
-        return {
-            "kind": self.kind,
-            "detector": detector.describe(),
-            "features": list(self.features),
-            "key": self.key,
-            "learn": self.learn,
-            "threshold": None if self.threshold is None else self.threshold.describe(),
-            "max_keys": self.max_keys,
-            "key_ttl": ttl,
-            "time": self.time,
-        }
 
 
 class DetectOperator(PickledStateOperator):

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from river import drift
 
+from streamlab import _step_codecs as codec
+from streamlab._step_kinds import param, step_kind
 from streamlab._time import NAT_NS
 from streamlab.detectors._common import (
     Columns,
@@ -31,6 +33,7 @@ def _make(method: str, params: Mapping[str, Any]) -> Any:
     return _METHODS[method](**params)
 
 
+@step_kind(config=True)
 @dataclass(frozen=True, eq=False)
 class DriftDetector(StepConfig):
     """Watch a column (by default the anomaly ``score``) for concept drift.
@@ -65,7 +68,7 @@ class DriftDetector(StepConfig):
     column: str = "score"
     method: str = "adwin"
     time: str | None = "timestamp"
-    params: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = param(codec=codec.MAPPING, default_factory=dict)
 
     kind: ClassVar[str] = "drift_detector"
     output_names: ClassVar[tuple[str, ...]] = ("out", "drift")
@@ -104,16 +107,6 @@ class DriftDetector(StepConfig):
     def build(self) -> DriftOperator:
         """Return the runtime state."""
         return DriftOperator(self)
-
-    def describe(self) -> dict[str, Any]:
-        """Parameters as plain data."""
-        return {
-            "kind": self.kind,
-            "column": self.column,
-            "method": self.method,
-            "time": self.time,
-            "params": dict(self.params),
-        }
 
 
 class DriftOperator(PickledStateOperator):

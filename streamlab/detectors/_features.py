@@ -9,7 +9,6 @@ missing go to the ``dead_letter`` output with a ``reason``; a missing ``value`` 
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import itertools
 import operator
 import pickle
@@ -20,6 +19,8 @@ from typing import Any, ClassVar, cast
 import numpy as np
 import pandas as pd
 
+from streamlab import _step_codecs as codec
+from streamlab._step_kinds import param, step_kind
 from streamlab._time import NAT_NS, Duration, format_duration
 from streamlab.detectors._common import (
     PickledStateOperator,
@@ -149,16 +150,6 @@ class _KeyedStep(StepConfig):
         """Columns the step adds."""
         return (self.column_name(),)
 
-    def describe(self) -> dict[str, Any]:
-        """Parameters as plain data (durations as text such as ``"10m"``)."""
-        out: dict[str, Any] = {"kind": self.kind}
-        for f in dataclasses.fields(cast(Any, self)):
-            value = getattr(self, f.name)
-            if f.name in self._durations:
-                value = format_duration(check_duration(value, where="", what="", allow_zero=True))
-            out[f.name] = value
-        return out
-
 
 # --- velocity
 
@@ -184,6 +175,7 @@ class _VelocityOperator(FeatureOperator):
         return {"retained_events": len(self.counter)}
 
 
+@step_kind(config=True)
 @dataclass(frozen=True)
 class VelocityFeature(_KeyedStep):
     """Count (and sum of ``value``) of the key's events in the last ``window`` of event time.
@@ -225,10 +217,10 @@ class VelocityFeature(_KeyedStep):
     """
 
     key: str
-    window: Duration = "10m"
+    window: Duration = param(codec=codec.DURATION_TEXT, default="10m")
     value: str | None = None
     time: str = "timestamp"
-    allowed_lateness: Duration = "1h"
+    allowed_lateness: Duration = param(codec=codec.DURATION_TEXT, default="1h")
     name: str | None = None
 
     kind: ClassVar[str] = "velocity_feature"
@@ -389,6 +381,7 @@ class _ZScoreOperator(_KeyRowsOperator):
         return {self.step.column_name(): z}
 
 
+@step_kind(config=True)
 @dataclass(frozen=True)
 class ZScoreFeature(_KeyedStep):
     """z-score of ``value`` against the key's own earlier values: ``(v - mean) / std`` (sample std).
@@ -460,6 +453,7 @@ class _TimeSinceLastOperator(_KeyRowsOperator):
         return {self.step.column_name(): out}
 
 
+@step_kind(config=True)
 @dataclass(frozen=True)
 class TimeSinceLastFeature(_KeyedStep):
     """Seconds since the key's latest earlier-arrived event (in event time); NaN for a key's first event.
@@ -686,6 +680,7 @@ class _DistinctOperator(FeatureOperator):
         return {"keys": len(self.seen)}
 
 
+@step_kind(config=True)
 @dataclass(frozen=True)
 class DistinctCountFeature(_KeyedStep):
     """Number of distinct ``value``s of the key within ``(t - window, t]`` (e.g. countries per card).
@@ -722,9 +717,9 @@ class DistinctCountFeature(_KeyedStep):
 
     key: str
     value: str
-    window: Duration = "1h"
+    window: Duration = param(codec=codec.DURATION_TEXT, default="1h")
     time: str = "timestamp"
-    allowed_lateness: Duration = "1h"
+    allowed_lateness: Duration = param(codec=codec.DURATION_TEXT, default="1h")
     name: str | None = None
 
     kind: ClassVar[str] = "distinct_count_feature"
@@ -786,6 +781,7 @@ class _RatioToMedianOperator(_KeyRowsOperator):
         return {self.step.column_name(): out}
 
 
+@step_kind(config=True)
 @dataclass(frozen=True)
 class RatioToMedianFeature(_KeyedStep):
     """``value`` divided by the median of the key's previous ``history`` values.
@@ -897,6 +893,7 @@ class _ThresholdRuleOperator(PickledStateOperator):
         return {"out": out}
 
 
+@step_kind(config=True)
 @dataclass(frozen=True)
 class ThresholdRule(StepConfig):
     """A hand-written rule: alert where a condition holds.
@@ -928,7 +925,7 @@ class ThresholdRule(StepConfig):
     """
 
     name: str
-    expr: str | None = None
+    expr: str | None = param(codec=codec.EXPRESSION, default=None)
     column: str | None = None
     op: str | None = None
     value: Any = None
@@ -963,17 +960,6 @@ class ThresholdRule(StepConfig):
         """Return the runtime state (stateless)."""
         return _ThresholdRuleOperator(self)
 
-    def describe(self) -> dict[str, Any]:
-        """Parameters as plain data."""
-        return {
-            "kind": self.kind,
-            "name": self.name,
-            "expr": self.expr,
-            "column": self.column,
-            "op": self.op,
-            "value": self.value,
-        }
-
 
 class _VelocityRuleOperator(FeatureOperator):
     def __init__(self, step: VelocityRule) -> None:
@@ -998,6 +984,7 @@ class _VelocityRuleOperator(FeatureOperator):
         return {"retained_events": len(self.counter)}
 
 
+@step_kind(config=True)
 @dataclass(frozen=True)
 class VelocityRule(_KeyedStep):
     """Alert when a key has more than ``max_count`` events within ``window`` of event time.
@@ -1032,11 +1019,12 @@ class VelocityRule(_KeyedStep):
     """
 
     key: str
-    window: Duration
-    max_count: int
-    name: str
+    window: Duration = param(codec=codec.DURATION_TEXT)
+    # mypy reads param() as a default; it is a field without one (dataclasses.field)
+    max_count: int  # type: ignore[misc]
+    name: str  # type: ignore[misc]
     time: str = "timestamp"
-    allowed_lateness: Duration = "1h"
+    allowed_lateness: Duration = param(codec=codec.DURATION_TEXT, default="1h")
 
     kind: ClassVar[str] = "velocity_rule"
     _durations: ClassVar[tuple[str, ...]] = ("window", "allowed_lateness")

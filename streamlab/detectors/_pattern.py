@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from streamlab import _step_codecs as codec
 from streamlab._dead_letter import reason_last_columns
-from streamlab._time import NAT_NS, Duration, format_duration
+from streamlab._step_kinds import param, params_of, step_kind
+from streamlab._time import NAT_NS, Duration
 from streamlab.detectors._common import (
     Columns,
     PickledStateOperator,
@@ -56,9 +58,9 @@ class PatternStep:
     """
 
     name: str
-    where: str
+    where: str = param(codec=codec.EXPRESSION)
     times: int = 1
-    differs_from: Mapping[str, str] = field(default_factory=dict)
+    differs_from: Mapping[str, str] = param(codec=codec.MAPPING, default_factory=dict)
 
     def __post_init__(self) -> None:
         where = f"PatternStep({self.name!r})"
@@ -80,17 +82,13 @@ class PatternStep:
 
     def describe(self) -> dict[str, Any]:
         """Parameters as plain data."""
-        return {
-            "name": self.name,
-            "where": self.where,
-            "times": self.times,
-            "differs_from": dict(self.differs_from),
-        }
+        return params_of(self)
 
 
 StepLike = PatternStep | tuple[str, str] | tuple[str, str, int]
 
 
+@step_kind(config=True)
 @dataclass(frozen=True, eq=False)
 class Pattern(StepConfig):
     """Detect, per key, a sequence of steps completed within ``within`` of event time.
@@ -157,10 +155,10 @@ class Pattern(StepConfig):
     """
 
     key: str
-    steps: Sequence[StepLike]
-    within: Duration
+    steps: Sequence[StepLike] = param(codec=codec.dataclass_list(PatternStep))
+    within: Duration = param(codec=codec.DURATION_TEXT)
     time: str = "timestamp"
-    delay: Duration = "0s"
+    delay: Duration = param(codec=codec.DURATION_TEXT, default="0s")
     name: str = "pattern"
     id_column: str = "event_id"
 
@@ -220,20 +218,6 @@ class Pattern(StepConfig):
     def build(self) -> PatternOperator:
         """Return the runtime state."""
         return PatternOperator(self)
-
-    def describe(self) -> dict[str, Any]:
-        """Parameters as plain data."""
-        steps: tuple[PatternStep, ...] = tuple(self.steps)  # type: ignore[arg-type]
-        return {
-            "kind": self.kind,
-            "name": self.name,
-            "key": self.key,
-            "steps": [s.describe() for s in steps],
-            "within": format_duration(check_duration(self.within, where="", what="")),
-            "time": self.time,
-            "delay": format_duration(check_duration(self.delay, where="", what="", allow_zero=True)),
-            "id_column": self.id_column,
-        }
 
 
 class PatternOperator(PickledStateOperator):

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from river import stats
 
+from streamlab import _step_codecs as codec
+from streamlab._step_kinds import param, step_kind
 from streamlab.detectors._common import (
     PickledStateOperator,
     StepConfig,
@@ -90,10 +92,6 @@ class ThresholdFilter(StepConfig):
         """Return the runtime state; ``key`` overrides the filter's own key column (used by ``Detect``)."""
         raise NotImplementedError
 
-    def describe(self) -> dict[str, Any]:
-        """Parameters as plain data."""
-        raise NotImplementedError
-
 
 class _FixedOperator(ThresholdOperator):
     def __init__(self, value: float, score: str) -> None:
@@ -108,6 +106,7 @@ class _FixedOperator(ThresholdOperator):
             return scores > self.value
 
 
+@step_kind(config=True)
 @dataclass(frozen=True)
 class FixedThresholdFilter(ThresholdFilter):
     """``is_anomaly = score > value``.
@@ -127,7 +126,7 @@ class FixedThresholdFilter(ThresholdFilter):
     [False, True, False]
     """
 
-    value: float
+    value: float = param(codec=codec.FLOAT)
     score: str = "score"
 
     kind: ClassVar[str] = "fixed_threshold"
@@ -139,9 +138,6 @@ class FixedThresholdFilter(ThresholdFilter):
 
     def build(self, key: str | None = None) -> ThresholdOperator:
         return _FixedOperator(float(self.value), self.score)
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "value": float(self.value), "score": self.score}
 
 
 class _QuantileOperator(ThresholdOperator):
@@ -177,6 +173,7 @@ class _QuantileOperator(ThresholdOperator):
         return np.array(flags, dtype=bool)
 
 
+@step_kind(config=True)
 @dataclass(frozen=True)
 class QuantileThresholdFilter(ThresholdFilter):
     """``is_anomaly = score > running q-quantile of the previous scores``.
@@ -203,7 +200,7 @@ class QuantileThresholdFilter(ThresholdFilter):
     (True, 0)
     """
 
-    q: float = 0.99
+    q: float = param(codec=codec.FLOAT, default=0.99)
     warmup: int = 100
     score: str = "score"
 
@@ -218,9 +215,6 @@ class QuantileThresholdFilter(ThresholdFilter):
 
     def build(self, key: str | None = None) -> ThresholdOperator:
         return _QuantileOperator(float(self.q), self.warmup, self.score)
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "q": float(self.q), "warmup": self.warmup, "score": self.score}
 
 
 class _AdaptiveOperator(ThresholdOperator):
@@ -262,6 +256,7 @@ class _AdaptiveOperator(ThresholdOperator):
         return {"keys": len(self.stats), "evictions": self.evictions}
 
 
+@step_kind(config=True)
 @dataclass(frozen=True)
 class AdaptiveThresholdFilter(ThresholdFilter):
     """``is_anomaly = score > mean + k·std`` of the key's own previous scores (or all scores).
@@ -290,7 +285,7 @@ class AdaptiveThresholdFilter(ThresholdFilter):
     [False, False, False, False, True, False]
     """
 
-    k: float = 3.0
+    k: float = param(codec=codec.FLOAT, default=3.0)
     per_key: bool = True
     key: str | None = None
     warmup: int = 10
@@ -322,14 +317,3 @@ class AdaptiveThresholdFilter(ThresholdFilter):
                 "use it inside Detect(key=...), or set per_key=False"
             )
         return _AdaptiveOperator(float(self.k), self.warmup, column, self.max_keys, self.score)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "k": float(self.k),
-            "per_key": self.per_key,
-            "key": self.key,
-            "warmup": self.warmup,
-            "max_keys": self.max_keys,
-            "score": self.score,
-        }

@@ -12,7 +12,9 @@ with an error naming the step and the targets that do translate it. To plug in a
 and, where the generator walks the pipeline, call ``emitter_for("flink", step)(gen, step)``. The
 emitter's arguments after the step are the exporter's own (the Beam exporter passes the stream
 variables too). Emitters are looked up along the step's class hierarchy, so a subclass of a registered
-step shares its emitter unless it registers its own.
+step shares its emitter unless it registers its own. A detector, feature, rule or pattern step (an
+``OperatorStep``) is looked up by its config's class first (``@emits("beam", VelocityFeature)``), then
+as an ``OperatorStep``: the kinds registered in ``streamlab._step_kinds`` are what an exporter keys on.
 
 Examples
 --------
@@ -32,16 +34,17 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from streamlab.errors import PipelineConfigError
-from streamlab.steps import Step
+from streamlab.steps import OperatorStep, Step
 
 __all__ = ["emits", "emitter_for", "registered", "targets_for"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-_EMITTERS: dict[str, dict[type[Step], Callable[..., Any]]] = {}
+_EMITTERS: dict[str, dict[type, Callable[..., Any]]] = {}
 
 
-def emits(target: str, *step_types: type[Step]) -> Callable[[F], F]:
-    """Register the decorated function as ``target``'s emitter for each of ``step_types``."""
+def emits(target: str, *step_types: type) -> Callable[[F], F]:
+    """Register the decorated function as ``target``'s emitter for each of ``step_types`` (step classes,
+    or the step configs of ``streamlab.detectors`` that an ``OperatorStep`` holds)."""
 
     def register(fn: F) -> F:
         table = _EMITTERS.setdefault(target, {})
@@ -55,9 +58,11 @@ def emits(target: str, *step_types: type[Step]) -> Callable[[F], F]:
 def find(target: str, step: Step) -> Callable[..., Any] | None:
     """``target``'s emitter for ``step`` (along its class hierarchy), or None."""
     table = _EMITTERS.get(target, {})
-    for cls in type(step).__mro__:
-        if cls in table:
-            return table[cls]
+    held = (step.config, step) if isinstance(step, OperatorStep) else (step,)
+    for obj in held:
+        for cls in type(obj).__mro__:
+            if cls in table:
+                return table[cls]
     return None
 
 
@@ -77,8 +82,8 @@ def emitter_for(target: str, step: Step) -> Callable[..., Any]:
 
 
 def registered(target: str) -> set[str]:
-    """Kinds of the steps ``target`` translates."""
-    return {cls.kind for cls in _EMITTERS.get(target, {})}
+    """Kinds of the steps (and step configs) ``target`` translates."""
+    return {str(getattr(cls, "kind", cls.__name__)) for cls in _EMITTERS.get(target, {})}
 
 
 def targets_for(step: Step) -> list[str]:
