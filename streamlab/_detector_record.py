@@ -32,7 +32,7 @@ from typing import Any
 NAN = float("nan")
 
 
-def number(value: Any) -> float:
+def as_number(value: Any) -> float:
     """A value as a float, NaN when missing or not a number (as ``pandas.to_numeric(errors="coerce")``)."""
     if value is None:
         return NAN
@@ -49,14 +49,14 @@ def number(value: Any) -> float:
         return NAN
 
 
-def is_missing(value: Any) -> bool:
+def missing_value(value: Any) -> bool:
     """None or NaN: what pandas' ``isna`` reports for a key or a value."""
     return value is None or (isinstance(value, float) and value != value)
 
 
 def truthy(value: Any) -> bool:
     """A condition's result on one row as the runtime reads it (missing is False)."""
-    return False if is_missing(value) else bool(value)
+    return False if missing_value(value) else bool(value)
 
 
 class KeyedLRU:
@@ -110,7 +110,7 @@ class WindowEvents:
             cut = bisect.bisect_right(times, self.max_seen - self.window_ns - self.lateness_ns)
             if cut:
                 del times[:cut], values[:cut]
-        v = number(value)
+        v = as_number(value)
         at = bisect.bisect_right(times, t)
         times.insert(at, t)
         values.insert(at, 0.0 if v != v else v)
@@ -154,7 +154,7 @@ class DistinctValues:
                     del per_key[v]
                 elif cut:
                     del ts[:cut]
-        if not is_missing(value):
+        if not missing_value(value):
             bisect.insort_right(per_key.setdefault(value, []), t)
         lo = t - self.window_ns
         count = 0
@@ -180,7 +180,7 @@ class ZScoreState:
         self.lru = KeyedLRU(max_keys)
 
     def update(self, key: Any, value: Any) -> float:
-        x = number(value)
+        x = as_number(value)
         if not math.isfinite(x):
             return NAN
         state = self.lru.touch(key, lambda: [0.0, 0.0, 0.0])
@@ -206,7 +206,7 @@ class RatioToMedianState:
         self.lru = KeyedLRU(max_keys)
 
     def update(self, key: Any, value: Any) -> float:
-        v = number(value)
+        v = as_number(value)
         if v != v:
             return NAN
         fifo, ordered = self.lru.touch(key, lambda: ([], []))
@@ -268,10 +268,10 @@ COMPARE = {
 }
 
 
-def compare(value: Any, op: str, bound: Any) -> bool:
+def compare_values(value: Any, op: str, bound: Any) -> bool:
     """``value op bound`` as ``ThresholdRule(column=, op=, value=)`` reads it: missing is no alert
     (except ``!=``, where pandas says a missing value differs)."""
-    if is_missing(value):
+    if missing_value(value):
         return op == "!="
     try:
         return bool(COMPARE[op](value, bound))
@@ -458,9 +458,9 @@ class DetectState:
     def reject(self, values: list[Any], key: Any, t: int | None) -> str | None:
         """Why an event goes to dead letter, or None (the runtime's checks, first failing one)."""
         for column, v in zip(self.features, values):
-            if not math.isfinite(number(v)):
+            if not math.isfinite(as_number(v)):
                 return f"feature {column!r} is missing or not a finite number"
-        if self.key is not None and is_missing(key):
+        if self.key is not None and missing_value(key):
             return f"key column {self.key!r} is missing"
         if self.ttl_ns is not None and t is None:
             return f"event time {self.time!r} is missing or unreadable (needed for key_ttl)"
@@ -507,7 +507,7 @@ class DetectState:
         reason = self.reject(values, key, t)
         if reason is not None:
             return reason
-        x = dict(zip(self.features, (number(v) for v in values)))
+        x = dict(zip(self.features, (as_number(v) for v in values)))
         if self.model is not None:
             model = self.model
         else:
@@ -536,7 +536,7 @@ class DriftState:
         self.seen = 0
 
     def update(self, value: Any) -> int | None:
-        v = number(value)
+        v = as_number(value)
         if v != v:
             return None
         self.detector.update(v)
@@ -630,7 +630,7 @@ class PatternState:
     def _differs(self, run: list[Any], step: int, values: list[Any]) -> bool:
         for column, earlier in self.differs[step].items():
             v = values[column]
-            if is_missing(v):
+            if missing_value(v):
                 return False
             if any(v == taken[column] for taken in run[4][earlier]):
                 return False
@@ -643,3 +643,226 @@ class PatternState:
         run[1] += 1
         if run[1] == self.times[s]:
             run[0], run[1] = s + 1, 0
+
+
+# --- steps on rows: what an exported job runs per record
+
+
+class RowStep:
+    """One step on rows (dicts), in arrival order: ``process(row)`` and, at the end of a bounded stream,
+    ``finish()`` return ``(output, row)`` pairs (``"out"``, ``"dead_letter"``, ``"late"``, ``"drift"``).
+
+    Built by :func:`make_step` from a plain-data spec (the exporter writes it from the step's config).
+    ``evaluate(expr, row)`` evaluates a rule's or a pattern step's condition on one row (exports pass
+    the pandas evaluation of their filters); ``to_ns``/``from_ns`` convert event times (those of
+    ``streamlab._record``, which generated modules carry too).
+    """
+
+    def __init__(self, spec: dict[str, Any], evaluate: Any, to_ns: Any, from_ns: Any) -> None:
+        self.spec = spec
+        self.bind(evaluate, to_ns, from_ns)
+
+    def bind(self, evaluate: Any, to_ns: Any, from_ns: Any) -> None:
+        """Set the helpers; a pickled step leaves them out (they belong to the running program), so a
+        step read back from a checkpoint is bound again before use."""
+        self.evaluate = evaluate
+        self.to_ns = to_ns
+        self.from_ns = from_ns
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("evaluate", "to_ns", "from_ns")}
+
+    def time_ns(self, row: dict[str, Any], column: str) -> int | None:
+        value = row.get(column)
+        if missing_value(value):
+            return None
+        try:
+            return int(self.to_ns(value))
+        except (TypeError, ValueError, OverflowError):
+            return None
+
+    def keyed(self, row: dict[str, Any]) -> tuple[int | None, str | None]:
+        """The event time of a keyed feature or rule, or why the row goes to dead letter."""
+        key, time = self.spec["key"], self.spec.get("time")
+        if missing_value(row.get(key)):
+            return None, f"key column {key!r} is missing"
+        if time is None:
+            return 0, None
+        t = self.time_ns(row, time)
+        return t, None if t is not None else f"event time {time!r} is missing or unreadable"
+
+    def process(self, row: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        raise NotImplementedError
+
+    def finish(self) -> list[tuple[str, dict[str, Any]]]:
+        return []
+
+
+class FeatureStep(RowStep):
+    """The keyed features and the velocity rule: one or two columns computed from the key's history."""
+
+    def __init__(self, spec: dict[str, Any], evaluate: Any, to_ns: Any, from_ns: Any) -> None:
+        super().__init__(spec, evaluate, to_ns, from_ns)
+        kind = spec["kind"]
+        if kind in ("velocity_feature", "velocity_rule"):
+            self.state: Any = WindowEvents(spec["window_ns"], spec["lateness_ns"])
+        elif kind == "distinct_count_feature":
+            self.state = DistinctValues(spec["window_ns"], spec["lateness_ns"])
+        elif kind == "zscore_feature":
+            self.state = ZScoreState(spec["max_keys"])
+        elif kind == "ratio_to_median_feature":
+            self.state = RatioToMedianState(spec["history"], spec["max_keys"])
+        elif kind == "time_since_last_feature":
+            self.state = TimeSinceLastState(spec["max_keys"])
+        else:
+            raise ValueError(f"step kind {kind!r} is not a feature")
+
+    def process(self, row: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        spec = self.spec
+        t, reason = self.keyed(row)
+        if reason is not None or t is None:
+            return [("dead_letter", {**row, "reason": reason})]
+        key, kind, out = row[spec["key"]], spec["kind"], dict(row)
+        if kind == "velocity_feature":
+            count, total = self.state.update(key, t, row.get(spec["value"]) if spec["value"] else None)
+            out[spec["count_column"]] = count
+            if spec["value"]:
+                out[spec["sum_column"]] = total
+        elif kind == "velocity_rule":
+            count, _ = self.state.update(key, t, None)
+            out[spec["name"] + "_count"] = count
+            merge_alert(out, spec["name"], count > spec["max_count"])
+        elif kind == "distinct_count_feature":
+            out[spec["column"]] = self.state.update(key, t, row.get(spec["value"]))
+        elif kind == "time_since_last_feature":
+            out[spec["column"]] = self.state.update(key, t)
+        else:
+            out[spec["column"]] = self.state.update(key, row.get(spec["value"]))
+        return [("out", out)]
+
+
+class RuleStep(RowStep):
+    """``ThresholdRule``: alert where a condition holds (an expression, or ``column op value``)."""
+
+    def process(self, row: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        spec = self.spec
+        if spec["expr"] is not None:
+            alert = truthy(self.evaluate(spec["expr"], row))
+        else:
+            alert = compare_values(row.get(spec["column"]), spec["op"], spec["value"])
+        out = dict(row)
+        merge_alert(out, spec["name"], alert)
+        return [("out", out)]
+
+
+class DetectStep(RowStep):
+    """The detect step on rows: adds ``score``, ``is_anomaly`` (with a threshold) and ``detector``."""
+
+    def __init__(self, spec: dict[str, Any], evaluate: Any, to_ns: Any, from_ns: Any) -> None:
+        super().__init__(spec, evaluate, to_ns, from_ns)
+        self.state = DetectState(
+            spec["detector"],
+            spec["features"],
+            spec["key"],
+            spec["learn"],
+            spec["threshold"],
+            spec["max_keys"],
+            spec["ttl_ns"],
+            spec["time"],
+        )
+
+    def process(self, row: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        spec = self.spec
+        key = row.get(spec["key"]) if spec["key"] is not None else None
+        t = self.time_ns(row, spec["time"]) if self.state.ttl_ns is not None else None
+        result = self.state.process([row.get(f) for f in spec["features"]], key, t)
+        if isinstance(result, str):
+            return [("dead_letter", {**row, "reason": result})]
+        score, flag = result
+        out = {**row, "score": score}
+        if spec["threshold"] is not None:
+            out["is_anomaly"] = bool(flag)
+        out["detector"] = self.state.name
+        return [("out", out)]
+
+
+class DriftStep(RowStep):
+    """``DriftDetector``: rows pass through; each detected change is a row of the ``drift`` output."""
+
+    def __init__(self, spec: dict[str, Any], evaluate: Any, to_ns: Any, from_ns: Any) -> None:
+        super().__init__(spec, evaluate, to_ns, from_ns)
+        self.state = DriftState(spec["method"], spec["params"])
+
+    def process(self, row: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        spec = self.spec
+        value = as_number(row.get(spec["column"]))
+        seen = self.state.update(value)
+        out: list[tuple[str, dict[str, Any]]] = [("out", row)]
+        if seen is not None:
+            t = self.time_ns(row, spec["time"]) if spec["time"] is not None else None
+            drift = {"time": None if t is None else self.from_ns(t), "value": value}
+            out.append(
+                ("drift", {**drift, "method": spec["method"], "column": spec["column"], "n_seen": seen})
+            )
+        return out
+
+
+class PatternRowStep(RowStep):
+    """``Pattern`` on rows: late rows to ``late``, matches (released by the watermark) to ``out``."""
+
+    def __init__(self, spec: dict[str, Any], evaluate: Any, to_ns: Any, from_ns: Any) -> None:
+        super().__init__(spec, evaluate, to_ns, from_ns)
+        steps = [(s["times"], {int(c): int(e) for c, e in s["differs_from"].items()}) for s in spec["steps"]]
+        self.state = PatternState(steps, spec["within_ns"], spec["delay_ns"])
+        self.n_events = sum(s["times"] for s in spec["steps"])
+
+    def process(self, row: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        spec = self.spec
+        t, reason = self.keyed(row)
+        if reason is not None or t is None:
+            return [("dead_letter", {**row, "reason": reason})]
+        if self.state.is_late(t):
+            return [("late", row)]
+        masks = [truthy(self.evaluate(s["where"], row)) for s in spec["steps"]]
+        values = [row.get(c) for c in spec["value_columns"]]
+        return self.matches(self.state.add(row[spec["key"]], t, masks, row.get(spec["id_column"]), values))
+
+    def finish(self) -> list[tuple[str, dict[str, Any]]]:
+        return self.matches(self.state.finish())
+
+    def matches(self, found: list[tuple[Any, int, int, list[Any]]]) -> list[tuple[str, dict[str, Any]]]:
+        spec = self.spec
+        return [
+            (
+                "out",
+                {
+                    spec["key"]: key,
+                    "pattern": spec["name"],
+                    "first_time": self.from_ns(first),
+                    "last_time": self.from_ns(last),
+                    "event_ids": ids,
+                    "n_events": self.n_events,
+                },
+            )
+            for key, first, last, ids in found
+        ]
+
+
+STEP_KINDS = {
+    "velocity_feature": FeatureStep,
+    "velocity_rule": FeatureStep,
+    "distinct_count_feature": FeatureStep,
+    "zscore_feature": FeatureStep,
+    "ratio_to_median_feature": FeatureStep,
+    "time_since_last_feature": FeatureStep,
+    "threshold_rule": RuleStep,
+    "detect": DetectStep,
+    "drift_detector": DriftStep,
+    "pattern": PatternRowStep,
+}
+
+
+def make_step(spec: dict[str, Any], evaluate: Any, to_ns: Any, from_ns: Any) -> RowStep:
+    """The row-level state machine of a step from its spec (``spec["kind"]`` picks it)."""
+    step: RowStep = STEP_KINDS[spec["kind"]](spec, evaluate, to_ns, from_ns)
+    return step

@@ -290,8 +290,9 @@ def unsupported(step: Step, target: str, why: str, fix: str) -> PipelineConfigEr
     return PipelineConfigError(step.step_id, step.kind, f"cannot export to {target}: {why}", fix)
 
 
-def check_steps(p: Pipeline, target: str) -> None:
-    """Raise a PipelineConfigError naming the first step the target cannot run."""
+def check_steps(p: Pipeline, target: str, *, operators: bool = False) -> None:
+    """Raise a PipelineConfigError naming the first step the target cannot run (``operators``: the target
+    translates detector, feature, rule and pattern steps, and checks each one itself)."""
     sources = [s for s in p.steps.values() if isinstance(s, SourceStep)]
     if len(sources) != 1:
         raise PipelineConfigError(
@@ -301,7 +302,7 @@ def check_steps(p: Pipeline, target: str) -> None:
             "export pipelines with exactly one source (union of sources is not translated yet)",
         )
     for step in p.steps.values():
-        if isinstance(step, (*_ALWAYS, WindowStep)):
+        if isinstance(step, (*_ALWAYS, WindowStep)) or (operators and isinstance(step, OperatorStep)):
             continue
         why = {
             "interval_join": "interval joins need two keyed, watermarked inputs with shared state, "

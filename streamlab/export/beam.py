@@ -27,13 +27,14 @@ from typing import Any
 
 from streamlab._time import parse_duration
 from streamlab.errors import PipelineConfigError
-from streamlab.export import _plan, _registry
+from streamlab.export import _detectors, _plan, _registry
 from streamlab.pipeline import Pipeline
 from streamlab.steps import (
     DedupStep,
     FilterStep,
     KeyByStep,
     MapStep,
+    OperatorStep,
     ParseStep,
     SelectStep,
     SinkStep,
@@ -378,6 +379,63 @@ class EmitPanes(beam.DoFn):
 ''',
 }
 
+_ROW_DOFNS = {
+    "rows": '''
+class RunRowSteps(beam.DoFn):
+    """A detector, feature, drift or pattern step: streamlab's per-record state machine
+    (``make_step``, copied from streamlab) over the rows of one state key, in the order they arrive.
+
+    The machine (models, per-key history, the pattern's buffer) is this key's Beam state: a
+    ReadModifyWriteState with a pickle coder, so it is checkpointed with the job and moves with the key.
+    A timer at the end of the global window flushes what a bounded input leaves buffered (a pattern's
+    events behind no watermark yet), as streamlab does at the end of a bounded source.
+    """
+
+    STATE = userstate.ReadModifyWriteStateSpec("state", PickleCoder())
+    END = userstate.TimerSpec("end", TimeDomain.WATERMARK)
+
+    def __init__(self, step_id, spec):
+        self.step_id = step_id
+        self.spec = spec
+
+    def process(self, element, state=beam.DoFn.StateParam(STATE), end=beam.DoFn.TimerParam(END)):
+        _, row = element
+        machine = state.read()
+        if machine is None:
+            machine = make_step(self.spec, eval_expr, to_ns, from_ns)
+            end.set(beam_window.GlobalWindow().max_timestamp())
+        else:
+            machine.bind(eval_expr, to_ns, from_ns)
+        outputs = machine.process(row)
+        state.write(machine)
+        for name, out in outputs:
+            yield out if name == "out" else pvalue.TaggedOutput(name, out)
+
+    @userstate.on_timer(END)
+    def flush(self, state=beam.DoFn.StateParam(STATE)):
+        machine = state.read()
+        if machine is not None:
+            machine.bind(eval_expr, to_ns, from_ns)
+            for name, out in machine.finish():
+                yield out if name == "out" else pvalue.TaggedOutput(name, out)
+''',
+    "rule": '''
+class ApplyRule(beam.DoFn):
+    """A hand-written rule (``ThresholdRule``): stateless, so rows need no key and no order."""
+
+    def __init__(self, step_id, spec):
+        self.step_id = step_id
+        self.spec = spec
+        self.rule = None
+
+    def process(self, row):
+        if self.rule is None:
+            self.rule = make_step(self.spec, eval_expr, to_ns, from_ns)
+        for _, out in self.rule.process(row):
+            yield out
+''',
+}
+
 _REPLAY = '''
 
 def event_time_ns(raw):
@@ -640,6 +698,7 @@ class _Generator:
         self.user_code: list[str] = []
         self.consts: list[str] = []
         self.body: list[str] = []
+        self.row_steps = False
         windows = [s for s in p.steps.values() if isinstance(s, WindowStep)]
         self.delay_ns = min((w.delay_ns for w in windows), default=0)
         self.types = _plan.column_types(p)
@@ -760,7 +819,8 @@ class _Generator:
         for sid, step in self.p.steps.items():
             if isinstance(step, SinkStep):
                 continue
-            for out in _OUTPUTS.get(step.kind, ("out",)):
+            names = step.outputs if isinstance(step, OperatorStep) else _OUTPUTS.get(step.kind, ("out",))
+            for out in names:
                 ref = sid if out == "out" else f"{sid}.{out}"
                 self.emit(f"streams[{ref!r}] = {self.var(ref)}")
         self.emit("return streams")
@@ -772,6 +832,8 @@ class _Generator:
         sink_args = "--sink bigquery --dataset DATASET" if self.sink == "bigquery" else "--output OUT_DIR"
         header = _HEADER.format(name=self.p.name, steps=steps, module=module_name, sink_args=sink_args)
         parts = [header]
+        if self.row_steps:
+            parts.append("import bisect\nfrom collections import OrderedDict\n")
         if self.user_imports:
             parts.append("\n".join(sorted(self.user_imports)) + "\n")
         parts.append(f"PIPELINE_NAME = {self.p.name!r}")
@@ -797,12 +859,17 @@ class _Generator:
         parts.append(_plan.const("BIGQUERY_TABLES", tables))
         parts.append("\n\n# -- helpers copied from streamlab: this module must not import it\n")
         parts.append(_plan.snippet_source(self.snippets))
+        if self.row_steps:
+            parts.append(
+                "\n\n# -- streamlab._detector_record: per-record detectors, features, rules and patterns\n"
+            )
+            parts.append(_detectors.detector_record_source())
         parts.append("\n\n# -- step settings\n")
         parts += self.consts
         for code in self.user_code:
             parts.append("\n\n" + code)
         for d in self.dofns:
-            parts.append("\n" + _DOFNS[d])
+            parts.append("\n" + {**_DOFNS, **_ROW_DOFNS}[d])
         parts.append(
             "\n\ndef build(raw):\n"
             '    """Every stream of the pipeline by streamlab reference (``"window"``, ``"parse.dead_letter"``)."""\n'
@@ -928,6 +995,35 @@ def _beam_dedup(gen: _Generator, step: DedupStep, v: str, src: str) -> None:
 @_registry.emits("beam", WindowStep)
 def _beam_window(gen: _Generator, step: WindowStep, v: str, src: str) -> None:
     gen._window(step, v, src)
+
+
+@_registry.emits("beam", OperatorStep)
+def _beam_row_step(gen: _Generator, step: OperatorStep, v: str, src: str) -> None:
+    from streamlab.detectors import ThresholdRule
+
+    sid = step.step_id
+    spec = _detectors.row_step_spec(step.config, sid)
+    gen.row_steps = True
+    gen.snippets.update({"to_ns", "from_ns", "eval_expr", "group_key"})
+    c = _plan.ident(sid).upper()
+    gen.consts.append(_plan.const(f"{c}_SPEC", spec))
+    if isinstance(step.config, ThresholdRule):
+        gen.need("rule")
+        gen.emit(f"{v} = {src} | {sid!r} >> beam.ParDo(ApplyRule({sid!r}, {c}_SPEC))")
+        return
+    gen.need("rows")
+    key = _detectors.state_key(step.config)
+    keyed = "''" if key is None else f"group_key(row, {(key,)!r})"
+    side = [o for o in step.outputs if o != "out"]
+    gen.emit(f"{v} = (")
+    gen.emit(f"    {src}")
+    gen.emit(f"    | '{sid}: key' >> beam.Map(lambda row: ({keyed}, row)).with_output_types(KeyedRow)")
+    outs = "".join(f"{o!r}, " for o in side)
+    gen.emit(f"    | {sid!r} >> beam.ParDo(RunRowSteps({sid!r}, {c}_SPEC)).with_outputs({outs}main='out')")
+    gen.emit(")")
+    for o in side:
+        gen.emit(f"{gen.var(sid + '.' + o)} = {v}.{o}")
+    gen.emit(f"{v} = {v}.out")
 
 
 @_registry.emits("beam", SinkStep)
@@ -1168,7 +1264,7 @@ def to_beam(
         )
     if sink not in ("files", "bigquery"):
         raise PipelineConfigError("pipeline", "export", f"sink={sink!r}", "use sink='files' or 'bigquery'")
-    _plan.check_steps(pipeline, "Apache Beam")
+    _plan.check_steps(pipeline, "Apache Beam", operators=True)
     horizon_ns = parse_duration(late_horizon, what="to_beam(late_horizon=...)")
     gen = _Generator(pipeline, sink=sink, late_horizon_ns=horizon_ns)
     name = module_name or f"{_plan.ident(pipeline.name)}_beam.py"
@@ -1179,6 +1275,10 @@ def to_beam(
     reqs = [f"apache-beam[gcp]=={BEAM_VERSION}"]
     if "import pandas" in code or "eval_expr(" in code:
         reqs.append("pandas>=2.0")
+    if "from river import" in code:
+        from importlib.metadata import version
+
+        reqs.append(f"river=={version('river')}")
     reqs += sorted({imp.split()[1].split(".")[0] for imp in gen.user_imports} - {"pandas"})
     write("requirements.txt", "\n".join(reqs) + "\n")
     write("metadata.json", json.dumps(_metadata(pipeline, sink, runner_source), indent=2) + "\n")

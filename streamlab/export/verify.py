@@ -40,7 +40,17 @@ from streamlab.errors import PipelineConfigError
 from streamlab.pipeline import Pipeline
 from streamlab.serde import dump_json, rows_to_json
 from streamlab.sources import ListSource
-from streamlab.steps import DedupStep, IntervalJoinStep, ParseStep, SinkStep, SourceStep, Step, WindowStep
+from streamlab.export import _plan
+from streamlab.steps import (
+    DedupStep,
+    IntervalJoinStep,
+    OperatorStep,
+    ParseStep,
+    SinkStep,
+    SourceStep,
+    Step,
+    WindowStep,
+)
 
 __all__ = ["VerificationReport", "verify"]
 
@@ -217,8 +227,6 @@ def run_beam_program(
     """
     import subprocess
 
-    from streamlab.export import _plan
-
     work = Path(workdir)
     sample = work / "verify-input.jsonl"
     sample.write_bytes(b"".join(line + b"\n" for line in lines))
@@ -243,7 +251,7 @@ def run_beam_program(
 
 # -- comparison ------------------------------------------------------------------------------------
 def _norm_value(v: Any) -> Any:
-    if v is None:
+    if v is None or v is pd.NA or v is pd.NaT:
         return None
     if isinstance(v, (bytes, bytearray)):
         return bytes(v).decode("utf-8", "replace")
@@ -310,6 +318,18 @@ def _multiset_diff(name: str, left: pd.DataFrame, right: pd.DataFrame, target: s
 def compared_outputs(pipeline: Pipeline, target: str) -> dict[str, tuple[list[str], set[str]]]:
     """Which outputs to compare, on which columns (and which of them are times)."""
     out: dict[str, tuple[list[str], set[str]]] = {}
+    parses = [s for s in pipeline.steps.values() if isinstance(s, ParseStep)]
+    stamps = {f.name for s in parses for f in s.fields if f.type == "timestamp"} | {
+        "first_time",
+        "last_time",
+        "time",
+    }
+    after = _after_row_steps(pipeline)
+    for ref in _plan.sink_outputs(pipeline):
+        step = pipeline.steps[ref.split(".")[0]]
+        if step.step_id in after and not isinstance(step, WindowStep):
+            cols = list(pipeline.columns_of(ref) or ())
+            out[ref] = (cols, {c for c in cols if c in stamps})
     for sid, step in pipeline.steps.items():
         if step.kind == "parse":
             out[f"{sid}.dead_letter"] = (list(PARSE_DEAD_LETTER_COLUMNS), set())
@@ -328,6 +348,15 @@ def compared_outputs(pipeline: Pipeline, target: str) -> dict[str, tuple[list[st
                 continue  # Flink SQL drops late rows: no late output
             out[f"{sid}.late"] = ([*step.keys, step.time, "window_start"], {step.time, "window_start"})
     return out
+
+
+def _after_row_steps(pipeline: Pipeline) -> set[str]:
+    """Ids of the detector, feature, rule, drift and pattern steps and of every step downstream of one."""
+    found: set[str] = set()
+    for sid, step in pipeline.steps.items():  # steps are in topological order
+        if isinstance(step, OperatorStep) or any(r.split(".")[0] in found for r in step.inputs):
+            found.add(sid)
+    return found
 
 
 def compare(
