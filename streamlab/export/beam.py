@@ -169,6 +169,7 @@ import base64
 import heapq
 import json
 import math
+import pickle
 import re
 from datetime import datetime, timedelta, timezone
 from itertools import accumulate
@@ -385,37 +386,79 @@ class RunRowSteps(beam.DoFn):
     """A detector, feature, drift or pattern step: streamlab's per-record state machine
     (``make_step``, copied from streamlab) over the rows of one state key, in the order they arrive.
 
-    The machine (models, per-key history, the pattern's buffer) is this key's Beam state: a
-    ReadModifyWriteState with a pickle coder, so it is checkpointed with the job and moves with the key.
+    The machine (models, per-key history, the pattern's buffer) is this key's Beam state, checkpointed
+    with the job and moving with the key: a log of the rows since a snapshot of the machine (a pickle),
+    compacted into a new snapshot every SNAPSHOT_EVERY rows; the machines are deterministic, so
+    replaying the log rebuilds the state exactly. The worker keeps the machine in memory while TOKEN
+    (rewritten with each row) says the state is the one it wrote; after a retry or a move to another
+    worker it replays the log. Each row costs one append and one small write, whatever the model's size.
     A timer at the end of the global window flushes what a bounded input leaves buffered (a pattern's
     events behind no watermark yet), as streamlab does at the end of a bounded source.
     """
 
-    STATE = userstate.ReadModifyWriteStateSpec("state", PickleCoder())
+    LOG = userstate.BagStateSpec("log", PickleCoder())
+    TOKEN = userstate.ReadModifyWriteStateSpec("token", PickleCoder())
     END = userstate.TimerSpec("end", TimeDomain.WATERMARK)
+    SNAPSHOT_EVERY = 1_000
+    # (step id, key) -> (token, machine, log length), shared by this process's instances of the DoFn:
+    # runners may build a new instance per bundle, and the token tells whether the state moved on since
+    HELD = {}
 
     def __init__(self, step_id, spec):
         self.step_id = step_id
         self.spec = spec
 
-    def process(self, element, state=beam.DoFn.StateParam(STATE), end=beam.DoFn.TimerParam(END)):
-        _, row = element
-        machine = state.read()
+    def fresh(self):
+        return make_step(self.spec, eval_expr, to_ns, from_ns)
+
+    def machine(self, key, log, token):
+        """The key's machine and log length: the one in memory, or rebuilt from the log; None for a new key."""
+        held = self.HELD.get((self.step_id, key))
+        if held is not None and token.read() == held[0]:
+            return held[1], held[2]
+        machine, logged = None, 0
+        for entry in log.read():
+            if isinstance(entry, RowStep):
+                machine = entry
+                machine.bind(eval_expr, to_ns, from_ns)
+            else:
+                machine = machine or self.fresh()
+                machine.process(entry)
+            logged += 1
+        return machine, logged
+
+    def process(
+        self,
+        element,
+        log=beam.DoFn.StateParam(LOG),
+        token=beam.DoFn.StateParam(TOKEN),
+        end=beam.DoFn.TimerParam(END),
+    ):
+        from os import urandom
+
+        key, row = element
+        machine, logged = self.machine(key, log, token)
         if machine is None:
-            machine = make_step(self.spec, eval_expr, to_ns, from_ns)
+            machine = self.fresh()
             end.set(beam_window.GlobalWindow().max_timestamp())
-        else:
-            machine.bind(eval_expr, to_ns, from_ns)
         outputs = machine.process(row)
-        state.write(machine)
+        if logged >= self.SNAPSHOT_EVERY:
+            log.clear()
+            log.add(pickle.loads(pickle.dumps(machine)))  # a copy: runners may encode later
+            logged = 1
+        else:
+            log.add(row)
+            logged += 1
+        stamp = urandom(8)
+        token.write(stamp)
+        self.HELD[self.step_id, key] = (stamp, machine, logged)
         for name, out in outputs:
             yield out if name == "out" else pvalue.TaggedOutput(name, out)
 
     @userstate.on_timer(END)
-    def flush(self, state=beam.DoFn.StateParam(STATE)):
-        machine = state.read()
+    def flush(self, key=beam.DoFn.KeyParam, log=beam.DoFn.StateParam(LOG), token=beam.DoFn.StateParam(TOKEN)):
+        machine, _ = self.machine(key, log, token)
         if machine is not None:
-            machine.bind(eval_expr, to_ns, from_ns)
             for name, out in machine.finish():
                 yield out if name == "out" else pvalue.TaggedOutput(name, out)
 ''',

@@ -37,10 +37,10 @@ from streamlab._dead_letter import PARSE_DEAD_LETTER_COLUMNS
 from streamlab._time import to_utc_ns
 from streamlab.clock import ManualClock
 from streamlab.errors import PipelineConfigError
+from streamlab.export import _plan
 from streamlab.pipeline import Pipeline
 from streamlab.serde import dump_json, rows_to_json
 from streamlab.sources import ListSource
-from streamlab.export import _plan
 from streamlab.steps import (
     DedupStep,
     IntervalJoinStep,

@@ -169,7 +169,7 @@ def test_threshold_rules_chain(frame: pd.DataFrame, cuts: list[int]) -> None:
     for v in frame["v"]:
         row: dict[str, object] = {}
         rec.merge_alert(row, "big", rec.truthy(v > 50))
-        rec.merge_alert(row, "neg", rec.compare(v, "<", -50))
+        rec.merge_alert(row, "neg", rec.compare_values(v, "<", -50))
         got.append((row["rule"], row["is_alert"]))
     assert got == list(zip(out["rule"], out["is_alert"].tolist()))
 
