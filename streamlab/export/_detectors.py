@@ -170,7 +170,8 @@ def _detect_spec(config: Detect, step_id: str) -> dict[str, Any]:
     ):
         raise _refuse(
             step_id,
-            f"detector {config.detector!r} wraps an arbitrary river model, which exported code cannot rebuild",
+            f"detector RiverDetector({config.detector.name}) wraps an arbitrary river model, which exported code "
+            "cannot rebuild",
             "use one of streamlab's detectors (HalfSpaceTreesDetector, GaussianScorerDetector, ...)",
         )
     if (

@@ -452,8 +452,14 @@ class RunRowSteps(beam.DoFn):
         stamp = urandom(8)
         token.write(stamp)
         self.HELD[self.step_id, key] = (stamp, machine, logged)
+        yield from self.emit(outputs)
+
+    def emit(self, outputs):
         for name, out in outputs:
-            yield out if name == "out" else pvalue.TaggedOutput(name, out)
+            if name == "out":
+                yield out
+            else:
+                yield pvalue.TaggedOutput(name, {**out, "step_id": self.step_id} if name == "dead_letter" else out)
 
     @userstate.on_timer(END)
     def flush(self, key=beam.DoFn.KeyParam, log=beam.DoFn.StateParam(LOG), token=beam.DoFn.StateParam(TOKEN)):

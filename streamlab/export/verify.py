@@ -137,12 +137,14 @@ def sample_lines(sample: pd.DataFrame | Sequence[bytes | str]) -> list[bytes]:
 
 
 def local_pipeline(pipeline: Pipeline, lines: list[bytes]) -> Pipeline:
-    """A copy of the pipeline reading ``lines`` and without its sinks (their inputs are collected)."""
+    """A copy of the pipeline reading ``lines``, its sinks replaced by in-memory ones (``ListSink``)."""
+    from streamlab.sinks import ListSink
+
     copy = Pipeline(name=pipeline.name, time=pipeline.time)
     steps: dict[str, Step] = {}
     for sid, step in pipeline.steps.items():
         if isinstance(step, SinkStep):
-            continue
+            step = dataclasses.replace(step, sink=ListSink())
         if isinstance(step, SourceStep):
             step = dataclasses.replace(step, source=ListSource(lines))
         steps[sid] = step
@@ -154,8 +156,13 @@ def local_pipeline(pipeline: Pipeline, lines: list[bytes]) -> Pipeline:
 
 def run_local(pipeline: Pipeline, lines: list[bytes], batch_size: int = 50_000) -> dict[str, pd.DataFrame]:
     """streamlab's own outputs on the sample (every output, as the runtime collects them)."""
-    result = local_pipeline(pipeline, lines).run(clock=ManualClock(0), batch_size=batch_size)
-    return dict(result.outputs)
+    local = local_pipeline(pipeline, lines)
+    result = local.run(clock=ManualClock(0), batch_size=batch_size)
+    outputs = dict(result.outputs)
+    for step in local.steps.values():  # what the sinks got, also for streams other steps read too
+        if isinstance(step, SinkStep) and step.inputs[0] not in outputs:
+            outputs[step.inputs[0]] = step.sink.frame()  # type: ignore[attr-defined]
+    return outputs
 
 
 # -- Beam ------------------------------------------------------------------------------------------
