@@ -169,7 +169,6 @@ import base64
 import heapq
 import json
 import math
-import pickle
 import re
 from datetime import datetime, timedelta, timezone
 from itertools import accumulate
@@ -484,6 +483,29 @@ class ApplyRule(beam.DoFn):
             yield out
 ''',
 }
+
+_ROW_SEMANTICS = """
+Detectors, features, rules, drift and patterns
+----------------------------------------------
+* Each runs streamlab's own per-record state machine (``make_step``: the code of
+  ``streamlab._detector_record``, copied below): score-then-learn with river's models, the threshold's
+  rule, the features' windows, the pattern's watermark. Its state is Beam state of a stateful DoFn
+  (``RunRowSteps``): a log of rows since a pickled snapshot, checkpointed with the job.
+* State keys: a step whose state splits by key (features, rules over a key, a detect step with ``key``
+  and a fixed or per-key threshold) is keyed by that column, so keys spread over workers; the others (a
+  pattern, a drift detector, an unkeyed detect step, a detect step whose quantile threshold learns from
+  every key) run under one key. Split by key, a key's history is kept against that key's own newest
+  event (streamlab: against the whole stream's), so results differ only for events later than
+  ``allowed_lateness`` behind the stream; ``max_keys`` and ``key_ttl`` bound each key's state alone.
+* Order: streamlab processes events in arrival order. Beam does not order a PCollection: each state key
+  sees its rows in the order the runner delivers them. On the DirectRunner with one worker (``--input``,
+  ``--input --replay``; what ``streamlab.export.verify`` runs) that is the file's order, verified equal to
+  streamlab's results. On Dataflow, rows of one key published close together may be delivered out of
+  publish order, and those rows are then scored in delivery order.
+* Rules and conditions (``ThresholdRule``, pattern steps) are evaluated with pandas on one row, as the
+  filters are. A bounded input flushes the pattern's buffered events at its end (a timer at the end of
+  the global window), as streamlab does at the end of a bounded source.
+"""
 
 _REPLAY = '''
 
@@ -880,9 +902,14 @@ class _Generator:
         steps = " -> ".join(self.p.steps)
         sink_args = "--sink bigquery --dataset DATASET" if self.sink == "bigquery" else "--output OUT_DIR"
         header = _HEADER.format(name=self.p.name, steps=steps, module=module_name, sink_args=sink_args)
-        parts = [header]
         if self.row_steps:
-            parts.append("import bisect\nfrom collections import OrderedDict\n")
+            header = header.replace('\n"""\n\n# ruff: noqa', _ROW_SEMANTICS + '"""\n\n# ruff: noqa', 1)
+            header = header.replace("import base64\n", "import base64\nimport bisect\n", 1)
+            header = header.replace("import math\n", "import math\nimport pickle\n", 1)
+            header = header.replace(
+                "from datetime import", "from collections import OrderedDict\nfrom datetime import", 1
+            )
+        parts = [header]
         if self.user_imports:
             parts.append("\n".join(sorted(self.user_imports)) + "\n")
         parts.append(f"PIPELINE_NAME = {self.p.name!r}")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from streamlab.datasets import load
 
 from streamlab import Pipeline
-from streamlab.datasets import load
 from streamlab.detectors import (
     Detect,
     DistinctCountFeature,
@@ -157,7 +157,7 @@ def test_iot_pipeline_on_beam_equals_streamlab(tmp_path: Path) -> None:
 
 def test_generated_module_backfills_a_file_of_bytes_through_its_command_line(tmp_path: Path) -> None:
     """``--input`` without ``--replay``: the bounded backfill, read as bytes (an invalid UTF-8 line included)."""
-    lines = fraud_sample()[:150] + [b"\xff\xfe not utf-8"]
+    lines = [*fraud_sample()[:150], b"\xff\xfe not utf-8"]
     p = fraud_pipeline()
     files = to_beam(p, tmp_path / "export", runner_source="file")
     (tmp_path / "in.jsonl").write_bytes(b"\n".join(lines) + b"\n")

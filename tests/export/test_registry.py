@@ -17,7 +17,9 @@ from streamlab.steps import DedupStep, Step, WindowStep
 
 def test_every_step_kind_an_exporter_accepts_has_its_emitter() -> None:
     accepted = {cls.kind for cls in (*_plan._ALWAYS, WindowStep)}
-    assert _registry.registered("beam") == accepted | {"operator"}  # Beam checks each operator's config itself
+    assert _registry.registered("beam") == accepted | {
+        "operator"
+    }  # Beam checks each operator's config itself
     assert _registry.registered("lambda") == accepted - {"source", "parse", "sink"}
     dedup = DedupStep("d", ("parse",))
     assert _registry.targets_for(dedup) == ["beam", "lambda"]
