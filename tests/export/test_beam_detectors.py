@@ -30,7 +30,7 @@ from streamlab.detectors import (
 )
 from streamlab.errors import PipelineConfigError
 from streamlab.export import to_beam, verify
-from streamlab.export.verify import compare, load_module, run_local, sample_lines
+from streamlab.export.verify import compare, run_local, sample_lines
 from streamlab.testing import ListSink, ListSource
 
 pytest.importorskip("apache_beam")
@@ -131,6 +131,7 @@ def iot_sample(devices: list[str]) -> list[bytes]:
     return sample_lines(readings[readings.device_id.isin(devices)].head(360))
 
 
+@pytest.mark.slow
 def test_fraud_pipeline_on_beam_equals_streamlab(tmp_path: Path) -> None:
     sample = fraud_sample()
     report = verify(fraud_pipeline(), sample, "beam", workdir=tmp_path)
@@ -145,6 +146,7 @@ def test_fraud_pipeline_on_beam_equals_streamlab(tmp_path: Path) -> None:
     assert exported["score"].tolist() == pytest.approx(local["score"].tolist(), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_iot_pipeline_on_beam_equals_streamlab(tmp_path: Path) -> None:
     devices = ["dev-0000", "dev-0007", "dev-0022"]
     report = verify(iot_pipeline(devices[:1]), iot_sample(devices), "beam", workdir=tmp_path)
@@ -155,15 +157,34 @@ def test_iot_pipeline_on_beam_equals_streamlab(tmp_path: Path) -> None:
     assert report.counts["drift_dev-0000"]["beam"] > 0
 
 
+@pytest.mark.slow
 def test_generated_module_backfills_a_file_of_bytes_through_its_command_line(tmp_path: Path) -> None:
-    """``--input`` without ``--replay``: the bounded backfill, read as bytes (an invalid UTF-8 line included)."""
+    """``--input`` without ``--replay``: the bounded backfill, read as bytes (an invalid UTF-8 line included),
+    through the module's own command line and files sink."""
+    import subprocess
+    import sys
+
     lines = [*fraud_sample()[:150], b"\xff\xfe not utf-8"]
-    p = fraud_pipeline()
+    p = Pipeline(ListSource([b"{}"]), name="scores")
+    features = p.parse(TX_SCHEMA).apply(VelocityFeature("card_id", window="10m", value="amount"))
+    features.detect(
+        HalfSpaceTreesDetector(seed=7, window_size=40),
+        features=["amount", "count_10m"],
+        threshold=QuantileThresholdFilter(0.95, warmup=40),
+        step_id="detect",
+    )
     files = to_beam(p, tmp_path / "export", runner_source="file")
     (tmp_path / "in.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-    load_module(files.module).run(
-        ["--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out"), "--runner", "DirectRunner"]
-    )
+    cmd = [
+        sys.executable,
+        str(files.module),
+        "--input",
+        str(tmp_path / "in.jsonl"),
+        "--output",
+        str(tmp_path / "out"),
+    ]
+    done = subprocess.run([*cmd, "--runner", "DirectRunner"], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
 
     def rows(name: str) -> pd.DataFrame:
         found = [
@@ -174,12 +195,14 @@ def test_generated_module_backfills_a_file_of_bytes_through_its_command_line(tmp
     exported = {"detect": rows("detect"), "parse.dead_letter": rows("parse_dead_letter")}
     local = run_local(p, lines)
     outputs = {
-        "detect": (["event_id", "score", "is_anomaly", "rule", "is_alert", "count_10m"], {"timestamp"}),
+        "detect": (["event_id", "count_10m", "sum_amount_10m", "score", "is_anomaly"], {"timestamp"}),
         "parse.dead_letter": (["raw", "reason", "step_id"], set()),
     }
     equal, diff, counts = compare(p, local, exported, "beam", outputs=outputs)
     assert equal, diff.head(20).to_string()
+    assert counts["detect"] == {"streamlab": 148, "beam": 148}  # 150 lines: one not JSON, one without card_id
     assert counts["parse.dead_letter"] == {"streamlab": 2, "beam": 2}
+    assert local["detect"]["is_anomaly"].any()
 
 
 def test_steps_without_a_per_record_form_are_refused_naming_the_step(tmp_path: Path) -> None:
