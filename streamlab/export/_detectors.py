@@ -14,8 +14,6 @@ Examples
 
 from __future__ import annotations
 
-import inspect
-from pathlib import Path
 from typing import Any
 
 from streamlab import _detector_record
@@ -38,6 +36,7 @@ from streamlab.detectors import (
     ZScoreFeature,
 )
 from streamlab.errors import PipelineConfigError
+from streamlab.export import _plan
 
 __all__ = ["IMPORTS", "detector_record_source", "global_step", "row_step_spec", "state_key"]
 
@@ -47,19 +46,7 @@ IMPORTS = ("bisect", "heapq", "math", "collections", "typing")
 
 def detector_record_source() -> str:
     """The code of ``streamlab._detector_record`` after its imports, as generated modules carry it."""
-    import ast
-
-    text = Path(inspect.getsourcefile(_detector_record) or "").read_text()
-    tree = ast.parse(text)
-    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-    modules = {a.name for n in imports if isinstance(n, ast.Import) for a in n.names}
-    modules |= {n.module or "" for n in imports if isinstance(n, ast.ImportFrom) and n.module != "__future__"}
-    if not modules <= set(IMPORTS):  # a new import must reach the generated headers too
-        raise RuntimeError(
-            f"streamlab._detector_record imports {sorted(modules)}; update IMPORTS and the headers"
-        )
-    lines = text.splitlines()
-    return "\n".join(lines[imports[-1].end_lineno or 0 :]).strip() + "\n"
+    return _plan._module_body(_detector_record, IMPORTS)
 
 
 def _ns(value: Any, what: str) -> int:
