@@ -207,3 +207,50 @@ def state_key(config: Any) -> str | None:
 def global_step(config: Any) -> bool:
     """Whether the step's state spans all keys (see :func:`state_key`)."""
     return state_key(config) is None
+
+
+_ADDED_TYPES = {
+    "score": "float64",
+    "is_anomaly": "bool",
+    "detector": "string",
+    "rule": "string",
+    "is_alert": "bool",
+}
+
+
+def output_types(p: Any, types: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """``types`` (``_plan.column_types``) completed with the columns detector-package steps add, so that
+    tables (BigQuery) get every column: counts and distinct counts as int64, other features as float64."""
+    from streamlab.steps import OperatorStep
+
+    out = dict(types)
+    for sid, step in p.steps.items():
+        if not isinstance(step, OperatorStep):
+            continue
+        base = out.get(step.inputs[0], {}) if step.inputs else {}
+        for name in step.outputs:
+            ref = sid if name == "out" else f"{sid}.{name}"
+            columns = p.columns_of(ref) or ()
+            known = {**base, **_ADDED_TYPES, "reason": "string", "step_id": "string"}
+            if isinstance(step.config, Pattern) and name == "out":
+                known = {step.config.key: base.get(step.config.key, "string"), "pattern": "string"}
+                known |= {
+                    "first_time": "timestamp",
+                    "last_time": "timestamp",
+                    "event_ids": "json",
+                    "n_events": "int64",
+                }
+            if isinstance(step.config, DriftDetector) and name == "drift":
+                known = {
+                    "time": "timestamp",
+                    "value": "float64",
+                    "method": "string",
+                    "column": "string",
+                    "n_seen": "int64",
+                }
+            out[ref] = {c: known.get(c, _feature_type(c)) for c in columns}
+    return out
+
+
+def _feature_type(column: str) -> str:
+    return "int64" if column.startswith(("count_", "distinct_")) or column.endswith("_count") else "float64"

@@ -772,7 +772,7 @@ class _Generator:
         self.row_steps = False
         windows = [s for s in p.steps.values() if isinstance(s, WindowStep)]
         self.delay_ns = min((w.delay_ns for w in windows), default=0)
-        self.types = _plan.column_types(p)
+        self.types = _detectors.output_types(p, _plan.column_types(p))
         self.parse: ParseStep = next(s for s in p.steps.values() if isinstance(s, ParseStep))
 
     def need(self, *dofns: str) -> None:

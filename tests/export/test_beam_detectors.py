@@ -218,3 +218,28 @@ def test_steps_without_a_per_record_form_are_refused_naming_the_step(tmp_path: P
     q.parse(IOT_SCHEMA).apply(Detect(HalfSpaceTreesDetector(), features=["vibration"]), step_id="trees")
     with pytest.raises(PipelineConfigError, match=r"step 'trees' .*seed=None.*pass seed=42"):
         to_beam(q, tmp_path / "b")
+
+
+def test_bigquery_tables_hold_the_columns_detector_steps_add(tmp_path: Path) -> None:
+    from streamlab.export import _plan
+
+    files = to_beam(fraud_pipeline(), tmp_path, sink="bigquery")
+    tables = _plan.const_value(files.read("fraud_beam.py"), "BIGQUERY_TABLES")
+    detect = {f["name"]: f["type"] for f in tables["detect"][0]}
+    assert {k: detect[k] for k in ("count_10m", "sum_amount_10m", "burst_count", "rule", "is_alert")} == {
+        "count_10m": "INT64",
+        "sum_amount_10m": "FLOAT64",
+        "burst_count": "INT64",
+        "rule": "STRING",
+        "is_alert": "BOOL",
+    }
+    assert (detect["score"], detect["is_anomaly"], detect["timestamp"]) == ("FLOAT64", "BOOL", "TIMESTAMP")
+    pattern = {f["name"]: f["type"] for f in tables["pattern"][0]}
+    assert pattern == {
+        "card_id": "STRING",
+        "pattern": "STRING",
+        "first_time": "TIMESTAMP",
+        "last_time": "TIMESTAMP",
+        "event_ids": "JSON",
+        "n_events": "INT64",
+    }
