@@ -290,8 +290,9 @@ def unsupported(step: Step, target: str, why: str, fix: str) -> PipelineConfigEr
     return PipelineConfigError(step.step_id, step.kind, f"cannot export to {target}: {why}", fix)
 
 
-def check_steps(p: Pipeline, target: str) -> None:
-    """Raise a PipelineConfigError naming the first step the target cannot run."""
+def check_steps(p: Pipeline, target: str, *, operators: bool = False) -> None:
+    """Raise a PipelineConfigError naming the first step the target cannot run (``operators``: the target
+    translates detector, feature, rule and pattern steps, and checks each one itself)."""
     sources = [s for s in p.steps.values() if isinstance(s, SourceStep)]
     if len(sources) != 1:
         raise PipelineConfigError(
@@ -301,7 +302,7 @@ def check_steps(p: Pipeline, target: str) -> None:
             "export pipelines with exactly one source (union of sources is not translated yet)",
         )
     for step in p.steps.values():
-        if isinstance(step, (*_ALWAYS, WindowStep)):
+        if isinstance(step, (*_ALWAYS, WindowStep)) or (operators and isinstance(step, OperatorStep)):
             continue
         why = {
             "interval_join": "interval joins need two keyed, watermarked inputs with shared state, "
@@ -309,13 +310,14 @@ def check_steps(p: Pipeline, target: str) -> None:
             "enrich": "enrich joins with a table held in memory; the exported job cannot ship it",
             "union": "union of several streams is not translated",
             "operator": f"{type(getattr(step, 'config', None)).__name__} steps (features, rules, detectors, "
-            "patterns) are not translated to generated code yet",
+            f"patterns) keep per-key state and models that {target} does not hold",
         }.get(step.kind, f"steps of kind {step.kind!r} are not translated")
         fix = "keep this step in the notebook, or remove it before exporting"
         if step.kind == "operator":
             fix = (
-                "run the pipeline with streamlab itself in production: Pipeline.to_yaml('pipeline.yaml') writes it "
-                "(detector, feature, rule and pattern steps included) and `streamlab run pipeline.yaml` runs it"
+                "export to Apache Beam instead (Pipeline.to_beam translates detector, feature, rule, drift and "
+                "pattern steps, with per-key state), or run the pipeline with streamlab itself: "
+                "Pipeline.to_yaml('pipeline.yaml') writes it and `streamlab run pipeline.yaml` runs it"
             )
         raise unsupported(step, target, why, fix)
     parse_steps = [s for s in p.steps.values() if isinstance(s, ParseStep)]

@@ -21,8 +21,9 @@ from typing import Any
 
 import pandas as pd
 
+from streamlab.detectors import ThresholdRule
 from streamlab.errors import PipelineConfigError
-from streamlab.export import _plan, _registry
+from streamlab.export import _detectors, _plan, _registry
 from streamlab.export.beam import ExportedFiles
 from streamlab.pipeline import Pipeline
 from streamlab.steps import (
@@ -30,6 +31,7 @@ from streamlab.steps import (
     FilterStep,
     KeyByStep,
     MapStep,
+    OperatorStep,
     ParseStep,
     SelectStep,
     SinkStep,
@@ -412,7 +414,19 @@ def _check(p: Pipeline) -> list[Step]:
                 "window of processing time, no merging and no overlap)",
                 "use a TumblingWindow for Lambda, or export to Beam (to_beam) which supports it",
             )
-    _plan.check_steps(p, "AWS Lambda")
+    _plan.check_steps(p, "AWS Lambda", operators=True)
+    for step in p.steps.values():
+        if isinstance(step, OperatorStep) and not isinstance(step.config, ThresholdRule):
+            raise _plan.unsupported(
+                step,
+                "AWS Lambda",
+                f"{type(step.config).__name__} keeps state across events (per-key history, a model, a pattern's "
+                "buffer) that must outlive one invocation; the handler keeps only Lambda's tumbling-window state "
+                "(at most 1 MB per shard, reset at each Lambda window) and merges window results in DynamoDB "
+                "(items of at most 400 KB), so it translates stateless rules (ThresholdRule) only",
+                "export to Apache Beam instead (to_beam: per-key state and river models as Beam state), or run "
+                "the pipeline with streamlab itself (Pipeline.to_yaml, `streamlab run`)",
+            )
     chain = _chain(p)
     dedups = [s for s in chain if isinstance(s, DedupStep)]
     if len(dedups) > 1:
@@ -451,6 +465,7 @@ class _Steps:
         self.imports: list[str] = []
         self.user_code: list[str] = []
         self.lines: list[str] = []
+        self.row_steps = False
 
     def emit(self, line: str = "") -> None:
         self.lines.append(("    " + line) if line else "")
@@ -605,6 +620,17 @@ def _lambda_map(steps: _Steps, step: MapStep) -> None:
             "use map_one or with_columns",
         )
     steps.dead_letter(sid, what)
+
+
+@_registry.emits("lambda", OperatorStep)
+def _lambda_rule(steps: _Steps, step: OperatorStep) -> None:
+    """A stateless rule (``ThresholdRule``; ``_check`` refused the others): streamlab's row step, carried."""
+    c = _plan.ident(step.step_id).upper()
+    steps.row_steps = True
+    steps.snippets.add("eval_expr")
+    steps.consts.append(_plan.const(f"{c}_SPEC", _detectors.row_step_spec(step.config, step.step_id)))
+    steps.consts.append(f"{c}_RULE = make_step({c}_SPEC, eval_expr, to_ns, from_ns)")
+    steps.emit(f"row = {c}_RULE.process(row)[0][1]")
 
 
 @_registry.emits("lambda", SelectStep)
@@ -936,6 +962,14 @@ def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = No
     parts.append(f"PIPELINE_NAME = {pipeline.name!r}")
     parts.append("\n\n# -- helpers copied from streamlab: this module must not import it\n")
     parts.append(_plan.snippet_source(gen.snippets))
+    if gen.row_steps:
+        parts.append("\n\n# -- streamlab._detector_record: per-record rules\n")
+        parts.append(_detectors.detector_record_source())
+        header = header.replace("import base64\n", "import base64\nimport bisect\n", 1)
+        header = header.replace(
+            "from datetime import", "from collections import OrderedDict\nfrom datetime import", 1
+        )
+        parts[0] = header
     parts.append("\n\n# -- step settings\n")
     parts += gen.consts
     for code in gen.user_code:

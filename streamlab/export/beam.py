@@ -27,13 +27,14 @@ from typing import Any
 
 from streamlab._time import parse_duration
 from streamlab.errors import PipelineConfigError
-from streamlab.export import _plan, _registry
+from streamlab.export import _detectors, _plan, _registry
 from streamlab.pipeline import Pipeline
 from streamlab.steps import (
     DedupStep,
     FilterStep,
     KeyByStep,
     MapStep,
+    OperatorStep,
     ParseStep,
     SelectStep,
     SinkStep,
@@ -378,6 +379,134 @@ class EmitPanes(beam.DoFn):
 ''',
 }
 
+_ROW_DOFNS = {
+    "rows": '''
+class RunRowSteps(beam.DoFn):
+    """A detector, feature, drift or pattern step: streamlab's per-record state machine
+    (``make_step``, copied from streamlab) over the rows of one state key, in the order they arrive.
+
+    The machine (models, per-key history, the pattern's buffer) is this key's Beam state, checkpointed
+    with the job and moving with the key: a log of the rows since a snapshot of the machine (a pickle),
+    compacted into a new snapshot every SNAPSHOT_EVERY rows; the machines are deterministic, so
+    replaying the log rebuilds the state exactly. The worker keeps the machine in memory while TOKEN
+    (rewritten with each row) says the state is the one it wrote; after a retry or a move to another
+    worker it replays the log. Each row costs one append and one small write, whatever the model's size.
+    A timer at the end of the global window flushes what a bounded input leaves buffered (a pattern's
+    events behind no watermark yet), as streamlab does at the end of a bounded source.
+    """
+
+    LOG = userstate.BagStateSpec("log", PickleCoder())
+    TOKEN = userstate.ReadModifyWriteStateSpec("token", PickleCoder())
+    END = userstate.TimerSpec("end", TimeDomain.WATERMARK)
+    SNAPSHOT_EVERY = 1_000
+    # (step id, key) -> (token, machine, log length), shared by this process's instances of the DoFn:
+    # runners may build a new instance per bundle, and the token tells whether the state moved on since
+    HELD = {}
+
+    def __init__(self, step_id, spec):
+        self.step_id = step_id
+        self.spec = spec
+
+    def fresh(self):
+        return make_step(self.spec, eval_expr, to_ns, from_ns)
+
+    def machine(self, key, log, token):
+        """The key's machine and log length: the one in memory, or rebuilt from the log; None for a new key."""
+        held = self.HELD.get((self.step_id, key))
+        if held is not None and token.read() == held[0]:
+            return held[1], held[2]
+        machine, logged = None, 0
+        for entry in log.read():
+            if isinstance(entry, RowStep):
+                machine = entry
+                machine.bind(eval_expr, to_ns, from_ns)
+            else:
+                machine = machine or self.fresh()
+                machine.process(entry)
+            logged += 1
+        return machine, logged
+
+    def process(
+        self,
+        element,
+        log=beam.DoFn.StateParam(LOG),
+        token=beam.DoFn.StateParam(TOKEN),
+        end=beam.DoFn.TimerParam(END),
+    ):
+        from os import urandom
+
+        key, row = element
+        machine, logged = self.machine(key, log, token)
+        if machine is None:
+            machine = self.fresh()
+            end.set(beam_window.GlobalWindow().max_timestamp())
+        outputs = machine.process(row)
+        if logged >= self.SNAPSHOT_EVERY:
+            log.clear()
+            log.add(pickle.loads(pickle.dumps(machine)))  # a copy: runners may encode later
+            logged = 1
+        else:
+            log.add(row)
+            logged += 1
+        stamp = urandom(8)
+        token.write(stamp)
+        self.HELD[self.step_id, key] = (stamp, machine, logged)
+        yield from self.emit(outputs)
+
+    def emit(self, outputs):
+        for name, out in outputs:
+            if name == "out":
+                yield out
+            else:
+                yield pvalue.TaggedOutput(name, {**out, "step_id": self.step_id} if name == "dead_letter" else out)
+
+    @userstate.on_timer(END)
+    def flush(self, key=beam.DoFn.KeyParam, log=beam.DoFn.StateParam(LOG), token=beam.DoFn.StateParam(TOKEN)):
+        machine, _ = self.machine(key, log, token)
+        if machine is not None:
+            for name, out in machine.finish():
+                yield out if name == "out" else pvalue.TaggedOutput(name, out)
+''',
+    "rule": '''
+class ApplyRule(beam.DoFn):
+    """A hand-written rule (``ThresholdRule``): stateless, so rows need no key and no order."""
+
+    def __init__(self, step_id, spec):
+        self.step_id = step_id
+        self.spec = spec
+        self.rule = None
+
+    def process(self, row):
+        if self.rule is None:
+            self.rule = make_step(self.spec, eval_expr, to_ns, from_ns)
+        for _, out in self.rule.process(row):
+            yield out
+''',
+}
+
+_ROW_SEMANTICS = """
+Detectors, features, rules, drift and patterns
+----------------------------------------------
+* Each runs streamlab's own per-record state machine (``make_step``: the code of
+  ``streamlab._detector_record``, copied below): score-then-learn with river's models, the threshold's
+  rule, the features' windows, the pattern's watermark. Its state is Beam state of a stateful DoFn
+  (``RunRowSteps``): a log of rows since a pickled snapshot, checkpointed with the job.
+* State keys: a step whose state splits by key (features, rules over a key, a detect step with ``key``
+  and a fixed or per-key threshold) is keyed by that column, so keys spread over workers; the others (a
+  pattern, a drift detector, an unkeyed detect step, a detect step whose quantile threshold learns from
+  every key) run under one key. Split by key, a key's history is kept against that key's own newest
+  event (streamlab: against the whole stream's), so results differ only for events later than
+  ``allowed_lateness`` behind the stream; ``max_keys`` and ``key_ttl`` bound each key's state alone.
+* Order: streamlab processes events in arrival order. Beam does not order a PCollection: each state key
+  sees its rows in the order the runner delivers them. On the DirectRunner with one worker (``--input``,
+  ``--input --replay``; what ``streamlab.export.verify`` runs) that is the file's order, verified equal to
+  streamlab's results. On Dataflow, rows of one key published close together may be delivered out of
+  publish order, and those rows are then scored in delivery order.
+* Rules and conditions (``ThresholdRule``, pattern steps) are evaluated with pandas on one row, as the
+  filters are. A bounded input flushes the pattern's buffered events at its end (a timer at the end of
+  the global window), as streamlab does at the end of a bounded source.
+"""
+
 _REPLAY = '''
 
 def event_time_ns(raw):
@@ -640,9 +769,10 @@ class _Generator:
         self.user_code: list[str] = []
         self.consts: list[str] = []
         self.body: list[str] = []
+        self.row_steps = False
         windows = [s for s in p.steps.values() if isinstance(s, WindowStep)]
         self.delay_ns = min((w.delay_ns for w in windows), default=0)
-        self.types = _plan.column_types(p)
+        self.types = _detectors.output_types(p, _plan.column_types(p))
         self.parse: ParseStep = next(s for s in p.steps.values() if isinstance(s, ParseStep))
 
     def need(self, *dofns: str) -> None:
@@ -760,7 +890,8 @@ class _Generator:
         for sid, step in self.p.steps.items():
             if isinstance(step, SinkStep):
                 continue
-            for out in _OUTPUTS.get(step.kind, ("out",)):
+            names = step.outputs if isinstance(step, OperatorStep) else _OUTPUTS.get(step.kind, ("out",))
+            for out in names:
                 ref = sid if out == "out" else f"{sid}.{out}"
                 self.emit(f"streams[{ref!r}] = {self.var(ref)}")
         self.emit("return streams")
@@ -771,6 +902,13 @@ class _Generator:
         steps = " -> ".join(self.p.steps)
         sink_args = "--sink bigquery --dataset DATASET" if self.sink == "bigquery" else "--output OUT_DIR"
         header = _HEADER.format(name=self.p.name, steps=steps, module=module_name, sink_args=sink_args)
+        if self.row_steps:
+            header = header.replace('\n"""\n\n# ruff: noqa', _ROW_SEMANTICS + '"""\n\n# ruff: noqa', 1)
+            header = header.replace("import base64\n", "import base64\nimport bisect\n", 1)
+            header = header.replace("import math\n", "import math\nimport pickle\n", 1)
+            header = header.replace(
+                "from datetime import", "from collections import OrderedDict\nfrom datetime import", 1
+            )
         parts = [header]
         if self.user_imports:
             parts.append("\n".join(sorted(self.user_imports)) + "\n")
@@ -797,12 +935,17 @@ class _Generator:
         parts.append(_plan.const("BIGQUERY_TABLES", tables))
         parts.append("\n\n# -- helpers copied from streamlab: this module must not import it\n")
         parts.append(_plan.snippet_source(self.snippets))
+        if self.row_steps:
+            parts.append(
+                "\n\n# -- streamlab._detector_record: per-record detectors, features, rules and patterns\n"
+            )
+            parts.append(_detectors.detector_record_source())
         parts.append("\n\n# -- step settings\n")
         parts += self.consts
         for code in self.user_code:
             parts.append("\n\n" + code)
         for d in self.dofns:
-            parts.append("\n" + _DOFNS[d])
+            parts.append("\n" + {**_DOFNS, **_ROW_DOFNS}[d])
         parts.append(
             "\n\ndef build(raw):\n"
             '    """Every stream of the pipeline by streamlab reference (``"window"``, ``"parse.dead_letter"``)."""\n'
@@ -928,6 +1071,35 @@ def _beam_dedup(gen: _Generator, step: DedupStep, v: str, src: str) -> None:
 @_registry.emits("beam", WindowStep)
 def _beam_window(gen: _Generator, step: WindowStep, v: str, src: str) -> None:
     gen._window(step, v, src)
+
+
+@_registry.emits("beam", OperatorStep)
+def _beam_row_step(gen: _Generator, step: OperatorStep, v: str, src: str) -> None:
+    from streamlab.detectors import ThresholdRule
+
+    sid = step.step_id
+    spec = _detectors.row_step_spec(step.config, sid)
+    gen.row_steps = True
+    gen.snippets.update({"to_ns", "from_ns", "eval_expr", "group_key"})
+    c = _plan.ident(sid).upper()
+    gen.consts.append(_plan.const(f"{c}_SPEC", spec))
+    if isinstance(step.config, ThresholdRule):
+        gen.need("rule")
+        gen.emit(f"{v} = {src} | {sid!r} >> beam.ParDo(ApplyRule({sid!r}, {c}_SPEC))")
+        return
+    gen.need("rows")
+    key = _detectors.state_key(step.config)
+    keyed = "''" if key is None else f"group_key(row, {(key,)!r})"
+    side = [o for o in step.outputs if o != "out"]
+    gen.emit(f"{v} = (")
+    gen.emit(f"    {src}")
+    gen.emit(f"    | '{sid}: key' >> beam.Map(lambda row: ({keyed}, row)).with_output_types(KeyedRow)")
+    outs = "".join(f"{o!r}, " for o in side)
+    gen.emit(f"    | {sid!r} >> beam.ParDo(RunRowSteps({sid!r}, {c}_SPEC)).with_outputs({outs}main='out')")
+    gen.emit(")")
+    for o in side:
+        gen.emit(f"{gen.var(sid + '.' + o)} = {v}.{o}")
+    gen.emit(f"{v} = {v}.out")
 
 
 @_registry.emits("beam", SinkStep)
@@ -1168,7 +1340,7 @@ def to_beam(
         )
     if sink not in ("files", "bigquery"):
         raise PipelineConfigError("pipeline", "export", f"sink={sink!r}", "use sink='files' or 'bigquery'")
-    _plan.check_steps(pipeline, "Apache Beam")
+    _plan.check_steps(pipeline, "Apache Beam", operators=True)
     horizon_ns = parse_duration(late_horizon, what="to_beam(late_horizon=...)")
     gen = _Generator(pipeline, sink=sink, late_horizon_ns=horizon_ns)
     name = module_name or f"{_plan.ident(pipeline.name)}_beam.py"
@@ -1179,6 +1351,10 @@ def to_beam(
     reqs = [f"apache-beam[gcp]=={BEAM_VERSION}"]
     if "import pandas" in code or "eval_expr(" in code:
         reqs.append("pandas>=2.0")
+    if "from river import" in code:
+        from importlib.metadata import version
+
+        reqs.append(f"river=={version('river')}")
     reqs += sorted({imp.split()[1].split(".")[0] for imp in gen.user_imports} - {"pandas"})
     write("requirements.txt", "\n".join(reqs) + "\n")
     write("metadata.json", json.dumps(_metadata(pipeline, sink, runner_source), indent=2) + "\n")

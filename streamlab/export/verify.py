@@ -37,10 +37,20 @@ from streamlab._dead_letter import PARSE_DEAD_LETTER_COLUMNS
 from streamlab._time import to_utc_ns
 from streamlab.clock import ManualClock
 from streamlab.errors import PipelineConfigError
+from streamlab.export import _plan
 from streamlab.pipeline import Pipeline
 from streamlab.serde import dump_json, rows_to_json
 from streamlab.sources import ListSource
-from streamlab.steps import DedupStep, IntervalJoinStep, ParseStep, SinkStep, SourceStep, Step, WindowStep
+from streamlab.steps import (
+    DedupStep,
+    IntervalJoinStep,
+    OperatorStep,
+    ParseStep,
+    SinkStep,
+    SourceStep,
+    Step,
+    WindowStep,
+)
 
 __all__ = ["VerificationReport", "verify"]
 
@@ -127,12 +137,14 @@ def sample_lines(sample: pd.DataFrame | Sequence[bytes | str]) -> list[bytes]:
 
 
 def local_pipeline(pipeline: Pipeline, lines: list[bytes]) -> Pipeline:
-    """A copy of the pipeline reading ``lines`` and without its sinks (their inputs are collected)."""
+    """A copy of the pipeline reading ``lines``, its sinks replaced by in-memory ones (``ListSink``)."""
+    from streamlab.sinks import ListSink
+
     copy = Pipeline(name=pipeline.name, time=pipeline.time)
     steps: dict[str, Step] = {}
     for sid, step in pipeline.steps.items():
         if isinstance(step, SinkStep):
-            continue
+            step = dataclasses.replace(step, sink=ListSink())
         if isinstance(step, SourceStep):
             step = dataclasses.replace(step, source=ListSource(lines))
         steps[sid] = step
@@ -144,8 +156,13 @@ def local_pipeline(pipeline: Pipeline, lines: list[bytes]) -> Pipeline:
 
 def run_local(pipeline: Pipeline, lines: list[bytes], batch_size: int = 50_000) -> dict[str, pd.DataFrame]:
     """streamlab's own outputs on the sample (every output, as the runtime collects them)."""
-    result = local_pipeline(pipeline, lines).run(clock=ManualClock(0), batch_size=batch_size)
-    return dict(result.outputs)
+    local = local_pipeline(pipeline, lines)
+    result = local.run(clock=ManualClock(0), batch_size=batch_size)
+    outputs = dict(result.outputs)
+    for step in local.steps.values():  # what the sinks got, also for streams other steps read too
+        if isinstance(step, SinkStep) and step.inputs[0] not in outputs:
+            outputs[step.inputs[0]] = step.sink.frame()  # type: ignore[attr-defined]
+    return outputs
 
 
 # -- Beam ------------------------------------------------------------------------------------------
@@ -217,8 +234,6 @@ def run_beam_program(
     """
     import subprocess
 
-    from streamlab.export import _plan
-
     work = Path(workdir)
     sample = work / "verify-input.jsonl"
     sample.write_bytes(b"".join(line + b"\n" for line in lines))
@@ -243,7 +258,7 @@ def run_beam_program(
 
 # -- comparison ------------------------------------------------------------------------------------
 def _norm_value(v: Any) -> Any:
-    if v is None:
+    if v is None or v is pd.NA or v is pd.NaT:
         return None
     if isinstance(v, (bytes, bytearray)):
         return bytes(v).decode("utf-8", "replace")
@@ -310,6 +325,18 @@ def _multiset_diff(name: str, left: pd.DataFrame, right: pd.DataFrame, target: s
 def compared_outputs(pipeline: Pipeline, target: str) -> dict[str, tuple[list[str], set[str]]]:
     """Which outputs to compare, on which columns (and which of them are times)."""
     out: dict[str, tuple[list[str], set[str]]] = {}
+    parses = [s for s in pipeline.steps.values() if isinstance(s, ParseStep)]
+    stamps = {f.name for s in parses for f in s.fields if f.type == "timestamp"} | {
+        "first_time",
+        "last_time",
+        "time",
+    }
+    after = _after_row_steps(pipeline)
+    for ref in _plan.sink_outputs(pipeline):
+        step = pipeline.steps[ref.split(".")[0]]
+        if step.step_id in after and not isinstance(step, WindowStep):
+            cols = list(pipeline.columns_of(ref) or ())
+            out[ref] = (cols, {c for c in cols if c in stamps})
     for sid, step in pipeline.steps.items():
         if step.kind == "parse":
             out[f"{sid}.dead_letter"] = (list(PARSE_DEAD_LETTER_COLUMNS), set())
@@ -328,6 +355,15 @@ def compared_outputs(pipeline: Pipeline, target: str) -> dict[str, tuple[list[st
                 continue  # Flink SQL drops late rows: no late output
             out[f"{sid}.late"] = ([*step.keys, step.time, "window_start"], {step.time, "window_start"})
     return out
+
+
+def _after_row_steps(pipeline: Pipeline) -> set[str]:
+    """Ids of the detector, feature, rule, drift and pattern steps and of every step downstream of one."""
+    found: set[str] = set()
+    for sid, step in pipeline.steps.items():  # steps are in topological order
+        if isinstance(step, OperatorStep) or any(r.split(".")[0] in found for r in step.inputs):
+            found.add(sid)
+    return found
 
 
 def compare(

@@ -1,0 +1,245 @@
+"""Beam export of detector, feature, rule, drift and pattern steps: the fraud and IoT pipelines of notebooks
+08 and 09, on the bundled datasets' real records, give streamlab's scores, alerts and matches."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlab.datasets import load
+
+from streamlab import Pipeline
+from streamlab.detectors import (
+    Detect,
+    DistinctCountFeature,
+    DriftDetector,
+    FixedThresholdFilter,
+    GaussianScorerDetector,
+    HalfSpaceTreesDetector,
+    PatternStep,
+    QuantileThresholdFilter,
+    RatioToMedianFeature,
+    RiverDetector,
+    ThresholdRule,
+    TimeSinceLastFeature,
+    VelocityFeature,
+    VelocityRule,
+    ZScoreFeature,
+)
+from streamlab.errors import PipelineConfigError
+from streamlab.export import to_beam, verify
+from streamlab.export.verify import compare, run_local, sample_lines
+from streamlab.testing import ListSink, ListSource
+
+pytest.importorskip("apache_beam")
+
+TX_SCHEMA = {
+    "event_id": "string",
+    "card_id": "string",
+    "merchant_category": "string",
+    "country": "string",
+    "amount": "float64",
+    "timestamp": "timestamp",
+    "is_fraud": "bool",
+}
+IOT_SCHEMA = {
+    "device_id": "string",
+    "temperature": "float64",
+    "humidity": "float64",
+    "vibration": "float64",
+    "timestamp": "timestamp",
+}
+BAD = [b"not json", b'{"event_id": "x1", "amount": 3.0, "timestamp": "2024-03-01T01:00:00Z"}']
+
+
+def fraud_pipeline() -> Pipeline:
+    """Notebook 08's pipeline, reading raw records: features, three rules, Half-Space Trees, a pattern."""
+    p = Pipeline(ListSource([b"{}"]), name="fraud")
+    events = p.parse(TX_SCHEMA)
+    features = (
+        events.apply(VelocityFeature("card_id", window="10m", value="amount"))
+        .apply(RatioToMedianFeature("card_id", "amount"))
+        .apply(DistinctCountFeature("card_id", "country", window="1h"))
+        .apply(TimeSinceLastFeature("card_id"))
+        .apply(ZScoreFeature("card_id", "amount"))
+        .with_columns(amount_vs_usual="ratio_to_median_amount.fillna(1.0)")
+    )
+    ruled = (
+        features.apply(VelocityRule("card_id", window="10m", max_count=6, name="burst"))
+        .apply(ThresholdRule("amount_spike", expr="amount_vs_usual > 10 and amount >= 500"))
+        .apply(ThresholdRule("second_country", expr="distinct_country_1h > 1"))
+    )
+    ruled.detect(
+        HalfSpaceTreesDetector(seed=7, window_size=50),
+        features=["amount_vs_usual", "count_10m", "distinct_country_1h"],
+        threshold=QuantileThresholdFilter(0.99, warmup=50),
+        learn="unflagged",
+        step_id="detect",
+    )
+    events.pattern(
+        "card_id",
+        [
+            PatternStep("home", "amount > 0"),
+            PatternStep("abroad", "amount > 0", differs_from={"country": "home"}),
+        ],
+        within="1h",
+        delay="2s",
+        name="two_countries",
+        step_id="pattern",
+    )
+    return p
+
+
+def iot_pipeline(devices: list[str]) -> Pipeline:
+    """Notebook 09's pipeline: a Gaussian scorer per device and metric, then ADWIN on one device's balance."""
+    p = Pipeline(ListSource([b"{}"]), name="iot")
+    s = p.parse(IOT_SCHEMA)
+    for m in ("temperature", "humidity", "vibration"):
+        s = s.detect(
+            GaussianScorerDetector(grace_period=20),
+            features=[m],
+            key="device_id",
+            threshold=FixedThresholdFilter(0.99999),
+            step_id=f"score_{m}",
+        ).with_columns(**{f"score_{m}": "score", f"flag_{m}": "is_anomaly"}, step_id=f"keep_{m}")
+    scored = s.with_columns(
+        flagged="flag_temperature | flag_humidity | flag_vibration",
+        balance="temperature + -2.5 * humidity",
+        step_id="combine",
+    )
+    scored.to(ListSink())
+    clean = scored.filter("~flagged", step_id="unflagged")
+    for dev in devices:
+        one = clean.filter(f"device_id == '{dev}'", step_id=f"only_{dev}")
+        one.apply(
+            DriftDetector(column="balance", method="adwin", params={"clock": 8}), step_id=f"drift_{dev}"
+        )
+    return p
+
+
+def fraud_sample() -> list[bytes]:
+    tx = load("transactions")
+    start = int(tx.index[tx.fraud_pattern.eq("geo_jump")][0]) - 250  # a geo-jump incident in the sample
+    lines = sample_lines(tx.iloc[start : start + 400])
+    return lines[:100] + BAD + lines[100:]
+
+
+def iot_sample(devices: list[str]) -> list[bytes]:
+    readings = load("iot")
+    return sample_lines(readings[readings.device_id.isin(devices)].head(360))
+
+
+@pytest.mark.slow
+def test_fraud_pipeline_on_beam_equals_streamlab(tmp_path: Path) -> None:
+    sample = fraud_sample()
+    report = verify(fraud_pipeline(), sample, "beam", workdir=tmp_path)
+    assert report.equal, report.diff.head(20).to_string()
+    scored = report.local["detect"]
+    assert report.counts["detect"] == {"streamlab": 400, "beam": 400}
+    assert scored["is_anomaly"].any() and scored["is_alert"].any() and (scored["score"] > 0).any()
+    assert report.counts["pattern"]["streamlab"] > 0
+    assert report.counts["velocity_feature.dead_letter"] == {"streamlab": 1, "beam": 1}  # no card_id
+    exported = report.exported["detect"].sort_values("event_id")
+    local = scored.sort_values("event_id")
+    assert exported["score"].tolist() == pytest.approx(local["score"].tolist(), rel=1e-12)
+
+
+@pytest.mark.slow
+def test_iot_pipeline_on_beam_equals_streamlab(tmp_path: Path) -> None:
+    devices = ["dev-0000", "dev-0007", "dev-0022"]
+    report = verify(iot_pipeline(devices[:1]), iot_sample(devices), "beam", workdir=tmp_path)
+    assert report.equal, report.diff.head(20).to_string()
+    scored = report.local["combine"]
+    assert report.counts["combine"] == {"streamlab": 360, "beam": 360}
+    assert (scored["score_vibration"] > 0.5).any() and (scored["score_temperature"] == 0).any()  # after grace
+    assert report.counts["drift_dev-0000"]["beam"] > 0
+
+
+@pytest.mark.slow
+def test_generated_module_backfills_a_file_of_bytes_through_its_command_line(tmp_path: Path) -> None:
+    """``--input`` without ``--replay``: the bounded backfill, read as bytes (an invalid UTF-8 line included),
+    through the module's own command line and files sink."""
+    import subprocess
+    import sys
+
+    lines = [*fraud_sample()[:150], b"\xff\xfe not utf-8"]
+    p = Pipeline(ListSource([b"{}"]), name="scores")
+    features = p.parse(TX_SCHEMA).apply(VelocityFeature("card_id", window="10m", value="amount"))
+    features.detect(
+        HalfSpaceTreesDetector(seed=7, window_size=40),
+        features=["amount", "count_10m"],
+        threshold=QuantileThresholdFilter(0.95, warmup=40),
+        step_id="detect",
+    )
+    files = to_beam(p, tmp_path / "export", runner_source="file")
+    (tmp_path / "in.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    cmd = [
+        sys.executable,
+        str(files.module),
+        "--input",
+        str(tmp_path / "in.jsonl"),
+        "--output",
+        str(tmp_path / "out"),
+    ]
+    done = subprocess.run([*cmd, "--runner", "DirectRunner"], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    def rows(name: str) -> pd.DataFrame:
+        found = [
+            json.loads(x) for f in (tmp_path / "out").glob(f"{name}-*") for x in f.read_text().splitlines()
+        ]
+        return pd.DataFrame(found)
+
+    exported = {"detect": rows("detect"), "parse.dead_letter": rows("parse_dead_letter")}
+    local = run_local(p, lines)
+    outputs = {
+        "detect": (["event_id", "count_10m", "sum_amount_10m", "score", "is_anomaly"], {"timestamp"}),
+        "parse.dead_letter": (["raw", "reason", "step_id"], set()),
+    }
+    equal, diff, counts = compare(p, local, exported, "beam", outputs=outputs)
+    assert equal, diff.head(20).to_string()
+    assert counts["detect"] == {"streamlab": 148, "beam": 148}  # 150 lines: one not JSON, one without card_id
+    assert counts["parse.dead_letter"] == {"streamlab": 2, "beam": 2}
+    assert local["detect"]["is_anomaly"].any()
+
+
+def test_steps_without_a_per_record_form_are_refused_naming_the_step(tmp_path: Path) -> None:
+    from river import anomaly
+
+    p = Pipeline(ListSource([b"{}"]), name="custom")
+    p.parse(IOT_SCHEMA).detect(
+        RiverDetector(anomaly.HalfSpaceTrees(seed=1)), features=["vibration"], step_id="mine"
+    )
+    with pytest.raises(PipelineConfigError, match=r"step 'mine' \(operator\).*arbitrary river model"):
+        to_beam(p, tmp_path / "a")
+    q = Pipeline(ListSource([b"{}"]), name="unseeded")
+    q.parse(IOT_SCHEMA).apply(Detect(HalfSpaceTreesDetector(), features=["vibration"]), step_id="trees")
+    with pytest.raises(PipelineConfigError, match=r"step 'trees' .*seed=None.*pass seed=42"):
+        to_beam(q, tmp_path / "b")
+
+
+def test_bigquery_tables_hold_the_columns_detector_steps_add(tmp_path: Path) -> None:
+    from streamlab.export import _plan
+
+    files = to_beam(fraud_pipeline(), tmp_path, sink="bigquery")
+    tables = _plan.const_value(files.read("fraud_beam.py"), "BIGQUERY_TABLES")
+    detect = {f["name"]: f["type"] for f in tables["detect"][0]}
+    assert {k: detect[k] for k in ("count_10m", "sum_amount_10m", "burst_count", "rule", "is_alert")} == {
+        "count_10m": "INT64",
+        "sum_amount_10m": "FLOAT64",
+        "burst_count": "INT64",
+        "rule": "STRING",
+        "is_alert": "BOOL",
+    }
+    assert (detect["score"], detect["is_anomaly"], detect["timestamp"]) == ("FLOAT64", "BOOL", "TIMESTAMP")
+    pattern = {f["name"]: f["type"] for f in tables["pattern"][0]}
+    assert pattern == {
+        "card_id": "STRING",
+        "pattern": "STRING",
+        "first_time": "TIMESTAMP",
+        "last_time": "TIMESTAMP",
+        "event_ids": "JSON",
+        "n_events": "INT64",
+    }
