@@ -251,19 +251,23 @@ class SessionOperator(_Watermarks, Operator):
         wm = self._event_watermarks(batch, ts)
         gap, lat = self.gap, self.lateness_ns
         local, key_values = self.key_index.local_keys(batch, self.keys)
-        # every key of the batch gets an id now (one pass through the hash table); those left without
-        # an open session or a closed one that matters give it back in _close
-        known = self.key_index.ids_for(key_values, distinct=True)
-        self.key_index.hold(known[self.key_index.refs[known] == 0])
-        self.closed_end = _grown(self.closed_end, self.key_index.n_ids, NAT_NS)
-        n_codes = len(key_values)
-        code_of_id = np.full(self.key_index.n_ids, -1, dtype=np.int64)
-        code_of_id[known] = np.arange(n_codes)
         late_a = ts + gap + lat <= wm
+        # every key with an on-time event gets an id now (one pass through the hash table); those left
+        # without an open session or a closed one that matters give it back in _close. Keys seen only
+        # in late events get none.
+        n_codes = len(key_values)
+        present = np.flatnonzero(np.bincount(local[~late_a], minlength=n_codes))
+        known = np.full(n_codes, -1, dtype=np.int64)  # code -> id
+        if len(present):
+            known[present] = self.key_index.ids_for(key_values[present], distinct=True)
+            self.key_index.hold(known[present][self.key_index.refs[known[present]] == 0])
+        self.closed_end = _grown(self.closed_end, self.key_index.n_ids, NAT_NS)
+        code_of_id = np.full(self.key_index.n_ids, -1, dtype=np.int64)
+        code_of_id[known[present]] = present
         # state of the batch's keys: their open sessions, and the ends of closed ones
         s_code = code_of_id[self.s_key] if len(self.s_key) else _EMPTY
         hard = self._hard_codes(local, ts, wm, late_a, s_code, known, n_codes)
-        row_hard = hard[local]
+        row_hard = hard[local] & (known[local] >= 0)  # keys without an id have late events only
         row_slot = np.full(len(batch), -1, dtype=np.int64)
         closed: list[np.ndarray] = []
         late = np.flatnonzero(late_a & ~row_hard)
@@ -309,9 +313,10 @@ class SessionOperator(_Watermarks, Operator):
             return hard
         ok = np.flatnonzero(~late_a)
         in_batch = s_code >= 0
-        ends = self.closed_end[known]
+        with_id = np.flatnonzero(known >= 0)
+        ends = self.closed_end[known[with_id]]
         has_end = ends != NAT_NS
-        p_code = np.concatenate([local[ok], s_code[in_batch], np.flatnonzero(has_end)])
+        p_code = np.concatenate([local[ok], s_code[in_batch], with_id[has_end]])
         p_time = np.concatenate([ts[ok], self.s_last[in_batch], ends[has_end] - self.gap])
         hit = near_behind(local[q], ts[q] - self.gap, wm[q] - self.gap - self.lateness_ns, p_code, p_time)
         hard[local[q[hit]]] = True
