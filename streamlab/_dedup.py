@@ -3,9 +3,9 @@
 The rule is ``streamlab._record.Dedup`` (one record at a time, as the exported jobs run it). Here the
 same rule runs on whole batches: :class:`DedupTable` keeps the remembered ids in a :class:`KeyIndex`
 with their first event time and insertion order in arrays, and decides a batch with sorts and searches
-over its rows, never a Python step per id. The one case it hands to the per-record rule is a batch in
-which an id forgotten for ``max_ids`` comes back within that batch while a ``ttl`` also applies (or the
-eviction order alone cannot say): property tests prove both paths equal to the rule.
+over its rows, never a Python step per id. Only a batch that pushes the table past ``max_ids`` while a
+``ttl`` also applies, or in which an id evicted for ``max_ids`` comes back, goes through the per-record
+rule itself. Property tests prove the batch path equal to the rule.
 """
 
 from __future__ import annotations

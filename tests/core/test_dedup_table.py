@@ -82,3 +82,17 @@ def test_the_step_passes_first_occurrences_of_unhashable_ids_once():
     p.run(clock=ManualClock(0))
     assert out.frame()["event_id"].tolist()[:2] == [{"a": 1}, [1, 2]] and len(out.frame()) == 3
     assert len(dups.frame()) == 3
+
+
+def test_a_checkpoint_of_the_per_record_rule_resumes_in_the_table():
+    from streamlab._dedup import DedupOperator
+
+    rule = Dedup(10, 3)
+    assert [rule.is_duplicate(k, t) for k, t in [("a", 0), ("b", 5), ("a", 6)]] == [False, False, True]
+    op = DedupOperator("dedup", "event_id", "t", 10, 3)
+    op.restore(pickle.loads(pickle.dumps(rule)))
+    frame = pd.DataFrame({"event_id": ["a", "b", "a"], "t": pd.to_datetime([7, 12, 12], unit="ns", utc=True)})
+    out = op.process(frame)
+    want = [rule.is_duplicate(k, t) for k, t in [("a", 7), ("b", 12), ("a", 12)]]
+    assert out["out"]["event_id"].tolist() == [k for k, d in zip(["a", "b", "a"], want) if not d]
+    assert op.open_state() == {"remembered_ids": len(rule.seen), "forgotten_ids": rule.forgotten}

@@ -115,3 +115,44 @@ def test_in_order_keys_never_go_one_by_one():
     end = op.on_end()
     total += int(end["out"]["count"].sum()) if "out" in end else 0
     assert total == n and not calls
+
+
+def test_a_checkpoint_with_sessions_in_dicts_resumes():
+    """State written before the arrays: open sessions by key id in lists, closed ends by key value."""
+    from streamlab._keytable import KeyIndex, object_array
+
+    op = operator(10, 0, 0, one_by_one=False)
+    index = KeyIndex(1)
+    a = index.ids_for(object_array(["a"]))
+    index.hold(a)
+    stores = [agg_.store() for agg_ in op.aggs]
+    for store in stores:
+        store.grow(1)
+    s, t0 = 10**9, BASE.value
+    stores[0].add(np.array([0, 0]), 1, np.array([0]), None, np.array([t0 + 20 * s, t0 + 28 * s]))
+    state = {
+        "key_index": index,
+        "stores": stores,
+        "open": {int(a[0]): [[t0 + 20 * s, t0 + 28 * s, 0]]},
+        "closed_end": {"b": t0 + 30 * s},
+        "free_slots": [],
+        "n_slots": 1,
+        "max_ts": t0 + 35 * s,
+        "part_max": {},
+        "wm_floor": -(2**62),
+    }
+    op.restore(pickle.loads(pickle.dumps(state)))
+    frame = pd.DataFrame(
+        {
+            "key": ["a", "b"],
+            "value": 1.0,
+            "label": "x",
+            "timestamp": BASE + pd.to_timedelta([36, 29], unit="s"),
+        }
+    )
+    out = op.process(frame)
+    # b at 29 s is before the end (30 s) of its closed session: late; a at 36 s joins its open session
+    assert out["late"]["key"].tolist() == ["b"] and "out" not in out
+    end = op.on_end()["out"]
+    assert end["key"].tolist() == ["a"] and end["count"].tolist() == [3]
+    assert end["window_start"].tolist() == [BASE + pd.Timedelta(seconds=20)]
