@@ -341,7 +341,7 @@ class DedupOperator(Operator):
         self.table = DedupTable(ttl_ns, max_ids)
 
     def snapshot(self) -> Any:
-        return self.table  # pickled when the checkpoint is saved; restore copies it
+        return copy.deepcopy(self.table)
 
     def restore(self, state: Any) -> None:
         ttl_ns, max_ids = self.table.ttl_ns, self.table.max_ids

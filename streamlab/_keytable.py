@@ -97,6 +97,13 @@ class KeyIndex:
         self.__dict__.update(state)
         self._rebuild()
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> KeyIndex:
+        # keys are hashable, so immutable: copying the arrays (not each key) is a deep copy
+        new = KeyIndex.__new__(KeyIndex)
+        state = self.__getstate__()
+        new.__setstate__({k: v.copy() if isinstance(v, np.ndarray) else v for k, v in state.items()})
+        return new
+
     def _rebuild(self) -> None:
         """A fresh hash table holding only the live keys (their ids do not change)."""
         self._new_table()

@@ -200,7 +200,7 @@ class SessionOperator(_Watermarks, Operator):
     )
 
     def snapshot(self) -> Any:
-        return {k: self.__dict__[k] for k in self._STATE}  # pickled when saved; restore copies it
+        return copy.deepcopy({k: self.__dict__[k] for k in self._STATE})
 
     def restore(self, state: Any) -> None:
         state = copy.deepcopy(state)
