@@ -80,18 +80,29 @@ class KeyIndex:
         self.none_id = -1
 
     def _new_table(self) -> None:
-        self._table = _hashtable.ObjectFactorizer(1024)
+        # a bare hash table, not pandas' Factorizer: that copies every value it ever numbered on each call
+        self._table = _hashtable.PyObjectHashTable(1024)
+        self._count = 0  # entries numbered so far
         self._entry_id = _EMPTY.copy()  # entry -> id (-1: released)
         self._dead = 0
 
     # -- pickling: the hash table is rebuilt from the live keys --------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_table", "_entry_id", "_dead")}
+        state = {
+            k: v for k, v in self.__dict__.items() if k not in ("_table", "_count", "_entry_id", "_dead")
+        }
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._rebuild()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> KeyIndex:
+        # keys are hashable, so immutable: copying the arrays (not each key) is a deep copy
+        new = KeyIndex.__new__(KeyIndex)
+        state = self.__getstate__()
+        new.__setstate__({k: v.copy() if isinstance(v, np.ndarray) else v for k, v in state.items()})
+        return new
 
     def _rebuild(self) -> None:
         """A fresh hash table holding only the live keys (their ids do not change)."""
@@ -99,8 +110,8 @@ class KeyIndex:
         live = np.flatnonzero(self.entry_of[: self.n_ids] >= 0)
         if self.none_id >= 0:
             live = live[live != self.none_id]
-        entries = self._table.factorize(self.values[live], na_sentinel=-1).astype(np.int64)
-        self._entry_id = np.full(self._table.get_count(), -1, dtype=np.int64)
+        entries = self._number(self.values[live])
+        self._entry_id = np.full(self._count, -1, dtype=np.int64)
         self._entry_id[entries] = live
         self.entry_of[live] = entries
 
@@ -115,8 +126,15 @@ class KeyIndex:
 
     # -- lookups -------------------------------------------------------------------------------------
     def _entries(self, values: np.ndarray) -> npt.NDArray[np.int64]:
-        entries: npt.NDArray[np.int64] = self._table.factorize(values, na_sentinel=-1).astype(np.int64)
-        self._entry_id = _grown(self._entry_id, self._table.get_count(), -1)
+        entries = self._number(values)
+        self._entry_id = _grown(self._entry_id, self._count, -1)
+        return entries
+
+    def _number(self, values: np.ndarray) -> npt.NDArray[np.int64]:
+        """The hash table entry of each of ``values``, numbering new ones; -1 for missing values."""
+        new = _hashtable.ObjectVector()
+        entries: npt.NDArray[np.int64] = self._table.get_labels(values, new, self._count, -1).astype(np.int64)
+        self._count += len(new)
         return entries
 
     def _ids_of(self, entries: np.ndarray) -> np.ndarray:
@@ -129,7 +147,7 @@ class KeyIndex:
         """The id of each key in ``values`` (an object array), ``-1`` for keys without one."""
         if len(values) == 0:
             return _EMPTY.copy()
-        entries = self._table.table.lookup(values).astype(np.int64)  # adds nothing to the table
+        entries = self._table.lookup(values).astype(np.int64)  # adds nothing to the table
         ids = self._ids_of(entries)
         ids[pd.isna(values)] = self.none_id
         return ids

@@ -84,7 +84,7 @@ def test_released_ids_are_reused_and_the_table_stays_bounded():
         index.release(ids)
         assert len(index) == 0
     assert index.n_ids == 1000  # ids were reused, batch after batch
-    assert index._table.get_count() <= 5 * 1000 + 100  # released keys leave the hash table in rebuilds
+    assert index._count <= 5 * 1000 + 100  # released keys leave the hash table in rebuilds
 
 
 slot_ops = st.lists(
@@ -155,3 +155,18 @@ def test_windows_keyed_by_two_columns_with_missing_values_equal_pandas(sliding):
         == want[["start", "a", "b", "count"]].astype(str).values.tolist()
     )
     np.testing.assert_allclose(got["sum_v"].to_numpy(), want["sum"].to_numpy())
+
+
+def test_a_deep_copy_is_independent_of_the_original():
+    import copy
+
+    index = KeyIndex(1)
+    ids = index.ids_for(np.array(["a", "b", None], dtype=object))
+    index.hold(ids)
+    clone = copy.deepcopy(index)
+    index.release(ids[:1])
+    index.hold(index.ids_for(np.array(["c"], dtype=object)))
+    keys = np.array(["a", "b", None, "c"], dtype=object)
+    assert clone.lookup(keys).tolist() == ids.tolist() + [-1]
+    assert sorted(map(str, clone.live_values())) == ["None", "a", "b"]
+    assert index.lookup(keys)[0] == -1 and index.lookup(keys)[3] >= 0

@@ -65,7 +65,7 @@ def test_dedup_capacity_is_bounded():
     ex.open()
     while not ex.all_done():
         ex.poll_once()
-    assert len(ex.operators["dedup"].rule.seen) <= 1000  # type: ignore[attr-defined]
+    assert ex.operators["dedup"].open_state()["remembered_ids"] <= 1000
 
 
 def test_per_event_function_errors_go_to_dead_letter_and_the_rest_flows():
