@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from streamlab._dead_letter import raw_dead_letter_frame
+from streamlab._lines import file_slice
 from streamlab._record import MAX_DEPTH, MAX_NUMBER_DIGITS, BadRecordError, read_record
 from streamlab.operators import Operator, Outputs
 
@@ -109,16 +110,27 @@ def _is_utf8(buf: bytes | pa.Buffer) -> bool:
     return True
 
 
+_SCAN = 1 << 18  # bytes per step of a scan: its temporaries stay in the CPU's cache
+
+
+def _count_bytes(view: np.ndarray, compare: np.ufunc, value: int) -> int:
+    """How many bytes ``b`` of ``view`` have ``compare(b, value)``, counted a cache-sized step at a time."""
+    return sum(
+        int(np.count_nonzero(compare(view[lo : lo + _SCAN], value))) for lo in range(0, len(view), _SCAN)
+    )
+
+
 _S_MAX, _MS_MAX = 9_223_372_036, 9_223_372_036_854  # largest |epoch| in int64 nanoseconds
 
 
-def _odd_records(view: np.ndarray, lens: np.ndarray) -> np.ndarray | None:
+def _odd_records(view: np.ndarray, lens: np.ndarray, controls: bool = True) -> np.ndarray | None:
     """Which records of a line-joined buffer arrow's reader must not judge (a bool each), or None.
 
     ``view`` holds the records of lengths ``lens``, each followed by one separator byte (the last one
     may lack it). Arrow reads NaN/Inf/Infinity literals, has no nesting limit, reads numbers of any
     length and cuts lines at raw line breaks, where the checked path rejects or reads otherwise: records
     that might hold any of these go there. Every test is a vectorized scan, mostly over a few positions.
+    ``controls=False`` says the records are known to hold no byte below 0x20 (that scan is left out).
     """
     n = len(lens)
     ends = np.cumsum(lens + 1) - 1  # each record's separator
@@ -126,12 +138,15 @@ def _odd_records(view: np.ndarray, lens: np.ndarray) -> np.ndarray | None:
     size = len(view)
     where: list[np.ndarray] = []
     # control bytes other than the separators: raw tabs, carriage returns, NULs, line breaks in a record
-    low = np.flatnonzero(view < 0x20)
-    if len(low) != int(np.count_nonzero(ends < size)):
+    # (counted first, in cache-sized steps: listing where they are is needed only when some are there)
+    if controls and _count_bytes(view, np.less, 0x20) != int(np.count_nonzero(ends < size)):
+        low = np.flatnonzero(view < 0x20)
         rec = np.searchsorted(starts, low, side="right") - 1
         where.append(rec[low != ends[rec]])
     # NaN, Inf, Infinity where a value can start (arrow's reader takes them, JSON does not)
     for first, second, third in ((0x4E, 0x61, 0x4E), (0x49, 0x6E, 0x66)):
+        if not _count_bytes(view[1 : size - 2], np.equal, first):
+            continue
         pos = np.flatnonzero(view[1 : size - 2] == first) + 1
         pos = pos[(view[pos + 1] == second) & (view[pos + 2] == third)]
         before = view[pos - 1]
@@ -443,15 +458,21 @@ class ParseOperator(Operator):
         Returns that buffer; or, when some records are not single-line JSON objects, which are (a bool
         per record); or None when arrow should not read them (invalid UTF-8, or too few to be worth it).
         """
-        # every record followed by a line break, in one arrow buffer: arrow's line-delimited input
-        lines = pc.binary_join_element_wise(arr, _NEWLINE, _NOTHING)
-        buf = lines.buffers()[2].slice(0, int(lens.sum()) + len(lens))
+        # every record followed by a line break, in one arrow buffer: arrow's line-delimited input; for
+        # lines of a file (a raw ReplaySource) the file's own bytes, else the lines joined again
+        buf = file_slice(arr)
+        if buf is None:
+            lines = pc.binary_join_element_wise(arr, _NEWLINE, _NOTHING)
+            buf = lines.buffers()[2].slice(0, int(lens.sum()) + len(lens))
         view = np.frombuffer(buf, dtype=np.uint8)
         ends = np.cumsum(lens + 1) - 2  # each record's last byte
         # records that start with "{" and end with "}" and hold no control byte (a line break, a carriage
         # return) nor anything else arrow reads otherwise than the checked path (``_odd_records``)
         shaped = (view[ends - lens + 1] == ord("{")) & (view[ends] == ord("}"))
-        odd = _odd_records(view, lens)
+        # one reduction over the records' own bytes (no separators) rules out control bytes in most batches
+        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset : arr.offset + len(arr) + 1]
+        body = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+        odd = _odd_records(view, lens, controls=len(body) > 0 and int(body.min()) < 0x20)
         if odd is not None:
             shaped &= ~odd
         if not shaped.all():
