@@ -219,6 +219,25 @@ def _epoch_to_timestamps(col: pa.Array) -> pa.Array | None:
     return pa.array(ns, type=pa.timestamp("ns", tz="UTC"), mask=~valid)
 
 
+def _sorted_categories(col: pa.Array) -> pa.DictionaryArray:
+    """``col`` dictionary-encoded with its values sorted, as pandas' ``astype("category")`` orders them.
+
+    Done here, in arrow (the reading thread, without the GIL), so the conversion to pandas finds the
+    categories in order and has nothing to reorder.
+    """
+    encoded = pc.dictionary_encode(col)
+    values = encoded.dictionary
+    order = pc.sort_indices(values).to_numpy()
+    if len(order) < 2 or bool((order[1:] > order[:-1]).all()):
+        return encoded
+    rank = np.empty(len(order), dtype=np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    codes = encoded.indices.fill_null(0).to_numpy()
+    nulls = encoded.indices.is_null().to_numpy(zero_copy_only=False) if encoded.indices.null_count else None
+    indices = pa.array(rank[codes], mask=nulls)
+    return pa.DictionaryArray.from_arrays(indices, values.take(pa.array(order)))
+
+
 class ParseOperator(Operator):
     """Parse JSON records of ``value_column`` into typed columns (see ``Stream.parse``)."""
 
@@ -306,7 +325,7 @@ class ParseOperator(Operator):
                 col = _epoch_to_timestamps(col)
                 if col is None:  # some value the checked path must judge (out of range, not finite)
                     return None
-            cols.append(pc.dictionary_encode(col) if f.type == "category" else col)
+            cols.append(_sorted_categories(col) if f.type == "category" else col)
         return pa.table(cols, schema=self.table_schema)
 
     # -- python path (isolates and explains bad records) ---------------------------------------------
@@ -328,7 +347,7 @@ class ParseOperator(Operator):
                     arr = pa.array([json.dumps(v) if v is not None else None for v in vals], type=pa.string())
                 else:
                     arr = pa.array(vals, type=_ARROW[f.type])
-                cols[f.name] = pc.dictionary_encode(arr) if f.type == "category" else arr
+                cols[f.name] = _sorted_categories(arr) if f.type == "category" else arr
             table = pa.table(cols, schema=self.table_schema)
             if self.python_only:
                 json_cols = {
