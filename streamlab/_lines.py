@@ -3,13 +3,12 @@
 A raw replay (``ReplaySource(path, raw=True)``) delivers each line as a value; a parse step then needs the
 same bytes newline-joined, which is what the file was. While the source lives, :func:`file_slice` finds
 the part of the file behind a run of its lines, so the parse step hands that to arrow's JSON reader
-instead of joining the lines again. It answers only for lines cut from a file without carriage returns,
-where the joined lines and the file's bytes are the same bytes.
+instead of joining the lines again. It answers only for lines cut from a file where no line ends with a
+carriage return, so the joined lines and the file's bytes are the same bytes.
 """
 
 from __future__ import annotations
 
-import gzip
 import weakref
 from pathlib import Path
 
@@ -38,22 +37,23 @@ def file_lines(path: Path, owner: object | None = None) -> pd.Series:
     >>> file_lines(path).tolist()
     [b'{"a":1}', b'', b'{"a":2}']
     """
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) >= 2**31:  # beyond a binary array's 32-bit offsets: a list of bytes
-        lines = data.split(b"\n")
+    # read into arrow's memory pool, which reuses its pages (a Python bytes object faults in fresh ones)
+    with pa.input_stream(str(path), compression="gzip" if path.suffix == ".gz" else None) as f:
+        file = f.read_buffer()
+    if file.size >= 2**31:  # beyond a binary array's 32-bit offsets: a list of bytes
+        lines = file.to_pybytes().split(b"\n")
         if lines[-1] == b"":
             lines.pop()
         return pd.Series([ln[:-1] if ln.endswith(b"\r") else ln for ln in lines], dtype=object)
-    file = pa.py_buffer(data)
     whole = pa.Array.from_buffers(
-        pa.binary(), 1, [None, pa.py_buffer(np.array([0, len(data)], np.int32)), file]
+        pa.binary(), 1, [None, pa.py_buffer(np.array([0, file.size], np.int32)), file]
     )
-    arr = pc.split_pattern(whole, b"\n").flatten() if data else pa.array([], pa.binary())
-    if data.endswith(b"\n"):  # a final line break ends the last line; it does not start an empty one
+    arr = pc.split_pattern(whole, b"\n").flatten() if file.size else pa.array([], pa.binary())
+    if (
+        file.size and np.frombuffer(file, np.uint8)[-1] == 10
+    ):  # a final break ends the last line, no empty one
         arr = arr.slice(0, len(arr) - 1)
-    if b"\r" in data:
+    if _ends_with_carriage_return(arr).any():
         arr = _drop_carriage_returns(arr)
     elif owner is not None and len(arr):
         key = (arr.buffers()[2].address, arr.buffers()[1].address)
@@ -95,14 +95,23 @@ def file_slice(arr: pa.BinaryArray) -> pa.Buffer | None:
     return file.slice(start, min(stop, file.size) - start)
 
 
+def _ends_with_carriage_return(arr: pa.BinaryArray) -> np.ndarray:
+    """Which lines of ``arr`` end with ``\\r`` (a bool each)."""
+    offsets = np.frombuffer(arr.buffers()[1], np.int32)[arr.offset : arr.offset + len(arr) + 1]
+    data = arr.buffers()[2]
+    if not len(arr) or data is None or offsets[-1] == offsets[0]:  # no lines, or only empty ones
+        return np.zeros(len(arr), dtype=bool)
+    body = np.frombuffer(data, np.uint8)
+    ends: np.ndarray = (offsets[1:] > offsets[:-1]) & (body[np.maximum(offsets[1:] - 1, 0)] == 13)
+    return ends
+
+
 def _drop_carriage_returns(arr: pa.BinaryArray) -> pa.BinaryArray:
     """``arr`` with one ``\\r`` removed from the end of every line that has one."""
     n = len(arr)
     offsets = np.frombuffer(arr.buffers()[1], np.int32)[arr.offset : arr.offset + n + 1]
     body = np.frombuffer(arr.buffers()[2], np.uint8)
-    cr = (offsets[1:] > offsets[:-1]) & (body[np.maximum(offsets[1:] - 1, 0)] == 13)
-    if not cr.any():
-        return arr
+    cr = _ends_with_carriage_return(arr)
     keep = np.ones(int(offsets[-1]), dtype=bool)
     keep[offsets[1:][cr] - 1] = False
     keep[: offsets[0]] = False
