@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from streamlab._dead_letter import raw_dead_letter_frame
+from streamlab._lines import file_slice
 from streamlab._record import MAX_DEPTH, MAX_NUMBER_DIGITS, BadRecordError, read_record
 from streamlab.operators import Operator, Outputs
 
@@ -109,16 +110,27 @@ def _is_utf8(buf: bytes | pa.Buffer) -> bool:
     return True
 
 
+_SCAN = 1 << 18  # bytes per step of a scan: its temporaries stay in the CPU's cache
+
+
+def _count_bytes(view: np.ndarray, compare: np.ufunc, value: int) -> int:
+    """How many bytes ``b`` of ``view`` have ``compare(b, value)``, counted a cache-sized step at a time."""
+    return sum(
+        int(np.count_nonzero(compare(view[lo : lo + _SCAN], value))) for lo in range(0, len(view), _SCAN)
+    )
+
+
 _S_MAX, _MS_MAX = 9_223_372_036, 9_223_372_036_854  # largest |epoch| in int64 nanoseconds
 
 
-def _odd_records(view: np.ndarray, lens: np.ndarray) -> np.ndarray | None:
+def _odd_records(view: np.ndarray, lens: np.ndarray, controls: bool = True) -> np.ndarray | None:
     """Which records of a line-joined buffer arrow's reader must not judge (a bool each), or None.
 
     ``view`` holds the records of lengths ``lens``, each followed by one separator byte (the last one
     may lack it). Arrow reads NaN/Inf/Infinity literals, has no nesting limit, reads numbers of any
     length and cuts lines at raw line breaks, where the checked path rejects or reads otherwise: records
     that might hold any of these go there. Every test is a vectorized scan, mostly over a few positions.
+    ``controls=False`` says the records are known to hold no byte below 0x20 (that scan is left out).
     """
     n = len(lens)
     ends = np.cumsum(lens + 1) - 1  # each record's separator
@@ -126,12 +138,15 @@ def _odd_records(view: np.ndarray, lens: np.ndarray) -> np.ndarray | None:
     size = len(view)
     where: list[np.ndarray] = []
     # control bytes other than the separators: raw tabs, carriage returns, NULs, line breaks in a record
-    low = np.flatnonzero(view < 0x20)
-    if len(low) != int(np.count_nonzero(ends < size)):
+    # (counted first, in cache-sized steps: listing where they are is needed only when some are there)
+    if controls and _count_bytes(view, np.less, 0x20) != int(np.count_nonzero(ends < size)):
+        low = np.flatnonzero(view < 0x20)
         rec = np.searchsorted(starts, low, side="right") - 1
         where.append(rec[low != ends[rec]])
     # NaN, Inf, Infinity where a value can start (arrow's reader takes them, JSON does not)
     for first, second, third in ((0x4E, 0x61, 0x4E), (0x49, 0x6E, 0x66)):
+        if not _count_bytes(view[1 : size - 2], np.equal, first):
+            continue
         pos = np.flatnonzero(view[1 : size - 2] == first) + 1
         pos = pos[(view[pos + 1] == second) & (view[pos + 2] == third)]
         before = view[pos - 1]
@@ -202,6 +217,25 @@ def _epoch_to_timestamps(col: pa.Array) -> pa.Array | None:
             return None
         ns = scaled.astype(np.int64)
     return pa.array(ns, type=pa.timestamp("ns", tz="UTC"), mask=~valid)
+
+
+def _sorted_categories(col: pa.Array) -> pa.DictionaryArray:
+    """``col`` dictionary-encoded with its values sorted, as pandas' ``astype("category")`` orders them.
+
+    Done here, in arrow (the reading thread, without the GIL), so the conversion to pandas finds the
+    categories in order and has nothing to reorder.
+    """
+    encoded = pc.dictionary_encode(col)
+    values = encoded.dictionary
+    order = pc.sort_indices(values).to_numpy()
+    if len(order) < 2 or bool((order[1:] > order[:-1]).all()):
+        return encoded
+    rank = np.empty(len(order), dtype=np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    codes = encoded.indices.fill_null(0).to_numpy()
+    nulls = encoded.indices.is_null().to_numpy(zero_copy_only=False) if encoded.indices.null_count else None
+    indices = pa.array(rank[codes], mask=nulls)
+    return pa.DictionaryArray.from_arrays(indices, values.take(pa.array(order)))
 
 
 class ParseOperator(Operator):
@@ -291,7 +325,7 @@ class ParseOperator(Operator):
                 col = _epoch_to_timestamps(col)
                 if col is None:  # some value the checked path must judge (out of range, not finite)
                     return None
-            cols.append(pc.dictionary_encode(col) if f.type == "category" else col)
+            cols.append(_sorted_categories(col) if f.type == "category" else col)
         return pa.table(cols, schema=self.table_schema)
 
     # -- python path (isolates and explains bad records) ---------------------------------------------
@@ -313,7 +347,7 @@ class ParseOperator(Operator):
                     arr = pa.array([json.dumps(v) if v is not None else None for v in vals], type=pa.string())
                 else:
                     arr = pa.array(vals, type=_ARROW[f.type])
-                cols[f.name] = pc.dictionary_encode(arr) if f.type == "category" else arr
+                cols[f.name] = _sorted_categories(arr) if f.type == "category" else arr
             table = pa.table(cols, schema=self.table_schema)
             if self.python_only:
                 json_cols = {
@@ -443,15 +477,21 @@ class ParseOperator(Operator):
         Returns that buffer; or, when some records are not single-line JSON objects, which are (a bool
         per record); or None when arrow should not read them (invalid UTF-8, or too few to be worth it).
         """
-        # every record followed by a line break, in one arrow buffer: arrow's line-delimited input
-        lines = pc.binary_join_element_wise(arr, _NEWLINE, _NOTHING)
-        buf = lines.buffers()[2].slice(0, int(lens.sum()) + len(lens))
+        # every record followed by a line break, in one arrow buffer: arrow's line-delimited input; for
+        # lines of a file (a raw ReplaySource) the file's own bytes, else the lines joined again
+        buf = file_slice(arr)
+        if buf is None:
+            lines = pc.binary_join_element_wise(arr, _NEWLINE, _NOTHING)
+            buf = lines.buffers()[2].slice(0, int(lens.sum()) + len(lens))
         view = np.frombuffer(buf, dtype=np.uint8)
         ends = np.cumsum(lens + 1) - 2  # each record's last byte
         # records that start with "{" and end with "}" and hold no control byte (a line break, a carriage
         # return) nor anything else arrow reads otherwise than the checked path (``_odd_records``)
         shaped = (view[ends - lens + 1] == ord("{")) & (view[ends] == ord("}"))
-        odd = _odd_records(view, lens)
+        # one reduction over the records' own bytes (no separators) rules out control bytes in most batches
+        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset : arr.offset + len(arr) + 1]
+        body = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+        odd = _odd_records(view, lens, controls=len(body) > 0 and int(body.min()) < 0x20)
         if odd is not None:
             shaped &= ~odd
         if not shaped.all():

@@ -300,8 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser(
         "bench",
         help="run a benchmark of the source tree's benchmarks/ (nexmark)",
-        description="Run a benchmark from a source checkout's benchmarks/ folder. nexmark: Nexmark q0-q8 "
-        "and q11 through streamlab, per core, beside Flink's published figures and Beam's Python queries.",
+        description="Run a benchmark from a source checkout's benchmarks/ folder. nexmark: Nexmark q0-q8, "
+        "q11 and q12 through streamlab, per core, beside Flink's published figures and Beam's Python queries.",
         epilog="example:\n  streamlab bench nexmark --queries q5,q7,q11 --events 1000000 --cores 1\n"
         "  streamlab bench nexmark --help   (the benchmark's own options)",
         formatter_class=_Formatter,

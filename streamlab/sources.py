@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import math
 import os
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from streamlab._lines import file_lines
 from streamlab._time import NAT_NS, to_utc_ns
 from streamlab.clock import Clock
 from streamlab.io import Source, SourceReader, default_clock
@@ -132,40 +132,6 @@ class ListSource(Source):
         return f"ListSource({len(self.frame)} events)"
 
 
-def _read_lines(path: Path) -> list[bytes]:
-    """The lines of a file as bytes: split at ``\\n``, one trailing ``\\r`` removed, no final empty line."""
-    return _line_values(path).tolist()
-
-
-def _line_values(path: Path) -> pd.Series:
-    """The lines of a file (as :func:`_read_lines`) as an arrow-backed binary column, without per-line Python.
-
-    The line breaks (and a ``\\r`` before one) are found and dropped by numpy; the line bytes become the
-    data buffer of an arrow binary array, so a parse step hands them to arrow's JSON reader as they are.
-    """
-    import pyarrow as pa
-
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    view = np.frombuffer(data, dtype=np.uint8)
-    breaks = np.flatnonzero(view == 10)
-    ends = breaks if data.endswith(b"\n") or not data else np.append(breaks, len(view))
-    starts = np.concatenate([[0], breaks + 1])[: len(ends)]
-    cr = (ends > starts) & (view[np.maximum(ends - 1, 0)] == 13) if len(view) else np.zeros(0, bool)
-    stops = ends - cr
-    lens = stops - starts
-    if int(lens.sum()) >= 2**31:  # beyond a binary array's 32-bit offsets: a list of bytes
-        return pd.Series([data[a:b] for a, b in zip(starts.tolist(), stops.tolist())], dtype=object)
-    drop = np.zeros(len(view), dtype=bool)
-    drop[breaks] = True
-    drop[stops[cr]] = True
-    body = view[~drop] if len(breaks) else view
-    offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int32)
-    arr = pa.Array.from_buffers(pa.binary(), len(lens), [None, pa.py_buffer(offsets), pa.py_buffer(body)])
-    return pd.Series(pd.arrays.ArrowExtensionArray(arr))
-
-
 class ReplaySource(Source):
     """Replay recorded events at a chosen speed, honouring the gaps between their event times.
 
@@ -238,7 +204,7 @@ class ReplaySource(Source):
         name = path.name.lower()
         if name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson")):
             if self.raw:
-                return pd.DataFrame({"value": _line_values(path)})
+                return pd.DataFrame({"value": file_lines(path, owner=self)})
             frame = pd.read_json(path, lines=True, dtype=False)
             if self.time in frame.columns:
                 frame[self.time] = pd.to_datetime(frame[self.time], utc=True, format="ISO8601")

@@ -13,7 +13,8 @@ printed report into PATH between ``<!-- nexmark:begin -->`` and ``<!-- nexmark:e
    1 event per millisecond: Beam's Python ``WinningBids`` loses winners when events share a
    millisecond) on Beam's DirectRunner, timed the same way (each query its own pipeline, its start-up
    included), and streamlab's output on the same events is compared with Beam's (q3: with the
-   specification's join, Beam's being a subset of it, see ``nexmark/queries.py``).
+   specification's join, Beam's being a subset of it, see ``nexmark/queries.py``; q12: each bidder's
+   bids summed over its processing-time windows, as Beam's panes end wherever its trigger fired).
 
 Flink's figures are the nexmark/nexmark repository's published results for Flink 1.13 (events/s per
 core, 8 workers of 16 cores, its own generator in the job). Target: streamlab ≥ 10× Flink per core on

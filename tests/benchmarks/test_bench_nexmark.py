@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from streamlab.datasets import NexmarkConfig, generate_nexmark
@@ -71,9 +72,9 @@ def test_q11_without_combiner_equals_with(nexmark: Any) -> None:
 def test_bench_small_run_checks_outputs(nexmark: Any, capsys: pytest.CaptureFixture[str]) -> None:
     from nexmark import bench
 
-    assert bench.main(["--small", "--queries", "q2,q5,q7,q11", "--beam-events", "400"]) == 0
+    assert bench.main(["--small", "--queries", "q2,q5,q7,q11,q12", "--beam-events", "400"]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("equal (") == 4 and "DIFFERENT" not in printed
+    assert printed.count("equal (") == 5 and "DIFFERENT" not in printed
     assert "all outputs agree with Beam's: True" in printed
 
 
@@ -86,3 +87,32 @@ def test_cli_runs_the_benchmark(nexmark: Any, capsys: pytest.CaptureFixture[str]
     assert "q1 " in out and "q8 " in out and "all outputs agree with Beam's: True" in out
     if before is not None:
         assert os.sched_getaffinity(0) == before  # the benchmark's pinning does not outlive it
+
+
+def test_q12_counts_bids_per_bidder_in_windows_of_processing_time(nexmark: Any) -> None:
+    """Bids arrive at processing times of a controlled clock (not their event times): q12's windows
+    are those of the arrival times, equal to a pandas groupby over them."""
+    from nexmark import queries
+
+    from streamlab.testing import ArrivalSource
+
+    events = generate_nexmark(N, CFG)
+    rng = np.random.default_rng(7)
+    start = 1_700_000_000_000_000_000
+    arrival = start + np.cumsum(rng.integers(0, 40, N)) * 1_000_000  # 0-40 ms apart: ~40 s in all
+    p, out = queries.build("q12", ArrivalSource(events, arrival), CFG)
+    sink = ListSink()
+    out.to(sink)
+    p.run(clock=ManualClock(int(arrival[0])), batch_size=170)
+    got = sink.frame()
+    bids = events.assign(window=arrival // 10**10 * 10**10)[events["event_type"] == queries.BID]
+    want = bids.groupby(["bidder", "window"]).size()
+    got_counts = got.set_index(["bidder", got["window_start"].array.asi8])["bid_count"]
+    assert got_counts.sort_index().to_dict() == want.sort_index().to_dict()
+    assert got["window_start"].nunique() >= 4  # several processing-time windows, not one
+    # event time plays no part: the same bids arriving all at once fall in one window each
+    p, out = queries.build("q12", ListSource(events, batch_size=170), CFG)
+    sink = ListSink()
+    out.to(sink)
+    p.run(clock=ManualClock(0), batch_size=170)
+    assert sorted(sink.frame()["bid_count"].tolist()) == sorted(bids.groupby("bidder").size().tolist())

@@ -1,4 +1,4 @@
-"""ReplaySource's raw JSON lines: split by numpy into an arrow binary column, equal to a plain split."""
+"""ReplaySource's raw JSON lines: split by arrow into a binary column, equal to a plain split."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamlab import ListSink, ManualClock, Pipeline, ReplaySource
-from streamlab.sources import _line_values, _read_lines
+from streamlab._lines import file_lines
 
 PIECES = [b"\n", b"\r", b"\r\n", b"{", b"}", b"a", b"\r\r\n", b"\n\n", b"\xff", b'{"k":1}']
 
@@ -27,8 +27,8 @@ def test_lines_equal_a_plain_split(tmp_path_factory, parts, gz):
     data = b"".join(parts)
     path = tmp_path_factory.mktemp("lines") / ("x.jsonl.gz" if gz else "x.jsonl")
     path.write_bytes(gzip.compress(data) if gz else data)
-    assert _read_lines(path) == split_reference(data)
-    assert _line_values(path).dtype == pd.ArrowDtype(__import__("pyarrow").binary())
+    assert file_lines(path).tolist() == split_reference(data)
+    assert file_lines(path).dtype == pd.ArrowDtype(__import__("pyarrow").binary())
 
 
 def test_raw_replay_of_a_file_parses_and_dead_letters_as_before(tmp_path):

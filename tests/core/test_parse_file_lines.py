@@ -1,0 +1,110 @@
+"""Lines of a file go to arrow as the file's own bytes (no re-join): the outcome equals the checked
+per-record path's on every record, for random mixes of good and bad lines, line endings and batch sizes."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pandas as pd
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from streamlab import ReplaySource
+from streamlab import _lines as lines_module
+from streamlab._parse import FieldSpec, ParseOperator
+
+from .test_parse_fuzz import FAST, good, record
+
+LINE_DAMAGE = [b"", b"   ", b"\t", b"{}", b"not json", b'{"a":1}{"b":2}', b"\x00", b"\xff\xfe", b" {}"]
+
+
+def outcome(op: ParseOperator, frame: pd.DataFrame, batch: int) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
+    """The parse step over ``frame`` (with an ``i`` column) cut into batches as a replay reader cuts it."""
+    oks, dead = [], []
+    for lo in range(0, len(frame), batch):
+        out = op.process(frame.iloc[lo : lo + batch].reset_index(drop=True))
+        oks.append(out["out"])
+        if "dead_letter" in out:
+            dl = out["dead_letter"]
+            dead += list(zip(dl["i"].tolist(), dl["reason"].tolist(), dl["raw"].tolist()))
+    ok = pd.concat(oks, ignore_index=True)
+    ok["event_type"] = ok["event_type"].astype(object)
+    return ok, dead
+
+
+def checked(op: ParseOperator, values: list[bytes]) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
+    """Every record through the checked per-record path (``streamlab._record``), none through arrow."""
+    good_rows: list = []
+    bad: list = []
+    frame = pd.DataFrame({"value": pd.Series(values, dtype=object), "i": range(len(values))})
+    op._python_rows(values, np.arange(len(values)), good_rows, bad)
+    out = op._assemble(frame, len(values), frame["value"], good_rows, bad)
+    ok = out["out"]
+    ok["event_type"] = ok["event_type"].astype(object)
+    dl = out.get("dead_letter")
+    dead = [] if dl is None else list(zip(dl["i"].tolist(), dl["reason"].tolist(), dl["raw"].tolist()))
+    return ok, dead
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    phases=[Phase.explicit, Phase.generate],
+)
+@given(
+    nasty=st.lists(st.one_of(record(), st.sampled_from(LINE_DAMAGE)), min_size=0, max_size=10),
+    n_good=st.integers(60, 160),
+    rnd=st.randoms(use_true_random=False),
+    crlf=st.sampled_from(["none", "all", "some"]),
+    final_newline=st.booleans(),
+    batch=st.integers(1, 200),
+)
+def test_file_lines_parse_as_the_checked_path_does(
+    tmp_path, nasty: list[bytes], n_good: int, rnd, crlf: str, final_newline: bool, batch: int
+) -> None:
+    records = [good(i) for i in range(n_good)] + nasty
+    rnd.shuffle(records)
+    ends = [b"\r\n" if crlf == "all" or (crlf == "some" and rnd.random() < 0.3) else b"\n" for _ in records]
+    data = b"".join(r + e for r, e in zip(records, ends))
+    if not final_newline:
+        data = data[: -len(ends[-1])]
+    path = tmp_path / f"events-{rnd.random()}.jsonl"
+    path.write_bytes(data)
+    source = ReplaySource(path, raw=True)
+    values = source.frame["value"].tolist()  # (equal to a plain split: tests/core/test_replay_lines.py)
+    op = ParseOperator(
+        "parse", [FieldSpec.of(n, s) for n, s in FAST.items()], "value", ("timestamp",), 1 << 20
+    )
+    frame = source.frame.assign(i=np.arange(len(source.frame)))
+    got_ok, got_dead = outcome(op, frame, batch)
+    want_ok, want_dead = checked(op, values)
+    pd.testing.assert_frame_equal(got_ok, want_ok)
+    assert got_dead == want_dead
+
+
+def test_a_clean_file_goes_to_arrow_as_its_own_bytes_and_is_forgotten_with_its_source(tmp_path, monkeypatch):
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(good(i) for i in range(500)) + b"\n")
+    source = ReplaySource(path, raw=True)
+    slices: list[bool] = []
+    real = lines_module.file_slice
+
+    def spy(arr):
+        found = real(arr)
+        slices.append(found is not None)
+        return found
+
+    monkeypatch.setattr("streamlab._parse.file_slice", spy)
+    op = ParseOperator(
+        "parse", [FieldSpec.of(n, s) for n, s in FAST.items()], "value", ("timestamp",), 1 << 20
+    )
+    got, _ = outcome(op, source.frame.assign(i=np.arange(500)), 128)
+    assert slices == [True] * 4 and got["event_id"].tolist() == [f"g{i}" for i in range(500)]
+    assert len(lines_module._FILES) >= 1
+    before = len(lines_module._FILES)
+    del source
+    gc.collect()
+    assert len(lines_module._FILES) == before - 1  # the file's bytes go with the source
