@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -532,11 +533,22 @@ def _constant_strings(value: str, n: int) -> Any:
     dtype = pd.Series([value]).dtype
     if n == 0 or not isinstance(dtype, pd.StringDtype) or dtype.storage != "pyarrow":
         return value
-    import pyarrow as pa
     from pandas.arrays import ArrowStringArray
 
-    column = pa.chunked_array([pa.repeat(pa.scalar(value, pa.large_string()), n)])
-    return ArrowStringArray(column, dtype=dtype)  # type: ignore[call-arg]
+    return ArrowStringArray(_repeated(value, n), dtype=dtype)  # type: ignore[call-arg]
+
+
+@functools.lru_cache(maxsize=16)
+def _repeated(value: str, n: int) -> Any:
+    """An Arrow array of ``n`` times ``value``, kept for the next batches of the same size.
+
+    Arrow arrays are immutable (pandas replaces, never writes into, the array of an Arrow-backed
+    column), so every batch's column can wrap the same one: building it is most of the cost of
+    the ``detector`` column (a copy of the string per row).
+    """
+    import pyarrow as pa
+
+    return pa.chunked_array([pa.repeat(pa.scalar(value, pa.large_string()), n)])
 
 
 class _KeyTable:

@@ -196,3 +196,162 @@ class WindowCounter:
 
     def __len__(self) -> int:
         return len(self.times)
+
+
+class Vocabulary:
+    """Persistent integer codes for the values of a column, so carried state holds integers only.
+
+    Each batch factorizes its own column (fast for numbers and Arrow strings) and looks its few
+    distinct values up in the vocabulary; unseen values get the next codes. Missing values are -1.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> vocab = Vocabulary()
+    >>> vocab.encode(pd.Series(["FR", "US", None, "FR"])).tolist(), vocab.encode(pd.Series(["DE", "US"])).tolist()
+    ([0, 1, -1, 0], [2, 1])
+    """
+
+    def __init__(self) -> None:
+        self.index: pd.Index | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.index is None else len(self.index)
+
+    def encode(self, values: Any) -> np.ndarray:
+        """The codes of ``values`` (a Series or array), new values added."""
+        raw, uniques = pd.factorize(values)
+        codes: np.ndarray = np.asarray(raw, dtype=np.int64)
+        if len(uniques) == 0:
+            return codes
+        found = pd.Index(uniques)
+        if self.index is None:
+            self.index = found
+            return codes
+        pos = self.index.get_indexer(found).astype(np.int64)
+        new = pos < 0
+        if new.any():
+            pos[new] = np.arange(len(self.index), len(self.index) + int(new.sum()))
+            self.index = self.index.append(found[new])
+        out: np.ndarray = pos[codes]
+        out[codes < 0] = -1
+        return out
+
+    def compact(self, *codes: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Forget the values no array of ``codes`` holds when they outnumber the held ones; the codes renumbered."""
+        if self.index is None or len(self.index) <= 2 * sum(len(c) for c in codes) + 1024:
+            return codes  # cheap bound first: an array holds at most its length of distinct codes
+        held = np.unique(np.concatenate(codes)) if codes else np.zeros(0, dtype=np.int64)
+        held = held[held >= 0]
+        if len(self.index) <= 2 * len(held) + 1024:
+            return codes
+        self.index = self.index[held]
+        return tuple(np.where(c >= 0, np.searchsorted(held, c), -1) for c in codes)
+
+
+class DistinctCounter:
+    """Carried state of a distinct count: the retained entries as integer arrays, sorted by key and time.
+
+    Keys and values are codes of two :class:`Vocabulary`; an entry is a counted (non-missing)
+    event, kept while its time is after ``max event time - window - lateness``, as the per-event
+    loop keeps every counted time per key and value.
+    """
+
+    def __init__(self, window_ns: int, lateness_ns: int) -> None:
+        self.window_ns = window_ns
+        self.lateness_ns = lateness_ns
+        self.keys = Vocabulary()
+        self.values = Vocabulary()
+        self.s_key = np.empty(0, dtype=np.int64)
+        self.s_time = np.empty(0, dtype=np.int64)
+        self.s_val = np.empty(0, dtype=np.int64)
+        self.max_seen_ns = NAT_NS
+
+    def __len__(self) -> int:
+        return len(self.s_key)
+
+    def n_keys(self) -> int:
+        """Keys with retained entries."""
+        return len(np.unique(self.s_key))
+
+    def update(self, keys: Any, times: np.ndarray, values: Any) -> np.ndarray:
+        """Distinct counts for a batch (keys, times and values in arrival order); then absorb it.
+
+        ``keys`` hold no missing values and ``times`` no ``NAT_NS`` (callers dead-letter those).
+        """
+        n = len(times)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        b_key = self.keys.encode(keys)
+        b_val = self.values.encode(values)
+        b_time = np.asarray(times, dtype=np.int64)
+        t_min = min(int(b_time.min()), int(self.s_time.min()) if len(self.s_time) else 2**62)
+        span = max(int(b_time.max()), int(self.s_time.max()) if len(self.s_time) else 0) - t_min + 1
+        n_keys = max(int(b_key.max()), int(self.s_key.max()) if len(self.s_key) else 0) + 1
+        if n_keys * span < 2**62:
+            s_key, s_time, s_val, s_arrival = self._merged(b_key, b_time, b_val, t_min, span)
+        else:  # too wide a time span to pack key and time into one int64
+            m0 = len(self.s_key)
+            all_key = np.concatenate([self.s_key, b_key])
+            all_time = np.concatenate([self.s_time, b_time])
+            arrival = np.concatenate([np.full(m0, -1, dtype=np.int64), np.arange(n, dtype=np.int64)])
+            seq = np.lexsort((arrival, all_time, all_key))
+            s_key, s_time = all_key[seq], all_time[seq]
+            s_val, s_arrival = np.concatenate([self.s_val, b_val])[seq], arrival[seq]
+        out = np.zeros(n, dtype=np.int64)
+        k = kernels()
+        run = k.distinct_count if k is not None else plain_kernel("distinct_count")
+        run(s_key, s_time, s_val, s_arrival, self.window_ns, len(self.values), out)
+        newest = int(times.max())
+        self.max_seen_ns = newest if self.max_seen_ns == NAT_NS else max(self.max_seen_ns, newest)
+        keep = (s_val >= 0) & (s_time > self.max_seen_ns - self.window_ns - self.lateness_ns)
+        self.s_key, self.s_time, self.s_val = s_key[keep], s_time[keep], s_val[keep]
+        (self.s_key,) = self.keys.compact(self.s_key)
+        (self.s_val,) = self.values.compact(self.s_val)
+        return out
+
+    def _merged(
+        self, b_key: np.ndarray, b_time: np.ndarray, b_val: np.ndarray, t_min: int, span: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Retained entries and the batch's in (key, time) order; on ties retained first, then arrival.
+
+        Only the batch is sorted (stably: arrival order on ties), then merged into the retained
+        entries, which are already in order.
+        """
+        if n_keys_below(b_key, 1 << 16):
+            # two stable passes: by time (a batch is nearly in time order: timsort's runs), then a
+            # radix sort of 16-bit key codes; equal to one stable sort by (key, time)
+            by_time = np.argsort(b_time, kind="stable")
+            order = by_time[np.argsort(b_key[by_time].astype(np.uint16), kind="stable")]
+        else:
+            order = np.argsort(b_key * np.int64(span) + (b_time - t_min), kind="stable")
+        m = len(self.s_key) + len(b_key)
+        key, time, val, arrival = (np.empty(m, dtype=np.int64) for _ in range(4))
+        k = kernels()
+        run = k.merge_entries if k is not None else plain_kernel("merge_entries")
+        run(
+            self.s_key,
+            self.s_time,
+            self.s_val,
+            b_key,
+            b_time,
+            b_val,
+            order.astype(np.int64),
+            key,
+            time,
+            val,
+            arrival,
+        )
+        return key, time, val, arrival
+
+
+def n_keys_below(codes: np.ndarray, bound: int) -> bool:
+    """Whether every code is in ``[0, bound)``."""
+    return len(codes) == 0 or (int(codes.min()) >= 0 and int(codes.max()) < bound)
+
+
+def plain_kernel(name: str) -> Any:
+    """A kernel as plain Python (without numba): the same code, uncompiled."""
+    from streamlab.detectors import _kernels
+
+    return _kernels.plain(getattr(_kernels, name))
