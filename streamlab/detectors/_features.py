@@ -84,7 +84,7 @@ class FeatureOperator(PickledStateOperator):
         self.time = time
         self.value = value
 
-    def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
+    def _compute(self, batch: pd.DataFrame, keys: pd.Series, times: np.ndarray) -> dict[str, Any]:
         raise NotImplementedError
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
@@ -98,7 +98,8 @@ class FeatureOperator(PickledStateOperator):
             checks.append((times == NAT_NS, f"event time {self.time!r} is missing or unreadable"))
         good, reasons = reject(n, checks)
         clean = batch if reasons is None else batch.loc[good]
-        columns = self._compute(clean, clean[self.key].to_numpy(), times if reasons is None else times[good])
+        # the key column as it is (pandas and the vocabularies factorize it without boxing each value)
+        columns = self._compute(clean, clean[self.key], times if reasons is None else times[good])
         out = clean.reset_index(drop=True)
         for name, col in columns.items():
             out[name] = col
@@ -170,7 +171,7 @@ class _VelocityOperator(FeatureOperator):
         window = check_duration(step.window, where="", what="")
         self.counter = WindowCounter(window, _check_lateness(step.allowed_lateness, ""))
 
-    def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
+    def _compute(self, batch: pd.DataFrame, keys: pd.Series, times: np.ndarray) -> dict[str, Any]:
         values = _values(batch, self.value) if self.value is not None else None
         counts, sums = self.counter.update(keys, times, values)
         count_name, sum_name = self.names
@@ -276,13 +277,13 @@ class _KeyRowsOperator(FeatureOperator):
     def _fresh(self, name: str, rows: int) -> np.ndarray:
         raise NotImplementedError
 
-    def _rows(self, keys: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    def _rows(self, keys: pd.Series, ok: np.ndarray) -> np.ndarray:
         """Each event's row (-1 where ``ok`` is False); new or forgotten keys start fresh."""
         rows = np.full(len(keys), -1, dtype=np.int64)
         if not ok.any():
             self.next_tick += len(keys)
             return rows
-        codes, uniques = pd.factorize(keys[ok])
+        codes, uniques = pd.factorize(keys if ok.all() else keys[ok])
         u = np.asarray(uniques, dtype=object)
         pos = self.index.get_indexer(cast(Any, u)) if len(self.index) else np.full(len(u), -1, dtype=np.intp)
         new = pos < 0
@@ -372,7 +373,7 @@ class _ZScoreOperator(_KeyRowsOperator):
     def _old_rows(self, key: Any, value: Any) -> None:
         self.state[key] = value
 
-    def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
+    def _compute(self, batch: pd.DataFrame, keys: pd.Series, times: np.ndarray) -> dict[str, Any]:
         x = _values(batch, self.step.value)
         z = np.full(len(x), np.nan)
         rows = self._rows(keys, np.isfinite(x))
@@ -444,7 +445,7 @@ class _TimeSinceLastOperator(_KeyRowsOperator):
     def _old_rows(self, key: Any, value: Any) -> None:
         self.last[key] = value
 
-    def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
+    def _compute(self, batch: pd.DataFrame, keys: pd.Series, times: np.ndarray) -> dict[str, Any]:
         out = np.full(len(times), np.nan)
         rows = self._rows(keys, np.ones(len(times), dtype=bool))
         _kernel("time_since_last")(rows, times.astype(np.int64), self.last, NAT_NS, out)
@@ -504,7 +505,7 @@ class _DistinctOperator(FeatureOperator):
         window = check_duration(step.window, where="", what="")
         self.counter = DistinctCounter(window, _check_lateness(step.allowed_lateness, ""))
 
-    def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
+    def _compute(self, batch: pd.DataFrame, keys: pd.Series, times: np.ndarray) -> dict[str, Any]:
         counts = self.counter.update(batch[self.key], times, batch[self.step.value])
         return {self.step.column_name(): counts}
 
@@ -621,7 +622,7 @@ class _RatioToMedianOperator(_KeyRowsOperator):
         self.length[key] = len(ordered)
         self.head[key] = 0
 
-    def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
+    def _compute(self, batch: pd.DataFrame, keys: pd.Series, times: np.ndarray) -> dict[str, Any]:
         x = _values(batch, self.step.value)
         out = np.full(len(x), np.nan)
         rows = self._rows(keys, ~np.isnan(x))
@@ -829,7 +830,7 @@ class _VelocityRuleOperator(FeatureOperator):
             check_duration(step.window, where="", what=""), _check_lateness(step.allowed_lateness, "")
         )
 
-    def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
+    def _compute(self, batch: pd.DataFrame, keys: pd.Series, times: np.ndarray) -> dict[str, Any]:
         counts, _ = self.counter.update(keys, times, None)
         return {f"{self.step.name}_count": counts}
 

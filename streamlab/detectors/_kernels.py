@@ -232,14 +232,33 @@ def hst_score_learn(
     n_inner = 2**height - 1
     judge = p2.shape[0] > 0
     xs = np.empty(nf)
+    leaves = np.empty(n_trees, dtype=np.int64)
     for i in range(n):
         s = slots[i]
-        if first_window[s]:
-            score = 0.0
-        else:
+        # an event inside the scaler's range leaves it unchanged: then the learning walk is the
+        # scoring walk (same scaled row), so one walk to the leaves serves both
+        inside = True
+        for j in range(nf):
+            x = rows[i, j]
+            if x < lo[s, j] or x > hi[s, j]:
+                inside = False
+        walk = inside or not first_window[s]
+        if walk:
             for j in range(nf):
                 d = hi[s, j] - lo[s, j]
                 xs[j] = (rows[i, j] - lo[s, j]) / d if d != 0 else 0.0
+        if first_window[s]:
+            score = 0.0
+            if inside:
+                for t in range(n_trees):
+                    node = 0
+                    for _ in range(height):
+                        if xs[feature[t, node]] < threshold[t, node]:
+                            node = 2 * node + 1
+                        else:
+                            node = 2 * node + 2
+                    leaves[t] = node - n_inner
+        else:
             total = 0.0
             for t in range(n_trees):
                 node = 0
@@ -247,19 +266,23 @@ def hst_score_learn(
                 acc = 0.0
                 stopped = False
                 for _ in range(height):
-                    r = ref_mass[s, t, node]
-                    acc += r * depth_pow
-                    if r < size_limit:
-                        stopped = True
-                        break
+                    if not stopped:
+                        r = ref_mass[s, t, node]
+                        acc += r * depth_pow
+                        if r < size_limit:
+                            stopped = True
+                            if not inside:
+                                break
                     if xs[feature[t, node]] < threshold[t, node]:
                         node = 2 * node + 1
                     else:
                         node = 2 * node + 2
-                    depth_pow <<= 1
+                    if not stopped:
+                        depth_pow <<= 1
                 if not stopped:
                     acc += ref_mass[s, t, node] * depth_pow
                 total += acc
+                leaves[t] = node - n_inner
             score = 1.0 - total / max_score
         scores[i] = score
         if judge:
@@ -267,23 +290,27 @@ def hst_score_learn(
             flags[i] = flag
             if flag:
                 continue
-        for j in range(nf):
-            x = rows[i, j]
-            if x < lo[s, j]:
-                lo[s, j] = x
-            if x > hi[s, j]:
-                hi[s, j] = x
-        for j in range(nf):
-            d = hi[s, j] - lo[s, j]
-            xs[j] = (rows[i, j] - lo[s, j]) / d if d != 0 else 0.0
-        for t in range(n_trees):
-            node = 0
-            for _ in range(height):
-                if xs[feature[t, node]] < threshold[t, node]:
-                    node = 2 * node + 1
-                else:
-                    node = 2 * node + 2
-            leaf_counts[s, t, node - n_inner] += 1
+        if inside:
+            for t in range(n_trees):
+                leaf_counts[s, t, leaves[t]] += 1
+        else:
+            for j in range(nf):
+                x = rows[i, j]
+                if x < lo[s, j]:
+                    lo[s, j] = x
+                if x > hi[s, j]:
+                    hi[s, j] = x
+            for j in range(nf):
+                d = hi[s, j] - lo[s, j]
+                xs[j] = (rows[i, j] - lo[s, j]) / d if d != 0 else 0.0
+            for t in range(n_trees):
+                node = 0
+                for _ in range(height):
+                    if xs[feature[t, node]] < threshold[t, node]:
+                        node = 2 * node + 1
+                    else:
+                        node = 2 * node + 2
+                leaf_counts[s, t, node - n_inner] += 1
         c = counter[s] + 1
         if c == window_size:
             # pivot: the finished window's masses become the reference (node = sum of its children)
@@ -697,23 +724,20 @@ def ratio_to_median(
 
 
 @_jit
-def merge_entries(
+def merge_order(
     s_key: np.ndarray,
     s_time: np.ndarray,
-    s_val: np.ndarray,
     b_key: np.ndarray,
     b_time: np.ndarray,
-    b_val: np.ndarray,
     order: np.ndarray,
-    o_key: np.ndarray,
-    o_time: np.ndarray,
-    o_val: np.ndarray,
-    o_arrival: np.ndarray,
+    out: np.ndarray,
 ) -> None:
-    """Merge entries sorted by (key, time) with a batch's, taken in ``order`` (sorted the same way).
+    """The stable sort by (key, time) of retained entries followed by a batch's, by merging.
 
-    On equal (key, time) the sorted entries come first (their arrival is -1), then the batch's in
-    ``order``; a batch entry's arrival is its row.
+    The retained entries are sorted already and ``order`` sorts the batch (stably); ``out``
+    receives, in merged order, ``i`` for retained entry ``i`` and ``len(s_key) + r`` for batch row
+    ``r``: on equal (key, time) retained entries first, then the batch's in ``order``, as a stable
+    sort of the concatenation would give.
     """
     m0 = s_key.shape[0]
     n = order.shape[0]
@@ -725,17 +749,10 @@ def merge_entries(
             r = order[j]
             take_s = s_key[i] < b_key[r] or (s_key[i] == b_key[r] and s_time[i] <= b_time[r])
         if take_s:
-            o_key[w] = s_key[i]
-            o_time[w] = s_time[i]
-            o_val[w] = s_val[i]
-            o_arrival[w] = -1
+            out[w] = i
             i += 1
         else:
-            r = order[j]
-            o_key[w] = b_key[r]
-            o_time[w] = b_time[r]
-            o_val[w] = b_val[r]
-            o_arrival[w] = r
+            out[w] = m0 + order[j]
             j += 1
 
 
