@@ -295,7 +295,9 @@ class DetectOperator(PickledStateOperator):
         bank = cast(ModelBank, self.bank)
         table = cast(_KeyTable, self.table)
         codes, uniques = pd.factorize(keys)  # in the column's own dtype: fast for ints and strings
-        u = np.asarray(uniques, dtype=object)
+        u = pd.Index(
+            uniques, tupleize_cols=False
+        )  # typed (no boxing per key): the table's lookups stay in that dtype
         codes = codes.astype(np.uint16) if len(u) <= 65535 else codes  # a radix sort below
         pos = (
             table.index.get_indexer(cast(Any, u)) if len(table.index) else np.full(len(u), -1, dtype=np.intp)
@@ -567,13 +569,14 @@ class _KeyTable:
         self.next_tick = 0
         self.live = 0
 
-    def add(self, keys: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    def add(self, keys: pd.Index, pos: np.ndarray) -> np.ndarray:
         """Rows for keys without a model: their old row when they had one, else a new row."""
         out = pos.copy()
         new = out < 0
         if new.any():
             start = len(self.index)
-            self.index = self.index.append(pd.Index(keys[new], dtype=object))
+            added = pd.Index(keys[new], tupleize_cols=False)
+            self.index = added if start == 0 else self.index.append(added)
             extra = int(new.sum())
             self.slot = np.r_[self.slot, np.full(extra, -1, dtype=np.int64)]
             self.last = np.r_[self.last, np.full(extra, NAT_NS, dtype=np.int64)]

@@ -284,12 +284,14 @@ class _KeyRowsOperator(FeatureOperator):
             self.next_tick += len(keys)
             return rows
         codes, uniques = pd.factorize(keys if ok.all() else keys[ok])
-        u = np.asarray(uniques, dtype=object)
-        pos = self.index.get_indexer(cast(Any, u)) if len(self.index) else np.full(len(u), -1, dtype=np.intp)
+        u = pd.Index(
+            uniques, tupleize_cols=False
+        )  # typed (no boxing per key): lookups stay in the column's dtype
+        pos = self.index.get_indexer(u) if len(self.index) else np.full(len(u), -1, dtype=np.intp)
         new = pos < 0
         if new.any():
             start, extra = len(self.index), int(new.sum())
-            self.index = self.index.append(pd.Index(u[new], dtype=object))
+            self.index = u[new] if start == 0 else self.index.append(u[new])
             for name in self._arrays:
                 setattr(self, name, np.concatenate([getattr(self, name), self._fresh(name, extra)]))
             self.tick = np.concatenate([self.tick, np.zeros(extra, dtype=np.int64)])

@@ -229,7 +229,7 @@ class Vocabulary:
         codes: np.ndarray = np.asarray(raw, dtype=np.int64)
         if len(uniques) == 0:
             return codes
-        found = pd.Index(uniques)
+        found = pd.Index(uniques, tupleize_cols=False)
         if self.index is None:
             self.index = found
             return codes

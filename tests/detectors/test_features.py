@@ -229,6 +229,24 @@ def test_distinct_count_restores_a_snapshot_of_the_dict_state() -> None:
     assert out["distinct_country_10m"].tolist() == whole["distinct_country_10m"].iloc[300:].tolist()
 
 
+def test_velocity_restores_a_snapshot_holding_key_values() -> None:
+    """A snapshot taken when the window counter held the key values (not codes) still restores."""
+    df = _distinct_stream(600, 2)
+    step = VelocityFeature("user_id", window="10m")
+    whole = step.build().process(df)["out"]["count_10m"]
+    op = step.build()
+    op.process(df.iloc[:300])
+    counter = op.counter  # type: ignore[attr-defined]
+    legacy = dict(counter.__dict__)
+    legacy["keys"] = np.asarray(counter.vocab.index[counter.codes], dtype=object)
+    for name in ("vocab", "codes"):
+        del legacy[name]
+    fresh = type(counter).__new__(type(counter))
+    fresh.__setstate__(legacy)
+    op.counter = fresh  # type: ignore[attr-defined]
+    assert op.process(df.iloc[300:])["out"]["count_10m"].tolist() == whole.iloc[300:].tolist()
+
+
 @settings(max_examples=40, deadline=None)
 @given(streams(), st.integers(1, 5))
 def test_ratio_to_median_equals_bruteforce(stream: tuple[pd.DataFrame, list[int]], history: int) -> None:
