@@ -8,6 +8,7 @@ numba (``_common.use_kernels = False`` here) the numpy paths run and keep their 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -72,19 +73,27 @@ def test_p2_quantile_equals_rivers_bit_for_bit(q: float, values: list[float], cu
         assert kernels.p2_get(state) == ref.get()
 
 
-def _pow_half_many(values: Any, trust_sqrt: bool) -> list[float]:
-    """:func:`pow_half` compiled over an array (0.5 passed at run time, as the moments kernel does)."""
+@functools.cache
+def _pow_half_loop() -> Any:
+    """:func:`pow_half` compiled over an array, 0.5 passed at run time (as the moments kernel does)."""
     import numba
-    import numpy as np
+
+    pow_half = kernels.pow_half
 
     @numba.njit
     def run(v: Any, half: float, trust: bool, out: Any) -> None:
         for i in range(v.shape[0]):
-            out[i] = kernels.pow_half(v[i], half, trust)
+            out[i] = pow_half(v[i], half, trust)
+
+    return run
+
+
+def _pow_half_many(values: Any, trust_sqrt: bool) -> list[float]:
+    import numpy as np
 
     v = np.asarray(values, dtype=np.float64)
     out = np.empty_like(v)
-    run(v, 0.5, trust_sqrt, out)
+    _pow_half_loop()(v, 0.5, trust_sqrt, out)
     return list(out.tolist())
 
 
