@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -279,7 +280,9 @@ class DetectOperator(PickledStateOperator):
         bank = cast(ModelBank, self.bank)
         table = cast(_KeyTable, self.table)
         codes, uniques = pd.factorize(keys)  # in the column's own dtype: fast for ints and strings
-        u = np.asarray(uniques, dtype=object)
+        u = pd.Index(
+            uniques, tupleize_cols=False
+        )  # typed (no boxing per key): the table's lookups stay in that dtype
         codes = codes.astype(np.uint16) if len(u) <= 65535 else codes  # a radix sort below
         pos = (
             table.index.get_indexer(cast(Any, u)) if len(table.index) else np.full(len(u), -1, dtype=np.intp)
@@ -517,11 +520,22 @@ def _constant_strings(value: str, n: int) -> Any:
     dtype = pd.Series([value]).dtype
     if n == 0 or not isinstance(dtype, pd.StringDtype) or dtype.storage != "pyarrow":
         return value
-    import pyarrow as pa
     from pandas.arrays import ArrowStringArray
 
-    column = pa.chunked_array([pa.repeat(pa.scalar(value, pa.large_string()), n)])
-    return ArrowStringArray(column, dtype=dtype)  # type: ignore[call-arg]
+    return ArrowStringArray(_repeated(value, n), dtype=dtype)  # type: ignore[call-arg]
+
+
+@functools.lru_cache(maxsize=16)
+def _repeated(value: str, n: int) -> Any:
+    """An Arrow array of ``n`` times ``value``, kept for the next batches of the same size.
+
+    Arrow arrays are immutable (pandas replaces, never writes into, the array of an Arrow-backed
+    column), so every batch's column can wrap the same one: building it is most of the cost of
+    the ``detector`` column (a copy of the string per row).
+    """
+    import pyarrow as pa
+
+    return pa.chunked_array([pa.repeat(pa.scalar(value, pa.large_string()), n)])
 
 
 class _KeyTable:
@@ -540,13 +554,14 @@ class _KeyTable:
         self.next_tick = 0
         self.live = 0
 
-    def add(self, keys: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    def add(self, keys: pd.Index, pos: np.ndarray) -> np.ndarray:
         """Rows for keys without a model: their old row when they had one, else a new row."""
         out = pos.copy()
         new = out < 0
         if new.any():
             start = len(self.index)
-            self.index = self.index.append(pd.Index(keys[new], dtype=object))
+            added = pd.Index(keys[new], tupleize_cols=False)
+            self.index = added if start == 0 else self.index.append(added)
             extra = int(new.sum())
             self.slot = np.r_[self.slot, np.full(extra, -1, dtype=np.int64)]
             self.last = np.r_[self.last, np.full(extra, NAT_NS, dtype=np.int64)]

@@ -8,7 +8,6 @@ missing go to the ``dead_letter`` output with a ``reason``; a missing ``value`` 
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import operator
 import pickle
@@ -34,7 +33,7 @@ from streamlab.detectors._common import (
     reject,
     require_columns,
 )
-from streamlab.detectors._windowcount import WindowCounter, key_blocks
+from streamlab.detectors._windowcount import DistinctCounter, WindowCounter, plain_kernel
 from streamlab.operators import Outputs
 
 __all__ = [
@@ -86,7 +85,7 @@ class FeatureOperator(PickledStateOperator):
         self.time = time
         self.value = value
 
-    def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
+    def _compute(self, batch: pd.DataFrame, keys: pd.Series, times: np.ndarray) -> dict[str, Any]:
         raise NotImplementedError
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
@@ -100,7 +99,8 @@ class FeatureOperator(PickledStateOperator):
             checks.append((times == NAT_NS, f"event time {self.time!r} is missing or unreadable"))
         good, reasons = reject(n, checks)
         clean = batch if reasons is None else batch.loc[good]
-        columns = self._compute(clean, clean[self.key].to_numpy(), times if reasons is None else times[good])
+        # the key column as it is (pandas and the vocabularies factorize it without boxing each value)
+        columns = self._compute(clean, clean[self.key], times if reasons is None else times[good])
         out = clean.reset_index(drop=True)
         for name, col in columns.items():
             out[name] = col
@@ -162,7 +162,7 @@ class _VelocityOperator(FeatureOperator):
         window = check_duration(step.window, where="", what="")
         self.counter = WindowCounter(window, _check_lateness(step.allowed_lateness, ""))
 
-    def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
+    def _compute(self, batch: pd.DataFrame, keys: pd.Series, times: np.ndarray) -> dict[str, Any]:
         values = _values(batch, self.value) if self.value is not None else None
         counts, sums = self.counter.update(keys, times, values)
         count_name, sum_name = self.names
@@ -269,19 +269,21 @@ class _KeyRowsOperator(FeatureOperator):
     def _fresh(self, name: str, rows: int) -> np.ndarray:
         raise NotImplementedError
 
-    def _rows(self, keys: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    def _rows(self, keys: pd.Series, ok: np.ndarray) -> np.ndarray:
         """Each event's row (-1 where ``ok`` is False); new or forgotten keys start fresh."""
         rows = np.full(len(keys), -1, dtype=np.int64)
         if not ok.any():
             self.next_tick += len(keys)
             return rows
-        codes, uniques = pd.factorize(keys[ok])
-        u = np.asarray(uniques, dtype=object)
-        pos = self.index.get_indexer(cast(Any, u)) if len(self.index) else np.full(len(u), -1, dtype=np.intp)
+        codes, uniques = pd.factorize(keys if ok.all() else keys[ok])
+        u = pd.Index(
+            uniques, tupleize_cols=False
+        )  # typed (no boxing per key): lookups stay in the column's dtype
+        pos = self.index.get_indexer(u) if len(self.index) else np.full(len(u), -1, dtype=np.intp)
         new = pos < 0
         if new.any():
             start, extra = len(self.index), int(new.sum())
-            self.index = self.index.append(pd.Index(u[new], dtype=object))
+            self.index = u[new] if start == 0 else self.index.append(u[new])
             for name in self._arrays:
                 setattr(self, name, np.concatenate([getattr(self, name), self._fresh(name, extra)]))
             self.tick = np.concatenate([self.tick, np.zeros(extra, dtype=np.int64)])
@@ -344,17 +346,10 @@ class _KeyRowsOperator(FeatureOperator):
             self._old_rows(row, entries[k])
 
 
-def _plain(name: str) -> Any:
-    """A kernel as plain Python (without numba): the same code, uncompiled."""
-    from streamlab.detectors import _kernels
-
-    return _kernels.plain(getattr(_kernels, name))
-
-
 def _kernel(name: str) -> Any:
     """A compiled kernel, or its plain-Python twin without numba."""
     k = kernels()
-    return getattr(k, name) if k is not None else _plain(name)
+    return getattr(k, name) if k is not None else plain_kernel(name)
 
 
 class _ZScoreOperator(_KeyRowsOperator):
@@ -372,7 +367,7 @@ class _ZScoreOperator(_KeyRowsOperator):
     def _old_rows(self, key: Any, value: Any) -> None:
         self.state[key] = value
 
-    def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
+    def _compute(self, batch: pd.DataFrame, keys: pd.Series, times: np.ndarray) -> dict[str, Any]:
         x = _values(batch, self.step.value)
         z = np.full(len(x), np.nan)
         rows = self._rows(keys, np.isfinite(x))
@@ -445,7 +440,7 @@ class _TimeSinceLastOperator(_KeyRowsOperator):
     def _old_rows(self, key: Any, value: Any) -> None:
         self.last[key] = value
 
-    def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
+    def _compute(self, batch: pd.DataFrame, keys: pd.Series, times: np.ndarray) -> dict[str, Any]:
         out = np.full(len(times), np.nan)
         rows = self._rows(keys, np.ones(len(times), dtype=bool))
         _kernel("time_since_last")(rows, times.astype(np.int64), self.last, NAT_NS, out)
@@ -503,181 +498,35 @@ class _DistinctOperator(FeatureOperator):
     def __init__(self, step: DistinctCountFeature) -> None:
         super().__init__("DistinctCountFeature", step.key, step.time, step.value)
         self.step = step
-        self.window_ns = check_duration(step.window, where="", what="")
-        self.lateness_ns = _check_lateness(step.allowed_lateness, "")
-        # key -> value -> sorted event times retained for that value
-        self.seen: dict[Hashable, dict[Hashable, list[int]]] = {}
-        self.max_seen_ns = NAT_NS
+        window = check_duration(step.window, where="", what="")
+        self.counter = DistinctCounter(window, _check_lateness(step.allowed_lateness, ""))
 
-    def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
-        values = batch[self.step.value].to_numpy(dtype=object)
-        missing = batch[self.step.value].isna().to_numpy()
-        fast = self._compute_in_order(keys, times, values, missing)
-        if fast is not None:
-            return {self.step.column_name(): fast}
-        out = self._compute_any_order(keys, times, values, missing)
-        self.max_seen_ns = max(self.max_seen_ns, int(times.max())) if len(times) else self.max_seen_ns
-        self._prune()
-        return {self.step.column_name(): out}
-
-    def _compute_any_order(
-        self, keys: np.ndarray, times: np.ndarray, values: np.ndarray, missing: np.ndarray
-    ) -> np.ndarray:
-        """The per-event counts in any arrival order: one compiled pass over each key's time-sorted entries.
-
-        The key's retained times and the batch's events are sorted by time (retained first on ties,
-        then arrival); event ``i`` counts the distinct values of the entries in ``(t - window, t]``
-        that arrived no later than itself (:func:`streamlab.detectors._kernels.distinct_count`).
-        The batch's events then join the retained times, each value's list kept sorted.
-        """
-        n = len(times)
-        if n == 0:
-            return np.zeros(0, dtype=np.int64)
-        codes, uniques = pd.factorize(keys)
-        u = uniques.tolist()
-        r_code: list[int] = []
-        r_value: list[Any] = []
-        r_time: list[int] = []
-        for c, k in enumerate(u):
-            for v, ts in self.seen.get(k, {}).items():
-                r_code.extend([c] * len(ts))
-                r_value.extend([v] * len(ts))
-                r_time.extend(ts)
-        m0 = len(r_code)
-        all_value = np.empty(m0 + n, dtype=object)
-        all_value[:m0] = r_value
-        all_value[m0:] = values
-        vcodes, vuniques = pd.factorize(all_value)
-        vcodes = vcodes.astype(np.int64)
-        vcodes[m0:][missing] = -1
-        all_code = np.r_[np.asarray(r_code, dtype=np.int64), codes.astype(np.int64)]
-        all_time = np.r_[np.asarray(r_time, dtype=np.int64), times.astype(np.int64)]
-        arrival = np.r_[np.full(m0, -1, dtype=np.int64), np.arange(n, dtype=np.int64)]
-        seq = np.lexsort((arrival, all_time, all_code))
-        s_code, s_time, s_val, s_arrival = all_code[seq], all_time[seq], vcodes[seq], arrival[seq]
-        block_start, block_end, pos_of = key_blocks(s_code, s_arrival, n)
-        out = np.zeros(n, dtype=np.int64)
-        k = kernels()
-        run = k.distinct_count if k is not None else _plain("distinct_count")
-        run(s_time, s_val, s_arrival, block_end, block_start, pos_of, self.window_ns, len(vuniques), out)
-        # the new state of the batch's keys: every counted entry's time, per value, sorted
-        kept = np.flatnonzero(s_val >= 0)
-        by_value = kept[np.lexsort((s_time[kept], s_val[kept], s_code[kept]))]
-        g_code, g_val = s_code[by_value], s_val[by_value]
-        cut = np.flatnonzero(np.r_[True, (g_code[1:] != g_code[:-1]) | (g_val[1:] != g_val[:-1])])
-        cut = cut[cut < len(by_value)].tolist()  # no group at all when no value was counted
-        t_list = s_time[by_value].tolist()
-        vu = np.asarray(vuniques, dtype=object)
-        for k_ in {u[c] for c in np.unique(codes).tolist()}:
-            self.seen.pop(k_, None)
-        for a, b, c, v in zip(cut, [*cut[1:], len(by_value)], g_code[cut].tolist(), g_val[cut].tolist()):
-            self.seen.setdefault(u[c], {})[vu[v]] = t_list[a:b]
-        return out
-
-    def _compute_in_order(
-        self, keys: np.ndarray, times: np.ndarray, values: np.ndarray, missing: np.ndarray
-    ) -> np.ndarray | None:
-        """The per-event counts, vectorized, when every key's events arrive in event-time order.
-
-        Then "arrived before" is "earlier in the key's sequence", and event ``j`` of value ``v``
-        counts for the key's events from ``j`` up to (excluding) the next event of ``v`` or the first
-        event at or after ``t_j + window``, whichever comes first: a difference array over the
-        key-sorted sequence. A key's retained values enter as one event each, at their latest time
-        (they are all before the batch's events). ``None`` (:meth:`_compute_any_order` runs) when a
-        key's events are out of order, within the batch or against its retained times.
-        """
-        n = len(times)
-        if n == 0:
-            return None
-        codes, uniques = pd.factorize(keys)
-        order = np.argsort(codes, kind="stable")
-        sc, st = codes[order], times[order]
-        if np.any((sc[1:] == sc[:-1]) & (st[1:] < st[:-1])):
-            return None
-        first_t = st[np.r_[True, sc[1:] != sc[:-1]]].tolist()
-        # retained values: one event per (key, value) at its latest time, before the batch's events
-        r_code: list[int] = []
-        r_value: list[Any] = []
-        r_time: list[int] = []
-        for c, k in enumerate(uniques.tolist()):
-            per_key = self.seen.get(k)
-            if not per_key:
-                continue
-            latest = {v: ts[-1] for v, ts in per_key.items()}
-            if max(latest.values()) > first_t[c]:
-                return None
-            r_code.extend([c] * len(latest))
-            r_value.extend(latest)
-            r_time.extend(latest.values())
-        m0 = len(r_code)
-        all_code = np.r_[np.asarray(r_code, dtype=np.int64), sc.astype(np.int64)]
-        all_time = np.r_[np.asarray(r_time, dtype=np.int64), st]
-        all_value = np.empty(m0 + n, dtype=object)
-        all_value[:m0] = r_value
-        all_value[m0:] = values[order]
-        counted = np.r_[np.ones(m0, dtype=bool), ~missing[order]]
-        # the key-sorted sequence: a key's retained events (by time) first, then its batch events
-        seq = np.lexsort((np.arange(m0 + n), all_time, np.r_[np.zeros(m0), np.ones(n)], all_code))
-        code, time_, value, counted = all_code[seq], all_time[seq], all_value[seq], counted[seq]
-        m = m0 + n
-        pos = np.arange(m)
-        key_end = np.r_[np.flatnonzero(code[1:] != code[:-1]) + 1, m]
-        end_of = np.repeat(key_end, np.diff(np.r_[0, key_end]))
-        tmin = int(time_.min())
-        span = int(time_.max()) - tmin + self.window_ns + 1
-        if (int(code[-1]) + 2) * span >= 2**62:
-            return None
-        composite = code * span + (time_ - tmin)
-        ends = np.minimum(np.searchsorted(composite, composite + self.window_ns, side="left"), end_of)
-        live = np.flatnonzero(counted)
-        vcodes = pd.factorize(value[live])[0].astype(np.int64)
-        pair = code[live] * (int(vcodes.max()) + 1 if len(vcodes) else 1) + vcodes
-        by_pair = np.argsort(pair, kind="stable")
-        nxt = np.full(len(live), m, dtype=np.int64)
-        same = pair[by_pair[1:]] == pair[by_pair[:-1]]
-        nxt[by_pair[:-1][same]] = live[by_pair[1:][same]]
-        stop = np.minimum(ends[live], nxt)
-        diff = np.zeros(m + 1, dtype=np.int64)
-        np.add.at(diff, live, 1)
-        np.add.at(diff, stop, -1)
-        count = np.cumsum(diff[:m])
-        out = np.empty(n, dtype=np.int64)
-        batch_rows = seq >= m0
-        out[order[seq[batch_rows] - m0]] = count[pos[batch_rows]]
-        # the retained state, as the per-event loop leaves it: every counted event's time kept
-        # (one list extension per key and value; the batch's times follow the retained ones)
-        is_batch = seq[live] >= m0
-        b_live = live[is_batch]
-        if len(b_live):
-            p_sorted = np.argsort(pair[is_batch], kind="stable")
-            rows = b_live[p_sorted]  # sequence positions, grouped by (key, value), in time order
-            p_of = pair[is_batch][p_sorted]
-            cut = np.flatnonzero(np.r_[True, p_of[1:] != p_of[:-1]]).tolist()
-            u = uniques.tolist()
-            t_list = time_[rows].tolist()
-            heads = rows[cut]
-            for a, b, c, v in zip(cut, [*cut[1:], len(rows)], code[heads].tolist(), value[heads].tolist()):
-                self.seen.setdefault(u[c], {}).setdefault(v, []).extend(t_list[a:b])
-        self.max_seen_ns = max(self.max_seen_ns, int(times.max()))
-        self._prune()
-        return out
-
-    def _prune(self) -> None:
-        horizon = self.max_seen_ns - self.window_ns - self.lateness_ns
-        for k in list(self.seen):
-            per_key = self.seen[k]
-            for v in list(per_key):
-                ts = per_key[v]
-                cut = bisect.bisect_right(ts, horizon)
-                if cut == len(ts):
-                    del per_key[v]
-                elif cut:
-                    del ts[:cut]
-            if not per_key:
-                del self.seen[k]
+    def _compute(self, batch: pd.DataFrame, keys: pd.Series, times: np.ndarray) -> dict[str, Any]:
+        counts = self.counter.update(batch[self.key], times, batch[self.step.value])
+        return {self.step.column_name(): counts}
 
     def open_state(self) -> dict[str, Any]:
-        return {"keys": len(self.seen)}
+        return {"keys": self.counter.n_keys()}
+
+    def restore(self, state: Any) -> None:
+        old = pickle.loads(state)
+        if "seen" not in old:
+            super().restore(state)
+            return
+        # a snapshot of the dict version (key -> value -> retained times): its entries become rows
+        seen: dict[Hashable, dict[Hashable, list[int]]] = old.pop("seen")
+        max_seen: int = old.pop("max_seen_ns")
+        for name in ("window_ns", "lateness_ns"):
+            old.pop(name, None)
+        self.__dict__.update(old)
+        window = check_duration(self.step.window, where="", what="")
+        self.counter = DistinctCounter(window, _check_lateness(self.step.allowed_lateness, ""))
+        entries = [(k, v, t) for k, per_key in seen.items() for v, ts in per_key.items() for t in ts]
+        if entries:
+            frame = pd.DataFrame(entries, columns=["key", "value", "time"])
+            # the carried entries are the batch of an empty state, dated before any retained horizon
+            self.counter.update(frame["key"], frame["time"].to_numpy(dtype=np.int64), frame["value"])
+        self.counter.max_seen_ns = max_seen
 
 
 @step_kind(config=True)
@@ -770,7 +619,7 @@ class _RatioToMedianOperator(_KeyRowsOperator):
         self.length[key] = len(ordered)
         self.head[key] = 0
 
-    def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
+    def _compute(self, batch: pd.DataFrame, keys: pd.Series, times: np.ndarray) -> dict[str, Any]:
         x = _values(batch, self.step.value)
         out = np.full(len(x), np.nan)
         rows = self._rows(keys, ~np.isnan(x))
@@ -969,7 +818,7 @@ class _VelocityRuleOperator(FeatureOperator):
             check_duration(step.window, where="", what=""), _check_lateness(step.allowed_lateness, "")
         )
 
-    def _compute(self, batch: pd.DataFrame, keys: np.ndarray, times: np.ndarray) -> dict[str, Any]:
+    def _compute(self, batch: pd.DataFrame, keys: pd.Series, times: np.ndarray) -> dict[str, Any]:
         counts, _ = self.counter.update(keys, times, None)
         return {f"{self.step.name}_count": counts}
 

@@ -29,8 +29,26 @@ except ImportError:  # pragma: no cover - exercised on installs without the 'fas
 #: whether the functions here are compiled (numba is installed)
 COMPILED = numba is not None
 
+
+def _pow_within_054_ulp() -> bool:
+    """Whether C's ``pow`` here is Arm's (glibc 2.28 and later), documented within 0.54 ulp."""
+    import platform
+
+    lib, version = platform.libc_ver()
+    if lib != "glibc":
+        return False
+    try:
+        return tuple(int(p) for p in version.split(".")[:2]) >= (2, 28)
+    except ValueError:
+        return False
+
+
+#: C's ``pow`` is within 0.54 ulp (glibc >= 2.28), so :func:`pow_half` may answer with ``sqrt``
+POW_WITHIN_054_ULP = _pow_within_054_ulp()
+
 __all__ = [
     "COMPILED",
+    "POW_WITHIN_054_ULP",
     "hst_score_learn",
     "moments_score_learn",
     "p2_from_river",
@@ -39,6 +57,7 @@ __all__ = [
     "p2_update",
     "pattern_advance",
     "plain",
+    "pow_half",
 ]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -213,14 +232,33 @@ def hst_score_learn(
     n_inner = 2**height - 1
     judge = p2.shape[0] > 0
     xs = np.empty(nf)
+    leaves = np.empty(n_trees, dtype=np.int64)
     for i in range(n):
         s = slots[i]
-        if first_window[s]:
-            score = 0.0
-        else:
+        # an event inside the scaler's range leaves it unchanged: then the learning walk is the
+        # scoring walk (same scaled row), so one walk to the leaves serves both
+        inside = True
+        for j in range(nf):
+            x = rows[i, j]
+            if x < lo[s, j] or x > hi[s, j]:
+                inside = False
+        walk = inside or not first_window[s]
+        if walk:
             for j in range(nf):
                 d = hi[s, j] - lo[s, j]
                 xs[j] = (rows[i, j] - lo[s, j]) / d if d != 0 else 0.0
+        if first_window[s]:
+            score = 0.0
+            if inside:
+                for t in range(n_trees):
+                    node = 0
+                    for _ in range(height):
+                        if xs[feature[t, node]] < threshold[t, node]:
+                            node = 2 * node + 1
+                        else:
+                            node = 2 * node + 2
+                    leaves[t] = node - n_inner
+        else:
             total = 0.0
             for t in range(n_trees):
                 node = 0
@@ -228,19 +266,23 @@ def hst_score_learn(
                 acc = 0.0
                 stopped = False
                 for _ in range(height):
-                    r = ref_mass[s, t, node]
-                    acc += r * depth_pow
-                    if r < size_limit:
-                        stopped = True
-                        break
+                    if not stopped:
+                        r = ref_mass[s, t, node]
+                        acc += r * depth_pow
+                        if r < size_limit:
+                            stopped = True
+                            if not inside:
+                                break
                     if xs[feature[t, node]] < threshold[t, node]:
                         node = 2 * node + 1
                     else:
                         node = 2 * node + 2
-                    depth_pow <<= 1
+                    if not stopped:
+                        depth_pow <<= 1
                 if not stopped:
                     acc += ref_mass[s, t, node] * depth_pow
                 total += acc
+                leaves[t] = node - n_inner
             score = 1.0 - total / max_score
         scores[i] = score
         if judge:
@@ -248,23 +290,27 @@ def hst_score_learn(
             flags[i] = flag
             if flag:
                 continue
-        for j in range(nf):
-            x = rows[i, j]
-            if x < lo[s, j]:
-                lo[s, j] = x
-            if x > hi[s, j]:
-                hi[s, j] = x
-        for j in range(nf):
-            d = hi[s, j] - lo[s, j]
-            xs[j] = (rows[i, j] - lo[s, j]) / d if d != 0 else 0.0
-        for t in range(n_trees):
-            node = 0
-            for _ in range(height):
-                if xs[feature[t, node]] < threshold[t, node]:
-                    node = 2 * node + 1
-                else:
-                    node = 2 * node + 2
-            leaf_counts[s, t, node - n_inner] += 1
+        if inside:
+            for t in range(n_trees):
+                leaf_counts[s, t, leaves[t]] += 1
+        else:
+            for j in range(nf):
+                x = rows[i, j]
+                if x < lo[s, j]:
+                    lo[s, j] = x
+                if x > hi[s, j]:
+                    hi[s, j] = x
+            for j in range(nf):
+                d = hi[s, j] - lo[s, j]
+                xs[j] = (rows[i, j] - lo[s, j]) / d if d != 0 else 0.0
+            for t in range(n_trees):
+                node = 0
+                for _ in range(height):
+                    if xs[feature[t, node]] < threshold[t, node]:
+                        node = 2 * node + 1
+                    else:
+                        node = 2 * node + 2
+                leaf_counts[s, t, node - n_inner] += 1
         c = counter[s] + 1
         if c == window_size:
             # pivot: the finished window's masses become the reference (node = sum of its children)
@@ -282,6 +328,39 @@ def hst_score_learn(
 
 # --- running moments: river's GaussianScorer and StandardAbsoluteDeviation
 
+#: 2**-53: ``s + s * _HALF_EPS`` rounds to the next double above ``s`` unless ``s`` is a power of two
+_HALF_EPS = 2.0**-53
+
+
+@_jit
+def pow_half(var: float, half: float, trust_sqrt: bool) -> float:
+    """C's ``pow(var, 0.5)`` (Python's ``var ** 0.5``), mostly through ``sqrt`` (a few ns instead of ~20).
+
+    ``sqrt`` is correctly rounded; ``pow`` is not, and differs from it for about one value in a
+    thousand. When the exact root lies within 0.45 of a unit in the last place (ulp) of ``s =
+    sqrt(var)``, every other double is more than 0.55 ulp away from it, so a ``pow`` whose error is
+    below 0.55 ulp returns ``s`` too: glibc (2.28 and later) and musl use Arm's pow, whose documented
+    worst case is 0.54 ulp (``trust_sqrt`` says the platform's is that one, see
+    :data:`POW_WITHIN_054_ULP`). The exact residual ``var - s*s`` comes from Dekker's product (no
+    fused multiply-add: exact without it); ``(s + s * 2**-53) - s`` is ``ulp(s)``, or 0 when ``s`` is
+    a power of two (where the ulp below is half as large: then ``pow`` decides). Outside the normal
+    range, where Dekker's split could overflow or lose bits, and for about one value in ten (those
+    closer to a rounding boundary), ``pow`` is called. ``half`` must be 0.5, passed at run time: a
+    constant exponent would let the compiler turn ``pow`` into ``sqrt``.
+    """
+    if trust_sqrt and 1e-290 < var < 1e290:
+        s = math.sqrt(var)
+        c = 134217729.0 * s  # Dekker's split of s into 26-bit halves
+        hi = c - (c - s)
+        lo = s - hi
+        p = s * s
+        r = (var - p) - (((hi * hi - p) + 2.0 * hi * lo) + lo * lo)  # var - s*s
+        ulp = (s + s * _HALF_EPS) - s
+        # |root - s| = |r| / (root + s) <= 0.45 ulp
+        if abs(r) <= 0.9 * s * ulp:
+            return s
+    return float(var**half)
+
 
 @_jit
 def moments_score_learn(
@@ -291,6 +370,7 @@ def moments_score_learn(
     gaussian: bool,
     grace_period: int,
     half: float,
+    trust_sqrt: bool,
     p2: np.ndarray,
     warmup: int,
     seen: np.ndarray,
@@ -299,23 +379,30 @@ def moments_score_learn(
 ) -> None:
     """river's Welford update and score per event (``state`` rows: n, mean, S), as ``hst_score_learn``.
 
-    ``half`` must be 0.5, passed at run time: river takes the standard deviation as ``var ** 0.5``
-    (C's ``pow``), and a constant exponent would let the compiler use ``sqrt``, which rounds
-    differently for about one value in a thousand.
+    river takes the standard deviation as ``var ** 0.5`` (C's ``pow``): :func:`pow_half` with
+    ``half`` = 0.5 and ``trust_sqrt`` = :data:`POW_WITHIN_054_ULP`.
     """
     judge = p2.shape[0] > 0
     sqrt2 = math.sqrt(2.0)
+    cur = -1  # the slot whose state is in n, mean, m2 (written back when the slot changes)
+    n = mean = m2 = 0.0
     for i in range(values.shape[0]):
         s = slots[i]
+        if s != cur:
+            if cur >= 0:
+                state[cur, 0] = n
+                state[cur, 1] = mean
+                state[cur, 2] = m2
+            cur = s
+            n = state[s, 0]
+            mean = state[s, 1]
+            m2 = state[s, 2]
         x = values[i]
-        n = state[s, 0]
-        mean = state[s, 1]
-        m2 = state[s, 2]
         if n < grace_period:
             score = 0.0
         else:
             var = m2 / (n - 1.0) if n > 1.0 else 0.0
-            std = var**half
+            std = pow_half(var, half, trust_sqrt)
             if gaussian:
                 if std == 0.0:
                     cdf = 0.0  # river's ZeroDivisionError branch
@@ -330,11 +417,15 @@ def moments_score_learn(
             flags[i] = flag
             if flag:
                 continue
-        n = n + 1.0
-        new_mean = mean + (1.0 / n) * (x - mean)
-        state[s, 0] = n
-        state[s, 1] = new_mean
-        state[s, 2] = m2 + 1.0 * (x - mean) * (x - new_mean)
+        n1 = n + 1.0
+        new_mean = mean + (1.0 / n1) * (x - mean)
+        m2 = m2 + 1.0 * (x - mean) * (x - new_mean)
+        n = n1
+        mean = new_mean
+    if cur >= 0:
+        state[cur, 0] = n
+        state[cur, 1] = mean
+        state[cur, 2] = m2
 
 
 # --- pattern matching (CEP), per key, on the events the watermark releases
@@ -633,46 +724,116 @@ def ratio_to_median(
 
 
 @_jit
+def merge_order(
+    s_key: np.ndarray,
+    s_time: np.ndarray,
+    b_key: np.ndarray,
+    b_time: np.ndarray,
+    order: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """The stable sort by (key, time) of retained entries followed by a batch's, by merging.
+
+    The retained entries are sorted already and ``order`` sorts the batch (stably); ``out``
+    receives, in merged order, ``i`` for retained entry ``i`` and ``len(s_key) + r`` for batch row
+    ``r``: on equal (key, time) retained entries first, then the batch's in ``order``, as a stable
+    sort of the concatenation would give.
+    """
+    m0 = s_key.shape[0]
+    n = order.shape[0]
+    i = 0
+    j = 0
+    for w in range(m0 + n):
+        take_s = j >= n
+        if not take_s and i < m0:
+            r = order[j]
+            take_s = s_key[i] < b_key[r] or (s_key[i] == b_key[r] and s_time[i] <= b_time[r])
+        if take_s:
+            out[w] = i
+            i += 1
+        else:
+            out[w] = m0 + order[j]
+            j += 1
+
+
+@_jit
 def distinct_count(
+    s_key: np.ndarray,
     s_time: np.ndarray,
     s_val: np.ndarray,
     s_arrival: np.ndarray,
-    block_end: np.ndarray,
-    block_start: np.ndarray,
-    pos_of: np.ndarray,
     window: int,
     n_values: int,
     out: np.ndarray,
 ) -> None:
     """Distinct values among the key's entries that arrived no later than event ``i``, in ``(t - window, t]``.
 
-    Entries (retained ones with arrival -1, then the batch's events with arrival = their row) are
-    sorted by key, then time; ``block_start``/``block_end`` bound each entry's key; ``pos_of[i]`` is
-    event ``i``'s entry. ``s_val`` holds value codes (-1: missing, never counted).
+    Entries (retained ones with arrival -1, then the batch's events with arrival = their row) come
+    sorted by key, then time, then arrival (retained first); ``s_val`` holds value codes (-1: missing,
+    never counted); ``out[i]`` receives event ``i``'s count. A key whose batch events arrive in time
+    order (the usual case) takes one sliding pass: an entry's sorted position then tells which
+    entries arrived before it. Any other key: each event scans its window for entries that arrived
+    no later than itself.
     """
-    stamp = np.full(max(n_values, 1), -1, dtype=np.int64)
-    for i in range(pos_of.shape[0]):
-        p = pos_of[i]
-        t = s_time[p]
-        lo_t = t - window
-        lo = block_start[p]
-        hi = block_end[p]
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if s_time[mid] <= lo_t:
-                lo = mid + 1
-            else:
-                hi = mid
-        count = 0
-        q = lo
-        end = block_end[p]
-        while q < end and s_time[q] <= t:
-            v = s_val[q]
-            if v >= 0 and s_arrival[q] <= i and stamp[v] != i:
-                stamp[v] = i
-                count += 1
-            q += 1
-        out[i] = count
+    m = s_key.shape[0]
+    n_v = max(n_values, 1)
+    count = np.zeros(n_v, dtype=np.int64)  # the sliding pass: entries per value inside the window
+    owner = np.full(n_v, -1, dtype=np.int64)  # the key block whose pass ``count[v]`` belongs to
+    stamp = np.full(n_v, -1, dtype=np.int64)  # the scan: the event that last counted ``v``
+    a = 0
+    while a < m:
+        b = a + 1
+        while b < m and s_key[b] == s_key[a]:
+            b += 1
+        in_order = True
+        last = -1
+        for p in range(a, b):
+            r = s_arrival[p]
+            if r >= 0:
+                if r < last:
+                    in_order = False
+                    break
+                last = r
+        if in_order:
+            lo = a
+            distinct = 0
+            for p in range(a, b):
+                v = s_val[p]
+                if v >= 0:
+                    if owner[v] != a:
+                        owner[v] = a
+                        count[v] = 0
+                    count[v] += 1
+                    if count[v] == 1:
+                        distinct += 1
+                horizon = s_time[p] - window
+                while s_time[lo] <= horizon:
+                    w = s_val[lo]
+                    if w >= 0:
+                        count[w] -= 1
+                        if count[w] == 0:
+                            distinct -= 1
+                    lo += 1
+                if s_arrival[p] >= 0:
+                    out[s_arrival[p]] = distinct
+        else:
+            for p in range(a, b):
+                i = s_arrival[p]
+                if i < 0:
+                    continue
+                t = s_time[p]
+                q = p
+                while q > a and s_time[q - 1] > t - window:
+                    q -= 1
+                total = 0
+                while q < b and s_time[q] <= t:
+                    v = s_val[q]
+                    if v >= 0 and s_arrival[q] <= i and stamp[v] != i:
+                        stamp[v] = i
+                        total += 1
+                    q += 1
+                out[i] = total
+        a = b
 
 
 @_jit
@@ -689,8 +850,9 @@ def window_count_sum(
 ) -> None:
     """Count and sum of the key's entries that arrived no later than event ``i``, in ``(t - window, t]``.
 
-    Laid out as for :func:`distinct_count`; ``pos_of[i] < 0`` skips event ``i``. The sum adds the
-    values in time order.
+    Entries sorted by key, then time (retained ones first on ties, arrival -1); ``block_start`` and
+    ``block_end`` bound each entry's key, ``pos_of[i]`` is event ``i``'s entry (< 0: skip the event).
+    The sum adds the values in time order.
     """
     for i in range(pos_of.shape[0]):
         p = pos_of[i]

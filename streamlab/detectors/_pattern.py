@@ -272,7 +272,11 @@ class PatternOperator(PickledStateOperator):
 
     def _conditions(self, batch: pd.DataFrame) -> np.ndarray:
         masks = np.zeros((len(batch), len(self.steps)), dtype=bool)
+        done: dict[str, int] = {}  # steps often share a condition: evaluate each one once
         for j, s in enumerate(self.steps):
+            if s.where in done:
+                masks[:, j] = masks[:, done[s.where]]
+                continue
             try:
                 res = batch.eval(s.where, engine="python")
             except Exception as exc:
@@ -281,6 +285,7 @@ class PatternOperator(PickledStateOperator):
                     f"columns {list(batch.columns)!r}: {exc}"
                 ) from exc
             masks[:, j] = np.asarray(pd.Series(res, index=batch.index).fillna(False), dtype=bool)
+            done[s.where] = j
         return masks
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
@@ -289,12 +294,14 @@ class PatternOperator(PickledStateOperator):
         require_columns(batch, [p.key, p.time, p.id_column, *self.value_columns], where=where)
         n = len(batch)
         times = event_time_ns(batch, p.time, where=where)
-        reasons = np.full(n, None, dtype=object)
-        reasons[batch[p.key].isna().to_numpy()] = f"key column {p.key!r} is missing"
-        reasons[(times == NAT_NS) & (reasons == None)] = f"event time {p.time!r} is missing or unreadable"  # noqa: E711
-        good = reasons == None  # noqa: E711
+        no_key = batch[p.key].isna().to_numpy()
+        no_time = (times == NAT_NS) & ~no_key
+        good = ~(no_key | no_time)
         result: Outputs = {}
         if not good.all():
+            reasons = np.full(n, None, dtype=object)
+            reasons[no_key] = f"key column {p.key!r} is missing"
+            reasons[no_time] = f"event time {p.time!r} is missing or unreadable"
             result["dead_letter"] = dead_letter(batch, ~good, reasons)
         # Lateness is judged against events that arrived earlier (not later rows of this batch),
         # so the split into late and on-time events does not depend on batch boundaries.

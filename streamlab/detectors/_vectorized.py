@@ -676,6 +676,7 @@ class MomentsBank(ModelBank):
             self.kind == "gaussian",
             self.grace_period,
             0.5,
+            k.POW_WITHIN_054_ULP,
             _NO_P2 if p2 is None else p2,
             warmup,
             seen,

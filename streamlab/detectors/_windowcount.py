@@ -46,48 +46,52 @@ def key_blocks(
     return block_start, block_end.astype(np.int64), pos_of
 
 
-def _concat_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if a.dtype == b.dtype:
-        return np.concatenate([a, b])
-    return np.concatenate([a.astype(object), b.astype(object)])
-
-
 class WindowCounter:
-    """Carried state: the retained events as parallel arrays (keys, times, values)."""
+    """Carried state: the retained events as parallel arrays (key codes, times, values)."""
 
     def __init__(self, window_ns: int, lateness_ns: int) -> None:
         self.window_ns = window_ns
         self.lateness_ns = lateness_ns
-        self.keys: np.ndarray = np.empty(0, dtype=object)
+        self.vocab = Vocabulary()  # key values -> the integer codes the state holds
+        self.codes = np.empty(0, dtype=np.int64)
         self.times = np.empty(0, dtype=np.int64)
         self.values = np.empty(0, dtype="float64")
         self.max_seen_ns = NAT_NS
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "keys" in state:  # a snapshot taken when the state held the key values themselves
+            keys = self.__dict__.pop("keys")
+            self.vocab = Vocabulary()
+            self.codes = self.vocab.encode(keys)
+
     def update(
-        self, keys: np.ndarray, times: np.ndarray, values: np.ndarray | None
+        self, keys: Any, times: np.ndarray, values: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Counts (and sums when ``values`` is given) for a batch; then absorb the batch into the state.
 
-        ``times`` must hold no ``NAT_NS`` and ``keys`` no missing values (callers dead-letter those).
-        NaN values count as events but add nothing to the sum.
+        ``keys`` (a Series or an array) must hold no missing values and ``times`` no ``NAT_NS``
+        (callers dead-letter those). NaN values count as events but add nothing to the sum.
         """
         n_state, n_batch = len(self.times), len(times)
         if n_batch == 0:
             return np.empty(0, dtype=np.int64), (None if values is None else np.empty(0, dtype="float64"))
         batch_vals = np.zeros(n_batch) if values is None else np.nan_to_num(values.astype("float64"), nan=0.0)
-        all_keys = _concat_keys(self.keys, keys) if n_state else keys
-        codes, _ = pd.factorize(all_keys, sort=False)
-        codes = codes.astype(np.int64)
+        # persistent codes: only the batch's keys are factorized, the state holds integers
+        codes = np.concatenate([self.codes, self.vocab.encode(keys)])
         all_times = np.concatenate([self.times, times])
         all_vals = np.concatenate([self.values, batch_vals])
         n_codes = int(codes.max()) + 1
         t_min = int(all_times.min())
         offset = int(all_times.max()) - t_min + self.window_ns + 1
+        merged = None
         if n_codes * offset < 2**62:
             # Keys become disjoint ascending blocks of one int64 (code * offset + time), so one
             # searchsorted finds every row's window start within its own key.
             comp = codes * np.int64(offset) + (all_times - t_min)
             query = comp[n_state:] - self.window_ns
+            # the retained entries are sorted: sort the batch and merge (a stable sort of comp)
+            merged = merged_order(self.codes, self.times, codes[n_state:], times, t_min, offset)
         else:
             # Too wide a time span for that packing: pack dense time ranks instead.
             uniq = np.unique(all_times)
@@ -96,7 +100,7 @@ class WindowCounter:
             query = codes[n_state:] * span + np.searchsorted(uniq, times - self.window_ns, side="right")
         # Stable: on equal (key, time) retained events stay first, then batch rows in arrival order,
         # so a row's sorted position counts exactly the earlier arrivals with times <= its own.
-        order = np.argsort(comp, kind="stable")
+        order = np.argsort(comp, kind="stable") if merged is None else merged
         # only the batch rows need answers: query for them alone, in sorted order (cache friendly)
         b_pos = np.flatnonzero(order >= n_state)
         b_rows = order[b_pos] - n_state
@@ -117,7 +121,8 @@ class WindowCounter:
         self.max_seen_ns = new_max
         # Kept in sorted order: the next batch's stable sort then finds the retained run already sorted.
         keep = order[all_times[order] > new_max - self.window_ns - self.lateness_ns]
-        self.keys, self.times, self.values = all_keys[keep], all_times[keep], all_vals[keep]
+        self.codes, self.times, self.values = codes[keep], all_times[keep], all_vals[keep]
+        (self.codes,) = self.vocab.compact(self.codes)
         return counts, (None if values is None else sums)
 
     def _fix_disordered(
@@ -196,3 +201,171 @@ class WindowCounter:
 
     def __len__(self) -> int:
         return len(self.times)
+
+
+class Vocabulary:
+    """Persistent integer codes for the values of a column, so carried state holds integers only.
+
+    Each batch factorizes its own column (fast for numbers and Arrow strings) and looks its few
+    distinct values up in the vocabulary; unseen values get the next codes. Missing values are -1.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> vocab = Vocabulary()
+    >>> vocab.encode(pd.Series(["FR", "US", None, "FR"])).tolist(), vocab.encode(pd.Series(["DE", "US"])).tolist()
+    ([0, 1, -1, 0], [2, 1])
+    """
+
+    def __init__(self) -> None:
+        self.index: pd.Index | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.index is None else len(self.index)
+
+    def encode(self, values: Any) -> np.ndarray:
+        """The codes of ``values`` (a Series or array), new values added."""
+        raw, uniques = pd.factorize(values)
+        codes: np.ndarray = np.asarray(raw, dtype=np.int64)
+        if len(uniques) == 0:
+            return codes
+        found = pd.Index(uniques, tupleize_cols=False)
+        if self.index is None:
+            self.index = found
+            return codes
+        pos = self.index.get_indexer(found).astype(np.int64)
+        new = pos < 0
+        if new.any():
+            pos[new] = np.arange(len(self.index), len(self.index) + int(new.sum()))
+            self.index = self.index.append(found[new])
+        out: np.ndarray = pos[codes]
+        out[codes < 0] = -1
+        return out
+
+    def compact(self, *codes: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Forget the values no array of ``codes`` holds when they outnumber the held ones; the codes renumbered."""
+        if self.index is None or len(self.index) <= 2 * sum(len(c) for c in codes) + 1024:
+            return codes  # cheap bound first: an array holds at most its length of distinct codes
+        held = np.unique(np.concatenate(codes)) if codes else np.zeros(0, dtype=np.int64)
+        held = held[held >= 0]
+        if len(self.index) <= 2 * len(held) + 1024:
+            return codes
+        self.index = self.index[held]
+        return tuple(np.where(c >= 0, np.searchsorted(held, c), -1) for c in codes)
+
+
+class DistinctCounter:
+    """Carried state of a distinct count: the retained entries as integer arrays, sorted by key and time.
+
+    Keys and values are codes of two :class:`Vocabulary`; an entry is a counted (non-missing)
+    event, kept while its time is after ``max event time - window - lateness``, as the per-event
+    loop keeps every counted time per key and value.
+    """
+
+    def __init__(self, window_ns: int, lateness_ns: int) -> None:
+        self.window_ns = window_ns
+        self.lateness_ns = lateness_ns
+        self.keys = Vocabulary()
+        self.values = Vocabulary()
+        self.s_key = np.empty(0, dtype=np.int64)
+        self.s_time = np.empty(0, dtype=np.int64)
+        self.s_val = np.empty(0, dtype=np.int64)
+        self.max_seen_ns = NAT_NS
+
+    def __len__(self) -> int:
+        return len(self.s_key)
+
+    def n_keys(self) -> int:
+        """Keys with retained entries."""
+        return len(np.unique(self.s_key))
+
+    def update(self, keys: Any, times: np.ndarray, values: Any) -> np.ndarray:
+        """Distinct counts for a batch (keys, times and values in arrival order); then absorb it.
+
+        ``keys`` hold no missing values and ``times`` no ``NAT_NS`` (callers dead-letter those).
+        """
+        n = len(times)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        b_key = self.keys.encode(keys)
+        b_val = self.values.encode(values)
+        b_time = np.asarray(times, dtype=np.int64)
+        t_min = min(int(b_time.min()), int(self.s_time.min()) if len(self.s_time) else 2**62)
+        span = max(int(b_time.max()), int(self.s_time.max()) if len(self.s_time) else 0) - t_min + 1
+        n_keys = max(int(b_key.max()), int(self.s_key.max()) if len(self.s_key) else 0) + 1
+        if n_keys * span < 2**62:
+            s_key, s_time, s_val, s_arrival = self._merged(b_key, b_time, b_val, t_min, span)
+        else:  # too wide a time span to pack key and time into one int64
+            m0 = len(self.s_key)
+            all_key = np.concatenate([self.s_key, b_key])
+            all_time = np.concatenate([self.s_time, b_time])
+            arrival = np.concatenate([np.full(m0, -1, dtype=np.int64), np.arange(n, dtype=np.int64)])
+            seq = np.lexsort((arrival, all_time, all_key))
+            s_key, s_time = all_key[seq], all_time[seq]
+            s_val, s_arrival = np.concatenate([self.s_val, b_val])[seq], arrival[seq]
+        out = np.zeros(n, dtype=np.int64)
+        k = kernels()
+        run = k.distinct_count if k is not None else plain_kernel("distinct_count")
+        run(s_key, s_time, s_val, s_arrival, self.window_ns, len(self.values), out)
+        newest = int(times.max())
+        self.max_seen_ns = newest if self.max_seen_ns == NAT_NS else max(self.max_seen_ns, newest)
+        keep = (s_val >= 0) & (s_time > self.max_seen_ns - self.window_ns - self.lateness_ns)
+        self.s_key, self.s_time, self.s_val = s_key[keep], s_time[keep], s_val[keep]
+        (self.s_key,) = self.keys.compact(self.s_key)
+        (self.s_val,) = self.values.compact(self.s_val)
+        return out
+
+    def _merged(
+        self, b_key: np.ndarray, b_time: np.ndarray, b_val: np.ndarray, t_min: int, span: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Retained entries and the batch's in (key, time) order; on ties retained first, then arrival."""
+        seq = merged_order(self.s_key, self.s_time, b_key, b_time, t_min, span)
+        m0 = len(self.s_key)
+        arrival = seq - m0
+        arrival[seq < m0] = -1
+        key = np.concatenate([self.s_key, b_key])[seq]
+        time = np.concatenate([self.s_time, b_time])[seq]
+        val = np.concatenate([self.s_val, b_val])[seq]
+        return key, time, val, arrival
+
+
+def merged_order(
+    s_key: np.ndarray, s_time: np.ndarray, b_key: np.ndarray, b_time: np.ndarray, t_min: int, span: int
+) -> np.ndarray:
+    """The stable sort by (key, time) of retained entries (sorted already) followed by a batch's.
+
+    Equal to ``argsort(key * span + time - t_min, kind="stable")`` over the concatenation, but only
+    the batch is sorted, then merged (:func:`streamlab.detectors._kernels.merge_order`).
+    """
+    b_key = np.asarray(b_key, dtype=np.int64)
+    if n_keys_below(b_key, 1 << 16):
+        # two stable passes: by time (a batch is nearly in time order: timsort's runs), then a
+        # radix sort of 16-bit key codes; equal to one stable sort by (key, time)
+        by_time = np.argsort(b_time, kind="stable")
+        order = by_time[np.argsort(b_key[by_time].astype(np.uint16), kind="stable")]
+    else:
+        order = np.argsort(b_key * np.int64(span) + (b_time - t_min), kind="stable")
+    out = np.empty(len(s_key) + len(b_key), dtype=np.int64)
+    k = kernels()
+    run = k.merge_order if k is not None else plain_kernel("merge_order")
+    run(
+        np.asarray(s_key, dtype=np.int64),
+        np.asarray(s_time, dtype=np.int64),
+        b_key,
+        np.asarray(b_time, dtype=np.int64),
+        order.astype(np.int64),
+        out,
+    )
+    return out
+
+
+def n_keys_below(codes: np.ndarray, bound: int) -> bool:
+    """Whether every code is in ``[0, bound)``."""
+    return len(codes) == 0 or (int(codes.min()) >= 0 and int(codes.max()) < bound)
+
+
+def plain_kernel(name: str) -> Any:
+    """A kernel as plain Python (without numba): the same code, uncompiled."""
+    from streamlab.detectors import _kernels
+
+    return _kernels.plain(getattr(_kernels, name))

@@ -171,29 +171,80 @@ def test_distinct_count_vectorized_in_order_equals_bruteforce(
         assert out[step.column_name()].iloc[i] == inside["country"].dropna().nunique()
 
 
-def test_distinct_count_in_order_batches_are_vectorized() -> None:
-    rng = np.random.default_rng(0)
-    n = 2_000
-    df = pd.DataFrame(
+def _distinct_stream(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
         {
             "user_id": rng.integers(0, 50, n).astype(str),
             "timestamp": pd.to_datetime(T0 + np.sort(rng.integers(0, 3 * 3600, n)) * S, utc=True),
             "country": rng.choice(["FR", "US", "DE"], n, p=[0.8, 0.1, 0.1]),
         }
     )
-    op = DistinctCountFeature("user_id", "country", window="10m").build()
-    fast = [op.process(df.iloc[a : a + 500])["out"] for a in range(0, n, 500)]
-    ref_op = DistinctCountFeature("user_id", "country", window="10m").build()
-    ref_op._compute_in_order = lambda *args: None  # type: ignore[attr-defined]
-    ref = [ref_op.process(df.iloc[a : a + 500])["out"] for a in range(0, n, 500)]
-    pd.testing.assert_frame_equal(pd.concat(fast), pd.concat(ref))
-    assert op.seen == ref_op.seen  # type: ignore[attr-defined]
-    probe = DistinctCountFeature("user_id", "country", window="10m").build()
-    part = df.iloc[:500]
-    args = (part["user_id"].to_numpy(), part["timestamp"].array.asi8, part["country"].to_numpy(dtype=object))
-    assert probe._compute_in_order(*args, np.zeros(500, dtype=bool)) is not None  # type: ignore[attr-defined]
-    backwards = (args[0][::-1], args[1][::-1], args[2][::-1])
-    assert probe._compute_in_order(*backwards, np.zeros(500, dtype=bool)) is None  # type: ignore[attr-defined]
+
+
+def test_distinct_count_state_is_the_retained_events() -> None:
+    """Integer arrays of the events inside ``window + allowed_lateness`` of the newest, by key and time."""
+    df = _distinct_stream(2_000, 0)
+    df.loc[df.index % 7 == 0, "country"] = None  # missing values are not retained
+    step = DistinctCountFeature("user_id", "country", window="10m", allowed_lateness="5m")
+    op = step.build()
+    for a in range(0, len(df), 500):
+        op.process(df.iloc[a : a + 500])
+    counter = op.counter  # type: ignore[attr-defined]
+    times = df["timestamp"].array.asi8
+    kept = df[(times > times.max() - 15 * 60 * S) & df["country"].notna()]
+    expected = sorted(zip(kept["user_id"], kept["timestamp"].array.asi8.tolist(), kept["country"]))
+    keys = counter.keys.index[counter.s_key].tolist()
+    values = counter.values.index[counter.s_val].tolist()
+    got = list(zip(keys, counter.s_time.tolist(), values))
+    assert sorted(got) == expected
+    order = np.lexsort((counter.s_time, counter.s_key))
+    assert (order == np.arange(len(order))).all()  # sorted by key code, then time
+
+
+def test_distinct_count_restores_a_snapshot_of_the_dict_state() -> None:
+    """A snapshot taken before the state moved to arrays (key -> value -> times) still restores."""
+    df = _distinct_stream(600, 1)
+    step = DistinctCountFeature("user_id", "country", window="10m")
+    whole = step.build().process(df)["out"]
+    first, rest = df.iloc[:300], df.iloc[300:]
+    times = first["timestamp"].array.asi8
+    seen: dict[Any, dict[Any, list[int]]] = {}
+    for k, t, v in zip(first["user_id"], times.tolist(), first["country"]):
+        seen.setdefault(k, {}).setdefault(v, []).append(t)
+    old_op = step.build()
+    legacy = {
+        "where": "DistinctCountFeature",
+        "key": "user_id",
+        "time": "timestamp",
+        "value": "country",
+        "step": step,
+        "window_ns": 600 * S,
+        "lateness_ns": 3600 * S,
+        "seen": seen,
+        "max_seen_ns": int(times.max()),
+    }
+    old_op.restore(pickle.dumps(legacy))
+    out = old_op.process(rest)["out"]
+    assert out["distinct_country_10m"].tolist() == whole["distinct_country_10m"].iloc[300:].tolist()
+
+
+def test_velocity_restores_a_snapshot_holding_key_values() -> None:
+    """A snapshot taken when the window counter held the key values (not codes) still restores."""
+    df = _distinct_stream(600, 2)
+    step = VelocityFeature("user_id", window="10m")
+    whole = step.build().process(df)["out"]["count_10m"]
+    op = step.build()
+    op.process(df.iloc[:300])
+    counter = op.counter  # type: ignore[attr-defined]
+    legacy = dict(counter.__dict__)
+    legacy["keys"] = np.asarray(counter.vocab.index[counter.codes], dtype=object)
+    for name in ("vocab", "codes"):
+        del legacy[name]
+    fresh = type(counter).__new__(type(counter))
+    fresh.__setstate__(legacy)
+    op.counter = fresh  # type: ignore[attr-defined]
+    assert op.process(df.iloc[300:])["out"]["count_10m"].tolist() == whole.iloc[300:].tolist()
 
 
 @settings(max_examples=40, deadline=None)

@@ -8,6 +8,7 @@ numba (``_common.use_kernels = False`` here) the numpy paths run and keep their 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -70,6 +71,62 @@ def test_p2_quantile_equals_rivers_bit_for_bit(q: float, values: list[float], cu
         ref.update(x)
         kernels.p2_update(state, x)
         assert kernels.p2_get(state) == ref.get()
+
+
+@functools.cache
+def _pow_half_loop() -> Any:
+    """:func:`pow_half` compiled over an array, 0.5 passed at run time (as the moments kernel does)."""
+    import numba
+
+    pow_half = kernels.pow_half
+
+    @numba.njit
+    def run(v: Any, half: float, trust: bool, out: Any) -> None:
+        for i in range(v.shape[0]):
+            out[i] = pow_half(v[i], half, trust)
+
+    return run
+
+
+def _pow_half_many(values: Any, trust_sqrt: bool) -> list[float]:
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64)
+    out = np.empty_like(v)
+    _pow_half_loop()(v, 0.5, trust_sqrt, out)
+    return list(out.tolist())
+
+
+@needs_numba
+def test_pow_half_equals_pythons_power_on_rounding_boundaries() -> None:
+    """``var ** 0.5`` bit for bit where sqrt and pow disagree: roots just off a midpoint between doubles."""
+    import math
+
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    m = rng.uniform(1.0, 2.0, 40_000) * 2.0 ** rng.integers(-200, 200, 40_000).astype(float)
+    square = (m + np.spacing(m) / 2) ** 2  # the root of these is within rounding of a midpoint
+    values = np.concatenate(
+        [
+            square,
+            np.nextafter(square, 0.0),
+            np.nextafter(square, np.inf),
+            rng.gamma(2.0, 20.0, 20_000),
+            [0.0, 5e-324, 1e-300, 1e300, 4.0, 2.0, 0.25, math.inf, 2.0**-1022],
+        ]
+    )
+    expected = [x**0.5 for x in values.tolist()]
+    assert sum(math.sqrt(x) != y for x, y in zip(values.tolist(), expected)) > 10  # the cases exist
+    for trust in (kernels.POW_WITHIN_054_ULP, False):
+        assert _pow_half_many(values, trust) == expected
+
+
+@needs_numba
+@settings(max_examples=40)
+@given(st.lists(st.floats(0.0, 1e308, allow_nan=False), min_size=1, max_size=200))
+def test_pow_half_equals_pythons_power(values: list[float]) -> None:
+    assert _pow_half_many(values, kernels.POW_WITHIN_054_ULP) == [x**0.5 for x in values]
 
 
 @needs_numba
