@@ -167,6 +167,6 @@ def test_a_deep_copy_is_independent_of_the_original():
     index.release(ids[:1])
     index.hold(index.ids_for(np.array(["c"], dtype=object)))
     keys = np.array(["a", "b", None, "c"], dtype=object)
-    assert clone.lookup(keys).tolist() == ids.tolist() + [-1]
+    assert clone.lookup(keys).tolist() == [*ids.tolist(), -1]
     assert sorted(map(str, clone.live_values())) == ["None", "a", "b"]
     assert index.lookup(keys)[0] == -1 and index.lookup(keys)[3] >= 0
