@@ -27,7 +27,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from streamlab._dead_letter import RAW, REASON, STEP_ID
+from streamlab._dead_letter import RAW, REASON, STEP_ID, dead_letter_types
 from streamlab._time import parse_duration
 from streamlab.aggregators import CountAggregator
 from streamlab.errors import PipelineConfigError
@@ -661,18 +661,35 @@ class _Generator:
             "`event_ids` ARRAY<STRING>, `n_events` BIGINT"
         )
         t = cfg.time
+        # streamlab's dead letters of a pattern step: the row, then why (its key first), then the step
+        types = self.types.get(step.inputs[0], {})
+        no_key = f"F.col({cfg.key!r}).isNull()"
+        if types.get(cfg.key) == "float64":
+            no_key = f"({no_key} | F.isnan({cfg.key!r}))"
+        bad = f"{no_key} | F.col({t!r}).isNull()"
+        reason = (
+            f"F.when({no_key}, F.lit({f'key column {cfg.key!r} is missing'!r}))"
+            f".otherwise(F.lit({f'event time {t!r} is missing or unreadable'!r}))"
+        )
+        tin = self.time_of.get(step.inputs[0])
+        self.emit(
+            f"{self.var(sid + '.dead_letter')} = real_rows({src}, {tin!r}).where({bad}).select("
+            f"*{self.fields_of(step.inputs[0])!r}, {reason}.alias({REASON!r}), F.lit({sid!r}).alias({STEP_ID!r}))"
+        )
         watermarked = self._watermarked(step, src, step.inputs[0], t, parse_duration(cfg.delay), 0)
         self.emit("from pyspark.sql.streaming.state import GroupStateTimeout")
         self.emit(f"{v} = (")
         self.emit(f"    real_rows({watermarked}, {t!r})")
-        self.emit(f"    .where(F.col({cfg.key!r}).isNotNull())")
+        self.emit(f"    .where(~({bad}))")
         self.emit(f"    .groupBy({cfg.key!r})")
         self.emit(
             f"    .applyInPandasWithState({fn}, {out!r}, 'state STRING', 'append', GroupStateTimeout.EventTimeTimeout)"
         )
         self.emit(")")
         self.time_of[sid] = None
+        self.time_of[sid + ".dead_letter"] = None
         self.add(sid)
+        self.add(sid + ".dead_letter")
 
     def _watermarked(self, step: Any, src: str, ref: str, column: str, delay_ns: int, reach_ns: int) -> str:
         """``src`` with the step's watermark, or as it is when its chain has one already (Spark allows
@@ -1194,12 +1211,15 @@ def compared_streams(p: Pipeline, streams: list[str]) -> dict[str, tuple[list[st
     for ref in _plan.sink_outputs(p):
         if ref not in streams:
             continue
-        step = p.steps.get(ref)
-        if _plan.is_pattern_step(step):  # matches: fixed columns (event_ids a list of ids)
+        step = p.steps.get(ref.split(".", 1)[0])
+        if _plan.is_pattern_step(step) and ref == step.step_id:  # matches: fixed columns
             matches = [step.config.key, "pattern", "first_time", "last_time", "event_ids", "n_events"]
             out[ref] = (matches, {"first_time", "last_time"})
             continue
-        cols = {c: t for c, t in types.get(ref, {}).items() if t not in ("object", "json")}
+        kinds = types.get(ref, {})
+        if _plan.is_pattern_step(step) and ref.endswith(".dead_letter"):  # the rows, their reason
+            kinds = dead_letter_types(types.get(step.inputs[0], {}))
+        cols = {c: t for c, t in kinds.items() if t not in ("object", "json")}
         times = {c for c, t in cols.items() if t == "timestamp"}
         out[ref] = (list(cols), times)
     return out
