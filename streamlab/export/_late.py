@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from streamlab.pipeline import Pipeline
@@ -10,7 +11,11 @@ from streamlab.windows import SessionWindow
 
 
 def leave_out_late_windows(
-    pipeline: Pipeline, local: dict[str, Any], exported: dict[str, Any], engine: str
+    pipeline: Pipeline,
+    local: dict[str, Any],
+    exported: dict[str, Any],
+    engine: str,
+    steps: Collection[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """Both runs' outputs without the windows streamlab got late rows for, and notes naming them.
 
@@ -19,6 +24,7 @@ def leave_out_late_windows(
     reports late. So a tumbling or sliding window that got no late row in streamlab must be equal;
     windows that got late rows (by key and start) are left out on both sides. Session windows and
     joins with late rows can merge or pair differently, so such outputs are not compared at all.
+    ``steps``, when given, limits this to those steps (the others are compared whole).
 
     Examples
     --------
@@ -39,6 +45,8 @@ def leave_out_late_windows(
     local, exported = dict(local), dict(exported)
     notes = []
     for sid, step in pipeline.steps.items():
+        if steps is not None and sid not in steps:
+            continue
         late = local.get(f"{sid}.late")
         if late is None or len(late) == 0:
             continue

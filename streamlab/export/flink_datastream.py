@@ -9,8 +9,8 @@ with the job), and sends every output, late rows included, to its own ``OutputTa
 
 streamlab's watermark is one per step over the whole stream, updated by every record, so the
 function runs under one key: the job's parallelism is for parsing and writing, the stateful steps run
-in one task. Translated: parse, dedup, select, key_by and tumbling or sliding windows (with the
-aggregators the SQL job takes), in any tree after one parse; others make
+in one task. Translated: parse, dedup, select, key_by, tumbling, sliding and session windows (with
+the aggregators the SQL job takes) and interval joins, in any tree after one parse; others make
 :func:`datastream_refusal` name the step, and ``datastream.py`` is not written.
 
 Examples
@@ -23,8 +23,8 @@ Examples
 (True, True)
 >>> q = Pipeline(ListSource([b"{}"]), name="sessions")
 >>> _ = q.parse().window(SessionWindow("5m"), key="user_id", step_id="visits").agg(agg.count())
->>> datastream_refusal(q)
-"step 'visits': session windows merge on every row, which this job does not translate"
+>>> datastream_refusal(q), "def session_row(" in datastream_py(q, "files", "files")
+(None, True)
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from streamlab.export import _plan
 from streamlab.pipeline import Pipeline
 from streamlab.steps import (
     DedupStep,
+    IntervalJoinStep,
     KeyByStep,
     ParseStep,
     SelectStep,
@@ -55,7 +56,12 @@ What differs from streamlab (datastream.py)
   streamlab's (the largest event time the step has seen, minus its delay, after every record), a row
   is late for a window when ``end + lateness`` is at or behind it, and late rows go to the step's
   ``late`` output (one row per closed window it missed, with ``window_start``, ``window_end`` and the
-  ``watermark``), repeats to ``duplicates``.
+  ``watermark``), repeats to ``duplicates``. A row is late for a session window when its own session
+  ``[t, t + gap)`` is closed or it would join a session of its key already written.
+* Interval joins judge each row as it arrives: late (to ``late``, with ``join_side``) when it is behind
+  the smaller of the two sides' largest event times minus the delay. streamlab judges the rows of a
+  batch against the watermark before the batch, so the two agree when streamlab runs one record per
+  batch (what ``verify`` does for pipelines with a join).
 * To keep that one stream-wide watermark, the stateful steps run under one key (one task, whatever
   the parallelism); each step's state is one keyed value, read and written per record, so this job
   is for the volumes of one core. Flink's own watermark is only used at the end of a bounded input,
@@ -64,12 +70,21 @@ What differs from streamlab (datastream.py)
   sinks' part files.
 """
 
-_TRANSLATED = (SourceStep, ParseStep, DedupStep, SelectStep, KeyByStep, SinkStep, WindowStep)
+_TRANSLATED = (
+    SourceStep,
+    ParseStep,
+    DedupStep,
+    SelectStep,
+    KeyByStep,
+    SinkStep,
+    WindowStep,
+    IntervalJoinStep,
+)
 
 
 def wants_datastream(p: Pipeline) -> bool:
-    """True when the pipeline has an output Flink SQL cannot give: a window's ``late`` or a dedup's
-    ``duplicates`` (the DataStream job is written for it, when :func:`datastream_refusal` allows).
+    """True when the pipeline has an output Flink SQL cannot give: a window's or a join's ``late`` or a
+    dedup's ``duplicates`` (the DataStream job is written for it, when :func:`datastream_refusal` allows).
 
     Examples
     --------
@@ -79,7 +94,7 @@ def wants_datastream(p: Pipeline) -> bool:
     >>> wants_datastream(p), wants_datastream(p.parse().dedup("event_id").pipeline)
     (False, True)
     """
-    return any(isinstance(s, (WindowStep, DedupStep)) for s in p.steps.values())
+    return any(isinstance(s, (WindowStep, DedupStep, IntervalJoinStep)) for s in p.steps.values())
 
 
 def datastream_refusal(p: Pipeline) -> str | None:
@@ -107,8 +122,6 @@ def datastream_refusal(p: Pipeline) -> str | None:
             }.get(step.kind, f"{step.kind} steps are not translated")
             return f"step {step.step_id!r}: {what}, which the DataStream job does not carry"
         if isinstance(step, WindowStep):
-            if isinstance(step.window, SessionWindow):
-                return f"step {step.step_id!r}: session windows merge on every row, which this job does not translate"
             if step.early or step.watermark_by:
                 return f"step {step.step_id!r}: early results and per-partition watermarks are not translated"
             for a in step.aggs:
@@ -162,14 +175,21 @@ def parse_line(line, emit):
         return None
 
 
-def window_row(row, step, state, emit):
-    """streamlab's window rule for one row: late pairs to ``<step>.late``, the rest into accumulators."""
-    keys, size, slide, offset, delay, lateness, time = WINDOWS[step]
+def event_time(row, step, time, emit):
+    """A window step's event time of the row (ns), or None after sending the row to its dead letters."""
     try:
-        ts = to_ns(row[time])
+        return to_ns(row[time])
     except (KeyError, TypeError, ValueError, OverflowError):
         reason = f"missing or unreadable event time in column {time!r}"
         emit(step + ".dead_letter", dead_letter_row(reason, step, row))
+        return None
+
+
+def window_row(row, step, state, emit):
+    """streamlab's window rule for one row: late pairs to ``<step>.late``, the rest into accumulators."""
+    keys, size, slide, offset, delay, lateness, time = WINDOWS[step]
+    ts = event_time(row, step, time, emit)
+    if ts is None:
         return
     held = state.setdefault(step, {"max_ns": None, "windows": {}})
     held["max_ns"] = ts if held["max_ns"] is None else max(held["max_ns"], ts)
@@ -201,6 +221,94 @@ def close_windows(step, state, emit, final):
             result = COMBINES[step].extract_output(held["windows"].pop(slot))
             bounds = {"window_start": from_ns(start), "window_end": from_ns(start + size)}
             emit(step, {**dict(zip(keys, key)), **bounds, **result})
+
+
+def session_row(row, step, state, emit):
+    """streamlab's session rule for one row: late when its own session ``[t, t + gap)`` is closed or it
+    would join a session of its key already emitted; else it opens a session or merges those it touches."""
+    keys, gap, delay, lateness, time = SESSIONS[step]
+    ts = event_time(row, step, time, emit)
+    if ts is None:
+        return
+    held = state.setdefault(step, {"max_ns": None, "open": {}, "closed_end": {}})
+    held["max_ns"] = ts if held["max_ns"] is None else max(held["max_ns"], ts)
+    watermark = held["max_ns"] - delay
+    close_sessions(step, state, emit, final=False)
+    key = tuple(row.get(k) for k in keys)
+    if ts + gap + lateness <= watermark or ts < held["closed_end"].get(key, ts):
+        bounds = {"window_start": from_ns(ts), "window_end": from_ns(ts + gap)}
+        emit(step + ".late", {**row, **bounds, "watermark": from_ns(watermark)})
+        return
+    sessions = held["open"].setdefault(key, [])
+    hits = [s for s in sessions if s[0] < ts + gap and ts < s[1] + gap]
+    combine = COMBINES[step]
+    for s in hits:
+        sessions.remove(s)
+    start, last = min([ts] + [s[0] for s in hits]), max([ts] + [s[1] for s in hits])
+    acc = combine.merge_accumulators([s[2] for s in hits]) if hits else combine.create_accumulator()
+    sessions.append([start, last, combine.add_input(acc, row, ts)])
+
+
+def close_sessions(step, state, emit, final):
+    """Emit the sessions the step's watermark closed (all of them when ``final``), remembering where
+    each key's last one ended."""
+    keys, gap, delay, lateness, _ = SESSIONS[step]
+    held = state.get(step)
+    if not held or held["max_ns"] is None:
+        return
+    watermark = held["max_ns"] - delay
+    for key in sorted(held["open"], key=repr):
+        still = []
+        for start, last, acc in held["open"][key]:
+            if final or last + gap + lateness <= watermark:
+                bounds = {"window_start": from_ns(start), "window_end": from_ns(last + gap)}
+                emit(step, {**dict(zip(keys, key)), **bounds, **COMBINES[step].extract_output(acc)})
+                held["closed_end"][key] = max(held["closed_end"].get(key, last + gap), last + gap)
+            else:
+                still.append([start, last, acc])
+        if still:
+            held["open"][key] = still
+        else:
+            del held["open"][key]
+    # a remembered end only matters while a row could still be within one gap of it
+    horizon = watermark - gap - lateness
+    held["closed_end"] = {k: e for k, e in held["closed_end"].items() if e > horizon}
+
+
+def join_row(row, step, port, state):
+    """streamlab's interval join for one row of side ``port`` (0 left, 1 right): the late row (behind
+    the smaller of the two sides' largest event times minus the delay, or without time) to
+    ``<step>.late``, else the pairs it makes with the other side's rows held; then rows no later row
+    can pair with are dropped. Returns ``(pairs, late row or None)``."""
+    on, times, lower, upper, delay, suffixes = JOINS[step]
+    held = state.setdefault(step, {"max_ns": [None, None], "rows": [[], []]})
+    maxes = held["max_ns"]
+    try:
+        ts = to_ns(row[times[port]])
+    except (KeyError, TypeError, ValueError, OverflowError):
+        ts = None
+    watermark = None if None in maxes else min(maxes) - delay
+    if ts is None or (watermark is not None and ts < watermark):
+        return [], {"join_side": "right" if port else "left", **row}
+    maxes[port] = ts if maxes[port] is None else max(maxes[port], ts)
+    key = [row.get(k) for k in on]
+    pairs = []
+    for other_ts, other in held["rows"][1 - port]:
+        if [other.get(k) for k in on] != key:
+            continue
+        mine, theirs = (ts, row), (other_ts, other)
+        (lts, left), (rts, right) = (mine, theirs) if port == 0 else (theirs, mine)
+        if lower <= rts - lts <= upper:
+            both = set(left) & set(right) - set(on)
+            pair = {(c + suffixes[0] if c in both else c): v for c, v in left.items()}
+            pair.update({(c + suffixes[1] if c in both else c): v for c, v in right.items() if c not in on})
+            pairs.append(pair)
+    held["rows"][port].append((ts, row))
+    if None not in maxes:
+        watermark = min(maxes) - delay
+        held["rows"][0] = [(t, r) for t, r in held["rows"][0] if t + upper >= watermark]
+        held["rows"][1] = [(t, r) for t, r in held["rows"][1] if t - lower >= watermark]
+    return pairs, None
 
 
 def dedup_row(row, step, state, emit):
@@ -252,6 +360,8 @@ def build(raw):
             out = []
             for step in WINDOWS:
                 close_windows(step, state, lambda ref, r: out.append((ref, r)), final=True)
+            for step in SESSIONS:
+                close_sessions(step, state, lambda ref, r: out.append((ref, r)), final=True)
             self.state.update(state)
             for ref, r in out:
                 if ref in tags:
@@ -339,11 +449,13 @@ def _steps_code(p: Pipeline) -> str:
     consumers = p.consumers()
     lines: list[str] = []
 
-    def calls(ref: str) -> list[str]:
-        out = [f"    emit({ref!r}, row)"]
-        for sid, _ in consumers.get(ref, []):
-            if not isinstance(p.steps[sid], SinkStep):
-                out.append(f"    step_{_plan.ident(sid)}(row, state, emit)")
+    def calls(ref: str, indent: str = "    ") -> list[str]:
+        out = [f"{indent}emit({ref!r}, row)"]
+        for sid, port in consumers.get(ref, []):
+            if isinstance(p.steps[sid], IntervalJoinStep):
+                out.append(f"{indent}step_{_plan.ident(sid)}(row, state, emit, {port})")
+            elif not isinstance(p.steps[sid], SinkStep):
+                out.append(f"{indent}step_{_plan.ident(sid)}(row, state, emit)")
         return out
 
     parse = next(s for s in p.steps.values() if isinstance(s, ParseStep))
@@ -366,7 +478,13 @@ def _steps_code(p: Pipeline) -> str:
             lines += [*head, f"    # key_by {list(step.keys)}: the windows below group by these columns"]
             lines += calls(sid)
         elif isinstance(step, WindowStep):
-            lines += [*head, f"    window_row(row, {sid!r}, state, emit)"]
+            rule = "session_row" if isinstance(step.window, SessionWindow) else "window_row"
+            lines += [*head, f"    {rule}(row, {sid!r}, state, emit)"]
+        elif isinstance(step, IntervalJoinStep):
+            head[2] = f"def step_{_plan.ident(sid)}(row, state, emit, port):"
+            lines += [*head, f"    pairs, late = join_row(row, {sid!r}, port, state)"]
+            lines += ["    if late is not None:", f"        emit({sid + '.late'!r}, late)"]
+            lines += ["    for row in pairs:", *calls(sid, "        ")]
     return "\n".join(lines)
 
 
@@ -376,20 +494,25 @@ def _consts(p: Pipeline) -> tuple[list[str], set[str]]:
     windows: dict[str, tuple[object, ...]] = {}
     combines: list[str] = []
     dedups: dict[str, tuple[object, ...]] = {}
+    sessions: dict[str, tuple[object, ...]] = {}
+    joins: dict[str, tuple[object, ...]] = {}
     for sid, step in p.steps.items():
         if isinstance(step, WindowStep):
             w = step.window
-            assert isinstance(w, (TumblingWindow, SlidingWindow))
-            slide = w.every_ns if isinstance(w, SlidingWindow) else w.size_ns
-            windows[sid] = (
-                tuple(step.keys),
-                w.size_ns,
-                slide,
-                w.offset_ns,
-                step.delay_ns,
-                step.lateness_ns,
-                step.time,
-            )
+            if isinstance(w, SessionWindow):
+                sessions[sid] = (tuple(step.keys), w.gap_ns, step.delay_ns, step.lateness_ns, step.time)
+            else:
+                assert isinstance(w, (TumblingWindow, SlidingWindow))
+                slide = w.every_ns if isinstance(w, SlidingWindow) else w.size_ns
+                windows[sid] = (
+                    tuple(step.keys),
+                    w.size_ns,
+                    slide,
+                    w.offset_ns,
+                    step.delay_ns,
+                    step.lateness_ns,
+                    step.time,
+                )
             aggs = []
             for a in step.aggs:
                 cls, expr = _plan.aggregator_code(a, sid, step.time)
@@ -398,11 +521,18 @@ def _consts(p: Pipeline) -> tuple[list[str], set[str]]:
             combines.append(f"    {sid!r}: RowCombine([{', '.join(aggs)}]),")
         elif isinstance(step, DedupStep):
             dedups[sid] = (step.id_column, step.time, step.ttl_ns, step.max_ids)
+        elif isinstance(step, IntervalJoinStep):
+            times = (step.left_time, step.right_time)
+            joins[sid] = (tuple(step.on), times, step.lower_ns, step.upper_ns, step.delay_ns, step.suffixes)
     consts.append("# window step -> (keys, size, slide, offset, delay, lateness, time column), in ns")
     consts.append(_plan.const("WINDOWS", windows))
     consts += ["COMBINES = {", *combines, "}"]
     consts.append("# dedup step -> (id column, time column, ttl ns, max ids)")
     consts.append(_plan.const("DEDUPS", dedups))
+    consts.append("# session window step -> (keys, gap, delay, lateness, time column), in ns")
+    consts.append(_plan.const("SESSIONS", sessions))
+    consts.append("# interval join step -> (keys, (left, right time), lower, upper, delay, suffixes), ns")
+    consts.append(_plan.const("JOINS", joins))
     return consts, snippets
 
 
@@ -495,5 +625,14 @@ def datastream_compared(p: Pipeline) -> dict[str, tuple[list[str], set[str]]]:
             out[sid] = ([*step.keys, *bounds, *(a.name for a in step.aggs)], set(bounds))
             late = [*step.keys, step.time, *bounds, "watermark"]
             out[f"{sid}.late"] = (late, {step.time, *bounds, "watermark"})
+        elif isinstance(step, IntervalJoinStep):
+            types = _plan.column_types(p)
+            cols = list(p.columns_of(sid) or ())
+            stamps = {c for ref in step.inputs for c, t in types.get(ref, {}).items() if t == "timestamp"}
+            suffixed = {c + x for c in stamps for x in step.suffixes}
+            out[sid] = (cols, {c for c in cols if c in stamps | suffixed})
+            left, right = (list(p.columns_of(ref) or ()) for ref in step.inputs)
+            common = [c for c in left if c in right]  # what a late row of either side has
+            out[f"{sid}.late"] = (["join_side", *common], {c for c in common if c in stamps})
     written = datastream_outputs(p)
     return {ref: spec for ref, spec in out.items() if ref in written}

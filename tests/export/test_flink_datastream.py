@@ -30,9 +30,16 @@ PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 
 def late_pipeline() -> Pipeline:
-    """Dedup before a tumbling window with an offset and lateness, a keyed sliding window after a select."""
+    """Dedup before a tumbling window with an offset and lateness, a keyed sliding window after a select,
+    session windows with lateness, and a user's events joined with that user's events from 10 s before
+    to a minute after (a select of them on the left, so that both sides have columns of the other)."""
     p = Pipeline(ListSource([b"{}"]), name="late_rows")
     events = p.parse(SCHEMA)
+    events.window(SessionWindow("30s"), key="user_id", delay="5s", lateness="5s", step_id="visits").agg(
+        agg.count(), agg.sum("amount"), agg.mean("amount"), agg.max("amount")
+    )
+    spend = events.select("user_id", "timestamp", "amount", kind="event_type")
+    spend.join_interval(events, "user_id", lower="-10s", upper="1m", delay="10s", step_id="join")
     events.dedup("event_id", ttl="10m").window(
         TumblingWindow("1m", offset="15s"), key="event_type", delay="5s", lateness="10s", step_id="tumbling"
     ).agg(agg.count(), agg.sum("amount"), agg.mean("amount"), agg.count_distinct("user_id"))
@@ -58,17 +65,23 @@ def run_rules(path: Path, lines: list[bytes]) -> dict[str, pd.DataFrame]:
             module.after_parse(row, state, emit)
     for step in module.WINDOWS:
         module.close_windows(step, state, emit, final=True)
+    for step in module.SESSIONS:
+        module.close_sessions(step, state, emit, final=True)
     return {ref: pd.DataFrame(r) for ref, r in rows.items()}
 
 
 def test_generated_rules_report_the_fixed_samples_late_rows(tmp_path: Path) -> None:
+    """streamlab runs one record per batch: its interval join judges a batch's rows against the watermark
+    before the batch, the generated rules each row as it arrives (windows and dedup do not depend on it)."""
     p = late_pipeline()
     files = to_flink(p, tmp_path, source="files")
-    local = run_local(p, FIXED_SAMPLE)
+    local = run_local(p, FIXED_SAMPLE, batch_size=1)
     exported = run_rules(files.directory / "datastream.py", FIXED_SAMPLE)
     equal, diff, counts = compare(p, local, exported, "flink", outputs=datastream_compared(p))
     assert equal, diff
-    assert counts["tumbling.late"]["flink"] > 0 and counts["sliding.late"]["flink"] > 0
+    for ref in ("tumbling.late", "sliding.late", "visits.late", "join.late"):
+        assert counts[ref]["flink"] > 0, ref
+    assert counts["visits"] == {"streamlab": 6, "flink": 6} and counts["join"] == {"streamlab": 7, "flink": 7}
     assert counts["dedup.duplicates"] == {"streamlab": 1, "flink": 1}
 
 
@@ -79,11 +92,12 @@ def test_generated_rules_equal_streamlab(
 ) -> None:
     p = late_pipeline()
     files = to_flink(p, tmp_path_factory.mktemp("ds"), source="files")
-    local = run_local(p, lines)
+    local = run_local(p, lines, batch_size=1)
     exported = run_rules(files.directory / "datastream.py", lines)
     equal, diff, counts = compare(p, local, exported, "flink", outputs=datastream_compared(p))
     assert equal, diff
-    assert set(counts) >= {"tumbling", "tumbling.late", "sliding", "sliding.late", "dedup.duplicates"}
+    outputs = ("tumbling", "sliding", "visits", "join")
+    assert set(counts) >= {*outputs, *(o + ".late" for o in outputs), "dedup.duplicates"}
 
 
 def test_datastream_job_on_the_flink_engine_equals_streamlab(flink_python: str, tmp_path: Path) -> None:
@@ -92,8 +106,10 @@ def test_datastream_job_on_the_flink_engine_equals_streamlab(flink_python: str, 
     assert report.equal, report.diff
     assert report.notes[0].startswith("Flink ran datastream.py")
     # the sample's late rows, repeat and bad records reach their own outputs, equal to streamlab's
-    for ref in ("tumbling.late", "sliding.late"):
+    for ref in ("tumbling.late", "sliding.late", "visits.late", "join.late"):
         assert report.counts[ref]["flink"] == report.counts[ref]["streamlab"] > 0, ref
+    assert report.counts["visits"]["flink"] == 6 and report.counts["join"]["flink"] == 7
+    assert any("one record per batch" in n for n in report.notes)
     assert report.counts["dedup.duplicates"] == {"streamlab": 1, "flink": 1}
     assert report.counts["parse.dead_letter"] == {"streamlab": 2, "flink": 2}
     assert report.counts["tumbling"]["flink"] == len(report.local["tumbling"]) > 0
@@ -126,13 +142,17 @@ def test_generated_file_lints_and_names_its_outputs(tmp_path: Path) -> None:
 
 
 def test_steps_it_cannot_run_are_named_and_the_sql_job_remains(tmp_path: Path) -> None:
-    p = Pipeline(ListSource([b"{}"]), name="sessions")
-    p.parse(SCHEMA).window(SessionWindow("30s"), key="user_id", step_id="visits").agg(agg.count())
-    assert datastream_refusal(p) == (
-        "step 'visits': session windows merge on every row, which this job does not translate"
-    )
+    from streamlab.detectors import PatternStep
+
+    p = Pipeline(ListSource([b"{}"]), name="patterns")
+    events = p.parse(SCHEMA)
+    events.window(SessionWindow("30s"), key="user_id", step_id="visits").agg(agg.count())
+    steps = [PatternStep("view", "event_type == 'view'"), PatternStep("buy", "event_type == 'buy'")]
+    events.pattern("user_id", steps, within="1m", step_id="funnel")
+    why = "step 'funnel': detector, feature, rule and pattern steps keep streamlab models"
+    assert datastream_refusal(p) == f"{why}, which the DataStream job does not carry"
     out = to_flink(p, tmp_path / "out", source="files")
     assert "datastream.py" not in out.files and "main.py" in out.files
-    assert "step 'visits': session windows" in out.read("README.md")
-    with pytest.raises(PipelineConfigError, match="no datastream.py: step 'visits': session windows"):
+    assert why in out.read("README.md")
+    with pytest.raises(PipelineConfigError, match=f"no datastream.py: {why}"):
         verify(p, FIXED_SAMPLE, target="flink", workdir=tmp_path / "v", flink_job="datastream")

@@ -119,7 +119,8 @@ def test_generated_job_on_the_flink_engine_equals_streamlab(flink_python: str, t
     sql_job = subprocess.Popen(
         cmd, cwd=sql_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    # a third job at the same time: a sample with late rows, through verify()
+    # a third job at the same time: a sample with late rows, through verify() of the SQL job (its
+    # datastream.py would report the late rows; test_flink_datastream.py runs that)
     pool = ThreadPoolExecutor(1)
     with_late = pool.submit(
         verify,
@@ -128,6 +129,7 @@ def test_generated_job_on_the_flink_engine_equals_streamlab(flink_python: str, t
         target="flink",
         workdir=tmp_path / "late",
         flink_python=flink_python,
+        flink_job="sql",
     )
     try:
         report = verify(p, lines, target="flink", workdir=tmp_path / "main", flink_python=flink_python)

@@ -97,9 +97,16 @@ def test_every_case_on_spark_equals_streamlab(spark: Any, tmp_path: Path) -> Non
 
 def test_late_rows_one_record_per_micro_batch(spark: Any, tmp_path: Path) -> None:
     """With one record per micro-batch Spark's watermark moves per event, as streamlab's does: the same
-    rows are late (dropped there, reported here), so the windows and the late counts are equal."""
+    rows are late (dropped there, reported here), so the windows and the late counts are equal.
+
+    The same window after a dedup runs on the dedup's watermark (the ttl behind: Spark allows one per
+    chain), so Spark takes the rows streamlab reports late; exactly those, and only in their windows."""
     p, events = base("late")
     events.window(TumblingWindow("1m"), key="event_type", delay="5s").agg(agg.count(), agg.sum("amount"))
+    uniq = events.dedup("event_id", ttl="10m")
+    uniq.window(TumblingWindow("1m"), key="event_type", delay="5s", step_id="after_dedup").agg(
+        agg.count(), agg.sum("amount")
+    )
     sample = [
         record(1, BASE_MS + 5_000, "click", "u1", 2.5),
         record(3, BASE_MS + 70_000, "click", "u3", 1.0),
@@ -113,6 +120,39 @@ def test_late_rows_one_record_per_micro_batch(spark: Any, tmp_path: Path) -> Non
     assert report.counts["window.late"] == {"streamlab": 2, "spark": 2}
     assert report.counts["window"]["spark"] == report.counts["window"]["streamlab"] == 3
     assert any("micro-batches of 1 records" in n for n in report.notes)
+    # after the dedup: the two click windows with late rows are left out, the view windows compared
+    assert "after_dedup.late" not in report.counts
+    assert report.counts["after_dedup"] == {"streamlab": 1, "spark": 1}
+    assert any(n.startswith("after_dedup: runs on the watermark of 'dedup'") for n in report.notes)
+    assert any(n.startswith("after_dedup: 2 window(s) with late rows") for n in report.notes)
+    # ... where Spark took exactly the rows streamlab reports late
+    mine, late = report.local["after_dedup"], report.local["after_dedup.late"]
+    theirs = report.exported["after_dedup"]
+    assert sorted(late["event_id"]) == ["e4", "e6"]
+    assert theirs["count"].sum() == mine["count"].sum() + len(late) == 6
+    assert theirs["sum_amount"].sum() == pytest.approx(mine["sum_amount"].sum() + late["amount"].sum())
+
+
+def test_spark_refuses_a_second_watermark_downstream(spark: Any, tmp_path: Path) -> None:
+    """Why a window after a dedup runs on the dedup's watermark: Spark fails a query that redefines it."""
+    from pyspark.errors import StreamingQueryException
+    from pyspark.sql import functions as F  # noqa: N812 - PySpark's own convention
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.json").write_text('{"id": "a", "ts": "2024-01-01T00:00:05Z"}\n')
+    df = spark.readStream.schema("id STRING, ts TIMESTAMP").json(str(src))
+    twice = (
+        df.withWatermark("ts", "10 minutes")
+        .dropDuplicatesWithinWatermark(["id"])
+        .withWatermark("ts", "5 seconds")
+        .groupBy(F.window("ts", "1 minute"))
+        .count()
+    )
+    q = twice.writeStream.format("noop").option("checkpointLocation", str(tmp_path / "ckpt"))
+    query = q.trigger(availableNow=True).start()
+    with pytest.raises(StreamingQueryException, match="Redefining watermark is disallowed"):
+        query.awaitTermination(120)
 
 
 @pytest.mark.timeout(300)
@@ -342,3 +382,31 @@ def test_a_function_named_like_its_step_is_reached_through_user_functions(tmp_pa
     ).to_pylist()
     assert [r["amount"] for r in out] == [2.0]
     assert "USER_FUNCTIONS['big']" in Path(module.__file__).read_text()
+
+
+def test_a_window_after_a_dedup_runs_on_the_dedups_watermark_and_says_so(tmp_path: Path) -> None:
+    from streamlab.export.spark import compare_spark, compared_streams, inherited_watermarks
+    from streamlab.export.verify import run_local
+
+    p, events = base("chain")
+    uniq = events.dedup("event_id", ttl="1m")
+    uniq.window(TumblingWindow("1m"), key="event_type", delay="5s").agg(agg.count())
+    assert inherited_watermarks(p) == {"window": ("dedup", 60_000_000_000, 5_000_000_000)}
+    code = to_spark(p, tmp_path).module.read_text()
+    assert "# window: runs on the watermark of 'dedup' (60000 milliseconds behind" in code
+    assert "takes the rows streamlab reports late" in code  # a ttl longer than the window's delay
+    assert "are dropped at 'dedup'" in code  # a ttl shorter than the window's size + delay
+    assert "Redefining watermark is disallowed" in code  # the module's docstring says why
+    assert code.count(".withWatermark(") == 1
+    # with one record per micro-batch, its late count is a note, not compared
+    local = run_local(p, list(FIXED_SAMPLE))
+    compared = compared_streams(p, ["window", "parse.dead_letter"])
+    same = {ref: local[ref].copy() for ref in compared}
+    inherited = inherited_watermarks(p)
+    equal, _, counts, notes = compare_spark(p, local, same, compared, {"window": 0}, 1, inherited)
+    assert equal and "window.late" not in counts
+    assert any(n.startswith("window: runs on the watermark of 'dedup'") for n in notes)
+    # without the dedup the window defines its own watermark
+    q, events = base("own")
+    events.window(TumblingWindow("1m"), key="event_type", delay="5s").agg(agg.count())
+    assert inherited_watermarks(q) == {}

@@ -34,16 +34,18 @@ SCHEMA = {
 TYPES = ["login_failed", "login_failed", "login_failed", "login_success", "view"]
 
 
-def pattern_pipeline() -> Pipeline:
-    """Two failed logins, then a success from another country than theirs, within a minute."""
+def pattern_pipeline(time: str = "timestamp") -> Pipeline:
+    """Two failed logins, then a success from another country than theirs, within a minute (on the
+    event time ``time``: ``seen_at`` is an optional copy of ``timestamp``)."""
     p = Pipeline(ListSource([b"{}"]), name="takeover")
-    p.parse(SCHEMA).pattern(
+    p.parse({**SCHEMA, "seen_at": "timestamp"}).pattern(
         "user_id",
         [
             PatternStep("fail", "event_type == 'login_failed'", times=2),
             PatternStep("ok", "event_type == 'login_success'", differs_from={"country": "fail"}),
         ],
         within="1m",
+        time=time,
         delay="5s",
         name="takeover",
         step_id="takeover",
@@ -160,12 +162,28 @@ def _module(p: Pipeline) -> Any:
 
 
 def test_pattern_job_on_spark_equals_streamlab(tmp_path: Path) -> None:
-    p = pattern_pipeline()
-    lines = [raw for _, raw in events(random.Random(11), 150)] + [b"not json"]
+    """Matches and dead letters (rows without key or event time, with streamlab's reasons) on Spark."""
+    p = pattern_pipeline(time="seen_at")
+    lines = []
+    for i, (_, raw) in enumerate(events(random.Random(11), 150)):
+        record = json.loads(raw)
+        if i % 40 != 7:  # three rows without the pattern's event time
+            record["seen_at"] = record["timestamp"]
+        if i % 50 == 3:  # three rows without its key
+            del record["user_id"]
+        lines.append(json.dumps(record).encode())
+    lines.append(b"not json")
     # micro-batches of 50 records: the group state (buffered events, open candidates) crosses batches
     report = verify(p, lines, target="spark", workdir=tmp_path, batch_records=50)
     assert report.equal, report.diff
     assert "micro-batches of 50 records" in " ".join(report.notes)
     assert report.counts["takeover"]["spark"] == report.counts["takeover"]["streamlab"] > 0
+    assert report.counts["takeover.dead_letter"] == {"streamlab": 7, "spark": 7}
+    reasons = report.exported["takeover.dead_letter"]["reason"].value_counts().to_dict()
+    assert reasons == {
+        "key column 'user_id' is missing": 3,
+        "event time 'seen_at' is missing or unreadable": 4,
+    }
+    assert set(report.exported["takeover.dead_letter"]["step_id"]) == {"takeover"}
     text = report.files.module.read_text()
     assert "applyInPandasWithState(pattern_takeover" in text and "def advance(" in text
