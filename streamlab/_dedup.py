@@ -16,20 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._keytable import KeyIndex, object_array
+from streamlab._keytable import KeyIndex, grown, object_array
 from streamlab._record import Dedup, dedup_key
 from streamlab._time import NAT_NS, to_utc_ns
 from streamlab.operators import Operator, Outputs
 
 _NO_TIME = int(np.iinfo(np.int64).min)  # a record without event time; also "no watermark yet"
-
-
-def _grown(arr: np.ndarray, n: int, fill: int) -> np.ndarray:
-    if n <= len(arr):
-        return arr
-    out = np.full(max(n, 2 * len(arr), 64), fill, dtype=arr.dtype)
-    out[: len(arr)] = arr
-    return out
 
 
 def dedup_codes(index: KeyIndex, frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
@@ -112,8 +104,8 @@ class DedupTable:
         fresh = self.index.refs[ids] == 0
         self.index.hold(ids[fresh])
         n = self.index.n_ids
-        self.first = _grown(self.first, n, 0)
-        self.seq = _grown(self.seq, n, -1)
+        self.first = grown(self.first, n, 0)
+        self.seq = grown(self.seq, n, -1)
         seqs = np.arange(self.next_seq, self.next_seq + len(ids), dtype=np.int64)
         self.next_seq += len(ids)
         self.first[ids] = times
@@ -184,8 +176,8 @@ class DedupTable:
         # one pass through the hash table: every id of the batch gets a number now, and the ones that
         # end up remembered by nobody give it back in _commit
         ids = self.index.ids_for(values, distinct=True)
-        self.first = _grown(self.first, self.index.n_ids, 0)
-        self.seq = _grown(self.seq, self.index.n_ids, -1)
+        self.first = grown(self.first, self.index.n_ids, 0)
+        self.seq = grown(self.seq, self.index.n_ids, -1)
         held_ids = np.where(self.index.refs[ids] > 0, ids, -1)  # -1: not remembered
         # occurrences grouped by id, in arrival order within each id
         order = np.argsort(codes, kind="stable")

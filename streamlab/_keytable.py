@@ -22,7 +22,7 @@ _EMPTY = np.zeros(0, dtype=np.int64)
 _NO_ENTRY = 2**62
 
 
-def _grown(arr: np.ndarray, n: int, fill: Any) -> np.ndarray:
+def grown(arr: np.ndarray, n: int, fill: Any) -> np.ndarray:
     """``arr`` with room for at least ``n`` items (doubling), new items set to ``fill``."""
     if n <= len(arr):
         return arr
@@ -127,7 +127,7 @@ class KeyIndex:
     # -- lookups -------------------------------------------------------------------------------------
     def _entries(self, values: np.ndarray) -> npt.NDArray[np.int64]:
         entries = self._number(values)
-        self._entry_id = _grown(self._entry_id, self._count, -1)
+        self._entry_id = grown(self._entry_id, self._count, -1)
         return entries
 
     def _number(self, values: np.ndarray) -> npt.NDArray[np.int64]:
@@ -195,9 +195,9 @@ class KeyIndex:
         if reuse < n:
             fresh = np.arange(self.n_ids, self.n_ids + n - reuse, dtype=np.int64)
             self.n_ids += n - reuse
-            self.values = _grown(self.values, self.n_ids, None)
-            self.entry_of = _grown(self.entry_of, self.n_ids, -1)
-            self.refs = _grown(self.refs, self.n_ids, 0)
+            self.values = grown(self.values, self.n_ids, None)
+            self.entry_of = grown(self.entry_of, self.n_ids, -1)
+            self.refs = grown(self.refs, self.n_ids, 0)
             got = np.concatenate([got, fresh])
         return got
 
@@ -230,7 +230,7 @@ class KeyIndex:
         self._dead += len(real)
         self.entry_of[gone] = -1
         self.values[gone] = None
-        self.free = _grown(self.free, self.n_free + len(gone), 0)
+        self.free = grown(self.free, self.n_free + len(gone), 0)
         self.free[self.n_free : self.n_free + len(gone)] = gone
         self.n_free += len(gone)
         # amortized: a rebuild costs O(live keys)
@@ -384,8 +384,8 @@ class SlotTable:
         if reuse < n:
             fresh = np.arange(self.size, self.size + n - reuse, dtype=np.int64)
             self.size += n - reuse
-            self.start = _grown(self.start, self.size, 0)
-            self.key = _grown(self.key, self.size, 0)
+            self.start = grown(self.start, self.size, 0)
+            self.key = grown(self.key, self.size, 0)
             got = np.concatenate([got, fresh])
         return got
 
@@ -401,7 +401,7 @@ class SlotTable:
         np.add.at(inside, hi, -1)
         keep = np.cumsum(inside[:-1]) == 0
         self.codes, self.code_slots = self.codes[keep], self.code_slots[keep]
-        self.free = _grown(self.free, self.n_free + len(slots), 0)
+        self.free = grown(self.free, self.n_free + len(slots), 0)
         self.free[self.n_free : self.n_free + len(slots)] = slots
         self.n_free += len(slots)
         return slots

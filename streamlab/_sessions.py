@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._keytable import KeyIndex
+from streamlab._keytable import KeyIndex, grown
 from streamlab._time import NAT_NS, utc_array
 from streamlab._windowing import _NO_WATERMARK, _Watermarks, late_frame, split_missing_time
 from streamlab.aggregators import Aggregator
@@ -31,14 +31,6 @@ from streamlab.operators import Operator, Outputs
 from streamlab.windows import SessionWindow
 
 _EMPTY = np.zeros(0, dtype=np.int64)
-
-
-def _grown(arr: np.ndarray, n: int, fill: int) -> np.ndarray:
-    if n <= len(arr):
-        return arr
-    out = np.full(max(n, 2 * len(arr), 64), fill, dtype=arr.dtype)
-    out[: len(arr)] = arr
-    return out
 
 
 def _relative(t: np.ndarray) -> tuple[int, np.ndarray]:
@@ -261,7 +253,7 @@ class SessionOperator(_Watermarks, Operator):
         if len(present):
             known[present] = self.key_index.ids_for(key_values[present], distinct=True)
             self.key_index.hold(known[present][self.key_index.refs[known[present]] == 0])
-        self.closed_end = _grown(self.closed_end, self.key_index.n_ids, NAT_NS)
+        self.closed_end = grown(self.closed_end, self.key_index.n_ids, NAT_NS)
         code_of_id = np.full(self.key_index.n_ids, -1, dtype=np.int64)
         code_of_id[known[present]] = present
         # state of the batch's keys: their open sessions, and the ends of closed ones
@@ -390,7 +382,7 @@ class SessionOperator(_Watermarks, Operator):
 
     def _set_open(self, key: np.ndarray, start: np.ndarray, last: np.ndarray, slot: np.ndarray) -> None:
         self.s_key, self.s_start, self.s_last, self.s_slot = key, start, last, slot
-        self.closed_end = _grown(self.closed_end, self.key_index.n_ids, NAT_NS)
+        self.closed_end = grown(self.closed_end, self.key_index.n_ids, NAT_NS)
 
     def _one_by_one(
         self,
