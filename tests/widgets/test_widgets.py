@@ -626,6 +626,8 @@ def test_dashboard_drives_children_and_close_leaves_nothing_behind(clock, tmp_pa
     view = dash.widget
     assert dash.refresher.running and all(c.refresher is None for c in dash.children)
     assert "streamlab-dashboard" in view._dom_classes
+    # the refresher ticks on the wall clock; stopped here, so the changes below are left for refresh()
+    dash.refresher.stop()
     step(handle, clock, 5)
     assert dash.refresh() >= 4
     dash.to_html(tmp_path / "dash.html")
