@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from streamlab.detectors import (
+    Detect,
     DistinctCountFeature,
     RatioToMedianFeature,
     ThresholdRule,
@@ -60,7 +61,14 @@ _KEYED_TYPES = (
     RatioToMedianFeature,
     VelocityRule,
 )
-"""Steps whose per-key state the handler keeps in DynamoDB (``KeyedState``)."""
+"""Steps whose per-key state the handler keeps in DynamoDB (``KeyedState``), with the keyed detect steps
+of a small model (:func:`_small_model`)."""
+
+_SMALL_MODELS = ("gaussian_scorer", "standard_absolute_deviation")
+"""Detectors whose per-key state is a few running statistics (GaussianScorer without a window: mean and
+variance; StandardAbsoluteDeviation: a running variance): a few KB pickled, far below the item limit.
+Half-Space Trees (a forest of mass trees, ~100 KB and more per key), one-class SVM (its weights and
+random features) and LOF (a buffer of past points) are refused."""
 
 STATE_ITEM_MAX_BYTES = 380_000
 """A key's state and its previous snapshot, pickled, must fit in this: DynamoDB's item limit is 400 KB
@@ -621,24 +629,21 @@ def _check(p: Pipeline) -> list[Step]:
     for step in p.steps.values():
         if not isinstance(step, OperatorStep) or isinstance(step.config, ThresholdRule):
             continue
-        if not isinstance(step.config, _KEYED_TYPES):
+        if not _keyed(step.config):
             raise _plan.unsupported(
                 step,
                 "AWS Lambda",
-                f"{type(step.config).__name__} keeps state across events (a model, a drift detector's or a "
-                "pattern's buffer) that outgrows what the handler keeps: Lambda's tumbling-window state (at most "
-                "1 MB per shard, reset at each Lambda window) and DynamoDB items of at most 400 KB per key, so it "
-                "translates rules and per-key features (ThresholdRule, VelocityRule, *Feature) only",
+                _why_not(step.config),
                 "export to Apache Beam instead (to_beam: per-key state and river models as Beam state), or run "
                 "the pipeline with streamlab itself (Pipeline.to_yaml, `streamlab run`)",
             )
-        if keyed is not None and step.config.key != keyed.config.key:
+        if keyed is not None and _detectors.state_key(step.config) != _detectors.state_key(keyed.config):
             raise _plan.unsupported(
                 step,
                 "AWS Lambda",
-                f"it keeps state per {step.config.key!r} while step {keyed.step_id!r} keeps it per "
-                f"{keyed.config.key!r}; Kinesis orders records per shard only, so the stream's partition key "
-                "must be the one key of every keyed step",
+                f"it keeps state per {_detectors.state_key(step.config)!r} while step {keyed.step_id!r} keeps "
+                f"it per {_detectors.state_key(keyed.config)!r}; Kinesis orders records per shard only, so the "
+                "stream's partition key must be the one key of every keyed step",
                 "key the features and velocity rules by one column, export one function per key, or export to "
                 "Apache Beam (to_beam)",
             )
@@ -662,6 +667,44 @@ def _check(p: Pipeline) -> list[Step]:
             "end the pipeline with .window(TumblingWindow(...)).agg(...)",
         )
     return chain
+
+
+def _small_model(config: Any) -> bool:
+    """A detect step whose state splits by key and whose model per key is small (``_SMALL_MODELS``)."""
+    return (
+        isinstance(config, Detect)
+        and config.detector.describe()["kind"] in _SMALL_MODELS
+        and _detectors.state_key(config) is not None
+    )
+
+
+def _keyed(config: Any) -> bool:
+    """Whether the handler keeps the step's state per key in DynamoDB."""
+    return isinstance(config, _KEYED_TYPES) or _small_model(config)
+
+
+def _why_not(config: Any) -> str:
+    """Why a step's state does not fit the handler, with the limits."""
+    limits = (
+        "the handler keeps Lambda's tumbling-window state (at most 1 MB per shard, reset at each Lambda "
+        "window) and one DynamoDB item per step and key (at most 400 KB)"
+    )
+    kinds = "rules, per-key features and keyed GaussianScorer/StandardAbsoluteDeviation detect steps"
+    if isinstance(config, Detect) and _detectors.state_key(config) is None:
+        return (
+            f"Detect keeps state across all keys (no key, or a threshold that learns from every key's scores), "
+            f"which every invocation of every shard would contend on; {limits}, so it translates {kinds} only"
+        )
+    if isinstance(config, Detect):
+        name = type(config.detector).__name__
+        return (
+            f"Detect keeps state per key too large for it: {name}'s model per key (trees, weights or a buffer "
+            f"of points) passes what {limits} can hold, so it translates {kinds} only"
+        )
+    return (
+        f"{type(config).__name__} keeps state across events (a drift detector's statistics or a pattern's "
+        f"buffer, over all keys) that outgrows what the handler keeps: {limits}, so it translates {kinds} only"
+    )
 
 
 class _Steps:
@@ -857,7 +900,7 @@ def _lambda_rule(steps: _Steps, step: OperatorStep) -> None:
     steps.snippets.add("eval_expr")
     steps.consts.append(_plan.const(f"{c}_SPEC", spec))
     steps.consts.append(f"{c}_RULE = make_step({c}_SPEC, eval_expr, to_ns, from_ns)")
-    if not isinstance(step.config, _KEYED_TYPES):
+    if not _keyed(step.config):
         steps.emit(f"row = {c}_RULE.process(row)[0][1]")
         return
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -908,11 +951,17 @@ def _lambda_window(steps: _Steps, step: WindowStep) -> None:
     steps.window(step)
 
 
-def _terraform(p: Pipeline, window: WindowStep, dedup: bool) -> str:
+def _terraform(p: Pipeline, window: WindowStep, dedup: bool, partition_key: str | None = None) -> str:
     name = _plan.ident(p.name).replace("_", "-")
     size_ns = int(getattr(window.window, "size_ns", 0))
     window_s = max(1, (size_ns + window.delay_ns + window.lateness_ns) // 1_000_000_000)
     tumbling = min(900, max(60, 2 * window_s))
+    stream_note = (
+        ""
+        if partition_key is None
+        else f"# Producers must use the record's {partition_key!r} as partition key: the handler's per-key state "
+        "needs\n# every record of a key in one shard, in order (see handler.py).\n"
+    )
     text = f'''# Kinesis -> Lambda (tumbling-window state) -> Timestream, with SQS for dead letters and failed batches.
 # No credentials here: Terraform uses the caller's AWS credentials (profile, SSO or environment).
 
@@ -973,7 +1022,7 @@ provider "aws" {{
 
 data "aws_caller_identity" "this" {{}}
 
-resource "aws_kinesis_stream" "events" {{
+{stream_note}resource "aws_kinesis_stream" "events" {{
   name             = "${{var.name}}-events"
   shard_count      = var.shard_count
   retention_period = 24
@@ -1214,8 +1263,9 @@ def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = No
             "from datetime import", "from collections import OrderedDict\nfrom datetime import", 1
         )
         parts[0] = header
+    partition_key = None
     if gen.keyed:
-        key = next(s.config.key for s in chain if s.step_id in gen.keyed)  # type: ignore[attr-defined]
+        key = partition_key = next(_detectors.state_key(s.config) for s in chain if s.step_id in gen.keyed)  # type: ignore[attr-defined]
         doc = _KEYED_DOC.format(keyed=", ".join(map(repr, gen.keyed)), key=key, limit=STATE_ITEM_MAX_BYTES)
         parts[0] = parts[0].replace('"""\n\nfrom __future__', doc + '"""\n\nfrom __future__', 1)
         parts[0] = parts[0].replace("import os\n", "import os\nimport pickle\n", 1)
@@ -1229,13 +1279,16 @@ def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = No
 
     code = _tidy("\n".join(parts))
     out = ExportedFiles.at(path, "handler.py", "lambda")
+    reqs = ("pandas>=2.0\n" if "eval_expr(" in code or "pandas" in gen.imports else "") + "boto3>=1.34\n"
+    if any(isinstance(s, OperatorStep) and isinstance(s.config, Detect) for s in chain):
+        from importlib.metadata import version
+
+        reqs += f"river=={version('river')}\n"  # the models' pickled state is read back by the same river
+    dedup = any(isinstance(s, DedupStep) for s in chain)
     for fname, text in (
         ("handler.py", code),
-        (
-            "requirements.txt",
-            ("pandas>=2.0\n" if "eval_expr(" in code or "pandas" in gen.imports else "") + "boto3>=1.34\n",
-        ),
-        ("main.tf", _terraform(pipeline, window, any(isinstance(s, DedupStep) for s in chain))),
+        ("requirements.txt", reqs),
+        ("main.tf", _terraform(pipeline, window, dedup, partition_key)),
     ):
         out.write(fname, text)
     return out

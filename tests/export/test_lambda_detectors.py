@@ -18,6 +18,7 @@ from streamlab.detectors import (
     DriftDetector,
     FixedThresholdFilter,
     GaussianScorerDetector,
+    HalfSpaceTreesDetector,
     PatternStep,
     RatioToMedianFeature,
     ThresholdRule,
@@ -69,7 +70,8 @@ def test_rules_on_lambda_equal_streamlab_on_transactions(tmp_path: Path) -> None
 
 
 def features_pipeline() -> Pipeline:
-    """Notebook 08's features and rules (its model and pattern aside), every feature kind, counted per minute."""
+    """Notebook 08's features and rules, every feature kind and a small model per card (a GaussianScorer: its
+    Half-Space Trees and its pattern do not fit), counted per minute."""
     p = Pipeline(ListSource([b"{}"]), name="fraud_features")
     features = (
         p.parse(SCHEMA)
@@ -85,8 +87,19 @@ def features_pipeline() -> Pipeline:
         .apply(ThresholdRule("amount_spike", expr="amount_vs_usual > 3 and amount >= 100"))
         .apply(ThresholdRule("second_country", expr="distinct_country_1h > 1"))
     )
-    ruled.window(TumblingWindow("1m"), key="country", delay="2s").agg(
+    scored = ruled.apply(
+        Detect(
+            GaussianScorerDetector(grace_period=3),
+            features=["amount"],
+            key="card_id",
+            threshold=FixedThresholdFilter(0.95),
+        ),
+        step_id="detect",
+    )
+    scored.window(TumblingWindow("1m"), key="country", delay="2s").agg(
         agg.count(),
+        agg.sum("is_anomaly"),
+        agg.max("score"),
         agg.sum("is_alert"),
         agg.count_distinct("rule"),
         agg.max("count_10m"),
@@ -119,6 +132,7 @@ def test_features_on_lambda_equal_streamlab_with_state_across_invocations(tmp_pa
     windows = report.local["window"]
     assert report.counts["window"]["lambda"] == len(windows) > 10
     assert windows["sum_is_alert"].sum() > 0 and windows["max_count_10m"].max() > 1  # history was used
+    assert windows["sum_is_anomaly"].sum() > 0
     assert report.counts["parse.dead_letter"] == {"streamlab": 1, "lambda": 1}
     assert sum(c["lambda"] for ref, c in report.counts.items() if ref.endswith(".dead_letter")) == 2
 
@@ -174,26 +188,31 @@ def test_state_beyond_the_item_limit_sends_the_record_to_dead_letter(tmp_path: P
     [
         (
             Detect(
-                GaussianScorerDetector(grace_period=5),
+                HalfSpaceTreesDetector(seed=7),
                 features=["amount"],
                 key="card_id",
                 threshold=FixedThresholdFilter(0.99),
             ),
-            "Detect",
+            "Detect keeps state per key too large for it: HalfSpaceTreesDetector",
         ),
-        (DriftDetector("amount"), "DriftDetector"),
+        (
+            Detect(GaussianScorerDetector(grace_period=5), features=["amount"]),
+            "Detect keeps state across all keys",
+        ),
+        (DriftDetector("amount"), "DriftDetector keeps state"),
     ],
 )
 def test_steps_with_state_are_refused_naming_the_step_and_beam(
     step: object, kind: str, tmp_path: Path
 ) -> None:
-    """A model's or a drift detector's state outgrows what the handler keeps (its limits named)."""
+    """A large model per key, a model over all keys or a drift detector outgrows what the handler keeps (its
+    limits named)."""
     p = Pipeline(ListSource([b"{}"]), name="stateful")
     p.parse(SCHEMA).apply(step, step_id="stateful_step").window(TumblingWindow("1m")).agg(agg.count())
     with pytest.raises(PipelineConfigError) as caught:
         to_lambda(p, tmp_path)
     message = str(caught.value)
-    assert f"step 'stateful_step' (operator): cannot export to AWS Lambda: {kind} keeps state" in message
+    assert f"step 'stateful_step' (operator): cannot export to AWS Lambda: {kind}" in message
     assert "1 MB per shard" in message and "400 KB" in message and "export to Apache Beam" in message
 
 
