@@ -5,9 +5,11 @@ pandas. It parses base64 Kinesis records with streamlab's checks, drops repeated
 event-time tumbling windows in Lambda's tumbling-window ``state``, writes final results to Timestream
 as MULTI-measure records and sends dead letters and late rows to an SQS queue. Records it cannot
 handle now are reported in ``batchItemFailures`` so Lambda retries from them instead of losing them.
+Rules, per-key features, velocity rules and keyed small models (GaussianScorer, StandardAbsoluteDeviation)
+run streamlab's per-record state machines, each key's state in DynamoDB (one item per step and key).
 
-Only linear pipelines with at most one tumbling window translate: sessions, sliding windows and joins
-fail the export with a message naming the step.
+Only linear pipelines with at most one tumbling window translate: sessions, sliding windows, joins,
+large or global models, drift detectors and patterns fail the export with a message naming the step.
 """
 
 from __future__ import annotations
@@ -75,17 +77,20 @@ STATE_ITEM_MAX_BYTES = 380_000
 (attribute names and the key included)."""
 
 _KEYED_DOC = """
-Per-key state (features, velocity rules)
-----------------------------------------
-* Steps {keyed} keep each key's history (streamlab's per-record state machine, copied below) in
-  WINDOW_TABLE: one item per step and key (``KeyedState``), read at the key's first record of an
-  invocation and written after its records, conditionally on the version read, so a retried or
-  concurrent invocation cannot lose an update (the handler raises and Lambda retries the batch).
+Per-key state (features, velocity rules, small models)
+------------------------------------------------------
+* These steps keep each key's history or model (streamlab's per-record state machine, copied below):
+{keyed}.
+  Their state is in WINDOW_TABLE: one item per step and key (``KeyedState``), read at the key's first
+  record of an invocation and written after its records, conditionally on the version read, so a retried
+  or concurrent invocation cannot lose an update (the handler raises and Lambda retries the batch). The
+  item's key holds a hash of the step's settings: a redeployment with other settings starts afresh.
 * Order: streamlab applies events in arrival order. Kinesis orders records within a shard only, so
   **the stream's partition key must be {key!r}** (every record of a key in one shard, in order). A key
   whose state was last written from another shard is logged as a warning.
 * A key's history is kept against that key's own newest event (streamlab: against the whole stream's),
   so results differ only for events later than ``allowed_lateness`` behind the stream; ``max_keys``
+  and ``key_ttl``
   bounds each key's state alone. A key whose state would exceed DynamoDB's 400 KB item limit
   (STATE_ITEM_MAX_BYTES = {limit}, with its previous snapshot) sends the record to the step's dead letter
   with the reason, and its state stays as it was.
@@ -1216,7 +1221,8 @@ def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = No
     Parameters
     ----------
     pipeline
-        One source, one parse step, then filters/maps/dedup in a line, ending in one tumbling window.
+        One source, one parse step, then filters/maps/dedup, rules, features and keyed small models in a
+        line (the keyed steps by one key: the stream's partition key), ending in one tumbling window.
     path
         Directory to write (created if missing).
     database
@@ -1266,7 +1272,12 @@ def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = No
     partition_key = None
     if gen.keyed:
         key = partition_key = next(_detectors.state_key(s.config) for s in chain if s.step_id in gen.keyed)  # type: ignore[attr-defined]
-        doc = _KEYED_DOC.format(keyed=", ".join(map(repr, gen.keyed)), key=key, limit=STATE_ITEM_MAX_BYTES)
+        import textwrap
+
+        listed = "\n".join(
+            textwrap.wrap(", ".join(map(repr, gen.keyed)), 100, initial_indent="  ", subsequent_indent="  ")
+        )
+        doc = _KEYED_DOC.format(keyed=listed, key=key, limit=STATE_ITEM_MAX_BYTES)
         parts[0] = parts[0].replace('"""\n\nfrom __future__', doc + '"""\n\nfrom __future__', 1)
         parts[0] = parts[0].replace("import os\n", "import os\nimport pickle\n", 1)
     parts.append("\n\n# -- step settings\n")

@@ -5,8 +5,12 @@ are refused at export time, naming Beam."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from streamlab.datasets import load
@@ -137,9 +141,10 @@ def test_features_on_lambda_equal_streamlab_with_state_across_invocations(tmp_pa
     assert sum(c["lambda"] for ref, c in report.counts.items() if ref.endswith(".dead_letter")) == 2
 
 
-def test_state_beyond_the_item_limit_sends_the_record_to_dead_letter(tmp_path: Path, monkeypatch) -> None:
-    """A key whose state would pass the item limit: its record goes to the step's dead letter with the reason,
-    the state keeps its earlier events, and other keys go on."""
+@pytest.fixture
+def velocity_handler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any, str]]:
+    """A handler with one VelocityFeature step, its WINDOW_TABLE and dead-letter queue in moto: (module,
+    LocalAWS, queue url)."""
     from streamlab.local import LocalAWS
 
     p = Pipeline(ListSource([b"{}"]), name="big_state")
@@ -147,40 +152,69 @@ def test_state_beyond_the_item_limit_sends_the_record_to_dead_letter(tmp_path: P
         TumblingWindow("1h"), key="card_id"
     ).agg(agg.max("count_1h"))
     module = load_module(to_lambda(p, tmp_path).module)
-    assert "the stream's partition key must be 'card_id'" in module.__doc__
     with LocalAWS() as aws:
         monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint_url)
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
         monkeypatch.setenv("AWS_DEFAULT_REGION", aws.region)
-        monkeypatch.setenv("WINDOW_TABLE", create_window_table(aws.client("dynamodb"), "big-state"))
-        queue = aws.client("sqs").create_queue(QueueName="big-state-dead")["QueueUrl"]
+        tag = uuid.uuid4().hex[:8]  # moto's backend outlives one LocalAWS
+        monkeypatch.setenv("WINDOW_TABLE", create_window_table(aws.client("dynamodb"), f"state-{tag}"))
+        queue = aws.client("sqs").create_queue(QueueName=f"dead-{tag}")["QueueUrl"]
         monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", queue)
-        probe = module.make_step(module.VELOCITY_SPEC, module.eval_expr, module.to_ns, module.from_ns)
-        probe.process({"card_id": "c1", "timestamp": "2024-03-01T00:00:00Z"})
-        probe.process({"card_id": "c1", "timestamp": "2024-03-01T00:00:01Z"})
-        two_events = len(pickle.dumps(probe, protocol=4))
-        monkeypatch.setattr(module, "STATE_ITEM_MAX_BYTES", two_events + 8)  # room for two events, not three
+        yield module, aws, queue
 
-        def tx(i: int, card: str) -> bytes:
-            return (
-                f'{{"event_id": "e{i}", "card_id": "{card}", "timestamp": "2024-03-01T00:00:0{i}Z"}}'.encode()
-            )
 
-        batch = [(f"{i:03d}", tx(i, "c1" if i < 4 else "c2")) for i in range(1, 6)]
-        response = module.handler(kinesis_event(batch[:2], None, False))
-        response = module.handler(kinesis_event(batch[2:], response["state"], False))
-        assert response["batchItemFailures"] == []
-        got = aws.client("sqs").receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
-        dead = [json.loads(m["Body"]) for m in got]
-        assert [(d["output"], d["event_id"], d["step_id"]) for d in dead] == [
-            ("velocity.dead_letter", "e3", "velocity")
-        ]
-        assert "over DynamoDB's item limit" in dead[0]["reason"] and "to_beam" in dead[0]["reason"]
-        items = aws.client("dynamodb").scan(TableName="big-state")["Items"]
-        held = {i["slot"]["S"].rsplit("|", 1)[1]: pickle.loads(i["state"]["B"]) for i in items}
-        events = {k: len(m.state.events[json.loads(k)[0]][0]) for k, m in held.items()}
-        assert events == {'["c1"]': 2, '["c2"]': 2}  # c1 kept its first two events; c2 went on
+def test_state_beyond_the_item_limit_sends_the_record_to_dead_letter(
+    velocity_handler: tuple[Any, Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key whose state would pass the item limit: its record goes to the step's dead letter with the reason,
+    the state keeps its earlier events, and other keys go on."""
+    module, aws, queue = velocity_handler
+    assert "the stream's partition key must be 'card_id'" in module.__doc__
+    probe = module.make_step(module.VELOCITY_SPEC, module.eval_expr, module.to_ns, module.from_ns)
+    probe.process({"card_id": "c1", "timestamp": "2024-03-01T00:00:00Z"})
+    probe.process({"card_id": "c1", "timestamp": "2024-03-01T00:00:01Z"})
+    two_events = len(pickle.dumps(probe, protocol=4))
+    monkeypatch.setattr(module, "STATE_ITEM_MAX_BYTES", two_events + 8)  # room for two events, not three
+
+    def tx(i: int, card: str) -> bytes:
+        return f'{{"event_id": "e{i}", "card_id": "{card}", "timestamp": "2024-03-01T00:00:0{i}Z"}}'.encode()
+
+    batch = [(f"{i:03d}", tx(i, "c1" if i < 4 else "c2")) for i in range(1, 6)]
+    response = module.handler(kinesis_event(batch[:2], None, False))
+    response = module.handler(kinesis_event(batch[2:], response["state"], False))
+    assert response["batchItemFailures"] == []
+    got = aws.client("sqs").receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    dead = [json.loads(m["Body"]) for m in got]
+    assert [(d["output"], d["event_id"], d["step_id"]) for d in dead] == [
+        ("velocity.dead_letter", "e3", "velocity")
+    ]
+    assert "over DynamoDB's item limit" in dead[0]["reason"] and "to_beam" in dead[0]["reason"]
+    items = aws.client("dynamodb").scan(TableName=os.environ["WINDOW_TABLE"])["Items"]
+    held = {i["slot"]["S"].rsplit("|", 1)[1]: pickle.loads(i["state"]["B"]) for i in items}
+    events = {k: len(m.state.events[json.loads(k)[0]][0]) for k, m in held.items()}
+    assert events == {'["c1"]': 2, '["c2"]': 2}  # c1 kept its first two events; c2 went on
+
+
+def test_a_concurrent_write_of_a_key_fails_the_later_invocation_not_the_update(
+    velocity_handler: tuple[Any, Any, str],
+) -> None:
+    """Two invocations (two shards: the partition key was not the card) read card c1's state; the one that
+    writes second raises, so Lambda retries its batch from the stored state instead of overwriting it."""
+    module, _, _ = velocity_handler
+    row = {"card_id": "c1", "timestamp": "2024-03-01T00:00:00Z"}
+    first, second = module.KeyedState("shardId-1"), module.KeyedState("shardId-2")
+    for keyed in (first, second):
+        keyed.seq = "001"
+        outputs, reason = keyed.process("velocity", "c1", row)
+        assert reason is None and outputs[0][1]["count_1h"] == 1
+    second.save()
+    with pytest.raises(RuntimeError, match="another invocation wrote the state of a key of this batch"):
+        first.save()
+    third = module.KeyedState("shardId-1")
+    third.seq = "002"
+    outputs, _ = third.process("velocity", "c1", {**row, "timestamp": "2024-03-01T00:00:01Z"})
+    assert outputs[0][1]["count_1h"] == 2  # the retry sees the stored update
 
 
 @pytest.mark.parametrize(
