@@ -5,13 +5,16 @@ pandas. It parses base64 Kinesis records with streamlab's checks, drops repeated
 event-time tumbling windows in Lambda's tumbling-window ``state``, writes final results to Timestream
 as MULTI-measure records and sends dead letters and late rows to an SQS queue. Records it cannot
 handle now are reported in ``batchItemFailures`` so Lambda retries from them instead of losing them.
+Rules, per-key features, velocity rules and keyed small models (GaussianScorer, StandardAbsoluteDeviation)
+run streamlab's per-record state machines, each key's state in DynamoDB (one item per step and key).
 
-Only linear pipelines with at most one tumbling window translate: sessions, sliding windows and joins
-fail the export with a message naming the step.
+Only linear pipelines with at most one tumbling window translate: sessions, sliding windows, joins,
+large or global models, drift detectors and patterns fail the export with a message naming the step.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -21,7 +24,16 @@ from typing import Any
 
 import pandas as pd
 
-from streamlab.detectors import ThresholdRule
+from streamlab.detectors import (
+    Detect,
+    DistinctCountFeature,
+    RatioToMedianFeature,
+    ThresholdRule,
+    TimeSinceLastFeature,
+    VelocityFeature,
+    VelocityRule,
+    ZScoreFeature,
+)
 from streamlab.errors import PipelineConfigError
 from streamlab.export import _detectors, _plan, _registry
 from streamlab.export.beam import ExportedFiles
@@ -42,6 +54,47 @@ from streamlab.steps import (
 from streamlab.windows import TumblingWindow
 
 __all__ = ["create_window_table", "run_lambda", "to_lambda"]
+
+_KEYED_TYPES = (
+    VelocityFeature,
+    ZScoreFeature,
+    TimeSinceLastFeature,
+    DistinctCountFeature,
+    RatioToMedianFeature,
+    VelocityRule,
+)
+"""Steps whose per-key state the handler keeps in DynamoDB (``KeyedState``), with the keyed detect steps
+of a small model (:func:`_small_model`)."""
+
+_SMALL_MODELS = ("gaussian_scorer", "standard_absolute_deviation")
+"""Detectors whose per-key state is a few running statistics (GaussianScorer without a window: mean and
+variance; StandardAbsoluteDeviation: a running variance): a few KB pickled, far below the item limit.
+Half-Space Trees (a forest of mass trees, ~100 KB and more per key), one-class SVM (its weights and
+random features) and LOF (a buffer of past points) are refused."""
+
+STATE_ITEM_MAX_BYTES = 380_000
+"""A key's state and its previous snapshot, pickled, must fit in this: DynamoDB's item limit is 400 KB
+(attribute names and the key included)."""
+
+_KEYED_DOC = """
+Per-key state (features, velocity rules, small models)
+------------------------------------------------------
+* These steps keep each key's history or model (streamlab's per-record state machine, copied below):
+{keyed}.
+  Their state is in WINDOW_TABLE: one item per step and key (``KeyedState``), read at the key's first
+  record of an invocation and written after its records, conditionally on the version read, so a retried
+  or concurrent invocation cannot lose an update (the handler raises and Lambda retries the batch). The
+  item's key holds a hash of the step's settings: a redeployment with other settings starts afresh.
+* Order: streamlab applies events in arrival order. Kinesis orders records within a shard only, so
+  **the stream's partition key must be {key!r}** (every record of a key in one shard, in order). A key
+  whose state was last written from another shard is logged as a warning.
+* A key's history is kept against that key's own newest event (streamlab: against the whole stream's),
+  so results differ only for events later than ``allowed_lateness`` behind the stream; ``max_keys``
+  and ``key_ttl``
+  bounds each key's state alone. A key whose state would exceed DynamoDB's 400 KB item limit
+  (STATE_ITEM_MAX_BYTES = {limit}, with its previous snapshot) sends the record to the step's dead letter
+  with the reason, and its state stays as it was.
+"""
 
 _HEADER = '''"""AWS Lambda handler for streamlab pipeline {name!r} on a Kinesis event source.
 
@@ -135,7 +188,8 @@ def load_state(data):
 
 def dump_state(state):
     windows = {{k: COMBINE.to_json(v) for k, v in state["windows"].items()}}
-    return {{**state, "windows": windows, "dedup": dump_dedup(state["dedup"])}}
+    kept = {{k: v for k, v in state.items() if k != "keyed"}}
+    return {{**kept, "windows": windows, "dedup": dump_dedup(state["dedup"])}}
 
 
 def count(state, name):
@@ -150,6 +204,7 @@ def handle_record(record, state, side, index):
     kinesis = record["kinesis"]
     raw = base64.b64decode(kinesis["data"])
     meta = {{"sequenceNumber": kinesis["sequenceNumber"], "partitionKey": kinesis.get("partitionKey")}}
+    state["keyed"].seq = kinesis["sequenceNumber"]
     try:
         row = parse_record(raw, PARSE_FIELDS, PARSE_REQUIRED, MAX_RECORD_BYTES)
     except BadRecordError as e:
@@ -159,7 +214,8 @@ def handle_record(record, state, side, index):
     process_row(row, state, lambda output, r: side.append((index, output, {{**r, **meta}})))
 
 
-def run_records(records, state):
+def run_records(records, state, keyed):
+    state["keyed"] = keyed
     side = []
     for i, record in enumerate(records):
         handle_record(record, state, side, i)
@@ -278,11 +334,14 @@ def write_results(results):
 def handler(event, context=None):
     """Kinesis batch in, partial-batch response (and the tumbling-window state) out."""
     records = event.get("Records") or []
-    state, side = run_records(records, load_state(event.get("state")))
+    keyed = KeyedState(event.get("shardId", ""))
+    state, side = run_records(records, load_state(event.get("state")), keyed)
     failed_at = send_side_outputs(side)
     if failed_at is not None:
         # keep only what the records before the failed one did; Lambda redelivers from it
-        state, _ = run_records(records[:failed_at], load_state(event.get("state")))
+        keyed.reset()
+        state, _ = run_records(records[:failed_at], load_state(event.get("state")), keyed)
+    keyed.save()  # before the results: if another invocation wrote a key's state meanwhile, this raises
     final = event.get("isFinalInvokeForWindow", "window" not in event) and failed_at is None
     write_results(window_results(close_windows(state, final), window_writer(event)))
     if final:
@@ -362,6 +421,162 @@ def dump_dedup(rule):
 def on_final(state):
     """End of a Lambda window: nothing to carry over (the pipeline has no dedup step)."""
 '''
+_KEYED = '''
+
+class KeyedState:
+    """The per-key state of the feature and velocity steps: one DynamoDB item per step and key.
+
+    Each item (in WINDOW_TABLE, hash key ``state|<step>|<spec hash>|<key>``, range key ``#state``) holds
+    the key's state machine (streamlab's ``make_step``, pickled) after the last record applied, that
+    record's shard and sequence number, and the snapshot it started from (``start``, ``start_seq``). A
+    key's items (of every keyed step: they share the key column) are read consistently at its first
+    record in an invocation (BatchGetItem) and written once after the invocation's records
+    (TransactWriteItems), each conditionally on the version read: if another invocation wrote one meanwhile,
+    the handler raises and Lambda retries the batch from the state now stored, so no update is lost. A
+    retried batch (the first attempt timed out after writing) reaches records at or before the stored
+    sequence number of the same shard: it starts again from the stored ``start``, so each record counts
+    once. A record whose key's item would exceed DynamoDB's 400 KB item limit (STATE_ITEM_MAX_BYTES with
+    the start snapshot) goes to the step's dead letter with the reason, and leaves the state as it was.
+    """
+
+    def __init__(self, shard):
+        self.shard = shard
+        self.seq = None
+        self.items = {}  # (step, key) -> what was read: the start snapshot, its sequence number, the version
+        self.machines = {}  # (step, key) -> [machine, its pickle, sequence number of its last record]
+
+    def reset(self):
+        """Forget this invocation's updates (the reads stay): the records are run again from the start."""
+        self.machines = {}
+
+    def slot(self, sid, key):
+        return f"state|{sid}|{KEYED_SPECS[sid][1]}|{json.dumps([key], default=json_default)}"
+
+    def fetch(self, key):
+        """Read ``key``'s items of every keyed step (one BatchGetItem: the steps share their key column)."""
+        table = os.environ.get("WINDOW_TABLE")
+        if not table:
+            raise RuntimeError(
+                f"steps {list(KEYED_SPECS)} keep per-key state in DynamoDB: set WINDOW_TABLE (the Terraform "
+                "creates it)"
+            )
+        slots = {self.slot(sid, key): sid for sid in KEYED_SPECS}
+        request = {table: {"Keys": [{"slot": {"S": s}, "part": {"S": "#state"}} for s in slots], "ConsistentRead": True}}
+        found = {}
+        while request:
+            page = client("dynamodb").batch_get_item(RequestItems=request)
+            found.update({i["slot"]["S"]: i for i in page["Responses"].get(table, [])})
+            request = page.get("UnprocessedKeys") or {}
+        for slot, sid in slots.items():
+            self.items[(sid, key)] = self.read(sid, key, table, slot, found.get(slot))
+
+    def read(self, sid, key, table, slot, item):
+        """Where this invocation starts the key's state: the stored state, or on a retry its start."""
+        read = {"table": table, "slot": slot, "version": 0, "start": None, "start_seq": None}
+        if item is None:
+            return read
+        read["version"] = int(item["version"]["N"])
+        stored_seq = item["seq"]["S"]
+        if item["shard"]["S"] == self.shard and int(self.seq) <= int(stored_seq):
+            # a retry of the batch that wrote the item: start again from the state before it
+            if "start_seq" in item and int(self.seq) <= int(item["start_seq"]["S"]):
+                raise RuntimeError(
+                    f"step {sid!r}, key {key!r}: record {self.seq} was applied before the stored snapshot "
+                    f"(up to {item['start_seq']['S']}); its state cannot be rebuilt"
+                )
+            read["start"] = bytes(item["start"]["B"]) if "start" in item else None
+            read["start_seq"] = item["start_seq"]["S"] if "start_seq" in item else None
+        else:
+            if item["shard"]["S"] != self.shard:
+                log.warning(
+                    "step %r, key %r: state last written from %s, now read from %s; records of one key must "
+                    "go to one shard (partition key = %r) to keep their order",
+                    sid, key, item["shard"]["S"], self.shard, KEYED_SPECS[sid][0]["key"],
+                )
+            read["start"], read["start_seq"] = bytes(item["state"]["B"]), stored_seq
+        return read
+
+    def process(self, sid, key, row):
+        """The step's outputs for ``row`` (of this invocation's record ``self.seq``), or None with the reason
+        when the key's state would grow past the item limit."""
+        held = self.machines.get((sid, key))
+        if held is None:
+            read = self.items.get((sid, key))
+            if read is None:
+                self.fetch(key)
+                read = self.items[(sid, key)]
+            held = self.machines[(sid, key)] = [self.load(sid, read["start"]), read["start"], None]
+        outputs = held[0].process(row)
+        after = pickle.dumps(held[0], protocol=4)
+        size = len(after) + len(self.items[(sid, key)]["start"] or b"")
+        if size > STATE_ITEM_MAX_BYTES:
+            held[0] = self.load(sid, held[1])
+            return None, (
+                f"the state of key {key!r} would grow to {size} bytes, over DynamoDB's item limit "
+                f"({STATE_ITEM_MAX_BYTES} bytes with its previous snapshot): the record is not applied; "
+                "lower max_keys/history/window, or export to Apache Beam (to_beam)"
+            )
+        held[1], held[2] = after, self.seq
+        return outputs, None
+
+    def load(self, sid, data):
+        if data is None:
+            return make_step(KEYED_SPECS[sid][0], eval_expr, to_ns, from_ns)
+        machine = pickle.loads(data)
+        machine.bind(eval_expr, to_ns, from_ns)
+        return machine
+
+    def save(self):
+        """Write each changed key's state, conditionally on the version read (see the class docstring), in
+        transactions of 100 items (the API's limit)."""
+        writes = []
+        for (sid, key), (_, data, seq) in self.machines.items():
+            if seq is None:
+                continue
+            read = self.items[(sid, key)]
+            item = {
+                "slot": {"S": read["slot"]},
+                "part": {"S": "#state"},
+                "version": {"N": str(read["version"] + 1)},
+                "shard": {"S": self.shard},
+                "seq": {"S": seq},
+                "state": {"B": data},
+            }
+            if read["start"] is not None:
+                item["start"] = {"B": read["start"]}
+                item["start_seq"] = {"S": read["start_seq"]}
+            put = {"TableName": read["table"], "Item": item, "ConditionExpression": "attribute_not_exists(version)"}
+            if read["version"]:
+                put["ConditionExpression"] = "version = :v"
+                put["ExpressionAttributeValues"] = {":v": {"N": str(read["version"])}}
+            writes.append({"Put": put})
+        db = client("dynamodb")
+        for i in range(0, len(writes), 100):
+            try:
+                db.transact_write_items(TransactItems=writes[i : i + 100])
+            except db.exceptions.TransactionCanceledException as e:
+                raise RuntimeError(
+                    "another invocation wrote the state of a key of this batch meanwhile (records of one key in "
+                    "several shards, or a timed-out invocation still running); Lambda retries the batch from the "
+                    f"state now stored ({e})"
+                ) from None
+'''
+
+
+_NO_KEYED = '''
+
+class KeyedState:
+    """No step keeps per-key state: nothing to load or save."""
+
+    def __init__(self, shard):
+        self.seq = None
+
+    def reset(self):
+        pass
+
+    def save(self):
+        pass
+'''
 
 
 def _chain(p: Pipeline) -> list[Step]:
@@ -415,18 +630,29 @@ def _check(p: Pipeline) -> list[Step]:
                 "use a TumblingWindow for Lambda, or export to Beam (to_beam) which supports it",
             )
     _plan.check_steps(p, "AWS Lambda", operators=True)
+    keyed: OperatorStep | None = None
     for step in p.steps.values():
-        if isinstance(step, OperatorStep) and not isinstance(step.config, ThresholdRule):
+        if not isinstance(step, OperatorStep) or isinstance(step.config, ThresholdRule):
+            continue
+        if not _keyed(step.config):
             raise _plan.unsupported(
                 step,
                 "AWS Lambda",
-                f"{type(step.config).__name__} keeps state across events (per-key history, a model, a pattern's "
-                "buffer) that must outlive one invocation; the handler keeps only Lambda's tumbling-window state "
-                "(at most 1 MB per shard, reset at each Lambda window) and merges window results in DynamoDB "
-                "(items of at most 400 KB), so it translates stateless rules (ThresholdRule) only",
+                _why_not(step.config),
                 "export to Apache Beam instead (to_beam: per-key state and river models as Beam state), or run "
                 "the pipeline with streamlab itself (Pipeline.to_yaml, `streamlab run`)",
             )
+        if keyed is not None and _detectors.state_key(step.config) != _detectors.state_key(keyed.config):
+            raise _plan.unsupported(
+                step,
+                "AWS Lambda",
+                f"it keeps state per {_detectors.state_key(step.config)!r} while step {keyed.step_id!r} keeps "
+                f"it per {_detectors.state_key(keyed.config)!r}; Kinesis orders records per shard only, so the "
+                "stream's partition key must be the one key of every keyed step",
+                "key the features and velocity rules by one column, export one function per key, or export to "
+                "Apache Beam (to_beam)",
+            )
+        keyed = keyed or step
     chain = _chain(p)
     dedups = [s for s in chain if isinstance(s, DedupStep)]
     if len(dedups) > 1:
@@ -448,6 +674,44 @@ def _check(p: Pipeline) -> list[Step]:
     return chain
 
 
+def _small_model(config: Any) -> bool:
+    """A detect step whose state splits by key and whose model per key is small (``_SMALL_MODELS``)."""
+    return (
+        isinstance(config, Detect)
+        and config.detector.describe()["kind"] in _SMALL_MODELS
+        and _detectors.state_key(config) is not None
+    )
+
+
+def _keyed(config: Any) -> bool:
+    """Whether the handler keeps the step's state per key in DynamoDB."""
+    return isinstance(config, _KEYED_TYPES) or _small_model(config)
+
+
+def _why_not(config: Any) -> str:
+    """Why a step's state does not fit the handler, with the limits."""
+    limits = (
+        "the handler keeps Lambda's tumbling-window state (at most 1 MB per shard, reset at each Lambda "
+        "window) and one DynamoDB item per step and key (at most 400 KB)"
+    )
+    kinds = "rules, per-key features and keyed GaussianScorer/StandardAbsoluteDeviation detect steps"
+    if isinstance(config, Detect) and _detectors.state_key(config) is None:
+        return (
+            f"Detect keeps state across all keys (no key, or a threshold that learns from every key's scores), "
+            f"which every invocation of every shard would contend on; {limits}, so it translates {kinds} only"
+        )
+    if isinstance(config, Detect):
+        name = type(config.detector).__name__
+        return (
+            f"Detect keeps state per key too large for it: {name}'s model per key (trees, weights or a buffer "
+            f"of points) passes what {limits} can hold, so it translates {kinds} only"
+        )
+    return (
+        f"{type(config).__name__} keeps state across events (a drift detector's statistics or a pattern's "
+        f"buffer, over all keys) that outgrows what the handler keeps: {limits}, so it translates {kinds} only"
+    )
+
+
 class _Steps:
     def __init__(self, p: Pipeline, chain: list[Step]) -> None:
         self.p = p
@@ -466,6 +730,7 @@ class _Steps:
         self.user_code: list[str] = []
         self.lines: list[str] = []
         self.row_steps = False
+        self.keyed: dict[str, tuple[str, str]] = {}  # step id -> (spec constant, spec hash)
 
     def emit(self, line: str = "") -> None:
         self.lines.append(("    " + line) if line else "")
@@ -501,6 +766,13 @@ class _Steps:
             self.lines.append(_IDEMPOTENCY.format())
         else:
             self.lines.append(_NO_IDEMPOTENCY)
+        self.lines.append(_KEYED if self.keyed else _NO_KEYED)
+        if self.keyed:
+            self.consts.append(f"STATE_ITEM_MAX_BYTES = {STATE_ITEM_MAX_BYTES!r}")
+            entries = ", ".join(
+                f"{sid!r}: ({const}, {digest!r})" for sid, (const, digest) in self.keyed.items()
+            )
+            self.consts.append(f"KEYED_SPECS = {{{entries}}}")
         return "\n".join(self.lines)
 
     def dead_letter(self, sid: str, what: str) -> None:
@@ -624,13 +896,33 @@ def _lambda_map(steps: _Steps, step: MapStep) -> None:
 
 @_registry.emits("lambda", OperatorStep)
 def _lambda_rule(steps: _Steps, step: OperatorStep) -> None:
-    """A stateless rule (``ThresholdRule``; ``_check`` refused the others): streamlab's row step, carried."""
+    """A rule or a per-key feature (``_check`` refused the others): streamlab's row step, carried; a keyed
+    step's machine per key comes from ``KeyedState`` (DynamoDB), a row without a key from a fresh one."""
     c = _plan.ident(step.step_id).upper()
+    sid = step.step_id
+    spec = _detectors.row_step_spec(step.config, sid)
     steps.row_steps = True
     steps.snippets.add("eval_expr")
-    steps.consts.append(_plan.const(f"{c}_SPEC", _detectors.row_step_spec(step.config, step.step_id)))
+    steps.consts.append(_plan.const(f"{c}_SPEC", spec))
     steps.consts.append(f"{c}_RULE = make_step({c}_SPEC, eval_expr, to_ns, from_ns)")
-    steps.emit(f"row = {c}_RULE.process(row)[0][1]")
+    if not _keyed(step.config):
+        steps.emit(f"row = {c}_RULE.process(row)[0][1]")
+        return
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    steps.keyed[sid] = (f"{c}_SPEC", digest)
+    dead = sid + ".dead_letter"
+    steps.emit(f"key = row.get({spec['key']!r})")
+    steps.emit("if missing_value(key):  # no state to touch: the step sends the row to dead letter")
+    steps.emit(f"    outputs, reason = {c}_RULE.process(row), None")
+    steps.emit("else:")
+    steps.emit(f'    outputs, reason = state["keyed"].process({sid!r}, key, row)')
+    steps.emit("if reason is not None:")
+    steps.emit(f'    emit({dead!r}, {{**row, "reason": reason, "step_id": {sid!r}}})')
+    steps.emit("    return")
+    steps.emit("output, row = outputs[0]")
+    steps.emit('if output == "dead_letter":')
+    steps.emit(f'    emit({dead!r}, {{**row, "step_id": {sid!r}}})')
+    steps.emit("    return")
 
 
 @_registry.emits("lambda", SelectStep)
@@ -664,11 +956,17 @@ def _lambda_window(steps: _Steps, step: WindowStep) -> None:
     steps.window(step)
 
 
-def _terraform(p: Pipeline, window: WindowStep, dedup: bool) -> str:
+def _terraform(p: Pipeline, window: WindowStep, dedup: bool, partition_key: str | None = None) -> str:
     name = _plan.ident(p.name).replace("_", "-")
     size_ns = int(getattr(window.window, "size_ns", 0))
     window_s = max(1, (size_ns + window.delay_ns + window.lateness_ns) // 1_000_000_000)
     tumbling = min(900, max(60, 2 * window_s))
+    stream_note = (
+        ""
+        if partition_key is None
+        else f"# Producers must use the record's {partition_key!r} as partition key: the handler's per-key state "
+        "needs\n# every record of a key in one shard, in order (see handler.py).\n"
+    )
     text = f'''# Kinesis -> Lambda (tumbling-window state) -> Timestream, with SQS for dead letters and failed batches.
 # No credentials here: Terraform uses the caller's AWS credentials (profile, SSO or environment).
 
@@ -729,7 +1027,7 @@ provider "aws" {{
 
 data "aws_caller_identity" "this" {{}}
 
-resource "aws_kinesis_stream" "events" {{
+{stream_note}resource "aws_kinesis_stream" "events" {{
   name             = "${{var.name}}-events"
   shard_count      = var.shard_count
   retention_period = 24
@@ -822,7 +1120,7 @@ data "aws_iam_policy_document" "handler" {{
   }}
   statement {{
     sid       = "WindowPartials"
-    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"]
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem"]
     resources = [aws_dynamodb_table.windows.arn]
   }}
   statement {{
@@ -923,7 +1221,8 @@ def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = No
     Parameters
     ----------
     pipeline
-        One source, one parse step, then filters/maps/dedup in a line, ending in one tumbling window.
+        One source, one parse step, then filters/maps/dedup, rules, features and keyed small models in a
+        line (the keyed steps by one key: the stream's partition key), ending in one tumbling window.
     path
         Directory to write (created if missing).
     database
@@ -970,6 +1269,17 @@ def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = No
             "from datetime import", "from collections import OrderedDict\nfrom datetime import", 1
         )
         parts[0] = header
+    partition_key = None
+    if gen.keyed:
+        key = partition_key = next(_detectors.state_key(s.config) for s in chain if s.step_id in gen.keyed)  # type: ignore[attr-defined]
+        import textwrap
+
+        listed = "\n".join(
+            textwrap.wrap(", ".join(map(repr, gen.keyed)), 100, initial_indent="  ", subsequent_indent="  ")
+        )
+        doc = _KEYED_DOC.format(keyed=listed, key=key, limit=STATE_ITEM_MAX_BYTES)
+        parts[0] = parts[0].replace('"""\n\nfrom __future__', doc + '"""\n\nfrom __future__', 1)
+        parts[0] = parts[0].replace("import os\n", "import os\nimport pickle\n", 1)
     parts.append("\n\n# -- step settings\n")
     parts += gen.consts
     for code in gen.user_code:
@@ -980,13 +1290,16 @@ def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = No
 
     code = _tidy("\n".join(parts))
     out = ExportedFiles.at(path, "handler.py", "lambda")
+    reqs = ("pandas>=2.0\n" if "eval_expr(" in code or "pandas" in gen.imports else "") + "boto3>=1.34\n"
+    if any(isinstance(s, OperatorStep) and isinstance(s.config, Detect) for s in chain):
+        from importlib.metadata import version
+
+        reqs += f"river=={version('river')}\n"  # the models' pickled state is read back by the same river
+    dedup = any(isinstance(s, DedupStep) for s in chain)
     for fname, text in (
         ("handler.py", code),
-        (
-            "requirements.txt",
-            ("pandas>=2.0\n" if "eval_expr(" in code or "pandas" in gen.imports else "") + "boto3>=1.34\n",
-        ),
-        ("main.tf", _terraform(pipeline, window, any(isinstance(s, DedupStep) for s in chain))),
+        ("requirements.txt", reqs),
+        ("main.tf", _terraform(pipeline, window, dedup, partition_key)),
     ):
         out.write(fname, text)
     return out

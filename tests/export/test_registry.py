@@ -48,19 +48,17 @@ def test_a_step_without_an_emitter_is_refused_naming_it_and_the_targets_that_hav
 
 def test_a_detector_step_is_refused_by_lambda_naming_it_and_beam(tmp_path: Path) -> None:
     from streamlab import Pipeline, TumblingWindow, agg
-    from streamlab.detectors import VelocityRule
+    from streamlab.detectors import DriftDetector
     from streamlab.export import to_beam, to_lambda
     from streamlab.testing import ListSource
 
     p = Pipeline(ListSource([b"{}"]), name="rules")
     events = p.parse({"amount": "float64", "timestamp": "timestamp", "event_type": "string"})
-    ruled = events.apply(
-        VelocityRule("event_type", window="1m", max_count=9, name="burst"), step_id="big_amount"
-    )
+    ruled = events.apply(DriftDetector("amount"), step_id="big_amount")  # features now run on Lambda
     ruled.window(TumblingWindow("1m"), key="event_type").agg(agg.count())
     with pytest.raises(
         PipelineConfigError,
-        match=r"step 'big_amount' \(operator\): cannot export to AWS Lambda: VelocityRule keeps state.*Apache Beam",
+        match=r"step 'big_amount' \(operator\): cannot export to AWS Lambda: DriftDetector keeps state.*Apache Beam",
     ):
         to_lambda(p, tmp_path / "lambda")
     assert to_beam(p, tmp_path / "beam").module.exists()
