@@ -391,8 +391,10 @@ class RunRowSteps(beam.DoFn):
     replaying the log rebuilds the state exactly. The worker keeps the machine in memory while TOKEN
     (rewritten with each row) says the state is the one it wrote; after a retry or a move to another
     worker it replays the log. Each row costs one append and one small write, whatever the model's size.
-    A timer at the end of the global window flushes what a bounded input leaves buffered (a pattern's
-    events behind no watermark yet), as streamlab does at the end of a bounded source.
+    What a machine holds back (a pattern's events behind no watermark yet) is released by an event-time
+    timer just after the key's latest element: it fires at the end of a bounded input, as streamlab
+    releases everything at the end of a bounded source, or once a streaming input's watermark passes
+    that element (an idle stream), where streamlab would wait for later events.
     """
 
     LOG = userstate.BagStateSpec("log", PickleCoder())
@@ -410,10 +412,13 @@ class RunRowSteps(beam.DoFn):
     def fresh(self):
         return make_step(self.spec, eval_expr, to_ns, from_ns)
 
-    def machine(self, key, log, token):
-        """The key's machine and log length: the one in memory, or rebuilt from the log; None for a new key."""
+    def machine(self, key, log, stamp):
+        """The key's machine and log length: the one in memory, or rebuilt from the log; None for a new key.
+
+        ``stamp`` is the key's TOKEN: (random bytes, its latest element timestamp in microseconds) or None.
+        """
         held = self.HELD.get((self.step_id, key))
-        if held is not None and token.read() == held[0]:
+        if held is not None and stamp is not None and stamp[0] == held[0]:
             return held[1], held[2]
         machine, logged = None, 0
         for entry in log.read():
@@ -429,6 +434,7 @@ class RunRowSteps(beam.DoFn):
     def process(
         self,
         element,
+        timestamp=beam.DoFn.TimestampParam,
         log=beam.DoFn.StateParam(LOG),
         token=beam.DoFn.StateParam(TOKEN),
         end=beam.DoFn.TimerParam(END),
@@ -436,10 +442,17 @@ class RunRowSteps(beam.DoFn):
         from os import urandom
 
         key, row = element
-        machine, logged = self.machine(key, log, token)
+        stamp = token.read()
+        machine, logged = self.machine(key, log, stamp)
         if machine is None:
             machine = self.fresh()
-            end.set(beam_window.GlobalWindow().max_timestamp())
+        latest = int(timestamp.micros) if stamp is None else max(int(timestamp.micros), stamp[1])
+        if type(machine).finish is not RowStep.finish:
+            # what the machine holds back (a pattern's events) is released once the watermark passes
+            # the key's latest element: at the end of a bounded input, or after a streaming input idles.
+            # The timer's time stamps the released rows and holds the watermark, so sinks downstream
+            # (their event-time windows) still take them.
+            end.set(Timestamp(micros=latest) + Duration(micros=1))
         outputs = machine.process(row)
         if logged >= self.SNAPSHOT_EVERY:
             log.clear()
@@ -448,12 +461,13 @@ class RunRowSteps(beam.DoFn):
         else:
             log.add(row)
             logged += 1
-        stamp = urandom(8)
+        stamp = (urandom(8), latest)
         token.write(stamp)
-        self.HELD[self.step_id, key] = (stamp, machine, logged)
+        self.HELD[self.step_id, key] = (stamp[0], machine, logged)
         yield from self.emit(outputs)
 
     def emit(self, outputs):
+        """Each output to its tag; dead letters carry the step id."""
         for name, out in outputs:
             if name == "out":
                 yield out
@@ -462,10 +476,9 @@ class RunRowSteps(beam.DoFn):
 
     @userstate.on_timer(END)
     def flush(self, key=beam.DoFn.KeyParam, log=beam.DoFn.StateParam(LOG), token=beam.DoFn.StateParam(TOKEN)):
-        machine, _ = self.machine(key, log, token)
+        machine, _ = self.machine(key, log, token.read())
         if machine is not None:
-            for name, out in machine.finish():
-                yield out if name == "out" else pvalue.TaggedOutput(name, out)
+            yield from self.emit(machine.finish())
 ''',
     "rule": '''
 class ApplyRule(beam.DoFn):
@@ -503,8 +516,9 @@ Detectors, features, rules, drift and patterns
   streamlab's results. On Dataflow, rows of one key published close together may be delivered out of
   publish order, and those rows are then scored in delivery order.
 * Rules and conditions (``ThresholdRule``, pattern steps) are evaluated with pandas on one row, as the
-  filters are. A bounded input flushes the pattern's buffered events at its end (a timer at the end of
-  the global window), as streamlab does at the end of a bounded source.
+  filters are. A pattern's buffered events are released by an event-time timer just after its latest
+  event: at the end of a bounded input, as streamlab does at the end of a bounded source, and on a
+  streaming input once the watermark passes that event (an idle stream), where streamlab would wait.
 """
 
 _REPLAY = '''
@@ -578,6 +592,9 @@ def replay_stream(lines):
         due_ms = (max_ns - WATERMARK_DELAY_NS) // 1_000_000
         if watermark_ms is None or due_ms > watermark_ms:
             stream = stream.advance_watermark_to(Timestamp(micros=due_ms * 1_000))
+        # past the last record, still finite: what row steps hold back is released by their timers now,
+        # in windows that sinks can still close (at +inf they could not)
+        stream = stream.advance_watermark_to(Timestamp(micros=(max_ns // 1_000_000 + 1) * 1_000))
     return stream.advance_watermark_to_infinity()
 '''
 

@@ -205,6 +205,31 @@ def test_generated_module_backfills_a_file_of_bytes_through_its_command_line(tmp
     assert local["detect"]["is_anomaly"].any()
 
 
+def test_a_match_only_the_end_of_input_completes_is_written_by_the_streaming_replay(tmp_path: Path) -> None:
+    """The last record completes a two-country match: streamlab releases it at the end of its bounded
+    source; the module's streaming replay (what verify runs) must write it too, where it once stamped
+    it with the end of time and the file sink lost it."""
+    p = Pipeline(ListSource([b"{}"]), name="ending")
+    p.parse(TX_SCHEMA).pattern(
+        "card_id",
+        [
+            PatternStep("home", "amount > 0"),
+            PatternStep("abroad", "amount > 0", differs_from={"country": "home"}),
+        ],
+        within="1h",
+        delay="2s",
+        name="two_countries",
+        step_id="pattern",
+    )
+    tx = load("transactions")
+    card = tx[tx.card_id == "card-001121"]
+    last = int(card.index[card.event_id == "txn-11-0000004162"][0])  # its first abroad transaction
+    lines = sample_lines(tx.iloc[last - 30 : last + 1])
+    report = verify(p, lines, "beam", workdir=tmp_path)
+    assert report.equal, report.diff.head(20).to_string()
+    assert report.counts["pattern"] == {"streamlab": 1, "beam": 1}
+
+
 def test_steps_without_a_per_record_form_are_refused_naming_the_step(tmp_path: Path) -> None:
     from river import anomaly
 
