@@ -32,6 +32,7 @@ _INTEGRATION_PATHS = (
     "tests/faults/",  # brokers it freezes, kills and restarts
     "tests/export/test_beam_export.py",  # Beam's DirectRunner
     "tests/export/test_beam_detectors.py",  # Beam's DirectRunner
+    "tests/export/test_demo_export.py",  # Beam's DirectRunner and moto
     "tests/export/test_lambda_export.py",  # moto and Beam
     "tests/export/test_dedup_parity.py",  # Beam's DirectRunner
     "tests/export/test_parse_parity.py",  # the generated Beam module run as a program
