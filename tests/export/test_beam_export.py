@@ -194,15 +194,17 @@ def test_replay_stream_follows_streamlabs_watermark(tmp_path: Path) -> None:
     events = module.replay_stream(lines)._events
     kinds = [type(e).__name__ for e in events]
     # the watermark reaches max - delay before the record behind it; records ahead of it share a batch
-    assert kinds == ["ElementEvent", "WatermarkEvent", "ElementEvent", "WatermarkEvent"]
+    assert kinds == ["ElementEvent", "WatermarkEvent", "ElementEvent", "WatermarkEvent", "WatermarkEvent"]
     assert [v.value for v in events[0].timestamped_values] == [lines[0], b"bad"]
     assert (
         isinstance(events[1], WatermarkEvent) and events[1].new_watermark.micros == (BASE_MS + 5_000) * 1_000
     )
     assert isinstance(events[2], ElementEvent) and events[2].timestamped_values[0].value == lines[2]
+    # past the last record before +inf, so what row steps hold back is released into windows still open
+    assert events[3].new_watermark.micros == (BASE_MS + 10_001) * 1_000
     in_order = [record(i, BASE_MS + i * 1_000, "a", "u", None) for i in range(50)]
     events = module.replay_stream(in_order)._events
-    assert [type(e).__name__ for e in events] == ["ElementEvent", "WatermarkEvent", "WatermarkEvent"]
+    assert [type(e).__name__ for e in events] == ["ElementEvent"] + ["WatermarkEvent"] * 3
     assert iso(BASE_MS) == "2024-01-01T00:00:00.000Z"
 
 
