@@ -214,8 +214,9 @@ def handle_record(record, state, side, index):
     process_row(row, state, lambda output, r: side.append((index, output, {{**r, **meta}})))
 
 
-def run_records(records, state, keyed):
-    state["keyed"] = keyed
+def run_records(records, state, keyed=None):
+    """Every record through the steps (``keyed``: the invocation's per-key state; a fresh one by default)."""
+    state["keyed"] = KeyedState("") if keyed is None else keyed
     side = []
     for i, record in enumerate(records):
         handle_record(record, state, side, i)
