@@ -18,7 +18,19 @@ class IntervalJoinOperator(Operator):
 
     Both sides are buffered until no future row can match them: the join's watermark is the smaller of
     the two sides' largest event times minus ``delay``; a row older than that watermark when it arrives
-    goes to ``late`` (it could have missed partners that were already dropped).
+    goes to ``late`` (it could have missed partners that were already dropped). Each row is judged
+    against the watermark just before it, as if rows arrived one at a time, so the outputs do not
+    depend on how the input is cut into batches.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> op = IntervalJoinOperator("j", ["k"], "t", "t", 0, 10**9, 0, ("_l", "_r"))
+    >>> _ = op.process(pd.DataFrame({"k": ["a"], "t": pd.to_datetime([5], unit="s", utc=True)}), 1)
+    >>> left = pd.DataFrame({"k": ["a", "a", "a"], "t": pd.to_datetime([4, 9, 2], unit="s", utc=True)})
+    >>> out = op.process(left, 0)
+    >>> len(out["out"]), out["late"]["t"].dt.second.tolist()  # 2 is behind min(9, 5): late
+    (1, [2])
     """
 
     output_names = ("out", "late")
@@ -65,8 +77,7 @@ class IntervalJoinOperator(Operator):
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         side = 1 if port else 0
         ts = to_utc_ns(batch[self.times[side]])
-        wm = self.watermark_ns()
-        late_mask = (ts == NAT_NS) | ((ts < wm) if wm is not None else False)
+        late_mask = self._late(ts, side)
         out: Outputs = {}
         if np.any(late_mask):
             late = batch[late_mask].reset_index(drop=True)
@@ -88,6 +99,22 @@ class IntervalJoinOperator(Operator):
             self.buffers[side] = fresh if mine is None else pd.concat([mine, fresh], ignore_index=True)
         self._expire()
         return out
+
+    def _late(self, ts: np.ndarray, side: int) -> np.ndarray:
+        """Which rows are late by the per-event rule: each row is judged against the watermark just
+        before it, which the batch's earlier rows of this side have already raised. (Rows of a batch all
+        come from one side; the other side's largest time is fixed within it. A late row cannot raise
+        this side's largest time, so a running maximum over every row of the batch gives the rule.)"""
+        other = self.max_ts[1 - side]
+        if other == _NO_WATERMARK or len(ts) == 0:
+            return ts == NAT_NS
+        before = np.empty_like(ts)
+        before[0] = self.max_ts[side]
+        np.maximum.accumulate(ts[:-1], out=before[1:])
+        np.maximum(before, self.max_ts[side], out=before)
+        known = before != _NO_WATERMARK
+        watermark = np.minimum(np.where(known, before, other), other) - self.delay
+        return (ts == NAT_NS) | (known & (ts < watermark))
 
     def _expire(self) -> None:
         wm = self.watermark_ns()
