@@ -63,6 +63,7 @@ _BASES = {
     "FirstCombine": ["CountCombine"],
     "LastCombine": ["CountCombine", "FirstCombine"],
     "QuantileCombine": ["CountCombine"],
+    "assign_exprs": ["eval_expr"],
 }
 _SNIPPET_ORDER = [
     "is_null",
@@ -79,6 +80,7 @@ _SNIPPET_ORDER = [
     "RowCombine",
     "group_key",
     "eval_expr",
+    "assign_exprs",
 ]
 RECORD_IMPORTS = ("heapq", "json", "math", "re", "datetime", "itertools", "typing")
 """Modules ``streamlab._record`` imports: every generated module's header imports them."""

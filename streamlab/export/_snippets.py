@@ -268,9 +268,30 @@ def group_key(row: dict[str, Any], keys: tuple[str, ...]) -> str:
 
 
 def eval_expr(expr: str, row: dict[str, Any]) -> Any:
-    """A pandas expression (as streamlab's filter/with_columns) evaluated on one row."""
+    """A pandas expression (as streamlab's filter/with_columns) evaluated on one row.
+
+    A missing value (None) is first left as it is (``x > 0`` is False, ``x.str.len()`` is null); when
+    that is a type error, as arithmetic on None is, it is read as NaN, which is what a missing number is
+    in streamlab's columns (``amount * 100`` of a missing amount is NaN there, not an error).
+    """
     import pandas as pd
 
-    value = pd.DataFrame([row]).eval(expr)
+    frame = pd.DataFrame([row])
+    try:
+        value = frame.eval(expr)
+    except TypeError:
+        missing = [c for c, v in row.items() if v is None]
+        if not missing:
+            raise
+        value = frame.astype({c: "float64" for c in missing}).eval(expr)
     value = value.iloc[0] if hasattr(value, "iloc") else value
     return value.item() if hasattr(value, "item") else value
+
+
+def assign_exprs(row: dict[str, Any], columns: Any) -> dict[str, Any]:
+    """``row`` with the columns of streamlab's ``with_columns``: (name, expression) pairs evaluated in
+    order, each seeing the columns set before it."""
+    out = dict(row)
+    for name, expr in columns:
+        out[name] = eval_expr(expr, out)
+    return out

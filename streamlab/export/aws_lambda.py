@@ -875,12 +875,10 @@ def _lambda_filter(steps: _Steps, step: FilterStep) -> None:
 def _lambda_map(steps: _Steps, step: MapStep) -> None:
     sid = step.step_id
     if step.columns:
-        steps.snippets.add("eval_expr")
+        steps.snippets.add("assign_exprs")
         what = "with_columns(" + ", ".join(f"{k}={e!r}" for k, e in step.columns) + ")"
         steps.emit("try:")
-        steps.emit(
-            "    row = {**row, " + ", ".join(f"{k!r}: eval_expr({e!r}, row)" for k, e in step.columns) + "}"
-        )
+        steps.emit(f"    row = assign_exprs(row, {tuple(step.columns)!r})")
     elif step.per_event:
         what = f"map_one({step.fn.name})"  # type: ignore[union-attr]  # no columns: fn is set
         steps.emit("try:")

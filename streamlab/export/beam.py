@@ -1034,10 +1034,10 @@ def _beam_map(gen: _Generator, step: MapStep, v: str, src: str) -> None:
     label = step.step_id
     gen.need("map")
     if step.columns:
-        gen.snippets.add("eval_expr")
+        gen.snippets.add("assign_exprs")
         c = _plan.ident(sid).upper()
         gen.consts.append(f"{c}_COLUMNS = {step.columns!r}")
-        fn = f"lambda row: [{{**row, **{{n: eval_expr(e, row) for n, e in {c}_COLUMNS}}}}]"
+        fn = f"lambda row: [assign_exprs(row, {c}_COLUMNS)]"
         what = "with_columns(" + ", ".join(f"{k}={e!r}" for k, e in step.columns) + ")"
     else:
         assert step.fn is not None
