@@ -1337,10 +1337,16 @@ def _datastream_only(
 
 
 def _requirements(p: Pipeline, flink_version: str) -> str:
-    """requirements.txt: PyFlink, and river when the DataStream job carries streamlab's row steps."""
+    """requirements.txt: PyFlink, and river when the DataStream job runs a model, a quantile threshold or a
+    drift detector (streamlab's features, rules and patterns need no more than the standard library)."""
+    from streamlab.detectors import Detect, DriftDetector
+
     pin = flink_version if flink_version.count(".") >= 2 else f"{flink_version}.*"
-    rows = any(isinstance(s, OperatorStep) for s in p.steps.values())
-    return f"apache-flink=={pin}\n" + (f"river=={FLINK_RIVER_VERSION}\n" if rows else "")
+    river = any(
+        isinstance(s, OperatorStep) and isinstance(s.config, (Detect, DriftDetector))
+        for s in p.steps.values()
+    )
+    return f"apache-flink=={pin}\n" + (f"river=={FLINK_RIVER_VERSION}\n" if river else "")
 
 
 # -- the PyFlink environment and running the job --------------------------------------------------------
@@ -1679,9 +1685,9 @@ def sql_refusal(pipeline: Pipeline) -> PipelineConfigError | None:
     >>> from streamlab import Pipeline
     >>> from streamlab.testing import ListSource
     >>> p = Pipeline(ListSource([b"{}"]))
-    >>> _ = p.parse(time="timestamp").filter("amount > 1", step_id="big")
+    >>> _ = p.parse().filter("user_id == 'u1'", step_id="mine")
     >>> sql_refusal(p).step_id
-    'big'
+    'mine'
     """
     try:
         _Generator(pipeline).check()

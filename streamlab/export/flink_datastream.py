@@ -130,12 +130,15 @@ def datastream_refusal(p: Pipeline) -> str | None:
 
     Examples
     --------
-    >>> from streamlab import Pipeline
+    >>> from streamlab import Pipeline, TumblingWindow, agg
     >>> from streamlab.testing import ListSource
     >>> p = Pipeline(ListSource([b"{}"]))
-    >>> _ = p.parse().filter("user_id == 'u1'", step_id="big")
+    >>> events = p.parse()
+    >>> datastream_refusal(events.filter("user_id == 'u1'").pipeline) is None
+    True
+    >>> _ = events.window(TumblingWindow("1m"), watermark_by="event_type", step_id="w").agg(agg.count())
     >>> datastream_refusal(p)
-    "step 'big': filter steps run user code, which the DataStream job does not carry"
+    "step 'w': early results and per-partition watermarks are not translated"
     """
     parses = [s for s in p.steps.values() if isinstance(s, ParseStep)]
     if len(parses) != 1 or parses[0].time is None:
@@ -174,7 +177,9 @@ def row_step_error(step: OperatorStep) -> PipelineConfigError | None:
     >>> from streamlab.detectors import HalfSpaceTreesDetector
     >>> from streamlab.testing import ListSource
     >>> p = Pipeline(ListSource([b"{}"]))
-    >>> _ = p.parse().detect(HalfSpaceTreesDetector(), features=["amount"], step_id="trees")
+    >>> _ = p.parse({"amount": "float64", "timestamp": "timestamp"}).detect(
+    ...     HalfSpaceTreesDetector(), features=["amount"], step_id="trees"
+    ... )
     >>> print(row_step_error(p.steps["trees"]))
     step 'trees' (operator): HalfSpaceTreesDetector has seed=None: its random trees or features would differ between the notebook and the exported job. Fix: pass seed=42 (any int) to HalfSpaceTreesDetector
     """

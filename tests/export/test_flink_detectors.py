@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -38,9 +39,33 @@ def fraud_sample() -> list[bytes]:
     return lines[:20] + BAD + lines[20:]
 
 
+def iot_sample() -> list[bytes]:
+    """Two devices' first 25 readings each (a Gaussian scorer's grace period is 20)."""
+    readings = load("iot")
+    return sample_lines(readings[readings.device_id.isin(["dev-0000", "dev-0007"])].head(50))
+
+
 @pytest.mark.integration  # PyFlink's mini-cluster (a JVM)
-def test_fraud_pipeline_on_the_flink_engine_equals_streamlab(flink_python: str, tmp_path: Path) -> None:
-    report = verify(fraud_pipeline(), fraud_sample(), "flink", workdir=tmp_path, flink_python=flink_python)
+def test_fraud_and_iot_pipelines_on_the_flink_engine_equal_streamlab(
+    flink_python: str, tmp_path: Path
+) -> None:
+    """Both jobs at once (the JVM's start dominates each), through ``verify``."""
+    pool = ThreadPoolExecutor(1)
+    iot = pool.submit(
+        verify,
+        iot_pipeline(["dev-0000"]),
+        iot_sample(),
+        "flink",
+        workdir=tmp_path / "iot",
+        flink_python=flink_python,
+    )
+    try:
+        report = verify(
+            fraud_pipeline(), fraud_sample(), "flink", workdir=tmp_path / "fraud", flink_python=flink_python
+        )
+        iot_report = iot.result(timeout=600)
+    finally:
+        pool.shutdown(wait=True)
     assert report.equal, report.diff.head(20).to_string()
     assert sorted(report.files.files) == ["README.md", "datastream.py", "main.tf", "requirements.txt"]
     assert report.counts["detect"] == {"streamlab": 60, "flink": 60}
@@ -53,19 +78,12 @@ def test_fraud_pipeline_on_the_flink_engine_equals_streamlab(flink_python: str, 
     assert exported["score"].tolist() == pytest.approx(scored.sort_values("event_id")["score"].tolist())
     assert any(f"river {FLINK_RIVER_VERSION}" in n for n in report.notes)
     assert any("datastream.py alone" in n and "'velocity_feature'" in n for n in report.notes)
-
-
-@pytest.mark.integration  # PyFlink's mini-cluster (a JVM)
-def test_iot_pipeline_on_the_flink_engine_equals_streamlab(flink_python: str, tmp_path: Path) -> None:
-    devices = ["dev-0000", "dev-0007"]  # 25 readings each: a Gaussian scorer's grace period is 20
-    readings = load("iot")
-    lines = sample_lines(readings[readings.device_id.isin(devices)].head(50))
-    report = verify(iot_pipeline(devices[:1]), lines, "flink", workdir=tmp_path, flink_python=flink_python)
-    assert report.equal, report.diff.head(20).to_string()
-    scored = report.local["combine"]
-    assert report.counts["combine"] == {"streamlab": 50, "flink": 50}
-    assert (scored["score_vibration"] > 0.5).any() and (scored["score_temperature"] == 0).any()  # after grace
-    assert report.counts["drift_dev-0000"]["flink"] == 25  # one device's unflagged readings, filtered
+    # IoT: a Gaussian scorer per device and metric, filters and with_columns, ADWIN on one device
+    assert iot_report.equal, iot_report.diff.head(20).to_string()
+    combined = iot_report.local["combine"]
+    assert iot_report.counts["combine"] == {"streamlab": 50, "flink": 50}
+    assert (combined["score_vibration"] > 0.5).any() and (combined["score_temperature"] == 0).any()
+    assert iot_report.counts["drift_dev-0000"]["flink"] == 25  # one device's unflagged readings
 
 
 def test_the_datastream_only_export_says_why_and_lists_river(tmp_path: Path) -> None:

@@ -132,7 +132,9 @@ def test_generated_job_on_the_flink_engine_equals_streamlab(flink_python: str, t
         flink_job="sql",
     )
     try:
-        report = verify(p, lines, target="flink", workdir=tmp_path / "main", flink_python=flink_python)
+        report = verify(
+            p, lines, target="flink", workdir=tmp_path / "main", flink_python=flink_python, flink_job="sql"
+        )
         sql_log, _ = sql_job.communicate(timeout=600)
         late_report = with_late.result(timeout=600)
     finally:
@@ -182,6 +184,7 @@ def test_generated_files(tmp_path: Path) -> None:
     out = to_flink(every_case(), tmp_path, source="kafka", sink="jdbc")
     assert sorted(out.files) == [
         "README.md",
+        "datastream.py",  # its late rows and duplicates, and streamlab's own pattern
         "job.sql",
         "main.py",
         "main.tf",
