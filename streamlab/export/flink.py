@@ -14,13 +14,18 @@
 * ``run_sql.py``: runs ``job.sql`` through a PyFlink ``TableEnvironment`` (PyPI's apache-flink has
   no SQL gateway for ``sql-client.sh``).
 * ``datastream.py`` (when the pipeline has late or duplicates outputs and its steps allow it): a PyFlink
-  DataStream job sending late rows and duplicates to side outputs (``streamlab.export.flink_datastream``).
+  DataStream job sending late rows and duplicates to side outputs (``streamlab.export.flink_datastream``);
+  the only job of a pipeline with steps SQL cannot say (below).
 * ``README.md`` (submit commands, connector jars, semantic differences), ``requirements.txt`` and
   ``main.tf`` (AWS Managed Service for Apache Flink).
 
 Pattern steps become ``MATCH_RECOGNIZE`` where that is exact (``streamlab.export.flink_pattern``).
-Steps SQL cannot say are refused at export time with the step named (filters and maps with Python
-code, custom or order-dependent aggregators, detectors, patterns without an exact form, enrichment).
+A pipeline with steps SQL cannot say (detectors, features, rules, drift detectors, patterns without an
+exact form, filters and ``with_columns`` expressions, order-dependent aggregators) is exported as
+``datastream.py`` alone, with streamlab's per-record code in keyed state, when the DataStream job can
+run every step; its README names the step SQL could not say. What neither job can run (Python
+functions, enrichment, arbitrary river models, unseeded random detectors) is refused at export time
+with the step named.
 
 Examples
 --------
@@ -62,6 +67,7 @@ from streamlab.steps import (
     DedupStep,
     IntervalJoinStep,
     KeyByStep,
+    OperatorStep,
     ParseStep,
     SelectStep,
     SinkStep,
@@ -70,10 +76,14 @@ from streamlab.steps import (
 )
 from streamlab.windows import SessionWindow, SlidingWindow, TumblingWindow
 
-__all__ = ["FLINK_VERSION", "SINKS", "SOURCES", "to_flink"]
+__all__ = ["FLINK_RIVER_VERSION", "FLINK_VERSION", "SINKS", "SOURCES", "to_flink"]
 
 FLINK_VERSION = "2.3.0"
 """The PyFlink release the generated job is written for and verified with (``apache-flink`` on PyPI)."""
+FLINK_RIVER_VERSION = "0.23.0"
+"""The river release next to PyFlink: the newest one that installs with ``apache-flink`` 2.3.0 (which pins
+apache-beam<=2.61, so numpy<2.2; river 0.24 and later need numpy>=2.3.4). ``verify(target="flink")``
+proves its models score as streamlab's river does on the exported detectors."""
 SOURCES = ("kafka", "kinesis", "eventhubs", "files")
 """What the generated job can read: Kafka, Kinesis, Event Hubs (its Kafka endpoint) or files."""
 SINKS = ("files", "kafka", "jdbc")
@@ -110,14 +120,14 @@ _TRANSLATED = (
 _REFUSED = {
     "filter": (
         "filters and maps run Python code (or pandas expressions) on each row, which the SQL job "
-        "cannot carry",
+        "cannot carry (the DataStream job carries expressions)",
         "apply it before the events reach Flink, or export to Beam (to_beam), which copies the "
         "function into the job",
     ),
     "operator": (
-        "detectors and feature steps keep per-key models in streamlab code; Flink SQL has no equal "
-        "and the export does not generate a keyed-state DataStream job for them",
-        "run the detector in streamlab (or the Lambda export), and export the windows and joins to Flink",
+        "detectors, features, rules and drift detectors keep per-key models and history in streamlab "
+        "code, which Flink SQL has no equal for",
+        "the export writes the DataStream job (datastream.py) alone, which runs them in keyed state",
     ),
     "enrich": (
         "enrich joins with a table held in memory, which the exported job cannot ship",
@@ -1045,9 +1055,82 @@ terraform init && terraform apply -var code_bucket=BUCKET -var code_key=job.zip
 {SEMANTICS}"""
 
 
-def _terraform(gen: _Generator, source: str, sink: str) -> str:
+def _readme_datastream(gen: _Generator, source: str, sink: str, why: PipelineConfigError) -> str:
+    """README of a DataStream-only export: which step Flink SQL cannot say, how to run and deploy."""
+    from streamlab.export import flink_datastream as ds
+
+    p = gen.p
+    jars = sorted({_CONNECTOR_JARS[x] for x in (source, sink) if x in _CONNECTOR_JARS and x != "jdbc"})
+    jar_lines = "\n".join(f"* `{j}`" for j in jars) or "* none: files need no connector jar"
+    outputs = "\n".join(f"* `{name}`: `{ref}`" for ref, name in ds.datastream_outputs(p).items())
+    rows = [f"`{sid}` ({s.config.kind})" for sid, s in p.steps.items() if isinstance(s, OperatorStep)]
+    carried = f" Row steps in keyed state: {', '.join(rows)}." if rows else ""
+    return f"""# Flink job `{p.name}` (exported from streamlab): DataStream API only
+
+Steps: {" -> ".join(p.steps)}. Written for Apache Flink {gen.flink_version} (PyFlink from PyPI:
+`pip install -r requirements.txt`, Java 11 or 17).
+
+**Why no Flink SQL job (`job.sql`, `main.py`)**: step `{why.step_id}` ({why.kind}): {why.problem}.
+The whole pipeline runs in `datastream.py` instead: a PyFlink DataStream job that parses each record
+with streamlab's parser and runs every step after it with streamlab's own per-record code (copied in,
+not rewritten) in one `KeyedProcessFunction`, its state in Flink keyed state (checkpointed with the
+job); each output, dead letters and late rows included, is a side output (`OutputTag`) with its own
+sink.{carried}
+
+Outputs (sink names):
+
+{outputs}
+
+## Run
+
+Locally on Flink's mini-cluster, from files of raw JSON lines:
+
+```
+python datastream.py --input events.jsonl --output out/
+```
+
+On a cluster (Flink {gen.flink_version}), reading the deployed source (`{source}`):
+
+```
+flink run -py datastream.py -pyfs datastream.py -- --source {source} --sink {"kafka" if sink == "kafka" else "files"} --output s3://BUCKET/out/
+```
+
+`requirements.txt` lists what the Python workers need (river at the version verified here: the newest
+that installs next to `apache-flink`); ship it with `-pyreq requirements.txt`.
+
+## Connectors
+
+Sources: `--source files` (built in), `kafka` (`KAFKA_BOOTSTRAP_SERVERS`, `KAFKA_TOPIC`),
+`eventhubs` (Event Hubs' Kafka endpoint: `EVENTHUBS_NAMESPACE`, `EVENTHUB_NAME`,
+`EVENTHUBS_CONNECTION_STRING`), `kinesis` (`KINESIS_STREAM`, `AWS_REGION`; credentials from the default
+AWS chain). Sinks: `--sink files` (JSON lines per output) or `kafka` (one topic per output); the
+DataStream job has no JDBC sink. Secrets are read from the environment only.
+
+Connector jars this deployment needs (put them in Flink's `lib/` or pass `--jarfile`):
+
+{jar_lines}
+
+**Verified here on files only.** The Kafka and Kinesis connector jars cannot be fetched on the machine
+that verifies exports, so `verify(target="flink")` runs `datastream.py` on Flink's local mini-cluster
+with a file source and file sinks. The connector paths are generated and documented, not executed.
+
+## AWS Managed Service for Apache Flink
+
+`main.tf` creates the application running `datastream.py` (runtime `FLINK-1_20`).
+
+```
+zip -r job.zip datastream.py requirements.txt lib/
+terraform init && terraform apply -var code_bucket=BUCKET -var code_key=job.zip
+```
+
+## Semantics
+
+{ds.DATASTREAM_SEMANTICS}"""
+
+
+def _terraform(gen: _Generator, source: str, sink: str, job: str = "main.py") -> str:
     name = _plan.ident(gen.p.name).replace("_", "-")
-    return f"""# AWS Managed Service for Apache Flink application running main.py.
+    return f"""# AWS Managed Service for Apache Flink application running {job}.
 # No credentials here: Terraform uses the caller's AWS credentials; secrets stay in Secrets Manager.
 
 terraform {{
@@ -1065,7 +1148,7 @@ variable "name" {{
 }}
 variable "code_bucket" {{
   type        = string
-  description = "S3 bucket holding job.zip (main.py and lib/*.jar)"
+  description = "S3 bucket holding job.zip ({job} and lib/*.jar)"
 }}
 variable "code_key" {{
   type    = string
@@ -1105,7 +1188,7 @@ resource "aws_kinesisanalyticsv2_application" "job" {{
       property_group {{
         property_group_id = "kinesis.analytics.flink.run.options"
         property_map = {{
-          python  = "main.py"
+          python  = "{job}"
           jarfile = "lib/connectors.jar"
         }}
       }}
@@ -1151,8 +1234,11 @@ def to_flink(
     pipeline
         One source, one parse step, then dedup, key_by, select, tumbling/sliding/session windows
         (count, sum, mean, min, max, count_distinct), interval joins and patterns that map exactly
-        to ``MATCH_RECOGNIZE``. Other steps are refused with
-        a :class:`~streamlab.errors.PipelineConfigError` naming the step and the alternative.
+        to ``MATCH_RECOGNIZE`` become the SQL job. A pipeline with detector, feature, rule, drift or
+        other pattern steps, or filters and ``with_columns`` expressions, becomes ``datastream.py``
+        alone (the DataStream job, see ``streamlab.export.flink_datastream``). Steps neither can run
+        are refused with a :class:`~streamlab.errors.PipelineConfigError` naming the step and the
+        alternative.
     path
         Directory to write (created if missing).
     source
@@ -1167,7 +1253,8 @@ def to_flink(
     Returns
     -------
     ExportedFiles
-        ``main.py`` (the module), ``job.sql``, ``README.md``, ``requirements.txt`` and ``main.tf``.
+        ``main.py`` (the module), ``job.sql``, ``README.md``, ``requirements.txt`` and ``main.tf``; or
+        ``datastream.py`` (the module), ``README.md``, ``requirements.txt`` and ``main.tf``.
 
     Examples
     --------
@@ -1202,8 +1289,24 @@ def to_flink(
         raise PipelineConfigError(
             "pipeline", "export", f"flink_version={flink_version!r}", "pass a version such as '1.20' or '2.3'"
         ) from None
+    from streamlab.export import flink_datastream as ds
+
     gen = _Generator(pipeline, (major, minor))
-    gen.check()
+    try:
+        gen.check()
+    except PipelineConfigError as sql_error:
+        refusal = ds.datastream_refusal(pipeline)
+        if refusal is None:  # the DataStream job says what SQL cannot
+            return _datastream_only(gen, path, source, sink, flink_version, sql_error)
+        for step in pipeline.steps.values():  # a row step's own reason names the fix
+            if isinstance(step, OperatorStep) and (error := ds.row_step_error(step)) is not None:
+                raise error from None
+        raise PipelineConfigError(
+            sql_error.step_id,
+            sql_error.kind,
+            f"{sql_error.problem}; nor can the DataStream job run the pipeline ({refusal})",
+            sql_error.fix,
+        ) from None
     gen.build()
     out = ExportedFiles.at(path, "main.py", "flink")
     write = out.write
@@ -1211,32 +1314,72 @@ def to_flink(
     write("job.sql", _job_sql(gen, source, sink))
     write("run_sql.py", _RUN_SQL)
     write("README.md", _readme(gen, source, sink))
-    pin = flink_version if flink_version.count(".") >= 2 else f"{flink_version}.*"
-    write("requirements.txt", f"apache-flink=={pin}\n")
+    write("requirements.txt", _requirements(pipeline, flink_version))
     write("main.tf", _terraform(gen, source, sink))
-    from streamlab.export import flink_datastream as ds
-
     if ds.wants_datastream(pipeline) and ds.datastream_refusal(pipeline) is None:
         write("datastream.py", ds.datastream_py(pipeline, source, sink, flink_version))
     return out
 
 
-# -- the PyFlink environment and running the job --------------------------------------------------------
-def flink_env_dir() -> Path:
-    """Where the PyFlink virtual environment is cached: ``$STREAMLAB_CACHE/pyflink-<version>``.
+def _datastream_only(
+    gen: _Generator, path: str | Path, source: str, sink: str, flink_version: str, why: PipelineConfigError
+) -> ExportedFiles:
+    """The export of a pipeline with a step Flink SQL cannot say (``why``) that the DataStream job runs:
+    ``datastream.py`` alone, with its README, requirements and Terraform."""
+    from streamlab.export import flink_datastream as ds
 
-    ``apache-flink`` pins apache-beam, pandas and pyarrow versions that conflict with streamlab's Beam
-    export, so it lives in its own virtual environment, built once and reused.
+    out = ExportedFiles.at(path, "datastream.py", "flink")
+    out.write("datastream.py", ds.datastream_py(gen.p, source, sink, flink_version))
+    out.write("README.md", _readme_datastream(gen, source, sink, why))
+    out.write("requirements.txt", _requirements(gen.p, flink_version))
+    out.write("main.tf", _terraform(gen, source, sink, job="datastream.py"))
+    return out
+
+
+def _requirements(p: Pipeline, flink_version: str) -> str:
+    """requirements.txt: PyFlink, and river when the DataStream job runs a model, a quantile threshold or a
+    drift detector (streamlab's features, rules and patterns need no more than the standard library)."""
+    from streamlab.detectors import Detect, DriftDetector
+
+    pin = flink_version if flink_version.count(".") >= 2 else f"{flink_version}.*"
+    river = any(
+        isinstance(s, OperatorStep) and isinstance(s.config, (Detect, DriftDetector))
+        for s in p.steps.values()
+    )
+    return f"apache-flink=={pin}\n" + (f"river=={FLINK_RIVER_VERSION}\n" if river else "")
+
+
+# -- the PyFlink environment and running the job --------------------------------------------------------
+def flink_requirements() -> list[str]:
+    """What the PyFlink environment (and a generated job's ``requirements.txt``) installs: PyFlink, and
+    river for the detectors the DataStream job carries (:data:`FLINK_RIVER_VERSION`).
 
     Examples
     --------
-    >>> flink_env_dir().name
-    'pyflink-2.3.0'
+    >>> flink_requirements()
+    ['apache-flink==2.3.0', 'river==0.23.0']
     """
+    return [f"apache-flink=={FLINK_VERSION}", f"river=={FLINK_RIVER_VERSION}"]
+
+
+def flink_env_dir() -> Path:
+    """Where the PyFlink virtual environment is cached: ``$STREAMLAB_CACHE/pyflink-<version>-<key>``.
+
+    ``apache-flink`` pins apache-beam, pandas and pyarrow versions that conflict with streamlab's Beam
+    export, so it lives in its own virtual environment, built once and reused. ``<key>`` is a digest of
+    :func:`flink_requirements`: changing a requirement (river's version) builds a new environment.
+
+    Examples
+    --------
+    >>> flink_env_dir().name.startswith("pyflink-2.3.0-")
+    True
+    """
+    import hashlib
     import os
 
     cache = Path(os.environ.get("STREAMLAB_CACHE", Path.home() / ".cache" / "streamlab"))
-    return cache / f"pyflink-{FLINK_VERSION}"
+    key = hashlib.sha256("\n".join(flink_requirements()).encode()).hexdigest()[:10]
+    return cache / f"pyflink-{FLINK_VERSION}-{key}"
 
 
 def ensure_flink_python(*, timeout: float = 900) -> str:
@@ -1263,6 +1406,7 @@ def ensure_flink_python(*, timeout: float = 900) -> str:
         return override
     home = flink_env_dir()
     home.mkdir(parents=True, exist_ok=True)
+    requirements = flink_requirements()
     venv = home / "venv"
     python = venv / "bin" / "python"
     ready = home / "ready"
@@ -1280,7 +1424,8 @@ def ensure_flink_python(*, timeout: float = 900) -> str:
                         f"{2 * timeout:.0f} s (scripts/test.sh logs it to build/pyflink-env.log)"
                     ) from None
                 time.sleep(1)  # a lock held by another process: nothing to wait on but time
-        if ready.exists() and python.exists():
+        wanted = "".join(f"{r}\n" for r in requirements)
+        if ready.exists() and ready.read_text() == wanted and python.exists():
             return str(python)
         shutil.rmtree(venv, ignore_errors=True)
         steps = [
@@ -1292,9 +1437,9 @@ def ensure_flink_python(*, timeout: float = 900) -> str:
                 "install",
                 "-q",
                 "--disable-pip-version-check",
-                f"apache-flink=={FLINK_VERSION}",
+                *requirements,
             ],
-            [str(python), "-c", "import pyflink.table, pyflink.datastream"],
+            [str(python), "-c", "import pyflink.table, pyflink.datastream, river"],
         ]
         for cmd in steps:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -1306,13 +1451,13 @@ def ensure_flink_python(*, timeout: float = 900) -> str:
                     f"cannot install PyFlink {FLINK_VERSION} into {venv}: {' '.join(cmd[:4])} failed "
                     f"(exit {done.returncode}):\n{said[-3000:]}\nFix: make PyPI "
                     f"reachable, or build it yourself (python3 -m venv DIR && DIR/bin/pip install "
-                    f"apache-flink=={FLINK_VERSION}) and set STREAMLAB_FLINK_PYTHON=DIR/bin/python"
+                    f"{' '.join(requirements)}) and set STREAMLAB_FLINK_PYTHON=DIR/bin/python"
                 )
         if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
             raise RuntimeError(
                 "PyFlink needs Java 11 or 17: install a JDK (apt-get install openjdk-17-jre-headless)"
             )
-        ready.write_text(f"apache-flink=={FLINK_VERSION}\n")
+        ready.write_text(wanted)
     return str(python)
 
 
@@ -1478,6 +1623,13 @@ def verify_flink(
         )
     files = to_flink(pipeline, workdir, **options)
     has_datastream = "datastream.py" in files.files
+    if flink_job == "sql" and "main.py" not in files.files:
+        raise PipelineConfigError(
+            "pipeline",
+            "verify",
+            f"the Flink export has no SQL job (main.py): {sql_refusal(pipeline)}",
+            "verify the DataStream job (flink_job='auto' or 'datastream')",
+        )
     if flink_job == "datastream" and not has_datastream:
         why = ds.datastream_refusal(pipeline) or "the pipeline has no late or duplicates output"
         raise PipelineConfigError(
@@ -1493,6 +1645,16 @@ def verify_flink(
             "and duplicates as side outputs) on its local mini-cluster with a file source (connector jars "
             "cannot be fetched here); every output compared, late rows included"
         ]
+        rows = [sid for sid, s in pipeline.steps.items() if isinstance(s, OperatorStep)]
+        if rows:
+            notes.append(
+                f"row steps {', '.join(rows)} ran streamlab's per-record state machines in Flink keyed state "
+                f"(river {FLINK_RIVER_VERSION} in PyFlink's environment), records in the file's order"
+            )
+        if "main.py" not in files.files:
+            notes.append(
+                f"the export is datastream.py alone, Flink SQL cannot run the pipeline: {sql_refusal(pipeline)}"
+            )
         if any(isinstance(s, IntervalJoinStep) for s in pipeline.steps.values()):
             from streamlab.export.verify import run_local
 
@@ -1513,6 +1675,25 @@ def verify_flink(
             cols = [key, "pattern", "first_time", "last_time", "event_ids", "n_events"]
             compared[sid] = (cols, {"first_time", "last_time"})
     return files, local, exported, flink_notes(pipeline, local) + left_out, compared
+
+
+def sql_refusal(pipeline: Pipeline) -> PipelineConfigError | None:
+    """Why the pipeline has no Flink SQL job (the step SQL cannot say), or None when it has one.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b"{}"]))
+    >>> _ = p.parse().filter("user_id == 'u1'", step_id="mine")
+    >>> sql_refusal(p).step_id
+    'mine'
+    """
+    try:
+        _Generator(pipeline).check()
+    except PipelineConfigError as e:
+        return e
+    return None
 
 
 def flink_notes(pipeline: Pipeline, local: dict[str, Any]) -> list[str]:

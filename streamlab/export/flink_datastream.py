@@ -10,8 +10,11 @@ with the job), and sends every output, late rows included, to its own ``OutputTa
 streamlab's watermark is one per step over the whole stream, updated by every record, so the
 function runs under one key: the job's parallelism is for parsing and writing, the stateful steps run
 in one task. Translated: parse, dedup, select, key_by, tumbling, sliding and session windows (with
-the aggregators the SQL job takes) and interval joins, in any tree after one parse; others make
-:func:`datastream_refusal` name the step, and ``datastream.py`` is not written.
+the aggregators the SQL job takes), interval joins, filters and ``with_columns`` with expressions, and
+the detector, feature, rule, drift and pattern steps that have a per-record form
+(``streamlab.export._detectors``), in any tree after one parse; others make :func:`datastream_refusal`
+name the step, and ``datastream.py`` is not written. A pipeline with a step Flink SQL cannot say is
+exported as ``datastream.py`` alone (``streamlab.export.flink.to_flink``).
 
 Examples
 --------
@@ -32,12 +35,16 @@ from __future__ import annotations
 import json
 
 from streamlab._dead_letter import PARSE_DEAD_LETTER_COLUMNS
-from streamlab.export import _plan
+from streamlab.errors import PipelineConfigError
+from streamlab.export import _detectors, _plan
 from streamlab.pipeline import Pipeline
 from streamlab.steps import (
     DedupStep,
+    FilterStep,
     IntervalJoinStep,
     KeyByStep,
+    MapStep,
+    OperatorStep,
     ParseStep,
     SelectStep,
     SinkStep,
@@ -68,6 +75,18 @@ What differs from streamlab (datastream.py)
   whose final watermark closes every window.
 * Results are written when a window closes, not at the end of the run; a checkpoint commits the file
   sinks' part files.
+* Detectors, features, rules, drift detectors and patterns run streamlab's own per-record state
+  machines (``make_step`` of ``streamlab._detector_record``, copied below): score-then-learn with
+  river's models, the thresholds, the features' windows, the pattern's watermark. Under the one key
+  each machine sees the whole stream, as streamlab's operator does (retention, ``max_keys`` and
+  ``key_ttl`` reckoned over the whole stream), in the order records reach the keyed function: one
+  file (one reader), one Kafka partition or one Kinesis shard keeps its order (Flink keeps the order
+  of each channel); records of several partitions interleave as they arrive, as they do when streamlab
+  reads those partitions. Filters and ``with_columns`` evaluate their pandas expressions on one row.
+* A pattern's held-back events are released by the final watermark of a bounded input, as streamlab
+  releases them at the end of a bounded source; on an unbounded input they wait for later events.
+* river is pinned to the newest release that installs next to ``apache-flink`` (requirements.txt);
+  ``verify(target="flink")`` checks that its models score as streamlab's river does.
 """
 
 _TRANSLATED = (
@@ -79,12 +98,16 @@ _TRANSLATED = (
     SinkStep,
     WindowStep,
     IntervalJoinStep,
+    FilterStep,
+    MapStep,
+    OperatorStep,
 )
 
 
 def wants_datastream(p: Pipeline) -> bool:
-    """True when the pipeline has an output Flink SQL cannot give: a window's or a join's ``late`` or a
-    dedup's ``duplicates`` (the DataStream job is written for it, when :func:`datastream_refusal` allows).
+    """True when the pipeline has an output Flink SQL cannot give (a window's or a join's ``late``, a
+    dedup's ``duplicates``) or a step SQL cannot say (a detector, feature, rule or drift step, a filter or
+    a map): the DataStream job is written for it, when :func:`datastream_refusal` allows.
 
     Examples
     --------
@@ -94,7 +117,12 @@ def wants_datastream(p: Pipeline) -> bool:
     >>> wants_datastream(p), wants_datastream(p.parse().dedup("event_id").pipeline)
     (False, True)
     """
-    return any(isinstance(s, (WindowStep, DedupStep, IntervalJoinStep)) for s in p.steps.values())
+    if any(isinstance(s, (WindowStep, DedupStep, IntervalJoinStep)) for s in p.steps.values()):
+        return True
+    return any(
+        isinstance(s, (FilterStep, MapStep)) or (isinstance(s, OperatorStep) and not _plan.is_pattern_step(s))
+        for s in p.steps.values()
+    )
 
 
 def datastream_refusal(p: Pipeline) -> str | None:
@@ -102,23 +130,30 @@ def datastream_refusal(p: Pipeline) -> str | None:
 
     Examples
     --------
-    >>> from streamlab import Pipeline
+    >>> from streamlab import Pipeline, TumblingWindow, agg
     >>> from streamlab.testing import ListSource
     >>> p = Pipeline(ListSource([b"{}"]))
-    >>> _ = p.parse().filter("user_id == 'u1'", step_id="big")
+    >>> events = p.parse()
+    >>> datastream_refusal(events.filter("user_id == 'u1'").pipeline) is None
+    True
+    >>> _ = events.window(TumblingWindow("1m"), watermark_by="event_type", step_id="w").agg(agg.count())
     >>> datastream_refusal(p)
-    "step 'big': filter steps run user code, which the DataStream job does not carry"
+    "step 'w': early results and per-partition watermarks are not translated"
     """
     parses = [s for s in p.steps.values() if isinstance(s, ParseStep)]
     if len(parses) != 1 or parses[0].time is None:
         return "the pipeline needs exactly one parse step, with an event-time field"
     for step in p.steps.values():
+        if isinstance(step, (FilterStep, MapStep)) and step.fn is not None:
+            what = f"{step.kind} steps with a Python function run user code"
+            return f"step {step.step_id!r}: {what}, which the DataStream job does not carry"
+        if isinstance(step, OperatorStep):
+            error = row_step_error(step)
+            if error is not None:
+                return f"step {step.step_id!r}: {error.problem}"
         if not isinstance(step, _TRANSLATED):
             what = {
-                "filter": "filter steps run user code",
-                "map": "map steps run user code",
                 "interval_join": "interval joins pair two streams",
-                "operator": "detector, feature, rule and pattern steps keep streamlab models",
             }.get(step.kind, f"{step.kind} steps are not translated")
             return f"step {step.step_id!r}: {what}, which the DataStream job does not carry"
         if isinstance(step, WindowStep):
@@ -129,6 +164,29 @@ def datastream_refusal(p: Pipeline) -> str | None:
                     _plan.aggregator_code(a, step.step_id, step.time)
                 except Exception:
                     return f"step {step.step_id!r}: aggregator {a.describe()} has no generated code"
+    return None
+
+
+def row_step_error(step: OperatorStep) -> PipelineConfigError | None:
+    """Why a detector, feature, rule, drift or pattern step has no per-record form (naming the step and
+    the fix), or None: the DataStream job runs those that have one.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.detectors import HalfSpaceTreesDetector
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b"{}"]))
+    >>> _ = p.parse({"amount": "float64", "timestamp": "timestamp"}).detect(
+    ...     HalfSpaceTreesDetector(), features=["amount"], step_id="trees"
+    ... )
+    >>> print(row_step_error(p.steps["trees"]))
+    step 'trees' (operator): HalfSpaceTreesDetector has seed=None: its random trees or features would differ between the notebook and the exported job. Fix: pass seed=42 (any int) to HalfSpaceTreesDetector
+    """
+    try:
+        _detectors.row_step_spec(step.config, step.step_id)
+    except PipelineConfigError as e:
+        return e
     return None
 
 
@@ -358,6 +416,7 @@ def build(raw):
         def on_timer(self, timestamp, ctx):
             state = self.state.value() or {}
             out = []
+            finish_rows(state, lambda ref, r: out.append((ref, r)))
             for step in WINDOWS:
                 close_windows(step, state, lambda ref, r: out.append((ref, r)), final=True)
             for step in SESSIONS:
@@ -444,6 +503,44 @@ if __name__ == "__main__":
 '''
 
 
+_EXPR_HELPERS = '''
+
+def transform_row(row, step, what, emit, transform):
+    """A filter's or with_columns' ``transform`` on one row; a row it raises on goes to the step's
+    dead letters with streamlab's reason (and None is returned)."""
+    try:
+        return transform(row, step)
+    except Exception as e:
+        emit(step + ".dead_letter", dead_letter_row(f"{what} raised {type(e).__name__}: {e}", step, row))
+        return None
+
+
+def keep_row(row, step):
+    """Whether the filter's expression (pandas, as streamlab evaluates it) holds for the row."""
+    return bool(eval_expr(FILTERS[step], row))
+
+
+def map_row(row, step):
+    """The row with the step's columns added, each expression seeing the columns before it."""
+    for name, expr in MAPS[step]:
+        row = {**row, name: eval_expr(expr, row)}
+    return row
+'''
+
+_ROW_HELPERS = '''
+
+def row_machine(step, state):
+    """The step's per-record state machine (``make_step`` of streamlab._detector_record, below), kept in
+    the job's keyed state; one read back from a checkpoint gets its helpers again."""
+    machine = state.get(step)
+    if machine is None:
+        machine = state[step] = make_step(ROW_SPECS[step], eval_expr, to_ns, from_ns)
+    else:
+        machine.bind(eval_expr, to_ns, from_ns)
+    return machine
+'''
+
+
 def _steps_code(p: Pipeline) -> str:
     """``after_parse(row, state, emit)`` and one function per step, calling the steps that read it."""
     consumers = p.consumers()
@@ -485,7 +582,49 @@ def _steps_code(p: Pipeline) -> str:
             lines += [*head, f"    pairs, late = join_row(row, {sid!r}, port, state)"]
             lines += ["    if late is not None:", f"        emit({sid + '.late'!r}, late)"]
             lines += ["    for row in pairs:", *calls(sid, "        ")]
+        elif isinstance(step, FilterStep):
+            lines += [*head, f"    keep = transform_row(row, {sid!r}, {_what(step)!r}, emit, keep_row)"]
+            lines += ["    if not keep:", "        return"]
+            lines += calls(sid)
+        elif isinstance(step, MapStep):
+            lines += [*head, f"    row = transform_row(row, {sid!r}, {_what(step)!r}, emit, map_row)"]
+            lines += ["    if row is None:", "        return"]
+            lines += calls(sid)
+        elif isinstance(step, OperatorStep):
+            lines += [
+                *head,
+                f"    route_{_plan.ident(sid)}(row_machine({sid!r}, state).process(row), state, emit)",
+            ]
+            lines += [
+                "",
+                "",
+                f"def route_{_plan.ident(sid)}(outputs, state, emit):",
+                f'    """Step {sid!r}\'s outputs: its rows to the steps reading them, the others to their outputs."""',
+                "    for name, row in outputs:",
+                '        if name == "out":',
+                *calls(sid, "            "),
+                '        elif name == "dead_letter":',
+                f'            emit({sid + ".dead_letter"!r}, {{**row, "step_id": {sid!r}}})',
+                "        else:",
+                f'            emit({sid!r} + "." + name, row)',
+            ]
+    rows = [sid for sid, step in p.steps.items() if isinstance(step, OperatorStep)]
+    lines += [
+        "",
+        "",
+        "def finish_rows(state, emit):",
+        '    """At the end of a bounded input: what the row steps hold back (a pattern\'s events), in order."""',
+        *(f"    route_{_plan.ident(sid)}(row_machine({sid!r}, state).finish(), state, emit)" for sid in rows),
+        *([] if rows else ["    return None"]),
+    ]
     return "\n".join(lines)
+
+
+def _what(step: FilterStep | MapStep) -> str:
+    """How streamlab names a filter or with_columns step in its dead letters' reasons."""
+    if isinstance(step, FilterStep):
+        return f"filter {step.expr!r}"
+    return "with_columns(" + ", ".join(f"{k}={v!r}" for k, v in step.columns) + ")"
 
 
 def _consts(p: Pipeline) -> tuple[list[str], set[str]]:
@@ -533,6 +672,23 @@ def _consts(p: Pipeline) -> tuple[list[str], set[str]]:
     consts.append(_plan.const("SESSIONS", sessions))
     consts.append("# interval join step -> (keys, (left, right time), lower, upper, delay, suffixes), ns")
     consts.append(_plan.const("JOINS", joins))
+    filters = {sid: s.expr for sid, s in p.steps.items() if isinstance(s, FilterStep)}
+    maps = {sid: s.columns for sid, s in p.steps.items() if isinstance(s, MapStep)}
+    rows = {
+        sid: _detectors.row_step_spec(s.config, sid)
+        for sid, s in p.steps.items()
+        if isinstance(s, OperatorStep)
+    }
+    if filters or maps:
+        snippets.add("eval_expr")
+        consts.append("# filter step -> expression; with_columns step -> (column, expression), in order")
+        consts += [_plan.const("FILTERS", filters), _plan.const("MAPS", maps)]
+    if rows:
+        snippets.update({"eval_expr", "to_ns", "from_ns"})
+        consts.append(
+            "# detector, feature, rule, drift and pattern step -> its spec (streamlab.export._detectors)"
+        )
+        consts.append(_plan.const("ROW_SPECS", rows))
     return consts, snippets
 
 
@@ -559,11 +715,28 @@ def datastream_py(p: Pipeline, source: str, sink: str, version: str = "2.3.0") -
     req = tuple(dict.fromkeys(((parse.time,) if parse.time else ()) + parse.required))
     consts, snippets = _consts(p)
     outputs = datastream_outputs(p)
-    body = _BODY.replace("@STEPS@", _steps_code(p)).replace("@RAW_STREAM@", RAW_STREAM)
+    rows = any(isinstance(s, OperatorStep) for s in p.steps.values())
+    helpers = _EXPR_HELPERS if any(isinstance(s, (FilterStep, MapStep)) for s in p.steps.values()) else ""
+    helpers += _ROW_HELPERS if rows else ""
+    steps = helpers.lstrip("\n") + ("\n\n" if helpers else "") + _steps_code(p)
+    body = _BODY.replace("@STEPS@", steps).replace("@RAW_STREAM@", RAW_STREAM)
+    if rows:
+        header = header.replace("import base64\n", "import base64\nimport bisect\n", 1)
+        header = header.replace(
+            "from datetime import", "from collections import OrderedDict\nfrom datetime import", 1
+        )
     parts = [
         header,
         "# -- streamlab's record parser and per-event rules, copied: this module must not import streamlab\n",
         _plan.snippet_source(snippets),
+        *(
+            [
+                "\n\n# -- streamlab._detector_record: per-record detectors, features, rules and patterns\n",
+                _detectors.detector_record_source(),
+            ]
+            if rows
+            else []
+        ),
         "\n\n# -- the pipeline\n",
         f"PIPELINE_NAME = {p.name!r}",
         f"PARSE_STEP = {parse.step_id!r}",
@@ -635,4 +808,15 @@ def datastream_compared(p: Pipeline) -> dict[str, tuple[list[str], set[str]]]:
             common = [c for c in left if c in right]  # what a late row of either side has
             out[f"{sid}.late"] = (["join_side", *common], {c for c in common if c in stamps})
     written = datastream_outputs(p)
+    from streamlab.export.verify import _after_row_steps
+
+    parses = [s for s in p.steps.values() if isinstance(s, ParseStep)]
+    stamps = {f.name for s in parses for f in s.fields if f.type == "timestamp"}
+    stamps |= {"first_time", "last_time", "time"}  # a pattern's matches, a drift detector's changes
+    after = _after_row_steps(p)
+    for ref in written:
+        step = p.steps[ref.partition(".")[0]]
+        if step.step_id in after and not isinstance(step, WindowStep) and ref not in out:
+            cols = list(p.columns_of(ref) or ())
+            out[ref] = (cols, {c for c in cols if c in stamps})
     return {ref: spec for ref, spec in out.items() if ref in written}

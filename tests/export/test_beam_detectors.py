@@ -128,7 +128,7 @@ def fraud_sample() -> list[bytes]:
 
 def iot_sample(devices: list[str]) -> list[bytes]:
     readings = load("iot")
-    return sample_lines(readings[readings.device_id.isin(devices)].head(360))
+    return sample_lines(readings[readings.device_id.isin(devices)].head(240))
 
 
 @pytest.mark.slow
@@ -152,7 +152,7 @@ def test_iot_pipeline_on_beam_equals_streamlab(tmp_path: Path) -> None:
     report = verify(iot_pipeline(devices[:1]), iot_sample(devices), "beam", workdir=tmp_path)
     assert report.equal, report.diff.head(20).to_string()
     scored = report.local["combine"]
-    assert report.counts["combine"] == {"streamlab": 360, "beam": 360}
+    assert report.counts["combine"] == {"streamlab": 240, "beam": 240}
     assert (scored["score_vibration"] > 0.5).any() and (scored["score_temperature"] == 0).any()  # after grace
     assert report.counts["drift_dev-0000"]["beam"] > 0
 

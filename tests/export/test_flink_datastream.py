@@ -63,6 +63,7 @@ def run_rules(path: Path, lines: list[bytes]) -> dict[str, pd.DataFrame]:
         row = module.parse_line(line.decode("utf-8", "replace"), emit)
         if row is not None:
             module.after_parse(row, state, emit)
+    module.finish_rows(state, emit)
     for step in module.WINDOWS:
         module.close_windows(step, state, emit, final=True)
     for step in module.SESSIONS:
@@ -142,15 +143,14 @@ def test_generated_file_lints_and_names_its_outputs(tmp_path: Path) -> None:
 
 
 def test_steps_it_cannot_run_are_named_and_the_sql_job_remains(tmp_path: Path) -> None:
-    from streamlab.detectors import PatternStep
-
-    p = Pipeline(ListSource([b"{}"]), name="patterns")
+    p = Pipeline(ListSource([b"{}"]), name="partitions")
     events = p.parse(SCHEMA)
     events.window(SessionWindow("30s"), key="user_id", step_id="visits").agg(agg.count())
-    steps = [PatternStep("view", "event_type == 'view'"), PatternStep("buy", "event_type == 'buy'")]
-    events.pattern("user_id", steps, within="1m", step_id="funnel")
-    why = "step 'funnel': detector, feature, rule and pattern steps keep streamlab models"
-    assert datastream_refusal(p) == f"{why}, which the DataStream job does not carry"
+    events.window(TumblingWindow("1m"), key="user_id", watermark_by="event_type", step_id="per_type").agg(
+        agg.count()
+    )
+    why = "step 'per_type': early results and per-partition watermarks are not translated"
+    assert datastream_refusal(p) == why
     out = to_flink(p, tmp_path / "out", source="files")
     assert "datastream.py" not in out.files and "main.py" in out.files
     assert why in out.read("README.md")

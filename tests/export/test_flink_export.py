@@ -132,7 +132,9 @@ def test_generated_job_on_the_flink_engine_equals_streamlab(flink_python: str, t
         flink_job="sql",
     )
     try:
-        report = verify(p, lines, target="flink", workdir=tmp_path / "main", flink_python=flink_python)
+        report = verify(
+            p, lines, target="flink", workdir=tmp_path / "main", flink_python=flink_python, flink_job="sql"
+        )
         sql_log, _ = sql_job.communicate(timeout=600)
         late_report = with_late.result(timeout=600)
     finally:
@@ -182,6 +184,7 @@ def test_generated_files(tmp_path: Path) -> None:
     out = to_flink(every_case(), tmp_path, source="kafka", sink="jdbc")
     assert sorted(out.files) == [
         "README.md",
+        "datastream.py",  # its late rows and duplicates, and streamlab's own pattern
         "job.sql",
         "main.py",
         "main.tf",
@@ -229,11 +232,15 @@ def test_generated_files(tmp_path: Path) -> None:
     assert out.read("requirements.txt") == "apache-flink==2.3.0\n"
 
 
+def big(row: dict[str, object]) -> bool:
+    """A filter in Python: neither Flink job carries user functions."""
+    return bool(row["amount"])
+
+
 @pytest.mark.parametrize(
     ("build", "step", "words"),
     [
-        (lambda s: s.filter("amount > 1"), "filter", "Python code"),
-        (lambda s: s.window(TumblingWindow("1m")).agg(agg.first("user_id")), "window", "no Flink SQL equal"),
+        (lambda s: s.filter_one(big, step_id="filter"), "filter", "Python code.*nor can the DataStream job"),
         (lambda s: s.window(TumblingWindow("1m"), early=True).agg(agg.count()), "window", "early results"),
     ],
 )
@@ -307,7 +314,8 @@ def test_an_environment_that_cannot_be_installed_says_why(
         RuntimeError, match=r"(?s)cannot install PyFlink 0\.0\.0\.dev0-not-released.*STREAMLAB_FLINK_PYTHON"
     ):
         flink.ensure_flink_python(timeout=300)
-    assert not (tmp_path / "pyflink-0.0.0.dev0-not-released" / "ready").exists()
+    assert not (flink.flink_env_dir() / "ready").exists()
+    assert flink.flink_env_dir().name.startswith("pyflink-0.0.0.dev0-not-released-")
 
 
 def test_waiting_for_another_install_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,13 +6,13 @@ equal streamlab's, at the time bound's edge too); these tests cover the translat
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from streamlab import Pipeline
 from streamlab.detectors import Pattern, PatternStep
-from streamlab.errors import PipelineConfigError
 from streamlab.export import to_flink
 from streamlab.export.flink_pattern import match_recognize, pattern_refusal
 from streamlab.testing import ListSource
@@ -57,14 +57,17 @@ def test_a_translatable_pattern_becomes_match_recognize_in_both_jobs(tmp_path: P
         ),
     ],
 )
-def test_patterns_without_an_exact_form_are_refused_by_name(
+def test_patterns_without_an_exact_form_go_to_the_datastream_job_naming_why(
     steps: list[object], words: str, tmp_path: Path
 ) -> None:
     p = Pipeline(ListSource([b"{}"]), name="refused")
     p.parse(SCHEMA).pattern("user_id", steps, within="1m", step_id="fraud")
     assert words in (pattern_refusal(p.steps["fraud"].config) or "")  # type: ignore[attr-defined]
-    with pytest.raises(PipelineConfigError, match=f"step 'fraud'.*no exact MATCH_RECOGNIZE form.*{words}"):
-        to_flink(p, tmp_path)
+    out = to_flink(p, tmp_path)  # the DataStream job runs streamlab's own pattern instead, and says why
+    assert sorted(out.files) == ["README.md", "datastream.py", "main.tf", "requirements.txt"]
+    readme = " ".join(out.read("README.md").split())
+    assert re.search(f"step `fraud` .*no exact MATCH_RECOGNIZE form.*{words}", readme), readme[:800]
+    assert "'fraud': {'kind': 'pattern'" in out.read("datastream.py")
 
 
 def test_literals_are_quoted_for_sql() -> None:
