@@ -23,9 +23,10 @@ from streamlab.detectors._common import (
     check_positive_int,
     dead_letter,
     event_time_ns,
-    kernels,
     require_columns,
 )
+from streamlab.detectors._expr import eval_condition
+from streamlab.detectors._windowcount import Vocabulary, n_keys_below
 from streamlab.operators import Outputs
 
 __all__ = ["Pattern", "PatternOperator", "PatternStep"]
@@ -223,10 +224,14 @@ class Pattern(StepConfig):
 class PatternOperator(PickledStateOperator):
     """Runtime state of :class:`Pattern`: the event buffer, the watermark and open candidates (runs).
 
-    Both are column arrays. Each release groups the released events by key and advances every key's
-    runs over them in one compiled loop (:func:`streamlab.detectors._kernels.pattern_advance`, plain
-    Python without numba), with keys, values and event ids as integer codes: the matching rules are
-    those of the docstring of :class:`Pattern`, event by event.
+    All state is integer arrays: keys and the ``differs_from`` columns' values are codes of
+    persistent vocabularies (:class:`~streamlab.detectors._windowcount.Vocabulary`), event ids are
+    references into an :class:`_IdStore` that keeps the id columns as they came (ids become Python
+    objects only in the matches written out). The buffer is kept in arrival order; each release
+    sorts the ready events by key and event time and advances every key's runs over them in one
+    compiled loop (:func:`streamlab.detectors._pattern_match.match_release`, plain Python without
+    numba): the matching rules are those of the docstring of :class:`Pattern`, event by event. Runs
+    are kept sorted by key code, in creation order within a key.
     """
 
     output_names = ("out", "late", "dead_letter")
@@ -248,44 +253,50 @@ class PatternOperator(PickledStateOperator):
             ],
             dtype=np.int64,
         ).reshape(len(self.steps), len(self.value_columns))
+        # steps sharing a condition evaluate it once: the first step with each condition
+        wheres = [s.where for s in self.steps]
+        self.condition_of = np.array([wheres.index(w) for w in wheres], dtype=np.int64)
         self.max_seen_ns = NAT_NS
         self.seq = 0
         n_steps, n_cols, length = len(self.steps), len(self.value_columns), int(self.cum[-1])
-        # pending events (those satisfying some step), as columns
+        self.keys = Vocabulary()
+        self.vocabs = [Vocabulary() for _ in self.value_columns]
+        self.ids = _IdStore()
+        # pending events (those satisfying some step), in arrival order
         self.b_time = np.empty(0, dtype=np.int64)
         self.b_seq = np.empty(0, dtype=np.int64)
         self.b_mask = np.empty((0, n_steps), dtype=bool)
-        self.b_key = np.empty(0, dtype=object)
-        self.b_id = np.empty(0, dtype=object)
-        self.b_val = np.empty((0, n_cols), dtype=object)
-        # open runs, grouped by key, in creation order within a key: the step each waits for, the
-        # number taken at that step, the first event's time, the ids and values of the events taken
-        self.r_key = np.empty(0, dtype=object)
+        self.b_key = np.empty(0, dtype=np.int64)
+        self.b_ref = np.empty(0, dtype=np.int64)
+        self.b_val = np.empty((0, n_cols), dtype=np.int64)
+        # open runs, sorted by key code, in creation order within a key: the step each waits for,
+        # the number taken at that step, the first event's time, the id references and value codes
+        # of the events taken (-1 in slots not filled yet)
+        self.r_key = np.empty(0, dtype=np.int64)
         self.r_step = np.empty(0, dtype=np.int64)
         self.r_count = np.empty(0, dtype=np.int64)
         self.r_first = np.empty(0, dtype=np.int64)
-        self.r_id = np.empty((0, length), dtype=object)
-        self.r_val = np.empty((0, length, n_cols), dtype=object)
+        self.r_ev = np.empty((0, length), dtype=np.int64)
+        self.r_val = np.empty((0, length, n_cols), dtype=np.int64)
 
     def watermark_ns(self) -> int | None:
         return None if self.max_seen_ns == NAT_NS else self.max_seen_ns - self.delay_ns
 
     def _conditions(self, batch: pd.DataFrame) -> np.ndarray:
         masks = np.zeros((len(batch), len(self.steps)), dtype=bool)
-        done: dict[str, int] = {}  # steps often share a condition: evaluate each one once
         for j, s in enumerate(self.steps):
-            if s.where in done:
-                masks[:, j] = masks[:, done[s.where]]
+            first = int(self.condition_of[j])
+            if first != j:
+                masks[:, j] = masks[:, first]
                 continue
             try:
-                res = batch.eval(s.where, engine="python")
+                res = eval_condition(batch, s.where)
             except Exception as exc:
                 raise ValueError(
                     f"Pattern(name={self.pattern.name!r}) step {s.name!r}: cannot evaluate {s.where!r} on "
                     f"columns {list(batch.columns)!r}: {exc}"
                 ) from exc
             masks[:, j] = np.asarray(pd.Series(res, index=batch.index).fillna(False), dtype=bool)
-            done[s.where] = j
         return masks
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
@@ -298,36 +309,30 @@ class PatternOperator(PickledStateOperator):
         no_time = (times == NAT_NS) & ~no_key
         good = ~(no_key | no_time)
         result: Outputs = {}
-        if not good.all():
+        all_good = bool(good.all())
+        if not all_good:
             reasons = np.full(n, None, dtype=object)
             reasons[no_key] = f"key column {p.key!r} is missing"
             reasons[no_time] = f"event time {p.time!r} is missing or unreadable"
             result["dead_letter"] = dead_letter(batch, ~good, reasons)
         # Lateness is judged against events that arrived earlier (not later rows of this batch),
         # so the split into late and on-time events does not depend on batch boundaries.
-        t_good = times[good]
+        t_good = times if all_good else times[good]
         running = np.maximum.accumulate(t_good) if len(t_good) else t_good
         prev_max = np.concatenate([[self.max_seen_ns], running[:-1]]) if len(t_good) else t_good
         prev_max = np.maximum(prev_max, self.max_seen_ns)
         late_good = (prev_max != NAT_NS) & (t_good < prev_max - self.delay_ns)
-        good_idx = np.flatnonzero(good)
-        late = np.zeros(n, dtype=bool)
-        late[good_idx[late_good]] = True
-        if late.any():
+        if late_good.any():
+            late = np.zeros(n, dtype=bool)
+            late[np.flatnonzero(good)[late_good]] = True
             result["late"] = batch.loc[late].reset_index(drop=True)
-        on_time = good & ~late
+            on_time = good & ~late
+        else:
+            on_time = good
         if on_time.any():
             masks = self._conditions(batch)
             rel = np.flatnonzero(on_time & masks.any(axis=1))
-            self.b_time = np.concatenate([self.b_time, times[rel]])
-            self.b_seq = np.concatenate([self.b_seq, self.seq + rel])
-            self.b_mask = np.concatenate([self.b_mask, masks[rel]])
-            self.b_key = np.concatenate([self.b_key, batch[p.key].to_numpy(dtype=object)[rel]])
-            self.b_id = np.concatenate([self.b_id, batch[p.id_column].to_numpy(dtype=object)[rel]])
-            vals = np.empty((len(rel), len(self.value_columns)), dtype=object)
-            for c, column in enumerate(self.value_columns):
-                vals[:, c] = batch[column].to_numpy(dtype=object)[rel]
-            self.b_val = np.concatenate([self.b_val, vals])
+            self._buffer(batch, rel, times[rel], masks[rel])
             self.max_seen_ns = max(self.max_seen_ns, int(times[on_time].max()))
         self.seq += n
         result["out"] = self._release(
@@ -335,71 +340,76 @@ class PatternOperator(PickledStateOperator):
         )
         return result
 
+    def _buffer(self, batch: pd.DataFrame, rel: np.ndarray, times: np.ndarray, masks: np.ndarray) -> None:
+        """Append the batch rows ``rel`` to the buffer: keys and values as codes, ids by reference."""
+        p = self.pattern
+        whole = len(rel) == len(batch)
+
+        def column(name: str) -> Any:
+            col = batch[name]
+            return col if whole else col.iloc[rel]
+
+        vals = np.empty((len(rel), len(self.value_columns)), dtype=np.int64)
+        for c, name in enumerate(self.value_columns):
+            vals[:, c] = self.vocabs[c].encode(column(name))
+        ids = batch[p.id_column].array
+        base = self.ids.add(ids.copy() if whole else ids.take(rel))
+        self.b_time = np.concatenate([self.b_time, times])
+        self.b_seq = np.concatenate([self.b_seq, self.seq + rel])
+        self.b_mask = np.concatenate([self.b_mask, masks])
+        self.b_key = np.concatenate([self.b_key, self.keys.encode(column(p.key))])
+        self.b_ref = np.concatenate([self.b_ref, base + np.arange(len(rel), dtype=np.int64)])
+        self.b_val = np.concatenate([self.b_val, vals])
+
     def on_end(self) -> Outputs:
         return {"out": self._release(None)}
 
     def _release(self, watermark: int | None) -> pd.DataFrame:
         """Match the buffered events at or before ``watermark`` (all with None), in event-time order."""
-        order = np.lexsort((self.b_seq, self.b_time))
-        cut = (
-            len(order)
-            if watermark is None
-            else int(np.searchsorted(self.b_time[order], watermark, side="right"))
-        )
-        ready, rest = order[:cut], order[cut:]
+        if watermark is None:
+            ready = np.arange(len(self.b_time))
+        else:
+            ready = np.flatnonzero(self.b_time <= watermark)
         frame = self._frame(*self._advance(ready)) if len(ready) else self._frame()
-        for name in ("b_time", "b_seq", "b_mask", "b_key", "b_id", "b_val"):
-            setattr(self, name, getattr(self, name)[rest])
+        if len(ready):
+            rest = np.ones(len(self.b_time), dtype=bool)
+            rest[ready] = False
+            for name in ("b_time", "b_seq", "b_mask", "b_key", "b_ref", "b_val"):
+                setattr(self, name, getattr(self, name)[rest])
         if watermark is not None and watermark != NAT_NS:
             # every event still to be matched is at or after the watermark, so a run that opened more
             # than ``within`` before it can never complete (also on keys that went quiet)
             keep = self.r_first >= watermark - self.within_ns
             if not keep.all():
-                for name in ("r_key", "r_step", "r_count", "r_first", "r_id", "r_val"):
+                for name in ("r_key", "r_step", "r_count", "r_first", "r_ev", "r_val"):
                     setattr(self, name, getattr(self, name)[keep])
+        if len(ready):
+            self._compact()
         return frame
 
     def _advance(self, ready: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Run the matcher over the ready events (buffer rows in time order); the matches' columns."""
+        """Run the matcher over the ready events (buffer rows); the matches' columns, in event-time order."""
         n, n_runs, length = len(ready), len(self.r_key), int(self.cum[-1])
-        n_cols = len(self.value_columns)
-        codes, keys = pd.factorize(np.concatenate([self.b_key[ready], self.r_key]))
-        e_code, r_code = codes[:n], codes[n:]
-        # values as codes (-1: missing), the runs' taken values and the events' in one table per column
-        e_val = np.empty((n, n_cols), dtype=np.int64)
-        r_val = np.empty((n_runs, length, n_cols), dtype=np.int64)
-        uniques = []
-        for c in range(n_cols):
-            vc, vu = pd.factorize(np.concatenate([self.b_val[ready, c], self.r_val[:, :, c].ravel()]))
-            e_val[:, c] = vc[:n]
-            r_val[:, :, c] = vc[n:].reshape(n_runs, length)
-            uniques.append(np.asarray(vu, dtype=object))
-        # event ids by reference: the runs' ids first, then the events'
-        ids = np.concatenate([self.r_id.ravel(), self.b_id[ready]])
-        r_ev = np.arange(n_runs * length, dtype=np.int64).reshape(n_runs, length)
-        by_run = np.argsort(r_code, kind="stable")  # stable: a key's runs stay in creation order
-        by_key = np.argsort(e_code, kind="stable")  # stable: a key's events stay in time order
+        # by key, then event time; ties stay in arrival order (the buffer's)
+        order = ready[_key_time_order(self.b_key[ready], self.b_time[ready])]
         cap = n_runs + n
         o_key, o_step, o_count, o_first = (np.empty(cap, dtype=np.int64) for _ in range(4))
         o_ev = np.empty((cap, length), dtype=np.int64)
-        o_val = np.empty((cap, length, n_cols), dtype=np.int64)
-        m_key, m_first, m_last, m_pos = (np.empty(n, dtype=np.int64) for _ in range(4))
+        o_val = np.empty((cap, length, len(self.value_columns)), dtype=np.int64)
+        m_key, m_first, m_last, m_event = (np.empty(n, dtype=np.int64) for _ in range(4))
         m_ev = np.empty((n, length), dtype=np.int64)
-        k = kernels()
-        advance = k.pattern_advance if k is not None else _plain_advance()
-        w, nm = advance(
-            np.ascontiguousarray(e_code[by_key], dtype=np.int64),
-            np.ascontiguousarray(self.b_time[ready][by_key]),
-            np.ascontiguousarray(self.b_mask[ready][by_key]),
-            np.ascontiguousarray(e_val[by_key]),
-            np.ascontiguousarray(n_runs * length + by_key, dtype=np.int64),
-            np.ascontiguousarray(by_key, dtype=np.int64),
-            np.ascontiguousarray(r_code[by_run], dtype=np.int64),
-            np.ascontiguousarray(self.r_step[by_run]),
-            np.ascontiguousarray(self.r_count[by_run]),
-            np.ascontiguousarray(self.r_first[by_run]),
-            np.ascontiguousarray(r_ev[by_run]),
-            np.ascontiguousarray(r_val[by_run]),
+        w, nm = matcher()(
+            self.b_key[order],
+            self.b_time[order],
+            np.ascontiguousarray(self.b_mask[order]),
+            np.ascontiguousarray(self.b_val[order]),
+            self.b_ref[order],
+            self.r_key,
+            self.r_step,
+            self.r_count,
+            self.r_first,
+            np.ascontiguousarray(self.r_ev),
+            np.ascontiguousarray(self.r_val),
             self.times,
             self.cum,
             self.differs_from,
@@ -415,26 +425,31 @@ class PatternOperator(PickledStateOperator):
             m_first,
             m_last,
             m_ev,
-            m_pos,
+            m_event,
+            np.empty(cap, dtype=np.int64),
         )
-        key_objects = np.asarray(keys, dtype=object)
-        self.r_key = key_objects[o_key[:w]]
-        self.r_step, self.r_count, self.r_first = o_step[:w], o_count[:w], o_first[:w]
-        # slots a run has not filled yet hold None (they are never read)
-        self.r_id = np.full((w, length), None, dtype=object)
-        taken = o_ev[:w] >= 0
-        self.r_id[taken] = ids[o_ev[:w][taken]]
-        self.r_val = np.full((w, length, n_cols), None, dtype=object)
-        for c in range(n_cols):
-            code = o_val[:w, :, c]
-            self.r_val[:, :, c][code >= 0] = uniques[c][code[code >= 0]]
-        in_order = np.argsort(m_pos[:nm], kind="stable")
-        return (
-            key_objects[m_key[:nm][in_order]],
-            m_first[:nm][in_order],
-            m_last[:nm][in_order],
-            ids[m_ev[:nm][in_order]],
-        )
+        self.r_key, self.r_step, self.r_count, self.r_first = o_key[:w], o_step[:w], o_count[:w], o_first[:w]
+        self.r_ev, self.r_val = o_ev[:w], o_val[:w]
+        # matches in the order of their completing events: event time, then arrival
+        done = order[m_event[:nm]]
+        in_order = np.lexsort((self.b_seq[done], self.b_time[done]))
+        refs = m_ev[:nm][in_order]
+        ids = self.ids.objects(refs.ravel()).reshape(refs.shape)
+        return self.keys.values(m_key[:nm][in_order]), m_first[:nm][in_order], m_last[:nm][in_order], ids
+
+    def _compact(self) -> None:
+        """Forget id columns, keys and values no pending event or open run holds any more (when they pile up)."""
+        live = (len(self.b_ref), self.r_ev.size)
+        if self.ids.size > 2 * sum(live) + 4096:
+            held = np.unique(np.concatenate([self.b_ref, self.r_ev[self.r_ev >= 0]]))
+            self.ids = self.ids.keep(held)
+            self.b_ref = np.searchsorted(held, self.b_ref).astype(np.int64)
+            self.r_ev = np.where(self.r_ev >= 0, np.searchsorted(held, self.r_ev), -1).astype(np.int64)
+        self.b_key, self.r_key = self.keys.compact(self.b_key, self.r_key)
+        for c, vocab in enumerate(self.vocabs):
+            b_val, r_val = vocab.compact(self.b_val[:, c], self.r_val[:, :, c].ravel())
+            self.b_val[:, c] = b_val
+            self.r_val[:, :, c] = r_val.reshape(self.r_val.shape[:2])
 
     def _frame(
         self,
@@ -444,75 +459,174 @@ class PatternOperator(PickledStateOperator):
         event_ids: np.ndarray | None = None,
     ) -> pd.DataFrame:
         p = self.pattern
-        m = 0 if keys is None else len(keys)
-        length = int(self.cum[-1])
+        if keys is None or first is None or last is None or event_ids is None or not len(keys):
+            keys, first, last = (
+                np.empty(0, dtype=object),
+                np.empty(0, dtype=np.int64),
+                np.empty(0, dtype=np.int64),
+            )
+            event_ids = np.empty((0, int(self.cum[-1])), dtype=object)
+        m, length = len(keys), int(self.cum[-1])
         out: pd.DataFrame = pd.DataFrame(
             {
-                p.key: pd.Series(keys if keys is not None else [], dtype=object),
+                p.key: pd.Series(keys, dtype=object),
                 "pattern": pd.Series([p.name] * m, dtype=object),
-                "first_time": pd.to_datetime(
-                    np.asarray(first if first is not None else [], dtype=np.int64), utc=True
-                ),
-                "last_time": pd.to_datetime(
-                    np.asarray(last if last is not None else [], dtype=np.int64), utc=True
-                ),
-                "event_ids": pd.Series(event_ids.tolist() if event_ids is not None else [], dtype=object),
+                # int64 ns since the epoch, read as UTC
+                "first_time": pd.DatetimeIndex(np.asarray(first, dtype=np.int64).view("M8[ns]"), tz="UTC"),
+                "last_time": pd.DatetimeIndex(np.asarray(last, dtype=np.int64).view("M8[ns]"), tz="UTC"),
+                "event_ids": pd.Series(event_ids.tolist(), dtype=object),
                 "n_events": np.full(m, length, dtype=np.int64),
             }
         )
         return out
 
+    def snapshot(self) -> Any:
+        if len(self.b_ref) or len(self.r_ev):
+            self._compact()
+        return super().snapshot()
+
     def restore(self, state: Any) -> None:
         old = pickle.loads(state)
-        if "runs" not in old or "buffer" not in old:
+        if "runs" in old and "buffer" in old:
+            self._restore_per_event(old)
+        elif "b_id" in old:
+            self._restore_object_columns(old)
+        else:
             super().restore(state)
-            return
-        # a snapshot of the per-event matcher: its buffer and candidates become columns
-        self.__init__(old["pattern"])  # type: ignore[misc]
-        self.max_seen_ns, self.seq = old["max_seen_ns"], old["seq"]
+
+    def _restore_per_event(self, old: dict[str, Any]) -> None:
+        """A snapshot of the per-event matcher: its buffer and candidates as Python objects."""
+        pattern = old["pattern"]
+        steps: tuple[PatternStep, ...] = tuple(pattern.steps)
+        value_columns = sorted({c for s in steps for c in s.differs_from})
+        cum = np.concatenate([[0], np.cumsum([s.times for s in steps])]).astype(np.int64)
         buffer = old["buffer"]  # (time, seq, key, step mask, event id, {column: value})
-        n, n_cols, length = len(buffer), len(self.value_columns), int(self.cum[-1])
-        self.b_time = np.array([e[0] for e in buffer], dtype=np.int64).reshape(n)
-        self.b_seq = np.array([e[1] for e in buffer], dtype=np.int64).reshape(n)
-        self.b_mask = np.array([e[3] for e in buffer], dtype=bool).reshape(n, len(self.steps))
-        self.b_key = _objects([e[2] for e in buffer])
-        self.b_id = _objects([e[4] for e in buffer])
-        self.b_val = np.full((n, n_cols), None, dtype=object)
+        n, n_cols, length = len(buffer), len(value_columns), int(cum[-1])
+        b_val = np.full((n, n_cols), None, dtype=object)
         for i, e in enumerate(buffer):
-            for c, column in enumerate(self.value_columns):
-                self.b_val[i, c] = e[5].get(column)
+            for c, column in enumerate(value_columns):
+                b_val[i, c] = e[5].get(column)
         runs = [(k, r) for k, key_runs in old["runs"].items() for r in key_runs]
-        self.r_key = _objects([k for k, _ in runs])
-        self.r_step = np.array([r.step for _, r in runs], dtype=np.int64)
-        self.r_count = np.array([r.count for _, r in runs], dtype=np.int64)
-        self.r_first = np.array([r.first_ns for _, r in runs], dtype=np.int64)
-        self.r_id = np.full((len(runs), length), None, dtype=object)
-        self.r_val = np.full((len(runs), length, n_cols), None, dtype=object)
+        r_id = np.full((len(runs), length), None, dtype=object)
+        r_val = np.full((len(runs), length, n_cols), None, dtype=object)
         for i, (_, r) in enumerate(runs):
             for j, eid in enumerate(r.event_ids):
-                self.r_id[i, j] = eid
-            for s, step in enumerate(self.steps):
+                r_id[i, j] = eid
+            for s, step in enumerate(steps):
                 taken = r.values.get(step.name, {})
-                for c, column in enumerate(self.value_columns):
+                for c, column in enumerate(value_columns):
                     for j, v in enumerate(taken.get(column, [])):
-                        self.r_val[i, int(self.cum[s]) + j, c] = v
+                        r_val[i, int(cum[s]) + j, c] = v
+        self._restore_object_columns(
+            {
+                "pattern": pattern,
+                "max_seen_ns": old["max_seen_ns"],
+                "seq": old["seq"],
+                "b_time": np.array([e[0] for e in buffer], dtype=np.int64).reshape(n),
+                "b_seq": np.array([e[1] for e in buffer], dtype=np.int64).reshape(n),
+                "b_mask": np.array([e[3] for e in buffer], dtype=bool).reshape(n, len(steps)),
+                "b_key": _objects([e[2] for e in buffer]),
+                "b_id": _objects([e[4] for e in buffer]),
+                "b_val": b_val,
+                "r_key": _objects([k for k, _ in runs]),
+                "r_step": np.array([r.step for _, r in runs], dtype=np.int64),
+                "r_count": np.array([r.count for _, r in runs], dtype=np.int64),
+                "r_first": np.array([r.first_ns for _, r in runs], dtype=np.int64),
+                "r_id": r_id,
+                "r_val": r_val,
+            }
+        )
+
+    def _restore_object_columns(self, old: dict[str, Any]) -> None:
+        """A snapshot whose keys, ids and values were object arrays (the matcher before codes)."""
+        self.__init__(old["pattern"])  # type: ignore[misc]
+        self.max_seen_ns, self.seq = old["max_seen_ns"], old["seq"]
+        by_seq = np.argsort(old["b_seq"], kind="stable")  # the buffer is kept in arrival order now
+        n, n_runs = len(by_seq), len(old["r_key"])
+        self.b_time = np.asarray(old["b_time"], dtype=np.int64)[by_seq]
+        self.b_seq = np.asarray(old["b_seq"], dtype=np.int64)[by_seq]
+        self.b_mask = np.asarray(old["b_mask"], dtype=bool).reshape(n, len(self.steps))[by_seq]
+        self.b_key = self.keys.encode(_objects(list(old["b_key"][by_seq])))
+        r_key = self.keys.encode(_objects(list(old["r_key"])))
+        n_cols, length = len(self.value_columns), int(self.cum[-1])
+        b_val = np.asarray(old["b_val"], dtype=object).reshape(n, n_cols)[by_seq]
+        r_val = np.asarray(old["r_val"], dtype=object).reshape(n_runs, length, n_cols)
+        self.b_val = np.empty(b_val.shape, dtype=np.int64)
+        self.r_val = np.empty(r_val.shape, dtype=np.int64)
+        for c, vocab in enumerate(self.vocabs):
+            codes = vocab.encode(_objects([*b_val[:, c], *r_val[:, :, c].ravel()]))
+            self.b_val[:, c] = codes[:n]
+            self.r_val[:, :, c] = codes[n:].reshape(r_val.shape[:2])
+        r_id = np.asarray(old["r_id"], dtype=object).reshape(n_runs, length)
+        # unfilled slots hold None: they are the slots at and after the run's next one
+        filled = np.arange(r_id.shape[1]) < (self.cum[old["r_step"]] + old["r_count"])[:, None]
+        b_id = np.asarray(old["b_id"], dtype=object)[by_seq]
+        base = self.ids.add(_objects([*b_id, *r_id[filled]]))
+        self.b_ref = base + np.arange(n, dtype=np.int64)
+        self.r_ev = np.full(r_id.shape, -1, dtype=np.int64)
+        self.r_ev[filled] = base + n + np.arange(int(filled.sum()), dtype=np.int64)
+        # runs sorted by key code, creation order kept within a key
+        by_key = np.argsort(r_key, kind="stable")
+        self.r_key = r_key[by_key]
+        self.r_step = np.asarray(old["r_step"], dtype=np.int64)[by_key]
+        self.r_count = np.asarray(old["r_count"], dtype=np.int64)[by_key]
+        self.r_first = np.asarray(old["r_first"], dtype=np.int64)[by_key]
+        self.r_ev, self.r_val = self.r_ev[by_key], self.r_val[by_key]
 
     def open_state(self) -> dict[str, Any]:
         wm = self.watermark_ns()
         return {
             "buffered_events": len(self.b_time),
-            "keys_with_open_matches": len(pd.unique(self.r_key)) if len(self.r_key) else 0,
+            "keys_with_open_matches": len(np.unique(self.r_key)),
             "watermark": None if wm is None else pd.Timestamp(wm, tz="UTC"),
         }
 
 
-class _Run:
-    """A candidate of the per-event matcher this operator replaced: kept so that its snapshots load."""
+class _IdStore:
+    """Event ids as their columns came (one array per batch, numpy or Arrow), addressed by reference.
 
-    __slots__ = ("count", "event_ids", "first_ns", "step", "values")
+    References are consecutive integers over the arrays in order; ids become Python objects only when
+    looked up, as ``Series.to_numpy(dtype=object)`` gives them (object ndarrays, from a restored
+    snapshot, are kept as they are).
+    """
 
-    def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.step, self.count, self.first_ns, self.event_ids, self.values = state
+    def __init__(self) -> None:
+        self.chunks: list[Any] = []
+        self.starts = np.empty(0, dtype=np.int64)
+        self.size = 0
+
+    def add(self, ids: Any) -> int:
+        """Keep an array of ids; the reference of its first."""
+        base = self.size
+        if len(ids):
+            self.chunks.append(ids)
+            self.starts = np.append(self.starts, np.int64(base))
+            self.size += len(ids)
+        return base
+
+    def objects(self, refs: np.ndarray) -> np.ndarray:
+        """The ids at ``refs`` as an object array."""
+        out = np.empty(len(refs), dtype=object)
+        if not len(refs):
+            return out
+        chunk = np.searchsorted(self.starts, refs, side="right") - 1
+        for c in np.unique(chunk).tolist():
+            at = np.flatnonzero(chunk == c)
+            taken = self.chunks[c].take(refs[at] - self.starts[c])
+            # as Series.to_numpy(dtype=object) gives them (a Series around them would infer a dtype anew)
+            out[at] = taken if isinstance(taken, np.ndarray) else taken.to_numpy(dtype=object)
+        return out
+
+    def keep(self, held: np.ndarray) -> _IdStore:
+        """A store of the ids at ``held`` (sorted, unique) only: ``held[i]`` becomes reference ``i``."""
+        out = _IdStore()
+        chunk = np.searchsorted(self.starts, held, side="right") - 1
+        bounds = np.searchsorted(chunk, np.arange(len(self.chunks) + 1))
+        for c in range(len(self.chunks)):
+            a, b = int(bounds[c]), int(bounds[c + 1])
+            if b > a:
+                out.add(self.chunks[c].take(held[a:b] - self.starts[c]))
+        return out
 
 
 def _objects(values: list[Any]) -> np.ndarray:
@@ -523,8 +637,18 @@ def _objects(values: list[Any]) -> np.ndarray:
     return out
 
 
-def _plain_advance() -> Any:
-    """The matcher as plain Python (no numba): same code, uncompiled."""
-    from streamlab.detectors import _kernels
+def _key_time_order(key: np.ndarray, time: np.ndarray) -> np.ndarray:
+    """The stable sort by (key, time): by time first (nearly sorted: timsort's runs), then by key
+    (a radix sort when the codes fit in 16 bits); equal to ``np.lexsort((time, key))``, faster."""
+    by_time = np.argsort(time, kind="stable")
+    k = key[by_time]
+    if n_keys_below(k, 1 << 16):
+        k = k.astype(np.uint16)
+    return by_time[np.argsort(k, kind="stable")]
 
-    return _kernels.plain(_kernels.pattern_advance)
+
+def matcher() -> Any:
+    """The compiled matcher (plain Python without numba); imported on first use."""
+    from streamlab.detectors._pattern_match import matcher as loaded
+
+    return loaded()

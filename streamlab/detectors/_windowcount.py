@@ -11,6 +11,9 @@ sees only what is still retained.
 from __future__ import annotations
 
 import bisect
+import threading
+import weakref
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -203,6 +206,47 @@ class WindowCounter:
         return len(self.times)
 
 
+_factorized: OrderedDict[tuple[int, type, Any], tuple[weakref.ref[Any], np.ndarray, Any]] = OrderedDict()
+_factorized_lock = threading.Lock()
+
+
+def factorize(values: Any) -> tuple[np.ndarray, Any]:
+    """``pd.factorize(values)``, remembered for the last few Arrow-backed columns.
+
+    The steps of a pipeline hand each other the same Arrow arrays (immutable: a new column is a new
+    array), so a key column that several steps encode is factorized once per batch. The codes
+    returned are read-only.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> codes, uniques = factorize(pd.Series(["b", "a", "b"]))
+    >>> codes.tolist(), list(uniques)
+    ([0, 1, 0], ['b', 'a'])
+    """
+    arr = getattr(values, "array", values)
+    chunked = getattr(arr, "_pa_array", None)
+    if chunked is None:
+        return pd.factorize(values)
+    key = (id(chunked), type(arr), arr.dtype)
+    with _factorized_lock:
+        hit = _factorized.get(key)
+        if hit is not None and hit[0]() is chunked:
+            _factorized.move_to_end(key)
+            return hit[1], hit[2]
+    codes, uniques = pd.factorize(values)
+    try:
+        ref = weakref.ref(chunked)
+    except TypeError:  # pragma: no cover - an Arrow without weak references
+        return codes, uniques
+    codes.setflags(write=False)
+    with _factorized_lock:
+        _factorized[key] = (ref, codes, uniques)
+        while len(_factorized) > 8:
+            _factorized.popitem(last=False)
+    return codes, uniques
+
+
 class Vocabulary:
     """Persistent integer codes for the values of a column, so carried state holds integers only.
 
@@ -225,14 +269,14 @@ class Vocabulary:
 
     def encode(self, values: Any) -> np.ndarray:
         """The codes of ``values`` (a Series or array), new values added."""
-        raw, uniques = pd.factorize(values)
+        raw, uniques = factorize(values)
         codes: np.ndarray = np.asarray(raw, dtype=np.int64)
         if len(uniques) == 0:
-            return codes
+            return codes.copy()
         found = pd.Index(uniques, tupleize_cols=False)
         if self.index is None:
             self.index = found
-            return codes
+            return codes.copy()
         pos = self.index.get_indexer(found).astype(np.int64)
         new = pos < 0
         if new.any():
@@ -240,6 +284,13 @@ class Vocabulary:
             self.index = self.index.append(found[new])
         out: np.ndarray = pos[codes]
         out[codes < 0] = -1
+        return out
+
+    def values(self, codes: np.ndarray) -> np.ndarray:
+        """The values of ``codes`` (none missing) as an object array, as ``Series.to_numpy(dtype=object)`` gives them."""
+        if self.index is None or not len(codes):
+            return np.empty(len(codes), dtype=object)
+        out: np.ndarray = self.index.take(codes).to_numpy(dtype=object)
         return out
 
     def compact(self, *codes: np.ndarray) -> tuple[np.ndarray, ...]:

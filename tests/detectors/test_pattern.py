@@ -340,3 +340,68 @@ def test_snapshot_of_the_per_event_matcher_restores(data: tuple[pd.DataFrame, in
     assert len(out) == len(whole["out"])
     if len(out):
         pd.testing.assert_frame_equal(out, whole["out"], check_dtype=False)
+
+
+@st.composite
+def many_key_streams(draw: st.DrawFn) -> tuple[pd.DataFrame, int, int]:
+    """Up to 120 events over up to 60 keys, ids and keys of several dtypes, missing values."""
+    n = draw(st.integers(1, 120))
+    n_keys = draw(st.integers(1, 60))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    seconds = np.cumsum(rng.choice([0, 1, 10, 60, 900], n)) - rng.choice([0, 0, 30, 200], n)
+    keys = rng.integers(0, n_keys, n)
+    data = pd.DataFrame(
+        {
+            "event_id": np.arange(n) * 7 if draw(st.booleans()) else [f"e{i}" for i in range(n)],
+            "user_id": keys if draw(st.booleans()) else [f"k{k}" for k in keys],
+            "event_type": rng.choice(["login_failed", "login_success", "payment"], n),
+            "amount": np.round(rng.gamma(2.0, 15.0, n), 1),
+            "country": rng.choice(np.array(["FR", "US", "DE", None], dtype=object), n),
+            "device": rng.choice(["ios", "web"], n),
+            "timestamp": T0 + pd.to_timedelta(seconds, unit="s"),
+        }
+    )
+    return data, draw(st.sampled_from([1, 7, 50, n])), draw(st.integers(0, n))
+
+
+@settings(max_examples=12, deadline=None)
+@given(data=many_key_streams(), which=st.integers(0, len(PATTERNS) - 1))
+def test_matcher_equals_the_reference_over_many_keys(data: tuple[pd.DataFrame, int, int], which: int) -> None:
+    """Many keys (codes of a vocabulary kept across batches), integer or string ids and keys, restores."""
+    from .pattern_reference import ReferencePatternOperator
+
+    frame_, batch, restore_at = data
+    pattern = PATTERNS[which]
+    fast = _run(pattern.build, frame_, batch, restore_at)
+    ref = _run(lambda: ReferencePatternOperator(pattern), frame_, len(frame_), None)
+    for name in ("out", "late", "dead_letter"):
+        assert len(fast[name]) == len(ref[name]), name
+        if len(ref[name]):
+            pd.testing.assert_frame_equal(fast[name], ref[name], check_dtype=False)
+
+
+def test_state_of_gone_keys_is_compacted_and_matches_stay_the_references() -> None:
+    """Keys, values and ids no pending event or open run holds are forgotten; matches are unchanged."""
+    from .pattern_reference import ReferencePatternOperator
+
+    n = 12_000
+    rng = np.random.default_rng(5)
+    data = pd.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in range(n)],
+            "user_id": [f"u{i // 3}" for i in range(n)],  # each key is seen three times, then never again
+            "event_type": "payment",
+            "amount": 1.0,
+            "country": rng.choice(["FR", "US"], n),
+            "device": "web",
+            "timestamp": T0 + pd.to_timedelta(np.arange(n) * 2, unit="s"),
+        }
+    )
+    pattern = PATTERNS[1]  # two countries within 20 minutes
+    op = pattern.build()
+    outs = [op.process(data.iloc[a : a + 1000])["out"] for a in range(0, n, 1000)]
+    assert len(op.keys) < 3000 and op.ids.size < 3 * len(op.r_key) + 4096 + 1000
+    fast = pd.concat([*outs, op.on_end()["out"]], ignore_index=True)
+    ref = _run(lambda: ReferencePatternOperator(pattern), data, n, None)["out"]
+    assert len(fast) == len(ref) > 1000
+    pd.testing.assert_frame_equal(fast, ref, check_dtype=False)
