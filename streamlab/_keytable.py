@@ -268,6 +268,37 @@ def arrow_strings(col: pd.Series) -> pa.Array | None:
     return chunked.chunk(0) if chunked.num_chunks == 1 else chunked.combine_chunks()
 
 
+def string_codes(strings: pa.Array) -> tuple[np.ndarray, StringKeys]:
+    """Batch-local codes of arrow strings, and the distinct keys (missing ones: the key ``None``).
+
+    The rows are grouped by their :func:`string_hashes`, then every row is compared byte for byte with
+    the first row of its group; if two strings share a hash (rare), arrow's exact dictionary encoding
+    does it instead.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> codes, keys = string_codes(pa.array(["b", None, "a", "b"]))
+    >>> codes.tolist(), keys.tolist()
+    ([0, 1, 2, 0], ['b', None, 'a'])
+    """
+    rows = StringKeys.from_arrow(strings)
+    h = rows.hashes.view(np.int64)
+    if rows.null.any():
+        h = h.copy()
+        h[rows.null] = 0  # one group; checked below like the others
+    codes, uniq = pd.factorize(h)
+    first = np.empty(len(uniq), dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    rep = first[codes]
+    same = _equal(rows.data, rows.starts, rows.lens, rows.data, rows.starts[rep], rows.lens[rep])
+    if bool(same.all()) and bool((rows.null == rows.null[rep]).all()):
+        return np.asarray(codes, dtype=np.int64), rows[first]
+    enc = pc.dictionary_encode(strings, null_encoding="encode")
+    local = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    return local, StringKeys.from_arrow(enc.dictionary)
+
+
 class KeyIndex:
     """Dense integer ids for key values (tuples for several key columns), with reuse of freed ids.
 
@@ -321,6 +352,7 @@ class KeyIndex:
         self._side: dict[bytes, int] = {}  # strings whose hash another live string's entry holds
         self._side_hashes: dict[int, int] = {}  # their hashes, with counts
         self._pool_dead = 0  # bytes of released strings still in the pool
+        self._stamp = _EMPTY.copy()  # scratch, per entry of the string table
 
     # -- pickling: the hash tables are rebuilt from the live keys ------------------------------------
     _TRANSIENT = (
@@ -336,6 +368,7 @@ class KeyIndex:
         "_side",
         "_side_hashes",
         "_pool_dead",
+        "_stamp",
     )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -556,17 +589,21 @@ class KeyIndex:
             if len(rows) == 0:
                 return ids
         h = keys.hashes.view(np.int64)
-        codes, uniq = pd.factorize(h)
-        first = np.empty(len(uniq), dtype=np.int64)
-        first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+        codes: np.ndarray | None = None
         odd = _EMPTY  # rows whose hash their group's first row has, but not their bytes
-        if len(uniq) < len(keys):
-            rep_rows = first[codes]
-            ok = _equal(
-                keys.data, keys.starts, keys.lens, keys.data, keys.starts[rep_rows], keys.lens[rep_rows]
-            )
-            odd = np.flatnonzero(~ok)
-        reps = keys[first]
+        if distinct:  # distinct strings: the hashes mostly are too (checked below where it matters)
+            reps, uniq = keys, h
+        else:
+            codes, uniq = pd.factorize(h)
+            first = np.empty(len(uniq), dtype=np.int64)
+            first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+            if len(uniq) < len(keys):
+                rep_rows = first[codes]
+                ok = _equal(
+                    keys.data, keys.starts, keys.lens, keys.data, keys.starts[rep_rows], keys.lens[rep_rows]
+                )
+                odd = np.flatnonzero(~ok)
+            reps = keys[first]
         if create:
             entries = self._s_table.get_labels(uniq, _hashtable.Int64Vector(), self._s_count, -1)
             entries = entries.astype(np.int64)
@@ -590,14 +627,23 @@ class KeyIndex:
         rid[slow] = -1
         new = np.flatnonzero((rid < 0) & ~slow)
         if create and len(new):
+            e = entries[new]
+            if len(new) > 1:  # two new strings with one hash: the first takes the entry, the other goes aside
+                self._stamp = grown(self._stamp, self._s_count, 0)
+                order = np.arange(len(new), dtype=np.int64)
+                self._stamp[e[::-1]] = order[::-1]
+                again = self._stamp[e] != order
+                if again.any():
+                    slow[new[again]] = True
+                    new, e = new[~again], e[~again]
             nid = self._take(len(new))
             self._pool_put(nid, reps[new])
-            self._s_entry_id[entries[new]] = nid
-            self._s_entry[nid] = entries[new]
+            self._s_entry_id[e] = nid
+            self._s_entry[nid] = e
             rid[new] = nid
         for g in np.flatnonzero(slow).tolist():
             rid[g] = self._str_id_slow(reps.key(g), int(uniq[g]), create)
-        got = rid[codes]
+        got = rid if codes is None else rid[codes]
         for r in odd.tolist():
             got[r] = self._str_id_slow(keys.key(r), int(h[r]), create)
         if rows is None:
@@ -733,9 +779,7 @@ class KeyIndex:
                 return local, values
             strings = arrow_strings(col)
             if strings is not None:  # hashed as bytes: no Python string per key
-                enc = pc.dictionary_encode(strings, null_encoding="encode")
-                local = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-                return local, StringKeys.from_arrow(enc.dictionary)
+                return string_codes(strings)
             local, uniq = pd.factorize(col, use_na_sentinel=False)
             values = object_array(uniq)
             if pd.Index(uniq).hasnans:  # writes into uniq's buffer at most: a fresh Index nobody else holds
