@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._keytable import KeyIndex, grown, object_array
+from streamlab._keytable import KeyIndex, Keys, grown, object_array
 from streamlab._record import Dedup, dedup_key
 from streamlab._time import NAT_NS, to_utc_ns
 from streamlab.operators import Operator, Outputs
@@ -24,7 +24,7 @@ from streamlab.operators import Operator, Outputs
 _NO_TIME = int(np.iinfo(np.int64).min)  # a record without event time; also "no watermark yet"
 
 
-def dedup_codes(index: KeyIndex, frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+def dedup_codes(index: KeyIndex, frame: pd.DataFrame, column: str) -> tuple[np.ndarray, Keys]:
     """Batch-local codes of the ids in ``frame[column]`` and the id (``dedup_key``) of each code.
 
     Missing values are the id ``None``; objects and arrays (unhashable) are their JSON text.
@@ -79,7 +79,7 @@ class DedupTable:
         """The same state as a per-record :class:`Dedup`."""
         rule = Dedup(self.ttl_ns, self.max_ids)
         ids, first = self._held()
-        for key, t in zip(self.index.values[ids].tolist(), first.tolist()):
+        for key, t in zip(self.index.key_values(ids).tolist(), first.tolist()):
             rule._remember(key, None if t == _NO_TIME else t)
         rule.max_ns = None if self.max_ns == _NO_TIME else self.max_ns
         rule.forgotten = self.forgotten
@@ -161,7 +161,7 @@ class DedupTable:
         codes, values = dedup_codes(self.index, pd.DataFrame({"id": keys}), "id")
         return self.decide(codes, values, times)
 
-    def decide(self, codes: np.ndarray, values: np.ndarray, times: np.ndarray) -> np.ndarray:
+    def decide(self, codes: np.ndarray, values: Keys, times: np.ndarray) -> np.ndarray:
         """``is_duplicate_many`` on batch-local ``codes`` (row -> index in ``values``, the distinct ids)."""
         n = len(codes)
         if n == 0:
@@ -232,7 +232,7 @@ class DedupTable:
         t: np.ndarray,
         ids: np.ndarray,
         held_ids: np.ndarray,
-        values: np.ndarray,
+        values: Keys,
         codes: np.ndarray,
         times: np.ndarray,
         run_max: np.ndarray,
@@ -299,7 +299,7 @@ class DedupTable:
         present = groups >= 0
         return not bool((last_seen[groups[present]] > at[present]).any())
 
-    def _per_record(self, keys: np.ndarray, times: np.ndarray) -> np.ndarray:
+    def _per_record(self, keys: Keys, times: np.ndarray) -> np.ndarray:
         """The batch through the per-record rule (the state goes over and back)."""
         rule = self.to_rule()
         seen = rule.is_duplicate

@@ -10,12 +10,15 @@ window closes by dropping its two arrays.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pandas._libs import hashtable as _hashtable  # type: ignore[attr-defined]  # private: not in pandas-stubs
 
 _EMPTY = np.zeros(0, dtype=np.int64)
@@ -50,11 +53,262 @@ def object_array(values: Any) -> np.ndarray:
     return out
 
 
+# -- string keys as bytes: hashed, compared and stored without Python objects ------------------------
+_HASH_SEED = 0x5EED_0F_6B_E7
+_MULT = np.zeros(0, dtype=np.uint64)  # a random odd multiplier per byte position (grown in blocks of 256)
+_HASH_CHUNK = 1 << 22  # bytes hashed at once (bounds the temporaries)
+
+
+def _multipliers(n: int) -> np.ndarray:
+    global _MULT
+    if len(_MULT) < n:
+        blocks = [_MULT]
+        for j in range(len(_MULT) // 256, -(-n // 256)):
+            rng = np.random.default_rng([_HASH_SEED, j])
+            blocks.append(rng.integers(0, 2**63, 256, dtype=np.uint64) * np.uint64(2) + np.uint64(1))
+        _MULT = np.concatenate(blocks)
+    return _MULT
+
+
+def _segment_index(offsets: np.ndarray) -> np.ndarray:
+    """Each byte's position within its segment, for segments ``offsets[i]:offsets[i + 1]`` covering 0..end."""
+    lens = np.diff(offsets)
+    pos: np.ndarray = np.arange(int(offsets[-1]) - int(offsets[0]), dtype=np.int64)
+    pos -= np.repeat(offsets[:-1] - offsets[0], lens)
+    return pos
+
+
+def string_hashes(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each byte string ``data[offsets[i]:offsets[i + 1]]`` (vectorized, no Python per key).
+
+    A sum of the bytes times a fixed random odd multiplier per position, mixed with the length. Equal
+    strings hash alike; different strings may too (rarely): callers compare the bytes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> data = np.frombuffer(b"abcab", dtype=np.uint8)
+    >>> h = string_hashes(data, np.array([0, 2, 3, 5]))
+    >>> bool(h[0] == h[2]), bool(h[0] == h[1])
+    (True, False)
+    """
+    offsets = np.asarray(offsets, dtype=np.int64)
+    n = len(offsets) - 1
+    out = np.zeros(max(n, 0), dtype=np.uint64)
+    if n <= 0:
+        return out
+    lens = np.diff(offsets)
+    mult = _multipliers(int(lens.max()) + 1)
+    # strings in chunks of about _HASH_CHUNK bytes
+    cuts = (
+        np.searchsorted(offsets, np.arange(int(offsets[0]), int(offsets[-1]), _HASH_CHUNK), side="right") - 1
+    )
+    bounds = sorted(set(np.clip(cuts, 0, n).tolist()) | {0, n})
+    for a, b in itertools.pairwise(bounds):
+        off = offsets[a : b + 1]
+        lo, hi = int(off[0]), int(off[-1])
+        c = data[lo:hi].astype(np.uint64)
+        c += np.uint64(1)
+        c *= mult[_segment_index(off)]
+        cum = np.zeros(hi - lo + 1, dtype=np.uint64)
+        np.cumsum(c, out=cum[1:])
+        rel = off - lo
+        out[a:b] = cum[rel[1:]] - cum[rel[:-1]]
+    out ^= lens.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    out ^= out >> np.uint64(31)
+    out *= np.uint64(0xBF58476D1CE4E5B9)
+    out ^= out >> np.uint64(29)
+    return out
+
+
+def _gather(data: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The byte strings ``data[starts[i]:starts[i] + lens[i]]`` packed together, and their offsets."""
+    offsets = np.zeros(len(lens) + 1, dtype=np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    total = int(offsets[-1])
+    if total == 0:
+        return np.zeros(0, dtype=np.uint8), offsets
+    src = np.repeat(starts - offsets[:-1], lens)
+    src += np.arange(total, dtype=np.int64)
+    return data[src], offsets
+
+
+def _equal(
+    data_a: np.ndarray,
+    starts_a: np.ndarray,
+    lens_a: np.ndarray,
+    data_b: np.ndarray,
+    starts_b: np.ndarray,
+    lens_b: np.ndarray,
+) -> np.ndarray:
+    """Whether each byte string of ``a`` equals the one of ``b`` beside it."""
+    same: np.ndarray = lens_a == lens_b
+    idx = np.flatnonzero(same)
+    if len(idx) == 0:
+        return same
+    a, offsets = _gather(data_a, starts_a[idx], lens_a[idx])
+    b, _ = _gather(data_b, starts_b[idx], lens_b[idx])
+    wrong = np.flatnonzero(a != b)
+    if len(wrong):
+        same[idx[np.searchsorted(offsets, wrong, side="right") - 1]] = False
+    return same
+
+
+class StringKeys:
+    """String keys as UTF-8 bytes (``data[starts[i]:starts[i] + lens[i]]``), ``null`` where a key is missing.
+
+    What :meth:`KeyIndex.local_keys` gives for a column of arrow strings, in place of an object array:
+    it indexes like one (``keys[positions]``), and ``tolist()`` / ``numpy.asarray`` give the values.
+
+    Examples
+    --------
+    >>> keys = StringKeys.from_objects(["a", None, "bc"])
+    >>> keys[[2, 0]].tolist(), len(keys)
+    (['bc', 'a'], 3)
+    """
+
+    def __init__(
+        self,
+        data: np.ndarray,
+        starts: np.ndarray,
+        lens: np.ndarray,
+        null: np.ndarray,
+        hashes: np.ndarray | None = None,
+    ) -> None:
+        self.data, self.starts, self.lens, self.null = data, starts, lens, null
+        self._hashes = hashes
+
+    @classmethod
+    def from_arrow(cls, arr: pa.Array) -> StringKeys:
+        """The keys of an arrow string or large string array (no copy of the bytes)."""
+        n = len(arr)
+        bufs = arr.buffers()
+        width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+        offsets = np.frombuffer(bufs[1], dtype=width)[arr.offset : arr.offset + n + 1].astype(np.int64)
+        data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, dtype=np.uint8)
+        null = (
+            np.zeros(n, dtype=bool) if arr.null_count == 0 else arr.is_null().to_numpy(zero_copy_only=False)
+        )
+        keys = cls(data, offsets[:-1], np.diff(offsets), null)
+        keys._hashes = string_hashes(data, offsets)
+        return keys
+
+    @classmethod
+    def from_objects(cls, values: Any) -> StringKeys:
+        """The keys of Python strings (``None`` or NaN for missing ones)."""
+        arr = pa.array(values, type=pa.large_string(), from_pandas=True)
+        return cls.from_arrow(arr)
+
+    @property
+    def hashes(self) -> np.ndarray:
+        """:func:`string_hashes` of the keys."""
+        if self._hashes is None:
+            data, offsets = _gather(self.data, self.starts, self.lens)
+            self._hashes = string_hashes(data, offsets)
+        return self._hashes
+
+    def __len__(self) -> int:
+        return len(self.lens)
+
+    def __getitem__(self, idx: Any) -> Any:
+        if isinstance(idx, (int, np.integer)):  # one key, as an object array gives it
+            return None if self.null[idx] else self.key(int(idx)).decode()
+        return StringKeys(self.data, self.starts[idx], self.lens[idx], self.null[idx], self.hashes[idx])
+
+    def to_arrow(self) -> pa.Array:
+        """The keys as an arrow large string array."""
+        data, offsets = _gather(self.data, self.starts, np.where(self.null, 0, self.lens))
+        arr = pa.LargeStringArray.from_buffers(len(self), pa.py_buffer(offsets), pa.py_buffer(data))
+        if self.null.any():
+            arr = pc.if_else(pa.array(~self.null), arr, pa.scalar(None, pa.large_string()))
+        return arr
+
+    def tolist(self) -> list[Any]:
+        """The keys as Python strings (``None`` for missing ones)."""
+        out: list[Any] = self.to_arrow().to_pylist()
+        return out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return object_array(self.tolist())
+
+    def key(self, i: int) -> bytes:
+        """The bytes of key ``i``."""
+        s = int(self.starts[i])
+        return self.data[s : s + int(self.lens[i])].tobytes()
+
+
+Keys: TypeAlias = (
+    np.ndarray | StringKeys
+)  # the distinct keys of a batch: an object array, or strings as bytes
+
+
+def _is_str(values: np.ndarray) -> np.ndarray | None:
+    """Which of ``values`` (an object array) are strings; None when none are."""
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind == "string":
+        return ~np.asarray(pd.isna(values), dtype=bool)
+    if kind not in ("mixed", "mixed-integer"):
+        return None
+    mask = np.fromiter((isinstance(v, str) for v in values.tolist()), dtype=bool, count=len(values))
+    return mask if mask.any() else None
+
+
+_STR_DTYPE = pd.Series(["a"], dtype=object).infer_objects().dtype  # the dtype a column of str is given
+_ARROW_STR = isinstance(_STR_DTYPE, pd.StringDtype) and _STR_DTYPE.storage == "pyarrow"
+
+
+def arrow_strings(col: pd.Series) -> pa.Array | None:
+    """The arrow array of a column of arrow-backed strings (chunks combined), else None."""
+    arr = col.array
+    if not isinstance(arr, pd.arrays.ArrowExtensionArray):
+        return None
+    chunked = arr.__arrow_array__()
+    if not (pa.types.is_string(chunked.type) or pa.types.is_large_string(chunked.type)):
+        return None
+    return chunked.chunk(0) if chunked.num_chunks == 1 else chunked.combine_chunks()
+
+
+def string_codes(strings: pa.Array) -> tuple[np.ndarray, StringKeys]:
+    """Batch-local codes of arrow strings, and the distinct keys (missing ones: the key ``None``).
+
+    The rows are grouped by their :func:`string_hashes`, then every row is compared byte for byte with
+    the first row of its group; if two strings share a hash (rare), arrow's exact dictionary encoding
+    does it instead.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> codes, keys = string_codes(pa.array(["b", None, "a", "b"]))
+    >>> codes.tolist(), keys.tolist()
+    ([0, 1, 2, 0], ['b', None, 'a'])
+    """
+    rows = StringKeys.from_arrow(strings)
+    h = rows.hashes.view(np.int64)
+    if rows.null.any():
+        h = h.copy()
+        h[rows.null] = 0  # one group; checked below like the others
+    codes, uniq = pd.factorize(h)
+    first = np.empty(len(uniq), dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    rep = first[codes]
+    same = _equal(rows.data, rows.starts, rows.lens, rows.data, rows.starts[rep], rows.lens[rep])
+    if bool(same.all()) and bool((rows.null == rows.null[rep]).all()):
+        return np.asarray(codes, dtype=np.int64), rows[first]
+    enc = pc.dictionary_encode(strings, null_encoding="encode")
+    local = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    return local, StringKeys.from_arrow(enc.dictionary)
+
+
 class KeyIndex:
     """Dense integer ids for key values (tuples for several key columns), with reuse of freed ids.
 
     Missing keys (NaN, None, ``pd.NA``) are all the key ``None``. ``refs[id]`` counts the open state
     that refers to a key; :meth:`release` forgets keys whose count drops to zero.
+
+    String keys are kept as UTF-8 bytes in a pool, found through a hash table of their 64-bit
+    :func:`string_hashes` and compared byte for byte, so a batch of arrow strings is numbered without
+    a Python object per key; two strings with the same hash get their own ids (the second through a
+    small dict). Other keys (numbers, tuples, ...) go through a hash table of Python objects.
 
     Examples
     --------
@@ -62,39 +316,88 @@ class KeyIndex:
     >>> index = KeyIndex(1)
     >>> ids = index.ids_for(np.array(["a", "b", "a", None], dtype=object))
     >>> ids.tolist(), index.lookup(np.array(["b", "z", float("nan")], dtype=object)).tolist()
-    ([1, 2, 1, 0], [2, -1, 0])
+    ([0, 1, 0, 2], [1, -1, 2])
     """
 
-    _REBUILD_MIN = 1 << 16  # released keys kept in the hash table before a rebuild is worth it
+    _REBUILD_MIN = 1 << 16  # released keys kept in the hash tables before a rebuild is worth it
     _REBUILD_FACTOR = 4  # ... and per live key
 
     def __init__(self, n_columns: int) -> None:
         self.n_columns = n_columns
-        self._new_table()
-        self.values = np.empty(0, dtype=object)  # id -> key value
-        self.entry_of = _EMPTY.copy()  # id -> entry in the hash table (-1: the id is free)
+        self._objects = np.empty(0, dtype=object)  # id -> key value (keys that are not strings)
+        self.entry_of = _EMPTY.copy()  # id -> entry in the object hash table (-1: the id is free)
         self.refs = _EMPTY.copy()
         self.free = _EMPTY.copy()  # stack of free ids below n_ids
         self.n_free = 0
         self.n_ids = 0  # ids ever given out since the last rebuild (the high-water mark)
         self.none_id = -1
+        self.is_str = np.zeros(0, dtype=bool)  # id -> whether its key is a string (in the pool)
+        self.s_start = _EMPTY.copy()  # id -> its string's bytes in the pool
+        self.s_len = _EMPTY.copy()
+        self.pool = np.zeros(0, dtype=np.uint8)
+        self.pool_size = 0
+        self._new_tables()
 
-    def _new_table(self) -> None:
-        # a bare hash table, not pandas' Factorizer: that copies every value it ever numbered on each call
+    def _new_tables(self) -> None:
+        # bare hash tables, not pandas' Factorizer: that copies every value it ever numbered on each call
         self._table = _hashtable.PyObjectHashTable(1024)
         self._count = 0  # entries numbered so far
         self._entry_id = _EMPTY.copy()  # entry -> id (-1: released)
         self._dead = 0
+        self._s_table = _hashtable.Int64HashTable(1024)  # string hash -> entry
+        self._s_count = 0
+        self._s_entry_id = _EMPTY.copy()
+        self._s_entry = _EMPTY.copy()  # id -> its entry in the string table (-1: in _side)
+        self._s_hash = np.zeros(0, dtype=np.int64)  # id -> its string's hash
+        self._side: dict[bytes, int] = {}  # strings whose hash another live string's entry holds
+        self._side_hashes: dict[int, int] = {}  # their hashes, with counts
+        self._pool_dead = 0  # bytes of released strings still in the pool
+        self._stamp = _EMPTY.copy()  # scratch, per entry of the string table
 
-    # -- pickling: the hash table is rebuilt from the live keys --------------------------------------
+    # -- pickling: the hash tables are rebuilt from the live keys ------------------------------------
+    _TRANSIENT = (
+        "_table",
+        "_count",
+        "_entry_id",
+        "_dead",
+        "_s_table",
+        "_s_count",
+        "_s_entry_id",
+        "_s_entry",
+        "_s_hash",
+        "_side",
+        "_side_hashes",
+        "_pool_dead",
+        "_stamp",
+    )
+
     def __getstate__(self) -> dict[str, Any]:
-        state = {
-            k: v for k, v in self.__dict__.items() if k not in ("_table", "_count", "_entry_id", "_dead")
-        }
-        return state
+        return {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        state = dict(state)
+        if "values" in state:  # written before string keys had a pool: every key a Python object
+            objects = state.pop("values")
+            n = len(objects)
+            state.update(
+                _objects=objects,
+                is_str=np.zeros(n, dtype=bool),
+                s_start=np.zeros(n, dtype=np.int64),
+                s_len=np.zeros(n, dtype=np.int64),
+                pool=np.zeros(0, dtype=np.uint8),
+                pool_size=0,
+            )
+            self.__dict__.update(state)
+            live = np.flatnonzero(self.entry_of[: self.n_ids] >= 0)
+            strs = [i for i in live.tolist() if isinstance(objects[i], str)]
+            if strs:
+                ids = np.asarray(strs, dtype=np.int64)
+                self._new_tables()
+                self._pool_put(ids, StringKeys.from_objects(objects[ids]))
+                self._objects[ids] = None
+                self.entry_of[ids] = _NO_ENTRY
+        else:
+            self.__dict__.update(state)
         self._rebuild()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> KeyIndex:
@@ -105,24 +408,98 @@ class KeyIndex:
         return new
 
     def _rebuild(self) -> None:
-        """A fresh hash table holding only the live keys (their ids do not change)."""
-        self._new_table()
-        live = np.flatnonzero(self.entry_of[: self.n_ids] >= 0)
+        """Fresh hash tables holding only the live keys (their ids do not change); the pool compacted."""
+        self._new_tables()
+        n = self.n_ids
+        live = np.flatnonzero(self.entry_of[:n] >= 0)
+        strs = live[self.is_str[live]]
+        live = live[~self.is_str[live]]
         if self.none_id >= 0:
             live = live[live != self.none_id]
-        entries = self._number(self.values[live])
+        entries = self._number(self._objects[live])
         self._entry_id = np.full(self._count, -1, dtype=np.int64)
         self._entry_id[entries] = live
         self.entry_of[live] = entries
+        # strings: the pool packed, then the first of each hash holds its entry, the others go aside
+        data, offsets = _gather(self.pool, self.s_start[strs], self.s_len[strs])
+        self.pool = grown(data, 2 * len(data), 0)
+        self.pool_size = len(data)
+        self.s_start[strs] = offsets[:-1]
+        self._s_entry = np.full(n, -1, dtype=np.int64)
+        self._s_hash = np.zeros(n, dtype=np.int64)
+        if len(strs) == 0:
+            return
+        h = string_hashes(data, offsets).view(np.int64)
+        self._s_hash[strs] = h
+        codes, uniq = pd.factorize(h)
+        first = np.empty(len(uniq), dtype=np.int64)
+        first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+        entries = self._s_table.get_labels(uniq, _hashtable.Int64Vector(), 0, -1).astype(np.int64)
+        self._s_count = len(uniq)
+        self._s_entry_id = np.full(self._s_count, -1, dtype=np.int64)
+        self._s_entry_id[entries] = strs[first]
+        self._s_entry[strs[first]] = entries
+        if len(uniq) < len(strs):
+            aside = np.ones(len(strs), dtype=bool)
+            aside[first] = False
+            for i in strs[aside].tolist():
+                self._put_aside(i)
 
     def __len__(self) -> int:
         """The number of keys that have an id."""
         return self.n_ids - self.n_free
 
+    @property
+    def values(self) -> np.ndarray:
+        """Id -> key value, for every id below ``n_ids`` (``None`` for free ids); for inspection and tests."""
+        return self.key_values(np.arange(self.n_ids, dtype=np.int64))
+
+    def key_values(self, ids: np.ndarray) -> np.ndarray:
+        """The key value of each of ``ids`` (an object array)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        out: np.ndarray = self._objects[ids]
+        s = self.is_str[ids] if len(ids) else np.zeros(0, dtype=bool)
+        if s.any():
+            out[s] = self._pool_keys(ids[s]).tolist()
+        return out
+
     def live_values(self) -> list[Any]:
         """The keys that have an id (for inspection and tests)."""
-        keys: list[Any] = self.values[: self.n_ids][self.entry_of[: self.n_ids] >= 0].tolist()
+        keys: list[Any] = self.key_values(np.flatnonzero(self.entry_of[: self.n_ids] >= 0)).tolist()
         return keys
+
+    # -- the string pool -------------------------------------------------------------------------------
+    def _pool_keys(self, ids: np.ndarray) -> StringKeys:
+        return StringKeys(
+            self.pool,
+            self.s_start[ids],
+            self.s_len[ids],
+            np.zeros(len(ids), dtype=bool),
+            self._s_hash[ids] if len(self._s_hash) >= self.n_ids else None,
+        )
+
+    def _pool_put(self, ids: np.ndarray, keys: StringKeys) -> None:
+        data, offsets = _gather(keys.data, keys.starts, keys.lens)
+        end = self.pool_size + len(data)
+        self.pool = grown(self.pool, end, 0)
+        self.pool[self.pool_size : end] = data
+        self.s_start[ids] = offsets[:-1] + self.pool_size
+        self.s_len[ids] = keys.lens
+        self.pool_size = end
+        self.is_str[ids] = True
+        self.entry_of[ids] = _NO_ENTRY  # live, but in no entry of the object table
+        if len(self._s_hash) >= self.n_ids:
+            self._s_hash[ids] = keys.hashes.view(np.int64)
+
+    def _pool_bytes(self, i: int) -> bytes:
+        s = int(self.s_start[i])
+        return self.pool[s : s + int(self.s_len[i])].tobytes()
+
+    def _put_aside(self, i: int) -> None:
+        h = int(self._s_hash[i])
+        self._side[self._pool_bytes(i)] = i
+        self._side_hashes[h] = self._side_hashes.get(h, 0) + 1
+        self._s_entry[i] = -1
 
     # -- lookups -------------------------------------------------------------------------------------
     def _entries(self, values: np.ndarray) -> npt.NDArray[np.int64]:
@@ -143,31 +520,49 @@ class KeyIndex:
         ids[found] = self._entry_id[entries[found]]
         return ids
 
-    def lookup(self, values: np.ndarray) -> np.ndarray:
-        """The id of each key in ``values`` (an object array), ``-1`` for keys without one."""
-        if len(values) == 0:
-            return _EMPTY.copy()
-        entries = self._table.lookup(values).astype(np.int64)  # adds nothing to the table
-        ids = self._ids_of(entries)
-        ids[pd.isna(values)] = self.none_id
-        return ids
+    def _none(self, create: bool) -> int:
+        if self.none_id < 0 and create:
+            self.none_id = int(self._take(1)[0])
+            self._objects[self.none_id] = None
+            self.entry_of[self.none_id] = _NO_ENTRY  # live, but in no table entry
+        return self.none_id
 
-    def ids_for(self, values: np.ndarray, distinct: bool = False) -> np.ndarray:
+    def lookup(self, values: np.ndarray | StringKeys) -> np.ndarray:
+        """The id of each key in ``values`` (an object array), ``-1`` for keys without one."""
+        return self._ids(values, distinct=False, create=False)
+
+    def ids_for(self, values: np.ndarray | StringKeys, distinct: bool = False) -> np.ndarray:
         """The id of each key in ``values`` (an object array), given out now to keys without one.
 
         ``distinct``: the caller knows the values are distinct keys (a batch's own uniques).
         """
+        return self._ids(values, distinct, create=True)
+
+    def _ids(self, values: np.ndarray | StringKeys, distinct: bool, create: bool) -> np.ndarray:
         if len(values) == 0:
             return _EMPTY.copy()
+        if isinstance(values, StringKeys):
+            return self._str_ids(values, distinct, create)
+        strs = _is_str(values)
+        if strs is None:
+            return self._object_ids(values, distinct, create)
+        ids = np.full(len(values), -1, dtype=np.int64)
+        ids[strs] = self._str_ids(StringKeys.from_objects(values[strs]), distinct, create)
+        if not strs.all():
+            ids[~strs] = self._object_ids(values[~strs], distinct, create)
+        return ids
+
+    def _object_ids(self, values: np.ndarray, distinct: bool, create: bool) -> np.ndarray:
+        if not create:
+            entries = self._table.lookup(values).astype(np.int64)  # adds nothing to the table
+            ids = self._ids_of(entries)
+            ids[np.asarray(pd.isna(values), dtype=bool)] = self.none_id
+            return ids
         entries = self._entries(values)
         ids = self._ids_of(entries)
         na = entries < 0
         if na.any():
-            if self.none_id < 0:
-                self.none_id = int(self._take(1)[0])
-                self.values[self.none_id] = None
-                self.entry_of[self.none_id] = _NO_ENTRY  # live, but in no table entry
-            ids[na] = self.none_id
+            ids[na] = self._none(True)
         missing = np.flatnonzero(ids < 0)
         if len(missing):
             e = entries[missing]
@@ -179,9 +574,115 @@ class KeyIndex:
             new_ids = self._take(len(new_entries))
             self._entry_id[new_entries] = new_ids
             self.entry_of[new_ids] = new_entries
-            self.values[new_ids] = values[first]
+            self._objects[new_ids] = values[first]
             ids[missing] = new_ids if inverse is None else new_ids[inverse]
         return ids
+
+    def _str_ids(self, keys: StringKeys, distinct: bool, create: bool) -> np.ndarray:
+        """Ids of string keys: one hash table lookup per distinct hash, the bytes compared vectorized."""
+        ids = np.full(len(keys), -1, dtype=np.int64)
+        rows: np.ndarray | None = None
+        if keys.null.any():
+            ids[keys.null] = self._none(create)
+            rows = np.flatnonzero(~keys.null)
+            keys = keys[rows]
+            if len(rows) == 0:
+                return ids
+        h = keys.hashes.view(np.int64)
+        codes: np.ndarray | None = None
+        odd = _EMPTY  # rows whose hash their group's first row has, but not their bytes
+        if distinct:  # distinct strings: the hashes mostly are too (checked below where it matters)
+            reps, uniq = keys, h
+        else:
+            codes, uniq = pd.factorize(h)
+            first = np.empty(len(uniq), dtype=np.int64)
+            first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+            if len(uniq) < len(keys):
+                rep_rows = first[codes]
+                ok = _equal(
+                    keys.data, keys.starts, keys.lens, keys.data, keys.starts[rep_rows], keys.lens[rep_rows]
+                )
+                odd = np.flatnonzero(~ok)
+            reps = keys[first]
+        if create:
+            entries = self._s_table.get_labels(uniq, _hashtable.Int64Vector(), self._s_count, -1)
+            entries = entries.astype(np.int64)
+            self._s_count = max(self._s_count, int(entries.max()) + 1)
+            self._s_entry_id = grown(self._s_entry_id, self._s_count, -1)
+        else:
+            entries = self._s_table.lookup(uniq).astype(np.int64)
+        rid = np.full(len(uniq), -1, dtype=np.int64)
+        known = np.flatnonzero(entries >= 0)
+        rid[known] = self._s_entry_id[entries[known]]
+        slow = np.zeros(len(uniq), dtype=bool)
+        found = np.flatnonzero(rid >= 0)
+        if len(found):
+            fi = rid[found]
+            same = _equal(
+                reps.data, reps.starts[found], reps.lens[found], self.pool, self.s_start[fi], self.s_len[fi]
+            )
+            slow[found[~same]] = True  # the entry is another string's
+        if self._side:
+            slow |= np.isin(uniq, np.fromiter(self._side_hashes, dtype=np.int64)) & (rid < 0)
+        rid[slow] = -1
+        new = np.flatnonzero((rid < 0) & ~slow)
+        if create and len(new):
+            e = entries[new]
+            if len(new) > 1:  # two new strings with one hash: the first takes the entry, the other goes aside
+                self._stamp = grown(self._stamp, self._s_count, 0)
+                order = np.arange(len(new), dtype=np.int64)
+                self._stamp[e[::-1]] = order[::-1]
+                again = self._stamp[e] != order
+                if again.any():
+                    slow[new[again]] = True
+                    new, e = new[~again], e[~again]
+            nid = self._take(len(new))
+            self._pool_put(nid, reps[new])
+            self._s_entry_id[e] = nid
+            self._s_entry[nid] = e
+            rid[new] = nid
+        for g in np.flatnonzero(slow).tolist():
+            rid[g] = self._str_id_slow(reps.key(g), int(uniq[g]), create)
+        got = rid if codes is None else rid[codes]
+        for r in odd.tolist():
+            got[r] = self._str_id_slow(keys.key(r), int(h[r]), create)
+        if rows is None:
+            return got
+        ids[rows] = got
+        return ids
+
+    def _str_id_slow(self, key: bytes, h: int, create: bool) -> int:
+        """The id of one string whose hash another string has (rare): through its entry, or ``_side``."""
+        hv = np.array([h], dtype=np.int64)
+        e = int(self._s_table.lookup(hv)[0])
+        holder = int(self._s_entry_id[e]) if e >= 0 else -1
+        if holder >= 0 and self._pool_bytes(holder) == key:
+            return holder
+        if key in self._side:
+            return self._side[key]
+        if not create:
+            return -1
+        if e < 0:
+            e = int(self._s_table.get_labels(hv, _hashtable.Int64Vector(), self._s_count, -1)[0])
+            self._s_count = max(self._s_count, e + 1)
+            self._s_entry_id = grown(self._s_entry_id, self._s_count, -1)
+        i = self._take(1)
+        arr = np.frombuffer(key, dtype=np.uint8)
+        keys = StringKeys(
+            arr,
+            np.zeros(1, dtype=np.int64),
+            np.array([len(key)]),
+            np.zeros(1, dtype=bool),
+            hv.view(np.uint64),
+        )
+        self._pool_put(i, keys)
+        j = int(i[0])
+        if holder < 0:
+            self._s_entry_id[e] = j
+            self._s_entry[j] = e
+        else:
+            self._put_aside(j)
+        return j
 
     def id_of(self, value: Any) -> int:
         """The id of key ``value``, given out now if it has none."""
@@ -195,9 +696,14 @@ class KeyIndex:
         if reuse < n:
             fresh = np.arange(self.n_ids, self.n_ids + n - reuse, dtype=np.int64)
             self.n_ids += n - reuse
-            self.values = grown(self.values, self.n_ids, None)
+            self._objects = grown(self._objects, self.n_ids, None)
             self.entry_of = grown(self.entry_of, self.n_ids, -1)
             self.refs = grown(self.refs, self.n_ids, 0)
+            self.is_str = grown(self.is_str, self.n_ids, False)
+            self.s_start = grown(self.s_start, self.n_ids, 0)
+            self.s_len = grown(self.s_len, self.n_ids, 0)
+            self._s_entry = grown(self._s_entry, self.n_ids, -1)
+            self._s_hash = grown(self._s_hash, self.n_ids, 0)
             got = np.concatenate([got, fresh])
         return got
 
@@ -222,27 +728,43 @@ class KeyIndex:
         gone = u[self.refs[u] == 0]
         if len(gone) == 0:
             return
-        real = gone
         if self.none_id >= 0 and bool((gone == self.none_id).any()):
-            real = gone[gone != self.none_id]  # the None key has no hash table entry
             self.none_id = -1
+        s = self.is_str[gone]
+        strs = gone[s]
+        if len(strs):
+            entries = self._s_entry[strs]
+            held = entries >= 0
+            self._s_entry_id[entries[held]] = -1
+            for i in strs[~held].tolist():  # strings aside (their hash was taken): rare
+                del self._side[self._pool_bytes(i)]
+                hv = int(self._s_hash[i])
+                self._side_hashes[hv] -= 1
+                if not self._side_hashes[hv]:
+                    del self._side_hashes[hv]
+            self._s_entry[strs] = -1
+            self._pool_dead += int(self.s_len[strs].sum())
+            self.is_str[strs] = False
+        real = gone[~s & (self.entry_of[gone] != _NO_ENTRY)]  # the None key has no hash table entry
         self._entry_id[self.entry_of[real]] = -1
-        self._dead += len(real)
+        self._dead += len(real) + len(strs)
         self.entry_of[gone] = -1
-        self.values[gone] = None
+        self._objects[gone] = None
         self.free = grown(self.free, self.n_free + len(gone), 0)
         self.free[self.n_free : self.n_free + len(gone)] = gone
         self.n_free += len(gone)
         # amortized: a rebuild costs O(live keys)
-        if self._dead > max(self._REBUILD_MIN, self._REBUILD_FACTOR * len(self)):
+        limit = max(self._REBUILD_MIN, self._REBUILD_FACTOR * len(self))
+        if self._dead > limit or self._pool_dead > 16 * limit:
             self._rebuild()
 
     # -- batches -------------------------------------------------------------------------------------
-    def local_keys(self, frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def local_keys(self, frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, Keys]:
         """Batch-local key codes (``0 <= code``) of every row, and the key value of each code.
 
         No ids are given out: a caller maps to ids only the keys it keeps state for. A categorical
-        column's codes are used as they are. Missing keys (NaN, None) are the key ``None``.
+        column's codes are used as they are; a column of arrow strings gives its keys as
+        :class:`StringKeys`. Missing keys (NaN, None) are the key ``None``.
         """
         if not columns:
             return np.zeros(len(frame), dtype=np.int64), object_array([()])
@@ -255,6 +777,9 @@ class KeyIndex:
                     local = local.astype(np.int64) + 1
                     values = np.concatenate([object_array([None]), values])
                 return local, values
+            strings = arrow_strings(col)
+            if strings is not None:  # hashed as bytes: no Python string per key
+                return string_codes(strings)
             local, uniq = pd.factorize(col, use_na_sentinel=False)
             values = object_array(uniq)
             if pd.Index(uniq).hasnans:  # writes into uniq's buffer at most: a fresh Index nobody else holds
@@ -275,11 +800,16 @@ class KeyIndex:
 
     def key_columns(self, ids: np.ndarray, columns: list[str]) -> dict[str, Any]:
         """The key columns of a result frame, one row per id in ``ids``."""
-        vals = self.values[ids]
         if len(columns) == 1:
+            if len(ids) and _ARROW_STR:
+                s = self.is_str[ids]
+                if s.any() and (s.all() or bool((s | (ids == self.none_id)).all())):
+                    keys = StringKeys(self.pool, self.s_start[ids], np.where(s, self.s_len[ids], 0), ~s)
+                    return {columns[0]: pd.Series(pd.array(keys.to_arrow(), dtype=_STR_DTYPE), copy=False)}
             # the dtype pandas infers from the values (str, int64, ...), as from a list of them
+            vals = self.key_values(ids)
             return {columns[0]: pd.Series(vals, dtype=object, copy=False).infer_objects()}
-        rows = vals.tolist()
+        rows = self.key_values(ids).tolist()
         return {c: [v[j] for v in rows] for j, c in enumerate(columns)}
 
 

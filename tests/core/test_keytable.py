@@ -10,10 +10,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamlab._keytable import KeyIndex, SlotTable, object_array
+import streamlab._keytable as keytable
+from streamlab._keytable import KeyIndex, SlotTable, StringKeys, object_array
 
-# keys that hash alike or compare equal in Python: 1, 1.0 and True are one key, as in a dict
-UNIVERSE = ["a", "b", "c", "", "u1", 1, 2, 1.0, True, 2.5, None, float("nan"), ("a", 1), ("a", 2), pd.NA]
+# keys that hash alike or compare equal in Python: 1, 1.0 and True are one key, as in a dict; strings
+# of every length (and non-ASCII ones) go through the byte pool, the others through the object table
+UNIVERSE = [
+    "a", "b", "c", "", "u1", "ab", "ba", "é", "日本語", 1, 2, 1.0, True, 2.5, None, float("nan"),
+    ("a", 1), ("a", 2), pd.NA, "1",
+]  # fmt: skip
+
+
+def _colliding_hashes(data, offsets):
+    """A hash that makes most strings collide (their length mod 2): ids must still never merge keys."""
+    return (np.diff(np.asarray(offsets, dtype=np.int64)) % 2).astype(np.uint64)
 
 
 def _norm(v):
@@ -25,26 +35,41 @@ def _norm(v):
 
 ops = st.lists(
     st.tuples(
-        st.sampled_from(["ids", "release", "lookup", "pickle"]),
+        st.sampled_from(["ids", "arrow", "release", "lookup", "pickle"]),
         st.lists(st.sampled_from(range(len(UNIVERSE))), max_size=12),
     ),
     max_size=40,
 )
 
 
+@pytest.mark.parametrize("collide", [False, True], ids=["hash", "colliding-hash"])
 @pytest.mark.parametrize("rebuild_min", [1 << 16, 0], ids=["no-rebuilds", "rebuild-at-every-release"])
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(sequence=ops)
-def test_key_index_equals_a_dict_with_reference_counts(rebuild_min, sequence):
+def test_key_index_equals_a_dict_with_reference_counts(rebuild_min, collide, sequence):
+    with pytest.MonkeyPatch.context() as mp:
+        if collide:
+            mp.setattr(keytable, "string_hashes", _colliding_hashes)
+        _check_key_index_against_a_dict(rebuild_min, sequence)
+
+
+def _check_key_index_against_a_dict(rebuild_min, sequence):
     index = KeyIndex(1)
     index._REBUILD_MIN = rebuild_min
     ref_id: dict = {}  # key -> id, for the keys that hold references
     refs: dict = {}  # key -> reference count
     for op, picks in sequence:
+        if op == "arrow":  # a batch of arrow strings, numbered through its distinct keys as bytes
+            picks = [i for i in picks if UNIVERSE[i] is None or isinstance(UNIVERSE[i], str)]
         values = object_array([UNIVERSE[i] for i in picks])
         keys = [_norm(v) for v in values.tolist()]
-        if op == "ids":
-            ids = index.ids_for(values).tolist()
+        if op in ("ids", "arrow"):
+            if op == "arrow":
+                local, uniq = index.local_keys(pd.DataFrame({"k": pd.array(values, dtype="str")}), ["k"])
+                assert isinstance(uniq, StringKeys) or not len(values)
+                ids = index.ids_for(uniq, distinct=True)[local].tolist() if len(values) else []
+            else:
+                ids = index.ids_for(values).tolist()
             for k, i in zip(keys, ids):
                 if k in ref_id:
                     assert i == ref_id[k]
@@ -74,6 +99,44 @@ def test_key_index_equals_a_dict_with_reference_counts(rebuild_min, sequence):
         )
 
 
+def test_colliding_strings_keep_their_own_ids_through_batches_and_rebuilds(monkeypatch):
+    monkeypatch.setattr(keytable, "string_hashes", _colliding_hashes)
+    index = KeyIndex(1)
+    index._REBUILD_MIN = 2
+    words = [f"k{j}" for j in range(300)]  # all of one length: one hash
+    frame = pd.DataFrame({"k": pd.array(words + words[::-1] + [None], dtype="str")})
+    local, uniq = index.local_keys(frame, ["k"])
+    ids = index.ids_for(uniq, distinct=True)[local]
+    index.hold(ids[:300])
+    assert len(set(ids[:300].tolist())) == 300 and (ids[300:600] == ids[:300][::-1]).all()
+    index.release(ids[:150])  # rebuilds: the keys left keep their ids
+    assert index.lookup(object_array(words)).tolist() == [-1] * 150 + ids[150:300].tolist()
+    assert index.ids_for(object_array(words[150:])).tolist() == ids[150:300].tolist()
+    assert sorted(map(str, index.live_values())) == sorted([*words[150:], "None"])  # None got an id too
+    frame = pd.DataFrame(index.key_columns(ids[150:300], ["k"]))
+    assert frame["k"].tolist() == words[150:]
+
+
+def test_a_checkpoint_of_objects_resumes_with_string_keys_in_the_pool():
+    old = KeyIndex(1)  # the state as written before the pool: every key a Python object
+    state = {
+        "n_columns": 1,
+        "values": object_array(["a", 7, None, "b", None]),
+        "entry_of": np.array([0, 1, 2**62, 2, -1], dtype=np.int64),
+        "refs": np.array([1, 2, 1, 1, 0], dtype=np.int64),
+        "free": np.array([4], dtype=np.int64),
+        "n_free": 1,
+        "n_ids": 5,
+        "none_id": 2,
+    }
+    old.__setstate__(state)
+    assert old.lookup(object_array(["a", 7, None, "b", "c"])).tolist() == [0, 1, 2, 3, -1]
+    local, uniq = old.local_keys(pd.DataFrame({"k": pd.array(["b", "a", None], dtype="str")}), ["k"])
+    assert old.ids_for(uniq, distinct=True)[local].tolist() == [3, 0, 2]
+    assert old.ids_for(object_array(["c"])).tolist() == [4]  # the freed id
+    assert pd.DataFrame(old.key_columns(np.array([0, 3, 2]), ["k"]))["k"].tolist()[:2] == ["a", "b"]
+
+
 def test_released_ids_are_reused_and_the_table_stays_bounded():
     index = KeyIndex(1)
     index._REBUILD_MIN = 100
@@ -84,7 +147,8 @@ def test_released_ids_are_reused_and_the_table_stays_bounded():
         index.release(ids)
         assert len(index) == 0
     assert index.n_ids == 1000  # ids were reused, batch after batch
-    assert index._count <= 5 * 1000 + 100  # released keys leave the hash table in rebuilds
+    assert index._s_count <= 5 * 1000 + 100  # released keys leave the hash table in rebuilds
+    assert index.pool_size <= 16 * 5 * 1000 * 8  # ... and their bytes the pool
 
 
 slot_ops = st.lists(
