@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["encode_figure", "live_figure_class", "plotly_library"]
+__all__ = ["live_figure_class", "plotly_library"]
 
 _JS = Path(__file__).with_name("_figure.js")
 # dtypes plotly.js reads as typed arrays, by numpy's one-letter code (a cheap lookup on every redraw)
@@ -54,22 +54,6 @@ def _encode(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def encode_figure(fig: Any, rev: int = 0) -> dict[str, Any]:
-    """A plotly figure as the live view's state: plain JSON with 1-d numeric arrays as binary buffers.
-
-    The layout's ``template`` (a large, constant dict) is left out: the view keeps it in its own trait.
-
-    Examples
-    --------
-    >>> import plotly.graph_objects as go
-    >>> state = encode_figure(go.Figure(go.Scatter(x=np.array([1.0, 2.0]), y=[3, 4])), rev=7)
-    >>> state["rev"], state["data"][0]["x"]["__ndarray__"], state["data"][0]["y"], "template" in state["layout"]
-    (7, 'float64', [3, 4], False)
-    """
-    layout = {k: v for k, v in fig._layout.items() if k != "template"}
-    return {"rev": rev, "data": _encode(fig._data), "layout": _encode(layout)}
 
 
 @functools.cache
