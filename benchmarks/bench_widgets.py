@@ -7,12 +7,17 @@ at (it spaces its ticks so redraws use at most ``cpu_share`` of a core, never be
 chart's redraws per second (target >= 5, at most the configured maximum) and per refresher tick (1.00:
 every tick redrew).
 Outside a kernel the views have no frontend, so this measures the kernel-side cost (buffering, pulling,
-plotly updates, encoding the whole figure for its view), not the browser.
+encoding the whole figure for its view), not the browser. Each refresher tick's CPU time (its thread's
+clock) is printed too.
+
+With ``--floor`` a third run per repeat keeps the charts subscribed and their views made but the
+refresher stopped: its ratio to the bare run is the noise floor of a loaded machine (what the buffers
+cost the pipeline thread, plus noise), to read the live ratio against.
 
 A run must last well over a second: redraws come on a fixed 1/max_fps grid, so over a 0.5 s run one
 redraw more or less moves the rate by 2 per second.
 
-    python benchmarks/bench_widgets.py [--copies 300] [--max-fps 10] [--repeat 5]
+    python benchmarks/bench_widgets.py [--copies 300] [--max-fps 10] [--repeat 5] [--floor]
 """
 
 from __future__ import annotations
@@ -43,10 +48,13 @@ def build(frame: pd.DataFrame) -> Pipeline:
     return p
 
 
-def run_once(frame: pd.DataFrame, charts: bool, max_fps: float, batch_size: int) -> dict[str, float]:
+def run_once(
+    frame: pd.DataFrame, charts: bool, max_fps: float, batch_size: int, refresh: bool = True
+) -> dict[str, float]:
     p = build(frame)
     handle = p.start(batch_size=batch_size, paused=True, max_collect_rows=10_000)
     widgets: list[Any] = []
+    tick_cpu: list[float] = []
     dash = None
     if charts:
         widgets = [
@@ -59,6 +67,18 @@ def run_once(frame: pd.DataFrame, charts: bool, max_fps: float, batch_size: int)
             handle, widgets, controls=False, gauges=False, debugger=False, diagram=False, max_fps=max_fps
         )
         _ = dash.widget
+        tick = dash.refresher.callback
+
+        def timed() -> Any:
+            started = time.thread_time()
+            try:
+                return tick()
+            finally:
+                tick_cpu.append(time.thread_time() - started)
+
+        dash.refresher.callback = timed
+        if not refresh:
+            dash.refresher.stop()
     start_redraws = [w.redraws for w in widgets]
     start_ticks = dash.refresher.ticks if dash is not None else 0
     t0 = time.perf_counter()
@@ -73,6 +93,7 @@ def run_once(frame: pd.DataFrame, charts: bool, max_fps: float, batch_size: int)
     handle.stop()
     assert result is not None and result.metrics["events_in"] == len(frame)
     out = {"events_per_s": len(frame) / elapsed, "seconds": elapsed, "fps": fps}
+    out["tick_ms"] = float(np.median(tick_cpu)) * 1e3 if tick_cpu else 0.0
     for w, n in zip(widgets, redraws):
         out[f"{type(w).__name__} redraws/s"] = n / elapsed
         out[f"{type(w).__name__} per tick"] = n / max(ticks, 1)
@@ -87,22 +108,36 @@ def main() -> None:
     ap.add_argument("--max-fps", type=float, default=10.0)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=50_000)
+    ap.add_argument("--floor", action="store_true", help="also run with the refresher stopped (noise floor)")
     args = ap.parse_args()
     frame = make_events(args.copies)
     print(f"{len(frame):,} events, batch size {args.batch_size:,}, max_fps {args.max_fps:g}")
     run_once(
         frame.head(50_000), True, args.max_fps, args.batch_size
     )  # warm-up: imports, plotly.js for the views
-    bare, live = [], []
-    for _ in range(args.repeat):  # interleaved, so machine load affects both alike
+    bare, live, stopped = [], [], []
+    for _ in range(args.repeat):  # interleaved, so machine load affects all alike
         bare.append(run_once(frame, False, args.max_fps, args.batch_size))
         live.append(run_once(frame, True, args.max_fps, args.batch_size))
+        if args.floor:
+            stopped.append(run_once(frame, True, args.max_fps, args.batch_size, refresh=False))
     best_bare = max(bare, key=lambda r: r["events_per_s"])
     best_live = max(live, key=lambda r: r["events_per_s"])
     ratio = best_live["events_per_s"] / best_bare["events_per_s"]
     print(f"without charts: {best_bare['events_per_s']:,.0f} events/s ({best_bare['seconds']:.2f} s)")
     print(f"with 3 charts:  {best_live['events_per_s']:,.0f} events/s ({best_live['seconds']:.2f} s)")
     print(f"ratio: {ratio:.2f} (target >= 0.90) {'OK' if ratio >= 0.9 else 'BELOW TARGET'}")
+    print(
+        "each repeat's ratio (live / bare of the same repeat): "
+        f"{[round(lv['events_per_s'] / b['events_per_s'], 2) for lv, b in zip(live, bare)]}"
+    )
+    if stopped:
+        best_stopped = max(stopped, key=lambda r: r["events_per_s"])
+        print(
+            f"noise floor, refresher stopped: ratio {best_stopped['events_per_s'] / best_bare['events_per_s']:.2f}; "
+            f"each repeat {[round(st['events_per_s'] / b['events_per_s'], 2) for st, b in zip(stopped, bare)]}"
+        )
+    print(f"CPU per refresher tick (median of each run, ms): {[round(r['tick_ms'], 2) for r in live]}")
     print(
         "refresher rate at the end of each run (max_fps, slowed to its CPU share, at least min_fps 6): "
         f"{[round(r['fps'], 1) for r in live]}"

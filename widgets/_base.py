@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from streamlab._time import NAT_NS
+from streamlab._time import NAT_NS, to_utc_ns
 from streamlab.clock import Clock, SystemClock
 from streamlab.runtime import RunHandle, RunMetrics
 
@@ -25,12 +26,14 @@ __all__ = [
     "LiveWidget",
     "Metrics",
     "SourceLike",
+    "columns_of",
+    "floats",
     "live_figure_class",
     "plotly_times",
     "require_plotly",
     "require_widgets",
     "resync_figure",
-    "update_figure",
+    "times_ns",
 ]
 
 SourceLike = RunHandle | pd.DataFrame
@@ -98,102 +101,76 @@ def plotly_times(ns: np.ndarray) -> np.ndarray:
     return ms
 
 
-def update_figure(
-    fig: Any, traces: Mapping[int, Mapping[str, Any]], layout: Mapping[str, Any] | None = None
-) -> None:
-    """Set trace and layout properties of ``fig``: one ``plotly_update`` for a ``FigureWidget``.
+_NS_PER_UNIT = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 
-    ``traces`` maps trace index to properties (``{"x": array, "y": array}``), ``layout`` maps layout
-    paths (``"title.text"``) to values. On a ``FigureWidget`` (one message to its views) plotly keeps
-    and sends only the values that changed; a plain figure (what the live charts' views hold) gets
-    the values written into its property dicts, without plotly's update machinery. The values
-    skip plotly's validators, which cost more than the rest of a redraw: pass what a validator would
-    produce (contiguous numeric arrays, plain dicts). ``layout["shapes"]`` is a list of shape dicts; when
-    the number of shapes changes they go through the validating setter, which plotly needs to rebuild
-    its shape objects.
+
+def _sampled_times_ns(col: pd.Series, budget: int) -> np.ndarray:
+    """Event times (int64 ns) of an even sample of at most ``budget`` rows of ``col``.
+
+    Runs in the pipeline thread for every batch (the watermark debugger) and on every redraw, so a
+    datetime column is sampled and scaled as plain int64 (pandas' per-call overhead is many times the
+    work); other columns go through ``to_utc_ns``.
 
     Examples
     --------
-    >>> import plotly.graph_objects as go
-    >>> fig = go.Figure(go.Scatter(x=[], y=[]))
-    >>> update_figure(fig, {0: {"y": np.array([1.0, 2.0])}}, {"title.text": "two points"})
-    >>> fig.data[0].y.tolist(), fig.layout.title.text
-    ([1.0, 2.0], 'two points')
-    >>> update_figure(fig, {}, {"shapes": [{"type": "line", "y0": 1, "y1": 1}]})
-    >>> update_figure(fig, {}, {"shapes": [{"type": "line", "y0": 2, "y1": 2}]})
-    >>> fig.layout.shapes[0].y0, fig.to_dict()["layout"]["shapes"][0]["y1"]
-    (2, 2)
+    >>> col = pd.Series(pd.to_datetime(["2024-01-01", None, "2024-01-02"], utc=True)).astype("datetime64[ms, UTC]")
+    >>> _sampled_times_ns(col, 3).tolist() == [1704067200 * 10**9, NAT_NS, 1704153600 * 10**9]
+    True
     """
-    relayout = dict(layout or {})
-    shapes: Sequence[Mapping[str, Any]] | None = relayout.pop("shapes", None)
-    if shapes is not None and len(fig.layout.shapes) != len(shapes):
-        fig.layout.shapes = shapes  # plotly rebuilds its shape objects: the validating setter
-        shapes = None
-    if not hasattr(fig, "_widget_data"):
-        _write_figure(fig, traces, relayout, shapes)
-        return
-    from plotly.basedatatypes import Undefined
-
-    if shapes is not None:
-        relayout["shapes"] = list(shapes)  # same count: plotly's shape objects read the new dicts
-    # plotly sends a property for every trace once it changed in one; only changed values go here.
-    changed = {
-        i: {prop: _frozen(v) for prop, v in props.items() if not _same(fig.data[i][prop], v)}
-        for i, props in traces.items()
-    }
-    index = sorted(i for i, props in changed.items() if props)
-    restyle = {
-        prop: [changed[i].get(prop, Undefined) for i in index]
-        for prop in sorted({p for i in index for p in changed[i]})
-    }
-    if restyle or relayout:
-        fig.plotly_update(restyle_data=restyle, relayout_data=relayout, trace_indexes=index)
+    rows = np.linspace(0, len(col) - 1, budget).astype(np.int64) if len(col) > budget else slice(None)
+    dtype: Any = col.dtype
+    unit: str | None = None
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        unit = dtype.unit
+    elif isinstance(dtype, np.dtype) and dtype.kind == "M":
+        unit = np.datetime_data(dtype)[0]
+    if unit not in _NS_PER_UNIT:
+        return to_utc_ns(col.iloc[rows])
+    raw = np.asarray(col.array.asi8[rows], dtype=np.int64)  # epoch in the column's unit; naive = UTC
+    if unit == "ns":
+        return raw.copy()
+    out = raw * _NS_PER_UNIT[unit]
+    out[raw == NAT_NS] = NAT_NS
+    return out
 
 
-def _write_figure(
-    fig: Any,
-    traces: Mapping[int, Mapping[str, Any]],
-    relayout: Mapping[str, Any],
-    shapes: Sequence[Mapping[str, Any]] | None,
-) -> None:
-    """Write values straight into a plain figure's property dicts (what its trace objects read).
+def times_ns(col: pd.Series) -> np.ndarray:
+    """A column of event times as int64 epoch nanoseconds (``NAT_NS`` where missing), cheaply for datetimes.
 
-    A plain ``go.Figure`` has no views to notify, so plotly's update machinery (path parsing, change
-    events) only costs time; a live chart's view encodes the whole figure and sends it if it changed.
+    Examples
+    --------
+    >>> times_ns(pd.Series(pd.to_datetime(["2024-01-01T00:00:01"], utc=True))).tolist()
+    [1704067201000000000]
     """
-    for i, props in traces.items():
-        data = fig._data[i]
-        for prop, value in props.items():
-            data[prop] = _frozen(value)
-    for path, value in relayout.items():
-        node = fig._layout
-        *parents, last = path.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
-    if shapes is not None:
-        for props, new in zip(fig._layout.get("shapes", ()), shapes):
-            props.clear()  # in place: plotly's shape objects keep reading these dicts
-            props.update(new)
+    return _sampled_times_ns(col, len(col))
 
 
-def _same(old: Any, new: Any) -> bool:
-    if isinstance(new, np.ndarray):
-        if not isinstance(old, np.ndarray):
-            return len(new) == 0 and old is not None and len(old) == 0
-        if old.shape != new.shape or old.dtype != new.dtype:
-            return False
-        return bool(np.array_equal(old, new, equal_nan=new.dtype.kind in "fc"))
-    return bool(old == new)
+def columns_of(frame: pd.DataFrame, names: Collection[str]) -> dict[str, pd.Series]:
+    """The columns of ``frame`` named in ``names`` (those it has), by name.
+
+    Read by position: the first lookup by name on a new frame makes pandas hash its column index
+    (for string column names, after converting them), which costs more than reading the columns, and
+    every batch is a new frame.
+
+    Examples
+    --------
+    >>> list(columns_of(pd.DataFrame({"a": [1], "b": [2], "c": [3]}), {"c", "a", "x"}))
+    ['a', 'c']
+    """
+    return {str(name): col for name, col in frame.items() if name in names}
 
 
-def _frozen(value: Any) -> Any:
-    """A contiguous read-only view of an array (what plotly's validators would store), else the value."""
-    if not isinstance(value, np.ndarray):
-        return value
-    value = np.ascontiguousarray(value).view()
-    value.flags.writeable = False
-    return value
+def floats(col: pd.Series) -> np.ndarray:
+    """A column as float64 (what is not a number becomes NaN), without pandas' slow paths for plain numbers.
+
+    Examples
+    --------
+    >>> floats(pd.Series([1, 2])).tolist(), floats(pd.Series(["3", "x", None])).tolist()
+    ([1.0, 2.0], [3.0, nan, nan])
+    """
+    if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iuf":
+        return col.to_numpy(dtype=np.float64)
+    return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def _check_columns(handle: RunHandle, ref: str, needed: list[str], who: str) -> None:
@@ -215,8 +192,11 @@ class LiveWidget:
     """Common machinery: subscriptions, throttled :meth:`refresh`, the live view and static export.
 
     Subclasses implement ``_pull()`` (take buffered data into state; True when something changed),
-    ``_init_figure(fig)`` (axes and empty traces) and ``_apply(fig)`` (write state into traces, with
-    :func:`update_figure` where redraws must be cheap).
+    ``_init_figure(fig)`` (what never changes: axes, titles, the styled empty traces), ``_traces()``
+    (each trace's changing properties, as plain dicts with numpy arrays; entries past the traces made
+    by ``_init_figure`` are whole traces with a ``type``) and ``_layout_update()`` (the layout keys that
+    change). A redraw builds no plotly object: the live view encodes those dicts straight into its state;
+    :meth:`figure` gives the same figure validated by plotly.
     """
 
     def __init__(
@@ -231,7 +211,7 @@ class LiveWidget:
         self.managed = False  # True when a Dashboard drives refreshes
         self._last_draw_ns: int | None = None
         self._dirty = True
-        self._fig: Any = None
+        self._skeleton: tuple[list[dict[str, Any]], dict[str, Any]] | None = None
         self._view: Any = None
         self._unsubscribe: list[Callable[[], None]] = []
         self._refresher: Refresher | None = None
@@ -261,8 +241,11 @@ class LiveWidget:
     def _init_figure(self, fig: Any) -> None:
         raise NotImplementedError
 
-    def _apply(self, fig: Any) -> None:
+    def _traces(self) -> list[dict[str, Any]]:
         raise NotImplementedError
+
+    def _layout_update(self) -> dict[str, Any]:
+        return {}
 
     # -- drawing ------------------------------------------------------------------------------
     def refresh(self, force: bool = False) -> bool:
@@ -286,31 +269,38 @@ class LiveWidget:
         changed = self._pull() or self._dirty
         if not changed:
             return False
-        if self._fig is not None:
-            self._redraw(self._fig)
+        if self._view is not None:
+            self._redraw()
         self._dirty = False
         self._last_draw_ns = now
         self.redraws += 1
         return True
 
-    def _redraw(self, fig: Any) -> None:
-        self._before_apply(fig)
-        self._apply(fig)
-        if self._view is not None:
-            self._view.sync()  # the whole figure: a view that missed a redraw is repaired by this one
+    def _redraw(self) -> None:
+        # the whole figure: a view that missed a redraw is repaired by this one
+        self._view.show(self._traces(), self._layout_update())
 
-    def _before_apply(self, fig: Any) -> None:
-        """Structural changes (adding traces) that plotly does not allow inside ``batch_update``."""
+    def _parts(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The constant traces and layout (``_init_figure``'s figure as plain dicts), made once."""
+        if self._skeleton is None:
+            go = require_plotly()
+            fig = go.Figure()
+            self._init_figure(fig)
+            # plotly's own property dicts (to_plotly_json would turn arrays into base64 text)
+            self._skeleton = (copy.deepcopy(fig._data), copy.deepcopy(fig._layout))
+        return self._skeleton
+
+    def _data(self) -> list[dict[str, Any]]:
+        """Every trace as a plain dict: the constant properties with the current ones over them."""
+        base = self._parts()[0]
+        return [{**base[i], **t} if i < len(base) else t for i, t in enumerate(self._traces())]
 
     def figure(self) -> go.Figure:
         """A static plotly figure of the current state (works outside a notebook)."""
         go = require_plotly()
         self._pull()
-        fig = go.Figure()
-        self._init_figure(fig)
-        self._before_apply(fig)
-        self._apply(fig)
-        return fig
+        layout = {**self._parts()[1], **self._layout_update()}
+        return go.Figure({"data": self._data(), "layout": layout})  # plotly copies the arrays
 
     def to_html(self, path: str | os.PathLike[str]) -> None:
         """Write the current state as a self-contained HTML file (plotly.js inlined, no network)."""
@@ -318,15 +308,13 @@ class LiveWidget:
 
     def _make_view(self) -> Any:
         require_widgets()
-        go = require_plotly()
         with self._refresh_lock:
-            fig = go.Figure()
-            self._init_figure(fig)
+            traces, layout = self._parts()
+            layout = dict(layout)
+            view = live_figure_class()(template=layout.pop("template", {}), layout=layout, traces=traces)
             self._pull()
-            self._before_apply(fig)
-            self._apply(fig)
-            self._fig = fig
-            return live_figure_class()(fig)
+            view.show(self._traces(), self._layout_update())
+            return view
 
     @property
     def widget(self) -> Any:

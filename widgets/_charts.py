@@ -8,17 +8,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._time import NAT_NS, to_utc_ns
+from streamlab._time import NAT_NS
 from streamlab.clock import Clock
 from streamlab.runtime import RunHandle
 
-from ._base import LiveWidget, SourceLike, _check_columns, plotly_times, require_plotly, update_figure
+from ._base import (
+    LiveWidget,
+    SourceLike,
+    _check_columns,
+    columns_of,
+    floats,
+    plotly_times,
+    require_plotly,
+    times_ns,
+)
 from ._refresh import FrameBuffer
 
 __all__ = ["AnomalyChart", "LiveTable", "WindowChart"]
 
 _ALL = "all"
-_NO_POINTS = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))
+_NO_POINTS = np.empty(0, dtype=np.float64)
 
 
 class WindowChart(LiveWidget):
@@ -95,67 +104,86 @@ class WindowChart(LiveWidget):
         # State as plain arrays, one row per (key, window), sorted by key code then window start:
         # key code, window start (int64 ns), value. Key codes index self._names.
         self._names: list[str] = []
+        self._index: dict[str, int] = {}  # key name -> code
         self._k = np.empty(0, dtype=np.int64)
         self._s = np.empty(0, dtype=np.int64)
         self._v = np.empty(0, dtype=np.float64)
-        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+        self._order: list[str] = []  # the keys ever drawn, in the order they were: one trace each
         self._feed(source, ref, self._buffer)
 
-    def _pull(self) -> bool:
-        new = self._buffer.drain()
-        if new is None:
-            return False
+    def _codes(self, cols: dict[str, pd.Series], n: int, rows: slice | np.ndarray) -> np.ndarray:
+        """The key codes (indexes into ``self._names``, which grows with new keys) of some of ``n`` rows."""
         if self.key is None:
-            codes = np.zeros(len(new), dtype=np.int64)
             if not self._names:
                 self._names.append(_ALL)
-        else:
-            # Factorize, then name only the few distinct keys (not every row).
-            local, uniques = pd.factorize(new[self.key], use_na_sentinel=False)
-            labels = [str(u) for u in uniques]
-            index = {name: i for i, name in enumerate(self._names)}
-            for name in labels:
-                if name not in index:
-                    index[name] = len(self._names)
-                    self._names.append(name)
-            codes = np.array([index[name] for name in labels], dtype=np.int64)[local]
-        k = np.concatenate([self._k, codes])
-        s = np.concatenate([self._s, to_utc_ns(new["window_start"])])
-        v = np.concatenate(
-            [self._v, pd.to_numeric(new[self.value], errors="coerce").to_numpy(np.float64, na_value=np.nan)]
-        )
+            return np.zeros(n, dtype=np.int64)[rows]
+        # Factorize, then name only the few distinct keys (not every row).
+        local, uniques = pd.factorize(cols[self.key].array[rows], use_na_sentinel=False)
+        index = self._index
+        for u in uniques:
+            name = str(u)
+            if name not in index:
+                index[name] = len(self._names)
+                self._names.append(name)
+        return np.array([index[str(u)] for u in uniques], dtype=np.int64)[local]
+
+    def _pull(self) -> bool:
+        frames = self._buffer.drain_frames()
+        if not frames:
+            return False
+        # Column by column, frame by frame, into arrays: pandas' concat costs more than the rest of a
+        # redraw. Only rows of the newest ``max_windows`` window starts are drawn: the others are cut
+        # before their keys and values are read (a batch can close hundreds of windows).
+        wanted = {"window_start", self.value, self.key or "window_start"}
+        cols = [columns_of(f, wanted) for f in frames]
+        starts = [times_ns(c["window_start"]) for c in cols]
+        everything = np.unique(np.concatenate([self._s, *starts]))
+        cut = everything[-min(self.max_windows, len(everything))]
+        ks, ss, vs = [self._k], [self._s], [self._v]
+        for col, start in zip(cols, starts):
+            rows = np.flatnonzero(start >= cut)
+            if not len(rows):
+                continue
+            # usually the newest rows: a slice, no copy
+            sel = slice(rows[0], None) if rows[0] + len(rows) == len(start) else rows
+            ks.append(self._codes(col, len(start), sel))
+            ss.append(start[sel])
+            vs.append(floats(col[self.value])[sel])
+        k, s, v = np.concatenate(ks), np.concatenate(ss), np.concatenate(vs)
         # A window re-emitted later (early results, lateness) replaces the earlier row: keep the last one.
         order = np.lexsort((np.arange(len(k)), s, k))
         k, s, v = k[order], s[order], v[order]
         last = np.ones(len(k), dtype=bool)
         last[:-1] = (k[1:] != k[:-1]) | (s[1:] != s[:-1])
         k, s, v = k[last], s[last], v[last]
-        starts = np.unique(s)
-        if len(starts) > self.max_windows:
-            recent = s >= starts[-self.max_windows]
+        distinct = np.unique(s)
+        if len(distinct) > self.max_windows:
+            recent = s >= distinct[-self.max_windows]
             k, s, v = k[recent], s[recent], v[recent]
         self._k, self._s, self._v = k, s, v
         self._arrays = None
         return True
 
-    def _drawn(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Window starts and values per drawn key (the ``max_keys`` largest totals), by key name."""
+    def _drawn(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per drawn key (the ``max_keys`` largest totals), by name: window starts (ns), values, starts as plotted."""
         self._pull()
         if self._arrays is None:
             totals = np.bincount(self._k, weights=np.nan_to_num(self._v), minlength=len(self._names))
             present = np.bincount(self._k, minlength=len(self._names)) > 0
             ranked = [c for c in np.argsort(-totals, kind="stable") if present[c]][: self.max_keys]
+            x = plotly_times(self._s)
             self._arrays = {}
             for code in sorted(ranked, key=lambda c: self._names[c]):
                 mask = self._k == code
-                self._arrays[self._names[code]] = (self._s[mask], self._v[mask])
+                self._arrays[self._names[code]] = (self._s[mask], self._v[mask], x[mask])
         return self._arrays
 
     def series(self) -> dict[str, pd.Series]:
         """The plotted data: one Series (index window start) per drawn key (the ``max_keys`` largest totals)."""
         return {
             name: pd.Series(v, index=pd.DatetimeIndex(pd.to_datetime(s, utc=True), name="window_start"))
-            for name, (s, v) in self._drawn().items()
+            for name, (s, v, _x) in self._drawn().items()
         }
 
     def _init_figure(self, fig: Any) -> None:
@@ -167,28 +195,22 @@ class WindowChart(LiveWidget):
             height=320,
         )
 
-    def _before_apply(self, fig: Any) -> None:
-        go = require_plotly()
-        have = {t.name for t in fig.data}
-        for name in self._drawn():
-            if name not in have:
-                fig.add_trace(
-                    go.Scatter(
-                        name=name,
-                        mode="lines+markers",
-                        stackgroup="one" if self.kind == "area" else None,
-                        x=[],
-                        y=[],
-                    )
-                )
-
-    def _apply(self, fig: Any) -> None:
+    def _traces(self) -> list[dict[str, Any]]:
+        # One trace per key ever drawn, in the order keys first were (a key keeps its colour); a key
+        # that dropped out of the largest ``max_keys`` keeps an empty trace.
         drawn = self._drawn()
-        traces = {}
-        for i, trace in enumerate(fig.data):
-            starts, values = drawn.get(trace.name, _NO_POINTS)
-            traces[i] = {"x": plotly_times(starts), "y": values}
-        update_figure(fig, traces, {"title.text": f"{self.title} · {len(self._k)} windows"})
+        self._order += [name for name in drawn if name not in self._order]
+        style: dict[str, Any] = {"type": "scatter", "mode": "lines+markers"}
+        if self.kind == "area":
+            style["stackgroup"] = "one"
+        traces = []
+        for name in self._order:
+            _s, v, x = drawn.get(name, (None, _NO_POINTS, _NO_POINTS))
+            traces.append({**style, "name": name, "x": x, "y": v})
+        return traces
+
+    def _layout_update(self) -> dict[str, Any]:
+        return {"title": {"text": f"{self.title} · {len(self._k)} windows"}}
 
 
 class AnomalyChart(LiveWidget):
@@ -256,8 +278,8 @@ class AnomalyChart(LiveWidget):
         self.max_points = max_points
         self.title = title or f"{score} ({ref})"
         self._buffer = FrameBuffer(max_points)  # all columns, read by name (as WindowChart)
-        # Plain arrays, newest last: event time (int64 ns), score, flag.
-        self._t = np.empty(0, dtype=np.int64)
+        # Plain arrays, newest last: event time, score, flag.
+        self._x = np.empty(0, dtype=np.float64)  # event time, as plotted (epoch ms)
         self._score = np.empty(0, dtype=np.float64)
         self._flag = np.empty(0, dtype=bool)
         # (clock ns, events so far, flagged so far) at each pull over the last RATE_SPAN_NS: alerts/s
@@ -286,17 +308,25 @@ class AnomalyChart(LiveWidget):
         self.threshold = threshold
         self._dirty = True
 
-    def _pull(self) -> bool:
-        new = self._buffer.drain()
-        if new is None:
-            return False
-        t = to_utc_ns(new[self.time]) if self.time in new else np.full(len(new), NAT_NS, dtype=np.int64)
-        score = pd.to_numeric(new[self.score], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        if self.flag in new:
-            flag = new[self.flag].fillna(False).astype(bool).to_numpy()
+    def _columns(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Event times (int64 ns), scores and flags of a frame, as arrays."""
+        n = len(frame)
+        cols = columns_of(frame, (self.time, self.score, self.flag))
+        t = times_ns(cols[self.time]) if self.time in cols else np.full(n, NAT_NS, dtype=np.int64)
+        if self.flag not in cols:
+            flag = np.zeros(n, dtype=bool)
+        elif cols[self.flag].dtype == bool:
+            flag = cols[self.flag].to_numpy()
         else:
-            flag = np.zeros(len(new), dtype=bool)
-        self._events_total += len(new)
+            flag = cols[self.flag].fillna(False).astype(bool).to_numpy()
+        return t, floats(cols[self.score]), flag
+
+    def _pull(self) -> bool:
+        frames = self._buffer.drain_frames()
+        if not frames:
+            return False
+        t, score, flag = (np.concatenate(c) for c in zip(*(self._columns(f) for f in frames)))
+        self._events_total += len(t)
         if self.threshold is not None:
             with np.errstate(invalid="ignore"):
                 self._alerts_total += int(np.sum(score >= self.threshold))
@@ -307,7 +337,7 @@ class AnomalyChart(LiveWidget):
         while len(self._counts) > 2 and now - self._counts[1][0] >= self.RATE_SPAN_NS:
             self._counts.popleft()
         keep = self.max_points
-        self._t = np.concatenate([self._t, t])[-keep:]
+        self._x = np.concatenate([self._x, plotly_times(t[-keep:])])[-keep:]
         self._score = np.concatenate([self._score, score])[-keep:]
         self._flag = np.concatenate([self._flag, flag])[-keep:]
         return True
@@ -336,10 +366,11 @@ class AnomalyChart(LiveWidget):
             height=320, margin={"l": 50, "r": 20, "t": 50, "b": 40},
         )  # fmt: skip
 
-    def _apply(self, fig: Any) -> None:
-        x = plotly_times(self._t)
-        y = self._score
-        flags = self._flags()
+    def _traces(self) -> list[dict[str, Any]]:
+        x, y, flags = self._x, self._score, self._flags()
+        return [{"x": x, "y": y}, {"x": x[flags], "y": y[flags]}]
+
+    def _layout_update(self) -> dict[str, Any]:
         shapes = []
         if self.threshold is not None:
             shapes.append(
@@ -349,11 +380,8 @@ class AnomalyChart(LiveWidget):
         thr = "" if self.threshold is None else f" · threshold {self.threshold:g}"
         rate, share = self.alert_rate()
         live = f" · {rate:.1f} alerts/s ({share:.1%})" if len(self._counts) >= 2 else ""
-        update_figure(
-            fig,
-            {0: {"x": x, "y": y}, 1: {"x": x[flags], "y": y[flags]}},
-            {"shapes": shapes, "title.text": f"{self.title} · {int(flags.sum())} flagged{thr}{live}"},
-        )
+        flagged = int(self._flags().sum())
+        return {"shapes": shapes, "title": {"text": f"{self.title} · {flagged} flagged{thr}{live}"}}
 
 
 class LiveTable(LiveWidget):
@@ -420,10 +448,14 @@ class LiveTable(LiveWidget):
             title=self.title, height=60 + 24 * (self.rows + 1), margin={"l": 10, "r": 10, "t": 40, "b": 10}
         )
 
-    def _apply(self, fig: Any) -> None:
+    def _traces(self) -> list[dict[str, Any]]:
         df = self._state
-        fig.data[0].header.values = [str(c) for c in df.columns]
-        fig.data[0].cells.values = [_cell_text(df[c]) for c in df.columns]
+        return [
+            {
+                "header": {"values": [str(c) for c in df.columns]},
+                "cells": {"values": [_cell_text(df[c]) for c in df.columns]},
+            }
+        ]
 
 
 def _cell_text(col: pd.Series) -> list[str]:

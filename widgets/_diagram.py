@@ -202,11 +202,5 @@ class PipelineDiagram(LiveWidget):
         self._pull()
         return widgets.HTML(value=self.svg())
 
-    def _redraw(self, fig: Any) -> None:
-        pass
-
-    def refresh(self, force: bool = False) -> bool:
-        redrawn = super().refresh(force)
-        if redrawn and self._view is not None:
-            self._view.value = self.svg()
-        return redrawn
+    def _redraw(self) -> None:
+        self._view.value = self.svg()

@@ -14,29 +14,39 @@ from __future__ import annotations
 
 import functools
 import gzip
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["encode_figure", "live_figure_class", "plotly_library"]
+__all__ = ["live_figure_class", "plotly_library"]
 
 _JS = Path(__file__).with_name("_figure.js")
-_TYPED = {"float64", "float32", "int32", "int16", "int8", "uint32", "uint16", "uint8"}
+# dtypes plotly.js reads as typed arrays, by numpy's one-letter code (a cheap lookup on every redraw)
+_WIRE = {
+    np.dtype(n).char: n for n in ("float64", "float32", "int32", "int16", "int8", "uint32", "uint16", "uint8")
+}
 
 
 def _encode(value: Any) -> Any:
+    """Plain JSON for a view; a 1-d numeric array becomes ``{"__ndarray__": dtype, "data": its bytes}``.
+
+    The bytes go as a ``uint8`` memoryview: they travel as one binary buffer, and two states compare
+    byte for byte (NaN equals NaN), so an unchanged figure is recognised and not sent again.
+    """
     if isinstance(value, np.ndarray):
-        if value.dtype.kind == "b":
-            return value.astype(np.uint8) if value.ndim == 1 else value.tolist()
-        if value.ndim == 1 and value.dtype.name in _TYPED:
-            arr = np.ascontiguousarray(value)
-            return {"__ndarray__": arr.dtype.name, "data": arr.data}
-        if value.ndim == 1 and value.dtype.kind in "iuf":
-            arr = np.ascontiguousarray(value, dtype=np.float64)
-            return {"__ndarray__": "float64", "data": arr.data}
-        return value.tolist()
+        if value.ndim != 1:
+            return value.tolist()
+        name = _WIRE.get(value.dtype.char)
+        if name is None:
+            if value.dtype.kind == "b":
+                value, name = value.view(np.uint8), "uint8"
+            elif value.dtype.kind in "iuf":  # int64 and the like: plotly.js has no typed array for them
+                value, name = value.astype(np.float64), "float64"
+            else:
+                return value.tolist()
+        return {"__ndarray__": name, "data": np.ascontiguousarray(value).view(np.uint8).data}
     if isinstance(value, Mapping):
         return {k: _encode(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -44,22 +54,6 @@ def _encode(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def encode_figure(fig: Any, rev: int = 0) -> dict[str, Any]:
-    """A plotly figure as the live view's state: plain JSON with 1-d numeric arrays as binary buffers.
-
-    The layout's ``template`` (a large, constant dict) is left out: the view keeps it in its own trait.
-
-    Examples
-    --------
-    >>> import plotly.graph_objects as go
-    >>> state = encode_figure(go.Figure(go.Scatter(x=np.array([1.0, 2.0]), y=[3, 4])), rev=7)
-    >>> state["rev"], state["data"][0]["x"]["__ndarray__"], state["data"][0]["y"], "template" in state["layout"]
-    (7, 'float64', [3, 4], False)
-    """
-    layout = {k: v for k, v in fig._layout.items() if k != "template"}
-    return {"data": _encode(fig._data), "layout": _encode(layout), "rev": rev}
 
 
 @functools.cache
@@ -94,21 +88,22 @@ def plotly_library() -> Any:
 def live_figure_class() -> type:
     """The live view class: an anywidget whose synced ``figure`` is the complete current figure.
 
-    ``sync()`` sends the figure it was made with (after the chart redrew it); a view created later gets
-    the same state from the kernel. ``rendered`` counts the views that drew it (each says so once).
+    It is made from a figure's constant parts (``template``, the other layout keys, the traces'
+    styles), encoded once; ``show(traces, layout)`` sends the whole figure, with each trace's changing
+    properties and the layout keys that change put over them, to every view, and a view created later
+    gets the same state from the kernel. No plotly object is involved after construction: a redraw
+    encodes arrays straight into the state. ``rendered`` counts the views that drew it (each says so once).
 
     Examples
     --------
-    >>> import plotly.graph_objects as go
-    >>> fig = go.Figure(go.Scatter(x=[1, 2], y=[3, 4]))
-    >>> view = live_figure_class()(fig)
-    >>> fig.data[0].y = [5, 6]
-    >>> view.sync()
-    >>> view.figure["data"][0]["y"], view.figure["rev"]
-    ([5, 6], 2)
-    >>> view.sync()  # unchanged: nothing sent
-    >>> view.figure["rev"]
-    2
+    >>> view = live_figure_class()(layout={"height": 300}, traces=[{"type": "scatter", "mode": "lines"}])
+    >>> view.show([{"x": np.array([1.0, 2.0]), "y": np.array([3.0, 4.0])}], {"title": {"text": "two"}})
+    True
+    >>> state = view.figure
+    >>> state["rev"], state["layout"], state["data"][0]["mode"], np.frombuffer(state["data"][0]["y"]["data"]).tolist()
+    (1, {'height': 300, 'title': {'text': 'two'}}, 'lines', [3.0, 4.0])
+    >>> view.show([{"x": np.array([1.0, 2.0]), "y": np.array([3.0, 4.0])}], {"title": {"text": "two"}})
+    False
     """
     import anywidget
     import traitlets
@@ -119,25 +114,41 @@ def live_figure_class() -> type:
         template = traitlets.Dict().tag(sync=True)  # the layout's template, sent once (it never changes)
         _lib = traitlets.Unicode("").tag(sync=True)
 
-        def __init__(self, fig: Any, **kwargs: Any) -> None:
-            template = _encode(fig._layout.get("template", {}))
-            super().__init__(_lib=f"IPY_MODEL_{plotly_library().model_id}", template=template, **kwargs)
-            self.fig = fig
+        def __init__(
+            self,
+            *,
+            template: Mapping[str, Any] | None = None,
+            layout: Mapping[str, Any] | None = None,
+            traces: Sequence[Mapping[str, Any]] = (),
+        ) -> None:
+            super().__init__(_lib=f"IPY_MODEL_{plotly_library().model_id}", template=_encode(template or {}))
+            # what never changes, encoded once
+            self._constant = _encode(layout or {})
+            self._styles = [_encode(t) for t in traces]
             self.rev = 0
             self.rendered = 0
+            self._shown: dict[str, Any] | None = None
             self.on_msg(self._on_view_msg)
-            self.sync()
 
-        def sync(self) -> None:
-            """Send the whole current figure to every view (and keep it for views created later).
+        def show(self, traces: list[Mapping[str, Any]], layout: Mapping[str, Any]) -> bool:
+            """Send the whole figure to every view (and keep it for views created later); False if unchanged.
 
-            Nothing is sent when the figure did not change.
+            ``traces`` are each trace's changing properties (arrays as numpy), put over its constant
+            ones; entries past the constant traces are whole traces. ``layout`` holds the layout keys
+            that change; they replace those of the constant layout.
             """
-            state = encode_figure(self.fig, self.rev)
-            if state != self.figure:
-                self.rev += 1
-                state["rev"] = self.rev
-                self.figure = state
+            styles = self._styles
+            data = [
+                {**styles[i], **_encode(t)} if i < len(styles) else _encode(t) for i, t in enumerate(traces)
+            ]
+            state = {"data": data, "layout": {**self._constant, **_encode(layout)}}
+            if state == self._shown:
+                return False
+            self._shown = state
+            self.rev += 1
+            # "rev" first: traitlets compares old and new state, and stops at the first key
+            self.figure = {"rev": self.rev, **state}
+            return True
 
         def _on_view_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
             if isinstance(content, dict) and content.get("event") == "rendered":

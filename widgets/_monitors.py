@@ -11,12 +11,12 @@ from typing import Any, Literal, cast
 import numpy as np
 import pandas as pd
 
-from streamlab._time import NAT_NS, format_duration, to_utc_ns
+from streamlab._time import NAT_NS, format_duration
 from streamlab.clock import Clock
 from streamlab.runtime import RunHandle, RunMetrics
 from streamlab.steps import WindowStep
 
-from ._base import LiveWidget, Metrics, plotly_times, require_plotly, require_widgets, update_figure
+from ._base import LiveWidget, Metrics, _sampled_times_ns, plotly_times, require_plotly, require_widgets
 
 __all__ = ["LagGauge", "LateDeadLetterCounter", "ThroughputGauge", "WatermarkDebugger"]
 
@@ -71,14 +71,8 @@ class _MetricsWidget(LiveWidget):
         self._pull()
         return widgets.HTML(value=self.html())
 
-    def _redraw(self, fig: Any) -> None:
-        pass
-
-    def refresh(self, force: bool = False) -> bool:
-        redrawn = super().refresh(force)
-        if redrawn and self._view is not None:
-            self._view.value = self.html()
-        return redrawn
+    def _redraw(self) -> None:
+        self._view.value = self.html()
 
     def _key(self, m: RunMetrics) -> Any:
         raise NotImplementedError
@@ -149,9 +143,8 @@ class ThroughputGauge(_MetricsWidget):
         fig.add_trace(go.Indicator(mode="gauge+number", value=0, title={"text": self.title}))
         fig.update_layout(height=220, margin={"l": 30, "r": 30, "t": 50, "b": 10})
 
-    def _apply(self, fig: Any) -> None:
-        fig.data[0].value = round(self.rate, 1)
-        fig.data[0].gauge = {"axis": {"range": [0, max(self.peak * 1.2, 1.0)]}}
+    def _traces(self) -> list[dict[str, Any]]:
+        return [{"value": round(self.rate, 1), "gauge": {"axis": {"range": [0, max(self.peak * 1.2, 1.0)]}}}]
 
 
 class LagGauge(_MetricsWidget):
@@ -193,12 +186,9 @@ class LagGauge(_MetricsWidget):
         fig.add_trace(go.Indicator(mode="gauge+number", value=0, title={"text": self.title}))
         fig.update_layout(height=220, margin={"l": 30, "r": 30, "t": 50, "b": 10})
 
-    def _apply(self, fig: Any) -> None:
-        fig.data[0].value = self.lag or 0
-        fig.data[0].gauge = {
-            "axis": {"range": [0, max(self.peak * 1.2, 1.0)]},
-            "bar": {"color": "darkorange"},
-        }
+    def _traces(self) -> list[dict[str, Any]]:
+        gauge = {"axis": {"range": [0, max(self.peak * 1.2, 1.0)]}, "bar": {"color": "darkorange"}}
+        return [{"value": self.lag or 0, "gauge": gauge}]
 
 
 class LateDeadLetterCounter(_MetricsWidget):
@@ -246,9 +236,8 @@ class LateDeadLetterCounter(_MetricsWidget):
             )
         fig.update_layout(height=160, margin={"l": 10, "r": 10, "t": 40, "b": 10})
 
-    def _apply(self, fig: Any) -> None:
-        for trace, name in zip(fig.data, self.NAMES):
-            trace.value = self.counts[name]
+    def _traces(self) -> list[dict[str, Any]]:
+        return [{"value": self.counts[name]} for name in self.NAMES]
 
 
 class _PointRing:
@@ -285,32 +274,6 @@ class _PointRing:
 def _plotly_time(ts: pd.Timestamp) -> str:
     # Shape coordinates travel as JSON; plotly.js parses this text form on a date axis.
     return str(np.datetime_as_string(np.datetime64(ts.value, "ns"), unit="ms"))
-
-
-_NS_PER_UNIT = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
-
-
-def _sampled_times_ns(col: pd.Series, budget: int) -> np.ndarray:
-    """Event times (int64 ns) of an even sample of at most ``budget`` rows of ``col``.
-
-    Runs in the pipeline thread for every batch, so a datetime column is sampled and scaled as plain
-    int64 (pandas' per-call overhead is many times the work); other columns go through ``to_utc_ns``.
-    """
-    rows = np.linspace(0, len(col) - 1, budget).astype(np.int64) if len(col) > budget else slice(None)
-    dtype: Any = col.dtype
-    unit: str | None = None
-    if isinstance(dtype, pd.DatetimeTZDtype):
-        unit = dtype.unit
-    elif isinstance(dtype, np.dtype) and dtype.kind == "M":
-        unit = np.datetime_data(dtype)[0]
-    if unit not in _NS_PER_UNIT:
-        return to_utc_ns(col.iloc[rows])
-    raw = np.asarray(col.array.asi8[rows], dtype=np.int64)  # epoch in the column's unit; naive = UTC
-    if unit == "ns":
-        return raw.copy()
-    out = raw * _NS_PER_UNIT[unit]
-    out[raw == NAT_NS] = NAT_NS
-    return out
 
 
 def _sample_ns(values: np.ndarray, budget: int) -> np.ndarray:
@@ -395,12 +358,12 @@ class WatermarkDebugger(LiveWidget):
         self.max_points, self.max_bands, self.per_batch = max_points, max_bands, per_batch
         self._events = _PointRing(max_points)
         self._late = _PointRing(max_points)
-        # (processing time, event time) pairs in int64 ns, newest last.
-        self._ev = np.empty((0, 2), dtype=np.int64)
+        self._ev = np.empty((2, 0), dtype=np.float64)  # rows: arrival, event time (epoch ms, as plotted)
         self._lt = self._ev
         self._wm: deque[tuple[int, int]] = deque(maxlen=max_points)
         self._wm_xy: tuple[np.ndarray, np.ndarray] | None = None  # the watermark line, as plotted
         self._open: list[tuple[pd.Timestamp, pd.Timestamp]] = []
+        self._bands: list[dict[str, Any]] = []  # the open windows, as drawn
         self.late_total = 0
         self.watermark: pd.Timestamp | None = None
         self._replaying = False
@@ -435,7 +398,9 @@ class WatermarkDebugger(LiveWidget):
         for name, ring in (("_ev", self._events), ("_lt", self._late)):
             new = ring.drain()
             if new is not None:
-                setattr(self, name, np.concatenate([getattr(self, name), new])[-self.max_points :])
+                # converted to what is plotted once, as they come, not on every redraw
+                ms = plotly_times(new.ravel()).reshape(-1, 2).T
+                setattr(self, name, np.concatenate([getattr(self, name), ms], axis=1)[:, -self.max_points :])
                 changed = True
         wm, state = self.source.step_state(self.step)  # this step only: the runtime's lock, briefly
         if wm is not None and wm != self.watermark:
@@ -446,6 +411,14 @@ class WatermarkDebugger(LiveWidget):
         opened = list(state.get("open_windows", []))[-self.max_bands :]
         if opened != self._open:
             self._open = opened
+            self._bands = [
+                {
+                    "type": "rect", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "layer": "below",
+                    "y0": _plotly_time(s), "y1": _plotly_time(e),
+                    "fillcolor": "rgba(255,165,0,0.15)", "line": {"width": 1, "color": "rgba(255,165,0,0.6)"},
+                }
+                for s, e in opened
+            ]  # fmt: skip
             changed = True
         return changed
 
@@ -453,8 +426,8 @@ class WatermarkDebugger(LiveWidget):
         """What is drawn: event and late dot counts, watermark, open windows."""
         self._pull()
         return {
-            "events": len(self._ev),
-            "late": len(self._lt),
+            "events": self._ev.shape[1],
+            "late": self._lt.shape[1],
             "late_total": self.late_total,
             "watermark": self.watermark,
             "watermark_points": len(self._wm),
@@ -495,27 +468,20 @@ class WatermarkDebugger(LiveWidget):
             legend={"orientation": "h", "y": -0.2},
         )
 
-    def _apply(self, fig: Any) -> None:
+    def _traces(self) -> list[dict[str, Any]]:
         if self._wm_xy is None:
             wm = np.array(self._wm, dtype="int64").reshape(-1, 2)
             self._wm_xy = (plotly_times(wm[:, 0]), plotly_times(wm[:, 1]))
-        traces = {
-            0: {"x": plotly_times(self._ev[:, 0]), "y": plotly_times(self._ev[:, 1])},
-            1: {"x": plotly_times(self._lt[:, 0]), "y": plotly_times(self._lt[:, 1])},
-        }
-        if self._wm:
-            traces[2] = {"x": self._wm_xy[0], "y": self._wm_xy[1]}
-        shapes = [
-            {
-                "type": "rect", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "layer": "below",
-                "y0": _plotly_time(s), "y1": _plotly_time(e),
-                "fillcolor": "rgba(255,165,0,0.15)", "line": {"width": 1, "color": "rgba(255,165,0,0.6)"},
-            }
-            for s, e in self._open
-        ]  # fmt: skip
+        return [
+            {"x": self._ev[0], "y": self._ev[1]},
+            {"x": self._lt[0], "y": self._lt[1]},
+            {"x": self._wm_xy[0], "y": self._wm_xy[1]},
+        ]
+
+    def _layout_update(self) -> dict[str, Any]:
         wm_text = self.watermark.strftime("%H:%M:%S") if self.watermark is not None else "-"
         title = (
             f"watermark {wm_text} · {len(self._open)} open windows · {self.late_total} late "
             f"(step {self.step}, delay {self.delay})"
         )
-        update_figure(fig, traces, {"shapes": shapes, "title.text": title})
+        return {"shapes": self._bands, "title": {"text": title}}

@@ -179,14 +179,8 @@ class ControlPanel(LiveWidget):
         if label is not None:
             label.value = f"<span class='streamlab-status'>{html.escape(self.status_text)}</span>"
 
-    def refresh(self, force: bool = False) -> bool:
-        redrawn = super().refresh(force)
-        if redrawn:
-            self._sync_status()
-        return redrawn
-
-    def _redraw(self, fig: Any) -> None:
-        pass
+    def _redraw(self) -> None:
+        self._sync_status()
 
     def _make_view(self) -> Any:
         w = require_widgets()

@@ -85,22 +85,40 @@ class FrameBuffer:
                 self._rows -= len(old)
                 self.dropped += len(old)
 
-    def drain(self) -> pd.DataFrame | None:
-        """Everything buffered since the last drain (``None`` when empty); the buffer is emptied."""
+    def drain_frames(self) -> list[pd.DataFrame]:
+        """Every frame buffered since the last drain, oldest first, with at most ``max_rows`` rows in all.
+
+        The buffer is emptied. The frames are the pipeline's own (all columns, their own index): no
+        pandas work is done, so a reader that needs a few columns as arrays takes them frame by frame.
+
+        Examples
+        --------
+        >>> buf = FrameBuffer(max_rows=3)
+        >>> buf.append(pd.DataFrame({"x": [1, 2]}))
+        >>> buf.append(pd.DataFrame({"x": [3, 4]}))
+        >>> [f["x"].tolist() for f in buf.drain_frames()], buf.drain_frames()
+        ([[2], [3, 4]], [])
+        """
         with self._lock:
-            if not self._frames:
-                return None
             frames = list(self._frames)
             self._frames.clear()
             self._rows = 0
+            # append keeps fewer than max_rows rows after the oldest frame: cutting that one is enough
+            excess = sum(len(f) for f in frames) - self.max_rows
+            if excess > 0:
+                self.dropped += excess
+                frames[0] = frames[0].iloc[excess:]
+        return frames
+
+    def drain(self) -> pd.DataFrame | None:
+        """Everything buffered since the last drain as one frame (``None`` when empty); the buffer is emptied."""
+        frames = self.drain_frames()
+        if not frames:
+            return None
         out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
         if self.columns is not None:
             # Selected once per drain, not per batch: pandas' per-call overhead stays off the pipeline thread.
             out = out[[c for c in self.columns if c in out.columns]]
-        if len(out) > self.max_rows:
-            with self._lock:
-                self.dropped += len(out) - self.max_rows
-            out = out.iloc[-self.max_rows :].reset_index(drop=True)
         return out
 
     def __len__(self) -> int:
