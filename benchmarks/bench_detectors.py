@@ -18,7 +18,9 @@ Run: ``python benchmarks/bench_detectors.py`` (``--small`` for a quick check of 
 
 River loops run on a prefix of each stream when the stream is long (``--river-events``): their
 per-event cost does not depend on the stream's length, and the prefix of the vectorized scores is
-compared with them. Times are process CPU times, best of ``--repeats``. Not a test: a script that
+compared with them. Times are process CPU times, best of ``--repeats``. Each side's input is made
+outside the timing (the loops' lists of rows and keys, the steps' micro-batches) and each side
+produces its outputs inside it (the loops a list of scores, the steps their ``out`` frames). Not a test: a script that
 prints numbers and exits non-zero when an output differs from river's.
 """
 
@@ -82,10 +84,20 @@ def best_of(repeats: int, fn: Callable[[], Any]) -> tuple[float, Any]:
     return best, out
 
 
-def run_step(step: Any, df: pd.DataFrame, batch: int) -> list[pd.DataFrame]:
-    """The step's ``out`` frames, batch by batch (concatenated by the caller, outside the timing)."""
+def batches_of(df: pd.DataFrame, batch: int) -> list[pd.DataFrame]:
+    """The micro-batches a source would hand the step (cut outside the timing, as the river loops'
+    rows and keys are made outside it)."""
+    return [df.iloc[a : a + batch] for a in range(0, len(df), batch)]
+
+
+def run_step(step: Any, df: pd.DataFrame | list[pd.DataFrame], batch: int = 0) -> list[pd.DataFrame]:
+    """The step's ``out`` frames, batch by batch (concatenated by the caller, outside the timing).
+
+    ``df`` is a frame (cut into batches of ``batch`` rows here) or the batches themselves.
+    """
     op = step.build()
-    return [op.process(df.iloc[a : a + batch])["out"] for a in range(0, len(df), batch)]
+    parts = batches_of(df, batch) if isinstance(df, pd.DataFrame) else df
+    return [op.process(part)["out"] for part in parts]
 
 
 def report(
@@ -157,7 +169,8 @@ def bench_model(
     rows = [dict(zip(features, r)) for r in sub[features].to_numpy(dtype="float64").tolist()]
     keys = None if step.key is None else sub[step.key].tolist()
     t_ref, ref = best_of(repeats, lambda: river_loop(rows, keys, factory, supervised))
-    t_fast, out = best_of(repeats, lambda: run_step(step, df, batch))
+    parts = batches_of(df, batch)
+    t_fast, out = best_of(repeats, lambda: run_step(step, parts))
     fast = pd.concat(out)["score"].to_numpy()[: len(ref)]
     expected = np.asarray(ref)
     same = bool(np.all(np.abs(fast - expected) <= tolerance * (1 + np.abs(expected))))
@@ -268,9 +281,10 @@ def bench_features(n: int, river_events: int, batch: int, repeats: int) -> bool:
         ),
     ]
     ok = True
+    parts = batches_of(df, batch)
     for name, step, column, loop in cases:
         t_ref, ref = best_of(repeats, loop)
-        t_fast, out = best_of(repeats, lambda step=step: run_step(step, df, batch))
+        t_fast, out = best_of(repeats, lambda step=step: run_step(step, parts))
         fast = pd.concat(out)[column].to_numpy(dtype="float64")[: len(ref)]
         expected = np.asarray(ref, dtype="float64")
         # z-scores of keys whose few values nearly coincide are ill-conditioned (Welford and prefix

@@ -260,11 +260,13 @@ class _KeyRowsOperator(FeatureOperator):
     def __init__(self, where: str, step: Any, time: str | None, value: str | None) -> None:
         super().__init__(where, step.key, time, value)
         self.step = step
-        self.index = pd.Index([], dtype=object)
+        self.index: pd.Index = pd.Index([], dtype=object)
         self.tick = np.empty(0, dtype=np.int64)
         self.alive = np.empty(0, dtype=bool)
         self.next_tick = 0
         self.evictions = 0
+        #: integer keys: a hash table of ``index`` (key, row entries) for :meth:`_int_rows`, or None
+        self.hashed: np.ndarray | None = None
 
     def _fresh(self, name: str, rows: int) -> np.ndarray:
         raise NotImplementedError
@@ -275,6 +277,14 @@ class _KeyRowsOperator(FeatureOperator):
         if not ok.any():
             self.next_tick += len(keys)
             return rows
+        k = kernels()
+        if (
+            k is not None
+            and keys.dtype == np.int64
+            and (len(self.index) == 0 or self.index.dtype == np.int64)
+        ):
+            return self._int_rows(k, keys.to_numpy(), ok)
+        self.hashed = None  # the index changes below: the hash table is rebuilt when next needed
         codes, uniques = pd.factorize(keys if ok.all() else keys[ok])
         u = pd.Index(
             uniques, tupleize_cols=False
@@ -284,8 +294,7 @@ class _KeyRowsOperator(FeatureOperator):
         if new.any():
             start, extra = len(self.index), int(new.sum())
             self.index = u[new] if start == 0 else self.index.append(u[new])
-            for name in self._arrays:
-                setattr(self, name, np.concatenate([getattr(self, name), self._fresh(name, extra)]))
+            self._add_rows(start, extra)
             self.tick = np.concatenate([self.tick, np.zeros(extra, dtype=np.int64)])
             self.alive = np.concatenate([self.alive, np.ones(extra, dtype=bool)])
             pos[new] = np.arange(start, start + extra)
@@ -302,6 +311,53 @@ class _KeyRowsOperator(FeatureOperator):
         rows[at] = pos[codes]
         return rows
 
+    def _add_rows(self, start: int, extra: int) -> None:
+        """Fresh state for rows ``start .. start + extra`` (new keys).
+
+        The per-row arrays keep spare rows beyond the index, doubling when full: a batch with a
+        few new keys then does not copy every key's state (the median's is ~1.6 kB a key).
+        """
+        end = start + extra
+        for name in self._arrays:
+            arr = getattr(self, name)
+            if len(arr) < end:
+                grown = self._fresh(name, max(end, 2 * len(arr)))
+                grown[:start] = arr[:start]
+                setattr(self, name, grown)
+            else:
+                arr[start:end] = self._fresh(name, extra)
+
+    def _int_rows(self, k: Any, keys: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        """:meth:`_rows` for integer keys: one compiled pass through a hash table of the index.
+
+        The table (``hashed``: keys and rows, linear probing) mirrors ``index``; it is built from
+        the index when missing (after a restore, a compaction or a batch of other keys).
+        """
+        n = len(keys)
+        if self.hashed is None:
+            self.hashed = _hash_table(k, self.index.to_numpy(dtype=np.int64))
+        rows = np.empty(n, dtype=np.int64)
+        new_keys = np.empty(n, dtype=np.int64)
+        n_rows = len(self.index)
+        at, n_new = k.key_rows(keys, ok, 0, self.hashed, n_rows, rows, new_keys, 0)
+        while at < n:  # the table is half full: double it and go on
+            known = np.r_[self.index.to_numpy(dtype=np.int64), new_keys[:n_new]]
+            self.hashed = _hash_table(k, known, 2 * len(self.hashed))
+            at, n_new = k.key_rows(keys, ok, at, self.hashed, n_rows, rows, new_keys, n_new)
+        if n_new:
+            added = pd.Index(new_keys[:n_new])
+            self.index = added if n_rows == 0 else self.index.append(added)
+            self._add_rows(n_rows, n_new)
+            self.tick = np.concatenate([self.tick, np.zeros(n_new, dtype=np.int64)])
+            self.alive = np.concatenate([self.alive, np.ones(n_new, dtype=bool)])
+        revived = np.empty(n, dtype=np.int64)
+        n_revived = k.touch_rows(rows, self.alive, self.tick, self.next_tick, revived)
+        if n_revived:
+            for name in self._arrays:
+                getattr(self, name)[revived[:n_revived]] = self._fresh(name, n_revived)
+        self.next_tick += n
+        return rows
+
     def _forget(self) -> None:
         """Drop the least recently updated keys beyond ``max_keys``; compact when many rows are dropped."""
         live = np.flatnonzero(self.alive)
@@ -312,6 +368,7 @@ class _KeyRowsOperator(FeatureOperator):
             self.evictions += excess
             live = np.flatnonzero(self.alive)
         if len(self.index) > 2 * len(live) + 1024:
+            self.hashed = None
             self.index = self.index[live]
             for name in (*self._arrays, "tick", "alive"):
                 setattr(self, name, getattr(self, name)[live])
@@ -330,7 +387,9 @@ class _KeyRowsOperator(FeatureOperator):
         old = pickle.loads(state)
         if self._old_state not in old or not isinstance(old[self._old_state], dict):
             super().restore(state)
+            self.__dict__.setdefault("hashed", None)  # a snapshot taken before the hash table
             return
+        self.hashed = None
         # a snapshot of the dict version: its keys in recency order become rows, oldest first
         entries = old.pop(self._old_state)
         self.__dict__.update(old)
@@ -344,6 +403,19 @@ class _KeyRowsOperator(FeatureOperator):
         self.next_tick = 0
         for row, k in enumerate(keys):
             self._old_rows(row, entries[k])
+
+
+def _hash_table(k: Any, keys: np.ndarray, capacity: int = 1024) -> np.ndarray:
+    """A hash table (``key_rows``') of ``keys`` (distinct; row ``i`` is ``keys[i]``), at most half full."""
+    while capacity < 2 * len(keys) + 2:
+        capacity *= 2
+    table = np.zeros((capacity, 2), dtype=np.int64)
+    table[:, 1] = -1
+    n = len(keys)
+    k.key_rows(
+        keys, np.ones(n, dtype=bool), 0, table, 0, np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), 0
+    )
+    return table
 
 
 def _kernel(name: str) -> Any:

@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - exercised on installs without the 'fas
 COMPILED = numba is not None
 
 
-def _pow_within_054_ulp() -> bool:
+def _libc_pow_within_054_ulp() -> bool:
     """Whether C's ``pow`` here is Arm's (glibc 2.28 and later), documented within 0.54 ulp."""
     import platform
 
@@ -43,14 +43,26 @@ def _pow_within_054_ulp() -> bool:
         return False
 
 
-#: C's ``pow`` is within 0.54 ulp (glibc >= 2.28), so :func:`pow_half` may answer with ``sqrt``
-POW_WITHIN_054_ULP = _pow_within_054_ulp()
+_POW_054: list[bool] = []
+
+
+def pow_within_054_ulp() -> bool:
+    """C's ``pow`` is within 0.54 ulp (glibc >= 2.28), so :func:`pow_half` may answer with ``sqrt``.
+
+    Asked on the first kernel call, not at import: ``platform.libc_ver`` reads the interpreter's
+    binary (milliseconds), which importing streamlab should not pay.
+    """
+    if not _POW_054:
+        _POW_054.append(_libc_pow_within_054_ulp())
+    return _POW_054[0]
+
 
 __all__ = [
     "COMPILED",
-    "POW_WITHIN_054_ULP",
     "hst_score_learn",
+    "moments_learn",
     "moments_score_learn",
+    "moments_scores",
     "p2_from_river",
     "p2_get",
     "p2_into_river",
@@ -58,6 +70,7 @@ __all__ = [
     "pattern_advance",
     "plain",
     "pow_half",
+    "pow_within_054_ulp",
 ]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -341,7 +354,7 @@ def pow_half(var: float, half: float, trust_sqrt: bool) -> float:
     sqrt(var)``, every other double is more than 0.55 ulp away from it, so a ``pow`` whose error is
     below 0.55 ulp returns ``s`` too: glibc (2.28 and later) and musl use Arm's pow, whose documented
     worst case is 0.54 ulp (``trust_sqrt`` says the platform's is that one, see
-    :data:`POW_WITHIN_054_ULP`). The exact residual ``var - s*s`` comes from Dekker's product (no
+    :func:`pow_within_054_ulp`). The exact residual ``var - s*s`` comes from Dekker's product (no
     fused multiply-add: exact without it); ``(s + s * 2**-53) - s`` is ``ulp(s)``, or 0 when ``s`` is
     a power of two (where the ulp below is half as large: then ``pow`` decides). Outside the normal
     range, where Dekker's split could overflow or lose bits, and for about one value in ten (those
@@ -380,7 +393,7 @@ def moments_score_learn(
     """river's Welford update and score per event (``state`` rows: n, mean, S), as ``hst_score_learn``.
 
     river takes the standard deviation as ``var ** 0.5`` (C's ``pow``): :func:`pow_half` with
-    ``half`` = 0.5 and ``trust_sqrt`` = :data:`POW_WITHIN_054_ULP`.
+    ``half`` = 0.5 and ``trust_sqrt`` = :func:`pow_within_054_ulp`.
     """
     judge = p2.shape[0] > 0
     sqrt2 = math.sqrt(2.0)
@@ -426,6 +439,102 @@ def moments_score_learn(
         state[cur, 0] = n
         state[cur, 1] = mean
         state[cur, 2] = m2
+
+
+@_jit
+def moments_learn(
+    values: np.ndarray,
+    slots: np.ndarray,
+    state: np.ndarray,
+    n_b: np.ndarray,
+    mean_b: np.ndarray,
+    m2_b: np.ndarray,
+) -> None:
+    """river's Welford update per event (``state`` rows: n, mean, S), recording each event's state before it.
+
+    The sequential half of :func:`moments_score_learn` without a threshold: the scores depend on
+    the recorded states only, so :func:`moments_scores` computes them afterwards in a loop whose
+    iterations are independent (pipelined by the CPU rather than waiting on the recurrence).
+    """
+    cur = -1
+    n = mean = m2 = 0.0
+    for i in range(values.shape[0]):
+        s = slots[i]
+        if s != cur:
+            if cur >= 0:
+                state[cur, 0] = n
+                state[cur, 1] = mean
+                state[cur, 2] = m2
+            cur = s
+            n = state[s, 0]
+            mean = state[s, 1]
+            m2 = state[s, 2]
+        x = values[i]
+        n_b[i] = n
+        mean_b[i] = mean
+        m2_b[i] = m2
+        n1 = n + 1.0
+        new_mean = mean + (1.0 / n1) * (x - mean)
+        m2 = m2 + 1.0 * (x - mean) * (x - new_mean)
+        n = n1
+        mean = new_mean
+    if cur >= 0:
+        state[cur, 0] = n
+        state[cur, 1] = mean
+        state[cur, 2] = m2
+
+
+@_jit
+def moments_scores(
+    values: np.ndarray,
+    n_b: np.ndarray,
+    mean_b: np.ndarray,
+    m2_b: np.ndarray,
+    gaussian: bool,
+    grace_period: int,
+    half: float,
+    trust_sqrt: bool,
+    scores: np.ndarray,
+) -> None:
+    """The scores of :func:`moments_score_learn` from each event's state before it (:func:`moments_learn`).
+
+    The same operations as there, in the same order; ``std`` is :func:`pow_half` of the variance
+    (``var ** 0.5``), its ``sqrt`` shortcut first for every event, ``pow`` only where it must decide.
+    """
+    m = values.shape[0]
+    sqrt2 = math.sqrt(2.0)
+    std = np.empty(m)
+    # the variance and its sqrt shortcut, branch free (select, not jump)
+    for i in range(m):
+        n = n_b[i]
+        var = m2_b[i] / (n - 1.0) if n > 1.0 else 0.0
+        s = math.sqrt(var)
+        c = 134217729.0 * s
+        hi = c - (c - s)
+        lo = s - hi
+        p = s * s
+        r = (var - p) - (((hi * hi - p) + 2.0 * hi * lo) + lo * lo)
+        ulp = (s + s * _HALF_EPS) - s
+        good = trust_sqrt & (var > 1e-290) & (var < 1e290) & (abs(r) <= 0.9 * s * ulp)
+        std[i] = s if good else -1.0
+    for i in range(m):
+        if std[i] < 0.0:  # pow_half's fallback: C's pow decides
+            n = n_b[i]
+            var = m2_b[i] / (n - 1.0) if n > 1.0 else 0.0
+            std[i] = float(var**half)
+    for i in range(m):
+        if n_b[i] < grace_period:
+            scores[i] = 0.0
+            continue
+        sd = std[i]
+        if gaussian:
+            if sd == 0.0:
+                cdf = 0.0  # river's ZeroDivisionError branch
+            else:
+                cdf = 0.5 * (1.0 + math.erf((values[i] - mean_b[i]) / sd / sqrt2))
+            scores[i] = 2.0 * abs(cdf - 0.5)
+        else:
+            scores[i] = abs((values[i] - mean_b[i]) / (sd + 1e-10))
 
 
 # --- pattern matching (CEP), per key, on the events the watermark releases
@@ -696,6 +805,39 @@ def ratio_to_median(
             med = ordered[r, h] if m % 2 else 0.5 * (ordered[r, h - 1] + ordered[r, h])
             if med != 0:
                 out[i] = v / med
+        if m == history:
+            # full: the oldest value leaves as the new one enters, in one move of the values between
+            # them (the sorted values are those of inserting after equal values, bisect.insort, then
+            # removing the first value equal to the oldest, bisect.bisect_left)
+            old = ring[r, head[r]]
+            ring[r, head[r]] = v
+            head[r] = (head[r] + 1) % history
+            if v != old:
+                lo, hi = 0, m  # the first value equal to the oldest
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if ordered[r, mid] < old:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                gone = lo
+                lo, hi = 0, m  # where v goes: after the values equal to it
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if v < ordered[r, mid]:
+                        hi = mid
+                    else:
+                        lo = mid + 1
+                at = lo
+                if at > gone:
+                    for k in range(gone, at - 1):
+                        ordered[r, k] = ordered[r, k + 1]
+                    ordered[r, at - 1] = v
+                else:
+                    for k in range(gone, at, -1):
+                        ordered[r, k] = ordered[r, k - 1]
+                    ordered[r, at] = v
+            continue
         # insert after equal values (bisect.insort)
         at = m
         while at > 0 and ordered[r, at - 1] > v:
@@ -922,3 +1064,76 @@ def time_since_last(
                 last[r] = t
         else:
             last[r] = t
+
+
+# --- integer keys to rows: an open-addressing hash table (linear probing)
+
+#: Fibonacci hashing's multiplier (2**64 / golden ratio): consecutive keys spread over the table
+_FIB = np.uint64(0x9E3779B97F4A7C15)
+
+
+@_jit
+def key_rows(
+    keys: np.ndarray,
+    ok: np.ndarray,
+    start: int,
+    table: np.ndarray,
+    n_rows: int,
+    rows: np.ndarray,
+    new_keys: np.ndarray,
+    n_new: int,
+) -> tuple[int, int]:
+    """Each event's row: the row of its key in the table, or the next new row (the key is added).
+
+    ``table`` has a power-of-two number of entries ``(key, row)`` (row -1: empty; one cache line
+    per probe); ``n_rows`` rows existed before the batch, ``n_new`` keys of it were added already
+    (listed in ``new_keys``, in order of first appearance). Events where ``ok`` is False get row -1.
+    Stops before adding a key that would fill the table beyond half; returns where it stopped (the
+    caller grows the table and calls again from there) and the number of new keys.
+    """
+    size = table.shape[0]
+    mask = size - 1
+    bits = 0
+    while (1 << bits) < size:
+        bits += 1
+    shift = np.uint64(64 - bits)
+    limit = size // 2
+    for i in range(start, keys.shape[0]):
+        if not ok[i]:
+            rows[i] = -1
+            continue
+        k = keys[i]
+        h = np.int64((np.uint64(k) * _FIB) >> shift)
+        while True:
+            r = table[h, 1]
+            if r < 0:
+                if n_rows + n_new >= limit:
+                    return i, n_new
+                r = n_rows + n_new
+                table[h, 0] = k
+                table[h, 1] = r
+                new_keys[n_new] = k
+                n_new += 1
+                break
+            if table[h, 0] == k:
+                break
+            h = (h + 1) & mask
+        rows[i] = r
+    return keys.shape[0], n_new
+
+
+@_jit
+def touch_rows(rows: np.ndarray, alive: np.ndarray, tick: np.ndarray, base: int, revived: np.ndarray) -> int:
+    """Mark each event's row (>= 0) used: recency ``tick`` = ``base`` + the event's position (the
+    last one wins), and alive again; returns how many dead rows came back (listed in ``revived``)."""
+    n_revived = 0
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        if r < 0:
+            continue
+        if not alive[r]:
+            alive[r] = True
+            revived[n_revived] = r
+            n_revived += 1
+        tick[r] = base + i
+    return n_revived

@@ -669,15 +669,34 @@ class MomentsBank(ModelBank):
         n = len(rows)
         scores = np.empty(n)
         flags = np.zeros(n if p2 is not None else 0, dtype=bool)
+        values = np.ascontiguousarray(np.asarray(rows, dtype=np.float64)[:, self.column])
+        slots = np.ascontiguousarray(slots, dtype=np.int64)
+        if p2 is None:
+            # no threshold feeding back: the recurrence first, then the scores in a loop of
+            # independent iterations (the same operations, so the same values)
+            before = np.empty((3, n))
+            k.moments_learn(values, slots, self.state, before[0], before[1], before[2])
+            k.moments_scores(
+                values,
+                before[0],
+                before[1],
+                before[2],
+                self.kind == "gaussian",
+                self.grace_period,
+                0.5,
+                k.pow_within_054_ulp(),
+                scores,
+            )
+            return scores, flags
         k.moments_score_learn(
-            np.ascontiguousarray(np.asarray(rows, dtype=np.float64)[:, self.column]),
-            np.ascontiguousarray(slots, dtype=np.int64),
+            values,
+            slots,
             self.state,
             self.kind == "gaussian",
             self.grace_period,
             0.5,
-            k.POW_WITHIN_054_ULP,
-            _NO_P2 if p2 is None else p2,
+            k.pow_within_054_ulp(),
+            p2,
             warmup,
             seen,
             scores,

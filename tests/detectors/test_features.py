@@ -557,3 +557,67 @@ def test_snapshot_of_the_dict_versions_restores(make: Callable[[], Any]) -> None
     second = resumed.process(df.iloc[20:])["out"][step.column_name()].to_numpy()
     np.testing.assert_array_equal(np.r_[first, second], whole)
     assert resumed.open_state()["keys"] == len(keys)
+
+
+def _run_with_restore(
+    make: Callable[[], Any], df: pd.DataFrame, cuts: list[int], restore_at: int
+) -> pd.DataFrame:
+    """Batches cut at ``cuts``; after the batch ending at or past ``restore_at``, a fresh operator
+    restored from a snapshot takes over."""
+    op = make().build()
+    bounds = [0, *cuts, len(df)]
+    parts, restored = [], False
+    for a, b in itertools.pairwise(bounds):
+        if b > a:
+            parts.append(op.process(df.iloc[a:b])["out"])
+        if not restored and b >= restore_at:
+            fresh = make().build()
+            fresh.restore(op.snapshot())
+            op, restored = fresh, True
+    return pd.concat(parts, ignore_index=True)
+
+
+_KEY_ROWS_STEPS: list[Callable[[int], Any]] = [
+    lambda cap: ZScoreFeature("user_id", "amount", max_keys=cap),
+    lambda cap: TimeSinceLastFeature("user_id", max_keys=cap),
+    lambda cap: RatioToMedianFeature("user_id", "amount", history=3, max_keys=cap),
+]
+
+
+@settings(max_examples=30, deadline=None)
+@given(streams(), st.integers(1, 3), st.integers(0, 60), st.sampled_from([0, -5, 2**40]))
+def test_integer_keys_give_the_results_of_the_same_keys_as_strings(
+    stream: tuple[pd.DataFrame, list[int]], max_keys: int, restore_at: int, base: int
+) -> None:
+    """Integer key columns are looked up in a compiled hash table instead of the index: same values,
+    with evictions and across a snapshot/restore."""
+    df, cuts = stream
+    codes = {"a": base, "b": base + 1, "c": -base - 7}
+    ints = df.assign(user_id=df["user_id"].map(codes).astype("int64"))
+    for make in _KEY_ROWS_STEPS:
+        col = make(max_keys).column_name()
+        expected = run_batches(make(max_keys).build(), df, cuts)[col]
+        got = _run_with_restore(lambda make=make: make(max_keys), ints, cuts, restore_at)[col]
+        np.testing.assert_array_equal(got.to_numpy(), expected.to_numpy())
+
+
+@pytest.mark.parametrize("max_keys", [100, 100_000])
+def test_integer_keys_many_keys_grow_and_compact_the_table(max_keys: int) -> None:
+    """Thousands of keys: the hash table doubles mid-batch, and evictions compact the rows."""
+    rng = np.random.default_rng(5)
+    n = 6000
+    keys = rng.integers(-(2**62), 2**62, 2500)[rng.integers(0, 2500, n)]
+    df = pd.DataFrame(
+        {
+            "user_id": keys,
+            "amount": rng.choice([1.0, 2.0, 5.0, np.nan], n),
+            "timestamp": pd.to_datetime(T0 + np.sort(rng.integers(0, 3600, n)) * S, utc=True),
+        }
+    )
+    as_text = df.assign(user_id=df["user_id"].astype(str))
+    cuts = [1500, 3100, 4000]
+    for make in _KEY_ROWS_STEPS:
+        col = make(max_keys).column_name()
+        expected = run_batches(make(max_keys).build(), as_text, cuts)[col]
+        got = _run_with_restore(lambda make=make: make(max_keys), df, cuts, 3100)[col]
+        np.testing.assert_array_equal(got.to_numpy(), expected.to_numpy())

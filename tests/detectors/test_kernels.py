@@ -118,7 +118,7 @@ def test_pow_half_equals_pythons_power_on_rounding_boundaries() -> None:
     )
     expected = [x**0.5 for x in values.tolist()]
     assert sum(math.sqrt(x) != y for x, y in zip(values.tolist(), expected)) > 10  # the cases exist
-    for trust in (kernels.POW_WITHIN_054_ULP, False):
+    for trust in (kernels.pow_within_054_ulp(), False):
         assert _pow_half_many(values, trust) == expected
 
 
@@ -126,7 +126,7 @@ def test_pow_half_equals_pythons_power_on_rounding_boundaries() -> None:
 @settings(max_examples=40)
 @given(st.lists(st.floats(0.0, 1e308, allow_nan=False), min_size=1, max_size=200))
 def test_pow_half_equals_pythons_power(values: list[float]) -> None:
-    assert _pow_half_many(values, kernels.POW_WITHIN_054_ULP) == [x**0.5 for x in values]
+    assert _pow_half_many(values, kernels.pow_within_054_ulp()) == [x**0.5 for x in values]
 
 
 @needs_numba
