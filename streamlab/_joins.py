@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from streamlab._time import NAT_NS, to_utc_ns
@@ -100,21 +101,23 @@ class IntervalJoinOperator(Operator):
         self._expire()
         return out
 
-    def _late(self, ts: np.ndarray, side: int) -> np.ndarray:
+    def _late(self, ts: npt.NDArray[np.int64], side: int) -> npt.NDArray[np.bool_]:
         """Which rows are late by the per-event rule: each row is judged against the watermark just
         before it, which the batch's earlier rows of this side have already raised. (Rows of a batch all
         come from one side; the other side's largest time is fixed within it. A late row cannot raise
         this side's largest time, so a running maximum over every row of the batch gives the rule.)"""
         other = self.max_ts[1 - side]
+        nat: npt.NDArray[np.bool_] = ts == NAT_NS
         if other == _NO_WATERMARK or len(ts) == 0:
-            return ts == NAT_NS
+            return nat
         before = np.empty_like(ts)
         before[0] = self.max_ts[side]
         np.maximum.accumulate(ts[:-1], out=before[1:])
         np.maximum(before, self.max_ts[side], out=before)
         known = before != _NO_WATERMARK
         watermark = np.minimum(np.where(known, before, other), other) - self.delay
-        return (ts == NAT_NS) | (known & (ts < watermark))
+        late: npt.NDArray[np.bool_] = nat | (known & (ts < watermark))
+        return late
 
     def _expire(self) -> None:
         wm = self.watermark_ns()
