@@ -19,6 +19,11 @@ per-event rules is written into the module's docstring; the short version:
 * Pattern steps run streamlab's rule per key in ``applyInPandasWithState`` (the key's buffered events
   and open candidates are its group state; see ``streamlab.export.spark_pattern``): the matches are
   streamlab's on inputs without late rows.
+* Detector, feature, rule and drift steps, with the with_columns, filter and select steps after them,
+  run streamlab's per-record machines in one ``applyInPandasWithState`` per run of such steps (Spark
+  allows one per query), on rows sorted by their arrival sequence (``_src``, ``_seq``), with output
+  schemas derived from the step definitions; that query writes all their outputs (``write_tagged``).
+  See ``streamlab.export.spark_detectors``.
 """
 
 from __future__ import annotations
@@ -861,7 +866,7 @@ class _Generator:
         for sid in members:
             step = p.steps[sid]
             source = "" if sid == anchor else step.inputs[0]
-            if _is_row_step(step):
+            if isinstance(step, OperatorStep):  # a row step (a pattern cannot follow one: segments())
                 plan.append((sid, "row", source, _detectors.row_step_spec(step.config, sid)))
                 keys.add(_detectors.state_key(step.config))
             elif isinstance(step, MapStep):
@@ -1189,7 +1194,8 @@ def segments(p: Pipeline) -> dict[str, str]:
     >>> from streamlab.detectors import ZScoreFeature
     >>> from streamlab.testing import ListSource
     >>> p = Pipeline(ListSource([b'{}']), name="demo")
-    >>> s = p.parse({"k": "string", "x": "float64"}).apply(ZScoreFeature("k", "x"), step_id="z")
+    >>> events = p.parse({"k": "string", "x": "float64", "timestamp": "timestamp"})
+    >>> s = events.apply(ZScoreFeature("k", "x"), step_id="z")
     >>> _ = s.filter("zscore_x > 3", step_id="high")
     >>> segments(p)
     {'z': 'z', 'high': 'z'}
@@ -1223,9 +1229,10 @@ def spark_types(p: Pipeline) -> dict[str, dict[str, str]]:
     >>> from streamlab import Pipeline
     >>> from streamlab.testing import ListSource
     >>> p = Pipeline(ListSource([b'{}']), name="demo")
-    >>> _ = p.parse({"a": "float64", "b": "float64"}).with_columns(big="a > b", step_id="flags")
+    >>> events = p.parse({"a": "float64", "b": "float64", "timestamp": "timestamp"})
+    >>> _ = events.with_columns(big="a > b", step_id="flags")
     >>> spark_types(p)["flags"]
-    {'a': 'float64', 'b': 'float64', 'big': 'bool'}
+    {'a': 'float64', 'b': 'float64', 'timestamp': 'timestamp', 'big': 'bool'}
     """
     from streamlab.export.spark_detectors import with_columns_types
 
@@ -1296,7 +1303,10 @@ def _readme(p: Pipeline, module: str, outputs: dict[str, str]) -> str:
 streaming query with its own checkpoint (`CHECKPOINT_DIR/<output>`); the dead letters of the parse step
 are one of them. What differs from streamlab's per-event semantics is in the module's docstring: the
 watermark moves once per micro-batch, late rows are dropped (counted in `numRowsDroppedByWatermark`)
-instead of reported on a `late` output, and dedup has no `duplicates` output.
+instead of reported on a `late` output, and dedup has no `duplicates` output. Detector, feature, rule
+and drift steps run streamlab's own per-record code in one `applyInPandasWithState` per run of such
+steps (state: the pickled models per key, in the checkpoint), whose one query writes all their
+outputs, as files under `OUT_DIR/<output>/batch=<micro-batch id>/`.
 
 | stream | output (directory / topic suffix / table) |
 |---|---|
@@ -1442,7 +1452,8 @@ def to_spark(pipeline: Pipeline, path: str | Path, *, module_name: str | None = 
     Parameters
     ----------
     pipeline
-        The pipeline (one source, a parse step, then filters, selects, dedup, windows and interval joins).
+        The pipeline (one source, a parse step, then filters, selects, with_columns, dedup, windows,
+        interval joins, patterns, and detector, feature, rule and drift steps).
     path
         Directory to write (created if missing).
     module_name

@@ -76,6 +76,10 @@ SEMANTICS = """* Detectors, features, rules and drift run streamlab's own per-re
   memory as one row: there is no per-item limit as in DynamoDB, but a large model is copied on every
   micro-batch that touches its key, and a one-group step holds every key's model in one row (use
   the RocksDB state store provider, ``spark.sql.streaming.stateStore.providerClass``, for many keys).
+* Spark allows one ``applyInPandasWithState`` per query, so a run of these steps (with the
+  with_columns, filter and select steps after them) shares one, and one query writes all its outputs
+  (``write_tagged``: each micro-batch split by ``_output``). A window, dedup, join or pattern after
+  such a step is refused at export time. The end-of-input row stops before these steps.
 * ``with_columns`` evaluates its expressions with pandas on each Arrow batch (as streamlab does on
   its batches); a batch it fails on is evaluated row by row and the failing rows go to its
   ``dead_letter``.
