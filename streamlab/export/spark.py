@@ -19,6 +19,11 @@ per-event rules is written into the module's docstring; the short version:
 * Pattern steps run streamlab's rule per key in ``applyInPandasWithState`` (the key's buffered events
   and open candidates are its group state; see ``streamlab.export.spark_pattern``): the matches are
   streamlab's on inputs without late rows.
+* Detector, feature, rule and drift steps, with the with_columns, filter and select steps after them,
+  run streamlab's per-record machines in one ``applyInPandasWithState`` per run of such steps (Spark
+  allows one per query), on rows sorted by their arrival sequence (``_src``, ``_seq``), with output
+  schemas derived from the step definitions; that query writes all their outputs (``write_tagged``).
+  See ``streamlab.export.spark_detectors``.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from streamlab._dead_letter import RAW, REASON, STEP_ID, dead_letter_types
 from streamlab._time import parse_duration
 from streamlab.aggregators import CountAggregator
 from streamlab.errors import PipelineConfigError
-from streamlab.export import _plan
+from streamlab.export import _detectors, _plan
 from streamlab.export.beam import ExportedFiles
 from streamlab.pipeline import Pipeline
 from streamlab.steps import (
@@ -39,6 +44,7 @@ from streamlab.steps import (
     FilterStep,
     IntervalJoinStep,
     KeyByStep,
+    MapStep,
     OperatorStep,
     ParseStep,
     SelectStep,
@@ -185,34 +191,45 @@ def split_lines(content):
 def parse_batches(batches, column, split, step_id, fields, required, max_record_bytes):
     """``mapInArrow`` body: raw records to typed rows, and bad records to dead-letter rows.
 
-    Every output row has the fields plus ``_ok`` (False for a dead letter), ``_raw`` and ``_reason``.
+    Every output row has the fields plus ``_ok`` (False for a dead letter), ``_raw``, ``_reason`` and
+    its arrival sequence ``_src``, ``_seq`` (see ``read_raw``; for a file, ``_seq`` is the line number).
     The END_OF_INPUT line becomes a row with every timestamp field at END_TIME.
     """
     schema = pa.schema(
         [(name, ARROW_TYPES[kind]) for name, kind, _ in fields]
         + [("_ok", pa.bool_()), ("_raw", pa.string()), ("_reason", pa.string())]
+        + [("_src", pa.string()), ("_seq", pa.int64())]
     )
     for batch in batches:
-        raws = batch.column(column).to_pylist()
+        contents = batch.column(column).to_pylist()
+        names = batch.schema.names
+        srcs = batch.column("_src").to_pylist() if "_src" in names else [None] * len(contents)
+        seqs = batch.column("_seq").to_pylist() if "_seq" in names else [None] * len(contents)
         if split:
-            raws = [line for content in raws for line in split_lines(content)]
+            raws, order = [], []
+            for content, src in zip(contents, srcs):
+                lines = split_lines(content)
+                raws += lines
+                order += [(src, i) for i in range(len(lines))]
+        else:
+            raws, order = contents, list(zip(srcs, seqs))
         rows = []
-        for raw in raws:
+        for raw, (src, seq) in zip(raws, order):
             if raw == TICK:
                 continue
             if raw == END_OF_INPUT:
                 row = {name: (END_TIME if kind == "timestamp" else None) for name, kind, _ in fields}
-                rows.append({**row, "_ok": True, "_raw": None, "_reason": None})
+                rows.append({**row, "_ok": True, "_raw": None, "_reason": None, "_src": src, "_seq": seq})
                 continue
             try:
                 parsed = parse_record(raw, fields, required, max_record_bytes)
             except BadRecordError as e:
                 text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
                 row = {name: None for name, _, _ in fields}
-                rows.append({**row, "_ok": False, "_raw": text, "_reason": str(e)})
+                rows.append({**row, "_ok": False, "_raw": text, "_reason": str(e), "_src": src, "_seq": seq})
                 continue
             row = {name: to_arrow_value(kind, parsed[name]) for name, kind, _ in fields}
-            rows.append({**row, "_ok": True, "_raw": None, "_reason": None})
+            rows.append({**row, "_ok": True, "_raw": None, "_reason": None, "_src": src, "_seq": seq})
         yield pa.RecordBatch.from_pylist(rows, schema=schema)
 
 
@@ -255,12 +272,17 @@ def real_rows(df, time):
 
 
 def read_raw(spark, args):
-    """The raw records: a DataFrame of one binary column, and whether each row is a file of lines."""
+    """The raw records: a DataFrame of a binary column, and whether each row is a file of lines.
+
+    ``_src`` (and ``_seq``, Kafka's offset) give each record's arrival sequence, which steps whose
+    results depend on the order of rows (detectors, features) sort by (see the module docstring)."""
     if args.input:
         reader = spark.readStream.format("binaryFile").schema(BINARY_FILE_SCHEMA)
         if args.max_files_per_trigger:
             reader = reader.option("maxFilesPerTrigger", args.max_files_per_trigger)
-        return reader.load(args.input).select("content"), "content", True
+        # arrival sequence: the order the file source reads files in (modification time, then path)
+        src = F.format_string("%020d %s", F.unix_micros("modificationTime"), F.col("path"))
+        return reader.load(args.input).select("content", src.alias("_src")), "content", True
     if args.kinesis_stream:
         fmt = "kinesis" if args.kinesis_format == "databricks" else "aws-kinesis"
         reader = (
@@ -269,7 +291,10 @@ def read_raw(spark, args):
             .option("region", args.region)
             .option("initialPosition", "TRIM_HORIZON")
         )
-        return reader.load().select(F.col("data").alias("value")), "value", False
+        # arrival sequence: shard (where the connector gives it), then the zero-padded sequence number
+        df = reader.load()
+        parts = [F.col(c) for c in ("shardId",) if c in df.columns] + [F.lpad(F.col("sequenceNumber"), 64, "0")]
+        return df.select(F.col("data").alias("value"), F.concat_ws(" ", *parts).alias("_src")), "value", False
     if args.pubsub_subscription:
         project, _, sub = args.pubsub_subscription.removeprefix("projects/").partition("/subscriptions/")
         reader = (
@@ -278,7 +303,9 @@ def read_raw(spark, args):
             .option("topicId", args.topic)
             .option("projectId", project)
         )
-        return reader.load().select(F.col("payload").alias("value")), "value", False
+        # Pub/Sub has no order: publish time stands for the arrival sequence
+        src = F.format_string("%020d", F.col("publishTimestampInMillis").cast("long"))
+        return reader.load().select(F.col("payload").alias("value"), src.alias("_src")), "value", False
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", args.kafka_bootstrap)
@@ -297,7 +324,9 @@ def read_raw(spark, args):
             .option("kafka.sasl.mechanism", "PLAIN")
             .option("kafka.sasl.jaas.config", jaas)
         )
-    return reader.load().select("value"), "value", False
+    # arrival sequence: Kafka orders each partition (by offset), not the topic
+    src = F.format_string("%010d", F.col("partition"))
+    return reader.load().select("value", src.alias("_src"), F.col("offset").alias("_seq")), "value", False
 
 
 def write_stream(df, name, args):
@@ -379,15 +408,70 @@ def parse_args(argv=None):
     return args
 
 
+def write_tagged(df, anchor, refs, args):
+    """Start the one streaming query of a run of detector steps: its operator returns every output tagged
+    with ``_output``, and each micro-batch is split into the outputs (one state, computed once).
+
+    Files go to ``OUTPUT/<output>/batch=<id>`` (rewritten whole if Spark retries the batch, so exactly
+    once); Kafka and JDBC get the rows appended (at least once on a retry)."""
+    from pyspark import StorageLevel
+
+    def write_batch(batch, batch_id):
+        batch.persist(StorageLevel.MEMORY_AND_DISK)
+        present = {r["_output"] for r in batch.select("_output").distinct().collect()}
+        for ref in refs:
+            if ref not in present:
+                continue
+            name = OUTPUTS.get(ref, ref.replace(".", "_"))
+            part = batch.where(F.col("_output") == ref).select(*[F.col(a).alias(b) for a, b in SPLIT[ref]])
+            if args.sink == "kafka":
+                (
+                    part.select(F.to_json(F.struct(*[F.col(c) for c in part.columns])).alias("value"))
+                    .write.format("kafka")
+                    .option("kafka.bootstrap.servers", args.kafka_bootstrap)
+                    .option("topic", f"{args.output_topic_prefix}{name}")
+                    .save()
+                )
+            elif args.sink == "jdbc":
+                part.write.mode("append").jdbc(os.environ[args.jdbc_url_env], f"{args.jdbc_table_prefix}{name}")
+            else:
+                (
+                    part.write.mode("overwrite")
+                    .format(args.format)
+                    .option("timestampFormat", "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX")
+                    .save(f"{args.output.rstrip('/')}/{name}/batch={batch_id:010d}")
+                )
+        batch.unpersist()
+
+    writer = (
+        df.writeStream.queryName(anchor)
+        .outputMode("append")
+        .option("checkpointLocation", f"{args.checkpoint.rstrip('/')}/{anchor}")
+    )
+    if args.available_now:
+        writer = writer.trigger(availableNow=True)
+    elif args.trigger_interval:
+        writer = writer.trigger(processingTime=args.trigger_interval)
+    return writer.foreachBatch(write_batch).start()
+
+
 def start(spark, args):
-    """Build the streams and start one query per output; returns the queries by stream reference."""
+    """Build the streams and start one query per output (one per run of detector steps, for all its
+    outputs: ``write_tagged``); returns the queries by stream reference."""
     raw, column, split = read_raw(spark, args)
     streams = build(raw, column, split)
     wanted = args.outputs.split(",") if args.outputs else list(OUTPUTS)
     queries = {}
+    tagged = {}
     for ref in wanted:
+        if ref in SEGMENT_OF:
+            tagged.setdefault(SEGMENT_OF[ref], []).append(ref)
+            continue
         name = OUTPUTS.get(ref, ref.replace(".", "_"))
         queries[ref] = write_stream(streams[ref], name, args)
+    for anchor, refs in tagged.items():
+        query = write_tagged(streams["@" + anchor], anchor, refs, args)
+        queries.update(dict.fromkeys(refs, query))
     return queries
 
 
@@ -420,7 +504,14 @@ def _interval_sql(ns: int) -> str:
 class _Generator:
     def __init__(self, p: Pipeline) -> None:
         self.p = p
-        self.types = _plan.column_types(p)
+        self.types = spark_types(p)
+        # detector, feature, rule and drift steps: rows carry their arrival sequence (_src, _seq) to them
+        self.ordered = any(_is_row_step(s) for s in p.steps.values())
+        self.with_order: set[str] = set()  # streams that carry _src and _seq
+        self.row_steps = False
+        self.member = segments(p)  # step -> the first step of its run of detector steps
+        self.split: dict[str, tuple[str, list[tuple[str, str]]]] = {}  # output -> (its run, columns)
+        self.tagged: dict[str, str] = {}  # run (first step) -> its tagged DataFrame
         self.parse: ParseStep = next(s for s in p.steps.values() if isinstance(s, ParseStep))
         self.snippets: set[str] = set()
         self.consts: list[str] = []
@@ -447,7 +538,7 @@ class _Generator:
         self.streams.append(ref)
 
     def fields_of(self, ref: str) -> list[str]:
-        return list(self.types.get(ref, {}))
+        return list(self.types.get(ref, {})) + (["_src", "_seq"] if ref in self.with_order else [])
 
     def step(self, step: Any) -> None:
         sid = step.step_id
@@ -459,6 +550,10 @@ class _Generator:
             self.watermark[sid] = wm_in
         if wm_in is not None and isinstance(step, SelectStep):
             self.watermark[sid] = (dict(step.columns).get(wm_in[0] or ""), wm_in[1], wm_in[2])
+        if sid in self.member:
+            if self.member[sid] == sid:
+                self._segment(sid)
+            return
         if isinstance(step, SourceStep):
             self.time_of[sid] = None
             return
@@ -469,9 +564,15 @@ class _Generator:
             self.consts += [_plan.const(f"{c}_FIELDS", fields), _plan.const(f"{c}_REQUIRED", req)]
             ddl = ", ".join(f"`{f.name}` {_SPARK[f.type]}" for f in step.fields)
             self.consts.append(
-                _plan.const(f"{c}_SCHEMA", f"{ddl}, `_ok` BOOLEAN, `_raw` STRING, `_reason` STRING")
+                _plan.const(
+                    f"{c}_SCHEMA",
+                    f"{ddl}, `_ok` BOOLEAN, `_raw` STRING, `_reason` STRING, `_src` STRING, `_seq` BIGINT",
+                )
             )
             names = ", ".join(repr(f.name) for f in step.fields)
+            if self.ordered:
+                names += ", '_src', '_seq'"
+                self.with_order.add(sid)
             self.emit(f"{v} = raw.mapInArrow(")
             self.emit("    lambda batches: parse_batches(")
             self.emit(
@@ -520,18 +621,25 @@ class _Generator:
                 f"F.lit({sid!r}).alias({STEP_ID!r}), *{cols!r})"
             )
             self.emit(f'{v} = {v}.where(F.col("_ok")).select(*{cols!r})')
+            if step.inputs[0] in self.with_order:
+                self.with_order.add(sid)
             self.time_of[sid] = tin
             self.time_of[sid + ".dead_letter"] = None
             self.add(sid)
             self.add(sid + ".dead_letter")
         elif isinstance(step, SelectStep):
             sel = ", ".join(f"F.col({old!r}).alias({new!r})" for old, new in step.columns)
+            if step.inputs[0] in self.with_order:
+                sel += ", '_src', '_seq'"
+                self.with_order.add(sid)
             self.emit(f"{v} = {src}.select({sel})")
             mapping = dict(step.columns)
             self.time_of[sid] = mapping.get(tin) if tin else None
             self.add(sid)
         elif isinstance(step, KeyByStep):
             self.emit(f"{v} = {src}  # key_by {list(step.keys)}: windows below group by these columns")
+            if step.inputs[0] in self.with_order:
+                self.with_order.add(sid)
             self.time_of[sid] = tin
         elif isinstance(step, DedupStep):
             if step.time and step.ttl_ns is not None:
@@ -542,6 +650,8 @@ class _Generator:
                 self.watermark[sid] = wm_in or (step.time, step.ttl_ns, sid)
             else:
                 self.emit(f"{v} = {src}.dropDuplicates([{step.id_column!r}])")
+            if step.inputs[0] in self.with_order:
+                self.with_order.add(sid)
             self.time_of[sid] = tin
             self.add(sid)
         elif isinstance(step, WindowStep):
@@ -552,6 +662,8 @@ class _Generator:
             return
         elif _plan.is_pattern_step(step):
             self._pattern(step, v, src)
+        elif isinstance(step, MapStep):
+            self._map(step, v, src)
         else:  # pragma: no cover - check() rejects the rest
             raise _plan.unsupported(step, "Spark", "not translated", "remove it")
 
@@ -691,6 +803,175 @@ class _Generator:
         self.add(sid)
         self.add(sid + ".dead_letter")
 
+    def _carry_row_code(self) -> None:
+        """The per-record code of detector steps (``streamlab._detector_record``), once."""
+        if self.row_steps:
+            return
+        self.row_steps = True
+        self.snippets.add("eval_expr")
+        self.user_code.append(
+            "# streamlab's per-record detectors, features, rules and drift (streamlab._detector_record), copied\n"
+            "import bisect  # noqa: E402\n"
+            "from collections import OrderedDict  # noqa: E402\n\n" + _detectors.detector_record_source()
+        )
+
+    def _carry_group_functions(self) -> None:
+        """Spark's side of detector and with_columns steps (``streamlab.export.spark_detectors``), once."""
+        from streamlab.export.spark_detectors import GROUP_FUNCTIONS
+
+        self.snippets.add("eval_expr")
+        if "def spark_rows(" not in "\n".join(self.user_code):
+            self.user_code.append(
+                "# Spark's side of them (streamlab.export.spark_detectors), copied" + GROUP_FUNCTIONS
+            )
+
+    def _tagged_schema(self, sid: str, columns: dict[str, str], extra: dict[str, str]) -> list[str]:
+        """Constants of a Spark operator that returns several streams tagged with ``_output``:
+        ``<C>_COLUMNS`` (names), ``<C>_TIMES`` (timestamp columns) and ``<C>_SCHEMA`` (DDL)."""
+        union = {"_output": "string", **columns}
+        for name, kind in extra.items():
+            union.setdefault(name, kind)
+        c = _plan.ident(sid).upper()
+        ddl = ", ".join(
+            f"`{n}` {'BIGINT' if n == '_seq' else _SPARK.get(k, 'STRING')}" for n, k in union.items()
+        )
+        times = [n for n, k in union.items() if k == "timestamp"]
+        self.consts += [
+            _plan.const(f"{c}_COLUMNS", list(union)),
+            _plan.const(f"{c}_TIMES", times),
+            _plan.const(f"{c}_SCHEMA", ddl),
+        ]
+        return list(union)
+
+    def _segment(self, anchor: str) -> None:
+        """A run of detector, feature, rule and drift steps (with the with_columns, filter and select
+        steps after them) as one ``applyInPandasWithState``: Spark allows one per query, so the steps
+        share it, their machines pickled together in the group's state (``spark_detectors``)."""
+        p = self.p
+        members = [sid for sid, a in self.member.items() if a == anchor]
+        root = p.steps[anchor]
+        root_ref = root.inputs[0]
+        if root_ref not in self.with_order:
+            raise _plan.unsupported(
+                root,
+                "Spark",
+                f"its input {root_ref!r} (a window or join result) has no arrival sequence, which its "
+                "per-record state needs",
+                "put the step before the window or join, or export to Beam",
+            )
+        self._carry_row_code()
+        self._carry_group_functions()
+        plan: list[tuple[str, str, str, Any]] = []
+        keys: set[str | None] = set()
+        for sid in members:
+            step = p.steps[sid]
+            source = "" if sid == anchor else step.inputs[0]
+            if isinstance(step, OperatorStep):  # a row step (a pattern cannot follow one: segments())
+                plan.append((sid, "row", source, _detectors.row_step_spec(step.config, sid)))
+                keys.add(_detectors.state_key(step.config))
+            elif isinstance(step, MapStep):
+                what = "with_columns(" + ", ".join(f"{k}={e!r}" for k, e in step.columns) + ")"
+                plan.append((sid, "map", source, {"exprs": list(step.columns), "what": what}))
+            elif isinstance(step, FilterStep):
+                if step.expr is None:
+                    assert step.fn is not None
+                    if not step.per_event:
+                        raise _plan.unsupported(
+                            step,
+                            "Spark",
+                            "filter_many (a function of a whole batch) is not translated",
+                            "use filter_one(fn) or a filter expression, or export to Beam",
+                        )
+                    self._fn(step.fn, sid, "filter")
+                    what = f"filter_one({step.fn.name})"
+                else:
+                    what = f"filter {step.expr!r}"
+                plan.append((sid, "filter", source, {"expr": step.expr, "what": what}))
+            elif isinstance(step, SelectStep):
+                plan.append((sid, "select", source, list(step.columns)))
+            else:
+                plan.append((sid, "pass", source, None))
+        outputs = _plan.sink_outputs(p)
+        wanted = [
+            ref
+            for sid in members
+            for name in p.steps[sid].outputs
+            if (ref := sid if name == "out" else f"{sid}.{name}") in outputs
+        ]
+        columns: dict[str, str] = {}
+        for ref in wanted:
+            kinds = self.types.get(ref, {})
+            if ref.endswith(".drift"):
+                kinds = {f"_drift_{n}": k for n, k in kinds.items()}
+            for n, k in kinds.items():
+                if columns.setdefault(n, k) != k and {columns[n], k} != {"int64", "float64"}:
+                    raise _plan.unsupported(
+                        p.steps[ref.split(".")[0]],
+                        "Spark",
+                        f"column {n!r} is {columns[n]} in one output and {k} in another of the steps that "
+                        "share one Spark operator",
+                        "rename the column with select or with_columns",
+                    )
+        c = _plan.ident(anchor).upper()
+        self._tagged_schema(anchor, columns, {"_src": "string", "_seq": "int64"})
+        self.consts += [_plan.const(f"{c}_PLAN", plan), _plan.const(f"{c}_WANTED", wanted)]
+        key = next(iter(keys)) if len(keys) == 1 else None
+        v = self.var(anchor) + "_all"
+        tin = self.time_of.get(root_ref)
+        self.emit(f"# steps {', '.join(members)}: one applyInPandasWithState (Spark allows one per query)")
+        self.emit("from pyspark.sql.streaming.state import GroupStateTimeout")
+        self.emit(f"{v} = (")
+        self.emit(f"    real_rows({self.var(root_ref)}, {tin!r})")
+        if key is None:  # a step's state spans all keys: one group
+            self.emit("    .withColumn('_group', F.lit(''))")
+        self.emit(f"    .groupBy({key or '_group'!r})")
+        self.emit("    .applyInPandasWithState(")
+        self.emit(
+            f"        lambda _key, frames, state: run_segment({c}_PLAN, {c}_WANTED, {c}_COLUMNS, {c}_TIMES, "
+            "state, frames),"
+        )
+        self.emit(f"        {c}_SCHEMA, 'machines STRING', 'append', GroupStateTimeout.NoTimeout,")
+        self.emit("    )")
+        self.emit(")")
+        for ref in wanted:
+            kinds = self.types.get(ref, {})
+            pairs = [(f"_drift_{n}" if ref.endswith(".drift") else n, n) for n in kinds]
+            self.split[ref] = (anchor, pairs)
+            sel = ", ".join(f"F.col({a!r}).alias({b!r})" for a, b in pairs)
+            self.emit(f"{self.var(ref)} = {v}.where(F.col('_output') == {ref!r}).select({sel})")
+            self.time_of[ref] = None  # the end-of-input row stops before these steps (see spark_detectors)
+            self.add(ref)
+        self.tagged[anchor] = v
+
+    def _map(self, step: MapStep, v: str, src: str) -> None:
+        """``with_columns``: pandas expressions on each Arrow batch, failing rows to ``dead_letter``."""
+        sid, inp = step.step_id, step.inputs[0]
+        self._carry_group_functions()
+        c = _plan.ident(sid).upper()
+        columns = tuple(step.columns)
+        what = "with_columns(" + ", ".join(f"{k}={e!r}" for k, e in columns) + ")"
+        self.consts.append(_plan.const(f"{c}_EXPRS", columns))
+        in_types, out_types = self.types.get(inp, {}), self.types.get(sid, {})
+        order = {"_src": "string", "_seq": "int64"} if inp in self.with_order else {}
+        self._tagged_schema(sid, out_types, {"reason": "string", "step_id": "string", **in_types, **order})
+        tin = self.time_of.get(inp)
+        self.emit(f"{v}_all = real_rows({src}, {tin!r}).mapInPandas(")
+        self.emit(
+            f"    lambda frames: map_columns(frames, {sid!r}, {what!r}, {c}_EXPRS, {c}_TIMES, {c}_COLUMNS),"
+        )
+        self.emit(f"    {c}_SCHEMA,")
+        self.emit(")")
+        self.emit(f"{v} = {v}_all.where(F.col('_output') == 'out').select(*{[*out_types, *order]!r})")
+        if order:
+            self.with_order.add(sid)
+        dl = self.var(sid + ".dead_letter")
+        cols = [REASON, STEP_ID, *in_types]
+        self.emit(f"{dl} = {v}_all.where(F.col('_output') == 'dead_letter').select(*{cols!r})")
+        self.time_of[sid] = None  # the end-of-input row stops before this step (see spark_detectors)
+        self.time_of[sid + ".dead_letter"] = None
+        self.add(sid)
+        self.add(sid + ".dead_letter")
+
     def _watermarked(self, step: Any, src: str, ref: str, column: str, delay_ns: int, reach_ns: int) -> str:
         """``src`` with the step's watermark, or as it is when its chain has one already (Spark allows
         one per chain; a second ``withWatermark`` fails with "Redefining watermark is disallowed"); then
@@ -774,14 +1055,23 @@ class _Generator:
             "    streams = {}",
             *[
                 f"    streams[{ref!r}] = real_rows({self.var(ref)}, {self.time_of.get(ref)!r})"
+                + (".drop('_src', '_seq')" if self.ordered else "")
                 for ref in self.streams
             ],
+            *[f"    streams[{'@' + a!r}] = {v}" for a, v in self.tagged.items()],
             "    return streams",
         ]
         outputs = {r: n for r, n in _plan.sink_outputs(self.p).items() if r in self.streams}
         steps = " -> ".join(self.p.steps)
         kafka_pkg = _connectors()["kafka"]
-        parts = [_HEADER.format(name=self.p.name, steps=steps, module=module_name, kafka_pkg=kafka_pkg)]
+        header = _HEADER.format(name=self.p.name, steps=steps, module=module_name, kafka_pkg=kafka_pkg)
+        if self.row_steps or any(isinstance(s, MapStep) for s in self.p.steps.values()):
+            from streamlab.export.spark_detectors import SEMANTICS
+
+            header = header.replace(
+                '\n"""\n\nfrom __future__', "\n" + SEMANTICS + '"""\n\nfrom __future__', 1
+            )
+        parts = [header]
         if self.user_imports:
             parts.append("\n".join(sorted(self.user_imports)) + "\n")
         parts.append(f"PIPELINE_NAME = {self.p.name!r}")
@@ -798,6 +1088,9 @@ class _Generator:
         )
         parts.append("# which stream goes to which output (file directory, topic suffix or table name)")
         parts.append(_plan.const("OUTPUTS", outputs))
+        parts.append("# outputs of a run of detector steps: written by its one query (write_tagged)")
+        parts.append(_plan.const("SEGMENT_OF", {r: a for r, (a, _) in self.split.items()}))
+        parts.append(_plan.const("SPLIT", {r: cols for r, (_, cols) in self.split.items()}))
         parts.append("\n\n# -- helpers copied from streamlab: this module must not import it\n")
         parts.append(_plan.snippet_source(self.snippets))
         parts.append("\n\n# -- step settings\n")
@@ -879,6 +1172,88 @@ def @FN@(key, frames, state):
 """
 
 
+def _is_row_step(step: Any) -> bool:
+    """A detector, feature, rule or drift step (a pattern step has its own translation)."""
+    return isinstance(step, OperatorStep) and not _plan.is_pattern_step(step)
+
+
+def segments(p: Pipeline) -> dict[str, str]:
+    """Steps that run in one ``applyInPandasWithState`` with the detector steps before them: each
+    detector, feature, rule or drift step, and the with_columns, filter, select and key_by steps after
+    one, mapped to the first step of their run (Spark allows one such operator per query).
+
+    Raises
+    ------
+    PipelineConfigError
+        For a step after a detector step that cannot share its operator (a window, dedup, join or
+        pattern: its own stateful operator would be a second one in the query).
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.detectors import ZScoreFeature
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b'{}']), name="demo")
+    >>> events = p.parse({"k": "string", "x": "float64", "timestamp": "timestamp"})
+    >>> s = events.apply(ZScoreFeature("k", "x"), step_id="z")
+    >>> _ = s.filter("zscore_x > 3", step_id="high")
+    >>> segments(p)
+    {'z': 'z', 'high': 'z'}
+    """
+    member: dict[str, str] = {}
+    for sid, step in p.steps.items():
+        src = step.inputs[0].split(".", 1)[0] if step.inputs else None
+        if _is_row_step(step):
+            member[sid] = member.get(src or "", sid)
+        elif src in member and isinstance(step, (MapStep, FilterStep, SelectStep, KeyByStep)):
+            if isinstance(step, MapStep) and not step.columns:
+                continue  # check() refuses it
+            member[sid] = member[src]
+        elif src in member and not isinstance(step, SinkStep):
+            raise _plan.unsupported(
+                step,
+                "Spark",
+                f"it follows the detector, feature or rule step {src!r}, which runs in an "
+                "applyInPandasWithState, and Spark allows one such stateful operator per query",
+                "put it before the detector steps or on a branch that does not go through them, or export to Beam",
+            )
+    return member
+
+
+def spark_types(p: Pipeline) -> dict[str, dict[str, str]]:
+    """Field types of every stream of the Spark job: ``_plan.column_types``, with the columns detector
+    steps add (``_detectors.output_types``) and ``with_columns`` typed from its expressions.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b'{}']), name="demo")
+    >>> events = p.parse({"a": "float64", "b": "float64", "timestamp": "timestamp"})
+    >>> _ = events.with_columns(big="a > b", step_id="flags")
+    >>> spark_types(p)["flags"]
+    {'a': 'float64', 'b': 'float64', 'timestamp': 'timestamp', 'big': 'bool'}
+    """
+    from streamlab.export.spark_detectors import with_columns_types
+
+    types = _plan.column_types(p)
+    for sid, step in p.steps.items():
+        base = types.get(step.inputs[0], {}) if step.inputs else {}
+        if isinstance(step, MapStep) and step.columns:
+            types[sid] = with_columns_types(base, tuple(step.columns))
+            types[f"{sid}.dead_letter"] = dead_letter_types(base)
+        elif isinstance(step, (FilterStep, DedupStep, KeyByStep)):
+            types[sid] = base
+            if isinstance(step, FilterStep):
+                types[f"{sid}.dead_letter"] = dead_letter_types(base)
+        elif isinstance(step, SelectStep):
+            types[sid] = {new: base.get(old, "string") for old, new in step.columns}
+        elif _is_row_step(step):
+            mine = _detectors.output_types(p, types)
+            types.update({r: t for r, t in mine.items() if r == sid or r.startswith(sid + ".")})
+    return types
+
+
 def _tidy(text: str) -> str:
     import re
 
@@ -889,33 +1264,31 @@ def _tidy(text: str) -> str:
 
 def check(p: Pipeline) -> None:
     """Raise a PipelineConfigError naming the first step the Spark export cannot express."""
-    from streamlab.steps import MapStep
 
     # the shared checks (one source, a parse step, no early results) on the pipeline without its
     # interval joins, which Spark translates and the shared check refuses
     without_joins = Pipeline(name=p.name, time=p.time)
-    without_joins.steps = {
-        sid: st
-        for sid, st in p.steps.items()
-        if not isinstance(st, IntervalJoinStep) and not _plan.is_pattern_step(st)
-    }
-    _plan.check_steps(without_joins, "Spark")
+    without_joins.steps = {sid: st for sid, st in p.steps.items() if not isinstance(st, IntervalJoinStep)}
+    _plan.check_steps(without_joins, "Spark", operators=True)
     for step in p.steps.values():
         if _plan.is_pattern_step(step):
             continue  # applyInPandasWithState with streamlab's rule (streamlab.export.spark_pattern)
-        if isinstance(step, MapStep):
+        if isinstance(step, OperatorStep):
+            # applyInPandasWithState with streamlab's per-record machine (streamlab.export.spark_detectors);
+            # a step without one is refused, naming it
+            _detectors.row_step_spec(step.config, step.step_id)
+            continue
+        if isinstance(step, MapStep) and not step.columns:
             raise _plan.unsupported(
                 step,
                 "Spark",
-                "map steps (functions or with_columns) have no declared Spark schema for their results",
-                "express it with select/filter, keep it in the notebook, or export to Beam or Lambda",
+                "map steps with functions (map_one, map_many) have no declared Spark schema for their results",
+                "use with_columns (pandas expressions, typed from the input) or select/filter, or export to Beam",
             )
-        if step.kind in ("enrich", "union", "operator"):
+        if step.kind in ("enrich", "union"):
             why = {
                 "enrich": "enrich joins with a table held in memory; the exported job cannot ship it",
                 "union": "union of several streams is not translated",
-                "operator": "config-backed steps (detectors, features) need per-key models "
-                "(applyInPandasWithState) that the exporter does not generate yet",
             }[step.kind]
             raise _plan.unsupported(step, "Spark", why, "keep this step in the notebook, or export to Beam")
 
@@ -930,7 +1303,10 @@ def _readme(p: Pipeline, module: str, outputs: dict[str, str]) -> str:
 streaming query with its own checkpoint (`CHECKPOINT_DIR/<output>`); the dead letters of the parse step
 are one of them. What differs from streamlab's per-event semantics is in the module's docstring: the
 watermark moves once per micro-batch, late rows are dropped (counted in `numRowsDroppedByWatermark`)
-instead of reported on a `late` output, and dedup has no `duplicates` output.
+instead of reported on a `late` output, and dedup has no `duplicates` output. Detector, feature, rule
+and drift steps run streamlab's own per-record code in one `applyInPandasWithState` per run of such
+steps (state: the pickled models per key, in the checkpoint), whose one query writes all their
+outputs, as files under `OUT_DIR/<output>/batch=<micro-batch id>/`.
 
 | stream | output (directory / topic suffix / table) |
 |---|---|
@@ -1076,7 +1452,8 @@ def to_spark(pipeline: Pipeline, path: str | Path, *, module_name: str | None = 
     Parameters
     ----------
     pipeline
-        The pipeline (one source, a parse step, then filters, selects, dedup, windows and interval joins).
+        The pipeline (one source, a parse step, then filters, selects, with_columns, dedup, windows,
+        interval joins, patterns, and detector, feature, rule and drift steps).
     path
         Directory to write (created if missing).
     module_name
@@ -1113,8 +1490,12 @@ def to_spark(pipeline: Pipeline, path: str | Path, *, module_name: str | None = 
     write = out.write
     write(name, code)
     reqs = [f"pyspark=={SPARK_VERSION}", "pyarrow>=18"]
-    if "eval_expr(" in code:
+    if "eval_expr(" in code or "mapInPandas(" in code:
         reqs.append("pandas>=2.2")
+    if "from river import" in code:
+        from importlib.metadata import version
+
+        reqs.append(f"river=={version('river')}")
     reqs += sorted({imp.split()[1].split(".")[0] for imp in gen.user_imports} - {"pandas"})
     write("requirements.txt", "\n".join(reqs) + "\n")
     outputs = {r: n for r, n in _plan.sink_outputs(pipeline).items() if r in gen.streams}
@@ -1206,7 +1587,7 @@ def spark_session() -> Any:
 def compared_streams(p: Pipeline, streams: list[str]) -> dict[str, tuple[list[str], set[str]]]:
     """Every output the Spark job writes, with the columns compared (JSON-typed ones left out) and which
     of them are times."""
-    types = _plan.column_types(p)
+    types = spark_types(p)
     out: dict[str, tuple[list[str], set[str]]] = {}
     for ref in _plan.sink_outputs(p):
         if ref not in streams:
@@ -1295,7 +1676,7 @@ def run_spark(
         for ref in refs:
             name = module.OUTPUTS.get(ref, ref.replace(".", "_"))
             rows = []
-            for part in sorted((out / name).glob("part-*")):
+            for part in sorted((out / name).rglob("part-*")):
                 rows += [json.loads(x) for x in part.read_text().splitlines() if x.strip()]
             frames[ref] = pd.DataFrame(rows)
         return frames, dropped

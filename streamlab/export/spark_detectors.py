@@ -1,0 +1,214 @@
+"""Detector, feature, rule and drift steps (and ``with_columns``) in the Spark export.
+
+Each such step runs streamlab's own per-record state machine (``make_step``: the code of
+``streamlab._detector_record``, carried into the generated module) inside ``applyInPandasWithState``:
+rows are grouped by the step's state key (:func:`streamlab.export._detectors.state_key`; one group
+for a step whose state spans all keys), each group's rows of a micro-batch are **sorted by their
+arrival sequence** and fed to the machine one by one, and the machine is pickled into the key's
+``GroupState`` after every micro-batch.
+
+Arrival sequence: Spark does not keep the order of rows within a micro-batch once it shuffles them
+(every ``groupBy`` does), while streamlab's score-then-learn models, windows and LRUs depend on it. The
+parse step therefore stamps each row with two columns that travel with it and are dropped before
+writing: ``_src`` (where it came from) and ``_seq`` (its place there). For files, ``_src`` is the file's
+modification time and path (the order the file source reads files in) and ``_seq`` the line number;
+for Kafka, ``_src`` is the partition and ``_seq`` the offset (Kafka orders a partition, not a topic:
+a step whose state spans partitions sees each micro-batch partition by partition); for Kinesis the
+shard and sequence number; Pub/Sub has no order (publish time is used).
+
+Each step's output has a declared schema derived from its definition (the input's columns plus the
+score, flag, feature or count columns it adds: :func:`streamlab.export._detectors.output_types`); one
+``applyInPandasWithState`` returns every output of the step tagged with ``_output``, and the step's
+``out``, ``dead_letter`` and ``drift`` streams select their rows from it.
+
+Examples
+--------
+>>> types = {"a": "float64", "ok": "bool"}
+>>> with_columns_types(types, (("b", "a * 2"), ("both", "ok & ok"), ("a2", "a")))
+{'a': 'float64', 'ok': 'bool', 'b': 'float64', 'both': 'bool', 'a2': 'float64'}
+"""
+
+from __future__ import annotations
+
+__all__ = ["GROUP_FUNCTIONS", "SEMANTICS", "with_columns_types"]
+
+_DTYPE_TYPES = {"b": "bool", "i": "int64", "u": "int64", "f": "float64", "M": "timestamp"}
+_EMPTY = {
+    "bool": "bool",
+    "int64": "int64",
+    "float64": "float64",
+    "timestamp": "datetime64[ns, UTC]",
+}
+
+
+def with_columns_types(types: dict[str, str], columns: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """The field types after ``with_columns``: each expression evaluated (as streamlab does, one after
+    the other) on an empty frame of the input's types; a result pandas cannot type is a string."""
+    import pandas as pd
+
+    out = dict(types)
+    frame = pd.DataFrame({c: pd.Series([], dtype=_EMPTY.get(t, "object")) for c, t in types.items()})
+    for name, expr in columns:
+        try:
+            value = frame.eval(expr)
+            kind = _DTYPE_TYPES.get(getattr(getattr(value, "dtype", None), "kind", ""), "string")
+            frame[name] = value
+        except Exception:  # an expression that fails on no rows: a number, as streamlab types it
+            kind = "float64"
+        out[name] = out.get(expr, kind) if expr in types else kind
+    return out
+
+
+SEMANTICS = """* Detectors, features, rules and drift run streamlab's own per-record state machine (``make_step``:
+  the code of ``streamlab._detector_record``, copied below) in ``applyInPandasWithState``, grouped by
+  the step's state key: a step whose state splits by key (features, a detect step with ``key`` and a
+  fixed or per-key threshold) per key, the others (an unkeyed detect step, one whose quantile
+  threshold learns from every key, a drift detector) in one group. Split by key, a key's history is
+  kept against its own newest event (streamlab: the whole stream's), so results differ only for events
+  later than ``allowed_lateness`` behind the stream; ``max_keys`` and ``key_ttl`` bound each key alone.
+* Order: rows carry their arrival sequence (``_src``, ``_seq``: file and line, Kafka partition and
+  offset) and each group's rows of a micro-batch are sorted by it before the machine sees them, so a
+  key is scored in arrival order although Spark shuffles rows. Micro-batches follow each other in
+  order. Kafka orders partitions, not topics: a one-group step sees a micro-batch partition by
+  partition (key the topic by the step's key, or give it one partition, for streamlab's order).
+* State: the machine (river models, histories, thresholds) is pickled into the group's state after
+  each micro-batch, checkpointed in Spark's state store with the query. A state value is held in
+  memory as one row: there is no per-item limit as in DynamoDB, but a large model is copied on every
+  micro-batch that touches its key, and a one-group step holds every key's model in one row (use
+  the RocksDB state store provider, ``spark.sql.streaming.stateStore.providerClass``, for many keys).
+* Spark allows one ``applyInPandasWithState`` per query, so a run of these steps (with the
+  with_columns, filter and select steps after them) shares one, and one query writes all its outputs
+  (``write_tagged``: each micro-batch split by ``_output``). A window, dedup, join or pattern after
+  such a step is refused at export time. The end-of-input row stops before these steps.
+* ``with_columns`` evaluates its expressions with pandas on each Arrow batch (as streamlab does on
+  its batches); a batch it fails on is evaluated row by row and the failing rows go to its
+  ``dead_letter``.
+"""
+
+GROUP_FUNCTIONS = '''
+
+def spark_rows(frame, timestamps):
+    """Rows of a pandas frame from Spark as the per-record code takes them: times as aware UTC datetimes
+    (Spark hands them without a zone), missing times None, in arrival order (``_src``, ``_seq``)."""
+    import pandas as pd
+
+    if "_src" in frame.columns:
+        frame = frame.sort_values(["_src", "_seq"], kind="stable")
+    for c in timestamps:
+        if c in frame.columns:
+            frame[c] = pd.to_datetime(frame[c], utc=True).astype(object).where(frame[c].notna(), None)
+    return frame.to_dict("records")
+
+
+def spark_frame(rows, columns, timestamps):
+    """Output rows as a frame of the declared columns (times as UTC datetimes)."""
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+    for c in timestamps:
+        frame[c] = pd.to_datetime(frame[c], utc=True)
+    return frame
+
+
+def eval_columns(rows, exprs, what, step_id):
+    """``with_columns`` on rows: the expressions with pandas on all of them, one after the other (as
+    streamlab on a batch); if that fails, row by row. Returns (rows, dead letters)."""
+    import pandas as pd
+
+    def apply(part):
+        frame = pd.DataFrame.from_records(part)
+        for name, expr in exprs:
+            frame[name] = frame.eval(expr)
+        return frame.to_dict("records")
+
+    if not rows:
+        return [], []
+    try:
+        return apply(rows), []
+    except Exception:
+        out, dead = [], []
+        for row in rows:
+            try:
+                out += apply([row])
+            except Exception as e:
+                dead.append({**row, "reason": f"{what} raised {type(e).__name__}: {e}", "step_id": step_id})
+        return out, dead
+
+
+def filter_rows(rows, expr, predicate, what, step_id):
+    """A filter on rows: an expression with pandas on all of them (``np.asarray(mask, dtype=bool)``, as
+    streamlab), or a per-row function; rows it fails on are dead letters. Returns (rows, dead letters)."""
+    import numpy as np
+    import pandas as pd
+
+    if not rows:
+        return [], []
+    if expr is not None:
+        try:
+            mask = np.asarray(pd.DataFrame.from_records(rows).eval(expr), dtype=bool)
+            return [r for r, keep in zip(rows, mask) if keep], []
+        except Exception:
+            predicate = lambda row: eval_expr(expr, row)  # noqa: E731 - row by row, to find the bad ones
+    out, dead = [], []
+    for row in rows:
+        try:
+            if bool(predicate(row)):
+                out.append(row)
+        except Exception as e:
+            dead.append({**row, "reason": f"{what} raised {type(e).__name__}: {e}", "step_id": step_id})
+    return out, dead
+
+
+def run_segment(plan, wanted, columns, timestamps, state, frames):
+    """``applyInPandasWithState`` body of a run of detector, feature, rule, drift, with_columns, filter
+    and select steps, for one group: the group's rows of the micro-batch in arrival order through the
+    steps in order (streamlab's per-record machines for the stateful ones, ``make_step``), the
+    machines pickled into the group state after it. Rows of the ``wanted`` streams are returned, tagged
+    with their stream in ``_output`` (drift rows' columns prefixed ``_drift_``)."""
+    import base64
+
+    import pandas as pd
+    from pyspark import cloudpickle
+
+    machines = cloudpickle.loads(base64.b64decode(state.get[0])) if state.exists else {}
+    for machine in machines.values():
+        machine.bind(eval_expr, to_ns, from_ns)
+    streams = {"": spark_rows(pd.concat(list(frames), ignore_index=True), timestamps)}
+    for sid, kind, source, conf in plan:
+        rows = streams.get(source, [])
+        if kind == "row":
+            machine = machines.get(sid)
+            if machine is None:
+                machine = machines[sid] = make_step(conf, eval_expr, to_ns, from_ns)
+            for name in ("out", "dead_letter", "drift"):
+                streams[sid if name == "out" else f"{sid}.{name}"] = []
+            for row in rows:
+                for name, out in machine.process(row):
+                    if name == "dead_letter":
+                        out = {**out, "step_id": sid}
+                    elif name == "drift":
+                        out = {f"_drift_{k}": v for k, v in out.items()}
+                        out.update(_src=row.get("_src"), _seq=row.get("_seq"))
+                    streams[sid if name == "out" else f"{sid}.{name}"].append(out)
+            continue
+        dead = []
+        if kind == "map":
+            rows, dead = eval_columns(rows, conf["exprs"], conf["what"], sid)
+        elif kind == "filter":
+            fn = USER_FUNCTIONS[sid] if conf["expr"] is None else None
+            rows, dead = filter_rows(rows, conf["expr"], fn, conf["what"], sid)
+        elif kind == "select":
+            rows = [{**{new: r.get(old) for old, new in conf}, "_src": r["_src"], "_seq": r["_seq"]} for r in rows]
+        streams[sid], streams[sid + ".dead_letter"] = rows, dead
+    state.update((base64.b64encode(cloudpickle.dumps(machines)).decode("ascii"),))
+    tagged = [{**row, "_output": ref} for ref in wanted for row in streams.get(ref, [])]
+    yield spark_frame(tagged, columns, timestamps)
+
+
+def map_columns(frames, step_id, what, exprs, timestamps, columns):
+    """``mapInPandas`` body of ``with_columns`` (not after a detector step): rows tagged ``_output``."""
+    for frame in frames:
+        rows, dead = eval_columns(spark_rows(frame, timestamps), exprs, what, step_id)
+        tagged = [{**r, "_output": "out"} for r in rows] + [{**r, "_output": "dead_letter"} for r in dead]
+        yield spark_frame(tagged, columns, timestamps)
+'''
