@@ -271,9 +271,10 @@ def arrow_strings(col: pd.Series) -> pa.Array | None:
 def string_codes(strings: pa.Array) -> tuple[np.ndarray, StringKeys]:
     """Batch-local codes of arrow strings, and the distinct keys (missing ones: the key ``None``).
 
-    The rows are grouped by their :func:`string_hashes`, then every row is compared byte for byte with
-    the first row of its group; if two strings share a hash (rare), arrow's exact dictionary encoding
-    does it instead.
+    Arrow's dictionary encoding groups the rows in C (exact, one pass over the bytes); only the batch's
+    distinct values are hashed afterwards, where the persistent table looks them up. (Grouping the rows
+    by their own 64-bit hashes instead was measured slower at every key count: 4x on 8 keys, about
+    equal on 200 k distinct keys per 2 M events.)
 
     Examples
     --------
@@ -282,18 +283,6 @@ def string_codes(strings: pa.Array) -> tuple[np.ndarray, StringKeys]:
     >>> codes.tolist(), keys.tolist()
     ([0, 1, 2, 0], ['b', None, 'a'])
     """
-    rows = StringKeys.from_arrow(strings)
-    h = rows.hashes.view(np.int64)
-    if rows.null.any():
-        h = h.copy()
-        h[rows.null] = 0  # one group; checked below like the others
-    codes, uniq = pd.factorize(h)
-    first = np.empty(len(uniq), dtype=np.int64)
-    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
-    rep = first[codes]
-    same = _equal(rows.data, rows.starts, rows.lens, rows.data, rows.starts[rep], rows.lens[rep])
-    if bool(same.all()) and bool((rows.null == rows.null[rep]).all()):
-        return np.asarray(codes, dtype=np.int64), rows[first]
     enc = pc.dictionary_encode(strings, null_encoding="encode")
     local = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
     return local, StringKeys.from_arrow(enc.dictionary)
