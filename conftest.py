@@ -40,6 +40,9 @@ _INTEGRATION_PATHS = (
     "tests/export/test_flink_export.py",  # PyFlink's mini-cluster (a JVM)
     "tests/export/test_flink_datastream.py",  # PyFlink's mini-cluster (a JVM)
     "tests/export/test_spark_pattern.py",  # Spark's local mode (a JVM)
+    "tests/export/test_spark_detectors.py",  # Spark's local mode (a JVM)
+    "tests/export/test_flink_detectors.py",  # PyFlink's mini-cluster (a JVM)
+    "tests/export/test_with_columns_export.py",  # Beam's DirectRunner and moto
     "tests/benchmarks/test_bench_nexmark.py",  # Beam's own Nexmark queries
     "tests/test_packaging.py",  # pip builds the wheel and installs it into a fresh venv
 )
