@@ -121,7 +121,12 @@ def execute(path: Path, out_dir: Path, timeout: int) -> tuple[str, float, str | 
             for index, cell in enumerate(nb.cells):
                 client.execute_cell(cell, index)
         except CellExecutionError as e:
-            error = str(e).splitlines()[0] if str(e) else type(e).__name__
+            # the exception and the end of its traceback: the first line of str(e) only says "an error
+            # occurred while executing the following cell"
+            lines = str(e).splitlines()
+            error = f"{getattr(e, 'ename', type(e).__name__)}: {getattr(e, 'evalue', '')}\n" + "\n".join(
+                lines[-25:]
+            )
         probe = nbformat.v4.new_code_cell(SNAPSHOT_CODE)
         nb.cells.append(probe)  # nbclient writes the executed cell back into the notebook
         try:

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from streamlab import _pyast
 from streamlab import agg as agg_module
 from streamlab._parse import FIELD_TYPES, FieldSpec
 from streamlab._time import parse_duration
@@ -747,7 +748,7 @@ def expression_problem(expr: Any) -> str | None:
     if not isinstance(expr, str):
         return None
     try:
-        tree = ast.parse(expr, mode="eval")
+        tree = _pyast.parse(expr, mode="eval")
     except SyntaxError:
         return None  # reported as a bad expression when the step is built
     for node in ast.walk(tree):

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._dead_letter import dead_letter_frame
+from streamlab._pyast import guarded
 from streamlab.functions import UserFunction
 from streamlab.operators import Operator, Outputs
 
@@ -68,7 +69,7 @@ class FilterOperator(Operator):
     def _mask(self, part: pd.DataFrame) -> np.ndarray:
         m: Any
         if self.expr is not None:
-            m = part.eval(self.expr)
+            m = guarded(part.eval, self.expr)
         elif self.per_event:
             assert self.fn is not None
             fn = self.fn.fn
@@ -120,7 +121,7 @@ class MapOperator(Operator):
         if self.columns:
             new = part.copy()
             for name, expr in self.columns.items():
-                new[name] = new.eval(expr)
+                new[name] = guarded(new.eval, expr)
             return new
         assert self.fn is not None
         if self.per_event:

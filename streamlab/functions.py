@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamlab import _pyast
+
 __all__ = ["UserFunction"]
 
 
@@ -20,10 +22,10 @@ def _lambda_source(fn: Callable[..., Any]) -> str | None:
     except (OSError, TypeError):
         return None
     try:
-        tree = ast.parse(src)
+        tree = _pyast.parse(src)
     except SyntaxError:
         try:
-            tree = ast.parse("(" + src.strip().rstrip(",") + ")")
+            tree = _pyast.parse("(" + src.strip().rstrip(",") + ")")
             src = "(" + src.strip().rstrip(",") + ")"
         except SyntaxError:
             return None

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, NoReturn
 
 import pandas as pd
 
+from streamlab import _pyast
 from streamlab import _step_codecs as codec
 from streamlab._dead_letter import dead_letter_columns
 from streamlab._dedup import DedupOperator
@@ -86,7 +87,7 @@ def expr_columns(expr: str, step_id: str, kind: str) -> set[str]:
     ['amount', 'country']
     """
     try:
-        tree = ast.parse(expr, mode="eval")
+        tree = _pyast.parse(expr, mode="eval")
     except SyntaxError as e:
         raise PipelineConfigError(
             step_id,

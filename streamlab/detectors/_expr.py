@@ -10,6 +10,8 @@ from typing import Any
 
 import pandas as pd
 
+from streamlab._pyast import guarded
+
 __all__ = ["eval_condition"]
 
 
@@ -60,5 +62,5 @@ def eval_condition(batch: pd.DataFrame, expr: str) -> Any:
     names = expression_names(expr)
     columns = batch.columns
     if not names or not all(isinstance(n, str) and n in columns for n in names) or not columns.is_unique:
-        return batch.eval(expr, engine="python")
-    return pd.eval(expr, engine="python", resolvers=[{n: batch[n] for n in names}], target=batch)
+        return guarded(batch.eval, expr, engine="python")
+    return guarded(pd.eval, expr, engine="python", resolvers=[{n: batch[n] for n in names}], target=batch)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from streamlab import _dead_letter, _record, _serde_values
+from streamlab import _dead_letter, _pyast, _record, _serde_values
 from streamlab._dead_letter import dead_letter_types
 from streamlab.aggregators import (
     Aggregator,
@@ -96,7 +96,7 @@ def _module_body(module: Any, allowed: tuple[str, ...]) -> str:
     """The code of a module after its imports, checking that it imports only modules of ``allowed``."""
     name = module.__name__
     text = Path(inspect.getsourcefile(module) or "").read_text()
-    tree = ast.parse(text)
+    tree = _pyast.parse(text)
     imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     modules = {a.name for n in imports if isinstance(n, ast.Import) for a in n.names}
     modules |= {n.module or "" for n in imports if isinstance(n, ast.ImportFrom) and n.module != "__future__"}
@@ -122,7 +122,7 @@ def _segments(module: Any) -> dict[str, str]:
     """Source of each top-level function, class and ``NAME = ...`` of a module, by name."""
     text = Path(inspect.getsourcefile(module) or "").read_text()
     parts: dict[str, str] = {}
-    for node in ast.parse(text).body:
+    for node in _pyast.parse(text).body:
         name = None
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             name = node.name
@@ -196,7 +196,7 @@ def function_code(fn: UserFunction, step_id: str, kind: str, alias: str) -> Func
         src = fn.source.strip()
         if src.startswith(("lambda", "(")):
             return FunctionCode(alias, [], f"{alias} = {src}\n")
-        tree = ast.parse(src)
+        tree = _pyast.parse(src)
         defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
         if defs:
             return FunctionCode(defs[-1].name, [], src + "\n")
@@ -339,7 +339,7 @@ def check_steps(p: Pipeline, target: str, *, operators: bool = False) -> None:
 
 def const_value(module_text: str, name: str) -> Any:
     """The value of a ``NAME = literal`` line that ``const`` wrote into a generated module."""
-    for node in ast.parse(module_text).body:
+    for node in _pyast.parse(module_text).body:
         if isinstance(node, ast.Assign) and any(
             isinstance(t, ast.Name) and t.id == name for t in node.targets
         ):

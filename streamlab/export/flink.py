@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streamlab import _pyast
 from streamlab._dead_letter import PARSE_DEAD_LETTER_COLUMNS
 from streamlab._time import parse_duration
 from streamlab.aggregators import (
@@ -1516,7 +1517,7 @@ def _load_constants(path: Path) -> dict[str, Any]:
     """The ``OUTPUTS`` constant of a generated main.py, read without importing PyFlink."""
     import ast
 
-    tree = ast.parse(path.read_text())
+    tree = _pyast.parse(path.read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "OUTPUTS":
             return {"OUTPUTS": ast.literal_eval(node.value)}

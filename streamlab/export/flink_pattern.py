@@ -51,6 +51,7 @@ from __future__ import annotations
 import ast
 from typing import Any
 
+from streamlab import _pyast
 from streamlab.detectors import Pattern, PatternStep
 
 __all__ = ["match_recognize", "pattern_refusal"]
@@ -73,7 +74,7 @@ def _literal(value: Any) -> str:
 def _equality(where: str) -> tuple[str, Any] | None:
     """``(column, literal)`` of a condition ``column == literal``, or None for any other condition."""
     try:
-        node = ast.parse(where, mode="eval").body
+        node = _pyast.parse(where, mode="eval").body
     except SyntaxError:
         return None
     if not (isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], ast.Eq)):
