@@ -356,9 +356,15 @@ class ExprCompiler:
                     return None
                 else:
                     tokens.append((tok.type, tok.string))
-            return ast.parse(tokenize.untokenize(tokens), mode="eval").body
+            source = tokenize.untokenize(tokens)
+            for _ in range(3):  # CPython 3.11's parser can fail when another thread parses at once
+                try:
+                    return ast.parse(source, mode="eval").body
+                except SystemError:
+                    continue
         except (SyntaxError, tokenize.TokenError, ValueError):
             return None
+        return None
 
     def node(self, n: Any, nan_for_none: bool) -> Any:
         import ast

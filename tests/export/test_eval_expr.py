@@ -177,3 +177,26 @@ def test_what_the_compiled_code_is_not_sure_of_is_pandas_answer(expr: str, row: 
     if _pandas(expr, row, ())[0] == "error":
         with pytest.raises(Exception, match="."):
             eval_expr(expr, row)
+
+
+def test_generated_code_types_with_columns_from_their_expressions_and_names_numeric_columns(
+    tmp_path: Any,
+) -> None:
+    from streamlab import Pipeline, TumblingWindow, agg
+    from streamlab.export import _plan, to_beam, to_lambda
+    from streamlab.testing import ListSource
+
+    p = Pipeline(ListSource([b"{}"]), name="flags")
+    schema = {"event_id": "string", "timestamp": "timestamp", "event_type": "string", "amount": "float64"}
+    events = p.parse(schema).with_columns(
+        big="amount > 10 and event_type == 'buy'", cents="amount * 100", step_id="cols"
+    )
+    events.window(TumblingWindow("5s"), key="event_type", step_id="w").agg(agg.count(), agg.last("big"))
+    assert _plan.column_types(p)["cols"] == {**schema, "big": "bool", "cents": "float64"}
+    beam = to_beam(p, tmp_path / "beam", sink="bigquery").read("flags_beam.py")
+    assert _plan.const_value(beam, "COLS_NUMERIC") == ("amount",)
+    tables = _plan.const_value(beam, "BIGQUERY_TABLES")
+    assert {f["name"]: f["type"] for f in tables["w"][0]}["last_big"] == "BOOL"
+    handler = to_lambda(p, tmp_path / "lambda").read("handler.py")
+    assert _plan.const_value(handler, "COLS_NUMERIC") == ("amount",)
+    assert dict(_plan.const_value(handler, "MEASURE_TYPES"))["last_big"] == "BOOLEAN"
