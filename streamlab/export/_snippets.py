@@ -307,6 +307,8 @@ class ExprCompiler:
         self.reads = False
 
     def function(self) -> Any:
+        """The per-record function: the compiled code, which asks pandas for what it is not sure of (all of
+        the expression when it reads something the compiler does not know)."""
         expr, numeric = self.expr, self.numeric
         fallback, none_arith = ExprCompiler.AskPandasError, ExprCompiler.NoneArithmeticError
         tree = self.parse(expr)
@@ -633,6 +635,13 @@ def eval_expr(expr: str, row: dict[str, Any], numeric: tuple[str, ...] = ()) -> 
     A missing value (None) of a ``numeric`` column (the schema's numbers) is NaN, as in streamlab's
     columns. Any other missing value is first left as it is (``x > 0`` is False); when that is a type
     error, as arithmetic on None is, it is read as NaN.
+
+    Examples
+    --------
+    >>> eval_expr("amount * 100", {"amount": None}, ("amount",))
+    nan
+    >>> eval_expr("amount > 10 & kind == 'buy'", {"amount": 12, "kind": "buy"})
+    True
     """
     fn = ExprCompiler.CACHE.get((expr, numeric))
     if fn is None:

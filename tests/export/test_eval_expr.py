@@ -119,7 +119,7 @@ def _same(x: Any, y: Any) -> bool:
     return type(x) is type(y) and (repr(x) == repr(y) or x == y)
 
 
-@settings(max_examples=int(os.environ.get("EVAL_EXAMPLES", "300")), deadline=None)
+@settings(max_examples=int(os.environ.get("EVAL_EXAMPLES", "200")), deadline=None)
 @given(
     expr=EXPRESSIONS,
     values=st.fixed_dictionaries({c: VALUES for c in COLUMNS}),
