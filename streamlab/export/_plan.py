@@ -63,7 +63,8 @@ _BASES = {
     "FirstCombine": ["CountCombine"],
     "LastCombine": ["CountCombine", "FirstCombine"],
     "QuantileCombine": ["CountCombine"],
-    "assign_exprs": ["eval_expr"],
+    "eval_expr": ["ExprCompiler", "pandas_eval"],
+    "assign_exprs": ["eval_expr", "ExprCompiler", "pandas_eval"],
 }
 _SNIPPET_ORDER = [
     "is_null",
@@ -79,6 +80,8 @@ _SNIPPET_ORDER = [
     "QuantileCombine",
     "RowCombine",
     "group_key",
+    "ExprCompiler",
+    "pandas_eval",
     "eval_expr",
     "assign_exprs",
 ]
@@ -232,6 +235,48 @@ def result_type(a: Aggregator, column_types: dict[str, str]) -> str:
     return "float64"
 
 
+_DTYPE_TYPES = {"b": "bool", "i": "int64", "u": "int64", "f": "float64", "M": "timestamp"}
+_EMPTY = {"bool": "bool", "int64": "int64", "float64": "float64", "timestamp": "datetime64[ns, UTC]"}
+NUMERIC_TYPES = frozenset({"int64", "float64"})
+"""Field types whose missing value is NaN in streamlab's columns (arrow's nulls become NaN in pandas)."""
+
+
+def with_columns_types(types: dict[str, str], columns: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """The field types after ``with_columns``: each expression evaluated (as streamlab does, one after
+    the other) on an empty frame of the input's types; a result pandas cannot type is a string.
+
+    Examples
+    --------
+    >>> types = {"a": "float64", "ok": "bool"}
+    >>> with_columns_types(types, (("b", "a * 2"), ("both", "ok & ok"), ("big", "a > 1 and ok"), ("a2", "a")))
+    {'a': 'float64', 'ok': 'bool', 'b': 'float64', 'both': 'bool', 'big': 'bool', 'a2': 'float64'}
+    """
+    import pandas as pd
+
+    out = dict(types)
+    frame = pd.DataFrame({c: pd.Series([], dtype=_EMPTY.get(t, "object")) for c, t in types.items()})
+    for name, expr in columns:
+        try:
+            value = frame.eval(expr)
+            kind = _DTYPE_TYPES.get(getattr(getattr(value, "dtype", None), "kind", ""), "string")
+            frame[name] = value
+        except Exception:  # an expression that fails on no rows: a number, as streamlab types it
+            kind = "float64"
+        out[name] = out.get(expr, kind) if expr in types else kind
+    return out
+
+
+def numeric_columns(types: dict[str, str]) -> tuple[str, ...]:
+    """The columns of ``types`` whose missing value is NaN (``eval_expr``'s ``numeric``), sorted.
+
+    Examples
+    --------
+    >>> numeric_columns({"b": "float64", "s": "string", "a": "int64", "ok": "bool"})
+    ('a', 'b')
+    """
+    return tuple(sorted(c for c, t in types.items() if t in NUMERIC_TYPES))
+
+
 def column_types(p: Pipeline) -> dict[str, dict[str, str]]:
     """Best-effort streamlab field type of every column of every stream reference."""
     out: dict[str, dict[str, str]] = {}
@@ -249,7 +294,7 @@ def column_types(p: Pipeline) -> dict[str, dict[str, str]]:
             out[sid] = {new: base.get(old, "string") for old, new in step.columns}
         elif isinstance(step, MapStep):
             if step.columns:
-                out[sid] = {**base, **{n: "float64" for n, _ in step.columns}}
+                out[sid] = with_columns_types(base, tuple(step.columns))
             else:
                 out[sid] = {c: "string" for c in step.declared or ()}
             out[f"{sid}.dead_letter"] = dead_letter_types(base)

@@ -267,20 +267,360 @@ def group_key(row: dict[str, Any], keys: tuple[str, ...]) -> str:
     return json.dumps([row.get(k) for k in keys], default=json_default)
 
 
-def eval_expr(expr: str, row: dict[str, Any]) -> Any:
-    """A pandas expression (as streamlab's filter/with_columns) evaluated on one row.
+class ExprCompiler:
+    """A streamlab expression compiled once into a per-record function with ``DataFrame.eval``'s answer
+    on a one-row frame, for the operators streamlab's expressions use (arithmetic, comparisons,
+    ``and``/``or``/``not``, ``&``/``|``/``~``, ``in``); pandas is asked whenever the answer is not certain.
 
-    A missing value (None) is first left as it is (``x > 0`` is False, ``x.str.len()`` is null); when
-    that is a type error, as arithmetic on None is, it is read as NaN, which is what a missing number is
-    in streamlab's columns (``amount * 100`` of a missing amount is NaN there, not an error).
+    Values are the Python ones a row holds, read as the dtypes pandas would give a one-row column: an
+    int (int64, wrapped by numpy when it overflows: such results go to pandas), a float (float64, a
+    missing number is NaN), a bool, a str, None (an object column). An expression that reads a method
+    (``x.str.len()``), a name that is no column, ``@`` locals or backticks, or an operation whose result
+    or error is not one of the cases written here (a division by zero, an int overflow, a type error
+    other than arithmetic on None) is evaluated by pandas (``pandas_eval``), so the answer is pandas'
+    in every case.
     """
+
+    class AskPandasError(Exception):
+        """The compiled code is not sure of pandas' answer for this row: pandas evaluates it."""
+
+    class NoneArithmeticError(Exception):
+        """Arithmetic on a missing value of an object column, a TypeError for pandas."""
+
+    CACHE: dict[Any, Any] = {}
+    LOW, HIGH = -(2**63), 2**63
+    EXACT = 2**53
+
+    @classmethod
+    def get(cls, expr: str, numeric: Any = ()) -> Any:
+        """The per-record function of ``expr`` (cached); ``numeric`` names the columns whose missing
+        values are NaN (the schema's numeric fields)."""
+        key = (expr, numeric)
+        fn = cls.CACHE.get(key)
+        if fn is None:
+            fn = cls.CACHE[key] = cls(expr, numeric).function()
+        return fn
+
+    def __init__(self, expr: str, numeric: Any) -> None:
+        self.expr = expr
+        self.numeric = tuple(numeric)
+        self.reads = False
+
+    def function(self) -> Any:
+        """The per-record function: the compiled code, which asks pandas for what it is not sure of (all of
+        the expression when it reads something the compiler does not know)."""
+        expr, numeric = self.expr, self.numeric
+        fallback, none_arith = ExprCompiler.AskPandasError, ExprCompiler.NoneArithmeticError
+        tree = self.parse(expr)
+        body: Any = None
+        body_nan: Any = None
+        if tree is not None:
+            try:
+                body = self.node(tree, False)
+                body_nan = self.node(tree, True)
+            except fallback:
+                body = None
+        if body is None or not self.reads:  # pandas answers a constant with a scalar: leave it to pandas
+
+            def evaluate(row: dict[str, Any]) -> Any:
+                return pandas_eval(expr, row, numeric)
+
+            return evaluate
+
+        def evaluate_compiled(row: dict[str, Any]) -> Any:
+            try:
+                return body(row)
+            except none_arith:  # pandas reads the missing values as NaN and evaluates again
+                try:
+                    return body_nan(row)
+                except fallback:
+                    return pandas_eval(expr, row, numeric)
+            except fallback:
+                return pandas_eval(expr, row, numeric)
+
+        return evaluate_compiled
+
+    @staticmethod
+    def parse(expr: str) -> Any:
+        """The expression's syntax tree after pandas' rewriting (``&``/``|`` as ``and``/``or``), or None."""
+        import ast
+        import io
+        import tokenize
+
+        if "@" in expr or "`" in expr:
+            return None
+        try:
+            tokens = []
+            for tok in tokenize.generate_tokens(io.StringIO(expr).readline):
+                if tok.type == tokenize.OP and tok.string in ("&", "|"):
+                    tokens.append((tokenize.NAME, "and" if tok.string == "&" else "or"))
+                elif tok.type == tokenize.OP and tok.string == "=":
+                    return None
+                else:
+                    tokens.append((tok.type, tok.string))
+            source = tokenize.untokenize(tokens)
+            for _ in range(3):  # CPython 3.11's parser can fail when another thread parses at once
+                try:
+                    return ast.parse(source, mode="eval").body
+                except SystemError:
+                    continue
+        except (SyntaxError, tokenize.TokenError, ValueError):
+            return None
+        return None
+
+    def node(self, n: Any, nan_for_none: bool) -> Any:
+        import ast
+
+        fallback = ExprCompiler.AskPandasError
+        if isinstance(n, ast.Name):
+            return self.column(n.id, nan_for_none or n.id in self.numeric)
+        if isinstance(n, ast.Constant):
+            value = n.value
+            if not (
+                type(value) in (bool, float, str) or (type(value) is int and self.LOW <= value < self.HIGH)
+            ):
+                raise fallback
+            return lambda row: value
+        if isinstance(n, ast.BinOp):
+            # arithmetic on an object column is a TypeError for pandas next to a column or constant only
+            terms = all(isinstance(x, (ast.Name, ast.Constant)) for x in (n.left, n.right))
+            left, right = self.node(n.left, nan_for_none), self.node(n.right, nan_for_none)
+            return self.arithmetic(n.op, left, right, terms)
+        if isinstance(n, ast.UnaryOp):
+            return self.unary(n.op, self.node(n.operand, nan_for_none))
+        if isinstance(n, ast.BoolOp):
+            parts = [self.node(v, nan_for_none) for v in n.values]
+            out = parts[0]
+            for part in parts[1:]:  # pandas folds a chain left to right, evaluating every operand
+                out = self.logic(isinstance(n.op, ast.And), out, part)
+            return out
+        if isinstance(n, ast.Compare):
+            operands = [n.left, *n.comparators]
+            sides = [
+                None if isinstance(v, (ast.List, ast.Tuple)) else self.node(v, nan_for_none) for v in operands
+            ]
+            pairs = []
+            for i, op in enumerate(n.ops):
+                if sides[i] is None:
+                    raise fallback  # a list on the left
+                if isinstance(op, (ast.In, ast.NotIn)):
+                    pairs.append(self.member(isinstance(op, ast.In), sides[i], operands[i + 1]))
+                elif sides[i + 1] is None:
+                    raise fallback  # pandas reads == [..] as isin
+                else:
+                    pairs.append(self.compare(op, sides[i], sides[i + 1]))
+            out = pairs[0]
+            for part in pairs[1:]:
+                out = self.logic(True, out, part)
+            return out
+        raise fallback
+
+    def column(self, name: str, nan_for_none: bool) -> Any:
+        self.reads = True
+        fallback, low, high = ExprCompiler.AskPandasError, self.LOW, self.HIGH
+        missing = math.nan if nan_for_none else None
+
+        def read(row: dict[str, Any]) -> Any:
+            try:
+                v = row[name]
+            except KeyError:
+                raise fallback from None
+            t = type(v)
+            if t is float or t is str or t is bool:
+                return v
+            if t is int and low <= v < high:
+                return v
+            if v is None:
+                return missing
+            raise fallback  # a huge int (uint64 or object), bytes, a timestamp, ...
+
+        return read
+
+    def arithmetic(self, op: Any, left: Any, right: Any, terms: bool) -> Any:
+        import operator
+
+        fallback, none_arith, low, high = (
+            ExprCompiler.AskPandasError,
+            ExprCompiler.NoneArithmeticError,
+            self.LOW,
+            self.HIGH,
+        )
+        name = type(op).__name__
+        if name not in ("Add", "Sub", "Mult", "Div", "FloorDiv", "Mod", "Pow"):
+            raise fallback
+        fn = getattr(operator, {"Add": "add", "Sub": "sub", "Mult": "mul", "Div": "truediv"}.get(name, "add"))
+        plain = name in ("Add", "Sub", "Mult", "Div")
+        int_op = name != "Div"
+
+        def other(a: Any, b: Any) -> Any:
+            """Anything but numbers: pandas' TypeError for a missing value of an object column, or pandas."""
+            ta, tb = type(a), type(b)
+            if terms and (a is None or ta is int or ta is float) and (b is None or tb is int or tb is float):
+                raise none_arith
+            raise fallback
+
+        def integers(a: int, b: int) -> Any:
+            if name == "FloorDiv" or name == "Mod":
+                if b == 0:
+                    raise fallback
+                r = a // b if name == "FloorDiv" else a % b
+            elif name == "Pow":
+                if b < 0 or (b > 64 and abs(a) > 1):
+                    raise fallback
+                r = a**b
+            else:
+                r = fn(a, b)
+            if low <= r < high:
+                return r
+            raise fallback  # numpy wraps around
+
+        def floats(a: float, b: float) -> Any:
+            if name == "Div" and b == 0.0:
+                raise fallback
+            if plain:
+                return fn(a, b)
+            if name == "Pow":
+                try:
+                    r = a**b
+                except (ZeroDivisionError, OverflowError):
+                    raise fallback from None
+                if type(r) is not float:
+                    raise fallback  # a negative base to a fractional power: complex in Python, NaN in numpy
+                return r
+            if b == 0.0 or not (math.isfinite(a) and math.isfinite(b)):
+                raise fallback
+            return a // b if name == "FloorDiv" else a % b
+
+        def run(row: dict[str, Any]) -> Any:
+            a = left(row)
+            b = right(row)
+            ta, tb = type(a), type(b)
+            if ta is int and tb is int and int_op:
+                return integers(a, b)
+            if (ta is float or ta is int) and (tb is float or tb is int):
+                return floats(float(a), float(b))
+            return other(a, b)
+
+        return run
+
+    def unary(self, op: Any, operand: Any) -> Any:
+        import ast
+
+        fallback, low = ExprCompiler.AskPandasError, self.LOW
+        if isinstance(op, (ast.Not, ast.Invert)):  # pandas reads ``not`` as ``~``
+
+            def invert(row: dict[str, Any]) -> Any:
+                a = operand(row)
+                t = type(a)
+                if t is bool:
+                    return not a
+                if t is int:
+                    return ~a
+                raise fallback
+
+            return invert
+        negate = isinstance(op, ast.USub)
+
+        def sign(row: dict[str, Any]) -> Any:
+            a = operand(row)
+            t = type(a)
+            if t is float or (t is int and a != low):
+                return -a if negate else a
+            raise fallback
+
+        return sign
+
+    @staticmethod
+    def logic(conjunction: bool, left: Any, right: Any) -> Any:
+        fallback = ExprCompiler.AskPandasError
+
+        def run(row: dict[str, Any]) -> Any:
+            a = left(row)
+            b = right(row)
+            if type(a) is bool and type(b) is bool:
+                return (a and b) if conjunction else (a or b)
+            raise fallback
+
+        return run
+
+    @staticmethod
+    def compare(op: Any, left: Any, right: Any) -> Any:
+        import operator
+
+        fallback = ExprCompiler.AskPandasError
+        name = type(op).__name__
+        if name not in ("Eq", "NotEq", "Lt", "LtE", "Gt", "GtE"):
+            raise fallback
+        fn = getattr(
+            operator, {"Eq": "eq", "NotEq": "ne", "Lt": "lt", "LtE": "le", "Gt": "gt", "GtE": "ge"}[name]
+        )
+        equality = name in ("Eq", "NotEq")
+        differ = name == "NotEq"
+        numbers = (int, float, bool)
+
+        def run(row: dict[str, Any]) -> Any:
+            a = left(row)
+            b = right(row)
+            ta, tb = type(a), type(b)
+            if ta in numbers and tb in numbers:
+                if ta is float or tb is float:  # numpy compares an int64 with a float64 as float64
+                    return fn(float(a), float(b))
+                return fn(a, b)
+            if ta is str and tb is str:
+                return fn(a, b)
+            if a is None or (b is None and equality):  # a missing value of an object column compares False
+                return differ  # (but a number < None on the right is a TypeError for pandas)
+            if equality and (ta is str or tb is str):
+                return differ
+            raise fallback
+
+        return run
+
+    def member(self, inside: bool, left: Any, node: Any) -> Any:
+        import ast
+
+        fallback, exact = ExprCompiler.AskPandasError, self.EXACT
+        if not isinstance(node, (ast.List, ast.Tuple)):
+            raise fallback
+        values: list[Any] = [e.value for e in node.elts if isinstance(e, ast.Constant)]
+        if len(values) != len(node.elts):
+            raise fallback
+        for v in values:
+            if not (type(v) is str or (type(v) in (int, float) and -exact <= v <= exact)):
+                raise fallback  # None, NaN, bools and huge ints follow numpy's casting rules in isin
+        words = frozenset(v for v in values if type(v) is str)
+        numbers = frozenset(v for v in values if type(v) is not str)
+
+        def run(row: dict[str, Any]) -> Any:
+            a = left(row)
+            t = type(a)
+            if t is str:
+                found = a in words
+            elif t is float or (t is int and -exact <= a <= exact):
+                found = a in numbers
+            elif a is None:
+                found = False
+            else:
+                raise fallback
+            return found if inside else not found
+
+        return run
+
+
+def pandas_eval(expr: str, row: dict[str, Any], numeric: Any = ()) -> Any:
+    """``expr`` evaluated by pandas on a one-row frame of ``row``, a missing value of a ``numeric`` column
+    read as NaN; when that is a type error, as arithmetic on another missing value is, those are read as
+    NaN too (a missing number is NaN in streamlab's columns)."""
     import pandas as pd
 
     frame = pd.DataFrame([row])
+    nans = {c: "float64" for c in numeric if c in row and row[c] is None}
+    if nans:
+        frame = frame.astype(nans)
     try:
         value = frame.eval(expr)
     except TypeError:
-        missing = [c for c, v in row.items() if v is None]
+        missing = [c for c, v in row.items() if v is None and c not in nans]
         if not missing:
             raise
         value = frame.astype({c: "float64" for c in missing}).eval(expr)
@@ -288,10 +628,31 @@ def eval_expr(expr: str, row: dict[str, Any]) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def assign_exprs(row: dict[str, Any], columns: Any) -> dict[str, Any]:
+def eval_expr(expr: str, row: dict[str, Any], numeric: tuple[str, ...] = ()) -> Any:
+    """A pandas expression (as streamlab's filter/with_columns) evaluated on one row, as
+    ``pandas.DataFrame([row]).eval(expr)`` answers it, by code compiled once per expression.
+
+    A missing value (None) of a ``numeric`` column (the schema's numbers) is NaN, as in streamlab's
+    columns. Any other missing value is first left as it is (``x > 0`` is False); when that is a type
+    error, as arithmetic on None is, it is read as NaN.
+
+    Examples
+    --------
+    >>> eval_expr("amount * 100", {"amount": None}, ("amount",))
+    nan
+    >>> eval_expr("amount > 10 & kind == 'buy'", {"amount": 12, "kind": "buy"})
+    True
+    """
+    fn = ExprCompiler.CACHE.get((expr, numeric))
+    if fn is None:
+        fn = ExprCompiler.get(expr, numeric)
+    return fn(row)
+
+
+def assign_exprs(row: dict[str, Any], columns: Any, numeric: tuple[str, ...] = ()) -> dict[str, Any]:
     """``row`` with the columns of streamlab's ``with_columns``: (name, expression) pairs evaluated in
-    order, each seeing the columns set before it."""
+    order, each seeing the columns set before it (``numeric`` as for :func:`eval_expr`)."""
     out = dict(row)
     for name, expr in columns:
-        out[name] = eval_expr(expr, out)
+        out[name] = eval_expr(expr, out, numeric)
     return out

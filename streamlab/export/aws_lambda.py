@@ -732,6 +732,16 @@ class _Steps:
         self.lines: list[str] = []
         self.row_steps = False
         self.keyed: dict[str, tuple[str, str]] = {}  # step id -> (spec constant, spec hash)
+        self.types: dict[str, dict[str, str]] | None = None
+
+    def numeric(self, step: Step) -> str:
+        """A constant naming the numeric columns of ``step``'s input: ``eval_expr`` reads their missing
+        values as NaN, as streamlab's columns hold them."""
+        if self.types is None:
+            self.types = _detectors.output_types(self.p, _plan.column_types(self.p))
+        name = f"{_plan.ident(step.step_id).upper()}_NUMERIC"
+        self.consts.append(f"{name} = {_plan.numeric_columns(self.types.get(step.inputs[0], {}))!r}")
+        return name
 
     def emit(self, line: str = "") -> None:
         self.lines.append(("    " + line) if line else "")
@@ -856,7 +866,7 @@ def _lambda_filter(steps: _Steps, step: FilterStep) -> None:
     sid = step.step_id
     if step.expr is not None:
         steps.snippets.add("eval_expr")
-        test, what = f"eval_expr({step.expr!r}, row)", f"filter {step.expr!r}"
+        test, what = f"eval_expr({step.expr!r}, row, {steps.numeric(step)})", f"filter {step.expr!r}"
     elif step.per_event:
         test, what = f"{steps.fn(step, 'filter')}(row)", f"filter_one({step.fn.name})"  # type: ignore[union-attr]  # no expr: fn is set
     else:
@@ -878,7 +888,7 @@ def _lambda_map(steps: _Steps, step: MapStep) -> None:
         steps.snippets.add("assign_exprs")
         what = "with_columns(" + ", ".join(f"{k}={e!r}" for k, e in step.columns) + ")"
         steps.emit("try:")
-        steps.emit(f"    row = assign_exprs(row, {tuple(step.columns)!r})")
+        steps.emit(f"    row = assign_exprs(row, {tuple(step.columns)!r}, {steps.numeric(step)})")
     elif step.per_event:
         what = f"map_one({step.fn.name})"  # type: ignore[union-attr]  # no columns: fn is set
         steps.emit("try:")

@@ -1010,7 +1010,9 @@ def _beam_filter(gen: _Generator, step: FilterStep, v: str, src: str) -> None:
     gen.need("filter")
     if step.expr is not None:
         gen.snippets.add("eval_expr")
-        pred = f"lambda row: eval_expr({step.expr!r}, row)"
+        numeric = f"{_plan.ident(sid).upper()}_NUMERIC"
+        gen.consts.append(f"{numeric} = {_plan.numeric_columns(gen.types.get(step.inputs[0], {}))!r}")
+        pred = f"lambda row: eval_expr({step.expr!r}, row, {numeric})"
         what = f"filter {step.expr!r}"
     else:
         assert step.fn is not None
@@ -1037,7 +1039,8 @@ def _beam_map(gen: _Generator, step: MapStep, v: str, src: str) -> None:
         gen.snippets.add("assign_exprs")
         c = _plan.ident(sid).upper()
         gen.consts.append(f"{c}_COLUMNS = {step.columns!r}")
-        fn = f"lambda row: [assign_exprs(row, {c}_COLUMNS)]"
+        gen.consts.append(f"{c}_NUMERIC = {_plan.numeric_columns(gen.types.get(step.inputs[0], {}))!r}")
+        fn = f"lambda row: [assign_exprs(row, {c}_COLUMNS, {c}_NUMERIC)]"
         what = "with_columns(" + ", ".join(f"{k}={e!r}" for k, e in step.columns) + ")"
     else:
         assert step.fn is not None

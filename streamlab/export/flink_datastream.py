@@ -517,13 +517,13 @@ def transform_row(row, step, what, emit, transform):
 
 def keep_row(row, step):
     """Whether the filter's expression (pandas, as streamlab evaluates it) holds for the row."""
-    return bool(eval_expr(FILTERS[step], row))
+    return bool(eval_expr(FILTERS[step], row, NUMERIC[step]))
 
 
 def map_row(row, step):
     """The row with the step's columns added, each expression seeing the columns before it."""
     for name, expr in MAPS[step]:
-        row = {**row, name: eval_expr(expr, row)}
+        row = {**row, name: eval_expr(expr, row, NUMERIC[step])}
     return row
 '''
 
@@ -683,6 +683,12 @@ def _consts(p: Pipeline) -> tuple[list[str], set[str]]:
         snippets.add("eval_expr")
         consts.append("# filter step -> expression; with_columns step -> (column, expression), in order")
         consts += [_plan.const("FILTERS", filters), _plan.const("MAPS", maps)]
+        types = _detectors.output_types(p, _plan.column_types(p))
+        numeric = {
+            sid: _plan.numeric_columns(types.get(p.steps[sid].inputs[0], {})) for sid in [*filters, *maps]
+        }
+        consts.append("# filter and with_columns step -> the input's numeric columns (a missing one is NaN)")
+        consts.append(_plan.const("NUMERIC", numeric))
     if rows:
         snippets.update({"eval_expr", "to_ns", "from_ns"})
         consts.append(

@@ -30,34 +30,9 @@ Examples
 
 from __future__ import annotations
 
+from streamlab.export._plan import with_columns_types  # shared with every exporter
+
 __all__ = ["GROUP_FUNCTIONS", "SEMANTICS", "with_columns_types"]
-
-_DTYPE_TYPES = {"b": "bool", "i": "int64", "u": "int64", "f": "float64", "M": "timestamp"}
-_EMPTY = {
-    "bool": "bool",
-    "int64": "int64",
-    "float64": "float64",
-    "timestamp": "datetime64[ns, UTC]",
-}
-
-
-def with_columns_types(types: dict[str, str], columns: tuple[tuple[str, str], ...]) -> dict[str, str]:
-    """The field types after ``with_columns``: each expression evaluated (as streamlab does, one after
-    the other) on an empty frame of the input's types; a result pandas cannot type is a string."""
-    import pandas as pd
-
-    out = dict(types)
-    frame = pd.DataFrame({c: pd.Series([], dtype=_EMPTY.get(t, "object")) for c, t in types.items()})
-    for name, expr in columns:
-        try:
-            value = frame.eval(expr)
-            kind = _DTYPE_TYPES.get(getattr(getattr(value, "dtype", None), "kind", ""), "string")
-            frame[name] = value
-        except Exception:  # an expression that fails on no rows: a number, as streamlab types it
-            kind = "float64"
-        out[name] = out.get(expr, kind) if expr in types else kind
-    return out
-
 
 SEMANTICS = """* Detectors, features, rules and drift run streamlab's own per-record state machine (``make_step``:
   the code of ``streamlab._detector_record``, copied below) in ``applyInPandasWithState``, grouped by
