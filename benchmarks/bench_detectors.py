@@ -39,22 +39,19 @@ import numpy as np
 import pandas as pd
 from river import anomaly, preprocessing, stats
 
-from streamlab import ManualClock, Pipeline, ReplaySource
+from streamlab import ManualClock
 from streamlab.detectors import (
     Detect,
     DistinctCountFeature,
     GaussianScorerDetector,
     HalfSpaceTreesDetector,
-    PatternStep,
-    QuantileThresholdFilter,
     RatioToMedianFeature,
     StandardAbsoluteDeviationDetector,
-    ThresholdRule,
     TimeSinceLastFeature,
     VelocityFeature,
-    VelocityRule,
     ZScoreFeature,
 )
+from streamlab.examples import fraud_pipeline
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC").value
 RESULTS: list[dict[str, Any]] = []
@@ -299,43 +296,6 @@ def bench_features(n: int, river_events: int, batch: int, repeats: int) -> bool:
 
 # --- the fraud notebook's pipeline
 
-FRAUD_FEATURES = ["amount_vs_usual", "count_10m", "distinct_country_1h"]
-
-
-def build_fraud_pipeline(data: pd.DataFrame, batch_size: int | None = None) -> Pipeline:
-    """The pipeline of notebooks/08_fraud_detection.ipynb (same steps and parameters)."""
-    p = Pipeline(ReplaySource(data, batch_size=batch_size), name="fraud")
-    features = (
-        p.stream.apply(VelocityFeature("card_id", window="10m", value="amount"))
-        .apply(RatioToMedianFeature("card_id", "amount"))
-        .apply(DistinctCountFeature("card_id", "country", window="1h"))
-        .with_columns(amount_vs_usual="ratio_to_median_amount.fillna(1.0)")
-    )
-    ruled = (
-        features.apply(VelocityRule("card_id", window="10m", max_count=6, name="burst"))
-        .apply(ThresholdRule("amount_spike", expr="amount_vs_usual > 10 and amount >= 500"))
-        .apply(ThresholdRule("second_country", expr="distinct_country_1h > 1"))
-    )
-    ruled.detect(
-        HalfSpaceTreesDetector(seed=7),
-        features=FRAUD_FEATURES,
-        threshold=QuantileThresholdFilter(0.99),
-        learn="unflagged",
-        step_id="detect",
-    )
-    p.stream.pattern(
-        "card_id",
-        [
-            PatternStep("home", "amount > 0"),
-            PatternStep("abroad", "amount > 0", differs_from={"country": "home"}),
-        ],
-        within="1h",
-        delay="2s",
-        name="two_countries",
-        step_id="pattern",
-    )
-    return p
-
 
 def bench_fraud_pipeline(rows: int | None, repeats: int) -> None:
     from streamlab.datasets import load
@@ -343,7 +303,7 @@ def bench_fraud_pipeline(rows: int | None, repeats: int) -> None:
     tx = load("transactions")
     if rows is not None:
         tx = tx.iloc[:rows]
-    t, result = best_of(repeats, lambda: build_fraud_pipeline(tx).run(clock=ManualClock(0)))
+    t, result = best_of(repeats, lambda: fraud_pipeline(tx).run(clock=ManualClock(0)))
     rate = len(tx) / t
     RESULTS.append({"benchmark": "notebook 08 pipeline", "river/loop ev/s": math.nan, "streamlab ev/s": rate})
     print(
@@ -370,7 +330,7 @@ def warm_up() -> None:
         RatioToMedianFeature("user_id", "amount"),
     ):
         run_step(step, df, 150)
-    build_fraud_pipeline(load("transactions").iloc[:2000]).run(clock=ManualClock(0))
+    fraud_pipeline(load("transactions").iloc[:2000]).run(clock=ManualClock(0))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,35 @@ def _copy_run(
 
 
 @_kernels._jit
+def _take(
+    r: int,
+    i: int,
+    e_val: np.ndarray,
+    e_ref: np.ndarray,
+    o_step: np.ndarray,
+    o_count: np.ndarray,
+    o_ev: np.ndarray,
+    o_val: np.ndarray,
+    times: np.ndarray,
+    cum: np.ndarray,
+) -> None:
+    """Run ``r`` takes event ``i`` at the step it waits for (a run just opened waits for step 0).
+
+    The event's id reference and value codes go to the run's next slot; the run moves on to the
+    next step once this one has taken its ``times`` events.
+    """
+    s = o_step[r]
+    at = cum[s] + o_count[r]
+    o_ev[r, at] = e_ref[i]
+    for c in range(e_val.shape[1]):
+        o_val[r, at, c] = e_val[i, c]
+    o_count[r] += 1
+    if o_count[r] == times[s]:
+        o_step[r] = s + 1
+        o_count[r] = 0
+
+
+@_kernels._jit
 def match_release(
     e_key: np.ndarray,
     e_time: np.ndarray,
@@ -176,33 +205,21 @@ def match_release(
                     if not ok:
                         break
                 if ok:
-                    at = cum[s] + o_count[r]
-                    o_ev[r, at] = e_ref[i]
-                    for c in range(n_cols):
-                        o_val[r, at, c] = e_val[i, c]
-                    o_count[r] += 1
-                    if o_count[r] == times[s]:
-                        o_step[r] = s + 1
-                        o_count[r] = 0
-                        if s + 1 == n_steps and done < 0:
-                            done = r
+                    _take(r, i, e_val, e_ref, o_step, o_count, o_ev, o_val, times, cum)
+                    if o_step[r] == n_steps and done < 0:
+                        done = r
             if done < 0 and e_mask[i, 0]:  # the event opens a run
                 r = w
                 w += 1
                 o_key[r] = k
                 o_step[r] = 0
-                o_count[r] = 1
+                o_count[r] = 0
                 o_first[r] = t
                 for a in range(length):
                     o_ev[r, a] = -1
                     for c in range(n_cols):
                         o_val[r, a, c] = -1
-                o_ev[r, 0] = e_ref[i]
-                for c in range(n_cols):
-                    o_val[r, 0, c] = e_val[i, c]
-                if times[0] == 1:
-                    o_step[r] = 1
-                    o_count[r] = 0
+                _take(r, i, e_val, e_ref, o_step, o_count, o_ev, o_val, times, cum)
                 if o_step[r] == n_steps:
                     done = r
                 else:

@@ -953,6 +953,23 @@ if __name__ == "__main__":
 
 
 # -- README, requirements, Terraform ------------------------------------------------------------------
+def _readme_run(job: str, flink_version: str, source: str, sink: str) -> str:
+    """The README's "Run" section: ``job`` on the local mini-cluster from files, then on a cluster."""
+    return f"""## Run
+
+Locally on Flink's mini-cluster, from files of raw JSON lines:
+
+```
+python {job} --input events.jsonl --output out/
+```
+
+On a cluster (Flink {flink_version}), reading the deployed source (`{source}`):
+
+```
+flink run -py {job} -pyfs {job} -- --source {source} --sink {sink} --output s3://BUCKET/out/
+```"""
+
+
 def _readme(gen: _Generator, source: str, sink: str) -> str:
     p = gen.p
     jars = sorted({_CONNECTOR_JARS[x] for x in (source, sink) if x in _CONNECTOR_JARS})
@@ -992,19 +1009,7 @@ Outputs of main.py and job.sql (sink names):
 
 {outputs}
 
-## Run
-
-Locally on Flink's mini-cluster, from files of raw JSON lines:
-
-```
-python main.py --input events.jsonl --output out/
-```
-
-On a cluster (Flink {gen.flink_version}), reading the deployed source (`{source}`):
-
-```
-flink run -py main.py -pyfs main.py -- --source {source} --sink {sink} --output s3://BUCKET/out/
-```
+{_readme_run("main.py", gen.flink_version, source, sink)}
 
 With the SQL client (placeholders `${{NAME}}` are environment variables, filled by `envsubst`):
 
@@ -1082,19 +1087,7 @@ Outputs (sink names):
 
 {outputs}
 
-## Run
-
-Locally on Flink's mini-cluster, from files of raw JSON lines:
-
-```
-python datastream.py --input events.jsonl --output out/
-```
-
-On a cluster (Flink {gen.flink_version}), reading the deployed source (`{source}`):
-
-```
-flink run -py datastream.py -pyfs datastream.py -- --source {source} --sink {"kafka" if sink == "kafka" else "files"} --output s3://BUCKET/out/
-```
+{_readme_run("datastream.py", gen.flink_version, source, "kafka" if sink == "kafka" else "files")}
 
 `requirements.txt` lists what the Python workers need (river at the version verified here: the newest
 that installs next to `apache-flink`); ship it with `-pyreq requirements.txt`.

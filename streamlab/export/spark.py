@@ -329,19 +329,25 @@ def read_raw(spark, args):
     return reader.load().select("value", src.alias("_src"), F.col("offset").alias("_seq")), "value", False
 
 
-def write_stream(df, name, args):
-    """Start the streaming query that writes one output (its own checkpoint directory)."""
-    if args.sink == "kafka":  # one JSON message per row
-        df = df.select(F.to_json(F.struct(*[F.col(c) for c in df.columns])).alias("value"))
+def _writer(df, name, args):
+    """The stream writer of a query named ``name``: append mode, its own checkpoint directory, the trigger."""
     writer = (
         df.writeStream.queryName(name)
         .outputMode("append")
         .option("checkpointLocation", f"{args.checkpoint.rstrip('/')}/{name}")
     )
     if args.available_now:
-        writer = writer.trigger(availableNow=True)
-    elif args.trigger_interval:
-        writer = writer.trigger(processingTime=args.trigger_interval)
+        return writer.trigger(availableNow=True)
+    if args.trigger_interval:
+        return writer.trigger(processingTime=args.trigger_interval)
+    return writer
+
+
+def write_stream(df, name, args):
+    """Start the streaming query that writes one output (its own checkpoint directory)."""
+    if args.sink == "kafka":  # one JSON message per row
+        df = df.select(F.to_json(F.struct(*[F.col(c) for c in df.columns])).alias("value"))
+    writer = _writer(df, name, args)
     if args.sink == "kafka":
         return (
             writer.format("kafka")
@@ -443,16 +449,7 @@ def write_tagged(df, anchor, refs, args):
                 )
         batch.unpersist()
 
-    writer = (
-        df.writeStream.queryName(anchor)
-        .outputMode("append")
-        .option("checkpointLocation", f"{args.checkpoint.rstrip('/')}/{anchor}")
-    )
-    if args.available_now:
-        writer = writer.trigger(availableNow=True)
-    elif args.trigger_interval:
-        writer = writer.trigger(processingTime=args.trigger_interval)
-    return writer.foreachBatch(write_batch).start()
+    return _writer(df, anchor, args).foreachBatch(write_batch).start()
 
 
 def start(spark, args):

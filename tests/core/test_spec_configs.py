@@ -11,54 +11,15 @@ from streamlab.datasets import load
 
 from streamlab import ManualClock, Pipeline, ReplaySource
 from streamlab.detectors import (
-    DistinctCountFeature,
     DriftDetector,
     FixedThresholdFilter,
     GaussianScorerDetector,
-    HalfSpaceTreesDetector,
-    PatternStep,
-    QuantileThresholdFilter,
-    RatioToMedianFeature,
     RiverDetector,
-    ThresholdRule,
     VelocityFeature,
-    VelocityRule,
 )
 from streamlab.errors import SpecError
+from streamlab.examples import fraud_pipeline
 from streamlab.spec import pipeline_from_yaml, pipeline_to_yaml
-
-
-def fraud(path: str) -> Pipeline:
-    """Notebook 08's pipeline: features, rules, a HalfSpaceTrees detector, a two-country pattern."""
-    p = Pipeline(ReplaySource(path), name="fraud")
-    features = (
-        p.stream.apply(VelocityFeature("card_id", window="10m", value="amount"))
-        .apply(RatioToMedianFeature("card_id", "amount"))
-        .apply(DistinctCountFeature("card_id", "country", window="1h"))
-        .with_columns(amount_vs_usual="ratio_to_median_amount.fillna(1.0)")
-    )
-    ruled = features.apply(VelocityRule("card_id", window="10m", max_count=6, name="burst")).apply(
-        ThresholdRule("amount_spike", expr="amount_vs_usual > 10 and amount >= 500")
-    )
-    ruled.detect(
-        HalfSpaceTreesDetector(seed=7),
-        features=["amount_vs_usual", "count_10m", "distinct_country_1h"],
-        threshold=QuantileThresholdFilter(0.99),
-        learn="unflagged",
-        step_id="detect",
-    )
-    p.stream.pattern(
-        "card_id",
-        [
-            PatternStep("home", "amount > 0"),
-            PatternStep("abroad", "amount > 0", differs_from={"country": "home"}),
-        ],
-        within="1h",
-        delay="2s",
-        name="two_countries",
-        step_id="pattern",
-    )
-    return p
 
 
 def iot(path: str) -> Pipeline:
@@ -77,7 +38,7 @@ def iot(path: str) -> Pipeline:
     return p
 
 
-@pytest.mark.parametrize(("dataset", "build"), [("transactions", fraud), ("iot", iot)])
+@pytest.mark.parametrize(("dataset", "build"), [("transactions", fraud_pipeline), ("iot", iot)])
 def test_detector_pipelines_round_trip_through_yaml_and_run_the_same(
     dataset: str, build: object, tmp_path: Path
 ) -> None:

@@ -13,122 +13,20 @@ from streamlab.datasets import load
 from streamlab import Pipeline
 from streamlab.detectors import (
     Detect,
-    DistinctCountFeature,
-    DriftDetector,
-    FixedThresholdFilter,
-    GaussianScorerDetector,
     HalfSpaceTreesDetector,
     PatternStep,
     QuantileThresholdFilter,
-    RatioToMedianFeature,
     RiverDetector,
-    ThresholdRule,
-    TimeSinceLastFeature,
     VelocityFeature,
-    VelocityRule,
-    ZScoreFeature,
 )
 from streamlab.errors import PipelineConfigError
 from streamlab.export import to_beam, verify
 from streamlab.export.verify import compare, run_local, sample_lines
-from streamlab.testing import ListSink, ListSource
+from streamlab.testing import ListSource
+
+from ._detector_samples import IOT_SCHEMA, TX_SCHEMA, fraud_pipeline, fraud_sample, iot_pipeline, iot_sample
 
 pytest.importorskip("apache_beam")
-
-TX_SCHEMA = {
-    "event_id": "string",
-    "card_id": "string",
-    "merchant_category": "string",
-    "country": "string",
-    "amount": "float64",
-    "timestamp": "timestamp",
-    "is_fraud": "bool",
-}
-IOT_SCHEMA = {
-    "device_id": "string",
-    "temperature": "float64",
-    "humidity": "float64",
-    "vibration": "float64",
-    "timestamp": "timestamp",
-}
-BAD = [b"not json", b'{"event_id": "x1", "amount": 3.0, "timestamp": "2024-03-01T01:00:00Z"}']
-
-
-def fraud_pipeline() -> Pipeline:
-    """Notebook 08's pipeline, reading raw records: features, three rules, Half-Space Trees, a pattern."""
-    p = Pipeline(ListSource([b"{}"]), name="fraud")
-    events = p.parse(TX_SCHEMA)
-    features = (
-        events.apply(VelocityFeature("card_id", window="10m", value="amount"))
-        .apply(RatioToMedianFeature("card_id", "amount"))
-        .apply(DistinctCountFeature("card_id", "country", window="1h"))
-        .apply(TimeSinceLastFeature("card_id"))
-        .apply(ZScoreFeature("card_id", "amount"))
-        .with_columns(amount_vs_usual="ratio_to_median_amount.fillna(1.0)")
-    )
-    ruled = (
-        features.apply(VelocityRule("card_id", window="10m", max_count=6, name="burst"))
-        .apply(ThresholdRule("amount_spike", expr="amount_vs_usual > 10 and amount >= 500"))
-        .apply(ThresholdRule("second_country", expr="distinct_country_1h > 1"))
-    )
-    ruled.detect(
-        HalfSpaceTreesDetector(seed=7, window_size=50),
-        features=["amount_vs_usual", "count_10m", "distinct_country_1h"],
-        threshold=QuantileThresholdFilter(0.99, warmup=50),
-        learn="unflagged",
-        step_id="detect",
-    )
-    events.pattern(
-        "card_id",
-        [
-            PatternStep("home", "amount > 0"),
-            PatternStep("abroad", "amount > 0", differs_from={"country": "home"}),
-        ],
-        within="1h",
-        delay="2s",
-        name="two_countries",
-        step_id="pattern",
-    )
-    return p
-
-
-def iot_pipeline(devices: list[str]) -> Pipeline:
-    """Notebook 09's pipeline: a Gaussian scorer per device and metric, then ADWIN on one device's balance."""
-    p = Pipeline(ListSource([b"{}"]), name="iot")
-    s = p.parse(IOT_SCHEMA)
-    for m in ("temperature", "humidity", "vibration"):
-        s = s.detect(
-            GaussianScorerDetector(grace_period=20),
-            features=[m],
-            key="device_id",
-            threshold=FixedThresholdFilter(0.99999),
-            step_id=f"score_{m}",
-        ).with_columns(**{f"score_{m}": "score", f"flag_{m}": "is_anomaly"}, step_id=f"keep_{m}")
-    scored = s.with_columns(
-        flagged="flag_temperature | flag_humidity | flag_vibration",
-        balance="temperature + -2.5 * humidity",
-        step_id="combine",
-    )
-    scored.to(ListSink())
-    clean = scored.filter("~flagged", step_id="unflagged")
-    for dev in devices:
-        one = clean.filter(f"device_id == '{dev}'", step_id=f"only_{dev}")
-        one.apply(
-            DriftDetector(column="balance", method="adwin", params={"clock": 8}), step_id=f"drift_{dev}"
-        )
-    return p
-
-
-def fraud_sample() -> list[bytes]:
-    tx = load("transactions")
-    start = int(tx.index[tx.fraud_pattern.eq("geo_jump")][0]) - 250  # a geo-jump incident in the sample
-    lines = sample_lines(tx.iloc[start : start + 400])
-    return lines[:100] + BAD + lines[100:]
-
-
-def iot_sample(devices: list[str]) -> list[bytes]:
-    readings = load("iot")
-    return sample_lines(readings[readings.device_id.isin(devices)].head(240))
 
 
 @pytest.mark.slow

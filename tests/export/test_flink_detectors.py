@@ -24,8 +24,8 @@ from streamlab.export.flink import FLINK_RIVER_VERSION, flink_env_dir, flink_req
 from streamlab.export.verify import sample_lines
 from streamlab.testing import ListSource
 
+from ._detector_samples import BAD, IOT_SCHEMA, fraud_pipeline, iot_pipeline
 from ._samples import SCHEMA
-from .test_beam_detectors import BAD, IOT_SCHEMA, fraud_pipeline, iot_pipeline
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 

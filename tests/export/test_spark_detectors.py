@@ -26,7 +26,7 @@ from streamlab.export import to_spark, verify
 from streamlab.export.verify import compare, load_module, run_local
 from streamlab.testing import ListSource
 
-from .test_beam_detectors import (
+from ._detector_samples import (
     BAD,
     IOT_SCHEMA,
     TX_SCHEMA,
