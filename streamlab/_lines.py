@@ -189,17 +189,7 @@ class LineBlocks:
         self._read_bytes += got
         size = rest.size + got
         self._block = block.slice(0, size)
-        if self._eof:
-            end = size
-        else:
-            breaks = np.flatnonzero(view[rest.size : size] == 10)  # only the new bytes can hold a new one
-            last = np.frombuffer(rest, np.uint8)
-            end = (
-                rest.size + int(breaks[-1]) + 1
-                if len(breaks)
-                else (int(np.flatnonzero(last == 10)[-1]) + 1 if (last == 10).any() else 0)
-            )
-        self._split(end)
+        self._split(size if self._eof else _after_last_break(view[:size]))
 
     def _split(self, end: int) -> None:
         lines, cr = _split(self._block, end) if end else (pa.array([], pa.binary()), None)
@@ -231,6 +221,21 @@ class LineBlocks:
         """Close the file and forget the blocks."""
         self._file.close()
         self._finalizer()
+
+
+_BACK = 1 << 16  # bytes looked at per step when searching a block backwards for its last line break
+
+
+def _after_last_break(view: np.ndarray) -> int:
+    """The position after the last ``\\n`` of ``view`` (0 if none), looking from the end a step at a time."""
+    hi = len(view)
+    while hi > 0:
+        lo = max(0, hi - _BACK)
+        breaks = np.flatnonzero(view[lo:hi] == 10)
+        if len(breaks):
+            return lo + int(breaks[-1]) + 1
+        hi = lo
+    return 0
 
 
 def _forget(keys: deque[tuple[int, int]]) -> None:

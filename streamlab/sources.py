@@ -178,7 +178,8 @@ class ReplaySource(Source):
         Replay speed factor, or ``None`` for as fast as possible.
     raw
         For JSON lines: deliver the raw lines in a ``value`` column (for ``parse`` with dead letters)
-        instead of parsed columns.
+        instead of parsed columns. With ``speed=None`` the file is read a block at a time as it is
+        replayed (memory stays at a few blocks); a paced replay reads it whole first (its release times).
 
     Examples
     --------

@@ -51,7 +51,7 @@ def test_raw_replay_of_a_file_parses_and_dead_letters_as_before(tmp_path):
     assert dead.frame()["raw"].tolist() == [b"not json", b""]
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     st.lists(st.sampled_from(PIECES), max_size=30),
     st.booleans(),
