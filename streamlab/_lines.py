@@ -9,7 +9,9 @@ carriage return, so the joined lines and the file's bytes are the same bytes.
 
 from __future__ import annotations
 
+import gzip
 import weakref
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,10 @@ import pyarrow.compute as pc
 # (address of the data, address of the offsets) of a file's lines -> the file's bytes, its lines, whose
 # buffers it keeps alive (so no other array can reuse these addresses while the entry exists)
 _FILES: dict[tuple[int, int], tuple[pa.Buffer, pa.BinaryArray]] = {}
+# blocks of lines and their splits come from the C library's allocator, which keeps freed blocks of this
+# size for the next ones: arrow's default pool hands them back to the system, and every block of a
+# large file would fault in fresh pages (a third of the time of reading a file block by block)
+_POOL = pa.system_memory_pool()
 
 
 def file_lines(path: Path, owner: object | None = None) -> pd.Series:
@@ -38,28 +44,203 @@ def file_lines(path: Path, owner: object | None = None) -> pd.Series:
     [b'{"a":1}', b'', b'{"a":2}']
     """
     # read into arrow's memory pool, which reuses its pages (a Python bytes object faults in fresh ones)
-    with pa.input_stream(str(path), compression="gzip" if path.suffix == ".gz" else None) as f:
+    with pa.input_stream(str(path), compression=_compression(path)) as f:
         file = f.read_buffer()
-    if file.size >= 2**31:  # beyond a binary array's 32-bit offsets: a list of bytes
-        lines = file.to_pybytes().split(b"\n")
+    arr, cr = _split(file, file.size)
+    if cr is None and owner is not None and len(arr):
+        key = _register(file, arr)
+        weakref.finalize(owner, _FILES.pop, key, None)
+    return _series(arr)
+
+
+def _compression(path: Path) -> str | None:
+    return "gzip" if path.suffix == ".gz" else None
+
+
+def _series(arr: pa.Array | list[bytes]) -> pd.Series:
+    if isinstance(arr, list):
+        return pd.Series(arr, dtype=object)
+    return pd.Series(pd.arrays.ArrowExtensionArray(arr))
+
+
+def _register(file: pa.Buffer, arr: pa.BinaryArray) -> tuple[int, int]:
+    """Let :func:`file_slice` find ``file`` behind ``arr`` (its lines, none ending with ``\\r``)."""
+    key = (arr.buffers()[2].address, arr.buffers()[1].address)
+    _FILES[key] = (file, arr)
+    return key
+
+
+def _split(data: pa.Buffer, size: int) -> tuple[pa.BinaryArray | list[bytes], np.ndarray | None]:
+    """The lines of ``data[:size]`` (split at ``\\n``, one trailing ``\\r`` removed, no final empty line)
+    and which of them lost a ``\\r`` (None when none did)."""
+    if size >= 2**31:  # beyond a binary array's 32-bit offsets: a list of bytes
+        lines = data.slice(0, size).to_pybytes().split(b"\n")
         if lines[-1] == b"":
             lines.pop()
-        return pd.Series([ln[:-1] if ln.endswith(b"\r") else ln for ln in lines], dtype=object)
-    whole = pa.Array.from_buffers(
-        pa.binary(), 1, [None, pa.py_buffer(np.array([0, file.size], np.int32)), file]
-    )
-    arr = pc.split_pattern(whole, b"\n").flatten() if file.size else pa.array([], pa.binary())
-    if (
-        file.size and np.frombuffer(file, np.uint8)[-1] == 10
-    ):  # a final break ends the last line, no empty one
+        cr = np.array([ln.endswith(b"\r") for ln in lines], dtype=bool)
+        return [ln[:-1] if c else ln for ln, c in zip(lines, cr.tolist())], cr if cr.any() else None
+    if not size:
+        return pa.array([], pa.binary()), None
+    whole = pa.Array.from_buffers(pa.binary(), 1, [None, pa.py_buffer(np.array([0, size], np.int32)), data])
+    arr = pc.split_pattern(whole, b"\n", memory_pool=_POOL).flatten()
+    if np.frombuffer(data, np.uint8, 1, size - 1)[0] == 10:  # a final break ends the last line
         arr = arr.slice(0, len(arr) - 1)
-    if _ends_with_carriage_return(arr).any():
-        arr = _drop_carriage_returns(arr)
-    elif owner is not None and len(arr):
-        key = (arr.buffers()[2].address, arr.buffers()[1].address)
-        _FILES[key] = (file, arr)
-        weakref.finalize(owner, _FILES.pop, key, None)
-    return pd.Series(pd.arrays.ArrowExtensionArray(arr))
+    cr = _ends_with_carriage_return(arr)
+    if cr.any():
+        return _drop_carriage_returns(arr), cr
+    return arr, None
+
+
+class LineBlocks:
+    """The lines of a file (as :func:`file_lines` cuts them), read a block at a time as they are taken.
+
+    Each block is split by arrow and registered for :func:`file_slice` while its lines are recent, so a
+    parse step hands arrow the file's own bytes; memory stays at a few blocks whatever the file's size.
+    ``position`` skips that many lines first (a resumed replay). ``min_read`` is the fewest bytes read
+    at once.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "x.jsonl"
+    >>> _ = path.write_bytes(b'{"a":1}\\r\\n\\n{"a":2}\\n{"a":3}')
+    >>> blocks = LineBlocks(path, min_read=4)
+    >>> blocks.take(2).tolist(), blocks.left(), blocks.take(5).tolist(), blocks.done
+    ([b'{"a":1}', b''], 2, [b'{"a":2}', b'{"a":3}'], True)
+    """
+
+    _KEEP = 4  # blocks known to file_slice at once: the one read, and those the runtime may still parse
+
+    def __init__(self, path: Path, position: int = 0, *, min_read: int = 1 << 20) -> None:
+        self.path = path
+        self.min_read = min_read
+        self._file = pa.input_stream(str(path), compression=_compression(path))
+        self._block = pa.py_buffer(b"")  # bytes from the first line not taken to the end of what was read
+        self._lines: pa.BinaryArray | list[bytes] | None = None  # the complete lines at the block's start
+        self._cr: np.ndarray | None = None  # lines (of _lines) that lost a "\\r", when any did
+        self._split_end = 0  # bytes of the block covered by _lines, with their line breaks
+        self._first = 0  # lines of _lines taken already
+        self._eof = False
+        self._read_bytes = 0  # of the file (uncompressed)
+        self._mean = 256.0  # bytes per line so far, to size reads
+        self._keys: deque[tuple[int, int]] = deque()
+        self.taken = 0
+        self._left: int | None = None  # lines not taken, once counted
+        self._finalizer = weakref.finalize(self, _forget, self._keys)
+        while self.taken < position and not self.done:
+            self.take(position - self.taken)
+
+    @property
+    def done(self) -> bool:
+        """Whether every line was taken."""
+        return self._all_split() and self._pending() == 0
+
+    def _all_split(self) -> bool:
+        return self._eof and self._split_end == self._block.size
+
+    def _pending(self) -> int:
+        return 0 if self._lines is None else len(self._lines) - self._first
+
+    def take(self, limit: int) -> pd.Series:
+        """The next ``limit`` lines (fewer at the end), as :func:`file_lines` gives them."""
+        while self._pending() < limit and not self._all_split():
+            self._read(limit - self._pending())
+        n = min(limit, self._pending())
+        assert self._lines is not None or n == 0
+        out = self._lines[self._first : self._first + n] if self._lines is not None else []
+        self._first += n
+        self.taken += n
+        if self._left is not None:
+            self._left -= n
+        if not self._pending() and self._split_end == self._block.size and not self._eof:
+            self._read(0)  # learn now whether the file ends here, so ``done`` is exact
+        return _series(out)
+
+    def _offset(self, line: int) -> int:
+        """Where line ``line`` of _lines starts in the block."""
+        if self._lines is None or line == 0:
+            return 0
+        if isinstance(self._lines, list):
+            return (
+                sum(map(len, self._lines[:line]))
+                + line
+                + int(self._cr[:line].sum() if self._cr is not None else 0)
+            )
+        offsets = np.frombuffer(self._lines.buffers()[1], np.int32, 2, self._lines.offset * 4)
+        at = np.frombuffer(self._lines.buffers()[1], np.int32, 1, (self._lines.offset + line) * 4)
+        cr = int(self._cr[:line].sum()) if self._cr is not None else 0
+        return int(at[0]) - int(offsets[0]) + line + cr
+
+    def _read(self, lines: int) -> None:
+        """Read on (about enough bytes for ``lines`` more lines) and split the complete lines read."""
+        rest = self._block.slice(self._offset(self._first))
+        want = max(self.min_read, int(lines * self._mean * 1.02) + 1) if lines else self.min_read
+        want = max(min(want, (1 << 30) - rest.size), self.min_read)
+        block = pa.allocate_buffer(rest.size + want, memory_pool=_POOL)
+        view = np.frombuffer(block, np.uint8)
+        view[: rest.size] = np.frombuffer(rest, np.uint8)
+        got = 0
+        while got < want:  # a compressed stream may give less than asked before its end
+            k = self._file.readinto(memoryview(block)[rest.size + got :])
+            if not k:
+                self._eof = True
+                break
+            got += k
+        self._read_bytes += got
+        size = rest.size + got
+        self._block = block.slice(0, size)
+        self._split(size if self._eof else _after_last_break(view[:size]))
+
+    def _split(self, end: int) -> None:
+        lines, cr = _split(self._block, end) if end else (pa.array([], pa.binary()), None)
+        self._lines, self._cr, self._split_end, self._first = lines, cr, end, 0
+        if len(lines):
+            self._mean = end / len(lines)
+        if cr is None and not isinstance(lines, list) and len(lines):
+            self._keys.append(_register(self._block.slice(0, end), lines))
+            while len(self._keys) > self._KEEP:
+                _FILES.pop(self._keys.popleft(), None)
+
+    def left(self) -> int:
+        """Lines not taken yet (counted once, reading the rest of the file apart)."""
+        if self._left is None:
+            tail = np.frombuffer(self._block, np.uint8)[self._split_end :]
+            count = self._pending() + int(np.count_nonzero(tail == 10))
+            last = int(tail[-1]) if len(tail) else 10
+            if not self._eof:
+                opener = gzip.open if _compression(self.path) else open
+                with opener(self.path, "rb") as f:
+                    f.seek(self._read_bytes)
+                    while chunk := f.read(1 << 22):
+                        count += chunk.count(b"\n")
+                        last = chunk[-1]
+            self._left = count + (last != 10)
+        return self._left
+
+    def close(self) -> None:
+        """Close the file and forget the blocks."""
+        self._file.close()
+        self._finalizer()
+
+
+_BACK = 1 << 16  # bytes looked at per step when searching a block backwards for its last line break
+
+
+def _after_last_break(view: np.ndarray) -> int:
+    """The position after the last ``\\n`` of ``view`` (0 if none), looking from the end a step at a time."""
+    hi = len(view)
+    while hi > 0:
+        lo = max(0, hi - _BACK)
+        breaks = np.flatnonzero(view[lo:hi] == 10)
+        if len(breaks):
+            return lo + int(breaks[-1]) + 1
+        hi = lo
+    return 0
+
+
+def _forget(keys: deque[tuple[int, int]]) -> None:
+    while keys:
+        _FILES.pop(keys.popleft(), None)
 
 
 def file_slice(arr: pa.BinaryArray) -> pa.Buffer | None:

@@ -113,8 +113,14 @@ def _is_utf8(buf: bytes | pa.Buffer) -> bool:
 _SCAN = 1 << 18  # bytes per step of a scan: its temporaries stay in the CPU's cache
 
 
-def _count_bytes(view: np.ndarray, compare: np.ufunc, value: int) -> int:
-    """How many bytes ``b`` of ``view`` have ``compare(b, value)``, counted a cache-sized step at a time."""
+def _count_bytes(view: np.ndarray, compare: np.ufunc, value: int, low_bits: int = 0) -> int:
+    """How many bytes ``b`` of ``view`` have ``compare(b | low_bits, value)``, counted a cache-sized step
+    at a time."""
+    if low_bits:
+        return sum(
+            int(np.count_nonzero(compare(view[lo : lo + _SCAN] | np.uint8(low_bits), value)))
+            for lo in range(0, len(view), _SCAN)
+        )
     return sum(
         int(np.count_nonzero(compare(view[lo : lo + _SCAN], value))) for lo in range(0, len(view), _SCAN)
     )
@@ -143,9 +149,11 @@ def _odd_records(view: np.ndarray, lens: np.ndarray, controls: bool = True) -> n
         low = np.flatnonzero(view < 0x20)
         rec = np.searchsorted(starts, low, side="right") - 1
         where.append(rec[low != ends[rec]])
-    # NaN, Inf, Infinity where a value can start (arrow's reader takes them, JSON does not)
+    # NaN, Inf, Infinity where a value can start (arrow's reader takes them, JSON does not); "N" and "I"
+    # are among the eight bytes "H" to "O", which one scan rules out in most data (lower-case keys)
+    suspects = size > 3 and _count_bytes(view[1 : size - 2], np.equal, 0x4F, low_bits=7) > 0
     for first, second, third in ((0x4E, 0x61, 0x4E), (0x49, 0x6E, 0x66)):
-        if not _count_bytes(view[1 : size - 2], np.equal, first):
+        if not suspects or not _count_bytes(view[1 : size - 2], np.equal, first):
             continue
         pos = np.flatnonzero(view[1 : size - 2] == first) + 1
         pos = pos[(view[pos + 1] == second) & (view[pos + 2] == third)]
@@ -491,12 +499,16 @@ class ParseOperator(Operator):
         # one reduction over the records' own bytes (no separators) rules out control bytes in most batches
         offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset : arr.offset + len(arr) + 1]
         body = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
-        odd = _odd_records(view, lens, controls=len(body) > 0 and int(body.min()) < 0x20)
+        # (its least byte tells whether any is a control byte, its greatest whether all are ASCII)
+        least, greatest = (
+            pc.min_max(pa.array(body)).values() if len(body) else (pa.scalar(0x20), pa.scalar(0))
+        )
+        odd = _odd_records(view, lens, controls=least.as_py() < 0x20)
         if odd is not None:
             shaped &= ~odd
         if not shaped.all():
             return shaped
-        if len(lens) <= _SMALL_CHUNK or not _is_utf8(buf):
+        if len(lens) <= _SMALL_CHUNK or not (greatest.as_py() < 0x80 or _is_utf8(buf)):
             return None
         return buf
 
@@ -587,7 +599,9 @@ class ParseOperator(Operator):
                 table = table.take(pa.array(keep))
                 where = where[keep]
                 objects = {k: [v[i] for i in keep.tolist()] for k, v in objects.items()}
-            frame = table.to_pandas(types_mapper=None, self_destruct=False)
+            # in this thread: arrow's pool may be busy reading the next batch (work ahead), and a batch's
+            # few columns gain nothing from waiting for it
+            frame = table.to_pandas(types_mapper=None, self_destruct=False, use_threads=False)
             for f in self.fields:
                 if f.type == "category":  # categories sorted, as astype("category") gives them
                     cats = frame[f.name].cat.categories

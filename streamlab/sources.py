@@ -10,12 +10,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._lines import file_lines
+from streamlab._lines import LineBlocks, file_lines
 from streamlab._time import NAT_NS, to_utc_ns
 from streamlab.clock import Clock
 from streamlab.io import Source, SourceReader, default_clock
 
 __all__ = ["ListSource", "ReplaySource"]
+
+_JSON_LINES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson")
 
 
 class _FrameReader(SourceReader):
@@ -89,6 +91,33 @@ class _FrameReader(SourceReader):
         return len(self.frame) - self.pos
 
 
+class _LinesReader(SourceReader):
+    """Reads the lines of a JSON-lines file as they are polled (a raw replay as fast as possible)."""
+
+    def __init__(self, blocks: LineBlocks, batch_size: int | None) -> None:
+        self.blocks = blocks
+        self.batch_size = batch_size
+
+    def poll(self, max_events: int) -> pd.DataFrame | None:
+        if self.blocks.done:
+            return None
+        values = self.blocks.take(min(max_events, self.batch_size or max_events))
+        return pd.DataFrame({"value": values}) if len(values) else None
+
+    @property
+    def done(self) -> bool:
+        return self.blocks.done
+
+    def snapshot(self) -> Any:
+        return {"position": self.blocks.taken}
+
+    def lag(self) -> int | None:
+        return self.blocks.left()
+
+    def close(self) -> None:
+        self.blocks.close()
+
+
 class ListSource(Source):
     """Events from a Python list: dicts become columns; bytes or str become a raw ``value`` column.
 
@@ -149,7 +178,8 @@ class ReplaySource(Source):
         Replay speed factor, or ``None`` for as fast as possible.
     raw
         For JSON lines: deliver the raw lines in a ``value`` column (for ``parse`` with dead letters)
-        instead of parsed columns.
+        instead of parsed columns. With ``speed=None`` the file is read a block at a time as it is
+        replayed (memory stays at a few blocks); a paced replay reads it whole first (its release times).
 
     Examples
     --------
@@ -182,11 +212,15 @@ class ReplaySource(Source):
         self.speed = speed
         self.raw = raw
         self.batch_size = batch_size
+        self._frame: pd.DataFrame | None = None
         if isinstance(data, pd.DataFrame):
-            self.frame = data.reset_index(drop=True)
+            self._frame = data.reset_index(drop=True)
         else:
             self.path = os.fspath(data)
-            self.frame = self._load(Path(self.path))
+            if raw:  # the lines are read as they are replayed (or when ``frame`` is asked for)
+                self._check_raw(Path(self.path))
+            else:
+                self._frame = self._load(Path(self.path))
         if raw:
             self.columns: tuple[str, ...] | None = ("value",)
         else:
@@ -198,11 +232,25 @@ class ReplaySource(Source):
                 )
         self._release: np.ndarray | None = None
 
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The replayed rows (for a raw file: its lines in a ``value`` column, read when first asked for)."""
+        if self._frame is None:
+            assert self.path is not None
+            self._frame = self._load(Path(self.path))
+        return self._frame
+
+    def _check_raw(self, path: Path) -> None:
+        if not path.exists():
+            raise FileNotFoundError(f"ReplaySource: {path} does not exist")
+        if not path.name.lower().endswith(_JSON_LINES):
+            raise ValueError(f"ReplaySource(raw=True) needs JSON lines, got {path.name}")
+
     def _load(self, path: Path) -> pd.DataFrame:
         if not path.exists():
             raise FileNotFoundError(f"ReplaySource: {path} does not exist")
         name = path.name.lower()
-        if name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson")):
+        if name.endswith(_JSON_LINES):
             if self.raw:
                 return pd.DataFrame({"value": file_lines(path, owner=self)})
             frame = pd.read_json(path, lines=True, dtype=False)
@@ -238,6 +286,8 @@ class ReplaySource(Source):
 
     def open(self, resume: Any = None, clock: Clock | None = None) -> SourceReader:
         pos = resume["position"] if resume else 0
+        if self.raw and self.path is not None and self.speed is None:
+            return _LinesReader(LineBlocks(Path(self.path), pos), self.batch_size)
         release = self.release_times() if self.speed is not None else None
         return _FrameReader(self.frame, release, self.speed, default_clock(clock), pos, self.batch_size)
 
