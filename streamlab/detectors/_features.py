@@ -34,7 +34,7 @@ from streamlab.detectors._common import (
     reject,
     require_columns,
 )
-from streamlab.detectors._windowcount import DistinctCounter, WindowCounter, plain_kernel
+from streamlab.detectors._windowcount import DistinctCounter, WindowCounter, hash_table, plain_kernel
 from streamlab.operators import Outputs
 
 __all__ = [
@@ -47,6 +47,9 @@ __all__ = [
     "VelocityRule",
     "ZScoreFeature",
 ]
+
+
+_UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
 
 
 def _values(batch: pd.DataFrame, column: str) -> np.ndarray:
@@ -93,10 +96,19 @@ class FeatureOperator(PickledStateOperator):
         cols = [self.key] + [c for c in (self.time, self.value) if c is not None]
         require_columns(batch, cols, where=self.where)
         n = len(batch)
-        checks = [(batch[self.key].isna().to_numpy(), f"key column {self.key!r} is missing")]
+        key_col = batch[self.key]
+        checks = []
+        if not (isinstance(key_col.dtype, np.dtype) and key_col.dtype.kind in "iub"):
+            # (numpy integers and booleans cannot be missing)
+            checks.append((key_col.isna().to_numpy(), f"key column {self.key!r} is missing"))
         times = np.zeros(n, dtype=np.int64)
         if self.time is not None:
-            times = event_time_ns(batch, self.time, where=self.where)
+            time_col = batch[self.time]
+            if time_col.dtype == _UTC_NS and n:
+                # int64 ns underneath (NaT is NAT_NS), read in place: the steps only read it
+                times = time_col.array.asi8
+            else:
+                times = event_time_ns(batch, self.time, where=self.where)
             checks.append((times == NAT_NS, f"event time {self.time!r} is missing or unreadable"))
         good, reasons = reject(n, checks)
         clean = batch if reasons is None else batch.loc[good]
@@ -336,14 +348,14 @@ class _KeyRowsOperator(FeatureOperator):
         """
         n = len(keys)
         if self.hashed is None:
-            self.hashed = _hash_table(k, self.index.to_numpy(dtype=np.int64))
+            self.hashed = hash_table(k, self.index.to_numpy(dtype=np.int64))
         rows = np.empty(n, dtype=np.int64)
         new_keys = np.empty(n, dtype=np.int64)
         n_rows = len(self.index)
         at, n_new = k.key_rows(keys, ok, 0, self.hashed, n_rows, rows, new_keys, 0)
         while at < n:  # the table is half full: double it and go on
             known = np.r_[self.index.to_numpy(dtype=np.int64), new_keys[:n_new]]
-            self.hashed = _hash_table(k, known, 2 * len(self.hashed))
+            self.hashed = hash_table(k, known, 2 * len(self.hashed))
             at, n_new = k.key_rows(keys, ok, at, self.hashed, n_rows, rows, new_keys, n_new)
         if n_new:
             added = pd.Index(new_keys[:n_new])
@@ -404,19 +416,6 @@ class _KeyRowsOperator(FeatureOperator):
         self.next_tick = 0
         for row, k in enumerate(keys):
             self._old_rows(row, entries[k])
-
-
-def _hash_table(k: Any, keys: np.ndarray, capacity: int = 1024) -> np.ndarray:
-    """A hash table (``key_rows``') of ``keys`` (distinct; row ``i`` is ``keys[i]``), at most half full."""
-    while capacity < 2 * len(keys) + 2:
-        capacity *= 2
-    table = np.zeros((capacity, 2), dtype=np.int64)
-    table[:, 1] = -1
-    n = len(keys)
-    k.key_rows(
-        keys, np.ones(n, dtype=bool), 0, table, 0, np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), 0
-    )
-    return table
 
 
 def _kernel(name: str) -> Any:
@@ -516,7 +515,7 @@ class _TimeSinceLastOperator(_KeyRowsOperator):
     def _compute(self, batch: pd.DataFrame, keys: pd.Series, times: np.ndarray) -> dict[str, Any]:
         out = np.full(len(times), np.nan)
         rows = self._rows(keys, np.ones(len(times), dtype=bool))
-        _kernel("time_since_last")(rows, times.astype(np.int64), self.last, NAT_NS, out)
+        _kernel("time_since_last")(rows, np.ascontiguousarray(times, dtype=np.int64), self.last, NAT_NS, out)
         self._forget()
         return {self.step.column_name(): out}
 

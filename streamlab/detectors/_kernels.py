@@ -61,6 +61,8 @@ def pow_within_054_ulp() -> bool:
 __all__ = [
     "COMPILED",
     "hst_score_learn",
+    "keep_counted",
+    "merge_entries",
     "moments_learn",
     "moments_score_learn",
     "moments_scores",
@@ -71,6 +73,8 @@ __all__ = [
     "plain",
     "pow_half",
     "pow_within_054_ulp",
+    "sort_by_key_time",
+    "window_merge_count",
 ]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -785,6 +789,174 @@ def window_count_sum(
             q += 1
         counts[i] = count
         sums[i] = total
+
+
+@_jit
+def sort_by_key_time(b_key: np.ndarray, b_time: np.ndarray, n_keys: int, order: np.ndarray) -> bool:
+    """The stable sort of a batch by (key, time) into ``order``, when its times are non-decreasing.
+
+    Keys are codes in ``[0, n_keys)``; with times already in order, one counting sort by key is the
+    stable sort by (key, time). Returns False (``order`` untouched) when some time goes back.
+    """
+    n = b_key.shape[0]
+    for i in range(1, n):
+        if b_time[i] < b_time[i - 1]:
+            return False
+    start = np.zeros(n_keys + 1, dtype=np.int64)
+    for i in range(n):
+        start[b_key[i] + 1] += 1
+    for c in range(n_keys):
+        start[c + 1] += start[c]
+    for i in range(n):
+        c = b_key[i]
+        order[start[c]] = i
+        start[c] += 1
+    return True
+
+
+@_jit
+def window_merge_count(
+    s_key: np.ndarray,
+    s_time: np.ndarray,
+    s_val: np.ndarray,
+    b_key: np.ndarray,
+    b_time: np.ndarray,
+    b_val: np.ndarray,
+    order: np.ndarray,
+    window: int,
+    horizon: int,
+    with_sums: bool,
+    counts: np.ndarray,
+    sums: np.ndarray,
+    new_key: np.ndarray,
+    new_time: np.ndarray,
+    new_val: np.ndarray,
+    bad: np.ndarray,
+) -> tuple[int, int]:
+    """Window counts (and sums) of a batch against retained entries, merging both into the new state.
+
+    The retained entries ``s_*`` are sorted by (key, time); ``order`` sorts the batch stably by
+    (key, time). Walking the merge (on equal key and time retained entries first, then batch rows
+    in ``order``), batch row ``r`` at merged position ``p`` gets ``p - lo + 1`` where ``lo`` is the
+    key's first entry after ``t - window``, and the sum of the values from ``lo`` to ``p`` as the
+    difference of a running cumulative sum over the merged values (``numpy.cumsum``'s order). Entries
+    newer than ``horizon`` go to ``new_*`` in merged order. Keys whose batch rows are not in arrival
+    order along the merge are listed in ``bad`` (their counts are then not exact: the caller
+    recomputes them). Returns the number of entries kept and of bad keys.
+    """
+    m0 = s_key.shape[0]
+    n = order.shape[0]
+    m = m0 + n
+    m_time = np.empty(m, dtype=np.int64)
+    csum = np.empty(m + 1 if with_sums else 1, dtype=np.float64)
+    csum[0] = 0.0
+    acc = 0.0
+    i = 0
+    j = 0
+    kept = 0
+    n_bad = 0
+    key = np.int64(-1)
+    lo = 0
+    last_row = np.int64(-1)
+    for p in range(m):
+        take_s = j >= n
+        r = np.int64(-1)
+        if not take_s:
+            r = order[j]
+            if i < m0:
+                take_s = s_key[i] < b_key[r] or (s_key[i] == b_key[r] and s_time[i] <= b_time[r])
+        if take_s:
+            k = s_key[i]
+            t = s_time[i]
+            v = s_val[i]
+            i += 1
+        else:
+            k = b_key[r]
+            t = b_time[r]
+            v = b_val[r]
+            j += 1
+        if k != key:
+            key = k
+            lo = p
+            last_row = np.int64(-1)
+        m_time[p] = t
+        if with_sums:
+            acc += v
+            csum[p + 1] = acc
+        if not take_s:
+            if r < last_row and (n_bad == 0 or bad[n_bad - 1] != k):
+                bad[n_bad] = k
+                n_bad += 1
+            last_row = r
+            lo_t = t - window
+            while m_time[lo] <= lo_t:
+                lo += 1
+            counts[r] = p - lo + 1
+            if with_sums:
+                sums[r] = csum[p + 1] - csum[lo]
+        if t > horizon:
+            new_key[kept] = k
+            new_time[kept] = t
+            new_val[kept] = v
+            kept += 1
+    return kept, n_bad
+
+
+@_jit
+def merge_entries(
+    s_key: np.ndarray,
+    s_time: np.ndarray,
+    s_val: np.ndarray,
+    b_key: np.ndarray,
+    b_time: np.ndarray,
+    b_val: np.ndarray,
+    order: np.ndarray,
+    key: np.ndarray,
+    time: np.ndarray,
+    val: np.ndarray,
+    arrival: np.ndarray,
+) -> None:
+    """Retained entries (sorted by key, time) merged with a batch's (``order``: its stable sort).
+
+    As :func:`merge_order`, but writing the merged entries themselves: ``arrival`` is -1 for a
+    retained entry and the batch row for the batch's.
+    """
+    m0 = s_key.shape[0]
+    n = order.shape[0]
+    i = 0
+    j = 0
+    for w in range(m0 + n):
+        take_s = j >= n
+        r = 0
+        if not take_s:
+            r = order[j]
+            if i < m0:
+                take_s = s_key[i] < b_key[r] or (s_key[i] == b_key[r] and s_time[i] <= b_time[r])
+        if take_s:
+            key[w] = s_key[i]
+            time[w] = s_time[i]
+            val[w] = s_val[i]
+            arrival[w] = -1
+            i += 1
+        else:
+            key[w] = b_key[r]
+            time[w] = b_time[r]
+            val[w] = b_val[r]
+            arrival[w] = r
+            j += 1
+
+
+@_jit
+def keep_counted(key: np.ndarray, time: np.ndarray, val: np.ndarray, horizon: int) -> int:
+    """Move the entries with a value (``val >= 0``) and ``time > horizon`` to the front, in order; their number."""
+    kept = 0
+    for p in range(key.shape[0]):
+        if val[p] >= 0 and time[p] > horizon:
+            key[kept] = key[p]
+            time[kept] = time[p]
+            val[kept] = val[p]
+            kept += 1
+    return kept
 
 
 @_jit

@@ -81,7 +81,11 @@ class WindowCounter:
             return np.empty(0, dtype=np.int64), (None if values is None else np.empty(0, dtype="float64"))
         batch_vals = np.zeros(n_batch) if values is None else np.nan_to_num(values.astype("float64"), nan=0.0)
         # persistent codes: only the batch's keys are factorized, the state holds integers
-        codes = np.concatenate([self.codes, self.vocab.encode(keys)])
+        b_codes = self.vocab.encode(keys)
+        k = kernels()
+        if k is not None:
+            return self._update_compiled(k, b_codes, np.asarray(times, dtype=np.int64), batch_vals, values)
+        codes = np.concatenate([self.codes, b_codes])
         all_times = np.concatenate([self.times, times])
         all_vals = np.concatenate([self.values, batch_vals])
         n_codes = int(codes.max()) + 1
@@ -125,6 +129,59 @@ class WindowCounter:
         # Kept in sorted order: the next batch's stable sort then finds the retained run already sorted.
         keep = order[all_times[order] > new_max - self.window_ns - self.lateness_ns]
         self.codes, self.times, self.values = codes[keep], all_times[keep], all_vals[keep]
+        (self.codes,) = self.vocab.compact(self.codes)
+        return counts, (None if values is None else sums)
+
+    def _update_compiled(
+        self, k: Any, b_codes: np.ndarray, times: np.ndarray, batch_vals: np.ndarray, values: Any
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`update` in one compiled merge of the sorted batch into the retained entries.
+
+        The same counts, sums (the same cumulative sum, so the same bits), retained state and
+        disorder fix as the numpy path, without sorting, searching or filtering the concatenation.
+        """
+        n_state, n_batch = len(self.times), len(times)
+        order = sort_by_key_time(k, b_codes, times)
+        newest = int(times.max())
+        new_max = newest if self.max_seen_ns == NAT_NS else max(self.max_seen_ns, newest)
+        horizon = max(new_max - self.window_ns - self.lateness_ns, -(2**63))
+        counts = np.empty(n_batch, dtype=np.int64)
+        sums = np.zeros(n_batch, dtype="float64")
+        m = n_state + n_batch
+        new_codes = np.empty(m, dtype=np.int64)
+        new_times = np.empty(m, dtype=np.int64)
+        new_vals = np.empty(m, dtype="float64")
+        bad = np.empty(n_batch, dtype=np.int64)
+        kept, n_bad = k.window_merge_count(
+            self.codes,
+            self.times,
+            self.values,
+            b_codes,
+            times,
+            batch_vals,
+            order,
+            self.window_ns,
+            horizon,
+            values is not None,
+            counts,
+            sums,
+            new_codes,
+            new_times,
+            new_vals,
+            bad,
+        )
+        if n_bad:
+            self._fix_disordered(
+                np.unique(bad[:n_bad]),
+                np.concatenate([self.codes, b_codes]),
+                np.concatenate([self.times, times]),
+                np.concatenate([self.values, batch_vals]),
+                n_state,
+                counts,
+                sums,
+            )
+        self.max_seen_ns = new_max
+        self.codes, self.times, self.values = new_codes[:kept], new_times[:kept], new_vals[:kept]
         (self.codes,) = self.vocab.compact(self.codes)
         return counts, (None if values is None else sums)
 
@@ -263,12 +320,28 @@ class Vocabulary:
 
     def __init__(self) -> None:
         self.index: pd.Index | None = None
+        #: integer values: a hash table (``key_rows``') of ``index``, rebuilt when needed; not pickled
+        self.hashed: np.ndarray | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"index": self.index}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.index = state["index"]
+        self.hashed = None
 
     def __len__(self) -> int:
         return 0 if self.index is None else len(self.index)
 
     def encode(self, values: Any) -> np.ndarray:
         """The codes of ``values`` (a Series or array), new values added."""
+        if getattr(values, "dtype", None) == np.int64 and (
+            self.index is None or self.index.dtype == np.int64
+        ):
+            k = kernels()
+            if k is not None:
+                return self._encode_ints(k, np.ascontiguousarray(values, dtype=np.int64))
+        self.hashed = None  # the index may change below: the hash table is rebuilt when next needed
         raw, uniques = factorize(values)
         codes: np.ndarray = np.asarray(raw, dtype=np.int64)
         if len(uniques) == 0:
@@ -286,6 +359,27 @@ class Vocabulary:
         out[codes < 0] = -1
         return out
 
+    def _encode_ints(self, k: Any, keys: np.ndarray) -> np.ndarray:
+        """:meth:`encode` of int64 values: one compiled pass through a hash table of the index.
+
+        The same codes as the factorizing path (new values numbered in order of first appearance).
+        """
+        n = len(keys)
+        known = np.empty(0, dtype=np.int64) if self.index is None else self.index.to_numpy(dtype=np.int64)
+        if self.hashed is None:
+            self.hashed = hash_table(k, known)
+        codes = np.empty(n, dtype=np.int64)
+        new_keys = np.empty(n, dtype=np.int64)
+        ok = np.ones(n, dtype=bool)
+        at, n_new = k.key_rows(keys, ok, 0, self.hashed, len(known), codes, new_keys, 0)
+        while at < n:  # the table is half full: double it and go on
+            self.hashed = hash_table(k, np.r_[known, new_keys[:n_new]], 2 * len(self.hashed))
+            at, n_new = k.key_rows(keys, ok, at, self.hashed, len(known), codes, new_keys, n_new)
+        if n_new:
+            added = pd.Index(new_keys[:n_new])
+            self.index = added if self.index is None else self.index.append(added)
+        return codes
+
     def values(self, codes: np.ndarray) -> np.ndarray:
         """The values of ``codes`` (none missing) as an object array, as ``Series.to_numpy(dtype=object)`` gives them."""
         if self.index is None or not len(codes):
@@ -302,6 +396,7 @@ class Vocabulary:
         if len(self.index) <= 2 * len(held) + 1024:
             return codes
         self.index = self.index[held]
+        self.hashed = None
         return tuple(np.where(c >= 0, np.searchsorted(held, c), -1) for c in codes)
 
 
@@ -340,7 +435,10 @@ class DistinctCounter:
             return np.zeros(0, dtype=np.int64)
         b_key = self.keys.encode(keys)
         b_val = self.values.encode(values)
-        b_time = np.asarray(times, dtype=np.int64)
+        b_time = np.ascontiguousarray(times, dtype=np.int64)
+        k = kernels()
+        if k is not None:
+            return self._update_compiled(k, b_key, b_time, b_val)
         t_min = min(int(b_time.min()), int(self.s_time.min()) if len(self.s_time) else 2**62)
         span = max(int(b_time.max()), int(self.s_time.max()) if len(self.s_time) else 0) - t_min + 1
         n_keys = max(int(b_key.max()), int(self.s_key.max()) if len(self.s_key) else 0) + 1
@@ -355,13 +453,34 @@ class DistinctCounter:
             s_key, s_time = all_key[seq], all_time[seq]
             s_val, s_arrival = np.concatenate([self.s_val, b_val])[seq], arrival[seq]
         out = np.zeros(n, dtype=np.int64)
-        k = kernels()
-        run = k.distinct_count if k is not None else plain_kernel("distinct_count")
-        run(s_key, s_time, s_val, s_arrival, self.window_ns, len(self.values), out)
+        plain_kernel("distinct_count")(s_key, s_time, s_val, s_arrival, self.window_ns, len(self.values), out)
         newest = int(times.max())
         self.max_seen_ns = newest if self.max_seen_ns == NAT_NS else max(self.max_seen_ns, newest)
         keep = (s_val >= 0) & (s_time > self.max_seen_ns - self.window_ns - self.lateness_ns)
         self.s_key, self.s_time, self.s_val = s_key[keep], s_time[keep], s_val[keep]
+        (self.s_key,) = self.keys.compact(self.s_key)
+        (self.s_val,) = self.values.compact(self.s_val)
+        return out
+
+    def _update_compiled(
+        self, k: Any, b_key: np.ndarray, b_time: np.ndarray, b_val: np.ndarray
+    ) -> np.ndarray:
+        """:meth:`update` with compiled kernels: the batch sorted, merged with the retained entries
+        and filtered in place, with the same entries in the same order as the numpy path."""
+        n, m = len(b_time), len(self.s_key) + len(b_time)
+        order = sort_by_key_time(k, b_key, b_time)
+        s_key, s_time = np.empty(m, dtype=np.int64), np.empty(m, dtype=np.int64)
+        s_val, s_arrival = np.empty(m, dtype=np.int64), np.empty(m, dtype=np.int64)
+        k.merge_entries(
+            self.s_key, self.s_time, self.s_val, b_key, b_time, b_val, order, s_key, s_time, s_val, s_arrival
+        )
+        out = np.zeros(n, dtype=np.int64)
+        k.distinct_count(s_key, s_time, s_val, s_arrival, self.window_ns, len(self.values), out)
+        newest = int(b_time.max())
+        self.max_seen_ns = newest if self.max_seen_ns == NAT_NS else max(self.max_seen_ns, newest)
+        horizon = max(self.max_seen_ns - self.window_ns - self.lateness_ns, -(2**63))
+        kept = k.keep_counted(s_key, s_time, s_val, horizon)
+        self.s_key, self.s_time, self.s_val = s_key[:kept], s_time[:kept], s_val[:kept]
         (self.s_key,) = self.keys.compact(self.s_key)
         (self.s_val,) = self.values.compact(self.s_val)
         return out
@@ -378,6 +497,19 @@ class DistinctCounter:
         time = np.concatenate([self.s_time, b_time])[seq]
         val = np.concatenate([self.s_val, b_val])[seq]
         return key, time, val, arrival
+
+
+def hash_table(k: Any, keys: np.ndarray, capacity: int = 1024) -> np.ndarray:
+    """A hash table (``key_rows``') of ``keys`` (distinct; row ``i`` is ``keys[i]``), at most half full."""
+    while capacity < 2 * len(keys) + 2:
+        capacity *= 2
+    table = np.zeros((capacity, 2), dtype=np.int64)
+    table[:, 1] = -1
+    n = len(keys)
+    k.key_rows(
+        keys, np.ones(n, dtype=bool), 0, table, 0, np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), 0
+    )
+    return table
 
 
 def merged_order(
@@ -408,6 +540,33 @@ def merged_order(
         out,
     )
     return out
+
+
+def sort_by_key_time(k: Any, b_key: np.ndarray, b_time: np.ndarray) -> np.ndarray:
+    """The stable sort of a batch by (key code, time), as :func:`merged_order` sorts it.
+
+    A batch in time order (the usual case) takes one compiled counting sort by key; otherwise a
+    stable sort by time, then by key.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from streamlab.detectors._common import kernels
+    >>> k = kernels()
+    >>> if k is not None:
+    ...     print(sort_by_key_time(k, np.array([1, 0, 1, 0]), np.array([5, 6, 7, 8])).tolist())
+    ... else:
+    ...     print([1, 3, 0, 2])
+    [1, 3, 0, 2]
+    """
+    n = len(b_key)
+    order = np.empty(n, dtype=np.int64)
+    fits = n > 0 and n_keys_below(b_key, max(4 * n, 1 << 16))
+    if fits and k.sort_by_key_time(b_key, b_time, int(b_key.max()) + 1, order):
+        return order
+    by_time = np.argsort(b_time, kind="stable")
+    order[:] = by_time[np.argsort(b_key[by_time], kind="stable")]
+    return order
 
 
 def n_keys_below(codes: np.ndarray, bound: int) -> bool:
