@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._dead_letter import dead_letter_frame
+from streamlab._expr import eval_expression
 from streamlab.functions import UserFunction
 from streamlab.operators import Operator, Outputs
 
@@ -95,6 +96,19 @@ class FilterOperator(Operator):
         return out
 
 
+# pandas >= 3 copies on write: a shallow copy of a batch is independent of it for column assignment
+_COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3
+
+
+def _python_engine() -> bool:
+    """Whether ``DataFrame.eval`` without an engine evaluates in Python (numexpr not installed)."""
+    try:
+        from pandas.core.computation.check import NUMEXPR_INSTALLED
+    except ImportError:  # another pandas: say numexpr, so DataFrame.eval decides
+        return False
+    return not NUMEXPR_INSTALLED
+
+
 class MapOperator(Operator):
     """Transform rows with a per-batch function, a per-event function, or column expressions."""
 
@@ -118,9 +132,11 @@ class MapOperator(Operator):
 
     def _apply(self, part: pd.DataFrame) -> pd.DataFrame:
         if self.columns:
-            new = part.copy()
+            new = part.copy(deep=not _COPY_ON_WRITE)
+            python = _python_engine()
             for name, expr in self.columns.items():
-                new[name] = new.eval(expr)
+                # the compiled form runs the pandas operations of DataFrame.eval's Python engine
+                new[name] = eval_expression(new, expr) if python else new.eval(expr)
             return new
         assert self.fn is not None
         if self.per_event:
