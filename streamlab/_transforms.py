@@ -13,6 +13,19 @@ from streamlab._expr import eval_expression
 from streamlab.functions import UserFunction
 from streamlab.operators import Operator, Outputs
 
+# pandas >= 3 copies on write: a shallow copy of a batch, or the batch itself handed to a function,
+# is independent of it for column assignment
+_COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3
+
+
+def _python_engine() -> bool:
+    """Whether ``DataFrame.eval`` without an engine evaluates in Python (numexpr not installed)."""
+    try:
+        from pandas.core.computation.check import NUMEXPR_INSTALLED
+    except ImportError:  # another pandas: say numexpr, so DataFrame.eval decides
+        return False
+    return not NUMEXPR_INSTALLED
+
 
 def udf_error_frame(batch: pd.DataFrame, rows: list[int], reasons: list[str], step_id: str) -> pd.DataFrame:
     return dead_letter_frame(batch.iloc[rows], reasons, step_id)
@@ -34,7 +47,8 @@ def isolate_failures(
     reasons: list[str] = []
 
     def go(pos: np.ndarray) -> None:
-        part = batch.iloc[pos]
+        # the whole batch first: itself under copy-on-write (iloc would copy every column)
+        part = batch if _COPY_ON_WRITE and len(pos) == len(batch) else batch.iloc[pos]
         try:
             good.append((pos, call(part)))
         except Exception as e:
@@ -69,7 +83,8 @@ class FilterOperator(Operator):
     def _mask(self, part: pd.DataFrame) -> np.ndarray:
         m: Any
         if self.expr is not None:
-            m = part.eval(self.expr)
+            # the compiled form runs the pandas operations of DataFrame.eval's Python engine
+            m = eval_expression(part, self.expr) if _python_engine() else part.eval(self.expr)
         elif self.per_event:
             assert self.fn is not None
             fn = self.fn.fn
@@ -94,19 +109,6 @@ class FilterOperator(Operator):
         if bad:
             out["dead_letter"] = udf_error_frame(batch, bad, reasons, self.step_id)
         return out
-
-
-# pandas >= 3 copies on write: a shallow copy of a batch is independent of it for column assignment
-_COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3
-
-
-def _python_engine() -> bool:
-    """Whether ``DataFrame.eval`` without an engine evaluates in Python (numexpr not installed)."""
-    try:
-        from pandas.core.computation.check import NUMEXPR_INSTALLED
-    except ImportError:  # another pandas: say numexpr, so DataFrame.eval decides
-        return False
-    return not NUMEXPR_INSTALLED
 
 
 class MapOperator(Operator):
