@@ -101,7 +101,7 @@ def outcome(fn: Any) -> Any:
         return type(exc)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frame=frames(), expr=st.one_of(conditions(), st.sampled_from(NUMBERS)))
 def test_compiled_form_equals_dataframe_eval(frame: pd.DataFrame, expr: str) -> None:
     expected = outcome(lambda: frame.eval(expr, engine="python"))
