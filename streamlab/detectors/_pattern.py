@@ -296,7 +296,10 @@ class PatternOperator(PickledStateOperator):
                     f"Pattern(name={self.pattern.name!r}) step {s.name!r}: cannot evaluate {s.where!r} on "
                     f"columns {list(batch.columns)!r}: {exc}"
                 ) from exc
-            masks[:, j] = np.asarray(pd.Series(res, index=batch.index).fillna(False), dtype=bool)
+            if isinstance(res, pd.Series) and res.dtype == np.bool_ and res.index.equals(batch.index):
+                masks[:, j] = res.to_numpy()  # nothing to align or fill
+            else:
+                masks[:, j] = np.asarray(pd.Series(res, index=batch.index).fillna(False), dtype=bool)
         return masks
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
