@@ -340,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=50_000, help="micro-batch size")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--small", action="store_true", help="tiny data: check outputs, not speed")
+    parser.add_argument(
+        "--pipeline-only", action="store_true", help="only the notebook 08 pipeline (no river loops)"
+    )
     args = parser.parse_args(argv)
     n, n_river, batch, repeats = args.events, args.river_events, args.batch, args.repeats
     fraud_rows: int | None = None
@@ -349,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     from streamlab.detectors._common import kernels
 
     print(f"compiled kernels (numba): {'yes' if kernels() is not None else 'no (numpy paths)'}")
+    if args.pipeline_only:
+        bench_fraud_pipeline(fraud_rows, repeats)
+        return 0
     # compiled, the running-moment scorers run river's update event by event: bit-identical
     moments_tolerance = 0.0 if kernels() is not None else 1e-9
     ok = True

@@ -9,9 +9,23 @@ import numpy as np
 import pandas as pd
 
 from streamlab._dead_letter import dead_letter_frame
+from streamlab._expr import eval_expression
 from streamlab._pyast import guarded
 from streamlab.functions import UserFunction
 from streamlab.operators import Operator, Outputs
+
+# pandas >= 3 copies on write: a shallow copy of a batch, or the batch itself handed to a function,
+# is independent of it for column assignment
+_COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3
+
+
+def _python_engine() -> bool:
+    """Whether ``DataFrame.eval`` without an engine evaluates in Python (numexpr not installed)."""
+    try:
+        from pandas.core.computation.check import NUMEXPR_INSTALLED
+    except ImportError:  # another pandas: say numexpr, so DataFrame.eval decides
+        return False
+    return not NUMEXPR_INSTALLED
 
 
 def udf_error_frame(batch: pd.DataFrame, rows: list[int], reasons: list[str], step_id: str) -> pd.DataFrame:
@@ -34,7 +48,8 @@ def isolate_failures(
     reasons: list[str] = []
 
     def go(pos: np.ndarray) -> None:
-        part = batch.iloc[pos]
+        # the whole batch first: itself under copy-on-write (iloc would copy every column)
+        part = batch if _COPY_ON_WRITE and len(pos) == len(batch) else batch.iloc[pos]
         try:
             good.append((pos, call(part)))
         except Exception as e:
@@ -69,7 +84,8 @@ class FilterOperator(Operator):
     def _mask(self, part: pd.DataFrame) -> np.ndarray:
         m: Any
         if self.expr is not None:
-            m = guarded(part.eval, self.expr)
+            # the compiled form runs the pandas operations of DataFrame.eval's Python engine
+            m = eval_expression(part, self.expr) if _python_engine() else guarded(part.eval, self.expr)
         elif self.per_event:
             assert self.fn is not None
             fn = self.fn.fn
@@ -119,9 +135,11 @@ class MapOperator(Operator):
 
     def _apply(self, part: pd.DataFrame) -> pd.DataFrame:
         if self.columns:
-            new = part.copy()
+            new = part.copy(deep=not _COPY_ON_WRITE)
+            python = _python_engine()
             for name, expr in self.columns.items():
-                new[name] = guarded(new.eval, expr)
+                # the compiled form runs the pandas operations of DataFrame.eval's Python engine
+                new[name] = eval_expression(new, expr) if python else guarded(new.eval, expr)
             return new
         assert self.fn is not None
         if self.per_event:

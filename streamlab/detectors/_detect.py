@@ -329,8 +329,11 @@ class DetectOperator(PickledStateOperator):
         keys: list[Any] | None,
         times: np.ndarray,
         flags: list[bool],
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Scores from the bank; with ``learn="unflagged"`` flagged events are not learned.
+
+        With the compiled judge, its flags come back as the second element (a bool array);
+        otherwise they are appended to ``flags`` and the second element is None.
 
         The slot of every event is decided first, by the same LRU/TTL bookkeeping as the per-event
         path. With ``learn="unflagged"``, a chunk is scored and learned speculatively while the
@@ -359,11 +362,10 @@ class DetectOperator(PickledStateOperator):
             slots = fast
         threshold = self.threshold
         if threshold is None or self.step.learn == "all":
-            return bank.score_learn_many(values, slots)
+            return bank.score_learn_many(values, slots), None
         judged = self._judge_compiled(bank, values, slots)
         if judged is not None:
-            flags.extend(judged[1].tolist())
-            return judged[0]
+            return judged
         scores = np.empty(n)
         pos, chunk = 0, 256
         while pos < n:
@@ -387,7 +389,7 @@ class DetectOperator(PickledStateOperator):
             scores[pos : pos + flagged_at + 1] = sc[: flagged_at + 1]
             pos += flagged_at + 1
             chunk = max(32, 2 * flagged_at)
-        return scores
+        return scores, None
 
     def _judge_compiled(
         self, bank: ModelBank, values: np.ndarray, slots: np.ndarray
@@ -430,13 +432,14 @@ class DetectOperator(PickledStateOperator):
         inline = threshold is not None and step.learn == "unflagged"
         classify = threshold.classify_one if threshold is not None and inline else None
         keys: list[Any] | None = None
+        judged: np.ndarray | None = None  # the compiled judge's flags
         if self.bank is not None:
             key_col = None if step.key is None else batch[step.key]
             if key_col is not None and reasons is not None:
                 key_col = key_col[good]
             # the keys as Python objects only for a per-key threshold (the slots take the column)
             keys = None if key_col is None or threshold is None else key_col.to_numpy(dtype=object).tolist()
-            scores = self._score_vectorized(
+            scores, judged = self._score_vectorized(
                 values if reasons is None else values[good], key_col, keys, times[good], flags
             )
             if key_col is not None:
@@ -480,7 +483,7 @@ class DetectOperator(PickledStateOperator):
         out["score"] = score_arr
         if threshold is not None:
             out["is_anomaly"] = (
-                np.asarray(flags, dtype=bool)
+                np.asarray(flags if judged is None else judged, dtype=bool)
                 if inline
                 else threshold.classify_many(
                     score_arr, None if keys is None else np.asarray(keys, dtype=object)

@@ -257,7 +257,7 @@ def with_columns_types(types: dict[str, str], columns: tuple[tuple[str, str], ..
     frame = pd.DataFrame({c: pd.Series([], dtype=_EMPTY.get(t, "object")) for c, t in types.items()})
     for name, expr in columns:
         try:
-            value = frame.eval(expr)
+            value = _pyast.guarded(frame.eval, expr)
             kind = _DTYPE_TYPES.get(getattr(getattr(value, "dtype", None), "kind", ""), "string")
             frame[name] = value
         except Exception:  # an expression that fails on no rows: a number, as streamlab types it

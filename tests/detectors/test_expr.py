@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from streamlab.detectors._expr import eval_condition, expression_names
+from streamlab.detectors._expr import compile_expression, eval_condition, eval_expression, expression_names
 
 FRAME = pd.DataFrame(
     {
@@ -43,3 +47,83 @@ def test_condition_equals_dataframe_eval(expr: str) -> None:
 def test_names_are_bare_names_only() -> None:
     assert expression_names("a > 1 and b.str.len() > c") == ("a", "b", "c")
     assert expression_names("@x > 1") is None
+
+
+# --- the compiled form against DataFrame.eval (the oracle) on random frames and expressions
+
+COLUMNS = {
+    "x": st.one_of(st.floats(-5, 5), st.just(float("nan"))),
+    "y": st.one_of(st.sampled_from([0.0, 1.0, -2.5]), st.just(float("nan"))),
+    "n": st.integers(-3, 3),
+    "flag": st.booleans(),
+    "s": st.sampled_from(["FR", "US", "DE", None]),
+}
+NUMBERS = ["x", "y", "n", "2", "0.5", "-1", "x.fillna(1.0)", "s.str.len()", "n.abs()"]
+STRINGS = ["s", "'FR'", "'DE'", "s.str.lower()"]
+
+
+@st.composite
+def conditions(draw: st.DrawFn, depth: int = 0) -> str:
+    kind = draw(
+        st.sampled_from(["cmp", "str", "flag", "not", "bool", "chain"] if depth < 2 else ["cmp", "str"])
+    )
+    if kind == "cmp":
+        a, b = draw(st.sampled_from(NUMBERS)), draw(st.sampled_from(NUMBERS))
+        if draw(st.booleans()):
+            a = f"({a} {draw(st.sampled_from(['+', '-', '*', '/']))} {draw(st.sampled_from(NUMBERS))})"
+        return f"{a} {draw(st.sampled_from(['<', '<=', '>', '>=', '==', '!=']))} {b}"
+    if kind == "str":
+        a, b = draw(st.sampled_from(STRINGS)), draw(st.sampled_from(STRINGS))
+        return f"{a} {draw(st.sampled_from(['==', '!=']))} {b}"
+    if kind == "flag":
+        return "flag"
+    if kind == "not":
+        return f"not ({draw(conditions(depth + 1))})"
+    if kind == "chain":
+        return f"{draw(st.sampled_from(NUMBERS))} < n <= {draw(st.sampled_from(NUMBERS))}"
+    op = draw(st.sampled_from(["and", "or", "&", "|"]))
+    return f"{draw(conditions(depth + 1))} {op} {draw(conditions(depth + 1))}"
+
+
+@st.composite
+def frames(draw: st.DrawFn) -> pd.DataFrame:
+    n = draw(st.integers(1, 6))
+    data = {c: draw(st.lists(s, min_size=n, max_size=n)) for c, s in COLUMNS.items()}
+    frame = pd.DataFrame(data)
+    frame["s"] = frame["s"].astype(draw(st.sampled_from(["str", "object"])))
+    return frame.set_axis(pd.RangeIndex(3, 3 + n))
+
+
+def outcome(fn: Any) -> Any:
+    try:
+        return fn()
+    except Exception as exc:
+        return type(exc)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frame=frames(), expr=st.one_of(conditions(), st.sampled_from(NUMBERS)))
+def test_compiled_form_equals_dataframe_eval(frame: pd.DataFrame, expr: str) -> None:
+    expected = outcome(lambda: frame.eval(expr, engine="python"))
+    fn = compile_expression(expr)
+    assert fn is not None, expr  # the grammar stays inside what the compiled form covers
+    got = outcome(lambda: eval_expression(frame, expr))
+    if isinstance(expected, pd.Series):
+        pd.testing.assert_series_equal(got, expected, check_names=False)
+    elif isinstance(expected, type):
+        assert got is expected
+    else:
+        assert got == expected
+    # the condition form agrees too (the pattern step's masks)
+    cond = outcome(lambda: eval_condition(frame, expr))
+    if isinstance(expected, pd.Series):
+        pd.testing.assert_series_equal(cond, expected, check_names=False)
+
+
+def test_not_compiled_falls_back() -> None:
+    for expr in ["n in [1, 2]", "abs(n) > 1", "`unit price` > 1", "@v > 1", "x > 1\ny < 2", "x = 1"]:
+        assert compile_expression(expr) is None or expr == "x = 1"
+    frame = pd.DataFrame({"t": pd.to_datetime(["2024-01-01", "2024-02-01"]), "f": np.float32([1, 2])})
+    for expr in ["t > '2024-01-15'", "f > 1.1", "f * 1.1"]:
+        assert compile_expression(expr) is not None
+        pd.testing.assert_series_equal(eval_expression(frame, expr), frame.eval(expr, engine="python"))

@@ -1,0 +1,285 @@
+"""Pandas expressions (conditions, computed columns) evaluated over the columns they name, compiled once."""
+
+from __future__ import annotations
+
+import ast
+import datetime
+import functools
+import io
+import keyword
+import operator
+import tokenize
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from streamlab._pyast import guarded, parse
+
+__all__ = ["compile_expression", "eval_condition", "eval_expression", "expression_names"]
+
+#: One node of a compiled expression: the batch in, the node's value out (Series or scalar).
+_Node = Callable[[pd.DataFrame], Any]
+
+
+@functools.lru_cache(maxsize=512)
+def expression_names(expr: str) -> tuple[str, ...] | None:
+    """The bare names ``expr`` reads (not attributes after a dot), or None when it may read more.
+
+    None for backtick-quoted names and ``@`` locals, which only ``DataFrame.eval`` resolves.
+
+    Examples
+    --------
+    >>> expression_names("amount > 10 and country.str.startswith('F')")
+    ('amount', 'country')
+    >>> expression_names("`unit price` > 1") is None
+    True
+    """
+    if "`" in expr or "@" in expr:
+        return None
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(expr).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    names: dict[str, None] = {}
+    after_dot = False
+    for tok in tokens:
+        if tok.type == tokenize.NAME and not keyword.iskeyword(tok.string) and not after_dot:
+            names[tok.string] = None
+        if tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT):
+            after_dot = tok.type == tokenize.OP and tok.string == "."
+    return tuple(names)
+
+
+class _NotCompiledError(Exception):
+    """The compiled form does not cover this case: ``DataFrame.eval`` evaluates the expression."""
+
+
+_CMP = {
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+}
+_ARITH = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {
+    ast.UAdd: operator.pos,
+    ast.USub: operator.neg,
+    ast.Not: operator.invert,
+    ast.Invert: operator.invert,
+}
+# pandas' "term" nodes (names, constants, attributes and call results): ==/!= between two of them
+# becomes isin when one side is a string
+_TERMS = (ast.Name, ast.Constant, ast.Attribute, ast.Call)
+
+
+def _datetime_like(v: Any) -> bool:
+    if isinstance(v, pd.Series):
+        return isinstance(v.dtype, pd.DatetimeTZDtype) or getattr(v.dtype, "kind", "") == "M"
+    return isinstance(v, (datetime.date, np.datetime64))
+
+
+def _checked(v: Any) -> Any:
+    """``v`` when pandas' eval would combine it as it is (no float32 downcast, no datetime conversion)."""
+    if _datetime_like(v) or isinstance(v, list):
+        raise _NotCompiledError
+    if isinstance(v, pd.Series) and v.dtype in (np.float32, np.float16):
+        raise _NotCompiledError
+    return v
+
+
+def _numeric(v: Any) -> Any:
+    """``v`` when pandas' eval types it as a number (its arithmetic on anything else: DataFrame.eval)."""
+    if isinstance(v, pd.Series):
+        if isinstance(v.dtype, np.dtype) and v.dtype.kind in "iuf":
+            return v
+    elif isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)):
+        return v
+    raise _NotCompiledError
+
+
+def _compile_node(node: ast.AST) -> _Node:
+    """A closure computing ``node`` as ``DataFrame.eval(engine="python")`` does, for the node kinds
+    covered; anything else raises ``_NotCompiledError`` here (when compiling) or in the closure (when run)."""
+    if isinstance(node, ast.Name):
+        name = node.id
+        return lambda batch: batch[name]
+    if isinstance(node, ast.Constant):
+        value = node.value
+        if value is None or isinstance(value, (bytes, complex)) or value is Ellipsis:
+            raise _NotCompiledError
+        return lambda batch: value
+    if isinstance(node, ast.Attribute):
+        if not isinstance(node.value, (ast.Name, ast.Attribute, ast.Call)):
+            raise _NotCompiledError
+        of, attr = _compile_node(node.value), node.attr
+        return lambda batch: getattr(of(batch), attr)
+    if isinstance(node, ast.Call):
+        # a method of a column (pandas calls it at once with its evaluated arguments)
+        if not isinstance(node.func, ast.Attribute) or node.func.attr == "__call__":
+            raise _NotCompiledError
+        if not all(isinstance(a, ast.Constant) for a in node.args) or not all(
+            k.arg is not None and isinstance(k.value, ast.Constant) for k in node.keywords
+        ):
+            raise _NotCompiledError
+        method = _compile_node(node.func)
+        args = tuple(a.value for a in node.args)  # type: ignore[attr-defined]
+        kwargs = {str(k.arg): k.value.value for k in node.keywords}  # type: ignore[attr-defined]
+        return lambda batch: method(batch)(*args, **kwargs)
+    if isinstance(node, ast.UnaryOp):
+        func = _UNARY[type(node.op)]
+        operand = _compile_node(node.operand)
+        return lambda batch: func(operand(batch))
+    if isinstance(node, ast.BinOp):
+        if type(node.op) not in _ARITH:
+            raise _NotCompiledError
+        arith, left, right = _ARITH[type(node.op)], _compile_node(node.left), _compile_node(node.right)
+        if isinstance(node.left, ast.Constant) and isinstance(node.right, ast.Constant):
+            raise _NotCompiledError
+        return lambda batch: arith(_numeric(_checked(left(batch))), _numeric(_checked(right(batch))))
+    if isinstance(node, ast.Compare):
+        if len(node.ops) > 1:  # a < b < c: (a < b) and (b < c), as pandas rewrites it
+            pairs: list[ast.expr] = [
+                ast.Compare(left=lhs, ops=[op], comparators=[rhs])
+                for lhs, op, rhs in zip([node.left, *node.comparators[:-1]], node.ops, node.comparators)
+            ]
+            return _compile_node(ast.BoolOp(op=ast.And(), values=pairs))
+        if type(node.ops[0]) not in _CMP:
+            raise _NotCompiledError
+        return _compare(node.left, node.ops[0], node.comparators[0])
+    if isinstance(node, ast.BoolOp):
+        combine = operator.and_ if isinstance(node.op, ast.And) else operator.or_
+        parts = [_compile_node(v) for v in node.values]
+        if any(isinstance(v, ast.Constant) for v in node.values):
+            raise _NotCompiledError  # pandas refuses some scalar operands of and/or
+
+        def boolop(batch: pd.DataFrame) -> Any:
+            acc = _series(parts[0](batch))
+            for part in parts[1:]:
+                acc = combine(acc, _series(part(batch)))
+            return acc
+
+        return boolop
+    raise _NotCompiledError
+
+
+def _series(v: Any) -> Any:
+    if not isinstance(v, pd.Series):
+        raise _NotCompiledError  # pandas refuses some scalar operands of and/or
+    return _checked(v)
+
+
+def _compare(left_node: ast.expr, op: ast.cmpop, right_node: ast.expr) -> _Node:
+    cmp, left, right = _CMP[type(op)], _compile_node(left_node), _compile_node(right_node)
+    if (
+        isinstance(op, (ast.Eq, ast.NotEq))
+        and isinstance(left_node, _TERMS)
+        and isinstance(right_node, _TERMS)
+    ):
+        from pandas.core.computation.ops import _in, _not_in  # type: ignore[attr-defined]
+
+        member = _in if isinstance(op, ast.Eq) else _not_in
+
+        def eq_ne(batch: pd.DataFrame) -> Any:
+            lv, rv = _checked(left(batch)), _checked(right(batch))
+            if isinstance(lv, str) or isinstance(rv, str):
+                # pandas turns == 'x' into isin(['x']) (missing values compare False, not NA)
+                return member([lv] if isinstance(lv, str) else lv, [rv] if isinstance(rv, str) else rv)
+            return cmp(lv, rv)
+
+        return eq_ne
+    return lambda batch: cmp(_checked(left(batch)), _checked(right(batch)))
+
+
+@functools.lru_cache(maxsize=512)
+def compile_expression(expr: str) -> _Node | None:
+    """``expr`` as a closure over a batch, or None when only ``DataFrame.eval`` evaluates it.
+
+    The closure performs the pandas operations ``DataFrame.eval(expr, engine="python")`` performs
+    (pandas >= 3, whose rewriting of the expression is followed: ``&``/``|`` read as ``and``/``or``
+    with their precedence, ``and``/``or``/``not`` as ``&``/``|``/``~``, ``== 'x'`` as
+    ``isin(['x'])``, chained comparisons as ``and``), without parsing the expression or building a
+    Series for every column at each call. Covered: column names, constants, comparisons, ``and``,
+    ``or``, ``not``, ``+ - * /`` between numbers, attributes and methods of columns with constant
+    arguments. Anything else (lists, ``in``, functions, backticks, ``@`` locals, float32 or
+    date-time operands, ...) falls back to ``DataFrame.eval``, at compile time or when run.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> fn = compile_expression("a > 1 & b == 'x'")
+    >>> fn(pd.DataFrame({"a": [1, 2, 3], "b": ["x", "x", "y"]})).tolist()
+    [False, True, False]
+    >>> compile_expression("a in [1, 2]") is None
+    True
+    """
+    if int(pd.__version__.split(".")[0]) < 3 or "\n" in expr or "\r" in expr:
+        return None
+    if expression_names(expr) is None:
+        return None
+    try:
+        from pandas.core.computation.expr import _preparse  # type: ignore[attr-defined]
+
+        tree = parse(_preparse(expr), mode="eval")
+        return _compile_node(tree.body)
+    except Exception:  # _NotCompiledError, a syntax error, or another pandas: DataFrame.eval decides
+        return None
+
+
+def eval_expression(batch: pd.DataFrame, expr: str) -> Any:
+    """``batch.eval(expr, engine="python")``, through its compiled form when every name is a column.
+
+    The compiled form (:func:`compile_expression`) runs the same pandas operations; where it does
+    not apply, or raises, ``DataFrame.eval`` evaluates the expression (and raises its own errors).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> batch = pd.DataFrame({"ratio": [2.0, None], "amount": [5.0, 600.0]})
+    >>> eval_expression(batch, "ratio.fillna(1.0) * amount").tolist()
+    [10.0, 600.0]
+    """
+    fn = compile_expression(expr)
+    if fn is not None and _all_columns(batch, expr):
+        try:
+            return fn(batch)
+        except Exception:  # _NotCompiledError or an error: DataFrame.eval gives the result or its error
+            pass
+    return guarded(batch.eval, expr, engine="python")
+
+
+def _all_columns(batch: pd.DataFrame, expr: str) -> bool:
+    names = expression_names(expr)
+    columns = batch.columns
+    return bool(names) and columns.is_unique and all(isinstance(n, str) and n in columns for n in names)  # type: ignore[union-attr]
+
+
+def eval_condition(batch: pd.DataFrame, expr: str) -> Any:
+    """``batch.eval(expr, engine="python")``, resolving only the columns ``expr`` names.
+
+    The compiled form first (:func:`eval_expression`). Otherwise: ``DataFrame.eval`` builds a
+    Series for every column and for the index before it parses; when every name in ``expr`` is a
+    column, those columns resolve first there too, so handing pandas just them gives the same
+    result (anything else, such as an index name, a function or a backtick-quoted column, takes
+    ``DataFrame.eval`` itself).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> batch = pd.DataFrame({"amount": [5.0, 600.0], "country": ["FR", "US"], "x": [1, 2]})
+    >>> eval_condition(batch, "amount >= 500 and country != 'FR'").tolist()
+    [False, True]
+    """
+    if not _all_columns(batch, expr):
+        return guarded(batch.eval, expr, engine="python")
+    fn = compile_expression(expr)
+    if fn is not None:
+        try:
+            return fn(batch)
+        except Exception:
+            pass
+    names = expression_names(expr) or ()
+    return guarded(pd.eval, expr, engine="python", resolvers=[{n: batch[n] for n in names}], target=batch)
