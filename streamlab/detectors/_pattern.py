@@ -12,6 +12,7 @@ import pandas as pd
 
 from streamlab import _step_codecs as codec
 from streamlab._dead_letter import reason_last_columns
+from streamlab._expr import eval_condition
 from streamlab._step_kinds import param, params_of, step_kind
 from streamlab._time import NAT_NS, Duration
 from streamlab.detectors._common import (
@@ -25,7 +26,6 @@ from streamlab.detectors._common import (
     event_time_ns,
     require_columns,
 )
-from streamlab.detectors._expr import eval_condition
 from streamlab.detectors._windowcount import Vocabulary, n_keys_below
 from streamlab.operators import Outputs
 

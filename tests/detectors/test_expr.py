@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamlab.detectors._expr import compile_expression, eval_condition, eval_expression, expression_names
+from streamlab._expr import compile_expression, eval_condition, eval_expression, expression_names
 
 FRAME = pd.DataFrame(
     {
