@@ -591,7 +591,8 @@ class _Generator:
         elif isinstance(step, FilterStep):
             if step.expr is not None:
                 self.snippets.add("eval_expr")
-                pred = f"lambda row: eval_expr({step.expr!r}, row)"
+                numeric = _plan.numeric_columns(self.types.get(step.inputs[0], {}))
+                pred = f"lambda row: eval_expr({step.expr!r}, row, {numeric!r})"
                 what = f"filter {step.expr!r}"
             else:
                 assert step.fn is not None

@@ -68,6 +68,8 @@ def all_cases() -> Pipeline:
     )
     clicks = events.filter("event_type == 'click'", step_id="clicks")
     buys = events.filter("event_type == 'buy'", step_id="buys")
+    # a missing number is NaN in streamlab (NaN != NaN), so the rows without an amount pass
+    events.filter("amount != amount", step_id="no_amount")
     clicks.join_interval(buys, "user_id", lower="0s", upper="2m", step_id="join")
     return p
 
@@ -82,6 +84,7 @@ def test_every_case_on_spark_equals_streamlab(spark: Any, tmp_path: Path) -> Non
     assert counts["session"]["spark"] == counts["session"]["streamlab"] >= 5
     assert counts["clicks.dead_letter"] == {"streamlab": 0, "spark": 0}
     assert counts["join"]["spark"] == counts["join"]["streamlab"] >= 2
+    assert counts["no_amount"] == {"streamlab": 2, "spark": 2}
     assert counts["parse.dead_letter"] == {"streamlab": 3, "spark": 3}
     reasons = sorted(report.exported["parse.dead_letter"]["reason"])
     assert reasons[0] == "empty record" and reasons[1].startswith("invalid JSON")
