@@ -100,7 +100,7 @@ def run_once(
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
         "--copies", type=int, default=300, help="copies of the 50k-event dataset (default 15M events)"
@@ -109,7 +109,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=50_000)
     ap.add_argument("--floor", action="store_true", help="also run with the refresher stopped (noise floor)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     frame = make_events(args.copies)
     print(f"{len(frame):,} events, batch size {args.batch_size:,}, max_fps {args.max_fps:g}")
     run_once(
