@@ -294,11 +294,10 @@ class DetectOperator(PickledStateOperator):
         """
         bank = cast(ModelBank, self.bank)
         table = cast(_KeyTable, self.table)
-        codes, uniques = pd.factorize(keys)  # in the column's own dtype: fast for ints and strings
+        codes, uniques = _factorize(keys, table.live)
         u = pd.Index(
             uniques, tupleize_cols=False
         )  # typed (no boxing per key): the table's lookups stay in that dtype
-        codes = codes.astype(np.uint16) if len(u) <= 65535 else codes  # a radix sort below
         pos = (
             table.index.get_indexer(cast(Any, u)) if len(table.index) else np.full(len(u), -1, dtype=np.intp)
         )
@@ -307,12 +306,19 @@ class DetectOperator(PickledStateOperator):
         n_new = len(u) - int(known.sum())
         if table.live + n_new > self.step.max_keys:
             return None
-        order = np.argsort(codes, kind="stable")
-        sc, st = codes[order], times[order]
-        starts = np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]])
         carried = np.full(len(u), NAT_NS, dtype=np.int64)
         carried[known] = table.last[pos[known]]
-        if self.ttl_ns is not None:
+        if self.ttl_ns is None:
+            # no TTL, no event times (all NaT): a key's time stays what it was; only the batch
+            # position of each key's last event (its recency) is needed, without sorting
+            latest = carried
+            last_event = np.full(len(u), -1, dtype=np.int64)
+            np.maximum.at(last_event, codes, np.arange(len(codes), dtype=np.int64))
+        else:
+            codes_s = codes.astype(np.uint16) if len(u) <= 65535 else codes  # a radix sort
+            order = np.argsort(codes_s, kind="stable")
+            sc, st = codes[order], times[order]
+            starts = np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]])
             incl = np.maximum(pd.Series(st).groupby(sc).cummax().to_numpy(), carried[sc])
             before = np.empty_like(incl)
             before[1:] = incl[:-1]
@@ -320,8 +326,8 @@ class DetectOperator(PickledStateOperator):
             newest = np.maximum.accumulate(np.maximum(times, self.max_seen_ns))[order]
             if ((before != NAT_NS) & (before < newest - self.ttl_ns)).any():
                 return None
-        latest = np.maximum(np.maximum.reduceat(st, starts), carried)
-        last_event = order[np.r_[starts[1:], len(sc)] - 1]  # batch position of each key's last event
+            latest = np.maximum(np.maximum.reduceat(st, starts), carried)
+            last_event = order[np.r_[starts[1:], len(sc)] - 1]  # batch position of each key's last event
         slot_of = np.empty(len(u), dtype=np.int64)
         slot_of[known] = table.slot[pos[known]]
         fresh = np.flatnonzero(~known)
@@ -533,6 +539,35 @@ class DetectOperator(PickledStateOperator):
             if self.max_seen_ns == NAT_NS
             else pd.Timestamp(self.max_seen_ns, tz="UTC"),
         }
+
+
+def _factorize(keys: pd.Series, expected: int = 0) -> tuple[np.ndarray, Any]:
+    """``pd.factorize(keys)`` for a column without missing values: codes in order of first appearance.
+
+    Integer keys go through the compiled hash table of the per-key features (``key_rows``) when
+    numba is installed: the same codes and uniques, without pandas' hash table setup per batch.
+    """
+    k = kernels()
+    values = keys.to_numpy() if keys.dtype.kind in "iu" and isinstance(keys.dtype, np.dtype) else None
+    if k is None or values is None or len(values) == 0 or keys.dtype.itemsize > 8:
+        return pd.factorize(keys)  # in the column's own dtype: fast for ints and strings
+    if keys.dtype.kind == "u" and keys.dtype.itemsize == 8 and int(values.max()) > np.iinfo(np.int64).max:
+        return pd.factorize(keys)
+    ints = np.ascontiguousarray(values, dtype=np.int64)
+    n = len(ints)
+    ok = np.ones(n, dtype=bool)
+    rows = np.empty(n, dtype=np.int64)
+    new_keys = np.empty(n, dtype=np.int64)
+    size = 1 << max(10, (2 * min(n, max(expected, 256))).bit_length())  # ``expected`` keys fill under half
+    table = np.full((size, 2), -1, dtype=np.int64)
+    at, n_new = k.key_rows(ints, ok, 0, table, 0, rows, new_keys, 0)
+    while at < n:  # more than half full: a table twice as large, with the keys so far in their rows
+        size *= 2
+        table = np.full((size, 2), -1, dtype=np.int64)
+        seen = new_keys[:n_new].copy()
+        k.key_rows(seen, ok[:n_new], 0, table, 0, np.empty(n_new, np.int64), np.empty(n_new, np.int64), 0)
+        at, n_new = k.key_rows(ints, ok, at, table, 0, rows, new_keys, n_new)
+    return rows, new_keys[:n_new].astype(values.dtype, copy=False)
 
 
 def _set_column(frame: pd.DataFrame, name: str, values: Any) -> None:
