@@ -341,7 +341,8 @@ class DetectOperator(PickledStateOperator):
         newest_t = int(times.max())
         if newest_t > self.max_seen_ns:
             self.max_seen_ns = newest_t
-        return slot_of[codes]
+        each: np.ndarray = slot_of[codes]
+        return each
 
     def _score_vectorized(
         self,
@@ -546,10 +547,11 @@ def _factorize(keys: pd.Series, expected: int = 0) -> tuple[np.ndarray, Any]:
     numba is installed: the same codes and uniques, without pandas' hash table setup per batch.
     """
     k = kernels()
-    values = keys.to_numpy() if keys.dtype.kind in "iu" and isinstance(keys.dtype, np.dtype) else None
-    if k is None or values is None or len(values) == 0 or keys.dtype.itemsize > 8:
+    dtype = keys.dtype
+    if k is None or not isinstance(dtype, np.dtype) or dtype.kind not in "iu" or len(keys) == 0:
         return pd.factorize(keys)  # in the column's own dtype: fast for ints and strings
-    if keys.dtype.kind == "u" and keys.dtype.itemsize == 8 and int(values.max()) > np.iinfo(np.int64).max:
+    values = keys.to_numpy()
+    if dtype.kind == "u" and dtype.itemsize == 8 and int(values.max()) > np.iinfo(np.int64).max:
         return pd.factorize(keys)
     ints = np.ascontiguousarray(values, dtype=np.int64)
     n = len(ints)
@@ -622,7 +624,11 @@ def _appended(frame: pd.DataFrame, columns: dict[str, Any], source: pd.Index) ->
         else:
             blocks.append(new_block(values, at, ndim=2))
     new = BlockManager(tuple(blocks), [entry[2], mgr.axes[1]], verify_integrity=False)
-    return pd.DataFrame._from_mgr(new, axes=new.axes).__finalize__(frame)
+    out: pd.DataFrame = pd.DataFrame._from_mgr(new, axes=new.axes)  # type: ignore[attr-defined]
+    # what pandas' own operations carry over (``__finalize__``); ``frame`` is the step's copy
+    out.attrs = frame.attrs
+    out.flags.allows_duplicate_labels = frame.flags.allows_duplicate_labels  # type: ignore[attr-defined]
+    return out
 
 
 #: column index of the output per input column index (held, so its ``id`` cannot be reused)
