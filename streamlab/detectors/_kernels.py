@@ -64,7 +64,6 @@ __all__ = [
     "keep_counted",
     "merge_entries",
     "moments_learn",
-    "moments_learn_score",
     "moments_score_learn",
     "moments_scores",
     "p2_from_river",
@@ -527,52 +526,19 @@ def moments_scores(
             n = n_b[i]
             var = m2_b[i] / (n - 1.0) if n > 1.0 else 0.0
             std[i] = float(var**half)
-    if not gaussian:
-        # branch free (a select, not a jump), so the loop runs on vectors
-        for i in range(m):
-            score = abs((values[i] - mean_b[i]) / (std[i] + 1e-10))
-            scores[i] = 0.0 if n_b[i] < grace_period else score
-        return
     for i in range(m):
         if n_b[i] < grace_period:
             scores[i] = 0.0
             continue
         sd = std[i]
-        if sd == 0.0:
-            cdf = 0.0  # river's ZeroDivisionError branch
+        if gaussian:
+            if sd == 0.0:
+                cdf = 0.0  # river's ZeroDivisionError branch
+            else:
+                cdf = 0.5 * (1.0 + math.erf((values[i] - mean_b[i]) / sd / sqrt2))
+            scores[i] = 2.0 * abs(cdf - 0.5)
         else:
-            cdf = 0.5 * (1.0 + math.erf((values[i] - mean_b[i]) / sd / sqrt2))
-        scores[i] = 2.0 * abs(cdf - 0.5)
-
-
-@_jit
-def moments_learn_score(
-    values: np.ndarray,
-    slots: np.ndarray,
-    state: np.ndarray,
-    gaussian: bool,
-    grace_period: int,
-    half: float,
-    trust_sqrt: bool,
-    scores: np.ndarray,
-) -> None:
-    """:func:`moments_learn` then :func:`moments_scores`, a block of 2,048 events at a time.
-
-    The same values as :func:`moments_score_learn` without a threshold; the states before each
-    event stay in the CPU's caches between the two passes instead of going through memory.
-    """
-    m = values.shape[0]
-    block = 2048
-    n_b = np.empty(block)
-    mean_b = np.empty(block)
-    m2_b = np.empty(block)
-    for a in range(0, m, block):
-        b = min(m, a + block)
-        k = b - a
-        moments_learn(values[a:b], slots[a:b], state, n_b[:k], mean_b[:k], m2_b[:k])
-        moments_scores(
-            values[a:b], n_b[:k], mean_b[:k], m2_b[:k], gaussian, grace_period, half, trust_sqrt, scores[a:b]
-        )
+            scores[i] = abs((values[i] - mean_b[i]) / (sd + 1e-10))
 
 
 # --- features
