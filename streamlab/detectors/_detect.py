@@ -199,25 +199,40 @@ class DetectOperator(PickledStateOperator):
         self.dropped: list[int] = []  # bank slots of models dropped during the current batch
 
     def _bad_rows(self, batch: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-        """Feature matrix, event times, good-row mask and rejection reasons (None when all are good)."""
+        """Feature matrix, event times, good-row mask and rejection reasons (None when all are good).
+
+        The event times are only read with a TTL; without one they are all ``NAT_NS`` (and, without
+        a key, where nothing reads them, an empty array).
+        """
         step = self.step
         n = len(batch)
         values = np.empty((n, len(step.features)), dtype="float64")
-        checks: list[tuple[np.ndarray, str]] = []
         for j, col in enumerate(step.features):
             series = batch[col]
-            v = (
+            values[:, j] = (
                 series.to_numpy()
                 if series.dtype == np.float64
                 else pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
             )
-            values[:, j] = v
-            checks.append((~np.isfinite(v), f"feature {col!r} is missing or not a finite number"))
-        if step.key is not None:
-            checks.append((batch[step.key].isna().to_numpy(), f"key column {step.key!r} is missing"))
-        times = np.full(n, NAT_NS, dtype=np.int64)
+        missing_key = None if step.key is None else batch[step.key].isna().to_numpy()
         if self.ttl_ns is not None:
             times = event_time_ns(batch, step.time, where="Detect")
+        else:
+            times = np.full(n if step.key is not None else 0, NAT_NS, dtype=np.int64)
+        # the usual batch: every feature a finite number, every key present (one pass, no masks)
+        if (
+            bool(np.isfinite(values).all())
+            and (missing_key is None or not missing_key.any())
+            and (self.ttl_ns is None or not (times == NAT_NS).any())
+        ):
+            return values, times, np.ones(n, dtype=bool), None
+        checks: list[tuple[np.ndarray, str]] = [
+            (~np.isfinite(values[:, j]), f"feature {col!r} is missing or not a finite number")
+            for j, col in enumerate(step.features)
+        ]
+        if missing_key is not None:
+            checks.append((missing_key, f"key column {step.key!r} is missing"))
+        if self.ttl_ns is not None:
             checks.append(
                 (times == NAT_NS, f"event time {step.time!r} is missing or unreadable (needed for key_ttl)")
             )
@@ -279,11 +294,10 @@ class DetectOperator(PickledStateOperator):
         """
         bank = cast(ModelBank, self.bank)
         table = cast(_KeyTable, self.table)
-        codes, uniques = pd.factorize(keys)  # in the column's own dtype: fast for ints and strings
+        codes, uniques = _factorize(keys, table.live)
         u = pd.Index(
             uniques, tupleize_cols=False
         )  # typed (no boxing per key): the table's lookups stay in that dtype
-        codes = codes.astype(np.uint16) if len(u) <= 65535 else codes  # a radix sort below
         pos = (
             table.index.get_indexer(cast(Any, u)) if len(table.index) else np.full(len(u), -1, dtype=np.intp)
         )
@@ -292,12 +306,19 @@ class DetectOperator(PickledStateOperator):
         n_new = len(u) - int(known.sum())
         if table.live + n_new > self.step.max_keys:
             return None
-        order = np.argsort(codes, kind="stable")
-        sc, st = codes[order], times[order]
-        starts = np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]])
         carried = np.full(len(u), NAT_NS, dtype=np.int64)
         carried[known] = table.last[pos[known]]
-        if self.ttl_ns is not None:
+        if self.ttl_ns is None:
+            # no TTL, no event times (all NaT): a key's time stays what it was; only the batch
+            # position of each key's last event (its recency) is needed, without sorting
+            latest = carried
+            last_event = np.full(len(u), -1, dtype=np.int64)
+            np.maximum.at(last_event, codes, np.arange(len(codes), dtype=np.int64))
+        else:
+            codes_s = codes.astype(np.uint16) if len(u) <= 65535 else codes  # a radix sort
+            order = np.argsort(codes_s, kind="stable")
+            sc, st = codes[order], times[order]
+            starts = np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]])
             incl = np.maximum(pd.Series(st).groupby(sc).cummax().to_numpy(), carried[sc])
             before = np.empty_like(incl)
             before[1:] = incl[:-1]
@@ -305,8 +326,8 @@ class DetectOperator(PickledStateOperator):
             newest = np.maximum.accumulate(np.maximum(times, self.max_seen_ns))[order]
             if ((before != NAT_NS) & (before < newest - self.ttl_ns)).any():
                 return None
-        latest = np.maximum(np.maximum.reduceat(st, starts), carried)
-        last_event = order[np.r_[starts[1:], len(sc)] - 1]  # batch position of each key's last event
+            latest = np.maximum(np.maximum.reduceat(st, starts), carried)
+            last_event = order[np.r_[starts[1:], len(sc)] - 1]  # batch position of each key's last event
         slot_of = np.empty(len(u), dtype=np.int64)
         slot_of[known] = table.slot[pos[known]]
         fresh = np.flatnonzero(~known)
@@ -320,7 +341,8 @@ class DetectOperator(PickledStateOperator):
         newest_t = int(times.max())
         if newest_t > self.max_seen_ns:
             self.max_seen_ns = newest_t
-        return slot_of[codes]
+        each: np.ndarray = slot_of[codes]
+        return each
 
     def _score_vectorized(
         self,
@@ -440,7 +462,11 @@ class DetectOperator(PickledStateOperator):
             # the keys as Python objects only for a per-key threshold (the slots take the column)
             keys = None if key_col is None or threshold is None else key_col.to_numpy(dtype=object).tolist()
             scores, judged = self._score_vectorized(
-                values if reasons is None else values[good], key_col, keys, times[good], flags
+                values if reasons is None else values[good],
+                key_col,
+                keys,
+                times if reasons is None or key_col is None else times[good],
+                flags,
             )
             if key_col is not None:
                 self._expire()
@@ -463,7 +489,7 @@ class DetectOperator(PickledStateOperator):
                         learn_one(x)
         else:
             keys = batch[step.key].to_numpy(dtype=object)[good].tolist()
-            ts = times[good].tolist()
+            ts = (times if reasons is None else times[good]).tolist()
             for x, k, t in zip(xs, keys, ts):
                 if t > self.max_seen_ns:
                     self.max_seen_ns = t
@@ -480,17 +506,17 @@ class DetectOperator(PickledStateOperator):
             self._expire()
         out = (batch if reasons is None else batch.loc[good]).reset_index(drop=True)
         score_arr = np.asarray(scores, dtype="float64")
-        out["score"] = score_arr
+        added: dict[str, Any] = {"score": score_arr}
         if threshold is not None:
-            out["is_anomaly"] = (
+            added["is_anomaly"] = (
                 np.asarray(flags if judged is None else judged, dtype=bool)
                 if inline
                 else threshold.classify_many(
                     score_arr, None if keys is None else np.asarray(keys, dtype=object)
                 )
             )
-        out["detector"] = _constant_strings(self.name, len(out))
-        result: Outputs = {"out": out}
+        added["detector"] = _constant_strings(self.name, len(out))
+        result: Outputs = {"out": _with_columns(out, added, batch.columns)}
         if reasons is not None:
             result["dead_letter"] = dead_letter(batch, ~good, reasons)
         return result
@@ -514,13 +540,136 @@ class DetectOperator(PickledStateOperator):
         }
 
 
+def _factorize(keys: pd.Series, expected: int = 0) -> tuple[np.ndarray, Any]:
+    """``pd.factorize(keys)`` for a column without missing values: codes in order of first appearance.
+
+    Integer keys go through the compiled hash table of the per-key features (``key_rows``) when
+    numba is installed: the same codes and uniques, without pandas' hash table setup per batch.
+    """
+    k = kernels()
+    dtype = keys.dtype
+    if k is None or not isinstance(dtype, np.dtype) or dtype.kind not in "iu" or len(keys) == 0:
+        return pd.factorize(keys)  # in the column's own dtype: fast for ints and strings
+    values = keys.to_numpy()
+    if dtype.kind == "u" and dtype.itemsize == 8 and int(values.max()) > np.iinfo(np.int64).max:
+        return pd.factorize(keys)
+    ints = np.ascontiguousarray(values, dtype=np.int64)
+    n = len(ints)
+    ok = np.ones(n, dtype=bool)
+    rows = np.empty(n, dtype=np.int64)
+    new_keys = np.empty(n, dtype=np.int64)
+    size = 1 << max(10, (2 * min(n, max(expected, 256))).bit_length())  # ``expected`` keys fill under half
+    table = np.full((size, 2), -1, dtype=np.int64)
+    at, n_new = k.key_rows(ints, ok, 0, table, 0, rows, new_keys, 0)
+    while at < n:  # more than half full: a table twice as large, with the keys so far in their rows
+        size *= 2
+        table = np.full((size, 2), -1, dtype=np.int64)
+        seen = new_keys[:n_new].copy()
+        k.key_rows(seen, ok[:n_new], 0, table, 0, np.empty(n_new, np.int64), np.empty(n_new, np.int64), 0)
+        at, n_new = k.key_rows(ints, ok, at, table, 0, rows, new_keys, n_new)
+    return rows, new_keys[:n_new].astype(values.dtype, copy=False)
+
+
+def _with_columns(frame: pd.DataFrame, columns: dict[str, Any], source: pd.Index) -> pd.DataFrame:
+    """``frame`` (the step's own copy of the batch) with ``columns`` set, as ``frame[name] = values``.
+
+    ``source`` is the batch's column index, which ``frame``'s equals (``frame``'s own is a new view
+    of it at every batch, so lookups and the cache go to ``source``, whose hash table is built once).
+
+    New columns of a plain frame are appended as blocks of a new block manager (the frame's own
+    blocks shared, copy-on-write as in any shallow copy; the new arrays owned by the result), with
+    the column index built once per input index: one ``insert`` per column costs about 0.1 ms on
+    pandas 3 (a new string column index and its hash table each time), about as much as the whole
+    scoring of a 50,000-event batch by the running-moment scorers. Anything else (an existing
+    column, a scalar, a frame subclass, a pandas without these internals) takes ``insert``/``[]=``.
+    """
+    n = len(frame)
+    if (
+        type(frame) is pd.DataFrame
+        and n > 0
+        and len(frame.columns) == len(source)
+        and not any(name in source for name in columns)
+        and all(isinstance(v, (np.ndarray, pd.api.extensions.ExtensionArray)) for v in columns.values())
+        and all(v.ndim == 1 and len(v) == n for v in columns.values())
+    ):
+        try:
+            return _appended(frame, columns, source)
+        except (ImportError, AttributeError, TypeError, ValueError):  # pragma: no cover - other pandas
+            pass
+    for name, values in columns.items():
+        _set_column(frame, name, values)
+    return frame
+
+
+def _appended(frame: pd.DataFrame, columns: dict[str, Any], source: pd.Index) -> pd.DataFrame:
+    """:func:`_with_columns`'s block path (pandas internals; any failure falls back to ``insert``)."""
+    from pandas._libs.internals import BlockPlacement
+    from pandas.core.internals.blocks import new_block, new_block_2d
+    from pandas.core.internals.managers import BlockManager
+
+    mgr = frame._mgr
+    names = tuple(columns)
+    entry = _COLUMNS.get(id(source))
+    if entry is None or entry[0] is not source or entry[1] != names:
+        if len(_COLUMNS) > 64:
+            _COLUMNS.clear()
+        entry = (source, names, source.append(pd.Index(list(names))))
+        _COLUMNS[id(source)] = entry
+    k = len(source)
+    blocks = list(mgr.blocks)
+    for j, values in enumerate(columns.values()):
+        at = BlockPlacement(slice(k + j, k + j + 1))
+        if isinstance(values, np.ndarray):
+            blocks.append(new_block_2d(values.reshape(1, -1), at))
+        else:
+            blocks.append(new_block(values, at, ndim=2))
+    new = BlockManager(tuple(blocks), [entry[2], mgr.axes[1]], verify_integrity=False)
+    out: pd.DataFrame = pd.DataFrame._from_mgr(new, axes=new.axes)  # type: ignore[attr-defined]
+    # what pandas' own operations carry over (``__finalize__``); ``frame`` is the step's copy
+    out.attrs = frame.attrs
+    out.flags.allows_duplicate_labels = frame.flags.allows_duplicate_labels  # type: ignore[attr-defined]
+    return out
+
+
+#: column index of the output per input column index (held, so its ``id`` cannot be reused)
+_COLUMNS: dict[int, tuple[pd.Index, tuple[str, ...], pd.Index]] = {}
+
+
+def _set_column(frame: pd.DataFrame, name: str, values: Any) -> None:
+    """``frame[name] = values``; a new column goes in with ``insert`` at the end (the same frame).
+
+    ``DataFrame.__setitem__`` first looks the name up in the column index, which builds that index's
+    hash table: on pandas 3's string column index, about 0.1 ms per column for every batch (each
+    insert makes a new index). The name's absence is checked on the batch's index instead, whose
+    table is built once.
+    """
+    if name in frame.columns:
+        frame[name] = values
+    else:
+        frame.insert(len(frame.columns), name, values, allow_duplicates=True)
+
+
+def _string_dtype() -> Any:
+    """The dtype pandas gives a column of Python strings (``str`` on pandas 3, ``object`` before,
+    where the ``future.infer_string`` option can change it: asked every time there)."""
+    if _STRING_DTYPE:
+        return _STRING_DTYPE[0]
+    dtype = pd.Series(["x"]).dtype
+    if int(pd.__version__.split(".")[0]) >= 3:
+        _STRING_DTYPE.append(dtype)
+    return dtype
+
+
+_STRING_DTYPE: list[Any] = []
+
+
 def _constant_strings(value: str, n: int) -> Any:
     """A column of ``n`` times ``value``, as pandas would store the scalar ``value`` assigned to a column.
 
     With pandas' Arrow-backed strings (pandas 3) the array is built with Arrow's ``repeat`` (a copy of
     one string), several times faster than the scalar assignment's ``take``; otherwise the scalar.
     """
-    dtype = pd.Series([value]).dtype
+    dtype = _string_dtype()
     if n == 0 or not isinstance(dtype, pd.StringDtype) or dtype.storage != "pyarrow":
         return value
     from pandas.arrays import ArrowStringArray

@@ -394,3 +394,52 @@ def test_standard_absolute_deviation_warms_up_before_flagging():
     )
     flags = step.build().process(batch)["out"]["is_anomaly"].tolist()
     assert flags == [False] * 39 + [True]
+
+
+def test_output_frame_equals_column_assignment_and_stays_independent() -> None:
+    """The step appends its columns as blocks (``_with_columns``): the frame ``out[name] = values``
+    gives, for clean batches, dead-letter rows, a threshold, a chained step and a frame with attrs;
+    writing to the output leaves the batch alone and the other way round."""
+    from streamlab.detectors._detect import _set_column, _with_columns
+
+    batch = pd.DataFrame(
+        {
+            "user_id": ["a", "b", "a", "c", "b", "a"],
+            "amount": [1.0, 2.0, np.nan, 4.0, 5.0, 6.0],
+            "n": np.arange(6),
+            "t": pd.date_range("2024-01-01", periods=6, freq="min", tz="UTC"),
+        },
+        index=[10, 11, 12, 13, 14, 15],
+    )
+    batch.attrs["source"] = "test"
+    for step in (
+        Detect(GaussianScorerDetector(grace_period=1), features=["amount"]),
+        Detect(GaussianScorerDetector(grace_period=1), features=["amount"], key="user_id", key_ttl=None),
+        Detect(
+            StandardAbsoluteDeviationDetector(grace_period=1),
+            features=["amount"],
+            threshold=FixedThresholdFilter(0.5),
+            learn="unflagged",
+        ),
+    ):
+        out = step.build().process(batch)["out"]
+        rows = batch[batch["amount"].notna()].reset_index(drop=True)
+        expected = rows.copy()
+        for name in out.columns[len(batch.columns) :]:
+            _set_column(expected, name, out[name].to_numpy())
+        pd.testing.assert_frame_equal(out, expected)
+        assert out.attrs == {"source": "test"}
+        chained = step.build().process(out)["out"]  # score/detector already there: assigned in place
+        assert list(chained.columns) == list(out.columns)
+    clean = batch.dropna()
+    out = _with_columns(
+        clean.reset_index(drop=True),
+        {"score": np.ones(len(clean)), "flag": np.zeros(len(clean), bool)},
+        clean.columns,
+    )
+    out.loc[0, "amount"] = -1.0
+    out.loc[0, "score"] = -1.0
+    assert clean["amount"].iloc[0] == 1.0
+    clean.loc[clean.index[1], "amount"] = -2.0
+    assert out["amount"].iloc[1] == 2.0
+    assert out["score"].tolist()[:2] == [-1.0, 1.0] and out["flag"].dtype == bool

@@ -201,3 +201,53 @@ def test_kernels_module_loads_only_when_asked() -> None:
     with numpy_paths():
         assert _common.kernels() is None
     assert (_common.kernels() is None) == (kernels is None)
+
+
+@needs_numba
+@settings(max_examples=25)
+@given(
+    data=streams(),
+    kind=st.sampled_from(["gaussian", "sad"]),
+    dtype=st.sampled_from(["int64", "int32", "uint16"]),
+    offset=st.sampled_from([0, 7, -(2**40)]),
+    ttl=st.sampled_from([None, "1h"]),
+    max_keys=st.integers(1, 6),
+)
+def test_compiled_moments_with_integer_keys_equal_river(
+    data: tuple[Any, int, int], kind: str, dtype: str, offset: int, ttl: str | None, max_keys: int
+) -> None:
+    """Integer keys take the compiled hash table (``_factorize``) and, without a TTL, the recency
+    pass without a sort: scores, evictions and the output frame equal river's per-event path."""
+    frame, batch, restore_at = data
+    frame = frame.copy()
+    frame["user_id"] = frame["user_id"].astype("int64")
+    if dtype == "int64":
+        frame["user_id"] += offset
+    frame["user_id"] = frame["user_id"].astype(dtype)
+    kw: dict[str, Any] = {"features": ["f0"], "key": "user_id", "max_keys": max_keys, "key_ttl": ttl}
+    fast = run_detect(Detect(_moments(kind, 2, False), **kw), frame, batch, restore_at)
+    ref = Detect(_moments(kind, 2, True), **kw).build().process(frame)["out"]
+    assert fast["score"].tolist() == ref["score"].tolist()
+    assert fast.drop(columns=["score"]).equals(ref.drop(columns=["score"]))
+
+
+@needs_numba
+@settings(max_examples=40)
+@given(
+    keys=st.lists(st.integers(-(2**63), 2**63 - 1) | st.integers(-5, 5), max_size=300),
+    dtype=st.sampled_from(["int64", "int8", "uint32", "uint64"]),
+    expected=st.integers(0, 400),
+)
+def test_factorize_of_integer_keys_equals_pandas(keys: list[int], dtype: str, expected: int) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from streamlab.detectors._detect import _factorize
+
+    info = np.iinfo(dtype)
+    column = pd.Series([min(max(k, int(info.min)), int(info.max)) for k in keys], dtype=dtype)
+    codes, uniques = _factorize(column, expected)
+    want_codes, want_uniques = pd.factorize(column)
+    assert codes.tolist() == want_codes.tolist()
+    assert np.asarray(uniques).tolist() == np.asarray(want_uniques).tolist()
+    assert np.asarray(uniques).dtype == np.asarray(want_uniques).dtype
