@@ -793,24 +793,47 @@ def window_count_sum(
 
 @_jit
 def sort_by_key_time(b_key: np.ndarray, b_time: np.ndarray, n_keys: int, order: np.ndarray) -> bool:
-    """The stable sort of a batch by (key, time) into ``order``, when its times are non-decreasing.
+    """The stable sort of a batch by (key, time) into ``order``.
 
-    Keys are codes in ``[0, n_keys)``; with times already in order, one counting sort by key is the
-    stable sort by (key, time). Returns False (``order`` untouched) when some time goes back.
+    Keys are codes in ``[0, n_keys)``. One counting sort by key (stable, so each key's rows stay in
+    arrival order); when some time goes back, each key's run is then sorted by time with a stable
+    insertion sort (a batch is nearly in time order, so runs need few moves). Returns False when
+    that would move rows more than ``4 * len + 1024`` places in all (``order`` then holds garbage and
+    the caller sorts another way).
     """
     n = b_key.shape[0]
+    in_order = True
     for i in range(1, n):
         if b_time[i] < b_time[i - 1]:
-            return False
+            in_order = False
+            break
     start = np.zeros(n_keys + 1, dtype=np.int64)
     for i in range(n):
         start[b_key[i] + 1] += 1
     for c in range(n_keys):
         start[c + 1] += start[c]
+    fill = start[:n_keys].copy()
     for i in range(n):
         c = b_key[i]
-        order[start[c]] = i
-        start[c] += 1
+        order[fill[c]] = i
+        fill[c] += 1
+    if in_order:
+        return True
+    budget = 4 * n + 1024
+    for c in range(n_keys):
+        lo = start[c]
+        hi = start[c + 1]
+        for j in range(lo + 1, hi):
+            row = order[j]
+            t = b_time[row]
+            p = j
+            while p > lo and b_time[order[p - 1]] > t:
+                order[p] = order[p - 1]
+                p -= 1
+            budget -= j - p
+            if budget < 0:
+                return False
+            order[p] = row
     return True
 
 

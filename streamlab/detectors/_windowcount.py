@@ -545,8 +545,9 @@ def merged_order(
 def sort_by_key_time(k: Any, b_key: np.ndarray, b_time: np.ndarray) -> np.ndarray:
     """The stable sort of a batch by (key code, time), as :func:`merged_order` sorts it.
 
-    A batch in time order (the usual case) takes one compiled counting sort by key; otherwise a
-    stable sort by time, then by key.
+    One compiled counting sort by key, then, when some time goes back, a stable insertion sort of
+    each key's run by time (:func:`streamlab.detectors._kernels.sort_by_key_time`); a batch too far
+    from time order for that takes a stable sort by time, then by key.
 
     Examples
     --------
@@ -555,9 +556,12 @@ def sort_by_key_time(k: Any, b_key: np.ndarray, b_time: np.ndarray) -> np.ndarra
     >>> k = kernels()
     >>> if k is not None:
     ...     print(sort_by_key_time(k, np.array([1, 0, 1, 0]), np.array([5, 6, 7, 8])).tolist())
+    ...     print(sort_by_key_time(k, np.array([1, 0, 1, 1]), np.array([5, 6, 4, 5])).tolist())
     ... else:
     ...     print([1, 3, 0, 2])
+    ...     print([1, 2, 0, 3])
     [1, 3, 0, 2]
+    [1, 2, 0, 3]
     """
     n = len(b_key)
     order = np.empty(n, dtype=np.int64)
@@ -565,7 +569,10 @@ def sort_by_key_time(k: Any, b_key: np.ndarray, b_time: np.ndarray) -> np.ndarra
     if fits and k.sort_by_key_time(b_key, b_time, int(b_key.max()) + 1, order):
         return order
     by_time = np.argsort(b_time, kind="stable")
-    order[:] = by_time[np.argsort(b_key[by_time], kind="stable")]
+    by_key = b_key[by_time]
+    if n_keys_below(by_key, 1 << 16):
+        by_key = by_key.astype(np.uint16)  # numpy's stable sort of 16-bit integers is a radix sort
+    order[:] = by_time[np.argsort(by_key, kind="stable")]
     return order
 
 
