@@ -75,10 +75,31 @@ class WindowCounter:
 
         ``keys`` (a Series or an array) must hold no missing values and ``times`` no ``NAT_NS``
         (callers dead-letter those). NaN values count as events but add nothing to the sum.
+
+        A count-only update (``values`` None) whose state and batch equal those another counter
+        with the same window and lateness has just updated from (a ``VelocityRule`` after the
+        ``VelocityFeature`` it repeats) takes that counter's counts and new state instead of
+        counting again (:class:`SharedCounts`): the same results, computed once.
         """
-        n_state, n_batch = len(self.times), len(times)
-        if n_batch == 0:
+        if len(times) == 0:
             return np.empty(0, dtype=np.int64), (None if values is None else np.empty(0, dtype="float64"))
+        token = SharedCounts.token(keys)
+        if token is None:
+            return self._update(keys, times, values)
+        if values is None:
+            counts = SHARED_COUNTS.take(self, token, times)
+            if counts is not None:
+                return counts, None
+        before = (self.codes, self.times, self.max_seen_ns, self.vocab.index)
+        counts, sums = self._update(keys, times, values)
+        SHARED_COUNTS.put(self, before, token, times, counts)
+        return counts, sums
+
+    def _update(
+        self, keys: Any, times: np.ndarray, values: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`update`, computed (a batch of at least one row)."""
+        n_state, n_batch = len(self.times), len(times)
         batch_vals = np.zeros(n_batch) if values is None else np.nan_to_num(values.astype("float64"), nan=0.0)
         # persistent codes: only the batch's keys are factorized, the state holds integers
         b_codes = self.vocab.encode(keys)
@@ -261,6 +282,97 @@ class WindowCounter:
 
     def __len__(self) -> int:
         return len(self.times)
+
+
+def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
+    return a is b or (a.shape == b.shape and bool(np.array_equal(a, b)))
+
+
+def _same_index(a: pd.Index | None, b: pd.Index | None) -> bool:
+    return a is b or (a is not None and b is not None and a.dtype == b.dtype and a.equals(b))
+
+
+class SharedCounts:
+    """The latest update of each (window, lateness) of :class:`WindowCounter`, for a twin to reuse.
+
+    A pipeline's ``VelocityFeature`` and ``VelocityRule`` on the same key, time, window and lateness
+    hold the same state and see the same batches, so they count the same windows. Each update
+    records, per (window, lateness), the state it started from, its batch (the key column's Arrow
+    array, or a copy of an int64 key array, and a copy of the times), its counts and the state it
+    left. A count-only update whose state and batch equal a record's takes the counts (a copy) and
+    the new state (the same read-only arrays and immutable index) instead of counting: results and
+    state are exactly those of counting. States are compared by identity first (a counter that took
+    a record shares its arrays), else by content (after a restore), so a mismatch only costs a count.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> feature, rule = WindowCounter(10, 0), WindowCounter(10, 0)
+    >>> keys, times = pd.Series(["a", "a", "b"], dtype="str"), np.array([0, 5, 6])
+    >>> feature.update(keys, times, np.array([1.0, 2.0, 3.0]))[0].tolist()
+    [1, 2, 1]
+    >>> SHARED_COUNTS.take(rule, SharedCounts.token(keys), times).tolist()
+    [1, 2, 1]
+    >>> rule.times is feature.times
+    True
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: OrderedDict[tuple[int, int], tuple[Any, ...]] = OrderedDict()
+
+    @staticmethod
+    def token(keys: Any) -> Any:
+        """What identifies a key column: its immutable Arrow array, or a copy of int64 keys; None: neither."""
+        arr = getattr(keys, "array", keys)
+        chunked = getattr(arr, "_pa_array", None)
+        if chunked is not None:
+            return chunked
+        if getattr(keys, "dtype", None) == np.int64:
+            return np.array(keys, dtype=np.int64)
+        return None
+
+    def put(
+        self, counter: WindowCounter, before: tuple[Any, ...], token: Any, times: np.ndarray, counts: Any
+    ) -> None:
+        """Record ``counter``'s update: its state ``before``, its batch, its counts and its state now."""
+        after = (counter.codes, counter.times, counter.max_seen_ns, counter.vocab.index)
+        record = (before, token, np.array(times, dtype=np.int64), np.array(counts), after)
+        with self._lock:
+            self._records[(counter.window_ns, counter.lateness_ns)] = record
+            self._records.move_to_end((counter.window_ns, counter.lateness_ns))
+            while len(self._records) > 4:
+                self._records.popitem(last=False)
+
+    def take(self, counter: WindowCounter, token: Any, times: np.ndarray) -> np.ndarray | None:
+        """The counts of ``counter``'s count-only update of this batch when a record has them (its state then
+        moved on as counting would move it); else None and ``counter`` is untouched."""
+        with self._lock:
+            record = self._records.get((counter.window_ns, counter.lateness_ns))
+        if record is None:
+            return None
+        (codes, s_times, max_seen, index), r_token, r_times, counts, after = record
+        if isinstance(token, np.ndarray) != isinstance(r_token, np.ndarray):
+            return None
+        same_keys = _same_array(token, r_token) if isinstance(token, np.ndarray) else token is r_token
+        if not (
+            same_keys
+            and counter.max_seen_ns == max_seen
+            and _same_array(np.asarray(times), r_times)
+            and _same_array(counter.times, s_times)
+            and _same_array(counter.codes, codes)
+            and _same_index(counter.vocab.index, index)
+        ):
+            return None
+        counter.codes, counter.times, counter.max_seen_ns, counter.vocab.index = after
+        counter.values = np.zeros(len(counter.times))  # a count-only counter's values: zeros
+        counter.vocab.hashed = None  # the other counter's hash table may change: rebuilt when needed
+        return np.array(counts)
+
+
+#: the records of :class:`SharedCounts` of this process
+SHARED_COUNTS = SharedCounts()
 
 
 _factorized: OrderedDict[tuple[int, type, Any], tuple[weakref.ref[Any], np.ndarray, Any]] = OrderedDict()
