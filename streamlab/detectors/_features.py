@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab import _step_codecs as codec
-from streamlab._pyast import guarded
+from streamlab._expr import eval_condition
 from streamlab._step_kinds import param, step_kind
 from streamlab._time import NAT_NS, Duration, format_duration
 from streamlab.detectors._common import (
@@ -797,7 +797,8 @@ class _ThresholdRuleOperator(PickledStateOperator):
             return {"out": out}
         if step.expr is not None:
             try:
-                res = guarded(batch.eval, step.expr, engine="python")
+                # the compiled expression where it applies (the same pandas operations), else DataFrame.eval
+                res = eval_condition(batch, step.expr)
             except Exception as exc:
                 raise ValueError(
                     f"ThresholdRule(name={step.name!r}): cannot evaluate {step.expr!r} on columns "
