@@ -34,7 +34,13 @@ from streamlab.detectors._common import (
     reject,
     require_columns,
 )
-from streamlab.detectors._windowcount import DistinctCounter, WindowCounter, hash_table, plain_kernel
+from streamlab.detectors._windowcount import (
+    DistinctCounter,
+    WindowCounter,
+    factorize,
+    hash_table,
+    plain_kernel,
+)
 from streamlab.operators import Outputs
 
 __all__ = [
@@ -298,7 +304,8 @@ class _KeyRowsOperator(FeatureOperator):
         ):
             return self._int_rows(k, keys.to_numpy(), ok)
         self.hashed = None  # the index changes below: the hash table is rebuilt when next needed
-        codes, uniques = pd.factorize(keys if ok.all() else keys[ok])
+        # (remembered per Arrow column: the pipeline's other keyed steps factorize the same one)
+        codes, uniques = factorize(keys if ok.all() else keys[ok])
         u = pd.Index(
             uniques, tupleize_cols=False
         )  # typed (no boxing per key): lookups stay in the column's dtype
