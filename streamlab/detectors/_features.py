@@ -66,6 +66,12 @@ def _values(batch: pd.DataFrame, column: str) -> np.ndarray:
     return pd.to_numeric(col, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
 
+def _may_miss(col: pd.Series) -> bool:
+    """Whether ``col`` may hold missing values: False for an Arrow-backed column without nulls."""
+    chunked = getattr(col.array, "_pa_array", None)
+    return chunked is None or chunked.null_count > 0 or col.dtype.kind == "f"
+
+
 def _group_starts(sorted_codes: np.ndarray) -> np.ndarray:
     """For each position of a key-sorted array, the index where its key's run starts."""
     n = len(sorted_codes)
@@ -104,8 +110,8 @@ class FeatureOperator(PickledStateOperator):
         n = len(batch)
         key_col = batch[self.key]
         checks = []
-        if not (isinstance(key_col.dtype, np.dtype) and key_col.dtype.kind in "iub"):
-            # (numpy integers and booleans cannot be missing)
+        if not (isinstance(key_col.dtype, np.dtype) and key_col.dtype.kind in "iub") and _may_miss(key_col):
+            # (numpy integers and booleans cannot be missing, nor an Arrow column without nulls)
             checks.append((key_col.isna().to_numpy(), f"key column {self.key!r} is missing"))
         times = np.zeros(n, dtype=np.int64)
         if self.time is not None:
@@ -115,7 +121,8 @@ class FeatureOperator(PickledStateOperator):
                 times = time_col.array.asi8
             else:
                 times = event_time_ns(batch, self.time, where=self.where)
-            checks.append((times == NAT_NS, f"event time {self.time!r} is missing or unreadable"))
+            if n and int(times.min()) == NAT_NS:  # (NAT_NS is the smallest int64)
+                checks.append((times == NAT_NS, f"event time {self.time!r} is missing or unreadable"))
         good, reasons = reject(n, checks)
         clean = batch if reasons is None else batch.loc[good]
         # the key column as it is (pandas and the vocabularies factorize it without boxing each value)
