@@ -23,32 +23,6 @@ from streamlab._time import NAT_NS
 from streamlab.detectors._common import kernels
 
 
-def key_blocks(
-    s_code: np.ndarray, s_arrival: np.ndarray, n: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For entries sorted by key: where each entry's key run starts and ends, and each batch row's entry.
-
-    ``s_arrival`` is the batch row of each entry (-1 for retained state); the third array gives, for
-    each of the ``n`` batch rows, its position among the entries (-1 for rows without one).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> start, end, pos = key_blocks(np.array([0, 0, 1, 1, 1]), np.array([-1, 1, -1, 0, 2]), 3)
-    >>> start.tolist(), end.tolist(), pos.tolist()
-    ([0, 0, 2, 2, 2], [2, 2, 5, 5, 5], [3, 1, 4])
-    """
-    m = len(s_code)
-    starts = np.flatnonzero(np.r_[True, s_code[1:] != s_code[:-1]])
-    sizes = np.diff(np.r_[starts, m])
-    block_start = np.repeat(starts, sizes).astype(np.int64)
-    block_end = block_start + np.repeat(sizes, sizes)
-    pos_of = np.full(n, -1, dtype=np.int64)
-    in_batch = s_arrival >= 0
-    pos_of[s_arrival[in_batch]] = np.flatnonzero(in_batch)
-    return block_start, block_end.astype(np.int64), pos_of
-
-
 class WindowCounter:
     """Carried state: the retained events as parallel arrays (key codes, times, values)."""
 
@@ -158,8 +132,10 @@ class WindowCounter:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """:meth:`update` in one compiled merge of the sorted batch into the retained entries.
 
-        The same counts, sums (the same cumulative sum, so the same bits), retained state and
-        disorder fix as the numpy path, without sorting, searching or filtering the concatenation.
+        The same counts, sums (the same cumulative sum, so the same bits) and retained state as the
+        numpy path, without sorting, searching or filtering the concatenation; keys whose rows go
+        back in time are recounted in the same pass, as :meth:`_fix_disordered` recounts them (sums
+        added in time order there, in ``numpy.sum``'s order on the numpy path: last bits may differ).
         """
         n_state, n_batch = len(self.times), len(times)
         order = sort_by_key_time(k, b_codes, times)
@@ -172,8 +148,7 @@ class WindowCounter:
         new_codes = np.empty(m, dtype=np.int64)
         new_times = np.empty(m, dtype=np.int64)
         new_vals = np.empty(m, dtype="float64")
-        bad = np.empty(n_batch, dtype=np.int64)
-        kept, n_bad = k.window_merge_count(
+        kept, _ = k.window_merge_count(
             self.codes,
             self.times,
             self.values,
@@ -189,18 +164,7 @@ class WindowCounter:
             new_codes,
             new_times,
             new_vals,
-            bad,
         )
-        if n_bad:
-            self._fix_disordered(
-                np.unique(bad[:n_bad]),
-                np.concatenate([self.codes, b_codes]),
-                np.concatenate([self.times, times]),
-                np.concatenate([self.values, batch_vals]),
-                n_state,
-                counts,
-                sums,
-            )
         self.max_seen_ns = new_max
         self.codes, self.times, self.values = new_codes[:kept], new_times[:kept], new_vals[:kept]
         (self.codes,) = self.vocab.compact(self.codes)
@@ -222,10 +186,6 @@ class WindowCounter:
         they do not, a later-arriving but older event would be counted too early, so those keys
         take this slower exact path.
         """
-        k = kernels()
-        if k is not None:
-            self._fix_compiled(k, bad_codes, codes, all_times, all_vals, n_state, counts, sums)
-            return
         s_codes, b_codes = codes[:n_state], codes[n_state:]
         for code in bad_codes.tolist():
             retained = np.flatnonzero(s_codes == code)
@@ -240,45 +200,6 @@ class WindowCounter:
                 lo = bisect.bisect_right(lst_t, t - self.window_ns)
                 counts[i] = at + 1 - lo
                 sums[i] = float(np.sum(lst_v[lo : at + 1]))
-
-    def _fix_compiled(
-        self,
-        k: Any,
-        bad_codes: np.ndarray,
-        codes: np.ndarray,
-        all_times: np.ndarray,
-        all_vals: np.ndarray,
-        n_state: int,
-        counts: np.ndarray,
-        sums: np.ndarray,
-    ) -> None:
-        """:meth:`_fix_disordered` in one compiled pass over the bad keys' time-sorted entries.
-
-        Counts are the same; a sum adds its values in time order (the per-event path uses
-        ``numpy.sum``'s pairwise order), so sums of more than 8 values may differ in the last bits.
-        """
-        rows = np.flatnonzero(np.isin(codes, bad_codes))
-        # by key, then time; on equal times retained entries first, then batch rows in arrival order
-        seq = rows[np.lexsort((rows, all_times[rows], codes[rows]))]
-        s_arrival = np.where(seq < n_state, -1, seq - n_state)
-        s_code = codes[seq]
-        block_start, block_end, pos_of = key_blocks(s_code, s_arrival, len(counts))
-        new_counts = np.zeros(len(counts), dtype=np.int64)
-        new_sums = np.zeros(len(counts))
-        k.window_count_sum(
-            np.ascontiguousarray(all_times[seq], dtype=np.int64),
-            np.ascontiguousarray(all_vals[seq], dtype=np.float64),
-            s_arrival.astype(np.int64),
-            block_start,
-            block_end,
-            pos_of,
-            self.window_ns,
-            new_counts,
-            new_sums,
-        )
-        fixed = pos_of >= 0
-        counts[fixed] = new_counts[fixed]
-        sums[fixed] = new_sums[fixed]
 
     def __len__(self) -> int:
         return len(self.times)
