@@ -580,7 +580,8 @@ def sort_by_key_time(k: Any, b_key: np.ndarray, b_time: np.ndarray) -> np.ndarra
 
     One compiled counting sort by key, then, when some time goes back, a stable insertion sort of
     each key's run by time (:func:`streamlab.detectors._kernels.sort_by_key_time`); a batch too far
-    from time order for that takes a stable sort by time, then by key.
+    from time order for that takes a stable sort by time, then by key. The last sort is remembered:
+    the same codes and times again (another step coding the same batch's keys alike) take its order.
 
     Examples
     --------
@@ -596,6 +597,23 @@ def sort_by_key_time(k: Any, b_key: np.ndarray, b_time: np.ndarray) -> np.ndarra
     [1, 3, 0, 2]
     [1, 2, 0, 3]
     """
+    with _last_sort_lock:
+        last = _last_sort[0] if _last_sort else None
+    if last is not None and _same_array(b_key, last[0]) and _same_array(b_time, last[1]):
+        # the same batch, keys coded alike (a VelocityFeature and a DistinctCountFeature on one key)
+        return last[2].copy()
+    order = _sort_by_key_time(k, b_key, b_time)
+    with _last_sort_lock:
+        _last_sort[:] = [(np.array(b_key), np.array(b_time), order.copy())]
+    return order
+
+
+#: the last sort of :func:`sort_by_key_time`: (key codes, times, order), copies
+_last_sort: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+_last_sort_lock = threading.Lock()
+
+
+def _sort_by_key_time(k: Any, b_key: np.ndarray, b_time: np.ndarray) -> np.ndarray:
     n = len(b_key)
     order = np.empty(n, dtype=np.int64)
     fits = n > 0 and n_keys_below(b_key, max(4 * n, 1 << 16))
