@@ -335,8 +335,14 @@ class PatternOperator(PickledStateOperator):
             on_time = good
         if on_time.any():
             masks = self._conditions(batch)
-            rel = np.flatnonzero(on_time & masks.any(axis=1))
-            self._buffer(batch, rel, times[rel], masks[rel])
+            any_step = masks[:, 0].copy()
+            for j in range(1, masks.shape[1]):  # (masks.any(axis=1) is ~10x slower on a few columns)
+                any_step |= masks[:, j]
+            rel = np.flatnonzero(on_time & any_step)
+            if len(rel) == n:  # every event: the arrays as they are
+                self._buffer(batch, rel, times, masks)
+            else:
+                self._buffer(batch, rel, times[rel], _take_rows(masks, rel))
             self.max_seen_ns = max(self.max_seen_ns, int(times[on_time].max()))
         self.seq += n
         result["out"] = self._release(
