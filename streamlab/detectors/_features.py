@@ -781,7 +781,8 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
 def _merge_alerts(batch: pd.DataFrame, out: pd.DataFrame, name: str, alert: np.ndarray) -> None:
     """Combine with the alerts of earlier rules: any rule alerting raises ``is_alert``, first one names it."""
     if "is_alert" in batch.columns:
-        prev = batch["is_alert"].fillna(False).to_numpy(dtype=bool)
+        col = batch["is_alert"]
+        prev = col.to_numpy() if col.dtype == np.bool_ else col.fillna(False).to_numpy(dtype=bool)
         prev_rule = (
             batch["rule"].to_numpy(dtype=object)
             if "rule" in batch.columns
@@ -818,7 +819,10 @@ class _ThresholdRuleOperator(PickledStateOperator):
                     f"ThresholdRule(name={step.name!r}): cannot evaluate {step.expr!r} on columns "
                     f"{list(batch.columns)!r}: {exc}"
                 ) from exc
-            alert = np.asarray(pd.Series(res, index=batch.index).fillna(False), dtype=bool)
+            if isinstance(res, pd.Series) and res.dtype == np.bool_ and res.index.equals(batch.index):
+                alert = res.to_numpy()  # nothing to align or fill
+            else:
+                alert = np.asarray(pd.Series(res, index=batch.index).fillna(False), dtype=bool)
         else:
             column, op = cast(str, step.column), cast(str, step.op)  # both checked in __post_init__
             require_columns(batch, [column], where=f"ThresholdRule(name={step.name!r})")
