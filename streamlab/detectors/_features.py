@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab import _step_codecs as codec
-from streamlab._pyast import guarded
+from streamlab._expr import eval_condition
 from streamlab._step_kinds import param, step_kind
 from streamlab._time import NAT_NS, Duration, format_duration
 from streamlab.detectors._common import (
@@ -34,7 +34,13 @@ from streamlab.detectors._common import (
     reject,
     require_columns,
 )
-from streamlab.detectors._windowcount import DistinctCounter, WindowCounter, hash_table, plain_kernel
+from streamlab.detectors._windowcount import (
+    DistinctCounter,
+    WindowCounter,
+    factorize,
+    hash_table,
+    plain_kernel,
+)
 from streamlab.operators import Outputs
 
 __all__ = [
@@ -58,6 +64,12 @@ def _values(batch: pd.DataFrame, column: str) -> np.ndarray:
     if col.dtype == np.float64:
         return col.to_numpy()
     return pd.to_numeric(col, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _may_miss(col: pd.Series) -> bool:
+    """Whether ``col`` may hold missing values: False for an Arrow-backed column without nulls."""
+    chunked = getattr(col.array, "_pa_array", None)
+    return chunked is None or chunked.null_count > 0 or col.dtype.kind == "f"
 
 
 def _group_starts(sorted_codes: np.ndarray) -> np.ndarray:
@@ -98,8 +110,8 @@ class FeatureOperator(PickledStateOperator):
         n = len(batch)
         key_col = batch[self.key]
         checks = []
-        if not (isinstance(key_col.dtype, np.dtype) and key_col.dtype.kind in "iub"):
-            # (numpy integers and booleans cannot be missing)
+        if not (isinstance(key_col.dtype, np.dtype) and key_col.dtype.kind in "iub") and _may_miss(key_col):
+            # (numpy integers and booleans cannot be missing, nor an Arrow column without nulls)
             checks.append((key_col.isna().to_numpy(), f"key column {self.key!r} is missing"))
         times = np.zeros(n, dtype=np.int64)
         if self.time is not None:
@@ -109,7 +121,8 @@ class FeatureOperator(PickledStateOperator):
                 times = time_col.array.asi8
             else:
                 times = event_time_ns(batch, self.time, where=self.where)
-            checks.append((times == NAT_NS, f"event time {self.time!r} is missing or unreadable"))
+            if n and int(times.min()) == NAT_NS:  # (NAT_NS is the smallest int64)
+                checks.append((times == NAT_NS, f"event time {self.time!r} is missing or unreadable"))
         good, reasons = reject(n, checks)
         clean = batch if reasons is None else batch.loc[good]
         # the key column as it is (pandas and the vocabularies factorize it without boxing each value)
@@ -298,7 +311,8 @@ class _KeyRowsOperator(FeatureOperator):
         ):
             return self._int_rows(k, keys.to_numpy(), ok)
         self.hashed = None  # the index changes below: the hash table is rebuilt when next needed
-        codes, uniques = pd.factorize(keys if ok.all() else keys[ok])
+        # (remembered per Arrow column: the pipeline's other keyed steps factorize the same one)
+        codes, uniques = factorize(keys if ok.all() else keys[ok])
         u = pd.Index(
             uniques, tupleize_cols=False
         )  # typed (no boxing per key): lookups stay in the column's dtype
@@ -767,7 +781,8 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
 def _merge_alerts(batch: pd.DataFrame, out: pd.DataFrame, name: str, alert: np.ndarray) -> None:
     """Combine with the alerts of earlier rules: any rule alerting raises ``is_alert``, first one names it."""
     if "is_alert" in batch.columns:
-        prev = batch["is_alert"].fillna(False).to_numpy(dtype=bool)
+        col = batch["is_alert"]
+        prev = col.to_numpy() if col.dtype == np.bool_ else col.fillna(False).to_numpy(dtype=bool)
         prev_rule = (
             batch["rule"].to_numpy(dtype=object)
             if "rule" in batch.columns
@@ -797,13 +812,17 @@ class _ThresholdRuleOperator(PickledStateOperator):
             return {"out": out}
         if step.expr is not None:
             try:
-                res = guarded(batch.eval, step.expr, engine="python")
+                # the compiled expression where it applies (the same pandas operations), else DataFrame.eval
+                res = eval_condition(batch, step.expr)
             except Exception as exc:
                 raise ValueError(
                     f"ThresholdRule(name={step.name!r}): cannot evaluate {step.expr!r} on columns "
                     f"{list(batch.columns)!r}: {exc}"
                 ) from exc
-            alert = np.asarray(pd.Series(res, index=batch.index).fillna(False), dtype=bool)
+            if isinstance(res, pd.Series) and res.dtype == np.bool_ and res.index.equals(batch.index):
+                alert = res.to_numpy()  # nothing to align or fill
+            else:
+                alert = np.asarray(pd.Series(res, index=batch.index).fillna(False), dtype=bool)
         else:
             column, op = cast(str, step.column), cast(str, step.op)  # both checked in __post_init__
             require_columns(batch, [column], where=f"ThresholdRule(name={step.name!r})")

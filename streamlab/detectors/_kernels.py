@@ -747,70 +747,48 @@ def distinct_count(
 
 
 @_jit
-def window_count_sum(
-    s_time: np.ndarray,
-    s_val: np.ndarray,
-    s_arrival: np.ndarray,
-    block_start: np.ndarray,
-    block_end: np.ndarray,
-    pos_of: np.ndarray,
-    window: int,
-    counts: np.ndarray,
-    sums: np.ndarray,
-) -> None:
-    """Count and sum of the key's entries that arrived no later than event ``i``, in ``(t - window, t]``.
-
-    Entries sorted by key, then time (retained ones first on ties, arrival -1); ``block_start`` and
-    ``block_end`` bound each entry's key, ``pos_of[i]`` is event ``i``'s entry (< 0: skip the event).
-    The sum adds the values in time order.
-    """
-    for i in range(pos_of.shape[0]):
-        p = pos_of[i]
-        if p < 0:
-            continue
-        t = s_time[p]
-        lo_t = t - window
-        lo = block_start[p]
-        hi = block_end[p]
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if s_time[mid] <= lo_t:
-                lo = mid + 1
-            else:
-                hi = mid
-        count = 0
-        total = 0.0
-        q = lo
-        end = block_end[p]
-        while q < end and s_time[q] <= t:
-            if s_arrival[q] <= i:
-                count += 1
-                total += s_val[q]
-            q += 1
-        counts[i] = count
-        sums[i] = total
-
-
-@_jit
 def sort_by_key_time(b_key: np.ndarray, b_time: np.ndarray, n_keys: int, order: np.ndarray) -> bool:
-    """The stable sort of a batch by (key, time) into ``order``, when its times are non-decreasing.
+    """The stable sort of a batch by (key, time) into ``order``.
 
-    Keys are codes in ``[0, n_keys)``; with times already in order, one counting sort by key is the
-    stable sort by (key, time). Returns False (``order`` untouched) when some time goes back.
+    Keys are codes in ``[0, n_keys)``. One counting sort by key (stable, so each key's rows stay in
+    arrival order); when some time goes back, each key's run is then sorted by time with a stable
+    insertion sort (a batch is nearly in time order, so runs need few moves). Returns False when
+    that would move rows more than ``4 * len + 1024`` places in all (``order`` then holds garbage and
+    the caller sorts another way).
     """
     n = b_key.shape[0]
+    in_order = True
     for i in range(1, n):
         if b_time[i] < b_time[i - 1]:
-            return False
+            in_order = False
+            break
     start = np.zeros(n_keys + 1, dtype=np.int64)
     for i in range(n):
         start[b_key[i] + 1] += 1
     for c in range(n_keys):
         start[c + 1] += start[c]
+    fill = start[:n_keys].copy()
     for i in range(n):
         c = b_key[i]
-        order[start[c]] = i
-        start[c] += 1
+        order[fill[c]] = i
+        fill[c] += 1
+    if in_order:
+        return True
+    budget = 4 * n + 1024
+    for c in range(n_keys):
+        lo = start[c]
+        hi = start[c + 1]
+        for j in range(lo + 1, hi):
+            row = order[j]
+            t = b_time[row]
+            p = j
+            while p > lo and b_time[order[p - 1]] > t:
+                order[p] = order[p - 1]
+                p -= 1
+            budget -= j - p
+            if budget < 0:
+                return False
+            order[p] = row
     return True
 
 
@@ -831,7 +809,6 @@ def window_merge_count(
     new_key: np.ndarray,
     new_time: np.ndarray,
     new_val: np.ndarray,
-    bad: np.ndarray,
 ) -> tuple[int, int]:
     """Window counts (and sums) of a batch against retained entries, merging both into the new state.
 
@@ -840,14 +817,18 @@ def window_merge_count(
     in ``order``), batch row ``r`` at merged position ``p`` gets ``p - lo + 1`` where ``lo`` is the
     key's first entry after ``t - window``, and the sum of the values from ``lo`` to ``p`` as the
     difference of a running cumulative sum over the merged values (``numpy.cumsum``'s order). Entries
-    newer than ``horizon`` go to ``new_*`` in merged order. Keys whose batch rows are not in arrival
-    order along the merge are listed in ``bad`` (their counts are then not exact: the caller
-    recomputes them). Returns the number of entries kept and of bad keys.
+    newer than ``horizon`` go to ``new_*`` in merged order. A key whose batch rows are not in arrival
+    order along the merge (an event older than one that arrived before it) is recomputed when its
+    entries end: each of its batch rows counts the key's entries in ``(t - window, t]`` that arrived
+    no later than it (retained entries, and batch rows up to it), summing their values in time
+    order. Returns the number of entries kept and of keys recomputed.
     """
     m0 = s_key.shape[0]
     n = order.shape[0]
     m = m0 + n
     m_time = np.empty(m, dtype=np.int64)
+    m_val = np.empty(m, dtype=np.float64)
+    m_row = np.empty(m, dtype=np.int64)  # the batch row at each merged position (-1: retained)
     csum = np.empty(m + 1 if with_sums else 1, dtype=np.float64)
     csum[0] = 0.0
     acc = 0.0
@@ -857,8 +838,15 @@ def window_merge_count(
     n_bad = 0
     key = np.int64(-1)
     lo = 0
+    start = 0
+    disordered = False
     last_row = np.int64(-1)
-    for p in range(m):
+    for p in range(m + 1):
+        if p == m:
+            if disordered:
+                _recount_block(m_time, m_val, m_row, start, m, window, counts, sums)
+                n_bad += 1
+            break
         take_s = j >= n
         r = np.int64(-1)
         if not take_s:
@@ -876,17 +864,23 @@ def window_merge_count(
             v = b_val[r]
             j += 1
         if k != key:
+            if disordered:
+                _recount_block(m_time, m_val, m_row, start, p, window, counts, sums)
+                n_bad += 1
             key = k
             lo = p
+            start = p
+            disordered = False
             last_row = np.int64(-1)
         m_time[p] = t
+        m_val[p] = v
+        m_row[p] = -1 if take_s else r
         if with_sums:
             acc += v
             csum[p + 1] = acc
         if not take_s:
-            if r < last_row and (n_bad == 0 or bad[n_bad - 1] != k):
-                bad[n_bad] = k
-                n_bad += 1
+            if r < last_row:
+                disordered = True
             last_row = r
             lo_t = t - window
             while m_time[lo] <= lo_t:
@@ -900,6 +894,45 @@ def window_merge_count(
             new_val[kept] = v
             kept += 1
     return kept, n_bad
+
+
+@_jit
+def _recount_block(
+    m_time: np.ndarray,
+    m_val: np.ndarray,
+    m_row: np.ndarray,
+    start: int,
+    end: int,
+    window: int,
+    counts: np.ndarray,
+    sums: np.ndarray,
+) -> None:
+    """One key's merged entries ``start .. end`` (sorted by time): each batch row's count and sum of the
+    entries in ``(t - window, t]`` that arrived no later than it, adding values in time order."""
+    for p in range(start, end):
+        r = m_row[p]
+        if r < 0:
+            continue
+        t = m_time[p]
+        lo_t = t - window
+        a = start
+        b = end
+        while a < b:  # the first entry after t - window
+            mid = (a + b) // 2
+            if m_time[mid] <= lo_t:
+                a = mid + 1
+            else:
+                b = mid
+        count = 0
+        total = 0.0
+        q = a
+        while q < end and m_time[q] <= t:
+            if m_row[q] <= r:
+                count += 1
+                total += m_val[q]
+            q += 1
+        counts[r] = count
+        sums[r] = total
 
 
 @_jit

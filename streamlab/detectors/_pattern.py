@@ -24,9 +24,10 @@ from streamlab.detectors._common import (
     check_positive_int,
     dead_letter,
     event_time_ns,
+    kernels,
     require_columns,
 )
-from streamlab.detectors._windowcount import Vocabulary, n_keys_below
+from streamlab.detectors._windowcount import Vocabulary, n_keys_below, sort_by_key_time
 from streamlab.operators import Outputs
 
 __all__ = ["Pattern", "PatternOperator", "PatternStep"]
@@ -334,8 +335,14 @@ class PatternOperator(PickledStateOperator):
             on_time = good
         if on_time.any():
             masks = self._conditions(batch)
-            rel = np.flatnonzero(on_time & masks.any(axis=1))
-            self._buffer(batch, rel, times[rel], masks[rel])
+            any_step = masks[:, 0].copy()
+            for j in range(1, masks.shape[1]):  # (masks.any(axis=1) is ~10x slower on a few columns)
+                any_step |= masks[:, j]
+            rel = np.flatnonzero(on_time & any_step)
+            if len(rel) == n:  # every event: the arrays as they are
+                self._buffer(batch, rel, times, masks)
+            else:
+                self._buffer(batch, rel, times[rel], _take_rows(masks, rel))
             self.max_seen_ns = max(self.max_seen_ns, int(times[on_time].max()))
         self.seq += n
         result["out"] = self._release(
@@ -667,13 +674,20 @@ def _take_rows(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def _key_time_order(key: np.ndarray, time: np.ndarray) -> np.ndarray:
-    """The stable sort by (key, time): by time first (nearly sorted: timsort's runs), then by key
-    (a radix sort when the codes fit in 16 bits); equal to ``np.lexsort((time, key))``, faster."""
+    """The stable sort by (key, time), equal to ``np.lexsort((time, key))``, faster.
+
+    With the compiled kernels: a counting sort by key, then an insertion sort by time of each key's
+    run (:func:`streamlab.detectors._windowcount.sort_by_key_time`). Otherwise by time first (nearly
+    sorted: timsort's runs), then by key (a radix sort when the codes fit in 16 bits).
+    """
+    k = kernels()
+    if k is not None:
+        return sort_by_key_time(k, key, time)
     by_time = np.argsort(time, kind="stable")
-    k = key[by_time]
-    if n_keys_below(k, 1 << 16):
-        k = k.astype(np.uint16)
-    return by_time[np.argsort(k, kind="stable")]
+    by_key = key[by_time]
+    if n_keys_below(by_key, 1 << 16):
+        by_key = by_key.astype(np.uint16)
+    return by_time[np.argsort(by_key, kind="stable")]
 
 
 def matcher() -> Any:

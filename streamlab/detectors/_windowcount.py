@@ -23,32 +23,6 @@ from streamlab._time import NAT_NS
 from streamlab.detectors._common import kernels
 
 
-def key_blocks(
-    s_code: np.ndarray, s_arrival: np.ndarray, n: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For entries sorted by key: where each entry's key run starts and ends, and each batch row's entry.
-
-    ``s_arrival`` is the batch row of each entry (-1 for retained state); the third array gives, for
-    each of the ``n`` batch rows, its position among the entries (-1 for rows without one).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> start, end, pos = key_blocks(np.array([0, 0, 1, 1, 1]), np.array([-1, 1, -1, 0, 2]), 3)
-    >>> start.tolist(), end.tolist(), pos.tolist()
-    ([0, 0, 2, 2, 2], [2, 2, 5, 5, 5], [3, 1, 4])
-    """
-    m = len(s_code)
-    starts = np.flatnonzero(np.r_[True, s_code[1:] != s_code[:-1]])
-    sizes = np.diff(np.r_[starts, m])
-    block_start = np.repeat(starts, sizes).astype(np.int64)
-    block_end = block_start + np.repeat(sizes, sizes)
-    pos_of = np.full(n, -1, dtype=np.int64)
-    in_batch = s_arrival >= 0
-    pos_of[s_arrival[in_batch]] = np.flatnonzero(in_batch)
-    return block_start, block_end.astype(np.int64), pos_of
-
-
 class WindowCounter:
     """Carried state: the retained events as parallel arrays (key codes, times, values)."""
 
@@ -75,10 +49,31 @@ class WindowCounter:
 
         ``keys`` (a Series or an array) must hold no missing values and ``times`` no ``NAT_NS``
         (callers dead-letter those). NaN values count as events but add nothing to the sum.
+
+        A count-only update (``values`` None) whose state and batch equal those another counter
+        with the same window and lateness has just updated from (a ``VelocityRule`` after the
+        ``VelocityFeature`` it repeats) takes that counter's counts and new state instead of
+        counting again (:class:`SharedCounts`): the same results, computed once.
         """
-        n_state, n_batch = len(self.times), len(times)
-        if n_batch == 0:
+        if len(times) == 0:
             return np.empty(0, dtype=np.int64), (None if values is None else np.empty(0, dtype="float64"))
+        token = SharedCounts.token(keys)
+        if token is None:
+            return self._update(keys, times, values)
+        if values is None:
+            counts = SHARED_COUNTS.take(self, token, times)
+            if counts is not None:
+                return counts, None
+        before = (self.codes, self.times, self.max_seen_ns, self.vocab.index)
+        counts, sums = self._update(keys, times, values)
+        SHARED_COUNTS.put(self, before, token, times, counts)
+        return counts, sums
+
+    def _update(
+        self, keys: Any, times: np.ndarray, values: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`update`, computed (a batch of at least one row)."""
+        n_state, n_batch = len(self.times), len(times)
         batch_vals = np.zeros(n_batch) if values is None else np.nan_to_num(values.astype("float64"), nan=0.0)
         # persistent codes: only the batch's keys are factorized, the state holds integers
         b_codes = self.vocab.encode(keys)
@@ -137,8 +132,10 @@ class WindowCounter:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """:meth:`update` in one compiled merge of the sorted batch into the retained entries.
 
-        The same counts, sums (the same cumulative sum, so the same bits), retained state and
-        disorder fix as the numpy path, without sorting, searching or filtering the concatenation.
+        The same counts, sums (the same cumulative sum, so the same bits) and retained state as the
+        numpy path, without sorting, searching or filtering the concatenation; keys whose rows go
+        back in time are recounted in the same pass, as :meth:`_fix_disordered` recounts them (sums
+        added in time order there, in ``numpy.sum``'s order on the numpy path: last bits may differ).
         """
         n_state, n_batch = len(self.times), len(times)
         order = sort_by_key_time(k, b_codes, times)
@@ -151,8 +148,7 @@ class WindowCounter:
         new_codes = np.empty(m, dtype=np.int64)
         new_times = np.empty(m, dtype=np.int64)
         new_vals = np.empty(m, dtype="float64")
-        bad = np.empty(n_batch, dtype=np.int64)
-        kept, n_bad = k.window_merge_count(
+        kept, _ = k.window_merge_count(
             self.codes,
             self.times,
             self.values,
@@ -168,18 +164,7 @@ class WindowCounter:
             new_codes,
             new_times,
             new_vals,
-            bad,
         )
-        if n_bad:
-            self._fix_disordered(
-                np.unique(bad[:n_bad]),
-                np.concatenate([self.codes, b_codes]),
-                np.concatenate([self.times, times]),
-                np.concatenate([self.values, batch_vals]),
-                n_state,
-                counts,
-                sums,
-            )
         self.max_seen_ns = new_max
         self.codes, self.times, self.values = new_codes[:kept], new_times[:kept], new_vals[:kept]
         (self.codes,) = self.vocab.compact(self.codes)
@@ -201,10 +186,6 @@ class WindowCounter:
         they do not, a later-arriving but older event would be counted too early, so those keys
         take this slower exact path.
         """
-        k = kernels()
-        if k is not None:
-            self._fix_compiled(k, bad_codes, codes, all_times, all_vals, n_state, counts, sums)
-            return
         s_codes, b_codes = codes[:n_state], codes[n_state:]
         for code in bad_codes.tolist():
             retained = np.flatnonzero(s_codes == code)
@@ -220,47 +201,99 @@ class WindowCounter:
                 counts[i] = at + 1 - lo
                 sums[i] = float(np.sum(lst_v[lo : at + 1]))
 
-    def _fix_compiled(
-        self,
-        k: Any,
-        bad_codes: np.ndarray,
-        codes: np.ndarray,
-        all_times: np.ndarray,
-        all_vals: np.ndarray,
-        n_state: int,
-        counts: np.ndarray,
-        sums: np.ndarray,
-    ) -> None:
-        """:meth:`_fix_disordered` in one compiled pass over the bad keys' time-sorted entries.
-
-        Counts are the same; a sum adds its values in time order (the per-event path uses
-        ``numpy.sum``'s pairwise order), so sums of more than 8 values may differ in the last bits.
-        """
-        rows = np.flatnonzero(np.isin(codes, bad_codes))
-        # by key, then time; on equal times retained entries first, then batch rows in arrival order
-        seq = rows[np.lexsort((rows, all_times[rows], codes[rows]))]
-        s_arrival = np.where(seq < n_state, -1, seq - n_state)
-        s_code = codes[seq]
-        block_start, block_end, pos_of = key_blocks(s_code, s_arrival, len(counts))
-        new_counts = np.zeros(len(counts), dtype=np.int64)
-        new_sums = np.zeros(len(counts))
-        k.window_count_sum(
-            np.ascontiguousarray(all_times[seq], dtype=np.int64),
-            np.ascontiguousarray(all_vals[seq], dtype=np.float64),
-            s_arrival.astype(np.int64),
-            block_start,
-            block_end,
-            pos_of,
-            self.window_ns,
-            new_counts,
-            new_sums,
-        )
-        fixed = pos_of >= 0
-        counts[fixed] = new_counts[fixed]
-        sums[fixed] = new_sums[fixed]
-
     def __len__(self) -> int:
         return len(self.times)
+
+
+def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
+    return a is b or (a.shape == b.shape and bool(np.array_equal(a, b)))
+
+
+def _same_index(a: pd.Index | None, b: pd.Index | None) -> bool:
+    return a is b or (a is not None and b is not None and a.dtype == b.dtype and a.equals(b))
+
+
+class SharedCounts:
+    """The latest update of each (window, lateness) of :class:`WindowCounter`, for a twin to reuse.
+
+    A pipeline's ``VelocityFeature`` and ``VelocityRule`` on the same key, time, window and lateness
+    hold the same state and see the same batches, so they count the same windows. Each update
+    records, per (window, lateness), the state it started from, its batch (the key column's Arrow
+    array, or a copy of an int64 key array, and a copy of the times), its counts and the state it
+    left. A count-only update whose state and batch equal a record's takes the counts (a copy) and
+    the new state (the same read-only arrays and immutable index) instead of counting: results and
+    state are exactly those of counting. States are compared by identity first (a counter that took
+    a record shares its arrays), else by content (after a restore), so a mismatch only costs a count.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> feature, rule = WindowCounter(10, 0), WindowCounter(10, 0)
+    >>> keys, times = pd.Series(["a", "a", "b"], dtype="str"), np.array([0, 5, 6])
+    >>> feature.update(keys, times, np.array([1.0, 2.0, 3.0]))[0].tolist()
+    [1, 2, 1]
+    >>> SHARED_COUNTS.take(rule, SharedCounts.token(keys), times).tolist()
+    [1, 2, 1]
+    >>> rule.times is feature.times
+    True
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: OrderedDict[tuple[int, int], tuple[Any, ...]] = OrderedDict()
+
+    @staticmethod
+    def token(keys: Any) -> Any:
+        """What identifies a key column: its immutable Arrow array, or a copy of int64 keys; None: neither."""
+        arr = getattr(keys, "array", keys)
+        chunked = getattr(arr, "_pa_array", None)
+        if chunked is not None:
+            return chunked
+        if getattr(keys, "dtype", None) == np.int64:
+            return np.array(keys, dtype=np.int64)
+        return None
+
+    def put(
+        self, counter: WindowCounter, before: tuple[Any, ...], token: Any, times: np.ndarray, counts: Any
+    ) -> None:
+        """Record ``counter``'s update: its state ``before``, its batch, its counts and its state now."""
+        after = (counter.codes, counter.times, counter.max_seen_ns, counter.vocab.index)
+        record = (before, token, np.array(times, dtype=np.int64), np.array(counts), after)
+        with self._lock:
+            self._records[(counter.window_ns, counter.lateness_ns)] = record
+            self._records.move_to_end((counter.window_ns, counter.lateness_ns))
+            while len(self._records) > 4:
+                self._records.popitem(last=False)
+
+    def take(self, counter: WindowCounter, token: Any, times: np.ndarray) -> np.ndarray | None:
+        """The counts of ``counter``'s count-only update of this batch when a record has them (its state then
+        moved on as counting would move it); else None and ``counter`` is untouched."""
+        with self._lock:
+            record = self._records.get((counter.window_ns, counter.lateness_ns))
+        if record is None:
+            return None
+        (codes, s_times, max_seen, index), r_token, r_times, counts, after = record
+        if isinstance(token, np.ndarray) != isinstance(r_token, np.ndarray):
+            return None
+        same_keys = _same_array(token, r_token) if isinstance(token, np.ndarray) else token is r_token
+        if not (
+            same_keys
+            and counter.max_seen_ns == max_seen
+            and _same_array(np.asarray(times), r_times)
+            and _same_array(counter.times, s_times)
+            and _same_array(counter.codes, codes)
+            and _same_index(counter.vocab.index, index)
+        ):
+            return None
+        counter.codes, counter.times, counter.max_seen_ns, counter.vocab.index = after
+        counter.values = np.zeros(len(counter.times))  # a count-only counter's values: zeros
+        counter.vocab.hashed = None  # the other counter's hash table may change: rebuilt when needed
+        return np.array(counts)
+
+
+#: the records of :class:`SharedCounts` of this process
+SHARED_COUNTS = SharedCounts()
 
 
 _factorized: OrderedDict[tuple[int, type, Any], tuple[weakref.ref[Any], np.ndarray, Any]] = OrderedDict()
@@ -545,8 +578,10 @@ def merged_order(
 def sort_by_key_time(k: Any, b_key: np.ndarray, b_time: np.ndarray) -> np.ndarray:
     """The stable sort of a batch by (key code, time), as :func:`merged_order` sorts it.
 
-    A batch in time order (the usual case) takes one compiled counting sort by key; otherwise a
-    stable sort by time, then by key.
+    One compiled counting sort by key, then, when some time goes back, a stable insertion sort of
+    each key's run by time (:func:`streamlab.detectors._kernels.sort_by_key_time`); a batch too far
+    from time order for that takes a stable sort by time, then by key. The last sort is remembered:
+    the same codes and times again (another step coding the same batch's keys alike) take its order.
 
     Examples
     --------
@@ -555,17 +590,40 @@ def sort_by_key_time(k: Any, b_key: np.ndarray, b_time: np.ndarray) -> np.ndarra
     >>> k = kernels()
     >>> if k is not None:
     ...     print(sort_by_key_time(k, np.array([1, 0, 1, 0]), np.array([5, 6, 7, 8])).tolist())
+    ...     print(sort_by_key_time(k, np.array([1, 0, 1, 1]), np.array([5, 6, 4, 5])).tolist())
     ... else:
     ...     print([1, 3, 0, 2])
+    ...     print([1, 2, 0, 3])
     [1, 3, 0, 2]
+    [1, 2, 0, 3]
     """
+    with _last_sort_lock:
+        last = _last_sort[0] if _last_sort else None
+    if last is not None and _same_array(b_key, last[0]) and _same_array(b_time, last[1]):
+        # the same batch, keys coded alike (a VelocityFeature and a DistinctCountFeature on one key)
+        return last[2].copy()
+    order = _sort_by_key_time(k, b_key, b_time)
+    with _last_sort_lock:
+        _last_sort[:] = [(np.array(b_key), np.array(b_time), order.copy())]
+    return order
+
+
+#: the last sort of :func:`sort_by_key_time`: (key codes, times, order), copies
+_last_sort: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+_last_sort_lock = threading.Lock()
+
+
+def _sort_by_key_time(k: Any, b_key: np.ndarray, b_time: np.ndarray) -> np.ndarray:
     n = len(b_key)
     order = np.empty(n, dtype=np.int64)
     fits = n > 0 and n_keys_below(b_key, max(4 * n, 1 << 16))
     if fits and k.sort_by_key_time(b_key, b_time, int(b_key.max()) + 1, order):
         return order
     by_time = np.argsort(b_time, kind="stable")
-    order[:] = by_time[np.argsort(b_key[by_time], kind="stable")]
+    by_key = b_key[by_time]
+    if n_keys_below(by_key, 1 << 16):
+        by_key = by_key.astype(np.uint16)  # numpy's stable sort of 16-bit integers is a radix sort
+    order[:] = by_time[np.argsort(by_key, kind="stable")]
     return order
 
 

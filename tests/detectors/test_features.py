@@ -704,3 +704,65 @@ def test_windowed_many_integer_keys_compact_the_vocabulary() -> None:
     for make in _WINDOWED_STEPS:
         got = _run_with_restore(lambda make=make: make("10s"), df, cuts, 5000)
         _expect_numpy_path(make("10s"), df, cuts, got)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    windowed_streams(), st.sampled_from(["0s", "1h"]), st.sampled_from(["none", "rule", "feature"]), st.data()
+)
+def test_velocity_rule_after_its_feature_takes_the_features_count(
+    stream: tuple[pd.DataFrame, list[int], int], lateness: str, restore: str, data: st.DataObject
+) -> None:
+    """A VelocityRule fed the batches its VelocityFeature (same key, window, lateness) has just counted
+    takes the feature's counts and state (``SharedCounts``) instead of counting again: outputs and state
+    equal those of a rule counting alone, across a snapshot/restore of either step mid-stream (states
+    then compared by content) and batches that differ from the feature's (a row dropped: counted)."""
+    from streamlab.detectors._windowcount import SHARED_COUNTS, SharedCounts
+
+    df, cuts, restore_at = stream
+    feature = VelocityFeature("user_id", window="2m", value="amount", allowed_lateness=lateness)
+    rule = VelocityRule("user_id", window="2m", max_count=2, name="burst", allowed_lateness=lateness)
+    f_op, r_op = feature.build(), rule.build()
+    hits: list[bool] = []
+    take = SHARED_COUNTS.take
+
+    def counted_take(counter: Any, token: Any, times: np.ndarray) -> np.ndarray | None:
+        got = take(counter, token, times)
+        hits.append(got is not None)
+        return got
+
+    fed, parts, dropped, restored = [], [], False, False
+    SHARED_COUNTS.take = counted_take  # type: ignore[method-assign]
+    try:
+        for a, b in itertools.pairwise([0, *cuts, len(df)]):
+            if b <= a:
+                continue
+            batch = f_op.process(df.iloc[a:b])["out"]
+            if len(batch) > 1 and data.draw(st.integers(0, 5)) == 0:
+                batch, dropped = batch.iloc[1:], True  # another batch than the feature's: counted
+            fed.append(batch)
+            parts.append(r_op.process(batch)["out"])
+            if restore != "none" and not restored and b >= restore_at:
+                old = r_op if restore == "rule" else f_op
+                fresh = (rule if restore == "rule" else feature).build()
+                fresh.restore(pickle.loads(pickle.dumps(old.snapshot())))
+                r_op, f_op = (fresh, f_op) if restore == "rule" else (r_op, fresh)
+                restored = True
+    finally:
+        del SHARED_COUNTS.take
+    token = SharedCounts.token
+    SharedCounts.token = staticmethod(lambda keys: None)  # type: ignore[method-assign]
+    try:
+        alone = rule.build()
+        expected = [alone.process(batch)["out"] for batch in fed]
+    finally:
+        SharedCounts.token = token  # type: ignore[method-assign]
+    pd.testing.assert_frame_equal(
+        pd.concat(parts, ignore_index=True), pd.concat(expected, ignore_index=True), check_exact=True
+    )
+    got_c, want_c = r_op.counter, alone.counter
+    assert got_c.max_seen_ns == want_c.max_seen_ns
+    np.testing.assert_array_equal(got_c.times, want_c.times)
+    np.testing.assert_array_equal(got_c.vocab.values(got_c.codes), want_c.vocab.values(want_c.codes))
+    if not dropped:  # every batch of the rule was the feature's: every one was taken, none counted
+        assert hits == [True] * len(fed)

@@ -251,3 +251,44 @@ def test_factorize_of_integer_keys_equals_pandas(keys: list[int], dtype: str, ex
     assert codes.tolist() == want_codes.tolist()
     assert np.asarray(uniques).tolist() == np.asarray(want_uniques).tolist()
     assert np.asarray(uniques).dtype == np.asarray(want_uniques).dtype
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.integers(0, 6), st.integers(0, 20)), max_size=80),
+    budgetless=st.booleans(),
+)
+def test_sort_by_key_time_is_the_stable_sort_by_key_then_time(
+    rows: list[tuple[int, int]], budgetless: bool
+) -> None:
+    """The counting sort (+ insertion sort of each key's run) equals numpy's stable lexsort, compiled
+    or not, in order or not."""
+    import numpy as np
+
+    from streamlab.detectors._windowcount import plain_kernel, sort_by_key_time
+
+    key = np.array([r[0] for r in rows], dtype=np.int64)
+    time = np.array([r[1] for r in rows], dtype=np.int64)
+    if budgetless:
+        time = np.sort(time)
+    expected = np.lexsort((time, key)).tolist()  # lexsort is stable
+    runs = [plain_kernel("sort_by_key_time")] + ([kernels.sort_by_key_time] if kernels is not None else [])
+    for run in runs:
+        order = np.empty(len(rows), dtype=np.int64)
+        if run(key, time, int(key.max()) + 1 if len(rows) else 0, order):
+            assert order.tolist() == expected
+    if kernels is not None:
+        assert sort_by_key_time(kernels, key, time).tolist() == expected
+
+
+def test_sort_by_key_time_declines_a_batch_far_from_time_order() -> None:
+    """A batch in reverse time order exceeds the move budget: the kernel declines, the wrapper sorts."""
+    import numpy as np
+
+    from streamlab.detectors._windowcount import plain_kernel, sort_by_key_time
+
+    n = 3000
+    rev_key, rev_time = np.zeros(n, dtype=np.int64), np.arange(n, dtype=np.int64)[::-1].copy()
+    assert not plain_kernel("sort_by_key_time")(rev_key, rev_time, 1, np.empty(n, dtype=np.int64))
+    if kernels is not None:
+        assert sort_by_key_time(kernels, rev_key, rev_time).tolist() == list(range(n))[::-1]
