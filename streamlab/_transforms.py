@@ -65,6 +65,18 @@ def isolate_failures(
     return good, bad_rows, reasons
 
 
+def _truth(value: Any, n: int) -> np.ndarray:
+    """Which of ``n`` rows a filter expression's value keeps: a true value (a scalar holds for every row);
+    a missing one (None, NaN, NA) drops the row, as the exported filters do (``_snippets.filter_keeps``)."""
+    if isinstance(value, pd.Series) and value.dtype == bool:
+        return value.to_numpy()
+    if np.ndim(value) == 0:
+        value = [value] * n
+    values = list(value)
+    present = pd.notna(pd.Series(values, dtype=object)).to_numpy()
+    return np.array([bool(v) if ok else False for v, ok in zip(values, present)], dtype=bool)
+
+
 class FilterOperator(Operator):
     """Keep rows for which a vectorized expression, batch function or per-event function is true."""
 
@@ -86,6 +98,7 @@ class FilterOperator(Operator):
         if self.expr is not None:
             # the compiled form runs the pandas operations of DataFrame.eval's Python engine
             m = eval_expression(part, self.expr) if _python_engine() else guarded(part.eval, self.expr)
+            return _truth(m, len(part))
         elif self.per_event:
             assert self.fn is not None
             fn = self.fn.fn
