@@ -140,3 +140,35 @@ def test_every_aggregator_equals_the_runtime_across_invocations(recs: list[bytes
                 ours[key][a.name],
                 values[a.name],
             )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ts=st.lists(st.integers(-(10**15), 10**15), min_size=1, max_size=20),
+    size=st.integers(1, 10**6),
+    slide_of_size=st.floats(0.01, 1.0),
+    offset=st.integers(-(10**7), 10**7),
+    tumbling=st.booleans(),
+)
+def test_window_assignment_equals_the_runtime(
+    ts: list[int], size: int, slide_of_size: float, offset: int, tumbling: bool
+) -> None:
+    """The generated code's ``window_starts`` gives each event the windows streamlab's window assigns
+    (tumbling and sliding, any offset, negative times: floor division)."""
+    import numpy as np
+
+    from streamlab import SlidingWindow
+
+    slide = size if tumbling else max(1, int(size * slide_of_size))
+    window: Any = (
+        TumblingWindow(f"{size}ns", offset=f"{offset}ns")
+        if tumbling
+        else SlidingWindow(f"{size}ns", f"{slide}ns", offset=f"{offset}ns")
+    )
+    assert (window.size_ns, window.slide_ns) == (size, slide)
+    idx, starts = window.assign(np.array(ts, dtype=np.int64))
+    runtime = sorted(zip(idx.tolist(), starts.tolist()))
+    exported = sorted(
+        (i, s) for i, t in enumerate(ts) for s in _snippets.window_starts(t, size, slide, window.offset_ns)
+    )
+    assert runtime == exported
