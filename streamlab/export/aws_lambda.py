@@ -247,7 +247,8 @@ def timestream_record(result, version=1):
         value = result[name]
         if value is None or (isinstance(value, float) and math.isnan(value)):
             continue  # Timestream has no NaN: a missing measure reads as null
-        measures.append({{"Name": name, "Value": str(value), "Type": kind}})
+        text = ("true" if value else "false") if kind == "BOOLEAN" else str(value)  # Timestream's booleans
+        measures.append({{"Name": name, "Value": text, "Type": kind}})
     return {{
         "Dimensions": dimensions,
         "MeasureName": WINDOW_STEP,
