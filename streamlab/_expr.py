@@ -17,7 +17,7 @@ import pandas as pd
 
 from streamlab._pyast import guarded, parse
 
-__all__ = ["compile_expression", "eval_condition", "eval_expression", "expression_names"]
+__all__ = ["bools_as_bool", "compile_expression", "eval_condition", "eval_expression", "expression_names"]
 
 #: One node of a compiled expression: the batch in, the node's value out (Series or scalar).
 _Node = Callable[[pd.DataFrame], Any]
@@ -229,6 +229,33 @@ def compile_expression(expr: str) -> _Node | None:
         return None
 
 
+def bools_as_bool(batch: pd.DataFrame, expr: str) -> pd.DataFrame:
+    """``batch`` with the columns ``expr`` reads that hold only Python bools as objects (a bool field with
+    a missing value elsewhere in the batch) as bool columns: ``~flag`` and ``not flag`` are then logical,
+    as on a bool column and in the exported code, not pandas' bitwise ``~`` of each object (-1, -2).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> batch = pd.DataFrame({"flag": pd.Series([True, False], dtype=object)})
+    >>> eval_expression(batch, "~flag").tolist()
+    [False, True]
+    """
+    names = expression_names(expr)
+    columns = batch.columns
+    if not names or not columns.is_unique:
+        return batch
+    cast = {
+        n: bool
+        for n in names
+        if n in columns
+        and batch[n].dtype == object
+        and len(batch)
+        and pd.api.types.infer_dtype(batch[n], skipna=False) == "boolean"
+    }
+    return batch.astype(cast) if cast else batch
+
+
 def eval_expression(batch: pd.DataFrame, expr: str) -> Any:
     """``batch.eval(expr, engine="python")``, through its compiled form when every name is a column.
 
@@ -242,6 +269,7 @@ def eval_expression(batch: pd.DataFrame, expr: str) -> Any:
     >>> eval_expression(batch, "ratio.fillna(1.0) * amount").tolist()
     [10.0, 600.0]
     """
+    batch = bools_as_bool(batch, expr)
     fn = compile_expression(expr)
     if fn is not None and _all_columns(batch, expr):
         try:
@@ -273,6 +301,7 @@ def eval_condition(batch: pd.DataFrame, expr: str) -> Any:
     >>> eval_condition(batch, "amount >= 500 and country != 'FR'").tolist()
     [False, True]
     """
+    batch = bools_as_bool(batch, expr)
     if not _all_columns(batch, expr):
         return guarded(batch.eval, expr, engine="python")
     fn = compile_expression(expr)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._dead_letter import dead_letter_frame
-from streamlab._expr import eval_expression
+from streamlab._expr import bools_as_bool, eval_expression
 from streamlab._pyast import guarded
 from streamlab.functions import UserFunction
 from streamlab.operators import Operator, Outputs
@@ -65,6 +65,18 @@ def isolate_failures(
     return good, bad_rows, reasons
 
 
+def _truth(value: Any, n: int) -> np.ndarray:
+    """Which of ``n`` rows a filter expression's value keeps: a true value (a scalar holds for every row);
+    a missing one (None, NaN, NA) drops the row, as the exported filters do (``_snippets.filter_keeps``)."""
+    if isinstance(value, pd.Series) and value.dtype == bool:
+        return value.to_numpy()
+    if np.ndim(value) == 0:
+        value = [value] * n
+    values = list(value)
+    present = pd.notna(pd.Series(values, dtype=object)).to_numpy()
+    return np.array([bool(v) if ok else False for v, ok in zip(values, present)], dtype=bool)
+
+
 class FilterOperator(Operator):
     """Keep rows for which a vectorized expression, batch function or per-event function is true."""
 
@@ -85,7 +97,12 @@ class FilterOperator(Operator):
         m: Any
         if self.expr is not None:
             # the compiled form runs the pandas operations of DataFrame.eval's Python engine
-            m = eval_expression(part, self.expr) if _python_engine() else guarded(part.eval, self.expr)
+            m = (
+                eval_expression(part, self.expr)
+                if _python_engine()
+                else guarded(bools_as_bool(part, self.expr).eval, self.expr)
+            )
+            return _truth(m, len(part))
         elif self.per_event:
             assert self.fn is not None
             fn = self.fn.fn
@@ -139,7 +156,9 @@ class MapOperator(Operator):
             python = _python_engine()
             for name, expr in self.columns.items():
                 # the compiled form runs the pandas operations of DataFrame.eval's Python engine
-                new[name] = eval_expression(new, expr) if python else guarded(new.eval, expr)
+                new[name] = (
+                    eval_expression(new, expr) if python else guarded(bools_as_bool(new, expr).eval, expr)
+                )
             return new
         assert self.fn is not None
         if self.per_event:

@@ -65,6 +65,7 @@ _BASES = {
     "QuantileCombine": ["CountCombine"],
     "eval_expr": ["ExprCompiler", "pandas_eval"],
     "assign_exprs": ["eval_expr", "ExprCompiler", "pandas_eval"],
+    "filter_keeps": ["eval_expr", "ExprCompiler", "pandas_eval"],
 }
 _SNIPPET_ORDER = [
     "is_null",
@@ -83,6 +84,7 @@ _SNIPPET_ORDER = [
     "ExprCompiler",
     "pandas_eval",
     "eval_expr",
+    "filter_keeps",
     "assign_exprs",
 ]
 RECORD_IMPORTS = ("heapq", "json", "math", "re", "datetime", "itertools", "typing")
@@ -275,6 +277,18 @@ def numeric_columns(types: dict[str, str]) -> tuple[str, ...]:
     ('a', 'b')
     """
     return tuple(sorted(c for c, t in types.items() if t in NUMERIC_TYPES))
+
+
+def typed_columns(types: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """(column, type) of the columns of ``types`` that are not numeric, sorted (``eval_expr``'s ``typed``):
+    their missing values are what streamlab's columns hold, never re-read as NaN.
+
+    Examples
+    --------
+    >>> typed_columns({"b": "float64", "s": "string", "ok": "bool"})
+    (('ok', 'bool'), ('s', 'string'))
+    """
+    return tuple(sorted((c, t) for c, t in types.items() if t not in NUMERIC_TYPES))
 
 
 def column_types(p: Pipeline) -> dict[str, dict[str, str]]:

@@ -292,24 +292,27 @@ class ExprCompiler:
     EXACT = 2**53
 
     @classmethod
-    def get(cls, expr: str, numeric: Any = ()) -> Any:
+    def get(cls, expr: str, numeric: Any = (), typed: Any = ()) -> Any:
         """The per-record function of ``expr`` (cached); ``numeric`` names the columns whose missing
-        values are NaN (the schema's numeric fields)."""
-        key = (expr, numeric)
+        values are NaN (the schema's numeric fields), ``typed`` holds (column, type) of the other columns
+        whose streamlab type is known (their missing values are never read as NaN)."""
+        key = (expr, numeric, typed)
         fn = cls.CACHE.get(key)
         if fn is None:
-            fn = cls.CACHE[key] = cls(expr, numeric).function()
+            fn = cls.CACHE[key] = cls(expr, numeric, typed).function()
         return fn
 
-    def __init__(self, expr: str, numeric: Any) -> None:
+    def __init__(self, expr: str, numeric: Any, typed: Any = ()) -> None:
         self.expr = expr
         self.numeric = tuple(numeric)
+        self.typed = tuple(typed)
+        self.known = frozenset(name for name, _ in self.typed)
         self.reads = False
 
     def function(self) -> Any:
         """The per-record function: the compiled code, which asks pandas for what it is not sure of (all of
         the expression when it reads something the compiler does not know)."""
-        expr, numeric = self.expr, self.numeric
+        expr, numeric, typed = self.expr, self.numeric, self.typed
         fallback, none_arith = ExprCompiler.AskPandasError, ExprCompiler.NoneArithmeticError
         tree = self.parse(expr)
         body: Any = None
@@ -323,7 +326,7 @@ class ExprCompiler:
         if body is None or not self.reads:  # pandas answers a constant with a scalar: leave it to pandas
 
             def evaluate(row: dict[str, Any]) -> Any:
-                return pandas_eval(expr, row, numeric)
+                return pandas_eval(expr, row, numeric, typed)
 
             return evaluate
 
@@ -333,10 +336,10 @@ class ExprCompiler:
             except none_arith:  # pandas reads the missing values as NaN and evaluates again
                 try:
                     return body_nan(row)
-                except fallback:
-                    return pandas_eval(expr, row, numeric)
+                except (fallback, none_arith):  # a typed column's missing value stays what it is
+                    return pandas_eval(expr, row, numeric, typed)
             except fallback:
-                return pandas_eval(expr, row, numeric)
+                return pandas_eval(expr, row, numeric, typed)
 
         return evaluate_compiled
 
@@ -373,7 +376,7 @@ class ExprCompiler:
 
         fallback = ExprCompiler.AskPandasError
         if isinstance(n, ast.Name):
-            return self.column(n.id, nan_for_none or n.id in self.numeric)
+            return self.column(n.id, (nan_for_none and n.id not in self.known) or n.id in self.numeric)
         if isinstance(n, ast.Constant):
             value = n.value
             if not (
@@ -569,6 +572,8 @@ class ExprCompiler:
             if ta is str and tb is str:
                 return fn(a, b)
             if a is None or (b is None and equality):  # a missing value of an object column compares False
+                if not equality and tb in numbers:  # a missing string < a number: pandas' TypeError
+                    raise fallback
                 return differ  # (but a number < None on the right is a TypeError for pandas)
             if equality and (ta is str or tb is str):
                 return differ
@@ -607,20 +612,26 @@ class ExprCompiler:
         return run
 
 
-def pandas_eval(expr: str, row: dict[str, Any], numeric: Any = ()) -> Any:
-    """``expr`` evaluated by pandas on a one-row frame of ``row``, a missing value of a ``numeric`` column
-    read as NaN; when that is a type error, as arithmetic on another missing value is, those are read as
-    NaN too (a missing number is NaN in streamlab's columns)."""
+def pandas_eval(expr: str, row: dict[str, Any], numeric: Any = (), typed: Any = ()) -> Any:
+    """``expr`` evaluated by pandas on a one-row frame of ``row`` typed as streamlab's columns: a missing
+    value of a ``numeric`` column is NaN, a missing string or category (``typed``: (column, type) pairs)
+    is a missing value of a string column; when that is a type error, as arithmetic on a missing value of
+    a column of unknown type is, those are read as NaN too (a missing number is NaN in streamlab's
+    columns). A missing value of a column whose type is known stays what it is."""
     import pandas as pd
 
     frame = pd.DataFrame([row])
     nans = {c: "float64" for c in numeric if c in row and row[c] is None}
     if nans:
         frame = frame.astype(nans)
+    known = {c for c, _ in typed}
+    for c, kind in typed:
+        if kind in ("string", "category") and c in row and row[c] is None:
+            frame[c] = pd.Series([None], dtype="str", index=frame.index)
     try:
         value = frame.eval(expr)
     except TypeError:
-        missing = [c for c, v in row.items() if v is None and c not in nans]
+        missing = [c for c, v in row.items() if v is None and c not in nans and c not in known]
         if not missing:
             raise
         value = frame.astype({c: "float64" for c in missing}).eval(expr)
@@ -628,13 +639,17 @@ def pandas_eval(expr: str, row: dict[str, Any], numeric: Any = ()) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def eval_expr(expr: str, row: dict[str, Any], numeric: tuple[str, ...] = ()) -> Any:
+def eval_expr(
+    expr: str, row: dict[str, Any], numeric: tuple[str, ...] = (), typed: tuple[tuple[str, str], ...] = ()
+) -> Any:
     """A pandas expression (as streamlab's filter/with_columns) evaluated on one row, as
     ``pandas.DataFrame([row]).eval(expr)`` answers it, by code compiled once per expression.
 
     A missing value (None) of a ``numeric`` column (the schema's numbers) is NaN, as in streamlab's
-    columns. Any other missing value is first left as it is (``x > 0`` is False); when that is a type
-    error, as arithmetic on None is, it is read as NaN.
+    columns; one of a string or category column in ``typed`` ((column, type) pairs of the columns of known
+    non-numeric type) is a missing string. Any other missing value is first left as it is (``x > 0`` is
+    False); when that is a type error, as arithmetic on None is, it is read as NaN unless its column is
+    in ``typed``.
 
     Examples
     --------
@@ -643,16 +658,38 @@ def eval_expr(expr: str, row: dict[str, Any], numeric: tuple[str, ...] = ()) -> 
     >>> eval_expr("amount > 10 & kind == 'buy'", {"amount": 12, "kind": "buy"})
     True
     """
-    fn = ExprCompiler.CACHE.get((expr, numeric))
+    fn = ExprCompiler.CACHE.get((expr, numeric, typed))
     if fn is None:
-        fn = ExprCompiler.get(expr, numeric)
+        fn = ExprCompiler.get(expr, numeric, typed)
     return fn(row)
 
 
-def assign_exprs(row: dict[str, Any], columns: Any, numeric: tuple[str, ...] = ()) -> dict[str, Any]:
+def filter_keeps(
+    expr: str, row: dict[str, Any], numeric: tuple[str, ...] = (), typed: tuple[tuple[str, str], ...] = ()
+) -> bool:
+    """Whether streamlab's ``filter(expr)`` keeps ``row``: its value (:func:`eval_expr`) is true and not
+    missing (a missing value, None or NaN, drops the row, as in streamlab's filter).
+
+    Examples
+    --------
+    >>> filter_keeps("amount", {"amount": None}, ("amount",)), filter_keeps("amount > 1", {"amount": 2.0})
+    (False, True)
+    """
+    value = eval_expr(expr, row, numeric, typed)
+    if value is None or type(value).__name__ == "NAType" or value != value:
+        return False
+    return bool(value)
+
+
+def assign_exprs(
+    row: dict[str, Any],
+    columns: Any,
+    numeric: tuple[str, ...] = (),
+    typed: tuple[tuple[str, str], ...] = (),
+) -> dict[str, Any]:
     """``row`` with the columns of streamlab's ``with_columns``: (name, expression) pairs evaluated in
-    order, each seeing the columns set before it (``numeric`` as for :func:`eval_expr`)."""
+    order, each seeing the columns set before it (``numeric`` and ``typed`` as for :func:`eval_expr`)."""
     out = dict(row)
     for name, expr in columns:
-        out[name] = eval_expr(expr, out, numeric)
+        out[name] = eval_expr(expr, out, numeric, typed)
     return out

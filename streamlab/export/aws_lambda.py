@@ -247,7 +247,8 @@ def timestream_record(result, version=1):
         value = result[name]
         if value is None or (isinstance(value, float) and math.isnan(value)):
             continue  # Timestream has no NaN: a missing measure reads as null
-        measures.append({{"Name": name, "Value": str(value), "Type": kind}})
+        text = ("true" if value else "false") if kind == "BOOLEAN" else str(value)  # Timestream's booleans
+        measures.append({{"Name": name, "Value": text, "Type": kind}})
     return {{
         "Dimensions": dimensions,
         "MeasureName": WINDOW_STEP,
@@ -735,13 +736,17 @@ class _Steps:
         self.types: dict[str, dict[str, str]] | None = None
 
     def numeric(self, step: Step) -> str:
-        """A constant naming the numeric columns of ``step``'s input: ``eval_expr`` reads their missing
-        values as NaN, as streamlab's columns hold them."""
+        """Two constants, as ``eval_expr``'s last arguments: the numeric columns of ``step``'s input
+        (``eval_expr`` reads their missing values as NaN, as streamlab's columns hold them) and the
+        (column, type) pairs of its other typed columns."""
         if self.types is None:
             self.types = _detectors.output_types(self.p, _plan.column_types(self.p))
         name = f"{_plan.ident(step.step_id).upper()}_NUMERIC"
-        self.consts.append(f"{name} = {_plan.numeric_columns(self.types.get(step.inputs[0], {}))!r}")
-        return name
+        typed = f"{_plan.ident(step.step_id).upper()}_TYPED"
+        types = self.types.get(step.inputs[0], {})
+        self.consts.append(f"{name} = {_plan.numeric_columns(types)!r}")
+        self.consts.append(f"{typed} = {_plan.typed_columns(types)!r}")
+        return f"{name}, {typed}"
 
     def emit(self, line: str = "") -> None:
         self.lines.append(("    " + line) if line else "")
@@ -865,8 +870,8 @@ class _Steps:
 def _lambda_filter(steps: _Steps, step: FilterStep) -> None:
     sid = step.step_id
     if step.expr is not None:
-        steps.snippets.add("eval_expr")
-        test, what = f"eval_expr({step.expr!r}, row, {steps.numeric(step)})", f"filter {step.expr!r}"
+        steps.snippets.add("filter_keeps")
+        test, what = f"filter_keeps({step.expr!r}, row, {steps.numeric(step)})", f"filter {step.expr!r}"
     elif step.per_event:
         test, what = f"{steps.fn(step, 'filter')}(row)", f"filter_one({step.fn.name})"  # type: ignore[union-attr]  # no expr: fn is set
     else:

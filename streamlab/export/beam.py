@@ -1009,10 +1009,11 @@ def _beam_filter(gen: _Generator, step: FilterStep, v: str, src: str) -> None:
     label = step.step_id
     gen.need("filter")
     if step.expr is not None:
-        gen.snippets.add("eval_expr")
-        numeric = f"{_plan.ident(sid).upper()}_NUMERIC"
-        gen.consts.append(f"{numeric} = {_plan.numeric_columns(gen.types.get(step.inputs[0], {}))!r}")
-        pred = f"lambda row: eval_expr({step.expr!r}, row, {numeric})"
+        gen.snippets.add("filter_keeps")
+        c = _plan.ident(sid).upper()
+        gen.consts.append(f"{c}_NUMERIC = {_plan.numeric_columns(gen.types.get(step.inputs[0], {}))!r}")
+        gen.consts.append(f"{c}_TYPED = {_plan.typed_columns(gen.types.get(step.inputs[0], {}))!r}")
+        pred = f"lambda row: filter_keeps({step.expr!r}, row, {c}_NUMERIC, {c}_TYPED)"
         what = f"filter {step.expr!r}"
     else:
         assert step.fn is not None
@@ -1040,7 +1041,8 @@ def _beam_map(gen: _Generator, step: MapStep, v: str, src: str) -> None:
         c = _plan.ident(sid).upper()
         gen.consts.append(f"{c}_COLUMNS = {step.columns!r}")
         gen.consts.append(f"{c}_NUMERIC = {_plan.numeric_columns(gen.types.get(step.inputs[0], {}))!r}")
-        fn = f"lambda row: [assign_exprs(row, {c}_COLUMNS, {c}_NUMERIC)]"
+        gen.consts.append(f"{c}_TYPED = {_plan.typed_columns(gen.types.get(step.inputs[0], {}))!r}")
+        fn = f"lambda row: [assign_exprs(row, {c}_COLUMNS, {c}_NUMERIC, {c}_TYPED)]"
         what = "with_columns(" + ", ".join(f"{k}={e!r}" for k, e in step.columns) + ")"
     else:
         assert step.fn is not None

@@ -517,13 +517,13 @@ def transform_row(row, step, what, emit, transform):
 
 def keep_row(row, step):
     """Whether the filter's expression (pandas, as streamlab evaluates it) holds for the row."""
-    return bool(eval_expr(FILTERS[step], row, NUMERIC[step]))
+    return filter_keeps(FILTERS[step], row, NUMERIC[step], TYPED[step])
 
 
 def map_row(row, step):
     """The row with the step's columns added, each expression seeing the columns before it."""
     for name, expr in MAPS[step]:
-        row = {**row, name: eval_expr(expr, row, NUMERIC[step])}
+        row = {**row, name: eval_expr(expr, row, NUMERIC[step], TYPED[step])}
     return row
 '''
 
@@ -680,7 +680,7 @@ def _consts(p: Pipeline) -> tuple[list[str], set[str]]:
         if isinstance(s, OperatorStep)
     }
     if filters or maps:
-        snippets.add("eval_expr")
+        snippets.update({"eval_expr", "filter_keeps"})
         consts.append("# filter step -> expression; with_columns step -> (column, expression), in order")
         consts += [_plan.const("FILTERS", filters), _plan.const("MAPS", maps)]
         types = _detectors.output_types(p, _plan.column_types(p))
@@ -689,6 +689,9 @@ def _consts(p: Pipeline) -> tuple[list[str], set[str]]:
         }
         consts.append("# filter and with_columns step -> the input's numeric columns (a missing one is NaN)")
         consts.append(_plan.const("NUMERIC", numeric))
+        typed = {sid: _plan.typed_columns(types.get(p.steps[sid].inputs[0], {})) for sid in [*filters, *maps]}
+        consts.append("# filter and with_columns step -> (column, type) of the input's other typed columns")
+        consts.append(_plan.const("TYPED", typed))
     if rows:
         snippets.update({"eval_expr", "to_ns", "from_ns"})
         consts.append(

@@ -96,3 +96,25 @@ def test_a_checkpoint_of_the_per_record_rule_resumes_in_the_table():
     want = [rule.is_duplicate(k, t) for k, t in [("a", 7), ("b", 12), ("a", 12)]]
     assert out["out"]["event_id"].tolist() == [k for k, d in zip(["a", "b", "a"], want) if not d]
     assert op.open_state() == {"remembered_ids": len(rule.seen), "forgotten_ids": rule.forgotten}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ops=st.lists(
+        st.tuples(st.sampled_from("abcdefg"), st.one_of(st.none(), st.integers(0, 60)), st.booleans()),
+        max_size=40,
+    ),
+    ttl=st.one_of(st.none(), st.integers(0, 20)),
+    max_ids=st.integers(1, 5),
+)
+def test_state_through_json_at_any_record_answers_as_the_state_kept(ops, ttl, max_ids):
+    """A Lambda invocation loads the per-record rule's state from JSON (built at once, not id by id):
+    reloading it after any record changes no answer."""
+    import json
+
+    kept, reloaded = Dedup(ttl, max_ids), Dedup(ttl, max_ids)
+    for key, ts, reload in ops:
+        if reload:
+            reloaded = Dedup.from_json(json.loads(json.dumps(reloaded.to_json())), ttl, max_ids)
+        assert reloaded.is_duplicate(key, ts) == kept.is_duplicate(key, ts)
+        assert reloaded.to_json() == kept.to_json()

@@ -286,3 +286,61 @@ def test_timestream_emulation_rejects_two_values_under_one_version() -> None:
     assert _results_from_timestream([rec("2", 2), rec("1", 1)], ("event_type",))["count"].tolist() == [2]
     with pytest.raises(AssertionError, match="would reject"):
         _results_from_timestream([rec("2", 1), rec("3", 1)], ("event_type",))
+
+
+def every_aggregator(name: str = "every_aggregator") -> Pipeline:
+    p = Pipeline(ListSource([b"{}"]), name=name)
+    p.parse(SCHEMA).window(TumblingWindow("1m"), key="event_type", delay="5s").agg(
+        agg.count(),
+        agg.count("amount"),
+        agg.sum("amount"),
+        agg.mean("amount"),
+        agg.min("amount"),
+        agg.max("amount"),
+        agg.count_distinct("user_id"),
+        agg.quantile("amount", 0.5),
+        agg.first("amount"),
+        agg.last("user_id"),
+    )
+    return p
+
+
+@pytest.mark.services
+def test_every_aggregator_as_deployed_on_the_fixed_sample(tmp_path: Path) -> None:
+    """Every built-in aggregator through the handler as deployed (batches of 2: a window's accumulators
+    cross invocations); tests/export/test_agg_parity.py compares them row by row under hypothesis."""
+    report = verify(every_aggregator(), FIXED_SAMPLE, "lambda", workdir=tmp_path, lambda_batch_size=2)
+    assert report.equal, report.diff
+    assert report.counts["window"] == {"streamlab": 5, "lambda": 5}
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_verify_handles_ten_thousand_records_within_a_minute(tmp_path: Path) -> None:
+    """As the Beam test: CPU seconds of this process (moto's server is a thread of it) for 10,000 records
+    with repeats and late rows, in invocations of verify's default batch size."""
+    import random
+    import resource
+
+    rng = random.Random(7)
+    lines = []
+    for i in range(10_000):
+        t = BASE_MS + i * 300 + rng.randint(-3_000, 3_000)  # disorder beyond the delay: late rows
+        lines.append(record(i, t, rng.choice(("click", "view", "buy")), "u1", 1.0))
+        if rng.random() < 0.01:
+            lines.append(lines[-1])
+    p = Pipeline(ListSource([b"{}"]), name="ten_thousand")
+    p.parse(SCHEMA).dedup("event_id", ttl="10m").window(
+        TumblingWindow("1m"), key="event_type", delay="2s"
+    ).agg(agg.count())
+
+    def cpu() -> float:
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    started = cpu()
+    report = verify(p, lines, "lambda", workdir=tmp_path)
+    spent = cpu() - started
+    assert report.equal, report.diff
+    assert report.counts["window.late"]["lambda"] > 0
+    assert spent < 60, f"verify(target='lambda') took {spent:.0f} CPU seconds for {len(lines)} records"
