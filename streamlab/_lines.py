@@ -4,7 +4,9 @@ A raw replay (``ReplaySource(path, raw=True)``) delivers each line as a value; a
 same bytes newline-joined, which is what the file was. While the source lives, :func:`file_slice` finds
 the part of the file behind a run of its lines, so the parse step hands that to arrow's JSON reader
 instead of joining the lines again. It answers only for lines cut from a file where no line ends with a
-carriage return, so the joined lines and the file's bytes are the same bytes.
+carriage return, so the joined lines and the file's bytes are the same bytes. :func:`line_extremes`
+gives bounds on those lines' bytes, measured as their block was split, so the parse step's scans for
+control bytes and non-ASCII bytes need not run again over a batch of them.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 # (address of the data, address of the offsets) of a file's lines -> the file's bytes, its lines, whose
-# buffers it keeps alive (so no other array can reuse these addresses while the entry exists)
-_FILES: dict[tuple[int, int], tuple[pa.Buffer, pa.BinaryArray]] = {}
+# buffers it keeps alive (so no other array can reuse these addresses while the entry exists), and the
+# least and greatest byte of those lines (see :func:`line_extremes`)
+_FILES: dict[tuple[int, int], tuple[pa.Buffer, pa.BinaryArray, tuple[int, int]]] = {}
 # blocks of lines and their splits come from the C library's allocator, which keeps freed blocks of this
 # size for the next ones: arrow's default pool hands them back to the system, and every block of a
 # large file would fault in fresh pages (a third of the time of reading a file block by block)
@@ -46,9 +49,9 @@ def file_lines(path: Path, owner: object | None = None) -> pd.Series:
     # read into arrow's memory pool, which reuses its pages (a Python bytes object faults in fresh ones)
     with pa.input_stream(str(path), compression=_compression(path)) as f:
         file = f.read_buffer()
-    arr, cr = _split(file, file.size)
-    if cr is None and owner is not None and len(arr):
-        key = _register(file, arr)
+    arr, cr, extremes = _split(file, file.size)
+    if cr is None and extremes is not None and owner is not None and len(arr):
+        key = _register(file, arr, extremes)
         weakref.finalize(owner, _FILES.pop, key, None)
     return _series(arr)
 
@@ -63,32 +66,57 @@ def _series(arr: pa.Array | list[bytes]) -> pd.Series:
     return pd.Series(pd.arrays.ArrowExtensionArray(arr))
 
 
-def _register(file: pa.Buffer, arr: pa.BinaryArray) -> tuple[int, int]:
-    """Let :func:`file_slice` find ``file`` behind ``arr`` (its lines, none ending with ``\\r``)."""
+def _register(file: pa.Buffer, arr: pa.BinaryArray, extremes: tuple[int, int]) -> tuple[int, int]:
+    """Let :func:`file_slice` find ``file`` behind ``arr`` (its lines, none ending with ``\\r``), and
+    :func:`line_extremes` their least and greatest byte, ``extremes``."""
     key = (arr.buffers()[2].address, arr.buffers()[1].address)
-    _FILES[key] = (file, arr)
+    _FILES[key] = (file, arr, extremes)
     return key
 
 
-def _split(data: pa.Buffer, size: int) -> tuple[pa.BinaryArray | list[bytes], np.ndarray | None]:
-    """The lines of ``data[:size]`` (split at ``\\n``, one trailing ``\\r`` removed, no final empty line)
-    and which of them lost a ``\\r`` (None when none did)."""
+_NO_BYTES = (0xFF, 0x00)  # the extremes of lines without a byte
+
+
+def _extremes(arr: pa.BinaryArray) -> tuple[int, int]:
+    """The least and greatest byte of the lines of ``arr`` (their line breaks are not in them), in one
+    pass of arrow's ``min_max`` over their bytes."""
+    offsets = np.frombuffer(arr.buffers()[1], np.int32, 2, arr.offset * 4)
+    first = int(offsets[0])
+    last = int(np.frombuffer(arr.buffers()[1], np.int32, 1, (arr.offset + len(arr)) * 4)[0])
+    if last == first or arr.buffers()[2] is None:
+        return _NO_BYTES
+    body = pa.Array.from_buffers(
+        pa.uint8(), last - first, [None, arr.buffers()[2].slice(first, last - first)]
+    )
+    least, greatest = pc.min_max(body).values()
+    return int(least.as_py()), int(greatest.as_py())
+
+
+def _split(
+    data: pa.Buffer, size: int
+) -> tuple[pa.BinaryArray | list[bytes], np.ndarray | None, tuple[int, int] | None]:
+    """The lines of ``data[:size]`` (split at ``\\n``, one trailing ``\\r`` removed, no final empty line),
+    which of them lost a ``\\r`` (None when none did), and the least and greatest byte of the lines as
+    split (None for a list of bytes)."""
     if size >= 2**31:  # beyond a binary array's 32-bit offsets: a list of bytes
         lines = data.slice(0, size).to_pybytes().split(b"\n")
         if lines[-1] == b"":
             lines.pop()
         cr = np.array([ln.endswith(b"\r") for ln in lines], dtype=bool)
-        return [ln[:-1] if c else ln for ln, c in zip(lines, cr.tolist())], cr if cr.any() else None
+        return [ln[:-1] if c else ln for ln, c in zip(lines, cr.tolist())], cr if cr.any() else None, None
     if not size:
-        return pa.array([], pa.binary()), None
+        return pa.array([], pa.binary()), None, _NO_BYTES
     whole = pa.Array.from_buffers(pa.binary(), 1, [None, pa.py_buffer(np.array([0, size], np.int32)), data])
     arr = pc.split_pattern(whole, b"\n", memory_pool=_POOL).flatten()
     if np.frombuffer(data, np.uint8, 1, size - 1)[0] == 10:  # a final break ends the last line
         arr = arr.slice(0, len(arr) - 1)
+    extremes = _extremes(arr)
+    if extremes[0] >= 0x20:  # no control byte, so no "\r" to look for at the lines' ends
+        return arr, None, extremes
     cr = _ends_with_carriage_return(arr)
     if cr.any():
-        return _drop_carriage_returns(arr), cr
-    return arr, None
+        return _drop_carriage_returns(arr), cr, None
+    return arr, None, extremes
 
 
 class LineBlocks:
@@ -123,6 +151,7 @@ class LineBlocks:
         self._eof = False
         self._read_bytes = 0  # of the file (uncompressed)
         self._mean = 256.0  # bytes per line so far, to size reads
+        self._probed = False  # whether a first small read measured the lines (so the next is sized right)
         self._keys: deque[tuple[int, int]] = deque()
         self.taken = 0
         self._left: int | None = None  # lines not taken, once counted
@@ -144,7 +173,10 @@ class LineBlocks:
     def take(self, limit: int) -> pd.Series:
         """The next ``limit`` lines (fewer at the end), as :func:`file_lines` gives them."""
         while self._pending() < limit and not self._all_split():
-            self._read(limit - self._pending())
+            # the first read is small: it learns the lines' length, so the first batch's block is not
+            # sized by a guess (a block too large is split and copied twice, before any parsing starts)
+            self._read(limit - self._pending() if self._probed else 0)
+            self._probed = True
         n = min(limit, self._pending())
         assert self._lines is not None or n == 0
         out = self._lines[self._first : self._first + n] if self._lines is not None else []
@@ -192,12 +224,12 @@ class LineBlocks:
         self._split(size if self._eof else _after_last_break(view[:size]))
 
     def _split(self, end: int) -> None:
-        lines, cr = _split(self._block, end) if end else (pa.array([], pa.binary()), None)
+        lines, cr, extremes = _split(self._block, end) if end else (pa.array([], pa.binary()), None, None)
         self._lines, self._cr, self._split_end, self._first = lines, cr, end, 0
         if len(lines):
             self._mean = end / len(lines)
-        if cr is None and not isinstance(lines, list) and len(lines):
-            self._keys.append(_register(self._block.slice(0, end), lines))
+        if cr is None and extremes is not None and not isinstance(lines, list) and len(lines):
+            self._keys.append(_register(self._block.slice(0, end), lines, extremes))
             while len(self._keys) > self._KEEP:
                 _FILES.pop(self._keys.popleft(), None)
 
@@ -259,21 +291,53 @@ def file_slice(arr: pa.BinaryArray) -> pa.Buffer | None:
     >>> file_slice(pa.array([b'{"a":1}'])) is None
     True
     """
+    found = _lookup(arr)
+    if found is None:
+        return None
+    file, lines, _ = found
+    buffers = arr.buffers()
+    offsets = np.frombuffer(buffers[1], np.int32)
+    first = arr.offset - lines.offset  # the index of arr's first line among the file's lines
+    base = int(offsets[lines.offset])
+    start = int(offsets[arr.offset]) - base + first  # every earlier line is followed by one "\n"
+    stop = int(offsets[arr.offset + len(arr)]) - base + first + len(arr)
+    return file.slice(start, min(stop, file.size) - start)
+
+
+def _lookup(arr: pa.BinaryArray) -> tuple[pa.Buffer, pa.BinaryArray, tuple[int, int]] | None:
+    """The entry of :data:`_FILES` whose lines hold ``arr`` (a non-empty run of them), or None."""
     if len(arr) == 0:
         return None
     buffers = arr.buffers()
     found = _FILES.get((buffers[2].address, buffers[1].address))
     if found is None:
         return None
-    file, lines = found
-    offsets = np.frombuffer(buffers[1], np.int32)
-    first = arr.offset - lines.offset  # the index of arr's first line among the file's lines
-    if first < 0 or first + len(arr) > len(lines):
+    first = arr.offset - found[1].offset  # the index of arr's first line among the file's lines
+    if first < 0 or first + len(arr) > len(found[1]):
         return None
-    base = int(offsets[lines.offset])
-    start = int(offsets[arr.offset]) - base + first  # every earlier line is followed by one "\n"
-    stop = int(offsets[arr.offset + len(arr)]) - base + first + len(arr)
-    return file.slice(start, min(stop, file.size) - start)
+    return found
+
+
+def line_extremes(arr: pa.BinaryArray) -> tuple[int, int] | None:
+    """Bounds on the bytes of ``arr``, a run of lines from :func:`file_lines` (as :func:`file_slice`
+    takes them): no byte of its lines is below the first or above the second; None when ``arr`` is not
+    such a run. They are the extremes of the block of lines ``arr`` was cut from, measured as it was
+    split, so a batch of its lines needs no scan to learn it holds no control byte, or only ASCII.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "x.jsonl"
+    >>> _ = path.write_bytes(b'{"a":1}\\n{"a":"z"}\\n')
+    >>> owner = type("Owner", (), {})()
+    >>> lines = pa.array(file_lines(path, owner), pa.binary())
+    >>> [chr(b) for b in line_extremes(lines.slice(0, 1))]
+    ['"', '}']
+    >>> line_extremes(pa.array([b'{"a":1}'])) is None
+    True
+    """
+    found = _lookup(arr)
+    return None if found is None else found[2]
 
 
 def _ends_with_carriage_return(arr: pa.BinaryArray) -> np.ndarray:

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from streamlab._dead_letter import raw_dead_letter_frame
-from streamlab._lines import file_slice
+from streamlab._lines import file_slice, line_extremes
 from streamlab._record import MAX_DEPTH, MAX_NUMBER_DIGITS, BadRecordError, read_record
 from streamlab.operators import Operator, Outputs
 
@@ -488,6 +488,7 @@ class ParseOperator(Operator):
         # every record followed by a line break, in one arrow buffer: arrow's line-delimited input; for
         # lines of a file (a raw ReplaySource) the file's own bytes, else the lines joined again
         buf = file_slice(arr)
+        known = line_extremes(arr) if buf is not None else None
         if buf is None:
             lines = pc.binary_join_element_wise(arr, _NEWLINE, _NOTHING)
             buf = lines.buffers()[2].slice(0, int(lens.sum()) + len(lens))
@@ -499,16 +500,20 @@ class ParseOperator(Operator):
         # one reduction over the records' own bytes (no separators) rules out control bytes in most batches
         offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset : arr.offset + len(arr) + 1]
         body = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
-        # (its least byte tells whether any is a control byte, its greatest whether all are ASCII)
-        least, greatest = (
-            pc.min_max(pa.array(body)).values() if len(body) else (pa.scalar(0x20), pa.scalar(0))
-        )
-        odd = _odd_records(view, lens, controls=least.as_py() < 0x20)
+        # (its least byte tells whether any is a control byte, its greatest whether all are ASCII); lines
+        # of a file come with bounds measured as their block was split, which settle most batches
+        if known is not None and known[0] >= 0x20 and known[1] < 0x80:
+            least, greatest = known
+        elif len(body):
+            least, greatest = (int(v.as_py()) for v in pc.min_max(pa.array(body)).values())
+        else:
+            least, greatest = 0x20, 0
+        odd = _odd_records(view, lens, controls=least < 0x20)
         if odd is not None:
             shaped &= ~odd
         if not shaped.all():
             return shaped
-        if len(lens) <= _SMALL_CHUNK or not (greatest.as_py() < 0x80 or _is_utf8(buf)):
+        if len(lens) <= _SMALL_CHUNK or not (greatest < 0x80 or _is_utf8(buf)):
             return None
         return buf
 

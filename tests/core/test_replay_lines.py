@@ -120,3 +120,36 @@ def test_a_streamed_replay_hands_arrow_each_blocks_own_bytes(tmp_path, monkeypat
     p.run(clock=ManualClock(0), batch_size=700)
     assert ok.frame()["k"].tolist() == list(range(3000)) and dead.frame()["raw"].tolist() == [b"bad"]
     assert len(slices) == 5 and all(slices)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.sampled_from([*PIECES, b"\t", b"\x00", b"~", b"\x7f", b"\x80"]), st.binary()),
+        max_size=20,
+    )
+)
+def test_the_split_measures_the_least_and_greatest_byte_of_its_lines(parts):
+    """The bounds a block's split keeps (which spare the parse step its scans) are its lines' exact ones."""
+    data = b"".join(parts)
+    lines, cr, extremes = lines_module._split(pa.py_buffer(data), len(data))
+    want = split_reference(data)
+    assert (lines.tolist() if isinstance(lines, list) else lines.to_pylist()) == want
+    body = b"".join(want)
+    if cr is not None:  # lines that lost a "\r" are never registered: no bounds needed
+        assert extremes is None and any(ln.endswith(b"\r") for ln in data.split(b"\n"))
+    else:
+        assert extremes == ((min(body), max(body)) if body else lines_module._NO_BYTES)
+
+
+def test_a_batch_of_file_lines_carries_bounds_on_its_bytes(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(b'{"k":%d}\n' % i for i in range(1000)) + b'{"k":"\xc3\xa9"}\n')
+    blocks = LineBlocks(path, min_read=64)
+    first = pa.array(blocks.take(400), pa.binary())
+    least, greatest = lines_module.line_extremes(first)
+    assert least <= min(b"".join(first.to_pylist())) and greatest >= max(b"".join(first.to_pylist()))
+    rest = pa.array(blocks.take(700), pa.binary())
+    assert lines_module.line_extremes(rest) == (ord('"'), 0xC3)
+    assert lines_module.line_extremes(pa.array([b'{"k":1}'])) is None
+    blocks.close()
