@@ -269,3 +269,15 @@ def test_unknown_subcommand_is_one_line(capsys):
     assert main(["rnu"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "rnu" in err and "--help" in err
+
+
+def test_an_all_digit_kafka_topic_in_yaml_says_to_quote_it(tmp_path, capsys):
+    """YAML reads ``topics: [2024]`` as a number: the error names the step and says to quote it."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "streaming:\n  sources:\n"
+        "    - {step_id: clicks, kind: kafka, topics: [2024], bootstrap_servers: '127.0.0.1:1', group_id: g}\n"
+        "  processing:\n    - {step_id: parse, kind: parse, input: clicks}\n"
+    )
+    err = one_line_error(capsys, ["run", str(spec)])
+    assert "'clicks'" in err and "2024 is a number" in err and "topics: ['2024']" in err

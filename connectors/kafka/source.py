@@ -142,7 +142,16 @@ class KafkaSource(Source):
         name = type(self).__name__
         topic_list = [topics] if isinstance(topics, str) else list(topics)
         if not topic_list or not all(isinstance(t, str) and t for t in topic_list):
-            raise ValueError(f"{name}(topics={topics!r}): give one topic name or a non-empty list of names")
+            numbers = [t for t in topic_list if isinstance(t, (int, float)) and not isinstance(t, bool)]
+            hint = (
+                f"; {numbers[0]!r} is a number, not a name: in YAML quote a topic whose name is all digits"
+                f" (topics: ['{numbers[0]}'])"
+                if numbers
+                else ""
+            )
+            raise ValueError(
+                f"{name}(topics={topics!r}): give one topic name or a non-empty list of names{hint}"
+            )
         if not isinstance(group_id, str) or not group_id:
             raise ValueError(
                 f"{name}(group_id={group_id!r}): a consumer group id (non-empty string) is required"
