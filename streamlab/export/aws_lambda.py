@@ -337,15 +337,23 @@ def truncated(output, row, record, body, size, limit):
         "raw_bytes": len(raw),
         "raw_sha256": hashlib.sha256(raw).hexdigest(),
     }}
-    text = raw.decode("utf-8", "replace")
-    lo, hi = 0, min(len(text), limit)  # the longest prefix whose message fits (a character takes a byte or more)
+    if "reason" in head and message_bytes(dump_json({{**head, "raw": ""}})) > limit:  # a reason of escapes
+        head["reason"] = longest_prefix(lambda r: dump_json({{**head, "reason": r, "raw": ""}}), head["reason"], limit)
+    text = longest_prefix(lambda r: dump_json({{**head, "raw": r}}), raw.decode("utf-8", "replace"), limit)
+    return dump_json({{**head, "raw": text}})
+
+
+def longest_prefix(message, text, limit):
+    """The longest prefix of ``text`` whose ``message(prefix)`` fits ``limit`` bytes (a binary search: a
+    character takes a byte or more)."""
+    lo, hi = 0, min(len(text), limit)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if message_bytes(dump_json({{**head, "raw": text[:mid]}})) <= limit:
+        if message_bytes(message(text[:mid])) <= limit:
             lo = mid
         else:
             hi = mid - 1
-    return dump_json({{**head, "raw": text[:lo]}})
+    return text[:lo]
 
 
 def send_side_outputs(side, records=(), shard=""):

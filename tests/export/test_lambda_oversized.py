@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from streamlab import Pipeline, TumblingWindow, agg
 from streamlab.export import to_lambda
@@ -208,3 +210,34 @@ def test_the_limit_is_the_queues_and_falls_back_to_256_kib(
     (body,) = receive(sqs, big)
     assert json.loads(body)["raw"].encode() == NOT_JSON and "raw_truncated" not in body
     assert module.message_bytes("é", {"k": {"DataType": "String", "StringValue": "vé"}}) == 2 + 1 + 6 + 3
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=6_000), limit=st.integers(1_024, 4_096), reason=st.text(max_size=300))
+def test_a_truncated_message_is_the_longest_prefix_that_fits(
+    tmp_path_factory: pytest.TempPathFactory, raw: bytes, limit: int, reason: str
+) -> None:
+    module = _module(tmp_path_factory)
+    event = kinesis_event([("7", raw)], None, False)
+    row = {"raw": raw.decode("utf-8", "replace"), "reason": reason, "step_id": "parse", "sequenceNumber": "7"}
+    body = module.dump_json({"output": "parse.dead_letter", **row})
+    message = module.truncated("parse.dead_letter", row, event["Records"][0], body, len(body), limit)
+    got = json.loads(message)
+    text = raw.decode("utf-8", "replace")
+    assert len(message.encode()) <= limit  # fits, even when the reason alone would not (all escapes)
+    assert text.startswith(got["raw"]) and got["raw_bytes"] == len(raw)
+    assert got["raw_sha256"] == hashlib.sha256(raw).hexdigest() and reason.startswith(got["reason"])
+    if got["reason"] != reason:
+        assert got["raw"] == ""  # the reason is cut only when no raw fits
+    if got["raw"] != text:  # one more character would not have fitted
+        longer = module.dump_json({**got, "raw": text[: len(got["raw"]) + 1]})
+        assert len(longer.encode()) > limit
+
+
+_MODULES: dict[str, Any] = {}
+
+
+def _module(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    if "m" not in _MODULES:
+        _MODULES["m"] = load_module(to_lambda(counts(), tmp_path_factory.mktemp("handler")).module)
+    return _MODULES["m"]
