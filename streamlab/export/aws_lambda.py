@@ -241,7 +241,7 @@ def run_records(records, state, keyed=None):
 
 
 FALLBACK_MESSAGE_BYTES = 262_144
-"""SQS's MaximumMessageSize before 2025 (and the smallest default): assumed when the queue's cannot be read."""
+"""SQS's default MaximumMessageSize before 2025: assumed when the queue's cannot be read."""
 
 _queue_limits = {{}}
 
@@ -254,13 +254,14 @@ def queue_limit(queue):
             attrs = client("sqs").get_queue_attributes(QueueUrl=queue, AttributeNames=["MaximumMessageSize"])
             _queue_limits[queue] = int(attrs["Attributes"]["MaximumMessageSize"])
         except Exception:
-            log.warning("reading MaximumMessageSize of %s failed; assuming %s bytes", queue, FALLBACK_MESSAGE_BYTES)
+            log.warning("reading MaximumMessageSize of %s failed; assuming %s", queue, FALLBACK_MESSAGE_BYTES)
             return FALLBACK_MESSAGE_BYTES
     return _queue_limits[queue]
 
 
 def message_bytes(body, attributes=None):
-    """What SQS counts against MaximumMessageSize: the body and each attribute's name, type and value, in UTF-8."""
+    """What SQS counts against MaximumMessageSize: the body and each attribute's name, type and value
+    (UTF-8 bytes)."""
     size = len(body.encode("utf-8"))
     for name, attr in (attributes or {{}}).items():
         value = attr.get("StringValue")
@@ -285,7 +286,8 @@ def dead_letter_key(record, shard, output, nth):
 
 
 def oversized_head(output, row, record, size, limit):
-    """What a pointer or a truncated message keeps of a side output: its name, reason, the record's metadata."""
+    """What a pointer or a truncated message keeps of a side output: its name, reason and the record's
+    metadata."""
     kinesis = (record or {{}}).get("kinesis") or {{}}
     head = {{"output": output}}
     for name in ("reason", "step_id"):
@@ -293,7 +295,8 @@ def oversized_head(output, row, record, size, limit):
             head[name] = str(row[name])[:4096]
     head["sequenceNumber"] = row.get("sequenceNumber", kinesis.get("sequenceNumber"))
     head["partitionKey"] = row.get("partitionKey", kinesis.get("partitionKey"))
-    head["approximateArrivalTimestamp"] = row.get("approximateArrivalTimestamp", kinesis.get("approximateArrivalTimestamp"))
+    arrival = "approximateArrivalTimestamp"
+    head[arrival] = row.get(arrival, kinesis.get(arrival))
     head["message_bytes"] = size
     head["queue_limit_bytes"] = limit
     return head
@@ -311,7 +314,8 @@ def offload(bucket, key, output, row, record, body, size, limit):
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError:
-            payload = dump_json({{"output": output, **row, "raw_base64": base64.b64encode(raw).decode("ascii")}})
+            exact = base64.b64encode(raw).decode("ascii")
+            payload = dump_json({{"output": output, **row, "raw_base64": exact}})
     data = payload.encode("utf-8")
     try:
         client("s3").put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/json")
@@ -321,7 +325,8 @@ def offload(bucket, key, output, row, record, body, size, limit):
             output, row.get("sequenceNumber"), len(data), bucket, key,
         )
         return None
-    pointer = {{**oversized_head(output, row, record, size, limit), "payload_s3": {{"bucket": bucket, "key": key}}}}
+    pointer = oversized_head(output, row, record, size, limit)
+    pointer["payload_s3"] = {{"bucket": bucket, "key": key}}
     return dump_json({{**pointer, "payload_bytes": len(data)}})
 
 
@@ -338,7 +343,8 @@ def truncated(output, row, record, body, size, limit):
         "raw_sha256": hashlib.sha256(raw).hexdigest(),
     }}
     if "reason" in head and message_bytes(dump_json({{**head, "raw": ""}})) > limit:  # a reason of escapes
-        head["reason"] = longest_prefix(lambda r: dump_json({{**head, "reason": r, "raw": ""}}), head["reason"], limit)
+        reason = head["reason"]
+        head["reason"] = longest_prefix(lambda r: dump_json({{**head, "reason": r, "raw": ""}}), reason, limit)
     text = longest_prefix(lambda r: dump_json({{**head, "raw": r}}), raw.decode("utf-8", "replace"), limit)
     return dump_json({{**head, "raw": text}})
 

@@ -241,3 +241,21 @@ def _module(tmp_path_factory: pytest.TempPathFactory) -> Any:
     if "m" not in _MODULES:
         _MODULES["m"] = load_module(to_lambda(counts(), tmp_path_factory.mktemp("handler")).module)
     return _MODULES["m"]
+
+
+@pytest.mark.services
+def test_a_failed_pointer_send_retries_the_record_and_the_retry_rewrites_the_same_object(
+    deployed: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module, sqs, s3, queue, bucket = (deployed[k] for k in ("module", "sqs", "s3", "queue", "bucket"))
+    monkeypatch.setenv("DEAD_LETTER_BUCKET", bucket)
+    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", queue + "-gone")  # S3 takes the object, SQS fails
+    failed = module.handler(kinesis_event(BATCH[:3], None, False))
+    assert failed["batchItemFailures"] == [{"itemIdentifier": "002"}]  # handled only once both succeed
+    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", queue)
+    retried = module.handler(kinesis_event(BATCH[1:3], failed["state"], False))  # redelivered from 002
+    assert retried["batchItemFailures"] == []
+    (key,) = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    (pointer,) = map(json.loads, receive(sqs, queue))
+    assert pointer["payload_s3"] == {"bucket": bucket, "key": key}
+    assert json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())["raw"].encode() == NOT_JSON
