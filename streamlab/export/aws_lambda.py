@@ -104,6 +104,10 @@ Environment
 -----------
 TIMESTREAM_DATABASE, TIMESTREAM_TABLE  where final window results go (MULTI-measure records)
 DEAD_LETTER_QUEUE_URL                  SQS queue for dead letters and late rows (JSON, with ``output``)
+DEAD_LETTER_BUCKET                     optional S3 bucket for side outputs over the queue's
+                                       MaximumMessageSize: the whole message is written there and the
+                                       queue gets a pointer (``payload_s3``); without it such a message
+                                       is sent truncated (``raw_truncated``, ``raw_bytes``, ``raw_sha256``)
 WINDOW_TABLE                           DynamoDB table (hash key ``slot``, range key ``part``) merging the
                                        partial aggregates of windows written by several invocations,
                                        Lambda windows or shards; WINDOW_TABLE_TTL_DAYS (default 7) keeps
@@ -119,6 +123,14 @@ Semantics (streamlab -> Lambda)
   the record is reported in ``batchItemFailures``: Lambda retries from it (returning an empty list
   always would acknowledge, and lose, everything) and, after ``maximum_retry_attempts``, hands the batch
   to the event-source mapping's on-failure destination.
+* Oversized side outputs (the SQS Extended Client pattern): a message over the queue's MaximumMessageSize
+  (read once per container; 262,144 bytes if that fails) would fail on every retry and block its shard.
+  With DEAD_LETTER_BUCKET it is written whole to S3 (key: pipeline/stream/shard/sequence number/output,
+  so a retry overwrites it; ``raw_base64`` holds the record's exact bytes when ``raw`` is not valid UTF-8)
+  and SQS gets a pointer: ``output``, ``reason``, the record's metadata, ``payload_s3`` (bucket, key) and
+  ``payload_bytes``; a failure of either write retries the record. Without a bucket SQS gets the
+  message truncated to fit, saying so: the reason, the metadata, the raw record cut to fit,
+  ``raw_truncated``, ``raw_bytes`` and ``raw_sha256`` (of the whole record), and an error is logged.
 * State lives in Lambda's tumbling-window ``state`` (JSON, at most 1 MB): the watermark (largest event
   time seen minus the delay), open event-time windows with their aggregator accumulators, and the ids
   seen by dedup. Lambda's tumbling window is processing time; event-time windows inside it close as in
@@ -145,6 +157,7 @@ Semantics (streamlab -> Lambda)
 from __future__ import annotations
 
 import base64
+import hashlib
 import heapq
 import json
 import logging
@@ -203,7 +216,11 @@ def handle_record(record, state, side, index):
     """One Kinesis record through every step; side outputs are collected as (index, output, row)."""
     kinesis = record["kinesis"]
     raw = base64.b64decode(kinesis["data"])
-    meta = {{"sequenceNumber": kinesis["sequenceNumber"], "partitionKey": kinesis.get("partitionKey")}}
+    meta = {{
+        "sequenceNumber": kinesis["sequenceNumber"],
+        "partitionKey": kinesis.get("partitionKey"),
+        "approximateArrivalTimestamp": kinesis.get("approximateArrivalTimestamp"),
+    }}
     state["keyed"].seq = kinesis["sequenceNumber"]
     try:
         row = parse_record(raw, PARSE_FIELDS, PARSE_REQUIRED, MAX_RECORD_BYTES)
@@ -223,15 +240,161 @@ def run_records(records, state, keyed=None):
     return state, side
 
 
-def send_side_outputs(side):
-    """Send dead letters and late rows to SQS; the index of the first record that failed, or None."""
+FALLBACK_MESSAGE_BYTES = 262_144
+"""SQS's default MaximumMessageSize before 2025: assumed when the queue's cannot be read."""
+
+_queue_limits = {{}}
+
+
+def queue_limit(queue):
+    """The queue's MaximumMessageSize in bytes, read once per container (FALLBACK_MESSAGE_BYTES for this
+    invocation if the read fails: a smaller limit only sends more dead letters the oversized way)."""
+    if queue not in _queue_limits:
+        try:
+            attrs = client("sqs").get_queue_attributes(QueueUrl=queue, AttributeNames=["MaximumMessageSize"])
+            _queue_limits[queue] = int(attrs["Attributes"]["MaximumMessageSize"])
+        except Exception:
+            log.warning("reading MaximumMessageSize of %s failed; assuming %s", queue, FALLBACK_MESSAGE_BYTES)
+            return FALLBACK_MESSAGE_BYTES
+    return _queue_limits[queue]
+
+
+def message_bytes(body, attributes=None):
+    """What SQS counts against MaximumMessageSize: the body and each attribute's name, type and value
+    (UTF-8 bytes)."""
+    size = len(body.encode("utf-8"))
+    for name, attr in (attributes or {{}}).items():
+        value = attr.get("StringValue")
+        value = value.encode("utf-8") if value is not None else attr.get("BinaryValue", b"")
+        size += len(name.encode("utf-8")) + len(attr["DataType"].encode("utf-8")) + len(value)
+    return size
+
+
+def record_raw(record):
+    """The Kinesis record's bytes (None without a record)."""
+    data = ((record or {{}}).get("kinesis") or {{}}).get("data")
+    return None if data is None else base64.b64decode(data)
+
+
+def dead_letter_key(record, shard, output, nth):
+    """The S3 key of an oversized side output: the same for a retried record, so a retry overwrites it."""
+    kinesis = (record or {{}}).get("kinesis") or {{}}
+    stream = (record or {{}}).get("eventSourceARN", "").rsplit("/", 1)[-1] or "stream"
+    shard = ((record or {{}}).get("eventID") or "").split(":", 1)[0] or shard or "shard"
+    suffix = f".{{nth}}" if nth else ""
+    return f"{{PIPELINE_NAME}}/{{stream}}/{{shard}}/{{kinesis.get('sequenceNumber')}}/{{output}}{{suffix}}.json"
+
+
+def oversized_head(output, row, record, size, limit):
+    """What a pointer or a truncated message keeps of a side output: its name, reason and the record's
+    metadata."""
+    kinesis = (record or {{}}).get("kinesis") or {{}}
+    head = {{"output": output}}
+    for name in ("reason", "step_id"):
+        if row.get(name) is not None:
+            head[name] = str(row[name])[:4096]
+    head["sequenceNumber"] = row.get("sequenceNumber", kinesis.get("sequenceNumber"))
+    head["partitionKey"] = row.get("partitionKey", kinesis.get("partitionKey"))
+    arrival = "approximateArrivalTimestamp"
+    head[arrival] = row.get(arrival, kinesis.get(arrival))
+    head["message_bytes"] = size
+    head["queue_limit_bytes"] = limit
+    return head
+
+
+def offload(bucket, key, output, row, record, body, size, limit):
+    """Write the whole side output to S3 and return the pointer message for SQS (None if the write failed).
+
+    The object is the message that did not fit (``raw`` as text, invalid UTF-8 replaced); when that text is
+    not the record's exact bytes, ``raw_base64`` holds them.
+    """
+    raw = record_raw(record)
+    payload = body
+    if raw is not None and isinstance(row.get("raw"), str):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            exact = base64.b64encode(raw).decode("ascii")
+            payload = dump_json({{"output": output, **row, "raw_base64": exact}})
+    data = payload.encode("utf-8")
+    try:
+        client("s3").put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/json")
+    except Exception:
+        log.exception(
+            "writing %s of record %s (%s bytes) to s3://%s/%s failed; Lambda will retry it",
+            output, row.get("sequenceNumber"), len(data), bucket, key,
+        )
+        return None
+    pointer = oversized_head(output, row, record, size, limit)
+    pointer["payload_s3"] = {{"bucket": bucket, "key": key}}
+    return dump_json({{**pointer, "payload_bytes": len(data)}})
+
+
+def truncated(output, row, record, body, size, limit):
+    """A message that fits ``limit``: the reason, the record's metadata and its raw bytes cut to fit, with
+    ``raw_truncated``, ``raw_bytes`` and ``raw_sha256`` (of the whole record) saying what was cut."""
+    raw = record_raw(record)
+    if raw is None:
+        raw = body.encode("utf-8")  # no record at hand: the message itself is what gets cut
+    head = {{
+        **oversized_head(output, row, record, size, limit),
+        "raw_truncated": True,
+        "raw_bytes": len(raw),
+        "raw_sha256": hashlib.sha256(raw).hexdigest(),
+    }}
+    if "reason" in head and message_bytes(dump_json({{**head, "raw": ""}})) > limit:  # a reason of escapes
+        reason = head["reason"]
+        head["reason"] = longest_prefix(lambda r: dump_json({{**head, "reason": r, "raw": ""}}), reason, limit)
+    text = longest_prefix(lambda r: dump_json({{**head, "raw": r}}), raw.decode("utf-8", "replace"), limit)
+    return dump_json({{**head, "raw": text}})
+
+
+def longest_prefix(message, text, limit):
+    """The longest prefix of ``text`` whose ``message(prefix)`` fits ``limit`` bytes (a binary search: a
+    character takes a byte or more)."""
+    lo, hi = 0, min(len(text), limit)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if message_bytes(message(text[:mid])) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo]
+
+
+def send_side_outputs(side, records=(), shard=""):
+    """Send dead letters and late rows to SQS; the index of the first record that failed, or None.
+
+    A message over the queue's MaximumMessageSize goes to S3 (DEAD_LETTER_BUCKET) whole, and SQS gets a
+    pointer to it; without a bucket SQS gets it truncated to fit, saying so (it would fail on every retry).
+    """
     queue = os.environ.get("DEAD_LETTER_QUEUE_URL")
+    bucket = os.environ.get("DEAD_LETTER_BUCKET")
+    limit = None
+    nth = {{}}
     for index, output, row in side:
         if not queue:
             log.error("no DEAD_LETTER_QUEUE_URL: retrying record %s (%s)", row.get("sequenceNumber"), output)
             return index
+        record = records[index] if index < len(records) else None
+        ident = (index, output)
+        nth[ident] = nth.get(ident, -1) + 1
         try:
-            body = dump_json({{"output": output, **row}}, compact=False)
+            body = dump_json({{"output": output, **row}})
+            limit = queue_limit(queue) if limit is None else limit
+            size = message_bytes(body)
+            if size > limit and bucket:
+                key = dead_letter_key(record, shard, output, nth[ident])
+                body = offload(bucket, key, output, row, record, body, size, limit)
+                if body is None:
+                    return index
+            elif size > limit:
+                log.error(
+                    "%s of record %s is %s bytes, over the queue's MaximumMessageSize of %s: sent truncated "
+                    "(raw_truncated); set DEAD_LETTER_BUCKET to keep whole payloads in S3",
+                    output, row.get("sequenceNumber"), size, limit,
+                )
+                body = truncated(output, row, record, body, size, limit)
             client("sqs").send_message(QueueUrl=queue, MessageBody=body)
         except Exception:
             log.exception("sending %s of record %s failed; Lambda will retry it", output, row.get("sequenceNumber"))
@@ -338,7 +501,7 @@ def handler(event, context=None):
     records = event.get("Records") or []
     keyed = KeyedState(event.get("shardId", ""))
     state, side = run_records(records, load_state(event.get("state")), keyed)
-    failed_at = send_side_outputs(side)
+    failed_at = send_side_outputs(side, records, event.get("shardId", ""))
     if failed_at is not None:
         # keep only what the records before the failed one did; Lambda redelivers from it
         keyed.reset()
@@ -1052,6 +1215,34 @@ resource "aws_sqs_queue" "dead_letter" {{
   message_retention_seconds = 1209600
 }}
 
+# Dead letters and late rows over the queue's MaximumMessageSize, whole (the queue gets a pointer to each).
+# Kept as long as the queue keeps its messages.
+resource "aws_s3_bucket" "dead_letters" {{
+  bucket_prefix = "${{var.name}}-dead-letters-"
+}}
+
+resource "aws_s3_bucket_public_access_block" "dead_letters" {{
+  bucket                  = aws_s3_bucket.dead_letters.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}}
+
+resource "aws_s3_bucket_lifecycle_configuration" "dead_letters" {{
+  bucket = aws_s3_bucket.dead_letters.id
+  rule {{
+    id     = "expire-with-the-queue"
+    status = "Enabled"
+    filter {{
+      prefix = ""
+    }}
+    expiration {{
+      days = 14
+    }}
+  }}
+}}
+
 resource "aws_sqs_queue" "on_failure" {{
   name                      = "${{var.name}}-failed-batches"
   message_retention_seconds = 1209600
@@ -1110,7 +1301,8 @@ resource "aws_iam_role" "handler" {{
   assume_role_policy = data.aws_iam_policy_document.assume.json
 }}
 
-# Least privilege: read this stream, write these tables, send to these two queues, log to this group.
+# Least privilege: read this stream, write these tables, send to these two queues (read the dead-letter
+# queue's size limit), write oversized dead letters to this bucket, log to this group.
 data "aws_iam_policy_document" "handler" {{
   statement {{
     sid       = "ReadStream"
@@ -1143,6 +1335,16 @@ data "aws_iam_policy_document" "handler" {{
     resources = [aws_sqs_queue.dead_letter.arn, aws_sqs_queue.on_failure.arn]
   }}
   statement {{
+    sid       = "DeadLetterLimit"
+    actions   = ["sqs:GetQueueAttributes"]
+    resources = [aws_sqs_queue.dead_letter.arn]
+  }}
+  statement {{
+    sid       = "OversizedSideOutputs"
+    actions   = ["s3:PutObject"]
+    resources = ["${{aws_s3_bucket.dead_letters.arn}}/*"]
+  }}
+  statement {{
     sid       = "Logs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
     resources = ["${{aws_cloudwatch_log_group.handler.arn}}:*"]
@@ -1169,6 +1371,7 @@ resource "aws_lambda_function" "handler" {{
       TIMESTREAM_DATABASE   = aws_timestreamwrite_database.this.database_name
       TIMESTREAM_TABLE      = aws_timestreamwrite_table.results.table_name
       DEAD_LETTER_QUEUE_URL = aws_sqs_queue.dead_letter.url
+      DEAD_LETTER_BUCKET    = aws_s3_bucket.dead_letters.id
       WINDOW_TABLE          = aws_dynamodb_table.windows.name
     }}
   }}
@@ -1549,6 +1752,23 @@ def _drive(module: Any, lines: list[bytes], batch_size: int, queue: str) -> None
     module.handler(kinesis_event([], state, True))
 
 
+def _s3_beside(sqs: Any) -> Any:
+    """An S3 client at the endpoint and region of a boto3 SQS client.
+
+    Examples
+    --------
+    >>> import boto3
+    >>> sqs = boto3.client("sqs", region_name="eu-west-1", endpoint_url="http://127.0.0.1:1")
+    >>> s3 = _s3_beside(sqs)
+    >>> s3.meta.region_name, s3.meta.endpoint_url
+    ('eu-west-1', 'http://127.0.0.1:1')
+    """
+    import boto3
+
+    meta = sqs.meta
+    return boto3.client("s3", region_name=meta.region_name, endpoint_url=meta.endpoint_url)
+
+
 def _collect(
     sqs: Any, queue: str, database: str, table: str, window: WindowStep, parse_step: str
 ) -> dict[str, pd.DataFrame]:
@@ -1561,6 +1781,10 @@ def _collect(
             break
         for m in got:
             body = json.loads(m["Body"])
+            if "payload_s3" in body:  # an oversized side output, whole in DEAD_LETTER_BUCKET
+                where = body["payload_s3"]
+                obj = _s3_beside(sqs).get_object(Bucket=where["bucket"], Key=where["key"])
+                body = json.loads(obj["Body"].read())
             messages[(body["output"], body["sequenceNumber"])] = body  # at-least-once: one per record
     side: dict[str, list[dict[str, Any]]] = {}
     for (output, _), body in sorted(messages.items(), key=lambda kv: kv[0][1]):

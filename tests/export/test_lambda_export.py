@@ -146,9 +146,22 @@ def test_terraform_event_source_mapping_and_least_privilege(tmp_path: Path) -> N
         "TIMESTREAM_DATABASE",
         "TIMESTREAM_TABLE",
         "DEAD_LETTER_QUEUE_URL",
+        "DEAD_LETTER_BUCKET",
         "IDEMPOTENCY_TABLE",
         "WINDOW_TABLE",
     }
+    # oversized dead letters: a private bucket, written (only) by the handler, expiring with the queue
+    assert env["DEAD_LETTER_BUCKET"] == "${aws_s3_bucket.dead_letters.id}"
+    assert ("aws_s3_bucket", "dead_letters") in res
+    assert res[("aws_s3_bucket_public_access_block", "dead_letters")]["block_public_policy"] is True
+    rule = block(res[("aws_s3_bucket_lifecycle_configuration", "dead_letters")], "rule")
+    retention = int(res[("aws_sqs_queue", "dead_letter")]["message_retention_seconds"])
+    assert int(block(rule, "expiration")["days"]) * 86_400 == retention
+    by_sid = {st["sid"]: st for st in statements}
+    assert by_sid["OversizedSideOutputs"]["actions"] == ["s3:PutObject"]
+    assert by_sid["OversizedSideOutputs"]["resources"] == ["${aws_s3_bucket.dead_letters.arn}/*"]
+    assert by_sid["DeadLetterLimit"]["actions"] == ["sqs:GetQueueAttributes"]
+    assert by_sid["DeadLetterLimit"]["resources"] == ["${aws_sqs_queue.dead_letter.arn}"]
     windows = res[("aws_dynamodb_table", "windows")]
     assert (windows["hash_key"], windows["range_key"]) == ("slot", "part")
     assert block(windows, "ttl")["attribute_name"] == "expires_at"
