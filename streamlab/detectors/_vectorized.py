@@ -400,6 +400,8 @@ class HalfSpaceTreesBank(ModelBank):
             seen,
             scores,
             flags,
+            # one model: its scores come from per-leaf tables rebuilt at pivots
+            n > 0 and int(slots.min()) == int(slots.max()),
         )
         return scores, flags
 
