@@ -17,6 +17,7 @@ from streamlab._time import NAT_NS, Duration
 from streamlab.detectors._common import (
     PickledStateOperator,
     StepConfig,
+    _with_columns,
     check_columns,
     check_duration,
     check_name,
@@ -209,9 +210,11 @@ class DetectOperator(PickledStateOperator):
         values = np.empty((n, len(step.features)), dtype="float64")
         for j, col in enumerate(step.features):
             series = batch[col]
+            dtype = series.dtype
+            # numpy numbers are read as they are (ints rounded to float64 as pandas would)
             values[:, j] = (
                 series.to_numpy()
-                if series.dtype == np.float64
+                if isinstance(dtype, np.dtype) and dtype.kind in "iuf"
                 else pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
             )
         missing_key = None if step.key is None else batch[step.key].isna().to_numpy()
@@ -568,85 +571,6 @@ def _factorize(keys: pd.Series, expected: int = 0) -> tuple[np.ndarray, Any]:
         k.key_rows(seen, ok[:n_new], 0, table, 0, np.empty(n_new, np.int64), np.empty(n_new, np.int64), 0)
         at, n_new = k.key_rows(ints, ok, at, table, 0, rows, new_keys, n_new)
     return rows, new_keys[:n_new].astype(values.dtype, copy=False)
-
-
-def _with_columns(frame: pd.DataFrame, columns: dict[str, Any], source: pd.Index) -> pd.DataFrame:
-    """``frame`` (the step's own copy of the batch) with ``columns`` set, as ``frame[name] = values``.
-
-    ``source`` is the batch's column index, which ``frame``'s equals (``frame``'s own is a new view
-    of it at every batch, so lookups and the cache go to ``source``, whose hash table is built once).
-
-    New columns of a plain frame are appended as blocks of a new block manager (the frame's own
-    blocks shared, copy-on-write as in any shallow copy; the new arrays owned by the result), with
-    the column index built once per input index: one ``insert`` per column costs about 0.1 ms on
-    pandas 3 (a new string column index and its hash table each time), about as much as the whole
-    scoring of a 50,000-event batch by the running-moment scorers. Anything else (an existing
-    column, a scalar, a frame subclass, a pandas without these internals) takes ``insert``/``[]=``.
-    """
-    n = len(frame)
-    if (
-        type(frame) is pd.DataFrame
-        and n > 0
-        and len(frame.columns) == len(source)
-        and not any(name in source for name in columns)
-        and all(isinstance(v, (np.ndarray, pd.api.extensions.ExtensionArray)) for v in columns.values())
-        and all(v.ndim == 1 and len(v) == n for v in columns.values())
-    ):
-        try:
-            return _appended(frame, columns, source)
-        except (ImportError, AttributeError, TypeError, ValueError):  # pragma: no cover - other pandas
-            pass
-    for name, values in columns.items():
-        _set_column(frame, name, values)
-    return frame
-
-
-def _appended(frame: pd.DataFrame, columns: dict[str, Any], source: pd.Index) -> pd.DataFrame:
-    """:func:`_with_columns`'s block path (pandas internals; any failure falls back to ``insert``)."""
-    from pandas._libs.internals import BlockPlacement
-    from pandas.core.internals.blocks import new_block, new_block_2d
-    from pandas.core.internals.managers import BlockManager
-
-    mgr = frame._mgr
-    names = tuple(columns)
-    entry = _COLUMNS.get(id(source))
-    if entry is None or entry[0] is not source or entry[1] != names:
-        if len(_COLUMNS) > 64:
-            _COLUMNS.clear()
-        entry = (source, names, source.append(pd.Index(list(names))))
-        _COLUMNS[id(source)] = entry
-    k = len(source)
-    blocks = list(mgr.blocks)
-    for j, values in enumerate(columns.values()):
-        at = BlockPlacement(slice(k + j, k + j + 1))
-        if isinstance(values, np.ndarray):
-            blocks.append(new_block_2d(values.reshape(1, -1), at))
-        else:
-            blocks.append(new_block(values, at, ndim=2))
-    new = BlockManager(tuple(blocks), [entry[2], mgr.axes[1]], verify_integrity=False)
-    out: pd.DataFrame = pd.DataFrame._from_mgr(new, axes=new.axes)  # type: ignore[attr-defined]
-    # what pandas' own operations carry over (``__finalize__``); ``frame`` is the step's copy
-    out.attrs = frame.attrs
-    out.flags.allows_duplicate_labels = frame.flags.allows_duplicate_labels  # type: ignore[attr-defined]
-    return out
-
-
-#: column index of the output per input column index (held, so its ``id`` cannot be reused)
-_COLUMNS: dict[int, tuple[pd.Index, tuple[str, ...], pd.Index]] = {}
-
-
-def _set_column(frame: pd.DataFrame, name: str, values: Any) -> None:
-    """``frame[name] = values``; a new column goes in with ``insert`` at the end (the same frame).
-
-    ``DataFrame.__setitem__`` first looks the name up in the column index, which builds that index's
-    hash table: on pandas 3's string column index, about 0.1 ms per column for every batch (each
-    insert makes a new index). The name's absence is checked on the batch's index instead, whose
-    table is built once.
-    """
-    if name in frame.columns:
-        frame[name] = values
-    else:
-        frame.insert(len(frame.columns), name, values, allow_duplicates=True)
 
 
 def _string_dtype() -> Any:

@@ -25,6 +25,7 @@ from streamlab._time import NAT_NS, Duration, format_duration
 from streamlab.detectors._common import (
     PickledStateOperator,
     StepConfig,
+    _with_columns,
     check_duration,
     check_name,
     check_positive_int,
@@ -104,6 +105,10 @@ class FeatureOperator(PickledStateOperator):
     def _compute(self, batch: pd.DataFrame, keys: pd.Series, times: np.ndarray) -> dict[str, Any]:
         raise NotImplementedError
 
+    def _more_columns(self, clean: pd.DataFrame, index: pd.Index, columns: dict[str, Any]) -> dict[str, Any]:
+        """Columns derived from ``_compute``'s (on the output's ``index``), added with them; none here."""
+        return columns
+
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         cols = [self.key] + [c for c in (self.time, self.value) if c is not None]
         require_columns(batch, cols, where=self.where)
@@ -128,9 +133,9 @@ class FeatureOperator(PickledStateOperator):
         # the key column as it is (pandas and the vocabularies factorize it without boxing each value)
         columns = self._compute(clean, clean[self.key], times if reasons is None else times[good])
         out = clean.reset_index(drop=True)
-        for name, col in columns.items():
-            out[name] = col
-        result: Outputs = {"out": out}
+        columns = self._more_columns(clean, out.index, columns)
+        # appended as blocks (one insert per column rebuilds pandas 3's string column index each time)
+        result: Outputs = {"out": _with_columns(out, columns, batch.columns)}
         if reasons is not None:
             result["dead_letter"] = dead_letter(batch, ~good, reasons)
         return result
@@ -778,8 +783,9 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
-def _merge_alerts(batch: pd.DataFrame, out: pd.DataFrame, name: str, alert: np.ndarray) -> None:
-    """Combine with the alerts of earlier rules: any rule alerting raises ``is_alert``, first one names it."""
+def _alert_columns(batch: pd.DataFrame, index: pd.Index, name: str, alert: np.ndarray) -> dict[str, Any]:
+    """``rule`` and ``is_alert`` combined with the alerts of earlier rules (``batch``'s columns, on the
+    output's ``index``): any rule alerting raises ``is_alert``, the first one names it."""
     if "is_alert" in batch.columns:
         col = batch["is_alert"]
         prev = col.to_numpy() if col.dtype == np.bool_ else col.fillna(False).to_numpy(dtype=bool)
@@ -795,8 +801,7 @@ def _merge_alerts(batch: pd.DataFrame, out: pd.DataFrame, name: str, alert: np.n
     rule[alert] = name
     rule[prev] = prev_rule[prev]
     # object dtype keeps None for "no rule" (a string dtype would turn it into NaN)
-    out["rule"] = pd.Series(rule, index=out.index, dtype="object")
-    out["is_alert"] = prev | alert
+    return {"rule": pd.Series(rule, index=index, dtype="object"), "is_alert": prev | alert}
 
 
 class _ThresholdRuleOperator(PickledStateOperator):
@@ -829,8 +834,7 @@ class _ThresholdRuleOperator(PickledStateOperator):
             with np.errstate(invalid="ignore"):
                 alert = np.asarray(_OPS[op](batch[column], step.value).fillna(False), dtype=bool)
         out = batch.reset_index(drop=True)
-        _merge_alerts(batch, out, step.name, alert)
-        return {"out": out}
+        return {"out": _with_columns(out, _alert_columns(batch, out.index, step.name, alert), batch.columns)}
 
 
 @step_kind(config=True)
@@ -913,12 +917,9 @@ class _VelocityRuleOperator(FeatureOperator):
         counts, _ = self.counter.update(keys, times, None)
         return {f"{self.step.name}_count": counts}
 
-    def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
-        result = super().process(batch, port)
-        out = result["out"]
-        alert = out[f"{self.step.name}_count"].to_numpy() > self.step.max_count
-        _merge_alerts(out, out, self.step.name, alert)
-        return result
+    def _more_columns(self, clean: pd.DataFrame, index: pd.Index, columns: dict[str, Any]) -> dict[str, Any]:
+        alert = np.asarray(columns[f"{self.step.name}_count"]) > self.step.max_count
+        return columns | _alert_columns(clean, index, self.step.name, alert)
 
     def open_state(self) -> dict[str, Any]:
         return {"retained_events": len(self.counter)}

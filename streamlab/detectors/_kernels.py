@@ -217,6 +217,54 @@ def _p2_classify(p: np.ndarray, score: float, warmup: int, seen: np.ndarray) -> 
 
 
 @_jit
+def _hst_walk(
+    xs: np.ndarray, feature: np.ndarray, threshold: np.ndarray, height: int, node: np.ndarray
+) -> None:
+    """Each tree's leaf node (heap order) for the scaled row ``xs``, as river walks: ``x < threshold`` -> left.
+
+    The trees advance level by level, all of them at each level: their walks are independent, so the
+    CPU overlaps them instead of waiting on one tree's chain of loads, and the step has no branch to
+    mispredict. NaN goes right, as in river.
+    """
+    n_trees = feature.shape[0]
+    for t in range(n_trees):
+        node[t] = 0
+    for _ in range(height):
+        for t in range(n_trees):
+            nd = node[t]
+            node[t] = 2 * nd + 2 - np.int64(xs[feature[t, nd]] < threshold[t, nd])
+
+
+@_jit
+def _hst_leaf_scores(ref_mass: np.ndarray, s: int, height: int, size_limit: float, table: np.ndarray) -> None:
+    """river's ``_walk_score`` down to every leaf of every tree of slot ``s``, into ``table`` (trees x leaves).
+
+    A walk adds ``mass * 2**depth`` at each node, up to and including the first node whose mass is
+    below ``size_limit``: an integer, as river's float sum of these integers is exact. Computed
+    top-down over the heap: a node's sum is its parent's, plus its own term while the path is alive.
+    """
+    n_trees, n_nodes = ref_mass.shape[1], ref_mass.shape[2]
+    n_inner = 2**height - 1
+    acc = np.empty(n_nodes, dtype=np.int64)
+    alive = np.empty(n_nodes, dtype=np.int64)
+    for t in range(n_trees):
+        r = ref_mass[s, t, 0]
+        acc[0] = r
+        alive[0] = np.int64(not r < size_limit)
+        first = 1  # the first node of depth d
+        for d in range(1, height + 1):
+            for node in range(first, 2 * first + 1):
+                parent = (node - 1) >> 1
+                r = ref_mass[s, t, node]
+                a = alive[parent]
+                acc[node] = acc[parent] + a * (np.int64(r) << d)
+                alive[node] = a & np.int64(not r < size_limit)
+            first = 2 * first + 1
+        for leaf in range(n_inner + 1):
+            table[t, leaf] = acc[n_inner + leaf]
+
+
+@_jit
 def hst_score_learn(
     rows: np.ndarray,
     slots: np.ndarray,
@@ -237,19 +285,29 @@ def hst_score_learn(
     seen: np.ndarray,
     scores: np.ndarray,
     flags: np.ndarray,
+    leaf_table: bool,
 ) -> None:
     """river's ``MinMaxScaler() | HalfSpaceTrees`` score-then-learn for each row, with the row's slot's model.
 
     The slot arrays are ``HalfSpaceTreesBank``'s, updated in place. With a P² state ``p2`` (length 23;
     empty for none) each score is judged by the quantile threshold first and flagged rows are not
     learned (``learn="unflagged"``); ``flags`` receives the decisions.
+
+    A tree's score depends on the leaf the row reaches and on the reference masses, which change only
+    when a window pivots; with ``leaf_table`` (one model, or few models with many rows each) the
+    score of every leaf is tabled at each pivot and an event's score is one lookup per tree; the
+    table follows the last slot scored. Otherwise each tree's path is summed per event. Scores are
+    sums of integers either way, exact in floating point, so both are river's bit for bit.
     """
     n, nf = rows.shape
     n_trees = feature.shape[0]
     n_inner = 2**height - 1
+    n_leaves = n_inner + 1
     judge = p2.shape[0] > 0
     xs = np.empty(nf)
-    leaves = np.empty(n_trees, dtype=np.int64)
+    leaves = np.empty(n_trees, dtype=np.int64)  # leaf nodes, heap order
+    table = np.empty((n_trees, n_leaves), dtype=np.int64)
+    table_slot = -1
     for i in range(n):
         s = slots[i]
         # an event inside the scaler's range leaves it unchanged: then the learning walk is the
@@ -259,58 +317,60 @@ def hst_score_learn(
             x = rows[i, j]
             if x < lo[s, j] or x > hi[s, j]:
                 inside = False
-        walk = inside or not first_window[s]
-        if walk:
-            for j in range(nf):
-                d = hi[s, j] - lo[s, j]
-                xs[j] = (rows[i, j] - lo[s, j]) / d if d != 0 else 0.0
         if first_window[s]:
             score = 0.0
             if inside:
+                for j in range(nf):
+                    d = hi[s, j] - lo[s, j]
+                    xs[j] = (rows[i, j] - lo[s, j]) / d if d != 0 else 0.0
+                _hst_walk(xs, feature, threshold, height, leaves)
+        else:
+            for j in range(nf):
+                d = hi[s, j] - lo[s, j]
+                xs[j] = (rows[i, j] - lo[s, j]) / d if d != 0 else 0.0
+            if leaf_table:
+                _hst_walk(xs, feature, threshold, height, leaves)
+                if s != table_slot:
+                    _hst_leaf_scores(ref_mass, s, height, size_limit, table)
+                    table_slot = s
+                total = 0
+                for t in range(n_trees):
+                    total += table[t, leaves[t] - n_inner]
+                score = 1.0 - float(total) / max_score
+            else:
+                # each tree's path summed as it is walked (river's _walk_score), down to the leaf
+                acc_all = 0.0
                 for t in range(n_trees):
                     node = 0
+                    depth_pow = 1
+                    acc = 0.0
+                    stopped = False
                     for _ in range(height):
+                        if not stopped:
+                            r = ref_mass[s, t, node]
+                            acc += r * depth_pow
+                            if r < size_limit:
+                                stopped = True
+                                if not inside:
+                                    break
                         if xs[feature[t, node]] < threshold[t, node]:
                             node = 2 * node + 1
                         else:
                             node = 2 * node + 2
-                    leaves[t] = node - n_inner
-        else:
-            total = 0.0
-            for t in range(n_trees):
-                node = 0
-                depth_pow = 1
-                acc = 0.0
-                stopped = False
-                for _ in range(height):
+                        if not stopped:
+                            depth_pow <<= 1
                     if not stopped:
-                        r = ref_mass[s, t, node]
-                        acc += r * depth_pow
-                        if r < size_limit:
-                            stopped = True
-                            if not inside:
-                                break
-                    if xs[feature[t, node]] < threshold[t, node]:
-                        node = 2 * node + 1
-                    else:
-                        node = 2 * node + 2
-                    if not stopped:
-                        depth_pow <<= 1
-                if not stopped:
-                    acc += ref_mass[s, t, node] * depth_pow
-                total += acc
-                leaves[t] = node - n_inner
-            score = 1.0 - total / max_score
+                        acc += ref_mass[s, t, node] * depth_pow
+                    acc_all += acc
+                    leaves[t] = node
+                score = 1.0 - acc_all / max_score
         scores[i] = score
         if judge:
             flag = _p2_classify(p2, score, warmup, seen)
             flags[i] = flag
             if flag:
                 continue
-        if inside:
-            for t in range(n_trees):
-                leaf_counts[s, t, leaves[t]] += 1
-        else:
+        if not inside:
             for j in range(nf):
                 x = rows[i, j]
                 if x < lo[s, j]:
@@ -320,18 +380,12 @@ def hst_score_learn(
             for j in range(nf):
                 d = hi[s, j] - lo[s, j]
                 xs[j] = (rows[i, j] - lo[s, j]) / d if d != 0 else 0.0
-            for t in range(n_trees):
-                node = 0
-                for _ in range(height):
-                    if xs[feature[t, node]] < threshold[t, node]:
-                        node = 2 * node + 1
-                    else:
-                        node = 2 * node + 2
-                leaf_counts[s, t, node - n_inner] += 1
+            _hst_walk(xs, feature, threshold, height, leaves)
+        for t in range(n_trees):
+            leaf_counts[s, t, leaves[t] - n_inner] += 1
         c = counter[s] + 1
         if c == window_size:
             # pivot: the finished window's masses become the reference (node = sum of its children)
-            n_leaves = leaf_counts.shape[2]
             for t in range(n_trees):
                 for leaf in range(n_leaves):
                     ref_mass[s, t, n_inner + leaf] = leaf_counts[s, t, leaf]
@@ -339,6 +393,8 @@ def hst_score_learn(
                 for node in range(n_inner - 1, -1, -1):
                     ref_mass[s, t, node] = ref_mass[s, t, 2 * node + 1] + ref_mass[s, t, 2 * node + 2]
             first_window[s] = False
+            if s == table_slot:
+                table_slot = -1
             c = 0
         counter[s] = c
 

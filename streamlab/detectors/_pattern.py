@@ -486,18 +486,21 @@ class PatternOperator(PickledStateOperator):
             )
             event_ids = np.empty((0, int(self.cum[-1])), dtype=object)
         m, length = len(keys), int(self.cum[-1])
-        out: pd.DataFrame = pd.DataFrame(
-            {
-                p.key: pd.Series(keys, dtype=object),
-                "pattern": pd.Series([p.name] * m, dtype=object),
-                # int64 ns since the epoch, read as UTC
-                "first_time": pd.DatetimeIndex(np.asarray(first, dtype=np.int64).view("M8[ns]"), tz="UTC"),
-                "last_time": pd.DatetimeIndex(np.asarray(last, dtype=np.int64).view("M8[ns]"), tz="UTC"),
-                "event_ids": pd.Series(event_ids.tolist(), dtype=object),
-                "n_events": np.full(m, length, dtype=np.int64),
-            }
-        )
-        return out
+        ids = np.empty(m, dtype=object)
+        for i, row in enumerate(event_ids.tolist()):  # one list per match
+            ids[i] = row
+        names = np.empty(m, dtype=object)
+        names[:] = p.name
+        columns = {
+            p.key: np.asarray(keys, dtype=object),
+            "pattern": names,
+            # int64 ns since the epoch, read as UTC
+            "first_time": pd.DatetimeIndex(np.asarray(first, dtype=np.int64).view("M8[ns]"), tz="UTC").array,
+            "last_time": pd.DatetimeIndex(np.asarray(last, dtype=np.int64).view("M8[ns]"), tz="UTC").array,
+            "event_ids": ids,
+            "n_events": np.full(m, length, dtype=np.int64),
+        }
+        return _frame_of(columns, m)
 
     def snapshot(self) -> Any:
         if len(self.b_ref) or len(self.r_ev):
@@ -646,6 +649,20 @@ class _IdStore:
             if b > a:
                 out.add(self.chunks[c].take(held[a:b] - self.starts[c]))
         return out
+
+
+def _frame_of(columns: dict[str, Any], n: int) -> pd.DataFrame:
+    """A frame of ``columns`` (arrays of length ``n``, object arrays kept as object), as
+    ``pd.DataFrame`` of Series of them builds it; about 4x faster for the small frames of matches."""
+    try:
+        return pd.DataFrame._from_arrays(  # type: ignore[attr-defined,no-any-return]
+            list(columns.values()),
+            columns=pd.Index(list(columns)),
+            index=pd.RangeIndex(n),
+            verify_integrity=False,
+        )
+    except (AttributeError, TypeError):  # pragma: no cover - a pandas without this constructor
+        return pd.DataFrame({name: pd.Series(values, dtype=values.dtype) for name, values in columns.items()})
 
 
 def _objects(values: list[Any]) -> np.ndarray:

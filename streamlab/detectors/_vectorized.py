@@ -400,6 +400,9 @@ class HalfSpaceTreesBank(ModelBank):
             seen,
             scores,
             flags,
+            # one model, and enough rows to pay for a table (a node per tree to sum): its scores come
+            # from per-leaf tables rebuilt at pivots
+            n * self.height >= self.n_nodes and int(slots.min()) == int(slots.max()),
         )
         return scores, flags
 

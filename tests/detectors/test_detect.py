@@ -400,7 +400,7 @@ def test_output_frame_equals_column_assignment_and_stays_independent() -> None:
     """The step appends its columns as blocks (``_with_columns``): the frame ``out[name] = values``
     gives, for clean batches, dead-letter rows, a threshold, a chained step and a frame with attrs;
     writing to the output leaves the batch alone and the other way round."""
-    from streamlab.detectors._detect import _set_column, _with_columns
+    from streamlab.detectors._common import _set_column, _with_columns
 
     batch = pd.DataFrame(
         {
@@ -443,3 +443,21 @@ def test_output_frame_equals_column_assignment_and_stays_independent() -> None:
     clean.loc[clean.index[1], "amount"] = -2.0
     assert out["amount"].iloc[1] == 2.0
     assert out["score"].tolist()[:2] == [-1.0, 1.0] and out["flag"].dtype == bool
+
+
+def test_with_columns_takes_aligned_series_as_they_are() -> None:
+    """A Series on the frame's index is appended with its own dtype (object stays object, where
+    ``[]=`` of an object array would infer strings); one on another index aligns, as ``[]=`` does."""
+    from streamlab.detectors._common import _with_columns
+
+    frame = pd.DataFrame({"a": [1, 2, 3]})
+    rule = pd.Series(["x", None, "y"], dtype=object)
+    out = _with_columns(frame.copy(), {"rule": rule, "n": np.arange(3)}, frame.columns)
+    expected = frame.copy()
+    expected["rule"] = rule
+    expected["n"] = np.arange(3)
+    pd.testing.assert_frame_equal(out, expected)
+    assert out["rule"].dtype == object and out["rule"].tolist() == ["x", None, "y"]
+    shifted = pd.Series([1.0, 2.0, 3.0], index=[1, 2, 3])
+    out = _with_columns(frame.copy(), {"s": shifted}, frame.columns)
+    assert out["s"].tolist()[1:] == [1.0, 2.0] and np.isnan(out["s"].iloc[0])
