@@ -25,6 +25,12 @@ import re
 
 import pytest
 
+# Imported before collection: pytest's importlib mode then finds streamlab's modules in sys.modules when it
+# collects their doctests, instead of running a second copy of a module under the same name, which would
+# replace the package's copy for later imports while the package keeps using its own (so module state,
+# such as the file blocks streamlab._lines registers, would differ between a test and the code it tests).
+import streamlab  # noqa: F401
+
 TIERS = ("unit", "integration", "browser", "notebooks")
 
 # Files whose tests run an engine or an installer rather than a server fixture (those are found by use).

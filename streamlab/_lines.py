@@ -7,6 +7,11 @@ instead of joining the lines again. It answers only for lines cut from a file wh
 carriage return, so the joined lines and the file's bytes are the same bytes. :func:`line_extremes`
 gives bounds on those lines' bytes, measured as their block was split, so the parse step's scans for
 control bytes and non-ASCII bytes need not run again over a batch of them.
+
+A replay read block by block (:class:`LineBlocks`) does not even cut the lines out: where a block's only
+control bytes are its line breaks, a batch is a :class:`LineArray`, the block's bytes and where its lines
+end, which the parse step hands to arrow as they are; the lines are copied out only when something else
+reads them (or a record goes to dead letter, cut from the block by itself).
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ import gzip
 import weakref
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from pandas.arrays import ArrowExtensionArray
 
 # (address of the data, address of the offsets) of a file's lines -> the file's bytes, its lines, whose
 # buffers it keeps alive (so no other array can reuse these addresses while the entry exists), and the
@@ -60,9 +67,11 @@ def _compression(path: Path) -> str | None:
     return "gzip" if path.suffix == ".gz" else None
 
 
-def _series(arr: pa.Array | list[bytes]) -> pd.Series:
+def _series(arr: pa.Array | list[bytes] | LineArray) -> pd.Series:
     if isinstance(arr, list):
         return pd.Series(arr, dtype=object)
+    if isinstance(arr, LineArray):
+        return pd.Series(arr, copy=False)
     return pd.Series(pd.arrays.ArrowExtensionArray(arr))
 
 
@@ -119,11 +128,144 @@ def _split(
     return arr, None, extremes
 
 
+_SCAN = 1 << 18  # bytes per step of a scan: its temporaries stay in the CPU's cache
+
+
+def _breaks(view: np.ndarray) -> np.ndarray | None:
+    """Where the line breaks of ``view`` are, or None when it holds another byte below 0x20 (a carriage
+    return, a tab, a NUL: then the lines are split and checked as :func:`file_lines` does)."""
+    found = [np.flatnonzero(view[lo : lo + _SCAN] < 0x20) + lo for lo in range(0, len(view), _SCAN)]
+    low = np.concatenate(found) if found else np.zeros(0, np.int64)
+    if not bool((view[low] == 10).all()):
+        return None
+    return low
+
+
+class LineArray(ArrowExtensionArray):
+    """Lines of a file as a ``binary[pyarrow]`` column, kept as the file's bytes until something reads them.
+
+    The parse step reads :meth:`file_bytes` (the lines, each followed by its ``\\n``, and their lengths)
+    and hands those bytes to arrow; any other use of the column (``tolist()``, ``iloc``, a sink) cuts
+    the lines out once, as :func:`file_lines` would, and from then on it is an ordinary arrow column.
+    Only lines without a byte below 0x20 are kept this way (so none ends with a carriage return).
+
+    Examples
+    --------
+    >>> lines = LineArray.of_block(pa.py_buffer(b'{"a":1}\\n\\n{"a":22}'), np.array([0, 8, 9, 18]))
+    >>> len(lines), lines.records(np.array([2, 1]))
+    (3, [b'{"a":22}', b''])
+    >>> pd.Series(lines).tolist()
+    [b'{"a":1}', b'', b'{"a":22}']
+    """
+
+    _block: pa.Buffer | None = (
+        None  # the lines' bytes, each line followed by its "\\n" (the last may lack it)
+    )
+    _stops: np.ndarray | None = None  # where each line starts in _block, and (last) the end of the lines
+    _ascii = False  # whether every byte of the lines is below 0x80
+    _arr: pa.ChunkedArray | None = None
+    # pandas' own attributes of an ArrowExtensionArray (set, not declared, by pandas)
+    _dtype: pd.ArrowDtype
+    _cache: dict[str, Any]
+    _readonly: bool
+
+    @classmethod
+    def of_block(cls, block: pa.Buffer, stops: np.ndarray, ascii: bool | None = None) -> LineArray:
+        """The lines of ``block``: line ``i`` is ``block[stops[i] : stops[i + 1] - 1]`` (``stops[-1]``
+        is ``block.size + 1`` when the last line has no ``\\n``); no byte of a line is below 0x20.
+        ``ascii`` says whether every byte is below 0x80 (measured when not given)."""
+        obj = cls.__new__(cls)
+        obj._block, obj._stops = block, stops
+        if ascii is None:
+            body = pa.Array.from_buffers(pa.uint8(), block.size, [None, block])
+            ascii = not block.size or int(pc.max(body).as_py()) < 0x80
+        obj._ascii = ascii
+        obj._dtype = pd.ArrowDtype(pa.binary())
+        obj._cache = {}
+        return obj
+
+    @property
+    def _pa_array(self) -> pa.ChunkedArray:
+        if self._arr is None:
+            assert self._block is not None and self._stops is not None
+            lines = _split(self._block, self._block.size)[0]
+            self._arr = pa.chunked_array([lines], pa.binary())
+        return self._arr
+
+    @_pa_array.setter
+    def _pa_array(self, values: pa.ChunkedArray) -> None:
+        self._arr, self._block, self._stops = values, None, None
+
+    def file_bytes(self) -> tuple[pa.Buffer, np.ndarray, bool] | None:
+        """The lines' bytes (each line followed by its ``\\n``, the last may lack it), their lengths,
+        and whether all bytes are ASCII; None once the column was changed in place."""
+        if self._block is None or self._stops is None:
+            return None
+        return self._block, np.diff(self._stops) - 1, self._ascii
+
+    def records(self, where: np.ndarray) -> list[bytes]:
+        """The lines at positions ``where``, as bytes (cut from the file's bytes, the rest left there)."""
+        if self._block is None or self._stops is None:
+            return [bytes(r) for r in self._pa_array.take(pa.array(where)).to_pylist()]
+        data = memoryview(self._block)
+        return [
+            bytes(data[self._stops[i] : self._stops[i + 1] - 1])
+            for i in np.asarray(where, dtype=np.int64).tolist()
+        ]
+
+    def __getitem__(self, item: Any) -> Any:
+        # a run of lines (pandas' ``iloc[a:b]``, a batch cut in two) stays the file's bytes
+        if isinstance(item, slice) and item.step in (None, 1) and self._block is not None:
+            assert self._stops is not None
+            start, stop, _ = item.indices(len(self))
+            stops = self._stops[start : max(start, stop) + 1]
+            lo, hi = (min(int(s), self._block.size) for s in (stops[0], stops[-1]))
+            return LineArray.of_block(self._block.slice(lo, max(hi - lo, 0)), stops - lo, self._ascii)
+        return super().__getitem__(item)
+
+    def __len__(self) -> int:
+        return len(self._stops) - 1 if self._stops is not None else len(self._pa_array)
+
+    def isna(self) -> np.ndarray:
+        return np.zeros(len(self), dtype=bool) if self._stops is not None else super().isna()
+
+    @property
+    def nbytes(self) -> int:
+        if self._block is not None and self._stops is not None:
+            return int(self._block.size + self._stops.nbytes)
+        return int(self._pa_array.nbytes)
+
+    def copy(self) -> LineArray:
+        if self._block is None or self._stops is None:
+            return super().copy()
+        return self._twin()
+
+    def view(self, dtype: Any = None) -> Any:
+        if dtype is not None or self._block is None or self._stops is None:
+            return super().view(dtype)
+        return self._twin()
+
+    def _twin(self) -> LineArray:
+        """Another array over the same bytes (pandas' shallow copies), still not cut into lines."""
+        assert self._block is not None and self._stops is not None
+        twin = LineArray.__new__(LineArray)
+        twin._block, twin._stops, twin._ascii, twin._arr = self._block, self._stops, self._ascii, self._arr
+        twin._dtype, twin._cache = self._dtype, {}
+        twin._readonly = getattr(self, "_readonly", False)
+        return twin
+
+    def __reduce__(self) -> tuple[type, tuple[pa.ChunkedArray]]:
+        return ArrowExtensionArray, (self._pa_array,)
+
+
 class LineBlocks:
     """The lines of a file (as :func:`file_lines` cuts them), read a block at a time as they are taken.
 
-    Each block is split by arrow and registered for :func:`file_slice` while its lines are recent, so a
-    parse step hands arrow the file's own bytes; memory stays at a few blocks whatever the file's size.
+    A block whose only control bytes are its line breaks (the common case) is not split: its lines are
+    taken as a :class:`LineArray` over the block's bytes, which a parse step hands to arrow as they are.
+    Any other block is split by arrow and registered for :func:`file_slice` while its lines are recent,
+    so a parse step still hands arrow the file's own bytes (when no line ends with a carriage return).
+    Memory stays at a few blocks whatever the file's size.
     ``position`` skips that many lines first (a resumed replay). ``min_read`` is the fewest bytes read
     at once.
 
@@ -146,6 +288,9 @@ class LineBlocks:
         self._block = pa.py_buffer(b"")  # bytes from the first line not taken to the end of what was read
         self._lines: pa.BinaryArray | list[bytes] | None = None  # the complete lines at the block's start
         self._cr: np.ndarray | None = None  # lines (of _lines) that lost a "\\r", when any did
+        # instead of _lines, for a block without control bytes but its line breaks: where each complete
+        # line starts in the block, then the end of the last (see LineArray.of_block)
+        self._stops: np.ndarray | None = None
         self._split_end = 0  # bytes of the block covered by _lines, with their line breaks
         self._first = 0  # lines of _lines taken already
         self._eof = False
@@ -168,6 +313,8 @@ class LineBlocks:
         return self._eof and self._split_end == self._block.size
 
     def _pending(self) -> int:
+        if self._stops is not None:
+            return len(self._stops) - 1 - self._first
         return 0 if self._lines is None else len(self._lines) - self._first
 
     def take(self, limit: int) -> pd.Series:
@@ -178,8 +325,15 @@ class LineBlocks:
             self._read(limit - self._pending() if self._probed else 0)
             self._probed = True
         n = min(limit, self._pending())
-        assert self._lines is not None or n == 0
-        out = self._lines[self._first : self._first + n] if self._lines is not None else []
+        out: pa.Array | list[bytes] | LineArray
+        if self._stops is not None:
+            stops = self._stops[self._first : self._first + n + 1]
+            start = min(int(stops[0]), self._split_end)
+            stop = min(int(stops[-1]), self._split_end)
+            out = LineArray.of_block(self._block.slice(start, stop - start), stops - start)
+        else:
+            assert self._lines is not None or n == 0
+            out = self._lines[self._first : self._first + n] if self._lines is not None else []
         self._first += n
         self.taken += n
         if self._left is not None:
@@ -190,6 +344,8 @@ class LineBlocks:
 
     def _offset(self, line: int) -> int:
         """Where line ``line`` of _lines starts in the block."""
+        if self._stops is not None:
+            return min(int(self._stops[line]), self._split_end)
         if self._lines is None or line == 0:
             return 0
         if isinstance(self._lines, list):
@@ -224,6 +380,19 @@ class LineBlocks:
         self._split(size if self._eof else _after_last_break(view[:size]))
 
     def _split(self, end: int) -> None:
+        self._stops = None
+        if end:
+            breaks = _breaks(np.frombuffer(self._block, np.uint8, end))
+            if breaks is not None:  # no control byte but the line breaks: the lines need not be cut out
+                last = bool(len(breaks)) and int(breaks[-1]) + 1 == end  # whether the last line has its break
+                stops = np.empty(len(breaks) + (1 if last else 2), dtype=np.int64)
+                stops[0] = 0
+                stops[1 : len(breaks) + 1] = breaks + 1
+                if not last:  # the file's last line, without a break
+                    stops[-1] = end + 1
+                self._stops, self._lines, self._cr, self._split_end, self._first = stops, None, None, end, 0
+                self._mean = end / (len(stops) - 1)
+                return
         lines, cr, extremes = _split(self._block, end) if end else (pa.array([], pa.binary()), None, None)
         self._lines, self._cr, self._split_end, self._first = lines, cr, end, 0
         if len(lines):

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from streamlab._dead_letter import raw_dead_letter_frame
-from streamlab._lines import file_slice, line_extremes
+from streamlab._lines import LineArray, file_slice, line_extremes
 from streamlab._record import MAX_DEPTH, MAX_NUMBER_DIGITS, BadRecordError, read_record
 from streamlab.operators import Operator, Outputs
 
@@ -246,6 +246,13 @@ def _sorted_categories(col: pa.Array) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(indices, values.take(pa.array(order)))
 
 
+def _raw_records(column: pd.Series, where: np.ndarray) -> list[Any]:
+    """The raw records of ``column`` at positions ``where`` (lines of a file cut from its bytes alone)."""
+    if isinstance(column.array, LineArray):
+        return column.array.records(where)
+    return column.iloc[where].tolist()
+
+
 class ParseOperator(Operator):
     """Parse JSON records of ``value_column`` into typed columns (see ``Stream.parse``)."""
 
@@ -423,26 +430,36 @@ class ParseOperator(Operator):
         Returns None when the records are not all bytes-like, so the record-by-record path takes them.
         """
         n = len(column)
-        try:
-            arr = pa.array(column, type=pa.binary())
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, UnicodeError):
-            return None
-        if isinstance(arr, pa.ChunkedArray) or arr.null_count:
-            return None
-        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset : arr.offset + n + 1]
-        lens = np.diff(offsets).astype(np.int64)
+        # lines of a file read block by block: the file's bytes, with their lines' lengths, as they are
+        lines = column.array.file_bytes() if isinstance(column.array, LineArray) else None
+        if lines is not None:
+            lens = lines[1]
+            if ((lens > self.max_record_bytes) | (lens == 0)).any():
+                lines = None  # records for dead letter before arrow: the lines cut out, as below
+        if lines is None:
+            try:
+                arr = pa.array(column, type=pa.binary())
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, UnicodeError):
+                return None
+            if isinstance(arr, pa.ChunkedArray) or arr.null_count:
+                return None
+            offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset : arr.offset + n + 1]
+            lens = np.diff(offsets).astype(np.int64)
         bad: list[tuple[int, str]] = []
         good: list[Any] = []
         idx = np.arange(n)
         rejected = (lens > self.max_record_bytes) | (lens == 0)
-        if rejected.any():
+        if lines is None and rejected.any():
             bad.extend((i, self._size_reason(int(lens[i]))) for i in np.flatnonzero(rejected).tolist())
             idx = np.flatnonzero(~rejected)
             if not len(idx):
                 return _done(self._assemble(batch, n, column, good, bad))
             arr, lens = arr.take(pa.array(idx)), lens[idx]
         # the read (a table, or None when some record is bad) runs in the pool when there is one
-        joined = self._join_and_check(arr, lens)
+        if lines is not None:  # no byte below 0x20 in the lines (LineArray): no control byte to find
+            joined = self._check(lines[0], lens, 0x20, 0x7F if lines[2] else 0xFF)
+        else:
+            joined = self._join_and_check(arr, lens)
         read: Future[pa.Table | None] | None = None
         result: pa.Table | np.ndarray | None = joined if not isinstance(joined, pa.Buffer) else None
         if isinstance(joined, pa.Buffer):
@@ -454,7 +471,7 @@ class ParseOperator(Operator):
 
         def records(where: np.ndarray) -> list[bytes]:
             return [
-                r.encode("utf-8") if isinstance(r, str) else bytes(r) for r in column.iloc[where].tolist()
+                r.encode("utf-8") if isinstance(r, str) else bytes(r) for r in _raw_records(column, where)
             ]
 
         def complete() -> Outputs:
@@ -492,11 +509,6 @@ class ParseOperator(Operator):
         if buf is None:
             lines = pc.binary_join_element_wise(arr, _NEWLINE, _NOTHING)
             buf = lines.buffers()[2].slice(0, int(lens.sum()) + len(lens))
-        view = np.frombuffer(buf, dtype=np.uint8)
-        ends = np.cumsum(lens + 1) - 2  # each record's last byte
-        # records that start with "{" and end with "}" and hold no control byte (a line break, a carriage
-        # return) nor anything else arrow reads otherwise than the checked path (``_odd_records``)
-        shaped = (view[ends - lens + 1] == ord("{")) & (view[ends] == ord("}"))
         # one reduction over the records' own bytes (no separators) rules out control bytes in most batches
         offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset : arr.offset + len(arr) + 1]
         body = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
@@ -508,6 +520,18 @@ class ParseOperator(Operator):
             least, greatest = (int(v.as_py()) for v in pc.min_max(pa.array(body)).values())
         else:
             least, greatest = 0x20, 0
+        return self._check(buf, lens, least, greatest)
+
+    def _check(
+        self, buf: pa.Buffer, lens: np.ndarray, least: int, greatest: int
+    ) -> pa.Buffer | np.ndarray | None:
+        """:meth:`_join_and_check` for the records of ``buf`` (each of ``lens`` bytes followed by one
+        ``\\n``, the last may lack it), of bytes no lower than ``least`` and no greater than ``greatest``."""
+        view = np.frombuffer(buf, dtype=np.uint8)
+        ends = np.cumsum(lens + 1) - 2  # each record's last byte
+        # records that start with "{" and end with "}" and hold no control byte (a line break, a carriage
+        # return) nor anything else arrow reads otherwise than the checked path (``_odd_records``)
+        shaped = (view[ends - lens + 1] == ord("{")) & (view[ends] == ord("}"))
         odd = _odd_records(view, lens, controls=least < 0x20)
         if odd is not None:
             shaped &= ~odd
@@ -626,5 +650,5 @@ class ParseOperator(Operator):
             bidx = np.array([b[0] for b in bad])
             metadata = batch[passthrough].iloc[bidx] if passthrough else None
             why = [b[1] for b in bad]
-            out["dead_letter"] = raw_dead_letter_frame(raw.iloc[bidx].tolist(), why, self.step_id, metadata)
+            out["dead_letter"] = raw_dead_letter_frame(_raw_records(raw, bidx), why, self.step_id, metadata)
         return out

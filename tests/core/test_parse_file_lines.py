@@ -13,11 +13,18 @@ from hypothesis import strategies as st
 
 from streamlab import ReplaySource
 from streamlab import _lines as lines_module
+from streamlab import sources as sources_module
 from streamlab._parse import FieldSpec, ParseOperator
 
 from .test_parse_fuzz import FAST, good, record
 
 LINE_DAMAGE = [b"", b"   ", b"\t", b"{}", b"not json", b'{"a":1}{"b":2}', b"\x00", b"\xff\xfe", b" {}"]
+# records that are JSON objects by shape but not valid UTF-8, or text of more than one byte a character
+BAD_TEXT = [
+    b'{"event_id":"\xff","timestamp":"2024-01-01T00:00:00Z"}',
+    b'{"event_id":"\xc3\xa9\xc3"}',
+    b'{"event_id":"\xc3\xa9"}',
+]
 
 
 def outcome(op: ParseOperator, frame: pd.DataFrame, batch: int) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
@@ -84,6 +91,71 @@ def test_file_lines_parse_as_the_checked_path_does(
     want_ok, want_dead = checked(op, values)
     pd.testing.assert_frame_equal(got_ok, want_ok)
     assert got_dead == want_dead
+
+
+def streamed(
+    op: ParseOperator, path, batch: int, min_read: int, start: int
+) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
+    """The parse step over a replay of ``path`` read block by block (clean blocks as the file's bytes,
+    :class:`streamlab._lines.LineArray`), resumed at line ``start``, as the runtime feeds it."""
+    reader = sources_module._LinesReader(sources_module.LineBlocks(path, start, min_read=min_read), batch)
+    oks, dead, pos = [], [], start
+    while (frame := reader.poll(batch)) is not None:
+        out = op.process(frame.assign(i=np.arange(pos, pos + len(frame))))
+        pos += len(frame)
+        oks.append(out["out"])
+        if "dead_letter" in out:
+            dl = out["dead_letter"]
+            dead += list(zip(dl["i"].tolist(), dl["reason"].tolist(), dl["raw"].tolist()))
+    reader.close()
+    ok = (
+        pd.concat(oks, ignore_index=True)
+        if oks
+        else op.process(pd.DataFrame({"value": [b"{}"], "i": [0]}).iloc[:0])["out"]
+    )
+    ok["event_type"] = ok["event_type"].astype(object)
+    return ok, dead
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    phases=[Phase.explicit, Phase.generate],
+)
+@given(
+    nasty=st.lists(st.one_of(record(), st.sampled_from(LINE_DAMAGE + BAD_TEXT)), min_size=0, max_size=10),
+    n_good=st.integers(60, 160),
+    rnd=st.randoms(use_true_random=False),
+    crlf=st.sampled_from(["none", "none", "some"]),
+    final_newline=st.booleans(),
+    batch=st.integers(1, 200),
+    min_read=st.sampled_from([1, 100, 4096, 1 << 20]),
+    start=st.integers(0, 80),
+)
+def test_lines_streamed_as_file_bytes_parse_as_the_checked_path_does(
+    tmp_path, nasty, n_good, rnd, crlf, final_newline, batch, min_read, start
+) -> None:
+    """Blocks handed over unsplit (and, where a block has other control bytes, split): every batch size,
+    block size and resume position gives the checked path's rows and dead letters (exact raw bytes)."""
+    records = [good(i) for i in range(n_good)] + nasty
+    rnd.shuffle(records)
+    ends = [b"\r\n" if crlf == "some" and rnd.random() < 0.1 else b"\n" for _ in records]
+    data = b"".join(r + e for r, e in zip(records, ends))
+    if not final_newline:
+        data = data[: -len(ends[-1])]
+    path = tmp_path / f"events-{rnd.random()}.jsonl"
+    path.write_bytes(data)
+    values = ReplaySource(path, raw=True).frame["value"].tolist()
+    op = ParseOperator(
+        "parse", [FieldSpec.of(n, s) for n, s in FAST.items()], "value", ("timestamp",), 1 << 20
+    )
+    start = min(start, len(values))
+    got_ok, got_dead = streamed(op, path, batch, min_read, start)
+    want_ok, want_dead = checked(op, values[start:])
+    pd.testing.assert_frame_equal(got_ok, want_ok.assign(i=want_ok["i"] + start))
+    assert got_dead == [(i + start, why, raw) for i, why, raw in want_dead]
 
 
 def test_a_clean_file_goes_to_arrow_as_its_own_bytes_and_is_forgotten_with_its_source(tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from hypothesis import given, settings
@@ -11,6 +12,8 @@ from hypothesis import strategies as st
 
 from streamlab import ListSink, ManualClock, Pipeline, ReplaySource
 from streamlab import _lines as lines_module
+from streamlab import _parse as parse_module
+from streamlab import sources as sources_module
 from streamlab._lines import LineBlocks, file_lines
 
 PIECES = [b"\n", b"\r", b"\r\n", b"{", b"}", b"a", b"\r\r\n", b"\n\n", b"\xff", b'{"k":1}']
@@ -99,19 +102,27 @@ def test_a_raw_replay_reads_its_file_as_it_goes_and_reports_its_position(tmp_pat
 
 
 def test_a_streamed_replay_hands_arrow_each_blocks_own_bytes(tmp_path, monkeypatch):
-    """Blocks smaller than a batch: every batch still reaches arrow as the file's bytes, parsed as before."""
+    """Blocks smaller than a batch: every batch reaches arrow as the file's bytes, its lines never cut
+    out (only the dead letter's record is), parsed as before."""
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"".join(b'{"k":%d,"t":"x"}\n' % i for i in range(3000)) + b"bad\n")
-    monkeypatch.setattr(LineBlocks.__init__, "__kwdefaults__", {"min_read": 4096})
-    slices: list[bool] = []
-    real = lines_module.file_slice
+    monkeypatch.setattr(sources_module.LineBlocks.__init__, "__kwdefaults__", {"min_read": 4096})
+    line_array = parse_module.LineArray
+    handed: list = []
+    read: list[int] = []
+    real_bytes, real_read = line_array.file_bytes, parse_module.ParseOperator._read
 
-    def spy(arr):
-        found = real(arr)
-        slices.append(found is not None)
+    def spy_bytes(self):
+        found = real_bytes(self)
+        handed.append((self, None if found is None else found[0].address))
         return found
 
-    monkeypatch.setattr("streamlab._parse.file_slice", spy)
+    def spy_read(self, buf, *args):
+        read.append(pa.py_buffer(buf).address)
+        return real_read(self, buf, *args)
+
+    monkeypatch.setattr(line_array, "file_bytes", spy_bytes)
+    monkeypatch.setattr(parse_module.ParseOperator, "_read", spy_read)
     p = Pipeline(ReplaySource(path, raw=True, batch_size=700))
     ok, dead = ListSink(), ListSink()
     parsed = p.parse({"k": "int64", "t": "string"}, time=None)
@@ -119,7 +130,21 @@ def test_a_streamed_replay_hands_arrow_each_blocks_own_bytes(tmp_path, monkeypat
     parsed.dead_letter.to(dead)
     p.run(clock=ManualClock(0), batch_size=700)
     assert ok.frame()["k"].tolist() == list(range(3000)) and dead.frame()["raw"].tolist() == [b"bad"]
-    assert len(slices) == 5 and all(slices)
+    assert len(handed) == 5 and None not in [a for _, a in handed]
+    # four clean batches read by arrow from the blocks themselves; the fifth ("bad") record by record
+    assert read[:4] == [a for _, a in handed[:4]] and handed[4][1] not in read
+    assert all(lines._arr is None for lines, _ in handed)  # the lines were never copied out
+
+
+def test_a_block_with_other_control_bytes_is_split_and_parsed_as_before(tmp_path):
+    """Carriage returns, tabs, NULs: those blocks are cut into lines as before, with the same outcome."""
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'{"k":1}\r\n{"k":\t2}\n{"k":3}\n{"k":"\x00"}\n{"k":5}')
+    reader = ReplaySource(path, raw=True).open()
+    batch = reader.poll(100)
+    assert not isinstance(batch["value"].array, sources_module.LineBlocks.take.__globals__["LineArray"])
+    assert batch["value"].tolist() == [b'{"k":1}', b'{"k":\t2}', b'{"k":3}', b'{"k":"\x00"}', b'{"k":5}']
+    reader.close()
 
 
 @settings(max_examples=150, deadline=None)
@@ -142,14 +167,23 @@ def test_the_split_measures_the_least_and_greatest_byte_of_its_lines(parts):
         assert extremes == ((min(body), max(body)) if body else lines_module._NO_BYTES)
 
 
-def test_a_batch_of_file_lines_carries_bounds_on_its_bytes(tmp_path):
+def test_a_batch_of_file_lines_carries_its_bytes_and_whether_they_are_ascii(tmp_path):
+    """Clean blocks are not split: a batch is the block's bytes, its lines' lengths, and whether all
+    bytes are ASCII (which spares the parse step its scans); runs of it stay so."""
     path = tmp_path / "events.jsonl"
-    path.write_bytes(b"".join(b'{"k":%d}\n' % i for i in range(1000)) + b'{"k":"\xc3\xa9"}\n')
-    blocks = LineBlocks(path, min_read=64)
-    first = pa.array(blocks.take(400), pa.binary())
-    least, greatest = lines_module.line_extremes(first)
-    assert least <= min(b"".join(first.to_pylist())) and greatest >= max(b"".join(first.to_pylist()))
-    rest = pa.array(blocks.take(700), pa.binary())
-    assert lines_module.line_extremes(rest) == (ord('"'), 0xC3)
-    assert lines_module.line_extremes(pa.array([b'{"k":1}'])) is None
+    path.write_bytes(b"".join(b'{"k":%d}\n' % i for i in range(1000)) + b'{"k":"\xc3\xa9"}')
+    blocks = sources_module.LineBlocks(path, min_read=64)
+    first = blocks.take(400).array
+    data, lens, ascii = first.file_bytes()
+    assert data.to_pybytes() == b"".join(b'{"k":%d}\n' % i for i in range(400)) and ascii
+    assert lens.tolist() == [len(b'{"k":%d}' % i) for i in range(400)]
+    part = first[10:13]
+    assert part.file_bytes()[0].to_pybytes() == b'{"k":10}\n{"k":11}\n{"k":12}\n'
+    assert list(part) == [b'{"k":10}', b'{"k":11}', b'{"k":12}'] and len(first[400:]) == 0
+    rest = blocks.take(700).array
+    data, lens, ascii = rest.file_bytes()
+    assert not ascii and data.to_pybytes().endswith(b'{"k":"\xc3\xa9"}') and lens[-1] == 10
+    assert rest.records(np.array([600, 0])) == [b'{"k":"\xc3\xa9"}', b'{"k":400}']
+    assert rest[-1:].records(np.array([0])) == [b'{"k":"\xc3\xa9"}'] and len(rest[601:]) == 0
+    assert pd.Series(rest).tolist() == [b'{"k":%d}' % i for i in range(400, 1000)] + [b'{"k":"\xc3\xa9"}']
     blocks.close()
