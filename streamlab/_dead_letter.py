@@ -6,9 +6,9 @@ the ``raw`` record instead of a row: ``raw, reason, step_id`` and then the sourc
 Detector, feature, rule and pattern steps keep the order they have always written, the row first: its
 columns, then ``reason`` (the runtime adds ``step_id`` after it).
 
-The constants and the two ``*_row`` functions are plain Python: generated Beam modules and Lambda handlers
-carry their code (``streamlab.export._plan.dead_letter_source``), so exported dead letters are built by the
-same definition.
+The constants, the two ``*_row`` functions and ``fit_message`` are plain Python: generated Beam modules and
+Lambda handlers carry their code (``streamlab.export._plan.dead_letter_source``), so exported dead letters are
+built, and cut to a queue's size limit, by the same definition.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ DEAD_LETTER_COLUMNS = (REASON, STEP_ID)
 """What every dead letter carries before the row's own columns, in this order."""
 PARSE_DEAD_LETTER_COLUMNS = (RAW, REASON, STEP_ID)
 """A parse step's dead letter: the raw record, why it failed, which step (then the source's metadata)."""
+TRUNCATION_COLUMNS = ("raw_truncated", "raw_bytes", "raw_sha256")
+"""What a dead letter cut to a size limit adds (``fit_message``): that it was cut, the whole text's UTF-8
+length and its SHA-256."""
 
 
 def dead_letter_row(reason: str, step_id: str, row: dict[str, Any]) -> dict[str, Any]:
@@ -50,6 +53,74 @@ def raw_dead_letter_row(raw: Any, reason: str, step_id: str) -> dict[str, Any]:
     """
     text = raw.decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray)) else raw
     return {RAW: text, REASON: reason, STEP_ID: step_id}
+
+
+def fit_message(row: dict[str, Any], limit: int, encode: Any) -> tuple[str, bool]:
+    """A side-output row (dead letter, late row) as message text of at most ``limit`` UTF-8 bytes.
+
+    Topics and queues refuse larger messages (Pub/Sub 10 MB, SQS 256 KiB to 1 MiB, Kafka's
+    ``max.message.bytes``), and a refused dead letter fails its bundle or batch on every retry: one huge
+    record would stop the pipeline. A row that fits is ``encode(row)``, unchanged. One that does not keeps
+    ``reason`` (its first 4,096 characters) and ``step_id``, and its ``raw`` text (a parse step's dead
+    letter; for any other row, the row's other fields encoded by ``encode``) cut to the longest prefix
+    that fits, with ``raw_truncated`` (true), ``raw_bytes`` (the UTF-8 length of the whole text) and
+    ``raw_sha256`` (its SHA-256), so that the record can be found at its source and checked.
+
+    Parameters
+    ----------
+    row
+        The side output's row as a dict.
+    limit
+        Largest message in bytes (of ``encode``'s text as UTF-8); at least 1,024 leaves room for the
+        reason and the step.
+    encode
+        How the output encodes a row: a function of the row to text (``dump_json``).
+
+    Returns
+    -------
+    tuple[str, bool]
+        The message text, and whether it was cut.
+
+    Examples
+    --------
+    >>> import json
+    >>> fit_message({"raw": "x" * 10, "reason": "bad", "step_id": "parse"}, 1024, json.dumps)[1]
+    False
+    >>> text, cut = fit_message({"raw": "x" * 2000, "reason": "bad", "step_id": "parse"}, 1024, json.dumps)
+    >>> cut, len(text) <= 1024, json.loads(text)["raw_bytes"]
+    (True, True, 2000)
+    """
+    import hashlib  # here, not at the top: generated modules carry this function's code alone
+
+    text = encode(dict(row))
+    if len(text.encode("utf-8", "surrogatepass")) <= limit:
+        return text, False
+    raw = row.get(RAW)
+    if not isinstance(raw, str):
+        raw = encode({k: v for k, v in row.items() if k not in (REASON, STEP_ID)})
+    whole = raw.encode("utf-8", "surrogatepass")
+    reason = str(row.get(REASON, ""))[:4096]
+    head: dict[str, Any] = {
+        REASON: reason,
+        STEP_ID: row.get(STEP_ID),
+        "raw_truncated": True,
+        "raw_bytes": len(whole),
+        "raw_sha256": hashlib.sha256(whole).hexdigest(),
+    }
+
+    def size(prefix: str) -> int:
+        return len(encode({**head, RAW: prefix}).encode("utf-8", "surrogatepass"))
+
+    while size("") > limit and reason:  # a reason of many escapes: cut it too
+        reason = head[REASON] = reason[: len(reason) // 2]
+    lo, hi = 0, min(len(raw), limit)
+    while lo < hi:  # the longest prefix that fits: a character takes a byte or more
+        mid = (lo + hi + 1) // 2
+        if size(raw[:mid]) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return encode({**head, RAW: raw[:lo]}), True
 
 
 def dead_letter_columns(columns: Sequence[str] | None, raw: bool = False) -> tuple[str, ...] | None:

@@ -93,7 +93,7 @@ SERDE_IMPORTS = ("base64", "json", "math", "datetime", "typing")
 """Modules ``streamlab._serde_values`` imports: the headers of generated modules that write rows import them."""
 SERDE_SNIPPETS = frozenset({"json_default", "dump_json", "group_key"})
 """Snippet names that bring the row encoding (``streamlab._serde_values``) into a generated module."""
-DEAD_LETTER_SNIPPETS = ("RAW", "REASON", "STEP_ID", "dead_letter_row", "raw_dead_letter_row")
+DEAD_LETTER_SNIPPETS = ("RAW", "REASON", "STEP_ID", "dead_letter_row", "raw_dead_letter_row", "fit_message")
 """The plain-Python part of ``streamlab._dead_letter`` that generated modules carry (wanted as ``dead_letter_row``)."""
 
 

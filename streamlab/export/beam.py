@@ -168,6 +168,7 @@ import argparse
 import base64
 import heapq
 import json
+import logging
 import math
 import re
 from datetime import datetime, timedelta, timezone
@@ -643,12 +644,32 @@ def write_files(pcoll, name, output, streaming, window_s=FILE_WINDOW_S, shards=N
     )
 
 
-def write_bigquery(pcoll, name, project, dataset, streaming):
+BIGQUERY_ROW_LIMIT = 8_000_000
+"""Largest side-output row sent to BigQuery, as JSON text: streaming inserts refuse a row of 10 MB, and Beam
+sets a row over its 9 MiB insert payload aside (out of every table). A larger row is cut to fit."""
+
+
+def fit_side_row(row, output, limit):
+    """A dead letter or late row as it fits ``limit`` bytes of JSON: the row itself, or its reason, step and
+    ``raw`` text cut to fit, with ``raw_truncated``, ``raw_bytes`` and ``raw_sha256`` (an error is logged)."""
+    text, cut = fit_message(row, limit, dump_json)
+    if not cut:
+        return row
+    logging.getLogger(__name__).error(
+        "%s row of step %s is over the %s-byte row limit: written truncated (raw_truncated, raw_bytes, "
+        "raw_sha256)", output, row.get("step_id"), limit,
+    )
+    return json.loads(text)
+
+
+def write_bigquery(pcoll, name, project, dataset, streaming, side=False):
     schema, partition_field, clustering = BIGQUERY_TABLES[name]
     json_columns = tuple(f["name"] for f in schema if f["type"] == "JSON")
     extra = {{"timePartitioning": {{"type": "DAY", "field": partition_field}}}}
     if clustering:
         extra["clustering"] = {{"fields": list(clustering)}}
+    if side:
+        pcoll = pcoll | f"{{name}}: fit" >> beam.Map(fit_side_row, name, BIGQUERY_ROW_LIMIT)
     return (
         pcoll
         | f"{{name}}: to json" >> beam.Map(to_json_row, json_columns, streaming)
@@ -661,6 +682,24 @@ def write_bigquery(pcoll, name, project, dataset, streaming):
             method="STREAMING_INSERTS" if streaming else "FILE_LOADS",
         )
     )
+
+
+PUBSUB_MESSAGE_LIMIT = 9_900_000
+"""Largest dead-letter message data: Beam and the Pub/Sub client refuse a serialized message or request
+over 10,000,000 bytes; the rest is room for the message's framing. A larger dead letter is cut to fit."""
+
+
+def pubsub_message(row, output):
+    """A side output's row as a Pub/Sub message. A row over Pub/Sub's limit (a record of nearly 10 MB
+    grows with its JSON escapes) would fail its bundle on every retry: it is sent cut to fit, with
+    ``raw_truncated``, ``raw_bytes`` and ``raw_sha256`` saying what was cut, and an error is logged."""
+    text, cut = fit_message(row, PUBSUB_MESSAGE_LIMIT, lambda r: dump_json(r, compact=False))
+    if cut:
+        logging.getLogger(__name__).error(
+            "%s row of step %s is over Pub/Sub's %s-byte message limit: sent truncated (raw_truncated, "
+            "raw_bytes, raw_sha256)", output, row.get("step_id"), PUBSUB_MESSAGE_LIMIT,
+        )
+    return text.encode("utf-8")
 
 
 def read_lines(pattern):
@@ -735,11 +774,12 @@ def run(argv=None):
             if known.dead_letter_topic and ref in SIDE_OUTPUTS:
                 (
                     pcoll
-                    | f"{{name}}: to message" >> beam.Map(lambda row: dump_json(row, compact=False).encode())
+                    | f"{{name}}: to message" >> beam.Map(pubsub_message, name)
                     | f"{{name}}: publish" >> beam.io.WriteToPubSub(known.dead_letter_topic)
                 )
             elif known.sink == "bigquery":
-                write_bigquery(pcoll, name, known.bigquery_project, known.dataset, streaming)
+                side = ref in SIDE_OUTPUTS
+                write_bigquery(pcoll, name, known.bigquery_project, known.dataset, streaming, side)
             else:
                 write_files(pcoll, name, known.output, streaming, known.file_window_s, known.file_shards)
 
@@ -897,6 +937,12 @@ class _Generator:
             if ref.endswith(".dead_letter") or part not in types:
                 part = ""
             clustering = tuple(c for c in ("event_type", "user_id") if c in types)
+            if ref.split(".", 1)[-1] in ("dead_letter", "late"):  # what fit_side_row may write instead
+                have = {f["name"] for f in schema}
+                cut = {"raw": "STRING", "raw_truncated": "BOOL", "raw_bytes": "INT64", "raw_sha256": "STRING"}
+                schema += [
+                    {"name": c, "type": t, "mode": "NULLABLE"} for c, t in cut.items() if c not in have
+                ]
             tables[name] = (schema, part or None, clustering)
         return tables
 

@@ -35,6 +35,8 @@ _NS = 1_000_000_000
 # Real Pub/Sub clamps ack deadlines to [10 s, 600 s]; the client relies on the lower bound.
 _MIN_ACK_S, _MAX_ACK_S, _DEFAULT_ACK_S = 10, 600, 10
 _MAX_BATCH = 1000
+PUBLISH_REQUEST_LIMIT = 10 * 1024 * 1024
+"""Pub/Sub's largest publish request, in bytes (10 MiB): a larger one fails with INVALID_ARGUMENT, as on Google's."""
 _DEFAULT_MAX_OUTSTANDING = 1000
 # When an injected clock is not the wall clock, its time may jump without anyone telling the scheduler.
 _MANUAL_CLOCK_RECHECK_S = 0.2
@@ -205,6 +207,12 @@ class _Servicer:
     def publish(self, req: Any, ctx: Any) -> Any:
         if not req.messages:
             self._abort(ctx, "INVALID_ARGUMENT", "Publish needs at least one message")
+        if req.ByteSize() > PUBLISH_REQUEST_LIMIT:
+            self._abort(
+                ctx,
+                "INVALID_ARGUMENT",
+                f"Request payload size exceeds the limit: {PUBLISH_REQUEST_LIMIT} bytes.",
+            )
         with self._s.cond:
             if req.topic not in self._s.topics:
                 self._abort(ctx, "NOT_FOUND", f"Topic does not exist: {req.topic}")
@@ -724,7 +732,11 @@ class PubSubEmulator:
         rpc_pool = futures.ThreadPoolExecutor(self._max_workers, thread_name_prefix="pubsub-emulator-rpc")
         reader_pool = futures.ThreadPoolExecutor(self._max_workers, thread_name_prefix="pubsub-emu-stream")
         servicer = _Servicer(state, grpc, pt, reader_pool)
-        server = grpc.server(rpc_pool, maximum_concurrent_rpcs=None)
+        # gRPC's default 4 MiB would refuse messages Pub/Sub takes: up to its 10 MiB request limit (checked in
+        # publish, with Pub/Sub's own error), plus room for the framing
+        limits = [("grpc.max_receive_message_length", 2 * PUBLISH_REQUEST_LIMIT)]
+        limits.append(("grpc.max_send_message_length", 2 * PUBLISH_REQUEST_LIMIT))
+        server = grpc.server(rpc_pool, maximum_concurrent_rpcs=None, options=limits)
         server.add_generic_rpc_handlers(servicer.handlers())
         port = server.add_insecure_port(f"{self._bind}:{self._port}")
         if port == 0:
@@ -806,7 +818,10 @@ def emulator_client_kwargs(host: str, kind: str) -> dict[str, Any]:
     transports: dict[str, Any] = {"publisher": PublisherGrpcTransport, "subscriber": SubscriberGrpcTransport}
     if kind not in transports:
         raise ValueError(f"emulator_client_kwargs(kind={kind!r}): use 'publisher' or 'subscriber'")
-    return {"transport": transports[kind](channel=grpc.insecure_channel(host))}
+    # as Google's own transports: no gRPC message size cap (its default 4 MiB would refuse a message of
+    # up to 10 MB that Pub/Sub delivers)
+    unlimited = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+    return {"transport": transports[kind](channel=grpc.insecure_channel(host, options=unlimited))}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,9 +10,11 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import grpc
 import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
+from google.pubsub_v1.types import PublishRequest, PubsubMessage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -146,6 +148,32 @@ def test_publish_pull_ack_fans_out_to_every_subscription(clients: Clients) -> No
         assert all(m.message.publish_time.timestamp() > 0 for m in got)
         clients.ack(sub, got)
     assert clients.pull(s1, wait=True) == []  # an empty pull is held open briefly, then returns nothing
+
+
+def test_messages_up_to_pubsubs_limit_pass_and_a_larger_request_is_refused_as_by_pubsub(
+    clients: Clients, emulator: PubSubEmulator
+) -> None:
+    # gRPC's default 4 MiB cap (server and client channel) refused messages Pub/Sub takes
+    topic = clients.topic()
+    sub = clients.subscription(topic)
+    big = bytes(range(256)) * (9_900_000 // 256)
+    clients.publish(topic, big, b"small")
+    got = clients.pull_until(sub, 2)
+    assert sorted(m.message.data for m in got) == sorted([big, b"small"])
+    # the official client refuses over 10,000,000 bytes itself; a raw request over 10 MiB gets Pub/Sub's error
+    channel = grpc.insecure_channel(emulator.host, options=[("grpc.max_send_message_length", -1)])
+    publish = channel.unary_unary(
+        "/google.pubsub.v1.Publisher/Publish",
+        request_serializer=PublishRequest.serialize,
+        response_deserializer=lambda b: b,
+    )
+    request = PublishRequest(
+        topic=topic, messages=[PubsubMessage(data=big), PubsubMessage(data=big[:700_000])]
+    )
+    with pytest.raises(Exception, match="Request payload size exceeds the limit: 10485760 bytes") as err:
+        publish(request, timeout=10)
+    assert err.value.code().name == "INVALID_ARGUMENT"  # type: ignore[attr-defined]
+    channel.close()
 
 
 def test_nack_redelivers_and_dead_letters_after_max_attempts(clients: Clients) -> None:

@@ -4,6 +4,7 @@ the generated Beam module, run as a program on a file, sends a line that is not 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import subprocess
@@ -272,3 +273,21 @@ def test_object_fields_are_bigquery_json_columns(tmp_path: Path) -> None:
     # file loads take JSON values parsed; streaming inserts take them as JSON text (as Beam's own tests)
     assert module.to_json_row(row, ("properties", "note"), False)["properties"] == {"amount": 3}
     assert module.to_json_row(row, ("properties", "note"), True) == {**row, "properties": '{"amount": 3}'}
+
+
+def test_bigquery_side_outputs_over_the_row_limit_are_written_cut_to_fit(tmp_path: Path) -> None:
+    p = Pipeline(ListSource([b"{}"]), name="to_bq")
+    p.parse().window(TumblingWindow("1m"), key="event_type").agg(agg.count())
+    module = load_module(to_beam(p, tmp_path, sink="bigquery").module)
+    # Beam sets a row over 9 MiB aside from every table; the dead letter is kept, cut, with its digest
+    raw = '{"event_type": "' + "é\t" * 3_000_000 + '"}'
+    row = module.raw_dead_letter_row(raw.encode(), "record too large", "parse")
+    fitted = module.fit_side_row(row, "parse_dead_letter", module.BIGQUERY_ROW_LIMIT)
+    assert len(module.dump_json(fitted)) <= module.BIGQUERY_ROW_LIMIT
+    assert fitted["raw_truncated"] is True and raw.startswith(fitted["raw"])
+    assert fitted["raw_sha256"] == hashlib.sha256(raw.encode()).hexdigest()
+    for table in ("parse_dead_letter", "window_late"):
+        columns = {f["name"] for f in module.BIGQUERY_TABLES[table][0]}
+        assert set(fitted) <= columns | {"reason", "step_id"}, table
+    small = module.raw_dead_letter_row(b"not json", "invalid JSON", "parse")
+    assert module.fit_side_row(small, "parse_dead_letter", module.BIGQUERY_ROW_LIMIT) is small
