@@ -417,3 +417,27 @@ def test_pipeline_forwards_dead_letters_to_a_topic(emulator: PubSubEmulator, nam
     assert sorted(base64.b64decode(d["raw"]) for d in decoded) == sorted(poison)
     assert all(d["reason"] for d in decoded)
     assert {a["step_id"] for a in letters["attributes"]} == {decoded[0]["step_id"]}
+
+
+def test_a_row_over_pubsubs_message_limit_is_published_cut_to_fit(
+    emulator: PubSubEmulator, names: tuple[str, str]
+) -> None:
+    import base64
+    import hashlib
+
+    topic, sub = names
+    raw = b'{"event_id": "' + b"x" * 9_000_000 + b'"}'  # base64 in the dead letter: 12 MB
+    dead = pd.DataFrame({"raw": [raw], "reason": ["record too large"], "step_id": ["parse"]})
+    writer = PubSubSink(topic, emulator_host=emulator.host).open()
+    writer.write_batch(pd.concat([dead, dead.assign(raw=[b"small"])], ignore_index=True))
+    writer.close()  # flushes: raised before (the client refused the message)
+    reader = PubSubSource(sub, emulator_host=emulator.host).open()
+    got = read(reader, 2, timeout=30)
+    reader.commit(reader.snapshot())
+    reader.close()
+    letters = sorted((json.loads(v) for v in got["value"]), key=lambda d: len(d["raw"]))
+    assert base64.b64decode(letters[0]["raw"]) == b"small" and "raw_truncated" not in letters[0]
+    cut, whole = letters[1], base64.b64encode(raw).decode()
+    assert cut["raw_truncated"] is True and (cut["reason"], cut["step_id"]) == ("record too large", "parse")
+    assert whole.startswith(cut["raw"]) and len(cut["raw"]) > 9_000_000
+    assert (cut["raw_bytes"], cut["raw_sha256"]) == (len(whole), hashlib.sha256(whole.encode()).hexdigest())
