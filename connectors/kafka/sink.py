@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -10,7 +12,9 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from streamlab._dead_letter import fit_message
 from streamlab._secrets import resolve_config
+from streamlab._serde_values import dump_json
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter
 from streamlab.serde import encode_rows, encode_values
@@ -20,6 +24,8 @@ from ._config import check_bootstrap, check_config, config_references
 from .errors import KafkaDeliveryError
 
 log = logging.getLogger("streamlab.connectors.kafka")  # one logger for the whole connector
+RECORD_OVERHEAD = 512
+"""Bytes kept free of a record's ``message.max.bytes`` for its framing (beside its key and headers)."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -125,6 +131,33 @@ class KafkaSink(Sink):
         set_(self, "idempotence", bool(idempotence))
         set_(self, "config", check_config(name, config or {}, _SINK_RESERVED))
         set_(self, "flush_timeout", float(flush_timeout))
+
+    def fit(self, value: bytes, headers: Any, limit: int) -> tuple[bytes, Any]:
+        """A record's value (and headers) cut to ``limit`` bytes: a JSON row keeps its reason and step and the
+        start of its ``raw`` text (a dead letter's; another row's JSON), with ``raw_truncated``, ``raw_bytes``
+        and ``raw_sha256`` of the whole text (``streamlab._dead_letter.fit_message``). A value that is not a
+        JSON row is cut as bytes, the three facts in headers.
+
+        Examples
+        --------
+        >>> sink = KafkaSink("t", bootstrap_servers="h:1")
+        >>> value, _ = sink.fit(b'{"raw":"' + b"x" * 2000 + b'","reason":"bad"}', None, 1024)
+        >>> len(value) <= 1024, json.loads(value)["raw_bytes"]
+        (True, 2000)
+        """
+        if self.value == "json":
+            try:
+                row = json.loads(value)
+            except ValueError:
+                row = None
+            if isinstance(row, dict):
+                return fit_message(row, limit, dump_json)[0].encode("utf-8"), headers
+        facts = [
+            ("raw_truncated", b"true"),
+            ("raw_bytes", str(len(value)).encode()),
+            ("raw_sha256", hashlib.sha256(value).hexdigest().encode()),
+        ]
+        return value[: max(limit - 128, 0)], [*(headers or []), *facts]
 
     def producer_config(self) -> dict[str, Any]:
         """The librdkafka settings the writer uses (secrets included; do not print).
@@ -313,6 +346,7 @@ class KafkaSinkWriter(SinkWriter):
             {**sink.producer_config(), "logger": ClientLog(), "error_cb": self._errors}
         )
         self._stalled = False  # a flush timed out: close() must not wait on the cluster again
+        self._max_bytes = int(sink.producer_config().get("message.max.bytes", 1_000_000))
         self.delivered = 0
         self.failures: list[str] = []
         self._failed_total = 0
@@ -336,6 +370,8 @@ class KafkaSinkWriter(SinkWriter):
         produce = self._producer.produce
         topic, cb = self.sink.topic, self._on_delivery
         for v, k, h in zip(values, keys, headers):
+            if v is not None and len(v) > self._max_bytes - RECORD_OVERHEAD - _size(k, h):
+                v, h = self._fit(v, k, h)
             full_since: float | None = None
             while True:
                 try:
@@ -359,6 +395,20 @@ class KafkaSinkWriter(SinkWriter):
                         self.failures.append(f"{topic}: {exc.args[0]}")
                     break
         self._producer.poll(0)
+
+    def _fit(self, value: bytes, key: bytes | None, headers: Any) -> tuple[bytes, Any]:
+        """A value over the producer's ``message.max.bytes`` (refused on every retry) cut to fit, saying so."""
+        limit = max(self._max_bytes - RECORD_OVERHEAD - _size(key, headers) - 256, 1024)
+        fitted, headers = self.sink.fit(value, headers, limit)
+        log.error(
+            "%r: a record of %d bytes is over message.max.bytes (%d): written cut to %d bytes "
+            "(raw_truncated, raw_bytes, raw_sha256)",
+            self.sink,
+            len(value),
+            self._max_bytes,
+            len(fitted),
+        )
+        return fitted, headers
 
     def _last_error(self) -> str:
         return f"; last client error: {self._errors.errors[-1].str()}" if self._errors.errors else ""
@@ -399,3 +449,8 @@ class KafkaSinkWriter(SinkWriter):
 
     def __repr__(self) -> str:
         return f"KafkaSinkWriter({self.sink!r}, delivered={self.delivered}, failed={self._failed_total})"
+
+
+def _size(key: bytes | None, headers: Any) -> int:
+    """Bytes of a record's key and headers."""
+    return len(key or b"") + sum(len(n) + len(v or b"") for n, v in headers or [])

@@ -449,6 +449,36 @@ def test_dead_letter_topic_gets_reason_header(kafka_broker: LocalKafkaBroker, to
     assert got[b"\xff\xfe"]["reason"] == b"not UTF-8"
 
 
+def test_records_over_message_max_bytes_are_written_cut_to_fit(
+    kafka_broker: LocalKafkaBroker, topic2: str
+) -> None:
+    # a dead letter of a 900 kB record: base64 in a JSON row, 1.2 MB, which the producer refused on every retry
+    import base64
+    import hashlib
+
+    boot = kafka_broker.bootstrap_servers
+    raw = b'{"event_id": "' + b"x" * 900_000 + b'"}'
+    dead = pd.DataFrame({"raw": [raw], "reason": ["record too large"], "step_id": ["parse"]})
+    writer = KafkaSink(topic2, bootstrap_servers=boot, key="step_id").open()
+    writer.write_batch(dead)
+    writer.flush()  # raised before: the record was refused (MSG_SIZE_TOO_LARGE)
+    writer.close()
+    dlq = KafkaDeadLetterSink(topic2, bootstrap_servers=boot).open()
+    dlq.write_batch(pd.DataFrame({"raw": [b"y" * 1_200_000], "reason": ["too large"], "step_id": ["parse"]}))
+    dlq.close()
+    msgs = sorted(consume_raw(boot, topic2, 2, 2), key=lambda m: m.value()[:1])
+    assert all(len(m.value()) < 1_000_000 for m in msgs)
+    row, whole = json.loads(msgs[1].value()), base64.b64encode(raw).decode()
+    assert row["raw_truncated"] is True and (row["reason"], row["step_id"]) == ("record too large", "parse")
+    assert whole.startswith(row["raw"]) and len(row["raw"]) > 900_000
+    assert (row["raw_bytes"], row["raw_sha256"]) == (len(whole), hashlib.sha256(whole.encode()).hexdigest())
+    headers = dict(msgs[0].headers())
+    assert msgs[0].value() == b"y" * len(msgs[0].value()) and len(msgs[0].value()) > 900_000
+    assert headers["reason"] == b"too large" and headers["raw_truncated"] == b"true"
+    assert headers["raw_bytes"] == b"1200000"
+    assert headers["raw_sha256"] == hashlib.sha256(b"y" * 1_200_000).hexdigest().encode()
+
+
 def test_flush_raises_when_deliveries_fail_and_stays_failed() -> None:
     nobody = f"127.0.0.1:{find_free_port()}"  # nothing listens: every delivery times out
     sink = KafkaSink("t", bootstrap_servers=nobody, config={"message.timeout.ms": 300}, flush_timeout=10)
