@@ -253,6 +253,29 @@ def test_sink_rejects_unusable_partition_keys(aws: LocalAWS) -> None:
     writer.close()
 
 
+def test_sink_writes_a_row_over_the_1_mib_record_cut_to_fit(aws: LocalAWS) -> None:
+    # a dead letter of a 900 kB record: base64 in a JSON row, 1.2 MB; it raised, failing every retry
+    import base64
+    import hashlib
+
+    stream, client = make_stream(aws.endpoint_url, shards=1)
+    raw = b"x" * 900_000
+    dead = pd.DataFrame(
+        {"raw": [raw], "reason": ["record too large"], "step_id": ["parse"], "user_id": ["u1"]}
+    )
+    writer = KinesisSink(stream, partition_key="user_id", endpoint_url=aws.endpoint_url).open()
+    writer.write_batch(dead)
+    writer.close()
+    shard = client.list_shards(StreamName=stream)["Shards"][0]["ShardId"]
+    it = client.get_shard_iterator(StreamName=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    [record] = client.get_records(ShardIterator=it["ShardIterator"])["Records"]
+    row, whole = json.loads(record["Data"]), base64.b64encode(raw).decode()
+    assert len(record["Data"]) + len(b"u1") <= 1024 * 1024
+    assert row["raw_truncated"] is True and (row["reason"], row["step_id"]) == ("record too large", "parse")
+    assert whole.startswith(row["raw"]) and len(row["raw"]) > 1_000_000
+    assert (row["raw_bytes"], row["raw_sha256"]) == (len(whole), hashlib.sha256(whole.encode()).hexdigest())
+
+
 def test_resharding_reads_children_only_after_their_parents(kinesalite: str, tmp_path: Path) -> None:
     stream, client = make_stream(kinesalite, shards=1)
     sink = KinesisSink(stream, partition_key="user_id", endpoint_url=kinesalite)
