@@ -261,7 +261,11 @@ class BigQuerySink(Sink):
 
 
 def stream_requests(
-    batch: pd.DataFrame, insert_id: str | None, json_columns: tuple[str, ...] = ()
+    batch: pd.DataFrame,
+    insert_id: str | None,
+    json_columns: tuple[str, ...] = (),
+    *,
+    oversized: list[int] | None = None,
 ) -> list[tuple[list[dict[str, Any]], list[str] | None, list[int]]]:
     """Build insertAll requests: ``(rows, insert ids, batch positions)`` of at most 500 rows / 9 MB each.
 
@@ -273,6 +277,9 @@ def stream_requests(
         Column with the insert ids, or ``None``.
     json_columns
         Columns of BigQuery type JSON; streaming inserts take their values as JSON text.
+    oversized
+        Where the positions of rows over 9 MB go, left out of every request (BigQuery refuses a request
+        over 10 MB whole, on every retry); ``None``: they get a request of their own.
 
     Returns
     -------
@@ -297,17 +304,27 @@ def stream_requests(
                     row[column] = dump_json(value)
     ids = batch[insert_id].astype("string").fillna("").tolist() if insert_id is not None else None
     requests: list[tuple[list[dict[str, Any]], list[str] | None, list[int]]] = []
-    start, size = 0, 0
+    size = 0
+    positions: list[int] = []
     for i, line in enumerate(encoded):
-        if i > start and (i - start >= _STREAM_ROWS or size + len(line) > _STREAM_BYTES):
-            requests.append((rows[start:i], ids[start:i] if ids is not None else None, list(range(start, i))))
-            start, size = i, 0
+        if oversized is not None and len(line) > _STREAM_BYTES:
+            oversized.append(i)
+            continue
+        if positions and (len(positions) >= _STREAM_ROWS or size + len(line) > _STREAM_BYTES):
+            requests.append(_request(rows, ids, positions))
+            positions, size = [], 0
+        positions.append(i)
         size += len(line)
-    if rows:
-        requests.append(
-            (rows[start:], ids[start:] if ids is not None else None, list(range(start, len(rows))))
-        )
+    if positions:
+        requests.append(_request(rows, ids, positions))
     return requests
+
+
+def _request(
+    rows: list[dict[str, Any]], ids: list[str] | None, positions: list[int]
+) -> tuple[list[dict[str, Any]], list[str] | None, list[int]]:
+    """One insertAll request of the rows at ``positions``."""
+    return [rows[i] for i in positions], [ids[i] for i in positions] if ids is not None else None, positions
 
 
 class _BigQueryWriter(SinkWriter):
@@ -362,7 +379,14 @@ class _BigQueryWriter(SinkWriter):
     def _stream(self, rows: pd.DataFrame) -> None:
         bigquery = _bigquery()
         reasons: dict[int, str] = {}
-        for payload, ids, positions in stream_requests(rows, self._sink.insert_id, self._json_columns):
+        too_big: list[int] = []
+        requests = stream_requests(rows, self._sink.insert_id, self._json_columns, oversized=too_big)
+        for i in too_big:
+            reasons[i] = (
+                f"row over {_STREAM_BYTES:,} bytes as JSON: BigQuery's insertAll refuses a request over 10 MB "
+                "(load jobs take larger rows: mode='load')"
+            )
+        for payload, ids, positions in requests:
             errors = self._client.insert_rows_json(
                 self._sink.table,
                 payload,

@@ -181,6 +181,25 @@ def test_refused_rows_go_to_the_dead_letter_sink(endpoint: dict[str, str]) -> No
 
 
 @pytest.mark.services
+def test_a_row_over_the_insert_limit_goes_to_the_dead_letter_sink_not_in_a_request(
+    endpoint: dict[str, str],
+) -> None:
+    # BigQuery refuses an insertAll request over 10 MB whole: that row failed every retry, and its batch
+    name = new_table(endpoint)
+    dead = CollectSink()
+    writer = BigQuerySink(name, project=PROJECT, client_options=endpoint, dead_letter=dead).open()
+    rows = events(["a", "big", "c"])
+    rows.at[1, "properties"] = {"blob": "x" * 10_000_000}
+    writer.write_batch(rows)
+    writer.close()
+    assert writer.written == 2
+    refused = pd.concat(dead.batches)
+    assert refused["event_id"].tolist() == ["big"] and "insertAll" in refused[REASON_COLUMN].iloc[0]
+    got = query(endpoint, f"SELECT event_id FROM `{PROJECT}.{name}` ORDER BY 1")
+    assert [r["event_id"] for r in got] == ["a", "c"]
+
+
+@pytest.mark.services
 def test_load_jobs_are_all_or_nothing(endpoint: dict[str, str]) -> None:
     name = new_table(endpoint)
     writer = BigQuerySink(name, project=PROJECT, mode="load", client_options=endpoint).open()
@@ -214,6 +233,12 @@ def test_stream_requests_split_at_500_rows_and_keep_ids() -> None:
     assert rows[0]["properties"] == '{"i":500,"tags":["a"]}'
     assert rows[0]["timestamp"] == "2026-01-02T00:08:18.000000Z"
     assert stream_requests(frame.iloc[:2], None)[0][1] is None
+    frame.at[3, "properties"] = {"blob": "x" * 10_000_000}
+    too_big: list[int] = []
+    requests = stream_requests(frame.iloc[:6], "event_id", oversized=too_big)
+    assert too_big == [3] and [(ids, positions) for _, ids, positions in requests] == [
+        (["e0", "e1", "e2", "e4", "e5"], [0, 1, 2, 4, 5])
+    ]
 
 
 def test_events_table_definition_without_a_server() -> None:
