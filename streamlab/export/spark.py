@@ -343,10 +343,36 @@ def _writer(df, name, args):
     return writer
 
 
+KAFKA_MESSAGE_LIMIT = 1_000_000 - 1024
+"""Largest side-output message: Kafka's producers and brokers refuse records over 1 MB by default
+(``max.request.size``, ``message.max.bytes``), and a refused record fails its micro-batch on every retry."""
+
+
+def fit_kafka_value(value):
+    """A side output's JSON message cut to KAFKA_MESSAGE_LIMIT when it is larger (``fit_message``: its reason,
+    step and the start of its ``raw`` text, with ``raw_truncated``, ``raw_bytes`` and ``raw_sha256``)."""
+    if value is None or len(value.encode("utf-8")) <= KAFKA_MESSAGE_LIMIT:
+        return value
+    return fit_message(json.loads(value), KAFKA_MESSAGE_LIMIT, lambda r: json.dumps(r, separators=(",", ":")))[0]
+
+
+def kafka_values(df, side):
+    """One JSON message per row (``value``); a side output's (dead letters, late rows) cut to fit Kafka."""
+    value = F.to_json(F.struct(*[F.col(c) for c in df.columns]))
+    if side:  # a Python function, on side outputs only: their rows are few
+        value = F.udf(fit_kafka_value, "string")(value)
+    return df.select(value.alias("value"))
+
+
+def is_side(name):
+    """Whether an output (by its name) is a side output: dead letters or late rows."""
+    return name.endswith(("_dead_letter", "_late"))
+
+
 def write_stream(df, name, args):
     """Start the streaming query that writes one output (its own checkpoint directory)."""
     if args.sink == "kafka":  # one JSON message per row
-        df = df.select(F.to_json(F.struct(*[F.col(c) for c in df.columns])).alias("value"))
+        df = kafka_values(df, is_side(name))
     writer = _writer(df, name, args)
     if args.sink == "kafka":
         return (
@@ -432,7 +458,7 @@ def write_tagged(df, anchor, refs, args):
             part = batch.where(F.col("_output") == ref).select(*[F.col(a).alias(b) for a, b in SPLIT[ref]])
             if args.sink == "kafka":
                 (
-                    part.select(F.to_json(F.struct(*[F.col(c) for c in part.columns])).alias("value"))
+                    kafka_values(part, is_side(name))
                     .write.format("kafka")
                     .option("kafka.bootstrap.servers", args.kafka_bootstrap)
                     .option("topic", f"{args.output_topic_prefix}{name}")
@@ -510,7 +536,7 @@ class _Generator:
         self.split: dict[str, tuple[str, list[tuple[str, str]]]] = {}  # output -> (its run, columns)
         self.tagged: dict[str, str] = {}  # run (first step) -> its tagged DataFrame
         self.parse: ParseStep = next(s for s in p.steps.values() if isinstance(s, ParseStep))
-        self.snippets: set[str] = set()
+        self.snippets: set[str] = {"dead_letter_row"}  # with it fit_message, which cuts Kafka side outputs
         self.consts: list[str] = []
         self.user_imports: list[str] = []
         self.user_code: list[str] = []

@@ -200,6 +200,40 @@ def test_the_jobs_command_line_writes_every_output(spark: Any, tmp_path: Path) -
 
 
 # -- generation, refusals and the command line (no Spark needed) -----------------------------------
+def test_kafka_side_outputs_over_the_record_limit_are_cut_to_fit(spark: Any, tmp_path: Path) -> None:
+    """``--sink kafka``: a dead letter over Kafka's 1 MB record (refused on every retry of its micro-batch) is
+    sent cut to fit, saying what was cut; other outputs' messages are Spark's ``to_json`` as they were. (The
+    Kafka writer itself needs the spark-sql-kafka package, which this machine cannot download.)"""
+    import hashlib
+    import json
+
+    from pyspark import cloudpickle
+
+    from streamlab.export.verify import load_module
+
+    p, events = base("kafka_fit")
+    events.window(TumblingWindow("1m"), key="event_type").agg(agg.count())
+    module = load_module(to_spark(p, tmp_path / "export").module)
+    assert module.is_side("parse_dead_letter") and not module.is_side("window")
+    raw = '{"event_id": "' + "é\t" * 400_000 + '"}'  # 1.2 MB of text; its JSON escapes make it 3.2 MB
+    frame = spark.createDataFrame(
+        [(raw, "record too large", "parse"), ("not json", "invalid JSON", "parse")],
+        "raw string, reason string, step_id string",
+    )
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        values = [r["value"] for r in module.kafka_values(frame, True).collect()]
+        plain = [r["value"] for r in module.kafka_values(frame, False).collect()]
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+    cut, small = (json.loads(v) for v in values)
+    assert len(values[0].encode()) <= module.KAFKA_MESSAGE_LIMIT and values[1] == plain[1]
+    assert cut["raw_truncated"] is True and (cut["reason"], cut["step_id"]) == ("record too large", "parse")
+    assert raw.startswith(cut["raw"]) and cut["raw_sha256"] == hashlib.sha256(raw.encode()).hexdigest()
+    assert small == {"raw": "not json", "reason": "invalid JSON", "step_id": "parse"}
+    assert json.loads(plain[0])["raw"] == raw
+
+
 def test_generated_files_lint_name_connectors_and_hold_no_secrets(tmp_path: Path) -> None:
     import json
     import subprocess
