@@ -677,12 +677,30 @@ and datastream.py share it)."""
 
 _MAIN_BODY = '''
 
-def parse_line(line):
-    """(row values, None) of a good record or (None, dead-letter values) of a bad one."""
+KAFKA_MESSAGE_LIMIT = 1_000_000 - 1024
+"""Largest dead letter sent to Kafka (``--sink kafka``): producers and brokers refuse records over 1 MB by
+default, and a refused record would fail the job on every restart from its checkpoint."""
+
+
+def parse_line(line, dead_letter_limit=None):
+    """(row values, None) of a good record or (None, dead-letter values) of a bad one.
+
+    With ``dead_letter_limit`` (bytes), a dead letter whose JSON is larger keeps the start of its raw record
+    that fits, and its reason says so: the whole record's UTF-8 length and SHA-256 (``fit_message``).
+    """
     try:
         row = read_record(line, FIELDS, REQUIRED, MAX_RECORD_BYTES)
     except BadRecordError as e:
-        return None, (line, str(e), PARSE_STEP)
+        dead = {"raw": line, "reason": str(e), "step_id": PARSE_STEP}
+        if dead_letter_limit is not None:
+            text, cut = fit_message(dead, dead_letter_limit - 256, lambda r: json.dumps(r, separators=(",", ":")))
+            if cut:
+                fitted = json.loads(text)
+                dead["raw"] = fitted["raw"]
+                dead["reason"] = (
+                    f"{fitted['reason']} [raw truncated: {fitted['raw_bytes']} bytes, sha256 {fitted['raw_sha256']}]"
+                )
+        return None, (dead["raw"], dead["reason"], PARSE_STEP)
     values = []
     for name, kind, _ in FIELDS:
         v = row[name]
@@ -711,8 +729,9 @@ def ms_column(name):
     return f"__{name}_ms"
 
 
-@RAW_STREAM@def build(env, t_env, raw):
-    """Register every stream as a view; returns the view name of each output by reference."""
+@RAW_STREAM@def build(env, t_env, raw, dead_letter_limit=None):
+    """Register every stream as a view; returns the view name of each output by reference. Dead letters are
+    cut to ``dead_letter_limit`` bytes of JSON (``parse_line``)."""
     from pyflink.common import Row, Types
     from pyflink.datastream import OutputTag, ProcessFunction
     from pyflink.table import DataTypes, Schema
@@ -723,7 +742,7 @@ def ms_column(name):
 
     class Parse(ProcessFunction):
         def process_element(self, line, ctx):
-            values, bad = parse_line(line)
+            values, bad = parse_line(line, dead_letter_limit)
             if bad is not None:
                 yield dead, Row(*bad)
             else:
@@ -812,7 +831,7 @@ def run(argv=None):
         config.set("restart-strategy.type", "none")  # a backfill fails with its error, not restarts
     if STATE_TTL_MS is not None:
         config.set("table.exec.state.ttl", f"{STATE_TTL_MS} ms")
-    views = build(env, t_env, raw_stream(env, args))
+    views = build(env, t_env, raw_stream(env, args), KAFKA_MESSAGE_LIMIT if args.sink == "kafka" else None)
     statements = t_env.create_statement_set()
     for ref, name in OUTPUTS.items():
         columns = SINK_COLUMNS[name]
@@ -852,6 +871,8 @@ def _main_py(gen: _Generator, source: str, sink: str) -> str:
         header,
         "# -- streamlab's record parser (streamlab._record), copied: this module must not import streamlab\n",
         _plan.record_source(),
+        "\n# -- streamlab's dead letters cut to a size limit (streamlab._dead_letter.fit_message), copied\n",
+        _plan.dead_letter_source(),
         "\n# -- the pipeline\n",
         f"PIPELINE_NAME = {p.name!r}",
         f"PARSE_STEP = {parse.step_id!r}",

@@ -156,3 +156,24 @@ def test_steps_it_cannot_run_are_named_and_the_sql_job_remains(tmp_path: Path) -
     assert why in out.read("README.md")
     with pytest.raises(PipelineConfigError, match=f"no datastream.py: {why}"):
         verify(p, FIXED_SAMPLE, target="flink", workdir=tmp_path / "v", flink_job="datastream")
+
+
+def test_kafka_rows_over_the_record_limit_are_cut_to_fit(tmp_path: Path) -> None:
+    """``--sink kafka``: every output's JSON goes through ``fit_kafka_value`` before Kafka's sink (a record
+    over 1 MB would fail the job on every restart); the connector itself cannot be downloaded here."""
+    import hashlib
+    import json
+
+    out = to_flink(late_pipeline(), tmp_path, source="kafka", sink="kafka")
+    assert "stream.map(fit_kafka_value, output_type=Types.STRING()).sink_to(target)" in out.read(
+        "datastream.py"
+    )
+    module = load_module(out.directory / "datastream.py")
+    raw = '{"event_id": "' + "é\t" * 300_000
+    value = json.dumps(module.raw_dead_letter_row(raw, "invalid JSON", "parse"))
+    cut = json.loads(module.fit_kafka_value(value))
+    assert len(module.fit_kafka_value(value).encode()) <= module.KAFKA_MESSAGE_LIMIT
+    assert cut["raw_truncated"] is True and raw.startswith(cut["raw"]) and cut["reason"] == "invalid JSON"
+    assert cut["raw_sha256"] == hashlib.sha256(raw.encode()).hexdigest()
+    small = json.dumps({"count": 3, "user_id": "u1"})
+    assert module.fit_kafka_value(small) is small

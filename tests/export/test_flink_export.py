@@ -180,6 +180,34 @@ def test_generated_job_on_the_flink_engine_equals_streamlab(flink_python: str, t
     assert any(n.startswith("session: not compared") for n in late_report.notes)
 
 
+def test_kafka_dead_letters_over_the_record_limit_are_cut_to_fit(tmp_path: Path) -> None:
+    """``--sink kafka``: a dead letter over Kafka's 1 MB record (which would fail the job on every restart)
+    keeps the start of its raw record, and its reason says what was cut. (The job's Kafka connector cannot be
+    downloaded here: the parse function of main.py is run as the job's Parse runs it.)"""
+    import hashlib
+    import json
+
+    from streamlab.export.verify import load_module
+
+    out = to_flink(every_case(), tmp_path, source="kafka", sink="kafka")
+    assert 'build(env, t_env, raw_stream(env, args), KAFKA_MESSAGE_LIMIT if args.sink == "kafka"' in out.read(
+        "main.py"
+    )
+    main = load_module(tmp_path / "main.py")
+    line = '{"event_id": "' + "é\t" * 300_000  # not JSON: 0.9 MB of text, 2.4 MB once escaped in JSON
+    limit = main.KAFKA_MESSAGE_LIMIT
+    _, (raw, reason, step) = main.parse_line(line, limit)
+    assert len(json.dumps({"raw": raw, "reason": reason, "step_id": step}).encode()) <= limit
+    assert line.startswith(raw) and len(raw) > 100_000 and step == main.PARSE_STEP
+    digest = hashlib.sha256(line.encode()).hexdigest()
+    assert (
+        reason.startswith("invalid JSON")
+        and f"raw truncated: {len(line.encode())} bytes, sha256 {digest}" in reason
+    )
+    assert main.parse_line(line)[1][0] == line  # no limit (files, JDBC): the whole record
+    assert main.parse_line("not json", limit)[1][:2] == ("not json", main.parse_line("not json")[1][1])
+
+
 def test_generated_files(tmp_path: Path) -> None:
     out = to_flink(every_case(), tmp_path, source="kafka", sink="jdbc")
     assert sorted(out.files) == [
