@@ -74,6 +74,7 @@ __all__ = [
     "pow_half",
     "pow_within_054_ulp",
     "sort_by_key_time",
+    "window_count_merge",
     "window_merge_count",
 ]
 
@@ -950,6 +951,166 @@ def window_merge_count(
             new_val[kept] = v
             kept += 1
     return kept, n_bad
+
+
+@_jit
+def window_count_merge(
+    s_key: np.ndarray,
+    s_time: np.ndarray,
+    b_key: np.ndarray,
+    b_time: np.ndarray,
+    order: np.ndarray,
+    window: int,
+    horizon: int,
+    counts: np.ndarray,
+    new_key: np.ndarray,
+    new_time: np.ndarray,
+) -> tuple[int, int]:
+    """:func:`window_merge_count` without sums (``window > 0``): the same counts and the same new state.
+
+    The batch's keys and times are gathered in ``order`` once; then key by key, a batch row's count
+    is the key's retained entries in ``(t - window, t]`` plus its batch rows in that range up to the
+    row (on equal times retained entries come first, then batch rows in arrival order, as along the
+    merge), each from a pointer that only moves forward: no merged arrays are written to count. The
+    key's entries newer than ``horizon`` then go to ``new_*`` in merged order, stored unconditionally
+    and kept by advancing the end (no branch to mispredict); when the key's batch rows are all at
+    least as new as its retained entries (the usual case) the merge is two copies. A key whose batch
+    rows are not in arrival order along the merge is recounted as there (:func:`_recount_key`).
+    Returns the number of entries kept and of keys recounted.
+    """
+    m0 = s_key.shape[0]
+    n = order.shape[0]
+    bt = np.empty(n, dtype=np.int64)
+    bk = np.empty(n, dtype=np.int64)
+    for j in range(n):
+        r = order[j]
+        bt[j] = b_time[r]
+        bk[j] = b_key[r]
+    i = 0
+    j = 0
+    kept = 0
+    n_bad = 0
+    while j < n:
+        kb = bk[j]
+        # keys without batch rows: their retained entries newer than the horizon, as they are
+        while i < m0 and s_key[i] < kb:
+            t = s_time[i]
+            new_key[kept] = s_key[i]
+            new_time[kept] = t
+            kept += t > horizon
+            i += 1
+        i0 = i
+        while i < m0 and s_key[i] == kb:
+            i += 1
+        i1 = i
+        j0 = j
+        while j < n and bk[j] == kb:
+            j += 1
+        j1 = j
+        s_lo = i0
+        s_hi = i0
+        b_lo = j0
+        last_row = np.int64(-1)
+        disordered = False
+        for jj in range(j0, j1):
+            r = order[jj]
+            t = bt[jj]
+            disordered |= r < last_row
+            last_row = r
+            lo_t = t - window
+            while s_hi < i1 and s_time[s_hi] <= t:
+                s_hi += 1
+            while s_lo < s_hi and s_time[s_lo] <= lo_t:
+                s_lo += 1
+            while bt[b_lo] <= lo_t:
+                b_lo += 1
+            counts[r] = (s_hi - s_lo) + (jj - b_lo + 1)
+        if i1 == i0 or s_time[i1 - 1] <= bt[j0]:
+            for a in range(i0, i1):
+                t = s_time[a]
+                new_key[kept] = kb
+                new_time[kept] = t
+                kept += t > horizon
+            for c in range(j0, j1):
+                t = bt[c]
+                new_key[kept] = kb
+                new_time[kept] = t
+                kept += t > horizon
+        else:
+            a = i0
+            c = j0
+            while a < i1 or c < j1:
+                if c >= j1 or (a < i1 and s_time[a] <= bt[c]):
+                    t = s_time[a]
+                    a += 1
+                else:
+                    t = bt[c]
+                    c += 1
+                new_key[kept] = kb
+                new_time[kept] = t
+                kept += t > horizon
+        if disordered:
+            _recount_key(s_time, bt, order, i0, i1, j0, j1, window, counts)
+            n_bad += 1
+    while i < m0:
+        t = s_time[i]
+        new_key[kept] = s_key[i]
+        new_time[kept] = t
+        kept += t > horizon
+        i += 1
+    return kept, n_bad
+
+
+@_jit
+def _recount_key(
+    s_time: np.ndarray,
+    bt: np.ndarray,
+    order: np.ndarray,
+    i0: int,
+    i1: int,
+    j0: int,
+    j1: int,
+    window: int,
+    counts: np.ndarray,
+) -> None:
+    """:func:`_recount_block`'s counts (no sums) for one key: its retained entries ``i0 .. i1`` merged
+    with its batch rows ``order[j0 .. j1]`` (times ``bt[j0 .. j1]``; on equal times retained first);
+    each batch row counts the entries in ``(t - window, t]`` that arrived no later than it."""
+    size = (i1 - i0) + (j1 - j0)
+    m_time = np.empty(size, dtype=np.int64)
+    m_row = np.empty(size, dtype=np.int64)
+    a = i0
+    c = j0
+    for p in range(size):
+        if c >= j1 or (a < i1 and s_time[a] <= bt[c]):
+            m_time[p] = s_time[a]
+            m_row[p] = -1
+            a += 1
+        else:
+            m_time[p] = bt[c]
+            m_row[p] = order[c]
+            c += 1
+    for p in range(size):
+        r = m_row[p]
+        if r < 0:
+            continue
+        t = m_time[p]
+        lo_t = t - window
+        lo = 0
+        hi = size
+        while lo < hi:  # the first entry after t - window
+            mid = (lo + hi) // 2
+            if m_time[mid] <= lo_t:
+                lo = mid + 1
+            else:
+                hi = mid
+        count = 0
+        q = lo
+        while q < size and m_time[q] <= t:
+            if m_row[q] <= r:
+                count += 1
+            q += 1
+        counts[r] = count
 
 
 @_jit

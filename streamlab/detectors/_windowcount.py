@@ -136,6 +136,8 @@ class WindowCounter:
         numpy path, without sorting, searching or filtering the concatenation; keys whose rows go
         back in time are recounted in the same pass, as :meth:`_fix_disordered` recounts them (sums
         added in time order there, in ``numpy.sum``'s order on the numpy path: last bits may differ).
+        Counts alone take :func:`~streamlab.detectors._kernels.window_count_merge`, which counts
+        from pointers per key instead of walking the merged entries.
         """
         n_state, n_batch = len(self.times), len(times)
         order = sort_by_key_time(k, b_codes, times)
@@ -143,32 +145,49 @@ class WindowCounter:
         new_max = newest if self.max_seen_ns == NAT_NS else max(self.max_seen_ns, newest)
         horizon = max(new_max - self.window_ns - self.lateness_ns, -(2**63))
         counts = np.empty(n_batch, dtype=np.int64)
-        sums = np.zeros(n_batch, dtype="float64")
         m = n_state + n_batch
         new_codes = np.empty(m, dtype=np.int64)
         new_times = np.empty(m, dtype=np.int64)
-        new_vals = np.empty(m, dtype="float64")
-        kept, _ = k.window_merge_count(
-            self.codes,
-            self.times,
-            self.values,
-            b_codes,
-            times,
-            batch_vals,
-            order,
-            self.window_ns,
-            horizon,
-            values is not None,
-            counts,
-            sums,
-            new_codes,
-            new_times,
-            new_vals,
-        )
+        sums = None
+        if values is None:
+            kept, _ = k.window_count_merge(
+                self.codes,
+                self.times,
+                b_codes,
+                times,
+                order,
+                self.window_ns,
+                horizon,
+                counts,
+                new_codes,
+                new_times,
+            )
+            self.values = np.zeros(kept)  # a count-only state's values, as the numpy path keeps them
+        else:
+            sums = np.zeros(n_batch, dtype="float64")
+            new_vals = np.empty(m, dtype="float64")
+            kept, _ = k.window_merge_count(
+                self.codes,
+                self.times,
+                self.values,
+                b_codes,
+                times,
+                batch_vals,
+                order,
+                self.window_ns,
+                horizon,
+                True,
+                counts,
+                sums,
+                new_codes,
+                new_times,
+                new_vals,
+            )
+            self.values = new_vals[:kept]
         self.max_seen_ns = new_max
-        self.codes, self.times, self.values = new_codes[:kept], new_times[:kept], new_vals[:kept]
+        self.codes, self.times = new_codes[:kept], new_times[:kept]
         (self.codes,) = self.vocab.compact(self.codes)
-        return counts, (None if values is None else sums)
+        return counts, sums
 
     def _fix_disordered(
         self,

@@ -653,6 +653,7 @@ def windowed_streams(draw: st.DrawFn) -> tuple[pd.DataFrame, list[int], int]:
 _WINDOWED_STEPS: list[Callable[[str], Any]] = [
     lambda late: VelocityFeature("user_id", window="2m", value="amount", allowed_lateness=late),
     lambda late: VelocityRule("user_id", window="1m", max_count=2, name="burst", allowed_lateness=late),
+    lambda late: VelocityFeature("user_id", window="30s", allowed_lateness=late),  # counts only
     lambda late: DistinctCountFeature("user_id", "country", window="3m", allowed_lateness=late),
 ]
 
