@@ -295,10 +295,17 @@ class SharedCounts:
         (codes, s_times, max_seen, index), r_token, r_times, counts, after = record
         if isinstance(token, np.ndarray) != isinstance(r_token, np.ndarray):
             return None
+        # the cheap checks first: a counter's own last record (the usual miss) fails on max_seen_ns or
+        # the state's length before any array is compared
+        if (
+            counter.max_seen_ns != max_seen
+            or len(counter.times) != len(s_times)
+            or len(times) != len(r_times)
+        ):
+            return None
         same_keys = _same_array(token, r_token) if isinstance(token, np.ndarray) else token is r_token
         if not (
             same_keys
-            and counter.max_seen_ns == max_seen
             and _same_array(np.asarray(times), r_times)
             and _same_array(counter.times, s_times)
             and _same_array(counter.codes, codes)
