@@ -60,9 +60,8 @@ def pow_within_054_ulp() -> bool:
 
 __all__ = [
     "COMPILED",
+    "distinct_merge_count",
     "hst_score_learn",
-    "keep_counted",
-    "merge_entries",
     "moments_learn",
     "moments_score_learn",
     "moments_scores",
@@ -804,6 +803,191 @@ def distinct_count(
 
 
 @_jit
+def _popcount(x: np.uint64) -> int:
+    """The number of bits set in ``x`` (SWAR: no branch)."""
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return int((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@_jit
+def distinct_merge_count(
+    s_key: np.ndarray,
+    s_time: np.ndarray,
+    s_val: np.ndarray,
+    b_key: np.ndarray,
+    b_time: np.ndarray,
+    b_val: np.ndarray,
+    order: np.ndarray,
+    window: int,
+    n_values: int,
+    horizon: int,
+    out: np.ndarray,
+    new_key: np.ndarray,
+    new_time: np.ndarray,
+    new_val: np.ndarray,
+) -> int:
+    """A batch's distinct counts against the retained entries, and the new state, in one pass key by key.
+
+    Only the keys with batch rows are merged (into a scratch block: retained entries first on equal
+    times, then the batch's in ``order``) and counted; the other keys' retained entries are copied
+    as they are when newer than ``horizon``. A block whose batch rows arrive in time order, with at
+    most 64 entries and value codes below 64 (the usual case: a key's last window and lateness of
+    events, a column of few values), gives each batch row the bits set in the OR of ``1 << value``
+    over the entries before it with a time in ``(t - window, t]``: no branch depends on the data.
+    Other blocks take :func:`distinct_count`'s passes. The counts and the new state (``new_*``:
+    counted entries newer than ``horizon``, in merged order) are those of the numpy path (the stable
+    merge of :func:`merge_order`, :func:`distinct_count` over it, then the filter); returns the
+    number of entries kept.
+    """
+    m0 = s_key.shape[0]
+    n = order.shape[0]
+    n_v = max(n_values, 1)
+    count = np.zeros(n_v, dtype=np.int64)  # the sliding pass: entries per value inside the window
+    owner = np.full(n_v, -1, dtype=np.int64)  # the key block whose pass ``count[v]`` belongs to
+    stamp = np.full(n_v, -1, dtype=np.int64)  # the scan: the event that last counted ``v``
+    bt = np.empty(n, dtype=np.int64)
+    bk = np.empty(n, dtype=np.int64)
+    for j in range(n):
+        r = order[j]
+        bt[j] = b_time[r]
+        bk[j] = b_key[r]
+    cap = 64
+    m_time = np.empty(cap, dtype=np.int64)
+    m_val = np.empty(cap, dtype=np.int64)
+    m_arr = np.empty(cap, dtype=np.int64)
+    i = 0
+    j = 0
+    kept = 0
+    block = 0
+    while j < n:
+        kb = bk[j]
+        while i < m0 and s_key[i] < kb:
+            t = s_time[i]
+            new_key[kept] = s_key[i]
+            new_time[kept] = t
+            new_val[kept] = s_val[i]
+            kept += (t > horizon) & (s_val[i] >= 0)
+            i += 1
+        i0 = i
+        while i < m0 and s_key[i] == kb:
+            i += 1
+        i1 = i
+        j0 = j
+        while j < n and bk[j] == kb:
+            j += 1
+        j1 = j
+        size = (i1 - i0) + (j1 - j0)
+        if size > cap:
+            while cap < size:
+                cap *= 2
+            m_time = np.empty(cap, dtype=np.int64)
+            m_val = np.empty(cap, dtype=np.int64)
+            m_arr = np.empty(cap, dtype=np.int64)
+        in_order = True
+        if i1 == i0 or s_time[i1 - 1] <= bt[j0]:
+            # the usual case: the key's batch rows are all at least as new as its retained entries
+            ns = i1 - i0
+            for p in range(ns):
+                m_time[p] = s_time[i0 + p]
+                m_val[p] = s_val[i0 + p]
+                m_arr[p] = -1
+            last = np.int64(-1)
+            for q in range(j1 - j0):
+                r = order[j0 + q]
+                m_time[ns + q] = bt[j0 + q]
+                m_val[ns + q] = b_val[r]
+                m_arr[ns + q] = r
+                in_order &= r > last
+                last = r
+        else:
+            a = i0
+            c = j0
+            last = np.int64(-1)
+            for p in range(size):
+                if c >= j1 or (a < i1 and s_time[a] <= bt[c]):
+                    m_time[p] = s_time[a]
+                    m_val[p] = s_val[a]
+                    m_arr[p] = -1
+                    a += 1
+                else:
+                    r = order[c]
+                    m_time[p] = bt[c]
+                    m_val[p] = b_val[r]
+                    m_arr[p] = r
+                    in_order &= r > last
+                    last = r
+                    c += 1
+        if in_order and size <= 64 and n_values <= 64:
+            for p in range(size):
+                e = m_arr[p]
+                if e < 0:
+                    continue
+                lo_t = m_time[p] - window
+                seen = np.uint64(0)
+                for q in range(p + 1):
+                    v = m_val[q]
+                    hit = (m_time[q] > lo_t) & (v >= 0)
+                    seen |= np.uint64(hit) << np.uint64(v & 63)
+                out[e] = _popcount(seen)
+        elif in_order:
+            lo = 0
+            distinct = 0
+            for p in range(size):
+                v = m_val[p]
+                if v >= 0:
+                    if owner[v] != block:
+                        owner[v] = block
+                        count[v] = 0
+                    count[v] += 1
+                    if count[v] == 1:
+                        distinct += 1
+                lo_t = m_time[p] - window
+                while m_time[lo] <= lo_t:
+                    w = m_val[lo]
+                    if w >= 0:
+                        count[w] -= 1
+                        if count[w] == 0:
+                            distinct -= 1
+                    lo += 1
+                if m_arr[p] >= 0:
+                    out[m_arr[p]] = distinct
+        else:
+            for p in range(size):
+                e = m_arr[p]
+                if e < 0:
+                    continue
+                t = m_time[p]
+                q = p
+                while q > 0 and m_time[q - 1] > t - window:
+                    q -= 1
+                total = 0
+                while q < size and m_time[q] <= t:
+                    v = m_val[q]
+                    if v >= 0 and m_arr[q] <= e and stamp[v] != e:
+                        stamp[v] = e
+                        total += 1
+                    q += 1
+                out[e] = total
+        block += 1
+        for p in range(size):
+            t = m_time[p]
+            new_key[kept] = kb
+            new_time[kept] = t
+            new_val[kept] = m_val[p]
+            kept += (t > horizon) & (m_val[p] >= 0)
+    while i < m0:
+        t = s_time[i]
+        new_key[kept] = s_key[i]
+        new_time[kept] = t
+        new_val[kept] = s_val[i]
+        kept += (t > horizon) & (s_val[i] >= 0)
+        i += 1
+    return kept
+
+
+@_jit
 def sort_by_key_time(b_key: np.ndarray, b_time: np.ndarray, n_keys: int, order: np.ndarray) -> bool:
     """The stable sort of a batch by (key, time) into ``order``.
 
@@ -1150,63 +1334,6 @@ def _recount_block(
             q += 1
         counts[r] = count
         sums[r] = total
-
-
-@_jit
-def merge_entries(
-    s_key: np.ndarray,
-    s_time: np.ndarray,
-    s_val: np.ndarray,
-    b_key: np.ndarray,
-    b_time: np.ndarray,
-    b_val: np.ndarray,
-    order: np.ndarray,
-    key: np.ndarray,
-    time: np.ndarray,
-    val: np.ndarray,
-    arrival: np.ndarray,
-) -> None:
-    """Retained entries (sorted by key, time) merged with a batch's (``order``: its stable sort).
-
-    As :func:`merge_order`, but writing the merged entries themselves: ``arrival`` is -1 for a
-    retained entry and the batch row for the batch's.
-    """
-    m0 = s_key.shape[0]
-    n = order.shape[0]
-    i = 0
-    j = 0
-    for w in range(m0 + n):
-        take_s = j >= n
-        r = 0
-        if not take_s:
-            r = order[j]
-            if i < m0:
-                take_s = s_key[i] < b_key[r] or (s_key[i] == b_key[r] and s_time[i] <= b_time[r])
-        if take_s:
-            key[w] = s_key[i]
-            time[w] = s_time[i]
-            val[w] = s_val[i]
-            arrival[w] = -1
-            i += 1
-        else:
-            key[w] = b_key[r]
-            time[w] = b_time[r]
-            val[w] = b_val[r]
-            arrival[w] = r
-            j += 1
-
-
-@_jit
-def keep_counted(key: np.ndarray, time: np.ndarray, val: np.ndarray, horizon: int) -> int:
-    """Move the entries with a value (``val >= 0``) and ``time > horizon`` to the front, in order; their number."""
-    kept = 0
-    for p in range(key.shape[0]):
-        if val[p] >= 0 and time[p] > horizon:
-            key[kept] = key[p]
-            time[kept] = time[p]
-            val[kept] = val[p]
-            kept += 1
-    return kept
 
 
 @_jit

@@ -524,21 +524,33 @@ class DistinctCounter:
     def _update_compiled(
         self, k: Any, b_key: np.ndarray, b_time: np.ndarray, b_val: np.ndarray
     ) -> np.ndarray:
-        """:meth:`update` with compiled kernels: the batch sorted, merged with the retained entries
-        and filtered in place, with the same entries in the same order as the numpy path."""
+        """:meth:`update` with compiled kernels: the batch sorted, then merged with the retained
+        entries, counted and filtered key by key in one pass
+        (:func:`~streamlab.detectors._kernels.distinct_merge_count`): the same counts, and the same
+        entries in the same order, as the numpy path."""
         n, m = len(b_time), len(self.s_key) + len(b_time)
         order = sort_by_key_time(k, b_key, b_time)
-        s_key, s_time = np.empty(m, dtype=np.int64), np.empty(m, dtype=np.int64)
-        s_val, s_arrival = np.empty(m, dtype=np.int64), np.empty(m, dtype=np.int64)
-        k.merge_entries(
-            self.s_key, self.s_time, self.s_val, b_key, b_time, b_val, order, s_key, s_time, s_val, s_arrival
-        )
-        out = np.zeros(n, dtype=np.int64)
-        k.distinct_count(s_key, s_time, s_val, s_arrival, self.window_ns, len(self.values), out)
         newest = int(b_time.max())
         self.max_seen_ns = newest if self.max_seen_ns == NAT_NS else max(self.max_seen_ns, newest)
         horizon = max(self.max_seen_ns - self.window_ns - self.lateness_ns, -(2**63))
-        kept = k.keep_counted(s_key, s_time, s_val, horizon)
+        s_key, s_time, s_val = (np.empty(m, dtype=np.int64) for _ in range(3))
+        out = np.zeros(n, dtype=np.int64)
+        kept = k.distinct_merge_count(
+            self.s_key,
+            self.s_time,
+            self.s_val,
+            b_key,
+            b_time,
+            b_val,
+            order,
+            self.window_ns,
+            len(self.values),
+            horizon,
+            out,
+            s_key,
+            s_time,
+            s_val,
+        )
         self.s_key, self.s_time, self.s_val = s_key[:kept], s_time[:kept], s_val[:kept]
         (self.s_key,) = self.keys.compact(self.s_key)
         (self.s_val,) = self.values.compact(self.s_val)
