@@ -723,6 +723,67 @@ def merge_order(
 
 
 @_jit
+def _count_block(
+    time: np.ndarray,
+    val: np.ndarray,
+    arrival: np.ndarray,
+    a: int,
+    b: int,
+    window: int,
+    in_order: bool,
+    block: int,
+    count: np.ndarray,
+    owner: np.ndarray,
+    stamp: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """:func:`distinct_count` for one key's entries ``a .. b`` (``block`` identifies them in ``owner``).
+
+    In arrival order (``in_order``): one sliding pass, counting values in and out of the window;
+    otherwise each event scans its window for entries that arrived no later than itself.
+    """
+    if in_order:
+        lo = a
+        distinct = 0
+        for p in range(a, b):
+            v = val[p]
+            if v >= 0:
+                if owner[v] != block:
+                    owner[v] = block
+                    count[v] = 0
+                count[v] += 1
+                if count[v] == 1:
+                    distinct += 1
+            horizon = time[p] - window
+            while time[lo] <= horizon:
+                w = val[lo]
+                if w >= 0:
+                    count[w] -= 1
+                    if count[w] == 0:
+                        distinct -= 1
+                lo += 1
+            if arrival[p] >= 0:
+                out[arrival[p]] = distinct
+    else:
+        for p in range(a, b):
+            i = arrival[p]
+            if i < 0:
+                continue
+            t = time[p]
+            q = p
+            while q > a and time[q - 1] > t - window:
+                q -= 1
+            total = 0
+            while q < b and time[q] <= t:
+                v = val[q]
+                if v >= 0 and arrival[q] <= i and stamp[v] != i:
+                    stamp[v] = i
+                    total += 1
+                q += 1
+            out[i] = total
+
+
+@_jit
 def distinct_count(
     s_key: np.ndarray,
     s_time: np.ndarray,
@@ -760,45 +821,7 @@ def distinct_count(
                     in_order = False
                     break
                 last = r
-        if in_order:
-            lo = a
-            distinct = 0
-            for p in range(a, b):
-                v = s_val[p]
-                if v >= 0:
-                    if owner[v] != a:
-                        owner[v] = a
-                        count[v] = 0
-                    count[v] += 1
-                    if count[v] == 1:
-                        distinct += 1
-                horizon = s_time[p] - window
-                while s_time[lo] <= horizon:
-                    w = s_val[lo]
-                    if w >= 0:
-                        count[w] -= 1
-                        if count[w] == 0:
-                            distinct -= 1
-                    lo += 1
-                if s_arrival[p] >= 0:
-                    out[s_arrival[p]] = distinct
-        else:
-            for p in range(a, b):
-                i = s_arrival[p]
-                if i < 0:
-                    continue
-                t = s_time[p]
-                q = p
-                while q > a and s_time[q - 1] > t - window:
-                    q -= 1
-                total = 0
-                while q < b and s_time[q] <= t:
-                    v = s_val[q]
-                    if v >= 0 and s_arrival[q] <= i and stamp[v] != i:
-                        stamp[v] = i
-                        total += 1
-                    q += 1
-                out[i] = total
+        _count_block(s_time, s_val, s_arrival, a, b, window, in_order, a, count, owner, stamp, out)
         a = b
 
 
@@ -847,12 +870,7 @@ def distinct_merge_count(
     count = np.zeros(n_v, dtype=np.int64)  # the sliding pass: entries per value inside the window
     owner = np.full(n_v, -1, dtype=np.int64)  # the key block whose pass ``count[v]`` belongs to
     stamp = np.full(n_v, -1, dtype=np.int64)  # the scan: the event that last counted ``v``
-    bt = np.empty(n, dtype=np.int64)
-    bk = np.empty(n, dtype=np.int64)
-    for j in range(n):
-        r = order[j]
-        bt[j] = b_time[r]
-        bk[j] = b_key[r]
+    bt, bk = _sorted_batch(order, b_time, b_key)
     cap = 64
     m_time = np.empty(cap, dtype=np.int64)
     m_val = np.empty(cap, dtype=np.int64)
@@ -871,13 +889,9 @@ def distinct_merge_count(
             kept += (t > horizon) & (s_val[i] >= 0)
             i += 1
         i0 = i
-        while i < m0 and s_key[i] == kb:
-            i += 1
-        i1 = i
+        i = i1 = _run_end(s_key, i, kb)
         j0 = j
-        while j < n and bk[j] == kb:
-            j += 1
-        j1 = j
+        j = j1 = _run_end(bk, j, kb)
         size = (i1 - i0) + (j1 - j0)
         if size > cap:
             while cap < size:
@@ -931,45 +945,8 @@ def distinct_merge_count(
                     hit = (m_time[q] > lo_t) & (v >= 0)
                     seen |= np.uint64(hit) << np.uint64(v & 63)
                 out[e] = _popcount(seen)
-        elif in_order:
-            lo = 0
-            distinct = 0
-            for p in range(size):
-                v = m_val[p]
-                if v >= 0:
-                    if owner[v] != block:
-                        owner[v] = block
-                        count[v] = 0
-                    count[v] += 1
-                    if count[v] == 1:
-                        distinct += 1
-                lo_t = m_time[p] - window
-                while m_time[lo] <= lo_t:
-                    w = m_val[lo]
-                    if w >= 0:
-                        count[w] -= 1
-                        if count[w] == 0:
-                            distinct -= 1
-                    lo += 1
-                if m_arr[p] >= 0:
-                    out[m_arr[p]] = distinct
         else:
-            for p in range(size):
-                e = m_arr[p]
-                if e < 0:
-                    continue
-                t = m_time[p]
-                q = p
-                while q > 0 and m_time[q - 1] > t - window:
-                    q -= 1
-                total = 0
-                while q < size and m_time[q] <= t:
-                    v = m_val[q]
-                    if v >= 0 and m_arr[q] <= e and stamp[v] != e:
-                        stamp[v] = e
-                        total += 1
-                    q += 1
-                out[e] = total
+            _count_block(m_time, m_val, m_arr, 0, size, window, in_order, block, count, owner, stamp, out)
         block += 1
         for p in range(size):
             t = m_time[p]
@@ -1138,6 +1115,28 @@ def window_merge_count(
 
 
 @_jit
+def _sorted_batch(order: np.ndarray, b_time: np.ndarray, b_key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The batch's times and keys in ``order`` (gathered once, then read in sequence)."""
+    n = order.shape[0]
+    bt = np.empty(n, dtype=np.int64)
+    bk = np.empty(n, dtype=np.int64)
+    for j in range(n):
+        r = order[j]
+        bt[j] = b_time[r]
+        bk[j] = b_key[r]
+    return bt, bk
+
+
+@_jit
+def _run_end(keys: np.ndarray, start: int, key: int) -> int:
+    """The end of the run of ``key`` that starts at ``start`` in the sorted ``keys``."""
+    end = start
+    while end < keys.shape[0] and keys[end] == key:
+        end += 1
+    return end
+
+
+@_jit
 def window_count_merge(
     s_key: np.ndarray,
     s_time: np.ndarray,
@@ -1164,12 +1163,7 @@ def window_count_merge(
     """
     m0 = s_key.shape[0]
     n = order.shape[0]
-    bt = np.empty(n, dtype=np.int64)
-    bk = np.empty(n, dtype=np.int64)
-    for j in range(n):
-        r = order[j]
-        bt[j] = b_time[r]
-        bk[j] = b_key[r]
+    bt, bk = _sorted_batch(order, b_time, b_key)
     i = 0
     j = 0
     kept = 0
@@ -1184,13 +1178,9 @@ def window_count_merge(
             kept += t > horizon
             i += 1
         i0 = i
-        while i < m0 and s_key[i] == kb:
-            i += 1
-        i1 = i
+        i = i1 = _run_end(s_key, i, kb)
         j0 = j
-        while j < n and bk[j] == kb:
-            j += 1
-        j1 = j
+        j = j1 = _run_end(bk, j, kb)
         s_lo = i0
         s_hi = i0
         b_lo = j0
