@@ -1021,96 +1021,111 @@ def window_merge_count(
     order: np.ndarray,
     window: int,
     horizon: int,
-    with_sums: bool,
     counts: np.ndarray,
     sums: np.ndarray,
     new_key: np.ndarray,
     new_time: np.ndarray,
     new_val: np.ndarray,
 ) -> tuple[int, int]:
-    """Window counts (and sums) of a batch against retained entries, merging both into the new state.
+    """Window counts and sums of a batch against retained entries, merging both into the new state.
 
     The retained entries ``s_*`` are sorted by (key, time); ``order`` sorts the batch stably by
     (key, time). Walking the merge (on equal key and time retained entries first, then batch rows
     in ``order``), batch row ``r`` at merged position ``p`` gets ``p - lo + 1`` where ``lo`` is the
     key's first entry after ``t - window``, and the sum of the values from ``lo`` to ``p`` as the
-    difference of a running cumulative sum over the merged values (``numpy.cumsum``'s order). Entries
-    newer than ``horizon`` go to ``new_*`` in merged order. A key whose batch rows are not in arrival
-    order along the merge (an event older than one that arrived before it) is recomputed when its
-    entries end: each of its batch rows counts the key's entries in ``(t - window, t]`` that arrived
-    no later than it (retained entries, and batch rows up to it), summing their values in time
-    order. Returns the number of entries kept and of keys recomputed.
+    difference of a running cumulative sum over all the merged values (``numpy.cumsum``'s order, so
+    the numpy path's bits). Key by key: the keys without batch rows are copied (and added to the
+    running sum); a key with batch rows is merged into a small scratch block, with the running sum
+    before each of its entries, and its rows counted there. Entries newer than ``horizon`` go to
+    ``new_*`` in merged order. A key whose batch rows are not in arrival order along the merge (an
+    event older than one that arrived before it) is recomputed (:func:`_recount_block`): each of its
+    batch rows counts the key's entries in ``(t - window, t]`` that arrived no later than it
+    (retained entries, and batch rows up to it), summing their values in time order. Returns the
+    number of entries kept and of keys recomputed.
     """
     m0 = s_key.shape[0]
     n = order.shape[0]
-    m = m0 + n
-    m_time = np.empty(m, dtype=np.int64)
-    m_val = np.empty(m, dtype=np.float64)
-    m_row = np.empty(m, dtype=np.int64)  # the batch row at each merged position (-1: retained)
-    csum = np.empty(m + 1 if with_sums else 1, dtype=np.float64)
-    csum[0] = 0.0
+    bt, bk = _sorted_batch(order, b_time, b_key)
+    cap = 64
+    m_time = np.empty(cap, dtype=np.int64)
+    m_val = np.empty(cap, dtype=np.float64)
+    m_row = np.empty(cap, dtype=np.int64)  # the batch row at each block position (-1: retained)
+    m_sum = np.empty(cap + 1, dtype=np.float64)  # the running sum before each block position
     acc = 0.0
     i = 0
     j = 0
     kept = 0
     n_bad = 0
-    key = np.int64(-1)
-    lo = 0
-    start = 0
-    disordered = False
-    last_row = np.int64(-1)
-    for p in range(m + 1):
-        if p == m:
-            if disordered:
-                _recount_block(m_time, m_val, m_row, start, m, window, counts, sums)
-                n_bad += 1
-            break
-        take_s = j >= n
-        r = np.int64(-1)
-        if not take_s:
-            r = order[j]
-            if i < m0:
-                take_s = s_key[i] < b_key[r] or (s_key[i] == b_key[r] and s_time[i] <= b_time[r])
-        if take_s:
-            k = s_key[i]
+    while j < n:
+        kb = bk[j]
+        while i < m0 and s_key[i] < kb:
             t = s_time[i]
             v = s_val[i]
-            i += 1
-        else:
-            k = b_key[r]
-            t = b_time[r]
-            v = b_val[r]
-            j += 1
-        if k != key:
-            if disordered:
-                _recount_block(m_time, m_val, m_row, start, p, window, counts, sums)
-                n_bad += 1
-            key = k
-            lo = p
-            start = p
-            disordered = False
-            last_row = np.int64(-1)
-        m_time[p] = t
-        m_val[p] = v
-        m_row[p] = -1 if take_s else r
-        if with_sums:
             acc += v
-            csum[p + 1] = acc
-        if not take_s:
-            if r < last_row:
-                disordered = True
-            last_row = r
-            lo_t = t - window
+            new_key[kept] = s_key[i]
+            new_time[kept] = t
+            new_val[kept] = v
+            kept += t > horizon
+            i += 1
+        i0 = i
+        i = i1 = _run_end(s_key, i, kb)
+        j0 = j
+        j = j1 = _run_end(bk, j, kb)
+        size = (i1 - i0) + (j1 - j0)
+        if size > cap:
+            while cap < size:
+                cap *= 2
+            m_time = np.empty(cap, dtype=np.int64)
+            m_val = np.empty(cap, dtype=np.float64)
+            m_row = np.empty(cap, dtype=np.int64)
+            m_sum = np.empty(cap + 1, dtype=np.float64)
+        a = i0
+        c = j0
+        disordered = False
+        last_row = np.int64(-1)
+        for p in range(size):
+            if c >= j1 or (a < i1 and s_time[a] <= bt[c]):
+                t = s_time[a]
+                v = s_val[a]
+                r = np.int64(-1)
+                a += 1
+            else:
+                r = order[c]
+                t = bt[c]
+                v = b_val[r]
+                disordered |= r < last_row
+                last_row = r
+                c += 1
+            m_time[p] = t
+            m_val[p] = v
+            m_row[p] = r
+            m_sum[p] = acc
+            acc += v
+            new_key[kept] = kb
+            new_time[kept] = t
+            new_val[kept] = v
+            kept += t > horizon
+        m_sum[size] = acc
+        lo = 0
+        for p in range(size):
+            r = m_row[p]
+            if r < 0:
+                continue
+            lo_t = m_time[p] - window
             while m_time[lo] <= lo_t:
                 lo += 1
             counts[r] = p - lo + 1
-            if with_sums:
-                sums[r] = csum[p + 1] - csum[lo]
-        if t > horizon:
-            new_key[kept] = k
-            new_time[kept] = t
-            new_val[kept] = v
-            kept += 1
+            sums[r] = m_sum[p + 1] - m_sum[lo]
+        if disordered:
+            _recount_block(m_time, m_val, m_row, 0, size, window, counts, sums)
+            n_bad += 1
+    while i < m0:
+        t = s_time[i]
+        new_key[kept] = s_key[i]
+        new_time[kept] = t
+        new_val[kept] = s_val[i]
+        kept += t > horizon
+        i += 1
     return kept, n_bad
 
 

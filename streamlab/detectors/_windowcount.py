@@ -176,7 +176,6 @@ class WindowCounter:
                 order,
                 self.window_ns,
                 horizon,
-                True,
                 counts,
                 sums,
                 new_codes,
