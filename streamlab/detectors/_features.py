@@ -304,10 +304,9 @@ class _KeyRowsOperator(FeatureOperator):
 
     def _rows(self, keys: pd.Series, ok: np.ndarray) -> np.ndarray:
         """Each event's row (-1 where ``ok`` is False); new or forgotten keys start fresh."""
-        rows = np.full(len(keys), -1, dtype=np.int64)
         if not ok.any():
             self.next_tick += len(keys)
-            return rows
+            return np.full(len(keys), -1, dtype=np.int64)
         k = kernels()
         if (
             k is not None
@@ -315,6 +314,7 @@ class _KeyRowsOperator(FeatureOperator):
             and (len(self.index) == 0 or self.index.dtype == np.int64)
         ):
             return self._int_rows(k, keys.to_numpy(), ok)
+        rows = np.full(len(keys), -1, dtype=np.int64)
         self.hashed = None  # the index changes below: the hash table is rebuilt when next needed
         # (remembered per Arrow column: the pipeline's other keyed steps factorize the same one)
         codes, uniques = factorize(keys if ok.all() else keys[ok])

@@ -60,9 +60,8 @@ def pow_within_054_ulp() -> bool:
 
 __all__ = [
     "COMPILED",
+    "distinct_merge_count",
     "hst_score_learn",
-    "keep_counted",
-    "merge_entries",
     "moments_learn",
     "moments_score_learn",
     "moments_scores",
@@ -74,6 +73,7 @@ __all__ = [
     "pow_half",
     "pow_within_054_ulp",
     "sort_by_key_time",
+    "window_count_merge",
     "window_merge_count",
 ]
 
@@ -723,6 +723,67 @@ def merge_order(
 
 
 @_jit
+def _count_block(
+    time: np.ndarray,
+    val: np.ndarray,
+    arrival: np.ndarray,
+    a: int,
+    b: int,
+    window: int,
+    in_order: bool,
+    block: int,
+    count: np.ndarray,
+    owner: np.ndarray,
+    stamp: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """:func:`distinct_count` for one key's entries ``a .. b`` (``block`` identifies them in ``owner``).
+
+    In arrival order (``in_order``): one sliding pass, counting values in and out of the window;
+    otherwise each event scans its window for entries that arrived no later than itself.
+    """
+    if in_order:
+        lo = a
+        distinct = 0
+        for p in range(a, b):
+            v = val[p]
+            if v >= 0:
+                if owner[v] != block:
+                    owner[v] = block
+                    count[v] = 0
+                count[v] += 1
+                if count[v] == 1:
+                    distinct += 1
+            horizon = time[p] - window
+            while time[lo] <= horizon:
+                w = val[lo]
+                if w >= 0:
+                    count[w] -= 1
+                    if count[w] == 0:
+                        distinct -= 1
+                lo += 1
+            if arrival[p] >= 0:
+                out[arrival[p]] = distinct
+    else:
+        for p in range(a, b):
+            i = arrival[p]
+            if i < 0:
+                continue
+            t = time[p]
+            q = p
+            while q > a and time[q - 1] > t - window:
+                q -= 1
+            total = 0
+            while q < b and time[q] <= t:
+                v = val[q]
+                if v >= 0 and arrival[q] <= i and stamp[v] != i:
+                    stamp[v] = i
+                    total += 1
+                q += 1
+            out[i] = total
+
+
+@_jit
 def distinct_count(
     s_key: np.ndarray,
     s_time: np.ndarray,
@@ -760,46 +821,147 @@ def distinct_count(
                     in_order = False
                     break
                 last = r
-        if in_order:
-            lo = a
-            distinct = 0
-            for p in range(a, b):
-                v = s_val[p]
-                if v >= 0:
-                    if owner[v] != a:
-                        owner[v] = a
-                        count[v] = 0
-                    count[v] += 1
-                    if count[v] == 1:
-                        distinct += 1
-                horizon = s_time[p] - window
-                while s_time[lo] <= horizon:
-                    w = s_val[lo]
-                    if w >= 0:
-                        count[w] -= 1
-                        if count[w] == 0:
-                            distinct -= 1
-                    lo += 1
-                if s_arrival[p] >= 0:
-                    out[s_arrival[p]] = distinct
-        else:
-            for p in range(a, b):
-                i = s_arrival[p]
-                if i < 0:
-                    continue
-                t = s_time[p]
-                q = p
-                while q > a and s_time[q - 1] > t - window:
-                    q -= 1
-                total = 0
-                while q < b and s_time[q] <= t:
-                    v = s_val[q]
-                    if v >= 0 and s_arrival[q] <= i and stamp[v] != i:
-                        stamp[v] = i
-                        total += 1
-                    q += 1
-                out[i] = total
+        _count_block(s_time, s_val, s_arrival, a, b, window, in_order, a, count, owner, stamp, out)
         a = b
+
+
+@_jit
+def _popcount(x: np.uint64) -> int:
+    """The number of bits set in ``x`` (SWAR: no branch)."""
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return int((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@_jit
+def distinct_merge_count(
+    s_key: np.ndarray,
+    s_time: np.ndarray,
+    s_val: np.ndarray,
+    b_key: np.ndarray,
+    b_time: np.ndarray,
+    b_val: np.ndarray,
+    order: np.ndarray,
+    window: int,
+    n_values: int,
+    horizon: int,
+    out: np.ndarray,
+    new_key: np.ndarray,
+    new_time: np.ndarray,
+    new_val: np.ndarray,
+) -> int:
+    """A batch's distinct counts against the retained entries, and the new state, in one pass key by key.
+
+    Only the keys with batch rows are merged (into a scratch block: retained entries first on equal
+    times, then the batch's in ``order``) and counted; the other keys' retained entries are copied
+    as they are when newer than ``horizon``. A block whose batch rows arrive in time order, with at
+    most 64 entries and value codes below 64 (the usual case: a key's last window and lateness of
+    events, a column of few values), gives each batch row the bits set in the OR of ``1 << value``
+    over the entries before it with a time in ``(t - window, t]``: no branch depends on the data.
+    Other blocks take :func:`distinct_count`'s passes. The counts and the new state (``new_*``:
+    counted entries newer than ``horizon``, in merged order) are those of the numpy path (the stable
+    merge of :func:`merge_order`, :func:`distinct_count` over it, then the filter); returns the
+    number of entries kept.
+    """
+    m0 = s_key.shape[0]
+    n = order.shape[0]
+    n_v = max(n_values, 1)
+    count = np.zeros(n_v, dtype=np.int64)  # the sliding pass: entries per value inside the window
+    owner = np.full(n_v, -1, dtype=np.int64)  # the key block whose pass ``count[v]`` belongs to
+    stamp = np.full(n_v, -1, dtype=np.int64)  # the scan: the event that last counted ``v``
+    bt, bk = _sorted_batch(order, b_time, b_key)
+    cap = 64
+    m_time = np.empty(cap, dtype=np.int64)
+    m_val = np.empty(cap, dtype=np.int64)
+    m_arr = np.empty(cap, dtype=np.int64)
+    i = 0
+    j = 0
+    kept = 0
+    block = 0
+    while j < n:
+        kb = bk[j]
+        while i < m0 and s_key[i] < kb:
+            t = s_time[i]
+            new_key[kept] = s_key[i]
+            new_time[kept] = t
+            new_val[kept] = s_val[i]
+            kept += (t > horizon) & (s_val[i] >= 0)
+            i += 1
+        i0 = i
+        i = i1 = _run_end(s_key, i, kb)
+        j0 = j
+        j = j1 = _run_end(bk, j, kb)
+        size = (i1 - i0) + (j1 - j0)
+        if size > cap:
+            while cap < size:
+                cap *= 2
+            m_time = np.empty(cap, dtype=np.int64)
+            m_val = np.empty(cap, dtype=np.int64)
+            m_arr = np.empty(cap, dtype=np.int64)
+        in_order = True
+        if i1 == i0 or s_time[i1 - 1] <= bt[j0]:
+            # the usual case: the key's batch rows are all at least as new as its retained entries
+            ns = i1 - i0
+            for p in range(ns):
+                m_time[p] = s_time[i0 + p]
+                m_val[p] = s_val[i0 + p]
+                m_arr[p] = -1
+            last = np.int64(-1)
+            for q in range(j1 - j0):
+                r = order[j0 + q]
+                m_time[ns + q] = bt[j0 + q]
+                m_val[ns + q] = b_val[r]
+                m_arr[ns + q] = r
+                in_order &= r > last
+                last = r
+        else:
+            a = i0
+            c = j0
+            last = np.int64(-1)
+            for p in range(size):
+                if c >= j1 or (a < i1 and s_time[a] <= bt[c]):
+                    m_time[p] = s_time[a]
+                    m_val[p] = s_val[a]
+                    m_arr[p] = -1
+                    a += 1
+                else:
+                    r = order[c]
+                    m_time[p] = bt[c]
+                    m_val[p] = b_val[r]
+                    m_arr[p] = r
+                    in_order &= r > last
+                    last = r
+                    c += 1
+        if in_order and size <= 64 and n_values <= 64:
+            for p in range(size):
+                e = m_arr[p]
+                if e < 0:
+                    continue
+                lo_t = m_time[p] - window
+                seen = np.uint64(0)
+                for q in range(p + 1):
+                    v = m_val[q]
+                    hit = (m_time[q] > lo_t) & (v >= 0)
+                    seen |= np.uint64(hit) << np.uint64(v & 63)
+                out[e] = _popcount(seen)
+        else:
+            _count_block(m_time, m_val, m_arr, 0, size, window, in_order, block, count, owner, stamp, out)
+        block += 1
+        for p in range(size):
+            t = m_time[p]
+            new_key[kept] = kb
+            new_time[kept] = t
+            new_val[kept] = m_val[p]
+            kept += (t > horizon) & (m_val[p] >= 0)
+    while i < m0:
+        t = s_time[i]
+        new_key[kept] = s_key[i]
+        new_time[kept] = t
+        new_val[kept] = s_val[i]
+        kept += (t > horizon) & (s_val[i] >= 0)
+        i += 1
+    return kept
 
 
 @_jit
@@ -859,97 +1021,285 @@ def window_merge_count(
     order: np.ndarray,
     window: int,
     horizon: int,
-    with_sums: bool,
     counts: np.ndarray,
     sums: np.ndarray,
     new_key: np.ndarray,
     new_time: np.ndarray,
     new_val: np.ndarray,
 ) -> tuple[int, int]:
-    """Window counts (and sums) of a batch against retained entries, merging both into the new state.
+    """Window counts and sums of a batch against retained entries, merging both into the new state.
 
     The retained entries ``s_*`` are sorted by (key, time); ``order`` sorts the batch stably by
     (key, time). Walking the merge (on equal key and time retained entries first, then batch rows
     in ``order``), batch row ``r`` at merged position ``p`` gets ``p - lo + 1`` where ``lo`` is the
     key's first entry after ``t - window``, and the sum of the values from ``lo`` to ``p`` as the
-    difference of a running cumulative sum over the merged values (``numpy.cumsum``'s order). Entries
-    newer than ``horizon`` go to ``new_*`` in merged order. A key whose batch rows are not in arrival
-    order along the merge (an event older than one that arrived before it) is recomputed when its
-    entries end: each of its batch rows counts the key's entries in ``(t - window, t]`` that arrived
-    no later than it (retained entries, and batch rows up to it), summing their values in time
-    order. Returns the number of entries kept and of keys recomputed.
+    difference of a running cumulative sum over all the merged values (``numpy.cumsum``'s order, so
+    the numpy path's bits). Key by key: the keys without batch rows are copied (and added to the
+    running sum); a key with batch rows is merged into a small scratch block, with the running sum
+    before each of its entries, and its rows counted there. Entries newer than ``horizon`` go to
+    ``new_*`` in merged order. A key whose batch rows are not in arrival order along the merge (an
+    event older than one that arrived before it) is recomputed (:func:`_recount_block`): each of its
+    batch rows counts the key's entries in ``(t - window, t]`` that arrived no later than it
+    (retained entries, and batch rows up to it), summing their values in time order. Returns the
+    number of entries kept and of keys recomputed.
     """
     m0 = s_key.shape[0]
     n = order.shape[0]
-    m = m0 + n
-    m_time = np.empty(m, dtype=np.int64)
-    m_val = np.empty(m, dtype=np.float64)
-    m_row = np.empty(m, dtype=np.int64)  # the batch row at each merged position (-1: retained)
-    csum = np.empty(m + 1 if with_sums else 1, dtype=np.float64)
-    csum[0] = 0.0
+    bt, bk = _sorted_batch(order, b_time, b_key)
+    cap = 64
+    m_time = np.empty(cap, dtype=np.int64)
+    m_val = np.empty(cap, dtype=np.float64)
+    m_row = np.empty(cap, dtype=np.int64)  # the batch row at each block position (-1: retained)
+    m_sum = np.empty(cap + 1, dtype=np.float64)  # the running sum before each block position
     acc = 0.0
     i = 0
     j = 0
     kept = 0
     n_bad = 0
-    key = np.int64(-1)
-    lo = 0
-    start = 0
-    disordered = False
-    last_row = np.int64(-1)
-    for p in range(m + 1):
-        if p == m:
-            if disordered:
-                _recount_block(m_time, m_val, m_row, start, m, window, counts, sums)
-                n_bad += 1
-            break
-        take_s = j >= n
-        r = np.int64(-1)
-        if not take_s:
-            r = order[j]
-            if i < m0:
-                take_s = s_key[i] < b_key[r] or (s_key[i] == b_key[r] and s_time[i] <= b_time[r])
-        if take_s:
-            k = s_key[i]
+    while j < n:
+        kb = bk[j]
+        while i < m0 and s_key[i] < kb:
             t = s_time[i]
             v = s_val[i]
-            i += 1
-        else:
-            k = b_key[r]
-            t = b_time[r]
-            v = b_val[r]
-            j += 1
-        if k != key:
-            if disordered:
-                _recount_block(m_time, m_val, m_row, start, p, window, counts, sums)
-                n_bad += 1
-            key = k
-            lo = p
-            start = p
-            disordered = False
-            last_row = np.int64(-1)
-        m_time[p] = t
-        m_val[p] = v
-        m_row[p] = -1 if take_s else r
-        if with_sums:
             acc += v
-            csum[p + 1] = acc
-        if not take_s:
-            if r < last_row:
-                disordered = True
-            last_row = r
-            lo_t = t - window
+            new_key[kept] = s_key[i]
+            new_time[kept] = t
+            new_val[kept] = v
+            kept += t > horizon
+            i += 1
+        i0 = i
+        i = i1 = _run_end(s_key, i, kb)
+        j0 = j
+        j = j1 = _run_end(bk, j, kb)
+        size = (i1 - i0) + (j1 - j0)
+        if size > cap:
+            while cap < size:
+                cap *= 2
+            m_time = np.empty(cap, dtype=np.int64)
+            m_val = np.empty(cap, dtype=np.float64)
+            m_row = np.empty(cap, dtype=np.int64)
+            m_sum = np.empty(cap + 1, dtype=np.float64)
+        a = i0
+        c = j0
+        disordered = False
+        last_row = np.int64(-1)
+        for p in range(size):
+            if c >= j1 or (a < i1 and s_time[a] <= bt[c]):
+                t = s_time[a]
+                v = s_val[a]
+                r = np.int64(-1)
+                a += 1
+            else:
+                r = order[c]
+                t = bt[c]
+                v = b_val[r]
+                disordered |= r < last_row
+                last_row = r
+                c += 1
+            m_time[p] = t
+            m_val[p] = v
+            m_row[p] = r
+            m_sum[p] = acc
+            acc += v
+            new_key[kept] = kb
+            new_time[kept] = t
+            new_val[kept] = v
+            kept += t > horizon
+        m_sum[size] = acc
+        lo = 0
+        for p in range(size):
+            r = m_row[p]
+            if r < 0:
+                continue
+            lo_t = m_time[p] - window
             while m_time[lo] <= lo_t:
                 lo += 1
             counts[r] = p - lo + 1
-            if with_sums:
-                sums[r] = csum[p + 1] - csum[lo]
-        if t > horizon:
-            new_key[kept] = k
-            new_time[kept] = t
-            new_val[kept] = v
-            kept += 1
+            sums[r] = m_sum[p + 1] - m_sum[lo]
+        if disordered:
+            _recount_block(m_time, m_val, m_row, 0, size, window, counts, sums)
+            n_bad += 1
+    while i < m0:
+        t = s_time[i]
+        new_key[kept] = s_key[i]
+        new_time[kept] = t
+        new_val[kept] = s_val[i]
+        kept += t > horizon
+        i += 1
     return kept, n_bad
+
+
+@_jit
+def _sorted_batch(order: np.ndarray, b_time: np.ndarray, b_key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The batch's times and keys in ``order`` (gathered once, then read in sequence)."""
+    n = order.shape[0]
+    bt = np.empty(n, dtype=np.int64)
+    bk = np.empty(n, dtype=np.int64)
+    for j in range(n):
+        r = order[j]
+        bt[j] = b_time[r]
+        bk[j] = b_key[r]
+    return bt, bk
+
+
+@_jit
+def _run_end(keys: np.ndarray, start: int, key: int) -> int:
+    """The end of the run of ``key`` that starts at ``start`` in the sorted ``keys``."""
+    end = start
+    while end < keys.shape[0] and keys[end] == key:
+        end += 1
+    return end
+
+
+@_jit
+def window_count_merge(
+    s_key: np.ndarray,
+    s_time: np.ndarray,
+    b_key: np.ndarray,
+    b_time: np.ndarray,
+    order: np.ndarray,
+    window: int,
+    horizon: int,
+    counts: np.ndarray,
+    new_key: np.ndarray,
+    new_time: np.ndarray,
+) -> tuple[int, int]:
+    """:func:`window_merge_count` without sums (``window > 0``): the same counts and the same new state.
+
+    The batch's keys and times are gathered in ``order`` once; then key by key, a batch row's count
+    is the key's retained entries in ``(t - window, t]`` plus its batch rows in that range up to the
+    row (on equal times retained entries come first, then batch rows in arrival order, as along the
+    merge), each from a pointer that only moves forward: no merged arrays are written to count. The
+    key's entries newer than ``horizon`` then go to ``new_*`` in merged order, stored unconditionally
+    and kept by advancing the end (no branch to mispredict); when the key's batch rows are all at
+    least as new as its retained entries (the usual case) the merge is two copies. A key whose batch
+    rows are not in arrival order along the merge is recounted as there (:func:`_recount_key`).
+    Returns the number of entries kept and of keys recounted.
+    """
+    m0 = s_key.shape[0]
+    n = order.shape[0]
+    bt, bk = _sorted_batch(order, b_time, b_key)
+    i = 0
+    j = 0
+    kept = 0
+    n_bad = 0
+    while j < n:
+        kb = bk[j]
+        # keys without batch rows: their retained entries newer than the horizon, as they are
+        while i < m0 and s_key[i] < kb:
+            t = s_time[i]
+            new_key[kept] = s_key[i]
+            new_time[kept] = t
+            kept += t > horizon
+            i += 1
+        i0 = i
+        i = i1 = _run_end(s_key, i, kb)
+        j0 = j
+        j = j1 = _run_end(bk, j, kb)
+        s_lo = i0
+        s_hi = i0
+        b_lo = j0
+        last_row = np.int64(-1)
+        disordered = False
+        for jj in range(j0, j1):
+            r = order[jj]
+            t = bt[jj]
+            disordered |= r < last_row
+            last_row = r
+            lo_t = t - window
+            while s_hi < i1 and s_time[s_hi] <= t:
+                s_hi += 1
+            while s_lo < s_hi and s_time[s_lo] <= lo_t:
+                s_lo += 1
+            while bt[b_lo] <= lo_t:
+                b_lo += 1
+            counts[r] = (s_hi - s_lo) + (jj - b_lo + 1)
+        if i1 == i0 or s_time[i1 - 1] <= bt[j0]:
+            for a in range(i0, i1):
+                t = s_time[a]
+                new_key[kept] = kb
+                new_time[kept] = t
+                kept += t > horizon
+            for c in range(j0, j1):
+                t = bt[c]
+                new_key[kept] = kb
+                new_time[kept] = t
+                kept += t > horizon
+        else:
+            a = i0
+            c = j0
+            while a < i1 or c < j1:
+                if c >= j1 or (a < i1 and s_time[a] <= bt[c]):
+                    t = s_time[a]
+                    a += 1
+                else:
+                    t = bt[c]
+                    c += 1
+                new_key[kept] = kb
+                new_time[kept] = t
+                kept += t > horizon
+        if disordered:
+            _recount_key(s_time, bt, order, i0, i1, j0, j1, window, counts)
+            n_bad += 1
+    while i < m0:
+        t = s_time[i]
+        new_key[kept] = s_key[i]
+        new_time[kept] = t
+        kept += t > horizon
+        i += 1
+    return kept, n_bad
+
+
+@_jit
+def _recount_key(
+    s_time: np.ndarray,
+    bt: np.ndarray,
+    order: np.ndarray,
+    i0: int,
+    i1: int,
+    j0: int,
+    j1: int,
+    window: int,
+    counts: np.ndarray,
+) -> None:
+    """:func:`_recount_block`'s counts (no sums) for one key: its retained entries ``i0 .. i1`` merged
+    with its batch rows ``order[j0 .. j1]`` (times ``bt[j0 .. j1]``; on equal times retained first);
+    each batch row counts the entries in ``(t - window, t]`` that arrived no later than it."""
+    size = (i1 - i0) + (j1 - j0)
+    m_time = np.empty(size, dtype=np.int64)
+    m_row = np.empty(size, dtype=np.int64)
+    a = i0
+    c = j0
+    for p in range(size):
+        if c >= j1 or (a < i1 and s_time[a] <= bt[c]):
+            m_time[p] = s_time[a]
+            m_row[p] = -1
+            a += 1
+        else:
+            m_time[p] = bt[c]
+            m_row[p] = order[c]
+            c += 1
+    for p in range(size):
+        r = m_row[p]
+        if r < 0:
+            continue
+        t = m_time[p]
+        lo_t = t - window
+        lo = 0
+        hi = size
+        while lo < hi:  # the first entry after t - window
+            mid = (lo + hi) // 2
+            if m_time[mid] <= lo_t:
+                lo = mid + 1
+            else:
+                hi = mid
+        count = 0
+        q = lo
+        while q < size and m_time[q] <= t:
+            if m_row[q] <= r:
+                count += 1
+            q += 1
+        counts[r] = count
 
 
 @_jit
@@ -989,63 +1339,6 @@ def _recount_block(
             q += 1
         counts[r] = count
         sums[r] = total
-
-
-@_jit
-def merge_entries(
-    s_key: np.ndarray,
-    s_time: np.ndarray,
-    s_val: np.ndarray,
-    b_key: np.ndarray,
-    b_time: np.ndarray,
-    b_val: np.ndarray,
-    order: np.ndarray,
-    key: np.ndarray,
-    time: np.ndarray,
-    val: np.ndarray,
-    arrival: np.ndarray,
-) -> None:
-    """Retained entries (sorted by key, time) merged with a batch's (``order``: its stable sort).
-
-    As :func:`merge_order`, but writing the merged entries themselves: ``arrival`` is -1 for a
-    retained entry and the batch row for the batch's.
-    """
-    m0 = s_key.shape[0]
-    n = order.shape[0]
-    i = 0
-    j = 0
-    for w in range(m0 + n):
-        take_s = j >= n
-        r = 0
-        if not take_s:
-            r = order[j]
-            if i < m0:
-                take_s = s_key[i] < b_key[r] or (s_key[i] == b_key[r] and s_time[i] <= b_time[r])
-        if take_s:
-            key[w] = s_key[i]
-            time[w] = s_time[i]
-            val[w] = s_val[i]
-            arrival[w] = -1
-            i += 1
-        else:
-            key[w] = b_key[r]
-            time[w] = b_time[r]
-            val[w] = b_val[r]
-            arrival[w] = r
-            j += 1
-
-
-@_jit
-def keep_counted(key: np.ndarray, time: np.ndarray, val: np.ndarray, horizon: int) -> int:
-    """Move the entries with a value (``val >= 0``) and ``time > horizon`` to the front, in order; their number."""
-    kept = 0
-    for p in range(key.shape[0]):
-        if val[p] >= 0 and time[p] > horizon:
-            key[kept] = key[p]
-            time[kept] = time[p]
-            val[kept] = val[p]
-            kept += 1
-    return kept
 
 
 @_jit

@@ -136,6 +136,8 @@ class WindowCounter:
         numpy path, without sorting, searching or filtering the concatenation; keys whose rows go
         back in time are recounted in the same pass, as :meth:`_fix_disordered` recounts them (sums
         added in time order there, in ``numpy.sum``'s order on the numpy path: last bits may differ).
+        Counts alone take :func:`~streamlab.detectors._kernels.window_count_merge`, which counts
+        from pointers per key instead of walking the merged entries.
         """
         n_state, n_batch = len(self.times), len(times)
         order = sort_by_key_time(k, b_codes, times)
@@ -143,32 +145,48 @@ class WindowCounter:
         new_max = newest if self.max_seen_ns == NAT_NS else max(self.max_seen_ns, newest)
         horizon = max(new_max - self.window_ns - self.lateness_ns, -(2**63))
         counts = np.empty(n_batch, dtype=np.int64)
-        sums = np.zeros(n_batch, dtype="float64")
         m = n_state + n_batch
         new_codes = np.empty(m, dtype=np.int64)
         new_times = np.empty(m, dtype=np.int64)
-        new_vals = np.empty(m, dtype="float64")
-        kept, _ = k.window_merge_count(
-            self.codes,
-            self.times,
-            self.values,
-            b_codes,
-            times,
-            batch_vals,
-            order,
-            self.window_ns,
-            horizon,
-            values is not None,
-            counts,
-            sums,
-            new_codes,
-            new_times,
-            new_vals,
-        )
+        sums = None
+        if values is None:
+            kept, _ = k.window_count_merge(
+                self.codes,
+                self.times,
+                b_codes,
+                times,
+                order,
+                self.window_ns,
+                horizon,
+                counts,
+                new_codes,
+                new_times,
+            )
+            self.values = np.zeros(kept)  # a count-only state's values, as the numpy path keeps them
+        else:
+            sums = np.zeros(n_batch, dtype="float64")
+            new_vals = np.empty(m, dtype="float64")
+            kept, _ = k.window_merge_count(
+                self.codes,
+                self.times,
+                self.values,
+                b_codes,
+                times,
+                batch_vals,
+                order,
+                self.window_ns,
+                horizon,
+                counts,
+                sums,
+                new_codes,
+                new_times,
+                new_vals,
+            )
+            self.values = new_vals[:kept]
         self.max_seen_ns = new_max
-        self.codes, self.times, self.values = new_codes[:kept], new_times[:kept], new_vals[:kept]
+        self.codes, self.times = new_codes[:kept], new_times[:kept]
         (self.codes,) = self.vocab.compact(self.codes)
-        return counts, (None if values is None else sums)
+        return counts, sums
 
     def _fix_disordered(
         self,
@@ -276,10 +294,17 @@ class SharedCounts:
         (codes, s_times, max_seen, index), r_token, r_times, counts, after = record
         if isinstance(token, np.ndarray) != isinstance(r_token, np.ndarray):
             return None
+        # the cheap checks first: a counter's own last record (the usual miss) fails on max_seen_ns or
+        # the state's length before any array is compared
+        if (
+            counter.max_seen_ns != max_seen
+            or len(counter.times) != len(s_times)
+            or len(times) != len(r_times)
+        ):
+            return None
         same_keys = _same_array(token, r_token) if isinstance(token, np.ndarray) else token is r_token
         if not (
             same_keys
-            and counter.max_seen_ns == max_seen
             and _same_array(np.asarray(times), r_times)
             and _same_array(counter.times, s_times)
             and _same_array(counter.codes, codes)
@@ -498,21 +523,33 @@ class DistinctCounter:
     def _update_compiled(
         self, k: Any, b_key: np.ndarray, b_time: np.ndarray, b_val: np.ndarray
     ) -> np.ndarray:
-        """:meth:`update` with compiled kernels: the batch sorted, merged with the retained entries
-        and filtered in place, with the same entries in the same order as the numpy path."""
+        """:meth:`update` with compiled kernels: the batch sorted, then merged with the retained
+        entries, counted and filtered key by key in one pass
+        (:func:`~streamlab.detectors._kernels.distinct_merge_count`): the same counts, and the same
+        entries in the same order, as the numpy path."""
         n, m = len(b_time), len(self.s_key) + len(b_time)
         order = sort_by_key_time(k, b_key, b_time)
-        s_key, s_time = np.empty(m, dtype=np.int64), np.empty(m, dtype=np.int64)
-        s_val, s_arrival = np.empty(m, dtype=np.int64), np.empty(m, dtype=np.int64)
-        k.merge_entries(
-            self.s_key, self.s_time, self.s_val, b_key, b_time, b_val, order, s_key, s_time, s_val, s_arrival
-        )
-        out = np.zeros(n, dtype=np.int64)
-        k.distinct_count(s_key, s_time, s_val, s_arrival, self.window_ns, len(self.values), out)
         newest = int(b_time.max())
         self.max_seen_ns = newest if self.max_seen_ns == NAT_NS else max(self.max_seen_ns, newest)
         horizon = max(self.max_seen_ns - self.window_ns - self.lateness_ns, -(2**63))
-        kept = k.keep_counted(s_key, s_time, s_val, horizon)
+        s_key, s_time, s_val = (np.empty(m, dtype=np.int64) for _ in range(3))
+        out = np.zeros(n, dtype=np.int64)
+        kept = k.distinct_merge_count(
+            self.s_key,
+            self.s_time,
+            self.s_val,
+            b_key,
+            b_time,
+            b_val,
+            order,
+            self.window_ns,
+            len(self.values),
+            horizon,
+            out,
+            s_key,
+            s_time,
+            s_val,
+        )
         self.s_key, self.s_time, self.s_val = s_key[:kept], s_time[:kept], s_val[:kept]
         (self.s_key,) = self.keys.compact(self.s_key)
         (self.s_val,) = self.values.compact(self.s_val)

@@ -653,6 +653,7 @@ def windowed_streams(draw: st.DrawFn) -> tuple[pd.DataFrame, list[int], int]:
 _WINDOWED_STEPS: list[Callable[[str], Any]] = [
     lambda late: VelocityFeature("user_id", window="2m", value="amount", allowed_lateness=late),
     lambda late: VelocityRule("user_id", window="1m", max_count=2, name="burst", allowed_lateness=late),
+    lambda late: VelocityFeature("user_id", window="30s", allowed_lateness=late),  # counts only
     lambda late: DistinctCountFeature("user_id", "country", window="3m", allowed_lateness=late),
 ]
 
@@ -766,3 +767,39 @@ def test_velocity_rule_after_its_feature_takes_the_features_count(
     np.testing.assert_array_equal(got_c.vocab.values(got_c.codes), want_c.vocab.values(want_c.codes))
     if not dropped:  # every batch of the rule was the feature's: every one was taken, none counted
         assert hits == [True] * len(fed)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    st.integers(60, 300),
+    st.integers(1, 3),
+    st.sampled_from([3, 40, 100]),
+    st.integers(0, 3),
+    st.booleans(),
+    st.data(),
+)
+def test_distinct_count_long_blocks_and_many_values_equal_the_numpy_path(
+    n: int, n_keys: int, n_values: int, back: int, as_text: bool, data: st.DataObject
+) -> None:
+    """Few keys with many events each (a key's merged block beyond 64 entries) and up to 100 values
+    (codes beyond 64): the compiled distinct count takes its counting passes instead of the bit mask
+    of short blocks, and still gives the numpy path's outputs, with times going back, missing values,
+    batches of every size and a restore mid-stream."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    steps = rng.integers(0, 20, n)
+    steps[rng.random(n) < back / 20] = -30  # some events older than the one before them
+    values = rng.integers(0, n_values, n).astype(object)
+    values[rng.random(n) < 0.1] = None
+    df = pd.DataFrame(
+        {
+            "user_id": rng.integers(0, n_keys, n) if not as_text else rng.choice(["a", "b", "c"][:n_keys], n),
+            "timestamp": pd.to_datetime(np.cumsum(steps) * S + T0, utc=True),
+            "country": pd.Series([None if v is None else f"v{v}" for v in values], dtype=object),
+        }
+    )
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, n - 1), max_size=5))))
+    restore_at = data.draw(st.integers(0, n))
+    for late in ("0s", "1m", "1h"):
+        step = DistinctCountFeature("user_id", "country", window="5m", allowed_lateness=late)
+        got = _run_with_restore(lambda step=step: step, df, cuts, restore_at)
+        _expect_numpy_path(step, df, cuts, got)
