@@ -161,43 +161,98 @@ def p2_update(p: np.ndarray, x: float) -> None:
         _cswap(p, 1, 2)
         _cswap(p, 3, 4)
         p[_SORTED] = 1.0
-    k = -1
-    if x < p[_H]:
-        p[_H] = x
-        k = 1
-    else:
-        for i in range(1, 5):
-            if p[_H + i - 1] <= x and x < p[_H + i]:
-                k = i
-                break
-        if k < 0:
-            if p[_H + 4] < x:
-                p[_H + 4] = x
-            k = 4
-    for index in range(k, 5):
-        p[_POS + index] += 1.0
+    hs, ns, ms = _p2_sorted_update(x, *_p2_tuples(p))
+    _p2_store(p, hs, ns, ms)
+
+
+#: five floats: the P² heights, marker positions, desired positions or their increments
+_P5 = tuple[float, float, float, float, float]
+
+
+@_jit
+def _p2_tuples(p: np.ndarray) -> tuple[_P5, _P5, _P5, _P5]:
+    """The heights, positions, desired positions and desired increments of a P² state, as tuples."""
+    return (
+        (p[_H], p[_H + 1], p[_H + 2], p[_H + 3], p[_H + 4]),
+        (p[_POS], p[_POS + 1], p[_POS + 2], p[_POS + 3], p[_POS + 4]),
+        (p[_MP], p[_MP + 1], p[_MP + 2], p[_MP + 3], p[_MP + 4]),
+        (p[_DMP], p[_DMP + 1], p[_DMP + 2], p[_DMP + 3], p[_DMP + 4]),
+    )
+
+
+@_jit
+def _p2_store(p: np.ndarray, hs: _P5, ns: _P5, ms: _P5) -> None:
+    """Write tuples from :func:`_p2_sorted_update` back into the P² state array."""
     for j in range(5):
-        p[_MP + j] += p[_DMP + j]
-    for i in range(1, 4):
-        n = p[_POS + i]
-        q = p[_H + i]
-        d = p[_MP + i] - n
-        if (d >= 1.0 and p[_POS + i + 1] - n > 1.0) or (d <= -1.0 and p[_POS + i - 1] - n < -1.0):
-            d = math.copysign(1.0, d)
-            qp1 = p[_H + i + 1]
-            qm1 = p[_H + i - 1]
-            np1 = p[_POS + i + 1]
-            nm1 = p[_POS + i - 1]
-            outer = d / (np1 - nm1)
-            inner_left = (n - nm1 + d) * (qp1 - q) / (np1 - n)
-            inner_right = (np1 - n - d) * (q - qm1) / (n - nm1)
-            qn = q + outer * (inner_left + inner_right)
-            if qm1 < qn and qn < qp1:
-                p[_H + i] = qn
-            else:
-                li = i + int(d)
-                p[_H + i] = q + d * (p[_H + li] - q) / (p[_POS + li] - n)
-            p[_POS + i] = n + d
+        p[_H + j] = hs[j]
+        p[_POS + j] = ns[j]
+        p[_MP + j] = ms[j]
+
+
+@_jit
+def _p2_sorted_update(x: float, hs: _P5, ns: _P5, ms: _P5, dmp: _P5) -> tuple[_P5, _P5, _P5]:
+    """river's P² step once its five heights are collected and sorted, on the state as tuples.
+
+    The body of :func:`p2_update` (which calls it); the Half-Space Trees kernel calls it directly
+    with the state held in locals across a batch, so it stays in registers instead of going
+    through the array at every event. Returns the new heights, positions and desired positions.
+    """
+    h0, h1, h2, h3, h4 = hs
+    n0, n1, n2, n3, n4 = ns
+    # river's search: the first i with h[i-1] <= x < h[i] (x >= h[0] here), else the last cell
+    k = 4
+    if x < h0:
+        h0 = x
+        k = 1
+    elif x < h1:
+        k = 1
+    elif x < h2:
+        k = 2
+    elif x < h3:
+        k = 3
+    elif h4 < x:
+        h4 = x
+    # positions k..4 move up by one (k >= 1: the first never moves)
+    if k <= 1:
+        n1 += 1.0
+    if k <= 2:
+        n2 += 1.0
+    if k <= 3:
+        n3 += 1.0
+    n4 += 1.0
+    m0, m1, m2, m3, m4 = ms[0] + dmp[0], ms[1] + dmp[1], ms[2] + dmp[2], ms[3] + dmp[3], ms[4] + dmp[4]
+    # the three inner markers in river's order, each seeing its left neighbour already adjusted
+    h1, n1 = _p2_adjust(m1, n1, h1, n0, h0, n2, h2)
+    h2, n2 = _p2_adjust(m2, n2, h2, n1, h1, n3, h3)
+    h3, n3 = _p2_adjust(m3, n3, h3, n2, h2, n4, h4)
+    return (h0, h1, h2, h3, h4), (n0, n1, n2, n3, n4), (m0, m1, m2, m3, m4)
+
+
+@_jit
+def _p2_adjust(
+    mp: float, n: float, q: float, nm1: float, qm1: float, np1: float, qp1: float
+) -> tuple[float, float]:
+    """One inner marker's adjustment in river's P² step: its new height and position.
+
+    ``mp`` is its desired position, ``n``/``q`` its position and height, ``nm1``/``qm1`` and
+    ``np1``/``qp1`` its neighbours'. river's parabolic step, else its linear one towards the
+    neighbour on the side it moves to, with river's operations in river's order.
+    """
+    d = mp - n
+    if (d >= 1.0 and np1 - n > 1.0) or (d <= -1.0 and nm1 - n < -1.0):
+        d = math.copysign(1.0, d)
+        outer = d / (np1 - nm1)
+        inner_left = (n - nm1 + d) * (qp1 - q) / (np1 - n)
+        inner_right = (np1 - n - d) * (q - qm1) / (n - nm1)
+        qn = q + outer * (inner_left + inner_right)
+        if qm1 < qn and qn < qp1:
+            q = qn
+        elif d > 0.0:
+            q = q + d * (qp1 - q) / (np1 - n)
+        else:
+            q = q + d * (qm1 - q) / (nm1 - n)
+        n = n + d
+    return q, n
 
 
 @_jit
@@ -232,7 +287,9 @@ def _hst_walk(
     for _ in range(height):
         for t in range(n_trees):
             nd = node[t]
-            node[t] = 2 * nd + 2 - np.int64(xs[feature[t, nd]] < threshold[t, nd])
+            # unsigned indices: numba then skips its negative-index wraparound (~25 % of the walk)
+            u = np.uint64(nd)
+            node[t] = 2 * nd + 2 - np.int64(xs[np.uint64(feature[t, u])] < threshold[t, u])
 
 
 @_jit
@@ -308,6 +365,11 @@ def hst_score_learn(
     leaves = np.empty(n_trees, dtype=np.int64)  # leaf nodes, heap order
     table = np.empty((n_trees, n_leaves), dtype=np.int64)
     table_slot = -1
+    # the P² state in locals once past its first five scores and sorted (its steady state): kept in
+    # registers across the batch rather than loaded and stored through ``p2`` at every event
+    steady = judge and p2[_NH] >= 5.0 and p2[_SORTED] != 0.0
+    n_seen = seen[0]
+    hs, ns, ms, dmp = _p2_tuples(p2) if judge else _P2_NONE
     for i in range(n):
         s = slots[i]
         # an event inside the scaler's range leaves it unchanged: then the learning walk is the
@@ -365,9 +427,24 @@ def hst_score_learn(
                     leaves[t] = node
                 score = 1.0 - acc_all / max_score
         scores[i] = score
-        if judge:
-            flag = _p2_classify(p2, score, warmup, seen)
+        if steady:
+            # _p2_classify on the locals
+            flag = False
+            if score == score:  # NaN: never anomalous, not learned
+                flag = n_seen >= warmup and score > hs[2]
+                hs, ns, ms = _p2_sorted_update(score, hs, ns, ms, dmp)
+                n_seen += 1
             flags[i] = flag
+            if flag:
+                continue
+        elif judge:
+            seen[0] = n_seen
+            flag = _p2_classify(p2, score, warmup, seen)
+            n_seen = seen[0]
+            flags[i] = flag
+            if p2[_NH] >= 5.0 and p2[_SORTED] != 0.0:
+                steady = True
+                hs, ns, ms, dmp = _p2_tuples(p2)
             if flag:
                 continue
         if not inside:
@@ -397,6 +474,14 @@ def hst_score_learn(
                 table_slot = -1
             c = 0
         counter[s] = c
+    if steady:
+        _p2_store(p2, hs, ns, ms)
+    if judge:
+        seen[0] = n_seen
+
+
+#: placeholder P² tuples for a batch without a quantile threshold
+_P2_NONE = ((0.0, 0.0, 0.0, 0.0, 0.0),) * 4
 
 
 # --- running moments: river's GaussianScorer and StandardAbsoluteDeviation

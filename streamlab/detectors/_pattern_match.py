@@ -176,18 +176,18 @@ def match_release(
         while i < n and e_key[i] == k:
             t = e_time[i]
             horizon = t - within
+            # one pass: drop the runs that opened more than ``within`` before the event, advance the others
             kept = 0
-            for q in range(n_live):
-                r = live[q]
-                if o_first[r] >= horizon:
-                    live[kept] = r
-                    kept += 1
-            n_live = kept
             done = -1
             for q in range(n_live):
                 r = live[q]
-                s = o_step[r]
-                if not e_mask[i, s]:
+                u = np.uint64(r)  # unsigned: no negative-index wraparound in the hot loop
+                if o_first[u] < horizon:
+                    continue
+                live[kept] = r
+                kept += 1
+                s = o_step[u]
+                if not e_mask[i, np.uint64(s)]:
                     continue
                 ok = True
                 for c in range(n_cols):
@@ -199,7 +199,7 @@ def match_release(
                         ok = False
                         break
                     for at in range(cum[earlier], cum[earlier] + times[earlier]):
-                        if o_val[r, at, c] == v:
+                        if o_val[u, np.uint64(at), c] == v:
                             ok = False
                             break
                     if not ok:
@@ -208,6 +208,7 @@ def match_release(
                     _take(r, i, e_val, e_ref, o_step, o_count, o_ev, o_val, times, cum)
                     if o_step[r] == n_steps and done < 0:
                         done = r
+            n_live = kept
             if done < 0 and e_mask[i, 0]:  # the event opens a run
                 r = w
                 w += 1

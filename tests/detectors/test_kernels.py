@@ -73,6 +73,38 @@ def test_p2_quantile_equals_rivers_bit_for_bit(q: float, values: list[float], cu
         assert kernels.p2_get(state) == ref.get()
 
 
+@needs_numba
+@settings(max_examples=25, deadline=None)
+@given(
+    data=streams(max_events=600),
+    q=st.sampled_from([0.01, 0.5, 0.9, 0.99]),
+    warmup=st.sampled_from([0, 3, 50]),
+    params=hst_params,
+)
+def test_hst_judge_with_the_quantile_in_registers_equals_river(
+    data: tuple[Any, int, int], q: float, warmup: int, params: dict[str, int]
+) -> None:
+    """The Half-Space Trees kernel holds the P² state in locals once it is sorted (``_p2_sorted_update``
+    per score, written back after the batch): flags, scores and the threshold's state equal river's
+    per-event path, at the fraud pipeline's 0.99 among others, across batches and a restore."""
+    frame, batch, restore_at = data
+    features = [c for c in frame.columns if c.startswith("f")]
+
+    def step(detector: Any) -> Detect:
+        threshold = QuantileThresholdFilter(q=q, warmup=warmup)
+        return Detect(detector, features=features, threshold=threshold, learn="unflagged")
+
+    fast = run_detect(step(HalfSpaceTreesDetector(**params)), frame, batch, restore_at)
+    ref_op = step(RiverHalfSpaceTrees(**params)).build()
+    ref = ref_op.process(frame)["out"]
+    assert fast["score"].tolist() == ref["score"].tolist()
+    assert fast["is_anomaly"].tolist() == ref["is_anomaly"].tolist()
+    whole = step(HalfSpaceTreesDetector(**params)).build()
+    whole.process(frame)
+    assert whole.threshold.quantile.get() == ref_op.threshold.quantile.get()
+    assert whole.threshold.seen == ref_op.threshold.seen
+
+
 @functools.cache
 def _pow_half_loop() -> Any:
     """:func:`pow_half` compiled over an array, 0.5 passed at run time (as the moments kernel does)."""

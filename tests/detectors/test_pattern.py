@@ -93,6 +93,26 @@ def test_sequence_longer_than_within_does_not_match() -> None:
     assert list(out.columns) == ["user_id", "pattern", "first_time", "last_time", "event_ids", "n_events"]
 
 
+def test_releases_without_matches_share_one_empty_frame_safely() -> None:
+    """A release that matches nothing returns a shallow copy of a cached empty frame: the same
+    columns and dtypes as a frame of matches built empty, and writing into one copy changes no other."""
+    from streamlab.detectors._pattern import _matches_frame
+
+    op = TAKEOVER.build()
+    first = op.process(frame([("e0", "u1", "login_failed", 0)]))["out"]
+    second = op.on_end()["out"]
+    empty = np.empty(0, dtype=np.int64)
+    built = _matches_frame(
+        "user_id", TAKEOVER.name, 4, np.empty(0, dtype=object), empty, empty, np.empty((0, 4), dtype=object)
+    )
+    for out in (first, second):
+        pd.testing.assert_frame_equal(out, built)
+        assert out.dtypes.tolist() == built.dtypes.tolist()
+    assert first is not second
+    first["extra"] = 1.0
+    assert "extra" not in op.on_end()["out"].columns
+
+
 def test_out_of_order_within_delay_is_matched_in_event_time_order() -> None:
     # the success arrives before the last failure but is later in event time; no match may be lost
     df = frame(
