@@ -13,6 +13,8 @@ built, and cut to a queue's size limit, by the same definition.
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -121,6 +123,31 @@ def fit_message(row: dict[str, Any], limit: int, encode: Any) -> tuple[str, bool
         else:
             hi = mid - 1
     return encode({**head, RAW: raw[:lo]}), True
+
+
+def fit_payload(payload: bytes, limit: int, where: object, limit_name: str) -> bytes:
+    """A sink's JSON message over ``limit`` bytes, cut to fit by :func:`fit_message` (an error is logged).
+
+    For sinks whose destination refuses larger messages on every retry (``where`` names the sink in the
+    log, ``limit_name`` the limit). Not carried into generated code.
+
+    Examples
+    --------
+    >>> cut = fit_payload(b'{"raw": "' + b"x" * 2000 + b'", "reason": "bad"}', 1024, "sink", "its limit")
+    >>> len(cut) <= 1024
+    True
+    """
+    from streamlab._serde_values import dump_json
+
+    text = fit_message(json.loads(payload), limit, dump_json)[0]
+    logging.getLogger("streamlab.dead_letter").error(
+        "%s: a row of %d bytes is over %s: written cut to %d bytes (raw_truncated, raw_bytes, raw_sha256)",
+        where,
+        len(payload),
+        limit_name,
+        len(text),
+    )
+    return text.encode("utf-8")
 
 
 def dead_letter_columns(columns: Sequence[str] | None, raw: bool = False) -> tuple[str, ...] | None:

@@ -1,7 +1,13 @@
-"""Shared test settings: hypothesis profiles sized for a 2-core CI machine."""
+"""Shared test settings: hypothesis profiles sized for a 2-core CI machine; the benchmark scripts' loader."""
 
+import importlib.util
 import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -24,3 +30,28 @@ if "STREAMLAB_STATE_DIR" not in os.environ or "STREAMLAB_TESTS_HOME" in os.envir
     os.environ["STREAMLAB_TESTS_HOME"] = _home
     os.environ["STREAMLAB_STATE_DIR"] = os.path.join(_home, _worker, "state")
     os.environ["STREAMLAB_CONFIG_DIR"] = os.path.join(_home, _worker, "config")
+
+
+_BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="session")
+def load_benchmark() -> Iterator[Callable[[str], Any]]:
+    """``load_benchmark("bench_windows")``: the script ``benchmarks/bench_windows.py`` imported once per
+    session under its own name (registered in ``sys.modules``, which its dataclasses need; removed at the
+    end), for the benchmarks' smoke tests."""
+    loaded: dict[str, Any] = {}
+
+    def load(name: str) -> Any:
+        if name not in loaded:
+            spec = importlib.util.spec_from_file_location(name, _BENCHMARKS / f"{name}.py")
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+            loaded[name] = module
+        return loaded[name]
+
+    yield load
+    for name in loaded:
+        sys.modules.pop(name, None)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import logging
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from streamlab._dead_letter import fit_message
-from streamlab._serde_values import dump_json
+from streamlab._dead_letter import fit_payload
 from streamlab._time import Duration, format_duration, parse_duration
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter, default_clock
@@ -20,7 +17,6 @@ from ..aws import aws_client
 from ._client import WRITE_ATTEMPTS, bounded, check_timeout
 
 # Kinesis limits: 500 records and 5 MiB per PutRecords call, 1 MiB per record (data + key).
-log = logging.getLogger(__name__)
 _PUT_MAX_RECORDS = 500
 _PUT_MAX_BYTES = 5 * 1024 * 1024
 _RECORD_MAX_BYTES = 1024 * 1024
@@ -140,24 +136,11 @@ class _KinesisWriter(SinkWriter):
         payloads = encode_rows(batch)
         for data, pk in zip(payloads, keys.tolist()):
             if len(data) + len(pk.encode()) > _RECORD_MAX_BYTES:
-                data = self._fit(data, _RECORD_MAX_BYTES - len(pk.encode()) - 256)
+                limit = _RECORD_MAX_BYTES - len(pk.encode()) - 256
+                data = fit_payload(data, limit, repr(self._sink), "Kinesis' 1 MiB record")
             self._buffer.append({"Data": data, "PartitionKey": pk})
         while len(self._buffer) >= _PUT_MAX_RECORDS:
             self._send(self._take_chunk())
-
-    def _fit(self, data: bytes, limit: int) -> bytes:
-        """A row over Kinesis' 1 MiB record (refused on every retry) cut to fit: its reason, step and the
-        start of its ``raw`` text (a dead letter's; another row's JSON), with ``raw_truncated``,
-        ``raw_bytes`` and ``raw_sha256`` of the whole text (``streamlab._dead_letter.fit_message``)."""
-        text, _ = fit_message(json.loads(data), limit, dump_json)
-        log.error(
-            "%r: a row of %d bytes is over Kinesis' 1 MiB record: written cut to %d bytes "
-            "(raw_truncated, raw_bytes, raw_sha256)",
-            self._sink,
-            len(data),
-            len(text),
-        )
-        return text.encode("utf-8")
 
     def _take_chunk(self) -> list[dict[str, Any]]:
         size, n = 0, 0

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
-from streamlab._dead_letter import fit_message
-from streamlab._serde_values import dump_json
+from streamlab._dead_letter import fit_payload
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter
 from streamlab.serde import encode_rows
 
 from ._client import client_kwargs, describe_service, import_pubsub, resource_path
 
-log = logging.getLogger(__name__)
 MESSAGE_LIMIT = 9_900_000
 """Largest payload published: the Pub/Sub client refuses a request over 10,000,000 bytes, which would fail
 the batch on every retry. A larger row is published cut to fit (``streamlab._dead_letter.fit_message``)."""
@@ -145,24 +141,10 @@ class _PubSubWriter(SinkWriter):
         static = self._sink.static_attributes
         for i, payload in enumerate(payloads):
             if len(payload) > MESSAGE_LIMIT:
-                payload = self._fit(payload)
+                payload = fit_payload(payload, MESSAGE_LIMIT, repr(self._sink), "Pub/Sub's message limit")
             attrs = {**static, **{c: values[i] for c, values in columns.items()}}
             future = self._client.publish(self._sink.topic, payload, ordering_key=keys[i], **attrs)
             self._futures.append((future, keys[i]))
-
-    def _fit(self, payload: bytes) -> bytes:
-        """A row over Pub/Sub's limit, cut to fit: its reason, step and ``raw`` text (for a dead letter, the
-        record as written: base64 for bytes; for another row, the row's JSON) cut, with ``raw_truncated``,
-        ``raw_bytes`` and ``raw_sha256`` of that whole text."""
-        text, _ = fit_message(json.loads(payload), MESSAGE_LIMIT, dump_json)
-        log.error(
-            "%r: a row of %d bytes is over Pub/Sub's message limit: published cut to %d bytes "
-            "(raw_truncated, raw_bytes, raw_sha256)",
-            self._sink,
-            len(payload),
-            len(text),
-        )
-        return text.encode("utf-8")
 
     def _missing_columns(self, batch: pd.DataFrame) -> list[str]:
         wanted = list(self._sink.attribute_columns) + (

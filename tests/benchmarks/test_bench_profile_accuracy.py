@@ -3,32 +3,13 @@ needs the full sizes, so it is not checked here)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_profile_accuracy.py"
 
-
-@pytest.fixture(scope="module")
-def bench() -> Iterator[Any]:
-    spec = importlib.util.spec_from_file_location("bench_profile_accuracy", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_profile_accuracy"] = module
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        del sys.modules["bench_profile_accuracy"]
-
-
-def test_smoke_run_reports_every_case(bench: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    assert bench.main(["--smoke"]) == 0
+def test_smoke_run_reports_every_case(load_benchmark: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    assert load_benchmark("bench_profile_accuracy").main(["--smoke"]) == 0
     lines = capsys.readouterr().out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("| stream |"))
     columns = [c.strip() for c in lines[header].strip("|").split("|")]
