@@ -33,11 +33,15 @@ NAN = float("nan")
 
 
 def as_number(value: Any) -> float:
-    """A value as a float, NaN when missing or not a number (as ``pandas.to_numeric(errors="coerce")``)."""
+    """A value as a float, NaN when missing or not a number (as ``pandas.to_numeric(errors="coerce")``),
+    an int beyond a double's range as the infinity of its sign (``streamlab._floats.float_values``)."""
     if value is None:
         return NAN
     if isinstance(value, (bool, int, float)):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond a double's range: the infinity of its sign, as "1e400"
+            return math.inf if value > 0 else -math.inf
     if isinstance(value, str):
         try:
             return float(value)
@@ -45,7 +49,7 @@ def as_number(value: Any) -> float:
             return NAN
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return NAN
 
 
@@ -277,6 +281,24 @@ def compare_values(value: Any, op: str, bound: Any) -> bool:
         return bool(COMPARE[op](value, bound))
     except TypeError:
         return op == "!="
+
+
+def rule_failure(name: str, expr: str, columns: Any, row: dict[str, Any]) -> str:
+    """Why a rule's condition could not be evaluated on ``row``: the rule and the values it read (the
+    same text in streamlab and in exported code, whose evaluators word their errors differently).
+
+    Examples
+    --------
+    >>> rule_failure("big", "amount > 100", ["amount"], {"amount": "7"})
+    "rule 'big' cannot evaluate 'amount > 100' on amount='7'"
+    """
+    shown = ", ".join(f"{c}={_short(row.get(c))}" for c in columns)
+    return f"rule {name!r} cannot evaluate {expr!r}" + (f" on {shown}" if shown else "")
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 # --- thresholds
@@ -747,7 +769,11 @@ class RuleStep(RowStep):
     def process(self, row: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         spec = self.spec
         if spec["expr"] is not None:
-            alert = truthy(self.evaluate(spec["expr"], row))
+            try:
+                alert = truthy(self.evaluate(spec["expr"], row))
+            except Exception:  # a value the condition cannot take: the row goes to dead letter
+                reason = rule_failure(spec["name"], spec["expr"], spec.get("columns") or (), row)
+                return [("dead_letter", {**row, "reason": reason})]
         else:
             alert = compare_values(row.get(spec["column"]), spec["op"], spec["value"])
         out = dict(row)

@@ -17,7 +17,14 @@ import pandas as pd
 
 from streamlab._pyast import guarded, parse
 
-__all__ = ["bools_as_bool", "compile_expression", "eval_condition", "eval_expression", "expression_names"]
+__all__ = [
+    "bools_as_bool",
+    "compile_expression",
+    "eval_condition",
+    "eval_expression",
+    "expression_names",
+    "fails_alike",
+]
 
 #: One node of a compiled expression: the batch in, the node's value out (Series or scalar).
 _Node = Callable[[pd.DataFrame], Any]
@@ -283,6 +290,42 @@ def _all_columns(batch: pd.DataFrame, expr: str) -> bool:
     names = expression_names(expr)
     columns = batch.columns
     return bool(names) and columns.is_unique and all(isinstance(n, str) and n in columns for n in names)  # type: ignore[union-attr]
+
+
+#: Nodes whose errors depend on the operands' types alone: names, constants and operators (not calls,
+#: attributes or subscripts, and not ``**``, where an integer power fails only for negative exponents).
+_TYPE_DRIVEN = (
+    ast.Expression, ast.Name, ast.Load, ast.Constant, ast.Compare, ast.BoolOp, ast.BinOp, ast.UnaryOp,
+    ast.cmpop, ast.boolop, ast.unaryop, ast.Tuple, ast.List,
+    ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.BitAnd, ast.BitOr, ast.BitXor,
+)  # fmt: skip
+
+
+def fails_alike(batch: pd.DataFrame, expr: str) -> bool:
+    """Whether ``expr``, having failed on ``batch``, fails on every part of it as well.
+
+    True when it reads only columns of ``batch`` whose dtype is not ``object`` (each part keeps the
+    column's dtype, where an object column's values may differ in type) with operators alone. Such a
+    failure (a text column compared with a number) is the expression's, not a row's: a step need not
+    look for the rows that cause it, one part at a time.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> batch = pd.DataFrame({"country": ["FR"], "mixed": pd.Series(["7"], dtype=object)})
+    >>> fails_alike(batch, "country > 5"), fails_alike(batch, "mixed > 5")
+    (True, False)
+    >>> fails_alike(batch, "country.str.len() > 5")
+    False
+    """
+    names = expression_names(expr)
+    if not _all_columns(batch, expr) or any(batch[n].dtype == object for n in names or ()):
+        return False
+    try:
+        tree = parse(expr, mode="eval")
+    except SyntaxError:
+        return False
+    return all(isinstance(node, _TYPE_DRIVEN) for node in ast.walk(tree))
 
 
 def eval_condition(batch: pd.DataFrame, expr: str) -> Any:

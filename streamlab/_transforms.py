@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._dead_letter import dead_letter_frame
-from streamlab._expr import bools_as_bool, eval_expression
+from streamlab._expr import bools_as_bool, eval_expression, fails_alike
 from streamlab._pyast import guarded
 from streamlab.functions import UserFunction
 from streamlab.operators import Operator, Outputs
@@ -37,9 +37,17 @@ def _describe_error(step_id: str, what: str, e: BaseException) -> str:
 
 
 def isolate_failures(
-    batch: pd.DataFrame, call: Callable[[pd.DataFrame], Any], what: str, step_id: str
+    batch: pd.DataFrame,
+    call: Callable[[pd.DataFrame], Any],
+    what: str,
+    step_id: str,
+    alike: Callable[[], bool] | None = None,
 ) -> tuple[list[tuple[np.ndarray, Any]], list[int], list[str]]:
     """Apply a per-batch function; when it raises, split the batch until the failing rows are isolated.
+
+    ``alike``: asked once the whole batch has failed, whether every part would fail too (an expression
+    over typed columns, ``streamlab._expr.fails_alike``); then every row fails with the batch's reason at
+    once, instead of after two calls per row.
 
     Returns the successful (row positions, result) parts and the failing rows with their reasons.
     """
@@ -49,13 +57,14 @@ def isolate_failures(
 
     def go(pos: np.ndarray) -> None:
         # the whole batch first: itself under copy-on-write (iloc would copy every column)
-        part = batch if _COPY_ON_WRITE and len(pos) == len(batch) else batch.iloc[pos]
+        whole = len(pos) == len(batch)
+        part = batch if _COPY_ON_WRITE and whole else batch.iloc[pos]
         try:
             good.append((pos, call(part)))
         except Exception as e:
-            if len(pos) == 1:
-                bad_rows.append(int(pos[0]))
-                reasons.append(_describe_error(step_id, what, e))
+            if len(pos) == 1 or (whole and alike is not None and alike()):
+                bad_rows.extend(pos.tolist())
+                reasons.extend([_describe_error(step_id, what, e)] * len(pos))
                 return
             mid = len(pos) // 2
             go(pos[:mid])
@@ -116,7 +125,9 @@ class FilterOperator(Operator):
         return mask
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
-        good, bad, reasons = isolate_failures(batch, self._mask, self.what, self.step_id)
+        expr = self.expr
+        alike = None if expr is None else lambda: fails_alike(batch, expr)
+        good, bad, reasons = isolate_failures(batch, self._mask, self.what, self.step_id, alike)
         if len(good) == 1 and not bad:
             mask = good[0][1]
             return {"out": batch if mask.all() else batch[mask].reset_index(drop=True)}
@@ -174,7 +185,9 @@ class MapOperator(Operator):
         return res
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
-        good, bad, reasons = isolate_failures(batch, self._apply, self.what, self.step_id)
+        exprs = list(self.columns.values()) if self.columns else None
+        alike = None if exprs is None else lambda: all(fails_alike(batch, e) for e in exprs)
+        good, bad, reasons = isolate_failures(batch, self._apply, self.what, self.step_id, alike)
         parts = [g[1] for g in good]
         frame = (
             parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True) if parts else batch.iloc[:0]

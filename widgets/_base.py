@@ -27,7 +27,6 @@ __all__ = [
     "Metrics",
     "SourceLike",
     "columns_of",
-    "floats",
     "live_figure_class",
     "plotly_times",
     "require_plotly",
@@ -158,19 +157,6 @@ def columns_of(frame: pd.DataFrame, names: Collection[str]) -> dict[str, pd.Seri
     ['a', 'c']
     """
     return {str(name): col for name, col in frame.items() if name in names}
-
-
-def floats(col: pd.Series) -> np.ndarray:
-    """A column as float64 (what is not a number becomes NaN), without pandas' slow paths for plain numbers.
-
-    Examples
-    --------
-    >>> floats(pd.Series([1, 2])).tolist(), floats(pd.Series(["3", "x", None])).tolist()
-    ([1.0, 2.0], [3.0, nan, nan])
-    """
-    if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iuf":
-        return col.to_numpy(dtype=np.float64)
-    return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def _check_columns(handle: RunHandle, ref: str, needed: list[str], who: str) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from streamlab._floats import float_values
 from streamlab._time import NAT_NS
 from streamlab.clock import Clock
 from streamlab.runtime import RunHandle
@@ -17,7 +18,6 @@ from ._base import (
     SourceLike,
     _check_columns,
     columns_of,
-    floats,
     plotly_times,
     require_plotly,
     times_ns,
@@ -149,7 +149,7 @@ class WindowChart(LiveWidget):
             sel = slice(rows[0], None) if rows[0] + len(rows) == len(start) else rows
             ks.append(self._codes(col, len(start), sel))
             ss.append(start[sel])
-            vs.append(floats(col[self.value])[sel])
+            vs.append(float_values(col[self.value])[sel])
         k, s, v = np.concatenate(ks), np.concatenate(ss), np.concatenate(vs)
         # A window re-emitted later (early results, lateness) replaces the earlier row: keep the last one.
         order = np.lexsort((np.arange(len(k)), s, k))
@@ -319,7 +319,7 @@ class AnomalyChart(LiveWidget):
             flag = cols[self.flag].to_numpy()
         else:
             flag = cols[self.flag].fillna(False).astype(bool).to_numpy()
-        return t, floats(cols[self.score]), flag
+        return t, float_values(cols[self.score]), flag
 
     def _pull(self) -> bool:
         frames = self._buffer.drain_frames()

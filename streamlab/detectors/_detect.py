@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab import _step_codecs as codec
+from streamlab._floats import float_values
 from streamlab._step_kinds import param, step_kind
 from streamlab._time import NAT_NS, Duration
 from streamlab.detectors._common import (
@@ -209,14 +210,8 @@ class DetectOperator(PickledStateOperator):
         n = len(batch)
         values = np.empty((n, len(step.features)), dtype="float64")
         for j, col in enumerate(step.features):
-            series = batch[col]
-            dtype = series.dtype
             # numpy numbers are read as they are (ints rounded to float64 as pandas would)
-            values[:, j] = (
-                series.to_numpy()
-                if isinstance(dtype, np.dtype) and dtype.kind in "iuf"
-                else pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-            )
+            values[:, j] = float_values(batch[col])
         missing_key = None if step.key is None else batch[step.key].isna().to_numpy()
         if self.ttl_ns is not None:
             times = event_time_ns(batch, step.time, where="Detect")

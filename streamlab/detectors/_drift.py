@@ -12,6 +12,7 @@ import pandas as pd
 from river import drift
 
 from streamlab import _step_codecs as codec
+from streamlab._floats import float_values
 from streamlab._step_kinds import param, step_kind
 from streamlab._time import NAT_NS
 from streamlab.detectors._common import (
@@ -122,7 +123,7 @@ class DriftOperator(PickledStateOperator):
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         step = self.step
         require_columns(batch, [step.column], where="DriftDetector")
-        values = pd.to_numeric(batch[step.column], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        values = float_values(batch[step.column])
         times = (
             event_time_ns(batch, step.time, where="DriftDetector")
             if step.time is not None

@@ -19,9 +19,12 @@ import numpy as np
 import pandas as pd
 
 from streamlab import _step_codecs as codec
-from streamlab._expr import eval_condition
+from streamlab._detector_record import compare_values, rule_failure
+from streamlab._expr import eval_condition, expression_names, fails_alike
+from streamlab._floats import float_values
 from streamlab._step_kinds import param, step_kind
 from streamlab._time import NAT_NS, Duration, format_duration
+from streamlab._transforms import isolate_failures
 from streamlab.detectors._common import (
     PickledStateOperator,
     StepConfig,
@@ -64,7 +67,7 @@ def _values(batch: pd.DataFrame, column: str) -> np.ndarray:
     col = batch[column]
     if col.dtype == np.float64:
         return col.to_numpy()
-    return pd.to_numeric(col, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    return float_values(col)
 
 
 def _may_miss(col: pd.Series) -> bool:
@@ -808,6 +811,68 @@ class _ThresholdRuleOperator(PickledStateOperator):
     def __init__(self, step: ThresholdRule) -> None:
         self.step = step
 
+    def _condition(self, part: pd.DataFrame) -> np.ndarray:
+        """Where ``expr`` holds on ``part`` (missing is False); raises what the evaluation raises."""
+        res = eval_condition(part, cast(str, self.step.expr))
+        if isinstance(res, pd.Series) and res.dtype == np.bool_ and res.index.equals(part.index):
+            return res.to_numpy()  # nothing to align or fill
+        return np.asarray(pd.Series(res, index=part.index).fillna(False), dtype=bool)
+
+    def _by_expression(self, batch: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Alerts, why each row's condition could not be evaluated (None for a row that could) and which
+        rows those are (both None when every row could)."""
+        step = self.step
+        expr = cast(str, step.expr)
+        try:
+            return self._condition(batch), None, None
+        except Exception as exc:
+            names = expression_names(expr)
+            missing = [n for n in names or () if n not in batch.columns]
+            if missing:  # a configuration error, the same for every row: stop loudly
+                raise ValueError(
+                    f"ThresholdRule(name={step.name!r}): cannot evaluate {expr!r}: no column "
+                    f"{', '.join(map(repr, missing))} among {list(batch.columns)!r}: {exc}. Fix: name columns "
+                    "the batch has (an earlier step may have renamed or dropped them)"
+                ) from exc
+            if fails_alike(batch, expr):
+                # typed columns and operators alone: every part of the batch fails as the whole did (a
+                # text column compared with a number), so this is the condition's error, not a row's
+                raise ValueError(
+                    f"ThresholdRule(name={step.name!r}): cannot evaluate {expr!r} on columns of types "
+                    f"{ {n: str(batch[n].dtype) for n in names or ()} }: {exc}. Fix: compare each column with "
+                    "values of its type (a text column with 'text', a number column with numbers)"
+                ) from exc
+        # a value the condition cannot take (a string compared with a number): those rows alone go to
+        # dead letter, found by halving the batch as the filter does, as the exported rule does per row
+        good, bad_rows, _ = isolate_failures(batch, self._condition, "", "")
+        alert = np.zeros(len(batch), dtype=bool)
+        for pos, mask in good:
+            alert[pos] = mask
+        columns = step.condition_columns()
+        why = np.full(len(batch), None, dtype=object)
+        rows = batch.iloc[bad_rows][columns].to_dict("records")
+        why[bad_rows] = [
+            rule_failure(step.name, expr, columns, {str(c): v for c, v in row.items()}) for row in rows
+        ]
+        bad = np.zeros(len(batch), dtype=bool)
+        bad[bad_rows] = True
+        return alert, why, bad
+
+    def _by_comparison(self, batch: pd.DataFrame) -> np.ndarray:
+        """``column op value``; a value that does not compare with ``value`` (a string against a number)
+        is no alert (``!=``: an alert), as the exported rule's ``compare_values`` reads it."""
+        step = self.step
+        column, op = cast(str, step.column), cast(str, step.op)  # both checked in __post_init__
+        require_columns(batch, [column], where=f"ThresholdRule(name={step.name!r})")
+        try:
+            with np.errstate(invalid="ignore"):
+                return np.asarray(_OPS[op](batch[column], step.value).fillna(False), dtype=bool)
+        except TypeError:
+            values = batch[column].tolist()
+            return np.fromiter(
+                (compare_values(v, op, step.value) for v in values), dtype=bool, count=len(values)
+            )
+
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         step = self.step
         if len(batch) == 0:
@@ -815,26 +880,18 @@ class _ThresholdRuleOperator(PickledStateOperator):
             out["rule"] = pd.Series(dtype=object)
             out["is_alert"] = pd.Series(dtype=bool)
             return {"out": out}
+        why, bad = None, None
         if step.expr is not None:
-            try:
-                # the compiled expression where it applies (the same pandas operations), else DataFrame.eval
-                res = eval_condition(batch, step.expr)
-            except Exception as exc:
-                raise ValueError(
-                    f"ThresholdRule(name={step.name!r}): cannot evaluate {step.expr!r} on columns "
-                    f"{list(batch.columns)!r}: {exc}"
-                ) from exc
-            if isinstance(res, pd.Series) and res.dtype == np.bool_ and res.index.equals(batch.index):
-                alert = res.to_numpy()  # nothing to align or fill
-            else:
-                alert = np.asarray(pd.Series(res, index=batch.index).fillna(False), dtype=bool)
+            alert, why, bad = self._by_expression(batch)
         else:
-            column, op = cast(str, step.column), cast(str, step.op)  # both checked in __post_init__
-            require_columns(batch, [column], where=f"ThresholdRule(name={step.name!r})")
-            with np.errstate(invalid="ignore"):
-                alert = np.asarray(_OPS[op](batch[column], step.value).fillna(False), dtype=bool)
+            alert = self._by_comparison(batch)
+        result: Outputs = {}
+        if bad is not None and why is not None:
+            result["dead_letter"] = dead_letter(batch, bad, why)
+            batch, alert = batch[~bad], alert[~bad]
         out = batch.reset_index(drop=True)
-        return {"out": _with_columns(out, _alert_columns(batch, out.index, step.name, alert), batch.columns)}
+        result["out"] = _with_columns(out, _alert_columns(batch, out.index, step.name, alert), batch.columns)
+        return result
 
 
 @step_kind(config=True)
@@ -845,6 +902,12 @@ class ThresholdRule(StepConfig):
     Give either ``expr`` (a pandas expression over the batch's columns) or ``column``/``op``/``value``.
     Adds ``rule`` (name of the first rule that alerted, else None) and ``is_alert`` (any rule
     alerted), combining with columns of rules applied earlier.
+
+    Output ``dead_letter``: rows whose ``expr`` cannot be evaluated (a text compared with a number),
+    with the error as ``reason``; the rest of the batch goes on. An ``expr`` naming a column the batch
+    lacks stops the run with a ValueError instead (it would fail on every row). With
+    ``column``/``op``/``value``, a value that does not compare with ``value`` is no alert (with ``!=``,
+    an alert), as a missing one.
 
     Parameters
     ----------
@@ -875,11 +938,17 @@ class ThresholdRule(StepConfig):
     value: Any = None
 
     kind: ClassVar[str] = "threshold_rule"
-    output_names: ClassVar[tuple[str, ...]] = ("out",)
+    output_names: ClassVar[tuple[str, ...]] = ("out", "dead_letter")
 
     def required_columns(self) -> tuple[str, ...]:
         """Input columns the step reads."""
         return () if self.column is None else (self.column,)
+
+    def condition_columns(self) -> list[str]:
+        """The columns the condition names (those a dead letter's reason shows), in order of appearance."""
+        if self.expr is None:
+            return [cast(str, self.column)]
+        return list(expression_names(self.expr) or ())
 
     def added_columns(self) -> tuple[str, ...]:
         """Columns the step adds."""

@@ -13,6 +13,7 @@ import pandas as pd
 from river import stats
 
 from streamlab import _step_codecs as codec
+from streamlab._floats import float_values
 from streamlab._step_kinds import param, step_kind
 from streamlab.detectors._common import (
     PickledStateOperator,
@@ -63,7 +64,7 @@ class ThresholdOperator(PickledStateOperator):
         where = type(self).__name__
         cols = [self.score_column] + ([self.key] if self.key else [])
         require_columns(batch, cols, where=where)
-        scores = pd.to_numeric(batch[self.score_column], errors="coerce").to_numpy(dtype="float64")
+        scores = float_values(batch[self.score_column])
         keys = batch[self.key].to_numpy(dtype=object) if self.key else None
         out = batch.copy()
         out["is_anomaly"] = self.classify_many(scores, keys)

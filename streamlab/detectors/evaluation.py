@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from streamlab._floats import float_values
 from streamlab._time import Duration, format_duration
 from streamlab.detectors._common import check_duration, check_name, event_time_ns, require_columns
 from streamlab.operators import Operator, Outputs
@@ -331,9 +332,7 @@ class DelayedLabelEvaluator(Operator):
             {
                 "id": batch[c.id_column].to_numpy(dtype=object),
                 "t": event_time_ns(batch, c.time, where="DelayedLabelEvaluator"),
-                "score": pd.to_numeric(batch[c.score], errors="coerce").to_numpy(
-                    dtype="float64", na_value=np.nan
-                ),
+                "score": float_values(batch[c.score]),
                 "flag": batch[c.flag].fillna(False).to_numpy(dtype=bool),
                 "key": batch[c.key].to_numpy(dtype=object) if c.key else None,
             }

@@ -111,7 +111,7 @@ def row_step_spec(config: Any, step_id: str) -> dict[str, Any]:
             "max_keys": config.max_keys,
         }
     if isinstance(config, ThresholdRule):
-        return {k: v for k, v in config.describe().items()}
+        return {**config.describe(), "columns": config.condition_columns()}
     if isinstance(config, Detect):
         return _detect_spec(config, step_id)
     if isinstance(config, DriftDetector):

@@ -1082,12 +1082,15 @@ def _lambda_rule(steps: _Steps, step: OperatorStep) -> None:
     steps.snippets.add("eval_expr")
     steps.consts.append(_plan.const(f"{c}_SPEC", spec))
     steps.consts.append(f"{c}_RULE = make_step({c}_SPEC, eval_expr, to_ns, from_ns)")
+    dead = sid + ".dead_letter"
     if not _keyed(step.config):
-        steps.emit(f"row = {c}_RULE.process(row)[0][1]")
+        steps.emit(f"output, row = {c}_RULE.process(row)[0]")
+        steps.emit('if output == "dead_letter":  # the rule\'s condition cannot take this row')
+        steps.emit(f'    emit({dead!r}, {{**row, "step_id": {sid!r}}})')
+        steps.emit("    return")
         return
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
     steps.keyed[sid] = (f"{c}_SPEC", digest)
-    dead = sid + ".dead_letter"
     steps.emit(f"key = row.get({spec['key']!r})")
     steps.emit("if missing_value(key):  # no state to touch: the step sends the row to dead letter")
     steps.emit(f"    outputs, reason = {c}_RULE.process(row), None")

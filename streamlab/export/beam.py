@@ -493,8 +493,11 @@ class ApplyRule(beam.DoFn):
     def process(self, row):
         if self.rule is None:
             self.rule = make_step(self.spec, eval_expr, to_ns, from_ns)
-        for _, out in self.rule.process(row):
-            yield out
+        for name, out in self.rule.process(row):
+            if name == "out":
+                yield out
+            else:  # a row whose condition cannot be evaluated
+                yield pvalue.TaggedOutput(name, {**out, "step_id": self.step_id})
 ''',
 }
 
@@ -1153,7 +1156,11 @@ def _beam_row_step(gen: _Generator, step: OperatorStep, v: str, src: str) -> Non
     gen.consts.append(_plan.const(f"{c}_SPEC", spec))
     if isinstance(step.config, ThresholdRule):
         gen.need("rule")
-        gen.emit(f"{v} = {src} | {sid!r} >> beam.ParDo(ApplyRule({sid!r}, {c}_SPEC))")
+        gen.emit(
+            f"{v} = {src} | {sid!r} >> beam.ParDo(ApplyRule({sid!r}, {c}_SPEC)).with_outputs('dead_letter', main='out')"
+        )
+        gen.emit(f"{gen.var(sid + '.dead_letter')} = {v}.dead_letter")
+        gen.emit(f"{v} = {v}.out")
         return
     gen.need("rows")
     key = _detectors.state_key(step.config)

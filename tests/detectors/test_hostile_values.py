@@ -1,0 +1,205 @@
+"""Hostile values through every detector, feature and rule: nothing raises, nothing vanishes.
+
+A 400-digit JSON number kept as a Python int, text in a number column, infinities, missing keys and
+times: each step either scores the row or sets it aside with a reason, in every batch size, and the
+exported per-record code (``streamlab._detector_record``) reads the same values the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import streamlab as sl
+from streamlab import _detector_record as rec
+from streamlab._floats import float_values
+from streamlab.detectors import (
+    Detect,
+    DistinctCountFeature,
+    DriftDetector,
+    GaussianScorerDetector,
+    HalfSpaceTreesDetector,
+    QuantileThresholdFilter,
+    RatioToMedianFeature,
+    StandardAbsoluteDeviationDetector,
+    ThresholdRule,
+    TimeSinceLastFeature,
+    VelocityFeature,
+    VelocityRule,
+    ZScoreFeature,
+)
+from streamlab.export._detectors import row_step_spec
+from streamlab.export._snippets import eval_expr
+
+T0 = pd.Timestamp("2024-01-01", tz="UTC")
+HUGE = 10**400
+
+# values whose reading pandas and Python's float() agree on (text such as "1_0" they read differently)
+hostile_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=2**1000, max_value=2**1100).flatmap(lambda n: st.sampled_from([n, -n])),
+    st.just(HUGE),
+    st.floats(),
+    st.sampled_from(["1", "-2.5", "1e400", "-1e400", "x", "", "nan", "inf", "12abc", "\x00"]),
+    st.integers(-(10**30), 10**30).map(str),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(hostile_values, max_size=20))
+def test_columns_read_as_the_exported_code_reads_each_value(values: list[Any]) -> None:
+    got = float_values(pd.Series(values, dtype=object))
+    want = [rec.as_number(v) for v in values]
+    assert got.dtype == np.float64 and len(got) == len(values)
+    assert all((a != a and b != b) or a == b for a, b in zip(got.tolist(), want)), (values, got, want)
+
+
+def test_integers_beyond_a_double_are_infinite_numpy_columns_untouched() -> None:
+    assert float_values(pd.Series([HUGE, -HUGE, 1], dtype=object)).tolist() == [math.inf, -math.inf, 1.0]
+    assert rec.as_number(HUGE) == math.inf and rec.as_number(-HUGE) == -math.inf
+    ints = pd.Series(np.array([2**53 + 1, -3], dtype=np.int64))
+    assert float_values(ints).tolist() == [float(2**53 + 1), -3.0]
+
+
+def hostile_frame() -> pd.DataFrame:
+    """The seed's event shape with every kind of bad value among good ones."""
+    amounts = ["1", HUGE, -HUGE, 2.0, None, "x", math.inf, math.nan, 1e308, 5, 3.5, True]
+    return pd.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in range(12)],
+            "user_id": ["a", None, "a", 3, 2.5, "b", "a", "a", HUGE, "b", "c", "a"],
+            "amount": pd.Series(amounts, dtype=object),
+            "country": ["FR", None, "DE", "FR", "\x00", "é" * 5, "FR", "", "US", "FR", "GB", "FR"],
+            "timestamp": [pd.NaT]
+            + [T0 + pd.Timedelta(seconds=s) for s in [5, 3, 7, 100, 1, 2, 9, 4, 4, 4, 9]],
+        }
+    )
+
+
+STEPS: dict[str, Callable[[], Any]] = {
+    "velocity": lambda: VelocityFeature("user_id", window="10m"),
+    "velocity sum": lambda: VelocityFeature("user_id", window="10m", value="amount"),
+    "velocity rule": lambda: VelocityRule("user_id", window="10m", max_count=2, name="fast"),
+    "z-score": lambda: ZScoreFeature("user_id", "amount"),
+    "time since last": lambda: TimeSinceLastFeature("user_id"),
+    "distinct": lambda: DistinctCountFeature("user_id", "country", window="1h"),
+    "ratio to median": lambda: RatioToMedianFeature("user_id", "amount"),
+    "rule expr": lambda: ThresholdRule("big", expr="amount > 100"),
+    "rule column": lambda: ThresholdRule("big", column="amount", op=">", value=100),
+    "drift": lambda: DriftDetector("amount"),
+    "hst": lambda: Detect(HalfSpaceTreesDetector(seed=1, window_size=3), features=["amount"]),
+    "hst keyed, quantile": lambda: Detect(
+        HalfSpaceTreesDetector(seed=1, window_size=3),
+        features=["amount"],
+        key="user_id",
+        threshold=QuantileThresholdFilter(0.9, warmup=2),
+        learn="unflagged",
+    ),
+    "gaussian": lambda: Detect(GaussianScorerDetector(grace_period=2), features=["amount"]),
+    "gaussian keyed": lambda: Detect(
+        GaussianScorerDetector(grace_period=2), features=["amount"], key="user_id"
+    ),
+    "sad": lambda: Detect(StandardAbsoluteDeviationDetector(grace_period=2), features=["amount"]),
+}
+
+
+@pytest.mark.parametrize("batch", [1, 5, 12])
+@pytest.mark.parametrize("name", sorted(STEPS))
+def test_every_step_scores_or_sets_aside_each_row(name: str, batch: int) -> None:
+    frame = hostile_frame()
+    op = STEPS[name]().build()
+    out, dead = 0, []
+    for start in range(0, len(frame), batch):
+        res = op.process(frame.iloc[start : start + batch].reset_index(drop=True))
+        out += len(res["out"])
+        if len(res.get("dead_letter", ())):
+            dead.append(res["dead_letter"])
+    if hasattr(op, "on_end"):
+        out += len(op.on_end().get("out", ()))
+    letters = pd.concat(dead, ignore_index=True) if dead else pd.DataFrame({"reason": []})
+    assert out + len(letters) == len(frame)
+    assert letters["reason"].map(lambda r: isinstance(r, str) and len(r) > 0).all()
+    if name.startswith(("hst", "gaussian", "sad")):  # a huge number is no finite feature
+        assert {HUGE, -HUGE} <= set(letters["amount"].tolist())
+
+
+hostile_amounts = st.lists(
+    st.one_of(
+        st.none(),
+        st.floats(-500, 500),
+        st.integers(-500, 500),
+        st.just(HUGE),
+        st.sampled_from(["7", "x", ""]),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(hostile_amounts, st.lists(st.integers(1, 30), max_size=4))
+def test_rules_agree_with_the_exported_rule_on_values_they_cannot_compare(
+    amounts: list[Any], cuts: list[int]
+) -> None:
+    frame = pd.DataFrame({"event_id": range(len(amounts)), "amount": pd.Series(amounts, dtype=object)})
+    for rule in (
+        ThresholdRule("big", expr="amount > 100"),
+        ThresholdRule("big", column="amount", op=">", value=100),
+        ThresholdRule("other", column="amount", op="!=", value=7),
+    ):
+        op = rule.build()
+        kept, dead, start = [], [], 0
+        for end in [*sorted({c for c in cuts if c < len(frame)}), len(frame)]:
+            if end <= start:
+                continue
+            res = op.process(frame.iloc[start:end].reset_index(drop=True))
+            kept += list(zip(res["out"]["event_id"], res["out"]["is_alert"]))
+            if "dead_letter" in res:
+                dead += res["dead_letter"]["event_id"].tolist()
+            start = end
+        machine = rec.make_step(row_step_spec(rule, "rule"), eval_expr, None, None)
+        want_kept, want_dead = [], []
+        for row in frame.to_dict("records"):
+            [(output, got)] = machine.process(row)
+            if output == "dead_letter":
+                want_dead.append(row["event_id"])
+                assert (
+                    got["reason"] == f"rule 'big' cannot evaluate 'amount > 100' on amount={row['amount']!r}"
+                )
+            else:
+                want_kept.append((row["event_id"], got["is_alert"]))
+        assert (kept, dead) == (want_kept, want_dead), rule
+
+
+def test_a_pipeline_with_hostile_values_runs_to_the_end() -> None:
+    records = hostile_frame().drop(columns=["timestamp"]).assign(timestamp=T0).to_dict("records")
+    p = sl.Pipeline(sl.ListSource(records))
+    (
+        p.apply(ZScoreFeature("user_id", "amount"))
+        .apply(ThresholdRule("big", expr="amount > 100"))
+        .detect(GaussianScorerDetector(grace_period=1), features=["amount"])
+    )
+    result = p.run()
+    counts = {name: len(frame) for name, frame in result.outputs.items()}
+    assert sum(counts.values()) == len(records), counts  # the scored rows and every step's dead letters
+    rules = result.outputs["threshold_rule.dead_letter"]
+    assert rules["step_id"].eq("threshold_rule").all() and len(rules) >= 2  # "1" and "x" cannot be compared
+
+
+def test_a_rule_that_fails_on_every_row_stops_with_the_fix() -> None:
+    """A missing column, or a typed column compared with a value of another type: no row could pass, so
+    the run stops with the fix (setting aside every row one by one would take minutes per batch)."""
+    with pytest.raises(ValueError, match="no column 'amont'.*Fix:"):
+        ThresholdRule("big", expr="amont > 100").build().process(hostile_frame())
+    typed = pd.DataFrame({"country": pd.Series(["FR", "US"] * 5000, dtype="str")})
+    with pytest.raises(ValueError, match="columns of types.*'country'.*Fix: compare"):
+        ThresholdRule("odd", expr="country > 5").build().process(typed)
