@@ -583,18 +583,11 @@ _ERF_MID = 1.25  # 0x3ff40000
 
 
 @_jit_inline
-def erf_near_zero(x: float) -> float:
-    """glibc's ``erf(x)`` for |x| < 1.25, its operations in its order; NaN for any other ``x``.
-
-    Both of glibc's rational branches below 1.25 (and its two tiny-argument cases) are computed and
-    the one glibc would take is selected, so a loop over many ``x`` has no data-dependent branch
-    and can run on vectors. numba compiles without fast-math, so nothing is contracted to a fused
-    multiply-add: every product and sum rounds as in glibc's x86_64 build (SSE2, no FMA). Only
-    valid where :func:`erf_port_matches` says the library is that glibc; callers go through
-    :func:`erf_c` or keep ``math.erf`` for the NaN it returns.
-    """
+def _erf_small(x: float) -> float:
+    """glibc's ``erf(x)`` for |x| < 0.84375, its operations in its order (both tiny-argument cases
+    computed and selected)."""
     a = abs(x)
-    # |x| < 0.84375: x + x*R(x*x)
+    # x + x*R(x*x)
     z = x * x
     r1 = _PP0 + z * _PP1
     z2 = z * z
@@ -610,35 +603,58 @@ def erf_near_zero(x: float) -> float:
     # |x| < 2**-28, and below 2**-1015 (scaled to avoid a spurious underflow)
     tiny = x + _EFX * x
     tiny_sub = 0.0625 * (16.0 * x + (16.0 * _EFX) * x)
-    # 0.84375 <= |x| < 1.25: erx + P1(s)/Q1(s), s = |x| - 1
-    t = a - 1.0
-    p1 = _PA0 + t * _PA1
-    t2 = t * t
-    q1 = 1.0 + t * _QA1
-    t4 = t2 * t2
-    p2 = _PA2 + t * _PA3
-    t6 = t4 * t2
-    q2 = _QA2 + t * _QA3
-    p3 = _PA4 + t * _PA5
-    q3 = _QA4 + t * _QA5
-    p = p1 + t2 * p2 + t4 * p3 + t6 * _PA6
-    q = q1 + t2 * q2 + t4 * q3 + t6 * _QA6
-    mid = _ERX + p / q if x > 0.0 else -_ERX - p / q
-    out = mid if a < _ERF_MID else math.nan
-    out = small if a < _ERF_SMALL else out
-    out = tiny if a < _ERF_TINY else out
+    out = tiny if a < _ERF_TINY else small
     return tiny_sub if a < _ERF_TINY_SUB else out
+
+
+@_jit_inline
+def _erf_mid(x: float) -> float:
+    """glibc's ``erf(x)`` for 0.84375 <= |x| < 1.25: erx + P1(s)/Q1(s), s = |x| - 1."""
+    s = abs(x) - 1.0
+    p1 = _PA0 + s * _PA1
+    s2 = s * s
+    q1 = 1.0 + s * _QA1
+    s4 = s2 * s2
+    p2 = _PA2 + s * _PA3
+    s6 = s4 * s2
+    q2 = _QA2 + s * _QA3
+    p3 = _PA4 + s * _PA5
+    q3 = _QA4 + s * _QA5
+    p = p1 + s2 * p2 + s4 * p3 + s6 * _PA6
+    q = q1 + s2 * q2 + s4 * q3 + s6 * _QA6
+    return _ERX + p / q if x > 0.0 else -_ERX - p / q
+
+
+@_jit_inline
+def erf_near_zero(x: float) -> float:
+    """glibc's ``erf(x)`` for |x| < 1.25, its operations in its order; NaN for any other ``x``.
+
+    Both of glibc's rational branches below 1.25 are computed and the one glibc would take is
+    selected, so a loop over many ``x`` has no data-dependent branch and can run on vectors (a
+    scalar caller branches instead: :func:`erf_c`). numba compiles without fast-math, so nothing is
+    contracted to a fused multiply-add: every product and sum rounds as in glibc's x86_64 build
+    (SSE2, no FMA). Only valid where :func:`erf_port_matches` says the library is that glibc.
+    """
+    a = abs(x)
+    out = _erf_mid(x) if a < _ERF_MID else math.nan
+    return _erf_small(x) if a < _ERF_SMALL else out
 
 
 @_jit
 def erf_c(x: float, ported: bool) -> float:
-    """C's ``erf(x)`` (Python's ``math.erf``): :func:`erf_near_zero` when ``ported`` and |x| < 1.25.
+    """C's ``erf(x)`` (Python's ``math.erf``): glibc's operations when ``ported`` and |x| < 1.25.
 
     ``ported`` is :func:`erf_port_matches`. Elsewhere (|x| >= 1.25, where glibc calls ``exp``
-    twice; infinities, NaN; other C libraries) the library's ``erf`` is called.
+    twice; infinities, NaN; other C libraries) the library's ``erf`` is called. One event at a
+    time (the threshold's loop, where each score waits for the last), so it branches where
+    :func:`erf_near_zero` selects.
     """
-    if ported and abs(x) < _ERF_MID:
-        return erf_near_zero(x)
+    if ported:
+        a = abs(x)
+        if a < _ERF_SMALL:
+            return _erf_small(x)
+        if a < _ERF_MID:
+            return _erf_mid(x)
     return math.erf(x)
 
 
