@@ -584,9 +584,12 @@ _ERF_MID = 1.25  # 0x3ff40000
 
 @_jit_inline
 def _erf_small(x: float) -> float:
-    """glibc's ``erf(x)`` for |x| < 0.84375, its operations in its order (both tiny-argument cases
-    computed and selected)."""
+    """glibc's ``erf(x)`` for |x| < 0.84375, its operations in its order."""
     a = abs(x)
+    if a < _ERF_TINY:  # |x| < 2**-28, and below 2**-1015 (scaled to avoid a spurious underflow)
+        if a < _ERF_TINY_SUB:
+            return 0.0625 * (16.0 * x + (16.0 * _EFX) * x)
+        return x + _EFX * x
     # x + x*R(x*x)
     z = x * x
     r1 = _PP0 + z * _PP1
@@ -599,12 +602,7 @@ def _erf_small(x: float) -> float:
     r = r1 + z2 * r2 + z4 * _PP4
     s = s1 + z2 * s2 + z4 * s3
     y = r / s
-    small = x + x * y
-    # |x| < 2**-28, and below 2**-1015 (scaled to avoid a spurious underflow)
-    tiny = x + _EFX * x
-    tiny_sub = 0.0625 * (16.0 * x + (16.0 * _EFX) * x)
-    out = tiny if a < _ERF_TINY else small
-    return tiny_sub if a < _ERF_TINY_SUB else out
+    return x + x * y
 
 
 @_jit_inline
