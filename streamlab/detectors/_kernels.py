@@ -31,17 +31,25 @@ except ImportError:  # pragma: no cover - exercised on installs without the 'fas
 COMPILED = numba is not None
 
 
-def _libc_pow_within_054_ulp() -> bool:
-    """Whether C's ``pow`` here is Arm's (glibc 2.28 and later), documented within 0.54 ulp."""
+def _glibc_version() -> tuple[int, int] | None:
+    """The C library's (major, minor) when it is glibc, else None (``platform.libc_ver`` reads the
+    interpreter's binary: milliseconds)."""
     import platform
 
     lib, version = platform.libc_ver()
     if lib != "glibc":
-        return False
+        return None
     try:
-        return tuple(int(p) for p in version.split(".")[:2]) >= (2, 28)
+        major, minor = (int(p) for p in version.split(".")[:2])
     except ValueError:
-        return False
+        return None
+    return major, minor
+
+
+def _libc_pow_within_054_ulp() -> bool:
+    """Whether C's ``pow`` here is Arm's (glibc 2.28 and later), documented within 0.54 ulp."""
+    version = _glibc_version()
+    return version is not None and version >= (2, 28)
 
 
 _POW_054: list[bool] = []
@@ -61,6 +69,12 @@ def pow_within_054_ulp() -> bool:
 __all__ = [
     "COMPILED",
     "distinct_merge_count",
+    "erf_c",
+    "erf_check_values",
+    "erf_many",
+    "erf_near_zero",
+    "erf_port_agrees",
+    "erf_port_matches",
     "hst_score_learn",
     "moments_learn",
     "moments_score_learn",
@@ -85,6 +99,14 @@ def _jit(fn: _F) -> _F:
         return fn
     # error_model="numpy": a float division by zero gives inf/NaN as in numpy instead of raising
     return cast(_F, numba.njit(cache=True, nogil=True, error_model="numpy")(fn))
+
+
+def _jit_inline(fn: _F) -> _F:
+    """:func:`_jit`, and inlined into its callers by numba itself, so that a caller's loop sees its
+    operations (and can run on vectors) whatever LLVM's inliner decides."""
+    if numba is None:
+        return fn
+    return cast(_F, numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")(fn))
 
 
 def plain(fn: Any) -> Any:
@@ -520,6 +542,188 @@ def pow_half(var: float, half: float, trust_sqrt: bool) -> float:
     return float(var**half)
 
 
+# --- C's erf (river's Gaussian CDF calls math.erf, i.e. the C library's): glibc's own operations for
+# |x| < 1.25 where the library is known to be glibc's fdlibm-derived erf, else the library call
+
+# glibc's erf, sysdeps/ieee754/dbl-64/s_erf.c (Sun's fdlibm, with glibc's rearranged polynomial
+# evaluation): the same file in every release from 2.28 to 2.42 (earlier ones differ in includes
+# only; glibc's development branch took CORE-MATH's correctly rounded erf after 2.42). Its
+# coefficients, with its names; tests check each against the hex words in its comments.
+_ERX = 8.45062911510467529297e-01
+_EFX = 1.28379167095512586316e-01
+_PP0 = 1.28379167095512558561e-01
+_PP1 = -3.25042107247001499370e-01
+_PP2 = -2.84817495755985104766e-02
+_PP3 = -5.77027029648944159157e-03
+_PP4 = -2.37630166566501626084e-05
+_QQ1 = 3.97917223959155352819e-01
+_QQ2 = 6.50222499887672944485e-02
+_QQ3 = 5.08130628187576562776e-03
+_QQ4 = 1.32494738004321644526e-04
+_QQ5 = -3.96022827877536812320e-06
+_PA0 = -2.36211856075265944077e-03
+_PA1 = 4.14856118683748331666e-01
+_PA2 = -3.72207876035701323847e-01
+_PA3 = 3.18346619901161753674e-01
+_PA4 = -1.10894694282396677476e-01
+_PA5 = 3.54783043256182359371e-02
+_PA6 = -2.16637559486879084300e-03
+_QA1 = 1.06420880400844228286e-01
+_QA2 = 5.40397917702171048937e-01
+_QA3 = 7.18286544141962662868e-02
+_QA4 = 1.26171219808761642112e-01
+_QA5 = 1.36370839120290507362e-02
+_QA6 = 1.19844998467991074170e-02
+#: glibc's thresholds are high words (``ix < 0x3feb0000``); each has a zero low word, so comparing
+#: |x| with the double is the same test
+_ERF_TINY_SUB = 2.0**-1015  # 0x00800000
+_ERF_TINY = 2.0**-28  # 0x3e300000
+_ERF_SMALL = 0.84375  # 0x3feb0000
+_ERF_MID = 1.25  # 0x3ff40000
+
+
+@_jit_inline
+def _erf_small(x: float) -> float:
+    """glibc's ``erf(x)`` for |x| < 0.84375, its operations in its order."""
+    a = abs(x)
+    if a < _ERF_TINY:  # |x| < 2**-28, and below 2**-1015 (scaled to avoid a spurious underflow)
+        if a < _ERF_TINY_SUB:
+            return 0.0625 * (16.0 * x + (16.0 * _EFX) * x)
+        return x + _EFX * x
+    # x + x*R(x*x)
+    z = x * x
+    r1 = _PP0 + z * _PP1
+    z2 = z * z
+    r2 = _PP2 + z * _PP3
+    z4 = z2 * z2
+    s1 = 1.0 + z * _QQ1
+    s2 = _QQ2 + z * _QQ3
+    s3 = _QQ4 + z * _QQ5
+    r = r1 + z2 * r2 + z4 * _PP4
+    s = s1 + z2 * s2 + z4 * s3
+    y = r / s
+    return x + x * y
+
+
+@_jit_inline
+def _erf_mid(x: float) -> float:
+    """glibc's ``erf(x)`` for 0.84375 <= |x| < 1.25: erx + P1(s)/Q1(s), s = |x| - 1."""
+    s = abs(x) - 1.0
+    p1 = _PA0 + s * _PA1
+    s2 = s * s
+    q1 = 1.0 + s * _QA1
+    s4 = s2 * s2
+    p2 = _PA2 + s * _PA3
+    s6 = s4 * s2
+    q2 = _QA2 + s * _QA3
+    p3 = _PA4 + s * _PA5
+    q3 = _QA4 + s * _QA5
+    p = p1 + s2 * p2 + s4 * p3 + s6 * _PA6
+    q = q1 + s2 * q2 + s4 * q3 + s6 * _QA6
+    return _ERX + p / q if x > 0.0 else -_ERX - p / q
+
+
+@_jit_inline
+def erf_near_zero(x: float) -> float:
+    """glibc's ``erf(x)`` for |x| < 1.25, its operations in its order; NaN for any other ``x``.
+
+    Both of glibc's rational branches below 1.25 are computed and the one glibc would take is
+    selected, so a loop over many ``x`` has no data-dependent branch and can run on vectors (a
+    scalar caller branches instead: :func:`erf_c`). numba compiles without fast-math, so nothing is
+    contracted to a fused multiply-add: every product and sum rounds as in glibc's x86_64 build
+    (SSE2, no FMA). Only valid where :func:`erf_port_matches` says the library is that glibc.
+    """
+    a = abs(x)
+    out = _erf_mid(x) if a < _ERF_MID else math.nan
+    return _erf_small(x) if a < _ERF_SMALL else out
+
+
+@_jit
+def erf_c(x: float, ported: bool) -> float:
+    """C's ``erf(x)`` (Python's ``math.erf``): glibc's operations when ``ported`` and |x| < 1.25.
+
+    ``ported`` is :func:`erf_port_matches`. Elsewhere (|x| >= 1.25, where glibc calls ``exp``
+    twice; infinities, NaN; other C libraries) the library's ``erf`` is called. One event at a
+    time (the threshold's loop, where each score waits for the last), so it branches where
+    :func:`erf_near_zero` selects.
+    """
+    if ported:
+        a = abs(x)
+        if a < _ERF_SMALL:
+            return _erf_small(x)
+        if a < _ERF_MID:
+            return _erf_mid(x)
+    return math.erf(x)
+
+
+def erf_check_values() -> np.ndarray:
+    """The values :func:`erf_port_matches` checks: each branch's bounds and their neighbours, ±0,
+    subnormals, infinities, NaN, and 20,000 fixed values spread over |x| < 1.3."""
+    edges = np.array([0.0, 5e-324, 2.0**-1074 * 3, 2.0**-1022, _ERF_TINY_SUB, _ERF_TINY, 1e-9, 0.5])
+    edges = np.concatenate([edges, [_ERF_SMALL, 1.0, _ERF_MID, 1 / 0.35, 6.0, 28.0, 1e300]])
+    near = np.concatenate([edges, np.nextafter(edges, 0.0), np.nextafter(edges, np.inf)])
+    rng = np.random.default_rng(20261203)
+    spread = np.concatenate(
+        [
+            rng.uniform(0.0, 1.3, 16_000),
+            2.0 ** rng.uniform(-1074.0, 0.0, 2_000),  # every scale down to the subnormals
+            rng.uniform(_ERF_SMALL - 1e-3, _ERF_SMALL + 1e-3, 1_000),
+            rng.uniform(_ERF_MID - 1e-3, _ERF_MID, 1_000),
+        ]
+    )
+    positive = np.concatenate([near, spread, [math.inf]])
+    return np.concatenate([positive, -positive, [math.nan]])
+
+
+@_jit
+def erf_many(values: np.ndarray, ported: bool, out: np.ndarray) -> None:
+    """:func:`erf_c` over an array (the self-check's and the tests' loop)."""
+    for i in range(values.shape[0]):
+        out[i] = erf_c(values[i], ported)
+
+
+def _libc_erf_is_glibc_fdlibm() -> bool:
+    """Whether C's ``erf`` here is glibc's fdlibm-derived one as built for x86_64 (2.28 to 2.42).
+
+    x86_64 only: its baseline has no FMA, so glibc's erf rounds each product and sum (checked on
+    Debian's 2.36 build: SSE2 scalar code, no multiarch variant of ``erf``); on other architectures
+    the compiler may fuse them.
+    """
+    import platform
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return False
+    version = _glibc_version()
+    return version is not None and (2, 28) <= version <= (2, 42)
+
+
+_ERF_PORT: list[bool] = []
+
+
+def erf_port_matches() -> bool:
+    """:func:`erf_c` may use :func:`erf_near_zero`: the C library's ``erf`` is glibc's (2.28 to 2.42,
+    x86_64), and the compiled port equals ``math.erf`` bit for bit on :func:`erf_check_values`.
+
+    Asked on the first kernel call, not at import (``platform.libc_ver`` reads the interpreter's
+    binary). A glibc built otherwise (fused multiply-adds, another erf) fails the check and keeps
+    the library call.
+    """
+    if not _ERF_PORT:
+        _ERF_PORT.append(_libc_erf_is_glibc_fdlibm() and erf_port_agrees(math.erf))
+    return _ERF_PORT[0]
+
+
+def erf_port_agrees(reference: Callable[[float], float]) -> bool:
+    """Whether the compiled :func:`erf_c` (the port enabled) equals ``reference`` bit for bit on
+    :func:`erf_check_values` (NaN for NaN)."""
+    values = erf_check_values()
+    out = np.empty_like(values)
+    erf_many(values, True, out)
+    expected = np.array([reference(v) for v in values.tolist()])
+    same = (out.view(np.int64) == expected.view(np.int64)) | (np.isnan(out) & np.isnan(expected))
+    return bool(same.all())
+
+
 @_jit
 def moments_score_learn(
     values: np.ndarray,
@@ -529,6 +733,7 @@ def moments_score_learn(
     grace_period: int,
     half: float,
     trust_sqrt: bool,
+    ported: bool,
     p2: np.ndarray,
     warmup: int,
     seen: np.ndarray,
@@ -538,7 +743,8 @@ def moments_score_learn(
     """river's Welford update and score per event (``state`` rows: n, mean, S), as ``hst_score_learn``.
 
     river takes the standard deviation as ``var ** 0.5`` (C's ``pow``): :func:`pow_half` with
-    ``half`` = 0.5 and ``trust_sqrt`` = :func:`pow_within_054_ulp`.
+    ``half`` = 0.5 and ``trust_sqrt`` = :func:`pow_within_054_ulp`; its Gaussian CDF with C's ``erf``:
+    :func:`erf_c` with ``ported`` = :func:`erf_port_matches`.
     """
     judge = p2.shape[0] > 0
     sqrt2 = math.sqrt(2.0)
@@ -565,7 +771,7 @@ def moments_score_learn(
                 if std == 0.0:
                     cdf = 0.0  # river's ZeroDivisionError branch
                 else:
-                    cdf = 0.5 * (1.0 + math.erf((x - mean) / std / sqrt2))
+                    cdf = 0.5 * (1.0 + erf_c((x - mean) / std / sqrt2, ported))
                 score = 2.0 * abs(cdf - 0.5)
             else:
                 score = abs((x - mean) / (std + 1e-10))
@@ -639,12 +845,15 @@ def moments_scores(
     grace_period: int,
     half: float,
     trust_sqrt: bool,
+    ported: bool,
     scores: np.ndarray,
 ) -> None:
     """The scores of :func:`moments_score_learn` from each event's state before it (:func:`moments_learn`).
 
     The same operations as there, in the same order; ``std`` is :func:`pow_half` of the variance
-    (``var ** 0.5``), its ``sqrt`` shortcut first for every event, ``pow`` only where it must decide.
+    (``var ** 0.5``), its ``sqrt`` shortcut first for every event, ``pow`` only where it must decide;
+    likewise ``erf`` is :func:`erf_near_zero` for every event when ``ported``, C's ``erf`` only where
+    |z| >= 1.25.
     """
     m = values.shape[0]
     sqrt2 = math.sqrt(2.0)
@@ -667,6 +876,19 @@ def moments_scores(
             n = n_b[i]
             var = m2_b[i] / (n - 1.0) if n > 1.0 else 0.0
             std[i] = float(var**half)
+    if gaussian and ported:
+        # branch free (select, not jump): erf_near_zero's NaN beyond |z| < 1.25 leaves a NaN score
+        for i in range(m):
+            sd = std[i]
+            cdf = 0.5 * (1.0 + erf_near_zero((values[i] - mean_b[i]) / sd / sqrt2))
+            cdf = 0.0 if sd == 0.0 else cdf  # river's ZeroDivisionError branch
+            score = 2.0 * abs(cdf - 0.5)
+            scores[i] = 0.0 if n_b[i] < grace_period else score
+        for i in range(m):
+            if scores[i] != scores[i]:  # |z| >= 1.25 (glibc's erf calls exp there): C's erf decides
+                cdf = 0.5 * (1.0 + math.erf((values[i] - mean_b[i]) / std[i] / sqrt2))
+                scores[i] = 2.0 * abs(cdf - 0.5)
+        return
     for i in range(m):
         if n_b[i] < grace_period:
             scores[i] = 0.0

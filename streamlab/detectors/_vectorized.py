@@ -688,6 +688,7 @@ class MomentsBank(ModelBank):
                 self.grace_period,
                 0.5,
                 k.pow_within_054_ulp(),
+                k.erf_port_matches(),
                 scores,
             )
             return scores, flags
@@ -699,6 +700,7 @@ class MomentsBank(ModelBank):
             self.grace_period,
             0.5,
             k.pow_within_054_ulp(),
+            k.erf_port_matches(),
             p2,
             warmup,
             seen,

@@ -161,6 +161,193 @@ def test_pow_half_equals_pythons_power(values: list[float]) -> None:
     assert _pow_half_many(values, kernels.pow_within_054_ulp()) == [x**0.5 for x in values]
 
 
+# glibc 2.36's sysdeps/ieee754/dbl-64/s_erf.c: each coefficient's hex words, from its comments
+_GLIBC_ERF_HEX = {
+    "_ERX": "3FEB0AC1 60000000",
+    "_EFX": "3FC06EBA 8214DB69",
+    "_PP0": "3FC06EBA 8214DB68",
+    "_PP1": "BFD4CD7D 691CB913",
+    "_PP2": "BF9D2A51 DBD7194F",
+    "_PP3": "BF77A291 236668E4",
+    "_PP4": "BEF8EAD6 120016AC",
+    "_QQ1": "3FD97779 CDDADC09",
+    "_QQ2": "3FB0A54C 5536CEBA",
+    "_QQ3": "3F74D022 C4D36B0F",
+    "_QQ4": "3F215DC9 221C1A10",
+    "_QQ5": "BED09C43 42A26120",
+    "_PA0": "BF6359B8 BEF77538",
+    "_PA1": "3FDA8D00 AD92B34D",
+    "_PA2": "BFD7D240 FBB8C3F1",
+    "_PA3": "3FD45FCA 805120E4",
+    "_PA4": "BFBC6398 3D3E28EC",
+    "_PA5": "3FA22A36 599795EB",
+    "_PA6": "BF61BF38 0A96073F",
+    "_QA1": "3FBB3E66 18EEE323",
+    "_QA2": "3FE14AF0 92EB6F33",
+    "_QA3": "3FB2635C D99FE9A7",
+    "_QA4": "3FC02660 E763351F",
+    "_QA5": "3F8BEDC2 6B51DD1C",
+    "_QA6": "3F888B54 5735151D",
+}
+
+
+def test_erf_coefficients_are_glibcs() -> None:
+    import struct
+
+    from streamlab.detectors import _kernels as k
+
+    for name, words in _GLIBC_ERF_HEX.items():
+        assert struct.pack(">d", getattr(k, name)).hex().upper() == words.replace(" ", ""), name
+
+
+def _erf_bits(values: Any, ported: bool) -> list[int]:
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64)
+    out = np.empty_like(v)
+    kernels.erf_many(v, ported, out)
+    return [_bits(x) for x in out.tolist()]
+
+
+def _bits(x: float) -> int:
+    """A double's bits, every NaN as one (C's erf returns the NaN it is given, Python may copy it)."""
+    import math
+    import struct
+
+    return -1 if math.isnan(x) else int(struct.unpack("<q", struct.pack("<d", x))[0])
+
+
+needs_erf_port = pytest.mark.skipif(
+    kernels is None or not kernels.erf_port_matches(),
+    reason="C's erf here is not glibc 2.28-2.42's on x86_64: erf_c keeps the library call",
+)
+
+
+@needs_numba
+def test_erf_c_equals_c_erf_on_each_branch() -> None:
+    """Bit for bit, glibc's port enabled (where it applies) or not: the check values, and 20,000
+    values inside each of glibc's intervals (|x| below 2**-1015, 2**-28, 0.84375, 1.25, 2.857, 6, and
+    above), both signs."""
+    import itertools
+    import math
+
+    import numpy as np
+
+    rng = np.random.default_rng(17)
+    bounds = [0.0, 2.0**-1015, 2.0**-28, 0.84375, 1.25, 1 / 0.35, 6.0, 40.0]
+    inside = [rng.uniform(lo, hi, 20_000) for lo, hi in itertools.pairwise(bounds)]
+    inside[0] = 2.0 ** rng.uniform(-1074.0, -1015.0, 20_000)  # subnormals and the tiniest normals
+    inside[1] = 2.0 ** rng.uniform(-1015.0, -28.0, 20_000)
+    values = np.concatenate([kernels.erf_check_values(), *inside, *(-v for v in inside)])
+    expected = [_bits(math.erf(x)) for x in values.tolist()]
+    for ported in {kernels.erf_port_matches(), False}:
+        assert _erf_bits(values, ported) == expected
+
+
+@needs_erf_port
+@settings(max_examples=60)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=200))
+def test_erf_c_equals_c_erf_on_any_double(values: list[float]) -> None:
+    import math
+
+    assert _erf_bits(values, True) == [_bits(math.erf(x)) for x in values]
+
+
+@needs_erf_port
+@settings(max_examples=60)
+@given(
+    data=st.data(),
+    interval=st.sampled_from(
+        [(0.0, 2.0**-1015), (2.0**-1015, 2.0**-28), (2.0**-28, 0.84375), (0.84375, 1.25)]
+    ),
+)
+def test_erf_c_equals_c_erf_inside_each_ported_branch(data: Any, interval: tuple[float, float]) -> None:
+    import math
+
+    lo, hi = interval
+    magnitudes = data.draw(st.lists(st.floats(lo, hi, exclude_max=True), min_size=1, max_size=100))
+    values = magnitudes + [-x for x in magnitudes]
+    assert _erf_bits(values, True) == [_bits(math.erf(x)) for x in values]
+
+
+@needs_erf_port
+def test_erf_port_check_refuses_a_one_ulp_difference() -> None:
+    """The self-check behind ``erf_port_matches`` fails on a library that differs in one value's last
+    bit (as a glibc built with fused multiply-adds does on ~4 % of them)."""
+    import math
+
+    target = kernels.erf_check_values()[100]
+
+    def off_by_one_ulp(x: float) -> float:
+        return math.nextafter(math.erf(x), math.inf) if x == target else math.erf(x)
+
+    assert kernels.erf_port_agrees(math.erf)
+    assert not kernels.erf_port_agrees(off_by_one_ulp)
+
+
+@pytest.mark.parametrize(
+    ("machine", "libc", "expected"),
+    [
+        ("x86_64", ("glibc", "2.36"), True),
+        ("x86_64", ("glibc", "2.28"), True),
+        ("x86_64", ("glibc", "2.42"), True),
+        ("x86_64", ("glibc", "2.27"), False),
+        ("x86_64", ("glibc", "2.43"), False),  # CORE-MATH's erf
+        ("x86_64", ("", ""), False),  # musl, among others
+        ("aarch64", ("glibc", "2.36"), False),  # built with fused multiply-adds
+    ],
+)
+def test_erf_port_only_for_glibcs_fdlibm_erf_on_x86_64(
+    monkeypatch: pytest.MonkeyPatch, machine: str, libc: tuple[str, str], expected: bool
+) -> None:
+    import platform
+
+    from streamlab.detectors import _kernels
+
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    monkeypatch.setattr(platform, "libc_ver", lambda: libc)
+    assert _kernels._libc_erf_is_glibc_fdlibm() is expected
+
+
+@needs_numba
+def test_moments_scores_equal_c_erf_on_every_branch() -> None:
+    """The scoring pass's erf on vectors (``ported``) and with the library's erf give river's formula's
+    bits, for standardized values in each of erf's branches, a zero deviation and the grace period."""
+    import math
+
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    m = 60_000
+    z = np.concatenate(
+        [
+            rng.uniform(-8.0, 8.0, m // 2),
+            rng.uniform(-1.3, 1.3, m // 4),
+            np.sign(rng.uniform(-1, 1, m // 4)) * 2.0 ** rng.uniform(-1074.0, -20.0, m // 4),
+        ]
+    )
+    n_b = rng.integers(0, 50, m).astype(np.float64)
+    m2_b = rng.gamma(2.0, 30.0, m) * np.maximum(n_b - 1.0, 0.0)
+    m2_b[::97] = 0.0  # a zero variance: river's ZeroDivisionError branch
+    mean_b = rng.normal(0.0, 10.0, m)
+    var = np.where(n_b > 1.0, m2_b / np.where(n_b > 1.0, n_b - 1.0, 1.0), 0.0)
+    values = mean_b + z * np.sqrt(2.0) * np.sqrt(var)
+    expected = []
+    for x, n, mean, s2 in zip(values.tolist(), n_b.tolist(), mean_b.tolist(), m2_b.tolist()):
+        if n < 3:
+            expected.append(0.0)
+            continue
+        sd = (s2 / (n - 1.0) if n > 1.0 else 0.0) ** 0.5
+        cdf = 0.0 if sd == 0.0 else 0.5 * (1.0 + math.erf((x - mean) / sd / math.sqrt(2.0)))
+        expected.append(2.0 * abs(cdf - 0.5))
+    for ported in {kernels.erf_port_matches(), False}:
+        scores = np.empty(m)
+        kernels.moments_scores(
+            values, n_b, mean_b, m2_b, True, 3, 0.5, kernels.pow_within_054_ulp(), ported, scores
+        )
+        assert [_bits(s) for s in scores.tolist()] == [_bits(s) for s in expected]
+
+
 @needs_numba
 @settings(max_examples=30)
 @given(
