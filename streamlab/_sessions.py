@@ -25,7 +25,7 @@ import pandas as pd
 
 from streamlab._keytable import KeyIndex, grown
 from streamlab._time import NAT_NS, utc_array
-from streamlab._windowing import _NO_WATERMARK, _Watermarks, late_frame, split_missing_time
+from streamlab._windowing import _NO_WATERMARK, _Watermarks, late_frame, split_unreadable
 from streamlab.aggregators import Aggregator
 from streamlab.operators import Operator, Outputs
 from streamlab.windows import SessionWindow
@@ -237,7 +237,7 @@ class SessionOperator(_Watermarks, Operator):
     # -- a batch -------------------------------------------------------------------------------------
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         out: Outputs = {}
-        batch, ts = split_missing_time(batch, self.time, self.step_id, out)
+        batch, ts = split_unreadable(batch, self.time, self.step_id, out, self.aggs)
         if len(batch) == 0:
             return out
         wm = self._event_watermarks(batch, ts)

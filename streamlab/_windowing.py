@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from streamlab._agg_inputs import split_unfit_values
 from streamlab._dead_letter import dead_letter_frame
 from streamlab._keytable import KeyIndex, SlotTable
 from streamlab._time import NAT_NS, ns_to_timestamp, to_utc_ns, utc_array
@@ -327,6 +328,19 @@ def split_missing_time(
     return batch[valid].reset_index(drop=True), ts[valid]
 
 
+def split_unreadable(
+    batch: pd.DataFrame, time: str, step_id: str, out: Outputs, aggs: Sequence[Aggregator]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """:func:`split_missing_time` after :func:`~streamlab._agg_inputs.split_unfit_values`: the batch as the
+    aggregators read it and its event times; rows of either kind go to ``out["dead_letter"]``."""
+    batch, unfit = split_unfit_values(batch, aggs, step_id)
+    batch, ts = split_missing_time(batch, time, step_id, out)
+    if unfit is not None:
+        untimed = out.get("dead_letter")
+        out["dead_letter"] = unfit if untimed is None else pd.concat([unfit, untimed], ignore_index=True)
+    return batch, ts
+
+
 def missing_time_frame(batch: pd.DataFrame, rows: np.ndarray, step_id: str, time: str) -> pd.DataFrame:
     """Dead-letter rows whose event time is missing or unreadable."""
     return dead_letter_frame(
@@ -389,7 +403,7 @@ class WindowOperator(_Watermarks, Operator):
     # -- processing --------------------------------------------------------------------------------
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         out: Outputs = {}
-        batch, ts_all = split_missing_time(batch, self.time, self.step_id, out)
+        batch, ts_all = split_unreadable(batch, self.time, self.step_id, out, self.aggs)
         if len(batch) == 0:
             return out
         # (row, window) pairs: ``ev`` is each pair's row (None: one pair per row, in order), ``kwin`` its
@@ -575,7 +589,7 @@ class PanedWindowOperator(WindowOperator):
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         out: Outputs = {}
-        batch, ts_all = split_missing_time(batch, self.time, self.step_id, out)
+        batch, ts_all = split_unreadable(batch, self.time, self.step_id, out, self.aggs)
         if len(batch) == 0:
             return out
         wm = self._event_watermarks(batch, ts_all)

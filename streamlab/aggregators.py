@@ -295,8 +295,11 @@ class _MeanStore(_SumStore):
 
 
 class _ExtremeStore(_ArrayStore):
-    ufunc: np.ufunc = np.minimum
-    fills = ((np.float64, np.inf),)
+    """Smallest or largest value per slot: NaN until a number arrives, so a window whose only values
+    are -inf has the maximum -inf (``fmin``/``fmax`` pass over NaN, missing values included)."""
+
+    ufunc: np.ufunc = np.fmin
+    fills = ((np.float64, np.nan),)
 
     def add(
         self,
@@ -306,10 +309,8 @@ class _ExtremeStore(_ArrayStore):
         values: np.ndarray | None,
         ts: npt.NDArray[np.int64],
     ) -> None:
-        v = _as_float(values)
-        ok = ~np.isnan(v)
-        part = np.full(n_groups, self.fills[0][1], dtype=np.float64)
-        self.ufunc.at(part, group[ok], v[ok])
+        part = np.full(n_groups, np.nan, dtype=np.float64)
+        self.ufunc.at(part, group, _as_float(values))
         arr = self.arrays[0]
         arr[slots] = self.ufunc(arr[slots], part)
 
@@ -318,25 +319,20 @@ class _ExtremeStore(_ArrayStore):
         arr[dst] = self.ufunc(arr[dst], arr[src])
 
     def results(self, slots: IntArray) -> np.ndarray:
-        r = self.arrays[0][slots]  # indexing with an array copies
-        r[np.isinf(r) & (r == self.fills[0][1])] = np.nan
-        return r
+        return self.arrays[0][slots]  # indexing with an array copies
 
     def reduce(self, targets: IntArray, slots: IntArray, n_targets: int) -> np.ndarray:
-        out = np.full(n_targets, self.fills[0][1], dtype=np.float64)
+        out = np.full(n_targets, np.nan, dtype=np.float64)
         self.ufunc.at(out, targets, self.arrays[0][slots])
-        out[np.isinf(out) & (out == self.fills[0][1])] = np.nan
         return out
 
 
 class _MinStore(_ExtremeStore):
-    ufunc = np.minimum
-    fills = ((np.float64, np.inf),)
+    ufunc = np.fmin
 
 
 class _MaxStore(_ExtremeStore):
-    ufunc = np.maximum
-    fills = ((np.float64, -np.inf),)
+    ufunc = np.fmax
 
 
 class _FirstLastStore(AggregatorStore):
@@ -720,8 +716,21 @@ class QuantileAggregator(Aggregator):
         self._gamma = (1 + relative_accuracy) / (1 - relative_accuracy)
         self._log_gamma = math.log(self._gamma)
 
+    #: The bucket of an infinite value (above every finite double's, whatever the accuracy).
+    INFINITE_BUCKET = 2**62
+
     def _buckets(self, v: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
-        return np.ceil(np.log(np.abs(v)) / self._log_gamma).astype(np.int64)
+        a = np.abs(v)
+        finite = a < np.inf
+        out = np.full(len(a), self.INFINITE_BUCKET, dtype=np.int64)
+        out[finite] = np.ceil(np.log(a[finite]) / self._log_gamma)
+        return out
+
+    def _value(self, k: int, sign: float) -> float:
+        """The value a bucket stands for (an infinity for the infinite bucket)."""
+        if k == self.INFINITE_BUCKET:
+            return sign * math.inf
+        return sign * 2 * self._gamma**k / (self._gamma + 1)
 
     def initial(self) -> QuantileState:
         return {"pos": {}, "neg": {}, "zero": 0, "n": 0}
@@ -760,15 +769,15 @@ class QuantileAggregator(Aggregator):
         for k in sorted(state["neg"], reverse=True):
             seen += state["neg"][k]
             if seen > rank:
-                return -2 * self._gamma**k / (self._gamma + 1)
+                return self._value(k, -1.0)
         seen += state["zero"]
         if seen > rank:
             return 0.0
         for k in sorted(state["pos"]):
             seen += state["pos"][k]
             if seen > rank:
-                return 2 * self._gamma**k / (self._gamma + 1)
-        return 2 * self._gamma ** max(state["pos"]) / (self._gamma + 1)  # pragma: no cover - rounding
+                return self._value(k, 1.0)
+        return self._value(max(state["pos"]), 1.0)  # pragma: no cover - rounding
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "q": self.q, "relative_accuracy": self.relative_accuracy}

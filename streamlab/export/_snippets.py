@@ -194,7 +194,8 @@ class QuantileCombine(CountCombine):
             acc["zero"] += 1
         else:
             part = acc["pos" if value > 0 else "neg"]
-            bucket = math.ceil(math.log(abs(value)) / self.log_gamma)
+            # an infinite value: the bucket above every finite one (streamlab's INFINITE_BUCKET)
+            bucket = math.ceil(math.log(abs(value)) / self.log_gamma) if abs(value) < math.inf else 2**62
             part[bucket] = part.get(bucket, 0) + 1
         return acc
 
@@ -217,15 +218,19 @@ class QuantileCombine(CountCombine):
         for k in sorted(acc["neg"], reverse=True):
             seen += acc["neg"][k]
             if seen > rank:
-                return float(-2 * self.gamma**k / (self.gamma + 1))
+                return self.value(k, -1.0)
         seen += acc["zero"]
         if seen > rank:
             return 0.0
         for k in sorted(acc["pos"]):
             seen += acc["pos"][k]
             if seen > rank:
-                return float(2 * self.gamma**k / (self.gamma + 1))
-        return float(2 * self.gamma ** max(acc["pos"]) / (self.gamma + 1))
+                return self.value(k, 1.0)
+        return self.value(max(acc["pos"]), 1.0)
+
+    def value(self, k: int, sign: float) -> float:
+        """The value bucket ``k`` stands for (an infinity for the bucket of infinite values)."""
+        return sign * math.inf if k == 2**62 else float(sign * 2 * self.gamma**k / (self.gamma + 1))
 
     def to_json(self, acc: Any) -> Any:
         return {**acc, "pos": list(acc["pos"].items()), "neg": list(acc["neg"].items())}

@@ -1,0 +1,105 @@
+"""The values a window's aggregators read from a batch, and the rows they cannot take.
+
+A column of declared type is checked when the pipeline is built (``streamlab._coltypes``). A column of
+Python objects (records from a ``ListSource``, a ``json`` field, a map's output) is read here: a numeric
+aggregator (sum, mean, min, max, quantile) takes its numbers as float64 (``streamlab._floats``: text
+that reads as a number is that number, an integer beyond a double's range is an infinity), and a row
+whose value is present but no number goes to the step's dead letters with the reason, as does a row
+whose value ``count_distinct`` cannot hash (a dict, a list). Before this the batch failed, and a
+restarted pipeline failed on it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from streamlab._dead_letter import dead_letter_frame
+from streamlab._floats import float_values
+from streamlab.aggregators import (
+    Aggregator,
+    CountDistinctAggregator,
+    MaxAggregator,
+    MeanAggregator,
+    MinAggregator,
+    QuantileAggregator,
+    SumAggregator,
+)
+
+__all__ = ["NUMERIC_AGGREGATORS", "split_unfit_values"]
+
+#: Aggregators that read their column as numbers.
+NUMERIC_AGGREGATORS = (SumAggregator, MeanAggregator, MinAggregator, MaxAggregator, QuantileAggregator)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def _unhashable(values: list[Any]) -> np.ndarray:
+    out = np.zeros(len(values), dtype=bool)
+    for i, v in enumerate(values):
+        try:
+            hash(v)
+        except TypeError:
+            out[i] = True
+    return out
+
+
+def split_unfit_values(
+    batch: pd.DataFrame, aggs: Sequence[Aggregator], step_id: str
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """``batch`` as the aggregators read it (object columns of numeric aggregators as float64), without
+    the rows they cannot take, and those rows as dead letters (None when there are none).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from streamlab import agg
+    >>> batch = pd.DataFrame({"x": pd.Series(["2", "n/a", 10**400, None], dtype=object)})
+    >>> kept, dead = split_unfit_values(batch, [agg.sum("x")], "w")
+    >>> kept["x"].tolist(), dead["reason"].tolist()
+    ([2.0, inf, nan], ["agg.sum('x') needs a number, got str 'n/a'"])
+    """
+    objects = [
+        a
+        for a in aggs
+        if a.column is not None
+        and a.column in batch.columns
+        and isinstance(a, (*NUMERIC_AGGREGATORS, CountDistinctAggregator))
+        and batch[a.column].dtype == object
+    ]
+    if not objects or len(batch) == 0:
+        return batch, None
+    bad = np.zeros(len(batch), dtype=bool)
+    reasons = np.full(len(batch), None, dtype=object)
+    numbers: dict[str, np.ndarray] = {}
+    for a in objects:
+        col = str(a.column)
+        series = batch[col]
+        if isinstance(a, NUMERIC_AGGREGATORS):
+            if col not in numbers:
+                numbers[col] = float_values(series)
+            wrong = np.isnan(numbers[col]) & series.notna().to_numpy()
+            need = "a number"
+        else:
+            wrong = _unhashable(series.tolist())
+            need = "values it can tell apart (hashable: not a dict or a list)"
+        new = np.flatnonzero(wrong & ~bad)
+        if len(new):
+            values = series.to_numpy()
+            reasons[new] = [f"agg.{a.kind}({col!r}) needs {need}, got {_shown(values[i])}" for i in new]
+            bad[new] = True
+    dead = (
+        dead_letter_frame(batch.iloc[np.flatnonzero(bad)], reasons[bad].tolist(), step_id)
+        if bad.any()
+        else None
+    )
+    read = batch.assign(**numbers) if numbers else batch
+    if dead is not None:
+        read = read[~bad].reset_index(drop=True)
+    return read, dead
