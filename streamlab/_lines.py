@@ -128,17 +128,20 @@ def _split(
     return arr, None, extremes
 
 
-_SCAN = 1 << 18  # bytes per step of a scan: its temporaries stay in the CPU's cache
+_SCAN = 1 << 20  # bytes per step of the break search (fewer steps: less Python per block; measured best)
 
 
 def _breaks(view: np.ndarray) -> np.ndarray | None:
     """Where the line breaks of ``view`` are, or None when it holds another byte below 0x20 (a carriage
     return, a tab, a NUL: then the lines are split and checked as :func:`file_lines` does)."""
-    found = [_low_bytes(view[lo : lo + _SCAN]) + lo for lo in range(0, len(view), _SCAN)]
-    low = np.concatenate(found) if found else np.zeros(0, np.int64)
-    if not bool((view[low] == 10).all()):
-        return None
-    return low
+    found = []
+    for lo in range(0, len(view), _SCAN):
+        step = view[lo : lo + _SCAN]
+        low = _low_bytes(step)
+        if not bool((step[low] == 10).all()):  # checked while the step is still in the cache
+            return None
+        found.append(low + lo)
+    return np.concatenate(found) if found else np.zeros(0, np.int64)
 
 
 def _low_bytes(view: np.ndarray) -> np.ndarray:
