@@ -120,11 +120,14 @@ def _count_bytes(view: np.ndarray, compare: np.ufunc, value: int) -> int:
     )
 
 
+_FIND_PIECE = 1 << 30  # bytes searched at once: a fixed-width string is shorter than 2 GiB
+
+
 def _holds_byte(view: np.ndarray, value: int) -> bool:
     """Whether the contiguous bytes ``view`` hold the byte ``value``.
 
     numpy's string search looks for a single byte with ``memchr``, several times faster than a
-    comparison over every byte; the bytes are seen as one fixed-width string, not copied.
+    comparison over every byte; the bytes are seen as fixed-width strings (up to 1 GiB each), not copied.
 
     Examples
     --------
@@ -132,12 +135,15 @@ def _holds_byte(view: np.ndarray, value: int) -> bool:
     >>> _holds_byte(view, ord("N")), _holds_byte(view, ord("I"))
     (True, False)
     """
-    if not len(view):
-        return False
     if not value:  # a fixed-width string ends at its trailing NULs, and a NUL needle is the empty one
         return bool((view == 0).any())
-    whole: np.ndarray[Any, np.dtype[np.bytes_]] = view.view(np.dtype((np.bytes_, len(view))))
-    return bool(np.char.find(whole, bytes([value]))[0] >= 0)
+    needle = bytes([value])
+    for lo in range(0, len(view), _FIND_PIECE):
+        piece = view[lo : lo + _FIND_PIECE]
+        whole: np.ndarray[Any, np.dtype[np.bytes_]] = piece.view(np.dtype((np.bytes_, len(piece))))
+        if np.char.find(whole, needle)[0] >= 0:
+            return True
+    return False
 
 
 _S_MAX, _MS_MAX = 9_223_372_036, 9_223_372_036_854  # largest |epoch| in int64 nanoseconds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from unittest.mock import patch
 
 import numpy as np
 import pandas as pd
@@ -210,9 +211,11 @@ def test_the_word_wise_break_search_finds_every_byte_below_0x20(parts, skip):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=40), st.integers(0, 255))
-def test_the_byte_search_of_the_parse_step_agrees_with_a_comparison(data, value):
-    """Only the view's own bytes count (the parse step searches inside a buffer, its ends left out)."""
+@given(st.binary(max_size=40), st.integers(0, 255), st.sampled_from([1, 3, 1 << 30]))
+def test_the_byte_search_of_the_parse_step_agrees_with_a_comparison(data, value, piece):
+    """Only the view's own bytes count (the parse step searches inside a buffer, its ends left out), in
+    pieces of any size (a fixed-width string must stay below 2 GiB)."""
     around = bytes([value])
     view = np.frombuffer(around + data + around * 2, np.uint8)[1:-2]
-    assert parse_module._holds_byte(view, value) == (value in data)
+    with patch.object(parse_module, "_FIND_PIECE", piece):
+        assert parse_module._holds_byte(view, value) == (value in data)
