@@ -128,23 +128,56 @@ def _split(
     return arr, None, extremes
 
 
-_SCAN = 1 << 18  # bytes per step of a scan: its temporaries stay in the CPU's cache
+_SCAN = 1 << 20  # bytes per step of the break search (fewer steps: less Python per block; measured best)
 
 
 def _breaks(view: np.ndarray) -> np.ndarray | None:
     """Where the line breaks of ``view`` are, or None when it holds another byte below 0x20 (a carriage
     return, a tab, a NUL: then the lines are split and checked as :func:`file_lines` does)."""
-    found = [np.flatnonzero(view[lo : lo + _SCAN] < 0x20) + lo for lo in range(0, len(view), _SCAN)]
-    low = np.concatenate(found) if found else np.zeros(0, np.int64)
-    if not bool((view[low] == 10).all()):
-        return None
-    return low
+    found = []
+    for lo in range(0, len(view), _SCAN):
+        step = view[lo : lo + _SCAN]
+        low = _low_bytes(step)
+        if not bool((step[low] == 10).all()):  # checked while the step is still in the cache
+            return None
+        found.append(low + lo)
+    return np.concatenate(found) if found else np.zeros(0, np.int64)
+
+
+def _low_bytes(view: np.ndarray) -> np.ndarray:
+    """The positions of the bytes of ``view`` below 0x20, in order (``np.flatnonzero(view < 0x20)``).
+
+    Found eight bytes at a time: numpy lists the nonzero 64-bit words of the comparison (an eighth of
+    the elements ``flatnonzero`` would walk, which is most of its time), and a word with one such byte
+    (any line of 8 bytes or more) gives its place by its exponent; words with several are listed byte
+    by byte.
+
+    Examples
+    --------
+    >>> _low_bytes(np.frombuffer(b'{"a":1}\\n{}\\n\\n\\r{"bb":22}\\n', np.uint8)).tolist()
+    [7, 10, 11, 12, 22]
+    """
+    low = view < 0x20
+    whole = len(low) - len(low) % 8
+    words = low[:whole].view("<u8")  # little-endian: byte k of a word is 1 << 8k
+    at = np.flatnonzero(words != 0)
+    hits = words[at]
+    alone = (hits & (hits - np.uint64(1))) == 0
+    # 1 << 8k as a double is exact: its exponent is 8k + 1
+    pos = at * 8 + ((np.frexp(hits.astype(np.float64))[1] - 1) >> 3)
+    tail = np.flatnonzero(low[whole:]) + whole
+    if bool(alone.all()):
+        return np.concatenate([pos, tail]) if len(tail) else pos
+    several = (at[~alone] * 8)[:, None] + np.arange(8)
+    more = several[low[several]]
+    return np.sort(np.concatenate([pos[alone], more, tail]))
 
 
 class LineArray(ArrowExtensionArray):
     """Lines of a file as a ``binary[pyarrow]`` column, kept as the file's bytes until something reads them.
 
-    The parse step reads :meth:`file_bytes` (the lines, each followed by its ``\\n``, and their lengths)
+    The parse step reads :meth:`file_bytes` (the lines, each followed by its ``\\n``, where they start and
+    their lengths)
     and hands those bytes to arrow; any other use of the column (``tolist()``, ``iloc``, a sink) cuts
     the lines out once, as :func:`file_lines` would, and from then on it is an ordinary arrow column.
     Only lines without a byte below 0x20 are kept this way (so none ends with a carriage return).
@@ -196,12 +229,13 @@ class LineArray(ArrowExtensionArray):
     def _pa_array(self, values: pa.ChunkedArray) -> None:
         self._arr, self._block, self._stops = values, None, None
 
-    def file_bytes(self) -> tuple[pa.Buffer, np.ndarray, bool] | None:
-        """The lines' bytes (each line followed by its ``\\n``, the last may lack it), their lengths,
-        and whether all bytes are ASCII; None once the column was changed in place."""
+    def file_bytes(self) -> tuple[pa.Buffer, np.ndarray, np.ndarray, bool] | None:
+        """The lines' bytes (each line followed by its ``\\n``, the last may lack it), where each line
+        starts in them, their lengths, and whether all bytes are ASCII; None once the column was changed
+        in place."""
         if self._block is None or self._stops is None:
             return None
-        return self._block, np.diff(self._stops) - 1, self._ascii
+        return self._block, self._stops[:-1], np.diff(self._stops) - 1, self._ascii
 
     def records(self, where: np.ndarray) -> list[bytes]:
         """The lines at positions ``where``, as bytes (cut from the file's bytes, the rest left there)."""

@@ -113,34 +113,58 @@ def _is_utf8(buf: bytes | pa.Buffer) -> bool:
 _SCAN = 1 << 18  # bytes per step of a scan: its temporaries stay in the CPU's cache
 
 
-def _count_bytes(view: np.ndarray, compare: np.ufunc, value: int, low_bits: int = 0) -> int:
-    """How many bytes ``b`` of ``view`` have ``compare(b | low_bits, value)``, counted a cache-sized step
-    at a time."""
-    if low_bits:
-        return sum(
-            int(np.count_nonzero(compare(view[lo : lo + _SCAN] | np.uint8(low_bits), value)))
-            for lo in range(0, len(view), _SCAN)
-        )
+def _count_bytes(view: np.ndarray, compare: np.ufunc, value: int) -> int:
+    """How many bytes ``b`` of ``view`` have ``compare(b, value)``, counted a cache-sized step at a time."""
     return sum(
         int(np.count_nonzero(compare(view[lo : lo + _SCAN], value))) for lo in range(0, len(view), _SCAN)
     )
 
 
+_FIND_PIECE = 1 << 30  # bytes searched at once: a fixed-width string is shorter than 2 GiB
+
+
+def _holds_byte(view: np.ndarray, value: int) -> bool:
+    """Whether the contiguous bytes ``view`` hold the byte ``value``.
+
+    numpy's string search looks for a single byte with ``memchr``, several times faster than a
+    comparison over every byte; the bytes are seen as fixed-width strings (up to 1 GiB each), not copied.
+
+    Examples
+    --------
+    >>> view = np.frombuffer(b'{"a":NaN}', np.uint8)
+    >>> _holds_byte(view, ord("N")), _holds_byte(view, ord("I"))
+    (True, False)
+    """
+    if not value:  # a fixed-width string ends at its trailing NULs, and a NUL needle is the empty one
+        return bool((view == 0).any())
+    needle = bytes([value])
+    for lo in range(0, len(view), _FIND_PIECE):
+        piece = view[lo : lo + _FIND_PIECE]
+        whole: np.ndarray[Any, np.dtype[np.bytes_]] = piece.view(np.dtype((np.bytes_, len(piece))))
+        if np.char.find(whole, needle)[0] >= 0:
+            return True
+    return False
+
+
 _S_MAX, _MS_MAX = 9_223_372_036, 9_223_372_036_854  # largest |epoch| in int64 nanoseconds
 
 
-def _odd_records(view: np.ndarray, lens: np.ndarray, controls: bool = True) -> np.ndarray | None:
+def _odd_records(
+    view: np.ndarray, lens: np.ndarray, controls: bool = True, starts: np.ndarray | None = None
+) -> np.ndarray | None:
     """Which records of a line-joined buffer arrow's reader must not judge (a bool each), or None.
 
     ``view`` holds the records of lengths ``lens``, each followed by one separator byte (the last one
     may lack it). Arrow reads NaN/Inf/Infinity literals, has no nesting limit, reads numbers of any
     length and cuts lines at raw line breaks, where the checked path rejects or reads otherwise: records
     that might hold any of these go there. Every test is a vectorized scan, mostly over a few positions.
-    ``controls=False`` says the records are known to hold no byte below 0x20 (that scan is left out).
+    ``controls=False`` says the records are known to hold no byte below 0x20 (that scan is left out);
+    ``starts``, where each record starts in ``view``, when known (else found from ``lens``).
     """
     n = len(lens)
-    ends = np.cumsum(lens + 1) - 1  # each record's separator
-    starts = ends - lens
+    if starts is None:
+        starts = np.cumsum(lens + 1) - 1 - lens
+    ends = starts + lens  # each record's separator
     size = len(view)
     where: list[np.ndarray] = []
     # control bytes other than the separators: raw tabs, carriage returns, NULs, line breaks in a record
@@ -149,11 +173,10 @@ def _odd_records(view: np.ndarray, lens: np.ndarray, controls: bool = True) -> n
         low = np.flatnonzero(view < 0x20)
         rec = np.searchsorted(starts, low, side="right") - 1
         where.append(rec[low != ends[rec]])
-    # NaN, Inf, Infinity where a value can start (arrow's reader takes them, JSON does not); "N" and "I"
-    # are among the eight bytes "H" to "O", which one scan rules out in most data (lower-case keys)
-    suspects = size > 3 and _count_bytes(view[1 : size - 2], np.equal, 0x4F, low_bits=7) > 0
+    # NaN, Inf, Infinity where a value can start (arrow's reader takes them, JSON does not); most data
+    # (lower-case keys) holds no "N" nor "I" at all, which a byte search rules out
     for first, second, third in ((0x4E, 0x61, 0x4E), (0x49, 0x6E, 0x66)):
-        if not suspects or not _count_bytes(view[1 : size - 2], np.equal, first):
+        if size <= 3 or not _holds_byte(view[1 : size - 2], first):
             continue
         pos = np.flatnonzero(view[1 : size - 2] == first) + 1
         pos = pos[(view[pos + 1] == second) & (view[pos + 2] == third)]
@@ -433,7 +456,7 @@ class ParseOperator(Operator):
         # lines of a file read block by block: the file's bytes, with their lines' lengths, as they are
         lines = column.array.file_bytes() if isinstance(column.array, LineArray) else None
         if lines is not None:
-            lens = lines[1]
+            lens = lines[2]
             if ((lens > self.max_record_bytes) | (lens == 0)).any():
                 lines = None  # records for dead letter before arrow: the lines cut out, as below
         if lines is None:
@@ -457,7 +480,7 @@ class ParseOperator(Operator):
             arr, lens = arr.take(pa.array(idx)), lens[idx]
         # the read (a table, or None when some record is bad) runs in the pool when there is one
         if lines is not None:  # no byte below 0x20 in the lines (LineArray): no control byte to find
-            joined = self._check(lines[0], lens, 0x20, 0x7F if lines[2] else 0xFF)
+            joined = self._check(lines[0], lens, 0x20, 0x7F if lines[3] else 0xFF, starts=lines[1])
         else:
             joined = self._join_and_check(arr, lens)
         read: Future[pa.Table | None] | None = None
@@ -523,16 +546,23 @@ class ParseOperator(Operator):
         return self._check(buf, lens, least, greatest)
 
     def _check(
-        self, buf: pa.Buffer, lens: np.ndarray, least: int, greatest: int
+        self,
+        buf: pa.Buffer,
+        lens: np.ndarray,
+        least: int,
+        greatest: int,
+        starts: np.ndarray | None = None,
     ) -> pa.Buffer | np.ndarray | None:
         """:meth:`_join_and_check` for the records of ``buf`` (each of ``lens`` bytes followed by one
-        ``\\n``, the last may lack it), of bytes no lower than ``least`` and no greater than ``greatest``."""
+        ``\\n``, the last may lack it), of bytes no lower than ``least`` and no greater than ``greatest``;
+        ``starts``, where each record starts in ``buf``, when known."""
         view = np.frombuffer(buf, dtype=np.uint8)
-        ends = np.cumsum(lens + 1) - 2  # each record's last byte
+        if starts is None:
+            starts = np.cumsum(lens + 1) - 1 - lens
         # records that start with "{" and end with "}" and hold no control byte (a line break, a carriage
         # return) nor anything else arrow reads otherwise than the checked path (``_odd_records``)
-        shaped = (view[ends - lens + 1] == ord("{")) & (view[ends] == ord("}"))
-        odd = _odd_records(view, lens, controls=least < 0x20)
+        shaped = (view[starts] == ord("{")) & (view[starts + lens - 1] == ord("}"))
+        odd = _odd_records(view, lens, controls=least < 0x20, starts=starts)
         if odd is not None:
             shaped &= ~odd
         if not shaped.all():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from unittest.mock import patch
 
 import numpy as np
 import pandas as pd
@@ -174,16 +175,47 @@ def test_a_batch_of_file_lines_carries_its_bytes_and_whether_they_are_ascii(tmp_
     path.write_bytes(b"".join(b'{"k":%d}\n' % i for i in range(1000)) + b'{"k":"\xc3\xa9"}')
     blocks = sources_module.LineBlocks(path, min_read=64)
     first = blocks.take(400).array
-    data, lens, ascii = first.file_bytes()
+    data, starts, lens, ascii = first.file_bytes()
     assert data.to_pybytes() == b"".join(b'{"k":%d}\n' % i for i in range(400)) and ascii
     assert lens.tolist() == [len(b'{"k":%d}' % i) for i in range(400)]
+    assert starts.tolist() == [sum(len(b'{"k":%d}\n' % j) for j in range(i)) for i in range(400)]
     part = first[10:13]
     assert part.file_bytes()[0].to_pybytes() == b'{"k":10}\n{"k":11}\n{"k":12}\n'
     assert list(part) == [b'{"k":10}', b'{"k":11}', b'{"k":12}'] and len(first[400:]) == 0
     rest = blocks.take(700).array
-    data, lens, ascii = rest.file_bytes()
+    data, starts, lens, ascii = rest.file_bytes()
     assert not ascii and data.to_pybytes().endswith(b'{"k":"\xc3\xa9"}') and lens[-1] == 10
     assert rest.records(np.array([600, 0])) == [b'{"k":"\xc3\xa9"}', b'{"k":400}']
     assert rest[-1:].records(np.array([0])) == [b'{"k":"\xc3\xa9"}'] and len(rest[601:]) == 0
     assert pd.Series(rest).tolist() == [b'{"k":%d}' % i for i in range(400, 1000)] + [b'{"k":"\xc3\xa9"}']
     blocks.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([b"\n", b"\r", b"\t", b"\x00", b"\x1f", b" ", b"{}", b'{"k":1}', b"x" * 9]),
+        max_size=60,
+    ),
+    st.integers(0, 7),
+)
+def test_the_word_wise_break_search_finds_every_byte_below_0x20(parts, skip):
+    """Eight bytes at a time, with lines shorter than a word, at any alignment: every low byte, in order."""
+    view = np.frombuffer(b"#" * skip + b"".join(parts), np.uint8)[skip:]
+    assert lines_module._low_bytes(view).tolist() == np.flatnonzero(view < 0x20).tolist()
+    breaks = lines_module._breaks(view)
+    if bool((view[view < 0x20] == 10).all()):
+        assert breaks is not None and breaks.tolist() == np.flatnonzero(view == 10).tolist()
+    else:
+        assert breaks is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=40), st.integers(0, 255), st.sampled_from([1, 3, 1 << 30]))
+def test_the_byte_search_of_the_parse_step_agrees_with_a_comparison(data, value, piece):
+    """Only the view's own bytes count (the parse step searches inside a buffer, its ends left out), in
+    pieces of any size (a fixed-width string must stay below 2 GiB)."""
+    around = bytes([value])
+    view = np.frombuffer(around + data + around * 2, np.uint8)[1:-2]
+    with patch.object(parse_module, "_FIND_PIECE", piece):
+        assert parse_module._holds_byte(view, value) == (value in data)
