@@ -283,17 +283,18 @@ def compare_values(value: Any, op: str, bound: Any) -> bool:
         return op == "!="
 
 
-def rule_failure(name: str, expr: str, columns: Any, row: dict[str, Any]) -> str:
-    """Why a rule's condition could not be evaluated on ``row``: the rule and the values it read (the
-    same text in streamlab and in exported code, whose evaluators word their errors differently).
+def condition_failure(what: str, expr: str, columns: Any, row: dict[str, Any]) -> str:
+    """Why a condition (``what``: a rule, a pattern's step) could not be evaluated on ``row``: the
+    condition and the values it read (the same text in streamlab and in exported code, whose
+    evaluators word their errors differently).
 
     Examples
     --------
-    >>> rule_failure("big", "amount > 100", ["amount"], {"amount": "7"})
+    >>> condition_failure("rule 'big'", "amount > 100", ["amount"], {"amount": "7"})
     "rule 'big' cannot evaluate 'amount > 100' on amount='7'"
     """
     shown = ", ".join(f"{c}={_short(row.get(c))}" for c in columns)
-    return f"rule {name!r} cannot evaluate {expr!r}" + (f" on {shown}" if shown else "")
+    return f"{what} cannot evaluate {expr!r}" + (f" on {shown}" if shown else "")
 
 
 def _short(value: Any, limit: int = 40) -> str:
@@ -772,7 +773,9 @@ class RuleStep(RowStep):
             try:
                 alert = truthy(self.evaluate(spec["expr"], row))
             except Exception:  # a value the condition cannot take: the row goes to dead letter
-                reason = rule_failure(spec["name"], spec["expr"], spec.get("columns") or (), row)
+                reason = condition_failure(
+                    f"rule {spec['name']!r}", spec["expr"], spec.get("columns") or (), row
+                )
                 return [("dead_letter", {**row, "reason": reason})]
         else:
             alert = compare_values(row.get(spec["column"]), spec["op"], spec["value"])
@@ -849,7 +852,15 @@ class PatternRowStep(RowStep):
             return [("dead_letter", {**row, "reason": reason})]
         if self.state.is_late(t):
             return [("late", row)]
-        masks = [truthy(self.evaluate(s["where"], row)) for s in spec["steps"]]
+        masks = []
+        for s in spec["steps"]:
+            try:
+                masks.append(truthy(self.evaluate(s["where"], row)))
+            except Exception:  # a value the condition cannot take: the row goes to dead letter
+                what = f"pattern {spec['name']!r} step {s['name']!r}"
+                return [
+                    ("dead_letter", {**row, "reason": condition_failure(what, s["where"], s["columns"], row)})
+                ]
         values = [row.get(c) for c in spec["value_columns"]]
         return self.matches(self.state.add(row[spec["key"]], t, masks, row.get(spec["id_column"]), values))
 

@@ -19,12 +19,11 @@ import numpy as np
 import pandas as pd
 
 from streamlab import _step_codecs as codec
-from streamlab._detector_record import compare_values, rule_failure
-from streamlab._expr import eval_condition, expression_names, fails_alike
+from streamlab._detector_record import compare_values
+from streamlab._expr import expression_names
 from streamlab._floats import float_values
 from streamlab._step_kinds import param, step_kind
 from streamlab._time import NAT_NS, Duration, format_duration
-from streamlab._transforms import isolate_failures
 from streamlab.detectors._common import (
     PickledStateOperator,
     StepConfig,
@@ -38,6 +37,7 @@ from streamlab.detectors._common import (
     reject,
     require_columns,
 )
+from streamlab.detectors._conditions import condition_rows
 from streamlab.detectors._windowcount import (
     DistinctCounter,
     WindowCounter,
@@ -811,53 +811,6 @@ class _ThresholdRuleOperator(PickledStateOperator):
     def __init__(self, step: ThresholdRule) -> None:
         self.step = step
 
-    def _condition(self, part: pd.DataFrame) -> np.ndarray:
-        """Where ``expr`` holds on ``part`` (missing is False); raises what the evaluation raises."""
-        res = eval_condition(part, cast(str, self.step.expr))
-        if isinstance(res, pd.Series) and res.dtype == np.bool_ and res.index.equals(part.index):
-            return res.to_numpy()  # nothing to align or fill
-        return np.asarray(pd.Series(res, index=part.index).fillna(False), dtype=bool)
-
-    def _by_expression(self, batch: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """Alerts, why each row's condition could not be evaluated (None for a row that could) and which
-        rows those are (both None when every row could)."""
-        step = self.step
-        expr = cast(str, step.expr)
-        try:
-            return self._condition(batch), None, None
-        except Exception as exc:
-            names = expression_names(expr)
-            missing = [n for n in names or () if n not in batch.columns]
-            if missing:  # a configuration error, the same for every row: stop loudly
-                raise ValueError(
-                    f"ThresholdRule(name={step.name!r}): cannot evaluate {expr!r}: no column "
-                    f"{', '.join(map(repr, missing))} among {list(batch.columns)!r}: {exc}. Fix: name columns "
-                    "the batch has (an earlier step may have renamed or dropped them)"
-                ) from exc
-            if fails_alike(batch, expr):
-                # typed columns and operators alone: every part of the batch fails as the whole did (a
-                # text column compared with a number), so this is the condition's error, not a row's
-                raise ValueError(
-                    f"ThresholdRule(name={step.name!r}): cannot evaluate {expr!r} on columns of types "
-                    f"{ {n: str(batch[n].dtype) for n in names or ()} }: {exc}. Fix: compare each column with "
-                    "values of its type (a text column with 'text', a number column with numbers)"
-                ) from exc
-        # a value the condition cannot take (a string compared with a number): those rows alone go to
-        # dead letter, found by halving the batch as the filter does, as the exported rule does per row
-        good, bad_rows, _ = isolate_failures(batch, self._condition, "", "")
-        alert = np.zeros(len(batch), dtype=bool)
-        for pos, mask in good:
-            alert[pos] = mask
-        columns = step.condition_columns()
-        why = np.full(len(batch), None, dtype=object)
-        rows = batch.iloc[bad_rows][columns].to_dict("records")
-        why[bad_rows] = [
-            rule_failure(step.name, expr, columns, {str(c): v for c, v in row.items()}) for row in rows
-        ]
-        bad = np.zeros(len(batch), dtype=bool)
-        bad[bad_rows] = True
-        return alert, why, bad
-
     def _by_comparison(self, batch: pd.DataFrame) -> np.ndarray:
         """``column op value``; a value that does not compare with ``value`` (a string against a number)
         is no alert (``!=``: an alert), as the exported rule's ``compare_values`` reads it."""
@@ -880,13 +833,15 @@ class _ThresholdRuleOperator(PickledStateOperator):
             out["rule"] = pd.Series(dtype=object)
             out["is_alert"] = pd.Series(dtype=bool)
             return {"out": out}
-        why, bad = None, None
+        why = None
         if step.expr is not None:
-            alert, why, bad = self._by_expression(batch)
+            where = f"ThresholdRule(name={step.name!r})"
+            alert, why = condition_rows(batch, step.expr, f"rule {step.name!r}", where)
         else:
             alert = self._by_comparison(batch)
         result: Outputs = {}
-        if bad is not None and why is not None:
+        if why is not None:
+            bad = pd.notna(why)  # the rows with a reason
             result["dead_letter"] = dead_letter(batch, bad, why)
             batch, alert = batch[~bad], alert[~bad]
         out = batch.reset_index(drop=True)

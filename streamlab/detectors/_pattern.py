@@ -13,7 +13,6 @@ import pandas as pd
 
 from streamlab import _step_codecs as codec
 from streamlab._dead_letter import reason_last_columns
-from streamlab._expr import eval_condition
 from streamlab._step_kinds import param, params_of, step_kind
 from streamlab._time import NAT_NS, Duration
 from streamlab.detectors._common import (
@@ -28,6 +27,7 @@ from streamlab.detectors._common import (
     kernels,
     require_columns,
 )
+from streamlab.detectors._conditions import condition_rows
 from streamlab.detectors._windowcount import Vocabulary, n_keys_below, sort_by_key_time
 from streamlab.operators import Outputs
 
@@ -284,25 +284,23 @@ class PatternOperator(PickledStateOperator):
     def watermark_ns(self) -> int | None:
         return None if self.max_seen_ns == NAT_NS else self.max_seen_ns - self.delay_ns
 
-    def _conditions(self, batch: pd.DataFrame) -> np.ndarray:
+    def _conditions(self, batch: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each step's condition on each row, and why a row's could not be evaluated (None: all could)."""
         masks = np.zeros((len(batch), len(self.steps)), dtype=bool)
+        why: np.ndarray | None = None
+        p = self.pattern
         for j, s in enumerate(self.steps):
             first = int(self.condition_of[j])
             if first != j:
                 masks[:, j] = masks[:, first]
                 continue
-            try:
-                res = eval_condition(batch, s.where)
-            except Exception as exc:
-                raise ValueError(
-                    f"Pattern(name={self.pattern.name!r}) step {s.name!r}: cannot evaluate {s.where!r} on "
-                    f"columns {list(batch.columns)!r}: {exc}"
-                ) from exc
-            if isinstance(res, pd.Series) and res.dtype == np.bool_ and res.index.equals(batch.index):
-                masks[:, j] = res.to_numpy()  # nothing to align or fill
-            else:
-                masks[:, j] = np.asarray(pd.Series(res, index=batch.index).fillna(False), dtype=bool)
-        return masks
+            what = f"pattern {p.name!r} step {s.name!r}"
+            masks[:, j], step_why = condition_rows(
+                batch, s.where, what, f"Pattern(name={p.name!r}) step {s.name!r}"
+            )
+            if step_why is not None:  # the first step that cannot take a row says why
+                why = step_why if why is None else np.where(pd.isna(why), step_why, why)
+        return masks, why
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         p = self.pattern
@@ -322,8 +320,14 @@ class PatternOperator(PickledStateOperator):
             result["dead_letter"] = dead_letter(batch, ~good, reasons)
         # Lateness is judged against events that arrived earlier (not later rows of this batch),
         # so the split into late and on-time events does not depend on batch boundaries.
+        masks, why = self._conditions(batch) if good.any() else (None, None)
+        unreadable = None if why is None else pd.notna(why)
+        # a row whose conditions cannot be evaluated is set aside unless it is late (the per-record
+        # code judges lateness first), and moves no watermark
+        counted = good if unreadable is None else good & ~unreadable
         t_good = times if all_good else times[good]
-        running = np.maximum.accumulate(t_good) if len(t_good) else t_good
+        t_counted = t_good if counted is good else np.where(counted, times, NAT_NS)[good]
+        running = np.maximum.accumulate(t_counted) if len(t_good) else t_good
         prev_max = np.concatenate([[self.max_seen_ns], running[:-1]]) if len(t_good) else t_good
         prev_max = np.maximum(prev_max, self.max_seen_ns)
         late_good = (prev_max != NAT_NS) & (t_good < prev_max - self.delay_ns)
@@ -334,8 +338,16 @@ class PatternOperator(PickledStateOperator):
             on_time = good & ~late
         else:
             on_time = good
+        if why is not None and unreadable is not None and (on_time & unreadable).any():
+            aside = on_time & unreadable
+            letters = dead_letter(batch, aside, why)
+            earlier = result.get("dead_letter")
+            result["dead_letter"] = (
+                letters if earlier is None else pd.concat([earlier, letters], ignore_index=True)
+            )
+            on_time = on_time & ~unreadable
         if on_time.any():
-            masks = self._conditions(batch)
+            assert masks is not None
             any_step = masks[:, 0].copy()
             for j in range(1, masks.shape[1]):  # (masks.any(axis=1) is ~10x slower on a few columns)
                 any_step |= masks[:, j]

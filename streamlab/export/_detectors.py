@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from streamlab import _detector_record
+from streamlab._expr import expression_names
 from streamlab._time import parse_duration
 from streamlab.detectors import (
     AdaptiveThresholdFilter,
@@ -129,7 +130,9 @@ def row_step_spec(config: Any, step_id: str) -> dict[str, Any]:
             "value_columns": columns,
             "steps": [
                 {
+                    "name": s.name,
                     "where": s.where,
+                    "columns": list(expression_names(s.where) or ()),
                     "times": s.times,
                     "differs_from": {columns.index(c): names.index(e) for c, e in s.differs_from.items()},
                 }

@@ -26,6 +26,8 @@ from streamlab.detectors import (
     DriftDetector,
     GaussianScorerDetector,
     HalfSpaceTreesDetector,
+    Pattern,
+    PatternStep,
     QuantileThresholdFilter,
     RatioToMedianFeature,
     StandardAbsoluteDeviationDetector,
@@ -203,3 +205,68 @@ def test_a_rule_that_fails_on_every_row_stops_with_the_fix() -> None:
     typed = pd.DataFrame({"country": pd.Series(["FR", "US"] * 5000, dtype="str")})
     with pytest.raises(ValueError, match="columns of types.*'country'.*Fix: compare"):
         ThresholdRule("odd", expr="country > 5").build().process(typed)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("ab"), st.integers(-20, 40), hostile_amounts.map(lambda v: v[0])),
+        min_size=1,
+        max_size=40,
+    ),
+    st.lists(st.integers(1, 40), max_size=4),
+    st.sampled_from(["0s", "10s"]),
+)
+def test_patterns_agree_with_the_exported_pattern_on_values_they_cannot_compare(
+    events: list[tuple[str, int, Any]], cuts: list[int], delay: str
+) -> None:
+    """Disorder, late rows and rows whose condition cannot be evaluated: the runtime's batches give the
+    per-record machine's matches, late rows and dead letters (with its reasons), whatever the cuts."""
+    times, clock = [], 0
+    for _, step, _ in events:
+        clock += max(step, -10)
+        times.append(T0 + pd.Timedelta(seconds=clock))
+    frame = pd.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in range(len(events))],
+            "user_id": [k for k, _, _ in events],
+            "amount": pd.Series([v for _, _, v in events], dtype=object),
+            "timestamp": times,
+        }
+    )
+    pattern = Pattern(
+        key="user_id",
+        steps=[PatternStep("big", "amount > 100"), PatternStep("small", "amount < 10")],
+        within="60s",
+        delay=delay,
+        name="p",
+    )
+    op = pattern.build()
+    got: dict[str, list[Any]] = {"out": [], "late": [], "dead_letter": []}
+    start = 0
+    for end in [*sorted({c for c in cuts if c < len(frame)}), len(frame)]:
+        if end <= start:
+            continue
+        res = op.process(frame.iloc[start:end].reset_index(drop=True))
+        for name in got:
+            if len(res.get(name, ())):
+                got[name].append(res[name])
+        start = end
+    got["out"].append(op.on_end()["out"])
+    machine = rec.make_step(
+        row_step_spec(pattern, "p"), eval_expr, lambda t: pd.Timestamp(t).value, pd.Timestamp
+    )
+    want: dict[str, list[Any]] = {"out": [], "late": [], "dead_letter": []}
+    for row in frame.to_dict("records"):
+        for name, r in machine.process(row):
+            want[name].append(r)
+    want["out"] += [r for _, r in machine.finish()]
+    frames = {k: pd.concat(v, ignore_index=True) if v else pd.DataFrame() for k, v in got.items()}
+    assert [list(ids) for ids in frames["out"].get("event_ids", [])] == [
+        list(r["event_ids"]) for r in want["out"]
+    ]
+    assert frames["late"].get("event_id", pd.Series([])).tolist() == [r["event_id"] for r in want["late"]]
+    dead = frames["dead_letter"]
+    assert sorted(zip(dead.get("event_id", []), dead.get("reason", []))) == sorted(
+        (r["event_id"], r["reason"]) for r in want["dead_letter"]
+    )
