@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from streamlab.clock import Clock
@@ -111,6 +112,15 @@ class _DuckDBWriter(SinkWriter):
         self.staged = f"__streamlab_staged_{sink.table}"
         self.prepared = 0  # the commit number of the rows last recorded as staged
         self.appends = False  # rows were staged since the last commit
+        self._rejects: _DuckDBWriter | None = None  # rows without their key, appended to <table>_rejected
+
+    @property
+    def rejects(self) -> _DuckDBWriter:
+        """The writer of rows that cannot be upserted (a key column missing): appended, exactly once, to
+        ``<table>_rejected`` in the same database, with a ``reject_reason``."""
+        if self._rejects is None:
+            self._rejects = _DuckDBWriter(self.sink.rejected_sink())
+        return self._rejects
 
     def _ledger(self) -> tuple[int, int] | None:
         """``(staged, published)`` commit numbers recorded for this table, if any."""
@@ -130,6 +140,11 @@ class _DuckDBWriter(SinkWriter):
         return bool(found[0][0])
 
     def restore(self, state: Any) -> None:
+        if isinstance(state, dict):  # rows were rejected before the checkpoint: both tables' commits
+            self.rejects.restore(state["rejected"])
+            state = state["prepared"]
+        elif self.sink.key is not None:  # none then: rejected rows staged after it are dropped (read again)
+            self.rejects.restore(None)
         with self.sink._lock:
             if not self._has_staging():
                 return
@@ -177,6 +192,12 @@ class _DuckDBWriter(SinkWriter):
             self._create(batch)
         key = self.sink.resolved_key(list(batch.columns), self.window_keys)
         if key:
+            missing: np.ndarray = np.asarray(batch[key].isna().to_numpy().any(axis=1), dtype=bool)
+            if missing.any():  # no key to upsert by: kept aside rather than failing every retry
+                self._reject(batch.iloc[np.flatnonzero(missing)], key)
+                batch = batch.iloc[np.flatnonzero(~missing)]
+                if len(batch) == 0:
+                    return
             # the last row per key wins within a batch, as it would across batches
             batch = batch.drop_duplicates(subset=key, keep="last")
         verb = "INSERT OR REPLACE INTO" if key else "INSERT INTO"
@@ -189,7 +210,21 @@ class _DuckDBWriter(SinkWriter):
                 self.con.unregister("__streamlab_batch")
             self.appends = self.appends or not key
 
+    def _reject(self, rows: pd.DataFrame, key: list[str]) -> None:
+        reason = (
+            f"a key column ({', '.join(key)}) is missing: table {self.sink.table!r} upserts rows by their key"
+        )
+        log.warning(
+            "%r: %d row(s) without their key written to table %r",
+            self.sink,
+            len(rows),
+            self.rejects.sink.table,
+        )
+        self.rejects.write_batch(rows.assign(reject_reason=reason))
+
     def flush(self) -> None:
+        if self._rejects is not None:
+            self._rejects.flush()
         with self.sink._lock:
             if self.appends:
                 self.prepared += 1
@@ -201,9 +236,13 @@ class _DuckDBWriter(SinkWriter):
             self.con.execute("CHECKPOINT") if self.sink.path != ":memory:" else None
 
     def snapshot(self) -> Any:
-        return self.prepared
+        if self._rejects is None:
+            return self.prepared
+        return {"prepared": self.prepared, "rejected": self._rejects.snapshot()}
 
     def commit(self) -> None:
+        if self._rejects is not None:
+            self._rejects.commit()
         with self.sink._lock:
             if self.appends:
                 self._publish()
@@ -242,7 +281,9 @@ class DuckDBSink(Sink):
         the window columns plus the window step's key for window results, ``event_id`` for events, and
         plain appends otherwise. ``None`` always appends: appended rows are staged and become visible in
         the table at each commit, exactly once (a commit ledger in the database, ``__streamlab_commits``,
-        records the last commit published, in the same transaction as the rows).
+        records the last commit published, in the same transaction as the rows). A row whose key is
+        missing cannot be upserted: it is appended, exactly once too, to ``<table>_rejected``
+        (:meth:`rejected_sink`) with a ``reject_reason``, and a warning says so.
 
     Examples
     --------
@@ -266,6 +307,23 @@ class DuckDBSink(Sink):
         self.key = key
         self._con: Any = None
         self._lock = threading.RLock()
+
+    def rejected_sink(self) -> DuckDBSink:
+        """The table that keeps rows this sink cannot upsert (a key column missing): ``<table>_rejected``,
+        appended (no key), on this sink's own connection.
+
+        Examples
+        --------
+        >>> sink = DuckDBSink(":memory:", "events")
+        >>> w = sink.open()
+        >>> w.write_batch(pd.DataFrame({"event_id": ["e1", None], "n": [1, 2]}))
+        >>> w.flush(); w.commit()
+        >>> sink.read().values.tolist(), sink.rejected_sink().read()[["n", "reject_reason"]].values.tolist()
+        ([['e1', 1]], [[2, "a key column (event_id) is missing: table 'events' upserts rows by their key"]])
+        """
+        rejected = DuckDBSink(self.path, f"{self.table}_rejected", key=None)
+        rejected._con, rejected._lock = self.connection(), self._lock
+        return rejected
 
     def resolved_key(self, columns: list[str], window_keys: tuple[str, ...] | None = None) -> list[str]:
         """The key columns for rows with ``columns``; ``window_keys``: the window step's key, if any."""

@@ -16,7 +16,8 @@ T0 = pd.Timestamp("2024-01-01", tz="UTC")
 
 
 def raw_events(n: int, seed: int = 0) -> list[bytes]:
-    """JSON lines with bad records (dead letters) and repeated ids (duplicates)."""
+    """JSON lines with bad records (dead letters), repeated ids (duplicates) and records without an id
+    (the keyed DuckDB table cannot take them: its ``_rejected`` table does)."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
@@ -25,9 +26,10 @@ def raw_events(n: int, seed: int = 0) -> list[bytes]:
             continue
         eid = f"e{rng.randrange(i + 1)}" if rng.random() < 0.1 else f"e{i}"
         t = T0 + pd.Timedelta(i * 100, "ms")
-        out.append(
-            json.dumps({"event_id": eid, "event_type": "ab"[i % 2], "timestamp": t.isoformat()}).encode()
-        )
+        event = {"event_id": eid, "event_type": "ab"[i % 2], "timestamp": t.isoformat()}
+        if rng.random() < 0.04:
+            del event["event_id"]
+        out.append(json.dumps(event).encode())
     return out
 
 
@@ -37,13 +39,15 @@ def write_events(path: Path, n: int, seed: int = 0) -> Path:
 
 
 def build(source: Source, out: Path) -> Pipeline:
-    """parse -> dedup -> 10 s windows; events to JSON lines and Parquet, the rest to DuckDB."""
+    """parse -> dedup -> 10 s windows; events to JSON lines, Parquet and a keyed DuckDB table, the rest to
+    DuckDB."""
     db = out / "results.duckdb"
     p = Pipeline(source, name="delivery")
     parsed = p.parse(schema={"event_id": "string", "event_type": "string", "timestamp": "timestamp"})
     parsed.dead_letter.to(DuckDBSink(db, "dead_letters", key=None))
     parsed.to(JsonLinesSink(out / "events.jsonl"))
     parsed.to(ParquetSink(out / "events_parquet"))
+    parsed.to(DuckDBSink(db, "events"))  # upserts by event_id; rows without one go to events_rejected
     unique = parsed.dedup("event_id", ttl="1h")
     unique.duplicates.to(DuckDBSink(db, "duplicates", key=None))
     counts = unique.window(TumblingWindow("10s"), key="event_type", delay="2s").agg(agg.count())
@@ -72,7 +76,7 @@ def contents(out: Path) -> dict[str, list[str]]:
     con = duckdb.connect(str(out / "results.duckdb"))  # the config of the sinks' connections
     try:
         tables = {t for (t,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        for table in ("dead_letters", "duplicates", "counts"):
+        for table in ("dead_letters", "duplicates", "counts", "events", "events_rejected"):
             # a table is made by its first row
             result[table] = rows(con.execute(f"SELECT * FROM {table}").df()) if table in tables else []
     finally:
