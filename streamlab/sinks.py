@@ -20,7 +20,7 @@ import pandas as pd
 
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter, Upstream
-from streamlab.serde import rows_to_json
+from streamlab.serde import json_column, rows_to_json
 
 __all__ = ["DuckDBSink", "DuckDBTable", "JsonLinesSink", "ListSink", "ParquetSink"]
 
@@ -89,6 +89,34 @@ class ListSink(Sink):
         return (ListSink, ())
 
 
+#: DuckDB errors that come from the rows of an insert (their values, types or shapes), not from the
+#: database (I/O, memory, a closed connection), which are raised
+_ROW_ERRORS = (
+    "BinderException",
+    "ConstraintException",
+    "ConversionException",
+    "InvalidInputException",
+    "NotImplementedException",
+    "OutOfRangeException",
+    "TypeMismatchException",
+)
+
+
+def _row_error(e: BaseException) -> bool:
+    """Whether an insert failed for its rows (a DuckDB error of their values, or Python's while DuckDB
+    read them from pandas: an int beyond 64 bits, an object it cannot convert)."""
+    if isinstance(e, (OverflowError, TypeError, ValueError)):
+        return True
+    return type(e).__module__.startswith(("duckdb", "_duckdb")) and type(e).__name__ in _ROW_ERRORS
+
+
+def _column_type(described: str) -> str:
+    """The type a new table's column gets from DuckDB's description of a batch: VARCHAR for a column
+    of missing values only (described as ``"NULL"``, quoted, which takes no value later) and for a
+    category column (an ENUM of this batch's values alone), else the type described."""
+    return "VARCHAR" if described.strip('"') == "NULL" or described.startswith("ENUM") else described
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -116,8 +144,8 @@ class _DuckDBWriter(SinkWriter):
 
     @property
     def rejects(self) -> _DuckDBWriter:
-        """The writer of rows that cannot be upserted (a key column missing): appended, exactly once, to
-        ``<table>_rejected`` in the same database, with a ``reject_reason``."""
+        """The writer of the rows the table cannot take: appended, exactly once, to ``<table>_rejected``
+        in the same database (:meth:`DuckDBSink.rejected_sink`)."""
         if self._rejects is None:
             self._rejects = _DuckDBWriter(self.sink.rejected_sink())
         return self._rejects
@@ -168,9 +196,7 @@ class _DuckDBWriter(SinkWriter):
         finally:
             con.unregister("__streamlab_batch")
         # an empty column has no type yet, and a category column would become an ENUM of this batch's values
-        defs = [
-            f"{_quote(c[0])} {'VARCHAR' if c[1] == 'NULL' or c[1].startswith('ENUM') else c[1]}" for c in cols
-        ]
+        defs = [f"{_quote(c[0])} {_column_type(c[1])}" for c in cols]
         key = self.sink.resolved_key(list(batch.columns), self.window_keys)
         if key:
             missing = [k for k in key if k not in batch.columns]
@@ -194,7 +220,8 @@ class _DuckDBWriter(SinkWriter):
         if key:
             missing: np.ndarray = np.asarray(batch[key].isna().to_numpy().any(axis=1), dtype=bool)
             if missing.any():  # no key to upsert by: kept aside rather than failing every retry
-                self._reject(batch.iloc[np.flatnonzero(missing)], key)
+                why = f"a key column ({', '.join(key)}) is missing: table {self.sink.table!r} upserts rows by their key"
+                self._reject(batch.iloc[np.flatnonzero(missing)], why)
                 batch = batch.iloc[np.flatnonzero(~missing)]
                 if len(batch) == 0:
                     return
@@ -203,24 +230,43 @@ class _DuckDBWriter(SinkWriter):
         verb = "INSERT OR REPLACE INTO" if key else "INSERT INTO"
         target = self.sink.table if key else self.staged
         with self.sink._lock:
-            self.con.register("__streamlab_batch", batch)
-            try:
-                self.con.execute(f"{verb} {_quote(target)} BY NAME SELECT * FROM __streamlab_batch")
-            finally:
-                self.con.unregister("__streamlab_batch")
+            self._insert_or_reject(verb, target, batch)
             self.appends = self.appends or not key
 
-    def _reject(self, rows: pd.DataFrame, key: list[str]) -> None:
-        reason = (
-            f"a key column ({', '.join(key)}) is missing: table {self.sink.table!r} upserts rows by their key"
-        )
+    def _insert(self, verb: str, target: str, part: pd.DataFrame) -> None:
+        self.con.register("__streamlab_batch", part)
+        try:
+            self.con.execute(f"{verb} {_quote(target)} BY NAME SELECT * FROM __streamlab_batch")
+        finally:
+            self.con.unregister("__streamlab_batch")
+
+    def _insert_or_reject(self, verb: str, target: str, batch: pd.DataFrame) -> None:
+        """Insert ``batch``; rows the table cannot take (a value of another type than its column's, a
+        JSON object of another shape) are found by halving the batch (each insert is all or nothing)
+        and go to the rejected table, so the rest is written and no retry meets them again."""
+        try:
+            self._insert(verb, target, batch)
+        except Exception as e:
+            if not _row_error(e):
+                raise
+            if len(batch) == 1:
+                why = " ".join(str(e).split())
+                self._reject(
+                    batch, f"table {self.sink.table!r} cannot take this row: {type(e).__name__}: {why}"
+                )
+                return
+            mid = len(batch) // 2
+            self._insert_or_reject(verb, target, batch.iloc[:mid])
+            self._insert_or_reject(verb, target, batch.iloc[mid:])
+
+    def _reject(self, rows: pd.DataFrame, reason: str) -> None:
+        """``rows`` to the rejected table: the reason and each whole row as JSON text (a table of two text
+        columns takes any row, whatever its columns and types)."""
         log.warning(
-            "%r: %d row(s) without their key written to table %r",
-            self.sink,
-            len(rows),
-            self.rejects.sink.table,
+            "%r: %d row(s) written to table %r: %s", self.sink, len(rows), self.rejects.sink.table, reason
         )
-        self.rejects.write_batch(rows.assign(reject_reason=reason))
+        texts = rows_to_json(rows.reset_index(drop=True))
+        self.rejects.write_batch(pd.DataFrame({"reject_reason": reason, "row": texts}, dtype=object))
 
     def flush(self) -> None:
         if self._rejects is not None:
@@ -281,9 +327,10 @@ class DuckDBSink(Sink):
         the window columns plus the window step's key for window results, ``event_id`` for events, and
         plain appends otherwise. ``None`` always appends: appended rows are staged and become visible in
         the table at each commit, exactly once (a commit ledger in the database, ``__streamlab_commits``,
-        records the last commit published, in the same transaction as the rows). A row whose key is
-        missing cannot be upserted: it is appended, exactly once too, to ``<table>_rejected``
-        (:meth:`rejected_sink`) with a ``reject_reason``, and a warning says so.
+        records the last commit published, in the same transaction as the rows). A row the table cannot
+        take (its key missing, a value of another type than its column's, a JSON object of another
+        shape) is appended, exactly once too, to ``<table>_rejected`` (:meth:`rejected_sink`) with a
+        ``reject_reason``, and a warning says so.
 
     Examples
     --------
@@ -309,8 +356,9 @@ class DuckDBSink(Sink):
         self._lock = threading.RLock()
 
     def rejected_sink(self) -> DuckDBSink:
-        """The table that keeps rows this sink cannot upsert (a key column missing): ``<table>_rejected``,
-        appended (no key), on this sink's own connection.
+        """The table that keeps rows this sink cannot write (a key column missing, a value its column's
+        type cannot hold): ``<table>_rejected``, with ``reject_reason`` and the whole ``row`` as JSON text
+        (streamlab's encoding), appended (no key) on this sink's own connection.
 
         Examples
         --------
@@ -318,8 +366,8 @@ class DuckDBSink(Sink):
         >>> w = sink.open()
         >>> w.write_batch(pd.DataFrame({"event_id": ["e1", None], "n": [1, 2]}))
         >>> w.flush(); w.commit()
-        >>> sink.read().values.tolist(), sink.rejected_sink().read()[["n", "reject_reason"]].values.tolist()
-        ([['e1', 1]], [[2, "a key column (event_id) is missing: table 'events' upserts rows by their key"]])
+        >>> sink.read().values.tolist(), sink.rejected_sink().read().values.tolist()
+        ([['e1', 1]], [["a key column (event_id) is missing: table 'events' upserts rows by their key", '{"event_id":null,"n":2}']])
         """
         rejected = DuckDBSink(self.path, f"{self.table}_rejected", key=None)
         rejected._con, rejected._lock = self.connection(), self._lock
@@ -439,10 +487,35 @@ class _ParquetWriter(SinkWriter):
     def write_batch(self, batch: pd.DataFrame) -> None:
         self.pending.append(batch)
 
+    def _convertible(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with each object column Arrow cannot convert (values of mixed types, JSON objects of
+        different shapes, an int beyond 64 bits) as JSON text (streamlab's encoding; missing stays
+        missing), instead of a flush that fails on every retry. Decided part by part, from the part's
+        own rows, so a restarted run writes each part as an uninterrupted one does."""
+        import pyarrow as pa
+
+        out = frame
+        for col in frame.columns:
+            if frame[col].dtype != object:
+                continue
+            try:
+                pa.array(frame[col], from_pandas=True)
+                continue
+            except (pa.ArrowException, OverflowError, TypeError, ValueError) as e:
+                log.warning(
+                    "%r: column %r of part %d written as JSON text (%s)", self.sink, col, self.part, e
+                )
+            if out is frame:
+                out = frame.copy(deep=False)
+            text = json_column(frame[col]).astype(object)
+            text[frame[col].isna().to_numpy()] = None
+            out[col] = text
+        return out
+
     def flush(self) -> None:
         if not self.pending:
             return
-        frame = pd.concat(self.pending, ignore_index=True)
+        frame = self._convertible(pd.concat(self.pending, ignore_index=True))
         target = Path(self.sink.path) / f"part-{self.part:06d}.parquet"
         tmp = target.with_suffix(".tmp")
         frame.to_parquet(tmp, index=False)
@@ -458,6 +531,8 @@ class ParquetSink(Sink):
 
     Part files are numbered and written by rename; the checkpoint records the next number, and a run
     resuming it deletes parts numbered from there (written after it), so a crash never doubles rows.
+    An object column Arrow cannot convert (values of mixed types, JSON objects of different shapes, an
+    int beyond 64 bits) is written as JSON text in that part, and a warning names it.
 
     Examples
     --------

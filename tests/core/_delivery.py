@@ -15,9 +15,11 @@ from streamlab.io import Source
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 
 
-def raw_events(n: int, seed: int = 0) -> list[bytes]:
-    """JSON lines with bad records (dead letters), repeated ids (duplicates) and records without an id
-    (the keyed DuckDB table cannot take them: its ``_rejected`` table does)."""
+def raw_events(n: int, seed: int = 0, any_json: bool = False) -> list[bytes]:
+    """JSON lines with bad records (dead letters), repeated ids (duplicates), records without an id (the
+    keyed DuckDB table cannot take them: its ``_rejected`` table does) and, with ``any_json``, a ``json``
+    field of any type (a table's column types come from its first batch, so compare such runs only when
+    their batches are the same)."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
@@ -29,6 +31,10 @@ def raw_events(n: int, seed: int = 0) -> list[bytes]:
         event = {"event_id": eid, "event_type": "ab"[i % 2], "timestamp": t.isoformat()}
         if rng.random() < 0.04:
             del event["event_id"]
+        if (
+            any_json and rng.random() < 0.3
+        ):  # a JSON value of any type: tables and Parquet parts must take them all
+            event["extra"] = rng.choice([1, "x", {"a": 1}, {"a": "s", "b": [1]}, [1, 2], None, 2.5, 10**30])
         out.append(json.dumps(event).encode())
     return out
 
@@ -43,7 +49,9 @@ def build(source: Source, out: Path) -> Pipeline:
     DuckDB."""
     db = out / "results.duckdb"
     p = Pipeline(source, name="delivery")
-    parsed = p.parse(schema={"event_id": "string", "event_type": "string", "timestamp": "timestamp"})
+    parsed = p.parse(
+        schema={"event_id": "string", "event_type": "string", "timestamp": "timestamp", "extra": "json"}
+    )
     parsed.dead_letter.to(DuckDBSink(db, "dead_letters", key=None))
     parsed.to(JsonLinesSink(out / "events.jsonl"))
     parsed.to(ParquetSink(out / "events_parquet"))

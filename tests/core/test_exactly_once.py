@@ -44,7 +44,7 @@ def test_a_crash_between_sink_flush_and_checkpoint_never_doubles_or_loses_rows(
     tmp_path_factory, n, batch, crashes
 ):
     tmp = tmp_path_factory.mktemp("crash")
-    events = raw_events(n, seed=n)
+    events = raw_events(n, seed=n, any_json=True)
     expected = uninterrupted(tmp, events, batch)
     out, cp = tmp / "crashed", tmp / "cp"
     out.mkdir()
