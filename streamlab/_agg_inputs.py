@@ -19,6 +19,7 @@ import pandas as pd
 
 from streamlab._dead_letter import dead_letter_frame
 from streamlab._floats import float_values
+from streamlab._keytable import unhashable_rows
 from streamlab.aggregators import (
     Aggregator,
     CountDistinctAggregator,
@@ -40,21 +41,12 @@ def _shown(value: Any) -> str:
     return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
 
 
-def _unhashable(values: list[Any]) -> np.ndarray:
-    out = np.zeros(len(values), dtype=bool)
-    for i, v in enumerate(values):
-        try:
-            hash(v)
-        except TypeError:
-            out[i] = True
-    return out
-
-
 def split_unfit_values(
-    batch: pd.DataFrame, aggs: Sequence[Aggregator], step_id: str
+    batch: pd.DataFrame, aggs: Sequence[Aggregator], step_id: str, keys: Sequence[str] = ()
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """``batch`` as the aggregators read it (object columns of numeric aggregators as float64), without
-    the rows they cannot take, and those rows as dead letters (None when there are none).
+    the rows they cannot take or whose ``keys`` cannot be a key (a dict, a list), and those rows as dead
+    letters (None when there are none).
 
     Examples
     --------
@@ -73,10 +65,18 @@ def split_unfit_values(
         and isinstance(a, (*NUMERIC_AGGREGATORS, CountDistinctAggregator))
         and batch[a.column].dtype == object
     ]
-    if not objects or len(batch) == 0:
+    key_objects = [k for k in keys if k in batch.columns and batch[k].dtype == object]
+    if (not objects and not key_objects) or len(batch) == 0:
         return batch, None
     bad = np.zeros(len(batch), dtype=bool)
     reasons = np.full(len(batch), None, dtype=object)
+    for k in key_objects:
+        wrong = unhashable_rows(batch[k])
+        if wrong is not None:
+            new = np.flatnonzero(wrong & ~bad)
+            values = batch[k].to_numpy()
+            reasons[new] = [f"key column {k!r} holds {_shown(values[i])}, which cannot be a key" for i in new]
+            bad[new] = True
     numbers: dict[str, np.ndarray] = {}
     for a in objects:
         col = str(a.column)
@@ -87,7 +87,8 @@ def split_unfit_values(
             wrong = np.isnan(numbers[col]) & series.notna().to_numpy()
             need = "a number"
         else:
-            wrong = _unhashable(series.tolist())
+            found = unhashable_rows(series)
+            wrong = np.zeros(len(series), dtype=bool) if found is None else found
             need = "values it can tell apart (hashable: not a dict or a list)"
         new = np.flatnonzero(wrong & ~bad)
         if len(new):

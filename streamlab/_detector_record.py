@@ -53,6 +53,25 @@ def as_number(value: Any) -> float:
         return NAN
 
 
+def unkeyable(value: Any) -> bool:
+    """A value that cannot be a key: Python cannot hash it (a dict, a list)."""
+    try:
+        hash(value)
+    except TypeError:
+        return True
+    return False
+
+
+def unkeyable_reason(column: str) -> str:
+    """Why a row whose key cannot be a key goes to dead letter (the runtime's text too)."""
+    return f"key column {column!r} holds a dict or a list, which cannot be a key"
+
+
+def unkeyable_value_reason(column: str) -> str:
+    """Why a row whose distinct-counted value cannot be told apart goes to dead letter."""
+    return f"value column {column!r} holds a dict or a list, which distinct count cannot tell apart"
+
+
 def missing_value(value: Any) -> bool:
     """None or NaN: what pandas' ``isna`` reports for a key or a value."""
     return value is None or (isinstance(value, float) and value != value)
@@ -485,6 +504,8 @@ class DetectState:
                 return f"feature {column!r} is missing or not a finite number"
         if self.key is not None and missing_value(key):
             return f"key column {self.key!r} is missing"
+        if self.key is not None and unkeyable(key):
+            return unkeyable_reason(self.key)
         if self.ttl_ns is not None and t is None:
             return f"event time {self.time!r} is missing or unreadable (needed for key_ttl)"
         return None
@@ -709,6 +730,8 @@ class RowStep:
         key, time = self.spec["key"], self.spec.get("time")
         if missing_value(row.get(key)):
             return None, f"key column {key!r} is missing"
+        if unkeyable(row.get(key)):
+            return None, unkeyable_reason(key)
         if time is None:
             return 0, None
         t = self.time_ns(row, time)
@@ -746,6 +769,8 @@ class FeatureStep(RowStep):
         if reason is not None or t is None:
             return [("dead_letter", {**row, "reason": reason})]
         key, kind, out = row[spec["key"]], spec["kind"], dict(row)
+        if kind == "distinct_count_feature" and unkeyable(row.get(spec["value"])):
+            return [("dead_letter", {**row, "reason": unkeyable_value_reason(spec["value"])})]
         if kind == "velocity_feature":
             count, total = self.state.update(key, t, row.get(spec["value"]) if spec["value"] else None)
             out[spec["count_column"]] = count

@@ -292,13 +292,48 @@ def _all_columns(batch: pd.DataFrame, expr: str) -> bool:
     return bool(names) and columns.is_unique and all(isinstance(n, str) and n in columns for n in names)  # type: ignore[union-attr]
 
 
-#: Nodes whose errors depend on the operands' types alone: names, constants and operators (not calls,
-#: attributes or subscripts, and not ``**``, where an integer power fails only for negative exponents).
-_TYPE_DRIVEN = (
-    ast.Expression, ast.Name, ast.Load, ast.Constant, ast.Compare, ast.BoolOp, ast.BinOp, ast.UnaryOp,
-    ast.cmpop, ast.boolop, ast.unaryop, ast.Tuple, ast.List,
-    ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.BitAnd, ast.BitOr, ast.BitXor,
-)  # fmt: skip
+#: Operators whose errors depend on their operands' types alone (not ``**``: an integer power fails only
+#: for negative exponents; not ``&``/``|``/``^`` on numbers, whose errors can depend on NaN among them)
+_ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod)
+
+
+def _type_driven(node: ast.AST) -> bool:
+    """Whether evaluating ``node`` fails or not by its operands' types alone: names, constants,
+    arithmetic, comparisons, and and/or/not (``&``/``|``/``~``) over comparisons."""
+    if isinstance(node, ast.Expression):
+        return _type_driven(node.body)
+    if isinstance(node, (ast.Name, ast.Constant)):
+        return True
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return all(_type_driven(e) for e in node.elts)
+    if isinstance(node, ast.Compare):
+        return _type_driven(node.left) and all(_type_driven(c) for c in node.comparators)
+    if isinstance(node, ast.BinOp):
+        if isinstance(node.op, _ARITHMETIC):
+            return _type_driven(node.left) and _type_driven(node.right)
+        if isinstance(node.op, (ast.BitAnd, ast.BitOr)):
+            return _logical(node.left) and _logical(node.right)
+        return False
+    if isinstance(node, ast.BoolOp):
+        return all(_logical(v) for v in node.values)
+    if isinstance(node, ast.UnaryOp):
+        if isinstance(node.op, (ast.Not, ast.Invert)):
+            return _logical(node.operand)
+        return isinstance(node.op, (ast.USub, ast.UAdd)) and _type_driven(node.operand)
+    return False
+
+
+def _logical(node: ast.AST) -> bool:
+    """A condition made of comparisons (their results are booleans whatever the values)."""
+    if isinstance(node, ast.Compare):
+        return _type_driven(node)
+    if isinstance(node, ast.BoolOp) or (
+        isinstance(node, ast.BinOp) and isinstance(node.op, (ast.BitAnd, ast.BitOr))
+    ):
+        return _type_driven(node)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.Invert)):
+        return _logical(node.operand)
+    return False
 
 
 def fails_alike(batch: pd.DataFrame, expr: str) -> bool:
@@ -325,7 +360,7 @@ def fails_alike(batch: pd.DataFrame, expr: str) -> bool:
         tree = parse(expr, mode="eval")
     except SyntaxError:
         return False
-    return all(isinstance(node, _TYPE_DRIVEN) for node in ast.walk(tree))
+    return _type_driven(tree)
 
 
 def eval_condition(batch: pd.DataFrame, expr: str) -> Any:

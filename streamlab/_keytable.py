@@ -39,6 +39,28 @@ def _distinct(ids: np.ndarray) -> bool:
     return len(ids) < 2 or bool((ids[1:] > ids[:-1]).all())
 
 
+def unhashable_rows(col: pd.Series) -> np.ndarray | None:
+    """Which values of ``col`` cannot be a key (a dict, a list: Python cannot hash them), or None when
+    all can (any column that is not of Python objects).
+
+    Examples
+    --------
+    >>> unhashable_rows(pd.Series(["a", {"b": 1}, [1], None], dtype=object)).tolist()
+    [False, True, True, False]
+    >>> unhashable_rows(pd.Series([1, 2])) is None
+    True
+    """
+    if col.dtype != object:
+        return None
+    out = np.zeros(len(col), dtype=bool)
+    for i, v in enumerate(col.tolist()):
+        try:
+            hash(v)
+        except TypeError:
+            out[i] = True
+    return out if out.any() else None
+
+
 def object_array(values: Any) -> np.ndarray:
     """A 1-d object array of ``values`` (tuples stay elements instead of becoming a second axis)."""
     if isinstance(values, np.ndarray) and values.dtype == object:

@@ -237,7 +237,7 @@ class SessionOperator(_Watermarks, Operator):
     # -- a batch -------------------------------------------------------------------------------------
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         out: Outputs = {}
-        batch, ts = split_unreadable(batch, self.time, self.step_id, out, self.aggs)
+        batch, ts = split_unreadable(batch, self.time, self.step_id, out, self.aggs, self.keys)
         if len(batch) == 0:
             return out
         wm = self._event_watermarks(batch, ts)

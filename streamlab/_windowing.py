@@ -329,11 +329,16 @@ def split_missing_time(
 
 
 def split_unreadable(
-    batch: pd.DataFrame, time: str, step_id: str, out: Outputs, aggs: Sequence[Aggregator]
+    batch: pd.DataFrame,
+    time: str,
+    step_id: str,
+    out: Outputs,
+    aggs: Sequence[Aggregator],
+    keys: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """:func:`split_missing_time` after :func:`~streamlab._agg_inputs.split_unfit_values`: the batch as the
     aggregators read it and its event times; rows of either kind go to ``out["dead_letter"]``."""
-    batch, unfit = split_unfit_values(batch, aggs, step_id)
+    batch, unfit = split_unfit_values(batch, aggs, step_id, keys)
     batch, ts = split_missing_time(batch, time, step_id, out)
     if unfit is not None:
         untimed = out.get("dead_letter")
@@ -403,7 +408,7 @@ class WindowOperator(_Watermarks, Operator):
     # -- processing --------------------------------------------------------------------------------
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         out: Outputs = {}
-        batch, ts_all = split_unreadable(batch, self.time, self.step_id, out, self.aggs)
+        batch, ts_all = split_unreadable(batch, self.time, self.step_id, out, self.aggs, self.keys)
         if len(batch) == 0:
             return out
         # (row, window) pairs: ``ev`` is each pair's row (None: one pair per row, in order), ``kwin`` its
@@ -589,7 +594,7 @@ class PanedWindowOperator(WindowOperator):
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         out: Outputs = {}
-        batch, ts_all = split_unreadable(batch, self.time, self.step_id, out, self.aggs)
+        batch, ts_all = split_unreadable(batch, self.time, self.step_id, out, self.aggs, self.keys)
         if len(batch) == 0:
             return out
         wm = self._event_watermarks(batch, ts_all)

@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 
 from streamlab import _step_codecs as codec
+from streamlab._detector_record import unkeyable_reason
 from streamlab._floats import float_values
+from streamlab._keytable import unhashable_rows
 from streamlab._step_kinds import param, step_kind
 from streamlab._time import NAT_NS, Duration
 from streamlab.detectors._common import (
@@ -213,6 +215,7 @@ class DetectOperator(PickledStateOperator):
             # numpy numbers are read as they are (ints rounded to float64 as pandas would)
             values[:, j] = float_values(batch[col])
         missing_key = None if step.key is None else batch[step.key].isna().to_numpy()
+        unhashable = None if step.key is None else unhashable_rows(batch[step.key])
         if self.ttl_ns is not None:
             times = event_time_ns(batch, step.time, where="Detect")
         else:
@@ -221,6 +224,7 @@ class DetectOperator(PickledStateOperator):
         if (
             bool(np.isfinite(values).all())
             and (missing_key is None or not missing_key.any())
+            and unhashable is None
             and (self.ttl_ns is None or not (times == NAT_NS).any())
         ):
             return values, times, np.ones(n, dtype=bool), None
@@ -230,6 +234,8 @@ class DetectOperator(PickledStateOperator):
         ]
         if missing_key is not None:
             checks.append((missing_key, f"key column {step.key!r} is missing"))
+        if unhashable is not None:
+            checks.append((unhashable, unkeyable_reason(str(step.key))))
         if self.ttl_ns is not None:
             checks.append(
                 (times == NAT_NS, f"event time {step.time!r} is missing or unreadable (needed for key_ttl)")

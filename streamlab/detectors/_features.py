@@ -19,9 +19,14 @@ import numpy as np
 import pandas as pd
 
 from streamlab import _step_codecs as codec
-from streamlab._detector_record import compare_values
+from streamlab._detector_record import (
+    compare_values,
+    unkeyable_reason,
+    unkeyable_value_reason,
+)
 from streamlab._expr import expression_names
 from streamlab._floats import float_values
+from streamlab._keytable import unhashable_rows
 from streamlab._step_kinds import param, step_kind
 from streamlab._time import NAT_NS, Duration, format_duration
 from streamlab.detectors._common import (
@@ -98,6 +103,8 @@ class FeatureOperator(PickledStateOperator):
     """Shared runtime of keyed event-time steps: checks columns, sets bad rows aside, adds columns."""
 
     output_names = ("out", "dead_letter")
+    #: whether ``value`` is told apart (distinct count), so a dict or a list in it is a dead letter
+    distinct_value: ClassVar[bool] = False
 
     def __init__(self, where: str, key: str, time: str | None, value: str | None) -> None:
         self.where = where
@@ -121,6 +128,13 @@ class FeatureOperator(PickledStateOperator):
         if not (isinstance(key_col.dtype, np.dtype) and key_col.dtype.kind in "iub") and _may_miss(key_col):
             # (numpy integers and booleans cannot be missing, nor an Arrow column without nulls)
             checks.append((key_col.isna().to_numpy(), f"key column {self.key!r} is missing"))
+        unhashable = unhashable_rows(key_col)
+        if unhashable is not None:
+            checks.append((unhashable, unkeyable_reason(self.key)))
+        if self.distinct_value and self.value is not None:
+            unhashable = unhashable_rows(batch[self.value])
+            if unhashable is not None:
+                checks.append((unhashable, unkeyable_value_reason(self.value)))
         times = np.zeros(n, dtype=np.int64)
         if self.time is not None:
             time_col = batch[self.time]
@@ -589,6 +603,8 @@ class TimeSinceLastFeature(_KeyedStep):
 
 
 class _DistinctOperator(FeatureOperator):
+    distinct_value = True
+
     def __init__(self, step: DistinctCountFeature) -> None:
         super().__init__("DistinctCountFeature", step.key, step.time, step.value)
         self.step = step

@@ -13,6 +13,8 @@ import pandas as pd
 
 from streamlab import _step_codecs as codec
 from streamlab._dead_letter import reason_last_columns
+from streamlab._detector_record import unkeyable_reason
+from streamlab._keytable import unhashable_rows
 from streamlab._step_kinds import param, params_of, step_kind
 from streamlab._time import NAT_NS, Duration
 from streamlab.detectors._common import (
@@ -309,6 +311,10 @@ class PatternOperator(PickledStateOperator):
         n = len(batch)
         times = event_time_ns(batch, p.time, where=where)
         no_key = batch[p.key].isna().to_numpy()
+        unhashable = unhashable_rows(batch[p.key])
+        if unhashable is not None:
+            unkeyable = unhashable & ~no_key
+            no_key = no_key | unhashable
         no_time = (times == NAT_NS) & ~no_key
         good = ~(no_key | no_time)
         result: Outputs = {}
@@ -316,6 +322,8 @@ class PatternOperator(PickledStateOperator):
         if not all_good:
             reasons = np.full(n, None, dtype=object)
             reasons[no_key] = f"key column {p.key!r} is missing"
+            if unhashable is not None:
+                reasons[unkeyable] = unkeyable_reason(p.key)
             reasons[no_time] = f"event time {p.time!r} is missing or unreadable"
             result["dead_letter"] = dead_letter(batch, ~good, reasons)
         # Lateness is judged against events that arrived earlier (not later rows of this batch),

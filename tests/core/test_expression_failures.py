@@ -30,6 +30,8 @@ def test_typed_columns_and_operators_fail_alike_anything_else_is_looked_into() -
     assert fails_alike(frame, "amount > 1 and country * 2 == 'x'")
     assert not fails_alike(frame, "mixed > 5")  # an object column: the values' types may differ
     assert not fails_alike(frame, "n ** amount > 1")  # a power fails for negative integer exponents only
+    assert not fails_alike(frame, "n & (n / n)")  # & on numbers: NaN among them decides
+    assert fails_alike(frame, "(amount > 1) & ~(country == 5) | (n < 2)")
     assert not fails_alike(frame, "amount.astype('int64') > 1")  # a call: NaN fails, numbers do not
     assert not fails_alike(frame, "missing > 1") and not fails_alike(frame, "`amount` > 1")
 

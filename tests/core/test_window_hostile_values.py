@@ -105,3 +105,17 @@ def test_typed_columns_pass_through_untouched() -> None:
     batch = pd.DataFrame({"v": [1.0, 2.0], "s": ["a", "b"]})
     read, dead = split_unfit_values(batch, [agg.sum("v"), agg.count_distinct("s")], "w")
     assert read is batch and dead is None
+
+
+@pytest.mark.parametrize("window", [TumblingWindow("1m"), SlidingWindow("1m", "20s"), SessionWindow("10s")])
+def test_rows_whose_key_cannot_be_a_key_are_set_aside(window: Any) -> None:
+    keys = ["a", {"id": 1}, "b", [1], ("t", 1), "a"]
+    records = [{"k": k, "v": 1.0, "timestamp": T0 + pd.Timedelta(seconds=i)} for i, k in enumerate(keys)]
+    p = Pipeline(ListSource(records))
+    p.window(window, key="k", step_id="w").agg(agg.count())
+    result = p.run()
+    dead = result.outputs["w.dead_letter"]
+    assert sorted(map(repr, dead["k"])) == ["[1]", "{'id': 1}"]
+    assert dead["reason"].str.endswith("which cannot be a key").all()
+    if isinstance(window, TumblingWindow):
+        assert result.outputs["w"]["count"].sum() == 4
