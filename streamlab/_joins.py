@@ -9,9 +9,19 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from streamlab._keytable import unhashable_rows
 from streamlab._time import NAT_NS, to_utc_ns
 from streamlab._windowing import _NO_WATERMARK
 from streamlab.operators import Operator, Outputs
+
+
+def _unkeyed(batch: pd.DataFrame, on: list[str]) -> npt.NDArray[np.bool_] | None:
+    """Rows whose key columns hold a value that cannot be a key (a dict, a list), or None."""
+    found = [m for m in (unhashable_rows(batch[c]) for c in on) if m is not None]
+    if not found:
+        return None
+    out: npt.NDArray[np.bool_] = np.logical_or.reduce(found)
+    return out
 
 
 class IntervalJoinOperator(Operator):
@@ -88,6 +98,9 @@ class IntervalJoinOperator(Operator):
         if len(batch):
             self.max_ts[side] = max(self.max_ts[side], int(ts.max()))
             fresh = batch.assign(**{self._TS[side]: ts})
+            unkeyed = _unkeyed(batch, self.on)
+            if unkeyed is not None:  # a dict or a list as key matches nothing: no partner, as a lone key
+                fresh = fresh[~unkeyed].reset_index(drop=True)
             other = self.buffers[1 - side]
             if other is not None and len(other):
                 left, right = (fresh, other) if side == 0 else (other, fresh)
@@ -139,5 +152,19 @@ class EnrichOperator(Operator):
         self.how = how
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
+        unkeyed = _unkeyed(batch, self.on)
+        if unkeyed is not None:  # a dict or a list as key matches no row of the table
+            return {"out": self._merge_unkeyed(batch, unkeyed)}
         # the ignore: how is a str checked by the join step ("left" or "inner"), not pandas' Literal
         return {"out": batch.merge(self.table, on=self.on, how=self.how)}  # type: ignore[arg-type]
+
+    def _merge_unkeyed(self, batch: pd.DataFrame, unkeyed: npt.NDArray[np.bool_]) -> pd.DataFrame:
+        """The merge when some rows' keys cannot be keys: those match nothing (kept with missing table
+        columns by a left join, dropped by an inner one, as any key the table lacks), in batch order."""
+        rows = "__streamlab_row"
+        keyed = batch.assign(**{rows: np.arange(len(batch))})
+        merged = keyed[~unkeyed].merge(self.table, on=self.on, how=self.how)  # type: ignore[arg-type]
+        if self.how == "left":
+            alone = keyed[unkeyed]
+            merged = pd.concat([merged, alone], ignore_index=True).sort_values(rows, kind="stable")
+        return merged.drop(columns=[rows]).reset_index(drop=True)
