@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._dead_letter import dead_letter_frame
+from streamlab._detector_record import short_repr
 from streamlab._floats import float_values
 from streamlab._keytable import unhashable_rows
 from streamlab.aggregators import (
@@ -37,8 +38,7 @@ NUMERIC_AGGREGATORS = (SumAggregator, MeanAggregator, MinAggregator, MaxAggregat
 
 
 def _shown(value: Any) -> str:
-    text = repr(value)
-    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+    return f"{type(value).__name__} {short_repr(value)}"
 
 
 def split_unfit_values(

@@ -312,11 +312,12 @@ def condition_failure(what: str, expr: str, columns: Any, row: dict[str, Any]) -
     >>> condition_failure("rule 'big'", "amount > 100", ["amount"], {"amount": "7"})
     "rule 'big' cannot evaluate 'amount > 100' on amount='7'"
     """
-    shown = ", ".join(f"{c}={_short(row.get(c))}" for c in columns)
+    shown = ", ".join(f"{c}={short_repr(row.get(c))}" for c in columns)
     return f"{what} cannot evaluate {expr!r}" + (f" on {shown}" if shown else "")
 
 
-def _short(value: Any, limit: int = 40) -> str:
+def short_repr(value: Any, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters (dead letters' reasons quote values with it)."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
 

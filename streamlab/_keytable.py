@@ -21,6 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas._libs import hashtable as _hashtable  # type: ignore[attr-defined]  # private: not in pandas-stubs
 
+from streamlab._detector_record import unkeyable
+
 _EMPTY = np.zeros(0, dtype=np.int64)
 _NO_ENTRY = 2**62
 
@@ -52,13 +54,10 @@ def unhashable_rows(col: pd.Series) -> np.ndarray | None:
     """
     if col.dtype != object:
         return None
-    out = np.zeros(len(col), dtype=bool)
-    for i, v in enumerate(col.tolist()):
-        try:
-            hash(v)
-        except TypeError:
-            out[i] = True
-    return out if out.any() else None
+    values = col.tolist()
+    if not unkeyable(tuple(values)):  # the usual batch: one hash of every value, in C
+        return None
+    return np.fromiter((unkeyable(v) for v in values), dtype=bool, count=len(values))
 
 
 def object_array(values: Any) -> np.ndarray:

@@ -515,10 +515,15 @@ class _ParquetWriter(SinkWriter):
     def flush(self) -> None:
         if not self.pending:
             return
-        frame = self._convertible(pd.concat(self.pending, ignore_index=True))
+        import pyarrow as pa
+
+        frame = pd.concat(self.pending, ignore_index=True)
         target = Path(self.sink.path) / f"part-{self.part:06d}.parquet"
         tmp = target.with_suffix(".tmp")
-        frame.to_parquet(tmp, index=False)
+        try:
+            frame.to_parquet(tmp, index=False)
+        except (pa.ArrowException, OverflowError, TypeError, ValueError):
+            self._convertible(frame).to_parquet(tmp, index=False)  # (only the part Arrow refused)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)
