@@ -20,6 +20,7 @@ import pandas as pd
 from streamlab._dead_letter import dead_letter_frame
 from streamlab._detector_record import short_repr
 from streamlab._floats import float_values
+from streamlab._intcols import exact_values
 from streamlab._keytable import unhashable_rows
 from streamlab.aggregators import (
     Aggregator,
@@ -31,10 +32,17 @@ from streamlab.aggregators import (
     SumAggregator,
 )
 
-__all__ = ["NUMERIC_AGGREGATORS", "split_unfit_values"]
+__all__ = ["NUMERIC_AGGREGATORS", "column_values", "split_unfit_values"]
 
 #: Aggregators that read their column as numbers.
 NUMERIC_AGGREGATORS = (SumAggregator, MeanAggregator, MinAggregator, MaxAggregator, QuantileAggregator)
+
+
+def column_values(batch: pd.DataFrame, agg: Aggregator) -> np.ndarray:
+    """The values of ``agg``'s column in ``batch``: as numpy numbers for a numeric aggregator, exact
+    (Python ints where a nullable integer column has a missing value) for the others."""
+    series = batch[agg.column]
+    return series.to_numpy() if isinstance(agg, NUMERIC_AGGREGATORS) else exact_values(series)
 
 
 def _shown(value: Any) -> str:

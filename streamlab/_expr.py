@@ -18,7 +18,7 @@ import pandas as pd
 from streamlab._pyast import guarded, parse
 
 __all__ = [
-    "bools_as_bool",
+    "as_expression_input",
     "compile_expression",
     "eval_condition",
     "eval_expression",
@@ -236,10 +236,16 @@ def compile_expression(expr: str) -> _Node | None:
         return None
 
 
-def bools_as_bool(batch: pd.DataFrame, expr: str) -> pd.DataFrame:
-    """``batch`` with the columns ``expr`` reads that hold only Python bools as objects (a bool field with
-    a missing value elsewhere in the batch) as bool columns: ``~flag`` and ``not flag`` are then logical,
-    as on a bool column and in the exported code, not pandas' bitwise ``~`` of each object (-1, -2).
+def as_expression_input(batch: pd.DataFrame, expr: str) -> pd.DataFrame:
+    """``batch`` with the columns ``expr`` reads in the types the expression language is defined on.
+
+    - A column that holds only Python bools as objects (a bool field with a missing value elsewhere in
+      the batch) becomes a bool column: ``~flag`` and ``not flag`` are then logical, as on a bool column
+      and in the exported code, not pandas' bitwise ``~`` of each object (-1, -2).
+    - A nullable integer column (an ``int64`` field of a batch with a missing value, kept exact as
+      ``Int64`` elsewhere) becomes a numpy one: int64 without a missing value, else float64 with NaN,
+      the missing number expressions and the exported code compare and compute with (``NaN >= 500`` is
+      False, not ``pd.NA``).
 
     Examples
     --------
@@ -247,19 +253,21 @@ def bools_as_bool(batch: pd.DataFrame, expr: str) -> pd.DataFrame:
     >>> batch = pd.DataFrame({"flag": pd.Series([True, False], dtype=object)})
     >>> eval_expression(batch, "~flag").tolist()
     [False, True]
+    >>> eval_condition(pd.DataFrame({"status": pd.array([503, None], dtype="Int64")}), "status >= 500").tolist()
+    [True, False]
     """
-    names = expression_names(expr)
     columns = batch.columns
-    if not names or not columns.is_unique:
+    if not columns.is_unique or not len(batch):
         return batch
-    cast = {
-        n: bool
-        for n in names
-        if n in columns
-        and batch[n].dtype == object
-        and len(batch)
-        and pd.api.types.infer_dtype(batch[n], skipna=False) == "boolean"
-    }
+    names = expression_names(expr)
+    read = [n for n in names if n in columns] if names else list(columns)
+    cast: dict[str, Any] = {}
+    for n in read:
+        col = batch[n]
+        if isinstance(col.dtype, pd.api.extensions.ExtensionDtype) and col.dtype.kind in "iu":
+            cast[n] = np.float64 if col.hasnans else col.dtype.numpy_dtype  # type: ignore[attr-defined]
+        elif names and col.dtype == object and pd.api.types.infer_dtype(col, skipna=False) == "boolean":
+            cast[n] = bool
     return batch.astype(cast) if cast else batch
 
 
@@ -276,7 +284,7 @@ def eval_expression(batch: pd.DataFrame, expr: str) -> Any:
     >>> eval_expression(batch, "ratio.fillna(1.0) * amount").tolist()
     [10.0, 600.0]
     """
-    batch = bools_as_bool(batch, expr)
+    batch = as_expression_input(batch, expr)
     fn = compile_expression(expr)
     if fn is not None and _all_columns(batch, expr):
         try:
@@ -379,7 +387,7 @@ def eval_condition(batch: pd.DataFrame, expr: str) -> Any:
     >>> eval_condition(batch, "amount >= 500 and country != 'FR'").tolist()
     [False, True]
     """
-    batch = bools_as_bool(batch, expr)
+    batch = as_expression_input(batch, expr)
     if not _all_columns(batch, expr):
         return guarded(batch.eval, expr, engine="python")
     fn = compile_expression(expr)

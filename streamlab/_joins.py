@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from streamlab._intcols import nullable_int_dtypes
 from streamlab._keytable import unhashable_rows
 from streamlab._time import NAT_NS, to_utc_ns
 from streamlab._windowing import _NO_WATERMARK
@@ -147,6 +148,8 @@ class EnrichOperator(Operator):
     """Join each batch with a table (a pandas DataFrame or a DuckDB query result) on key columns."""
 
     def __init__(self, table: pd.DataFrame, on: list[str], how: str) -> None:
+        if how == "left":  # a row without a match gets missing values: integers kept as nullable ints
+            table = table.astype(nullable_int_dtypes(table, exclude=on))
         self.table = table
         self.on = on
         self.how = how

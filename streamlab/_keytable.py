@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from pandas._libs import hashtable as _hashtable  # type: ignore[attr-defined]  # private: not in pandas-stubs
 
 from streamlab._detector_record import unkeyable
+from streamlab._intcols import inferred_series
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 _NO_ENTRY = 2**62
@@ -795,8 +796,7 @@ class KeyIndex:
             if pd.Index(uniq).hasnans:  # writes into uniq's buffer at most: a fresh Index nobody else holds
                 values[pd.isna(values)] = None
             return local, values
-        local, multi = pd.MultiIndex.from_frame(frame[columns]).factorize()
-        return local, object_array(multi)
+        return _tuple_keys(frame, columns)
 
     def local_codes(
         self, frame: pd.DataFrame, columns: list[str]
@@ -816,11 +816,41 @@ class KeyIndex:
                 if s.any() and (s.all() or bool((s | (ids == self.none_id)).all())):
                     keys = StringKeys(self.pool, self.s_start[ids], np.where(s, self.s_len[ids], 0), ~s)
                     return {columns[0]: pd.Series(pd.array(keys.to_arrow(), dtype=_STR_DTYPE), copy=False)}
-            # the dtype pandas infers from the values (str, int64, ...), as from a list of them
-            vals = self.key_values(ids)
-            return {columns[0]: pd.Series(vals, dtype=object, copy=False).infer_objects()}
+            # the dtype pandas infers from the values (str, int64, ...), as from a list of them, but
+            # integers with a missing key as Int64: float64 would round them beyond 2**53
+            return {columns[0]: inferred_series(self.key_values(ids))}
         rows = self.key_values(ids).tolist()
-        return {c: [v[j] for v in rows] for j, c in enumerate(columns)}
+        return {c: inferred_series([v[j] for v in rows]) for j, c in enumerate(columns)}
+
+
+def _column_codes(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of one key column and its distinct values (missing ones ``None``), dtype kept."""
+    codes, uniq = pd.factorize(col, use_na_sentinel=False)
+    values = object_array(uniq)
+    if pd.Index(uniq).hasnans:
+        values = values.copy()
+        values[pd.isna(values)] = None
+    return codes.astype(np.int64, copy=False), values
+
+
+def _tuple_keys(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Batch-local codes of several key columns, and each code's key as a tuple.
+
+    Column by column, so each keeps its values as they are: a MultiIndex would turn integers with a
+    missing value into floats (rounding them beyond 2**53) and missing values into NaN.
+    """
+    combined, first_values = _column_codes(frame[columns[0]])
+    parts = [(combined, first_values)]
+    for name in columns[1:]:
+        codes, values = _column_codes(frame[name])
+        parts.append((codes, values))
+        # renumbered at each step, so the product stays below the number of rows squared
+        combined, _ = pd.factorize(combined * len(values) + codes, sort=False)
+        combined = combined.astype(np.int64, copy=False)
+    n = int(combined.max()) + 1 if len(combined) else 0
+    first = np.full(n, len(combined), dtype=np.int64)
+    np.minimum.at(first, combined, np.arange(len(combined), dtype=np.int64))
+    return combined, object_array(list(zip(*(values[codes[first]].tolist() for codes, values in parts))))
 
 
 class SlotTable:

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from streamlab._dead_letter import raw_dead_letter_frame
+from streamlab._intcols import nullable_ints
 from streamlab._lines import LineArray, file_slice, line_extremes
 from streamlab._record import MAX_DEPTH, MAX_NUMBER_DIGITS, BadRecordError, read_record
 from streamlab.operators import Operator, Outputs
@@ -662,7 +663,10 @@ class ParseOperator(Operator):
             # few columns gain nothing from waiting for it
             frame = table.to_pandas(types_mapper=None, self_destruct=False, use_threads=False)
             for f in self.fields:
-                if f.type == "category":  # categories sorted, as astype("category") gives them
+                if f.type == "int64" and table.column(f.name).null_count:
+                    # pandas' nullable Int64, as float64 would round integers beyond 2**53
+                    frame[f.name] = nullable_ints(table.column(f.name))
+                elif f.type == "category":  # categories sorted, as astype("category") gives them
                     cats = frame[f.name].cat.categories
                     if not cats.is_monotonic_increasing:
                         frame[f.name] = frame[f.name].cat.reorder_categories(cats.sort_values())

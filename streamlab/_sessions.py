@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from streamlab._agg_inputs import column_values
+from streamlab._intcols import result_column
 from streamlab._keytable import KeyIndex, grown
 from streamlab._time import NAT_NS, utc_array
 from streamlab._windowing import _NO_WATERMARK, _Watermarks, late_frame, split_unreadable
@@ -274,7 +276,7 @@ class SessionOperator(_Watermarks, Operator):
         if len(admitted):
             uniq, group = np.unique(row_slot[admitted], return_inverse=True)
             for agg, st in zip(self.aggs, self.stores):
-                col = None if agg.column is None else batch[agg.column].to_numpy()[admitted]
+                col = None if agg.column is None else column_values(batch, agg)[admitted]
                 st.add(group.reshape(-1), len(uniq), uniq, col, ts[admitted])
         if len(late):
             out["late"] = late_frame(batch, late, ts[late], ts[late] + gap, wm[late])
@@ -492,7 +494,7 @@ class SessionOperator(_Watermarks, Operator):
         data["window_start"] = utc_array(starts)
         data["window_end"] = utc_array(ends)
         for agg, st in zip(self.aggs, self.stores):
-            data[agg.name] = st.results(slots)
+            data[agg.name] = result_column(st.results(slots))
         for st in self.stores:
             st.clear(slots)
         self.free_slots = np.concatenate([self.free_slots, slots])

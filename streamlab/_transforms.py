@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._dead_letter import dead_letter_frame
-from streamlab._expr import bools_as_bool, eval_expression, fails_alike
+from streamlab._expr import as_expression_input, eval_expression, fails_alike
 from streamlab._pyast import guarded
 from streamlab.functions import UserFunction
 from streamlab.operators import Operator, Outputs
@@ -109,7 +109,7 @@ class FilterOperator(Operator):
             m = (
                 eval_expression(part, self.expr)
                 if _python_engine()
-                else guarded(bools_as_bool(part, self.expr).eval, self.expr)
+                else guarded(as_expression_input(part, self.expr).eval, self.expr)
             )
             return _truth(m, len(part))
         elif self.per_event:
@@ -168,7 +168,9 @@ class MapOperator(Operator):
             for name, expr in self.columns.items():
                 # the compiled form runs the pandas operations of DataFrame.eval's Python engine
                 new[name] = (
-                    eval_expression(new, expr) if python else guarded(bools_as_bool(new, expr).eval, expr)
+                    eval_expression(new, expr)
+                    if python
+                    else guarded(as_expression_input(new, expr).eval, expr)
                 )
             return new
         assert self.fn is not None

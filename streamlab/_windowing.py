@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._agg_inputs import split_unfit_values
+from streamlab._agg_inputs import column_values, split_unfit_values
 from streamlab._dead_letter import dead_letter_frame
+from streamlab._intcols import result_column
 from streamlab._keytable import KeyIndex, SlotTable
 from streamlab._time import NAT_NS, ns_to_timestamp, to_utc_ns, utc_array
 from streamlab.aggregators import Aggregator, _CountStore
@@ -508,7 +509,7 @@ class WindowOperator(_Watermarks, Operator):
                     continue
                 values = None
             else:
-                col = batch[agg.column].to_numpy()
+                col = column_values(batch, agg)
                 values = col if ev is None else col[ev]
             st.add(group, n_groups, slots, values, ts_rows)
         return slots
@@ -521,7 +522,7 @@ class WindowOperator(_Watermarks, Operator):
         data["window_start"] = utc_array(starts)
         data["window_end"] = utc_array(starts + self.size_ns)
         for agg, st in zip(self.aggs, self.stores):
-            data[agg.name] = st.results(slots)
+            data[agg.name] = result_column(st.results(slots))
         frame = pd.DataFrame(data)
         if not final:
             frame["is_final"] = False
@@ -679,7 +680,7 @@ class PanedWindowOperator(WindowOperator):
         data["window_end"] = utc_array(starts + self.size_ns)
         for agg, st in zip(self.aggs, self.stores):
             res = st.reduce(tg, sl, len(tw))
-            data[agg.name] = np.asarray(res, dtype=object) if isinstance(res, list) else res
+            data[agg.name] = result_column(np.asarray(res, dtype=object) if isinstance(res, list) else res)
         return pd.DataFrame(data)
 
     def on_end(self) -> Outputs:

@@ -1,0 +1,135 @@
+"""Integer fields keep every digit through a pipeline, also in a batch where some are missing.
+
+pandas would store such a batch's integers as float64, which rounds every integer beyond 2**53: an id of
+``2**60 + 1`` came out of parse, windows and sinks as ``1152921504606846976``, and window keys as
+floats. Parsed ``int64`` fields with a missing value are pandas' nullable ``Int64``; window and session
+keys keep their integers (and ``None`` for a missing key); sinks store the exact values.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamlab import DuckDBSink, JsonLinesSink, ListSink, Pipeline, SessionWindow, TumblingWindow, agg
+from streamlab.testing import ListSource
+
+SCHEMA = {"uid": "int64", "n": "int64", "timestamp": "timestamp"}
+T0 = pd.Timestamp("2024-01-01", tz="UTC")
+BIG = [2**53 + 1, 2**60 + 1, 2**63 - 1, -(2**63), -(2**53) - 3, 0, 7]
+
+ints = st.one_of(st.none(), st.sampled_from(BIG), st.integers(-(2**63), 2**63 - 1))
+
+
+def records(rows: list[tuple[int | None, int | None, int]]) -> list[dict[str, Any]]:
+    out = []
+    for uid, n, second in rows:
+        event: dict[str, Any] = {"timestamp": (T0 + pd.Timedelta(seconds=second)).isoformat()}
+        if uid is not None:
+            event["uid"] = uid
+        event["n"] = n  # present as null
+        out.append({"value": json.dumps(event)})
+    return out
+
+
+def plain(value: Any) -> Any:
+    """A result value as a Python int (None for a missing one), failing on a float."""
+    if value is None or value is pd.NA:
+        return None
+    assert not isinstance(value, float), f"an integer became the float {value!r}"
+    return int(value)
+
+
+rows_strategy = st.lists(st.tuples(ints, ints, st.integers(0, 299)), min_size=1, max_size=30)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows_strategy, st.integers(1, 8))
+def test_parsed_integers_and_window_keys_keep_every_digit(rows: list[Any], batch_size: int) -> None:
+    rows = sorted(rows, key=lambda r: r[2])
+    p = Pipeline(ListSource(records(rows), batch_size=batch_size))
+    parsed = p.parse(SCHEMA, step_id="parse")
+    out, by_uid, by_both, sessions = ListSink(), ListSink(), ListSink(), ListSink()
+    parsed.to(out)
+    parsed.window(TumblingWindow("1m"), key="uid").agg(agg.count()).to(by_uid)
+    parsed.window(TumblingWindow("1m"), key=["uid", "n"]).agg(agg.count()).to(by_both)
+    parsed.window(SessionWindow("30s"), key="uid").agg(agg.count()).to(sessions)
+    values = ListSink()
+    parsed.window(TumblingWindow("1m")).agg(agg.count_distinct("n"), agg.first("n"), agg.last("n")).to(values)
+    p.run()
+
+    assert [(plain(e["uid"]), plain(e["n"])) for e in out.rows()] == [(u, n) for u, n, _ in rows]
+
+    def minute(second: int) -> pd.Timestamp:
+        return T0 + pd.Timedelta(minutes=second // 60)
+
+    got = Counter({(plain(w["uid"]), w["window_start"]): w["count"] for w in by_uid.rows()})
+    assert got == Counter((u, minute(s)) for u, _, s in rows)
+    got = Counter({(plain(w["uid"]), plain(w["n"]), w["window_start"]): w["count"] for w in by_both.rows()})
+    assert got == Counter((u, n, minute(s)) for u, n, s in rows)
+    minutes: dict[pd.Timestamp, list[int | None]] = {}
+    for _, n, second in rows:
+        minutes.setdefault(minute(second), []).append(n)
+    got_values = {
+        w["window_start"]: (w["count_distinct_n"], plain(w["first_n"]), plain(w["last_n"]))
+        for w in values.rows()
+    }
+    assert got_values == {m: (len(set(ns) - {None}), ns[0], ns[-1]) for m, ns in minutes.items()}
+
+    per_key: Counter[int | None] = Counter()
+    for w in sessions.rows():
+        per_key[plain(w["uid"])] += w["count"]
+    assert per_key == Counter(u for u, _, _ in rows)
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows_strategy, st.integers(1, 8))
+def test_sinks_store_every_digit(tmp_path_factory: Any, rows: list[Any], batch_size: int) -> None:
+    tmp: Path = tmp_path_factory.mktemp("ints")
+    p = Pipeline(ListSource(records(rows), batch_size=batch_size))
+    parsed = p.parse(SCHEMA)
+    sink = DuckDBSink(tmp / "out.duckdb", "events", key=None)
+    parsed.to(sink)
+    parsed.to(JsonLinesSink(tmp / "out.jsonl"))
+    p.run()
+    want = [(u, n) for u, n, _ in rows]
+    con = sink.connection()
+    assert con.sql("select uid, n from events").fetchall() == want
+    types = dict(con.sql("select column_name, data_type from information_schema.columns").fetchall())
+    assert types["uid"] == types["n"] == "BIGINT"
+    lines = [json.loads(line) for line in (tmp / "out.jsonl").read_text().splitlines()]
+    assert [(e["uid"], e["n"]) for e in lines] == want
+
+
+def test_a_batch_with_a_missing_integer_is_nullable_int64_and_one_without_stays_int64() -> None:
+    rows = [(2**60 + 1, 1, 0), (None, None, 1), (5, 2, 2)]
+    p = Pipeline(ListSource(records(rows), batch_size=2))
+    seen: list[str] = []
+
+    def note_dtype(frame: pd.DataFrame) -> pd.DataFrame:
+        seen.append(str(frame["uid"].dtype))
+        return frame
+
+    p.parse(SCHEMA).map_many(note_dtype)
+    p.run()
+    assert seen == ["Int64", "int64"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows_strategy, st.integers(1, 8))
+def test_a_left_enrich_keeps_the_tables_integers_for_rows_without_a_match(
+    rows: list[Any], batch_size: int
+) -> None:
+    table = pd.DataFrame({"uid": [7, 2**60 + 1], "score": [2**62 + 1, -(2**63)]})
+    p = Pipeline(ListSource(records(rows), batch_size=batch_size))
+    out = ListSink()
+    p.parse(SCHEMA).enrich(table, on="uid").to(out)
+    p.run()
+    scores = dict(zip(table["uid"], table["score"]))
+    assert [plain(e["score"]) for e in out.rows()] == [scores.get(u) for u, _, _ in rows]
