@@ -167,14 +167,17 @@ class Upstream:
     """What a sink's writer is told about the stream it writes (``Sink.open_for``), per pipeline.
 
     ``window_keys``: the window step's key columns when the stream is a window's results, else ``None``.
+    ``json_columns``: the columns declared ``json`` or ``object`` by a parse upstream (any JSON value, or
+    a JSON object): a sink with typed columns stores them as JSON whatever one batch's values look like.
 
     Examples
     --------
     >>> Upstream(window_keys=("user_id",))
-    Upstream(window_keys=('user_id',))
+    Upstream(window_keys=('user_id',), json_columns=())
     """
 
     window_keys: tuple[str, ...] | None = None
+    json_columns: tuple[str, ...] = ()
 
 
 class Sink:

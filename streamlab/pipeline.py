@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 import pandas as pd
 
 from streamlab import agg as agg_module
-from streamlab._coltypes import aggregator_type_problem
+from streamlab._coltypes import aggregator_type_problem, declared_type
 from streamlab._spec_check import schema_fields
 from streamlab._step_kinds import label_of
 from streamlab._time import Duration, parse_duration
@@ -966,7 +966,12 @@ class Stream:
         step = self.pipeline.steps[self.step_id]
         results_of_window = isinstance(step, WindowStep) and self.ref == self.step_id
         upstream = Upstream(
-            window_keys=step.keys if isinstance(step, WindowStep) and results_of_window else None
+            window_keys=step.keys if isinstance(step, WindowStep) and results_of_window else None,
+            json_columns=tuple(
+                c
+                for c in self.columns or ()
+                if (declared_type(self.pipeline, self.ref, c) or ("",))[0] in ("json", "object")
+            ),
         )
         return self.pipeline._add(SinkStep(sid, (self.ref,), sink=sink, upstream=upstream))
 

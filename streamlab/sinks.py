@@ -117,6 +117,25 @@ def _column_type(described: str) -> str:
     return "VARCHAR" if described.strip('"') == "NULL" or described.startswith("ENUM") else described
 
 
+#: pandas' inferred kinds of an object column that holds JSON values: objects and arrays ("mixed"),
+#: values of several types, or numbers as Python objects (a ``json`` field whose batch held only numbers)
+_JSON_KINDS = ("mixed", "mixed-integer", "mixed-integer-float", "integer", "floating", "decimal")
+
+
+def _json_valued(col: pd.Series) -> bool:
+    """Whether ``col`` holds Python objects DuckDB cannot type by sampling: JSON objects or arrays
+    (dicts, lists: DuckDB would make a STRUCT of the first one's keys, then refuse or cut the others),
+    values of several types, or numbers of a field whose other batches may hold anything."""
+    return col.dtype == object and pd.api.types.infer_dtype(col, skipna=True) in _JSON_KINDS
+
+
+def _json_text(col: pd.Series) -> pd.Series:
+    """Each value of ``col`` as JSON text (:mod:`streamlab.serde`'s encoding), missing where it is: a
+    text column even when every value is missing (Arrow would type it null, and parts would disagree)."""
+    text = pd.Series(json_column(col), index=col.index, dtype=object)
+    return text.where(col.notna(), None).astype("str")
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -132,7 +151,9 @@ class _DuckDBWriter(SinkWriter):
     transaction. On resume, staged rows of the checkpoint's commit are published and any others dropped.
     """
 
-    def __init__(self, sink: DuckDBSink, window_keys: tuple[str, ...] | None = None) -> None:
+    def __init__(
+        self, sink: DuckDBSink, window_keys: tuple[str, ...] | None = None, json_columns: tuple[str, ...] = ()
+    ) -> None:
         self.sink = sink
         self.window_keys = window_keys  # the window step's key, when this run writes window results
         self.con = sink.connection()
@@ -141,6 +162,8 @@ class _DuckDBWriter(SinkWriter):
         self.prepared = 0  # the commit number of the rows last recorded as staged
         self.appends = False  # rows were staged since the last commit
         self._rejects: _DuckDBWriter | None = None  # rows without their key, appended to <table>_rejected
+        self.declared_json = set(json_columns)  # declared json or object upstream
+        self.json_columns: set[str] = set()  # columns written as JSON text: declared, or JSON in the table
 
     @property
     def rejects(self) -> _DuckDBWriter:
@@ -196,7 +219,8 @@ class _DuckDBWriter(SinkWriter):
         finally:
             con.unregister("__streamlab_batch")
         # an empty column has no type yet, and a category column would become an ENUM of this batch's values
-        defs = [f"{_quote(c[0])} {_column_type(c[1])}" for c in cols]
+        json = self.declared_json | {c for c in batch.columns if _json_valued(batch[c])}
+        defs = [f"{_quote(c[0])} {'JSON' if c[0] in json else _column_type(c[1])}" for c in cols]
         key = self.sink.resolved_key(list(batch.columns), self.window_keys)
         if key:
             missing = [k for k in key if k not in batch.columns]
@@ -209,6 +233,9 @@ class _DuckDBWriter(SinkWriter):
         con.execute(f"CREATE TABLE IF NOT EXISTS {t} ({', '.join(defs)})")
         if not key:
             con.execute(f"CREATE TABLE IF NOT EXISTS {_quote(self.staged)} AS SELECT * FROM {t} LIMIT 0")
+        # the table's own types: it may have been created by an earlier run
+        typed = con.execute(f"DESCRIBE {t}").fetchall()
+        self.json_columns = self.declared_json | {c[0] for c in typed if c[1] == "JSON"}
         self.ready = True
 
     def write_batch(self, batch: pd.DataFrame) -> None:
@@ -216,6 +243,13 @@ class _DuckDBWriter(SinkWriter):
             return
         if not self.ready:
             self._create(batch)
+        # JSON objects, arrays and mixed values as JSON text: in a JSON column (made for such a column of
+        # the first batch), or in a text column, instead of Python's repr or a STRUCT of one row's keys
+        text = {
+            c: _json_text(batch[c]) for c in batch.columns if c in self.json_columns or _json_valued(batch[c])
+        }
+        if text:
+            batch = batch.assign(**text)
         key = self.sink.resolved_key(list(batch.columns), self.window_keys)
         if key:
             missing: np.ndarray = np.asarray(batch[key].isna().to_numpy().any(axis=1), dtype=bool)
@@ -328,9 +362,16 @@ class DuckDBSink(Sink):
         plain appends otherwise. ``None`` always appends: appended rows are staged and become visible in
         the table at each commit, exactly once (a commit ledger in the database, ``__streamlab_commits``,
         records the last commit published, in the same transaction as the rows). A row the table cannot
-        take (its key missing, a value of another type than its column's, a JSON object of another
-        shape) is appended, exactly once too, to ``<table>_rejected`` (:meth:`rejected_sink`) with a
-        ``reject_reason``, and a warning says so.
+        take (its key missing, a value of another type than its column's) is appended, exactly once
+        too, to ``<table>_rejected`` (:meth:`rejected_sink`) with a ``reject_reason``, and a warning
+        says so.
+
+    Notes
+    -----
+    A column declared ``json`` or ``object`` by a parse upstream, and any column of JSON objects,
+    arrays or values of several types, is a ``JSON`` column holding streamlab's JSON text
+    (:mod:`streamlab.serde`): ``properties->>'page'`` reads it, and its type does not depend on the
+    first batch's values. An ``int64`` field keeps every digit (``BIGINT``), missing values or not.
 
     Examples
     --------
@@ -403,7 +444,7 @@ class DuckDBSink(Sink):
 
     def open_for(self, upstream: Upstream, clock: Clock | None = None) -> SinkWriter:
         """A writer for ``upstream``: window results get ``key='auto'`` from the window step's key."""
-        return _DuckDBWriter(self, upstream.window_keys)
+        return _DuckDBWriter(self, upstream.window_keys, upstream.json_columns)
 
     def read(self, order_by: str | None = None) -> pd.DataFrame:
         """The table's rows; a table no run has written yet is an error that says so.
@@ -462,8 +503,9 @@ def _part_number(path: Path) -> int | None:
 
 
 class _ParquetWriter(SinkWriter):
-    def __init__(self, sink: ParquetSink) -> None:
+    def __init__(self, sink: ParquetSink, json_columns: tuple[str, ...] = ()) -> None:
         self.sink = sink
+        self.json_columns = json_columns  # declared json or object upstream: JSON text in every part
         self.pending: list[pd.DataFrame] = []
         Path(sink.path).mkdir(parents=True, exist_ok=True)
         numbers = [n for f in Path(sink.path).glob("part-*.parquet") if (n := _part_number(f)) is not None]
@@ -507,9 +549,7 @@ class _ParquetWriter(SinkWriter):
                 )
             if out is frame:
                 out = frame.copy(deep=False)
-            text = json_column(frame[col]).astype(object)
-            text[frame[col].isna().to_numpy()] = None
-            out[col] = text
+            out[col] = _json_text(frame[col])
         return out
 
     def flush(self) -> None:
@@ -518,6 +558,9 @@ class _ParquetWriter(SinkWriter):
         import pyarrow as pa
 
         frame = pd.concat(self.pending, ignore_index=True)
+        declared = {c: _json_text(frame[c]) for c in self.json_columns if c in frame.columns}
+        if declared:  # one type in every part, whatever a part's values look like
+            frame = frame.assign(**declared)
         target = Path(self.sink.path) / f"part-{self.part:06d}.parquet"
         tmp = target.with_suffix(".tmp")
         try:
@@ -536,8 +579,10 @@ class ParquetSink(Sink):
 
     Part files are numbered and written by rename; the checkpoint records the next number, and a run
     resuming it deletes parts numbered from there (written after it), so a crash never doubles rows.
-    An object column Arrow cannot convert (values of mixed types, JSON objects of different shapes, an
-    int beyond 64 bits) is written as JSON text in that part, and a warning names it.
+    A column declared ``json`` or ``object`` by a parse upstream is written as JSON text (streamlab's
+    encoding, :mod:`streamlab.serde`) in every part, so the parts agree on its type whatever the shapes
+    of its values. Another object column Arrow cannot convert (values of mixed types, JSON objects of
+    different shapes, an int beyond 64 bits) is written as JSON text in that part, and a warning names it.
 
     Examples
     --------
@@ -555,6 +600,10 @@ class ParquetSink(Sink):
 
     def open(self, clock: Clock | None = None) -> SinkWriter:
         return _ParquetWriter(self)
+
+    def open_for(self, upstream: Upstream, clock: Clock | None = None) -> SinkWriter:
+        """A writer for ``upstream``: its ``json``/``object`` columns become JSON text in every part."""
+        return _ParquetWriter(self, upstream.json_columns)
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "parquet", "path": self.path}
