@@ -308,3 +308,50 @@ def test_keys_and_values_that_cannot_be_told_apart_are_set_aside_as_the_exported
         if name == "dead_letter"
     )
     assert got == want and any("cannot be" in reason or "cannot tell" in reason for _, reason in got)
+
+
+@pytest.mark.parametrize("batch", [1, 5, 12])
+def test_a_differs_from_value_that_cannot_be_told_apart_is_set_aside_as_the_exported_code_does(
+    batch: int,
+) -> None:
+    """A dict or a list in a ``differs_from`` column (a ``json`` field) sends its row to dead letter with
+    the per-record code's reason, where it failed the batch (the values are hashed to be compared)."""
+    frame = hostile_frame().iloc[1:].reset_index(drop=True)  # (the first row has no time)
+    frame["country"] = pd.Series(
+        ["DE", {"c": 1}, "FR", ["US"], "DE", "FR", {"c": 1}, "US", "GB", None, "FR"], dtype=object
+    )
+    frame["user_id"] = "a"
+    frame["amount"] = 1.0
+    pattern = Pattern(
+        key="user_id",
+        steps=[
+            PatternStep("first", "amount > 0"),
+            PatternStep("second", "amount > 0", differs_from={"country": "first"}),
+        ],
+        within="1h",
+        name="p",
+    )
+    op = pattern.build()
+    dead, ids = [], []
+    for start in range(0, len(frame), batch):
+        res = op.process(frame.iloc[start : start + batch].reset_index(drop=True))
+        ids += [list(x) for x in res["out"]["event_ids"]]
+        if len(res.get("dead_letter", ())):
+            dead.append(res["dead_letter"])
+    ids += [list(x) for x in op.on_end()["out"]["event_ids"]]
+    letters = pd.concat(dead, ignore_index=True)
+    machine = rec.make_step(
+        row_step_spec(pattern, "p"), eval_expr, lambda t: pd.Timestamp(t).value, pd.Timestamp
+    )
+    want_dead, want_ids = [], []
+    for row in frame.to_dict("records"):
+        for name, r in [*machine.process(row)]:
+            if name == "dead_letter":
+                want_dead.append((row["event_id"], r["reason"]))
+            elif name == "out":
+                want_ids.append(list(r["event_ids"]))
+    want_ids += [list(r["event_ids"]) for _, r in machine.finish()]
+    assert sorted(zip(letters["event_id"], letters["reason"])) == sorted(want_dead)
+    assert ids == want_ids and ids
+    reason = "value column 'country' holds a dict or a list, which differs_from cannot tell apart"
+    assert {e for e, r in want_dead if r == reason} == {"e2", "e4", "e7"}
