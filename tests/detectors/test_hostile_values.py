@@ -219,7 +219,12 @@ def test_a_rule_that_fails_on_every_row_stops_with_the_fix() -> None:
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(
-        st.tuples(st.sampled_from("ab"), st.integers(-20, 40), hostile_amounts.map(lambda v: v[0])),
+        st.tuples(
+            st.sampled_from("ab"),
+            st.integers(-20, 40),
+            hostile_amounts.map(lambda v: v[0]),
+            st.sampled_from(["FR", "US", None, {"c": 1}, ["FR"]]),
+        ),
         min_size=1,
         max_size=40,
     ),
@@ -227,25 +232,30 @@ def test_a_rule_that_fails_on_every_row_stops_with_the_fix() -> None:
     st.sampled_from(["0s", "10s"]),
 )
 def test_patterns_agree_with_the_exported_pattern_on_values_they_cannot_compare(
-    events: list[tuple[str, int, Any]], cuts: list[int], delay: str
+    events: list[tuple[str, int, Any, Any]], cuts: list[int], delay: str
 ) -> None:
-    """Disorder, late rows and rows whose condition cannot be evaluated: the runtime's batches give the
-    per-record machine's matches, late rows and dead letters (with its reasons), whatever the cuts."""
+    """Disorder, late rows, rows whose condition cannot be evaluated and ``differs_from`` values that
+    cannot be told apart (a dict, a list): the runtime's batches give the per-record machine's matches,
+    late rows and dead letters (with its reasons), whatever the cuts."""
     times, clock = [], 0
-    for _, step, _ in events:
+    for _, step, _, _ in events:
         clock += max(step, -10)
         times.append(T0 + pd.Timedelta(seconds=clock))
     frame = pd.DataFrame(
         {
             "event_id": [f"e{i}" for i in range(len(events))],
-            "user_id": [k for k, _, _ in events],
-            "amount": pd.Series([v for _, _, v in events], dtype=object),
+            "user_id": [k for k, _, _, _ in events],
+            "amount": pd.Series([v for _, _, v, _ in events], dtype=object),
+            "country": pd.Series([c for _, _, _, c in events], dtype=object),
             "timestamp": times,
         }
     )
     pattern = Pattern(
         key="user_id",
-        steps=[PatternStep("big", "amount > 100"), PatternStep("small", "amount < 10")],
+        steps=[
+            PatternStep("big", "amount > 100"),
+            PatternStep("small", "amount < 10", differs_from={"country": "big"}),
+        ],
         within="60s",
         delay=delay,
         name="p",
