@@ -358,11 +358,19 @@ def fails_alike(batch: pd.DataFrame, expr: str) -> bool:
     names = expression_names(expr)
     if not _all_columns(batch, expr) or any(batch[n].dtype == object for n in names or ()):
         return False
+    if any(_missing_text(batch[n]) for n in names or ()):
+        return False  # a part whose text is all missing compares with a number (False): kind_groups
     try:
         tree = parse(expr, mode="eval")
     except SyntaxError:
         return False
     return _type_driven(tree)
+
+
+def _missing_text(col: pd.Series) -> bool:
+    """A text column (pandas' string dtype) with missing values: compared with a number it fails unless
+    every value of the part is missing, so its failure is not its dtype's alone."""
+    return isinstance(col.dtype, pd.StringDtype) and bool(col.isna().any())
 
 
 class _NoKindError(Exception):
@@ -395,7 +403,8 @@ def _kind(value: Any) -> Any:
 def kind_groups(batch: pd.DataFrame, exprs: list[str]) -> list[np.ndarray] | None:
     """Rows of ``batch`` on which ``exprs`` fail or not alike: groups of row positions whose values
     in the columns the expressions read are of one kind each (``_kind``), in order of first row; None
-    when that cannot be told (no column of Python objects: see :func:`fails_alike`; an expression
+    when that cannot be told (no column of Python objects nor text column with missing values: see
+    :func:`fails_alike`; an expression
     beyond names, constants and operators; a value of another type; text under ``*`` or ``%``, where
     repeating or formatting depends on the value; bools among other values, read as a bool column by a
     part that holds them alone, :func:`bools_as_bool`).
@@ -426,7 +435,7 @@ def kind_groups(batch: pd.DataFrame, exprs: list[str]) -> list[np.ndarray] | Non
             return None
         names += [n for n in found if n not in names]
         ops.update(type(n.op) for n in ast.walk(tree) if isinstance(n, ast.BinOp))
-    if not any(batch[n].dtype == object for n in names):
+    if not any(batch[n].dtype == object or _missing_text(batch[n]) for n in names):
         return None
     try:
         kinds = [[_kind(v) for v in batch[n].tolist()] for n in names]

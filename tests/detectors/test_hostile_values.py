@@ -216,6 +216,23 @@ def test_a_rule_that_fails_on_every_row_stops_with_the_fix() -> None:
         ThresholdRule("odd", expr="country > 5").build().process(typed)
 
 
+def test_a_rule_on_text_with_missing_values_sets_aside_the_text_as_the_exported_rule_does() -> None:
+    """A missing text compared with a number is False (no alert) there and here; the other rows cannot be
+    compared and go to dead letter, where the whole batch stopped the run as a column of the wrong type."""
+    countries = ["FR", None, "US", None] * 2500
+    frame = pd.DataFrame({"event_id": range(len(countries)), "country": pd.Series(countries, dtype="str")})
+    rule = ThresholdRule("odd", expr="country > 5")
+    res = rule.build().process(frame)
+    machine = rec.make_step(row_step_spec(rule, "rule"), eval_expr, None, None)
+    want = [machine.process(row)[0] for row in frame.to_dict("records")]
+    assert res["out"]["event_id"].tolist() == [r["event_id"] for o, r in want if o == "out"]
+    assert not res["out"]["is_alert"].any()
+    dead = res["dead_letter"]
+    assert list(zip(dead["event_id"], dead["reason"])) == [
+        (r["event_id"], r["reason"]) for o, r in want if o == "dead_letter"
+    ]
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(
