@@ -404,10 +404,9 @@ def kind_groups(batch: pd.DataFrame, exprs: list[str]) -> list[np.ndarray] | Non
     """Rows of ``batch`` on which ``exprs`` fail or not alike: groups of row positions whose values
     in the columns the expressions read are of one kind each (``_kind``), in order of first row; None
     when that cannot be told (no column of Python objects nor text column with missing values: see
-    :func:`fails_alike`; an expression
-    beyond names, constants and operators; a value of another type; text under ``*`` or ``%``, where
-    repeating or formatting depends on the value; bools among other values, read as a bool column by a
-    part that holds them alone, :func:`bools_as_bool`).
+    :func:`fails_alike`; an expression beyond names, constants and operators; a value of another type;
+    text under ``*`` or ``%``, where repeating or formatting depends on the value; bools among other
+    values, read as a bool column by a part that holds them alone, :func:`bools_as_bool`).
 
     An expression that fails on one row of a group fails on every row of it (with the same error), so
     a step evaluates each group once instead of halving the batch, two evaluations a row.
