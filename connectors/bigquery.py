@@ -3,8 +3,10 @@
 ``mode="stream"`` uses ``tabledata.insertAll``; with ``insert_id=`` a column's values are sent as insert
 ids, so BigQuery drops a row retried after a restart (best-effort dedup, about a minute on Google Cloud).
 ``mode="load"`` runs one NDJSON load job per ``flush()``: all or nothing, free of charge, no insert ids;
-a failed job makes ``flush()`` raise. Rows a streaming insert refuses are never lost: they go to
-``dead_letter`` with a ``reject_reason`` column, or ``flush()`` raises. For a local server (``client_options={"api_endpoint": "http://127.0.0.1:9050"}``,
+a failed job makes ``flush()`` raise. Rows a streaming insert refuses (a value of another type than its
+column's, a row over the 9 MB a request can carry) are never lost and never fail the flush: they go to
+``dead_letter`` with a ``reject_reason`` column, or, without one, to the table ``<table>_rejected`` beside
+the sink's (the reason and the whole row as JSON text). For a local server (``client_options={"api_endpoint": "http://127.0.0.1:9050"}``,
 e.g. ``local-bigquery``) anonymous credentials are used.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,7 +22,7 @@ import pandas as pd
 
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter
-from streamlab.serde import dump_json, encode_rows
+from streamlab.serde import dump_json, encode_rows, rows_to_json
 
 __all__ = ["BigQuerySink", "create_events_table", "events_table", "make_client", "stream_requests"]
 
@@ -29,6 +32,7 @@ REASON_COLUMN = "reject_reason"
 _STREAM_ROWS = 500
 _STREAM_BYTES = 9 * 1024 * 1024
 _MODES = ("stream", "load")
+log = logging.getLogger("streamlab")
 
 
 def _bigquery() -> Any:
@@ -185,8 +189,13 @@ class BigQuerySink(Sink):
     client_options, credentials
         As for :func:`make_client`.
     dead_letter
-        Sink receiving rows a streaming insert refused, with a ``reject_reason`` column; ``None``:
-        ``flush()`` raises. (A failed load job always raises: it wrote nothing.)
+        Sink receiving rows a streaming insert refused, with a ``reject_reason`` column. ``None``: they
+        are appended to the BigQuery table ``<table>_rejected`` (:meth:`rejected_table`, created when
+        first needed) as ``reject_reason`` and the whole ``row`` as JSON text (streamlab's encoding), by
+        a load job, which takes a row too large for a streaming insert; a warning says so. Either way
+        the flush goes on, so a refused row does not fail every retry of its batch. Like inserts without
+        ``insert_id``, a rejected row may be appended again when its batch is replayed after a crash.
+        (A failed load job of ``mode="load"`` always raises: it wrote nothing.)
     extra_columns
         Batch columns the table does not have (e.g. a source's ``message_id``): ``"drop"`` them, or
         ``"error"`` to raise ``KeyError`` naming them.
@@ -236,6 +245,17 @@ class BigQuerySink(Sink):
     def open(self, clock: Clock | None = None) -> _BigQueryWriter:
         """Connect and read the table's schema (a missing table fails here)."""
         return _BigQueryWriter(self, clock)
+
+    def rejected_table(self) -> str:
+        """Where refused rows go without ``dead_letter``: ``project.dataset.<table>_rejected``, with
+        ``reject_reason`` and the whole ``row`` as JSON text (a table any row fits).
+
+        Examples
+        --------
+        >>> BigQuerySink("analytics.events", project="demo").rejected_table()
+        'demo.analytics.events_rejected'
+        """
+        return f"{self.table}_rejected"
 
     def spec(self) -> dict[str, Any]:
         """YAML-ready description.
@@ -340,6 +360,7 @@ class _BigQueryWriter(SinkWriter):
         self._dead_letter = sink.dead_letter.open(clock) if sink.dead_letter is not None else None
         self._buffer: list[pd.DataFrame] = []
         self._rejected: list[pd.DataFrame] = []
+        self._rejected_ready = False  # the rejected table exists (created on the first refused row)
         self.written = 0
 
     def write_batch(self, batch: pd.DataFrame) -> None:
@@ -371,10 +392,30 @@ class _BigQueryWriter(SinkWriter):
             self._dead_letter.write_batch(rejected)
             self._dead_letter.flush()
             return
-        raise RuntimeError(
-            f"{self._sink!r}: BigQuery refused {len(rejected)} rows, first: {rejected[REASON_COLUMN].iloc[0]!r}; "
-            "pass dead_letter= to keep them as data instead of failing"
+        self._reject(rejected)
+
+    def _reject(self, rejected: pd.DataFrame) -> None:
+        """Refused rows to :meth:`BigQuerySink.rejected_table`: the reason and each whole row as JSON text."""
+        bigquery = _bigquery()
+        table = self._sink.rejected_table()
+        reasons = rejected[REASON_COLUMN].tolist()
+        log.warning(
+            "%r: %d row(s) written to table %r, first: %s", self._sink, len(rejected), table, reasons[0]
         )
+        texts = rows_to_json(rejected.drop(columns=[REASON_COLUMN]).reset_index(drop=True))
+        lines = [
+            dump_json({REASON_COLUMN: r, "row": t}).encode() for r, t in zip(reasons, texts, strict=True)
+        ]
+        schema = [
+            bigquery.SchemaField(REASON_COLUMN, "STRING", mode="REQUIRED"),
+            bigquery.SchemaField("row", "STRING", mode="REQUIRED"),
+        ]
+        if not self._rejected_ready:
+            self._client.create_table(
+                bigquery.Table(table, schema=schema), exists_ok=True, timeout=self._sink.timeout
+            )
+            self._rejected_ready = True
+        self._load_lines(lines, table, schema)
 
     def _stream(self, rows: pd.DataFrame) -> None:
         bigquery = _bigquery()
@@ -405,14 +446,19 @@ class _BigQueryWriter(SinkWriter):
             self._rejected.append(rows.iloc[index].assign(**{REASON_COLUMN: [reasons[i] for i in index]}))
 
     def _load(self, rows: pd.DataFrame) -> None:
+        self._load_lines(encode_rows(rows), self._sink.table, self._schema)
+        self.written += len(rows)
+
+    def _load_lines(self, lines: list[bytes], table: str, schema: Any) -> None:
+        """Append NDJSON ``lines`` to ``table`` by one load job, or raise (it wrote nothing)."""
         bigquery = _bigquery()
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
-            schema=self._schema,
+            schema=schema,
         )
-        data = io.BytesIO(b"\n".join(encode_rows(rows)))
-        job = self._client.load_table_from_file(data, self._sink.table, job_config=config, rewind=True)
+        data = io.BytesIO(b"\n".join(lines))
+        job = self._client.load_table_from_file(data, table, job_config=config, rewind=True)
         try:
             job.result(timeout=self._sink.timeout)
         except Exception as exc:
@@ -420,9 +466,8 @@ class _BigQueryWriter(SinkWriter):
             # runtime must not commit. Bad rows should be dead-lettered by the parse step before this sink.
             details = "; ".join(str(e.get("message", e)) for e in (job.errors or [])[:3])
             raise RuntimeError(
-                f"{self._sink!r}: load job {job.job_id} of {len(rows)} rows failed: {exc}. {details}"
+                f"{self._sink!r}: load job {job.job_id} into {table!r} of {len(lines)} rows failed: {exc}. {details}"
             ) from exc
-        self.written += len(rows)
 
     def close(self) -> None:
         """Flush, close the dead-letter sink and the client."""

@@ -67,9 +67,10 @@ def unkeyable_reason(column: str) -> str:
     return f"key column {column!r} holds a dict or a list, which cannot be a key"
 
 
-def unkeyable_value_reason(column: str) -> str:
-    """Why a row whose distinct-counted value cannot be told apart goes to dead letter."""
-    return f"value column {column!r} holds a dict or a list, which distinct count cannot tell apart"
+def unkeyable_value_reason(column: str, reader: str = "distinct count") -> str:
+    """Why a row whose value cannot be told apart goes to dead letter (``reader``: what compares the
+    values, a distinct count or a pattern step's ``differs_from``)."""
+    return f"value column {column!r} holds a dict or a list, which {reader} cannot tell apart"
 
 
 def missing_value(value: Any) -> bool:
@@ -876,6 +877,9 @@ class PatternRowStep(RowStep):
         t, reason = self.keyed(row)
         if reason is not None or t is None:
             return [("dead_letter", {**row, "reason": reason})]
+        for c in spec["value_columns"]:  # differs_from tells values apart by hashing them
+            if unkeyable(row.get(c)):
+                return [("dead_letter", {**row, "reason": unkeyable_value_reason(c, "differs_from")})]
         if self.state.is_late(t):
             return [("late", row)]
         masks = []

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._dead_letter import dead_letter_frame
-from streamlab._expr import as_expression_input, eval_expression, fails_alike
+from streamlab._expr import as_expression_input, eval_expression, fails_alike, kind_groups
 from streamlab._pyast import guarded
 from streamlab.functions import UserFunction
 from streamlab.operators import Operator, Outputs
@@ -42,14 +42,19 @@ def isolate_failures(
     what: str,
     step_id: str,
     alike: Callable[[], bool] | None = None,
+    groups: Callable[[], list[np.ndarray] | None] | None = None,
 ) -> tuple[list[tuple[np.ndarray, Any]], list[int], list[str]]:
     """Apply a per-batch function; when it raises, split the batch until the failing rows are isolated.
 
     ``alike``: asked once the whole batch has failed, whether every part would fail too (an expression
     over typed columns, ``streamlab._expr.fails_alike``); then every row fails with the batch's reason at
-    once, instead of after two calls per row.
+    once, instead of after two calls per row. ``groups``: asked next, groups of rows on which the
+    function fails or not alike (an expression over columns of Python objects,
+    ``streamlab._expr.kind_groups``), or None; then each group is one call, and a group that fails
+    gives all its rows the reason its first row gives alone.
 
-    Returns the successful (row positions, result) parts and the failing rows with their reasons.
+    Returns the successful (row positions, result) parts and the failing rows, in batch order, with
+    their reasons.
     """
     good: list[tuple[np.ndarray, Any]] = []
     bad_rows: list[int] = []
@@ -66,11 +71,38 @@ def isolate_failures(
                 bad_rows.extend(pos.tolist())
                 reasons.extend([_describe_error(step_id, what, e)] * len(pos))
                 return
+            if whole and groups is not None and by_kind(groups()):
+                return
             mid = len(pos) // 2
             go(pos[:mid])
             go(pos[mid:])
 
+    def by_kind(found: list[np.ndarray] | None) -> bool:
+        if found is None:
+            return False
+        for rows in found:
+            if len(rows) < len(batch):  # (one group of every row: it failed already)
+                try:
+                    good.append((rows, call(batch.iloc[rows])))
+                    continue
+                except Exception:
+                    pass
+            try:
+                call(batch.iloc[rows[:1]])
+            except Exception as e:  # as every row of the group would alone
+                bad_rows.extend(rows.tolist())
+                reasons.extend([_describe_error(step_id, what, e)] * len(rows))
+                continue
+            # never expected (a group failed where its first row does not): halve it as before
+            mid = len(rows) // 2
+            go(rows[:mid])
+            go(rows[mid:])
+        return True
+
     go(np.arange(len(batch)))
+    if len(bad_rows) > 1 and bool((np.diff(bad_rows) < 0).any()):  # (by kind: group by group)
+        order = np.argsort(bad_rows, kind="stable")
+        bad_rows, reasons = [bad_rows[i] for i in order], [reasons[i] for i in order]
     return good, bad_rows, reasons
 
 
@@ -127,7 +159,8 @@ class FilterOperator(Operator):
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         expr = self.expr
         alike = None if expr is None else lambda: fails_alike(batch, expr)
-        good, bad, reasons = isolate_failures(batch, self._mask, self.what, self.step_id, alike)
+        groups = None if expr is None else lambda: kind_groups(batch, [expr])
+        good, bad, reasons = isolate_failures(batch, self._mask, self.what, self.step_id, alike, groups)
         if len(good) == 1 and not bad:
             mask = good[0][1]
             return {"out": batch if mask.all() else batch[mask].reset_index(drop=True)}
@@ -189,11 +222,15 @@ class MapOperator(Operator):
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         exprs = list(self.columns.values()) if self.columns else None
         alike = None if exprs is None else lambda: all(fails_alike(batch, e) for e in exprs)
-        good, bad, reasons = isolate_failures(batch, self._apply, self.what, self.step_id, alike)
+        groups = None if exprs is None else lambda: kind_groups(batch, exprs)
+        good, bad, reasons = isolate_failures(batch, self._apply, self.what, self.step_id, alike, groups)
         parts = [g[1] for g in good]
         frame = (
             parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True) if parts else batch.iloc[:0]
         )
+        rows = np.concatenate([g[0] for g in good]) if len(good) > 1 else None
+        if rows is not None and (rows[1:] < rows[:-1]).any():  # groups of rows by kind: back in batch order
+            frame = frame.take(np.argsort(rows, kind="stable"))
         out: Outputs = {"out": frame.reset_index(drop=True)}
         if bad:
             out["dead_letter"] = udf_error_frame(batch, bad, reasons, self.step_id)

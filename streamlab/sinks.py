@@ -276,22 +276,41 @@ class _DuckDBWriter(SinkWriter):
 
     def _insert_or_reject(self, verb: str, target: str, batch: pd.DataFrame) -> None:
         """Insert ``batch``; rows the table cannot take (a value of another type than its column's, a
-        JSON object of another shape) are found by halving the batch (each insert is all or nothing)
-        and go to the rejected table, so the rest is written and no retry meets them again."""
+        JSON object of another shape) go to the rejected table, each with the error of its own insert,
+        so the rest is written and no retry meets them again.
+
+        Each insert is all or nothing and a row's fate is its own, so a refused batch is searched from
+        its start: a part is tried, and the next part is twice as large when it was written, half as
+        large when it was refused (a refused single row is rejected). When every row is refused (the
+        table's column type refuses the batch's), that is one insert a row, where halving the batch
+        took about two; a few bad rows among many cost a few inserts each, as halving did."""
+        if self._insert_or_fail(verb, target, batch) or len(batch) == 1:
+            return
+        at, size = 0, 1  # the batch is refused somewhere: its first row alone first
+        while at < len(batch):
+            part = batch.iloc[at : at + size]
+            if self._insert_or_fail(verb, target, part):
+                at, size = at + len(part), 2 * size
+            elif len(part) == 1:
+                at += 1
+            else:
+                size = len(part) // 2
+
+    def _insert_or_fail(self, verb: str, target: str, part: pd.DataFrame) -> bool:
+        """Insert ``part``: True when written; False when the table refused its rows (a single row goes
+        to the rejected table with the reason); an error of another kind is raised."""
         try:
-            self._insert(verb, target, batch)
+            self._insert(verb, target, part)
         except Exception as e:
             if not _row_error(e):
                 raise
-            if len(batch) == 1:
+            if len(part) == 1:
                 why = " ".join(str(e).split())
                 self._reject(
-                    batch, f"table {self.sink.table!r} cannot take this row: {type(e).__name__}: {why}"
+                    part, f"table {self.sink.table!r} cannot take this row: {type(e).__name__}: {why}"
                 )
-                return
-            mid = len(batch) // 2
-            self._insert_or_reject(verb, target, batch.iloc[:mid])
-            self._insert_or_reject(verb, target, batch.iloc[mid:])
+            return False
+        return True
 
     def _reject(self, rows: pd.DataFrame, reason: str) -> None:
         """``rows`` to the rejected table: the reason and each whole row as JSON text (a table of two text

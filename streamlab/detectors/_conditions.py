@@ -2,8 +2,8 @@
 
 A condition that fails on a batch for a reason of its own (a column the batch lacks, a text column
 compared with a number: ``streamlab._expr.fails_alike``) would fail on every row: the run stops with the
-fix. One that fails on some values (a text among numbers in a column of Python objects) sends those rows
-to dead letter with :func:`streamlab._detector_record.condition_failure`'s reason, the text the
+fix. One that fails on some values (a text among numbers in a column of Python objects, a text column
+with missing values, where a missing text compares as False) sends those rows to dead letter with :func:`streamlab._detector_record.condition_failure`'s reason, the text the
 exported per-record code writes for the same row.
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._detector_record import condition_failure
-from streamlab._expr import eval_condition, expression_names, fails_alike
+from streamlab._expr import eval_condition, expression_names, fails_alike, kind_groups
 from streamlab._transforms import isolate_failures
 
 __all__ = ["condition_rows"]
@@ -59,8 +59,11 @@ def condition_rows(
                 f"{ {n: str(batch[n].dtype) for n in names or ()} }: {exc}. Fix: compare each column with "
                 "values of its type (a text column with 'text', a number column with numbers)"
             ) from exc
-    # found by halving the batch, as the filter does; the exported code meets them one row at a time
-    good, bad_rows, _ = isolate_failures(batch, lambda part: _holds(part, expr), "", "")
+    # found as the filter finds them (by kind of values, else halving the batch); the exported code
+    # meets them one row at a time
+    good, bad_rows, _ = isolate_failures(
+        batch, lambda part: _holds(part, expr), "", "", groups=lambda: kind_groups(batch, [expr])
+    )
     holds = np.zeros(len(batch), dtype=bool)
     for pos, mask in good:
         holds[pos] = mask

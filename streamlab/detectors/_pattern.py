@@ -13,7 +13,7 @@ import pandas as pd
 
 from streamlab import _step_codecs as codec
 from streamlab._dead_letter import reason_last_columns
-from streamlab._detector_record import unkeyable_reason
+from streamlab._detector_record import unkeyable_reason, unkeyable_value_reason
 from streamlab._keytable import unhashable_rows
 from streamlab._step_kinds import param, params_of, step_kind
 from streamlab._time import NAT_NS, Duration
@@ -101,7 +101,8 @@ class Pattern(StepConfig):
     Events are buffered until the watermark (largest event time seen minus ``delay``) passes them,
     then matched per key in event-time order, so disorder up to ``delay`` does not change the
     result. An event older than the watermark when it arrives goes to the ``late`` output (the
-    original row); rows without key or event time go to ``dead_letter``.
+    original row); rows without key or event time, or whose key or ``differs_from`` value cannot be
+    hashed (a dict, a list), go to ``dead_letter``.
 
     Matching: every event satisfying the first step opens a candidate; each event advances every
     open candidate whose current step it satisfies (at most one step per candidate; events that
@@ -316,7 +317,16 @@ class PatternOperator(PickledStateOperator):
             unkeyable = unhashable & ~no_key
             no_key = no_key | unhashable
         no_time = (times == NAT_NS) & ~no_key
-        good = ~(no_key | no_time)
+        bad = no_key | no_time
+        # a differs_from value that cannot be hashed (a dict, a list) cannot be told apart: as the
+        # per-record code, after the key and the time, the first such column says why
+        value_why: list[tuple[np.ndarray, str]] = []
+        for c in self.value_columns:
+            wrong = unhashable_rows(batch[c])
+            if wrong is not None and (wrong & ~bad).any():
+                value_why.append((wrong & ~bad, unkeyable_value_reason(c, "differs_from")))
+                bad = bad | wrong
+        good = ~bad
         result: Outputs = {}
         all_good = bool(good.all())
         if not all_good:
@@ -325,6 +335,8 @@ class PatternOperator(PickledStateOperator):
             if unhashable is not None:
                 reasons[unkeyable] = unkeyable_reason(p.key)
             reasons[no_time] = f"event time {p.time!r} is missing or unreadable"
+            for rows, column_why in value_why:
+                reasons[rows] = column_why
             result["dead_letter"] = dead_letter(batch, ~good, reasons)
         # Lateness is judged against events that arrived earlier (not later rows of this batch),
         # so the split into late and on-time events does not depend on batch boundaries.

@@ -291,6 +291,26 @@ def typed_columns(types: dict[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((c, t) for c, t in types.items() if t not in NUMERIC_TYPES))
 
 
+def keyable_join_sql(on: Any, kinds: dict[str, str], alias: str) -> list[str]:
+    """SQL conditions that keep a join key of ``alias`` from matching when it is a dict or a list.
+
+    The SQL exports hold ``object`` and ``json`` fields as JSON text, where a dict or a list is text
+    starting with ``{`` or ``[`` (a string starts with its quote), and equal texts would match; streamlab's
+    ``join_interval`` matches such a key with nothing. One condition per such key column of ``on``
+    (``SUBSTRING ... FROM ... FOR``, which Flink SQL and Spark SQL both read).
+
+    Examples
+    --------
+    >>> keyable_join_sql(["user_id", "day"], {"user_id": "json", "day": "string"}, "L")
+    ["SUBSTRING(L.`user_id` FROM 1 FOR 1) NOT IN ('{', '[')"]
+    """
+    return [
+        f"SUBSTRING({alias}.`{k.replace('`', '``')}` FROM 1 FOR 1) NOT IN ('{{', '[')"
+        for k in on
+        if kinds.get(k) in ("object", "json")
+    ]
+
+
 def column_types(p: Pipeline) -> dict[str, dict[str, str]]:
     """Best-effort streamlab field type of every column of every stream reference."""
     out: dict[str, dict[str, str]] = {}

@@ -415,7 +415,10 @@ class _Generator:
             name = c.name + step.suffixes[1] if c.name in both else c.name
             out.append(_Col(name, c.kind))
             sel.append(f"R.{_q(c.name)} AS {_q(name)}")
-        on = " AND ".join(f"L.{_q(k)} = R.{_q(k)}" for k in step.on)
+        kinds = {c.name: c.kind for c in left}
+        on = " AND ".join(
+            [f"L.{_q(k)} = R.{_q(k)}" for k in step.on] + _plan.keyable_join_sql(step.on, kinds, "L")
+        )
         lt, rt = f"L.{_q(step.left_time)}", f"R.{_q(step.right_time)}"
         lo, hi = _interval(step.lower_ns), _interval(step.upper_ns)
         self.views.append(

@@ -32,9 +32,11 @@ Examples
 
 from __future__ import annotations
 
+import inspect
 import json
 
 from streamlab._dead_letter import PARSE_DEAD_LETTER_COLUMNS
+from streamlab._detector_record import unkeyable
 from streamlab.errors import PipelineConfigError
 from streamlab.export import _detectors, _plan
 from streamlab.pipeline import Pipeline
@@ -351,17 +353,18 @@ def join_row(row, step, port, state):
     maxes[port] = ts if maxes[port] is None else max(maxes[port], ts)
     key = [row.get(k) for k in on]
     pairs = []
-    for other_ts, other in held["rows"][1 - port]:
-        if [other.get(k) for k in on] != key:
-            continue
-        mine, theirs = (ts, row), (other_ts, other)
-        (lts, left), (rts, right) = (mine, theirs) if port == 0 else (theirs, mine)
-        if lower <= rts - lts <= upper:
-            both = set(left) & set(right) - set(on)
-            pair = {(c + suffixes[0] if c in both else c): v for c, v in left.items()}
-            pair.update({(c + suffixes[1] if c in both else c): v for c, v in right.items() if c not in on})
-            pairs.append(pair)
-    held["rows"][port].append((ts, row))
+    if not unkeyable(tuple(key)):  # a dict or a list as key matches nothing and is not held, as in streamlab
+        for other_ts, other in held["rows"][1 - port]:
+            if [other.get(k) for k in on] != key:
+                continue
+            mine, theirs = (ts, row), (other_ts, other)
+            (lts, left), (rts, right) = (mine, theirs) if port == 0 else (theirs, mine)
+            if lower <= rts - lts <= upper:
+                both = set(left) & set(right) - set(on)
+                pair = {(c + suffixes[0] if c in both else c): v for c, v in left.items()}
+                pair.update({(c + suffixes[1] if c in both else c): v for c, v in right.items() if c not in on})
+                pairs.append(pair)
+        held["rows"][port].append((ts, row))
     if None not in maxes:
         watermark = min(maxes) - delay
         held["rows"][0] = [(t, r) for t, r in held["rows"][0] if t + upper >= watermark]
@@ -759,6 +762,11 @@ def datastream_py(p: Pipeline, source: str, sink: str, version: str = "2.3.0") -
                 _detectors.detector_record_source(),
             ]
             if rows
+            else [
+                "\n\n# -- streamlab._detector_record's test of a key (interval joins)\n",
+                inspect.getsource(unkeyable),
+            ]
+            if any(isinstance(s, IntervalJoinStep) for s in p.steps.values())
             else []
         ),
         "\n\n# -- the pipeline\n",

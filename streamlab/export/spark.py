@@ -1044,6 +1044,7 @@ class _Generator:
         lcols, rcols = self.fields_of(left_ref), self.fields_of(right_ref)
         lt, rt = step.left_time, step.right_time
         cond = [f"l.`{k}` = r.`{k}`" for k in step.on]
+        cond += _plan.keyable_join_sql(step.on, self.types.get(left_ref, {}), "l")
         cond.append(f"r.`{rt}` >= l.`{lt}` + {_interval_sql(step.lower_ns)}")
         cond.append(f"r.`{rt}` <= l.`{lt}` + {_interval_sql(step.upper_ns)}")
         both = set(lcols) & set(rcols) - set(step.on)

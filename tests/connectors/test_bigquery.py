@@ -8,6 +8,7 @@ server then starts in about 2 s on a free loopback port.
 from __future__ import annotations
 
 import importlib.util
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,10 +175,15 @@ def test_refused_rows_go_to_the_dead_letter_sink(endpoint: dict[str, str]) -> No
         "c",
     ]
 
-    strict = BigQuerySink(name, project=PROJECT, client_options=endpoint).open()
-    strict.write_batch(rows.iloc[[1]])
-    with pytest.raises(RuntimeError, match=r"refused 1 rows.*event_type"):
-        strict.flush()
+    # without dead_letter= they go to <table>_rejected: the reason and the whole row as JSON text
+    default = BigQuerySink(name, project=PROJECT, client_options=endpoint)
+    default_writer = default.open()
+    default_writer.write_batch(rows.iloc[[1]])
+    default_writer.flush()
+    default_writer.close()
+    kept = query(endpoint, f"SELECT {REASON_COLUMN}, row FROM `{default.rejected_table()}`")
+    assert len(kept) == 1 and "event_type" in kept[0][REASON_COLUMN]
+    assert json.loads(kept[0]["row"])["event_id"] == "b"
 
 
 @pytest.mark.services
@@ -197,6 +203,34 @@ def test_a_row_over_the_insert_limit_goes_to_the_dead_letter_sink_not_in_a_reque
     assert refused["event_id"].tolist() == ["big"] and "insertAll" in refused[REASON_COLUMN].iloc[0]
     got = query(endpoint, f"SELECT event_id FROM `{PROJECT}.{name}` ORDER BY 1")
     assert [r["event_id"] for r in got] == ["a", "c"]
+
+
+@pytest.mark.services
+def test_without_a_dead_letter_sink_a_row_over_the_insert_limit_goes_to_the_rejected_table(
+    endpoint: dict[str, str],
+) -> None:
+    """The flush raised on such a row, so its batch failed every retry: now the row is kept, whole, in
+    <table>_rejected (a load job takes it), and the others are written."""
+    name = new_table(endpoint)
+    sink = BigQuerySink(name, project=PROJECT, insert_id="event_id", client_options=endpoint)
+    writer = sink.open()
+    rows = events(["a", "big", "c", "huge"])
+    rows.at[1, "properties"] = {"blob": "x" * 10_000_000}
+    rows.at[3, "properties"] = {"blob": "y" * 9_500_000}
+    writer.write_batch(rows.iloc[:2])
+    writer.flush()
+    writer.write_batch(rows.iloc[2:])
+    writer.close()
+    assert writer.written == 2
+    got = query(endpoint, f"SELECT event_id FROM `{PROJECT}.{name}` ORDER BY 1")
+    assert [r["event_id"] for r in got] == ["a", "c"]
+    kept = query(endpoint, f"SELECT {REASON_COLUMN}, row FROM `{sink.rejected_table()}`")
+    by_id = {json.loads(r["row"])["event_id"]: r for r in kept}
+    assert sorted(by_id) == ["big", "huge"] and "insertAll" in by_id["big"][REASON_COLUMN]
+    big = json.loads(by_id["big"]["row"])
+    assert (
+        big["properties"] == {"blob": "x" * 10_000_000} and big["timestamp"] == "2026-01-01T23:59:59.000000Z"
+    )
 
 
 @pytest.mark.services

@@ -61,7 +61,8 @@ values = st.one_of(st.integers(-5, 5), st.floats(-5, 5), st.sampled_from(["7", "
 @settings(max_examples=60, deadline=None)
 @given(st.lists(values, min_size=1, max_size=40), st.sampled_from(["v > 1", "v * 2 > 3", "-v < 0"]))
 def test_set_aside_rows_are_those_a_row_by_row_search_finds(vs: list[Any], expr: str) -> None:
-    """On an object column the search halves the batch as before; ``alike`` only answers for typed ones."""
+    """On an object column the search by kind (``kind_groups``) sets aside the rows halving finds;
+    ``alike`` only answers for typed ones."""
     batch = pd.DataFrame({"v": pd.Series(vs, dtype=object)})
     op = FilterOperator("f", expr, None, False)
     res = op.process(batch)
@@ -78,7 +79,7 @@ def typed_frame(n: int, seed: int) -> pd.DataFrame:
         {
             "a": rng.integers(-3, 3, n),
             "b": rng.normal(size=n).round(1),
-            "s": rng.choice(["FR", "US", ""], n),
+            "s": pd.Series(np.where(rng.random(n) > 0.2, rng.choice(["FR", "US", ""], n), None), dtype="str"),
             "c": pd.Categorical(rng.choice(["x", "y"], n)),
             "t": pd.to_datetime(rng.integers(0, 10**12, n), utc=True),
             "z": rng.random(n) > 0.5,
@@ -110,3 +111,97 @@ def test_what_fails_alike_on_a_batch_fails_on_each_of_its_rows(expr: str, n: int
             for i in range(n):
                 with pytest.raises(Exception):  # noqa: B017 (whatever the whole raised, as each row)
                     op._mask(batch.iloc[[i]])
+
+
+hostile = st.one_of(
+    st.integers(-3, 3),
+    st.just(10**400),
+    st.floats(-5, 5),
+    st.sampled_from([0.0, -0.0, float("nan"), float("inf"), -float("inf"), True, False, None, "7", "x", ""]),
+)
+object_expressions = st.recursive(
+    st.sampled_from(["v", "w", "a", "0", "2", "1.5", "'x'", "True"]),
+    lambda inner: st.one_of(
+        st.tuples(inner, binary, inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        inner.map(lambda e: f"(-{e})"),
+    ),
+    max_leaves=4,
+)
+
+
+def slow_and_fast(make: Any, batch: pd.DataFrame) -> tuple[Any, Any]:
+    """The step's outputs with the search by kind, and with the halving search alone."""
+    fast = make().process(batch)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(transforms, "kind_groups", lambda *a: None)
+        slow = make().process(batch)
+    return fast, slow
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(hostile, hostile), min_size=1, max_size=30),
+    object_expressions,
+    st.booleans(),
+)
+def test_object_columns_searched_by_kind_set_aside_what_halving_sets_aside(
+    rows: list[tuple[Any, Any]], expr: str, as_map: bool
+) -> None:
+    """Integers beyond a double, zeros, NaN, infinities, text, booleans and None in object columns: the
+    rows kept or computed, and the dead letters with their reasons, are the halving search's."""
+    batch = pd.DataFrame(
+        {
+            "v": pd.Series([r[0] for r in rows], dtype=object),
+            "w": pd.Series([r[1] for r in rows], dtype=object),
+            "a": np.arange(len(rows)) % 3,
+        }
+    )
+
+    def make() -> Any:
+        if as_map:
+            return MapOperator("m", None, False, {"x": expr, "y": "v == w"})
+        return FilterOperator("f", expr, None, False)
+
+    fast, slow = slow_and_fast(make, batch)
+    assert sorted(fast) == sorted(slow)
+    for name in fast:
+        pd.testing.assert_frame_equal(fast[name], slow[name])
+
+
+@pytest.mark.parametrize("expr", ["v > 1", "v + 1", "-v < 0", "(v > 1) | (w == 'x')"])
+def test_an_object_column_failing_on_every_row_is_evaluated_once_per_kind(
+    expr: str, monkeypatch: Any
+) -> None:
+    """Text in a json field compared with a number, 50,000 rows: a few evaluations, not two a row."""
+    calls = []
+    evaluate = transforms.eval_expression
+    monkeypatch.setattr(transforms, "eval_expression", lambda *a: calls.append(1) or evaluate(*a))
+    n = 50_000
+    batch = pd.DataFrame(
+        {
+            "v": pd.Series(np.where(np.arange(n) % 3, "FR", "x").tolist(), dtype=object),
+            "w": pd.Series([None] * n, dtype=object),
+        }
+    )
+    res = FilterOperator("f", expr, None, False).process(batch)
+    assert len(res["out"]) == 0 and len(res["dead_letter"]) == n
+    assert res["dead_letter"]["reason"].nunique() == 1 and "TypeError" in res["dead_letter"]["reason"][0]
+    assert len(calls) <= 3  # the batch, then its first row alone (one kind of values)
+    calls.clear()
+    batch.loc[batch.index[::2], "v"] = 5  # two kinds: the batch, each kind, a failing kind's first row
+    res = MapOperator("m", None, False, {"x": expr}).process(batch)
+    assert len(res["out"]) + len(res["dead_letter"]) == n and len(calls) <= 5
+
+
+def test_a_text_column_with_missing_values_compared_with_a_number_keeps_the_missing_rows() -> None:
+    """A part whose text is all missing compares with a number (False), so the failure is not the
+    dtype's alone: the missing rows are not set aside (as in the exported code, where None < 1 is
+    False), and the rows of text are, with a few evaluations."""
+    n = 20_000
+    batch = pd.DataFrame({"s": pd.Series(np.where(np.arange(n) % 4, "FR", None), dtype="str")})
+    assert not fails_alike(batch, "s < 1")
+    res = FilterOperator("f", "s < 1", None, False).process(batch)
+    assert len(res["out"]) == 0 and len(res["dead_letter"]) == n - n // 4
+    assert res["dead_letter"]["s"].eq("FR").all()
+    _, bad, _ = isolate_failures(batch.iloc[:64], FilterOperator("f", "s < 1", None, False)._mask, "f", "f")
+    assert bad == [i for i in range(64) if i % 4]  # what halving finds

@@ -97,3 +97,85 @@ def test_parquet_writes_a_column_arrow_cannot_convert_as_json_text(tmp_path: Pat
         assert (
             got["e2"] == '{"a":1}' and got["e6"] == "1000000000000000000000000000000" and pd.isna(got["e5"])
         )
+
+
+def halving(writer: Any, verb: str, target: str, batch: pd.DataFrame) -> None:
+    """The search DuckDBSink used before: halve a refused batch until the refused rows are alone."""
+    if writer._insert_or_fail(verb, target, batch) or len(batch) == 1:
+        return
+    mid = len(batch) // 2
+    halving(writer, verb, target, batch.iloc[:mid])
+    halving(writer, verb, target, batch.iloc[mid:])
+
+
+def write(path: Path, batches: list[pd.DataFrame], key: Any) -> tuple[list[Any], list[Any], int]:
+    """The table's rows, the rejected table's rows (in order) and the number of inserts tried."""
+    from streamlab.sinks import _DuckDBWriter
+
+    sink = DuckDBSink(path, "events", key=key)
+    writer = sink.open()
+    assert isinstance(writer, _DuckDBWriter)
+    tried = 0
+    insert = writer._insert
+
+    def counted(verb: str, target: str, part: pd.DataFrame) -> None:
+        nonlocal tried
+        tried += target == writer.staged or target == sink.table
+        insert(verb, target, part)
+
+    writer._insert = counted  # type: ignore[method-assign]
+    logging.disable(logging.WARNING)
+    try:
+        for b in batches:
+            writer.write_batch(b)
+        writer.flush()
+        writer.commit()
+    finally:
+        logging.disable(logging.NOTSET)
+    rows = sink.query("SELECT * FROM events ORDER BY event_id").astype(object).values.tolist()
+    tables = set(sink.query("SELECT table_name FROM information_schema.tables")["table_name"])
+    rejected = sink.rejected_sink().read().values.tolist() if "events_rejected" in tables else []
+    return rows, rejected, tried
+
+
+def frame(values: list[Any], start: int = 0) -> pd.DataFrame:
+    ids = [f"e{start + i:03d}" for i in range(len(values))]
+    return pd.DataFrame({"event_id": ids, "extra": pd.Series(values, dtype=object)})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    values=st.lists(
+        st.one_of(st.integers(-5, 5), st.text(max_size=2), st.none(), st.just(10**30)),
+        min_size=1,
+        max_size=40,
+    ),
+    key=st.sampled_from([None, "auto"]),
+)
+def test_a_refused_batch_is_searched_to_the_rows_halving_found(
+    tmp_path_factory: Any, values: list[Any], key: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same table, same rejected rows with the same reasons, in the same order, as halving found them,
+    on an integer column (text and a 30-digit int are refused); never more than two inserts a row."""
+    batches = [frame([1, 2]), frame(values, start=2)]
+    got = write(tmp_path_factory.mktemp("db") / "new.duckdb", batches, key)
+    from streamlab.sinks import _DuckDBWriter
+
+    with monkeypatch.context() as m:
+        m.setattr(_DuckDBWriter, "_insert_or_reject", halving)
+        want = write(tmp_path_factory.mktemp("db") / "old.duckdb", batches, key)
+    assert got[:2] == want[:2]
+    assert got[2] <= 2 * len(values) + 2  # (halving's worst case, 2n - 1 for the refused batch)
+
+
+@pytest.mark.parametrize("n", [1, 2, 64, 300])
+def test_a_batch_the_column_type_refuses_whole_costs_one_insert_a_row(tmp_path: Path, n: int) -> None:
+    """Halving took about two inserts a row (2n - 1) when every row was refused."""
+    batches = [frame([1, 2]), frame([f"x{i}" for i in range(n)], start=2)]
+    rows, rejected, tried = write(tmp_path / "out.duckdb", batches, None)
+    assert len(rows) == 2 and len(rejected) == n
+    assert [json.loads(r)["extra"] for _, r in rejected] == [f"x{i}" for i in range(n)]
+    assert all(
+        "cannot take this row" in reason and f"x{i}" in reason for i, (reason, _) in enumerate(rejected)
+    )
+    assert tried == 1 + (1 + n if n > 1 else 1)  # the first batch, the refused batch, each of its rows

@@ -216,10 +216,32 @@ def test_a_rule_that_fails_on_every_row_stops_with_the_fix() -> None:
         ThresholdRule("odd", expr="country > 5").build().process(typed)
 
 
+def test_a_rule_on_text_with_missing_values_sets_aside_the_text_as_the_exported_rule_does() -> None:
+    """A missing text compared with a number is False (no alert) there and here; the other rows cannot be
+    compared and go to dead letter, where the whole batch stopped the run as a column of the wrong type."""
+    countries = ["FR", None, "US", None] * 2500
+    frame = pd.DataFrame({"event_id": range(len(countries)), "country": pd.Series(countries, dtype="str")})
+    rule = ThresholdRule("odd", expr="country > 5")
+    res = rule.build().process(frame)
+    machine = rec.make_step(row_step_spec(rule, "rule"), eval_expr, None, None)
+    want = [machine.process(row)[0] for row in frame.to_dict("records")]
+    assert res["out"]["event_id"].tolist() == [r["event_id"] for o, r in want if o == "out"]
+    assert not res["out"]["is_alert"].any()
+    dead = res["dead_letter"]
+    assert list(zip(dead["event_id"], dead["reason"])) == [
+        (r["event_id"], r["reason"]) for o, r in want if o == "dead_letter"
+    ]
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(
-        st.tuples(st.sampled_from("ab"), st.integers(-20, 40), hostile_amounts.map(lambda v: v[0])),
+        st.tuples(
+            st.sampled_from("ab"),
+            st.integers(-20, 40),
+            hostile_amounts.map(lambda v: v[0]),
+            st.sampled_from(["FR", "US", None, {"c": 1}, ["FR"]]),
+        ),
         min_size=1,
         max_size=40,
     ),
@@ -227,25 +249,30 @@ def test_a_rule_that_fails_on_every_row_stops_with_the_fix() -> None:
     st.sampled_from(["0s", "10s"]),
 )
 def test_patterns_agree_with_the_exported_pattern_on_values_they_cannot_compare(
-    events: list[tuple[str, int, Any]], cuts: list[int], delay: str
+    events: list[tuple[str, int, Any, Any]], cuts: list[int], delay: str
 ) -> None:
-    """Disorder, late rows and rows whose condition cannot be evaluated: the runtime's batches give the
-    per-record machine's matches, late rows and dead letters (with its reasons), whatever the cuts."""
+    """Disorder, late rows, rows whose condition cannot be evaluated and ``differs_from`` values that
+    cannot be told apart (a dict, a list): the runtime's batches give the per-record machine's matches,
+    late rows and dead letters (with its reasons), whatever the cuts."""
     times, clock = [], 0
-    for _, step, _ in events:
+    for _, step, _, _ in events:
         clock += max(step, -10)
         times.append(T0 + pd.Timedelta(seconds=clock))
     frame = pd.DataFrame(
         {
             "event_id": [f"e{i}" for i in range(len(events))],
-            "user_id": [k for k, _, _ in events],
-            "amount": pd.Series([v for _, _, v in events], dtype=object),
+            "user_id": [k for k, _, _, _ in events],
+            "amount": pd.Series([v for _, _, v, _ in events], dtype=object),
+            "country": pd.Series([c for _, _, _, c in events], dtype=object),
             "timestamp": times,
         }
     )
     pattern = Pattern(
         key="user_id",
-        steps=[PatternStep("big", "amount > 100"), PatternStep("small", "amount < 10")],
+        steps=[
+            PatternStep("big", "amount > 100"),
+            PatternStep("small", "amount < 10", differs_from={"country": "big"}),
+        ],
         within="60s",
         delay=delay,
         name="p",
@@ -308,3 +335,50 @@ def test_keys_and_values_that_cannot_be_told_apart_are_set_aside_as_the_exported
         if name == "dead_letter"
     )
     assert got == want and any("cannot be" in reason or "cannot tell" in reason for _, reason in got)
+
+
+@pytest.mark.parametrize("batch", [1, 5, 12])
+def test_a_differs_from_value_that_cannot_be_told_apart_is_set_aside_as_the_exported_code_does(
+    batch: int,
+) -> None:
+    """A dict or a list in a ``differs_from`` column (a ``json`` field) sends its row to dead letter with
+    the per-record code's reason, where it failed the batch (the values are hashed to be compared)."""
+    frame = hostile_frame().iloc[1:].reset_index(drop=True)  # (the first row has no time)
+    frame["country"] = pd.Series(
+        ["DE", {"c": 1}, "FR", ["US"], "DE", "FR", {"c": 1}, "US", "GB", None, "FR"], dtype=object
+    )
+    frame["user_id"] = "a"
+    frame["amount"] = 1.0
+    pattern = Pattern(
+        key="user_id",
+        steps=[
+            PatternStep("first", "amount > 0"),
+            PatternStep("second", "amount > 0", differs_from={"country": "first"}),
+        ],
+        within="1h",
+        name="p",
+    )
+    op = pattern.build()
+    dead, ids = [], []
+    for start in range(0, len(frame), batch):
+        res = op.process(frame.iloc[start : start + batch].reset_index(drop=True))
+        ids += [list(x) for x in res["out"]["event_ids"]]
+        if len(res.get("dead_letter", ())):
+            dead.append(res["dead_letter"])
+    ids += [list(x) for x in op.on_end()["out"]["event_ids"]]
+    letters = pd.concat(dead, ignore_index=True)
+    machine = rec.make_step(
+        row_step_spec(pattern, "p"), eval_expr, lambda t: pd.Timestamp(t).value, pd.Timestamp
+    )
+    want_dead, want_ids = [], []
+    for row in frame.to_dict("records"):
+        for name, r in [*machine.process(row)]:
+            if name == "dead_letter":
+                want_dead.append((row["event_id"], r["reason"]))
+            elif name == "out":
+                want_ids.append(list(r["event_ids"]))
+    want_ids += [list(r["event_ids"]) for _, r in machine.finish()]
+    assert sorted(zip(letters["event_id"], letters["reason"])) == sorted(want_dead)
+    assert ids == want_ids and ids
+    reason = "value column 'country' holds a dict or a list, which differs_from cannot tell apart"
+    assert {e for e, r in want_dead if r == reason} == {"e2", "e4", "e7"}

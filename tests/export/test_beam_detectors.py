@@ -166,3 +166,33 @@ def test_bigquery_tables_hold_the_columns_detector_steps_add(tmp_path: Path) -> 
         "event_ids": "JSON",
         "n_events": "INT64",
     }
+
+
+def test_a_differs_from_value_that_cannot_be_told_apart_goes_to_dead_letter_on_beam(tmp_path: Path) -> None:
+    """A dict or a list in a pattern's ``differs_from`` column (a ``json`` field) is a dead letter with
+    the same reason in streamlab and on Beam; the other rows still match."""
+    p = Pipeline(ListSource([b"{}"]), name="countries")
+    schema = {"event_id": "string", "card_id": "string", "country": "json", "timestamp": "timestamp"}
+    p.parse(schema).pattern(
+        "card_id",
+        [
+            PatternStep("home", "card_id == card_id"),
+            PatternStep("abroad", "card_id == card_id", differs_from={"country": "home"}),
+        ],
+        within="1h",
+        name="two_countries",
+        step_id="pattern",
+    )
+    countries = ["FR", {"c": "US"}, "FR", ["US"], "US", "DE"]
+    lines = [
+        json.dumps(
+            {"event_id": f"e{i}", "card_id": "c1", "country": c, "timestamp": f"2024-03-01T00:00:{i:02d}Z"}
+        ).encode()
+        for i, c in enumerate(countries)
+    ]
+    report = verify(p, lines, "beam", workdir=tmp_path)
+    assert report.equal, report.diff.head(20).to_string()
+    dead = report.local["pattern.dead_letter"].set_index("event_id")["reason"].to_dict()
+    why = "value column 'country' holds a dict or a list, which differs_from cannot tell apart"
+    assert dead == {"e1": why, "e3": why}
+    assert [list(ids) for ids in report.local["pattern"]["event_ids"]] == [["e0", "e4"]]
