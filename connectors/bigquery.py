@@ -3,8 +3,9 @@
 ``mode="stream"`` uses ``tabledata.insertAll``; with ``insert_id=`` a column's values are sent as insert
 ids, so BigQuery drops a row retried after a restart (best-effort dedup, about a minute on Google Cloud).
 ``mode="load"`` runs one NDJSON load job per ``flush()``: all or nothing, free of charge, no insert ids;
-a failed job makes ``flush()`` raise. Rows a streaming insert refuses (a value of another type than its
-column's, a row over the 9 MB a request can carry) are never lost and never fail the flush: they go to
+a job refused for its data is split in halves until each refused row is alone, and a job failed by the
+service makes ``flush()`` raise. Rows a streaming insert or a load refuses (a value of another type than
+its column's, a row over the 9 MB a request can carry) are never lost and never fail the flush: they go to
 ``dead_letter`` with a ``reject_reason`` column, or, without one, to the table ``<table>_rejected`` beside
 the sink's (the reason and the whole row as JSON text). For a local server (``client_options={"api_endpoint": "http://127.0.0.1:9050"}``,
 e.g. ``local-bigquery``) anonymous credentials are used.
@@ -195,7 +196,9 @@ class BigQuerySink(Sink):
         a load job, which takes a row too large for a streaming insert; a warning says so. Either way
         the flush goes on, so a refused row does not fail every retry of its batch. Like inserts without
         ``insert_id``, a rejected row may be appended again when its batch is replayed after a crash.
-        (A failed load job of ``mode="load"`` always raises: it wrote nothing.)
+        With ``mode="load"``, a load job BigQuery refuses for its data (it writes nothing) is loaded
+        again in halves until each refused row is alone: those are rejected the same way. A job that
+        fails for the service (a timeout, a server error) makes the flush raise.
     extra_columns
         Batch columns the table does not have (e.g. a source's ``message_id``): ``"drop"`` them, or
         ``"error"`` to raise ``KeyError`` naming them.
@@ -347,6 +350,22 @@ def _request(
     return [rows[i] for i in positions], [ids[i] for i in positions] if ids is not None else None, positions
 
 
+class _RowsRefusedError(RuntimeError):
+    """A load job failed for its rows' data (nothing was written): ``reason`` says why."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _refused_data(exc: BaseException, errors: list[dict[str, Any]] | None) -> bool:
+    """Whether a load job failed for its data (BigQuery's ``invalid`` reason, a 400), not for the
+    service (a timeout, a 5xx, a permission), which a retry of the same rows may get past."""
+    if any(e.get("reason") == "invalid" for e in errors or []):
+        return True
+    return getattr(exc, "code", None) == 400
+
+
 class _BigQueryWriter(SinkWriter):
     """Open writer of a :class:`BigQuerySink`."""
 
@@ -446,11 +465,24 @@ class _BigQueryWriter(SinkWriter):
             self._rejected.append(rows.iloc[index].assign(**{REASON_COLUMN: [reasons[i] for i in index]}))
 
     def _load(self, rows: pd.DataFrame) -> None:
-        self._load_lines(encode_rows(rows), self._sink.table, self._schema)
+        """Load ``rows`` by one job; when BigQuery refuses their data, the job wrote nothing, and the
+        rows are loaded in halves until each refused row is alone: it goes to the rejected rows with
+        the job's reason, the others are written (a load per half: a few jobs for a few bad rows)."""
+        try:
+            self._load_lines(encode_rows(rows), self._sink.table, self._schema)
+        except _RowsRefusedError as refused:
+            if len(rows) == 1:
+                self._rejected.append(rows.assign(**{REASON_COLUMN: [refused.reason]}))
+                return
+            mid = len(rows) // 2
+            self._load(rows.iloc[:mid])
+            self._load(rows.iloc[mid:])
+            return
         self.written += len(rows)
 
     def _load_lines(self, lines: list[bytes], table: str, schema: Any) -> None:
-        """Append NDJSON ``lines`` to ``table`` by one load job, or raise (it wrote nothing)."""
+        """Append NDJSON ``lines`` to ``table`` by one load job, or raise (it wrote nothing):
+        :class:`_RowsRefusedError` when BigQuery refused the data, ``RuntimeError`` otherwise."""
         bigquery = _bigquery()
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
@@ -465,9 +497,10 @@ class _BigQueryWriter(SinkWriter):
             # A load job is all or nothing: nothing was written, so the data is not durable and the
             # runtime must not commit. Bad rows should be dead-lettered by the parse step before this sink.
             details = "; ".join(str(e.get("message", e)) for e in (job.errors or [])[:3])
-            raise RuntimeError(
-                f"{self._sink!r}: load job {job.job_id} into {table!r} of {len(lines)} rows failed: {exc}. {details}"
-            ) from exc
+            message = f"{self._sink!r}: load job {job.job_id} into {table!r} of {len(lines)} rows failed: {exc}. {details}"
+            if _refused_data(exc, job.errors) and table == self._sink.table:
+                raise _RowsRefusedError(message, f"load job refused the row: {details or exc}") from exc
+            raise RuntimeError(message) from exc
 
     def close(self) -> None:
         """Flush, close the dead-letter sink and the client."""

@@ -27,7 +27,7 @@ from streamlab.connectors.bigquery import (
 
 from streamlab.io import Sink, SinkWriter
 from streamlab.local import LocalServer
-from streamlab.testing import find_free_port
+from streamlab.testing import ListSink, find_free_port
 
 PROJECT = "local-project"
 
@@ -234,20 +234,27 @@ def test_without_a_dead_letter_sink_a_row_over_the_insert_limit_goes_to_the_reje
 
 
 @pytest.mark.services
-def test_load_jobs_are_all_or_nothing(endpoint: dict[str, str]) -> None:
+def test_a_load_job_refused_for_a_row_is_split_until_the_row_is_alone(endpoint: dict[str, str]) -> None:
+    """A load job is all or nothing: one bad row used to fail the flush, and every retry of its batch."""
     name = new_table(endpoint)
-    writer = BigQuerySink(name, project=PROJECT, mode="load", client_options=endpoint).open()
+    dead = ListSink()
+    writer = BigQuerySink(
+        name, project=PROJECT, mode="load", client_options=endpoint, dead_letter=dead
+    ).open()
     writer.write_batch(events([f"l{i}" for i in range(700)]))
     writer.write_batch(events(["l700"]))
     writer.flush()
     assert writer.written == 701
-    bad = events(["x", "y"]).astype({"timestamp": object})
-    bad.loc[1, "timestamp"] = "not a time"
+    bad = events([f"x{i}" for i in range(9)]).astype({"timestamp": object})
+    bad.loc[[2, 7], "timestamp"] = "not a time"
     writer.write_batch(bad)
-    with pytest.raises(RuntimeError, match=r"load job .* of 2 rows failed"):
-        writer.flush()
+    writer.flush()
     writer.close()
-    assert query(endpoint, f"SELECT COUNT(*) n FROM `{PROJECT}.{name}`") == [{"n": 701}]
+    assert writer.written == 708
+    assert dead.frame()["event_id"].tolist() == ["x2", "x7"]
+    assert dead.frame()["reject_reason"].str.startswith("load job refused the row").all()
+    ids = {r["event_id"] for r in query(endpoint, f"SELECT event_id FROM `{PROJECT}.{name}`")}
+    assert len(ids) == 708 and "x2" not in ids and "x7" not in ids and "x8" in ids
 
 
 @pytest.mark.services
