@@ -15,7 +15,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["exact_values", "inferred_series", "nullable_int_dtypes", "nullable_ints", "result_column"]
+__all__ = [
+    "exact_values",
+    "inferred_series",
+    "nullable_int_dtypes",
+    "nullable_ints",
+    "numpy_ints",
+    "result_column",
+]
 
 _INT64 = pd.Int64Dtype()
 
@@ -112,3 +119,20 @@ def result_column(values: Any) -> Any:
     if isinstance(values, np.ndarray) and values.dtype == object:
         return inferred_series(values)
     return values
+
+
+def numpy_ints(series: pd.Series) -> pd.Series:
+    """A nullable integer column without a missing value as its numpy twin (int64 for ``Int64``), so
+    compiled paths that take numpy integers still apply; any other column as it is.
+
+    Examples
+    --------
+    >>> numpy_ints(pd.Series([2**60 + 1], dtype="Int64")).dtype
+    dtype('int64')
+    >>> str(numpy_ints(pd.Series([1, None], dtype="Int64")).dtype)
+    'Int64'
+    """
+    dtype = series.dtype
+    if isinstance(dtype, pd.api.extensions.ExtensionDtype) and dtype.kind in "iu" and not series.hasnans:
+        return series.astype(dtype.numpy_dtype)  # type: ignore[attr-defined]
+    return series

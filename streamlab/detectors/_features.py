@@ -26,6 +26,7 @@ from streamlab._detector_record import (
 )
 from streamlab._expr import expression_names
 from streamlab._floats import float_values
+from streamlab._intcols import numpy_ints
 from streamlab._keytable import unhashable_rows
 from streamlab._step_kinds import param, step_kind
 from streamlab._time import NAT_NS, Duration, format_duration
@@ -321,6 +322,7 @@ class _KeyRowsOperator(FeatureOperator):
 
     def _rows(self, keys: pd.Series, ok: np.ndarray) -> np.ndarray:
         """Each event's row (-1 where ``ok`` is False); new or forgotten keys start fresh."""
+        keys = numpy_ints(keys)  # an int64 field of a batch that had a missing key (set aside): Int64
         if not ok.any():
             self.next_tick += len(keys)
             return np.full(len(keys), -1, dtype=np.int64)

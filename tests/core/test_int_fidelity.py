@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamlab import DuckDBSink, JsonLinesSink, ListSink, Pipeline, SessionWindow, TumblingWindow, agg
+from streamlab.detectors import VelocityFeature
 from streamlab.testing import ListSource
 
 SCHEMA = {"uid": "int64", "n": "int64", "timestamp": "timestamp"}
@@ -133,3 +134,25 @@ def test_a_left_enrich_keeps_the_tables_integers_for_rows_without_a_match(
     p.run()
     scores = dict(zip(table["uid"], table["score"]))
     assert [plain(e["score"]) for e in out.rows()] == [scores.get(u) for u, _, _ in rows]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.sampled_from([2**60, 2**60 + 1, None, 5]), min_size=1, max_size=20), st.integers(1, 6))
+def test_keyed_features_tell_apart_integer_keys_a_float_would_merge(
+    uids: list[int | None], batch_size: int
+) -> None:
+    lines = [
+        {"value": json.dumps({"uid": u, "timestamp": (T0 + pd.Timedelta(seconds=i)).isoformat()})}
+        for i, u in enumerate(uids)
+    ]
+    p = Pipeline(ListSource(lines, batch_size=batch_size))
+    out = ListSink()
+    p.parse({"uid": "int64", "timestamp": "timestamp"}).apply(VelocityFeature("uid", window="1h")).to(out)
+    p.run()
+    seen: Counter[int] = Counter()
+    want = []
+    for u in uids:
+        if u is not None:  # a missing key goes to the feature's dead letter
+            seen[u] += 1
+            want.append((u, seen[u]))
+    assert [(plain(r["uid"]), r["count_1h"]) for r in out.rows()] == want
