@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -156,3 +157,17 @@ def test_keyed_features_tell_apart_integer_keys_a_float_would_merge(
             seen[u] += 1
             want.append((u, seen[u]))
     assert [(plain(r["uid"]), r["count_1h"]) for r in out.rows()] == want
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 5])
+def test_dedup_tells_apart_ids_a_float_would_merge(batch_size: int) -> None:
+    uids = [2**60, 2**60 + 1, None, 2**60 + 1, 2**60]
+    lines = [
+        {"value": json.dumps({"uid": u, "timestamp": (T0 + pd.Timedelta(seconds=i)).isoformat()})}
+        for i, u in enumerate(uids)
+    ]
+    p = Pipeline(ListSource(lines, batch_size=batch_size))
+    out = ListSink()
+    p.parse({"uid": "int64", "timestamp": "timestamp"}).dedup("uid").to(out)
+    p.run()
+    assert [plain(r["uid"]) for r in out.rows()] == [2**60, 2**60 + 1, None]
