@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from streamlab._intcols import inferred_series
 from streamlab._pyast import guarded, parse
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "expression_names",
     "fails_alike",
     "kind_groups",
+    "typed_result",
 ]
 
 #: One node of a compiled expression: the batch in, the node's value out (Series or scalar).
@@ -245,9 +247,12 @@ def as_expression_input(batch: pd.DataFrame, expr: str) -> pd.DataFrame:
       the batch) becomes a bool column: ``~flag`` and ``not flag`` are then logical, as on a bool column
       and in the exported code, not pandas' bitwise ``~`` of each object (-1, -2).
     - A nullable integer column (an ``int64`` field of a batch with a missing value, kept exact as
-      ``Int64`` elsewhere) becomes a numpy one: int64 without a missing value, else float64 with NaN,
-      the missing number expressions and the exported code compare and compute with (``NaN >= 500`` is
-      False, not ``pd.NA``).
+      ``Int64`` elsewhere) becomes int64 without a missing value. With one, the missing value is NaN, as
+      in the exported code (``NaN >= 500`` is False, not ``pd.NA``), and the integers are Python ints,
+      compared exactly (``2**62 + 1 == 2**62`` is False, where float64 would round both to one value),
+      when the expression only compares and combines (``==``, ``<``, ``in``, ``and``, ``~``, ...);
+      an expression that computes with them (``n + 1``, a method call) reads float64, as pandas
+      cannot compute on Python ints in an expression.
 
     Examples
     --------
@@ -257,6 +262,8 @@ def as_expression_input(batch: pd.DataFrame, expr: str) -> pd.DataFrame:
     [False, True]
     >>> eval_condition(pd.DataFrame({"status": pd.array([503, None], dtype="Int64")}), "status >= 500").tolist()
     [True, False]
+    >>> eval_condition(pd.DataFrame({"n": pd.array([2**62 + 1, None], dtype="Int64")}), "n == 4611686018427387904").tolist()
+    [False, False]
     """
     columns = batch.columns
     if not columns.is_unique or not len(batch):
@@ -264,13 +271,86 @@ def as_expression_input(batch: pd.DataFrame, expr: str) -> pd.DataFrame:
     names = expression_names(expr)
     read = [n for n in names if n in columns] if names else list(columns)
     cast: dict[str, Any] = {}
+    exact: dict[str, pd.Series] = {}
     for n in read:
         col = batch[n]
         if isinstance(col.dtype, pd.api.extensions.ExtensionDtype) and col.dtype.kind in "iu":
-            cast[n] = np.float64 if col.hasnans else col.dtype.numpy_dtype  # type: ignore[attr-defined]
+            if col.hasnans and not _compares_only(expr):
+                cast[n] = np.float64
+            elif col.hasnans:
+                values = np.asarray(col.array, dtype=object)
+                values[col.isna().to_numpy()] = np.nan
+                exact[n] = pd.Series(values, index=col.index, dtype=object)
+            else:
+                cast[n] = col.dtype.numpy_dtype  # type: ignore[attr-defined]
         elif names and col.dtype == object and pd.api.types.infer_dtype(col, skipna=False) == "boolean":
             cast[n] = bool
-    return batch.astype(cast) if cast else batch
+    out = batch.astype(cast) if cast else batch
+    return out.assign(**exact) if exact else out
+
+
+#: Nodes of an expression that only compares and combines its values (no arithmetic, no calls)
+_COMPARING = (
+    ast.Expression,
+    ast.Compare,
+    ast.BoolOp,
+    ast.UnaryOp,
+    ast.Name,
+    ast.Constant,
+    ast.List,
+    ast.Tuple,
+    ast.Load,
+    ast.cmpop,
+    ast.boolop,
+    ast.unaryop,
+    ast.BitAnd,
+    ast.BitOr,
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compares_only(expr: str) -> bool:
+    """Whether ``expr`` only compares and combines values (``a == 1 | ~(b > 2)``): pandas evaluates
+    that on Python ints, where its arithmetic refuses them.
+
+    Examples
+    --------
+    >>> _compares_only("n == 4611686018427387904 and not (m in [1, 2])"), _compares_only("n + 1 > 2")
+    (True, False)
+    """
+    try:
+        tree = parse(expr.strip(), mode="eval")
+    except SyntaxError:
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp):
+            if not isinstance(node.op, (ast.BitAnd, ast.BitOr)):
+                return False
+        elif not isinstance(node, _COMPARING):
+            return False
+    return True
+
+
+def typed_result(value: Any) -> Any:
+    """An expression's result as a column: integers of an object result (an ``int64`` column read with
+    a missing value, :func:`as_expression_input`) as ``Int64``, every digit kept; anything else as it is.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> str(typed_result(pd.Series([2**62 + 2, float("nan")], dtype=object)).dtype)
+    'Int64'
+    """
+    if (
+        isinstance(value, pd.Series)
+        and value.dtype == object
+        and len(value)
+        and pd.api.types.infer_dtype(value, skipna=True) == "integer"
+    ):
+        typed = inferred_series(value.to_numpy())
+        typed.index = value.index
+        return typed
+    return value
 
 
 def eval_expression(batch: pd.DataFrame, expr: str) -> Any:

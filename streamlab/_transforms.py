@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._dead_letter import dead_letter_frame
-from streamlab._expr import as_expression_input, eval_expression, fails_alike, kind_groups
+from streamlab._expr import as_expression_input, eval_expression, fails_alike, kind_groups, typed_result
 from streamlab._pyast import guarded
 from streamlab.functions import UserFunction
 from streamlab.operators import Operator, Outputs
@@ -200,7 +200,7 @@ class MapOperator(Operator):
             python = _python_engine()
             for name, expr in self.columns.items():
                 # the compiled form runs the pandas operations of DataFrame.eval's Python engine
-                new[name] = (
+                new[name] = typed_result(
                     eval_expression(new, expr)
                     if python
                     else guarded(as_expression_input(new, expr).eval, expr)

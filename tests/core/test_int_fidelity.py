@@ -171,3 +171,23 @@ def test_dedup_tells_apart_ids_a_float_would_merge(batch_size: int) -> None:
     p.parse({"uid": "int64", "timestamp": "timestamp"}).dedup("uid").to(out)
     p.run()
     assert [plain(r["uid"]) for r in out.rows()] == [2**60, 2**60 + 1, None]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.sampled_from([2**62, 2**62 + 1, None, -(2**63), 7]), min_size=1, max_size=12),
+    st.integers(1, 4),
+)
+def test_comparisons_read_integers_exactly_whatever_the_batch(ns: list[int | None], batch_size: int) -> None:
+    """A batch with a missing value used to compare in float64: 2**62 + 1 == 2**62 held."""
+    lines = [{"value": json.dumps({"n": n, "timestamp": T0.isoformat()})} for n in ns]
+    p = Pipeline(ListSource(lines, batch_size=batch_size))
+    parsed = p.parse({"n": "int64", "timestamp": "timestamp"})
+    kept, mapped = ListSink(), ListSink()
+    parsed.filter("n == 4611686018427387904").to(kept)
+    parsed.with_columns(big="n > 4611686018427387904", same="n == n").to(mapped)
+    p.run()
+    assert [plain(r["n"]) for r in kept.rows()] == [n for n in ns if n == 2**62]
+    assert [(bool(r["big"]), bool(r["same"])) for r in mapped.rows()] == [
+        (n is not None and n > 2**62, n is not None) for n in ns
+    ]
