@@ -169,15 +169,18 @@ class Upstream:
     ``window_keys``: the window step's key columns when the stream is a window's results, else ``None``.
     ``json_columns``: the columns declared ``json`` or ``object`` by a parse upstream (any JSON value, or
     a JSON object): a sink with typed columns stores them as JSON whatever one batch's values look like.
+    ``declared``: ``(column, type)`` of each column whose parse type is known (``"bool"``, ...), so a
+    sink types a column the same when a batch holds none of its values.
 
     Examples
     --------
     >>> Upstream(window_keys=("user_id",))
-    Upstream(window_keys=('user_id',), json_columns=())
+    Upstream(window_keys=('user_id',), json_columns=(), declared=())
     """
 
     window_keys: tuple[str, ...] | None = None
     json_columns: tuple[str, ...] = ()
+    declared: tuple[tuple[str, str], ...] = ()
 
 
 class Sink:

@@ -965,13 +965,13 @@ class Stream:
         sid = self._sid(step_id, "sink")
         step = self.pipeline.steps[self.step_id]
         results_of_window = isinstance(step, WindowStep) and self.ref == self.step_id
+        declared = tuple(
+            (c, typ[0]) for c in self.columns or () if (typ := declared_type(self.pipeline, self.ref, c))
+        )
         upstream = Upstream(
             window_keys=step.keys if isinstance(step, WindowStep) and results_of_window else None,
-            json_columns=tuple(
-                c
-                for c in self.columns or ()
-                if (declared_type(self.pipeline, self.ref, c) or ("",))[0] in ("json", "object")
-            ),
+            json_columns=tuple(c for c, t in declared if t in ("json", "object")),
+            declared=declared,
         )
         return self.pipeline._add(SinkStep(sid, (self.ref,), sink=sink, upstream=upstream))
 

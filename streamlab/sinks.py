@@ -110,11 +110,31 @@ def _row_error(e: BaseException) -> bool:
     return type(e).__module__.startswith(("duckdb", "_duckdb")) and type(e).__name__ in _ROW_ERRORS
 
 
-def _column_type(described: str) -> str:
-    """The type a new table's column gets from DuckDB's description of a batch: VARCHAR for a column
-    of missing values only (described as ``"NULL"``, quoted, which takes no value later) and for a
-    category column (an ENUM of this batch's values alone), else the type described."""
-    return "VARCHAR" if described.strip('"') == "NULL" or described.startswith("ENUM") else described
+#: DuckDB column types of parse's field types
+_DUCKDB_TYPES = {
+    "string": "VARCHAR",
+    "category": "VARCHAR",
+    "int64": "BIGINT",
+    "float64": "DOUBLE",
+    "bool": "BOOLEAN",
+    "timestamp": "TIMESTAMP WITH TIME ZONE",
+}
+
+
+def _column_type(described: str, declared: str | None = None) -> str:
+    """The type a new table's column gets from DuckDB's description of a batch: for a column of missing
+    values only (described as ``"NULL"``, quoted, which takes no value later) the type of its declared
+    parse type, else VARCHAR; VARCHAR for a category column (an ENUM of this batch's values alone);
+    else the type described.
+
+    Examples
+    --------
+    >>> _column_type('"NULL"', "bool"), _column_type('"NULL"'), _column_type("BIGINT", "int64")
+    ('BOOLEAN', 'VARCHAR', 'BIGINT')
+    """
+    if described.strip('"') == "NULL":
+        return _DUCKDB_TYPES.get(declared or "", "VARCHAR")
+    return "VARCHAR" if described.startswith("ENUM") else described
 
 
 #: pandas' inferred kinds of an object column that holds JSON values: objects and arrays ("mixed"),
@@ -151,18 +171,18 @@ class _DuckDBWriter(SinkWriter):
     transaction. On resume, staged rows of the checkpoint's commit are published and any others dropped.
     """
 
-    def __init__(
-        self, sink: DuckDBSink, window_keys: tuple[str, ...] | None = None, json_columns: tuple[str, ...] = ()
-    ) -> None:
+    def __init__(self, sink: DuckDBSink, upstream: Upstream | None = None) -> None:
+        upstream = upstream or Upstream()
         self.sink = sink
-        self.window_keys = window_keys  # the window step's key, when this run writes window results
+        self.window_keys = upstream.window_keys  # the window step's key, when this run writes window results
+        self.declared = dict(upstream.declared)  # parse types of the stream's columns
         self.con = sink.connection()
         self.ready = False
         self.staged = f"__streamlab_staged_{sink.table}"
         self.prepared = 0  # the commit number of the rows last recorded as staged
         self.appends = False  # rows were staged since the last commit
         self._rejects: _DuckDBWriter | None = None  # rows without their key, appended to <table>_rejected
-        self.declared_json = set(json_columns)  # declared json or object upstream
+        self.declared_json = set(upstream.json_columns)  # declared json or object upstream
         self.json_columns: set[str] = set()  # columns written as JSON text: declared, or JSON in the table
 
     @property
@@ -220,7 +240,10 @@ class _DuckDBWriter(SinkWriter):
             con.unregister("__streamlab_batch")
         # an empty column has no type yet, and a category column would become an ENUM of this batch's values
         json = self.declared_json | {c for c in batch.columns if _json_valued(batch[c])}
-        defs = [f"{_quote(c[0])} {'JSON' if c[0] in json else _column_type(c[1])}" for c in cols]
+        defs = [
+            f"{_quote(name)} {'JSON' if name in json else _column_type(described, self.declared.get(name))}"
+            for name, described, *_ in cols
+        ]
         key = self.sink.resolved_key(list(batch.columns), self.window_keys)
         if key:
             missing = [k for k in key if k not in batch.columns]
@@ -463,7 +486,7 @@ class DuckDBSink(Sink):
 
     def open_for(self, upstream: Upstream, clock: Clock | None = None) -> SinkWriter:
         """A writer for ``upstream``: window results get ``key='auto'`` from the window step's key."""
-        return _DuckDBWriter(self, upstream.window_keys, upstream.json_columns)
+        return _DuckDBWriter(self, upstream)
 
     def read(self, order_by: str | None = None) -> pd.DataFrame:
         """The table's rows; a table no run has written yet is an error that says so.
@@ -522,9 +545,13 @@ def _part_number(path: Path) -> int | None:
 
 
 class _ParquetWriter(SinkWriter):
-    def __init__(self, sink: ParquetSink, json_columns: tuple[str, ...] = ()) -> None:
+    def __init__(self, sink: ParquetSink, upstream: Upstream | None = None) -> None:
+        upstream = upstream or Upstream()
         self.sink = sink
-        self.json_columns = json_columns  # declared json or object upstream: JSON text in every part
+        self.json_columns = upstream.json_columns  # declared json or object upstream: JSON text in every part
+        self.declared = dict(
+            upstream.declared
+        )  # parse types: a part where a column has no value keeps its type
         self.pending: list[pd.DataFrame] = []
         Path(sink.path).mkdir(parents=True, exist_ok=True)
         numbers = [n for f in Path(sink.path).glob("part-*.parquet") if (n := _part_number(f)) is not None]
@@ -571,10 +598,33 @@ class _ParquetWriter(SinkWriter):
             out[col] = _json_text(frame[col])
         return out
 
+    def _declared_types(self, table: Any) -> Any:
+        """``table`` with its declared columns in one Arrow type in every part: a category as text (its
+        dictionary's index width depends on the part's categories) and a column without a value in
+        this part (typed ``null`` by Arrow) as its parse type's, so readers can read the parts as one."""
+        import pyarrow as pa
+
+        text = pa.large_string()  # as pandas' str columns convert
+        arrow_types = {
+            **dict.fromkeys(("string", "category", "json", "object"), text),
+            "int64": pa.int64(),
+            "float64": pa.float64(),
+            "bool": pa.bool_(),
+            "timestamp": pa.timestamp("ns", tz="UTC"),
+        }
+        for i, field in enumerate(table.schema):
+            typ = self.declared.get(field.name)
+            if typ == "category" and pa.types.is_dictionary(field.type):
+                table = table.set_column(i, field.name, table.column(i).cast(text))
+            elif typ in arrow_types and pa.types.is_null(field.type):
+                table = table.set_column(i, field.name, pa.nulls(len(table), arrow_types[typ]))
+        return table
+
     def flush(self) -> None:
         if not self.pending:
             return
         import pyarrow as pa
+        import pyarrow.parquet as pq
 
         frame = pd.concat(self.pending, ignore_index=True)
         declared = {c: _json_text(frame[c]) for c in self.json_columns if c in frame.columns}
@@ -583,9 +633,12 @@ class _ParquetWriter(SinkWriter):
         target = Path(self.sink.path) / f"part-{self.part:06d}.parquet"
         tmp = target.with_suffix(".tmp")
         try:
-            frame.to_parquet(tmp, index=False)
+            table = pa.Table.from_pandas(frame, preserve_index=False)
         except (pa.ArrowException, OverflowError, TypeError, ValueError):
-            self._convertible(frame).to_parquet(tmp, index=False)  # (only the part Arrow refused)
+            table = pa.Table.from_pandas(
+                self._convertible(frame), preserve_index=False
+            )  # (only the part Arrow refused)
+        pq.write_table(self._declared_types(table), tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)
@@ -622,7 +675,7 @@ class ParquetSink(Sink):
 
     def open_for(self, upstream: Upstream, clock: Clock | None = None) -> SinkWriter:
         """A writer for ``upstream``: its ``json``/``object`` columns become JSON text in every part."""
-        return _ParquetWriter(self, upstream.json_columns)
+        return _ParquetWriter(self, upstream)
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "parquet", "path": self.path}
