@@ -480,7 +480,9 @@ class ParseOperator(Operator):
             arr, lens = arr.take(pa.array(idx)), lens[idx]
         # the read (a table, or None when some record is bad) runs in the pool when there is one
         if lines is not None:  # no byte below 0x20 in the lines (LineArray): no control byte to find
-            joined = self._check(lines[0], lens, 0x20, 0x7F if lines[3] else 0xFF, starts=lines[1])
+            greatest = 0x7F if lines[3] else 0xFF
+            shaped = column.array.shaped  # known from the break search, while the bytes were in the cache
+            joined = self._check(lines[0], lens, 0x20, greatest, starts=lines[1], shaped=shaped)
         else:
             joined = self._join_and_check(arr, lens)
         read: Future[pa.Table | None] | None = None
@@ -552,21 +554,24 @@ class ParseOperator(Operator):
         least: int,
         greatest: int,
         starts: np.ndarray | None = None,
+        shaped: bool = False,
     ) -> pa.Buffer | np.ndarray | None:
         """:meth:`_join_and_check` for the records of ``buf`` (each of ``lens`` bytes followed by one
         ``\\n``, the last may lack it), of bytes no lower than ``least`` and no greater than ``greatest``;
-        ``starts``, where each record starts in ``buf``, when known."""
+        ``starts``, where each record starts in ``buf``, when known; ``shaped``, that every record is
+        known to start with ``{`` and end with ``}``."""
         view = np.frombuffer(buf, dtype=np.uint8)
         if starts is None:
             starts = np.cumsum(lens + 1) - 1 - lens
         # records that start with "{" and end with "}" and hold no control byte (a line break, a carriage
         # return) nor anything else arrow reads otherwise than the checked path (``_odd_records``)
-        shaped = (view[starts] == ord("{")) & (view[starts + lens - 1] == ord("}"))
         odd = _odd_records(view, lens, controls=least < 0x20, starts=starts)
-        if odd is not None:
-            shaped &= ~odd
-        if not shaped.all():
-            return shaped
+        if not shaped or odd is not None:
+            good = ~odd if odd is not None else np.ones(len(lens), dtype=bool)
+            if not shaped:
+                good &= (view[starts] == ord("{")) & (view[starts + lens - 1] == ord("}"))
+            if not good.all():
+                return good
         if len(lens) <= _SMALL_CHUNK or not (greatest < 0x80 or _is_utf8(buf)):
             return None
         return buf

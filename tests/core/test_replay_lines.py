@@ -194,20 +194,47 @@ def test_a_batch_of_file_lines_carries_its_bytes_and_whether_they_are_ascii(tmp_
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(
-        st.sampled_from([b"\n", b"\r", b"\t", b"\x00", b"\x1f", b" ", b"{}", b'{"k":1}', b"x" * 9]),
+        st.sampled_from(
+            [
+                b"\n",
+                b"\r",
+                b"\t",
+                b"\x00",
+                b"\x1f",
+                b" ",
+                b"{}",
+                b'{"k":1}',
+                b"x" * 9,
+                b"\xc3\xa9",
+                b"{",
+                b"}",
+            ]
+        ),
         max_size=60,
     ),
     st.integers(0, 7),
+    st.sampled_from([1, 3, 8, 1 << 20]),
 )
-def test_the_word_wise_break_search_finds_every_byte_below_0x20(parts, skip):
-    """Eight bytes at a time, with lines shorter than a word, at any alignment: every low byte, in order."""
+def test_the_word_wise_break_search_finds_every_byte_below_0x20(parts, skip, scan):
+    """Eight bytes at a time, with lines shorter than a word, at any alignment, in steps of any size:
+    every low byte, in order, and whether all bytes are ASCII and all lines shaped as a JSON object."""
     view = np.frombuffer(b"#" * skip + b"".join(parts), np.uint8)[skip:]
     assert lines_module._low_bytes(view).tolist() == np.flatnonzero(view < 0x20).tolist()
-    breaks = lines_module._breaks(view)
+    assert (
+        lines_module._low_bytes(view.view(np.int8)).tolist()
+        == np.flatnonzero((view < 0x20) | (view >= 0x80)).tolist()
+    )
+    with patch.object(lines_module, "_SCAN", scan):
+        found = lines_module._breaks(view)
     if bool((view[view < 0x20] == 10).all()):
-        assert breaks is not None and breaks.tolist() == np.flatnonzero(view == 10).tolist()
+        assert found is not None and found.at.tolist() == np.flatnonzero(view == 10).tolist()
+        assert found.ascii == bool((view < 0x80).all())
+        lines = bytes(view).split(b"\n")
+        if lines[-1] == b"":  # the view ends with its last line's break
+            lines.pop()
+        assert found.shaped == (bool(lines) and all(ln[:1] == b"{" and ln[-1:] == b"}" for ln in lines))
     else:
-        assert breaks is None
+        assert found is None
 
 
 @settings(max_examples=200, deadline=None)
