@@ -330,6 +330,13 @@ class ParseOperator(Operator):
         Timestamps given as epoch numbers (seconds, or milliseconds when larger than 1e11, as the
         record-by-record path reads them) are read as numbers and converted here.
         """
+        return self._columns(self._read_json(buf, n_records, longest))
+
+    def _read_json(
+        self, buf: bytes | pa.Buffer, n_records: int, longest: int
+    ) -> tuple[pa.Table, bool] | None:
+        """The first part of :meth:`_read`, arrow's reader alone: its table (nested as the records are),
+        and whether timestamps were read as epoch numbers; None if any record fails."""
         read_options = pj.ReadOptions(
             use_threads=len(buf) > (1 << 20), block_size=max(1 << 20, 2 * longest + 2)
         )
@@ -354,6 +361,14 @@ class ParseOperator(Operator):
                 return None
         if table.num_rows != n_records:  # e.g. two objects on one line
             return None
+        return table, epoch
+
+    def _columns(self, read: tuple[pa.Table, bool] | None) -> pa.Table | None:
+        """The second part of :meth:`_read`: the fields picked out of arrow's table, epoch timestamps
+        converted, categories encoded; None when a value must go to the checked path."""
+        if read is None:
+            return None
+        table, epoch = read
         cols = []
         for f in self.fields:
             col = table.column(f.path[0]).combine_chunks()
@@ -485,12 +500,14 @@ class ParseOperator(Operator):
             joined = self._check(lines[0], lens, 0x20, greatest, starts=lines[1], shaped=shaped)
         else:
             joined = self._join_and_check(arr, lens)
-        read: Future[pa.Table | None] | None = None
+        read: Future[tuple[pa.Table, bool] | None] | None = None
         result: pa.Table | np.ndarray | None = joined if not isinstance(joined, pa.Buffer) else None
         if isinstance(joined, pa.Buffer):
             args = (joined, len(lens), int(lens.max()))
             if pool is not None:
-                read = pool.submit(self._read, *args)
+                # only arrow's reader in the worker: it goes straight on to the next batch's read, and
+                # arrow's threads stay busy while this thread picks the columns (its serial part)
+                read = pool.submit(self._read_json, *args)
             else:
                 result = self._read(*args)
 
@@ -502,7 +519,7 @@ class ParseOperator(Operator):
         def complete() -> Outputs:
             nonlocal result
             if read is not None:
-                result = read.result()
+                result = self._columns(read.result())
             if isinstance(result, pa.Table):
                 self._accept(result, idx, lambda where: records(idx[where]), good, bad)
             elif isinstance(result, np.ndarray):
