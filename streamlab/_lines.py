@@ -32,9 +32,10 @@ from pandas.arrays import ArrowExtensionArray
 # buffers it keeps alive (so no other array can reuse these addresses while the entry exists), and the
 # least and greatest byte of those lines (see :func:`line_extremes`)
 _FILES: dict[tuple[int, int], tuple[pa.Buffer, pa.BinaryArray, tuple[int, int]]] = {}
-# blocks of lines and their splits come from the C library's allocator, which keeps freed blocks of this
-# size for the next ones: arrow's default pool hands them back to the system, and every block of a
-# large file would fault in fresh pages (a third of the time of reading a file block by block)
+# the splits of blocks come from the C library's allocator, which keeps freed blocks of this size for the
+# next ones: arrow's default pool hands them back to the system, and every block of a large file would
+# fault in fresh pages (a third of the time of reading a file block by block); the blocks themselves are
+# reused by the replay (:class:`_BlockMemory`)
 _POOL = pa.system_memory_pool()
 
 
@@ -391,6 +392,7 @@ class LineBlocks:
         self.taken = 0
         self._left: int | None = None  # lines not taken, once counted
         self._finalizer = weakref.finalize(self, _forget, self._keys)
+        self._memory = _BlockMemory()
         while self.taken < position and not self.done:
             self.take(position - self.taken)
 
@@ -455,7 +457,7 @@ class LineBlocks:
         rest = self._block.slice(self._offset(self._first))
         want = max(self.min_read, int(lines * self._mean * 1.02) + 1) if lines else self.min_read
         want = max(min(want, (1 << 30) - rest.size), self.min_read)
-        block = pa.allocate_buffer(rest.size + want, memory_pool=_POOL)
+        block = self._memory.allocate(rest.size + want)
         view = np.frombuffer(block, np.uint8)
         view[: rest.size] = np.frombuffer(rest, np.uint8)
         got = 0
@@ -514,6 +516,80 @@ class LineBlocks:
         """Close the file and forget the blocks."""
         self._file.close()
         self._finalizer()
+        self._memory.close()
+
+
+_ROUND = 1 << 20  # block memory comes in whole MiB, so a block a little larger than the last still fits
+_KEEP_IDLE = 64 << 20  # bytes of block memory a closed replay leaves for the next one
+_IDLE: dict[int, np.ndarray] = {}  # that memory (id -> array), taken by the next replay's blocks
+
+
+class _BlockMemory:
+    """The memory of one replay's blocks, used again as soon as nothing refers to a block any more.
+
+    Fresh memory is expensive here: the kernel faults in and zeroes every page, and the C allocator
+    gives blocks of this size back to the system too often to avoid it (20–25 thousand page faults and
+    50–90 ms of system time for a 147 MB file in the pipeline, against 2–6 thousand reused). A block is
+    lent as a view of a larger array; when the view dies (the batches cut from the block, arrow's read of
+    it and the cut-out lines all gone) its array comes back, so a replay works within a few arrays. Once
+    the replay is closed, what comes back waits for the next replay, up to :data:`_KEEP_IDLE` bytes.
+
+    Examples
+    --------
+    >>> memory = _BlockMemory()
+    >>> block = memory.allocate(1000)
+    >>> address = block.address
+    >>> del block  # nothing refers to it any more: its memory is reused
+    >>> memory.allocate(5000).address == address
+    True
+    """
+
+    _SPARE = 3  # arrays kept aside while the replay is open
+
+    def __init__(self) -> None:
+        self._spare: dict[int, np.ndarray] = {}
+        self.closed = False
+
+    def allocate(self, size: int) -> pa.Buffer:
+        """A buffer of ``size`` bytes, not initialised."""
+        memory = _pop_fitting(self._spare, size)
+        if memory is None:
+            memory = _pop_fitting(_IDLE, size)
+        if memory is None:
+            memory = np.empty(-(-max(size, 1) // _ROUND) * _ROUND, np.uint8)
+        lent = memory[:size]
+        weakref.finalize(lent, self._give_back, memory).atexit = False
+        return pa.py_buffer(lent)
+
+    def _give_back(self, memory: np.ndarray) -> None:
+        # may run in any thread (where the last reference died): dict operations only, no lock to wait on
+        if not self.closed and len(self._spare) < self._SPARE:
+            self._spare[id(memory)] = memory
+        else:
+            _keep_idle(memory)
+
+    def close(self) -> None:
+        """Leave the spare arrays (and those still lent, as they come back) to the next replay."""
+        self.closed = True
+        for key in list(self._spare):
+            memory = self._spare.pop(key, None)
+            if memory is not None:
+                _keep_idle(memory)
+
+
+def _pop_fitting(arrays: dict[int, np.ndarray], size: int) -> np.ndarray | None:
+    """Take an array of at least ``size`` bytes out of ``arrays`` (None if none is there)."""
+    for key, memory in list(arrays.items()):
+        if len(memory) >= size:
+            taken = arrays.pop(key, None)  # another thread may have taken it meanwhile
+            if taken is not None:
+                return taken
+    return None
+
+
+def _keep_idle(memory: np.ndarray) -> None:
+    if sum(len(m) for m in list(_IDLE.values())) + len(memory) <= _KEEP_IDLE:
+        _IDLE[id(memory)] = memory
 
 
 _BACK = 1 << 16  # bytes looked at per step when searching a block backwards for its last line break

@@ -246,3 +246,24 @@ def test_the_byte_search_of_the_parse_step_agrees_with_a_comparison(data, value,
     view = np.frombuffer(around + data + around * 2, np.uint8)[1:-2]
     with patch.object(parse_module, "_FIND_PIECE", piece):
         assert parse_module._holds_byte(view, value) == (value in data)
+
+
+def test_a_blocks_memory_is_reused_only_once_nothing_refers_to_it(tmp_path):
+    """Batches still referred to keep their bytes while later blocks are read; the memory of those
+    dropped is read into again (a replay works within a few arrays, not one per block)."""
+    path = tmp_path / "events.jsonl"
+    want = [b'{"k":%d,"pad":"%s"}' % (i, b"x" * (i % 50)) for i in range(6000)]
+    path.write_bytes(b"\n".join(want) + b"\n")
+    with patch.object(np, "empty", wraps=np.empty) as empty, patch.dict(lines_module._IDLE, clear=True):
+        blocks = LineBlocks(path, min_read=4096)
+        kept = []
+        for i in range(0, len(want), 200):
+            batch = blocks.take(200)
+            if i % 400 == 0:  # every other batch stays
+                kept.append((i, batch))
+        blocks.close()
+        fresh = sum(1 for call in empty.call_args_list if call.args[1:2] == (np.uint8,))
+    for i, batch in kept:
+        assert isinstance(batch.array, lines_module.LineArray)
+        assert batch.array.file_bytes()[0].to_pybytes() == b"".join(w + b"\n" for w in want[i : i + 200])
+    assert len(kept) <= fresh < len(kept) + 5, fresh  # 30 blocks read
