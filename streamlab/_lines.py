@@ -555,8 +555,9 @@ class _BlockMemory:
         memory = _pop_fitting(self._spare, size)
         if memory is None:
             memory = _pop_fitting(_IDLE, size)
-        if memory is None:
-            memory = np.empty(-(-max(size, 1) // _ROUND) * _ROUND, np.uint8)
+        if memory is None:  # from the C allocator: numpy's own asks for huge pages, whose faults compact
+            whole = pa.allocate_buffer(-(-max(size, 1) // _ROUND) * _ROUND, memory_pool=_POOL)
+            memory = np.frombuffer(whole, np.uint8)
         lent = memory[:size]
         weakref.finalize(lent, self._give_back, memory).atexit = False
         return pa.py_buffer(lent)
@@ -578,12 +579,12 @@ class _BlockMemory:
 
 
 def _pop_fitting(arrays: dict[int, np.ndarray], size: int) -> np.ndarray | None:
-    """Take an array of at least ``size`` bytes out of ``arrays`` (None if none is there)."""
-    for key, memory in list(arrays.items()):
-        if len(memory) >= size:
-            taken = arrays.pop(key, None)  # another thread may have taken it meanwhile
-            if taken is not None:
-                return taken
+    """Take the smallest array of at least ``size`` bytes out of ``arrays`` (None if none is there)."""
+    fitting = sorted((len(memory), key) for key, memory in list(arrays.items()) if len(memory) >= size)
+    for _, key in fitting:
+        taken = arrays.pop(key, None)  # another thread may have taken it meanwhile
+        if taken is not None:
+            return taken
     return None
 
 
