@@ -529,7 +529,7 @@ class _BlockMemory:
 
     Fresh memory is expensive here: the kernel faults in and zeroes every page, and the C allocator
     gives blocks of this size back to the system too often to avoid it (20–25 thousand page faults and
-    50–90 ms of system time for a 147 MB file in the pipeline, against 2–6 thousand reused). A block is
+    50–90 ms of system time for a 147 MB file in the pipeline; 6–10 thousand and 40–50 ms reused). A block is
     lent as a view of a larger array; when the view dies (the batches cut from the block, arrow's read of
     it and the cut-out lines all gone) its array comes back, so a replay works within a few arrays. Once
     the replay is closed, what comes back waits for the next replay, up to :data:`_KEEP_IDLE` bytes.
