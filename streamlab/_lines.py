@@ -20,7 +20,7 @@ import gzip
 import weakref
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -32,9 +32,10 @@ from pandas.arrays import ArrowExtensionArray
 # buffers it keeps alive (so no other array can reuse these addresses while the entry exists), and the
 # least and greatest byte of those lines (see :func:`line_extremes`)
 _FILES: dict[tuple[int, int], tuple[pa.Buffer, pa.BinaryArray, tuple[int, int]]] = {}
-# blocks of lines and their splits come from the C library's allocator, which keeps freed blocks of this
-# size for the next ones: arrow's default pool hands them back to the system, and every block of a
-# large file would fault in fresh pages (a third of the time of reading a file block by block)
+# the splits of blocks come from the C library's allocator, which keeps freed blocks of this size for the
+# next ones: arrow's default pool hands them back to the system, and every block of a large file would
+# fault in fresh pages (a third of the time of reading a file block by block); the blocks themselves are
+# reused by the replay (:class:`_BlockMemory`)
 _POOL = pa.system_memory_pool()
 
 
@@ -131,21 +132,64 @@ def _split(
 _SCAN = 1 << 20  # bytes per step of the break search (fewer steps: less Python per block; measured best)
 
 
-def _breaks(view: np.ndarray) -> np.ndarray | None:
-    """Where the line breaks of ``view`` are, or None when it holds another byte below 0x20 (a carriage
-    return, a tab, a NUL: then the lines are split and checked as :func:`file_lines` does)."""
+class Breaks(NamedTuple):
+    """What the break search (:func:`_breaks`) learned about a block of lines."""
+
+    at: np.ndarray  # where the line breaks are
+    ascii: bool  # whether every byte is below 0x80
+    shaped: bool  # whether every line starts with "{" and ends with "}" (a JSON object's shape)
+
+
+def _breaks(view: np.ndarray) -> Breaks | None:
+    """Where the line breaks of ``view`` are, whether all its bytes are ASCII and all its lines shaped
+    as a JSON object, or None when it holds another byte below 0x20 (a carriage return, a tab, a NUL:
+    then the lines are split and checked as :func:`file_lines` does).
+
+    One pass a cache-sized step at a time: the bytes are compared as signed, so one comparison finds
+    both the bytes below 0x20 and those from 0x80 (negative); only a step holding the latter is looked
+    at again. Each line's first and last byte, beside the breaks, are read while the step is in the
+    cache (the parse step's own gathers over a whole batch miss it once a line).
+
+    Examples
+    --------
+    >>> found = _breaks(np.frombuffer(b'{"a":1}\\n{}\\n{"b":"\\xc3\\xa9"}', np.uint8))
+    >>> found.at.tolist(), found.ascii, found.shaped
+    ([7, 10], False, True)
+    >>> _breaks(np.frombuffer(b'{}\\n\\n{}\\n', np.uint8)).shaped
+    False
+    """
     found = []
-    for lo in range(0, len(view), _SCAN):
+    size = len(view)
+    ascii = True
+    shaped = bool(size) and int(view[0]) == 0x7B and (int(view[-1]) in (10, 0x7D))
+    for lo in range(0, size, _SCAN):
         step = view[lo : lo + _SCAN]
-        low = _low_bytes(step)
+        low = _low_bytes(step.view(np.int8) if ascii else step)
         if not bool((step[low] == 10).all()):  # checked while the step is still in the cache
-            return None
-        found.append(low + lo)
-    return np.concatenate(found) if found else np.zeros(0, np.int64)
+            if not ascii:
+                return None
+            ascii = False  # a byte from 0x80, or a control byte (then None below)
+            low = _low_bytes(step)
+            if not bool((step[low] == 10).all()):
+                return None
+        at = low + lo
+        if shaped and len(at):
+            following = at + 1
+            if int(following[-1]) == size:  # the last break ends the view: no line follows it here
+                following = following[:-1]
+            shaped = (
+                int(at[0]) > 0
+                and bool((view[at - 1] == 0x7D).all())
+                and bool((view[following] == 0x7B).all())
+            )
+        found.append(at)
+    at = np.concatenate(found) if found else np.zeros(0, np.int64)
+    return Breaks(at, ascii, shaped)
 
 
 def _low_bytes(view: np.ndarray) -> np.ndarray:
-    """The positions of the bytes of ``view`` below 0x20, in order (``np.flatnonzero(view < 0x20)``).
+    """The positions of the bytes of ``view`` below 0x20, in order (``np.flatnonzero(view < 0x20)``); of
+    a signed view (int8), also those from 0x80.
 
     Found eight bytes at a time: numpy lists the nonzero 64-bit words of the comparison (an eighth of
     the elements ``flatnonzero`` would walk, which is most of its time), and a word with one such byte
@@ -196,6 +240,7 @@ class LineArray(ArrowExtensionArray):
     )
     _stops: np.ndarray | None = None  # where each line starts in _block, and (last) the end of the lines
     _ascii = False  # whether every byte of the lines is below 0x80
+    _shaped = False  # whether every line is known to start with "{" and end with "}"
     _arr: pa.ChunkedArray | None = None
     # pandas' own attributes of an ArrowExtensionArray (set, not declared, by pandas)
     _dtype: pd.ArrowDtype
@@ -203,12 +248,15 @@ class LineArray(ArrowExtensionArray):
     _readonly: bool
 
     @classmethod
-    def of_block(cls, block: pa.Buffer, stops: np.ndarray, ascii: bool | None = None) -> LineArray:
+    def of_block(
+        cls, block: pa.Buffer, stops: np.ndarray, ascii: bool | None = None, shaped: bool = False
+    ) -> LineArray:
         """The lines of ``block``: line ``i`` is ``block[stops[i] : stops[i + 1] - 1]`` (``stops[-1]``
         is ``block.size + 1`` when the last line has no ``\\n``); no byte of a line is below 0x20.
-        ``ascii`` says whether every byte is below 0x80 (measured when not given)."""
+        ``ascii`` says whether every byte is below 0x80 (measured when not given); ``shaped``, that
+        every line is known to start with ``{`` and end with ``}`` (see :attr:`shaped`)."""
         obj = cls.__new__(cls)
-        obj._block, obj._stops = block, stops
+        obj._block, obj._stops, obj._shaped = block, stops, shaped
         if ascii is None:
             body = pa.Array.from_buffers(pa.uint8(), block.size, [None, block])
             ascii = not block.size or int(pc.max(body).as_py()) < 0x80
@@ -237,6 +285,12 @@ class LineArray(ArrowExtensionArray):
             return None
         return self._block, self._stops[:-1], np.diff(self._stops) - 1, self._ascii
 
+    @property
+    def shaped(self) -> bool:
+        """Whether every line is known to start with ``{`` and end with ``}``, as found with the line
+        breaks (:func:`_breaks`); False means not known, and the parse step looks."""
+        return self._shaped and self._block is not None
+
     def records(self, where: np.ndarray) -> list[bytes]:
         """The lines at positions ``where``, as bytes (cut from the file's bytes, the rest left there)."""
         if self._block is None or self._stops is None:
@@ -254,7 +308,8 @@ class LineArray(ArrowExtensionArray):
             start, stop, _ = item.indices(len(self))
             stops = self._stops[start : max(start, stop) + 1]
             lo, hi = (min(int(s), self._block.size) for s in (stops[0], stops[-1]))
-            return LineArray.of_block(self._block.slice(lo, max(hi - lo, 0)), stops - lo, self._ascii)
+            block = self._block.slice(lo, max(hi - lo, 0))
+            return LineArray.of_block(block, stops - lo, self._ascii, self._shaped)
         return super().__getitem__(item)
 
     def __len__(self) -> int:
@@ -284,6 +339,7 @@ class LineArray(ArrowExtensionArray):
         assert self._block is not None and self._stops is not None
         twin = LineArray.__new__(LineArray)
         twin._block, twin._stops, twin._ascii, twin._arr = self._block, self._stops, self._ascii, self._arr
+        twin._shaped = self._shaped
         twin._dtype, twin._cache = self._dtype, {}
         twin._readonly = getattr(self, "_readonly", False)
         return twin
@@ -325,6 +381,7 @@ class LineBlocks:
         # instead of _lines, for a block without control bytes but its line breaks: where each complete
         # line starts in the block, then the end of the last (see LineArray.of_block)
         self._stops: np.ndarray | None = None
+        self._ascii = self._shaped = False  # of the block's lines, when _stops (see _breaks)
         self._split_end = 0  # bytes of the block covered by _lines, with their line breaks
         self._first = 0  # lines of _lines taken already
         self._eof = False
@@ -335,6 +392,7 @@ class LineBlocks:
         self.taken = 0
         self._left: int | None = None  # lines not taken, once counted
         self._finalizer = weakref.finalize(self, _forget, self._keys)
+        self._memory = _BlockMemory()
         while self.taken < position and not self.done:
             self.take(position - self.taken)
 
@@ -364,7 +422,8 @@ class LineBlocks:
             stops = self._stops[self._first : self._first + n + 1]
             start = min(int(stops[0]), self._split_end)
             stop = min(int(stops[-1]), self._split_end)
-            out = LineArray.of_block(self._block.slice(start, stop - start), stops - start)
+            block = self._block.slice(start, stop - start)
+            out = LineArray.of_block(block, stops - start, self._ascii, self._shaped)
         else:
             assert self._lines is not None or n == 0
             out = self._lines[self._first : self._first + n] if self._lines is not None else []
@@ -398,7 +457,7 @@ class LineBlocks:
         rest = self._block.slice(self._offset(self._first))
         want = max(self.min_read, int(lines * self._mean * 1.02) + 1) if lines else self.min_read
         want = max(min(want, (1 << 30) - rest.size), self.min_read)
-        block = pa.allocate_buffer(rest.size + want, memory_pool=_POOL)
+        block = self._memory.allocate(rest.size + want)
         view = np.frombuffer(block, np.uint8)
         view[: rest.size] = np.frombuffer(rest, np.uint8)
         got = 0
@@ -416,8 +475,9 @@ class LineBlocks:
     def _split(self, end: int) -> None:
         self._stops = None
         if end:
-            breaks = _breaks(np.frombuffer(self._block, np.uint8, end))
-            if breaks is not None:  # no control byte but the line breaks: the lines need not be cut out
+            found = _breaks(np.frombuffer(self._block, np.uint8, end))
+            if found is not None:  # no control byte but the line breaks: the lines need not be cut out
+                breaks, self._ascii, self._shaped = found
                 last = bool(len(breaks)) and int(breaks[-1]) + 1 == end  # whether the last line has its break
                 stops = np.empty(len(breaks) + (1 if last else 2), dtype=np.int64)
                 stops[0] = 0
@@ -456,6 +516,81 @@ class LineBlocks:
         """Close the file and forget the blocks."""
         self._file.close()
         self._finalizer()
+        self._memory.close()
+
+
+_ROUND = 1 << 20  # block memory comes in whole MiB, so a block a little larger than the last still fits
+_KEEP_IDLE = 64 << 20  # bytes of block memory a closed replay leaves for the next one
+_IDLE: dict[int, np.ndarray] = {}  # that memory (id -> array), taken by the next replay's blocks
+
+
+class _BlockMemory:
+    """The memory of one replay's blocks, used again as soon as nothing refers to a block any more.
+
+    Fresh memory is expensive here: the kernel faults in and zeroes every page, and the C allocator
+    gives blocks of this size back to the system too often to avoid it (20–25 thousand page faults and
+    50–90 ms of system time for a 147 MB file in the pipeline; 6–10 thousand and 40–50 ms reused). A block is
+    lent as a view of a larger array; when the view dies (the batches cut from the block, arrow's read of
+    it and the cut-out lines all gone) its array comes back, so a replay works within a few arrays. Once
+    the replay is closed, what comes back waits for the next replay, up to :data:`_KEEP_IDLE` bytes.
+
+    Examples
+    --------
+    >>> memory = _BlockMemory()
+    >>> block = memory.allocate(1000)
+    >>> address = block.address
+    >>> del block  # nothing refers to it any more: its memory is reused
+    >>> memory.allocate(5000).address == address
+    True
+    """
+
+    _SPARE = 3  # arrays kept aside while the replay is open
+
+    def __init__(self) -> None:
+        self._spare: dict[int, np.ndarray] = {}
+        self.closed = False
+
+    def allocate(self, size: int) -> pa.Buffer:
+        """A buffer of ``size`` bytes, not initialised."""
+        memory = _pop_fitting(self._spare, size)
+        if memory is None:
+            memory = _pop_fitting(_IDLE, size)
+        if memory is None:  # from the C allocator: numpy's own asks for huge pages, whose faults compact
+            whole = pa.allocate_buffer(-(-max(size, 1) // _ROUND) * _ROUND, memory_pool=_POOL)
+            memory = np.frombuffer(whole, np.uint8)
+        lent = memory[:size]
+        weakref.finalize(lent, self._give_back, memory).atexit = False
+        return pa.py_buffer(lent)
+
+    def _give_back(self, memory: np.ndarray) -> None:
+        # may run in any thread (where the last reference died): dict operations only, no lock to wait on
+        if not self.closed and len(self._spare) < self._SPARE:
+            self._spare[id(memory)] = memory
+        else:
+            _keep_idle(memory)
+
+    def close(self) -> None:
+        """Leave the spare arrays (and those still lent, as they come back) to the next replay."""
+        self.closed = True
+        for key in list(self._spare):
+            memory = self._spare.pop(key, None)
+            if memory is not None:
+                _keep_idle(memory)
+
+
+def _pop_fitting(arrays: dict[int, np.ndarray], size: int) -> np.ndarray | None:
+    """Take the smallest array of at least ``size`` bytes out of ``arrays`` (None if none is there)."""
+    fitting = sorted((len(memory), key) for key, memory in list(arrays.items()) if len(memory) >= size)
+    for _, key in fitting:
+        taken = arrays.pop(key, None)  # another thread may have taken it meanwhile
+        if taken is not None:
+            return taken
+    return None
+
+
+def _keep_idle(memory: np.ndarray) -> None:
+    if sum(len(m) for m in list(_IDLE.values())) + len(memory) <= _KEEP_IDLE:
+        _IDLE[id(memory)] = memory
 
 
 _BACK = 1 << 16  # bytes looked at per step when searching a block backwards for its last line break

@@ -331,6 +331,13 @@ class ParseOperator(Operator):
         Timestamps given as epoch numbers (seconds, or milliseconds when larger than 1e11, as the
         record-by-record path reads them) are read as numbers and converted here.
         """
+        return self._columns(self._read_json(buf, n_records, longest))
+
+    def _read_json(
+        self, buf: bytes | pa.Buffer, n_records: int, longest: int
+    ) -> tuple[pa.Table, bool] | None:
+        """The first part of :meth:`_read`, arrow's reader alone: its table (nested as the records are),
+        and whether timestamps were read as epoch numbers; None if any record fails."""
         read_options = pj.ReadOptions(
             use_threads=len(buf) > (1 << 20), block_size=max(1 << 20, 2 * longest + 2)
         )
@@ -355,6 +362,14 @@ class ParseOperator(Operator):
                 return None
         if table.num_rows != n_records:  # e.g. two objects on one line
             return None
+        return table, epoch
+
+    def _columns(self, read: tuple[pa.Table, bool] | None) -> pa.Table | None:
+        """The second part of :meth:`_read`: the fields picked out of arrow's table, epoch timestamps
+        converted, categories encoded; None when a value must go to the checked path."""
+        if read is None:
+            return None
+        table, epoch = read
         cols = []
         for f in self.fields:
             col = table.column(f.path[0]).combine_chunks()
@@ -481,15 +496,19 @@ class ParseOperator(Operator):
             arr, lens = arr.take(pa.array(idx)), lens[idx]
         # the read (a table, or None when some record is bad) runs in the pool when there is one
         if lines is not None:  # no byte below 0x20 in the lines (LineArray): no control byte to find
-            joined = self._check(lines[0], lens, 0x20, 0x7F if lines[3] else 0xFF, starts=lines[1])
+            greatest = 0x7F if lines[3] else 0xFF
+            shaped = column.array.shaped  # known from the break search, while the bytes were in the cache
+            joined = self._check(lines[0], lens, 0x20, greatest, starts=lines[1], shaped=shaped)
         else:
             joined = self._join_and_check(arr, lens)
-        read: Future[pa.Table | None] | None = None
+        read: Future[tuple[pa.Table, bool] | None] | None = None
         result: pa.Table | np.ndarray | None = joined if not isinstance(joined, pa.Buffer) else None
         if isinstance(joined, pa.Buffer):
             args = (joined, len(lens), int(lens.max()))
             if pool is not None:
-                read = pool.submit(self._read, *args)
+                # only arrow's reader in the worker: it goes straight on to the next batch's read, and
+                # arrow's threads stay busy while this thread picks the columns (its serial part)
+                read = pool.submit(self._read_json, *args)
             else:
                 result = self._read(*args)
 
@@ -501,7 +520,7 @@ class ParseOperator(Operator):
         def complete() -> Outputs:
             nonlocal result
             if read is not None:
-                result = read.result()
+                result = self._columns(read.result())
             if isinstance(result, pa.Table):
                 self._accept(result, idx, lambda where: records(idx[where]), good, bad)
             elif isinstance(result, np.ndarray):
@@ -553,21 +572,24 @@ class ParseOperator(Operator):
         least: int,
         greatest: int,
         starts: np.ndarray | None = None,
+        shaped: bool = False,
     ) -> pa.Buffer | np.ndarray | None:
         """:meth:`_join_and_check` for the records of ``buf`` (each of ``lens`` bytes followed by one
         ``\\n``, the last may lack it), of bytes no lower than ``least`` and no greater than ``greatest``;
-        ``starts``, where each record starts in ``buf``, when known."""
+        ``starts``, where each record starts in ``buf``, when known; ``shaped``, that every record is
+        known to start with ``{`` and end with ``}``."""
         view = np.frombuffer(buf, dtype=np.uint8)
         if starts is None:
             starts = np.cumsum(lens + 1) - 1 - lens
         # records that start with "{" and end with "}" and hold no control byte (a line break, a carriage
         # return) nor anything else arrow reads otherwise than the checked path (``_odd_records``)
-        shaped = (view[starts] == ord("{")) & (view[starts + lens - 1] == ord("}"))
         odd = _odd_records(view, lens, controls=least < 0x20, starts=starts)
-        if odd is not None:
-            shaped &= ~odd
-        if not shaped.all():
-            return shaped
+        if not shaped or odd is not None:
+            good = ~odd if odd is not None else np.ones(len(lens), dtype=bool)
+            if not shaped:
+                good &= (view[starts] == ord("{")) & (view[starts + lens - 1] == ord("}"))
+            if not good.all():
+                return good
         if len(lens) <= _SMALL_CHUNK or not (greatest < 0x80 or _is_utf8(buf)):
             return None
         return buf

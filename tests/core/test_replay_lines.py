@@ -194,20 +194,47 @@ def test_a_batch_of_file_lines_carries_its_bytes_and_whether_they_are_ascii(tmp_
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(
-        st.sampled_from([b"\n", b"\r", b"\t", b"\x00", b"\x1f", b" ", b"{}", b'{"k":1}', b"x" * 9]),
+        st.sampled_from(
+            [
+                b"\n",
+                b"\r",
+                b"\t",
+                b"\x00",
+                b"\x1f",
+                b" ",
+                b"{}",
+                b'{"k":1}',
+                b"x" * 9,
+                b"\xc3\xa9",
+                b"{",
+                b"}",
+            ]
+        ),
         max_size=60,
     ),
     st.integers(0, 7),
+    st.sampled_from([1, 3, 8, 1 << 20]),
 )
-def test_the_word_wise_break_search_finds_every_byte_below_0x20(parts, skip):
-    """Eight bytes at a time, with lines shorter than a word, at any alignment: every low byte, in order."""
+def test_the_word_wise_break_search_finds_every_byte_below_0x20(parts, skip, scan):
+    """Eight bytes at a time, with lines shorter than a word, at any alignment, in steps of any size:
+    every low byte, in order, and whether all bytes are ASCII and all lines shaped as a JSON object."""
     view = np.frombuffer(b"#" * skip + b"".join(parts), np.uint8)[skip:]
     assert lines_module._low_bytes(view).tolist() == np.flatnonzero(view < 0x20).tolist()
-    breaks = lines_module._breaks(view)
+    assert (
+        lines_module._low_bytes(view.view(np.int8)).tolist()
+        == np.flatnonzero((view < 0x20) | (view >= 0x80)).tolist()
+    )
+    with patch.object(lines_module, "_SCAN", scan):
+        found = lines_module._breaks(view)
     if bool((view[view < 0x20] == 10).all()):
-        assert breaks is not None and breaks.tolist() == np.flatnonzero(view == 10).tolist()
+        assert found is not None and found.at.tolist() == np.flatnonzero(view == 10).tolist()
+        assert found.ascii == bool((view < 0x80).all())
+        lines = bytes(view).split(b"\n")
+        if lines[-1] == b"":  # the view ends with its last line's break
+            lines.pop()
+        assert found.shaped == (bool(lines) and all(ln[:1] == b"{" and ln[-1:] == b"}" for ln in lines))
     else:
-        assert breaks is None
+        assert found is None
 
 
 @settings(max_examples=200, deadline=None)
@@ -219,3 +246,27 @@ def test_the_byte_search_of_the_parse_step_agrees_with_a_comparison(data, value,
     view = np.frombuffer(around + data + around * 2, np.uint8)[1:-2]
     with patch.object(parse_module, "_FIND_PIECE", piece):
         assert parse_module._holds_byte(view, value) == (value in data)
+
+
+def test_a_blocks_memory_is_reused_only_once_nothing_refers_to_it(tmp_path):
+    """Batches still referred to keep their bytes while later blocks are read; the memory of those
+    dropped is read into again (a replay works within a few arrays, not one per block)."""
+    path = tmp_path / "events.jsonl"
+    want = [b'{"k":%d,"pad":"%s"}' % (i, b"x" * (i % 50)) for i in range(6000)]
+    path.write_bytes(b"\n".join(want) + b"\n")
+    allocate = pa.allocate_buffer
+    with (
+        patch.object(pa, "allocate_buffer", wraps=allocate) as fresh,
+        patch.dict(lines_module._IDLE, clear=True),
+    ):
+        blocks = LineBlocks(path, min_read=4096)
+        kept = []
+        for i in range(0, len(want), 200):
+            batch = blocks.take(200)
+            if i % 400 == 0:  # every other batch stays
+                kept.append((i, batch))
+        blocks.close()
+    for i, batch in kept:
+        assert isinstance(batch.array, lines_module.LineArray)
+        assert batch.array.file_bytes()[0].to_pybytes() == b"".join(w + b"\n" for w in want[i : i + 200])
+    assert len(kept) <= fresh.call_count < len(kept) + 5  # 30 blocks read
