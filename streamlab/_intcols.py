@@ -41,9 +41,12 @@ def nullable_ints(column: pa.Array | pa.ChunkedArray) -> pd.Series:
 
 
 def inferred_series(values: np.ndarray | list[Any]) -> pd.Series:
-    """A Series of ``values`` with the dtype pandas infers, except integers with missing values.
+    """A Series of ``values`` with the dtype pandas infers, except integers with missing values, and
+    values of several types.
 
-    Those are ``Int64`` (when they all fit in 64 bits) rather than float64, so every digit is kept.
+    Integers with missing values are ``Int64`` (when they all fit in 64 bits) rather than float64, so
+    every digit is kept; ints and floats together (keys of a ``json`` field: ``1`` and ``1.0`` are two
+    keys) stay Python objects, each of its own type.
 
     Examples
     --------
@@ -51,10 +54,15 @@ def inferred_series(values: np.ndarray | list[Any]) -> pd.Series:
     [1152921504606846977, <NA>]
     >>> str(inferred_series([1.5, None]).dtype), str(inferred_series(["a", None]).dtype)
     ('float64', 'str')
+    >>> inferred_series([1, 1.0]).tolist()
+    [1, 1.0]
     """
     series = pd.Series(values, dtype=object, copy=False)
+    kind = pd.api.types.infer_dtype(series, skipna=True)
+    if kind.startswith("mixed"):
+        return series
     inferred = series.infer_objects()
-    if inferred.dtype.kind == "f" and pd.api.types.infer_dtype(series, skipna=True) == "integer":
+    if inferred.dtype.kind == "f" and kind == "integer":
         try:
             return pd.Series(pd.array(series.where(series.notna(), None).tolist(), dtype=_INT64))
         except (OverflowError, TypeError, ValueError):  # beyond 64 bits: the Python ints themselves

@@ -310,6 +310,80 @@ def string_codes(strings: pa.Array) -> tuple[np.ndarray, StringKeys]:
     return local, StringKeys.from_arrow(enc.dictionary)
 
 
+class TypedKey(tuple):  # type: ignore[type-arg]
+    """A key kept apart from the equal values of other types: ``(type, value)``.
+
+    Python holds ``True == 1 == 1.0`` (one dict key); a window keyed by a ``json`` field holding
+    ``true``, ``1`` and ``1.0`` has three keys, as in the exported code (Beam groups by the encoded
+    key). Bools are tagged in every column, floats in object columns (a float64 field's keys are all
+    floats); :func:`untyped_keys` gives the values back.
+
+    Examples
+    --------
+    >>> len({TypedKey((bool, True)), 1, TypedKey((float, 1.0))})
+    3
+    """
+
+    __slots__ = ()
+
+
+def _typed(value: Any, floats: bool) -> Any:
+    if isinstance(value, (bool, np.bool_)):
+        return TypedKey((bool, bool(value)))
+    if floats and isinstance(value, (float, np.floating)) and value == value:
+        return TypedKey((float, float(value)))
+    return value
+
+
+def typed_keys(values: np.ndarray, floats: bool) -> np.ndarray:
+    """``values`` (an object array of keys) with bools, and floats when ``floats``, as :class:`TypedKey`."""
+    out = values
+    for i, v in enumerate(values.tolist()):
+        t = _typed(v, floats)
+        if t is not v:
+            if out is values:
+                out = values.copy()
+            out[i] = t
+    return out
+
+
+def untyped_keys(values: np.ndarray) -> np.ndarray:
+    """The key values of ``values`` (an object array), each :class:`TypedKey` as its value.
+
+    Examples
+    --------
+    >>> untyped_keys(np.array([TypedKey((bool, True)), 1], dtype=object)).tolist()
+    [True, 1]
+    """
+    tagged = [i for i, v in enumerate(values.tolist()) if type(v) is TypedKey]
+    if not tagged:
+        return values
+    out = values.copy()
+    for i in tagged:
+        out[i] = values[i][1]
+    return out
+
+
+_MIXED = ("mixed", "mixed-integer", "mixed-integer-float")
+
+
+def _object_codes(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and distinct keys of a key column: bools (and, in an object column, floats) as
+    :class:`TypedKey`, so ``true``, ``1`` and ``1.0`` of a ``json`` field are three keys; missing
+    values (NaN, None) are the key ``None``."""
+    inferred = pd.api.types.infer_dtype(col, skipna=True) if col.dtype == object else None
+    if inferred in _MIXED:  # tagged before hashing would merge them
+        col = pd.Series(typed_keys(col.to_numpy(), floats=True), dtype=object)
+    codes, uniq = pd.factorize(col, use_na_sentinel=False)
+    values = object_array(uniq)
+    if pd.Index(uniq).hasnans:  # writes into uniq's buffer at most: a fresh Index nobody else holds
+        values = values.copy()
+        values[pd.isna(values)] = None
+    if inferred in ("boolean", "floating") or pd.api.types.is_bool_dtype(col.dtype):
+        values = typed_keys(values, floats=inferred is not None)  # (a few keys: no tag per row)
+    return codes.astype(np.int64, copy=False), values
+
+
 class KeyIndex:
     """Dense integer ids for key values (tuples for several key columns), with reuse of freed ids.
 
@@ -791,11 +865,7 @@ class KeyIndex:
             strings = arrow_strings(col)
             if strings is not None:  # hashed as bytes: no Python string per key
                 return string_codes(strings)
-            local, uniq = pd.factorize(col, use_na_sentinel=False)
-            values = object_array(uniq)
-            if pd.Index(uniq).hasnans:  # writes into uniq's buffer at most: a fresh Index nobody else holds
-                values[pd.isna(values)] = None
-            return local, values
+            return _object_codes(col)
         return _tuple_keys(frame, columns)
 
     def local_codes(
@@ -818,19 +888,12 @@ class KeyIndex:
                     return {columns[0]: pd.Series(pd.array(keys.to_arrow(), dtype=_STR_DTYPE), copy=False)}
             # the dtype pandas infers from the values (str, int64, ...), as from a list of them, but
             # integers with a missing key as Int64: float64 would round them beyond 2**53
-            return {columns[0]: inferred_series(self.key_values(ids))}
+            return {columns[0]: inferred_series(untyped_keys(self.key_values(ids)))}
         rows = self.key_values(ids).tolist()
-        return {c: inferred_series([v[j] for v in rows]) for j, c in enumerate(columns)}
-
-
-def _column_codes(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Codes of one key column and its distinct values (missing ones ``None``), dtype kept."""
-    codes, uniq = pd.factorize(col, use_na_sentinel=False)
-    values = object_array(uniq)
-    if pd.Index(uniq).hasnans:
-        values = values.copy()
-        values[pd.isna(values)] = None
-    return codes.astype(np.int64, copy=False), values
+        return {
+            c: inferred_series(untyped_keys(object_array([v[j] for v in rows])))
+            for j, c in enumerate(columns)
+        }
 
 
 def _tuple_keys(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -839,10 +902,10 @@ def _tuple_keys(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np
     Column by column, so each keeps its values as they are: a MultiIndex would turn integers with a
     missing value into floats (rounding them beyond 2**53) and missing values into NaN.
     """
-    combined, first_values = _column_codes(frame[columns[0]])
+    combined, first_values = _object_codes(frame[columns[0]])
     parts = [(combined, first_values)]
     for name in columns[1:]:
-        codes, values = _column_codes(frame[name])
+        codes, values = _object_codes(frame[name])
         parts.append((codes, values))
         # renumbered at each step, so the product stays below the number of rows squared
         combined, _ = pd.factorize(combined * len(values) + codes, sort=False)
