@@ -181,13 +181,36 @@ def check_value(name: str, kind: str, value: Any) -> Any:
                 raise ValueError("out of range")
             return ns
         except (TypeError, ValueError, OverflowError):
-            relative = isinstance(value, str) and value.strip().lower() in _RELATIVE
             raise BadRecordError(
                 f"field {name!r}: expected an ISO-8601 timestamp such as '2024-01-01T00:00:00Z', "
-                f"got {type(value).__name__} {str(value)[:40]!r}"
-                + (" (a relative time is not an event time)" if relative else "")
+                f"got {type(value).__name__} {str(value)[:40]!r}" + _time_hint(value)
             ) from None
     raise _bad_value(name, kind, value)
+
+
+def _time_hint(value: Any) -> str:
+    """Why a value that looks like a time is not one here, for a dead letter's reason ('' if nothing).
+
+    Examples
+    --------
+    >>> _time_hint("yesterday"), _time_hint("9999-12-31T00:00:00Z")[:24]
+    (' (a relative time is not an event time)', ' (out of the range 64-bi')
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in _RELATIVE:
+            return " (a relative time is not an event time)"
+        try:
+            datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "Zz" and text else text)
+        except ValueError:
+            return ""
+        return " (out of the range 64-bit nanoseconds hold: years 1677 to 2262)"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (
+            " (a number is read as epoch seconds, up to 9,223,372,036, or milliseconds, up to "
+            "9,223,372,036,854: send microseconds or nanoseconds as ISO-8601 text)"
+        )
+    return ""
 
 
 def read_record(

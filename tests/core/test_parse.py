@@ -45,6 +45,10 @@ BAD = {
     b'{"event_id": "x", "timestamp": "2024-01-01T00:00:00Z", "note": "\xe9"}': "invalid UTF-8",
     b"": "empty record",
     b'{"event_id": "x", "timestamp": 9223372036855}': "expected an ISO-8601 timestamp",
+    # the reason says why a number or a valid ISO text is no time here
+    b'{"event_id": "x", "timestamp": 1700000000123456}': "read as epoch seconds, up to 9,223,372,036, or milliseconds",
+    b'{"event_id": "x", "timestamp": "9999-12-31T00:00:00Z"}': "out of the range 64-bit nanoseconds hold",
+    b'{"event_id": "x", "timestamp": "now"}': "a relative time is not an event time",
     b'{"event_id": "x", "timestamp": "2024-01-01T00:00:00Z", "properties": {"amount": NaN}}': "invalid JSON",
     b'{"event_id": "a"}\n{"event_id": "b"}': "invalid JSON",
     b'{"event_id": "x", "timestamp": "2024-01-01T00:00:00Z", "pad": "'
