@@ -895,6 +895,7 @@ class _Steps:
         self.user_code: list[str] = []
         self.lines: list[str] = []
         self.row_steps = False
+        self.unfit = False  # the window checks its rows with ``unfit_reason``
         self.keyed: dict[str, tuple[str, str]] = {}  # step id -> (spec constant, spec hash)
         self.types: dict[str, dict[str, str]] | None = None
 
@@ -988,6 +989,14 @@ class _Steps:
             "COMBINE = RowCombine([" + ", ".join(aggs) + "])",
             f"MEASURE_TYPES = {tuple(measure_types)!r}",
         ]
+        checks = _plan.unfit_checks(step)
+        if step.keys or checks:
+            self.consts.append(f"WINDOW_UNFIT_CHECKS = {checks!r}  # (aggregator, column, numeric)")
+            self.emit("unfit = unfit_reason(row, WINDOW_KEYS, WINDOW_UNFIT_CHECKS)")
+            self.emit("if unfit is not None:")
+            self.emit(f"    emit({sid + '.dead_letter'!r}, dead_letter_row(unfit, {sid!r}, row))")
+            self.emit("    return")
+            self.unfit = True
         self.emit("try:")
         self.emit(f"    ts = to_ns(row[{step.time!r}])")
         self.emit("except (KeyError, TypeError, ValueError, OverflowError):")
@@ -1489,6 +1498,11 @@ def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = No
             "from datetime import", "from collections import OrderedDict\nfrom datetime import", 1
         )
         parts[0] = header
+    elif gen.unfit:
+        parts.append(
+            "\n\n# -- from streamlab._detector_record: the rows a window's aggregators cannot take\n"
+        )
+        parts.append(_plan.unfit_source())
     partition_key = None
     if gen.keyed:
         key = partition_key = next(_detectors.state_key(s.config) for s in chain if s.step_id in gen.keyed)  # type: ignore[attr-defined]

@@ -306,14 +306,21 @@ class DropDuplicates(beam.DoFn):
 ''',
     "stamp": '''
 class StampEventTime(beam.DoFn):
-    """Re-stamp rows with the window's event-time column (plus ``shift_ns``); rows without one to ``dead_letter``."""
+    """Re-stamp rows with the window's event-time column (plus ``shift_ns``); rows without one, and rows
+    the window's aggregators cannot take (``unfit_reason``: ``keys``, ``checks``), to ``dead_letter``."""
 
-    def __init__(self, step_id, time, shift_ns=0):
+    def __init__(self, step_id, time, shift_ns=0, keys=(), checks=()):
         self.step_id = step_id
         self.time = time
         self.shift_ns = shift_ns
+        self.keys = keys
+        self.checks = checks
 
     def process(self, row):
+        unfit = unfit_reason(row, self.keys, self.checks) if self.keys or self.checks else None
+        if unfit is not None:
+            yield pvalue.TaggedOutput("dead_letter", dead_letter_row(unfit, self.step_id, row))
+            return
         value = row.get(self.time)
         try:
             ts = to_ns(value)
@@ -884,7 +891,10 @@ class _Generator:
             f"{c}_SHIFT_NS = {shift:_}  # lateness + this window's delay beyond WATERMARK_DELAY_NS"
         )
         self.emit(f"{v} = {src} | '{sid}: event time' >> beam.ParDo(")
-        self.emit(f"    StampEventTime({sid!r}, {step.time!r}, {c}_SHIFT_NS)")
+        self.consts.append(
+            f"{c}_UNFIT_CHECKS = {_plan.unfit_checks(step)!r}  # (aggregator, column, numeric)"
+        )
+        self.emit(f"    StampEventTime({sid!r}, {step.time!r}, {c}_SHIFT_NS, {keys!r}, {c}_UNFIT_CHECKS)")
         self.emit(').with_outputs("dead_letter", main="out")')
         self.emit(f"{self.var(sid + '.dead_letter')} = {v}.dead_letter")
         horizon = self.late_horizon_ns
@@ -1006,6 +1016,11 @@ class _Generator:
                 "\n\n# -- streamlab._detector_record: per-record detectors, features, rules and patterns\n"
             )
             parts.append(_detectors.detector_record_source())
+        elif any(isinstance(s, WindowStep) for s in self.p.steps.values()):
+            parts.append(
+                "\n\n# -- from streamlab._detector_record: the rows a window's aggregators cannot take\n"
+            )
+            parts.append(_plan.unfit_source())
         parts.append("\n\n# -- step settings\n")
         parts += self.consts
         for code in self.user_code:
