@@ -1647,16 +1647,19 @@ def run_spark(
     stream in ``refs`` (as frames) and, per stream, the rows Spark dropped behind the watermark.
     """
     import os
+    import shutil
 
     import pandas as pd
 
-    from streamlab.export.verify import load_module
+    from streamlab.export.verify import fresh_dir, load_module
 
     if any(b"\n" in line for line in lines):
         raise ValueError("a sample record holds a newline; the Spark verification writes one record per line")
     work = Path(workdir)
     src, out, ckpt = work / "input", work / "output", work / "checkpoints"
-    src.mkdir(parents=True, exist_ok=True)
+    fresh_dir(src)  # an earlier run's input files, outputs and offsets are not this run's
+    for d in (out, ckpt):
+        shutil.rmtree(d, ignore_errors=True)
     if batch_records:
         # Spark drops a row as late against the watermark of the batch before its own (the "watermark
         # for late events"), which reflects the rows up to two batches back: a batch without rows (TICK)

@@ -21,6 +21,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -223,6 +224,14 @@ def run_beam(module: Any, lines: list[bytes]) -> dict[str, pd.DataFrame]:
         return out
 
 
+def fresh_dir(path: Path) -> Path:
+    """``path`` as an empty directory: what an earlier run left there (a verification in the same
+    ``workdir``) is removed, so a run reads back only its own outputs."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
 def run_beam_program(
     module_path: str | Path, lines: list[bytes], workdir: str | Path
 ) -> dict[str, pd.DataFrame]:
@@ -237,7 +246,7 @@ def run_beam_program(
     work = Path(workdir)
     sample = work / "verify-input.jsonl"
     sample.write_bytes(b"".join(line + b"\n" for line in lines))
-    out_dir = work / "verify-output"
+    out_dir = fresh_dir(work / "verify-output")  # never an earlier run's files
     cmd = [sys.executable, str(module_path), "--input", str(sample), "--replay", "--sink", "files"]
     cmd += ["--output", str(out_dir), "--runner", "DirectRunner", "--direct_num_workers", "1"]
     cmd += ["--file_window_s", str(10**10), "--file_shards", "1"]  # one file per output and pane
@@ -419,7 +428,9 @@ def verify(
         ``"spark"`` (the job on Spark in local mode reading the sample from files; option
         ``batch_records=N`` reads N records per micro-batch).
     workdir
-        Where to write the export (a temporary directory by default).
+        Where to write the export (a temporary directory by default). Each run clears what an earlier
+        run left in its run directories there (``verify-output``; Spark's ``run``), so a verification
+        reads back only its own outputs.
     lambda_batch_size
         Records per Kinesis invocation for ``target="lambda"``.
     **options
