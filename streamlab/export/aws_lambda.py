@@ -1789,6 +1789,8 @@ def _s3_beside(sqs: Any) -> Any:
 def _collect(
     sqs: Any, queue: str, database: str, table: str, window: WindowStep, parse_step: str
 ) -> dict[str, pd.DataFrame]:
+    from streamlab.export.verify import rows_frame
+
     messages: dict[tuple[str, str], dict[str, Any]] = {}
     while True:
         got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=600).get(
@@ -1811,7 +1813,7 @@ def _collect(
 
     backend = timestreamwrite_backends[DEFAULT_ACCOUNT_ID][os.environ.get("AWS_DEFAULT_REGION", "us-east-1")]
     stored = list(backend.describe_database(database).describe_table(table).records)
-    outputs = {ref: pd.DataFrame(rows) for ref, rows in side.items()}
+    outputs = {ref: rows_frame(rows) for ref, rows in side.items()}
     outputs[window.step_id] = _results_from_timestream(stored, tuple(window.keys))
     for ref in (f"{window.step_id}.late", f"{parse_step}.dead_letter"):
         outputs.setdefault(ref, pd.DataFrame())

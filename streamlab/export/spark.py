@@ -1649,9 +1649,7 @@ def run_spark(
     import os
     import shutil
 
-    import pandas as pd
-
-    from streamlab.export.verify import fresh_dir, load_module
+    from streamlab.export.verify import fresh_dir, load_module, rows_frame
 
     if any(b"\n" in line for line in lines):
         raise ValueError("a sample record holds a newline; the Spark verification writes one record per line")
@@ -1706,7 +1704,7 @@ def run_spark(
             rows = []
             for part in sorted((out / name).rglob("part-*")):
                 rows += [json.loads(x) for x in part.read_text().splitlines() if x.strip()]
-            frames[ref] = pd.DataFrame(rows)
+            frames[ref] = rows_frame(rows)
         return frames, dropped
     finally:
         import sys

@@ -182,6 +182,37 @@ class _Collect:
             f.write(line + "\n")
 
 
+def rows_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Rows an export wrote (decoded JSON) as a frame whose integers keep every digit.
+
+    pandas reads a column of ints and missing values as float64, which rounds an int beyond 2**53
+    (4611686018427387907 became 4.611686018427388e+18) and so could report matching outputs as
+    different or hide a real difference. Such a column becomes pandas' nullable ``Int64``, as the
+    runtime holds an ``int64`` field with missing values (object, exact, beyond int64's range);
+    every other column is read as pandas reads it.
+
+    Examples
+    --------
+    >>> rows_frame([{"n": 4611686018427387907}, {"n": None}, {}])["n"].tolist()
+    [4611686018427387907, <NA>, <NA>]
+    >>> rows_frame([{"x": 1.5}, {"x": None}])["x"].dtype
+    dtype('float64')
+    """
+    frame = pd.DataFrame(list(rows))
+    for c in frame.columns:
+        if frame[c].dtype.kind != "f":
+            continue
+        values = [r.get(c) for r in rows]
+        present = [v for v in values if v is not None]
+        if not present or not all(type(v) is int for v in present):
+            continue
+        if all(-(2**63) <= v < 2**63 for v in present):
+            frame[c] = pd.array(values, dtype="Int64")
+        else:
+            frame[c] = pd.Series(values, index=frame.index, dtype=object)
+    return frame
+
+
 def load_module(path: str | Path) -> Any:
     """Import a generated module from its file under a unique name (so Beam can pickle its classes)."""
     name = f"streamlab_exported_{uuid.uuid4().hex[:8]}"
@@ -218,7 +249,7 @@ def run_beam(module: Any, lines: list[bytes]) -> dict[str, pd.DataFrame]:
         for ref, path in paths.items():
             if os.path.exists(path):
                 with open(path) as f:
-                    out[ref] = pd.DataFrame([json.loads(line) for line in f])
+                    out[ref] = rows_frame([json.loads(line) for line in f])
             else:
                 out[ref] = pd.DataFrame()
         return out
@@ -261,7 +292,7 @@ def run_beam_program(
         written = sorted((out_dir / name).glob("*")) if (out_dir / name).is_dir() else []
         for path in (p for p in written if p.is_file() and not p.name.startswith(".")):
             rows += [json.loads(x) for x in path.read_text().splitlines() if x]
-        frames[ref] = pd.DataFrame(rows)
+        frames[ref] = rows_frame(rows)
     return frames
 
 
@@ -305,7 +336,7 @@ def _normalise(frame: pd.DataFrame, columns: list[str], times: set[str]) -> pd.D
             data[c] = [None if x == np.iinfo(np.int64).min else int(x) for x in ns.tolist()]
         else:
             data[c] = [_norm_value(v) for v in col.tolist()]
-    return pd.DataFrame(data, columns=columns)
+    return pd.DataFrame(data, columns=columns, dtype=object)  # ints beyond 2**53 stay exact
 
 
 def _multiset_diff(name: str, left: pd.DataFrame, right: pd.DataFrame, target: str) -> pd.DataFrame:
