@@ -12,13 +12,12 @@ restarted pipeline failed on it again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from streamlab._dead_letter import dead_letter_frame
-from streamlab._detector_record import short_repr
+from streamlab._detector_record import unfit_key_reason, unfit_value_reason
 from streamlab._floats import float_values
 from streamlab._intcols import exact_values
 from streamlab._keytable import unhashable_rows
@@ -43,10 +42,6 @@ def column_values(batch: pd.DataFrame, agg: Aggregator) -> np.ndarray:
     (Python ints where a nullable integer column has a missing value) for the others."""
     series = batch[agg.column]
     return series.to_numpy() if isinstance(agg, NUMERIC_AGGREGATORS) else exact_values(series)
-
-
-def _shown(value: Any) -> str:
-    return f"{type(value).__name__} {short_repr(value)}"
 
 
 def split_unfit_values(
@@ -83,7 +78,7 @@ def split_unfit_values(
         if wrong is not None:
             new = np.flatnonzero(wrong & ~bad)
             values = batch[k].to_numpy()
-            reasons[new] = [f"key column {k!r} holds {_shown(values[i])}, which cannot be a key" for i in new]
+            reasons[new] = [unfit_key_reason(k, values[i]) for i in new]
             bad[new] = True
     numbers: dict[str, np.ndarray] = {}
     for a in objects:
@@ -93,15 +88,14 @@ def split_unfit_values(
             if col not in numbers:
                 numbers[col] = float_values(series)
             wrong = np.isnan(numbers[col]) & series.notna().to_numpy()
-            need = "a number"
         else:
             found = unhashable_rows(series)
             wrong = np.zeros(len(series), dtype=bool) if found is None else found
-            need = "values it can tell apart (hashable: not a dict or a list)"
         new = np.flatnonzero(wrong & ~bad)
         if len(new):
             values = series.to_numpy()
-            reasons[new] = [f"agg.{a.kind}({col!r}) needs {need}, got {_shown(values[i])}" for i in new]
+            numeric = isinstance(a, NUMERIC_AGGREGATORS)
+            reasons[new] = [unfit_value_reason(a.kind, col, numeric, values[i]) for i in new]
             bad[new] = True
     dead = (
         dead_letter_frame(batch.iloc[np.flatnonzero(bad)], reasons[bad].tolist(), step_id)

@@ -78,6 +78,49 @@ def missing_value(value: Any) -> bool:
     return value is None or (isinstance(value, float) and value != value)
 
 
+def shown_value(value: Any) -> str:
+    """A value as a dead letter's reason quotes it: its type and its short repr."""
+    return f"{type(value).__name__} {short_repr(value)}"
+
+
+def unfit_key_reason(column: str, value: Any) -> str:
+    """Why a window sets aside a row whose key column holds ``value`` (a dict, a list)."""
+    return f"key column {column!r} holds {shown_value(value)}, which cannot be a key"
+
+
+def unfit_value_reason(kind: str, column: str, numeric: bool, value: Any) -> str:
+    """Why a window sets aside a row whose ``agg.<kind>(column)`` cannot take ``value``: a numeric
+    aggregator needs a number, ``count_distinct`` values it can tell apart."""
+    need = "a number" if numeric else "values it can tell apart (hashable: not a dict or a list)"
+    return f"agg.{kind}({column!r}) needs {need}, got {shown_value(value)}"
+
+
+def unfit_reason(row: dict[str, Any], keys: Any, checks: Any) -> str | None:
+    """Why a window's aggregators cannot take ``row`` (None when they can), one row at a time as the
+    runtime's ``streamlab._agg_inputs.split_unfit_values`` decides per batch: a key that cannot be a key
+    first, then each aggregator of ``checks`` ((kind, column, numeric) triples) in order; a numeric one
+    needs a present value to read as a number (``as_number``), ``count_distinct`` a hashable one.
+
+    Examples
+    --------
+    >>> unfit_reason({"v": {"a": 1}}, (), [("sum", "v", True)])
+    "agg.sum('v') needs a number, got dict {'a': 1}"
+    >>> unfit_reason({"v": "2"}, (), [("sum", "v", True)]) is None
+    True
+    """
+    for k in keys:
+        value = row.get(k)
+        if unkeyable(value):
+            return unfit_key_reason(k, value)
+    for kind, column, numeric in checks:
+        value = row.get(column)
+        if missing_value(value):
+            continue
+        if (as_number(value) != as_number(value)) if numeric else unkeyable(value):
+            return unfit_value_reason(kind, column, numeric, value)
+    return None
+
+
 def truthy(value: Any) -> bool:
     """A condition's result on one row as the runtime reads it (missing is False)."""
     return False if missing_value(value) else bool(value)

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from streamlab import _dead_letter, _pyast, _record, _serde_values
+from streamlab import _dead_letter, _detector_record, _pyast, _record, _serde_values
+from streamlab._agg_inputs import NUMERIC_AGGREGATORS
 from streamlab._dead_letter import dead_letter_types
 from streamlab.aggregators import (
     Aggregator,
@@ -97,6 +98,21 @@ DEAD_LETTER_SNIPPETS = ("RAW", "REASON", "STEP_ID", "dead_letter_row", "raw_dead
 """The plain-Python part of ``streamlab._dead_letter`` that generated modules carry (wanted as ``dead_letter_row``)."""
 
 
+UNFIT_SNIPPETS = (
+    "NAN",
+    "as_number",
+    "unkeyable",
+    "missing_value",
+    "short_repr",
+    "shown_value",
+    "unfit_key_reason",
+    "unfit_value_reason",
+    "unfit_reason",
+)
+"""The part of ``streamlab._detector_record`` that decides which rows a window's aggregators cannot take
+(``unfit_reason``), as generated modules without the whole module carry it."""
+
+
 def _module_body(module: Any, allowed: tuple[str, ...]) -> str:
     """The code of a module after its imports, checking that it imports only modules of ``allowed``."""
     name = module.__name__
@@ -142,6 +158,22 @@ def dead_letter_source() -> str:
     """The dead-letter columns and row builders of ``streamlab._dead_letter``, as generated modules carry them."""
     parts = _segments(_dead_letter)
     return "\n\n\n".join(parts[n] for n in DEAD_LETTER_SNIPPETS) + "\n"
+
+
+def unfit_source() -> str:
+    """``unfit_reason`` and what it builds on, copied from ``streamlab._detector_record``."""
+    parts = _segments(_detector_record)
+    return "\n\n\n".join(parts[n] for n in UNFIT_SNIPPETS) + "\n"
+
+
+def unfit_checks(step: WindowStep) -> tuple[tuple[str, str, bool], ...]:
+    """The (kind, column, numeric) triples ``unfit_reason`` checks for ``step``'s aggregators: those that
+    read a column as numbers or tell its values apart (the runtime's ``split_unfit_values``)."""
+    return tuple(
+        (a.kind, a.column, isinstance(a, NUMERIC_AGGREGATORS))
+        for a in step.aggs
+        if a.column is not None and isinstance(a, (*NUMERIC_AGGREGATORS, CountDistinctAggregator))
+    )
 
 
 def snippet_source(names: set[str]) -> str:

@@ -102,7 +102,9 @@ Steps: {steps}.
 
 Environment
 -----------
-TIMESTREAM_DATABASE, TIMESTREAM_TABLE  where final window results go (MULTI-measure records)
+TIMESTREAM_DATABASE, TIMESTREAM_TABLE  where final window results go (MULTI-measure records; the window
+                                       keys are dimensions, which Timestream holds as text: ``str(value)``,
+                                       so a reader converts an int64, float64 or bool key back)
 DEAD_LETTER_QUEUE_URL                  SQS queue for dead letters and late rows (JSON, with ``output``)
 DEAD_LETTER_BUCKET                     optional S3 bucket for side outputs over the queue's
                                        MaximumMessageSize: the whole message is written there and the
@@ -895,6 +897,7 @@ class _Steps:
         self.user_code: list[str] = []
         self.lines: list[str] = []
         self.row_steps = False
+        self.unfit = False  # the window checks its rows with ``unfit_reason``
         self.keyed: dict[str, tuple[str, str]] = {}  # step id -> (spec constant, spec hash)
         self.types: dict[str, dict[str, str]] | None = None
 
@@ -988,6 +991,14 @@ class _Steps:
             "COMBINE = RowCombine([" + ", ".join(aggs) + "])",
             f"MEASURE_TYPES = {tuple(measure_types)!r}",
         ]
+        checks = _plan.unfit_checks(step)
+        if step.keys or checks:
+            self.consts.append(f"WINDOW_UNFIT_CHECKS = {checks!r}  # (aggregator, column, numeric)")
+            self.emit("unfit = unfit_reason(row, WINDOW_KEYS, WINDOW_UNFIT_CHECKS)")
+            self.emit("if unfit is not None:")
+            self.emit(f"    emit({sid + '.dead_letter'!r}, dead_letter_row(unfit, {sid!r}, row))")
+            self.emit("    return")
+            self.unfit = True
         self.emit("try:")
         self.emit(f"    ts = to_ns(row[{step.time!r}])")
         self.emit("except (KeyError, TypeError, ValueError, OverflowError):")
@@ -1489,6 +1500,11 @@ def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = No
             "from datetime import", "from collections import OrderedDict\nfrom datetime import", 1
         )
         parts[0] = header
+    elif gen.unfit:
+        parts.append(
+            "\n\n# -- from streamlab._detector_record: the rows a window's aggregators cannot take\n"
+        )
+        parts.append(_plan.unfit_source())
     partition_key = None
     if gen.keyed:
         key = partition_key = next(_detectors.state_key(s.config) for s in chain if s.step_id in gen.keyed)  # type: ignore[attr-defined]
@@ -1586,12 +1602,37 @@ def create_window_table(dynamodb: Any, name: str) -> str:
     return name
 
 
-def _results_from_timestream(records: list[dict[str, Any]], keys: tuple[str, ...]) -> pd.DataFrame:
-    """The table as Timestream keeps it: one record per dimensions, time and measure name.
+def dimension_value(text: str, field_type: str | None) -> Any:
+    """A window key as the handler had it, from its Timestream dimension (``str(value)``: dimensions are
+    text by Timestream's design), given the key column's streamlab type; text for the other types.
+
+    Examples
+    --------
+    >>> dimension_value("4611686018427387907", "int64"), dimension_value("1.5", "float64")
+    (4611686018427387907, 1.5)
+    >>> dimension_value("True", "bool"), dimension_value("7", "string")
+    (True, '7')
+    """
+    if field_type == "int64":
+        return int(text)
+    if field_type == "float64":
+        return float(text)
+    if field_type == "bool":
+        return text == "True"
+    return text
+
+
+def _results_from_timestream(
+    records: list[dict[str, Any]], keys: tuple[str, ...], key_types: dict[str, str] | None = None
+) -> pd.DataFrame:
+    """The table as Timestream keeps it: one record per dimensions, time and measure name; the keys read
+    back as their columns' types (``key_types``, by streamlab type; text without it).
 
     Of two writes of one record the higher ``Version`` wins; Timestream rejects a write with the same
     version and other values (moto stores both), so such a pair raises here.
     """
+    from streamlab.export.verify import rows_frame
+
     latest: dict[Any, dict[str, Any]] = {}
     for rec in records:
         dims = {d["Name"]: d["Value"] for d in rec.get("Dimensions", [])}
@@ -1609,7 +1650,10 @@ def _results_from_timestream(records: list[dict[str, Any]], keys: tuple[str, ...
     rows = []
     for rec in latest.values():
         dims = {d["Name"]: d["Value"] for d in rec.get("Dimensions", [])}
-        row: dict[str, Any] = {k: dims.get(k) for k in keys}
+        types = key_types or {}
+        row: dict[str, Any] = {
+            k: None if dims.get(k) is None else dimension_value(dims[k], types.get(k)) for k in keys
+        }
         row["window_start"] = pd.Timestamp(int(rec["Time"]), unit="ms", tz="UTC")
         for m in rec["MeasureValues"]:
             v = m["Value"]
@@ -1625,7 +1669,7 @@ def _results_from_timestream(records: list[dict[str, Any]], keys: tuple[str, ...
                 else v
             )
         rows.append(row)
-    return pd.DataFrame(rows)
+    return rows_frame(rows)
 
 
 def run_lambda(
@@ -1652,6 +1696,8 @@ def run_lambda(
     notes = [
         "the handler keeps the first id and drops repeats (counted in its state); duplicates are not compared",
         "Timestream holds one record per dimensions, time and measure: re-written results count once",
+        "window keys are Timestream dimensions, text by design (str(value)); they are read back as their "
+        "columns' types (int64, float64, bool)",
     ]
     env_keys = (
         "AWS_ENDPOINT_URL",
@@ -1699,7 +1745,8 @@ def run_lambda(
                 _drive(module, lines, batch_size, queue)
             finally:
                 sys.modules.pop(module.__name__, None)
-            outputs = _collect(sqs, queue, database, table, window, chain[0].step_id)
+            key_types = _plan.column_types(pipeline).get(window.inputs[0], {})
+            outputs = _collect(sqs, queue, database, table, window, chain[0].step_id, key_types)
         finally:
             for lg, level in zip(quiet, levels):
                 lg.setLevel(level)
@@ -1773,8 +1820,16 @@ def _s3_beside(sqs: Any) -> Any:
 
 
 def _collect(
-    sqs: Any, queue: str, database: str, table: str, window: WindowStep, parse_step: str
+    sqs: Any,
+    queue: str,
+    database: str,
+    table: str,
+    window: WindowStep,
+    parse_step: str,
+    key_types: dict[str, str],
 ) -> dict[str, pd.DataFrame]:
+    from streamlab.export.verify import rows_frame
+
     messages: dict[tuple[str, str], dict[str, Any]] = {}
     while True:
         got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=600).get(
@@ -1797,8 +1852,8 @@ def _collect(
 
     backend = timestreamwrite_backends[DEFAULT_ACCOUNT_ID][os.environ.get("AWS_DEFAULT_REGION", "us-east-1")]
     stored = list(backend.describe_database(database).describe_table(table).records)
-    outputs = {ref: pd.DataFrame(rows) for ref, rows in side.items()}
-    outputs[window.step_id] = _results_from_timestream(stored, tuple(window.keys))
+    outputs = {ref: rows_frame(rows) for ref, rows in side.items()}
+    outputs[window.step_id] = _results_from_timestream(stored, tuple(window.keys), key_types)
     for ref in (f"{window.step_id}.late", f"{parse_step}.dead_letter"):
         outputs.setdefault(ref, pd.DataFrame())
     return outputs

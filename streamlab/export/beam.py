@@ -11,8 +11,12 @@ docstring; the short version:
   shifts event times forward by the lateness (plus any delay beyond the pipeline's watermark delay),
   windows with ``AfterWatermark(late=AfterCount(1))`` in discarding mode, and turns the on-time pane
   into the result (aggregated by a CombineFn) and late panes into rows of the ``late`` output.
-  Rows later than ``late_horizon`` after the window closed are dropped by Beam itself (its garbage
-  collection of window state); streamlab keeps reporting them as late.
+  Beam keeps a closed window's state ``late_horizon`` long and would drop a row later than that
+  without a trace; the generated code sends such a row to ``late`` before Beam sees it (judged by the
+  largest event time its worker has seen at the step, which never runs ahead of streamlab's watermark),
+  as streamlab reports it. On several workers, a row that Beam's watermark puts past the horizon
+  before its own worker has seen the newer events is still dropped by Beam: keep ``late_horizon``
+  above the lateness you expect.
 * Session windows use the same panes over Beam's merging ``Sessions``; a late row that would merge
   into an emitted session gives Beam an updated session (its own window is still open), where
   streamlab reports the row as late.
@@ -150,8 +154,11 @@ Semantics (streamlab -> Beam)
 * Windows: one final result per window and key once the watermark reaches ``end + lateness``. Event
   times are shifted forward by the lateness so that Beam's on-time pane (``AfterWatermark``) fires
   then; late panes (``AfterCount(1)``, discarding) carry rows for closed windows to the ``late`` output,
-  without streamlab's ``watermark`` column. Rows later than LATE_HORIZON_S after the window closed
-  are dropped by Beam's garbage collection of window state.
+  without streamlab's ``watermark`` column. Beam keeps a closed window's state LATE_HORIZON_S long;
+  a row later than that goes to ``late`` from ``StampEventTime`` (judged by the largest event time
+  this worker saw at the step minus the delay, never ahead of streamlab's watermark) instead of being
+  dropped by Beam's garbage collection; on several workers a row whose own worker has not yet seen
+  the events that put Beam's watermark past the horizon is still dropped by Beam.
 * Sessions: the same panes over Beam's merging ``Sessions``; a late row that would merge into an
   emitted session updates it here (its own session window is still open), where streamlab reports it
   as late.
@@ -306,14 +313,42 @@ class DropDuplicates(beam.DoFn):
 ''',
     "stamp": '''
 class StampEventTime(beam.DoFn):
-    """Re-stamp rows with the window's event-time column (plus ``shift_ns``); rows without one to ``dead_letter``."""
+    """Re-stamp rows with the window's event-time column (plus ``shift_ns``); rows without one, and rows
+    the window's aggregators cannot take (``unfit_reason``: ``keys``, ``checks``), to ``dead_letter``.
 
-    def __init__(self, step_id, time, shift_ns=0):
+    ``expiry`` (size, slide, offset, gap, lateness, delay, horizon in ns; size None for sessions) sends a
+    row to ``late`` for each of its windows more than LATE_HORIZON_S past closing, which Beam would drop
+    without a trace (its garbage collection of window state): streamlab reports such a row late. The
+    test is this process's largest event time at the step minus the delay (SEEN), which never runs
+    ahead of streamlab's watermark, so a row sent to ``late`` here is late in streamlab too.
+    """
+
+    # step id -> the largest event time (ns) this process saw at the step; shared by the DoFn's
+    # instances, as runners may build one per bundle
+    SEEN = {}
+
+    def __init__(self, step_id, time, shift_ns=0, keys=(), checks=(), expiry=None):
         self.step_id = step_id
         self.time = time
         self.shift_ns = shift_ns
+        self.keys = keys
+        self.checks = checks
+        self.expiry = expiry
+
+    def expired(self, ts):
+        """(start, end) in ns of the row's windows past the late horizon, and whether any window is not."""
+        size, slide, offset, gap, lateness, delay, horizon = self.expiry
+        seen = max(self.SEEN.get(self.step_id, ts), ts)
+        self.SEEN[self.step_id] = seen
+        spans = [(ts, ts + gap)] if size is None else [(s, s + size) for s in window_starts(ts, size, slide, offset)]
+        gone = [(s, e) for s, e in spans if seen - delay > e + lateness + horizon]
+        return gone, len(gone) < len(spans)
 
     def process(self, row):
+        unfit = unfit_reason(row, self.keys, self.checks) if self.keys or self.checks else None
+        if unfit is not None:
+            yield pvalue.TaggedOutput("dead_letter", dead_letter_row(unfit, self.step_id, row))
+            return
         value = row.get(self.time)
         try:
             ts = to_ns(value)
@@ -321,6 +356,14 @@ class StampEventTime(beam.DoFn):
             reason = f"missing or unreadable event time in column {self.time!r}"
             yield pvalue.TaggedOutput("dead_letter", dead_letter_row(reason, self.step_id, row))
             return
+        if self.expiry is not None:
+            gone, kept = self.expired(ts)
+            for start, end in gone:  # stamped at the largest event time seen: not late for the sinks
+                late = {**row, "window_start": from_ns(start), "window_end": from_ns(end)}
+                stamp = Timestamp(micros=(self.SEEN[self.step_id] + self.shift_ns) // 1_000)
+                yield pvalue.TaggedOutput("late", beam_window.TimestampedValue(late, stamp))
+            if not kept:
+                return
         yield beam_window.TimestampedValue(row, Timestamp(micros=(ts + self.shift_ns) // 1_000))
 ''',
     "combine": '''
@@ -869,7 +912,7 @@ class _Generator:
 
     def _window(self, step: WindowStep, v: str, src: str) -> None:
         sid = step.step_id
-        self.snippets.update({"to_ns", "from_ns", "RowCombine", "group_key"})
+        self.snippets.update({"to_ns", "from_ns", "RowCombine", "group_key", "window_starts"})
         self.need("stamp", "combine", "window")
         aggs = []
         for a in step.aggs:
@@ -884,9 +927,28 @@ class _Generator:
             f"{c}_SHIFT_NS = {shift:_}  # lateness + this window's delay beyond WATERMARK_DELAY_NS"
         )
         self.emit(f"{v} = {src} | '{sid}: event time' >> beam.ParDo(")
-        self.emit(f"    StampEventTime({sid!r}, {step.time!r}, {c}_SHIFT_NS)")
-        self.emit(').with_outputs("dead_letter", main="out")')
+        self.consts.append(
+            f"{c}_UNFIT_CHECKS = {_plan.unfit_checks(step)!r}  # (aggregator, column, numeric)"
+        )
+        w = step.window
+        geometry: tuple[int | None, int | None, int, int]
+        if isinstance(w, SlidingWindow):
+            geometry = (w.size_ns, w.every_ns, w.offset_ns, 0)
+        elif isinstance(w, TumblingWindow):
+            geometry = (w.size_ns, w.size_ns, w.offset_ns, 0)
+        else:
+            assert isinstance(w, SessionWindow)
+            geometry = (None, None, 0, w.gap_ns)
+        expiry = (*geometry, step.lateness_ns, step.delay_ns, self.late_horizon_ns)
+        self.consts.append(
+            f"{c}_EXPIRY = {expiry!r}  # size, slide, offset, gap, lateness, delay, late horizon (ns)"
+        )
+        self.emit(
+            f"    StampEventTime({sid!r}, {step.time!r}, {c}_SHIFT_NS, {keys!r}, {c}_UNFIT_CHECKS, {c}_EXPIRY)"
+        )
+        self.emit(').with_outputs("dead_letter", "late", main="out")')
         self.emit(f"{self.var(sid + '.dead_letter')} = {v}.dead_letter")
+        self.emit(f"{c.lower()}_expired = {v}.late")
         horizon = self.late_horizon_ns
         self.emit(f"{v} = (")
         self.emit(f"    {v}.out")
@@ -905,7 +967,9 @@ class _Generator:
             '.with_outputs("late", main="out")'
         )
         self.emit(")")
-        self.emit(f"{self.var(sid + '.late')} = {v}.late")
+        self.emit(
+            f"{self.var(sid + '.late')} = ({v}.late, {c.lower()}_expired) | '{sid}: late' >> beam.Flatten()"
+        )
         self.emit(f"{v} = {v}.out")
 
     def closings(self) -> list[tuple[int, int] | None]:
@@ -1006,6 +1070,11 @@ class _Generator:
                 "\n\n# -- streamlab._detector_record: per-record detectors, features, rules and patterns\n"
             )
             parts.append(_detectors.detector_record_source())
+        elif any(isinstance(s, WindowStep) for s in self.p.steps.values()):
+            parts.append(
+                "\n\n# -- from streamlab._detector_record: the rows a window's aggregators cannot take\n"
+            )
+            parts.append(_plan.unfit_source())
         parts.append("\n\n# -- step settings\n")
         parts += self.consts
         for code in self.user_code:
@@ -1389,7 +1458,8 @@ def to_beam(
     module_name
         File name of the module; defaults to ``<pipeline name>_beam.py``.
     late_horizon
-        How long after a window closed late rows are still reported (Beam keeps window state that long).
+        How long Beam keeps a closed window's state for late panes; a row later than that is sent to
+        ``late`` by the generated code itself (see the module's docstring for the multi-worker limit).
 
     Returns
     -------

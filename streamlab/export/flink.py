@@ -1481,7 +1481,7 @@ def ensure_flink_python(*, timeout: float = 900) -> str:
 
 def read_outputs(output: Path, outputs: dict[str, str]) -> dict[str, Any]:
     """Rows the job wrote per output reference (finished JSON-lines part files of each sink)."""
-    import pandas as pd
+    from streamlab.export.verify import rows_frame
 
     frames = {}
     for ref, name in outputs.items():
@@ -1489,7 +1489,7 @@ def read_outputs(output: Path, outputs: dict[str, str]) -> dict[str, Any]:
         for part in sorted((output / name).glob("*")) if (output / name).exists() else []:
             if part.is_file() and not part.name.startswith("."):
                 rows += [json.loads(x) for x in part.read_text().splitlines() if x.strip()]
-        frames[ref] = pd.DataFrame(rows)
+        frames[ref] = rows_frame(rows)
     return frames
 
 

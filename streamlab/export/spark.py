@@ -1647,16 +1647,17 @@ def run_spark(
     stream in ``refs`` (as frames) and, per stream, the rows Spark dropped behind the watermark.
     """
     import os
+    import shutil
 
-    import pandas as pd
-
-    from streamlab.export.verify import load_module
+    from streamlab.export.verify import fresh_dir, load_module, rows_frame
 
     if any(b"\n" in line for line in lines):
         raise ValueError("a sample record holds a newline; the Spark verification writes one record per line")
     work = Path(workdir)
     src, out, ckpt = work / "input", work / "output", work / "checkpoints"
-    src.mkdir(parents=True, exist_ok=True)
+    fresh_dir(src)  # an earlier run's input files, outputs and offsets are not this run's
+    for d in (out, ckpt):
+        shutil.rmtree(d, ignore_errors=True)
     if batch_records:
         # Spark drops a row as late against the watermark of the batch before its own (the "watermark
         # for late events"), which reflects the rows up to two batches back: a batch without rows (TICK)
@@ -1703,7 +1704,7 @@ def run_spark(
             rows = []
             for part in sorted((out / name).rglob("part-*")):
                 rows += [json.loads(x) for x in part.read_text().splitlines() if x.strip()]
-            frames[ref] = pd.DataFrame(rows)
+            frames[ref] = rows_frame(rows)
         return frames, dropped
     finally:
         import sys

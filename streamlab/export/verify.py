@@ -21,6 +21,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -181,6 +182,37 @@ class _Collect:
             f.write(line + "\n")
 
 
+def rows_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Rows an export wrote (decoded JSON) as a frame whose integers keep every digit.
+
+    pandas reads a column of ints and missing values as float64, which rounds an int beyond 2**53
+    (4611686018427387907 became 4.611686018427388e+18) and so could report matching outputs as
+    different or hide a real difference. Such a column becomes pandas' nullable ``Int64``, as the
+    runtime holds an ``int64`` field with missing values (object, exact, beyond int64's range);
+    every other column is read as pandas reads it.
+
+    Examples
+    --------
+    >>> rows_frame([{"n": 4611686018427387907}, {"n": None}, {}])["n"].tolist()
+    [4611686018427387907, <NA>, <NA>]
+    >>> rows_frame([{"x": 1.5}, {"x": None}])["x"].dtype
+    dtype('float64')
+    """
+    frame = pd.DataFrame(list(rows))
+    for c in frame.columns:
+        if frame[c].dtype.kind != "f":
+            continue
+        values = [r.get(c) for r in rows]
+        present = [v for v in values if v is not None]
+        if not present or not all(type(v) is int for v in present):
+            continue
+        if all(-(2**63) <= v < 2**63 for v in present):
+            frame[c] = pd.array(values, dtype="Int64")
+        else:
+            frame[c] = pd.Series(values, index=frame.index, dtype=object)
+    return frame
+
+
 def load_module(path: str | Path) -> Any:
     """Import a generated module from its file under a unique name (so Beam can pickle its classes)."""
     name = f"streamlab_exported_{uuid.uuid4().hex[:8]}"
@@ -217,10 +249,18 @@ def run_beam(module: Any, lines: list[bytes]) -> dict[str, pd.DataFrame]:
         for ref, path in paths.items():
             if os.path.exists(path):
                 with open(path) as f:
-                    out[ref] = pd.DataFrame([json.loads(line) for line in f])
+                    out[ref] = rows_frame([json.loads(line) for line in f])
             else:
                 out[ref] = pd.DataFrame()
         return out
+
+
+def fresh_dir(path: Path) -> Path:
+    """``path`` as an empty directory: what an earlier run left there (a verification in the same
+    ``workdir``) is removed, so a run reads back only its own outputs."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
 
 
 def run_beam_program(
@@ -237,7 +277,7 @@ def run_beam_program(
     work = Path(workdir)
     sample = work / "verify-input.jsonl"
     sample.write_bytes(b"".join(line + b"\n" for line in lines))
-    out_dir = work / "verify-output"
+    out_dir = fresh_dir(work / "verify-output")  # never an earlier run's files
     cmd = [sys.executable, str(module_path), "--input", str(sample), "--replay", "--sink", "files"]
     cmd += ["--output", str(out_dir), "--runner", "DirectRunner", "--direct_num_workers", "1"]
     cmd += ["--file_window_s", str(10**10), "--file_shards", "1"]  # one file per output and pane
@@ -252,7 +292,7 @@ def run_beam_program(
         written = sorted((out_dir / name).glob("*")) if (out_dir / name).is_dir() else []
         for path in (p for p in written if p.is_file() and not p.name.startswith(".")):
             rows += [json.loads(x) for x in path.read_text().splitlines() if x]
-        frames[ref] = pd.DataFrame(rows)
+        frames[ref] = rows_frame(rows)
     return frames
 
 
@@ -296,7 +336,7 @@ def _normalise(frame: pd.DataFrame, columns: list[str], times: set[str]) -> pd.D
             data[c] = [None if x == np.iinfo(np.int64).min else int(x) for x in ns.tolist()]
         else:
             data[c] = [_norm_value(v) for v in col.tolist()]
-    return pd.DataFrame(data, columns=columns)
+    return pd.DataFrame(data, columns=columns, dtype=object)  # ints beyond 2**53 stay exact
 
 
 def _multiset_diff(name: str, left: pd.DataFrame, right: pd.DataFrame, target: str) -> pd.DataFrame:
@@ -419,7 +459,9 @@ def verify(
         ``"spark"`` (the job on Spark in local mode reading the sample from files; option
         ``batch_records=N`` reads N records per micro-batch).
     workdir
-        Where to write the export (a temporary directory by default).
+        Where to write the export (a temporary directory by default). Each run clears what an earlier
+        run left in its run directories there (``verify-output``; Spark's ``run``), so a verification
+        reads back only its own outputs.
     lambda_batch_size
         Records per Kinesis invocation for ``target="lambda"``.
     **options
