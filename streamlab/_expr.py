@@ -110,6 +110,28 @@ def _numeric(v: Any) -> Any:
     raise _NotCompiledError
 
 
+def _text(v: Any) -> bool:
+    """Whether ``v`` is a string or a column of strings (missing values among them)."""
+    if isinstance(v, pd.Series):
+        if isinstance(v.dtype, pd.StringDtype):
+            return True
+        return v.dtype == object and pd.api.types.infer_dtype(v, skipna=True) in ("string", "empty")
+    return isinstance(v, str)
+
+
+def _add(left: Any, right: Any) -> Any:
+    """``left + right``: numbers added, or text joined (a column with a column or a string constant).
+
+    pandas' ``DataFrame.eval`` refuses a string constant in arithmetic (``s + '!'`` is its TypeError
+    "unsupported operand type(s) for +: 'str' and '<class 'str'>'") while it joins two text columns;
+    joining text is what ``+`` means in Python and in the exported code, so it is done here, a missing
+    value staying missing.
+    """
+    if _text(left) and _text(right) and (isinstance(left, pd.Series) or isinstance(right, pd.Series)):
+        return left + right
+    return _numeric(left) + _numeric(right)
+
+
 def _compile_node(node: ast.AST) -> _Node:
     """A closure computing ``node`` as ``DataFrame.eval(engine="python")`` does, for the node kinds
     covered; anything else raises ``_NotCompiledError`` here (when compiling) or in the closure (when run)."""
@@ -148,6 +170,8 @@ def _compile_node(node: ast.AST) -> _Node:
         arith, left, right = _ARITH[type(node.op)], _compile_node(node.left), _compile_node(node.right)
         if isinstance(node.left, ast.Constant) and isinstance(node.right, ast.Constant):
             raise _NotCompiledError
+        if isinstance(node.op, ast.Add):
+            return lambda batch: _add(_checked(left(batch)), _checked(right(batch)))
         return lambda batch: arith(_numeric(_checked(left(batch))), _numeric(_checked(right(batch))))
     if isinstance(node, ast.Compare):
         if len(node.ops) > 1:  # a < b < c: (a < b) and (b < c), as pandas rewrites it
@@ -293,7 +317,7 @@ def eval_expression(batch: pd.DataFrame, expr: str) -> Any:
             return fn(batch)
         except Exception:  # _NotCompiledError or an error: DataFrame.eval gives the result or its error
             pass
-    return guarded(batch.eval, expr, engine="python")
+    return _pandas_eval(batch, expr)
 
 
 def _all_columns(batch: pd.DataFrame, expr: str) -> bool:
@@ -478,7 +502,7 @@ def eval_condition(batch: pd.DataFrame, expr: str) -> Any:
     """
     batch = as_expression_input(batch, expr)
     if not _all_columns(batch, expr):
-        return guarded(batch.eval, expr, engine="python")
+        return _pandas_eval(batch, expr)
     fn = compile_expression(expr)
     if fn is not None:
         try:
@@ -486,4 +510,73 @@ def eval_condition(batch: pd.DataFrame, expr: str) -> Any:
         except Exception:
             pass
     names = expression_names(expr) or ()
-    return guarded(pd.eval, expr, engine="python", resolvers=[{n: batch[n] for n in names}], target=batch)
+    rewritten, texts = _text_operands(expr)
+    resolvers = {n: batch[n] for n in names} | {n: _constant_column(batch, v, expr) for n, v in texts}
+    return guarded(pd.eval, rewritten, engine="python", resolvers=[resolvers], target=batch)
+
+
+@functools.lru_cache(maxsize=512)
+def _text_operands(expr: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """``expr`` with each string constant next to a ``+`` read from a name, and those (name, constant).
+
+    pandas' ``DataFrame.eval`` refuses a string constant in arithmetic (``s + '!'`` is its TypeError
+    "unsupported operand type(s) for +: 'str' and '<class 'str'>'") but joins two text columns: given as
+    a column of the constant, the constant is joined as the compiled form (:func:`_add`) joins it.
+    """
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(expr).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return expr, ()
+    skip = (
+        tokenize.NL,
+        tokenize.NEWLINE,
+        tokenize.COMMENT,
+        tokenize.INDENT,
+        tokenize.DEDENT,
+        tokenize.ENDMARKER,
+    )
+    seen = [i for i, t in enumerate(tokens) if t.type not in skip]
+    texts: dict[int, str] = {}
+    for k, i in enumerate(seen):
+        if tokens[i].type != tokenize.STRING:
+            continue
+        near = [tokens[seen[j]] for j in (k - 1, k + 1) if 0 <= j < len(seen)]
+        if any(t.type == tokenize.STRING for t in near):
+            return expr, ()  # 'a' 'b': implicit concatenation, left as it is
+        if any(t.type == tokenize.OP and t.string == "+" for t in near):
+            try:
+                value = ast.literal_eval(tokens[i].string)
+            except (ValueError, SyntaxError):
+                continue
+            if isinstance(value, str):
+                texts[i] = value
+    if not texts:
+        return expr, ()
+    pairs: list[tuple[str, str]] = []
+    out: list[tuple[int, str]] = []
+    for i, tok in enumerate(tokens):
+        if i in texts:
+            name = f"_streamlab_text_{len(pairs)}"
+            pairs.append((name, texts[i]))
+            out.append((tokenize.NAME, name))
+        else:
+            out.append((tok.type, tok.string))
+    return tokenize.untokenize(out), tuple(pairs)
+
+
+def _constant_column(batch: pd.DataFrame, value: str, expr: str) -> pd.Series:
+    """``value`` on every row, in the text dtype of the columns ``expr`` reads (pandas joins text columns
+    of one dtype only): object when one of them holds objects, else pandas' string dtype."""
+    names = expression_names(expr) or ()
+    held = any(n in batch.columns and batch[n].dtype == object for n in names)
+    return pd.Series([value] * len(batch), index=batch.index, dtype=object if held else str)
+
+
+def _pandas_eval(batch: pd.DataFrame, expr: str) -> Any:
+    """``batch.eval(expr, engine="python")``, a string constant joined with ``+`` read as a column of it
+    (:func:`_text_operands`)."""
+    rewritten, texts = _text_operands(expr)
+    if texts:
+        resolvers = [{n: _constant_column(batch, v, expr) for n, v in texts}]
+        return guarded(batch.eval, rewritten, engine="python", resolvers=resolvers)
+    return guarded(batch.eval, expr, engine="python")

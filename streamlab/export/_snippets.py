@@ -393,7 +393,7 @@ class ExprCompiler:
             # arithmetic on an object column is a TypeError for pandas next to a column or constant only
             terms = all(isinstance(x, (ast.Name, ast.Constant)) for x in (n.left, n.right))
             left, right = self.node(n.left, nan_for_none), self.node(n.right, nan_for_none)
-            return self.arithmetic(n.op, left, right, terms)
+            return self.arithmetic(n.op, left, right, terms, self.text(n))
         if isinstance(n, ast.UnaryOp):
             return self.unary(n.op, self.node(n.operand, nan_for_none))
         if isinstance(n, ast.BoolOp):
@@ -444,7 +444,21 @@ class ExprCompiler:
 
         return read
 
-    def arithmetic(self, op: Any, left: Any, right: Any, terms: bool) -> Any:
+    def text(self, n: Any) -> bool:
+        """Whether ``n`` is text whatever the row: a string constant, a string column, or + of text."""
+        import ast
+
+        if isinstance(n, ast.Constant):
+            return type(n.value) is str
+        if isinstance(n, ast.Name):
+            return (n.id, "string") in self.typed
+        return (
+            isinstance(n, ast.BinOp)
+            and isinstance(n.op, ast.Add)
+            and (self.text(n.left) or self.text(n.right))
+        )
+
+    def arithmetic(self, op: Any, left: Any, right: Any, terms: bool, text: bool = False) -> Any:
         import operator
 
         fallback, none_arith, low, high = (
@@ -463,6 +477,14 @@ class ExprCompiler:
         def other(a: Any, b: Any) -> Any:
             """Anything but numbers: pandas' TypeError for a missing value of an object column, or pandas."""
             ta, tb = type(a), type(b)
+            if (
+                name == "Add"
+                and (text or ta is str or tb is str)
+                and ta in (str, type(None))
+                and tb in (str, type(None))
+            ):
+                # text joined, a missing value staying missing (pandas' eval refuses a string constant here)
+                return None if a is None or b is None else a + b
             if terms and (a is None or ta is int or ta is float) and (b is None or tb is int or tb is float):
                 raise none_arith
             raise fallback
