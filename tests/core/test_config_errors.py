@@ -289,3 +289,17 @@ def test_expressions_with_math_functions_and_column_methods_are_accepted():
         .with_columns(n="event_type.str.len()", t="timestamp.dt.hour", r="arctan2(amount, amount)")
     )
     assert out.columns is not None and {"n", "t", "r"} <= set(out.columns)
+
+
+def test_a_duckdb_key_the_stream_lacks_fails_at_construction(tmp_path):
+    # it passed construction and from_yaml; the run failed at the first write with a ValueError naming no step
+    from streamlab import DuckDBSink
+
+    counts = events().window(TumblingWindow("1m"), key="event_type").agg(agg.count())
+    with pytest.raises(PipelineConfigError) as e:
+        counts.to(DuckDBSink(str(tmp_path / "out.duckdb"), "counts", key=["event_typ", "nope"]), step_id="db")
+    msg = str(e.value)
+    assert msg.startswith("step 'db' (DuckDBSink): DuckDBSink('counts')"), msg
+    assert "['event_typ', 'nope']" in msg and "'window_start'" in msg and "did you mean ['event_type']" in msg
+    for key in ("auto", None, ["event_type", "window_start"], "event_type"):
+        counts.to(DuckDBSink(str(tmp_path / "ok.duckdb"), "counts", key=key))
