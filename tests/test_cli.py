@@ -117,6 +117,16 @@ def test_a_spec_path_that_does_not_exist(capsys):
     assert err.count("\n") == 0 and "/nonexistent/spec.yaml" in err and "no such file" in err
 
 
+@pytest.mark.parametrize("streaming", ["  name: x\n", "  name: x\n  sources: []\n"])
+def test_a_spec_without_sources_is_a_spec_error(tmp_path, capsys, streaming):
+    # it was exit status 1 with the Python API's message ("add a source, e.g. Pipeline(ListSource([...]))")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("streaming:\n" + streaming)
+    err = one_line_error(capsys, ["run", str(spec)])
+    assert err.count("\n") == 0 and str(spec) in err and "streaming.sources: the spec has no sources" in err
+    assert "Fix: add a source under 'streaming:'" in err and "ListSource" not in err
+
+
 def test_a_missing_kind_names_the_entry(tmp_path, capsys):
     spec = write_spec(tmp_path, "    - {step_id: parse, input: events}")
     err = one_line_error(capsys, ["run", spec])
