@@ -211,6 +211,19 @@ def test_a_corrupt_checkpoint_names_its_path(tmp_path, capsys):
         f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])
     err = one_line_error(capsys, ["run", spec, "--quiet", "--checkpoint-dir", str(ckpt)])
     assert err.count("\n") == 0 and str(ckpt) in err and "checkpoint" in err
+    assert err.count("Fix:") == 1, err
+
+
+def test_a_checkpoint_error_gives_one_fix(tmp_path, capsys):
+    # the CLI added its own "Fix: ... restore it from a backup" after the checkpoint's "Fix: delete it"
+    spec = write_spec(tmp_path, PARSE)
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "checkpoint.slcp").write_bytes(b"garbage")
+    err = one_line_error(capsys, ["run", spec, "--quiet", "--checkpoint-dir", str(ckpt)])
+    assert err.count("Fix:") == 1 and err.count("\n") == 0, err
+    assert str(ckpt / "checkpoint.slcp") in err and "not a streamlab checkpoint" in err
+    assert "Fix: delete it, or pass a new checkpoint_dir (--checkpoint-dir), to start fresh" in err
 
 
 def test_negative_max_events_is_refused(tmp_path, capsys):
