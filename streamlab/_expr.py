@@ -517,59 +517,18 @@ def eval_condition(batch: pd.DataFrame, expr: str) -> Any:
 
 @functools.lru_cache(maxsize=512)
 def _text_operands(expr: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """``expr`` with each string constant next to a ``+`` read from a name, and those (name, constant).
+    """``expr`` with each string constant next to a ``+`` read from a name, and those (name, constant):
+    the rule the exported code follows (``ExprCompiler.text_operands``), for ``DataFrame.eval``, which
+    refuses a string constant in arithmetic but joins text columns."""
+    from streamlab.export._snippets import ExprCompiler  # not at import: streamlab.export imports this
 
-    pandas' ``DataFrame.eval`` refuses a string constant in arithmetic (``s + '!'`` is its TypeError
-    "unsupported operand type(s) for +: 'str' and '<class 'str'>'") but joins two text columns: given as
-    a column of the constant, the constant is joined as the compiled form (:func:`_add`) joins it.
-    """
-    try:
-        tokens = list(tokenize.generate_tokens(io.StringIO(expr).readline))
-    except (tokenize.TokenError, SyntaxError):
-        return expr, ()
-    skip = (
-        tokenize.NL,
-        tokenize.NEWLINE,
-        tokenize.COMMENT,
-        tokenize.INDENT,
-        tokenize.DEDENT,
-        tokenize.ENDMARKER,
-    )
-    seen = [i for i, t in enumerate(tokens) if t.type not in skip]
-    texts: dict[int, str] = {}
-    for k, i in enumerate(seen):
-        if tokens[i].type != tokenize.STRING:
-            continue
-        near = [tokens[seen[j]] for j in (k - 1, k + 1) if 0 <= j < len(seen)]
-        if any(t.type == tokenize.STRING for t in near):
-            return expr, ()  # 'a' 'b': implicit concatenation, left as it is
-        if any(t.type == tokenize.OP and t.string == "+" for t in near):
-            try:
-                value = ast.literal_eval(tokens[i].string)
-            except (ValueError, SyntaxError):
-                continue
-            if isinstance(value, str):
-                texts[i] = value
-    if not texts:
-        return expr, ()
-    pairs: list[tuple[str, str]] = []
-    out: list[tuple[int, str]] = []
-    for i, tok in enumerate(tokens):
-        if i in texts:
-            name = f"_streamlab_text_{len(pairs)}"
-            pairs.append((name, texts[i]))
-            out.append((tokenize.NAME, name))
-        else:
-            out.append((tok.type, tok.string))
-    return tokenize.untokenize(out), tuple(pairs)
+    return ExprCompiler.text_operands(expr)
 
 
 def _constant_column(batch: pd.DataFrame, value: str, expr: str) -> pd.Series:
-    """``value`` on every row, in the text dtype of the columns ``expr`` reads (pandas joins text columns
-    of one dtype only): object when one of them holds objects, else pandas' string dtype."""
-    names = expression_names(expr) or ()
-    held = any(n in batch.columns and batch[n].dtype == object for n in names)
-    return pd.Series([value] * len(batch), index=batch.index, dtype=object if held else str)
+    from streamlab.export._snippets import ExprCompiler
+
+    return ExprCompiler.constant_column(batch, value, expr)  # type: ignore[no-any-return]
 
 
 def _pandas_eval(batch: pd.DataFrame, expr: str) -> Any:

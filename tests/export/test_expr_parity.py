@@ -133,9 +133,11 @@ def _runtime_filter(frame: pd.DataFrame, expr: str) -> dict[int, str]:
     return got
 
 
-def _exported_map(row: dict[str, Any], expr: str) -> tuple[str, Any]:
+def _exported_map(
+    row: dict[str, Any], expr: str, numeric: tuple[str, ...] = NUMERIC, typed: Any = TYPED
+) -> tuple[str, Any]:
     try:
-        return _kind(assign_exprs(row, (("x", expr),), NUMERIC, TYPED)["x"])
+        return _kind(assign_exprs(row, (("x", expr),), numeric, typed)["x"])
     except Exception:
         return ("dead", None)
 
@@ -165,6 +167,8 @@ def _same(ours: tuple[str, Any], theirs: tuple[str, Any]) -> bool:
 @example(expr="s in ['a', 'buy'] and not c", recs=[b'{"t": 1, "s": "a", "c": false}', b'{"t": 1}'])
 # a string column plus a string constant: pandas' eval refused the constant, every row went to dead letter
 @example(expr="s + '!'", recs=[b'{"t": 1, "s": "a"}', b'{"t": 1, "s": null}', b'{"t": 1}'])
+# ... where pandas evaluates the expression: DataFrame.eval in the runtime, pandas_eval in the exported code
+@example(expr="s + '!' == 'a!' and a == a / b", recs=[b'{"t": 1, "b": 0.0}', b'{"t": 1, "s": "a", "a": 0}'])
 def test_runtime_and_exported_expressions_agree_row_by_row(expr: str, recs: list[bytes]) -> None:
     frame = _parsed(recs)
     rows = [parse_record(r, FIELDS, ("t",), 1_000_000) for r in recs]
@@ -177,3 +181,13 @@ def test_runtime_and_exported_expressions_agree_row_by_row(expr: str, recs: list
             _exported_map(row, expr),
         )
         assert kept[i] == _exported_filter(row, expr), (expr, recs[i], kept[i], _exported_filter(row, expr))
+
+
+def test_a_category_column_joined_with_text_fails_on_both_sides() -> None:
+    # pandas joins no category column: the runtime sets such rows aside, the exported code too (a row holds
+    # the category's value as a plain string, which the exported code would otherwise join)
+    frame = pd.DataFrame({"k": pd.Series(["x", "y"], dtype="category"), "_row": [0, 1]})
+    out = MapOperator("cols", None, False, {"x": "k + '!'"}).process(frame)
+    assert len(out["out"]) == 0 and len(out["dead_letter"]) == 2
+    assert _exported_map({"k": "x"}, "k + '!'", (), (("k", "category"),)) == ("dead", None)
+    assert _exported_map({"k": "x"}, "k + '!'", (), (("k", "string"),)) == ("str", "x!")
