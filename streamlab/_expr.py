@@ -112,6 +112,28 @@ def _numeric(v: Any) -> Any:
     raise _NotCompiledError
 
 
+def _text(v: Any) -> bool:
+    """Whether ``v`` is a string or a column of strings (missing values among them)."""
+    if isinstance(v, pd.Series):
+        if isinstance(v.dtype, pd.StringDtype):
+            return True
+        return v.dtype == object and pd.api.types.infer_dtype(v, skipna=True) in ("string", "empty")
+    return isinstance(v, str)
+
+
+def _add(left: Any, right: Any) -> Any:
+    """``left + right``: numbers added, or text joined (a column with a column or a string constant).
+
+    pandas' ``DataFrame.eval`` refuses a string constant in arithmetic (``s + '!'`` is its TypeError
+    "unsupported operand type(s) for +: 'str' and '<class 'str'>'") while it joins two text columns;
+    joining text is what ``+`` means in Python and in the exported code, so it is done here, a missing
+    value staying missing.
+    """
+    if _text(left) and _text(right) and (isinstance(left, pd.Series) or isinstance(right, pd.Series)):
+        return left + right
+    return _numeric(left) + _numeric(right)
+
+
 def _compile_node(node: ast.AST) -> _Node:
     """A closure computing ``node`` as ``DataFrame.eval(engine="python")`` does, for the node kinds
     covered; anything else raises ``_NotCompiledError`` here (when compiling) or in the closure (when run)."""
@@ -150,6 +172,8 @@ def _compile_node(node: ast.AST) -> _Node:
         arith, left, right = _ARITH[type(node.op)], _compile_node(node.left), _compile_node(node.right)
         if isinstance(node.left, ast.Constant) and isinstance(node.right, ast.Constant):
             raise _NotCompiledError
+        if isinstance(node.op, ast.Add):
+            return lambda batch: _add(_checked(left(batch)), _checked(right(batch)))
         return lambda batch: arith(_numeric(_checked(left(batch))), _numeric(_checked(right(batch))))
     if isinstance(node, ast.Compare):
         if len(node.ops) > 1:  # a < b < c: (a < b) and (b < c), as pandas rewrites it
@@ -373,7 +397,7 @@ def eval_expression(batch: pd.DataFrame, expr: str) -> Any:
             return fn(batch)
         except Exception:  # _NotCompiledError or an error: DataFrame.eval gives the result or its error
             pass
-    return guarded(batch.eval, expr, engine="python")
+    return _pandas_eval(batch, expr)
 
 
 def _all_columns(batch: pd.DataFrame, expr: str) -> bool:
@@ -558,7 +582,7 @@ def eval_condition(batch: pd.DataFrame, expr: str) -> Any:
     """
     batch = as_expression_input(batch, expr)
     if not _all_columns(batch, expr):
-        return guarded(batch.eval, expr, engine="python")
+        return _pandas_eval(batch, expr)
     fn = compile_expression(expr)
     if fn is not None:
         try:
@@ -566,4 +590,32 @@ def eval_condition(batch: pd.DataFrame, expr: str) -> Any:
         except Exception:
             pass
     names = expression_names(expr) or ()
-    return guarded(pd.eval, expr, engine="python", resolvers=[{n: batch[n] for n in names}], target=batch)
+    rewritten, texts = _text_operands(expr)
+    resolvers = {n: batch[n] for n in names} | {n: _constant_column(batch, v, expr) for n, v in texts}
+    return guarded(pd.eval, rewritten, engine="python", resolvers=[resolvers], target=batch)
+
+
+@functools.lru_cache(maxsize=512)
+def _text_operands(expr: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """``expr`` with each string constant next to a ``+`` read from a name, and those (name, constant):
+    the rule the exported code follows (``ExprCompiler.text_operands``), for ``DataFrame.eval``, which
+    refuses a string constant in arithmetic but joins text columns."""
+    from streamlab.export._snippets import ExprCompiler  # not at import: streamlab.export imports this
+
+    return ExprCompiler.text_operands(expr)
+
+
+def _constant_column(batch: pd.DataFrame, value: str, expr: str) -> pd.Series:
+    from streamlab.export._snippets import ExprCompiler
+
+    return ExprCompiler.constant_column(batch, value, expr)  # type: ignore[no-any-return]
+
+
+def _pandas_eval(batch: pd.DataFrame, expr: str) -> Any:
+    """``batch.eval(expr, engine="python")``, a string constant joined with ``+`` read as a column of it
+    (:func:`_text_operands`)."""
+    rewritten, texts = _text_operands(expr)
+    if texts:
+        resolvers = [{n: _constant_column(batch, v, expr) for n, v in texts}]
+        return guarded(batch.eval, rewritten, engine="python", resolvers=resolvers)
+    return guarded(batch.eval, expr, engine="python")

@@ -269,6 +269,13 @@ class _Checker:
         )
         self.string(s.get("name", "pipeline"), "streaming.name", "name: clickstream")
         self.string(s.get("time", "timestamp"), "streaming.time", "time: timestamp")
+        if not s.get("sources"):
+            self.add(
+                "streaming.sources",
+                "the spec has no sources, so the pipeline would read nothing",
+                "add a source under 'streaming:', e.g. 'sources: [{step_id: events, kind: replay, "
+                "path: events.jsonl}]', then processing steps and sinks reading it",
+            )
         known: list[str] = []  # step references so far: 'parse', 'parse.dead_letter'
         ids: set[str] = set()
         for section in ("sources", "processing", "sinks"):

@@ -355,11 +355,15 @@ def describe_error(exc: BaseException, args: argparse.Namespace) -> str:
     >>> describe_error(ValueError("boom"), argparse.Namespace(command="run"))
     'streamlab run: ValueError: boom (run again with --verbose for the traceback)'
     """
+    from streamlab._checkpoint import CheckpointError
     from streamlab.errors import SpecError
 
     prog = f"streamlab {args.command}"
     if isinstance(exc, SpecError):
         return f"{prog}: {exc}"
+    if isinstance(exc, CheckpointError):  # it says what is wrong with which file, and its own fix
+        problem = " ".join(exc.problem.split())
+        return f"{prog}: cannot resume from the checkpoint {exc.path}: {problem}. Fix: {exc.fix}"
     text = " ".join(str(exc).split()) or type(exc).__name__
     if _checkpoint_error(exc, args):
         return (

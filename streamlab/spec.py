@@ -323,7 +323,7 @@ def check_spec_data(data: Any, *, trust: bool = False, origin: str | None = None
 
     Examples
     --------
-    >>> check_spec_data({"streaming": {"sources": []}})
+    >>> check_spec_data({"streaming": {"sources": [{"step_id": "e", "kind": "replay", "path": "e.jsonl"}]}})
     >>> check_spec_data({"streaming": {"sources": [{"step_id": "e"}]}})
     Traceback (most recent call last):
     ...

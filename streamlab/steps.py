@@ -11,6 +11,7 @@ checked as one built by a ``Stream`` method. ``build()`` creates the runtime ope
 from __future__ import annotations
 
 import ast
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, NoReturn
@@ -40,10 +41,11 @@ from streamlab._transforms import FilterOperator, MapOperator, PassOperator, Sel
 from streamlab._windowing import PanedWindowOperator, WindowOperator
 from streamlab.aggregators import Aggregator
 from streamlab.clock import Clock
-from streamlab.errors import PipelineConfigError, suggest
+from streamlab.errors import PipelineConfigError, closest, suggest
 from streamlab.functions import UserFunction
 from streamlab.io import Sink, SinkWriter, Source, Upstream
 from streamlab.operators import Operator
+from streamlab.sinks import DuckDBSink
 from streamlab.windows import SessionWindow, SlidingWindow, TumblingWindow, Window
 
 __all__ = [
@@ -95,11 +97,102 @@ def expr_columns(expr: str, step_id: str, kind: str) -> set[str]:
             f"cannot read expression {expr!r}: {e.msg}",
             'write a pandas expression such as "amount > 100"',
         ) from None
+    unsupported = unsupported_call(tree)
+    if unsupported is not None:
+        problem, fix = unsupported
+        raise PipelineConfigError(step_id, kind, f"expression {expr!r} {problem}", fix)
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     attrs = {
         n.value.id for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
     }
-    return names - attrs - _EXPR_NAMES_IGNORED
+    functions = {
+        n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+    }
+    return names - attrs - functions - _EXPR_NAMES_IGNORED
+
+
+def _expression_functions() -> tuple[str, ...]:
+    """The functions pandas' expressions call (``sqrt(x)``, ``abs(x)``); any other is its ValueError."""
+    from pandas.core.computation.ops import MATHOPS  # type: ignore[attr-defined]
+
+    return tuple(MATHOPS)
+
+
+def _accessors() -> dict[str, tuple[type, ...]]:
+    """The accessor classes of a column (``x.str``, ``x.dt``, ``x.cat``), whose methods expressions call."""
+    from pandas.core.arrays.categorical import CategoricalAccessor
+    from pandas.core.indexes.accessors import DatetimeProperties, PeriodProperties, TimedeltaProperties
+    from pandas.core.strings.accessor import StringMethods
+
+    return {
+        "str": (StringMethods,),
+        "dt": (DatetimeProperties, TimedeltaProperties, PeriodProperties),
+        "cat": (CategoricalAccessor,),
+    }
+
+
+#: the column method to write for a Python function pandas' expressions do not call ({x}: its argument)
+_FUNCTION_FIXES = {
+    "len": "for the length of a text column write {x}.str.len()",
+    "str": "for a number as text write {x}.astype(str)",
+    "int": "for a whole number write {x}.astype('int64')",
+    "float": "for a number write {x}.astype('float64')",
+    "round": "to round write {x}.round(2)",
+}
+
+
+def unsupported_call(tree: ast.AST) -> tuple[str, str] | None:
+    """``(problem, fix)`` for a call in an expression that pandas' evaluation cannot make on a column
+    (a function other than its math functions, a method a column or its ``.str``/``.dt``/``.cat``
+    accessor does not have), else None: such an expression would fail on every row at run time.
+
+    Examples
+    --------
+    >>> unsupported_call(_pyast.parse("ratio.fillna(1.0) * sqrt(amount) > 2", mode="eval")) is None
+    True
+    >>> unsupported_call(_pyast.parse("len(name) > 3", mode="eval"))[0]
+    'calls len(), which expressions cannot evaluate'
+    """
+    functions = _expression_functions()
+    accessors = _accessors()
+    supported = (
+        f"expressions call the math functions {', '.join(functions)}, and methods of a column "
+        "(x.fillna(0), x.abs(), x.isin(['a']), x.astype(str)) or of its .str, .dt and .cat accessors "
+        "(x.str.upper(), x.str.len(), x.dt.hour); for anything else use a function step "
+        "(map_many(fn) / filter_many(fn))"
+    )
+    # what each node is: a column ("column"), a column's accessor ("str", "dt", "cat"), or not known ("")
+    kinds: dict[ast.AST, str] = {}
+
+    def kind_of(node: ast.AST) -> str:
+        if isinstance(node, ast.Name):
+            return "column"
+        if isinstance(node, ast.Attribute):
+            return kinds.get(node, "")
+        return ""
+
+    # a parent after its children: ast.walk is breadth-first, so walk it reversed
+    for node in reversed(list(ast.walk(tree))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id not in functions:
+            name = node.func.id
+            arg = ast.unparse(node.args[0]) if node.args else "x"
+            hint = _FUNCTION_FIXES.get(name, "").format(x=arg)
+            return f"calls {name}(), which expressions cannot evaluate", (
+                hint + "; " if hint else ""
+            ) + supported
+        if not isinstance(node, ast.Attribute):
+            continue
+        of = kind_of(node.value)
+        if of == "column":
+            if node.attr in accessors:
+                kinds[node] = node.attr
+            elif not hasattr(pd.Series, node.attr):
+                on_text = hasattr(accessors["str"][0], node.attr)
+                hint = f"for text write {ast.unparse(node.value)}.str.{node.attr}(...); " if on_text else ""
+                return f"reads {node.attr!r}, which a column does not have", hint + supported
+        elif of in accessors and not any(hasattr(cls, node.attr) for cls in accessors[of]):
+            return f"reads .{of}.{node.attr}, which the .{of} accessor does not have", supported
+    return None
 
 
 def missing_column(columns: Columns, names: Iterable[str], what: str) -> tuple[str, str] | None:
@@ -912,6 +1005,23 @@ class SinkStep(Step):
     def build(self) -> Operator:
         return PassOperator()
 
+    def input_problem(self, columns_in: list[Columns]) -> tuple[str, str] | None:
+        columns = columns_in[0]
+        if columns is None or not isinstance(self.sink, DuckDBSink):
+            return None
+        key = self.sink.resolved_key(list(columns), self.upstream.window_keys)
+        missing = [k for k in key if k not in columns]
+        if not missing:
+            return None
+        near = [n for n in (closest(k, columns) for k in missing) if n is not None]
+        return (
+            f"DuckDBSink({self.sink.table!r}) key={self.sink.key!r} names column(s) {missing} that the stream "
+            f"does not have (its columns: {list(columns)}); the first write would fail",
+            (f"did you mean {near}? " if near else "")
+            + "pass key=[...] naming columns of the stream, key='auto' for the window columns and key "
+            "(or event_id), or key=None to append rows without upserting",
+        )
+
     def open_writer(self, clock: Clock | None = None) -> SinkWriter:
         """The writer of one run: the sink opened for :attr:`upstream`."""
         return self.sink.open_for(self.upstream, clock)
@@ -969,6 +1079,22 @@ class OperatorStep(Step):
                 f"{self.config!r} has no build() method",
                 "pass a streamlab step config such as a detector or feature",
             )
+        self._check_expressions()
+
+    def _check_expressions(self) -> None:
+        """Refuse a config's expression (a rule's ``expr``, a pattern's ``where``) that calls what pandas'
+        evaluation cannot: it would send every row to dead letter at run time."""
+        if not dataclasses.is_dataclass(self.config):
+            return
+        for path, expr in codec.expressions_in(type(self.config), params_of(self.config)):
+            try:
+                tree = _pyast.parse(expr, mode="eval")
+            except (SyntaxError, TypeError, ValueError):
+                continue  # pandas-only syntax (backticks) or the config's own check reports it
+            unsupported = unsupported_call(tree)
+            if unsupported is not None:
+                problem, fix = unsupported
+                self.invalid(f"{type(self.config).__name__} {path}={expr!r} {problem}", fix)
 
     def build(self) -> Operator:
         return self.config.build()  # type: ignore[no-any-return]

@@ -117,6 +117,16 @@ def test_a_spec_path_that_does_not_exist(capsys):
     assert err.count("\n") == 0 and "/nonexistent/spec.yaml" in err and "no such file" in err
 
 
+@pytest.mark.parametrize("streaming", ["  name: x\n", "  name: x\n  sources: []\n"])
+def test_a_spec_without_sources_is_a_spec_error(tmp_path, capsys, streaming):
+    # it was exit status 1 with the Python API's message ("add a source, e.g. Pipeline(ListSource([...]))")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("streaming:\n" + streaming)
+    err = one_line_error(capsys, ["run", str(spec)])
+    assert err.count("\n") == 0 and str(spec) in err and "streaming.sources: the spec has no sources" in err
+    assert "Fix: add a source under 'streaming:'" in err and "ListSource" not in err
+
+
 def test_a_missing_kind_names_the_entry(tmp_path, capsys):
     spec = write_spec(tmp_path, "    - {step_id: parse, input: events}")
     err = one_line_error(capsys, ["run", spec])
@@ -201,6 +211,19 @@ def test_a_corrupt_checkpoint_names_its_path(tmp_path, capsys):
         f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])
     err = one_line_error(capsys, ["run", spec, "--quiet", "--checkpoint-dir", str(ckpt)])
     assert err.count("\n") == 0 and str(ckpt) in err and "checkpoint" in err
+    assert err.count("Fix:") == 1, err
+
+
+def test_a_checkpoint_error_gives_one_fix(tmp_path, capsys):
+    # the CLI added its own "Fix: ... restore it from a backup" after the checkpoint's "Fix: delete it"
+    spec = write_spec(tmp_path, PARSE)
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "checkpoint.slcp").write_bytes(b"garbage")
+    err = one_line_error(capsys, ["run", spec, "--quiet", "--checkpoint-dir", str(ckpt)])
+    assert err.count("Fix:") == 1 and err.count("\n") == 0, err
+    assert str(ckpt / "checkpoint.slcp") in err and "not a streamlab checkpoint" in err
+    assert "Fix: delete it, or pass a new checkpoint_dir (--checkpoint-dir), to start fresh" in err
 
 
 def test_negative_max_events_is_refused(tmp_path, capsys):

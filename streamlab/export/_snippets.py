@@ -349,6 +349,72 @@ class ExprCompiler:
         return evaluate_compiled
 
     @staticmethod
+    def text_operands(expr: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+        """``expr`` with each string constant next to a ``+`` read from a name, and those (name, constant).
+
+        pandas' ``DataFrame.eval`` refuses a string constant in arithmetic (``s + '!'``: "unsupported
+        operand type(s) for +: 'str' and '<class 'str'>'") but joins two text columns: given as a column
+        of the constant (``constant_column``), the constant is joined. streamlab's runtime evaluates with it too.
+        """
+        import ast
+        import io
+        import tokenize
+
+        try:
+            tokens = list(tokenize.generate_tokens(io.StringIO(expr).readline))
+        except (tokenize.TokenError, SyntaxError):
+            return expr, ()
+        skip = (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT)
+        seen = [i for i, t in enumerate(tokens) if t.type not in skip and t.type != tokenize.ENDMARKER]
+        texts: dict[int, str] = {}
+        for k, i in enumerate(seen):
+            if tokens[i].type != tokenize.STRING:
+                continue
+            near = [tokens[seen[j]] for j in (k - 1, k + 1) if 0 <= j < len(seen)]
+            if any(t.type == tokenize.STRING for t in near):
+                return expr, ()  # 'a' 'b': implicit concatenation, left as it is
+            if any(t.type == tokenize.OP and t.string == "+" for t in near):
+                try:
+                    value = ast.literal_eval(tokens[i].string)
+                except (ValueError, SyntaxError):
+                    continue
+                if isinstance(value, str):
+                    texts[i] = value
+        if not texts:
+            return expr, ()
+        pairs: list[tuple[str, str]] = []
+        out: list[tuple[int, str]] = []
+        for i, tok in enumerate(tokens):
+            if i in texts:
+                name = f"_streamlab_text_{len(pairs)}"
+                pairs.append((name, texts[i]))
+                out.append((tokenize.NAME, name))
+            else:
+                out.append((tok.type, tok.string))
+        return tokenize.untokenize(out), tuple(pairs)
+
+    @staticmethod
+    def constant_column(frame: Any, value: str, expr: str) -> Any:
+        """``value`` on every row of ``frame``, in the text dtype of the columns ``expr`` reads (pandas joins
+        text columns of one dtype only): object when one of them holds strings as objects, else pandas'
+        string dtype."""
+        import ast
+
+        import pandas as pd
+
+        tree = ExprCompiler.parse(expr)
+        names = (
+            {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} if tree is not None else frame.columns
+        )
+        held = any(
+            n in frame.columns
+            and frame[n].dtype == object
+            and pd.api.types.infer_dtype(frame[n], skipna=True) == "string"
+            for n in names
+        )
+        return pd.Series([value] * len(frame), index=frame.index, dtype=object if held else str)
+
+    @staticmethod
     def parse(expr: str) -> Any:
         """The expression's syntax tree after pandas' rewriting (``&``/``|`` as ``and``/``or``), or None."""
         import ast
@@ -393,7 +459,9 @@ class ExprCompiler:
             # arithmetic on an object column is a TypeError for pandas next to a column or constant only
             terms = all(isinstance(x, (ast.Name, ast.Constant)) for x in (n.left, n.right))
             left, right = self.node(n.left, nan_for_none), self.node(n.right, nan_for_none)
-            return self.arithmetic(n.op, left, right, terms)
+            # which operands are text whatever the row (None: never joined, as pandas joins no category)
+            text = None if self.category(n) else (self.text(n.left), self.text(n.right))
+            return self.arithmetic(n.op, left, right, terms, text)
         if isinstance(n, ast.UnaryOp):
             return self.unary(n.op, self.node(n.operand, nan_for_none))
         if isinstance(n, ast.BoolOp):
@@ -444,7 +512,33 @@ class ExprCompiler:
 
         return read
 
-    def arithmetic(self, op: Any, left: Any, right: Any, terms: bool) -> Any:
+    def category(self, n: Any) -> bool:
+        """Whether ``n`` is a category column or + of one (its values are strings in a row)."""
+        import ast
+
+        if isinstance(n, ast.Name):
+            return (n.id, "category") in self.typed
+        return isinstance(n, ast.BinOp) and (self.category(n.left) or self.category(n.right))
+
+    def text(self, n: Any) -> bool:
+        """Whether ``n`` is text whatever the row: a string constant, a string column, or + of text."""
+        import ast
+
+        if isinstance(n, ast.Constant):
+            return type(n.value) is str
+        if isinstance(n, ast.Name):
+            return (n.id, "string") in self.typed
+        return (
+            isinstance(n, ast.BinOp)
+            and isinstance(n.op, ast.Add)
+            and (self.text(n.left) or self.text(n.right))
+        )
+
+    def arithmetic(
+        self, op: Any, left: Any, right: Any, terms: bool, text: tuple[bool, bool] | None = (False, False)
+    ) -> Any:
+        """``op`` on two operands; ``text``: whether each is text whatever the row (its missing value is a
+        missing text), None when they are never joined (a category column)."""
         import operator
 
         fallback, none_arith, low, high = (
@@ -463,6 +557,12 @@ class ExprCompiler:
         def other(a: Any, b: Any) -> Any:
             """Anything but numbers: pandas' TypeError for a missing value of an object column, or pandas."""
             ta, tb = type(a), type(b)
+            if name == "Add" and text is not None and (ta is str or tb is str):
+                # text joined, a missing text staying missing (pandas' eval refuses a string constant here)
+                if ta is str and tb is str:
+                    return a + b
+                if (ta is str or (a is None and text[0])) and (tb is str or (b is None and text[1])):
+                    return None
             if terms and (a is None or ta is int or ta is float) and (b is None or tb is int or tb is float):
                 raise none_arith
             raise fallback
@@ -623,6 +723,8 @@ def pandas_eval(expr: str, row: dict[str, Any], numeric: Any = (), typed: Any = 
     is a missing value of a string column; when that is a type error, as arithmetic on a missing value of
     a column of unknown type is, those are read as NaN too (a missing number is NaN in streamlab's
     columns). A missing value of a column whose type is known stays what it is."""
+    import ast
+
     import pandas as pd
 
     frame = pd.DataFrame([row])
@@ -633,13 +735,25 @@ def pandas_eval(expr: str, row: dict[str, Any], numeric: Any = (), typed: Any = 
     for c, kind in typed:
         if kind in ("string", "category") and c in row and row[c] is None:
             frame[c] = pd.Series([None], dtype="str", index=frame.index)
+    rewritten, texts = ExprCompiler.text_operands(expr)
+    tree = ExprCompiler.parse(expr) if texts else None
+    read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} if tree is not None else set(row)
+    if any(kind == "category" and c in read for c, kind in typed):
+        texts = ()  # a category column (a string here) is joined with no text in streamlab's runtime
+
+    def evaluate(frame: Any) -> Any:
+        if not texts:
+            return frame.eval(expr)
+        columns = {n: ExprCompiler.constant_column(frame, v, expr) for n, v in texts}
+        return frame.eval(rewritten, resolvers=[columns])
+
     try:
-        value = frame.eval(expr)
+        value = evaluate(frame)
     except TypeError:
         missing = [c for c, v in row.items() if v is None and c not in nans and c not in known]
         if not missing:
             raise
-        value = frame.astype({c: "float64" for c in missing}).eval(expr)
+        value = evaluate(frame.astype({c: "float64" for c in missing}))
     value = value.iloc[0] if hasattr(value, "iloc") else value
     return value.item() if hasattr(value, "item") else value
 

@@ -248,3 +248,58 @@ def test_misspelled_collected_output_gets_did_you_mean():
 def test_run_limits_must_be_positive(options):
     with pytest.raises(PipelineConfigError, match="not positive|positive number"):
         events().run(**options)
+
+
+@pytest.mark.parametrize(
+    ("expr", "problem", "fix"),
+    [
+        ("len(event_type)", "calls len()", "event_type.str.len()"),
+        ("str(amount)", "calls str()", "amount.astype(str)"),
+        ("event_type.upper() == 'A'", "reads 'upper', which a column does not have", "event_type.str.upper("),
+        ("event_type.str.uper() == 'A'", "the .str accessor does not have", "x.str.upper()"),
+    ],
+)
+def test_an_expression_calling_what_pandas_cannot_evaluate_fails_at_construction(expr, problem, fix):
+    # these were accepted, then every row went to dead letter ('"len" is not a supported function')
+    for build in (lambda p: p.filter(expr), lambda p: p.with_columns(r=expr)):
+        with pytest.raises(PipelineConfigError) as e:
+            build(events())
+        msg = str(e.value)
+        assert repr(expr) in msg and problem in msg and fix in msg and "map_many(fn)" in msg, msg
+
+
+def test_a_rule_or_pattern_expression_calling_what_pandas_cannot_evaluate_fails_at_construction():
+    from streamlab.detectors import Pattern, ThresholdRule
+
+    with pytest.raises(
+        PipelineConfigError, match=r"step 'rule' .*ThresholdRule expr='len\(event_type\) > 1'"
+    ):
+        events().apply(ThresholdRule("big", expr="len(event_type) > 1"), step_id="rule")
+    with pytest.raises(PipelineConfigError, match=r"Pattern steps\[1\]\.where=.*reads 'lower'"):
+        events().apply(
+            Pattern("event_type", [("a", "amount > 0"), ("b", "event_type.lower() == 'a'")], within="1m"),
+            step_id="pattern",
+        )
+
+
+def test_expressions_with_math_functions_and_column_methods_are_accepted():
+    out = (
+        events()
+        .filter("sqrt(abs(amount)) >= 0 and amount.fillna(0).abs() >= 0 and event_type.isin(['a'])")
+        .with_columns(n="event_type.str.len()", t="timestamp.dt.hour", r="arctan2(amount, amount)")
+    )
+    assert out.columns is not None and {"n", "t", "r"} <= set(out.columns)
+
+
+def test_a_duckdb_key_the_stream_lacks_fails_at_construction(tmp_path):
+    # it passed construction and from_yaml; the run failed at the first write with a ValueError naming no step
+    from streamlab import DuckDBSink
+
+    counts = events().window(TumblingWindow("1m"), key="event_type").agg(agg.count())
+    with pytest.raises(PipelineConfigError) as e:
+        counts.to(DuckDBSink(str(tmp_path / "out.duckdb"), "counts", key=["event_typ", "nope"]), step_id="db")
+    msg = str(e.value)
+    assert msg.startswith("step 'db' (DuckDBSink): DuckDBSink('counts')"), msg
+    assert "['event_typ', 'nope']" in msg and "'window_start'" in msg and "did you mean ['event_type']" in msg
+    for key in ("auto", None, ["event_type", "window_start"], "event_type"):
+        counts.to(DuckDBSink(str(tmp_path / "ok.duckdb"), "counts", key=key))

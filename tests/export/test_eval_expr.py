@@ -82,17 +82,24 @@ EXPRESSIONS = st.one_of(
 
 
 def _pandas(expr: str, row: dict[str, Any], numeric: tuple[str, ...]) -> tuple[str, Any]:
-    """pandas' answer on a one-row frame (missing numbers NaN; on a type error every missing value NaN)."""
+    """pandas' answer on a one-row frame (missing numbers NaN; on a type error every missing value NaN), a
+    string constant joined with + read as a column of it (pandas' eval refuses the constant itself)."""
     frame = pd.DataFrame([row])
     frame = frame.astype({c: "float64" for c in numeric if row[c] is None})
+    rewritten, texts = ExprCompiler.text_operands(expr)
+
+    def evaluate(frame: pd.DataFrame) -> Any:
+        columns = {n: ExprCompiler.constant_column(frame, v, expr) for n, v in texts}
+        return frame.eval(rewritten, resolvers=[columns]) if texts else frame.eval(expr)
+
     try:
         try:
-            value = frame.eval(expr)
+            value = evaluate(frame)
         except TypeError:
             missing = {c: "float64" for c, v in row.items() if v is None and c not in numeric}
             if not missing:
                 raise
-            value = frame.astype(missing).eval(expr)
+            value = evaluate(frame.astype(missing))
     except Exception as e:
         return "error", type(e).__name__
     value = value.iloc[0] if hasattr(value, "iloc") else value

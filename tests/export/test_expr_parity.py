@@ -34,6 +34,8 @@ _NUMBERS = st.recursive(
     st.sampled_from(["a", "b", "0", "2", "-1", "0.5", "1e308"]), _binary(["+", "-", "*", "/"]), max_leaves=3
 )
 _COLUMN = st.sampled_from(["a", "b"])
+#: text joined with + (a string column with string constants or itself), and text with a number (an error)
+_TEXT = st.sampled_from(["s + '!'", "'!' + s", "s + ''", "s + s", "s + '!' + s", "'<' + s + '>'", "s + 1"])
 _TESTS = st.one_of(
     st.builds(
         lambda x1, op, x2: f"{x1} {op} {x2}",
@@ -54,6 +56,7 @@ _TESTS = st.one_of(
         st.sampled_from(["['a', 'buy']", "[1, 2]", "[]"]),
     ),
     st.sampled_from(["c", "c == True", "c != False"]),
+    st.builds(lambda x, v: f"{x} == {v}", _TEXT, st.sampled_from(["'a!'", "'buy'", "'<ab>'"])),
 )
 _LOGIC = st.recursive(
     _TESTS,
@@ -63,9 +66,9 @@ _LOGIC = st.recursive(
     ),
     max_leaves=4,
 )
-#: what streamlab's filters and computed columns are written with: arithmetic on numbers, comparisons (chained
-#: too), == 'string', in-lists, bool columns, combined by and/or/&/|/not/~
-EXPRESSIONS = st.one_of(_NUMBERS, _LOGIC)
+#: what streamlab's filters and computed columns are written with: arithmetic on numbers, text joined with +,
+#: comparisons (chained too), == 'string', in-lists, bool columns, combined by and/or/&/|/not/~
+EXPRESSIONS = st.one_of(_NUMBERS, _LOGIC, _TEXT)
 
 SCHEMA = {"t": "timestamp", "a": "int64", "b": "float64", "c": "bool", "s": "string"}
 FIELDS = tuple((f.name, f.type, f.path) for f in (FieldSpec.of(n, s) for n, s in SCHEMA.items()))
@@ -130,9 +133,11 @@ def _runtime_filter(frame: pd.DataFrame, expr: str) -> dict[int, str]:
     return got
 
 
-def _exported_map(row: dict[str, Any], expr: str) -> tuple[str, Any]:
+def _exported_map(
+    row: dict[str, Any], expr: str, numeric: tuple[str, ...] = NUMERIC, typed: Any = TYPED
+) -> tuple[str, Any]:
     try:
-        return _kind(assign_exprs(row, (("x", expr),), NUMERIC, TYPED)["x"])
+        return _kind(assign_exprs(row, (("x", expr),), numeric, typed)["x"])
     except Exception:
         return ("dead", None)
 
@@ -160,6 +165,10 @@ def _same(ours: tuple[str, Any], theirs: tuple[str, Any]) -> bool:
 @example(expr="not c | s in ['a']", recs=[b'{"t": 1, "c": true, "s": "b"}', b'{"t": 1}'])
 @example(expr="0 < a <= 3 | ~c", recs=[b'{"t": 1, "a": 2, "c": true}', b'{"t": 1, "c": false}'])
 @example(expr="s in ['a', 'buy'] and not c", recs=[b'{"t": 1, "s": "a", "c": false}', b'{"t": 1}'])
+# a string column plus a string constant: pandas' eval refused the constant, every row went to dead letter
+@example(expr="s + '!'", recs=[b'{"t": 1, "s": "a"}', b'{"t": 1, "s": null}', b'{"t": 1}'])
+# ... where pandas evaluates the expression: DataFrame.eval in the runtime, pandas_eval in the exported code
+@example(expr="s + '!' == 'a!' and a == a / b", recs=[b'{"t": 1, "b": 0.0}', b'{"t": 1, "s": "a", "a": 0}'])
 def test_runtime_and_exported_expressions_agree_row_by_row(expr: str, recs: list[bytes]) -> None:
     frame = _parsed(recs)
     rows = [parse_record(r, FIELDS, ("t",), 1_000_000) for r in recs]
@@ -172,3 +181,13 @@ def test_runtime_and_exported_expressions_agree_row_by_row(expr: str, recs: list
             _exported_map(row, expr),
         )
         assert kept[i] == _exported_filter(row, expr), (expr, recs[i], kept[i], _exported_filter(row, expr))
+
+
+def test_a_category_column_joined_with_text_fails_on_both_sides() -> None:
+    # pandas joins no category column: the runtime sets such rows aside, the exported code too (a row holds
+    # the category's value as a plain string, which the exported code would otherwise join)
+    frame = pd.DataFrame({"k": pd.Series(["x", "y"], dtype="category"), "_row": [0, 1]})
+    out = MapOperator("cols", None, False, {"x": "k + '!'"}).process(frame)
+    assert len(out["out"]) == 0 and len(out["dead_letter"]) == 2
+    assert _exported_map({"k": "x"}, "k + '!'", (), (("k", "category"),)) == ("dead", None)
+    assert _exported_map({"k": "x"}, "k + '!'", (), (("k", "string"),)) == ("str", "x!")
