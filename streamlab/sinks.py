@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from streamlab._frames import concat_batches
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter, Upstream
 from streamlab.serde import json_column, rows_to_json
@@ -69,7 +70,7 @@ class ListSink(Sink):
                         stacklevel=2,
                     )
                 return pd.DataFrame()
-            return pd.concat(self.batches, ignore_index=True)
+            return concat_batches(self.batches)
 
     def rows(self) -> list[dict[str, Any]]:
         """All rows written so far, as dicts."""

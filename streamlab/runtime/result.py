@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from streamlab._frames import concat_batches
 from streamlab.runtime.metrics import RunMetrics
 from streamlab.steps import SinkStep
 
@@ -134,8 +135,6 @@ class Collector:
         if not self.frames:
             empty: pd.DataFrame = pd.DataFrame()
             return empty
-        out: pd.DataFrame = (
-            pd.concat(self.frames, ignore_index=True) if len(self.frames) > 1 else self.frames[0]
-        )
+        out: pd.DataFrame = concat_batches(self.frames)
         self.frames = [out]
         return out

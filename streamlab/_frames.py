@@ -1,0 +1,41 @@
+"""Batches of one stream joined into one frame, each column keeping its type across the batches."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pandas as pd
+
+__all__ = ["concat_batches"]
+
+
+def concat_batches(batches: list[pd.DataFrame]) -> pd.DataFrame:
+    """``pd.concat(batches, ignore_index=True)``, where a column that is categorical in every batch
+    holding it stays categorical (its categories the union of the batches', sorted as each batch's are):
+    pandas makes it object when two batches' categories differ, so the result's dtype would depend on
+    how the stream was batched.
+
+    Examples
+    --------
+    >>> a = pd.DataFrame({"c": pd.Categorical(["red"])})
+    >>> b = pd.DataFrame({"c": pd.Categorical(["blue"])})
+    >>> out = concat_batches([a, b])
+    >>> str(out["c"].dtype), out["c"].tolist(), list(out["c"].cat.categories)
+    ('category', ['red', 'blue'], ['blue', 'red'])
+    """
+    if len(batches) == 1:
+        return batches[0]
+    categorical = {
+        c
+        for c in batches[0].columns
+        if all(c not in b.columns or isinstance(b[c].dtype, pd.CategoricalDtype) for b in batches)
+    }
+    if categorical:
+        union: dict[str, pd.CategoricalDtype] = {}
+        for c in categorical:
+            cats = pd.Index([]).append([b[c].cat.categories for b in batches if c in b.columns]).unique()
+            with contextlib.suppress(TypeError):  # categories of several types: in order of appearance
+                cats = cats.sort_values()
+            union[c] = pd.CategoricalDtype(cats)
+        batches = [b.astype({c: t for c, t in union.items() if c in b.columns}) for b in batches]
+    return pd.concat(batches, ignore_index=True)
