@@ -1826,9 +1826,13 @@ def _collect(
     table: str,
     window: WindowStep,
     parse_step: str,
-    key_types: dict[str, str],
+    key_types: dict[str, str] | None = None,
 ) -> dict[str, pd.DataFrame]:
+    """The handler's outputs: side outputs from the queue, window results from Timestream, whose
+    dimensions are text (``key_types``: the window key columns' types, to read them back)."""
     from streamlab.export.verify import rows_frame
+
+    key_types = key_types or {}
 
     messages: dict[tuple[str, str], dict[str, Any]] = {}
     while True:

@@ -22,6 +22,9 @@ keys = st.sampled_from([True, False, 1, 0, 1.0, 0.0, 2.5, "1", "true", None, 2**
 
 
 def typed(value: Any) -> tuple[str, Any]:
+    """A key with its type; a missing key (None, or NaN in a float column of results) as None."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ("NoneType", None)
     return (type(value).__name__, value)
 
 
