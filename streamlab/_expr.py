@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._intcols import inferred_series
+from streamlab._intcols import exact_values, inferred_series
 from streamlab._pyast import guarded, parse
 
 __all__ = [
@@ -302,9 +302,7 @@ def as_expression_input(batch: pd.DataFrame, expr: str) -> pd.DataFrame:
             if col.hasnans and not _compares_only(expr):
                 cast[n] = np.float64
             elif col.hasnans:
-                values = np.asarray(col.array, dtype=object)
-                values[col.isna().to_numpy()] = np.nan
-                exact[n] = pd.Series(values, index=col.index, dtype=object)
+                exact[n] = pd.Series(exact_values(col, missing=np.nan), index=col.index, dtype=object)
             else:
                 cast[n] = col.dtype.numpy_dtype  # type: ignore[attr-defined]
         elif names and col.dtype == object and pd.api.types.infer_dtype(col, skipna=False) == "boolean":

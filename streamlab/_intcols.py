@@ -70,8 +70,8 @@ def inferred_series(values: np.ndarray | list[Any]) -> pd.Series:
     return inferred
 
 
-def exact_values(series: pd.Series) -> np.ndarray:
-    """A column's values as a numpy array, a nullable integer column's as Python ints and ``None``.
+def exact_values(series: pd.Series, missing: Any = None) -> np.ndarray:
+    """A column's values as a numpy array, a nullable integer column's as Python ints and ``missing``.
 
     ``Series.to_numpy`` gives such a column as float64 when a value is missing, rounding integers
     beyond 2**53: two ids would become one value to ``count_distinct``, ``first`` would change one.
@@ -86,7 +86,7 @@ def exact_values(series: pd.Series) -> np.ndarray:
     dtype = series.dtype
     if isinstance(dtype, pd.api.extensions.ExtensionDtype) and dtype.kind in "iu" and series.hasnans:
         values = np.asarray(series.array, dtype=object)  # Python ints, pd.NA where missing
-        values[series.isna().to_numpy()] = None
+        values[series.isna().to_numpy()] = missing
         return values
     return series.to_numpy()
 
