@@ -32,7 +32,8 @@ class IntervalJoinOperator(Operator):
     the two sides' largest event times minus ``delay``; a row older than that watermark when it arrives
     goes to ``late`` (it could have missed partners that were already dropped). Each row is judged
     against the watermark just before it, as if rows arrived one at a time, so the outputs do not
-    depend on how the input is cut into batches.
+    depend on how each input is cut into batches. (When both inputs come from one source, the rows of
+    one source batch arrive one side at a time: see "Batch boundaries" in ``docs/semantics.md``.)
 
     Examples
     --------
