@@ -513,9 +513,11 @@ class LineBlocks:
         return self._left
 
     def close(self) -> None:
-        """Close the file and forget the blocks."""
+        """Close the file and forget the blocks (the last one's memory goes back for the next replay)."""
         self._file.close()
         self._finalizer()
+        self._block, self._stops, self._lines, self._cr = pa.py_buffer(b""), None, None, None
+        self._split_end = self._first = 0
         self._memory.close()
 
 

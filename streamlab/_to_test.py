@@ -21,6 +21,7 @@ import math
 import os
 import pprint
 import textwrap
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,7 +69,14 @@ class InputTape:
         return tape
 
     def _recorder(self, sid: str, executor: Any) -> Any:
+        # the executor holds this recorder: a weak reference keeps the two out of a reference cycle, so a
+        # run's parts (and the source's block memory its batches hold) go as soon as the run is dropped
+        owner = weakref.ref(executor)
+
         def record(frame: pd.DataFrame) -> None:
+            executor = owner()
+            if executor is None:
+                return
             parts = executor.assigned.get(sid)  # what the reader was assigned (held the watermark back)
             if parts is not None:
                 self.partitions[sid] = list(parts)

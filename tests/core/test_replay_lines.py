@@ -270,3 +270,35 @@ def test_a_blocks_memory_is_reused_only_once_nothing_refers_to_it(tmp_path):
         assert isinstance(batch.array, lines_module.LineArray)
         assert batch.array.file_bytes()[0].to_pybytes() == b"".join(w + b"\n" for w in want[i : i + 200])
     assert len(kept) <= fresh.call_count < len(kept) + 5  # 30 blocks read
+
+
+def test_a_finished_replay_gives_its_block_memory_back_without_the_garbage_collector(tmp_path):
+    """Once a run over a raw replay is dropped, every block's memory waits for the next replay: nothing
+    of the run (its input tape's batches, the reader's last block) is kept in a reference cycle that
+    only the garbage collector would free; a second replay then reads into that memory, not fresh."""
+    import gc
+
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(b'{"k":%d,"pad":"%s"}\n' % (i, b"x" * (i % 50)) for i in range(20_000)))
+
+    def replay() -> list[int]:
+        p = Pipeline(ReplaySource(path, raw=True, batch_size=5_000))
+        sink = ListSink()
+        p.parse({"k": "int64"}, time=None).to(sink)
+        p.run(clock=ManualClock(0), batch_size=5_000)
+        return sink.frame()["k"].tolist()
+
+    allocate = pa.allocate_buffer
+    gc.disable()
+    try:
+        with (
+            patch.dict(lines_module._IDLE, clear=True),
+            patch.object(lines_module, "_KEEP_IDLE", 1 << 30),
+        ):
+            assert replay() == list(range(20_000))
+            assert lines_module._IDLE, "no block memory came back once the run was dropped"
+            with patch.object(pa, "allocate_buffer", wraps=allocate) as fresh:
+                assert replay() == list(range(20_000))
+            assert fresh.call_count == 0  # every block of the second replay reused the first's memory
+    finally:
+        gc.enable()
