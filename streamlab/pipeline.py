@@ -10,6 +10,7 @@ the exporters translate.
 from __future__ import annotations
 
 import copy
+import numbers
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -503,7 +504,7 @@ class Pipeline:
         from streamlab.runtime import run
 
         self.check_complete()
-        _check_run_options(options)
+        check_run_options(options)
         return run(self, **options)
 
     def start(self, **options: Any) -> RunHandle:
@@ -511,7 +512,7 @@ class Pipeline:
         from streamlab.runtime import start
 
         self.check_complete()
-        _check_run_options(options)
+        check_run_options(options)
         return start(self, **options)
 
     def head(self, n: int = 1_000, *, flush_windows: bool = True) -> dict[str, pd.DataFrame]:
@@ -996,7 +997,33 @@ class Stream:
         return show(handle if handle is not None else self.pipeline.start(), self.ref, **options)
 
 
-def _check_run_options(options: dict[str, Any]) -> None:
+def check_run_options(options: dict[str, Any]) -> None:
+    """Refuse run options that cannot work (a batch size, wait, commit interval, limit or duration that
+    is not positive) with the fix, before anything runs (``run``, ``start`` and the executor call it)."""
+    b = options.get("batch_size", 1)
+    if isinstance(b, bool) or not isinstance(b, numbers.Integral) or b <= 0:
+        raise PipelineConfigError(
+            "pipeline",
+            "run",
+            f"batch_size={b!r} is not a positive number of events",
+            "pass e.g. batch_size=10_000 (the largest micro-batch taken from a source at once)",
+        )
+    w = options.get("idle_wait", 0.0)
+    if isinstance(w, bool) or not isinstance(w, numbers.Real) or not 0 <= float(w) < float("inf"):
+        raise PipelineConfigError(
+            "pipeline",
+            "run",
+            f"idle_wait={w!r} is not a number of seconds >= 0",
+            "pass e.g. idle_wait=0.01",
+        )
+    c = options.get("commit_every")
+    if c is not None and parse_duration(c, what="commit_every") < 0:
+        raise PipelineConfigError(
+            "pipeline",
+            "run",
+            f"commit_every={c!r} is negative",
+            "pass e.g. commit_every='5s' (0: a commit point after every batch)",
+        )
     n = options.get("max_events")
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n <= 0):
         raise PipelineConfigError(

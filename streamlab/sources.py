@@ -91,6 +91,26 @@ class _FrameReader(SourceReader):
         return len(self.frame) - self.pos
 
 
+def _batch_size(owner: str, value: Any) -> int | None:
+    """``value`` checked as a source's ``batch_size``: a positive whole number of events, or None.
+
+    Examples
+    --------
+    >>> _batch_size("ListSource", 500), _batch_size("ListSource", None)
+    (500, None)
+    >>> _batch_size("ListSource", 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: ListSource(batch_size=0): batch_size must be a positive number of events (e.g. 10_000), or None for the run's batch size
+    """
+    if value is None or (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0):
+        return None if value is None else int(value)
+    raise ValueError(
+        f"{owner}(batch_size={value!r}): batch_size must be a positive number of events (e.g. 10_000), "
+        "or None for the run's batch size"
+    )
+
+
 class _LinesReader(SourceReader):
     """Reads the lines of a JSON-lines file as they are polled (a raw replay as fast as possible)."""
 
@@ -144,7 +164,7 @@ class ListSource(Source):
         else:
             frame = pd.DataFrame.from_records(list(events))
         self.frame = frame
-        self.batch_size = batch_size
+        self.batch_size = _batch_size("ListSource", batch_size)
         self.columns = tuple(frame.columns) if len(frame.columns) else None
 
     def open(self, resume: Any = None, clock: Clock | None = None) -> SourceReader:
@@ -211,7 +231,7 @@ class ReplaySource(Source):
         self.time = time
         self.speed = speed
         self.raw = raw
-        self.batch_size = batch_size
+        self.batch_size = _batch_size("ReplaySource", batch_size)
         self._frame: pd.DataFrame | None = None
         if isinstance(data, pd.DataFrame):
             self._frame = data.reset_index(drop=True)

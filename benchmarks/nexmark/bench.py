@@ -29,6 +29,7 @@ import platform
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,18 +89,35 @@ def main(argv: list[str] | None = None) -> int:
             os.sched_setaffinity(0, before)  # a caller (a test, the CLI) keeps its CPUs
 
 
+def _count(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number no smaller than ``least``, or a usage error that says so."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
+
+    return parse
+
+
 def _main(argv: list[str] | None) -> int:
     ap = argparse.ArgumentParser(prog="streamlab bench nexmark", description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--queries", default=",".join(QUERIES), help="comma-separated, e.g. q5,q7,q11")
-    ap.add_argument("--events", type=int, default=1_000_000, help="events through each streamlab query")
+    ap.add_argument("--events", type=_count(1), default=1_000_000, help="events through each streamlab query")
     ap.add_argument(
         "--beam-events",
-        type=int,
+        type=_count(0),
         default=None,
         help="events through each Beam query (default 5,000; 0: skip)",
     )
-    ap.add_argument("--cores", type=int, default=1, help="CPUs to pin the run to (streamlab runs one thread)")
-    ap.add_argument("--batch", type=int, default=100_000, help="micro-batch size")
+    ap.add_argument(
+        "--cores", type=_count(1), default=1, help="CPUs to pin the run to (streamlab runs one thread)"
+    )
+    ap.add_argument("--batch", type=_count(1), default=100_000, help="micro-batch size")
     ap.add_argument("--rate", type=int, default=10_000, help="generator rate, events/s of event time")
     ap.add_argument("--disorder", default="0s", help="generator out-of-orderness, e.g. 2s")
     ap.add_argument("--seed", type=int, default=0)

@@ -9,6 +9,7 @@ the :class:`~streamlab.runtime._commit.CommitLog`, and reports metrics. The driv
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import warnings
@@ -20,7 +21,7 @@ import pandas as pd
 from streamlab.clock import Clock, SystemClock
 from streamlab.io import SinkWriter, SourceReader
 from streamlab.operators import Operator
-from streamlab.pipeline import Pipeline
+from streamlab.pipeline import Pipeline, check_run_options
 from streamlab.runtime._ahead import Pending, WorkAhead
 from streamlab.runtime._commit import CommitLog, Positions
 from streamlab.runtime._router import Completion, Router
@@ -51,6 +52,7 @@ class Executor:
         if not pipeline.steps:
             raise ValueError("the pipeline is empty: add a source, e.g. Pipeline(ListSource([...]))")
         self.options = opts = RunOptions.of(options, **fields)
+        check_run_options({f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)})
         self.pipeline = pipeline
         self.clock: Clock = opts.clock or SystemClock()
         self.batch_size = opts.batch_size

@@ -89,6 +89,26 @@ def test_cli_runs_the_benchmark(nexmark: Any, capsys: pytest.CaptureFixture[str]
         assert os.sched_getaffinity(0) == before  # the benchmark's pinning does not outlive it
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--events", "-1"], "argument --events: must be at least 1, got -1"),
+        (["--batch", "0"], "argument --batch: must be at least 1, got 0"),
+        (["--beam-events", "-2"], "argument --beam-events: must be at least 0, got -2"),
+        (["--events", "1e3"], "argument --events: expected a whole number, got '1e3'"),
+    ],
+)
+def test_bench_refuses_counts_that_cannot_work(
+    nexmark: Any, capsys: pytest.CaptureFixture[str], args: list[str], said: str
+) -> None:
+    # --batch 0 used to spin forever after the table; --events -1 failed in numpy
+    from nexmark import bench
+
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--queries", "q0", *args])
+    assert e.value.code == 2 and said in capsys.readouterr().err
+
+
 def test_q12_counts_bids_per_bidder_in_windows_of_processing_time(nexmark: Any) -> None:
     """Bids arrive at processing times of a controlled clock (not their event times): q12's windows
     are those of the arrival times, equal to a pandas groupby over them."""

@@ -9,11 +9,14 @@ from streamlab import (
     ListSource,
     Pipeline,
     PipelineConfigError,
+    ReplaySource,
     SessionWindow,
     SlidingWindow,
     TumblingWindow,
     agg,
+    runtime,
 )
+from streamlab.runtime import RunOptions
 
 
 def events() -> Pipeline:
@@ -244,10 +247,34 @@ def test_misspelled_collected_output_gets_did_you_mean():
         result["parse.dead_leter"]
 
 
-@pytest.mark.parametrize("options", [{"max_events": -5}, {"max_events": 0}, {"duration": "-5s"}])
-def test_run_limits_must_be_positive(options):
-    with pytest.raises(PipelineConfigError, match="not positive|positive number"):
-        events().run(**options)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"max_events": -5},
+        {"max_events": 0},
+        {"duration": "-5s"},
+        {"batch_size": 0},
+        {"batch_size": -1},
+        {"batch_size": 1.5},
+        {"batch_size": True},
+        {"commit_every": "-1s"},
+        {"idle_wait": -1},
+    ],
+)
+def test_run_options_that_cannot_work_fail_before_the_run(options):
+    # batch_size=0 or -1 used to spin forever waiting for data; 1.5 failed mid-run inside pandas
+    for go in (lambda: events().run(**options), lambda: runtime.run(events(), RunOptions(**options))):
+        with pytest.raises(PipelineConfigError, match="not positive|positive number|seconds >= 0|negative"):
+            go()
+
+
+@pytest.mark.parametrize(
+    "source", [ListSource, lambda events, batch_size: ReplaySource(events, batch_size=batch_size)]
+)
+@pytest.mark.parametrize("size", [0, -3, 2.5])
+def test_a_source_batch_size_that_cannot_work_fails_at_construction(source, size):
+    with pytest.raises(ValueError, match="batch_size must be a positive number of events"):
+        source(pd.DataFrame({"x": [1]}), batch_size=size)
 
 
 @pytest.mark.parametrize(
