@@ -254,16 +254,20 @@ class _SumStore(_ArrayStore):
         values: np.ndarray | None,
         ts: npt.NDArray[np.int64],
     ) -> None:
+        # each value is added to its slot's sum in arrival order (``np.add.at`` adds one at a time, in
+        # order), as a batch of one event would: a sum of per-batch partial sums would round otherwise,
+        # so the last bits of a window's sum would depend on how the stream was cut into batches (and
+        # on where a run was stopped and resumed)
         v = _as_float(values)
-        part = np.bincount(group, weights=v, minlength=n_groups)
-        if not np.isnan(part).any():  # NaN in a group's sum: that group had a missing value (or inf - inf)
-            self.arrays[0][slots] += part
+        rows = slots[group]
+        missing = np.isnan(v)
+        if not missing.any():
+            np.add.at(self.arrays[0], rows, v)
             if self.needs_count:
                 self.arrays[1][slots] += np.bincount(group, minlength=n_groups)
-        else:
-            nan = np.isnan(v)
-            ok = ~nan
-            self.arrays[0][slots] += np.bincount(group[ok], weights=v[ok], minlength=n_groups)
+        else:  # missing values are left out of the sum and of the count
+            ok = ~missing
+            np.add.at(self.arrays[0], rows[ok], v[ok])
             self.arrays[1][slots] += np.bincount(group[ok], minlength=n_groups)
 
     def merge(self, dst: int, src: int) -> None:
