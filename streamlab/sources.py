@@ -78,7 +78,7 @@ class _FrameReader(SourceReader):
         return self.anchor_proc + math.ceil(gap / self.speed)
 
     def set_speed(self, speed: float | None) -> None:
-        self.speed = speed
+        self.speed = replay_speed("set_speed", speed)
         self._anchor()
 
     def on_resume(self) -> None:
@@ -89,6 +89,29 @@ class _FrameReader(SourceReader):
 
     def lag(self) -> int | None:
         return len(self.frame) - self.pos
+
+
+def replay_speed(owner: str, value: Any) -> float | None:
+    """``value`` checked as a replay speed: a positive, finite number (times event time), or None.
+
+    Examples
+    --------
+    >>> replay_speed("ReplaySource", 10), replay_speed("ReplaySource", None)
+    (10.0, None)
+    >>> replay_speed("set_speed", float("nan"))
+    Traceback (most recent call last):
+    ...
+    ValueError: set_speed(speed=nan): speed must be a positive, finite number (10: ten times faster than event time), or None for as fast as possible
+    """
+    if value is None:
+        return None
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if number and math.isfinite(value) and value > 0:
+        return float(value)
+    raise ValueError(
+        f"{owner}(speed={value!r}): speed must be a positive, finite number (10: ten times faster than "
+        "event time), or None for as fast as possible"
+    )
 
 
 def _batch_size(owner: str, value: Any) -> int | None:
@@ -223,10 +246,7 @@ class ReplaySource(Source):
         raw: bool = False,
         batch_size: int | None = None,
     ) -> None:
-        if speed is not None and speed <= 0:
-            raise ValueError(
-                f"ReplaySource(speed={speed}): speed must be positive, or None for as fast as possible"
-            )
+        speed = replay_speed("ReplaySource", speed)
         self.path: str | None = None
         self.time = time
         self.speed = speed

@@ -137,8 +137,8 @@ class ControlPanel(LiveWidget):
 
     def set_speed(self, speed: float | None) -> None:
         """Change the replay speed (``None``: as fast as possible)."""
+        self.handle.set_speed(speed)  # refuses a speed that cannot work before the panel shows it
         self.speed = speed
-        self.handle.set_speed(speed)
         self._dirty = True
 
     def set_threshold(self, step_id: str, value: float) -> None:

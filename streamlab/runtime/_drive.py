@@ -47,6 +47,8 @@ class Pacer:
         self._run.set()
 
     def step(self, batches: int = 1) -> None:
+        if batches < 1:  # a negative count would never come back to 0: every later turn would step
+            raise ValueError(f"step(batches={batches!r}): batches must be >= 1")
         with self._cond:
             self._steps += batches
             self._cond.notify_all()

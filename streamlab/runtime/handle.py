@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import numbers
 import os
 import threading
 from collections.abc import Callable
@@ -85,11 +86,19 @@ class RunHandle:
         self._pacer.resume()
 
     def step(self, batches: int = 1) -> None:
-        """While paused, process this many more source batches."""
-        self._pacer.step(batches)
+        """While paused, process this many more source batches (a whole number from 1)."""
+        if isinstance(batches, bool) or not isinstance(batches, numbers.Integral) or batches < 1:
+            raise ValueError(
+                f"step(batches={batches!r}): batches must be a whole number of source batches >= 1, e.g. step(1)"
+            )
+        self._pacer.step(int(batches))
 
     def set_speed(self, speed: float | None) -> None:
-        """Change the replay speed of sources that replay (``None`` = as fast as possible)."""
+        """Change the replay speed of sources that replay (a positive, finite number; ``None`` = as fast
+        as possible). A speed that cannot work raises ``ValueError`` here and the run goes on as it was."""
+        from streamlab.sources import replay_speed
+
+        speed = replay_speed("set_speed", speed)
         for r in self._ex.readers.values():
             r.set_speed(speed)
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pandas.testing as pdt
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -486,3 +487,44 @@ def test_an_interrupt_between_reading_and_delivering_a_batch_does_not_commit_it(
     assert result.status == "interrupted" and sink.frame()["i"].tolist() == [1, 2]
     assert [e for e in log if e.startswith("commit")] == ["commit 2"]  # batch 3 is read again
     assert result.checkpoint["sources"]["source"] == 2
+
+
+@pytest.mark.parametrize("speed", [0, -1, float("nan"), float("inf"), "fast", True])
+def test_a_replay_speed_that_cannot_work_is_refused_at_the_call_and_the_run_goes_on(speed) -> None:
+    # set_speed(0) used to fail the run with ZeroDivisionError, nan and inf with a conversion error,
+    # and -1 stalled it for good; ReplaySource let nan and inf through to the run
+    frame = pd.DataFrame(
+        {"timestamp": pd.date_range("2024-01-01", periods=100, freq="s", tz="UTC"), "n": range(100)}
+    )
+    with pytest.raises(ValueError, match="speed must be a positive, finite number"):
+        ReplaySource(frame, speed=speed)
+    p = Pipeline(ReplaySource(frame, speed=None, batch_size=10))
+    p.select("n", step_id="out")
+    handle = p.start(clock=ManualClock(0), paused=True)
+    try:
+        handle.step(1)
+        wait_for(lambda: handle.metrics["events_in"] == 10)
+        with pytest.raises(ValueError, match=r"set_speed\(speed=.*positive, finite number"):
+            handle.set_speed(speed)
+        handle.set_speed(None)
+        handle.resume()
+        result = handle.wait(30)
+    finally:
+        handle.stop()
+    assert result.status == "finished" and result["out"]["n"].tolist() == list(range(100))
+
+
+@pytest.mark.parametrize("batches", [0, -1, 1.5, "2", True])
+def test_stepping_a_paused_run_takes_a_whole_number_of_batches_from_one(batches) -> None:
+    # step(-1) used to un-pause the run for good: the pending count never came back to 0
+    p = Pipeline(ListSource(pd.DataFrame({"n": range(100)}), batch_size=10))
+    p.select("n", step_id="out")
+    handle = p.start(clock=ManualClock(0), paused=True)
+    try:
+        with pytest.raises(ValueError, match="batches must be a whole number of source batches >= 1"):
+            handle.step(batches)
+        handle.step(2)
+        wait_for(lambda: handle.metrics["events_in"] == 20)
+        assert handle.metrics["events_in"] == 20 and handle.status == "paused"
+    finally:
+        handle.stop()
