@@ -1339,11 +1339,11 @@ def window_merge_count(
     The retained entries ``s_*`` are sorted by (key, time); ``order`` sorts the batch stably by
     (key, time). Walking the merge (on equal key and time retained entries first, then batch rows
     in ``order``), batch row ``r`` at merged position ``p`` gets ``p - lo + 1`` where ``lo`` is the
-    key's first entry after ``t - window``, and the sum of the values from ``lo`` to ``p`` as the
-    difference of a running cumulative sum over all the merged values (``numpy.cumsum``'s order, so
-    the numpy path's bits). Key by key: the keys without batch rows are copied (and added to the
-    running sum); a key with batch rows is merged into a small scratch block, with the running sum
-    before each of its entries, and its rows counted there. Entries newer than ``horizon`` go to
+    key's first entry after ``t - window``, and the sum of the values from ``lo`` to ``p``, added one
+    by one in time order from 0.0 (as the exported code and the numpy path add them: a difference of
+    running sums would cancel, so an event alone in its window would not sum to its own value). Key
+    by key: the keys without batch rows are copied; a key with batch rows is merged into a small
+    scratch block and its rows counted and summed there. Entries newer than ``horizon`` go to
     ``new_*`` in merged order. A key whose batch rows are not in arrival order along the merge (an
     event older than one that arrived before it) is recomputed (:func:`_recount_block`): each of its
     batch rows counts the key's entries in ``(t - window, t]`` that arrived no later than it
@@ -1357,8 +1357,6 @@ def window_merge_count(
     m_time = np.empty(cap, dtype=np.int64)
     m_val = np.empty(cap, dtype=np.float64)
     m_row = np.empty(cap, dtype=np.int64)  # the batch row at each block position (-1: retained)
-    m_sum = np.empty(cap + 1, dtype=np.float64)  # the running sum before each block position
-    acc = 0.0
     i = 0
     j = 0
     kept = 0
@@ -1368,7 +1366,6 @@ def window_merge_count(
         while i < m0 and s_key[i] < kb:
             t = s_time[i]
             v = s_val[i]
-            acc += v
             new_key[kept] = s_key[i]
             new_time[kept] = t
             new_val[kept] = v
@@ -1385,7 +1382,6 @@ def window_merge_count(
             m_time = np.empty(cap, dtype=np.int64)
             m_val = np.empty(cap, dtype=np.float64)
             m_row = np.empty(cap, dtype=np.int64)
-            m_sum = np.empty(cap + 1, dtype=np.float64)
         a = i0
         c = j0
         disordered = False
@@ -1406,13 +1402,10 @@ def window_merge_count(
             m_time[p] = t
             m_val[p] = v
             m_row[p] = r
-            m_sum[p] = acc
-            acc += v
             new_key[kept] = kb
             new_time[kept] = t
             new_val[kept] = v
             kept += t > horizon
-        m_sum[size] = acc
         lo = 0
         for p in range(size):
             r = m_row[p]
@@ -1422,7 +1415,10 @@ def window_merge_count(
             while m_time[lo] <= lo_t:
                 lo += 1
             counts[r] = p - lo + 1
-            sums[r] = m_sum[p + 1] - m_sum[lo]
+            total = 0.0
+            for q in range(lo, p + 1):
+                total += m_val[q]
+            sums[r] = total
         if disordered:
             _recount_block(m_time, m_val, m_row, 0, size, window, counts, sums)
             n_bad += 1

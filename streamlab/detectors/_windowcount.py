@@ -111,8 +111,7 @@ class WindowCounter:
         counts[b_rows] = b_pos - lo + 1
         sums = np.zeros(n_batch, dtype="float64")
         if values is not None:
-            csum = np.concatenate([[0.0], np.cumsum(all_vals[order])])
-            sums[b_rows] = csum[b_pos + 1] - csum[lo]
+            sums[b_rows] = window_sums(all_vals[order], lo, b_pos)
         b_codes_sorted = codes[n_state:][b_rows]
         back = (b_codes_sorted[1:] == b_codes_sorted[:-1]) & (b_rows[1:] < b_rows[:-1])
         if back.any():
@@ -132,10 +131,9 @@ class WindowCounter:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """:meth:`update` in one compiled merge of the sorted batch into the retained entries.
 
-        The same counts, sums (the same cumulative sum, so the same bits) and retained state as the
-        numpy path, without sorting, searching or filtering the concatenation; keys whose rows go
-        back in time are recounted in the same pass, as :meth:`_fix_disordered` recounts them (sums
-        added in time order there, in ``numpy.sum``'s order on the numpy path: last bits may differ).
+        The same counts, sums (each window's values added in time order, so the same bits) and retained
+        state as the numpy path, without sorting, searching or filtering the concatenation; keys whose
+        rows go back in time are recounted in the same pass, as :meth:`_fix_disordered` recounts them.
         Counts alone take :func:`~streamlab.detectors._kernels.window_count_merge`, which counts
         from pointers per key instead of walking the merged entries.
         """
@@ -217,7 +215,10 @@ class WindowCounter:
                 lst_v.insert(at, float(all_vals[n_state + i]))
                 lo = bisect.bisect_right(lst_t, t - self.window_ns)
                 counts[i] = at + 1 - lo
-                sums[i] = float(np.sum(lst_v[lo : at + 1]))
+                total = 0.0
+                for v in lst_v[lo : at + 1]:  # in time order, one by one, as window_sums adds them
+                    total += v
+                sums[i] = total
 
     def __len__(self) -> int:
         return len(self.times)
@@ -567,6 +568,31 @@ class DistinctCounter:
         time = np.concatenate([self.s_time, b_time])[seq]
         val = np.concatenate([self.s_val, b_val])[seq]
         return key, time, val, arrival
+
+
+def window_sums(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``values[lo[i]] + ... + values[hi[i]]`` for each ``i``, added one by one from 0.0, left to right.
+
+    A window's sum as the exported code adds it (in time order), so an event alone in its window
+    sums to its own value and a sum does not depend on the rest of the batch. A difference of
+    cumulative sums would cancel: ``cumsum[hi] - cumsum[lo - 1]`` carries the rounding of everything
+    summed before. Vectorized over the windows, one pass per position within them (the widest
+    window's length: windows of a few events per key, as velocity features have, cost a few passes).
+
+    Examples
+    --------
+    >>> window_sums(np.array([1e16, 21.2, 0.1, 0.2]), np.array([1, 2]), np.array([1, 3])).tolist()
+    [21.2, 0.30000000000000004]
+    """
+    total = np.zeros(len(lo), dtype="float64")
+    width = hi - lo + 1
+    active = np.flatnonzero(width > 0)
+    d = 0
+    while len(active):
+        total[active] += values[lo[active] + d]
+        d += 1
+        active = active[width[active] > d]
+    return total
 
 
 def hash_table(k: Any, keys: np.ndarray, capacity: int = 1024) -> np.ndarray:
