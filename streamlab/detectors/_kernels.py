@@ -1333,6 +1333,7 @@ def window_merge_count(
     new_key: np.ndarray,
     new_time: np.ndarray,
     new_val: np.ndarray,
+    wide: int,
 ) -> tuple[int, int]:
     """Window counts and sums of a batch against retained entries, merging both into the new state.
 
@@ -1341,9 +1342,11 @@ def window_merge_count(
     in ``order``), batch row ``r`` at merged position ``p`` gets ``p - lo + 1`` where ``lo`` is the
     key's first entry after ``t - window``, and the sum of the values from ``lo`` to ``p``, added one
     by one in time order from 0.0 (as the exported code and the numpy path add them: a difference of
-    running sums would cancel, so an event alone in its window would not sum to its own value). Key
-    by key: the keys without batch rows are copied; a key with batch rows is merged into a small
-    scratch block and its rows counted and summed there. Entries newer than ``horizon`` go to
+    running sums would cancel, so an event alone in its window would not sum to its own value); a
+    window of more than ``wide`` entries takes the difference of the key's own running sums (from 0.0
+    at its first entry), so a dense key costs no more than a pass. Key by key: the keys without batch
+    rows are copied; a key with batch rows is merged into a small scratch block and its rows counted
+    and summed there. Entries newer than ``horizon`` go to
     ``new_*`` in merged order. A key whose batch rows are not in arrival order along the merge (an
     event older than one that arrived before it) is recomputed (:func:`_recount_block`): each of its
     batch rows counts the key's entries in ``(t - window, t]`` that arrived no later than it
@@ -1357,6 +1360,7 @@ def window_merge_count(
     m_time = np.empty(cap, dtype=np.int64)
     m_val = np.empty(cap, dtype=np.float64)
     m_row = np.empty(cap, dtype=np.int64)  # the batch row at each block position (-1: retained)
+    m_sum = np.empty(cap + 1, dtype=np.float64)  # the key's running sum before each block position
     i = 0
     j = 0
     kept = 0
@@ -1382,6 +1386,7 @@ def window_merge_count(
             m_time = np.empty(cap, dtype=np.int64)
             m_val = np.empty(cap, dtype=np.float64)
             m_row = np.empty(cap, dtype=np.int64)
+            m_sum = np.empty(cap + 1, dtype=np.float64)
         a = i0
         c = j0
         disordered = False
@@ -1406,6 +1411,7 @@ def window_merge_count(
             new_time[kept] = t
             new_val[kept] = v
             kept += t > horizon
+        summed = False  # whether m_sum holds the block's running sums (a wide window needs them)
         lo = 0
         for p in range(size):
             r = m_row[p]
@@ -1415,10 +1421,20 @@ def window_merge_count(
             while m_time[lo] <= lo_t:
                 lo += 1
             counts[r] = p - lo + 1
-            total = 0.0
-            for q in range(lo, p + 1):
-                total += m_val[q]
-            sums[r] = total
+            if p - lo < wide:
+                total = 0.0
+                for q in range(lo, p + 1):
+                    total += m_val[q]
+                sums[r] = total
+            else:
+                if not summed:
+                    acc = 0.0
+                    for q in range(size):
+                        m_sum[q] = acc
+                        acc += m_val[q]
+                    m_sum[size] = acc
+                    summed = True
+                sums[r] = m_sum[p + 1] - m_sum[lo]
         if disordered:
             _recount_block(m_time, m_val, m_row, 0, size, window, counts, sums)
             n_bad += 1
