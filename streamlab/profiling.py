@@ -314,6 +314,12 @@ def _time_field(fields: list[InferredField], wanted: str | None) -> InferredFiel
     if wanted is not None:
         for f in fields:
             if f.name == wanted or f.path == wanted:
+                if f.time_format is None:
+                    timed = [g.name for g in fields if g.time_format is not None]
+                    raise ValueError(
+                        f"profile(time={wanted!r}): the field holds no times (its values read as {f.type}); "
+                        f"fields that hold times: {timed or 'none'}"
+                    )
                 return f
         raise ValueError(f"profile(time={wanted!r}): no such field; fields are {[f.name for f in fields]}")
     timed = [f for f in fields if f.time_format is not None]
@@ -366,11 +372,24 @@ def predict_late_fraction(
     >>> ts = np.array([10, 20, 5, 30], dtype=np.int64) * 1_000_000_000
     >>> predict_late_fraction(ts, None, "1s"), predict_late_fraction(ts, None, "20s")
     (0.25, 0.0)
+    >>> predict_late_fraction(ts, None, 0)  # 10, 20 and 30 each raise the watermark to their own time
+    0.25
     """
-    delay_ns = parse_duration(delay, what="delay")
-    lateness_ns = parse_duration(lateness, what="lateness")
+    delay_ns, lateness_ns = _settings_ns(delay, lateness)
     idle_ns = None if idle_timeout is None else parse_duration(idle_timeout, what="idle_timeout")
     return _predict_ns(ts, partitions, delay_ns, window, lateness_ns, None, idle_ns, processing_ns)
+
+
+def _settings_ns(delay: Duration, lateness: Duration) -> tuple[int, int]:
+    """``delay`` and ``lateness`` in ns, refused when negative, as a window step refuses them."""
+    delay_ns = parse_duration(delay, what="delay")
+    lateness_ns = parse_duration(lateness, what="lateness")
+    if delay_ns < 0 or lateness_ns < 0:
+        raise ValueError(
+            f"delay={delay!r}, lateness={lateness!r}: delay and lateness must not be negative "
+            "(a window step refuses them); use e.g. delay='10s'"
+        )
+    return delay_ns, lateness_ns
 
 
 def _predict_ns(
@@ -393,7 +412,11 @@ def _predict_ns(
         return _replay_window_step(ts, parts, delay_ns, window, lateness_ns, assigned, idle_ns, proc)
     wm = _watermarks(ts, parts, delay_ns, assigned)
     close = _window_close(ts, window, lateness_ns)
-    return float(np.mean((close <= wm) & (wm != _NONE)))
+    # a window closes once the watermark reaches its end; without a window (the limit of a very short
+    # one) an event is late only when strictly behind the watermark: an event that sets a new largest
+    # time with delay 0 brings the watermark to its own time, and is on time
+    behind = close < wm if window is None else close <= wm
+    return float(np.mean(behind & (wm != _NONE)))
 
 
 def _expected(parts: pd.DataFrame, assigned: list[Any] | None) -> set[Any] | None:
@@ -564,13 +587,16 @@ class Profile:
 
     def predict(self, delay: Duration, *, lateness: Duration = 0, window: Window | None = None) -> float:
         """Late fraction the sample predicts for these settings (``window`` defaults to the profile's)."""
+        if self.time_field is None:
+            raise ValueError("profile found no event-time field: pass profile(..., time='<field>')")
         parts = self.events[list(self.partition_columns)] if self.partition_columns else None
+        delay_ns, lateness_ns = _settings_ns(delay, lateness)
         return _predict_ns(
             to_utc_ns(self.events["__time"]),
             parts,
-            parse_duration(delay, what="delay"),
+            delay_ns,
             window or self.window,
-            parse_duration(lateness, what="lateness"),
+            lateness_ns,
             self.assigned,
             parse_duration(idle)
             if (idle := self.suggestion.get("idle_timeout")) and self.processing_ns is not None
@@ -662,7 +688,8 @@ class Profile:
                     "time format": f.time_format or "",
                 }
                 for f in self.fields
-            ]
+            ],
+            columns=["field", "type", "path", "null share", "time format"],  # also when no field was found
         ).set_index("field")
         reasons = self.malformed_reasons.rename("records").to_frame() if len(self.malformed_reasons) else None
         sug = pd.DataFrame(
@@ -968,11 +995,10 @@ def _analyse(
         "idle_timeout": idle,
         "ttl": ttl,
     }
-    candidates = sorted(
-        {0, *(nice_duration(float(np.quantile(behind, q))) for q in (0.5, 0.9, 0.99, 0.999, 1.0))}
-    )
-    if len(behind) == 0:
-        candidates = [0]
+    candidates = [0]
+    if len(behind):  # events behind the largest time seen so far (none: no delay is worth a row)
+        quantiles = (nice_duration(float(np.quantile(behind, q))) for q in (0.5, 0.9, 0.99, 0.999, 1.0))
+        candidates = sorted({0, *quantiles})
     table = pd.DataFrame(
         [
             {

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from streamlab.datasets import generate_clickstream, generate_iot, generate_transactions, to_json_lines
@@ -191,3 +192,47 @@ def test_the_inferred_schema_parses_every_record_it_was_inferred_from(top, neste
     assert len(parsed["parse"]) == n and "parse.dead_letter" not in {
         r for r, f in parsed.outputs.items() if len(f)
     }
+
+
+def test_without_a_window_only_events_behind_the_watermark_are_predicted_late() -> None:
+    # with delay 0 every event that set a new largest time used to count as late (1.0 for a stream
+    # in order): without a window an event is late only when strictly behind the watermark
+    s = 1_000_000_000
+    ts = np.array([10, 20, 5, 30], dtype=np.int64) * s
+    assert predict_late_fraction(ts, None, 0) == 0.25
+    assert predict_late_fraction(np.arange(100, dtype=np.int64) * s, None, 0) == 0.0
+    prof = profile(ListSource([{"timestamp": pd.Timestamp(i, unit="s", tz="UTC")} for i in range(50)]))
+    assert prof.predict(0) == 0.0 and prof.late_table["predicted late"].max() == 0.0
+
+
+@pytest.mark.parametrize("call", ["function", "profile"])
+def test_a_negative_delay_or_lateness_is_refused_as_a_window_step_refuses_it(call) -> None:
+    ts = np.array([10, 20, 5], dtype=np.int64) * 1_000_000_000
+    prof = profile(ListSource([{"timestamp": pd.Timestamp(i, unit="s", tz="UTC")} for i in range(5)]))
+    for delay, lateness in (("-1s", 0), (0, "-1s")):
+        with pytest.raises(ValueError, match="must not be negative"):
+            if call == "function":
+                predict_late_fraction(ts, None, delay, lateness=lateness)
+            else:
+                prof.predict(delay, lateness=lateness)
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [[b"not json"], [b"{}"], [b"1", b"2"], [b"[1,2]"], pd.DataFrame({"a": [1, 2]})],
+    ids=["malformed", "empty object", "scalars", "array", "frame without times"],
+)
+def test_a_sample_without_event_times_is_profiled_and_says_so(sample) -> None:
+    # these failed inside numpy (IndexError: index 0 is out of bounds) while suggesting delays
+    prof = profile(sample)
+    assert prof.time_field is None and prof.late_table["delay"].tolist() == ["0s"]
+    assert "event time" in prof._repr_html_()
+    for ask in (lambda: prof.predict("1s"), prof.pipeline):
+        with pytest.raises(ValueError, match="found no event-time field: pass profile"):
+            ask()
+
+
+def test_a_time_field_that_holds_no_times_is_refused_with_the_fields_that_do() -> None:
+    rows = [{"kind": "a", "timestamp": pd.Timestamp(i, unit="s", tz="UTC")} for i in range(5)]
+    with pytest.raises(ValueError, match=r"time='kind'.*holds no times.*\['timestamp'\]"):
+        profile(ListSource(rows), time="kind")
