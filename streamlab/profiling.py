@@ -315,10 +315,10 @@ def _time_field(fields: list[InferredField], wanted: str | None) -> InferredFiel
         for f in fields:
             if f.name == wanted or f.path == wanted:
                 if f.time_format is None:
-                    timed = [g.name for g in fields if g.time_format is not None]
+                    names = [g.name for g in fields if g.time_format is not None]
                     raise ValueError(
                         f"profile(time={wanted!r}): the field holds no times (its values read as {f.type}); "
-                        f"fields that hold times: {timed or 'none'}"
+                        f"fields that hold times: {names or 'none'}"
                     )
                 return f
         raise ValueError(f"profile(time={wanted!r}): no such field; fields are {[f.name for f in fields]}")
