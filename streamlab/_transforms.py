@@ -28,11 +28,19 @@ def _python_engine() -> bool:
     return not NUMEXPR_INSTALLED
 
 
+class WholeBatchError(ValueError):
+    """A failure of the whole call, not of some rows: every row of the part goes to dead letter at once
+    (halving the part would only find parts where the same mistake happens to fit, e.g. a mask of the
+    wrong length that fits a part of one row)."""
+
+
 def udf_error_frame(batch: pd.DataFrame, rows: list[int], reasons: list[str], step_id: str) -> pd.DataFrame:
     return dead_letter_frame(batch.iloc[rows], reasons, step_id)
 
 
 def _describe_error(step_id: str, what: str, e: BaseException) -> str:
+    if isinstance(e, WholeBatchError):  # the call returned something unfit: say what, not an exception
+        return f"{what} {e}"
     return f"{what} raised {type(e).__name__}: {e}"
 
 
@@ -67,7 +75,7 @@ def isolate_failures(
         try:
             good.append((pos, call(part)))
         except Exception as e:
-            if len(pos) == 1 or (whole and alike is not None and alike()):
+            if len(pos) == 1 or isinstance(e, WholeBatchError) or (whole and alike is not None and alike()):
                 bad_rows.extend(pos.tolist())
                 reasons.extend([_describe_error(step_id, what, e)] * len(pos))
                 return
@@ -153,7 +161,10 @@ class FilterOperator(Operator):
             m = self.fn(part)
         mask = np.asarray(m, dtype=bool)
         if mask.shape != (len(part),):
-            raise ValueError(f"expected {len(part)} booleans, got shape {mask.shape}")
+            raise WholeBatchError(
+                f"returned {mask.size} values (shape {mask.shape}) for a batch of {len(part)} rows; "
+                "return one boolean per row, e.g. df['amount'] > 100"
+            )
         return mask
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:

@@ -203,3 +203,24 @@ def test_replay_reads_csv_parquet_and_json_lines(tmp_path):
 def test_a_step_built_directly_is_checked(make: Any, message: str) -> None:
     with pytest.raises(PipelineConfigError, match=message):
         make()
+
+
+@pytest.mark.parametrize("mask", [[True], [True, False], [[True, False, True]]])
+def test_a_filter_many_mask_of_the_wrong_length_sends_the_batch_to_dead_letter(mask) -> None:
+    # [True] was broadcast (every row kept), and [True, False] on batches of 3 was "isolated" by halves,
+    # where it fit a part of 2 rows: some rows kept, some dropped without a trace
+    frame = pd.DataFrame({"x": range(6)})
+    p = Pipeline(ListSource(frame, batch_size=3))
+    kept, dead = ListSink(), ListSink()
+    out = p.stream.filter_many(lambda df: mask)
+    out.to(kept)
+    out.dead_letter.to(dead)
+    p.run(clock=ManualClock(0))
+    assert kept.frame().empty
+    d = dead.frame()
+    assert d["x"].tolist() == list(range(6))
+    assert (
+        d["reason"]
+        .str.contains(r"returned \d+ values \(shape .*\) for a batch of 3 rows; return one boolean")
+        .all()
+    )
