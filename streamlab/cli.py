@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     5
     """
     from streamlab import __version__
-    from streamlab.export._cli import EXPORT_DESCRIPTION, EXPORT_EPILOG, add_export_arguments
+    from streamlab.export._cli import EXPORT_DESCRIPTION, EXPORT_EPILOG, add_export_arguments, directory
 
     common = _Parser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", help="show the full traceback of an error")
@@ -266,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint-dir",
         default=None,
         metavar="DIR",
+        type=directory,
         help="keep state and positions here between runs (default: none)",
     )
     r.add_argument(

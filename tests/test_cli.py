@@ -304,3 +304,69 @@ def test_an_all_digit_kafka_topic_in_yaml_says_to_quote_it(tmp_path, capsys):
     )
     err = one_line_error(capsys, ["run", str(spec)])
     assert "'clicks'" in err and "2024 is a number" in err and "topics: ['2024']" in err
+
+
+def _spec(tmp_path):
+    return write_spec(tmp_path, PARSE)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["export", "beam", "SPEC", "-o", "AFILE"],
+            "argument -o/--output: AFILE: is a file, not a directory",
+        ),
+        (
+            ["run", "SPEC", "--checkpoint-dir", "AFILE"],
+            "argument --checkpoint-dir: AFILE: is a file, not a directory",
+        ),
+    ],
+)
+def test_a_directory_argument_naming_a_file_is_a_usage_error(tmp_path, capsys, args, said):
+    # these failed with a raw FileExistsError (exit 1)
+    spec, afile = _spec(tmp_path), tmp_path / "afile"
+    afile.write_text("")
+    argv = [str(spec) if a == "SPEC" else str(afile) if a == "AFILE" else a for a in args]
+    assert main(argv) == 2
+    assert said.replace("AFILE", str(afile)) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("target", "flags", "said"),
+    [
+        (
+            "flink",
+            ["--source", "pubsub"],
+            "--source pubsub: the flink export cannot read it. Fix: use --source kafka",
+        ),
+        (
+            "beam",
+            ["--source", "kinesis"],
+            "--source kinesis: the beam export cannot read it. Fix: use --source pubsub or --source file",
+        ),
+        (
+            "beam",
+            ["--sink", "jdbc"],
+            "--sink jdbc: the beam export cannot write it. Fix: use --sink files or --sink bigquery",
+        ),
+        (
+            "lambda",
+            ["--source", "kafka"],
+            "--source kafka: the lambda export takes no --source. Fix: leave it out",
+        ),
+        ("spark", ["--sink", "kafka"], "the generated job takes --sink when it runs"),
+    ],
+)
+def test_an_export_source_or_sink_that_does_not_fit_says_so_in_command_line_terms(
+    tmp_path, capsys, target, flags, said
+):
+    # the fixes named the Python API's runner_source='file' and source='files', which the command line refuses
+    assert main(["export", target, str(_spec(tmp_path)), "-o", str(tmp_path / "out"), *flags]) == 2
+    assert said in capsys.readouterr().out
+
+
+def test_export_flink_takes_files_as_file(tmp_path, capsys):
+    assert (
+        main(["export", "flink", str(_spec(tmp_path)), "-o", str(tmp_path / "out"), "--source", "files"]) == 0
+    )

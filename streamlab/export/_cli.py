@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -18,6 +19,49 @@ EXPORT_EPILOG = """examples:
   streamlab export spark spec.yaml -o build/spark
   streamlab export flink spec.yaml -o build/flink --source kafka --sink files
 """
+
+
+def directory(text: str) -> str:
+    """An argparse type: a directory, created if missing, so not the path of an existing file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> f = tempfile.NamedTemporaryFile()
+    >>> directory(f.name)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: ...: is a file, not a directory; pass a directory (created if missing)
+    """
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(
+            f"{text}: is a file, not a directory; pass a directory (created if missing)"
+        )
+    return text
+
+
+#: what each target's export reads and writes, as the command line names them
+_SOURCES = {"beam": ("pubsub", "file"), "flink": ("kafka", "kinesis", "eventhubs", "file")}
+_SINKS = {"beam": ("files", "bigquery"), "flink": ("files", "kafka", "jdbc")}
+
+
+def _unfit_choice(args: argparse.Namespace) -> str | None:
+    """Why ``--source`` or ``--sink`` does not fit ``target`` (with the fix, in command-line terms), or None."""
+    sources, sinks = _SOURCES.get(args.target), _SINKS.get(args.target)
+    if args.source is not None and (sources is None or args.source not in sources):
+        if sources is None:
+            return f"--source {args.source}: the {args.target} export takes no --source. Fix: leave it out"
+        extra = " (bridge Pub/Sub to Kafka), or export beam for Dataflow" if args.target == "flink" else ""
+        return (
+            f"--source {args.source}: the {args.target} export cannot read it. "
+            f"Fix: use --source {' or --source '.join(sources)}{extra}"
+        )
+    if args.sink != "files" and (sinks is None or args.sink not in sinks):
+        if sinks is None:
+            later = " (the generated job takes --sink when it runs)" if args.target == "spark" else ""
+            return f"--sink {args.sink}: the {args.target} export takes no --sink{later}. Fix: leave it out"
+        return f"--sink {args.sink}: the {args.target} export cannot write it. Fix: use --sink {' or --sink '.join(sinks)}"
+    return None
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +81,12 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("spec", help="pipeline YAML written by Pipeline.to_yaml()")
     parser.add_argument(
-        "-o", "--output", required=True, metavar="DIR", help="directory for the generated files"
+        "-o",
+        "--output",
+        required=True,
+        metavar="DIR",
+        type=directory,
+        help="directory for the generated files (created if missing)",
     )
     parser.add_argument(
         "--sink",
@@ -47,7 +96,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--source",
-        choices=("pubsub", "file", "kafka", "kinesis", "eventhubs"),
+        choices=("pubsub", "file", "files", "kafka", "kinesis", "eventhubs"),
         default=None,
         help="what the job reads (default: pubsub); Flink: kafka (default), kinesis, eventhubs or file",
     )
@@ -71,6 +120,12 @@ def run_export(args: argparse.Namespace) -> int:
     """
     from streamlab.spec import load_spec, pipeline_from_dict
 
+    if args.source == "files":  # the spelling of the Python API's Flink source: the same as "file"
+        args.source = "file"
+    unfit = _unfit_choice(args)
+    if unfit is not None:
+        print(f"streamlab export: {unfit}", file=sys.stdout)
+        return 2
     data, origin = load_spec(args.spec)
     pipeline = pipeline_from_dict(data, lazy_sources=True, trust=args.trust, origin=origin)
     try:
