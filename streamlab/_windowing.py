@@ -643,9 +643,7 @@ class PanedWindowOperator(WindowOperator):
         lo = int(panes.min()) - self.n + 1 if self.emitted_upto is None else self.emitted_upto + 1
         if last < lo:
             return None
-        windows = np.unique(np.concatenate([panes - j for j in range(self.n)]))
-        windows = windows[(windows >= lo) & (windows <= last)]
-        frame = self._merge_windows(windows) if len(windows) else None
+        frame = self._merge_windows(np.sort(panes), lo, last)
         done = [s for s, q in zip(panes_ns, panes.tolist()) if q <= last]
         if done:
             slots = self.slots.pop_windows(done)
@@ -655,15 +653,23 @@ class PanedWindowOperator(WindowOperator):
         self.emitted_upto = last if self.emitted_upto is None else max(self.emitted_upto, last)
         return frame
 
-    def _merge_windows(self, windows: np.ndarray) -> pd.DataFrame | None:
-        # every (window, pane slot) pair, then one target per (window, key) in window then key order
+    def _merge_windows(self, panes: np.ndarray, lo: int, last: int) -> pd.DataFrame | None:
+        """The results of the windows with index in ``[lo, last]`` that hold data, from the open
+        ``panes`` (indices, ascending): each pane with data goes to the windows it belongs to, so the
+        work follows the panes and windows with data, not windows times panes per window (a one-day
+        window sliding by the second has 86,400 panes, nearly all empty)."""
+        # every (window, pane slot) pair, pane by pane, then one target per (window, key) in window
+        # then key order (a stable sort: within a target, its panes stay in time order)
         w_parts, s_parts = [], []
-        for w in windows.tolist():
-            for j in range(self.n):
-                sl = self.slots.window_slots((w + j) * self.every + self.offset)
-                if len(sl):
-                    w_parts.append(np.full(len(sl), w, dtype=np.int64))
-                    s_parts.append(sl)
+        for p in panes.tolist():
+            first, end = max(p - self.n + 1, lo), min(p, last)
+            if end < first:
+                continue
+            sl = self.slots.window_slots(p * self.every + self.offset)
+            if len(sl):
+                ws = np.arange(first, end + 1, dtype=np.int64)
+                w_parts.append(np.repeat(ws, len(sl)))
+                s_parts.append(np.tile(sl, len(ws)))
         if not s_parts:
             return None
         pw, sl = np.concatenate(w_parts), np.concatenate(s_parts)

@@ -23,7 +23,7 @@ def run(
 
     An interrupt (a notebook's interrupt button, Ctrl-C) or SIGTERM stops gracefully at the next batch
     boundary: sinks are flushed and source positions committed; after an interrupt the result's
-    ``status`` is ``"interrupted"``. A second interrupt raises ``KeyboardInterrupt`` at once (sinks are
+    ``status`` is ``"interrupted"``. A second interrupt (or SIGTERM) cuts the batch short at once (sinks are
     still flushed and positions committed).
 
     Parameters
@@ -62,8 +62,18 @@ def run(
         interrupted.set()
         ex.stop_event.set()
 
+    terminated = threading.Event()
+
+    def on_terminate(signum: int, frame: FrameType | None) -> None:
+        # as an interrupt: the first stops at the next batch boundary, a second cuts the batch short (a
+        # step stuck in a long batch would otherwise ignore every SIGTERM until it ends)
+        if terminated.is_set():
+            raise KeyboardInterrupt
+        terminated.set()
+        ex.stop_event.set()
+
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, lambda *_: ex.stop_event.set())
+        previous = signal.signal(signal.SIGTERM, on_terminate)
         previous_int = signal.signal(signal.SIGINT, on_interrupt)
 
     def restore_signals() -> None:
@@ -87,7 +97,7 @@ def run(
             ex.status = "interrupted" if end == "stopped" and interrupted.is_set() else "stopped"
         ex.finish(flush_windows=False)
     except KeyboardInterrupt:
-        ex.status = "interrupted"
+        ex.status = "stopped" if terminated.is_set() and not interrupted.is_set() else "interrupted"
         ex.finish(flush_windows=False)
     except BaseException:
         ex.status = "failed"

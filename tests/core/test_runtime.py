@@ -528,3 +528,41 @@ def test_stepping_a_paused_run_takes_a_whole_number_of_batches_from_one(batches)
         assert handle.metrics["events_in"] == 20 and handle.status == "paused"
     finally:
         handle.stop()
+
+
+def test_a_second_sigterm_cuts_a_long_batch_short_and_the_run_still_flushes(tmp_path) -> None:
+    """A step stuck in a long batch ignored every SIGTERM until the batch ended (a sliding window closing
+    86,400 panes a window ran for an hour): the first SIGTERM asks for a stop at the next batch boundary,
+    a second cuts the batch short, as a second Ctrl-C does; what was delivered before is flushed."""
+    import signal as sig
+    import subprocess
+    import sys
+
+    script = tmp_path / "fg.py"
+    out = tmp_path / "out.jsonl"
+    ready = tmp_path / "ready"
+    script.write_text(f"""
+import pathlib, pandas as pd
+from streamlab import JsonLinesSink, ListSource, ManualClock, Pipeline
+p = Pipeline(ListSource(pd.DataFrame({{"x": range(30)}}), batch_size=10))
+def stuck(df):
+    if df["x"].iloc[0] == 20:  # the third batch never ends by itself
+        pathlib.Path({str(ready)!r}).touch()
+        while True:
+            pass
+    return df
+p.stream.map_many(stuck).to(JsonLinesSink({str(out)!r}))
+print(p.run(clock=ManualClock(0), commit_every=0).status, flush=True)
+""")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        wait_for(ready.exists, timeout=60)
+        proc.send_signal(sig.SIGTERM)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.5)  # the first asks for a stop at the batch boundary, which never comes
+        proc.send_signal(sig.SIGTERM)
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and stdout.strip() == "stopped"
+    assert len(out.read_text().splitlines()) == 20  # the two batches delivered before, flushed
