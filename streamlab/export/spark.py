@@ -1653,7 +1653,8 @@ def run_spark(
 
     if any(b"\n" in line for line in lines):
         raise ValueError("a sample record holds a newline; the Spark verification writes one record per line")
-    work = Path(workdir)
+    work = Path(workdir).resolve()  # Spark's JVM resolves a relative path against its own cwd
+    module_path = Path(module_path).resolve()
     src, out, ckpt = work / "input", work / "output", work / "checkpoints"
     fresh_dir(src)  # an earlier run's input files, outputs and offsets are not this run's
     for d in (out, ckpt):
@@ -1688,7 +1689,11 @@ def run_spark(
         try:
             for ref, q in queries.items():
                 if not q.awaitTermination(timeout_s):
-                    raise TimeoutError(f"the Spark query for {ref!r} did not finish in {timeout_s:.0f}s")
+                    raise TimeoutError(
+                        f"verify(target='spark'): the Spark query for {ref!r} did not finish in "
+                        f"{timeout_s:g} s and was stopped. Fix: verify a smaller sample, or allow it "
+                        "longer with verify(..., timeout_s=...)"
+                    )
                 dropped[ref] = sum(
                     int(s.get("numRowsDroppedByWatermark", 0))
                     for prog in q.recentProgress
@@ -1797,6 +1802,7 @@ def verify_spark(
     workdir: str | Path,
     *,
     batch_records: int | None = None,
+    timeout_s: float = 600.0,
     **options: Any,
 ) -> tuple[ExportedFiles, dict[str, Any], bool, Any, dict[str, dict[str, int]], list[str]]:
     """Export to Spark, run the job in local mode on ``lines`` and compare with ``local``.
@@ -1804,14 +1810,20 @@ def verify_spark(
     Unless each record is its own micro-batch (``batch_records=1``), windows that got late rows in
     streamlab are left out of the comparison and named in the notes: Spark's watermark only moves
     between micro-batches, so it may still count those rows. Windows on another step's watermark
-    (:func:`inherited_watermarks`: a window after a dedup) are compared that way in any case."""
+    (:func:`inherited_watermarks`: a window after a dedup) are compared that way in any case.
+    ``timeout_s``: how long each query may run (:func:`run_spark`)."""
     files = to_spark(pipeline, Path(workdir) / "export", **options)
     gen_streams = [r for r in _plan.sink_outputs(pipeline)]
     module_text = files.module.read_text()
     streams = [r for r in gen_streams if f"streams[{r!r}]" in module_text]
     compared = compared_streams(pipeline, streams)
     exported, dropped = run_spark(
-        files.module, lines, list(compared), Path(workdir) / "run", batch_records=batch_records
+        files.module,
+        lines,
+        list(compared),
+        Path(workdir) / "run",
+        batch_records=batch_records,
+        timeout_s=timeout_s,
     )
     from streamlab.export._late import leave_out_late_windows
 

@@ -264,24 +264,34 @@ def fresh_dir(path: Path) -> Path:
 
 
 def run_beam_program(
-    module_path: str | Path, lines: list[bytes], workdir: str | Path
+    module_path: str | Path, lines: list[bytes], workdir: str | Path, *, timeout_s: float = 600.0
 ) -> dict[str, pd.DataFrame]:
     """Run the generated module as deployed: its command line, in a child process, on a file of ``lines``.
 
     The module reads the file as bytes and replays it as a stream with streamlab's watermark
     (``--input FILE --replay``), runs on the streaming DirectRunner and writes every output through its
-    own files sink; the rows are read back from those files, by stream reference.
+    own files sink; the rows are read back from those files, by stream reference. The child runs in
+    ``workdir`` and is handed absolute paths only (a relative ``workdir`` is the caller's); it is
+    stopped after ``timeout_s`` seconds with a TimeoutError saying so.
     """
     import subprocess
 
-    work = Path(workdir)
+    work = Path(workdir).resolve()  # the child's cwd is work: a path relative to ours would miss
+    module_path = Path(module_path).resolve()
     sample = work / "verify-input.jsonl"
     sample.write_bytes(b"".join(line + b"\n" for line in lines))
     out_dir = fresh_dir(work / "verify-output")  # never an earlier run's files
     cmd = [sys.executable, str(module_path), "--input", str(sample), "--replay", "--sink", "files"]
     cmd += ["--output", str(out_dir), "--runner", "DirectRunner", "--direct_num_workers", "1"]
     cmd += ["--file_window_s", str(10**10), "--file_shards", "1"]  # one file per output and pane
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=work)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=work, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise TimeoutError(
+            f"verify(target='beam'): the exported Beam program did not finish in {timeout_s:g} s and was "
+            f"stopped ({' '.join(cmd)}). Fix: verify a smaller sample, or allow it longer with "
+            "verify(..., timeout_s=...)"
+        ) from None
     if done.returncode != 0:
         raise RuntimeError(f"the exported Beam program failed ({' '.join(cmd)}):\n{done.stderr[-3000:]}")
     module_text = Path(module_path).read_text()
@@ -438,6 +448,7 @@ def verify(
     *,
     workdir: str | Path | None = None,
     lambda_batch_size: int = 5,
+    timeout_s: float = 600.0,
     **options: Any,
 ) -> VerificationReport:
     """Export ``pipeline``, run the export on ``sample`` and compare with ``pipeline.run`` on it.
@@ -459,11 +470,15 @@ def verify(
         ``"spark"`` (the job on Spark in local mode reading the sample from files; option
         ``batch_records=N`` reads N records per micro-batch).
     workdir
-        Where to write the export (a temporary directory by default). Each run clears what an earlier
-        run left in its run directories there (``verify-output``; Spark's ``run``), so a verification
-        reads back only its own outputs.
+        Where to write the export (a temporary directory by default); a relative path is taken from
+        the current directory, and the exported program is handed absolute paths only. Each run
+        clears what an earlier run left in its run directories there (``verify-output``; Spark's
+        ``run``), so a verification reads back only its own outputs.
     lambda_batch_size
         Records per Kinesis invocation for ``target="lambda"``.
+    timeout_s
+        How long the exported program may run (the Beam program, the Flink job, each Spark query)
+        before it is stopped with a TimeoutError naming the target.
     **options
         Passed to ``to_beam`` / ``to_lambda`` / ``to_flink`` (``flink_python`` excepted).
 
@@ -499,13 +514,14 @@ def verify(
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix=f"streamlab-{target}-")
         workdir = tmp.name
+    workdir = Path(workdir).resolve()  # exported programs run in directories of their own
     outputs: dict[str, tuple[list[str], set[str]]] | None = None  # compared_outputs(pipeline, target)
     try:
         if target == "beam":
             from streamlab.export.beam import to_beam
 
             files = to_beam(pipeline, workdir, **options)
-            exported = run_beam_program(files.module, lines, workdir)
+            exported = run_beam_program(files.module, lines, workdir, timeout_s=timeout_s)
             notes = [
                 "the module ran as deployed: its command line (--input FILE --replay), reading the file as "
                 "bytes, writing through its files sink",
@@ -514,7 +530,9 @@ def verify(
         elif target == "flink":
             from streamlab.export.flink import verify_flink
 
-            files, local, exported, notes, outputs = verify_flink(pipeline, lines, local, workdir, **options)
+            files, local, exported, notes, outputs = verify_flink(
+                pipeline, lines, local, workdir, timeout_s=timeout_s, **options
+            )
         elif target == "lambda":
             from streamlab.export.aws_lambda import run_lambda, to_lambda
 
@@ -524,7 +542,7 @@ def verify(
             from streamlab.export.spark import verify_spark
 
             files, exported, equal, diff, counts, notes = verify_spark(
-                pipeline, lines, local, workdir, **options
+                pipeline, lines, local, workdir, timeout_s=timeout_s, **options
             )
             return VerificationReport(target, equal, diff, counts, notes, files, local, exported)
         equal, diff, counts = compare(pipeline, local, exported, target, outputs=outputs)
