@@ -76,12 +76,22 @@ def spark_rows(frame, timestamps):
 
 
 def spark_frame(rows, columns, timestamps):
-    """Output rows as a frame of the declared columns (times as UTC datetimes)."""
+    """Output rows as a frame of the declared columns (times as UTC datetimes; a column without a value
+    as Python None).
+
+    pandas infers float NaN for a column without a value (a ``with_columns`` batch without dead letters
+    has no ``reason``), and PySpark's pandas-to-Arrow conversion (``mapInPandas``,
+    ``applyInPandasWithState``) of such a column declared STRING fails the query with ``TypeError:
+    Cannot convert pyarrow.lib.ChunkedArray to pyarrow.lib.Array``; None of dtype object it converts to
+    nulls of any type."""
     import pandas as pd
 
     frame = pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
     for c in timestamps:
         frame[c] = pd.to_datetime(frame[c], utc=True)
+    for c in frame.columns:
+        if c not in timestamps and not frame[c].notna().any():
+            frame[c] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
     return frame
 
 

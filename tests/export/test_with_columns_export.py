@@ -56,3 +56,18 @@ def test_chained_columns_over_missing_amounts_export_equal(target: str, tmp_path
     report = verify(chained(), lines(), target, workdir=tmp_path)
     assert report.equal, report.diff.head(20).to_string()
     assert report.counts["window"] == {"streamlab": 6, target: 6}
+
+
+def test_chained_columns_run_on_spark(tmp_path: Path) -> None:
+    """On Spark the step runs in ``mapInPandas``: its ``reason`` column, without a value in a batch
+    without dead letters, once failed PySpark's conversion to Arrow (``TypeError: Cannot convert
+    pyarrow.lib.ChunkedArray to pyarrow.lib.Array``), and with it every with_columns step.
+
+    The windows Spark closes equal streamlab's. The last one (10s-15s) does not close: the end-of-input
+    row (at the year 3000, beyond pandas' nanoseconds) stops before a ``mapInPandas`` step, so the
+    window after it never sees the watermark pass its end in a bounded run."""
+    report = verify(chained(), lines(), "spark", workdir=tmp_path)
+    assert report.counts["cols.dead_letter"] == {"streamlab": 0, "spark": 0}
+    assert report.counts["window"] == {"streamlab": 6, "spark": 4}
+    assert set(report.diff["side"]) == {"streamlab"}, report.diff.to_string()
+    assert set(report.diff["window_start"]) == {1_700_000_010_000_000_000}
