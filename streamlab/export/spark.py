@@ -979,9 +979,13 @@ class _Generator:
         order = {"_src": "string", "_seq": "int64"} if inp in self.with_order else {}
         self._tagged_schema(sid, out_types, {"reason": "string", "step_id": "string", **in_types, **order})
         tin = self.time_of.get(inp)
-        self.emit(f"{v}_all = real_rows({src}, {tin!r}).mapInPandas(")
+        # Arrow: the end-of-input row passes (unevaluated), so that a window after the step closes
+        self.emit("from pyspark.sql.types import StructType")
+        self.emit(f"{v}_arrow = arrow_schema(StructType.fromDDL({c}_SCHEMA))")
+        self.emit(f"{v}_all = {src}.mapInArrow(")
         self.emit(
-            f"    lambda frames: map_columns(frames, {sid!r}, {what!r}, {c}_EXPRS, {c}_TIMES, {c}_COLUMNS),"
+            f"    lambda batches, schema={v}_arrow: map_columns(batches, {sid!r}, {what!r}, {c}_EXPRS, "
+            f"{c}_TIMES, {c}_COLUMNS, schema, {tin!r}),"
         )
         self.emit(f"    {c}_SCHEMA,")
         self.emit(")")
@@ -991,7 +995,7 @@ class _Generator:
         dl = self.var(sid + ".dead_letter")
         cols = [REASON, STEP_ID, *in_types]
         self.emit(f"{dl} = {v}_all.where(F.col('_output') == 'dead_letter').select(*{cols!r})")
-        self.time_of[sid] = None  # the end-of-input row stops before this step (see spark_detectors)
+        self.time_of[sid] = tin if tin in out_types else None  # the end-of-input row passes it
         self.time_of[sid + ".dead_letter"] = None
         self.add(sid)
         self.add(sid + ".dead_letter")
