@@ -332,7 +332,7 @@ def _norm_value(v: Any) -> Any:
     return v
 
 
-def _normalise(frame: pd.DataFrame, columns: list[str], times: set[str]) -> pd.DataFrame:
+def _normalise(frame: pd.DataFrame, columns: list[str], times: set[str], unit_ns: int = 1) -> pd.DataFrame:
     if frame is None or len(frame) == 0:
         return pd.DataFrame(columns=columns)
     data: dict[str, list[Any]] = {}
@@ -342,8 +342,10 @@ def _normalise(frame: pd.DataFrame, columns: list[str], times: set[str]) -> pd.D
             continue
         col = frame[c]
         if c in times:
-            ns = to_utc_ns(col)
-            data[c] = [None if x == np.iinfo(np.int64).min else int(x) for x in ns.tolist()]
+            ns = to_utc_ns(col)  # times truncated toward the past to unit_ns, as the JSON encoding does
+            data[c] = [
+                None if x == np.iinfo(np.int64).min else int(x) // unit_ns * unit_ns for x in ns.tolist()
+            ]
         else:
             data[c] = [_norm_value(v) for v in col.tolist()]
     return pd.DataFrame(data, columns=columns, dtype=object)  # ints beyond 2**53 stay exact
@@ -423,22 +425,72 @@ def compare(
     target: str,
     *,
     outputs: dict[str, tuple[list[str], set[str]]] | None = None,
+    time_unit_ns: int = 1,
 ) -> tuple[bool, pd.DataFrame, dict[str, dict[str, int]]]:
     """Compare outputs as multisets of rows on the compared columns (``outputs``: which, on which
-    columns; by default ``compared_outputs(pipeline, target)``)."""
+    columns; by default ``compared_outputs(pipeline, target)``), times truncated to ``time_unit_ns``
+    (the resolution the target writes: :data:`TIME_UNIT_NS`)."""
     diffs = []
     counts: dict[str, dict[str, int]] = {}
     if outputs is None:
         outputs = compared_outputs(pipeline, target)
     for ref, (cols, times) in outputs.items():
-        left = _normalise(local.get(ref, pd.DataFrame()), cols, times)
-        right = _normalise(exported.get(ref, pd.DataFrame()), cols, times)
+        left = _normalise(local.get(ref, pd.DataFrame()), cols, times, time_unit_ns)
+        right = _normalise(exported.get(ref, pd.DataFrame()), cols, times, time_unit_ns)
         counts[ref] = {"streamlab": len(left), target: len(right)}
         d = _multiset_diff(ref, left, right, target)
         if len(d):
             diffs.append(d)
     diff = pd.concat(diffs, ignore_index=True) if diffs else pd.DataFrame(columns=["output", "side"])
     return not diffs, diff, counts
+
+
+TIME_UNIT_NS = {"beam": 1_000}
+"""The resolution (ns) of the times an export writes, where coarser than streamlab's nanoseconds. Beam:
+microseconds. Its element timestamps are microseconds (``apache_beam.utils.timestamp.Timestamp``), its
+rows hold times as Python datetimes (microseconds), and its sinks write them in streamlab's JSON encoding
+(``streamlab.serde``: microseconds, truncated toward the past) or to BigQuery ``TIMESTAMP`` (microseconds)."""
+
+
+def finer_time_notes(
+    local: dict[str, pd.DataFrame], outputs: dict[str, tuple[list[str], set[str]]], target: str, unit_ns: int
+) -> list[str]:
+    """One note per compared output whose time columns in streamlab's run hold times finer than the
+    target writes (``unit_ns``): which columns, an example, and what that means for the comparison.
+
+    Examples
+    --------
+    >>> t = pd.Series(pd.to_datetime([1_704_067_205_123_456_789], utc=True))
+    >>> local = {"window": pd.DataFrame({"window_start": t, "window_end": t})}
+    >>> finer_time_notes(local, {"window": (["window_start"], {"window_start"})}, "beam", 1_000)[0][:122]
+    'window: window_start has times with digits below the microsecond (1 of 1, e.g. window_start 2024-01-01T00:00:05.123456789Z'
+    """
+    notes = []
+    for ref, (_, times) in outputs.items():
+        frame = local.get(ref)
+        if frame is None or not len(frame):
+            continue
+        finer = []
+        for c in sorted(t for t in times if t in frame.columns):
+            ns = to_utc_ns(frame[c])
+            ns = ns[ns != np.iinfo(np.int64).min]
+            below = ns[ns % unit_ns != 0]
+            if len(below):
+                example = pd.Timestamp(int(below[0]), tz="UTC").isoformat().replace("+00:00", "Z")
+                finer.append((c, len(below), len(ns), example))
+        if not finer:
+            continue
+        cols = " and ".join(c for c, *_ in finer)
+        c, n, total, example = finer[0]
+        notes.append(
+            f"{ref}: {cols} {'has' if len(finer) == 1 else 'have'} times with digits below the microsecond "
+            f"({n} of {total}, e.g. {c} {example}); the {target} export holds and writes times to the "
+            "microsecond (Beam's element timestamps, the rows' datetimes, streamlab's JSON encoding, "
+            "BigQuery's TIMESTAMP), so they are compared truncated to the microsecond, as streamlab's own "
+            "JSON sinks write them; events less than a microsecond apart are ordered and merged there "
+            "at the microsecond (docs/semantics.md, 'Time resolution of exports')"
+        )
+    return notes
 
 
 def verify(
@@ -527,6 +579,7 @@ def verify(
                 "bytes, writing through its files sink",
                 "late rows are compared on keys, event time and window_start (Beam cannot report the watermark)",
             ]
+            notes += finer_time_notes(local, compared_outputs(pipeline, target), target, TIME_UNIT_NS[target])
         elif target == "flink":
             from streamlab.export.flink import verify_flink
 
@@ -545,7 +598,8 @@ def verify(
                 pipeline, lines, local, workdir, timeout_s=timeout_s, **options
             )
             return VerificationReport(target, equal, diff, counts, notes, files, local, exported)
-        equal, diff, counts = compare(pipeline, local, exported, target, outputs=outputs)
+        unit = TIME_UNIT_NS.get(target, 1)
+        equal, diff, counts = compare(pipeline, local, exported, target, outputs=outputs, time_unit_ns=unit)
         return VerificationReport(target, equal, diff, counts, notes, files, local, exported)
     finally:
         if tmp is not None:
