@@ -1749,13 +1749,14 @@ def compare_spark(
     """
     import pandas as pd
 
-    from streamlab.export.verify import _multiset_diff, _normalise
+    from streamlab.export.verify import TIME_UNIT_NS, _multiset_diff, _normalise, finer_time_notes
 
     diffs = []
     counts: dict[str, dict[str, int]] = {}
+    unit = TIME_UNIT_NS["spark"]  # Spark's TIMESTAMP is microseconds: times compared so, and said so
     for ref, (cols, times) in compared.items():
-        left = _normalise(local.get(ref, pd.DataFrame()), cols, times)
-        right = _normalise(exported.get(ref, pd.DataFrame()), cols, times)
+        left = _normalise(local.get(ref, pd.DataFrame()), cols, times, unit)
+        right = _normalise(exported.get(ref, pd.DataFrame()), cols, times, unit)
         counts[ref] = {"streamlab": len(left), "spark": len(right)}
         d = _multiset_diff(ref, left, right, "spark")
         if len(d):
@@ -1766,6 +1767,7 @@ def compare_spark(
         "one micro-batch for the whole sample"
         if not batch_records
         else f"micro-batches of {batch_records} records (Spark's watermark moves between them)",
+        *finer_time_notes(local, compared, "spark", unit),
     ]
     for sid, step in pipeline.steps.items():
         if isinstance(step, (WindowStep, IntervalJoinStep)) and sid in dropped:

@@ -445,11 +445,15 @@ def compare(
     return not diffs, diff, counts
 
 
-TIME_UNIT_NS = {"beam": 1_000}
-"""The resolution (ns) of the times an export writes, where coarser than streamlab's nanoseconds. Beam:
-microseconds. Its element timestamps are microseconds (``apache_beam.utils.timestamp.Timestamp``), its
-rows hold times as Python datetimes (microseconds), and its sinks write them in streamlab's JSON encoding
-(``streamlab.serde``: microseconds, truncated toward the past) or to BigQuery ``TIMESTAMP`` (microseconds)."""
+TIME_UNIT_NS = {"beam": 1_000, "spark": 1_000}
+"""The resolution (ns) of the times an export holds and writes, where coarser than streamlab's
+nanoseconds (the reasons: :data:`TIME_UNIT_WHY`)."""
+
+TIME_UNIT_WHY = {
+    "beam": "Beam's element timestamps, the rows' datetimes, streamlab's JSON encoding, BigQuery's TIMESTAMP",
+    "spark": "Spark's TIMESTAMP, the rows' datetimes, streamlab's JSON encoding",
+}
+"""Why an export's times are as coarse as :data:`TIME_UNIT_NS` says."""
 
 
 def finer_time_notes(
@@ -485,8 +489,7 @@ def finer_time_notes(
         notes.append(
             f"{ref}: {cols} {'has' if len(finer) == 1 else 'have'} times with digits below the microsecond "
             f"({n} of {total}, e.g. {c} {example}); the {target} export holds and writes times to the "
-            "microsecond (Beam's element timestamps, the rows' datetimes, streamlab's JSON encoding, "
-            "BigQuery's TIMESTAMP), so they are compared truncated to the microsecond, as streamlab's own "
+            f"microsecond ({TIME_UNIT_WHY[target]}), so they are compared truncated to the microsecond, as streamlab's own "
             "JSON sinks write them; events less than a microsecond apart are ordered and merged there "
             "at the microsecond (docs/semantics.md, 'Time resolution of exports')"
         )
