@@ -20,6 +20,10 @@ docstring; the short version:
 * Session windows use the same panes over Beam's merging ``Sessions``; a late row that would merge
   into an emitted session gives Beam an updated session (its own window is still open), where
   streamlab reports the row as late.
+* Times are microseconds in Beam (element timestamps, the rows' datetimes, JSON and BigQuery outputs),
+  where streamlab keeps nanoseconds: digits below the microsecond are truncated at parse, as
+  streamlab's own JSON sinks write them (``verify`` compares such times at the microsecond and says
+  so), and a window whose size, offset, gap, lateness or delay is not whole microseconds is refused.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streamlab._time import parse_duration
+from streamlab._time import format_duration, parse_duration
 from streamlab.errors import PipelineConfigError
 from streamlab.export import _detectors, _plan, _registry
 from streamlab.pipeline import Pipeline
@@ -162,6 +166,12 @@ Semantics (streamlab -> Beam)
 * Sessions: the same panes over Beam's merging ``Sessions``; a late row that would merge into an
   emitted session updates it here (its own session window is still open), where streamlab reports it
   as late.
+* Times are microseconds here (Beam's element timestamps, the rows' datetimes, the JSON and BigQuery
+  ``TIMESTAMP`` outputs); streamlab keeps nanoseconds. An event time with digits below the microsecond
+  is truncated toward the past at parse, so a window bound or event time is written as streamlab's own
+  JSON sinks write it, and events less than a microsecond apart are ordered (``first``, ``last``) and
+  merged into sessions at the microsecond. Window sizes, offsets, gaps, lateness and delays are whole
+  microseconds (the exporter refuses others).
 * Dedup: streamlab's own rule (``Dedup``): an id is remembered while the largest event time seen is
   within ttl of its first occurrence, at most ``max_ids`` ids, the oldest forgotten first. The rule
   spans all ids, so every row reaches it under one key (one worker at a time).
@@ -861,6 +871,31 @@ def _window_fn(w: Any, shift_ns: int) -> str:
     return f"beam_window.Sessions({_duration_s(w.gap_ns)})"
 
 
+def _check_microseconds(step: WindowStep, watermark_delay_ns: int) -> None:
+    """Refuse a window whose geometry Beam cannot hold: Beam's windows and timestamps are microseconds,
+    so a size, slide, offset, gap, lateness or delay with digits below the microsecond would give other
+    windows than streamlab's."""
+    w = step.window
+    parts: dict[str, int] = {"lateness": step.lateness_ns, "delay": step.delay_ns - watermark_delay_ns}
+    if isinstance(w, TumblingWindow):
+        parts.update(size=w.size_ns, offset=w.offset_ns)
+    elif isinstance(w, SlidingWindow):
+        parts.update(size=w.size_ns, every=w.every_ns, offset=w.offset_ns)
+    elif isinstance(w, SessionWindow):
+        parts.update(gap=w.gap_ns)
+    for name, ns in parts.items():
+        if ns % 1_000:
+            shown = format_duration(abs(ns)) if name != "delay" else format_duration(step.delay_ns)
+            raise PipelineConfigError(
+                step.step_id,
+                "window",
+                f"cannot export to Apache Beam: {name}={shown!r} is not a whole number of microseconds "
+                "(Beam's windows and element timestamps are microseconds, so its windows would not be "
+                "streamlab's)",
+                f"give {name} in whole microseconds (e.g. '{max(1, abs(ns) // 1_000)}us')",
+            )
+
+
 class _Generator:
     def __init__(self, p: Pipeline, *, sink: str, late_horizon_ns: int) -> None:
         self.p = p
@@ -912,6 +947,7 @@ class _Generator:
 
     def _window(self, step: WindowStep, v: str, src: str) -> None:
         sid = step.step_id
+        _check_microseconds(step, self.delay_ns)
         self.snippets.update({"to_ns", "from_ns", "RowCombine", "group_key", "window_starts"})
         self.need("stamp", "combine", "window")
         aggs = []

@@ -1460,7 +1460,16 @@ def ensure_flink_python(*, timeout: float = 900) -> str:
             [str(python), "-c", "import pyflink.table, pyflink.datastream, river"],
         ]
         for cmd in steps:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            try:
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                raise RuntimeError(
+                    f"cannot install PyFlink {FLINK_VERSION} into {venv}: {' '.join(cmd[:4])} did not "
+                    f"finish in {timeout:g} s and was stopped. Fix: make PyPI reachable (or faster), "
+                    f"call ensure_flink_python(timeout=...) with more time, or build it yourself "
+                    f"(python3 -m venv DIR && DIR/bin/pip install {' '.join(requirements)}) and set "
+                    "STREAMLAB_FLINK_PYTHON=DIR/bin/python"
+                ) from None
             if done.returncode != 0:
                 said = "\n".join(
                     x for x in (done.stdout + done.stderr).splitlines() if not x.startswith("WARNING")
@@ -1505,25 +1514,38 @@ def run_flink(
     ``lines`` written to a file.
 
     One job, parallelism 1, file source and file sinks; returns every output's rows by reference.
+    The job runs in a directory of its own and is handed absolute paths only; it is stopped after
+    ``timeout`` seconds with a TimeoutError saying so.
 
     Examples
     --------
     >>> run_flink  # doctest: +ELLIPSIS
     <function run_flink at ...>
     """
+    import os
     import subprocess
     import tempfile
 
     python = python or ensure_flink_python()
-    script = files.directory / job
+    if os.sep in python:  # a path, not a name looked up on PATH: not relative to the job's cwd
+        python = os.path.abspath(python)  # not resolved: a virtual environment's python is a symlink
+    script = (files.directory / job).resolve()
     module = _load_constants(script)
-    with tempfile.TemporaryDirectory(prefix="streamlab-flink-run-") as tmp:
-        sample = Path(tmp) / "sample.jsonl"
+    with tempfile.TemporaryDirectory(prefix="streamlab-flink-run-") as name:
+        tmp = Path(name).resolve()
+        sample = tmp / "sample.jsonl"
         sample.write_bytes(b"".join(x.replace(b"\n", b" ") + b"\n" for x in lines))
-        out = Path(tmp) / "out"
+        out = tmp / "out"
         cmd = [python, str(script), "--input", str(sample), "--output", str(out)]
         cmd += ["--parallelism", "1", "--checkpoint-interval-ms", "500"]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp)
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(
+                f"verify(target='flink'): the Flink job {job} did not finish in {timeout:g} s and was "
+                f"stopped ({' '.join(cmd)}). Fix: verify a smaller sample, or allow it longer with "
+                "verify(..., timeout_s=...)"
+            ) from None
         if done.returncode != 0:
             err = "\n".join(x for x in done.stderr.splitlines() if not x.lstrip().startswith("at "))
             raise RuntimeError(f"the Flink job failed (exit {done.returncode}):\n{err[-4000:]}")
@@ -1609,6 +1631,7 @@ def verify_flink(
     *,
     flink_python: str | None = None,
     flink_job: str = "auto",
+    timeout_s: float = 600.0,
     **options: Any,
 ) -> tuple[ExportedFiles, dict[str, Any], dict[str, Any], list[str], dict[str, tuple[list[str], set[str]]]]:
     """Export to Flink, run one generated job on the mini-cluster and say what to compare.
@@ -1616,6 +1639,7 @@ def verify_flink(
     ``flink_job``: ``"datastream"`` runs ``datastream.py`` (every output compared, late rows and
     duplicates included), ``"sql"`` runs ``main.py`` (its SQL queries; late rows are dropped, so the
     windows they touch are left out), ``"auto"`` the DataStream job when the export has one.
+    ``timeout_s``: how long the job may run (:func:`run_flink`).
 
     Returns
     -------
@@ -1657,7 +1681,7 @@ def verify_flink(
             "verify the SQL job (flink_job='sql'), or change the step named",
         )
     if has_datastream and flink_job != "sql":
-        exported = run_flink(files, lines, python=flink_python, job="datastream.py")
+        exported = run_flink(files, lines, python=flink_python, timeout=timeout_s, job="datastream.py")
         notes = [
             "Flink ran datastream.py (DataStream API: streamlab's per-event rules in keyed state, late rows "
             "and duplicates as side outputs) on its local mini-cluster with a file source (connector jars "
@@ -1684,7 +1708,7 @@ def verify_flink(
                 "the watermark before it; the DataStream job each row as it arrives)"
             )
         return files, local, exported, notes, ds.datastream_compared(pipeline)
-    exported = run_flink(files, lines, python=flink_python)
+    exported = run_flink(files, lines, python=flink_python, timeout=timeout_s)
     local, exported, left_out = comparable(pipeline, local, exported)
     compared = compared_outputs(pipeline, "flink")
     for sid, step in pipeline.steps.items():

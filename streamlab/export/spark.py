@@ -979,9 +979,13 @@ class _Generator:
         order = {"_src": "string", "_seq": "int64"} if inp in self.with_order else {}
         self._tagged_schema(sid, out_types, {"reason": "string", "step_id": "string", **in_types, **order})
         tin = self.time_of.get(inp)
-        self.emit(f"{v}_all = real_rows({src}, {tin!r}).mapInPandas(")
+        # Arrow: the end-of-input row passes (unevaluated), so that a window after the step closes
+        self.emit("from pyspark.sql.types import StructType")
+        self.emit(f"{v}_arrow = arrow_schema(StructType.fromDDL({c}_SCHEMA))")
+        self.emit(f"{v}_all = {src}.mapInArrow(")
         self.emit(
-            f"    lambda frames: map_columns(frames, {sid!r}, {what!r}, {c}_EXPRS, {c}_TIMES, {c}_COLUMNS),"
+            f"    lambda batches, schema={v}_arrow: map_columns(batches, {sid!r}, {what!r}, {c}_EXPRS, "
+            f"{c}_TIMES, {c}_COLUMNS, schema, {tin!r}),"
         )
         self.emit(f"    {c}_SCHEMA,")
         self.emit(")")
@@ -991,7 +995,7 @@ class _Generator:
         dl = self.var(sid + ".dead_letter")
         cols = [REASON, STEP_ID, *in_types]
         self.emit(f"{dl} = {v}_all.where(F.col('_output') == 'dead_letter').select(*{cols!r})")
-        self.time_of[sid] = None  # the end-of-input row stops before this step (see spark_detectors)
+        self.time_of[sid] = tin if tin in out_types else None  # the end-of-input row passes it
         self.time_of[sid + ".dead_letter"] = None
         self.add(sid)
         self.add(sid + ".dead_letter")
@@ -1653,7 +1657,8 @@ def run_spark(
 
     if any(b"\n" in line for line in lines):
         raise ValueError("a sample record holds a newline; the Spark verification writes one record per line")
-    work = Path(workdir)
+    work = Path(workdir).resolve()  # Spark's JVM resolves a relative path against its own cwd
+    module_path = Path(module_path).resolve()
     src, out, ckpt = work / "input", work / "output", work / "checkpoints"
     fresh_dir(src)  # an earlier run's input files, outputs and offsets are not this run's
     for d in (out, ckpt):
@@ -1688,7 +1693,11 @@ def run_spark(
         try:
             for ref, q in queries.items():
                 if not q.awaitTermination(timeout_s):
-                    raise TimeoutError(f"the Spark query for {ref!r} did not finish in {timeout_s:.0f}s")
+                    raise TimeoutError(
+                        f"verify(target='spark'): the Spark query for {ref!r} did not finish in "
+                        f"{timeout_s:g} s and was stopped. Fix: verify a smaller sample, or allow it "
+                        "longer with verify(..., timeout_s=...)"
+                    )
                 dropped[ref] = sum(
                     int(s.get("numRowsDroppedByWatermark", 0))
                     for prog in q.recentProgress
@@ -1740,13 +1749,14 @@ def compare_spark(
     """
     import pandas as pd
 
-    from streamlab.export.verify import _multiset_diff, _normalise
+    from streamlab.export.verify import TIME_UNIT_NS, _multiset_diff, _normalise, finer_time_notes
 
     diffs = []
     counts: dict[str, dict[str, int]] = {}
+    unit = TIME_UNIT_NS["spark"]  # Spark's TIMESTAMP is microseconds: times compared so, and said so
     for ref, (cols, times) in compared.items():
-        left = _normalise(local.get(ref, pd.DataFrame()), cols, times)
-        right = _normalise(exported.get(ref, pd.DataFrame()), cols, times)
+        left = _normalise(local.get(ref, pd.DataFrame()), cols, times, unit)
+        right = _normalise(exported.get(ref, pd.DataFrame()), cols, times, unit)
         counts[ref] = {"streamlab": len(left), "spark": len(right)}
         d = _multiset_diff(ref, left, right, "spark")
         if len(d):
@@ -1757,6 +1767,7 @@ def compare_spark(
         "one micro-batch for the whole sample"
         if not batch_records
         else f"micro-batches of {batch_records} records (Spark's watermark moves between them)",
+        *finer_time_notes(local, compared, "spark", unit),
     ]
     for sid, step in pipeline.steps.items():
         if isinstance(step, (WindowStep, IntervalJoinStep)) and sid in dropped:
@@ -1797,6 +1808,7 @@ def verify_spark(
     workdir: str | Path,
     *,
     batch_records: int | None = None,
+    timeout_s: float = 600.0,
     **options: Any,
 ) -> tuple[ExportedFiles, dict[str, Any], bool, Any, dict[str, dict[str, int]], list[str]]:
     """Export to Spark, run the job in local mode on ``lines`` and compare with ``local``.
@@ -1804,14 +1816,20 @@ def verify_spark(
     Unless each record is its own micro-batch (``batch_records=1``), windows that got late rows in
     streamlab are left out of the comparison and named in the notes: Spark's watermark only moves
     between micro-batches, so it may still count those rows. Windows on another step's watermark
-    (:func:`inherited_watermarks`: a window after a dedup) are compared that way in any case."""
+    (:func:`inherited_watermarks`: a window after a dedup) are compared that way in any case.
+    ``timeout_s``: how long each query may run (:func:`run_spark`)."""
     files = to_spark(pipeline, Path(workdir) / "export", **options)
     gen_streams = [r for r in _plan.sink_outputs(pipeline)]
     module_text = files.module.read_text()
     streams = [r for r in gen_streams if f"streams[{r!r}]" in module_text]
     compared = compared_streams(pipeline, streams)
     exported, dropped = run_spark(
-        files.module, lines, list(compared), Path(workdir) / "run", batch_records=batch_records
+        files.module,
+        lines,
+        list(compared),
+        Path(workdir) / "run",
+        batch_records=batch_records,
+        timeout_s=timeout_s,
     )
     from streamlab.export._late import leave_out_late_windows
 

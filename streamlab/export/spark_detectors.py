@@ -55,9 +55,9 @@ SEMANTICS = """* Detectors, features, rules and drift run streamlab's own per-re
   with_columns, filter and select steps after them) shares one, and one query writes all its outputs
   (``write_tagged``: each micro-batch split by ``_output``). A window, dedup, join or pattern after
   such a step is refused at export time. The end-of-input row stops before these steps.
-* ``with_columns`` evaluates its expressions with pandas on each Arrow batch (as streamlab does on
-  its batches); a batch it fails on is evaluated row by row and the failing rows go to its
-  ``dead_letter``.
+* ``with_columns`` evaluates its expressions with pandas on each Arrow batch (``mapInArrow``, as
+  streamlab does on its batches); a batch it fails on is evaluated row by row and the failing rows go
+  to its ``dead_letter``. The end-of-input row passes it unevaluated, so a window after it closes.
 """
 
 GROUP_FUNCTIONS = '''
@@ -76,12 +76,22 @@ def spark_rows(frame, timestamps):
 
 
 def spark_frame(rows, columns, timestamps):
-    """Output rows as a frame of the declared columns (times as UTC datetimes)."""
+    """Output rows as a frame of the declared columns (times as UTC datetimes; a column without a value
+    as Python None).
+
+    pandas infers float NaN for a column without a value (a ``with_columns`` batch without dead letters
+    has no ``reason``), and PySpark's pandas-to-Arrow conversion (``mapInPandas``,
+    ``applyInPandasWithState``) of such a column declared STRING fails the query with ``TypeError:
+    Cannot convert pyarrow.lib.ChunkedArray to pyarrow.lib.Array``; None of dtype object it converts to
+    nulls of any type."""
     import pandas as pd
 
     frame = pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
     for c in timestamps:
         frame[c] = pd.to_datetime(frame[c], utc=True)
+    for c in frame.columns:
+        if c not in timestamps and not frame[c].notna().any():
+            frame[c] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
     return frame
 
 
@@ -180,10 +190,29 @@ def run_segment(plan, wanted, columns, timestamps, state, frames):
     yield spark_frame(tagged, columns, timestamps)
 
 
-def map_columns(frames, step_id, what, exprs, timestamps, columns):
-    """``mapInPandas`` body of ``with_columns`` (not after a detector step): rows tagged ``_output``."""
-    for frame in frames:
-        rows, dead = eval_columns(spark_rows(frame, timestamps), exprs, what, step_id)
+def map_columns(batches, step_id, what, exprs, timestamps, columns, schema, time):
+    """``mapInArrow`` body of ``with_columns`` (not after a detector step): rows tagged ``_output``, as
+    Arrow batches of ``schema``.
+
+    END_OF_INPUT rows (``time`` at END_TIME) pass unevaluated, so that the watermark behind the step
+    moves and a window after it closes its last windows at the end of a bounded input. Arrow, not
+    ``mapInPandas``: Spark's conversion to pandas holds times in nanoseconds, which cannot reach
+    END_TIME (the year 3000), so the row could not pass a ``mapInPandas`` step."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for batch in batches:
+        ends = []
+        if time is not None and time in batch.schema.names:
+            times = batch.column(time)
+            is_end = pc.fill_null(pc.greater_equal(times, pa.scalar(END_TIME, type=times.type)), False)
+            ends = batch.filter(is_end).to_pylist()
+            batch = batch.filter(pc.invert(is_end))
+        # the other rows through pandas, as Spark's mapInPandas would hand them (a missing number NaN)
+        rows, dead = eval_columns(spark_rows(batch.to_pandas(), timestamps), exprs, what, step_id)
         tagged = [{**r, "_output": "out"} for r in rows] + [{**r, "_output": "dead_letter"} for r in dead]
-        yield spark_frame(tagged, columns, timestamps)
+        frame = spark_frame(tagged, columns, timestamps)
+        yield pa.RecordBatch.from_pandas(frame, schema=schema, preserve_index=False)
+        if ends:  # straight to Arrow: pandas 2 holds times in nanoseconds, which cannot reach END_TIME
+            yield pa.RecordBatch.from_pylist([{**r, "_output": "out"} for r in ends], schema=schema)
 '''

@@ -264,24 +264,34 @@ def fresh_dir(path: Path) -> Path:
 
 
 def run_beam_program(
-    module_path: str | Path, lines: list[bytes], workdir: str | Path
+    module_path: str | Path, lines: list[bytes], workdir: str | Path, *, timeout_s: float = 600.0
 ) -> dict[str, pd.DataFrame]:
     """Run the generated module as deployed: its command line, in a child process, on a file of ``lines``.
 
     The module reads the file as bytes and replays it as a stream with streamlab's watermark
     (``--input FILE --replay``), runs on the streaming DirectRunner and writes every output through its
-    own files sink; the rows are read back from those files, by stream reference.
+    own files sink; the rows are read back from those files, by stream reference. The child runs in
+    ``workdir`` and is handed absolute paths only (a relative ``workdir`` is the caller's); it is
+    stopped after ``timeout_s`` seconds with a TimeoutError saying so.
     """
     import subprocess
 
-    work = Path(workdir)
+    work = Path(workdir).resolve()  # the child's cwd is work: a path relative to ours would miss
+    module_path = Path(module_path).resolve()
     sample = work / "verify-input.jsonl"
     sample.write_bytes(b"".join(line + b"\n" for line in lines))
     out_dir = fresh_dir(work / "verify-output")  # never an earlier run's files
     cmd = [sys.executable, str(module_path), "--input", str(sample), "--replay", "--sink", "files"]
     cmd += ["--output", str(out_dir), "--runner", "DirectRunner", "--direct_num_workers", "1"]
     cmd += ["--file_window_s", str(10**10), "--file_shards", "1"]  # one file per output and pane
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=work)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=work, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise TimeoutError(
+            f"verify(target='beam'): the exported Beam program did not finish in {timeout_s:g} s and was "
+            f"stopped ({' '.join(cmd)}). Fix: verify a smaller sample, or allow it longer with "
+            "verify(..., timeout_s=...)"
+        ) from None
     if done.returncode != 0:
         raise RuntimeError(f"the exported Beam program failed ({' '.join(cmd)}):\n{done.stderr[-3000:]}")
     module_text = Path(module_path).read_text()
@@ -322,7 +332,7 @@ def _norm_value(v: Any) -> Any:
     return v
 
 
-def _normalise(frame: pd.DataFrame, columns: list[str], times: set[str]) -> pd.DataFrame:
+def _normalise(frame: pd.DataFrame, columns: list[str], times: set[str], unit_ns: int = 1) -> pd.DataFrame:
     if frame is None or len(frame) == 0:
         return pd.DataFrame(columns=columns)
     data: dict[str, list[Any]] = {}
@@ -332,8 +342,10 @@ def _normalise(frame: pd.DataFrame, columns: list[str], times: set[str]) -> pd.D
             continue
         col = frame[c]
         if c in times:
-            ns = to_utc_ns(col)
-            data[c] = [None if x == np.iinfo(np.int64).min else int(x) for x in ns.tolist()]
+            ns = to_utc_ns(col)  # times truncated toward the past to unit_ns, as the JSON encoding does
+            data[c] = [
+                None if x == np.iinfo(np.int64).min else int(x) // unit_ns * unit_ns for x in ns.tolist()
+            ]
         else:
             data[c] = [_norm_value(v) for v in col.tolist()]
     return pd.DataFrame(data, columns=columns, dtype=object)  # ints beyond 2**53 stay exact
@@ -413,22 +425,75 @@ def compare(
     target: str,
     *,
     outputs: dict[str, tuple[list[str], set[str]]] | None = None,
+    time_unit_ns: int = 1,
 ) -> tuple[bool, pd.DataFrame, dict[str, dict[str, int]]]:
     """Compare outputs as multisets of rows on the compared columns (``outputs``: which, on which
-    columns; by default ``compared_outputs(pipeline, target)``)."""
+    columns; by default ``compared_outputs(pipeline, target)``), times truncated to ``time_unit_ns``
+    (the resolution the target writes: :data:`TIME_UNIT_NS`)."""
     diffs = []
     counts: dict[str, dict[str, int]] = {}
     if outputs is None:
         outputs = compared_outputs(pipeline, target)
     for ref, (cols, times) in outputs.items():
-        left = _normalise(local.get(ref, pd.DataFrame()), cols, times)
-        right = _normalise(exported.get(ref, pd.DataFrame()), cols, times)
+        left = _normalise(local.get(ref, pd.DataFrame()), cols, times, time_unit_ns)
+        right = _normalise(exported.get(ref, pd.DataFrame()), cols, times, time_unit_ns)
         counts[ref] = {"streamlab": len(left), target: len(right)}
         d = _multiset_diff(ref, left, right, target)
         if len(d):
             diffs.append(d)
     diff = pd.concat(diffs, ignore_index=True) if diffs else pd.DataFrame(columns=["output", "side"])
     return not diffs, diff, counts
+
+
+TIME_UNIT_NS = {"beam": 1_000, "spark": 1_000}
+"""The resolution (ns) of the times an export holds and writes, where coarser than streamlab's
+nanoseconds (the reasons: :data:`TIME_UNIT_WHY`)."""
+
+TIME_UNIT_WHY = {
+    "beam": "Beam's element timestamps, the rows' datetimes, streamlab's JSON encoding, BigQuery's TIMESTAMP",
+    "spark": "Spark's TIMESTAMP, the rows' datetimes, streamlab's JSON encoding",
+}
+"""Why an export's times are as coarse as :data:`TIME_UNIT_NS` says."""
+
+
+def finer_time_notes(
+    local: dict[str, pd.DataFrame], outputs: dict[str, tuple[list[str], set[str]]], target: str, unit_ns: int
+) -> list[str]:
+    """One note per compared output whose time columns in streamlab's run hold times finer than the
+    target writes (``unit_ns``): which columns, an example, and what that means for the comparison.
+
+    Examples
+    --------
+    >>> t = pd.Series(pd.to_datetime([1_704_067_205_123_456_789], utc=True))
+    >>> local = {"window": pd.DataFrame({"window_start": t, "window_end": t})}
+    >>> finer_time_notes(local, {"window": (["window_start"], {"window_start"})}, "beam", 1_000)[0][:122]
+    'window: window_start has times with digits below the microsecond (1 of 1, e.g. window_start 2024-01-01T00:00:05.123456789Z'
+    """
+    notes = []
+    for ref, (_, times) in outputs.items():
+        frame = local.get(ref)
+        if frame is None or not len(frame):
+            continue
+        finer = []
+        for c in sorted(t for t in times if t in frame.columns):
+            ns = to_utc_ns(frame[c])
+            ns = ns[ns != np.iinfo(np.int64).min]
+            below = ns[ns % unit_ns != 0]
+            if len(below):
+                example = pd.Timestamp(int(below[0]), tz="UTC").isoformat().replace("+00:00", "Z")
+                finer.append((c, len(below), len(ns), example))
+        if not finer:
+            continue
+        cols = " and ".join(c for c, *_ in finer)
+        c, n, total, example = finer[0]
+        notes.append(
+            f"{ref}: {cols} {'has' if len(finer) == 1 else 'have'} times with digits below the microsecond "
+            f"({n} of {total}, e.g. {c} {example}); the {target} export holds and writes times to the "
+            f"microsecond ({TIME_UNIT_WHY[target]}), so they are compared truncated to the microsecond, as streamlab's own "
+            "JSON sinks write them; events less than a microsecond apart are ordered and merged there "
+            "at the microsecond (docs/semantics.md, 'Time resolution of exports')"
+        )
+    return notes
 
 
 def verify(
@@ -438,6 +503,7 @@ def verify(
     *,
     workdir: str | Path | None = None,
     lambda_batch_size: int = 5,
+    timeout_s: float = 600.0,
     **options: Any,
 ) -> VerificationReport:
     """Export ``pipeline``, run the export on ``sample`` and compare with ``pipeline.run`` on it.
@@ -459,11 +525,15 @@ def verify(
         ``"spark"`` (the job on Spark in local mode reading the sample from files; option
         ``batch_records=N`` reads N records per micro-batch).
     workdir
-        Where to write the export (a temporary directory by default). Each run clears what an earlier
-        run left in its run directories there (``verify-output``; Spark's ``run``), so a verification
-        reads back only its own outputs.
+        Where to write the export (a temporary directory by default); a relative path is taken from
+        the current directory, and the exported program is handed absolute paths only. Each run
+        clears what an earlier run left in its run directories there (``verify-output``; Spark's
+        ``run``), so a verification reads back only its own outputs.
     lambda_batch_size
         Records per Kinesis invocation for ``target="lambda"``.
+    timeout_s
+        How long the exported program may run (the Beam program, the Flink job, each Spark query)
+        before it is stopped with a TimeoutError naming the target.
     **options
         Passed to ``to_beam`` / ``to_lambda`` / ``to_flink`` (``flink_python`` excepted).
 
@@ -499,22 +569,26 @@ def verify(
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix=f"streamlab-{target}-")
         workdir = tmp.name
+    workdir = Path(workdir).resolve()  # exported programs run in directories of their own
     outputs: dict[str, tuple[list[str], set[str]]] | None = None  # compared_outputs(pipeline, target)
     try:
         if target == "beam":
             from streamlab.export.beam import to_beam
 
             files = to_beam(pipeline, workdir, **options)
-            exported = run_beam_program(files.module, lines, workdir)
+            exported = run_beam_program(files.module, lines, workdir, timeout_s=timeout_s)
             notes = [
                 "the module ran as deployed: its command line (--input FILE --replay), reading the file as "
                 "bytes, writing through its files sink",
                 "late rows are compared on keys, event time and window_start (Beam cannot report the watermark)",
             ]
+            notes += finer_time_notes(local, compared_outputs(pipeline, target), target, TIME_UNIT_NS[target])
         elif target == "flink":
             from streamlab.export.flink import verify_flink
 
-            files, local, exported, notes, outputs = verify_flink(pipeline, lines, local, workdir, **options)
+            files, local, exported, notes, outputs = verify_flink(
+                pipeline, lines, local, workdir, timeout_s=timeout_s, **options
+            )
         elif target == "lambda":
             from streamlab.export.aws_lambda import run_lambda, to_lambda
 
@@ -524,10 +598,11 @@ def verify(
             from streamlab.export.spark import verify_spark
 
             files, exported, equal, diff, counts, notes = verify_spark(
-                pipeline, lines, local, workdir, **options
+                pipeline, lines, local, workdir, timeout_s=timeout_s, **options
             )
             return VerificationReport(target, equal, diff, counts, notes, files, local, exported)
-        equal, diff, counts = compare(pipeline, local, exported, target, outputs=outputs)
+        unit = TIME_UNIT_NS.get(target, 1)
+        equal, diff, counts = compare(pipeline, local, exported, target, outputs=outputs, time_unit_ns=unit)
         return VerificationReport(target, equal, diff, counts, notes, files, local, exported)
     finally:
         if tmp is not None:

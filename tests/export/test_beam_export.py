@@ -257,3 +257,37 @@ def test_verify_handles_ten_thousand_records_within_a_minute(tmp_path: Path) -> 
     assert report.equal, report.diff
     assert report.counts["window.late"]["beam"] > 0 and report.counts["dedup.duplicates"]["beam"] > 0
     assert spent < 60, f"verify took {spent:.0f} CPU seconds for {len(lines)} records"
+
+
+def test_times_below_the_microsecond_are_compared_as_beam_writes_them_and_named(tmp_path: Path) -> None:
+    """Beam holds and writes times to the microsecond (as streamlab's JSON sinks write them): a session
+    of an event at ...05.123456789Z once made verify report a plain mismatch of its bounds; now they are
+    compared truncated to the microsecond and the notes say which output and columns, and why."""
+    p = Pipeline(ListSource([b"{}"]), name="ns")
+    p.parse().window(SessionWindow("1m"), key="user_id").agg(agg.count())
+    ts = "2024-01-01T00:00:05.123456789Z"
+    sample = [json.dumps({"event_id": "1", "user_id": "a", "event_type": "x", "timestamp": ts}).encode()]
+    report = verify(p, sample, workdir=tmp_path)
+    assert report.equal, report.diff.to_string()
+    assert report.exported["window"]["window_start"].tolist() == ["2024-01-01T00:00:05.123456Z"]
+    (note,) = [n for n in report.notes if n.startswith("window: ")]
+    assert "window_end and window_start have times with digits below the microsecond" in note
+    assert "e.g. window_end 2024-01-01T00:01:05.123456789Z" in note and "compared truncated" in note
+
+
+@pytest.mark.parametrize(
+    ("window", "words"),
+    [
+        (TumblingWindow("1500ns"), "size='1500ns' is not a whole number of microseconds"),
+        (SlidingWindow("2s", every="1s", offset="1ns"), "offset='1ns'"),
+        (SessionWindow("1000500ns"), "gap='1000500ns'"),
+    ],
+)
+def test_windows_beam_cannot_hold_to_the_microsecond_are_refused(
+    window: object, words: str, tmp_path: Path
+) -> None:
+    p = Pipeline(ListSource([b"{}"]), name="fine")
+    p.parse(SCHEMA).window(window, key="event_type", step_id="w").agg(agg.count())  # type: ignore[arg-type]
+    with pytest.raises(PipelineConfigError, match="step 'w'") as e:
+        to_beam(p, tmp_path)
+    assert words in str(e.value) and "Beam's windows and element timestamps are microseconds" in str(e.value)

@@ -445,3 +445,19 @@ def test_a_window_after_a_dedup_runs_on_the_dedups_watermark_and_says_so(tmp_pat
     q, events = base("own")
     events.window(TumblingWindow("1m"), key="event_type", delay="5s").agg(agg.count())
     assert inherited_watermarks(q) == {}
+
+
+def test_times_below_the_microsecond_are_compared_as_spark_holds_them_and_named(
+    spark: Any, tmp_path: Path
+) -> None:
+    """Spark's TIMESTAMP is microseconds: a session of an event at ...05.123456789Z once made verify report
+    a plain mismatch of its bounds; now they are compared truncated to the microsecond, and said so."""
+    p = Pipeline(ListSource([b"{}"]), name="ns")
+    p.parse().window(SessionWindow("1m"), key="user_id").agg(agg.count())
+    ts = "2024-01-01T00:00:05.123456789Z"
+    sample = [b'{"event_id": "1", "user_id": "a", "event_type": "x", "timestamp": "%s"}' % ts.encode()]
+    report = verify(p, sample, target="spark", workdir=tmp_path)
+    assert report.equal, report.diff.to_string()
+    (note,) = [n for n in report.notes if "below the microsecond" in n]
+    assert note.startswith("window: window_end and window_start have times with digits below the microsecond")
+    assert "Spark's TIMESTAMP" in note and "compared truncated to the microsecond" in note
