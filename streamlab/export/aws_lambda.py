@@ -1147,7 +1147,7 @@ def _lambda_dedup(steps: _Steps, step: DedupStep) -> None:
     else:
         steps.emit("ts = None")
     steps.emit(
-        f'if state["dedup"].is_duplicate(dedup_key(row.get({step.id_column!r})), ts, remembered_first_seen):'
+        f'if state["dedup"].is_duplicate(typed_id(dedup_key(row.get({step.id_column!r}))), ts, remembered_first_seen):'
     )
     steps.emit(f"    count(state, {sid + '.duplicates'!r})")
     steps.emit("    return  # a repeat: at-least-once delivery or a producer retry")

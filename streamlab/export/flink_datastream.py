@@ -388,13 +388,6 @@ def join_row(row, step, port, state):
     return pairs, None
 
 
-def typed_id(key):
-    """A dedup id told apart by type as streamlab's dedup tells ids apart: ``true``, ``1`` and ``1.0`` of a
-    ``json`` field are three ids (Python holds them equal), so a bool or a float is tagged with its type.
-    The state is pickled, so a tagged id stays a tuple."""
-    return (type(key).__name__, key) if isinstance(key, (bool, float)) else key
-
-
 def dedup_row(row, step, state, emit):
     """streamlab's dedup rule (``Dedup``): True when the row passes, False for a repeat."""
     column, time, ttl_ns, max_ids = DEDUPS[step]

@@ -89,3 +89,37 @@ def test_writes_timestream_would_reject_are_reported_not_raised() -> None:
     got = _results_from_timestream([rec("1"), rec("2")], ("tag",), {"tag": "string"}, rejected)
     assert got["count"].tolist() == [1]
     assert len(rejected) == 1 and rejected[0].startswith("Timestream would reject a write of {'tag': '1'}")
+
+
+def deduped() -> Pipeline:
+    p = Pipeline(ListSource([b"{}"]), name="jsonids")
+    events = p.parse({"timestamp": "timestamp", "tag": "json", "k": "string"}).dedup("tag")
+    events.window(TumblingWindow("1m"), key="k").agg(agg.count())
+    return p
+
+
+@pytest.mark.services
+def test_dedup_tells_json_ids_apart_on_lambda(tmp_path: Path) -> None:
+    """``true``, ``1`` and ``1.0`` are three ids, as streamlab's dedup has them (the handler dropped the
+    second and third as repeats of the first), also across invocations (Lambda's JSON state)."""
+    pytest.importorskip("moto")
+    tags = ["1", "1.0", "true", '"1"', "1", "true"]
+    lines = [b'{"timestamp": %d, "tag": %s, "k": "a"}' % (i + 1, t.encode()) for i, t in enumerate(tags)]
+    report = verify(deduped(), lines, "lambda", workdir=tmp_path, lambda_batch_size=2)
+    assert report.equal, report.diff.to_string()
+    assert report.exported["window"]["count"].tolist() == [4]
+
+
+def test_typed_dedup_ids_survive_lambdas_json_state(tmp_path: Path) -> None:
+    import json
+
+    from streamlab.export import to_lambda
+    from streamlab.export.verify import load_module
+
+    module = load_module(to_lambda(deduped(), tmp_path).module)
+    rule = module.load_dedup(None)
+    ids = [module.typed_id(module.dedup_key(v)) for v in (1, 1.0, True, "1")]
+    assert [rule.is_duplicate(i, 0) for i in ids] == [False] * 4
+    again = module.load_dedup(json.loads(json.dumps(module.dump_dedup(rule))))
+    assert [again.is_duplicate(i, 0) for i in ids] == [True] * 4
+    assert again.is_duplicate(module.typed_id(module.dedup_key(0.5)), 0) is False
