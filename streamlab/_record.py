@@ -380,7 +380,7 @@ class Dedup:
         out.max_ns = data.get("max_ns")
         out.forgotten = data.get("forgotten", 0)
         for k, t in data.get("seen", ()):
-            out._remember(k, t)
+            out._remember(tuple(k) if isinstance(k, list) else k, t)  # a typed_id, back from JSON
         return out
 
 
@@ -398,3 +398,17 @@ def dedup_key(value: Any) -> Any:
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True, default=str)
     return value
+
+
+def typed_id(key: Any) -> Any:
+    """A ``dedup_key`` told apart by type, as streamlab's dedup step tells ids apart: ``true``, ``1`` and
+    ``1.0`` of a ``json`` field are three ids (Python holds them equal), so a bool or a float is the
+    pair ``(type name, value)``; other ids are themselves. ``Dedup.from_json`` reads such a pair back from
+    the list JSON makes of it.
+
+    Examples
+    --------
+    >>> [typed_id(dedup_key(v)) for v in (1, 1.0, True, "1", None)]
+    [1, ('float', 1.0), ('bool', True), '1', None]
+    """
+    return (type(key).__name__, key) if isinstance(key, (bool, float)) else key

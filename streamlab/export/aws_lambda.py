@@ -104,7 +104,9 @@ Environment
 -----------
 TIMESTREAM_DATABASE, TIMESTREAM_TABLE  where final window results go (MULTI-measure records; the window
                                        keys are dimensions, which Timestream holds as text: ``str(value)``,
-                                       so a reader converts an int64, float64 or bool key back)
+                                       so a reader converts an int64, float64 or bool key back; a ``json``
+                                       key is its JSON text, so ``1``, ``1.0``, ``true`` and ``"1"`` stay
+                                       four keys and ``json.loads`` reads one back)
 DEAD_LETTER_QUEUE_URL                  SQS queue for dead letters and late rows (JSON, with ``output``)
 DEAD_LETTER_BUCKET                     optional S3 bucket for side outputs over the queue's
                                        MaximumMessageSize: the whole message is written there and the
@@ -404,9 +406,17 @@ def send_side_outputs(side, records=(), shard=""):
     return None
 
 
+def dimension_text(column, value):
+    """A window key as its Timestream dimension's text: ``str(value)``, or for a ``json`` key column (whose
+    values may be of any type) the value's JSON text, so that keys that print alike stay apart."""
+    return dump_json(value) if column in JSON_KEYS else str(value)
+
+
 def timestream_record(result, version=1):
     dimensions = [{{"Name": "pipeline", "Value": PIPELINE_NAME}}]
-    dimensions += [{{"Name": k, "Value": str(result[k])}} for k in WINDOW_KEYS if result[k] is not None]
+    dimensions += [
+        {{"Name": k, "Value": dimension_text(k, result[k])}} for k in WINDOW_KEYS if result[k] is not None
+    ]
     measures = [{{"Name": "window_end", "Value": str(to_ns(result["window_end"]) // 1_000_000), "Type": "TIMESTAMP"}}]
     for name, kind in MEASURE_TYPES:
         value = result[name]
@@ -984,6 +994,7 @@ class _Steps:
         self.consts += [
             f"WINDOW_STEP = {sid!r}",
             f"WINDOW_KEYS = {tuple(step.keys)!r}",
+            f"JSON_KEYS = {tuple(k for k in step.keys if types.get(k) == 'json')!r}  # dimensions as JSON text",
             f"WINDOW_SIZE_NS = {w.size_ns!r}",
             f"WINDOW_OFFSET_NS = {w.offset_ns!r}",
             f"DELAY_NS = {step.delay_ns!r}",
@@ -1136,7 +1147,7 @@ def _lambda_dedup(steps: _Steps, step: DedupStep) -> None:
     else:
         steps.emit("ts = None")
     steps.emit(
-        f'if state["dedup"].is_duplicate(dedup_key(row.get({step.id_column!r})), ts, remembered_first_seen):'
+        f'if state["dedup"].is_duplicate(typed_id(dedup_key(row.get({step.id_column!r}))), ts, remembered_first_seen):'
     )
     steps.emit(f"    count(state, {sid + '.duplicates'!r})")
     steps.emit("    return  # a repeat: at-least-once delivery or a producer retry")
@@ -1604,7 +1615,8 @@ def create_window_table(dynamodb: Any, name: str) -> str:
 
 def dimension_value(text: str, field_type: str | None) -> Any:
     """A window key as the handler had it, from its Timestream dimension (``str(value)``: dimensions are
-    text by Timestream's design), given the key column's streamlab type; text for the other types.
+    text by Timestream's design; a ``json`` key's JSON text), given the key column's streamlab type; text
+    for the other types.
 
     Examples
     --------
@@ -1612,7 +1624,11 @@ def dimension_value(text: str, field_type: str | None) -> Any:
     (4611686018427387907, 1.5)
     >>> dimension_value("True", "bool"), dimension_value("7", "string")
     (True, '7')
+    >>> dimension_value('"1"', "json"), dimension_value("1", "json"), dimension_value("true", "json")
+    ('1', 1, True)
     """
+    if field_type == "json":
+        return json.loads(text)
     if field_type == "int64":
         return int(text)
     if field_type == "float64":
@@ -1623,13 +1639,17 @@ def dimension_value(text: str, field_type: str | None) -> Any:
 
 
 def _results_from_timestream(
-    records: list[dict[str, Any]], keys: tuple[str, ...], key_types: dict[str, str] | None = None
+    records: list[dict[str, Any]],
+    keys: tuple[str, ...],
+    key_types: dict[str, str] | None = None,
+    rejected: list[str] | None = None,
 ) -> pd.DataFrame:
     """The table as Timestream keeps it: one record per dimensions, time and measure name; the keys read
     back as their columns' types (``key_types``, by streamlab type; text without it).
 
     Of two writes of one record the higher ``Version`` wins; Timestream rejects a write with the same
-    version and other values (moto stores both), so such a pair raises here.
+    version and other values (moto stores both): such a pair raises here, or, given ``rejected``, the
+    first write is kept and why the second would be rejected is appended to it (``verify`` reports it).
     """
     from streamlab.export.verify import rows_frame
 
@@ -1641,10 +1661,14 @@ def _results_from_timestream(
         held = latest.setdefault(ident, rec)
         held_version = int(held.get("Version", 1))
         if held_version == version and held["MeasureValues"] != rec["MeasureValues"]:
-            raise AssertionError(
+            why = (
                 f"Timestream would reject a write of {dict(ident[0])} at {rec['Time']}: version {version} "
                 f"holds {held['MeasureValues']}, the new write {rec['MeasureValues']}"
             )
+            if rejected is None:
+                raise AssertionError(why)
+            rejected.append(why)
+            continue
         if version > held_version:
             latest[ident] = rec
     rows = []
@@ -1696,8 +1720,8 @@ def run_lambda(
     notes = [
         "the handler keeps the first id and drops repeats (counted in its state); duplicates are not compared",
         "Timestream holds one record per dimensions, time and measure: re-written results count once",
-        "window keys are Timestream dimensions, text by design (str(value)); they are read back as their "
-        "columns' types (int64, float64, bool)",
+        "window keys are Timestream dimensions, text by design (str(value), a json key's JSON text); they are "
+        "read back as their columns' types (int64, float64, bool, json)",
     ]
     env_keys = (
         "AWS_ENDPOINT_URL",
@@ -1746,7 +1770,9 @@ def run_lambda(
             finally:
                 sys.modules.pop(module.__name__, None)
             key_types = _plan.column_types(pipeline).get(window.inputs[0], {})
-            outputs = _collect(sqs, queue, database, table, window, chain[0].step_id, key_types)
+            rejected: list[str] = []
+            outputs = _collect(sqs, queue, database, table, window, chain[0].step_id, key_types, rejected)
+            notes += [f"the handler's writes collide: {why}" for why in rejected]
         finally:
             for lg, level in zip(quiet, levels):
                 lg.setLevel(level)
@@ -1827,9 +1853,11 @@ def _collect(
     window: WindowStep,
     parse_step: str,
     key_types: dict[str, str] | None = None,
+    rejected: list[str] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The handler's outputs: side outputs from the queue, window results from Timestream, whose
-    dimensions are text (``key_types``: the window key columns' types, to read them back)."""
+    dimensions are text (``key_types``: the window key columns' types, to read them back; ``rejected``:
+    where the writes Timestream would reject are reported)."""
     from streamlab.export.verify import rows_frame
 
     key_types = key_types or {}
@@ -1857,7 +1885,7 @@ def _collect(
     backend = timestreamwrite_backends[DEFAULT_ACCOUNT_ID][os.environ.get("AWS_DEFAULT_REGION", "us-east-1")]
     stored = list(backend.describe_database(database).describe_table(table).records)
     outputs = {ref: rows_frame(rows) for ref, rows in side.items()}
-    outputs[window.step_id] = _results_from_timestream(stored, tuple(window.keys), key_types)
+    outputs[window.step_id] = _results_from_timestream(stored, tuple(window.keys), key_types, rejected)
     for ref in (f"{window.step_id}.late", f"{parse_step}.dead_letter"):
         outputs.setdefault(ref, pd.DataFrame())
     return outputs

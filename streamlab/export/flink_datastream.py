@@ -32,11 +32,9 @@ Examples
 
 from __future__ import annotations
 
-import inspect
 import json
 
 from streamlab._dead_letter import PARSE_DEAD_LETTER_COLUMNS
-from streamlab._detector_record import unkeyable
 from streamlab.errors import PipelineConfigError
 from streamlab.export import _detectors, _plan
 from streamlab.pipeline import Pipeline
@@ -245,9 +243,24 @@ def event_time(row, step, time, emit):
         return None
 
 
+def unfit_row(row, step, keys, emit):
+    """Whether the window step sets the row aside: a key that cannot be a key (a dict, a list) or a value
+    its aggregators cannot take (``unfit_reason``, streamlab's rule) sends it to ``<step>.dead_letter``
+    with streamlab's reason, before its event time is read."""
+    unfit = unfit_reason(row, keys, UNFIT_CHECKS[step])
+    if unfit is not None:
+        emit(step + ".dead_letter", dead_letter_row(unfit, step, row))
+    return unfit is not None
+
+
 def window_row(row, step, state, emit):
-    """streamlab's window rule for one row: late pairs to ``<step>.late``, the rest into accumulators."""
+    """streamlab's window rule for one row: unfit rows to ``<step>.dead_letter``, late pairs to
+    ``<step>.late``, the rest into accumulators. A window's key is ``group_key``'s JSON text of the key
+    values, so ``true``, ``1``, ``1.0`` and ``"1"`` of a ``json`` field are four keys, as in streamlab
+    (Python holds the first three equal)."""
     keys, size, slide, offset, delay, lateness, time = WINDOWS[step]
+    if unfit_row(row, step, keys, emit):
+        return
     ts = event_time(row, step, time, emit)
     if ts is None:
         return
@@ -259,7 +272,7 @@ def window_row(row, step, state, emit):
             window = {"window_start": from_ns(start), "window_end": from_ns(start + size)}
             emit(step + ".late", {**row, **window, "watermark": from_ns(watermark)})
             continue
-        slot = (start, tuple(row.get(k) for k in keys))
+        slot = (start, group_key(row, keys))
         acc = held["windows"].get(slot)
         combine = COMBINES[step]
         held["windows"][slot] = combine.add_input(
@@ -280,13 +293,16 @@ def close_windows(step, state, emit, final):
         if final or start + size + lateness <= watermark:
             result = COMBINES[step].extract_output(held["windows"].pop(slot))
             bounds = {"window_start": from_ns(start), "window_end": from_ns(start + size)}
-            emit(step, {**dict(zip(keys, key)), **bounds, **result})
+            emit(step, {**dict(zip(keys, json.loads(key))), **bounds, **result})
 
 
 def session_row(row, step, state, emit):
     """streamlab's session rule for one row: late when its own session ``[t, t + gap)`` is closed or it
-    would join a session of its key already emitted; else it opens a session or merges those it touches."""
+    would join a session of its key already emitted; else it opens a session or merges those it touches.
+    Unfit rows go to ``<step>.dead_letter``; keys are ``group_key``'s JSON text, as in ``window_row``."""
     keys, gap, delay, lateness, time = SESSIONS[step]
+    if unfit_row(row, step, keys, emit):
+        return
     ts = event_time(row, step, time, emit)
     if ts is None:
         return
@@ -294,7 +310,7 @@ def session_row(row, step, state, emit):
     held["max_ns"] = ts if held["max_ns"] is None else max(held["max_ns"], ts)
     watermark = held["max_ns"] - delay
     close_sessions(step, state, emit, final=False)
-    key = tuple(row.get(k) for k in keys)
+    key = group_key(row, keys)
     if ts + gap + lateness <= watermark or ts < held["closed_end"].get(key, ts):
         bounds = {"window_start": from_ns(ts), "window_end": from_ns(ts + gap)}
         emit(step + ".late", {**row, **bounds, "watermark": from_ns(watermark)})
@@ -322,7 +338,7 @@ def close_sessions(step, state, emit, final):
         for start, last, acc in held["open"][key]:
             if final or last + gap + lateness <= watermark:
                 bounds = {"window_start": from_ns(start), "window_end": from_ns(last + gap)}
-                emit(step, {**dict(zip(keys, key)), **bounds, **COMBINES[step].extract_output(acc)})
+                emit(step, {**dict(zip(keys, json.loads(key))), **bounds, **COMBINES[step].extract_output(acc)})
                 held["closed_end"][key] = max(held["closed_end"].get(key, last + gap), last + gap)
             else:
                 still.append([start, last, acc])
@@ -377,7 +393,7 @@ def dedup_row(row, step, state, emit):
     column, time, ttl_ns, max_ids = DEDUPS[step]
     rule = Dedup.from_json(state.get(step), ttl_ns, max_ids)
     ts = None if time is None or row.get(time) is None else to_ns(row[time])
-    repeat = rule.is_duplicate(dedup_key(row.get(column)), ts)
+    repeat = rule.is_duplicate(typed_id(dedup_key(row.get(column))), ts)
     state[step] = rule.to_json()
     if repeat:
         emit(step + ".duplicates", row)
@@ -647,8 +663,9 @@ def _what(step: FilterStep | MapStep) -> str:
 
 def _consts(p: Pipeline) -> tuple[list[str], set[str]]:
     consts: list[str] = []
-    snippets = {"window_starts", "RowCombine", "json_default", "dead_letter_row"}
+    snippets = {"window_starts", "RowCombine", "json_default", "dead_letter_row", "group_key"}
     windows: dict[str, tuple[object, ...]] = {}
+    checks: dict[str, tuple[tuple[str, str, bool], ...]] = {}
     combines: list[str] = []
     dedups: dict[str, tuple[object, ...]] = {}
     sessions: dict[str, tuple[object, ...]] = {}
@@ -670,6 +687,7 @@ def _consts(p: Pipeline) -> tuple[list[str], set[str]]:
                     step.lateness_ns,
                     step.time,
                 )
+            checks[sid] = _plan.unfit_checks(step)
             aggs = []
             for a in step.aggs:
                 cls, expr = _plan.aggregator_code(a, sid, step.time)
@@ -684,6 +702,8 @@ def _consts(p: Pipeline) -> tuple[list[str], set[str]]:
     consts.append("# window step -> (keys, size, slide, offset, delay, lateness, time column), in ns")
     consts.append(_plan.const("WINDOWS", windows))
     consts += ["COMBINES = {", *combines, "}"]
+    consts.append("# window step -> what unfit_reason checks: (aggregator, column, numeric) triples")
+    consts.append(_plan.const("UNFIT_CHECKS", checks))
     consts.append("# dedup step -> (id column, time column, ttl ns, max ids)")
     consts.append(_plan.const("DEDUPS", dedups))
     consts.append("# session window step -> (keys, gap, delay, lateness, time column), in ns")
@@ -763,11 +783,9 @@ def datastream_py(p: Pipeline, source: str, sink: str, version: str = "2.3.0") -
             ]
             if rows
             else [
-                "\n\n# -- streamlab._detector_record's test of a key (interval joins)\n",
-                inspect.getsource(unkeyable),
+                "\n\n# -- streamlab._detector_record's tests of keys and values (windows, interval joins)\n",
+                _plan.unfit_source(),
             ]
-            if any(isinstance(s, IntervalJoinStep) for s in p.steps.values())
-            else []
         ),
         "\n\n# -- the pipeline\n",
         f"PIPELINE_NAME = {p.name!r}",
@@ -830,6 +848,8 @@ def datastream_compared(p: Pipeline) -> dict[str, tuple[list[str], set[str]]]:
             out[sid] = ([*step.keys, *bounds, *(a.name for a in step.aggs)], set(bounds))
             late = [*step.keys, step.time, *bounds, "watermark"]
             out[f"{sid}.late"] = (late, {step.time, *bounds, "watermark"})
+            # rows whose key or aggregated values the window cannot take, with streamlab's reason
+            out[f"{sid}.dead_letter"] = (["reason", "step_id", *step.keys, step.time], {step.time})
         elif isinstance(step, IntervalJoinStep):
             types = _plan.column_types(p)
             cols = list(p.columns_of(sid) or ())

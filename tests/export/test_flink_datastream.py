@@ -177,3 +177,61 @@ def test_kafka_rows_over_the_record_limit_are_cut_to_fit(tmp_path: Path) -> None
     assert cut["raw_sha256"] == hashlib.sha256(raw.encode()).hexdigest()
     small = json.dumps({"count": 3, "user_id": "u1"})
     assert module.fit_kafka_value(small) is small
+
+
+JSON_KEYS = {"event_id": "string", "timestamp": "timestamp", "tag": "json", "v": "json"}
+# tags: an object and an array (no key: to the windows' dead letters), 1, 1.0, true and "1" (four keys,
+# Python holds the first three equal), twice each; "q" in v is no number for agg.sum('v')
+TAGS = ['"x"', '{"a": 1}', "[1, 2]", "1", "1.0", "true", '"1"', "null", "1", "1.0", "true", '"1"']
+
+
+def json_keyed() -> Pipeline:
+    """Tumbling, sliding and session windows and a dedup keyed by a ``json`` field."""
+    p = Pipeline(ListSource([b"{}"]), name="json_keys")
+    events = p.parse(JSON_KEYS)
+    events.window(TumblingWindow("1m"), key="tag", step_id="tumbling").agg(agg.count(), agg.sum("v"))
+    events.window(SlidingWindow("2m", every="1m"), key="tag", step_id="sliding").agg(agg.count())
+    events.window(SessionWindow("1m"), key="tag", step_id="visits").agg(agg.count(), agg.count_distinct("v"))
+    events.dedup("tag", step_id="dedup")
+    return p
+
+
+def json_key_lines() -> list[bytes]:
+    values = ['"q"', *map(str, range(1, len(TAGS)))]
+    return [
+        f'{{"event_id": "e{i}", "timestamp": "2024-01-01T00:00:{i:02d}Z", "tag": {tag}, "v": {v}}}'.encode()
+        for i, (tag, v) in enumerate(zip(TAGS, values, strict=True))
+    ]
+
+
+def test_generated_rules_set_aside_unfit_keys_and_tell_json_keys_apart(tmp_path: Path) -> None:
+    """A dict or a list as a window's key goes to its dead letters with streamlab's reason (the job used
+    to fail: unhashable type), and ``true``, ``1``, ``1.0`` and ``"1"`` are four window keys and four
+    dedup ids (the job merged the first three)."""
+    p = json_keyed()
+    to_flink(p, tmp_path, source="files")
+    local = run_local(p, json_key_lines(), batch_size=1)
+    exported = run_rules(tmp_path / "datastream.py", json_key_lines())
+    equal, diff, counts = compare(p, local, exported, "flink", outputs=datastream_compared(p))
+    assert equal, diff
+    for step in ("tumbling", "sliding", "visits"):
+        reasons = sorted(exported[f"{step}.dead_letter"]["reason"])
+        assert reasons[-2:] == [
+            "key column 'tag' holds dict {'a': 1}, which cannot be a key",
+            "key column 'tag' holds list [1, 2], which cannot be a key",
+        ], step
+    assert "agg.sum('v') needs a number, got str 'q'" in set(exported["tumbling.dead_letter"]["reason"])
+    counted = dict(zip(map(repr, exported["tumbling"]["tag"]), exported["tumbling"]["count"], strict=True))
+    assert counted == {"'1'": 2, "1": 2, "1.0": 2, "True": 2, "None": 1}  # "x": its v is no number
+    assert counts["visits"] == {"streamlab": 6, "flink": 6}  # "x" too: count_distinct takes "q"
+    assert sorted(map(repr, exported["dedup.duplicates"]["tag"])) == sorted(map(repr, ["1", 1, 1.0, True]))
+
+
+def test_json_keyed_windows_on_the_flink_engine_equal_streamlab(flink_python: str, tmp_path: Path) -> None:
+    report = verify(
+        json_keyed(), json_key_lines(), target="flink", workdir=tmp_path, flink_python=flink_python
+    )
+    assert report.equal, report.diff
+    assert report.counts["tumbling"] == {"streamlab": 5, "flink": 5}
+    assert report.counts["visits.dead_letter"] == {"streamlab": 2, "flink": 2}
+    assert report.counts["dedup.duplicates"] == {"streamlab": 4, "flink": 4}

@@ -31,3 +31,95 @@ def test_an_int_keyed_window_on_lambda_verifies_equal(tmp_path: Path) -> None:
     report = verify(p, lines, "lambda", workdir=tmp_path)
     assert report.equal, report.diff.to_string()
     assert sorted(report.exported["window"]["n"].tolist()) == [7, BIG]
+
+
+def json_keyed() -> Pipeline:
+    p = Pipeline(ListSource([b"{}"]), name="jsonkey")
+    p.parse({"timestamp": "timestamp", "tag": "json"}).window(TumblingWindow("1m"), key="tag").agg(
+        agg.count()
+    )
+    return p
+
+
+# 1 and "1" print alike (str): as dimensions they were one key, two writes of one Timestream record
+TAGS = ["1", '"1"', "1.0", "true", '"true"', '"x"', "null", '{"a": 1}', "[1]", "1", '"1"']
+
+
+@pytest.mark.services
+def test_json_keys_that_print_alike_stay_apart_on_lambda(tmp_path: Path) -> None:
+    """A ``json`` key's dimension is its JSON text, read back with ``json.loads``: verify reports equal
+    (it raised AssertionError: "Timestream would reject a write of {'tag': '1'}")."""
+    pytest.importorskip("moto")
+    lines = [b'{"timestamp": %d, "tag": %s}' % (i + 1, t.encode()) for i, t in enumerate(TAGS)]
+    report = verify(json_keyed(), lines, "lambda", workdir=tmp_path)
+    assert report.equal, report.diff.to_string()
+    got = report.exported["window"]
+    counted = dict(zip(map(repr, got["tag"]), got["count"], strict=True))
+    assert counted == {"1": 2, "'1'": 2, "1.0": 1, "True": 1, "'true'": 1, "'x'": 1, "None": 1}
+    assert not any("collide" in n for n in report.notes)
+
+
+def test_json_key_dimensions_are_json_text(tmp_path: Path) -> None:
+    from streamlab.export import to_lambda
+    from streamlab.export.verify import load_module
+
+    module = load_module(to_lambda(json_keyed(), tmp_path).module)
+    window = {"window_start": 0, "window_end": 60_000_000_000, "count": 1}
+    texts = [
+        module.timestream_record({"tag": tag, **window})["Dimensions"][1]["Value"]
+        for tag in (1, "1", 1.0, True)
+    ]
+    assert texts == ["1", '"1"', "1.0", "true"]
+    dims = [{"Name": "tag", "Value": t} for t in texts]
+    recs = [{"Dimensions": [d], "Time": "0", "MeasureName": "window", "MeasureValues": []} for d in dims]
+    got = _results_from_timestream(recs, ("tag",), {"tag": "json"})["tag"].tolist()
+    assert list(map(repr, got)) == ["1", "'1'", "1.0", "True"]
+
+
+def test_writes_timestream_would_reject_are_reported_not_raised() -> None:
+    """Given a list, the emulation keeps the first of two writes of one record and version (Timestream
+    rejects the second) and says why, so that ``verify`` reports a difference instead of raising."""
+
+    def rec(count: str) -> dict:
+        dims = [{"Name": "tag", "Value": "1"}]
+        values = [{"Name": "count", "Value": count, "Type": "BIGINT"}]
+        return {"Dimensions": dims, "Time": "0", "MeasureName": "window", "MeasureValues": values}
+
+    rejected: list[str] = []
+    got = _results_from_timestream([rec("1"), rec("2")], ("tag",), {"tag": "string"}, rejected)
+    assert got["count"].tolist() == [1]
+    assert len(rejected) == 1 and rejected[0].startswith("Timestream would reject a write of {'tag': '1'}")
+
+
+def deduped() -> Pipeline:
+    p = Pipeline(ListSource([b"{}"]), name="jsonids")
+    events = p.parse({"timestamp": "timestamp", "tag": "json", "k": "string"}).dedup("tag")
+    events.window(TumblingWindow("1m"), key="k").agg(agg.count())
+    return p
+
+
+@pytest.mark.services
+def test_dedup_tells_json_ids_apart_on_lambda(tmp_path: Path) -> None:
+    """``true``, ``1`` and ``1.0`` are three ids, as streamlab's dedup has them (the handler dropped the
+    second and third as repeats of the first), also across invocations (Lambda's JSON state)."""
+    pytest.importorskip("moto")
+    tags = ["1", "1.0", "true", '"1"', "1", "true"]
+    lines = [b'{"timestamp": %d, "tag": %s, "k": "a"}' % (i + 1, t.encode()) for i, t in enumerate(tags)]
+    report = verify(deduped(), lines, "lambda", workdir=tmp_path, lambda_batch_size=2)
+    assert report.equal, report.diff.to_string()
+    assert report.exported["window"]["count"].tolist() == [4]
+
+
+def test_typed_dedup_ids_survive_lambdas_json_state(tmp_path: Path) -> None:
+    import json
+
+    from streamlab.export import to_lambda
+    from streamlab.export.verify import load_module
+
+    module = load_module(to_lambda(deduped(), tmp_path).module)
+    rule = module.load_dedup(None)
+    ids = [module.typed_id(module.dedup_key(v)) for v in (1, 1.0, True, "1")]
+    assert [rule.is_duplicate(i, 0) for i in ids] == [False] * 4
+    again = module.load_dedup(json.loads(json.dumps(module.dump_dedup(rule))))
+    assert [again.is_duplicate(i, 0) for i in ids] == [True] * 4
+    assert again.is_duplicate(module.typed_id(module.dedup_key(0.5)), 0) is False
