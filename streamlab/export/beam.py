@@ -305,7 +305,7 @@ class DropDuplicates(beam.DoFn):
         if self.rule is None or self.token is None or token.read() != self.token:
             self.rule, self.logged = self.replay(log.read())
         value = row.get(self.time) if self.time else None
-        entry = (dedup_key(row.get(self.id_column)), None if value is None else to_ns(value))
+        entry = (typed_id(dedup_key(row.get(self.id_column))), None if value is None else to_ns(value))
         repeat = self.rule.is_duplicate(*entry)
         if self.logged >= 2 * len(self.rule.seen) + 1_000:
             log.clear()

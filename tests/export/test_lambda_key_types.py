@@ -123,3 +123,14 @@ def test_typed_dedup_ids_survive_lambdas_json_state(tmp_path: Path) -> None:
     again = module.load_dedup(json.loads(json.dumps(module.dump_dedup(rule))))
     assert [again.is_duplicate(i, 0) for i in ids] == [True] * 4
     assert again.is_duplicate(module.typed_id(module.dedup_key(0.5)), 0) is False
+
+
+def test_dedup_tells_json_ids_apart_on_beam(tmp_path: Path) -> None:
+    """The Beam export's dedup too: it kept ``1``, ``1.0`` and ``true`` as one id (a window after it
+    counted 2 where streamlab counts 4)."""
+    pytest.importorskip("apache_beam")
+    tags = ["1", "1.0", "true", '"1"', "1", "true"]
+    lines = [b'{"timestamp": %d, "tag": %s, "k": "a"}' % (i + 1, t.encode()) for i, t in enumerate(tags)]
+    report = verify(deduped(), lines, "beam", workdir=tmp_path)
+    assert report.equal, report.diff.to_string()
+    assert report.exported["window"]["count"].tolist() == [4]
