@@ -616,9 +616,12 @@ class _Generator:
             self.add(sid + ".dead_letter")
         elif isinstance(step, FilterStep):
             if step.expr is not None:
-                self.snippets.add("eval_expr")
-                numeric = _plan.numeric_columns(self.types.get(step.inputs[0], {}))
-                pred = f"lambda row: eval_expr({step.expr!r}, row, {numeric!r})"
+                # streamlab's filter: a missing string is a missing value of its type (``s.str.contains``
+                # is missing, not an error), and a missing answer drops the row (as Beam and Lambda)
+                self.snippets.add("filter_keeps")
+                types = self.types.get(step.inputs[0], {})
+                numeric, typed = _plan.numeric_columns(types), _plan.typed_columns(types)
+                pred = f"lambda row: filter_keeps({step.expr!r}, row, {numeric!r}, {typed!r})"
                 what = f"filter {step.expr!r}"
             else:
                 assert step.fn is not None
@@ -843,7 +846,7 @@ class _Generator:
         """Spark's side of detector and with_columns steps (``streamlab.export.spark_detectors``), once."""
         from streamlab.export.spark_detectors import GROUP_FUNCTIONS
 
-        self.snippets.add("eval_expr")
+        self.snippets.update({"eval_expr", "filter_keeps"})
         if "def spark_rows(" not in "\n".join(self.user_code):
             self.user_code.append(
                 "# Spark's side of them (streamlab.export.spark_detectors), copied" + GROUP_FUNCTIONS
@@ -910,7 +913,10 @@ class _Generator:
                     what = f"filter_one({step.fn.name})"
                 else:
                     what = f"filter {step.expr!r}"
-                plan.append((sid, "filter", source, {"expr": step.expr, "what": what}))
+                types = self.types.get(step.inputs[0], {})
+                conf: dict[str, Any] = {"expr": step.expr, "what": what}
+                conf |= {"numeric": _plan.numeric_columns(types), "typed": _plan.typed_columns(types)}
+                plan.append((sid, "filter", source, conf))
             elif isinstance(step, SelectStep):
                 plan.append((sid, "select", source, list(step.columns)))
             else:

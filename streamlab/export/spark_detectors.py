@@ -120,20 +120,20 @@ def eval_columns(rows, exprs, what, step_id):
         return out, dead
 
 
-def filter_rows(rows, expr, predicate, what, step_id):
-    """A filter on rows: an expression with pandas on all of them (``np.asarray(mask, dtype=bool)``, as
-    streamlab), or a per-row function; rows it fails on are dead letters. Returns (rows, dead letters)."""
-    import numpy as np
-    import pandas as pd
-
+def filter_rows(rows, expr, predicate, what, step_id, numeric=(), typed=()):
+    """A filter on rows: an expression row by row as streamlab's filter reads it (``filter_keeps``: a
+    missing string is a missing value of its type, a missing answer drops the row), or a per-row function;
+    rows it fails on are dead letters. Returns (rows, dead letters)."""
     if not rows:
         return [], []
     if expr is not None:
-        try:
-            mask = np.asarray(pd.DataFrame.from_records(rows).eval(expr), dtype=bool)
-            return [r for r, keep in zip(rows, mask) if keep], []
-        except Exception:
-            predicate = lambda row: eval_expr(expr, row)  # noqa: E731 - row by row, to find the bad ones
+        # a text column without a value in its group reaches here from pandas as NaN: it is a missing string
+        texts = [c for c, kind in typed if kind in ("string", "category")]
+
+        def predicate(row):
+            missing = {c: None for c in texts if isinstance(row.get(c), float) and row[c] != row[c]}
+            return filter_keeps(expr, {**row, **missing} if missing else row, numeric, typed)
+
     out, dead = [], []
     for row in rows:
         try:
@@ -181,7 +181,9 @@ def run_segment(plan, wanted, columns, timestamps, state, frames):
             rows, dead = eval_columns(rows, conf["exprs"], conf["what"], sid)
         elif kind == "filter":
             fn = USER_FUNCTIONS[sid] if conf["expr"] is None else None
-            rows, dead = filter_rows(rows, conf["expr"], fn, conf["what"], sid)
+            rows, dead = filter_rows(
+                rows, conf["expr"], fn, conf["what"], sid, conf.get("numeric", ()), conf.get("typed", ())
+            )
         elif kind == "select":
             rows = [{**{new: r.get(old) for old, new in conf}, "_src": r["_src"], "_seq": r["_seq"]} for r in rows]
         streams[sid], streams[sid + ".dead_letter"] = rows, dead

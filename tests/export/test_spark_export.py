@@ -461,3 +461,40 @@ def test_times_below_the_microsecond_are_compared_as_spark_holds_them_and_named(
     (note,) = [n for n in report.notes if "below the microsecond" in n]
     assert note.startswith("window: window_end and window_start have times with digits below the microsecond")
     assert "Spark's TIMESTAMP" in note and "compared truncated to the microsecond" in note
+
+
+NULL_STRINGS = [
+    b'{"event_id": "%d", "timestamp": "2024-01-01T00:00:%02dZ", "n": %s, "s": %s}' % (i, i, n, s)
+    for i, (n, s) in enumerate(
+        [
+            (b"1", b'"abc"'),
+            (b"null", b'"b"'),
+            (b"3", b"null"),
+            (b"5", b'"xa"'),
+            (b"-4", b'"xyz"'),
+            (b"3", b"null"),
+        ]
+    )
+]
+
+
+@pytest.mark.parametrize("after_a_feature", [False, True], ids=["filter", "filter after a feature"])
+def test_a_filter_over_a_missing_string_keeps_the_rows_streamlab_keeps(
+    spark: Any, tmp_path: Path, after_a_feature: bool
+) -> None:
+    """A missing string is a missing value of its type: ``s.str.contains('a') or n > 2`` keeps a row whose
+    ``s`` is missing and ``n`` is 3. The Spark job dropped it (the expression failed on None: no column
+    types were handed to it), and after a feature step the pandas mask read a missing answer as true."""
+    from streamlab.detectors import TimeSinceLastFeature
+
+    p = Pipeline(ListSource([b"{}"]), name="nulls")
+    events = p.parse({"event_id": "string", "timestamp": "timestamp", "n": "int64", "s": "string"})
+    if after_a_feature:  # (a window cannot follow a feature step on Spark: the filter's rows are the output)
+        events.apply(TimeSinceLastFeature("event_id")).filter("s.str.contains('a') or n > 2", step_id="kept")
+    else:
+        kept = events.filter("s.str.contains('a') or n > 2", step_id="kept")
+        kept.window(TumblingWindow("1m"), key="event_id").agg(agg.count())
+    report = verify(p, NULL_STRINGS, target="spark", workdir=tmp_path)
+    assert report.equal, report.diff.to_string()
+    out = report.exported["kept" if after_a_feature else "window"]
+    assert sorted(out["event_id"].astype(int)) == [0, 2, 3, 5]
