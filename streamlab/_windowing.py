@@ -317,10 +317,37 @@ def late_frame(
     return late
 
 
+def require_columns(batch: pd.DataFrame, step_id: str, time: str | None, keys: Sequence[str] = ()) -> None:
+    """Stop with the fix when ``batch`` lacks the event-time column or a key column the step reads: a step
+    before it (``map_many``, ``select``) dropped it, which only a batch can show.
+
+    Examples
+    --------
+    >>> require_columns(pd.DataFrame({"x": [1]}), "window", "timestamp")
+    Traceback (most recent call last):
+    ...
+    KeyError: "step 'window': the batch has no event-time column 'timestamp' (its columns: ['x']); a step before it (map_many, map_one, select) dropped it. Fix: keep 'timestamp' in that step's output, or pass time='<column>' to this step"
+    """
+    if time is not None and time not in batch.columns:
+        raise KeyError(
+            f"step {step_id!r}: the batch has no event-time column {time!r} (its columns: "
+            f"{list(batch.columns)}); a step before it (map_many, map_one, select) dropped it. Fix: keep "
+            f"{time!r} in that step's output, or pass time='<column>' to this step"
+        )
+    missing = [k for k in keys if k not in batch.columns]
+    if missing:
+        raise KeyError(
+            f"step {step_id!r}: the batch has no key column {missing[0]!r} (its columns: "
+            f"{list(batch.columns)}); a step before it (map_many, map_one, select) dropped it. Fix: keep "
+            f"{missing[0]!r} in that step's output, or key the step by a column the stream has"
+        )
+
+
 def split_missing_time(
     batch: pd.DataFrame, time: str, step_id: str, out: Outputs
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Event times of ``batch``; rows without one go to ``out["dead_letter"]`` and are removed."""
+    require_columns(batch, step_id, time)
     ts = to_utc_ns(batch[time])
     if len(ts) == 0 or int(ts.min()) != NAT_NS:  # NAT_NS is the smallest int64
         return batch, ts
@@ -339,6 +366,7 @@ def split_unreadable(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """:func:`split_missing_time` after :func:`~streamlab._agg_inputs.split_unfit_values`: the batch as the
     aggregators read it and its event times; rows of either kind go to ``out["dead_letter"]``."""
+    require_columns(batch, step_id, time, keys)
     batch, unfit = split_unfit_values(batch, aggs, step_id, keys)
     batch, ts = split_missing_time(batch, time, step_id, out)
     if unfit is not None:

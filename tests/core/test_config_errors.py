@@ -330,3 +330,18 @@ def test_a_duckdb_key_the_stream_lacks_fails_at_construction(tmp_path):
     assert "['event_typ', 'nope']" in msg and "'window_start'" in msg and "did you mean ['event_type']" in msg
     for key in ("auto", None, ["event_type", "window_start"], "event_type"):
         counts.to(DuckDBSink(str(tmp_path / "ok.duckdb"), "counts", key=key))
+
+
+@pytest.mark.parametrize("window", [TumblingWindow("1m"), SessionWindow("1m")])
+@pytest.mark.parametrize("dropped", ["timestamp", "k"])
+def test_a_column_a_function_dropped_stops_the_window_with_the_fix(window, dropped):
+    # a map_many dropping the event-time column failed with a bare KeyError: 'timestamp'
+    from streamlab import StepFailedError
+
+    t0 = pd.Timestamp("2024-01-01", tz="UTC")
+    p = Pipeline(ListSource([{"timestamp": t0 + pd.Timedelta(seconds=i), "k": "a"} for i in range(3)]))
+    p.stream.map_many(lambda df: df.drop(columns=[dropped])).window(window, key="k").agg(agg.count())
+    with pytest.raises(
+        StepFailedError, match=rf"has no (event-time|key) column '{dropped}'.*Fix: keep '{dropped}'"
+    ):
+        p.run()
