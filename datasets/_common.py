@@ -86,6 +86,30 @@ def check_share(value: float, what: str, *, upper: float = 1.0) -> float:
     return v
 
 
+#: the last time int64 nanoseconds hold, less a day for the disorder, lateness and bursts a stream adds
+_LAST_NS = np.iinfo(np.int64).max - 86_400 * NS
+
+
+def check_span(n: int, rate: float, start_ns: int, what: str) -> None:
+    """Refuse ``n`` events at ``rate`` per second from ``start_ns`` when they would run past what int64
+    nanoseconds hold (2262-04-11), naming the parameters, instead of overflowing while generating.
+
+    Examples
+    --------
+    >>> check_span(10, 1e-9, 0, "generate_clickstream")
+    Traceback (most recent call last):
+    ...
+    ValueError: generate_clickstream: 10 events at 1e-09 events/s from 1970-01-01T00:00:00 would run past 2262-04-10, the last time 64-bit nanoseconds hold; lower n, raise the rate or start earlier
+    """
+    if start_ns + n / rate * NS > _LAST_NS:
+        start = np.datetime64(int(start_ns), "ns").astype("datetime64[s]")
+        raise ValueError(
+            f"{what}: {n} events at {rate:g} events/s from {start} would run past "
+            f"{np.datetime64(_LAST_NS, 'ns').astype('datetime64[D]')}, the last time 64-bit nanoseconds "
+            "hold; lower n, raise the rate or start earlier"
+        )
+
+
 def check_count(n: object, what: str) -> int:
     """Validate a row count."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):

@@ -29,6 +29,7 @@ from ._common import (
     block_rng,
     check_count,
     check_share,
+    check_span,
     labelled_ids,
     resolve_ms_duration,
     resolve_rate,
@@ -358,6 +359,7 @@ def generate_clickstream(
         burst_share=burst_share,
         n_users=n_users,
     )
+    check_span(n, cfg.rate, cfg.start_ns, "generate_clickstream")
     return take_rows(CLICKSTREAM, cfg, n)
 
 
@@ -683,6 +685,7 @@ def generate_transactions(
         pattern_weights=pattern_weights,
         disorder=disorder,
     )
+    check_span(n, cfg.rate, cfg.start_ns, "generate_transactions")
     return take_rows(TRANSACTIONS, cfg, n)
 
 
@@ -929,6 +932,7 @@ def generate_iot(
         disorder=disorder,
         _n=n,
     )
+    check_span(n, cfg.rate, cfg.start_ns, "generate_iot")
     return take_rows(IOT, cfg, n)
 
 

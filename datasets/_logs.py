@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._common import MS, NS, Rate, check_count, check_share, resolve_rate, resolve_start
+from ._common import MS, NS, Rate, check_count, check_share, check_span, resolve_rate, resolve_start
 from ._jsonl import EVENT_DEFECTS, MAX_RECORD_BYTES, corrupt_record, dump_record
 
 __all__ = ["generate_app_logs"]
@@ -112,6 +112,7 @@ def generate_app_logs(
         )
     start_ns = resolve_start(start, "generate_app_logs")
     per_second = resolve_rate(rate, events_per_second, 20.0, "generate_app_logs")
+    check_span(n, per_second, start_ns, "generate_app_logs")
     rng = np.random.default_rng([int(seed), 4])
 
     span = n * NS / per_second

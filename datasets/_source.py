@@ -12,7 +12,7 @@ import pandas as pd
 from streamlab.clock import Clock
 from streamlab.io import Source, SourceReader, default_clock
 
-from ._common import BLOCK, INT_MIN, NS, resolve_start
+from ._common import BLOCK, INT_MIN, NS, check_span, resolve_start
 from ._generators import STREAM_KINDS, Block, StreamConfig, StreamKind
 
 if TYPE_CHECKING:
@@ -120,6 +120,11 @@ class SyntheticSource(Source):
             **params,
             **extra,
         )
+        if n is not None:  # (without a start, the run starts now)
+            now = pd.Timestamp.now(tz="UTC").value
+            check_span(
+                int(n), config.rate, now if start_ns is None else start_ns, f"SyntheticSource(kind={kind!r})"
+            )
         object.__setattr__(self, "kind", kind)
         object.__setattr__(self, "n", None if n is None else int(n))
         object.__setattr__(self, "events_per_second", float(config.rate))

@@ -10,7 +10,14 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from streamlab.datasets import _generators, generate_clickstream, generate_iot, generate_transactions
+from streamlab.datasets import (
+    SyntheticSource,
+    _generators,
+    generate_app_logs,
+    generate_clickstream,
+    generate_iot,
+    generate_transactions,
+)
 from streamlab.datasets._common import BLOCK
 
 from streamlab._time import parse_duration
@@ -331,3 +338,20 @@ def test_iot_drift_can_be_a_time_or_off() -> None:
     assert not generate_iot(2000, seed=1, drift_at=None)["is_drift"].any()
     with pytest.raises(ValueError, match="drift_at"):
         generate_iot(10, drift_at="whenever")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: generate_clickstream(10, rate=1e-9),
+        lambda: generate_clickstream(2000, start="2262-04-11T23:47:00Z"),
+        lambda: generate_transactions(10, rate=1e-9),
+        lambda: generate_iot(10, rate=1e-9),
+        lambda: generate_app_logs(10, rate=1e-9),
+        lambda: SyntheticSource("iot", n=100, start="2262-04-11T23:47:16Z"),
+    ],
+)
+def test_events_past_the_nanosecond_range_are_refused_at_the_call(make) -> None:
+    # these overflowed inside numpy (OverflowError: Python int too large), SyntheticSource only mid-run
+    with pytest.raises(ValueError, match="would run past 2262-04-10, the last time 64-bit nanoseconds hold"):
+        make()
