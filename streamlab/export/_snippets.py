@@ -295,6 +295,71 @@ class ExprCompiler:
     CACHE: dict[Any, Any] = {}
     LOW, HIGH = -(2**63), 2**63
     EXACT = 2**53
+    TESTS = frozenset(
+        {"contains", "startswith", "endswith", "match", "fullmatch", "isalnum", "isalpha", "isascii"}
+        | {"isdecimal", "isdigit", "islower", "isnumeric", "isspace", "istitle", "isupper"}
+    )
+    """``.str`` methods that test each string: pandas 3 answers False for a missing one."""
+    TEXTS = frozenset(
+        {"capitalize", "casefold", "center", "get", "join", "ljust", "lower", "lstrip", "normalize", "pad"}
+        | {"removeprefix", "removesuffix", "repeat", "replace", "rjust", "rstrip", "slice", "slice_replace"}
+        | {"strip", "swapcase", "title", "translate", "upper", "wrap", "zfill"}
+    )
+    """``.str`` methods that give a string: pandas 3 answers a missing string for a missing one."""
+
+    @staticmethod
+    def missing_text(index: Any) -> Any:
+        """A missing value of a string or category column as a column of ``index`` on which pandas answers
+        as on streamlab's columns (pandas 3's ``str`` dtype): a test of its ``.str`` (``contains``,
+        ``isdigit``) is False (``na=True`` makes it True), a string method gives a missing string, any
+        other (``len``, ``find``) NaN.
+
+        pandas before 3 has no such dtype, and a PyFlink worker runs pandas < 2.3: there the column holds
+        None as an object, whose own ``.str`` methods answer NaN (``s.str.contains('a') or n > 2`` dropped
+        the row, ``not s.str.contains('a')`` was a TypeError), so it is given ``.str`` methods answering
+        as pandas 3's (a missing string is NaN, as there). ``DataFrame.eval`` reads it from its resolvers
+        (a frame's column is a plain Series).
+        """
+        import pandas as pd
+
+        column = pd.Series([None], dtype="str", index=index)
+        if column.dtype != object:
+            return column
+        tests, texts = ExprCompiler.TESTS, ExprCompiler.TEXTS
+
+        class MissingTextMethods:
+            def __init__(self, index: Any) -> None:
+                self.index = index
+
+            def __getitem__(self, key: Any) -> Any:
+                return MissingText([math.nan], dtype=object, index=self.index)
+
+            def __getattr__(self, name: str) -> Any:
+                index = self.index
+                plain = pd.Series([math.nan], dtype=object, index=index).str
+                # pandas' AttributeError for no such method, but pandas < 3 has no isascii
+                real = getattr(plain, name, None) if name in tests else getattr(plain, name)
+                if not callable(real) and name not in tests:
+                    return real
+
+                def method(*args: Any, **kwargs: Any) -> Any:
+                    out = real(*args, **kwargs) if real is not None else None  # pandas' argument errors
+                    if name in tests:
+                        return pd.Series([kwargs.get("na") is True], dtype=bool, index=index)
+                    if name in texts:
+                        return MissingText([math.nan], dtype=object, index=index)
+                    if isinstance(out, pd.Series):
+                        return pd.Series([math.nan], dtype="float64", index=index)
+                    return out  # a frame (extract, partition): its missing values are NaN already
+
+                return method
+
+        class MissingText(pd.Series):
+            @property
+            def str(self) -> Any:  # type: ignore[override]
+                return MissingTextMethods(self.index)
+
+        return MissingText([math.nan], dtype=object, index=index)
 
     @classmethod
     def get(cls, expr: str, numeric: Any = (), typed: Any = ()) -> Any:
@@ -732,9 +797,10 @@ def pandas_eval(expr: str, row: dict[str, Any], numeric: Any = (), typed: Any = 
     if nans:
         frame = frame.astype(nans)
     known = {c for c, _ in typed}
+    texts_missing: dict[str, Any] = {}  # DataFrame.eval reads these first (see ExprCompiler.missing_text)
     for c, kind in typed:
         if kind in ("string", "category") and c in row and row[c] is None:
-            frame[c] = pd.Series([None], dtype="str", index=frame.index)
+            frame[c] = texts_missing[c] = ExprCompiler.missing_text(frame.index)
     rewritten, texts = ExprCompiler.text_operands(expr)
     tree = ExprCompiler.parse(expr) if texts else None
     read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} if tree is not None else set(row)
@@ -743,9 +809,9 @@ def pandas_eval(expr: str, row: dict[str, Any], numeric: Any = (), typed: Any = 
 
     def evaluate(frame: Any) -> Any:
         if not texts:
-            return frame.eval(expr)
+            return frame.eval(expr, resolvers=[texts_missing])
         columns = {n: ExprCompiler.constant_column(frame, v, expr) for n, v in texts}
-        return frame.eval(rewritten, resolvers=[columns])
+        return frame.eval(rewritten, resolvers=[texts_missing, columns])
 
     try:
         value = evaluate(frame)
