@@ -57,11 +57,18 @@ def file_lines(path: Path, owner: object | None = None) -> pd.Series:
     # read into arrow's memory pool, which reuses its pages (a Python bytes object faults in fresh ones)
     with pa.input_stream(str(path), compression=_compression(path)) as f:
         file = f.read_buffer()
+    if file.slice(0, min(len(_BOM), file.size)).to_pybytes() == _BOM:
+        file = file.slice(
+            len(_BOM)
+        )  # a byte order mark (Windows tools write one) is not part of the first line
     arr, cr, extremes = _split(file, file.size)
     if cr is None and extremes is not None and owner is not None and len(arr):
         key = _register(file, arr, extremes)
         weakref.finalize(owner, _FILES.pop, key, None)
     return _series(arr)
+
+
+_BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark, which some tools write at the start of a file
 
 
 def _compression(path: Path) -> str | None:
@@ -393,6 +400,10 @@ class LineBlocks:
         self._left: int | None = None  # lines not taken, once counted
         self._finalizer = weakref.finalize(self, _forget, self._keys)
         self._memory = _BlockMemory()
+        head = self._file.read(len(_BOM))  # a byte order mark is not part of the first line: skipped
+        self._read_bytes = len(head)
+        if head != _BOM:
+            self._block = pa.py_buffer(head)
         while self.taken < position and not self.done:
             self.take(position - self.taken)
 

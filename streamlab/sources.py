@@ -293,14 +293,15 @@ class ReplaySource(Source):
         if name.endswith(_JSON_LINES):
             if self.raw:
                 return pd.DataFrame({"value": file_lines(path, owner=self)})
-            frame = pd.read_json(path, lines=True, dtype=False)
+            # utf-8-sig: a byte order mark at the start (Windows tools write one) is not part of the data
+            frame = pd.read_json(path, lines=True, dtype=False, encoding="utf-8-sig")
             if self.time in frame.columns:
                 frame[self.time] = pd.to_datetime(frame[self.time], utc=True, format="ISO8601")
             return frame
         if self.raw:
             raise ValueError(f"ReplaySource(raw=True) needs JSON lines, got {path.name}")
         if name.endswith((".csv", ".csv.gz")):
-            return pd.read_csv(path)
+            return pd.read_csv(path, encoding="utf-8-sig")
         if name.endswith(".parquet"):
             return pd.read_parquet(path)
         raise ValueError(f"ReplaySource: cannot tell the format of {path.name}; use .jsonl, .csv or .parquet")

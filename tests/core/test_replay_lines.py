@@ -8,6 +8,7 @@ from unittest.mock import patch
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -302,3 +303,26 @@ def test_a_finished_replay_gives_its_block_memory_back_without_the_garbage_colle
             assert fresh.call_count == 0  # every block of the second replay reused the first's memory
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("raw", [True, False])
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
+def test_a_byte_order_mark_at_the_start_of_a_file_is_not_part_of_its_first_record(tmp_path, raw, suffix):
+    # a file written with UTF-8's byte order mark (as Windows tools write it) lost its first record to
+    # the dead letters ("invalid JSON: Expecting value"), or failed to load at all without raw=True
+    text = '{"event_id": "1", "timestamp": "2024-01-01T00:00:01Z"}\n{"event_id": "2", "timestamp": "2024-01-01T00:00:02Z"}\n'
+    data = text.encode("utf-8-sig")
+    path = tmp_path / f"bom{suffix}"
+    path.write_bytes(gzip.compress(data) if suffix.endswith(".gz") else data)
+    p = Pipeline(ReplaySource(path, raw=raw, speed=None))
+    events = p.parse({"event_id": "string", "timestamp": "timestamp"}) if raw else p.stream
+    ok, dead = ListSink(), ListSink()
+    events.to(ok)
+    if raw:
+        events.dead_letter.to(dead)
+    p.run(clock=ManualClock(0))
+    assert ok.frame()["event_id"].astype(str).tolist() == ["1", "2"] and dead.frame().empty
+    if raw:
+        assert file_lines(path).tolist() == [line.encode() for line in text.splitlines()]
+        blocks = LineBlocks(path, min_read=8)
+        assert blocks.take(5).tolist() == [line.encode() for line in text.splitlines()]
