@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -52,29 +53,22 @@ def run(
     ex = Executor(pipeline, options, **fields)
     previous: Any = None
     previous_int: Any = None
-    interrupted = threading.Event()
+    interrupted, terminated = threading.Event(), threading.Event()
 
-    def on_interrupt(signum: int, frame: FrameType | None) -> None:
-        # the first interrupt stops at the next batch boundary, so no step is cut short mid-batch;
-        # a second one raises KeyboardInterrupt as usual (a sink stuck on a remote call, say)
-        if interrupted.is_set():
-            raise KeyboardInterrupt
-        interrupted.set()
-        ex.stop_event.set()
+    def stopper(seen: threading.Event) -> Callable[[int, FrameType | None], None]:
+        # the first signal stops at the next batch boundary, so no step is cut short mid-batch; a second
+        # raises KeyboardInterrupt at once (a sink stuck on a remote call, a step stuck in a long batch)
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            if seen.is_set():
+                raise KeyboardInterrupt
+            seen.set()
+            ex.stop_event.set()
 
-    terminated = threading.Event()
-
-    def on_terminate(signum: int, frame: FrameType | None) -> None:
-        # as an interrupt: the first stops at the next batch boundary, a second cuts the batch short (a
-        # step stuck in a long batch would otherwise ignore every SIGTERM until it ends)
-        if terminated.is_set():
-            raise KeyboardInterrupt
-        terminated.set()
-        ex.stop_event.set()
+        return on_signal
 
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, on_terminate)
-        previous_int = signal.signal(signal.SIGINT, on_interrupt)
+        previous = signal.signal(signal.SIGTERM, stopper(terminated))
+        previous_int = signal.signal(signal.SIGINT, stopper(interrupted))
 
     def restore_signals() -> None:
         if previous is not None:
