@@ -41,15 +41,19 @@ def column_values(batch: pd.DataFrame, agg: Aggregator) -> np.ndarray:
     """The values of ``agg``'s column in ``batch``: as numpy numbers for a numeric aggregator, exact
     (Python ints where a nullable integer column has a missing value) for the others."""
     series = batch[agg.column]
-    return series.to_numpy() if isinstance(agg, NUMERIC_AGGREGATORS) else exact_values(series)
+    if isinstance(agg, NUMERIC_AGGREGATORS):
+        # an object column (JSON numbers, numeric text) is read as numbers for this aggregator only: the
+        # batch keeps its values, so ``first``/``last`` of the same column and the late output keep them
+        return float_values(series) if series.dtype == object else series.to_numpy()
+    return exact_values(series)
 
 
 def split_unfit_values(
     batch: pd.DataFrame, aggs: Sequence[Aggregator], step_id: str, keys: Sequence[str] = ()
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """``batch`` as the aggregators read it (object columns of numeric aggregators as float64), without
-    the rows they cannot take or whose ``keys`` cannot be a key (a dict, a list), and those rows as dead
-    letters (None when there are none).
+    """``batch`` without the rows its aggregators cannot take (a value that is not a number for a numeric
+    aggregator: :func:`column_values` reads the others as numbers) or whose ``keys`` cannot be a key (a
+    dict, a list), and those rows as dead letters (None when there are none).
 
     Examples
     --------
@@ -57,8 +61,10 @@ def split_unfit_values(
     >>> from streamlab import agg
     >>> batch = pd.DataFrame({"x": pd.Series(["2", "n/a", 10**400, None], dtype=object)})
     >>> kept, dead = split_unfit_values(batch, [agg.sum("x")], "w")
-    >>> kept["x"].tolist(), dead["reason"].tolist()
-    ([2.0, inf, nan], ["agg.sum('x') needs a number, got str 'n/a'"])
+    >>> len(kept), column_values(kept, agg.sum("x")).tolist(), dead["reason"].tolist()
+    (3, [2.0, inf, nan], ["agg.sum('x') needs a number, got str 'n/a'"])
+    >>> kept["x"].iloc[1] == 10**400  # the batch keeps its values (agg.last of the column reads them)
+    True
     """
     objects = [
         a
@@ -102,7 +108,7 @@ def split_unfit_values(
         if bad.any()
         else None
     )
-    read = batch.assign(**numbers) if numbers else batch
+    read = batch
     if dead is not None:
         read = read[~bad].reset_index(drop=True)
     return read, dead

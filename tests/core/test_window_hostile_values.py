@@ -119,3 +119,23 @@ def test_rows_whose_key_cannot_be_a_key_are_set_aside(window: Any) -> None:
     assert dead["reason"].str.endswith("which cannot be a key").all()
     if isinstance(window, TumblingWindow):
         assert result.outputs["w"]["count"].sum() == 4
+
+
+@pytest.mark.parametrize("window", [TumblingWindow("1m"), SessionWindow("1m")])
+def test_first_and_last_keep_a_json_columns_values_beside_a_sum_of_it(window: Any) -> None:
+    # the window replaced the column by its numbers for every aggregator: last of a 401-digit int was
+    # inf, and the late output showed floats, when a sum read the same column
+    huge = 10**400
+    lines = [
+        b'{"timestamp": "2024-01-01T00:00:0%dZ", "x": %s}' % (i, v)
+        for i, v in enumerate([b"2", b"3", b"%d" % huge])
+    ]
+    lines.append(b'{"timestamp": "2023-01-01T00:00:00Z", "x": "7"}')  # late
+    p = Pipeline(ListSource(lines, batch_size=2))
+    windows = p.parse({"timestamp": "timestamp", "x": "json"}).window(window, delay="0s")
+    windows.agg(agg.sum("x"), agg.first("x"), agg.last("x"))
+    result = p.run()
+    got = result["window"]
+    assert got["sum_x"].tolist() == [math.inf]
+    assert got["first_x"].tolist() == [2] and got["last_x"].tolist() == [huge]
+    assert result["window.late"]["x"].tolist() == ["7"]
