@@ -1137,9 +1137,7 @@ class _Generator:
                 "\n\n# -- from streamlab._detector_record: the rows a window's aggregators cannot take\n"
             )
             parts.append(_plan.unfit_source())
-        if any(
-            isinstance(s, WindowStep) and isinstance(s.window, SessionWindow) for s in self.p.steps.values()
-        ):
+        if "stamp" in self.dofns:  # StampEventTime applies it at session steps
             parts.append("\n\n# -- from streamlab._sessions: the session rule, which rows are late\n")
             parts.append(_plan.session_rule_source())
         parts.append("\n\n# -- step settings\n")
