@@ -341,8 +341,10 @@ class StampEventTime(beam.DoFn):
     # step id -> the largest event time (ns) this process saw at the step; shared by the DoFn's
     # instances, as runners may build one per bundle
     SEEN = {}
-    # session steps: step id -> (open sessions, end of the latest closed session), by key
+    # session steps: step id -> (open sessions, end of the latest closed session), by key; and the
+    # number of keys with a closed session at which to forget the keys that decide nothing
     SESSIONS = {}
+    PRUNE_AT = {}
 
     def __init__(self, step_id, time, shift_ns=0, keys=(), checks=(), expiry=None):
         self.step_id = step_id
@@ -372,6 +374,13 @@ class StampEventTime(beam.DoFn):
         opened, ends = self.SESSIONS.setdefault(self.step_id, ({}, {}))
         key = group_key(row, self.keys)
         late = assign_one_by_one([0], [ts], [seen - delay], [key], gap, lateness, opened, ends, lambda: 0)[1]
+        if len(ends) >= self.PRUNE_AT.get(self.step_id, 10_000):  # forget what decides nothing: a key
+            # without open sessions whose last one ended over gap + lateness ago acts as an unseen key
+            # (a row before that end is late by its own session's end anyway)
+            for k in [k for k, e in ends.items() if not opened.get(k) and e + gap + lateness <= seen - delay]:
+                del ends[k]
+                opened.pop(k, None)
+            self.PRUNE_AT[self.step_id] = max(10_000, 2 * len(ends))  # amortized: the size doubles first
         return bool(late)
 
     def process(self, row):
