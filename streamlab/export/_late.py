@@ -22,9 +22,12 @@ def leave_out_late_windows(
     An engine whose watermark trails streamlab's per-event one (Flink's periodic watermark, Spark's
     per-micro-batch one) never drops a row streamlab keeps, but may still count a row streamlab
     reports late. So a tumbling or sliding window that got no late row in streamlab must be equal;
-    windows that got late rows (by key and start) are left out on both sides. Session windows and
-    joins with late rows can merge or pair differently, so such outputs are not compared at all.
-    ``steps``, when given, limits this to those steps (the others are compared whole).
+    windows that got late rows (by key and start) are left out on both sides. A late row counted by the
+    engine can merge only sessions of its own key: the sessions of keys that got late rows are left
+    out (all of them for sessions without keys). Joins with late rows can pair differently, so such
+    outputs are not compared at all: their notes start with ``"<step>: not compared:"``, which
+    ``verify`` reports as not compared. ``steps``, when given, limits this to those steps (the others
+    are compared whole).
 
     Examples
     --------
@@ -33,10 +36,14 @@ def leave_out_late_windows(
     >>> from streamlab.testing import ListSource
     >>> p = Pipeline(ListSource([b"{}"]))
     >>> _ = p.parse().window(SessionWindow("1m"), key="user_id").agg(agg.count())
-    >>> local = {"window": pd.DataFrame({"count": [1]}), "window.late": pd.DataFrame({"user_id": ["u"]})}
-    >>> kept, theirs, notes = leave_out_late_windows(p, local, {"window": pd.DataFrame({"count": [2]})}, "Spark")
-    >>> len(kept["window"]), len(theirs["window"]), notes
-    (0, 0, ['window: not compared: streamlab reported 1 late rows, which Spark may pair or merge'])
+    >>> sessions = pd.DataFrame({"user_id": ["u", "v"], "count": [1, 3]})
+    >>> local = {"window": sessions, "window.late": pd.DataFrame({"user_id": ["u"]})}
+    >>> theirs = {"window": pd.DataFrame({"user_id": ["u", "v"], "count": [2, 3]})}
+    >>> kept, theirs, notes = leave_out_late_windows(p, local, theirs, "Spark")
+    >>> kept["window"].to_dict("records"), theirs["window"].to_dict("records")
+    ([{'user_id': 'v', 'count': 3}], [{'user_id': 'v', 'count': 3}])
+    >>> notes
+    ['window: sessions of 1 key(s) with late rows in streamlab (1 rows) left out (Spark may merge their late rows)']
     """
     import pandas as pd
 
@@ -68,6 +75,20 @@ def leave_out_late_windows(
             notes.append(
                 f"{sid}: {len(hit)} window(s) with late rows in streamlab left out "
                 f"({engine} may still count their late rows)"
+            )
+        elif isinstance(step, WindowStep) and step.keys:
+
+            def key_text(frame: pd.DataFrame, names: tuple[str, ...] = step.keys) -> list[str]:
+                return ["|".join(x) for x in zip(*(frame[c].astype(str) for c in names))]
+
+            hit = set(key_text(late)) if all(c in late.columns for c in step.keys) else set()
+            for side in (local, exported):
+                frame = side.get(sid)
+                if frame is not None and len(frame) and all(c in frame.columns for c in step.keys):
+                    side[sid] = frame[[k not in hit for k in key_text(frame)]].reset_index(drop=True)
+            notes.append(
+                f"{sid}: sessions of {len(hit)} key(s) with late rows in streamlab ({len(late)} rows) left out "
+                f"({engine} may merge their late rows)"
             )
         else:
             local[sid], exported[sid] = pd.DataFrame(), pd.DataFrame()

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from streamlab import _dead_letter, _detector_record, _pyast, _record, _serde_values
+from streamlab import _dead_letter, _detector_record, _pyast, _record, _serde_values, _sessions
 from streamlab._agg_inputs import NUMERIC_AGGREGATORS
 from streamlab._dead_letter import dead_letter_types
+from streamlab._time import NAT_NS
 from streamlab.aggregators import (
     Aggregator,
     CountAggregator,
@@ -164,6 +165,12 @@ def unfit_source() -> str:
     """``unfit_reason`` and what it builds on, copied from ``streamlab._detector_record``."""
     parts = _segments(_detector_record)
     return "\n\n\n".join(parts[n] for n in UNFIT_SNIPPETS) + "\n"
+
+
+def session_rule_source() -> str:
+    """``assign_one_by_one``, streamlab's session rule one event at a time, copied from
+    ``streamlab._sessions`` (with the ``NAT_NS`` it uses): which rows are late for a session window."""
+    return f"NAT_NS = {NAT_NS!r}\n\n\n" + _segments(_sessions)["assign_one_by_one"] + "\n"
 
 
 def unfit_checks(step: WindowStep) -> tuple[tuple[str, str, bool], ...]:

@@ -106,7 +106,8 @@ TIMESTREAM_DATABASE, TIMESTREAM_TABLE  where final window results go (MULTI-meas
                                        keys are dimensions, which Timestream holds as text: ``str(value)``,
                                        so a reader converts an int64, float64 or bool key back; a ``json``
                                        key is its JSON text, so ``1``, ``1.0``, ``true`` and ``"1"`` stay
-                                       four keys and ``json.loads`` reads one back)
+                                       four keys and ``json.loads`` reads one back; the first/last of a
+                                       ``json`` field is a VARCHAR measure holding its JSON text likewise)
 DEAD_LETTER_QUEUE_URL                  SQS queue for dead letters and late rows (JSON, with ``output``)
 DEAD_LETTER_BUCKET                     optional S3 bucket for side outputs over the queue's
                                        MaximumMessageSize: the whole message is written there and the
@@ -422,7 +423,10 @@ def timestream_record(result, version=1):
         value = result[name]
         if value is None or (isinstance(value, float) and math.isnan(value)):
             continue  # Timestream has no NaN: a missing measure reads as null
-        text = ("true" if value else "false") if kind == "BOOLEAN" else str(value)  # Timestream's booleans
+        if kind == "BOOLEAN":
+            text = "true" if value else "false"  # Timestream's booleans
+        else:  # a json value (first/last of a json field) as its JSON text, so that 1 and "1" stay apart
+            text = dump_json(value) if name in JSON_MEASURES else str(value)
         measures.append({{"Name": name, "Value": text, "Type": kind}})
     return {{
         "Dimensions": dimensions,
@@ -1001,6 +1005,8 @@ class _Steps:
             f"LATENESS_NS = {step.lateness_ns!r}",
             "COMBINE = RowCombine([" + ", ".join(aggs) + "])",
             f"MEASURE_TYPES = {tuple(measure_types)!r}",
+            f"JSON_MEASURES = {tuple(a.name for a in step.aggs if _plan.result_type(a, types) == 'json')!r}"
+            "  # VARCHAR measures holding JSON text",
         ]
         checks = _plan.unfit_checks(step)
         if step.keys or checks:
@@ -1643,9 +1649,11 @@ def _results_from_timestream(
     keys: tuple[str, ...],
     key_types: dict[str, str] | None = None,
     rejected: list[str] | None = None,
+    measure_types: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """The table as Timestream keeps it: one record per dimensions, time and measure name; the keys read
-    back as their columns' types (``key_types``, by streamlab type; text without it).
+    back as their columns' types (``key_types``, by streamlab type; text without it), and a VARCHAR
+    measure whose streamlab type (``measure_types``, by aggregator name) is ``json`` from its JSON text.
 
     Of two writes of one record the higher ``Version`` wins; Timestream rejects a write with the same
     version and other values (moto stores both): such a pair raises here, or, given ``rejected``, the
@@ -1690,7 +1698,7 @@ def _results_from_timestream(
                 if m["Type"] == "DOUBLE"
                 else v == "true"
                 if m["Type"] == "BOOLEAN"
-                else v
+                else dimension_value(v, (measure_types or {}).get(m["Name"]))
             )
         rows.append(row)
     return rows_frame(rows)
@@ -1885,7 +1893,10 @@ def _collect(
     backend = timestreamwrite_backends[DEFAULT_ACCOUNT_ID][os.environ.get("AWS_DEFAULT_REGION", "us-east-1")]
     stored = list(backend.describe_database(database).describe_table(table).records)
     outputs = {ref: rows_frame(rows) for ref, rows in side.items()}
-    outputs[window.step_id] = _results_from_timestream(stored, tuple(window.keys), key_types, rejected)
+    measure_types = {a.name: _plan.result_type(a, key_types) for a in window.aggs}
+    outputs[window.step_id] = _results_from_timestream(
+        stored, tuple(window.keys), key_types, rejected, measure_types
+    )
     for ref in (f"{window.step_id}.late", f"{parse_step}.dead_letter"):
         outputs.setdefault(ref, pd.DataFrame())
     return outputs

@@ -17,9 +17,11 @@ docstring; the short version:
   as streamlab reports it. On several workers, a row that Beam's watermark puts past the horizon
   before its own worker has seen the newer events is still dropped by Beam: keep ``late_horizon``
   above the lateness you expect.
-* Session windows use the same panes over Beam's merging ``Sessions``; a late row that would merge
-  into an emitted session gives Beam an updated session (its own window is still open), where
-  streamlab reports the row as late.
+* Session windows use the same panes over Beam's merging ``Sessions``, but the generated code applies
+  streamlab's session rule itself (``assign_one_by_one``, copied): a row whose own session has closed,
+  or that would join a session already emitted, goes to ``late`` before Beam sees it. Beam merging
+  such a row into a fired session would re-open it (streamlab never does), and its watermark hold is
+  never released, so the DirectRunner stops with "pipeline stall". The rule's state is per process.
 * Times are microseconds in Beam (element timestamps, the rows' datetimes, JSON and BigQuery outputs),
   where streamlab keeps nanoseconds: digits below the microsecond are truncated at parse, as
   streamlab's own JSON sinks write them (``verify`` compares such times at the microsecond and says
@@ -163,9 +165,11 @@ Semantics (streamlab -> Beam)
   this worker saw at the step minus the delay, never ahead of streamlab's watermark) instead of being
   dropped by Beam's garbage collection; on several workers a row whose own worker has not yet seen
   the events that put Beam's watermark past the horizon is still dropped by Beam.
-* Sessions: the same panes over Beam's merging ``Sessions``; a late row that would merge into an
-  emitted session updates it here (its own session window is still open), where streamlab reports it
-  as late.
+* Sessions: the same panes over Beam's merging ``Sessions``; which rows are late is streamlab's session
+  rule (``assign_one_by_one``), run by ``StampEventTime`` against this process's largest event time at
+  the step, so late rows never reach Beam's merging windows (a merge into a fired session would re-open
+  it, and hold Beam's watermark for good). Its per-key state (open sessions, the end of the latest
+  closed one) lives in the worker's memory.
 * Times are microseconds here (Beam's element timestamps, the rows' datetimes, the JSON and BigQuery
   ``TIMESTAMP`` outputs); streamlab keeps nanoseconds. An event time with digits below the microsecond
   is truncated toward the past at parse, so a window bound or event time is written as streamlab's own
@@ -330,12 +334,17 @@ class StampEventTime(beam.DoFn):
     row to ``late`` for each of its windows more than LATE_HORIZON_S past closing, which Beam would drop
     without a trace (its garbage collection of window state): streamlab reports such a row late. The
     test is this process's largest event time at the step minus the delay (SEEN), which never runs
-    ahead of streamlab's watermark, so a row sent to ``late`` here is late in streamlab too.
+    ahead of streamlab's watermark, so a row sent to ``late`` here is late in streamlab too. At a
+    session step (size None) the test is streamlab's session rule against that watermark instead.
     """
 
     # step id -> the largest event time (ns) this process saw at the step; shared by the DoFn's
     # instances, as runners may build one per bundle
     SEEN = {}
+    # session steps: step id -> (open sessions, end of the latest closed session), by key; and the
+    # number of keys with a closed session at which to forget the keys that decide nothing
+    SESSIONS = {}
+    PRUNE_AT = {}
 
     def __init__(self, step_id, time, shift_ns=0, keys=(), checks=(), expiry=None):
         self.step_id = step_id
@@ -354,6 +363,26 @@ class StampEventTime(beam.DoFn):
         gone = [(s, e) for s, e in spans if seen - delay > e + lateness + horizon]
         return gone, len(gone) < len(spans)
 
+    def late_session(self, row, ts):
+        """Whether streamlab reports ``row`` late at a session step (``assign_one_by_one``, its rule): its own
+        session already closed, or it would join a session already emitted. Such a row never reaches Beam's
+        merging ``Sessions``, where a late row merging into a fired session holds the watermark for good
+        (the DirectRunner then stops with "pipeline stall") and re-opens a session streamlab keeps closed."""
+        _, _, _, gap, lateness, delay, _ = self.expiry
+        seen = max(self.SEEN.get(self.step_id, ts), ts)
+        self.SEEN[self.step_id] = seen
+        opened, ends = self.SESSIONS.setdefault(self.step_id, ({}, {}))
+        key = group_key(row, self.keys)
+        late = assign_one_by_one([0], [ts], [seen - delay], [key], gap, lateness, opened, ends, lambda: 0)[1]
+        if len(ends) >= self.PRUNE_AT.get(self.step_id, 10_000):  # forget what decides nothing: a key
+            # without open sessions whose last one ended over gap + lateness ago acts as an unseen key
+            # (a row before that end is late by its own session's end anyway)
+            for k in [k for k, e in ends.items() if not opened.get(k) and e + gap + lateness <= seen - delay]:
+                del ends[k]
+                opened.pop(k, None)
+            self.PRUNE_AT[self.step_id] = max(10_000, 2 * len(ends))  # amortized: the size doubles first
+        return bool(late)
+
     def process(self, row):
         unfit = unfit_reason(row, self.keys, self.checks) if self.keys or self.checks else None
         if unfit is not None:
@@ -366,7 +395,13 @@ class StampEventTime(beam.DoFn):
             reason = f"missing or unreadable event time in column {self.time!r}"
             yield pvalue.TaggedOutput("dead_letter", dead_letter_row(reason, self.step_id, row))
             return
-        if self.expiry is not None:
+        if self.expiry is not None and self.expiry[0] is None:
+            if self.late_session(row, ts):  # stamped at the largest event time seen: not late for the sinks
+                late = {**row, "window_start": from_ns(ts), "window_end": from_ns(ts + self.expiry[3])}
+                stamp = Timestamp(micros=(self.SEEN[self.step_id] + self.shift_ns) // 1_000)
+                yield pvalue.TaggedOutput("late", beam_window.TimestampedValue(late, stamp))
+                return
+        elif self.expiry is not None:
             gone, kept = self.expired(ts)
             for start, end in gone:  # stamped at the largest event time seen: not late for the sinks
                 late = {**row, "window_start": from_ns(start), "window_end": from_ns(end)}
@@ -1111,6 +1146,9 @@ class _Generator:
                 "\n\n# -- from streamlab._detector_record: the rows a window's aggregators cannot take\n"
             )
             parts.append(_plan.unfit_source())
+        if "stamp" in self.dofns:  # StampEventTime applies it at session steps
+            parts.append("\n\n# -- from streamlab._sessions: the session rule, which rows are late\n")
+            parts.append(_plan.session_rule_source())
         parts.append("\n\n# -- step settings\n")
         parts += self.consts
         for code in self.user_code:

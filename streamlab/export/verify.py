@@ -65,24 +65,30 @@ class VerificationReport:
     target
         ``"beam"``, ``"lambda"``, ``"flink"`` or ``"spark"``.
     equal
-        True when every compared output has the same rows.
+        True when every compared output has the same rows (outputs in ``not_compared`` were not).
     diff
         Rows present on one side only: ``output``, ``side`` (``"streamlab"`` or the target) and the
         row's compared columns.
     counts
-        Rows per compared output: ``{"window": {"streamlab": 4, "beam": 4}, ...}``.
+        Rows per output: ``{"window": {"streamlab": 4, "beam": 4}, ...}``; of an output in
+        ``not_compared``, the rows each side produced.
     notes
         What was not compared and why.
     files
         The export that was verified (deleted after ``verify`` returns unless it was given a ``workdir``).
     local, exported
         Every output of streamlab's run and of the export's run, by stream reference.
+    not_compared
+        Outputs left out of the comparison as a whole, with why: ``equal`` says nothing of them.
 
     Examples
     --------
     >>> r = VerificationReport("beam", True, pd.DataFrame(), {"window": {"streamlab": 2, "beam": 2}})
     >>> r
     VerificationReport(beam: equal; window: 2 vs 2)
+    >>> counts = {"window": {"streamlab": 277, "spark": 280}}
+    >>> VerificationReport("spark", True, pd.DataFrame(), counts, not_compared={"window": "2 late rows"})
+    VerificationReport(spark: equal, 1 output not compared; window: not compared (277 vs 280: 2 late rows))
     """
 
     target: str
@@ -93,24 +99,36 @@ class VerificationReport:
     files: Any = None
     local: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
     exported: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    not_compared: dict[str, str] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return self.equal
 
+    def _count(self, ref: str, v: dict[str, int]) -> str:
+        both = f"{v['streamlab']} vs {v[self.target]}"
+        return f"not compared ({both}: {self.not_compared[ref]})" if ref in self.not_compared else both
+
     def __repr__(self) -> str:
-        parts = "; ".join(f"{k}: {v['streamlab']} vs {v[self.target]}" for k, v in self.counts.items())
+        parts = "; ".join(f"{k}: {self._count(k, v)}" for k, v in self.counts.items())
         state = "equal" if self.equal else f"{len(self.diff)} differing rows"
+        if self.not_compared:
+            state += (
+                f", {len(self.not_compared)} output{'s' if len(self.not_compared) > 1 else ''} not compared"
+            )
         return f"VerificationReport({self.target}: {state}; {parts})"
 
     def _repr_html_(self) -> str:
         color = "#1a7f37" if self.equal else "#cf222e"
         rows = "".join(
-            f"<tr><td>{html.escape(k)}</td><td>{v['streamlab']}</td><td>{v[self.target]}</td></tr>"
+            f"<tr><td>{html.escape(k)}</td><td>{v['streamlab']}</td><td>{v[self.target]}</td>"
+            f"<td>{'not compared: ' + html.escape(self.not_compared[k]) if k in self.not_compared else ''}</td></tr>"
             for k, v in self.counts.items()
         )
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
         diff = self.diff.head(20).to_html(index=False) if len(self.diff) else ""
         verdict = "equal" if self.equal else "DIFFERENT"
+        if self.not_compared:
+            verdict += f" ({len(self.not_compared)} not compared)"
         return (
             f"<div><b style='color:{color}'>{self.target}: {verdict}</b>"
             f"<table><tr><th>output</th><th>streamlab</th><th>{self.target}</th></tr>{rows}</table>"
@@ -263,6 +281,29 @@ def fresh_dir(path: Path) -> Path:
     return path
 
 
+BEAM_STALL = "raise update.exception\nTypeError: exceptions must derive from BaseException"
+"""How the DirectRunner ends a stalled pipeline: its stall is an exc_info tuple, which ``raise`` refuses."""
+
+
+def beam_failure(stderr: str) -> str:
+    """The error of a failed Beam program from its stderr: the end of it, and the real error where the
+    DirectRunner hides it (a pipeline stall surfaces as a TypeError about ``BaseException``).
+
+    Examples
+    --------
+    >>> beam_failure("...\\n    raise update.exception\\nTypeError: exceptions must derive from BaseException\\n")[:62]
+    "Beam's DirectRunner stopped: 'Monitor task detected a pipeline"
+    """
+    tail = stderr[-3000:]
+    if BEAM_STALL not in "\n".join(x.strip() for x in stderr.splitlines()[-4:]):
+        return tail
+    return (
+        "Beam's DirectRunner stopped: 'Monitor task detected a pipeline stall' (work was left that the "
+        "watermark never released, e.g. a watermark hold of a window that never fires; Beam reports it as "
+        f"'TypeError: exceptions must derive from BaseException'):\n{tail}"
+    )
+
+
 def run_beam_program(
     module_path: str | Path, lines: list[bytes], workdir: str | Path, *, timeout_s: float = 600.0
 ) -> dict[str, pd.DataFrame]:
@@ -293,7 +334,9 @@ def run_beam_program(
             "verify(..., timeout_s=...)"
         ) from None
     if done.returncode != 0:
-        raise RuntimeError(f"the exported Beam program failed ({' '.join(cmd)}):\n{done.stderr[-3000:]}")
+        raise RuntimeError(
+            f"the exported Beam program failed ({' '.join(cmd)}):\n{beam_failure(done.stderr)}"
+        )
     module_text = Path(module_path).read_text()
     outputs = _plan.const_value(module_text, "OUTPUTS")
     frames: dict[str, pd.DataFrame] = {}
@@ -307,6 +350,39 @@ def run_beam_program(
 
 
 # -- comparison ------------------------------------------------------------------------------------
+def not_compared(
+    notes: list[str],
+    local: dict[str, Any],
+    exported: dict[str, Any],
+    counts: dict[str, dict[str, int]],
+    target: str,
+) -> dict[str, str]:
+    """Outputs the notes say were not compared at all (``"<ref>: not compared: <why>"``), with why; their
+    ``counts`` become the rows each side produced (a left-out output was counted as 0 vs 0).
+
+    Examples
+    --------
+    >>> counts = {"window": {"streamlab": 0, "spark": 0}}
+    >>> local, exported = {"window": pd.DataFrame({"n": [1, 2]})}, {"window": pd.DataFrame({"n": [1]})}
+    >>> not_compared(["window: not compared: 2 late rows", "other"], local, exported, counts, "spark")
+    {'window': '2 late rows'}
+    >>> counts
+    {'window': {'streamlab': 2, 'spark': 1}}
+    """
+    out: dict[str, str] = {}
+    for note in notes:
+        ref, sep, why = note.partition(": not compared: ")
+        if not sep or " " in ref:
+            continue
+        out[ref] = why
+        produced = [local.get(ref), exported.get(ref)]
+        counts[ref] = {
+            "streamlab": 0 if produced[0] is None else len(produced[0]),
+            target: 0 if produced[1] is None else len(produced[1]),
+        }
+    return out
+
+
 def _norm_value(v: Any) -> Any:
     if v is None or v is pd.NA or v is pd.NaT:
         return None
@@ -403,7 +479,7 @@ def compared_outputs(pipeline: Pipeline, target: str) -> dict[str, tuple[list[st
         if isinstance(step, WindowStep):
             aggs = [a.name for a in step.aggs]
             out[sid] = ([*step.keys, "window_start", "window_end", *aggs], {"window_start", "window_end"})
-            if (target == "beam" and step.window.kind == "session") or target == "flink":
+            if target == "flink":
                 continue  # Flink SQL drops late rows: no late output
             out[f"{sid}.late"] = ([*step.keys, step.time, "window_start"], {step.time, "window_start"})
     return out
@@ -564,7 +640,7 @@ def verify(
             "use target='beam', 'lambda', 'flink' or 'spark'",
         )
     lines = sample_lines(sample)
-    local = run_local(pipeline, lines)
+    local = ran = run_local(pipeline, lines)  # ran: what streamlab produced, before any leave-out
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix=f"streamlab-{target}-")
@@ -600,10 +676,12 @@ def verify(
             files, exported, equal, diff, counts, notes = verify_spark(
                 pipeline, lines, local, workdir, timeout_s=timeout_s, **options
             )
-            return VerificationReport(target, equal, diff, counts, notes, files, local, exported)
+            skipped = not_compared(notes, ran, exported, counts, target)
+            return VerificationReport(target, equal, diff, counts, notes, files, local, exported, skipped)
         unit = TIME_UNIT_NS.get(target, 1)
         equal, diff, counts = compare(pipeline, local, exported, target, outputs=outputs, time_unit_ns=unit)
-        return VerificationReport(target, equal, diff, counts, notes, files, local, exported)
+        skipped = not_compared(notes, ran, exported, counts, target)
+        return VerificationReport(target, equal, diff, counts, notes, files, local, exported, skipped)
     finally:
         if tmp is not None:
             tmp.cleanup()

@@ -419,6 +419,49 @@ def test_a_function_named_like_its_step_is_reached_through_user_functions(tmp_pa
     assert "USER_FUNCTIONS['big']" in Path(module.__file__).read_text()
 
 
+def test_sessions_with_late_rows_are_compared_but_for_their_keys(spark: Any, tmp_path: Path) -> None:
+    """A late row Spark counts can merge only sessions of its own key: the other keys' sessions are
+    compared (a session output with late rows was left out whole, reported as ``0 vs 0`` and equal)."""
+    p, events = base("sesslate")
+    events.window(SessionWindow("30s"), key="user_id", step_id="session").agg(agg.count())
+    sample = [
+        record(1, BASE_MS + 5_000, "click", "u1", 1.0),
+        record(2, BASE_MS + 10_000, "click", "u2", 1.0),
+        record(3, BASE_MS + 100_000, "click", "u1", 1.0),
+        record(4, BASE_MS + 20_000, "click", "u3", 1.0),  # late: its session [20s, 50s) closed at 100s
+        record(5, BASE_MS + 110_000, "click", "u2", 1.0),
+    ]
+    report = verify(p, sample, target="spark", workdir=tmp_path)
+    assert report.equal, report.diff
+    assert report.counts["session"] == {"streamlab": 4, "spark": 4}  # u1 and u2: two sessions each
+    assert any(n.startswith("session: sessions of 1 key(s) with late rows") for n in report.notes)
+    assert report.not_compared == {} and "not compared" not in repr(report)
+
+
+def test_an_output_left_out_whole_is_reported_as_not_compared() -> None:
+    """Sessions without keys and late rows cannot be compared at all: the report says so in its repr, its
+    ``not_compared`` and its counts (the rows each side made), where it said ``0 vs 0`` and equal."""
+    import pandas as pd
+
+    from streamlab.export._late import leave_out_late_windows
+    from streamlab.export.verify import VerificationReport, not_compared
+
+    p, events = base("all")
+    events.window(SessionWindow("30s")).agg(agg.count())
+    local = {"window": pd.DataFrame({"count": [2, 1]}), "window.late": pd.DataFrame({"user_id": ["u3"]})}
+    exported = {"window": pd.DataFrame({"count": [3, 1]})}
+    kept, theirs, notes = leave_out_late_windows(p, local, exported, "Spark")
+    counts = {"window": {"streamlab": len(kept["window"]), "spark": len(theirs["window"])}}
+    skipped = not_compared(notes, local, exported, counts, "spark")
+    assert skipped == {"window": "streamlab reported 1 late rows, which Spark may pair or merge"}
+    assert counts == {"window": {"streamlab": 2, "spark": 2}}
+    report = VerificationReport("spark", True, pd.DataFrame(), counts, notes, not_compared=skipped)
+    assert repr(report).startswith(
+        "VerificationReport(spark: equal, 1 output not compared; window: not compared"
+    )
+    assert "not compared: streamlab reported 1 late rows" in report._repr_html_()
+
+
 def test_a_window_after_a_dedup_runs_on_the_dedups_watermark_and_says_so(tmp_path: Path) -> None:
     from streamlab.export.spark import compare_spark, compared_streams, inherited_watermarks
     from streamlab.export.verify import run_local

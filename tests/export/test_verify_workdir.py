@@ -45,3 +45,16 @@ def test_a_beam_program_past_its_timeout_is_stopped_with_a_clear_error(tmp_path:
     p.parse({"timestamp": "timestamp", "x": "string"})
     with pytest.raises(TimeoutError, match=r"target='beam'.*did not finish in 0.01 s.*timeout_s="):
         verify(p, [b'{"timestamp": 1, "x": "a"}'], "beam", workdir=tmp_path, timeout_s=0.01)
+
+
+def test_a_stalled_beam_program_is_reported_as_a_stall() -> None:
+    """The DirectRunner raises its stall as an exc_info tuple, which Python turns into "TypeError:
+    exceptions must derive from BaseException"; verify names the stall."""
+    from streamlab.export.verify import beam_failure
+
+    stderr = (
+        'Traceback (most recent call last):\n  File "executor.py", line 462, in await_completion\n'
+        "    raise update.exception\nTypeError: exceptions must derive from BaseException\n"
+    )
+    assert "Monitor task detected a pipeline stall" in beam_failure(stderr)
+    assert beam_failure("ValueError: boom\n") == "ValueError: boom\n"
