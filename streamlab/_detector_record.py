@@ -78,6 +78,19 @@ def missing_value(value: Any) -> bool:
     return value is None or (isinstance(value, float) and value != value)
 
 
+def unjoinable(key: Any) -> bool:
+    """A join key (the tuple of a row's key columns) that matches nothing: a part is missing (None,
+    NaN), as SQL's NULL equals nothing, or a dict or a list. The runtime's ``join_interval`` and
+    ``enrich`` (``streamlab._joins``) decide the same per batch.
+
+    Examples
+    --------
+    >>> unjoinable(("a", 1)), unjoinable(("a", None)), unjoinable((float("nan"),)), unjoinable(([1],))
+    (False, True, True, True)
+    """
+    return any(missing_value(v) for v in key) or unkeyable(key)
+
+
 def shown_value(value: Any) -> str:
     """A value as a dead letter's reason quotes it: its type and its short repr."""
     return f"{type(value).__name__} {short_repr(value)}"

@@ -25,6 +25,14 @@ def _unkeyed(batch: pd.DataFrame, on: list[str]) -> npt.NDArray[np.bool_] | None
     return out
 
 
+def _keyless(frame: pd.DataFrame, on: list[str]) -> npt.NDArray[np.bool_]:
+    """Rows that join nothing: a key column holds a missing value (None, NaN, ``pd.NA``, NaT), as SQL's
+    NULL equals nothing (pandas' merge would pair missing keys), or a value that cannot be a key."""
+    keyless: npt.NDArray[np.bool_] = np.any(frame[on].isna().to_numpy(), axis=1)
+    unkeyed = _unkeyed(frame, on)
+    return keyless if unkeyed is None else keyless | unkeyed
+
+
 class IntervalJoinOperator(Operator):
     """Inner join of two streams on keys where ``right.time - left.time`` lies in ``[lower, upper]``.
 
@@ -100,9 +108,9 @@ class IntervalJoinOperator(Operator):
         if len(batch):
             self.max_ts[side] = max(self.max_ts[side], int(ts.max()))
             fresh = batch.assign(**{self._TS[side]: ts})
-            unkeyed = _unkeyed(batch, self.on)
-            if unkeyed is not None:  # a dict or a list as key matches nothing: no partner, as a lone key
-                fresh = fresh[~unkeyed].reset_index(drop=True)
+            keyless = _keyless(batch, self.on)
+            if keyless.any():  # a missing key, a dict or a list matches nothing: never held, no partner
+                fresh = fresh[~keyless].reset_index(drop=True)
             other = self.buffers[1 - side]
             if other is not None and len(other):
                 left, right = (fresh, other) if side == 0 else (other, fresh)
@@ -146,9 +154,24 @@ class IntervalJoinOperator(Operator):
 
 
 class EnrichOperator(Operator):
-    """Join each batch with a table (a pandas DataFrame or a DuckDB query result) on key columns."""
+    """Join each batch with a table (a pandas DataFrame or a DuckDB query result) on key columns.
+
+    A row whose key is missing in any key column matches nothing, as in SQL: the table's rows with a
+    missing key are left out, so pandas' merge (which pairs missing keys) cannot pair them.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({"k": ["a", None], "name": ["A", "NULLROW"]})
+    >>> op = EnrichOperator(table, ["k"], "left")
+    >>> op.process(pd.DataFrame({"k": ["a", None]}))["out"]["name"].tolist()
+    ['A', nan]
+    """
 
     def __init__(self, table: pd.DataFrame, on: list[str], how: str) -> None:
+        keyless = _keyless(table, on)
+        if keyless.any():
+            table = table[~keyless].reset_index(drop=True)
         if how == "left":  # a row without a match gets missing values: integers kept as nullable ints
             table = table.astype(nullable_int_dtypes(table, exclude=on))
         self.table = table

@@ -854,7 +854,9 @@ class Stream:
         suffixes: tuple[str, str] = ("", "_right"),
         step_id: str | None = None,
     ) -> JoinedStream:
-        """Inner-join with ``other`` on keys where ``other.time - self.time`` is within ``[lower, upper]``."""
+        """Inner-join with ``other`` on keys where ``other.time - self.time`` is within ``[lower, upper]``.
+
+        A row whose key is missing (null, NaN) in any key column pairs with nothing, as in SQL."""
         sid = self._sid(step_id, "join")
         keys = (on,) if isinstance(on, str) else tuple(on)
         time = self.pipeline.time if time is None else time
@@ -882,7 +884,10 @@ class Stream:
         how: str = "left",
         step_id: str | None = None,
     ) -> Stream:
-        """Join each event with a table: a DataFrame, a Parquet/CSV path, or ``DuckDBTable``."""
+        """Join each event with a table: a DataFrame, a Parquet/CSV path, or ``DuckDBTable``.
+
+        An event whose key is missing (null, NaN) in any key column matches no row of the table, as in
+        SQL: ``how="left"`` keeps it with the table's columns missing, ``how="inner"`` drops it."""
         sid = self._sid(step_id, "enrich")
         keys = (on,) if isinstance(on, str) else tuple(on)
         ref: str | None = None

@@ -104,6 +104,7 @@ UNFIT_SNIPPETS = (
     "as_number",
     "unkeyable",
     "missing_value",
+    "unjoinable",
     "short_repr",
     "shown_value",
     "unfit_key_reason",
@@ -111,7 +112,8 @@ UNFIT_SNIPPETS = (
     "unfit_reason",
 )
 """The part of ``streamlab._detector_record`` that decides which rows a window's aggregators cannot take
-(``unfit_reason``), as generated modules without the whole module carry it."""
+(``unfit_reason``) and which join keys match nothing (``unjoinable``), as generated modules without the
+whole module carry it."""
 
 
 def _module_body(module: Any, allowed: tuple[str, ...]) -> str:

@@ -6,10 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamlab._joins import IntervalJoinOperator
+
+from ._keys import KEY_VALUES, key_column, same_key
 
 LOWER, UPPER, DELAY = -2, 3, 1  # seconds
 
@@ -41,16 +44,25 @@ def frame(rows: list[tuple[int, str, int | None]]) -> pd.DataFrame:
     return pd.DataFrame({"k": [k for _, k, _ in rows], "t": pd.to_datetime(seconds, unit="s", utc=True)})
 
 
+def batch_bounds(events: list[tuple[Any, ...]], cuts: list[int]) -> list[tuple[int, int]]:
+    """The batches of ``events`` as ``(start, stop)``: runs of one side's rows, cut at the given lengths."""
+    bounds = []
+    i = 0
+    while i < len(events):
+        j = i + 1
+        while j < len(events) and events[j][0] == events[i][0] and j - i < cuts[i % len(cuts)]:
+            j += 1
+        bounds.append((i, j))
+        i = j
+    return bounds
+
+
 def run(events: list[tuple[int, str, int | None]], cuts: list[int]) -> tuple[list[Any], list[Any]]:
     op = IntervalJoinOperator("j", ["k"], "t", "t", LOWER * 10**9, UPPER * 10**9, DELAY * 10**9, ("_l", "_r"))
     pairs: list[tuple[Any, ...]] = []
     late: list[tuple[Any, ...]] = []
-    i = 0
-    while i < len(events):  # a batch: a run of one side's rows, cut at the given lengths
+    for i, j in batch_bounds(events, cuts):
         side = events[i][0]
-        j = i + 1
-        while j < len(events) and events[j][0] == side and j - i < cuts[i % len(cuts)]:
-            j += 1
         out = op.process(frame(events[i:j]), side)
         if "out" in out:
             m = out["out"]
@@ -60,7 +72,6 @@ def run(events: list[tuple[int, str, int | None]], cuts: list[int]) -> tuple[lis
         if "late" in out:
             for s, k, t in zip(out["late"]["join_side"], out["late"]["k"], out["late"]["t"]):
                 late.append((int(s == "right"), k, None if pd.isna(t) else int(t.timestamp())))
-        i = j
     return sorted(pairs), sorted(late, key=repr)
 
 
@@ -83,3 +94,69 @@ def test_a_row_behind_what_earlier_rows_of_its_own_batch_raised_is_late():
     got = run(events, [8])
     assert got == reference(events) == ([("a", 4, 5)], [(0, "a", 2)])
     assert run(events, [1]) == got
+
+
+# A missing key (None, NaN, pd.NA) never matches, as SQL's NULL: in every key dtype, single and multi-column.
+
+
+def keyed_reference(events: list[tuple[int, tuple[Any, ...], int]]) -> tuple[list[Any], list[Any]]:
+    """Pairs (left row, right row) and late rows (side, row), one row at a time (rows by position)."""
+    maxes: list[int | None] = [None, None]
+    held: list[list[tuple[int, tuple[Any, ...], int]]] = [[], []]
+    pairs, late = [], []
+    for i, (side, key, ts) in enumerate(events):
+        watermark = None if None in maxes else min(m for m in maxes if m is not None) - DELAY
+        if watermark is not None and ts < watermark:
+            late.append((side, i))
+            continue
+        mine = maxes[side]
+        maxes[side] = ts if mine is None else max(mine, ts)
+        for other_ts, other_key, j in held[1 - side]:
+            (lts, li), (rts, ri) = ((ts, i), (other_ts, j)) if side == 0 else ((other_ts, j), (ts, i))
+            if same_key(key, other_key) and LOWER <= rts - lts <= UPPER:
+                pairs.append((li, ri))
+        held[side].append((ts, key, i))
+    return sorted(pairs), sorted(late)
+
+
+def keyed_run(
+    events: list[tuple[int, tuple[Any, ...], int]], dtype: str, cuts: list[int]
+) -> tuple[list[Any], list[Any]]:
+    on = [f"k{n}" for n in range(len(events[0][1]))] if events else ["k0"]
+    op = IntervalJoinOperator("j", on, "t", "t", LOWER * 10**9, UPPER * 10**9, DELAY * 10**9, ("_l", "_r"))
+    pairs: list[Any] = []
+    late: list[Any] = []
+    for i, j in batch_bounds(events, cuts):
+        side, rows = events[i][0], events[i:j]
+        batch = pd.DataFrame({c: key_column([k[n] for _, k, _ in rows], dtype) for n, c in enumerate(on)})
+        batch["t"] = pd.to_datetime([ts for _, _, ts in rows], unit="s", utc=True)
+        batch["i"] = range(i, j)
+        out = op.process(batch, side)
+        if "out" in out:
+            pairs += zip(out["out"]["i_l"].tolist(), out["out"]["i_r"].tolist())
+        if "late" in out:
+            late += [(int(s == "right"), n) for s, n in zip(out["late"]["join_side"], out["late"]["i"])]
+    return sorted(pairs), sorted(late)
+
+
+@pytest.mark.parametrize("width", [1, 2])
+@pytest.mark.parametrize("dtype", list(KEY_VALUES))
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_a_missing_key_joins_nothing_in_any_dtype_and_batching(dtype: str, width: int, data: Any) -> None:
+    key = st.tuples(*[st.sampled_from(KEY_VALUES[dtype])] * width)
+    events = data.draw(st.lists(st.tuples(st.integers(0, 1), key, st.integers(0, 20)), max_size=30))
+    cuts = data.draw(st.lists(st.integers(1, 8), min_size=1, max_size=4))
+    assert keyed_run(events, dtype, cuts) == keyed_reference(events)
+
+
+@pytest.mark.parametrize("dtype", list(KEY_VALUES))
+def test_rows_whose_keys_are_both_missing_make_no_pair(dtype: str) -> None:
+    # the finding: L(k=null) and R(k=null) paired; so did (null, a) with (null, a) in a two-column key
+    missing, present = KEY_VALUES[dtype][-1], KEY_VALUES[dtype][0]
+    single = [(0, (missing,), 0), (1, (missing,), 1), (0, (present,), 2), (1, (present,), 3)]
+    double = [(0, (missing, present), 0), (1, (missing, present), 1), (0, (present, missing), 2)]
+    double += [(1, (present, missing), 3), (0, (present, present), 4), (1, (present, present), 5)]
+    for cuts in ([1], [8]):
+        assert keyed_run(single, dtype, cuts) == ([(2, 3)], [])
+        assert keyed_run(double, dtype, cuts) == ([(4, 5)], [])
