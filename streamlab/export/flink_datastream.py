@@ -369,7 +369,7 @@ def join_row(row, step, port, state):
     maxes[port] = ts if maxes[port] is None else max(maxes[port], ts)
     key = [row.get(k) for k in on]
     pairs = []
-    if not unkeyable(tuple(key)):  # a dict or a list as key matches nothing and is not held, as in streamlab
+    if not unjoinable(tuple(key)):  # a missing key (None, NaN), a dict or a list matches nothing and is not held, as in streamlab
         for other_ts, other in held["rows"][1 - port]:
             if [other.get(k) for k in on] != key:
                 continue

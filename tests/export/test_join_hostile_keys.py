@@ -103,11 +103,6 @@ def test_streamlab_pairs_no_missing_key() -> None:
     assert pairs(run_local(joined(), null_lines())["join"]) == NULL_MATCHED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="streamlab/export/flink_datastream.py join_row still tests unkeyable(tuple(key)), which lets a "
-    "missing key pair; it should test unjoinable(tuple(key)) (streamlab._detector_record, copied in)",
-)
 def test_the_datastream_rules_pair_no_missing_key(tmp_path: Path) -> None:
     to_flink(joined(), tmp_path, source="files")
     assert pairs(run_rules(tmp_path / "datastream.py", null_lines())["join"]) == NULL_MATCHED
