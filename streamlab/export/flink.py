@@ -1596,8 +1596,9 @@ def comparable(
     Flink's watermark is emitted periodically, so it never runs ahead of streamlab's per-event one: a
     row Flink drops as late is late in streamlab too, while a row streamlab reports late may still be
     counted by Flink. So a tumbling or sliding window that got no late row in streamlab must be equal;
-    windows that got late rows (by key and start) are left out of the comparison. Sessions and joins
-    with late rows can merge or pair differently, so such outputs are not compared at all.
+    windows that got late rows (by key and start) are left out of the comparison. A late row can merge
+    only sessions of its own key, so the sessions of keys that got late rows are left out; joins with
+    late rows can pair differently, so such outputs are not compared at all (``_late``).
 
     Examples
     --------
