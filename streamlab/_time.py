@@ -51,6 +51,10 @@ def parse_duration(value: Duration, *, what: str = "duration") -> int:
     if isinstance(value, bool):
         raise TypeError(f"{what}: expected a duration such as '10s' or '5m', got {value!r}")
     if isinstance(value, (int, float, np.integer, np.floating)):
+        if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+            raise ValueError(
+                f"{what}: {value!r} is not a duration; write it like '10s', '5m', or a number of seconds"
+            )
         return round(float(value) * 1_000_000_000)
     if isinstance(value, (timedelta, pd.Timedelta)):
         return int(pd.Timedelta(value).value)

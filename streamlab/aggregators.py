@@ -262,12 +262,14 @@ class _SumStore(_ArrayStore):
         rows = slots[group]
         missing = np.isnan(v)
         if not missing.any():
-            np.add.at(self.arrays[0], rows, v)
+            with np.errstate(over="ignore", invalid="ignore"):  # a sum past 1.8e308 is inf, inf - inf NaN
+                np.add.at(self.arrays[0], rows, v)
             if self.needs_count:
                 self.arrays[1][slots] += np.bincount(group, minlength=n_groups)
         else:  # missing values are left out of the sum and of the count
             ok = ~missing
-            np.add.at(self.arrays[0], rows[ok], v[ok])
+            with np.errstate(over="ignore", invalid="ignore"):
+                np.add.at(self.arrays[0], rows[ok], v[ok])
             self.arrays[1][slots] += np.bincount(group[ok], minlength=n_groups)
 
     def merge(self, dst: int, src: int) -> None:

@@ -1030,7 +1030,7 @@ def check_run_options(options: dict[str, Any]) -> None:
             "pass e.g. commit_every='5s' (0: a commit point after every batch)",
         )
     n = options.get("max_events")
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n <= 0):
+    if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n <= 0):
         raise PipelineConfigError(
             "pipeline",
             "run",

@@ -345,3 +345,13 @@ def test_a_column_a_function_dropped_stops_the_window_with_the_fix(window, dropp
         StepFailedError, match=rf"has no (event-time|key) column '{dropped}'.*Fix: keep '{dropped}'"
     ):
         p.run()
+
+
+def test_run_options_take_numpy_integers_and_refuse_durations_that_are_not_numbers():
+    import numpy as np
+
+    result = events().run(max_events=np.int64(1), batch_size=np.int64(5))  # max_events was refused
+    assert result.metrics["events_in"] == 1
+    for options in ({"commit_every": float("nan")}, {"duration": float("inf")}):
+        with pytest.raises(ValueError, match="is not a duration"):  # was a raw float-to-int error
+            events().run(**options)

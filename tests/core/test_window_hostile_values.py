@@ -139,3 +139,20 @@ def test_first_and_last_keep_a_json_columns_values_beside_a_sum_of_it(window: An
     assert got["sum_x"].tolist() == [math.inf]
     assert got["first_x"].tolist() == [2] and got["last_x"].tolist() == [huge]
     assert result["window.late"]["x"].tolist() == ["7"]
+
+
+def test_a_sum_that_overflows_or_adds_opposite_infinities_warns_of_nothing() -> None:
+    import warnings
+
+    t = pd.Timestamp("2024-01-01", tz="UTC")
+    rows = [{"timestamp": t, "v": 1e308}, {"timestamp": t, "v": 1e308}]
+    rows += [
+        {"timestamp": t + pd.Timedelta("1m"), "v": math.inf},
+        {"timestamp": t + pd.Timedelta("1m"), "v": -math.inf},
+    ]
+    p = Pipeline(ListSource(rows))
+    p.stream.window(TumblingWindow("1m")).agg(agg.sum("v"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # np.add.at warned once per batch
+        got = p.run()["window"]["sum_v"].tolist()
+    assert got[0] == math.inf and math.isnan(got[1])
