@@ -204,6 +204,54 @@ class ListSource(Source):
         return f"ListSource({len(self.frame)} events)"
 
 
+def _unreadable(path: Path, where: str | None, error: Exception) -> ValueError:
+    """The error for a file that cannot be loaded whole (``where``: which line or record), with the way
+    to read it with dead letters."""
+    where = f"{where} of {path}" if where is not None else str(path)
+    return ValueError(
+        f"ReplaySource: {where} cannot be read as a table ({type(error).__name__}: {error}). "
+        "A file with bad records cannot be loaded whole; replay it raw so that bad records go to a "
+        "dead-letter output: Pipeline(ReplaySource(path, raw=True)).parse({...fields...})"
+        if path.name.lower().endswith(_JSON_LINES)
+        else f"ReplaySource: {where} cannot be read as a table ({type(error).__name__}: {error}); "
+        "fix the file or load it yourself (pandas.read_csv(..., on_bad_lines=...)) and pass the DataFrame"
+    )
+
+
+def _bad_json_line(path: Path) -> int | None:
+    """The number (from 1) of the first line of ``path`` that is not one JSON object, if any."""
+    import gzip
+    import json
+
+    with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as f:
+        for n, line in enumerate(f, 1):
+            text = line.strip()
+            if n == 1 and text.startswith(b"\xef\xbb\xbf"):
+                text = text[3:]
+            if not text:
+                continue
+            try:
+                if not isinstance(json.loads(text), dict):
+                    return n
+            except ValueError:  # also bad UTF-8
+                return n
+    return None
+
+
+def _event_times(path: Path, values: pd.Series, column: str) -> pd.Series:
+    """``values`` as UTC timestamps, or an error naming the first row whose time cannot be read."""
+    try:
+        return pd.to_datetime(values, utc=True, format="ISO8601")
+    except (ValueError, TypeError, OverflowError) as e:
+        read = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
+        bad = np.flatnonzero(read.isna().to_numpy() & values.notna().to_numpy())
+        if not len(bad):
+            raise _unreadable(path, None, ValueError(f"event time {column!r}: {e}")) from None
+        value = values.iloc[int(bad[0])]
+        why = ValueError(f"event time {column!r} is {value!r}, not an ISO 8601 time")
+        raise _unreadable(path, f"record {int(bad[0]) + 1}", why) from None
+
+
 class ReplaySource(Source):
     """Replay recorded events at a chosen speed, honouring the gaps between their event times.
 
@@ -223,6 +271,9 @@ class ReplaySource(Source):
         For JSON lines: deliver the raw lines in a ``value`` column (for ``parse`` with dead letters)
         instead of parsed columns. With ``speed=None`` the file is read a block at a time as it is
         replayed (memory stays at a few blocks); a paced replay reads it whole first (its release times).
+        Without ``raw`` the file is loaded whole when the source is made, and a record that cannot be
+        loaded (invalid JSON, an unreadable event time) raises ``ValueError`` naming its line: replay
+        such a file raw and ``parse`` it to send bad records to a dead-letter output.
 
     Examples
     --------
@@ -293,15 +344,21 @@ class ReplaySource(Source):
         if name.endswith(_JSON_LINES):
             if self.raw:
                 return pd.DataFrame({"value": file_lines(path, owner=self)})
-            # utf-8-sig: a byte order mark at the start (Windows tools write one) is not part of the data
-            frame = pd.read_json(path, lines=True, dtype=False, encoding="utf-8-sig")
+            try:  # utf-8-sig: a byte order mark at the start (Windows tools write one) is no data
+                frame = pd.read_json(path, lines=True, dtype=False, encoding="utf-8-sig")
+            except (ValueError, TypeError) as e:  # TypeError: a line that is JSON but no object
+                line = _bad_json_line(path)
+                raise _unreadable(path, None if line is None else f"line {line}", e) from None
             if self.time in frame.columns:
-                frame[self.time] = pd.to_datetime(frame[self.time], utc=True, format="ISO8601")
+                frame[self.time] = _event_times(path, frame[self.time], self.time)
             return frame
         if self.raw:
             raise ValueError(f"ReplaySource(raw=True) needs JSON lines, got {path.name}")
         if name.endswith((".csv", ".csv.gz")):
-            return pd.read_csv(path, encoding="utf-8-sig")
+            try:
+                return pd.read_csv(path, encoding="utf-8-sig")
+            except (ValueError, UnicodeDecodeError) as e:  # pandas' ParserError is a ValueError
+                raise _unreadable(path, None, e) from None
         if name.endswith(".parquet"):
             return pd.read_parquet(path)
         raise ValueError(f"ReplaySource: cannot tell the format of {path.name}; use .jsonl, .csv or .parquet")

@@ -326,3 +326,42 @@ def test_a_byte_order_mark_at_the_start_of_a_file_is_not_part_of_its_first_recor
         assert file_lines(path).tolist() == [line.encode() for line in text.splitlines()]
         blocks = LineBlocks(path, min_read=8)
         assert blocks.take(5).tolist() == [line.encode() for line in text.splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "where", "then_raw"),
+    [
+        (
+            "events.jsonl",
+            b'{"timestamp": "2024-01-01T00:00:00Z"}\n{"timestamp": "2024-01-01T00:00:01Z"\n',
+            "line 2",
+            True,
+        ),
+        ("events.jsonl.gz", b'{"timestamp": "2024-01-01T00:00:00Z"}\n\n[1, 2]\n', "line 3", True),
+        ("events.jsonl", b'{"timestamp": "2024-01-01T00:00:00Z"}\n{"timestamp": "\xff"}\n', "line 2", True),
+        ("events.jsonl", b'{"timestamp": "2024-01-01T00:00:00Z"}\n{"timestamp": "noon"}\n', "record 2", True),
+        ("events.csv", b"timestamp,v\n2024-01-01T00:00:00Z,1\n2024-01-01T00:00:01Z,2,3\n", None, False),
+    ],
+)
+def test_a_file_that_cannot_be_loaded_whole_names_its_bad_record_and_the_raw_replay(
+    tmp_path, name, data, where, then_raw
+):
+    # one bad line used to fail a (non-raw) replay with pandas' bare error ("Expected object or value"),
+    # saying neither where nor what to do; raw=True with parse sends bad records to dead letter
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    with pytest.raises(ValueError, match="cannot be read as a table") as caught:
+        ReplaySource(path, speed=None)
+    message = str(caught.value)
+    assert str(path) in message
+    assert where is None or f"{where} of" in message
+    assert ("raw=True" in message) is then_raw
+    if then_raw:  # the way out it names works: every record reaches an output
+        p = Pipeline(ReplaySource(path, raw=True, speed=None))
+        events = p.parse({"timestamp": "timestamp"})
+        ok, dead = ListSink(), ListSink()
+        events.to(ok)
+        events.dead_letter.to(dead)
+        p.run(clock=ManualClock(0))
+        assert len(ok.frame()) + len(dead.frame()) == len(data.splitlines())  # an empty line too
+        assert len(ok.frame()) == 1
