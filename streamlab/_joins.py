@@ -179,6 +179,11 @@ class EnrichOperator(Operator):
         self.how = how
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
+        from streamlab.steps import table_clash
+
+        clash = table_clash(self.table, self.on, tuple(batch.columns))
+        if clash is not None:  # (checked when the pipeline is built, where the stream's columns are known)
+            raise ValueError(f"{clash[0]}: {clash[1]}")
         unkeyed = _unkeyed(batch, self.on)
         if unkeyed is not None:  # a dict or a list as key matches no row of the table
             return {"out": self._merge_unkeyed(batch, unkeyed)}

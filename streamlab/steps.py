@@ -111,6 +111,21 @@ def expr_columns(expr: str, step_id: str, kind: str) -> set[str]:
     return names - attrs - functions - _EXPR_NAMES_IGNORED
 
 
+def named_columns(expr: str) -> tuple[str, ...]:
+    """The column names ``expr`` reads, sorted (as a filter checks them), or none when it cannot be read
+    (the step that holds it reports that).
+
+    Examples
+    --------
+    >>> named_columns("abs(amount) > 10 and country == 'FR'"), named_columns("a >")
+    (('amount', 'country'), ())
+    """
+    try:
+        return tuple(sorted(expr_columns(expr, "", "")))
+    except PipelineConfigError:
+        return ()
+
+
 def _expression_functions() -> tuple[str, ...]:
     """The functions pandas' expressions call (``sqrt(x)``, ``abs(x)``); any other is its ValueError."""
     from pandas.core.computation.ops import MATHOPS  # type: ignore[attr-defined]
@@ -889,6 +904,21 @@ class IntervalJoinStep(Step):
         return _first(
             missing_column(columns_in[0], [*self.on, self.left_time], "the left side"),
             missing_column(columns_in[1], [*self.on, self.right_time], "the right side"),
+            self._repeated_columns(columns_in),
+        )
+
+    def _repeated_columns(self, columns_in: list[Columns]) -> tuple[str, str] | None:
+        """A problem when the suffixes give two output columns one name (pandas' merge refuses it)."""
+        out = self.out_columns(columns_in)["out"]
+        if out is None:
+            return None
+        repeated = sorted({c for c in out if out.count(c) > 1})
+        if not repeated:
+            return None
+        return (
+            f"suffixes={self.suffixes!r} give the output two columns named {', '.join(map(repr, repeated))}",
+            "pass suffixes that no column of either side already ends in, e.g. suffixes=('_left', '_right'), "
+            "or rename a column first with select(...)",
         )
 
     def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:
@@ -962,13 +992,39 @@ class EnrichStep(Step):
         return super().params()
 
     def input_problem(self, columns_in: list[Columns]) -> tuple[str, str] | None:
-        return missing_column(columns_in[0], self.on, "on")
+        return _first(
+            missing_column(columns_in[0], self.on, "on"), table_clash(self.table, self.on, columns_in[0])
+        )
 
     def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:
         c = columns_in[0]
         if c is None:
             return {"out": None}
         return {"out": tuple(dict.fromkeys(c + tuple(self.table.columns)))}
+
+
+def table_clash(table: pd.DataFrame, on: Iterable[str], columns: Columns) -> tuple[str, str] | None:
+    """``(problem, fix)`` when the stream's ``columns`` hold a column of ``table`` besides the keys
+    ``on`` (an enrich would give the result two columns of one name); None when not, or unknown.
+
+    Examples
+    --------
+    >>> table_clash(pd.DataFrame({"k": [1], "v": [2]}), ["k"], ("k", "v", "timestamp"))[0]
+    "the table's column 'v' is also a column of the stream"
+    """
+    if columns is None:
+        return None
+    keys = set(on)
+    both = [c for c in table.columns if c in columns and c not in keys]
+    if not both:
+        return None
+    names = ", ".join(map(repr, both))
+    return (
+        f"the table's column{'s' if len(both) > 1 else ''} {names} "
+        f"{'are' if len(both) > 1 else 'is'} also {'columns' if len(both) > 1 else 'a column'} of the stream",
+        f"rename {'them' if len(both) > 1 else 'it'} in the table, e.g. "
+        f"table.rename(columns={{{both[0]!r}: {both[0] + '_table'!r}}}), or drop {'them' if len(both) > 1 else 'it'}",
+    )
 
 
 def _sink_label(step: SinkStep) -> str:

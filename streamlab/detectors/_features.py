@@ -877,8 +877,9 @@ class ThresholdRule(StepConfig):
     alerted), combining with columns of rules applied earlier.
 
     Output ``dead_letter``: rows whose ``expr`` cannot be evaluated (a text compared with a number),
-    with the error as ``reason``; the rest of the batch goes on. An ``expr`` naming a column the batch
-    lacks stops the run with a ValueError instead (it would fail on every row). With
+    with the error as ``reason``; the rest of the batch goes on. An ``expr`` naming a column the stream
+    lacks is refused when the pipeline is built (where the stream's columns are known; otherwise it
+    stops the run with a ValueError, as it would fail on every row). With
     ``column``/``op``/``value``, a value that does not compare with ``value`` is no alert (with ``!=``,
     an alert), as a missing one.
 
@@ -914,7 +915,11 @@ class ThresholdRule(StepConfig):
     output_names: ClassVar[tuple[str, ...]] = ("out", "dead_letter")
 
     def required_columns(self) -> tuple[str, ...]:
-        """Input columns the step reads."""
+        """Input columns the step reads (those ``expr`` names: a missing one is a configuration error)."""
+        if self.expr is not None:
+            from streamlab.steps import named_columns
+
+            return named_columns(self.expr)
         return () if self.column is None else (self.column,)
 
     def condition_columns(self) -> list[str]:

@@ -172,10 +172,14 @@ class Pattern(StepConfig):
     output_names: ClassVar[tuple[str, ...]] = ("out", "late", "dead_letter")
 
     def required_columns(self) -> tuple[str, ...]:
-        """Input columns the step reads (columns inside ``where`` conditions are checked per batch)."""
+        """Input columns the step reads: the key, time and id, those of ``differs_from`` and those the
+        ``where`` conditions name (a missing one is a configuration error)."""
         steps: tuple[PatternStep, ...] = tuple(self.steps)  # type: ignore[arg-type]
         values = sorted({c for s in steps for c in s.differs_from})
-        return (self.key, self.time, self.id_column, *values)
+        from streamlab.steps import named_columns
+
+        named = [c for s in steps for c in named_columns(s.where)]
+        return tuple(dict.fromkeys((self.key, self.time, self.id_column, *values, *named)))
 
     def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:
         """Matches have fixed columns; late and dead-letter rows keep the input's."""

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamlab.pipeline import Pipeline
 from streamlab.steps import WindowStep
 from streamlab.windows import SessionWindow
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def leave_out_late_windows(
@@ -63,8 +66,8 @@ def leave_out_late_windows(
             def keys(frame: pd.DataFrame, names: tuple[str, ...] = step.keys) -> list[str]:
                 if frame is None or len(frame) == 0:
                     return []
-                parts = [frame[c].astype(str) for c in names]
-                parts.append(pd.Series(to_utc_ns(frame["window_start"]), index=frame.index).astype(str))
+                parts = [_texts(frame[c]) for c in names]
+                parts.append([str(t) for t in to_utc_ns(frame["window_start"]).tolist()])
                 return ["|".join(x) for x in zip(*parts)] if parts else []
 
             hit = set(keys(late[cols]))
@@ -79,7 +82,7 @@ def leave_out_late_windows(
         elif isinstance(step, WindowStep) and step.keys:
 
             def key_text(frame: pd.DataFrame, names: tuple[str, ...] = step.keys) -> list[str]:
-                return ["|".join(x) for x in zip(*(frame[c].astype(str) for c in names))]
+                return ["|".join(x) for x in zip(*(_texts(frame[c]) for c in names))]
 
             hit = set(key_text(late)) if all(c in late.columns for c in step.keys) else set()
             for side in (local, exported):
@@ -96,3 +99,20 @@ def leave_out_late_windows(
                 f"{sid}: not compared: streamlab reported {len(late)} late rows, which {engine} may pair or merge"
             )
     return local, exported, notes
+
+
+def _texts(column: pd.Series) -> list[str]:
+    """Each value of a key column as text, every kind of missing value (None, NaN, ``pd.NA``, NaT) as
+    one text: the key None. (``astype(str)`` keeps NaN in a ``str`` column, and tells None from NaN.)
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> _texts(pd.Series(["u", None, float("nan")], dtype="object"))
+    ['u', '\\x00None', '\\x00None']
+    """
+    import pandas as pd
+
+    return [
+        "\x00None" if v is None or v is pd.NA or v is pd.NaT or v != v else str(v) for v in column.tolist()
+    ]

@@ -355,3 +355,66 @@ def test_run_options_take_numpy_integers_and_refuse_durations_that_are_not_numbe
     for options in ({"commit_every": float("nan")}, {"duration": float("inf")}):
         with pytest.raises(ValueError, match="is not a duration"):  # was a raw float-to-int error
             events().run(**options)
+
+
+def test_an_enrich_table_column_the_stream_already_has_is_refused_when_built():
+    # pandas' merge renamed both to amount_x / amount_y: every later step naming `amount` then failed
+    # at run time (a window stopped the run, a filter dead-lettered every row)
+    p = events()
+    table = pd.DataFrame({"event_type": ["a"], "amount": [2.0], "label": ["A"]})
+    with pytest.raises(PipelineConfigError, match=r"enrich.*'amount' is also a column of the stream") as e:
+        p.stream.enrich(table, on="event_type")
+    assert "table.rename(columns={'amount': 'amount_table'})" in str(e.value)
+    ok = p.stream.enrich(table.rename(columns={"amount": "table_amount"}), on="event_type")
+    assert ok.columns == ("event_type", "amount", "timestamp", "table_amount", "label")
+
+
+def test_an_enrich_clash_on_a_stream_of_unknown_columns_stops_the_run_saying_so():
+    from streamlab import ManualClock
+    from streamlab.errors import StepFailedError
+    from streamlab.io import Source
+
+    class Unknown(ListSource):  # a source that does not declare its columns
+        @property
+        def columns(self) -> None:
+            return None
+
+        @columns.setter
+        def columns(self, value: object) -> None:
+            pass
+
+    assert issubclass(Unknown, Source)
+    p = Pipeline(Unknown([{"k": 1, "v": 1.0}]))
+    p.stream.enrich(pd.DataFrame({"k": [1], "v": [2.0]}), on="k")
+    with pytest.raises(StepFailedError, match="'v' is also a column of the stream"):
+        p.run(clock=ManualClock(0))
+
+
+@pytest.mark.parametrize(
+    ("left", "suffixes", "repeated"),
+    [
+        ({"k": 1, "v": 1}, ("", ""), "'timestamp', 'v'"),
+        ({"k": 1, "v": 1, "v_right": 2}, ("", "_right"), "'v_right'"),
+        ({"k": 1, "v": 1}, ("_x", "_x"), "'timestamp_x', 'v_x'"),
+    ],
+)
+def test_join_interval_suffixes_that_repeat_a_column_name_are_refused_when_built(left, suffixes, repeated):
+    ts = pd.Timestamp("2024-01-01", tz="UTC")
+    p = Pipeline(ListSource([{**left, "timestamp": ts}]))
+    right = p.stream.select("k", "v", "timestamp")
+    with pytest.raises(PipelineConfigError, match=f"two columns named {repeated}") as e:
+        p.stream.join_interval(right, "k", lower="-1m", upper="1m", suffixes=suffixes)
+    assert "suffixes=('_left', '_right')" in str(e.value)
+
+
+def test_a_rule_or_pattern_condition_naming_an_unknown_column_is_refused_when_built():
+    from streamlab.detectors import ThresholdRule
+
+    p = Pipeline(ListSource([{"k": 1, "v": 1.0, "event_id": "e", "timestamp": pd.Timestamp(0, tz="UTC")}]))
+    with pytest.raises(PipelineConfigError, match=r"threshold_rule.*no column\(s\) \['nope'\]"):
+        p.stream.apply(ThresholdRule("r", expr="nope > 1 and v > 0"))
+    with pytest.raises(PipelineConfigError, match=r"pattern.*no column\(s\) \['nope'\]"):
+        p.stream.pattern("k", [("a", "v > 0"), ("b", "nope > 0")], within="1m")
+    # functions and methods are no columns
+    p.stream.apply(ThresholdRule("r", expr="abs(v) > 1 and v.abs() > 0"))
+    p.stream.pattern("k", [("a", "abs(v) > 0")], within="1m")

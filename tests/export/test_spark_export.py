@@ -462,6 +462,31 @@ def test_an_output_left_out_whole_is_reported_as_not_compared() -> None:
     assert "not compared: streamlab reported 1 late rows" in report._repr_html_()
 
 
+@pytest.mark.parametrize("window", [TumblingWindow("1m"), SessionWindow("1m")])
+def test_late_windows_of_a_missing_key_are_left_out_without_failing(window: Any) -> None:
+    """A late row whose window key is missing (the key None): pandas' ``str`` column keeps it NaN after
+    ``astype(str)``, and joining the key texts raised a TypeError out of ``verify``. NaN and None in the
+    exported side's frame are the same key."""
+    import numpy as np
+    import pandas as pd
+
+    from streamlab.export._late import leave_out_late_windows
+
+    p = Pipeline(ListSource([b"{}"]))
+    p.parse().window(window, key="user_id").agg(agg.count())
+    t = pd.Timestamp("2024-01-01", tz="UTC")
+    local = pd.DataFrame(
+        {"user_id": pd.array(["u", np.nan], dtype="str"), "window_start": [t, t], "count": [1, 2]}
+    )
+    theirs = pd.DataFrame({"user_id": ["u", None], "window_start": [t, t], "count": [1, 3]})
+    late = pd.DataFrame({"user_id": pd.array([np.nan], dtype="str"), "window_start": [t]})
+    kept, other, notes = leave_out_late_windows(
+        p, {"window": local, "window.late": late}, {"window": theirs}, "Spark"
+    )
+    assert kept["window"]["user_id"].tolist() == ["u"] and other["window"]["user_id"].tolist() == ["u"]
+    assert len(notes) == 1
+
+
 def test_a_window_after_a_dedup_runs_on_the_dedups_watermark_and_says_so(tmp_path: Path) -> None:
     from streamlab.export.spark import compare_spark, compared_streams, inherited_watermarks
     from streamlab.export.verify import run_local
