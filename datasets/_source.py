@@ -46,7 +46,9 @@ class SyntheticSource(Source):
     bursts for the clickstream); :meth:`SyntheticSourceReader.poll` returns those whose arrival time is
     at or before the clock's now. Frames have the typed columns of :func:`generate_clickstream`,
     :func:`generate_transactions` or :func:`generate_iot`, labels included, and the first ``n`` events
-    equal ``generate_<kind>(n, seed=seed, start=start, events_per_second=...)``.
+    equal ``generate_<kind>(n, seed=seed, start=start, events_per_second=...)``. (So an ``n``-bounded
+    ``"iot"`` stream drifts from 60 % of it on, as ``generate_iot`` does; an endless one drifts only
+    when given ``drift_at``, a duration after ``start`` or a time.)
 
     Parameters
     ----------
@@ -110,6 +112,8 @@ class SyntheticSource(Source):
                 f"SyntheticSource(kind={kind!r}): unknown parameter(s) {', '.join(unknown)}; "
                 f"{kind} accepts {', '.join(_knobs(stream))}"
             )
+        if kind == "iot" and n is not None and "drift_at" not in params:
+            params = {**params, "drift_at": 0.6}  # generate_iot's default: a bounded stream drifts at 60 %
         start_ns = None if start is None else resolve_start(start, f"SyntheticSource(start={start!r})")
         extra = {"_n": None if n is None else int(n)} if kind == "iot" else {}
         # Build the config once now so that a bad knob fails here, not when the pipeline runs.

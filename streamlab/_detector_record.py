@@ -430,6 +430,8 @@ class AdaptiveThreshold:
         flag = False
         if n >= max(self.warmup, 2):
             flag = score > mean + self.k * math.sqrt(m2 / (n - 1))
+        if score in (math.inf, -math.inf):  # judged, not learned: an infinity would disable the rule
+            return bool(flag)
         n += 1
         delta = score - mean
         mean += delta / n
@@ -629,7 +631,8 @@ class DetectState:
 
 class DriftState:
     """river's drift detector (``ADWIN``, ``PageHinkley``) on one column's values in arrival order;
-    ``update(v)`` returns the number of values seen when drift is detected, else None (missing: skipped)."""
+    ``update(v)`` returns the number of values seen when drift is detected, else None (missing and
+    infinite values are skipped: one infinity would turn river's running mean to inf or NaN for good)."""
 
     def __init__(self, method: str, params: dict[str, Any]) -> None:
         from river import drift
@@ -639,7 +642,7 @@ class DriftState:
 
     def update(self, value: Any) -> int | None:
         v = as_number(value)
-        if v != v:
+        if v != v or v in (math.inf, -math.inf):
             return None
         self.detector.update(v)
         self.seen += 1

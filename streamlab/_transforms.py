@@ -228,6 +228,11 @@ class MapOperator(Operator):
         res = self.fn(part)
         if not isinstance(res, pd.DataFrame):
             raise TypeError(f"must return a pandas DataFrame, returned {type(res).__name__}")
+        if not res.columns.is_unique:  # later steps would read a frame where they expect a column
+            repeated = sorted({str(c) for c in res.columns[res.columns.duplicated()]})
+            raise ValueError(
+                f"returned a DataFrame with repeated column names {repeated}: give each column one name"
+            )
         return res
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:

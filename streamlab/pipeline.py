@@ -763,7 +763,9 @@ class Stream:
         return self.pipeline._add(step, cls=DedupedStream)  # type: ignore[return-value]
 
     def key_by(self, *keys: str, step_id: str | None = None) -> Stream:
-        """Declare the key for later keyed steps (windows, dedup, detectors)."""
+        """Declare the key for later keyed steps: a ``window`` and a ``detect`` given no ``key`` use it
+        (``detect``: one model per key; it takes one key column). ``dedup`` is by id over the whole
+        stream, and features, rules and patterns name their key themselves."""
         sid = self._sid(step_id, "key_by")
         return self.pipeline._add(KeyByStep(sid, (self.ref,), keys=tuple(keys)))
 
@@ -924,6 +926,15 @@ class Stream:
         """
         from streamlab.detectors import Detect
 
+        if key is None and self.keys:  # declared by key_by
+            if len(self.keys) > 1:
+                raise PipelineConfigError(
+                    step_id or "detect",
+                    "detect",
+                    f"the stream is keyed by {list(self.keys)} (key_by), and a detector keys by one column",
+                    f"pass key='{self.keys[0]}' (or one column that combines them, made with with_columns)",
+                )
+            key = self.keys[0]
         cfg = Detect(
             detector,
             features=list(features),

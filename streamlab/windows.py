@@ -204,7 +204,10 @@ class SlidingWindow(Window):
         return d
 
     def __repr__(self) -> str:
-        return f"SlidingWindow({format_duration(self.size_ns)!r}, every={format_duration(self.every_ns)!r})"
+        off = f", offset={format_duration(self.offset_ns)!r}" if self.offset_ns else ""
+        return (
+            f"SlidingWindow({format_duration(self.size_ns)!r}, every={format_duration(self.every_ns)!r}{off})"
+        )
 
 
 @dataclass(frozen=True, repr=False)

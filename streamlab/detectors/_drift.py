@@ -42,7 +42,8 @@ class DriftDetector(StepConfig):
     Values are fed in arrival order to river's ``ADWIN`` (change in mean, adaptive window) or
     ``PageHinkley`` (sustained shift). ``out`` passes the batch through unchanged; ``drift`` gets one
     row per detection: ``time`` (event time of the value that triggered it), ``value``, ``method``,
-    ``column`` and ``n_seen`` (values seen so far). Missing values are skipped.
+    ``column`` and ``n_seen`` (values seen so far). Missing and infinite values are skipped (one
+    infinity would turn river's running mean to infinity or NaN for good, and no drift would follow).
 
     Parameters
     ----------
@@ -134,7 +135,7 @@ class DriftOperator(PickledStateOperator):
         hits_n: list[int] = []
         det = self.detector
         for t, v in zip(times.tolist(), values.tolist()):
-            if math.isnan(v):
+            if not math.isfinite(v):  # (as DriftState: an infinity would disable river's detector)
                 continue
             det.update(v)
             self.seen += 1

@@ -247,6 +247,8 @@ class _AdaptiveOperator(ThresholdOperator):
         if n >= max(self.warmup, 2):
             std = math.sqrt(m2 / (n - 1))
             flag = score > mean + self.k * std
+        if math.isinf(score):  # judged, not learned: one infinity would make every later bound inf/NaN
+            return bool(flag)
         n += 1
         delta = score - mean
         mean += delta / n
@@ -261,6 +263,9 @@ class _AdaptiveOperator(ThresholdOperator):
 @dataclass(frozen=True)
 class AdaptiveThresholdFilter(ThresholdFilter):
     """``is_anomaly = score > mean + k·std`` of the key's own previous scores (or all scores).
+
+    A missing score is no anomaly and is not learned; an infinite one is judged (``+inf`` is an
+    anomaly after the warm-up) but not learned, so it cannot turn the bound to infinity for good.
 
     Parameters
     ----------

@@ -29,12 +29,30 @@ __all__ = [
 ]
 
 
+def _labels(labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Labels as bools, and which are known: a missing label (None, NaN, ``pd.NA``: one that has not
+    arrived, as a left merge leaves it) is neither a positive nor a negative.
+
+    Examples
+    --------
+    >>> y, known = _labels([1, None, float("nan"), 0, True])
+    >>> y.tolist(), known.tolist()
+    ([True, False, False, False, True], [True, False, False, True, True])
+    """
+    values = np.asarray(labels, dtype=object) if not isinstance(labels, np.ndarray) else labels
+    known = ~np.asarray(pd.isna(values), dtype=bool).reshape(values.shape)
+    y = np.zeros(values.shape, dtype=bool)
+    y[known] = values[known].astype(bool)
+    return y, known
+
+
 def _as_arrays(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and labels of the labelled events (see :func:`_labels`)."""
     s = np.asarray(scores, dtype="float64")
-    y = np.asarray(labels).astype(bool)
+    y, known = _labels(labels)
     if s.shape != y.shape or s.ndim != 1:
         raise ValueError(f"scores and labels must be 1-D and of equal length, got {s.shape} and {y.shape}")
-    return s, y
+    return (s, y) if known.all() else (s[known], y[known])
 
 
 def roc_auc(scores: Sequence[float] | np.ndarray, labels: Sequence[bool] | np.ndarray) -> float:
@@ -45,7 +63,7 @@ def roc_auc(scores: Sequence[float] | np.ndarray, labels: Sequence[bool] | np.nd
     scores
         Anomaly scores, higher = more anomalous.
     labels
-        True for positives (fraud).
+        True for positives (fraud); a missing label (None, NaN) leaves its event out.
 
     Returns
     -------
@@ -76,7 +94,7 @@ def classification_metrics(
     predicted
         True where an alert was raised.
     labels
-        True for positives.
+        True for positives; a missing label (None, NaN) leaves its event out.
 
     Returns
     -------
@@ -90,7 +108,10 @@ def classification_metrics(
     (0.5, 0.5, 0.5)
     """
     p = np.asarray(predicted).astype(bool)
-    y = np.asarray(labels).astype(bool)
+    y, known = _labels(labels)
+    if p.shape != y.shape:
+        raise ValueError(f"predicted and labels must be of equal length, got {p.shape} and {y.shape}")
+    p, y = (p, y) if known.all() else (p[known], y[known])
     tp = int((p & y).sum())
     fp = int((p & ~y).sum())
     fn = int((~p & y).sum())
@@ -118,7 +139,7 @@ def threshold_sweep(
     scores
         Anomaly scores.
     labels
-        True for positives.
+        True for positives; a missing label (None, NaN) leaves its event out.
     thresholds
         Thresholds to try.
 
@@ -199,7 +220,7 @@ def detection_latency(
     """
     gap = check_duration(burst_gap, where="detection_latency", what="burst_gap")
     t = event_time_ns(pd.DataFrame({"t": times}), "t", where="detection_latency")
-    y = np.asarray(labels).astype(bool)
+    y = _labels(labels)[0]  # a missing label is no positive
     a = np.asarray(alerts).astype(bool)
     k = np.zeros(len(t), dtype=np.int64) if keys is None else np.asarray(keys, dtype=object)
     sel = np.flatnonzero(y)

@@ -1120,7 +1120,10 @@ def _lambda_rule(steps: _Steps, step: OperatorStep) -> None:
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
     steps.keyed[sid] = (f"{c}_SPEC", digest)
     steps.emit(f"key = row.get({spec['key']!r})")
-    steps.emit("if missing_value(key):  # no state to touch: the step sends the row to dead letter")
+    steps.emit(
+        "if missing_value(key) or isinstance(key, (dict, list)):  # no state to touch (a dict cannot key it):"
+        " the step sends the row to dead letter"
+    )
     steps.emit(f"    outputs, reason = {c}_RULE.process(row), None")
     steps.emit("else:")
     steps.emit(f'    outputs, reason = state["keyed"].process({sid!r}, key, row)')

@@ -504,11 +504,14 @@ def main(argv=None):
     queries = start(spark, args)
     for q in queries.values():
         q.awaitTermination()
+'''
 
+# last in the module: spark-submit runs it as __main__, and main() needs build(), written after _RUNTIME
+_MAIN = """
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 
 def _interval(ns: int) -> str:
@@ -1152,6 +1155,7 @@ class _Generator:
             + "\n".join(self.emit_end)
             + "\n"
         )
+        parts.append(_MAIN)
         text = "\n".join(parts)
         return _tidy(text)
 

@@ -566,3 +566,20 @@ print(p.run(clock=ManualClock(0), commit_every=0).status, flush=True)
         proc.kill()
     assert proc.returncode == 0 and stdout.strip() == "stopped"
     assert len(out.read_text().splitlines()) == 20  # the two batches delivered before, flushed
+
+
+def test_a_map_many_result_with_repeated_column_names_goes_to_dead_letter():
+    # two columns named v were passed on: a window's agg.sum('v') then failed with "'DataFrame' object
+    # has no attribute 'dtype'" and DuckDB/Parquet sinks stopped the run
+    from streamlab import ListSink, ManualClock, Pipeline, TumblingWindow, agg
+
+    ts = pd.Timestamp("2024-01-01", tz="UTC")
+    p = Pipeline(ListSource([{"v": float(i), "timestamp": ts} for i in range(5)], batch_size=2))
+    mapped = p.stream.map_many(lambda d: pd.concat([d, d[["v"]] * 10], axis=1))
+    counts, dead = ListSink(), ListSink()
+    mapped.window(TumblingWindow("1m")).agg(agg.sum("v")).to(counts)
+    mapped.dead_letter.to(dead)
+    p.run(clock=ManualClock(0))
+    assert counts.frame().empty
+    assert len(dead.frame()) == 5  # every row, with the reason
+    assert dead.frame()["reason"].str.contains(r"repeated column names \['v'\]").all()

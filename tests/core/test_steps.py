@@ -224,3 +224,29 @@ def test_a_filter_many_mask_of_the_wrong_length_sends_the_batch_to_dead_letter(m
         .str.contains(r"returned \d+ values \(shape .*\) for a batch of 3 rows; return one boolean")
         .all()
     )
+
+
+def test_sliding_window_repr_shows_its_offset():
+    from streamlab import SlidingWindow
+
+    assert (
+        repr(SlidingWindow("1m", every="20s", offset="10s"))
+        == "SlidingWindow('1m', every='20s', offset='10s')"
+    )
+    assert repr(SlidingWindow("1m", every="20s")) == "SlidingWindow('1m', every='20s')"
+
+
+def test_detect_after_key_by_keeps_one_model_per_declared_key():
+    # key_by's docstring named detectors, but detect() built one global model
+    from streamlab import PipelineConfigError
+    from streamlab.detectors import GaussianScorerDetector
+    from streamlab.testing import ListSource
+
+    rows = [{"user_id": "a", "country": "FR", "amount": 1.0, "timestamp": pd.Timestamp(0, tz="UTC")}]
+    p = Pipeline(ListSource(rows))
+    det = p.stream.key_by("user_id").detect(GaussianScorerDetector(), ["amount"])
+    assert p.steps[det.step_id].config.key == "user_id"
+    other = p.stream.key_by("user_id").detect(GaussianScorerDetector(), ["amount"], key="country")
+    assert p.steps[other.step_id].config.key == "country"
+    with pytest.raises(PipelineConfigError, match="keys by one column"):
+        p.stream.key_by("user_id", "country").detect(GaussianScorerDetector(), ["amount"])

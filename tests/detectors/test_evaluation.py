@@ -148,3 +148,17 @@ def test_bad_port_and_config() -> None:
         DelayedLabelEvaluation().build().process(pd.DataFrame(), port=2)
     with pytest.raises(ValueError, match="window"):
         DelayedLabelEvaluation(window="0s")
+
+
+@pytest.mark.parametrize("missing", [None, float("nan"), pd.NA])
+def test_a_missing_label_leaves_its_event_out_of_every_metric(missing):
+    # NaN was a positive (np.asarray(...).astype(bool)) and None a negative: a label that had not
+    # arrived yet (a left merge's NaN) changed AUC from 1.0 to 0.667 and added a false negative
+    scores = [0.5, 0.1, 0.8, 0.9]
+    labels = pd.Series([0, missing, 1, 1], dtype=object)
+    assert roc_auc(scores, labels) == roc_auc([0.5, 0.8, 0.9], [0, 1, 1]) == 1.0
+    got = classification_metrics([False, False, True, True], [0, missing, 1, 0])
+    assert (got["tp"], got["fp"], got["fn"], got["tn"]) == (1, 1, 0, 1)
+    pd.testing.assert_frame_equal(
+        threshold_sweep(scores, labels, [0.3, 0.85]), threshold_sweep([0.5, 0.8, 0.9], [0, 1, 1], [0.3, 0.85])
+    )

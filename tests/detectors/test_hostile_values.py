@@ -382,3 +382,39 @@ def test_a_differs_from_value_that_cannot_be_told_apart_is_set_aside_as_the_expo
     assert ids == want_ids and ids
     reason = "value column 'country' holds a dict or a list, which differs_from cannot tell apart"
     assert {e for e, r in want_dead if r == reason} == {"e2", "e4", "e7"}
+
+
+@pytest.mark.parametrize("method", ["adwin", "page_hinkley"])
+@pytest.mark.parametrize("hostile", [float("inf"), float("-inf"), float("nan")])
+def test_one_infinite_value_does_not_disable_drift_detection(method, hostile):
+    # river's running mean became inf (or NaN) for good after one infinity: no drift was ever detected
+    from streamlab import ListSource, Pipeline
+    from streamlab._detector_record import DriftState
+    from streamlab.detectors import DriftDetector
+
+    values = [1.0] * 200 + [hostile] + [50.0] * 200
+    t0 = pd.Timestamp("2024-01-01", tz="UTC")
+    frame = pd.DataFrame(
+        {"score": values, "timestamp": [t0 + pd.Timedelta(seconds=i) for i in range(len(values))]}
+    )
+    p = Pipeline(ListSource(frame))
+    d = p.stream.apply(DriftDetector(method=method))
+    drift = p.run()[d.step_id + ".drift"]
+    assert len(drift) >= 1 and (drift["value"] == 50.0).all()
+    state = DriftState(method, {})  # the exported code's rule
+    seen = [state.update(v) for v in values]
+    assert [n for n in seen if n is not None] == drift["n_seen"].tolist()
+
+
+def test_an_infinite_score_is_judged_but_not_learned_by_the_adaptive_threshold():
+    from streamlab._detector_record import AdaptiveThreshold
+    from streamlab.detectors import AdaptiveThresholdFilter
+
+    base = [1.0, 1.1, 0.9, 1.0, 1.05, 0.95] * 5
+    scores = [*base, float("inf"), *base, 50.0, float("-inf"), 1.0]
+    op = AdaptiveThresholdFilter(per_key=False, warmup=5).build()
+    flags = op.process(pd.DataFrame({"score": scores}))["out"]["is_anomaly"].tolist()
+    assert flags[len(base)] is True and flags[2 * len(base) + 1] is True  # +inf, then 50 still flagged
+    assert flags[-2:] == [False, False]
+    rule = AdaptiveThreshold(3.0, 5, False, 10)
+    assert [rule.classify(s) for s in scores] == flags

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
@@ -193,3 +194,34 @@ def test_backfill_deployment_reads_files(tmp_path: Path) -> None:
     job = tf["resource"][("google_dataflow_flex_template_job", "pipeline")]
     assert job["parameters"]["input"] == "${var.input}" and "subscription" not in job["parameters"]
     assert "input" in tf["variable"]
+
+
+def _main_guard_last(path: Path) -> bool:
+    """Whether a module's ``if __name__ == "__main__":`` guard is its last statement (or it has none)."""
+    body = ast.parse(path.read_text()).body
+    guards = [
+        i
+        for i, node in enumerate(body)
+        if isinstance(node, ast.If)
+        and "__main__" in ast.unparse(node.test)
+        and "__name__" in ast.unparse(node.test)
+    ]
+    return not guards or guards == [len(body) - 1]
+
+
+def test_every_exported_program_defines_everything_before_it_runs(tmp_path: Path) -> None:
+    # the Spark job's `if __name__ == "__main__": main()` came before `def build(...)`, so the job
+    # failed as a program (spark-submit, python job.py --input ...) with NameError, while verify, which
+    # imports the module and calls build itself, said equal
+    from streamlab.export import to_flink, to_spark
+
+    made = [
+        to_beam(_pipeline(), tmp_path / "beam"),
+        to_lambda(_pipeline(), tmp_path / "lambda"),
+        to_spark(_pipeline(), tmp_path / "spark"),
+        to_flink(_pipeline(), tmp_path / "flink"),
+    ]
+    modules = [f for files in made for f in Path(files.directory).glob("*.py")]
+    assert len(modules) >= 4
+    for module in modules:
+        assert _main_guard_last(module), module.name

@@ -166,3 +166,23 @@ def test_first_and_last_of_a_json_field_on_lambda_are_json_values(tmp_path: Path
     got = report.exported["window"].sort_values("k")
     assert got["first_tag"].tolist() == [1, {"a": [1, "2"]}]
     assert got["last_tag"].tolist() == [9007199254740992, {"a": [1, "2"]}]
+
+
+@pytest.mark.parametrize("key", ['{"a": 1}', "[1, 2]"])
+def test_a_feature_keyed_by_an_object_sends_the_row_to_dead_letter_on_lambda(key: str) -> None:
+    # the handler indexed its keyed state by the dict and raised "unhashable type": a poison batch that
+    # Lambda retries for ever; streamlab sends such a row to the feature's dead letter
+    from streamlab.detectors import TimeSinceLastFeature
+
+    pytest.importorskip("moto")
+    p = Pipeline(ListSource([b"{}"]), name="objkey")
+    s = p.parse({"event_id": "string", "timestamp": "timestamp", "k": "json"})
+    s = s.apply(TimeSinceLastFeature(key="k"))
+    s.window(TumblingWindow("30s")).agg(agg.count())
+    lines = [
+        b'{"event_id": "e1", "timestamp": "2024-01-01T00:00:03Z", "k": ' + key.encode() + b"}",
+        b'{"event_id": "e2", "timestamp": "2024-01-01T00:00:04Z", "k": "x"}',
+    ]
+    report = verify(p, lines, "lambda")
+    assert report.equal, report
+    assert report.counts["time_since_last_feature.dead_letter"] == {"streamlab": 1, "lambda": 1}
