@@ -20,7 +20,7 @@ import pandas as pd
 
 from streamlab._frames import concat_batches
 from streamlab.clock import Clock
-from streamlab.io import Sink, SinkWriter, Upstream
+from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import json_column, rows_to_json
 
 __all__ = ["DuckDBSink", "DuckDBTable", "JsonLinesSink", "ListSink", "ParquetSink"]
@@ -470,6 +470,22 @@ class DuckDBSink(Sink):
         if "event_id" in columns:
             return ["event_id"]
         return []
+
+    def columns_problem(self, columns: list[str], upstream: Upstream) -> tuple[str, str] | None:
+        """The key columns the stream lacks, as ``(problem, fix)`` (see :meth:`Sink.columns_problem`).
+
+        Examples
+        --------
+        >>> DuckDBSink(":memory:", "t", key="id").columns_problem(["user_id", "n"], Upstream())[0]
+        "DuckDBSink('t') key='id' names column(s) ['id'] that the stream does not have (its columns: ['user_id', 'n']); the first write would fail"
+        """
+        return missing_columns_problem(
+            f"DuckDBSink({self.table!r}) key={self.key!r}",
+            self.resolved_key(columns, upstream.window_keys),
+            columns,
+            "pass key=[...] naming columns of the stream, key='auto' for the window columns and key "
+            "(or event_id), or key=None to append rows without upserting",
+        )
 
     def connection(self) -> Any:
         """The sink's DuckDB connection (one per sink, shared by the writer and readers)."""
