@@ -173,16 +173,20 @@ class Upstream:
     a JSON object): a sink with typed columns stores them as JSON whatever one batch's values look like.
     ``declared``: ``(column, type)`` of each column whose parse type is known (``"bool"``, ...), so a
     sink types a column the same when a batch holds none of its values.
+    ``repeats_ids``: the stream may hold one event several times (a ``.duplicates``, ``.late`` or
+    ``.dead_letter`` output, or downstream of an interval join, an enrich or a union of overlapping
+    streams), so ``event_id`` does not identify its rows.
 
     Examples
     --------
     >>> Upstream(window_keys=("user_id",))
-    Upstream(window_keys=('user_id',), json_columns=(), declared=())
+    Upstream(window_keys=('user_id',), json_columns=(), declared=(), repeats_ids=False)
     """
 
     window_keys: tuple[str, ...] | None = None
     json_columns: tuple[str, ...] = ()
     declared: tuple[tuple[str, str], ...] = ()
+    repeats_ids: bool = False
 
 
 class Sink:

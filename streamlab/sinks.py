@@ -175,7 +175,7 @@ class _DuckDBWriter(SinkWriter):
     def __init__(self, sink: DuckDBSink, upstream: Upstream | None = None) -> None:
         upstream = upstream or Upstream()
         self.sink = sink
-        self.window_keys = upstream.window_keys  # the window step's key, when this run writes window results
+        self.upstream = upstream  # what the stream written is: window results (their key), repeated ids
         self.declared = dict(upstream.declared)  # parse types of the stream's columns
         self.con = sink.connection()
         self.ready = False
@@ -245,7 +245,7 @@ class _DuckDBWriter(SinkWriter):
             f"{_quote(name)} {'JSON' if name in json else _column_type(described, self.declared.get(name))}"
             for name, described, *_ in cols
         ]
-        key = self.sink.resolved_key(list(batch.columns), self.window_keys)
+        key = self.sink.resolved_key(list(batch.columns), self.upstream)
         if key:
             missing = [k for k in key if k not in batch.columns]
             if missing:
@@ -274,7 +274,7 @@ class _DuckDBWriter(SinkWriter):
         }
         if text:
             batch = batch.assign(**text)
-        key = self.sink.resolved_key(list(batch.columns), self.window_keys)
+        key = self.sink.resolved_key(list(batch.columns), self.upstream)
         if key:
             missing: np.ndarray = np.asarray(batch[key].isna().to_numpy().any(axis=1), dtype=bool)
             if missing.any():  # no key to upsert by: kept aside rather than failing every retry
@@ -401,8 +401,12 @@ class DuckDBSink(Sink):
         Table name; created from the first batch's columns.
     key
         Columns identifying a row; rows with an existing key replace it. ``"auto"`` (the default) uses
-        the window columns plus the window step's key for window results, ``event_id`` for events, and
-        plain appends otherwise. ``None`` always appends: appended rows are staged and become visible in
+        the window columns plus the window step's key for window results; ``event_id`` for events where
+        it identifies a row (a re-delivered event replaces itself); and plain appends otherwise, which
+        includes every stream that may hold one event in several rows, where upserting by ``event_id``
+        would keep one of them: side outputs (``.duplicates``, ``.late``, ``.dead_letter``), what
+        follows an interval join, an enrich or a ``map_many``, and a union of streams sharing a source
+        (unless a ``dedup('event_id')`` follows; see :func:`streamlab.pipeline.repeats_ids`). ``None`` always appends: appended rows are staged and become visible in
         the table at each commit, exactly once (a commit ledger in the database, ``__streamlab_commits``,
         records the last commit published, in the same transaction as the rows). A row the table cannot
         take (its key missing, a value of another type than its column's) is appended, exactly once
@@ -457,17 +461,28 @@ class DuckDBSink(Sink):
         rejected._con, rejected._lock = self.connection(), self._lock
         return rejected
 
-    def resolved_key(self, columns: list[str], window_keys: tuple[str, ...] | None = None) -> list[str]:
-        """The key columns for rows with ``columns``; ``window_keys``: the window step's key, if any."""
+    def resolved_key(self, columns: list[str], upstream: Upstream | None = None) -> list[str]:
+        """The key columns for rows with ``columns`` of the stream ``upstream`` describes (``key='auto'``
+        decides from it: see the class docstring).
+
+        Examples
+        --------
+        >>> sink = DuckDBSink(":memory:", "t")
+        >>> sink.resolved_key(["event_id", "n"]), sink.resolved_key(["event_id", "n"], Upstream(repeats_ids=True))
+        (['event_id'], [])
+        >>> sink.resolved_key(["k", "window_start", "window_end", "count"], Upstream(window_keys=("k",)))
+        ['k', 'window_start', 'window_end']
+        """
+        upstream = upstream or Upstream()
         if self.key is None:
             return []
         if isinstance(self.key, str) and self.key != "auto":
             return [self.key]
         if isinstance(self.key, list):
             return self.key
-        if window_keys is not None and "window_start" in columns:
-            return [*window_keys, "window_start", "window_end"]
-        if "event_id" in columns:
+        if upstream.window_keys is not None and "window_start" in columns:
+            return [*upstream.window_keys, "window_start", "window_end"]
+        if "event_id" in columns and not upstream.repeats_ids:
             return ["event_id"]
         return []
 
@@ -481,7 +496,7 @@ class DuckDBSink(Sink):
         """
         return missing_columns_problem(
             f"DuckDBSink({self.table!r}) key={self.key!r}",
-            self.resolved_key(columns, upstream.window_keys),
+            self.resolved_key(columns, upstream),
             columns,
             "pass key=[...] naming columns of the stream, key='auto' for the window columns and key "
             "(or event_id), or key=None to append rows without upserting",
