@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from streamlab.io import missing_columns_problem
+
 #: the text of a missing value (null, NaN, NaT) in an alert's text, with or without a format spec
 MISSING_TEXT = "None"
 
@@ -86,6 +88,27 @@ def template_columns(template: Any) -> list[str]:
     if isinstance(template, list):
         return list(dict.fromkeys(c for v in template for c in template_columns(v)))
     return []
+
+
+def templates_problem(owner: str, templates: Mapping[str, Any], columns: list[str]) -> tuple[str, str] | None:
+    """``(problem, fix)`` for the first of ``templates`` (parameter name → template) naming a column
+    that ``columns`` lacks, else None: what the alert sinks' ``columns_problem`` answers.
+
+    Examples
+    --------
+    >>> templates_problem("PagerDutySink", {"dedup_key": "{user}", "summary": None}, ["user_id"])[1]
+    "did you mean ['user_id']? use {column} placeholders naming columns of the stream"
+    """
+    for what, template in templates.items():
+        problem = missing_columns_problem(
+            f"{owner}({what}={template!r})",
+            template_columns(template),
+            columns,
+            "use {column} placeholders naming columns of the stream",
+        )
+        if problem is not None:
+            return problem
+    return None
 
 
 class Instant(str):

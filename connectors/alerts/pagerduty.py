@@ -10,9 +10,9 @@ from typing import Any
 
 from streamlab._secrets import resolve, secret_reference
 from streamlab.clock import Clock
-from streamlab.io import Sink, Upstream, missing_columns_problem
+from streamlab.io import Sink, Upstream
 
-from ._templates import check_template, render, template_columns
+from ._templates import check_template, render, templates_problem
 from .delivery import AlertWriter, Delivery, check_url, make_delivery
 
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -148,20 +148,11 @@ class PagerDutySink(Sink):
         Examples
         --------
         >>> sink = PagerDutySink("R0UTINGKEY", dedup_key="{detector}:{user}")
-        >>> sink.columns_problem(["detector", "user_id"], Upstream())[1]
-        "did you mean ['user_id']? use {column} placeholders naming columns of the stream"
+        >>> sink.columns_problem(["detector", "user_id"], Upstream())[0]
+        "PagerDutySink(dedup_key='{detector}:{user}') names column(s) ['user'] that the stream does not have (its columns: ['detector', 'user_id']); the first write would fail"
         """
-        for what in ("dedup_key", "summary", "source", "severity"):
-            template = getattr(self, what)
-            problem = missing_columns_problem(
-                f"PagerDutySink({what}={template!r})",
-                template_columns(template),
-                columns,
-                "use {column} placeholders naming columns of the stream",
-            )
-            if problem is not None:
-                return problem
-        return None
+        templates = {"dedup_key": self.dedup_key, "summary": self.summary, "source": self.source}
+        return templates_problem("PagerDutySink", {**templates, "severity": self.severity}, columns)
 
     def http_headers(self) -> dict[str, str]:
         """Extra HTTP headers (none for PagerDuty)."""

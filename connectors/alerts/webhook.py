@@ -8,9 +8,9 @@ from typing import Any
 
 from streamlab._secrets import env_name, resolve, secret_reference
 from streamlab.clock import Clock
-from streamlab.io import Sink, Upstream, missing_columns_problem
+from streamlab.io import Sink, Upstream
 
-from ._templates import check_nested, check_template, render, render_any, template_columns
+from ._templates import check_nested, check_template, render, render_any, templates_problem
 from .delivery import AlertWriter, Delivery, check_url, make_delivery, shown_url
 
 
@@ -93,12 +93,7 @@ class WebhookSink(Sink):
         >>> sink.columns_problem(["user_id", "score"], Upstream())[1]
         "did you mean ['user_id']? use {column} placeholders naming columns of the stream"
         """
-        return missing_columns_problem(
-            f"WebhookSink(template={self.template!r})",
-            template_columns(self.template),
-            columns,
-            "use {column} placeholders naming columns of the stream",
-        )
+        return templates_problem("WebhookSink", {"template": self.template}, columns)
 
     def http_headers(self) -> dict[str, str]:
         """The configured extra headers (``${NAME}`` references resolved from the environment)."""
