@@ -11,12 +11,14 @@ and ``restore(state)`` (on resume: drop what was written after that checkpoint).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from streamlab.clock import Clock, SystemClock
+from streamlab.errors import closest
 
 __all__ = ["Sink", "SinkWriter", "Source", "SourceReader", "Upstream"]
 
@@ -171,16 +173,20 @@ class Upstream:
     a JSON object): a sink with typed columns stores them as JSON whatever one batch's values look like.
     ``declared``: ``(column, type)`` of each column whose parse type is known (``"bool"``, ...), so a
     sink types a column the same when a batch holds none of its values.
+    ``repeats_ids``: the stream may hold one event several times (a ``.duplicates``, ``.late`` or
+    ``.dead_letter`` output, or downstream of an interval join, an enrich or a union of overlapping
+    streams), so ``event_id`` does not identify its rows.
 
     Examples
     --------
     >>> Upstream(window_keys=("user_id",))
-    Upstream(window_keys=('user_id',), json_columns=(), declared=())
+    Upstream(window_keys=('user_id',), json_columns=(), declared=(), repeats_ids=False)
     """
 
     window_keys: tuple[str, ...] | None = None
     json_columns: tuple[str, ...] = ()
     declared: tuple[tuple[str, str], ...] = ()
+    repeats_ids: bool = False
 
 
 class Sink:
@@ -210,9 +216,47 @@ class Sink:
         """
         return self.open(clock)
 
+    def columns_problem(self, columns: list[str], upstream: Upstream) -> tuple[str, str] | None:
+        """What is wrong with writing a stream of ``columns`` here, as ``(problem, fix)``, or None.
+
+        ``Stream.to`` calls it when the stream's columns are known, so a sink that needs a column the
+        stream does not have is a :class:`~streamlab.errors.PipelineConfigError` naming the sink step,
+        not an error on the first batch. The default accepts any columns.
+
+        Examples
+        --------
+        >>> Sink().columns_problem(["x"], Upstream()) is None
+        True
+        """
+        return None
+
     def spec(self) -> dict[str, Any]:
         """A YAML-ready description (``kind`` plus parameters)."""
         raise NotImplementedError(f"{type(self).__name__} cannot be written to YAML")
+
+
+def missing_columns_problem(
+    what: str, needed: Iterable[str], columns: list[str], fix: str
+) -> tuple[str, str] | None:
+    """``(problem, fix)`` when ``what`` needs columns of ``needed`` that ``columns`` lacks, else None;
+    the problem names them and the stream's columns, the fix suggests close names first.
+
+    Examples
+    --------
+    >>> missing_columns_problem("key_template='m:{evnt}'", ["evnt"], ["event", "n"], "name columns of the stream")
+    ("key_template='m:{evnt}' names column(s) ['evnt'] that the stream does not have (its columns: ['event', 'n']); the first write would fail", "did you mean ['event']? name columns of the stream")
+    >>> missing_columns_problem("fields=['n']", ["n"], ["n"], "") is None
+    True
+    """
+    missing = [c for c in dict.fromkeys(needed) if c not in columns]
+    if not missing:
+        return None
+    near = [n for n in (closest(c, columns) for c in missing) if n is not None]
+    return (
+        f"{what} names column(s) {missing} that the stream does not have (its columns: {list(columns)}); "
+        "the first write would fail",
+        (f"did you mean {near}? " if near else "") + fix,
+    )
 
 
 def default_clock(clock: Clock | None) -> Clock:

@@ -989,6 +989,7 @@ class Stream:
             window_keys=step.keys if isinstance(step, WindowStep) and results_of_window else None,
             json_columns=tuple(c for c, t in declared if t in ("json", "object")),
             declared=declared,
+            repeats_ids=repeats_ids(self.pipeline, self.ref),
         )
         return self.pipeline._add(SinkStep(sid, (self.ref,), sink=sink, upstream=upstream))
 
@@ -1011,6 +1012,59 @@ class Stream:
         from streamlab.widgets import show
 
         return show(handle if handle is not None else self.pipeline.start(), self.ref, **options)
+
+
+def _origins(pipeline: Pipeline, ref: str) -> set[str]:
+    """The sources a stream's events come from."""
+    step = pipeline.steps[ref.partition(".")[0]]
+    if isinstance(step, SourceStep):
+        return {step.step_id}
+    return set().union(*(_origins(pipeline, r) for r in step.inputs))
+
+
+def repeats_ids(pipeline: Pipeline, ref: str) -> bool:
+    """Whether stream ``ref`` may hold one event in several rows, so ``event_id`` does not identify its
+    rows (what ``DuckDBSink(key='auto')`` asks before upserting by it).
+
+    Yes for a side output (``.duplicates``, ``.late``, ``.dead_letter``, ``.early``: every repeat, every
+    late row, every failure is a row of its own), for an interval join, an enrich (a key may match several
+    rows of the other side) and a ``map_many`` (a batch function may return an event several times),
+    and for a union of streams that repeat ids or share a source (an event may arrive by both ways).
+    ``dedup`` on ``event_id`` makes them unique again; a source's events and every other step keep what
+    their input has (window results name windows, not events).
+
+    Examples
+    --------
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([{'event_id': 'a', 'timestamp': 0}]))
+    >>> d = p.dedup(ttl='10m')
+    >>> repeats_ids(p, 'source'), repeats_ids(p, 'dedup'), repeats_ids(p, 'dedup.duplicates')
+    (False, False, True)
+    >>> repeats_ids(p, p.stream.union(d.duplicates).ref)
+    True
+    """
+    sid, _, output = ref.partition(".")
+    step = pipeline.steps[sid]
+    if output and output != "out":
+        return True
+    if isinstance(step, (SourceStep, WindowStep)):
+        return False
+    if isinstance(step, (IntervalJoinStep, EnrichStep)):
+        return True
+    if isinstance(step, MapStep) and step.fn is not None and not step.per_event:
+        return True
+    if isinstance(step, DedupStep) and step.id_column == "event_id":
+        return False
+    if any(repeats_ids(pipeline, r) for r in step.inputs):
+        return True
+    if isinstance(step, UnionStep):
+        seen: set[str] = set()
+        for r in step.inputs:
+            origins = _origins(pipeline, r)
+            if origins & seen:
+                return True
+            seen |= origins
+    return False
 
 
 def check_run_options(options: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from streamlab._frames import concat_batches
 from streamlab.clock import Clock
-from streamlab.io import Sink, SinkWriter, Upstream
+from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import json_column, rows_to_json
 
 __all__ = ["DuckDBSink", "DuckDBTable", "JsonLinesSink", "ListSink", "ParquetSink"]
@@ -175,7 +175,7 @@ class _DuckDBWriter(SinkWriter):
     def __init__(self, sink: DuckDBSink, upstream: Upstream | None = None) -> None:
         upstream = upstream or Upstream()
         self.sink = sink
-        self.window_keys = upstream.window_keys  # the window step's key, when this run writes window results
+        self.upstream = upstream  # what the stream written is: window results (their key), repeated ids
         self.declared = dict(upstream.declared)  # parse types of the stream's columns
         self.con = sink.connection()
         self.ready = False
@@ -185,6 +185,7 @@ class _DuckDBWriter(SinkWriter):
         self._rejects: _DuckDBWriter | None = None  # rows without their key, appended to <table>_rejected
         self.declared_json = set(upstream.json_columns)  # declared json or object upstream
         self.json_columns: set[str] = set()  # columns written as JSON text: declared, or JSON in the table
+        self.table_types: dict[str, str] = {}  # the table's columns and their types, once it exists
 
     @property
     def rejects(self) -> _DuckDBWriter:
@@ -231,21 +232,25 @@ class _DuckDBWriter(SinkWriter):
             self.prepared = want if want is not None else published
             self.con.execute(f"UPDATE {_LEDGER} SET staged = published WHERE tbl = ?", [self.sink.table])
 
-    def _create(self, batch: pd.DataFrame) -> None:
-        con, t = self.con, _quote(self.sink.table)
+    def _column_types(self, batch: pd.DataFrame) -> list[tuple[str, str]]:
+        """``(column, DuckDB type)`` of each column of ``batch``, as a new table gets them."""
         # DuckDB infers object columns by sampling values, so describe the real batch, not an empty one
-        con.register("__streamlab_batch", batch)
+        self.con.register("__streamlab_batch", batch)
         try:
-            cols = con.execute("DESCRIBE SELECT * FROM __streamlab_batch").fetchall()
+            cols = self.con.execute("DESCRIBE SELECT * FROM __streamlab_batch").fetchall()
         finally:
-            con.unregister("__streamlab_batch")
+            self.con.unregister("__streamlab_batch")
         # an empty column has no type yet, and a category column would become an ENUM of this batch's values
         json = self.declared_json | {c for c in batch.columns if _json_valued(batch[c])}
-        defs = [
-            f"{_quote(name)} {'JSON' if name in json else _column_type(described, self.declared.get(name))}"
+        return [
+            (name, "JSON" if name in json else _column_type(described, self.declared.get(name)))
             for name, described, *_ in cols
         ]
-        key = self.sink.resolved_key(list(batch.columns), self.window_keys)
+
+    def _create(self, batch: pd.DataFrame) -> None:
+        con, t = self.con, _quote(self.sink.table)
+        defs = [f"{_quote(name)} {typ}" for name, typ in self._column_types(batch)]
+        key = self.sink.resolved_key(list(batch.columns), self.upstream)
         if key:
             missing = [k for k in key if k not in batch.columns]
             if missing:
@@ -260,13 +265,40 @@ class _DuckDBWriter(SinkWriter):
         # the table's own types: it may have been created by an earlier run
         typed = con.execute(f"DESCRIBE {t}").fetchall()
         self.json_columns = self.declared_json | {c[0] for c in typed if c[1] == "JSON"}
+        self.table_types = {str(c[0]): str(c[1]) for c in typed}
         self.ready = True
+
+    def _add_columns(self, batch: pd.DataFrame) -> None:
+        """Columns of ``batch`` the table lacks (an earlier run wrote fewer: an aggregator was added)
+        are added to it, typed as a new table would type them, NULL in the rows already there; one
+        warning says so. DuckDB matches column names without regard to case, and so does this."""
+        have = {c.lower() for c in self.table_types}
+        new = [str(c) for c in batch.columns if str(c).lower() not in have]
+        if not new:
+            return
+        types = dict(self._column_types(batch[new]))
+        targets = [self.sink.table] + ([self.staged] if self._has_staging() else [])
+        with self.sink._lock:
+            for target in targets:
+                for c in new:
+                    self.con.execute(f"ALTER TABLE {_quote(target)} ADD COLUMN {_quote(c)} {types[c]}")
+        log.warning(
+            "%r: table %r has no column(s) %s, which the stream has: added them (%s), NULL in the rows "
+            "written before",
+            self.sink,
+            self.sink.table,
+            new,
+            ", ".join(f"{c} {types[c]}" for c in new),
+        )
+        self.table_types.update(types)
+        self.json_columns |= {c for c in new if types[c] == "JSON"}
 
     def write_batch(self, batch: pd.DataFrame) -> None:
         if len(batch) == 0:
             return
         if not self.ready:
             self._create(batch)
+        self._add_columns(batch)
         # JSON objects, arrays and mixed values as JSON text: in a JSON column (made for such a column of
         # the first batch), or in a text column, instead of Python's repr or a STRUCT of one row's keys
         text = {
@@ -274,7 +306,7 @@ class _DuckDBWriter(SinkWriter):
         }
         if text:
             batch = batch.assign(**text)
-        key = self.sink.resolved_key(list(batch.columns), self.window_keys)
+        key = self.sink.resolved_key(list(batch.columns), self.upstream)
         if key:
             missing: np.ndarray = np.asarray(batch[key].isna().to_numpy().any(axis=1), dtype=bool)
             if missing.any():  # no key to upsert by: kept aside rather than failing every retry
@@ -303,12 +335,16 @@ class _DuckDBWriter(SinkWriter):
         JSON object of another shape) go to the rejected table, each with the error of its own insert,
         so the rest is written and no retry meets them again.
 
-        Each insert is all or nothing and a row's fate is its own, so a refused batch is searched from
-        its start: a part is tried, and the next part is twice as large when it was written, half as
-        large when it was refused (a refused single row is rejected). When every row is refused (the
-        table's column type refuses the batch's), that is one insert a row, where halving the batch
-        took about two; a few bad rows among many cost a few inserts each, as halving did."""
-        if self._insert_or_fail(verb, target, batch) or len(batch) == 1:
+        A refused batch is first cast to the table's column types in one query: the rows with a value
+        its column cannot hold (the stream's type of that column changed since the table was made) go
+        to the rejected table in one go, with one reason per column. Each insert is all or nothing and
+        a row's fate is its own, so the rest, when still refused, is searched from its start: a part
+        is tried, and the next part is twice as large when it was written, half as large when it was
+        refused (a refused single row is rejected); a few bad rows among many cost a few inserts each."""
+        if self._insert_or_fail(verb, target, batch, reject=False):
+            return
+        batch = self._reject_uncastable(batch)  # a column's type changed: its rows in one go
+        if len(batch) == 0 or self._insert_or_fail(verb, target, batch) or len(batch) == 1:
             return
         at, size = 0, 1  # the batch is refused somewhere: its first row alone first
         while at < len(batch):
@@ -320,15 +356,53 @@ class _DuckDBWriter(SinkWriter):
             else:
                 size = len(part) // 2
 
-    def _insert_or_fail(self, verb: str, target: str, part: pd.DataFrame) -> bool:
+    def _reject_uncastable(self, batch: pd.DataFrame) -> pd.DataFrame:
+        """The rows of a refused ``batch`` whose values its table's column types can hold; the others go
+        to the rejected table in one go per column, with one reason (the column's type changed since
+        the table was created, say), instead of one refused insert each. One query casts them all."""
+        names = {str(c).lower(): str(c) for c in batch.columns}
+        common = [(names[c.lower()], t) for c, t in self.table_types.items() if c.lower() in names]
+        if not common:
+            return batch
+        tests = ", ".join(
+            f"{_quote(c)} IS NOT NULL AND TRY_CAST({_quote(c)} AS {t}) IS NULL" for c, t in common
+        )
+        self.con.register("__streamlab_batch", batch)
+        try:
+            flags = np.array(
+                self.con.execute(f"SELECT {tests} FROM __streamlab_batch").fetchall(), dtype=bool
+            ).reshape(len(batch), len(common))
+        except Exception as e:
+            if not _row_error(e):
+                raise
+            return batch  # not a question of types: the rows are tried one by one
+        finally:
+            self.con.unregister("__streamlab_batch")
+        done = np.zeros(len(batch), dtype=bool)
+        for j, (column, typ) in enumerate(common):
+            rows = flags[:, j] & ~done
+            if not rows.any():
+                continue
+            given = batch[column].iloc[np.flatnonzero(rows)]
+            self._reject(
+                batch.iloc[np.flatnonzero(rows)],
+                f"table {self.sink.table!r} column {column!r} is {typ}, and these values of the stream's "
+                f"{given.dtype} column cannot be cast to it (e.g. {given.iloc[0]!r}): the column's type "
+                "changed since the table was created? Write to a new table, or cast the column in a step",
+            )
+            done |= rows
+        return batch.iloc[np.flatnonzero(~done)]
+
+    def _insert_or_fail(self, verb: str, target: str, part: pd.DataFrame, reject: bool = True) -> bool:
         """Insert ``part``: True when written; False when the table refused its rows (a single row goes
-        to the rejected table with the reason); an error of another kind is raised."""
+        to the rejected table with the reason, unless ``reject`` is False); an error of another kind is
+        raised."""
         try:
             self._insert(verb, target, part)
         except Exception as e:
             if not _row_error(e):
                 raise
-            if len(part) == 1:
+            if len(part) == 1 and reject:
                 why = " ".join(str(e).split())
                 self._reject(
                     part, f"table {self.sink.table!r} cannot take this row: {type(e).__name__}: {why}"
@@ -401,8 +475,12 @@ class DuckDBSink(Sink):
         Table name; created from the first batch's columns.
     key
         Columns identifying a row; rows with an existing key replace it. ``"auto"`` (the default) uses
-        the window columns plus the window step's key for window results, ``event_id`` for events, and
-        plain appends otherwise. ``None`` always appends: appended rows are staged and become visible in
+        the window columns plus the window step's key for window results; ``event_id`` for events where
+        it identifies a row (a re-delivered event replaces itself); and plain appends otherwise, which
+        includes every stream that may hold one event in several rows, where upserting by ``event_id``
+        would keep one of them: side outputs (``.duplicates``, ``.late``, ``.dead_letter``), what
+        follows an interval join, an enrich or a ``map_many``, and a union of streams sharing a source
+        (unless a ``dedup('event_id')`` follows; see :func:`streamlab.pipeline.repeats_ids`). ``None`` always appends: appended rows are staged and become visible in
         the table at each commit, exactly once (a commit ledger in the database, ``__streamlab_commits``,
         records the last commit published, in the same transaction as the rows). A row the table cannot
         take (its key missing, a value of another type than its column's) is appended, exactly once
@@ -457,19 +535,46 @@ class DuckDBSink(Sink):
         rejected._con, rejected._lock = self.connection(), self._lock
         return rejected
 
-    def resolved_key(self, columns: list[str], window_keys: tuple[str, ...] | None = None) -> list[str]:
-        """The key columns for rows with ``columns``; ``window_keys``: the window step's key, if any."""
+    def resolved_key(self, columns: list[str], upstream: Upstream | None = None) -> list[str]:
+        """The key columns for rows with ``columns`` of the stream ``upstream`` describes (``key='auto'``
+        decides from it: see the class docstring).
+
+        Examples
+        --------
+        >>> sink = DuckDBSink(":memory:", "t")
+        >>> sink.resolved_key(["event_id", "n"]), sink.resolved_key(["event_id", "n"], Upstream(repeats_ids=True))
+        (['event_id'], [])
+        >>> sink.resolved_key(["k", "window_start", "window_end", "count"], Upstream(window_keys=("k",)))
+        ['k', 'window_start', 'window_end']
+        """
+        upstream = upstream or Upstream()
         if self.key is None:
             return []
         if isinstance(self.key, str) and self.key != "auto":
             return [self.key]
         if isinstance(self.key, list):
             return self.key
-        if window_keys is not None and "window_start" in columns:
-            return [*window_keys, "window_start", "window_end"]
-        if "event_id" in columns:
+        if upstream.window_keys is not None and "window_start" in columns:
+            return [*upstream.window_keys, "window_start", "window_end"]
+        if "event_id" in columns and not upstream.repeats_ids:
             return ["event_id"]
         return []
+
+    def columns_problem(self, columns: list[str], upstream: Upstream) -> tuple[str, str] | None:
+        """The key columns the stream lacks, as ``(problem, fix)`` (see :meth:`Sink.columns_problem`).
+
+        Examples
+        --------
+        >>> DuckDBSink(":memory:", "t", key="id").columns_problem(["user_id", "n"], Upstream())[0]
+        "DuckDBSink('t') key='id' names column(s) ['id'] that the stream does not have (its columns: ['user_id', 'n']); the first write would fail"
+        """
+        return missing_columns_problem(
+            f"DuckDBSink({self.table!r}) key={self.key!r}",
+            self.resolved_key(columns, upstream),
+            columns,
+            "pass key=[...] naming columns of the stream, key='auto' for the window columns and key "
+            "(or event_id), or key=None to append rows without upserting",
+        )
 
     def connection(self) -> Any:
         """The sink's DuckDB connection (one per sink, shared by the writer and readers)."""

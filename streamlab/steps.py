@@ -41,11 +41,10 @@ from streamlab._transforms import FilterOperator, MapOperator, PassOperator, Sel
 from streamlab._windowing import PanedWindowOperator, WindowOperator
 from streamlab.aggregators import Aggregator
 from streamlab.clock import Clock
-from streamlab.errors import PipelineConfigError, closest, suggest
+from streamlab.errors import PipelineConfigError, suggest
 from streamlab.functions import UserFunction
 from streamlab.io import Sink, SinkWriter, Source, Upstream
 from streamlab.operators import Operator
-from streamlab.sinks import DuckDBSink
 from streamlab.windows import SessionWindow, SlidingWindow, TumblingWindow, Window
 
 __all__ = [
@@ -1063,20 +1062,9 @@ class SinkStep(Step):
 
     def input_problem(self, columns_in: list[Columns]) -> tuple[str, str] | None:
         columns = columns_in[0]
-        if columns is None or not isinstance(self.sink, DuckDBSink):
+        if columns is None or not isinstance(self.sink, Sink):  # a duck-typed sink: nothing to ask
             return None
-        key = self.sink.resolved_key(list(columns), self.upstream.window_keys)
-        missing = [k for k in key if k not in columns]
-        if not missing:
-            return None
-        near = [n for n in (closest(k, columns) for k in missing) if n is not None]
-        return (
-            f"DuckDBSink({self.sink.table!r}) key={self.sink.key!r} names column(s) {missing} that the stream "
-            f"does not have (its columns: {list(columns)}); the first write would fail",
-            (f"did you mean {near}? " if near else "")
-            + "pass key=[...] naming columns of the stream, key='auto' for the window columns and key "
-            "(or event_id), or key=None to append rows without upserting",
-        )
+        return self.sink.columns_problem(list(columns), self.upstream)
 
     def open_writer(self, clock: Clock | None = None) -> SinkWriter:
         """The writer of one run: the sink opened for :attr:`upstream`."""

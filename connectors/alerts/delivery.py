@@ -22,6 +22,8 @@ from streamlab.clock import Clock
 from streamlab.io import SinkWriter, default_clock
 from streamlab.serde import rows_to_json
 
+from ._templates import Instant
+
 if TYPE_CHECKING:  # the sinks build this writer; it only reads their settings
     from .pagerduty import PagerDutySink
     from .webhook import WebhookSink
@@ -113,10 +115,15 @@ class AlertWriter(SinkWriter):
         if len(batch) == 0:
             return
         rows = [json.loads(line) for line in rows_to_json(batch)]
+        # timestamps are ISO text in the row (and the JSON body); a template's format spec formats the time
+        times = [str(c) for c in batch.columns if pd.api.types.is_datetime64_any_dtype(batch[c].dtype)]
         for row in rows:
+            for c in times:
+                if row[c] is not None:
+                    row[c] = Instant(row[c])
             try:
                 body = self.sink.request_body(row)
-            except (KeyError, ValueError) as exc:
+            except (KeyError, ValueError, TypeError) as exc:  # a row that cannot be rendered: a failed alert
                 self._fail(f"row {row!r}: {exc.args[0] if exc.args else exc}")
                 continue
             self._send(body)

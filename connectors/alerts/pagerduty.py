@@ -10,9 +10,9 @@ from typing import Any
 
 from streamlab._secrets import resolve, secret_reference
 from streamlab.clock import Clock
-from streamlab.io import Sink
+from streamlab.io import Sink, Upstream
 
-from ._templates import check_template, render
+from ._templates import check_template, render, templates_problem
 from .delivery import AlertWriter, Delivery, check_url, make_delivery
 
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -41,7 +41,8 @@ class PagerDutySink(Sink):
     url
         Events API endpoint.
     dedup_key
-        Template such as ``"{detector}:{user_id}"``; rows with the same key update one incident.
+        Template such as ``"{detector}:{user_id}"`` (templates as :class:`WebhookSink`'s: plain columns,
+        checked against the stream's at ``.to(...)``, with optional format specs); rows with the same key update one incident.
         None lets PagerDuty create a new incident per trigger (and makes resolve impossible).
     summary
         Template for the one-line summary (max 1024 characters); default: the row's ``summary``
@@ -140,6 +141,18 @@ class PagerDutySink(Sink):
         set_(self, "timestamp_column", timestamp_column)
         set_(self, "delivery", make_delivery(owner, rate_limit_per_minute, max_retries, timeout))
         set_(self, "_routing_key_env", routing_key_env)
+
+    def columns_problem(self, columns: list[str], upstream: Upstream) -> tuple[str, str] | None:
+        """The templates' columns the stream lacks, as ``(problem, fix)``, else None.
+
+        Examples
+        --------
+        >>> sink = PagerDutySink("R0UTINGKEY", dedup_key="{detector}:{user}")
+        >>> sink.columns_problem(["detector", "user_id"], Upstream())[0]
+        "PagerDutySink(dedup_key='{detector}:{user}') names column(s) ['user'] that the stream does not have (its columns: ['detector', 'user_id']); the first write would fail"
+        """
+        templates = {"dedup_key": self.dedup_key, "summary": self.summary, "source": self.source}
+        return templates_problem("PagerDutySink", {**templates, "severity": self.severity}, columns)
 
     def http_headers(self) -> dict[str, str]:
         """Extra HTTP headers (none for PagerDuty)."""

@@ -8,9 +8,9 @@ from typing import Any
 
 from streamlab._secrets import env_name, resolve, secret_reference
 from streamlab.clock import Clock
-from streamlab.io import Sink
+from streamlab.io import Sink, Upstream
 
-from ._templates import check_nested, check_template, render, render_any
+from ._templates import check_nested, check_template, render, render_any, templates_problem
 from .delivery import AlertWriter, Delivery, check_url, make_delivery, shown_url
 
 
@@ -28,7 +28,13 @@ class WebhookSink(Sink):
     template
         None: the row itself as a JSON object. A string: ``{"text": <rendered string>}``, the shape
         Slack-style incoming webhooks take. A mapping: that JSON body, with ``{column}`` placeholders
-        filled in every string value.
+        filled in every string value. A placeholder is a column, optionally with a conversion and a
+        format spec (``{score:.2f}``; a missing value is ``None`` whatever the spec); a timestamp column
+        is ISO-8601 UTC text (``2024-01-01T08:30:00.000000Z``) as in the JSON body, or formatted by
+        ``strftime`` codes (``{timestamp:%H:%M}``). Attribute and index access (``{user_id.upper}``)
+        is refused: compute such values in a step. Columns are checked against the stream's at
+        ``.to(...)``; a row that cannot be rendered (a spec its value does not take) is a failed alert
+        with the reason, like an undelivered one.
     headers
         Extra HTTP headers (e.g. an ``Authorization`` token; kept out of ``repr`` and ``spec``).
     rate_limit_per_minute
@@ -77,6 +83,17 @@ class WebhookSink(Sink):
         set_(self, "template", template)
         set_(self, "headers", {str(k): str(v) for k, v in (headers or {}).items()})
         set_(self, "delivery", make_delivery(owner, rate_limit_per_minute, max_retries, timeout))
+
+    def columns_problem(self, columns: list[str], upstream: Upstream) -> tuple[str, str] | None:
+        """The template's columns the stream lacks, as ``(problem, fix)``, else None.
+
+        Examples
+        --------
+        >>> sink = WebhookSink("https://example.com/hook", template="{user} scored {score:.2f}")
+        >>> sink.columns_problem(["user_id", "score"], Upstream())[1]
+        "did you mean ['user_id']? use {column} placeholders naming columns of the stream"
+        """
+        return templates_problem("WebhookSink", {"template": self.template}, columns)
 
     def http_headers(self) -> dict[str, str]:
         """The configured extra headers (``${NAME}`` references resolved from the environment)."""

@@ -83,8 +83,19 @@ def parse_template(owner: str, what: str, template: str) -> tuple[tuple[str, str
     return tuple(out)
 
 
+def template_columns(parts: tuple[tuple[str, str | None], ...]) -> list[str]:
+    """The columns a parsed template names, each once."""
+    return list(dict.fromkeys(c for _, c in parts if c is not None))
+
+
+#: the text of a missing value in a key or stream name: the key ``None``, as windows name a missing key
+MISSING_TEXT = "None"
+
+
 def render(owner: str, parts: tuple[tuple[str, str | None], ...], batch: pd.DataFrame) -> np.ndarray:
-    """The template filled in for every row, column by column."""
+    """The template filled in for every row, column by column; a missing value (None, NaN, NaT) is
+    ``None``, the name of a missing key (``astype(str)`` alone would keep NaN in a pandas ``str`` column,
+    and write ``nan`` or ``NaT`` for others)."""
     missing = [c for _, c in parts if c is not None and c not in batch.columns]
     if missing:
         raise KeyError(
@@ -95,5 +106,7 @@ def render(owner: str, parts: tuple[tuple[str, str | None], ...], batch: pd.Data
         if literal:
             out = out + literal
         if column is not None:
-            out = out + batch[column].astype(str).to_numpy(dtype=object)
+            values = batch[column]
+            text = values.astype(str).to_numpy(dtype=object)
+            out = out + np.where(values.isna().to_numpy(), MISSING_TEXT, text)
     return out

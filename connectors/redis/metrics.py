@@ -11,10 +11,10 @@ import pandas as pd
 
 from streamlab._secrets import redact_url, url_with_reference
 from streamlab.clock import Clock
-from streamlab.io import Sink, SinkWriter
+from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import dump_json, rows_to_json
 
-from ._client import check_timeout, check_url, connect, execute, parse_template, render
+from ._client import check_timeout, check_url, connect, execute, parse_template, render, template_columns
 
 
 @dataclass(frozen=True, repr=False)
@@ -24,7 +24,8 @@ class RedisMetricsSink(Sink):
     For every row: the hash named by ``key_template`` gets each field incremented by the row's value
     (``HINCRBY`` for integer columns, ``HINCRBYFLOAT`` for float columns; missing values are skipped),
     then one ``PUBLISH`` on ``channel`` carries ``{"key": ..., "increments": {...}, "labels": {...}}``
-    where labels are the template's columns. A batch is one MULTI/EXEC round trip, so a dashboard
+    where labels are the template's columns. A row whose template column is missing goes to the key
+    with ``None`` in its place (``metrics:None``), the name of a missing key in window results. A batch is one MULTI/EXEC round trip, so a dashboard
     never sees half a batch, and concurrent writers add up exactly.
 
     Parameters
@@ -99,6 +100,29 @@ class RedisMetricsSink(Sink):
         set_(self, "ttl", ttl)
         set_(self, "timeout", check_timeout(owner, timeout))
         set_(self, "_parts", parts)
+
+    def columns_problem(self, columns: list[str], upstream: Upstream) -> tuple[str, str] | None:
+        """The metric and template columns the stream lacks, as ``(problem, fix)``, else None.
+
+        Examples
+        --------
+        >>> sink = RedisMetricsSink("redis://127.0.0.1:6379/0", fields=["count"])
+        >>> sink.columns_problem(["event_type", "count"], Upstream()) is None
+        True
+        >>> sink.columns_problem(["event_type", "n"], Upstream())[0]
+        "RedisMetricsSink(fields=['count']) names column(s) ['count'] that the stream does not have (its columns: ['event_type', 'n']); the first write would fail"
+        """
+        return missing_columns_problem(
+            f"RedisMetricsSink(fields={list(self.fields.values())!r})",
+            self.fields.values(),
+            columns,
+            "name metric columns of the stream in fields=[...] (or {hash_field: column})",
+        ) or missing_columns_problem(
+            f"RedisMetricsSink(key_template={self.key_template!r})",
+            template_columns(self.__dict__["_parts"]),
+            columns,
+            "use {column} placeholders naming columns of the stream",
+        )
 
     def keys_for(self, batch: pd.DataFrame) -> np.ndarray:
         """The hash key of every row."""

@@ -10,10 +10,10 @@ import pandas as pd
 
 from streamlab._secrets import redact_url, url_with_reference
 from streamlab.clock import Clock
-from streamlab.io import Sink, SinkWriter
+from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import dump_json, json_column
 
-from ._client import check_timeout, check_url, connect, execute, parse_template, render
+from ._client import check_timeout, check_url, connect, execute, parse_template, render, template_columns
 
 
 @dataclass(frozen=True, repr=False)
@@ -31,7 +31,8 @@ class RedisStreamSink(Sink):
         writes the password only as a reference (``${REDIS_PASSWORD}`` when a value was given);
         ``repr`` shows ``***``.
     stream
-        Stream key, optionally with ``{column}`` placeholders (``"events:{event_type}"``).
+        Stream key, optionally with ``{column}`` placeholders (``"events:{event_type}"``); a missing
+        value is ``None`` there (``events:None``), the name of a missing key in window results.
     columns
         Columns to store; default: all.
     maxlen
@@ -75,6 +76,27 @@ class RedisStreamSink(Sink):
         set_(self, "maxlen", maxlen)
         set_(self, "timeout", check_timeout(owner, timeout))
         set_(self, "_parts", parts)
+
+    def columns_problem(self, columns: list[str], upstream: Upstream) -> tuple[str, str] | None:
+        """The stream-name and stored columns the stream lacks, as ``(problem, fix)``, else None.
+
+        Examples
+        --------
+        >>> sink = RedisStreamSink("redis://127.0.0.1:6379/0", "events:{kind}")
+        >>> sink.columns_problem(["event_type"], Upstream())[1]
+        'use {column} placeholders naming columns of the stream'
+        """
+        return missing_columns_problem(
+            f"RedisStreamSink(stream={self.stream!r})",
+            template_columns(self.__dict__["_parts"]),
+            columns,
+            "use {column} placeholders naming columns of the stream",
+        ) or missing_columns_problem(
+            f"RedisStreamSink(columns={list(self.columns or ())!r})",
+            self.columns or (),
+            columns,
+            "name columns of the stream in columns=[...], or None for all",
+        )
 
     def open(self, clock: Clock | None = None) -> RedisStreamWriter:
         """Connect."""

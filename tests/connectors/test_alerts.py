@@ -262,6 +262,10 @@ def test_template_naming_a_missing_column_is_reported_not_sent(server: Recording
         (lambda: WebhookSink("https://x", max_retries=-1), "max_retries"),
         (lambda: WebhookSink("https://x", timeout=0), "timeout"),
         (lambda: WebhookSink("https://x", template=3), "a string"),  # type: ignore[arg-type]
+        (lambda: WebhookSink("https://x", template="{user_id.upper}"), "attribute or index access"),
+        (lambda: WebhookSink("https://x", template={"t": ["{x[0]}"]}), "attribute or index access"),
+        (lambda: PagerDutySink("k", summary="{user_id!z}"), "not a conversion"),
+        (lambda: PagerDutySink("k", summary="{score:{width}}"), "cannot hold fields"),
     ],
 )
 def test_bad_configuration_is_rejected_at_construction(factory: object, message: str) -> None:
@@ -287,3 +291,60 @@ def test_spec_holds_the_constructor_arguments(monkeypatch: pytest.MonkeyPatch) -
         assert type(component)(**params) == component
     assert "0123456789abcdef" not in json.dumps(pd_sink.spec())
     assert pd_sink.request_body({"user_id": "u", "severity": "info"})["routing_key"] == "0123456789abcdef"
+
+
+def test_format_specs_missing_values_and_times_in_a_run(server: RecordingServer) -> None:
+    from streamlab import Pipeline
+    from streamlab.testing import ListSource
+
+    events = pd.DataFrame(
+        {
+            "user_id": ["u1", "u2", "u3"],
+            "score": [0.971, float("nan"), 0.99],
+            "timestamp": pd.to_datetime(["2024-01-01T08:30:05Z", "2024-01-01T09:00:00Z", None], utc=True),
+        }
+    )
+    p = Pipeline(ListSource(events))
+    p.stream.to(
+        WebhookSink(server.url, template="{user_id} scored {score:.2f} at {timestamp:%H:%M} ({timestamp})")
+    )
+    p.run()
+    assert [r["json"]["text"] for r in server.recorder.requests] == [  # type: ignore[index]
+        "u1 scored 0.97 at 08:30 (2024-01-01T08:30:05.000000Z)",
+        "u2 scored None at 09:00 (2024-01-01T09:00:00.000000Z)",  # a missing value is None, spec or not
+        "u3 scored 0.99 at None (None)",
+    ]
+
+
+def test_a_row_its_spec_cannot_format_is_a_failed_alert(server: RecordingServer) -> None:
+    writer = WebhookSink(server.url, template="{user_id}: {properties:>20}").open(ManualClock(T0))
+    writer.write_batch(alerts(2))  # a JSON object takes no format spec: TypeError inside format()
+    with pytest.raises(AlertDeliveryError, match="2 alert") as info:
+        writer.flush()
+    assert "column 'properties'" in str(info.value) and "cannot be formatted as '{properties:>20}'" in str(
+        info.value
+    )
+    assert server.recorder.requests == []
+
+
+@pytest.mark.parametrize(
+    ("sink", "message"),
+    [
+        (
+            WebhookSink("https://x", template="{user_id}: {nope}"),
+            r"WebhookSink\(template='{user_id}: {nope}'\)",
+        ),
+        (WebhookSink("https://x", template={"t": "{scor:.2f}"}), r"did you mean \['score'\]"),
+        (PagerDutySink("k", dedup_key="{detector}:{user}"), r"PagerDutySink\(dedup_key="),
+        (PagerDutySink("k", severity="{level}"), r"PagerDutySink\(severity='{level}'\)"),
+    ],
+)
+def test_template_columns_the_stream_lacks_are_refused_at_to(sink: object, message: str) -> None:
+    from streamlab import Pipeline
+    from streamlab.errors import PipelineConfigError
+    from streamlab.testing import ListSource
+
+    p = Pipeline(ListSource(alerts(1)))
+    with pytest.raises(PipelineConfigError, match=message) as info:
+        p.stream.to(sink, step_id="page")  # type: ignore[arg-type]
+    assert "'page'" in str(info.value) and "does not have" in str(info.value)

@@ -227,3 +227,71 @@ def test_spec_holds_the_constructor_arguments() -> None:
         params = dict(component.spec())
         params.pop("kind")
         assert type(component)(**params) == component
+
+
+def _events_with_a_missing_type() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "event_type": ["click", None, "click"],
+            "v": [1.0, 2.0, 4.0],
+            "timestamp": pd.to_datetime(["2024-01-01"] * 3, utc=True),
+        }
+    )
+
+
+def test_a_missing_template_value_is_the_key_none(redis_server: LocalRedis, redis_client: object) -> None:
+    from streamlab import Pipeline, TumblingWindow, agg
+    from streamlab.testing import ListSource
+
+    # A window's missing key is the key None: its results go to metrics:None, not a crash of the run.
+    p = Pipeline(ListSource(_events_with_a_missing_type()))
+    windows = p.stream.window(TumblingWindow("1m"), key="event_type").agg(agg.count(), agg.sum("v"))
+    windows.to(RedisMetricsSink(redis_server.url, key_template="mk:{event_type}", fields=["count", "sum_v"]))
+    p.run()
+    assert stored_totals(redis_client, "mk:*") == {
+        b"mk:click": {b"count": 2.0, b"sum_v": 5.0},
+        b"mk:None": {b"count": 1.0, b"sum_v": 2.0},
+    }
+    p = Pipeline(ListSource(_events_with_a_missing_type()))
+    p.stream.to(RedisStreamSink(redis_server.url, "sk:{event_type}"))
+    p.run()
+    assert sorted(redis_client.keys("sk:*")) == [b"sk:None", b"sk:click"]  # type: ignore[attr-defined]
+    assert len(redis_client.xrange("sk:click")) == 2  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pd.Series(["a", None], dtype="str"),
+        pd.Series(["a", None], dtype="string"),
+        pd.Series(["a", None], dtype=object),
+        pd.Series([1.5, np.nan]),
+        pd.Series(pd.to_datetime(["2024-01-01", None], utc=True)),
+    ],
+    ids=["str", "string", "object", "float", "datetime"],
+)
+def test_a_missing_value_renders_as_none_in_every_dtype(values: pd.Series) -> None:
+    sink = RedisMetricsSink("redis://127.0.0.1:1/0", key_template="m:{x}")
+    keys = sink.keys_for(pd.DataFrame({"x": values})).tolist()
+    assert keys[1] == "m:None" and keys[0] == f"m:{values[0]}"
+
+
+@pytest.mark.parametrize(
+    ("sink", "message"),
+    [
+        (RedisMetricsSink("redis://h:1/0", fields=["nope"]), r"fields=\['nope'\].*\['nope'\]"),
+        (RedisMetricsSink("redis://h:1/0", key_template="m:{nope}", fields=["n"]), "key_template='m:{nope}'"),
+        (RedisMetricsSink("redis://h:1/0", key_template="m:{event_typ}", fields=["n"]), "did you mean"),
+        (RedisStreamSink("redis://h:1/0", "s:{nope}"), "stream='s:{nope}'"),
+        (RedisStreamSink("redis://h:1/0", "s", columns=["n", "nope"]), r"columns=\['n', 'nope'\]"),
+    ],
+)
+def test_columns_the_stream_lacks_are_refused_at_to(sink: object, message: str) -> None:
+    from streamlab import Pipeline
+    from streamlab.errors import PipelineConfigError
+    from streamlab.testing import ListSource
+
+    p = Pipeline(ListSource(pd.DataFrame({"event_type": ["a"], "n": [1], "timestamp": [0]})))
+    with pytest.raises(PipelineConfigError, match=message) as info:
+        p.stream.to(sink, step_id="to_redis")  # type: ignore[arg-type]
+    assert "to_redis" in str(info.value) and "does not have" in str(info.value)
