@@ -506,6 +506,17 @@ class SessionOperator(_Watermarks, Operator):
         frame = self._close(self.wm_floor, [])
         return {} if frame is None else {"out": frame}
 
+    def on_flush(self) -> Outputs:
+        """Close every open session as the watermark at the latest one's close would (each key's latest
+        closed end is kept), and move the watermark there: a later event that would join a flushed
+        session is late, as after any close."""
+        if len(self.s_key) == 0:
+            return {}
+        closing = int(self.s_last.max()) + self.gap + self.lateness_ns
+        frame = self._close(closing, [])
+        self._raise_watermark(closing)
+        return {} if frame is None else {"out": frame}
+
     def on_end(self) -> Outputs:
         if len(self.s_key) == 0:
             return {}

@@ -288,6 +288,22 @@ class _Watermarks:
         wm = self.watermark_ns()
         return _NONE if wm is None else wm
 
+    def _closed_by_flush(self, outputs: Outputs, lateness_ns: int) -> Outputs:
+        """``outputs`` of a flush, the watermark moved to where the windows emitted close (their
+        latest end + ``lateness_ns``), so their later events are late, as after any close."""
+        frame = outputs.get("out")
+        if frame is None or not len(frame) or "window_end" not in frame.columns:
+            return outputs
+        self._raise_watermark(int(to_utc_ns(frame["window_end"]).max()) + lateness_ns)
+        return outputs
+
+    def _raise_watermark(self, at_least: int) -> None:
+        """Move the watermark up to ``at_least`` (never down), as if an event had put it there."""
+        if self.by:
+            self.wm_floor = max(self.wm_floor, at_least)
+        elif self.max_ts == _NO_WATERMARK or self.max_ts < at_least + self.delay_ns:
+            self.max_ts = at_least + self.delay_ns
+
 
 def watermark_at(ts: np.ndarray, rows: np.ndarray, prev_max: int, delay_ns: int) -> np.ndarray:
     """Watermark at the arrival of each of ``rows``, without a full running maximum."""
@@ -574,6 +590,9 @@ class WindowOperator(_Watermarks, Operator):
         if not self.slots.by_window:
             return {}
         return {"out": self._pop(list(self.slots.by_window))}
+
+    def on_flush(self) -> Outputs:
+        return self._closed_by_flush(self.on_end(), self.lateness_ns)
 
     def on_processing_time(self, now_ns: int) -> Outputs:
         if not self._advance_idle_watermark(now_ns):

@@ -83,6 +83,12 @@ class Operator:
         """End of input: emit everything still held (open windows, buffered rows)."""
         return {}
 
+    def on_flush(self) -> Outputs:
+        """A stop that flushes (``handle.stop(flush_windows=True)``): emit what is held, as at the end of
+        input; a window step also moves its watermark past what it emitted, so a resumed run treats
+        those windows as closed (their later events go to ``late``) instead of emitting them again."""
+        return self.on_end()
+
     def on_processing_time(self, now_ns: int) -> Outputs:
         """Processing time is ``now_ns`` (before a batch, and while none arrives): emit what is due.
 

@@ -28,7 +28,7 @@ from streamlab.clock import Clock
 from streamlab.io import SinkWriter, SourceReader
 from streamlab.operators import Operator
 from streamlab.pipeline import Pipeline
-from streamlab.steps import SourceStep
+from streamlab.steps import SinkStep, SourceStep, Step
 
 log = logging.getLogger("streamlab")
 
@@ -146,6 +146,7 @@ class CommitLog:
             "operators": {sid: op.snapshot() for sid, op in operators.items()},
             "sources": {sid: positions.committable(sid) for sid in positions.readers},
             "sinks": {sid: w.snapshot() for sid, w in writers.items()},
+            "sink_ids": {sid: sink_identity(self.pipeline.steps[sid]) for sid in writers},
         }
 
     def save(self, snap: dict[str, Any]) -> None:
@@ -220,3 +221,29 @@ class CommitLog:
             r.commit(committed[sid])
         self.commits += 1
         self.last_commit_ns = self.clock.now_ns()
+
+
+def sink_identity(step: Step) -> str:
+    """What a sink step writes to (its kind and settings, as its spec gives them), to tell on resume
+    whether a checkpoint's sink state is this sink's: a changed sink must not get another sink's state
+    (a JSON-lines file cut to the old file's length, Parquet parts of an existing dataset deleted).
+
+    Examples
+    --------
+    >>> from streamlab import JsonLinesSink, ListSink, Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([{"x": 1}]))
+    >>> _ = p.stream.to(JsonLinesSink("out.jsonl"), step_id="a")
+    >>> _ = p.stream.to(ListSink(), step_id="b")
+    >>> sink_identity(p.steps["a"]), sink_identity(p.steps["b"])
+    ('{"kind": "jsonl", "path": "out.jsonl"}', '{"kind": "list"}')
+    """
+    import json
+
+    if not isinstance(step, SinkStep):
+        return ""
+    try:
+        spec: Any = step.sink.spec()
+    except Exception:  # an in-memory sink, say: its class is what can be told
+        spec = {"class": f"{type(step.sink).__module__}.{type(step.sink).__qualname__}"}
+    return json.dumps(spec, sort_keys=True, default=str)

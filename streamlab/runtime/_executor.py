@@ -23,7 +23,7 @@ from streamlab.io import SinkWriter, SourceReader
 from streamlab.operators import Operator
 from streamlab.pipeline import Pipeline, check_run_options
 from streamlab.runtime._ahead import Pending, WorkAhead
-from streamlab.runtime._commit import CommitLog, Positions
+from streamlab.runtime._commit import CommitLog, Positions, sink_identity
 from streamlab.runtime._router import Completion, Router
 from streamlab.runtime.metrics import RunMetrics, measure
 from streamlab.runtime.options import RunOptions
@@ -129,8 +129,23 @@ class Executor:
                 self.operators[sid] = op
         self.positions = Positions(self.readers)
         sink_state = state.get("sinks", {})
+        sink_ids = state.get("sink_ids")  # (None in checkpoints before sink identities were kept)
         for sid, writer in self.writers.items():
-            writer.restore(sink_state.get(sid))  # drop what a commit wrote after this checkpoint
+            saved = sink_state.get(sid)
+            if (
+                saved is not None
+                and sink_ids is not None
+                and sink_ids.get(sid) != sink_identity(self.pipeline.steps[sid])
+            ):
+                _log.warning(
+                    "pipeline %r: the sink of step %r changed since the checkpoint (it was %s); it starts "
+                    "as a new sink, and what the old one wrote is left as it is",
+                    self.pipeline.name,
+                    sid,
+                    sink_ids.get(sid, "not there"),
+                )
+                saved = None
+            writer.restore(saved)  # drop what a commit wrote after this checkpoint
         if self.log.checkpoint_dir is not None and not state:
             # where every sink's output starts: a crash before the first commit is undone on restart too
             self.log.save(self.log.snapshot(self.operators, self.positions, self.writers))
@@ -283,9 +298,13 @@ class Executor:
                 self.commit()
 
     def finish(self, flush_windows: bool) -> None:
-        """Graceful end: optionally flush open windows, then flush sinks and commit."""
+        """Graceful end: optionally flush open windows (closing them: see ``Operator.on_flush``), then
+        flush sinks and commit."""
         if flush_windows:
-            self.flush_operators()
+            with self.lock:
+                self.deliver_pending()
+                for sid, op in self.operators.items():
+                    self.router.call(sid, op.on_flush)
         with self.lock:
             self.commit()
         if self.log.checkpoint_dir is None and not self.all_done():
