@@ -293,14 +293,18 @@ def with_columns_types(types: dict[str, str], columns: tuple[tuple[str, str], ..
     >>> types = {"a": "float64", "ok": "bool"}
     >>> with_columns_types(types, (("b", "a * 2"), ("both", "ok & ok"), ("big", "a > 1 and ok"), ("a2", "a")))
     {'a': 'float64', 'ok': 'bool', 'b': 'float64', 'both': 'bool', 'big': 'bool', 'a2': 'float64'}
+    >>> with_columns_types({"id": "string"}, (("tag", "id + '_x'"),))["tag"]
+    'string'
     """
     import pandas as pd
+
+    from streamlab._expr import eval_expression
 
     out = dict(types)
     frame = pd.DataFrame({c: pd.Series([], dtype=_EMPTY.get(t, "object")) for c, t in types.items()})
     for name, expr in columns:
-        try:
-            value = _pyast.guarded(frame.eval, expr)
+        try:  # as streamlab evaluates it (a text joined to a string constant, which pandas' eval refuses)
+            value = _pyast.guarded(eval_expression, frame, expr)
             kind = _DTYPE_TYPES.get(getattr(getattr(value, "dtype", None), "kind", ""), "string")
             frame[name] = value
         except Exception:  # an expression that fails on no rows: a number, as streamlab types it

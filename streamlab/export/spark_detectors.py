@@ -97,7 +97,9 @@ def spark_frame(rows, columns, timestamps):
 
 def eval_columns(rows, exprs, what, step_id):
     """``with_columns`` on rows: the expressions with pandas on all of them, one after the other (as
-    streamlab on a batch); if that fails, row by row. Returns (rows, dead letters)."""
+    streamlab on a batch); if that fails, row by row as streamlab reads one row (``eval_expr``: a text
+    joined with ``+`` to a string constant, say, which pandas' ``eval`` refuses on a column). Returns
+    (rows, dead letters)."""
     import pandas as pd
 
     def apply(part):
@@ -105,6 +107,12 @@ def eval_columns(rows, exprs, what, step_id):
         for name, expr in exprs:
             frame[name] = frame.eval(expr)
         return frame.to_dict("records")
+
+    def apply_one(row):
+        row = dict(row)
+        for name, expr in exprs:
+            row[name] = eval_expr(expr, row)
+        return [row]
 
     if not rows:
         return [], []
@@ -114,7 +122,7 @@ def eval_columns(rows, exprs, what, step_id):
         out, dead = [], []
         for row in rows:
             try:
-                out += apply([row])
+                out += apply_one(row)
             except Exception as e:
                 dead.append({**row, "reason": f"{what} raised {type(e).__name__}: {e}", "step_id": step_id})
         return out, dead
@@ -200,6 +208,7 @@ def map_columns(batches, step_id, what, exprs, timestamps, columns, schema, time
     moves and a window after it closes its last windows at the end of a bounded input. Arrow, not
     ``mapInPandas``: Spark's conversion to pandas holds times in nanoseconds, which cannot reach
     END_TIME (the year 3000), so the row could not pass a ``mapInPandas`` step."""
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -210,10 +219,28 @@ def map_columns(batches, step_id, what, exprs, timestamps, columns, schema, time
             is_end = pc.fill_null(pc.greater_equal(times, pa.scalar(END_TIME, type=times.type)), False)
             ends = batch.filter(is_end).to_pylist()
             batch = batch.filter(pc.invert(is_end))
-        # the other rows through pandas, as Spark's mapInPandas would hand them (a missing number NaN)
-        rows, dead = eval_columns(spark_rows(batch.to_pandas(), timestamps), exprs, what, step_id)
+        # the other rows through pandas, as Spark's mapInPandas would hand them (a missing number NaN);
+        # an integer column with a missing value comes through pandas as float64, which rounds beyond
+        # 2**53 (and fails the conversion back at 2**63 - 1): the columns no expression writes keep the
+        # batch's own values, found again by each row's place in the batch
+        written = {name for name, _ in exprs}
+        exact = {
+            f.name: batch.column(f.name).to_pylist()
+            for f in batch.schema
+            if pa.types.is_integer(f.type) and f.name not in written and batch.column(f.name).null_count
+        }
+        given = spark_rows(batch.to_pandas(), timestamps)
+        if exact:
+            for i, r in enumerate(given):
+                r["__streamlab_row"] = i
+        rows, dead = eval_columns(given, exprs, what, step_id)
         tagged = [{**r, "_output": "out"} for r in rows] + [{**r, "_output": "dead_letter"} for r in dead]
+        places = [r.pop("__streamlab_row", None) for r in tagged]
         frame = spark_frame(tagged, columns, timestamps)
+        for name, values in exact.items():
+            if name in frame.columns:
+                kept = [None if i is None else values[i] for i in places]
+                frame[name] = pd.Series(kept, index=frame.index, dtype=object)
         yield pa.RecordBatch.from_pandas(frame, schema=schema, preserve_index=False)
         if ends:  # straight to Arrow: pandas 2 holds times in nanoseconds, which cannot reach END_TIME
             yield pa.RecordBatch.from_pylist([{**r, "_output": "out"} for r in ends], schema=schema)

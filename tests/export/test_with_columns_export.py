@@ -81,3 +81,22 @@ def test_rows_with_columns_fails_on_go_to_its_dead_letter_on_spark(tmp_path: Pat
     assert report.equal, report.diff.head(20).to_string()
     assert report.counts["cols.dead_letter"] == {"streamlab": 4, "spark": 4}
     assert report.counts["window"] == {"streamlab": 6, "spark": 6}
+
+
+def test_spark_with_columns_keeps_big_integers_and_joins_text(tmp_path: Path) -> None:
+    """A pass-through int64 column with a missing value in the batch went through pandas as float64:
+    2**63 - 1 failed the job (ArrowInvalid), smaller ones were rounded; a text joined with ``+`` to a
+    string constant was typed a double and dead-lettered by pandas' eval. Both as in streamlab now."""
+    p = Pipeline(ListSource([b"{}"]), name="bigints")
+    p.parse({"event_id": "string", "timestamp": "timestamp", "i": "int64"}).with_columns(
+        m="event_id + '_x'", step_id="cols"
+    ).window(TumblingWindow("10s"), key="i").agg(agg.count(), agg.first("m"))
+    sample = [
+        b'{"event_id": "e1", "timestamp": "2024-01-01T00:00:01Z", "i": 9223372036854775807}',
+        b'{"event_id": "e2", "timestamp": "2024-01-01T00:00:02Z"}',
+        b'{"event_id": "e3", "timestamp": "2024-01-01T00:00:03Z", "i": 9007199254740993}',
+    ]
+    report = verify(p, sample, "spark", workdir=tmp_path)
+    assert report.equal, report.diff.head(20).to_string()
+    assert report.counts["cols.dead_letter"] == {"streamlab": 0, "spark": 0}
+    assert report.counts["window"] == {"streamlab": 3, "spark": 3}
