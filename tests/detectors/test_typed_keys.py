@@ -203,3 +203,18 @@ def test_true_one_and_one_point_zero_are_three_keys_and_one_distinct_value() -> 
         2,
         2,
     ]
+
+
+@SETTINGS
+@given(frames())
+def test_a_standalone_per_key_threshold_keeps_json_keys_apart(frame: pd.DataFrame) -> None:
+    """``AdaptiveThresholdFilter(key=...)`` on its own keeps statistics per key told apart by type."""
+    step = AdaptiveThresholdFilter(k=0.5, key="k", warmup=2)
+    scored = frame.assign(score=frame["v"]).dropna(subset=["k"]).reset_index(drop=True)
+    labelled = scored.assign(k=pd.Series(scored["k"].map(label).tolist(), dtype=object))
+    for size in (1, max(len(scored), 1)):
+        got = run(step, scored, size)
+        want = run(step, labelled, size)
+        assert (got["is_anomaly"].tolist() if len(got) else []) == (
+            want["is_anomaly"].tolist() if len(want) else []
+        )
