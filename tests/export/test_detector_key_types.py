@@ -11,18 +11,7 @@ from pathlib import Path
 import pytest
 
 from streamlab import Pipeline
-from streamlab.detectors import (
-    DistinctCountFeature,
-    FixedThresholdFilter,
-    GaussianScorerDetector,
-    Pattern,
-    PatternStep,
-    RatioToMedianFeature,
-    TimeSinceLastFeature,
-    VelocityFeature,
-    VelocityRule,
-    ZScoreFeature,
-)
+from streamlab import detectors as d
 from streamlab.export import to_flink
 from streamlab.export.flink_datastream import datastream_compared
 from streamlab.export.verify import compare, run_local
@@ -39,23 +28,23 @@ def keyed() -> Pipeline:
     events = p.parse(
         {"event_id": "string", "k": "json", "c": "json", "v": "float64", "timestamp": "timestamp"}
     )
-    events.apply(VelocityFeature("k", window="1h", value="v"), step_id="velocity")
-    events.apply(VelocityRule("k", window="1h", max_count=2, name="burst"), step_id="burst")
-    events.apply(ZScoreFeature("k", "v"), step_id="zscore")
-    events.apply(RatioToMedianFeature("k", "v", history=3), step_id="ratio")
-    events.apply(TimeSinceLastFeature("k"), step_id="since")
-    events.apply(DistinctCountFeature("k", "c", window="1h"), step_id="distinct")
+    events.apply(d.VelocityFeature("k", window="1h", value="v"), step_id="velocity")
+    events.apply(d.VelocityRule("k", window="1h", max_count=2, name="burst"), step_id="burst")
+    events.apply(d.ZScoreFeature("k", "v"), step_id="zscore")
+    events.apply(d.RatioToMedianFeature("k", "v", history=3), step_id="ratio")
+    events.apply(d.TimeSinceLastFeature("k"), step_id="since")
+    events.apply(d.DistinctCountFeature("k", "c", window="1h"), step_id="distinct")
     events.detect(
-        GaussianScorerDetector(grace_period=1),
+        d.GaussianScorerDetector(grace_period=1),
         features=["v"],
         key="k",
-        threshold=FixedThresholdFilter(0.5),
+        threshold=d.FixedThresholdFilter(0.5),
         step_id="detect",
     )
     events.apply(
-        Pattern(
+        d.Pattern(
             key="k",
-            steps=[PatternStep("first", "v > 0"), PatternStep("second", "v >= 0")],
+            steps=[d.PatternStep("first", "v > 0"), d.PatternStep("second", "v >= 0")],
             within="1h",
             delay="0s",
         ),
