@@ -1,8 +1,8 @@
 """The per-record semantics of streamlab's detector, feature, rule and pattern steps, one event at a time.
 
 Plain Python (and river, for the models and the quantile threshold, imported when a model is built):
-no numpy, pandas or streamlab import, so exporters carry this module verbatim into generated code
-(as they carry ``streamlab._record``). The runtime's operators (``streamlab.detectors``) work on
+no numpy or pandas, and of streamlab only ``streamlab._record`` (its ``typed_id``), so exporters carry
+this module verbatim into generated code, after ``streamlab._record``'s code, which they carry too. The runtime's operators (``streamlab.detectors``) work on
 batches with vectorized or compiled code; property tests prove that feeding their events here one by
 one, in arrival order, gives the same columns (``tests/detectors/test_detector_record.py``).
 
@@ -10,6 +10,11 @@ Every state machine covers one step over all keys, as the runtime's operator doe
 horizon of the windowed features, ``max_keys`` and ``key_ttl`` are reckoned over the whole stream
 (the largest event time seen), so a deployment must run each step's state machine on the events in
 arrival order, not split by key. Event times are epoch nanoseconds (callers convert with ``to_ns``).
+
+Keys are told apart by value and type (``typed_id``), as the windows and the exported jobs' grouping by
+the key's JSON text tell them apart: a ``json`` field's ``true``, ``1`` and ``1.0`` are three keys,
+although Python holds them equal. Values (a distinct count's, a pattern's ``differs_from``) compare as
+Python compares them, as ``agg.count_distinct`` does: there ``true``, ``1`` and ``1.0`` are one value.
 
 Examples
 --------
@@ -28,6 +33,8 @@ import heapq
 import math
 from collections import OrderedDict
 from typing import Any
+
+from streamlab._record import typed_id
 
 NAN = float("nan")
 
@@ -153,6 +160,7 @@ class KeyedLRU:
         self.evictions = 0
 
     def touch(self, key: Any, fresh: Any) -> Any:
+        key = typed_id(key)
         state = self.keys.get(key)
         if state is None:
             state = self.keys[key] = fresh()
@@ -185,7 +193,7 @@ class WindowEvents:
         self.since_sweep = 0
 
     def update(self, key: Any, t: int, value: Any = None) -> tuple[int, float]:
-        times, values = self.events.setdefault(key, ([], []))
+        times, values = self.events.setdefault(typed_id(key), ([], []))
         if self.max_seen is not None:  # what the runtime retained after the previous event
             cut = bisect.bisect_right(times, self.max_seen - self.window_ns - self.lateness_ns)
             if cut:
@@ -224,7 +232,7 @@ class DistinctValues:
         self.since_sweep = 0
 
     def update(self, key: Any, t: int, value: Any) -> int:
-        per_key = self.seen.setdefault(key, {})
+        per_key = self.seen.setdefault(typed_id(key), {})
         if self.max_seen is not None:
             horizon = self.max_seen - self.window_ns - self.lateness_ns
             for v in list(per_key):
@@ -571,6 +579,7 @@ class DetectState:
         return None
 
     def _model_for(self, key: Any, t: int | None) -> Model:
+        key = typed_id(key)
         entry = self.models.get(key)
         if (
             entry is not None
@@ -708,7 +717,8 @@ class PatternState:
 
     def _advance(self, key: Any, t: int, masks: list[bool], event_id: Any, values: list[Any]) -> Any:
         n_steps = len(self.times)
-        runs = [r for r in self.runs.get(key, []) if r[2] >= t - self.within_ns]
+        slot = typed_id(key)
+        runs = [r for r in self.runs.get(slot, []) if r[2] >= t - self.within_ns]
         done = None
         for r in runs:
             s = r[0]
@@ -727,9 +737,9 @@ class PatternState:
                 if len(runs) > self.MAX_RUNS:
                     del runs[0]
         if done is not None:
-            self.runs[key] = []
+            self.runs[slot] = []
             return key, done[2], t, list(done[3])
-        self.runs[key] = runs
+        self.runs[slot] = runs
         return None
 
     def _differs(self, run: list[Any], step: int, values: list[Any]) -> bool:

@@ -10,7 +10,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from streamlab._intcols import nullable_int_dtypes
-from streamlab._keytable import unhashable_rows
+from streamlab._keytable import typed_key_column, unhashable_rows
 from streamlab._time import NAT_NS, to_utc_ns
 from streamlab._windowing import _NO_WATERMARK
 from streamlab.operators import Operator, Outputs
@@ -31,6 +31,27 @@ def _keyless(frame: pd.DataFrame, on: list[str]) -> npt.NDArray[np.bool_]:
     keyless: npt.NDArray[np.bool_] = np.any(frame[on].isna().to_numpy(), axis=1)
     unkeyed = _unkeyed(frame, on)
     return keyless if unkeyed is None else keyless | unkeyed
+
+
+def _merge(left: pd.DataFrame, right: pd.DataFrame, on: list[str], how: str, **kw: Any) -> pd.DataFrame:
+    """``left.merge(right, on=on, how=how)`` with keys matched by value and type: where either side's key
+    column holds Python objects (a ``json`` field), ``true``, ``1`` and ``1.0`` are three keys (Python
+    holds them equal), as windows tell them apart and the exported joins compare them (their JSON text,
+    ``typed_id``). Those columns are matched through tagged copies (:func:`typed_key_column`) and the
+    output keeps ``left``'s own values; other key columns (int64, float64, text) merge as they are.
+    """
+    typed = [c for c in on if left[c].dtype == object or right[c].dtype == object]
+    if not typed:
+        # the ignore: how is a str checked by the join step ("left" or "inner"), not pandas' Literal
+        return left.merge(right, on=on, how=how, **kw)  # type: ignore[arg-type]
+    hidden = {c: f"__streamlab_key{i}" for i, c in enumerate(typed)}
+    tagged_left = left.assign(**{h: typed_key_column(left[c], every_float=True) for c, h in hidden.items()})
+    tagged_right = right.drop(columns=typed).assign(
+        **{h: typed_key_column(right[c], every_float=True) for c, h in hidden.items()}
+    )
+    keys = [hidden.get(c, c) for c in on]
+    merged = tagged_left.merge(tagged_right, on=keys, how=how, **kw)  # type: ignore[arg-type]
+    return merged.drop(columns=list(hidden.values()))
 
 
 class IntervalJoinOperator(Operator):
@@ -114,7 +135,7 @@ class IntervalJoinOperator(Operator):
             other = self.buffers[1 - side]
             if other is not None and len(other):
                 left, right = (fresh, other) if side == 0 else (other, fresh)
-                m = left.merge(right, on=self.on, suffixes=self.suffixes)
+                m = _merge(left, right, self.on, "inner", suffixes=self.suffixes)
                 d = m["__rts"].to_numpy() - m["__lts"].to_numpy()
                 m = m[(d >= self.lower) & (d <= self.upper)].drop(columns=["__lts", "__rts"])
                 if len(m):
@@ -187,15 +208,14 @@ class EnrichOperator(Operator):
         unkeyed = _unkeyed(batch, self.on)
         if unkeyed is not None:  # a dict or a list as key matches no row of the table
             return {"out": self._merge_unkeyed(batch, unkeyed)}
-        # the ignore: how is a str checked by the join step ("left" or "inner"), not pandas' Literal
-        return {"out": batch.merge(self.table, on=self.on, how=self.how)}  # type: ignore[arg-type]
+        return {"out": _merge(batch, self.table, self.on, self.how)}
 
     def _merge_unkeyed(self, batch: pd.DataFrame, unkeyed: npt.NDArray[np.bool_]) -> pd.DataFrame:
         """The merge when some rows' keys cannot be keys: those match nothing (kept with missing table
         columns by a left join, dropped by an inner one, as any key the table lacks), in batch order."""
         rows = "__streamlab_row"
         keyed = batch.assign(**{rows: np.arange(len(batch))})
-        merged = keyed[~unkeyed].merge(self.table, on=self.on, how=self.how)  # type: ignore[arg-type]
+        merged = _merge(keyed[~unkeyed], self.table, self.on, self.how)
         if self.how == "left":
             alone = keyed[unkeyed]
             merged = pd.concat([merged, alone], ignore_index=True).sort_values(rows, kind="stable")

@@ -367,21 +367,57 @@ def untyped_keys(values: np.ndarray) -> np.ndarray:
 _MIXED = ("mixed", "mixed-integer", "mixed-integer-float")
 
 
-def _object_codes(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Codes and distinct keys of a key column: bools (and, in an object column, floats) as
-    :class:`TypedKey`, so ``true``, ``1`` and ``1.0`` of a ``json`` field are three keys; missing
-    values (NaN, None) are the key ``None``."""
-    inferred = pd.api.types.infer_dtype(col, skipna=True) if col.dtype == object else None
-    if inferred in _MIXED:  # tagged before hashing would merge them
+def _tags(col: pd.Series, every_float: bool = False) -> str | None:
+    """Which values of a key column :func:`typed_keys` must tag: ``"rows"`` when an object column mixes
+    types (tagged before hashing, which would merge ``true``, ``1`` and ``1.0``), ``"keys"`` when all
+    are bools or (in an object column, or any with ``every_float``) floats (its distinct keys tagged
+    after hashing), else None: an int64, float64, string or categorical column, whose keys need no tag
+    (no work per row)."""
+    if col.dtype == object:
+        inferred = pd.api.types.infer_dtype(col, skipna=True)
+        if inferred in _MIXED:
+            return "rows"
+        return "keys" if inferred in ("boolean", "floating") else None
+    if pd.api.types.is_bool_dtype(col.dtype) or (every_float and col.dtype.kind == "f"):
+        return "keys"
+    return None
+
+
+def _object_codes(col: pd.Series, every_float: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and distinct keys of a key column: bools (and, in an object column or with
+    ``every_float``, floats) as :class:`TypedKey`, so ``true``, ``1`` and ``1.0`` of a ``json`` field
+    are three keys; missing values (NaN, None) are the key ``None``."""
+    tags = _tags(col, every_float)
+    if tags == "rows":
         col = pd.Series(typed_keys(col.to_numpy(), floats=True), dtype=object)
     codes, uniq = pd.factorize(col, use_na_sentinel=False)
     values = object_array(uniq)
     if pd.Index(uniq).hasnans:  # writes into uniq's buffer at most: a fresh Index nobody else holds
         values = values.copy()
         values[pd.isna(values)] = None
-    if inferred in ("boolean", "floating") or pd.api.types.is_bool_dtype(col.dtype):
-        values = typed_keys(values, floats=inferred is not None)  # (a few keys: no tag per row)
+    if tags == "keys":
+        values = typed_keys(values, floats=True)  # (a few keys: no tag per row)
     return codes.astype(np.int64, copy=False), values
+
+
+def typed_key_column(col: pd.Series, every_float: bool = False) -> pd.Series:
+    """A key column as the window steps tell its keys apart (:func:`_object_codes`), for the steps that
+    hash the keys themselves (keyed features and rules, ``detect``, ``Pattern``, joins): bools and an
+    object column's floats (any column's with ``every_float``: a float64 column joined with a ``json``
+    one) as :class:`TypedKey`, missing keys as None; ``col`` itself when nothing needs a tag.
+
+    Examples
+    --------
+    >>> typed_key_column(pd.Series([True, 1, 1.0, "1"], dtype=object)).nunique()
+    4
+    >>> col = pd.Series([1, 2, 1])
+    >>> typed_key_column(col) is col
+    True
+    """
+    if _tags(col, every_float) is None:
+        return col
+    codes, values = _object_codes(col, every_float)
+    return pd.Series(values[codes], index=col.index, dtype=object)
 
 
 class KeyIndex:

@@ -404,7 +404,8 @@ def typed_id(key: Any) -> Any:
     """A ``dedup_key`` told apart by type, as streamlab's dedup step tells ids apart: ``true``, ``1`` and
     ``1.0`` of a ``json`` field are three ids (Python holds them equal), so a bool or a float is the
     pair ``(type name, value)``; other ids are themselves. ``Dedup.from_json`` reads such a pair back from
-    the list JSON makes of it.
+    the list JSON makes of it. The per-record keyed features, rules, detectors and patterns
+    (``streamlab._detector_record``) and interval joins key their state by it too, as windows do.
 
     Examples
     --------

@@ -14,7 +14,7 @@ import pandas as pd
 from streamlab import _step_codecs as codec
 from streamlab._detector_record import unkeyable_reason
 from streamlab._floats import float_values
-from streamlab._keytable import unhashable_rows
+from streamlab._keytable import object_array, typed_key_column, unhashable_rows
 from streamlab._step_kinds import param, step_kind
 from streamlab._time import NAT_NS, Duration
 from streamlab.detectors._common import (
@@ -459,10 +459,11 @@ class DetectOperator(PickledStateOperator):
         classify = threshold.classify_one if threshold is not None and inline else None
         keys: list[Any] | None = None
         judged: np.ndarray | None = None  # the compiled judge's flags
+        # a json field's true, 1 and 1.0 are three keys (tagged), as windows and the exports tell them
+        key_col = None if step.key is None else batch[step.key]
+        if key_col is not None:
+            key_col = typed_key_column(key_col if reasons is None else key_col[good])
         if self.bank is not None:
-            key_col = None if step.key is None else batch[step.key]
-            if key_col is not None and reasons is not None:
-                key_col = key_col[good]
             # the keys as Python objects only for a per-key threshold (the slots take the column)
             keys = None if key_col is None or threshold is None else key_col.to_numpy(dtype=object).tolist()
             scores, judged = self._score_vectorized(
@@ -492,7 +493,7 @@ class DetectOperator(PickledStateOperator):
                     if not flag:
                         learn_one(x)
         else:
-            keys = batch[step.key].to_numpy(dtype=object)[good].tolist()
+            keys = cast(pd.Series, key_col).to_numpy(dtype=object).tolist()
             ts = (times if reasons is None else times[good]).tolist()
             for x, k, t in zip(xs, keys, ts):
                 if t > self.max_seen_ns:
@@ -515,9 +516,7 @@ class DetectOperator(PickledStateOperator):
             added["is_anomaly"] = (
                 np.asarray(flags if judged is None else judged, dtype=bool)
                 if inline
-                else threshold.classify_many(
-                    score_arr, None if keys is None else np.asarray(keys, dtype=object)
-                )
+                else threshold.classify_many(score_arr, None if keys is None else object_array(keys))
             )
         added["detector"] = _constant_strings(self.name, len(out))
         result: Outputs = {"out": _with_columns(out, added, batch.columns)}

@@ -27,7 +27,7 @@ from streamlab._detector_record import (
 from streamlab._expr import expression_names
 from streamlab._floats import float_values
 from streamlab._intcols import numpy_ints
-from streamlab._keytable import unhashable_rows
+from streamlab._keytable import typed_key_column, unhashable_rows
 from streamlab._step_kinds import param, step_kind
 from streamlab._time import NAT_NS, Duration, format_duration
 from streamlab.detectors._common import (
@@ -148,8 +148,10 @@ class FeatureOperator(PickledStateOperator):
                 checks.append((times == NAT_NS, f"event time {self.time!r} is missing or unreadable"))
         good, reasons = reject(n, checks)
         clean = batch if reasons is None else batch.loc[good]
-        # the key column as it is (pandas and the vocabularies factorize it without boxing each value)
-        columns = self._compute(clean, clean[self.key], times if reasons is None else times[good])
+        # the key column as it is (pandas and the vocabularies factorize it without boxing each value),
+        # but a json field's true, 1 and 1.0 tagged as three keys, as windows and the exports tell them
+        keys = typed_key_column(clean[self.key])
+        columns = self._compute(clean, keys, times if reasons is None else times[good])
         out = clean.reset_index(drop=True)
         columns = self._more_columns(clean, out.index, columns)
         # appended as blocks (one insert per column rebuilds pandas 3's string column index each time)
@@ -614,7 +616,7 @@ class _DistinctOperator(FeatureOperator):
         self.counter = DistinctCounter(window, _check_lateness(step.allowed_lateness, ""))
 
     def _compute(self, batch: pd.DataFrame, keys: pd.Series, times: np.ndarray) -> dict[str, Any]:
-        counts = self.counter.update(batch[self.key], times, batch[self.step.value])
+        counts = self.counter.update(keys, times, batch[self.step.value])
         return {self.step.column_name(): counts}
 
     def open_state(self) -> dict[str, Any]:

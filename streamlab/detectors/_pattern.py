@@ -14,7 +14,7 @@ import pandas as pd
 from streamlab import _step_codecs as codec
 from streamlab._dead_letter import reason_last_columns
 from streamlab._detector_record import unkeyable_reason, unkeyable_value_reason
-from streamlab._keytable import unhashable_rows
+from streamlab._keytable import typed_key_column, unhashable_rows, untyped_keys
 from streamlab._step_kinds import param, params_of, step_kind
 from streamlab._time import NAT_NS, Duration
 from streamlab.detectors._common import (
@@ -404,7 +404,8 @@ class PatternOperator(PickledStateOperator):
         self.b_time = np.concatenate([self.b_time, times])
         self.b_seq = np.concatenate([self.b_seq, self.seq + rel])
         self.b_mask = np.concatenate([self.b_mask, masks])
-        self.b_key = np.concatenate([self.b_key, self.keys.encode(column(p.key))])
+        # a json field's true, 1 and 1.0 are three keys (tagged), as windows and the exports tell them
+        self.b_key = np.concatenate([self.b_key, self.keys.encode(typed_key_column(column(p.key)))])
         self.b_ref = np.concatenate([self.b_ref, base + np.arange(len(rel), dtype=np.int64)])
         self.b_val = np.concatenate([self.b_val, vals])
 
@@ -482,7 +483,8 @@ class PatternOperator(PickledStateOperator):
         in_order = np.lexsort((self.b_seq[done], self.b_time[done]))
         refs = m_ev[:nm][in_order]
         ids = self.ids.objects(refs.ravel()).reshape(refs.shape)
-        return self.keys.values(m_key[:nm][in_order]), m_first[:nm][in_order], m_last[:nm][in_order], ids
+        keys = untyped_keys(self.keys.values(m_key[:nm][in_order]))
+        return keys, m_first[:nm][in_order], m_last[:nm][in_order], ids
 
     def _compact(self) -> None:
         """Forget id columns, keys and values no pending event or open run holds any more (when they pile up)."""
@@ -587,8 +589,10 @@ class PatternOperator(PickledStateOperator):
         self.b_time = np.asarray(old["b_time"], dtype=np.int64)[by_seq]
         self.b_seq = np.asarray(old["b_seq"], dtype=np.int64)[by_seq]
         self.b_mask = np.asarray(old["b_mask"], dtype=bool).reshape(n, len(self.steps))[by_seq]
-        self.b_key = self.keys.encode(_objects(list(old["b_key"][by_seq])))
-        r_key = self.keys.encode(_objects(list(old["r_key"])))
+        self.b_key = self.keys.encode(
+            typed_key_column(pd.Series(_objects(list(old["b_key"][by_seq])), dtype=object))
+        )
+        r_key = self.keys.encode(typed_key_column(pd.Series(_objects(list(old["r_key"])), dtype=object)))
         n_cols, length = len(self.value_columns), int(self.cum[-1])
         b_val = np.asarray(old["b_val"], dtype=object).reshape(n, n_cols)[by_seq]
         r_val = np.asarray(old["r_val"], dtype=object).reshape(n_runs, length, n_cols)

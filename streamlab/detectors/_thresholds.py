@@ -14,6 +14,7 @@ from river import stats
 
 from streamlab import _step_codecs as codec
 from streamlab._floats import float_values
+from streamlab._keytable import typed_key_column
 from streamlab._step_kinds import param, step_kind
 from streamlab.detectors._common import (
     PickledStateOperator,
@@ -65,7 +66,8 @@ class ThresholdOperator(PickledStateOperator):
         cols = [self.score_column] + ([self.key] if self.key else [])
         require_columns(batch, cols, where=where)
         scores = float_values(batch[self.score_column])
-        keys = batch[self.key].to_numpy(dtype=object) if self.key else None
+        # a json field's true, 1 and 1.0 are three keys (tagged), as in Detect and the exported code
+        keys = typed_key_column(batch[self.key]).to_numpy(dtype=object) if self.key else None
         out = batch.copy()
         out["is_anomaly"] = self.classify_many(scores, keys)
         return {"out": out}

@@ -41,8 +41,9 @@ from streamlab.export import _plan
 
 __all__ = ["IMPORTS", "detector_record_source", "global_step", "row_step_spec", "state_key"]
 
-IMPORTS = ("bisect", "heapq", "math", "collections", "typing")
-"""Modules ``streamlab._detector_record`` imports (river aside, imported where a model is built)."""
+IMPORTS = ("bisect", "heapq", "math", "collections", "typing", "streamlab._record")
+"""Modules ``streamlab._detector_record`` imports (river aside, imported where a model is built);
+generated modules carry ``streamlab._record``'s code (``_plan.snippet_source``) beside its own."""
 
 
 def detector_record_source() -> str:

@@ -623,6 +623,7 @@ class KeyedState:
     def __init__(self, shard):
         self.shard = shard
         self.seq = None
+        # keyed by (step, typed_id(key)): a json key's true, 1 and 1.0 are three keys, as in streamlab
         self.items = {}  # (step, key) -> what was read: the start snapshot, its sequence number, the version
         self.machines = {}  # (step, key) -> [machine, its pickle, sequence number of its last record]
 
@@ -649,7 +650,7 @@ class KeyedState:
             found.update({i["slot"]["S"]: i for i in page["Responses"].get(table, [])})
             request = page.get("UnprocessedKeys") or {}
         for slot, sid in slots.items():
-            self.items[(sid, key)] = self.read(sid, key, table, slot, found.get(slot))
+            self.items[(sid, typed_id(key))] = self.read(sid, key, table, slot, found.get(slot))
 
     def read(self, sid, key, table, slot, item):
         """Where this invocation starts the key's state: the stored state, or on a retry its start."""
@@ -680,16 +681,17 @@ class KeyedState:
     def process(self, sid, key, row):
         """The step's outputs for ``row`` (of this invocation's record ``self.seq``), or None with the reason
         when the key's state would grow past the item limit."""
-        held = self.machines.get((sid, key))
+        ident = (sid, typed_id(key))
+        held = self.machines.get(ident)
         if held is None:
-            read = self.items.get((sid, key))
+            read = self.items.get(ident)
             if read is None:
                 self.fetch(key)
-                read = self.items[(sid, key)]
-            held = self.machines[(sid, key)] = [self.load(sid, read["start"]), read["start"], None]
+                read = self.items[ident]
+            held = self.machines[ident] = [self.load(sid, read["start"]), read["start"], None]
         outputs = held[0].process(row)
         after = pickle.dumps(held[0], protocol=4)
-        size = len(after) + len(self.items[(sid, key)]["start"] or b"")
+        size = len(after) + len(self.items[ident]["start"] or b"")
         if size > STATE_ITEM_MAX_BYTES:
             held[0] = self.load(sid, held[1])
             return None, (
@@ -711,10 +713,10 @@ class KeyedState:
         """Write each changed key's state, conditionally on the version read (see the class docstring), in
         transactions of 100 items (the API's limit)."""
         writes = []
-        for (sid, key), (_, data, seq) in self.machines.items():
+        for ident, (_, data, seq) in self.machines.items():
             if seq is None:
                 continue
-            read = self.items[(sid, key)]
+            read = self.items[ident]
             item = {
                 "slot": {"S": read["slot"]},
                 "part": {"S": "#state"},

@@ -356,7 +356,7 @@ def join_row(row, step, port, state):
     the smaller of the two sides' largest event times minus the delay, or without time) to
     ``<step>.late``, else the pairs it makes with the other side's rows held; then rows no later row
     can pair with are dropped. Returns ``(pairs, late row or None)``."""
-    on, times, lower, upper, delay, suffixes = JOINS[step]
+    on, times, lower, upper, delay, suffixes, typed = JOINS[step]
     held = state.setdefault(step, {"max_ns": [None, None], "rows": [[], []]})
     maxes = held["max_ns"]
     try:
@@ -370,8 +370,10 @@ def join_row(row, step, port, state):
     key = [row.get(k) for k in on]
     pairs = []
     if not unjoinable(tuple(key)):  # a missing key (None, NaN), a dict or a list matches nothing and is not held, as in streamlab
+        # a json key matches one of the same value and type (true, 1 and 1.0 are three keys), as in streamlab
+        key = [typed_id(v) if t else v for v, t in zip(key, typed)]
         for other_ts, other in held["rows"][1 - port]:
-            if [other.get(k) for k in on] != key:
+            if [typed_id(other.get(k)) if t else other.get(k) for k, t in zip(on, typed)] != key:
                 continue
             mine, theirs = (ts, row), (other_ts, other)
             (lts, left), (rts, right) = (mine, theirs) if port == 0 else (theirs, mine)
@@ -670,6 +672,7 @@ def _consts(p: Pipeline) -> tuple[list[str], set[str]]:
     dedups: dict[str, tuple[object, ...]] = {}
     sessions: dict[str, tuple[object, ...]] = {}
     joins: dict[str, tuple[object, ...]] = {}
+    field_types = _plan.column_types(p)
     for sid, step in p.steps.items():
         if isinstance(step, WindowStep):
             w = step.window
@@ -698,7 +701,18 @@ def _consts(p: Pipeline) -> tuple[list[str], set[str]]:
             dedups[sid] = (step.id_column, step.time, step.ttl_ns, step.max_ids)
         elif isinstance(step, IntervalJoinStep):
             times = (step.left_time, step.right_time)
-            joins[sid] = (tuple(step.on), times, step.lower_ns, step.upper_ns, step.delay_ns, step.suffixes)
+            # key columns compared by value and type: those a json field (Python objects) fills on either side
+            sides = [field_types.get(r, {}) for r in step.inputs]
+            by_type = tuple(any(t.get(c) in ("json", "object") for t in sides) for c in step.on)
+            joins[sid] = (
+                tuple(step.on),
+                times,
+                step.lower_ns,
+                step.upper_ns,
+                step.delay_ns,
+                step.suffixes,
+                by_type,
+            )
     consts.append("# window step -> (keys, size, slide, offset, delay, lateness, time column), in ns")
     consts.append(_plan.const("WINDOWS", windows))
     consts += ["COMBINES = {", *combines, "}"]
@@ -708,7 +722,10 @@ def _consts(p: Pipeline) -> tuple[list[str], set[str]]:
     consts.append(_plan.const("DEDUPS", dedups))
     consts.append("# session window step -> (keys, gap, delay, lateness, time column), in ns")
     consts.append(_plan.const("SESSIONS", sessions))
-    consts.append("# interval join step -> (keys, (left, right time), lower, upper, delay, suffixes), ns")
+    consts.append(
+        "# interval join step -> (keys, (left, right time), lower, upper, delay, suffixes, keys compared"
+        " by type), ns"
+    )
     consts.append(_plan.const("JOINS", joins))
     filters = {sid: s.expr for sid, s in p.steps.items() if isinstance(s, FilterStep)}
     maps = {sid: s.columns for sid, s in p.steps.items() if isinstance(s, MapStep)}

@@ -106,3 +106,47 @@ def test_streamlab_pairs_no_missing_key() -> None:
 def test_the_datastream_rules_pair_no_missing_key(tmp_path: Path) -> None:
     to_flink(joined(), tmp_path, source="files")
     assert pairs(run_rules(tmp_path / "datastream.py", null_lines())["join"]) == NULL_MATCHED
+
+
+# a json key matches one of the same value and type: true, 1 and 1.0 are three keys (Python holds them
+# equal), "1" a fourth, as the SQL jobs compare their JSON text; null matches nothing
+TYPED_USERS: list[Any] = [True, 1, 1.0, "1", None, True, 1, 1.0, "1", None, 0, False, 0.0]
+
+
+def typed_lines() -> list[bytes]:
+    return [
+        json.dumps({"event_id": f"e{i}", "user_id": u, "timestamp": f"2024-03-01T00:00:{i:02d}Z"}).encode()
+        for i, u in enumerate(TYPED_USERS)
+    ]
+
+
+def typed_matched() -> list[list[str]]:
+    """Each row with itself and the later rows of its key, a key being its value and type."""
+    return sorted(
+        [f"e{a}", f"e{b}"]
+        for a, u in enumerate(TYPED_USERS)
+        for b, w in enumerate(TYPED_USERS)
+        if u is not None and b >= a and (type(u), u) == (type(w), w)
+    )
+
+
+@pytest.mark.parametrize("batch_size", [1, len(TYPED_USERS)])
+def test_streamlab_pairs_json_keys_by_value_and_type(batch_size: int) -> None:
+    from streamlab.export.verify import run_local
+
+    local = run_local(joined(), typed_lines(), batch_size=batch_size)
+    assert pairs(local["join"]) == typed_matched()
+    assert local["join"]["user_id"].map(type).tolist() == [
+        type(TYPED_USERS[int(e[1:])]) for e in local["join"]["event_id"]
+    ]
+
+
+def test_the_datastream_rules_pair_json_keys_by_value_and_type(tmp_path: Path) -> None:
+    to_flink(joined(), tmp_path, source="files")
+    assert pairs(run_rules(tmp_path / "datastream.py", typed_lines())["join"]) == typed_matched()
+
+
+def test_spark_pairs_json_keys_by_value_and_type(spark: Any, tmp_path: Path) -> None:
+    report = verify(joined(), typed_lines(), target="spark", workdir=tmp_path)
+    assert report.equal, report.diff
+    assert pairs(report.exported["join"]) == typed_matched()

@@ -186,3 +186,32 @@ def test_a_feature_keyed_by_an_object_sends_the_row_to_dead_letter_on_lambda(key
     report = verify(p, lines, "lambda")
     assert report.equal, report
     assert report.counts["time_since_last_feature.dead_letter"] == {"streamlab": 1, "lambda": 1}
+
+
+def json_velocity() -> Pipeline:
+    from streamlab.detectors import VelocityFeature
+
+    p = Pipeline(ListSource([b"{}"]), name="jsonvelocity")
+    p.parse({"timestamp": "timestamp", "tag": "json"}).apply(
+        VelocityFeature("tag", window="1h"), step_id="velocity"
+    ).window(TumblingWindow("1h"), key="tag").agg(agg.count(), agg.max("count_1h"))
+    return p
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("batch_size", [4, 100])
+def test_a_json_keyed_feature_keeps_true_one_and_one_point_zero_apart_on_lambda(
+    batch_size: int, tmp_path: Path
+) -> None:
+    """The handler's per-key DynamoDB state of a feature keyed by a json field: true, 1 and 1.0 are three
+    keys within an invocation too (its in-memory machines were keyed by Python's equality, so 1 went on
+    with true's state and was saved in true's item), and verify reports equal."""
+    pytest.importorskip("moto")
+    # in batches of 4 the second invocation starts with 1, after one that started with true
+    tags = ["true", "1", "1.0", '"1"', "1", "true", "1.0", "true", "1.0", "1"]
+    lines = [b'{"timestamp": %d, "tag": %s}' % (i + 1, t.encode()) for i, t in enumerate(tags)]
+    report = verify(json_velocity(), lines, "lambda", workdir=tmp_path, lambda_batch_size=batch_size)
+    assert report.equal, report.diff.to_string()
+    got = report.exported["window"]
+    counted = dict(zip(map(repr, got["tag"]), got["max_count_1h"], strict=True))
+    assert counted == {"True": 3, "1": 3, "1.0": 3, "'1'": 1}
