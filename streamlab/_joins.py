@@ -42,13 +42,20 @@ def _merge(left: pd.DataFrame, right: pd.DataFrame, on: list[str], how: str, **k
     """
     typed = [c for c in on if left[c].dtype == object or right[c].dtype == object]
     if not typed:
-        # the ignore: how is a str checked by the join step ("left" or "inner"), not pandas' Literal
-        return left.merge(right, on=on, how=how, **kw)  # type: ignore[arg-type]
+        try:
+            # the ignore: how is a str checked by the join step ("left" or "inner"), not pandas' Literal
+            return left.merge(right, on=on, how=how, **kw)  # type: ignore[arg-type]
+        except ValueError:  # key columns pandas will not compare (a date with an int): as objects below
+            typed = list(on)
     hidden = {c: f"__streamlab_key{i}" for i, c in enumerate(typed)}
-    tagged_left = left.assign(**{h: typed_key_column(left[c], every_float=True) for c, h in hidden.items()})
-    tagged_right = right.drop(columns=typed).assign(
-        **{h: typed_key_column(right[c], every_float=True) for c, h in hidden.items()}
-    )
+
+    def tagged(col: pd.Series) -> pd.Series:
+        # as objects on both sides: pandas refuses to merge an object key with an int64 or a datetime
+        # one ("1" with 1), where a key of another type simply matches nothing, as in SQL
+        return typed_key_column(col, every_float=True).astype(object)
+
+    tagged_left = left.assign(**{h: tagged(left[c]) for c, h in hidden.items()})
+    tagged_right = right.drop(columns=typed).assign(**{h: tagged(right[c]) for c, h in hidden.items()})
     keys = [hidden.get(c, c) for c in on]
     merged = tagged_left.merge(tagged_right, on=keys, how=how, **kw)  # type: ignore[arg-type]
     return merged.drop(columns=list(hidden.values()))

@@ -151,3 +151,27 @@ def test_an_interval_join_pairs_json_keys_of_the_same_value_and_type(keys: list[
     want = [(a, b) for a in range(len(keys)) for b in range(len(keys)) if keys[a] is not None]
     want = [(a, b) for a, b in want if typed(keys[a]) == typed(keys[b])]
     assert sorted(got) == sorted(want)
+
+
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [
+        (pd.Series([1, 2]), pd.Series(["1", "2"], dtype=object)),  # a json/text key against an int64 one
+        (
+            pd.Series(pd.to_datetime(["2024-01-01", "2024-01-02"], utc=True)),
+            pd.Series(["2024-01-01", "x"], dtype=object),
+        ),
+        (pd.Series([1, 2]), pd.Series(pd.to_datetime(["2024-01-01", "2024-01-02"]))),
+    ],
+)
+def test_join_keys_pandas_will_not_compare_match_nothing_instead_of_stopping_the_run(left, right):
+    # pandas refuses to merge an int64 or datetime key with an object one ("You are trying to merge on
+    # int64 and object columns"): one record of text in a json key stopped the run
+    t = pd.Series(pd.to_datetime(["2024-01-01", "2024-01-01"], utc=True))
+    table = pd.DataFrame({"k": right, "name": ["A", "B"]})
+    out = EnrichOperator(table, ["k"], "left").process(pd.DataFrame({"k": left, "x": [1, 2]}))["out"]
+    assert out["x"].tolist() == [1, 2] and out["name"].isna().all()
+    join = IntervalJoinOperator("j", ["k"], "t", "t", -(10**9), 10**9, 0, ("", "_right"))
+    join.process(pd.DataFrame({"k": left, "t": t}), 0)
+    got = join.process(pd.DataFrame({"k": right, "t": t}), 1)
+    assert len(got.get("out", pd.DataFrame())) == 0
