@@ -14,7 +14,7 @@ from typing import Any, TypeGuard
 from streamlab import _dead_letter, _detector_record, _pyast, _record, _serde_values, _sessions
 from streamlab._agg_inputs import NUMERIC_AGGREGATORS
 from streamlab._dead_letter import dead_letter_types
-from streamlab._time import NAT_NS
+from streamlab._time import NAT_NS, format_duration
 from streamlab.aggregators import (
     Aggregator,
     CountAggregator,
@@ -414,6 +414,48 @@ _ALWAYS = (SourceStep, ParseStep, FilterStep, MapStep, SelectStep, DedupStep, Ke
 
 def unsupported(step: Step, target: str, why: str, fix: str) -> PipelineConfigError:
     return PipelineConfigError(step.step_id, step.kind, f"cannot export to {target}: {why}", fix)
+
+
+def window_geometry(step: WindowStep) -> dict[str, int]:
+    """A window step's durations in ns by name: size, every, offset (or gap), lateness and delay."""
+    from streamlab.windows import SessionWindow, SlidingWindow, TumblingWindow
+
+    w = step.window
+    parts: dict[str, int] = {}
+    if isinstance(w, TumblingWindow):
+        parts.update(size=w.size_ns, offset=w.offset_ns)
+    elif isinstance(w, SlidingWindow):
+        parts.update(size=w.size_ns, every=w.every_ns, offset=w.offset_ns)
+    elif isinstance(w, SessionWindow):
+        parts.update(gap=w.gap_ns)
+    return {**parts, "lateness": step.lateness_ns, "delay": step.delay_ns}
+
+
+def refuse_finer_than(step: WindowStep, parts: dict[str, int], unit: str, target: str, why: str) -> None:
+    """A PipelineConfigError for the first of ``parts`` (name -> ns) that is not whole ``unit``s
+    (``"us"`` or ``"ms"``): the target keeps times in that unit, so its windows would not be streamlab's.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline, TumblingWindow, agg
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([{"timestamp": 0}]))
+    >>> _ = p.stream.window(TumblingWindow("1500us")).agg(agg.count())
+    >>> refuse_finer_than(p.steps["window"], {"size": 1_500_000}, "ms", "AWS Lambda", "Timestream keeps ms")
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.PipelineConfigError: step 'window' (window): cannot export to AWS Lambda: size='1.5ms' is not a whole number of milliseconds (Timestream keeps ms). Fix: give size in whole milliseconds (e.g. '1ms')
+    """
+    unit_ns, name = {"us": (1_000, "microseconds"), "ms": (1_000_000, "milliseconds")}[unit]
+    for part, ns in parts.items():
+        if ns % unit_ns:
+            raise PipelineConfigError(
+                step.step_id,
+                "window",
+                f"cannot export to {target}: {part}={format_duration(abs(ns))!r} is not a whole number of "
+                f"{name} ({why})",
+                f"give {part} in whole {name} (e.g. '{max(1, abs(ns) // unit_ns)}{unit}')",
+            )
 
 
 def check_steps(p: Pipeline, target: str, *, operators: bool = False) -> None:

@@ -803,6 +803,10 @@ def _chain(p: Pipeline) -> list[Step]:
 
 def _check(p: Pipeline) -> list[Step]:
     for step in p.steps.values():
+        if isinstance(step, WindowStep) and isinstance(step.window, TumblingWindow):
+            parts = _plan.window_geometry(step)
+            why = "Timestream keeps times in milliseconds: windows finer than that would collide in it"
+            _plan.refuse_finer_than(step, {k: parts[k] for k in ("size", "offset")}, "ms", "AWS Lambda", why)
         if isinstance(step, WindowStep) and not isinstance(step.window, TumblingWindow):
             kind = "session" if step.window.kind == "session" else "sliding"
             raise _plan.unsupported(

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streamlab._time import format_duration, parse_duration
+from streamlab._time import parse_duration
 from streamlab.errors import PipelineConfigError
 from streamlab.export import _detectors, _plan, _registry
 from streamlab.pipeline import Pipeline
@@ -910,25 +910,11 @@ def _check_microseconds(step: WindowStep, watermark_delay_ns: int) -> None:
     """Refuse a window whose geometry Beam cannot hold: Beam's windows and timestamps are microseconds,
     so a size, slide, offset, gap, lateness or delay with digits below the microsecond would give other
     windows than streamlab's."""
-    w = step.window
-    parts: dict[str, int] = {"lateness": step.lateness_ns, "delay": step.delay_ns - watermark_delay_ns}
-    if isinstance(w, TumblingWindow):
-        parts.update(size=w.size_ns, offset=w.offset_ns)
-    elif isinstance(w, SlidingWindow):
-        parts.update(size=w.size_ns, every=w.every_ns, offset=w.offset_ns)
-    elif isinstance(w, SessionWindow):
-        parts.update(gap=w.gap_ns)
-    for name, ns in parts.items():
-        if ns % 1_000:
-            shown = format_duration(abs(ns)) if name != "delay" else format_duration(step.delay_ns)
-            raise PipelineConfigError(
-                step.step_id,
-                "window",
-                f"cannot export to Apache Beam: {name}={shown!r} is not a whole number of microseconds "
-                "(Beam's windows and element timestamps are microseconds, so its windows would not be "
-                "streamlab's)",
-                f"give {name} in whole microseconds (e.g. '{max(1, abs(ns) // 1_000)}us')",
-            )
+    parts = _plan.window_geometry(step)
+    if (parts["delay"] - watermark_delay_ns) % 1_000 == 0:
+        del parts["delay"]  # (the part of it beyond the pipeline's watermark delay is what Beam shifts by)
+    why = "Beam's windows and element timestamps are microseconds, so its windows would not be streamlab's"
+    _plan.refuse_finer_than(step, parts, "us", "Apache Beam", why)
 
 
 class _Generator:

@@ -357,3 +357,23 @@ def test_verify_handles_ten_thousand_records_within_a_minute(tmp_path: Path) -> 
     assert report.equal, report.diff
     assert report.counts["window.late"]["lambda"] > 0
     assert spent < 60, f"verify(target='lambda') took {spent:.0f} CPU seconds for {len(lines)} records"
+
+
+@pytest.mark.parametrize(("window", "words"), [("500us", "size='500us'"), ("1s", None)])
+def test_lambda_refuses_windows_finer_than_timestreams_milliseconds(
+    window: str, words: str | None, tmp_path: Path
+) -> None:
+    # two windows within one millisecond were written to the same Timestream time: one was lost
+    from streamlab import PipelineConfigError, TumblingWindow, agg
+    from streamlab.export import to_lambda
+
+    p = Pipeline(ListSource([b"{}"]), name="fine")
+    p.parse({"event_id": "string", "timestamp": "timestamp"}).window(TumblingWindow(window), step_id="w").agg(
+        agg.count()
+    )
+    if words is None:
+        to_lambda(p, tmp_path)
+        return
+    with pytest.raises(PipelineConfigError, match="step 'w'") as e:
+        to_lambda(p, tmp_path)
+    assert words in str(e.value) and "Timestream keeps times in milliseconds" in str(e.value)
