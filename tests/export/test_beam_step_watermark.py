@@ -163,6 +163,7 @@ def test_a_sliding_row_late_for_one_window_counts_in_the_next_while_beams_waterm
     assert counted[("a", 60)] == 3  # 130, 70 and 100
 
 
+@pytest.mark.slow
 def test_a_window_the_replay_cannot_follow_is_named(tmp_path: Path) -> None:
     """A window over another window's results: the replay follows every parsed record for it, and the
     module's docstring and verify's notes say so."""
@@ -175,6 +176,12 @@ def test_a_window_the_replay_cannot_follow_is_named(tmp_path: Path) -> None:
     module = load_module(to_beam(p, tmp_path).module)
     assert module.REPLAY_WINDOWS == ("window",) and module.REPLAY_PARSED is True
     assert "Window step 'hourly': its rows come from window step 'window'" in module.__doc__
+    report = verify(p, FILTERED, "beam", workdir=tmp_path / "verify")
+    assert report.equal, report.diff.to_string()
+    (note,) = [n for n in report.notes if n.startswith("hourly: ")]
+    assert (
+        "follows every parsed record for this window step (its rows come from window step 'window')" in note
+    )
 
 
 def _random_case(seed: int) -> tuple[Pipeline, list[bytes]]:
