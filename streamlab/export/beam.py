@@ -4,24 +4,30 @@ The generated module imports Apache Beam only (no streamlab): helpers are copied
 ``streamlab.export._snippets``. Semantics and where Beam differs are written into the module's
 docstring; the short version:
 
-* streamlab's watermark is the largest event time seen minus ``delay``. In the generated replay source
-  (``replay_stream``, a ``TestStream``) the watermark follows exactly that rule; on Pub/Sub, Dataflow
-  estimates the watermark from publish times (or a timestamp attribute) instead.
+* streamlab's watermark is tracked per window step: the largest event time among the rows that reach
+  the step, minus its ``delay``. The generated replay source (``replay_stream``, a ``TestStream``)
+  runs each record through the steps before each window step (parse, filters, maps, dedup, the
+  window's own dead-letter checks: ``replay_steps``) and holds Beam's watermark at the smallest of
+  those, so it never runs ahead of a window step's watermark; a window step after a detector, feature
+  or pattern step or another window is followed by every parsed record instead, and the module's
+  docstring says so (``replay_unfollowed``). On Pub/Sub, Dataflow estimates the watermark from publish
+  times (or a timestamp attribute) instead.
 * A window emits one final result once the watermark reaches ``end + lateness``. The generated code
   shifts event times forward by the lateness (plus any delay beyond the pipeline's watermark delay),
   windows with ``AfterWatermark(late=AfterCount(1))`` in discarding mode, and turns the on-time pane
-  into the result (aggregated by a CombineFn) and late panes into rows of the ``late`` output.
-  Beam keeps a closed window's state ``late_horizon`` long and would drop a row later than that
-  without a trace; the generated code sends such a row to ``late`` before Beam sees it (judged by the
-  largest event time its worker has seen at the step, which never runs ahead of streamlab's watermark),
-  as streamlab reports it. On several workers, a row that Beam's watermark puts past the horizon
-  before its own worker has seen the newer events is still dropped by Beam: keep ``late_horizon``
-  above the lateness you expect.
-* Session windows use the same panes over Beam's merging ``Sessions``, but the generated code applies
-  streamlab's session rule itself (``assign_one_by_one``, copied): a row whose own session has closed,
-  or that would join a session already emitted, goes to ``late`` before Beam sees it. Beam merging
-  such a row into a fired session would re-open it (streamlab never does), and its watermark hold is
-  never released, so the DirectRunner stops with "pipeline stall". The rule's state is per process.
+  into the result (aggregated by a CombineFn). Which rows are late is streamlab's rule, applied before
+  Beam sees them (``StampEventTime``, against the largest event time its worker has seen at the step,
+  which never runs ahead of streamlab's watermark): a row goes to ``late`` with each window that is
+  closed, and Beam puts it only into its other windows (``ListedWindows``: a sliding window's row can
+  be late for one window and counted in another). Where Beam's watermark is estimated (Pub/Sub), a row
+  Beam finds late first still reaches ``late`` through a late pane; Beam keeps a closed window's state
+  ``late_horizon`` long, and on several workers a row later than that whose own worker has not yet
+  seen the newer events is dropped by Beam: keep ``late_horizon`` above the lateness you expect.
+* Session windows use the same panes over Beam's merging ``Sessions``, with streamlab's session rule
+  (``assign_one_by_one``, copied): a row whose own session has closed, or that would join a session
+  already emitted, goes to ``late`` before Beam sees it. Beam merging such a row into a fired session
+  would re-open it (streamlab never does), and its watermark hold is never released, so the
+  DirectRunner stops with "pipeline stall". The rule's state is per process.
 * Times are microseconds in Beam (element timestamps, the rows' datetimes, JSON and BigQuery outputs),
   where streamlab keeps nanoseconds: digits below the microsecond are truncated at parse, as
   streamlab's own JSON sinks write them (``verify`` compares such times at the microsecond and says
@@ -31,6 +37,7 @@ docstring; the short version:
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,28 +150,34 @@ Backfill from a file of JSON lines (one raw record per line)::
 
     python {module} --input events.jsonl {sink_args} --runner DirectRunner
 
-Tests: ``replay_stream(lines)`` builds a TestStream that replays records in arrival order with
-streamlab's watermark (see its docstring), and ``build(raw)`` returns every stream by streamlab reference.
+Tests: ``replay_stream(lines)`` builds a TestStream that replays records in arrival order with a
+watermark that never runs ahead of streamlab's (see its docstring), and ``build(raw)`` returns every
+stream by streamlab reference.
 
 Semantics (streamlab -> Beam)
 -----------------------------
 * Parse: the same checks and dead-letter reasons as streamlab; dead letters carry ``raw``, ``reason``
   and ``step_id`` on the ``dead_letter`` output.
-* Watermark: streamlab's is the largest event time seen minus the window's delay. ``replay_stream``
-  follows that rule (rounded down to milliseconds, TestStream's resolution) over every parsed record;
-  streamlab counts only the records that reach the window, so a filter that drops the newest record
-  can close windows later in streamlab than here. On Pub/Sub, Dataflow estimates the watermark from
-  publish times unless publishers set an event-time attribute (``--timestamp_attribute``).
-* A bounded file (``--input``) advances Beam's watermark only once the whole file is read, so nothing
+* Watermark: streamlab keeps one per window step, the largest event time among the rows that reach
+  the step (not those a filter, a dedup or the step's own dead letters removed; after a map, at the
+  time it gave) minus the step's delay. ``replay_stream`` runs each record through the steps before
+  each window step and holds Beam's watermark at the smallest of those (rounded down to milliseconds,
+  TestStream's resolution), so it never runs ahead of a window step's watermark. On Pub/Sub, Dataflow
+  estimates the watermark from publish times unless publishers set an event-time attribute
+  (``--timestamp_attribute``).
+{unfollowed}* A bounded file (``--input``) advances Beam's watermark only once the whole file is read, so nothing
   is late in a backfill and every window is complete.
 * Windows: one final result per window and key once the watermark reaches ``end + lateness``. Event
   times are shifted forward by the lateness so that Beam's on-time pane (``AfterWatermark``) fires
-  then; late panes (``AfterCount(1)``, discarding) carry rows for closed windows to the ``late`` output,
-  without streamlab's ``watermark`` column. Beam keeps a closed window's state LATE_HORIZON_S long;
-  a row later than that goes to ``late`` from ``StampEventTime`` (judged by the largest event time
-  this worker saw at the step minus the delay, never ahead of streamlab's watermark) instead of being
-  dropped by Beam's garbage collection; on several workers a row whose own worker has not yet seen
-  the events that put Beam's watermark past the horizon is still dropped by Beam.
+  then. Which rows are late is streamlab's rule, applied by ``StampEventTime`` against the largest
+  event time this worker saw at the step minus the delay (never ahead of streamlab's watermark): a
+  row goes to ``late`` with each of its windows that is closed, without streamlab's ``watermark``
+  column, and Beam puts it only into the others (``ListedWindows``; a sliding window's row can be late
+  for one window and counted in another). In the replay Beam's own watermark trails that rule, so
+  every late row is found there. On Pub/Sub, where Beam's watermark is estimated and a worker sees only
+  its own rows, a row Beam finds late first still goes to ``late`` through a late pane
+  (``AfterCount(1)``, discarding); Beam keeps a closed window's state LATE_HORIZON_S long, and on several
+  workers a row later than that whose own worker has not yet seen the newer events is dropped by Beam.
 * Sessions: the same panes over Beam's merging ``Sessions``; which rows are late is streamlab's session
   rule (``assign_one_by_one``), run by ``StampEventTime`` against this process's largest event time at
   the step, so late rows never reach Beam's merging windows (a merge into a fired session would re-open
@@ -199,6 +212,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.coders import BooleanCoder, BytesCoder, PickleCoder
+from apache_beam.coders.coders import IntervalWindowCoder
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.transforms import trigger, userstate
 from apache_beam.transforms import window as beam_window
@@ -308,8 +322,7 @@ class DropDuplicates(beam.DoFn):
         _, row = element
         if self.rule is None or self.token is None or token.read() != self.token:
             self.rule, self.logged = self.replay(log.read())
-        value = row.get(self.time) if self.time else None
-        entry = (typed_id(dedup_key(row.get(self.id_column))), None if value is None else to_ns(value))
+        entry = dedup_entry(row, self.id_column, self.time)
         repeat = self.rule.is_duplicate(*entry)
         if self.logged >= 2 * len(self.rule.seen) + 1_000:
             log.clear()
@@ -324,18 +337,37 @@ class DropDuplicates(beam.DoFn):
             yield pvalue.TaggedOutput("duplicates", row)
         else:
             yield row
+
+
+def dedup_entry(row, id_column, time):
+    """What the dedup rule reads of a row: its id (typed, as the rule tells ids apart) and event time in ns."""
+    value = row.get(time) if time else None
+    return typed_id(dedup_key(row.get(id_column))), None if value is None else to_ns(value)
+
+
+def first_occurrences(id_column, time, ttl_ns, max_ids):
+    """``DropDuplicates`` as the replay runs it, in arrival order: a row to [row], or [] for a repeat."""
+    rule = Dedup(ttl_ns, max_ids)
+
+    def run(row):
+        return [] if rule.is_duplicate(*dedup_entry(row, id_column, time)) else [row]
+
+    return run
 ''',
     "stamp": '''
 class StampEventTime(beam.DoFn):
     """Re-stamp rows with the window's event-time column (plus ``shift_ns``); rows without one, and rows
     the window's aggregators cannot take (``unfit_reason``: ``keys``, ``checks``), to ``dead_letter``.
 
-    ``expiry`` (size, slide, offset, gap, lateness, delay, horizon in ns; size None for sessions) sends a
-    row to ``late`` for each of its windows more than LATE_HORIZON_S past closing, which Beam would drop
-    without a trace (its garbage collection of window state): streamlab reports such a row late. The
-    test is this process's largest event time at the step minus the delay (SEEN), which never runs
-    ahead of streamlab's watermark, so a row sent to ``late`` here is late in streamlab too. At a
-    session step (size None) the test is streamlab's session rule against that watermark instead.
+    Which rows are late is streamlab's rule, decided here against SEEN, this process's largest event
+    time among the rows that reached the step (streamlab's watermark is SEEN minus the step's delay):
+    ``closing`` is (size, slide, offset, gap, lateness, delay) in ns, size None for sessions. A row goes
+    to ``late`` with each of its windows that is closed (watermark at or past end + lateness); it goes
+    on, as ``(row, starts)``, with the starts of the windows it still counts in, which ``ListedWindows``
+    assigns: Beam counts it in those windows only. At a session step the test is streamlab's session
+    rule (``assign_one_by_one``). Beam's own watermark never decides it in the replay (it trails every
+    step's watermark there); on Pub/Sub, a row Beam's estimated watermark finds late that this process
+    did not becomes a late pane (``EmitPanes``).
     """
 
     # step id -> the largest event time (ns) this process saw at the step; shared by the DoFn's
@@ -346,31 +378,45 @@ class StampEventTime(beam.DoFn):
     SESSIONS = {}
     PRUNE_AT = {}
 
-    def __init__(self, step_id, time, shift_ns=0, keys=(), checks=(), expiry=None):
+    def __init__(self, step_id, time, shift_ns=0, keys=(), checks=(), closing=None):
         self.step_id = step_id
         self.time = time
         self.shift_ns = shift_ns
         self.keys = keys
         self.checks = checks
-        self.expiry = expiry
+        self.closing = closing
 
-    def expired(self, ts):
-        """(start, end) in ns of the row's windows past the late horizon, and whether any window is not."""
-        size, slide, offset, gap, lateness, delay, horizon = self.expiry
+    def event_time(self, row):
+        """(event time in ns, None) of a row the step takes, or (None, the dead-letter reason)."""
+        unfit = unfit_reason(row, self.keys, self.checks) if self.keys or self.checks else None
+        if unfit is not None:
+            return None, unfit
+        try:
+            return to_ns(row.get(self.time)), None
+        except (TypeError, ValueError, OverflowError):
+            return None, f"missing or unreadable event time in column {self.time!r}"
+
+    def seen(self, ts):
+        """The largest event time at the step, ``ts`` included."""
         seen = max(self.SEEN.get(self.step_id, ts), ts)
         self.SEEN[self.step_id] = seen
-        spans = [(ts, ts + gap)] if size is None else [(s, s + size) for s in window_starts(ts, size, slide, offset)]
-        gone = [(s, e) for s, e in spans if seen - delay > e + lateness + horizon]
-        return gone, len(gone) < len(spans)
+        return seen
+
+    def closed_windows(self, ts):
+        """The row's windows as (start, end) in ns: those streamlab has closed, and the others."""
+        size, slide, offset, _, lateness, delay = self.closing
+        watermark = self.seen(ts) - delay
+        spans = [(s, s + size) for s in window_starts(ts, size, slide, offset)]
+        closed = [(s, e) for s, e in spans if e + lateness <= watermark]
+        return closed, [(s, e) for s, e in spans if e + lateness > watermark]
 
     def late_session(self, row, ts):
         """Whether streamlab reports ``row`` late at a session step (``assign_one_by_one``, its rule): its own
         session already closed, or it would join a session already emitted. Such a row never reaches Beam's
         merging ``Sessions``, where a late row merging into a fired session holds the watermark for good
         (the DirectRunner then stops with "pipeline stall") and re-opens a session streamlab keeps closed."""
-        _, _, _, gap, lateness, delay, _ = self.expiry
-        seen = max(self.SEEN.get(self.step_id, ts), ts)
-        self.SEEN[self.step_id] = seen
+        _, _, _, gap, lateness, delay = self.closing
+        seen = self.seen(ts)
         opened, ends = self.SESSIONS.setdefault(self.step_id, ({}, {}))
         key = group_key(row, self.keys)
         late = assign_one_by_one([0], [ts], [seen - delay], [key], gap, lateness, opened, ends, lambda: 0)[1]
@@ -383,33 +429,60 @@ class StampEventTime(beam.DoFn):
             self.PRUNE_AT[self.step_id] = max(10_000, 2 * len(ends))  # amortized: the size doubles first
         return bool(late)
 
+    def late(self, row, start, end):
+        """A row of the ``late`` output, stamped at the largest event time seen: not late for the sinks."""
+        late = {**row, "window_start": from_ns(start), "window_end": from_ns(end)}
+        stamp = Timestamp(micros=(self.SEEN[self.step_id] + self.shift_ns) // 1_000)
+        return pvalue.TaggedOutput("late", beam_window.TimestampedValue(late, stamp))
+
     def process(self, row):
-        unfit = unfit_reason(row, self.keys, self.checks) if self.keys or self.checks else None
-        if unfit is not None:
-            yield pvalue.TaggedOutput("dead_letter", dead_letter_row(unfit, self.step_id, row))
-            return
-        value = row.get(self.time)
-        try:
-            ts = to_ns(value)
-        except (TypeError, ValueError, OverflowError):
-            reason = f"missing or unreadable event time in column {self.time!r}"
+        ts, reason = self.event_time(row)
+        if ts is None:
             yield pvalue.TaggedOutput("dead_letter", dead_letter_row(reason, self.step_id, row))
             return
-        if self.expiry is not None and self.expiry[0] is None:
-            if self.late_session(row, ts):  # stamped at the largest event time seen: not late for the sinks
-                late = {**row, "window_start": from_ns(ts), "window_end": from_ns(ts + self.expiry[3])}
-                stamp = Timestamp(micros=(self.SEEN[self.step_id] + self.shift_ns) // 1_000)
-                yield pvalue.TaggedOutput("late", beam_window.TimestampedValue(late, stamp))
-                return
-        elif self.expiry is not None:
-            gone, kept = self.expired(ts)
-            for start, end in gone:  # stamped at the largest event time seen: not late for the sinks
-                late = {**row, "window_start": from_ns(start), "window_end": from_ns(end)}
-                stamp = Timestamp(micros=(self.SEEN[self.step_id] + self.shift_ns) // 1_000)
-                yield pvalue.TaggedOutput("late", beam_window.TimestampedValue(late, stamp))
-            if not kept:
-                return
-        yield beam_window.TimestampedValue(row, Timestamp(micros=(ts + self.shift_ns) // 1_000))
+        stamp = Timestamp(micros=(ts + self.shift_ns) // 1_000)
+        if self.closing[0] is None:
+            if self.late_session(row, ts):
+                yield self.late(row, ts, ts + self.closing[3])
+            else:
+                yield beam_window.TimestampedValue(row, stamp)
+            return
+        closed, kept = self.closed_windows(ts)
+        for start, end in closed:
+            yield self.late(row, start, end)
+        if kept:
+            yield beam_window.TimestampedValue((row, tuple(s for s, _ in kept)), stamp)
+
+
+class ListedWindows(beam_window.NonMergingWindowFn):
+    """Tumbling or sliding windows as ``StampEventTime`` lists them on each element ``(row, starts)``: the
+    windows ``[start, start + size_ns)``, moved forward by ``shift_ns``, that streamlab counts the row in.
+    (Beam's ``SlidingWindows`` would put a row into every window holding its time, also into one that
+    streamlab closed before the row came but Beam's watermark has not reached.)"""
+
+    def __init__(self, size_ns, shift_ns):
+        self.size_ns = size_ns
+        self.shift_ns = shift_ns
+
+    def assign(self, context):
+        _, starts = context.element
+        bounds = [(s + self.shift_ns) // 1_000 for s in starts]
+        size = self.size_ns // 1_000
+        return [beam_window.IntervalWindow(Timestamp(micros=b), Timestamp(micros=b + size)) for b in bounds]
+
+    def get_window_coder(self):
+        return IntervalWindowCoder()
+
+
+def event_times(stamp):
+    """``StampEventTime.event_time`` as the replay runs it: a row to [its event time], or [] when the
+    step sends it to ``dead_letter``."""
+
+    def run(row):
+        ts, _ = stamp.event_time(row)
+        return [] if ts is None else [ts]
+
+    return run
 ''',
     "combine": '''
 class WindowCombineFn(beam.CombineFn):
@@ -624,6 +697,53 @@ def event_time_ns(raw):
     {ret}
 
 
+def passed(dofn):
+    """A DoFn of ``build`` as the replay runs it: one row to the rows of its main output (side outputs and
+    element timestamps left out)."""
+
+    def run(row):
+        out = []
+        for x in dofn.process(row):
+            if not isinstance(x, pvalue.TaggedOutput):
+                out.append(x.value if isinstance(x, beam_window.TimestampedValue) else x)
+        return out
+
+    return run
+
+
+def replay_steps():
+    """What decides which rows reach the window steps of REPLAY_WINDOWS, run by the replay record by record
+    with ``build``'s own DoFns and rules: the source's reference, and (stream reference, input reference,
+    one row to the rows the step passes on; for a window step, to the event times of the rows it takes)."""
+    return {source!r}, [{plan}
+    ]
+
+
+def replay_times(raw, plan):
+    """Window step -> event times (ns) of the rows of one raw record that reach it and that it takes (not
+    its dead letters), by ``plan`` (``replay_steps()``)."""
+    source, steps = plan
+    rows, times = {{source: [raw]}}, {{}}
+    for ref, src, run in steps:
+        out = [x for row in rows.get(src, ()) for x in run(row)]
+        if ref in REPLAY_WINDOWS:
+            times[ref] = out
+        else:
+            rows[ref] = out
+    return times
+
+
+def replay_watermark(parsed_max, seen):
+    """The replay's watermark (ns): the smallest largest event time it follows minus WATERMARK_DELAY_NS;
+    None while one of them has none yet. It follows each window step of REPLAY_WINDOWS by the rows that
+    reach it (``seen``: step -> largest event time), and every parsed record (``parsed_max``) when
+    REPLAY_PARSED; so it never runs ahead of the watermark of a step it follows."""
+    followed = [*seen.values(), parsed_max] if REPLAY_PARSED else list(seen.values())
+    if not followed or any(t is None for t in followed):
+        return None
+    return min(followed) - WATERMARK_DELAY_NS
+
+
 def closes_between(before_ms, after_ms):
     """Whether moving the replay watermark from ``before_ms`` to ``after_ms`` closes a window or ends
     a closed window's late horizon (None: not advanced yet). WINDOW_CLOSINGS lists, per window step,
@@ -644,49 +764,68 @@ def closes_between(before_ms, after_ms):
 
 
 def replay_stream(lines):
-    """A TestStream of raw records in arrival order, with streamlab's watermark.
+    """A TestStream of raw records in arrival order, with a watermark that never runs ahead of streamlab's.
 
     Beam's DirectRunner advances a bounded source's watermark to +inf only at the end, so a file alone
-    never makes anything late. This replays the records in order with the watermark at the largest
-    event time seen minus WATERMARK_DELAY_NS (rounded down to milliseconds, TestStream's resolution):
-    out-of-order records and closed windows happen as in streamlab.
+    never makes anything late. This replays the records in order and advances the watermark as they
+    come. streamlab tracks a watermark per window step, the largest event time among the rows that
+    reach the step (not those a filter, a dedup or the step's own dead letters removed; after a map,
+    at the time it gave) minus the step's delay. The replay runs each record through the steps before
+    each window step (``replay_steps``) and holds the watermark at the smallest of those largest times
+    minus WATERMARK_DELAY_NS (``replay_watermark``; rounded down to milliseconds, TestStream's
+    resolution), so Beam's watermark trails every window step's and Beam finds no row late that
+    streamlab keeps. The rows streamlab finds late are sent to ``late`` by ``StampEventTime``, by
+    streamlab's rule. A window step whose rows it cannot follow (REPLAY_PARSED: after a detector,
+    feature or pattern step, or after another window) is followed by every parsed record instead.
+    The replay calls the steps' functions (filters, maps) once more per record, besides Beam.
 
     Each watermark advance costs the runner a round of work, so advances are batched: the watermark
-    is brought up to date only before a record whose event time is behind it and only if the advance
-    closes a window (or ends its late horizon) on the way. A record at or ahead of the watermark
-    belongs to no window the watermark could have closed (a window ends after its records), and an
-    advance that closes nothing changes no record's fate, so the results are those of advancing after
-    every record.
+    is brought up to date only before a record with an event time behind it (its parse time or the
+    time of one of its rows at a window step) and only if the advance closes a window (or ends its
+    late horizon) on the way. A record at or ahead of the watermark belongs to no window the watermark
+    could have closed (a window ends after its records), and an advance that closes nothing changes no
+    record's fate, so the results are those of advancing after every record.
     """
     from apache_beam.testing.test_stream import TestStream
 
+    plan = replay_steps()
     stream = TestStream()
-    max_ns = None
+    parsed_max = None  # largest event time of the parsed records
+    seen = dict.fromkeys(REPLAY_WINDOWS)  # window step -> largest event time of the rows that reached it
     watermark_ms = None  # what the stream has advanced to
     pending = []
     for raw in lines:
         ts_ns = event_time_ns(raw)
-        if ts_ns is not None and max_ns is not None:
-            due_ms = (max_ns - WATERMARK_DELAY_NS) // 1_000_000
-            if ts_ns < (due_ms + 1) * 1_000_000 and closes_between(watermark_ms, due_ms):
+        times = replay_times(raw, plan)
+        own = [t for step_times in times.values() for t in step_times]
+        if ts_ns is not None:
+            own.append(ts_ns)
+        due = replay_watermark(parsed_max, seen)
+        if own and due is not None:
+            due_ms = due // 1_000_000
+            if min(own) < (due_ms + 1) * 1_000_000 and closes_between(watermark_ms, due_ms):
                 if pending:
                     stream = stream.add_elements(pending)
                     pending = []
                 stream = stream.advance_watermark_to(Timestamp(micros=due_ms * 1_000))
                 watermark_ms = due_ms
-        stamp = ts_ns if ts_ns is not None else (max_ns if max_ns is not None else 0)
+        stamp = ts_ns if ts_ns is not None else (parsed_max if parsed_max is not None else 0)
         pending.append(beam_window.TimestampedValue(raw, Timestamp(micros=stamp // 1_000)))
         if ts_ns is not None:
-            max_ns = ts_ns if max_ns is None else max(max_ns, ts_ns)
+            parsed_max = ts_ns if parsed_max is None else max(parsed_max, ts_ns)
+        for step, step_times in times.items():
+            if step_times:
+                seen[step] = max(step_times) if seen[step] is None else max(seen[step], *step_times)
     if pending:
         stream = stream.add_elements(pending)
-    if max_ns is not None:
-        due_ms = (max_ns - WATERMARK_DELAY_NS) // 1_000_000
-        if watermark_ms is None or due_ms > watermark_ms:
-            stream = stream.advance_watermark_to(Timestamp(micros=due_ms * 1_000))
+    due = replay_watermark(parsed_max, seen)
+    if due is not None and (watermark_ms is None or due // 1_000_000 > watermark_ms):
+        stream = stream.advance_watermark_to(Timestamp(micros=due // 1_000_000 * 1_000))
+    latest = max((t for t in [parsed_max, *seen.values()] if t is not None), default=None)
+    if latest is not None:
         # past the last record, still finite: what row steps hold back is released by their timers now,
         # in windows that sinks can still close (at +inf they could not)
-        stream = stream.advance_watermark_to(Timestamp(micros=(max_ns // 1_000_000 + 1) * 1_000))
+        stream = stream.advance_watermark_to(Timestamp(micros=(latest // 1_000_000 + 1) * 1_000))
     return stream.advance_watermark_to_infinity()
 '''
 
@@ -813,8 +952,8 @@ def read_lines(pattern):
 def run(argv=None):
     """Read from Pub/Sub (``--subscription``) or a file (``--input``), write every output to the sink.
 
-    ``--input FILES --replay`` replays the files' records in order as a stream with streamlab's
-    watermark (``replay_stream``): what the live job does with those arrivals, late rows included,
+    ``--input FILES --replay`` replays the files' records in order as a stream, with a watermark that
+    never runs ahead of streamlab's (``replay_stream``): what the live job does with those arrivals, late rows included,
     where a plain ``--input`` backfill sees every window complete. ``verify()`` runs the module so.
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -824,7 +963,7 @@ def run(argv=None):
     parser.add_argument(
         "--replay",
         action="store_true",
-        help="with --input: replay the records in order as a stream, with streamlab's watermark",
+        help="with --input: replay the records in order as a stream, late rows as in streamlab",
     )
     parser.add_argument("--sink", choices=("files", "bigquery"), default={sink!r})
     parser.add_argument("--output", help="directory (or gs:// prefix) for --sink files")
@@ -893,16 +1032,7 @@ def _duration_s(ns: int) -> str:
     return repr(ns / 1e9)
 
 
-def _window_fn(w: Any, shift_ns: int) -> str:
-    if isinstance(w, TumblingWindow):
-        offset = (w.offset_ns + shift_ns) % w.size_ns
-        off = f", offset={_duration_s(offset)}" if offset else ""
-        return f"beam_window.FixedWindows({_duration_s(w.size_ns)}{off})"
-    if isinstance(w, SlidingWindow):
-        offset = (w.offset_ns + shift_ns) % w.every_ns
-        off = f", offset={_duration_s(offset)}" if offset else ""
-        return f"beam_window.SlidingWindows({_duration_s(w.size_ns)}, {_duration_s(w.every_ns)}{off})"
-    assert isinstance(w, SessionWindow)
+def _session_fn(w: SessionWindow) -> str:
     return f"beam_window.Sessions({_duration_s(w.gap_ns)})"
 
 
@@ -929,6 +1059,9 @@ class _Generator:
         self.consts: list[str] = []
         self.body: list[str] = []
         self.row_steps = False
+        # step id -> (input reference, the step as a function of one row to the rows it passes on) for the
+        # steps the replay can run record by record (None: the source); the window steps give event times
+        self.replay: dict[str, tuple[str, str] | None] = {}
         windows = [s for s in p.steps.values() if isinstance(s, WindowStep)]
         self.delay_ns = min((w.delay_ns for w in windows), default=0)
         self.types = _detectors.output_types(p, _plan.column_types(p))
@@ -983,7 +1116,6 @@ class _Generator:
         self.consts.append(
             f"{c}_SHIFT_NS = {shift:_}  # lateness + this window's delay beyond WATERMARK_DELAY_NS"
         )
-        self.emit(f"{v} = {src} | '{sid}: event time' >> beam.ParDo(")
         self.consts.append(
             f"{c}_UNFIT_CHECKS = {_plan.unfit_checks(step)!r}  # (aggregator, column, numeric)"
         )
@@ -996,27 +1128,32 @@ class _Generator:
         else:
             assert isinstance(w, SessionWindow)
             geometry = (None, None, 0, w.gap_ns)
-        expiry = (*geometry, step.lateness_ns, step.delay_ns, self.late_horizon_ns)
-        self.consts.append(
-            f"{c}_EXPIRY = {expiry!r}  # size, slide, offset, gap, lateness, delay, late horizon (ns)"
+        closing = (*geometry, step.lateness_ns, step.delay_ns)
+        self.consts.append(f"{c}_CLOSING = {closing!r}  # size, slide, offset, gap, lateness, delay (ns)")
+        stamp = (
+            f"StampEventTime({sid!r}, {step.time!r}, {c}_SHIFT_NS, {keys!r}, {c}_UNFIT_CHECKS, {c}_CLOSING)"
         )
-        self.emit(
-            f"    StampEventTime({sid!r}, {step.time!r}, {c}_SHIFT_NS, {keys!r}, {c}_UNFIT_CHECKS, {c}_EXPIRY)"
-        )
+        self.replay[sid] = (step.inputs[0], f"event_times({stamp})")
+        self.emit(f"{v} = {src} | '{sid}: event time' >> beam.ParDo(")
+        self.emit(f"    {stamp}")
         self.emit(').with_outputs("dead_letter", "late", main="out")')
         self.emit(f"{self.var(sid + '.dead_letter')} = {v}.dead_letter")
         self.emit(f"{c.lower()}_expired = {v}.late")
         horizon = self.late_horizon_ns
+        if isinstance(w, SessionWindow):
+            window_fn, arg, row = _session_fn(w), "row", "row"
+        else:  # elements (row, starts): the windows streamlab counts the row in
+            window_fn, arg, row = f"ListedWindows({geometry[0]:_}, {c}_SHIFT_NS)", "element", "element[0]"
         self.emit(f"{v} = (")
         self.emit(f"    {v}.out")
         self.emit(f"    | '{sid}: windows' >> beam.WindowInto(")
-        self.emit(f"        {_window_fn(step.window, shift)},")
+        self.emit(f"        {window_fn},")
         self.emit("        trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),")
         self.emit("        accumulation_mode=trigger.AccumulationMode.DISCARDING,")
         self.emit(f"        allowed_lateness=Duration(micros={horizon // 1_000:_}),")
         self.emit("    )")
         self.emit(
-            f"    | '{sid}: key' >> beam.Map(lambda row: (group_key(row, {keys!r}), row)).with_output_types(KeyedRow)"
+            f"    | '{sid}: key' >> beam.Map(lambda {arg}: (group_key({row}, {keys!r}), {row})).with_output_types(KeyedRow)"
         )
         self.emit(f"    | '{sid}: group' >> beam.GroupByKey()")
         self.emit(
@@ -1028,6 +1165,27 @@ class _Generator:
             f"{self.var(sid + '.late')} = ({v}.late, {c.lower()}_expired) | '{sid}: late' >> beam.Flatten()"
         )
         self.emit(f"{v} = {v}.out")
+
+    def replay_plan(self) -> tuple[str, str]:
+        """The source's id and the entries of ``replay_steps()``: the steps before the window steps the
+        replay follows (``replay_unfollowed``), in the pipeline's order."""
+        unfollowed = replay_unfollowed(self.p)
+        needed: set[str] = set()
+        for sid, step in reversed(self.p.steps.items()):  # upstream of the followed windows
+            if (isinstance(step, WindowStep) and sid not in unfollowed) or sid in needed:
+                needed.add(sid)
+                needed.update(step.inputs)
+        source, lines = "", []
+        for sid in self.p.steps:
+            if sid not in needed:
+                continue
+            entry = self.replay[sid]
+            if entry is None:
+                source = sid
+                continue
+            src, run = entry
+            lines.append(f"\n        ({sid!r}, {src!r}, {run}),")
+        return source, "".join(lines)
 
     def closings(self) -> list[tuple[int, int] | None]:
         """Per window step, the watermarks at which its windows close (and their late horizon ends) as
@@ -1088,7 +1246,22 @@ class _Generator:
         tables = self.tables()
         steps = " -> ".join(self.p.steps)
         sink_args = "--sink bigquery --dataset DATASET" if self.sink == "bigquery" else "--output OUT_DIR"
-        header = _HEADER.format(name=self.p.name, steps=steps, module=module_name, sink_args=sink_args)
+        unfollowed = replay_unfollowed(self.p)
+        unfollowed_text = "".join(
+            textwrap.fill(
+                f"Window step {sid!r}: {why}, so the replay cannot follow its rows record by record; its "
+                "watermark follows every parsed record there, and Beam may close its windows at other "
+                "times than streamlab (results may differ).",
+                104,
+                initial_indent="* ",
+                subsequent_indent="  ",
+            )
+            + "\n"
+            for sid, why in unfollowed.items()
+        )
+        header = _HEADER.format(
+            name=self.p.name, steps=steps, module=module_name, sink_args=sink_args, unfollowed=unfollowed_text
+        )
         if self.row_steps:
             header = header.replace('\n"""\n\n# ruff: noqa', _ROW_SEMANTICS + '"""\n\n# ruff: noqa', 1)
             header = header.replace("import base64\n", "import base64\nimport bisect\n", 1)
@@ -1106,6 +1279,15 @@ class _Generator:
         parts.append(f"WATERMARK_DELAY_NS = {self.delay_ns!r}  # the windows' allowed out-of-orderness")
         parts.append("# watermarks (ns) at which windows close or leave the late horizon: (period, phase)")
         parts.append(_plan.const("WINDOW_CLOSINGS", self.closings()))
+        followed = tuple(
+            s for s, x in self.p.steps.items() if isinstance(x, WindowStep) and s not in unfollowed
+        )
+        parts.append(
+            f"REPLAY_WINDOWS = {followed!r}  # window steps the replay's watermark follows by the rows reaching them"
+        )
+        parts.append(
+            f"REPLAY_PARSED = {bool(unfollowed) or not followed!r}  # whether it follows every parsed record too"
+        )
         parts.append(
             f"LATE_HORIZON_S = {self.late_horizon_ns / 1e9!r}  # how long closed windows still report late rows"
         )
@@ -1150,7 +1332,12 @@ class _Generator:
         t = self.parse.time
         ret = "return None" if t is None else f"return None if row.get({t!r}) is None else to_ns(row[{t!r}])"
         const = _plan.ident(self.parse.step_id).upper()
-        parts.append(_REPLAY.format(const=const, max_bytes=self.parse.max_record_bytes, ret=ret))
+        source, plan = self.replay_plan()
+        parts.append(
+            _REPLAY.format(
+                const=const, max_bytes=self.parse.max_record_bytes, ret=ret, source=source, plan=plan
+            )
+        )
         parts.append(_RUN.format(sink=self.sink))
         text = "\n".join(parts)
         return _tidy(_drop_unused_imports(text))
@@ -1161,6 +1348,7 @@ class _Generator:
 
 @_registry.emits("beam", SourceStep)
 def _beam_source(gen: _Generator, step: SourceStep, v: str, src: str) -> None:
+    gen.replay[step.step_id] = None
     gen.emit(f"{v} = raw")
 
 
@@ -1174,8 +1362,10 @@ def _beam_parse(gen: _Generator, step: ParseStep, v: str, src: str) -> None:
     req = tuple(dict.fromkeys(((step.time,) if step.time else ()) + step.required))
     c = _plan.ident(sid).upper()
     gen.consts += [_plan.const(f"{c}_FIELDS", fields), _plan.const(f"{c}_REQUIRED", req)]
+    dofn = f"ParseRecords({sid!r}, {c}_FIELDS, {c}_REQUIRED, {step.max_record_bytes!r}, {step.time!r})"
+    gen.replay[sid] = (step.inputs[0], f"passed({dofn})")
     gen.emit(f"{v} = {src} | {label!r} >> beam.ParDo(")
-    gen.emit(f"    ParseRecords({sid!r}, {c}_FIELDS, {c}_REQUIRED, {step.max_record_bytes!r}, {step.time!r})")
+    gen.emit(f"    {dofn}")
     gen.emit(').with_outputs("dead_letter", main="out")')
     gen.emit(f"{gen.var(sid + '.dead_letter')} = {v}.dead_letter")
     gen.emit(f"{v} = {v}.out")
@@ -1202,8 +1392,10 @@ def _beam_filter(gen: _Generator, step: FilterStep, v: str, src: str) -> None:
             pred = f"lambda row: bool(list({fc}(pandas.DataFrame([row])))[0])"
             what = f"filter_many({step.fn.name})"
             gen._need_pandas()
+    dofn = f"FilterRows({sid!r}, {what!r}, {pred})"
+    gen.replay[sid] = (step.inputs[0], f"passed({dofn})")
     gen.emit(f"{v} = {src} | {label!r} >> beam.ParDo(")
-    gen.emit(f"    FilterRows({sid!r}, {what!r}, {pred})")
+    gen.emit(f"    {dofn}")
     gen.emit(').with_outputs("dead_letter", main="out")')
     gen.emit(f"{gen.var(sid + '.dead_letter')} = {v}.dead_letter")
     gen.emit(f"{v} = {v}.out")
@@ -1231,8 +1423,10 @@ def _beam_map(gen: _Generator, step: MapStep, v: str, src: str) -> None:
             gen._need_pandas()
             fn = f"lambda row: {fc}(pandas.DataFrame([row])).to_dict('records')"
             what = f"map_many({step.fn.name})"
+    dofn = f"MapRows({sid!r}, {what!r}, {fn})"
+    gen.replay[sid] = (step.inputs[0], f"passed({dofn})")
     gen.emit(f"{v} = {src} | {label!r} >> beam.ParDo(")
-    gen.emit(f"    MapRows({sid!r}, {what!r}, {fn})")
+    gen.emit(f"    {dofn}")
     gen.emit(').with_outputs("dead_letter", main="out")')
     gen.emit(f"{gen.var(sid + '.dead_letter')} = {v}.dead_letter")
     gen.emit(f"{v} = {v}.out")
@@ -1242,13 +1436,14 @@ def _beam_map(gen: _Generator, step: MapStep, v: str, src: str) -> None:
 def _beam_select(gen: _Generator, step: SelectStep, v: str, src: str) -> None:
     label = step.step_id
     mapping = dict(step.columns)
-    gen.emit(
-        f"{v} = {src} | {label!r} >> beam.Map(lambda row: {{new: row.get(old) for old, new in {mapping!r}.items()}})"
-    )
+    select = f"{{new: row.get(old) for old, new in {mapping!r}.items()}}"
+    gen.replay[step.step_id] = (step.inputs[0], f"lambda row: [{select}]")
+    gen.emit(f"{v} = {src} | {label!r} >> beam.Map(lambda row: {select})")
 
 
 @_registry.emits("beam", KeyByStep)
 def _beam_key_by(gen: _Generator, step: KeyByStep, v: str, src: str) -> None:
+    gen.replay[step.step_id] = (step.inputs[0], "lambda row: [row]")
     gen.emit(f"{v} = {src}  # key_by {list(step.keys)}: windows below group by these columns")
 
 
@@ -1258,7 +1453,9 @@ def _beam_dedup(gen: _Generator, step: DedupStep, v: str, src: str) -> None:
     label = step.step_id
     gen.snippets.add("to_ns")
     gen.need("dedup")
-    rule = f"DropDuplicates({sid!r}, {step.id_column!r}, {step.time!r}, {step.ttl_ns!r}, {step.max_ids!r})"
+    args = f"{step.id_column!r}, {step.time!r}, {step.ttl_ns!r}, {step.max_ids!r}"
+    rule = f"DropDuplicates({sid!r}, {args})"
+    gen.replay[sid] = (step.inputs[0], f"first_occurrences({args})")
     gen.emit(f"{v} = (")
     gen.emit(f"    {src}")
     gen.emit(f"    | '{sid}: one key' >> beam.Map(lambda row: ('', row)).with_output_types(KeyedRow)")
@@ -1309,6 +1506,42 @@ def _beam_row_step(gen: _Generator, step: OperatorStep, v: str, src: str) -> Non
 @_registry.emits("beam", SinkStep)
 def _beam_sink(gen: _Generator, step: SinkStep, v: str, src: str) -> None:
     pass  # the sink's input is written by run()
+
+
+_REPLAYED = (SourceStep, ParseStep, FilterStep, MapStep, SelectStep, KeyByStep, DedupStep)
+"""Steps the replay runs record by record (``replay_steps`` in the module) to follow a window's watermark."""
+
+
+def replay_unfollowed(p: Pipeline) -> dict[str, str]:
+    """Window steps whose rows the Beam module's replay cannot follow record by record, with why: their
+    rows come through a step of another kind (a detector, feature or pattern step, another window) or a
+    side output. Its watermark follows every parsed record for them, as streamlab's does not.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline, TumblingWindow, agg
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b"{}"]))
+    >>> counts = p.parse().filter("user_id != 'bot'").window(TumblingWindow("1m")).agg(agg.count())
+    >>> _ = counts.window(TumblingWindow("1h"), time="window_start", step_id="hourly").agg(agg.count())
+    >>> replay_unfollowed(p)
+    {'hourly': "its rows come from window step 'window'"}
+    """
+    why: dict[str, str] = {}  # step id -> why its rows cannot be followed ("": they can)
+    for sid, step in p.steps.items():  # in the pipeline's order: inputs first
+        reasons = []
+        for ref in step.inputs:
+            base, _, side = ref.partition(".")
+            if side:
+                reasons.append(f"its rows come from the {side!r} output of step {base!r}")
+            elif why.get(base):
+                reasons.append(why[base])
+            elif not isinstance(p.steps[base], _REPLAYED):
+                up = p.steps[base]
+                kind = type(up.config).__name__ if isinstance(up, OperatorStep) else up.kind
+                reasons.append(f"its rows come from {kind} step {base!r}")
+        why[sid] = reasons[0] if reasons else ""
+    return {sid: w for sid, w in why.items() if w and isinstance(p.steps[sid], WindowStep)}
 
 
 def _drop_unused_imports(text: str) -> str:

@@ -1,9 +1,9 @@
 """Run an exported pipeline on a sample and compare it with streamlab's own run of the same sample.
 
 Beam: the generated module runs as deployed, by its command line in a child process
-(``--input FILE --replay --sink files``): it reads the sample file as bytes, replays it with
-streamlab's watermark (its ``replay_stream`` TestStream, so out-of-order and late records happen as in
-streamlab) on Beam's Python ``DirectRunner`` in streaming mode (chosen explicitly: the default Prism
+(``--input FILE --replay --sink files``): it reads the sample file as bytes, replays it with a
+watermark that trails each window step's streamlab watermark (its ``replay_stream`` TestStream; which
+rows are late is streamlab's rule, applied by the module) on Beam's Python ``DirectRunner`` in streaming mode (chosen explicitly: the default Prism
 runner downloads a binary), and writes through its own files sink, which is read back. A child
 process also keeps Beam's interactive mode (which fails with pandas 3) out of notebooks.
 Lambda: the generated handler is invoked in this process with Kinesis events cut from the sample, as
@@ -309,7 +309,7 @@ def run_beam_program(
 ) -> dict[str, pd.DataFrame]:
     """Run the generated module as deployed: its command line, in a child process, on a file of ``lines``.
 
-    The module reads the file as bytes and replays it as a stream with streamlab's watermark
+    The module reads the file as bytes and replays it as a stream, late rows as in streamlab
     (``--input FILE --replay``), runs on the streaming DirectRunner and writes every output through its
     own files sink; the rows are read back from those files, by stream reference. The child runs in
     ``workdir`` and is handed absolute paths only (a relative ``workdir`` is the caller's); it is
@@ -649,7 +649,7 @@ def verify(
     outputs: dict[str, tuple[list[str], set[str]]] | None = None  # compared_outputs(pipeline, target)
     try:
         if target == "beam":
-            from streamlab.export.beam import to_beam
+            from streamlab.export.beam import replay_unfollowed, to_beam
 
             files = to_beam(pipeline, workdir, **options)
             exported = run_beam_program(files.module, lines, workdir, timeout_s=timeout_s)
@@ -659,6 +659,11 @@ def verify(
                 "late rows are compared on keys, event time and window_start (Beam cannot report the watermark)",
             ]
             notes += finer_time_notes(local, compared_outputs(pipeline, target), target, TIME_UNIT_NS[target])
+            notes += [
+                f"{sid}: the replay's watermark follows every parsed record for this window step ({why}), "
+                "not only the rows that reach it, so Beam may close its windows at other times than streamlab"
+                for sid, why in replay_unfollowed(pipeline).items()
+            ]
         elif target == "flink":
             from streamlab.export.flink import verify_flink
 
