@@ -17,6 +17,7 @@ reads them (or a record goes to dead letter, cut from the block by itself).
 from __future__ import annotations
 
 import gzip
+import logging
 import weakref
 from collections import deque
 from pathlib import Path
@@ -27,6 +28,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.arrays import ArrowExtensionArray
+
+_log = logging.getLogger("streamlab")
 
 # (address of the data, address of the offsets) of a file's lines -> the file's bytes, its lines, whose
 # buffers it keeps alive (so no other array can reuse these addresses while the entry exists), and the
@@ -473,7 +476,17 @@ class LineBlocks:
         view[: rest.size] = np.frombuffer(rest, np.uint8)
         got = 0
         while got < want:  # a compressed stream may give less than asked before its end
-            k = self._file.readinto(memoryview(block)[rest.size + got :])
+            try:
+                k = self._file.readinto(memoryview(block)[rest.size + got :])
+            except OSError as e:  # a truncated or corrupt compressed file: replay what could be read
+                _log.warning(
+                    "%s cannot be read past %s bytes of its lines (%s): the lines before are replayed, "
+                    "the rest of the file is not; check how it was copied or compressed",
+                    self.path,
+                    f"{self._read_bytes + got:,}",
+                    e,
+                )
+                k = 0
             if not k:
                 self._eof = True
                 break

@@ -937,7 +937,7 @@ class Stream:
             key = self.keys[0]
         cfg = Detect(
             detector,
-            features=list(features),
+            features=features if isinstance(features, str) else list(features),  # "amount": one column
             key=key,
             learn=learn,
             threshold=threshold,

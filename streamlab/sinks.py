@@ -790,11 +790,20 @@ class ParquetSink(Sink):
         return f"ParquetSink({self.path!r})"
 
 
+def _ends_with_newline(path: str | os.PathLike[str]) -> bool:
+    """Whether the (non-empty) file at ``path`` ends with a line break."""
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
 class _JsonLinesWriter(SinkWriter):
     def __init__(self, sink: JsonLinesSink) -> None:
         Path(sink.path).parent.mkdir(parents=True, exist_ok=True)
         self.path = sink.path
         self.f = open(sink.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        if self.f.tell() and not _ends_with_newline(sink.path):
+            self.f.write("\n")  # a file written by other hands: the first record starts a line of its own
         self.end = self.f.tell()
 
     def snapshot(self) -> Any:

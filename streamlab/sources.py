@@ -223,8 +223,17 @@ def _bad_json_line(path: Path) -> int | None:
     import gzip
     import json
 
+    n = 0
     with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as f:
-        for n, line in enumerate(f, 1):
+        lines = iter(f)
+        while True:
+            try:
+                line = next(lines)
+            except StopIteration:
+                break
+            except (EOFError, OSError):  # a truncated or corrupt compressed file: where it stops
+                return n + 1
+            n += 1
             text = line.strip()
             if n == 1 and text.startswith(b"\xef\xbb\xbf"):
                 text = text[3:]
@@ -346,7 +355,8 @@ class ReplaySource(Source):
                 return pd.DataFrame({"value": file_lines(path, owner=self)})
             try:  # utf-8-sig: a byte order mark at the start (Windows tools write one) is no data
                 frame = pd.read_json(path, lines=True, dtype=False, encoding="utf-8-sig")
-            except (ValueError, TypeError) as e:  # TypeError: a line that is JSON but no object
+            except (ValueError, TypeError, EOFError, OSError) as e:  # TypeError: a JSON line that is no
+                # object; EOFError, OSError: a truncated or corrupt compressed file
                 line = _bad_json_line(path)
                 raise _unreadable(path, None if line is None else f"line {line}", e) from None
             if self.time in frame.columns:
@@ -357,7 +367,7 @@ class ReplaySource(Source):
         if name.endswith((".csv", ".csv.gz")):
             try:
                 return pd.read_csv(path, encoding="utf-8-sig")
-            except (ValueError, UnicodeDecodeError) as e:  # pandas' ParserError is a ValueError
+            except (ValueError, EOFError, OSError) as e:  # pandas' ParserError is a ValueError
                 raise _unreadable(path, None, e) from None
         if name.endswith(".parquet"):
             return pd.read_parquet(path)

@@ -748,6 +748,8 @@ class WindowStep(Step):
 
     def check(self) -> None:
         self.check_window()
+        if len(set(self.keys)) != len(self.keys):
+            self.invalid(f"key lists a column twice: {list(self.keys)}", "list each key column once")
         if not self.aggs:
             self.invalid("no aggregators given", "add e.g. .agg(agg.count())")
         for a in self.aggs:

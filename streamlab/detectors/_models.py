@@ -525,6 +525,10 @@ def as_detector(value: Any, *, where: str) -> Detector:
     """Accept a streamlab detector or wrap a river one; raise a TypeError for anything else."""
     if isinstance(value, Detector):
         return value
+    if isinstance(value, type):  # the class, not a detector: it would fail on the first event
+        raise TypeError(
+            f"{where}: detector must be an instance, got the class {value.__name__}; pass {value.__name__}()"
+        )
     if callable(getattr(value, "score_one", None)) and callable(getattr(value, "learn_one", None)):
         return RiverDetector(value)
     raise TypeError(

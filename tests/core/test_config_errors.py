@@ -418,3 +418,17 @@ def test_a_rule_or_pattern_condition_naming_an_unknown_column_is_refused_when_bu
     # functions and methods are no columns
     p.stream.apply(ThresholdRule("r", expr="abs(v) > 1 and v.abs() > 0"))
     p.stream.pattern("k", [("a", "abs(v) > 0")], within="1m")
+
+
+def test_detect_and_window_arguments_users_get_wrong_are_refused_or_read_as_meant():
+    from streamlab.detectors import GaussianScorerDetector
+
+    p = events()
+    with pytest.raises(
+        TypeError, match=r"got the class GaussianScorerDetector; pass GaussianScorerDetector\(\)"
+    ):
+        p.stream.detect(GaussianScorerDetector, ["amount"])
+    det = p.stream.detect(GaussianScorerDetector(), "amount")  # one column, not its letters
+    assert p.steps[det.step_id].config.features == ("amount",)
+    with pytest.raises(PipelineConfigError, match="key lists a column twice"):
+        p.stream.window(TumblingWindow("1m"), key=["event_type", "event_type"]).agg(agg.count())

@@ -365,3 +365,29 @@ def test_a_file_that_cannot_be_loaded_whole_names_its_bad_record_and_the_raw_rep
         p.run(clock=ManualClock(0))
         assert len(ok.frame()) + len(dead.frame()) == len(data.splitlines())  # an empty line too
         assert len(ok.frame()) == 1
+
+
+@pytest.mark.parametrize("raw", [True, False])
+def test_a_truncated_gzip_file_is_named_and_its_readable_lines_replayed(tmp_path, raw, caplog):
+    # pyarrow's "Truncated compressed stream" (raw) and gzip's EOFError (not raw) escaped without the file
+    data = gzip.compress(
+        "".join(
+            f'{{"event_id": "{i}", "timestamp": "2024-01-01T00:00:00Z"}}\n' for i in range(60_000)
+        ).encode()
+    )
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(data[: int(len(data) * 0.7)])
+    if not raw:
+        with pytest.raises(
+            ValueError, match=r"line \d+ of .*cut.jsonl.gz cannot be read as a table \(EOFError"
+        ):
+            ReplaySource(path, speed=None)
+        return
+    p = Pipeline(ReplaySource(path, raw=True, speed=None))
+    events = p.parse({"event_id": "string", "timestamp": "timestamp"})
+    ok = ListSink()
+    events.to(ok)
+    with caplog.at_level("WARNING", logger="streamlab"):
+        result = p.run(clock=ManualClock(0))
+    assert result.status == "finished" and len(ok.frame()) > 0
+    assert any("cut.jsonl.gz cannot be read past" in r.getMessage() for r in caplog.records)

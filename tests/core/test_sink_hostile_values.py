@@ -238,3 +238,22 @@ def test_rows_written_before_a_new_column_keep_it_missing(tmp_path: Path, key: A
         ["e3", 3, '{"a":1}', True],
     ]
     assert rejected == []
+
+
+def test_json_lines_appended_to_a_file_without_a_final_newline_start_their_own_line(tmp_path):
+    # the first record was glued onto the file's last line, making one invalid JSON line of two
+    import json
+
+    from streamlab import JsonLinesSink, ListSource, ManualClock, Pipeline
+
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"old": 1}\n{"old": 2}')  # written by another tool, no newline at the end
+    p = Pipeline(ListSource([{"new": 3}, {"new": 4}]))
+    p.stream.to(JsonLinesSink(str(path)))
+    p.run(clock=ManualClock(0))
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [
+        {"old": 1},
+        {"old": 2},
+        {"new": 3},
+        {"new": 4},
+    ]
