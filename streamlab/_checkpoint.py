@@ -251,6 +251,60 @@ def _mismatch(path: Path, head: dict[str, Any], steps: dict[str, str]) -> Checkp
     )
 
 
+LOCK_FILE = "run.lock"
+
+
+class DirectoryLock:
+    """An exclusive lock on a checkpoint directory for one run (``flock`` on ``run.lock`` in it), so that
+    two runs cannot write one directory's checkpoints and sinks at once (a notebook's ``p.start()`` cell
+    run again while the first run goes on). The operating system releases it when the process ends.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> first = DirectoryLock(d, "pipeline 'a'")
+    >>> try:
+    ...     DirectoryLock(d, "pipeline 'a'")
+    ... except CheckpointError as e:
+    ...     print(e.problem.split(", pid")[0])
+    another run is using it (pipeline 'a'
+    >>> first.release()
+    >>> DirectoryLock(d, "pipeline 'a'").release()
+    """
+
+    def __init__(self, directory: Path, holder: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / LOCK_FILE
+        self.file: Any = open(path, "a+")  # noqa: SIM115 - held for the run, closed by release()
+        try:
+            import fcntl
+        except ImportError:  # (no flock on this platform: runs are not kept apart)
+            return
+        try:
+            fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            who = self.file.read().strip() or "another process"
+            self.file.close()
+            self.file = None
+            raise CheckpointError(
+                directory,
+                f"another run is using it ({who})",
+                "stop that run first (handle.stop()), or give this one another checkpoint_dir",
+            ) from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"{holder}, pid {os.getpid()}")
+        self.file.flush()
+
+    def release(self) -> None:
+        """Let another run use the directory."""
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
 def load_checkpoint(directory: Path, fingerprint: str, steps: dict[str, str]) -> dict[str, Any] | None:
     """Read the checkpoint in ``directory`` (``None`` when there is none), refusing another pipeline's.
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from streamlab._checkpoint import (
     CheckpointError,
+    DirectoryLock,
     default_checkpoint_dir,
     load_checkpoint,
     pipeline_fingerprint,
@@ -105,6 +106,23 @@ class CommitLog:
             # a position acknowledged upstream must not have its events only in memory (open windows)
             self.checkpoint_dir = default_checkpoint_dir(pipeline, self.fingerprint)
             self.default_checkpoint_dir = True
+        self.lock: DirectoryLock | None = None
+        if self.checkpoint_dir is not None:
+            self.lock = DirectoryLock(self.checkpoint_dir, f"pipeline {pipeline.name!r}")
+        try:
+            resume = self._resumed(resume, upstream)
+        except BaseException:
+            self.release()  # (a traceback kept by a notebook would otherwise hold the lock)
+            raise
+        self.resume: Any = resume
+        self.last_checkpoint: Any = resume
+        self.commit_id = int((resume or {}).get("commit", 0))
+        self.commits = 0
+        self.last_commit_ns = 0
+
+    def _resumed(self, resume: Any, upstream: list[str]) -> Any:
+        """The state to resume: ``resume`` as given, or the checkpoint directory's (checked)."""
+        pipeline = self.pipeline
         if resume is None and self.checkpoint_dir is not None:
             resume = load_checkpoint(self.checkpoint_dir, self.fingerprint, self.step_fingerprints)
             if resume is not None and self.default_checkpoint_dir:
@@ -121,11 +139,12 @@ class CommitLog:
                 f"it was taken from pipeline {resume.get('pipeline')!r}, whose steps or sources differ",
                 "resume a checkpoint only with the pipeline that made it; leave resume out to start fresh",
             )
-        self.resume: Any = resume
-        self.last_checkpoint: Any = resume
-        self.commit_id = int((resume or {}).get("commit", 0))
-        self.commits = 0
-        self.last_commit_ns = 0
+        return resume
+
+    def release(self) -> None:
+        """Let another run use the checkpoint directory (at the end of this one)."""
+        if self.lock is not None:
+            self.lock.release()
 
     def snapshot(
         self,

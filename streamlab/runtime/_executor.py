@@ -169,6 +169,7 @@ class Executor:
                 w.close()
             except Exception:
                 _log.exception("closing a sink failed")
+        self.log.release()
 
     # -- data flow ---------------------------------------------------------------------------------
     def deliver_pending(self) -> None:

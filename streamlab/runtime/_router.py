@@ -63,8 +63,16 @@ class Router:
         sid, _, out = ref.partition(".")
         outs = self.step_out[sid]
         outs[out or "out"] = outs.get(out or "out", 0) + len(frame)
-        for fn in self.subscribers.get(ref, ()):
-            fn(frame)
+        for fn in list(self.subscribers.get(ref, ())):
+            try:
+                fn(frame)
+            except Exception:  # an observer's bug (a chart's, say) must not stop the data or the sinks
+                log.exception(
+                    "pipeline %r: a subscriber of %r raised; it is unsubscribed, the run goes on",
+                    self.pipeline.name,
+                    ref,
+                )
+                self.subscribers[ref].remove(fn)
         collector = self.collect.get(ref)
         if collector is not None:
             had_dropped = collector.dropped

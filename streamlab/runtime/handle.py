@@ -194,7 +194,7 @@ class RunHandle:
         With ``replay``, ``callback`` first gets (in the caller's thread) what the run collected on
         ``ref`` before the call, if ``ref`` has no sink: a subscriber that comes late misses nothing, and
         sees no batch twice. Returns a function that unsubscribes. Callbacks must be quick: widgets
-        buffer and redraw later.
+        buffer and redraw later. A callback that raises is logged and unsubscribed; the run goes on.
         """
         if ref.split(".")[0] not in self._ex.pipeline.steps:
             raise KeyError(f"unknown stream {ref!r}; steps are {list(self._ex.pipeline.steps)}")
@@ -208,7 +208,9 @@ class RunHandle:
 
         def unsubscribe() -> None:
             with self._ex.lock:
-                self._ex.subscribers.get(ref, []).remove(callback)
+                callbacks = self._ex.subscribers.get(ref, [])
+                if callback in callbacks:  # (one that raised is gone already)
+                    callbacks.remove(callback)
 
         return unsubscribe
 

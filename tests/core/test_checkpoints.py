@@ -269,3 +269,28 @@ def test_windows_a_flushing_stop_emitted_stay_closed_after_a_resume(
     assert len(set(starts)) == len(starts)  # no window emitted twice
     assert int(emitted["count"].sum()) + len(late.frame()) == 24  # nothing lost
     assert len(late.frame()) >= 4  # the flushed window's later events are late, as after any close
+
+
+def test_two_runs_cannot_share_a_checkpoint_dir_at_once(tmp_path: Path) -> None:
+    # a notebook's p.start(...) cell run again while the first run went on: both wrote the directory's
+    # checkpoints and sinks, and windows were emitted twice
+    from streamlab._checkpoint import CheckpointError
+
+    cp = tmp_path / "cp"
+    first = start(
+        windowed(ListSource(events(50)), sink=ListSink()),
+        clock=ManualClock(0),
+        paused=True,
+        checkpoint_dir=cp,
+    )
+    try:
+        with pytest.raises(
+            CheckpointError, match=r"another run is using it \(pipeline 'pipeline', pid \d+\)"
+        ) as e:
+            windowed(ListSource(events(50)), sink=ListSink()).run(clock=ManualClock(0), checkpoint_dir=cp)
+        assert "handle.stop()" in str(e.value)
+    finally:
+        first.stop()
+    # stopped, the directory is free: the next run resumes it
+    result = windowed(ListSource(events(50)), sink=ListSink()).run(clock=ManualClock(0), checkpoint_dir=cp)
+    assert result.status == "finished"

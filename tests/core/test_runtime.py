@@ -583,3 +583,29 @@ def test_a_map_many_result_with_repeated_column_names_goes_to_dead_letter():
     assert counts.frame().empty
     assert len(dead.frame()) == 5  # every row, with the reason
     assert dead.frame()["reason"].str.contains(r"repeated column names \['v'\]").all()
+
+
+def test_a_subscriber_that_raises_is_unsubscribed_and_the_run_and_its_sinks_go_on(caplog):
+    # the callback's error failed the run, and the sink on the same output got none of the rows
+    from streamlab import ListSink, ManualClock, Pipeline
+    from streamlab.runtime import start
+
+    p = Pipeline(ListSource([{"x": i} for i in range(10)], batch_size=2))
+    sink = ListSink()
+    kept = p.stream.filter("x >= 0")
+    kept.to(sink)
+    handle = start(p, clock=ManualClock(0), paused=True)
+    calls = []
+
+    def broken(frame: pd.DataFrame) -> None:
+        calls.append(len(frame))
+        raise RuntimeError("my callback bug")
+
+    unsubscribe = handle.subscribe("filter", broken)
+    handle.resume()
+    with caplog.at_level("ERROR", logger="streamlab"):
+        result = handle.wait(timeout=30)
+    assert result is not None and result.status == "finished"
+    assert len(sink.frame()) == 10 and calls == [2]  # called once, then unsubscribed
+    assert any("a subscriber of 'filter' raised" in r.getMessage() for r in caplog.records)
+    unsubscribe()  # no error: it is gone already
