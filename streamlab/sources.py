@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from pathlib import Path
@@ -17,11 +18,15 @@ from streamlab.io import Source, SourceReader, default_clock
 
 __all__ = ["ListSource", "ReplaySource"]
 
+log = logging.getLogger("streamlab")
+
 _JSON_LINES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson")
 
 
 class _FrameReader(SourceReader):
     """Reads a DataFrame in order, optionally paced by event time (``speed``)."""
+
+    file_id: str | None = None  # the replayed file's identity, kept in snapshots (_file_identity)
 
     def __init__(
         self,
@@ -85,7 +90,7 @@ class _FrameReader(SourceReader):
         self._anchor()
 
     def snapshot(self) -> Any:
-        return {"position": self.pos}
+        return {"position": self.pos, **({"file": self.file_id} if self.file_id else {})}
 
     def lag(self) -> int | None:
         return len(self.frame) - self.pos
@@ -137,6 +142,8 @@ def _batch_size(owner: str, value: Any) -> int | None:
 class _LinesReader(SourceReader):
     """Reads the lines of a JSON-lines file as they are polled (a raw replay as fast as possible)."""
 
+    file_id: str | None = None  # the replayed file's identity, kept in snapshots (_file_identity)
+
     def __init__(self, blocks: LineBlocks, batch_size: int | None) -> None:
         self.blocks = blocks
         self.batch_size = batch_size
@@ -152,7 +159,7 @@ class _LinesReader(SourceReader):
         return self.blocks.done
 
     def snapshot(self) -> Any:
-        return {"position": self.blocks.taken}
+        return {"position": self.blocks.taken, **({"file": self.file_id} if self.file_id else {})}
 
     def lag(self) -> int | None:
         return self.blocks.left()
@@ -202,6 +209,34 @@ class ListSource(Source):
 
     def __repr__(self) -> str:
         return f"ListSource({len(self.frame)} events)"
+
+
+def _file_identity(path: Path, length: int | None = None) -> str | None:
+    """What tells a replayed file from another at its path: ``"<n>:<hash>"`` of its first ``n`` bytes
+    (up to 64 KiB, or the ``length`` an earlier identity covered), so a file that grows keeps its
+    identity and a replaced or rotated one does not. None when it cannot be read.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "e.jsonl"
+    >>> _ = f.write_text('{"a": 1}\\n')
+    >>> first = _file_identity(f)
+    >>> _ = f.write_text('{"a": 1}\\n{"a": 2}\\n')  # grown
+    >>> _file_identity(f, int(first.split(":")[0])) == first
+    True
+    >>> _ = f.write_text('{"b": 1}\\n{"a": 2}\\n')  # another file at the path
+    >>> _file_identity(f, int(first.split(":")[0])) == first
+    False
+    """
+    import hashlib
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read((1 << 16) if length is None else length)
+    except OSError:
+        return None
+    return f"{len(head)}:{hashlib.sha256(head).hexdigest()[:16]}"
 
 
 def _unreadable(path: Path, where: str | None, error: Exception) -> ValueError:
@@ -394,10 +429,28 @@ class ReplaySource(Source):
 
     def open(self, resume: Any = None, clock: Clock | None = None) -> SourceReader:
         pos = resume["position"] if resume else 0
+        file_id = _file_identity(Path(self.path)) if self.path is not None else None
+        before = resume.get("file") if resume else None
+        if (
+            before
+            and self.path is not None
+            and _file_identity(Path(self.path), int(before.split(":")[0])) != before
+        ):
+            log.warning(
+                "ReplaySource: %s is not the file its checkpoint read (its first bytes differ: replaced, "
+                "rotated?); it is replayed from its start, not from the checkpoint's position %s",
+                self.path,
+                f"{pos:,}",
+            )
+            pos = 0
+        reader: _FrameReader | _LinesReader
         if self.raw and self.path is not None and self.speed is None:
-            return _LinesReader(LineBlocks(Path(self.path), pos), self.batch_size)
-        release = self.release_times() if self.speed is not None else None
-        return _FrameReader(self.frame, release, self.speed, default_clock(clock), pos, self.batch_size)
+            reader = _LinesReader(LineBlocks(Path(self.path), pos), self.batch_size)
+        else:
+            release = self.release_times() if self.speed is not None else None
+            reader = _FrameReader(self.frame, release, self.speed, default_clock(clock), pos, self.batch_size)
+        reader.file_id = file_id
+        return reader
 
     def spec(self) -> dict[str, Any]:
         if self.path is None:

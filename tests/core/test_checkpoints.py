@@ -294,3 +294,39 @@ def test_two_runs_cannot_share_a_checkpoint_dir_at_once(tmp_path: Path) -> None:
     # stopped, the directory is free: the next run resumes it
     result = windowed(ListSource(events(50)), sink=ListSink()).run(clock=ManualClock(0), checkpoint_dir=cp)
     assert result.status == "finished"
+
+
+@pytest.mark.parametrize("raw", [True, False])
+def test_a_replayed_file_replaced_before_a_resume_is_read_from_its_start(
+    tmp_path: Path, raw: bool, caplog
+) -> None:
+    # the checkpoint kept a row position only: a rotated file's first rows were skipped without a word;
+    # a file that only grew goes on from the position
+    path = tmp_path / "events.jsonl"
+
+    def write(prefix: str, n: int) -> None:
+        path.write_text(
+            "".join(
+                f'{{"event_id": "{prefix}-{i}", "timestamp": "2024-01-01T00:00:{i % 60:02d}Z"}}\n'
+                for i in range(n)
+            )
+        )
+
+    def replay(**kw: object) -> list[str]:
+        p = Pipeline(ReplaySource(path, raw=raw, speed=None, batch_size=10))
+        events = p.parse({"event_id": "string", "timestamp": "timestamp"}) if raw else p.stream
+        sink = ListSink()
+        events.to(sink)
+        p.run(clock=ManualClock(0), checkpoint_dir=tmp_path / "cp", batch_size=10, **kw)
+        return sink.frame()["event_id"].astype(str).tolist() if len(sink.frame()) else []
+
+    write("day1", 100)
+    assert len(replay(max_events=60)) == 60
+    with path.open("a") as f:  # grown: resumed from the position
+        f.write('{"event_id": "day1-100", "timestamp": "2024-01-01T00:01:00Z"}\n')
+    assert replay(max_events=20)[0] == "day1-60"
+    write("day2", 30)  # replaced
+    with caplog.at_level("WARNING", logger="streamlab"):
+        got = replay()
+    assert got[0] == "day2-0" and len(got) == 30
+    assert any("is not the file its checkpoint read" in r.getMessage() for r in caplog.records)
