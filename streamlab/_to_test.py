@@ -391,11 +391,11 @@ def choose_sample(
             picks = frame.drop_duplicates("reason") if "reason" in frame.columns else frame
             rng_rows.update(int(r) for r in picks[ROW].head(3))
     if win is None:
-        all_rows = sorted(int(r) for d in full.values() for r in d["columns"][ROW])
+        all_rows = sorted(int(r) for d in full.values() for r in d["frame"][ROW].tolist())
         return set(all_rows[:max_rows]) | rng_rows
     inp = traced.get(win["input"], pd.DataFrame())
     if not len(inp) or ROW not in inp.columns:
-        all_rows = sorted(int(r) for d in full.values() for r in d["columns"][ROW])
+        all_rows = sorted(int(r) for d in full.values() for r in d["frame"][ROW].tolist())
         return set(all_rows[:max_rows]) | rng_rows
     key_cols = list(win.get("key") or [])
     size = _window_size_ns(win)

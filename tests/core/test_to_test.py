@@ -121,3 +121,19 @@ def test_the_input_tape_stops_recording_at_its_byte_bound() -> None:
     for i in range(0, 50, 5):
         record(pd.DataFrame(big[i : i + 5]))
     assert small.truncated and small.rows < 50 and small.bytes >= 1_000_000
+
+
+def test_a_run_whose_window_got_no_rows_still_writes_a_passing_test(tmp_path: Path) -> None:
+    # choose_sample read d["columns"] of the traced inputs, which hold frames: KeyError, no file written
+    lines = [f'{{"k": "a", "v": {i}, "timestamp": "2024-01-01T00:00:{i:02d}Z"}}'.encode() for i in range(20)]
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    p = Pipeline(ReplaySource(path, raw=True), name="quiet")
+    s = p.parse({"k": "string", "v": "int64", "timestamp": "timestamp"})
+    s.filter("v > 100").window(TumblingWindow("1m"), key="k").agg(agg.count())
+    written = p.run(clock=ManualClock(0)).to_test(tmp_path / "test_quiet.py")
+    assert sum(len(d["arrival_ns"]) for d in written.inputs.values()) == 20
+    spec = importlib.util.spec_from_file_location("test_quiet", written.path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.test_quiet_reproduces_its_outputs()
