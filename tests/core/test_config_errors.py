@@ -432,3 +432,15 @@ def test_detect_and_window_arguments_users_get_wrong_are_refused_or_read_as_mean
     assert p.steps[det.step_id].config.features == ("amount",)
     with pytest.raises(PipelineConfigError, match="key lists a column twice"):
         p.stream.window(TumblingWindow("1m"), key=["event_type", "event_type"]).agg(agg.count())
+
+
+def test_a_parse_field_named_as_a_source_metadata_column_is_refused_with_the_renaming():
+    # a payload field "partition" replaced Kafka's partition in parsed rows and dead letters, and a
+    # window's watermark_by="auto" then kept one watermark per payload value
+    source = ListSource(pd.DataFrame({"value": [b"{}"], "topic": ["t"], "partition": [0], "offset": [1]}))
+    p = Pipeline(source)
+    with pytest.raises(PipelineConfigError, match=r"field 'partition' has the name of a column the source gives") as e:
+        p.parse({"partition": "string", "timestamp": "timestamp"})
+    assert "{'partition_field': {'type': 'string', 'path': 'partition'}}" in str(e.value)
+    parsed = p.parse({"region": {"type": "string", "path": "partition"}, "timestamp": "timestamp"})
+    assert parsed.columns == ("region", "timestamp", "topic", "partition", "offset")
