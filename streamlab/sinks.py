@@ -122,17 +122,22 @@ _DUCKDB_TYPES = {
 }
 
 
-def _column_type(described: str, declared: str | None = None) -> str:
+def _column_type(described: str, declared: str | None = None, empty: bool = False) -> str:
     """The type a new table's column gets from DuckDB's description of a batch: for a column of missing
-    values only (described as ``"NULL"``, quoted, which takes no value later) the type of its declared
-    parse type, else VARCHAR; VARCHAR for a category column (an ENUM of this batch's values alone);
-    else the type described.
+    values only (``empty``, or described as ``"NULL"``, quoted, which takes no value later) the type of
+    its declared parse type (pandas makes an all-missing column float64, described DOUBLE), else
+    VARCHAR for ``"NULL"``; VARCHAR for a category column (an ENUM of this batch's values alone); else
+    the type described.
 
     Examples
     --------
     >>> _column_type('"NULL"', "bool"), _column_type('"NULL"'), _column_type("BIGINT", "int64")
     ('BOOLEAN', 'VARCHAR', 'BIGINT')
+    >>> _column_type("DOUBLE", "string", empty=True), _column_type("DOUBLE", "string")
+    ('VARCHAR', 'DOUBLE')
     """
+    if empty and declared in _DUCKDB_TYPES:
+        return _DUCKDB_TYPES[declared]
     if described.strip('"') == "NULL":
         return _DUCKDB_TYPES.get(declared or "", "VARCHAR")
     return "VARCHAR" if described.startswith("ENUM") else described
@@ -242,8 +247,12 @@ class _DuckDBWriter(SinkWriter):
             self.con.unregister("__streamlab_batch")
         # an empty column has no type yet, and a category column would become an ENUM of this batch's values
         json = self.declared_json | {c for c in batch.columns if _json_valued(batch[c])}
+        empty = {c for c in batch.columns if batch[c].isna().all()}
         return [
-            (name, "JSON" if name in json else _column_type(described, self.declared.get(name)))
+            (
+                name,
+                "JSON" if name in json else _column_type(described, self.declared.get(name), name in empty),
+            )
             for name, described, *_ in cols
         ]
 
@@ -707,7 +716,9 @@ class _ParquetWriter(SinkWriter):
     def _declared_types(self, table: Any) -> Any:
         """``table`` with its declared columns in one Arrow type in every part: a category as text (its
         dictionary's index width depends on the part's categories) and a column without a value in
-        this part (typed ``null`` by Arrow) as its parse type's, so readers can read the parts as one."""
+        this part (typed ``null`` by Arrow, or ``double`` from pandas' all-NaN column) as its declared
+        type's, so readers can read the parts as one. A column without a value and without a declared
+        type is written as text rather than Arrow's ``null`` (which no later part's values cast to)."""
         import pyarrow as pa
 
         text = pa.large_string()  # as pandas' str columns convert
@@ -720,10 +731,13 @@ class _ParquetWriter(SinkWriter):
         }
         for i, field in enumerate(table.schema):
             typ = self.declared.get(field.name)
+            empty = table.column(i).null_count == len(table)
             if typ == "category" and pa.types.is_dictionary(field.type):
                 table = table.set_column(i, field.name, table.column(i).cast(text))
-            elif typ in arrow_types and pa.types.is_null(field.type):
+            elif typ in arrow_types and empty and field.type != arrow_types[typ]:
                 table = table.set_column(i, field.name, pa.nulls(len(table), arrow_types[typ]))
+            elif typ is None and pa.types.is_null(field.type):
+                table = table.set_column(i, field.name, pa.nulls(len(table), text))
         return table
 
     def flush(self) -> None:
