@@ -191,6 +191,8 @@ class _DuckDBWriter(SinkWriter):
         self.declared_json = set(upstream.json_columns)  # declared json or object upstream
         self.json_columns: set[str] = set()  # columns written as JSON text: declared, or JSON in the table
         self.table_types: dict[str, str] = {}  # the table's columns and their types, once it exists
+        # a window's key columns in a results table's key: a missing key is the key None, a valid row
+        self.nullable_key = tuple(upstream.window_keys or ()) if sink.key == "auto" else ()
 
     @property
     def rejects(self) -> _DuckDBWriter:
@@ -267,7 +269,9 @@ class _DuckDBWriter(SinkWriter):
                     f"DuckDBSink({self.sink.table!r}): key column(s) {missing} are not in the data "
                     f"({list(batch.columns)}); pass key=[...] naming existing columns"
                 )
-            defs.append("PRIMARY KEY (" + ", ".join(_quote(k) for k in key) + ")")
+            # a PRIMARY KEY column cannot hold NULL; a UNIQUE one can (rows with NULL upsert by delete)
+            unique = "UNIQUE" if set(self.nullable_key) & set(key) else "PRIMARY KEY"
+            defs.append(f"{unique} (" + ", ".join(_quote(k) for k in key) + ")")
         con.execute(f"CREATE TABLE IF NOT EXISTS {t} ({', '.join(defs)})")
         if not key:
             con.execute(f"CREATE TABLE IF NOT EXISTS {_quote(self.staged)} AS SELECT * FROM {t} LIMIT 0")
@@ -317,7 +321,8 @@ class _DuckDBWriter(SinkWriter):
             batch = batch.assign(**text)
         key = self.sink.resolved_key(list(batch.columns), self.upstream)
         if key:
-            missing: np.ndarray = np.asarray(batch[key].isna().to_numpy().any(axis=1), dtype=bool)
+            strict = [k for k in key if k not in self.nullable_key]
+            missing: np.ndarray = np.asarray(batch[strict].isna().to_numpy().any(axis=1), dtype=bool)
             if missing.any():  # no key to upsert by: kept aside rather than failing every retry
                 why = f"a key column ({', '.join(key)}) is missing: table {self.sink.table!r} upserts rows by their key"
                 self._reject(batch.iloc[np.flatnonzero(missing)], why)
@@ -326,11 +331,47 @@ class _DuckDBWriter(SinkWriter):
                     return
             # the last row per key wins within a batch, as it would across batches
             batch = batch.drop_duplicates(subset=key, keep="last")
+            none_key = np.asarray(batch[key].isna().to_numpy().any(axis=1), dtype=bool)
+            if none_key.any():  # the window key None: NULL matches no key in SQL, so no INSERT OR REPLACE
+                self._upsert_null_safe(key, batch.iloc[np.flatnonzero(none_key)])
+                batch = batch.iloc[np.flatnonzero(~none_key)]
+                if len(batch) == 0:
+                    return
         verb = "INSERT OR REPLACE INTO" if key else "INSERT INTO"
         target = self.sink.table if key else self.staged
         with self.sink._lock:
             self._insert_or_reject(verb, target, batch)
             self.appends = self.appends or not key
+
+    def _upsert_null_safe(self, key: list[str], rows: pd.DataFrame) -> None:
+        """Upsert ``rows`` whose window key is missing (the key None, NULL in the table): the table's
+        rows with the same key, compared with ``IS NOT DISTINCT FROM`` (NULL matches NULL), are deleted
+        and ``rows`` inserted, in one transaction, so a re-run replaces them as it replaces the others."""
+        t = _quote(self.sink.table)
+        same = " AND ".join(f"{t}.{_quote(k)} IS NOT DISTINCT FROM b.{_quote(k)}" for k in key)
+        delete = f"DELETE FROM {t} USING __streamlab_keys AS b WHERE {same}"
+        with self.sink._lock:
+            # registered outside the transaction: a failed statement aborts it, and unregister with it
+            self.con.register("__streamlab_keys", rows[key].reset_index(drop=True))
+            self.con.register("__streamlab_rows", rows)
+            try:
+                self.con.execute("BEGIN TRANSACTION")
+                try:
+                    self.con.execute(delete)
+                    self.con.execute(f"INSERT INTO {t} BY NAME SELECT * FROM __streamlab_rows")
+                    self.con.execute("COMMIT")
+                    return
+                except Exception as e:
+                    self.con.execute("ROLLBACK")
+                    if not _row_error(e):
+                        raise
+                # rows the table refuses (a value of another type, NULL in a table made with a PRIMARY
+                # KEY by an earlier version): the others written, those rejected with the reason
+                self.con.execute(delete)
+            finally:
+                self.con.unregister("__streamlab_keys")
+                self.con.unregister("__streamlab_rows")
+            self._insert_or_reject("INSERT INTO", self.sink.table, rows)
 
     def _insert(self, verb: str, target: str, part: pd.DataFrame) -> None:
         self.con.register("__streamlab_batch", part)
@@ -494,7 +535,9 @@ class DuckDBSink(Sink):
         records the last commit published, in the same transaction as the rows). A row the table cannot
         take (its key missing, a value of another type than its column's) is appended, exactly once
         too, to ``<table>_rejected`` (:meth:`rejected_sink`) with a ``reject_reason``, and a warning
-        says so.
+        says so. A window's missing key is not missing: it is the key ``None``, and ``"auto"`` keeps
+        its result in the table (the key is ``UNIQUE``, not a ``PRIMARY KEY``, which cannot hold NULL;
+        such a row replaces the one of the same window whose key is NULL too).
 
     Notes
     -----

@@ -1,10 +1,11 @@
 """Sinks type the columns that steps add (window results, rules) by what they hold, also where the first
-batch or a part holds none of their values.
+batch or a part holds none of their values; the window result of the missing key reaches DuckDB.
 
 A window's ``first_s`` of a string field missing from the first window's events was written as a
 ``double`` (or ``null``) Parquet part and a DuckDB ``DOUBLE`` column: the directory could no longer be
 read as one table, and DuckDB rejected every later window. A rule's ``rule`` column (missing until a row
-alerts) did the same; a recording whose first session never saw a field could not be replayed.
+alerts) did the same; a recording whose first session never saw a field could not be replayed. The
+window result of the missing key (the key None) went to ``<table>_rejected`` (NULL in a PRIMARY KEY).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +25,7 @@ from streamlab import DuckDBSink, ParquetSink, Pipeline, TumblingWindow, agg
 from streamlab._coltypes import declared_type
 from streamlab.clock import ManualClock
 from streamlab.detectors import ThresholdRule
+from streamlab.io import Upstream
 from streamlab.recording import record, replay_recording
 from streamlab.testing import ListSource
 
@@ -190,3 +193,60 @@ def test_a_recording_with_a_null_typed_part_replays(tmp_path: Path) -> None:
         {"note": ["vip"], "_arrival_time": [pd.Timestamp(1, tz="UTC")], "_arrival_seq": [1]}
     ).to_parquet(tmp_path / "part-000001.parquet")
     assert as_none(replay_recording(tmp_path, speed=None).frame["note"]) == [None, "vip"]
+
+
+def none_key_run(path: Path, types: list[str | None]) -> DuckDBSink:
+    rows = [json.dumps({"event_type": t, "timestamp": "2024-01-01T00:00:00Z"}) for t in types]
+    p = Pipeline(ListSource(rows, batch_size=2))
+    p.parse({"event_type": "string", "timestamp": "timestamp"}).window(
+        TumblingWindow("1m"), key="event_type"
+    ).agg(agg.count()).to(DuckDBSink(path, "counts"))
+    p.run()
+    return DuckDBSink(path, "counts")
+
+
+@pytest.mark.parametrize("runs", [1, 2])
+def test_the_window_result_of_the_missing_key_is_stored_and_upserted(tmp_path: Path, runs: int) -> None:
+    path = tmp_path / "db.duckdb"
+    for _ in range(runs):  # a re-run replaces its rows, the None key's too
+        db = none_key_run(path, ["click", "click", None, None, None])
+    frame = db.read().sort_values("count")
+    assert list(zip(as_none(frame["event_type"]), frame["count"])) == [("click", 2), (None, 3)]
+    tables = {t[0] for t in db.query("show tables").values.tolist()}
+    assert "counts_rejected" not in tables
+
+
+def test_the_missing_key_of_a_window_is_one_key_across_batches(tmp_path: Path) -> None:
+    """Early results or a changed result of the None key replace the earlier row (NULL matches NULL)."""
+    path = tmp_path / "db.duckdb"
+    sink = DuckDBSink(path, "counts")
+    w = sink.open_for(Upstream(window_keys=("k",)))
+    t0 = pd.Timestamp("2024-01-01", tz="UTC")
+    base = {"window_start": [t0, t0], "window_end": [t0, t0]}
+    w.write_batch(pd.DataFrame({"k": ["a", None], **base, "n": [1, 1]}))
+    w.write_batch(pd.DataFrame({"k": [None, None], **base, "n": [2, 3]}))
+    w.flush()
+    w.commit()
+    got = sink.read().sort_values("n")
+    assert list(zip(as_none(got["k"]), got["n"])) == [("a", 1), (None, 3)]
+
+
+def test_a_table_made_with_a_primary_key_rejects_the_missing_key_without_failing(tmp_path: Path) -> None:
+    """A results table made by an earlier version (PRIMARY KEY, no NULL) keeps the other rows and sends
+    the None key's row to ``<table>_rejected`` with DuckDB's reason, as documented."""
+    sink = DuckDBSink(tmp_path / "db.duckdb", "counts")
+    sink.connection().execute(
+        "create table counts (k VARCHAR, window_start TIMESTAMPTZ, window_end TIMESTAMPTZ, n BIGINT, "
+        "PRIMARY KEY (k, window_start, window_end))"
+    )
+    w = sink.open_for(Upstream(window_keys=("k",)))
+    t0 = pd.Timestamp("2024-01-01", tz="UTC")
+    w.write_batch(
+        pd.DataFrame({"k": ["a", None], "window_start": [t0, t0], "window_end": [t0, t0], "n": [1, 2]})
+    )
+    w.flush()
+    w.commit()
+    assert sink.read()[["k", "n"]].values.tolist() == [["a", 1]]
+    rejected = sink.rejected_sink().read()
+    assert len(rejected) == 1 and "NOT NULL" in rejected["reject_reason"].iloc[0]
+    assert json.loads(rejected["row"].iloc[0])["n"] == 2
