@@ -26,6 +26,7 @@ from streamlab.steps import (
     FilterStep,
     KeyByStep,
     MapStep,
+    OperatorStep,
     ParseStep,
     SelectStep,
     SourceStep,
@@ -103,7 +104,21 @@ def declared_type(pipeline: Pipeline, ref: str, column: str) -> tuple[str, str] 
             if step.fn is not None or column in dict(step.columns) or out:
                 return None
         elif isinstance(step, WindowStep):
+            if out in ("", "early"):
+                return _window_result_type(pipeline, step, column)
             if out != "late":
+                return None
+        elif isinstance(step, OperatorStep):
+            from streamlab.detectors._common import StepConfig
+
+            config = step.config
+            if out or not isinstance(config, StepConfig):
+                return None
+            typ = config.added_column_types().get(column)
+            if typ is not None:
+                return typ, sid
+            # out rows are the input rows with the added columns (the StepConfig default) or unknown
+            if type(config).out_columns is not StepConfig.out_columns or column in config.added_columns():
                 return None
         elif isinstance(step, (FilterStep, KeyByStep)):
             if out:
@@ -113,6 +128,26 @@ def declared_type(pipeline: Pipeline, ref: str, column: str) -> tuple[str, str] 
         if not step.inputs:
             return None
         ref = step.inputs[0]
+    return None
+
+
+def _window_result_type(pipeline: Pipeline, step: WindowStep, column: str) -> tuple[str, str] | None:
+    """The type of ``column`` of a window's results: a key column keeps its input type, the window
+    bounds are timestamps, an aggregator's output is what :meth:`Aggregator.result_type` says."""
+    if column in step.keys:
+        return declared_type(pipeline, step.inputs[0], column)
+    if column in ("window_start", "window_end"):
+        return "timestamp", step.step_id
+    if column == "is_final":
+        return "bool", step.step_id
+    for a in step.aggs:
+        if a.name == column:
+            found = declared_type(pipeline, step.inputs[0], a.column) if a.column is not None else None
+            typ = a.result_type(found[0] if found else None)
+            if typ is None:
+                return None
+            # the type a first/last keeps was declared upstream; a computed one by this step
+            return typ, found[1] if found and typ == found[0] else step.step_id
     return None
 
 

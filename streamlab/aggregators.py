@@ -146,6 +146,22 @@ class Aggregator:
     def result(self, state: Any) -> Any:
         raise NotImplementedError
 
+    def result_type(self, column_type: str | None) -> str | None:
+        """The type of the results (a parse type: ``"int64"``, ``"float64"``, ``"string"``, ...) when
+        the input column's is ``column_type`` (``None``: unknown), or ``None`` when not known.
+
+        Sinks type an output column by it when a batch holds none of its values, so every commit
+        stores the column the same. A custom aggregator may override it; the default is unknown.
+
+        Examples
+        --------
+        >>> SumAggregator('x').result_type('int64'), FirstAggregator('x').result_type('string')
+        ('float64', 'string')
+        >>> Aggregator('x').result_type('int64') is None
+        True
+        """
+        return None
+
     # -- runtime ------------------------------------------------------------------------------
     def store(self) -> AggregatorStore:
         """A fresh store for many slots; built-ins override it with a vectorized one."""
@@ -461,6 +477,9 @@ class CountAggregator(Aggregator):
     def result(self, state: int) -> int:
         return state
 
+    def result_type(self, column_type: str | None) -> str | None:
+        return "int64"
+
     def store(self) -> AggregatorStore:
         return _CountStore(self)
 
@@ -493,6 +512,9 @@ class SumAggregator(Aggregator):
     def result(self, state: float) -> float:
         return state
 
+    def result_type(self, column_type: str | None) -> str | None:
+        return "float64"
+
     def store(self) -> AggregatorStore:
         return _SumResultStore(self)
 
@@ -522,6 +544,9 @@ class MeanAggregator(Aggregator):
 
     def result(self, state: tuple[float, int]) -> float:
         return state[0] / state[1] if state[1] else math.nan
+
+    def result_type(self, column_type: str | None) -> str | None:
+        return "float64"
 
     def store(self) -> AggregatorStore:
         return _MeanStore(self)
@@ -553,6 +578,9 @@ class MinAggregator(Aggregator):
     def result(self, state: float) -> float:
         return math.nan if state == math.inf else state
 
+    def result_type(self, column_type: str | None) -> str | None:
+        return "float64"
+
     def store(self) -> AggregatorStore:
         return _MinStore(self)
 
@@ -583,6 +611,9 @@ class MaxAggregator(Aggregator):
     def result(self, state: float) -> float:
         return math.nan if state == -math.inf else state
 
+    def result_type(self, column_type: str | None) -> str | None:
+        return "float64"
+
     def store(self) -> AggregatorStore:
         return _MaxStore(self)
 
@@ -611,6 +642,9 @@ class CountDistinctAggregator(Aggregator):
     def result(self, state: set[Any]) -> int:
         return len(state)
 
+    def result_type(self, column_type: str | None) -> str | None:
+        return "int64"
+
     def store(self) -> AggregatorStore:
         return _DistinctStore(self)
 
@@ -638,6 +672,9 @@ class FirstAggregator(Aggregator):
     def result(self, state: Any) -> Any:
         return None if state is None else state[1]
 
+    def result_type(self, column_type: str | None) -> str | None:
+        return column_type  # one of the column's values
+
     def store(self) -> AggregatorStore:
         return _FirstLastStore(self, last=False)
 
@@ -664,6 +701,9 @@ class LastAggregator(Aggregator):
 
     def result(self, state: Any) -> Any:
         return None if state is None else state[1]
+
+    def result_type(self, column_type: str | None) -> str | None:
+        return column_type  # one of the column's values
 
     def store(self) -> AggregatorStore:
         return _FirstLastStore(self, last=True)
@@ -737,6 +777,9 @@ class QuantileAggregator(Aggregator):
         if k == self.INFINITE_BUCKET:
             return sign * math.inf
         return sign * 2 * self._gamma**k / (self._gamma + 1)
+
+    def result_type(self, column_type: str | None) -> str | None:
+        return "float64"
 
     def initial(self) -> QuantileState:
         return {"pos": {}, "neg": {}, "zero": 0, "n": 0}

@@ -170,9 +170,12 @@ class Upstream:
 
     ``window_keys``: the window step's key columns when the stream is a window's results, else ``None``.
     ``json_columns``: the columns declared ``json`` or ``object`` by a parse upstream (any JSON value, or
-    a JSON object): a sink with typed columns stores them as JSON whatever one batch's values look like.
-    ``declared``: ``(column, type)`` of each column whose parse type is known (``"bool"``, ...), so a
-    sink types a column the same when a batch holds none of its values.
+    a JSON object), or a window's ``first``/``last`` of one: a sink with typed columns stores them as
+    JSON whatever one batch's values look like.
+    ``declared``: ``(column, type)`` of each column whose type is known (``"bool"``, ...): a parsed
+    field, or a column a step adds whose type it declares (a window's results, a rule's ``rule``; see
+    :func:`streamlab._coltypes.declared_type`), so a sink types a column the same when a batch holds
+    none of its values.
     ``repeats_ids``: the stream may hold one event several times (a ``.duplicates``, ``.late`` or
     ``.dead_letter`` output, or downstream of an interval join, an enrich or a union of overlapping
     streams), so ``event_id`` does not identify its rows.

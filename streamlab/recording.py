@@ -132,6 +132,17 @@ def record(
     return RecordingSummary(os.fspath(path), len(frame), frame[ARRIVAL].min(), frame[ARRIVAL].max())
 
 
+def _read_parts(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """The recording's parts as one frame, each part read by itself: a session's part may type a column
+    its values never filled otherwise than another's (Arrow ``null`` in recordings made before such
+    columns were written as text), and reading the directory as one dataset would refuse the rest."""
+    parts = sorted(Path(path).glob("part-*.parquet"))
+    if not parts:
+        return pd.read_parquet(path)  # the error (or empty frame) pandas gives for the directory
+    frames = [pd.read_parquet(p) for p in parts]
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
 def replay_recording(
     path: str | os.PathLike[str], *, speed: float | None = 1.0, pace: str = "arrival", time: str = "timestamp"
 ) -> ReplaySource:
@@ -153,5 +164,5 @@ def replay_recording(
     """
     if pace not in ("arrival", "event"):
         raise ValueError(f"replay_recording(pace={pace!r}): use 'arrival' or 'event'")
-    frame = pd.read_parquet(path).sort_values(SEQ, kind="stable").reset_index(drop=True)
+    frame = _read_parts(path).sort_values(SEQ, kind="stable").reset_index(drop=True)
     return ReplaySource(frame, time=ARRIVAL if pace == "arrival" else time, speed=speed)

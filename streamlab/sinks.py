@@ -122,17 +122,22 @@ _DUCKDB_TYPES = {
 }
 
 
-def _column_type(described: str, declared: str | None = None) -> str:
+def _column_type(described: str, declared: str | None = None, empty: bool = False) -> str:
     """The type a new table's column gets from DuckDB's description of a batch: for a column of missing
-    values only (described as ``"NULL"``, quoted, which takes no value later) the type of its declared
-    parse type, else VARCHAR; VARCHAR for a category column (an ENUM of this batch's values alone);
-    else the type described.
+    values only (``empty``, or described as ``"NULL"``, quoted, which takes no value later) the type of
+    its declared parse type (pandas makes an all-missing column float64, described DOUBLE), else
+    VARCHAR for ``"NULL"``; VARCHAR for a category column (an ENUM of this batch's values alone); else
+    the type described.
 
     Examples
     --------
     >>> _column_type('"NULL"', "bool"), _column_type('"NULL"'), _column_type("BIGINT", "int64")
     ('BOOLEAN', 'VARCHAR', 'BIGINT')
+    >>> _column_type("DOUBLE", "string", empty=True), _column_type("DOUBLE", "string")
+    ('VARCHAR', 'DOUBLE')
     """
+    if empty and declared in _DUCKDB_TYPES:
+        return _DUCKDB_TYPES[declared]
     if described.strip('"') == "NULL":
         return _DUCKDB_TYPES.get(declared or "", "VARCHAR")
     return "VARCHAR" if described.startswith("ENUM") else described
@@ -186,6 +191,8 @@ class _DuckDBWriter(SinkWriter):
         self.declared_json = set(upstream.json_columns)  # declared json or object upstream
         self.json_columns: set[str] = set()  # columns written as JSON text: declared, or JSON in the table
         self.table_types: dict[str, str] = {}  # the table's columns and their types, once it exists
+        # a window's key columns in a results table's key: a missing key is the key None, a valid row
+        self.nullable_key = tuple(upstream.window_keys or ()) if sink.key == "auto" else ()
 
     @property
     def rejects(self) -> _DuckDBWriter:
@@ -242,8 +249,12 @@ class _DuckDBWriter(SinkWriter):
             self.con.unregister("__streamlab_batch")
         # an empty column has no type yet, and a category column would become an ENUM of this batch's values
         json = self.declared_json | {c for c in batch.columns if _json_valued(batch[c])}
+        empty = {c for c in batch.columns if batch[c].isna().all()}
         return [
-            (name, "JSON" if name in json else _column_type(described, self.declared.get(name)))
+            (
+                name,
+                "JSON" if name in json else _column_type(described, self.declared.get(name), name in empty),
+            )
             for name, described, *_ in cols
         ]
 
@@ -258,7 +269,9 @@ class _DuckDBWriter(SinkWriter):
                     f"DuckDBSink({self.sink.table!r}): key column(s) {missing} are not in the data "
                     f"({list(batch.columns)}); pass key=[...] naming existing columns"
                 )
-            defs.append("PRIMARY KEY (" + ", ".join(_quote(k) for k in key) + ")")
+            # a PRIMARY KEY column cannot hold NULL; a UNIQUE one can (rows with NULL upsert by delete)
+            unique = "UNIQUE" if set(self.nullable_key) & set(key) else "PRIMARY KEY"
+            defs.append(f"{unique} (" + ", ".join(_quote(k) for k in key) + ")")
         con.execute(f"CREATE TABLE IF NOT EXISTS {t} ({', '.join(defs)})")
         if not key:
             con.execute(f"CREATE TABLE IF NOT EXISTS {_quote(self.staged)} AS SELECT * FROM {t} LIMIT 0")
@@ -308,7 +321,8 @@ class _DuckDBWriter(SinkWriter):
             batch = batch.assign(**text)
         key = self.sink.resolved_key(list(batch.columns), self.upstream)
         if key:
-            missing: np.ndarray = np.asarray(batch[key].isna().to_numpy().any(axis=1), dtype=bool)
+            strict = [k for k in key if k not in self.nullable_key]
+            missing: np.ndarray = np.asarray(batch[strict].isna().to_numpy().any(axis=1), dtype=bool)
             if missing.any():  # no key to upsert by: kept aside rather than failing every retry
                 why = f"a key column ({', '.join(key)}) is missing: table {self.sink.table!r} upserts rows by their key"
                 self._reject(batch.iloc[np.flatnonzero(missing)], why)
@@ -317,11 +331,47 @@ class _DuckDBWriter(SinkWriter):
                     return
             # the last row per key wins within a batch, as it would across batches
             batch = batch.drop_duplicates(subset=key, keep="last")
+            none_key = np.asarray(batch[key].isna().to_numpy().any(axis=1), dtype=bool)
+            if none_key.any():  # the window key None: NULL matches no key in SQL, so no INSERT OR REPLACE
+                self._upsert_null_safe(key, batch.iloc[np.flatnonzero(none_key)])
+                batch = batch.iloc[np.flatnonzero(~none_key)]
+                if len(batch) == 0:
+                    return
         verb = "INSERT OR REPLACE INTO" if key else "INSERT INTO"
         target = self.sink.table if key else self.staged
         with self.sink._lock:
             self._insert_or_reject(verb, target, batch)
             self.appends = self.appends or not key
+
+    def _upsert_null_safe(self, key: list[str], rows: pd.DataFrame) -> None:
+        """Upsert ``rows`` whose window key is missing (the key None, NULL in the table): the table's
+        rows with the same key, compared with ``IS NOT DISTINCT FROM`` (NULL matches NULL), are deleted
+        and ``rows`` inserted, in one transaction, so a re-run replaces them as it replaces the others."""
+        t = _quote(self.sink.table)
+        same = " AND ".join(f"{t}.{_quote(k)} IS NOT DISTINCT FROM b.{_quote(k)}" for k in key)
+        delete = f"DELETE FROM {t} USING __streamlab_keys AS b WHERE {same}"
+        with self.sink._lock:
+            # registered outside the transaction: a failed statement aborts it, and unregister with it
+            self.con.register("__streamlab_keys", rows[key].reset_index(drop=True))
+            self.con.register("__streamlab_rows", rows)
+            try:
+                self.con.execute("BEGIN TRANSACTION")
+                try:
+                    self.con.execute(delete)
+                    self.con.execute(f"INSERT INTO {t} BY NAME SELECT * FROM __streamlab_rows")
+                    self.con.execute("COMMIT")
+                    return
+                except Exception as e:
+                    self.con.execute("ROLLBACK")
+                    if not _row_error(e):
+                        raise
+                # rows the table refuses (a value of another type, NULL in a table made with a PRIMARY
+                # KEY by an earlier version): the others written, those rejected with the reason
+                self.con.execute(delete)
+            finally:
+                self.con.unregister("__streamlab_keys")
+                self.con.unregister("__streamlab_rows")
+            self._insert_or_reject("INSERT INTO", self.sink.table, rows)
 
     def _insert(self, verb: str, target: str, part: pd.DataFrame) -> None:
         self.con.register("__streamlab_batch", part)
@@ -485,7 +535,9 @@ class DuckDBSink(Sink):
         records the last commit published, in the same transaction as the rows). A row the table cannot
         take (its key missing, a value of another type than its column's) is appended, exactly once
         too, to ``<table>_rejected`` (:meth:`rejected_sink`) with a ``reject_reason``, and a warning
-        says so.
+        says so. A window's missing key is not missing: it is the key ``None``, and ``"auto"`` keeps
+        its result in the table (the key is ``UNIQUE``, not a ``PRIMARY KEY``, which cannot hold NULL;
+        such a row replaces the one of the same window whose key is NULL too).
 
     Notes
     -----
@@ -707,7 +759,9 @@ class _ParquetWriter(SinkWriter):
     def _declared_types(self, table: Any) -> Any:
         """``table`` with its declared columns in one Arrow type in every part: a category as text (its
         dictionary's index width depends on the part's categories) and a column without a value in
-        this part (typed ``null`` by Arrow) as its parse type's, so readers can read the parts as one."""
+        this part (typed ``null`` by Arrow, or ``double`` from pandas' all-NaN column) as its declared
+        type's, so readers can read the parts as one. A column without a value and without a declared
+        type is written as text rather than Arrow's ``null`` (which no later part's values cast to)."""
         import pyarrow as pa
 
         text = pa.large_string()  # as pandas' str columns convert
@@ -720,10 +774,13 @@ class _ParquetWriter(SinkWriter):
         }
         for i, field in enumerate(table.schema):
             typ = self.declared.get(field.name)
+            empty = table.column(i).null_count == len(table)
             if typ == "category" and pa.types.is_dictionary(field.type):
                 table = table.set_column(i, field.name, table.column(i).cast(text))
-            elif typ in arrow_types and pa.types.is_null(field.type):
+            elif typ in arrow_types and empty and field.type != arrow_types[typ]:
                 table = table.set_column(i, field.name, pa.nulls(len(table), arrow_types[typ]))
+            elif typ is None and pa.types.is_null(field.type):
+                table = table.set_column(i, field.name, pa.nulls(len(table), text))
         return table
 
     def flush(self) -> None:

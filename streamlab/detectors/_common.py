@@ -187,6 +187,19 @@ class StepConfig:
         """Columns the step adds to its ``out`` rows."""
         return ()
 
+    def added_column_types(self) -> dict[str, str]:
+        """Types of the added columns that are known (parse types: ``"float64"``, ``"bool"``,
+        ``"string"``, ...), so a sink types such a column the same in a batch holding none of its
+        values (a rule's ``rule`` before any row alerts). The default: none known.
+
+        Examples
+        --------
+        >>> from streamlab.detectors import ThresholdRule
+        >>> ThresholdRule("big", column="amount", op=">", value=10).added_column_types()
+        {'rule': 'string', 'is_alert': 'bool'}
+        """
+        return {}
+
     def check_columns(self, columns: Sequence[str]) -> tuple[str, str] | None:
         """``(problem, fix)`` when required input columns are missing, else ``None``."""
         missing = [c for c in self.required_columns() if c not in columns]

@@ -133,6 +133,10 @@ class Detect(StepConfig):
         """Columns the step adds."""
         return ("score", "is_anomaly", "detector") if self.threshold is not None else ("score", "detector")
 
+    def added_column_types(self) -> dict[str, str]:
+        """Types of the added columns: ``score`` is float64, ``is_anomaly`` bool, ``detector`` text."""
+        return {"score": "float64", "is_anomaly": "bool", "detector": "string"}
+
     def __post_init__(self) -> None:
         where = "Detect"
         object.__setattr__(self, "detector", as_detector(self.detector, where=where))

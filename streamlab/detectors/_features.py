@@ -934,6 +934,10 @@ class ThresholdRule(StepConfig):
         """Columns the step adds."""
         return ("rule", "is_alert")
 
+    def added_column_types(self) -> dict[str, str]:
+        """Types of the added columns: ``rule`` (the name, or missing) is text, ``is_alert`` bool."""
+        return {"rule": "string", "is_alert": "bool"}
+
     def __post_init__(self) -> None:
         where = f"ThresholdRule(name={self.name!r})"
         check_name(self.name, where="ThresholdRule", what="name")
@@ -1027,6 +1031,10 @@ class VelocityRule(_KeyedStep):
     def added_columns(self) -> tuple[str, ...]:
         """Columns the step adds."""
         return (f"{self.name}_count", "rule", "is_alert")
+
+    def added_column_types(self) -> dict[str, str]:
+        """Types of the added columns: the count is an integer, ``rule`` text, ``is_alert`` bool."""
+        return {f"{self.name}_count": "int64", "rule": "string", "is_alert": "bool"}
 
     def build(self) -> FeatureOperator:
         """Return the runtime state."""

@@ -91,6 +91,10 @@ class ThresholdFilter(StepConfig):
         """Columns the filter adds."""
         return ("is_anomaly",)
 
+    def added_column_types(self) -> dict[str, str]:
+        """Types of the added columns: ``is_anomaly`` is bool."""
+        return {"is_anomaly": "bool"}
+
     def build(self, key: str | None = None) -> ThresholdOperator:
         """Return the runtime state; ``key`` overrides the filter's own key column (used by ``Detect``)."""
         raise NotImplementedError
