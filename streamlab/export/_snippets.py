@@ -268,8 +268,13 @@ class RowCombine:
 
 
 def group_key(row: dict[str, Any], keys: tuple[str, ...]) -> str:
-    """A deterministic text key of a row's key columns (JSON list), for grouping and state."""
-    return json.dumps([row.get(k) for k in keys], default=json_default)
+    """A deterministic text key of a row's key columns (JSON list), for grouping and state.
+
+    Keys are values, as streamlab groups them: a float -0.0 is 0.0's key (``v + 0.0``), and the
+    infinities are JSON's ``Infinity`` / ``-Infinity``, apart from each other and from a missing key.
+    """
+    values = [row.get(k) for k in keys]
+    return json.dumps([v + 0.0 if type(v) is float else v for v in values], default=json_default)
 
 
 class ExprCompiler:

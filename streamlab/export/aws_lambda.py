@@ -409,7 +409,14 @@ def send_side_outputs(side, records=(), shard=""):
 
 def dimension_text(column, value):
     """A window key as its Timestream dimension's text: ``str(value)``, or for a ``json`` key column (whose
-    values may be of any type) the value's JSON text, so that keys that print alike stay apart."""
+    values may be of any type) the value's JSON text, so that keys that print alike stay apart. A float is
+    its key's text, as ``group_key`` has it: -0.0 is 0.0 (streamlab's keys are values), and a json key's
+    infinities are ``Infinity`` / ``-Infinity`` (streamlab's JSON encoding writes them as null, which
+    would merge them with each other)."""
+    if type(value) is float:
+        value += 0.0  # -0.0 is 0.0's key
+        if column in JSON_KEYS:
+            return json.dumps(value)
     return dump_json(value) if column in JSON_KEYS else str(value)
 
 
@@ -425,6 +432,8 @@ def timestream_record(result, version=1):
             continue  # Timestream has no NaN: a missing measure reads as null
         if kind == "BOOLEAN":
             text = "true" if value else "false"  # Timestream's booleans
+        elif name in TIME_MEASURES:  # a time (first/last of a timestamp) as streamlab's JSON encoding's text
+            text = value if isinstance(value, str) else json.loads(dump_json(value))
         else:  # a json value (first/last of a json field) as its JSON text, so that 1 and "1" stay apart
             text = dump_json(value) if name in JSON_MEASURES else str(value)
         measures.append({{"Name": name, "Value": text, "Type": kind}})
@@ -858,6 +867,17 @@ def _check(p: Pipeline) -> list[Step]:
             "chain must end in exactly one window step",
             "end the pipeline with .window(TumblingWindow(...)).agg(...)",
         )
+    window = windows[0]
+    taken = {"pipeline": "the dimension naming the pipeline", "window_end": "the measure of the window's end"}
+    for key in window.keys:  # an aggregator's name is refused by the window step itself
+        if key in taken:
+            raise PipelineConfigError(
+                window.step_id,
+                window.kind,
+                f"cannot export to AWS Lambda: the window key column {key!r} would be a Timestream dimension "
+                f"named like {taken[key]}; a Timestream record needs distinct dimension and measure names",
+                f"rename the column before the window (.select(..., {key}_key={key!r}), key='{key}_key')",
+            )
     return chain
 
 
@@ -1013,6 +1033,8 @@ class _Steps:
             f"MEASURE_TYPES = {tuple(measure_types)!r}",
             f"JSON_MEASURES = {tuple(a.name for a in step.aggs if _plan.result_type(a, types) == 'json')!r}"
             "  # VARCHAR measures holding JSON text",
+            f"TIME_MEASURES = {tuple(a.name for a in step.aggs if _plan.result_type(a, types) == 'timestamp')!r}"
+            "  # VARCHAR measures holding ISO-8601 times to the microsecond",
         ]
         checks = _plan.unfit_checks(step)
         if step.keys or checks:
@@ -1641,6 +1663,8 @@ def dimension_value(text: str, field_type: str | None) -> Any:
     (True, '7')
     >>> dimension_value('"1"', "json"), dimension_value("1", "json"), dimension_value("true", "json")
     ('1', 1, True)
+    >>> dimension_value("Infinity", "json"), dimension_value("2024-01-01T00:00:03.000001Z", "timestamp")
+    (inf, Timestamp('2024-01-01 00:00:03.000001+0000', tz='UTC'))
     """
     if field_type == "json":
         return json.loads(text)
@@ -1650,6 +1674,9 @@ def dimension_value(text: str, field_type: str | None) -> Any:
         return float(text)
     if field_type == "bool":
         return text == "True"
+    if field_type == "timestamp":  # a VARCHAR measure: first/last of a time, ISO-8601 to the microsecond
+        t = pd.Timestamp(text)
+        return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
     return text
 
 
@@ -1713,6 +1740,49 @@ def _results_from_timestream(
     return rows_frame(rows)
 
 
+def lambda_notes(pipeline: Pipeline, chain: list[Step], batch_size: int) -> list[str]:
+    """What ``verify(target="lambda")`` did with this pipeline's chain, and what it did not compare.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline, TumblingWindow, agg
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b"{}"]), name="doc")
+    >>> _ = p.parse().window(TumblingWindow("1m")).agg(agg.count())
+    >>> notes = lambda_notes(p, _check(p), 5)
+    >>> len(notes), any("dedup" in n or "text by design" in n for n in notes)
+    (2, False)
+    """
+    window = chain[-1]
+    assert isinstance(window, WindowStep)
+    notes = [
+        f"the handler ran against moto as a Kinesis event-source mapping invokes it: {batch_size} records per "
+        "batch, the second retried as after a timeout, the one of the first dead letter (if any) redelivered "
+        "after an unreachable dead-letter queue",
+        f"{window.step_id}: Timestream holds one record per dimensions, time and measure, so re-written "
+        "results count once",
+    ]
+    for step in chain:
+        if isinstance(step, DedupStep):
+            notes.append(
+                f"{step.step_id}: the handler keeps the first id and drops repeats (counted in its state); "
+                f"{step.step_id}.duplicates is not compared"
+            )
+    if window.keys:
+        notes.append(
+            f"{window.step_id}: the keys {', '.join(window.keys)} are Timestream dimensions, text by design "
+            "(str(value), a json key's JSON text), read back as their columns' types"
+        )
+    types = _plan.column_types(pipeline).get(window.inputs[0], {})
+    times = [a.name for a in window.aggs if _plan.result_type(a, types) == "timestamp"]
+    if times:
+        notes.append(
+            f"{window.step_id}: {', '.join(times)} (times) are VARCHAR measures of ISO-8601 text to the "
+            "microsecond (Timestream's TIMESTAMP holds milliseconds), read back as times"
+        )
+    return notes
+
+
 def run_lambda(
     pipeline: Pipeline, files: ExportedFiles, lines: list[bytes], *, batch_size: int = 5
 ) -> tuple[dict[str, pd.DataFrame], list[str]]:
@@ -1734,12 +1804,7 @@ def run_lambda(
     chain = _check(pipeline)
     window = chain[-1]
     assert isinstance(window, WindowStep)
-    notes = [
-        "the handler keeps the first id and drops repeats (counted in its state); duplicates are not compared",
-        "Timestream holds one record per dimensions, time and measure: re-written results count once",
-        "window keys are Timestream dimensions, text by design (str(value), a json key's JSON text); they are "
-        "read back as their columns' types (int64, float64, bool, json)",
-    ]
+    notes = lambda_notes(pipeline, chain, batch_size)
     env_keys = (
         "AWS_ENDPOINT_URL",
         "AWS_ACCESS_KEY_ID",

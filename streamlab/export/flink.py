@@ -6,7 +6,9 @@
   INTERVAL ...``; windows are the table-valued functions ``TUMBLE``, ``HOP`` and ``SESSION``; dedup is
   ``ROW_NUMBER() OVER (PARTITION BY id ORDER BY proctime)``; interval joins are ``BETWEEN`` on event
   times. Records are read with SQL's ``JSON_VALUE``, so a bad record is a dead letter with a coarser
-  reason than streamlab's.
+  reason than streamlab's; and its ``raw`` format decodes UTF-8 replacing invalid bytes with U+FFFD, so
+  a record with invalid UTF-8 is read, where streamlab (and ``main.py``, ``datastream.py``, which read
+  bytes) sends it to the parse step's dead letters.
 * ``main.py``: the same queries run by a PyFlink ``StreamTableEnvironment``, fed by a DataStream that
   parses every record with streamlab's own parser (copied from ``streamlab._record``), so rows and
   dead-letter reasons are streamlab's; dead letters go to their own sink. ``python main.py --input
@@ -635,21 +637,28 @@ from typing import Any
 '''
 
 RAW_STREAM = '''def raw_stream(env, args):
-    """The raw records as a DataStream of text lines, from files, Kafka, Event Hubs or Kinesis."""
-    from pyflink.common import WatermarkStrategy
-    from pyflink.common.serialization import SimpleStringSchema
+    """The raw records as a DataStream of bytes, from files, Kafka, Event Hubs or Kinesis.
+
+    Bytes, not text: streamlab's parser sends a record with invalid UTF-8 to the dead letters, which a
+    text reader (replacing bad bytes with U+FFFD) would hide. Files are read as ISO-8859-1 lines, one
+    character per byte, and encoded back to the same bytes; Kafka and Kinesis use ``ByteArraySchema``.
+    """
+    from pyflink.common import Types, WatermarkStrategy
+    from pyflink.common.serialization import ByteArraySchema
 
     if args.source == "files":
         from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
 
         paths = [p for pattern in args.input for p in (sorted(glob.glob(pattern)) or [pattern])]
-        src = FileSource.for_record_stream_format(StreamFormat.text_line_format(), *paths).build()
-        return env.from_source(src, WatermarkStrategy.no_watermarks(), "files")
+        lines = StreamFormat.text_line_format("ISO-8859-1")  # Flink has no line format of bytes
+        src = FileSource.for_record_stream_format(lines, *paths).build()
+        text = env.from_source(src, WatermarkStrategy.no_watermarks(), "files")
+        return text.map(lambda line: line.encode("latin-1"), output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))
     if args.source in ("kafka", "eventhubs"):
         from pyflink.datastream.connectors.kafka import KafkaOffsetsInitializer, KafkaSource
 
         builder = KafkaSource.builder().set_group_id(PIPELINE_NAME).set_value_only_deserializer(
-            SimpleStringSchema()
+            ByteArraySchema()
         )
         builder = builder.set_starting_offsets(KafkaOffsetsInitializer.earliest())
         if args.source == "kafka":
@@ -671,11 +680,11 @@ RAW_STREAM = '''def raw_stream(env, args):
     from pyflink.datastream.connectors.kinesis import FlinkKinesisConsumer
 
     props = {"aws.region": os.environ["AWS_REGION"], "flink.stream.initpos": "TRIM_HORIZON"}
-    return env.add_source(FlinkKinesisConsumer(os.environ["KINESIS_STREAM"], SimpleStringSchema(), props))
+    return env.add_source(FlinkKinesisConsumer(os.environ["KINESIS_STREAM"], ByteArraySchema(), props))
 
 
 '''
-"""The generated ``raw_stream(env, args)``: text lines from files, Kafka, Event Hubs or Kinesis (main.py
+"""The generated ``raw_stream(env, args)``: records as bytes from files, Kafka, Event Hubs or Kinesis (main.py
 and datastream.py share it)."""
 
 _MAIN_BODY = '''
@@ -694,7 +703,8 @@ def parse_line(line, dead_letter_limit=None):
     try:
         row = read_record(line, FIELDS, REQUIRED, MAX_RECORD_BYTES)
     except BadRecordError as e:
-        dead = {"raw": line, "reason": str(e), "step_id": PARSE_STEP}
+        text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+        dead = {"raw": text, "reason": str(e), "step_id": PARSE_STEP}
         if dead_letter_limit is not None:
             text, cut = fit_message(dead, dead_letter_limit - 256, lambda r: json.dumps(r, separators=(",", ":")))
             if cut:
@@ -1708,7 +1718,11 @@ def verify_flink(
                 "streamlab ran one record per batch (its interval join judges the rows of a batch against "
                 "the watermark before it; the DataStream job each row as it arrives)"
             )
-        return files, local, exported, notes, ds.datastream_compared(pipeline)
+        from streamlab.export.verify import TIME_UNIT_NS, finer_time_notes
+
+        compared = ds.datastream_compared(pipeline)
+        notes += finer_time_notes(local, compared, "flink", TIME_UNIT_NS["flink"])
+        return files, local, exported, notes, compared
     exported = run_flink(files, lines, python=flink_python, timeout=timeout_s)
     local, exported, left_out = comparable(pipeline, local, exported)
     compared = compared_outputs(pipeline, "flink")

@@ -862,7 +862,9 @@ def datastream_compared(p: Pipeline) -> dict[str, tuple[list[str], set[str]]]:
             out[f"{sid}.duplicates"] = (cols, {step.time} if step.time else set())
         elif isinstance(step, WindowStep):
             bounds = ["window_start", "window_end"]
-            out[sid] = ([*step.keys, *bounds, *(a.name for a in step.aggs)], set(bounds))
+            given = _plan.column_types(p).get(step.inputs[0], {})
+            timed = {a.name for a in step.aggs if _plan.result_type(a, given) == "timestamp"}  # first/last
+            out[sid] = ([*step.keys, *bounds, *(a.name for a in step.aggs)], {*bounds, *timed})
             late = [*step.keys, step.time, *bounds, "watermark"]
             out[f"{sid}.late"] = (late, {step.time, *bounds, "watermark"})
             # rows whose key or aggregated values the window cannot take, with streamlab's reason

@@ -478,7 +478,12 @@ def compared_outputs(pipeline: Pipeline, target: str) -> dict[str, tuple[list[st
             out[sid] = (cols, {c for c in cols for t in stamps if c in (t, *(t + x for x in step.suffixes))})
         if isinstance(step, WindowStep):
             aggs = [a.name for a in step.aggs]
-            out[sid] = ([*step.keys, "window_start", "window_end", *aggs], {"window_start", "window_end"})
+            types = _plan.column_types(pipeline).get(step.inputs[0], {})
+            timed = {a.name for a in step.aggs if _plan.result_type(a, types) == "timestamp"}  # first/last
+            out[sid] = (
+                [*step.keys, "window_start", "window_end", *aggs],
+                {"window_start", "window_end", *timed},
+            )
             if target == "flink":
                 continue  # Flink SQL drops late rows: no late output
             out[f"{sid}.late"] = ([*step.keys, step.time, "window_start"], {step.time, "window_start"})
@@ -521,13 +526,16 @@ def compare(
     return not diffs, diff, counts
 
 
-TIME_UNIT_NS = {"beam": 1_000, "spark": 1_000}
+TIME_UNIT_NS = {"beam": 1_000, "spark": 1_000, "lambda": 1_000, "flink": 1_000}
 """The resolution (ns) of the times an export holds and writes, where coarser than streamlab's
-nanoseconds (the reasons: :data:`TIME_UNIT_WHY`)."""
+nanoseconds (the reasons: :data:`TIME_UNIT_WHY`). Flink's is its DataStream job's (``datastream.py``);
+its SQL job (``main.py``) holds milliseconds."""
 
 TIME_UNIT_WHY = {
     "beam": "Beam's element timestamps, the rows' datetimes, streamlab's JSON encoding, BigQuery's TIMESTAMP",
     "spark": "Spark's TIMESTAMP, the rows' datetimes, streamlab's JSON encoding",
+    "lambda": "the handler's datetimes, streamlab's JSON encoding of its SQS messages and time measures",
+    "flink": "datastream.py's datetimes, streamlab's JSON encoding of its outputs",
 }
 """Why an export's times are as coarse as :data:`TIME_UNIT_NS` says."""
 
@@ -675,6 +683,7 @@ def verify(
 
             files = to_lambda(pipeline, workdir, **options)
             exported, notes = run_lambda(pipeline, files, lines, batch_size=lambda_batch_size)
+            notes += finer_time_notes(local, compared_outputs(pipeline, target), target, TIME_UNIT_NS[target])
         elif target == "spark":
             from streamlab.export.spark import verify_spark
 

@@ -60,7 +60,7 @@ def run_rules(path: Path, lines: list[bytes]) -> dict[str, pd.DataFrame]:
 
     state: dict[str, Any] = {}
     for line in lines:
-        row = module.parse_line(line.decode("utf-8", "replace"), emit)
+        row = module.parse_line(line, emit)  # raw_stream reads records as bytes
         if row is not None:
             module.after_parse(row, state, emit)
     module.finish_rows(state, emit)
@@ -334,3 +334,52 @@ def test_missing_strings_on_the_flink_engine_equal_streamlab(flink_python: str, 
     assert kept(report.exported, "either_w") == [0, 2, 3, 5]
     assert kept(report.exported, "without_w") == [1, 2, 4, 5, 6]
     assert kept(report.exported, "lengths") == [1, 2, 3, 5, 6]
+
+
+def zero_keyed() -> Pipeline:
+    """A window keyed by a float64 column, whose string field must be valid UTF-8."""
+    p = Pipeline(ListSource([b"{}"]), name="zero_keys")
+    p.parse({"event_id": "string", "timestamp": "timestamp", "k": "float64", "s": "string"}).window(
+        TumblingWindow("10s"), key="k"
+    ).agg(agg.count(), agg.first("timestamp", name="first_ts"))
+    return p
+
+
+ZERO_KEY_LINES = [
+    b'{"event_id": "e1", "timestamp": "2024-01-01T00:00:01.000000100Z", "k": 0.0, "s": "a"}',
+    b'{"event_id": "e2", "timestamp": "2024-01-01T00:00:02Z", "k": -0.0, "s": "b"}',
+    b'{"event_id": "e3", "timestamp": "2024-01-01T00:00:03Z", "k": 1.5, "s": "\xff"}',  # invalid UTF-8
+    b'{"event_id": "e4", "timestamp": "2024-01-01T00:00:04Z", "k": 1.5, "s": "\xed\xa0\x80"}',  # surrogate
+    b'{"event_id": "e5", "timestamp": "2024-01-01T00:00:30Z", "k": 2.0, "s": "c"}',
+    b'{"event_id": "e6", "timestamp": "2024-01-01T00:00:05.123456789Z", "k": -0.0, "s": "d"}',  # late
+]
+
+
+def test_generated_rules_key_minus_zero_as_zero(tmp_path: Path) -> None:
+    """0.0 and -0.0 are one key in streamlab (keys are values): the job's ``group_key`` held them as the
+    texts "0.0" and "-0.0", two windows."""
+    p = zero_keyed()
+    to_flink(p, tmp_path, source="files")
+    exported = run_rules(tmp_path / "datastream.py", ZERO_KEY_LINES)
+    assert sorted(zip(exported["window"]["k"], exported["window"]["count"])) == [(0.0, 2), (2.0, 1)]
+    assert len(exported["parse.dead_letter"]) == 2
+    local = run_local(p, ZERO_KEY_LINES, batch_size=1)
+    equal, diff, _ = compare(p, local, exported, "flink", outputs=datastream_compared(p), time_unit_ns=1_000)
+    assert equal, diff
+
+
+def test_bytes_zero_keys_and_finer_times_on_the_flink_engine_equal_streamlab(
+    flink_python: str, tmp_path: Path
+) -> None:
+    """The job reads records as bytes, so invalid UTF-8 goes to ``parse.dead_letter`` as in streamlab (a
+    text reader replaced it with U+FFFD and the records were counted); -0.0 is 0.0's key; times with
+    digits below the microsecond are compared at it, with a note."""
+    report = verify(zero_keyed(), ZERO_KEY_LINES, target="flink", workdir=tmp_path, flink_python=flink_python)
+    assert report.equal, report.diff
+    assert report.counts["parse.dead_letter"] == {"streamlab": 2, "flink": 2}
+    reasons = report.exported["parse.dead_letter"]["reason"].tolist()
+    assert all(r.startswith("invalid UTF-8") for r in reasons), reasons
+    assert report.counts["window"] == {"streamlab": 2, "flink": 2}
+    assert report.counts["window.late"] == {"streamlab": 1, "flink": 1}
+    finer = [n for n in report.notes if "digits below the microsecond" in n]
+    assert [n.split(":")[0] for n in finer] == ["window", "window.late"], report.notes

@@ -381,3 +381,20 @@ def test_terraform_is_valid_hcl_for_managed_flink(tmp_path: Path) -> None:
     # secrets only by reference: the generated files name environment variables, never values
     assert "${EVENTHUBS_CONNECTION_STRING}" in out.read("job.sql")
     assert 'os.environ["EVENTHUBS_CONNECTION_STRING"]' in out.read("main.py")
+
+
+def test_main_parses_records_as_bytes_so_invalid_utf8_is_a_dead_letter(tmp_path: Path) -> None:
+    """``raw_stream`` reads bytes (files as ISO-8859-1 lines encoded back, Kafka and Kinesis with
+    ``ByteArraySchema``): a text reader replaced invalid UTF-8 with U+FFFD, and the record was counted."""
+    from streamlab.export.verify import load_module
+
+    out = to_flink(every_case(), tmp_path, source="kafka", sink="files")
+    text = out.read("main.py")
+    assert 'text_line_format("ISO-8859-1")' in text and "SimpleStringSchema" not in text
+    assert text.count("ByteArraySchema()") == 2  # Kafka / Event Hubs, Kinesis
+    main = load_module(tmp_path / "main.py")
+    line = b'{"event_id": "e1", "timestamp": "2024-01-01T00:00:01Z", "event_type": "\xff"}'
+    _, (raw, reason, step) = main.parse_line(line)
+    assert reason.startswith("invalid UTF-8") and raw == line.decode("utf-8", "replace")
+    assert step == main.PARSE_STEP
+    assert main.parse_line(line.replace(b"\xff", b"a"))[1] is None

@@ -6,6 +6,7 @@ import base64
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 
@@ -377,3 +378,56 @@ def test_lambda_refuses_windows_finer_than_timestreams_milliseconds(
     with pytest.raises(PipelineConfigError, match="step 'w'") as e:
         to_lambda(p, tmp_path)
     assert words in str(e.value) and "Timestream keeps times in milliseconds" in str(e.value)
+
+
+@pytest.mark.services
+def test_first_and_last_of_a_time_are_times_compared_at_the_microsecond(tmp_path: Path) -> None:
+    """``first``/``last`` of a timestamp read back as times (they were VARCHAR text, always different);
+    the handler's times are microseconds, so verify compares them there and says so in a note (a late row
+    at ``...01.123456789Z`` was a difference); the notes are about this pipeline: no dedup, no keys."""
+    p = Pipeline(ListSource([b"{}"]), name="first_time")
+    p.parse({"event_id": "string", "timestamp": "timestamp"}).window(TumblingWindow("10s")).agg(
+        agg.count(), agg.first("timestamp", name="first_ts"), agg.last("timestamp", name="last_ts")
+    )
+    lines = [
+        b'{"event_id": "e1", "timestamp": "2024-01-01T00:00:03.000001999Z"}',
+        b'{"event_id": "e2", "timestamp": "2024-01-01T00:00:30Z"}',
+        b'{"event_id": "e3", "timestamp": "2024-01-01T00:00:01.123456789Z"}',  # late
+    ]
+    report = verify(p, lines, "lambda", workdir=tmp_path)
+    assert report.equal, report.diff.to_string()
+    got = report.exported["window"].sort_values("window_start")
+    assert got["first_ts"].tolist() == [
+        pd.Timestamp("2024-01-01T00:00:03.000001Z"),
+        pd.Timestamp("2024-01-01T00:00:30Z"),
+    ]
+    assert report.counts["window.late"] == {"streamlab": 1, "lambda": 1}
+    finer = [n for n in report.notes if "digits below the microsecond" in n]
+    assert [n.split(":")[0] for n in finer] == ["window", "window.late"], report.notes
+    assert not any("dedup" in n or "duplicates" in n or "text by design" in n for n in report.notes), (
+        report.notes
+    )
+    assert any("first_ts, last_ts (times)" in n for n in report.notes), report.notes
+
+
+@pytest.mark.services
+def test_notes_name_the_dedup_and_the_keys_verified(tmp_path: Path) -> None:
+    report = verify(dedup_counts("noted"), FIXED_SAMPLE, "lambda", workdir=tmp_path)
+    assert any(n.startswith("dedup: the handler keeps the first id") for n in report.notes), report.notes
+    assert any(n.startswith("window: the keys event_type are Timestream dimensions") for n in report.notes)
+
+
+@pytest.mark.parametrize(
+    ("key", "named"), [("pipeline", "the dimension naming the pipeline"), ("window_end", "the measure")]
+)
+def test_a_key_named_like_a_dimension_or_measure_is_refused(key: str, named: str, tmp_path: Path) -> None:
+    """The handler wrote two dimensions named ``pipeline`` (the pipeline's, the key's): Timestream needs
+    distinct names in a record."""
+    p = Pipeline(ListSource([b"{}"]), name="named")
+    p.parse({"event_id": "string", "timestamp": "timestamp", key: "string"}).window(
+        TumblingWindow("10s"), key=key, step_id="w"
+    ).agg(agg.count())
+    with pytest.raises(PipelineConfigError, match="step 'w'") as e:
+        to_lambda(p, tmp_path)
+    assert f"the window key column {key!r} would be a Timestream dimension named like {named}" in str(e.value)
+    assert f".select(..., {key}_key={key!r})" in str(e.value)
