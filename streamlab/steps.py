@@ -381,13 +381,19 @@ class ParseStep(Step):
         return ParseOperator(self.step_id, list(self.fields), self.value_column, req, self.max_record_bytes)
 
     def input_problem(self, columns_in: list[Columns]) -> tuple[str, str] | None:
-        return _first(missing_column(columns_in[0], [self.value_column], "value_column"), self._clash(columns_in[0]))
+        return _first(
+            missing_column(columns_in[0], [self.value_column], "value_column"), self._clash(columns_in[0])
+        )
 
     def _clash(self, columns: Columns) -> tuple[str, str] | None:
         """A field named as a column the source gives beside the records (Kafka's ``partition``, ``key``,
         ``topic``): the parsed rows and dead letters would lose the source's one, and a window's
         ``watermark_by="auto"`` would read the field."""
-        same = [f.name for f in self.fields if columns is not None and f.name in columns and f.name != self.value_column]
+        same = [
+            f.name
+            for f in self.fields
+            if columns is not None and f.name in columns and f.name != self.value_column
+        ]
         if not same:
             return None
         f = next(f for f in self.fields if f.name == same[0])

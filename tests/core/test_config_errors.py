@@ -439,7 +439,9 @@ def test_a_parse_field_named_as_a_source_metadata_column_is_refused_with_the_ren
     # window's watermark_by="auto" then kept one watermark per payload value
     source = ListSource(pd.DataFrame({"value": [b"{}"], "topic": ["t"], "partition": [0], "offset": [1]}))
     p = Pipeline(source)
-    with pytest.raises(PipelineConfigError, match=r"field 'partition' has the name of a column the source gives") as e:
+    with pytest.raises(
+        PipelineConfigError, match=r"field 'partition' has the name of a column the source gives"
+    ) as e:
         p.parse({"partition": "string", "timestamp": "timestamp"})
     assert "{'partition_field': {'type': 'string', 'path': 'partition'}}" in str(e.value)
     parsed = p.parse({"region": {"type": "string", "path": "partition"}, "timestamp": "timestamp"})

@@ -93,12 +93,12 @@ def test_a_raw_replay_reads_its_file_as_it_goes_and_reports_its_position(tmp_pat
     first = reader.poll(10_000)
     assert first["value"].tolist()[:2] == [b'{"k":0}', b'{"k":1}'] and len(first) == 300
     assert first["value"].dtype == pd.ArrowDtype(pa.binary())
-    assert reader.lag() == 700 and reader.snapshot() == {"position": 300}
+    assert reader.lag() == 700 and reader.snapshot()["position"] == 300
     resumed = ReplaySource(path, raw=True, batch_size=300).open(resume=reader.snapshot())
     assert resumed.poll(10)["value"].tolist()[0] == b'{"k":300}' and resumed.lag() == 690
     while reader.poll(10_000) is not None:
         pass
-    assert reader.done and reader.lag() == 0 and reader.snapshot() == {"position": 1000}
+    assert reader.done and reader.lag() == 0 and reader.snapshot()["position"] == 1000
     reader.close()
     resumed.close()
 
