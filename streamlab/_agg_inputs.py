@@ -17,12 +17,13 @@ import numpy as np
 import pandas as pd
 
 from streamlab._dead_letter import dead_letter_frame
-from streamlab._detector_record import unfit_key_reason, unfit_value_reason
+from streamlab._detector_record import shown_value, unfit_key_reason, unfit_value_reason
 from streamlab._floats import float_values
 from streamlab._intcols import exact_values
 from streamlab._keytable import unhashable_rows
 from streamlab.aggregators import (
     Aggregator,
+    AggregatorStore,
     CountDistinctAggregator,
     MaxAggregator,
     MeanAggregator,
@@ -31,7 +32,7 @@ from streamlab.aggregators import (
     SumAggregator,
 )
 
-__all__ = ["NUMERIC_AGGREGATORS", "column_values", "split_unfit_values"]
+__all__ = ["NUMERIC_AGGREGATORS", "add_rows", "column_values", "split_unfit_values"]
 
 #: Aggregators that read their column as numbers.
 NUMERIC_AGGREGATORS = (SumAggregator, MeanAggregator, MinAggregator, MaxAggregator, QuantileAggregator)
@@ -44,16 +45,25 @@ def column_values(batch: pd.DataFrame, agg: Aggregator) -> np.ndarray:
     if isinstance(agg, NUMERIC_AGGREGATORS):
         # an object column (JSON numbers, numeric text) is read as numbers for this aggregator only: the
         # batch keeps its values, so ``first``/``last`` of the same column and the late output keep them
-        return float_values(series) if series.dtype == object else series.to_numpy()
+        # so is a nullable column (boolean, Int64, Float64): its missing values are NaN, as a float
+        # column's (a nullable boolean's ``to_numpy()`` holds ``pd.NA``, which no float() reads)
+        dtype = series.dtype
+        nullable = isinstance(dtype, pd.api.extensions.ExtensionDtype) and dtype.kind in "biuf"
+        return float_values(series) if nullable or series.dtype == object else series.to_numpy()
     return exact_values(series)
 
 
 def split_unfit_values(
-    batch: pd.DataFrame, aggs: Sequence[Aggregator], step_id: str, keys: Sequence[str] = ()
+    batch: pd.DataFrame,
+    aggs: Sequence[Aggregator],
+    step_id: str,
+    keys: Sequence[str] = (),
+    partitions: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """``batch`` without the rows its aggregators cannot take (a value that is not a number for a numeric
     aggregator: :func:`column_values` reads the others as numbers) or whose ``keys`` cannot be a key (a
-    dict, a list), and those rows as dead letters (None when there are none).
+    dict, a list), and those rows as dead letters (None when there are none). So are rows whose
+    ``partitions`` (the ``watermark_by`` columns) hold such a value: no watermark can be kept for it.
 
     Examples
     --------
@@ -74,7 +84,7 @@ def split_unfit_values(
         and isinstance(a, (*NUMERIC_AGGREGATORS, CountDistinctAggregator))
         and batch[a.column].dtype == object
     ]
-    key_objects = [k for k in keys if k in batch.columns and batch[k].dtype == object]
+    key_objects = [k for k in (*keys, *partitions) if k in batch.columns and batch[k].dtype == object]
     if (not objects and not key_objects) or len(batch) == 0:
         return batch, None
     bad = np.zeros(len(batch), dtype=bool)
@@ -84,7 +94,13 @@ def split_unfit_values(
         if wrong is not None:
             new = np.flatnonzero(wrong & ~bad)
             values = batch[k].to_numpy()
-            reasons[new] = [unfit_key_reason(k, values[i]) for i in new]
+            if k in keys:
+                reasons[new] = [unfit_key_reason(k, values[i]) for i in new]
+            else:
+                reasons[new] = [
+                    f"watermark_by column {k!r} holds {shown_value(values[i])}, which cannot be a partition"
+                    for i in new
+                ]
             bad[new] = True
     numbers: dict[str, np.ndarray] = {}
     for a in objects:
@@ -112,3 +128,73 @@ def split_unfit_values(
     if dead is not None:
         read = read[~bad].reset_index(drop=True)
     return read, dead
+
+
+def add_rows(
+    batch: pd.DataFrame,
+    aggs: Sequence[Aggregator],
+    stores: Sequence[AggregatorStore],
+    group: np.ndarray,
+    n_groups: int,
+    slots: np.ndarray,
+    ts: np.ndarray,
+    rows: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """Add the (row, window) pairs of ``batch`` to ``stores``: pair ``i`` is row ``rows[i]`` (row ``i``
+    when ``rows`` is None), in group ``group[i]`` whose slot is ``slots[group[i]]``.
+
+    Custom aggregators (user code, ``AggregatorStore.user_code``) go first; the rows their ``add``
+    raises on are left out of every aggregator after them and returned, with the reason, for the
+    step's dead letters (sorted batch positions). A row that a second custom aggregator fails on stays
+    in the first one's state.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from streamlab import agg
+    >>> from streamlab.aggregators import Aggregator
+    >>> class Positive(Aggregator):
+    ...     def initial(self):
+    ...         return 0.0
+    ...     def add(self, state, values):
+    ...         if (values < 0).any():
+    ...             raise ValueError("negative")
+    ...         return state + float(values.sum())
+    >>> aggs = [agg.count(), Positive("x")]
+    >>> stores = [a.store() for a in aggs]
+    >>> for st in stores:
+    ...     st.grow(1)
+    >>> batch = pd.DataFrame({"x": [1.0, -2.0, 3.0]})
+    >>> g = np.zeros(3, dtype=np.int64)
+    >>> add_rows(batch, aggs, stores, g, 1, np.array([0]), np.zeros(3, dtype=np.int64))
+    (array([1]), ["Positive('x').add raised ValueError: negative"])
+    >>> stores[0].results(np.array([0])).tolist(), stores[1].states[0]
+    ([2], 4.0)
+    """
+    pair_rows = np.arange(len(group)) if rows is None else rows
+    failed: dict[int, str] = {}
+    keep: np.ndarray | None = None
+    known = 0  # how many failed rows ``keep`` leaves out
+    for i in sorted(range(len(aggs)), key=lambda i: not stores[i].user_code):
+        agg, st = aggs[i], stores[i]
+        if len(failed) != known:
+            keep, known = (
+                ~np.isin(pair_rows, np.fromiter(failed, dtype=np.int64, count=len(failed))),
+                len(failed),
+            )
+        values = None
+        if agg.column is not None:
+            col = column_values(batch, agg)
+            values = col if rows is None else col[rows]
+            if keep is not None:
+                values = values[keep]
+        if keep is None:
+            st.add(group, n_groups, slots, values, ts)
+        else:
+            st.add(group[keep], n_groups, slots, values, ts[keep])
+        if st.user_code and st.failed:
+            kept_rows = pair_rows if keep is None else pair_rows[keep]
+            for pos, reason in st.failed:
+                failed.setdefault(int(kept_rows[pos]), reason)
+    bad = np.array(sorted(failed), dtype=np.int64)
+    return bad, [failed[int(r)] for r in bad]

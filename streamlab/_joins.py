@@ -66,7 +66,9 @@ class IntervalJoinOperator(Operator):
 
     Both sides are buffered until no future row can match them: the join's watermark is the smaller of
     the two sides' largest event times minus ``delay``; a row older than that watermark when it arrives
-    goes to ``late`` (it could have missed partners that were already dropped). Each row is judged
+    goes to ``late`` (it could have missed partners that were already dropped), and so does a row
+    without event time (NaT): the join has no dead-letter output, so such a row is in ``late`` with its
+    ``join_side`` and its time column missing (``docs/semantics.md``). Each row is judged
     against the watermark just before it, as if rows arrived one at a time, so the outputs do not
     depend on how each input is cut into batches. (When both inputs come from one source, the rows of
     one source batch arrive one side at a time: see "Batch boundaries" in ``docs/semantics.md``.)

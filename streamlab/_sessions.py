@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._agg_inputs import column_values
+from streamlab._agg_inputs import add_rows
+from streamlab._dead_letter import dead_letter_frame
 from streamlab._intcols import result_column
 from streamlab._keytable import KeyIndex, grown
 from streamlab._time import NAT_NS, utc_array
-from streamlab._windowing import _NO_WATERMARK, _Watermarks, late_frame, split_unreadable
+from streamlab._windowing import _NO_WATERMARK, _Watermarks, add_dead_letters, late_frame, split_unreadable
 from streamlab.aggregators import Aggregator
 from streamlab.operators import Operator, Outputs
 from streamlab.windows import SessionWindow
@@ -239,7 +240,7 @@ class SessionOperator(_Watermarks, Operator):
     # -- a batch -------------------------------------------------------------------------------------
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         out: Outputs = {}
-        batch, ts = split_unreadable(batch, self.time, self.step_id, out, self.aggs, self.keys)
+        batch, ts = split_unreadable(batch, self.time, self.step_id, out, self.aggs, self.keys, self.by)
         if len(batch) == 0:
             return out
         wm = self._event_watermarks(batch, ts)
@@ -275,9 +276,11 @@ class SessionOperator(_Watermarks, Operator):
         admitted = np.flatnonzero(row_slot >= 0)
         if len(admitted):
             uniq, group = np.unique(row_slot[admitted], return_inverse=True)
-            for agg, st in zip(self.aggs, self.stores):
-                col = None if agg.column is None else column_values(batch, agg)[admitted]
-                st.add(group.reshape(-1), len(uniq), uniq, col, ts[admitted])
+            bad, reasons = add_rows(
+                batch, self.aggs, self.stores, group.reshape(-1), len(uniq), uniq, ts[admitted], admitted
+            )
+            if len(bad):
+                add_dead_letters(out, [dead_letter_frame(batch.iloc[bad], reasons, self.step_id)])
         if len(late):
             out["late"] = late_frame(batch, late, ts[late], ts[late] + gap, wm[late])
         frame = self._close(self._final_watermark(), closed)

@@ -195,11 +195,13 @@ class MapOperator(Operator):
         fn: UserFunction | None,
         per_event: bool,
         columns: dict[str, str] | None = None,
+        declared: tuple[str, ...] | None = None,
     ) -> None:
         self.step_id = step_id
         self.fn = fn
         self.per_event = per_event
         self.columns = columns
+        self.declared = declared
         if columns:
             self.what = "with_columns(" + ", ".join(f"{k}={v!r}" for k, v in columns.items()) + ")"
         else:
@@ -224,6 +226,14 @@ class MapOperator(Operator):
             bad = [type(r).__name__ for r in rows if not isinstance(r, dict)]
             if bad:
                 raise TypeError(f"must return a dict per event, returned {bad[0]}")
+            if self.declared is not None:  # per event, so the row that breaks the promise goes alone
+                for r in rows:
+                    missing = [c for c in self.declared if c not in r]
+                    if missing:
+                        raise ValueError(
+                            f"returned keys {list(r)}, declared {list(self.declared)}: missing {missing}; "
+                            "return every declared column, or declare the columns it returns"
+                        )
             return pd.DataFrame.from_records(rows) if rows else part.iloc[:0]
         res = self.fn(part)
         if not isinstance(res, pd.DataFrame):
@@ -232,6 +242,19 @@ class MapOperator(Operator):
             repeated = sorted({str(c) for c in res.columns[res.columns.duplicated()]})
             raise ValueError(
                 f"returned a DataFrame with repeated column names {repeated}: give each column one name"
+            )
+        return self._as_declared(res)
+
+    def _as_declared(self, res: pd.DataFrame) -> pd.DataFrame:
+        """``res`` when it has every declared column: later steps were checked against them, and would
+        fail on the whole batch (a bare KeyError naming their step, not this function) otherwise."""
+        if self.declared is None:
+            return res
+        missing = [c for c in self.declared if c not in res.columns]
+        if missing:
+            raise WholeBatchError(
+                f"returned columns {[str(c) for c in res.columns]}, declared {list(self.declared)}: "
+                f"missing {missing}; return every declared column, or declare the columns it returns"
             )
         return res
 
@@ -258,6 +281,29 @@ class PassOperator(Operator):
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         return {"out": batch}
+
+
+class UnionOperator(Operator):
+    """Forward batches of several streams, each with the union's columns in the union's order: a column
+    one input lacks is missing in its rows (as SQL's UNION BY NAME), so later steps, checked against the
+    union's columns, read every batch alike.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> op = UnionOperator(("k", "v", "w"))
+    >>> op.process(pd.DataFrame({"w": [2.0], "k": ["b"]}), port=1)["out"].to_dict("records")
+    [{'k': 'b', 'v': nan, 'w': 2.0}]
+    """
+
+    def __init__(self, columns: tuple[str, ...] | None) -> None:
+        self.columns = columns
+
+    def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
+        cols = self.columns
+        if cols is None or tuple(batch.columns) == cols:
+            return {"out": batch}
+        return {"out": batch.reindex(columns=list(cols))}
 
 
 class SelectOperator(Operator):

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._agg_inputs import column_values, split_unfit_values
+from streamlab._agg_inputs import add_rows, column_values, split_unfit_values
 from streamlab._dead_letter import dead_letter_frame
 from streamlab._intcols import result_column
 from streamlab._keytable import KeyIndex, SlotTable
@@ -379,16 +379,24 @@ def split_unreadable(
     out: Outputs,
     aggs: Sequence[Aggregator],
     keys: Sequence[str] = (),
+    partitions: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """:func:`split_missing_time` after :func:`~streamlab._agg_inputs.split_unfit_values`: the batch as the
     aggregators read it and its event times; rows of either kind go to ``out["dead_letter"]``."""
     require_columns(batch, step_id, time, keys)
-    batch, unfit = split_unfit_values(batch, aggs, step_id, keys)
+    batch, unfit = split_unfit_values(batch, aggs, step_id, keys, partitions)
     batch, ts = split_missing_time(batch, time, step_id, out)
     if unfit is not None:
         untimed = out.get("dead_letter")
         out["dead_letter"] = unfit if untimed is None else pd.concat([unfit, untimed], ignore_index=True)
     return batch, ts
+
+
+def add_dead_letters(out: Outputs, frames: list[pd.DataFrame]) -> None:
+    """Append ``frames`` (rows a custom aggregator failed on) to ``out["dead_letter"]``."""
+    if frames:
+        have = out.get("dead_letter")
+        out["dead_letter"] = pd.concat(([] if have is None else [have]) + frames, ignore_index=True)
 
 
 def missing_time_frame(batch: pd.DataFrame, rows: np.ndarray, step_id: str, time: str) -> pd.DataFrame:
@@ -453,7 +461,7 @@ class WindowOperator(_Watermarks, Operator):
     # -- processing --------------------------------------------------------------------------------
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         out: Outputs = {}
-        batch, ts_all = split_unreadable(batch, self.time, self.step_id, out, self.aggs, self.keys)
+        batch, ts_all = split_unreadable(batch, self.time, self.step_id, out, self.aggs, self.keys, self.by)
         if len(batch) == 0:
             return out
         # (row, window) pairs: ``ev`` is each pair's row (None: one pair per row, in order), ``kwin`` its
@@ -496,7 +504,9 @@ class WindowOperator(_Watermarks, Operator):
             ev = np.flatnonzero(keep) if ev is None else ev[keep]
             kwin = kwin[keep]
         if len(kwin):
-            touched = self._aggregate(batch, ts_all, ev, kwin)
+            failed: list[pd.DataFrame] = []
+            touched = self._aggregate(batch, ts_all, ev, kwin, dead=failed)
+            add_dead_letters(out, failed)
             if self.early:
                 out["early"] = self._emit(touched, final=False)
         closed = self._close(w_final)
@@ -511,11 +521,13 @@ class WindowOperator(_Watermarks, Operator):
         ev: np.ndarray | None,
         kwin: np.ndarray,
         keys: tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]] | None = None,
+        dead: list[pd.DataFrame] | None = None,
     ) -> np.ndarray:
         """Fold rows into their (window, key) slots; ``ev`` maps pairs to rows (``None``: one pair per row).
 
         ``kwin`` is each pair's window index: the window starts at ``kwin * slide + offset``. ``keys`` are
         the batch's local key codes (:meth:`KeyIndex.local_codes`), when the caller has them already.
+        Rows a custom aggregator fails on are left out, as dead letters appended to ``dead``.
         Returns the slots touched.
         """
         local, ids_of = keys if keys is not None else self.key_index.local_codes(batch, self.keys)
@@ -546,6 +558,11 @@ class WindowOperator(_Watermarks, Operator):
                 st.grow(self.slots.size)
         n_groups = len(present)
         ts_rows = ts if ev is None else ts[ev]
+        if any(st.user_code for st in self.stores):
+            bad, reasons = add_rows(batch, self.aggs, self.stores, group, n_groups, slots, ts_rows, ev)
+            if len(bad) and dead is not None:
+                dead.append(dead_letter_frame(batch.iloc[bad], reasons, self.step_id))
+            return slots
         for agg, st in zip(self.aggs, self.stores):
             if agg.column is None:
                 if isinstance(st, _CountStore):
@@ -642,7 +659,7 @@ class PanedWindowOperator(WindowOperator):
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         out: Outputs = {}
-        batch, ts_all = split_unreadable(batch, self.time, self.step_id, out, self.aggs, self.keys)
+        batch, ts_all = split_unreadable(batch, self.time, self.step_id, out, self.aggs, self.keys, self.by)
         if len(batch) == 0:
             return out
         wm = self._event_watermarks(batch, ts_all)
@@ -660,13 +677,15 @@ class PanedWindowOperator(WindowOperator):
         keys = self.key_index.local_codes(batch, self.keys)
         bounds = np.concatenate([[0], np.flatnonzero(np.diff(closed)) + 1, [len(pane)]])
         emitted = []
+        failed: list[pd.DataFrame] = []
         for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
             frame = self._emit_upto(int(closed[a]))
             if frame is not None:
                 emitted.append(frame)
             sel = np.flatnonzero(admitted[a:b]) + a
             if len(sel):
-                self._aggregate(batch, ts_all, sel, pane[sel], keys)
+                self._aggregate(batch, ts_all, sel, pane[sel], keys, dead=failed)
+        add_dead_letters(out, failed)
         if emitted:
             out["out"] = emitted[0] if len(emitted) == 1 else pd.concat(emitted, ignore_index=True)
         return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, TypedDict, cast
+from typing import Any, ClassVar, TypedDict, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -52,9 +52,15 @@ class AggregatorStore:
     [4.0, 2.0]
     """
 
+    #: whether ``add`` runs user code that may raise (a custom aggregator): the window then adds its
+    #: rows first and sets aside the rows it fails on (:attr:`failed`) before the other aggregators
+    user_code: ClassVar[bool] = True
+
     def __init__(self, agg: Aggregator) -> None:
         self.agg = agg
         self.states: list[Any] = []
+        #: positions (in the ``group`` array of the last :meth:`add`) on which ``agg.add`` raised, and why
+        self.failed: list[tuple[int, str]] = []
 
     def grow(self, n_slots: int) -> None:
         """Make room for slots ``0..n_slots-1``."""
@@ -69,12 +75,32 @@ class AggregatorStore:
         values: np.ndarray | None,
         ts: npt.NDArray[np.int64],
     ) -> None:
+        """Add each group's values to its slot's state. Where ``agg.add`` raises on a group, its values
+        are added one at a time, from the state before, and those it raises on are left out and listed
+        in :attr:`failed`: a failing row fails alone, however the stream was cut into batches."""
+        self.failed = []
         order = np.argsort(group, kind="stable")
         bounds = np.searchsorted(group[order], np.arange(n_groups + 1))
         vals = values[order] if values is not None else np.empty(len(group))
         for g in range(n_groups):
             s = int(slots[g])
-            self.states[s] = self.agg.add(self.states[s], vals[bounds[g] : bounds[g + 1]])
+            lo, hi = int(bounds[g]), int(bounds[g + 1])
+            before = copy.deepcopy(self.states[s]) if self.user_code else None
+            try:
+                self.states[s] = self.agg.add(self.states[s], vals[lo:hi])
+                continue
+            except Exception:
+                if not self.user_code:
+                    raise
+            state = before  # add may have changed the state it was given before raising
+            for i in range(lo, hi):
+                kept = copy.deepcopy(state)
+                try:
+                    state = self.agg.add(state, vals[i : i + 1])
+                except Exception as e:
+                    state = kept
+                    self.failed.append((int(order[i]), f"{self.agg!r}.add raised {type(e).__name__}: {e}"))
+            self.states[s] = state
 
     def merge(self, dst: int, src: int) -> None:
         """Fold slot ``src`` into slot ``dst`` (session windows merging)."""
@@ -197,6 +223,8 @@ def _as_float(values: np.ndarray | None) -> npt.NDArray[np.float64]:
 
 class _ArrayStore(AggregatorStore):
     """Store with one or more float/int numpy arrays indexed by slot."""
+
+    user_code = False
 
     fills: tuple[tuple[Any, Any], ...] = ()
 
@@ -360,6 +388,8 @@ class _MaxStore(_ExtremeStore):
 class _FirstLastStore(AggregatorStore):
     """Keeps the value with the smallest (first) or largest (last) event time per slot."""
 
+    user_code = False
+
     def __init__(self, agg: Aggregator, last: bool) -> None:
         super().__init__(agg)
         self.last = last
@@ -432,7 +462,14 @@ class _FirstLastStore(AggregatorStore):
         self.values[slots] = None
 
 
-class _DistinctStore(AggregatorStore):
+class _BuiltinStore(AggregatorStore):
+    """The per-group store of a built-in aggregator: its ``add`` does not raise on the values a window
+    gives it, so it is not watched for failures (nor its states copied before each add)."""
+
+    user_code = False
+
+
+class _DistinctStore(_BuiltinStore):
     def add(
         self,
         group: IntArray,
@@ -827,6 +864,9 @@ class QuantileAggregator(Aggregator):
             if seen > rank:
                 return self._value(k, 1.0)
         return self._value(max(state["pos"]), 1.0)  # pragma: no cover - rounding
+
+    def store(self) -> AggregatorStore:
+        return _BuiltinStore(self)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "q": self.q, "relative_accuracy": self.relative_accuracy}

@@ -384,7 +384,9 @@ class Pipeline:
     def _add(
         self, step: Step, keys: tuple[str, ...] | None = None, cls: type[Stream] | None = None
     ) -> Stream:
-        outs = step.out_columns(self._check(step))
+        ins = self._check(step)
+        step = step.bound(ins)
+        outs = step.out_columns(ins)
         self.steps[step.step_id] = step
         for out, cols in outs.items():
             self._columns[step.step_id if out == "out" else f"{step.step_id}.{out}"] = cols
@@ -858,7 +860,9 @@ class Stream:
     ) -> JoinedStream:
         """Inner-join with ``other`` on keys where ``other.time - self.time`` is within ``[lower, upper]``.
 
-        A row whose key is missing (null, NaN) in any key column pairs with nothing, as in SQL."""
+        A row whose key is missing (null, NaN) in any key column pairs with nothing, as in SQL. A row
+        without event time goes to ``.late`` (with ``join_side``), as a late row: the join has no
+        dead-letter output; filter such rows first (``filter("timestamp.notna()")``) to keep them apart."""
         sid = self._sid(step_id, "join")
         keys = (on,) if isinstance(on, str) else tuple(on)
         time = self.pipeline.time if time is None else time

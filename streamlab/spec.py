@@ -22,7 +22,7 @@ from streamlab._step_kinds import ReadContext, config_kinds, from_params, label_
 from streamlab.errors import PipelineConfigError, SpecError, SpecProblem, UntrustedSpecError
 from streamlab.io import Sink, Source
 from streamlab.pipeline import Pipeline, Stream
-from streamlab.steps import OperatorStep, SinkStep, SourceStep
+from streamlab.steps import OperatorStep, SinkStep, SourceStep, WindowStep
 
 if TYPE_CHECKING:
     from streamlab.clock import Clock
@@ -119,6 +119,24 @@ def _sink_factories() -> dict[str, SinkFactory]:
     return {**_BUILTIN_SINKS, **_SINKS}
 
 
+def _refuse_custom_aggregators(step: WindowStep) -> None:
+    """Raise when ``step`` has an aggregator a spec cannot name: a user's ``Aggregator`` subclass
+    describes itself as ``kind: custom``, which no spec reader could turn back into it."""
+    from streamlab import agg
+
+    for a in step.aggs:
+        try:
+            same = agg.from_spec(a.describe()) == a
+        except (ValueError, TypeError, KeyError):
+            same = False
+        if not same:
+            step.invalid(
+                f"custom aggregator {type(a).__name__} ({a.name!r}) cannot be written to a YAML spec",
+                "use the built-in aggregators (streamlab.agg) in a pipeline saved as YAML, or keep this "
+                "pipeline in Python",
+            )
+
+
 def pipeline_to_dict(p: Pipeline) -> dict[str, Any]:
     """Describe a pipeline as plain data: ``{"streaming": {name, time, sources, processing, sinks}}``.
 
@@ -144,6 +162,8 @@ def pipeline_to_dict(p: Pipeline) -> dict[str, Any]:
         else:
             entry: dict[str, Any] = {"step_id": sid, "kind": step.kind}
             entry["input"] = step.inputs[0] if len(step.inputs) == 1 else list(step.inputs)
+            if isinstance(step, WindowStep):
+                _refuse_custom_aggregators(step)
             entry.update(_config_spec(step) if isinstance(step, OperatorStep) else step.params())
             processing.append(entry)
     return {

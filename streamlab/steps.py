@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, NoReturn
 
 import pandas as pd
@@ -37,7 +37,7 @@ from streamlab._step_kinds import (
     step_kind,
 )
 from streamlab._time import format_duration
-from streamlab._transforms import FilterOperator, MapOperator, PassOperator, SelectOperator
+from streamlab._transforms import FilterOperator, MapOperator, PassOperator, SelectOperator, UnionOperator
 from streamlab._windowing import PanedWindowOperator, WindowOperator
 from streamlab.aggregators import Aggregator
 from streamlab.clock import Clock
@@ -264,6 +264,11 @@ class Step:
 
     def build(self) -> Operator:
         raise NotImplementedError
+
+    def bound(self, columns_in: list[Columns]) -> Step:
+        """This step as the pipeline adds it, given the columns of its inputs (None where unknown): the
+        step itself, or (a union) a copy that also holds what its operator needs of them."""
+        return self
 
     def params(self) -> dict[str, Any]:
         """The step's parameters as spec data: its fields, each through its codec (``_step_kinds``)."""
@@ -532,7 +537,8 @@ class MapStep(Step):
         _as_function(self, self.fn)
 
     def build(self) -> Operator:
-        return MapOperator(self.step_id, self.fn, self.per_event, dict(self.columns) or None)
+        declared = self.declared if self.fn is not None else None
+        return MapOperator(self.step_id, self.fn, self.per_event, dict(self.columns) or None, declared)
 
     def input_problem(self, columns_in: list[Columns]) -> tuple[str, str] | None:
         if columns_in[0] is None:
@@ -693,6 +699,9 @@ class UnionStep(Step):
     'union'
     """
 
+    #: the union's columns, when every input's are known (set by :meth:`bound`, not a parameter):
+    #: each batch is aligned to them, so rows of one input have the other inputs' columns, missing
+    aligned: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
     kind: ClassVar[str] = "union"
 
     def check(self) -> None:
@@ -701,8 +710,11 @@ class UnionStep(Step):
                 f"a union reads two or more streams, got {list(self.inputs)}", "pass e.g. a.union(b)"
             )
 
+    def bound(self, columns_in: list[Columns]) -> Step:
+        return replace(self, aligned=self.out_columns(columns_in)["out"])
+
     def build(self) -> Operator:
-        return PassOperator()
+        return UnionOperator(self.aligned)
 
     def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:
         if any(c is None for c in columns_in):
