@@ -444,7 +444,7 @@ def refuse_finer_than(step: WindowStep, parts: dict[str, int], unit: str, target
     >>> refuse_finer_than(p.steps["window"], {"size": 1_500_000}, "ms", "AWS Lambda", "Timestream keeps ms")
     Traceback (most recent call last):
     ...
-    streamlab.errors.PipelineConfigError: step 'window' (window): cannot export to AWS Lambda: size='1.5ms' is not a whole number of milliseconds (Timestream keeps ms). Fix: give size in whole milliseconds (e.g. '1ms')
+    streamlab.errors.PipelineConfigError: step 'window' (window): cannot export to AWS Lambda: size='1500us' is not a whole number of milliseconds (Timestream keeps ms). Fix: give size in whole milliseconds (e.g. '1ms')
     """
     unit_ns, name = {"us": (1_000, "microseconds"), "ms": (1_000_000, "milliseconds")}[unit]
     for part, ns in parts.items():
