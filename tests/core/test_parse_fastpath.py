@@ -63,7 +63,7 @@ def parse(records: list[bytes], batch_size: int | None) -> tuple[pd.DataFrame, p
     return ok.frame(), dead.frame()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     st.lists(st.sampled_from(range(len(TRICKY))), min_size=1, max_size=6),
     st.integers(60, 200),
@@ -112,15 +112,15 @@ ODD_EPOCHS = st.sampled_from(
 )  # fmt: skip
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     st.sampled_from(["int", "float", "any"]).flatmap(
         lambda kind: st.lists(
             CLEAN_EPOCHS
             if kind == "any"
             else CLEAN_EPOCHS.filter(lambda t: ("." in t or "e" in t) == (kind == "float")),
-            min_size=100,
-            max_size=500,
+            min_size=60,  # more than one arrow chunk (48 records)
+            max_size=250,
         )
     ),
     st.lists(ODD_EPOCHS, max_size=3),

@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 from streamlab import DuckDBSink, ListSink, ParquetSink, Pipeline
 from streamlab.testing import ListSource
 
+from ._duck import column_types
+
 SCHEMA = {
     "event_id": "string",
     "timestamp": "timestamp",
@@ -72,11 +74,7 @@ def test_duckdb_columns_take_their_declared_types_whatever_the_first_batch(
     p.parse(SCHEMA).to(sink)
     p.run()
     con = sink.connection()
-    types = dict(
-        con.sql(
-            "select column_name, data_type from information_schema.columns where table_name = 'events'"
-        ).fetchall()
-    )
+    types = column_types(con, "events")
     assert {c: types[c] for c in WANT} == WANT
     stored = con.sql("select flag, n, s from events order by event_id").fetchall()
     assert stored == [(r.get("flag"), r.get("n"), r.get("s")) for r in rows]

@@ -29,6 +29,8 @@ from streamlab.io import Upstream
 from streamlab.recording import record, replay_recording
 from streamlab.testing import ListSource
 
+from ._duck import column_types
+
 SCHEMA = {
     "k": "string",
     "s": "string",
@@ -124,11 +126,7 @@ def test_duckdb_window_columns_typed_when_the_first_window_has_no_value(rows: li
     w.to(sink)
     p.run(commit_every="0s")
     con = sink.connection()
-    types = dict(
-        con.sql(
-            "select column_name, data_type from information_schema.columns where table_name = 'w'"
-        ).fetchall()
-    )
+    types = column_types(con, "w")
     assert {c: types[c] for c in DUCK_TYPES} == DUCK_TYPES
     stored = con.sql("select first_s, last_n, first_ok from w order by window_start").fetchall()
     assert stored == [(r.get("s"), r.get("n"), r.get("ok")) for r in rows]  # every window, none rejected
