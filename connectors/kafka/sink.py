@@ -16,7 +16,7 @@ from streamlab._dead_letter import fit_message
 from streamlab._secrets import resolve_config
 from streamlab._serde_values import dump_json
 from streamlab.clock import Clock
-from streamlab.io import Sink, SinkWriter
+from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import encode_rows, encode_values
 
 from ._client import ClientErrors, ClientLog, import_confluent
@@ -131,6 +131,38 @@ class KafkaSink(Sink):
         set_(self, "idempotence", bool(idempotence))
         set_(self, "config", check_config(name, config or {}, _SINK_RESERVED))
         set_(self, "flush_timeout", float(flush_timeout))
+
+    def columns_problem(self, columns: list[str], upstream: Upstream) -> tuple[str, str] | None:
+        """The ``key``, ``value`` and ``headers`` columns the stream lacks, as ``(problem, fix)``, else None.
+
+        Examples
+        --------
+        >>> sink = KafkaSink("t", bootstrap_servers="h:1", key="user", headers=["kind"])
+        >>> sink.columns_problem(["user", "kind"], Upstream()) is None
+        True
+        >>> sink.columns_problem(["user_id", "kind"], Upstream())[0]
+        "KafkaSink(key='user') names column(s) ['user'] that the stream does not have (its columns: ['user_id', 'kind']); the first write would fail"
+        """
+        return (
+            missing_columns_problem(
+                f"{type(self).__name__}(key={self.key!r})",
+                [self.key] if self.key is not None else [],
+                columns,
+                "name the column whose values become record keys, or key=None",
+            )
+            or missing_columns_problem(
+                f"{type(self).__name__}(value={self.value!r})",
+                [self.value] if self.value != "json" else [],
+                columns,
+                "use value='json' for the whole row, or name a bytes/str column",
+            )
+            or missing_columns_problem(
+                f"{type(self).__name__}(headers={dict(self.headers)!r})",
+                self.headers.values(),
+                columns,
+                "name columns of the stream in headers=[...] (or {header: column})",
+            )
+        )
 
     def fit(self, value: bytes, headers: Any, limit: int) -> tuple[bytes, Any]:
         """A record's value (and headers) cut to ``limit`` bytes: a JSON row keeps its reason and step and the
