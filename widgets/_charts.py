@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._floats import float_values
+from streamlab._record import dedup_key, typed_id
 from streamlab._time import NAT_NS
 from streamlab.clock import Clock
 from streamlab.runtime import RunHandle
@@ -27,6 +28,24 @@ from ._refresh import FrameBuffer
 __all__ = ["AnomalyChart", "LiveTable", "WindowChart"]
 
 _ALL = "all"
+
+
+def window_key(value: Any) -> Any:
+    """A chart key's identity: ``typed_id`` of the value as Python has it (numpy scalars as their Python
+    values), the missing values (None, NaN, ``pd.NA``, NaT) as None.
+
+    Examples
+    --------
+    >>> [window_key(v) for v in (1, np.int64(1), 1.0, True, "1", float("nan"), pd.NA)]
+    [1, 1, ('float', 1.0), ('bool', True), '1', None, None]
+    """
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value):
+        return None
+    return typed_id(dedup_key(value))
+
+
 _NO_POINTS = np.empty(0, dtype=np.float64)
 
 
@@ -104,7 +123,7 @@ class WindowChart(LiveWidget):
         # State as plain arrays, one row per (key, window), sorted by key code then window start:
         # key code, window start (int64 ns), value. Key codes index self._names.
         self._names: list[str] = []
-        self._index: dict[str, int] = {}  # key name -> code
+        self._index: dict[Any, int] = {}  # key identity (window_key) -> code
         self._k = np.empty(0, dtype=np.int64)
         self._s = np.empty(0, dtype=np.int64)
         self._v = np.empty(0, dtype=np.float64)
@@ -120,13 +139,25 @@ class WindowChart(LiveWidget):
             return np.zeros(n, dtype=np.int64)[rows]
         # Factorize, then name only the few distinct keys (not every row).
         local, uniques = pd.factorize(cols[self.key].array[rows], use_na_sentinel=False)
-        index = self._index
-        for u in uniques:
-            name = str(u)
-            if name not in index:
-                index[name] = len(self._names)
-                self._names.append(name)
-        return np.array([index[str(u)] for u in uniques], dtype=np.int64)[local]
+        codes = [self._code(u) for u in uniques]
+        return np.array(codes, dtype=np.int64)[local] if codes else np.zeros(0, dtype=np.int64)
+
+    def _code(self, value: Any) -> int:
+        """The code of a key value: keys are told apart by value and type as window steps tell them apart
+        (``1``, ``1.0``, ``True`` and ``"1"`` are four keys; None, NaN and ``pd.NA`` are the one missing
+        key ``None``). A key is named by its text, or by its repr where another key has that text."""
+        key = window_key(value)
+        code = self._index.get(key)
+        if code is None:
+            name = "None" if key is None else str(value)
+            taken = set(self._names)
+            if name in taken:
+                name = repr(value)
+            while name in taken:
+                name += "'"
+            code = self._index[key] = len(self._names)
+            self._names.append(name)
+        return code
 
     def _pull(self) -> bool:
         frames = self._buffer.drain_frames()

@@ -828,3 +828,16 @@ def test_anomaly_chart_reports_alerts_per_second_on_its_clock(clock):
     assert "alerts/s" in shown(chart).layout.title.text
     chart.close()
     handle.stop()
+
+
+def test_window_chart_keys_are_told_apart_by_value_and_type_and_missing_keys_are_one() -> None:
+    """As window steps key: ``1`` and ``"1"`` are two keys (their values were merged under the text
+    '1', one hidden), the text ``"None"`` is not the missing key, and None, NaN and ``pd.NA`` are the one
+    missing key ``None`` (NaN was a trace of its own)."""
+    starts = pd.to_datetime(["2024-01-01 00:00"] * 3 + ["2024-01-01 00:01"] * 3, utc=True)
+    keys = pd.Series([1, "1", None, float("nan"), "None", pd.NA], dtype=object)
+    frame = pd.DataFrame({"window_start": starts, "count": [1, 2, 3, 4, 5, 6], "k": keys})
+    series = {name: s.tolist() for name, s in WindowChart(frame, key="k").series().items()}
+    assert series == {"1": [1.0], "'1'": [2.0], "None": [3.0, 6.0], "'None'": [5.0]}
+    # ...where NaN's window (00:01) holds the missing key's later value: the last row of a window wins
+    assert WindowChart(frame, key="k").series()["None"].index[-1] == starts[3]
