@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,8 @@ from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import dump_json, rows_to_json
 
 from ._client import check_timeout, check_url, connect, execute, parse_template, render, template_columns
+
+log = logging.getLogger("streamlab.connectors.redis")
 
 
 @dataclass(frozen=True, repr=False)
@@ -38,7 +41,9 @@ class RedisMetricsSink(Sink):
     key_template
         Hash key per row, with ``{column}`` placeholders.
     fields
-        Columns to add: a list (hash field = column name) or a mapping hash field → column.
+        Columns to add: a list (hash field = column name) or a mapping hash field → column. Missing
+        values add nothing; values Redis cannot add (integers beyond int64, infinities) are not added
+        and are counted in the writer's ``unwritable`` and logged as warnings.
     channel
         Pub/sub channel for update messages; None to not publish.
     ttl
@@ -169,6 +174,8 @@ class RedisMetricsWriter(SinkWriter):
         self._client = connect(sink)
         self.updates = 0
         self.published = 0
+        #: per metric column, the values no increment can add (beyond int64, infinite): logged, not added
+        self.unwritable: dict[str, int] = {}
 
     def write_batch(self, batch: pd.DataFrame) -> None:
         """Increment and publish every row in one MULTI/EXEC round trip."""
@@ -186,10 +193,19 @@ class RedisMetricsWriter(SinkWriter):
             s = batch[column]
             if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_integer_dtype(s.dtype):
                 present = s.notna().to_numpy()
-                values = s.fillna(0).astype("int64").to_numpy()
+                if s.dtype.kind == "u" or str(s.dtype).startswith("UInt"):  # HINCRBY adds int64 only
+                    raw = s.to_numpy(dtype="uint64", na_value=0)
+                    too_big = present & (raw > np.uint64(np.iinfo(np.int64).max))
+                    self._unwritable(column, int(too_big.sum()), "beyond int64, which HINCRBY adds")
+                    present = present & ~too_big
+                    values = np.where(too_big, 0, raw).astype("int64")
+                else:
+                    values = s.fillna(0).astype("int64").to_numpy()
                 increments[hash_field] = (values, present, True)
             elif pd.api.types.is_float_dtype(s.dtype):
                 values = s.to_numpy(dtype="float64", na_value=np.nan)
+                infinite = np.isinf(values)
+                self._unwritable(column, int(infinite.sum()), "infinite, which HINCRBYFLOAT refuses")
                 increments[hash_field] = (values, np.isfinite(values), False)
             else:
                 raise TypeError(
@@ -217,6 +233,20 @@ class RedisMetricsWriter(SinkWriter):
         execute(sink, self._client, pipe, "HINCRBY/PUBLISH")
         self.updates += len(keys)
         self.published += 0 if messages is None else len(messages)
+
+    def _unwritable(self, column: str, n: int, why: str) -> None:
+        """Count and log ``n`` values of ``column`` no increment can add (nothing is skipped silently)."""
+        if n:
+            self.unwritable[column] = self.unwritable.get(column, 0) + n
+            log.warning(
+                "%r: %d value(s) of metric column %r are %s: not added (%d so far). Fix: cast or clip the "
+                "column in a step before the sink",
+                self.sink,
+                n,
+                column,
+                why,
+                self.unwritable[column],
+            )
 
     def _messages(
         self,

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from streamlab.connectors.kafka import KafkaSink
 
 from streamlab import Pipeline
-from streamlab.connectors.kafka import KafkaSink
 from streamlab.errors import PipelineConfigError
 from streamlab.testing import ListSource
 

@@ -148,6 +148,32 @@ def test_metrics_sink_reports_bad_batches(redis_server: LocalRedis, redis_client
     assert redis_client.keys("*") == []  # type: ignore[attr-defined]  # nothing half-written
 
 
+def test_values_redis_cannot_add_are_counted_and_logged_not_wrapped_or_dropped(
+    redis_server: LocalRedis, redis_client: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A uint64 beyond int64 was added as a negative number (wrapped), an infinite float skipped as if
+    missing: both are now left out, counted in ``unwritable`` and logged with the fix; the rest is added."""
+    writer = RedisMetricsSink(redis_server.url, channel=None, fields=["n", "x"]).open()
+    batch = pd.DataFrame(
+        {
+            "event_type": ["a", "b", "c"],
+            "n": np.array([2**63 + 5, 7, 1], dtype=np.uint64),
+            "x": [np.inf, 1.5, np.nan],
+        }
+    )
+    with caplog.at_level("WARNING", logger="streamlab.connectors.redis"):
+        writer.write_batch(batch)
+    writer.close()
+    get = redis_client.hgetall  # type: ignore[attr-defined]
+    assert (
+        get("metrics:a") == {}
+        and get("metrics:b") == {b"n": b"7", b"x": b"1.5"}
+        and get("metrics:c") == {b"n": b"1"}
+    )
+    assert writer.unwritable == {"n": 1, "x": 1}
+    assert "beyond int64" in caplog.text and "infinite" in caplog.text and "Fix:" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
