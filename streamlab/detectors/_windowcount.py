@@ -34,8 +34,11 @@ class WindowCounter:
         self.times = np.empty(0, dtype=np.int64)
         self.values = np.empty(0, dtype="float64")
         self.max_seen_ns = NAT_NS
+        #: counters of the +inf and the -inf values in each window, from the first infinite value on
+        self.infinities: tuple[WindowCounter, WindowCounter] | None = None
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        self.infinities = None  # a snapshot taken before infinities were counted
         self.__dict__.update(state)
         if "keys" in state:  # a snapshot taken when the state held the key values themselves
             keys = self.__dict__.pop("keys")
@@ -57,6 +60,41 @@ class WindowCounter:
         """
         if len(times) == 0:
             return np.empty(0, dtype=np.int64), (None if values is None else np.empty(0, dtype="float64"))
+        if values is None:
+            return self._counted(keys, times, None)
+        v = np.asarray(values, dtype="float64")
+        plus, minus = np.isposinf(v), np.isneginf(v)
+        if self.infinities is None and not (plus.any() or minus.any()):
+            return self._counted(keys, times, v)
+        return self._with_infinities(keys, times, v, plus, minus)
+
+    def _with_infinities(
+        self, keys: Any, times: np.ndarray, v: np.ndarray, plus: np.ndarray, minus: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Sums of values some of which are infinite, as adding them one by one gives: ``inf`` while a
+        +inf is in the window, ``-inf`` for a -inf, NaN for both. The finite values are summed as
+        always (an infinity adds 0 there: a difference of running sums over it would be NaN for good);
+        two counters in step with this one count each window's infinities."""
+        if self.infinities is None:  # from now on: both start from this counter's retained events
+            self.infinities = (self._zero_copy(), self._zero_copy())
+        _, n_plus = self.infinities[0].update(keys, times, plus.astype("float64"))
+        _, n_minus = self.infinities[1].update(keys, times, minus.astype("float64"))
+        counts, finite = self._counted(keys, times, np.where(plus | minus, 0.0, v))
+        has_plus, has_minus = np.asarray(n_plus) > 0, np.asarray(n_minus) > 0
+        infinite = np.where(has_plus & has_minus, np.nan, np.where(has_plus, np.inf, -np.inf))
+        return counts, np.where(has_plus | has_minus, infinite, np.asarray(finite))
+
+    def _zero_copy(self) -> WindowCounter:
+        """A counter holding this one's retained events with the value 0."""
+        twin = WindowCounter(self.window_ns, self.lateness_ns)
+        twin.vocab.index = self.vocab.index
+        twin.codes, twin.times, twin.max_seen_ns = self.codes.copy(), self.times.copy(), self.max_seen_ns
+        twin.values = np.zeros(len(self.times))
+        return twin
+
+    def _counted(
+        self, keys: Any, times: np.ndarray, values: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         token = SharedCounts.token(keys)
         if token is None:
             return self._update(keys, times, values)
@@ -599,10 +637,11 @@ def window_sums(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, blocks: np.n
     wide = width > WIDE_WINDOW
     active = np.flatnonzero((width > 0) & ~wide)
     d = 0
-    while len(active):
-        total[active] += values[lo[active] + d]
-        d += 1
-        active = active[width[active] > d]
+    with np.errstate(over="ignore"):  # a sum beyond the largest double is inf, as adding one by one gives
+        while len(active):
+            total[active] += values[lo[active] + d]
+            d += 1
+            active = active[width[active] > d]
     if wide.any():
         starts = np.flatnonzero(np.r_[True, blocks[1:] != blocks[:-1]])
         ends = np.r_[starts[1:], len(blocks)]

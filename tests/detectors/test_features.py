@@ -880,3 +880,67 @@ def test_velocity_sums_of_a_dense_key_cost_a_pass_and_agree_compiled_and_numpy()
     np.testing.assert_allclose(outs[True][sum_col], [s for _, s in want], rtol=0, atol=1e-9)
     narrow = np.asarray([c for c, _ in want]) <= WIDE_WINDOW
     assert (outs[True][sum_col].to_numpy()[narrow] == np.asarray([s for _, s in want])[narrow]).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    streams(),
+    st.sampled_from(["30s", "2m", "10m"]),
+    st.booleans(),
+    st.lists(st.sampled_from([1.5, -2.0, np.inf, -np.inf, 1e308]), min_size=60, max_size=60),
+    st.integers(0, 60),
+)
+def test_velocity_sums_with_infinities_are_the_one_by_one_sums(
+    stream: tuple[pd.DataFrame, list[int]], window: str, compiled: bool, amounts: list[float], restore_at: int
+) -> None:
+    """An infinity is a number: a window holding +inf sums to inf, -inf to -inf, both to NaN, and the
+    sums are finite again once it has left (they read DBL_MAX, ``np.nan_to_num``'s inf, before), for
+    every batch cut and across a snapshot and restore; as the exported code's ``WindowEvents`` adds."""
+    from streamlab import _detector_record
+    from streamlab.detectors import _common
+
+    df, cuts = stream
+    df = df.assign(amount=np.where(df["amount"].isna(), np.nan, amounts[: len(df)]))
+    config = VelocityFeature("user_id", window=window, value="amount")
+    count_col, sum_col = config.column_names()
+    reference = _detector_record.WindowEvents(pd.Timedelta(window).value, config_lateness(config))
+    want = [
+        reference.update(k, int(t), None if v != v else v)
+        for k, t, v in zip(df["user_id"], df["timestamp"].array.asi8, df["amount"])
+    ]
+    _common.use_kernels = compiled
+    try:
+        for c in (cuts, [], list(range(1, len(df)))):
+            out = run_batches(config.build(), df, c)
+            assert out[count_col].tolist() == [c for c, _ in want]
+            np.testing.assert_array_equal(
+                out[sum_col].to_numpy(), np.array([s for _, s in want], dtype=float)
+            )
+        op = config.build()
+        first = op.process(df.iloc[:restore_at])["out"] if restore_at else df.iloc[:0]
+        resumed = config.build()
+        resumed.restore(op.snapshot())
+        rest = resumed.process(df.iloc[restore_at:])["out"] if restore_at < len(df) else df.iloc[:0]
+        got = pd.concat([first, rest], ignore_index=True)[sum_col].to_numpy(dtype=float)
+        np.testing.assert_array_equal(got, np.array([s for _, s in want], dtype=float))
+    finally:
+        _common.use_kernels = True
+
+
+def test_velocity_sums_of_a_dense_key_with_an_infinity_recover_once_it_leaves() -> None:
+    """A window wider than WIDE_WINDOW entries (running sums): an infinity in it makes its sums inf, and
+    the sums after it has left are finite (a running sum through an infinity would be NaN for good)."""
+    from streamlab.detectors._windowcount import WIDE_WINDOW
+
+    n = 4 * WIDE_WINDOW
+    amounts = np.ones(n)
+    amounts[WIDE_WINDOW] = np.inf
+    df = pd.DataFrame(
+        {"user_id": "dense", "timestamp": pd.to_datetime(T0 + np.arange(n) * S, utc=True), "amount": amounts}
+    )
+    config = VelocityFeature("user_id", window=f"{2 * WIDE_WINDOW}s", value="amount")
+    _, sum_col = config.column_names()
+    sums = run_batches(config.build(), df, [n // 3]).loc[:, sum_col].to_numpy()
+    inside = (np.arange(n) >= WIDE_WINDOW) & (np.arange(n) < 3 * WIDE_WINDOW)
+    assert np.isposinf(sums[inside]).all()
+    assert np.isfinite(sums[~inside]).all() and sums[-1] == 2 * WIDE_WINDOW
