@@ -27,6 +27,7 @@ from streamlab._dead_letter import raw_dead_letter_frame
 from streamlab._intcols import nullable_ints
 from streamlab._lines import LineArray, file_slice, line_extremes
 from streamlab._record import MAX_DEPTH, MAX_NUMBER_DIGITS, BadRecordError, read_record
+from streamlab._time import epoch_floats_to_ns
 from streamlab.operators import Operator, Outputs
 
 FIELD_TYPES = ("string", "category", "int64", "float64", "bool", "timestamp", "object", "json")
@@ -226,7 +227,7 @@ def _odd_rows(table: pa.Table, fields: list[FieldSpec]) -> np.ndarray | None:
 
 def _epoch_to_timestamps(col: pa.Array) -> pa.Array | None:
     """Epoch seconds, or milliseconds above 1e11, as UTC timestamps, exactly as ``_record.to_ns`` computes
-    them (integer arithmetic for integers, IEEE products rounded half to even for floats); None if a
+    them (integer arithmetic for integers, a float's exact value rounded half to even); None if a
     value would be out of range or is not finite, so the checked path words the reason."""
     valid = col.is_valid().to_numpy(zero_copy_only=False)
     if pa.types.is_integer(col.type):
@@ -240,14 +241,13 @@ def _epoch_to_timestamps(col: pa.Array) -> pa.Array | None:
         if not bool(np.isfinite(f).all()):
             return None
         product = f * np.where(np.abs(f) > 1e11, 1_000_000.0, 1_000_000_000.0)
-        # a whole number may have been a JSON integer, which the checked path scales exactly: where the
-        # double product could round, it must judge (a batch of integers is read as int64 above)
-        if bool(((f == np.floor(f)) & (np.abs(product) >= 2.0**53)).any()):
+        # a whole number beyond 2**53 may have been a JSON integer arrow read as a double: the checked
+        # path judges it (a batch of integers is read as int64 above)
+        if bool(((f == np.floor(f)) & (np.abs(f) >= 2.0**53)).any()):
             return None
-        scaled = np.round(product)
-        if not bool(((scaled > -(2.0**63)) & (scaled < 2.0**63)).all()):
-            return None
-        ns = scaled.astype(np.int64)
+        if not bool(((product > -9.2e18) & (product < 9.2e18)).all()):
+            return None  # near or beyond int64's nanoseconds: the checked path words it
+        ns = epoch_floats_to_ns(f)
     return pa.array(ns, type=pa.timestamp("ns", tz="UTC"), mask=~valid)
 
 

@@ -124,9 +124,27 @@ def to_ns(value: Any) -> int:
             raise ValueError("no time")
         return ns
     if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
-        # epoch seconds, or milliseconds for values that only make sense as such
-        return round(value * (1_000_000 if abs(value) > 1e11 else 1_000_000_000))
+        return epoch_to_ns(value)
     raise TypeError("not a time")
+
+
+def epoch_to_ns(value: int | float) -> int:
+    """Epoch seconds, or milliseconds for values above 1e11, as nanoseconds: exact.
+
+    A float counts as the exact binary value it holds, rounded to the nearest nanosecond (half to even):
+    ``1704067223.25`` is ``...223250000000``, where the product of doubles would be 128 ns early.
+
+    Examples
+    --------
+    >>> epoch_to_ns(1704067223.25), epoch_to_ns(1700000525610)
+    (1704067223250000000, 1700000525610000000)
+    """
+    scale = 1_000_000 if abs(value) > 1e11 else 1_000_000_000
+    if isinstance(value, int):
+        return value * scale
+    num, den = value.as_integer_ratio()
+    q, r = divmod(num * scale, den)
+    return q + 1 if 2 * r > den or (2 * r == den and q % 2) else q
 
 
 def from_ns(ns: int) -> datetime:

@@ -11,6 +11,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from streamlab._record import epoch_to_ns
+
 Duration = Union[str, int, float, timedelta, pd.Timedelta]  # noqa: UP007 - a runtime alias on 3.10
 
 _UNITS_NS = {
@@ -117,12 +119,7 @@ def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> npt.NDArray[np.i
         out = np.full(len(f), NAT_NS, dtype=np.int64)
         with np.errstate(invalid="ignore", over="ignore"):
             ok = np.isfinite(f) & (np.abs(f) * scale < 9.2e18)  # beyond int64 nanoseconds: missing
-        out[ok] = np.round(f[ok] * scale[ok]).astype(np.int64)
-        # whole numbers (an integer column that pandas made float64 for its nulls) in integer arithmetic:
-        # 1700000525610.0 ms is 1700000525610000000 ns, where the product of doubles is 128 ns off
-        whole = ok & (np.abs(f) < 2.0**53) & (f == np.floor(f))
-        if whole.any():
-            out[whole] = _epoch_ints_to_ns(pd.Series(f[whole].astype(np.int64)))
+        out[ok] = epoch_floats_to_ns(f[ok])
         return out
     ts = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
     # the ignore: pandas-stubs declares asi8 on DatetimeIndex only, not on the DatetimeArray of a Series
@@ -131,6 +128,29 @@ def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> npt.NDArray[np.i
     words = s.astype("string").str.strip().str.lower().isin(_RELATIVE_WORDS).fillna(False)
     parsed[words.to_numpy(dtype=bool)] = NAT_NS
     return parsed
+
+
+def epoch_floats_to_ns(f: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """Finite epoch seconds, or milliseconds above 1e11, as nanoseconds: each float's exact binary value
+    rounded to the nearest nanosecond (half to even), as ``streamlab._record.epoch_to_ns``.
+
+    The product of doubles is up to 128 ns off (``1704067223.25`` s would be ``...223249999872`` ns). The
+    whole part is scaled in integers; the fraction (exact: ``f - floor(f)``) as a double product, whose
+    rounding can land on a half but never cross one, so only those few are computed in integers.
+    The caller keeps the nanoseconds within int64.
+
+    Examples
+    --------
+    >>> epoch_floats_to_ns(np.array([1704067223.25, 1700000525610.0, -1.25])).tolist()
+    [1704067223250000000, 1700000525610000000, -1250000000]
+    """
+    ms = np.abs(f) > 1e11
+    whole = np.floor(f)
+    part = (f - whole) * np.where(ms, 1e6, 1e9)
+    out = whole.astype(np.int64) * np.where(ms, 1_000_000, 1_000_000_000) + np.round(part).astype(np.int64)
+    for i in np.flatnonzero(part - np.floor(part) == 0.5):
+        out[i] = epoch_to_ns(float(f[i]))
+    return out
 
 
 _RELATIVE_WORDS = ("now", "today", "yesterday", "tomorrow")

@@ -645,8 +645,10 @@ class Stream:
             a dict, ``json`` any JSON value (both take the slower per-record path).
         time
             Event-time field: required. ``timestamp`` fields take ISO-8601 text (without an offset:
-            UTC) or epoch numbers: seconds, or milliseconds for values above 1e11; relative words such
-            as ``"now"`` are dead letters (a replay would give other times).
+            UTC) or epoch numbers: seconds, or milliseconds for values above 1e11 (exact: an integer
+            in integer arithmetic, a float as the exact binary value it holds, to the nearest
+            nanosecond); relative words such as ``"now"`` are dead letters (a replay would give other
+            times).
         required
             Further fields that must be present and non-null.
         value_column

@@ -3,11 +3,15 @@ an int64 epoch-ms 1700000525610 became 1700000525609999872 ns through float64)."
 
 from __future__ import annotations
 
+import json
+from fractions import Fraction
+
 import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamlab import ManualClock, Pipeline, SessionWindow, agg
+from streamlab import ManualClock, Pipeline, SessionWindow, TumblingWindow, agg
+from streamlab._record import epoch_to_ns
 from streamlab._time import NAT_NS, to_utc_ns
 from streamlab.testing import ListSource
 
@@ -52,3 +56,41 @@ def test_session_windows_over_epoch_millisecond_ints_start_at_the_input_times() 
     starts = [t.value // 10**6 for t in out["window_start"]]
     assert starts == [1700000525610, 1700000535999, 1700000599001]
     assert all(t.value % 10**6 == 0 for t in out["window_start"])  # whole milliseconds, not 128 ns off
+
+
+FLOAT_EPOCHS = st.one_of(
+    st.floats(-(9 * 10**9), 9 * 10**9, allow_nan=False),  # seconds
+    st.floats(10**11 + 1, 9 * 10**12),  # milliseconds
+    st.integers(0, 2**43).map(lambda k: k / 1024),  # binary fractions of a second: ties of the nanosecond
+)
+
+
+def exact_ns(f: float) -> int:
+    """The float's exact value in nanoseconds, rounded half to even (``Fraction`` arithmetic)."""
+    return round(Fraction(f) * (10**6 if abs(f) > 1e11 else 10**9))
+
+
+@given(st.lists(FLOAT_EPOCHS, min_size=1, max_size=40))
+def test_float_epochs_are_their_exact_values_to_the_nanosecond(floats: list[float]) -> None:
+    """Every path that reads an epoch float: the column conversion, the per-record parse (which the
+    exported programs carry) and the vectorized parse of a batch of JSON records."""
+    want = [exact_ns(f) for f in floats]
+    assert to_utc_ns(pd.Series(floats, dtype="float64")).tolist() == want
+    assert [epoch_to_ns(f) for f in floats] == want
+    lines = [json.dumps({"i": i, "timestamp": f}).encode() for i, f in enumerate(floats)]
+    for batch_size in (None, 1):  # the arrow path sees a whole batch; batches of one take the checked path
+        p = Pipeline(ListSource(lines, batch_size=batch_size))
+        parsed = p.parse({"i": "int64", "timestamp": "timestamp"})
+        out = p.run(clock=ManualClock(0)).outputs[parsed.ref].sort_values("i")
+        assert out["timestamp"].array.asi8.tolist() == want
+
+
+def test_a_binary_fraction_of_a_second_is_the_instant_its_iso_text_names() -> None:
+    """1704067223.25 s and 00:00:23.25Z are one instant: one 250 ms window counts both (the product of
+    doubles made the float 128 ns early, into the window before)."""
+    lines = [b'{"timestamp": 1704067223.25}', b'{"timestamp": "2024-01-01T00:00:23.25Z"}'] * 30
+    p = Pipeline(ListSource(lines))
+    p.parse({"timestamp": "timestamp"}).window(TumblingWindow("250ms")).agg(agg.count())
+    out = p.run(clock=ManualClock(0)).outputs["window"]
+    assert out["window_start"].tolist() == [pd.Timestamp("2024-01-01T00:00:23.25Z")]
+    assert out["count"].tolist() == [60]
