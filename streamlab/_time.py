@@ -114,7 +114,7 @@ def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> npt.NDArray[np.i
     if pd.api.types.is_integer_dtype(s.dtype):
         return _epoch_ints_to_ns(s)
     if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
-        f = s.astype("float64").to_numpy()
+        f = s.to_numpy(dtype=np.float64, na_value=np.nan)
         scale = np.where(np.abs(f) > 1e11, 1e6, 1e9)
         out = np.full(len(f), NAT_NS, dtype=np.int64)
         with np.errstate(invalid="ignore", over="ignore"):
