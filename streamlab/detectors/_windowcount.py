@@ -74,7 +74,9 @@ class WindowCounter:
         """Sums of values some of which are infinite, as adding them one by one gives: ``inf`` while a
         +inf is in the window, ``-inf`` for a -inf, NaN for both. The finite values are summed as
         always (an infinity adds 0 there: a difference of running sums over it would be NaN for good);
-        two counters in step with this one count each window's infinities."""
+        two counters in step with this one count each window's infinities. One case differs from adding
+        one by one, which depends on the order there: finite values whose sum overflows to an infinity
+        beside a true infinity of the other sign (1e308 + 1e308 + -inf is NaN one by one, -inf here)."""
         if self.infinities is None:  # from now on: both start from this counter's retained events
             self.infinities = (self._zero_copy(), self._zero_copy())
         _, n_plus = self.infinities[0].update(keys, times, plus.astype("float64"))

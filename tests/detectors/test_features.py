@@ -887,7 +887,9 @@ def test_velocity_sums_of_a_dense_key_cost_a_pass_and_agree_compiled_and_numpy()
     streams(),
     st.sampled_from(["30s", "2m", "10m"]),
     st.booleans(),
-    st.lists(st.sampled_from([1.5, -2.0, np.inf, -np.inf, 1e308]), min_size=60, max_size=60),
+    st.sampled_from([[1.5, -2.0, np.inf, -np.inf], [1.5, -2.0, 1e308], [1.5, np.inf, 1e308]]).flatmap(
+        lambda values: st.lists(st.sampled_from(values), min_size=60, max_size=60)
+    ),
     st.integers(0, 60),
 )
 def test_velocity_sums_with_infinities_are_the_one_by_one_sums(
@@ -895,7 +897,10 @@ def test_velocity_sums_with_infinities_are_the_one_by_one_sums(
 ) -> None:
     """An infinity is a number: a window holding +inf sums to inf, -inf to -inf, both to NaN, and the
     sums are finite again once it has left (they read DBL_MAX, ``np.nan_to_num``'s inf, before), for
-    every batch cut and across a snapshot and restore; as the exported code's ``WindowEvents`` adds."""
+    every batch cut and across a snapshot and restore; as the exported code's ``WindowEvents`` adds.
+    Finite values that overflow (1e308 twice) read inf as added one by one; beside an infinity of the
+    other sign such a sum depends on the order of the additions, which the infinities' count does not
+    follow (``WindowCounter._with_infinities``): those streams are left out."""
     from streamlab import _detector_record
     from streamlab.detectors import _common
 
