@@ -168,7 +168,13 @@ class SinkWriter:
 class Upstream:
     """What a sink's writer is told about the stream it writes (``Sink.open_for``), per pipeline.
 
-    ``window_keys``: the window step's key columns when the stream is a window's results, else ``None``.
+    ``window_keys``: the window step's key columns when the stream is a window's results, else ``None``:
+    the results themselves, or what follows them through steps that keep or drop rows and keep those
+    columns and the window bounds (``filter``, ``with_columns``, ``select``, ...; see
+    :func:`streamlab.pipeline.window_rows`), the keys under their names in the stream.
+    ``window_reshaped_by``: when window results reach the stream through a step that may reshape rows
+    (``map_one``, ``map_many``, ``detect``, a union...), that step's id; the window columns then do not
+    identify a row, which a sink that upserts says at construction.
     ``json_columns``: the columns declared ``json`` or ``object`` by a parse upstream (any JSON value, or
     a JSON object), or a window's ``first``/``last`` of one: a sink with typed columns stores them as
     JSON whatever one batch's values look like.
@@ -183,10 +189,11 @@ class Upstream:
     Examples
     --------
     >>> Upstream(window_keys=("user_id",))
-    Upstream(window_keys=('user_id',), json_columns=(), declared=(), repeats_ids=False)
+    Upstream(window_keys=('user_id',), window_reshaped_by=None, json_columns=(), declared=(), repeats_ids=False)
     """
 
     window_keys: tuple[str, ...] | None = None
+    window_reshaped_by: str | None = None
     json_columns: tuple[str, ...] = ()
     declared: tuple[tuple[str, str], ...] = ()
     repeats_ids: bool = False
@@ -232,6 +239,18 @@ class Sink:
         True
         """
         return None
+
+    def construction_warnings(self, columns: list[str] | None, upstream: Upstream) -> list[str]:
+        """What ``Stream.to`` warns about when this sink is attached to a stream of ``columns`` (None
+        when unknown) described by ``upstream``: something that works, but perhaps not as the user
+        expects (a sink that upserts window results appending them instead). The default: nothing.
+
+        Examples
+        --------
+        >>> Sink().construction_warnings(["x"], Upstream())
+        []
+        """
+        return []
 
     def spec(self) -> dict[str, Any]:
         """A YAML-ready description (``kind`` plus parameters)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import numbers
+import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -984,18 +985,22 @@ class Stream:
     def to(self, sink: Sink, *, step_id: str | None = None) -> Stream:
         """Write this stream to a sink. Returns the sink step's reference."""
         sid = self._sid(step_id, "sink")
-        step = self.pipeline.steps[self.step_id]
-        results_of_window = isinstance(step, WindowStep) and self.ref == self.step_id
         declared = tuple(
             (c, typ[0]) for c in self.columns or () if (typ := declared_type(self.pipeline, self.ref, c))
         )
+        keys, reshaped_by = window_rows(self.pipeline, self.ref)
         upstream = Upstream(
-            window_keys=step.keys if isinstance(step, WindowStep) and results_of_window else None,
+            window_keys=keys,
+            window_reshaped_by=reshaped_by,
             json_columns=tuple(c for c, t in declared if t in ("json", "object")),
             declared=declared,
             repeats_ids=repeats_ids(self.pipeline, self.ref),
         )
-        return self.pipeline._add(SinkStep(sid, (self.ref,), sink=sink, upstream=upstream))
+        added = self.pipeline._add(SinkStep(sid, (self.ref,), sink=sink, upstream=upstream))
+        columns = None if self.columns is None else list(self.columns)
+        for note in sink.construction_warnings(columns, upstream) if isinstance(sink, Sink) else ():
+            warnings.warn(f"step {sid!r}: {note}", UserWarning, stacklevel=2)
+        return added
 
     # -- running (delegates) ---------------------------------------------------------------------------
     def run(self, **options: Any) -> RunResult:
@@ -1024,6 +1029,59 @@ def _origins(pipeline: Pipeline, ref: str) -> set[str]:
     if isinstance(step, SourceStep):
         return {step.step_id}
     return set().union(*(_origins(pipeline, r) for r in step.inputs))
+
+
+_WINDOW_BOUNDS = ("window_start", "window_end")
+
+
+def window_rows(pipeline: Pipeline, ref: str) -> tuple[tuple[str, ...] | None, str | None]:
+    """Whether stream ``ref``'s rows are a window's results, one per window and key, and by which columns.
+
+    Returns ``(keys, None)`` when every row of ``ref`` is a row of a window step's results, unchanged in
+    the window step's key columns ``keys`` and in ``window_start``/``window_end``: the results
+    themselves, or what follows them through steps that keep or drop rows without reshaping them
+    (``filter``, ``dedup``, ``key_by``, ``with_columns`` not assigning those columns, ``select`` keeping
+    them, a key possibly renamed: ``keys`` are then the names in ``ref``). Returns
+    ``(None, step_id)`` when window results reach ``ref`` through a step that may reshape rows (a
+    ``map_one``/``map_many``, an operator such as ``detect``, a union, a join, or one of the above
+    that changes those columns), naming the first such step after the window; ``(None, None)``
+    otherwise. ``DuckDBSink(key='auto')`` upserts by the key and the window bounds in the first case.
+
+    Examples
+    --------
+    >>> from streamlab import TumblingWindow, agg
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([{'k': 'a', 'timestamp': 0}]))
+    >>> w = p.stream.window(TumblingWindow('1m'), key='k').agg(agg.count())
+    >>> window_rows(p, w.filter('count > 1').select('window_start', 'window_end', user='k').ref)
+    (('user',), None)
+    >>> window_rows(p, w.map_one(lambda r: r).ref), window_rows(p, 'source')
+    ((None, 'map'), (None, None))
+    """
+    sid, _, output = ref.partition(".")
+    step = pipeline.steps[sid]
+    if output and output != "out":
+        return None, None
+    if isinstance(step, WindowStep):
+        return step.keys, None
+    if isinstance(step, SourceStep) or not step.inputs:
+        return None, None
+    found = [window_rows(pipeline, r) for r in step.inputs]
+    if all(keys is None for keys, _ in found):  # no window results arrive here, or they were reshaped
+        return None, next((by for _, by in found if by is not None), None)
+    keys = found[0][0]
+    if keys is None or len(step.inputs) > 1:
+        return None, sid
+    if isinstance(step, (FilterStep, DedupStep, KeyByStep)):  # rows kept or dropped, never changed
+        return keys, None
+    if isinstance(step, MapStep) and step.columns:  # with_columns: the same rows, columns added
+        assigned = {name for name, _ in step.columns}
+        return (None, sid) if assigned & {*keys, *_WINDOW_BOUNDS} else (keys, None)
+    if isinstance(step, SelectStep):
+        renamed = dict(step.columns)  # input name -> output name, as SelectOperator applies it
+        if all(renamed.get(c) == c for c in _WINDOW_BOUNDS) and all(k in renamed for k in keys):
+            return tuple(renamed[k] for k in keys), None
+    return None, sid
 
 
 def repeats_ids(pipeline: Pipeline, ref: str) -> bool:

@@ -525,7 +525,11 @@ class DuckDBSink(Sink):
         Table name; created from the first batch's columns.
     key
         Columns identifying a row; rows with an existing key replace it. ``"auto"`` (the default) uses
-        the window columns plus the window step's key for window results; ``event_id`` for events where
+        the window columns plus the window step's key for window results, also after steps that keep
+        their rows and those columns (``filter``, ``dedup``, ``with_columns`` not assigning them,
+        ``select`` keeping them, a key possibly renamed; see :func:`streamlab.pipeline.window_rows`);
+        after a step that may reshape rows (``map_one``, ``map_many``, ``detect``, a union) window
+        results are appended, with a warning when the sink is attached; ``event_id`` for events where
         it identifies a row (a re-delivered event replaces itself); and plain appends otherwise, which
         includes every stream that may hold one event in several rows, where upserting by ``event_id``
         would keep one of them: side outputs (``.duplicates``, ``.late``, ``.dead_letter``), what
@@ -611,6 +615,30 @@ class DuckDBSink(Sink):
         if "event_id" in columns and not upstream.repeats_ids:
             return ["event_id"]
         return []
+
+    def construction_warnings(self, columns: list[str] | None, upstream: Upstream) -> list[str]:
+        """With ``key='auto'``, window results that reach the sink through a step that may reshape rows
+        are appended (a re-run adds them again): say so and how to upsert them
+        (see :meth:`Sink.construction_warnings`).
+
+        Examples
+        --------
+        >>> DuckDBSink(":memory:", "t").construction_warnings(None, Upstream(window_reshaped_by="map"))
+        ["DuckDBSink('t') key='auto' appends these window results (each re-run adds them again): they pass through step 'map', which may reshape rows, so the window columns may not identify a row. Fix: to upsert, pass key=[...] naming the columns that identify a row (e.g. the window key columns, 'window_start', 'window_end'); or key=None to append without this warning"]
+        """
+        if self.key != "auto" or upstream.window_reshaped_by is None:
+            return []
+        if columns is not None and (
+            not {"window_start", "window_end"} & set(columns) or self.resolved_key(columns, upstream)
+        ):
+            return []  # rows that are no longer window results, or rows with a key of their own
+        return [
+            f"DuckDBSink({self.table!r}) key='auto' appends these window results (each re-run adds them "
+            f"again): they pass through step {upstream.window_reshaped_by!r}, which may reshape rows, so "
+            "the window columns may not identify a row. Fix: to upsert, pass key=[...] naming the columns that "
+            "identify a row (e.g. the window key columns, 'window_start', 'window_end'); or key=None to "
+            "append without this warning"
+        ]
 
     def columns_problem(self, columns: list[str], upstream: Upstream) -> tuple[str, str] | None:
         """The key columns the stream lacks, as ``(problem, fix)`` (see :meth:`Sink.columns_problem`).
