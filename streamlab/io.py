@@ -11,6 +11,7 @@ and ``restore(state)`` (on resume: drop what was written after that checkpoint).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -252,9 +253,55 @@ class Sink:
         """
         return []
 
+    def destinations(self) -> tuple[tuple[str, str | None], ...]:
+        """Where the sink writes, as ``(path, table)`` pairs: a file or directory (its real path, see
+        :func:`file_destination`) and a table in it, or ``None`` for the whole file or directory.
+
+        A pipeline refuses two sink steps whose destinations meet (the same file, the same table of a
+        database file, or one inside the other's directory, :func:`destinations_meet`): their writers
+        would overwrite each other's files, or truncate them on resume. The default: none (a sink that
+        only appends to a service, or keeps rows in memory).
+
+        Examples
+        --------
+        >>> Sink().destinations()
+        ()
+        """
+        return ()
+
     def spec(self) -> dict[str, Any]:
         """A YAML-ready description (``kind`` plus parameters)."""
         raise NotImplementedError(f"{type(self).__name__} cannot be written to YAML")
+
+
+def file_destination(path: str | os.PathLike[str]) -> str:
+    """``path`` as :meth:`Sink.destinations` gives it: absolute, symbolic links and ``..`` resolved, so two
+    spellings of one file compare equal.
+
+    Examples
+    --------
+    >>> import os
+    >>> file_destination("out/../out/parts") == os.path.realpath("out/parts")
+    True
+    """
+    return os.path.realpath(os.fspath(path))
+
+
+def destinations_meet(a: tuple[str, str | None], b: tuple[str, str | None]) -> bool:
+    """Whether two sink destinations (``(path, table)``, see :meth:`Sink.destinations`) overlap: the same
+    path with the same table or a whole file, or one path inside the other (a directory).
+
+    Examples
+    --------
+    >>> destinations_meet(("/d/db", "a"), ("/d/db", "b")), destinations_meet(("/d/db", "a"), ("/d/db", "a"))
+    (False, True)
+    >>> destinations_meet(("/d", None), ("/d/x.jsonl", None)), destinations_meet(("/d", None), ("/dx", None))
+    (True, False)
+    """
+    (pa, ta), (pb, tb) = a, b
+    if pa == pb:
+        return ta is None or tb is None or ta == tb
+    return pb.startswith(pa.rstrip(os.sep) + os.sep) or pa.startswith(pb.rstrip(os.sep) + os.sep)
 
 
 def missing_columns_problem(

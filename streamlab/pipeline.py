@@ -24,7 +24,7 @@ from streamlab._step_kinds import label_of
 from streamlab._time import Duration, parse_duration
 from streamlab.aggregators import Aggregator
 from streamlab.errors import PipelineConfigError, suggest
-from streamlab.io import Sink, Source, Upstream
+from streamlab.io import Sink, Source, Upstream, destinations_meet
 from streamlab.steps import (
     EVENT_SCHEMA,
     Columns,
@@ -348,12 +348,34 @@ class Pipeline:
         problem = step.input_problem(ins)
         if problem is not None:
             raise PipelineConfigError(step.step_id, label_of(step), *problem)
+        if isinstance(step, SinkStep):
+            self._check_destination(step)
         if isinstance(step, WindowStep):
             for a in step.aggs:  # the types declared upstream (parse, sources), which the step cannot see
                 mismatch = aggregator_type_problem(self, step.inputs[0], a) if a.column is not None else None
                 if mismatch:
                     raise PipelineConfigError(step.step_id, step.kind, *mismatch)
         return ins
+
+    def _check_destination(self, step: SinkStep) -> None:
+        """Refuse a sink step writing where another sink step of the pipeline writes (the same file,
+        directory or table): their writers would overwrite each other's files, or truncate them on resume."""
+        mine = step.sink.destinations() if isinstance(step.sink, Sink) else ()
+        for other in self.steps.values():
+            if not isinstance(other, SinkStep) or not isinstance(other.sink, Sink):
+                continue
+            for a in mine:
+                for b in other.sink.destinations():
+                    if destinations_meet(a, b):
+                        where = a[0] if a[1] is None else f"{a[0]} (table {a[1]!r})"
+                        raise PipelineConfigError(
+                            step.step_id,
+                            label_of(step),
+                            f"{step.sink!r} writes to {where}, where step {other.step_id!r} ({other.sink!r}) "
+                            "writes too: the two writers would overwrite each other's files and rows would be lost",
+                            "give each sink its own path or table, or write both streams with one sink: "
+                            "first.union(second).to(...) instead of first.to(...) and second.to(...)",
+                        )
 
     def add_step(self, step: Step) -> Stream:
         """Add a step built directly (not by a :class:`Stream` method): it is checked against its inputs

@@ -20,7 +20,7 @@ import pandas as pd
 
 from streamlab._frames import concat_batches
 from streamlab.clock import Clock
-from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
+from streamlab.io import Sink, SinkWriter, Upstream, file_destination, missing_columns_problem
 from streamlab.serde import json_column, rows_to_json
 
 __all__ = ["DuckDBSink", "DuckDBTable", "JsonLinesSink", "ListSink", "ParquetSink"]
@@ -711,6 +711,18 @@ class DuckDBSink(Sink):
                 self._con.close()
                 self._con = None
 
+    def destinations(self) -> tuple[tuple[str, str | None], ...]:
+        """The table and its ``<table>_rejected`` in the database file (an in-memory database is this
+        sink's own; see :meth:`Sink.destinations`).
+
+        Examples
+        --------
+        >>> [t for _, t in DuckDBSink("out.duckdb", "counts").destinations()]
+        ['counts', 'counts_rejected']
+        """
+        path = f":memory:{id(self)}" if self.path == ":memory:" else file_destination(self.path)
+        return ((path, self.table), (path, f"{self.table}_rejected"))
+
     def spec(self) -> dict[str, Any]:
         return {"kind": "duckdb", "path": self.path, "table": self.table, "key": self.key}
 
@@ -868,6 +880,10 @@ class ParquetSink(Sink):
         """A writer for ``upstream``: its ``json``/``object`` columns become JSON text in every part."""
         return _ParquetWriter(self, upstream)
 
+    def destinations(self) -> tuple[tuple[str, str | None], ...]:
+        """The directory (see :meth:`Sink.destinations`)."""
+        return ((file_destination(self.path), None),)
+
     def spec(self) -> dict[str, Any]:
         return {"kind": "parquet", "path": self.path}
 
@@ -940,6 +956,10 @@ class JsonLinesSink(Sink):
 
     def open(self, clock: Clock | None = None) -> SinkWriter:
         return _JsonLinesWriter(self)
+
+    def destinations(self) -> tuple[tuple[str, str | None], ...]:
+        """The file (see :meth:`Sink.destinations`)."""
+        return ((file_destination(self.path), None),)
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "jsonl", "path": self.path}
