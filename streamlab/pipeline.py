@@ -42,6 +42,7 @@ from streamlab.steps import (
     Step,
     UnionStep,
     WindowStep,
+    expr_columns,
     partition_columns,
 )
 from streamlab.windows import Window
@@ -350,6 +351,19 @@ class Pipeline:
             raise PipelineConfigError(step.step_id, label_of(step), *problem)
         if isinstance(step, SinkStep):
             self._check_destination(step)
+        if isinstance(step, OperatorStep) and getattr(step.config, "kind", None) == "detect":
+            first = unread_detect(self, step.inputs[0])
+            if first is not None:
+                written = list(getattr(self.steps[first], "config", step.config).added_columns())
+                saved = ", ".join(f"{first}_{c}='{c}'" for c in written if c != "detector")
+                raise PipelineConfigError(
+                    step.step_id,
+                    label_of(step),
+                    f"it would overwrite the columns {written} that step {first!r} (detect) wrote, which "
+                    "nothing has read since: the first detector's scores and flags would be lost",
+                    f"keep them under other names before this step, e.g. .with_columns({saved}), or run "
+                    "the detectors on branches of the stream (s.detect(a, ...) and s.detect(b, ...))",
+                )
         if isinstance(step, WindowStep):
             for a in step.aggs:  # the types declared upstream (parse, sources), which the step cannot see
                 mismatch = aggregator_type_problem(self, step.inputs[0], a) if a.column is not None else None
@@ -949,7 +963,9 @@ class Stream:
         """Score each event with an online anomaly detector (river vocabulary), then learn from it.
 
         Adds ``score``, ``detector`` and, with a ``threshold`` filter, ``is_anomaly``; see
-        :class:`streamlab.detectors.Detect` for the parameters.
+        :class:`streamlab.detectors.Detect` for the parameters. A second ``detect`` that would
+        overwrite a first one's unread ``score``/``is_anomaly`` is refused: keep them under other
+        names first (``.with_columns(first_score='score')``) or detect on branches of the stream.
         """
         from streamlab.detectors import Detect
 
@@ -1104,6 +1120,45 @@ def window_rows(pipeline: Pipeline, ref: str) -> tuple[tuple[str, ...] | None, s
         if all(renamed.get(c) == c for c in _WINDOW_BOUNDS) and all(k in renamed for k in keys):
             return tuple(renamed[k] for k in keys), None
     return None, sid
+
+
+_DETECT_RESULTS = {"score", "is_anomaly"}
+
+
+def unread_detect(pipeline: Pipeline, ref: str) -> str | None:
+    """The ``detect`` step whose ``score``/``is_anomaly`` reach stream ``ref`` unread, or None.
+
+    Follows ``ref`` back through steps that keep those columns without reading them (``filter``,
+    ``with_columns``, ``select``, ``key_by``, ``dedup``); a step that reads or renames them (a
+    ``with_columns(first_score='score')``, a ``filter('~is_anomaly')``) has used them. A second
+    ``detect`` on ``ref`` would overwrite them, so the pipeline refuses it.
+
+    Examples
+    --------
+    >>> from streamlab.detectors import GaussianScorerDetector
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([{'x': 1.0, 'timestamp': 0}]))
+    >>> d = p.stream.detect(GaussianScorerDetector(), ['x'])
+    >>> unread_detect(p, d.filter('x > 0').ref), unread_detect(p, d.with_columns(s1='score').ref)
+    ('detect', None)
+    """
+    sid, _, output = ref.partition(".")
+    step = pipeline.steps[sid]
+    if output and output != "out":
+        return None
+    if isinstance(step, OperatorStep):
+        return sid if getattr(step.config, "kind", None) == "detect" else None
+    read: set[str] = set()
+    if isinstance(step, FilterStep) and step.expr is not None:
+        read = expr_columns(step.expr, step.step_id, step.kind)
+    elif isinstance(step, MapStep) and step.columns:
+        read = set().union(*(expr_columns(e, step.step_id, step.kind) for _, e in step.columns))
+        read |= {name for name, _ in step.columns}  # assigned: no longer the detector's
+    elif isinstance(step, SelectStep):
+        read = {i for i, o in step.columns if i != o}
+    elif not isinstance(step, (KeyByStep, DedupStep)):
+        return None
+    return None if read & _DETECT_RESULTS else unread_detect(pipeline, step.inputs[0])
 
 
 def repeats_ids(pipeline: Pipeline, ref: str) -> bool:
