@@ -20,6 +20,7 @@ import pandas as pd
 
 from streamlab._frames import concat_batches
 from streamlab.clock import Clock
+from streamlab.errors import PipelineConfigError
 from streamlab.io import Sink, SinkWriter, Upstream, file_destination, missing_columns_problem
 from streamlab.serde import json_column, rows_to_json
 
@@ -522,7 +523,9 @@ class DuckDBSink(Sink):
     path
         Database file, or ``":memory:"``.
     table
-        Table name; created from the first batch's columns.
+        Table name, in the database's main schema; created from the first batch's columns. A name
+        with a dot (``"analytics.counts"``) is refused: it would not be table ``counts`` of schema
+        ``analytics`` but a table of that literal name.
     key
         Columns identifying a row; rows with an existing key replace it. ``"auto"`` (the default) uses
         the window columns plus the window step's key for window results, also after steps that keep
@@ -567,6 +570,21 @@ class DuckDBSink(Sink):
         *,
         key: str | list[str] | None = "auto",
     ) -> None:
+        if not isinstance(table, str) or not table:
+            raise PipelineConfigError(
+                "DuckDBSink", "duckdb", f"table={table!r} is not a table name", "pass e.g. table='counts'"
+            )
+        if "." in table:
+            schema, _, name = table.partition(".")
+            flat = table.replace(".", "_")
+            raise PipelineConfigError(
+                "DuckDBSink",
+                "duckdb",
+                f"table={table!r} has a dot: it would be a table literally named {table!r} in the schema "
+                f"main, not table {name!r} of schema {schema!r}",
+                f"name the table without a schema, e.g. table={flat!r} (the sink writes to the main "
+                f"schema); to see it in {schema!r}: CREATE VIEW {table} AS SELECT * FROM main.{flat}",
+            )
         self.path = os.fspath(path)
         self.table = table
         self.key = key
