@@ -183,6 +183,8 @@ class Upstream:
     field, or a column a step adds whose type it declares (a window's results, a rule's ``rule``; see
     :func:`streamlab._coltypes.declared_type`), so a sink types a column the same when a batch holds
     none of its values.
+    ``columns``: the stream's column names when known at construction (``None`` when a user function
+    hides them), so a sink that received no rows can still show them.
     ``repeats_ids``: the stream may hold one event several times (a ``.duplicates``, ``.late`` or
     ``.dead_letter`` output, or downstream of an interval join, an enrich or a union of overlapping
     streams), so ``event_id`` does not identify its rows.
@@ -190,7 +192,7 @@ class Upstream:
     Examples
     --------
     >>> Upstream(window_keys=("user_id",))
-    Upstream(window_keys=('user_id',), window_reshaped_by=None, json_columns=(), declared=(), repeats_ids=False)
+    Upstream(window_keys=('user_id',), window_reshaped_by=None, json_columns=(), declared=(), repeats_ids=False, columns=None)
     """
 
     window_keys: tuple[str, ...] | None = None
@@ -198,6 +200,7 @@ class Upstream:
     json_columns: tuple[str, ...] = ()
     declared: tuple[tuple[str, str], ...] = ()
     repeats_ids: bool = False
+    columns: tuple[str, ...] | None = None
 
 
 class Sink:

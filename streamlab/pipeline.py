@@ -1033,6 +1033,7 @@ class Stream:
             json_columns=tuple(c for c, t in declared if t in ("json", "object")),
             declared=declared,
             repeats_ids=repeats_ids(self.pipeline, self.ref),
+            columns=self.columns,
         )
         added = self.pipeline._add(SinkStep(sid, (self.ref,), sink=sink, upstream=upstream))
         columns = None if self.columns is None else list(self.columns)

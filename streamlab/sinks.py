@@ -48,19 +48,37 @@ class ListSink(Sink):
     >>> w.write_batch(pd.DataFrame({"x": [1, 2]}))
     >>> sink.rows()
     [{'x': 1}, {'x': 2}]
+
+    A run that writes no rows leaves the stream's columns (when known at construction):
+
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([{'x': 1}]))
+    >>> empty = ListSink()
+    >>> _ = p.stream.filter('x > 5').to(empty)
+    >>> _ = p.run()
+    >>> list(empty.frame().columns), len(empty.frame())
+    (['x'], 0)
     """
 
     def __init__(self) -> None:
         self.batches: list[pd.DataFrame] = []
         self._lock = threading.Lock()
         self._opened = False
+        self._columns: tuple[str, ...] | None = None
 
     def open(self, clock: Clock | None = None) -> SinkWriter:
         self._opened = True
         return _ListWriter(self)
 
+    def open_for(self, upstream: Upstream, clock: Clock | None = None) -> SinkWriter:
+        """A writer for ``upstream``: the sink keeps its columns, for :meth:`frame` when no row came."""
+        self._columns = upstream.columns
+        return self.open(clock)
+
     def frame(self) -> pd.DataFrame:
-        """All rows written so far, as one DataFrame (empty, with a warning, before any run opened it)."""
+        """All rows written so far, as one DataFrame; with no row, an empty one with the stream's
+        columns (when known), and a warning before any run opened it."""
         with self._lock:
             if not self.batches:
                 if not self._opened:
@@ -70,7 +88,7 @@ class ListSink(Sink):
                         UserWarning,
                         stacklevel=2,
                     )
-                return pd.DataFrame()
+                return pd.DataFrame(columns=list(self._columns or ()))
             return concat_batches(self.batches)
 
     def rows(self) -> list[dict[str, Any]]:
