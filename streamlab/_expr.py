@@ -277,10 +277,16 @@ def as_expression_input(batch: pd.DataFrame, expr: str) -> pd.DataFrame:
       when the expression only compares and combines (``==``, ``<``, ``in``, ``and``, ``~``, ...);
       an expression that computes with them (``n + 1``, a method call) reads float64, as pandas
       cannot compute on Python ints in an expression.
+    - An unordered ``category`` column (a ``category`` field) becomes its values' type (text): category
+      is a way to store text, so ``event_type >= 'p'`` compares the values as on a ``string`` field
+      (and as the exported code does), where pandas refuses to order an unordered Categorical. An
+      expression that is just the column's name (a copy) keeps the category storage.
 
     Examples
     --------
     >>> import pandas as pd
+    >>> eval_expression(pd.DataFrame({"t": pd.Categorical(["click", "view"])}), "t >= 'p'").tolist()
+    [False, True]
     >>> batch = pd.DataFrame({"flag": pd.Series([True, False], dtype=object)})
     >>> eval_expression(batch, "~flag").tolist()
     [False, True]
@@ -307,6 +313,14 @@ def as_expression_input(batch: pd.DataFrame, expr: str) -> pd.DataFrame:
                 cast[n] = col.dtype.numpy_dtype  # type: ignore[attr-defined]
         elif names and col.dtype == object and pd.api.types.infer_dtype(col, skipna=False) == "boolean":
             cast[n] = bool
+        elif (
+            names
+            and isinstance(col.dtype, pd.CategoricalDtype)
+            and not col.dtype.ordered
+            and expr.strip() != n  # a copy of the column keeps its storage
+        ):
+            cats = col.dtype.categories  # none: every value missing, and no type to read them as
+            cast[n] = cats.dtype if len(cats) else object
     out = batch.astype(cast) if cast else batch
     return out.assign(**exact) if exact else out
 

@@ -48,7 +48,23 @@ _SPLIT = 8
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """One output column of the parse step: its type and where it is in the JSON object."""
+    """One output column of the parse step: its type and where it is in the JSON object.
+
+    ``path`` holds the keys from the top of the record to the value, each a key as written in the
+    JSON (a key may contain a dot). In a schema, a field is ``"name": "type"`` (the top-level key
+    ``name``, dots and all: ``"user.id": "string"`` reads the key ``"user.id"``) or
+    ``"name": {"type": ..., "path": ...}``, where a path is either text whose dots separate nested keys
+    (``"properties.amount"``) or a list of keys taken literally (``["user.id"]``,
+    ``["properties", "user.id"]``).
+
+    Examples
+    --------
+    >>> FieldSpec.of("user.id", "string").path, FieldSpec.of("amount", {"type": "float64", "path": "p.amount"}).path
+    (('user.id',), ('p', 'amount'))
+    >>> f = FieldSpec.of("uid", {"type": "string", "path": ["p", "user.id"]})
+    >>> f.path, f.describe()
+    (('p', 'user.id'), {'type': 'string', 'path': ['p', 'user.id']})
+    """
 
     name: str
     type: str
@@ -56,10 +72,11 @@ class FieldSpec:
 
     @classmethod
     def of(cls, name: str, spec: Any) -> FieldSpec:
+        path: Any
         if isinstance(spec, str):
-            typ, path = spec, name
+            typ, path = spec, [name]
         elif isinstance(spec, dict):
-            typ, path = spec.get("type", "string"), spec.get("path", name)
+            typ, path = spec.get("type", "string"), spec.get("path", [name])
         elif isinstance(spec, (tuple, list)) and len(spec) == 2:
             typ, path = spec
         else:
@@ -69,11 +86,21 @@ class FieldSpec:
             )
         if typ not in FIELD_TYPES:
             raise ValueError(f"field {name!r}: unknown type {typ!r}; use one of {', '.join(FIELD_TYPES)}")
-        return cls(name, typ, tuple(path.split(".")))
+        if isinstance(path, str):
+            path = path.split(".")
+        if not isinstance(path, (list, tuple)) or not path or not all(isinstance(k, str) for k in path):
+            raise ValueError(
+                f"field {name!r}: path {path!r} is not a path; write it as 'properties.amount' (nested "
+                "keys) or as a list of keys taken literally, e.g. ['user.id'] for a key with a dot"
+            )
+        return cls(name, typ, tuple(path))
+
+    def path_spec(self) -> str | list[str]:
+        """The path as a schema writes it: dotted text, or a list of keys when a key holds a dot."""
+        return list(self.path) if any("." in k for k in self.path) else ".".join(self.path)
 
     def describe(self) -> Any:
-        path = ".".join(self.path)
-        return self.type if path == self.name else {"type": self.type, "path": path}
+        return self.type if self.path == (self.name,) else {"type": self.type, "path": self.path_spec()}
 
 
 def _nested_schema(fields: list[FieldSpec], timestamp: pa.DataType | None = None) -> pa.Schema:

@@ -11,6 +11,7 @@ and ``restore(state)`` (on resume: drop what was written after that checkpoint).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -168,7 +169,13 @@ class SinkWriter:
 class Upstream:
     """What a sink's writer is told about the stream it writes (``Sink.open_for``), per pipeline.
 
-    ``window_keys``: the window step's key columns when the stream is a window's results, else ``None``.
+    ``window_keys``: the window step's key columns when the stream is a window's results, else ``None``:
+    the results themselves, or what follows them through steps that keep or drop rows and keep those
+    columns and the window bounds (``filter``, ``with_columns``, ``select``, ...; see
+    :func:`streamlab.pipeline.window_rows`), the keys under their names in the stream.
+    ``window_reshaped_by``: when window results reach the stream through a step that may reshape rows
+    (``map_one``, ``map_many``, ``detect``, a union...), that step's id; the window columns then do not
+    identify a row, which a sink that upserts says at construction.
     ``json_columns``: the columns declared ``json`` or ``object`` by a parse upstream (any JSON value, or
     a JSON object), or a window's ``first``/``last`` of one: a sink with typed columns stores them as
     JSON whatever one batch's values look like.
@@ -176,6 +183,8 @@ class Upstream:
     field, or a column a step adds whose type it declares (a window's results, a rule's ``rule``; see
     :func:`streamlab._coltypes.declared_type`), so a sink types a column the same when a batch holds
     none of its values.
+    ``columns``: the stream's column names when known at construction (``None`` when a user function
+    hides them), so a sink that received no rows can still show them.
     ``repeats_ids``: the stream may hold one event several times (a ``.duplicates``, ``.late`` or
     ``.dead_letter`` output, or downstream of an interval join, an enrich or a union of overlapping
     streams), so ``event_id`` does not identify its rows.
@@ -183,13 +192,15 @@ class Upstream:
     Examples
     --------
     >>> Upstream(window_keys=("user_id",))
-    Upstream(window_keys=('user_id',), json_columns=(), declared=(), repeats_ids=False)
+    Upstream(window_keys=('user_id',), window_reshaped_by=None, json_columns=(), declared=(), repeats_ids=False, columns=None)
     """
 
     window_keys: tuple[str, ...] | None = None
+    window_reshaped_by: str | None = None
     json_columns: tuple[str, ...] = ()
     declared: tuple[tuple[str, str], ...] = ()
     repeats_ids: bool = False
+    columns: tuple[str, ...] | None = None
 
 
 class Sink:
@@ -233,9 +244,67 @@ class Sink:
         """
         return None
 
+    def construction_warnings(self, columns: list[str] | None, upstream: Upstream) -> list[str]:
+        """What ``Stream.to`` warns about when this sink is attached to a stream of ``columns`` (None
+        when unknown) described by ``upstream``: something that works, but perhaps not as the user
+        expects (a sink that upserts window results appending them instead). The default: nothing.
+
+        Examples
+        --------
+        >>> Sink().construction_warnings(["x"], Upstream())
+        []
+        """
+        return []
+
+    def destinations(self) -> tuple[tuple[str, str | None], ...]:
+        """Where the sink writes, as ``(path, table)`` pairs: a file or directory (its real path, see
+        :func:`file_destination`) and a table in it, or ``None`` for the whole file or directory.
+
+        A pipeline refuses two sink steps whose destinations meet (the same file, the same table of a
+        database file, or one inside the other's directory, :func:`destinations_meet`): their writers
+        would overwrite each other's files, or truncate them on resume. The default: none (a sink that
+        only appends to a service, or keeps rows in memory).
+
+        Examples
+        --------
+        >>> Sink().destinations()
+        ()
+        """
+        return ()
+
     def spec(self) -> dict[str, Any]:
         """A YAML-ready description (``kind`` plus parameters)."""
         raise NotImplementedError(f"{type(self).__name__} cannot be written to YAML")
+
+
+def file_destination(path: str | os.PathLike[str]) -> str:
+    """``path`` as :meth:`Sink.destinations` gives it: absolute, symbolic links and ``..`` resolved, so two
+    spellings of one file compare equal.
+
+    Examples
+    --------
+    >>> import os
+    >>> file_destination("out/../out/parts") == os.path.realpath("out/parts")
+    True
+    """
+    return os.path.realpath(os.fspath(path))
+
+
+def destinations_meet(a: tuple[str, str | None], b: tuple[str, str | None]) -> bool:
+    """Whether two sink destinations (``(path, table)``, see :meth:`Sink.destinations`) overlap: the same
+    path with the same table or a whole file, or one path inside the other (a directory).
+
+    Examples
+    --------
+    >>> destinations_meet(("/d/db", "a"), ("/d/db", "b")), destinations_meet(("/d/db", "a"), ("/d/db", "a"))
+    (False, True)
+    >>> destinations_meet(("/d", None), ("/d/x.jsonl", None)), destinations_meet(("/d", None), ("/dx", None))
+    (True, False)
+    """
+    (pa, ta), (pb, tb) = a, b
+    if pa == pb:
+        return ta is None or tb is None or ta == tb
+    return pb.startswith(pa.rstrip(os.sep) + os.sep) or pa.startswith(pb.rstrip(os.sep) + os.sep)
 
 
 def missing_columns_problem(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import numbers
+import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -23,7 +24,7 @@ from streamlab._step_kinds import label_of
 from streamlab._time import Duration, parse_duration
 from streamlab.aggregators import Aggregator
 from streamlab.errors import PipelineConfigError, suggest
-from streamlab.io import Sink, Source, Upstream
+from streamlab.io import Sink, Source, Upstream, destinations_meet
 from streamlab.steps import (
     EVENT_SCHEMA,
     Columns,
@@ -41,6 +42,7 @@ from streamlab.steps import (
     Step,
     UnionStep,
     WindowStep,
+    expr_columns,
     partition_columns,
 )
 from streamlab.windows import Window
@@ -347,12 +349,47 @@ class Pipeline:
         problem = step.input_problem(ins)
         if problem is not None:
             raise PipelineConfigError(step.step_id, label_of(step), *problem)
+        if isinstance(step, SinkStep):
+            self._check_destination(step)
+        if isinstance(step, OperatorStep) and getattr(step.config, "kind", None) == "detect":
+            first = unread_detect(self, step.inputs[0])
+            if first is not None:
+                written = list(getattr(self.steps[first], "config", step.config).added_columns())
+                saved = ", ".join(f"{first}_{c}='{c}'" for c in written if c != "detector")
+                raise PipelineConfigError(
+                    step.step_id,
+                    label_of(step),
+                    f"it would overwrite the columns {written} that step {first!r} (detect) wrote, which "
+                    "nothing has read since: the first detector's scores and flags would be lost",
+                    f"keep them under other names before this step, e.g. .with_columns({saved}), or run "
+                    "the detectors on branches of the stream (s.detect(a, ...) and s.detect(b, ...))",
+                )
         if isinstance(step, WindowStep):
             for a in step.aggs:  # the types declared upstream (parse, sources), which the step cannot see
                 mismatch = aggregator_type_problem(self, step.inputs[0], a) if a.column is not None else None
                 if mismatch:
                     raise PipelineConfigError(step.step_id, step.kind, *mismatch)
         return ins
+
+    def _check_destination(self, step: SinkStep) -> None:
+        """Refuse a sink step writing where another sink step of the pipeline writes (the same file,
+        directory or table): their writers would overwrite each other's files, or truncate them on resume."""
+        mine = step.sink.destinations() if isinstance(step.sink, Sink) else ()
+        for other in self.steps.values():
+            if not isinstance(other, SinkStep) or not isinstance(other.sink, Sink):
+                continue
+            for a in mine:
+                for b in other.sink.destinations():
+                    if destinations_meet(a, b):
+                        where = a[0] if a[1] is None else f"{a[0]} (table {a[1]!r})"
+                        raise PipelineConfigError(
+                            step.step_id,
+                            label_of(step),
+                            f"{step.sink!r} writes to {where}, where step {other.step_id!r} ({other.sink!r}) "
+                            "writes too: the two writers would overwrite each other's files and rows would be lost",
+                            "give each sink its own path or table, or write both streams with one sink: "
+                            "first.union(second).to(...) instead of first.to(...) and second.to(...)",
+                        )
 
     def add_step(self, step: Step) -> Stream:
         """Add a step built directly (not by a :class:`Stream` method): it is checked against its inputs
@@ -928,7 +965,9 @@ class Stream:
         """Score each event with an online anomaly detector (river vocabulary), then learn from it.
 
         Adds ``score``, ``detector`` and, with a ``threshold`` filter, ``is_anomaly``; see
-        :class:`streamlab.detectors.Detect` for the parameters.
+        :class:`streamlab.detectors.Detect` for the parameters. A second ``detect`` that would
+        overwrite a first one's unread ``score``/``is_anomaly`` is refused: keep them under other
+        names first (``.with_columns(first_score='score')``) or detect on branches of the stream.
         """
         from streamlab.detectors import Detect
 
@@ -986,18 +1025,23 @@ class Stream:
     def to(self, sink: Sink, *, step_id: str | None = None) -> Stream:
         """Write this stream to a sink. Returns the sink step's reference."""
         sid = self._sid(step_id, "sink")
-        step = self.pipeline.steps[self.step_id]
-        results_of_window = isinstance(step, WindowStep) and self.ref == self.step_id
         declared = tuple(
             (c, typ[0]) for c in self.columns or () if (typ := declared_type(self.pipeline, self.ref, c))
         )
+        keys, reshaped_by = window_rows(self.pipeline, self.ref)
         upstream = Upstream(
-            window_keys=step.keys if isinstance(step, WindowStep) and results_of_window else None,
+            window_keys=keys,
+            window_reshaped_by=reshaped_by,
             json_columns=tuple(c for c, t in declared if t in ("json", "object")),
             declared=declared,
             repeats_ids=repeats_ids(self.pipeline, self.ref),
+            columns=self.columns,
         )
-        return self.pipeline._add(SinkStep(sid, (self.ref,), sink=sink, upstream=upstream))
+        added = self.pipeline._add(SinkStep(sid, (self.ref,), sink=sink, upstream=upstream))
+        columns = None if self.columns is None else list(self.columns)
+        for note in sink.construction_warnings(columns, upstream) if isinstance(sink, Sink) else ():
+            warnings.warn(f"step {sid!r}: {note}", UserWarning, stacklevel=2)
+        return added
 
     # -- running (delegates) ---------------------------------------------------------------------------
     def run(self, **options: Any) -> RunResult:
@@ -1026,6 +1070,98 @@ def _origins(pipeline: Pipeline, ref: str) -> set[str]:
     if isinstance(step, SourceStep):
         return {step.step_id}
     return set().union(*(_origins(pipeline, r) for r in step.inputs))
+
+
+_WINDOW_BOUNDS = ("window_start", "window_end")
+
+
+def window_rows(pipeline: Pipeline, ref: str) -> tuple[tuple[str, ...] | None, str | None]:
+    """Whether stream ``ref``'s rows are a window's results, one per window and key, and by which columns.
+
+    Returns ``(keys, None)`` when every row of ``ref`` is a row of a window step's results, unchanged in
+    the window step's key columns ``keys`` and in ``window_start``/``window_end``: the results
+    themselves, or what follows them through steps that keep or drop rows without reshaping them
+    (``filter``, ``dedup``, ``key_by``, ``with_columns`` not assigning those columns, ``select`` keeping
+    them, a key possibly renamed: ``keys`` are then the names in ``ref``). Returns
+    ``(None, step_id)`` when window results reach ``ref`` through a step that may reshape rows (a
+    ``map_one``/``map_many``, an operator such as ``detect``, a union, a join, or one of the above
+    that changes those columns), naming the first such step after the window; ``(None, None)``
+    otherwise. ``DuckDBSink(key='auto')`` upserts by the key and the window bounds in the first case.
+
+    Examples
+    --------
+    >>> from streamlab import TumblingWindow, agg
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([{'k': 'a', 'timestamp': 0}]))
+    >>> w = p.stream.window(TumblingWindow('1m'), key='k').agg(agg.count())
+    >>> window_rows(p, w.filter('count > 1').select('window_start', 'window_end', user='k').ref)
+    (('user',), None)
+    >>> window_rows(p, w.map_one(lambda r: r).ref), window_rows(p, 'source')
+    ((None, 'map'), (None, None))
+    """
+    sid, _, output = ref.partition(".")
+    step = pipeline.steps[sid]
+    if output and output != "out":
+        return None, None
+    if isinstance(step, WindowStep):
+        return step.keys, None
+    if isinstance(step, SourceStep) or not step.inputs:
+        return None, None
+    found = [window_rows(pipeline, r) for r in step.inputs]
+    if all(keys is None for keys, _ in found):  # no window results arrive here, or they were reshaped
+        return None, next((by for _, by in found if by is not None), None)
+    keys = found[0][0]
+    if keys is None or len(step.inputs) > 1:
+        return None, sid
+    if isinstance(step, (FilterStep, DedupStep, KeyByStep)):  # rows kept or dropped, never changed
+        return keys, None
+    if isinstance(step, MapStep) and step.columns:  # with_columns: the same rows, columns added
+        assigned = {name for name, _ in step.columns}
+        return (None, sid) if assigned & {*keys, *_WINDOW_BOUNDS} else (keys, None)
+    if isinstance(step, SelectStep):
+        renamed = dict(step.columns)  # input name -> output name, as SelectOperator applies it
+        if all(renamed.get(c) == c for c in _WINDOW_BOUNDS) and all(k in renamed for k in keys):
+            return tuple(renamed[k] for k in keys), None
+    return None, sid
+
+
+_DETECT_RESULTS = {"score", "is_anomaly"}
+
+
+def unread_detect(pipeline: Pipeline, ref: str) -> str | None:
+    """The ``detect`` step whose ``score``/``is_anomaly`` reach stream ``ref`` unread, or None.
+
+    Follows ``ref`` back through steps that keep those columns without reading them (``filter``,
+    ``with_columns``, ``select``, ``key_by``, ``dedup``); a step that reads or renames them (a
+    ``with_columns(first_score='score')``, a ``filter('~is_anomaly')``) has used them. A second
+    ``detect`` on ``ref`` would overwrite them, so the pipeline refuses it.
+
+    Examples
+    --------
+    >>> from streamlab.detectors import GaussianScorerDetector
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([{'x': 1.0, 'timestamp': 0}]))
+    >>> d = p.stream.detect(GaussianScorerDetector(), ['x'])
+    >>> unread_detect(p, d.filter('x > 0').ref), unread_detect(p, d.with_columns(s1='score').ref)
+    ('detect', None)
+    """
+    sid, _, output = ref.partition(".")
+    step = pipeline.steps[sid]
+    if output and output != "out":
+        return None
+    if isinstance(step, OperatorStep):
+        return sid if getattr(step.config, "kind", None) == "detect" else None
+    read: set[str] = set()
+    if isinstance(step, FilterStep) and step.expr is not None:
+        read = expr_columns(step.expr, step.step_id, step.kind)
+    elif isinstance(step, MapStep) and step.columns:
+        read = set().union(*(expr_columns(e, step.step_id, step.kind) for _, e in step.columns))
+        read |= {name for name, _ in step.columns}  # assigned: no longer the detector's
+    elif isinstance(step, SelectStep):
+        read = {i for i, o in step.columns if i != o}
+    elif not isinstance(step, (KeyByStep, DedupStep)):
+        return None
+    return None if read & _DETECT_RESULTS else unread_detect(pipeline, step.inputs[0])
 
 
 def repeats_ids(pipeline: Pipeline, ref: str) -> bool:

@@ -246,6 +246,8 @@ class InferredField:
     --------
     >>> InferredField("amount", "float64", "properties.amount", 0.5).spec()
     {'type': 'float64', 'path': 'properties.amount'}
+    >>> InferredField("user.id", "string", "user.id", 0.0, keys=("user.id",)).spec()
+    'string'
     """
 
     name: str
@@ -254,9 +256,16 @@ class InferredField:
     null_share: float
     time_format: str | None = None
     example: Any = None
+    #: the JSON keys of ``path`` (a key may hold a dot, which ``path`` cannot tell); None: ``path``'s parts
+    keys: tuple[str, ...] | None = None
+
+    def field_spec(self) -> FieldSpec:
+        """The parse step's field that reads it."""
+        path = list(self.keys) if self.keys is not None else self.path
+        return FieldSpec.of(self.name, {"type": self.type, "path": path})
 
     def spec(self) -> Any:
-        return FieldSpec.of(self.name, {"type": self.type, "path": self.path}).describe()
+        return self.field_spec().describe()
 
 
 def _infer_fields(objs: list[dict[str, Any]], max_depth: int = 3) -> list[InferredField]:
@@ -280,7 +289,7 @@ def _infer_fields(objs: list[dict[str, Any]], max_depth: int = 3) -> list[Inferr
     for path, typ, fmt, slot in leaves:
         name = path[-1] if last[path[-1]] == 1 else "_".join(path)
         example = slot.values[0] if slot.values else None
-        out.append(InferredField(name, typ, ".".join(path), 1 - len(slot.values) / n, fmt, example))
+        out.append(InferredField(name, typ, ".".join(path), 1 - len(slot.values) / n, fmt, example, path))
     return out
 
 
@@ -852,7 +861,7 @@ def profile(
     # parse the sample exactly as the parse step will: the malformed share and reasons are its own
     reasons: Counter[str] = Counter()
     if raw:
-        specs = [FieldSpec.of(f.name, {"type": f.type, "path": f.path}) for f in fields]
+        specs = [f.field_spec() for f in fields]
         op = ParseOperator(
             "profile",
             specs,

@@ -18,7 +18,7 @@ import pandas as pd
 
 from streamlab._time import Duration, ns_to_timestamp
 from streamlab.clock import Clock
-from streamlab.io import Sink, SinkWriter, Source, default_clock
+from streamlab.io import Sink, SinkWriter, Source, default_clock, file_destination
 from streamlab.sinks import _ParquetWriter
 from streamlab.sources import ReplaySource
 
@@ -62,6 +62,10 @@ class RecordingSink(Sink):
 
     def open(self, clock: Clock | None = None) -> SinkWriter:
         return _RecordingWriter(self, default_clock(clock))
+
+    def destinations(self) -> tuple[tuple[str, str | None], ...]:
+        """The directory (see :meth:`Sink.destinations`)."""
+        return ((file_destination(self.path), None),)
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "recording", "path": self.path}

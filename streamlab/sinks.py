@@ -20,7 +20,8 @@ import pandas as pd
 
 from streamlab._frames import concat_batches
 from streamlab.clock import Clock
-from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
+from streamlab.errors import PipelineConfigError
+from streamlab.io import Sink, SinkWriter, Upstream, file_destination, missing_columns_problem
 from streamlab.serde import json_column, rows_to_json
 
 __all__ = ["DuckDBSink", "DuckDBTable", "JsonLinesSink", "ListSink", "ParquetSink"]
@@ -47,19 +48,37 @@ class ListSink(Sink):
     >>> w.write_batch(pd.DataFrame({"x": [1, 2]}))
     >>> sink.rows()
     [{'x': 1}, {'x': 2}]
+
+    A run that writes no rows leaves the stream's columns (when known at construction):
+
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([{'x': 1}]))
+    >>> empty = ListSink()
+    >>> _ = p.stream.filter('x > 5').to(empty)
+    >>> _ = p.run()
+    >>> list(empty.frame().columns), len(empty.frame())
+    (['x'], 0)
     """
 
     def __init__(self) -> None:
         self.batches: list[pd.DataFrame] = []
         self._lock = threading.Lock()
         self._opened = False
+        self._columns: tuple[str, ...] | None = None
 
     def open(self, clock: Clock | None = None) -> SinkWriter:
         self._opened = True
         return _ListWriter(self)
 
+    def open_for(self, upstream: Upstream, clock: Clock | None = None) -> SinkWriter:
+        """A writer for ``upstream``: the sink keeps its columns, for :meth:`frame` when no row came."""
+        self._columns = upstream.columns
+        return self.open(clock)
+
     def frame(self) -> pd.DataFrame:
-        """All rows written so far, as one DataFrame (empty, with a warning, before any run opened it)."""
+        """All rows written so far, as one DataFrame; with no row, an empty one with the stream's
+        columns (when known), and a warning before any run opened it."""
         with self._lock:
             if not self.batches:
                 if not self._opened:
@@ -69,7 +88,7 @@ class ListSink(Sink):
                         UserWarning,
                         stacklevel=2,
                     )
-                return pd.DataFrame()
+                return pd.DataFrame(columns=list(self._columns or ()))
             return concat_batches(self.batches)
 
     def rows(self) -> list[dict[str, Any]]:
@@ -522,10 +541,16 @@ class DuckDBSink(Sink):
     path
         Database file, or ``":memory:"``.
     table
-        Table name; created from the first batch's columns.
+        Table name, in the database's main schema; created from the first batch's columns. A name
+        with a dot (``"analytics.counts"``) is refused: it would not be table ``counts`` of schema
+        ``analytics`` but a table of that literal name.
     key
         Columns identifying a row; rows with an existing key replace it. ``"auto"`` (the default) uses
-        the window columns plus the window step's key for window results; ``event_id`` for events where
+        the window columns plus the window step's key for window results, also after steps that keep
+        their rows and those columns (``filter``, ``dedup``, ``with_columns`` not assigning them,
+        ``select`` keeping them, a key possibly renamed; see :func:`streamlab.pipeline.window_rows`);
+        after a step that may reshape rows (``map_one``, ``map_many``, ``detect``, a union) window
+        results are appended, with a warning when the sink is attached; ``event_id`` for events where
         it identifies a row (a re-delivered event replaces itself); and plain appends otherwise, which
         includes every stream that may hold one event in several rows, where upserting by ``event_id``
         would keep one of them: side outputs (``.duplicates``, ``.late``, ``.dead_letter``), what
@@ -563,6 +588,21 @@ class DuckDBSink(Sink):
         *,
         key: str | list[str] | None = "auto",
     ) -> None:
+        if not isinstance(table, str) or not table:
+            raise PipelineConfigError(
+                "DuckDBSink", "duckdb", f"table={table!r} is not a table name", "pass e.g. table='counts'"
+            )
+        if "." in table:
+            schema, _, name = table.partition(".")
+            flat = table.replace(".", "_")
+            raise PipelineConfigError(
+                "DuckDBSink",
+                "duckdb",
+                f"table={table!r} has a dot: it would be a table literally named {table!r} in the schema "
+                f"main, not table {name!r} of schema {schema!r}",
+                f"name the table without a schema, e.g. table={flat!r} (the sink writes to the main "
+                f"schema); to see it in {schema!r}: CREATE VIEW {table} AS SELECT * FROM main.{flat}",
+            )
         self.path = os.fspath(path)
         self.table = table
         self.key = key
@@ -611,6 +651,30 @@ class DuckDBSink(Sink):
         if "event_id" in columns and not upstream.repeats_ids:
             return ["event_id"]
         return []
+
+    def construction_warnings(self, columns: list[str] | None, upstream: Upstream) -> list[str]:
+        """With ``key='auto'``, window results that reach the sink through a step that may reshape rows
+        are appended (a re-run adds them again): say so and how to upsert them
+        (see :meth:`Sink.construction_warnings`).
+
+        Examples
+        --------
+        >>> DuckDBSink(":memory:", "t").construction_warnings(None, Upstream(window_reshaped_by="map"))
+        ["DuckDBSink('t') key='auto' appends these window results (each re-run adds them again): they pass through step 'map', which may reshape rows, so the window columns may not identify a row. Fix: to upsert, pass key=[...] naming the columns that identify a row (e.g. the window key columns, 'window_start', 'window_end'); or key=None to append without this warning"]
+        """
+        if self.key != "auto" or upstream.window_reshaped_by is None:
+            return []
+        if columns is not None and (
+            not {"window_start", "window_end"} & set(columns) or self.resolved_key(columns, upstream)
+        ):
+            return []  # rows that are no longer window results, or rows with a key of their own
+        return [
+            f"DuckDBSink({self.table!r}) key='auto' appends these window results (each re-run adds them "
+            f"again): they pass through step {upstream.window_reshaped_by!r}, which may reshape rows, so "
+            "the window columns may not identify a row. Fix: to upsert, pass key=[...] naming the columns that "
+            "identify a row (e.g. the window key columns, 'window_start', 'window_end'); or key=None to "
+            "append without this warning"
+        ]
 
     def columns_problem(self, columns: list[str], upstream: Upstream) -> tuple[str, str] | None:
         """The key columns the stream lacks, as ``(problem, fix)`` (see :meth:`Sink.columns_problem`).
@@ -682,6 +746,18 @@ class DuckDBSink(Sink):
             if self._con is not None:
                 self._con.close()
                 self._con = None
+
+    def destinations(self) -> tuple[tuple[str, str | None], ...]:
+        """The table and its ``<table>_rejected`` in the database file (an in-memory database is this
+        sink's own; see :meth:`Sink.destinations`).
+
+        Examples
+        --------
+        >>> [t for _, t in DuckDBSink("out.duckdb", "counts").destinations()]
+        ['counts', 'counts_rejected']
+        """
+        path = f":memory:{id(self)}" if self.path == ":memory:" else file_destination(self.path)
+        return ((path, self.table), (path, f"{self.table}_rejected"))
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "duckdb", "path": self.path, "table": self.table, "key": self.key}
@@ -840,6 +916,10 @@ class ParquetSink(Sink):
         """A writer for ``upstream``: its ``json``/``object`` columns become JSON text in every part."""
         return _ParquetWriter(self, upstream)
 
+    def destinations(self) -> tuple[tuple[str, str | None], ...]:
+        """The directory (see :meth:`Sink.destinations`)."""
+        return ((file_destination(self.path), None),)
+
     def spec(self) -> dict[str, Any]:
         return {"kind": "parquet", "path": self.path}
 
@@ -912,6 +992,10 @@ class JsonLinesSink(Sink):
 
     def open(self, clock: Clock | None = None) -> SinkWriter:
         return _JsonLinesWriter(self)
+
+    def destinations(self) -> tuple[tuple[str, str | None], ...]:
+        """The file (see :meth:`Sink.destinations`)."""
+        return ((file_destination(self.path), None),)
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "jsonl", "path": self.path}

@@ -406,7 +406,7 @@ class ParseStep(Step):
             f"field {same[0]!r} has the name of a column the source gives beside the records "
             f"(its metadata: {[c for c in columns or () if c != self.value_column]}); the parsed rows and "
             "dead letters would lose the source's column",
-            f"read the field under another name: {{'{same[0]}_field': {{'type': {f.type!r}, 'path': {'.'.join(f.path)!r}}}}}",
+            f"read the field under another name: {{'{same[0]}_field': {{'type': {f.type!r}, 'path': {f.path_spec()!r}}}}}",
         )
 
     def out_columns(self, columns_in: list[Columns]) -> dict[str, Columns]:

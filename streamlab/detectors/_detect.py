@@ -64,6 +64,12 @@ class Detect(StepConfig):
     ``detector`` (the detector's name). Output ``dead_letter``: rows whose features are missing or
     not numbers, whose key is missing, or (with a TTL) whose event time is missing, with a ``reason``.
 
+    The output columns have these fixed names (one score per event, as river's ``score_one``
+    returns). To combine detectors, keep each one's results under names of your own before the next
+    ``detect`` (``.with_columns(gauss_score='score', gauss_is_anomaly='is_anomaly')``), or run them on
+    branches of the stream; a ``detect`` that would overwrite the ``score``/``is_anomaly`` of a
+    ``detect`` before it, unread, is refused when it is added (``PipelineConfigError``).
+
     Parameters
     ----------
     detector
@@ -115,7 +121,8 @@ class Detect(StepConfig):
         problem = super().check_columns(columns)
         if problem is not None:
             return problem
-        # an upstream Detect also writes "detector": then overwriting its score is chaining, not data loss
+        # an upstream Detect also writes "detector": the pipeline refuses it when nothing read its score
+        # in between (Pipeline._check, streamlab.pipeline.unread_detect: it needs the graph)
         clash = [c for c in ("score", "is_anomaly") if c in columns and "detector" not in columns]
         if clash:
             return (

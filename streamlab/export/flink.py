@@ -524,8 +524,20 @@ def _with(options: list[str]) -> str:
     return "WITH (\n  " + ",\n  ".join(options) + "\n)"
 
 
+def _json_path(path: tuple[str, ...]) -> str:
+    """The JSON path of a field's keys, written inside a SQL string literal: a key holding a dot (read
+    literally, as the parse step does) in bracket notation, its quotes doubled for SQL.
+
+    Examples
+    --------
+    >>> _json_path(("properties", "amount")), _json_path(("user.id",))
+    ('$.properties.amount', "$[''user.id'']")
+    """
+    return "$" + "".join("[''" + k.replace("'", "\\''") + "'']" if "." in k else f".{k}" for k in path)
+
+
 def _json_value(c: _Col, path: tuple[str, ...]) -> str:
-    jp = "$." + ".".join(path)
+    jp = _json_path(path)
     text = f"JSON_VALUE(`line`, '{jp}')"
     if c.kind == "timestamp":
         # ISO-8601 UTC text ('2024-01-01T00:00:05.000Z'); epoch numbers are not read by this script

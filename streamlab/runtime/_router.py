@@ -51,7 +51,10 @@ class Router:
         self.writers = writers
         self.max_collect_rows = max_collect_rows
         self.consumers = pipeline.consumers()
-        self.collect = {ref: Collector(max_collect_rows) for ref in pipeline.unattached_outputs()}
+        self.collect = {
+            ref: Collector(max_collect_rows, columns=pipeline.columns_of(ref))
+            for ref in pipeline.unattached_outputs()
+        }
         self.subscribers: dict[str, list[Callable[[pd.DataFrame], None]]] = {}
         self.step_in: dict[str, int] = dict.fromkeys(pipeline.steps, 0)
         self.step_out: dict[str, dict[str, int]] = {sid: {} for sid in pipeline.steps}

@@ -101,18 +101,24 @@ class RunResult:
 class Collector:
     """The newest ``max_rows`` rows of one output without a sink (``None``: all); counts what it drops.
 
+    ``columns``: the output's columns when known at construction; an output that received no rows is
+    an empty frame with them (so ``result["window"]["count"].sum()`` is 0, not a KeyError).
+
     Examples
     --------
     >>> c = Collector(3)
     >>> c.add(pd.DataFrame({"x": [1, 2]})); c.add(pd.DataFrame({"x": [3, 4]}))
     >>> c.frame()["x"].tolist(), c.dropped
     ([2, 3, 4], 1)
+    >>> list(Collector(None, columns=("k", "count")).frame().columns)
+    ['k', 'count']
     """
 
     max_rows: int | None
     frames: list[pd.DataFrame] = field(default_factory=list)
     rows: int = 0
     dropped: int = 0
+    columns: tuple[str, ...] | None = None
 
     def add(self, frame: pd.DataFrame) -> None:
         self.frames.append(frame)
@@ -133,7 +139,7 @@ class Collector:
 
     def frame(self) -> pd.DataFrame:
         if not self.frames:
-            empty: pd.DataFrame = pd.DataFrame()
+            empty: pd.DataFrame = pd.DataFrame(columns=list(self.columns or ()))
             return empty
         out: pd.DataFrame = concat_batches(self.frames)
         self.frames = [out]

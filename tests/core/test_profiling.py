@@ -236,3 +236,18 @@ def test_a_time_field_that_holds_no_times_is_refused_with_the_fields_that_do() -
     rows = [{"kind": "a", "timestamp": pd.Timestamp(i, unit="s", tz="UTC")} for i in range(5)]
     with pytest.raises(ValueError, match=r"time='kind'.*holds no times.*\['timestamp'\]"):
         profile(ListSource(rows), time="kind")
+
+
+def test_a_profiles_schema_reads_keys_that_contain_a_dot() -> None:
+    # tester4 #29: the inferred path "p.a.b" of the key "a.b" in "p" (and, before, the name "user.id")
+    # read nested keys that the records do not have, so the values parsed as missing
+    lines = [
+        json.dumps({"user.id": f"u{i}", "p": {"a.b": i}, "timestamp": f"2024-01-01T00:00:0{i}Z"}).encode()
+        for i in range(8)
+    ]
+    schema = profile(ListSource(lines)).schema
+    assert schema["a.b"] == {"type": "int64", "path": ["p", "a.b"]}
+    p = Pipeline(ListSource(lines))
+    parsed = p.parse(schema)
+    rows = p.run()[parsed.ref]
+    assert rows["user.id"].tolist() == [f"u{i}" for i in range(8)] and rows["a.b"].tolist() == list(range(8))
