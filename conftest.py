@@ -13,7 +13,7 @@ Each item gets exactly one tier marker, from where it lives and what it uses, so
 Run one with ``pytest -m unit`` (see the README). ``scripts/test.sh`` runs all but ``browser`` on both
 cores with pytest-xdist, a whole file per worker (``--dist loadfile``: a notebook's cells share one kernel
 and run in order, an integration file's tests share its servers), in the order set here
-(``--no-loadscope-reorder``): long files first, so that the two workers end together; then ``browser``
+(``--no-loadscope-reorder``): long files first, so that the workers end together; then ``browser``
 alone (the tests time a live page under a load they make themselves). xdist's ``loadgroup`` cannot be
 used: it renames items by ``item._nodeid``, which pytest 9.2 no longer reads.
 """

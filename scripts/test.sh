@@ -39,14 +39,17 @@ rm -f "$ROOT/build/docs-status"
 python scripts/build_docs.py --site "$ROOT/build/site" --status "$ROOT/build/docs-status" >"$ROOT/build/docs-build.log" 2>&1 &
 export STREAMLAB_DOCS_BUILD="$ROOT/build"
 wait "$bigquery" || echo "local-bigquery is not installed (the BigQuery tests say what to install): $(tail -n 3 "$ROOT/build/local-bigquery.log")"
-# Tiers (conftest.py): unit, integration and notebooks run on both cores, a whole file per worker (a
+# Tiers (conftest.py): unit, integration and notebooks run on every core, a whole file per worker (a
 # notebook's cells share one kernel; an integration file, its servers), long files first; then the browser
 # tests, one at a time, on a machine no other test loads (they check live pages under a load they make).
 pytest=(python -m pytest -p no:cacheprovider --timeout=900 --durations=25 --nbval-lax --nbval-current-env
   --nbval-cell-timeout=300 --nbval-sanitize-with "$ROOT/notebooks/nbval_sanitize.cfg")
-echo "== pytest, ${STREAMLAB_TEST_WORKERS:-2} workers: unit (tests, doctests), integration (local servers, Beam, Spark, Flink), notebooks (nbval)"
+# One worker more than cores: the integration files wait on JVMs, servers and child programs for much of
+# their time (two workers on two cores kept about 60 % of the CPU busy), so a third keeps the cores fed.
+workers=${STREAMLAB_TEST_WORKERS:-$(($(nproc) + 1))}
+echo "== pytest, $workers workers: unit (tests, doctests), integration (local servers, Beam, Spark, Flink), notebooks (nbval)"
 rc=0
-"${pytest[@]}" -n "${STREAMLAB_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder -m "not browser" \
+"${pytest[@]}" -n "$workers" --dist loadfile --no-loadscope-reorder -m "not browser" \
   tests streamlab connectors widgets datasets notebooks "$@" || rc=$?
 echo "== pytest: browser (JupyterLab, Voila, the documentation site in Chromium)"
 browser=0
