@@ -581,6 +581,12 @@ class Pipeline:
         preview = copy.copy(self)
         preview.steps = {sid: st for sid, st in self.steps.items() if not isinstance(st, SinkStep)}
         ex = Executor(preview, clock=ManualClock(0))
+        from streamlab.runtime.result import Collector
+
+        for sink in self.steps.values():  # what a sink would get, also where other steps read it too
+            for ref in sink.inputs if isinstance(sink, SinkStep) else ():
+                if ref not in ex.router.collect:
+                    ex.router.collect[ref] = Collector(None, columns=self.columns_of(ref))
         ex.open()
         try:
             ex.limit = n

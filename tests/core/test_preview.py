@@ -141,3 +141,22 @@ def test_set_threshold_names_the_steps_that_can_move():
             handle.set_threshold("source", 0.5)
     finally:
         handle.stop()
+
+
+def test_head_returns_what_every_sink_would_get_even_where_a_step_reads_it_too() -> None:
+    """A sink on the source stream (an archive of raw events) or on a filter that a window also reads:
+    head() returns those rows under the reference the sink reads (they were missing: only streams no
+    step reads were collected)."""
+    from streamlab.testing import ListSource
+
+    t0 = pd.Timestamp("2024-01-01", tz="UTC")
+    df = pd.DataFrame({"v": range(20), "timestamp": [t0 + pd.Timedelta(seconds=i) for i in range(20)]})
+    p = Pipeline(ListSource(df))
+    p.stream.to(ListSink())
+    big = p.stream.filter("v > 5")
+    big.to(ListSink())
+    big.window(TumblingWindow("1m")).agg(agg.count()).to(ListSink())
+    out = p.head(10)
+    assert out["source"]["v"].tolist() == list(range(10))
+    assert out["filter"]["v"].tolist() == [6, 7, 8, 9]
+    assert out["window"]["count"].tolist() == [4]
