@@ -718,7 +718,7 @@ class DuckDBSink(Sink):
         >>> DuckDBSink(":memory:", "counts").read()
         Traceback (most recent call last):
         ...
-        LookupError: DuckDBSink(':memory:', 'counts', key='auto'): table 'counts' does not exist yet, so its pipeline has not written to it: run the pipeline first (p.run(), or p.start() in a notebook); tables in ':memory:': none
+        LookupError: DuckDBSink(':memory:', 'counts', key='auto'): table 'counts' does not exist yet: its pipeline has written no rows to it (a run creates the table with its first rows; run the pipeline with p.run(), or p.start() in a notebook, and check that rows reach this sink); tables in ':memory:': none
         """
         import duckdb
 
@@ -731,8 +731,9 @@ class DuckDBSink(Sink):
                 raise  # the table exists: the error is about the query (order_by), say it as DuckDB does
             held = ", ".join(repr(t) for t in tables if not str(t).startswith("__streamlab")) or "none"
             raise LookupError(
-                f"{self!r}: table {self.table!r} does not exist yet, so its pipeline has not written to it: "
-                f"run the pipeline first (p.run(), or p.start() in a notebook); tables in {self.path!r}: {held}"
+                f"{self!r}: table {self.table!r} does not exist yet: its pipeline has written no rows to it "
+                "(a run creates the table with its first rows; run the pipeline with p.run(), or p.start() in "
+                f"a notebook, and check that rows reach this sink); tables in {self.path!r}: {held}"
             ) from None
 
     def query(self, sql: str) -> pd.DataFrame:
