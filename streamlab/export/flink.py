@@ -993,6 +993,19 @@ if __name__ == "__main__":
 
 
 # -- README, requirements, Terraform ------------------------------------------------------------------
+def _runtime_text(gen: _Generator) -> str:
+    """The README's sentence on main.tf's runtime (:func:`managed_flink_runtime`)."""
+    runtime, why = managed_flink_runtime(gen.flink_version)
+    text = f"runtime `{runtime}` ({why})."
+    if not why.startswith("the job is written for"):
+        text += (
+            f" The job and its connector jars were written and verified for Flink {gen.flink_version} only; "
+            "to pin `requirements.txt` to the service's version, export with "
+            f'`to_flink(..., flink_version="{runtime.removeprefix("FLINK-").replace("_", ".")}")`.'
+        )
+    return text
+
+
 def _readme_run(job: str, flink_version: str, source: str, sink: str) -> str:
     """The README's "Run" section: ``job`` on the local mini-cluster from files, then on a cluster."""
     return f"""## Run
@@ -1086,8 +1099,7 @@ not executed.
 
 ## AWS Managed Service for Apache Flink
 
-`main.tf` creates the application (runtime `FLINK-1_20`, the newest the service offers; the job uses
-only APIs that Flink 1.20 has). Zip this directory with the connector jars under `lib/` and upload it
+`main.tf` creates the application: {_runtime_text(gen)} Zip this directory with the connector jars under `lib/` and upload it
 to the code bucket; secrets go to the application's environment properties by reference to AWS
 Secrets Manager, never into the zip.
 
@@ -1150,7 +1162,7 @@ with a file source and file sinks. The connector paths are generated and documen
 
 ## AWS Managed Service for Apache Flink
 
-`main.tf` creates the application running `datastream.py` (runtime `FLINK-1_20`).
+`main.tf` creates the application running `datastream.py`: {_runtime_text(gen)}
 
 ```
 zip -r job.zip datastream.py requirements.txt lib/
@@ -1162,8 +1174,60 @@ terraform init && terraform apply -var code_bucket=BUCKET -var code_key=job.zip
 {ds.DATASTREAM_SEMANTICS}"""
 
 
+MANAGED_FLINK_RUNTIMES = ((1, 11), (1, 13), (1, 15), (1, 18), (1, 19), (1, 20), (2, 2))
+"""The Flink versions AWS Managed Service for Apache Flink offers as runtimes (``FLINK-<major>_<minor>``)."""
+
+
+def managed_flink_runtime(flink_version: str) -> tuple[str, str]:
+    """The Managed Service for Apache Flink runtime for a job written for ``flink_version``, and why.
+
+    The same major version always (a job for Flink 2 uses 2.x APIs and 2.x connector jars, which do not
+    load on 1.x): the version itself when the service offers it, else the newest offered below it,
+    else the oldest above it.
+
+    Raises
+    ------
+    PipelineConfigError
+        When the service offers no runtime of that major version.
+
+    Examples
+    --------
+    >>> managed_flink_runtime("2.3.0")[0], managed_flink_runtime("1.20")[0], managed_flink_runtime("1.17")[0]
+    ('FLINK-2_2', 'FLINK-1_20', 'FLINK-1_15')
+    >>> managed_flink_runtime("2.3")[1]
+    'the newest Flink 2 runtime the service offers: the job is written for Flink 2.3'
+    """
+    try:
+        major, minor = (int(x) for x in flink_version.split(".")[:2])
+    except ValueError:
+        raise PipelineConfigError(
+            "pipeline", "export", f"flink_version={flink_version!r}", "pass a version such as '1.20' or '2.3'"
+        ) from None
+    same = [v for v in MANAGED_FLINK_RUNTIMES if v[0] == major]
+    if not same:
+        offered = ", ".join(f"{a}.{b}" for a, b in MANAGED_FLINK_RUNTIMES)
+        raise PipelineConfigError(
+            "pipeline",
+            "export",
+            f"flink_version={flink_version!r}: AWS Managed Service for Apache Flink has no Flink {major} runtime "
+            f"(it offers {offered}), so main.tf cannot deploy the job",
+            "export for a version the service offers, e.g. flink_version='2.2'",
+        )
+    below = [v for v in same if v <= (major, minor)]
+    chosen = below[-1] if below else same[0]
+    runtime = f"FLINK-{chosen[0]}_{chosen[1]}"
+    if chosen == (major, minor):
+        return runtime, f"the job is written for Flink {major}.{minor}"
+    where = "newest" if below else "oldest"
+    return (
+        runtime,
+        f"the {where} Flink {major} runtime the service offers: the job is written for Flink {major}.{minor}",
+    )
+
+
 def _terraform(gen: _Generator, source: str, sink: str, job: str = "main.py") -> str:
     name = _plan.ident(gen.p.name).replace("_", "-")
+    runtime, why = managed_flink_runtime(gen.flink_version)
     return f"""# AWS Managed Service for Apache Flink application running {job}.
 # No credentials here: Terraform uses the caller's AWS credentials; secrets stay in Secrets Manager.
 
@@ -1204,7 +1268,8 @@ variable "parallelism" {{
 
 resource "aws_kinesisanalyticsv2_application" "job" {{
   name                   = var.name
-  runtime_environment    = "FLINK-1_20"
+  # {why}
+  runtime_environment    = "{runtime}"
   service_execution_role = var.service_role_arn
 
   application_configuration {{
