@@ -1178,6 +1178,16 @@ MANAGED_FLINK_RUNTIMES = ((1, 11), (1, 13), (1, 15), (1, 18), (1, 19), (1, 20), 
 """The Flink versions AWS Managed Service for Apache Flink offers as runtimes (``FLINK-<major>_<minor>``)."""
 
 
+def _major_minor(flink_version: str) -> tuple[int, int]:
+    try:
+        major, minor = (int(x) for x in flink_version.split(".")[:2])
+    except ValueError:
+        raise PipelineConfigError(
+            "pipeline", "export", f"flink_version={flink_version!r}", "pass a version such as '1.20' or '2.3'"
+        ) from None
+    return major, minor
+
+
 def managed_flink_runtime(flink_version: str) -> tuple[str, str]:
     """The Managed Service for Apache Flink runtime for a job written for ``flink_version``, and why.
 
@@ -1197,12 +1207,7 @@ def managed_flink_runtime(flink_version: str) -> tuple[str, str]:
     >>> managed_flink_runtime("2.3")[1]
     'the newest Flink 2 runtime the service offers: the job is written for Flink 2.3'
     """
-    try:
-        major, minor = (int(x) for x in flink_version.split(".")[:2])
-    except ValueError:
-        raise PipelineConfigError(
-            "pipeline", "export", f"flink_version={flink_version!r}", "pass a version such as '1.20' or '2.3'"
-        ) from None
+    major, minor = _major_minor(flink_version)
     same = [v for v in MANAGED_FLINK_RUNTIMES if v[0] == major]
     if not same:
         offered = ", ".join(f"{a}.{b}" for a, b in MANAGED_FLINK_RUNTIMES)
@@ -1382,12 +1387,8 @@ def to_flink(
         raise PipelineConfigError(
             "pipeline", "export", f"sink={sink!r}", "use sink='files', 'kafka' or 'jdbc'"
         )
-    try:
-        major, minor = (int(x) for x in flink_version.split(".")[:2])
-    except ValueError:
-        raise PipelineConfigError(
-            "pipeline", "export", f"flink_version={flink_version!r}", "pass a version such as '1.20' or '2.3'"
-        ) from None
+    major, minor = _major_minor(flink_version)
+    managed_flink_runtime(flink_version)  # refused before anything is written
     from streamlab.export import flink_datastream as ds
 
     gen = _Generator(pipeline, (major, minor))

@@ -63,9 +63,10 @@ def test_an_offered_version_is_its_own_runtime(tmp_path: Path) -> None:
         assert "verified for Flink" not in out.read("README.md")
 
 
-def test_a_major_version_the_service_does_not_offer_is_refused() -> None:
+def test_a_major_version_the_service_does_not_offer_is_refused(tmp_path: Path) -> None:
     with pytest.raises(PipelineConfigError, match=r"no Flink 3 runtime .*flink_version='2.2'"):
-        to_flink(datastream_only(), "unused", flink_version="3.0")
+        to_flink(datastream_only(), tmp_path / "out", flink_version="3.0")
+    assert not (tmp_path / "out").exists()  # refused before anything is written
     assert managed_flink_runtime("2.0") == (
         "FLINK-2_2",
         "the oldest Flink 2 runtime the service offers: the job is written for Flink 2.0",
