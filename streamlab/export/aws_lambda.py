@@ -1741,6 +1741,8 @@ def _results_from_timestream(
     back as their columns' types (``key_types``, by streamlab type; text without it), and a VARCHAR
     measure whose streamlab type (``measure_types``, by aggregator name) is ``json`` from its JSON text.
 
+    A ``json`` column keeps each value's Python type (pandas would read ints next to floats as float64).
+
     Of two writes of one record the higher ``Version`` wins; Timestream rejects a write with the same
     version and other values (moto stores both): such a pair raises here, or, given ``rejected``, the
     first write is kept and why the second would be rejected is appended to it (``verify`` reports it).
@@ -1787,7 +1789,20 @@ def _results_from_timestream(
                 else dimension_value(v, (measure_types or {}).get(m["Name"]))
             )
         rows.append(row)
-    return rows_frame(rows)
+    frame = rows_frame(rows)
+    json_columns = [k for k in keys if (key_types or {}).get(k) == "json"]
+    json_columns += [m for m, kind in (measure_types or {}).items() if kind == "json"]
+    for c in json_columns:
+        # pandas reads a column of ints and floats (json values 1 and 2.5) as float64, and 1 became 1.0,
+        # which streamlab tells apart from 1 (a json value keeps its type): keep the values as they were
+        values = [r.get(c) for r in rows]
+        if (
+            c in frame.columns
+            and frame[c].dtype.kind == "f"
+            and any(type(v) not in (float, type(None)) for v in values)
+        ):
+            frame[c] = pd.Series(values, index=frame.index, dtype=object)
+    return frame
 
 
 def lambda_notes(pipeline: Pipeline, chain: list[Step], batch_size: int) -> list[str]:
