@@ -9,6 +9,8 @@ cannot run the rule (another ``applyInPandasWithState`` in the same query), the 
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,3 +133,46 @@ def test_which_dedups_run_the_rule() -> None:
     twice = events.dedup("event_id", step_id="b").dedup("k", step_id="c")  # two in one query
     twice.filter("k == 'y'", step_id="g")
     assert rule_dedups(p) == {"a"}
+
+
+def test_the_job_run_as_a_program_keeps_the_repeat_after_the_ttl(tmp_path: Path) -> None:
+    """The exported module as spark-submit runs it (``__main__``, its own Python workers): the README's
+    backfill command on the tester's repro gives streamlab's two windows."""
+    import subprocess
+    import sys
+
+    from streamlab.export.spark import END_OF_INPUT
+
+    p = Pipeline(ListSource([b"{}"]), name="as_program")
+    p.parse({"event_id": "string", "timestamp": "timestamp"}).dedup("event_id", ttl="1m").window(
+        TumblingWindow("10s")
+    ).agg(agg.count())
+    module = to_spark(p, tmp_path / "job").module
+    src = tmp_path / "in"
+    src.mkdir()
+    lines = [b'{"event_id": "e1", "timestamp": "2024-01-01T00:00:01Z"}']
+    lines.append(b'{"event_id": "e1", "timestamp": "2024-01-01T00:05:01Z"}')
+    (src / "a.jsonl").write_bytes(b"\n".join([*lines, END_OF_INPUT]) + b"\n")
+    out, ckpt = tmp_path / "out", tmp_path / "ck"
+    argv = [
+        str(module),
+        "--input",
+        f"{src}/",
+        "--output",
+        str(out),
+        "--checkpoint",
+        str(ckpt),
+        "--available-now",
+    ]
+    # as a small cluster would be configured (spark-defaults.conf): 200 shuffle partitions is minutes here
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "spark-defaults.conf").write_text("spark.master local[2]\nspark.sql.shuffle.partitions 2\n")
+    env = {**os.environ, "SPARK_CONF_DIR": str(conf)}
+    done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [
+        json.loads(x) for part in sorted((out / "window").rglob("part-*")) for x in part.read_text().split()
+    ]
+    assert sorted(r["window_start"][:19] for r in rows) == ["2024-01-01T00:00:00", "2024-01-01T00:05:00"]
+    assert [r["count"] for r in rows] == [1, 1]
