@@ -143,7 +143,8 @@ Semantics (streamlab -> Spark)
   one ``applyInPandasWithState`` group for all ids (the rule reads the largest event time and the order
   of first occurrences across ids), rows sorted by their arrival sequence (``_src``, ``_seq``) in each
   micro-batch; the rule's state is the group's state. Rows go through it pickled (``pack_rows``), so
-  pandas does not touch their values. All rows pass one Python worker. No ``duplicates`` output.
+  pandas does not touch their values. All rows pass one Python worker, and the rule's state (up to
+  ``max_ids`` ids) is pickled into the state store after each micro-batch. No ``duplicates`` output.
   Where a comment at the step says so (another ``applyInPandasWithState`` in the same query, which
   Spark refuses, or an input without arrival sequence) the dedup is ``dropDuplicatesWithinWatermark``
   with the ttl as watermark delay instead: an id is forgotten only when the watermark moves, between
@@ -155,9 +156,10 @@ Semantics (streamlab -> Spark)
   ``dropDuplicatesWithinWatermark`` dedup runs on the dedup's watermark (the ttl behind the latest
   event time), not its own delay (+ lateness). Such a window still takes the rows streamlab reports
   late when they are within the ttl, and a ttl shorter than the window's size + delay drops rows at
-  the dedup (Spark's dedup drops rows behind its watermark) that streamlab's window may still take. No one delay gives both rules (the dedup judges
-  a row by its own event time, the window by its window's end), so the dedup keeps its ttl: windows
-  without late rows are streamlab's. The code says so where it happens.
+  the dedup (Spark's dedup drops rows behind its watermark) that streamlab's window may still take.
+  No one delay gives both rules (the dedup judges a row by its own event time, the window by its
+  window's end), so the dedup keeps its ttl: windows without late rows are streamlab's. The code says
+  so where it happens.
 * Functions (``filter_one``) get each row as a dict of Python values: a missing number is None here,
   where streamlab's per-event functions see NaN; a function that fails on None sends the row to
   ``dead_letter`` here, while ``NaN > 1`` is simply False in streamlab.
