@@ -1230,7 +1230,7 @@ variable "name" {{
 
 variable "lambda_zip" {{
   type        = string
-  description = "zip of handler.py (build it with: zip lambda.zip handler.py)"
+  description = "zip of handler.py and the packages of requirements.txt for the python3.12 runtime (build it with: sh build.sh)"
   default     = "lambda.zip"
 }}
 
@@ -1510,7 +1510,8 @@ def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = No
     Returns
     -------
     ExportedFiles
-        ``handler.py``, ``requirements.txt`` and ``main.tf``.
+        ``handler.py``, ``requirements.txt``, ``build.sh`` (builds ``lambda.zip``: the handler with
+        requirements.txt's packages, which the Lambda runtime lacks) and ``main.tf``.
 
     Examples
     --------
@@ -1520,7 +1521,7 @@ def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = No
     >>> p = Pipeline(ListSource([b'{}']), name="demo")
     >>> _ = p.parse().window(TumblingWindow("1m"), key="event_type").agg(agg.count())
     >>> sorted(to_lambda(p, tempfile.mkdtemp()).files)
-    ['handler.py', 'main.tf', 'requirements.txt']
+    ['build.sh', 'handler.py', 'main.tf', 'requirements.txt']
     >>> q = Pipeline(ListSource([b'{}']), name="demo")
     >>> _ = q.parse().window(SessionWindow("30m"), key="user_id").agg(agg.count())
     >>> to_lambda(q, tempfile.mkdtemp())
@@ -1574,19 +1575,68 @@ def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = No
 
     code = _tidy("\n".join(parts))
     out = ExportedFiles.at(path, "handler.py", "lambda")
-    reqs = ("pandas>=2.0\n" if "eval_expr(" in code or "pandas" in gen.imports else "") + "boto3>=1.34\n"
+    needs_pandas = "eval_expr(" in code or "pandas" in gen.imports
+    reqs = ("pandas>=2.0\n" if needs_pandas else "") + "boto3>=1.34\n"
+    packages = ["pandas"] if needs_pandas else []
     if any(isinstance(s, OperatorStep) and isinstance(s.config, Detect) for s in chain):
         from importlib.metadata import version
 
         reqs += f"river=={version('river')}\n"  # the models' pickled state is read back by the same river
+        packages.append("river")
+    if packages:  # the Lambda runtime has boto3 only: say so at the cold start, not row by row
+        code = code.replace(_BODY_START, _PACKAGE_CHECK.format(packages=tuple(packages)) + _BODY_START, 1)
     dedup = any(isinstance(s, DedupStep) for s in chain)
     for fname, text in (
         ("handler.py", code),
         ("requirements.txt", reqs),
+        ("build.sh", _BUILD_SH),
         ("main.tf", _terraform(pipeline, window, dedup, partition_key)),
     ):
         out.write(fname, text)
+    out.files["build.sh"].chmod(0o755)
     return out
+
+
+LAMBDA_RUNTIME = "python3.12"
+"""The Lambda runtime ``main.tf`` declares; ``build.sh`` installs requirements.txt for it."""
+
+_BUILD_SH = f"""#!/bin/sh
+# Build lambda.zip (main.tf's var.lambda_zip): handler.py with the packages of requirements.txt next to
+# it. The {LAMBDA_RUNTIME} runtime has boto3 only; pandas evaluates filter and with_columns expressions
+# (s.str.startswith('a'), abs(n) > 1, ...) and river holds the detectors' models. Wheels are for
+# Linux x86_64 (main.tf's default architecture), whatever machine builds the zip.
+set -eu
+cd "$(dirname "$0")"
+PIP="${{PIP:-python3 -m pip}}"
+rm -rf build lambda.zip
+mkdir build
+$PIP install --quiet --target build --platform manylinux2014_x86_64 --implementation cp \\
+    --python-version {LAMBDA_RUNTIME.removeprefix("python")} --only-binary=:all: -r requirements.txt
+cp handler.py build/
+(cd build && python3 -m zipfile -c ../lambda.zip $(ls -A))
+echo "built lambda.zip"
+"""
+
+_BODY_START = "\n\n_clients = {}\n"
+
+_PACKAGE_CHECK = """
+
+def check_packages(names={packages!r}):
+    \"\"\"Fail the cold start when the deployment package lacks requirements.txt's packages (``zip lambda.zip
+    handler.py`` alone): without them every row of an expression that needs pandas would go to the
+    dead letters one by one as "raised ModuleNotFoundError".\"\"\"
+    from importlib.util import find_spec
+
+    missing = [name for name in names if find_spec(name) is None]
+    if missing:
+        raise ImportError(
+            f"handler.py needs {{', '.join(missing)}} (requirements.txt), which the Lambda runtime does not "
+            "have: build lambda.zip with build.sh, which packages them next to handler.py"
+        )
+
+
+check_packages()
+"""
 
 
 # -- verification --------------------------------------------------------------------------------------
@@ -1691,6 +1741,8 @@ def _results_from_timestream(
     back as their columns' types (``key_types``, by streamlab type; text without it), and a VARCHAR
     measure whose streamlab type (``measure_types``, by aggregator name) is ``json`` from its JSON text.
 
+    A ``json`` column keeps each value's Python type (pandas would read ints next to floats as float64).
+
     Of two writes of one record the higher ``Version`` wins; Timestream rejects a write with the same
     version and other values (moto stores both): such a pair raises here, or, given ``rejected``, the
     first write is kept and why the second would be rejected is appended to it (``verify`` reports it).
@@ -1737,7 +1789,20 @@ def _results_from_timestream(
                 else dimension_value(v, (measure_types or {}).get(m["Name"]))
             )
         rows.append(row)
-    return rows_frame(rows)
+    frame = rows_frame(rows)
+    json_columns = [k for k in keys if (key_types or {}).get(k) == "json"]
+    json_columns += [m for m, kind in (measure_types or {}).items() if kind == "json"]
+    for c in json_columns:
+        # pandas reads a column of ints and floats (json values 1 and 2.5) as float64, and 1 became 1.0,
+        # which streamlab tells apart from 1 (a json value keeps its type): keep the values as they were
+        values = [r.get(c) for r in rows]
+        if (
+            c in frame.columns
+            and frame[c].dtype.kind == "f"
+            and any(type(v) not in (float, type(None)) for v in values)
+        ):
+            frame[c] = pd.Series(values, index=frame.index, dtype=object)
+    return frame
 
 
 def lambda_notes(pipeline: Pipeline, chain: list[Step], batch_size: int) -> list[str]:

@@ -46,6 +46,7 @@ True
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,11 @@ What differs from streamlab's per-event semantics
 * Dedup keeps the first arrival of each id (``ROW_NUMBER`` over processing time) for as long as Flink
   keeps its state (``table.exec.state.ttl``, set from the step's ttl); streamlab forgets an id by event
   time and also bounds the ids held (``max_ids``). Repeats are dropped: no ``duplicates`` output.
+* The job's one watermark is the source table's (Flink SQL declares watermarks on tables, not on the
+  deduplicated view), so a window, join or pattern after a dedup runs on a watermark that counts the
+  repeats it dropped; streamlab's counts only the rows the dedup kept. A repeat later than every row
+  kept before it moves Flink's ahead, and a kept row behind it can be dropped as late where streamlab
+  counts it on time. ``datastream.py`` runs streamlab's per-step watermark.
 * Interval joins drop rows behind the join's watermark (streamlab reports them on ``late``).
 * Patterns (``MATCH_RECOGNIZE``) drop rows behind the watermark (streamlab reports them on ``late``);
   the matches of inputs without late rows are streamlab's (see ``streamlab.export.flink_pattern``).
@@ -999,6 +1005,19 @@ if __name__ == "__main__":
 
 
 # -- README, requirements, Terraform ------------------------------------------------------------------
+def _runtime_text(gen: _Generator) -> str:
+    """The README's sentence on main.tf's runtime (:func:`managed_flink_runtime`)."""
+    runtime, why = managed_flink_runtime(gen.flink_version)
+    text = f"runtime `{runtime}` ({why})."
+    if not why.startswith("the job is written for"):
+        text += (
+            f" The job and its connector jars were written and verified for Flink {gen.flink_version} only; "
+            "to pin `requirements.txt` to the service's version, export with "
+            f'`to_flink(..., flink_version="{runtime.removeprefix("FLINK-").replace("_", ".")}")`.'
+        )
+    return text
+
+
 def _readme_run(job: str, flink_version: str, source: str, sink: str) -> str:
     """The README's "Run" section: ``job`` on the local mini-cluster from files, then on a cluster."""
     return f"""## Run
@@ -1092,8 +1111,7 @@ not executed.
 
 ## AWS Managed Service for Apache Flink
 
-`main.tf` creates the application (runtime `FLINK-1_20`, the newest the service offers; the job uses
-only APIs that Flink 1.20 has). Zip this directory with the connector jars under `lib/` and upload it
+`main.tf` creates the application: {_runtime_text(gen)} Zip this directory with the connector jars under `lib/` and upload it
 to the code bucket; secrets go to the application's environment properties by reference to AWS
 Secrets Manager, never into the zip.
 
@@ -1156,7 +1174,7 @@ with a file source and file sinks. The connector paths are generated and documen
 
 ## AWS Managed Service for Apache Flink
 
-`main.tf` creates the application running `datastream.py` (runtime `FLINK-1_20`).
+`main.tf` creates the application running `datastream.py`: {_runtime_text(gen)}
 
 ```
 zip -r job.zip datastream.py requirements.txt lib/
@@ -1168,8 +1186,65 @@ terraform init && terraform apply -var code_bucket=BUCKET -var code_key=job.zip
 {ds.DATASTREAM_SEMANTICS}"""
 
 
+MANAGED_FLINK_RUNTIMES = ((1, 11), (1, 13), (1, 15), (1, 18), (1, 19), (1, 20), (2, 2))
+"""The Flink versions AWS Managed Service for Apache Flink offers as runtimes (``FLINK-<major>_<minor>``)."""
+
+
+def _major_minor(flink_version: str) -> tuple[int, int]:
+    try:
+        major, minor = (int(x) for x in flink_version.split(".")[:2])
+    except ValueError:
+        raise PipelineConfigError(
+            "pipeline", "export", f"flink_version={flink_version!r}", "pass a version such as '1.20' or '2.3'"
+        ) from None
+    return major, minor
+
+
+def managed_flink_runtime(flink_version: str) -> tuple[str, str]:
+    """The Managed Service for Apache Flink runtime for a job written for ``flink_version``, and why.
+
+    The same major version always (a job for Flink 2 uses 2.x APIs and 2.x connector jars, which do not
+    load on 1.x): the version itself when the service offers it, else the newest offered below it,
+    else the oldest above it.
+
+    Raises
+    ------
+    PipelineConfigError
+        When the service offers no runtime of that major version.
+
+    Examples
+    --------
+    >>> managed_flink_runtime("2.3.0")[0], managed_flink_runtime("1.20")[0], managed_flink_runtime("1.17")[0]
+    ('FLINK-2_2', 'FLINK-1_20', 'FLINK-1_15')
+    >>> managed_flink_runtime("2.3")[1]
+    'the newest Flink 2 runtime the service offers: the job is written for Flink 2.3'
+    """
+    major, minor = _major_minor(flink_version)
+    same = [v for v in MANAGED_FLINK_RUNTIMES if v[0] == major]
+    if not same:
+        offered = ", ".join(f"{a}.{b}" for a, b in MANAGED_FLINK_RUNTIMES)
+        raise PipelineConfigError(
+            "pipeline",
+            "export",
+            f"flink_version={flink_version!r}: AWS Managed Service for Apache Flink has no Flink {major} runtime "
+            f"(it offers {offered}), so main.tf cannot deploy the job",
+            "export for a version the service offers, e.g. flink_version='2.2'",
+        )
+    below = [v for v in same if v <= (major, minor)]
+    chosen = below[-1] if below else same[0]
+    runtime = f"FLINK-{chosen[0]}_{chosen[1]}"
+    if chosen == (major, minor):
+        return runtime, f"the job is written for Flink {major}.{minor}"
+    where = "newest" if below else "oldest"
+    return (
+        runtime,
+        f"the {where} Flink {major} runtime the service offers: the job is written for Flink {major}.{minor}",
+    )
+
+
 def _terraform(gen: _Generator, source: str, sink: str, job: str = "main.py") -> str:
     name = _plan.ident(gen.p.name).replace("_", "-")
+    runtime, why = managed_flink_runtime(gen.flink_version)
     return f"""# AWS Managed Service for Apache Flink application running {job}.
 # No credentials here: Terraform uses the caller's AWS credentials; secrets stay in Secrets Manager.
 
@@ -1210,7 +1285,8 @@ variable "parallelism" {{
 
 resource "aws_kinesisanalyticsv2_application" "job" {{
   name                   = var.name
-  runtime_environment    = "FLINK-1_20"
+  # {why}
+  runtime_environment    = "{runtime}"
   service_execution_role = var.service_role_arn
 
   application_configuration {{
@@ -1323,12 +1399,8 @@ def to_flink(
         raise PipelineConfigError(
             "pipeline", "export", f"sink={sink!r}", "use sink='files', 'kafka' or 'jdbc'"
         )
-    try:
-        major, minor = (int(x) for x in flink_version.split(".")[:2])
-    except ValueError:
-        raise PipelineConfigError(
-            "pipeline", "export", f"flink_version={flink_version!r}", "pass a version such as '1.20' or '2.3'"
-        ) from None
+    major, minor = _major_minor(flink_version)
+    managed_flink_runtime(flink_version)  # refused before anything is written
     from streamlab.export import flink_datastream as ds
 
     gen = _Generator(pipeline, (major, minor))
@@ -1611,16 +1683,26 @@ if __name__ == "__main__":
 
 
 def comparable(
-    pipeline: Pipeline, local: dict[str, Any], exported: dict[str, Any]
+    pipeline: Pipeline, local: dict[str, Any], exported: dict[str, Any], lines: Sequence[bytes] | None = None
 ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """Both runs' outputs without the rows that may rightly differ, and notes saying what was left out.
 
-    Flink's watermark is emitted periodically, so it never runs ahead of streamlab's per-event one: a
-    row Flink drops as late is late in streamlab too, while a row streamlab reports late may still be
-    counted by Flink. So a tumbling or sliding window that got no late row in streamlab must be equal;
-    windows that got late rows (by key and start) are left out of the comparison. A late row can merge
-    only sessions of its own key, so the sessions of keys that got late rows are left out; joins with
-    late rows can pair differently, so such outputs are not compared at all (``_late``).
+    The SQL job has one watermark, declared on its input table (Flink SQL cannot declare one on a view):
+    it counts every parsed row. For a step that reads every parsed row (no dedup before it) that is
+    what streamlab's per-event watermark of the step counts, and Flink emits it periodically, so it
+    never runs ahead of streamlab's: a row Flink drops as late is late in streamlab too, while a row
+    streamlab reports late may still be counted by Flink. So a tumbling or sliding window that got no
+    late row in streamlab must be equal; windows that got late rows (by key and start) are left out of
+    the comparison. A late row can merge only sessions of its own key, so the sessions of keys that got
+    late rows are left out; joins with late rows can pair differently, so such outputs are not compared
+    at all (``_late``).
+
+    After a dedup that is not so: streamlab's watermark there counts only the rows the dedup kept,
+    Flink's also the repeats it dropped, so a repeat later than every row kept before it runs Flink's
+    ahead and a kept row on time in streamlab can be late in Flink. The windows, joins and patterns
+    after a dedup where that happened on ``lines`` (the sample, in arrival order:
+    :func:`watermark_ahead_after_dedup`), or after any dedup that dropped repeats when ``lines`` is not
+    given, are not compared, and a note says why.
 
     Examples
     --------
@@ -1641,9 +1723,141 @@ def comparable(
     >>> notes
     ['window: 1 window(s) with late rows in streamlab left out (Flink may still count their late rows)']
     """
+    import pandas as pd
+
     from streamlab.export._late import leave_out_late_windows
 
-    return leave_out_late_windows(pipeline, local, exported, "Flink")
+    local, exported = dict(local), dict(exported)
+    if lines is not None:
+        ahead = watermark_ahead_after_dedup(pipeline, lines)
+    else:  # no sample: every dedup that dropped repeats may have run the watermark ahead
+        ahead = {
+            sid: (len(local[f"{sid}.duplicates"]), _after(pipeline, sid))
+            for sid, step in pipeline.steps.items()
+            if isinstance(step, DedupStep)
+            and len(local.get(f"{sid}.duplicates", ()))
+            and _after(pipeline, sid)
+        }
+    notes: list[str] = []
+    for dedup, (n_ahead, after) in ahead.items():
+        for sid in after:
+            if any(n.startswith(f"{sid}: not compared:") for n in notes):
+                continue  # after two dedups that both ran it ahead: said once
+            for name in pipeline.steps[sid].outputs:
+                ref = sid if name == "out" else f"{sid}.{name}"
+                if ref in local or ref in exported:
+                    local[ref], exported[ref] = pd.DataFrame(), pd.DataFrame()
+            what = (
+                "later than every row it had kept" if lines is not None else "(times not traced: no sample)"
+            )
+            notes.append(
+                f"{sid}: not compared: {dedup!r} dropped {n_ahead} repeat(s) {what}; Flink SQL's "
+                "watermark (on the input table) counts them, streamlab's after the dedup does not, so rows "
+                "on time in streamlab may be late in Flink (datastream.py runs streamlab's watermark per step)"
+            )
+    skipped = {n.split(":", 1)[0] for n in notes}  # not compared at all: their late rows do not matter
+    steps = [sid for sid in pipeline.steps if sid not in skipped]
+    local, exported, late_notes = leave_out_late_windows(pipeline, local, exported, "Flink", steps)
+    return local, exported, notes + late_notes
+
+
+def _after(pipeline: Pipeline, dedup: str) -> list[str]:
+    """The windows, joins and patterns downstream of ``dedup`` (they run on the SQL job's watermark)."""
+    below = {dedup}
+    for sid, step in pipeline.steps.items():  # inputs come before the steps that read them
+        if any(ref.split(".", 1)[0] in below for ref in step.inputs):
+            below.add(sid)
+    return [
+        sid
+        for sid in below
+        if isinstance(pipeline.steps[sid], (WindowStep, IntervalJoinStep))
+        or _plan.is_pattern_step(pipeline.steps[sid])
+    ]
+
+
+def watermark_ahead_after_dedup(
+    pipeline: Pipeline, lines: Sequence[bytes]
+) -> dict[str, tuple[int, list[str]]]:
+    """Dedup steps whose repeats ran the SQL job's watermark ahead of streamlab's after the dedup.
+
+    The sample's records in arrival order through streamlab's own parse rule (``read_record``) and
+    dedup rule (``Dedup``): a repeat later than every row the dedup kept before it, followed by a kept
+    row, moves Flink SQL's watermark (over every row) ahead of the one streamlab's steps after the
+    dedup run on (over the kept rows). Between the parse and the dedup the SQL job has only selects,
+    key_by and other dedup steps, which are followed too. A step after two dedups is named under each
+    that ran ahead (conservative: a row the first kept may be dropped by the second).
+
+    Returns
+    -------
+    dict
+        Dedup step id -> (the number of such repeats, the windows, joins and patterns after it), for
+        the dedup steps with at least one that have such steps after them.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline, TumblingWindow, agg
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b"{}"]))
+    >>> _ = p.parse({"event_id": "string", "timestamp": "timestamp"}).dedup().window(TumblingWindow("10s")).agg(agg.count())
+    >>> def line(i, s):
+    ...     return b'{"event_id": "e%d", "timestamp": "2024-01-01T00:00:%02dZ"}' % (i, s)
+    >>> watermark_ahead_after_dedup(p, [line(1, 1), line(1, 50), line(2, 20)])  # e1 again, 49 s later
+    {'dedup': (1, ['window'])}
+    >>> watermark_ahead_after_dedup(p, [line(1, 1), line(2, 20), line(1, 20)])  # e1 again, not ahead
+    {}
+    """
+    from streamlab._record import BadRecordError, Dedup, dedup_key, read_record, typed_id
+
+    steps = pipeline.steps
+    parse = next(s for s in steps.values() if isinstance(s, ParseStep))
+    fields = tuple((f.name, f.type, f.path) for f in parse.fields)
+    required = tuple(dict.fromkeys(((parse.time,) if parse.time else ()) + parse.required))
+    parsed = []
+    for raw in lines:
+        try:
+            parsed.append(read_record(raw, fields, required, parse.max_record_bytes))
+        except BadRecordError:
+            continue  # a dead letter: it reaches neither watermark
+    # the rows of each stream as (arrival position, row) through the selects, key_by and dedup steps
+    streams: dict[str, list[tuple[int, dict[str, Any]]]] = {parse.step_id: list(enumerate(parsed))}
+    found: dict[str, tuple[int, list[str]]] = {}
+    for sid, step in steps.items():
+        rows = streams.get(step.inputs[0]) if step.inputs else None
+        if rows is None:
+            continue
+        if isinstance(step, SelectStep):
+            streams[sid] = [(i, {new: r.get(old) for old, new in step.columns}) for i, r in rows]
+        elif isinstance(step, KeyByStep):
+            streams[sid] = rows
+        elif isinstance(step, DedupStep):
+            rule = Dedup(step.ttl_ns, step.max_ids)
+            time = step.time
+            streams[sid] = [
+                (i, r)
+                for i, r in rows
+                if not rule.is_duplicate(
+                    typed_id(dedup_key(r.get(step.id_column))), r.get(time) if time else None
+                )
+            ]
+            after = _after(pipeline, sid)
+            if not after or parse.time is None:
+                continue
+            # Flink's watermark: every parsed row's time; streamlab's after the dedup: the kept rows'
+            kept = {i for i, _ in streams[sid]}
+            max_kept: int | None = None
+            ahead = pending = 0
+            for i, r in enumerate(parsed):
+                t = r.get(parse.time)
+                if i in kept:
+                    ahead += pending  # a kept row after repeats ahead of it: it may be late in Flink
+                    pending = 0
+                    if t is not None:
+                        max_kept = t if max_kept is None else max(max_kept, t)
+                elif t is not None and (max_kept is None or t > max_kept):
+                    pending += 1
+            if ahead:
+                found[sid] = (ahead, after)
+    return found
 
 
 def verify_flink(
@@ -1736,7 +1950,7 @@ def verify_flink(
         notes += finer_time_notes(local, compared, "flink", TIME_UNIT_NS["flink"])
         return files, local, exported, notes, compared
     exported = run_flink(files, lines, python=flink_python, timeout=timeout_s)
-    local, exported, left_out = comparable(pipeline, local, exported)
+    local, exported, left_out = comparable(pipeline, local, exported, lines)
     compared = compared_outputs(pipeline, "flink")
     for sid, step in pipeline.steps.items():
         if _plan.is_pattern_step(step):  # MATCH_RECOGNIZE's matches

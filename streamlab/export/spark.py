@@ -12,10 +12,15 @@ per-event rules is written into the module's docstring; the short version:
 * A window result is written (append mode) once the watermark passes ``end + lateness``; a bounded
   input (``--input`` with ``--available-now``) ends with the windows still open unless its last line
   is the end-of-input marker (``END_OF_INPUT``), which moves every watermark past every window.
-* Dedup is ``dropDuplicatesWithinWatermark`` (an id is forgotten once the watermark passes its first
-  event time + ttl): no ``duplicates`` output. Spark allows one watermark per chain, so a window after
-  a dedup runs on the dedup's (the ttl behind): it takes the rows streamlab reports late within the
-  ttl (``verify`` leaves those windows out; :func:`inherited_watermarks` names such steps).
+* Dedup is streamlab's own rule (``Dedup``) in one ``applyInPandasWithState`` group, on rows in arrival
+  order (:func:`rule_dedups`): the same repeats as streamlab, ``ttl`` and ``max_ids`` included, on one
+  Python worker; no ``duplicates`` output. Where the query already has another
+  ``applyInPandasWithState`` (Spark allows one per query: a detector or pattern step after the dedup)
+  or the input has no arrival sequence (after a window or join), it is ``dropDuplicatesWithinWatermark``
+  (``DEDUP_FALLBACK_WHY`` says what differs; ``verify`` repeats it in its notes). Spark allows one
+  watermark per chain, so a window after such a dedup runs on the dedup's (the ttl behind): it takes
+  the rows streamlab reports late within the ttl (``verify`` leaves those windows out;
+  :func:`inherited_watermarks` names such steps).
 * Pattern steps run streamlab's rule per key in ``applyInPandasWithState`` (the key's buffered events
   and open candidates are its group state; see ``streamlab.export.spark_pattern``): the matches are
   streamlab's on inputs without late rows.
@@ -133,18 +138,28 @@ Semantics (streamlab -> Spark)
   window and is never written out. ``first``/``last`` are ``min_by``/``max_by`` on event time (ties:
   any of the tied rows; streamlab takes the earliest arrival).
 * Sessions: ``session_window`` (a session ends ``gap`` after its last event, as in streamlab).
-* Dedup: ``dropDuplicatesWithinWatermark`` with the ttl as watermark delay (an id is forgotten once
-  the watermark passes its first event time + ttl); without ttl, ``dropDuplicates`` keeps every id.
-  No ``duplicates`` output; streamlab's ``max_ids`` bound is not reproduced. Rows behind the watermark
-  (more than the ttl behind the latest event time) are dropped here; streamlab passes them on.
+* Dedup: streamlab's own rule (``Dedup``, copied below: an id is remembered while the largest event
+  time seen is within ttl of its first occurrence, at most max_ids of them) in ``first_occurrences``,
+  one ``applyInPandasWithState`` group for all ids (the rule reads the largest event time and the order
+  of first occurrences across ids), rows sorted by their arrival sequence (``_src``, ``_seq``) in each
+  micro-batch; the rule's state is the group's state. Rows go through it pickled (``pack_rows``), so
+  pandas does not touch their values. All rows pass one Python worker, and the rule's state (up to
+  ``max_ids`` ids) is pickled into the state store after each micro-batch. No ``duplicates`` output.
+  Where a comment at the step says so (another ``applyInPandasWithState`` in the same query, which
+  Spark refuses, or an input without arrival sequence) the dedup is ``dropDuplicatesWithinWatermark``
+  with the ttl as watermark delay instead: an id is forgotten only when the watermark moves, between
+  micro-batches, so a repeat more than the ttl after its first occurrence is dropped when both are in
+  one micro-batch (streamlab passes it); ``max_ids`` is not reproduced; rows behind the watermark are
+  dropped.
 * One watermark per chain: Spark fails a query with a second ``withWatermark`` downstream of
-  another ("Redefining watermark is disallowed"), so a window, join or pattern after a dedup runs on
-  the dedup's watermark (the ttl behind the latest event time), not its own delay (+ lateness). Such
-  a window still takes the rows streamlab reports late when they are within the ttl, and a ttl
-  shorter than the window's size + delay drops rows at the dedup (Spark's dedup drops rows behind its
-  watermark) that streamlab's window may still take. No one delay gives both rules (the dedup judges
-  a row by its own event time, the window by its window's end), so the dedup keeps its ttl: windows
-  without late rows are streamlab's. The code says so where it happens.
+  another ("Redefining watermark is disallowed"), so a window, join or pattern after a
+  ``dropDuplicatesWithinWatermark`` dedup runs on the dedup's watermark (the ttl behind the latest
+  event time), not its own delay (+ lateness). Such a window still takes the rows streamlab reports
+  late when they are within the ttl, and a ttl shorter than the window's size + delay drops rows at
+  the dedup (Spark's dedup drops rows behind its watermark) that streamlab's window may still take.
+  No one delay gives both rules (the dedup judges a row by its own event time, the window by its
+  window's end), so the dedup keeps its ttl: windows without late rows are streamlab's. The code says
+  so where it happens.
 * Functions (``filter_one``) get each row as a dict of Python values: a missing number is None here,
   where streamlab's per-event functions see NaN; a function that fails on None sends the row to
   ``dead_letter`` here, while ``NaN > 1`` is simply False in streamlab.
@@ -532,7 +547,9 @@ class _Generator:
         self.p = p
         self.types = spark_types(p)
         # detector, feature, rule and drift steps: rows carry their arrival sequence (_src, _seq) to them
-        self.ordered = any(_is_row_step(s) for s in p.steps.values())
+        # dedup steps that run streamlab's rule (rule_dedups): they read rows in arrival order too
+        self.rule_dedups = rule_dedups(p)
+        self.ordered = any(_is_row_step(s) for s in p.steps.values()) or bool(self.rule_dedups)
         self.with_order: set[str] = set()  # streams that carry _src and _seq
         self.row_steps = False
         self.member = segments(p)  # step -> the first step of its run of detector steps
@@ -662,8 +679,10 @@ class _Generator:
             if step.inputs[0] in self.with_order:
                 sel += ", '_src', '_seq'"
                 self.with_order.add(sid)
-            self.emit(f"{v} = {src}.select({sel})")
             mapping = dict(step.columns)
+            if tin and tin not in mapping:  # the END_OF_INPUT row is known by its time: it stops here
+                src = f"real_rows({src}, {tin!r})"
+            self.emit(f"{v} = {src}.select({sel})")
             self.time_of[sid] = mapping.get(tin) if tin else None
             self.add(sid)
         elif isinstance(step, KeyByStep):
@@ -672,13 +691,22 @@ class _Generator:
                 self.with_order.add(sid)
             self.time_of[sid] = tin
         elif isinstance(step, DedupStep):
-            if step.time and step.ttl_ns is not None:
-                # the ttl is the watermark's delay: Spark forgets an id once the watermark passes its
-                # first event time + the delay
+            if sid in self.rule_dedups:
+                self._dedup_rule(step, v, src, tin)
+            elif step.time and step.ttl_ns is not None:
+                # another applyInPandasWithState shares the query (Spark allows one), so not streamlab's
+                # rule: the ttl is the watermark's delay, and Spark forgets an id once the watermark
+                # passes its first event time + the delay. The watermark moves between micro-batches
+                # only: a repeat more than the ttl after the first occurrence, in the same micro-batch,
+                # is dropped here and passes in streamlab (verify says so in its notes)
                 watermarked = self._watermarked(step, src, step.inputs[0], step.time, step.ttl_ns, 0)
+                self.emit(
+                    f"# {sid}: dropDuplicatesWithinWatermark, not streamlab's rule: {DEDUP_FALLBACK_WHY}"
+                )
                 self.emit(f"{v} = {watermarked}.dropDuplicatesWithinWatermark([{step.id_column!r}])")
                 self.watermark[sid] = wm_in or (step.time, step.ttl_ns, sid)
             else:
+                self.emit(f"# {sid}: dropDuplicates, not streamlab's rule: {DEDUP_FALLBACK_WHY}")
                 self.emit(f"{v} = {src}.dropDuplicates([{step.id_column!r}])")
             if step.inputs[0] in self.with_order:
                 self.with_order.add(sid)
@@ -976,6 +1004,33 @@ class _Generator:
             self.add(ref)
         self.tagged[anchor] = v
 
+    def _dedup_rule(self, step: DedupStep, v: str, src: str, tin: str | None) -> None:
+        """A dedup as streamlab's own rule (``Dedup``, copied into the module) in one
+        ``applyInPandasWithState`` group: every row in arrival order, the rule pickled into the group's
+        state. The rows travel through pandas packed (``pack_rows``), so their values stay exact."""
+        sid = step.step_id
+        if "def first_occurrences(" not in "\n".join(self.user_code):
+            self.user_code.append("# the dedup steps' side of Spark, copied" + _DEDUP_FN)
+        c = _plan.ident(sid).upper()
+        kind = self.types.get(step.inputs[0], {}).get(step.id_column, "object")
+        settings = (step.id_column, kind, step.time, tin, step.ttl_ns, step.max_ids)
+        self.consts.append(_plan.const(f"{c}_RULE", settings))
+        self.emit(f"# {sid}: streamlab's dedup rule in one applyInPandasWithState group, in arrival order")
+        self.emit("from pyspark.sql.streaming.state import GroupStateTimeout")
+        self.emit(f"{v}_schema = {src}.schema")
+        self.emit(f"{v}_arrow = arrow_schema({v}_schema)")
+        self.emit(f"{v} = (")
+        self.emit(f"    {src}.mapInArrow(pack_rows, PACKED_SCHEMA)")
+        self.emit("    .groupBy('_group')")
+        self.emit("    .applyInPandasWithState(")
+        self.emit(f"        lambda _key, frames, state: first_occurrences(frames, state, *{c}_RULE),")
+        self.emit("        '`_row` BINARY', 'rule STRING', 'append', GroupStateTimeout.NoTimeout,")
+        self.emit("    )")
+        self.emit(
+            f"    .mapInArrow(lambda batches, schema={v}_arrow: unpack_rows(batches, schema), {v}_schema)"
+        )
+        self.emit(")")
+
     def _map(self, step: MapStep, v: str, src: str) -> None:
         """``with_columns``: pandas expressions on each Arrow batch, failing rows to ``dead_letter``."""
         sid, inp = step.step_id, step.inputs[0]
@@ -1054,7 +1109,8 @@ class _Generator:
         sid = step.step_id
         left_ref, right_ref = step.inputs
         lv, rv = self.var(left_ref), self.var(right_ref)
-        lcols, rcols = self.fields_of(left_ref), self.fields_of(right_ref)
+        # the arrival sequence does not travel through a join (its rows pair two arrivals)
+        lcols, rcols = list(self.types.get(left_ref, {})), list(self.types.get(right_ref, {}))
         lt, rt = step.left_time, step.right_time
         cond = [f"l.`{k}` = r.`{k}`" for k in step.on]
         cond += _plan.keyable_join_sql(step.on, self.types.get(left_ref, {}), "l")
@@ -1209,6 +1265,127 @@ def @FN@(key, frames, state):
         }
     )
 """
+
+
+DEDUP_FALLBACK_WHY = (
+    "a query through it has another applyInPandasWithState (Spark allows one per query), or its input "
+    "has no arrival sequence: a repeat more than the ttl after its id's first occurrence is dropped "
+    "when both are in one micro-batch (streamlab passes it), and max_ids is not reproduced"
+)
+"""Why a dedup step is not streamlab's rule in the Spark job (:func:`rule_dedups`)."""
+
+_DEDUP_FN = '''
+
+PACKED_SCHEMA = "`_group` STRING, `_src` STRING, `_seq` BIGINT, `_row` BINARY"
+
+
+def pack_rows(batches):
+    """``mapInArrow`` body before a dedup: each row pickled whole into ``_row`` (with its arrival
+    sequence beside it), so that pandas, which the dedup's ``applyInPandasWithState`` hands rows through,
+    cannot change a value (an integer column with a missing value would come back float64)."""
+    import pickle
+
+    schema = pa.schema([("_group", pa.string()), ("_src", pa.string()), ("_seq", pa.int64()), ("_row", pa.binary())])
+    for batch in batches:
+        rows = batch.to_pylist()
+        yield pa.RecordBatch.from_pydict(
+            {
+                "_group": [""] * len(rows),
+                "_src": [r.get("_src") for r in rows],
+                "_seq": [r.get("_seq") for r in rows],
+                "_row": [pickle.dumps(r) for r in rows],
+            },
+            schema=schema,
+        )
+
+
+def unpack_rows(batches, schema):
+    """``mapInArrow`` body after a dedup: the rows ``pack_rows`` packed, as they were."""
+    import pickle
+
+    for batch in batches:
+        rows = [pickle.loads(b) for b in batch.column("_row").to_pylist()]
+        yield pa.RecordBatch.from_pylist(rows, schema=schema)
+
+
+def first_occurrences(frames, state, id_column, kind, time, end_time, ttl_ns, max_ids):
+    """``applyInPandasWithState`` body of a dedup step (one group: the rule reads the largest event time
+    seen and the order of first occurrences across all ids): the micro-batch's packed rows in arrival
+    order (``_src``, ``_seq``) through streamlab's rule (``Dedup``), the rows it passes returned packed.
+    The END_OF_INPUT row (``end_time`` at END_TIME) passes without reaching the rule. The state is the
+    rule's fields pickled (ids, first times, the expiry heap: plain values)."""
+    import base64
+    import pickle
+
+    import pandas as pd
+
+    rule = Dedup(ttl_ns, max_ids)
+    if state.exists:  # the rule's fields (plain values: the class itself is not importable on workers)
+        rule.__dict__.update(pickle.loads(base64.b64decode(state.get[0])))
+    frame = pd.concat(list(frames), ignore_index=True).sort_values(["_src", "_seq"], kind="stable")
+    kept = []
+    for packed in frame["_row"].tolist():
+        row = pickle.loads(packed)
+        if end_time is not None and row.get(end_time) == END_TIME:
+            kept.append(packed)
+            continue
+        value = row.get(id_column)
+        if kind in ("json", "object") and value is not None:
+            value = json.loads(value)  # the column holds the value's JSON text
+        t = row.get(time) if time else None
+        if not rule.is_duplicate(typed_id(dedup_key(value)), None if t is None else to_ns(t)):
+            kept.append(packed)
+    state.update((base64.b64encode(pickle.dumps(vars(rule))).decode("ascii"),))
+    yield pd.DataFrame({"_row": pd.Series(kept, dtype=object)})
+'''
+
+
+def rule_dedups(p: Pipeline) -> set[str]:
+    """Dedup steps the Spark job runs as streamlab's own rule (``Dedup``, one ``applyInPandasWithState``
+    group): those whose input carries the arrival sequence (only parse, filter, select, key_by,
+    with_columns and dedup steps before them) and where no query through them has another
+    ``applyInPandasWithState`` (a detector, feature, rule, drift or pattern step, or another such dedup:
+    Spark allows one per query). The others are ``dropDuplicatesWithinWatermark`` (``DEDUP_FALLBACK_WHY``).
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b'{}']), name="demo")
+    >>> uniq = p.parse().dedup("event_id", ttl="10m")
+    >>> rule_dedups(p)
+    {'dedup'}
+    >>> _ = uniq.dedup("user_id", ttl="1m", step_id="again")  # two in one query: neither
+    >>> sorted(rule_dedups(p))
+    []
+    """
+    steps = p.steps
+    ancestors: dict[str, set[str]] = {}
+    for sid, step in steps.items():  # steps are in the order they were added: inputs come first
+        mine: set[str] = set()
+        for ref in step.inputs:
+            up = ref.split(".", 1)[0]
+            mine |= {up} | ancestors.get(up, set())
+        ancestors[sid] = mine
+    ordered_kinds = (SourceStep, ParseStep, FilterStep, SelectStep, KeyByStep, MapStep, DedupStep)
+    chosen = {
+        sid
+        for sid, step in steps.items()
+        if isinstance(step, DedupStep)
+        and all("." not in ref for ref in step.inputs)
+        and all(isinstance(steps[a], ordered_kinds) for a in ancestors[sid])
+    }
+    others = {sid for sid, step in steps.items() if isinstance(step, OperatorStep)}  # detectors, patterns
+    changed = True
+    while changed:
+        changed = False
+        for sid in steps:
+            query = ancestors[sid] | {sid}
+            mine = query & chosen
+            if mine and len(mine) + len(query & others) > 1:
+                chosen -= mine
+                changed = True
+    return chosen
 
 
 def _is_row_step(step: Any) -> bool:
@@ -1548,7 +1725,8 @@ def inherited_watermarks(pipeline: Pipeline) -> dict[str, tuple[str, int, int]]:
     """Steps of the Spark job that run on a watermark defined upstream, whose delay is not their own.
 
     Spark allows one watermark per chain, so a window (join, pattern or dedup) downstream of a dedup
-    with a ttl runs on the dedup's watermark (see the generated module's docstring).
+    with a ttl that is ``dropDuplicatesWithinWatermark`` (not :func:`rule_dedups`: here, because a
+    feature step shares its query) runs on the dedup's watermark (see the generated module's docstring).
 
     Returns
     -------
@@ -1560,8 +1738,11 @@ def inherited_watermarks(pipeline: Pipeline) -> dict[str, tuple[str, int, int]]:
     >>> from streamlab import Pipeline, TumblingWindow, agg
     >>> from streamlab.testing import ListSource
     >>> p = Pipeline(ListSource([b'{}']), name="demo")
-    >>> uniq = p.parse().dedup("event_id", ttl="10m")
+    >>> from streamlab.detectors import ZScoreFeature
+    >>> events = p.parse({"event_id": "string", "event_type": "string", "x": "float64", "timestamp": "timestamp"})
+    >>> uniq = events.dedup("event_id", ttl="10m")
     >>> _ = uniq.window(TumblingWindow("1m"), key="event_type", delay="5s").agg(agg.count())
+    >>> _ = uniq.apply(ZScoreFeature("event_type", "x"), step_id="z")
     >>> inherited_watermarks(p)
     {'window': ('dedup', 600000000000, 5000000000)}
     """
@@ -1779,6 +1960,15 @@ def compare_spark(
         else f"micro-batches of {batch_records} records (Spark's watermark moves between them)",
         *finer_time_notes(local, compared, "spark", unit),
     ]
+    by_rule = rule_dedups(pipeline)
+    for sid, step in pipeline.steps.items():
+        if isinstance(step, DedupStep):
+            notes.append(
+                f"{sid}: streamlab's dedup rule (one applyInPandasWithState group, rows in arrival order)"
+                if sid in by_rule
+                else f"{sid}: dropDuplicates{'WithinWatermark' if step.ttl_ns is not None else ''}, not "
+                f"streamlab's rule: {DEDUP_FALLBACK_WHY}"
+            )
     for sid, step in pipeline.steps.items():
         if isinstance(step, (WindowStep, IntervalJoinStep)) and sid in dropped:
             late = local.get(f"{sid}.late")
@@ -1826,7 +2016,8 @@ def verify_spark(
     Unless each record is its own micro-batch (``batch_records=1``), windows that got late rows in
     streamlab are left out of the comparison and named in the notes: Spark's watermark only moves
     between micro-batches, so it may still count those rows. Windows on another step's watermark
-    (:func:`inherited_watermarks`: a window after a dedup) are compared that way in any case.
+    (:func:`inherited_watermarks`: a window after a ``dropDuplicatesWithinWatermark`` dedup) are compared
+    that way in any case.
     ``timeout_s``: how long each query may run (:func:`run_spark`)."""
     files = to_spark(pipeline, Path(workdir) / "export", **options)
     gen_streams = [r for r in _plan.sink_outputs(pipeline)]

@@ -398,7 +398,7 @@ def _norm_value(v: Any) -> Any:
         f = float(v)
         if math.isnan(f):
             return None
-        return float(f"{f:.9g}")
+        return float(f"{f:.9g}") + 0.0  # -0.0 is 0.0 (one value, one key: streamlab groups them as one)
     if isinstance(v, (np.integer,)):
         return int(v)
     if isinstance(v, (np.bool_,)):

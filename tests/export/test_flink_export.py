@@ -258,7 +258,8 @@ def test_generated_files(tmp_path: Path) -> None:
     assert "Verified here on files only" in readme and "flink-sql-connector-kafka" in readme
     assert "flink-connector-jdbc" in readme
     tf = out.read("main.tf")
-    assert 'resource "aws_kinesisanalyticsv2_application" "job"' in tf and "FLINK-1_20" in tf
+    # a job for Flink 2.3 (its connector jars are 2.x builds): the service's newest 2.x runtime
+    assert 'resource "aws_kinesisanalyticsv2_application" "job"' in tf and '"FLINK-2_2"' in tf
     assert out.read("requirements.txt") == "apache-flink==2.3.0\n"
 
 
@@ -371,7 +372,7 @@ def test_terraform_is_valid_hcl_for_managed_flink(tmp_path: Path) -> None:
     out = to_flink(every_case(), tmp_path, source="eventhubs", sink="kafka")
     tf = parse(out.read("main.tf"))
     app = tf["resource"][("aws_kinesisanalyticsv2_application", "job")]
-    assert app["runtime_environment"] == "FLINK-1_20"
+    assert app["runtime_environment"] == "FLINK-2_2"
     config = block(app, "application_configuration")
     groups = block(config, "environment_properties")["property_group"]
     options = {g["property_group_id"]: g["property_map"] for g in groups}
