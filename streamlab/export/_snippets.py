@@ -529,8 +529,8 @@ class ExprCompiler:
             # arithmetic on an object column is a TypeError for pandas next to a column or constant only
             terms = all(isinstance(x, (ast.Name, ast.Constant)) for x in (n.left, n.right))
             left, right = self.node(n.left, nan_for_none), self.node(n.right, nan_for_none)
-            # which operands are text whatever the row (None: never joined, as pandas joins no category)
-            text = None if self.category(n) else (self.text(n.left), self.text(n.right))
+            # which operands are text whatever the row
+            text = (self.text(n.left), self.text(n.right))
             return self.arithmetic(n.op, left, right, terms, text)
         if isinstance(n, ast.UnaryOp):
             return self.unary(n.op, self.node(n.operand, nan_for_none))
@@ -582,22 +582,15 @@ class ExprCompiler:
 
         return read
 
-    def category(self, n: Any) -> bool:
-        """Whether ``n`` is a category column or + of one (its values are strings in a row)."""
-        import ast
-
-        if isinstance(n, ast.Name):
-            return (n.id, "category") in self.typed
-        return isinstance(n, ast.BinOp) and (self.category(n.left) or self.category(n.right))
-
     def text(self, n: Any) -> bool:
-        """Whether ``n`` is text whatever the row: a string constant, a string column, or + of text."""
+        """Whether ``n`` is text whatever the row: a string constant, a string or category column (streamlab
+        reads an unordered category as its values' text in expressions), or + of text."""
         import ast
 
         if isinstance(n, ast.Constant):
             return type(n.value) is str
         if isinstance(n, ast.Name):
-            return (n.id, "string") in self.typed
+            return (n.id, "string") in self.typed or (n.id, "category") in self.typed
         return (
             isinstance(n, ast.BinOp)
             and isinstance(n.op, ast.Add)

@@ -183,11 +183,16 @@ def test_runtime_and_exported_expressions_agree_row_by_row(expr: str, recs: list
         assert kept[i] == _exported_filter(row, expr), (expr, recs[i], kept[i], _exported_filter(row, expr))
 
 
-def test_a_category_column_joined_with_text_fails_on_both_sides() -> None:
-    # pandas joins no category column: the runtime sets such rows aside, the exported code too (a row holds
-    # the category's value as a plain string, which the exported code would otherwise join)
-    frame = pd.DataFrame({"k": pd.Series(["x", "y"], dtype="category"), "_row": [0, 1]})
+def test_a_category_column_joined_with_text_is_joined_on_both_sides() -> None:
+    # streamlab reads an unordered category column as its values' text in expressions (a string field and
+    # a category field give the same results), and the exported code, whose rows hold the value as a
+    # plain string, joins it too; a missing value stays missing, as a missing string
+    frame = pd.DataFrame({"k": pd.Series(["x", "y", None], dtype="category"), "_row": [0, 1, 2]})
     out = MapOperator("cols", None, False, {"x": "k + '!'"}).process(frame)
-    assert len(out["out"]) == 0 and len(out["dead_letter"]) == 2
-    assert _exported_map({"k": "x"}, "k + '!'", (), (("k", "category"),)) == ("dead", None)
+    assert out["out"]["x"].tolist()[:2] == ["x!", "y!"] and pd.isna(out["out"]["x"].iloc[2])
+    assert len(out.get("dead_letter", ())) == 0
+    assert _exported_map({"k": "x"}, "k + '!'", (), (("k", "category"),)) == ("str", "x!")
+    assert _exported_map({"k": None}, "k + '!'", (), (("k", "category"),)) == _exported_map(
+        {"k": None}, "k + '!'", (), (("k", "string"),)
+    )
     assert _exported_map({"k": "x"}, "k + '!'", (), (("k", "string"),)) == ("str", "x!")
