@@ -36,19 +36,46 @@ def check_timeout(owner: str, timeout: Any) -> float:
 
 
 def execute(sink: Any, client: Any, pipe: Any, what: str) -> Any:
-    """Run a pipeline; a server that does not answer within the sink's timeout is an error naming it."""
+    """Run a pipeline; every failure is an error naming the sink, the server, what went wrong and the fix.
+
+    A server that does not answer within the sink's timeout, one that refuses the connection, one that
+    refuses the url's credentials and one that refuses a command (a key holding another type) are told
+    apart: each needs a different fix.
+    """
     redis = import_redis()
+    errors = redis.exceptions
+    kw = client.connection_pool.connection_kwargs
+    where = kw.get("path") or f"{kw.get('host')}:{kw.get('port')}"  # never the URL: it may hold a password
+    owner = type(sink).__name__
     try:
         return pipe.execute()
-    except (redis.exceptions.TimeoutError, redis.exceptions.ConnectionError) as exc:
-        kw = client.connection_pool.connection_kwargs
-        where = (
-            kw.get("path") or f"{kw.get('host')}:{kw.get('port')}"
-        )  # never the URL: it may hold a password
+    except errors.AuthenticationError as exc:
+        user = kw.get("username")
         raise RuntimeError(
-            f"{type(sink).__name__}: Redis at {where} did not complete {what} within {sink.timeout:g} s "
-            f"(timeout): {exc}. Is the server running and reachable?"
+            f"{owner}: Redis at {where} refused the credentials in the url "
+            f"({'user ' + repr(user) if user else 'no user'}, "
+            f"{'a password' if kw.get('password') else 'no password'}): {exc}. Put the right ones in "
+            "the url, e.g. 'redis://USER:${REDIS_PASSWORD}@host:6379/0' (the password alone: "
+            "'redis://:${REDIS_PASSWORD}@host:6379/0')"
         ) from exc
+    except errors.TimeoutError as exc:
+        raise RuntimeError(
+            f"{owner}: Redis at {where} did not complete {what} within {sink.timeout:g} s "
+            f"(timeout): {exc}. Is the server running and reachable, or stalled?"
+        ) from exc
+    except errors.ConnectionError as exc:
+        raise RuntimeError(
+            f"{owner}: Redis at {where} could not be reached for {what}: {exc}. Is the server running, "
+            "and is that the host and port of the url?"
+        ) from exc
+    except errors.ResponseError as exc:
+        fix = (
+            "; a key the sink writes already holds another kind of value: write to other keys "
+            "(change the sink's key or stream template) or delete the old ones"
+            if "WRONGTYPE" in str(exc)
+            else ""
+        )
+        raise RuntimeError(f"{owner}: Redis at {where} refused {what}: {exc}{fix}") from exc
 
 
 def check_url(owner: str, url: str) -> str:

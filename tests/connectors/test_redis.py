@@ -321,3 +321,61 @@ def test_columns_the_stream_lacks_are_refused_at_to(sink: object, message: str) 
     with pytest.raises(PipelineConfigError, match=message) as info:
         p.stream.to(sink, step_id="to_redis")  # type: ignore[arg-type]
     assert "to_redis" in str(info.value) and "does not have" in str(info.value)
+
+
+# --- what a failing server says ------------------------------------------------------------------------
+
+
+def _sinks(url: str) -> list[object]:
+    return [
+        RedisMetricsSink(url, key_template="m:{k}", fields=["n"], timeout=2),
+        RedisStreamSink(url, "s:{k}", timeout=2),
+    ]
+
+
+def test_wrong_credentials_are_named_not_reported_as_a_timeout(
+    redis_server: LocalRedis, redis_client: object
+) -> None:
+    """redis-py's AuthenticationError is a ConnectionError: it was told as "did not complete within 2 s
+    (timeout) ... Is the server running and reachable?", which sends the user to the wrong fix."""
+    redis_client.acl_setuser(  # type: ignore[attr-defined]
+        "alice", enabled=True, passwords=["+right-pw"], commands=["+@all"], keys=["*"], channels=["*"]
+    )
+    try:
+        host = redis_server.url.split("//", 1)[1]
+        for sink in _sinks(f"redis://alice:wrong-pw@{host}"):
+            writer = sink.open()  # type: ignore[attr-defined]
+            with pytest.raises(RuntimeError, match="refused the credentials in the url") as info:
+                writer.write_batch(pd.DataFrame({"k": ["a"], "n": [1]}))
+            writer.close()
+            text = str(info.value)
+            assert "user 'alice'" in text and "wrong-pw" not in text
+            assert "within" not in text and "timeout" not in text
+    finally:
+        redis_client.acl_deluser("alice")  # type: ignore[attr-defined]
+
+
+def test_a_server_that_is_down_at_start_is_not_reported_as_a_timeout() -> None:
+    from streamlab.testing import find_free_port
+
+    port = find_free_port()  # nothing listens there: the connection is refused at once
+    for sink in _sinks(f"redis://127.0.0.1:{port}/0"):
+        writer = sink.open()  # type: ignore[attr-defined]
+        with pytest.raises(RuntimeError, match=f"Redis at 127.0.0.1:{port} could not be reached") as info:
+            writer.write_batch(pd.DataFrame({"k": ["a"], "n": [1]}))
+        writer.close()
+        assert "within" not in str(info.value) and "running" in str(info.value)
+
+
+def test_a_key_of_another_type_is_an_error_naming_the_sink_and_the_fix(
+    redis_server: LocalRedis, redis_client: object
+) -> None:
+    """It was redis-py's bare ResponseError ("Command # 1 ... WRONGTYPE"), naming neither sink nor fix."""
+    redis_client.set("m:a", "text")  # type: ignore[attr-defined]
+    redis_client.set("s:a", "text")  # type: ignore[attr-defined]
+    for sink in _sinks(redis_server.url):
+        writer = sink.open()  # type: ignore[attr-defined]
+        with pytest.raises(RuntimeError, match=f"{type(sink).__name__}: Redis at .* refused") as info:
+            writer.write_batch(pd.DataFrame({"k": ["a"], "n": [1]}))
+        writer.close()
+        assert "WRONGTYPE" in str(info.value) and "another kind of value" in str(info.value)
