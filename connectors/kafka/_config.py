@@ -95,6 +95,37 @@ def check_config(owner: str, config: Mapping[str, Any], reserved: Mapping[str, s
     return out
 
 
+_TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+TOPIC_MAX = 249
+"""Longest topic name Kafka accepts."""
+
+
+def topic_problem(topic: str) -> str | None:
+    """Why Kafka refuses ``topic`` as a name (ASCII letters, digits, ``.``, ``_``, ``-``; 1 to 249 of them;
+    not ``.`` or ``..``), else None. A name starting with ``^`` is a subscription pattern, not checked.
+
+    Examples
+    --------
+    >>> topic_problem("events.v2") is None
+    True
+    >>> topic_problem("my events")
+    "it has characters Kafka does not allow in a topic name ([' ']); use ASCII letters, digits, '.', '_' and '-'"
+    """
+    if topic.startswith("^"):
+        return None
+    bad = sorted({c for c in topic if c not in _TOPIC_CHARS})
+    if bad:
+        return (
+            f"it has characters Kafka does not allow in a topic name ({bad}); "
+            "use ASCII letters, digits, '.', '_' and '-'"
+        )
+    if len(topic) > TOPIC_MAX:
+        return f"it is {len(topic)} characters long; Kafka allows {TOPIC_MAX} at most"
+    if topic in (".", ".."):
+        return "Kafka does not allow '.' or '..' as a topic name"
+    return None
+
+
 def check_bootstrap(owner: str, bootstrap_servers: str | Sequence[str]) -> str:
     if isinstance(bootstrap_servers, str):
         text = bootstrap_servers.strip()

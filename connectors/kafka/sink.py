@@ -20,7 +20,7 @@ from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import encode_rows, encode_values
 
 from ._client import ClientErrors, ClientLog, import_confluent
-from ._config import check_bootstrap, check_config, config_references
+from ._config import check_bootstrap, check_config, config_references, topic_problem
 from .errors import KafkaDeliveryError
 
 log = logging.getLogger("streamlab.connectors.kafka")  # one logger for the whole connector
@@ -103,6 +103,12 @@ class KafkaSink(Sink):
         name = type(self).__name__
         if not isinstance(topic, str) or not topic:
             raise ValueError(f"{name}(topic={topic!r}): a topic name (non-empty string) is required")
+        problem = topic_problem(topic)
+        if problem is not None or topic.startswith("^"):
+            raise ValueError(
+                f"{name}(topic={topic!r}): the broker would refuse every record: "
+                f"{problem or 'a pattern (^...) names no topic to write to'}"
+            )
         if compression not in _COMPRESSIONS:
             raise ValueError(f"{name}(compression={compression!r}): choose one of {', '.join(_COMPRESSIONS)}")
         if not isinstance(value, str) or not value:
@@ -382,6 +388,8 @@ class KafkaSinkWriter(SinkWriter):
         self.delivered = 0
         self.failures: list[str] = []
         self._failed_total = 0
+        self._failed_codes: set[str] = set()  # error names of failed deliveries, for the fix to suggest
+        self._failure_raised = False  # flush() raised the failures: close() does not raise them again
         self._closed = False
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
@@ -389,6 +397,7 @@ class KafkaSinkWriter(SinkWriter):
             self.delivered += 1
         else:
             self._failed_total += 1
+            self._failed_codes.add(err.name())
             if len(self.failures) < 100:
                 self.failures.append(f"{msg.topic()}[{msg.partition()}]: {err}")
 
@@ -423,6 +432,7 @@ class KafkaSinkWriter(SinkWriter):
                     self._producer.poll(0.05)
                 except self._ck.KafkaException as exc:
                     self._failed_total += 1
+                    self._failed_codes.add(exc.args[0].name())
                     if len(self.failures) < 100:
                         self.failures.append(f"{topic}: {exc.args[0]}")
                     break
@@ -458,21 +468,48 @@ class KafkaSinkWriter(SinkWriter):
                 f"reachable?{self._last_error()}"
             )
         if self._failed_total:
+            self._failure_raised = True
             raise KafkaDeliveryError(
                 f"{self.sink!r}: {self._failed_total} record(s) failed delivery, e.g. {self.failures[:3]}"
+                f"{self._fix()}"
             )
+
+    def _fix(self) -> str:
+        """What to do about the failed deliveries, for the errors that have one fix."""
+        topic, codes = self.sink.topic, self._failed_codes
+        if codes & {"_UNKNOWN_TOPIC", "UNKNOWN_TOPIC_OR_PART"}:
+            return (
+                f". Topic {topic!r} does not exist and the cluster does not create topics on first "
+                "write: create it (streamlab.connectors.kafka.create_topic) or fix the name"
+            )
+        if "TOPIC_AUTHORIZATION_FAILED" in codes:
+            return (
+                f". The cluster does not let these credentials write to {topic!r}: grant WRITE on the "
+                "topic, or check the sasl.* settings in config"
+            )
+        if "TOPIC_EXCEPTION" in codes:
+            return f". The cluster refuses {topic!r} as a topic name: pick another name"
+        if "MSG_SIZE_TOO_LARGE" in codes:
+            return (
+                ". A record is over the topic's max.message.bytes: raise it on the topic, or set "
+                "message.max.bytes in config to that limit so the sink cuts records to fit"
+            )
+        return ""
 
     def close(self) -> None:
         """Flush (raising on failures) and release the producer, within ``flush_timeout``.
 
         After a flush timed out the cluster is not waited on again: undelivered records are dropped
-        (the runtime did not commit past them, so they are produced again on restart).
+        (the runtime did not commit past them, so they are produced again on restart). Delivery
+        failures a ``flush()`` raised already are not raised again.
         """
         if self._closed:
             return
         self._closed = True
         try:
-            if self._stalled:
+            if self._stalled or self._failure_raised:
+                # Undelivered records are dropped: the runtime did not commit past them. Failures flush()
+                # raised already are not raised again (the run failed on them; once is enough).
                 self._producer.purge()
             else:
                 self.flush()

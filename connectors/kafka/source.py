@@ -20,6 +20,7 @@ from ._config import (
     config_references,
     parse_start,
     redact_config,
+    topic_problem,
 )
 from .reader import KAFKA_COLUMNS, KafkaSourceReader
 
@@ -152,6 +153,10 @@ class KafkaSource(Source):
             raise ValueError(
                 f"{name}(topics={topics!r}): give one topic name or a non-empty list of names{hint}"
             )
+        for t in topic_list:
+            problem = topic_problem(t)
+            if problem is not None:
+                raise ValueError(f"{name}(topics={topics!r}): topic {t!r} cannot exist: {problem}")
         if not isinstance(group_id, str) or not group_id:
             raise ValueError(
                 f"{name}(group_id={group_id!r}): a consumer group id (non-empty string) is required"

@@ -555,6 +555,9 @@ def test_import_does_not_load_the_clients() -> None:
         ({"config": {"group.id": "x"}}, "group_id="),
         ({"stop_at_end": "yes"}, "stop_at_end"),
         ({"stop_at_end": True, "config": {"enable.partition.eof": False}}, "end event"),
+        ({"topics": ["ok", "my events"]}, r"topic 'my events' cannot exist: .*characters"),
+        ({"topics": "x" * 250}, "249 at most"),
+        ({"topics": ".."}, "'.' or '..'"),
     ],
 )
 def test_source_rejects_bad_configuration(kwargs: dict[str, object], message: str) -> None:
@@ -572,6 +575,38 @@ def test_sink_rejects_bad_configuration() -> None:
         KafkaSink("t", bootstrap_servers="h:1", config={"compression.type": "lz4"})
     with pytest.raises(ValueError, match="list of columns"):
         KafkaSink("t", bootstrap_servers="h:1", headers="event_type")
+    # a name the broker refuses failed only at the first flush, as "Local: Unknown topic"
+    with pytest.raises(ValueError, match=r"KafkaSink\(topic='bad topic'\): the broker would refuse"):
+        KafkaSink("bad topic", bootstrap_servers="h:1")
+    with pytest.raises(ValueError, match="249 at most"):
+        KafkaDeadLetterSink("d" * 250, bootstrap_servers="h:1")
+    with pytest.raises(ValueError, match="pattern"):
+        KafkaSink("^events.*", bootstrap_servers="h:1")
+    assert KafkaSource("^events.*", bootstrap_servers="h:1", group_id="g").topics == ("^events.*",)
+
+
+def test_sink_the_broker_refuses_says_what_to_fix_and_fails_once(
+    kafka_broker: LocalKafkaBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A topic the broker refuses failed the run with the client's bare error, and closing the sink
+    raised the same error again (logged as a second traceback, "closing a sink failed")."""
+    import logging
+
+    from streamlab import Pipeline
+    from streamlab.testing import ListSource
+
+    sink = KafkaSink("ok", bootstrap_servers=kafka_broker.bootstrap_servers, flush_timeout=10)
+    object.__setattr__(sink, "topic", "bad topic")  # what the constructor now refuses: the broker's answer
+    p = Pipeline(ListSource([{"n": 1}, {"n": 2}]))
+    p.stream.to(sink)
+    with (
+        caplog.at_level(logging.ERROR, logger="streamlab"),
+        pytest.raises(KafkaDeliveryError, match="2 record") as info,
+    ):
+        p.run()
+    text = str(info.value)
+    assert "'bad topic'" in text and ("pick another name" in text or "fix the name" in text)
+    assert not [r for r in caplog.records if "closing a sink failed" in r.getMessage()]
 
 
 def test_source_is_frozen_picklable_and_redacts_secrets() -> None:
