@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DUMMY_CREDENTIALS", "aws_client"]
+__all__ = ["DUMMY_CREDENTIALS", "aws_client", "configuration_error"]
 
 _EXTRA_KINESIS = "pip install 'streamlab[kinesis]'"
 #: Credentials given to clients of a local endpoint (moto, kinesalite), which accept any.
@@ -71,3 +71,82 @@ def aws_client(
     )
     options.update(kwargs)
     return boto3.client(service, **options)
+
+
+# Error codes meaning "these credentials are not accepted", not "the service is down".
+_CREDENTIAL_CODES = frozenset(
+    {
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+    }
+)
+
+
+def configuration_error(
+    exc: BaseException, *, owner: str, target: str, region: str, endpoint_url: str | None
+) -> RuntimeError | None:
+    """A botocore error that comes from configuration (no credentials, refused credentials, a missing
+    stream, database or table), as an error naming the connector, what was wrong and the fix; else None.
+
+    Parameters
+    ----------
+    exc
+        What botocore raised.
+    owner
+        The connector, as its repr names it.
+    target
+        What it reads or writes, e.g. ``"stream 'events'"``.
+    region, endpoint_url
+        Where it was looked for.
+
+    Returns
+    -------
+    RuntimeError or None
+        The error to raise (``from exc``), or None for an error configuration does not explain.
+
+    Examples
+    --------
+    >>> from botocore.exceptions import NoCredentialsError
+    >>> err = configuration_error(
+    ...     NoCredentialsError(), owner="KinesisSink('s')", target="stream 's'", region="eu-west-1", endpoint_url=None
+    ... )
+    >>> str(err).split(":")[0]
+    "KinesisSink('s')"
+    >>> "AWS_ACCESS_KEY_ID" in str(err)
+    True
+    """
+    from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
+
+    where = endpoint_url or f"AWS region {region}"
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return RuntimeError(
+            f"{owner}: no usable AWS credentials for {where} ({exc}). Set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or run with a role), or pass endpoint_url= to use a "
+            "local stand-in"
+        )
+    if not isinstance(exc, ClientError):
+        return None
+    error = exc.response.get("Error", {})
+    code, message = str(error.get("Code", "")), str(error.get("Message", ""))
+    if code == "ResourceNotFoundException":
+        return RuntimeError(
+            f"{owner}: {target} does not exist at {where} ({message}). Create it first, or check the "
+            "name, region and endpoint_url"
+        )
+    if code in _CREDENTIAL_CODES:
+        return RuntimeError(
+            f"{owner}: {where} refused the AWS credentials ({code}: {message}). Check AWS_ACCESS_KEY_ID, "
+            "AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN (or AWS_PROFILE), and that region is the "
+            "resource's"
+        )
+    if code in ("AccessDeniedException", "AccessDenied"):
+        return RuntimeError(
+            f"{owner}: the AWS credentials may not use {target} at {where} ({message}). Grant them that "
+            "permission (IAM), or use credentials that have it"
+        )
+    return None

@@ -17,7 +17,7 @@ from streamlab._time import NAT_NS, to_utc_ns
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter, default_clock
 
-from .aws import aws_client
+from .aws import aws_client, configuration_error
 
 __all__ = ["TimestreamSink"]
 
@@ -255,6 +255,8 @@ class _TimestreamWriter(SinkWriter):
 
     def _send(self, chunk: list[dict[str, Any]]) -> list[tuple[int, str]]:
         """Write one chunk; return (index in chunk, reason) of each record Timestream rejected."""
+        from botocore.exceptions import BotoCoreError, ClientError  # loaded with the client
+
         try:
             self._client.write_records(
                 DatabaseName=self._sink.database, TableName=self._sink.table, Records=chunk
@@ -264,6 +266,18 @@ class _TimestreamWriter(SinkWriter):
             rejected = exc.response.get("RejectedRecords", [])
             self.written += len(chunk) - len(rejected)
             return [(int(r["RecordIndex"]), str(r.get("Reason", "rejected"))) for r in rejected]
+        except (ClientError, BotoCoreError) as exc:
+            sink = self._sink
+            explained = configuration_error(
+                exc,
+                owner=repr(sink),
+                target=f"table {sink.table!r} of database {sink.database!r}",
+                region=sink.region,
+                endpoint_url=sink.endpoint_url,
+            )
+            if explained is None:
+                raise
+            raise explained from exc
         self.written += len(chunk)
         return []
 

@@ -157,7 +157,15 @@ class _KinesisWriter(SinkWriter):
         wait_ns = self._sink.backoff_ns
         for attempt in range(1, self._sink.max_attempts + 1):
             sink = self._sink
-            with bounded(repr(sink), sink.endpoint_url, "put_records", sink.timeout, WRITE_ATTEMPTS):
+            with bounded(
+                repr(sink),
+                sink.endpoint_url,
+                "put_records",
+                sink.timeout,
+                WRITE_ATTEMPTS,
+                stream=sink.stream,
+                region=sink.region,
+            ):
                 response = self._client.put_records(StreamName=sink.stream, Records=pending)
             if not response.get("FailedRecordCount"):
                 return

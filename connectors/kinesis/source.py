@@ -172,7 +172,13 @@ class _KinesisReader(SourceReader):
     def _call(self, operation: str, **kwargs: Any) -> Any:
         src = self._source
         with bounded(
-            f"KinesisSource({src.stream!r})", src.endpoint_url, operation, src.timeout, READ_ATTEMPTS
+            f"KinesisSource({src.stream!r})",
+            src.endpoint_url,
+            operation,
+            src.timeout,
+            READ_ATTEMPTS,
+            stream=src.stream,
+            region=src.region,
         ):
             return getattr(self._client, operation)(**kwargs)
 

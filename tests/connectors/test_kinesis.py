@@ -424,3 +424,62 @@ def test_local_aws_stop_leaves_no_threads_and_frees_the_port() -> None:
         s.bind(("127.0.0.1", port))  # the listening socket was closed
     with pytest.raises(RuntimeError, match="start"):
         _ = local.endpoint_url
+
+
+# --- configuration errors from the service -------------------------------------------------------------
+
+
+@pytest.fixture
+def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No AWS credentials anywhere boto3 looks (and no instance metadata to ask: nothing goes out)."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def test_a_missing_stream_is_named_with_its_fix(aws: LocalAWS) -> None:
+    """It was botocore's bare ResourceNotFoundException, naming neither the source/sink nor the fix."""
+    name = f"missing-{uuid.uuid4().hex[:6]}"
+    with pytest.raises(RuntimeError, match=rf"KinesisSource\('{name}'\): stream '{name}' does not exist"):
+        KinesisSource(name, endpoint_url=aws.endpoint_url).open()
+    writer = KinesisSink(name, partition_key="k", endpoint_url=aws.endpoint_url).open()
+    writer.write_batch(pd.DataFrame({"k": ["a"]}))
+    with pytest.raises(RuntimeError, match=r"KinesisSink\(.*does not exist.*Create it first"):
+        writer.flush()
+
+
+@pytest.mark.usefixtures("no_credentials")
+def test_missing_credentials_are_named_with_their_fix() -> None:
+    """It was botocore's bare NoCredentialsError ("Unable to locate credentials")."""
+    with pytest.raises(RuntimeError, match=r"KinesisSource\('s'\): no usable AWS credentials.*endpoint_url="):
+        KinesisSource("s", region="eu-west-1").open()
+    writer = KinesisSink("s", partition_key="k", region="eu-west-1").open()
+    writer.write_batch(pd.DataFrame({"k": ["a"]}))
+    with pytest.raises(RuntimeError, match=r"KinesisSink\(.*no usable AWS credentials.*AWS_ACCESS_KEY_ID"):
+        writer.flush()
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("UnrecognizedClientException", "refused the AWS credentials"),
+        ("ExpiredTokenException", "refused the AWS credentials"),
+        ("AccessDeniedException", "may not use stream 's'"),
+        ("ThrottlingException", None),
+        ("ExpiredIteratorException", None),
+    ],
+)
+def test_service_errors_from_configuration_are_explained_and_others_pass(
+    code: str, message: str | None
+) -> None:
+    from botocore.exceptions import ClientError
+    from streamlab.connectors.aws import configuration_error
+
+    exc = ClientError({"Error": {"Code": code, "Message": "m"}}, "PutRecords")
+    err = configuration_error(
+        exc, owner="KinesisSink('s')", target="stream 's'", region="r", endpoint_url=None
+    )
+    assert (err is None) if message is None else (message in str(err) and "KinesisSink('s')" in str(err))

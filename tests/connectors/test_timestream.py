@@ -267,3 +267,16 @@ def sink_for_amounts(aws: LocalAWS, database: str, table: str, **kw: Any) -> Tim
         endpoint_url=aws.endpoint_url,
         **kw,
     )
+
+
+def test_a_missing_database_is_named_with_its_fix(aws: LocalAWS) -> None:
+    """It was botocore's bare ResourceNotFoundException ("The database ... does not exist.")."""
+    name = f"missing_{uuid.uuid4().hex[:6]}"
+    writer = sink_for(aws, name, "t").open()
+    writer.write_batch(metrics(3))
+    with pytest.raises(
+        RuntimeError,
+        match=rf"TimestreamSink\('{name}', 't'\): table 't' of database '{name}' "
+        "does not exist.*Create it first",
+    ):
+        writer.flush()
