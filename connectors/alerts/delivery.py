@@ -78,6 +78,10 @@ class Delivery:
 class AlertWriter(SinkWriter):
     """Sends one JSON request per alert row (created by the sinks' ``open``).
 
+    Once an alert used up its retries on connection errors, 5xx or 429 answers, the endpoint is taken
+    for down: later alerts are not sent but count as failed (``flush`` raises; a restart from the last
+    commit sends them again), so a batch waits out the retries once, not once per alert.
+
     Attributes
     ----------
     sent
@@ -107,6 +111,10 @@ class AlertWriter(SinkWriter):
         self.retries = 0
         self.failures: list[str] = []
         self._failed_total = 0
+        # Why the endpoint is taken for down: an alert used up its retries on connection errors, 5xx or
+        # 429. Later alerts are not sent (each would wait out the same retries: a batch of n alerts would
+        # block the run n times that long); they count as failed, and a restart sends them again.
+        self._down: str | None = None
         self.history: deque[tuple[int, int]] = deque(maxlen=1000)
         self._window: deque[int] = deque()
 
@@ -117,7 +125,10 @@ class AlertWriter(SinkWriter):
         rows = [json.loads(line) for line in rows_to_json(batch)]
         # timestamps are ISO text in the row (and the JSON body); a template's format spec formats the time
         times = [str(c) for c in batch.columns if pd.api.types.is_datetime64_any_dtype(batch[c].dtype)]
-        for row in rows:
+        for i, row in enumerate(rows):
+            if self._down is not None:
+                self._skip(len(rows) - i)
+                return
             for c in times:
                 if row[c] is not None:
                     row[c] = Instant(row[c])
@@ -173,6 +184,8 @@ class AlertWriter(SinkWriter):
             if not retryable or attempt >= delivery.max_retries:
                 what = "rejected" if not retryable else f"failed after {attempt + 1} attempts"
                 self._fail(f"{what}: HTTP {status or '-'} {text[:300]}")
+                if retryable:
+                    self._down = f"HTTP {status or '-'} {text[:100]}"
                 return
             wait = _retry_after_seconds(retry_after, self.clock.now_ns())
             if wait is None:
@@ -194,6 +207,20 @@ class AlertWriter(SinkWriter):
         if len(self.failures) < 100:
             self.failures.append(message)
         log.warning("%r: %s", self.sink, message)
+
+    def _skip(self, n: int) -> None:
+        """``n`` alerts not sent because the endpoint is down: failed, said once (not once each)."""
+        self._failed_total += n
+        if len(self.failures) < 100:
+            self.failures.append(f"{n} alert(s) not sent: an earlier one used up its retries ({self._down})")
+        log.warning(
+            "%r: %d alert(s) not sent: the endpoint failed an earlier alert after %d retries (%s); the "
+            "run fails at its next flush and a restart sends them again",
+            self.sink,
+            n,
+            self.sink.delivery.max_retries,
+            self._down,
+        )
 
     def flush(self) -> None:
         """Raise :class:`AlertDeliveryError` if any alert could not be delivered (stays failed)."""

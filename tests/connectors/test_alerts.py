@@ -348,3 +348,29 @@ def test_template_columns_the_stream_lacks_are_refused_at_to(sink: object, messa
     with pytest.raises(PipelineConfigError, match=message) as info:
         p.stream.to(sink, step_id="page")  # type: ignore[arg-type]
     assert "'page'" in str(info.value) and "does not have" in str(info.value)
+
+
+def test_a_down_endpoint_costs_one_alerts_retries_not_one_per_alert() -> None:
+    """Every alert waited out all its retries: 50 alerts to a down endpoint blocked 50 times as long
+    (with the defaults, 31 s of backoff each: 26 minutes, more with a stalled one's timeouts)."""
+    url = f"http://127.0.0.1:{find_free_port()}/hook"  # nothing listens here
+    clock = ManualClock(T0)
+    writer = WebhookSink(url, max_retries=2, timeout=2).open(clock)
+    writer.write_batch(alerts(50))
+    with pytest.raises(AlertDeliveryError, match="50 alert") as info:
+        writer.flush()
+    assert [s for _, s in writer.history] == [0, 0, 0]  # one alert's attempts
+    assert clock.now_ns() - ManualClock(T0).now_ns() == 3 * 1_000_000_000  # its backoff (1 s, 2 s), once
+    assert "49 alert(s) not sent" in str(info.value)
+
+
+def test_alerts_after_an_exhausted_one_count_as_failed_none_vanish(server: RecordingServer) -> None:
+    ok = (202, {}, '{"status":"success"}')
+    server.recorder.script = [ok, ok] + [(503, {}, "down")] * 3
+    writer = PagerDutySink("key", url=server.url, max_retries=2).open(ManualClock(T0))
+    writer.write_batch(alerts(2))  # the first is delivered
+    writer.write_batch(alerts(3))  # the first of these uses up its retries; the other two are not sent
+    writer.write_batch(alerts(1))
+    assert writer.sent == 2 and len(server.recorder.requests) == 2 + 3
+    with pytest.raises(AlertDeliveryError, match="4 alert"):
+        writer.flush()
