@@ -29,6 +29,12 @@ client_log = logging.getLogger("streamlab.connectors.kafka.librdkafka")
 CLOSE_WAIT = 10.0  # seconds close() waits for the leave-group handshake at most
 # Errors meaning "no broker answers": the client retries them by itself, many times a second.
 CONNECTIVITY_ERRORS = ("_TRANSPORT", "_ALL_BROKERS_DOWN", "_RESOLVE", "_TIMED_OUT", "_TIMED_OUT_QUEUE")
+# The broker refused the client's credentials or SASL mechanism: retrying does not change that.
+AUTHENTICATION_ERRORS = ("_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED", "UNSUPPORTED_SASL_MECHANISM")
+AUTHENTICATION_FIX = (
+    "Check security.protocol, sasl.mechanism, sasl.username and sasl.password in config (for Event "
+    "Hubs, the connection string), and that the brokers expect that protocol"
+)
 
 
 class ClientLog:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._client import CLOSE_WAIT, CONNECTIVITY_ERRORS, ClientLog, import_confluent
+from ._client import (
+    AUTHENTICATION_ERRORS,
+    AUTHENTICATION_FIX,
+    CLOSE_WAIT,
+    CONNECTIVITY_ERRORS,
+    ClientLog,
+    import_confluent,
+)
 from ._config import parse_start
 from .errors import KafkaCommitError, KafkaSourceError, KafkaUnreachableError
 
@@ -99,6 +106,10 @@ class KafkaSourceReader(SourceReader):
         #: Retriable errors reported by the client (kept for inspection; newest last).
         self.errors: list[Any] = []
         self._fatal: Any = None
+        # The brokers refused the credentials before this member ever got partitions: wrong
+        # configuration, which retrying until connect_timeout would only hide behind "unreachable".
+        self._refused: Any = None
+        self._joined = False
         self._seen_codes: set[int] = set()
         #: Partitions revoked while holding uncommitted records: ``(topic, partition, first, next)``.
         self.revoked_uncommitted: list[tuple[str, int, int, int]] = []
@@ -142,6 +153,9 @@ class KafkaSourceReader(SourceReader):
     def _on_client_error(self, err: Any) -> None:
         if err.fatal():
             self._fatal = err
+        elif err.name() in AUTHENTICATION_ERRORS and not self._joined:
+            self._refused = err
+            self._record_error(err)
         elif err.name() in CONNECTIVITY_ERRORS:
             self.errors.append(err)
             del self.errors[:-100]
@@ -210,6 +224,7 @@ class KafkaSourceReader(SourceReader):
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         ck = self._ck
         self._heard()
+        self._joined = True
         without_start: list[Any] = []
         returned = self._just_revoked
         self._just_revoked = {}
@@ -313,6 +328,7 @@ class KafkaSourceReader(SourceReader):
             raise RuntimeError(f"{self.source!r}: reader is closed")
         if self._fatal is not None:
             raise KafkaSourceError(f"{self.source!r}: fatal Kafka client error: {self._fatal}")
+        self._raise_if_refused()
         budget = min(int(max_events), self.source.max_batch)
         limit = self.source.max_in_flight
         if limit is not None:
@@ -334,6 +350,7 @@ class KafkaSourceReader(SourceReader):
             # While paused, consume() still serves rebalance callbacks and keeps the membership alive.
             msgs = self._consumer.consume(num_messages=budget, timeout=self.source.poll_timeout)
         self._observed = time.monotonic()
+        self._raise_if_refused()
         if msgs:
             self._heard()
         else:
@@ -376,6 +393,15 @@ class KafkaSourceReader(SourceReader):
         if limit is not None:
             self._apply_backpressure()
         return batch
+
+    def _raise_if_refused(self) -> None:
+        if self._refused is None:
+            return
+        self._stalled = True  # close() does not wait on a leave-group handshake that cannot happen
+        raise KafkaSourceError(
+            f"{self.source!r}: the Kafka cluster at {self.source.bootstrap_servers} refused the consumer's "
+            f"authentication: {self._refused.str()}. {AUTHENTICATION_FIX}"
+        )
 
     def _wait_limit(self, default: float) -> float:
         return self.source.broker_timeout if self.source.broker_timeout is not None else default

@@ -19,7 +19,7 @@ from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import encode_rows, encode_values
 
-from ._client import ClientErrors, ClientLog, import_confluent
+from ._client import AUTHENTICATION_ERRORS, AUTHENTICATION_FIX, ClientErrors, ClientLog, import_confluent
 from ._config import check_bootstrap, check_config, config_references, topic_problem
 from .errors import KafkaDeliveryError
 
@@ -460,6 +460,14 @@ class KafkaSinkWriter(SinkWriter):
         if self._producer is None:
             raise KafkaDeliveryError(f"{self.sink!r}: the writer is closed")
         left = self._producer.flush(self.sink.flush_timeout)
+        refused = next((e for e in self._errors.errors if e.name() in AUTHENTICATION_ERRORS), None)
+        if left and refused is not None:
+            self._stalled = True
+            raise KafkaDeliveryError(
+                f"{self.sink!r}: {left} record(s) undelivered after {self.sink.flush_timeout:g} s "
+                f"(flush_timeout): the Kafka cluster at {self.sink.bootstrap_servers} refused the "
+                f"producer's authentication: {refused.str()}. {AUTHENTICATION_FIX}"
+            )
         if left:
             self._stalled = True
             raise KafkaDeliveryError(

@@ -945,3 +945,34 @@ def test_spec_holds_the_constructor_arguments(component: object) -> None:
     kind = params.pop("kind")
     assert kind in ("kafka", "kafka_dead_letter")
     assert type(component)(**params) == component
+
+
+def test_refused_credentials_are_named_at_first_connect_not_as_unreachable(
+    kafka_broker: LocalKafkaBroker,
+) -> None:
+    """A broker refusing the SASL settings read as "unreachable ... Check bootstrap_servers and that the
+    brokers run" after connect_timeout (the consumer) or "is the cluster running?" (the producer)."""
+    sasl = {
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": "PLAIN",
+        "sasl.username": "app",
+        "sasl.password": "hunter2",
+    }
+    boot = kafka_broker.bootstrap_servers
+    source = KafkaSource("t-auth", bootstrap_servers=boot, group_id="g-auth", config={**FAST_GROUP, **sasl})
+    reader = source.open()
+    started = time.monotonic()
+    try:
+        with pytest.raises(KafkaSourceError, match="refused the consumer's authentication") as info:
+            while time.monotonic() - started < 9:  # connect_timeout is 10 s: the error comes before it
+                reader.poll(10)
+    finally:
+        reader.close()
+    assert "sasl.password" in str(info.value) and "hunter2" not in str(info.value)
+    assert time.monotonic() - started < 9.5  # close() does not wait on a group it never joined
+
+    writer = KafkaSink("t-auth", bootstrap_servers=boot, config=sasl, flush_timeout=2).open()
+    writer.write_batch(pd.DataFrame({"n": [1]}))
+    with pytest.raises(KafkaDeliveryError, match="refused the producer's authentication.*sasl.username"):
+        writer.flush()
+    writer.close()
