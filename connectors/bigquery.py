@@ -13,10 +13,12 @@ e.g. ``local-bigquery``) anonymous credentials are used.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pandas as pd
@@ -42,6 +44,39 @@ def _bigquery() -> Any:
     except ImportError as exc:
         raise ImportError(f"BigQuery connectors need google-cloud-bigquery: {_EXTRA}") from exc
     return bigquery
+
+
+def _retry(timeout: float) -> Any:
+    """BigQuery's retry of transient errors, for at most ``timeout`` seconds in all: its default keeps
+    trying an unreachable endpoint for 600 s whatever per-request ``timeout`` is given."""
+    from google.cloud.bigquery import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_timeout(timeout)
+
+
+@contextlib.contextmanager
+def _answered(sink: BigQuerySink, what: str) -> Iterator[None]:
+    """Missing credentials and an endpoint that does not answer, as errors naming the sink and the fix."""
+    import requests
+    from google.api_core import exceptions
+    from google.auth import exceptions as auth_exceptions
+
+    started = time.monotonic()
+    try:
+        yield
+    except auth_exceptions.DefaultCredentialsError as exc:
+        raise RuntimeError(
+            f"{sink!r}: no Google credentials to {what} ({exc}). Run 'gcloud auth application-default "
+            "login', set GOOGLE_APPLICATION_CREDENTIALS, pass credentials=, or for a local server "
+            "client_options={'api_endpoint': 'http://127.0.0.1:9050'}"
+        ) from exc
+    except (exceptions.RetryError, requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        where = sink.client_options.get("api_endpoint", "the BigQuery API")
+        raise RuntimeError(
+            f"{sink!r}: BigQuery at {where} did not answer within timeout={sink.timeout:g} s when asked to {what} "
+            f"({time.monotonic() - started:.1f} s with retries): {exc}. Check client_options' "
+            "api_endpoint and that the service is reachable, or raise timeout"
+        ) from exc
 
 
 def _table_id(table: str, project: str, where: str) -> str:
@@ -203,7 +238,8 @@ class BigQuerySink(Sink):
         Batch columns the table does not have (e.g. a source's ``message_id``): ``"drop"`` them, or
         ``"error"`` to raise ``KeyError`` naming them.
     timeout
-        Seconds to wait for each request or load job.
+        Seconds to wait for each request (its retries of transient errors included) or load job; an
+        endpoint that does not answer in that time fails the call with an error naming it.
 
     Examples
     --------
@@ -243,7 +279,9 @@ class BigQuerySink(Sink):
         self.credentials = credentials
         self.dead_letter = dead_letter
         self.extra_columns = extra_columns
-        self.timeout = timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValueError(f"{where}: timeout must be a positive number of seconds, got {timeout!r}")
+        self.timeout = float(timeout)
 
     def open(self, clock: Clock | None = None) -> _BigQueryWriter:
         """Connect and read the table's schema (a missing table fails here)."""
@@ -371,8 +409,9 @@ class _BigQueryWriter(SinkWriter):
 
     def __init__(self, sink: BigQuerySink, clock: Clock | None) -> None:
         self._sink = sink
-        self._client = make_client(sink.table.split(".")[0], sink.client_options, sink.credentials)
-        table = self._client.get_table(sink.table, timeout=sink.timeout)
+        with _answered(sink, f"read the table {sink.table!r}"):
+            self._client = make_client(sink.table.split(".")[0], sink.client_options, sink.credentials)
+            table = self._client.get_table(sink.table, retry=_retry(sink.timeout), timeout=sink.timeout)
         self._schema = table.schema
         self._json_columns = tuple(f.name for f in table.schema if f.field_type == "JSON")
         self._table_columns = [f.name for f in table.schema]
@@ -430,9 +469,13 @@ class _BigQueryWriter(SinkWriter):
             bigquery.SchemaField("row", "STRING", mode="REQUIRED"),
         ]
         if not self._rejected_ready:
-            self._client.create_table(
-                bigquery.Table(table, schema=schema), exists_ok=True, timeout=self._sink.timeout
-            )
+            with _answered(self._sink, f"create the table {table!r}"):
+                self._client.create_table(
+                    bigquery.Table(table, schema=schema),
+                    exists_ok=True,
+                    retry=_retry(self._sink.timeout),
+                    timeout=self._sink.timeout,
+                )
             self._rejected_ready = True
         self._load_lines(lines, table, schema)
 
@@ -447,13 +490,15 @@ class _BigQueryWriter(SinkWriter):
                 "(load jobs take larger rows: mode='load')"
             )
         for payload, ids, positions in requests:
-            errors = self._client.insert_rows_json(
-                self._sink.table,
-                payload,
-                row_ids=ids if ids is not None else bigquery.AutoRowIDs.DISABLED,
-                skip_invalid_rows=True,
-                timeout=self._sink.timeout,
-            )
+            with _answered(self._sink, f"insert {len(payload)} rows"):
+                errors = self._client.insert_rows_json(
+                    self._sink.table,
+                    payload,
+                    row_ids=ids if ids is not None else bigquery.AutoRowIDs.DISABLED,
+                    skip_invalid_rows=True,
+                    retry=_retry(self._sink.timeout),
+                    timeout=self._sink.timeout,
+                )
             for error in errors:
                 messages = "; ".join(
                     f"{e.get('reason', 'invalid')}: {e.get('message', '')}" for e in error.get("errors", [])

@@ -298,6 +298,8 @@ def test_events_table_definition_without_a_server() -> None:
             lambda: BigQuerySink("p.d.t", mode="load", insert_id="event_id"),
             "insert_id works with mode='stream'",
         ),
+        (lambda: BigQuerySink("p.d.t", timeout=None), "timeout must be a positive number"),
+        (lambda: BigQuerySink("p.d.t", timeout=0), "timeout must be a positive number"),
     ],
 )
 def test_configuration_errors_say_what_to_fix(call: Any, message: str) -> None:
@@ -378,3 +380,16 @@ def test_columns_the_table_lacks_are_dropped_or_refused(endpoint: dict[str, str]
     with pytest.raises(KeyError, match=r"no column\(s\) \['message_id', 'shard_id'\]"):
         strict.write_batch(rows)
     strict.close()
+
+
+def test_missing_credentials_fail_at_open_naming_the_sink_and_the_fix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """It was google-auth's bare DefaultCredentialsError, naming no sink."""
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no gcloud login here
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # nor a metadata server to ask
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:1")
+    monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:1")
+    with pytest.raises(RuntimeError, match=r"BigQuerySink\('p.d.t'.*no Google credentials.*credentials="):
+        BigQuerySink("p.d.t").open()

@@ -316,3 +316,24 @@ def test_redis_sink_on_a_stalled_server_fails_within_timeout(kind: str, stalled:
         writer.write_batch(pd.DataFrame({"k": ["a"], "n": [1]}))
     assert "hunter2" not in str(info.value)
     writer.close()
+
+
+# --- BigQuery ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["stalled", "unreachable"])
+def test_bigquery_sink_on_a_dead_endpoint_fails_at_open_within_timeout(
+    where: str, request: pytest.FixtureRequest
+) -> None:
+    """The client's default retry tried an unreachable endpoint for 600 s whatever timeout was given."""
+    from streamlab.connectors.bigquery import BigQuerySink, make_client
+
+    host = request.getfixturevalue("stalled") if where == "stalled" else nowhere()
+    endpoint = {"api_endpoint": f"http://{host}"}
+    make_client("p", endpoint).close()  # the client's first import is not the wait measured
+    sink = BigQuerySink("p.analytics.events", client_options=endpoint, timeout=2)
+    with (
+        bounded(10),  # the request's timeout, then retries until the same timeout in all
+        pytest.raises(RuntimeError, match=rf"BigQuery at http://{host} did not answer within timeout=2 s"),
+    ):
+        sink.open()
