@@ -25,6 +25,23 @@ def import_admin_types() -> Any:
     return admin
 
 
+def new_client(factory: Any, conf: dict[str, Any], owner: str) -> Any:
+    """``factory(conf)``: a confluent-kafka Consumer, Producer or AdminClient. A setting librdkafka refuses
+    (an unknown name, a value of the wrong form) is a ``ValueError`` naming the owner and the setting,
+    when the client is created, instead of a bare ``KafkaException``."""
+    ck = import_confluent()
+    try:
+        return factory(conf)
+    except ck.KafkaException as exc:
+        err = exc.args[0] if exc.args else exc
+        text = err.str() if hasattr(err, "str") else str(err)
+        raise ValueError(
+            f"{owner}: the Kafka client refused its configuration: {text}. Fix or remove that setting "
+            "in config (librdkafka's settings: "
+            "https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md)"
+        ) from exc
+
+
 client_log = logging.getLogger("streamlab.connectors.kafka.librdkafka")
 CLOSE_WAIT = 10.0  # seconds close() waits for the leave-group handshake at most
 # Errors meaning "no broker answers": the client retries them by itself, many times a second.

@@ -8,7 +8,7 @@ from typing import Any
 from streamlab._polling import wait_for
 from streamlab._secrets import resolve_config
 
-from ._client import import_admin_types, import_confluent
+from ._client import import_admin_types, import_confluent, new_client
 from ._config import check_bootstrap, check_config
 
 # ---------------------------------------------------------------------------------------------------
@@ -58,8 +58,10 @@ class KafkaAdmin:
             import_confluent()
             from confluent_kafka.admin import AdminClient
 
-            self._client = AdminClient(
-                {"bootstrap.servers": self.bootstrap_servers, **resolve_config(self.config, "KafkaAdmin")}
+            self._client = new_client(
+                AdminClient,
+                {"bootstrap.servers": self.bootstrap_servers, **resolve_config(self.config, "KafkaAdmin")},
+                "KafkaAdmin",
             )
         return self._client
 

@@ -11,6 +11,7 @@ from ._client import (
     CONNECTIVITY_ERRORS,
     ClientLog,
     import_confluent,
+    new_client,
 )
 from ._config import parse_start
 from .errors import KafkaCommitError, KafkaSourceError, KafkaUnreachableError
@@ -118,13 +119,6 @@ class KafkaSourceReader(SourceReader):
         self._cooperative = "cooperative" in str(conf.get("partition.assignment.strategy", "")) or (
             str(conf.get("group.protocol", "classic")) == "consumer"
         )
-        # A member that is gone without leaving (a killed process) keeps what the group gave it until
-        # its session times out; then the group rebalances, which this member hears of at its next
-        # heartbeat. Twice the session plus a heartbeat covers that with room for a loaded machine.
-        self._settle_s = (
-            2 * float(conf.get("session.timeout.ms", 45_000))
-            + float(conf.get("heartbeat.interval.ms", 3_000))
-        ) / 1000
         # Network waits are real time, not the pipeline's (possibly simulated) processing time.
         self._opened = self._observed = time.monotonic()
         self._contact: float | None = None  # when a broker last answered (monotonic seconds)
@@ -144,7 +138,15 @@ class KafkaSourceReader(SourceReader):
             on_commit=self._on_commit,
             stats_cb=self._on_stats,
         )
-        self._consumer = ck.Consumer(conf)
+        self._consumer = new_client(ck.Consumer, conf, repr(source))
+        # A member that is gone without leaving (a killed process) keeps what the group gave it until
+        # its session times out; then the group rebalances, which this member hears of at its next
+        # heartbeat. Twice the session plus a heartbeat covers that with room for a loaded machine.
+        # (After the client is created: it has checked that these are numbers.)
+        self._settle_s = (
+            2 * float(conf.get("session.timeout.ms", 45_000))
+            + float(conf.get("heartbeat.interval.ms", 3_000))
+        ) / 1000
         self._consumer.subscribe(
             list(source.topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )

@@ -19,7 +19,14 @@ from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import encode_rows, encode_values
 
-from ._client import AUTHENTICATION_ERRORS, AUTHENTICATION_FIX, ClientErrors, ClientLog, import_confluent
+from ._client import (
+    AUTHENTICATION_ERRORS,
+    AUTHENTICATION_FIX,
+    ClientErrors,
+    ClientLog,
+    import_confluent,
+    new_client,
+)
 from ._config import check_bootstrap, check_config, config_references, topic_problem
 from .errors import KafkaDeliveryError
 
@@ -380,8 +387,10 @@ class KafkaSinkWriter(SinkWriter):
         self._ck = ck
         self.sink = sink
         self._errors = ClientErrors(repr(sink))
-        self._producer = ck.Producer(
-            {**sink.producer_config(), "logger": ClientLog(), "error_cb": self._errors}
+        self._producer = new_client(
+            ck.Producer,
+            {**sink.producer_config(), "logger": ClientLog(), "error_cb": self._errors},
+            repr(sink),
         )
         self._stalled = False  # a flush timed out: close() must not wait on the cluster again
         self._max_bytes = int(sink.producer_config().get("message.max.bytes", 1_000_000))

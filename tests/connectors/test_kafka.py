@@ -11,6 +11,7 @@ import pickle
 import subprocess
 import sys
 import time
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -976,3 +977,38 @@ def test_refused_credentials_are_named_at_first_connect_not_as_unreachable(
     with pytest.raises(KafkaDeliveryError, match="refused the producer's authentication.*sasl.username"):
         writer.flush()
     writer.close()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda: KafkaSource(
+                "t", bootstrap_servers="127.0.0.1:1", group_id="g", config={"no.such": 1}
+            ).open(),
+            r"KafkaSource\(.*refused its configuration: No such configuration property: \"no.such\"",
+        ),
+        (
+            # was "could not convert string to float: 'abc'", from the reader's own arithmetic
+            lambda: KafkaSource(
+                "t", bootstrap_servers="127.0.0.1:1", group_id="g", config={"session.timeout.ms": "abc"}
+            ).open(),
+            r"KafkaSource\(.*refused its configuration: Invalid value .*session.timeout.ms",
+        ),
+        (
+            lambda: KafkaSink(
+                "t", bootstrap_servers="127.0.0.1:1", config={"security.protocol": "TLS"}
+            ).open(),
+            r"KafkaSink\(.*refused its configuration: Invalid value \"TLS\"",
+        ),
+        (
+            lambda: KafkaAdmin("127.0.0.1:1", config={"nope": 1}).create_topic("x"),
+            r"KafkaAdmin: the Kafka client refused its configuration: No such configuration property",
+        ),
+    ],
+)
+def test_settings_the_client_refuses_are_named_when_it_is_created(make: Any, message: str) -> None:
+    """They were confluent-kafka's bare KafkaException (naming neither the source nor the fix)."""
+    with pytest.raises(ValueError, match=message) as info:
+        make()
+    assert "CONFIGURATION.md" in str(info.value)
