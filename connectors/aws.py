@@ -8,9 +8,12 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["DUMMY_CREDENTIALS", "aws_client", "configuration_error"]
+__all__ = ["DUMMY_CREDENTIALS", "aws_client", "bounded", "configuration_error"]
 
 _EXTRA_KINESIS = "pip install 'streamlab[kinesis]'"
 #: Credentials given to clients of a local endpoint (moto, kinesalite), which accept any.
@@ -150,3 +153,52 @@ def configuration_error(
             "permission (IAM), or use credentials that have it"
         )
     return None
+
+
+@contextlib.contextmanager
+def bounded(
+    owner: str,
+    service: str,
+    operation: str,
+    *,
+    timeout: float,
+    attempts: int,
+    target: str,
+    region: str,
+    endpoint_url: str | None,
+) -> Iterator[None]:
+    """Turn botocore's connection and read timeouts into one error saying what was tried, for how long,
+    and its configuration errors (:func:`configuration_error`) into one saying what to fix; other
+    service errors (throttling, an expired iterator) pass unchanged to the caller.
+
+    Examples
+    --------
+    >>> from botocore.exceptions import EndpointConnectionError
+    >>> try:
+    ...     with bounded("Sink('s')", "Kinesis", "put_records", timeout=1, attempts=3, target="stream 's'",
+    ...                  region="us-east-1", endpoint_url="http://127.0.0.1:1"):
+    ...         raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+    ... except RuntimeError as e:
+    ...     print(str(e).split(" (")[0])
+    Sink('s'): Kinesis at http://127.0.0.1:1 did not answer put_records
+    """
+    from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    started = time.monotonic()
+    try:
+        yield
+    except (BotoConnectionError, HTTPClientError) as exc:
+        where = endpoint_url or f"AWS {service} in {region}"
+        raise RuntimeError(
+            f"{owner}: {service} at {where} did not answer {operation} ({attempts} attempts, timeout={timeout:g} s "
+            f"each, {time.monotonic() - started:.1f} s in all): {exc}. Check endpoint_url/region and that the "
+            "service runs"
+        ) from exc
+    except (ClientError, BotoCoreError) as exc:
+        explained = configuration_error(
+            exc, owner=owner, target=target, region=region, endpoint_url=endpoint_url
+        )
+        if explained is None:
+            raise
+        raise explained from exc

@@ -17,11 +17,12 @@ from streamlab._time import NAT_NS, to_utc_ns
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter, default_clock
 
-from .aws import aws_client, configuration_error
+from .aws import aws_client, bounded
 
 __all__ = ["TimestreamSink"]
 
 _BATCH = 100  # the WriteRecords limit
+_TIMEOUT, _ATTEMPTS = 10.0, 3  # each request, and botocore's tries of it
 REASON_COLUMN = "reject_reason"
 
 
@@ -221,7 +222,13 @@ class _TimestreamWriter(SinkWriter):
 
     def __init__(self, sink: TimestreamSink, clock: Clock) -> None:
         self._sink = sink
-        self._client = aws_client("timestream-write", region=sink.region, endpoint_url=sink.endpoint_url)
+        self._client = aws_client(
+            "timestream-write",
+            region=sink.region,
+            endpoint_url=sink.endpoint_url,
+            max_attempts=_ATTEMPTS,
+            timeout=_TIMEOUT,
+        )
         self._dead_letter = sink.dead_letter.open(clock) if sink.dead_letter is not None else None
         self._buffer: list[pd.DataFrame] = []
         self._rejected: list[pd.DataFrame] = []
@@ -255,29 +262,24 @@ class _TimestreamWriter(SinkWriter):
 
     def _send(self, chunk: list[dict[str, Any]]) -> list[tuple[int, str]]:
         """Write one chunk; return (index in chunk, reason) of each record Timestream rejected."""
-        from botocore.exceptions import BotoCoreError, ClientError  # loaded with the client
-
+        sink = self._sink
         try:
-            self._client.write_records(
-                DatabaseName=self._sink.database, TableName=self._sink.table, Records=chunk
-            )
+            with bounded(
+                repr(sink),
+                "Timestream",
+                "write_records",
+                timeout=_TIMEOUT,
+                attempts=_ATTEMPTS,
+                target=f"table {sink.table!r} of database {sink.database!r}",
+                region=sink.region,
+                endpoint_url=sink.endpoint_url,
+            ):
+                self._client.write_records(DatabaseName=sink.database, TableName=sink.table, Records=chunk)
         except self._client.exceptions.RejectedRecordsException as exc:
             # The other records of the request were written; only these were not.
             rejected = exc.response.get("RejectedRecords", [])
             self.written += len(chunk) - len(rejected)
             return [(int(r["RecordIndex"]), str(r.get("Reason", "rejected"))) for r in rejected]
-        except (ClientError, BotoCoreError) as exc:
-            sink = self._sink
-            explained = configuration_error(
-                exc,
-                owner=repr(sink),
-                target=f"table {sink.table!r} of database {sink.database!r}",
-                region=sink.region,
-                endpoint_url=sink.endpoint_url,
-            )
-            if explained is None:
-                raise
-            raise explained from exc
         self.written += len(chunk)
         return []
 

@@ -13,8 +13,8 @@ from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter, default_clock
 from streamlab.serde import encode_rows
 
-from ..aws import aws_client
-from ._client import WRITE_ATTEMPTS, bounded, check_timeout
+from ..aws import aws_client, bounded
+from ._client import WRITE_ATTEMPTS, check_timeout
 
 # Kinesis limits: 500 records and 5 MiB per PutRecords call, 1 MiB per record (data + key).
 _PUT_MAX_RECORDS = 500
@@ -159,12 +159,13 @@ class _KinesisWriter(SinkWriter):
             sink = self._sink
             with bounded(
                 repr(sink),
-                sink.endpoint_url,
+                "Kinesis",
                 "put_records",
-                sink.timeout,
-                WRITE_ATTEMPTS,
-                stream=sink.stream,
+                timeout=sink.timeout,
+                attempts=WRITE_ATTEMPTS,
+                target=f"stream {sink.stream!r}",
                 region=sink.region,
+                endpoint_url=sink.endpoint_url,
             ):
                 response = self._client.put_records(StreamName=sink.stream, Records=pending)
             if not response.get("FailedRecordCount"):

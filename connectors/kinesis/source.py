@@ -14,8 +14,8 @@ from streamlab._time import Duration, format_duration, parse_duration
 from streamlab.clock import Clock
 from streamlab.io import Source, SourceReader, default_clock
 
-from ..aws import aws_client
-from ._client import READ_ATTEMPTS, bounded, check_timeout
+from ..aws import aws_client, bounded
+from ._client import READ_ATTEMPTS, check_timeout
 from .checkpoint import SHARD_END, load_checkpoint, write_checkpoint
 
 _SOURCE_COLUMNS = ("value", "partition_key", "sequence_number", "shard_id", "approximate_arrival")
@@ -173,12 +173,13 @@ class _KinesisReader(SourceReader):
         src = self._source
         with bounded(
             f"KinesisSource({src.stream!r})",
-            src.endpoint_url,
+            "Kinesis",
             operation,
-            src.timeout,
-            READ_ATTEMPTS,
-            stream=src.stream,
+            timeout=src.timeout,
+            attempts=READ_ATTEMPTS,
+            target=f"stream {src.stream!r}",
             region=src.region,
+            endpoint_url=src.endpoint_url,
         ):
             return getattr(self._client, operation)(**kwargs)
 

@@ -280,3 +280,17 @@ def test_a_missing_database_is_named_with_its_fix(aws: LocalAWS) -> None:
         "does not exist.*Create it first",
     ):
         writer.flush()
+
+
+def test_an_unreachable_endpoint_is_named_with_the_sink_and_the_fix() -> None:
+    """It was botocore's bare EndpointConnectionError, naming no sink."""
+    from streamlab.testing import find_free_port
+
+    url = f"http://127.0.0.1:{find_free_port()}"  # nothing listens here
+    sink = TimestreamSink("db", "t", dimensions=["event_type"], measures=["count"], endpoint_url=url)
+    writer = sink.open()
+    writer.write_batch(metrics(3)[["event_type", "count", "timestamp"]])
+    with pytest.raises(
+        RuntimeError, match=rf"TimestreamSink\('db', 't'\): Timestream at {url} did not answer"
+    ):
+        writer.flush()
