@@ -126,6 +126,9 @@ def topic_problem(topic: str) -> str | None:
     return None
 
 
+_SCHEMES = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")  # librdkafka's optional prefixes
+
+
 def check_bootstrap(owner: str, bootstrap_servers: str | Sequence[str]) -> str:
     if isinstance(bootstrap_servers, str):
         text = bootstrap_servers.strip()
@@ -134,11 +137,21 @@ def check_bootstrap(owner: str, bootstrap_servers: str | Sequence[str]) -> str:
     if not text:
         raise ValueError(f"{owner}: bootstrap_servers is empty; pass 'host:port' (e.g. '127.0.0.1:9092')")
     for part in text.split(","):
-        host, sep, port = part.strip().rpartition(":")
+        scheme, has_scheme, address = part.strip().rpartition("://")
+        if has_scheme and scheme.upper() not in _SCHEMES:
+            raise ValueError(
+                f"{owner}: bootstrap server {part!r} starts with {scheme + '://'!r}, which Kafka clients do "
+                "not read (the brokers answer the Kafka protocol, not HTTP); write 'host:port', and set "
+                "security.protocol in config for TLS or SASL"
+            )
+        host, sep, port = address.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise ValueError(
                 f"{owner}: bootstrap server {part!r} is not 'host:port'; write e.g. '127.0.0.1:9092'"
             )
+        if not 0 < int(port) < 65536:
+            # librdkafka takes the port modulo 65536: 99999 would connect to 34463
+            raise ValueError(f"{owner}: bootstrap server {part!r} has port {port}; ports are 1 to 65535")
     return text
 
 

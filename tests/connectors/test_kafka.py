@@ -559,6 +559,9 @@ def test_import_does_not_load_the_clients() -> None:
         ({"topics": ["ok", "my events"]}, r"topic 'my events' cannot exist: .*characters"),
         ({"topics": "x" * 250}, "249 at most"),
         ({"topics": ".."}, "'.' or '..'"),
+        # librdkafka took port 99999 modulo 65536 (connecting to 34463) and read no broker from http://
+        ({"bootstrap_servers": "127.0.0.1:99999"}, "ports are 1 to 65535"),
+        ({"bootstrap_servers": "a:9092,http://127.0.0.1:9092"}, "starts with 'http://'"),
     ],
 )
 def test_source_rejects_bad_configuration(kwargs: dict[str, object], message: str) -> None:
@@ -584,6 +587,9 @@ def test_sink_rejects_bad_configuration() -> None:
     with pytest.raises(ValueError, match="pattern"):
         KafkaSink("^events.*", bootstrap_servers="h:1")
     assert KafkaSource("^events.*", bootstrap_servers="h:1", group_id="g").topics == ("^events.*",)
+    with pytest.raises(ValueError, match="ports are 1 to 65535"):
+        KafkaSink("t", bootstrap_servers="h:0")
+    assert KafkaSink("t", bootstrap_servers="SASL_SSL://h:9093").bootstrap_servers == "SASL_SSL://h:9093"
 
 
 def test_sink_the_broker_refuses_says_what_to_fix_and_fails_once(
