@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
@@ -83,6 +84,24 @@ def check_url(owner: str, url: str) -> str:
         raise ValueError(
             f"{owner}(url={redact_url(url) if isinstance(url, str) else url!r}): expected a Redis URL such as 'redis://127.0.0.1:6379/0' "
             "(rediss:// for TLS, unix:///path.sock for a socket)"
+        )
+    if url.startswith("unix://"):
+        return url
+    parts = urlsplit(url)
+    shown = redact_url(url)
+    if "${" not in parts.netloc:  # a port given as a ${ENV} reference is read when connecting
+        try:
+            parts.port  # noqa: B018 - parsing it is the check
+        except ValueError:
+            raise ValueError(
+                f"{owner}(url={shown!r}): the port must be a number from 1 to 65535, as in "
+                "'redis://127.0.0.1:6379/0'"
+            ) from None
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        raise ValueError(
+            f"{owner}(url={shown!r}): the path is the database number, as in 'redis://127.0.0.1:6379/0'; "
+            f"got {db!r}"
         )
     return url
 

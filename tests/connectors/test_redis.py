@@ -178,6 +178,10 @@ def test_values_redis_cannot_add_are_counted_and_logged_not_wrapped_or_dropped(
     ("kwargs", "message"),
     [
         ({"url": "127.0.0.1:6379"}, "Redis URL"),
+        # a bare ValueError ("Port out of range 0-65535") at the first write, or a path redis-py ignores
+        ({"url": "redis://127.0.0.1:99999/0"}, "port must be a number from 1 to 65535"),
+        ({"url": "redis://:pw@127.0.0.1:port/0"}, "port must be a number"),
+        ({"url": "redis://127.0.0.1:6379/metrics"}, "database number"),
         ({"key_template": ""}, "non-empty template"),
         ({"key_template": "m:{event_type!r}"}, "plain column names"),
         ({"key_template": "m:{"}, "literal braces"),
@@ -191,8 +195,18 @@ def test_metrics_sink_rejects_bad_configuration(kwargs: dict[str, object], messa
     args: dict[str, object] = {"url": "redis://127.0.0.1:6379/0"}
     args.update(kwargs)
     url = args.pop("url")
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as info:
         RedisMetricsSink(url, **args)  # type: ignore[arg-type]
+    assert ":pw@" not in str(info.value)
+
+
+def test_urls_with_references_and_sockets_are_accepted() -> None:
+    for url in (
+        "redis://:${REDIS_PASSWORD}@h:6379/2",
+        "redis://${REDIS_HOST}:${REDIS_PORT}",
+        "unix:///tmp/r.sock",
+    ):
+        assert RedisStreamSink(url, "s").url == url
 
 
 @settings(max_examples=50, deadline=None)
