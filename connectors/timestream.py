@@ -7,6 +7,7 @@ that cannot become a record at all (no time, no measure) are never dropped silen
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from .aws import aws_client, bounded
 
 __all__ = ["TimestreamSink"]
 
+log = logging.getLogger("streamlab")
 _BATCH = 100  # the WriteRecords limit
 _TIMEOUT, _ATTEMPTS = 10.0, 3  # each request, and botocore's tries of it
 REASON_COLUMN = "reject_reason"
@@ -232,6 +234,7 @@ class _TimestreamWriter(SinkWriter):
         self._dead_letter = sink.dead_letter.open(clock) if sink.dead_letter is not None else None
         self._buffer: list[pd.DataFrame] = []
         self._rejected: list[pd.DataFrame] = []
+        self._failed = False  # a flush raised: close() neither waits on the service again nor re-raises
         self.written = 0
 
     def write_batch(self, batch: pd.DataFrame) -> None:
@@ -285,6 +288,13 @@ class _TimestreamWriter(SinkWriter):
 
     def flush(self) -> None:
         """Write everything buffered; hand rejected rows to the dead-letter sink, or raise without one."""
+        try:
+            self._flush()
+        except Exception:
+            self._failed = True
+            raise
+
+    def _flush(self) -> None:
         if self._buffer:
             self._write(final=True)
         if not self._rejected:
@@ -302,9 +312,21 @@ class _TimestreamWriter(SinkWriter):
         )
 
     def close(self) -> None:
-        """Flush, close the dead-letter sink and release the HTTP connections."""
+        """Flush, close the dead-letter sink and release the HTTP connections.
+
+        After a flush failed, the rows still buffered are dropped, not sent again (the run failed on
+        that flush and did not commit past them: a restart writes them); its error is not raised twice.
+        """
         try:
-            self.flush()
+            if self._failed:
+                left = sum(len(b) for b in self._buffer)
+                if left:
+                    log.warning(
+                        "%r: %d row(s) not written (a flush failed); a restart writes them", self._sink, left
+                    )
+                self._buffer = []
+            else:
+                self.flush()
         finally:
             if self._dead_letter is not None:
                 self._dead_letter.close()

@@ -294,3 +294,30 @@ def test_an_unreachable_endpoint_is_named_with_the_sink_and_the_fix() -> None:
         RuntimeError, match=rf"TimestreamSink\('db', 't'\): Timestream at {url} did not answer"
     ):
         writer.flush()
+
+
+def test_close_after_a_failed_flush_neither_sends_again_nor_raises_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """close() flushed again: it waited on the failing service a second time (another 3 attempts) and
+    raised the same error, which the runtime logged as a second traceback ("closing a sink failed")."""
+    import logging
+
+    from streamlab.testing import find_free_port
+
+    url = f"http://127.0.0.1:{find_free_port()}"  # nothing listens here
+    sink = TimestreamSink("db", "t", dimensions=["event_type"], measures=["count"], endpoint_url=url)
+    writer = sink.open()
+    attempts: list[int] = []
+    writer._client.meta.events.register(
+        "before-send.timestream-write.WriteRecords", lambda **_: attempts.append(1)
+    )
+    writer.write_batch(metrics(3)[["event_type", "count", "timestamp"]])
+    with pytest.raises(RuntimeError, match="did not answer"):
+        writer.flush()
+    tried = len(attempts)
+    assert tried >= 1
+    with caplog.at_level(logging.WARNING, logger="streamlab"):
+        writer.close()
+    assert len(attempts) == tried
+    assert "3 row(s) not written" in caplog.text
