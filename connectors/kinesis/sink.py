@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from ..aws import aws_client, bounded
 from ._client import WRITE_ATTEMPTS, check_timeout
 
 # Kinesis limits: 500 records and 5 MiB per PutRecords call, 1 MiB per record (data + key).
+log = logging.getLogger("streamlab")
 _PUT_MAX_RECORDS = 500
 _PUT_MAX_BYTES = 5 * 1024 * 1024
 _RECORD_MAX_BYTES = 1024 * 1024
@@ -116,6 +118,7 @@ class _KinesisWriter(SinkWriter):
             "kinesis", region=sink.region, endpoint_url=sink.endpoint_url, timeout=sink.timeout
         )
         self._buffer: list[dict[str, Any]] = []
+        self._failed = False  # a send raised: close() neither waits on the service again nor re-raises
 
     def write_batch(self, batch: pd.DataFrame) -> None:
         """Encode the rows; full chunks of 500 are sent at once, the rest on :meth:`flush`."""
@@ -153,6 +156,13 @@ class _KinesisWriter(SinkWriter):
         return chunk
 
     def _send(self, records: list[dict[str, Any]]) -> None:
+        try:
+            self._put(records)
+        except Exception:
+            self._failed = True
+            raise
+
+    def _put(self, records: list[dict[str, Any]]) -> None:
         pending = records
         wait_ns = self._sink.backoff_ns
         for attempt in range(1, self._sink.max_attempts + 1):
@@ -189,8 +199,21 @@ class _KinesisWriter(SinkWriter):
             self._send(self._take_chunk())
 
     def close(self) -> None:
-        """Flush and release the HTTP connections."""
+        """Flush and release the HTTP connections.
+
+        After a send failed, the records still buffered are dropped, not sent again (the run failed on
+        it and did not commit past them: a restart sends them); its error is not raised twice.
+        """
         try:
-            self.flush()
+            if self._failed:
+                if self._buffer:
+                    log.warning(
+                        "%r: %d record(s) not sent (a send failed); a restart sends them",
+                        self._sink,
+                        len(self._buffer),
+                    )
+                self._buffer = []
+            else:
+                self.flush()
         finally:
             self._client.close()

@@ -483,3 +483,25 @@ def test_service_errors_from_configuration_are_explained_and_others_pass(
         exc, owner="KinesisSink('s')", target="stream 's'", region="r", endpoint_url=None
     )
     assert (err is None) if message is None else (message in str(err) and "KinesisSink('s')" in str(err))
+
+
+def test_close_after_a_failed_send_neither_sends_again_nor_raises_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """close() flushed what was still buffered after a send had failed: it waited on the failing
+    service again (attempts x timeout per chunk) and raised the same kind of error a second time."""
+    import logging
+
+    from streamlab.testing import find_free_port
+
+    url = f"http://127.0.0.1:{find_free_port()}"  # nothing listens here
+    writer = KinesisSink("s", partition_key="k", endpoint_url=url, timeout=1).open()
+    attempts: list[int] = []
+    writer._client.meta.events.register("before-send.kinesis.PutRecords", lambda **_: attempts.append(1))
+    with pytest.raises(RuntimeError, match="did not answer put_records"):
+        writer.write_batch(pd.DataFrame({"k": [f"k{i}" for i in range(600)]}))  # a full chunk goes out
+    tried = len(attempts)
+    with caplog.at_level(logging.WARNING, logger="streamlab"):
+        writer.close()  # 100 records were left
+    assert len(attempts) == tried >= 1
+    assert "100 record(s) not sent" in caplog.text
