@@ -1089,7 +1089,7 @@ class _Generator:
             self.user_imports.append("import pandas")
 
     def _fn(self, fn: Any, sid: str, kind: str) -> str:
-        code = _plan.function_code(fn, sid, kind, f"{_plan.ident(sid)}_fn")
+        code = _plan.function_code(fn, sid, kind)
         for imp in code.imports:
             if imp not in self.user_imports:
                 self.user_imports.append(imp)
