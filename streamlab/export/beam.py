@@ -150,6 +150,11 @@ Backfill from a file of JSON lines (one raw record per line)::
 
     python {module} --input events.jsonl {sink_args} --runner DirectRunner
 
+Nothing is late in a backfill (below). To get streamlab's results on a file, late rows included (what
+``streamlab.export.verify`` runs), replay it in order as a stream::
+
+    python {module} --input events.jsonl --replay {sink_args} --runner DirectRunner
+
 Tests: ``replay_stream(lines)`` builds a TestStream that replays records in arrival order with a
 watermark that never runs ahead of streamlab's (see its docstring), and ``build(raw)`` returns every
 stream by streamlab reference.
