@@ -37,7 +37,9 @@ docstring; the short version:
 from __future__ import annotations
 
 import json
+import re
 import textwrap
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1729,6 +1731,72 @@ def _metadata(p: Pipeline, sink: str, source: str) -> dict[str, Any]:
     }
 
 
+_BQ_SPECIALS = frozenset("&%=+:'<>#| ")
+"""Characters of a BigQuery column name (flexible column names) besides letters, marks, digits, connectors
+such as ``_`` and dashes: not ``.``, ``!``, ``"``, ``$``, ``(``, ``)``, ``*``, ``,``, ``/``, ``;``,
+``?``, ``@``, brackets, braces, backslash, ``^``, backtick or ``~``."""
+_BQ_RESERVED = ("_TABLE_", "_FILE_", "_PARTITION", "_ROW_TIMESTAMP", "__ROOT__", "_COLIDENTIFIER")
+
+
+def bigquery_column_problem(name: str) -> str | None:
+    """Why BigQuery refuses ``name`` as a column name, or None.
+
+    Examples
+    --------
+    >>> bigquery_column_problem("user_id") is None, bigquery_column_problem("prix en €") is None
+    (True, False)
+    >>> bigquery_column_problem("user.id")
+    "it holds '.'"
+    """
+    if not name or len(name) > 300:
+        return "a name is 1 to 300 characters"
+    for c in name:
+        if (
+            c not in _BQ_SPECIALS
+            and unicodedata.category(c)[0] not in "LMN"
+            and unicodedata.category(c) not in ("Pc", "Pd")
+        ):
+            return f"it holds {c!r}"
+    if name.upper().startswith(_BQ_RESERVED):
+        return f"it starts with a prefix BigQuery reserves ({', '.join(_BQ_RESERVED)})"
+    return None
+
+
+def check_bigquery_columns(pipeline: Pipeline, tables: dict[str, Any]) -> None:
+    """Refuse, naming the step, an output whose BigQuery table would have a column BigQuery refuses (its
+    name, or two names equal but for case): the job would fail creating the table, or terraform would.
+
+    Examples
+    --------
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b"{}"]))
+    >>> _ = p.parse({"user.id": "string", "timestamp": "timestamp"}).filter("timestamp == timestamp", step_id="kept")
+    >>> import tempfile
+    >>> to_beam(p, tempfile.mkdtemp(), sink="bigquery")
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.PipelineConfigError: step 'kept' (filter): cannot write column 'user.id' to BigQuery table 'kept': it holds '.'. Fix: give the column a name BigQuery takes, e.g. in the parse schema {'user_id': {'type': ..., 'path': ['user.id']}} or with select(user_id='user.id'), or export with sink='files'
+    """
+    for ref, table in _plan.sink_outputs(pipeline).items():
+        step = pipeline.steps[ref.split(".")[0]]
+        seen: dict[str, str] = {}
+        for column in tables.get(table, ((), None, ()))[0]:
+            col = column["name"]
+            why = bigquery_column_problem(col)
+            if why is None and col.lower() in seen:
+                why = f"BigQuery names are case-insensitive, and {seen[col.lower()]!r} is a column too"
+            seen.setdefault(col.lower(), col)
+            if why is not None:
+                fixed = re.sub(r"\W", "_", col)
+                raise PipelineConfigError(
+                    step.step_id,
+                    step.kind,
+                    f"cannot write column {col!r} to BigQuery table {table!r}: {why}",
+                    f"give the column a name BigQuery takes, e.g. in the parse schema {{{fixed!r}: {{'type': ..., "
+                    f"'path': [{col!r}]}}}} or with select({fixed}={col!r}), or export with sink='files'",
+                )
+
+
 def to_beam(
     pipeline: Pipeline,
     path: str | Path,
@@ -1787,6 +1855,8 @@ def to_beam(
     horizon_ns = parse_duration(late_horizon, what="to_beam(late_horizon=...)")
     gen = _Generator(pipeline, sink=sink, late_horizon_ns=horizon_ns)
     name = module_name or f"{_plan.ident(pipeline.name)}_beam.py"
+    if sink == "bigquery":
+        check_bigquery_columns(pipeline, gen.tables())
     code = gen.module(name)
     out = ExportedFiles.at(path, name, "beam")
     write = out.write
