@@ -1347,7 +1347,7 @@ class _Generator:
         )
         parts.append(_RUN.format(sink=self.sink))
         text = "\n".join(parts)
-        return _tidy(_drop_unused_imports(text))
+        return _tidy(_drop_unused_imports(_drop_unused_noqa(text)))
 
 
 # -- what each step kind becomes in the module (see streamlab.export._registry)
@@ -1568,6 +1568,24 @@ def _drop_unused_imports(text: str) -> str:
             line = f"from {m.group(1)} import {', '.join(used)}"
         out.append(line)
     return "\n".join(out)
+
+
+_NOQA_B008 = "# ruff: noqa: B008 - Beam declares state, timer and window parameters as argument defaults\n"
+
+
+def _drop_unused_noqa(text: str) -> str:
+    r"""The module without its file-wide ``noqa: B008`` when no parameter default calls ``beam.DoFn``'s
+    ``StateParam``/``TimerParam`` (a module without a stateful step): ruff's RUF100 reports an unused
+    ``noqa``, and the generated code is meant to pass the project's lint rules.
+
+    Examples
+    --------
+    >>> _drop_unused_noqa(_NOQA_B008 + "x = 1\n")
+    'x = 1\n'
+    """
+    if re.search(r"=\s*beam\.DoFn\.\w+Param\(", text):
+        return text
+    return text.replace(_NOQA_B008, "", 1)
 
 
 def _tidy(text: str) -> str:
