@@ -990,6 +990,8 @@ def run(argv=None):
         parser.error("--sink files needs --output DIR")
     if known.sink == "bigquery" and not known.dataset:
         parser.error("--sink bigquery needs --dataset NAME")
+    if known.sink == "bigquery" and BIGQUERY_REFUSED:
+        parser.error("--sink bigquery: " + "; ".join(BIGQUERY_REFUSED))
     if known.replay and not known.input:
         parser.error("--replay needs --input FILES")
     options = PipelineOptions(beam_args)
@@ -1309,6 +1311,9 @@ class _Generator:
             "# BigQuery tables: name -> (schema fields, day-partitioning column, clustering columns)"
         )
         parts.append(_plan.const("BIGQUERY_TABLES", tables))
+        refused = [str(e) for e in bigquery_refusals(self.p, tables)]
+        parts.append("# why --sink bigquery cannot write these outputs (columns BigQuery refuses)")
+        parts.append(_plan.const("BIGQUERY_REFUSED", refused))
         parts.append("\n\n# -- helpers copied from streamlab: this module must not import it\n")
         parts.append(_plan.snippet_source(self.snippets))
         if self.row_steps:
@@ -1795,6 +1800,15 @@ def check_bigquery_columns(pipeline: Pipeline, tables: dict[str, Any]) -> None:
     ...
     streamlab.errors.PipelineConfigError: step 'kept' (filter): cannot write column 'user.id' to BigQuery table 'kept': it holds '.'. Fix: give the column a name BigQuery takes, e.g. in the parse schema {'user_id': {'type': ..., 'path': ['user.id']}} or with select(user_id='user.id'), or export with sink='files'
     """
+    refused = bigquery_refusals(pipeline, tables)
+    if refused:
+        raise refused[0]
+
+
+def bigquery_refusals(pipeline: Pipeline, tables: dict[str, Any]) -> list[PipelineConfigError]:
+    """The columns of ``tables`` BigQuery refuses, one error naming its step each (see
+    :func:`check_bigquery_columns`); a module exported for files refuses ``--sink bigquery`` with them."""
+    out = []
     for ref, table in _plan.sink_outputs(pipeline).items():
         step = pipeline.steps[ref.split(".")[0]]
         seen: dict[str, str] = {}
@@ -1806,13 +1820,16 @@ def check_bigquery_columns(pipeline: Pipeline, tables: dict[str, Any]) -> None:
             seen.setdefault(col.lower(), col)
             if why is not None:
                 fixed = re.sub(r"\W", "_", col)
-                raise PipelineConfigError(
-                    step.step_id,
-                    step.kind,
-                    f"cannot write column {col!r} to BigQuery table {table!r}: {why}",
-                    f"give the column a name BigQuery takes, e.g. in the parse schema {{{fixed!r}: {{'type': ..., "
-                    f"'path': [{col!r}]}}}} or with select({fixed}={col!r}), or export with sink='files'",
+                out.append(
+                    PipelineConfigError(
+                        step.step_id,
+                        step.kind,
+                        f"cannot write column {col!r} to BigQuery table {table!r}: {why}",
+                        f"give the column a name BigQuery takes, e.g. in the parse schema {{{fixed!r}: {{'type': "
+                        f"..., 'path': [{col!r}]}}}} or with select({fixed}={col!r}), or export with sink='files'",
+                    )
                 )
+    return out
 
 
 def to_beam(

@@ -44,3 +44,15 @@ def test_names_bigquery_takes_and_the_files_sink_are_exported(tmp_path: Path) ->
     assert [bigquery_column_problem(f) for f in fields] == [None] * len(fields)
     assert to_beam(pipeline(*fields), tmp_path / "bq", sink="bigquery").files
     assert to_beam(pipeline("user.id"), tmp_path / "files", sink="files").files
+
+
+def test_a_module_exported_for_files_refuses_sink_bigquery_with_the_reason(tmp_path: Path) -> None:
+    """Its ``--sink bigquery`` (a run-time choice) started the job, which failed creating the table."""
+    import subprocess
+    import sys
+
+    module = to_beam(pipeline("user.id"), tmp_path, sink="files").module
+    cmd = [sys.executable, str(module), "--input", str(tmp_path / "in.jsonl"), "--sink", "bigquery"]
+    done = subprocess.run([*cmd, "--dataset", "d"], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "--sink bigquery: step 'per_key' (window): cannot write column 'user.id'" in done.stderr
