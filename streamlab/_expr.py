@@ -21,12 +21,14 @@ from streamlab._pyast import guarded, parse
 
 __all__ = [
     "as_expression_input",
+    "by_presence",
     "compile_expression",
     "eval_condition",
     "eval_expression",
     "expression_names",
     "fails_alike",
     "kind_groups",
+    "partly_missing",
     "typed_result",
 ]
 
@@ -276,7 +278,8 @@ def as_expression_input(batch: pd.DataFrame, expr: str) -> pd.DataFrame:
       compared exactly (``2**62 + 1 == 2**62`` is False, where float64 would round both to one value),
       when the expression only compares and combines (``==``, ``<``, ``in``, ``and``, ``~``, ...);
       an expression that computes with them (``n + 1``, a method call) reads float64, as pandas
-      cannot compute on Python ints in an expression.
+      cannot compute on Python ints in an expression: :func:`eval_expression` evaluates the rows
+      with a value apart (:func:`by_presence`), so this is the case of rows all missing it.
     - An unordered ``category`` column (a ``category`` field) becomes its values' type (text): category
       is a way to store text, so ``event_type >= 'p'`` compares the values as on a ``string`` field
       (and as the exported code does), where pandas refuses to order an unordered Categorical. An
@@ -389,11 +392,85 @@ def typed_result(value: Any) -> Any:
     return value
 
 
+def partly_missing(batch: pd.DataFrame, expr: str) -> np.ndarray | None:
+    """Rows of ``batch`` missing a value that ``expr`` computes with, where other rows have one, or None.
+
+    Such a column reads differently in the rows that have its values: a nullable integer column
+    (``Int64``) that an expression computes with reads float64 when a value is missing
+    (:func:`as_expression_input`), so ``n // 3`` gave ``2.0`` and ``n * n`` a float beyond int64 where
+    a batch without a missing ``n`` gives the integers ``2`` and int64's answer; a text column with a
+    missing value gives float64 from its ``.str`` methods (``s.str.len()``). Evaluated apart
+    (:func:`by_presence`), the rows with every value give what they give in a batch of their own (and
+    in the exported code, which evaluates a row at a time), whatever the batch holds besides.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> partly_missing(pd.DataFrame({"n": pd.array([1, None], dtype="Int64")}), "n // 3").tolist()
+    [False, True]
+    >>> partly_missing(pd.DataFrame({"n": pd.array([1, None], dtype="Int64")}), "n > 3") is None  # exact
+    True
+    """
+    names = expression_names(expr)
+    if not names or not len(batch) or not batch.columns.is_unique:
+        return None
+    if _compares_only(expr):
+        return None
+    missing: np.ndarray | None = None
+    for n in names:
+        if n not in batch.columns:
+            continue
+        col = batch[n]
+        dtype = col.dtype
+        integers = isinstance(dtype, pd.api.extensions.ExtensionDtype) and dtype.kind in "iu"
+        if not (integers or (isinstance(dtype, pd.StringDtype) and "." in expr)):
+            continue  # a text column's own operators keep their type beside a missing value
+        gaps = col.isna().to_numpy()
+        if gaps.any() and not gaps.all():
+            missing = gaps if missing is None else missing | gaps
+    return missing
+
+
+def by_presence(batch: pd.DataFrame, expr: str, evaluate: Callable[[pd.DataFrame], Any]) -> Any:
+    """``evaluate(batch)``, the rows :func:`partly_missing` names evaluated apart from the others, their
+    results put back in the batch's order: integers of the rows with values and missing values of the
+    others make a nullable integer column (:func:`typed_result` keeps it so).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> batch = pd.DataFrame({"n": pd.array([2**62 + 1, None, 7], dtype="Int64")})
+    >>> eval_expression(batch, "n // 3").tolist()
+    [1537228672809129301, nan, 2]
+    """
+    missing = partly_missing(batch, expr)
+    if missing is None:
+        return evaluate(batch)
+    order = np.concatenate([np.flatnonzero(~missing), np.flatnonzero(missing)])
+    parts = []
+    for rows in (order[: int((~missing).sum())], order[int((~missing).sum()) :]):
+        part = batch.iloc[rows]
+        value = by_presence(part, expr, evaluate)  # another column may still be partly missing there
+        if not isinstance(value, pd.Series) or len(value) != len(part):
+            return evaluate(batch)  # a scalar or a frame: no rows to put back
+        parts.append(value.reset_index(drop=True))
+    have, lack = parts
+    if have.dtype.kind in "iu" and lack.dtype.kind == "f" and bool(lack.isna().all()):
+        joined = pd.Series(np.concatenate([have.to_numpy(dtype=object), lack.to_numpy(dtype=object)]))
+    else:
+        joined = pd.concat(parts, ignore_index=True)
+    out = joined.take(np.argsort(order, kind="stable"))
+    out.index = batch.index
+    return out
+
+
 def eval_expression(batch: pd.DataFrame, expr: str) -> Any:
     """``batch.eval(expr, engine="python")``, through its compiled form when every name is a column.
 
     The compiled form (:func:`compile_expression`) runs the same pandas operations; where it does
-    not apply, or raises, ``DataFrame.eval`` evaluates the expression (and raises its own errors).
+    not apply, or raises, ``DataFrame.eval`` evaluates the expression (and raises its own errors). Rows
+    missing a value the expression computes with, beside rows that have one, are evaluated apart
+    (:func:`by_presence`).
 
     Examples
     --------
@@ -402,6 +479,10 @@ def eval_expression(batch: pd.DataFrame, expr: str) -> Any:
     >>> eval_expression(batch, "ratio.fillna(1.0) * amount").tolist()
     [10.0, 600.0]
     """
+    return by_presence(batch, expr, lambda part: _eval_whole(part, expr))
+
+
+def _eval_whole(batch: pd.DataFrame, expr: str) -> Any:
     batch = as_expression_input(batch, expr)
     fn = compile_expression(expr)
     if fn is not None and _all_columns(batch, expr):

@@ -38,4 +38,35 @@ def concat_batches(batches: list[pd.DataFrame]) -> pd.DataFrame:
                 cats = cats.sort_values()
             union[c] = pd.CategoricalDtype(cats)
         batches = [b.astype({c: t for c, t in union.items() if c in b.columns}) for b in batches]
+    batches = _integers_beside_gaps(batches)
     return pd.concat(batches, ignore_index=True)
+
+
+def _integers_beside_gaps(batches: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """``batches`` where a column of integers in some batches and only missing values (float64 NaN)
+    in the others is nullable ``Int64`` in each: pandas would join them as float64, rounding integers
+    beyond 2**53, so the column's type and digits would depend on how the stream was batched (an
+    expression over an integer field gives float64 NaN in a batch where every value is missing).
+
+    Examples
+    --------
+    >>> a = pd.DataFrame({"n": [2**60 + 1]})
+    >>> b = pd.DataFrame({"n": [float("nan")]})
+    >>> concat_batches([a, b])["n"].tolist()
+    [1152921504606846977, <NA>]
+    """
+
+    def integers(s: pd.Series) -> bool:
+        return s.dtype.kind == "i"
+
+    def gaps(s: pd.Series) -> bool:
+        return s.dtype.kind == "f" and bool(s.isna().all())
+
+    cast = set()
+    for c in batches[0].columns:
+        held = [b[c] for b in batches if c in b.columns]
+        if any(map(integers, held)) and any(map(gaps, held)) and all(integers(s) or gaps(s) for s in held):
+            cast.add(c)
+    if not cast:
+        return batches
+    return [b.astype({c: "Int64" for c in cast if c in b.columns}) for b in batches]

@@ -7,6 +7,7 @@ import builtins
 import inspect
 import keyword
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -231,13 +232,42 @@ class FunctionCode:
     source: str = ""
 
 
-def function_code(fn: UserFunction, step_id: str, kind: str, alias: str) -> FunctionCode:
+def function_alias(step_id: str) -> str:
+    """The name generated code gives the user function of step ``step_id``."""
+    return f"user_fn_{ident(step_id)}"
+
+
+def function_code(fn: UserFunction, step_id: str, kind: str, alias: str | None = None) -> FunctionCode:
+    r"""How generated code reaches a step's user function: under ``alias`` (:func:`function_alias`), never
+    under the function's own name, which may be a step's (``map_one(tagged, step_id="tagged")``: the
+    generated code names that step's stream ``tagged``, and called the stream) or a generated helper's
+    (``parse_record``, ``build``); the copied source is defined inside a function of its own.
+
+    Examples
+    --------
+    >>> from streamlab.functions import UserFunction
+    >>> code = function_code(UserFunction(fn=len, source="def tagged(row):\n    return row\n"), "tagged", "map")
+    >>> code.name
+    'user_fn_tagged'
+    >>> print(code.source)
+    def user_fn_tagged_source():
+        def tagged(row):
+            return row
+        return tagged
+    <BLANKLINE>
+    <BLANKLINE>
+    user_fn_tagged = user_fn_tagged_source()
+    <BLANKLINE>
+    """
+    alias = alias or function_alias(step_id)
     if fn.ref:
         module, _, qualname = fn.ref.partition(":")
         if "." in qualname:
             top = qualname.split(".")[0]
-            return FunctionCode(f"{top}.{qualname.split('.', 1)[1]}", [f"from {module} import {top}"])
-        return FunctionCode(qualname, [f"from {module} import {qualname}"])
+            return FunctionCode(
+                f"{alias}.{qualname.split('.', 1)[1]}", [f"from {module} import {top} as {alias}"]
+            )
+        return FunctionCode(alias, [f"from {module} import {qualname} as {alias}"])
     if fn.source:
         src = fn.source.strip()
         if src.startswith(("lambda", "(")):
@@ -245,7 +275,11 @@ def function_code(fn: UserFunction, step_id: str, kind: str, alias: str) -> Func
         tree = _pyast.parse(src)
         defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
         if defs:
-            return FunctionCode(defs[-1].name, [], src + "\n")
+            body = textwrap.indent(src, "    ")
+            source = (
+                f"def {alias}_source():\n{body}\n    return {defs[-1].name}\n\n\n{alias} = {alias}_source()\n"
+            )
+            return FunctionCode(alias, [], source)
     raise PipelineConfigError(
         step_id,
         kind,

@@ -958,7 +958,7 @@ class _Steps:
         self.lines.append(("    " + line) if line else "")
 
     def fn(self, step: Any, kind: str) -> str:
-        code = _plan.function_code(step.fn, step.step_id, kind, f"{_plan.ident(step.step_id)}_fn")
+        code = _plan.function_code(step.fn, step.step_id, kind)
         self.imports += [i for i in code.imports if i not in self.imports]
         if code.source:
             self.user_code.append(

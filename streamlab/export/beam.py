@@ -37,7 +37,9 @@ docstring; the short version:
 from __future__ import annotations
 
 import json
+import re
 import textwrap
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,6 +151,11 @@ Streaming from Pub/Sub (Dataflow)::
 Backfill from a file of JSON lines (one raw record per line)::
 
     python {module} --input events.jsonl {sink_args} --runner DirectRunner
+
+Nothing is late in a backfill (below). To get streamlab's results on a file, late rows included (what
+``streamlab.export.verify`` runs), replay it in order as a stream::
+
+    python {module} --input events.jsonl --replay {sink_args} --runner DirectRunner
 
 Tests: ``replay_stream(lines)`` builds a TestStream that replays records in arrival order with a
 watermark that never runs ahead of streamlab's (see its docstring), and ``build(raw)`` returns every
@@ -983,6 +990,8 @@ def run(argv=None):
         parser.error("--sink files needs --output DIR")
     if known.sink == "bigquery" and not known.dataset:
         parser.error("--sink bigquery needs --dataset NAME")
+    if known.sink == "bigquery" and BIGQUERY_REFUSED:
+        parser.error("--sink bigquery: " + "; ".join(BIGQUERY_REFUSED))
     if known.replay and not known.input:
         parser.error("--replay needs --input FILES")
     options = PipelineOptions(beam_args)
@@ -1089,7 +1098,7 @@ class _Generator:
             self.user_imports.append("import pandas")
 
     def _fn(self, fn: Any, sid: str, kind: str) -> str:
-        code = _plan.function_code(fn, sid, kind, f"{_plan.ident(sid)}_fn")
+        code = _plan.function_code(fn, sid, kind)
         for imp in code.imports:
             if imp not in self.user_imports:
                 self.user_imports.append(imp)
@@ -1302,6 +1311,9 @@ class _Generator:
             "# BigQuery tables: name -> (schema fields, day-partitioning column, clustering columns)"
         )
         parts.append(_plan.const("BIGQUERY_TABLES", tables))
+        refused = [str(e) for e in bigquery_refusals(self.p, tables)]
+        parts.append("# why --sink bigquery cannot write these outputs (columns BigQuery refuses)")
+        parts.append(_plan.const("BIGQUERY_REFUSED", refused))
         parts.append("\n\n# -- helpers copied from streamlab: this module must not import it\n")
         parts.append(_plan.snippet_source(self.snippets))
         if self.row_steps:
@@ -1340,7 +1352,7 @@ class _Generator:
         )
         parts.append(_RUN.format(sink=self.sink))
         text = "\n".join(parts)
-        return _tidy(_drop_unused_imports(text))
+        return _tidy(_drop_unused_imports(_drop_unused_noqa(text)))
 
 
 # -- what each step kind becomes in the module (see streamlab.export._registry)
@@ -1563,6 +1575,24 @@ def _drop_unused_imports(text: str) -> str:
     return "\n".join(out)
 
 
+_NOQA_B008 = "# ruff: noqa: B008 - Beam declares state, timer and window parameters as argument defaults\n"
+
+
+def _drop_unused_noqa(text: str) -> str:
+    r"""The module without its file-wide ``noqa: B008`` when no parameter default calls ``beam.DoFn``'s
+    ``StateParam``/``TimerParam`` (a module without a stateful step): ruff's RUF100 reports an unused
+    ``noqa``, and the generated code is meant to pass the project's lint rules.
+
+    Examples
+    --------
+    >>> _drop_unused_noqa(_NOQA_B008 + "x = 1\n")
+    'x = 1\n'
+    """
+    if re.search(r"=\s*beam\.DoFn\.\w+Param\(", text):
+        return text
+    return text.replace(_NOQA_B008, "", 1)
+
+
 def _tidy(text: str) -> str:
     """Normalise blank lines so the module reads (and lints) like hand-written code."""
     import re
@@ -1724,6 +1754,84 @@ def _metadata(p: Pipeline, sink: str, source: str) -> dict[str, Any]:
     }
 
 
+_BQ_SPECIALS = frozenset("&%=+:'<>#| ")
+"""Characters of a BigQuery column name (flexible column names) besides letters, marks, digits, connectors
+such as ``_`` and dashes: not ``.``, ``!``, ``"``, ``$``, ``(``, ``)``, ``*``, ``,``, ``/``, ``;``,
+``?``, ``@``, brackets, braces, backslash, ``^``, backtick or ``~``."""
+_BQ_RESERVED = ("_TABLE_", "_FILE_", "_PARTITION", "_ROW_TIMESTAMP", "__ROOT__", "_COLIDENTIFIER")
+
+
+def bigquery_column_problem(name: str) -> str | None:
+    """Why BigQuery refuses ``name`` as a column name, or None.
+
+    Examples
+    --------
+    >>> bigquery_column_problem("user_id") is None, bigquery_column_problem("prix en €") is None
+    (True, False)
+    >>> bigquery_column_problem("user.id")
+    "it holds '.'"
+    """
+    if not name or len(name) > 300:
+        return "a name is 1 to 300 characters"
+    for c in name:
+        if (
+            c not in _BQ_SPECIALS
+            and unicodedata.category(c)[0] not in "LMN"
+            and unicodedata.category(c) not in ("Pc", "Pd")
+        ):
+            return f"it holds {c!r}"
+    if name.upper().startswith(_BQ_RESERVED):
+        return f"it starts with a prefix BigQuery reserves ({', '.join(_BQ_RESERVED)})"
+    return None
+
+
+def check_bigquery_columns(pipeline: Pipeline, tables: dict[str, Any]) -> None:
+    """Refuse, naming the step, an output whose BigQuery table would have a column BigQuery refuses (its
+    name, or two names equal but for case): the job would fail creating the table, or terraform would.
+
+    Examples
+    --------
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b"{}"]))
+    >>> _ = p.parse({"user.id": "string", "timestamp": "timestamp"}).filter("timestamp == timestamp", step_id="kept")
+    >>> import tempfile
+    >>> to_beam(p, tempfile.mkdtemp(), sink="bigquery")
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.PipelineConfigError: step 'kept' (filter): cannot write column 'user.id' to BigQuery table 'kept': it holds '.'. Fix: give the column a name BigQuery takes, e.g. in the parse schema {'user_id': {'type': ..., 'path': ['user.id']}} or with select(user_id='user.id'), or export with sink='files'
+    """
+    refused = bigquery_refusals(pipeline, tables)
+    if refused:
+        raise refused[0]
+
+
+def bigquery_refusals(pipeline: Pipeline, tables: dict[str, Any]) -> list[PipelineConfigError]:
+    """The columns of ``tables`` BigQuery refuses, one error naming its step each (see
+    :func:`check_bigquery_columns`); a module exported for files refuses ``--sink bigquery`` with them."""
+    out = []
+    for ref, table in _plan.sink_outputs(pipeline).items():
+        step = pipeline.steps[ref.split(".")[0]]
+        seen: dict[str, str] = {}
+        for column in tables.get(table, ((), None, ()))[0]:
+            col = column["name"]
+            why = bigquery_column_problem(col)
+            if why is None and col.lower() in seen:
+                why = f"BigQuery names are case-insensitive, and {seen[col.lower()]!r} is a column too"
+            seen.setdefault(col.lower(), col)
+            if why is not None:
+                fixed = re.sub(r"\W", "_", col)
+                out.append(
+                    PipelineConfigError(
+                        step.step_id,
+                        step.kind,
+                        f"cannot write column {col!r} to BigQuery table {table!r}: {why}",
+                        f"give the column a name BigQuery takes, e.g. in the parse schema {{{fixed!r}: {{'type': "
+                        f"..., 'path': [{col!r}]}}}} or with select({fixed}={col!r}), or export with sink='files'",
+                    )
+                )
+    return out
+
+
 def to_beam(
     pipeline: Pipeline,
     path: str | Path,
@@ -1782,6 +1890,8 @@ def to_beam(
     horizon_ns = parse_duration(late_horizon, what="to_beam(late_horizon=...)")
     gen = _Generator(pipeline, sink=sink, late_horizon_ns=horizon_ns)
     name = module_name or f"{_plan.ident(pipeline.name)}_beam.py"
+    if sink == "bigquery":
+        check_bigquery_columns(pipeline, gen.tables())
     code = gen.module(name)
     out = ExportedFiles.at(path, name, "beam")
     write = out.write

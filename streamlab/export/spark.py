@@ -726,7 +726,7 @@ class _Generator:
             raise _plan.unsupported(step, "Spark", "not translated", "remove it")
 
     def _fn(self, fn: Any, sid: str, kind: str) -> str:
-        code = _plan.function_code(fn, sid, kind, f"{_plan.ident(sid)}_fn")
+        code = _plan.function_code(fn, sid, kind)
         for imp in code.imports:
             if imp not in self.user_imports:
                 self.user_imports.append(imp)

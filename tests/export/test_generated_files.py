@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import example, given, settings
@@ -225,3 +226,23 @@ def test_every_exported_program_defines_everything_before_it_runs(tmp_path: Path
     assert len(modules) >= 4
     for module in modules:
         assert _main_guard_last(module), module.name
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda s: s.window(TumblingWindow("1m"), key="event_type").agg(agg.count()),
+        lambda s: s.filter("amount > 0", step_id="positive"),
+        lambda s: s.dedup("event_id").window(TumblingWindow("1m"), key="event_type").agg(agg.count()),
+    ],
+    ids=["window", "filter", "dedup"],
+)
+def test_every_generated_beam_module_passes_ruff(build: Any, tmp_path: Path) -> None:
+    """A module without a stateful step kept its file-wide ``noqa: B008``, which ruff reports unused (RUF100)."""
+    p = Pipeline(ListSource([b"{}"]), name="lint")
+    build(p.parse(SCHEMA))
+    directory = to_beam(p, tmp_path).directory
+    result = subprocess.run(
+        [str(RUFF), "check", "--config", str(PYPROJECT), str(directory)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout
