@@ -25,6 +25,9 @@ _UNITS_NS = {
     "h": 3600 * 1_000_000_000,
     "d": 86400 * 1_000_000_000,
 }
+MAX_DURATION_NS = 2**62
+"""The longest duration (about 146 years): event times are int64 nanoseconds, and a window's size plus its
+lateness, or a watermark's delay, must stay far inside that range."""
 _DURATION_RE = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*(ns|us|ms|s|min|m|h|d)\s*$")
 
 
@@ -52,23 +55,39 @@ def parse_duration(value: Duration, *, what: str = "duration") -> int:
     """
     if isinstance(value, bool):
         raise TypeError(f"{what}: expected a duration such as '10s' or '5m', got {value!r}")
+    ns: int | None = None
     if isinstance(value, (int, float, np.integer, np.floating)):
         if isinstance(value, (float, np.floating)) and not np.isfinite(value):
             raise ValueError(
                 f"{what}: {value!r} is not a duration; write it like '10s', '5m', or a number of seconds"
             )
-        return round(float(value) * 1_000_000_000)
-    if isinstance(value, (timedelta, pd.Timedelta)):
-        return int(pd.Timedelta(value).value)
-    if isinstance(value, str):
+        if isinstance(value, (int, np.integer)):
+            ns = int(value) * 1_000_000_000
+        elif abs(value) <= MAX_DURATION_NS / 1e9:  # beyond, ``value * 1e9`` may be inf and round() raise
+            ns = round(float(value) * 1_000_000_000)
+        else:
+            ns = MAX_DURATION_NS + 1
+    elif isinstance(value, (timedelta, pd.Timedelta)):
+        ns = int(pd.Timedelta(value).value)
+    elif isinstance(value, str):
         m = _DURATION_RE.match(value)
         if m:
             # exact (a float would round "9007199254740993ns", which a spec writes for a long odd duration)
-            return round(Fraction(m.group(1)) * _UNITS_NS[m.group(2)])
-    raise ValueError(
-        f"{what}: cannot read {value!r} as a duration; write it like '500ms', '10s', '5m', '1h', '1d', "
-        "a datetime.timedelta, or a number of seconds"
-    )
+            ns = round(Fraction(m.group(1)) * _UNITS_NS[m.group(2)])
+    if ns is None:
+        raise ValueError(
+            f"{what}: cannot read {value!r} as a duration; write it like '500ms', '10s', '5m', '1h', '1d', "
+            "a datetime.timedelta, or a number of seconds"
+        )
+    if abs(ns) > MAX_DURATION_NS:
+        # windows, watermarks and timestamps are int64 nanoseconds: a longer duration would overflow them
+        # mid-run (a crash, or window ends that wrap round to 1677)
+        raise ValueError(
+            f"{what}: {value!r} is longer than the {MAX_DURATION_NS // _UNITS_NS['d']:,} days (about 146 "
+            "years) a duration can be; timestamps are nanoseconds from 1677 to 2262. Fix: use a shorter "
+            "duration, e.g. '365d'"
+        )
+    return ns
 
 
 def format_duration(ns: int) -> str:

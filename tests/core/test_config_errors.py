@@ -446,3 +446,28 @@ def test_a_parse_field_named_as_a_source_metadata_column_is_refused_with_the_ren
     assert "{'partition_field': {'type': 'string', 'path': 'partition'}}" in str(e.value)
     parsed = p.parse({"region": {"type": "string", "path": "partition"}, "timestamp": "timestamp"})
     assert parsed.columns == ("region", "timestamp", "topic", "partition", "offset")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: TumblingWindow(2**40),  # seconds: it crashed the window step on its first batch
+        lambda: TumblingWindow(1e300),  # a bare OverflowError naming nothing
+        lambda: SessionWindow("200000d"),
+        lambda: (
+            events().window(TumblingWindow("1m"), delay=2**40).agg(agg.count())
+        ),  # crashed the run's metrics
+        lambda: events().window(TumblingWindow("1m"), lateness=-(2**40)).agg(agg.count()),
+        lambda: events().dedup("event_type", ttl=1e20),
+    ],
+)
+def test_a_duration_beyond_what_nanosecond_timestamps_hold_fails_at_construction(make):
+    with pytest.raises(ValueError, match=r"longer than the 53,375 days .*Fix: use a shorter duration"):
+        make()
+
+
+def test_the_longest_duration_still_runs():
+    p = events()
+    p.window(TumblingWindow("53375d"), key="event_type", delay="53375d", lateness="53375d").agg(agg.count())
+    out = p.run()["window"]
+    assert out["count"].tolist() == [1] and out["window_end"].iloc[0] > out["window_start"].iloc[0]
