@@ -48,6 +48,51 @@ def build_demo_pipeline(db: str, *, speed: float | None = None) -> Any:
     return p
 
 
+_DEMO_TABLES = {"window_counts", "late_events", "dead_letters"}
+
+
+def _check_demo_paths(db: Path, report: Path) -> None:
+    """Refuse, before anything runs, a ``--db`` the demo would destroy and a ``--report`` it cannot write.
+
+    The demo starts each run from a new database file, so an existing ``--db`` must be an earlier demo's:
+    a DuckDB file holding only the demo's tables (and the sinks' bookkeeping tables beside them).
+    """
+    for flag, path, name in (
+        ("--db", db, "streamlab-demo.duckdb"),
+        ("--report", report, "streamlab-report.html"),
+    ):
+        if path.is_dir():
+            raise IsADirectoryError(
+                f"{flag} {path} is a directory. Fix: pass a file path, e.g. {flag} {path / name}"
+            )
+    if not db.exists() or db.stat().st_size == 0:
+        return
+    import duckdb
+
+    with db.open("rb") as f:
+        magic = f.read(12)[8:]
+    if magic != b"DUCK":
+        held = "is not a DuckDB database"
+    else:
+        try:
+            with duckdb.connect(str(db), read_only=True) as con:
+                tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        except duckdb.Error as e:  # locked by another process, say: the demo could not replace it either
+            raise FileExistsError(
+                f"--db {db} cannot be opened ({' '.join(str(e).split())}). Fix: close what holds it, or pass "
+                "a new path with --db"
+            ) from None
+        demo = _DEMO_TABLES | {f"{t}_rejected" for t in _DEMO_TABLES}
+        other = sorted(t for t in tables if t not in demo and not t.startswith("__streamlab_"))
+        if not other:
+            return
+        held = f"holds tables the demo did not write ({', '.join(other)})"
+    raise FileExistsError(
+        f"--db {db} {held}; the demo replaces its database file, so it would be deleted. Fix: pass a new "
+        "path with --db (an earlier demo's database is replaced without asking)"
+    )
+
+
 def demo(args: argparse.Namespace) -> int:
     """Run the embedded demo: bundled clickstream → parse → dedup → windows → DuckDB, plus an HTML report.
 
@@ -63,6 +108,7 @@ def demo(args: argparse.Namespace) -> int:
     from streamlab._report import write_report
 
     db = str(Path(args.db))
+    _check_demo_paths(Path(db), Path(args.report))
     for suffix in ("", ".wal"):
         Path(db + suffix).unlink(missing_ok=True)
     p = build_demo_pipeline(db, speed=args.speed)
@@ -335,7 +381,15 @@ def _user_error(exc: BaseException) -> bool:
 
     return isinstance(
         exc,
-        (SpecError, PipelineConfigError, FileNotFoundError, PermissionError, IsADirectoryError, ImportError),
+        (
+            SpecError,
+            PipelineConfigError,
+            FileNotFoundError,
+            FileExistsError,
+            PermissionError,
+            IsADirectoryError,
+            ImportError,
+        ),
     )
 
 

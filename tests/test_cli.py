@@ -31,6 +31,39 @@ def test_demo_writes_tables_and_report(tmp_path, capsys):
     con.close()
 
 
+def _user_database(path):
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE orders AS SELECT 1 AS id")
+    con.close()
+
+
+@pytest.mark.parametrize(
+    "existing, said",
+    [
+        (lambda p: p.write_text("id,amount\n1,2.5\n"), "is not a DuckDB database"),
+        (_user_database, "holds tables the demo did not write (orders)"),
+    ],
+)
+def test_demo_refuses_to_delete_a_file_it_did_not_write(tmp_path, capsys, existing, said):
+    # the demo deleted whatever --db named before it ran: a CSV or a DuckDB file of the user's was gone
+    db = tmp_path / "mine.db"
+    existing(db)
+    before = db.read_bytes()
+    assert main(["demo", "--db", str(db), "--report", str(tmp_path / "r.html"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Fix: pass a new path with --db" in err and "Traceback" not in err
+    assert db.read_bytes() == before and not (tmp_path / "r.html").exists()
+
+
+def test_demo_refuses_a_directory_as_report_before_running(tmp_path, capsys):
+    # it ran the whole replay into the database, then failed with a bare "[Errno 21] Is a directory"
+    db = tmp_path / "demo.duckdb"
+    assert main(["demo", "--db", str(db), "--report", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"--report {tmp_path} is a directory. Fix: pass a file path" in err
+    assert not db.exists()
+
+
 def test_run_spec(tmp_path, capsys):
     events = tmp_path / "events.jsonl"
     events.write_text(
