@@ -36,9 +36,9 @@ from streamlab._step_kinds import (
     params_of,
     step_kind,
 )
-from streamlab._time import format_duration
+from streamlab._time import MAX_DURATION_NS, format_duration
 from streamlab._transforms import FilterOperator, MapOperator, PassOperator, SelectOperator, UnionOperator
-from streamlab._windowing import PanedWindowOperator, WindowOperator
+from streamlab._windowing import PanedWindowOperator, WindowOperator, window_reach_ns
 from streamlab.aggregators import Aggregator
 from streamlab.clock import Clock
 from streamlab.errors import PipelineConfigError, suggest
@@ -810,6 +810,13 @@ class WindowStep(Step):
             )
         if self.delay_ns < 0 or self.lateness_ns < 0:
             self.invalid("delay and lateness must not be negative", "use e.g. delay='10s'")
+        span = window_reach_ns(self.window) + self.lateness_ns
+        if span > MAX_DURATION_NS:
+            self.invalid(
+                f"the window's size plus its lateness ({format_duration(span)}) is longer than the "
+                f"{MAX_DURATION_NS // 86_400_000_000_000:,} days timestamps leave room for",
+                "use a shorter window or lateness",
+            )
         if self.early and isinstance(self.window, SessionWindow):
             self.invalid(
                 "early results are not supported for session windows",

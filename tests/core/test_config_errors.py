@@ -466,8 +466,12 @@ def test_a_duration_beyond_what_nanosecond_timestamps_hold_fails_at_construction
         make()
 
 
-def test_the_longest_duration_still_runs():
+def test_the_longest_duration_still_runs_and_a_window_plus_lateness_beyond_it_is_refused():
     p = events()
-    p.window(TumblingWindow("53375d"), key="event_type", delay="53375d", lateness="53375d").agg(agg.count())
+    p.window(TumblingWindow("53375d"), key="event_type", delay="53375d").agg(agg.count())
     out = p.run()["window"]
     assert out["count"].tolist() == [1] and out["window_end"].iloc[0] > out["window_start"].iloc[0]
+    with pytest.raises(
+        PipelineConfigError, match=r"size plus its lateness \(53376d\) is longer.*Fix: use a shorter"
+    ):
+        events().window(TumblingWindow("53375d"), lateness="1d").agg(agg.count())
