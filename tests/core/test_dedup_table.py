@@ -44,6 +44,24 @@ def state_of_table(table: DedupTable) -> tuple:
     st.lists(st.integers(1, 12), min_size=1, max_size=8),
 )
 def test_batches_equal_the_per_record_rule(recs, ttl, max_ids, sizes):
+    check_batches_equal_the_per_record_rule(recs, ttl, max_ids, sizes)
+
+
+@settings(max_examples=100)
+@given(
+    records(),
+    st.sampled_from([1, 5, 20, 2**62]),
+    st.sampled_from([2, 1000]),
+    st.lists(st.integers(1, 12), min_size=1, max_size=4),
+)
+def test_batches_equal_the_per_record_rule_in_the_first_ttl_after_1677(recs, ttl, max_ids, sizes):
+    # newest time - ttl wrapped round to 2262 there, so every id was forgotten: a repeat passed
+    ks, times = recs
+    shifted = [None if t is None else _NO_TIME + 41 + t for t in times]
+    check_batches_equal_the_per_record_rule((ks, shifted), ttl, max_ids, sizes)
+
+
+def check_batches_equal_the_per_record_rule(recs, ttl, max_ids, sizes):
     ks, times = recs
     rule, table = Dedup(ttl, max_ids), DedupTable(ttl, max_ids)
     want = [rule.is_duplicate(k, t) for k, t in zip(ks, times)]
