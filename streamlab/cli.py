@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import pickle
 import shutil
@@ -223,15 +224,26 @@ def _positive_int(text: str) -> int:
 
 
 def _duration(text: str) -> str:
-    from streamlab._time import parse_duration
+    """``--duration``: '30s', '5m', ..., or a bare number of seconds (the error for any other text offers
+    'a number of seconds', and on a command line every number is text).
 
+    Examples
+    --------
+    >>> _duration("90"), _duration("1.5"), _duration("5m")
+    ('90s', '1500ms', '5m')
+    """
+    from streamlab._time import format_duration, parse_duration
+
+    value: str | float = text
+    with contextlib.suppress(ValueError):
+        value = float(text)
     try:
-        ns = parse_duration(text, what="--duration")
+        ns = parse_duration(value, what="--duration")
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e).removeprefix("--duration: ")) from None
     if ns <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive duration such as 30s or 5m, got {text!r}")
-    return text
+    return format_duration(ns)
 
 
 _EPILOG = """examples:
@@ -266,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="streamlab",
         description="Prototype streaming pipelines on event time, run them from YAML specs, export them "
-        "to Apache Beam or AWS Lambda.",
+        "to Apache Beam, AWS Lambda, Flink or Spark.",
         epilog=_EPILOG,
         formatter_class=_Formatter,
         parents=[common],
@@ -337,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     e = sub.add_parser(
         "export",
-        help="export a spec to Beam or Lambda code",
+        help="export a spec to Beam, Lambda, Flink or Spark code",
         description=EXPORT_DESCRIPTION,
         epilog=EXPORT_EPILOG,
         formatter_class=_Formatter,

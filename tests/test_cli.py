@@ -114,6 +114,21 @@ def test_run_spec_rejects_a_bad_duration_before_running(tmp_path, capsys):
     assert "--duration" in err and "soon" in err
 
 
+@pytest.mark.parametrize("given, read", [("90", "90s"), ("0.5", "500ms"), ("5m", "5m")])
+def test_run_duration_takes_a_bare_number_of_seconds_as_its_error_offers(given, read):
+    # '--duration 90' was refused with "write it like ... or a number of seconds"
+    from streamlab.cli import build_parser
+
+    args = build_parser().parse_args(["run", "spec.yaml", "--duration", given])
+    assert args.duration == read
+
+
+def test_help_names_every_export_target(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Apache Beam, AWS Lambda, Flink or Spark" in out and "Beam, Lambda, Flink or Spark code" in out
+
+
 # -- user mistakes: one line, a path in the spec, a fix, exit status 2 -------------------------------
 
 EVENTS = "".join(
