@@ -128,8 +128,7 @@ def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> npt.NDArray[np.i
         return ns
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         ts = s if getattr(s.dt, "tz", None) is not None else s.dt.tz_localize("UTC")
-        ns = ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").array.asi8.copy()
-        return ns
+        return _datetimes_to_ns(ts)
     if pd.api.types.is_integer_dtype(s.dtype):
         return _epoch_ints_to_ns(s)
     if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
@@ -141,12 +140,35 @@ def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> npt.NDArray[np.i
         out[ok] = epoch_floats_to_ns(f[ok])
         return out
     ts = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
-    # the ignore: pandas-stubs declares asi8 on DatetimeIndex only, not on the DatetimeArray of a Series
-    parsed: npt.NDArray[np.int64] = ts.astype("datetime64[ns, UTC]").array.asi8.copy()  # type: ignore[attr-defined]
+    parsed = _datetimes_to_ns(ts)
     # pandas reads "now" and "today" as the wall clock: not an event time (a replay would differ)
     words = s.astype("string").str.strip().str.lower().isin(_RELATIVE_WORDS).fillna(False)
     parsed[words.to_numpy(dtype=bool)] = NAT_NS
     return parsed
+
+
+def _datetimes_to_ns(ts: pd.Series) -> npt.NDArray[np.int64]:
+    """A datetime column of any unit as int64 UTC nanoseconds; a time nanoseconds cannot hold (after
+    2262-04-11 or before 1677-09-21: ``"3000-01-01"``, the ``9999-12-31`` of "valid until further
+    notice") is missing, as an unreadable one is, where converting the column raised for all its rows.
+
+    Examples
+    --------
+    >>> _datetimes_to_ns(pd.Series(pd.to_datetime(["2024-01-01", "9999-12-31"], utc=True))).tolist() == [
+    ...     1704067200000000000, NAT_NS]
+    True
+    """
+    utc = ts.dt.tz_convert("UTC")
+    unit = utc.dtype.unit
+    raw: npt.NDArray[np.int64] = utc.array.asi8.copy()
+    if unit == "ns":
+        return raw
+    factor = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000}[unit]
+    limit = int(np.iinfo(np.int64).max) // factor
+    ok = (raw != NAT_NS) & (raw >= -limit) & (raw <= limit)
+    out = np.full(len(raw), NAT_NS, dtype=np.int64)
+    out[ok] = raw[ok] * factor
+    return out
 
 
 def epoch_floats_to_ns(f: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
