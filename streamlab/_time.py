@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timedelta, timezone
 from fractions import Fraction
@@ -139,12 +140,39 @@ def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> npt.NDArray[np.i
             ok = np.isfinite(f) & (np.abs(f) * scale < 9.2e18)  # beyond int64 nanoseconds: missing
         out[ok] = epoch_floats_to_ns(f[ok])
         return out
-    ts = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
+    numbers = None
+    if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) not in ("string", "empty"):
+        # numbers beside text: to_datetime would read 1678 as the year 1678; read them as epochs below
+        numbers = np.fromiter((isinstance(v, (int, float, np.number)) for v in s.to_numpy()), bool, len(s))
+        s_text = s.where(~numbers, None)
+    else:
+        s_text = s
+    ts = pd.to_datetime(s_text, utc=True, errors="coerce", format="ISO8601")
     parsed = _datetimes_to_ns(ts)
+    if numbers is not None and numbers.any():
+        _epoch_objects_to_ns(s, numbers, parsed)
     # pandas reads "now" and "today" as the wall clock: not an event time (a replay would differ)
     words = s.astype("string").str.strip().str.lower().isin(_RELATIVE_WORDS).fillna(False)
     parsed[words.to_numpy(dtype=bool)] = NAT_NS
     return parsed
+
+
+def _epoch_objects_to_ns(s: pd.Series, numbers: npt.NDArray[np.bool_], out: npt.NDArray[np.int64]) -> None:
+    """Write into ``out`` the epoch numbers of an object column (numbers beside text, as records from
+    several producers hold): a column of numbers alone is read as epoch seconds or milliseconds, so one
+    mixed with text is too, each number as the per-record rule reads it (``epoch_to_ns``); a boolean is
+    no time."""
+    values = s.to_numpy()
+    for i in np.flatnonzero(numbers).tolist():
+        v = values[i]
+        out[i] = NAT_NS
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            continue
+        number = int(v) if isinstance(v, (int, np.integer)) else float(v)
+        if isinstance(number, float) and not math.isfinite(number):
+            continue
+        ns = epoch_to_ns(number)
+        out[i] = ns if NAT_NS < ns <= _MAX_NS else NAT_NS
 
 
 def _datetimes_to_ns(ts: pd.Series) -> npt.NDArray[np.int64]:
@@ -195,6 +223,7 @@ def epoch_floats_to_ns(f: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
 
 
 _RELATIVE_WORDS = ("now", "today", "yesterday", "tomorrow")
+_MAX_NS = int(np.iinfo(np.int64).max)
 _MS_FROM = 10**11  # epoch numbers above this (year 5138 in seconds) are milliseconds
 
 
