@@ -405,7 +405,13 @@ class ReplaySource(Source):
             except (ValueError, EOFError, OSError) as e:  # pandas' ParserError is a ValueError
                 raise _unreadable(path, None, e) from None
         if name.endswith(".parquet"):
-            return pd.read_parquet(path)
+            try:
+                return pd.read_parquet(path)
+            except (ValueError, OSError) as e:  # pyarrow's ArrowInvalid is a ValueError
+                raise ValueError(
+                    f"ReplaySource: {path} cannot be read as Parquet ({type(e).__name__}: {' '.join(str(e).split())}); "
+                    "check that it is a complete Parquet file (a .jsonl or .csv file needs that extension)"
+                ) from None
         raise ValueError(f"ReplaySource: cannot tell the format of {path.name}; use .jsonl, .csv or .parquet")
 
     def release_times(self) -> np.ndarray:

@@ -391,3 +391,15 @@ def test_a_truncated_gzip_file_is_named_and_its_readable_lines_replayed(tmp_path
         result = p.run(clock=ManualClock(0))
     assert result.status == "finished" and len(ok.frame()) > 0
     assert any("cut.jsonl.gz cannot be read past" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("data", [b"not parquet", b"PAR1"])
+def test_a_file_that_is_not_parquet_says_so_with_its_path(tmp_path, data):
+    # it raised pyarrow's bare ArrowInvalid ("Parquet magic bytes not found in footer"), naming no source
+    path = tmp_path / "events.parquet"
+    path.write_bytes(data)
+    with pytest.raises(
+        ValueError, match=r"ReplaySource: .*events.parquet cannot be read as Parquet \(Arrow"
+    ) as e:
+        ReplaySource(path, speed=None)
+    assert "check that it is a complete Parquet file" in str(e.value)
