@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,9 @@ class _LinesReader(SourceReader):
         self.blocks.close()
 
 
+_RAW = (bytes, str, bytearray, memoryview)
+
+
 class ListSource(Source):
     """Events from a Python list: dicts become columns; bytes or str become a raw ``value`` column.
 
@@ -189,10 +193,33 @@ class ListSource(Source):
     def __init__(self, events: list[Any] | pd.DataFrame, *, batch_size: int | None = None) -> None:
         if isinstance(events, pd.DataFrame):
             frame = events.reset_index(drop=True)
-        elif events and all(isinstance(e, (bytes, str)) for e in events):
+        elif (
+            events
+            and any(isinstance(e, _RAW) or e is None for e in events)
+            and not any(isinstance(e, Mapping) for e in events)
+        ):
+            # raw records as a broker gives them, None (a record without value, e.g. a Kafka tombstone)
+            # and whatever else a test feeds: ``parse`` sends what is not JSON text to its dead letter
             frame = pd.DataFrame({"value": pd.Series(events, dtype=object)})
         else:
-            frame = pd.DataFrame.from_records(list(events))
+            try:
+                frame = pd.DataFrame.from_records(list(events))
+            except (TypeError, ValueError) as e:
+                dicts = any(isinstance(v, Mapping) for v in events)
+                i, odd = next(
+                    (
+                        (i, v)
+                        for i, v in enumerate(events)
+                        if not (isinstance(v, Mapping) if dicts else isinstance(v, _RAW) or v is None)
+                    ),
+                    (0, events),
+                )
+                what = "among events (dicts)" if dicts else "neither an event (a dict) nor a raw record"
+                raise ValueError(
+                    f"ListSource: event {i} is {type(odd).__name__} {str(odd)[:40]!r}, {what} "
+                    f"({type(e).__name__}: {e}). Fix: pass a list of dicts, or a list of raw records (bytes or "
+                    "str; None for a record without value) for parse"
+                ) from None
         self.frame = frame
         self.batch_size = _batch_size("ListSource", batch_size)
         self.columns = tuple(frame.columns) if len(frame.columns) else None
