@@ -112,3 +112,17 @@ def test_sessions_of_times_more_than_292_years_apart_stay_apart():
         assert dead.empty
         assert results["count"].tolist() == [1, 1] and results["first_i"].tolist() == [0, 1]
         assert (results["window_end"] - results["window_start"] == pd.Timedelta("60s")).all()
+
+
+def test_a_join_within_its_delay_after_1677_runs_and_reports_the_earliest_watermark():
+    # the watermark (earliest time - delay, below int64) failed the run when its metrics were read
+    frame = pd.DataFrame({"timestamp": pd.to_datetime([MIN + S], unit="ns", utc=True), "k": ["a"]})
+    p = Pipeline()
+    left = p.add_source(ListSource(frame), step_id="left")
+    right = p.add_source(ListSource(frame), step_id="right")
+    joined = left.join_interval(right, on="k", lower="-1m", upper="1m", delay="1h")
+    rows = ListSink()
+    joined.to(rows)
+    result = p.run(clock=ManualClock(0))
+    assert len(rows.frame()) == 1
+    assert result.metrics["watermarks"]["join"] == pd.Timestamp.min.tz_localize("UTC")
