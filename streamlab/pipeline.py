@@ -711,7 +711,7 @@ class Stream:
         step = ParseStep(
             sid,
             (self.ref,),
-            fields=schema_fields(sid, dict(EVENT_SCHEMA if schema is None else schema)),
+            fields=schema_fields(sid, dict(EVENT_SCHEMA) if schema is None else schema),
             value_column=value_column,
             time=time,
             required=tuple(required),

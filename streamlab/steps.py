@@ -375,6 +375,26 @@ class ParseStep(Step):
         for r in self.required:
             if r not in names:
                 self.invalid(f"required field {r!r} is not in the schema", suggest(r, names))
+        for outer in self.fields:
+            if outer.type in ("object", "json"):
+                continue
+            inner = next(
+                (
+                    f
+                    for f in self.fields
+                    if f.path[: len(outer.path)] == outer.path
+                    and f is not outer
+                    and len(f.path) > len(outer.path)
+                ),
+                None,
+            )
+            if inner is not None:
+                self.invalid(
+                    f"field {outer.name!r} is a {outer.type} at {outer.path_spec()!r}, and field {inner.name!r} "
+                    f"reads {inner.path_spec()!r} inside it: no value is both (every record would be a dead letter)",
+                    f"declare {outer.name!r} as 'object' (or 'json') to keep the whole object beside "
+                    f"{inner.name!r}, or drop one of them",
+                )
         if not isinstance(self.value_column, str) or not self.value_column:
             self.invalid(f"value_column={self.value_column!r} is not a column name", "pass e.g. 'value'")
         n = self.max_record_bytes

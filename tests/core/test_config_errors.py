@@ -475,3 +475,26 @@ def test_the_longest_duration_still_runs_and_a_window_plus_lateness_beyond_it_is
         PipelineConfigError, match=r"size plus its lateness \(53376d\) is longer.*Fix: use a shorter"
     ):
         events().window(TumblingWindow("53375d"), lateness="1d").agg(agg.count())
+
+
+def test_a_parse_field_inside_another_fields_scalar_value_is_refused_when_built():
+    # {'a': 'string', 'b': a.x} failed the run with a bare "ValueError: field 'b': path a.x conflicts with
+    # another field"; in the other order every record went to dead letter
+    for schema in (
+        {"a": "string", "b": {"type": "int64", "path": "a.x"}, "timestamp": "timestamp"},
+        {"b": {"type": "int64", "path": "a.x"}, "a": "string", "timestamp": "timestamp"},
+    ):
+        with pytest.raises(
+            PipelineConfigError, match=r"field 'a' is a string at 'a', and field 'b' reads 'a.x'"
+        ):
+            Pipeline(ListSource([b"{}"])).parse(schema)
+    # keeping the whole object beside one of its values is fine
+    Pipeline(ListSource([b"{}"])).parse(
+        {"a": "object", "b": {"type": "int64", "path": "a.x"}, "timestamp": "timestamp"}
+    )
+
+
+def test_a_parse_schema_that_is_not_a_mapping_names_the_step_and_the_fix():
+    # a list of field names raised "dictionary update sequence element #0 has length 1; 2 is required"
+    with pytest.raises(PipelineConfigError, match=r"step 'parse' .*the schema is list .*Fix: pass a dict"):
+        Pipeline(ListSource([b"{}"])).parse(["user_id", "timestamp"])  # type: ignore[arg-type]
