@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._lines import LineBlocks, file_lines
-from streamlab._time import NAT_NS, to_utc_ns
+from streamlab._time import NAT_NS, to_utc_ns, utc_array
 from streamlab.clock import Clock
 from streamlab.io import Source, SourceReader, default_clock
 
@@ -310,17 +310,28 @@ def _bad_json_line(path: Path) -> int | None:
 
 
 def _event_times(path: Path, values: pd.Series, column: str) -> pd.Series:
-    """``values`` as UTC timestamps, or an error naming the first row whose time cannot be read."""
-    try:
-        return pd.to_datetime(values, utc=True, format="ISO8601")
-    except (ValueError, TypeError, OverflowError) as e:
-        read = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
-        bad = np.flatnonzero(read.isna().to_numpy() & values.notna().to_numpy())
-        if not len(bad):
-            raise _unreadable(path, None, ValueError(f"event time {column!r}: {e}")) from None
+    """``values`` as UTC timestamps, or an error naming the first row whose time cannot be read.
+
+    Read as every step reads event times (``to_utc_ns``): ISO-8601 text or epoch seconds or
+    milliseconds, as ``parse`` takes them (pandas' ISO parser alone refused a file of epoch numbers).
+    """
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "datetime", "datetime64", "empty"):
+        try:  # text or datetimes: pandas keeps a time nanoseconds cannot hold (the window dead-letters it)
+            return pd.to_datetime(values, utc=True, format="ISO8601")
+        except (ValueError, TypeError, OverflowError):
+            pass
+    ns = to_utc_ns(values)
+    bad = np.flatnonzero((ns == NAT_NS) & values.notna().to_numpy())
+    if len(bad):
         value = values.iloc[int(bad[0])]
-        why = ValueError(f"event time {column!r} is {value!r}, not an ISO 8601 time")
+        if isinstance(value, np.generic):
+            value = value.item()
+        why = ValueError(
+            f"event time {column!r} is {value!r}, not an ISO 8601 time or epoch seconds or milliseconds "
+            "within the years 1677-2262"
+        )
         raise _unreadable(path, f"record {int(bad[0]) + 1}", why) from None
+    return pd.Series(utc_array(ns), index=values.index, name=values.name)
 
 
 class ReplaySource(Source):
