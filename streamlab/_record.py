@@ -416,6 +416,12 @@ def dedup_key(value: Any) -> Any:
         return None
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True, default=str)
+    try:
+        hash(value)
+    except TypeError:  # a set, a bytearray, a tuple holding a list (in-memory records): its text, as above
+        return json.dumps(
+            sorted(value, key=repr) if isinstance(value, set) else value, sort_keys=True, default=str
+        )
     return value
 
 

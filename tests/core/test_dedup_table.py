@@ -6,6 +6,7 @@ import pickle
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -100,6 +101,21 @@ def test_the_step_passes_first_occurrences_of_unhashable_ids_once():
     p.run(clock=ManualClock(0))
     assert out.frame()["event_id"].tolist()[:2] == [{"a": 1}, [1, 2]] and len(out.frame()) == 3
     assert len(dups.frame()) == 3
+
+
+@pytest.mark.parametrize("batch_size", [None, 1])
+def test_ids_of_other_unhashable_values_pass_once_instead_of_failing_the_step(batch_size):
+    # a set, a bytearray or a tuple holding a list (in-memory records) failed the run:
+    # "StepFailedError: step 'dedup' (dedup) failed: TypeError: unhashable type: 'set'"
+    ids = [{1, 2}, bytearray(b"x"), (1, [2]), {2, 1}, bytearray(b"x"), (1, [2]), "a"]
+    frame = pd.DataFrame({"event_id": pd.Series(ids, dtype=object)})
+    p = Pipeline(ListSource(frame, batch_size=batch_size))
+    d = p.dedup("event_id", ttl=None)
+    out, dups = ListSink(), ListSink()
+    d.to(out)
+    d.duplicates.to(dups)
+    p.run(clock=ManualClock(0))
+    assert len(out.frame()) == 4 and len(dups.frame()) == 3
 
 
 def test_a_checkpoint_of_the_per_record_rule_resumes_in_the_table():
