@@ -140,7 +140,8 @@ class DedupTable:
         """Forget the ids whose first time is ttl behind the watermark."""
         if self.ttl_ns is None or self.max_ns == _NO_TIME:
             return
-        horizon = self.max_ns - self.ttl_ns
+        # saturating: within the ttl after 1677-09-21, max - ttl would wrap round to 2262
+        horizon = max(self.max_ns - self.ttl_ns, _NO_TIME + 1)
         n = self.index.n_ids
         live = self.index.entry_of[:n] >= 0
         self._forget(np.flatnonzero(live & (self.first[:n] < horizon)))
@@ -172,7 +173,10 @@ class DedupTable:
         if self.ttl_ns is None:
             horizon = np.full(n, _NO_TIME, dtype=np.int64)
         else:
-            horizon = np.where(run_max == _NO_TIME, _NO_TIME, run_max - self.ttl_ns)
+            # saturating: within the ttl after 1677-09-21, ``run_max - ttl`` would wrap round to 2262; the
+            # horizon stays above _NO_TIME, so an occurrence without time is never live once there is one
+            horizon = np.maximum(run_max, _NO_TIME + 1 + self.ttl_ns) - self.ttl_ns
+            horizon[run_max == _NO_TIME] = _NO_TIME
         # one pass through the hash table: every id of the batch gets a number now, and the ones that
         # end up remembered by nobody give it back in _commit
         ids = self.index.ids_for(values, distinct=True)

@@ -892,10 +892,12 @@ class KeyIndex:
         if len(columns) == 1:
             col = frame[columns[0]]
             if isinstance(col.dtype, pd.CategoricalDtype):
-                local = np.asarray(col.array.codes)
+                # int64: the codes are int8 for a few categories, and callers compute with them
+                # (code * span + time in sessions), which overflowed int8 or wrapped round silently
+                local = np.asarray(col.array.codes).astype(np.int64)
                 values = object_array(col.array.categories)
                 if len(local) and int(local.min()) < 0:  # missing keys: code -1 becomes the key None
-                    local = local.astype(np.int64) + 1
+                    local += 1
                     values = np.concatenate([object_array([None]), values])
                 return local, values
             strings = arrow_strings(col)

@@ -375,7 +375,8 @@ class Dedup:
     def _expire(self) -> None:
         if self.ttl_ns is None or self.max_ns is None:
             return
-        horizon = self.max_ns - self.ttl_ns
+        # an id without time (kept as -2**63) goes once there is a time, also within the ttl after 1677
+        horizon = max(self.max_ns - self.ttl_ns, -(2**63) + 1)
         heap = self._expiry
         while heap and heap[0][0] < horizon:
             _, seq, key = heapq.heappop(heap)
@@ -415,6 +416,12 @@ def dedup_key(value: Any) -> Any:
         return None
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True, default=str)
+    try:
+        hash(value)
+    except TypeError:  # a set, a bytearray, a tuple holding a list (in-memory records): its text, as above
+        return json.dumps(
+            sorted(value, key=repr) if isinstance(value, set) else value, sort_keys=True, default=str
+        )
     return value
 
 

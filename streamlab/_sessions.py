@@ -28,7 +28,15 @@ from streamlab._dead_letter import dead_letter_frame
 from streamlab._intcols import result_column
 from streamlab._keytable import KeyIndex, grown
 from streamlab._time import NAT_NS, utc_array
-from streamlab._windowing import _NO_WATERMARK, _Watermarks, add_dead_letters, late_frame, split_unreadable
+from streamlab._windowing import (
+    _NO_WATERMARK,
+    _Watermarks,
+    add_dead_letters,
+    event_time_range,
+    late_frame,
+    split_out_of_range,
+    split_unreadable,
+)
 from streamlab.aggregators import Aggregator
 from streamlab.operators import Operator, Outputs
 from streamlab.windows import SessionWindow
@@ -36,15 +44,16 @@ from streamlab.windows import SessionWindow
 _EMPTY = np.zeros(0, dtype=np.int64)
 
 
-def _relative(t: np.ndarray) -> tuple[int, np.ndarray]:
+def _relative(t: np.ndarray) -> tuple[int, np.ndarray, int]:
+    """``t`` as offsets from its earliest time, and their span (an offset can wrap round when the times
+    lie more than 292 years apart, 1900 and 2200 say: the span, a Python int, says so)."""
     base = int(t.min()) if len(t) else 0
-    return base, t - base
+    return base, t - base, int(t.max()) - base + 1 if len(t) else 1
 
 
 def _key_time_order(code: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Positions sorting by ``code`` then ``t`` (one argsort of a combined key when it fits)."""
-    _, rel = _relative(t)
-    span = int(rel.max()) + 1 if len(rel) else 1
+    _, rel, span = _relative(t)
     if (int(code.max()) + 1 if len(code) else 1) * span < 2**62:
         order: np.ndarray = np.argsort(code * span + rel)
         return order
@@ -177,6 +186,7 @@ class SessionOperator(_Watermarks, Operator):
         self.free_slots = _EMPTY.copy()
         self.n_slots = 0
         self.max_ts = _NO_WATERMARK
+        self.span = event_time_range(window, delay_ns, lateness_ns)
         self._init_watermarks(watermark_by, idle_timeout_ns)
 
     _STATE = (
@@ -241,6 +251,7 @@ class SessionOperator(_Watermarks, Operator):
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         out: Outputs = {}
         batch, ts = split_unreadable(batch, self.time, self.step_id, out, self.aggs, self.keys, self.by)
+        batch, ts = split_out_of_range(batch, ts, self.span, self.step_id, out)
         if len(batch) == 0:
             return out
         wm = self._event_watermarks(batch, ts)
@@ -341,8 +352,7 @@ class SessionOperator(_Watermarks, Operator):
         order = _key_time_order(code, start)
         code, start, last = code[order], start[order], last[order]
         # the latest last event up to each element within its key: a running maximum of key-major codes
-        base, rel = _relative(last)
-        span = int(rel.max()) + 1
+        base, rel, span = _relative(last)
         lasts: np.ndarray | None = None
         if (int(code[-1]) + 1) * span >= 2**62:  # times too far apart to offset by key: their ranks
             lasts, rank = np.unique(last, return_inverse=True)

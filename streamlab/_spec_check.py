@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
@@ -88,7 +88,7 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Yaml12Loader)
 
 
-def schema_fields(step_id: str, schema: dict[str, Any]) -> tuple[FieldSpec, ...]:
+def schema_fields(step_id: str, schema: Any) -> tuple[FieldSpec, ...]:
     """The parse step's fields; every bad entry is reported at once, an unknown type with the type
     it most likely means (``str`` → ``string``, ``datetime`` → ``timestamp``, ``flaot`` → ``float64``).
 
@@ -99,6 +99,13 @@ def schema_fields(step_id: str, schema: dict[str, Any]) -> tuple[FieldSpec, ...]
     ...
     streamlab.errors.PipelineConfigError: step 'parse' (parse): 2 schema fields: 'a' has unknown type 'str' (did you mean 'string'?), 'b' has unknown type 'flaot' (did you mean 'float64'?). Fix: use 'string' for 'a', 'float64' for 'b'; the types are string, category, int64, float64, bool, timestamp, object, json
     """
+    if not isinstance(schema, Mapping):
+        raise PipelineConfigError(
+            step_id,
+            "parse",
+            f"the schema is {type(schema).__name__} {str(schema)[:60]!r}, not a mapping of field names to types",
+            "pass a dict such as {'timestamp': 'timestamp', 'amount': 'float64'}",
+        )
     fields, unknown, other = [], [], []
     for name, entry in schema.items():
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timedelta, timezone
 from fractions import Fraction
@@ -25,6 +26,9 @@ _UNITS_NS = {
     "h": 3600 * 1_000_000_000,
     "d": 86400 * 1_000_000_000,
 }
+MAX_DURATION_NS = 2**62
+"""The longest duration (about 146 years): event times are int64 nanoseconds, and a window's size plus its
+lateness, or a watermark's delay, must stay far inside that range."""
 _DURATION_RE = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*(ns|us|ms|s|min|m|h|d)\s*$")
 
 
@@ -52,23 +56,39 @@ def parse_duration(value: Duration, *, what: str = "duration") -> int:
     """
     if isinstance(value, bool):
         raise TypeError(f"{what}: expected a duration such as '10s' or '5m', got {value!r}")
+    ns: int | None = None
     if isinstance(value, (int, float, np.integer, np.floating)):
         if isinstance(value, (float, np.floating)) and not np.isfinite(value):
             raise ValueError(
                 f"{what}: {value!r} is not a duration; write it like '10s', '5m', or a number of seconds"
             )
-        return round(float(value) * 1_000_000_000)
-    if isinstance(value, (timedelta, pd.Timedelta)):
-        return int(pd.Timedelta(value).value)
-    if isinstance(value, str):
+        if isinstance(value, (int, np.integer)):
+            ns = int(value) * 1_000_000_000
+        elif abs(value) <= MAX_DURATION_NS / 1e9:  # beyond, ``value * 1e9`` may be inf and round() raise
+            ns = round(float(value) * 1_000_000_000)
+        else:
+            ns = MAX_DURATION_NS + 1
+    elif isinstance(value, (timedelta, pd.Timedelta)):
+        ns = int(pd.Timedelta(value).value)
+    elif isinstance(value, str):
         m = _DURATION_RE.match(value)
         if m:
             # exact (a float would round "9007199254740993ns", which a spec writes for a long odd duration)
-            return round(Fraction(m.group(1)) * _UNITS_NS[m.group(2)])
-    raise ValueError(
-        f"{what}: cannot read {value!r} as a duration; write it like '500ms', '10s', '5m', '1h', '1d', "
-        "a datetime.timedelta, or a number of seconds"
-    )
+            ns = round(Fraction(m.group(1)) * _UNITS_NS[m.group(2)])
+    if ns is None:
+        raise ValueError(
+            f"{what}: cannot read {value!r} as a duration; write it like '500ms', '10s', '5m', '1h', '1d', "
+            "a datetime.timedelta, or a number of seconds"
+        )
+    if abs(ns) > MAX_DURATION_NS:
+        # windows, watermarks and timestamps are int64 nanoseconds: a longer duration would overflow them
+        # mid-run (a crash, or window ends that wrap round to 1677)
+        raise ValueError(
+            f"{what}: {value!r} is longer than the {MAX_DURATION_NS // _UNITS_NS['d']:,} days (about 146 "
+            "years) a duration can be; timestamps are nanoseconds from 1677 to 2262. Fix: use a shorter "
+            "duration, e.g. '365d'"
+        )
+    return ns
 
 
 def format_duration(ns: int) -> str:
@@ -109,8 +129,7 @@ def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> npt.NDArray[np.i
         return ns
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         ts = s if getattr(s.dt, "tz", None) is not None else s.dt.tz_localize("UTC")
-        ns = ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").array.asi8.copy()
-        return ns
+        return _datetimes_to_ns(ts)
     if pd.api.types.is_integer_dtype(s.dtype):
         return _epoch_ints_to_ns(s)
     if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
@@ -121,13 +140,63 @@ def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> npt.NDArray[np.i
             ok = np.isfinite(f) & (np.abs(f) * scale < 9.2e18)  # beyond int64 nanoseconds: missing
         out[ok] = epoch_floats_to_ns(f[ok])
         return out
-    ts = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
-    # the ignore: pandas-stubs declares asi8 on DatetimeIndex only, not on the DatetimeArray of a Series
-    parsed: npt.NDArray[np.int64] = ts.astype("datetime64[ns, UTC]").array.asi8.copy()  # type: ignore[attr-defined]
+    numbers = None
+    if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) not in ("string", "empty"):
+        # numbers beside text: to_datetime would read 1678 as the year 1678; read them as epochs below
+        numbers = np.fromiter((isinstance(v, (int, float, np.number)) for v in s.to_numpy()), bool, len(s))
+        s_text = s.where(~numbers, None)
+    else:
+        s_text = s
+    ts = pd.to_datetime(s_text, utc=True, errors="coerce", format="ISO8601")
+    parsed = _datetimes_to_ns(ts)
+    if numbers is not None and numbers.any():
+        _epoch_objects_to_ns(s, numbers, parsed)
     # pandas reads "now" and "today" as the wall clock: not an event time (a replay would differ)
     words = s.astype("string").str.strip().str.lower().isin(_RELATIVE_WORDS).fillna(False)
     parsed[words.to_numpy(dtype=bool)] = NAT_NS
     return parsed
+
+
+def _epoch_objects_to_ns(s: pd.Series, numbers: npt.NDArray[np.bool_], out: npt.NDArray[np.int64]) -> None:
+    """Write into ``out`` the epoch numbers of an object column (numbers beside text, as records from
+    several producers hold): a column of numbers alone is read as epoch seconds or milliseconds, so one
+    mixed with text is too, each number as the per-record rule reads it (``epoch_to_ns``); a boolean is
+    no time."""
+    values = s.to_numpy()
+    for i in np.flatnonzero(numbers).tolist():
+        v = values[i]
+        out[i] = NAT_NS
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            continue
+        number = int(v) if isinstance(v, (int, np.integer)) else float(v)
+        if isinstance(number, float) and not math.isfinite(number):
+            continue
+        ns = epoch_to_ns(number)
+        out[i] = ns if NAT_NS < ns <= _MAX_NS else NAT_NS
+
+
+def _datetimes_to_ns(ts: pd.Series) -> npt.NDArray[np.int64]:
+    """A datetime column of any unit as int64 UTC nanoseconds; a time nanoseconds cannot hold (after
+    2262-04-11 or before 1677-09-21: ``"3000-01-01"``, the ``9999-12-31`` of "valid until further
+    notice") is missing, as an unreadable one is, where converting the column raised for all its rows.
+
+    Examples
+    --------
+    >>> _datetimes_to_ns(pd.Series(pd.to_datetime(["2024-01-01", "9999-12-31"], utc=True))).tolist() == [
+    ...     1704067200000000000, NAT_NS]
+    True
+    """
+    utc = ts.dt.tz_convert("UTC")
+    unit = utc.dtype.unit
+    raw: npt.NDArray[np.int64] = utc.array.asi8.copy()
+    if unit == "ns":
+        return raw
+    factor = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000}[unit]
+    limit = int(np.iinfo(np.int64).max) // factor
+    ok = (raw != NAT_NS) & (raw >= -limit) & (raw <= limit)
+    out = np.full(len(raw), NAT_NS, dtype=np.int64)
+    out[ok] = raw[ok] * factor
+    return out
 
 
 def epoch_floats_to_ns(f: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
@@ -154,6 +223,7 @@ def epoch_floats_to_ns(f: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
 
 
 _RELATIVE_WORDS = ("now", "today", "yesterday", "tomorrow")
+_MAX_NS = int(np.iinfo(np.int64).max)
 _MS_FROM = 10**11  # epoch numbers above this (year 5138 in seconds) are milliseconds
 
 

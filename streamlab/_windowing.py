@@ -21,7 +21,7 @@ from streamlab._keytable import KeyIndex, SlotTable
 from streamlab._time import NAT_NS, ns_to_timestamp, to_utc_ns, utc_array
 from streamlab.aggregators import Aggregator, _CountStore
 from streamlab.operators import Operator, Outputs
-from streamlab.windows import SlidingWindow, TumblingWindow, floor_div
+from streamlab.windows import SessionWindow, SlidingWindow, TumblingWindow, Window, floor_div
 
 _NO_WATERMARK = int(np.iinfo(np.int64).min)
 
@@ -392,6 +392,51 @@ def split_unreadable(
     return batch, ts
 
 
+_MAX_NS = int(np.iinfo(np.int64).max)
+
+
+def window_reach_ns(window: Window) -> int:
+    """How far past an event's time its window can end (a session's gap; a window's size and offset)."""
+    if isinstance(window, SessionWindow):
+        return window.gap_ns
+    assert isinstance(window, (TumblingWindow, SlidingWindow))
+    return window.size_ns + window.offset_ns
+
+
+def event_time_range(window: Window, delay_ns: int, lateness_ns: int) -> tuple[int, int]:
+    """The event times a window step can place: their windows' bounds, close points (end + lateness) and
+    watermarks (time - delay) are int64 nanoseconds. Times nearer the ends of that range would wrap
+    round (a window ending in 1677), so the step sends them to dead letter instead."""
+    reach = window_reach_ns(window)
+    if isinstance(window, SessionWindow):
+        return NAT_NS + 1 + delay_ns + lateness_ns + reach, _MAX_NS - reach - lateness_ns
+    assert isinstance(window, (TumblingWindow, SlidingWindow))
+    off, every = window.offset_ns, window.slide_ns
+    # the last event time whose latest window (start k * every + offset <= t) closes within range
+    last_start = _MAX_NS - window.size_ns - lateness_ns
+    hi = ((last_start - off) // every) * every + off + every - 1
+    return NAT_NS + 1 + off + max(window.size_ns, delay_ns + lateness_ns), min(hi, _MAX_NS)
+
+
+def split_out_of_range(
+    batch: pd.DataFrame, ts: np.ndarray, span: tuple[int, int], step_id: str, out: Outputs
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows whose event time is outside ``span`` (:func:`event_time_range`) go to ``out["dead_letter"]``."""
+    lo, hi = span
+    if len(ts) == 0 or (int(ts.min()) >= lo and int(ts.max()) <= hi):
+        return batch, ts
+    bad = (ts < lo) | (ts > hi)
+    first, last = pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC")
+    reason = (
+        f"event time outside {first.isoformat()} .. {last.isoformat()}, the times whose window (with its "
+        "lateness and the watermark's delay) nanosecond timestamps can hold; timestamps end in 1677 and "
+        "2262. Fix: correct the event time at its source, or filter such times out before the window"
+    )
+    add_dead_letters(out, [dead_letter_frame(batch[bad], reason, step_id)])
+    keep = ~bad
+    return batch[keep].reset_index(drop=True), ts[keep]
+
+
 def add_dead_letters(out: Outputs, frames: list[pd.DataFrame]) -> None:
     """Append ``frames`` (rows a custom aggregator failed on) to ``out["dead_letter"]``."""
     if frames:
@@ -438,6 +483,7 @@ class WindowOperator(_Watermarks, Operator):
         self.slots = SlotTable()
         self.stores = [a.store() for a in aggs]
         self.max_ts = _NO_WATERMARK
+        self.span = event_time_range(window, delay_ns, lateness_ns)
         self._init_watermarks(watermark_by, idle_timeout_ns)
 
     # -- state -------------------------------------------------------------------------------------
@@ -462,6 +508,7 @@ class WindowOperator(_Watermarks, Operator):
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         out: Outputs = {}
         batch, ts_all = split_unreadable(batch, self.time, self.step_id, out, self.aggs, self.keys, self.by)
+        batch, ts_all = split_out_of_range(batch, ts_all, self.span, self.step_id, out)
         if len(batch) == 0:
             return out
         # (row, window) pairs: ``ev`` is each pair's row (None: one pair per row, in order), ``kwin`` its
@@ -660,6 +707,7 @@ class PanedWindowOperator(WindowOperator):
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         out: Outputs = {}
         batch, ts_all = split_unreadable(batch, self.time, self.step_id, out, self.aggs, self.keys, self.by)
+        batch, ts_all = split_out_of_range(batch, ts_all, self.span, self.step_id, out)
         if len(batch) == 0:
             return out
         wm = self._event_watermarks(batch, ts_all)

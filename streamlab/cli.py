@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import pickle
 import shutil
@@ -48,6 +49,51 @@ def build_demo_pipeline(db: str, *, speed: float | None = None) -> Any:
     return p
 
 
+_DEMO_TABLES = {"window_counts", "late_events", "dead_letters"}
+
+
+def _check_demo_paths(db: Path, report: Path) -> None:
+    """Refuse, before anything runs, a ``--db`` the demo would destroy and a ``--report`` it cannot write.
+
+    The demo starts each run from a new database file, so an existing ``--db`` must be an earlier demo's:
+    a DuckDB file holding only the demo's tables (and the sinks' bookkeeping tables beside them).
+    """
+    for flag, path, name in (
+        ("--db", db, "streamlab-demo.duckdb"),
+        ("--report", report, "streamlab-report.html"),
+    ):
+        if path.is_dir():
+            raise IsADirectoryError(
+                f"{flag} {path} is a directory. Fix: pass a file path, e.g. {flag} {path / name}"
+            )
+    if not db.exists() or db.stat().st_size == 0:
+        return
+    import duckdb
+
+    with db.open("rb") as f:
+        magic = f.read(12)[8:]
+    if magic != b"DUCK":
+        held = "is not a DuckDB database"
+    else:
+        try:
+            with duckdb.connect(str(db), read_only=True) as con:
+                tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        except duckdb.Error as e:  # locked by another process, say: the demo could not replace it either
+            raise FileExistsError(
+                f"--db {db} cannot be opened ({' '.join(str(e).split())}). Fix: close what holds it, or pass "
+                "a new path with --db"
+            ) from None
+        demo = _DEMO_TABLES | {f"{t}_rejected" for t in _DEMO_TABLES}
+        other = sorted(t for t in tables if t not in demo and not t.startswith("__streamlab_"))
+        if not other:
+            return
+        held = f"holds tables the demo did not write ({', '.join(other)})"
+    raise FileExistsError(
+        f"--db {db} {held}; the demo replaces its database file, so it would be deleted. Fix: pass a new "
+        "path with --db (an earlier demo's database is replaced without asking)"
+    )
+
+
 def demo(args: argparse.Namespace) -> int:
     """Run the embedded demo: bundled clickstream → parse → dedup → windows → DuckDB, plus an HTML report.
 
@@ -63,6 +109,7 @@ def demo(args: argparse.Namespace) -> int:
     from streamlab._report import write_report
 
     db = str(Path(args.db))
+    _check_demo_paths(Path(db), Path(args.report))
     for suffix in ("", ".wal"):
         Path(db + suffix).unlink(missing_ok=True)
     p = build_demo_pipeline(db, speed=args.speed)
@@ -177,15 +224,26 @@ def _positive_int(text: str) -> int:
 
 
 def _duration(text: str) -> str:
-    from streamlab._time import parse_duration
+    """``--duration``: '30s', '5m', ..., or a bare number of seconds (the error for any other text offers
+    'a number of seconds', and on a command line every number is text).
 
+    Examples
+    --------
+    >>> _duration("90"), _duration("1.5"), _duration("5m")
+    ('90s', '1500ms', '5m')
+    """
+    from streamlab._time import format_duration, parse_duration
+
+    value: str | float = text
+    with contextlib.suppress(ValueError):
+        value = float(text)
     try:
-        ns = parse_duration(text, what="--duration")
+        ns = parse_duration(value, what="--duration")
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e).removeprefix("--duration: ")) from None
     if ns <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive duration such as 30s or 5m, got {text!r}")
-    return text
+    return format_duration(ns)
 
 
 _EPILOG = """examples:
@@ -220,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="streamlab",
         description="Prototype streaming pipelines on event time, run them from YAML specs, export them "
-        "to Apache Beam or AWS Lambda.",
+        "to Apache Beam, AWS Lambda, Flink or Spark.",
         epilog=_EPILOG,
         formatter_class=_Formatter,
         parents=[common],
@@ -291,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     e = sub.add_parser(
         "export",
-        help="export a spec to Beam or Lambda code",
+        help="export a spec to Beam, Lambda, Flink or Spark code",
         description=EXPORT_DESCRIPTION,
         epilog=EXPORT_EPILOG,
         formatter_class=_Formatter,
@@ -335,7 +393,15 @@ def _user_error(exc: BaseException) -> bool:
 
     return isinstance(
         exc,
-        (SpecError, PipelineConfigError, FileNotFoundError, PermissionError, IsADirectoryError, ImportError),
+        (
+            SpecError,
+            PipelineConfigError,
+            FileNotFoundError,
+            FileExistsError,
+            PermissionError,
+            IsADirectoryError,
+            ImportError,
+        ),
     )
 
 

@@ -573,8 +573,8 @@ class Pipeline:
         >>> sorted(out), out["window"]["count"].tolist()
         (['window', 'window.dead_letter', 'window.early', 'window.late'], [4, 2])
         """
-        if n < 1:
-            raise ValueError(f"head(n={n}): n must be at least 1")
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            raise ValueError(f"head(n={n!r}): n must be a whole number of events, at least 1, e.g. head(100)")
         from streamlab.clock import ManualClock
         from streamlab.runtime import Executor
 
@@ -711,7 +711,7 @@ class Stream:
         step = ParseStep(
             sid,
             (self.ref,),
-            fields=schema_fields(sid, dict(EVENT_SCHEMA if schema is None else schema)),
+            fields=schema_fields(sid, dict(EVENT_SCHEMA) if schema is None else schema),
             value_column=value_column,
             time=time,
             required=tuple(required),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._lines import LineBlocks, file_lines
-from streamlab._time import NAT_NS, to_utc_ns
+from streamlab._time import NAT_NS, to_utc_ns, utc_array
 from streamlab.clock import Clock
 from streamlab.io import Source, SourceReader, default_clock
 
@@ -168,6 +169,9 @@ class _LinesReader(SourceReader):
         self.blocks.close()
 
 
+_RAW = (bytes, str, bytearray, memoryview)
+
+
 class ListSource(Source):
     """Events from a Python list: dicts become columns; bytes or str become a raw ``value`` column.
 
@@ -189,10 +193,33 @@ class ListSource(Source):
     def __init__(self, events: list[Any] | pd.DataFrame, *, batch_size: int | None = None) -> None:
         if isinstance(events, pd.DataFrame):
             frame = events.reset_index(drop=True)
-        elif events and all(isinstance(e, (bytes, str)) for e in events):
+        elif (
+            events
+            and any(isinstance(e, _RAW) or e is None for e in events)
+            and not any(isinstance(e, Mapping) for e in events)
+        ):
+            # raw records as a broker gives them, None (a record without value, e.g. a Kafka tombstone)
+            # and whatever else a test feeds: ``parse`` sends what is not JSON text to its dead letter
             frame = pd.DataFrame({"value": pd.Series(events, dtype=object)})
         else:
-            frame = pd.DataFrame.from_records(list(events))
+            try:
+                frame = pd.DataFrame.from_records(list(events))
+            except (TypeError, ValueError) as e:
+                dicts = any(isinstance(v, Mapping) for v in events)
+                i, odd = next(
+                    (
+                        (i, v)
+                        for i, v in enumerate(events)
+                        if not (isinstance(v, Mapping) if dicts else isinstance(v, _RAW) or v is None)
+                    ),
+                    (0, events),
+                )
+                what = "among events (dicts)" if dicts else "neither an event (a dict) nor a raw record"
+                raise ValueError(
+                    f"ListSource: event {i} is {type(odd).__name__} {str(odd)[:40]!r}, {what} "
+                    f"({type(e).__name__}: {e}). Fix: pass a list of dicts, or a list of raw records (bytes or "
+                    "str; None for a record without value) for parse"
+                ) from None
         self.frame = frame
         self.batch_size = _batch_size("ListSource", batch_size)
         self.columns = tuple(frame.columns) if len(frame.columns) else None
@@ -283,17 +310,28 @@ def _bad_json_line(path: Path) -> int | None:
 
 
 def _event_times(path: Path, values: pd.Series, column: str) -> pd.Series:
-    """``values`` as UTC timestamps, or an error naming the first row whose time cannot be read."""
-    try:
-        return pd.to_datetime(values, utc=True, format="ISO8601")
-    except (ValueError, TypeError, OverflowError) as e:
-        read = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
-        bad = np.flatnonzero(read.isna().to_numpy() & values.notna().to_numpy())
-        if not len(bad):
-            raise _unreadable(path, None, ValueError(f"event time {column!r}: {e}")) from None
+    """``values`` as UTC timestamps, or an error naming the first row whose time cannot be read.
+
+    Read as every step reads event times (``to_utc_ns``): ISO-8601 text or epoch seconds or
+    milliseconds, as ``parse`` takes them (pandas' ISO parser alone refused a file of epoch numbers).
+    """
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "datetime", "datetime64", "empty"):
+        try:  # text or datetimes: pandas keeps a time nanoseconds cannot hold (the window dead-letters it)
+            return pd.to_datetime(values, utc=True, format="ISO8601")
+        except (ValueError, TypeError, OverflowError):
+            pass
+    ns = to_utc_ns(values)
+    bad = np.flatnonzero((ns == NAT_NS) & values.notna().to_numpy())
+    if len(bad):
         value = values.iloc[int(bad[0])]
-        why = ValueError(f"event time {column!r} is {value!r}, not an ISO 8601 time")
+        if isinstance(value, np.generic):
+            value = value.item()
+        why = ValueError(
+            f"event time {column!r} is {value!r}, not an ISO 8601 time or epoch seconds or milliseconds "
+            "within the years 1677-2262"
+        )
         raise _unreadable(path, f"record {int(bad[0]) + 1}", why) from None
+    return pd.Series(utc_array(ns), index=values.index, name=values.name)
 
 
 class ReplaySource(Source):
@@ -405,7 +443,13 @@ class ReplaySource(Source):
             except (ValueError, EOFError, OSError) as e:  # pandas' ParserError is a ValueError
                 raise _unreadable(path, None, e) from None
         if name.endswith(".parquet"):
-            return pd.read_parquet(path)
+            try:
+                return pd.read_parquet(path)
+            except (ValueError, OSError) as e:  # pyarrow's ArrowInvalid is a ValueError
+                raise ValueError(
+                    f"ReplaySource: {path} cannot be read as Parquet ({type(e).__name__}: {' '.join(str(e).split())}); "
+                    "check that it is a complete Parquet file (a .jsonl or .csv file needs that extension)"
+                ) from None
         raise ValueError(f"ReplaySource: cannot tell the format of {path.name}; use .jsonl, .csv or .parquet")
 
     def release_times(self) -> np.ndarray:

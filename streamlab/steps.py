@@ -36,9 +36,9 @@ from streamlab._step_kinds import (
     params_of,
     step_kind,
 )
-from streamlab._time import format_duration
+from streamlab._time import MAX_DURATION_NS, format_duration
 from streamlab._transforms import FilterOperator, MapOperator, PassOperator, SelectOperator, UnionOperator
-from streamlab._windowing import PanedWindowOperator, WindowOperator
+from streamlab._windowing import PanedWindowOperator, WindowOperator, window_reach_ns
 from streamlab.aggregators import Aggregator
 from streamlab.clock import Clock
 from streamlab.errors import PipelineConfigError, suggest
@@ -375,6 +375,26 @@ class ParseStep(Step):
         for r in self.required:
             if r not in names:
                 self.invalid(f"required field {r!r} is not in the schema", suggest(r, names))
+        for outer in self.fields:
+            if outer.type in ("object", "json"):
+                continue
+            inner = next(
+                (
+                    f
+                    for f in self.fields
+                    if f.path[: len(outer.path)] == outer.path
+                    and f is not outer
+                    and len(f.path) > len(outer.path)
+                ),
+                None,
+            )
+            if inner is not None:
+                self.invalid(
+                    f"field {outer.name!r} is a {outer.type} at {outer.path_spec()!r}, and field {inner.name!r} "
+                    f"reads {inner.path_spec()!r} inside it: no value is both (every record would be a dead letter)",
+                    f"declare {outer.name!r} as 'object' (or 'json') to keep the whole object beside "
+                    f"{inner.name!r}, or drop one of them",
+                )
         if not isinstance(self.value_column, str) or not self.value_column:
             self.invalid(f"value_column={self.value_column!r} is not a column name", "pass e.g. 'value'")
         n = self.max_record_bytes
@@ -810,6 +830,13 @@ class WindowStep(Step):
             )
         if self.delay_ns < 0 or self.lateness_ns < 0:
             self.invalid("delay and lateness must not be negative", "use e.g. delay='10s'")
+        span = window_reach_ns(self.window) + self.lateness_ns
+        if span > MAX_DURATION_NS:
+            self.invalid(
+                f"the window's size plus its lateness ({format_duration(span)}) is longer than the "
+                f"{MAX_DURATION_NS // 86_400_000_000_000:,} days timestamps leave room for",
+                "use a shorter window or lateness",
+            )
         if self.early and isinstance(self.window, SessionWindow):
             self.invalid(
                 "early results are not supported for session windows",

@@ -31,6 +31,39 @@ def test_demo_writes_tables_and_report(tmp_path, capsys):
     con.close()
 
 
+def _user_database(path):
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE orders AS SELECT 1 AS id")
+    con.close()
+
+
+@pytest.mark.parametrize(
+    "existing, said",
+    [
+        (lambda p: p.write_text("id,amount\n1,2.5\n"), "is not a DuckDB database"),
+        (_user_database, "holds tables the demo did not write (orders)"),
+    ],
+)
+def test_demo_refuses_to_delete_a_file_it_did_not_write(tmp_path, capsys, existing, said):
+    # the demo deleted whatever --db named before it ran: a CSV or a DuckDB file of the user's was gone
+    db = tmp_path / "mine.db"
+    existing(db)
+    before = db.read_bytes()
+    assert main(["demo", "--db", str(db), "--report", str(tmp_path / "r.html"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Fix: pass a new path with --db" in err and "Traceback" not in err
+    assert db.read_bytes() == before and not (tmp_path / "r.html").exists()
+
+
+def test_demo_refuses_a_directory_as_report_before_running(tmp_path, capsys):
+    # it ran the whole replay into the database, then failed with a bare "[Errno 21] Is a directory"
+    db = tmp_path / "demo.duckdb"
+    assert main(["demo", "--db", str(db), "--report", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"--report {tmp_path} is a directory. Fix: pass a file path" in err
+    assert not db.exists()
+
+
 def test_run_spec(tmp_path, capsys):
     events = tmp_path / "events.jsonl"
     events.write_text(
@@ -79,6 +112,21 @@ def test_run_spec_rejects_a_bad_duration_before_running(tmp_path, capsys):
     assert main(["run", str(spec), "--quiet", "--duration", "soon"]) == 2
     err = capsys.readouterr().err
     assert "--duration" in err and "soon" in err
+
+
+@pytest.mark.parametrize("given, read", [("90", "90s"), ("0.5", "500ms"), ("5m", "5m")])
+def test_run_duration_takes_a_bare_number_of_seconds_as_its_error_offers(given, read):
+    # '--duration 90' was refused with "write it like ... or a number of seconds"
+    from streamlab.cli import build_parser
+
+    args = build_parser().parse_args(["run", "spec.yaml", "--duration", given])
+    assert args.duration == read
+
+
+def test_help_names_every_export_target(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Apache Beam, AWS Lambda, Flink or Spark" in out and "Beam, Lambda, Flink or Spark code" in out
 
 
 # -- user mistakes: one line, a path in the spec, a fix, exit status 2 -------------------------------

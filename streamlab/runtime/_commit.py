@@ -133,6 +133,16 @@ class CommitLog:
                     self.checkpoint_dir,
                     upstream,
                 )
+        elif resume is not None and (
+            not isinstance(resume, dict) or not {"sources", "operators"} & resume.keys()
+        ):
+            # a path, or some other dict: it was ignored (a fresh start) or failed with AttributeError
+            raise CheckpointError(
+                "given as resume=",
+                f"it is {type(resume).__name__} {str(resume)[:60]!r}, not a checkpoint",
+                "pass the checkpoint of an earlier run of this pipeline (result.checkpoint), or "
+                "checkpoint_dir='DIR' to resume from the checkpoints saved in a directory",
+            )
         elif resume is not None and resume.get("fingerprint", self.fingerprint) != self.fingerprint:
             raise CheckpointError(
                 "given as resume=",

@@ -57,7 +57,10 @@ _COUNTED = ("late", "dead_letter", "duplicates")
 
 
 def _utc(ns: int) -> pd.Timestamp:
-    stamp: pd.Timestamp = pd.Timestamp(int(ns), tz="UTC")
+    """A watermark as a time: one below the earliest timestamp (an event in the first ``delay`` after
+    1677-09-21 minus that delay, a Python int) is the earliest, where pd.Timestamp raised and failed the run."""
+    earliest, latest = pd.Timestamp.min.value, pd.Timestamp.max.value
+    stamp: pd.Timestamp = pd.Timestamp(min(max(int(ns), earliest), latest), tz="UTC")
     return stamp
 
 

@@ -77,6 +77,17 @@ def test_resume_of_another_pipelines_in_memory_checkpoint_is_refused():
         other.run(clock=ManualClock(0), resume=result.checkpoint)
 
 
+@pytest.mark.parametrize("resume", ["ckpt/checkpoint.slcp", {"x": 1}, ["sources"]])
+def test_resume_of_something_that_is_no_checkpoint_is_refused_with_the_fix(resume):
+    # a path raised AttributeError ("'str' object has no attribute 'get'"); another dict was ignored,
+    # so the run started again from the beginning as if resumed
+    p = windowed(ListSource(events(20)))
+    with pytest.raises(
+        CheckpointError, match=r"resume=: it is \w+ .*not a checkpoint\. Fix: pass .*result\.checkpoint"
+    ):
+        p.run(clock=ManualClock(0), resume=resume)
+
+
 class _RunsCode:
     def __init__(self, marker: Path) -> None:
         self.marker = marker

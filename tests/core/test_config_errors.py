@@ -446,3 +446,55 @@ def test_a_parse_field_named_as_a_source_metadata_column_is_refused_with_the_ren
     assert "{'partition_field': {'type': 'string', 'path': 'partition'}}" in str(e.value)
     parsed = p.parse({"region": {"type": "string", "path": "partition"}, "timestamp": "timestamp"})
     assert parsed.columns == ("region", "timestamp", "topic", "partition", "offset")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: TumblingWindow(2**40),  # seconds: it crashed the window step on its first batch
+        lambda: TumblingWindow(1e300),  # a bare OverflowError naming nothing
+        lambda: SessionWindow("200000d"),
+        lambda: (
+            events().window(TumblingWindow("1m"), delay=2**40).agg(agg.count())
+        ),  # crashed the run's metrics
+        lambda: events().window(TumblingWindow("1m"), lateness=-(2**40)).agg(agg.count()),
+        lambda: events().dedup("event_type", ttl=1e20),
+    ],
+)
+def test_a_duration_beyond_what_nanosecond_timestamps_hold_fails_at_construction(make):
+    with pytest.raises(ValueError, match=r"longer than the 53,375 days .*Fix: use a shorter duration"):
+        make()
+
+
+def test_the_longest_duration_still_runs_and_a_window_plus_lateness_beyond_it_is_refused():
+    p = events()
+    p.window(TumblingWindow("53375d"), key="event_type", delay="53375d").agg(agg.count())
+    out = p.run()["window"]
+    assert out["count"].tolist() == [1] and out["window_end"].iloc[0] > out["window_start"].iloc[0]
+    with pytest.raises(
+        PipelineConfigError, match=r"size plus its lateness \(53376d\) is longer.*Fix: use a shorter"
+    ):
+        events().window(TumblingWindow("53375d"), lateness="1d").agg(agg.count())
+
+
+def test_a_parse_field_inside_another_fields_scalar_value_is_refused_when_built():
+    # {'a': 'string', 'b': a.x} failed the run with a bare "ValueError: field 'b': path a.x conflicts with
+    # another field"; in the other order every record went to dead letter
+    for schema in (
+        {"a": "string", "b": {"type": "int64", "path": "a.x"}, "timestamp": "timestamp"},
+        {"b": {"type": "int64", "path": "a.x"}, "a": "string", "timestamp": "timestamp"},
+    ):
+        with pytest.raises(
+            PipelineConfigError, match=r"field 'a' is a string at 'a', and field 'b' reads 'a.x'"
+        ):
+            Pipeline(ListSource([b"{}"])).parse(schema)
+    # keeping the whole object beside one of its values is fine
+    Pipeline(ListSource([b"{}"])).parse(
+        {"a": "object", "b": {"type": "int64", "path": "a.x"}, "timestamp": "timestamp"}
+    )
+
+
+def test_a_parse_schema_that_is_not_a_mapping_names_the_step_and_the_fix():
+    # a list of field names raised "dictionary update sequence element #0 has length 1; 2 is required"
+    with pytest.raises(PipelineConfigError, match=r"step 'parse' .*the schema is list .*Fix: pass a dict"):
+        Pipeline(ListSource([b"{}"])).parse(["user_id", "timestamp"])  # type: ignore[arg-type]

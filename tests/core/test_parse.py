@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -129,3 +130,26 @@ def test_text_records_of_any_pandas_string_dtype_parse_alike():
         results.append((ok["event_id"].tolist(), dead["reason"].tolist()))
     assert results[0] == results[1] == results[2]
     assert len(results[0][0]) == 100 and results[0][1][1] == "empty record"
+
+
+@pytest.mark.parametrize("batch_size", [None, 1, 3])
+def test_raw_records_with_none_and_other_values_among_them_reach_ok_or_dead_letter(batch_size):
+    # a list of raw records with a None (a Kafka tombstone) or an int among them made ListSource raise
+    # pandas' bare "TypeError: 'NoneType' object is not iterable" before anything ran
+    good = b'{"id": "a", "timestamp": "2024-01-01T00:00:00Z"}'
+    records = [good, None, bytearray(good), memoryview(good), 5, "", '{"id": "b", "timestamp": "x"}']
+    p = Pipeline(ListSource(records, batch_size=batch_size))
+    events = p.parse({"id": "string", "timestamp": "timestamp"})
+    ok, dead = ListSink(), ListSink()
+    events.to(ok)
+    events.dead_letter.to(dead)
+    p.run(clock=ManualClock(0))
+    assert ok.frame()["id"].tolist() == ["a", "a", "a"]
+    assert len(dead.frame()) == 4 and dead.frame()["reason"].str.len().gt(0).all()
+
+
+def test_a_list_mixing_events_and_raw_records_is_refused_naming_the_odd_one():
+    with pytest.raises(
+        ValueError, match=r"ListSource: event 1 is NoneType 'None', among events \(dicts\).*Fix:"
+    ):
+        ListSource([{"id": "a"}, None])

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamlab import ListSink, ManualClock, Pipeline, ReplaySource, TumblingWindow, agg
+from streamlab import ListSink, ListSource, ManualClock, Pipeline, ReplaySource, TumblingWindow, agg
 from streamlab.detectors import FixedThresholdFilter, GaussianScorerDetector, QuantileThresholdFilter
 from streamlab.runtime import _progress as rt
 from streamlab.testing import wait_for
@@ -160,3 +160,11 @@ def test_head_returns_what_every_sink_would_get_even_where_a_step_reads_it_too()
     assert out["source"]["v"].tolist() == list(range(10))
     assert out["filter"]["v"].tolist() == [6, 7, 8, 9]
     assert out["window"]["count"].tolist() == [4]
+
+
+@pytest.mark.parametrize("n", [0, -1, 1.5, "10", True])
+def test_head_of_no_whole_positive_number_says_how_to_call_it(n):
+    # head(1.5) raised "TypeError: slice indices must be integers or None ..." from inside pandas
+    p = Pipeline(ListSource([{"k": "a", "timestamp": "2024-01-01T00:00:00Z"}]))
+    with pytest.raises(ValueError, match=r"head\(n=.*\): n must be a whole number of events, at least 1"):
+        p.head(n)

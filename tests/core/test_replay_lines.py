@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamlab import ListSink, ManualClock, Pipeline, ReplaySource
+from streamlab import ListSink, ManualClock, Pipeline, ReplaySource, TumblingWindow, agg
 from streamlab import _lines as lines_module
 from streamlab import _parse as parse_module
 from streamlab import sources as sources_module
@@ -391,3 +391,41 @@ def test_a_truncated_gzip_file_is_named_and_its_readable_lines_replayed(tmp_path
         result = p.run(clock=ManualClock(0))
     assert result.status == "finished" and len(ok.frame()) > 0
     assert any("cut.jsonl.gz cannot be read past" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("data", [b"not parquet", b"PAR1"])
+def test_a_file_that_is_not_parquet_says_so_with_its_path(tmp_path, data):
+    # it raised pyarrow's bare ArrowInvalid ("Parquet magic bytes not found in footer"), naming no source
+    path = tmp_path / "events.parquet"
+    path.write_bytes(data)
+    with pytest.raises(
+        ValueError, match=r"ReplaySource: .*events.parquet cannot be read as Parquet \(Arrow"
+    ) as e:
+        ReplaySource(path, speed=None)
+    assert "check that it is a complete Parquet file" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        ["1704067200", "1704067201", "1704067261"],  # epoch seconds
+        ["1704067200000", "1704067201500", "1704067261000"],  # epoch milliseconds
+        ["1704067200.25", "1704067201.5", "1704067261.75"],
+        ['"2024-01-01T00:00:00Z"', "1704067201", "1704067261000"],  # several producers
+    ],
+)
+def test_a_json_lines_replay_reads_epoch_event_times_as_parse_does(tmp_path, times):
+    # ReplaySource('events.jsonl') refused a file of epoch numbers at construction ("event time
+    # 'timestamp' is np.int64(1704067200), not an ISO 8601 time"); a CSV file of them and a raw replay
+    # through parse read them
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(f'{{"timestamp": {t}, "k": "a"}}\n' for t in times))
+    counts = []
+    for raw in (False, True):
+        p = Pipeline(ReplaySource(path, raw=raw, speed=None))
+        stream = p.parse({"timestamp": "timestamp", "k": "string"}) if raw else p.stream
+        out = ListSink()
+        stream.window(TumblingWindow("1m"), key="k").agg(agg.count()).to(out)
+        p.run(clock=ManualClock(0))
+        counts.append(out.frame()[["window_start", "count"]].to_dict("records"))
+    assert counts[0] == counts[1] and [c["count"] for c in counts[0]] == [2, 1]

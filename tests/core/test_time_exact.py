@@ -94,3 +94,27 @@ def test_a_binary_fraction_of_a_second_is_the_instant_its_iso_text_names() -> No
     out = p.run(clock=ManualClock(0)).outputs["window"]
     assert out["window_start"].tolist() == [pd.Timestamp("2024-01-01T00:00:23.25Z")]
     assert out["count"].tolist() == [60]
+
+
+@given(
+    st.lists(
+        st.one_of(
+            SECONDS, MILLIS, st.floats(-(9 * 10**9), 9 * 10**9), st.integers(10**13, 10**30), st.booleans()
+        ),
+        min_size=1,
+        max_size=10,
+    ),
+    st.lists(st.sampled_from(["2024-01-01T00:00:00Z", "not a time", None]), min_size=1, max_size=3),
+)
+def test_epoch_numbers_beside_text_in_one_column_are_read_as_alone(numbers, texts) -> None:
+    # records from several producers: numbers next to ISO text made an object column, where every
+    # number was a missing time (dead letters), though alone in a column each one was read
+    def alone(v):
+        if isinstance(v, bool):
+            return NAT_NS
+        ns = epoch_to_ns(v)
+        return ns if NAT_NS < ns < 2**63 else NAT_NS
+
+    column = pd.Series([*numbers, *texts], dtype=object)
+    text_ns = [1704067200000000000 if t == "2024-01-01T00:00:00Z" else NAT_NS for t in texts]
+    assert to_utc_ns(column).tolist() == [alone(v) for v in numbers] + text_ns
