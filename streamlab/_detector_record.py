@@ -415,6 +415,8 @@ class QuantileThreshold:
             return False
         current = self.quantile.get() if self.seen >= self.warmup else None
         flag = current is not None and score > current
+        if score in (math.inf, -math.inf):  # judged, not learned: an infinity would disable the rule
+            return bool(flag)
         self.quantile.update(score)
         self.seen += 1
         return bool(flag)

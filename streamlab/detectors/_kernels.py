@@ -285,6 +285,8 @@ def _p2_classify(p: np.ndarray, score: float, warmup: int, seen: np.ndarray) -> 
     flag = False
     if seen[0] >= warmup and p[_NH] > 0:
         flag = score > p2_get(p)
+    if score == np.inf or score == -np.inf:  # judged, not learned (as _QuantileOperator.classify_one)
+        return flag
     p2_update(p, score)
     seen[0] += 1
     return flag
@@ -454,8 +456,9 @@ def hst_score_learn(
             flag = False
             if score == score:  # NaN: never anomalous, not learned
                 flag = n_seen >= warmup and score > hs[2]
-                hs, ns, ms = _p2_sorted_update(score, hs, ns, ms, dmp)
-                n_seen += 1
+                if score != np.inf and score != -np.inf:  # an infinity is judged, not learned
+                    hs, ns, ms = _p2_sorted_update(score, hs, ns, ms, dmp)
+                    n_seen += 1
             flags[i] = flag
             if flag:
                 continue

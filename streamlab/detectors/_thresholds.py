@@ -147,6 +147,9 @@ class FixedThresholdFilter(ThresholdFilter):
         return _FixedOperator(float(self.value), self.score)
 
 
+_INFINITIES = frozenset((math.inf, -math.inf))
+
+
 class _QuantileOperator(ThresholdOperator):
     def __init__(self, q: float, warmup: int, score: str) -> None:
         super().__init__(score, None)
@@ -159,6 +162,8 @@ class _QuantileOperator(ThresholdOperator):
             return False
         current = self.quantile.get() if self.seen >= self.warmup else None
         flag = current is not None and score > current
+        if math.isinf(score):  # judged, not learned: one infinity would hold the quantile at inf for good
+            return bool(flag)
         self.quantile.update(score)
         self.seen += 1
         return bool(flag)
@@ -174,6 +179,8 @@ class _QuantileOperator(ThresholdOperator):
                 continue
             current = get() if seen >= warmup else None
             flags.append(current is not None and s > current)
+            if s in _INFINITIES:  # judged, not learned (as classify_one)
+                continue
             update(s)
             seen += 1
         self.seen = seen
@@ -187,7 +194,9 @@ class QuantileThresholdFilter(ThresholdFilter):
 
     The quantile is a P² estimate (river ``stats.Quantile``).
 
-    Nothing is flagged during the first ``warmup`` scores, while the estimate settles.
+    Nothing is flagged during the first ``warmup`` scores, while the estimate settles. A missing score
+    is no anomaly and is not learned; an infinite one is judged (``+inf`` is an anomaly after the
+    warm-up) but not learned, so it cannot hold the quantile at infinity for good.
 
     Parameters
     ----------

@@ -418,3 +418,41 @@ def test_an_infinite_score_is_judged_but_not_learned_by_the_adaptive_threshold()
     assert flags[-2:] == [False, False]
     rule = AdaptiveThreshold(3.0, 5, False, 10)
     assert [rule.classify(s) for s in scores] == flags
+
+
+def test_an_infinite_score_is_judged_but_not_learned_by_the_quantile_threshold():
+    # river's P² quantile stayed at inf after one infinite score: nothing was ever flagged again
+    from streamlab._detector_record import QuantileThreshold
+
+    base = [1.0, 1.1, 0.9, 1.0, 1.05, 0.95] * 5
+    scores = [*base, float("inf"), *base, 50.0, float("-inf"), 1.0]
+    flags = QuantileThresholdFilter(q=0.9, warmup=5).build().process(pd.DataFrame({"score": scores}))["out"]
+    flags = flags["is_anomaly"].tolist()
+    assert flags[len(base)] is True and flags[2 * len(base) + 1] is True  # +inf, then 50 still flagged
+    assert flags[-2:] == [False, False]
+    one_by_one = QuantileThresholdFilter(q=0.9, warmup=5).build()
+    assert [one_by_one.classify_one(s) for s in scores] == flags
+    rule = QuantileThreshold(0.9, 5)  # the exported code's rule
+    assert [rule.classify(s) for s in scores] == flags
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_detector_scoring_inf_does_not_disable_its_quantile_threshold(compiled, monkeypatch):
+    # a feature of 1e308 scores inf with the absolute-deviation detector; the threshold learned it and
+    # flagged nothing after it, in the compiled score-judge-learn loop and in the chunked numpy path
+    from streamlab.detectors import _common
+
+    monkeypatch.setattr(_common, "use_kernels", compiled)
+    normal = [1.0, 2.0, 1.5, 1.0, 2.0, 1.5] * 5
+    values = [*normal, 1e308, -1e308, *normal, 1e6]
+    step = Detect(
+        StandardAbsoluteDeviationDetector(grace_period=3),
+        features=["x"],
+        threshold=QuantileThresholdFilter(q=0.9, warmup=10),
+        learn="unflagged",
+    )
+    op = step.build()
+    out = op.process(pd.DataFrame({"x": values}))["out"]
+    assert np.isinf(out["score"].iloc[len(normal)])
+    assert out["is_anomaly"].iloc[-1]
+    assert math.isfinite(op.threshold.quantile.get())
