@@ -434,6 +434,10 @@ class AdaptiveThreshold:
     def classify(self, score: float, key: Any = None) -> bool:
         if score != score:
             return False
+        if (
+            isinstance(key, float) and key != key
+        ):  # NaN: the missing key, as None (each NaN was a key of its own)
+            key = None
         state = self.lru.touch(key if self.per_key else None, lambda: [0.0, 0.0, 0.0])
         self.lru.trim()
         n, mean, m2 = state

@@ -68,6 +68,11 @@ class ThresholdOperator(PickledStateOperator):
         scores = float_values(batch[self.score_column])
         # a json field's true, 1 and 1.0 are three keys (tagged), as in Detect and the exported code
         keys = typed_key_column(batch[self.key]).to_numpy(dtype=object) if self.key else None
+        if keys is not None:
+            missing = pd.isna(keys)
+            if missing.any():  # NaN, None, NaT: one missing key (each NaN was a key of its own)
+                keys = keys.copy()  # (to_numpy may be a view of the batch's own column)
+                keys[missing] = None
         out = batch.copy()
         out["is_anomaly"] = self.classify_many(scores, keys)
         return {"out": out}

@@ -456,3 +456,24 @@ def test_a_detector_scoring_inf_does_not_disable_its_quantile_threshold(compiled
     assert np.isinf(out["score"].iloc[len(normal)])
     assert out["is_anomaly"].iloc[-1]
     assert math.isfinite(op.threshold.quantile.get())
+
+
+def test_missing_keys_are_one_key_of_the_standalone_adaptive_threshold():
+    # each NaN key was a key of its own: ten rows without a key evicted every real key (max_keys=5),
+    # so key 1's outlier was judged by a fresh, warming-up state; None was already one key
+    from streamlab._detector_record import AdaptiveThreshold
+    from streamlab.detectors import AdaptiveThresholdFilter
+
+    keys = [1.0] * 6 + [math.nan] * 10 + [1.0]
+    scores = [1.0, 2.0, 1.0, 2.0, 1.0, 2.0] + [1.0] * 10 + [50.0]
+    op = AdaptiveThresholdFilter(k=1.0, key="k", warmup=2, max_keys=5).build()
+    flags = op.process(pd.DataFrame({"k": keys, "score": scores}))["out"]["is_anomaly"].tolist()
+    assert flags[-1] is True and op.evictions == 0 and len(op.stats) == 2
+    as_none = AdaptiveThresholdFilter(k=1.0, key="k", warmup=2, max_keys=5).build()
+    none_keys = pd.Series([None if k != k else k for k in keys], dtype=object)
+    assert (
+        as_none.process(pd.DataFrame({"k": none_keys, "score": scores}))["out"]["is_anomaly"].tolist()
+        == flags
+    )
+    rule = AdaptiveThreshold(1.0, 2, True, 5)  # the exported code's rule
+    assert [rule.classify(s, k) for k, s in zip(keys, scores)] == flags
