@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._floats import float_values
-from streamlab._time import Duration, format_duration
+from streamlab._time import NAT_NS, Duration, format_duration
 from streamlab.detectors._common import check_duration, check_name, event_time_ns, require_columns
 from streamlab.operators import Operator, Outputs
 
@@ -320,7 +320,9 @@ class DelayedLabelEvaluator(Operator):
     """Joins scored events (port 0) with labels (port 1) by event id, in whichever order they arrive.
 
     ``process`` returns ``{"metrics": window_report()}``. ``report()`` gives overall metrics.
-    Events without a label yet are counted as ``pending`` and left out of every metric. Memory
+    Events without a label yet are counted as ``pending`` and left out of every metric; scored events
+    without an id or an event time (nothing to join them by, no window) are counted as
+    ``skipped_events`` and left out, as are labels without an id. Memory
     grows with the number of events kept (one small row each).
 
     Examples
@@ -343,21 +345,30 @@ class DelayedLabelEvaluator(Operator):
         self.window_ns = check_duration(config.window, where="", what="")
         self._preds: list[pd.DataFrame] = []
         self._labels: list[pd.DataFrame] = []
+        #: scored events without an id or an event time: they can be neither joined nor windowed
+        self.skipped = 0
 
     def add_predictions(self, batch: pd.DataFrame) -> None:
         """Add scored events (id, time, score, flag and optional key)."""
         c = self.config
         cols = [c.id_column, c.time, c.score, c.flag] + ([c.key] if c.key else [])
         require_columns(batch, cols, where="DelayedLabelEvaluator (scored events)")
+        ids = batch[c.id_column].to_numpy(dtype=object)
+        t = event_time_ns(batch, c.time, where="DelayedLabelEvaluator")
+        # a missing id would join a label of another id-less event; a missing time has no window
+        ok = ~np.asarray(pd.isna(ids), dtype=bool) & (t != NAT_NS)
         part = pd.DataFrame(
             {
-                "id": batch[c.id_column].to_numpy(dtype=object),
-                "t": event_time_ns(batch, c.time, where="DelayedLabelEvaluator"),
+                "id": ids,
+                "t": t,
                 "score": float_values(batch[c.score]),
                 "flag": batch[c.flag].fillna(False).to_numpy(dtype=bool),
                 "key": batch[c.key].to_numpy(dtype=object) if c.key else None,
             }
         )
+        if not ok.all():
+            self.skipped += int((~ok).sum())
+            part = part[ok]
         self._preds.append(part)
 
     def add_labels(self, batch: pd.DataFrame) -> None:
@@ -365,11 +376,12 @@ class DelayedLabelEvaluator(Operator):
         c = self.config
         require_columns(batch, [c.id_column, c.label], where="DelayedLabelEvaluator (labels)")
         lab = batch[c.label]
-        ok = lab.notna().to_numpy()
+        ids = batch[c.id_column].to_numpy(dtype=object)
+        ok = lab.notna().to_numpy() & ~np.asarray(pd.isna(ids), dtype=bool)  # (no id: nothing to join)
         self._labels.append(
             pd.DataFrame(
                 {
-                    "id": batch[c.id_column].to_numpy(dtype=object)[ok],
+                    "id": ids[ok],
                     "label": lab.to_numpy(dtype=object)[ok].astype(bool),
                 }
             )
@@ -426,12 +438,14 @@ class DelayedLabelEvaluator(Operator):
         return m
 
     def report(self) -> dict[str, Any]:
-        """Overall metrics over every labelled event, plus ``pending`` (events without label) and
-        ``unmatched_labels`` (labels whose event has not arrived)."""
+        """Overall metrics over every labelled event, plus ``pending`` (events without label),
+        ``unmatched_labels`` (labels whose event has not arrived) and ``skipped_events`` (scored events
+        without an id or an event time, left out)."""
         joined, pending, unmatched = self._joined()
         out = self._metrics(joined, self._bursts(joined))
         out["pending"] = pending
         out["unmatched_labels"] = unmatched
+        out["skipped_events"] = self.skipped
         return out
 
     def window_report(self) -> pd.DataFrame:
@@ -464,11 +478,16 @@ class DelayedLabelEvaluator(Operator):
 
     def snapshot(self) -> Any:
         self._joined()  # compacts the stored frames
-        return {"preds": [p.copy() for p in self._preds], "labels": [lab.copy() for lab in self._labels]}
+        return {
+            "preds": [p.copy() for p in self._preds],
+            "labels": [lab.copy() for lab in self._labels],
+            "skipped": self.skipped,
+        }
 
     def restore(self, state: Any) -> None:
         self._preds = [p.copy() for p in state["preds"]]
         self._labels = [lab.copy() for lab in state["labels"]]
+        self.skipped = int(state.get("skipped", 0))  # (a snapshot taken before the count existed)
 
     def open_state(self) -> dict[str, Any]:
         r = self.report()

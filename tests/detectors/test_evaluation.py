@@ -162,3 +162,26 @@ def test_a_missing_label_leaves_its_event_out_of_every_metric(missing):
     pd.testing.assert_frame_equal(
         threshold_sweep(scores, labels, [0.3, 0.85]), threshold_sweep([0.5, 0.8, 0.9], [0, 1, 1], [0.3, 0.85])
     )
+
+
+def test_events_without_an_id_or_a_time_are_skipped_and_counted() -> None:
+    # an id-less event joined the label of another id-less event (None and NaN merge as equal), and an
+    # event without a time made a window starting in 2262 (NaT's int64 floored to the window)
+    ev = DelayedLabelEvaluation(window="1h").build()
+    events = pd.DataFrame(
+        {
+            "event_id": ["a", "b", None, float("nan")],
+            "score": [0.9, 0.1, 0.5, 0.4],
+            "is_anomaly": [True, False, False, True],
+            "timestamp": [T0, None, T0, T0],
+        }
+    )
+    ev.process(events, port=0)
+    metrics = ev.process(pd.DataFrame({"event_id": ["a", "b", None], "label": [1, 0, 1]}), port=1)["metrics"]
+    assert metrics["window_start"].tolist() == [T0]
+    report = ev.report()
+    assert (report["n"], report["tp"], report["fn"], report["fp"]) == (1, 1, 0, 0)
+    assert report["skipped_events"] == 3 and report["unmatched_labels"] == 1  # b's label: b has no time
+    restored = DelayedLabelEvaluation(window="1h").build()
+    restored.restore(pickle.loads(pickle.dumps(ev.snapshot())))
+    assert restored.report()["skipped_events"] == 3
