@@ -47,8 +47,11 @@ def _labels(labels: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _as_arrays(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Scores and labels of the labelled events (see :func:`_labels`)."""
+    """Scores and labels of the labelled events (see :func:`_labels`); a missing (NaN) score is the
+    lowest, as no threshold flags it."""
     s = np.asarray(scores, dtype="float64")
+    if np.isnan(s).any():  # (it counted as above every threshold in the sweep, and broke the ranks)
+        s = np.where(np.isnan(s), -np.inf, s)
     y, known = _labels(labels)
     if s.shape != y.shape or s.ndim != 1:
         raise ValueError(f"scores and labels must be 1-D and of equal length, got {s.shape} and {y.shape}")
@@ -61,7 +64,7 @@ def roc_auc(scores: Sequence[float] | np.ndarray, labels: Sequence[bool] | np.nd
     Parameters
     ----------
     scores
-        Anomaly scores, higher = more anomalous.
+        Anomaly scores, higher = more anomalous; a missing (NaN) score ranks below every other.
     labels
         True for positives (fraud); a missing label (None, NaN) leaves its event out.
 
@@ -137,7 +140,7 @@ def threshold_sweep(
     Parameters
     ----------
     scores
-        Anomaly scores.
+        Anomaly scores; a missing (NaN) score is above no threshold.
     labels
         True for positives; a missing label (None, NaN) leaves its event out.
     thresholds

@@ -185,3 +185,15 @@ def test_events_without_an_id_or_a_time_are_skipped_and_counted() -> None:
     restored = DelayedLabelEvaluation(window="1h").build()
     restored.restore(pickle.loads(pickle.dumps(ev.snapshot())))
     assert restored.report()["skipped_events"] == 3
+
+
+def test_a_missing_score_is_above_no_threshold_and_ranks_lowest() -> None:
+    # the sweep counted a NaN score as above every threshold (np.sort puts NaN last), and roc_auc gave
+    # NaN its own rank: 0.5 where every positive outscores every negative
+    nan = float("nan")
+    sweep = threshold_sweep([nan, 0.1, 0.9], [1, 0, 1], [0.5, -np.inf]).to_dict("records")
+    assert (sweep[0]["tp"], sweep[0]["fn"], sweep[0]["tn"]) == (1, 1, 1)
+    want = classification_metrics(np.array([nan, 0.1, 0.9]) > -np.inf, [1, 0, 1])
+    assert (sweep[1]["tp"], sweep[1]["fn"], sweep[1]["fp"]) == (want["tp"], want["fn"], want["fp"])
+    assert roc_auc([0.1, nan, 0.9, 0.2], [0, 0, 1, 1]) == 1.0
+    assert roc_auc([nan, 0.1], [1, 0]) == 0.0
