@@ -13,14 +13,16 @@ import pandas as pd
 from river import stats
 
 from streamlab import _step_codecs as codec
+from streamlab._detector_record import unkeyable_reason
 from streamlab._floats import float_values
-from streamlab._keytable import typed_key_column
+from streamlab._keytable import typed_key_column, unhashable_rows
 from streamlab._step_kinds import param, step_kind
 from streamlab.detectors._common import (
     PickledStateOperator,
     StepConfig,
     check_name,
     check_positive_int,
+    dead_letter,
     require_columns,
 )
 from streamlab.operators import Outputs
@@ -65,6 +67,11 @@ class ThresholdOperator(PickledStateOperator):
         where = type(self).__name__
         cols = [self.score_column] + ([self.key] if self.key else [])
         require_columns(batch, cols, where=where)
+        letters = None
+        unhashable = unhashable_rows(batch[self.key]) if self.key else None
+        if unhashable is not None:  # (a dict or a list in a json key field: it raised TypeError)
+            letters = dead_letter(batch, unhashable, unkeyable_reason(str(self.key)))
+            batch = batch[~unhashable]
         scores = float_values(batch[self.score_column])
         # a json field's true, 1 and 1.0 are three keys (tagged), as in Detect and the exported code
         keys = typed_key_column(batch[self.key]).to_numpy(dtype=object) if self.key else None
@@ -75,7 +82,7 @@ class ThresholdOperator(PickledStateOperator):
                 keys[missing] = None
         out = batch.copy()
         out["is_anomaly"] = self.classify_many(scores, keys)
-        return {"out": out}
+        return {"out": out} if letters is None else {"out": out, "dead_letter": letters}
 
 
 class ThresholdFilter(StepConfig):
@@ -239,6 +246,8 @@ class QuantileThresholdFilter(ThresholdFilter):
 
 
 class _AdaptiveOperator(ThresholdOperator):
+    output_names = ("out", "dead_letter")  # rows whose key is a dict or a list
+
     def __init__(self, k: float, warmup: int, key: str | None, max_keys: int, score: str) -> None:
         super().__init__(score, key)
         self.k = k
@@ -286,6 +295,8 @@ class AdaptiveThresholdFilter(ThresholdFilter):
 
     A missing score is no anomaly and is not learned; an infinite one is judged (``+inf`` is an
     anomaly after the warm-up) but not learned, so it cannot turn the bound to infinity for good.
+    Used on its own, keys that are missing (None, NaN) share one state, and rows whose key is a dict
+    or a list go to the ``dead_letter`` output with a ``reason``.
 
     Parameters
     ----------
@@ -319,6 +330,7 @@ class AdaptiveThresholdFilter(ThresholdFilter):
     score: str = "score"
 
     kind: ClassVar[str] = "adaptive_threshold"
+    output_names: ClassVar[tuple[str, ...]] = ("out", "dead_letter")
 
     def __post_init__(self) -> None:
         where = "AdaptiveThresholdFilter"

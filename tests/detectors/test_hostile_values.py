@@ -477,3 +477,20 @@ def test_missing_keys_are_one_key_of_the_standalone_adaptive_threshold():
     )
     rule = AdaptiveThreshold(1.0, 2, True, 5)  # the exported code's rule
     assert [rule.classify(s, k) for k, s in zip(keys, scores)] == flags
+
+
+def test_a_dict_or_list_key_of_the_standalone_adaptive_threshold_goes_to_dead_letter():
+    # a json key field holding a list raised TypeError (unhashable) and failed the whole run
+    from streamlab import ListSource, Pipeline
+    from streamlab.detectors import AdaptiveThresholdFilter
+
+    frame = pd.DataFrame({"k": [["a"], "b", {"x": 1}, "b"], "score": [1.0, 2.0, 3.0, 2.5]})
+    p = Pipeline(ListSource(frame))
+    step = p.stream.apply(AdaptiveThresholdFilter(key="k", warmup=2), step_id="thr")
+    result = p.run()
+    assert step.step_id == "thr" and result.status == "finished"
+    letters = result["thr.dead_letter"]
+    assert letters["score"].tolist() == [1.0, 3.0]
+    assert set(letters["reason"]) == {rec.unkeyable_reason("k")}
+    assert result["thr"]["score"].tolist() == [2.0, 2.5]
+    assert result["thr"]["is_anomaly"].tolist() == [False, False]
