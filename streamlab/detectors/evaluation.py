@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._floats import float_values
+from streamlab._keytable import typed_key_column
 from streamlab._time import NAT_NS, Duration, format_duration
 from streamlab.detectors._common import check_duration, check_name, event_time_ns, require_columns
 from streamlab.operators import Operator, Outputs
@@ -206,7 +207,8 @@ def detection_latency(
     alerts
         True where the detector alerted.
     keys
-        Entity of each event (``None``: one entity).
+        Entity of each event (``None``: one entity); told apart as the keyed steps do (``1``, ``1.0``
+        and ``True`` are three entities), and every missing key (None, NaN) is one.
     burst_gap
         Largest gap between positives of one burst.
 
@@ -226,12 +228,14 @@ def detection_latency(
     y = _labels(labels)[0]  # a missing label is no positive
     a = np.asarray(alerts).astype(bool)
     k = np.zeros(len(t), dtype=np.int64) if keys is None else np.asarray(keys, dtype=object)
+    # keys told apart as the keyed steps do (1, 1.0 and True are three; every missing key is one)
+    codes = pd.factorize(typed_key_column(pd.Series(k, dtype=object)))[0]
     sel = np.flatnonzero(y)
     cols = {"key": [], "start": [], "n_events": [], "detected": [], "latency_s": []}  # type: dict[str, list[Any]]
     if len(sel):
-        df = pd.DataFrame({"k": k[sel], "t": t[sel], "a": a[sel]})
-        df = df.sort_values(["k", "t"], kind="stable").reset_index(drop=True)
-        new_key = df["k"].ne(df["k"].shift())
+        df = pd.DataFrame({"k": k[sel], "c": codes[sel], "t": t[sel], "a": a[sel]})
+        df = df.sort_values(["k", "c", "t"], kind="stable").reset_index(drop=True)
+        new_key = df["c"].ne(df["c"].shift())
         new_burst = new_key | (df["t"].diff() > gap)
         df["burst"] = new_burst.cumsum()
         for _, g in df.groupby("burst", sort=True):

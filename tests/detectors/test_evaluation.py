@@ -197,3 +197,13 @@ def test_a_missing_score_is_above_no_threshold_and_ranks_lowest() -> None:
     assert (sweep[1]["tp"], sweep[1]["fn"], sweep[1]["fp"]) == (want["tp"], want["fn"], want["fp"])
     assert roc_auc([0.1, nan, 0.9, 0.2], [0, 0, 1, 1]) == 1.0
     assert roc_auc([nan, 0.1], [1, 0]) == 0.0
+
+
+def test_burst_keys_are_told_apart_as_the_keyed_steps_do() -> None:
+    # consecutive NaN keys each started a burst (NaN != NaN), and 1, 1.0 and True were one card
+    t = [T0 + pd.Timedelta(seconds=i) for i in range(4)]
+    out = detection_latency(t, [1, 1, 1, 1], [0, 1, 1, 0], keys=["a", None, float("nan"), "a"])
+    assert out["n_events"].tolist() == [2, 2] and out["latency_s"].tolist()[1] == 0.0
+    out = detection_latency(t, [1, 1, 1, 1], [0, 1, 1, 0], keys=[1, "1", 1.0, True])
+    assert sorted(map(repr, out["key"])) == ["'1'", "1", "1.0", "True"]
+    assert out["n_events"].tolist() == [1, 1, 1, 1]
