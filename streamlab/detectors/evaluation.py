@@ -47,6 +47,24 @@ def _labels(labels: Any) -> tuple[np.ndarray, np.ndarray]:
     return y, known
 
 
+def _alerts(alerts: Any) -> np.ndarray:
+    """Alert flags as bools; a missing flag (None, NaN, ``pd.NA``) is no alert, as in
+    :class:`DelayedLabelEvaluator` (NaN read as True, ``pd.NA`` raised TypeError).
+
+    Examples
+    --------
+    >>> _alerts([1.0, float("nan"), None, 0]).tolist()
+    [True, False, False, False]
+    """
+    values = np.asarray(alerts, dtype=object) if not isinstance(alerts, np.ndarray) else alerts
+    if values.dtype == bool:
+        return values
+    missing = np.asarray(pd.isna(values), dtype=bool).reshape(values.shape)
+    out = np.zeros(values.shape, dtype=bool)
+    out[~missing] = values[~missing].astype(bool)
+    return out
+
+
 def _as_arrays(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     """Scores and labels of the labelled events (see :func:`_labels`); a missing (NaN) score is the
     lowest, as no threshold flags it."""
@@ -96,7 +114,7 @@ def classification_metrics(
     Parameters
     ----------
     predicted
-        True where an alert was raised.
+        True where an alert was raised; a missing flag (None, NaN) is no alert.
     labels
         True for positives; a missing label (None, NaN) leaves its event out.
 
@@ -111,7 +129,7 @@ def classification_metrics(
     >>> m["precision"], m["recall"], m["f1"]
     (0.5, 0.5, 0.5)
     """
-    p = np.asarray(predicted).astype(bool)
+    p = _alerts(predicted)
     y, known = _labels(labels)
     if p.shape != y.shape:
         raise ValueError(f"predicted and labels must be of equal length, got {p.shape} and {y.shape}")
@@ -226,7 +244,7 @@ def detection_latency(
     gap = check_duration(burst_gap, where="detection_latency", what="burst_gap")
     t = event_time_ns(pd.DataFrame({"t": times}), "t", where="detection_latency")
     y = _labels(labels)[0]  # a missing label is no positive
-    a = np.asarray(alerts).astype(bool)
+    a = _alerts(alerts)
     k = np.zeros(len(t), dtype=np.int64) if keys is None else np.asarray(keys, dtype=object)
     # keys told apart as the keyed steps do (1, 1.0 and True are three; every missing key is one)
     codes = pd.factorize(typed_key_column(pd.Series(k, dtype=object)))[0]

@@ -207,3 +207,15 @@ def test_burst_keys_are_told_apart_as_the_keyed_steps_do() -> None:
     out = detection_latency(t, [1, 1, 1, 1], [0, 1, 1, 0], keys=[1, "1", 1.0, True])
     assert sorted(map(repr, out["key"])) == ["'1'", "1", "1.0", "True"]
     assert out["n_events"].tolist() == [1, 1, 1, 1]
+
+
+def test_a_missing_alert_flag_is_no_alert() -> None:
+    # NaN was read as True (an alert) and pd.NA raised TypeError, in classification_metrics and
+    # detection_latency; DelayedLabelEvaluator already read a missing flag as no alert
+    m = classification_metrics([1.0, float("nan")], [1, 0])
+    assert (m["tp"], m["fp"], m["tn"]) == (1, 0, 1)
+    flags = pd.Series([True, pd.NA, False], dtype="boolean")
+    assert classification_metrics(flags, [1, 1, 0]) == classification_metrics([True, False, False], [1, 1, 0])
+    t = [T0, T0 + pd.Timedelta(seconds=1)]
+    out = detection_latency(t, [1, 1], pd.Series([pd.NA, True], dtype="boolean"))
+    assert out["latency_s"].tolist() == [1.0]
