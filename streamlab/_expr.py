@@ -266,6 +266,25 @@ def compile_expression(expr: str) -> _Node | None:
         return None
 
 
+def _object_numbers(col: pd.Series) -> Any:
+    """The numeric dtype that holds an object column of Python numbers as they are, or None.
+
+    Floats (with ints among them) read float64, as Python adds an int to a float; ints within int64
+    read int64. Anything else stays as it is: text, bools, an int beyond int64, and a missing value
+    (None or NaN among objects fails as in the exported code, which computes with None; a part of the
+    batch holding such a row must not read it as a number where the row alone would not, so that the
+    rows set aside do not depend on their neighbours, :func:`kind_groups`).
+    """
+    if col.hasnans:
+        return None
+    kind = pd.api.types.infer_dtype(col, skipna=False)
+    if kind in ("floating", "mixed-integer-float"):
+        return np.float64
+    if kind == "integer" and all(-(2**63) <= v < 2**63 for v in col.to_numpy()):
+        return np.int64
+    return None
+
+
 def as_expression_input(batch: pd.DataFrame, expr: str) -> pd.DataFrame:
     """``batch`` with the columns ``expr`` reads in the types the expression language is defined on.
 
@@ -280,6 +299,10 @@ def as_expression_input(batch: pd.DataFrame, expr: str) -> pd.DataFrame:
       an expression that computes with them (``n + 1``, a method call) reads float64, as pandas
       cannot compute on Python ints in an expression: :func:`eval_expression` evaluates the rows
       with a value apart (:func:`by_presence`), so this is the case of rows all missing it.
+    - An object column of Python numbers (a field no schema typed, whose other rows hold text) becomes
+      float64 (or int64: ints within its range), no value missing, so a row of numbers computes as
+      in a numeric column and in the exported code, where pandas' evaluator fails on an object column
+      for every row: only the rows whose values cannot be computed with go to the dead letter.
     - An unordered ``category`` column (a ``category`` field) becomes its values' type (text): category
       is a way to store text, so ``event_type >= 'p'`` compares the values as on a ``string`` field
       (and as the exported code does), where pandas refuses to order an unordered Categorical. An
@@ -316,6 +339,8 @@ def as_expression_input(batch: pd.DataFrame, expr: str) -> pd.DataFrame:
                 cast[n] = col.dtype.numpy_dtype  # type: ignore[attr-defined]
         elif names and col.dtype == object and pd.api.types.infer_dtype(col, skipna=False) == "boolean":
             cast[n] = bool
+        elif names and col.dtype == object and (number := _object_numbers(col)) is not None:
+            cast[n] = number
         elif (
             names
             and isinstance(col.dtype, pd.CategoricalDtype)

@@ -205,3 +205,27 @@ def test_a_text_column_with_missing_values_compared_with_a_number_keeps_the_miss
     assert res["dead_letter"]["s"].eq("FR").all()
     _, bad, _ = isolate_failures(batch.iloc[:64], FilterOperator("f", "s < 1", None, False)._mask, "f", "f")
     assert bad == [i for i in range(64) if i % 4]  # what halving finds
+
+
+def test_rows_of_numbers_in_an_object_column_compute_and_only_the_others_are_set_aside() -> None:
+    # a field no schema typed, numbers in most rows and text in one: pandas' evaluator failed on the
+    # object column for every row ('BinOp' object has no attribute 'type'), so all rows went to the dead
+    # letter; the exported code computes the rows of numbers one by one
+    from streamlab import ListSink, ListSource, Pipeline
+
+    records = [
+        {"t": 1.5, "h": 2.0},
+        {"t": "abc", "h": 1.0},
+        {"t": None, "h": 1.0},
+        {"t": 3, "h": 1.0},
+        {"t": 2**70, "h": 1.0},
+    ]
+    p = Pipeline(ListSource(records))
+    out = ListSink()
+    p.stream.with_columns(b="t + 1.5 * h", step_id="combine").to(out)
+    result = p.run()
+    assert out.frame()["b"].tolist() == [4.5, 4.5]
+    assert out.frame()["t"].tolist() == [1.5, 3]
+    dead = result["combine.dead_letter"]
+    assert [str(t) for t in dead["t"]] == ["abc", "None", str(2**70)]  # as the exported code: None + 1.5 fails
+    assert len(out.frame()) + len(dead) == len(records)
