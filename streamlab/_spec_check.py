@@ -64,8 +64,32 @@ _AGG_KINDS = tuple(n for n in agg_module.__all__ if n != "from_spec")
 _YAML_BOOL_WORDS = "on/off/yes/no"
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping of the spec names one key twice (YAML would silently keep only the last value)."""
+
+    def __init__(self, key: Any, first: yaml.Mark, second: yaml.Mark) -> None:
+        super().__init__(None, None, f"duplicate key {key!r} (also on line {first.line + 1})", second)
+        self.key = key
+
+
 class _Yaml12Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 booleans: ``on``, ``off``, ``yes``, ``no`` stay strings."""
+    """SafeLoader with YAML 1.2 booleans: ``on``, ``off``, ``yes``, ``no`` stay strings; a key given
+    twice in one mapping is an error, not a silent overwrite (a merge ``<<:`` may still be overridden)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Mark] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = self.construct_object(key_node)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark)
+                except TypeError:  # an unhashable key: the constructor reports it
+                    continue
+                if first is not key_node.start_mark:
+                    raise DuplicateKeyError(key, first, key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Yaml12Loader.yaml_implicit_resolvers = {
