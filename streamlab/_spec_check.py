@@ -618,6 +618,22 @@ class _Checker:
                 self.add(path, f"missing {k!r}", f"add {k}: {'-5m' if k == 'lower' else '5m'}")
             else:
                 self.duration(st[k], f"{path}.{k}", negative_ok=True)
+        if "delay" in st:
+            self.duration(st["delay"], f"{path}.delay")
+        for k in ("left_time", "right_time"):
+            if k in st:
+                self.string(st[k], f"{path}.{k}", f"{k}: timestamp")
+        suffixes = st.get("suffixes", ["", "_right"])
+        if not (
+            isinstance(suffixes, (list, tuple))
+            and len(suffixes) == 2
+            and all(isinstance(x, str) for x in suffixes)
+        ):
+            self.add(
+                f"{path}.suffixes",
+                f"expected two strings, got {_shown(suffixes)}",
+                "write e.g. suffixes: ['', _right] (added to the left and the right side's clashing columns)",
+            )
 
     def step_enrich(self, st: dict[str, Any], path: str) -> None:
         self.join_on(st, path, "on: [user_id]")

@@ -70,3 +70,47 @@ def test_streamlab_run_exits_2_with_the_problem(
     assert main(["run", str(spec), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert problem in err and "Fix:" in err and "Traceback" not in err
+
+
+JOIN = """\
+streaming:
+  sources:
+  - {step_id: a, kind: replay, path: a.jsonl}
+  - {step_id: b, kind: replay, path: b.jsonl}
+  processing:
+  - step_id: join
+    kind: interval_join
+    input: [a, b]
+    'on': [user_id]
+    lower: -1m
+    upper: 1m
+    delay: tenseconds
+    left_time: 5
+    suffixes: _l
+  - {step_id: d, kind: dedup, input: join, max_ids: 0}
+  sinks: []
+"""
+
+
+def test_every_mistake_of_an_interval_join_is_reported_with_its_path_at_once() -> None:
+    with pytest.raises(SpecError) as e:
+        Pipeline.from_yaml(JOIN)
+    paths = [p.path for p in e.value.problems]
+    join = "streaming.processing[0] (step 'join')"
+    assert paths == [
+        f"{join}.delay",
+        f"{join}.left_time",
+        f"{join}.suffixes",
+        "streaming.processing[1] (step 'd').max_ids",
+    ]
+    assert "write e.g. suffixes: ['', _right]" in str(e.value)
+
+
+def test_a_spec_built_in_python_may_give_the_suffixes_as_a_tuple() -> None:
+    data, _ = load_spec(JOIN.replace("tenseconds", "10s").replace("left_time: 5", "left_time: t"))
+    data["streaming"]["processing"][0]["suffixes"] = ("_l", "_r")
+    data["streaming"]["processing"][1]["max_ids"] = 10
+    from streamlab.spec import pipeline_from_dict
+
+    p = pipeline_from_dict(data, lazy_sources=True)
+    assert p.steps["join"].suffixes == ("_l", "_r")  # type: ignore[attr-defined]
