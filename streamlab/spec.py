@@ -427,6 +427,10 @@ def pipeline_from_dict(
         except PipelineConfigError as e:
             problems.append(SpecProblem(path, e.problem, e.fix))
         except Exception as e:  # a factory's own error (connector, DuckDB): reported at its path
+            problem = _parameter_problem(path, e)
+            if problem is not None:
+                problems.append(problem)
+                return None
             fix = "check this entry's parameters against Pipeline.to_yaml() output"
             if isinstance(e, TypeError) and "argument" in str(e):
                 fix = (
@@ -504,6 +508,34 @@ def pipeline_from_dict(
     if problems:
         raise SpecError(problems, origin)
     return p
+
+
+def _parameter_problem(path: str, e: Exception) -> SpecProblem | None:
+    """A connector called with a parameter it does not take, or without one it needs (a ``TypeError``
+    whose text would name a factory's internals), as a problem at the parameter's path."""
+    if not isinstance(e, TypeError):
+        return None
+    text = str(e)
+    unknown = re.search(r"unexpected keyword argument '(\w+)'", text)
+    if unknown:
+        name = unknown.group(1)
+        return SpecProblem(
+            f"{path}.{name}",
+            f"unknown parameter {name!r}",
+            "remove or rename it; the connector's docstring lists the parameters it takes",
+        )
+    missing = re.search(r"missing \d+ required (?:positional |keyword-only )?arguments?: (.+)$", text)
+    if missing:
+        names = re.findall(r"'(\w+)'", missing.group(1))
+        if names:
+            return SpecProblem(
+                path,
+                "missing " + ", ".join(repr(n) for n in names),
+                "add "
+                + ", ".join(f"{n}: ..." for n in names)
+                + " (Pipeline.to_yaml() writes every parameter)",
+            )
+    return None
 
 
 def config_types() -> dict[str, type]:

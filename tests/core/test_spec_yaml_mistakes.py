@@ -114,3 +114,32 @@ def test_a_spec_built_in_python_may_give_the_suffixes_as_a_tuple() -> None:
 
     p = pipeline_from_dict(data, lazy_sources=True)
     assert p.steps["join"].suffixes == ("_l", "_r")  # type: ignore[attr-defined]
+
+
+CONNECTORS = """\
+streaming:
+  sources:
+  - {step_id: a, kind: replay, rawr: true}
+  - {step_id: b, kind: replay, path: b.jsonl, raww: true}
+  processing: []
+  sinks:
+  - {step_id: out, kind: duckdb, input: b, path: out.duckdb, tabel: counts}
+"""
+
+
+def test_a_connector_parameter_that_is_unknown_or_missing_is_named_at_its_path(tmp_path: Path) -> None:
+    (tmp_path / "b.jsonl").write_text("")
+    with pytest.raises(SpecError) as e:
+        Pipeline.from_yaml(CONNECTORS.replace("b.jsonl", str(tmp_path / "b.jsonl")))
+    got = [(p.path, p.problem) for p in e.value.problems]
+    assert got == [
+        ("streaming.sources[0] (step 'a')", "missing 'path'"),
+        ("streaming.sources[1] (step 'b').raww", "unknown parameter 'raww'"),
+    ]  # the sink reads a source that failed: not built, not reported
+    assert "lambda" not in str(e.value) and "TypeError" not in str(e.value)
+    sink = CONNECTORS.replace(", raww: true", "").replace("b.jsonl", str(tmp_path / "b.jsonl"))
+    with pytest.raises(SpecError) as e:
+        Pipeline.from_yaml(sink.replace("rawr: true", f"path: {tmp_path / 'b.jsonl'}"))
+    assert [(p.path, p.problem) for p in e.value.problems] == [
+        ("streaming.sinks[0] (step 'out').tabel", "unknown parameter 'tabel'")
+    ]
