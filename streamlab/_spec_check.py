@@ -515,7 +515,16 @@ class _Checker:
             self.boolean(st["per_event"], f"{path}.per_event")
 
     def step_select(self, st: dict[str, Any], path: str) -> None:
-        self.mapping(st.get("columns"), f"{path}.columns", "columns: {user_id: user_id, amount: total}")
+        columns = st.get("columns")
+        if self.mapping(columns, f"{path}.columns", "columns: {user_id: user_id, amount: total}"):
+            assert isinstance(columns, dict)
+            for old, new in columns.items():
+                if not isinstance(new, str) or not new:
+                    self.add(
+                        f"{path}.columns.{old}",
+                        f"expected the output column's name, got {_shown(new)}",
+                        f"write {old}: {old} to keep the column, or {old}: new_name to rename it",
+                    )
 
     def step_dedup(self, st: dict[str, Any], path: str) -> None:
         self.string(st.get("id", "event_id"), f"{path}.id", "id: event_id")
@@ -582,6 +591,10 @@ class _Checker:
                 self.duration(st[k], f"{path}.{k}")
         if st.get("idle_timeout") is not None:
             self.duration(st["idle_timeout"], f"{path}.idle_timeout", positive=True)
+        if st.get("watermark_by") not in (None, "auto"):
+            self.names(st["watermark_by"], f"{path}.watermark_by", "watermark_by: [partition], or auto")
+        if "time" in st:
+            self.string(st["time"], f"{path}.time", "time: timestamp")
         if "early" in st:
             self.boolean(st["early"], f"{path}.early")
 

@@ -143,3 +143,35 @@ def test_a_connector_parameter_that_is_unknown_or_missing_is_named_at_its_path(t
     assert [(p.path, p.problem) for p in e.value.problems] == [
         ("streaming.sinks[0] (step 'out').tabel", "unknown parameter 'tabel'")
     ]
+
+
+WINDOW = """\
+streaming:
+  sources:
+  - {step_id: e, kind: replay, path: e.jsonl, raw: true}
+  processing:
+  - {step_id: p, kind: parse, input: e}
+  - step_id: s
+    kind: select
+    input: p
+    columns: {event_id: event_id, timestamp: timestamp, event_type: 5}
+  - step_id: w
+    kind: window
+    input: p
+    window: {kind: tumbling, size: 1m}
+    aggregate: [{kind: count}]
+    watermark_by: 5
+    time: 7
+  sinks: []
+"""
+
+
+def test_a_select_rename_or_window_column_that_is_no_name_is_a_problem_at_its_path() -> None:
+    with pytest.raises(SpecError) as e:
+        Pipeline.from_yaml(WINDOW)
+    assert [p.path for p in e.value.problems] == [
+        "streaming.processing[1] (step 's').columns.event_type",
+        "streaming.processing[2] (step 'w').watermark_by",
+        "streaming.processing[2] (step 'w').time",
+    ]
+    assert "TypeError" not in str(e.value)
