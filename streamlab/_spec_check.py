@@ -192,6 +192,7 @@ class _Checker:
         self.problems: list[SpecProblem] = []
         self.source_kinds = sources
         self.sink_kinds = sinks
+        self.sink_inputs: dict[str, Any] = {}  # a sink's step_id -> what it reads (a sink has no output)
 
     def add(self, path: str, problem: str, fix: str) -> None:
         self.problems.append(SpecProblem(path, problem, fix))
@@ -367,7 +368,10 @@ class _Checker:
             check_kind = getattr(self, f"step_{kind}", None)  # the step checks itself when built, too
             if check_kind is not None:
                 check_kind(item, path)
-        if isinstance(sid, str) and sid:
+        if isinstance(sid, str) and sid and section == "sinks":
+            ids.add(sid)
+            self.sink_inputs[sid] = item.get("input")
+        elif isinstance(sid, str) and sid:
             ids.add(sid)
             outs = step_output_names().get(kind or "", ("out",)) if section == "processing" else ("out",)
             if kind == "operator":
@@ -390,6 +394,13 @@ class _Checker:
         for ref in refs:
             if not isinstance(ref, str):
                 self.add(f"{path}.input", f"expected a step_id, got {_shown(ref)}", "write e.g. input: parse")
+            elif ref in self.sink_inputs:
+                read = self.sink_inputs[ref]
+                self.add(
+                    f"{path}.input",
+                    f"{ref!r} is a sink, which has no output to read",
+                    f"read the stream that sink reads: input: {read if isinstance(read, str) else '<step_id>'}",
+                )
             elif ref not in known:
                 hint = suggest(ref, known, what="steps so far") if known else "list the sources first"
                 self.add(

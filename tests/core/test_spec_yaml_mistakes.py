@@ -175,3 +175,37 @@ def test_a_select_rename_or_window_column_that_is_no_name_is_a_problem_at_its_pa
         "streaming.processing[2] (step 'w').time",
     ]
     assert "TypeError" not in str(e.value)
+
+
+def test_a_sink_that_reads_another_sink_is_told_what_to_read_instead() -> None:
+    text = """\
+streaming:
+  sources:
+  - {step_id: e, kind: replay, path: e.jsonl, raw: true}
+  processing:
+  - {step_id: p, kind: parse, input: e}
+  sinks:
+  - {step_id: out, kind: list, input: p}
+  - {step_id: again, kind: list, input: out}
+"""
+    with pytest.raises(SpecError) as e:
+        Pipeline.from_yaml(text)
+    assert [(p.path, p.problem, p.fix) for p in e.value.problems] == [
+        (
+            "streaming.sinks[1] (step 'again').input",
+            "'out' is a sink, which has no output to read",
+            "read the stream that sink reads: input: p",
+        )
+    ]
+
+
+def test_chaining_a_sink_after_a_sink_is_refused_not_a_second_sink_that_gets_nothing() -> None:
+    from streamlab import ListSink
+    from streamlab.errors import PipelineConfigError
+    from streamlab.testing import ListSource
+
+    p = Pipeline(ListSource([{"x": 1}]))
+    first = p.to(ListSink())
+    with pytest.raises(PipelineConfigError, match="'sink' is a sink, which has no output to read"):
+        first.to(ListSink())
+    assert list(p.steps) == ["source", "sink"]  # and so no spec whose second sink reads the first
