@@ -64,8 +64,32 @@ _AGG_KINDS = tuple(n for n in agg_module.__all__ if n != "from_spec")
 _YAML_BOOL_WORDS = "on/off/yes/no"
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping of the spec names one key twice (YAML would silently keep only the last value)."""
+
+    def __init__(self, key: Any, first: yaml.Mark, second: yaml.Mark) -> None:
+        super().__init__(None, None, f"duplicate key {key!r} (also on line {first.line + 1})", second)
+        self.key = key
+
+
 class _Yaml12Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 booleans: ``on``, ``off``, ``yes``, ``no`` stay strings."""
+    """SafeLoader with YAML 1.2 booleans: ``on``, ``off``, ``yes``, ``no`` stay strings; a key given
+    twice in one mapping is an error, not a silent overwrite (a merge ``<<:`` may still be overridden)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Mark] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = self.construct_object(key_node)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark)
+                except TypeError:  # an unhashable key: the constructor reports it
+                    continue
+                if first is not key_node.start_mark:
+                    raise DuplicateKeyError(key, first, key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Yaml12Loader.yaml_implicit_resolvers = {
@@ -168,6 +192,7 @@ class _Checker:
         self.problems: list[SpecProblem] = []
         self.source_kinds = sources
         self.sink_kinds = sinks
+        self.sink_inputs: dict[str, Any] = {}  # a sink's step_id -> what it reads (a sink has no output)
 
     def add(self, path: str, problem: str, fix: str) -> None:
         self.problems.append(SpecProblem(path, problem, fix))
@@ -343,7 +368,10 @@ class _Checker:
             check_kind = getattr(self, f"step_{kind}", None)  # the step checks itself when built, too
             if check_kind is not None:
                 check_kind(item, path)
-        if isinstance(sid, str) and sid:
+        if isinstance(sid, str) and sid and section == "sinks":
+            ids.add(sid)
+            self.sink_inputs[sid] = item.get("input")
+        elif isinstance(sid, str) and sid:
             ids.add(sid)
             outs = step_output_names().get(kind or "", ("out",)) if section == "processing" else ("out",)
             if kind == "operator":
@@ -366,6 +394,13 @@ class _Checker:
         for ref in refs:
             if not isinstance(ref, str):
                 self.add(f"{path}.input", f"expected a step_id, got {_shown(ref)}", "write e.g. input: parse")
+            elif ref in self.sink_inputs:
+                read = self.sink_inputs[ref]
+                self.add(
+                    f"{path}.input",
+                    f"{ref!r} is a sink, which has no output to read",
+                    f"read the stream that sink reads: input: {read if isinstance(read, str) else '<step_id>'}",
+                )
             elif ref not in known:
                 hint = suggest(ref, known, what="steps so far") if known else "list the sources first"
                 self.add(
@@ -491,7 +526,16 @@ class _Checker:
             self.boolean(st["per_event"], f"{path}.per_event")
 
     def step_select(self, st: dict[str, Any], path: str) -> None:
-        self.mapping(st.get("columns"), f"{path}.columns", "columns: {user_id: user_id, amount: total}")
+        columns = st.get("columns")
+        if self.mapping(columns, f"{path}.columns", "columns: {user_id: user_id, amount: total}"):
+            assert isinstance(columns, dict)
+            for old, new in columns.items():
+                if not isinstance(new, str) or not new:
+                    self.add(
+                        f"{path}.columns.{old}",
+                        f"expected the output column's name, got {_shown(new)}",
+                        f"write {old}: {old} to keep the column, or {old}: new_name to rename it",
+                    )
 
     def step_dedup(self, st: dict[str, Any], path: str) -> None:
         self.string(st.get("id", "event_id"), f"{path}.id", "id: event_id")
@@ -558,6 +602,10 @@ class _Checker:
                 self.duration(st[k], f"{path}.{k}")
         if st.get("idle_timeout") is not None:
             self.duration(st["idle_timeout"], f"{path}.idle_timeout", positive=True)
+        if st.get("watermark_by") not in (None, "auto"):
+            self.names(st["watermark_by"], f"{path}.watermark_by", "watermark_by: [partition], or auto")
+        if "time" in st:
+            self.string(st["time"], f"{path}.time", "time: timestamp")
         if "early" in st:
             self.boolean(st["early"], f"{path}.early")
 
@@ -594,6 +642,22 @@ class _Checker:
                 self.add(path, f"missing {k!r}", f"add {k}: {'-5m' if k == 'lower' else '5m'}")
             else:
                 self.duration(st[k], f"{path}.{k}", negative_ok=True)
+        if "delay" in st:
+            self.duration(st["delay"], f"{path}.delay")
+        for k in ("left_time", "right_time"):
+            if k in st:
+                self.string(st[k], f"{path}.{k}", f"{k}: timestamp")
+        suffixes = st.get("suffixes", ["", "_right"])
+        if not (
+            isinstance(suffixes, (list, tuple))
+            and len(suffixes) == 2
+            and all(isinstance(x, str) for x in suffixes)
+        ):
+            self.add(
+                f"{path}.suffixes",
+                f"expected two strings, got {_shown(suffixes)}",
+                "write e.g. suffixes: ['', _right] (added to the left and the right side's clashing columns)",
+            )
 
     def step_enrich(self, st: dict[str, Any], path: str) -> None:
         self.join_on(st, path, "on: [user_id]")

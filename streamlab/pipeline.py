@@ -345,6 +345,16 @@ class Pipeline:
 
     def _check(self, step: Step) -> list[Columns]:
         """Check a step against the columns of its inputs (when known); returns those columns."""
+        for ref in step.inputs:
+            read = self.steps.get(ref)
+            if isinstance(read, SinkStep):  # a sink passes nothing on: its reader would get no rows
+                raise PipelineConfigError(
+                    step.step_id,
+                    label_of(step),
+                    f"{ref!r} is a sink, which has no output to read",
+                    f"read the stream that sink reads ({read.inputs[0]!r}): stream.to(a); stream.to(b), "
+                    "not stream.to(a).to(b)",
+                )
         ins = [self.columns_of(ref) for ref in step.inputs]
         problem = step.input_problem(ins)
         if problem is not None:

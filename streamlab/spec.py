@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
-from streamlab._spec_check import check_spec, code_in_spec, load_yaml
+from streamlab._spec_check import DuplicateKeyError, check_spec, code_in_spec, load_yaml
 from streamlab._sql import read_only_problem
 from streamlab._step_kinds import ReadContext, config_kinds, from_params, label_of, params_of, step_classes
 from streamlab.errors import PipelineConfigError, SpecError, SpecProblem, UntrustedSpecError
@@ -260,7 +260,11 @@ def load_spec(text_or_path: str | os.PathLike[str]) -> tuple[Any, str | None]:
     if isinstance(text_or_path, os.PathLike) or "\n" not in text_or_path:
         path = Path(text_or_path)
         looks_like_path = isinstance(text_or_path, os.PathLike) or path.suffix in (".yaml", ".yml", ".json")
-        if path.is_file() or path.is_dir():
+        try:
+            exists = path.is_file() or path.is_dir()
+        except OSError:  # a one-line YAML text too long to be a file name (ENAMETOOLONG): text
+            exists = False
+        if exists:
             origin = str(path)
             text = _read_spec_file(path)
         elif looks_like_path:
@@ -273,6 +277,31 @@ def load_spec(text_or_path: str | os.PathLike[str]) -> tuple[Any, str | None]:
             )
     try:
         return load_yaml(str(text)), origin
+    except RecursionError:
+        raise SpecError(
+            [
+                SpecProblem(
+                    "the YAML",
+                    "is nested too deeply to read",
+                    "write the spec as Pipeline.to_yaml() does: sections, lists of steps, and mappings "
+                    "a few levels deep",
+                )
+            ],
+            origin,
+        ) from None
+    except DuplicateKeyError as e:
+        mark = e.problem_mark
+        assert mark is not None
+        raise SpecError(
+            [
+                SpecProblem(
+                    f"line {mark.line + 1}, column {mark.column + 1}",
+                    f"{e.problem}: YAML would keep only the last value",
+                    f"remove one of the two {e.key!r} entries, or rename it",
+                )
+            ],
+            origin,
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "the YAML"
@@ -398,6 +427,10 @@ def pipeline_from_dict(
         except PipelineConfigError as e:
             problems.append(SpecProblem(path, e.problem, e.fix))
         except Exception as e:  # a factory's own error (connector, DuckDB): reported at its path
+            problem = _parameter_problem(path, e)
+            if problem is not None:
+                problems.append(problem)
+                return None
             fix = "check this entry's parameters against Pipeline.to_yaml() output"
             if isinstance(e, TypeError) and "argument" in str(e):
                 fix = (
@@ -475,6 +508,34 @@ def pipeline_from_dict(
     if problems:
         raise SpecError(problems, origin)
     return p
+
+
+def _parameter_problem(path: str, e: Exception) -> SpecProblem | None:
+    """A connector called with a parameter it does not take, or without one it needs (a ``TypeError``
+    whose text would name a factory's internals), as a problem at the parameter's path."""
+    if not isinstance(e, TypeError):
+        return None
+    text = str(e)
+    unknown = re.search(r"unexpected keyword argument '(\w+)'", text)
+    if unknown:
+        name = unknown.group(1)
+        return SpecProblem(
+            f"{path}.{name}",
+            f"unknown parameter {name!r}",
+            "remove or rename it; the connector's docstring lists the parameters it takes",
+        )
+    missing = re.search(r"missing \d+ required (?:positional |keyword-only )?arguments?: (.+)$", text)
+    if missing:
+        names = re.findall(r"'(\w+)'", missing.group(1))
+        if names:
+            return SpecProblem(
+                path,
+                "missing " + ", ".join(repr(n) for n in names),
+                "add "
+                + ", ".join(f"{n}: ..." for n in names)
+                + " (Pipeline.to_yaml() writes every parameter)",
+            )
+    return None
 
 
 def config_types() -> dict[str, type]:
