@@ -227,5 +227,9 @@ def test_rows_of_numbers_in_an_object_column_compute_and_only_the_others_are_set
     assert out.frame()["b"].tolist() == [4.5, 4.5]
     assert out.frame()["t"].tolist() == [1.5, 3]
     dead = result["combine.dead_letter"]
-    assert [str(t) for t in dead["t"]] == ["abc", "None", str(2**70)]  # as the exported code: None + 1.5 fails
+    assert [str(t) for t in dead["t"]] == [
+        "abc",
+        "None",
+        str(2**70),
+    ]  # as the exported code: None + 1.5 fails
     assert len(out.frame()) + len(dead) == len(records)
