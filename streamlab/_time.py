@@ -172,7 +172,7 @@ def _epoch_objects_to_ns(s: pd.Series, numbers: npt.NDArray[np.bool_], out: npt.
         if isinstance(number, float) and not math.isfinite(number):
             continue
         ns = epoch_to_ns(number)
-        out[i] = ns if NAT_NS < ns <= _MAX_NS else NAT_NS
+        out[i] = ns if NAT_NS < ns <= MAX_NS else NAT_NS
 
 
 def _datetimes_to_ns(ts: pd.Series) -> npt.NDArray[np.int64]:
@@ -192,7 +192,7 @@ def _datetimes_to_ns(ts: pd.Series) -> npt.NDArray[np.int64]:
     if unit == "ns":
         return raw
     factor = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000}[unit]
-    limit = int(np.iinfo(np.int64).max) // factor
+    limit = MAX_NS // factor
     ok = (raw != NAT_NS) & (raw >= -limit) & (raw <= limit)
     out = np.full(len(raw), NAT_NS, dtype=np.int64)
     out[ok] = raw[ok] * factor
@@ -223,7 +223,6 @@ def epoch_floats_to_ns(f: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
 
 
 _RELATIVE_WORDS = ("now", "today", "yesterday", "tomorrow")
-_MAX_NS = int(np.iinfo(np.int64).max)
 _MS_FROM = 10**11  # epoch numbers above this (year 5138 in seconds) are milliseconds
 
 
@@ -262,6 +261,7 @@ def _epoch_ints_to_ns(s: pd.Series) -> npt.NDArray[np.int64]:
 
 
 NAT_NS: int = int(np.iinfo(np.int64).min)
+MAX_NS: int = int(np.iinfo(np.int64).max)  # the latest time int64 nanoseconds hold (2262-04-11)
 """The integer that marks a missing event time (pandas' NaT)."""
 
 

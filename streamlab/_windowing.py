@@ -18,7 +18,7 @@ from streamlab._agg_inputs import add_rows, column_values, split_unfit_values
 from streamlab._dead_letter import dead_letter_frame
 from streamlab._intcols import result_column
 from streamlab._keytable import KeyIndex, SlotTable
-from streamlab._time import NAT_NS, ns_to_timestamp, to_utc_ns, utc_array
+from streamlab._time import MAX_NS, NAT_NS, ns_to_timestamp, to_utc_ns, utc_array
 from streamlab.aggregators import Aggregator, _CountStore
 from streamlab.operators import Operator, Outputs
 from streamlab.windows import SessionWindow, SlidingWindow, TumblingWindow, Window, floor_div
@@ -392,9 +392,6 @@ def split_unreadable(
     return batch, ts
 
 
-_MAX_NS = int(np.iinfo(np.int64).max)
-
-
 def window_reach_ns(window: Window) -> int:
     """How far past an event's time its window can end (a session's gap; a window's size and offset)."""
     if isinstance(window, SessionWindow):
@@ -409,13 +406,13 @@ def event_time_range(window: Window, delay_ns: int, lateness_ns: int) -> tuple[i
     round (a window ending in 1677), so the step sends them to dead letter instead."""
     reach = window_reach_ns(window)
     if isinstance(window, SessionWindow):
-        return NAT_NS + 1 + delay_ns + lateness_ns + reach, _MAX_NS - reach - lateness_ns
+        return NAT_NS + 1 + delay_ns + lateness_ns + reach, MAX_NS - reach - lateness_ns
     assert isinstance(window, (TumblingWindow, SlidingWindow))
     off, every = window.offset_ns, window.slide_ns
     # the last event time whose latest window (start k * every + offset <= t) closes within range
-    last_start = _MAX_NS - window.size_ns - lateness_ns
+    last_start = MAX_NS - window.size_ns - lateness_ns
     hi = ((last_start - off) // every) * every + off + every - 1
-    return NAT_NS + 1 + off + max(window.size_ns, delay_ns + lateness_ns), min(hi, _MAX_NS)
+    return NAT_NS + 1 + off + max(window.size_ns, delay_ns + lateness_ns), min(hi, MAX_NS)
 
 
 def split_out_of_range(
