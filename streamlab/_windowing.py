@@ -149,6 +149,7 @@ def partition_watermarks(
     delay_ns: int,
     expected: set[Any] | None = None,
     idle: set[Any] | frozenset[Any] = frozenset(),
+    one: Any = None,
 ) -> tuple[np.ndarray, set[Any]]:
     """Watermark at each event's arrival when every source partition has its own.
 
@@ -158,12 +159,13 @@ def partition_watermarks(
     caught up with. ``expected`` partitions (those the source is assigned) that have produced
     nothing yet hold the watermark back. ``idle`` partitions hold nothing back until they have events
     again. ``state`` (partition -> largest event time) is updated in place. Returns the watermarks and
-    the partitions present in the batch.
+    the partitions present in the batch. Without ``by`` columns (or without them in ``batch``) the
+    whole batch is partition ``one`` (the source it came from, when the step follows several).
     """
     uniq: Any
-    if any(c not in batch.columns for c in by):
+    if not by or any(c not in batch.columns for c in by):
         # data without the partition column (a test replay of a Kafka pipeline, say): one partition
-        codes, uniq = np.zeros(len(ts), dtype=np.int64), pd.Index([None], dtype=object)
+        codes, uniq = np.zeros(len(ts), dtype=np.int64), pd.Index([one], dtype=object)
     elif len(by) == 1:
         codes, uniq = pd.factorize(batch[by[0]], use_na_sentinel=False)
     else:
@@ -198,7 +200,9 @@ def partition_watermarks(
 
 
 class _Watermarks:
-    """The watermark of a step: one largest event time, or one per source partition (``by``)."""
+    """The watermark of a step: one largest event time, or one per source partition (``by``), or one
+    per source when the step reads a union of several sources (``sources``; see :meth:`follow_sources`).
+    """
 
     max_ts: int
     delay_ns: int
@@ -208,6 +212,8 @@ class _Watermarks:
 
     def _init_watermarks(self, by: list[str] | None, idle_ns: int | None = None) -> None:
         self.by = list(by or [])
+        self.sources: tuple[str, ...] = ()
+        self.origin: str | None = None
         self.part_max = {}
         self.wm_floor = _NONE
         self.expected_partitions: set[Any] | None = None
@@ -216,6 +222,23 @@ class _Watermarks:
         # partition -> processing time of its latest event, or of when it was first expected; not
         # checkpointed: after a restore every partition starts a fresh idle timeout
         self.heard_ns: dict[Any, int] = {}
+
+    @property
+    def per_partition(self) -> bool:
+        """Whether the watermark is the smallest of several (partitions' or sources'), not one maximum."""
+        return bool(self.by or self.sources)
+
+    def follow_sources(self, sources: Sequence[str]) -> bool:
+        """The step reads a union of ``sources``: keep one watermark per source (unless ``by`` columns
+        already name partitions), the step's being the smallest, as Flink and Beam hold a merged
+        stream's. The runtime then sets :attr:`origin` to the source of each batch it delivers and
+        tells the sources still running through :meth:`expect_partitions`."""
+        if self.by:
+            return False
+        self.sources = tuple(sources)
+        if self.wm_floor == _NONE and getattr(self, "max_ts", _NO_WATERMARK) != _NO_WATERMARK:
+            self.wm_floor = self.max_ts - self.delay_ns  # restored from a checkpoint of one watermark
+        return True
 
     def expect_partitions(self, partitions: set[Any]) -> None:
         """The partitions the sources are assigned (the runtime tells; see ``SourceReader.partitions``)."""
@@ -259,13 +282,13 @@ class _Watermarks:
         return True
 
     def watermark_ns(self) -> int | None:
-        if self.by:
+        if self.per_partition:
             return None if self.wm_floor == _NONE else self.wm_floor
         return None if self.max_ts == _NO_WATERMARK else self.max_ts - self.delay_ns
 
     def _event_watermarks(self, batch: pd.DataFrame, ts: np.ndarray) -> np.ndarray:
         """Watermark at each event's arrival (``_NONE`` while there is none); updates the state."""
-        if self.by:
+        if self.per_partition:
             w, present = partition_watermarks(
                 batch,
                 ts,
@@ -275,6 +298,7 @@ class _Watermarks:
                 self.delay_ns,
                 self.expected_partitions,
                 self.idle_partitions(),
+                self.origin,
             )
             if self.now_ns is not None:
                 for p in present:
@@ -299,7 +323,7 @@ class _Watermarks:
 
     def _raise_watermark(self, at_least: int) -> None:
         """Move the watermark up to ``at_least`` (never down), as if an event had put it there."""
-        if self.by:
+        if self.per_partition:
             self.wm_floor = max(self.wm_floor, at_least)
         elif self.max_ts == _NO_WATERMARK or self.max_ts < at_least + self.delay_ns:
             self.max_ts = at_least + self.delay_ns
@@ -518,7 +542,7 @@ class WindowOperator(_Watermarks, Operator):
             ev, kwin = self.window.assign_index(ts_all)
         close_shift = self.window.offset_ns + self.size_ns + self.lateness_ns
         pos = np.zeros(0, dtype=np.int64)
-        if self.by:
+        if self.per_partition:
             wm = self._event_watermarks(batch, ts_all)
             w_final = int(wm[-1])
             wm_pairs = wm if ev is None else wm[ev]

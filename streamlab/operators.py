@@ -102,6 +102,17 @@ class Operator:
         Only operators with :attr:`by` set are told; the default ignores it.
         """
 
+    def follow_sources(self, sources: Sequence[str]) -> bool:
+        """The step reads a union of several ``sources``; return True to be told each batch's source.
+
+        The runtime then sets ``origin`` to the id of the source each delivered batch came from (None
+        for what a step emits outside a source's batch: at the end, on processing time) and calls
+        :meth:`expect_partitions` with the sources still running, before each batch. Windows keep one
+        watermark per source this way (``watermark_by`` left to ``"auto"`` on a stream without
+        partition columns). The default declines.
+        """
+        return False
+
     def snapshot(self) -> Any:
         """Return a picklable copy of the state, enough for :meth:`restore` to resume exactly."""
         return None

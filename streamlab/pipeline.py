@@ -375,11 +375,50 @@ class Pipeline:
                     "the detectors on branches of the stream (s.detect(a, ...) and s.detect(b, ...))",
                 )
         if isinstance(step, WindowStep):
+            timed = step.idle_timeout_ns is not None and not step.watermark_by
+            if timed and len(self.union_sources(step.inputs[0])) < 2:
+                raise PipelineConfigError(
+                    step.step_id,
+                    step.kind,
+                    "idle_timeout needs one watermark per source partition (or per source, after a "
+                    "union of sources), and this window has one watermark for the whole stream (no "
+                    "partition column found, one source)",
+                    "pass watermark_by='<partition column>', or drop idle_timeout",
+                )
             for a in step.aggs:  # the types declared upstream (parse, sources), which the step cannot see
                 mismatch = aggregator_type_problem(self, step.inputs[0], a) if a.column is not None else None
                 if mismatch:
                     raise PipelineConfigError(step.step_id, step.kind, *mismatch)
         return ins
+
+    def union_sources(self, ref: str) -> tuple[str, ...]:
+        """The sources whose events reach stream ``ref`` through unions only (and one-input steps).
+
+        Empty when a step with several inputs other than a union (a join, an enrichment) lies between:
+        its output rows are not one source's. A window reading a union of several sources keeps one
+        watermark per source.
+
+        Examples
+        --------
+        >>> from streamlab.testing import ListSource
+        >>> p = Pipeline()
+        >>> a = p.add_source(ListSource([]), step_id="a")
+        >>> b = p.add_source(ListSource([]), step_id="b")
+        >>> p.union_sources(a.union(b).filter("x > 0").step_id)
+        ('a', 'b')
+        """
+        found: list[str] = []
+
+        def walk(ref: str) -> bool:
+            step = self.steps[ref.partition(".")[0]]
+            if isinstance(step, SourceStep):
+                found.append(step.step_id)
+                return True
+            if len(step.inputs) > 1 and step.kind != "union":
+                return False
+            return all(walk(r) for r in step.inputs)
+
+        return tuple(dict.fromkeys(found)) if walk(ref) else ()
 
     def _check_destination(self, step: SinkStep) -> None:
         """Refuse a sink step writing where another sink step of the pipeline writes (the same file,
@@ -868,10 +907,13 @@ class Stream:
             and the step's watermark is the smallest, so a consumer reading one partition ahead of the
             others does not make their events late (as Flink and Kafka Streams do). ``"auto"`` uses
             Kafka's ``topic``/``partition`` or Kinesis' ``shard_id`` columns when the stream has them;
-            ``None`` keeps one watermark for the whole stream. A partition that stops receiving events
+            ``None`` keeps one watermark for the whole stream. Without partition columns, a window
+            reading a ``union`` of several sources keeps one watermark per source instead (a source
+            that has ended holds nothing back). A partition (or source) that stops receiving events
             holds the watermark back until the end of input, unless ``idle_timeout`` is set.
         idle_timeout
-            Processing time after which a partition without events stops holding the watermark back,
+            Processing time after which a partition (or a source of a union) without events stops
+            holding the watermark back,
             e.g. ``"30s"`` (Flink's ``withIdleness``). Set it when some partitions of a topic may stay
             empty: with few keys, or more partitions than producers. When every partition is idle,
             those that had events last still hold it, so a pause of the whole stream moves nothing.

@@ -842,15 +842,9 @@ class WindowStep(Step):
                 "early results are not supported for session windows",
                 "drop early=True, or use a tumbling or sliding window",
             )
-        if self.idle_timeout_ns is not None:
-            if self.idle_timeout_ns <= 0:
-                self.invalid("idle_timeout must be positive", "use e.g. idle_timeout='30s'")
-            if not self.watermark_by:
-                self.invalid(
-                    "idle_timeout needs one watermark per source partition, and this window has one "
-                    "watermark for the whole stream (no partition column found)",
-                    "pass watermark_by='<partition column>', or drop idle_timeout",
-                )
+        # (that it has partitions, or several sources, to time out is checked by the pipeline)
+        if self.idle_timeout_ns is not None and self.idle_timeout_ns <= 0:
+            self.invalid("idle_timeout must be positive", "use e.g. idle_timeout='30s'")
 
     def build(self) -> Operator:
         if isinstance(self.window, SessionWindow):

@@ -80,6 +80,8 @@ class Executor:
         self.started_ns = 0
         self.assigned: dict[str, list[Any]] = {}  # per source: partitions owned at its last poll
         self.partitioned: list[Operator] = []  # steps told the partitions (Operator.by)
+        # steps told the source of each batch (Operator.follow_sources), with the sources they read
+        self.by_source: dict[str, tuple[Operator, tuple[str, ...]]] = {}
         self.timed: dict[str, Operator] = {}  # steps told the processing time (Operator.idle_ns)
 
     # -- views of the parts (names tests, widgets and the debugger read) ----------------------------
@@ -150,6 +152,11 @@ class Executor:
             # where every sink's output starts: a crash before the first commit is undone on restart too
             self.log.save(self.log.snapshot(self.operators, self.positions, self.writers))
         self.partitioned = [op for op in self.operators.values() if op.by]
+        for sid, op in self.operators.items():
+            ins = self.pipeline.steps[sid].inputs
+            sources = self.pipeline.union_sources(ins[0]) if len(ins) == 1 else ()
+            if len(sources) > 1 and op.follow_sources(sources):
+                self.by_source[sid] = (op, sources)
         # steps told the processing time: windows whose idle partitions stop holding the watermark
         self.timed = {sid: op for sid, op in self.operators.items() if op.idle_ns}
         self.ahead = WorkAhead.plan(self.pipeline, self.readers, self.operators, batch_size=self.batch_size)
@@ -185,6 +192,10 @@ class Executor:
         If its delivery is cut short (a ``KeyboardInterrupt`` inside a step or sink, say), some routes
         have it and others not: it stays unfinished, so its source's position is not committed past it.
         """
+        for op, sources in self.by_source.values():
+            op.origin = sid if sid in sources else None  # type: ignore[attr-defined]
+            # a source stops holding the watermark once it has ended and all it read was delivered
+            op.expect_partitions({s for s in sources if s == sid or not self._ended(s)})
         try:
             self.events_in += len(batch)
             self.batches += 1
@@ -192,7 +203,14 @@ class Executor:
         except BaseException:
             self.positions.torn = True
             raise
+        finally:
+            for op, _ in self.by_source.values():
+                op.origin = None  # type: ignore[attr-defined]
         self.positions.delivered(sid)
+
+    def _ended(self, sid: str) -> bool:
+        """Source ``sid`` has nothing more to deliver: it is done and no batch of it waits."""
+        return self.readers[sid].done and not self.ahead.pending.get(sid)
 
     def _tell_partitions(self) -> None:
         """Give per-partition watermarked steps the partitions the sources are assigned, and the time.
