@@ -163,3 +163,25 @@ def test_idle_timeout_needs_partitions_or_several_sources() -> None:
     p = Pipeline(ListSource(frame([0], "a")))
     with pytest.raises(PipelineConfigError, match="one watermark for the whole stream"):
         p.window(TumblingWindow("1m"), key="key", idle_timeout="10s", step_id="w").agg(agg.count())
+
+
+@pytest.mark.filterwarnings("ignore:pipeline .* stopped with open state")
+@pytest.mark.parametrize("stop_after", [1, 5, 33, 70])
+def test_a_run_stopped_and_resumed_gives_the_uninterrupted_windows(stop_after: int) -> None:
+    # the per-source watermarks are part of the checkpoint: resumed, nothing becomes late that was not
+    a = frame(list(range(0, 120, 2)), "a")
+    b = frame(list(range(1, 120, 2)), "b")
+
+    def pipeline() -> Pipeline:
+        p = Pipeline()
+        first = p.add_source(ListSource(a, batch_size=7), step_id="a")
+        other = p.add_source(ListSource(b, batch_size=3), step_id="b")
+        first.union(other).window(TumblingWindow("10s"), key="key").agg(agg.count(), agg.sum("value"))
+        return p
+
+    whole = pipeline().run(clock=ManualClock(0))
+    part = pipeline().run(clock=ManualClock(0), max_events=stop_after)
+    rest = pipeline().run(clock=ManualClock(0), resume=part.checkpoint)
+    got = pd.concat([f for f in (part["window"], rest["window"]) if len(f)], ignore_index=True)
+    assert len(part["window.late"]) == 0 and len(rest["window.late"]) == 0
+    pd.testing.assert_frame_equal(canonical(got), canonical(whole["window"]))
