@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "PipelineConfigError",
+    "SinkFailedError",
     "SpecError",
     "SpecProblem",
     "StepFailedError",
@@ -43,6 +44,41 @@ class StepFailedError(RuntimeError):
     def __init__(self, step_id: str, kind: str, cause: BaseException) -> None:
         self.step_id, self.kind = step_id, kind
         super().__init__(f"step {step_id!r} ({kind}) failed: {type(cause).__name__}: {cause}")
+
+
+class SinkFailedError(StepFailedError):
+    """A sink failed while the pipeline ran; the sink's own exception is the ``__cause__``.
+
+    ``action`` says what the runtime asked of it (``"writing a batch of 3 rows"``, ``"flushing"``,
+    ...). A sink that fails on rows gets them again: the sources' positions are not committed past
+    rows a sink did not take (``committed=False`` for a failure before any row, opening the sink).
+
+    Examples
+    --------
+    >>> e = SinkFailedError("out", "DuckDBSink", "writing a batch of 2 rows", ValueError("disk full"))
+    >>> print(e)  # doctest: +NORMALIZE_WHITESPACE
+    step 'out' (DuckDBSink) failed writing a batch of 2 rows: ValueError: disk full. Nothing was
+    committed past the rows it failed on: the sources' positions stay before them, so a restart
+    reads them again. Fix: correct what the error says (the sink's settings, its destination, or
+    the stream's values), then run again
+    """
+
+    def __init__(
+        self, step_id: str, kind: str, action: str, cause: BaseException, *, rows: bool = True
+    ) -> None:
+        self.step_id, self.kind, self.action = step_id, kind, action
+        kept = (
+            "Nothing was committed past the rows it failed on: the sources' positions stay before "
+            "them, so a restart reads them again. "
+            if rows
+            else ""
+        )
+        RuntimeError.__init__(
+            self,
+            f"step {step_id!r} ({kind}) failed {action}: {type(cause).__name__}: {cause}. {kept}Fix: "
+            "correct what the error says (the sink's settings, its destination, or the stream's "
+            "values), then run again",
+        )
 
 
 def closest(name: object, options: Iterable[str], aliases: dict[str, str] | None = None) -> str | None:
