@@ -15,7 +15,16 @@ from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import dump_json, rows_to_json
 
-from ._client import check_timeout, check_url, connect, execute, parse_template, render, template_columns
+from ._client import (
+    check_timeout,
+    check_url,
+    connect,
+    execute,
+    parse_template,
+    refused,
+    render,
+    template_columns,
+)
 
 log = logging.getLogger("streamlab.connectors.redis")
 
@@ -42,8 +51,11 @@ class RedisMetricsSink(Sink):
         Hash key per row, with ``{column}`` placeholders.
     fields
         Columns to add: a list (hash field = column name) or a mapping hash field → column. Missing
-        values add nothing; values Redis cannot add (integers beyond int64, infinities) are not added
-        and are counted in the writer's ``unwritable`` and logged as warnings.
+        values add nothing; values Redis cannot add (integers beyond int64, infinities) and increments
+        that would take a hash's stored total past int64 are not added, are counted in the writer's
+        ``unwritable`` and logged as warnings; the rest of the batch is written. The update message of
+        a row whose increment overflowed still names it (it is published in the same transaction,
+        before Redis answers).
     channel
         Pub/sub channel for update messages; None to not publish.
     ttl
@@ -218,6 +230,8 @@ class RedisMetricsWriter(SinkWriter):
         # Plain Python lists: indexing them per row is far cheaper than numpy scalar access.
         plain = [(f, v.tolist(), p.tolist(), is_int) for f, (v, p, is_int) in increments.items()]
         pipe = self._client.pipeline(transaction=True)
+        #: the metric column of each increment queued (None: an EXPIRE or PUBLISH), to judge its answer
+        added: list[str | None] = []
         for i, key in enumerate(keys.tolist()):
             for hash_field, values, present, is_int in plain:
                 if not present[i]:
@@ -226,26 +240,55 @@ class RedisMetricsWriter(SinkWriter):
                     pipe.hincrby(key, hash_field, values[i])
                 else:
                     pipe.hincrbyfloat(key, hash_field, values[i])
+                added.append(sink.fields[hash_field])
             if sink.ttl is not None:
                 pipe.expire(key, sink.ttl)
+                added.append(None)
             if messages is not None:
                 pipe.publish(sink.channel, messages[i])
-        execute(sink, self._client, pipe, "HINCRBY/PUBLISH")
+                added.append(None)
+        answers = execute(sink, self._client, pipe, "HINCRBY/PUBLISH", raise_on_error=False)
+        self._judge(answers, added)
         self.updates += len(keys)
         self.published += 0 if messages is None else len(messages)
 
-    def _unwritable(self, column: str, n: int, why: str) -> None:
+    def _judge(self, answers: list[Any], added: list[str | None]) -> None:
+        """Count increments Redis refused because the stored total would leave its range; raise for
+        any other refusal. Redis applies the rest of a MULTI/EXEC whatever one command answers, so an
+        overflow failing the batch would add its other rows again when the batch is written again."""
+        overflow: dict[str, int] = {}
+        for answer, column in zip(answers, added):
+            if not isinstance(answer, Exception):
+                continue
+            text = str(answer)
+            if column is not None and ("would overflow" in text or "NaN or Infinity" in text):
+                overflow[column] = overflow.get(column, 0) + 1
+                continue
+            raise refused(self.sink, self._client, "HINCRBY/PUBLISH", answer) from answer
+        for column, n in overflow.items():
+            self._unwritable(
+                column,
+                n,
+                "increments that would take the stored total beyond what Redis holds (int64 for HINCRBY); "
+                "the hash keeps its total, the other rows are added",
+                fix="delete or reset the hash field (HDEL key field) or scale the column in a step "
+                "before the sink",
+            )
+
+    def _unwritable(
+        self, column: str, n: int, why: str, fix: str = "cast or clip the column in a step before the sink"
+    ) -> None:
         """Count and log ``n`` values of ``column`` no increment can add (nothing is skipped silently)."""
         if n:
             self.unwritable[column] = self.unwritable.get(column, 0) + n
             log.warning(
-                "%r: %d value(s) of metric column %r are %s: not added (%d so far). Fix: cast or clip the "
-                "column in a step before the sink",
+                "%r: %d value(s) of metric column %r are %s: not added (%d so far). Fix: %s",
                 self.sink,
                 n,
                 column,
                 why,
                 self.unwritable[column],
+                fix,
             )
 
     def _messages(

@@ -393,3 +393,47 @@ def test_a_key_of_another_type_is_an_error_naming_the_sink_and_the_fix(
             writer.write_batch(pd.DataFrame({"k": ["a"], "n": [1]}))
         writer.close()
         assert "WRONGTYPE" in str(info.value) and "another kind of value" in str(info.value)
+
+
+def test_an_increment_past_int64_inside_redis_is_counted_and_the_rest_of_the_batch_written(
+    redis_server: LocalRedis, redis_client: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A total already near 2**63 made HINCRBY fail with "increment or decrement would overflow", which
+    failed the whole batch, though Redis had applied its other commands (MULTI/EXEC does not roll
+    back): a retry added them twice. The overflow is now counted in ``unwritable`` and logged with the
+    fix, and the batch's other rows are added once, with their update messages."""
+    near = 2**63 - 10
+    redis_client.hset("metrics:a", "n", near)  # type: ignore[attr-defined]
+    pubsub = redis_client.pubsub(ignore_subscribe_messages=True)  # type: ignore[attr-defined]
+    pubsub.subscribe("metrics")
+    writer = RedisMetricsSink(redis_server.url, fields=["n"]).open()
+    batch = pd.DataFrame({"event_type": ["a", "b", "a"], "n": [100, 7, 3]})
+    with caplog.at_level("WARNING", logger="streamlab.connectors.redis"):
+        writer.write_batch(batch)
+    writer.close()
+    get = redis_client.hgetall  # type: ignore[attr-defined]
+    assert get("metrics:a") == {b"n": str(near + 3).encode()} and get("metrics:b") == {b"n": b"7"}
+    assert writer.unwritable == {"n": 1} and writer.updates == 3
+    assert "beyond what Redis holds" in caplog.text and "Fix: delete or reset the hash field" in caplog.text
+    got: list[object] = []
+
+    def three_messages() -> bool:
+        message = pubsub.get_message(timeout=0.1)
+        if message is not None:
+            got.append(message)
+        return len(got) >= 3
+
+    wait_for(three_messages, timeout=5, what="the batch's 3 update messages")
+    pubsub.close()
+
+
+def test_a_command_redis_refuses_for_another_reason_still_fails_the_batch(
+    redis_server: LocalRedis, redis_client: object
+) -> None:
+    """Only the overflow is counted: a key of another type (a mistake to fix) still fails the write."""
+    redis_client.set("metrics:a", "text")  # type: ignore[attr-defined]
+    writer = RedisMetricsSink(redis_server.url, fields=["n"], channel=None).open()
+    with pytest.raises(RuntimeError, match="WRONGTYPE.*another kind of value"):
+        writer.write_batch(pd.DataFrame({"event_type": ["a"], "n": [1]}))
+    writer.close()
+    assert writer.unwritable == {}
