@@ -170,7 +170,10 @@ _JSON_KINDS = ("mixed", "mixed-integer", "mixed-integer-float", "integer", "floa
 def _json_valued(col: pd.Series) -> bool:
     """Whether ``col`` holds Python objects DuckDB cannot type by sampling: JSON objects or arrays
     (dicts, lists: DuckDB would make a STRUCT of the first one's keys, then refuse or cut the others),
-    values of several types, or numbers of a field whose other batches may hold anything."""
+    values of several types, or numbers of a field whose other batches may hold anything; or complex
+    numbers, which DuckDB has no type for."""
+    if col.dtype.kind == "c":  # complex numbers: no DuckDB type takes them (DESCRIBE itself fails)
+        return True
     return col.dtype == object and pd.api.types.infer_dtype(col, skipna=True) in _JSON_KINDS
 
 
@@ -282,7 +285,9 @@ class _DuckDBWriter(SinkWriter):
     def _column_types(self, batch: pd.DataFrame) -> list[tuple[str, str]]:
         """``(column, DuckDB type)`` of each column of ``batch``, as a new table gets them."""
         # DuckDB infers object columns by sampling values, so describe the real batch, not an empty one
-        self.con.register("__streamlab_batch", batch)
+        # (but complex numbers as text: DuckDB cannot even describe them; they are written as JSON)
+        complex_ = {c: batch[c].astype(str) for c in batch.columns if batch[c].dtype.kind == "c"}
+        self.con.register("__streamlab_batch", batch.assign(**complex_) if complex_ else batch)
         try:
             cols = self.con.execute("DESCRIBE SELECT * FROM __streamlab_batch").fetchall()
         finally:
@@ -845,6 +850,20 @@ def _part_number(path: Path) -> int | None:
     return int(stem) if stem.isdigit() else None
 
 
+def _arrow_types() -> dict[str, Any]:
+    """The Arrow type of each declared column type, as every Parquet part writes it."""
+    import pyarrow as pa
+
+    text = pa.large_string()  # as pandas' str columns convert
+    return {
+        **dict.fromkeys(("string", "category", "json", "object"), text),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "bool": pa.bool_(),
+        "timestamp": pa.timestamp("ns", tz="UTC"),
+    }
+
+
 class _ParquetWriter(SinkWriter):
     def __init__(self, sink: ParquetSink, upstream: Upstream | None = None) -> None:
         upstream = upstream or Upstream()
@@ -853,6 +872,7 @@ class _ParquetWriter(SinkWriter):
         self.declared = dict(
             upstream.declared
         )  # parse types: a part where a column has no value keeps its type
+        self.columns = upstream.columns  # the stream's columns when known: an empty run's part has them
         self.pending: list[pd.DataFrame] = []
         Path(sink.path).mkdir(parents=True, exist_ok=True)
         numbers = [n for f in Path(sink.path).glob("part-*.parquet") if (n := _part_number(f)) is not None]
@@ -877,16 +897,14 @@ class _ParquetWriter(SinkWriter):
         self.pending.append(batch)
 
     def _convertible(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """``frame`` with each object column Arrow cannot convert (values of mixed types, JSON objects of
-        different shapes, an int beyond 64 bits) as JSON text (streamlab's encoding; missing stays
-        missing), instead of a flush that fails on every retry. Decided part by part, from the part's
-        own rows, so a restarted run writes each part as an uninterrupted one does."""
+        """``frame`` with each column Arrow cannot convert (values of mixed types, JSON objects of
+        different shapes, an int beyond 64 bits, complex numbers) as JSON text (streamlab's encoding;
+        missing stays missing), instead of a flush that fails on every retry. Decided part by part,
+        from the part's own rows, so a restarted run writes each part as an uninterrupted one does."""
         import pyarrow as pa
 
         out = frame
         for col in frame.columns:
-            if frame[col].dtype != object:
-                continue
             try:
                 pa.array(frame[col], from_pandas=True)
                 continue
@@ -908,13 +926,7 @@ class _ParquetWriter(SinkWriter):
         import pyarrow as pa
 
         text = pa.large_string()  # as pandas' str columns convert
-        arrow_types = {
-            **dict.fromkeys(("string", "category", "json", "object"), text),
-            "int64": pa.int64(),
-            "float64": pa.float64(),
-            "bool": pa.bool_(),
-            "timestamp": pa.timestamp("ns", tz="UTC"),
-        }
+        arrow_types = _arrow_types()
         for i, field in enumerate(table.schema):
             typ = self.declared.get(field.name)
             empty = table.column(i).null_count == len(table)
@@ -930,26 +942,46 @@ class _ParquetWriter(SinkWriter):
         if not self.pending:
             return
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         frame = pd.concat(self.pending, ignore_index=True)
         declared = {c: _json_text(frame[c]) for c in self.json_columns if c in frame.columns}
         if declared:  # one type in every part, whatever a part's values look like
             frame = frame.assign(**declared)
-        target = Path(self.sink.path) / f"part-{self.part:06d}.parquet"
-        tmp = target.with_suffix(".tmp")
         try:
             table = pa.Table.from_pandas(frame, preserve_index=False)
         except (pa.ArrowException, OverflowError, TypeError, ValueError):
             table = pa.Table.from_pandas(
                 self._convertible(frame), preserve_index=False
             )  # (only the part Arrow refused)
-        pq.write_table(self._declared_types(table), tmp)
+        self._write_part(self._declared_types(table))
+        self.pending = []
+
+    def _write_part(self, table: Any) -> None:
+        import pyarrow.parquet as pq
+
+        target = Path(self.sink.path) / f"part-{self.part:06d}.parquet"
+        tmp = target.with_suffix(".tmp")
+        pq.write_table(table, tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)
         self.part += 1
-        self.pending = []
+
+    def close(self) -> None:
+        """Flush; then, when the directory holds no part at all (no run wrote a row to it) and every
+        column's type is declared upstream (a parse schema, a window's results), write one part of no
+        rows with those columns, so a reader of the directory finds the columns rather than no file.
+        A run resuming an earlier checkpoint deletes it as any part written after that checkpoint."""
+        self.flush()
+        if not self.columns or any(Path(self.sink.path).glob("part-*.parquet")):
+            return
+        types = _arrow_types()
+        if not all(self.declared.get(c) in types for c in self.columns):
+            return
+        import pyarrow as pa
+
+        schema = pa.schema([(c, types[self.declared[c]]) for c in self.columns])
+        self._write_part(schema.empty_table())
 
 
 class ParquetSink(Sink):
