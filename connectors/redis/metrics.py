@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import decimal
 import logging
+import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,11 +54,12 @@ class RedisMetricsSink(Sink):
         Hash key per row, with ``{column}`` placeholders.
     fields
         Columns to add: a list (hash field = column name) or a mapping hash field → column. Missing
-        values add nothing; values Redis cannot add (integers beyond int64, infinities) and increments
-        that would take a hash's stored total past int64 are not added, are counted in the writer's
-        ``unwritable`` and logged as warnings; the rest of the batch is written. The update message of
-        a row whose increment overflowed still names it (it is published in the same transaction,
-        before Redis answers).
+        values add nothing; values Redis cannot add (integers beyond int64, infinities), increments
+        that would take a hash's stored total past int64, and values of an object column that are not
+        numbers are not added, are counted in the writer's ``unwritable`` and logged as warnings; the
+        rest of the batch is written. The update message of a row whose increment overflowed still
+        names it (it is published in the same transaction, before Redis answers). A column of text
+        (not an object column) is refused as the wrong column (``TypeError``).
     channel
         Pub/sub channel for update messages; None to not publish.
     ttl
@@ -219,6 +223,8 @@ class RedisMetricsWriter(SinkWriter):
                 infinite = np.isinf(values)
                 self._unwritable(column, int(infinite.sum()), "infinite, which HINCRBYFLOAT refuses")
                 increments[hash_field] = (values, np.isfinite(values), False)
+            elif s.dtype == object:  # numbers as Python objects (a user function's), maybe among others
+                increments[hash_field] = self._object_numbers(column, s)
             else:
                 raise TypeError(
                     f"{sink!r}: metric column {column!r} holds {s.dtype} values; HINCRBY needs numbers. "
@@ -251,6 +257,44 @@ class RedisMetricsWriter(SinkWriter):
         self._judge(answers, added)
         self.updates += len(keys)
         self.published += 0 if messages is None else len(messages)
+
+    def _object_numbers(self, column: str, s: pd.Series) -> tuple[np.ndarray, np.ndarray, bool]:
+        """``(values, present, is_int)`` of an object column, value by value: integers (and bools) are
+        added by HINCRBY when every number of the batch's column is one, else every number by
+        HINCRBYFLOAT; values that are not numbers, integers beyond int64 and infinities are counted in
+        ``unwritable`` and logged, not added: one such value failed the whole batch on every retry."""
+        items = s.tolist()
+        missing = s.isna().to_numpy()
+        kinds = [
+            "missing"
+            if gone
+            else "int"
+            if isinstance(v, (int, np.integer))  # (bool and np.bool_ too)
+            else "float"
+            if isinstance(v, (numbers.Real, decimal.Decimal))
+            else "other"
+            for v, gone in zip(items, missing.tolist())
+        ]
+        is_int = "float" not in kinds
+        limit = np.iinfo(np.int64)
+        values: list[Any] = []
+        present: list[bool] = []
+        too_big = infinite = other = 0
+        for v, kind in zip(items, kinds):
+            ok = kind in ("int", "float")
+            if kind == "other":
+                other += 1
+            elif ok and is_int and not limit.min <= int(v) <= limit.max:
+                too_big, ok = too_big + 1, False
+            elif ok and not is_int and not math.isfinite(float(v)):
+                infinite, ok = infinite + 1, False
+            present.append(ok)
+            values.append((int(v) if is_int else float(v)) if ok else 0)
+        self._unwritable(column, other, "not numbers (text or other objects), which no increment adds")
+        self._unwritable(column, too_big, "beyond int64, which HINCRBY adds")
+        self._unwritable(column, infinite, "infinite, which HINCRBYFLOAT refuses")
+        array = np.array(values, dtype="int64" if is_int else "float64")
+        return array, np.array(present, dtype=bool), is_int
 
     def _judge(self, answers: list[Any], added: list[str | None]) -> None:
         """Count increments Redis refused because the stored total would leave its range; raise for

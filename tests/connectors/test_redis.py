@@ -437,3 +437,31 @@ def test_a_command_redis_refuses_for_another_reason_still_fails_the_batch(
         writer.write_batch(pd.DataFrame({"event_type": ["a"], "n": [1]}))
     writer.close()
     assert writer.unwritable == {}
+
+
+def test_an_object_metric_column_adds_its_numbers_and_counts_the_rest(
+    redis_server: LocalRedis, redis_client: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A metric column of Python objects (a user function's numbers, one 'n/a' among them, a None)
+    failed every batch with "holds object values; HINCRBY needs numbers", on every retry. Its numbers
+    are now added (HINCRBY when all are integers, else HINCRBYFLOAT) and the rest counted and logged."""
+    import decimal
+
+    writer = RedisMetricsSink(redis_server.url, key_template="m:{k}", fields=["i", "f"], channel=None).open()
+    batch = pd.DataFrame(
+        {
+            "k": ["a", "b", "c", "d"],
+            "i": pd.Series([1, None, "n/a", 2**64], dtype=object),
+            "f": pd.Series([1, decimal.Decimal("0.5"), float("inf"), np.float32(2.5)], dtype=object),
+        }
+    )
+    with caplog.at_level("WARNING", logger="streamlab.connectors.redis"):
+        writer.write_batch(batch)
+    writer.close()
+    get = redis_client.hgetall  # type: ignore[attr-defined]
+    assert get("m:a") == {b"i": b"1", b"f": b"1"}
+    assert get("m:b") == {b"f": b"0.5"} and get("m:c") == {} and get("m:d") == {b"f": b"2.5"}
+    assert writer.unwritable == {"i": 2, "f": 1}
+    assert "not numbers" in caplog.text and "beyond int64" in caplog.text and "infinite" in caplog.text
+    with pytest.raises(TypeError, match="needs numbers"):  # a text column is the wrong column
+        writer.write_batch(pd.DataFrame({"k": ["a"], "i": ["1"], "f": [1.0]}))
