@@ -766,7 +766,10 @@ class DuckDBSink(Sink):
             if self._con is None:
                 if self.path != ":memory:":
                     Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-                self._con = duckdb.connect(self.path)
+                con = duckdb.connect(self.path)
+                if self.path != ":memory:":
+                    _check_database_file(self, con)
+                self._con = con
             return self._con
 
     def open(self, clock: Clock | None = None) -> SinkWriter:
@@ -843,6 +846,23 @@ class DuckDBSink(Sink):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
+
+
+def _check_database_file(sink: DuckDBSink, con: Any) -> None:
+    """Refuse (closing ``con``) a path DuckDB opened as a view of a data file rather than as a database
+    file: DuckDB 2 opens an existing CSV, JSON or Parquet file as a database of that file's rows, held
+    in memory, where every table the sink creates and every row it writes vanish at the end of the run
+    while it reports success."""
+    found = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()")
+    rows = found.fetchall()
+    if rows and rows[0][0] is None:
+        con.close()
+        raise ValueError(
+            f"{sink!r}: {sink.path!r} is not a DuckDB database file but a data file (CSV, JSON or "
+            "Parquet, say), which DuckDB opens as a view held in memory: the rows written would vanish "
+            "at the end of the run. Fix: give a database file path, e.g. 'out.duckdb' (to write rows as "
+            "JSON lines or Parquet, use JsonLinesSink or ParquetSink)"
+        )
 
 
 def _part_number(path: Path) -> int | None:
