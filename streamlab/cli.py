@@ -388,9 +388,12 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def _user_error(exc: BaseException) -> bool:
-    """Whether an exception is a mistake the user can fix (exit 2) rather than a failure (exit 1)."""
-    from streamlab.errors import PipelineConfigError, SpecError
+    """Whether an exception is a mistake the user can fix (exit 2) rather than a failure (exit 1); a
+    sink's failure is judged by the sink's own error (a directory where its file goes, say)."""
+    from streamlab.errors import PipelineConfigError, SinkFailedError, SpecError
 
+    if isinstance(exc, SinkFailedError) and exc.__cause__ is not None:
+        exc = exc.__cause__
     return isinstance(
         exc,
         (
