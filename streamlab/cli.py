@@ -435,6 +435,9 @@ def describe_error(exc: BaseException, args: argparse.Namespace) -> str:
         problem = " ".join(exc.problem.split())
         return f"{prog}: cannot resume from the checkpoint {exc.path}: {problem}. Fix: {exc.fix}"
     text = " ".join(str(exc).split()) or type(exc).__name__
+    notes = [str(n) for n in getattr(exc, "__notes__", ()) or ()]
+    if notes:  # the step a source's error came from (the runtime's note)
+        text = f"{text} ({'; '.join(notes)})"
     if _checkpoint_error(exc, args):
         return (
             f"{prog}: cannot resume from the checkpoint in {args.checkpoint_dir}: {type(exc).__name__}: {text}. "

@@ -223,7 +223,8 @@ class CommitLog:
             )
             for sid, r in readers.items():
                 if kept[sid] is not None:
-                    r.commit(kept[sid])
+                    with source_call(self.pipeline, sid, "committing its position"):
+                        r.commit(kept[sid])
             self.last_commit_ns = self.clock.now_ns()
             return
         if positions.torn:
@@ -250,7 +251,8 @@ class CommitLog:
                 _publish(self.pipeline, sid, w)  # after the checkpoint: a crash before it drops staged data
             committed = snap["sources"]
         for sid, r in readers.items():
-            r.commit(committed[sid])
+            with source_call(self.pipeline, sid, "committing its position"):
+                r.commit(committed[sid])
         self.commits += 1
         self.last_commit_ns = self.clock.now_ns()
 
@@ -287,6 +289,39 @@ def sink_call(pipeline: Pipeline, sid: str, action: str, *, rows: bool = True) -
         step = pipeline.steps.get(sid)
         kind = type(step.sink).__name__ if isinstance(step, SinkStep) else "sink"
         raise SinkFailedError(sid, kind, action, e, rows=rows) from e
+
+
+@contextmanager
+def source_call(pipeline: Pipeline, sid: str, action: str) -> Iterator[None]:
+    """Run a call to the source of step ``sid``; its failure keeps its type (``KafkaUnreachableError``
+    and the others are documented, and caught by their type) and gets a note naming the step, which
+    tracebacks and the command line show.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([{"x": 1}]))
+    >>> try:
+    ...     with source_call(p, "source", "polling"):
+    ...         raise OSError("gone")
+    ... except OSError as e:
+    ...     print(e.__notes__)
+    ["step 'source' (ListSource) failed polling"]
+    """
+    try:
+        yield
+    except Exception as e:
+        step = pipeline.steps.get(sid)
+        kind = type(step.source).__name__ if isinstance(step, SourceStep) else "source"
+        note = f"step {sid!r} ({kind}) failed {action}"
+        notes = getattr(e, "__notes__", None)
+        if notes is None or note not in notes:
+            if hasattr(e, "add_note"):  # Python 3.11+
+                e.add_note(note)
+            else:  # pragma: no cover - Python 3.10: kept where 3.11's tracebacks would read it
+                e.__notes__ = [*(notes or []), note]
+        raise
 
 
 def sink_identity(step: Step) -> str:

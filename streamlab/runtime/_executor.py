@@ -23,7 +23,7 @@ from streamlab.io import SinkWriter, SourceReader
 from streamlab.operators import Operator
 from streamlab.pipeline import Pipeline, check_run_options
 from streamlab.runtime._ahead import Pending, WorkAhead
-from streamlab.runtime._commit import CommitLog, Positions, sink_call, sink_identity
+from streamlab.runtime._commit import CommitLog, Positions, sink_call, sink_identity, source_call
 from streamlab.runtime._router import Completion, Router
 from streamlab.runtime.metrics import RunMetrics, measure
 from streamlab.runtime.options import RunOptions
@@ -119,7 +119,8 @@ class Executor:
         src_state = state.get("sources", {})
         for sid, step in self.pipeline.steps.items():
             if isinstance(step, SourceStep):
-                self.readers[sid] = step.source.open(src_state.get(sid), self.clock)
+                with source_call(self.pipeline, sid, "opening"):
+                    self.readers[sid] = step.source.open(src_state.get(sid), self.clock)
             elif isinstance(step, SinkStep):
                 with sink_call(self.pipeline, sid, "opening", rows=False):
                     self.writers[sid] = step.open_writer(self.clock)
@@ -223,7 +224,8 @@ class Executor:
         for sid, reader in self.readers.items():
             queue = self.ahead.pending.get(sid)
             want = self.batch_size if self.limit is None else min(self.batch_size, self.limit - self.taken)
-            batch = reader.poll(want) if want > 0 and not reader.done else None
+            with source_call(self.pipeline, sid, "polling"):
+                batch = reader.poll(want) if want > 0 and not reader.done else None
             parts = reader.partitions()  # read in this thread: a consumer's assignment moves while it polls
             if parts is not None and parts != self.assigned.get(sid):
                 with self.lock:
