@@ -18,7 +18,33 @@ __all__ = [
 ]
 
 
-class PipelineConfigError(ValueError):
+def _rebuilt(cls: type[BaseException], message: str, state: dict[str, object]) -> BaseException:
+    """An error of ``cls`` with ``message`` and the attributes ``state``, its ``__init__`` not called."""
+    error = cls.__new__(cls)
+    BaseException.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class _PicklableError(Exception):
+    """An error whose ``__init__`` takes other arguments than its message, pickled by its message and
+    attributes: pickle calls ``cls(*args)`` with the message alone, which such an ``__init__`` refuses,
+    so the error could not cross a process boundary (a process pool, a test worker) and became a
+    ``TypeError`` about its own constructor.
+
+    Examples
+    --------
+    >>> import pickle
+    >>> e = pickle.loads(pickle.dumps(PipelineConfigError("w", "window", "bad", "fix it")))
+    >>> str(e), e.step_id, e.fix
+    ("step 'w' (window): bad. Fix: fix it", 'w', 'fix it')
+    """
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuilt, (type(self), str(self), dict(self.__dict__)))
+
+
+class PipelineConfigError(_PicklableError, ValueError):
     """A pipeline was configured wrongly; raised when the step is added, before anything runs.
 
     Examples
@@ -32,7 +58,7 @@ class PipelineConfigError(ValueError):
         super().__init__(f"step {step_id!r} ({kind}): {problem}. Fix: {fix}")
 
 
-class StepFailedError(RuntimeError):
+class StepFailedError(_PicklableError, RuntimeError):
     """A step's own code failed while running (not bad input, which goes to dead letter).
 
     Examples
@@ -73,7 +99,7 @@ class SinkFailedError(StepFailedError):
             if rows
             else ""
         )
-        RuntimeError.__init__(
+        BaseException.__init__(
             self,
             f"step {step_id!r} ({kind}) failed {action}: {type(cause).__name__}: {cause}. {kept}Fix: "
             "correct what the error says (the sink's settings, its destination, or the stream's "
@@ -146,7 +172,7 @@ class SpecProblem:
         return f"{self.path}: {self.problem}. Fix: {self.fix}"
 
 
-class SpecError(ValueError):
+class SpecError(_PicklableError, ValueError):
     """A pipeline spec (YAML or dict) is not valid; ``problems`` lists every problem found, each with
     its path in the spec and a fix. Raised before any step, source or sink is built.
 
