@@ -77,7 +77,8 @@ class SinkFailedError(StepFailedError):
 
     ``action`` says what the runtime asked of it (``"writing a batch of 3 rows"``, ``"flushing"``,
     ...). A sink that fails on rows gets them again: the sources' positions are not committed past
-    rows a sink did not take (``committed=False`` for a failure before any row, opening the sink).
+    rows a sink did not take (``rows=False``: a failure with no rows at stake, opening or closing the
+    sink, whose message then does not speak of them).
 
     Examples
     --------
