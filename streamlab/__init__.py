@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from streamlab import agg
 from streamlab.aggregators import Aggregator
 from streamlab.clock import Clock, ManualClock, SystemClock
-from streamlab.errors import PipelineConfigError, StepFailedError
+from streamlab.errors import PipelineConfigError, SinkFailedError, StepFailedError
 from streamlab.io import Sink, SinkWriter, Source, SourceReader
 from streamlab.operators import Operator
 from streamlab.pipeline import Pipeline, Stream
@@ -49,6 +49,7 @@ __all__ = [
     "RunResult",
     "SessionWindow",
     "Sink",
+    "SinkFailedError",
     "SinkWriter",
     "SlidingWindow",
     "Source",

@@ -25,6 +25,7 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from streamlab.errors import _PicklableError
 from streamlab.steps import OperatorStep, SinkStep, SourceStep
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ _NOT_IDENTITY = (
 )
 
 
-class CheckpointError(ValueError):
+class CheckpointError(_PicklableError, ValueError):
     """A checkpoint cannot be resumed: corrupt, unsigned, or written by another pipeline.
 
     Examples

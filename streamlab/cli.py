@@ -388,9 +388,12 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def _user_error(exc: BaseException) -> bool:
-    """Whether an exception is a mistake the user can fix (exit 2) rather than a failure (exit 1)."""
-    from streamlab.errors import PipelineConfigError, SpecError
+    """Whether an exception is a mistake the user can fix (exit 2) rather than a failure (exit 1); a
+    sink's failure is judged by the sink's own error (a directory where its file goes, say)."""
+    from streamlab.errors import PipelineConfigError, SinkFailedError, SpecError
 
+    if isinstance(exc, SinkFailedError) and exc.__cause__ is not None:
+        exc = exc.__cause__
     return isinstance(
         exc,
         (
@@ -432,6 +435,9 @@ def describe_error(exc: BaseException, args: argparse.Namespace) -> str:
         problem = " ".join(exc.problem.split())
         return f"{prog}: cannot resume from the checkpoint {exc.path}: {problem}. Fix: {exc.fix}"
     text = " ".join(str(exc).split()) or type(exc).__name__
+    notes = [str(n) for n in getattr(exc, "__notes__", ()) or ()]
+    if notes:  # the step a source's error came from (the runtime's note)
+        text = f"{text} ({'; '.join(notes)})"
     if _checkpoint_error(exc, args):
         return (
             f"{prog}: cannot resume from the checkpoint in {args.checkpoint_dir}: {type(exc).__name__}: {text}. "

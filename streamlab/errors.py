@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "PipelineConfigError",
+    "SinkFailedError",
     "SpecError",
     "SpecProblem",
     "StepFailedError",
@@ -17,7 +18,33 @@ __all__ = [
 ]
 
 
-class PipelineConfigError(ValueError):
+def _rebuilt(cls: type[BaseException], message: str, state: dict[str, object]) -> BaseException:
+    """An error of ``cls`` with ``message`` and the attributes ``state``, its ``__init__`` not called."""
+    error = cls.__new__(cls)
+    BaseException.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class _PicklableError(Exception):
+    """An error whose ``__init__`` takes other arguments than its message, pickled by its message and
+    attributes: pickle calls ``cls(*args)`` with the message alone, which such an ``__init__`` refuses,
+    so the error could not cross a process boundary (a process pool, a test worker) and became a
+    ``TypeError`` about its own constructor.
+
+    Examples
+    --------
+    >>> import pickle
+    >>> e = pickle.loads(pickle.dumps(PipelineConfigError("w", "window", "bad", "fix it")))
+    >>> str(e), e.step_id, e.fix
+    ("step 'w' (window): bad. Fix: fix it", 'w', 'fix it')
+    """
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuilt, (type(self), str(self), dict(self.__dict__)))
+
+
+class PipelineConfigError(_PicklableError, ValueError):
     """A pipeline was configured wrongly; raised when the step is added, before anything runs.
 
     Examples
@@ -31,7 +58,7 @@ class PipelineConfigError(ValueError):
         super().__init__(f"step {step_id!r} ({kind}): {problem}. Fix: {fix}")
 
 
-class StepFailedError(RuntimeError):
+class StepFailedError(_PicklableError, RuntimeError):
     """A step's own code failed while running (not bad input, which goes to dead letter).
 
     Examples
@@ -43,6 +70,42 @@ class StepFailedError(RuntimeError):
     def __init__(self, step_id: str, kind: str, cause: BaseException) -> None:
         self.step_id, self.kind = step_id, kind
         super().__init__(f"step {step_id!r} ({kind}) failed: {type(cause).__name__}: {cause}")
+
+
+class SinkFailedError(StepFailedError):
+    """A sink failed while the pipeline ran; the sink's own exception is the ``__cause__``.
+
+    ``action`` says what the runtime asked of it (``"writing a batch of 3 rows"``, ``"flushing"``,
+    ...). A sink that fails on rows gets them again: the sources' positions are not committed past
+    rows a sink did not take (``rows=False``: a failure with no rows at stake, opening or closing the
+    sink, whose message then does not speak of them).
+
+    Examples
+    --------
+    >>> e = SinkFailedError("out", "DuckDBSink", "writing a batch of 2 rows", ValueError("disk full"))
+    >>> print(e)  # doctest: +NORMALIZE_WHITESPACE
+    step 'out' (DuckDBSink) failed writing a batch of 2 rows: ValueError: disk full. Nothing was
+    committed past the rows it failed on: the sources' positions stay before them, so a restart
+    reads them again. Fix: correct what the error says (the sink's settings, its destination, or
+    the stream's values), then run again
+    """
+
+    def __init__(
+        self, step_id: str, kind: str, action: str, cause: BaseException, *, rows: bool = True
+    ) -> None:
+        self.step_id, self.kind, self.action = step_id, kind, action
+        kept = (
+            "Nothing was committed past the rows it failed on: the sources' positions stay before "
+            "them, so a restart reads them again. "
+            if rows
+            else ""
+        )
+        BaseException.__init__(
+            self,
+            f"step {step_id!r} ({kind}) failed {action}: {type(cause).__name__}: {cause}. {kept}Fix: "
+            "correct what the error says (the sink's settings, its destination, or the stream's "
+            "values), then run again",
+        )
 
 
 def closest(name: object, options: Iterable[str], aliases: dict[str, str] | None = None) -> str | None:
@@ -110,7 +173,7 @@ class SpecProblem:
         return f"{self.path}: {self.problem}. Fix: {self.fix}"
 
 
-class SpecError(ValueError):
+class SpecError(_PicklableError, ValueError):
     """A pipeline spec (YAML or dict) is not valid; ``problems`` lists every problem found, each with
     its path in the spec and a fix. Raised before any step, source or sink is built.
 

@@ -170,7 +170,10 @@ _JSON_KINDS = ("mixed", "mixed-integer", "mixed-integer-float", "integer", "floa
 def _json_valued(col: pd.Series) -> bool:
     """Whether ``col`` holds Python objects DuckDB cannot type by sampling: JSON objects or arrays
     (dicts, lists: DuckDB would make a STRUCT of the first one's keys, then refuse or cut the others),
-    values of several types, or numbers of a field whose other batches may hold anything."""
+    values of several types, or numbers of a field whose other batches may hold anything; or complex
+    numbers, which DuckDB has no type for."""
+    if col.dtype.kind == "c":  # complex numbers: no DuckDB type takes them (DESCRIBE itself fails)
+        return True
     return col.dtype == object and pd.api.types.infer_dtype(col, skipna=True) in _JSON_KINDS
 
 
@@ -183,6 +186,24 @@ def _json_text(col: pd.Series) -> pd.Series:
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def _schema_and_name(table: str) -> tuple[str, str]:
+    """The schema (``main`` when not given) and the name of a sink's ``table`` (``"schema.table"``)."""
+    schema, dot, name = table.partition(".")
+    return (schema, name) if dot else ("main", table)
+
+
+def _table_ref(table: str) -> str:
+    """A sink's ``table`` (``"counts"`` or ``"schema.counts"``) quoted for SQL, schema and name apart.
+
+    Examples
+    --------
+    >>> _table_ref("counts"), _table_ref('an"alytics.counts')
+    ('"counts"', '"an""alytics"."counts"')
+    """
+    schema, dot, name = table.partition(".")
+    return f"{_quote(schema)}.{_quote(name)}" if dot else _quote(table)
 
 
 _LEDGER = "__streamlab_commits"
@@ -203,7 +224,9 @@ class _DuckDBWriter(SinkWriter):
         self.declared = dict(upstream.declared)  # parse types of the stream's columns
         self.con = sink.connection()
         self.ready = False
-        self.staged = f"__streamlab_staged_{sink.table}"
+        schema, name = _schema_and_name(sink.table)
+        # beside the table, in its schema
+        self.staged = ("" if "." not in sink.table else f"{schema}.") + f"__streamlab_staged_{name}"
         self.prepared = 0  # the commit number of the rows last recorded as staged
         self.appends = False  # rows were staged since the last commit
         self._rejects: _DuckDBWriter | None = None  # rows without their key, appended to <table>_rejected
@@ -234,7 +257,8 @@ class _DuckDBWriter(SinkWriter):
 
     def _has_staging(self) -> bool:
         found = self.con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [self.staged]
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            list(_schema_and_name(self.staged)),
         ).fetchall()
         return bool(found[0][0])
 
@@ -253,7 +277,7 @@ class _DuckDBWriter(SinkWriter):
                 self.prepared = staged
                 self._publish()  # the checkpoint landed, the publish did not: finish it
             self.con.execute(
-                f"DELETE FROM {_quote(self.staged)}"
+                f"DELETE FROM {_table_ref(self.staged)}"
             )  # later commits: replayed from the checkpoint
             self.prepared = want if want is not None else published
             self.con.execute(f"UPDATE {_LEDGER} SET staged = published WHERE tbl = ?", [self.sink.table])
@@ -261,7 +285,9 @@ class _DuckDBWriter(SinkWriter):
     def _column_types(self, batch: pd.DataFrame) -> list[tuple[str, str]]:
         """``(column, DuckDB type)`` of each column of ``batch``, as a new table gets them."""
         # DuckDB infers object columns by sampling values, so describe the real batch, not an empty one
-        self.con.register("__streamlab_batch", batch)
+        # (but complex numbers as text: DuckDB cannot even describe them; they are written as JSON)
+        complex_ = {c: batch[c].astype(str) for c in batch.columns if batch[c].dtype.kind == "c"}
+        self.con.register("__streamlab_batch", batch.assign(**complex_) if complex_ else batch)
         try:
             cols = self.con.execute("DESCRIBE SELECT * FROM __streamlab_batch").fetchall()
         finally:
@@ -278,22 +304,29 @@ class _DuckDBWriter(SinkWriter):
         ]
 
     def _create(self, batch: pd.DataFrame) -> None:
-        con, t = self.con, _quote(self.sink.table)
-        defs = [f"{_quote(name)} {typ}" for name, typ in self._column_types(batch)]
-        key = self.sink.resolved_key(list(batch.columns), self.upstream)
+        self._create_table(self._column_types(batch), list(batch.columns))
+
+    def _create_table(self, types: list[tuple[str, str]], columns: list[str]) -> None:
+        """Create the table (and its schema, and the staging table of appends) if missing, with the
+        columns ``types`` (``(column, DuckDB type)``), then learn the table's own types."""
+        con, t = self.con, _table_ref(self.sink.table)
+        defs = [f"{_quote(name)} {typ}" for name, typ in types]
+        key = self.sink.resolved_key(columns, self.upstream)
         if key:
-            missing = [k for k in key if k not in batch.columns]
+            missing = [k for k in key if k not in columns]
             if missing:
                 raise ValueError(
                     f"DuckDBSink({self.sink.table!r}): key column(s) {missing} are not in the data "
-                    f"({list(batch.columns)}); pass key=[...] naming existing columns"
+                    f"({columns}); pass key=[...] naming existing columns"
                 )
             # a PRIMARY KEY column cannot hold NULL; a UNIQUE one can (rows with NULL upsert by delete)
             unique = "UNIQUE" if set(self.nullable_key) & set(key) else "PRIMARY KEY"
             defs.append(f"{unique} (" + ", ".join(_quote(k) for k in key) + ")")
+        if "." in self.sink.table:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(_schema_and_name(self.sink.table)[0])}")
         con.execute(f"CREATE TABLE IF NOT EXISTS {t} ({', '.join(defs)})")
         if not key:
-            con.execute(f"CREATE TABLE IF NOT EXISTS {_quote(self.staged)} AS SELECT * FROM {t} LIMIT 0")
+            con.execute(f"CREATE TABLE IF NOT EXISTS {_table_ref(self.staged)} AS SELECT * FROM {t} LIMIT 0")
         # the table's own types: it may have been created by an earlier run
         typed = con.execute(f"DESCRIBE {t}").fetchall()
         self.json_columns = self.declared_json | {c[0] for c in typed if c[1] == "JSON"}
@@ -313,7 +346,7 @@ class _DuckDBWriter(SinkWriter):
         with self.sink._lock:
             for target in targets:
                 for c in new:
-                    self.con.execute(f"ALTER TABLE {_quote(target)} ADD COLUMN {_quote(c)} {types[c]}")
+                    self.con.execute(f"ALTER TABLE {_table_ref(target)} ADD COLUMN {_quote(c)} {types[c]}")
         log.warning(
             "%r: table %r has no column(s) %s, which the stream has: added them (%s), NULL in the rows "
             "written before",
@@ -366,7 +399,7 @@ class _DuckDBWriter(SinkWriter):
         """Upsert ``rows`` whose window key is missing (the key None, NULL in the table): the table's
         rows with the same key, compared with ``IS NOT DISTINCT FROM`` (NULL matches NULL), are deleted
         and ``rows`` inserted, in one transaction, so a re-run replaces them as it replaces the others."""
-        t = _quote(self.sink.table)
+        t = _table_ref(self.sink.table)
         same = " AND ".join(f"{t}.{_quote(k)} IS NOT DISTINCT FROM b.{_quote(k)}" for k in key)
         delete = f"DELETE FROM {t} USING __streamlab_keys AS b WHERE {same}"
         with self.sink._lock:
@@ -395,7 +428,7 @@ class _DuckDBWriter(SinkWriter):
     def _insert(self, verb: str, target: str, part: pd.DataFrame) -> None:
         self.con.register("__streamlab_batch", part)
         try:
-            self.con.execute(f"{verb} {_quote(target)} BY NAME SELECT * FROM __streamlab_batch")
+            self.con.execute(f"{verb} {_table_ref(target)} BY NAME SELECT * FROM __streamlab_batch")
         finally:
             self.con.unregister("__streamlab_batch")
 
@@ -515,7 +548,7 @@ class _DuckDBWriter(SinkWriter):
                 self.appends = False
 
     def _publish(self) -> None:
-        t, staged = _quote(self.sink.table), _quote(self.staged)
+        t, staged = _table_ref(self.sink.table), _table_ref(self.staged)
         self.con.execute("BEGIN TRANSACTION")
         try:
             self.con.execute(f"INSERT INTO {t} BY NAME SELECT * FROM {staged}")
@@ -529,8 +562,33 @@ class _DuckDBWriter(SinkWriter):
             raise
 
     def close(self) -> None:
-        """Nothing to release (the sink owns the connection); rows staged and never committed stay
-        staged, and the next run drops them: their source positions were not committed either."""
+        """Create the table of a run that wrote no rows when every column's type is declared upstream
+        (a parse schema, a window's results...), so a query after a quiet run finds it empty rather than
+        missing; else it stays missing, as :meth:`DuckDBSink.read` says. Nothing to release (the sink
+        owns the connection); rows staged and never committed stay staged, and the next run drops them:
+        their source positions were not committed either."""
+        if self.ready:
+            return
+        types = self._declared_types()
+        if types is not None:
+            with self.sink._lock:
+                self._create_table(types, [c for c, _ in types])
+
+    def _declared_types(self) -> list[tuple[str, str]] | None:
+        """``(column, DuckDB type)`` of every column of the stream, when each one's type is declared."""
+        columns = self.upstream.columns
+        if not columns:
+            return None
+        types = []
+        for c in columns:
+            declared = self.declared.get(c)
+            if c in self.declared_json or declared in ("json", "object"):
+                types.append((c, "JSON"))
+            elif declared in _DUCKDB_TYPES:
+                types.append((c, _DUCKDB_TYPES[declared]))
+            else:
+                return None
+        return types
 
 
 class DuckDBSink(Sink):
@@ -541,9 +599,12 @@ class DuckDBSink(Sink):
     path
         Database file, or ``":memory:"``.
     table
-        Table name, in the database's main schema; created from the first batch's columns. A name
-        with a dot (``"analytics.counts"``) is refused: it would not be table ``counts`` of schema
-        ``analytics`` but a table of that literal name.
+        Table name, in the database's main schema, or ``"schema.table"`` (the schema is created if
+        missing; its staging and ``<table>_rejected`` tables are in that schema too). The table is
+        created from the first batch's columns; a run that writes no rows creates it at its end when
+        every column's type is declared upstream (a parse schema, a window's results), and otherwise
+        leaves it missing (:meth:`read` says why). A name with two dots (another database's table)
+        is refused, and so is a name that itself holds a dot.
     key
         Columns identifying a row; rows with an existing key replace it. ``"auto"`` (the default) uses
         the window columns plus the window step's key for window results, also after steps that keep
@@ -593,16 +654,21 @@ class DuckDBSink(Sink):
                 "DuckDBSink", "duckdb", f"table={table!r} is not a table name", "pass e.g. table='counts'"
             )
         if "." in table:
-            schema, _, name = table.partition(".")
-            flat = table.replace(".", "_")
-            raise PipelineConfigError(
-                "DuckDBSink",
-                "duckdb",
-                f"table={table!r} has a dot: it would be a table literally named {table!r} in the schema "
-                f"main, not table {name!r} of schema {schema!r}",
-                f"name the table without a schema, e.g. table={flat!r} (the sink writes to the main "
-                f"schema); to see it in {schema!r}: CREATE VIEW {table} AS SELECT * FROM main.{flat}",
-            )
+            parts = table.split(".")
+            if len(parts) > 2 or not all(parts):
+                name = next((p for p in reversed(parts) if p), "counts")
+                raise PipelineConfigError(
+                    "DuckDBSink",
+                    "duckdb",
+                    f"table={table!r} is not 'table' or 'schema.table'"
+                    + (
+                        ": a table of another database (catalog) is not written"
+                        if len(parts) > 2 and all(parts)
+                        else ""
+                    ),
+                    f"name the table {name!r}, or {name!r} in a schema, e.g. table={'analytics.' + name!r} "
+                    "(the schema is created if missing); a name holding a dot is not supported",
+                )
         self.path = os.fspath(path)
         self.table = table
         self.key = key
@@ -700,7 +766,10 @@ class DuckDBSink(Sink):
             if self._con is None:
                 if self.path != ":memory:":
                     Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-                self._con = duckdb.connect(self.path)
+                con = duckdb.connect(self.path)
+                if self.path != ":memory:":
+                    _check_database_file(self, con)
+                self._con = con
             return self._con
 
     def open(self, clock: Clock | None = None) -> SinkWriter:
@@ -718,22 +787,27 @@ class DuckDBSink(Sink):
         >>> DuckDBSink(":memory:", "counts").read()
         Traceback (most recent call last):
         ...
-        LookupError: DuckDBSink(':memory:', 'counts', key='auto'): table 'counts' does not exist yet: its pipeline has written no rows to it (a run creates the table with its first rows; run the pipeline with p.run(), or p.start() in a notebook, and check that rows reach this sink); tables in ':memory:': none
+        LookupError: DuckDBSink(':memory:', 'counts', key='auto'): table 'counts' does not exist yet: its pipeline has written no rows to it (a run creates the table with its first rows, or at its end when the stream's column types are all declared, by a parse schema say; run the pipeline with p.run(), or p.start() in a notebook, and check that rows reach this sink); tables in ':memory:': none
         """
         import duckdb
 
-        sql = f"SELECT * FROM {_quote(self.table)}" + (f" ORDER BY {order_by}" if order_by else "")
+        sql = f"SELECT * FROM {_table_ref(self.table)}" + (f" ORDER BY {order_by}" if order_by else "")
         try:
             return self.query(sql)
         except duckdb.CatalogException:
-            tables = self.query("SELECT table_name FROM information_schema.tables ORDER BY 1")["table_name"]
+            found = self.query(
+                "SELECT table_schema, table_name FROM information_schema.tables "
+                "ORDER BY table_schema <> 'main', table_schema, table_name"
+            ).itertuples(index=False)
+            tables = [str(n) if s == "main" else f"{s}.{n}" for s, n in found]
             if self.table in set(tables):
                 raise  # the table exists: the error is about the query (order_by), say it as DuckDB does
-            held = ", ".join(repr(t) for t in tables if not str(t).startswith("__streamlab")) or "none"
+            held = ", ".join(repr(t) for t in tables if "__streamlab" not in t) or "none"
             raise LookupError(
                 f"{self!r}: table {self.table!r} does not exist yet: its pipeline has written no rows to it "
-                "(a run creates the table with its first rows; run the pipeline with p.run(), or p.start() in "
-                f"a notebook, and check that rows reach this sink); tables in {self.path!r}: {held}"
+                "(a run creates the table with its first rows, or at its end when the stream's column types "
+                "are all declared, by a parse schema say; run the pipeline with p.run(), or p.start() in a "
+                f"notebook, and check that rows reach this sink); tables in {self.path!r}: {held}"
             ) from None
 
     def query(self, sql: str) -> pd.DataFrame:
@@ -774,9 +848,40 @@ class DuckDBSink(Sink):
         self._lock = threading.RLock()
 
 
+def _check_database_file(sink: DuckDBSink, con: Any) -> None:
+    """Refuse (closing ``con``) a path DuckDB opened as a view of a data file rather than as a database
+    file: DuckDB 2 opens an existing CSV, JSON or Parquet file as a database of that file's rows, held
+    in memory, where every table the sink creates and every row it writes vanish at the end of the run
+    while it reports success."""
+    found = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()")
+    rows = found.fetchall()
+    if rows and rows[0][0] is None:
+        con.close()
+        raise ValueError(
+            f"{sink!r}: {sink.path!r} is not a DuckDB database file but a data file (CSV, JSON or "
+            "Parquet, say), which DuckDB opens as a view held in memory: the rows written would vanish "
+            "at the end of the run. Fix: give a database file path, e.g. 'out.duckdb' (to write rows as "
+            "JSON lines or Parquet, use JsonLinesSink or ParquetSink)"
+        )
+
+
 def _part_number(path: Path) -> int | None:
     stem = path.name.removeprefix("part-").removesuffix(".parquet")
     return int(stem) if stem.isdigit() else None
+
+
+def _arrow_types() -> dict[str, Any]:
+    """The Arrow type of each declared column type, as every Parquet part writes it."""
+    import pyarrow as pa
+
+    text = pa.large_string()  # as pandas' str columns convert
+    return {
+        **dict.fromkeys(("string", "category", "json", "object"), text),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "bool": pa.bool_(),
+        "timestamp": pa.timestamp("ns", tz="UTC"),
+    }
 
 
 class _ParquetWriter(SinkWriter):
@@ -787,6 +892,7 @@ class _ParquetWriter(SinkWriter):
         self.declared = dict(
             upstream.declared
         )  # parse types: a part where a column has no value keeps its type
+        self.columns = upstream.columns  # the stream's columns when known: an empty run's part has them
         self.pending: list[pd.DataFrame] = []
         Path(sink.path).mkdir(parents=True, exist_ok=True)
         numbers = [n for f in Path(sink.path).glob("part-*.parquet") if (n := _part_number(f)) is not None]
@@ -811,16 +917,14 @@ class _ParquetWriter(SinkWriter):
         self.pending.append(batch)
 
     def _convertible(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """``frame`` with each object column Arrow cannot convert (values of mixed types, JSON objects of
-        different shapes, an int beyond 64 bits) as JSON text (streamlab's encoding; missing stays
-        missing), instead of a flush that fails on every retry. Decided part by part, from the part's
-        own rows, so a restarted run writes each part as an uninterrupted one does."""
+        """``frame`` with each column Arrow cannot convert (values of mixed types, JSON objects of
+        different shapes, an int beyond 64 bits, complex numbers) as JSON text (streamlab's encoding;
+        missing stays missing), instead of a flush that fails on every retry. Decided part by part,
+        from the part's own rows, so a restarted run writes each part as an uninterrupted one does."""
         import pyarrow as pa
 
         out = frame
         for col in frame.columns:
-            if frame[col].dtype != object:
-                continue
             try:
                 pa.array(frame[col], from_pandas=True)
                 continue
@@ -842,13 +946,7 @@ class _ParquetWriter(SinkWriter):
         import pyarrow as pa
 
         text = pa.large_string()  # as pandas' str columns convert
-        arrow_types = {
-            **dict.fromkeys(("string", "category", "json", "object"), text),
-            "int64": pa.int64(),
-            "float64": pa.float64(),
-            "bool": pa.bool_(),
-            "timestamp": pa.timestamp("ns", tz="UTC"),
-        }
+        arrow_types = _arrow_types()
         for i, field in enumerate(table.schema):
             typ = self.declared.get(field.name)
             empty = table.column(i).null_count == len(table)
@@ -864,26 +962,46 @@ class _ParquetWriter(SinkWriter):
         if not self.pending:
             return
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         frame = pd.concat(self.pending, ignore_index=True)
         declared = {c: _json_text(frame[c]) for c in self.json_columns if c in frame.columns}
         if declared:  # one type in every part, whatever a part's values look like
             frame = frame.assign(**declared)
-        target = Path(self.sink.path) / f"part-{self.part:06d}.parquet"
-        tmp = target.with_suffix(".tmp")
         try:
             table = pa.Table.from_pandas(frame, preserve_index=False)
         except (pa.ArrowException, OverflowError, TypeError, ValueError):
             table = pa.Table.from_pandas(
                 self._convertible(frame), preserve_index=False
             )  # (only the part Arrow refused)
-        pq.write_table(self._declared_types(table), tmp)
+        self._write_part(self._declared_types(table))
+        self.pending = []
+
+    def _write_part(self, table: Any) -> None:
+        import pyarrow.parquet as pq
+
+        target = Path(self.sink.path) / f"part-{self.part:06d}.parquet"
+        tmp = target.with_suffix(".tmp")
+        pq.write_table(table, tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)
         self.part += 1
-        self.pending = []
+
+    def close(self) -> None:
+        """Flush; then, when the directory holds no part at all (no run wrote a row to it) and every
+        column's type is declared upstream (a parse schema, a window's results), write one part of no
+        rows with those columns, so a reader of the directory finds the columns rather than no file.
+        A run resuming an earlier checkpoint deletes it as any part written after that checkpoint."""
+        self.flush()
+        if not self.columns or any(Path(self.sink.path).glob("part-*.parquet")):
+            return
+        types = _arrow_types()
+        if not all(self.declared.get(c) in types for c in self.columns):
+            return
+        import pyarrow as pa
+
+        schema = pa.schema([(c, types[self.declared[c]]) for c in self.columns])
+        self._write_part(schema.empty_table())
 
 
 class ParquetSink(Sink):

@@ -418,3 +418,12 @@ def test_export_flink_takes_files_as_file(tmp_path, capsys):
     assert (
         main(["export", "flink", str(_spec(tmp_path)), "-o", str(tmp_path / "out"), "--source", "files"]) == 0
     )
+
+
+def test_a_sink_whose_destination_is_a_directory_is_a_users_mistake_naming_the_step(tmp_path, capsys):
+    """Sinks' errors are now SinkFailedError (naming the step); the exit status is still judged by the
+    sink's own error: a directory where a file goes is the user's to fix (2), as before."""
+    (tmp_path / "adir").mkdir()
+    sinks = f"[{{step_id: out, input: parse, kind: jsonl, path: {tmp_path / 'adir'}}}]"
+    err = one_line_error(capsys, ["run", write_spec(tmp_path, PARSE, sinks), "--quiet"])
+    assert "step 'out' (JsonLinesSink) failed opening: IsADirectoryError" in err

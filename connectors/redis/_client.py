@@ -36,20 +36,39 @@ def check_timeout(owner: str, timeout: Any) -> float:
     return float(timeout)
 
 
-def execute(sink: Any, client: Any, pipe: Any, what: str) -> Any:
+def _where(client: Any) -> str:
+    kw = client.connection_pool.connection_kwargs
+    return str(
+        kw.get("path") or f"{kw.get('host')}:{kw.get('port')}"
+    )  # never the URL: it may hold a password
+
+
+def refused(sink: Any, client: Any, what: str, exc: BaseException) -> RuntimeError:
+    """A command Redis refused (``exc``, a ``ResponseError``) as an error naming the sink and the fix."""
+    fix = (
+        "; a key the sink writes already holds another kind of value: write to other keys "
+        "(change the sink's key or stream template) or delete the old ones"
+        if "WRONGTYPE" in str(exc)
+        else ""
+    )
+    return RuntimeError(f"{type(sink).__name__}: Redis at {_where(client)} refused {what}: {exc}{fix}")
+
+
+def execute(sink: Any, client: Any, pipe: Any, what: str, *, raise_on_error: bool = True) -> Any:
     """Run a pipeline; every failure is an error naming the sink, the server, what went wrong and the fix.
 
     A server that does not answer within the sink's timeout, one that refuses the connection, one that
     refuses the url's credentials and one that refuses a command (a key holding another type) are told
-    apart: each needs a different fix.
+    apart: each needs a different fix. ``raise_on_error=False``: a command Redis refused inside the
+    transaction (the others were applied) is its ``ResponseError`` in the results, for the caller to judge.
     """
     redis = import_redis()
     errors = redis.exceptions
     kw = client.connection_pool.connection_kwargs
-    where = kw.get("path") or f"{kw.get('host')}:{kw.get('port')}"  # never the URL: it may hold a password
+    where = _where(client)
     owner = type(sink).__name__
     try:
-        return pipe.execute()
+        return pipe.execute(raise_on_error=raise_on_error)
     except errors.AuthenticationError as exc:
         user = kw.get("username")
         raise RuntimeError(
@@ -70,13 +89,7 @@ def execute(sink: Any, client: Any, pipe: Any, what: str) -> Any:
             "and is that the host and port of the url?"
         ) from exc
     except errors.ResponseError as exc:
-        fix = (
-            "; a key the sink writes already holds another kind of value: write to other keys "
-            "(change the sink's key or stream template) or delete the old ones"
-            if "WRONGTYPE" in str(exc)
-            else ""
-        )
-        raise RuntimeError(f"{owner}: Redis at {where} refused {what}: {exc}{fix}") from exc
+        raise refused(sink, client, what, exc) from exc
 
 
 def check_url(owner: str, url: str) -> str:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import decimal
 import logging
+import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +18,16 @@ from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import dump_json, rows_to_json
 
-from ._client import check_timeout, check_url, connect, execute, parse_template, render, template_columns
+from ._client import (
+    check_timeout,
+    check_url,
+    connect,
+    execute,
+    parse_template,
+    refused,
+    render,
+    template_columns,
+)
 
 log = logging.getLogger("streamlab.connectors.redis")
 
@@ -42,8 +54,12 @@ class RedisMetricsSink(Sink):
         Hash key per row, with ``{column}`` placeholders.
     fields
         Columns to add: a list (hash field = column name) or a mapping hash field → column. Missing
-        values add nothing; values Redis cannot add (integers beyond int64, infinities) are not added
-        and are counted in the writer's ``unwritable`` and logged as warnings.
+        values add nothing; values Redis cannot add (integers beyond int64, infinities), increments
+        that would take a hash's stored total past int64, and values of an object column that are not
+        numbers are not added, are counted in the writer's ``unwritable`` and logged as warnings; the
+        rest of the batch is written. The update message of a row whose increment overflowed still
+        names it (it is published in the same transaction, before Redis answers). A column of text
+        (not an object column) is refused as the wrong column (``TypeError``).
     channel
         Pub/sub channel for update messages; None to not publish.
     ttl
@@ -207,6 +223,8 @@ class RedisMetricsWriter(SinkWriter):
                 infinite = np.isinf(values)
                 self._unwritable(column, int(infinite.sum()), "infinite, which HINCRBYFLOAT refuses")
                 increments[hash_field] = (values, np.isfinite(values), False)
+            elif s.dtype == object:  # numbers as Python objects (a user function's), maybe among others
+                increments[hash_field] = self._object_numbers(column, s)
             else:
                 raise TypeError(
                     f"{sink!r}: metric column {column!r} holds {s.dtype} values; HINCRBY needs numbers. "
@@ -218,6 +236,8 @@ class RedisMetricsWriter(SinkWriter):
         # Plain Python lists: indexing them per row is far cheaper than numpy scalar access.
         plain = [(f, v.tolist(), p.tolist(), is_int) for f, (v, p, is_int) in increments.items()]
         pipe = self._client.pipeline(transaction=True)
+        #: the metric column of each increment queued (None: an EXPIRE or PUBLISH), to judge its answer
+        added: list[str | None] = []
         for i, key in enumerate(keys.tolist()):
             for hash_field, values, present, is_int in plain:
                 if not present[i]:
@@ -226,26 +246,93 @@ class RedisMetricsWriter(SinkWriter):
                     pipe.hincrby(key, hash_field, values[i])
                 else:
                     pipe.hincrbyfloat(key, hash_field, values[i])
+                added.append(sink.fields[hash_field])
             if sink.ttl is not None:
                 pipe.expire(key, sink.ttl)
+                added.append(None)
             if messages is not None:
                 pipe.publish(sink.channel, messages[i])
-        execute(sink, self._client, pipe, "HINCRBY/PUBLISH")
+                added.append(None)
+        answers = execute(sink, self._client, pipe, "HINCRBY/PUBLISH", raise_on_error=False)
+        self._judge(answers, added)
         self.updates += len(keys)
         self.published += 0 if messages is None else len(messages)
 
-    def _unwritable(self, column: str, n: int, why: str) -> None:
+    def _object_numbers(self, column: str, s: pd.Series) -> tuple[np.ndarray, np.ndarray, bool]:
+        """``(values, present, is_int)`` of an object column, value by value: integers (and bools) are
+        added by HINCRBY when every number of the batch's column is one, else every number by
+        HINCRBYFLOAT; values that are not numbers, integers beyond int64 and infinities are counted in
+        ``unwritable`` and logged, not added: one such value failed the whole batch on every retry."""
+        items = s.tolist()
+        missing = s.isna().to_numpy()
+        kinds = [
+            "missing"
+            if gone
+            else "int"
+            if isinstance(v, (int, np.integer))  # (bool and np.bool_ too)
+            else "float"
+            if isinstance(v, (numbers.Real, decimal.Decimal))
+            else "other"
+            for v, gone in zip(items, missing.tolist())
+        ]
+        is_int = "float" not in kinds
+        limit = np.iinfo(np.int64)
+        values: list[Any] = []
+        present: list[bool] = []
+        too_big = infinite = other = 0
+        for v, kind in zip(items, kinds):
+            ok = kind in ("int", "float")
+            if kind == "other":
+                other += 1
+            elif ok and is_int and not limit.min <= int(v) <= limit.max:
+                too_big, ok = too_big + 1, False
+            elif ok and not is_int and not math.isfinite(float(v)):
+                infinite, ok = infinite + 1, False
+            present.append(ok)
+            values.append((int(v) if is_int else float(v)) if ok else 0)
+        self._unwritable(column, other, "not numbers (text or other objects), which no increment adds")
+        self._unwritable(column, too_big, "beyond int64, which HINCRBY adds")
+        self._unwritable(column, infinite, "infinite, which HINCRBYFLOAT refuses")
+        array = np.array(values, dtype="int64" if is_int else "float64")
+        return array, np.array(present, dtype=bool), is_int
+
+    def _judge(self, answers: list[Any], added: list[str | None]) -> None:
+        """Count increments Redis refused because the stored total would leave its range; raise for
+        any other refusal. Redis applies the rest of a MULTI/EXEC whatever one command answers, so an
+        overflow failing the batch would add its other rows again when the batch is written again."""
+        overflow: dict[str, int] = {}
+        for answer, column in zip(answers, added):
+            if not isinstance(answer, Exception):
+                continue
+            text = str(answer)
+            if column is not None and ("would overflow" in text or "NaN or Infinity" in text):
+                overflow[column] = overflow.get(column, 0) + 1
+                continue
+            raise refused(self.sink, self._client, "HINCRBY/PUBLISH", answer) from answer
+        for column, n in overflow.items():
+            self._unwritable(
+                column,
+                n,
+                "increments that would take the stored total beyond what Redis holds (int64 for HINCRBY); "
+                "the hash keeps its total, the other rows are added",
+                fix="delete or reset the hash field (HDEL key field) or scale the column in a step "
+                "before the sink",
+            )
+
+    def _unwritable(
+        self, column: str, n: int, why: str, fix: str = "cast or clip the column in a step before the sink"
+    ) -> None:
         """Count and log ``n`` values of ``column`` no increment can add (nothing is skipped silently)."""
         if n:
             self.unwritable[column] = self.unwritable.get(column, 0) + n
             log.warning(
-                "%r: %d value(s) of metric column %r are %s: not added (%d so far). Fix: cast or clip the "
-                "column in a step before the sink",
+                "%r: %d value(s) of metric column %r are %s: not added (%d so far). Fix: %s",
                 self.sink,
                 n,
                 column,
                 why,
                 self.unwritable[column],
+                fix,
             )
 
     def _messages(

@@ -7,6 +7,7 @@ events on port 0 and labels on port 1; its ``metrics`` output is a per-window ta
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -20,6 +21,8 @@ from streamlab._time import NAT_NS, Duration, format_duration
 from streamlab.detectors._common import check_duration, check_name, event_time_ns, require_columns
 from streamlab.operators import Operator, Outputs
 
+log = logging.getLogger("streamlab")
+
 __all__ = [
     "DelayedLabelEvaluation",
     "DelayedLabelEvaluator",
@@ -30,48 +33,102 @@ __all__ = [
 ]
 
 
-def _labels(labels: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Labels as bools, and which are known: a missing label (None, NaN, ``pd.NA``: one that has not
-    arrived, as a left merge leaves it) is neither a positive nor a negative.
+#: the texts a label or alert flag may be, read as the booleans they name (case and spaces ignored)
+_WORDS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
+def _read_bools(values: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(value, known, unreadable)`` of labels or alert flags read as booleans, one rule for every
+    evaluation function: bools and numbers by their truth (0 is False), the texts ``"1"``, ``"0"``,
+    ``"true"``, ``"false"``, ``"yes"``, ``"no"`` (any case, spaces around ignored) as the booleans they
+    name, missing values (None, NaN, ``pd.NA``) not known, and any other text unreadable: Python's truth
+    of a non-empty text made ``"0"`` and ``"false"`` True.
 
     Examples
     --------
-    >>> y, known = _labels([1, None, float("nan"), 0, True])
-    >>> y.tolist(), known.tolist()
-    ([True, False, False, False, True], [True, False, False, True, True])
+    >>> y, known, bad = _read_bools([1, None, "0", " False ", "YES", "maybe", 0.0])
+    >>> y.tolist(), known.tolist(), bad.tolist()
+    ([True, False, False, False, True, False, False], [True, False, True, True, True, False, True], [False, False, False, False, False, True, False])
     """
-    values = np.asarray(labels, dtype=object) if not isinstance(labels, np.ndarray) else labels
+    values = np.asarray(values)
+    if values.dtype == bool:
+        return values, np.ones(values.shape, dtype=bool), np.zeros(values.shape, dtype=bool)
+    if values.dtype.kind not in "iuf":
+        values = values.astype(object)
     known = ~np.asarray(pd.isna(values), dtype=bool).reshape(values.shape)
     y = np.zeros(values.shape, dtype=bool)
-    y[known] = values[known].astype(bool)
+    bad = np.zeros(values.shape, dtype=bool)
+    if values.dtype == object:
+        text = np.fromiter(
+            (isinstance(v, (str, bytes)) for v in values.ravel()), dtype=bool, count=values.size
+        ).reshape(values.shape)
+        if text.any():
+            named = [
+                _WORDS.get((v.decode("utf-8", "replace") if isinstance(v, bytes) else v).strip().lower())
+                for v in values[text].tolist()
+            ]
+            y[text] = [n is True for n in named]
+            bad[text] = [n is None for n in named]
+            known &= ~bad
+        rest = known & ~text
+        y[rest] = values[rest].astype(bool)
+    else:
+        y[known] = values[known].astype(bool)
+    return y, known, bad
+
+
+def _refuse_unreadable(values: Any, bad: np.ndarray, where: str, what: str) -> None:
+    """Raise naming the texts of ``values`` (at ``bad``) that name no boolean, and the fix."""
+    if not bad.any():
+        return
+    shown = list(dict.fromkeys(np.asarray(values, dtype=object)[bad].tolist()))
+    raise ValueError(
+        f"{where}: {int(bad.sum())} {what} are text that names no boolean: "
+        f"{', '.join(repr(v) for v in shown[:5])}{', ...' if len(shown) > 5 else ''}. {what.capitalize()} "
+        "are read as booleans: True/False, numbers (0 is False), or the texts '1', '0', 'true', "
+        "'false', 'yes', 'no' (any case). Fix: map the others first, e.g. "
+        "labels.map({'fraud': True, 'ok': False}), or make them missing (None) to leave their events out"
+    )
+
+
+def _labels(labels: Any, where: str = "labels") -> tuple[np.ndarray, np.ndarray]:
+    """Labels as bools, and which are known: a missing label (None, NaN, ``pd.NA``: one that has not
+    arrived, as a left merge leaves it) is neither a positive nor a negative. Text is read by
+    :func:`_read_bools`; text naming no boolean is refused (``ValueError``).
+
+    Examples
+    --------
+    >>> y, known = _labels([1, None, float("nan"), 0, True, "false"])
+    >>> y.tolist(), known.tolist()
+    ([True, False, False, False, True, False], [True, False, False, True, True, True])
+    """
+    y, known, bad = _read_bools(labels)
+    _refuse_unreadable(labels, bad, where, "labels")
     return y, known
 
 
-def _alerts(alerts: Any) -> np.ndarray:
+def _alerts(alerts: Any, where: str = "alerts") -> np.ndarray:
     """Alert flags as bools; a missing flag (None, NaN, ``pd.NA``) is no alert, as in
-    :class:`DelayedLabelEvaluator` (NaN read as True, ``pd.NA`` raised TypeError).
+    :class:`DelayedLabelEvaluator` (NaN read as True, ``pd.NA`` raised TypeError). Text is read by
+    :func:`_read_bools`; text naming no boolean is refused (``ValueError``).
 
     Examples
     --------
-    >>> _alerts([1.0, float("nan"), None, 0]).tolist()
-    [True, False, False, False]
+    >>> _alerts([1.0, float("nan"), None, 0, "0", "true"]).tolist()
+    [True, False, False, False, False, True]
     """
-    values = np.asarray(alerts, dtype=object) if not isinstance(alerts, np.ndarray) else alerts
-    if values.dtype == bool:
-        return values
-    missing = np.asarray(pd.isna(values), dtype=bool).reshape(values.shape)
-    out = np.zeros(values.shape, dtype=bool)
-    out[~missing] = values[~missing].astype(bool)
-    return out
+    y, _, bad = _read_bools(alerts)
+    _refuse_unreadable(alerts, bad, where, "alert flags")
+    return y
 
 
-def _as_arrays(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+def _as_arrays(scores: Any, labels: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
     """Scores and labels of the labelled events (see :func:`_labels`); a missing (NaN) score is the
     lowest, as no threshold flags it."""
     s = np.asarray(scores, dtype="float64")
     if np.isnan(s).any():  # (it counted as above every threshold in the sweep, and broke the ranks)
         s = np.where(np.isnan(s), -np.inf, s)
-    y, known = _labels(labels)
+    y, known = _labels(labels, where)
     if s.shape != y.shape or s.ndim != 1:
         raise ValueError(f"scores and labels must be 1-D and of equal length, got {s.shape} and {y.shape}")
     return (s, y) if known.all() else (s[known], y[known])
@@ -85,7 +142,8 @@ def roc_auc(scores: Sequence[float] | np.ndarray, labels: Sequence[bool] | np.nd
     scores
         Anomaly scores, higher = more anomalous; a missing (NaN) score ranks below every other.
     labels
-        True for positives (fraud); a missing label (None, NaN) leaves its event out.
+        True for positives (fraud); a missing label (None, NaN) leaves its event out; the texts '1', '0', 'true', 'false',
+        'yes', 'no' (any case) are the booleans they name, other text is refused (``ValueError``).
 
     Returns
     -------
@@ -97,7 +155,7 @@ def roc_auc(scores: Sequence[float] | np.ndarray, labels: Sequence[bool] | np.nd
     >>> roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
     0.75
     """
-    s, y = _as_arrays(scores, labels)
+    s, y = _as_arrays(scores, labels, "roc_auc")
     n_pos = int(y.sum())
     n_neg = len(y) - n_pos
     if n_pos == 0 or n_neg == 0:
@@ -116,7 +174,8 @@ def classification_metrics(
     predicted
         True where an alert was raised; a missing flag (None, NaN) is no alert.
     labels
-        True for positives; a missing label (None, NaN) leaves its event out.
+        True for positives; a missing label (None, NaN) leaves its event out; the texts '1', '0', 'true', 'false',
+        'yes', 'no' (any case) are the booleans they name, other text is refused (``ValueError``).
 
     Returns
     -------
@@ -129,8 +188,8 @@ def classification_metrics(
     >>> m["precision"], m["recall"], m["f1"]
     (0.5, 0.5, 0.5)
     """
-    p = _alerts(predicted)
-    y, known = _labels(labels)
+    p = _alerts(predicted, "classification_metrics")
+    y, known = _labels(labels, "classification_metrics")
     if p.shape != y.shape:
         raise ValueError(f"predicted and labels must be of equal length, got {p.shape} and {y.shape}")
     p, y = (p, y) if known.all() else (p[known], y[known])
@@ -161,7 +220,8 @@ def threshold_sweep(
     scores
         Anomaly scores; a missing (NaN) score is above no threshold.
     labels
-        True for positives; a missing label (None, NaN) leaves its event out.
+        True for positives; a missing label (None, NaN) leaves its event out; the texts '1', '0', 'true', 'false',
+        'yes', 'no' (any case) are the booleans they name, other text is refused (``ValueError``).
     thresholds
         Thresholds to try.
 
@@ -178,7 +238,7 @@ def threshold_sweep(
     0        0.3   0.666667     1.0
     1        0.5   1.000000     0.5
     """
-    s, y = _as_arrays(scores, labels)
+    s, y = _as_arrays(scores, labels, "threshold_sweep")
     thr = np.asarray(thresholds, dtype="float64")
     pos, neg = np.sort(s[y]), np.sort(s[~y])
     tp = len(pos) - np.searchsorted(pos, thr, side="right")
@@ -221,7 +281,8 @@ def detection_latency(
     times
         Event times.
     labels
-        True for positive (fraudulent) events.
+        True for positive (fraudulent) events; the texts '1', '0', 'true', 'false',
+        'yes', 'no' (any case) are the booleans they name, other text is refused (``ValueError``).
     alerts
         True where the detector alerted.
     keys
@@ -243,8 +304,8 @@ def detection_latency(
     """
     gap = check_duration(burst_gap, where="detection_latency", what="burst_gap")
     t = event_time_ns(pd.DataFrame({"t": times}), "t", where="detection_latency")
-    y = _labels(labels)[0]  # a missing label is no positive
-    a = _alerts(alerts)
+    y = _labels(labels, "detection_latency")[0]  # a missing label is no positive
+    a = _alerts(alerts, "detection_latency")
     k = np.zeros(len(t), dtype=np.int64) if keys is None else np.asarray(keys, dtype=object)
     # keys told apart as the keyed steps do (1, 1.0 and True are three; every missing key is one)
     codes = pd.factorize(typed_key_column(pd.Series(k, dtype=object)))[0]
@@ -341,13 +402,29 @@ class DelayedLabelEvaluation:
         }
 
 
+def _warn_unreadable(values: np.ndarray, column: str, what: str) -> None:
+    shown = list(dict.fromkeys(values.tolist()))
+    log.warning(
+        "DelayedLabelEvaluator: %d of the %s have text in column %r that names no boolean (%s): left out "
+        "and counted in report()['skipped_%s']. Fix: map them to True/False in a step before, or use "
+        "'1', '0', 'true', 'false', 'yes', 'no'",
+        len(values),
+        what,
+        column,
+        ", ".join(repr(v) for v in shown[:5]),
+        "labels" if what == "labels" else "events",
+    )
+
+
 class DelayedLabelEvaluator(Operator):
     """Joins scored events (port 0) with labels (port 1) by event id, in whichever order they arrive.
 
     ``process`` returns ``{"metrics": window_report()}``. ``report()`` gives overall metrics.
     Events without a label yet are counted as ``pending`` and left out of every metric; scored events
-    without an id or an event time (nothing to join them by, no window) are counted as
-    ``skipped_events`` and left out, as are labels without an id. Memory
+    without an id or an event time (nothing to join them by, no window), or whose alert flag is text
+    naming no boolean, are counted as ``skipped_events`` and left out, as are labels without an id;
+    labels that are text naming no boolean (a label is read as :func:`classification_metrics` reads
+    it: ``"0"`` and ``"false"`` are False) are counted as ``skipped_labels``, logged, and left out. Memory
     grows with the number of events kept (one small row each).
 
     Examples
@@ -370,8 +447,11 @@ class DelayedLabelEvaluator(Operator):
         self.window_ns = check_duration(config.window, where="", what="")
         self._preds: list[pd.DataFrame] = []
         self._labels: list[pd.DataFrame] = []
-        #: scored events without an id or an event time: they can be neither joined nor windowed
+        #: scored events without an id or an event time, or with a flag that names no boolean: they can
+        #: be neither joined nor windowed nor judged
         self.skipped = 0
+        #: labels that are text naming no boolean ("fraud", "2"): left out, not guessed
+        self.skipped_labels = 0
 
     def add_predictions(self, batch: pd.DataFrame) -> None:
         """Add scored events (id, time, score, flag and optional key)."""
@@ -381,13 +461,16 @@ class DelayedLabelEvaluator(Operator):
         ids = batch[c.id_column].to_numpy(dtype=object)
         t = event_time_ns(batch, c.time, where="DelayedLabelEvaluator")
         # a missing id would join a label of another id-less event; a missing time has no window
-        ok = ~np.asarray(pd.isna(ids), dtype=bool) & (t != NAT_NS)
+        flag, _, bad_flag = _read_bools(batch[c.flag].to_numpy())  # a missing flag is no alert
+        ok = ~np.asarray(pd.isna(ids), dtype=bool) & (t != NAT_NS) & ~bad_flag
+        if bad_flag.any():
+            _warn_unreadable(batch[c.flag].to_numpy(dtype=object)[bad_flag], c.flag, "scored events")
         part = pd.DataFrame(
             {
                 "id": ids,
                 "t": t,
                 "score": float_values(batch[c.score]),
-                "flag": batch[c.flag].fillna(False).to_numpy(dtype=bool),
+                "flag": flag,
                 "key": batch[c.key].to_numpy(dtype=object) if c.key else None,
             }
         )
@@ -400,17 +483,14 @@ class DelayedLabelEvaluator(Operator):
         """Add labels (id and label); a later label for the same id replaces an earlier one."""
         c = self.config
         require_columns(batch, [c.id_column, c.label], where="DelayedLabelEvaluator (labels)")
-        lab = batch[c.label]
+        lab = batch[c.label].to_numpy()
         ids = batch[c.id_column].to_numpy(dtype=object)
-        ok = lab.notna().to_numpy() & ~np.asarray(pd.isna(ids), dtype=bool)  # (no id: nothing to join)
-        self._labels.append(
-            pd.DataFrame(
-                {
-                    "id": ids[ok],
-                    "label": lab.to_numpy(dtype=object)[ok].astype(bool),
-                }
-            )
-        )
+        y, known, bad = _read_bools(lab)
+        ok = known & ~np.asarray(pd.isna(ids), dtype=bool)  # (no id: nothing to join)
+        if bad.any():
+            self.skipped_labels += int(bad.sum())
+            _warn_unreadable(np.asarray(lab, dtype=object)[bad], c.label, "labels")
+        self._labels.append(pd.DataFrame({"id": ids[ok], "label": y[ok]}))
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         if port == 0:
@@ -464,13 +544,15 @@ class DelayedLabelEvaluator(Operator):
 
     def report(self) -> dict[str, Any]:
         """Overall metrics over every labelled event, plus ``pending`` (events without label),
-        ``unmatched_labels`` (labels whose event has not arrived) and ``skipped_events`` (scored events
-        without an id or an event time, left out)."""
+        ``unmatched_labels`` (labels whose event has not arrived), ``skipped_events`` (scored events
+        without an id or an event time, or whose flag is text naming no boolean, left out) and
+        ``skipped_labels`` (labels that are text naming no boolean, left out)."""
         joined, pending, unmatched = self._joined()
         out = self._metrics(joined, self._bursts(joined))
         out["pending"] = pending
         out["unmatched_labels"] = unmatched
         out["skipped_events"] = self.skipped
+        out["skipped_labels"] = self.skipped_labels
         return out
 
     def window_report(self) -> pd.DataFrame:
@@ -507,12 +589,14 @@ class DelayedLabelEvaluator(Operator):
             "preds": [p.copy() for p in self._preds],
             "labels": [lab.copy() for lab in self._labels],
             "skipped": self.skipped,
+            "skipped_labels": self.skipped_labels,
         }
 
     def restore(self, state: Any) -> None:
         self._preds = [p.copy() for p in state["preds"]]
         self._labels = [lab.copy() for lab in state["labels"]]
         self.skipped = int(state.get("skipped", 0))  # (a snapshot taken before the count existed)
+        self.skipped_labels = int(state.get("skipped_labels", 0))
 
     def open_state(self) -> dict[str, Any]:
         r = self.report()

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from streamlab._checkpoint import (
 )
 from streamlab._time import ns_to_timestamp
 from streamlab.clock import Clock
+from streamlab.errors import SinkFailedError
 from streamlab.io import SinkWriter, SourceReader
 from streamlab.operators import Operator
 from streamlab.pipeline import Pipeline
@@ -207,8 +209,9 @@ class CommitLog:
         restart. Nothing is lost.
         """
         readers = positions.readers
-        for w in writers.values():
-            w.flush()
+        for sid, w in writers.items():
+            with sink_call(self.pipeline, sid, "flushing at a commit"):  # nothing is committed if it fails
+                w.flush()
         if positions.torn and self.checkpoint_dir is not None:
             last = self.last_checkpoint or {}
             kept = {sid: last.get("sources", {}).get(sid) for sid in readers}
@@ -220,12 +223,13 @@ class CommitLog:
             )
             for sid, r in readers.items():
                 if kept[sid] is not None:
-                    r.commit(kept[sid])
+                    with source_call(self.pipeline, sid, "committing its position"):
+                        r.commit(kept[sid])
             self.last_commit_ns = self.clock.now_ns()
             return
         if positions.torn:
-            for w in writers.values():
-                w.commit()
+            for sid, w in writers.items():
+                _publish(self.pipeline, sid, w)
             committed = {sid: positions.committable(sid) for sid in readers}
             for sid in readers:
                 if positions.unfinished[sid]:
@@ -243,13 +247,81 @@ class CommitLog:
             if self.checkpoint_dir is not None:
                 self.save(snap)
             self.last_checkpoint = snap
-            for w in writers.values():
-                w.commit()  # after the checkpoint: a crash before it leaves staged data to drop
+            for sid, w in writers.items():
+                _publish(self.pipeline, sid, w)  # after the checkpoint: a crash before it drops staged data
             committed = snap["sources"]
         for sid, r in readers.items():
-            r.commit(committed[sid])
+            with source_call(self.pipeline, sid, "committing its position"):
+                r.commit(committed[sid])
         self.commits += 1
         self.last_commit_ns = self.clock.now_ns()
+
+
+def _publish(pipeline: Pipeline, sid: str, writer: SinkWriter) -> None:
+    with sink_call(pipeline, sid, "publishing what it staged at a commit"):
+        writer.commit()  # the sources stay uncommitted if it fails: a restart writes it again
+
+
+@contextmanager
+def sink_call(pipeline: Pipeline, sid: str, action: str, *, rows: bool = True) -> Iterator[None]:
+    """Run a call to the sink of step ``sid``; its failure becomes a :class:`SinkFailedError` naming the
+    step, chained to the sink's own exception. An ``ImportError`` (a missing extra, which it names)
+    passes as it is.
+
+    Examples
+    --------
+    >>> from streamlab import ListSink, Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([{"x": 1}]))
+    >>> _ = p.stream.to(ListSink(), step_id="out")
+    >>> try:
+    ...     with sink_call(p, "out", "flushing", rows=False):
+    ...         raise OSError("disk full")
+    ... except SinkFailedError as e:
+    ...     print(str(e)[:58], repr(e.__cause__))
+    step 'out' (ListSink) failed flushing: OSError: disk full. OSError('disk full')
+    """
+    try:
+        yield
+    except (ImportError, SinkFailedError):
+        raise
+    except Exception as e:
+        step = pipeline.steps.get(sid)
+        kind = type(step.sink).__name__ if isinstance(step, SinkStep) else "sink"
+        raise SinkFailedError(sid, kind, action, e, rows=rows) from e
+
+
+@contextmanager
+def source_call(pipeline: Pipeline, sid: str, action: str) -> Iterator[None]:
+    """Run a call to the source of step ``sid``; its failure keeps its type (``KafkaUnreachableError``
+    and the others are documented, and caught by their type) and gets a note naming the step, which
+    tracebacks and the command line show.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([{"x": 1}]))
+    >>> try:
+    ...     with source_call(p, "source", "polling"):
+    ...         raise OSError("gone")
+    ... except OSError as e:
+    ...     print(e.__notes__)
+    ["step 'source' (ListSource) failed polling"]
+    """
+    try:
+        yield
+    except Exception as e:
+        step = pipeline.steps.get(sid)
+        kind = type(step.source).__name__ if isinstance(step, SourceStep) else "source"
+        note = f"step {sid!r} ({kind}) failed {action}"
+        notes = getattr(e, "__notes__", None)
+        if notes is None or note not in notes:
+            if hasattr(e, "add_note"):  # Python 3.11+
+                e.add_note(note)
+            else:  # pragma: no cover - Python 3.10: kept where 3.11's tracebacks would read it
+                e.__notes__ = [*(notes or []), note]
+        raise
 
 
 def sink_identity(step: Step) -> str:

@@ -23,7 +23,7 @@ from streamlab.io import SinkWriter, SourceReader
 from streamlab.operators import Operator
 from streamlab.pipeline import Pipeline, check_run_options
 from streamlab.runtime._ahead import Pending, WorkAhead
-from streamlab.runtime._commit import CommitLog, Positions, sink_identity
+from streamlab.runtime._commit import CommitLog, Positions, sink_call, sink_identity, source_call
 from streamlab.runtime._router import Completion, Router
 from streamlab.runtime.metrics import RunMetrics, measure
 from streamlab.runtime.options import RunOptions
@@ -121,9 +121,11 @@ class Executor:
         src_state = state.get("sources", {})
         for sid, step in self.pipeline.steps.items():
             if isinstance(step, SourceStep):
-                self.readers[sid] = step.source.open(src_state.get(sid), self.clock)
+                with source_call(self.pipeline, sid, "opening"):
+                    self.readers[sid] = step.source.open(src_state.get(sid), self.clock)
             elif isinstance(step, SinkStep):
-                self.writers[sid] = step.open_writer(self.clock)
+                with sink_call(self.pipeline, sid, "opening", rows=False):
+                    self.writers[sid] = step.open_writer(self.clock)
             else:
                 op = step.build()
                 if sid in op_state:
@@ -147,7 +149,8 @@ class Executor:
                     sink_ids.get(sid, "not there"),
                 )
                 saved = None
-            writer.restore(saved)  # drop what a commit wrote after this checkpoint
+            with sink_call(self.pipeline, sid, "restoring its checkpoint", rows=False):
+                writer.restore(saved)  # drop what a commit wrote after this checkpoint
         if self.log.checkpoint_dir is not None and not state:
             # where every sink's output starts: a crash before the first commit is undone on restart too
             self.log.save(self.log.snapshot(self.operators, self.positions, self.writers))
@@ -166,16 +169,17 @@ class Executor:
     def close(self) -> None:
         """End the worker and close sources and sinks (errors are logged: the others still close)."""
         self.ahead.close()
-        for r in self.readers.values():
+        for sid, r in self.readers.items():
             try:
                 r.close()
             except Exception:
-                _log.exception("closing a source failed")
-        for w in self.writers.values():
+                _log.exception("pipeline %r: closing the source of step %r failed", self.pipeline.name, sid)
+        for sid, w in self.writers.items():
             try:
-                w.close()
-            except Exception:
-                _log.exception("closing a sink failed")
+                with sink_call(self.pipeline, sid, "closing", rows=False):  # after the last commit
+                    w.close()
+            except Exception as e:
+                _log.error("pipeline %r: %s", self.pipeline.name, e, exc_info=e)
         self.log.release()
 
     # -- data flow ---------------------------------------------------------------------------------
@@ -238,7 +242,8 @@ class Executor:
         for sid, reader in self.readers.items():
             queue = self.ahead.pending.get(sid)
             want = self.batch_size if self.limit is None else min(self.batch_size, self.limit - self.taken)
-            batch = reader.poll(want) if want > 0 and not reader.done else None
+            with source_call(self.pipeline, sid, "polling"):
+                batch = reader.poll(want) if want > 0 and not reader.done else None
             parts = reader.partitions()  # read in this thread: a consumer's assignment moves while it polls
             if parts is not None and parts != self.assigned.get(sid):
                 with self.lock:

@@ -16,6 +16,7 @@ from streamlab.errors import StepFailedError
 from streamlab.io import SinkWriter
 from streamlab.operators import Operator, Outputs
 from streamlab.pipeline import Pipeline
+from streamlab.runtime._commit import sink_call
 from streamlab.runtime.result import Collector
 
 log = logging.getLogger("streamlab")
@@ -97,7 +98,9 @@ class Router:
         self.step_in[sid] += len(frame)
         writer = self.writers.get(sid)
         if writer is not None:
-            writer.write_batch(frame)
+            # if it fails, the batch stays unfinished: its source is not committed past it
+            with sink_call(self.pipeline, sid, f"writing a batch of {len(frame)} rows"):
+                writer.write_batch(frame)
             return
         op = self.operators[sid]
         try:

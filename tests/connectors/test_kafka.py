@@ -596,24 +596,27 @@ def test_sink_the_broker_refuses_says_what_to_fix_and_fails_once(
     kafka_broker: LocalKafkaBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A topic the broker refuses failed the run with the client's bare error, and closing the sink
-    raised the same error again (logged as a second traceback, "closing a sink failed")."""
+    raised the same error again (logged as a second traceback, "closing a sink failed"). The run's error
+    names the sink's step, with the sink's own error as its cause."""
     import logging
 
     from streamlab import Pipeline
+    from streamlab.errors import SinkFailedError
     from streamlab.testing import ListSource
 
     sink = KafkaSink("ok", bootstrap_servers=kafka_broker.bootstrap_servers, flush_timeout=10)
     object.__setattr__(sink, "topic", "bad topic")  # what the constructor now refuses: the broker's answer
     p = Pipeline(ListSource([{"n": 1}, {"n": 2}]))
-    p.stream.to(sink)
+    p.stream.to(sink, step_id="to_kafka")
     with (
         caplog.at_level(logging.ERROR, logger="streamlab"),
-        pytest.raises(KafkaDeliveryError, match="2 record") as info,
+        pytest.raises(SinkFailedError, match=r"step 'to_kafka' \(KafkaSink\) failed .*2 record") as info,
     ):
         p.run()
+    assert isinstance(info.value.__cause__, KafkaDeliveryError)
     text = str(info.value)
     assert "'bad topic'" in text and ("pick another name" in text or "fix the name" in text)
-    assert not [r for r in caplog.records if "closing a sink failed" in r.getMessage()]
+    assert not [r for r in caplog.records if "failed closing" in r.getMessage()]
 
 
 def test_source_is_frozen_picklable_and_redacts_secrets() -> None:

@@ -393,3 +393,75 @@ def test_a_key_of_another_type_is_an_error_naming_the_sink_and_the_fix(
             writer.write_batch(pd.DataFrame({"k": ["a"], "n": [1]}))
         writer.close()
         assert "WRONGTYPE" in str(info.value) and "another kind of value" in str(info.value)
+
+
+def test_an_increment_past_int64_inside_redis_is_counted_and_the_rest_of_the_batch_written(
+    redis_server: LocalRedis, redis_client: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A total already near 2**63 made HINCRBY fail with "increment or decrement would overflow", which
+    failed the whole batch, though Redis had applied its other commands (MULTI/EXEC does not roll
+    back): a retry added them twice. The overflow is now counted in ``unwritable`` and logged with the
+    fix, and the batch's other rows are added once, with their update messages."""
+    near = 2**63 - 10
+    redis_client.hset("metrics:a", "n", near)  # type: ignore[attr-defined]
+    pubsub = redis_client.pubsub(ignore_subscribe_messages=True)  # type: ignore[attr-defined]
+    pubsub.subscribe("metrics")
+    writer = RedisMetricsSink(redis_server.url, fields=["n"]).open()
+    batch = pd.DataFrame({"event_type": ["a", "b", "a"], "n": [100, 7, 3]})
+    with caplog.at_level("WARNING", logger="streamlab.connectors.redis"):
+        writer.write_batch(batch)
+    writer.close()
+    get = redis_client.hgetall  # type: ignore[attr-defined]
+    assert get("metrics:a") == {b"n": str(near + 3).encode()} and get("metrics:b") == {b"n": b"7"}
+    assert writer.unwritable == {"n": 1} and writer.updates == 3
+    assert "beyond what Redis holds" in caplog.text and "Fix: delete or reset the hash field" in caplog.text
+    got: list[object] = []
+
+    def three_messages() -> bool:
+        message = pubsub.get_message(timeout=0.1)
+        if message is not None:
+            got.append(message)
+        return len(got) >= 3
+
+    wait_for(three_messages, timeout=5, what="the batch's 3 update messages")
+    pubsub.close()
+
+
+def test_a_command_redis_refuses_for_another_reason_still_fails_the_batch(
+    redis_server: LocalRedis, redis_client: object
+) -> None:
+    """Only the overflow is counted: a key of another type (a mistake to fix) still fails the write."""
+    redis_client.set("metrics:a", "text")  # type: ignore[attr-defined]
+    writer = RedisMetricsSink(redis_server.url, fields=["n"], channel=None).open()
+    with pytest.raises(RuntimeError, match="WRONGTYPE.*another kind of value"):
+        writer.write_batch(pd.DataFrame({"event_type": ["a"], "n": [1]}))
+    writer.close()
+    assert writer.unwritable == {}
+
+
+def test_an_object_metric_column_adds_its_numbers_and_counts_the_rest(
+    redis_server: LocalRedis, redis_client: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A metric column of Python objects (a user function's numbers, one 'n/a' among them, a None)
+    failed every batch with "holds object values; HINCRBY needs numbers", on every retry. Its numbers
+    are now added (HINCRBY when all are integers, else HINCRBYFLOAT) and the rest counted and logged."""
+    import decimal
+
+    writer = RedisMetricsSink(redis_server.url, key_template="m:{k}", fields=["i", "f"], channel=None).open()
+    batch = pd.DataFrame(
+        {
+            "k": ["a", "b", "c", "d"],
+            "i": pd.Series([1, None, "n/a", 2**64], dtype=object),
+            "f": pd.Series([1, decimal.Decimal("0.5"), float("inf"), np.float32(2.5)], dtype=object),
+        }
+    )
+    with caplog.at_level("WARNING", logger="streamlab.connectors.redis"):
+        writer.write_batch(batch)
+    writer.close()
+    get = redis_client.hgetall  # type: ignore[attr-defined]
+    assert get("m:a") == {b"i": b"1", b"f": b"1"}
+    assert get("m:b") == {b"f": b"0.5"} and get("m:c") == {} and get("m:d") == {b"f": b"2.5"}
+    assert writer.unwritable == {"i": 2, "f": 1}
+    assert "not numbers" in caplog.text and "beyond int64" in caplog.text and "infinite" in caplog.text
+    with pytest.raises(TypeError, match="needs numbers"):  # a text column is the wrong column
+        writer.write_batch(pd.DataFrame({"k": ["a"], "i": ["1"], "f": [1.0]}))

@@ -257,3 +257,18 @@ def test_json_lines_appended_to_a_file_without_a_final_newline_start_their_own_l
         {"new": 3},
         {"new": 4},
     ]
+
+
+def test_complex_numbers_are_written_as_json_text_not_a_flush_failing_every_retry(tmp_path: Path) -> None:
+    """A complex column (a user function's result, say) failed DuckDB's DESCRIBE ("Data type
+    'complex128' not recognized") and Arrow's conversion ("Unsupported numpy type 15") on every retry:
+    the run could not get past the batch. Both now write it as JSON text, as other values they cannot
+    type."""
+    frame = pd.DataFrame({"event_id": ["a", "b"], "z": [1 + 2j, 3j]})
+    duck, parquet = DuckDBSink(tmp_path / "o.duckdb", "t"), ParquetSink(tmp_path / "pq")
+    p = Pipeline(ListSource(frame))
+    p.stream.to(duck, step_id="duck")
+    p.stream.to(parquet, step_id="parquet")
+    p.run()
+    assert duck.read(order_by="event_id")["z"].tolist() == ['"(1+2j)"', '"3j"']
+    assert pd.read_parquet(parquet.path)["z"].tolist() == ['"(1+2j)"', '"3j"']

@@ -219,3 +219,106 @@ def test_a_missing_alert_flag_is_no_alert() -> None:
     t = [T0, T0 + pd.Timedelta(seconds=1)]
     out = detection_latency(t, [1, 1], pd.Series([pd.NA, True], dtype="boolean"))
     assert out["latency_s"].tolist() == [1.0]
+
+
+# --- labels and flags as text -------------------------------------------------------------------------
+
+_TEXT = {True: ["1", "true", "True", " TRUE ", "yes", "Yes\n"], False: ["0", "false", "False", " no", "NO"]}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    scores_and_labels.flatmap(
+        lambda d: st.tuples(
+            st.just(d),
+            st.tuples(*[st.sampled_from(_TEXT[b]) for b in d[1]]),
+            st.tuples(*[st.sampled_from(_TEXT[s > 0.3] + [s > 0.3]) for s in d[0]]),
+        )
+    )
+)
+def test_text_labels_and_flags_are_the_booleans_they_name_in_every_function(
+    data: tuple[tuple[list[float], list[bool]], tuple[str, ...], tuple[object, ...]],
+) -> None:
+    """Labels were read by Python's truth: the texts "0" and "false" were positives (all of them here)."""
+    (scores, labels), text, flag_text = data
+    flags = [s > 0.3 for s in scores]
+    text_labels = list(text)
+    got = roc_auc(scores, text_labels)
+    want = roc_auc(scores, labels)
+    assert (np.isnan(got) and np.isnan(want)) or got == want
+    pd.testing.assert_frame_equal(
+        threshold_sweep(scores, text_labels, [0.2, 0.6]), threshold_sweep(scores, labels, [0.2, 0.6])
+    )
+    assert pd.Series(classification_metrics(list(flag_text), text_labels)).equals(
+        pd.Series(classification_metrics(flags, labels))
+    )
+    times = pd.date_range(T0, periods=len(scores), freq="1min")
+    pd.testing.assert_frame_equal(
+        detection_latency(times, text_labels, list(flag_text)), detection_latency(times, labels, flags)
+    )
+    # the operator reads them the same way, from a column of text (object or pandas' string dtype)
+    for dtype in (object, "string"):
+        ev = DelayedLabelEvaluation(window="1h").build()
+        ids = [f"e{i}" for i in range(len(scores))]
+        ev.process(
+            pd.DataFrame(
+                {
+                    "event_id": ids,
+                    "score": scores,
+                    "is_anomaly": pd.Series(flag_text, dtype=object),
+                    "timestamp": times,
+                }
+            ),
+            port=0,
+        )
+        ev.process(pd.DataFrame({"event_id": ids, "label": pd.Series(text_labels, dtype=dtype)}), port=1)
+        report = ev.report()
+        want_m = classification_metrics(flags, labels)
+        assert {k: report[k] for k in ("tp", "fp", "fn", "tn")} == {
+            k: want_m[k] for k in ("tp", "fp", "fn", "tn")
+        }
+        assert report["skipped_labels"] == 0 and report["skipped_events"] == 0
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda labels: roc_auc([0.1, 0.9, 0.5], labels),
+        lambda labels: threshold_sweep([0.1, 0.9, 0.5], labels, [0.5]),
+        lambda labels: classification_metrics([True, False, True], labels),
+        lambda labels: detection_latency(pd.date_range(T0, periods=3, freq="1min"), labels, [1, 0, 1]),
+        lambda labels: classification_metrics(labels, [True, False, True]),  # as alert flags
+    ],
+)
+def test_text_naming_no_boolean_is_refused_by_every_function(call: object) -> None:
+    with pytest.raises(ValueError, match=r"text that names no boolean: 'fraud'.*'1', '0', 'true'.*Fix:"):
+        call(["fraud", "0", "1"])  # type: ignore[operator]
+
+
+def test_the_evaluator_skips_and_counts_labels_and_flags_naming_no_boolean(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A stream's bad records are data: the operator leaves them out, counts and logs them (a function
+    called on a list refuses them)."""
+    ev = DelayedLabelEvaluation(window="1h").build()
+    events = pd.DataFrame(
+        {
+            "event_id": ["a", "b", "c", "d"],
+            "score": [0.9, 0.1, 0.5, 0.7],
+            "is_anomaly": ["true", "false", "maybe", "0"],
+            "timestamp": [T0] * 4,
+        }
+    )
+    with caplog.at_level("WARNING", logger="streamlab"):
+        ev.process(events, port=0)
+        ev.process(
+            pd.DataFrame({"event_id": ["a", "b", "c", "d"], "label": ["1", "0", "0", "fraud"]}), port=1
+        )
+    report = ev.report()
+    assert (report["n"], report["tp"], report["tn"], report["fp"], report["fn"]) == (2, 1, 1, 0, 0)
+    assert report["skipped_events"] == 1 and report["skipped_labels"] == 1  # c's flag, d's label
+    assert report["pending"] == 1  # d: its label was left out
+    assert "'maybe'" in caplog.text and "'fraud'" in caplog.text and "Fix:" in caplog.text
+    restored = DelayedLabelEvaluation(window="1h").build()
+    restored.restore(pickle.loads(pickle.dumps(ev.snapshot())))
+    assert restored.report()["skipped_labels"] == 1

@@ -1,0 +1,132 @@
+"""A sink failing at run time named neither its step nor the fix (only operators' errors were wrapped,
+in ``StepFailedError``): a pipeline with three DuckDB sinks said ``ConversionException: ...`` and the user
+had to guess which. The runtime now raises :class:`SinkFailedError`, naming the step, the sink's class
+and what it was doing, chained to the sink's own error; the sources are not committed past rows a sink
+failed on."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from streamlab import ManualClock, Pipeline
+from streamlab.errors import SinkFailedError, StepFailedError
+from streamlab.io import Sink, SinkWriter
+from streamlab.testing import ListSink, ListSource
+
+
+class FailingSink(Sink):
+    """A sink whose writer raises ``OSError("disk full")`` in the method named ``fails_in``, from its
+    ``after``-th call on."""
+
+    def __init__(self, fails_in: str, after: int = 0) -> None:
+        self.fails_in, self.after = fails_in, after
+
+    def open(self, clock: Any = None) -> SinkWriter:
+        sink = self
+        if sink.fails_in == "open":
+            raise OSError("disk full")
+
+        class Writer(SinkWriter):
+            calls = 0
+
+            def _maybe_fail(self, method: str) -> None:
+                if method == sink.fails_in:
+                    self.calls += 1
+                    if self.calls > sink.after:
+                        raise OSError("disk full")
+
+            def write_batch(self, batch: pd.DataFrame) -> None:
+                self._maybe_fail("write_batch")
+
+            def flush(self) -> None:
+                self._maybe_fail("flush")
+
+            def commit(self) -> None:
+                self._maybe_fail("commit")
+
+            def close(self) -> None:
+                self._maybe_fail("close")
+
+        return Writer()
+
+
+class CommitRecordingSource(ListSource):
+    def __init__(self, records: list[dict[str, Any]], **kwargs: Any) -> None:
+        super().__init__(records, **kwargs)
+        self.committed: list[Any] = []
+
+    def open(self, resume: Any = None, clock: Any = None) -> Any:
+        reader = super().open(resume, clock)
+        reader.commit = self.committed.append  # type: ignore[method-assign]
+        return reader
+
+
+def pipeline(sink: Sink) -> tuple[Pipeline, CommitRecordingSource]:
+    source = CommitRecordingSource([{"x": i} for i in range(6)], batch_size=2)
+    p = Pipeline(source)
+    p.stream.to(ListSink(), step_id="kept")
+    p.stream.to(sink, step_id="to_disk")
+    return p, source
+
+
+@pytest.mark.parametrize(
+    ("fails_in", "after", "action"),
+    [
+        ("write_batch", 1, "writing a batch of 2 rows"),
+        ("flush", 0, "flushing at a commit"),
+        ("commit", 0, "publishing what it staged at a commit"),
+    ],
+)
+def test_a_failing_sink_is_named_by_its_step_and_commits_nothing_past_it(
+    fails_in: str, after: int, action: str
+) -> None:
+    p, source = pipeline(FailingSink(fails_in, after))
+    with pytest.raises(SinkFailedError) as info:
+        p.run(clock=ManualClock(0), commit_every="0s")
+    e = info.value
+    assert isinstance(e, StepFailedError) and e.step_id == "to_disk" and e.kind == "FailingSink"
+    assert isinstance(e.__cause__, OSError) and str(e.__cause__) == "disk full"
+    text = str(e)
+    assert text.startswith(f"step 'to_disk' (FailingSink) failed {action}: OSError: disk full.")
+    assert "Fix:" in text and "Nothing was committed past the rows it failed on" in text
+    # commits happen after each delivered batch: only the first batch's is there when the second's write
+    # fails; a failed flush or publish fails the very first commit
+    assert source.committed == ([{"position": 2}] if fails_in == "write_batch" else [])
+
+
+def test_a_sink_failing_to_open_is_named_and_nothing_runs() -> None:
+    p, source = pipeline(FailingSink("open"))
+    with pytest.raises(SinkFailedError, match=r"^step 'to_disk' \(FailingSink\) failed opening: OSError"):
+        p.run(clock=ManualClock(0))
+    assert source.committed == []
+
+
+def test_a_sink_failing_to_close_is_logged_naming_its_step(caplog: pytest.LogCaptureFixture) -> None:
+    p, source = pipeline(FailingSink("close"))
+    with caplog.at_level(logging.ERROR, logger="streamlab"):
+        p.run(clock=ManualClock(0))
+    assert "step 'to_disk' (FailingSink) failed closing: OSError: disk full" in caplog.text
+    assert source.committed[-1] == {"position": 6}  # the run ended and committed before closing
+    assert "Nothing was committed" not in caplog.text  # (everything was)
+
+
+def test_a_background_run_reports_the_step_too() -> None:
+    p, _ = pipeline(FailingSink("write_batch"))
+    handle = p.start(clock=ManualClock(0))
+    with pytest.raises(SinkFailedError, match="step 'to_disk'"):
+        handle.wait(timeout=30)
+
+
+def test_duckdb_sink_errors_name_the_step(tmp_path: Any) -> None:
+    """A real sink: a DuckDB file that another table's writer cannot open (a directory at its path)."""
+    from streamlab import DuckDBSink
+
+    (tmp_path / "out.duckdb").mkdir()
+    p = Pipeline(ListSource([{"x": 1}]))
+    p.stream.to(DuckDBSink(tmp_path / "out.duckdb", "t"), step_id="results")
+    with pytest.raises(SinkFailedError, match=r"^step 'results' \(DuckDBSink\) failed"):
+        p.run(clock=ManualClock(0))
