@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from typing import Any, ClassVar, TypedDict, cast
 
 import numpy as np
@@ -813,7 +814,17 @@ class QuantileAggregator(Aggregator):
         """The value a bucket stands for (an infinity for the infinite bucket)."""
         if k == self.INFINITE_BUCKET:
             return sign * math.inf
-        return sign * 2 * self._gamma**k / (self._gamma + 1)
+        # a bucket's middle, 2 * gamma**k / (gamma + 1), divided before doubling: doubling first overflowed
+        # to inf for values near 1e308 (the same value otherwise, doubling being exact); the top finite
+        # bucket's bound may pass the largest double, whose value the bucket then stands for
+        try:
+            middle = 2 * (self._gamma**k / (self._gamma + 1))
+        except OverflowError:
+            middle = math.inf
+        if middle < sys.float_info.min:  # subnormal: gamma**k lost its digits (5e-324 read as 0.0)
+            t = k * self._log_gamma / math.log(2)
+            middle = math.ldexp(2 / (self._gamma + 1) * 2 ** (t - math.floor(t)), math.floor(t))
+        return sign * min(middle, sys.float_info.max)
 
     def result_type(self, column_type: str | None) -> str | None:
         return "float64"

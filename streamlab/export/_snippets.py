@@ -230,7 +230,16 @@ class QuantileCombine(CountCombine):
 
     def value(self, k: int, sign: float) -> float:
         """The value bucket ``k`` stands for (an infinity for the bucket of infinite values)."""
-        return sign * math.inf if k == 2**62 else float(sign * 2 * self.gamma**k / (self.gamma + 1))
+        if k == 2**62:
+            return sign * math.inf
+        try:  # as streamlab's: divided before doubling, the largest double for the top finite bucket
+            middle = 2 * (self.gamma**k / (self.gamma + 1))
+        except OverflowError:
+            middle = math.inf
+        if middle < 2.2250738585072014e-308:  # subnormal: gamma**k lost its digits
+            t = k * self.log_gamma / math.log(2)
+            middle = math.ldexp(2 / (self.gamma + 1) * 2 ** (t - math.floor(t)), math.floor(t))
+        return float(sign * min(middle, 1.7976931348623157e308))  # the largest double
 
     def to_json(self, acc: Any) -> Any:
         return {**acc, "pos": list(acc["pos"].items()), "neg": list(acc["neg"].items())}
