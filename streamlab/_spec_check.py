@@ -21,7 +21,7 @@ from streamlab import _pyast
 from streamlab import agg as agg_module
 from streamlab._parse import FIELD_TYPES, FieldSpec
 from streamlab._time import parse_duration
-from streamlab.errors import PipelineConfigError, SpecProblem, closest, suggest
+from streamlab.errors import ParameterError, PipelineConfigError, SpecProblem, closest, suggest
 
 __all__ = [
     "TYPE_ALIASES",
@@ -428,6 +428,8 @@ class _Checker:
             return
         try:
             config_from_spec(name, config)
+        except ParameterError as e:
+            self.add(f"{path}.config.{e.parameter}", f"{name}: {e.problem}", e.fix)
         except (TypeError, ValueError) as e:
             self.add(f"{path}.config", f"{name}: {e}", f"give {name} the parameters its documentation lists")
 

@@ -34,6 +34,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field
 from typing import Any, TypeVar
 
+from streamlab.errors import check_flag
+
 __all__ = [
     "IDENTITY",
     "Codec",
@@ -298,6 +300,8 @@ def from_params(cls: type[T], params: Mapping[str, Any], ctx: ReadContext | None
         if spec.key == "":
             kwargs[f.name] = spec.codec.decode(dict(params), ctx)
         elif key in params:
+            if f.type in (bool, "bool") and spec.codec is IDENTITY:  # quoted 'no' would be true
+                check_flag(cls.__name__, key, params[key])
             kwargs[f.name] = spec.codec.decode(params[key], ctx)
         elif spec.missing is not None:
             kwargs[f.name] = spec.missing(ctx)

@@ -15,6 +15,7 @@ import pandas as pd
 from streamlab._lines import LineBlocks, file_lines
 from streamlab._time import NAT_NS, to_utc_ns, utc_array
 from streamlab.clock import Clock
+from streamlab.errors import check_flag
 from streamlab.io import Source, SourceReader, default_clock
 
 __all__ = ["ListSource", "ReplaySource"]
@@ -380,6 +381,7 @@ class ReplaySource(Source):
         batch_size: int | None = None,
     ) -> None:
         speed = replay_speed("ReplaySource", speed)
+        raw = check_flag("ReplaySource", "raw", raw)
         self.path: str | None = None
         self.time = time
         self.speed = speed
