@@ -466,7 +466,7 @@ def by_presence(batch: pd.DataFrame, expr: str, evaluate: Callable[[pd.DataFrame
     >>> import pandas as pd
     >>> batch = pd.DataFrame({"n": pd.array([2**62 + 1, None, 7], dtype="Int64")})
     >>> eval_expression(batch, "n // 3").tolist()
-    [1537228672809129301, nan, 2]
+    [1537228672809129301, <NA>, 2]
     """
     missing = partly_missing(batch, expr)
     if missing is None:
@@ -504,7 +504,64 @@ def eval_expression(batch: pd.DataFrame, expr: str) -> Any:
     >>> eval_expression(batch, "ratio.fillna(1.0) * amount").tolist()
     [10.0, 600.0]
     """
-    return by_presence(batch, expr, lambda part: _eval_whole(part, expr))
+    return by_presence(batch, expr, lambda part: _as_with_values(part, expr, _eval_whole(part, expr)))
+
+
+def _as_with_values(batch: pd.DataFrame, expr: str, value: Any) -> Any:
+    """``value``, the result of ``expr`` over rows that all miss an integer field it computes with, as
+    integers (``Int64``) where the same expression gives integers over rows that have the field.
+
+    Such a field reads as float64 NaN there (:func:`as_expression_input`), so ``n.fillna(0)`` gave
+    ``0.0`` in a batch (or a part of one, :func:`by_presence`) whose rows all missed ``n`` and ``7`` in
+    one whose rows had it: the column's type, and the JSON a sink writes (``7.0``), depended on how the
+    rows were cut into batches. The type is that of the expression over one row holding an integer (1)
+    instead; values that are not whole numbers (``n.fillna(0.5)``) stay floats.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> eval_expression(pd.DataFrame({"n": pd.array([None], dtype="Int64")}), "n.fillna(0)").tolist()
+    [0]
+    >>> eval_expression(pd.DataFrame({"n": pd.array([None], dtype="Int64")}), "n / 2").tolist()
+    [nan]
+    """
+    if not (
+        isinstance(value, pd.Series) and value.dtype.kind == "f" and len(value) and batch.columns.is_unique
+    ):
+        return value
+    names = expression_names(expr)
+    if not names or _compares_only(expr):
+        return value
+    ints = [
+        n
+        for n in names
+        if n in batch.columns
+        and isinstance(batch[n].dtype, pd.api.extensions.ExtensionDtype)
+        and batch[n].dtype.kind in "iu"
+        and bool(batch[n].isna().all())
+    ]
+    if not ints:
+        return value
+    numbers = value.to_numpy()
+    present = ~np.isnan(numbers)
+    whole = numbers[present]
+    if not (np.all(np.abs(whole) < 2.0**63) and np.all(whole == np.floor(whole))):
+        return value
+    probe = batch.iloc[:1].copy()
+    for n in ints:
+        probe[n] = np.ones(1, dtype=np.int64)
+    try:
+        kind = getattr(_eval_whole(probe, expr), "dtype", None)
+    except Exception:  # the probe's value fails where the rows' do not: keep what they gave
+        return value
+    if kind is None or kind.kind not in "iu":
+        return value
+    out = pd.Series(
+        pd.array(np.zeros(len(value), dtype=np.int64), dtype="Int64"), index=value.index, name=value.name
+    )
+    out[present] = whole.astype(np.int64)
+    out[~present] = pd.NA
+    return out.astype(np.int64) if present.all() else out
 
 
 def _eval_whole(batch: pd.DataFrame, expr: str) -> Any:
