@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._intcols import exact_values, inferred_series
-from streamlab._pyast import guarded, parse
+from streamlab._pyast import guarded, parse, unquote_backticks
 
 __all__ = [
     "as_expression_input",
@@ -40,26 +40,28 @@ _Node = Callable[[pd.DataFrame], Any]
 def expression_names(expr: str) -> tuple[str, ...] | None:
     """The bare names ``expr`` reads (not attributes after a dot), or None when it may read more.
 
-    None for backtick-quoted names and ``@`` locals, which only ``DataFrame.eval`` resolves.
+    A backtick-quoted name (`` `unit price` ``) is its column's; None for ``@`` locals, which only
+    ``DataFrame.eval`` resolves.
 
     Examples
     --------
     >>> expression_names("amount > 10 and country.str.startswith('F')")
     ('amount', 'country')
-    >>> expression_names("`unit price` > 1") is None
-    True
+    >>> expression_names("`unit price` > 1 and `unit price` < n")
+    ('unit price', 'n')
     """
-    if "`" in expr or "@" in expr:
+    if "@" in expr:
         return None
     try:
-        tokens = list(tokenize.generate_tokens(io.StringIO(expr).readline))
+        source, quoted = unquote_backticks(expr)
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
     except (tokenize.TokenError, SyntaxError):
         return None
     names: dict[str, None] = {}
     after_dot = False
     for tok in tokens:
         if tok.type == tokenize.NAME and not keyword.iskeyword(tok.string) and not after_dot:
-            names[tok.string] = None
+            names[quoted.get(tok.string, tok.string)] = None
         if tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT):
             after_dot = tok.type == tokenize.OP and tok.string == "."
     return tuple(names)
@@ -255,7 +257,7 @@ def compile_expression(expr: str) -> _Node | None:
     """
     if int(pd.__version__.split(".")[0]) < 3 or "\n" in expr or "\r" in expr:
         return None
-    if expression_names(expr) is None:
+    if "`" in expr or expression_names(expr) is None:  # backticks: DataFrame.eval resolves them
         return None
     try:
         from pandas.core.computation.expr import _preparse  # type: ignore[attr-defined]
@@ -383,7 +385,7 @@ def _compares_only(expr: str) -> bool:
     (True, False)
     """
     try:
-        tree = parse(expr.strip(), mode="eval")
+        tree = parse(unquote_backticks(expr.strip())[0], mode="eval")
     except SyntaxError:
         return False
     for node in ast.walk(tree):
@@ -576,6 +578,10 @@ def _eval_whole(batch: pd.DataFrame, expr: str) -> Any:
 
 
 def _all_columns(batch: pd.DataFrame, expr: str) -> bool:
+    """Whether every name ``expr`` reads is a column of ``batch`` (and no backtick-quoted one, which
+    only ``DataFrame.eval`` resolves)."""
+    if "`" in expr:
+        return False
     names = expression_names(expr)
     columns = batch.columns
     return bool(names) and columns.is_unique and all(isinstance(n, str) and n in columns for n in names)  # type: ignore[union-attr]

@@ -828,7 +828,7 @@ def expression_problem(expr: Any) -> str | None:
     if not isinstance(expr, str):
         return None
     try:
-        tree = _pyast.parse(expr, mode="eval")
+        tree = _pyast.parse(_pyast.unquote_backticks(expr)[0], mode="eval")  # `a b`: a column's name
     except SyntaxError:
         return None  # reported as a bad expression when the step is built
     for node in ast.walk(tree):

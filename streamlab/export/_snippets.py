@@ -461,16 +461,22 @@ class ExprCompiler:
                     texts[i] = value
         if not texts:
             return expr, ()
+        # each constant's span replaced in the text itself (untokenize would space out a backtick-quoted
+        # name, `user.id` becoming `user .id `, which names no column)
+        starts = [0]
+        for line in expr.splitlines(keepends=True):
+            starts.append(starts[-1] + len(line))
         pairs: list[tuple[str, str]] = []
-        out: list[tuple[int, str]] = []
-        for i, tok in enumerate(tokens):
-            if i in texts:
-                name = f"_streamlab_text_{len(pairs)}"
-                pairs.append((name, texts[i]))
-                out.append((tokenize.NAME, name))
-            else:
-                out.append((tok.type, tok.string))
-        return tokenize.untokenize(out), tuple(pairs)
+        spans: list[tuple[int, int, str]] = []
+        for i in sorted(texts):
+            name = f"_streamlab_text_{len(pairs)}"
+            pairs.append((name, texts[i]))
+            (r0, c0), (r1, c1) = tokens[i].start, tokens[i].end
+            spans.append((starts[r0 - 1] + c0, starts[r1 - 1] + c1, name))
+        out = expr
+        for begin, end, name in reversed(spans):
+            out = out[:begin] + name + out[end:]
+        return out, tuple(pairs)
 
     @staticmethod
     def constant_column(frame: Any, value: str, expr: str) -> Any:
