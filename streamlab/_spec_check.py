@@ -9,6 +9,7 @@ functions), which needs ``trust=True``. :func:`load_yaml` reads YAML 1.2 boolean
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import sys
@@ -628,8 +629,19 @@ class _Checker:
                 f"the {kind} aggregator needs a column",
                 f"add column: amount, e.g. {{kind: {kind}, column: amount}}",
             )
-        if kind == "quantile" and not isinstance(a.get("q"), (int, float)):
-            self.add(path, "the quantile aggregator needs q", "add q: 0.95")
+        if kind == "quantile":
+            for name, example in (("q", "0.95"), ("relative_accuracy", "0.01")):
+                value = a.get(name)
+                if name == "q" and value is None:
+                    self.add(path, "the quantile aggregator needs q", "add q: 0.95")
+                elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                    with contextlib.suppress(TypeError, ValueError):
+                        example = str(float(value)) if isinstance(value, str) else example
+                    self.add(
+                        f"{path}.{name}",
+                        f"expected a number, got {_shown(value)}",
+                        f"write {name}: {example} (a number, without quotes)",
+                    )
         allowed = {"kind", "column", "name"} | ({"q", "relative_accuracy"} if kind == "quantile" else set())
         self.keys(a, allowed, path, f"a {kind} aggregator")
 

@@ -15,7 +15,7 @@ import pandas as pd
 from streamlab._lines import LineBlocks, file_lines
 from streamlab._time import NAT_NS, to_utc_ns, utc_array
 from streamlab.clock import Clock
-from streamlab.errors import check_flag
+from streamlab.errors import ParameterError, check_flag
 from streamlab.io import Source, SourceReader, default_clock
 
 __all__ = ["ListSource", "ReplaySource"]
@@ -386,6 +386,10 @@ class ReplaySource(Source):
     ) -> None:
         speed = replay_speed("ReplaySource", speed)
         raw = check_flag("ReplaySource", "raw", raw)
+        if not isinstance(time, str) or not time:
+            raise ParameterError(
+                "ReplaySource", "time", f"expected a column name, got {time!r}", "name the event-time column"
+            )
         self.path: str | None = None
         self.time = time
         self.speed = speed

@@ -236,6 +236,11 @@ class QuantileCombine(CountCombine):
             middle = 2 * (self.gamma**k / (self.gamma + 1))
         except OverflowError:
             middle = math.inf
+        if middle > 1.7976931348623157e308:  # the top finite bucket: the middle of its finite part
+            try:
+                middle = 2 / (1 / self.gamma ** (k - 1) + 1 / 1.7976931348623157e308)
+            except OverflowError:
+                middle = 1.7976931348623157e308
         if middle < 2.2250738585072014e-308:  # subnormal: gamma**k lost its digits
             t = k * self.log_gamma / math.log(2)
             middle = math.ldexp(2 / (self.gamma + 1) * 2 ** (t - math.floor(t)), math.floor(t))
