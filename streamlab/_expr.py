@@ -482,7 +482,9 @@ def by_presence(batch: pd.DataFrame, expr: str, evaluate: Callable[[pd.DataFrame
             return evaluate(batch)  # a scalar or a frame: no rows to put back
         parts.append(value.reset_index(drop=True))
     have, lack = parts
-    if have.dtype.kind in "iu" and lack.dtype.kind == "f" and bool(lack.isna().all()):
+    if have.dtype.kind in "iu" and lack.dtype.kind == "f":
+        # integers beside floats (n.fillna(0.5)): each row's own number, as in a batch of its own and in
+        # the exported code (7 and 0.5; a float64 column wrote 7.0 and rounded 2**62 + 1)
         joined = pd.Series(np.concatenate([have.to_numpy(dtype=object), lack.to_numpy(dtype=object)]))
     else:
         joined = pd.concat(parts, ignore_index=True)
@@ -544,6 +546,9 @@ def _as_with_values(batch: pd.DataFrame, expr: str, value: Any) -> Any:
     ]
     if not ints:
         return value
+    given = _with_missing_values(batch, expr, ints)
+    if given is not None:
+        return given
     numbers = value.to_numpy()
     present = ~np.isnan(numbers)
     whole = numbers[present]
@@ -564,6 +569,25 @@ def _as_with_values(batch: pd.DataFrame, expr: str, value: Any) -> Any:
     out[present] = whole.astype(np.int64)
     out[~present] = pd.NA
     return out.astype(np.int64) if present.all() else out
+
+
+def _with_missing_values(batch: pd.DataFrame, expr: str, ints: list[str]) -> pd.Series | None:
+    """``expr`` over ``batch`` with the integer columns ``ints``, all missing, read as missing values
+    (None) rather than NaN, as the exported code reads a row: ``n.fillna(1.0)`` is the float 1.0 and
+    ``n.fillna(0)`` the int 0 there. None when that fails (``n + 1`` of None) or gives no number."""
+    none = pd.Series([None] * len(batch), dtype=object, index=batch.index)
+    try:
+        got = _pandas_eval(batch.assign(**dict.fromkeys(ints, none)), expr)
+    except Exception:  # arithmetic on None: the NaN reading decides
+        return None
+    if not isinstance(got, pd.Series) or len(got) != len(batch) or got.dtype != object:
+        return None
+    values = got.tolist()
+    if all(type(v) is int and -(2**63) <= v < 2**63 for v in values):
+        return pd.Series(np.array(values, dtype=np.int64), index=got.index, name=got.name)
+    if all(type(v) is float for v in values):
+        return pd.Series(np.array(values, dtype=np.float64), index=got.index, name=got.name)
+    return None
 
 
 def _eval_whole(batch: pd.DataFrame, expr: str) -> Any:

@@ -57,3 +57,39 @@ def test_a_missing_value_filled_with_an_int_is_written_as_an_int(batch_size):
     rows = [json.loads(line) for b in sink.batches for line in encode_rows(b[["x"]])]
     assert rows == [{"x": 7}, {"x": 0}, {"x": 2**62 + 1}]
     assert all(type(r["x"]) is int for r in rows), rows  # 0.0 == 0: the JSON text was '0.0'
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 7, None])
+def test_a_missing_value_filled_with_a_float_is_that_float_beside_exact_ints(batch_size):
+    # n.fillna(0.5) was float64 in a batch with a gap (7.0, and 2**62 + 1 rounded) and int64 without one
+    recs = [
+        json.dumps({"timestamp": 1_704_067_200 + i, **({} if v is None else {"n": v})}).encode()
+        for i, v in enumerate([7, None, 2**62 + 1])
+    ]
+    p = Pipeline(ListSource(recs, batch_size=batch_size) if batch_size else ListSource(recs))
+    sink = ListSink()
+    p.parse({"timestamp": "timestamp", "n": "int64"}).with_columns(
+        half="n.fillna(0.5)", one="n.fillna(1.0)"
+    ).to(sink)
+    p.run()
+    rows = [json.loads(line) for b in sink.batches for line in encode_rows(b[["half", "one"]])]
+    assert rows == [{"half": 7, "one": 7}, {"half": 0.5, "one": 1.0}, {"half": 2**62 + 1, "one": 2**62 + 1}]
+    assert [type(r["one"]) for r in rows] == [int, float, int]  # as the exported code writes each row
+
+
+@pytest.mark.parametrize("target", ["lambda", "beam"])
+def test_fills_export_equal(target, tmp_path):
+    from streamlab import TumblingWindow, agg
+    from streamlab.export import verify
+
+    p = Pipeline(ListSource([b"{}"]), name="fills")
+    cols = p.parse({"timestamp": "timestamp", "k": "string", "n": "int64"}).with_columns(
+        zero="n.fillna(0)", half="n.fillna(0.5)", step_id="cols"
+    )
+    cols.window(TumblingWindow("5s"), key="k").agg(agg.count(), agg.sum("half"), agg.max("zero"))
+    recs = [
+        json.dumps({"timestamp": 1_704_067_200 + i, "k": "ab"[i % 2], **({"n": i} if i % 3 else {})}).encode()
+        for i in range(12)
+    ]
+    report = verify(p, recs, target, workdir=tmp_path)
+    assert report.equal, report.diff.head(20).to_string()
