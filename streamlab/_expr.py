@@ -482,9 +482,7 @@ def by_presence(batch: pd.DataFrame, expr: str, evaluate: Callable[[pd.DataFrame
             return evaluate(batch)  # a scalar or a frame: no rows to put back
         parts.append(value.reset_index(drop=True))
     have, lack = parts
-    if have.dtype.kind in "iu" and lack.dtype.kind == "f":
-        # integers beside floats (n.fillna(0.5)): each row's own number, as in a batch of its own and in
-        # the exported code (7 and 0.5; a float64 column wrote 7.0 and rounded 2**62 + 1)
+    if have.dtype.kind in "iu" and lack.dtype.kind == "f" and bool(lack.isna().all()):
         joined = pd.Series(np.concatenate([have.to_numpy(dtype=object), lack.to_numpy(dtype=object)]))
     else:
         joined = pd.concat(parts, ignore_index=True)
@@ -518,8 +516,9 @@ def _as_with_values(batch: pd.DataFrame, expr: str, value: Any) -> Any:
     Such a field reads as float64 NaN there (:func:`as_expression_input`), so ``n.fillna(0)`` gave
     ``0.0`` in a batch (or a part of one, :func:`by_presence`) whose rows all missed ``n`` and ``7`` in
     one whose rows had it: the column's type, and the JSON a sink writes (``7.0``), depended on how the
-    rows were cut into batches. The type is that of the expression over one row holding an integer (1)
-    instead; values that are not whole numbers (``n.fillna(0.5)``) stay floats.
+    rows were cut into batches. The rows are first evaluated with the field as None, as the exported code
+    reads a row (``n.fillna(1.0)`` is 1.0, ``n.fillna(0)`` is 0); where that fails (``n + 1``), the type
+    is that of the expression over one row holding an integer (1), if the values are whole numbers.
 
     Examples
     --------
@@ -529,6 +528,8 @@ def _as_with_values(batch: pd.DataFrame, expr: str, value: Any) -> Any:
     >>> eval_expression(pd.DataFrame({"n": pd.array([None], dtype="Int64")}), "n / 2").tolist()
     [nan]
     """
+    if isinstance(value, pd.Series) and value.dtype.kind in "iu" and len(value) and batch.columns.is_unique:
+        return _as_without_values(batch, expr, value)
     if not (
         isinstance(value, pd.Series) and value.dtype.kind == "f" and len(value) and batch.columns.is_unique
     ):
@@ -571,10 +572,36 @@ def _as_with_values(batch: pd.DataFrame, expr: str, value: Any) -> Any:
     return out.astype(np.int64) if present.all() else out
 
 
+#: Whether an expression gives a float where its integer columns are missing, by (expression, the dtypes
+#: of the columns it reads): a property of the expression and the types, found once on a row
+_FLOAT_WHEN_MISSING: dict[tuple[str, tuple[tuple[str, str], ...]], bool] = {}
+
+
+def _as_without_values(batch: pd.DataFrame, expr: str, value: pd.Series) -> Any:
+    """``value``, integers of ``expr`` over rows that all have the integer fields it computes with, as
+    float64 where the expression gives a float for a row missing them (``n.fillna(0.5)``): otherwise
+    such a column was int64 in a batch without a gap and float64 in one with a gap (7 or 7.0)."""
+    names = expression_names(expr)
+    if not names or _compares_only(expr):
+        return value
+    ints = [n for n in names if n in batch.columns and batch[n].dtype.kind in "iu"]  # int64 or Int64
+    if not ints:
+        return value
+    key = (expr, tuple((n, str(batch[n].dtype)) for n in names if n in batch.columns))
+    floats = _FLOAT_WHEN_MISSING.get(key)
+    if floats is None:
+        got = _with_missing_values(batch.iloc[:1], expr, ints)
+        floats = got is not None and got.dtype.kind == "f"
+        if len(_FLOAT_WHEN_MISSING) < 1024:
+            _FLOAT_WHEN_MISSING[key] = floats
+    return value.astype(np.float64) if floats else value
+
+
 def _with_missing_values(batch: pd.DataFrame, expr: str, ints: list[str]) -> pd.Series | None:
     """``expr`` over ``batch`` with the integer columns ``ints``, all missing, read as missing values
     (None) rather than NaN, as the exported code reads a row: ``n.fillna(1.0)`` is the float 1.0 and
-    ``n.fillna(0)`` the int 0 there. None when that fails (``n + 1`` of None) or gives no number."""
+    ``n.fillna(0)`` the int 0 there. None when that fails (``n + 1`` of None) or gives no number (``n * n``
+    of None is NaN in pandas, a TypeError in Python)."""
     none = pd.Series([None] * len(batch), dtype=object, index=batch.index)
     try:
         got = _pandas_eval(batch.assign(**dict.fromkeys(ints, none)), expr)
@@ -585,7 +612,7 @@ def _with_missing_values(batch: pd.DataFrame, expr: str, ints: list[str]) -> pd.
     values = got.tolist()
     if all(type(v) is int and -(2**63) <= v < 2**63 for v in values):
         return pd.Series(np.array(values, dtype=np.int64), index=got.index, name=got.name)
-    if all(type(v) is float for v in values):
+    if all(type(v) is float for v in values) and any(v == v for v in values):  # all NaN: n * n of None
         return pd.Series(np.array(values, dtype=np.float64), index=got.index, name=got.name)
     return None
 
