@@ -62,7 +62,7 @@ def check_flag(owner: str, parameter: str, value: Any) -> bool:
     >>> check_flag("ReplaySource", "raw", "false")
     Traceback (most recent call last):
     ...
-    streamlab.errors.ParameterError: ReplaySource(raw=...): expected true or false, got the text 'false'. Fix: write raw: false without quotes (a quoted 'yes' or 'false' is text, not a boolean)
+    streamlab.errors.ParameterError: ReplaySource(raw=...): expected true or false, got the text 'false'. Fix: write raw: false without quotes (a quoted 'yes' or 'false' is text, not a boolean); in Python pass raw=False
     """
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
@@ -78,7 +78,8 @@ def check_flag(owner: str, parameter: str, value: Any) -> bool:
         owner,
         parameter,
         f"expected true or false, got {got}",
-        f"write {parameter}: {word} without quotes (a quoted 'yes' or 'false' is text, not a boolean)",
+        f"write {parameter}: {word} without quotes (a quoted 'yes' or 'false' is text, not a boolean); in "
+        f"Python pass {parameter}={word.title()}",
     )
 
 

@@ -73,3 +73,20 @@ def test_python_callers_get_the_same_check_and_numpy_booleans_pass(events):
     import numpy as np
 
     assert ReplaySource(events, raw=np.True_).raw is True
+
+
+def test_a_step_or_config_flag_given_as_text_in_python_is_refused():
+    # window(early='no') turned early results on; AdaptiveThresholdFilter(per_key='no') kept keys apart
+    import pandas as pd
+
+    from streamlab import TumblingWindow, agg
+    from streamlab.detectors import AdaptiveThresholdFilter
+    from streamlab.errors import ParameterError
+    from streamlab.testing import ListSource
+
+    p = Pipeline(ListSource([{"timestamp": pd.Timestamp("2024-01-01", tz="UTC"), "x": 1}]))
+    with pytest.raises(ParameterError, match=r"WindowStep\(early=\.\.\.\).*in Python pass early=False"):
+        p.window(TumblingWindow("1m"), early="no").agg(agg.count())
+    with pytest.raises(ParameterError, match=r"per_key=\.\.\.\): expected true or false, got the text 'no'"):
+        AdaptiveThresholdFilter(per_key="no", key="x")  # type: ignore[arg-type]
+    assert p.window(TumblingWindow("1m"), early=True, step_id="w").agg(agg.count()) is not None
