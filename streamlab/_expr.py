@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._intcols import exact_values, inferred_series
-from streamlab._pyast import guarded, parse
+from streamlab._pyast import guarded, parse, unquote_backticks
 
 __all__ = [
     "as_expression_input",
@@ -40,26 +40,28 @@ _Node = Callable[[pd.DataFrame], Any]
 def expression_names(expr: str) -> tuple[str, ...] | None:
     """The bare names ``expr`` reads (not attributes after a dot), or None when it may read more.
 
-    None for backtick-quoted names and ``@`` locals, which only ``DataFrame.eval`` resolves.
+    A backtick-quoted name (`` `unit price` ``) is its column's; None for ``@`` locals, which only
+    ``DataFrame.eval`` resolves.
 
     Examples
     --------
     >>> expression_names("amount > 10 and country.str.startswith('F')")
     ('amount', 'country')
-    >>> expression_names("`unit price` > 1") is None
-    True
+    >>> expression_names("`unit price` > 1 and `unit price` < n")
+    ('unit price', 'n')
     """
-    if "`" in expr or "@" in expr:
+    if "@" in expr:
         return None
     try:
-        tokens = list(tokenize.generate_tokens(io.StringIO(expr).readline))
+        source, quoted = unquote_backticks(expr)
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
     except (tokenize.TokenError, SyntaxError):
         return None
     names: dict[str, None] = {}
     after_dot = False
     for tok in tokens:
         if tok.type == tokenize.NAME and not keyword.iskeyword(tok.string) and not after_dot:
-            names[tok.string] = None
+            names[quoted.get(tok.string, tok.string)] = None
         if tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT):
             after_dot = tok.type == tokenize.OP and tok.string == "."
     return tuple(names)
@@ -255,7 +257,7 @@ def compile_expression(expr: str) -> _Node | None:
     """
     if int(pd.__version__.split(".")[0]) < 3 or "\n" in expr or "\r" in expr:
         return None
-    if expression_names(expr) is None:
+    if "`" in expr or expression_names(expr) is None:  # backticks: DataFrame.eval resolves them
         return None
     try:
         from pandas.core.computation.expr import _preparse  # type: ignore[attr-defined]
@@ -383,7 +385,7 @@ def _compares_only(expr: str) -> bool:
     (True, False)
     """
     try:
-        tree = parse(expr.strip(), mode="eval")
+        tree = parse(unquote_backticks(expr.strip())[0], mode="eval")
     except SyntaxError:
         return False
     for node in ast.walk(tree):
@@ -466,7 +468,7 @@ def by_presence(batch: pd.DataFrame, expr: str, evaluate: Callable[[pd.DataFrame
     >>> import pandas as pd
     >>> batch = pd.DataFrame({"n": pd.array([2**62 + 1, None, 7], dtype="Int64")})
     >>> eval_expression(batch, "n // 3").tolist()
-    [1537228672809129301, nan, 2]
+    [1537228672809129301, <NA>, 2]
     """
     missing = partly_missing(batch, expr)
     if missing is None:
@@ -504,7 +506,115 @@ def eval_expression(batch: pd.DataFrame, expr: str) -> Any:
     >>> eval_expression(batch, "ratio.fillna(1.0) * amount").tolist()
     [10.0, 600.0]
     """
-    return by_presence(batch, expr, lambda part: _eval_whole(part, expr))
+    return by_presence(batch, expr, lambda part: _as_with_values(part, expr, _eval_whole(part, expr)))
+
+
+def _as_with_values(batch: pd.DataFrame, expr: str, value: Any) -> Any:
+    """``value``, the result of ``expr`` over rows that all miss an integer field it computes with, as
+    integers (``Int64``) where the same expression gives integers over rows that have the field.
+
+    Such a field reads as float64 NaN there (:func:`as_expression_input`), so ``n.fillna(0)`` gave
+    ``0.0`` in a batch (or a part of one, :func:`by_presence`) whose rows all missed ``n`` and ``7`` in
+    one whose rows had it: the column's type, and the JSON a sink writes (``7.0``), depended on how the
+    rows were cut into batches. The rows are first evaluated with the field as None, as the exported code
+    reads a row (``n.fillna(1.0)`` is 1.0, ``n.fillna(0)`` is 0); where that fails (``n + 1``), the type
+    is that of the expression over one row holding an integer (1), if the values are whole numbers.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> eval_expression(pd.DataFrame({"n": pd.array([None], dtype="Int64")}), "n.fillna(0)").tolist()
+    [0]
+    >>> eval_expression(pd.DataFrame({"n": pd.array([None], dtype="Int64")}), "n / 2").tolist()
+    [nan]
+    """
+    if isinstance(value, pd.Series) and value.dtype.kind in "iu" and len(value) and batch.columns.is_unique:
+        return _as_without_values(batch, expr, value)
+    if not (
+        isinstance(value, pd.Series) and value.dtype.kind == "f" and len(value) and batch.columns.is_unique
+    ):
+        return value
+    names = expression_names(expr)
+    if not names or _compares_only(expr):
+        return value
+    ints = [
+        n
+        for n in names
+        if n in batch.columns
+        and isinstance(batch[n].dtype, pd.api.extensions.ExtensionDtype)
+        and batch[n].dtype.kind in "iu"
+        and bool(batch[n].isna().all())
+    ]
+    if not ints:
+        return value
+    given = _with_missing_values(batch, expr, ints)
+    if given is not None:
+        return given
+    numbers = value.to_numpy()
+    present = ~np.isnan(numbers)
+    whole = numbers[present]
+    if not (np.all(np.abs(whole) < 2.0**63) and np.all(whole == np.floor(whole))):
+        return value
+    probe = batch.iloc[:1].copy()
+    for n in ints:
+        probe[n] = np.ones(1, dtype=np.int64)
+    try:
+        kind = getattr(_eval_whole(probe, expr), "dtype", None)
+    except Exception:  # the probe's value fails where the rows' do not: keep what they gave
+        return value
+    if kind is None or kind.kind not in "iu":
+        return value
+    out = pd.Series(
+        pd.array(np.zeros(len(value), dtype=np.int64), dtype="Int64"), index=value.index, name=value.name
+    )
+    out[present] = whole.astype(np.int64)
+    out[~present] = pd.NA
+    return out.astype(np.int64) if present.all() else out
+
+
+#: Whether an expression gives a float where its integer columns are missing, by (expression, the dtypes
+#: of the columns it reads): a property of the expression and the types, found once on a row
+_FLOAT_WHEN_MISSING: dict[tuple[str, tuple[tuple[str, str], ...]], bool] = {}
+
+
+def _as_without_values(batch: pd.DataFrame, expr: str, value: pd.Series) -> Any:
+    """``value``, integers of ``expr`` over rows that all have the integer fields it computes with, as
+    float64 where the expression gives a float for a row missing them (``n.fillna(0.5)``): otherwise
+    such a column was int64 in a batch without a gap and float64 in one with a gap (7 or 7.0)."""
+    names = expression_names(expr)
+    if not names or _compares_only(expr):
+        return value
+    ints = [n for n in names if n in batch.columns and batch[n].dtype.kind in "iu"]  # int64 or Int64
+    if not ints:
+        return value
+    key = (expr, tuple((n, str(batch[n].dtype)) for n in names if n in batch.columns))
+    floats = _FLOAT_WHEN_MISSING.get(key)
+    if floats is None:
+        got = _with_missing_values(batch.iloc[:1], expr, ints)
+        floats = got is not None and got.dtype.kind == "f"
+        if len(_FLOAT_WHEN_MISSING) < 1024:
+            _FLOAT_WHEN_MISSING[key] = floats
+    return value.astype(np.float64) if floats else value
+
+
+def _with_missing_values(batch: pd.DataFrame, expr: str, ints: list[str]) -> pd.Series | None:
+    """``expr`` over ``batch`` with the integer columns ``ints``, all missing, read as missing values
+    (None) rather than NaN, as the exported code reads a row: ``n.fillna(1.0)`` is the float 1.0 and
+    ``n.fillna(0)`` the int 0 there. None when that fails (``n + 1`` of None) or gives no number (``n * n``
+    of None is NaN in pandas, a TypeError in Python)."""
+    none = pd.Series([None] * len(batch), dtype=object, index=batch.index)
+    try:
+        got = _pandas_eval(batch.assign(**dict.fromkeys(ints, none)), expr)
+    except Exception:  # arithmetic on None: the NaN reading decides
+        return None
+    if not isinstance(got, pd.Series) or len(got) != len(batch) or got.dtype != object:
+        return None
+    values = got.tolist()
+    if all(type(v) is int and -(2**63) <= v < 2**63 for v in values):
+        return pd.Series(np.array(values, dtype=np.int64), index=got.index, name=got.name)
+    if all(type(v) is float for v in values) and any(v == v for v in values):  # all NaN: n * n of None
+        return pd.Series(np.array(values, dtype=np.float64), index=got.index, name=got.name)
+    return None
 
 
 def _eval_whole(batch: pd.DataFrame, expr: str) -> Any:
@@ -519,6 +629,10 @@ def _eval_whole(batch: pd.DataFrame, expr: str) -> Any:
 
 
 def _all_columns(batch: pd.DataFrame, expr: str) -> bool:
+    """Whether every name ``expr`` reads is a column of ``batch`` (and no backtick-quoted one, which
+    only ``DataFrame.eval`` resolves)."""
+    if "`" in expr:
+        return False
     names = expression_names(expr)
     columns = batch.columns
     return bool(names) and columns.is_unique and all(isinstance(n, str) and n in columns for n in names)  # type: ignore[union-attr]

@@ -80,3 +80,52 @@ def parse(source: str, mode: str = "exec") -> ast.AST:
     """
     tree: ast.AST = guarded(ast.parse, source, mode=mode)
     return tree
+
+
+#: The prefix of the identifier standing for a backtick-quoted column name (pandas' own).
+BACKTICK_PREFIX = "BACKTICK_QUOTED_STRING_"
+
+
+def unquote_backticks(expr: str) -> tuple[str, dict[str, str]]:
+    """``expr`` with each backtick-quoted column name (pandas' `` `unit price` ``, a JSON key with a space
+    or a dot) replaced by an identifier that Python parses, and the column name of each identifier.
+    Backticks inside a string literal are text.
+
+    Examples
+    --------
+    >>> unquote_backticks("`unit price` * `a.b` > 2 and s == '`x`'")
+    ("BACKTICK_QUOTED_STRING_0 * BACKTICK_QUOTED_STRING_1 > 2 and s == '`x`'", {'BACKTICK_QUOTED_STRING_0': 'unit price', 'BACKTICK_QUOTED_STRING_1': 'a.b'})
+    >>> unquote_backticks("amount > 1")
+    ('amount > 1', {})
+    """
+    if "`" not in expr:
+        return expr, {}
+    out: list[str] = []
+    names: dict[str, str] = {}
+    quote: str | None = None
+    i = 0
+    while i < len(expr):
+        c = expr[i]
+        if quote is not None:
+            out.append(c)
+            if c == "\\" and i + 1 < len(expr):
+                out.append(expr[i + 1])
+                i += 1
+            elif c == quote:
+                quote = None
+        elif c in "'\"":
+            quote = c
+            out.append(c)
+        elif c == "`":
+            end = expr.find("`", i + 1)
+            if end < 0:
+                raise SyntaxError(f"a backtick-quoted name is not closed: {expr[i:]!r}")
+            name = expr[i + 1 : end]
+            ident = next((k for k, v in names.items() if v == name), f"{BACKTICK_PREFIX}{len(names)}")
+            names[ident] = name
+            out.append(ident)
+            i = end
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out), names

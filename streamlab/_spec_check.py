@@ -9,6 +9,7 @@ functions), which needs ``trust=True``. :func:`load_yaml` reads YAML 1.2 boolean
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import sys
@@ -21,7 +22,7 @@ from streamlab import _pyast
 from streamlab import agg as agg_module
 from streamlab._parse import FIELD_TYPES, FieldSpec
 from streamlab._time import parse_duration
-from streamlab.errors import PipelineConfigError, SpecProblem, closest, suggest
+from streamlab.errors import ParameterError, PipelineConfigError, SpecProblem, closest, suggest
 
 __all__ = [
     "TYPE_ALIASES",
@@ -428,6 +429,8 @@ class _Checker:
             return
         try:
             config_from_spec(name, config)
+        except ParameterError as e:
+            self.add(f"{path}.config.{e.parameter}", f"{name}: {e.problem}", e.fix)
         except (TypeError, ValueError) as e:
             self.add(f"{path}.config", f"{name}: {e}", f"give {name} the parameters its documentation lists")
 
@@ -626,8 +629,19 @@ class _Checker:
                 f"the {kind} aggregator needs a column",
                 f"add column: amount, e.g. {{kind: {kind}, column: amount}}",
             )
-        if kind == "quantile" and not isinstance(a.get("q"), (int, float)):
-            self.add(path, "the quantile aggregator needs q", "add q: 0.95")
+        if kind == "quantile":
+            for name, example in (("q", "0.95"), ("relative_accuracy", "0.01")):
+                value = a.get(name)
+                if name == "q" and value is None:
+                    self.add(path, "the quantile aggregator needs q", "add q: 0.95")
+                elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                    with contextlib.suppress(TypeError, ValueError):
+                        example = str(float(value)) if isinstance(value, str) else example
+                    self.add(
+                        f"{path}.{name}",
+                        f"expected a number, got {_shown(value)}",
+                        f"write {name}: {example} (a number, without quotes)",
+                    )
         allowed = {"kind", "column", "name"} | ({"q", "relative_accuracy"} if kind == "quantile" else set())
         self.keys(a, allowed, path, f"a {kind} aggregator")
 
@@ -826,7 +840,7 @@ def expression_problem(expr: Any) -> str | None:
     if not isinstance(expr, str):
         return None
     try:
-        tree = _pyast.parse(expr, mode="eval")
+        tree = _pyast.parse(_pyast.unquote_backticks(expr)[0], mode="eval")  # `a b`: a column's name
     except SyntaxError:
         return None  # reported as a bad expression when the step is built
     for node in ast.walk(tree):

@@ -30,9 +30,12 @@ Greeting(name='bob', loud=False)
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field
 from typing import Any, TypeVar
+
+from streamlab.errors import check_flag
 
 __all__ = [
     "IDENTITY",
@@ -199,6 +202,18 @@ def step_kind(
             raise TypeError(f"step_kind: {c.__name__} must be a dataclass (its fields are its parameters)")
         kind = str(getattr(c, "kind", "") or c.__name__)
         setattr(c, _ENTRY, StepKind(kind, c, label or (lambda step: kind), config))
+        flags = [f.name for f in dataclasses.fields(c) if f.type in (bool, "bool")]
+        if flags:
+            # a flag given as text ('no') would be true; from a spec from_params says where it is
+            init = c.__init__
+
+            @functools.wraps(init)
+            def checked_init(self: Any, *args: Any, **kwargs: Any) -> None:
+                init(self, *args, **kwargs)
+                for name in flags:
+                    check_flag(type(self).__name__, name, getattr(self, name))
+
+            c.__init__ = checked_init  # type: ignore[method-assign]
         return c
 
     return register if cls is None else register(cls)
@@ -298,6 +313,8 @@ def from_params(cls: type[T], params: Mapping[str, Any], ctx: ReadContext | None
         if spec.key == "":
             kwargs[f.name] = spec.codec.decode(dict(params), ctx)
         elif key in params:
+            if f.type in (bool, "bool") and spec.codec is IDENTITY:  # quoted 'no' would be true
+                check_flag(cls.__name__, key, params[key])
             kwargs[f.name] = spec.codec.decode(params[key], ctx)
         elif spec.missing is not None:
             kwargs[f.name] = spec.missing(ctx)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from typing import Any, ClassVar, TypedDict, cast
 
 import numpy as np
@@ -789,6 +790,11 @@ class QuantileAggregator(Aggregator):
     def __init__(
         self, column: str, q: float, *, relative_accuracy: float = 0.01, name: str | None = None
     ) -> None:
+        for param, value in (("q", q), ("relative_accuracy", relative_accuracy)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise ValueError(
+                    f"QuantileAggregator({column!r}, {param}={value!r}): {param} must be a number"
+                )
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"QuantileAggregator({column!r}, q={q}): q must be within [0, 1], e.g. 0.95")
         if not 0.0 < relative_accuracy < 1.0:
@@ -813,7 +819,22 @@ class QuantileAggregator(Aggregator):
         """The value a bucket stands for (an infinity for the infinite bucket)."""
         if k == self.INFINITE_BUCKET:
             return sign * math.inf
-        return sign * 2 * self._gamma**k / (self._gamma + 1)
+        # a bucket's middle, 2 * gamma**k / (gamma + 1), divided before doubling: doubling first overflowed
+        # to inf for values near 1e308 (the same value otherwise, doubling being exact); the top finite
+        # bucket's bound may pass the largest double: it stands for the middle of its finite part
+        try:
+            middle = 2 * (self._gamma**k / (self._gamma + 1))
+        except OverflowError:
+            middle = math.inf
+        if middle > sys.float_info.max:
+            try:
+                middle = 2 / (1 / self._gamma ** (k - 1) + 1 / sys.float_info.max)
+            except OverflowError:  # pragma: no cover - no finite value is in such a bucket
+                middle = sys.float_info.max
+        if middle < sys.float_info.min:  # subnormal: gamma**k lost its digits (5e-324 read as 0.0)
+            t = k * self._log_gamma / math.log(2)
+            middle = math.ldexp(2 / (self._gamma + 1) * 2 ** (t - math.floor(t)), math.floor(t))
+        return sign * min(middle, sys.float_info.max)
 
     def result_type(self, column_type: str | None) -> str | None:
         return "float64"

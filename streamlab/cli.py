@@ -6,10 +6,12 @@ import argparse
 import contextlib
 import importlib
 import pickle
+import re
 import shutil
 import sys
 import textwrap
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -200,6 +202,33 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """Read a value that starts with '-' and a digit as the option's value (``--duration -5m``):
+        argparse takes ``-5m`` for an option and says only "expected one argument", so the option's own
+        check never gets to say that a duration must be positive."""
+        given = list(sys.argv[1:] if args is None else args)
+        joined: list[str] = []
+        i = 0
+        while i < len(given):
+            arg = given[i]
+            action = self._option_string_actions.get(arg)
+            if (
+                action is not None
+                and action.nargs is None
+                and action.option_strings
+                and not isinstance(action, argparse._StoreConstAction)
+                and i + 1 < len(given)
+                and re.match(r"-\.?\d", given[i + 1])
+            ):
+                joined.append(f"{arg}={given[i + 1]}")
+                i += 2
+                continue
+            joined.append(arg)
+            i += 1
+        return super().parse_known_args(joined, namespace)
+
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     """Wraps the description to the terminal; keeps the epilog's examples as written."""
@@ -244,6 +273,28 @@ def _duration(text: str) -> str:
     if ns <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive duration such as 30s or 5m, got {text!r}")
     return format_duration(ns)
+
+
+def _speed(text: str) -> float:
+    """``--speed``: a positive, finite replay speed factor.
+
+    Examples
+    --------
+    >>> _speed("10"), _speed("0.5")
+    (10.0, 0.5)
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number such as 1 (real time) or 10, got {text!r}"
+        ) from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"must be a positive, finite speed such as 1 (real time) or 10 (ten times faster), got {text!r}; "
+            "leave --speed out to replay as fast as possible"
+        )
+    return value
 
 
 _EPILOG = """examples:
@@ -307,7 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="HTML report to write (default: %(default)s)",
     )
     d.add_argument(
-        "--speed", type=float, default=None, help="replay speed, 1 = real time (default: as fast as possible)"
+        "--speed",
+        type=_speed,
+        default=None,
+        help="replay speed, 1 = real time (default: as fast as possible)",
     )
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     r = sub.add_parser(

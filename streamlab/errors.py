@@ -5,14 +5,19 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 __all__ = [
+    "ParameterError",
     "PipelineConfigError",
     "SinkFailedError",
     "SpecError",
     "SpecProblem",
     "StepFailedError",
     "UntrustedSpecError",
+    "check_flag",
     "closest",
     "suggest",
 ]
@@ -56,6 +61,53 @@ class PipelineConfigError(_PicklableError, ValueError):
     def __init__(self, step_id: str, kind: str, problem: str, fix: str) -> None:
         self.step_id, self.kind, self.problem, self.fix = step_id, kind, problem, fix
         super().__init__(f"step {step_id!r} ({kind}): {problem}. Fix: {fix}")
+
+
+class ParameterError(_PicklableError, ValueError):
+    """A parameter of a source, sink or step given a value of the wrong kind; ``parameter`` names it, so
+    a spec reports it at its path (``streaming.sources[0] (step 'events').raw``).
+
+    Examples
+    --------
+    >>> str(ParameterError("ReplaySource", "raw", "expected true or false, got the text 'yes'", "write true"))
+    "ReplaySource(raw=...): expected true or false, got the text 'yes'. Fix: write true"
+    """
+
+    def __init__(self, owner: str, parameter: str, problem: str, fix: str) -> None:
+        self.owner, self.parameter, self.problem, self.fix = owner, parameter, problem, fix
+        super().__init__(f"{owner}({parameter}=...): {problem}. Fix: {fix}")
+
+
+def check_flag(owner: str, parameter: str, value: Any) -> bool:
+    """``value`` if it is a bool; anything else (the text ``'yes'`` or ``'false'`` of a quoted YAML value,
+    which Python would take as true, a number) raises :class:`ParameterError`.
+
+    Examples
+    --------
+    >>> check_flag("ReplaySource", "raw", False)
+    False
+    >>> check_flag("ReplaySource", "raw", "false")
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.ParameterError: ReplaySource(raw=...): expected true or false, got the text 'false'. Fix: write raw: false without quotes (a quoted 'yes' or 'false' is text, not a boolean); in Python pass raw=False
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    got = f"the text {value!r}" if isinstance(value, str) else f"{type(value).__name__} {value!r}"
+    word = (
+        "true"
+        if isinstance(value, str) and value.strip().lower() in ("yes", "y", "on", "true", "1")
+        else "false"
+    )
+    if not isinstance(value, str):
+        word = "true" if value else "false"
+    raise ParameterError(
+        owner,
+        parameter,
+        f"expected true or false, got {got}",
+        f"write {parameter}: {word} without quotes (a quoted 'yes' or 'false' is text, not a boolean); in "
+        f"Python pass {parameter}={word.title()}",
+    )
 
 
 class StepFailedError(_PicklableError, RuntimeError):

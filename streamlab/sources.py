@@ -15,6 +15,7 @@ import pandas as pd
 from streamlab._lines import LineBlocks, file_lines
 from streamlab._time import NAT_NS, to_utc_ns, utc_array
 from streamlab.clock import Clock
+from streamlab.errors import ParameterError, check_flag
 from streamlab.io import Source, SourceReader, default_clock
 
 __all__ = ["ListSource", "ReplaySource"]
@@ -339,7 +340,11 @@ class ReplaySource(Source):
 
     Rows are delivered in their stored (arrival) order. A row is released when the replay clock passes
     the largest event time seen up to it, so late and out-of-order rows come at the moment they
-    arrived originally. ``speed=1`` is real time, ``10`` ten times faster, ``None`` as fast as possible.
+    arrived originally. Event times beyond the last row's do not pace the replay: a row dated after it
+    (one event of 2200 among events of 2024, from a broken clock) is released with the next row that is
+    not, rather than holding every later row until the replay clock reaches 2200. The last row (with an
+    event time) is released at its time, whatever it is. ``speed=1`` is real time, ``10`` ten times
+    faster, ``None`` as fast as possible.
 
     Parameters
     ----------
@@ -380,6 +385,11 @@ class ReplaySource(Source):
         batch_size: int | None = None,
     ) -> None:
         speed = replay_speed("ReplaySource", speed)
+        raw = check_flag("ReplaySource", "raw", raw)
+        if not isinstance(time, str) or not time:
+            raise ParameterError(
+                "ReplaySource", "time", f"expected a column name, got {time!r}", "name the event-time column"
+            )
         self.path: str | None = None
         self.time = time
         self.speed = speed
@@ -453,7 +463,8 @@ class ReplaySource(Source):
         raise ValueError(f"ReplaySource: cannot tell the format of {path.name}; use .jsonl, .csv or .parquet")
 
     def release_times(self) -> np.ndarray:
-        """Event time at which each row is released: the running maximum of event times."""
+        """Event time at which each row is released: the running maximum of event times, a time beyond
+        the last timed row's read as the next row's that is not."""
         if self._release is None:
             if self.raw:
                 from streamlab._parse import FieldSpec, ParseOperator
@@ -465,6 +476,15 @@ class ReplaySource(Source):
             else:
                 ts = to_utc_ns(self.frame[self.time])
             ts = np.where(ts == NAT_NS, np.iinfo(np.int64).min + 1, ts)
+            timed = np.flatnonzero(ts != np.iinfo(np.int64).min + 1)
+            if len(timed):
+                # pacing follows event times only up to the last timed row's: a row dated beyond it (one
+                # event of 2200 among events of 2024, a broken clock) held every later row until the
+                # replay clock reached 2200; it is now released with the next row that is not beyond it
+                beyond = ts > ts[timed[-1]]
+                if beyond.any():
+                    rows = np.where(beyond, len(ts), np.arange(len(ts)))
+                    ts = np.where(beyond, ts[np.minimum.accumulate(rows[::-1])[::-1] % len(ts)], ts)
             rel = np.maximum.accumulate(ts) if len(ts) else ts
             first_ok = rel[rel > np.iinfo(np.int64).min + 1]
             floor = first_ok[0] if len(first_ok) else 0

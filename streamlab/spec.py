@@ -19,7 +19,7 @@ import yaml
 from streamlab._spec_check import DuplicateKeyError, check_spec, code_in_spec, load_yaml
 from streamlab._sql import read_only_problem
 from streamlab._step_kinds import ReadContext, config_kinds, from_params, label_of, params_of, step_classes
-from streamlab.errors import PipelineConfigError, SpecError, SpecProblem, UntrustedSpecError
+from streamlab.errors import ParameterError, PipelineConfigError, SpecError, SpecProblem, UntrustedSpecError
 from streamlab.io import Sink, Source
 from streamlab.pipeline import Pipeline, Stream
 from streamlab.steps import OperatorStep, SinkStep, SourceStep, WindowStep
@@ -420,6 +420,8 @@ def pipeline_from_dict(
                     path, f"file not found: {e.filename or e}", "check the path, or create the file first"
                 )
             )
+        except ParameterError as e:
+            problems.append(SpecProblem(f"{path}.{e.parameter}", e.problem, e.fix))
         except SpecError as e:
             problems.extend(
                 SpecProblem(f"{path}.{q.path}" if q.path else path, q.problem, q.fix) for q in e.problems

@@ -88,7 +88,8 @@ def expr_columns(expr: str, step_id: str, kind: str) -> set[str]:
     ['amount', 'country']
     """
     try:
-        tree = _pyast.parse(expr, mode="eval")
+        source, quoted = _pyast.unquote_backticks(expr)  # `unit price`: pandas' quoted column names
+        tree = _pyast.parse(source, mode="eval")
     except SyntaxError as e:
         raise PipelineConfigError(
             step_id,
@@ -107,7 +108,7 @@ def expr_columns(expr: str, step_id: str, kind: str) -> set[str]:
     functions = {
         n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
     }
-    return names - attrs - functions - _EXPR_NAMES_IGNORED
+    return {quoted.get(n, n) for n in names - attrs - functions - _EXPR_NAMES_IGNORED}
 
 
 def named_columns(expr: str) -> tuple[str, ...]:
@@ -1188,9 +1189,9 @@ class OperatorStep(Step):
             return
         for path, expr in codec.expressions_in(type(self.config), params_of(self.config)):
             try:
-                tree = _pyast.parse(expr, mode="eval")
+                tree = _pyast.parse(_pyast.unquote_backticks(expr)[0], mode="eval")
             except (SyntaxError, TypeError, ValueError):
-                continue  # pandas-only syntax (backticks) or the config's own check reports it
+                continue  # the config's own check reports it
             unsupported = unsupported_call(tree)
             if unsupported is not None:
                 problem, fix = unsupported

@@ -427,3 +427,20 @@ def test_a_sink_whose_destination_is_a_directory_is_a_users_mistake_naming_the_s
     sinks = f"[{{step_id: out, input: parse, kind: jsonl, path: {tmp_path / 'adir'}}}]"
     err = one_line_error(capsys, ["run", write_spec(tmp_path, PARSE, sinks), "--quiet"])
     assert "step 'out' (JsonLinesSink) failed opening: IsADirectoryError" in err
+
+
+@pytest.mark.parametrize("given", [["--duration", "-5m"], ["--duration=-5m"], ["--duration", "-0.5"]])
+def test_a_negative_duration_says_it_must_be_positive(tmp_path, capsys, given):
+    # '--duration -5m' got argparse's "expected one argument": -5m was taken for an option
+    spec = write_spec(tmp_path, PARSE)
+    err = one_line_error(capsys, ["run", spec, *given])
+    assert err.count("\n") == 0 and "expected one argument" not in err
+    assert "--duration: must be a positive duration such as 30s or 5m, got '-" in err
+
+
+@pytest.mark.parametrize("given", ["-1", "0", "nan", "inf", "fast"])
+def test_demo_speed_that_is_no_positive_number_is_a_usage_error(tmp_path, capsys, given):
+    # '--speed -1' ran the demo into a ReplaySource ValueError ("run again with --verbose")
+    err = one_line_error(capsys, ["demo", "--quiet", "--db", str(tmp_path / "d.duckdb"), "--speed", given])
+    assert err.startswith("streamlab demo: error: argument --speed:") and "--verbose" not in err
+    assert not (tmp_path / "d.duckdb").exists()

@@ -16,6 +16,7 @@ from streamlab._dead_letter import fit_message
 from streamlab._secrets import resolve_config
 from streamlab._serde_values import dump_json
 from streamlab.clock import Clock
+from streamlab.errors import check_flag
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import encode_rows, encode_values
 
@@ -108,6 +109,7 @@ class KafkaSink(Sink):
         flush_timeout: float = 30.0,
     ) -> None:
         name = type(self).__name__
+        idempotence = check_flag(name, "idempotence", idempotence)
         if not isinstance(topic, str) or not topic:
             raise ValueError(f"{name}(topic={topic!r}): a topic name (non-empty string) is required")
         problem = topic_problem(topic)

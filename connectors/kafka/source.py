@@ -11,6 +11,7 @@ import pandas as pd
 
 from streamlab._secrets import resolve_config
 from streamlab.clock import Clock
+from streamlab.errors import check_flag
 from streamlab.io import Source
 
 from ._config import (
@@ -141,6 +142,7 @@ class KafkaSource(Source):
         broker_timeout: float | None = 30.0,
     ) -> None:
         name = type(self).__name__
+        stop_at_end = check_flag(name, "stop_at_end", stop_at_end)
         topic_list = [topics] if isinstance(topics, str) else list(topics)
         if not topic_list or not all(isinstance(t, str) and t for t in topic_list):
             numbers = [t for t in topic_list if isinstance(t, (int, float)) and not isinstance(t, bool)]
@@ -185,8 +187,6 @@ class KafkaSource(Source):
         set_(self, "config", check_config(name, config or {}, _SOURCE_RESERVED))
         set_(self, "max_batch", max_batch)
         set_(self, "poll_timeout", float(poll_timeout))
-        if not isinstance(stop_at_end, bool):
-            raise ValueError(f"{name}(stop_at_end={stop_at_end!r}): must be True or False")
         if stop_at_end and str((config or {}).get("enable.partition.eof", True)).lower() in ("false", "0"):
             raise ValueError(
                 f"{name}(stop_at_end=True, config={{'enable.partition.eof': False}}): a bounded read "

@@ -230,7 +230,21 @@ class QuantileCombine(CountCombine):
 
     def value(self, k: int, sign: float) -> float:
         """The value bucket ``k`` stands for (an infinity for the bucket of infinite values)."""
-        return sign * math.inf if k == 2**62 else float(sign * 2 * self.gamma**k / (self.gamma + 1))
+        if k == 2**62:
+            return sign * math.inf
+        try:  # as streamlab's: divided before doubling, the largest double for the top finite bucket
+            middle = 2 * (self.gamma**k / (self.gamma + 1))
+        except OverflowError:
+            middle = math.inf
+        if middle > 1.7976931348623157e308:  # the top finite bucket: the middle of its finite part
+            try:
+                middle = 2 / (1 / self.gamma ** (k - 1) + 1 / 1.7976931348623157e308)
+            except OverflowError:
+                middle = 1.7976931348623157e308
+        if middle < 2.2250738585072014e-308:  # subnormal: gamma**k lost its digits
+            t = k * self.log_gamma / math.log(2)
+            middle = math.ldexp(2 / (self.gamma + 1) * 2 ** (t - math.floor(t)), math.floor(t))
+        return float(sign * min(middle, 1.7976931348623157e308))  # the largest double
 
     def to_json(self, acc: Any) -> Any:
         return {**acc, "pos": list(acc["pos"].items()), "neg": list(acc["neg"].items())}
@@ -452,16 +466,22 @@ class ExprCompiler:
                     texts[i] = value
         if not texts:
             return expr, ()
+        # each constant's span replaced in the text itself (untokenize would space out a backtick-quoted
+        # name, `user.id` becoming `user .id `, which names no column)
+        starts = [0]
+        for line in expr.splitlines(keepends=True):
+            starts.append(starts[-1] + len(line))
         pairs: list[tuple[str, str]] = []
-        out: list[tuple[int, str]] = []
-        for i, tok in enumerate(tokens):
-            if i in texts:
-                name = f"_streamlab_text_{len(pairs)}"
-                pairs.append((name, texts[i]))
-                out.append((tokenize.NAME, name))
-            else:
-                out.append((tok.type, tok.string))
-        return tokenize.untokenize(out), tuple(pairs)
+        spans: list[tuple[int, int, str]] = []
+        for i in sorted(texts):
+            name = f"_streamlab_text_{len(pairs)}"
+            pairs.append((name, texts[i]))
+            (r0, c0), (r1, c1) = tokens[i].start, tokens[i].end
+            spans.append((starts[r0 - 1] + c0, starts[r1 - 1] + c1, name))
+        out = expr
+        for begin, end, name in reversed(spans):
+            out = out[:begin] + name + out[end:]
+        return out, tuple(pairs)
 
     @staticmethod
     def constant_column(frame: Any, value: str, expr: str) -> Any:

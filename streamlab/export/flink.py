@@ -209,8 +209,20 @@ def _interval(ns: int) -> str:
     return f"INTERVAL '{sign}{days} {h:02d}:{m:02d}:{sec:02d}.{milli:03d}' DAY TO SECOND(3)"
 
 
-def _agg_sql(a: Aggregator, step: WindowStep) -> str:
+def _agg_sql(a: Aggregator, step: WindowStep, kinds: dict[str, str] | None = None) -> str:
     col = _q(a.column) if a.column else None
+    kind = (kinds or {}).get(a.column or "")
+    if kind in ("json", "object") and isinstance(a, (CountDistinctAggregator, MinAggregator, MaxAggregator)):
+        # the SQL column holds the field's JSON text: COUNT(DISTINCT) would count 1, 1.0 and true as three
+        # values where streamlab (and pandas' nunique) count one, MIN/MAX would order '10' before '9'
+        raise _plan.unsupported(
+            step,
+            "Flink SQL",
+            f"aggregator {a.describe()} over the {kind} field {a.column!r} would compare its JSON text, "
+            "where streamlab compares the values (1, 1.0 and true are one distinct value; 9 < 10)",
+            f"declare {a.column!r} as int64, float64, string or bool in the parse schema, or export to Beam "
+            "(to_beam); the Flink DataStream job runs streamlab's own aggregators",
+        )
     if isinstance(a, CountAggregator):
         expr = f"COUNT({col})" if col else "COUNT(*)"
     elif isinstance(a, CountDistinctAggregator):
@@ -299,8 +311,9 @@ class _Generator:
                         "early results are not exported",
                         "drop early=True before exporting",
                     )
+                kinds = _plan.column_types(self.p).get(step.inputs[0], {})
                 for a in step.aggs:
-                    _agg_sql(a, step)
+                    _agg_sql(a, step, kinds)
                 w = step.window
                 sizes = [getattr(w, n, 0) for n in ("size_ns", "every_ns", "gap_ns", "offset_ns")]
                 if any(s % 1_000_000 for s in [*sizes, step.delay_ns, step.lateness_ns]):
@@ -383,7 +396,8 @@ class _Generator:
             assert isinstance(w, SessionWindow)
             part = f" PARTITION BY {', '.join(keys)}" if keys else ""
             tvf = f"SESSION(TABLE {src}{part}, DESCRIPTOR({t}), {_interval(w.gap_ns)})"
-        aggs = ",\n  ".join(_agg_sql(a, step) for a in step.aggs)
+        kinds = {c.name: c.kind for c in self.columns[step.inputs[0]]}
+        aggs = ",\n  ".join(_agg_sql(a, step, kinds) for a in step.aggs)
         if isinstance(w, SessionWindow) and self.legacy_sessions:
             # before Flink 1.19 the SESSION table function does not run on streams: the group window
             gap = _interval(w.gap_ns)

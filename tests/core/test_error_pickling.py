@@ -17,7 +17,7 @@ import pytest
 
 from streamlab import ManualClock, Pipeline
 from streamlab._checkpoint import CheckpointError
-from streamlab.errors import PipelineConfigError, SinkFailedError, SpecError, StepFailedError
+from streamlab.errors import ParameterError, PipelineConfigError, SinkFailedError, SpecError, StepFailedError
 from streamlab.testing import ListSink, ListSource
 
 
@@ -53,6 +53,12 @@ def bad_spec() -> None:
     Pipeline.from_yaml("streaming: {sources: []}\n")
 
 
+def bad_flag() -> None:
+    from streamlab import ReplaySource
+
+    ReplaySource(pd.DataFrame({"x": [1]}), raw="yes")  # type: ignore[arg-type]
+
+
 def bad_checkpoint(tmp: str) -> None:
     (Path(tmp) / "checkpoint.slcp").write_bytes(b"")
     p = Pipeline(ListSource([{"x": 1}]))
@@ -65,6 +71,7 @@ CASES: list[tuple[Any, type[BaseException], bool]] = [
     (failing_sink, SinkFailedError, True),
     (bad_config, PipelineConfigError, False),
     (bad_spec, SpecError, False),
+    (bad_flag, ParameterError, False),
     (bad_checkpoint, CheckpointError, True),
 ]
 
