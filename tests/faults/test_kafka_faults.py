@@ -166,6 +166,31 @@ def test_unreachable_broker_fails_once_after_connect_timeout(
     assert "%3|" not in capfd.readouterr().err and "%4|" not in capfd.readouterr().err
 
 
+def test_tls_client_on_a_plaintext_broker_says_the_broker_does_not_speak_tls(broker: Broker) -> None:
+    """security.protocol=SSL on a PLAINTEXT listener: the connection is accepted and the handshake hangs
+    (librdkafka gives up after its own 30 s setup timeout); the error says so and how to fix it, instead
+    of "no broker answered" (the broker runs; the user's setting is wrong)."""
+    create_topic(broker.bootstrap, "tls", partitions=1)
+    src = KafkaSource(
+        "tls",
+        bootstrap_servers=broker.bootstrap,
+        group_id="g",
+        config={"security.protocol": "SSL"},
+        connect_timeout=3.0,
+    )
+    reader = src.open()
+    started = time.monotonic()
+    try:
+        with pytest.raises(KafkaUnreachableError) as info:
+            wait_for(lambda: reader.poll(10) is not None, timeout=20, interval=0.01, what="an error")
+        assert time.monotonic() - started < 8
+    finally:
+        reader.close()
+    message = str(info.value)
+    assert f"TLS handshake with ssl://{broker.bootstrap}/bootstrap got no answer" in message, message
+    assert "does not speak TLS" in message and "security.protocol to 'PLAINTEXT'" in message, message
+
+
 def test_sink_on_unreachable_broker_fails_within_flush_timeout(
     caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
