@@ -49,10 +49,15 @@ Pipeline.from_yaml(sys.argv[1]).run(checkpoint_dir=sys.argv[2], commit_every="10
 """
 
 
-def build(source: Source, db: str) -> Pipeline:
-    """source → parse → the events table (DuckDB, upsert by event_id)."""
+def build(source: Source, db: str, windows: bool = False) -> Pipeline:
+    """source → parse → the events table (DuckDB, upsert by event_id); with ``windows``, also 1-minute
+    windows per event type (upsert by window and key)."""
     p = Pipeline(source, name="cloud-faults")
-    p.parse(SCHEMA).select(*COLUMNS).to(DuckDBSink(db, "events"))
+    events = p.parse(SCHEMA)
+    events.select(*COLUMNS).to(DuckDBSink(db, "events"))
+    if windows:
+        w = events.window(TumblingWindow("1m"), key="event_type", delay="10s")
+        w.agg(agg.count(), agg.sum("amount")).to(DuckDBSink(db, "windows"))
     return p
 
 

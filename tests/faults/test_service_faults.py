@@ -73,6 +73,29 @@ def test_pubsub_source_on_a_dead_endpoint_fails_at_open_within_timeout(
         source.open()  # streaming pull alone would retry forever and read nothing
 
 
+@pytest.mark.parametrize("what", ["topic", "subscription"])
+@pytest.mark.parametrize("where", ["stalled", "unreachable"])
+def test_pubsub_create_on_a_dead_endpoint_fails_within_timeout(
+    what: str, where: str, request: pytest.FixtureRequest
+) -> None:
+    """create_topic/create_subscription waited on a stalled emulator without end (over 200 s here)."""
+    from streamlab.connectors.pubsub import create_subscription, create_topic
+    from streamlab.connectors.pubsub._client import import_pubsub as _pubsub
+
+    host = request.getfixturevalue("stalled") if where == "stalled" else nowhere()
+    _pubsub()  # the client's first import is not the wait measured
+    with (
+        bounded(6),
+        pytest.raises(
+            RuntimeError, match=rf"create_{what}\(.*emulator at {host} did not answer within timeout=2 s"
+        ),
+    ):
+        if what == "topic":
+            create_topic("t", project="p", emulator_host=host, timeout=2)
+        else:
+            create_subscription("s", "t", project="p", emulator_host=host, timeout=2)
+
+
 def test_pubsub_flush_to_a_stalled_endpoint_is_bounded_in_all(stalled: str) -> None:
     """One deadline for the whole flush: 20 unconfirmed messages do not wait 20 timeouts."""
     from streamlab.connectors.pubsub import PubSubSink
