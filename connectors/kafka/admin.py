@@ -8,7 +8,7 @@ from typing import Any
 from streamlab._polling import wait_for
 from streamlab._secrets import resolve_config
 
-from ._client import import_admin_types, import_confluent, new_client
+from ._client import import_admin_types, import_confluent, new_client, plaintext_listener_hint
 from ._config import check_bootstrap, check_config
 
 # ---------------------------------------------------------------------------------------------------
@@ -186,6 +186,7 @@ class KafkaAdmin:
             raise TimeoutError(
                 f"{self!r}: asking the Kafka cluster at {self.bootstrap_servers} for {what} got no answer "
                 f"within {timeout:g} s; is the broker running and reachable?"
+                + plaintext_listener_hint(self.bootstrap_servers, self.config)
             ) from None
 
     def __repr__(self) -> str:

@@ -191,6 +191,30 @@ def test_tls_client_on_a_plaintext_broker_says_the_broker_does_not_speak_tls(bro
     assert "does not speak TLS" in message and "security.protocol to 'PLAINTEXT'" in message, message
 
 
+@pytest.mark.parametrize("client", ["sink", "admin"])
+def test_tls_producer_and_admin_on_a_plaintext_broker_say_the_broker_does_not_speak_tls(
+    client: str, broker: Broker
+) -> None:
+    """The sink's flush and the admin's requests read "is the cluster running and reachable?" alone."""
+    from streamlab.connectors.kafka import KafkaAdmin, KafkaDeliveryError, KafkaSink
+
+    tls = {"security.protocol": "SSL"}
+    started = time.monotonic()
+    if client == "sink":
+        writer = KafkaSink("tls", bootstrap_servers=broker.bootstrap, flush_timeout=2, config=tls).open()
+        writer.write_batch(pd.DataFrame({"n": range(5)}))
+        with pytest.raises(KafkaDeliveryError, match="still undelivered after 2 s") as info:
+            writer.flush()
+        writer.close()
+    else:
+        with KafkaAdmin(broker.bootstrap, tls) as admin, pytest.raises(TimeoutError) as info:
+            admin.create_topic("tls", partitions=1, timeout=2)
+    assert time.monotonic() - started < 8
+    message = str(info.value)
+    assert f"The broker at {broker.bootstrap} answers Kafka requests without TLS" in message, message
+    assert "set security.protocol to 'PLAINTEXT'" in message, message
+
+
 def test_sink_on_unreachable_broker_fails_within_flush_timeout(
     caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
