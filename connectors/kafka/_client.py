@@ -117,7 +117,7 @@ def _answers_plaintext(host: str, port: int, timeout: float) -> bool:
     return bool(correlation == 0x5EED and size >= 4)
 
 
-def plaintext_listener_hint(bootstrap_servers: str, conf: Mapping[str, Any], timeout: float = 1.0) -> str:
+def plaintext_listener_hint(bootstrap_servers: str, conf: Mapping[str, Any], timeout: float = 3.0) -> str:
     """For a client set to TLS that got no answer: a sentence saying that a bootstrap broker answers
     plaintext Kafka (so the TLS handshake can never finish) and how to fix it; ``""`` otherwise.
 
