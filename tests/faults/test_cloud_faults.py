@@ -31,6 +31,7 @@ from streamlab.local import LocalServer
 from streamlab.testing import wait_for
 
 from ._kafka import FAST_GROUP, Broker, make_events, produce
+from ._process import reap, runner
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -42,11 +43,6 @@ SCHEMA = {
     "amount": "float64",
 }
 COLUMNS = list(SCHEMA)
-RUNNER = """
-import sys
-from streamlab import Pipeline
-Pipeline.from_yaml(sys.argv[1]).run(checkpoint_dir=sys.argv[2], commit_every="100ms", batch_size=100)
-"""
 
 
 def build(source: Source, db: str, windows: bool = False) -> Pipeline:
@@ -104,26 +100,6 @@ def assert_same(got: pd.DataFrame, want: pd.DataFrame, n: int) -> None:
     pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True), check_like=True)
 
 
-def runner(spec: Path, ckpt: Path) -> subprocess.Popen[bytes]:
-    """A pipeline process running the spec with a checkpoint directory (as ``streamlab run`` does)."""
-    return subprocess.Popen(
-        [sys.executable, "-c", RUNNER, str(spec), str(ckpt)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-def reap(proc: subprocess.Popen[bytes]) -> str:
-    """SIGKILL ``proc`` if it still runs, wait for it, and return its stderr."""
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    assert proc.stderr is not None
-    err = proc.stderr.read().decode()
-    proc.stderr.close()
-    return err
-
-
 def kill_at_seeded_points(spec: Path, ckpt: Path, kills: int, seed: int) -> None:
     """Run the spec in a child ``kills`` times, each killed (SIGKILL) after a new checkpoint plus a
     seeded delay of up to 0.4 s."""
@@ -135,7 +111,7 @@ def kill_at_seeded_points(spec: Path, ckpt: Path, kills: int, seed: int) -> None
 
     for _ in range(kills):
         before = stamp()
-        proc = runner(spec, ckpt)
+        proc = runner(spec, ckpt, batch_size=100)
         try:
             wait_for(
                 lambda b=before, p=proc: stamp() != b or p.poll() is not None,  # type: ignore[misc]
@@ -150,22 +126,6 @@ def kill_at_seeded_points(spec: Path, ckpt: Path, kills: int, seed: int) -> None
 
 
 # --- Pub/Sub -------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def pubsub() -> Iterator[LocalServer]:
-    """streamlab's Pub/Sub emulator in a process of its own."""
-    server = LocalServer(
-        "pubsub-emulator",
-        lambda port: [sys.executable, "-m", "streamlab.connectors.pubsub_emulator", "--port", str(port)],
-    ).start()
-    try:
-        yield server
-    finally:
-        if server.running:
-            assert server.pid is not None
-            os.kill(server.pid, signal.SIGCONT)
-            server.stop()
 
 
 def pubsub_topic(host: str, records: list[tuple[bytes, bytes]], subscriptions: int) -> list[str]:
@@ -207,9 +167,9 @@ def pubsub_source(sub: str, host: str) -> Source:
 
 
 def test_pubsub_pipeline_killed_at_seeded_points_then_restarted_matches_uninterrupted_run(
-    pubsub: LocalServer, tmp_path: Path
+    pubsub_process: LocalServer, tmp_path: Path
 ) -> None:
-    host, n = pubsub.address, 1500
+    host, n = pubsub_process.address, 1500
     sub, reference_sub = pubsub_topic(host, make_events(n, seed=21), subscriptions=2)
     db, ckpt, spec = str(tmp_path / "run.duckdb"), tmp_path / "ckpt", tmp_path / "spec.yaml"
     build(pubsub_source(sub, host), db).to_yaml(str(spec))
@@ -221,16 +181,18 @@ def test_pubsub_pipeline_killed_at_seeded_points_then_restarted_matches_uninterr
     assert_same(event_table(db), event_table(reference), n)
 
 
-def test_pubsub_pipeline_sigterm_acks_exactly_what_the_sink_has(pubsub: LocalServer, tmp_path: Path) -> None:
+def test_pubsub_pipeline_sigterm_acks_exactly_what_the_sink_has(
+    pubsub_process: LocalServer, tmp_path: Path
+) -> None:
     """SIGTERM: the sink is flushed, what it has is acknowledged, everything else comes back at once."""
     from streamlab.connectors.pubsub import PubSubSource
 
-    host, n = pubsub.address, 1500
+    host, n = pubsub_process.address, 1500
     records = make_events(n, seed=22)
     (sub,) = pubsub_topic(host, records, subscriptions=1)
     db, ckpt, spec = str(tmp_path / "run.duckdb"), tmp_path / "ckpt", tmp_path / "spec.yaml"
     build(pubsub_source(sub, host), db).to_yaml(str(spec))
-    proc = runner(spec, ckpt)
+    proc = runner(spec, ckpt, batch_size=100)
     try:
         wait_for(lambda: (ckpt / CHECKPOINT_FILE).exists(), timeout=60, what="a checkpoint")
         proc.send_signal(signal.SIGTERM)
@@ -373,7 +335,7 @@ def test_kinesis_pipeline_sigterm_commits_exactly_what_the_sink_has(
     shards = tmp_path / "shards.json"
     db, ckpt, spec = str(tmp_path / "run.duckdb"), tmp_path / "ckpt", tmp_path / "spec.yaml"
     build(kinesis_source(stream, url, checkpoint_path=str(shards)), db).to_yaml(str(spec))
-    proc = runner(spec, ckpt)
+    proc = runner(spec, ckpt, batch_size=100)
     try:
         wait_for(lambda: shards.exists(), timeout=60, what="a shard checkpoint")
         proc.send_signal(signal.SIGTERM)
@@ -440,7 +402,7 @@ def test_eventhub_pipeline_killed_at_seeded_points_then_restarted_matches_uninte
         runs += 1
         assert runs <= 6, "the pipeline never finished"
         before = checkpoint.stat().st_mtime_ns if checkpoint.exists() else 0
-        proc = runner(spec, ckpt)
+        proc = runner(spec, ckpt, batch_size=100)
         try:
             if kills < 2:
                 wait_for(
@@ -467,27 +429,27 @@ def test_eventhub_pipeline_killed_at_seeded_points_then_restarted_matches_uninte
 
 
 def test_pubsub_pipeline_resumes_after_a_freeze_shorter_than_its_timeouts(
-    pubsub: LocalServer, tmp_path: Path
+    pubsub_process: LocalServer, tmp_path: Path
 ) -> None:
     """SIGSTOP for less than ``timeout`` and ``service_timeout``, then SIGCONT: the run goes on."""
     from streamlab.connectors.pubsub import PubSubSource
 
-    host, n = pubsub.address, 3000
+    host, n = pubsub_process.address, 3000
     sub, reference_sub = pubsub_topic(host, make_events(n, seed=27), subscriptions=2)
     db = str(tmp_path / "run.duckdb")
     # few messages outstanding and frequent commits: the freeze lands mid-stream, with acks under way
     source = PubSubSource(sub, emulator_host=host, timeout=5, service_timeout=10, max_messages=50)
     handle = build(source, db).start(checkpoint_dir=tmp_path / "ckpt", commit_every="100ms", batch_size=50)
-    assert pubsub.pid is not None
+    assert pubsub_process.pid is not None
     try:
         wait_for(lambda: handle.metrics["commits"] >= 2, timeout=30, what="two commits")
-        os.kill(pubsub.pid, signal.SIGSTOP)
+        os.kill(pubsub_process.pid, signal.SIGSTOP)
         assert handle.metrics["events_in"] < n
         time.sleep(2.0)  # the outage itself: real time on purpose
-        os.kill(pubsub.pid, signal.SIGCONT)
+        os.kill(pubsub_process.pid, signal.SIGCONT)
         wait_for(lambda: handle.error is None and count(db) >= n, timeout=60, what=f"{n} events")
     finally:
-        os.kill(pubsub.pid, signal.SIGCONT)
+        os.kill(pubsub_process.pid, signal.SIGCONT)
         result = handle.stop(timeout=30)
     assert result.status == "stopped", handle.error
     reference = str(tmp_path / "reference.duckdb")

@@ -36,6 +36,7 @@ from streamlab.io import Sink, SinkWriter
 from streamlab.testing import find_free_port, wait_for
 
 from ._kafka import FAST_GROUP, Broker, make_events, produce
+from ._process import reap, runner
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -215,6 +216,28 @@ def test_tls_producer_and_admin_on_a_plaintext_broker_say_the_broker_does_not_sp
     assert "set security.protocol to 'PLAINTEXT'" in message, message
 
 
+def test_admin_request_timed_out_by_the_client_names_the_cluster() -> None:
+    """librdkafka's request timeout may fire before the admin's own wait (seen on a loaded machine):
+    it was a bare KafkaException "Failed while waiting for controller: Local: Timed out"."""
+    import concurrent.futures
+
+    import confluent_kafka as ck
+    from streamlab.connectors.kafka import KafkaAdmin
+
+    boot = f"127.0.0.1:{find_free_port()}"
+    answer: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    err = ck.KafkaError(ck.KafkaError._TIMED_OUT, "Failed while waiting for controller: Local: Timed out")
+    answer.set_exception(ck.KafkaException(err))
+    with pytest.raises(
+        TimeoutError, match=rf"cluster at {boot} for creating topic 't' got no answer within 2 s"
+    ):
+        KafkaAdmin(boot)._result(answer, 2, "creating topic 't'")
+    refused: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    refused.set_exception(ck.KafkaException(ck.KafkaError(ck.KafkaError.TOPIC_ALREADY_EXISTS)))
+    with pytest.raises(ck.KafkaException):  # an answer, not silence: passed on as it is
+        KafkaAdmin(boot)._result(refused, 2, "creating topic 't'")
+
+
 def test_sink_on_unreachable_broker_fails_within_flush_timeout(
     caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -371,33 +394,6 @@ def test_killed_broker_fails_the_run_and_a_restart_matches_uninterrupted_run(
 
 
 # --- consumer killed -----------------------------------------------------------------------------------
-
-
-def runner(spec: Path, ckpt: Path) -> subprocess.Popen[bytes]:
-    """A consumer process running the spec with a checkpoint directory (as ``streamlab run`` does)."""
-    return subprocess.Popen(
-        [sys.executable, "-c", RUNNER, str(spec), str(ckpt)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-def reap(proc: subprocess.Popen[bytes]) -> str:
-    """SIGKILL ``proc`` if it still runs, wait for it, and return its stderr."""
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    assert proc.stderr is not None
-    err = proc.stderr.read().decode()
-    proc.stderr.close()
-    return err
-
-
-RUNNER = """
-import sys
-from streamlab import Pipeline
-Pipeline.from_yaml(sys.argv[1]).run(checkpoint_dir=sys.argv[2], commit_every="100ms")
-"""
 
 
 def test_consumer_killed_at_seeded_points_then_restarted_matches_uninterrupted_run(

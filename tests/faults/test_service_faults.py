@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -146,22 +145,6 @@ def test_pubsub_ack_to_a_stopped_emulator_fails_within_timeout() -> None:
 # --- Pub/Sub outage after open (the emulator in its own process, stopped or frozen) --------------------
 
 SERVICE_TIMEOUT = 2.0  # what the tests give a silent Pub/Sub service before the read fails
-
-
-@pytest.fixture
-def pubsub_process() -> Iterator[LocalServer]:
-    """streamlab's Pub/Sub emulator in a process of its own, which a test may stop or freeze (SIGSTOP)."""
-    server = LocalServer(
-        "pubsub-emulator",
-        lambda port: [sys.executable, "-m", "streamlab.connectors.pubsub_emulator", "--port", str(port)],
-    ).start()
-    try:
-        yield server
-    finally:
-        if server.running:
-            assert server.pid is not None
-            os.kill(server.pid, signal.SIGCONT)  # a frozen process would not see the SIGTERM
-            server.stop()
 
 
 def pubsub_subscription(host: str, messages: int) -> str:
