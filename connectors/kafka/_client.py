@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
+import struct
+from collections.abc import Mapping
 from typing import Any
 
 log = logging.getLogger("streamlab.connectors.kafka")  # one logger for the whole connector
@@ -93,3 +96,53 @@ class ClientErrors:
         level = logging.DEBUG if kind in self._seen else logging.WARNING
         self._seen.add(kind)
         log.log(level, "%s: Kafka reported %s (the client keeps retrying)", self.owner, err)
+
+
+def _answers_plaintext(host: str, port: int, timeout: float) -> bool:
+    """Whether ``host:port`` answers a plaintext Kafka ApiVersions (v0) request within ``timeout``."""
+    request = struct.pack(">hhih", 18, 0, 0x5EED, -1)  # ApiVersions v0, correlation id, null client id
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            conn.settimeout(timeout)
+            conn.sendall(struct.pack(">i", len(request)) + request)
+            head = b""
+            while len(head) < 8:
+                chunk = conn.recv(8 - len(head))
+                if not chunk:
+                    return False
+                head += chunk
+    except OSError:
+        return False
+    size, correlation = struct.unpack(">ii", head)
+    return bool(correlation == 0x5EED and size >= 4)
+
+
+def plaintext_listener_hint(bootstrap_servers: str, conf: Mapping[str, Any], timeout: float = 3.0) -> str:
+    """For a client set to TLS that got no answer: a sentence saying that a bootstrap broker answers
+    plaintext Kafka (so the TLS handshake can never finish) and how to fix it; ``""`` otherwise.
+
+    A plaintext listener takes the TLS ClientHello for the length of a request and waits for the rest,
+    so librdkafka sees only silence until its own connection setup timeout (30 s). One plaintext
+    ApiVersions request, bounded by ``timeout`` per broker, tells the two apart.
+
+    Examples
+    --------
+    >>> plaintext_listener_hint("127.0.0.1:9092", {"security.protocol": "PLAINTEXT"})
+    ''
+    """
+    protocol = str(conf.get("security.protocol", "PLAINTEXT")).upper()
+    if "SSL" not in protocol:
+        return ""
+    for address in [a.strip() for a in str(bootstrap_servers).split(",") if a.strip()]:
+        hostport = address.split("://", 1)[-1]
+        host, _, port = hostport.rpartition(":")
+        if not host or not port.isdigit():
+            continue
+        if _answers_plaintext(host.strip("[]"), int(port), timeout):
+            plain = "SASL_PLAINTEXT" if protocol.startswith("SASL") else "PLAINTEXT"
+            return (
+                f" The broker at {hostport} answers Kafka requests without TLS, so the TLS handshake of "
+                f"security.protocol={protocol!r} never completes: set security.protocol to {plain!r} for "
+                "this listener, or point bootstrap_servers at the brokers' TLS listener."
+            )
+    return ""

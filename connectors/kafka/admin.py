@@ -8,7 +8,13 @@ from typing import Any
 from streamlab._polling import wait_for
 from streamlab._secrets import resolve_config
 
-from ._client import import_admin_types, import_confluent, new_client
+from ._client import (
+    CONNECTIVITY_ERRORS,
+    import_admin_types,
+    import_confluent,
+    new_client,
+    plaintext_listener_hint,
+)
 from ._config import check_bootstrap, check_config
 
 # ---------------------------------------------------------------------------------------------------
@@ -180,13 +186,25 @@ class KafkaAdmin:
         """The answer of an admin request, or a TimeoutError naming the cluster after ``timeout`` s."""
         import concurrent.futures
 
+        ck = import_confluent()
         try:
             return future.result(timeout=timeout)
         except concurrent.futures.TimeoutError:
-            raise TimeoutError(
-                f"{self!r}: asking the Kafka cluster at {self.bootstrap_servers} for {what} got no answer "
-                f"within {timeout:g} s; is the broker running and reachable?"
-            ) from None
+            raise TimeoutError(self._no_answer(what, timeout, "")) from None
+        except ck.KafkaException as exc:
+            # The client's own request timeout may fire first (a loaded machine): the same silence,
+            # which a bare "Failed while waiting for controller: Local: Timed out" does not say.
+            err: Any = exc.args[0] if exc.args else None
+            if err is not None and err.name() in CONNECTIVITY_ERRORS:
+                raise TimeoutError(self._no_answer(what, timeout, f" ({err.str()})")) from exc
+            raise
+
+    def _no_answer(self, what: str, timeout: float, detail: str) -> str:
+        return (
+            f"{self!r}: asking the Kafka cluster at {self.bootstrap_servers} for {what} got no answer "
+            f"within {timeout:g} s{detail}; is the broker running and reachable?"
+            + plaintext_listener_hint(self.bootstrap_servers, self.config)
+        )
 
     def __repr__(self) -> str:
         return f"KafkaAdmin({self.bootstrap_servers!r})"

@@ -122,6 +122,8 @@ class KafkaSourceReader(SourceReader):
         # Network waits are real time, not the pipeline's (possibly simulated) processing time.
         self._opened = self._observed = time.monotonic()
         self._contact: float | None = None  # when a broker last answered (monotonic seconds)
+        # Connections the statistics last showed stuck in the TLS handshake (see _check_contact).
+        self._tls_stuck: list[str] = []
         self._outage_reported = False
         self._stalled = False  # a commit got no answer: close() must not wait on the cluster again
         self._buffered: list[Any] = []  # records consumed while waiting for a commit's answer
@@ -203,7 +205,9 @@ class KafkaSourceReader(SourceReader):
         ts = data.get("ts")
         taken = ts / 1e6 if isinstance(ts, (int, float)) and abs(ts / 1e6 - now) < 3600 else now
         # rxidle: microseconds since that connection last received anything (-1: never)
-        idle = [b.get("rxidle", -1) for b in data.get("brokers", {}).values()]
+        brokers = data.get("brokers", {})
+        self._tls_stuck = [str(n) for n, b in brokers.items() if b.get("state") == "SSL_HANDSHAKE"]
+        idle = [b.get("rxidle", -1) for b in brokers.values()]
         heard = [i for i in idle if isinstance(i, (int, float)) and i >= 0]
         if heard:
             self._heard(min(taken - min(heard) / 1e6, now))
@@ -420,7 +424,22 @@ class KafkaSourceReader(SourceReader):
         if limit is None or silent <= limit:
             return
         last = f"; last client error: {self.errors[-1].str()}" if self.errors else ""
-        if self._contact is None:
+        if self._contact is None and self._tls_stuck:
+            # A plaintext listener takes the TLS ClientHello for the size of a request and waits for
+            # the rest: the connection is accepted and nothing fails until the client's own setup
+            # timeout (30 s), after connect_timeout; librdkafka's statistics show where it hangs.
+            what = (
+                f"the TLS handshake with {', '.join(self._tls_stuck)} got no answer within {silent:.1f} s "
+                "of opening the consumer: the port accepts connections but does not speak TLS "
+                "(a PLAINTEXT listener?)"
+            )
+            protocol = str(self.source.consumer_config().get("security.protocol", "SSL"))
+            plain = "SASL_PLAINTEXT" if protocol.upper().startswith("SASL") else "PLAINTEXT"
+            fix = (
+                f"Set security.protocol to {plain!r} for a plaintext listener, or point "
+                "bootstrap_servers at the brokers' TLS listener"
+            )
+        elif self._contact is None:
             what = f"no broker answered within {silent:.1f} s of opening the consumer"
             fix = "Check bootstrap_servers and that the brokers run, or raise connect_timeout"
         else:

@@ -27,6 +27,7 @@ from ._client import (
     ClientLog,
     import_confluent,
     new_client,
+    plaintext_listener_hint,
 )
 from ._config import check_bootstrap, check_config, config_references, topic_problem
 from .errors import KafkaDeliveryError
@@ -438,7 +439,7 @@ class KafkaSinkWriter(SinkWriter):
                         raise KafkaDeliveryError(
                             f"{self.sink!r}: the producer's queue stayed full for {self.sink.flush_timeout:g} s "
                             f"(flush_timeout): the Kafka cluster at {self.sink.bootstrap_servers} takes no "
-                            f"records{self._last_error()}"
+                            f"records{self._last_error()}{self._tls_hint()}"
                         ) from None
                     self._producer.poll(0.05)
                 except self._ck.KafkaException as exc:
@@ -463,6 +464,10 @@ class KafkaSinkWriter(SinkWriter):
         )
         return fitted, headers
 
+    def _tls_hint(self) -> str:
+        """Why nothing arrives when the producer speaks TLS to a plaintext listener (else "")."""
+        return plaintext_listener_hint(self.sink.bootstrap_servers, self.sink.producer_config())
+
     def _last_error(self) -> str:
         return f"; last client error: {self._errors.errors[-1].str()}" if self._errors.errors else ""
 
@@ -484,7 +489,7 @@ class KafkaSinkWriter(SinkWriter):
             raise KafkaDeliveryError(
                 f"{self.sink!r}: {left} record(s) still undelivered after {self.sink.flush_timeout:g} s "
                 f"(flush_timeout): is the Kafka cluster at {self.sink.bootstrap_servers} running and "
-                f"reachable?{self._last_error()}"
+                f"reachable?{self._last_error()}{self._tls_hint()}"
             )
         if self._failed_total:
             self._failure_raised = True

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from streamlab._time import Duration, parse_duration
 
-from ._client import client_kwargs, duration_pb, import_pubsub, resource_path
+from ._client import bounded_retry, client_kwargs, describe_service, duration_pb, import_pubsub, resource_path
 
 
 def create_topic(
-    name: str, *, project: str = "", emulator_host: str | None = None, exist_ok: bool = True
+    name: str,
+    *,
+    project: str = "",
+    emulator_host: str | None = None,
+    exist_ok: bool = True,
+    timeout: float = 30.0,
 ) -> str:
     """Create a topic and return its path; an existing one is kept when ``exist_ok``.
 
@@ -24,6 +30,9 @@ def create_topic(
         ``"HOST:PORT"`` of a Pub/Sub emulator; default: ``PUBSUB_EMULATOR_HOST`` or Google Cloud.
     exist_ok
         Return the path of an existing topic instead of raising ``AlreadyExists``.
+    timeout
+        Seconds the service has to answer, retries included; then a ``RuntimeError`` names the
+        service (the client alone waits on a stalled one without end).
 
     Returns
     -------
@@ -38,7 +47,7 @@ def create_topic(
     'projects/demo/topics/events'
     """
     path = resource_path(name, project, "topics", f"create_topic({name!r})")
-    _create("topic", {"name": path}, emulator_host, exist_ok)
+    _create("topic", {"name": path}, emulator_host, exist_ok, timeout)
     return path
 
 
@@ -56,6 +65,7 @@ def create_subscription(
     retain_acked_messages: bool = False,
     emulator_host: str | None = None,
     exist_ok: bool = True,
+    timeout: float = 30.0,
 ) -> str:
     """Create a pull subscription configured like a production deployment would (dead letters, backoff).
 
@@ -84,6 +94,8 @@ def create_subscription(
         ``"HOST:PORT"`` of a Pub/Sub emulator; default: ``PUBSUB_EMULATOR_HOST`` or Google Cloud.
     exist_ok
         Return the path of an existing subscription instead of raising ``AlreadyExists``.
+    timeout
+        Seconds the service has to answer, retries included; then a ``RuntimeError`` names the service.
 
     Returns
     -------
@@ -124,14 +136,20 @@ def create_subscription(
             "dead_letter_topic": resource_path(dead_letter_topic, project, "topics", where),
             "max_delivery_attempts": max_delivery_attempts,
         }
-    _create("subscription", request, emulator_host, exist_ok)
+    _create("subscription", request, emulator_host, exist_ok, timeout)
     return path
 
 
-def _create(what: str, request: dict[str, Any], emulator_host: str | None, exist_ok: bool) -> None:
-    """Send one create request for a ``"topic"`` or a ``"subscription"``; close the client whatever happens."""
+def _create(
+    what: str, request: dict[str, Any], emulator_host: str | None, exist_ok: bool, timeout: float
+) -> None:
+    """Send one create request for a ``"topic"`` or a ``"subscription"`` within ``timeout`` seconds (retries
+    included); close the client whatever happens."""
     pubsub_v1 = import_pubsub()
     from google.api_core import exceptions
+
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"create_{what}: timeout must be a positive number of seconds, got {timeout!r}")
 
     if what == "topic":
         client = pubsub_v1.PublisherClient(**client_kwargs(emulator_host, "publisher"))
@@ -139,11 +157,19 @@ def _create(what: str, request: dict[str, Any], emulator_host: str | None, exist
     else:
         client = pubsub_v1.SubscriberClient(**client_kwargs(emulator_host, "subscriber"))
         create = client.create_subscription
+    name = request["name"]
+    started = time.monotonic()
     try:
-        create(request=request)
+        create(request=request, retry=bounded_retry(timeout), timeout=timeout)
     except exceptions.AlreadyExists:
         if not exist_ok:
             raise
+    except (exceptions.RetryError, exceptions.ServiceUnavailable, exceptions.DeadlineExceeded) as exc:
+        raise RuntimeError(
+            f"create_{what}({name!r}): {describe_service(emulator_host)} did not answer within "
+            f"timeout={timeout:g} s (tried for {time.monotonic() - started:.1f} s): {exc}. Check "
+            "emulator_host / PUBSUB_EMULATOR_HOST and that the service runs"
+        ) from exc
     finally:
         if what == "topic":
             client.stop()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,20 +15,10 @@ from streamlab.connectors.aws import aws_client
 from streamlab.connectors.kinesis import SHARD_END, KinesisSink, KinesisSource, load_checkpoint
 
 from streamlab.clock import ManualClock
-from streamlab.local import LocalAWS, LocalServer
+from streamlab.local import LocalAWS
 from streamlab.testing import wait_for
 
 pytestmark = pytest.mark.services
-
-KINESALITE_VERSION = "3.3.3"
-KINESALITE_DIR = Path(os.environ.get("STREAMLAB_CACHE", Path.home() / ".cache" / "streamlab")) / "kinesalite"
-# kinesalite's CLI cannot choose the interface and would listen on all of them; bind loopback ourselves.
-KINESALITE_JS = """
-const kinesalite = require('kinesalite')
-const server = kinesalite({createStreamMs: 20, deleteStreamMs: 20, updateStreamMs: 20, shardLimit: 100})
-server.listen(parseInt(process.argv[2], 10), '127.0.0.1')
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => server.close(() => process.exit(0)))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -38,38 +26,6 @@ def aws() -> Iterator[LocalAWS]:
     with LocalAWS() as local:
         yield local
     assert not local.running
-
-
-def ensure_kinesalite() -> Path:
-    """Install kinesalite into the cache directory once (npm registry); fail loudly without Node.js."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.fail(
-            "The Kinesis resharding tests need Node.js and npm to run kinesalite "
-            "(Debian: apt-get install nodejs npm). moto cannot stand in: it does not route records to "
-            "child shards after a split."
-        )
-    if not (KINESALITE_DIR / "node_modules" / "kinesalite").is_dir():
-        KINESALITE_DIR.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [npm, "install", "--prefix", str(KINESALITE_DIR), "--no-audit", "--no-fund", "--silent",
-             f"kinesalite@{KINESALITE_VERSION}"],
-            check=True, timeout=600,
-        )  # fmt: skip
-    script = KINESALITE_DIR / "serve_loopback.js"
-    if not script.exists() or script.read_text() != KINESALITE_JS:
-        script.write_text(KINESALITE_JS)
-    return script
-
-
-@pytest.fixture(scope="module")
-def kinesalite() -> Iterator[str]:
-    script = ensure_kinesalite()
-    node = shutil.which("node") or "node"
-    env = {"NODE_PATH": str(KINESALITE_DIR / "node_modules")}
-    with LocalServer("kinesalite", lambda port: [node, str(script), str(port)], env=env) as server:
-        yield f"http://127.0.0.1:{server.port}"
-    assert not server.running
 
 
 def make_stream(endpoint: str, shards: int) -> tuple[str, Any]:

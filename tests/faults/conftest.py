@@ -1,4 +1,5 @@
-"""Fixtures of the fault suite: each test owns its broker (it may freeze, kill and restart it).
+"""Fixtures of the fault suite: each test owns its broker or emulator process (it may freeze, kill and
+restart it).
 
 Every broker runs on a fixed free port so it can be restarted where clients expect it, and is resumed
 (SIGCONT) and stopped by PID whatever the test did.
@@ -7,9 +8,13 @@ Every broker runs on a fixed free port so it can be restarted where clients expe
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from collections.abc import Iterator
 
 import pytest
+
+from streamlab.local import LocalServer
 
 from ._kafka import Broker
 
@@ -28,3 +33,19 @@ def broker() -> Iterator[Broker]:
         yield b
     finally:
         b.stop()
+
+
+@pytest.fixture
+def pubsub_process() -> Iterator[LocalServer]:
+    """streamlab's Pub/Sub emulator in a process of its own, which a test may stop or freeze (SIGSTOP)."""
+    server = LocalServer(
+        "pubsub-emulator",
+        lambda port: [sys.executable, "-m", "streamlab.connectors.pubsub_emulator", "--port", str(port)],
+    ).start()
+    try:
+        yield server
+    finally:
+        if server.running:
+            assert server.pid is not None
+            os.kill(server.pid, signal.SIGCONT)  # a frozen process would not see the SIGTERM
+            server.stop()

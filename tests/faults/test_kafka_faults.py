@@ -36,6 +36,7 @@ from streamlab.io import Sink, SinkWriter
 from streamlab.testing import find_free_port, wait_for
 
 from ._kafka import FAST_GROUP, Broker, make_events, produce
+from ._process import reap, runner
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -164,6 +165,77 @@ def test_unreachable_broker_fails_once_after_connect_timeout(
     client = [r for r in caplog.records if r.name.endswith("librdkafka")]
     assert len({r.getMessage() for r in client if r.levelno > logging.DEBUG}) <= 6
     assert "%3|" not in capfd.readouterr().err and "%4|" not in capfd.readouterr().err
+
+
+def test_tls_client_on_a_plaintext_broker_says_the_broker_does_not_speak_tls(broker: Broker) -> None:
+    """security.protocol=SSL on a PLAINTEXT listener: the connection is accepted and the handshake hangs
+    (librdkafka gives up after its own 30 s setup timeout); the error says so and how to fix it, instead
+    of "no broker answered" (the broker runs; the user's setting is wrong)."""
+    create_topic(broker.bootstrap, "tls", partitions=1)
+    src = KafkaSource(
+        "tls",
+        bootstrap_servers=broker.bootstrap,
+        group_id="g",
+        config={"security.protocol": "SSL"},
+        connect_timeout=3.0,
+    )
+    reader = src.open()
+    started = time.monotonic()
+    try:
+        with pytest.raises(KafkaUnreachableError) as info:
+            wait_for(lambda: reader.poll(10) is not None, timeout=20, interval=0.01, what="an error")
+        assert time.monotonic() - started < 8
+    finally:
+        reader.close()
+    message = str(info.value)
+    assert f"TLS handshake with ssl://{broker.bootstrap}/bootstrap got no answer" in message, message
+    assert "does not speak TLS" in message and "security.protocol to 'PLAINTEXT'" in message, message
+
+
+@pytest.mark.parametrize("client", ["sink", "admin"])
+def test_tls_producer_and_admin_on_a_plaintext_broker_say_the_broker_does_not_speak_tls(
+    client: str, broker: Broker
+) -> None:
+    """The sink's flush and the admin's requests read "is the cluster running and reachable?" alone."""
+    from streamlab.connectors.kafka import KafkaAdmin, KafkaDeliveryError, KafkaSink
+
+    tls = {"security.protocol": "SSL"}
+    started = time.monotonic()
+    if client == "sink":
+        writer = KafkaSink("tls", bootstrap_servers=broker.bootstrap, flush_timeout=2, config=tls).open()
+        writer.write_batch(pd.DataFrame({"n": range(5)}))
+        with pytest.raises(KafkaDeliveryError, match="still undelivered after 2 s") as info:
+            writer.flush()
+        writer.close()
+    else:
+        with KafkaAdmin(broker.bootstrap, tls) as admin, pytest.raises(TimeoutError) as info:
+            admin.create_topic("tls", partitions=1, timeout=2)
+    assert time.monotonic() - started < 8
+    message = str(info.value)
+    assert f"The broker at {broker.bootstrap} answers Kafka requests without TLS" in message, message
+    assert "set security.protocol to 'PLAINTEXT'" in message, message
+
+
+def test_admin_request_timed_out_by_the_client_names_the_cluster() -> None:
+    """librdkafka's request timeout may fire before the admin's own wait (seen on a loaded machine):
+    it was a bare KafkaException "Failed while waiting for controller: Local: Timed out"."""
+    import concurrent.futures
+
+    import confluent_kafka as ck
+    from streamlab.connectors.kafka import KafkaAdmin
+
+    boot = f"127.0.0.1:{find_free_port()}"
+    answer: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    err = ck.KafkaError(ck.KafkaError._TIMED_OUT, "Failed while waiting for controller: Local: Timed out")
+    answer.set_exception(ck.KafkaException(err))
+    with pytest.raises(
+        TimeoutError, match=rf"cluster at {boot} for creating topic 't' got no answer within 2 s"
+    ):
+        KafkaAdmin(boot)._result(answer, 2, "creating topic 't'")
+    refused: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    refused.set_exception(ck.KafkaException(ck.KafkaError(ck.KafkaError.TOPIC_ALREADY_EXISTS)))
+    with pytest.raises(ck.KafkaException):  # an answer, not silence: passed on as it is
+        KafkaAdmin(boot)._result(refused, 2, "creating topic 't'")
 
 
 def test_sink_on_unreachable_broker_fails_within_flush_timeout(
@@ -322,33 +394,6 @@ def test_killed_broker_fails_the_run_and_a_restart_matches_uninterrupted_run(
 
 
 # --- consumer killed -----------------------------------------------------------------------------------
-
-
-def runner(spec: Path, ckpt: Path) -> subprocess.Popen[bytes]:
-    """A consumer process running the spec with a checkpoint directory (as ``streamlab run`` does)."""
-    return subprocess.Popen(
-        [sys.executable, "-c", RUNNER, str(spec), str(ckpt)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-def reap(proc: subprocess.Popen[bytes]) -> str:
-    """SIGKILL ``proc`` if it still runs, wait for it, and return its stderr."""
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    assert proc.stderr is not None
-    err = proc.stderr.read().decode()
-    proc.stderr.close()
-    return err
-
-
-RUNNER = """
-import sys
-from streamlab import Pipeline
-Pipeline.from_yaml(sys.argv[1]).run(checkpoint_dir=sys.argv[2], commit_every="100ms")
-"""
 
 
 def test_consumer_killed_at_seeded_points_then_restarted_matches_uninterrupted_run(
@@ -619,3 +664,41 @@ def test_sigterm_with_a_frozen_broker_returns_within_bound_and_restart_matches(
     assert took < BROKER_TIMEOUT + 5, took
     assert code == 0 or (code == 1 and broker.bootstrap in err), (code, err[-2000:])
     finish_second_half(broker, topic, records, str(db), ckpt, tmp_path)
+
+
+# --- topic deleted under a running consumer ------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="librdkafka 2.16.0 segfaults in its own main thread (rd_kafka_poll_cb -> "
+    "rd_kafka_metadata_update_op -> rd_kafka_metadata_cache_find -> rd_avl_find_node -> strcmp on a NULL "
+    "topic name) after a FetchResponse v16 answers UNKNOWN_TOPIC_OR_PART for the deleted topic's id; no "
+    "API call of ours is involved and no setting avoids it (see the commit message). When this passes, "
+    "the client is fixed: remove the mark",
+)
+def test_topic_deleted_under_a_running_pipeline_fails_the_run_without_killing_the_process(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """In a child process: a notebook kernel running this pipeline would die with it."""
+    from streamlab.connectors.kafka import KafkaAdmin
+
+    topic = "deleted"
+    create_topic(broker.bootstrap, topic, partitions=2)
+    produce(broker.bootstrap, topic, make_events(500, seed=19))
+    db, ckpt, spec = tmp_path / "run.duckdb", tmp_path / "ckpt", tmp_path / "spec.yaml"
+    build(broker.bootstrap, topic, "g", str(db)).to_yaml(str(spec))
+    proc = runner(spec, ckpt)
+    try:
+        with KafkaAdmin(broker.bootstrap) as admin:
+            wait_for(
+                lambda: sum(admin.committed_offsets("g", topic).values()) == 500,
+                timeout=60,
+                what="the records to be committed",
+            )
+            admin.delete_topic(topic)
+        code = proc.wait(timeout=BROKER_TIMEOUT + 20)
+    finally:
+        err = reap(proc)
+    assert code != -signal.SIGSEGV, "the Kafka client crashed the process (SIGSEGV)"
+    assert code == 1 and topic in err, (code, err[-2000:])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -73,6 +72,29 @@ def test_pubsub_source_on_a_dead_endpoint_fails_at_open_within_timeout(
         source.open()  # streaming pull alone would retry forever and read nothing
 
 
+@pytest.mark.parametrize("what", ["topic", "subscription"])
+@pytest.mark.parametrize("where", ["stalled", "unreachable"])
+def test_pubsub_create_on_a_dead_endpoint_fails_within_timeout(
+    what: str, where: str, request: pytest.FixtureRequest
+) -> None:
+    """create_topic/create_subscription waited on a stalled emulator without end (over 200 s here)."""
+    from streamlab.connectors.pubsub import create_subscription, create_topic
+    from streamlab.connectors.pubsub._client import import_pubsub as _pubsub
+
+    host = request.getfixturevalue("stalled") if where == "stalled" else nowhere()
+    _pubsub()  # the client's first import is not the wait measured
+    with (
+        bounded(6),
+        pytest.raises(
+            RuntimeError, match=rf"create_{what}\(.*emulator at {host} did not answer within timeout=2 s"
+        ),
+    ):
+        if what == "topic":
+            create_topic("t", project="p", emulator_host=host, timeout=2)
+        else:
+            create_subscription("s", "t", project="p", emulator_host=host, timeout=2)
+
+
 def test_pubsub_flush_to_a_stalled_endpoint_is_bounded_in_all(stalled: str) -> None:
     """One deadline for the whole flush: 20 unconfirmed messages do not wait 20 timeouts."""
     from streamlab.connectors.pubsub import PubSubSink
@@ -123,22 +145,6 @@ def test_pubsub_ack_to_a_stopped_emulator_fails_within_timeout() -> None:
 # --- Pub/Sub outage after open (the emulator in its own process, stopped or frozen) --------------------
 
 SERVICE_TIMEOUT = 2.0  # what the tests give a silent Pub/Sub service before the read fails
-
-
-@pytest.fixture
-def pubsub_process() -> Iterator[LocalServer]:
-    """streamlab's Pub/Sub emulator in a process of its own, which a test may stop or freeze (SIGSTOP)."""
-    server = LocalServer(
-        "pubsub-emulator",
-        lambda port: [sys.executable, "-m", "streamlab.connectors.pubsub_emulator", "--port", str(port)],
-    ).start()
-    try:
-        yield server
-    finally:
-        if server.running:
-            assert server.pid is not None
-            os.kill(server.pid, signal.SIGCONT)  # a frozen process would not see the SIGTERM
-            server.stop()
 
 
 def pubsub_subscription(host: str, messages: int) -> str:
