@@ -322,3 +322,20 @@ def test_an_interrupt_while_the_end_of_input_emits_the_windows_loses_none(tmp_pa
     second = ListSink()
     build_(second).run(clock=ManualClock(0), checkpoint_dir=cp, resume=None if on_disk else result.checkpoint)
     assert sorted(zip(second.frame()["key"], second.frame()["count"])) == [("a", 5), ("b", 5)]
+
+
+def test_list_sink_batches_keep_the_key_types_its_frame_joins():
+    """As docs/semantics.md says: keys 1 and 1.0 emitted in two batches are two keys in
+    ``ListSink.batches`` (``frame()`` joins their int64 and float64 columns as float64)."""
+    frame = pd.DataFrame(
+        {
+            "key": pd.Series([1, 1.0, 2], dtype=object),
+            "timestamp": BASE + pd.to_timedelta([0, 10, 20], unit="s"),
+        }
+    )
+    p = Pipeline(ListSource(frame, batch_size=1))
+    sink = ListSink()
+    p.stream.window(TumblingWindow("10s"), key="key").agg(agg.count()).to(sink)
+    p.run(clock=ManualClock(0))
+    typed = [(type(k).__name__, k) for b in sink.batches for k in b["key"].tolist()]
+    assert typed == [("int", 1), ("float", 1.0), ("int", 2)]
