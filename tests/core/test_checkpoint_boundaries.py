@@ -203,19 +203,7 @@ def test_a_restore_at_any_batch_boundary_equals_the_uninterrupted_run(frame, bs,
 
 @pytest.mark.parametrize("bs", [3, 7])
 def test_a_restore_at_every_boundary_into_the_pipeline_read_back_from_its_yaml(tmp_path: Path, bs: int):
-    rng = np.random.default_rng(4)  # a stream giving every output rows, late ones included
-    n = 24
-    t = np.cumsum(rng.integers(0, 6, n)) - rng.choice([0] * 6 + [3, 10, 40], n)
-    frame = pd.DataFrame(
-        {
-            "event_id": [f"e{i}" for i in rng.integers(0, n, n)],
-            "key": rng.choice(["a", "b", "c"], n),
-            "value": rng.choice([1.0, 2.5, -3.0, np.nan, 7.0], n),
-            "label": rng.choice(["x", "y", "z"], n),
-            "kind": rng.choice(["buy", "view"], n),
-            "timestamp": BASE + pd.to_timedelta(t - t.min(), unit="s"),
-        }
-    )
+    frame, n = seeded_stream(), 24
     path = tmp_path / "events.parquet"
     frame.to_parquet(path)
     p, sinks = build(ReplaySource(path), custom=False)
@@ -339,3 +327,82 @@ def test_list_sink_batches_keep_the_key_types_its_frame_joins():
     p.run(clock=ManualClock(0))
     typed = [(type(k).__name__, k) for b in sink.batches for k in b["key"].tolist()]
     assert typed == [("int", 1), ("float", 1.0), ("int", 2)]
+
+
+def seeded_stream() -> pd.DataFrame:
+    rng = np.random.default_rng(4)  # a stream giving every output rows, late ones included
+    n = 24
+    t = np.cumsum(rng.integers(0, 6, n)) - rng.choice([0] * 6 + [3, 10, 40], n)
+    return pd.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in rng.integers(0, n, n)],
+            "key": rng.choice(["a", "b", "c"], n),
+            "value": rng.choice([1.0, 2.5, -3.0, np.nan, 7.0], n),
+            "label": rng.choice(["x", "y", "z"], n),
+            "kind": rng.choice(["buy", "view"], n),
+            "timestamp": BASE + pd.to_timedelta(t - t.min(), unit="s"),
+        }
+    )
+
+
+def signalling_at(write: int) -> type[Sink]:
+    """A sink wrapper that sends this process SIGTERM from inside its ``write``-th ``write_batch``."""
+    import os
+    import signal
+
+    class Signalling(Sink):
+        def __init__(self, inner: ListSink) -> None:
+            self.inner = inner
+
+        def open(self, clock: Any = None) -> SinkWriter:
+            writer = self.inner.open(clock)
+            calls = [0]
+
+            class W(SinkWriter):
+                def write_batch(self, batch: pd.DataFrame) -> None:
+                    calls[0] += 1
+                    writer.write_batch(batch)
+                    if calls[0] == write:
+                        os.kill(os.getpid(), signal.SIGTERM)
+
+                def flush(self) -> None:
+                    writer.flush()
+
+            return W()
+
+    return Signalling
+
+
+@pytest.mark.parametrize("write", [1, 3, 5])
+def test_a_sigterm_from_inside_a_sink_stops_at_the_batch_boundary_and_a_resume_completes_it(
+    tmp_path: Path, write: int
+):
+    """run() turns the first SIGTERM into a stop at the next batch boundary: the batch the sink was
+    writing is delivered everywhere, committed, and the resumed run gives each sink the rest."""
+    frame = seeded_stream()
+    want = uninterrupted(frame, 3)
+    p1, first = build(ListSource(frame, batch_size=3), sink=signalling_at(write))
+    result = p1.run(clock=ManualClock(0), batch_size=3, commit_every="1h", checkpoint_dir=tmp_path)
+    assert result.status == "stopped" and result.metrics["events_in"] < len(frame)
+    p2, second = build(ListSource(frame, batch_size=3))
+    p2.run(clock=ManualClock(0), batch_size=3, checkpoint_dir=tmp_path)
+    assert_same(outputs(first, second), want)
+
+
+def test_a_background_stop_between_any_two_batches_then_a_resume_equals_the_uninterrupted_run(tmp_path: Path):
+    from streamlab.runtime import start
+    from streamlab.testing import wait_for
+
+    frame = seeded_stream()
+    want = uninterrupted(frame, 3)
+    for k in range(1, len(frame) // 3):
+        cp = tmp_path / f"cp{k}"
+        p1, first = build(ListSource(frame, batch_size=3))
+        handle = start(p1, clock=ManualClock(0), paused=True, checkpoint_dir=cp, batch_size=3)
+        handle.step(k)
+        wait_for(lambda h=handle, k=k: h.metrics["events_in"] == 3 * k, timeout=30, what=f"{k} batches")
+        handle.stop()
+        assert handle.wait(timeout=30) is not None
+        p2, second = build(ListSource(frame, batch_size=3))
+        p2.run(clock=ManualClock(0), batch_size=3, checkpoint_dir=cp)
+        assert_same(outputs(first, second), want)
