@@ -48,22 +48,28 @@ KEYSETS: dict[str, list[Any]] = {
 }
 
 
-class SortedValues(Aggregator):
-    """A custom aggregator (commutative merge) that refuses the value 7.0: its rows go to the dead letter."""
+def _sorted(values: tuple[float, ...]) -> tuple[float, ...]:
+    """In one order whatever the input's: -0.0 before 0.0."""
+    return tuple(sorted(values, key=lambda v: (v, math.copysign(1.0, v))))
 
-    def __init__(self, column: str) -> None:
+
+class SortedValues(Aggregator):
+    """A custom aggregator (commutative merge) that refuses one value (7.0): its rows go to the dead letter."""
+
+    def __init__(self, column: str, refuse: float | None = 7.0) -> None:
         super().__init__(column, name=f"sorted_{column}")
+        self.refuse = refuse
 
     def initial(self) -> tuple[float, ...]:
         return ()
 
     def add(self, state: tuple[float, ...], values: np.ndarray) -> tuple[float, ...]:
-        if any(v == 7.0 for v in values):
+        if self.refuse is not None and any(v == self.refuse for v in values):
             raise ValueError("seven")
-        return tuple(sorted(state + tuple(float(v) for v in values if v == v)))
+        return _sorted(state + tuple(float(v) for v in values if v == v))
 
     def merge(self, a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, ...]:
-        return tuple(sorted(a + b))
+        return _sorted(a + b)
 
     def result(self, state: tuple[float, ...]) -> str:
         return repr(state)
