@@ -8,6 +8,7 @@ batch), so the result never depends on how the stream was cut into batches.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -509,12 +510,12 @@ class WindowOperator(_Watermarks, Operator):
 
     # -- state -------------------------------------------------------------------------------------
     def snapshot(self) -> Any:
+        # a copy: the runtime keeps the last snapshot in memory (``result.checkpoint``, the state a cut
+        # batch falls back to), and the next batches must not change it
         keep = ("key_index", "slots", "stores", "max_ts", "part_max", "wm_floor")
-        return {k: v for k, v in self.__dict__.items() if k in keep}
+        return copy.deepcopy({k: v for k, v in self.__dict__.items() if k in keep})
 
     def restore(self, state: Any) -> None:
-        import copy
-
         self.__dict__.update(copy.deepcopy(state))
 
     def open_state(self) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from streamlab.clock import Clock, SystemClock
 from streamlab.io import SinkWriter, SourceReader
-from streamlab.operators import Operator
+from streamlab.operators import Operator, Outputs
 from streamlab.pipeline import Pipeline, check_run_options
 from streamlab.runtime._ahead import Pending, WorkAhead
 from streamlab.runtime._commit import CommitLog, Positions, sink_call, sink_identity, source_call
@@ -229,7 +229,7 @@ class Executor:
             now = self.clock.now_ns()
             with self.lock:
                 for sid, op in self.timed.items():  # upstream first: what one emits reaches the next
-                    self.router.call(sid, lambda op=op: op.on_processing_time(now))  # type: ignore[misc]
+                    self._emit_held(sid, lambda op=op: op.on_processing_time(now))  # type: ignore[misc]
 
     def poll_once(self, ahead: bool = True) -> bool:
         """Poll every source once and push what arrived; True if any events moved.
@@ -291,7 +291,21 @@ class Executor:
         with self.lock:
             self.deliver_pending()
             for sid, op in self.operators.items():
-                self.router.call(sid, op.on_end)
+                self._emit_held(sid, op.on_end)
+
+    def _emit_held(self, sid: str, hook: Callable[[], Outputs]) -> None:
+        """Call an operator hook that emits state it held (``on_end``, ``on_flush``,
+        ``on_processing_time``) and deliver what it emits downstream.
+
+        If that delivery is cut short (a ``KeyboardInterrupt`` in a sink, say), the step's state no longer
+        holds what the sink may not have: as with a batch cut short, the last checkpoint is kept, so a
+        resume emits it again instead of losing it.
+        """
+        try:
+            self.router.call(sid, hook)
+        except BaseException:
+            self.positions.torn = True
+            raise
 
     def wait_for_data(self) -> None:
         now = self.clock.now_ns()
@@ -328,7 +342,7 @@ class Executor:
             with self.lock:
                 self.deliver_pending()
                 for sid, op in self.operators.items():
-                    self.router.call(sid, op.on_flush)
+                    self._emit_held(sid, op.on_flush)
         with self.lock:
             self.commit()
         if self.log.checkpoint_dir is None and not self.all_done():
