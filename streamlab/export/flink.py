@@ -212,6 +212,13 @@ def _q(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
+def _touch_ns(w: SessionWindow) -> int:
+    """How much shorter the job's session gap is (ns): Flink merges session windows that touch (an event
+    exactly ``gap`` after the last), where streamlab's session is ``[first, last + gap)``; one millisecond,
+    Flink SQL's resolution, unless the gap is not longer than that."""
+    return 1_000_000 if w.gap_ns >= 2_000_000 else 0
+
+
 def _interval(ns: int) -> str:
     """A Flink SQL interval literal of a (millisecond-precision) duration.
 
@@ -408,12 +415,16 @@ class _Generator:
         else:
             assert isinstance(w, SessionWindow)
             part = f" PARTITION BY {', '.join(keys)}" if keys else ""
-            tvf = f"SESSION(TABLE {src}{part}, DESCRIPTOR({t}), {_interval(w.gap_ns)})"
+            # a session is [first, last + gap): an event at last + gap starts a new one (as Beam's Sessions);
+            # Flink merges session windows that touch, so it gets a gap 1 ms (its resolution) shorter and
+            # window_end back 1 ms later
+            tvf = f"SESSION(TABLE {src}{part}, DESCRIPTOR({t}), {_interval(w.gap_ns - _touch_ns(w))})"
         aggs = ",\n  ".join(_agg_sql(a, step) for a in step.aggs)
         if isinstance(w, SessionWindow) and self.legacy_sessions:
             # before Flink 1.19 the SESSION table function does not run on streams: the group window
-            gap = _interval(w.gap_ns)
-            bounds = f"SESSION_START({t}, {gap}) AS window_start, SESSION_END({t}, {gap}) AS window_end"
+            gap = _interval(w.gap_ns - _touch_ns(w))
+            end = f"SESSION_END({t}, {gap})" + (f" + {_interval(_touch_ns(w))}" if _touch_ns(w) else "")
+            bounds = f"SESSION_START({t}, {gap}) AS window_start, {end} AS window_end"
             group = ", ".join([*keys, f"SESSION({t}, {gap})"])
             self.views.append(
                 (sid, f"SELECT {', '.join([*keys, bounds])},\n  {aggs}\nFROM {src}\nGROUP BY {group}")
@@ -421,7 +432,10 @@ class _Generator:
             self.window_columns(sid, step)
             return
         group = ", ".join([*keys, "window_start", "window_end"])
-        select = ", ".join([*keys, "window_start", "window_end"])
+        end = "window_end"
+        if isinstance(w, SessionWindow) and _touch_ns(w):
+            end = f"window_end + {_interval(_touch_ns(w))} AS window_end"
+        select = ", ".join([*keys, "window_start", end])
         self.views.append(
             (sid, f"SELECT {select},\n  {aggs}\nFROM TABLE({tvf})\nGROUP BY {group}"),
         )

@@ -110,7 +110,10 @@ def test_generated_job_on_the_flink_engine_equals_streamlab(flink_python: str, t
     sql_dir, sql_out = tmp_path / "sql", tmp_path / "sql-out"
     # job.sql as written for Flink 1.18, whose SESSION table function does not run on streams
     sql_files = to_flink(p, sql_dir, source="files", flink_version="1.18")
-    assert "GROUP BY `user_id`, SESSION(`timestamp`, INTERVAL '30' SECOND)" in sql_files.read("job.sql")
+    assert (
+        "GROUP BY `user_id`, SESSION(`timestamp`, INTERVAL '0 00:00:29.999' DAY TO SECOND(3))"
+        in sql_files.read("job.sql")
+    )
     assert sql_files.read("requirements.txt") == "apache-flink==1.18.*\n"
     sample = tmp_path / "sample.jsonl"
     sample.write_bytes(b"".join(x + b"\n" for x in lines))
@@ -229,7 +232,8 @@ def test_generated_files(tmp_path: Path) -> None:
         "TABLE(HOP(TABLE `parse`, DESCRIPTOR(`timestamp`), INTERVAL '1' MINUTE, INTERVAL '2' MINUTE))" in sql
     )
     assert (
-        "SESSION(TABLE `parse` PARTITION BY `user_id`, DESCRIPTOR(`timestamp`), INTERVAL '30' SECOND)" in sql
+        "SESSION(TABLE `parse` PARTITION BY `user_id`, DESCRIPTOR(`timestamp`), INTERVAL '0 00:00:29.999' DAY TO SECOND(3))"
+        in sql
     )
     assert "ROW_NUMBER() OVER (PARTITION BY `event_id` ORDER BY `__proc` ASC)" in sql
     assert (
@@ -401,3 +405,23 @@ def test_main_parses_records_as_bytes_so_invalid_utf8_is_a_dead_letter(tmp_path:
     assert reason.startswith("invalid UTF-8") and raw == line.decode("utf-8", "replace")
     assert step == main.PARSE_STEP
     assert main.parse_line(line.replace(b"\xff", b"a"))[1] is None
+
+
+def test_an_event_exactly_gap_after_the_last_starts_a_new_session(flink_python: str, tmp_path: Path) -> None:
+    # streamlab's session is [first, last + gap) (Beam's Sessions too): an event at last + gap opens a new
+    # one. Flink merges session windows that touch, so job.sql joined them (a: 1 session of 3, b: 1 of 2).
+    p = Pipeline(ListSource([b"{}"]), name="touching")
+    p.parse({"timestamp": "timestamp", "k": "string"}).window(
+        SessionWindow("5s"), key="k", step_id="ses"
+    ).agg(agg.count())
+    t0 = pd.Timestamp("2024-01-01", tz="UTC")
+    at = [(5, "a"), (10, "a"), (14.999, "a"), (60, "b"), (65, "b"), (180, "c")]
+    lines = [
+        f'{{"timestamp": "{(t0 + pd.Timedelta(seconds=s)).isoformat()}", "k": "{k}"}}'.encode() for s, k in at
+    ]
+    report = verify(p, lines, target="flink", workdir=tmp_path, flink_job="sql")
+    assert report.equal, report.diff.to_string()
+    assert sorted(report.exported["ses"]["count"].tolist()) == [1, 1, 1, 1, 2]
+    legacy = to_flink(p, tmp_path / "legacy", source="files", flink_version="1.18").read("job.sql")
+    assert "SESSION(`timestamp`, INTERVAL '0 00:00:04.999' DAY TO SECOND(3))" in legacy
+    assert "+ INTERVAL '0 00:00:00.001' DAY TO SECOND(3) AS window_end" in legacy
