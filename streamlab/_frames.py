@@ -38,7 +38,7 @@ def concat_batches(batches: list[pd.DataFrame]) -> pd.DataFrame:
                 cats = cats.sort_values()
             union[c] = pd.CategoricalDtype(cats)
         batches = [b.astype({c: t for c, t in union.items() if c in b.columns}) for b in batches]
-    batches = _integers_beside_gaps(batches)
+    batches = _ints_beside_floats(_integers_beside_gaps(batches))
     return pd.concat(batches, ignore_index=True)
 
 
@@ -70,3 +70,35 @@ def _integers_beside_gaps(batches: list[pd.DataFrame]) -> list[pd.DataFrame]:
     if not cast:
         return batches
     return [b.astype({c: "Int64" for c in cast if c in b.columns}) for b in batches]
+
+
+def _ints_beside_floats(batches: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """``batches`` where a column of integers in some batches and of floats in others holds Python
+    objects, each value of its own type, in each: pandas would join them as float64, rounding integers
+    beyond 2**53 and making ``1`` the float ``1.0``. A window's key or ``first`` of a ``json`` field
+    holding ``2**60 + 1`` in one window and ``2.5`` in another is such a column when the two windows
+    close apart; one frame of both keeps them as objects (``streamlab._intcols.inferred_series``), as
+    the exported code writes them.
+
+    Examples
+    --------
+    >>> a = pd.DataFrame({"k": [2**60 + 1]})
+    >>> b = pd.DataFrame({"k": [2.5]})
+    >>> concat_batches([a, b])["k"].tolist()
+    [1152921504606846977, 2.5]
+    """
+
+    def integers(s: pd.Series) -> bool:
+        return s.dtype.kind in "iu"
+
+    def floats(s: pd.Series) -> bool:
+        return s.dtype.kind == "f" and bool(s.notna().any())
+
+    cast = set()
+    for c in dict.fromkeys(c for b in batches for c in b.columns):  # also a column the first lacks
+        held = [b[c] for b in batches if c in b.columns]
+        if any(map(integers, held)) and any(map(floats, held)):
+            cast.add(c)
+    if not cast:
+        return batches
+    return [b.astype({c: object for c in cast if c in b.columns}) for b in batches]

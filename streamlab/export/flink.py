@@ -105,11 +105,37 @@ _SQL_TYPES = {
     "bytes": "STRING",
 }
 _CONNECTOR_JARS = {
-    "kafka": "org.apache.flink:flink-sql-connector-kafka:4.0.1-2.0",
-    "eventhubs": "org.apache.flink:flink-sql-connector-kafka:4.0.1-2.0",
-    "kinesis": "org.apache.flink:flink-sql-connector-kinesis:5.0.0-1.20 (main.py's FlinkKinesisConsumer, job.sql's 'kinesis' table)",
-    "jdbc": "org.apache.flink:flink-connector-jdbc-core:4.0.0-2.0 (+ your database's JDBC driver)",
+    # by the job's Flink major version: a connector built for one major does not load on the other
+    1: {
+        "kafka": "org.apache.flink:flink-sql-connector-kafka:3.3.0-1.20",
+        "eventhubs": "org.apache.flink:flink-sql-connector-kafka:3.3.0-1.20",
+        "kinesis": "org.apache.flink:flink-sql-connector-kinesis:5.0.0-1.20 (main.py's FlinkKinesisConsumer, job.sql's 'kinesis' table)",
+        "jdbc": "org.apache.flink:flink-connector-jdbc:3.2.0-1.19 (+ your database's JDBC driver)",
+    },
+    2: {
+        "kafka": "org.apache.flink:flink-sql-connector-kafka:4.0.1-2.0",
+        "eventhubs": "org.apache.flink:flink-sql-connector-kafka:4.0.1-2.0",
+        "kinesis": "org.apache.flink:flink-sql-connector-aws-kinesis-streams:6.0.0-2.0 (the 'kinesis' table of job.sql and of main.py's reader)",
+        "jdbc": "org.apache.flink:flink-connector-jdbc-core:4.0.0-2.0 (+ your database's JDBC driver)",
+    },
 }
+
+
+def connector_jars(flink_version: str, connectors: tuple[str, ...]) -> list[str]:
+    """The connector jars a job for ``flink_version`` needs for ``connectors`` (source and sink names),
+    built for the job's Flink major version.
+
+    Examples
+    --------
+    >>> connector_jars("2.3.0", ("kinesis", "files"))
+    ["org.apache.flink:flink-sql-connector-aws-kinesis-streams:6.0.0-2.0 (the 'kinesis' table of job.sql and of main.py's reader)"]
+    >>> connector_jars("1.20", ("kafka",))
+    ['org.apache.flink:flink-sql-connector-kafka:3.3.0-1.20']
+    """
+    jars = _CONNECTOR_JARS[2 if _major_minor(flink_version)[0] >= 2 else 1]
+    return sorted({jars[x] for x in connectors if x in jars})
+
+
 _PROC = "__proc"
 _TRANSLATED = (
     SourceStep,
@@ -184,6 +210,13 @@ class _Col:
 def _q(name: str) -> str:
     """A quoted Flink SQL identifier."""
     return "`" + name.replace("`", "``") + "`"
+
+
+def _touch_ns(w: SessionWindow) -> int:
+    """How much shorter the job's session gap is (ns): Flink merges session windows that touch (an event
+    exactly ``gap`` after the last), where streamlab's session is ``[first, last + gap)``; one millisecond,
+    Flink SQL's resolution, unless the gap is not longer than that."""
+    return 1_000_000 if w.gap_ns >= 2_000_000 else 0
 
 
 def _interval(ns: int) -> str:
@@ -395,13 +428,17 @@ class _Generator:
         else:
             assert isinstance(w, SessionWindow)
             part = f" PARTITION BY {', '.join(keys)}" if keys else ""
-            tvf = f"SESSION(TABLE {src}{part}, DESCRIPTOR({t}), {_interval(w.gap_ns)})"
+            # a session is [first, last + gap): an event at last + gap starts a new one (as Beam's Sessions);
+            # Flink merges session windows that touch, so it gets a gap 1 ms (its resolution) shorter and
+            # window_end back 1 ms later
+            tvf = f"SESSION(TABLE {src}{part}, DESCRIPTOR({t}), {_interval(w.gap_ns - _touch_ns(w))})"
         kinds = {c.name: c.kind for c in self.columns[step.inputs[0]]}
         aggs = ",\n  ".join(_agg_sql(a, step, kinds) for a in step.aggs)
         if isinstance(w, SessionWindow) and self.legacy_sessions:
             # before Flink 1.19 the SESSION table function does not run on streams: the group window
-            gap = _interval(w.gap_ns)
-            bounds = f"SESSION_START({t}, {gap}) AS window_start, SESSION_END({t}, {gap}) AS window_end"
+            gap = _interval(w.gap_ns - _touch_ns(w))
+            end = f"SESSION_END({t}, {gap})" + (f" + {_interval(_touch_ns(w))}" if _touch_ns(w) else "")
+            bounds = f"SESSION_START({t}, {gap}) AS window_start, {end} AS window_end"
             group = ", ".join([*keys, f"SESSION({t}, {gap})"])
             self.views.append(
                 (sid, f"SELECT {', '.join([*keys, bounds])},\n  {aggs}\nFROM {src}\nGROUP BY {group}")
@@ -409,7 +446,10 @@ class _Generator:
             self.window_columns(sid, step)
             return
         group = ", ".join([*keys, "window_start", "window_end"])
-        select = ", ".join([*keys, "window_start", "window_end"])
+        end = "window_end"
+        if isinstance(w, SessionWindow) and _touch_ns(w):
+            end = f"window_end + {_interval(_touch_ns(w))} AS window_end"
+        select = ", ".join([*keys, "window_start", end])
         self.views.append(
             (sid, f"SELECT {select},\n  {aggs}\nFROM TABLE({tvf})\nGROUP BY {group}"),
         )
@@ -673,7 +713,8 @@ RAW_STREAM = '''def raw_stream(env, args):
 
     Bytes, not text: streamlab's parser sends a record with invalid UTF-8 to the dead letters, which a
     text reader (replacing bad bytes with U+FFFD) would hide. Files are read as ISO-8859-1 lines, one
-    character per byte, and encoded back to the same bytes; Kafka and Kinesis use ``ByteArraySchema``.
+    character per byte, and encoded back to the same bytes; Kafka uses ``ByteArraySchema``, Kinesis
+    ``ByteArraySchema`` before Flink 2 and the raw format's ``BYTES`` from Flink 2 on.
     """
     from pyflink.common import Types, WatermarkStrategy
     from pyflink.common.serialization import ByteArraySchema
@@ -709,15 +750,52 @@ RAW_STREAM = '''def raw_stream(env, args):
                 f'username="$ConnectionString" password="{secret}";',
             )
         return env.from_source(builder.build(), WatermarkStrategy.no_watermarks(), args.source)
-    from pyflink.datastream.connectors.kinesis import FlinkKinesisConsumer
-
-    props = {"aws.region": os.environ["AWS_REGION"], "flink.stream.initpos": "TRIM_HORIZON"}
-    return env.add_source(FlinkKinesisConsumer(os.environ["KINESIS_STREAM"], ByteArraySchema(), props))
-
+@KINESIS@
 
 '''
 """The generated ``raw_stream(env, args)``: records as bytes from files, Kafka, Event Hubs or Kinesis (main.py
-and datastream.py share it)."""
+and datastream.py share it; :func:`raw_stream_code` fills in the Kinesis reader of the job's Flink)."""
+
+_KINESIS_FLINK_1 = """    from pyflink.datastream.connectors.kinesis import FlinkKinesisConsumer
+
+    props = {"aws.region": os.environ["AWS_REGION"], "flink.stream.initpos": "TRIM_HORIZON"}
+    return env.add_source(FlinkKinesisConsumer(os.environ["KINESIS_STREAM"], ByteArraySchema(), props))
+"""
+
+
+_KINESIS_FLINK_2 = """    # Flink 2 removed SourceFunction, and with it the FlinkKinesisConsumer; PyFlink 2 wraps no
+    # KinesisStreamsSource, so the records come through the Table API's 'kinesis' table (as job.sql's)
+    from pyflink.table import StreamTableEnvironment
+
+    t_env = StreamTableEnvironment.create(env)
+    options = {
+        "connector": "kinesis",
+        "stream.arn": os.environ["KINESIS_STREAM_ARN"],
+        "aws.region": os.environ["AWS_REGION"],
+        "source.init.position": "TRIM_HORIZON",
+        "format": "raw",
+    }
+    with_options = ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
+    t_env.execute_sql(f"CREATE TEMPORARY TABLE `kinesis_raw` (`data` BYTES) WITH ({with_options})")
+    rows = t_env.to_data_stream(t_env.from_path("kinesis_raw"))
+    return rows.map(lambda row: bytes(row[0]), output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))
+"""
+
+
+def raw_stream_code(flink_version: str) -> str:
+    """:data:`RAW_STREAM` for a job written for ``flink_version``, with the Kinesis reader that Flink has:
+    the ``FlinkKinesisConsumer`` before Flink 2 (stream ``KINESIS_STREAM``), the Table API's ``'kinesis'``
+    table from Flink 2 on (stream ``KINESIS_STREAM_ARN``), which removed the consumer with
+    ``SourceFunction``, so a Flink 2 connector jar has no such class.
+
+    Examples
+    --------
+    >>> "FlinkKinesisConsumer(" in raw_stream_code("1.20"), "FlinkKinesisConsumer(" in raw_stream_code("2.3")
+    (True, False)
+    """
+    kinesis = _KINESIS_FLINK_1 if _major_minor(flink_version)[0] < 2 else _KINESIS_FLINK_2
+    return RAW_STREAM.replace("@KINESIS@", kinesis)
+
 
 _MAIN_BODY = '''
 
@@ -902,7 +980,7 @@ def _main_py(gen: _Generator, source: str, sink: str) -> str:
     p, parse = gen.p, gen.parse
     header = _MAIN_HEADER.format(
         name=p.name,
-        version=FLINK_VERSION,
+        version=gen.flink_version,
         steps=" -> ".join(p.steps),
         semantics=SEMANTICS.strip(),
     )
@@ -941,7 +1019,7 @@ def _main_py(gen: _Generator, source: str, sink: str) -> str:
         parts.append(f"    ({name!r}, {select!r}),")
     parts.append("]")
     body = _MAIN_BODY.replace("@PROC@", _PROC).replace("@SINK@", json.dumps(sink))
-    body = body.replace("@RAW_STREAM@", RAW_STREAM)
+    body = body.replace("@RAW_STREAM@", raw_stream_code(gen.flink_version))
     parts.append(body)
     return "\n".join(parts)
 
@@ -1025,9 +1103,9 @@ def _runtime_text(gen: _Generator) -> str:
     text = f"runtime `{runtime}` ({why})."
     if not why.startswith("the job is written for"):
         text += (
-            f" The job and its connector jars were written and verified for Flink {gen.flink_version} only; "
-            "to pin `requirements.txt` to the service's version, export with "
-            f'`to_flink(..., flink_version="{runtime.removeprefix("FLINK-").replace("_", ".")}")`.'
+            f" The job was written and verified for Flink {gen.flink_version}; `requirements.txt` pins the "
+            "runtime's PyFlink, and its connector jars are builds for the same major version. To write the job "
+            f'for the service\'s version itself, export with `to_flink(..., flink_version="{runtime.removeprefix("FLINK-").replace("_", ".")}")`.'
         )
     return text
 
@@ -1049,9 +1127,20 @@ flink run -py {job} -pyfs {job} -- --source {source} --sink {sink} --output s3:/
 ```"""
 
 
+def _kinesis_env(gen: _Generator, script: str) -> str:
+    """The README's Kinesis stream variables: the PyFlink scripts read ``KINESIS_STREAM`` (a name) through
+    the FlinkKinesisConsumer before Flink 2, and ``KINESIS_STREAM_ARN`` through the ``'kinesis'`` table, as
+    job.sql does, from Flink 2 on (:func:`raw_stream_code`)."""
+    if _major_minor(gen.flink_version)[0] >= 2:
+        return "`KINESIS_STREAM_ARN`"
+    return (
+        f"`KINESIS_STREAM` for {script}, `KINESIS_STREAM_ARN` for job.sql" if script else "`KINESIS_STREAM`"
+    )
+
+
 def _readme(gen: _Generator, source: str, sink: str) -> str:
     p = gen.p
-    jars = sorted({_CONNECTOR_JARS[x] for x in (source, sink) if x in _CONNECTOR_JARS})
+    jars = connector_jars(gen.flink_version, (source, sink))
     jar_lines = "\n".join(f"* `{j}`" for j in jars) or "* none: files need no connector jar"
     outputs = "\n".join(f"* `{name}`: `{ref}`" for ref, name in gen.outputs().items())
     from streamlab.export import flink_datastream as ds
@@ -1108,8 +1197,7 @@ INPUT_PATH=events.jsonl OUTPUT_PATH=out python run_sql.py job.sql
 
 Sources: `--source files` (built in), `kafka` (`KAFKA_BOOTSTRAP_SERVERS`, `KAFKA_TOPIC`),
 `eventhubs` (Event Hubs' Kafka endpoint: `EVENTHUBS_NAMESPACE`, `EVENTHUB_NAME`,
-`EVENTHUBS_CONNECTION_STRING`), `kinesis` (`KINESIS_STREAM` for main.py, `KINESIS_STREAM_ARN` for
-job.sql, `AWS_REGION`; credentials from the default AWS chain). Pub/Sub has no Flink SQL or PyFlink connector (Google's connector is Java
+`EVENTHUBS_CONNECTION_STRING`), `kinesis` ({_kinesis_env(gen, "main.py")}, `AWS_REGION`; credentials from the default AWS chain). Pub/Sub has no Flink SQL or PyFlink connector (Google's connector is Java
 DataStream only): bridge it to Kafka, or use streamlab's Beam export on Dataflow.
 Sinks: `--sink files` (JSON lines per output), `kafka` (one topic per output), `jdbc` (`JDBC_URL`,
 `JDBC_USER`, `JDBC_PASSWORD`; one table per output). Secrets are read from the environment only.
@@ -1144,7 +1232,7 @@ def _readme_datastream(gen: _Generator, source: str, sink: str, why: PipelineCon
     from streamlab.export import flink_datastream as ds
 
     p = gen.p
-    jars = sorted({_CONNECTOR_JARS[x] for x in (source, sink) if x in _CONNECTOR_JARS and x != "jdbc"})
+    jars = connector_jars(gen.flink_version, (source,) if sink == "jdbc" else (source, sink))
     jar_lines = "\n".join(f"* `{j}`" for j in jars) or "* none: files need no connector jar"
     outputs = "\n".join(f"* `{name}`: `{ref}`" for ref, name in ds.datastream_outputs(p).items())
     rows = [f"`{sid}` ({s.config.kind})" for sid, s in p.steps.items() if isinstance(s, OperatorStep)]
@@ -1174,7 +1262,7 @@ that installs next to `apache-flink`); ship it with `-pyreq requirements.txt`.
 
 Sources: `--source files` (built in), `kafka` (`KAFKA_BOOTSTRAP_SERVERS`, `KAFKA_TOPIC`),
 `eventhubs` (Event Hubs' Kafka endpoint: `EVENTHUBS_NAMESPACE`, `EVENTHUB_NAME`,
-`EVENTHUBS_CONNECTION_STRING`), `kinesis` (`KINESIS_STREAM`, `AWS_REGION`; credentials from the default
+`EVENTHUBS_CONNECTION_STRING`), `kinesis` ({_kinesis_env(gen, "")}, `AWS_REGION`; credentials from the default
 AWS chain). Sinks: `--sink files` (JSON lines per output) or `kafka` (one topic per output); the
 DataStream job has no JDBC sink. Secrets are read from the environment only.
 
@@ -1378,7 +1466,11 @@ def to_flink(
         Where every output goes: ``"files"`` (JSON lines), ``"kafka"`` or ``"jdbc"``.
     flink_version
         The Flink the job will run on. Before 1.19 the ``SESSION`` window table function does not run on
-        streams, so session windows use the group window (``GROUP BY SESSION(ts, gap)``) instead.
+        streams, so session windows use the group window (``GROUP BY SESSION(ts, gap)``) instead. The
+        connector jars the README lists are builds for its major version (:func:`connector_jars`), and
+        the PyFlink scripts read Kinesis as that Flink can (:func:`raw_stream_code`); ``requirements.txt``
+        pins the PyFlink of the Managed Flink runtime ``main.tf`` deploys to, saying so where the service
+        offers no runtime of ``flink_version`` itself (2.3: the job runs on ``FLINK-2_2``).
 
     Returns
     -------
@@ -1464,15 +1556,33 @@ def _datastream_only(
 
 def _requirements(p: Pipeline, flink_version: str) -> str:
     """requirements.txt: PyFlink, and river when the DataStream job runs a model, a quantile threshold or a
-    drift detector (streamlab's features, rules and patterns need no more than the standard library)."""
+    drift detector (streamlab's features, rules and patterns need no more than the standard library).
+
+    PyFlink is pinned to the Flink of the Managed Flink runtime main.tf deploys the job to (a PyFlink
+    client of another version than its cluster fails the job), with a comment saying so where that is not
+    the version the job is written for (``apache-flink`` 2.3 has no runtime; 2.2.1 pins the same
+    dependencies, so river's pin installs beside both).
+    """
     from streamlab.detectors import Detect, DriftDetector
 
-    pin = flink_version if flink_version.count(".") >= 2 else f"{flink_version}.*"
+    runtime, _ = managed_flink_runtime(flink_version)
+    deployed = runtime.removeprefix("FLINK-").replace("_", ".")
+    written = ".".join(flink_version.split(".")[:2])
+    header = ""
+    if deployed == written:
+        pin = flink_version if flink_version.count(".") >= 2 else f"{flink_version}.*"
+    else:
+        pin = f"{deployed}.*"
+        header = (
+            f"# apache-flink {deployed}: the PyFlink of {runtime}, the Managed Flink runtime main.tf deploys this\n"
+            f"# job to (the service offers no Flink {written}); the job is written for and verified on Flink\n"
+            f"# {flink_version}. For a local run on that version: pip install apache-flink=={flink_version}\n"
+        )
     river = any(
         isinstance(s, OperatorStep) and isinstance(s.config, (Detect, DriftDetector))
         for s in p.steps.values()
     )
-    return f"apache-flink=={pin}\n" + (f"river=={FLINK_RIVER_VERSION}\n" if river else "")
+    return header + f"apache-flink=={pin}\n" + (f"river=={FLINK_RIVER_VERSION}\n" if river else "")
 
 
 # -- the PyFlink environment and running the job --------------------------------------------------------

@@ -769,7 +769,7 @@ def datastream_py(p: Pipeline, source: str, sink: str, version: str = "2.3.0") -
     >>> "def step_window(row, state, emit):" in text, "'window.late'" in text
     (True, True)
     """
-    from streamlab.export.flink import RAW_STREAM
+    from streamlab.export.flink import raw_stream_code
 
     parse = next(s for s in p.steps.values() if isinstance(s, ParseStep))
     header = _HEADER.format(
@@ -783,7 +783,7 @@ def datastream_py(p: Pipeline, source: str, sink: str, version: str = "2.3.0") -
     helpers = _EXPR_HELPERS if any(isinstance(s, (FilterStep, MapStep)) for s in p.steps.values()) else ""
     helpers += _ROW_HELPERS if rows else ""
     steps = helpers.lstrip("\n") + ("\n\n" if helpers else "") + _steps_code(p)
-    body = _BODY.replace("@STEPS@", steps).replace("@RAW_STREAM@", RAW_STREAM)
+    body = _BODY.replace("@STEPS@", steps).replace("@RAW_STREAM@", raw_stream_code(version))
     if rows:
         header = header.replace("import base64\n", "import base64\nimport bisect\n", 1)
         header = header.replace(

@@ -137,7 +137,9 @@ Semantics (streamlab -> Spark)
   END_OF_INPUT; the job turns that line into a row at END_TIME that moves the watermark past every
   window and is never written out. ``first``/``last`` are ``min_by``/``max_by`` on event time (ties:
   any of the tied rows; streamlab takes the earliest arrival).
-* Sessions: ``session_window`` (a session ends ``gap`` after its last event, as in streamlab).
+* Sessions: ``session_window`` (a session ends ``gap`` after its last event, as in streamlab; an event
+  exactly ``gap`` after the last starts a new session, so the job's gap is one microsecond shorter, as
+  Spark merges sessions that touch, and the end is written back one microsecond later).
 * Dedup: streamlab's own rule (``Dedup``, copied below: an id is remembered while the largest event
   time seen is within ttl of its first occurrence, at most max_ids of them) in ``first_occurrences``,
   one ``applyInPandasWithState`` group for all ids (the rule reads the largest event time and the order
@@ -536,6 +538,13 @@ def _interval(ns: int) -> str:
     return f"{ns // 1_000} microseconds"
 
 
+def _touch(w: SessionWindow) -> int:
+    """How much shorter the Spark job's session gap is (ns): Spark merges two sessions that touch (an event
+    exactly ``gap`` after the last), where streamlab's session is ``[first, last + gap)``; one microsecond,
+    Spark's resolution, unless the gap is not longer than that."""
+    return 1_000 if w.gap_ns >= 2_000 else 0
+
+
 def _interval_sql(ns: int) -> str:
     if ns % 1_000_000 == 0:
         return f"INTERVAL {ns // 1_000_000} MILLISECONDS"
@@ -772,7 +781,9 @@ class _Generator:
             fn = f"F.window({step.time!r}, {_interval(w.size_ns)!r}, {_interval(w.every_ns)!r}{start})"
         else:
             assert isinstance(w, SessionWindow)
-            fn = f"F.session_window({step.time!r}, {_interval(w.gap_ns)!r})"
+            # a session is [first, last + gap): an event at last + gap starts a new one (as Beam's Sessions);
+            # Spark merges sessions that touch, so it gets a gap 1 microsecond shorter and the end back
+            fn = f"F.session_window({step.time!r}, {_interval(w.gap_ns - _touch(w))!r})"
         aggs = ", ".join(self._agg(a, step) for a in step.aggs)
         keys = ", ".join(repr(k) for k in step.keys)
         cols = self.fields_of(step.inputs[0])
@@ -792,9 +803,12 @@ class _Generator:
         self.emit(f"    .groupBy({fn}.alias('w'){', ' + keys if keys else ''})")
         self.emit(f"    .agg({aggs})")
         names = ", ".join(repr(a.name) for a in step.aggs)
+        end = "F.col('w.end')"
+        if isinstance(w, SessionWindow) and _touch(w):
+            end = "(F.col('w.end') + F.expr('INTERVAL 1 MICROSECOND'))"
         self.emit(
             f"    .select({keys + ', ' if keys else ''}F.col('w.start').alias('window_start'), "
-            f"F.col('w.end').alias('window_end'), {names})"
+            f"{end}.alias('window_end'), {names})"
         )
         self.emit(")")
         self.time_of[sid] = None

@@ -207,6 +207,7 @@ def rows_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     (4611686018427387907 became 4.611686018427388e+18) and so could report matching outputs as
     different or hide a real difference. Such a column becomes pandas' nullable ``Int64``, as the
     runtime holds an ``int64`` field with missing values (object, exact, beyond int64's range);
+    a column of ints beside floats keeps each value's type (pandas would make ``1`` the float ``1.0``);
     every other column is read as pandas reads it.
 
     Examples
@@ -215,6 +216,8 @@ def rows_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     [4611686018427387907, <NA>, <NA>]
     >>> rows_frame([{"x": 1.5}, {"x": None}])["x"].dtype
     dtype('float64')
+    >>> rows_frame([{"w": 1}, {"w": 2.5}, {}])["w"].tolist()
+    [1, 2.5, None]
     """
     frame = pd.DataFrame(list(rows))
     for c in frame.columns:
@@ -222,6 +225,11 @@ def rows_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
             continue
         values = [r.get(c) for r in rows]
         present = [v for v in values if v is not None]
+        if any(type(v) is int for v in present) and not all(type(v) is int for v in present):
+            # ints beside floats (a json field's first/last or key): each value of its own type, as
+            # streamlab holds such a column (streamlab._intcols.inferred_series), not 1 as 1.0
+            frame[c] = pd.Series(values, index=frame.index, dtype=object)
+            continue
         if not present or not all(type(v) is int for v in present):
             continue
         if all(-(2**63) <= v < 2**63 for v in present):

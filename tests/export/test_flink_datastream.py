@@ -383,3 +383,21 @@ def test_bytes_zero_keys_and_finer_times_on_the_flink_engine_equal_streamlab(
     assert report.counts["window.late"] == {"streamlab": 1, "flink": 1}
     finer = [n for n in report.notes if "digits below the microsecond" in n]
     assert [n.split(":")[0] for n in finer] == ["window", "window.late"], report.notes
+
+
+def test_a_flink_2_job_reads_kinesis_through_the_kinesis_table(flink_python: str, tmp_path: Path) -> None:
+    # datastream.py for Flink 2 read Kinesis with the FlinkKinesisConsumer, which Flink 2 removed with
+    # SourceFunction (no Flink 2 connector jar has it). Run as deployed, it now declares the 'kinesis'
+    # table job.sql uses and gets as far as looking up its connector, the jar this machine cannot fetch.
+    import os
+
+    p = Pipeline(ListSource([b"{}"]), name="kinesis_reader")
+    p.parse(SCHEMA).filter("event_type == 'click'").window(TumblingWindow("1m")).agg(agg.count())
+    out = to_flink(p, tmp_path / "job", source="kinesis")
+    env = {**os.environ, "KINESIS_STREAM_ARN": "arn:aws:kinesis:us-east-1:000000000000:stream/s"}
+    env["AWS_REGION"] = "us-east-1"
+    cmd = [flink_python, "datastream.py", "--source", "kinesis", "--output", str(tmp_path / "out")]
+    done = subprocess.run(cmd, cwd=out.directory, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "Could not find any factory for identifier 'kinesis'" in done.stderr, done.stderr[-3000:]
+    assert "'stream.arn'='arn:aws:kinesis:us-east-1:000000000000:stream/s'" in done.stderr

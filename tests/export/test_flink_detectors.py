@@ -93,7 +93,7 @@ def test_the_datastream_only_export_says_why_and_lists_river(tmp_path: Path) -> 
     )
     out = to_flink(p, tmp_path, source="kafka", sink="kafka")
     assert out.module.name == "datastream.py" and "main.py" not in out.files
-    assert out.read("requirements.txt") == f"apache-flink==2.3.0\nriver=={FLINK_RIVER_VERSION}\n"
+    assert out.read("requirements.txt").endswith(f"\napache-flink==2.2.*\nriver=={FLINK_RIVER_VERSION}\n")
     readme = out.read("README.md")
     assert "**Why no Flink SQL job (`job.sql`, `main.py`)**: step `zscore_feature` (operator)" in readme
     assert "flink run -py datastream.py" in readme and "`trees` (detect)" in readme
@@ -116,7 +116,7 @@ def test_an_aggregator_sql_lacks_moves_the_window_to_the_datastream_job(tmp_path
     why = " ".join(out.read("README.md").split())
     assert "step `window` (window): cannot export to Flink SQL: aggregator" in why
     assert "'kind': 'first'" in why and "has no Flink SQL equal" in why
-    assert out.read("requirements.txt") == "apache-flink==2.3.0\n"
+    assert out.read("requirements.txt").endswith("\napache-flink==2.2.*\n")
 
 
 def test_steps_neither_job_runs_are_refused_naming_the_step(tmp_path: Path) -> None:

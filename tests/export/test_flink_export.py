@@ -110,7 +110,10 @@ def test_generated_job_on_the_flink_engine_equals_streamlab(flink_python: str, t
     sql_dir, sql_out = tmp_path / "sql", tmp_path / "sql-out"
     # job.sql as written for Flink 1.18, whose SESSION table function does not run on streams
     sql_files = to_flink(p, sql_dir, source="files", flink_version="1.18")
-    assert "GROUP BY `user_id`, SESSION(`timestamp`, INTERVAL '30' SECOND)" in sql_files.read("job.sql")
+    assert (
+        "GROUP BY `user_id`, SESSION(`timestamp`, INTERVAL '0 00:00:29.999' DAY TO SECOND(3))"
+        in sql_files.read("job.sql")
+    )
     assert sql_files.read("requirements.txt") == "apache-flink==1.18.*\n"
     sample = tmp_path / "sample.jsonl"
     sample.write_bytes(b"".join(x + b"\n" for x in lines))
@@ -229,7 +232,8 @@ def test_generated_files(tmp_path: Path) -> None:
         "TABLE(HOP(TABLE `parse`, DESCRIPTOR(`timestamp`), INTERVAL '1' MINUTE, INTERVAL '2' MINUTE))" in sql
     )
     assert (
-        "SESSION(TABLE `parse` PARTITION BY `user_id`, DESCRIPTOR(`timestamp`), INTERVAL '30' SECOND)" in sql
+        "SESSION(TABLE `parse` PARTITION BY `user_id`, DESCRIPTOR(`timestamp`), INTERVAL '0 00:00:29.999' DAY TO SECOND(3))"
+        in sql
     )
     assert "ROW_NUMBER() OVER (PARTITION BY `event_id` ORDER BY `__proc` ASC)" in sql
     assert (
@@ -258,9 +262,10 @@ def test_generated_files(tmp_path: Path) -> None:
     assert "Verified here on files only" in readme and "flink-sql-connector-kafka" in readme
     assert "flink-connector-jdbc" in readme
     tf = out.read("main.tf")
-    # a job for Flink 2.3 (its connector jars are 2.x builds): the service's newest 2.x runtime
+    # a job for Flink 2.3 (its connector jars are 2.x builds): the service's newest 2.x runtime, whose
+    # PyFlink requirements.txt pins (test_flink_runtime.py)
     assert 'resource "aws_kinesisanalyticsv2_application" "job"' in tf and '"FLINK-2_2"' in tf
-    assert out.read("requirements.txt") == "apache-flink==2.3.0\n"
+    assert out.read("requirements.txt").endswith("\napache-flink==2.2.*\n")
 
 
 def big(row: dict[str, object]) -> bool:
@@ -385,17 +390,38 @@ def test_terraform_is_valid_hcl_for_managed_flink(tmp_path: Path) -> None:
 
 
 def test_main_parses_records_as_bytes_so_invalid_utf8_is_a_dead_letter(tmp_path: Path) -> None:
-    """``raw_stream`` reads bytes (files as ISO-8859-1 lines encoded back, Kafka and Kinesis with
-    ``ByteArraySchema``): a text reader replaced invalid UTF-8 with U+FFFD, and the record was counted."""
+    """``raw_stream`` reads bytes (files as ISO-8859-1 lines encoded back, Kafka with ``ByteArraySchema``,
+    Kinesis on Flink 2 as the raw format's BYTES): a text reader replaced invalid UTF-8 with U+FFFD, and the record was counted."""
     from streamlab.export.verify import load_module
 
     out = to_flink(every_case(), tmp_path, source="kafka", sink="files")
     text = out.read("main.py")
     assert 'text_line_format("ISO-8859-1")' in text and "SimpleStringSchema" not in text
-    assert text.count("ByteArraySchema()") == 2  # Kafka / Event Hubs, Kinesis
+    assert text.count("ByteArraySchema()") == 1  # Kafka / Event Hubs
+    assert "(`data` BYTES)" in text and '"format": "raw"' in text  # Kinesis on Flink 2: the raw format
     main = load_module(tmp_path / "main.py")
     line = b'{"event_id": "e1", "timestamp": "2024-01-01T00:00:01Z", "event_type": "\xff"}'
     _, (raw, reason, step) = main.parse_line(line)
     assert reason.startswith("invalid UTF-8") and raw == line.decode("utf-8", "replace")
     assert step == main.PARSE_STEP
     assert main.parse_line(line.replace(b"\xff", b"a"))[1] is None
+
+
+def test_an_event_exactly_gap_after_the_last_starts_a_new_session(flink_python: str, tmp_path: Path) -> None:
+    # streamlab's session is [first, last + gap) (Beam's Sessions too): an event at last + gap opens a new
+    # one. Flink merges session windows that touch, so job.sql joined them (a: 1 session of 3, b: 1 of 2).
+    p = Pipeline(ListSource([b"{}"]), name="touching")
+    p.parse({"timestamp": "timestamp", "k": "string"}).window(
+        SessionWindow("5s"), key="k", step_id="ses"
+    ).agg(agg.count())
+    t0 = pd.Timestamp("2024-01-01", tz="UTC")
+    at = [(5, "a"), (10, "a"), (14.999, "a"), (60, "b"), (65, "b"), (180, "c")]
+    lines = [
+        f'{{"timestamp": "{(t0 + pd.Timedelta(seconds=s)).isoformat()}", "k": "{k}"}}'.encode() for s, k in at
+    ]
+    report = verify(p, lines, target="flink", workdir=tmp_path, flink_job="sql")
+    assert report.equal, report.diff.to_string()
+    assert sorted(report.exported["ses"]["count"].tolist()) == [1, 1, 1, 1, 2]
+    legacy = to_flink(p, tmp_path / "legacy", source="files", flink_version="1.18").read("job.sql")
+    assert "SESSION(`timestamp`, INTERVAL '0 00:00:04.999' DAY TO SECOND(3))" in legacy
+    assert "+ INTERVAL '0 00:00:00.001' DAY TO SECOND(3) AS window_end" in legacy

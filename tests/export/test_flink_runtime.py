@@ -71,3 +71,56 @@ def test_a_major_version_the_service_does_not_offer_is_refused(tmp_path: Path) -
         "FLINK-2_2",
         "the oldest Flink 2 runtime the service offers: the job is written for Flink 2.0",
     )
+
+
+def sql_job() -> Pipeline:
+    """A window Flink SQL says: job.sql and main.py (and datastream.py beside them)."""
+    p = Pipeline(ListSource([b"{}"]), name="sql_runtime")
+    p.parse().window(TumblingWindow("1m"), key="event_type").agg(agg.count())
+    return p
+
+
+@pytest.mark.parametrize("build", [sql_job, datastream_only])
+def test_requirements_pin_the_pyflink_of_the_runtime_main_tf_deploys(build, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # requirements.txt pinned apache-flink==2.3.0 while main.tf deployed the job on FLINK-2_2: a PyFlink
+    # client of another version than its cluster. The pin now follows the runtime, and says why.
+    for version, pin in (("2.3.0", "2.2.*"), ("2.2", "2.2.*"), ("1.20", "1.20.*"), ("1.18", "1.18.*")):
+        out = to_flink(build(), tmp_path / version, source="kinesis", flink_version=version)
+        lines = out.read("requirements.txt").splitlines()
+        assert [x for x in lines if not x.startswith("#")] == [f"apache-flink=={pin}"]
+        assert f"{runtime_of(out.directory)[0]}.{runtime_of(out.directory)[1]}.*" == pin
+        comment = " ".join(x.lstrip("# ") for x in lines if x.startswith("#"))
+        if version == "2.3.0":  # the service has no 2.3: which combination this is, and why
+            assert "the PyFlink of FLINK-2_2, the Managed Flink runtime main.tf deploys" in comment
+            assert "verified on Flink 2.3.0" in comment and "pip install apache-flink==2.3.0" in comment
+        else:
+            assert comment == ""
+
+
+@pytest.mark.parametrize("build", [sql_job, datastream_only])
+def test_connector_jars_and_the_kinesis_reader_are_the_jobs_flink_major(build, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # A job for Flink 2 listed the Flink 1.20 build of the Kinesis connector (5.0.0-1.20) and read Kinesis
+    # with the FlinkKinesisConsumer, a SourceFunction Flink 2 removed: no Flink 2 jar has that class.
+    for version, major in (("2.3.0", "2"), ("1.20", "1")):
+        for source, sink in (("kinesis", "files"), ("kafka", "kafka")):
+            out = to_flink(
+                build(), tmp_path / version / source, source=source, sink=sink, flink_version=version
+            )
+            readme = out.read("README.md")
+            jars = re.findall(r"^\* `org\.apache\.flink:([\w-]+):([\d.]+)-(\d+)\.(\d+)", readme, re.M)
+            assert jars and {j[2] for j in jars} == {major}, jars
+            scripts = [out.read(name) for name in ("main.py", "datastream.py") if name in out.files]
+            for text in scripts:
+                assert text.count("def raw_stream(") == 1
+                if major == "2":
+                    assert "FlinkKinesisConsumer" not in text.replace("the FlinkKinesisConsumer;", "")
+                    assert "'connector': 'kinesis'" in text.replace('"', "'") and "KINESIS_STREAM_ARN" in text
+                else:
+                    assert "env.add_source(FlinkKinesisConsumer(" in text
+            if source == "kinesis":
+                wanted = (
+                    "flink-sql-connector-aws-kinesis-streams"
+                    if major == "2"
+                    else "flink-sql-connector-kinesis"
+                )
+                assert wanted in {j[0] for j in jars}

@@ -6,10 +6,12 @@ watermark moves per micro-batch, so late data is compared only as counts, in the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -253,7 +255,7 @@ def test_generated_files_lint_name_connectors_and_hold_no_secrets(tmp_path: Path
     for needle in (
         "withWatermark(",
         "F.window('timestamp', '120000 milliseconds', '60000 milliseconds')",
-        "F.session_window('timestamp', '30000 milliseconds')",
+        "F.session_window('timestamp', '29999999 microseconds')",  # sessions that touch stay apart
         "first_occurrences(frames, state, *DEDUP_RULE)",  # streamlab's dedup rule
         "'inner'",
         "def parse_record(",  # streamlab's parser, copied in
@@ -562,3 +564,29 @@ def test_a_filter_over_a_missing_string_keeps_the_rows_streamlab_keeps(
     assert report.equal, report.diff.to_string()
     out = report.exported["kept" if after_a_feature else "window"]
     assert sorted(out["event_id"].astype(int)) == [0, 2, 3, 5]
+
+
+def test_an_event_exactly_gap_after_the_last_starts_a_new_session(spark: Any, tmp_path: Path) -> None:
+    # streamlab's session is [first, last + gap) (Beam's Sessions too): an event at last + gap opens a new
+    # one. Spark merges sessions that touch, so its job joined them (a: 1 session of 3, b: 1 of 2).
+    p = Pipeline(ListSource([b"{}"]), name="touching")
+    p.parse({"timestamp": "timestamp", "k": "string"}).window(
+        SessionWindow("5s"), key="k", step_id="ses"
+    ).agg(agg.count())
+    at = [("05", "a"), ("10", "a"), ("14.999999", "a"), ("60", "b"), ("65", "b"), ("180", "c")]
+    lines = [
+        json.dumps(
+            {
+                "timestamp": (
+                    pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(seconds=float(s))
+                ).isoformat(),
+                "k": k,
+            }
+        ).encode()
+        for s, k in at
+    ]
+    report = verify(p, lines, target="spark", workdir=tmp_path)
+    assert report.equal, report.diff.to_string()
+    got = report.exported["ses"].sort_values(["k", "window_start"])
+    assert got["count"].tolist() == [1, 2, 1, 1, 1]  # a: [5, 10) and [10, 19.999999); b: two; c: one
+    assert got["window_end"].tolist()[1] == "2024-01-01T00:00:19.999999Z"
