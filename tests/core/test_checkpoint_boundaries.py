@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import pickle
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -225,10 +226,13 @@ def test_a_restore_at_every_boundary_into_the_pipeline_read_back_from_its_yaml(t
         assert_same(outputs(first, second), want)
 
 
-def interrupting_at(write: int) -> type[Sink]:
-    """A sink wrapper whose ``write``-th ``write_batch`` raises KeyboardInterrupt before writing."""
+def acting_at(
+    write: int, before: Callable[[], None] | None = None, after: Callable[[], None] | None = None
+) -> type[Sink]:
+    """A sink wrapper whose ``write``-th ``write_batch`` calls ``before`` before writing and ``after``
+    after it (raise an interrupt, send a signal)."""
 
-    class Interrupting(Sink):
+    class Acting(Sink):
         def __init__(self, inner: ListSink) -> None:
             self.inner = inner
 
@@ -239,16 +243,27 @@ def interrupting_at(write: int) -> type[Sink]:
             class W(SinkWriter):
                 def write_batch(self, batch: pd.DataFrame) -> None:
                     calls[0] += 1
-                    if calls[0] == write:
-                        raise KeyboardInterrupt
+                    if calls[0] == write and before is not None:
+                        before()
                     writer.write_batch(batch)
+                    if calls[0] == write and after is not None:
+                        after()
 
                 def flush(self) -> None:
                     writer.flush()
 
             return W()
 
-    return Interrupting
+    return Acting
+
+
+def _interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+def interrupting_at(write: int) -> type[Sink]:
+    """A sink wrapper whose ``write``-th ``write_batch`` raises KeyboardInterrupt before writing."""
+    return acting_at(write, before=_interrupt)
 
 
 @settings(max_examples=12, deadline=None)
@@ -356,27 +371,7 @@ def signalling_at(write: int) -> type[Sink]:
     import os
     import signal
 
-    class Signalling(Sink):
-        def __init__(self, inner: ListSink) -> None:
-            self.inner = inner
-
-        def open(self, clock: Any = None) -> SinkWriter:
-            writer = self.inner.open(clock)
-            calls = [0]
-
-            class W(SinkWriter):
-                def write_batch(self, batch: pd.DataFrame) -> None:
-                    calls[0] += 1
-                    writer.write_batch(batch)
-                    if calls[0] == write:
-                        os.kill(os.getpid(), signal.SIGTERM)
-
-                def flush(self) -> None:
-                    writer.flush()
-
-            return W()
-
-    return Signalling
+    return acting_at(write, after=lambda: os.kill(os.getpid(), signal.SIGTERM))
 
 
 @pytest.mark.parametrize("write", [1, 3, 5])

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from streamlab._checkpoint import CHECKPOINT_FILE
+from streamlab.testing import wait_for
 
 RUNNER = """
 import sys
@@ -33,3 +37,39 @@ def reap(proc: subprocess.Popen[bytes]) -> str:
     err = proc.stderr.read().decode()
     proc.stderr.close()
     return err
+
+
+def run_killed_until_done(
+    spec: Path, ckpt: Path, rng: random.Random, *, max_runs: int, batch_size: int = 50_000
+) -> int:
+    """Run the spec in a child until it finishes, SIGKILLing the first two runs at seeded points (a new
+    checkpoint, the sign that the run is under way, then a seeded delay of up to 0.4 s); returns the
+    number of kills. A run that ends by itself before its point is let finish."""
+    checkpoint = ckpt / CHECKPOINT_FILE
+
+    def stamp() -> int:
+        return checkpoint.stat().st_mtime_ns if checkpoint.exists() else 0
+
+    kills = 0
+    for _ in range(max_runs):
+        before = stamp()
+        proc = runner(spec, ckpt, batch_size=batch_size)
+        try:
+            if kills < 2:
+                wait_for(
+                    lambda b=before, p=proc: stamp() != b or p.poll() is not None,  # type: ignore[misc]
+                    timeout=60,
+                    what="a checkpoint",
+                )
+                try:
+                    proc.wait(timeout=rng.uniform(0.0, 0.4))
+                except subprocess.TimeoutExpired:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    kills += 1
+            code = proc.wait(timeout=60)
+        finally:
+            err = reap(proc)
+        if code == 0:
+            return kills
+        assert code == -signal.SIGKILL, err[-2000:]
+    raise AssertionError("the pipeline never finished")

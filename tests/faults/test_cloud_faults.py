@@ -13,7 +13,6 @@ import json
 import os
 import random
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -31,7 +30,7 @@ from streamlab.local import LocalServer
 from streamlab.testing import wait_for
 
 from ._kafka import FAST_GROUP, Broker, make_events, produce
-from ._process import reap, runner
+from ._process import reap, run_killed_until_done, runner
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -396,34 +395,7 @@ def test_eventhub_pipeline_killed_at_seeded_points_then_restarted_matches_uninte
     windows.agg(agg.count(), agg.sum("amount")).to(DuckDBSink(db, "windows"))
     p.to_yaml(str(spec))
     rng = random.Random(20261207)
-    checkpoint = ckpt / CHECKPOINT_FILE
-    kills, runs = 0, 0
-    while True:
-        runs += 1
-        assert runs <= 6, "the pipeline never finished"
-        before = checkpoint.stat().st_mtime_ns if checkpoint.exists() else 0
-        proc = runner(spec, ckpt, batch_size=100)
-        try:
-            if kills < 2:
-                wait_for(
-                    lambda b=before, pr=proc: (
-                        (checkpoint.exists() and checkpoint.stat().st_mtime_ns != b)  # type: ignore[misc]
-                        or pr.poll() is not None
-                    ),
-                    timeout=60,
-                    what="a checkpoint",
-                )
-                try:
-                    proc.wait(timeout=rng.uniform(0.0, 0.4))
-                except subprocess.TimeoutExpired:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    kills += 1
-            code = proc.wait(timeout=60)
-        finally:
-            err = reap(proc)
-        if code == 0:
-            break
-        assert code == -signal.SIGKILL, err[-2000:]
+    kills = run_killed_until_done(spec, ckpt, rng, max_runs=6, batch_size=100)
     assert kills >= 1
     assert_same_tables(tables(db), reference(broker.bootstrap, hub, tmp_path, n), n)
 

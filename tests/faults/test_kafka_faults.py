@@ -9,7 +9,6 @@ and every stop must return within its stated bound.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import signal
 import subprocess
@@ -31,12 +30,11 @@ from streamlab.connectors.kafka import (
 )
 
 from streamlab import DuckDBSink, Pipeline, TumblingWindow, agg
-from streamlab._checkpoint import CHECKPOINT_FILE
 from streamlab.io import Sink, SinkWriter
 from streamlab.testing import find_free_port, wait_for
 
 from ._kafka import FAST_GROUP, Broker, make_events, produce
-from ._process import reap, runner
+from ._process import reap, run_killed_until_done, runner
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -406,36 +404,7 @@ def test_consumer_killed_at_seeded_points_then_restarted_matches_uninterrupted_r
     rng = random.Random(20261202)
     db, ckpt, spec = tmp_path / "run.duckdb", tmp_path / "ckpt", tmp_path / "spec.yaml"
     build(broker.bootstrap, topic, "g", str(db), stop_at_end=True, max_batch=200).to_yaml(str(spec))
-    checkpoint = ckpt / CHECKPOINT_FILE
-
-    def stamp() -> int:
-        return checkpoint.stat().st_mtime_ns if checkpoint.exists() else 0
-
-    kills, runs = 0, 0
-    while True:
-        runs += 1
-        assert runs <= 8, "the pipeline never finished"
-        before = stamp()
-        proc = runner(spec, ckpt)
-        try:
-            if kills < 2:
-                # a new checkpoint is the event that the run is under way; then a seeded delay
-                wait_for(
-                    lambda b=before, p=proc: stamp() != b or p.poll() is not None,  # type: ignore[misc]
-                    timeout=60,
-                    what="a checkpoint",
-                )
-                try:
-                    proc.wait(timeout=rng.uniform(0.0, 0.4))
-                except subprocess.TimeoutExpired:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    kills += 1
-            code = proc.wait(timeout=60)
-        finally:
-            err = reap(proc)
-        if code == 0:
-            break
-        assert code == -signal.SIGKILL, err[-2000:]
+    kills = run_killed_until_done(spec, ckpt, rng, max_runs=8)
     assert kills >= 1  # the seeded points hit the run at least once
     assert_same_tables(tables(str(db)), reference(broker.bootstrap, topic, tmp_path, n), n)
 
