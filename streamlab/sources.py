@@ -340,11 +340,12 @@ class ReplaySource(Source):
 
     Rows are delivered in their stored (arrival) order. A row is released when the replay clock passes
     the largest event time seen up to it, so late and out-of-order rows come at the moment they
-    arrived originally. Event times beyond the last row's do not pace the replay: a row dated after it
-    (one event of 2200 among events of 2024, from a broken clock) is released with the next row that is
-    not, rather than holding every later row until the replay clock reaches 2200. The last row (with an
-    event time) is released at its time, whatever it is. ``speed=1`` is real time, ``10`` ten times
-    faster, ``None`` as fast as possible.
+    arrived originally. A row dated at or after every row that follows it is released with the next
+    row that is not: one event of 2200 among events of 2024 (a broken clock) no longer holds every later
+    row until the replay clock reaches 2200. (Near the end of a file whose last rows are late, the newest
+    rows before them come that much early; elsewhere pacing is unchanged.) The last row (with an event
+    time) is released at its time, whatever it is. ``speed=1`` is real time, ``10`` ten times faster,
+    ``None`` as fast as possible.
 
     Parameters
     ----------
@@ -463,8 +464,8 @@ class ReplaySource(Source):
         raise ValueError(f"ReplaySource: cannot tell the format of {path.name}; use .jsonl, .csv or .parquet")
 
     def release_times(self) -> np.ndarray:
-        """Event time at which each row is released: the running maximum of event times, a time beyond
-        the last timed row's read as the next row's that is not."""
+        """Event time at which each row is released: the running maximum of event times, the time of a
+        row dated at or after every later row read as the next row's that is not."""
         if self._release is None:
             if self.raw:
                 from streamlab._parse import FieldSpec, ParseOperator
@@ -476,15 +477,18 @@ class ReplaySource(Source):
             else:
                 ts = to_utc_ns(self.frame[self.time])
             ts = np.where(ts == NAT_NS, np.iinfo(np.int64).min + 1, ts)
-            timed = np.flatnonzero(ts != np.iinfo(np.int64).min + 1)
-            if len(timed):
-                # pacing follows event times only up to the last timed row's: a row dated beyond it (one
-                # event of 2200 among events of 2024, a broken clock) held every later row until the
-                # replay clock reached 2200; it is now released with the next row that is not beyond it
-                beyond = ts > ts[timed[-1]]
+            untimed = np.iinfo(np.int64).min + 1
+            if len(ts) > 1:
+                # a row dated at or after every later row (one event of 2200 among events of 2024, a
+                # broken clock) held every later row until the replay clock reached 2200: it is released
+                # with the next timed row that is not such a row (the last timed row always is not)
+                later = np.maximum.accumulate(ts[::-1])[::-1]  # the largest time from each row on
+                later = np.append(later[1:], untimed)
+                beyond = (ts != untimed) & (later != untimed) & (ts >= later)
                 if beyond.any():
-                    rows = np.where(beyond, len(ts), np.arange(len(ts)))
-                    ts = np.where(beyond, ts[np.minimum.accumulate(rows[::-1])[::-1] % len(ts)], ts)
+                    rows = np.where(beyond | (ts == untimed), len(ts), np.arange(len(ts)))
+                    nxt = np.minimum.accumulate(rows[::-1])[::-1]
+                    ts = np.where(beyond, ts[np.minimum(nxt, len(ts) - 1)], ts)
             rel = np.maximum.accumulate(ts) if len(ts) else ts
             first_ok = rel[rel > np.iinfo(np.int64).min + 1]
             floor = first_ok[0] if len(first_ok) else 0

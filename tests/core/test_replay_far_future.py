@@ -53,3 +53,21 @@ def test_ordinary_disorder_keeps_its_pacing():
                                                        "2024-01-01T00:00:05Z", "2024-01-01T00:00:20Z"], utc=True)})  # fmt: skip
     release = ReplaySource(frame, speed=1.0).release_times()
     assert ((release - release[0]) // 10**9).tolist() == [0, 10, 10, 20]
+
+
+def test_a_late_last_row_leaves_the_pacing_of_the_rows_before_it():
+    # the rule first read "beyond the last row's time": a file whose last row is late lost its pacing
+    # (every row after that time was released with the last one); only the newest row before a late
+    # tail comes early now
+    frame = pd.DataFrame(
+        {"timestamp": pd.to_datetime([f"2024-01-01T00:00:{s:02d}Z" for s in (0, 10, 20, 30, 5)])}
+    )
+    release = ReplaySource(frame, speed=1.0).release_times()
+    assert ((release - release[0]) // 10**9).tolist() == [0, 10, 20, 20, 20]
+
+
+def test_a_cluster_of_far_future_rows_is_released_with_the_next_ordinary_row():
+    times = ["2024-01-01T00:00:00Z", "2200-01-01T00:00:00Z", "2200-01-01T00:00:00Z", "2024-01-01T00:00:10Z",
+             "2024-01-01T00:00:20Z"]  # fmt: skip
+    release = ReplaySource(pd.DataFrame({"timestamp": pd.to_datetime(times)}), speed=1.0).release_times()
+    assert ((release - release[0]) // 10**9).tolist() == [0, 10, 10, 10, 20]

@@ -161,13 +161,14 @@ def test_idleness_works_for_sliding_and_session_windows() -> None:
 def reference_idle(frame: pd.DataFrame, parts: list[int], size: int, delay: int, idle: int) -> list[bool]:
     """Per event (batches of one): is it late? The documented rule, spelled out.
 
-    A replay at speed 1 releases each event when the clock passes the largest event time so far: that
-    is its processing time. Every assigned partition is first heard of at the first event. Before
+    A replay at speed 1 releases each event when the clock passes the largest event time so far (a row
+    dated at or after every later row with the next one that is not: ``ReplaySource.release_times``):
+    that is its processing time. Every assigned partition is first heard of at the first event. Before
     each event, partitions idle for ``idle`` seconds stop holding the watermark (when all are idle,
     those heard from last still hold it); then the event moves its own partition's watermark.
     """
     ts = (frame["timestamp"] - BASE).dt.total_seconds().astype(int).to_numpy()
-    now = np.maximum.accumulate(ts)
+    now = (ReplaySource(frame).release_times() - BASE.value) // 10**9
     heard = dict.fromkeys(parts, int(now[0]))
     maxes: dict[int, int] = {}
     floor = None
