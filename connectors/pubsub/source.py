@@ -49,7 +49,11 @@ class PubSubSource(Source):
     uncommitted messages a pipeline holds. The position is the tuple of ack ids polled and not yet
     committed; resuming needs no position, because Pub/Sub redelivers every message that was not acked.
     Delivery is at least once: a message whose lease was lost can come twice, so deduplicate on an event
-    id downstream (``Stream.dedup``) when duplicates matter.
+    id downstream (``Stream.dedup``) when duplicates matter. On a stop, the messages polled and not
+    committed are nacked and come back at once; those the client still held back (beyond
+    ``max_messages``) come back when their lease runs out, which the client extends by its 99th
+    percentile ack latency (up to 10 minutes): bound it with
+    ``flow_control={"max_duration_per_lease_extension": 60}`` to get them sooner after a restart.
 
     Parameters
     ----------

@@ -162,7 +162,16 @@ def pubsub_topic(host: str, records: list[tuple[bytes, bytes]], subscriptions: i
 def pubsub_source(sub: str, host: str) -> Source:
     from streamlab.connectors.pubsub import PubSubSource
 
-    return PubSubSource(sub, emulator_host=host, timeout=2, service_timeout=10, max_messages=300)
+    # the client extends a held message's lease by its p99 ack latency (up to 600 s): what it held when
+    # the pipeline stopped came back only after about a minute under load; bounded here to 10 s
+    return PubSubSource(
+        sub,
+        emulator_host=host,
+        timeout=2,
+        service_timeout=10,
+        max_messages=300,
+        flow_control={"max_duration_per_lease_extension": 10},
+    )
 
 
 def test_pubsub_pipeline_killed_at_seeded_points_then_restarted_matches_uninterrupted_run(
@@ -214,7 +223,7 @@ def test_pubsub_pipeline_sigterm_acks_exactly_what_the_sink_has(
             return len(kept) + len(again) >= n
 
         # the nacked ones come back at once; those the stopped client had leased but not handed over
-        # come back when their ack deadline (10 s, maybe extended by the client's lease) runs out
+        # come back when their lease (at most 10 s, see pubsub_source) runs out
         with contextlib.suppress(TimeoutError):
             wait_for(read, timeout=40, interval=0.01, what="the rest")
         time.sleep(1.0)  # a redelivery of something acknowledged would come now
