@@ -828,11 +828,15 @@ class DuckDBSink(Sink):
 
         Examples
         --------
-        >>> [t for _, t in DuckDBSink("out.duckdb", "counts").destinations()]
+        DuckDB's names are case-insensitive and a name without schema is in ``main``: ``Counts``,
+        ``counts`` and ``main.counts`` are one table.
+
+        >>> [t for _, t in DuckDBSink("out.duckdb", "Main.Counts").destinations()]
         ['counts', 'counts_rejected']
         """
         path = f":memory:{id(self)}" if self.path == ":memory:" else file_destination(self.path)
-        return ((path, self.table), (path, f"{self.table}_rejected"))
+        table = self.table.lower().removeprefix("main.")
+        return ((path, table), (path, f"{table}_rejected"))
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "duckdb", "path": self.path, "table": self.table, "key": self.key}

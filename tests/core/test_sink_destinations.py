@@ -39,6 +39,15 @@ CLASHES: dict[str, Callable[[Path], tuple[Sink, Sink]]] = {
         DuckDBSink(d / "o.duckdb", "t"),
         DuckDBSink(d / "o.duckdb", "t_rejected"),
     ),
+    # DuckDB's names are case-insensitive, and a table without schema is in main
+    "duckdb_table_other_case": lambda d: (
+        DuckDBSink(d / "o.duckdb", "Counts"),
+        DuckDBSink(d / "o.duckdb", "counts"),
+    ),
+    "duckdb_main_schema": lambda d: (
+        DuckDBSink(d / "o.duckdb", "main.counts"),
+        DuckDBSink(d / "o.duckdb", "counts"),
+    ),
     "jsonl_inside_parquet_dir": lambda d: (ParquetSink(d / "out"), JsonLinesSink(d / "out" / "x.jsonl")),
     "parquet_and_recording": lambda d: (RecordingSink(d / "out"), ParquetSink(d / "out")),
 }
