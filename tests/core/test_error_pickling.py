@@ -6,9 +6,9 @@ error's constructor, or a broken pool, instead of the step, the problem and the 
 
 from __future__ import annotations
 
-import multiprocessing
 import pickle
-from concurrent.futures import ProcessPoolExecutor
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -94,11 +94,19 @@ def test_errors_round_trip_through_pickle(fn: Any, kind: type, needs_dir: bool, 
 
 
 def test_a_step_failing_in_a_process_pool_reaches_the_parent_naming_the_step() -> None:
-    with (
-        ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool,
-        pytest.raises(
-            StepFailedError, match=r"step 'per_minute' \(window\) failed: .*Fix: keep 'timestamp'"
-        ) as info,
-    ):
-        pool.submit(failing_window).result(timeout=60)
+    # a fresh interpreter (a forked pytest worker with threads could crash in the child), the error
+    # pickled back as a process pool sends it
+    code = (
+        "import pickle, sys\n"
+        "from tests.core.test_error_pickling import failing_window\n"
+        "try:\n    failing_window()\nexcept Exception as e:\n    sys.stdout.buffer.write(pickle.dumps(e))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, timeout=120, check=True
+    )
+    with pytest.raises(
+        StepFailedError, match=r"step 'per_minute' \(window\) failed: .*Fix: keep 'timestamp'"
+    ) as info:
+        raise pickle.loads(done.stdout)
     assert info.value.step_id == "per_minute" and info.value.kind == "window"
