@@ -522,11 +522,27 @@ class KeyIndex:
         self._rebuild()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> KeyIndex:
-        # keys are hashable, so immutable: copying the arrays (not each key) is a deep copy
+        # keys are hashable, so immutable: copying the arrays (not each key) is a deep copy. The hash
+        # tables are left out: a copy is mostly a step's snapshot at a commit, kept or pickled and never
+        # used (rebuilding them there cost 0.5 s a commit with a million keys); a copy builds them
+        # when it is first used (``_ready``, where the numbering methods start)
         new = KeyIndex.__new__(KeyIndex)
-        state = self.__getstate__()
-        new.__setstate__({k: v.copy() if isinstance(v, np.ndarray) else v for k, v in state.items()})
+        new.__dict__.update(
+            {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in self.__getstate__().items()}
+        )
         return new
+
+    def _ready(self) -> None:
+        """Build the hash tables of a copy (see ``__deepcopy__``) that has none yet."""
+        if "_table" not in self.__dict__:
+            self._rebuild()
+
+    def __getattr__(self, name: str) -> Any:
+        # only for attributes not set: a copy's hash tables, read before any numbering method built them
+        if name in KeyIndex._TRANSIENT and "entry_of" in self.__dict__:
+            self._rebuild()
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _rebuild(self) -> None:
         """Fresh hash tables holding only the live keys (their ids do not change); the pool compacted."""
@@ -662,6 +678,7 @@ class KeyIndex:
     def _ids(self, values: np.ndarray | StringKeys, distinct: bool, create: bool) -> np.ndarray:
         if len(values) == 0:
             return _EMPTY.copy()
+        self._ready()
         if isinstance(values, StringKeys):
             return self._str_ids(values, distinct, create)
         strs = _is_str(values)
@@ -849,6 +866,7 @@ class KeyIndex:
         gone = u[self.refs[u] == 0]
         if len(gone) == 0:
             return
+        self._ready()  # before anything below changes
         if self.none_id >= 0 and bool((gone == self.none_id).any()):
             self.none_id = -1
         s = self.is_str[gone]
