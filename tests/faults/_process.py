@@ -39,33 +39,44 @@ def reap(proc: subprocess.Popen[bytes]) -> str:
     return err
 
 
+def _stamp(checkpoint: Path) -> int:
+    return checkpoint.stat().st_mtime_ns if checkpoint.exists() else 0
+
+
+def kill_at_a_seeded_point(
+    proc: subprocess.Popen[bytes], ckpt: Path, before: int, rng: random.Random
+) -> bool:
+    """SIGKILL a pipeline process at a seeded point: once its checkpoint changed from ``before`` (the
+    sign that it is under way), after a seeded delay of up to 0.4 s of real time (a point of a live
+    process: no clock to control). Returns whether it was killed (False: it ended by itself first)."""
+    checkpoint = ckpt / CHECKPOINT_FILE
+    wait_for(
+        lambda: _stamp(checkpoint) != before or proc.poll() is not None,
+        timeout=60,
+        what="a checkpoint",
+    )
+    try:
+        proc.wait(timeout=rng.uniform(0.0, 0.4))
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        return True
+    return False
+
+
 def run_killed_until_done(
     spec: Path, ckpt: Path, rng: random.Random, *, max_runs: int, batch_size: int = 50_000
 ) -> int:
-    """Run the spec in a child until it finishes, SIGKILLing the first two runs at seeded points (a new
-    checkpoint, the sign that the run is under way, then a seeded delay of up to 0.4 s); returns the
-    number of kills. A run that ends by itself before its point is let finish."""
-    checkpoint = ckpt / CHECKPOINT_FILE
-
-    def stamp() -> int:
-        return checkpoint.stat().st_mtime_ns if checkpoint.exists() else 0
-
+    """Run the spec in a child until it finishes, SIGKILLing the first two runs at seeded points
+    (:func:`kill_at_a_seeded_point`); returns the number of kills. A run that ends by itself before its
+    point is let finish."""
     kills = 0
     for _ in range(max_runs):
-        before = stamp()
+        before = _stamp(ckpt / CHECKPOINT_FILE)
         proc = runner(spec, ckpt, batch_size=batch_size)
         try:
-            if kills < 2:
-                wait_for(
-                    lambda b=before, p=proc: stamp() != b or p.poll() is not None,  # type: ignore[misc]
-                    timeout=60,
-                    what="a checkpoint",
-                )
-                try:
-                    proc.wait(timeout=rng.uniform(0.0, 0.4))
-                except subprocess.TimeoutExpired:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    kills += 1
+            if kills < 2 and kill_at_a_seeded_point(proc, ckpt, before, rng):
+                kills += 1
             code = proc.wait(timeout=60)
         finally:
             err = reap(proc)

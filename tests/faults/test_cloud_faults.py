@@ -30,7 +30,7 @@ from streamlab.local import LocalServer
 from streamlab.testing import wait_for
 
 from ._kafka import FAST_GROUP, Broker, make_events, produce
-from ._process import reap, run_killed_until_done, runner
+from ._process import kill_at_a_seeded_point, reap, run_killed_until_done, runner
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -104,24 +104,14 @@ def kill_at_seeded_points(spec: Path, ckpt: Path, kills: int, seed: int) -> None
     seeded delay of up to 0.4 s."""
     rng = random.Random(seed)
     checkpoint = ckpt / CHECKPOINT_FILE
-
-    def stamp() -> int:
-        return checkpoint.stat().st_mtime_ns if checkpoint.exists() else 0
-
     for _ in range(kills):
-        before = stamp()
+        before = checkpoint.stat().st_mtime_ns if checkpoint.exists() else 0
         proc = runner(spec, ckpt, batch_size=100)
         try:
-            wait_for(
-                lambda b=before, p=proc: stamp() != b or p.poll() is not None,  # type: ignore[misc]
-                timeout=60,
-                what="a checkpoint",
-            )
-            time.sleep(rng.uniform(0.0, 0.4))  # a seeded point of a live process: real time on purpose
-            assert proc.poll() is None, "the pipeline ended by itself"
+            killed = kill_at_a_seeded_point(proc, ckpt, before, rng)
         finally:
             err = reap(proc)
-        assert proc.returncode == -signal.SIGKILL, err[-2000:]
+        assert killed, f"the pipeline ended by itself: {err[-2000:]}"
 
 
 # --- Pub/Sub -------------------------------------------------------------------------------------------
