@@ -135,8 +135,10 @@ Semantics (streamlab -> Spark)
   ``end + lateness``: the job's watermark delay is the window's delay plus its lateness. A bounded
   input ends with its last windows open (append mode writes nothing for them) unless its last line is
   END_OF_INPUT; the job turns that line into a row at END_TIME that moves the watermark past every
-  window and is never written out. ``first``/``last`` are ``min_by``/``max_by`` on event time (ties:
-  any of the tied rows; streamlab takes the earliest arrival).
+  window and is never written out. ``first``/``last`` are ``min_by``/``max_by`` on event time, then
+  on the arrival sequence (``_src``, ``_seq``: a file's order and line, a partition's offset), so ties
+  in event time go to the earliest (``first``) or latest (``last``) arrival, as in streamlab; across
+  Kafka partitions or Kinesis shards arrival has no order, and a tie there may go to another row.
 * Sessions: ``session_window`` (a session ends ``gap`` after its last event, as in streamlab; an event
   exactly ``gap`` after the last starts a new session, so the job's gap is one microsecond shorter, as
   Spark merges sessions that touch, and the end is written back one microsecond later).
@@ -558,7 +560,10 @@ class _Generator:
         # detector, feature, rule and drift steps: rows carry their arrival sequence (_src, _seq) to them
         # dedup steps that run streamlab's rule (rule_dedups): they read rows in arrival order too
         self.rule_dedups = rule_dedups(p)
-        self.ordered = any(_is_row_step(s) for s in p.steps.values()) or bool(self.rule_dedups)
+        # windows with first/last: their ties in event time go to the earliest (latest) arrival, as in streamlab
+        self.ordered = any(_is_row_step(s) or _takes_first_or_last(s) for s in p.steps.values()) or bool(
+            self.rule_dedups
+        )
         self.with_order: set[str] = set()  # streams that carry _src and _seq
         self.row_steps = False
         self.member = segments(p)  # step -> the first step of its run of detector steps
@@ -760,7 +765,11 @@ class _Generator:
             return f"{_SIMPLE_AGGS[kind]}(F.col({a.column!r}).cast('double')).alias({name!r})"
         if kind in ("first", "last"):
             fn = "F.min_by" if kind == "first" else "F.max_by"
-            return f"{fn}(F.col({a.column!r}), F.col({step.time!r})).alias({name!r})"
+            # by event time, then arrival (the file's order and line, a partition's offset), as streamlab
+            order = f"F.col({step.time!r})"
+            if step.inputs[0] in self.with_order:
+                order = f"F.struct({order}, F.col('_src'), F.col('_seq'))"
+            return f"{fn}(F.col({a.column!r}), {order}).alias({name!r})"
         raise PipelineConfigError(
             step.step_id,
             "window",
@@ -1400,6 +1409,13 @@ def rule_dedups(p: Pipeline) -> set[str]:
                 chosen -= mine
                 changed = True
     return chosen
+
+
+def _takes_first_or_last(step: Any) -> bool:
+    """A window step with a ``first`` or ``last`` aggregator (its ties go by arrival)."""
+    return isinstance(step, WindowStep) and any(
+        type(a).__name__ in ("FirstAggregator", "LastAggregator") for a in step.aggs
+    )
 
 
 def _is_row_step(step: Any) -> bool:

@@ -590,3 +590,31 @@ def test_an_event_exactly_gap_after_the_last_starts_a_new_session(spark: Any, tm
     got = report.exported["ses"].sort_values(["k", "window_start"])
     assert got["count"].tolist() == [1, 2, 1, 1, 1]  # a: [5, 10) and [10, 19.999999); b: two; c: one
     assert got["window_end"].tolist()[1] == "2024-01-01T00:00:19.999999Z"
+
+
+def test_first_and_last_on_tied_event_times_take_the_earliest_and_latest_arrival(
+    spark: Any, tmp_path: Path
+) -> None:
+    # many events share a second (second-resolution clocks): first is the earliest arrival among the
+    # earliest time, last the latest arrival among the latest, in streamlab; the job's min_by/max_by on
+    # event time alone took any tied row
+    p = Pipeline(ListSource([b"{}"]), name="ties")
+    p.parse({"timestamp": "timestamp", "k": "string", "v": "string"}).window(
+        TumblingWindow("1m"), key="k", step_id="w"
+    ).agg(agg.first("v"), agg.last("v"), agg.count())
+    at = [(s, k, f"{k}{i}") for i, (s, k) in enumerate([(5, "a")] * 6 + [(9, "a")] * 6 + [(7, "b")] * 9)]
+    at += [(70, "a", "next"), (200, "c", "end")]
+    lines = [
+        json.dumps(
+            {
+                "timestamp": (pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(seconds=s)).isoformat(),
+                "k": k,
+                "v": v,
+            }
+        ).encode()
+        for s, k, v in at
+    ]
+    report = verify(p, lines, target="spark", workdir=tmp_path)
+    assert report.equal, report.diff.to_string()
+    got = report.exported["w"].sort_values(["window_start", "k"])
+    assert got["first_v"].tolist()[:2] == ["a0", "b12"] and got["last_v"].tolist()[:2] == ["a11", "b20"]
