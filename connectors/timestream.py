@@ -1,8 +1,9 @@
 """Amazon Timestream sink: rows become multi-measure records, written 100 per ``WriteRecords`` call.
 
 Records Timestream rejects (a version conflict, a time outside the memory-store retention, ...) and rows
-that cannot become a record at all (no time, no measure) are never dropped silently: they go to the
-``dead_letter`` sink with a ``reject_reason`` column, or, without one, ``flush()`` raises and lists them.
+that cannot become a record at all (no time, no measure, an infinite ``DOUBLE`` measure) are never dropped
+silently: they go to the ``dead_letter`` sink with a ``reject_reason`` column, or, without one, ``flush()``
+raises and lists them.
 """
 
 from __future__ import annotations
@@ -69,7 +70,11 @@ class TimestreamSink(Sink):
         Columns written as dimensions (text); a missing value leaves that dimension out of the record.
     measures
         Columns written as measures of one multi-measure record; their types come from the dtypes
-        (int → BIGINT, float → DOUBLE, bool → BOOLEAN, datetime → TIMESTAMP, else VARCHAR).
+        (int → BIGINT, float → DOUBLE, bool → BOOLEAN, datetime → TIMESTAMP, else VARCHAR). A missing
+        value (None, NaN, NaT) leaves that measure out of the record. Timestream cannot store NaN or
+        infinities in a ``DOUBLE`` ("you cannot write those values to Timestream", its data-types page),
+        so a row with an infinite float measure is not written: it goes to ``dead_letter`` with the
+        reason.
     time
         Column with the record time (any form ``to_utc_ns`` reads); written in milliseconds.
     measure_name
@@ -176,6 +181,8 @@ def build_records(
     >>> records, positions, problems = build_records(sink, rows)
     >>> records[0]["MeasureValues"], records[0]["Time"]
     ([{'Name': 'cpu', 'Value': '0.5', 'Type': 'DOUBLE'}], '1767225600000')
+    >>> build_records(sink, rows.assign(cpu=[float("inf")]))[2]
+    ["measure(s) ['cpu'] are infinite (inf), which a Timestream DOUBLE cannot hold"]
     """
     missing = [c for c in (*sink.dimensions, *sink.measures, sink.time) if c not in batch.columns]
     if missing:
@@ -185,12 +192,24 @@ def build_records(
     dims = {c: _as_text(batch[c], "VARCHAR") for c in sink.dimensions}
     kinds = {c: _measure_type(batch[c].dtype) for c in sink.measures}
     values = {c: _as_text(batch[c], kinds[c]) for c in sink.measures}
+    infinite = {
+        c: np.isinf(batch[c].to_numpy(dtype="float64", na_value=np.nan))
+        for c in sink.measures
+        if kinds[c] == "DOUBLE"
+    }
     records: list[dict[str, Any]] = []
     positions: list[int] = []
     problems = [""] * len(batch)
     for i in range(len(batch)):
         if times[i] == NAT_NS:
             problems[i] = f"missing or unreadable time in column {sink.time!r}"
+            continue
+        beyond = [c for c, flags in infinite.items() if flags[i]]
+        if beyond:
+            problems[i] = (
+                f"measure(s) {beyond} are infinite ({', '.join(values[c][i] or '' for c in beyond)}), which a "
+                "Timestream DOUBLE cannot hold"
+            )
             continue
         measures = [
             {"Name": c, "Value": values[c][i], "Type": kinds[c]}

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from streamlab.connectors.timestream import REASON_COLUMN, TimestreamSink
+from streamlab.connectors.timestream import REASON_COLUMN, TimestreamSink, build_records
 
 from streamlab.io import Sink, SinkWriter
 from streamlab.local import LocalAWS
@@ -137,6 +137,34 @@ def test_unwritable_rows_go_to_the_dead_letter_sink_with_a_reason(
     records = stored(*table)
     assert len(records) == 3 == writer.written
     assert [d["Name"] for d in records[-1]["Dimensions"]] == ["event_type"]
+
+
+def test_infinite_double_measures_go_to_the_dead_letter_not_as_text(
+    aws: LocalAWS, table: tuple[str, str]
+) -> None:
+    # Timestream cannot hold NaN or infinities in a DOUBLE; the sink sent them as the text "inf", and moto
+    # stores whatever it gets, so the records built are what is checked.
+    dead = CollectSink()
+    sink = sink_for(aws, *table, dead_letter=dead)
+    rows = metrics(5)
+    rows.loc[1, "latency"] = float("inf")
+    rows.loc[3, "latency"] = float("-inf")
+    rows.loc[4, "latency"] = float("nan")  # missing: the measure is left out, the row is written
+    records, positions, problems = build_records(sink, rows)
+    assert positions == [0, 2, 4] and [bool(p) for p in problems] == [False, True, False, True, False]
+    sent = [m["Value"] for r in records for m in r["MeasureValues"] if m["Type"] == "DOUBLE"]
+    assert sent == ["0.0", "0.5"]
+    writer = sink.open()
+    writer.write_batch(rows)
+    writer.close()
+    got = dead.rows()
+    assert got["count"].tolist() == [1, 3]
+    assert got[REASON_COLUMN].tolist() == [
+        "measure(s) ['latency'] are infinite (inf), which a Timestream DOUBLE cannot hold",
+        "measure(s) ['latency'] are infinite (-inf), which a Timestream DOUBLE cannot hold",
+    ]
+    values = [m["Value"] for r in stored(*table) for m in r["MeasureValues"]]
+    assert len(stored(*table)) == 3 == writer.written and not {"inf", "-inf", "nan"} & set(values)
 
 
 def reject(writer: Any, rejected: list[dict[str, Any]]) -> None:
