@@ -261,6 +261,7 @@ class _KinesisWriter(SinkWriter):
             self._rejected = []
             self._dead_letter.write_batch(rejected)
             self._dead_letter.flush()
+            self._dead_letter.commit()  # outside the runtime's checkpoints: published now
 
     def close(self) -> None:
         """Flush and release the HTTP connections.
