@@ -323,6 +323,7 @@ class _TimestreamWriter(SinkWriter):
         if self._dead_letter is not None:
             self._dead_letter.write_batch(rejected)
             self._dead_letter.flush()
+            self._dead_letter.commit()  # outside the runtime's checkpoints: published now
             return
         reasons = rejected[REASON_COLUMN].value_counts().head(5).to_dict()
         raise RuntimeError(

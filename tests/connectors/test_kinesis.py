@@ -245,6 +245,23 @@ def test_sink_sends_rows_with_unusable_partition_keys_to_its_dead_letter(
     assert KinesisSink("s", partition_key="k", dead_letter=dead).spec()["dead_letter"] == dead.spec()
 
 
+def test_sink_dead_letters_reach_a_sink_that_publishes_on_commit(aws: LocalAWS, tmp_path: Path) -> None:
+    # a DuckDBSink without a key stages rows until its commit(), which the runtime never calls on a
+    # writer inside another sink: the dead-letter writer is committed after each flush
+    from streamlab.sinks import DuckDBSink
+
+    stream, _ = make_stream(aws.endpoint_url, shards=1)
+    db = str(tmp_path / "dead.duckdb")
+    dead = DuckDBSink(db, "dead", key=None)
+    writer = KinesisSink(
+        stream, partition_key="user_id", endpoint_url=aws.endpoint_url, dead_letter=dead
+    ).open()
+    writer.write_batch(events(0, 3).assign(user_id=["u0", None, "u2"]).drop(columns="properties"))
+    writer.close()
+    got = dead.read()
+    assert got[["event_id", "reject_reason"]].values.tolist() == [["e1", "the partition key is missing"]]
+
+
 def test_sink_writes_a_row_over_the_1_mib_record_cut_to_fit(aws: LocalAWS) -> None:
     # a dead letter of a 900 kB record: base64 in a JSON row, 1.2 MB; it raised, failing every retry
     import base64

@@ -167,6 +167,24 @@ def test_infinite_double_measures_go_to_the_dead_letter_not_as_text(
     assert len(stored(*table)) == 3 == writer.written and not {"inf", "-inf", "nan"} & set(values)
 
 
+def test_dead_letters_reach_a_sink_that_publishes_on_commit(
+    aws: LocalAWS, table: tuple[str, str], tmp_path: Any
+) -> None:
+    # the dead-letter writer was flushed and closed, never committed: a DuckDBSink without a key stages
+    # rows until its commit, so the rejected rows never reached its table
+    from streamlab.sinks import DuckDBSink
+
+    db = str(tmp_path / "dead.duckdb")
+    dead = DuckDBSink(db, "dead", key=None)
+    writer = sink_for(aws, *table, dead_letter=dead).open()
+    writer.write_batch(metrics(3).assign(latency=[0.5, float("inf"), 1.0]))
+    writer.close()
+    got = dead.read()
+    assert got[["count", "reject_reason"]].values.tolist() == [
+        [1, "measure(s) ['latency'] are infinite (inf), which a Timestream DOUBLE cannot hold"]
+    ]
+
+
 def reject(writer: Any, rejected: list[dict[str, Any]]) -> None:
     """Make Timestream's answer a RejectedRecordsException for the given records (moto never rejects)."""
 

@@ -145,3 +145,14 @@ def test_any_mix_of_malformed_records_loses_nothing(
     pd.testing.assert_frame_equal(got, replay(good, batch_size))
     want = sorted(line.rstrip(b"\n") for line in lines if line not in ROWS)
     assert sorted(dead.frame()["raw"].tolist() if bad else []) == want
+
+
+def test_dead_letters_reach_a_sink_that_publishes_on_commit(tmp_path: Path) -> None:
+    # a DuckDBSink without a key stages rows until its commit(), which only the source's reader can call
+    from streamlab import DuckDBSink
+
+    path = tmp_path / "e.csv"
+    path.write_bytes(HEADER + ROWS[0] + BAD["too many fields"][0])
+    dead = DuckDBSink(str(tmp_path / "dead.duckdb"), "dead", key=None)
+    assert replay(path, None, dead_letter=dead)["user_id"].tolist() == ["u1"]
+    assert dead.read()["line"].tolist() == [3]
