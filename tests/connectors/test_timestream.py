@@ -167,6 +167,30 @@ def test_infinite_double_measures_go_to_the_dead_letter_not_as_text(
     assert len(stored(*table)) == 3 == writer.written and not {"inf", "-inf", "nan"} & set(values)
 
 
+def test_text_measures_timestream_refuses_go_to_the_dead_letter_and_the_rest_are_written(
+    aws: LocalAWS, table: tuple[str, str]
+) -> None:
+    # an empty text measure failed botocore's check (min length 1) for the whole request, every retry
+    dead = CollectSink()
+    sink = TimestreamSink(
+        *table,
+        dimensions=["user_id"],
+        measures=["note", "count"],
+        endpoint_url=aws.endpoint_url,
+        dead_letter=dead,
+    )
+    rows = metrics(4).assign(note=["ok", "", "x" * 2049, "é" * 1024])
+    writer = sink.open()
+    writer.write_batch(rows)
+    writer.close()
+    assert dead.rows()[REASON_COLUMN].tolist() == [
+        "text measure(s) ['note'] are 0 bytes long; Timestream takes 1 to 2,048 bytes (an empty text is refused)",
+        "text measure(s) ['note'] are 2,049 bytes long; Timestream takes 1 to 2,048 bytes (an empty text is refused)",
+    ]
+    assert [r["MeasureValues"][0]["Value"] for r in stored(*table)] == ["ok", "é" * 1024]
+    assert writer.written == 2
+
+
 def test_dead_letters_reach_a_sink_that_publishes_on_commit(
     aws: LocalAWS, table: tuple[str, str], tmp_path: Any
 ) -> None:
