@@ -449,6 +449,7 @@ class _BigQueryWriter(SinkWriter):
         if self._dead_letter is not None:
             self._dead_letter.write_batch(rejected)
             self._dead_letter.flush()
+            self._dead_letter.commit()  # outside the runtime's checkpoints: published now
             return
         self._reject(rejected)
 

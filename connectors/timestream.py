@@ -1,8 +1,9 @@
 """Amazon Timestream sink: rows become multi-measure records, written 100 per ``WriteRecords`` call.
 
 Records Timestream rejects (a version conflict, a time outside the memory-store retention, ...) and rows
-that cannot become a record at all (no time, no measure) are never dropped silently: they go to the
-``dead_letter`` sink with a ``reject_reason`` column, or, without one, ``flush()`` raises and lists them.
+that cannot become a record at all (no time, no measure, an infinite ``DOUBLE`` measure, a text measure
+that is empty or over 2 KB) are never dropped silently: they go to the ``dead_letter`` sink with a
+``reject_reason`` column, or, without one, ``flush()`` raises and lists them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ log = logging.getLogger("streamlab")
 _BATCH = 100  # the WriteRecords limit
 _TIMEOUT, _ATTEMPTS = 10.0, 3  # each request, and botocore's tries of it
 REASON_COLUMN = "reject_reason"
+_TEXT_MAX = 2048  # bytes of a VARCHAR measure value (MeasureValue.Value: 1..2048; varchar: 2 KB)
+
+
+def _utf8_size(text: str | None) -> int:
+    return len((text or "").encode("utf-8", "surrogatepass"))
 
 
 def _measure_type(dtype: Any) -> str:
@@ -69,7 +75,12 @@ class TimestreamSink(Sink):
         Columns written as dimensions (text); a missing value leaves that dimension out of the record.
     measures
         Columns written as measures of one multi-measure record; their types come from the dtypes
-        (int → BIGINT, float → DOUBLE, bool → BOOLEAN, datetime → TIMESTAMP, else VARCHAR).
+        (int → BIGINT, float → DOUBLE, bool → BOOLEAN, datetime → TIMESTAMP, else VARCHAR). A missing
+        value (None, NaN, NaT) leaves that measure out of the record. Timestream cannot store NaN or
+        infinities in a ``DOUBLE`` ("you cannot write those values to Timestream", its data-types page),
+        so a row with an infinite float measure is not written: it goes to ``dead_letter`` with the
+        reason, as does a row with a text measure that is empty or over 2,048 bytes (Timestream's
+        limits for a value; botocore refuses an empty one before sending, failing the whole request).
     time
         Column with the record time (any form ``to_utc_ns`` reads); written in milliseconds.
     measure_name
@@ -176,6 +187,8 @@ def build_records(
     >>> records, positions, problems = build_records(sink, rows)
     >>> records[0]["MeasureValues"], records[0]["Time"]
     ([{'Name': 'cpu', 'Value': '0.5', 'Type': 'DOUBLE'}], '1767225600000')
+    >>> build_records(sink, rows.assign(cpu=[float("inf")]))[2]
+    ["measure(s) ['cpu'] are infinite (inf), which a Timestream DOUBLE cannot hold"]
     """
     missing = [c for c in (*sink.dimensions, *sink.measures, sink.time) if c not in batch.columns]
     if missing:
@@ -185,12 +198,35 @@ def build_records(
     dims = {c: _as_text(batch[c], "VARCHAR") for c in sink.dimensions}
     kinds = {c: _measure_type(batch[c].dtype) for c in sink.measures}
     values = {c: _as_text(batch[c], kinds[c]) for c in sink.measures}
+    infinite = {
+        c: np.isinf(batch[c].to_numpy(dtype="float64", na_value=np.nan))
+        for c in sink.measures
+        if kinds[c] == "DOUBLE"
+    }
+    texts = [c for c in sink.measures if kinds[c] == "VARCHAR"]
     records: list[dict[str, Any]] = []
     positions: list[int] = []
     problems = [""] * len(batch)
     for i in range(len(batch)):
         if times[i] == NAT_NS:
             problems[i] = f"missing or unreadable time in column {sink.time!r}"
+            continue
+        beyond = [c for c, flags in infinite.items() if flags[i]]
+        if beyond:
+            problems[i] = (
+                f"measure(s) {beyond} are infinite ({', '.join(values[c][i] or '' for c in beyond)}), which a "
+                "Timestream DOUBLE cannot hold"
+            )
+            continue
+        unfit = [
+            c for c in texts if values[c][i] is not None and not 1 <= _utf8_size(values[c][i]) <= _TEXT_MAX
+        ]
+        if unfit:  # botocore refuses an empty value before sending: the whole request failed, every retry
+            sizes = ", ".join(f"{_utf8_size(values[c][i]):,}" for c in unfit)
+            problems[i] = (
+                f"text measure(s) {unfit} are {sizes} bytes long; Timestream takes 1 to {_TEXT_MAX:,} bytes "
+                "(an empty text is refused)"
+            )
             continue
         measures = [
             {"Name": c, "Value": values[c][i], "Type": kinds[c]}
@@ -304,6 +340,7 @@ class _TimestreamWriter(SinkWriter):
         if self._dead_letter is not None:
             self._dead_letter.write_batch(rejected)
             self._dead_letter.flush()
+            self._dead_letter.commit()  # outside the runtime's checkpoints: published now
             return
         reasons = rejected[REASON_COLUMN].value_counts().head(5).to_dict()
         raise RuntimeError(

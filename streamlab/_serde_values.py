@@ -147,20 +147,24 @@ def encode_value(value: Any) -> bytes | None:
     """One field as message bytes (a Kafka key, header or raw value): text as itself, the rest as JSON.
 
     Bytes stay as they are, text is UTF-8, a time is its ISO-8601 UTC text (no quotes), a missing value
-    is ``None`` (no bytes at all), and any other value is its JSON text.
+    is ``None`` (no bytes at all), and any other value is its JSON text. A lone surrogate in text (not
+    valid Unicode, which UTF-8 cannot encode) is its escape ``\\ud800``, the six characters JSON writes
+    for it: a strict encoding failed the whole batch on every retry.
 
     Examples
     --------
     >>> [encode_value(v) for v in (b"\\xff", "u1", 3, True, None, {"a": 1})]
     [b'\\xff', b'u1', b'3', b'true', None, b'{"a":1}']
+    >>> encode_value("a\\ud800")
+    b'a\\\\ud800'
     """
     if is_missing(value):
         return None
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, str):
-        return value.encode("utf-8")
+        return value.encode("utf-8", "backslashreplace")
     plain = _plain(value)
     if isinstance(plain, str):
-        return plain.encode("utf-8")
+        return plain.encode("utf-8", "backslashreplace")
     return dump_json(plain).encode("utf-8")

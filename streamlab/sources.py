@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -12,11 +13,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from streamlab._csv_records import CsvHeaderError, CsvRecords, split_csv
 from streamlab._lines import LineBlocks, file_lines
 from streamlab._time import NAT_NS, to_utc_ns, utc_array
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError, check_flag
-from streamlab.io import Source, SourceReader, default_clock
+from streamlab.io import Sink, SinkWriter, Source, SourceReader, default_clock
 
 __all__ = ["ListSource", "ReplaySource"]
 
@@ -96,6 +98,33 @@ class _FrameReader(SourceReader):
 
     def lag(self) -> int | None:
         return len(self.frame) - self.pos
+
+
+class _CsvFrameReader(_FrameReader):
+    """A CSV replay whose malformed records go to a dead-letter sink as the replay passes them: a record
+    after good row ``k`` is written when row ``k`` is delivered (or, after the last row, when the replay
+    ends), so a replay resumed from a checkpoint writes those after its position only."""
+
+    def __init__(self, records: CsvRecords, dead_letter: SinkWriter, *args: Any) -> None:
+        super().__init__(records.frame, *args)
+        self.bad = records.bad
+        self.before = records.before
+        self.dead_letter = dead_letter
+
+    def poll(self, max_events: int) -> pd.DataFrame | None:
+        start = self.pos
+        out = super().poll(max_events)
+        end = self.pos + (1 if self.done else 0)  # at the end: also those after the last row
+        due = (self.before >= start) & (self.before < end)
+        if (start < end or (self.done and start == len(self.frame))) and due.any():
+            self.dead_letter.write_batch(self.bad[due].reset_index(drop=True))
+            self.dead_letter.flush()
+            self.dead_letter.commit()  # outside the runtime's checkpoints: published now
+            self.before = np.where(due, -1, self.before)  # written: never again by this reader
+        return out
+
+    def close(self) -> None:
+        self.dead_letter.close()
 
 
 def replay_speed(owner: str, value: Any) -> float | None:
@@ -276,6 +305,10 @@ def _unreadable(path: Path, where: str | None, error: Exception) -> ValueError:
         "A file with bad records cannot be loaded whole; replay it raw so that bad records go to a "
         "dead-letter output: Pipeline(ReplaySource(path, raw=True)).parse({...fields...})"
         if path.name.lower().endswith(_JSON_LINES)
+        else f"ReplaySource: {where} cannot be read as a table ({type(error).__name__}: {error}). A CSV file "
+        "with malformed records cannot be loaded whole; pass a sink for them, and its good rows replay while "
+        "those records go there with the reason: ReplaySource(path, dead_letter=JsonLinesSink('bad.jsonl'))"
+        if " of " in where and path.name.lower().endswith((".csv", ".csv.gz"))
         else f"ReplaySource: {where} cannot be read as a table ({type(error).__name__}: {error}); "
         "fix the file or load it yourself (pandas.read_csv(..., on_bad_lines=...)) and pass the DataFrame"
     )
@@ -362,6 +395,15 @@ class ReplaySource(Source):
         Without ``raw`` the file is loaded whole when the source is made, and a record that cannot be
         loaded (invalid JSON, an unreadable event time) raises ``ValueError`` naming its line: replay
         such a file raw and ``parse`` it to send bad records to a dead-letter output.
+    batch_size
+        Largest batch returned at once (None: the run's batch size).
+    dead_letter
+        For CSV: a sink that receives the file's malformed records (a line with more fields than the
+        header, invalid UTF-8, a NUL byte, a quoted field the file never closes) while the good rows
+        replay, each with ``raw`` (the record's bytes), ``reason`` and ``line`` (where it starts, from
+        1), written when the replay passes it. The good rows are the rows ``pandas.read_csv`` reads from
+        the file without those records. Without a ``dead_letter``, such a file raises ``ValueError``
+        naming the first malformed record, as a JSON-lines file with a bad line does without ``raw``.
 
     Examples
     --------
@@ -374,6 +416,17 @@ class ReplaySource(Source):
     >>> clock.advance("10s")
     >>> len(reader.poll(100))
     1
+
+    A CSV file with a malformed line: the good rows replay, the line goes to ``dead_letter``.
+
+    >>> import tempfile
+    >>> from streamlab.sinks import ListSink
+    >>> path = Path(tempfile.mkdtemp()) / "e.csv"
+    >>> _ = path.write_bytes(b"user_id,n\\nu1,1\\nu2,2,3\\nu3,3\\n")
+    >>> dead = ListSink()
+    >>> reader = ReplaySource(path, dead_letter=dead).open()
+    >>> reader.poll(100)["user_id"].tolist(), dead.rows()
+    (['u1', 'u3'], [{'raw': b'u2,2,3', 'reason': '3 fields, where the header has 2', 'line': 3}])
     """
 
     def __init__(
@@ -384,9 +437,25 @@ class ReplaySource(Source):
         speed: float | None = None,
         raw: bool = False,
         batch_size: int | None = None,
+        dead_letter: Sink | None = None,
     ) -> None:
         speed = replay_speed("ReplaySource", speed)
         raw = check_flag("ReplaySource", "raw", raw)
+        if dead_letter is not None and (
+            not isinstance(dead_letter, Sink)
+            or isinstance(data, pd.DataFrame)
+            or not os.fspath(data).lower().endswith((".csv", ".csv.gz"))
+        ):
+            raise ParameterError(
+                "ReplaySource",
+                "dead_letter",
+                f"expected a sink for the malformed records of a CSV file, got {dead_letter!r} for "
+                f"{'a DataFrame' if isinstance(data, pd.DataFrame) else os.fspath(data)!r}",
+                "pass dead_letter= with a .csv file only; replay JSON lines with raw=True and parse them "
+                "to send bad lines to a dead-letter output",
+            )
+        self.dead_letter = dead_letter
+        self._csv: CsvRecords | None = None
         if not isinstance(time, str) or not time:
             raise ParameterError(
                 "ReplaySource", "time", f"expected a column name, got {time!r}", "name the event-time column"
@@ -449,10 +518,7 @@ class ReplaySource(Source):
         if self.raw:
             raise ValueError(f"ReplaySource(raw=True) needs JSON lines, got {path.name}")
         if name.endswith((".csv", ".csv.gz")):
-            try:
-                return pd.read_csv(path, encoding="utf-8-sig")
-            except (ValueError, EOFError, OSError) as e:  # pandas' ParserError is a ValueError
-                raise _unreadable(path, None, e) from None
+            return self._load_csv(path)
         if name.endswith(".parquet"):
             try:
                 return pd.read_parquet(path)
@@ -462,6 +528,33 @@ class ReplaySource(Source):
                     "check that it is a complete Parquet file (a .jsonl or .csv file needs that extension)"
                 ) from None
         raise ValueError(f"ReplaySource: cannot tell the format of {path.name}; use .jsonl, .csv or .parquet")
+
+    def _load_csv(self, path: Path) -> pd.DataFrame:
+        """The rows of a CSV file; its malformed records, if any, kept for ``dead_letter`` (or raised)."""
+        import gzip
+
+        try:
+            with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as f:
+                data = f.read()
+            if b"\x00" not in data:  # pandas reads NUL bytes as text: only the check below refuses them
+                try:
+                    frame = pd.read_csv(io.BytesIO(data), encoding="utf-8-sig")
+                except (ValueError, UnicodeDecodeError):  # pandas' ParserError is a ValueError
+                    frame = None
+                # pandas takes a first row with one field more than the header as an index column
+                # (and shifts every column of every row): that row is malformed too
+                if frame is not None and isinstance(frame.index, pd.RangeIndex):
+                    return frame
+            records = split_csv(data)
+        except CsvHeaderError as e:
+            raise _unreadable(path, None, e) from None
+        except (ValueError, EOFError, OSError) as e:
+            raise _unreadable(path, None, e) from None
+        if len(records.bad) and self.dead_letter is None:
+            first = records.bad.iloc[0]
+            raise _unreadable(path, f"line {first['line']}", ValueError(first["reason"]))
+        self._csv = records
+        return records.frame
 
     def release_times(self) -> np.ndarray:
         """Event time at which each row is released: the running maximum of event times, the time of a
@@ -516,7 +609,12 @@ class ReplaySource(Source):
             reader = _LinesReader(LineBlocks(Path(self.path), pos), self.batch_size)
         else:
             release = self.release_times() if self.speed is not None else None
-            reader = _FrameReader(self.frame, release, self.speed, default_clock(clock), pos, self.batch_size)
+            frame, csv = self.frame, self._csv
+            args = (release, self.speed, default_clock(clock), pos, self.batch_size)
+            if csv is not None and self.dead_letter is not None and len(csv.bad):
+                reader = _CsvFrameReader(csv, self.dead_letter.open(clock), *args)
+            else:
+                reader = _FrameReader(frame, *args)
         reader.file_id = file_id
         return reader
 
@@ -526,7 +624,16 @@ class ReplaySource(Source):
                 "ReplaySource over an in-memory DataFrame cannot be written to YAML; save it "
                 "(df.to_parquet('events.parquet')) and use ReplaySource('events.parquet')"
             )
-        return {"kind": "replay", "path": self.path, "time": self.time, "speed": self.speed, "raw": self.raw}
+        spec: dict[str, Any] = {
+            "kind": "replay",
+            "path": self.path,
+            "time": self.time,
+            "speed": self.speed,
+            "raw": self.raw,
+        }
+        if self.dead_letter is not None:
+            spec["dead_letter"] = self.dead_letter.spec()
+        return spec
 
     def __repr__(self) -> str:
         what = self.path or f"DataFrame({len(self.frame)} rows)"

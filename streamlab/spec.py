@@ -89,7 +89,13 @@ def _builtin_factories() -> None:
     from streamlab.sinks import DuckDBSink, JsonLinesSink, ListSink, ParquetSink
     from streamlab.sources import ReplaySource
 
-    sources: dict[str, SourceFactory] = {"replay": lambda path, **kw: ReplaySource(path, **kw)}
+    def replay(path: str, dead_letter: Any = None, **kw: Any) -> ReplaySource:
+        if isinstance(dead_letter, dict) and dead_letter.get("kind") in _sink_factories():
+            params = {k: v for k, v in dead_letter.items() if k != "kind"}
+            dead_letter = _sink_factories()[dead_letter["kind"]](**params)  # its spec(), nested
+        return ReplaySource(path, dead_letter=dead_letter, **kw)
+
+    sources: dict[str, SourceFactory] = {"replay": replay}
     sinks: dict[str, SinkFactory] = {
         "duckdb": lambda **kw: DuckDBSink(**kw),
         "parquet": lambda **kw: ParquetSink(**kw),

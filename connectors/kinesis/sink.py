@@ -22,6 +22,8 @@ log = logging.getLogger("streamlab")
 _PUT_MAX_RECORDS = 500
 _PUT_MAX_BYTES = 5 * 1024 * 1024
 _RECORD_MAX_BYTES = 1024 * 1024
+_KEY_MAX_CHARS = 256
+REASON_COLUMN = "reject_reason"
 
 
 class KinesisSink(Sink):
@@ -32,7 +34,11 @@ class KinesisSink(Sink):
     stream
         Stream name.
     partition_key
-        Column whose values (as text, 1..256 characters) are the partition keys.
+        Column whose values (as text, 1..256 characters) are the partition keys. A row whose key is
+        missing, empty, longer than 256 characters or not UTF-8 text (a lone surrogate such as
+        ``"\\ud800"``) cannot be put: Kinesis refuses the whole ``PutRecords`` call, so it would fail
+        the batch on every retry. Such a row goes to ``dead_letter``; without one, ``write_batch``
+        raises before any row of the batch is sent.
     endpoint_url
         Endpoint of a local stand-in; ``None`` for AWS.
     region
@@ -44,6 +50,9 @@ class KinesisSink(Sink):
     timeout
         Seconds each ``PutRecords`` call may wait for a connection and for its answer; a stalled or
         unreachable endpoint fails ``flush()`` after botocore's 3 attempts with an error naming it.
+    dead_letter
+        Sink receiving the rows that cannot be put (their partition key), each with a ``reject_reason``
+        column, on ``flush()``; the other rows are written. ``None``: such a row fails ``write_batch``.
 
     Examples
     --------
@@ -63,6 +72,7 @@ class KinesisSink(Sink):
         backoff: Duration = "100ms",
         max_backoff: Duration = "5s",
         timeout: float = 10.0,
+        dead_letter: Sink | None = None,
     ) -> None:
         where = f"KinesisSink({stream!r})"
         if not isinstance(stream, str) or not stream:
@@ -79,6 +89,9 @@ class KinesisSink(Sink):
         self.backoff_ns = parse_duration(backoff, what=f"{where}: backoff")
         self.max_backoff_ns = parse_duration(max_backoff, what=f"{where}: max_backoff")
         self.timeout = check_timeout(where, timeout)
+        if dead_letter is not None and not isinstance(dead_letter, Sink):
+            raise ValueError(f"{where}: dead_letter must be a sink (or None), got {dead_letter!r}")
+        self.dead_letter = dead_letter
 
     def open(self, clock: Clock | None = None) -> _KinesisWriter:
         """Create the client."""
@@ -102,10 +115,43 @@ class KinesisSink(Sink):
             "backoff": format_duration(self.backoff_ns),
             "max_backoff": format_duration(self.max_backoff_ns),
             "timeout": self.timeout,
+            "dead_letter": None if self.dead_letter is None else self.dead_letter.spec(),
         }
 
     def __repr__(self) -> str:
         return f"KinesisSink({self.stream!r}, partition_key={self.partition_key!r})"
+
+
+def unusable_keys(keys: pd.Series) -> pd.Series:
+    """Why each partition key cannot be put (``""``: it can): missing, empty, over 256 characters, or
+    not UTF-8 text (a lone surrogate), which botocore cannot send.
+
+    Examples
+    --------
+    >>> unusable_keys(pd.Series(["u1", None, "", "x" * 257, "\\ud800"], dtype=object)).tolist()  # doctest: +NORMALIZE_WHITESPACE
+    ['', 'the partition key is missing', 'the partition key is empty',
+     'the partition key has 257 characters, over 256',
+     'the partition key is not UTF-8 text (surrogates not allowed at character 0)']
+    """
+    missing = keys.isna().to_numpy()
+    reasons: list[str] = []
+    for value, gone in zip(keys.tolist(), missing.tolist()):
+        text = "" if gone else str(value)
+        if gone:
+            reasons.append("the partition key is missing")
+        elif not text:
+            reasons.append("the partition key is empty")
+        elif len(text) > _KEY_MAX_CHARS:
+            reasons.append(f"the partition key has {len(text)} characters, over {_KEY_MAX_CHARS}")
+        elif text.isascii():
+            reasons.append("")
+        else:
+            try:
+                text.encode("utf-8")
+                reasons.append("")
+            except UnicodeEncodeError as e:
+                reasons.append(f"the partition key is not UTF-8 text ({e.reason} at character {e.start})")
+    return pd.Series(reasons, index=keys.index, dtype=object)
 
 
 class _KinesisWriter(SinkWriter):
@@ -117,25 +163,37 @@ class _KinesisWriter(SinkWriter):
         self._client = aws_client(
             "kinesis", region=sink.region, endpoint_url=sink.endpoint_url, timeout=sink.timeout
         )
+        self._dead_letter = sink.dead_letter.open(clock) if sink.dead_letter is not None else None
+        self._rejected: list[pd.DataFrame] = []
         self._buffer: list[dict[str, Any]] = []
         self._failed = False  # a send raised: close() neither waits on the service again nor re-raises
 
     def write_batch(self, batch: pd.DataFrame) -> None:
-        """Encode the rows; full chunks of 500 are sent at once, the rest on :meth:`flush`."""
+        """Encode the rows; full chunks of 500 are sent at once, the rest on :meth:`flush`.
+
+        Rows whose partition key cannot be put are kept for the dead-letter sink (or raise without one).
+        """
         if batch.empty:
             return
         key = self._sink.partition_key
         if key not in batch.columns:
             raise KeyError(f"{self._sink!r}: the batch has no column {key!r}; it has {list(batch.columns)}")
-        keys = batch[key].astype("string")
-        lengths = keys.str.len()
-        bad = keys.isna() | (lengths < 1) | (lengths > 256)
+        reasons = unusable_keys(batch[key].reset_index(drop=True))
+        bad = (reasons != "").to_numpy()
         if bad.any():
-            rows = np.flatnonzero(bad.to_numpy())[:5].tolist()
-            raise ValueError(
-                f"{self._sink!r}: partition keys must be 1..256 characters; rows {rows} have "
-                f"{keys[bad].head(5).tolist()!r}. Filter or fill them before the sink."
-            )
+            if self._dead_letter is None:
+                rows = np.flatnonzero(bad)[:5].tolist()
+                raise ValueError(
+                    f"{self._sink!r}: partition keys must be 1..256 characters of UTF-8 text; rows {rows} "
+                    f"have {[str(v)[:40] for v in batch[key].iloc[rows]]!r} ({sorted(set(reasons[bad]))[:3]}). Filter or "
+                    "fill them before the sink, or pass dead_letter= to keep them as data"
+                )
+            rows_all = batch.reset_index(drop=True)
+            self._rejected.append(rows_all[bad].assign(**{REASON_COLUMN: reasons[bad].tolist()}))
+            batch = rows_all[~bad]
+            if batch.empty:
+                return
+        keys = batch[key].astype("string")
         payloads = encode_rows(batch)
         for data, pk in zip(payloads, keys.tolist()):
             if len(data) + len(pk.encode()) > _RECORD_MAX_BYTES:
@@ -194,9 +252,16 @@ class _KinesisWriter(SinkWriter):
             wait_ns = min(wait_ns * 2, self._sink.max_backoff_ns)
 
     def flush(self) -> None:
-        """Send everything buffered; raises if records still fail after ``max_attempts``."""
+        """Send everything buffered; raises if records still fail after ``max_attempts``. Then hand the
+        rows whose partition key cannot be put to the dead-letter sink."""
         while self._buffer:
             self._send(self._take_chunk())
+        if self._rejected and self._dead_letter is not None:
+            rejected = pd.concat(self._rejected, ignore_index=True)
+            self._rejected = []
+            self._dead_letter.write_batch(rejected)
+            self._dead_letter.flush()
+            self._dead_letter.commit()  # outside the runtime's checkpoints: published now
 
     def close(self) -> None:
         """Flush and release the HTTP connections.
@@ -206,14 +271,16 @@ class _KinesisWriter(SinkWriter):
         """
         try:
             if self._failed:
-                if self._buffer:
+                if self._buffer or self._rejected:
                     log.warning(
                         "%r: %d record(s) not sent (a send failed); a restart sends them",
                         self._sink,
-                        len(self._buffer),
+                        len(self._buffer) + sum(len(r) for r in self._rejected),
                     )
-                self._buffer = []
+                self._buffer, self._rejected = [], []
             else:
                 self.flush()
         finally:
+            if self._dead_letter is not None:
+                self._dead_letter.close()
             self._client.close()

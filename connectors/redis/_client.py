@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import string
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,14 +22,60 @@ def import_redis() -> Any:
     return redis
 
 
+#: how text the sinks write is made bytes: UTF-8, where a lone surrogate (``"\\ud800"``, not valid
+#: Unicode, which UTF-8 cannot encode) becomes the escape ``\\ud800``, the six characters JSON writes for it
+TEXT_ERRORS = "backslashreplace"
+
+
 def connect(sink: Any) -> Any:
-    """A client for ``sink.url`` (``${ENV}`` references resolved) whose every call is bounded by ``sink.timeout``."""
+    """A client for ``sink.url`` (``${ENV}`` references resolved) whose every call is bounded by
+    ``sink.timeout``, and which writes text as UTF-8 with lone surrogates escaped (``TEXT_ERRORS``):
+    with redis-py's strict encoding one such character failed the whole batch on every retry."""
     redis = import_redis()
     return redis.Redis.from_url(
         resolve(sink.url, f"{type(sink).__name__} url"),
         socket_timeout=sink.timeout,
         socket_connect_timeout=sink.timeout,
+        encoding_errors=TEXT_ERRORS,
     )
+
+
+def escaped_rows(*columns: Sequence[Any]) -> int:
+    """How many rows hold text that UTF-8 cannot encode (a lone surrogate) in any of ``columns`` (one
+    value per row each): the rows the client writes with such characters escaped.
+
+    Examples
+    --------
+    >>> escaped_rows(["a", "\\ud800", None], ["x", "y", "\\udcff"])
+    2
+    """
+    rows: set[int] = set()
+    for values in columns:
+        texts = [v for v in values if isinstance(v, str)]
+        try:
+            "".join(texts).encode("utf-8")
+            continue
+        except UnicodeEncodeError:
+            pass
+        for i, v in enumerate(values):
+            if isinstance(v, str) and not v.isascii():
+                try:
+                    v.encode("utf-8")
+                except UnicodeEncodeError:
+                    rows.add(i)
+    return len(rows)
+
+
+def log_escaped(sink: Any, n: int, total: int) -> None:
+    """Log that ``n`` rows were written with lone surrogates escaped (``total`` so far)."""
+    if n:
+        logging.getLogger("streamlab.connectors.redis").warning(
+            "%r: %d row(s) hold text with a lone surrogate (such as '\\ud800': not valid Unicode, which "
+            "UTF-8 cannot encode); written with it as the escape \\uXXXX, as JSON writes it (%d so far)",
+            sink,
+            n,
+            total,
+        )
 
 
 def check_timeout(owner: str, timeout: Any) -> float:
@@ -166,6 +214,9 @@ def render(owner: str, parts: tuple[tuple[str, str | None], ...], batch: pd.Data
             out = out + literal
         if column is not None:
             values = batch[column]
-            text = values.astype(str).to_numpy(dtype=object)
+            try:
+                text = values.astype(str).to_numpy(dtype=object)
+            except UnicodeEncodeError:  # a lone surrogate, which pandas' Arrow-backed text cannot hold
+                text = np.array([str(v) for v in values.tolist()], dtype=object)
             out = out + np.where(values.isna().to_numpy(), MISSING_TEXT, text)
     return out

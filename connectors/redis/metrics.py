@@ -22,7 +22,9 @@ from ._client import (
     check_timeout,
     check_url,
     connect,
+    escaped_rows,
     execute,
+    log_escaped,
     parse_template,
     refused,
     render,
@@ -41,7 +43,10 @@ class RedisMetricsSink(Sink):
     then one ``PUBLISH`` on ``channel`` carries ``{"key": ..., "increments": {...}, "labels": {...}}``
     where labels are the template's columns. A row whose template column is missing goes to the key
     with ``None`` in its place (``metrics:None``), the name of a missing key in window results. A batch is one MULTI/EXEC round trip, so a dashboard
-    never sees half a batch, and concurrent writers add up exactly.
+    never sees half a batch, and concurrent writers add up exactly. A key holding text that UTF-8
+    cannot encode (a lone surrogate such as ``"\\ud800"``) is written with that character as the escape
+    ``\\ud800``, the six characters the update message's JSON has for it; such rows are counted in the
+    writer's ``escaped`` and logged as warnings (one failed the whole batch on every retry).
 
     Parameters
     ----------
@@ -192,6 +197,8 @@ class RedisMetricsWriter(SinkWriter):
         self.published = 0
         #: per metric column, the values no increment can add (beyond int64, infinite): logged, not added
         self.unwritable: dict[str, int] = {}
+        #: rows whose key was written with a lone surrogate escaped (``\\ud800``), as UTF-8 cannot encode one
+        self.escaped = 0
 
     def write_batch(self, batch: pd.DataFrame) -> None:
         """Increment and publish every row in one MULTI/EXEC round trip."""
@@ -253,8 +260,11 @@ class RedisMetricsWriter(SinkWriter):
             if messages is not None:
                 pipe.publish(sink.channel, messages[i])
                 added.append(None)
+        escaped = escaped_rows(keys.tolist())
         answers = execute(sink, self._client, pipe, "HINCRBY/PUBLISH", raise_on_error=False)
         self._judge(answers, added)
+        self.escaped += escaped
+        log_escaped(sink, escaped, self.escaped)
         self.updates += len(keys)
         self.published += 0 if messages is None else len(messages)
 

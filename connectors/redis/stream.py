@@ -13,15 +13,29 @@ from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import dump_json, json_column
 
-from ._client import check_timeout, check_url, connect, execute, parse_template, render, template_columns
+from ._client import (
+    check_timeout,
+    check_url,
+    connect,
+    escaped_rows,
+    execute,
+    log_escaped,
+    parse_template,
+    render,
+    template_columns,
+)
 
 
 @dataclass(frozen=True, repr=False)
 class RedisStreamSink(Sink):
     """Append every row to a Redis stream with ``XADD`` (one pipelined round trip per batch).
 
-    String columns are stored as they are, every other value as JSON text (timestamps ISO-8601);
-    missing values are left out of the entry.
+    String columns are stored as they are (UTF-8), every other value as JSON text (timestamps
+    ISO-8601); missing values are left out of the entry. Text that UTF-8 cannot encode (a lone
+    surrogate such as ``"\\ud800"``, which a user function can build) is stored with that character
+    as the escape ``\\ud800``, the six characters JSON writes for it, in values and stream names alike;
+    such rows are counted in the writer's ``escaped`` and logged as warnings (one failed the whole
+    batch on every retry).
 
     Parameters
     ----------
@@ -135,6 +149,8 @@ class RedisStreamWriter(SinkWriter):
         self.sink = sink
         self._client = connect(sink)
         self.ids: list[bytes] = []
+        #: rows written with a lone surrogate escaped (``\\ud800``), as UTF-8 cannot encode one
+        self.escaped = 0
 
     def write_batch(self, batch: pd.DataFrame) -> None:
         """XADD every row (pipelined); the entry ids are kept in ``ids`` (last 10,000)."""
@@ -160,6 +176,7 @@ class RedisStreamWriter(SinkWriter):
             else:
                 text = json_column(s)
                 encoded[c] = [None if t == "null" else t for t in text.tolist()]
+        escaped = escaped_rows(streams, *(v for c, v in encoded.items() if batch[c].dtype == object))
         pipe = self._client.pipeline(transaction=False)
         for i, stream in enumerate(streams):
             entry = {c: vals[i] for c, vals in encoded.items() if vals[i] is not None}
@@ -168,6 +185,8 @@ class RedisStreamWriter(SinkWriter):
             pipe.xadd(stream, entry, maxlen=sink.maxlen, approximate=True)
         self.ids.extend(execute(sink, self._client, pipe, "XADD"))
         del self.ids[:-10_000]
+        self.escaped += escaped
+        log_escaped(sink, escaped, self.escaped)
 
     def flush(self) -> None:
         """Nothing buffered."""

@@ -187,6 +187,25 @@ def test_refused_rows_go_to_the_dead_letter_sink(endpoint: dict[str, str]) -> No
 
 
 @pytest.mark.services
+def test_refused_rows_reach_a_dead_letter_sink_that_publishes_on_commit(
+    endpoint: dict[str, str], tmp_path: Path
+) -> None:
+    # a DuckDBSink without a key stages rows until its commit(), which the runtime never calls on a
+    # writer inside another sink: the refused rows never reached its table
+    from streamlab.sinks import DuckDBSink
+
+    dead = DuckDBSink(str(tmp_path / "dead.duckdb"), "dead", key=None)
+    writer = BigQuerySink(
+        new_table(endpoint), project=PROJECT, client_options=endpoint, dead_letter=dead
+    ).open()
+    rows = events(["a", "b"]).astype({"event_type": object})
+    rows.loc[1, "event_type"] = None  # REQUIRED column
+    writer.write_batch(rows)
+    writer.close()
+    assert dead.read()["event_id"].tolist() == ["b"]
+
+
+@pytest.mark.services
 def test_a_row_over_the_insert_limit_goes_to_the_dead_letter_sink_not_in_a_request(
     endpoint: dict[str, str],
 ) -> None:

@@ -450,6 +450,40 @@ def test_dead_letter_topic_gets_reason_header(kafka_broker: LocalKafkaBroker, to
     assert got[b"\xff\xfe"]["reason"] == b"not UTF-8"
 
 
+def test_lone_surrogates_in_keys_headers_and_dead_letters_are_sent_escaped(
+    kafka_broker: LocalKafkaBroker, topic2: str, unique_name: str
+) -> None:
+    # a key, header or raw record holding a lone surrogate ('\ud800': not valid Unicode) failed the
+    # batch on every retry with UnicodeEncodeError; parse sends such a raw record to its dead letter, so
+    # a KafkaDeadLetterSink after it failed on the very records it exists for
+    from streamlab import ListSink, ListSource, ManualClock, Pipeline
+
+    boot = kafka_broker.bootstrap_servers
+    writer = KafkaSink(topic2, bootstrap_servers=boot, key="user_id", headers={"type": "kind"}).open()
+    rows = pd.DataFrame(
+        {
+            "user_id": pd.Series(["u1", "u\ud800"], dtype=object),
+            "kind": pd.Series(["a\udfff", "b"], dtype=object),
+        }
+    )
+    writer.write_batch(rows)
+    writer.close()
+    msgs = consume_raw(boot, topic2, 2, 2)
+    assert sorted((m.key(), m.headers()[0][1]) for m in msgs) == [(b"u1", b"a\\udfff"), (b"u\\ud800", b"b")]
+    dlq = f"dlq-{unique_name}"
+    create_topic(boot, dlq, partitions=1)
+    p = Pipeline(ListSource(['{"event_id": "e1"}', '{"event_id": "e\ud800"}']))
+    events = p.parse({"event_id": "string"}, time=None)
+    ok = ListSink()
+    events.to(ok)
+    events.dead_letter.to(KafkaDeadLetterSink(dlq, bootstrap_servers=boot))
+    assert p.run(clock=ManualClock(0)).status == "finished"
+    assert ok.frame()["event_id"].tolist() == ["e1"]
+    [dead] = consume_raw(boot, dlq, 1, 1)
+    assert dead.value() == b'{"event_id": "e\\ud800"}' and json.loads(dead.value()) == {"event_id": "e\ud800"}
+    assert dict(dead.headers())["reason"].startswith(b"invalid UTF-8")
+
+
 def test_records_over_message_max_bytes_are_written_cut_to_fit(
     kafka_broker: LocalKafkaBroker, topic2: str
 ) -> None:

@@ -16,6 +16,7 @@ from streamlab.connectors.kinesis import SHARD_END, KinesisSink, KinesisSource, 
 
 from streamlab.clock import ManualClock
 from streamlab.local import LocalAWS
+from streamlab.sinks import ListSink
 from streamlab.testing import wait_for
 
 pytestmark = pytest.mark.services
@@ -206,7 +207,59 @@ def test_sink_rejects_unusable_partition_keys(aws: LocalAWS) -> None:
         writer.write_batch(bad)
     with pytest.raises(KeyError, match="no column 'user_id'"):
         writer.write_batch(bad.drop(columns="user_id"))
+    odd = events(0, 2).assign(user_id=pd.Series(["u1", "\ud800"], dtype=object))
+    with pytest.raises(ValueError, match=r"rows \[1\].*not UTF-8 text.*pass dead_letter="):
+        writer.write_batch(odd)  # it raised pyarrow's UnicodeEncodeError, naming neither sink nor fix
     writer.close()
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 7])
+def test_sink_sends_rows_with_unusable_partition_keys_to_its_dead_letter(
+    aws: LocalAWS, batch_size: int
+) -> None:
+    # one such row failed write_batch, so the whole batch on every retry; now it is a dead letter
+    stream, _ = make_stream(aws.endpoint_url, shards=1)
+    dead = ListSink()
+    writer = KinesisSink(
+        stream, partition_key="user_id", endpoint_url=aws.endpoint_url, dead_letter=dead
+    ).open()
+    rows = events(0, 7)
+    keys: list[Any] = ["u0", None, "", "x" * 257, "\ud800", "u5", "x" * 256]
+    rows["user_id"] = pd.Series(keys, dtype=object)
+    for start in range(0, len(rows), batch_size):
+        writer.write_batch(rows.iloc[start : start + batch_size])
+    writer.close()
+    got = dead.frame()
+    assert got["event_id"].tolist() == ["e1", "e2", "e3", "e4"]
+    assert got["reject_reason"].tolist() == [
+        "the partition key is missing",
+        "the partition key is empty",
+        "the partition key has 257 characters, over 256",
+        "the partition key is not UTF-8 text (surrogates not allowed at character 0)",
+    ]
+    reader = KinesisSource(stream, endpoint_url=aws.endpoint_url, idle_interval=0).open()
+    stored = read(reader, 3, max_events=100)
+    assert drained(reader)
+    reader.close()
+    assert [json.loads(v)["event_id"] for v in stored["value"]] == ["e0", "e5", "e6"]
+    assert KinesisSink("s", partition_key="k", dead_letter=dead).spec()["dead_letter"] == dead.spec()
+
+
+def test_sink_dead_letters_reach_a_sink_that_publishes_on_commit(aws: LocalAWS, tmp_path: Path) -> None:
+    # a DuckDBSink without a key stages rows until its commit(), which the runtime never calls on a
+    # writer inside another sink: the dead-letter writer is committed after each flush
+    from streamlab.sinks import DuckDBSink
+
+    stream, _ = make_stream(aws.endpoint_url, shards=1)
+    db = str(tmp_path / "dead.duckdb")
+    dead = DuckDBSink(db, "dead", key=None)
+    writer = KinesisSink(
+        stream, partition_key="user_id", endpoint_url=aws.endpoint_url, dead_letter=dead
+    ).open()
+    writer.write_batch(events(0, 3).assign(user_id=["u0", None, "u2"]).drop(columns="properties"))
+    writer.close()
+    got = dead.read()
+    assert got[["event_id", "reject_reason"]].values.tolist() == [["e1", "the partition key is missing"]]
 
 
 def test_sink_writes_a_row_over_the_1_mib_record_cut_to_fit(aws: LocalAWS) -> None:

@@ -465,3 +465,55 @@ def test_an_object_metric_column_adds_its_numbers_and_counts_the_rest(
     assert "not numbers" in caplog.text and "beyond int64" in caplog.text and "infinite" in caplog.text
     with pytest.raises(TypeError, match="needs numbers"):  # a text column is the wrong column
         writer.write_batch(pd.DataFrame({"k": ["a"], "i": ["1"], "f": [1.0]}))
+
+
+def test_a_lone_surrogate_in_a_key_is_written_escaped_and_the_batch_kept(
+    redis_server: LocalRedis, redis_client: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    # '\ud800' (a user function's text: not valid Unicode) failed the whole batch on every retry
+    writer = RedisMetricsSink(redis_server.url, channel=None, fields=["n"]).open()
+    kinds = pd.Series(["a", "b\ud800", "c"], dtype=object)
+    with caplog.at_level("WARNING", logger="streamlab.connectors.redis"):
+        writer.write_batch(pd.DataFrame({"event_type": kinds, "n": [1, 2, 3]}))
+        writer.write_batch(pd.DataFrame({"event_type": kinds.iloc[1:], "n": [4, 5]}))
+    writer.close()
+    get = redis_client.hgetall  # type: ignore[attr-defined]
+    assert get("metrics:a") == {b"n": b"1"} and get("metrics:c") == {b"n": b"8"}
+    assert get(b"metrics:b\\ud800") == {b"n": b"6"}  # the six characters JSON has for it
+    assert writer.escaped == 2 and writer.updates == 5
+    assert "lone surrogate" in caplog.text and "(2 so far)" in caplog.text
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    texts=st.lists(
+        st.text(st.characters(codec=None, exclude_categories=()), max_size=6), min_size=1, max_size=5
+    )
+)
+def test_stream_sink_stores_any_text_as_utf8_with_lone_surrogates_escaped(
+    redis_server: LocalRedis, texts: list[str]
+) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    stream = f"texts:{os.getpid()}:{threading.get_ident()}"
+    client.delete(f"{stream}:x", f"{stream}:x\\udfff")
+    writer = RedisStreamSink(redis_server.url, stream + ":{kind}").open()
+    batch = pd.DataFrame(
+        {
+            "kind": pd.Series(["x" if i % 2 else "x\udfff" for i in range(len(texts))], dtype=object),
+            "text": pd.Series(texts, dtype=object),
+        }
+    )
+    writer.write_batch(batch)
+    writer.close()
+    stored = client.xrange(f"{stream}:x") + client.xrange(f"{stream}:x\\udfff")
+    client.close()
+    want = [t.encode("utf-8", "backslashreplace") for t in texts]
+    # every row written (the entries' order across the two streams aside), each text as UTF-8
+    assert sorted(e[1].get(b"text", b"") for e in stored) == sorted(want)
+    odd = [
+        i % 2 == 0 or t.encode("utf-8", "backslashreplace") != t.encode("utf-8", "surrogatepass")
+        for i, t in enumerate(texts)
+    ]
+    assert writer.escaped == sum(odd)

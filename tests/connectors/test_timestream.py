@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from streamlab.connectors.timestream import REASON_COLUMN, TimestreamSink
+from streamlab.connectors.timestream import REASON_COLUMN, TimestreamSink, build_records
 
 from streamlab.io import Sink, SinkWriter
 from streamlab.local import LocalAWS
@@ -137,6 +137,76 @@ def test_unwritable_rows_go_to_the_dead_letter_sink_with_a_reason(
     records = stored(*table)
     assert len(records) == 3 == writer.written
     assert [d["Name"] for d in records[-1]["Dimensions"]] == ["event_type"]
+
+
+def test_infinite_double_measures_go_to_the_dead_letter_not_as_text(
+    aws: LocalAWS, table: tuple[str, str]
+) -> None:
+    # Timestream cannot hold NaN or infinities in a DOUBLE; the sink sent them as the text "inf", and moto
+    # stores whatever it gets, so the records built are what is checked.
+    dead = CollectSink()
+    sink = sink_for(aws, *table, dead_letter=dead)
+    rows = metrics(5)
+    rows.loc[1, "latency"] = float("inf")
+    rows.loc[3, "latency"] = float("-inf")
+    rows.loc[4, "latency"] = float("nan")  # missing: the measure is left out, the row is written
+    records, positions, problems = build_records(sink, rows)
+    assert positions == [0, 2, 4] and [bool(p) for p in problems] == [False, True, False, True, False]
+    sent = [m["Value"] for r in records for m in r["MeasureValues"] if m["Type"] == "DOUBLE"]
+    assert sent == ["0.0", "0.5"]
+    writer = sink.open()
+    writer.write_batch(rows)
+    writer.close()
+    got = dead.rows()
+    assert got["count"].tolist() == [1, 3]
+    assert got[REASON_COLUMN].tolist() == [
+        "measure(s) ['latency'] are infinite (inf), which a Timestream DOUBLE cannot hold",
+        "measure(s) ['latency'] are infinite (-inf), which a Timestream DOUBLE cannot hold",
+    ]
+    values = [m["Value"] for r in stored(*table) for m in r["MeasureValues"]]
+    assert len(stored(*table)) == 3 == writer.written and not {"inf", "-inf", "nan"} & set(values)
+
+
+def test_text_measures_timestream_refuses_go_to_the_dead_letter_and_the_rest_are_written(
+    aws: LocalAWS, table: tuple[str, str]
+) -> None:
+    # an empty text measure failed botocore's check (min length 1) for the whole request, every retry
+    dead = CollectSink()
+    sink = TimestreamSink(
+        *table,
+        dimensions=["user_id"],
+        measures=["note", "count"],
+        endpoint_url=aws.endpoint_url,
+        dead_letter=dead,
+    )
+    rows = metrics(4).assign(note=["ok", "", "x" * 2049, "é" * 1024])
+    writer = sink.open()
+    writer.write_batch(rows)
+    writer.close()
+    assert dead.rows()[REASON_COLUMN].tolist() == [
+        "text measure(s) ['note'] are 0 bytes long; Timestream takes 1 to 2,048 bytes (an empty text is refused)",
+        "text measure(s) ['note'] are 2,049 bytes long; Timestream takes 1 to 2,048 bytes (an empty text is refused)",
+    ]
+    assert [r["MeasureValues"][0]["Value"] for r in stored(*table)] == ["ok", "é" * 1024]
+    assert writer.written == 2
+
+
+def test_dead_letters_reach_a_sink_that_publishes_on_commit(
+    aws: LocalAWS, table: tuple[str, str], tmp_path: Any
+) -> None:
+    # the dead-letter writer was flushed and closed, never committed: a DuckDBSink without a key stages
+    # rows until its commit, so the rejected rows never reached its table
+    from streamlab.sinks import DuckDBSink
+
+    db = str(tmp_path / "dead.duckdb")
+    dead = DuckDBSink(db, "dead", key=None)
+    writer = sink_for(aws, *table, dead_letter=dead).open()
+    writer.write_batch(metrics(3).assign(latency=[0.5, float("inf"), 1.0]))
+    writer.close()
+    got = dead.read()
+    assert got[["count", "reject_reason"]].values.tolist() == [
+        [1, "measure(s) ['latency'] are infinite (inf), which a Timestream DOUBLE cannot hold"]
+    ]
 
 
 def reject(writer: Any, rejected: list[dict[str, Any]]) -> None:

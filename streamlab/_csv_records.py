@@ -1,0 +1,145 @@
+"""A CSV file's records split into the ones pandas reads and the malformed ones, each with its reason.
+
+``pandas.read_csv`` refuses a whole file for one malformed record (a line with more fields than the
+header) and quietly reads others (invalid UTF-8 fails the file, NUL bytes become text). This splits the
+file into records as CSV defines them (a quoted field may span lines), sets aside the malformed ones
+with the reason and the line they start on, and has pandas read the rest: the good rows are exactly
+what ``read_csv`` gives for the file without the malformed records.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+_BOM = "\ufeff"
+_FIELD_LIMIT = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class CsvRecords:
+    """The good rows of a CSV file and its malformed records.
+
+    ``bad`` has ``raw`` (the record's bytes, without its line break), ``reason`` and ``line`` (where it
+    starts, from 1); ``before[i]`` is how many good rows come before bad record ``i``.
+    """
+
+    frame: pd.DataFrame
+    bad: pd.DataFrame
+    before: np.ndarray[Any, np.dtype[np.int64]]
+
+
+class CsvHeaderError(ValueError):
+    """The header record itself cannot be read: there is no table to read the rest into."""
+
+
+def _problem(text: str, fields: list[str], width: int) -> str:
+    """Why one record (its text and fields) is malformed, or ``""``."""
+    bad_bytes = [c for c in text if "\udc80" <= c <= "\udcff"]  # bytes that were not UTF-8
+    if bad_bytes:
+        first = ord(bad_bytes[0]) - 0xDC00
+        return f"invalid UTF-8 (byte 0x{first:02x} at character {text.index(bad_bytes[0]) + 1})"
+    if "\x00" in text:
+        return "it holds a NUL byte (a corrupt or binary line, not CSV text)"
+    if len(fields) > width:
+        return f"{len(fields)} fields, where the header has {width}"
+    return ""
+
+
+def _unclosed_quote(text: str) -> bool:
+    """Whether the last record ends inside a quoted field (the file ended before its closing quote)."""
+    try:
+        for _ in csv.reader(io.StringIO(text, newline=""), strict=True):
+            pass
+    except csv.Error as e:
+        return "unexpected end of data" in str(e)
+    return False
+
+
+def split_csv(data: bytes) -> CsvRecords:
+    """Read CSV ``data`` (UTF-8, a byte order mark allowed) as pandas does, malformed records set aside.
+
+    A record is malformed when it is not UTF-8 text, holds a NUL byte, has more fields than the header,
+    or opens a quoted field that the file never closes. A record with fewer fields is read as pandas
+    reads it (the missing fields are NaN).
+
+    Examples
+    --------
+    >>> got = split_csv(b'a,b\\n1,"x\\ny"\\n2,z,extra\\n3,\\xff\\n4,w\\n')
+    >>> got.frame.to_dict("list")
+    {'a': [1, 4], 'b': ['x\\ny', 'w']}
+    >>> got.bad[["line", "reason"]].values.tolist(), got.before.tolist()
+    ([[4, '3 fields, where the header has 2'], [5, 'invalid UTF-8 (byte 0xff at character 3)']], [1, 1])
+    """
+    text = data.decode("utf-8", "surrogateescape")
+    if text.startswith(_BOM):
+        text = text[len(_BOM) :]
+    lines = io.StringIO(text, newline="")
+    taken: list[str] = []
+
+    def feed() -> Any:
+        for line in lines:
+            taken.append(line)
+            yield line
+
+    good: list[str] = []
+    bad_raw: list[bytes] = []
+    reasons: list[str] = []
+    starts: list[int] = []
+    before: list[int] = []
+    width = -1
+    line_no, rows, last_fields = 1, 0, 0
+    reader = csv.reader(feed())  # it reads no further than the record it gives
+    limit = csv.field_size_limit(_FIELD_LIMIT)  # pandas reads fields of any size; csv stops at 128 KiB
+    try:
+        while True:
+            try:
+                fields = next(reader)
+                error = ""
+            except StopIteration:
+                break
+            except csv.Error as e:  # the reader goes on with the next line
+                fields, error = [], f"not CSV ({e})"
+            record, start, line_no = "".join(taken), line_no, line_no + len(taken)
+            taken.clear()
+            if width < 0:
+                why = error or _problem(record, [], 0)
+                if why:
+                    raise CsvHeaderError(f"its header (line {start}) cannot be read: {why}")
+                width = len(fields)
+                good.append(record)
+                continue
+            why = error or _problem(record, fields, width)
+            if why:
+                bad_raw.append(record.rstrip("\r\n").encode("utf-8", "surrogateescape"))
+                reasons.append(why)
+                starts.append(start)
+                before.append(rows)
+                last_fields = -1
+            else:
+                good.append(record)
+                rows += bool(fields)
+                last_fields = len(fields)
+    finally:
+        csv.field_size_limit(limit)
+    if last_fields > 0 and len(good) > 1 and _unclosed_quote(good[-1]):
+        # the file ended inside a quoted field: the record runs from its opening quote to the end
+        record = good.pop()
+        rows -= 1
+        bad_raw.append(record.rstrip("\r\n").encode("utf-8", "surrogateescape"))
+        reasons.append("a quoted field is not closed before the end of the file")
+        starts.append(line_no - len(io.StringIO(record, newline="").readlines()))
+        before.append(rows)
+    frame = pd.read_csv(io.StringIO("".join(good)))
+    order = np.asarray(before, dtype=np.int64)
+    if rows != len(frame):  # pandas read the records otherwise (blank-looking lines): keep every one
+        order = np.minimum(order, len(frame))
+    bad = pd.DataFrame(
+        {"raw": pd.Series(bad_raw, dtype=object), "reason": reasons, "line": pd.Series(starts, dtype="int64")}
+    )
+    return CsvRecords(frame, bad, order)

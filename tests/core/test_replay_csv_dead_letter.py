@@ -1,0 +1,158 @@
+"""ReplaySource of a CSV file with malformed records: the good rows replay, the others go to ``dead_letter``.
+
+One malformed line refused the whole file. The oracle for the good rows is the same file without the
+malformed records, replayed as before.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streamlab import JsonLinesSink, ListSink, ManualClock, Pipeline, ReplaySource
+from streamlab.errors import ParameterError
+from streamlab.spec import pipeline_to_yaml
+
+HEADER = b"timestamp,user_id,amount,note\n"
+ROWS = [
+    b"2024-01-01T00:00:00Z,u1,1.5,plain\n",
+    b'2024-01-01T00:00:01Z,u2,2,"a quoted note\nspanning two lines, with a comma"\n',
+    b"2024-01-01T00:00:02Z,u3,3.25,\n",
+    b'2024-01-01T00:00:03Z,u4,4,"say ""hi"""\n',
+    b"2024-01-01T00:00:04Z,u5,5,last\n",
+]
+BAD = {
+    "too many fields": (b"2024-01-01T00:00:09Z,u9,9,x,extra\n", "5 fields, where the header has 4"),
+    "bad UTF-8": (b"2024-01-01T00:00:09Z,u9,9,caf\xe9\n", "invalid UTF-8 (byte 0xe9"),
+    "NUL byte": (b"2024-01-01T00:00:09Z,u9,9,x\x00y\n", "NUL byte"),
+    "NULs only": (b"\x00\x00\x00\x00\n", "NUL byte"),
+    "bad UTF-8 in a quoted field spanning lines": (
+        b'2024-01-01T00:00:09Z,u9,9,"two\n\xff lines"\n',
+        "invalid UTF-8 (byte 0xff",
+    ),
+}
+
+
+def replay(path: Path, batch_size: int | None, **kw: object) -> pd.DataFrame:
+    ok = ListSink()
+    p = Pipeline(ReplaySource(path, batch_size=batch_size, **kw))  # type: ignore[arg-type]
+    p.to(ok)
+    assert p.run(clock=ManualClock(0)).status == "finished"
+    return ok.frame()
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 1000])
+@pytest.mark.parametrize("at", [0, 2, 5])
+@pytest.mark.parametrize("kind", sorted(BAD))
+def test_the_good_rows_replay_and_the_malformed_record_goes_to_dead_letter(
+    tmp_path: Path, kind: str, at: int, batch_size: int
+) -> None:
+    line, reason = BAD[kind]
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    good.write_bytes(HEADER + b"".join(ROWS))
+    bad.write_bytes(HEADER + b"".join(ROWS[:at]) + line + b"".join(ROWS[at:]))
+    with pytest.raises(ValueError, match=r"line \d+ of .*bad.csv cannot be read.*dead_letter="):
+        ReplaySource(bad)  # without a place for the record: refused, naming it and the way out
+    dead = ListSink()
+    got = replay(bad, batch_size, dead_letter=dead)
+    pd.testing.assert_frame_equal(got, replay(good, batch_size))
+    assert len(got) == len(ROWS)
+    [record] = dead.rows()
+    assert record["raw"] == line.rstrip(b"\n") and reason in record["reason"]
+    assert record["line"] == 2 + at + (at > 1)  # the header, the rows before it, ROWS[1] spans two lines
+
+
+def test_a_quoted_field_the_file_never_closes_is_the_dead_letter_to_its_end(tmp_path: Path) -> None:
+    path = tmp_path / "cut.csv"
+    path.write_bytes(HEADER + b"".join(ROWS[:3]) + b'2024-01-01T00:00:09Z,u9,9,"never closed\nmore')
+    dead = ListSink()
+    got = replay(path, 2, dead_letter=dead)
+    assert got["user_id"].tolist() == ["u1", "u2", "u3"]
+    [record] = dead.rows()
+    assert record["raw"] == b'2024-01-01T00:00:09Z,u9,9,"never closed\nmore'
+    assert record["reason"] == "a quoted field is not closed before the end of the file"
+    assert record["line"] == 6
+
+
+def test_dead_letters_are_written_as_the_replay_passes_them_and_not_again_on_resume(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "e.csv"
+    path.write_bytes(HEADER + ROWS[0] + BAD["NUL byte"][0] + ROWS[2] + ROWS[3] + BAD["too many fields"][0])
+    dead = ListSink()
+    source = ReplaySource(path, dead_letter=dead, speed=1.0)
+    clock = ManualClock("2030-01-01T00:00:00Z")
+    reader = source.open(clock=clock)
+    assert len(reader.poll(10)) == 1 and dead.frame().empty  # row 0 is due; the NUL line comes after it
+    clock.advance("2s")
+    assert len(reader.poll(10)) == 1 and len(dead.frame()) == 1  # row 2 (t=2s), and the record before it
+    clock.advance("1s")
+    assert len(reader.poll(10)) == 1 and len(dead.frame()) == 2  # the last row, then the last record
+    assert reader.poll(10) is None and reader.done
+    reader.close()
+    again = ListSink()
+    resumed = ReplaySource(path, dead_letter=again).open(resume={"position": 2})
+    assert len(resumed.poll(10)) == 1 and again.rows()[0]["reason"].startswith("5 fields")
+    assert len(again.frame()) == 1  # the NUL line was before the checkpoint's position
+    resumed.close()
+
+
+def test_dead_letters_reach_a_json_lines_file_with_their_raw_bytes(tmp_path: Path) -> None:
+    path, out = tmp_path / "e.csv.gz", tmp_path / "dead.jsonl"
+    path.write_bytes(gzip.compress(HEADER + ROWS[0] + BAD["bad UTF-8"][0]))
+    got = replay(path, None, dead_letter=JsonLinesSink(out))
+    assert got["user_id"].tolist() == ["u1"]
+    [record] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["line"] == 3 and record["reason"].startswith("invalid UTF-8")
+    p = Pipeline(ReplaySource(path, dead_letter=JsonLinesSink(out)))
+    p.to(ListSink())
+    spec = pipeline_to_yaml(p)
+    assert "dead_letter" in spec and pipeline_to_yaml(Pipeline.from_yaml(spec)) == spec
+
+
+def test_dead_letter_is_refused_where_it_would_never_be_used(tmp_path: Path) -> None:
+    path = tmp_path / "e.jsonl"
+    path.write_text('{"timestamp": "2024-01-01T00:00:00Z"}\n')
+    with pytest.raises(ParameterError, match="raw=True"):
+        ReplaySource(path, dead_letter=ListSink())
+    with pytest.raises(ParameterError, match="a sink"):
+        ReplaySource(tmp_path / "e.csv", dead_letter="bad.jsonl")  # type: ignore[arg-type]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(st.sampled_from(ROWS), min_size=1, max_size=8),
+    bad=st.lists(st.tuples(st.integers(0, 8), st.sampled_from(sorted(BAD))), max_size=4),
+    batch_size=st.integers(1, 5),
+)
+def test_any_mix_of_malformed_records_loses_nothing(
+    tmp_path: Path, rows: list[bytes], bad: list[tuple[int, str]], batch_size: int
+) -> None:
+    lines = list(rows)
+    for at, kind in sorted(bad, reverse=True):
+        lines.insert(min(at, len(lines)), BAD[kind][0])
+    good, path = tmp_path / "good.csv", tmp_path / "mixed.csv"
+    good.write_bytes(HEADER + b"".join(rows))
+    path.write_bytes(HEADER + b"".join(lines))
+    dead = ListSink()
+    got = replay(path, batch_size, dead_letter=dead)
+    pd.testing.assert_frame_equal(got, replay(good, batch_size))
+    want = sorted(line.rstrip(b"\n") for line in lines if line not in ROWS)
+    assert sorted(dead.frame()["raw"].tolist() if bad else []) == want
+
+
+def test_dead_letters_reach_a_sink_that_publishes_on_commit(tmp_path: Path) -> None:
+    # a DuckDBSink without a key stages rows until its commit(), which only the source's reader can call
+    from streamlab import DuckDBSink
+
+    path = tmp_path / "e.csv"
+    path.write_bytes(HEADER + ROWS[0] + BAD["too many fields"][0])
+    dead = DuckDBSink(str(tmp_path / "dead.duckdb"), "dead", key=None)
+    assert replay(path, None, dead_letter=dead)["user_id"].tolist() == ["u1"]
+    assert dead.read()["line"].tolist() == [3]
