@@ -46,9 +46,13 @@ class PubSubSource(Source):
 
     Messages stay leased (the client extends their deadlines) from delivery until the runtime commits the
     position covering them, so the client's flow control (``max_messages``) also bounds how many
-    uncommitted messages a pipeline holds. The position is the tuple of ack ids polled and not yet
-    committed; resuming needs no position, because Pub/Sub redelivers every message that was not acked.
-    Delivery is at least once: a message whose lease was lost can come twice, so deduplicate on an event
+    uncommitted messages a pipeline holds. The position is the ack id and message id of each message
+    polled and not yet committed. Pub/Sub redelivers every message that was not acked, so a resume needs
+    no position to read on, but it uses the message ids: a run stopped after a checkpoint was saved and
+    before its acks reached Pub/Sub (a kill, a lost connection) gets those messages again, and resumed
+    from that checkpoint the reader acknowledges them at its next commit without delivering them, since
+    the checkpointed state holds them already (as Dataflow drops a redelivered message id). Otherwise
+    delivery is at least once: a message whose lease was lost can come twice, so deduplicate on an event
     id downstream (``Stream.dedup``) when duplicates matter. On a stop, the messages polled and not
     committed are nacked and come back at once; those the client still held back (beyond
     ``max_messages``) come back when their lease runs out, which the client extends by its 99th
@@ -138,8 +142,12 @@ class PubSubSource(Source):
         return True
 
     def open(self, resume: Any = None, clock: Clock | None = None) -> _PubSubReader:
-        """Start streaming pull; ``resume`` is accepted and unused (unacked messages come back anyway)."""
-        return _PubSubReader(self)
+        """Start streaming pull; messages of ``resume`` (a position) that come again are not delivered.
+
+        Unacked messages come back anyway; those a checkpoint's state holds already (its position's
+        message ids) are acknowledged at the next commit instead of delivered a second time.
+        """
+        return _PubSubReader(self, _message_ids(resume))
 
     def spec(self) -> dict[str, Any]:
         """YAML-ready description.
@@ -163,15 +171,34 @@ class PubSubSource(Source):
         return f"PubSubSource({self.subscription!r}, max_messages={self.max_messages})"
 
 
+def _ack_id(entry: Any) -> str:
+    """The ack id of a position's entry: (ack id, message id), or an ack id alone (older checkpoints)."""
+    return entry if isinstance(entry, str) else str(entry[0])
+
+
+def _message_ids(position: Any) -> frozenset[str]:
+    """The message ids of a position (none in a checkpoint written before they were kept).
+
+    Examples
+    --------
+    >>> sorted(_message_ids((("ack-1", "m1"), ("ack-2", "m2")))), _message_ids(("ack-1",)), _message_ids(None)
+    (['m1', 'm2'], frozenset(), frozenset())
+    """
+    return frozenset(str(e[1]) for e in position or () if not isinstance(e, str))
+
+
 class _PubSubReader(SourceReader):
     """Open streaming pull of a :class:`PubSubSource` (made by ``PubSubSource.open``)."""
 
-    def __init__(self, source: PubSubSource) -> None:
+    def __init__(self, source: PubSubSource, delivered: frozenset[str] = frozenset()) -> None:
         pubsub_v1 = import_pubsub()
         self._source = source
         self._lock = threading.Lock()
         self._buffer: collections.deque[Any] = collections.deque()
         self._pending: dict[str, Any] = {}
+        # message ids the resumed checkpoint's state holds: acked at the next commit, not delivered again
+        self._delivered = set(delivered)
+        self.redelivered = 0  # messages so acked without being delivered
         self._closed = False
         self._client = pubsub_v1.SubscriberClient(**client_kwargs(source.emulator_host, "subscriber"))
         self._check_reachable()
@@ -315,6 +342,13 @@ class _PubSubReader(SourceReader):
             messages = [self._buffer.popleft() for _ in range(n)]
             for m in messages:
                 self._pending[m.ack_id] = m
+        if self._delivered and messages:
+            again = [m for m in messages if m.message_id in self._delivered]
+            if again:  # in the resumed state already: acked with the others at the next commit
+                self._delivered.difference_update(m.message_id for m in again)
+                self.redelivered += len(again)
+                held = {m.message_id for m in again}
+                messages = [m for m in messages if m.message_id not in held]
         if not messages:
             self._check_stream()
             self._check_service()
@@ -335,15 +369,17 @@ class _PubSubReader(SourceReader):
         )
         return frame
 
-    def snapshot(self) -> tuple[str, ...]:
-        """Ack ids polled and not yet committed, in delivery order."""
+    def snapshot(self) -> tuple[tuple[str, str], ...]:
+        """(ack id, message id) of each message polled and not yet committed, in delivery order."""
         with self._lock:
-            return tuple(self._pending)
+            return tuple((a, m.message_id) for a, m in self._pending.items())
 
     def commit(self, position: Any) -> None:
         """Acknowledge exactly the messages in ``position`` (synchronously) and release their leases."""
         with self._lock:
-            messages = [m for m in (self._pending.pop(a, None) for a in position or ()) if m is not None]
+            messages = [
+                m for m in (self._pending.pop(_ack_id(a), None) for a in position or ()) if m is not None
+            ]
         if not messages:
             return
         ack_ids = [m.ack_id for m in messages]

@@ -441,3 +441,58 @@ def test_a_row_over_pubsubs_message_limit_is_published_cut_to_fit(
     assert cut["raw_truncated"] is True and (cut["reason"], cut["step_id"]) == ("record too large", "parse")
     assert whole.startswith(cut["raw"]) and len(cut["raw"]) > 9_000_000
     assert (cut["raw_bytes"], cut["raw_sha256"]) == (len(whole), hashlib.sha256(whole.encode()).hexdigest())
+
+
+def test_a_resume_after_a_kill_between_the_checkpoint_and_its_acks_counts_each_message_once(
+    emulator: PubSubEmulator, names: tuple[str, str], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first run saves its checkpoint (windows open, 30 messages in their counts) and dies before
+    its acks reach Pub/Sub; the messages come again. Resumed from that checkpoint, the reader acks them
+    without delivering them, so every window counts each message once (twice before: at least once)."""
+    from streamlab.connectors.pubsub import source as source_module
+
+    from streamlab import ListSink, Pipeline, TumblingWindow, agg
+
+    topic, sub = names
+    n = 60
+    stamps = [
+        *pd.date_range("2026-01-01", periods=n, freq="s", tz="UTC"),
+        pd.Timestamp("2026-01-01 01:00", tz="UTC"),
+    ]
+    rows = pd.DataFrame({"event_id": [f"e{i}" for i in range(n + 1)], "timestamp": stamps})
+    writer = PubSubSink(topic, emulator_host=emulator.host).open()
+    writer.write_batch(rows)
+    writer.close()
+    sink = ListSink()
+
+    def build() -> Any:
+        pipeline = Pipeline(PubSubSource(sub, emulator_host=emulator.host), name="pubsub-once")
+        events = pipeline.parse({"event_id": "string", "timestamp": "timestamp"})
+        events.window(TumblingWindow("10s"), key=None, delay="0s").agg(agg.count()).to(sink)
+        return pipeline
+
+    class KilledError(Exception):
+        pass
+
+    real_commit = source_module._PubSubReader.commit
+
+    def killed_before_acking(self: Any, position: Any) -> None:
+        raise KilledError("the process died after saving its checkpoint, before acknowledging")
+
+    monkeypatch.setattr(source_module._PubSubReader, "commit", killed_before_acking)
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(Exception) as died:
+        build().run(max_events=30, batch_size=5, checkpoint_dir=ckpt)
+    assert "the process died" in str(died.value) or isinstance(died.value.__cause__, KilledError)
+    assert any(ckpt.iterdir())
+    monkeypatch.setattr(source_module._PubSubReader, "commit", real_commit)
+
+    handle = build().start(batch_size=5, checkpoint_dir=ckpt, commit_every="100ms")
+    try:
+        wait_for(lambda: len(sink.frame()) >= n // 10, timeout=30, what="the six windows of the first minute")
+    finally:
+        handle.stop()
+    got = sink.frame()
+    first_minute = got[got["window_start"] < pd.Timestamp("2026-01-01 00:01", tz="UTC")]
+    assert first_minute["count"].tolist() == [10] * 6, got
+    assert nothing_left(emulator.host, sub)
