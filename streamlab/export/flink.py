@@ -104,35 +104,57 @@ _SQL_TYPES = {
     "json": "STRING",
     "bytes": "STRING",
 }
-_CONNECTOR_JARS = {
-    # by the job's Flink major version: a connector built for one major does not load on the other
-    1: {
-        "kafka": "org.apache.flink:flink-sql-connector-kafka:3.3.0-1.20",
-        "eventhubs": "org.apache.flink:flink-sql-connector-kafka:3.3.0-1.20",
-        "kinesis": "org.apache.flink:flink-sql-connector-kinesis:5.0.0-1.20 (main.py's FlinkKinesisConsumer, job.sql's 'kinesis' table)",
-        "jdbc": "org.apache.flink:flink-connector-jdbc:3.2.0-1.19 (+ your database's JDBC driver)",
-    },
-    2: {
-        "kafka": "org.apache.flink:flink-sql-connector-kafka:4.0.1-2.0",
-        "eventhubs": "org.apache.flink:flink-sql-connector-kafka:4.0.1-2.0",
-        "kinesis": "org.apache.flink:flink-sql-connector-aws-kinesis-streams:6.0.0-2.0 (the 'kinesis' table of job.sql and of main.py's reader)",
-        "jdbc": "org.apache.flink:flink-connector-jdbc-core:4.0.0-2.0 (+ your database's JDBC driver)",
-    },
+_KINESIS_NOTE_1 = "(main.py's FlinkKinesisConsumer, job.sql's 'kinesis' table)"
+_KINESIS_NOTE_2 = "(the 'kinesis' table of job.sql and of main.py's reader)"
+_JDBC_NOTE = "(+ your database's JDBC driver)"
+# Flink 1: the Kafka, AWS (Kinesis) and JDBC connector releases built for each minor version, as
+# flink.apache.org's downloads and AWS's "Use Apache Flink connectors with Managed Service for Apache
+# Flink" list them: a connector is built against one minor version (its "-1.NN" suffix) and a build for
+# another may not load. Up to 1.16 the connectors were released with Flink itself (its own version).
+_FLINK_1_CONNECTORS = {
+    20: ("3.3.0-1.20", "5.0.0-1.20", "3.3.0-1.20"),
+    19: ("3.3.0-1.19", "5.0.0-1.19", "3.2.0-1.19"),
+    18: ("3.2.0-1.18", "4.3.0-1.18", "3.2.0-1.18"),
+    17: ("3.1.0-1.17", "4.2.0-1.17", "3.1.2-1.17"),
+    16: ("1.16.3", "1.16.3", "1.16.3"),
+    15: ("1.15.4", "1.15.4", "1.15.4"),
 }
+_FLINK_2_CONNECTORS = {
+    "kafka": "org.apache.flink:flink-sql-connector-kafka:4.0.1-2.0",
+    "eventhubs": "org.apache.flink:flink-sql-connector-kafka:4.0.1-2.0",
+    "kinesis": f"org.apache.flink:flink-sql-connector-aws-kinesis-streams:6.0.0-2.0 {_KINESIS_NOTE_2}",
+    "jdbc": f"org.apache.flink:flink-connector-jdbc-core:4.0.0-2.0 {_JDBC_NOTE}",
+}
+
+
+def _connector_builds(flink_version: str) -> dict[str, str]:
+    """The connector jars (Maven coordinates, with a note) built for ``flink_version``'s major and minor."""
+    major, minor = _major_minor(flink_version)
+    if major >= 2:
+        return _FLINK_2_CONNECTORS
+    kafka, aws, jdbc = _FLINK_1_CONNECTORS[
+        min(max(minor, min(_FLINK_1_CONNECTORS)), max(_FLINK_1_CONNECTORS))
+    ]
+    return {
+        "kafka": f"org.apache.flink:flink-sql-connector-kafka:{kafka}",
+        "eventhubs": f"org.apache.flink:flink-sql-connector-kafka:{kafka}",
+        "kinesis": f"org.apache.flink:flink-sql-connector-kinesis:{aws} {_KINESIS_NOTE_1}",
+        "jdbc": f"org.apache.flink:flink-connector-jdbc:{jdbc} {_JDBC_NOTE}",
+    }
 
 
 def connector_jars(flink_version: str, connectors: tuple[str, ...]) -> list[str]:
     """The connector jars a job for ``flink_version`` needs for ``connectors`` (source and sink names),
-    built for the job's Flink major version.
+    built for the job's Flink version (its major, and on Flink 1 its minor version).
 
     Examples
     --------
     >>> connector_jars("2.3.0", ("kinesis", "files"))
     ["org.apache.flink:flink-sql-connector-aws-kinesis-streams:6.0.0-2.0 (the 'kinesis' table of job.sql and of main.py's reader)"]
-    >>> connector_jars("1.20", ("kafka",))
-    ['org.apache.flink:flink-sql-connector-kafka:3.3.0-1.20']
+    >>> connector_jars("1.20", ("kafka",)), connector_jars("1.18.1", ("kafka",))
+    (['org.apache.flink:flink-sql-connector-kafka:3.3.0-1.20'], ['org.apache.flink:flink-sql-connector-kafka:3.2.0-1.18'])
     """
-    jars = _CONNECTOR_JARS[2 if _major_minor(flink_version)[0] >= 2 else 1]
+    jars = _connector_builds(flink_version)
     return sorted({jars[x] for x in connectors if x in jars})
 
 

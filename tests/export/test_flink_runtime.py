@@ -124,3 +124,29 @@ def test_connector_jars_and_the_kinesis_reader_are_the_jobs_flink_major(build, t
                     else "flink-sql-connector-kinesis"
                 )
                 assert wanted in {j[0] for j in jars}
+
+
+@pytest.mark.parametrize(
+    ("version", "kafka", "kinesis", "jdbc"),
+    [
+        ("1.20", "3.3.0-1.20", "5.0.0-1.20", "3.3.0-1.20"),
+        ("1.19.2", "3.3.0-1.19", "5.0.0-1.19", "3.2.0-1.19"),
+        ("1.18", "3.2.0-1.18", "4.3.0-1.18", "3.2.0-1.18"),
+        ("1.17", "3.1.0-1.17", "4.2.0-1.17", "3.1.2-1.17"),
+        ("1.15", "1.15.4", "1.15.4", "1.15.4"),
+        ("2.3.0", "4.0.1-2.0", "6.0.0-2.0", "4.0.0-2.0"),
+    ],
+)
+def test_connector_jars_are_the_builds_for_the_jobs_flink_minor_version(
+    version: str, kafka: str, kinesis: str, jdbc: str
+) -> None:
+    # a job for Flink 1.18 or 1.19 listed the 1.20 builds (3.3.0-1.20, 5.0.0-1.20): a connector is built
+    # against one minor version (AWS's table of connectors per Managed Flink version lists these)
+    from streamlab.export.flink import connector_jars
+
+    jars = " ".join(connector_jars(version, ("kafka", "kinesis", "jdbc")))
+    for artifact, build in (("kafka", kafka), ("kinesis", kinesis), ("jdbc", jdbc)):
+        assert re.search(rf"flink-(sql-)?connector-[\w-]*{artifact}[\w-]*:{re.escape(build)}\b", jars), (
+            artifact,
+            jars,
+        )
