@@ -434,26 +434,31 @@ class _KeyRowsOperator(FeatureOperator):
         return rows
 
     def _new_rows(self, start: int, extra: int) -> None:
-        """Rows ``start .. start + extra`` for new keys: fresh state, alive."""
-        self._add_rows(start, extra)
-        self.tick = np.concatenate([self.tick, np.zeros(extra, dtype=np.int64)])
-        self.alive = np.concatenate([self.alive, np.ones(extra, dtype=bool)])
+        """Rows ``start .. start + extra`` for new keys (``start`` is the index's length): fresh state,
+        alive.
 
-    def _add_rows(self, start: int, extra: int) -> None:
-        """Fresh state for rows ``start .. start + extra`` (new keys).
-
-        The per-row arrays keep spare rows beyond the index, doubling when full: a batch with a
-        few new keys then does not copy every key's state (the median's is ~1.6 kB a key).
+        The per-row arrays keep spare rows beyond the index (fresh, not alive), doubling when full:
+        a batch with a few new keys then does not copy every key's state (the median's is ~1.6 kB a
+        key), and a grown array's new rows are left as allocated (fresh already).
         """
         end = start + extra
-        for name in self._arrays:
+        for name in (*self._arrays, "tick", "alive"):
             arr = getattr(self, name)
             if len(arr) < end:
-                grown = self._fresh(name, max(end, 2 * len(arr)))
+                grown = self._blank(name, max(end, 2 * len(arr)))
                 grown[:start] = arr[:start]
                 setattr(self, name, grown)
             else:
-                arr[start:end] = self._fresh(name, extra)
+                arr[start:end] = self._blank(name, extra)
+        self.alive[start:end] = True
+
+    def _blank(self, name: str, rows: int) -> np.ndarray:
+        """A per-row array of ``rows`` rows, fresh and not alive."""
+        if name == "tick":
+            return np.zeros(rows, dtype=np.int64)
+        if name == "alive":
+            return np.zeros(rows, dtype=bool)
+        return self._fresh(name, rows)
 
     def _int_rows(self, k: Any, keys: np.ndarray, ok: np.ndarray) -> np.ndarray:
         """:meth:`_rows` for integer keys: one compiled pass through a map of the index.
@@ -463,13 +468,22 @@ class _KeyRowsOperator(FeatureOperator):
         rows, linear probing). Either is built from the index when both are missing (after a restore,
         a compaction or a batch of other keys).
         """
-        n = len(keys)
-        rows = np.empty(n, dtype=np.int64)
-        new_keys = np.empty(n, dtype=np.int64)
         n_rows = len(self.index)
-        at, n_new = 0, 0
+        new_keys = np.empty(len(keys), dtype=np.int64)
         if self.hashed is None and self.dense is None:
-            self._dense_map(keys[ok] if not ok.all() else keys, n)
+            self._dense_map(keys[ok] if not ok.all() else keys, len(keys))
+        rows, n_new = self._key_rows(k, keys, ok, 0, new_keys, 0)
+        self._new_rows(n_rows, n_new)
+        self._add_keys(new_keys[:n_new])
+        return rows
+
+    def _key_rows(
+        self, k: Any, keys: np.ndarray, ok: np.ndarray, at: int, new_keys: np.ndarray, n_new: int
+    ) -> tuple[np.ndarray, int]:
+        """The rows of events ``at ..`` (the others' are not set) through the map, and the number of
+        new keys (``new_keys``, rows from the index's length on; ``n_new`` of them found before)."""
+        n, n_rows = len(keys), len(self.index)
+        rows = np.empty(n, dtype=np.int64)
         while self.dense is not None:
             at, n_new = k.dense_rows(keys, ok, at, self.dense_low, self.dense, n_rows, rows, new_keys, n_new)
             if at == n or not self._widen_dense(int(keys[at]), n_rows + n_new + 1):
@@ -487,11 +501,13 @@ class _KeyRowsOperator(FeatureOperator):
                 known = np.r_[self.index.to_numpy(dtype=np.int64), new_keys[:n_new]]
                 self.hashed = hash_table(k, known, 2 * len(self.hashed))
                 at, n_new = k.key_rows(keys, ok, at, self.hashed, n_rows, rows, new_keys, n_new)
-        if n_new:
-            added = pd.Index(new_keys[:n_new])
-            self.index = added if n_rows == 0 else self.index.append(added)
-            self._new_rows(n_rows, n_new)
-        return rows
+        return rows, n_new
+
+    def _add_keys(self, keys: np.ndarray) -> None:
+        """Append new keys (whose rows follow the index's) to the index."""
+        if len(keys):
+            added = pd.Index(keys)
+            self.index = added if len(self.index) == 0 else self.index.append(added)
 
     #: the dense map's largest size (4 bytes a slot)
     _DENSE_MAX: ClassVar[int] = 1 << 22
@@ -691,7 +707,8 @@ class _TimeSinceLastOperator(_KeyRowsOperator):
         return None if int(times.min()) == NAT_NS else times  # (a missing time: a dead letter)
 
     def _advance(self, rows: np.ndarray, data: np.ndarray, out: np.ndarray) -> None:
-        _kernel("time_since_last")(rows, data, self.last, NAT_NS, self.alive, self.tick, self.next_tick, out)
+        state = (self.last, NAT_NS, self.alive, self.tick, self.next_tick)
+        _kernel("time_since_last")(rows, data, *state, out)
 
 
 @step_kind(config=True)

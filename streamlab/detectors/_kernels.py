@@ -933,6 +933,7 @@ def ratio_to_median(
     state. Events with ``rows[i] < 0`` get NaN; every ``out[i]`` is written.
     """
     history = ring.shape[1]
+    one = np.uint64(1)
     for i in range(rows.shape[0]):
         r = rows[i]
         if r < 0:
@@ -947,10 +948,11 @@ def ratio_to_median(
             head[r] = 0
         v = values[i]
         m = length[r]
+        row = ordered[r]
         res = np.nan
         if m > 0:
-            h = m // 2
-            med = ordered[r, h] if m % 2 else 0.5 * (ordered[r, h - 1] + ordered[r, h])
+            h = np.uint64(m // 2)  # (unsigned positions: numba leaves out its negative-index check)
+            med = row[h] if m % 2 else 0.5 * (row[h - one] + row[h])
             if med != 0:
                 res = v / med
         out[i] = res
@@ -988,11 +990,14 @@ def ratio_to_median(
                     ordered[r, at] = v
             continue
         # not full: insert after equal values (bisect.insort); nothing leaves
-        at = m
-        while at > 0 and ordered[r, at - 1] > v:
-            ordered[r, at] = ordered[r, at - 1]
-            at -= 1
-        ordered[r, at] = v
+        end = np.uint64(m)
+        while end > 0:
+            x = row[end - one]
+            if x <= v:
+                break
+            row[end] = x
+            end -= one
+        row[end] = v
         ring[r, (head[r] + m) % history] = v
         length[r] = m + 1
 
@@ -1689,11 +1694,14 @@ def zscore(
     diff = np.empty(_CHUNK)
     var_sum = np.empty(_CHUNK)
     count = np.empty(_CHUNK)
-    for start in range(0, n_events, _CHUNK):
-        stop = min(start + _CHUNK, n_events)
-        for i in range(start, stop):
-            j = i - start
-            r = rows[i]
+    for chunk in range(0, n_events, _CHUNK):
+        stop = min(chunk + _CHUNK, n_events)
+        # (the chunk's events as views indexed from 0: numba then knows no index is negative and
+        # leaves out its wraparound check on every access, which costs more than the loop's work)
+        rows_c, values_c, out_c = rows[chunk:stop], values[chunk:stop], out[chunk:stop]
+        for j in range(stop - chunk):
+            i = chunk + j
+            r = rows_c[j]
             if r < 0:
                 count[j] = 0.0  # (gives NaN below)
                 diff[j] = 0.0
@@ -1705,7 +1713,7 @@ def zscore(
                 state[r, 0] = 0.0
                 state[r, 1] = 0.0
                 state[r, 2] = 0.0
-            x = values[i]
+            x = values_c[j]
             n = state[r, 0]
             mean = state[r, 1]
             m2 = state[r, 2]
@@ -1718,11 +1726,11 @@ def zscore(
             state[r, 0] = n
             state[r, 1] = new_mean
             state[r, 2] = m2 + 1.0 * (x - mean) * (x - new_mean)
-        for j in range(stop - start):
+        for j in range(stop - chunk):
             n = count[j]
             std = math.sqrt(var_sum[j] / (n - 1.0))
             z = diff[j] / std
-            out[start + j] = z if n >= 2.0 and std > 0 else np.nan
+            out_c[j] = z if n >= 2.0 and std > 0 else np.nan
 
 
 @_jit
@@ -1796,17 +1804,21 @@ def key_rows(
         bits += 1
     shift = np.uint64(64 - bits)
     limit = size // 2
-    for i in range(start, keys.shape[0]):
+    umask = np.uint64(mask)
+    # (views indexed from 0, and unsigned slots: numba then leaves out its check for negative
+    # indices on every access)
+    keys, ok, rows = keys[start:], ok[start:], rows[start:]
+    for i in range(keys.shape[0]):
         if not ok[i]:
             rows[i] = -1
             continue
         k = keys[i]
-        h = np.int64((np.uint64(k) * _FIB) >> shift)
+        h = (np.uint64(k) * _FIB) >> shift
         while True:
             r = table[h, 1]
             if r < 0:
                 if n_rows + n_new >= limit:
-                    return i, n_new
+                    return start + i, n_new
                 r = n_rows + n_new
                 table[h, 0] = k
                 table[h, 1] = r
@@ -1815,9 +1827,9 @@ def key_rows(
                 break
             if table[h, 0] == k:
                 break
-            h = (h + 1) & mask
+            h = (h + np.uint64(1)) & umask
         rows[i] = r
-    return keys.shape[0], n_new
+    return start + keys.shape[0], n_new
 
 
 @_jit
@@ -1839,14 +1851,15 @@ def dense_rows(
     """
     span = np.uint64(dense.shape[0])
     base = np.uint64(low)
-    for i in range(start, keys.shape[0]):
+    keys, ok, rows = keys[start:], ok[start:], rows[start:]  # (see key_rows)
+    for i in range(keys.shape[0]):
         if not ok[i]:
             rows[i] = -1
             continue
         k = keys[i]
         d = np.uint64(k) - base  # (wraps around: a key below low is far beyond the span)
         if d >= span:
-            return i, n_new
+            return start + i, n_new
         r = int(dense[d])
         if r < 0:
             r = n_rows + n_new
@@ -1854,4 +1867,4 @@ def dense_rows(
             new_keys[n_new] = k
             n_new += 1
         rows[i] = r
-    return keys.shape[0], n_new
+    return start + keys.shape[0], n_new
