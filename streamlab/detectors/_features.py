@@ -94,6 +94,22 @@ def _plain_column(batch: pd.DataFrame, name: str) -> Any:
         return None
 
 
+def _utc_ns_column(batch: pd.DataFrame, name: str) -> np.ndarray | None:
+    """Column ``name`` of UTC timestamps as its int64 nanoseconds (NaT: ``NAT_NS``), read in place, or
+    None when it is of another type (or missing, or several)."""
+    try:
+        loc = batch.columns.get_loc(name)
+        if not isinstance(loc, int):
+            return None
+        mgr = batch._mgr
+        values = mgr.blocks[mgr.blknos[loc]].values  # (the block's, without a DatetimeArray per read)
+        if values.dtype != _UTC_NS:
+            return None
+        return np.ascontiguousarray(values._ndarray[mgr.blklocs[loc]].view(np.int64))
+    except (KeyError, TypeError, AttributeError, IndexError):  # pragma: no cover - other pandas
+        return None
+
+
 def _float_column(batch: pd.DataFrame, name: str) -> np.ndarray | None:
     """Column ``name`` as a contiguous float64 array when it is stored as one, else None."""
     col = _plain_column(batch, name)
@@ -441,6 +457,8 @@ class _KeyRowsOperator(FeatureOperator):
         a batch with a few new keys then does not copy every key's state (the median's is ~1.6 kB a
         key), and a grown array's new rows are left as allocated (fresh already).
         """
+        if not extra:
+            return
         end = start + extra
         for name in (*self._arrays, "tick", "alive"):
             arr = getattr(self, name)
@@ -700,11 +718,10 @@ class _TimeSinceLastOperator(_KeyRowsOperator):
         return np.ones(len(data), dtype=bool)
 
     def _fast_inputs(self, batch: pd.DataFrame) -> np.ndarray | None:
-        col = _plain_column(batch, cast(str, self.time))
-        if col is None or col.dtype != _UTC_NS:
+        times = _utc_ns_column(batch, cast(str, self.time))
+        if times is None or int(times.min()) == NAT_NS:  # (a missing time: a dead letter)
             return None
-        times = np.ascontiguousarray(cast(Any, col).asi8)  # int64 ns underneath, read in place
-        return None if int(times.min()) == NAT_NS else times  # (a missing time: a dead letter)
+        return times
 
     def _advance(self, rows: np.ndarray, data: np.ndarray, out: np.ndarray) -> None:
         state = (self.last, NAT_NS, self.alive, self.tick, self.next_tick)
