@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import pickle
 from collections.abc import Callable, Iterable, Sequence
@@ -286,13 +287,27 @@ def _with_columns(frame: pd.DataFrame, columns: dict[str, Any], source: pd.Index
     return frame
 
 
-def _appended(frame: pd.DataFrame, columns: dict[str, Any], source: pd.Index) -> pd.DataFrame:
-    """:func:`_with_columns`'s block path (pandas internals; any failure falls back to ``insert``)."""
+def _appended(
+    frame: pd.DataFrame, columns: dict[str, Any], source: pd.Index, *, reset: bool = False
+) -> pd.DataFrame:
+    """:func:`_with_columns`'s block path (pandas internals; any failure falls back to ``insert``).
+
+    ``reset``: ``frame`` is the batch itself (not the step's copy) and the result is
+    ``_appended(frame.reset_index(drop=True), columns, source)`` made in one step: the batch's blocks
+    shallow-copied (copy-on-write references, as ``reset_index``'s copy takes them) under a new
+    ``RangeIndex``, and its ``attrs`` deep-copied as that copy does.
+    """
     from pandas._libs.internals import BlockPlacement
     from pandas.core.internals.blocks import new_block, new_block_2d
     from pandas.core.internals.managers import BlockManager
 
     mgr = frame._mgr
+    if reset:
+        blocks = [blk.copy(deep=False) for blk in mgr.blocks]
+        rows: pd.Index = pd.RangeIndex(len(frame))
+    else:
+        blocks = list(mgr.blocks)
+        rows = mgr.axes[1]
     names = tuple(columns)
     entry = _COLUMNS.get(id(source))
     if entry is None or entry[0] is not source or entry[1] != names:
@@ -301,17 +316,17 @@ def _appended(frame: pd.DataFrame, columns: dict[str, Any], source: pd.Index) ->
         entry = (source, names, source.append(pd.Index(list(names))))
         _COLUMNS[id(source)] = entry
     k = len(source)
-    blocks = list(mgr.blocks)
     for j, values in enumerate(columns.values()):
         at = BlockPlacement(slice(k + j, k + j + 1))
         if isinstance(values, np.ndarray):
             blocks.append(new_block_2d(values.reshape(1, -1), at))
         else:
             blocks.append(new_block(values, at, ndim=2))
-    new = BlockManager(tuple(blocks), [entry[2], mgr.axes[1]], verify_integrity=False)
+    new = BlockManager(tuple(blocks), [entry[2], rows], verify_integrity=False)
     out: pd.DataFrame = pd.DataFrame._from_mgr(new, axes=new.axes)  # type: ignore[attr-defined]
-    # what pandas' own operations carry over (``__finalize__``); ``frame`` is the step's copy
-    out.attrs = frame.attrs
+    # what pandas' own operations carry over (``__finalize__``); ``frame`` is the step's copy, or
+    # with ``reset`` the batch, whose attrs the copy would have deep-copied
+    out.attrs = copy.deepcopy(frame.attrs) if reset and frame.attrs else frame.attrs
     out.flags.allows_duplicate_labels = frame.flags.allows_duplicate_labels  # type: ignore[attr-defined]
     return out
 

@@ -33,6 +33,7 @@ from streamlab._time import NAT_NS, Duration, format_duration
 from streamlab.detectors._common import (
     PickledStateOperator,
     StepConfig,
+    _appended,
     _with_columns,
     check_duration,
     check_name,
@@ -80,6 +81,41 @@ def _may_miss(col: pd.Series) -> bool:
     """Whether ``col`` may hold missing values: False for an Arrow-backed column without nulls."""
     chunked = getattr(col.array, "_pa_array", None)
     return chunked is None or chunked.null_count > 0 or col.dtype.kind == "f"
+
+
+def _plain_column(batch: pd.DataFrame, name: str) -> Any:
+    """The array stored for column ``name`` (read only), or None when the batch has no such column or
+    several (``process`` then says so)."""
+    try:
+        loc = batch.columns.get_loc(name)
+        # (pandas' own read of a column's array, without building a Series)
+        return batch._get_column_array(loc) if isinstance(loc, int) else None  # type: ignore[operator]
+    except (KeyError, TypeError, AttributeError):
+        return None
+
+
+def _utc_ns_column(batch: pd.DataFrame, name: str) -> np.ndarray | None:
+    """Column ``name`` of UTC timestamps as its int64 nanoseconds (NaT: ``NAT_NS``), read in place, or
+    None when it is of another type (or missing, or several)."""
+    try:
+        loc = batch.columns.get_loc(name)
+        if not isinstance(loc, int):
+            return None
+        mgr = batch._mgr
+        values = mgr.blocks[mgr.blknos[loc]].values  # (the block's, without a DatetimeArray per read)
+        if values.dtype != _UTC_NS:
+            return None
+        return np.ascontiguousarray(values._ndarray[mgr.blklocs[loc]].view(np.int64))
+    except (KeyError, TypeError, AttributeError, IndexError):  # pragma: no cover - other pandas
+        return None
+
+
+def _float_column(batch: pd.DataFrame, name: str) -> np.ndarray | None:
+    """Column ``name`` as a contiguous float64 array when it is stored as one, else None."""
+    col = _plain_column(batch, name)
+    if not isinstance(col, np.ndarray) or col.dtype != np.float64:
+        return None
+    return np.ascontiguousarray(col)
 
 
 def _group_starts(sorted_codes: np.ndarray) -> np.ndarray:
@@ -318,15 +354,76 @@ class _KeyRowsOperator(FeatureOperator):
         self.evictions = 0
         #: integer keys: a hash table of ``index`` (key, row entries) for :meth:`_int_rows`, or None
         self.hashed: np.ndarray | None = None
+        #: or (keys in a narrow range) the rows of the keys from ``dense_low`` on, -1 where none
+        self.dense: np.ndarray | None = None
+        self.dense_low = 0
 
     def _fresh(self, name: str, rows: int) -> np.ndarray:
         raise NotImplementedError
 
+    def _column(self) -> str:
+        """The output column's name."""
+        return cast(str, self.step.column_name())
+
+    def _inputs(self, batch: pd.DataFrame, times: np.ndarray) -> np.ndarray:
+        """The per-event input the kernel reads (values, or event times), contiguous."""
+        return np.ascontiguousarray(_values(batch, cast(str, self.value)))
+
+    def _ok(self, data: np.ndarray) -> np.ndarray:
+        """Events that update their key (the others get NaN and leave the state as it is)."""
+        return cast(np.ndarray, ~np.isnan(data))
+
+    def _advance(self, rows: np.ndarray, data: np.ndarray, out: np.ndarray) -> None:
+        """Run the feature's kernel: each event's output into ``out`` (every entry written), the rows'
+        state advanced and marked used (``tick`` from ``next_tick``), forgotten rows started over."""
+        raise NotImplementedError
+
+    def _compute(self, batch: pd.DataFrame, keys: pd.Series, times: np.ndarray) -> dict[str, Any]:
+        data = self._inputs(batch, times)
+        out = np.empty(len(data))
+        rows = self._rows(keys, self._ok(data))
+        self._advance(rows, data, out)
+        self.next_tick += len(rows)
+        self._forget()
+        return {self._column(): out}
+
+    def _fast_inputs(self, batch: pd.DataFrame) -> np.ndarray | None:
+        """:meth:`_inputs` read in place from a batch that needs none of ``process``'s checks, or None."""
+        return _float_column(batch, cast(str, self.value))
+
+    def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
+        """:meth:`FeatureOperator.process`; a batch of int64 keys with nothing to set aside (and compiled
+        kernels) skips its checks and copies, with the same result."""
+        k = kernels()
+        if k is None or type(batch) is not pd.DataFrame or len(batch) == 0:
+            return super().process(batch, port)
+        keys = _plain_column(batch, self.key)
+        if (
+            keys is None
+            or keys.dtype != np.int64
+            or not (len(self.index) == 0 or self.index.dtype == np.int64)
+            or self._column() in batch.columns
+        ):
+            return super().process(batch, port)
+        data = self._fast_inputs(batch)
+        if data is None:
+            return super().process(batch, port)
+        out = np.empty(len(data))
+        rows = self._int_rows(k, np.ascontiguousarray(keys), self._ok(data))
+        self._advance(rows, data, out)
+        self.next_tick += len(data)
+        self._forget()
+        columns = {self._column(): out}
+        try:
+            return {"out": _appended(batch, columns, batch.columns, reset=True)}
+        except (ImportError, AttributeError, TypeError, ValueError):  # pragma: no cover - other pandas
+            return {"out": _with_columns(batch.reset_index(drop=True), columns, batch.columns)}
+
     def _rows(self, keys: pd.Series, ok: np.ndarray) -> np.ndarray:
-        """Each event's row (-1 where ``ok`` is False); new or forgotten keys start fresh."""
+        """Each event's row (-1 where ``ok`` is False); new keys get fresh rows (the kernels mark the
+        rows used, and start forgotten ones over)."""
         keys = numpy_ints(keys)  # an int64 field of a batch that had a missing key (set aside): Int64
         if not ok.any():
-            self.next_tick += len(keys)
             return np.full(len(keys), -1, dtype=np.int64)
         k = kernels()
         if (
@@ -336,7 +433,7 @@ class _KeyRowsOperator(FeatureOperator):
         ):
             return self._int_rows(k, keys.to_numpy(), ok)
         rows = np.full(len(keys), -1, dtype=np.int64)
-        self.hashed = None  # the index changes below: the hash table is rebuilt when next needed
+        self.hashed = self.dense = None  # the index changes below: the maps are rebuilt when next needed
         # (remembered per Arrow column: the pipeline's other keyed steps factorize the same one)
         codes, uniques = factorize(keys if ok.all() else keys[ok])
         u = pd.Index(
@@ -347,81 +444,139 @@ class _KeyRowsOperator(FeatureOperator):
         if new.any():
             start, extra = len(self.index), int(new.sum())
             self.index = u[new] if start == 0 else self.index.append(u[new])
-            self._add_rows(start, extra)
-            self.tick = np.concatenate([self.tick, np.zeros(extra, dtype=np.int64)])
-            self.alive = np.concatenate([self.alive, np.ones(extra, dtype=bool)])
+            self._new_rows(start, extra)
             pos[new] = np.arange(start, start + extra)
-        revived = pos[~self.alive[pos]]
-        if len(revived):
-            for name in self._arrays:
-                getattr(self, name)[revived] = self._fresh(name, len(revived))
-            self.alive[revived] = True
-        at = np.flatnonzero(ok)
-        last = np.empty(len(u), dtype=np.int64)
-        last[codes] = at  # the last write per key wins: its latest event
-        self.tick[pos] = self.next_tick + last
-        self.next_tick += len(keys)
-        rows[at] = pos[codes]
+        rows[np.flatnonzero(ok)] = pos[codes]
         return rows
 
-    def _add_rows(self, start: int, extra: int) -> None:
-        """Fresh state for rows ``start .. start + extra`` (new keys).
+    def _new_rows(self, start: int, extra: int) -> None:
+        """Rows ``start .. start + extra`` for new keys (``start`` is the index's length): fresh state,
+        alive.
 
-        The per-row arrays keep spare rows beyond the index, doubling when full: a batch with a
-        few new keys then does not copy every key's state (the median's is ~1.6 kB a key).
+        The per-row arrays keep spare rows beyond the index (fresh, not alive), doubling when full:
+        a batch with a few new keys then does not copy every key's state (the median's is ~1.6 kB a
+        key), and a grown array's new rows are left as allocated (fresh already).
         """
+        if not extra:
+            return
         end = start + extra
-        for name in self._arrays:
+        for name in (*self._arrays, "tick", "alive"):
             arr = getattr(self, name)
             if len(arr) < end:
-                grown = self._fresh(name, max(end, 2 * len(arr)))
+                grown = self._blank(name, max(end, 2 * len(arr)))
                 grown[:start] = arr[:start]
                 setattr(self, name, grown)
             else:
-                arr[start:end] = self._fresh(name, extra)
+                arr[start:end] = self._blank(name, extra)
+        self.alive[start:end] = True
+
+    def _blank(self, name: str, rows: int) -> np.ndarray:
+        """A per-row array of ``rows`` rows, fresh and not alive."""
+        if name == "tick":
+            return np.zeros(rows, dtype=np.int64)
+        if name == "alive":
+            return np.zeros(rows, dtype=bool)
+        return self._fresh(name, rows)
 
     def _int_rows(self, k: Any, keys: np.ndarray, ok: np.ndarray) -> np.ndarray:
-        """:meth:`_rows` for integer keys: one compiled pass through a hash table of the index.
+        """:meth:`_rows` for integer keys: one compiled pass through a map of the index.
 
-        The table (``hashed``: keys and rows, linear probing) mirrors ``index``; it is built from
-        the index when missing (after a restore, a compaction or a batch of other keys).
+        The map mirrors ``index``: ``dense`` (the rows of the keys from ``dense_low`` on, a key's row at
+        its offset) while the keys fit in a range of up to four slots a key, else ``hashed`` (keys and
+        rows, linear probing). Either is built from the index when both are missing (after a restore,
+        a compaction or a batch of other keys).
         """
-        n = len(keys)
-        if self.hashed is None:
-            self.hashed = hash_table(k, self.index.to_numpy(dtype=np.int64))
-        rows = np.empty(n, dtype=np.int64)
-        new_keys = np.empty(n, dtype=np.int64)
         n_rows = len(self.index)
-        at, n_new = k.key_rows(keys, ok, 0, self.hashed, n_rows, rows, new_keys, 0)
-        while at < n:  # the table is half full: double it and go on
-            known = np.r_[self.index.to_numpy(dtype=np.int64), new_keys[:n_new]]
-            self.hashed = hash_table(k, known, 2 * len(self.hashed))
-            at, n_new = k.key_rows(keys, ok, at, self.hashed, n_rows, rows, new_keys, n_new)
-        if n_new:
-            added = pd.Index(new_keys[:n_new])
-            self.index = added if n_rows == 0 else self.index.append(added)
-            self._add_rows(n_rows, n_new)
-            self.tick = np.concatenate([self.tick, np.zeros(n_new, dtype=np.int64)])
-            self.alive = np.concatenate([self.alive, np.ones(n_new, dtype=bool)])
-        revived = np.empty(n, dtype=np.int64)
-        n_revived = k.touch_rows(rows, self.alive, self.tick, self.next_tick, revived)
-        if n_revived:
-            for name in self._arrays:
-                getattr(self, name)[revived[:n_revived]] = self._fresh(name, n_revived)
-        self.next_tick += n
+        new_keys = np.empty(len(keys), dtype=np.int64)
+        if self.hashed is None and self.dense is None:
+            self._dense_map(keys[ok] if not ok.all() else keys, len(keys))
+        rows, n_new = self._key_rows(k, keys, ok, 0, new_keys, 0)
+        self._new_rows(n_rows, n_new)
+        self._add_keys(new_keys[:n_new])
         return rows
+
+    def _key_rows(
+        self, k: Any, keys: np.ndarray, ok: np.ndarray, at: int, new_keys: np.ndarray, n_new: int
+    ) -> tuple[np.ndarray, int]:
+        """The rows of events ``at ..`` (the others' are not set) through the map, and the number of
+        new keys (``new_keys``, rows from the index's length on; ``n_new`` of them found before)."""
+        n, n_rows = len(keys), len(self.index)
+        rows = np.empty(n, dtype=np.int64)
+        while self.dense is not None:
+            at, n_new = k.dense_rows(keys, ok, at, self.dense_low, self.dense, n_rows, rows, new_keys, n_new)
+            if at == n or not self._widen_dense(int(keys[at]), n_rows + n_new + 1):
+                break
+        if at < n:
+            if self.hashed is None:
+                self.dense = None
+                capacity = 1024  # room for the batch's keys (up to 8192) without growing
+                while capacity < 4 * min(n, 8192):
+                    capacity *= 2
+                known = np.r_[self.index.to_numpy(dtype=np.int64), new_keys[:n_new]]
+                self.hashed = hash_table(k, known, capacity)
+            at, n_new = k.key_rows(keys, ok, at, self.hashed, n_rows, rows, new_keys, n_new)
+            while at < n:  # the table is half full: double it and go on
+                known = np.r_[self.index.to_numpy(dtype=np.int64), new_keys[:n_new]]
+                self.hashed = hash_table(k, known, 2 * len(self.hashed))
+                at, n_new = k.key_rows(keys, ok, at, self.hashed, n_rows, rows, new_keys, n_new)
+        return rows, n_new
+
+    def _add_keys(self, keys: np.ndarray) -> None:
+        """Append new keys (whose rows follow the index's) to the index."""
+        if len(keys):
+            added = pd.Index(keys)
+            self.index = added if len(self.index) == 0 else self.index.append(added)
+
+    #: the dense map's largest size (4 bytes a slot)
+    _DENSE_MAX: ClassVar[int] = 1 << 22
+
+    def _dense_limit(self, n_keys: int) -> int:
+        return min(max(1024, 4 * n_keys), self._DENSE_MAX)
+
+    def _dense_map(self, keys: np.ndarray, n: int) -> None:
+        """Make ``dense`` for the index and a batch's ``keys`` (of ``n`` events) if their range is
+        small enough (at most four slots per key the index and the batch may hold)."""
+        known = self.index.to_numpy(dtype=np.int64)
+        if not len(keys) and not len(known):
+            return
+        low = min(int(keys.min()) if len(keys) else 2**63, int(known.min()) if len(known) else 2**63)
+        high = max(int(keys.max()) if len(keys) else -(2**63), int(known.max()) if len(known) else -(2**63))
+        span = high - low + 1
+        if span > self._dense_limit(len(known) + n) or len(known) + n >= 2**31:
+            return
+        self.dense = np.full(span, -1, dtype=np.int32)
+        self.dense_low = low
+        self.dense[known - low] = np.arange(len(known), dtype=np.int32)
+
+    def _widen_dense(self, key: int, n_keys: int) -> bool:
+        """Widen ``dense`` to hold ``key`` (and ``n_keys`` keys in all), doubling it; False when the
+        range would be too wide for a map (the caller drops it and takes the hash table)."""
+        dense = cast(np.ndarray, self.dense)
+        low, size = self.dense_low, len(dense)
+        need = max(low + size, key + 1) - min(low, key)
+        limit = self._dense_limit(n_keys)
+        if need > limit or n_keys >= 2**31:
+            return False
+        size_new = min(max(need, 2 * size), limit)
+        low_new = low if key >= low else low + size - size_new
+        grown = np.full(size_new, -1, dtype=np.int32)
+        grown[low - low_new : low - low_new + size] = dense
+        self.dense, self.dense_low = grown, low_new
+        return True
 
     def _forget(self) -> None:
         """Drop the least recently updated keys beyond ``max_keys``; compact when many rows are dropped."""
-        live = np.flatnonzero(self.alive)
-        excess = len(live) - self.step.max_keys
+        n_live = int(np.count_nonzero(self.alive))
+        excess = n_live - self.step.max_keys
         if excess > 0:
+            live = np.flatnonzero(self.alive)
             oldest = live[np.argsort(self.tick[live], kind="stable")[:excess]]
             self.alive[oldest] = False
             self.evictions += excess
+            n_live -= excess
+        if len(self.index) > 2 * n_live + 1024:
             live = np.flatnonzero(self.alive)
-        if len(self.index) > 2 * len(live) + 1024:
-            self.hashed = None
+            self.hashed = self.dense = None
             self.index = self.index[live]
             for name in (*self._arrays, "tick", "alive"):
                 setattr(self, name, getattr(self, name)[live])
@@ -441,8 +596,11 @@ class _KeyRowsOperator(FeatureOperator):
         if self._old_state not in old or not isinstance(old[self._old_state], dict):
             super().restore(state)
             self.__dict__.setdefault("hashed", None)  # a snapshot taken before the hash table
+            self.__dict__.setdefault("dense", None)  # or before the dense map
+            self.__dict__.setdefault("dense_low", 0)
             return
-        self.hashed = None
+        self.hashed = self.dense = None
+        self.dense_low = 0
         # a snapshot of the dict version: its keys in recency order become rows, oldest first
         entries = old.pop(self._old_state)
         self.__dict__.update(old)
@@ -479,13 +637,14 @@ class _ZScoreOperator(_KeyRowsOperator):
     def _old_rows(self, key: Any, value: Any) -> None:
         self.state[key] = value
 
-    def _compute(self, batch: pd.DataFrame, keys: pd.Series, times: np.ndarray) -> dict[str, Any]:
-        x = _values(batch, self.step.value)
-        z = np.full(len(x), np.nan)
-        rows = self._rows(keys, np.isfinite(x))
-        _kernel("zscore")(rows, np.ascontiguousarray(x), self.state, z)
-        self._forget()
-        return {self.step.column_name(): z}
+    def _ok(self, data: np.ndarray) -> np.ndarray:
+        return cast(np.ndarray, np.isfinite(data))
+
+    def _advance(self, rows: np.ndarray, data: np.ndarray, out: np.ndarray) -> None:
+        # (the plain-Python twin computes with numpy scalars: 0 / 0 where the z-score is NaN anyway,
+        # and an overflow to inf as the compiled kernel's, without a warning)
+        with np.errstate(all="ignore"):
+            _kernel("zscore")(rows, data, self.state, self.alive, self.tick, self.next_tick, out)
 
 
 @step_kind(config=True)
@@ -552,12 +711,21 @@ class _TimeSinceLastOperator(_KeyRowsOperator):
     def _old_rows(self, key: Any, value: Any) -> None:
         self.last[key] = value
 
-    def _compute(self, batch: pd.DataFrame, keys: pd.Series, times: np.ndarray) -> dict[str, Any]:
-        out = np.full(len(times), np.nan)
-        rows = self._rows(keys, np.ones(len(times), dtype=bool))
-        _kernel("time_since_last")(rows, np.ascontiguousarray(times, dtype=np.int64), self.last, NAT_NS, out)
-        self._forget()
-        return {self.step.column_name(): out}
+    def _inputs(self, batch: pd.DataFrame, times: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(times, dtype=np.int64)
+
+    def _ok(self, data: np.ndarray) -> np.ndarray:
+        return np.ones(len(data), dtype=bool)
+
+    def _fast_inputs(self, batch: pd.DataFrame) -> np.ndarray | None:
+        times = _utc_ns_column(batch, cast(str, self.time))
+        if times is None or int(times.min()) == NAT_NS:  # (a missing time: a dead letter)
+            return None
+        return times
+
+    def _advance(self, rows: np.ndarray, data: np.ndarray, out: np.ndarray) -> None:
+        state = (self.last, NAT_NS, self.alive, self.tick, self.next_tick)
+        _kernel("time_since_last")(rows, data, *state, out)
 
 
 @step_kind(config=True)
@@ -733,15 +901,10 @@ class _RatioToMedianOperator(_KeyRowsOperator):
         self.length[key] = len(ordered)
         self.head[key] = 0
 
-    def _compute(self, batch: pd.DataFrame, keys: pd.Series, times: np.ndarray) -> dict[str, Any]:
-        x = _values(batch, self.step.value)
-        out = np.full(len(x), np.nan)
-        rows = self._rows(keys, ~np.isnan(x))
-        _kernel("ratio_to_median")(
-            rows, np.ascontiguousarray(x), self.ring, self.ordered, self.length, self.head, out
-        )
-        self._forget()
-        return {self.step.column_name(): out}
+    def _advance(self, rows: np.ndarray, data: np.ndarray, out: np.ndarray) -> None:
+        state = (self.ring, self.ordered, self.length, self.head, self.alive, self.tick, self.next_tick)
+        with np.errstate(all="ignore"):  # (the plain-Python twin's inf / inf: NaN, as compiled)
+            _kernel("ratio_to_median")(rows, data, *state, out)
 
 
 @step_kind(config=True)

@@ -918,6 +918,9 @@ def ratio_to_median(
     ordered: np.ndarray,
     length: np.ndarray,
     head: np.ndarray,
+    alive: np.ndarray,
+    tick: np.ndarray,
+    base: int,
     out: np.ndarray,
 ) -> None:
     """``value / median`` of the row's (key's) last ``history`` values, then the value joins them.
@@ -925,20 +928,34 @@ def ratio_to_median(
     Row ``r`` keeps its values in arrival order in the ring ``ring[r]`` (oldest at ``head[r]``) and
     sorted in ``ordered[r, :length[r]]`` (one spare slot: the new value is inserted before the
     oldest is removed, as the per-event list does: inserted after equal values, the oldest removed
-    at the first equal one). Events with ``rows[i] < 0`` are skipped (``out`` keeps NaN).
+    at the first equal one). Each event's row is marked used: its recency ``tick`` is ``base`` + the
+    event's position (the last event wins), and a dead (forgotten) row comes back alive with fresh
+    state. Events with ``rows[i] < 0`` get NaN; every ``out[i]`` is written.
     """
     history = ring.shape[1]
+    one = np.uint64(1)
     for i in range(rows.shape[0]):
         r = rows[i]
         if r < 0:
+            out[i] = np.nan
             continue
+        tick[r] = base + i
+        if not alive[r]:
+            alive[r] = True
+            ring[r, :] = 0.0
+            ordered[r, :] = 0.0
+            length[r] = 0
+            head[r] = 0
         v = values[i]
         m = length[r]
+        row = ordered[r]
+        res = np.nan
         if m > 0:
-            h = m // 2
-            med = ordered[r, h] if m % 2 else 0.5 * (ordered[r, h - 1] + ordered[r, h])
+            h = np.uint64(m // 2)  # (unsigned positions: numba leaves out its negative-index check)
+            med = row[h] if m % 2 else 0.5 * (row[h - one] + row[h])
             if med != 0:
-                out[i] = v / med
+                res = v / med
+        out[i] = res
         if m == history:
             # full: the oldest value leaves as the new one enters, in one move of the values between
             # them (the sorted values are those of inserting after equal values, bisect.insort, then
@@ -972,31 +989,17 @@ def ratio_to_median(
                         ordered[r, k] = ordered[r, k - 1]
                     ordered[r, at] = v
             continue
-        # insert after equal values (bisect.insort)
-        at = m
-        while at > 0 and ordered[r, at - 1] > v:
-            ordered[r, at] = ordered[r, at - 1]
-            at -= 1
-        ordered[r, at] = v
-        m += 1
-        if m > history:
-            old = ring[r, head[r]]
-            ring[r, head[r]] = v
-            head[r] = (head[r] + 1) % history
-            # remove the first value equal to the oldest (bisect.bisect_left)
-            lo, hi = 0, m
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if ordered[r, mid] < old:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            for k in range(lo, m - 1):
-                ordered[r, k] = ordered[r, k + 1]
-            m -= 1
-        else:
-            ring[r, (head[r] + m - 1) % history] = v
-        length[r] = m
+        # not full: insert after equal values (bisect.insort); nothing leaves
+        end = np.uint64(m)
+        while end > 0:
+            x = row[end - one]
+            if x <= v:
+                break
+            row[end] = x
+            end -= one
+        row[end] = v
+        ring[r, (head[r] + m) % history] = v
+        length[r] = m + 1
 
 
 @_jit
@@ -1663,47 +1666,110 @@ def _recount_block(
         sums[r] = total
 
 
+#: 1 / n for small counts n (a division each is the z-score's costliest step; the same doubles)
+_RECIPROCALS = 1.0 / np.maximum(np.arange(1024, dtype=np.float64), 1.0)
+#: events of the z-score's sequential pass whose divisions then run together, on vectors
+_CHUNK = 256
+
+
 @_jit
-def zscore(rows: np.ndarray, values: np.ndarray, state: np.ndarray, out: np.ndarray) -> None:
+def zscore(
+    rows: np.ndarray,
+    values: np.ndarray,
+    state: np.ndarray,
+    alive: np.ndarray,
+    tick: np.ndarray,
+    base: int,
+    out: np.ndarray,
+) -> None:
     """z-score against the row's (key's) earlier values, then river's ``stats.Var`` update (ddof 1).
 
     ``state`` rows: n, mean, S (river's ``Var``). NaN until two values or while the std is 0.
-    Events with ``rows[i] < 0`` are skipped.
+    Rows are marked used as in :func:`ratio_to_median`; events with ``rows[i] < 0`` get NaN, and
+    every ``out[i]`` is written. The update runs event by event (``1 / n`` read from a table below
+    1024: the same double); each chunk's z-scores, which no later event needs, are then divided
+    together, on vectors.
     """
-    for i in range(rows.shape[0]):
-        r = rows[i]
-        if r < 0:
-            continue
-        x = values[i]
-        n = state[r, 0]
-        mean = state[r, 1]
-        m2 = state[r, 2]
-        if n >= 2.0:
-            std = math.sqrt(m2 / (n - 1.0))
-            if std > 0:
-                out[i] = (x - mean) / std
-        n = n + 1.0
-        new_mean = mean + (1.0 / n) * (x - mean)
-        state[r, 0] = n
-        state[r, 1] = new_mean
-        state[r, 2] = m2 + 1.0 * (x - mean) * (x - new_mean)
+    n_events = rows.shape[0]
+    diff = np.empty(_CHUNK)
+    var_sum = np.empty(_CHUNK)
+    count = np.empty(_CHUNK)
+    for chunk in range(0, n_events, _CHUNK):
+        stop = min(chunk + _CHUNK, n_events)
+        # (the chunk's events as views indexed from 0: numba then knows no index is negative and
+        # leaves out its wraparound check on every access, which costs more than the loop's work)
+        rows_c, values_c, out_c = rows[chunk:stop], values[chunk:stop], out[chunk:stop]
+        for j in range(stop - chunk):
+            i = chunk + j
+            r = rows_c[j]
+            if r < 0:
+                count[j] = 0.0  # (gives NaN below)
+                diff[j] = 0.0
+                var_sum[j] = 0.0
+                continue
+            tick[r] = base + i
+            if not alive[r]:
+                alive[r] = True
+                state[r, 0] = 0.0
+                state[r, 1] = 0.0
+                state[r, 2] = 0.0
+            x = values_c[j]
+            n = state[r, 0]
+            mean = state[r, 1]
+            m2 = state[r, 2]
+            diff[j] = x - mean
+            var_sum[j] = m2
+            count[j] = n
+            n = n + 1.0
+            inv = _RECIPROCALS[int(n)] if n < 1024.0 else 1.0 / n
+            new_mean = mean + inv * (x - mean)
+            state[r, 0] = n
+            state[r, 1] = new_mean
+            state[r, 2] = m2 + 1.0 * (x - mean) * (x - new_mean)
+        for j in range(stop - chunk):
+            n = count[j]
+            std = math.sqrt(var_sum[j] / (n - 1.0))
+            z = diff[j] / std
+            out_c[j] = z if n >= 2.0 and std > 0 else np.nan
 
 
 @_jit
 def time_since_last(
-    rows: np.ndarray, times: np.ndarray, last: np.ndarray, missing: int, out: np.ndarray
+    rows: np.ndarray,
+    times: np.ndarray,
+    last: np.ndarray,
+    missing: int,
+    alive: np.ndarray,
+    tick: np.ndarray,
+    base: int,
+    out: np.ndarray,
 ) -> None:
-    """Seconds since the row's (key's) latest earlier event time (``missing``: none yet, NaN)."""
-    for i in range(rows.shape[0]):
+    """Seconds since the row's (key's) latest earlier event time (``missing``: none yet, NaN).
+
+    Rows are marked used as in :func:`ratio_to_median`; events with ``rows[i] < 0`` get NaN, and
+    every ``out[i]`` is written. The differences are divided by 1e9 in a second pass, on vectors.
+    """
+    n_events = rows.shape[0]
+    for i in range(n_events):
         r = rows[i]
+        if r < 0:
+            out[i] = np.nan
+            continue
+        tick[r] = base + i
+        if not alive[r]:
+            alive[r] = True
+            last[r] = missing
         t = times[i]
         p = last[r]
         if p != missing:
-            out[i] = (t - p) / 1e9
+            out[i] = t - p  # in seconds below: (t - p) / 1e9
             if t > p:
                 last[r] = t
         else:
+            out[i] = np.nan
             last[r] = t
+    for i in range(n_events):
+        out[i] = out[i] / 1e9
 
 
 # --- integer keys to rows: an open-addressing hash table (linear probing)
@@ -1738,17 +1804,21 @@ def key_rows(
         bits += 1
     shift = np.uint64(64 - bits)
     limit = size // 2
-    for i in range(start, keys.shape[0]):
+    umask = np.uint64(mask)
+    # (views indexed from 0, and unsigned slots: numba then leaves out its check for negative
+    # indices on every access)
+    keys, ok, rows = keys[start:], ok[start:], rows[start:]
+    for i in range(keys.shape[0]):
         if not ok[i]:
             rows[i] = -1
             continue
         k = keys[i]
-        h = np.int64((np.uint64(k) * _FIB) >> shift)
+        h = (np.uint64(k) * _FIB) >> shift
         while True:
             r = table[h, 1]
             if r < 0:
                 if n_rows + n_new >= limit:
-                    return i, n_new
+                    return start + i, n_new
                 r = n_rows + n_new
                 table[h, 0] = k
                 table[h, 1] = r
@@ -1757,23 +1827,44 @@ def key_rows(
                 break
             if table[h, 0] == k:
                 break
-            h = (h + 1) & mask
+            h = (h + np.uint64(1)) & umask
         rows[i] = r
-    return keys.shape[0], n_new
+    return start + keys.shape[0], n_new
 
 
 @_jit
-def touch_rows(rows: np.ndarray, alive: np.ndarray, tick: np.ndarray, base: int, revived: np.ndarray) -> int:
-    """Mark each event's row (>= 0) used: recency ``tick`` = ``base`` + the event's position (the
-    last one wins), and alive again; returns how many dead rows came back (listed in ``revived``)."""
-    n_revived = 0
-    for i in range(rows.shape[0]):
-        r = rows[i]
-        if r < 0:
+def dense_rows(
+    keys: np.ndarray,
+    ok: np.ndarray,
+    start: int,
+    low: int,
+    dense: np.ndarray,
+    n_rows: int,
+    rows: np.ndarray,
+    new_keys: np.ndarray,
+    n_new: int,
+) -> tuple[int, int]:
+    """:func:`key_rows` for keys in ``low .. low + len(dense) - 1``, through a map of them:
+    ``dense[key - low]`` is the key's row (-1: none yet; a new key gets the next new row).
+
+    Stops at a key outside the map; returns where it stopped and the number of new keys.
+    """
+    span = np.uint64(dense.shape[0])
+    base = np.uint64(low)
+    keys, ok, rows = keys[start:], ok[start:], rows[start:]  # (see key_rows)
+    for i in range(keys.shape[0]):
+        if not ok[i]:
+            rows[i] = -1
             continue
-        if not alive[r]:
-            alive[r] = True
-            revived[n_revived] = r
-            n_revived += 1
-        tick[r] = base + i
-    return n_revived
+        k = keys[i]
+        d = np.uint64(k) - base  # (wraps around: a key below low is far beyond the span)
+        if d >= span:
+            return start + i, n_new
+        r = int(dense[d])
+        if r < 0:
+            r = n_rows + n_new
+            dense[d] = r
+            new_keys[n_new] = k
+            n_new += 1
+        rows[i] = r
+    return start + keys.shape[0], n_new
