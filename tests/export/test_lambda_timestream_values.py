@@ -1,0 +1,78 @@
+"""Lambda export: window results Timestream cannot hold go to the dead-letter queue, as TimestreamSink's do.
+
+The handler is driven as a Kinesis event-source mapping invokes it (``verify``), against moto.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from streamlab import Pipeline, TumblingWindow, agg
+from streamlab.export import to_lambda, verify
+from streamlab.export.aws_lambda import kinesis_event
+from streamlab.export.verify import load_module
+from streamlab.testing import ListSource
+
+pytest.importorskip("moto")
+
+SCHEMA = {"event_id": "string", "timestamp": "timestamp", "x": "float64", "note": "string"}
+
+
+def sums_and_notes() -> Pipeline:
+    p = Pipeline(ListSource([b"{}"]), name="ts_values")
+    p.parse(SCHEMA).window(TumblingWindow("10s")).agg(agg.sum("x"), agg.first("note"))
+    return p
+
+
+def event(i: int, second: int, x: float, note: str) -> bytes:
+    stamp = f"2024-01-01T00:00:{second:02d}Z"
+    return json.dumps({"event_id": f"e{i}", "timestamp": stamp, "x": x, "note": note}).encode()
+
+
+LINES = [
+    event(0, 1, 1.0, "ok"),  # written
+    event(1, 11, 1e308, "a"),  # the window's sum overflows to inf
+    event(2, 12, 1e308, "b"),
+    event(3, 21, 1.0, ""),  # an empty text measure: botocore refuses the whole request
+    event(4, 31, 1.0, "x" * 2049),  # over Timestream's 2,048 bytes
+    event(5, 41, -1e308, "c"),  # -inf
+    event(6, 42, -1e308, "d"),
+    event(7, 51, 2.0, "é" * 1024),  # 2,048 bytes: written
+]
+
+
+@pytest.mark.services
+def test_results_timestream_cannot_hold_go_to_the_dead_letter_queue_and_the_rest_are_written(
+    tmp_path: Path,
+) -> None:
+    # the handler wrote an infinite sum as the text "inf" (Timestream refuses it; moto stores it) and an
+    # empty first(note) failed botocore's check for the whole WriteRecords call: the invocation raised on
+    # every retry of the batch, and the shard stopped
+    report = verify(sums_and_notes(), LINES, "lambda", workdir=tmp_path, lambda_batch_size=3)
+    assert report.equal, report.diff.to_string()
+    written = report.exported["window"].sort_values("window_start")
+    assert written["first_note"].tolist() == ["ok", "é" * 1024]
+    dead = report.exported["window.timestream_dead_letter"].sort_values("window_start")
+    assert dead["reject_reason"].tolist() == [  # TimestreamSink's reasons (connectors/timestream.py)
+        "measure(s) ['sum_x'] are infinite (inf), which a Timestream DOUBLE cannot hold",
+        "text measure(s) ['first_note'] are 0 bytes long; Timestream takes 1 to 2,048 bytes (an empty text is refused)",
+        "text measure(s) ['first_note'] are 2,049 bytes long; Timestream takes 1 to 2,048 bytes (an empty text is refused)",
+        "measure(s) ['sum_x'] are infinite (-inf), which a Timestream DOUBLE cannot hold",
+    ]
+    assert set(dead["step_id"]) == {"window"} and report.counts["window.timestream_dead_letter"] == {
+        "streamlab": 4,
+        "lambda": 4,
+    }
+
+
+def test_without_a_queue_such_a_result_fails_the_invocation_rather_than_vanish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DEAD_LETTER_QUEUE_URL", raising=False)
+    module = load_module(to_lambda(sums_and_notes(), tmp_path).module)
+    batch = [(f"{i:03d}", line) for i, line in enumerate(LINES[1:3])]
+    with pytest.raises(RuntimeError, match=r"no DEAD_LETTER_QUEUE_URL for 1 window result.*infinite \(inf\)"):
+        module.handler(kinesis_event(batch, None, True))
