@@ -140,8 +140,10 @@ Semantics (streamlab -> Lambda)
   over 2,048 bytes: TimestreamSink's rule, copied from streamlab._timestream_values) are not written,
   which would fail the request on every retry: each goes to the dead-letter queue as output
   ``<window step>.timestream_dead_letter`` with the result's columns, ``reject_reason`` (TimestreamSink's
-  text), ``step_id`` and ``version``; the other results are written. If that send fails (or no queue is
-  set) the invocation raises, and Lambda retries the batch.
+  text), ``step_id`` and ``version``; the other results are written. So do the records Timestream
+  rejects (RejectedRecordsException: a time outside the memory store's retention, a version conflict),
+  with Timestream's reason. If that send fails (or no queue is set) the invocation raises, and Lambda
+  retries the batch.
 * State lives in Lambda's tumbling-window ``state`` (JSON, at most 1 MB): the watermark (largest event
   time seen minus the delay), open event-time windows with their aggregator accumulators, and the ids
   seen by dedup. Lambda's tumbling window is processing time; event-time windows inside it close as in
@@ -565,18 +567,30 @@ def write_results(results):
     database = os.environ.get("TIMESTREAM_DATABASE", {database!r})
     table = os.environ.get("TIMESTREAM_TABLE", {table!r})
     records, rejected = [], []
+
+    def dead(result, version, reason):
+        return {{**result, "reject_reason": reason, "step_id": WINDOW_STEP, "version": version}}
+
     for result, version in results:
         record = timestream_record(result, version)
         problem = measure_problem([(m["Name"], m["Type"], m["Value"]) for m in record["MeasureValues"]])
         if problem:
-            rejected.append({{**result, "reject_reason": problem, "step_id": WINDOW_STEP, "version": version}})
+            rejected.append(dead(result, version, problem))
         else:
-            records.append(record)
+            records.append((record, result, version))
     send_rejected(rejected)
     for i in range(0, len(records), 100):
-        client("timestream-write").write_records(
-            DatabaseName=database, TableName=table, Records=records[i : i + 100]
-        )
+        chunk = records[i : i + 100]
+        timestream = client("timestream-write")
+        try:
+            timestream.write_records(DatabaseName=database, TableName=table, Records=[r for r, _, _ in chunk])
+        except timestream.exceptions.RejectedRecordsException as e:
+            # the request's other records were written; these were not, and would be refused on every
+            # retry: dead letters with Timestream's reason, as TimestreamSink's
+            refused = e.response.get("RejectedRecords", [])
+            send_rejected(
+                [dead(*chunk[int(r["RecordIndex"])][1:], str(r.get("Reason", "rejected"))) for r in refused]
+            )
 
 
 def handler(event, context=None):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,3 +77,51 @@ def test_without_a_queue_such_a_result_fails_the_invocation_rather_than_vanish(
     batch = [(f"{i:03d}", line) for i, line in enumerate(LINES[1:3])]
     with pytest.raises(RuntimeError, match=r"no DEAD_LETTER_QUEUE_URL for 1 window result.*infinite \(inf\)"):
         module.handler(kinesis_event(batch, None, True))
+
+
+@pytest.mark.services
+def test_records_timestream_rejects_go_to_the_dead_letter_queue_with_its_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a RejectedRecordsException (a time outside the memory store's retention, ...) failed the invocation,
+    # so Lambda retried the batch forever; TimestreamSink sends those records to its dead_letter
+    from streamlab.local import LocalAWS
+
+    with LocalAWS() as aws:
+        ts = aws.client("timestream-write")
+        ts.create_database(DatabaseName="values")
+        ts.create_table(DatabaseName="values", TableName="window")
+        sqs = aws.client("sqs")
+        queue = sqs.create_queue(QueueName="dead-letters")["QueueUrl"]
+        for key, value in {
+            "AWS_ENDPOINT_URL": aws.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": aws.region,
+            "TIMESTREAM_DATABASE": "values",
+            "TIMESTREAM_TABLE": "window",
+            "DEAD_LETTER_QUEUE_URL": queue,
+        }.items():
+            monkeypatch.setenv(key, value)
+        module = load_module(to_lambda(sums_and_notes(), tmp_path).module)
+        why = "The record timestamp is outside the time range of the data ingestion window."
+
+        def reject(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:  # moto never rejects
+            http_response.status_code = 419
+            parsed["Error"] = {"Code": "RejectedRecordsException", "Message": "rejected"}
+            parsed["RejectedRecords"] = [{"RecordIndex": 1, "Reason": why}]
+
+        module.client("timestream-write").meta.events.register(
+            "after-call.timestream-write.WriteRecords", reject
+        )
+        batch = [("001", LINES[0]), ("002", event(8, 52, 3.0, "z"))]
+        response = module.handler(kinesis_event(batch, None, True))
+        assert response["batchItemFailures"] == []
+        [message] = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+        body = json.loads(message["Body"])
+        assert body["output"] == "window.timestream_dead_letter" and body["reject_reason"] == why
+        assert (body["first_note"], body["sum_x"], body["window_start"]) == (
+            "z",
+            3.0,
+            "2024-01-01T00:00:50.000000Z",
+        )
