@@ -125,3 +125,56 @@ def test_records_timestream_rejects_go_to_the_dead_letter_queue_with_its_reason(
             3.0,
             "2024-01-01T00:00:50.000000Z",
         )
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("bucket", [True, False])
+def test_an_oversized_rejected_result_is_kept_whole_in_s3_or_sent_cut_to_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bucket: bool
+) -> None:
+    # a first(note) of 300 KiB is over Timestream's 2,048 bytes, and its dead letter over the queue's
+    # 256 KiB: as the handler's other side outputs, it goes whole to DEAD_LETTER_BUCKET (a retry rewrites
+    # the same object) with a pointer in the queue, or without a bucket is sent cut to fit, saying so
+    from streamlab.export.aws_lambda import _collect
+    from streamlab.local import LocalAWS
+
+    with LocalAWS() as aws:
+        sqs, s3 = aws.client("sqs"), aws.client("s3")
+        queue = sqs.create_queue(QueueName="dead", Attributes={"MaximumMessageSize": "262144"})["QueueUrl"]
+        s3.create_bucket(Bucket="dead-letters")
+        ts = aws.client("timestream-write")
+        ts.create_database(DatabaseName="values")
+        ts.create_table(DatabaseName="values", TableName="window")
+        for key, value in {
+            "AWS_ENDPOINT_URL": aws.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": aws.region,
+            "TIMESTREAM_DATABASE": "values",
+            "TIMESTREAM_TABLE": "window",
+            "DEAD_LETTER_QUEUE_URL": queue,
+            **({"DEAD_LETTER_BUCKET": "dead-letters"} if bucket else {}),
+        }.items():
+            monkeypatch.setenv(key, value)
+        if not bucket:
+            monkeypatch.delenv("DEAD_LETTER_BUCKET", raising=False)
+        module = load_module(to_lambda(sums_and_notes(), tmp_path).module)
+        note = "n" * (300 * 1024)
+        batch = [("001", LINES[0]), ("002", event(9, 12, 1.0, note))]
+        for _ in range(2):  # the first invocation "timed out" after sending: Lambda retries the batch
+            assert module.handler(kinesis_event(batch, None, True))["batchItemFailures"] == []
+        reason = f"text measure(s) ['first_note'] are {len(note):,} bytes long; Timestream takes 1 to 2,048 bytes (an empty text is refused)"
+        if bucket:
+            assert len(s3.list_objects_v2(Bucket="dead-letters")["Contents"]) == 1
+            got = _collect(sqs, queue, "values", "window", sums_and_notes().steps["window"], "parse")
+            [row] = got["window.timestream_dead_letter"].to_dict("records")
+            assert (row["first_note"], row["reject_reason"], row["version"]) == (note, reason, 1)
+        else:
+            bodies = [
+                json.loads(m["Body"])
+                for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+            ]
+            assert len(bodies) == 2 and all(
+                b["raw_truncated"] and b["reject_reason"] == reason for b in bodies
+            )
+            assert {b["window_start"] for b in bodies} == {"2024-01-01T00:00:10.000000Z"}
