@@ -71,7 +71,9 @@ def register_source(kind: str, factory: SourceFactory) -> None:
 def register_sink(kind: str, factory: SinkFactory) -> None:
     """Teach ``from_yaml`` a sink kind: ``factory(**params) -> Sink``.
 
-    Built-in kinds stay available; registering a built-in kind's name replaces it for this process.
+    Built-in kinds stay available; registering a built-in kind's name replaces it for this process. A
+    ``dead_letter`` parameter written as a sink's spec (a mapping with its ``kind``, as ``to_yaml`` nests
+    it) reaches the factory as that sink, for source and sink kinds alike.
 
     Examples
     --------
