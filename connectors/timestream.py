@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._time import NAT_NS, to_utc_ns
+from streamlab._timestream_values import measure_problem
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter, default_clock
 
@@ -27,11 +28,6 @@ log = logging.getLogger("streamlab")
 _BATCH = 100  # the WriteRecords limit
 _TIMEOUT, _ATTEMPTS = 10.0, 3  # each request, and botocore's tries of it
 REASON_COLUMN = "reject_reason"
-_TEXT_MAX = 2048  # bytes of a VARCHAR measure value (MeasureValue.Value: 1..2048; varchar: 2 KB)
-
-
-def _utf8_size(text: str | None) -> int:
-    return len((text or "").encode("utf-8", "surrogatepass"))
 
 
 def _measure_type(dtype: Any) -> str:
@@ -198,12 +194,6 @@ def build_records(
     dims = {c: _as_text(batch[c], "VARCHAR") for c in sink.dimensions}
     kinds = {c: _measure_type(batch[c].dtype) for c in sink.measures}
     values = {c: _as_text(batch[c], kinds[c]) for c in sink.measures}
-    infinite = {
-        c: np.isinf(batch[c].to_numpy(dtype="float64", na_value=np.nan))
-        for c in sink.measures
-        if kinds[c] == "DOUBLE"
-    }
-    texts = [c for c in sink.measures if kinds[c] == "VARCHAR"]
     records: list[dict[str, Any]] = []
     positions: list[int] = []
     problems = [""] * len(batch)
@@ -211,22 +201,9 @@ def build_records(
         if times[i] == NAT_NS:
             problems[i] = f"missing or unreadable time in column {sink.time!r}"
             continue
-        beyond = [c for c, flags in infinite.items() if flags[i]]
-        if beyond:
-            problems[i] = (
-                f"measure(s) {beyond} are infinite ({', '.join(values[c][i] or '' for c in beyond)}), which a "
-                "Timestream DOUBLE cannot hold"
-            )
-            continue
-        unfit = [
-            c for c in texts if values[c][i] is not None and not 1 <= _utf8_size(values[c][i]) <= _TEXT_MAX
-        ]
-        if unfit:  # botocore refuses an empty value before sending: the whole request failed, every retry
-            sizes = ", ".join(f"{_utf8_size(values[c][i]):,}" for c in unfit)
-            problems[i] = (
-                f"text measure(s) {unfit} are {sizes} bytes long; Timestream takes 1 to {_TEXT_MAX:,} bytes "
-                "(an empty text is refused)"
-            )
+        # the rule the Lambda handler carries too: an infinite DOUBLE, an empty or oversized VARCHAR
+        problems[i] = measure_problem([(c, kinds[c], values[c][i]) for c in sink.measures])
+        if problems[i]:
             continue
         measures = [
             {"Name": c, "Value": values[c][i], "Type": kinds[c]}

@@ -71,7 +71,9 @@ def register_source(kind: str, factory: SourceFactory) -> None:
 def register_sink(kind: str, factory: SinkFactory) -> None:
     """Teach ``from_yaml`` a sink kind: ``factory(**params) -> Sink``.
 
-    Built-in kinds stay available; registering a built-in kind's name replaces it for this process.
+    Built-in kinds stay available; registering a built-in kind's name replaces it for this process. A
+    ``dead_letter`` parameter written as a sink's spec (a mapping with its ``kind``, as ``to_yaml`` nests
+    it) reaches the factory as that sink, for source and sink kinds alike.
 
     Examples
     --------
@@ -89,13 +91,7 @@ def _builtin_factories() -> None:
     from streamlab.sinks import DuckDBSink, JsonLinesSink, ListSink, ParquetSink
     from streamlab.sources import ReplaySource
 
-    def replay(path: str, dead_letter: Any = None, **kw: Any) -> ReplaySource:
-        if isinstance(dead_letter, dict) and dead_letter.get("kind") in _sink_factories():
-            params = {k: v for k, v in dead_letter.items() if k != "kind"}
-            dead_letter = _sink_factories()[dead_letter["kind"]](**params)  # its spec(), nested
-        return ReplaySource(path, dead_letter=dead_letter, **kw)
-
-    sources: dict[str, SourceFactory] = {"replay": replay}
+    sources: dict[str, SourceFactory] = {"replay": lambda path, **kw: ReplaySource(path, **kw)}
     sinks: dict[str, SinkFactory] = {
         "duckdb": lambda **kw: DuckDBSink(**kw),
         "parquet": lambda **kw: ParquetSink(**kw),
@@ -117,12 +113,44 @@ def _builtin_factories() -> None:
 
 def _source_factories() -> dict[str, SourceFactory]:
     _builtin_factories()
-    return {**_BUILTIN_SOURCES, **_SOURCES}
+    return {k: _reading_dead_letter(k, f) for k, f in {**_BUILTIN_SOURCES, **_SOURCES}.items()}
 
 
 def _sink_factories() -> dict[str, SinkFactory]:
     _builtin_factories()
-    return {**_BUILTIN_SINKS, **_SINKS}
+    return {k: _reading_dead_letter(k, f) for k, f in {**_BUILTIN_SINKS, **_SINKS}.items()}
+
+
+def _reading_dead_letter(kind: str, factory: Callable[..., _T]) -> Callable[..., _T]:
+    """``factory`` given a sink for a ``dead_letter`` parameter written as that sink's ``spec()`` (a
+    mapping with its ``kind``, as ``to_yaml`` nests it), for every source and sink kind that takes one
+    (ReplaySource, TimestreamSink, BigQuerySink, KinesisSink, a user's); a dead-letter sink's own
+    ``dead_letter`` is read the same way.
+
+    Examples
+    --------
+    >>> from streamlab.sinks import JsonLinesSink
+    >>> make = _reading_dead_letter("kind", lambda **kw: kw["dead_letter"])
+    >>> make(dead_letter={"kind": "jsonl", "path": "dead.jsonl"}).spec() == JsonLinesSink("dead.jsonl").spec()
+    True
+    """
+
+    def build(**params: Any) -> _T:
+        spec = params.get("dead_letter")
+        if isinstance(spec, dict):
+            sinks = _sink_factories()
+            nested = spec.get("kind")
+            if nested not in sinks:
+                raise ParameterError(
+                    kind,
+                    "dead_letter",
+                    f"expected a sink's spec with its kind, got kind {nested!r}",
+                    f"write the dead-letter sink as its spec() writes it, with kind one of {sorted(sinks)}",
+                )
+            params["dead_letter"] = sinks[nested](**{k: v for k, v in spec.items() if k != "kind"})
+        return factory(**params)
+
+    return build
 
 
 def _refuse_custom_aggregators(step: WindowStep) -> None:

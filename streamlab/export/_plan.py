@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from streamlab import _dead_letter, _detector_record, _pyast, _record, _serde_values, _sessions
+from streamlab import (
+    _dead_letter,
+    _detector_record,
+    _pyast,
+    _record,
+    _serde_values,
+    _sessions,
+    _timestream_values,
+)
 from streamlab._agg_inputs import NUMERIC_AGGREGATORS
 from streamlab._dead_letter import dead_letter_types
 from streamlab._time import NAT_NS, format_duration
@@ -141,6 +149,12 @@ def serde_source() -> str:
     """The code of ``streamlab._serde_values`` after its imports: the row encoding of streamlab's sinks
     (``streamlab.serde``), copied into generated modules so that their outputs cannot drift from it."""
     return _module_body(_serde_values, SERDE_IMPORTS)
+
+
+def timestream_values_source() -> str:
+    """The code of ``streamlab._timestream_values`` after its imports: which measure values Timestream
+    cannot hold, the rule of ``TimestreamSink``, copied into the Lambda handler that writes Timestream."""
+    return _module_body(_timestream_values, ("math",))
 
 
 def _segments(module: Any) -> dict[str, str]:

@@ -136,6 +136,14 @@ Semantics (streamlab -> Lambda)
   ``payload_bytes``; a failure of either write retries the record. Without a bucket SQS gets the
   message truncated to fit, saying so: the reason, the metadata, the raw record cut to fit,
   ``raw_truncated``, ``raw_bytes`` and ``raw_sha256`` (of the whole record), and an error is logged.
+* Window results Timestream cannot hold (an infinite DOUBLE measure, a text measure that is empty or
+  over 2,048 bytes: TimestreamSink's rule, copied from streamlab._timestream_values) are not written,
+  which would fail the request on every retry: each goes to the dead-letter queue as output
+  ``<window step>.timestream_dead_letter`` with the result's columns, ``reject_reason`` (TimestreamSink's
+  text), ``step_id`` and ``version``; the other results are written. So do the records Timestream
+  rejects (RejectedRecordsException: a time outside the memory store's retention, a version conflict),
+  with Timestream's reason. If that send fails (or no queue is set) the invocation raises, and Lambda
+  retries the batch.
 * State lives in Lambda's tumbling-window ``state`` (JSON, at most 1 MB): the watermark (largest event
   time seen minus the delay), open event-time windows with their aggregator accumulators, and the ids
   seen by dedup. Lambda's tumbling window is processing time; event-time windows inside it close as in
@@ -295,9 +303,11 @@ def oversized_head(output, row, record, size, limit):
     metadata."""
     kinesis = (record or {{}}).get("kinesis") or {{}}
     head = {{"output": output}}
-    for name in ("reason", "step_id"):
+    for name in ("reason", "reject_reason", "step_id"):
         if row.get(name) is not None:
             head[name] = str(row[name])[:4096]
+    if "version" in row:  # a rejected window result: which window
+        head["window_start"], head["version"] = row["window_start"], row["version"]
     head["sequenceNumber"] = row.get("sequenceNumber", kinesis.get("sequenceNumber"))
     head["partitionKey"] = row.get("partitionKey", kinesis.get("partitionKey"))
     arrival = "approximateArrivalTimestamp"
@@ -510,15 +520,77 @@ def window_results(closed, writer):
     return results
 
 
+REJECTED_OUTPUT = WINDOW_STEP + {rejected!r}
+"""The dead-letter queue's ``output`` of window results Timestream cannot hold (TimestreamSink's dead_letter)."""
+
+
+def rejected_key(row):
+    """The S3 key of an oversized rejected result: its window, keys and version, so a retry overwrites it."""
+    keys = hashlib.sha256(dump_json([row.get(k) for k in WINDOW_KEYS]).encode("utf-8")).hexdigest()[:16]
+    start = to_ns(row["window_start"]) // 1_000_000
+    return f"{{PIPELINE_NAME}}/{{REJECTED_OUTPUT}}/{{start}}/{{keys}}/v{{row['version']}}.json"
+
+
+def send_rejected(rows):
+    """Send window results Timestream cannot hold to the dead-letter queue (over its MaximumMessageSize:
+    whole to DEAD_LETTER_BUCKET with a pointer, or cut to fit), as TimestreamSink sends them to its
+    dead_letter; raise when a send fails or no queue is set, so Lambda retries the batch rather than lose them."""
+    queue = os.environ.get("DEAD_LETTER_QUEUE_URL")
+    bucket = os.environ.get("DEAD_LETTER_BUCKET")
+    if rows and not queue:
+        raise RuntimeError(
+            f"no DEAD_LETTER_QUEUE_URL for {{len(rows)}} window result(s) Timestream cannot hold "
+            f"({{rows[0]['reject_reason']}}): retrying the batch"
+        )
+    for row in rows:
+        body = dump_json({{"output": REJECTED_OUTPUT, **row}})
+        limit = queue_limit(queue)
+        size = message_bytes(body)
+        if size > limit and bucket:
+            body = offload(bucket, rejected_key(row), REJECTED_OUTPUT, row, None, body, size, limit)
+            if body is None:
+                raise RuntimeError(f"writing a rejected window result to s3://{{bucket}} failed: retrying the batch")
+        elif size > limit:
+            log.error(
+                "a rejected window result is %s bytes, over the queue's MaximumMessageSize of %s: sent "
+                "truncated (raw_truncated); set DEAD_LETTER_BUCKET to keep whole payloads in S3", size, limit,
+            )
+            body = truncated(REJECTED_OUTPUT, row, None, body, size, limit)
+        client("sqs").send_message(QueueUrl=queue, MessageBody=body)
+
+
 def write_results(results):
-    """Write (result, version) pairs to Timestream, 100 records per call (the API's limit)."""
+    """Write (result, version) pairs to Timestream, 100 records per call (the API's limit). A result with a
+    measure Timestream cannot hold (``measure_problem``: an infinite DOUBLE, an empty or oversized text)
+    goes to the dead-letter queue with ``reject_reason`` instead: sent as text, Timestream would refuse
+    the request (or botocore before sending), on every retry of the batch."""
     database = os.environ.get("TIMESTREAM_DATABASE", {database!r})
     table = os.environ.get("TIMESTREAM_TABLE", {table!r})
-    records = [timestream_record(r, version) for r, version in results]
+    records, rejected = [], []
+
+    def dead(result, version, reason):
+        return {{**result, "reject_reason": reason, "step_id": WINDOW_STEP, "version": version}}
+
+    for result, version in results:
+        record = timestream_record(result, version)
+        problem = measure_problem([(m["Name"], m["Type"], m["Value"]) for m in record["MeasureValues"]])
+        if problem:
+            rejected.append(dead(result, version, problem))
+        else:
+            records.append((record, result, version))
+    send_rejected(rejected)
     for i in range(0, len(records), 100):
-        client("timestream-write").write_records(
-            DatabaseName=database, TableName=table, Records=records[i : i + 100]
-        )
+        chunk = records[i : i + 100]
+        timestream = client("timestream-write")
+        try:
+            timestream.write_records(DatabaseName=database, TableName=table, Records=[r for r, _, _ in chunk])
+        except timestream.exceptions.RejectedRecordsException as e:
+            # the request's other records were written; these were not, and would be refused on every
+            # retry: dead letters with Timestream's reason, as TimestreamSink's
+            refused = e.response.get("RejectedRecords", [])
+            send_rejected(
+                [dead(*chunk[int(r["RecordIndex"])][1:], str(r.get("Reason", "rejected"))) for r in refused]
+            )
 
 
 def handler(event, context=None):
@@ -1541,6 +1613,8 @@ def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = No
     parts.append(f"PIPELINE_NAME = {pipeline.name!r}")
     parts.append("\n\n# -- helpers copied from streamlab: this module must not import it\n")
     parts.append(_plan.snippet_source(gen.snippets))
+    parts.append("\n\n# -- streamlab._timestream_values: the measure values Timestream cannot hold\n")
+    parts.append(_plan.timestream_values_source())
     if gen.row_steps:
         parts.append("\n\n# -- streamlab._detector_record: per-record rules\n")
         parts.append(_detectors.detector_record_source())
@@ -1570,7 +1644,7 @@ def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = No
     for code in gen.user_code:
         parts.append("\n\n" + code)
     db = database or _plan.ident(pipeline.name)
-    parts.append(_BODY.format(steps=steps_code, database=db, table=window.step_id))
+    parts.append(_BODY.format(steps=steps_code, database=db, table=window.step_id, rejected="." + REJECTED))
     from streamlab.export.beam import _tidy
 
     code = _tidy("\n".join(parts))
@@ -1595,6 +1669,11 @@ def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = No
         out.write(fname, text)
     out.files["build.sh"].chmod(0o755)
     return out
+
+
+REJECTED = "timestream_dead_letter"
+"""The handler's output (``<window step>.timestream_dead_letter``) of the window results Timestream cannot
+hold, which TimestreamSink sends to its ``dead_letter``."""
 
 
 LAMBDA_RUNTIME = "python3.12"
@@ -1805,6 +1884,47 @@ def _results_from_timestream(
     return frame
 
 
+def timestream_rejections(pipeline: Pipeline, local: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """streamlab's outputs as a deployment writing the window's results through a ``TimestreamSink`` has
+    them: the results that sink sends to its ``dead_letter`` (``build_records``' problems: an infinite
+    ``DOUBLE``, a text measure empty or over 2,048 bytes) moved from the window's output to
+    ``<window>.timestream_dead_letter`` with their ``reject_reason``, as the handler sends them.
+
+    The sink types a measure by its dtype and writes text as it is, where the handler writes a ``json``
+    value's JSON text: an empty json string is ``""`` (two bytes) to the handler, a difference verify reports.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline, TumblingWindow, agg
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b"{}"]), name="doc")
+    >>> _ = p.parse({"x": "float64", "timestamp": "timestamp"}).window(TumblingWindow("1m")).agg(agg.sum("x"))
+    >>> t = pd.Timestamp("2024-01-01", tz="UTC")
+    >>> rows = pd.DataFrame({"window_start": [t, t], "window_end": [t, t], "sum_x": [1.0, float("inf")]})
+    >>> out = timestream_rejections(p, {"window": rows})
+    >>> out["window"]["sum_x"].tolist(), out["window.timestream_dead_letter"]["reject_reason"].tolist()
+    ([1.0], ["measure(s) ['sum_x'] are infinite (inf), which a Timestream DOUBLE cannot hold"])
+    """
+    from streamlab.connectors.timestream import REASON_COLUMN, TimestreamSink, build_records
+
+    window = _check(pipeline)[-1]
+    assert isinstance(window, WindowStep)  # _check ends the chain in one
+    frame = local.get(window.step_id)
+    if frame is None or frame.empty:
+        return local
+    frame = frame.reset_index(drop=True)
+    measures = [a.name for a in window.aggs] + ["window_end"]
+    sink = TimestreamSink("verify", window.step_id, dimensions=[], measures=measures, time="window_start")
+    problems = pd.Series(build_records(sink, frame)[2], index=frame.index)
+    bad = problems != ""
+    out = dict(local)
+    out[window.step_id] = frame[~bad].reset_index(drop=True)
+    out[f"{window.step_id}.{REJECTED}"] = (
+        frame[bad].assign(**{REASON_COLUMN: problems[bad]}).reset_index(drop=True)
+    )
+    return out
+
+
 def lambda_notes(pipeline: Pipeline, chain: list[Step], batch_size: int) -> list[str]:
     """What ``verify(target="lambda")`` did with this pipeline's chain, and what it did not compare.
 
@@ -1954,6 +2074,8 @@ def _drive(module: Any, lines: list[bytes], batch_size: int, queue: str) -> None
             os.environ["DEAD_LETTER_QUEUE_URL"] = queue + "-unreachable"
             try:
                 response = module.handler(kinesis_event(batch, state, False))
+            except Exception:  # a window result Timestream cannot hold found no queue: Lambda retries it all
+                continue
             finally:
                 os.environ["DEAD_LETTER_QUEUE_URL"] = queue
             failures = response["batchItemFailures"]
@@ -2006,6 +2128,7 @@ def _collect(
     dimensions are text (``key_types``: the window key columns' types, to read them back; ``rejected``:
     where the writes Timestream would reject are reported)."""
     from streamlab.export.verify import rows_frame
+    from streamlab.serde import dump_json
 
     key_types = key_types or {}
 
@@ -2022,6 +2145,12 @@ def _collect(
                 where = body["payload_s3"]
                 obj = _s3_beside(sqs).get_object(Bucket=where["bucket"], Key=where["key"])
                 body = json.loads(obj["Body"].read())
+            if body["output"] == f"{window.step_id}.{REJECTED}":  # one per window, the highest version
+                ident = (body["output"], dump_json([body.get(k) for k in (*window.keys, "window_start")]))
+                held = messages.get(ident)
+                if held is None or int(held.get("version") or 0) < int(body.get("version") or 0):
+                    messages[ident] = body
+                continue
             messages[(body["output"], body["sequenceNumber"])] = body  # at-least-once: one per record
     side: dict[str, list[dict[str, Any]]] = {}
     for (output, _), body in sorted(messages.items(), key=lambda kv: kv[0][1]):

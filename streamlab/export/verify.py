@@ -513,6 +513,13 @@ def compared_outputs(pipeline: Pipeline, target: str) -> dict[str, tuple[list[st
                 [*step.keys, "window_start", "window_end", *aggs],
                 {"window_start", "window_end", *timed},
             )
+            if target == "lambda":  # the results Timestream cannot hold (aws_lambda.timestream_rejections)
+                from streamlab.export.aws_lambda import REJECTED
+
+                out[f"{sid}.{REJECTED}"] = (
+                    [*step.keys, "window_start", "window_end", "reject_reason"],
+                    {"window_start", "window_end"},
+                )
             if target == "flink":
                 continue  # Flink SQL drops late rows: no late output
             out[f"{sid}.late"] = ([*step.keys, step.time, "window_start"], {step.time, "window_start"})
@@ -712,10 +719,11 @@ def verify(
                 pipeline, lines, local, workdir, timeout_s=timeout_s, **options
             )
         elif target == "lambda":
-            from streamlab.export.aws_lambda import run_lambda, to_lambda
+            from streamlab.export.aws_lambda import run_lambda, timestream_rejections, to_lambda
 
             files = to_lambda(pipeline, workdir, **options)
             exported, notes = run_lambda(pipeline, files, lines, batch_size=lambda_batch_size)
+            local = timestream_rejections(pipeline, local)  # the results Timestream cannot hold: dead letters
             notes += finer_time_notes(local, compared_outputs(pipeline, target), target, TIME_UNIT_NS[target])
         elif target == "spark":
             from streamlab.export.spark import verify_spark

@@ -412,3 +412,18 @@ def test_missing_credentials_fail_at_open_naming_the_sink_and_the_fix(
     monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:1")
     with pytest.raises(RuntimeError, match=r"BigQuerySink\('p.d.t'.*no Google credentials.*credentials="):
         BigQuerySink("p.d.t").open()
+
+
+@pytest.mark.services
+def test_a_pipeline_read_back_from_yaml_sends_the_same_rows_to_the_same_dead_letter_sink(
+    endpoint: dict[str, str], dead_letters_both_ways: Any
+) -> None:
+    # to_yaml nested the dead-letter sink's spec, but from_yaml passed it on as a dict, not a sink
+    rows = events(["a", "b", "c"]).astype({"event_type": object})
+    rows.loc[1, "event_type"] = None  # REQUIRED column
+    name = new_table(endpoint)
+    built, read_back = dead_letters_both_ways(
+        rows, lambda dead: BigQuerySink(name, project=PROJECT, client_options=endpoint, dead_letter=dead)
+    )
+    assert built["event_id"].tolist() == ["b"] and "event_type" in built[REASON_COLUMN][0]
+    pd.testing.assert_frame_equal(read_back, built)

@@ -514,3 +514,19 @@ def test_close_after_a_failed_send_neither_sends_again_nor_raises_again(
         writer.close()  # 100 records were left
     assert len(attempts) == tried >= 1
     assert "100 record(s) not sent" in caplog.text
+
+
+def test_a_pipeline_read_back_from_yaml_sends_the_same_rows_to_the_same_dead_letter_sink(
+    aws: LocalAWS, dead_letters_both_ways: Any
+) -> None:
+    # to_yaml nested the dead-letter sink's spec, but from_yaml passed it on as a dict, not a sink
+    stream, _ = make_stream(aws.endpoint_url, shards=1)
+    rows = events(0, 4).assign(user_id=["u0", "", "x" * 257, "u3"])
+    built, read_back = dead_letters_both_ways(
+        rows,
+        lambda dead: KinesisSink(
+            stream, partition_key="user_id", endpoint_url=aws.endpoint_url, dead_letter=dead
+        ),
+    )
+    assert built["event_id"].tolist() == ["e1", "e2"]
+    pd.testing.assert_frame_equal(read_back, built)

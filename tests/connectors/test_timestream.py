@@ -391,3 +391,13 @@ def test_close_after_a_failed_flush_neither_sends_again_nor_raises_again(
         writer.close()
     assert len(attempts) == tried
     assert "3 row(s) not written" in caplog.text
+
+
+def test_a_pipeline_read_back_from_yaml_sends_the_same_rows_to_the_same_dead_letter_sink(
+    aws: LocalAWS, table: tuple[str, str], dead_letters_both_ways: Any
+) -> None:
+    # to_yaml nested the dead-letter sink's spec, but from_yaml passed it on as a dict, not a sink
+    rows = metrics(4).assign(latency=[0.5, float("inf"), 1.0, float("-inf")])
+    built, read_back = dead_letters_both_ways(rows, lambda dead: sink_for(aws, *table, dead_letter=dead))
+    assert built["count"].tolist() == [1, 3] and built[REASON_COLUMN].str.contains("infinite").all()
+    pd.testing.assert_frame_equal(read_back, built)

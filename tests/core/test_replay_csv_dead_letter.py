@@ -156,3 +156,14 @@ def test_dead_letters_reach_a_sink_that_publishes_on_commit(tmp_path: Path) -> N
     dead = DuckDBSink(str(tmp_path / "dead.duckdb"), "dead", key=None)
     assert replay(path, None, dead_letter=dead)["user_id"].tolist() == ["u1"]
     assert dead.read()["line"].tolist() == [3]
+
+
+def test_a_nested_dead_letter_of_an_unknown_kind_is_named_at_its_path(tmp_path: Path) -> None:
+    from streamlab.errors import SpecError
+    from streamlab.spec import pipeline_from_dict
+
+    path = tmp_path / "e.csv"
+    path.write_bytes(HEADER + ROWS[0])
+    source = {"step_id": "e", "kind": "replay", "path": str(path), "dead_letter": {"kind": "nope"}}
+    with pytest.raises(SpecError, match=r"sources\[0\] \(step 'e'\)\.dead_letter: expected a sink's spec"):
+        pipeline_from_dict({"streaming": {"sources": [source]}})
