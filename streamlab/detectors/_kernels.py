@@ -1227,20 +1227,20 @@ def distinct_merge_count(
         else:
             i = i1 = _run_end(s_key, i, kb)
         j0 = j
-        j = j1 = _run_end(bk, j, kb)
+        j1 = j
         few = n_values <= _FEW_VALUES and (i1 == i0 or s_time[i1 - 1] <= bt[j0])
         if few:
+            # the usual case, counted in place: the key's batch rows at least as new as its retained
+            # entries (merged: those, then these), and in arrival order along time (else the merge
+            # below counts and stores the key again); a batch row counts the values whose newest time
+            # among the entries up to it is in its window
             last = np.int64(-1)
-            for c in range(j0, j1):
+            while j < n and bk[j] == kb:  # the key's batch rows (their run found as they are counted)
+                c = j
+                j += 1
                 r = order[c]
                 few &= r > last
                 last = r
-        if few:
-            # the usual case, counted in place: the key's batch rows in time and arrival order and at
-            # least as new as its retained entries (merged: those, then these); a batch row counts the
-            # values whose newest time among the entries up to it is in its window
-            for c in range(j0, j1):
-                r = order[c]
                 t = bt[c]
                 v = b_val[r]
                 newest[v & 127] = t
@@ -1253,8 +1253,12 @@ def distinct_merge_count(
                 new_time[kept] = t
                 new_val[kept] = v
                 kept += (t > horizon) & (v >= 0)
-            block += 1
-            continue
+            j1 = j
+            if few:
+                block += 1
+                continue
+        else:
+            j = j1 = _run_end(bk, j, kb)
         kept = kept0  # (the merge below stores the key's entries)
         size = (i1 - i0) + (j1 - j0)
         if size > cap:
@@ -1566,9 +1570,11 @@ def window_count_merge(
     least as new as its retained entries (the usual case) the merge is the retained entries (stored
     as the key's run is found), then the batch rows (stored as they are counted), and the first
     retained entry in the first row's window is found from the newest back (the window holds a few
-    of the entries kept for the lateness). A key whose batch rows are not in arrival order along the
-    merge is recounted as there (:func:`_recount_key`). Returns the number of entries kept and of
-    keys recounted.
+    of the entries kept for the lateness). The key's runs are found as they are stored and counted,
+    and the pointer to the first batch row in a row's window takes its usual step of at most one
+    without a branch (a mispredicted loop exit per row cost more than the rest of the row's work).
+    A key whose batch rows are not in arrival order along the merge is recounted as there
+    (:func:`_recount_key`). Returns the number of entries kept and of keys recounted.
     """
     m0 = s_key.shape[0]
     n = order.shape[0]
@@ -1598,7 +1604,6 @@ def window_count_merge(
             i += 1
         i1 = i
         j0 = j
-        j = j1 = _run_end(bk, j, kb)
         s_lo = i0
         s_hi = i0
         usual = i1 == i0 or s_time[i1 - 1] <= bt[j0]
@@ -1614,7 +1619,9 @@ def window_count_merge(
         b_lo = j0
         last_row = np.int64(-1)
         disordered = False
-        for jj in range(j0, j1):
+        while j < n and bk[j] == kb:  # the key's batch rows (their run found as they are counted)
+            jj = j
+            j += 1
             r = order[jj]
             t = bt[jj]
             disordered |= r < last_row
@@ -1624,6 +1631,7 @@ def window_count_merge(
                 s_hi += 1
             while s_lo < s_hi and s_time[s_lo] <= lo_t:
                 s_lo += 1
+            b_lo += bt[b_lo] <= lo_t  # (most rows move it by at most one: no branch for that)
             while bt[b_lo] <= lo_t:
                 b_lo += 1
             counts[r] = (s_hi - s_lo) + (jj - b_lo + 1)
@@ -1631,6 +1639,7 @@ def window_count_merge(
                 new_key[kept] = kb
                 new_time[kept] = t
                 kept += t > horizon
+        j1 = j
         if not usual:
             a = i0
             c = j0
