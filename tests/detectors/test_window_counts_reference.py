@@ -136,3 +136,18 @@ def test_velocity_rule_counts_equal_the_per_event_reference(
     )
     got, batches = run_cut(step, df, cuts, restore_at)
     assert got == reference(batches, window_s * S, lateness_s * S, None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(-3, 3), max_size=6),
+    st.lists(st.integers(-3, 3), max_size=6),
+)
+def test_same_array_is_array_equal(a: list[int], b: list[int]) -> None:
+    """The look at both ends before the pass (the sort cache's and ``SharedCounts``' check) answers
+    as ``np.array_equal``, differences in the middle included."""
+    from streamlab.detectors._windowcount import _same_array
+
+    x, y = np.array(a, dtype=np.int64), np.array(b, dtype=np.int64)
+    assert _same_array(x, y) == bool(np.array_equal(x, y))
+    assert _same_array(x, x.copy())
