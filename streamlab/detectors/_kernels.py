@@ -1150,6 +1150,15 @@ _FEW_VALUES = 16
 _NEVER = -(2**63)
 
 
+@_jit_inline
+def _values_after(newest: np.ndarray, n_values: int, lo_t: int) -> int:
+    """The values ``0 .. n_values - 1`` whose newest time (``newest``) is after ``lo_t``."""
+    total = 0
+    for u in range(n_values):
+        total += newest[u] > lo_t
+    return total
+
+
 @_jit
 def distinct_merge_count(
     s_key: np.ndarray,
@@ -1177,11 +1186,11 @@ def distinct_merge_count(
     key's batch rows arrive in time order and are at least as new as its retained entries, in place,
     as the entries are stored (no scratch block). Otherwise a block whose batch rows arrive in time
     order, with at most 64 entries and value codes below 64, gives each batch row the bits set in
-    the OR of ``1 << value`` over the entries before it with a time in ``(t - window, t]``: no branch
-    depends on the data. Other blocks take :func:`distinct_count`'s passes. The counts and the new state (``new_*``:
-    counted entries newer than ``horizon``, in merged order) are those of the numpy path (the stable
-    merge of :func:`merge_order`, :func:`distinct_count` over it, then the filter); returns the
-    number of entries kept.
+    the OR of ``1 << value`` over the entries before it with a time in ``(t - window, t]``: no
+    branch depends on the data. Other blocks take :func:`distinct_count`'s passes. The counts and
+    the new state (``new_*``: counted entries newer than ``horizon``, in merged order) are those of
+    the numpy path (the stable merge of :func:`merge_order`, :func:`distinct_count` over it, then
+    the filter); returns the number of entries kept.
     """
     m0 = s_key.shape[0]
     n = order.shape[0]
@@ -1244,11 +1253,7 @@ def distinct_merge_count(
                 t = bt[c]
                 v = b_val[r]
                 newest[v & 127] = t
-                lo_t = t - window
-                total = 0
-                for u in range(n_values):
-                    total += newest[u] > lo_t
-                out[r] = total
+                out[r] = _values_after(newest, n_values, t - window)
                 new_key[kept] = kb
                 new_time[kept] = t
                 new_val[kept] = v
@@ -1311,11 +1316,7 @@ def distinct_merge_count(
                 e = m_arr[p]
                 if e < 0:
                     continue
-                lo_t = m_time[p] - window
-                total = 0
-                for u in range(n_values):
-                    total += newest[u] > lo_t
-                out[e] = total
+                out[e] = _values_after(newest, n_values, m_time[p] - window)
         elif in_order and size <= 64 and n_values <= 64:
             for p in range(size):
                 e = m_arr[p]
