@@ -1147,6 +1147,21 @@ def _popcount(x: np.uint64) -> int:
     return int((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
 
 
+#: :func:`distinct_merge_count` counts a column of at most this many values from each value's newest time
+_FEW_VALUES = 16
+#: before any time
+_NEVER = -(2**63)
+
+
+@_jit_inline
+def _values_after(newest: np.ndarray, n_values: int, lo_t: int) -> int:
+    """The values ``0 .. n_values - 1`` whose newest time (``newest``) is after ``lo_t``."""
+    total = 0
+    for u in range(n_values):
+        total += newest[u] > lo_t
+    return total
+
+
 @_jit
 def distinct_merge_count(
     s_key: np.ndarray,
@@ -1168,14 +1183,17 @@ def distinct_merge_count(
 
     Only the keys with batch rows are merged (into a scratch block: retained entries first on equal
     times, then the batch's in ``order``) and counted; the other keys' retained entries are copied
-    as they are when newer than ``horizon``. A block whose batch rows arrive in time order, with at
-    most 64 entries and value codes below 64 (the usual case: a key's last window and lateness of
-    events, a column of few values), gives each batch row the bits set in the OR of ``1 << value``
-    over the entries before it with a time in ``(t - window, t]``: no branch depends on the data.
-    Other blocks take :func:`distinct_count`'s passes. The counts and the new state (``new_*``:
-    counted entries newer than ``horizon``, in merged order) are those of the numpy path (the stable
-    merge of :func:`merge_order`, :func:`distinct_count` over it, then the filter); returns the
-    number of entries kept.
+    as they are when newer than ``horizon``. A column of at most :data:`_FEW_VALUES` values (the
+    usual case: countries, channels) is counted from each value's newest time among the entries up
+    to a batch row: the row counts the values whose newest time is in ``(t - window, t]``; when the
+    key's batch rows arrive in time order and are at least as new as its retained entries, in place,
+    as the entries are stored (no scratch block). Otherwise a block whose batch rows arrive in time
+    order, with at most 64 entries and value codes below 64, gives each batch row the bits set in
+    the OR of ``1 << value`` over the entries before it with a time in ``(t - window, t]``: no
+    branch depends on the data. Other blocks take :func:`distinct_count`'s passes. The counts and
+    the new state (``new_*``: counted entries newer than ``horizon``, in merged order) are those of
+    the numpy path (the stable merge of :func:`merge_order`, :func:`distinct_count` over it, then
+    the filter); returns the number of entries kept.
     """
     m0 = s_key.shape[0]
     n = order.shape[0]
@@ -1184,6 +1202,7 @@ def distinct_merge_count(
     owner = np.full(n_v, -1, dtype=np.int64)  # the key block whose pass ``count[v]`` belongs to
     stamp = np.full(n_v, -1, dtype=np.int64)  # the scan: the event that last counted ``v``
     bt, bk = _sorted_batch(order, b_time, b_key)
+    newest = np.empty(128, dtype=np.int64)
     cap = 64
     m_time = np.empty(cap, dtype=np.int64)
     m_val = np.empty(cap, dtype=np.int64)
@@ -1202,9 +1221,53 @@ def distinct_merge_count(
             kept += (t > horizon) & (s_val[i] >= 0)
             i += 1
         i0 = i
-        i = i1 = _run_end(s_key, i, kb)
+        kept0 = kept
+        if n_values <= _FEW_VALUES:
+            # a column of few values: the key's retained entries stored, and each value's newest time
+            # among them noted (missing values land in slot 127), as the merge begins in the usual case
+            newest[:n_values] = _NEVER
+            while i < m0 and s_key[i] == kb:
+                t = s_time[i]
+                v = s_val[i]
+                newest[v & 127] = t
+                new_key[kept] = kb
+                new_time[kept] = t
+                new_val[kept] = v
+                kept += (t > horizon) & (v >= 0)
+                i += 1
+            i1 = i
+        else:
+            i = i1 = _run_end(s_key, i, kb)
         j0 = j
-        j = j1 = _run_end(bk, j, kb)
+        j1 = j
+        few = n_values <= _FEW_VALUES and (i1 == i0 or s_time[i1 - 1] <= bt[j0])
+        if few:
+            # the usual case, counted in place: the key's batch rows at least as new as its retained
+            # entries (merged: those, then these), and in arrival order along time (else the merge
+            # below counts and stores the key again); a batch row counts the values whose newest time
+            # among the entries up to it is in its window
+            last = np.int64(-1)
+            while j < n and bk[j] == kb:  # the key's batch rows (their run found as they are counted)
+                c = j
+                j += 1
+                r = order[c]
+                few &= r > last
+                last = r
+                t = bt[c]
+                v = b_val[r]
+                newest[v & 127] = t
+                out[r] = _values_after(newest, n_values, t - window)
+                new_key[kept] = kb
+                new_time[kept] = t
+                new_val[kept] = v
+                kept += (t > horizon) & (v >= 0)
+            j1 = j
+            if few:
+                block += 1
+                continue
+        else:
+            j = j1 = _run_end(bk, j, kb)
+        kept = kept0  # (the merge below stores the key's entries)
         size = (i1 - i0) + (j1 - j0)
         if size > cap:
             while cap < size:
@@ -1246,7 +1309,18 @@ def distinct_merge_count(
                     in_order &= r > last
                     last = r
                     c += 1
-        if in_order and size <= 64 and n_values <= 64:
+        if in_order and n_values <= _FEW_VALUES:
+            # each value's newest time so far (missing values land in slot 127): a batch row counts the
+            # values whose newest time among the entries up to it is in its window
+            newest[:n_values] = _NEVER
+            for p in range(size):
+                v = m_val[p]
+                newest[v & 127] = m_time[p]
+                e = m_arr[p]
+                if e < 0:
+                    continue
+                out[e] = _values_after(newest, n_values, m_time[p] - window)
+        elif in_order and size <= 64 and n_values <= 64:
             for p in range(size):
                 e = m_arr[p]
                 if e < 0:
@@ -1495,11 +1569,16 @@ def window_count_merge(
     is the key's retained entries in ``(t - window, t]`` plus its batch rows in that range up to the
     row (on equal times retained entries come first, then batch rows in arrival order, as along the
     merge), each from a pointer that only moves forward: no merged arrays are written to count. The
-    key's entries newer than ``horizon`` then go to ``new_*`` in merged order, stored unconditionally
-    and kept by advancing the end (no branch to mispredict); when the key's batch rows are all at
-    least as new as its retained entries (the usual case) the merge is two copies. A key whose batch
-    rows are not in arrival order along the merge is recounted as there (:func:`_recount_key`).
-    Returns the number of entries kept and of keys recounted.
+    key's entries newer than ``horizon`` go to ``new_*`` in merged order, stored unconditionally
+    and kept by advancing the end (no branch to mispredict). When the key's batch rows are all at
+    least as new as its retained entries (the usual case) the merge is the retained entries (stored
+    as the key's run is found), then the batch rows (stored as they are counted), and the first
+    retained entry in the first row's window is found from the newest back (the window holds a few
+    of the entries kept for the lateness). The key's runs are found as they are stored and counted,
+    and the pointer to the first batch row in a row's window takes its usual step of at most one
+    without a branch (a mispredicted loop exit per row cost more than the rest of the row's work).
+    A key whose batch rows are not in arrival order along the merge is recounted as there
+    (:func:`_recount_key`). Returns the number of entries kept and of keys recounted.
     """
     m0 = s_key.shape[0]
     n = order.shape[0]
@@ -1517,16 +1596,36 @@ def window_count_merge(
             new_time[kept] = t
             kept += t > horizon
             i += 1
+        # the key's retained entries, stored as the merge begins when every one is no later than its
+        # first batch row (the usual case; else the merge below stores them again from ``kept0``)
         i0 = i
-        i = i1 = _run_end(s_key, i, kb)
+        kept0 = kept
+        while i < m0 and s_key[i] == kb:
+            t = s_time[i]
+            new_key[kept] = kb
+            new_time[kept] = t
+            kept += t > horizon
+            i += 1
+        i1 = i
         j0 = j
-        j = j1 = _run_end(bk, j, kb)
         s_lo = i0
         s_hi = i0
+        usual = i1 == i0 or s_time[i1 - 1] <= bt[j0]
+        if usual:
+            # all retained entries count up to the first batch row, the window (a few of the newest)
+            # is found from the newest back, and the batch rows are stored as they are counted
+            s_hi = s_lo = i1
+            lo_t0 = bt[j0] - window
+            while s_lo > i0 and s_time[s_lo - 1] > lo_t0:
+                s_lo -= 1
+        else:
+            kept = kept0
         b_lo = j0
         last_row = np.int64(-1)
         disordered = False
-        for jj in range(j0, j1):
+        while j < n and bk[j] == kb:  # the key's batch rows (their run found as they are counted)
+            jj = j
+            j += 1
             r = order[jj]
             t = bt[jj]
             disordered |= r < last_row
@@ -1536,21 +1635,16 @@ def window_count_merge(
                 s_hi += 1
             while s_lo < s_hi and s_time[s_lo] <= lo_t:
                 s_lo += 1
+            b_lo += bt[b_lo] <= lo_t  # (most rows move it by at most one: no branch for that)
             while bt[b_lo] <= lo_t:
                 b_lo += 1
             counts[r] = (s_hi - s_lo) + (jj - b_lo + 1)
-        if i1 == i0 or s_time[i1 - 1] <= bt[j0]:
-            for a in range(i0, i1):
-                t = s_time[a]
+            if usual:
                 new_key[kept] = kb
                 new_time[kept] = t
                 kept += t > horizon
-            for c in range(j0, j1):
-                t = bt[c]
-                new_key[kept] = kb
-                new_time[kept] = t
-                kept += t > horizon
-        else:
+        j1 = j
+        if not usual:
             a = i0
             c = j0
             while a < i1 or c < j1:
