@@ -9,24 +9,14 @@ import numpy as np
 import pandas as pd
 
 from streamlab._dead_letter import dead_letter_frame
-from streamlab._expr import as_expression_input, eval_expression, fails_alike, kind_groups, typed_result
+from streamlab._expr import eval_expression, fails_alike, kind_groups, typed_result
 from streamlab._intcols import inferred_series
-from streamlab._pyast import guarded
 from streamlab.functions import UserFunction
 from streamlab.operators import Operator, Outputs
 
 # pandas >= 3 copies on write: a shallow copy of a batch, or the batch itself handed to a function,
 # is independent of it for column assignment
 _COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3
-
-
-def _python_engine() -> bool:
-    """Whether ``DataFrame.eval`` without an engine evaluates in Python (numexpr not installed)."""
-    try:
-        from pandas.core.computation.check import NUMEXPR_INSTALLED
-    except ImportError:  # another pandas: say numexpr, so DataFrame.eval decides
-        return False
-    return not NUMEXPR_INSTALLED
 
 
 class WholeBatchError(ValueError):
@@ -146,12 +136,10 @@ class FilterOperator(Operator):
     def _mask(self, part: pd.DataFrame) -> np.ndarray:
         m: Any
         if self.expr is not None:
-            # the compiled form runs the pandas operations of DataFrame.eval's Python engine
-            m = (
-                eval_expression(part, self.expr)
-                if _python_engine()
-                else guarded(as_expression_input(part, self.expr).eval, self.expr)
-            )
+            # the compiled form runs the pandas operations of DataFrame.eval's Python engine, with or
+            # without numexpr installed: one meaning everywhere (numexpr's engine reads values
+            # otherwise and walks the interpreter's stack for every operation)
+            m = eval_expression(part, self.expr)
             return _truth(m, len(part))
         elif self.per_event:
             assert self.fn is not None
@@ -235,14 +223,9 @@ class MapOperator(Operator):
     def _apply(self, part: pd.DataFrame) -> pd.DataFrame:
         if self.columns:
             new = part.copy(deep=not _COPY_ON_WRITE)
-            python = _python_engine()
             for name, expr in self.columns.items():
                 # the compiled form runs the pandas operations of DataFrame.eval's Python engine
-                new[name] = typed_result(
-                    eval_expression(new, expr)
-                    if python
-                    else guarded(as_expression_input(new, expr).eval, expr)
-                )
+                new[name] = typed_result(eval_expression(new, expr))
             return new
         assert self.fn is not None
         if self.per_event:

@@ -827,9 +827,9 @@ def pandas_eval(expr: str, row: dict[str, Any], numeric: Any = (), typed: Any = 
 
     def evaluate(frame: Any) -> Any:
         if not texts:
-            return frame.eval(expr, resolvers=[texts_missing])
+            return frame.eval(expr, engine="python", resolvers=[texts_missing])
         columns = {n: ExprCompiler.constant_column(frame, v, expr) for n, v in texts}
-        return frame.eval(rewritten, resolvers=[texts_missing, columns])
+        return frame.eval(rewritten, engine="python", resolvers=[texts_missing, columns])
 
     try:
         value = evaluate(frame)

@@ -105,7 +105,7 @@ def eval_columns(rows, exprs, what, step_id):
     def apply(part):
         frame = pd.DataFrame.from_records(part)
         for name, expr in exprs:
-            frame[name] = frame.eval(expr)
+            frame[name] = frame.eval(expr, engine="python")
         return frame.to_dict("records")
 
     def apply_one(row):
