@@ -107,6 +107,10 @@ def split_csv(data: bytes) -> CsvRecords:
                 fields, error = [], f"not CSV ({e})"
             record, start, line_no = "".join(taken), line_no, line_no + len(taken)
             taken.clear()
+            if not record.strip(" \t\r\n"):
+                # blank, or spaces and tabs only: pandas skips such a line (before its header too)
+                good.append(record)
+                continue
             if width < 0:
                 why = error or _problem(record, [], 0)
                 if why:
@@ -123,7 +127,7 @@ def split_csv(data: bytes) -> CsvRecords:
                 last_fields = -1
             else:
                 good.append(record)
-                rows += bool(fields)
+                rows += 1
                 last_fields = len(fields)
     finally:
         csv.field_size_limit(limit)

@@ -167,3 +167,28 @@ def test_a_nested_dead_letter_of_an_unknown_kind_is_named_at_its_path(tmp_path: 
     source = {"step_id": "e", "kind": "replay", "path": str(path), "dead_letter": {"kind": "nope"}}
     with pytest.raises(SpecError, match=r"sources\[0\] \(step 'e'\)\.dead_letter: expected a sink's spec"):
         pipeline_from_dict({"streaming": {"sources": [source]}})
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+def test_blank_and_whitespace_lines_are_skipped_as_pandas_skips_them(tmp_path: Path, newline: bytes) -> None:
+    # a blank line before the header was taken as a header of no fields, so every row was "malformed"
+    # and the file refused; a line of spaces counted as a row, so the records after it were written a
+    # row late
+    blank = [b"", b"  \t"]
+    head = [line + newline for line in blank] + [HEADER.replace(b"\n", newline)]
+    rows = [ROWS[0], b"   \n", ROWS[2], ROWS[4]]
+    good, path = tmp_path / "good.csv", tmp_path / "bad.csv"
+    good.write_bytes(b"".join(head + rows))
+    bad_line = BAD["too many fields"][0]
+    path.write_bytes(b"".join(head + rows[:2] + [bad_line] + rows[2:]))
+    dead = ListSink()
+    pd.testing.assert_frame_equal(replay(path, 1, dead_letter=dead), replay(good, 1))
+    [record] = dead.rows()
+    assert record["raw"] == bad_line.rstrip(b"\n") and record["line"] == 6
+    reader = ReplaySource(path, dead_letter=(seen := ListSink()), batch_size=1).open()
+    written = []
+    while (batch := reader.poll(10)) is not None:
+        written.append((batch["user_id"].tolist(), len(seen.frame())))
+    reader.close()
+    # the record comes after u1 and the blank line: written when u3, the row after it, is delivered
+    assert written == [(["u1"], 0), (["u3"], 1), (["u5"], 1)]
