@@ -80,6 +80,30 @@ def test_a_quoted_field_the_file_never_closes_is_the_dead_letter_to_its_end(tmp_
     assert record["line"] == 6
 
 
+@pytest.mark.parametrize(
+    "last",
+    [
+        b'2024-01-01T00:00:09Z,u9,"9"0,"never closed\nmore',  # a field quoted then going on unquoted
+        b'2024-01-01T00:00:09Z,u9,"x"y"z,"never closed\n',
+        b'2024-01-01T00:00:09Z,u9,9,"ends in a doubled quote""\n',
+    ],
+)
+def test_a_quote_never_closed_after_a_field_that_goes_on_past_its_quotes_is_a_dead_letter(
+    tmp_path: Path, last: bytes
+) -> None:
+    # csv's strict mode, which told the unclosed quote, stops earlier at "9"0 (a quoted field going on
+    # unquoted, which pandas and csv read as 90): the record stayed with the good ones, and pandas
+    # refused the whole file (EOF inside string)
+    path = tmp_path / "cut.csv"
+    path.write_bytes(HEADER + b"".join(ROWS[:3]) + last)
+    dead = ListSink()
+    got = replay(path, 2, dead_letter=dead)
+    assert got["user_id"].tolist() == ["u1", "u2", "u3"]
+    [record] = dead.rows()
+    assert record["raw"] == last.rstrip(b"\n") and record["line"] == 6
+    assert record["reason"] == "a quoted field is not closed before the end of the file"
+
+
 def test_dead_letters_are_written_as_the_replay_passes_them_and_not_again_on_resume(
     tmp_path: Path,
 ) -> None:
