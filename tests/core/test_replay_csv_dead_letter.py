@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import pickle
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -216,3 +218,27 @@ def test_blank_and_whitespace_lines_are_skipped_as_pandas_skips_them(tmp_path: P
     reader.close()
     # the record comes after u1 and the blank line: written when u3, the row after it, is delivered
     assert written == [(["u1"], 0), (["u3"], 1), (["u5"], 1)]
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 5])
+def test_a_run_stopped_at_any_batch_and_resumed_writes_every_row_and_dead_letter_once(
+    tmp_path: Path, batch_size: int
+) -> None:
+    path = tmp_path / "e.csv"
+    bad = [BAD["too many fields"][0], BAD["bad UTF-8"][0], BAD["NUL byte"][0]]
+    path.write_bytes(HEADER + bad[0] + b"".join(ROWS[:2]) + bad[1] + b"".join(ROWS[2:]) + bad[2])
+
+    def run(**kw: object) -> tuple[Any, pd.DataFrame, list[int]]:
+        ok, dead = ListSink(), ListSink()
+        p = Pipeline(ReplaySource(path, dead_letter=dead))
+        p.to(ok)
+        result = p.run(clock=ManualClock(0), batch_size=batch_size, **kw)
+        return result, ok.frame(), dead.frame()["line"].tolist() if len(dead.frame()) else []
+
+    _, want_rows, want_dead = run()
+    assert len(want_rows) == len(ROWS) and len(want_dead) == 3
+    for stop in range(batch_size, len(ROWS), batch_size):
+        first, rows_1, dead_1 = run(max_events=stop)
+        _, rows_2, dead_2 = run(resume=pickle.loads(pickle.dumps(first.checkpoint)))
+        pd.testing.assert_frame_equal(pd.concat([rows_1, rows_2], ignore_index=True), want_rows)
+        assert dead_1 + dead_2 == want_dead
