@@ -242,3 +242,27 @@ def test_a_run_stopped_at_any_batch_and_resumed_writes_every_row_and_dead_letter
         _, rows_2, dead_2 = run(resume=pickle.loads(pickle.dumps(first.checkpoint)))
         pd.testing.assert_frame_equal(pd.concat([rows_1, rows_2], ignore_index=True), want_rows)
         assert dead_1 + dead_2 == want_dead
+
+
+@pytest.mark.parametrize("speed", [None, 1.0])
+def test_a_file_without_good_rows_sends_every_record_to_dead_letter_once(
+    tmp_path: Path, speed: float | None
+) -> None:
+    # the reader was done from the start (no rows to replay), so the runtime never polled it and its
+    # records, written at a poll, vanished
+    path = tmp_path / "e.csv"
+    lines = [BAD["too many fields"][0], BAD["NUL byte"][0], BAD["bad UTF-8"][0]]
+    path.write_bytes(HEADER + b"".join(lines))
+
+    def run(**kw: object) -> tuple[Any, list[bytes]]:
+        ok, dead = ListSink(), ListSink()
+        p = Pipeline(ReplaySource(path, dead_letter=dead, speed=speed))
+        p.to(ok)
+        result = p.run(clock=ManualClock(0), **kw)
+        assert result.status == "finished" and ok.frame().empty
+        return result, dead.frame()["raw"].tolist() if len(dead.frame()) else []
+
+    first, written = run()
+    assert written == [line.rstrip(b"\n") for line in lines]
+    _, again = run(resume=pickle.loads(pickle.dumps(first.checkpoint)))
+    assert again == []  # a resume from the finished run's checkpoint writes none twice
