@@ -7,6 +7,7 @@ malformed records, replayed as before.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import pickle
 from pathlib import Path
@@ -266,3 +267,38 @@ def test_a_file_without_good_rows_sends_every_record_to_dead_letter_once(
     assert written == [line.rstrip(b"\n") for line in lines]
     _, again = run(resume=pickle.loads(pickle.dumps(first.checkpoint)))
     assert again == []  # a resume from the finished run's checkpoint writes none twice
+
+
+PIECES = [
+    b"a",
+    b"1",
+    b"2.5",
+    b",",
+    b'"',
+    b'""',
+    b'"x"y',
+    b',"x"y',
+    b',"',
+    b"\n",
+    b"\r\n",
+    b" ",
+    b"\t",
+    b"\x00",
+    b"\xff",
+    b"NA",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=30))
+def test_any_bytes_after_a_header_replay_or_go_to_dead_letter_and_never_refuse_the_file(
+    pieces: list[bytes],
+) -> None:
+    from streamlab._csv_records import split_csv
+
+    data = b"h1,h2,h3\n" + b"".join(pieces)
+    got = split_csv(data)  # a good header: whatever follows, the file is read
+    assert got.bad["reason"].astype(bool).all() and len(got.before) == len(got.bad)
+    assert all(raw in data for raw in got.bad["raw"])
+    if not len(got.bad):  # nothing set aside: exactly what pandas reads of the whole file
+        pd.testing.assert_frame_equal(got.frame, pd.read_csv(io.BytesIO(data)))
