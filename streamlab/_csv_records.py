@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,13 +52,31 @@ def _problem(text: str, fields: list[str], width: int) -> str:
     return ""
 
 
+_QUOTED = re.compile(r'"[^"]*(?:""[^"]*)*"(?!")')  # a quoted field: its quotes doubled inside, one closes it
+_UNQUOTED = re.compile(r"[^,\r\n]*")  # the rest of a field (a quote there is a character)
+
+
 def _unclosed_quote(text: str) -> bool:
-    """Whether the last record ends inside a quoted field (the file ended before its closing quote)."""
-    try:
-        for _ in csv.reader(io.StringIO(text, newline=""), strict=True):
-            pass
-    except csv.Error as e:
-        return "unexpected end of data" in str(e)
+    """Whether the last record ends inside a quoted field (the file ended before its closing quote).
+
+    As pandas' tokenizer (and ``csv``) read it: a quote opens a quoted field only at a field's start, a
+    doubled quote inside it is a quote, and after the closing quote the field goes on unquoted
+    (``"x"y`` is ``xy``). ``csv``'s strict mode cannot tell this: it stops at such a field's ``y``.
+
+    >>> _unclosed_quote('1,"x"y,"z\\n'), _unclosed_quote('1,"x""\\n'), _unclosed_quote('1,"x"y,"z""\\n"\\n')
+    (True, True, False)
+    >>> _unclosed_quote('1,a"b\\n')
+    False
+    """
+    pos, n = 0, len(text)
+    while pos < n:
+        if text[pos] == '"':
+            quoted = _QUOTED.match(text, pos)
+            if quoted is None:
+                return True
+            pos = quoted.end()
+        rest = _UNQUOTED.match(text, pos)  # it matches anywhere (maybe nothing)
+        pos = (rest.end() if rest else pos) + 1  # past the field and its delimiter or line break
     return False
 
 
@@ -107,6 +126,10 @@ def split_csv(data: bytes) -> CsvRecords:
                 fields, error = [], f"not CSV ({e})"
             record, start, line_no = "".join(taken), line_no, line_no + len(taken)
             taken.clear()
+            if not record.strip(" \t\r\n"):
+                # blank, or spaces and tabs only: pandas skips such a line (before its header too)
+                good.append(record)
+                continue
             if width < 0:
                 why = error or _problem(record, [], 0)
                 if why:
@@ -123,7 +146,7 @@ def split_csv(data: bytes) -> CsvRecords:
                 last_fields = -1
             else:
                 good.append(record)
-                rows += bool(fields)
+                rows += 1
                 last_fields = len(fields)
     finally:
         csv.field_size_limit(limit)

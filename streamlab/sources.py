@@ -102,26 +102,54 @@ class _FrameReader(SourceReader):
 
 class _CsvFrameReader(_FrameReader):
     """A CSV replay whose malformed records go to a dead-letter sink as the replay passes them: a record
-    after good row ``k`` is written when row ``k`` is delivered (or, after the last row, when the replay
-    ends), so a replay resumed from a checkpoint writes those after its position only."""
+    between good rows ``k - 1`` and ``k`` is written when row ``k`` is delivered (those after the last row
+    with it), so a replay resumed from a checkpoint writes those after its position only. A file without
+    good rows has its records written at the first poll: the reader is not done before, and its
+    snapshot says they were (``dead_letters_written``), as a position past the last row says it for
+    the others."""
 
-    def __init__(self, records: CsvRecords, dead_letter: SinkWriter, *args: Any) -> None:
+    def __init__(
+        self, records: CsvRecords, dead_letter: SinkWriter, *args: Any, written: bool = False
+    ) -> None:
         super().__init__(records.frame, *args)
         self.bad = records.bad
-        self.before = records.before
+        n = len(self.frame)
+        # written already (before this position, or with the last row, or as the snapshot says)
+        passed = (records.before < self.pos) | (self.pos >= n > 0) | written
+        self.before = np.where(passed, -1, records.before)
         self.dead_letter = dead_letter
+
+    def _left(self) -> bool:
+        return bool((self.before >= 0).any())
+
+    @property
+    def done(self) -> bool:
+        return super().done and not self._left()
+
+    def next_ready_ns(self) -> int | None:
+        if self.pos >= len(self.frame):  # only records left to write: now
+            return self.clock.now_ns() if self._left() else None
+        return super().next_ready_ns()
 
     def poll(self, max_events: int) -> pd.DataFrame | None:
         start = self.pos
         out = super().poll(max_events)
-        end = self.pos + (1 if self.done else 0)  # at the end: also those after the last row
+        end = self.pos + (
+            1 if self.pos >= len(self.frame) else 0
+        )  # at the end: also those after the last row
         due = (self.before >= start) & (self.before < end)
-        if (start < end or (self.done and start == len(self.frame))) and due.any():
+        if due.any():
             self.dead_letter.write_batch(self.bad[due].reset_index(drop=True))
             self.dead_letter.flush()
             self.dead_letter.commit()  # outside the runtime's checkpoints: published now
             self.before = np.where(due, -1, self.before)  # written: never again by this reader
         return out
+
+    def snapshot(self) -> Any:
+        position = super().snapshot()
+        if len(self.frame) == 0 and not self._left():
+            position["dead_letters_written"] = True
+        return position
 
     def close(self) -> None:
         self.dead_letter.close()
@@ -592,11 +620,12 @@ class ReplaySource(Source):
         pos = resume["position"] if resume else 0
         file_id = _file_identity(Path(self.path)) if self.path is not None else None
         before = resume.get("file") if resume else None
-        if (
+        replaced = bool(
             before
             and self.path is not None
             and _file_identity(Path(self.path), int(before.split(":")[0])) != before
-        ):
+        )
+        if replaced:
             log.warning(
                 "ReplaySource: %s is not the file its checkpoint read (its first bytes differ: replaced, "
                 "rotated?); it is replayed from its start, not from the checkpoint's position %s",
@@ -612,7 +641,8 @@ class ReplaySource(Source):
             frame, csv = self.frame, self._csv
             args = (release, self.speed, default_clock(clock), pos, self.batch_size)
             if csv is not None and self.dead_letter is not None and len(csv.bad):
-                reader = _CsvFrameReader(csv, self.dead_letter.open(clock), *args)
+                written = bool(resume and resume.get("dead_letters_written")) and not replaced
+                reader = _CsvFrameReader(csv, self.dead_letter.open(clock), *args, written=written)
             else:
                 reader = _FrameReader(frame, *args)
         reader.file_id = file_id

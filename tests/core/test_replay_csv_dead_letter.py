@@ -7,8 +7,11 @@ malformed records, replayed as before.
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import pickle
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -78,6 +81,30 @@ def test_a_quoted_field_the_file_never_closes_is_the_dead_letter_to_its_end(tmp_
     assert record["raw"] == b'2024-01-01T00:00:09Z,u9,9,"never closed\nmore'
     assert record["reason"] == "a quoted field is not closed before the end of the file"
     assert record["line"] == 6
+
+
+@pytest.mark.parametrize(
+    "last",
+    [
+        b'2024-01-01T00:00:09Z,u9,"9"0,"never closed\nmore',  # a field quoted then going on unquoted
+        b'2024-01-01T00:00:09Z,u9,"x"y"z,"never closed\n',
+        b'2024-01-01T00:00:09Z,u9,9,"ends in a doubled quote""\n',
+    ],
+)
+def test_a_quote_never_closed_after_a_field_that_goes_on_past_its_quotes_is_a_dead_letter(
+    tmp_path: Path, last: bytes
+) -> None:
+    # csv's strict mode, which told the unclosed quote, stops earlier at "9"0 (a quoted field going on
+    # unquoted, which pandas and csv read as 90): the record stayed with the good ones, and pandas
+    # refused the whole file (EOF inside string)
+    path = tmp_path / "cut.csv"
+    path.write_bytes(HEADER + b"".join(ROWS[:3]) + last)
+    dead = ListSink()
+    got = replay(path, 2, dead_letter=dead)
+    assert got["user_id"].tolist() == ["u1", "u2", "u3"]
+    [record] = dead.rows()
+    assert record["raw"] == last.rstrip(b"\n") and record["line"] == 6
+    assert record["reason"] == "a quoted field is not closed before the end of the file"
 
 
 def test_dead_letters_are_written_as_the_replay_passes_them_and_not_again_on_resume(
@@ -167,3 +194,111 @@ def test_a_nested_dead_letter_of_an_unknown_kind_is_named_at_its_path(tmp_path: 
     source = {"step_id": "e", "kind": "replay", "path": str(path), "dead_letter": {"kind": "nope"}}
     with pytest.raises(SpecError, match=r"sources\[0\] \(step 'e'\)\.dead_letter: expected a sink's spec"):
         pipeline_from_dict({"streaming": {"sources": [source]}})
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+def test_blank_and_whitespace_lines_are_skipped_as_pandas_skips_them(tmp_path: Path, newline: bytes) -> None:
+    # a blank line before the header was taken as a header of no fields, so every row was "malformed"
+    # and the file refused; a line of spaces counted as a row, so the records after it were written a
+    # row late
+    blank = [b"", b"  \t"]
+    head = [line + newline for line in blank] + [HEADER.replace(b"\n", newline)]
+    rows = [ROWS[0], b"   \n", ROWS[2], ROWS[4]]
+    good, path = tmp_path / "good.csv", tmp_path / "bad.csv"
+    good.write_bytes(b"".join(head + rows))
+    bad_line = BAD["too many fields"][0]
+    path.write_bytes(b"".join(head + rows[:2] + [bad_line] + rows[2:]))
+    dead = ListSink()
+    pd.testing.assert_frame_equal(replay(path, 1, dead_letter=dead), replay(good, 1))
+    [record] = dead.rows()
+    assert record["raw"] == bad_line.rstrip(b"\n") and record["line"] == 6
+    reader = ReplaySource(path, dead_letter=(seen := ListSink()), batch_size=1).open()
+    written = []
+    while (batch := reader.poll(10)) is not None:
+        written.append((batch["user_id"].tolist(), len(seen.frame())))
+    reader.close()
+    # the record comes after u1 and the blank line: written when u3, the row after it, is delivered
+    assert written == [(["u1"], 0), (["u3"], 1), (["u5"], 1)]
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 5])
+def test_a_run_stopped_at_any_batch_and_resumed_writes_every_row_and_dead_letter_once(
+    tmp_path: Path, batch_size: int
+) -> None:
+    path = tmp_path / "e.csv"
+    bad = [BAD["too many fields"][0], BAD["bad UTF-8"][0], BAD["NUL byte"][0]]
+    path.write_bytes(HEADER + bad[0] + b"".join(ROWS[:2]) + bad[1] + b"".join(ROWS[2:]) + bad[2])
+
+    def run(**kw: object) -> tuple[Any, pd.DataFrame, list[int]]:
+        ok, dead = ListSink(), ListSink()
+        p = Pipeline(ReplaySource(path, dead_letter=dead))
+        p.to(ok)
+        result = p.run(clock=ManualClock(0), batch_size=batch_size, **kw)
+        return result, ok.frame(), dead.frame()["line"].tolist() if len(dead.frame()) else []
+
+    _, want_rows, want_dead = run()
+    assert len(want_rows) == len(ROWS) and len(want_dead) == 3
+    for stop in range(batch_size, len(ROWS), batch_size):
+        first, rows_1, dead_1 = run(max_events=stop)
+        _, rows_2, dead_2 = run(resume=pickle.loads(pickle.dumps(first.checkpoint)))
+        pd.testing.assert_frame_equal(pd.concat([rows_1, rows_2], ignore_index=True), want_rows)
+        assert dead_1 + dead_2 == want_dead
+
+
+@pytest.mark.parametrize("speed", [None, 1.0])
+def test_a_file_without_good_rows_sends_every_record_to_dead_letter_once(
+    tmp_path: Path, speed: float | None
+) -> None:
+    # the reader was done from the start (no rows to replay), so the runtime never polled it and its
+    # records, written at a poll, vanished
+    path = tmp_path / "e.csv"
+    lines = [BAD["too many fields"][0], BAD["NUL byte"][0], BAD["bad UTF-8"][0]]
+    path.write_bytes(HEADER + b"".join(lines))
+
+    def run(**kw: object) -> tuple[Any, list[bytes]]:
+        ok, dead = ListSink(), ListSink()
+        p = Pipeline(ReplaySource(path, dead_letter=dead, speed=speed))
+        p.to(ok)
+        result = p.run(clock=ManualClock(0), **kw)
+        assert result.status == "finished" and ok.frame().empty
+        return result, dead.frame()["raw"].tolist() if len(dead.frame()) else []
+
+    first, written = run()
+    assert written == [line.rstrip(b"\n") for line in lines]
+    _, again = run(resume=pickle.loads(pickle.dumps(first.checkpoint)))
+    assert again == []  # a resume from the finished run's checkpoint writes none twice
+
+
+PIECES = [
+    b"a",
+    b"1",
+    b"2.5",
+    b",",
+    b'"',
+    b'""',
+    b'"x"y',
+    b',"x"y',
+    b',"',
+    b"\n",
+    b"\r\n",
+    b" ",
+    b"\t",
+    b"\x00",
+    b"\xff",
+    b"NA",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=30))
+def test_any_bytes_after_a_header_replay_or_go_to_dead_letter_and_never_refuse_the_file(
+    pieces: list[bytes],
+) -> None:
+    from streamlab._csv_records import split_csv
+
+    data = b"h1,h2,h3\n" + b"".join(pieces)
+    got = split_csv(data)  # a good header: whatever follows, the file is read
+    assert got.bad["reason"].astype(bool).all() and len(got.before) == len(got.bad)
+    assert all(raw in data for raw in got.bad["raw"])
+    if not len(got.bad):  # nothing set aside: exactly what pandas reads of the whole file
+        pd.testing.assert_frame_equal(got.frame, pd.read_csv(io.BytesIO(data)))
