@@ -1119,6 +1119,15 @@ class _Generator:
 
     def _same_watermark(self, step: Any, ref: str, column: str) -> None:
         upstream = self.watermark[ref]
+        if upstream[0] is None:  # a window's, join's or pattern's output: its watermark is on no column
+            raise _plan.unsupported(
+                step,
+                "Spark",
+                f"its input comes out of {upstream[2]!r}, whose watermark governs this chain, and Spark "
+                "allows one watermark per chain: an event-time step cannot follow a window, join or "
+                "pattern there",
+                f"run it on a branch that does not go through {upstream[2]!r}, or export to Beam or Flink",
+            )
         if upstream[0] != column:
             raise _plan.unsupported(
                 step,

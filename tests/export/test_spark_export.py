@@ -301,6 +301,15 @@ def test_end_of_input_line_is_not_json_and_moves_no_real_row() -> None:
             "window",
             "early results",
         ),
+        (  # the message named the join's watermark column as None
+            lambda e: (
+                e.join_interval(e, "user_id", lower="0s", upper="1m", step_id="pairs")
+                .window(TumblingWindow("1m"), key="user_id", step_id="after_join")
+                .agg(agg.count())
+            ),
+            "after_join",
+            "comes out of 'pairs'.*cannot follow a window, join or pattern",
+        ),
     ],
 )
 def test_refuses_steps_it_cannot_express(tmp_path: Path, build: Any, step: str, words: str) -> None:
