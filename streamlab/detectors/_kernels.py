@@ -910,6 +910,10 @@ def moments_scores(
 # --- features
 
 
+#: how many events ahead :func:`ratio_to_median` reads the state of (2 to 8 measured alike)
+_AHEAD = 4
+
+
 @_jit
 def ratio_to_median(
     rows: np.ndarray,
@@ -922,7 +926,7 @@ def ratio_to_median(
     tick: np.ndarray,
     base: int,
     out: np.ndarray,
-) -> None:
+) -> float:
     """``value / median`` of the row's (key's) last ``history`` values, then the value joins them.
 
     Row ``r`` keeps its values in arrival order in the ring ``ring[r]`` (oldest at ``head[r]``) and
@@ -931,10 +935,23 @@ def ratio_to_median(
     at the first equal one). Each event's row is marked used: its recency ``tick`` is ``base`` + the
     event's position (the last event wins), and a dead (forgotten) row comes back alive with fresh
     state. Events with ``rows[i] < 0`` get NaN; every ``out[i]`` is written.
+
+    Each event first reads the state of the event ``_AHEAD`` events later (where its median and its
+    new value go), which the loop does not wait for: those reads from memory overlap with this
+    event's insertion, whose end a branch mispredicts (cancelling the reads that come after it). The
+    sum of those values is returned, so that the compiler keeps the reads; it means nothing.
     """
     history = ring.shape[1]
     one = np.uint64(1)
-    for i in range(rows.shape[0]):
+    n = rows.shape[0]
+    ahead = 0.0
+    for i in range(n):
+        if i + _AHEAD < n:
+            r = rows[i + _AHEAD]
+            if r >= 0:
+                m = length[r]
+                q = head[r] + m
+                ahead += ordered[r, m >> 1] + ordered[r, m] + ring[r, q - history if q >= history else q]
         r = rows[i]
         if r < 0:
             out[i] = np.nan
@@ -1000,6 +1017,7 @@ def ratio_to_median(
         row[end] = v
         ring[r, (head[r] + m) % history] = v
         length[r] = m + 1
+    return ahead
 
 
 @_jit
