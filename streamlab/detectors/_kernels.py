@@ -979,32 +979,28 @@ def ratio_to_median(
             # removing the first value equal to the oldest, bisect.bisect_left)
             old = ring[r, head[r]]
             ring[r, head[r]] = v
-            head[r] = (head[r] + 1) % history
+            head[r] = head[r] + 1 if head[r] + 1 < history else 0  # (a division costs more)
             if v != old:
-                lo, hi = 0, m  # the first value equal to the oldest
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if ordered[r, mid] < old:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                gone = lo
-                lo, hi = 0, m  # where v goes: after the values equal to it
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if v < ordered[r, mid]:
-                        hi = mid
-                    else:
-                        lo = mid + 1
-                at = lo
-                if at > gone:
-                    for k in range(gone, at - 1):
-                        ordered[r, k] = ordered[r, k + 1]
-                    ordered[r, at - 1] = v
+                # the first value equal to the oldest (bisect.bisect_left), by halving steps whose
+                # count depends on m only and which choose by arithmetic: no branch to mispredict
+                gone, span = 0, m
+                while span > 1:
+                    half = span >> 1
+                    gone += half * (row[gone + half] < old)
+                    span -= half
+                gone += row[gone] < old
+                # then the values between it and v's place (after the values equal to v,
+                # bisect.insort) move one step towards it, and v takes the freed place
+                k = gone
+                if v > old:
+                    while k + 1 < m and row[k + 1] <= v:
+                        row[k] = row[k + 1]
+                        k += 1
                 else:
-                    for k in range(gone, at, -1):
-                        ordered[r, k] = ordered[r, k - 1]
-                    ordered[r, at] = v
+                    while k > 0 and row[k - 1] > v:
+                        row[k] = row[k - 1]
+                        k -= 1
+                row[k] = v
             continue
         # not full: insert after equal values (bisect.insort); nothing leaves
         end = np.uint64(m)
@@ -1015,7 +1011,8 @@ def ratio_to_median(
             row[end] = x
             end -= one
         row[end] = v
-        ring[r, (head[r] + m) % history] = v
+        q = head[r] + m  # (head[r] + m) % history, without a division
+        ring[r, q - history if q >= history else q] = v
         length[r] = m + 1
     return ahead
 
