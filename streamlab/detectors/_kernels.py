@@ -910,6 +910,10 @@ def moments_scores(
 # --- features
 
 
+#: how many events ahead :func:`ratio_to_median` reads the state of (2 to 8 measured alike)
+_AHEAD = 4
+
+
 @_jit
 def ratio_to_median(
     rows: np.ndarray,
@@ -922,7 +926,7 @@ def ratio_to_median(
     tick: np.ndarray,
     base: int,
     out: np.ndarray,
-) -> None:
+) -> float:
     """``value / median`` of the row's (key's) last ``history`` values, then the value joins them.
 
     Row ``r`` keeps its values in arrival order in the ring ``ring[r]`` (oldest at ``head[r]``) and
@@ -931,10 +935,23 @@ def ratio_to_median(
     at the first equal one). Each event's row is marked used: its recency ``tick`` is ``base`` + the
     event's position (the last event wins), and a dead (forgotten) row comes back alive with fresh
     state. Events with ``rows[i] < 0`` get NaN; every ``out[i]`` is written.
+
+    Each event first reads the state of the event ``_AHEAD`` events later (where its median and its
+    new value go), which the loop does not wait for: those reads from memory overlap with this
+    event's insertion, whose end a branch mispredicts (cancelling the reads that come after it). The
+    sum of those values is returned, so that the compiler keeps the reads; it means nothing.
     """
     history = ring.shape[1]
     one = np.uint64(1)
-    for i in range(rows.shape[0]):
+    n = rows.shape[0]
+    ahead = 0.0
+    for i in range(n):
+        if i + _AHEAD < n:
+            r = rows[i + _AHEAD]
+            if r >= 0:
+                m = length[r]
+                q = head[r] + m
+                ahead += ordered[r, m >> 1] + ordered[r, m] + ring[r, q - history if q >= history else q]
         r = rows[i]
         if r < 0:
             out[i] = np.nan
@@ -962,32 +979,28 @@ def ratio_to_median(
             # removing the first value equal to the oldest, bisect.bisect_left)
             old = ring[r, head[r]]
             ring[r, head[r]] = v
-            head[r] = (head[r] + 1) % history
+            head[r] = head[r] + 1 if head[r] + 1 < history else 0  # (a division costs more)
             if v != old:
-                lo, hi = 0, m  # the first value equal to the oldest
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if ordered[r, mid] < old:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                gone = lo
-                lo, hi = 0, m  # where v goes: after the values equal to it
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if v < ordered[r, mid]:
-                        hi = mid
-                    else:
-                        lo = mid + 1
-                at = lo
-                if at > gone:
-                    for k in range(gone, at - 1):
-                        ordered[r, k] = ordered[r, k + 1]
-                    ordered[r, at - 1] = v
+                # the first value equal to the oldest (bisect.bisect_left), by halving steps whose
+                # count depends on m only and which choose by arithmetic: no branch to mispredict
+                gone, span = 0, m
+                while span > 1:
+                    half = span >> 1
+                    gone += half * (row[gone + half] < old)
+                    span -= half
+                gone += row[gone] < old
+                # then the values between it and v's place (after the values equal to v,
+                # bisect.insort) move one step towards it, and v takes the freed place
+                k = gone
+                if v > old:
+                    while k + 1 < m and row[k + 1] <= v:
+                        row[k] = row[k + 1]
+                        k += 1
                 else:
-                    for k in range(gone, at, -1):
-                        ordered[r, k] = ordered[r, k - 1]
-                    ordered[r, at] = v
+                    while k > 0 and row[k - 1] > v:
+                        row[k] = row[k - 1]
+                        k -= 1
+                row[k] = v
             continue
         # not full: insert after equal values (bisect.insort); nothing leaves
         end = np.uint64(m)
@@ -998,8 +1011,10 @@ def ratio_to_median(
             row[end] = x
             end -= one
         row[end] = v
-        ring[r, (head[r] + m) % history] = v
+        q = head[r] + m  # (head[r] + m) % history, without a division
+        ring[r, q - history if q >= history else q] = v
         length[r] = m + 1
+    return ahead
 
 
 @_jit

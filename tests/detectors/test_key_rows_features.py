@@ -216,3 +216,68 @@ def test_a_wide_key_range_moves_from_the_dense_map_to_the_hash_table() -> None:
                 assert ints.dense is None
         assert ints.open_state() == strs.open_state()
         assert ints.open_state()["evictions"] > 0
+
+
+def test_the_medians_first_arrays_leave_room_for_the_next_batchs_new_keys() -> None:
+    """The values' arrays (~1.6 kB a key) made for the first batch's keys have spare rows: a next
+    batch with a few new keys does not copy every key's values into bigger arrays."""
+    op = RatioToMedianFeature("user_id", "amount").build()
+    first = pd.DataFrame({"user_id": np.arange(1000, dtype=np.int64), "amount": np.ones(1000)})
+    op.process(first)
+    ring, ordered = op.ring, op.ordered  # type: ignore[attr-defined]
+    more = pd.DataFrame({"user_id": np.arange(990, 1010, dtype=np.int64), "amount": np.full(20, 2.0)})
+    out = op.process(more)["out"]["ratio_to_median_amount"].to_numpy()
+    assert op.ring is ring and op.ordered is ordered  # type: ignore[attr-defined]
+    assert out[:10].tolist() == [2.0] * 10 and np.isnan(out[10:]).all()
+
+
+@st.composite
+def filling_streams(draw: st.DrawFn) -> tuple[pd.DataFrame, list[int], int, int]:
+    """Few keys, many values each (windows that fill and slide within a batch), ties and signed
+    zeros; batch cuts, a history, and the batch a snapshot is taken before."""
+    n = draw(st.integers(1, 120))
+    n_keys = draw(st.integers(1, 6))
+    keys = draw(st.lists(st.integers(0, n_keys - 1), min_size=n, max_size=n))
+    values = draw(
+        st.lists(st.sampled_from([0.0, -0.0, 1.0, 2.0, 3.5, -4.0, math.inf, 7.0]), min_size=n, max_size=n)
+    )
+    cuts = sorted(set(draw(st.lists(st.integers(1, max(1, n - 1)), max_size=6))))
+    df = pd.DataFrame({"user_id": np.array(keys, dtype=np.int64), "amount": np.array(values)})
+    return df, [c for c in cuts if c < n], draw(st.integers(1, 12)), draw(st.integers(0, len(cuts)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(filling_streams(), st.booleans(), st.booleans())
+def test_median_snapshots_leave_out_spare_rows_and_restore_either_layout(
+    stream: tuple[pd.DataFrame, list[int], int, int], compiled: bool, untrimmed: bool
+) -> None:
+    """A snapshot holds the values of the index's keys only (not the arrays' spare rows); restored
+    mid-stream, from it or from one of the whole arrays (as taken before), the run goes on bit for
+    bit as the per-event loop, windows filling and sliding, compiled and plain."""
+    import pickle
+
+    df, cuts, history, snap_before = stream
+    keys, values = df["user_id"].tolist(), df["amount"].tolist()
+    expected, _ = reference(keys, values, [0] * len(df), cuts, 100, history)
+    step = RatioToMedianFeature("user_id", "amount", history=history)
+    bounds = [0, *cuts, len(df)]
+    _common.use_kernels = compiled
+    try:
+        op, got = step.build(), []
+        for at, (a, b) in enumerate(itertools.pairwise(bounds)):
+            if at == snap_before and a > 0:
+                snap = op.snapshot()
+                state = pickle.loads(snap)
+                n_keys = len(state["index"])
+                assert len(state["ring"]) == len(state["ordered"]) == n_keys
+                if untrimmed:  # the layout snapshots had before: every row of the arrays, spare ones too
+                    snap = pickle.dumps(op.__dict__, protocol=pickle.HIGHEST_PROTOCOL)
+                op.process(df.iloc[a:])  # work after the snapshot must not leak into it
+                op = step.build()
+                op.restore(snap)
+            got.append(op.process(df.iloc[a:b])["out"]["ratio_to_median_amount"].to_numpy())
+    finally:
+        _common.use_kernels = True
+    g, w = np.concatenate(got), np.asarray(expected["m"], dtype=np.float64)
+    assert np.array_equal(np.isnan(g), np.isnan(w))
+    assert g[~np.isnan(w)].view(np.int64).tolist() == w[~np.isnan(w)].view(np.int64).tolist()
