@@ -45,6 +45,27 @@ LINES = [
 ]
 
 
+def handler_environment(
+    aws: Any, monkeypatch: pytest.MonkeyPatch, queue: str, bucket: str | None = None
+) -> None:
+    """A Timestream table ``values.window`` on the local AWS, and the handler's environment pointing at it,
+    its dead-letter ``queue`` and (if any) ``bucket``."""
+    ts = aws.client("timestream-write")
+    ts.create_database(DatabaseName="values")
+    ts.create_table(DatabaseName="values", TableName="window")
+    for key, value in {
+        "AWS_ENDPOINT_URL": aws.endpoint_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": aws.region,
+        "TIMESTREAM_DATABASE": "values",
+        "TIMESTREAM_TABLE": "window",
+        "DEAD_LETTER_QUEUE_URL": queue,
+        **({"DEAD_LETTER_BUCKET": bucket} if bucket else {}),
+    }.items():
+        monkeypatch.setenv(key, value)
+
+
 @pytest.mark.services
 def test_results_timestream_cannot_hold_go_to_the_dead_letter_queue_and_the_rest_are_written(
     tmp_path: Path,
@@ -88,21 +109,9 @@ def test_records_timestream_rejects_go_to_the_dead_letter_queue_with_its_reason(
     from streamlab.local import LocalAWS
 
     with LocalAWS() as aws:
-        ts = aws.client("timestream-write")
-        ts.create_database(DatabaseName="values")
-        ts.create_table(DatabaseName="values", TableName="window")
         sqs = aws.client("sqs")
         queue = sqs.create_queue(QueueName="dead-letters")["QueueUrl"]
-        for key, value in {
-            "AWS_ENDPOINT_URL": aws.endpoint_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": aws.region,
-            "TIMESTREAM_DATABASE": "values",
-            "TIMESTREAM_TABLE": "window",
-            "DEAD_LETTER_QUEUE_URL": queue,
-        }.items():
-            monkeypatch.setenv(key, value)
+        handler_environment(aws, monkeypatch, queue)
         module = load_module(to_lambda(sums_and_notes(), tmp_path).module)
         why = "The record timestamp is outside the time range of the data ingestion window."
 
@@ -142,20 +151,7 @@ def test_an_oversized_rejected_result_is_kept_whole_in_s3_or_sent_cut_to_fit(
         sqs, s3 = aws.client("sqs"), aws.client("s3")
         queue = sqs.create_queue(QueueName="dead", Attributes={"MaximumMessageSize": "262144"})["QueueUrl"]
         s3.create_bucket(Bucket="dead-letters")
-        ts = aws.client("timestream-write")
-        ts.create_database(DatabaseName="values")
-        ts.create_table(DatabaseName="values", TableName="window")
-        for key, value in {
-            "AWS_ENDPOINT_URL": aws.endpoint_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": aws.region,
-            "TIMESTREAM_DATABASE": "values",
-            "TIMESTREAM_TABLE": "window",
-            "DEAD_LETTER_QUEUE_URL": queue,
-            **({"DEAD_LETTER_BUCKET": "dead-letters"} if bucket else {}),
-        }.items():
-            monkeypatch.setenv(key, value)
+        handler_environment(aws, monkeypatch, queue, bucket="dead-letters" if bucket else None)
         if not bucket:
             monkeypatch.delenv("DEAD_LETTER_BUCKET", raising=False)
         module = load_module(to_lambda(sums_and_notes(), tmp_path).module)
