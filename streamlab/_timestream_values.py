@@ -39,11 +39,10 @@ def measure_problem(measures: list[tuple[str, str, str | None]]) -> str:
     if infinite:
         values = ", ".join(text for _, text in infinite)
         return f"measure(s) {[n for n, _ in infinite]} are infinite ({values}), which a Timestream DOUBLE cannot hold"
-    unfit = [
-        (name, utf8_size(text))
-        for name, kind, text in measures
-        if kind == "VARCHAR" and text is not None and not 1 <= utf8_size(text) <= TEXT_MAX_BYTES
+    sizes_of = [
+        (name, utf8_size(text)) for name, kind, text in measures if kind == "VARCHAR" and text is not None
     ]
+    unfit = [(name, size) for name, size in sizes_of if not 1 <= size <= TEXT_MAX_BYTES]
     if unfit:
         sizes = ", ".join(f"{size:,}" for _, size in unfit)
         return (
