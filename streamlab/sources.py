@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._csv_records import CsvHeaderError, CsvRecords, split_csv
+from streamlab._csv_records import CsvRecords, split_csv
 from streamlab._lines import LineBlocks, file_lines
 from streamlab._time import NAT_NS, to_utc_ns, utc_array
 from streamlab.clock import Clock
@@ -574,9 +574,7 @@ class ReplaySource(Source):
                 if frame is not None and isinstance(frame.index, pd.RangeIndex):
                     return frame
             records = split_csv(data)
-        except CsvHeaderError as e:
-            raise _unreadable(path, None, e) from None
-        except (ValueError, EOFError, OSError) as e:
+        except (ValueError, EOFError, OSError) as e:  # CsvHeaderError too: a header that cannot be read
             raise _unreadable(path, None, e) from None
         if len(records.bad) and self.dead_letter is None:
             first = records.bad.iloc[0]

@@ -380,12 +380,16 @@ class _KeyRowsOperator(FeatureOperator):
 
     def _compute(self, batch: pd.DataFrame, keys: pd.Series, times: np.ndarray) -> dict[str, Any]:
         data = self._inputs(batch, times)
+        return {self._column(): self._outputs(self._rows(keys, self._ok(data)), data)}
+
+    def _outputs(self, rows: np.ndarray, data: np.ndarray) -> np.ndarray:
+        """Each event's output, its key's state advanced (the batch's events counted in ``next_tick``)
+        and the least recently updated keys beyond ``max_keys`` forgotten."""
         out = np.empty(len(data))
-        rows = self._rows(keys, self._ok(data))
         self._advance(rows, data, out)
         self.next_tick += len(rows)
         self._forget()
-        return {self._column(): out}
+        return out
 
     def _fast_inputs(self, batch: pd.DataFrame) -> np.ndarray | None:
         """:meth:`_inputs` read in place from a batch that needs none of ``process``'s checks, or None."""
@@ -408,12 +412,8 @@ class _KeyRowsOperator(FeatureOperator):
         data = self._fast_inputs(batch)
         if data is None:
             return super().process(batch, port)
-        out = np.empty(len(data))
         rows = self._int_rows(k, np.ascontiguousarray(keys), self._ok(data))
-        self._advance(rows, data, out)
-        self.next_tick += len(data)
-        self._forget()
-        columns = {self._column(): out}
+        columns = {self._column(): self._outputs(rows, data)}
         try:
             return {"out": _appended(batch, columns, batch.columns, reset=True)}
         except (ImportError, AttributeError, TypeError, ValueError):  # pragma: no cover - other pandas
