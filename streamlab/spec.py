@@ -73,7 +73,8 @@ def register_sink(kind: str, factory: SinkFactory) -> None:
 
     Built-in kinds stay available; registering a built-in kind's name replaces it for this process. A
     ``dead_letter`` parameter written as a sink's spec (a mapping with its ``kind``, as ``to_yaml`` nests
-    it) reaches the factory as that sink, for source and sink kinds alike.
+    it) reaches the factory as that sink, for source and sink kinds alike; a mapping without a ``kind``
+    reaches a user's factory as written.
 
     Examples
     --------
@@ -113,19 +114,23 @@ def _builtin_factories() -> None:
 
 def _source_factories() -> dict[str, SourceFactory]:
     _builtin_factories()
-    return {k: _reading_dead_letter(k, f) for k, f in {**_BUILTIN_SOURCES, **_SOURCES}.items()}
+    return {
+        k: _reading_dead_letter(k, f, users=k in _SOURCES)
+        for k, f in {**_BUILTIN_SOURCES, **_SOURCES}.items()
+    }
 
 
 def _sink_factories() -> dict[str, SinkFactory]:
     _builtin_factories()
-    return {k: _reading_dead_letter(k, f) for k, f in {**_BUILTIN_SINKS, **_SINKS}.items()}
+    return {k: _reading_dead_letter(k, f, users=k in _SINKS) for k, f in {**_BUILTIN_SINKS, **_SINKS}.items()}
 
 
-def _reading_dead_letter(kind: str, factory: Callable[..., _T]) -> Callable[..., _T]:
+def _reading_dead_letter(kind: str, factory: Callable[..., _T], *, users: bool = False) -> Callable[..., _T]:
     """``factory`` given a sink for a ``dead_letter`` parameter written as that sink's ``spec()`` (a
     mapping with its ``kind``, as ``to_yaml`` nests it), for every source and sink kind that takes one
     (ReplaySource, TimestreamSink, BigQuerySink, KinesisSink, a user's); a dead-letter sink's own
-    ``dead_letter`` is read the same way.
+    ``dead_letter`` is read the same way. A user's factory (``users``) given a mapping without a
+    ``kind`` gets it as written: it may read its own ``dead_letter`` settings.
 
     Examples
     --------
@@ -137,7 +142,7 @@ def _reading_dead_letter(kind: str, factory: Callable[..., _T]) -> Callable[...,
 
     def build(**params: Any) -> _T:
         spec = params.get("dead_letter")
-        if isinstance(spec, dict):
+        if isinstance(spec, dict) and not (users and "kind" not in spec):
             sinks = _sink_factories()
             nested = spec.get("kind")
             if nested not in sinks:

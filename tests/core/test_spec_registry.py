@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 # Registers a source and a sink kind before anything has read a spec, then loads a spec that uses the
 # built-in ``replay``, ``synthetic`` (datasets) and ``kafka`` (connectors) sources and the built-in
@@ -67,3 +68,60 @@ def test_register_source_before_the_first_spec_keeps_every_built_in_kind(tmp_pat
     }
     # a user's kind of a built-in name wins over the built-in one
     assert got["replaced"] == "Replaced"
+
+
+def test_a_users_factory_gets_a_dead_letter_mapping_without_a_kind_as_written(monkeypatch: Any) -> None:
+    # A user's sink and source kinds may read their own ``dead_letter`` settings; only a mapping with a
+    # ``kind`` (a sink's spec, as ``to_yaml`` nests it) is turned into that sink. Session 20's reader
+    # refused the plain mapping ("expected a sink's spec with its kind, got kind None").
+    from streamlab import spec
+    from streamlab.sinks import JsonLinesSink
+    from streamlab.testing import ListSink, ListSource
+
+    seen: dict[str, Any] = {}
+
+    def my_sink(dead_letter: Any = None) -> ListSink:
+        seen["sink"] = dead_letter
+        return ListSink()
+
+    def my_source(rows: list[dict[str, Any]], dead_letter: Any = None) -> ListSource:
+        seen["source"] = dead_letter
+        return ListSource(rows)
+
+    monkeypatch.setitem(spec._SINKS, "plain_dead_letter_sink", my_sink)
+    monkeypatch.setitem(spec._SOURCES, "plain_dead_letter_source", my_source)
+    data = {
+        "streaming": {
+            "sources": [
+                {
+                    "step_id": "s",
+                    "kind": "plain_dead_letter_source",
+                    "rows": [{"x": 1}],
+                    "dead_letter": {"path": "bad.jsonl", "retries": 3},
+                }
+            ],
+            "sinks": [
+                {
+                    "step_id": "out",
+                    "kind": "plain_dead_letter_sink",
+                    "input": "s",
+                    "dead_letter": {"topic": "dlq"},
+                },
+                {
+                    "step_id": "out2",
+                    "kind": "plain_dead_letter_sink",
+                    "input": "s",
+                    "dead_letter": {"kind": "jsonl", "path": "dead.jsonl"},
+                },
+            ],
+        }
+    }
+    spec.pipeline_from_dict(data)
+    assert seen["source"] == {"path": "bad.jsonl", "retries": 3}
+    # the last sink built had a mapping with a kind: it got that sink
+    assert (
+        isinstance(seen["sink"], JsonLinesSink) and seen["sink"].spec() == JsonLinesSink("dead.jsonl").spec()
+    )
+    data["streaming"]["sinks"] = data["streaming"]["sinks"][:1]
+    spec.pipeline_from_dict(data)
+    assert seen["sink"] == {"topic": "dlq"}
