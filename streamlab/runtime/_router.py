@@ -141,23 +141,29 @@ class Router:
         numbered on one stream, else part after part as they came (the order ends at a step that does not
         keep rows, such as a window: see ``Operator.process_rows``)."""
         op = self.operators[sid]
+        # by input (an input that is itself a merging union arrives when that one passes, after the
+        # others): a row that reaches the union by several inputs comes first by the first
+        parts = sorted(parts, key=lambda part: part[0])
         try:
             outs = [(op.process(frame, port)["out"], rows) for port, frame, rows in parts]
         except Exception as e:
             raise StepFailedError(sid, self.pipeline.steps[sid].kind, e) from e
         first = outs[0]
         origin = None if first[1] is None else first[1][0]
-        same = all(r is not None and r[0] == origin for _, r in outs) and all(
-            f.columns.equals(first[0].columns) for f, _ in outs
-        )
-        if len(outs) == 1 or not same or origin is None:
+        if len(outs) == 1 or origin is None or not all(r is not None and r[0] == origin for _, r in outs):
             for frame, rows in outs:
                 self.emit(sid, frame, rows=rows)
             return
         numbers = np.concatenate([r[1] for _, r in outs if r is not None])
         order = np.argsort(numbers, kind="stable")
         frames = [f for f, _ in outs]
-        dtypes = first[0].dtypes
+        columns = first[0].columns
+        if not all(f.columns.equals(columns) for f in frames):
+            # columns a user function hides (the union could not align them when built): each row has
+            # every part's columns, missing where its part lacks one, as aligned unions' rows have
+            columns = pd.Index(list(dict.fromkeys(c for f in frames for c in f.columns)))
+            frames = [f if f.columns.equals(columns) else f.reindex(columns=columns) for f in frames]
+        dtypes = frames[0].dtypes
         # parts of one type per column join as they are; otherwise each column keeps its values' type
         # across the parts as across batches (``concat_batches``)
         alike = all(f.dtypes.equals(dtypes) for f in frames[1:])

@@ -140,6 +140,20 @@ def test_a_stream_unioned_with_itself_passes_each_row_twice_in_a_row() -> None:
         assert got["amount"].tolist() == [a for a in frame["amount"].tolist() for _ in range(2)], batch_size
 
 
+def test_a_row_reaching_a_union_by_several_inputs_comes_first_by_the_first_input() -> None:
+    # the inner union passes its rows after the source's reached the outer one: by input all the same
+    frame = pd.DataFrame({"event_id": ["a", "b", "c"], "amount": [1.0, 9.0, 20.0], "timestamp": [BASE] * 3})
+    for batch_size in (1, 2, 3):
+        p = Pipeline(ListSource(frame, batch_size=batch_size))
+        inner = p.stream.filter("amount > 5", step_id="big").union(
+            p.stream.filter("amount > 10", step_id="huge").with_columns(tag="'huge'"), step_id="inner"
+        )
+        inner.union(p.stream, step_id="outer")
+        got = p.run(clock=ManualClock(0))["outer"]
+        assert got["event_id"].tolist() == ["a", "b", "b", "c", "c", "c"], batch_size
+        assert got["tag"].fillna("-").tolist() == ["-", "-", "-", "-", "huge", "-"], batch_size
+
+
 @pytest.mark.parametrize("batch_size", [1, 3, 5000])
 def test_branches_split_after_a_parse_and_unioned_twice_keep_arrival_order(batch_size: int) -> None:
     # the parse works ahead in a worker for batches of 4096 rows and more: its rows are numbered at
@@ -185,3 +199,52 @@ def test_a_branch_through_a_batch_function_ends_the_order_there() -> None:
     big.union(small, step_id="u")
     got = p.run(clock=ManualClock(0))["u"]
     assert got["amount"].tolist() == [15.0, 12.0, 20.0, 3.0, 7.0, 1.0]
+
+
+BRANCH_STEPS = ("filter", "with_columns", "select", "map_one", "key_by", "none")
+
+
+def branch(stream, step: str, lo: int):  # type: ignore[no-untyped-def]
+    """A branch keeping the events with amount >= lo, through one more step that keeps rows."""
+    kept = stream.filter(f"amount >= {lo}")
+    if step == "filter":
+        return kept.filter("amount == amount")
+    if step == "with_columns":
+        return kept.with_columns(double="amount * 2")
+    if step == "select":
+        return kept.select("event_id", "amount")
+    if step == "map_one":
+        return kept.map_one(lambda e: {"event_id": e["event_id"], "amount": e["amount"]})
+    if step == "key_by":
+        return kept.key_by("key")
+    return kept
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(0, 20), min_size=1, max_size=30),
+    st.lists(st.tuples(st.sampled_from(BRANCH_STEPS), st.integers(0, 20)), min_size=2, max_size=4),
+    st.booleans(),
+    st.integers(2, 31),
+)
+def test_the_union_of_branches_passes_the_rows_batches_of_one_pass(
+    amounts: list[int], branches: list[tuple[str, int]], nested: bool, batch_size: int
+) -> None:
+    """Any branches of one source through steps that keep rows (a row may reach the union by several),
+    in one union or in unions of unions: the union's rows, in order, as with batches of one event."""
+    frame = events(amounts, [1] * len(amounts))
+
+    def union_rows(size: int) -> pd.DataFrame:
+        p = Pipeline(ListSource(frame, batch_size=size))
+        streams = [branch(p.stream, step, lo) for step, lo in branches]
+        if nested:
+            u = streams[0]
+            for s in streams[1:]:
+                u = u.union(s)
+            u.filter("amount >= 0", step_id="u")
+        else:
+            streams[0].union(*streams[1:], step_id="u")
+        return p.run(clock=ManualClock(0))["u"]
+
+    # (with a map_one's columns unknown, the union's columns come in the order batches first show them)
+    pd.testing.assert_frame_equal(union_rows(batch_size), union_rows(1), check_like=True)
