@@ -79,8 +79,8 @@ class Operator:
 
         The runtime calls it instead of ``process`` on the way from a stream split in branches to a
         ``union`` of those branches, to merge the branches' rows back in the order the stream had them.
-        Steps that keep or drop rows (filter, with_columns, select) override it; the default says None,
-        which ends the order there (the union then passes the branches one after another).
+        Steps that keep or drop rows (filter, with_columns, select, dedup) override it; the default says
+        None, which ends the order there (the union then passes the branches one after another).
         """
         return self.process(batch, port), None
 

@@ -873,10 +873,11 @@ class Stream:
         stream had them (a row on both sides: in the order of the inputs), so the steps after it (a
         dedup's first copy, ``first``/``last``, lateness, sessions, patterns) do not depend on the batch
         size. The order is kept through steps that keep or drop rows (filter, with_columns,
-        ``map_one``, select, key_by, union; see ``Operator.process_rows``); a branch through another
-        step (``map_many``, a window, a join, a detector) ends the order: the union then passes that
-        batch's branches one after another, as they reach it. Rows of independent sources interleave as their sources' batches are read. Exported
-        pipelines (Beam, Lambda, Flink, Spark) promise no order within a merged stream.
+        ``map_one``, select, key_by, dedup, union; see ``Operator.process_rows``); a branch through
+        another step (``map_many``, a window, a join, a detector) ends the order: the union then passes
+        that batch's branches one after another, as they reach it. Rows of independent sources
+        interleave as their sources' batches are read. Exported pipelines (Beam, Lambda, Flink, Spark)
+        promise no order within a merged stream.
 
         Examples
         --------

@@ -201,7 +201,7 @@ def test_a_branch_through_a_batch_function_ends_the_order_there() -> None:
     assert got["amount"].tolist() == [15.0, 12.0, 20.0, 3.0, 7.0, 1.0]
 
 
-BRANCH_STEPS = ("filter", "with_columns", "select", "map_one", "key_by", "none")
+BRANCH_STEPS = ("filter", "with_columns", "select", "map_one", "key_by", "dedup", "none")
 
 
 def branch(stream, step: str, lo: int):  # type: ignore[no-untyped-def]
@@ -217,6 +217,8 @@ def branch(stream, step: str, lo: int):  # type: ignore[no-untyped-def]
         return kept.map_one(lambda e: {"event_id": e["event_id"], "amount": e["amount"]})
     if step == "key_by":
         return kept.key_by("key")
+    if step == "dedup":
+        return kept.dedup("event_id")
     return kept
 
 
