@@ -359,6 +359,14 @@ class DedupOperator(Operator):
         return {"remembered_ids": len(self.table), "forgotten_ids": self.table.forgotten}
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
+        return self._dedup(batch)[0]
+
+    def process_rows(self, batch: pd.DataFrame, port: int = 0) -> tuple[Outputs, np.ndarray | None]:
+        out, dup = self._dedup(batch)
+        return out, np.flatnonzero(~dup)
+
+    def _dedup(self, batch: pd.DataFrame) -> tuple[Outputs, np.ndarray]:
+        """The outputs, and which rows are repeats."""
         n = len(batch)
         if self.time is not None:
             times = to_utc_ns(batch[self.time])
@@ -370,4 +378,4 @@ class DedupOperator(Operator):
         out: Outputs = {"out": batch[~dup].reset_index(drop=True) if dup.any() else batch}
         if dup.any():
             out["duplicates"] = batch[dup].reset_index(drop=True)
-        return out
+        return out, dup

@@ -157,20 +157,30 @@ class FilterOperator(Operator):
         return mask
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
+        return self._filter(batch)[0]
+
+    def process_rows(self, batch: pd.DataFrame, port: int = 0) -> tuple[Outputs, np.ndarray | None]:
+        out, keep = self._filter(batch)
+        return out, np.arange(len(batch)) if keep is None else np.flatnonzero(keep)
+
+    def _filter(self, batch: pd.DataFrame) -> tuple[Outputs, np.ndarray | None]:
+        """The outputs, and which rows ``"out"`` keeps (None: all of them)."""
         expr = self.expr
         alike = None if expr is None else lambda: fails_alike(batch, expr)
         groups = None if expr is None else lambda: kind_groups(batch, [expr])
         good, bad, reasons = isolate_failures(batch, self._mask, self.what, self.step_id, alike, groups)
         if len(good) == 1 and not bad:
             mask = good[0][1]
-            return {"out": batch if mask.all() else batch[mask].reset_index(drop=True)}
+            if mask.all():
+                return {"out": batch}, None
+            return {"out": batch[mask].reset_index(drop=True)}, mask
         keep = np.zeros(len(batch), dtype=bool)
         for pos, m in good:
             keep[pos] = m
         out: Outputs = {"out": batch[keep].reset_index(drop=True)}
         if bad:
             out["dead_letter"] = udf_error_frame(batch, bad, reasons, self.step_id)
-        return out
+        return out, keep
 
 
 def records_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -267,6 +277,16 @@ class MapOperator(Operator):
         return res
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
+        return self._map(batch)[0]
+
+    def process_rows(self, batch: pd.DataFrame, port: int = 0) -> tuple[Outputs, np.ndarray | None]:
+        # a batch function (map_many) may return any rows; columns and per-event functions give a row
+        # for each row they did not fail on
+        out, rows = self._map(batch)
+        return out, rows if self.columns or self.per_event else None
+
+    def _map(self, batch: pd.DataFrame) -> tuple[Outputs, np.ndarray]:
+        """The outputs, and the rows of ``batch`` that did not fail, in batch order."""
         exprs = list(self.columns.values()) if self.columns else None
         alike = None if exprs is None else lambda: all(fails_alike(batch, e) for e in exprs)
         groups = None if exprs is None else lambda: kind_groups(batch, exprs)
@@ -275,13 +295,14 @@ class MapOperator(Operator):
         frame = (
             parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True) if parts else batch.iloc[:0]
         )
-        rows = np.concatenate([g[0] for g in good]) if len(good) > 1 else None
-        if rows is not None and (rows[1:] < rows[:-1]).any():  # groups of rows by kind: back in batch order
-            frame = frame.take(np.argsort(rows, kind="stable"))
+        rows = np.concatenate([g[0] for g in good]) if good else np.zeros(0, dtype=np.int64)
+        if len(good) > 1 and (rows[1:] < rows[:-1]).any():  # groups of rows by kind: back in batch order
+            order = np.argsort(rows, kind="stable")
+            frame, rows = frame.take(order), rows[order]
         out: Outputs = {"out": frame.reset_index(drop=True)}
         if bad:
             out["dead_letter"] = udf_error_frame(batch, bad, reasons, self.step_id)
-        return out
+        return out, rows
 
 
 class PassOperator(Operator):
@@ -289,6 +310,9 @@ class PassOperator(Operator):
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         return {"out": batch}
+
+    def process_rows(self, batch: pd.DataFrame, port: int = 0) -> tuple[Outputs, np.ndarray | None]:
+        return self.process(batch, port), np.arange(len(batch))
 
 
 class UnionOperator(Operator):
@@ -313,6 +337,9 @@ class UnionOperator(Operator):
             return {"out": batch}
         return {"out": batch.reindex(columns=list(cols))}
 
+    def process_rows(self, batch: pd.DataFrame, port: int = 0) -> tuple[Outputs, np.ndarray | None]:
+        return self.process(batch, port), np.arange(len(batch))
+
 
 class SelectOperator(Operator):
     """Keep some columns, optionally renamed."""
@@ -322,3 +349,6 @@ class SelectOperator(Operator):
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         return {"out": batch[list(self.columns)].rename(columns=self.columns)}
+
+    def process_rows(self, batch: pd.DataFrame, port: int = 0) -> tuple[Outputs, np.ndarray | None]:
+        return self.process(batch, port), np.arange(len(batch))

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["Operator", "Outputs"]
@@ -71,6 +72,17 @@ class Operator:
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         """Take one micro-batch arriving on input ``port``; return output batches by name."""
         raise NotImplementedError
+
+    def process_rows(self, batch: pd.DataFrame, port: int = 0) -> tuple[Outputs, np.ndarray | None]:
+        """:meth:`process`, and which row of ``batch`` each row of its ``"out"`` output is (positions),
+        or None when they are not the batch's rows (a window's results, a join's pairs).
+
+        The runtime calls it instead of ``process`` on the way from a stream split in branches to a
+        ``union`` of those branches, to merge the branches' rows back in the order the stream had them.
+        Steps that keep or drop rows (filter, with_columns, select, dedup) override it; the default says
+        None, which ends the order there (the union then passes the branches one after another).
+        """
+        return self.process(batch, port), None
 
     def begin(self, batch: pd.DataFrame, pool: Executor | None = None) -> Callable[[], Outputs]:
         """Start processing ``batch`` (input port 0); the returned function completes it.

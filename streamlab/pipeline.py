@@ -866,7 +866,29 @@ class Stream:
         return self.pipeline._add(KeyByStep(sid, (self.ref,), keys=tuple(keys)))
 
     def union(self, *others: Stream, step_id: str | None = None) -> Stream:
-        """Merge this stream with others (same pipeline) into one."""
+        """Merge this stream with others (same pipeline) into one.
+
+        Streams split from one stream (``s.filter(a).union(s.filter(b))``) merge back in arrival order:
+        in each source batch the union waits for its inputs and passes their rows in the order the shared
+        stream had them (a row on both sides: in the order of the inputs), so the steps after it (a
+        dedup's first copy, ``first``/``last``, lateness, sessions, patterns) do not depend on the batch
+        size. The order is kept through steps that keep or drop rows (filter, with_columns,
+        ``map_one``, select, key_by, dedup, union; see ``Operator.process_rows``); a branch through
+        another step (``map_many``, a window, a join, a detector) ends the order: the union then passes
+        that batch's branches one after another, as they reach it. Rows of independent sources
+        interleave as their sources' batches are read. Exported pipelines (Beam, Lambda, Flink, Spark)
+        promise no order within a merged stream.
+
+        Examples
+        --------
+        >>> from streamlab import ManualClock, Pipeline
+        >>> from streamlab.testing import ListSource
+        >>> p = Pipeline(ListSource([{"x": 5}, {"x": 1}, {"x": 7}]))
+        >>> big = p.stream.filter("x > 4")
+        >>> _ = big.union(p.stream.filter("x <= 4").with_columns(small="x"), step_id="u")
+        >>> p.run(clock=ManualClock(0))["u"]["x"].tolist()
+        [5, 1, 7]
+        """
         sid = self._sid(step_id, "union")
         for o in others:
             if o.pipeline is not self.pipeline:

@@ -203,7 +203,7 @@ class Executor:
         try:
             self.events_in += len(batch)
             self.batches += 1
-            self.router.emit(sid, batch, parsed)
+            self.router.enter(sid, batch, parsed)
         except BaseException:
             self.positions.torn = True
             raise

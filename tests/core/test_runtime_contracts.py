@@ -99,6 +99,8 @@ def test_the_hooks_default_to_nothing() -> None:
     assert (op.by, op.idle_ns, op.works_ahead) == ((), None, False)
     assert op.expect_partitions({0}) is None and op.on_processing_time(0) == {} and op.on_end() == {}
     assert op.begin(pd.DataFrame({"x": [1]}))()["out"]["x"].tolist() == [2]  # done on completion
+    outputs, rows = op.process_rows(pd.DataFrame({"x": [1]}))
+    assert outputs["out"]["x"].tolist() == [2] and rows is None  # its rows end a union's order
     assert reader.set_speed(2.0) is None and reader.on_resume() is None and reader.partitions() is None
 
 

@@ -105,8 +105,8 @@ def test_a_source_that_has_not_started_holds_the_watermark() -> None:
 
 
 def test_a_union_of_one_source_split_in_two_keeps_one_watermark() -> None:
-    # both sides come from one source: the step keeps the stream's one watermark (side order within a
-    # batch is documented in docs/semantics.md)
+    # both sides come from one source: the step keeps the stream's one watermark (and the union passes
+    # their rows in arrival order: tests/core/test_union_arrival_order.py)
     events = frame([0, 30, 5], "a")
     p = Pipeline(ListSource(events, batch_size=1))
     big = p.stream.filter("value >= 10", step_id="big")
