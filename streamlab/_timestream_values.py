@@ -1,15 +1,26 @@
-"""Which measure values Amazon Timestream cannot hold: one rule for ``TimestreamSink`` and the generated
-AWS Lambda handler (which carries this module's code after its imports, copied, not rewritten).
+"""Which measure values Amazon Timestream cannot hold, and the text of a value as a dimension or a text
+measure: one rule for ``TimestreamSink`` and the generated AWS Lambda handler (which carries this module's
+code after its imports, copied, not rewritten; it has ``streamlab._serde_values``' code too).
 
 Timestream cannot store NaN or infinities in a ``DOUBLE`` (its data-types page); a text (``VARCHAR``)
 value takes 1 to 2,048 bytes (``MeasureValue.Value``: botocore refuses an empty one before sending,
 failing the whole request on every retry). A missing value (None) is left out of the record, not a
 problem.
+
+A dimension is text too. An empty one is left out of the record, as a missing one: Timestream has no
+empty dimension value (the AWS SDKs' models of ``Dimension.Value`` had a minimum length of 1), so a query
+reads that key as null. A ``json`` value (a ``json`` field's first or last, a ``json`` key) is its JSON
+text, so that ``1``, ``"1"`` and ``true`` stay apart and ``json.loads`` reads it back; the JSON text of
+the empty string is ``""``, two bytes, which Timestream holds.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from typing import Any
+
+from streamlab._serde_values import dump_json, is_missing
 
 TEXT_MAX_BYTES = 2048  # bytes of a VARCHAR measure value (MeasureValue.Value: 1..2048; varchar: 2 KB)
 
@@ -50,3 +61,51 @@ def measure_problem(measures: list[tuple[str, str, str | None]]) -> str:
             f"{TEXT_MAX_BYTES:,} bytes (an empty text is refused)"
         )
     return ""
+
+
+def text_value(value: Any, as_json: bool) -> str:
+    """A value as a text (``VARCHAR``) measure: a ``json`` value (``as_json``) as its JSON text; text as
+    itself; any other value as streamlab's JSON encoding has it, without quotes (a time as ISO-8601 text
+    to the microsecond, ``true``, an object as JSON), never Python's ``repr``.
+
+    Examples
+    --------
+    >>> text_value("", True), text_value("1", True), text_value(1, True), text_value({"k": [1, "x"]}, True)
+    ('""', '"1"', '1', '{"k":[1,"x"]}')
+    >>> from datetime import datetime, timezone
+    >>> text_value("ok", False), text_value(True, False), text_value(datetime(2024, 1, 1, tzinfo=timezone.utc), False)
+    ('ok', 'true', '2024-01-01T00:00:00.000000Z')
+    """
+    if as_json:
+        return dump_json(value)
+    if isinstance(value, str):
+        return value
+    text = dump_json(value)
+    return str(json.loads(text)) if text.startswith('"') else text
+
+
+def dimension_text(value: Any, as_json: bool) -> str | None:
+    """A value as a dimension's text, or None to leave the dimension out (a missing or empty value).
+
+    ``str(value)``, or for a ``json`` key (``as_json``) its JSON text, so that keys that print alike stay
+    apart. A float is its key's text, as ``group_key`` has it: -0.0 is 0.0 (streamlab's keys are values),
+    and a json key's infinities are ``Infinity`` / ``-Infinity`` (streamlab's JSON encoding writes them
+    as null, which would merge them with each other).
+
+    Examples
+    --------
+    >>> dimension_text("web", False), dimension_text(-0.0, False), dimension_text(True, False)
+    ('web', '0.0', 'True')
+    >>> dimension_text("", False) is None, dimension_text(None, False) is None, dimension_text("", True)
+    (True, True, '""')
+    >>> dimension_text(float("inf"), True), dimension_text({"a": 1}, True)
+    ('Infinity', '{"a":1}')
+    """
+    if is_missing(value):
+        return None
+    if isinstance(value, float):
+        value = float(value) + 0.0  # -0.0 is 0.0's key
+        if as_json:
+            return json.dumps(value)
+    text = dump_json(value) if as_json else str(value)
+    return text or None

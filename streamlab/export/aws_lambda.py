@@ -106,8 +106,11 @@ TIMESTREAM_DATABASE, TIMESTREAM_TABLE  where final window results go (MULTI-meas
                                        keys are dimensions, which Timestream holds as text: ``str(value)``,
                                        so a reader converts an int64, float64 or bool key back; a ``json``
                                        key is its JSON text, so ``1``, ``1.0``, ``true`` and ``"1"`` stay
-                                       four keys and ``json.loads`` reads one back; the first/last of a
-                                       ``json`` field is a VARCHAR measure holding its JSON text likewise)
+                                       four keys and ``json.loads`` reads one back; a missing or empty key
+                                       is left out of the record, as TimestreamSink does: Timestream has
+                                       no empty dimension value, so both read as null; the first/last of a
+                                       ``json`` field is a VARCHAR measure holding its JSON text likewise,
+                                       the empty json string ``""``)
 DEAD_LETTER_QUEUE_URL                  SQS queue for dead letters and late rows (JSON, with ``output``)
 DEAD_LETTER_BUCKET                     optional S3 bucket for side outputs over the queue's
                                        MaximumMessageSize: the whole message is written there and the
@@ -144,6 +147,11 @@ Semantics (streamlab -> Lambda)
   rejects (RejectedRecordsException: a time outside the memory store's retention, a version conflict),
   with Timestream's reason. If that send fails (or no queue is set) the invocation raises, and Lambda
   retries the batch.
+  Timestream has no delete: a window written earlier (a lower version, from the events seen then) whose
+  later, cumulative result goes to the dead-letter queue keeps that earlier record in Timestream, which
+  then holds a partial result. The dead letter carries the window's keys, ``window_start`` and the
+  ``version`` that superseded it: a reader should take a window with a dead letter of a higher version
+  than its record from the dead letter, not from Timestream.
 * State lives in Lambda's tumbling-window ``state`` (JSON, at most 1 MB): the watermark (largest event
   time seen minus the delay), open event-time windows with their aggregator accumulators, and the ids
   seen by dedup. Lambda's tumbling window is processing time; event-time windows inside it close as in
@@ -417,24 +425,12 @@ def send_side_outputs(side, records=(), shard=""):
     return None
 
 
-def dimension_text(column, value):
-    """A window key as its Timestream dimension's text: ``str(value)``, or for a ``json`` key column (whose
-    values may be of any type) the value's JSON text, so that keys that print alike stay apart. A float is
-    its key's text, as ``group_key`` has it: -0.0 is 0.0 (streamlab's keys are values), and a json key's
-    infinities are ``Infinity`` / ``-Infinity`` (streamlab's JSON encoding writes them as null, which
-    would merge them with each other)."""
-    if type(value) is float:
-        value += 0.0  # -0.0 is 0.0's key
-        if column in JSON_KEYS:
-            return json.dumps(value)
-    return dump_json(value) if column in JSON_KEYS else str(value)
-
-
 def timestream_record(result, version=1):
     dimensions = [{{"Name": "pipeline", "Value": PIPELINE_NAME}}]
-    dimensions += [
-        {{"Name": k, "Value": dimension_text(k, result[k])}} for k in WINDOW_KEYS if result[k] is not None
-    ]
+    for k in WINDOW_KEYS:  # a missing or empty key is left out: Timestream has no empty dimension
+        text = dimension_text(result[k], k in JSON_KEYS)
+        if text is not None:
+            dimensions.append({{"Name": k, "Value": text}})
     measures = [{{"Name": "window_end", "Value": str(to_ns(result["window_end"]) // 1_000_000), "Type": "TIMESTAMP"}}]
     for name, kind in MEASURE_TYPES:
         value = result[name]
@@ -442,10 +438,10 @@ def timestream_record(result, version=1):
             continue  # Timestream has no NaN: a missing measure reads as null
         if kind == "BOOLEAN":
             text = "true" if value else "false"  # Timestream's booleans
-        elif name in TIME_MEASURES:  # a time (first/last of a timestamp) as streamlab's JSON encoding's text
-            text = value if isinstance(value, str) else json.loads(dump_json(value))
-        else:  # a json value (first/last of a json field) as its JSON text, so that 1 and "1" stay apart
-            text = dump_json(value) if name in JSON_MEASURES else str(value)
+        elif kind == "VARCHAR":  # TimestreamSink's text: a json value's JSON text, a time's ISO-8601 text
+            text = text_value(value, name in JSON_MEASURES)
+        else:
+            text = str(value)
         measures.append({{"Name": name, "Value": text, "Type": kind}})
     return {{
         "Dimensions": dimensions,
@@ -1104,9 +1100,7 @@ class _Steps:
             "COMBINE = RowCombine([" + ", ".join(aggs) + "])",
             f"MEASURE_TYPES = {tuple(measure_types)!r}",
             f"JSON_MEASURES = {tuple(a.name for a in step.aggs if _plan.result_type(a, types) == 'json')!r}"
-            "  # VARCHAR measures holding JSON text",
-            f"TIME_MEASURES = {tuple(a.name for a in step.aggs if _plan.result_type(a, types) == 'timestamp')!r}"
-            "  # VARCHAR measures holding ISO-8601 times to the microsecond",
+            "  # VARCHAR measures holding JSON text (a time's measure: ISO-8601 text to the microsecond)",
         ]
         checks = _plan.unfit_checks(step)
         if step.keys or checks:
@@ -1888,10 +1882,12 @@ def timestream_rejections(pipeline: Pipeline, local: dict[str, pd.DataFrame]) ->
     """streamlab's outputs as a deployment writing the window's results through a ``TimestreamSink`` has
     them: the results that sink sends to its ``dead_letter`` (``build_records``' problems: an infinite
     ``DOUBLE``, a text measure empty or over 2,048 bytes) moved from the window's output to
-    ``<window>.timestream_dead_letter`` with their ``reject_reason``, as the handler sends them.
+    ``<window>.timestream_dead_letter`` with their ``reject_reason``, as the handler sends them; and a
+    key that is the empty string is missing (None), as Timestream holds a record whose dimension the
+    sink and the handler leave out (Timestream has no empty dimension value).
 
-    The sink types a measure by its dtype and writes text as it is, where the handler writes a ``json``
-    value's JSON text: an empty json string is ``""`` (two bytes) to the handler, a difference verify reports.
+    The sink is given the columns' declared types, as a pipeline's sink step gives them: a ``json``
+    value is its JSON text to both (the empty json string is ``""``, two bytes, written).
 
     Examples
     --------
@@ -1913,9 +1909,18 @@ def timestream_rejections(pipeline: Pipeline, local: dict[str, pd.DataFrame]) ->
     if frame is None or frame.empty:
         return local
     frame = frame.reset_index(drop=True)
+    key_types = _plan.column_types(pipeline).get(window.inputs[0], {})
+    types = {a.name: _plan.result_type(a, key_types) for a in window.aggs}
+    types.update({k: key_types[k] for k in window.keys if k in key_types}, window_end="timestamp")
     measures = [a.name for a in window.aggs] + ["window_end"]
     sink = TimestreamSink("verify", window.step_id, dimensions=[], measures=measures, time="window_start")
-    problems = pd.Series(build_records(sink, frame)[2], index=frame.index)
+    problems = pd.Series(build_records(sink, frame, types)[2], index=frame.index)
+    for k in window.keys:  # an empty dimension is left out: the key reads back as missing
+        if k in frame.columns and types.get(k) != "json":
+            values = frame[k].astype(object)
+            empty = values.map(lambda v: isinstance(v, str) and v == "")
+            if empty.any():
+                frame[k] = values.where(~empty, None)
     bad = problems != ""
     out = dict(local)
     out[window.step_id] = frame[~bad].reset_index(drop=True)
