@@ -1915,15 +1915,16 @@ def timestream_rejections(pipeline: Pipeline, local: dict[str, pd.DataFrame]) ->
     measures = [a.name for a in window.aggs] + ["window_end"]
     sink = TimestreamSink("verify", window.step_id, dimensions=[], measures=measures, time="window_start")
     problems = pd.Series(build_records(sink, frame, types)[2], index=frame.index)
-    for k in window.keys:  # an empty dimension is left out: the key reads back as missing
-        if k in frame.columns and types.get(k) != "json":
-            values = frame[k].astype(object)
+    bad = problems != ""
+    written = frame[~bad].reset_index(drop=True)
+    for k in window.keys:  # an empty dimension is left out: the written key reads back as missing
+        if k in written.columns and types.get(k) != "json":
+            values = written[k].astype(object)
             empty = values.map(lambda v: isinstance(v, str) and v == "")
             if empty.any():
-                frame[k] = values.where(~empty, None)
-    bad = problems != ""
+                written[k] = values.where(~empty, None)
     out = dict(local)
-    out[window.step_id] = frame[~bad].reset_index(drop=True)
+    out[window.step_id] = written
     out[f"{window.step_id}.{REJECTED}"] = (
         frame[bad].assign(**{REASON_COLUMN: problems[bad]}).reset_index(drop=True)
     )

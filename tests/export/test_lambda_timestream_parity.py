@@ -192,3 +192,14 @@ def test_verify_compares_the_empty_json_string_and_the_empty_key(tmp_path: Path)
     report = verify(p, JSON_LINES, "lambda", workdir=tmp_path)
     assert report.equal, report.diff.to_string()
     assert report.counts["window"] == {"streamlab": 5, "lambda": 5}
+
+
+def test_verify_keeps_the_empty_key_of_a_dead_lettered_result(tmp_path: Path) -> None:
+    # the dead letter carries the result as it was (its key ""): only a written key reads back missing
+    p = Pipeline(ListSource([b"{}"]), name="parity")
+    p.parse(JSON_SCHEMA).window(TumblingWindow("10s"), key="host").agg(agg.first("host"), agg.count())
+    lines = [event(0, 1, host="", props=1), event(1, 2, host="a", props=1)]
+    report = verify(p, lines, "lambda", workdir=tmp_path)
+    assert report.equal, report.diff.to_string()
+    [dead] = report.exported["window.timestream_dead_letter"].to_dict("records")
+    assert dead["host"] == "" and "first_host" in dead["reject_reason"]
