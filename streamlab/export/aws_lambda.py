@@ -460,6 +460,18 @@ def window_writer(event):
     return f"{{event.get('shardId', '')}}|{{window.get('start', '')}}"
 
 
+KEY_MAX_BYTES = 2048
+"""DynamoDB's limit on a partition key value, in UTF-8 bytes."""
+
+
+def dynamodb_key(text):
+    """``text`` as a DynamoDB partition key: itself, or over the 2,048 bytes DynamoDB takes (a long window
+    key, event id or keyed step's key) ``#sha256:`` and its digest: sent as it is, it would fail the
+    request on every retry of the batch and stop the shard. No other key the handler writes starts with ``#``."""
+    data = text.encode("utf-8", "surrogatepass")
+    return text if len(data) <= KEY_MAX_BYTES else "#sha256:" + hashlib.sha256(data).hexdigest()
+
+
 def merge_partial(table, slot, writer, acc):
     """Store ``writer``'s partial aggregate of a window and merge every writer's: (merged, version).
 
@@ -509,7 +521,7 @@ def window_results(closed, writer):
     for start, key, acc in closed:
         version = 1
         if table:
-            acc, version = merge_partial(table, f"{{start}}|{{key}}", writer, acc)
+            acc, version = merge_partial(table, dynamodb_key(f"{{start}}|{{key}}"), writer, acc)
         keys = dict(zip(WINDOW_KEYS, json.loads(key)))
         window = {{"window_start": from_ns(start), "window_end": from_ns(start + WINDOW_SIZE_NS)}}
         results.append(({{**keys, **window, **COMBINE.extract_output(acc)}}, version))
@@ -632,7 +644,7 @@ def remembered_first_seen(event_id):
     table = os.environ.get("IDEMPOTENCY_TABLE")
     if not table:
         return False, None
-    name = json.dumps([event_id], default=json_default)  # the item key earlier exports wrote too
+    name = dynamodb_key(json.dumps([event_id], default=json_default))  # the item key earlier exports wrote too
     if name not in _remembered:
         item = client("dynamodb").get_item(
             TableName=table, Key={{"event_id": {{"S": name}}}}, ConsistentRead=True
@@ -652,7 +664,7 @@ def on_final(state):
     if not table:
         return
     items = []
-    held = {{json.dumps([k], default=json_default): t for k, t in state["dedup"].seen.items()}}
+    held = {{dynamodb_key(json.dumps([k], default=json_default)): t for k, t in state["dedup"].seen.items()}}
     for name, first_ns in held.items():
         first = {{"NULL": True}} if first_ns is None else {{"N": str(first_ns)}}
         item = {{"event_id": {{"S": name}}, "first_seen_ns": first}}
@@ -684,7 +696,8 @@ _KEYED = '''
 class KeyedState:
     """The per-key state of the feature and velocity steps: one DynamoDB item per step and key.
 
-    Each item (in WINDOW_TABLE, hash key ``state|<step>|<spec hash>|<key>``, range key ``#state``) holds
+    Each item (in WINDOW_TABLE, hash key ``state|<step>|<spec hash>|<key>``, or its digest over DynamoDB's
+    2,048 bytes: ``dynamodb_key``; range key ``#state``) holds
     the key's state machine (streamlab's ``make_step``, pickled) after the last record applied, that
     record's shard and sequence number, and the snapshot it started from (``start``, ``start_seq``). A
     key's items (of every keyed step: they share the key column) are read consistently at its first
@@ -709,7 +722,7 @@ class KeyedState:
         self.machines = {}
 
     def slot(self, sid, key):
-        return f"state|{sid}|{KEYED_SPECS[sid][1]}|{json.dumps([key], default=json_default)}"
+        return dynamodb_key(f"state|{sid}|{KEYED_SPECS[sid][1]}|{json.dumps([key], default=json_default)}")
 
     def fetch(self, key):
         """Read ``key``'s items of every keyed step (one BatchGetItem: the steps share their key column)."""
