@@ -110,7 +110,8 @@ TIMESTREAM_DATABASE, TIMESTREAM_TABLE  where final window results go (MULTI-meas
                                        is left out of the record, as TimestreamSink does: Timestream has
                                        no empty dimension value, so both read as null; the first/last of a
                                        ``json`` field is a VARCHAR measure holding its JSON text likewise,
-                                       the empty json string ``""``)
+                                       the empty json string ``""``; of an ``object`` field, such as the
+                                       default schema's ``properties``, its JSON text too)
 DEAD_LETTER_QUEUE_URL                  SQS queue for dead letters and late rows (JSON, with ``output``)
 DEAD_LETTER_BUCKET                     optional S3 bucket for side outputs over the queue's
                                        MaximumMessageSize: the whole message is written there and the
@@ -1799,10 +1800,12 @@ def dimension_value(text: str, field_type: str | None) -> Any:
     (True, '7')
     >>> dimension_value('"1"', "json"), dimension_value("1", "json"), dimension_value("true", "json")
     ('1', 1, True)
+    >>> dimension_value('{"page":"/"}', "object")
+    {'page': '/'}
     >>> dimension_value("Infinity", "json"), dimension_value("2024-01-01T00:00:03.000001Z", "timestamp")
     (inf, Timestamp('2024-01-01 00:00:03.000001+0000', tz='UTC'))
     """
-    if field_type == "json":
+    if field_type in ("json", "object"):  # a JSON object (``object``) is written as its JSON text too
         return json.loads(text)
     if field_type == "int64":
         return int(text)

@@ -203,3 +203,27 @@ def test_verify_keeps_the_empty_key_of_a_dead_lettered_result(tmp_path: Path) ->
     assert report.equal, report.diff.to_string()
     [dead] = report.exported["window.timestream_dead_letter"].to_dict("records")
     assert dead["host"] == "" and "first_host" in dead["reject_reason"]
+
+
+def test_the_default_schemas_properties_object_is_written_as_json_text(
+    aws: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # the handler (and TimestreamSink) wrote first(properties), an ``object`` field, as Python's str:
+    # {'k': 1}, [None], which no JSON reader takes; verify reported every such window as differing
+    lines = [
+        event(0, 1, event_type="a", user_id="u", properties={"k": 1}),
+        event(1, 11, event_type="b", user_id="v", properties={"x": "", "y": [None], "big": 10**30}),
+        event(2, 21, event_type="b", user_id="w", properties={}),
+    ]
+    p = Pipeline(ListSource([b"{}"]), name="parity")
+    p.parse().window(TumblingWindow("10s"), key="event_type").agg(agg.first("properties"), agg.count())
+    report = verify(p, lines, "lambda", workdir=tmp_path / "verify")
+    assert report.equal, report.diff.to_string()
+    assert report.counts["window"] == {"streamlab": 3, "lambda": 3}
+    schema = {"event_id": "string", "timestamp": "timestamp", "event_type": "string", "properties": "object"}
+    sink, handler, _ = both_ways(
+        aws, monkeypatch, tmp_path, schema, ["event_type"], lambda: [agg.first("properties")], lines
+    )
+    assert sink == handler
+    texts = sorted(m[2] for _, _, ms in handler for m in ms if m[0] == "first_properties")
+    assert texts == sorted(["{}", '{"k":1}', '{"x":"","y":[null],"big":1000000000000000000000000000000}'])
