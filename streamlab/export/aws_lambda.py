@@ -119,8 +119,9 @@ DEAD_LETTER_BUCKET                     optional S3 bucket for side outputs over 
                                        is sent truncated (``raw_truncated``, ``raw_bytes``, ``raw_sha256``)
 WINDOW_TABLE                           DynamoDB table (hash key ``slot``, range key ``part``) merging the
                                        partial aggregates of windows written by several invocations,
-                                       Lambda windows or shards; WINDOW_TABLE_TTL_DAYS (default 7) keeps
-                                       its items that long (DynamoDB TTL on ``expires_at``)
+                                       Lambda windows or shards (a partial over DynamoDB's 400 KB item
+                                       limit in pieces of PART_MAX_CHARS); WINDOW_TABLE_TTL_DAYS (default
+                                       7) keeps its items that long (DynamoDB TTL on ``expires_at``)
 IDEMPOTENCY_TABLE                      optional DynamoDB table (key ``event_id``) remembering the ids of
                                        earlier Lambda windows, whose state Lambda does not carry over
 AWS_ENDPOINT_URL                       optional endpoint for every client (a local stand-in such as moto)
@@ -473,6 +474,44 @@ def dynamodb_key(text):
     return text if len(data) <= KEY_MAX_BYTES else "#sha256:" + hashlib.sha256(data).hexdigest()
 
 
+PART_MAX_CHARS = 300_000
+"""Characters of a partial aggregate's JSON text (ASCII) per WINDOW_TABLE item: DynamoDB's item limit is
+400 KB, and a window's partial (a count_distinct of many values) can be larger."""
+
+
+def put_partial(db, table, slot, writer, text, expires):
+    """Store ``writer``'s partial aggregate (its JSON text) in items of at most PART_MAX_CHARS: the item
+    ``writer`` holds the first piece with the number of pieces and the digest of the whole text, the
+    items ``writer#<i>`` the others. In one item, a partial over 400 KB failed the request on every retry
+    of the batch and stopped the shard. The pieces are written before the first: a reader checks the digest."""
+    pieces = [text[i : i + PART_MAX_CHARS] for i in range(0, len(text), PART_MAX_CHARS)] or [""]
+    for i in range(len(pieces) - 1, -1, -1):
+        item = {{"slot": {{"S": slot}}, "part": {{"S": writer if i == 0 else f"{{writer}}#{{i}}"}}}}
+        item.update(acc={{"S": pieces[i]}}, expires_at={{"N": expires}})
+        if i == 0:
+            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            item.update(pieces={{"N": str(len(pieces))}}, digest={{"S": digest}})
+        db.put_item(TableName=table, Item=item)
+
+
+def read_partials(items):
+    """The partial aggregates (JSON texts) of a window's items, one per writer. A writer whose pieces do
+    not match its digest is being rewritten, by a retry of its batch after a failure: it is left out
+    here, and its own write then merges every writer's partial with a higher version."""
+    pieces = {{i["part"]["S"]: i["acc"]["S"] for i in items}}
+    texts = []
+    for item in items:
+        if "#" in item["part"]["S"]:  # a later piece, or the version item
+            continue
+        writer, count = item["part"]["S"], int(item["pieces"]["N"]) if "pieces" in item else 1
+        text = "".join([pieces[writer]] + [pieces.get(f"{{writer}}#{{k}}", "") for k in range(1, count)])
+        if "digest" in item and hashlib.sha256(text.encode("utf-8")).hexdigest() != item["digest"]["S"]:
+            log.warning("the partial of %s in window item %s is being rewritten: left out", writer, item["slot"]["S"])
+            continue
+        texts.append(text)
+    return texts
+
+
 def merge_partial(table, slot, writer, acc):
     """Store ``writer``'s partial aggregate of a window and merge every writer's: (merged, version).
 
@@ -481,11 +520,7 @@ def merge_partial(table, slot, writer, acc):
     """
     db = client("dynamodb")
     expires = str(int(time.time()) + 86_400 * int(os.environ.get("WINDOW_TABLE_TTL_DAYS", "7")))
-    part = json.dumps(COMBINE.to_json(acc), default=json_default)
-    db.put_item(
-        TableName=table,
-        Item={{"slot": {{"S": slot}}, "part": {{"S": writer}}, "acc": {{"S": part}}, "expires_at": {{"N": expires}}}},
-    )
+    put_partial(db, table, slot, writer, json.dumps(COMBINE.to_json(acc), default=json_default), expires)
     version_key = {{"slot": {{"S": slot}}, "part": {{"S": "#version"}}}}
     while True:
         head = db.get_item(TableName=table, Key=version_key, ConsistentRead=True).get("Item")
@@ -502,7 +537,7 @@ def merge_partial(table, slot, writer, acc):
             if "LastEvaluatedKey" not in page:
                 break
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        merged = COMBINE.merge_accumulators([COMBINE.from_json(json.loads(i["acc"]["S"])) for i in parts])
+        merged = COMBINE.merge_accumulators([COMBINE.from_json(json.loads(t)) for t in read_partials(parts)])
         try:
             db.put_item(
                 TableName=table,
