@@ -87,8 +87,9 @@ class TimestreamSink(Sink):
     database, table
         Destination.
     dimensions
-        Columns written as dimensions (text: ``str(value)``, a ``json`` column's JSON text); a missing
-        or empty value leaves that dimension out of the record (Timestream has no empty dimension value).
+        Columns written as dimensions (text: ``str(value)``, a time as ISO-8601 UTC text to the
+        microsecond, a ``json`` column's JSON text); a missing or empty value leaves that dimension out
+        of the record (Timestream has no empty dimension value).
     measures
         Columns written as measures of one multi-measure record; their types come from the columns'
         types declared upstream in a pipeline (a parse schema, a window's results), else from the dtypes

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 from typing import Any
 
-from streamlab._serde_values import dump_json, is_missing
+from streamlab._serde_values import dump_json, is_missing, iso_utc
 
 TEXT_MAX_BYTES = 2048  # bytes of a VARCHAR measure value (MeasureValue.Value: 1..2048; varchar: 2 KB)
 
@@ -88,7 +89,8 @@ def dimension_text(value: Any, as_json: bool) -> str | None:
     """A value as a dimension's text, or None to leave the dimension out (a missing or empty value).
 
     ``str(value)``, or for a ``json`` key (``as_json``) its JSON text, so that keys that print alike stay
-    apart. A float is its key's text, as ``group_key`` has it: -0.0 is 0.0 (streamlab's keys are values),
+    apart. A time is streamlab's encoding of it: ISO-8601 UTC to the microsecond, as the handler holds
+    it. A float is its key's text, as ``group_key`` has it: -0.0 is 0.0 (streamlab's keys are values),
     and a json key's infinities are ``Infinity`` / ``-Infinity`` (streamlab's JSON encoding writes them
     as null, which would merge them with each other).
 
@@ -100,9 +102,14 @@ def dimension_text(value: Any, as_json: bool) -> str | None:
     (True, True, '""')
     >>> dimension_text(float("inf"), True), dimension_text({"a": 1}, True)
     ('Infinity', '{"a":1}')
+    >>> from datetime import timezone
+    >>> dimension_text(datetime(2024, 5, 1, tzinfo=timezone.utc), False)
+    '2024-05-01T00:00:00.000000Z'
     """
     if is_missing(value):
         return None
+    if isinstance(value, datetime):
+        return iso_utc(value)
     if isinstance(value, float):
         value = float(value) + 0.0  # -0.0 is 0.0's key
         if as_json:

@@ -227,3 +227,25 @@ def test_the_default_schemas_properties_object_is_written_as_json_text(
     assert sink == handler
     texts = sorted(m[2] for _, _, ms in handler for m in ms if m[0] == "first_properties")
     assert texts == sorted(["{}", '{"k":1}', '{"x":"","y":[null],"big":1000000000000000000000000000000}'])
+
+
+def test_a_time_key_is_the_same_iso_text_on_both_sides(
+    aws: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # TimestreamSink wrote a time key as pandas' str (2024-05-01 00:00:00.500000+00:00), the handler as
+    # streamlab's encoding (2024-05-01T00:00:00.500000Z): one key, two series
+    schema = {"event_id": "string", "timestamp": "timestamp", "t": "timestamp", "c": "category"}
+    lines = [
+        event(0, 1, t="2024-05-01T00:00:00Z", c="x"),
+        event(1, 2, t="2024-05-01T00:00:00.123456Z", c=""),
+        event(2, 3, t=None, c=None),
+        event(3, 4, t=1714521600.5, c="y"),
+    ]
+    sink, handler, _ = both_ways(aws, monkeypatch, tmp_path, schema, ["t", "c"], lambda: [agg.count()], lines)
+    assert sink == handler
+    assert sorted(dict(dims).get("t", "") for _, dims, _ in sink) == [
+        "",
+        "2024-05-01T00:00:00.000000Z",
+        "2024-05-01T00:00:00.123456Z",
+        "2024-05-01T00:00:00.500000Z",
+    ]
