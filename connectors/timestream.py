@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._time import NAT_NS, to_utc_ns
-from streamlab._timestream_values import dimension_text, measure_problem, text_value
+from streamlab._timestream_values import dimension_name_problem, dimension_text, measure_problem, text_value
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter, Upstream, default_clock
 
@@ -142,6 +142,12 @@ class TimestreamSink(Sink):
             raise ValueError(
                 f"{where}: give at least one measure column; a record without measures is invalid"
             )
+        for name in dimensions:
+            problem = dimension_name_problem(name)
+            if problem:
+                raise ValueError(
+                    f"{where}: dimension {problem}, so every write would fail; rename the column first"
+                )
         overlap = set(dimensions) & set(measures) | ({time} & (set(dimensions) | set(measures)))
         if overlap:
             raise ValueError(

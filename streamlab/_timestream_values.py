@@ -24,6 +24,36 @@ from typing import Any
 from streamlab._serde_values import dump_json, is_missing, iso_utc
 
 TEXT_MAX_BYTES = 2048  # bytes of a VARCHAR measure value (MeasureValue.Value: 1..2048; varchar: 2 KB)
+DIMENSION_NAME_MAX_BYTES = 60  # Dimension.Name: 1..60
+RESERVED_DIMENSION_NAMES = ("measure_name", "measure_value", "time")
+
+
+def dimension_name_problem(name: str) -> str:
+    """Why Timestream refuses ``name`` as a dimension's name, or ``""``: reserved names, the prefixes
+    ``ts_`` and ``measure_value``, a colon, more than 60 bytes (Timestream's naming constraints). Such a
+    name fails every WriteRecords request (moto, standing in for AWS, takes it).
+
+    Examples
+    --------
+    >>> dimension_name_problem("host")
+    ''
+    >>> dimension_name_problem("time")
+    "'time' is a name Timestream reserves (measure_name, measure_value, time)"
+    >>> dimension_name_problem("ts_id"), dimension_name_problem("a:b")
+    ("'ts_id' starts with ts_, which Timestream reserves", "'a:b' holds a colon, which Timestream refuses")
+    """
+    if name in RESERVED_DIMENSION_NAMES:
+        return f"{name!r} is a name Timestream reserves ({', '.join(RESERVED_DIMENSION_NAMES)})"
+    for prefix in ("ts_", "measure_value"):
+        if name.startswith(prefix):
+            return f"{name!r} starts with {prefix}, which Timestream reserves"
+    if ":" in name:
+        return f"{name!r} holds a colon, which Timestream refuses"
+    if utf8_size(name) > DIMENSION_NAME_MAX_BYTES:
+        return (
+            f"{name!r} is {utf8_size(name)} bytes long; Timestream takes at most {DIMENSION_NAME_MAX_BYTES}"
+        )
+    return ""
 
 
 def utf8_size(text: str | None) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from streamlab._timestream_values import dimension_name_problem
 from streamlab.detectors import (
     Detect,
     DistinctCountFeature,
@@ -994,6 +995,16 @@ def _check(p: Pipeline) -> list[Step]:
                 f"cannot export to AWS Lambda: the window key column {key!r} would be a Timestream dimension "
                 f"named like {taken[key]}; a Timestream record needs distinct dimension and measure names",
                 f"rename the column before the window (.select(..., {key}_key={key!r}), key='{key}_key')",
+            )
+        problem = dimension_name_problem(key)
+        if problem:
+            raise PipelineConfigError(
+                window.step_id,
+                window.kind,
+                f"cannot export to AWS Lambda: the window key column {key!r} would be a Timestream dimension, "
+                f"and {problem}: every write of the window's results would fail (Lambda retrying the batch)",
+                f"rename the column before the window to a name Timestream takes (.select(..., key_name={key!r}), "
+                "key='key_name')",
             )
     return chain
 

@@ -215,3 +215,25 @@ def test_a_window_dead_lettered_after_a_first_write_keeps_that_record_and_says_w
     assert body["version"] == 2 and body["reject_reason"].startswith(
         "measure(s) ['sum_x'] are infinite (inf)"
     )
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("time", "'time' is a name Timestream reserves"),
+        ("measure_value_x", "starts with measure_value"),
+        ("ts_host", "starts with ts_"),
+        ("h" * 61, "61 bytes long"),
+    ],
+)
+def test_a_window_key_timestream_refuses_as_a_dimension_name_is_refused_at_export(
+    tmp_path: Path, key: str, problem: str
+) -> None:
+    # moto took a dimension named "time"; Timestream refuses it, so every write of the window's results
+    # failed and Lambda retried the batch for ever: the export now says so and how to fix it
+    from streamlab.errors import PipelineConfigError
+
+    p = Pipeline(ListSource([b"{}"]), name="names")
+    p.parse({**SCHEMA, key: "string"}).window(TumblingWindow("10s"), key=key).agg(agg.count())
+    with pytest.raises(PipelineConfigError, match=rf"{problem}.*rename the column before the window"):
+        to_lambda(p, tmp_path)
