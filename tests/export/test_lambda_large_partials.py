@@ -21,6 +21,8 @@ from streamlab.export.aws_lambda import kinesis_event
 from streamlab.export.verify import load_module
 from streamlab.testing import ListSource
 
+from ._lambda_env import handler_env
+
 pytest.importorskip("moto")
 
 pytestmark = pytest.mark.services
@@ -65,16 +67,13 @@ def test_two_shards_large_partials_of_one_window_merge(
         ts.create_database(DatabaseName=f"large_{tag}")
         ts.create_table(DatabaseName=f"large_{tag}", TableName="window")
         table = create_window_table(aws.client("dynamodb"), f"large-{tag}")
-        for key, value in {
-            "AWS_ENDPOINT_URL": aws.endpoint_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": aws.region,
-            "TIMESTREAM_DATABASE": f"large_{tag}",
-            "TIMESTREAM_TABLE": "window",
-            "WINDOW_TABLE": table,
-        }.items():
-            monkeypatch.setenv(key, value)
+        handler_env(
+            aws,
+            monkeypatch,
+            TIMESTREAM_DATABASE=f"large_{tag}",
+            TIMESTREAM_TABLE="window",
+            WINDOW_TABLE=table,
+        )
         module = load_module(to_lambda(distinct_users(), tmp_path).module)
 
         def final_invocation(shard: str, users: range) -> dict[str, Any]:

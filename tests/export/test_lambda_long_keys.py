@@ -19,6 +19,8 @@ from streamlab.export.aws_lambda import kinesis_event
 from streamlab.export.verify import load_module
 from streamlab.testing import ListSource
 
+from ._lambda_env import handler_env
+
 pytest.importorskip("moto")
 
 pytestmark = pytest.mark.services
@@ -63,19 +65,17 @@ def test_a_long_event_id_is_remembered_across_lambda_windows(
         ts = aws.client("timestream-write")
         ts.create_database(DatabaseName="long_ids")
         ts.create_table(DatabaseName="long_ids", TableName="window")
-        for key, value in {
-            "AWS_ENDPOINT_URL": aws.endpoint_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": aws.region,
-            "TIMESTREAM_DATABASE": "long_ids",
-            "TIMESTREAM_TABLE": "window",
-            "IDEMPOTENCY_TABLE": "long-ids",
-        }.items():
-            monkeypatch.setenv(key, value)
+        handler_env(
+            aws,
+            monkeypatch,
+            TIMESTREAM_DATABASE="long_ids",
+            TIMESTREAM_TABLE="window",
+            IDEMPOTENCY_TABLE="long-ids",
+        )
         module = load_module(to_lambda(p, tmp_path).module)
         first = module.handler(kinesis_event([("001", event(LONG, 1, "a", 1.0))], None, True))
         assert first["batchItemFailures"] == []
+        module._remembered.clear()  # a fresh container: the id is read from the table
         # the next Lambda window gets the same event again (Kinesis redelivers it): dropped as a repeat
         again = module.handler(kinesis_event([("002", event(LONG, 2, "a", 1.0))], None, False))
         assert again["batchItemFailures"] == []

@@ -23,6 +23,8 @@ from streamlab.export.aws_lambda import kinesis_event
 from streamlab.export.verify import load_module
 from streamlab.testing import ListSink, ListSource
 
+from ._lambda_env import handler_env
+
 pytest.importorskip("moto")
 
 pytestmark = pytest.mark.services
@@ -96,16 +98,13 @@ def both_ways(
         )
     )
     p.run()
-    for key, value in {
-        "AWS_ENDPOINT_URL": aws.endpoint_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": aws.region,
-        "TIMESTREAM_DATABASE": f"handler_{tag}",
-        "TIMESTREAM_TABLE": "window",
-        "DEAD_LETTER_QUEUE_URL": queue,
-    }.items():
-        monkeypatch.setenv(key, value)
+    handler_env(
+        aws,
+        monkeypatch,
+        TIMESTREAM_DATABASE=f"handler_{tag}",
+        TIMESTREAM_TABLE="window",
+        DEAD_LETTER_QUEUE_URL=queue,
+    )
     module = load_module(to_lambda(pipeline()[0], tmp_path).module)
     response = module.handler(kinesis_event([(f"{i:03d}", line) for i, line in enumerate(lines)], None, True))
     assert response["batchItemFailures"] == []
