@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from streamlab._time import NAT_NS, to_utc_ns
-from streamlab._timestream_values import measure_problem
+from streamlab._timestream_values import dimension_name_problem, dimension_text, measure_problem, text_value
 from streamlab.clock import Clock
-from streamlab.io import Sink, SinkWriter, default_clock
+from streamlab.io import Sink, SinkWriter, Upstream, default_clock
 
 from .aws import aws_client, bounded
 
@@ -30,7 +30,16 @@ _TIMEOUT, _ATTEMPTS = 10.0, 3  # each request, and botocore's tries of it
 REASON_COLUMN = "reject_reason"
 
 
-def _measure_type(dtype: Any) -> str:
+_DECLARED_KINDS = {"int64": "BIGINT", "float64": "DOUBLE", "bool": "BOOLEAN", "timestamp": "TIMESTAMP"}
+
+
+def _measure_type(dtype: Any, declared: str | None = None) -> str:
+    """Timestream's type of a measure column: its declared streamlab type's, else its dtype's. A declared
+    type keeps every batch alike: a ``bool`` or ``int64`` result with a missing value is an object
+    column, which would otherwise be text in that batch only (and Timestream refuses a measure whose
+    type changes)."""
+    if declared is not None:
+        return _DECLARED_KINDS.get(declared, "VARCHAR")
     if pd.api.types.is_bool_dtype(dtype):
         return "BOOLEAN"
     if pd.api.types.is_integer_dtype(dtype):
@@ -42,8 +51,10 @@ def _measure_type(dtype: Any) -> str:
     return "VARCHAR"
 
 
-def _as_text(values: pd.Series, kind: str) -> list[str | None]:
-    """Timestream's text form of each value; None where the value is missing."""
+def _as_text(values: pd.Series, kind: str, as_json: bool = False) -> list[str | None]:
+    """Timestream's text form of each value; None where the value is missing. Text (``VARCHAR``) is
+    ``text_value``'s, the rule the Lambda handler shares: a ``json`` column's values (``as_json``) as
+    their JSON text, any value that is not text as streamlab's encoding has it."""
     missing = values.isna().to_numpy()
     if kind == "TIMESTAMP":
         text = pd.Series((to_utc_ns(values) // 1_000_000).astype(str), index=values.index)  # epoch ms
@@ -53,6 +64,14 @@ def _as_text(values: pd.Series, kind: str) -> list[str | None]:
     elif kind == "DOUBLE":
         floats = values.to_numpy(dtype="float64", na_value=np.nan)
         text = pd.Series(floats.astype(str), index=values.index)  # shortest round-trip form
+    elif kind == "BIGINT" and values.dtype.kind == "f":  # a declared int64 with missing values (NaN)
+        text = pd.Series([None if m else str(int(v)) for v, m in zip(values, missing)], index=values.index)
+    elif kind == "VARCHAR" and (as_json or values.dtype == object):
+        text = pd.Series(
+            [None if m else text_value(v, as_json) for v, m in zip(values.tolist(), missing)],
+            index=values.index,
+            dtype=object,
+        )
     else:
         text = values.astype("string")
     out = text.astype(object).to_numpy(copy=True)
@@ -68,10 +87,15 @@ class TimestreamSink(Sink):
     database, table
         Destination.
     dimensions
-        Columns written as dimensions (text); a missing value leaves that dimension out of the record.
+        Columns written as dimensions (text: ``str(value)``, a time as ISO-8601 UTC text to the
+        microsecond, a ``json`` column's JSON text); a missing or empty value leaves that dimension out
+        of the record (Timestream has no empty dimension value).
     measures
-        Columns written as measures of one multi-measure record; their types come from the dtypes
-        (int → BIGINT, float → DOUBLE, bool → BOOLEAN, datetime → TIMESTAMP, else VARCHAR). A missing
+        Columns written as measures of one multi-measure record; their types come from the columns'
+        types declared upstream in a pipeline (a parse schema, a window's results), else from the dtypes
+        (int → BIGINT, float → DOUBLE, bool → BOOLEAN, datetime → TIMESTAMP, else VARCHAR). A ``json``
+        value is written as its JSON text (``1`` and ``"1"`` stay apart; ``""`` is two bytes), any other
+        value that is not text as streamlab's JSON encoding has it. A missing
         value (None, NaN, NaT) leaves that measure out of the record. Timestream cannot store NaN or
         infinities in a ``DOUBLE`` ("you cannot write those values to Timestream", its data-types page),
         so a row with an infinite float measure is not written: it goes to ``dead_letter`` with the
@@ -118,6 +142,12 @@ class TimestreamSink(Sink):
             raise ValueError(
                 f"{where}: give at least one measure column; a record without measures is invalid"
             )
+        for name in dimensions:
+            problem = dimension_name_problem(name)
+            if problem:
+                raise ValueError(
+                    f"{where}: dimension {problem}, so every write would fail; rename the column first"
+                )
         overlap = set(dimensions) & set(measures) | ({time} & (set(dimensions) | set(measures)))
         if overlap:
             raise ValueError(
@@ -132,6 +162,10 @@ class TimestreamSink(Sink):
     def open(self, clock: Clock | None = None) -> _TimestreamWriter:
         """Create the client (and open the dead-letter sink)."""
         return _TimestreamWriter(self, default_clock(clock))
+
+    def open_for(self, upstream: Upstream, clock: Clock | None = None) -> _TimestreamWriter:
+        """Open for a pipeline's stream: its declared column types type the measures in every batch."""
+        return _TimestreamWriter(self, default_clock(clock), dict(upstream.declared))
 
     def spec(self) -> dict[str, Any]:
         """YAML-ready description.
@@ -159,7 +193,7 @@ class TimestreamSink(Sink):
 
 
 def build_records(
-    sink: TimestreamSink, batch: pd.DataFrame
+    sink: TimestreamSink, batch: pd.DataFrame, types: dict[str, str] | None = None
 ) -> tuple[list[dict[str, Any]], list[int], list[str]]:
     """Turn rows into WriteRecords records.
 
@@ -169,6 +203,9 @@ def build_records(
         The sink configuration.
     batch
         Rows to convert.
+    types
+        streamlab types of columns declared upstream (``Upstream.declared``): a measure's type, and
+        whether a column holds ``json`` values (written as JSON text); the dtypes decide the others.
 
     Returns
     -------
@@ -191,9 +228,12 @@ def build_records(
         raise KeyError(f"{sink!r}: the batch has no column(s) {missing}; it has {list(batch.columns)}")
     times = to_utc_ns(batch[sink.time])
     time_text = (times // 1_000_000).astype(str).tolist()
-    dims = {c: _as_text(batch[c], "VARCHAR") for c in sink.dimensions}
-    kinds = {c: _measure_type(batch[c].dtype) for c in sink.measures}
-    values = {c: _as_text(batch[c], kinds[c]) for c in sink.measures}
+    types = types or {}
+    dims = {
+        c: [dimension_text(v, types.get(c) == "json") for v in batch[c].tolist()] for c in sink.dimensions
+    }
+    kinds = {c: _measure_type(batch[c].dtype, types.get(c)) for c in sink.measures}
+    values = {c: _as_text(batch[c], kinds[c], types.get(c) == "json") for c in sink.measures}
     records: list[dict[str, Any]] = []
     positions: list[int] = []
     problems = [""] * len(batch)
@@ -235,8 +275,9 @@ def build_records(
 class _TimestreamWriter(SinkWriter):
     """Open writer of a :class:`TimestreamSink`."""
 
-    def __init__(self, sink: TimestreamSink, clock: Clock) -> None:
+    def __init__(self, sink: TimestreamSink, clock: Clock, types: dict[str, str] | None = None) -> None:
         self._sink = sink
+        self._types = types or {}
         self._client = aws_client(
             "timestream-write",
             region=sink.region,
@@ -260,7 +301,7 @@ class _TimestreamWriter(SinkWriter):
     def _write(self, final: bool) -> None:
         rows = pd.concat(self._buffer, ignore_index=True) if len(self._buffer) > 1 else self._buffer[0]
         rows = rows.reset_index(drop=True)
-        records, positions, problems = build_records(self._sink, rows)
+        records, positions, problems = build_records(self._sink, rows, self._types)
         n_send = len(records) if final else len(records) - len(records) % _BATCH
         keep_from = positions[n_send] if n_send < len(records) else len(rows)
         reasons = pd.Series(problems, index=rows.index)

@@ -1,17 +1,59 @@
-"""Which measure values Amazon Timestream cannot hold: one rule for ``TimestreamSink`` and the generated
-AWS Lambda handler (which carries this module's code after its imports, copied, not rewritten).
+"""Which measure values Amazon Timestream cannot hold, and the text of a value as a dimension or a text
+measure: one rule for ``TimestreamSink`` and the generated AWS Lambda handler (which carries this module's
+code after its imports, copied, not rewritten; it has ``streamlab._serde_values``' code too).
 
 Timestream cannot store NaN or infinities in a ``DOUBLE`` (its data-types page); a text (``VARCHAR``)
 value takes 1 to 2,048 bytes (``MeasureValue.Value``: botocore refuses an empty one before sending,
 failing the whole request on every retry). A missing value (None) is left out of the record, not a
 problem.
+
+A dimension is text too. An empty one is left out of the record, as a missing one: Timestream has no
+empty dimension value (the AWS SDKs' models of ``Dimension.Value`` had a minimum length of 1), so a query
+reads that key as null. A ``json`` value (a ``json`` field's first or last, a ``json`` key) is its JSON
+text, so that ``1``, ``"1"`` and ``true`` stay apart and ``json.loads`` reads it back; the JSON text of
+the empty string is ``""``, two bytes, which Timestream holds.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from datetime import datetime
+from typing import Any
+
+from streamlab._serde_values import dump_json, is_missing, iso_utc
 
 TEXT_MAX_BYTES = 2048  # bytes of a VARCHAR measure value (MeasureValue.Value: 1..2048; varchar: 2 KB)
+DIMENSION_NAME_MAX_BYTES = 60  # Dimension.Name: 1..60
+RESERVED_DIMENSION_NAMES = ("measure_name", "measure_value", "time")
+
+
+def dimension_name_problem(name: str) -> str:
+    """Why Timestream refuses ``name`` as a dimension's name, or ``""``: reserved names, the prefixes
+    ``ts_`` and ``measure_value``, a colon, more than 60 bytes (Timestream's naming constraints). Such a
+    name fails every WriteRecords request (moto, standing in for AWS, takes it).
+
+    Examples
+    --------
+    >>> dimension_name_problem("host")
+    ''
+    >>> dimension_name_problem("time")
+    "'time' is a name Timestream reserves (measure_name, measure_value, time)"
+    >>> dimension_name_problem("ts_id"), dimension_name_problem("a:b")
+    ("'ts_id' starts with ts_, which Timestream reserves", "'a:b' holds a colon, which Timestream refuses")
+    """
+    if name in RESERVED_DIMENSION_NAMES:
+        return f"{name!r} is a name Timestream reserves ({', '.join(RESERVED_DIMENSION_NAMES)})"
+    for prefix in ("ts_", "measure_value"):
+        if name.startswith(prefix):
+            return f"{name!r} starts with {prefix}, which Timestream reserves"
+    if ":" in name:
+        return f"{name!r} holds a colon, which Timestream refuses"
+    if utf8_size(name) > DIMENSION_NAME_MAX_BYTES:
+        return (
+            f"{name!r} is {utf8_size(name)} bytes long; Timestream takes at most {DIMENSION_NAME_MAX_BYTES}"
+        )
+    return ""
 
 
 def utf8_size(text: str | None) -> int:
@@ -50,3 +92,57 @@ def measure_problem(measures: list[tuple[str, str, str | None]]) -> str:
             f"{TEXT_MAX_BYTES:,} bytes (an empty text is refused)"
         )
     return ""
+
+
+def text_value(value: Any, as_json: bool) -> str:
+    """A value as a text (``VARCHAR``) measure: a ``json`` value (``as_json``) as its JSON text; text as
+    itself; any other value as streamlab's JSON encoding has it, without quotes (a time as ISO-8601 text
+    to the microsecond, ``true``, an object as JSON), never Python's ``repr``.
+
+    Examples
+    --------
+    >>> text_value("", True), text_value("1", True), text_value(1, True), text_value({"k": [1, "x"]}, True)
+    ('""', '"1"', '1', '{"k":[1,"x"]}')
+    >>> from datetime import datetime, timezone
+    >>> text_value("ok", False), text_value(True, False), text_value(datetime(2024, 1, 1, tzinfo=timezone.utc), False)
+    ('ok', 'true', '2024-01-01T00:00:00.000000Z')
+    """
+    if as_json:
+        return dump_json(value)
+    if isinstance(value, str):
+        return value
+    text = dump_json(value)
+    return str(json.loads(text)) if text.startswith('"') else text
+
+
+def dimension_text(value: Any, as_json: bool) -> str | None:
+    """A value as a dimension's text, or None to leave the dimension out (a missing or empty value).
+
+    ``str(value)``, or for a ``json`` key (``as_json``) its JSON text, so that keys that print alike stay
+    apart. A time is streamlab's encoding of it: ISO-8601 UTC to the microsecond, as the handler holds
+    it. A float is its key's text, as ``group_key`` has it: -0.0 is 0.0 (streamlab's keys are values),
+    and a json key's infinities are ``Infinity`` / ``-Infinity`` (streamlab's JSON encoding writes them
+    as null, which would merge them with each other).
+
+    Examples
+    --------
+    >>> dimension_text("web", False), dimension_text(-0.0, False), dimension_text(True, False)
+    ('web', '0.0', 'True')
+    >>> dimension_text("", False) is None, dimension_text(None, False) is None, dimension_text("", True)
+    (True, True, '""')
+    >>> dimension_text(float("inf"), True), dimension_text({"a": 1}, True)
+    ('Infinity', '{"a":1}')
+    >>> from datetime import timezone
+    >>> dimension_text(datetime(2024, 5, 1, tzinfo=timezone.utc), False)
+    '2024-05-01T00:00:00.000000Z'
+    """
+    if is_missing(value):
+        return None
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    if isinstance(value, float):
+        value = float(value) + 0.0  # -0.0 is 0.0's key
+        if as_json:
+            return json.dumps(value)
+    text = dump_json(value) if as_json else str(value)
+    return text or None

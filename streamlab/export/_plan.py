@@ -154,7 +154,7 @@ def serde_source() -> str:
 def timestream_values_source() -> str:
     """The code of ``streamlab._timestream_values`` after its imports: which measure values Timestream
     cannot hold, the rule of ``TimestreamSink``, copied into the Lambda handler that writes Timestream."""
-    return _module_body(_timestream_values, ("math",))
+    return _module_body(_timestream_values, ("datetime", "json", "math", "typing", "streamlab._serde_values"))
 
 
 def _segments(module: Any) -> dict[str, str]:

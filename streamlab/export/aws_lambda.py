@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from streamlab._timestream_values import dimension_name_problem
 from streamlab.detectors import (
     Detect,
     DistinctCountFeature,
@@ -106,8 +107,12 @@ TIMESTREAM_DATABASE, TIMESTREAM_TABLE  where final window results go (MULTI-meas
                                        keys are dimensions, which Timestream holds as text: ``str(value)``,
                                        so a reader converts an int64, float64 or bool key back; a ``json``
                                        key is its JSON text, so ``1``, ``1.0``, ``true`` and ``"1"`` stay
-                                       four keys and ``json.loads`` reads one back; the first/last of a
-                                       ``json`` field is a VARCHAR measure holding its JSON text likewise)
+                                       four keys and ``json.loads`` reads one back; a missing or empty key
+                                       is left out of the record, as TimestreamSink does: Timestream has
+                                       no empty dimension value, so both read as null; the first/last of a
+                                       ``json`` field is a VARCHAR measure holding its JSON text likewise,
+                                       the empty json string ``""``; of an ``object`` field, such as the
+                                       default schema's ``properties``, its JSON text too)
 DEAD_LETTER_QUEUE_URL                  SQS queue for dead letters and late rows (JSON, with ``output``)
 DEAD_LETTER_BUCKET                     optional S3 bucket for side outputs over the queue's
                                        MaximumMessageSize: the whole message is written there and the
@@ -115,8 +120,9 @@ DEAD_LETTER_BUCKET                     optional S3 bucket for side outputs over 
                                        is sent truncated (``raw_truncated``, ``raw_bytes``, ``raw_sha256``)
 WINDOW_TABLE                           DynamoDB table (hash key ``slot``, range key ``part``) merging the
                                        partial aggregates of windows written by several invocations,
-                                       Lambda windows or shards; WINDOW_TABLE_TTL_DAYS (default 7) keeps
-                                       its items that long (DynamoDB TTL on ``expires_at``)
+                                       Lambda windows or shards (a partial over DynamoDB's 400 KB item
+                                       limit in pieces of PART_MAX_CHARS); WINDOW_TABLE_TTL_DAYS (default
+                                       7) keeps its items that long (DynamoDB TTL on ``expires_at``)
 IDEMPOTENCY_TABLE                      optional DynamoDB table (key ``event_id``) remembering the ids of
                                        earlier Lambda windows, whose state Lambda does not carry over
 AWS_ENDPOINT_URL                       optional endpoint for every client (a local stand-in such as moto)
@@ -144,6 +150,11 @@ Semantics (streamlab -> Lambda)
   rejects (RejectedRecordsException: a time outside the memory store's retention, a version conflict),
   with Timestream's reason. If that send fails (or no queue is set) the invocation raises, and Lambda
   retries the batch.
+  Timestream has no delete: a window written earlier (a lower version, from the events seen then) whose
+  later, cumulative result goes to the dead-letter queue keeps that earlier record in Timestream, which
+  then holds a partial result. The dead letter carries the window's keys, ``window_start`` and the
+  ``version`` that superseded it: a reader should take a window with a dead letter of a higher version
+  than its record from the dead letter, not from Timestream.
 * State lives in Lambda's tumbling-window ``state`` (JSON, at most 1 MB): the watermark (largest event
   time seen minus the delay), open event-time windows with their aggregator accumulators, and the ids
   seen by dedup. Lambda's tumbling window is processing time; event-time windows inside it close as in
@@ -417,24 +428,12 @@ def send_side_outputs(side, records=(), shard=""):
     return None
 
 
-def dimension_text(column, value):
-    """A window key as its Timestream dimension's text: ``str(value)``, or for a ``json`` key column (whose
-    values may be of any type) the value's JSON text, so that keys that print alike stay apart. A float is
-    its key's text, as ``group_key`` has it: -0.0 is 0.0 (streamlab's keys are values), and a json key's
-    infinities are ``Infinity`` / ``-Infinity`` (streamlab's JSON encoding writes them as null, which
-    would merge them with each other)."""
-    if type(value) is float:
-        value += 0.0  # -0.0 is 0.0's key
-        if column in JSON_KEYS:
-            return json.dumps(value)
-    return dump_json(value) if column in JSON_KEYS else str(value)
-
-
 def timestream_record(result, version=1):
     dimensions = [{{"Name": "pipeline", "Value": PIPELINE_NAME}}]
-    dimensions += [
-        {{"Name": k, "Value": dimension_text(k, result[k])}} for k in WINDOW_KEYS if result[k] is not None
-    ]
+    for k in WINDOW_KEYS:  # a missing or empty key is left out: Timestream has no empty dimension
+        text = dimension_text(result[k], k in JSON_KEYS)
+        if text is not None:
+            dimensions.append({{"Name": k, "Value": text}})
     measures = [{{"Name": "window_end", "Value": str(to_ns(result["window_end"]) // 1_000_000), "Type": "TIMESTAMP"}}]
     for name, kind in MEASURE_TYPES:
         value = result[name]
@@ -442,10 +441,10 @@ def timestream_record(result, version=1):
             continue  # Timestream has no NaN: a missing measure reads as null
         if kind == "BOOLEAN":
             text = "true" if value else "false"  # Timestream's booleans
-        elif name in TIME_MEASURES:  # a time (first/last of a timestamp) as streamlab's JSON encoding's text
-            text = value if isinstance(value, str) else json.loads(dump_json(value))
-        else:  # a json value (first/last of a json field) as its JSON text, so that 1 and "1" stay apart
-            text = dump_json(value) if name in JSON_MEASURES else str(value)
+        elif kind == "VARCHAR":  # TimestreamSink's text: a json value's JSON text, a time's ISO-8601 text
+            text = text_value(value, name in JSON_MEASURES)
+        else:
+            text = str(value)
         measures.append({{"Name": name, "Value": text, "Type": kind}})
     return {{
         "Dimensions": dimensions,
@@ -464,6 +463,56 @@ def window_writer(event):
     return f"{{event.get('shardId', '')}}|{{window.get('start', '')}}"
 
 
+KEY_MAX_BYTES = 2048
+"""DynamoDB's limit on a partition key value, in UTF-8 bytes."""
+
+
+def dynamodb_key(text):
+    """``text`` as a DynamoDB partition key: itself, or over the 2,048 bytes DynamoDB takes (a long window
+    key, event id or keyed step's key) ``#sha256:`` and its digest: sent as it is, it would fail the
+    request on every retry of the batch and stop the shard. No other key the handler writes starts with ``#``."""
+    data = text.encode("utf-8", "surrogatepass")
+    return text if len(data) <= KEY_MAX_BYTES else "#sha256:" + hashlib.sha256(data).hexdigest()
+
+
+PART_MAX_CHARS = 300_000
+"""Characters of a partial aggregate's JSON text (ASCII) per WINDOW_TABLE item: DynamoDB's item limit is
+400 KB, and a window's partial (a count_distinct of many values) can be larger."""
+
+
+def put_partial(db, table, slot, writer, text, expires):
+    """Store ``writer``'s partial aggregate (its JSON text) in items of at most PART_MAX_CHARS: the item
+    ``writer`` holds the first piece with the number of pieces and the digest of the whole text, the
+    items ``writer#<i>`` the others. In one item, a partial over 400 KB failed the request on every retry
+    of the batch and stopped the shard. The pieces are written before the first: a reader checks the digest."""
+    pieces = [text[i : i + PART_MAX_CHARS] for i in range(0, len(text), PART_MAX_CHARS)] or [""]
+    for i in range(len(pieces) - 1, -1, -1):
+        item = {{"slot": {{"S": slot}}, "part": {{"S": writer if i == 0 else f"{{writer}}#{{i}}"}}}}
+        item.update(acc={{"S": pieces[i]}}, expires_at={{"N": expires}})
+        if i == 0:
+            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            item.update(pieces={{"N": str(len(pieces))}}, digest={{"S": digest}})
+        db.put_item(TableName=table, Item=item)
+
+
+def read_partials(items):
+    """The partial aggregates (JSON texts) of a window's items, one per writer. A writer whose pieces do
+    not match its digest is being rewritten, by a retry of its batch after a failure: it is left out
+    here, and its own write then merges every writer's partial with a higher version."""
+    pieces = {{i["part"]["S"]: i["acc"]["S"] for i in items}}
+    texts = []
+    for item in items:
+        if "#" in item["part"]["S"]:  # a later piece, or the version item
+            continue
+        writer, count = item["part"]["S"], int(item["pieces"]["N"]) if "pieces" in item else 1
+        text = "".join([pieces[writer]] + [pieces.get(f"{{writer}}#{{k}}", "") for k in range(1, count)])
+        if "digest" in item and hashlib.sha256(text.encode("utf-8")).hexdigest() != item["digest"]["S"]:
+            log.warning("the partial of %s in window item %s is being rewritten: left out", writer, item["slot"]["S"])
+            continue
+        texts.append(text)
+    return texts
+
+
 def merge_partial(table, slot, writer, acc):
     """Store ``writer``'s partial aggregate of a window and merge every writer's: (merged, version).
 
@@ -472,11 +521,7 @@ def merge_partial(table, slot, writer, acc):
     """
     db = client("dynamodb")
     expires = str(int(time.time()) + 86_400 * int(os.environ.get("WINDOW_TABLE_TTL_DAYS", "7")))
-    part = json.dumps(COMBINE.to_json(acc), default=json_default)
-    db.put_item(
-        TableName=table,
-        Item={{"slot": {{"S": slot}}, "part": {{"S": writer}}, "acc": {{"S": part}}, "expires_at": {{"N": expires}}}},
-    )
+    put_partial(db, table, slot, writer, json.dumps(COMBINE.to_json(acc), default=json_default), expires)
     version_key = {{"slot": {{"S": slot}}, "part": {{"S": "#version"}}}}
     while True:
         head = db.get_item(TableName=table, Key=version_key, ConsistentRead=True).get("Item")
@@ -493,7 +538,7 @@ def merge_partial(table, slot, writer, acc):
             if "LastEvaluatedKey" not in page:
                 break
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        merged = COMBINE.merge_accumulators([COMBINE.from_json(json.loads(i["acc"]["S"])) for i in parts])
+        merged = COMBINE.merge_accumulators([COMBINE.from_json(json.loads(t)) for t in read_partials(parts)])
         try:
             db.put_item(
                 TableName=table,
@@ -513,7 +558,7 @@ def window_results(closed, writer):
     for start, key, acc in closed:
         version = 1
         if table:
-            acc, version = merge_partial(table, f"{{start}}|{{key}}", writer, acc)
+            acc, version = merge_partial(table, dynamodb_key(f"{{start}}|{{key}}"), writer, acc)
         keys = dict(zip(WINDOW_KEYS, json.loads(key)))
         window = {{"window_start": from_ns(start), "window_end": from_ns(start + WINDOW_SIZE_NS)}}
         results.append(({{**keys, **window, **COMBINE.extract_output(acc)}}, version))
@@ -636,7 +681,7 @@ def remembered_first_seen(event_id):
     table = os.environ.get("IDEMPOTENCY_TABLE")
     if not table:
         return False, None
-    name = json.dumps([event_id], default=json_default)  # the item key earlier exports wrote too
+    name = dynamodb_key(json.dumps([event_id], default=json_default))  # the item key earlier exports wrote too
     if name not in _remembered:
         item = client("dynamodb").get_item(
             TableName=table, Key={{"event_id": {{"S": name}}}}, ConsistentRead=True
@@ -656,7 +701,7 @@ def on_final(state):
     if not table:
         return
     items = []
-    held = {{json.dumps([k], default=json_default): t for k, t in state["dedup"].seen.items()}}
+    held = {{dynamodb_key(json.dumps([k], default=json_default)): t for k, t in state["dedup"].seen.items()}}
     for name, first_ns in held.items():
         first = {{"NULL": True}} if first_ns is None else {{"N": str(first_ns)}}
         item = {{"event_id": {{"S": name}}, "first_seen_ns": first}}
@@ -688,7 +733,8 @@ _KEYED = '''
 class KeyedState:
     """The per-key state of the feature and velocity steps: one DynamoDB item per step and key.
 
-    Each item (in WINDOW_TABLE, hash key ``state|<step>|<spec hash>|<key>``, range key ``#state``) holds
+    Each item (in WINDOW_TABLE, hash key ``state|<step>|<spec hash>|<key>``, or its digest over DynamoDB's
+    2,048 bytes: ``dynamodb_key``; range key ``#state``) holds
     the key's state machine (streamlab's ``make_step``, pickled) after the last record applied, that
     record's shard and sequence number, and the snapshot it started from (``start``, ``start_seq``). A
     key's items (of every keyed step: they share the key column) are read consistently at its first
@@ -713,7 +759,7 @@ class KeyedState:
         self.machines = {}
 
     def slot(self, sid, key):
-        return f"state|{sid}|{KEYED_SPECS[sid][1]}|{json.dumps([key], default=json_default)}"
+        return dynamodb_key(f"state|{sid}|{KEYED_SPECS[sid][1]}|{json.dumps([key], default=json_default)}")
 
     def fetch(self, key):
         """Read ``key``'s items of every keyed step (one BatchGetItem: the steps share their key column)."""
@@ -950,6 +996,16 @@ def _check(p: Pipeline) -> list[Step]:
                 f"named like {taken[key]}; a Timestream record needs distinct dimension and measure names",
                 f"rename the column before the window (.select(..., {key}_key={key!r}), key='{key}_key')",
             )
+        problem = dimension_name_problem(key)
+        if problem:
+            raise PipelineConfigError(
+                window.step_id,
+                window.kind,
+                f"cannot export to AWS Lambda: the window key column {key!r} would be a Timestream dimension, "
+                f"and {problem}: every write of the window's results would fail (Lambda retrying the batch)",
+                f"rename the column before the window to a name Timestream takes (.select(..., key_name={key!r}), "
+                "key='key_name')",
+            )
     return chain
 
 
@@ -1104,9 +1160,7 @@ class _Steps:
             "COMBINE = RowCombine([" + ", ".join(aggs) + "])",
             f"MEASURE_TYPES = {tuple(measure_types)!r}",
             f"JSON_MEASURES = {tuple(a.name for a in step.aggs if _plan.result_type(a, types) == 'json')!r}"
-            "  # VARCHAR measures holding JSON text",
-            f"TIME_MEASURES = {tuple(a.name for a in step.aggs if _plan.result_type(a, types) == 'timestamp')!r}"
-            "  # VARCHAR measures holding ISO-8601 times to the microsecond",
+            "  # VARCHAR measures holding JSON text (a time's measure: ISO-8601 text to the microsecond)",
         ]
         checks = _plan.unfit_checks(step)
         if step.keys or checks:
@@ -1792,10 +1846,12 @@ def dimension_value(text: str, field_type: str | None) -> Any:
     (True, '7')
     >>> dimension_value('"1"', "json"), dimension_value("1", "json"), dimension_value("true", "json")
     ('1', 1, True)
+    >>> dimension_value('{"page":"/"}', "object")
+    {'page': '/'}
     >>> dimension_value("Infinity", "json"), dimension_value("2024-01-01T00:00:03.000001Z", "timestamp")
     (inf, Timestamp('2024-01-01 00:00:03.000001+0000', tz='UTC'))
     """
-    if field_type == "json":
+    if field_type in ("json", "object"):  # a JSON object (``object``) is written as its JSON text too
         return json.loads(text)
     if field_type == "int64":
         return int(text)
@@ -1888,10 +1944,12 @@ def timestream_rejections(pipeline: Pipeline, local: dict[str, pd.DataFrame]) ->
     """streamlab's outputs as a deployment writing the window's results through a ``TimestreamSink`` has
     them: the results that sink sends to its ``dead_letter`` (``build_records``' problems: an infinite
     ``DOUBLE``, a text measure empty or over 2,048 bytes) moved from the window's output to
-    ``<window>.timestream_dead_letter`` with their ``reject_reason``, as the handler sends them.
+    ``<window>.timestream_dead_letter`` with their ``reject_reason``, as the handler sends them; and a
+    key that is the empty string is missing (None), as Timestream holds a record whose dimension the
+    sink and the handler leave out (Timestream has no empty dimension value).
 
-    The sink types a measure by its dtype and writes text as it is, where the handler writes a ``json``
-    value's JSON text: an empty json string is ``""`` (two bytes) to the handler, a difference verify reports.
+    The sink is given the columns' declared types, as a pipeline's sink step gives them: a ``json``
+    value is its JSON text to both (the empty json string is ``""``, two bytes, written).
 
     Examples
     --------
@@ -1913,12 +1971,22 @@ def timestream_rejections(pipeline: Pipeline, local: dict[str, pd.DataFrame]) ->
     if frame is None or frame.empty:
         return local
     frame = frame.reset_index(drop=True)
+    key_types = _plan.column_types(pipeline).get(window.inputs[0], {})
+    types = {a.name: _plan.result_type(a, key_types) for a in window.aggs}
+    types.update({k: key_types[k] for k in window.keys if k in key_types}, window_end="timestamp")
     measures = [a.name for a in window.aggs] + ["window_end"]
     sink = TimestreamSink("verify", window.step_id, dimensions=[], measures=measures, time="window_start")
-    problems = pd.Series(build_records(sink, frame)[2], index=frame.index)
+    problems = pd.Series(build_records(sink, frame, types)[2], index=frame.index)
     bad = problems != ""
+    written = frame[~bad].reset_index(drop=True)
+    for k in window.keys:  # an empty dimension is left out: the written key reads back as missing
+        if k in written.columns and types.get(k) != "json":
+            values = written[k].astype(object)
+            empty = values.map(lambda v: isinstance(v, str) and v == "")
+            if empty.any():
+                written[k] = values.where(~empty, None)
     out = dict(local)
-    out[window.step_id] = frame[~bad].reset_index(drop=True)
+    out[window.step_id] = written
     out[f"{window.step_id}.{REJECTED}"] = (
         frame[bad].assign(**{REASON_COLUMN: problems[bad]}).reset_index(drop=True)
     )

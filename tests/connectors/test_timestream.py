@@ -255,6 +255,11 @@ def test_without_dead_letter_flush_raises_rather_than_losing_rows(
         ({"dimensions": [], "measures": []}, "at least one measure"),
         ({"dimensions": ["x"], "measures": ["x"]}, "used twice"),
         ({"dimensions": [], "measures": ["timestamp"]}, "used twice"),
+        # names Timestream refuses for a dimension (every write failed; moto takes them)
+        ({"dimensions": ["time"], "measures": ["x"]}, "'time' is a name Timestream reserves"),
+        ({"dimensions": ["ts_host"], "measures": ["x"]}, "starts with ts_"),
+        ({"dimensions": ["a:b"], "measures": ["x"]}, "holds a colon"),
+        ({"dimensions": ["h" * 61], "measures": ["x"]}, "61 bytes long; Timestream takes at most 60"),
     ],
 )
 def test_configuration_errors_say_what_to_fix(kwargs: dict[str, Any], message: str) -> None:

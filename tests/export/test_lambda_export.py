@@ -17,6 +17,7 @@ from streamlab.export.aws_lambda import kinesis_event
 from streamlab.export.verify import load_module
 from streamlab.testing import ListSource
 
+from ._lambda_env import handler_env
 from ._samples import BASE_MS, FIXED_SAMPLE, SCHEMA, record, samples
 from ._tf import block, parse
 
@@ -211,17 +212,6 @@ def test_idempotency_table_carries_ids_across_lambda_windows(tmp_path: Path, mon
         assert again["state"]["counts"] == {"dedup.duplicates": 1} and again["state"]["windows"] == {}
 
 
-def _lambda_env(aws, monkeypatch, **extra: str) -> None:
-    for key, value in {
-        "AWS_ENDPOINT_URL": aws.endpoint_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": aws.region,
-        **extra,
-    }.items():
-        monkeypatch.setenv(key, value)
-
-
 def _invoke(module, records, state, *, final: bool, lambda_window: str, shard: str) -> dict:
     event = kinesis_event(records, state, final)
     event["window"] = {"start": lambda_window, "end": lambda_window}
@@ -249,7 +239,7 @@ def test_a_window_split_across_invocations_lambda_windows_and_shards_is_written_
         ts.create_database(DatabaseName="split")
         ts.create_table(DatabaseName="split", TableName="window")
         table = create_window_table(aws.client("dynamodb"), "split-windows")
-        _lambda_env(
+        handler_env(
             aws, monkeypatch, TIMESTREAM_DATABASE="split", TIMESTREAM_TABLE="window", WINDOW_TABLE=table
         )
         module = load_module(to_lambda(p, tmp_path).module)

@@ -174,3 +174,66 @@ def test_an_oversized_rejected_result_is_kept_whole_in_s3_or_sent_cut_to_fit(
                 b["raw_truncated"] and b["reject_reason"] == reason for b in bodies
             )
             assert {b["window_start"] for b in bodies} == {"2024-01-01T00:00:10.000000Z"}
+
+
+@pytest.mark.services
+def test_a_window_dead_lettered_after_a_first_write_keeps_that_record_and_says_which_version_supersedes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Timestream has no delete: the window written at version 1 (one event) stays when its cumulative
+    # result (two events: an infinite sum) goes to the dead-letter queue; the handler's docstring says so,
+    # and the dead letter's version (2, above the record's) tells a reader which one holds the window
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.timestreamwrite.models import timestreamwrite_backends
+
+    from streamlab.export.aws_lambda import create_window_table
+    from streamlab.local import LocalAWS
+
+    with LocalAWS() as aws:
+        sqs = aws.client("sqs")
+        queue = sqs.create_queue(QueueName="superseded")["QueueUrl"]
+        handler_environment(aws, monkeypatch, queue)
+        monkeypatch.setenv("WINDOW_TABLE", create_window_table(aws.client("dynamodb"), "superseded"))
+        module = load_module(to_lambda(sums_and_notes(), tmp_path).module)
+        assert "Timestream has no delete" in module.__doc__
+        for seq, line, lambda_window in (("001", LINES[1], "T00:00"), ("002", LINES[2], "T00:15")):
+            e = kinesis_event([(seq, line)], None, True)  # the final invocation of each Lambda window
+            e["window"] = {"start": f"2024-01-01{lambda_window}:00Z", "end": f"2024-01-01{lambda_window}:00Z"}
+            assert module.handler(e)["batchItemFailures"] == []
+        [record] = (
+            timestreamwrite_backends[DEFAULT_ACCOUNT_ID][aws.region]
+            .describe_database("values")
+            .describe_table("window")
+            .records
+        )
+        [message] = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    body = json.loads(message["Body"])
+    assert (record["Version"], dict((m["Name"], m["Value"]) for m in record["MeasureValues"])["sum_x"]) == (
+        1,
+        "1e+308",
+    )
+    assert body["version"] == 2 and body["reject_reason"].startswith(
+        "measure(s) ['sum_x'] are infinite (inf)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("time", "'time' is a name Timestream reserves"),
+        ("measure_value_x", "starts with measure_value"),
+        ("ts_host", "starts with ts_"),
+        ("h" * 61, "61 bytes long"),
+    ],
+)
+def test_a_window_key_timestream_refuses_as_a_dimension_name_is_refused_at_export(
+    tmp_path: Path, key: str, problem: str
+) -> None:
+    # moto took a dimension named "time"; Timestream refuses it, so every write of the window's results
+    # failed and Lambda retried the batch for ever: the export now says so and how to fix it
+    from streamlab.errors import PipelineConfigError
+
+    p = Pipeline(ListSource([b"{}"]), name="names")
+    p.parse({**SCHEMA, key: "string"}).window(TumblingWindow("10s"), key=key).agg(agg.count())
+    with pytest.raises(PipelineConfigError, match=rf"{problem}.*rename the column before the window"):
+        to_lambda(p, tmp_path)
