@@ -662,6 +662,28 @@ def test_integer_keys_many_keys_grow_and_compact_the_table(max_keys: int) -> Non
         np.testing.assert_array_equal(got.to_numpy(), expected.to_numpy())
 
 
+def test_integer_keys_index_is_the_plain_index_of_first_appearances() -> None:
+    """The index of integer keys, built without ``pd.Index``'s checks, is the int64 ``pd.Index`` of the
+    keys in order of first appearance, across batches and a snapshot; a step built later starts with
+    no keys (the empty index the steps share is never changed in place)."""
+    df = pd.DataFrame(
+        {
+            "user_id": np.array([7, -3, 7, 2**40, -3, 5], dtype=np.int64),
+            "amount": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            "timestamp": pd.to_datetime(T0 + np.arange(6) * S, utc=True),
+        }
+    )
+    expected = pd.Index([7, -3, 2**40, 5], dtype="int64")
+    for make in _KEY_ROWS_STEPS:
+        op = make(100).build()
+        run_batches(op, df, [2, 4])
+        pd.testing.assert_index_equal(op.index, expected, exact=True)  # type: ignore[attr-defined]
+        restored = make(100).build()
+        restored.restore(op.snapshot())
+        pd.testing.assert_index_equal(restored.index, expected, exact=True)  # type: ignore[attr-defined]
+        assert len(make(100).build().index) == 0  # type: ignore[attr-defined]
+
+
 @st.composite
 def windowed_streams(draw: st.DrawFn) -> tuple[pd.DataFrame, list[int], int]:
     """Integer or string keys (up to 40), times mostly in order with some going back, batch cuts
