@@ -210,6 +210,79 @@ def test_distinct_count_vectorized_in_order_equals_bruteforce(
         assert out[step.column_name()].iloc[i] == inside["country"].dropna().nunique()
 
 
+_VALUE_COLUMNS: dict[str, Callable[[list[int | None]], Any]] = {
+    "object": lambda v: pd.Series([None if x is None else f"v{x}" for x in v], dtype=object),
+    "str": lambda v: pd.Series([None if x is None else f"v{x}" for x in v], dtype="str"),
+    "float": lambda v: np.array([np.nan if x is None else float(x) for x in v]),
+    "int": lambda v: np.array([-1 if x is None else x for x in v], dtype=np.int64),
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 70),
+    st.sampled_from(sorted(_VALUE_COLUMNS)),
+    st.sampled_from(["0s", "30s", "1h"]),
+    st.booleans(),
+    st.data(),
+)
+def test_distinct_count_of_integer_keys_equals_the_per_event_record(
+    n: int, value_type: str, lateness: str, missing_time: bool, data: st.DataObject
+) -> None:
+    """Integer keys with UTC times (the batch path that skips ``process``' checks and copies): the
+    per-event record's counts (the exported code's), with times going back, every batch size, a
+    restore mid-stream, each kind of value column; and the frames (out and dead letters) of the
+    checked path, a missing time sending its batch there."""
+    from streamlab import _detector_record as rec
+    from streamlab.detectors import FeatureOperator
+
+    keys = data.draw(st.lists(st.sampled_from([0, 1, -7, 2**40]), min_size=n, max_size=n))
+    steps = data.draw(st.lists(st.integers(-90, 60), min_size=n, max_size=n))
+    values = data.draw(st.lists(st.one_of(st.none(), st.integers(0, 4)), min_size=n, max_size=n))
+    times = pd.to_datetime(np.cumsum(steps) * S + T0, utc=True)
+    df = pd.DataFrame(
+        {
+            "user_id": np.array(keys, dtype=np.int64),
+            "timestamp": times,
+            "country": _VALUE_COLUMNS[value_type](values),
+            "amount": np.arange(n, dtype=np.float64),
+        }
+    )
+    if missing_time:
+        df.loc[data.draw(st.integers(0, n - 1)), "timestamp"] = pd.NaT
+    if lateness != "1h" or data.draw(st.booleans()):
+        cuts = list(range(1, n))  # (beyond lateness a batch's horizon moves as the record's per event)
+    else:
+        cuts = sorted(set(data.draw(st.lists(st.integers(1, max(1, n - 1)), max_size=5))))
+    restore_at = data.draw(st.integers(0, n))
+    step = DistinctCountFeature("user_id", "country", window="2m", allowed_lateness=lateness)
+    got = _run_with_restore(lambda: step, df, cuts, restore_at)
+    checked_op = step.build()
+    bounds = [0, *cuts, len(df)]
+    checked = [FeatureOperator.process(checked_op, df.iloc[a:b]) for a, b in itertools.pairwise(bounds)]
+    fast_op = step.build()
+    fast = [fast_op.process(df.iloc[a:b]) for a, b in itertools.pairwise(bounds)]
+    for want, have in zip(checked, fast):
+        assert want.keys() == have.keys()
+        for port in want:
+            pd.testing.assert_frame_equal(have[port], want[port], check_exact=True)
+    pd.testing.assert_frame_equal(got, pd.concat([r["out"] for r in checked], ignore_index=True))
+    if not missing_time:
+        lateness_ns = pd.Timedelta(lateness).value
+        record = rec.DistinctValues(120 * S, lateness_ns)
+        value_list = [None if v is None else df["country"].iloc[i] for i, v in enumerate(values)]
+        want_counts = [
+            record.update(k, t, v) for k, t, v in zip(keys, df["timestamp"].array.asi8.tolist(), value_list)
+        ]
+        if value_type == "int":  # (-1 is a value there, not a missing one)
+            record = rec.DistinctValues(120 * S, lateness_ns)
+            want_counts = [
+                record.update(k, t, int(v))
+                for k, t, v in zip(keys, df["timestamp"].array.asi8.tolist(), df["country"].tolist())
+            ]
+        assert got[step.column_name()].tolist() == want_counts
+
+
 def _distinct_stream(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     return pd.DataFrame(
@@ -660,6 +733,28 @@ def test_integer_keys_many_keys_grow_and_compact_the_table(max_keys: int) -> Non
         expected = run_batches(make(max_keys).build(), as_text, cuts)[col]
         got = _run_with_restore(lambda make=make: make(max_keys), df, cuts, 3100)[col]
         np.testing.assert_array_equal(got.to_numpy(), expected.to_numpy())
+
+
+def test_integer_keys_index_is_the_plain_index_of_first_appearances() -> None:
+    """The index of integer keys, built without ``pd.Index``'s checks, is the int64 ``pd.Index`` of the
+    keys in order of first appearance, across batches and a snapshot; a step built later starts with
+    no keys (the empty index the steps share is never changed in place)."""
+    df = pd.DataFrame(
+        {
+            "user_id": np.array([7, -3, 7, 2**40, -3, 5], dtype=np.int64),
+            "amount": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            "timestamp": pd.to_datetime(T0 + np.arange(6) * S, utc=True),
+        }
+    )
+    expected = pd.Index([7, -3, 2**40, 5], dtype="int64")
+    for make in _KEY_ROWS_STEPS:
+        op = make(100).build()
+        run_batches(op, df, [2, 4])
+        pd.testing.assert_index_equal(op.index, expected, exact=True)  # type: ignore[attr-defined]
+        restored = make(100).build()
+        restored.restore(op.snapshot())
+        pd.testing.assert_index_equal(restored.index, expected, exact=True)  # type: ignore[attr-defined]
+        assert len(make(100).build().index) == 0  # type: ignore[attr-defined]
 
 
 @st.composite
