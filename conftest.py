@@ -20,16 +20,27 @@ used: it renames items by ``item._nodeid``, which pytest 9.2 no longer reads.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
+import pkgutil
 import re
 
 import pytest
 
-# Imported before collection: pytest's importlib mode then finds streamlab's modules in sys.modules when it
-# collects their doctests, instead of running a second copy of a module under the same name, which would
-# replace the package's copy for later imports while the package keeps using its own (so module state,
-# such as the file blocks streamlab._lines registers, would differ between a test and the code it tests).
-import streamlab  # noqa: F401
+# Imported before collection, every module: pytest's importlib mode then finds streamlab's modules in
+# sys.modules when it collects their doctests, instead of running a second copy of a module under the same
+# name, which would replace the package's copy for later imports while the package keeps using its own (so
+# module state, such as the file blocks streamlab._lines registers, would differ between a test and the
+# code it tests, and a class pickled by a test would not be "the same object" as its module's). Lazily
+# imported subpackages (detectors, export, connectors, ...) count too: `pytest streamlab/detectors/_common.py
+# tests/core/test_step_kinds.py` failed 18 of its tests when only the top package was imported here.
+for _package in ("streamlab", "streamlab.connectors", "streamlab.widgets", "streamlab.datasets"):
+    with contextlib.suppress(ImportError):  # an optional part that is not installed
+        _root = importlib.import_module(_package)
+        for _module in pkgutil.walk_packages(_root.__path__, f"{_package}."):
+            with contextlib.suppress(ImportError):  # its doctests say what to install themselves
+                importlib.import_module(_module.name)
 
 TIERS = ("unit", "integration", "browser", "notebooks")
 

@@ -69,3 +69,16 @@ def test_files_stay_whole_for_xdist_and_in_order(request: pytest.FixtureRequest)
             assert path not in seen, f"the items of {path} are not together"
             seen.append(path)
     assert seen
+
+
+def test_a_module_collected_before_the_tests_is_the_one_they_import() -> None:
+    # With the doctests of a lazily imported module collected first, pytest's importlib mode ran a second
+    # copy of it; the step kinds' round trip then pickled a detector class that was "not the same object"
+    # as its module's (18 failures). The root conftest imports every module before collection.
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+         "streamlab/detectors/_common.py", "tests/core/test_step_kinds.py"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert " passed" in run.stdout and "failed" not in run.stdout
