@@ -18,3 +18,22 @@ def handler_env(aws: Any, monkeypatch: pytest.MonkeyPatch, **variables: str) -> 
         **variables,
     }.items():
         monkeypatch.setenv(key, value)
+
+
+def dedup_handler_env(aws: Any, monkeypatch: pytest.MonkeyPatch, ids_table: str, database: str) -> Any:
+    """Create an idempotency table ``ids_table`` (keyed by ``event_id``) and a Timestream database with a
+    ``window`` table, point the handler at them (:func:`handler_env`); return the DynamoDB client."""
+    dynamodb = aws.client("dynamodb")
+    dynamodb.create_table(
+        TableName=ids_table,
+        KeySchema=[{"AttributeName": "event_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "event_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    ts = aws.client("timestream-write")
+    ts.create_database(DatabaseName=database)
+    ts.create_table(DatabaseName=database, TableName="window")
+    handler_env(
+        aws, monkeypatch, TIMESTREAM_DATABASE=database, TIMESTREAM_TABLE="window", IDEMPOTENCY_TABLE=ids_table
+    )
+    return dynamodb

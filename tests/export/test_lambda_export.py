@@ -17,7 +17,7 @@ from streamlab.export.aws_lambda import kinesis_event
 from streamlab.export.verify import load_module
 from streamlab.testing import ListSource
 
-from ._lambda_env import handler_env
+from ._lambda_env import dedup_handler_env, handler_env
 from ._samples import BASE_MS, FIXED_SAMPLE, SCHEMA, record, samples
 from ._tf import block, parse
 
@@ -180,26 +180,7 @@ def test_idempotency_table_carries_ids_across_lambda_windows(tmp_path: Path, mon
     from streamlab.local import LocalAWS
 
     with LocalAWS() as aws:
-        dynamodb = aws.client("dynamodb")
-        dynamodb.create_table(
-            TableName="event-ids",
-            KeySchema=[{"AttributeName": "event_id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "event_id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        ts = aws.client("timestream-write")
-        ts.create_database(DatabaseName="ids")
-        ts.create_table(DatabaseName="ids", TableName="window")
-        for key, value in {
-            "AWS_ENDPOINT_URL": aws.endpoint_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": aws.region,
-            "TIMESTREAM_DATABASE": "ids",
-            "TIMESTREAM_TABLE": "window",
-            "IDEMPOTENCY_TABLE": "event-ids",
-        }.items():
-            monkeypatch.setenv(key, value)
+        dynamodb = dedup_handler_env(aws, monkeypatch, "event-ids", "ids")
         module = load_module(to_lambda(dedup_counts(), tmp_path).module)
         first = record(1, BASE_MS + 1_000, "click", "u1", 1.0)
         end = module.handler(kinesis_event([("1", first)], None, True))  # window 1 ends

@@ -19,7 +19,7 @@ from streamlab.export.aws_lambda import kinesis_event
 from streamlab.export.verify import load_module
 from streamlab.testing import ListSource
 
-from ._lambda_env import handler_env
+from ._lambda_env import dedup_handler_env
 
 pytest.importorskip("moto")
 
@@ -55,23 +55,7 @@ def test_a_long_event_id_is_remembered_across_lambda_windows(
     p = Pipeline(ListSource([b"{}"]), name="long_ids")
     p.parse(SCHEMA).dedup("event_id", ttl="1h").window(TumblingWindow("10s")).agg(agg.count())
     with LocalAWS() as aws:
-        dynamodb = aws.client("dynamodb")
-        dynamodb.create_table(
-            TableName="long-ids",
-            KeySchema=[{"AttributeName": "event_id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "event_id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        ts = aws.client("timestream-write")
-        ts.create_database(DatabaseName="long_ids")
-        ts.create_table(DatabaseName="long_ids", TableName="window")
-        handler_env(
-            aws,
-            monkeypatch,
-            TIMESTREAM_DATABASE="long_ids",
-            TIMESTREAM_TABLE="window",
-            IDEMPOTENCY_TABLE="long-ids",
-        )
+        dynamodb = dedup_handler_env(aws, monkeypatch, "long-ids", "long_ids")
         module = load_module(to_lambda(p, tmp_path).module)
         first = module.handler(kinesis_event([("001", event(LONG, 1, "a", 1.0))], None, True))
         assert first["batchItemFailures"] == []
