@@ -112,7 +112,11 @@ TIMESTREAM_DATABASE, TIMESTREAM_TABLE  where final window results go (MULTI-meas
                                        no empty dimension value, so both read as null; the first/last of a
                                        ``json`` field is a VARCHAR measure holding its JSON text likewise,
                                        the empty json string ``""``; of an ``object`` field, such as the
-                                       default schema's ``properties``, its JSON text too)
+                                       default schema's ``properties``, its JSON text too;
+                                       a time-valued result (``window_end``, first/last/min/max of a
+                                       ``timestamp`` field) is a TIMESTAMP measure in epoch milliseconds,
+                                       as TimestreamSink writes it: what is below the millisecond is lost
+                                       (floored, as the record's time), a time before 1970 is a dead letter)
 DEAD_LETTER_QUEUE_URL                  SQS queue for dead letters and late rows (JSON, with ``output``)
 DEAD_LETTER_BUCKET                     optional S3 bucket for side outputs over the queue's
                                        MaximumMessageSize: the whole message is written there and the
@@ -434,14 +438,16 @@ def timestream_record(result, version=1):
         text = dimension_text(result[k], k in JSON_KEYS)
         if text is not None:
             dimensions.append({{"Name": k, "Value": text}})
-    measures = [{{"Name": "window_end", "Value": str(to_ns(result["window_end"]) // 1_000_000), "Type": "TIMESTAMP"}}]
+    measures = [{{"Name": "window_end", "Value": timestamp_text(to_ns(result["window_end"])), "Type": "TIMESTAMP"}}]
     for name, kind in MEASURE_TYPES:
         value = result[name]
         if value is None or (isinstance(value, float) and math.isnan(value)):
             continue  # Timestream has no NaN: a missing measure reads as null
         if kind == "BOOLEAN":
             text = "true" if value else "false"  # Timestream's booleans
-        elif kind == "VARCHAR":  # TimestreamSink's text: a json value's JSON text, a time's ISO-8601 text
+        elif kind == "TIMESTAMP":  # epoch milliseconds, as TimestreamSink (the record's TimeUnit)
+            text = timestamp_text(to_ns(value))
+        elif kind == "VARCHAR":  # TimestreamSink's text: a json value's JSON text
             text = text_value(value, name in JSON_MEASURES)
         else:
             text = str(value)
@@ -451,7 +457,7 @@ def timestream_record(result, version=1):
         "MeasureName": WINDOW_STEP,
         "MeasureValueType": "MULTI",
         "MeasureValues": measures,
-        "Time": str(to_ns(result["window_start"]) // 1_000_000),
+        "Time": timestamp_text(to_ns(result["window_start"])),
         "TimeUnit": "MILLISECONDS",
         "Version": version,
     }}
@@ -1147,7 +1153,12 @@ class _Steps:
             aggs.append(f"({a.name!r}, {expr})")
             rt = _plan.result_type(a, types)
             measure_types.append(
-                (a.name, {"int64": "BIGINT", "float64": "DOUBLE", "bool": "BOOLEAN"}.get(rt, "VARCHAR"))
+                (
+                    a.name,
+                    {"int64": "BIGINT", "float64": "DOUBLE", "bool": "BOOLEAN", "timestamp": "TIMESTAMP"}.get(
+                        rt, "VARCHAR"
+                    ),
+                )
             )
         self.consts += [
             f"WINDOW_STEP = {sid!r}",
@@ -1160,7 +1171,7 @@ class _Steps:
             "COMBINE = RowCombine([" + ", ".join(aggs) + "])",
             f"MEASURE_TYPES = {tuple(measure_types)!r}",
             f"JSON_MEASURES = {tuple(a.name for a in step.aggs if _plan.result_type(a, types) == 'json')!r}"
-            "  # VARCHAR measures holding JSON text (a time's measure: ISO-8601 text to the microsecond)",
+            "  # VARCHAR measures holding JSON text",
         ]
         checks = _plan.unfit_checks(step)
         if step.keys or checks:
@@ -1859,7 +1870,7 @@ def dimension_value(text: str, field_type: str | None) -> Any:
         return float(text)
     if field_type == "bool":
         return text == "True"
-    if field_type == "timestamp":  # a VARCHAR measure: first/last of a time, ISO-8601 to the microsecond
+    if field_type == "timestamp":  # a time key: ISO-8601 text to the microsecond
         t = pd.Timestamp(text)
         return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
     return text
@@ -1946,7 +1957,8 @@ def timestream_rejections(pipeline: Pipeline, local: dict[str, pd.DataFrame]) ->
     ``DOUBLE``, a text measure empty or over 2,048 bytes) moved from the window's output to
     ``<window>.timestream_dead_letter`` with their ``reject_reason``, as the handler sends them; and a
     key that is the empty string is missing (None), as Timestream holds a record whose dimension the
-    sink and the handler leave out (Timestream has no empty dimension value).
+    sink and the handler leave out (Timestream has no empty dimension value); a time-valued result is
+    floored to the millisecond, as both write it (a ``TIMESTAMP`` in epoch milliseconds).
 
     The sink is given the columns' declared types, as a pipeline's sink step gives them: a ``json``
     value is its JSON text to both (the empty json string is ``""``, two bytes, written).
@@ -1985,6 +1997,9 @@ def timestream_rejections(pipeline: Pipeline, local: dict[str, pd.DataFrame]) ->
             empty = values.map(lambda v: isinstance(v, str) and v == "")
             if empty.any():
                 written[k] = values.where(~empty, None)
+    for name in measures:  # a TIMESTAMP measure holds milliseconds (timestamp_text): compared at that
+        if types.get(name) == "timestamp" and name in written.columns:
+            written[name] = pd.to_datetime(written[name], utc=True).dt.floor("ms")
     out = dict(local)
     out[window.step_id] = written
     out[f"{window.step_id}.{REJECTED}"] = (
@@ -2030,8 +2045,8 @@ def lambda_notes(pipeline: Pipeline, chain: list[Step], batch_size: int) -> list
     times = [a.name for a in window.aggs if _plan.result_type(a, types) == "timestamp"]
     if times:
         notes.append(
-            f"{window.step_id}: {', '.join(times)} (times) are VARCHAR measures of ISO-8601 text to the "
-            "microsecond (Timestream's TIMESTAMP holds milliseconds), read back as times"
+            f"{window.step_id}: {', '.join(times)} (times) are TIMESTAMP measures in epoch milliseconds, as "
+            "TimestreamSink writes them: compared to the millisecond (streamlab's times floored)"
         )
     return notes
 

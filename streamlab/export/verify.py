@@ -574,7 +574,7 @@ its SQL job (``main.py``) holds milliseconds."""
 TIME_UNIT_WHY = {
     "beam": "Beam's element timestamps, the rows' datetimes, streamlab's JSON encoding, BigQuery's TIMESTAMP",
     "spark": "Spark's TIMESTAMP, the rows' datetimes, streamlab's JSON encoding",
-    "lambda": "the handler's datetimes, streamlab's JSON encoding of its SQS messages and time measures",
+    "lambda": "the handler's datetimes, streamlab's JSON encoding of its SQS messages; its time measures hold milliseconds",
     "flink": "datastream.py's datetimes, streamlab's JSON encoding of its outputs",
 }
 """Why an export's times are as coarse as :data:`TIME_UNIT_NS` says."""
