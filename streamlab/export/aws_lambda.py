@@ -165,15 +165,22 @@ Semantics (streamlab -> Lambda)
   streamlab, once the watermark reaches ``end + lateness``. At the final invocation of a Lambda window
   (``isFinalInvokeForWindow``) every still-open event-time window is written, as streamlab does at the
   end of input: choose ``tumbling_window_in_seconds`` well above window size + delay + lateness.
+* Lambda ends a tumbling window early when its state exceeds 1 MB (``isWindowTerminatedEarly``; the
+  next invocation continues that window with a fresh state). The handler does not let it come to that:
+  a state over STATE_FLUSH_BYTES (900,000 bytes of JSON) is written out before it is returned, as at a
+  final invocation (every open event-time window's partial, merged later through WINDOW_TABLE; the dedup
+  ids to IDEMPOTENCY_TABLE), keeping the watermark. An invocation Lambda ends early anyway is taken as
+  final, so nothing stays in a state Lambda drops.
 * Windows that span invocations, Lambda windows or shards: Lambda's state does not carry over from one
   of its tumbling windows to the next, and each shard has its own. Every write of an event-time window
   therefore stores this writer's partial aggregate in WINDOW_TABLE (DynamoDB, one item per window, key
-  and writer: the shard and Lambda's window start), merges all partials of that window and writes the
+  and writer: the shard, Lambda's window start and the record its state started at, so a state begun
+  afresh after an early end or a write-out is another writer), merges all partials of that window and writes the
   cumulative result to Timestream with the next version of the window (a conditional write on a
   version item), so the record with the highest version holds every event of the window; a retried
   invocation rewrites its own partial, never adds it twice. Without WINDOW_TABLE each writer's partial
   is written as it is (version 1): right only when every window lies inside one Lambda window of one
-  shard.
+  shard whose state stays under STATE_FLUSH_BYTES.
 * Idempotency: the state is returned only for records handled completely, so a retried batch starts
   from the state before it; Timestream keeps the highest version of each record; dedup drops
   repeated event ids within ``ttl``: ids of this Lambda window from the state, ids of earlier windows
@@ -224,6 +231,7 @@ def load_state(data):
         "dedup": load_dedup(data.get("dedup")),
         "windows": windows,
         "counts": dict(data.get("counts", {{}})),
+        "since": data.get("since"),  # the sequence number this state started at: see window_writer
     }}
 
 
@@ -231,6 +239,17 @@ def dump_state(state):
     windows = {{k: COMBINE.to_json(v) for k, v in state["windows"].items()}}
     kept = {{k: v for k, v in state.items() if k != "keyed"}}
     return {{**kept, "windows": windows, "dedup": dump_dedup(state["dedup"])}}
+
+
+STATE_FLUSH_BYTES = 900_000
+"""Lambda keeps a tumbling window's state up to 1 MB per shard and ends the window early past that
+(``isWindowTerminatedEarly``); a state over this many bytes of JSON is written out before it is returned
+(see ``handler``)."""
+
+
+def state_bytes(state):
+    """Bytes of the state as Lambda receives it (JSON)."""
+    return len(json.dumps(dump_state(state), default=json_default).encode("utf-8"))
 
 
 def count(state, name):
@@ -463,10 +482,13 @@ def timestream_record(result, version=1):
     }}
 
 
-def window_writer(event):
-    """Who writes a partial aggregate: the shard and Lambda's window start, the same on a retry."""
+def window_writer(event, state):
+    """Who writes a partial aggregate: the shard, Lambda's window start and the sequence number its state
+    started at, the same on a retry. A window Lambda ends early (``isWindowTerminatedEarly``: its state
+    over 1 MB) continues with a fresh state, which starts at a later record: its partial of an event-time
+    window is another writer's, merged with the earlier one, not written over it."""
     window = event.get("window") or {{}}
-    return f"{{event.get('shardId', '')}}|{{window.get('start', '')}}"
+    return f"{{event.get('shardId', '')}}|{{window.get('start', '')}}|{{state.get('since') or ''}}"
 
 
 KEY_MAX_BYTES = 2048
@@ -654,11 +676,28 @@ def handler(event, context=None):
         # keep only what the records before the failed one did; Lambda redelivers from it
         keyed.reset()
         state, _ = run_records(records[:failed_at], load_state(event.get("state")), keyed)
+    if state["since"] is None and records:
+        state["since"] = records[0]["kinesis"]["sequenceNumber"]
     keyed.save()  # before the results: if another invocation wrote a key's state meanwhile, this raises
-    final = event.get("isFinalInvokeForWindow", "window" not in event) and failed_at is None
-    write_results(window_results(close_windows(state, final), window_writer(event)))
+    # A window Lambda ended early (its state over 1 MB) continues with a fresh state: the state returned
+    # now would be dropped, so this is its final invocation, whether or not isFinalInvokeForWindow says so.
+    ends = event.get("isFinalInvokeForWindow", "window" not in event) or event.get("isWindowTerminatedEarly")
+    final = bool(ends) and failed_at is None
+    write_results(window_results(close_windows(state, final), window_writer(event, state)))
     if final:
         on_final(state)
+    elif failed_at is None and state_bytes(state) > STATE_FLUSH_BYTES:
+        # Returned, this state would make Lambda end the window early: write every open window now, as a
+        # final invocation does (WINDOW_TABLE merges the rest of each with it later), remember the dedup
+        # ids in IDEMPOTENCY_TABLE, and go on with a new writer, the watermark kept.
+        write_results(window_results(close_windows(state, True), window_writer(event, state)))
+        on_final(state)
+        state.update(windows={{}}, dedup=shed_dedup(state["dedup"]), since=None)
+        if state_bytes(state) > STATE_FLUSH_BYTES:
+            log.warning(
+                "the state is %s bytes with every window written (the dedup ids: set IDEMPOTENCY_TABLE to "
+                "keep them there); Lambda will end its window early and start afresh", state_bytes(state),
+            )
     failures = [] if failed_at is None else [{{"itemIdentifier": records[failed_at]["kinesis"]["sequenceNumber"]}}]
     return {{"state": dump_state(state), "batchItemFailures": failures}}
 '''
@@ -697,6 +736,14 @@ def remembered_first_seen(event_id):
     return _remembered[name]
 
 
+def shed_dedup(rule):
+    """The dedup state once ``on_final`` wrote its ids to IDEMPOTENCY_TABLE: without them (the table
+    answers for them), its watermark kept; without a table, as it is."""
+    if not os.environ.get("IDEMPOTENCY_TABLE"):
+        return rule
+    return Dedup.from_json({{"max_ns": rule.max_ns, "forgotten": rule.forgotten}}, DEDUP_TTL_NS, DEDUP_MAX_IDS)
+
+
 def on_final(state):
     """End of a Lambda window: remember its ids in IDEMPOTENCY_TABLE for the next windows.
 
@@ -729,6 +776,10 @@ def load_dedup(data):
 
 def dump_dedup(rule):
     return None
+
+
+def shed_dedup(rule):
+    return rule
 
 
 def on_final(state):
