@@ -290,3 +290,19 @@ def test_verify_compares_time_valued_results_to_the_millisecond(tmp_path: Path) 
     assert report.counts["window"] == {"streamlab": 2, "lambda": 2}
     written = report.exported["window"].set_index("host")
     assert written.loc["a", "first_t"] == pd.Timestamp("2024-05-01T00:00:00.123Z")
+
+
+def test_a_time_before_1970_is_a_dead_letter_on_both_sides(tmp_path: Path) -> None:
+    # a TIMESTAMP measure holds 1970-01-01 to 2262-04-11 (Timestream's writes): written, the record would be
+    # rejected by Timestream; both writers send it to the dead letter with measure_problem's reason
+    p = Pipeline(ListSource([b"{}"]), name="parity")
+    p.parse(TIME_SCHEMA).window(TumblingWindow("10s"), key="host").agg(agg.first("t"))
+    lines = [
+        event(0, 1, host="a", t="1969-12-31T23:59:59.999Z"),
+        event(1, 2, host="b", t="1970-01-01T00:00:00Z"),
+    ]
+    report = verify(p, lines, "lambda", workdir=tmp_path)
+    assert report.equal, report.diff.to_string()
+    [dead] = report.exported["window.timestream_dead_letter"].to_dict("records")
+    assert dead["host"] == "a" and "outside the times a Timestream TIMESTAMP holds" in dead["reject_reason"]
+    assert report.exported["window"]["first_t"].tolist() == [pd.Timestamp("1970-01-01", tz="UTC")]
