@@ -56,6 +56,7 @@ _INTEGRATION_PATHS = (
     "tests/export/test_lambda_timestream_parity.py",  # moto
     "tests/export/test_lambda_long_keys.py",  # moto
     "tests/export/test_lambda_large_partials.py",  # moto
+    "tests/export/test_lambda_window_terminated_early.py",  # moto
     "tests/export/test_dedup_parity.py",  # Beam's DirectRunner
     "tests/export/test_parse_parity.py",  # the generated Beam module run as a program
     "tests/export/test_spark_export.py",  # Spark's local mode (a JVM)

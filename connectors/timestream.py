@@ -16,7 +16,13 @@ import numpy as np
 import pandas as pd
 
 from streamlab._time import NAT_NS, to_utc_ns
-from streamlab._timestream_values import dimension_name_problem, dimension_text, measure_problem, text_value
+from streamlab._timestream_values import (
+    TIMESTAMP_UNIT_NS,
+    dimension_name_problem,
+    dimension_text,
+    measure_problem,
+    text_value,
+)
 from streamlab.clock import Clock
 from streamlab.io import Sink, SinkWriter, Upstream, default_clock
 
@@ -57,7 +63,8 @@ def _as_text(values: pd.Series, kind: str, as_json: bool = False) -> list[str | 
     their JSON text, any value that is not text as streamlab's encoding has it."""
     missing = values.isna().to_numpy()
     if kind == "TIMESTAMP":
-        text = pd.Series((to_utc_ns(values) // 1_000_000).astype(str), index=values.index)  # epoch ms
+        # epoch milliseconds, floored: the record's TimeUnit (timestamp_text, the handler's rule)
+        text = pd.Series((to_utc_ns(values) // TIMESTAMP_UNIT_NS).astype(str), index=values.index)
     elif kind == "BOOLEAN":
         flags = values.fillna(False).to_numpy(dtype=bool)
         text = pd.Series(np.where(flags, "true", "false"), index=values.index)
@@ -93,7 +100,10 @@ class TimestreamSink(Sink):
     measures
         Columns written as measures of one multi-measure record; their types come from the columns'
         types declared upstream in a pipeline (a parse schema, a window's results), else from the dtypes
-        (int → BIGINT, float → DOUBLE, bool → BOOLEAN, datetime → TIMESTAMP, else VARCHAR). A ``json``
+        (int → BIGINT, float → DOUBLE, bool → BOOLEAN, datetime → TIMESTAMP, else VARCHAR). A time is a
+        ``TIMESTAMP`` in epoch milliseconds, as the record's time (``TimeUnit`` ``MILLISECONDS``): what is
+        below the millisecond is lost (floored), and a time before 1970 goes to ``dead_letter`` (the
+        generated Lambda handler writes the same; see ``streamlab._timestream_values``). A ``json``
         value is written as its JSON text (``1`` and ``"1"`` stay apart; ``""`` is two bytes), any other
         value that is not text as streamlab's JSON encoding has it. A missing
         value (None, NaN, NaT) leaves that measure out of the record. Timestream cannot store NaN or
@@ -227,7 +237,7 @@ def build_records(
     if missing:
         raise KeyError(f"{sink!r}: the batch has no column(s) {missing}; it has {list(batch.columns)}")
     times = to_utc_ns(batch[sink.time])
-    time_text = (times // 1_000_000).astype(str).tolist()
+    time_text = (times // TIMESTAMP_UNIT_NS).astype(str).tolist()
     types = types or {}
     dims = {
         c: [dimension_text(v, types.get(c) == "json") for v in batch[c].tolist()] for c in sink.dimensions

@@ -12,6 +12,16 @@ empty dimension value (the AWS SDKs' models of ``Dimension.Value`` had a minimum
 reads that key as null. A ``json`` value (a ``json`` field's first or last, a ``json`` key) is its JSON
 text, so that ``1``, ``"1"`` and ``true`` stay apart and ``json.loads`` reads it back; the JSON text of
 the empty string is ``""``, two bytes, which Timestream holds.
+
+A time-valued measure (``window_end``, the first/last/min/max of a ``timestamp`` field) is a
+``TIMESTAMP``, so a query can use time functions on it: its text is the epoch time in the unit of the
+record's ``TimeUnit``, which both writers set to ``MILLISECONDS``. Timestream keeps a ``TIMESTAMP`` to the
+nanosecond (its writes data-types page: "nanosecond precision time in UTC, tracking the time since Unix
+time", multi-measure records only, 1970-01-01 to 2262-04-11 23:47:16.854775807), but the API documents no
+other form of the value than a string, and AWS's own writer (aws-sdk-pandas) sends it in the record's
+``TimeUnit``: in milliseconds it is read alike whether Timestream takes the record's unit or always
+milliseconds. So **a time measure loses what is below the millisecond** (floored, as the record's time
+is); a time outside Timestream's range is a problem, not a write that fails.
 """
 
 from __future__ import annotations
@@ -26,6 +36,8 @@ from streamlab._serde_values import dump_json, is_missing, iso_utc
 TEXT_MAX_BYTES = 2048  # bytes of a VARCHAR measure value (MeasureValue.Value: 1..2048; varchar: 2 KB)
 DIMENSION_NAME_MAX_BYTES = 60  # Dimension.Name: 1..60
 RESERVED_DIMENSION_NAMES = ("measure_name", "measure_value", "time")
+TIMESTAMP_UNIT_NS = 1_000_000  # nanoseconds per unit of a TIMESTAMP measure and record time (MILLISECONDS)
+TIMESTAMP_MAX = 9_223_372_036_854  # 2262-04-11 23:47:16.854 in milliseconds: the last time Timestream writes
 
 
 def dimension_name_problem(name: str) -> str:
@@ -61,6 +73,18 @@ def utf8_size(text: str | None) -> int:
     return len((text or "").encode("utf-8", "surrogatepass"))
 
 
+def timestamp_text(ns: int) -> str:
+    """A time (epoch nanoseconds) as a ``TIMESTAMP`` measure's text: epoch milliseconds, floored (the
+    record's ``TimeUnit`` is ``MILLISECONDS``; what is below the millisecond is lost).
+
+    Examples
+    --------
+    >>> timestamp_text(1_714_521_600_123_456_789), timestamp_text(0)
+    ('1714521600123', '0')
+    """
+    return str(ns // TIMESTAMP_UNIT_NS)
+
+
 def measure_problem(measures: list[tuple[str, str, str | None]]) -> str:
     """Why Timestream cannot take a record with these ``(name, type, text)`` measure values, or ``""``.
 
@@ -72,6 +96,8 @@ def measure_problem(measures: list[tuple[str, str, str | None]]) -> str:
     "measure(s) ['cpu'] are infinite (-inf), which a Timestream DOUBLE cannot hold"
     >>> measure_problem([("note", "VARCHAR", "")])
     "text measure(s) ['note'] are 0 bytes long; Timestream takes 1 to 2,048 bytes (an empty text is refused)"
+    >>> measure_problem([("first_t", "TIMESTAMP", "-1")])
+    "time measure(s) ['first_t'] are -1 ms, outside the times a Timestream TIMESTAMP holds (1970-01-01 to 2262-04-11)"
     """
     infinite = [
         (name, text)
@@ -91,13 +117,24 @@ def measure_problem(measures: list[tuple[str, str, str | None]]) -> str:
             f"text measure(s) {[n for n, _ in unfit]} are {sizes} bytes long; Timestream takes 1 to "
             f"{TEXT_MAX_BYTES:,} bytes (an empty text is refused)"
         )
+    outside = [
+        (name, text)
+        for name, kind, text in measures
+        if kind == "TIMESTAMP" and text is not None and not 0 <= int(text) <= TIMESTAMP_MAX
+    ]
+    if outside:
+        values = ", ".join(text for _, text in outside)
+        return (
+            f"time measure(s) {[n for n, _ in outside]} are {values} ms, outside the times a Timestream "
+            "TIMESTAMP holds (1970-01-01 to 2262-04-11)"
+        )
     return ""
 
 
 def text_value(value: Any, as_json: bool) -> str:
     """A value as a text (``VARCHAR``) measure: a ``json`` value (``as_json``) as its JSON text; text as
-    itself; any other value as streamlab's JSON encoding has it, without quotes (a time as ISO-8601 text
-    to the microsecond, ``true``, an object as JSON), never Python's ``repr``.
+    itself; any other value as streamlab's JSON encoding has it, without quotes (``true``, an object as
+    JSON, a time in a text column as ISO-8601 text to the microsecond), never Python's ``repr``.
 
     Examples
     --------

@@ -112,7 +112,11 @@ TIMESTREAM_DATABASE, TIMESTREAM_TABLE  where final window results go (MULTI-meas
                                        no empty dimension value, so both read as null; the first/last of a
                                        ``json`` field is a VARCHAR measure holding its JSON text likewise,
                                        the empty json string ``""``; of an ``object`` field, such as the
-                                       default schema's ``properties``, its JSON text too)
+                                       default schema's ``properties``, its JSON text too;
+                                       a time-valued result (``window_end``, first/last/min/max of a
+                                       ``timestamp`` field) is a TIMESTAMP measure in epoch milliseconds,
+                                       as TimestreamSink writes it: what is below the millisecond is lost
+                                       (floored, as the record's time), a time before 1970 is a dead letter)
 DEAD_LETTER_QUEUE_URL                  SQS queue for dead letters and late rows (JSON, with ``output``)
 DEAD_LETTER_BUCKET                     optional S3 bucket for side outputs over the queue's
                                        MaximumMessageSize: the whole message is written there and the
@@ -161,15 +165,22 @@ Semantics (streamlab -> Lambda)
   streamlab, once the watermark reaches ``end + lateness``. At the final invocation of a Lambda window
   (``isFinalInvokeForWindow``) every still-open event-time window is written, as streamlab does at the
   end of input: choose ``tumbling_window_in_seconds`` well above window size + delay + lateness.
+* Lambda ends a tumbling window early when its state exceeds 1 MB (``isWindowTerminatedEarly``; the
+  next invocation continues that window with a fresh state). The handler does not let it come to that:
+  a state over STATE_FLUSH_BYTES (900,000 bytes of JSON) is written out before it is returned, as at a
+  final invocation (every open event-time window's partial, merged later through WINDOW_TABLE; the dedup
+  ids to IDEMPOTENCY_TABLE), keeping the watermark. An invocation Lambda ends early anyway is taken as
+  final, so nothing stays in a state Lambda drops.
 * Windows that span invocations, Lambda windows or shards: Lambda's state does not carry over from one
   of its tumbling windows to the next, and each shard has its own. Every write of an event-time window
   therefore stores this writer's partial aggregate in WINDOW_TABLE (DynamoDB, one item per window, key
-  and writer: the shard and Lambda's window start), merges all partials of that window and writes the
+  and writer: the shard, Lambda's window start and the record its state started at, so a state begun
+  afresh after an early end or a write-out is another writer), merges all partials of that window and writes the
   cumulative result to Timestream with the next version of the window (a conditional write on a
   version item), so the record with the highest version holds every event of the window; a retried
   invocation rewrites its own partial, never adds it twice. Without WINDOW_TABLE each writer's partial
   is written as it is (version 1): right only when every window lies inside one Lambda window of one
-  shard.
+  shard whose state stays under STATE_FLUSH_BYTES.
 * Idempotency: the state is returned only for records handled completely, so a retried batch starts
   from the state before it; Timestream keeps the highest version of each record; dedup drops
   repeated event ids within ``ttl``: ids of this Lambda window from the state, ids of earlier windows
@@ -220,6 +231,7 @@ def load_state(data):
         "dedup": load_dedup(data.get("dedup")),
         "windows": windows,
         "counts": dict(data.get("counts", {{}})),
+        "since": data.get("since"),  # the sequence number this state started at: see window_writer
     }}
 
 
@@ -227,6 +239,17 @@ def dump_state(state):
     windows = {{k: COMBINE.to_json(v) for k, v in state["windows"].items()}}
     kept = {{k: v for k, v in state.items() if k != "keyed"}}
     return {{**kept, "windows": windows, "dedup": dump_dedup(state["dedup"])}}
+
+
+STATE_FLUSH_BYTES = 900_000
+"""Lambda keeps a tumbling window's state up to 1 MB per shard and ends the window early past that
+(``isWindowTerminatedEarly``); a state over this many bytes of JSON is written out before it is returned
+(see ``handler``)."""
+
+
+def state_bytes(state):
+    """Bytes of the state as Lambda receives it (JSON)."""
+    return len(json.dumps(dump_state(state), default=json_default).encode("utf-8"))
 
 
 def count(state, name):
@@ -434,14 +457,16 @@ def timestream_record(result, version=1):
         text = dimension_text(result[k], k in JSON_KEYS)
         if text is not None:
             dimensions.append({{"Name": k, "Value": text}})
-    measures = [{{"Name": "window_end", "Value": str(to_ns(result["window_end"]) // 1_000_000), "Type": "TIMESTAMP"}}]
+    measures = [{{"Name": "window_end", "Value": timestamp_text(to_ns(result["window_end"])), "Type": "TIMESTAMP"}}]
     for name, kind in MEASURE_TYPES:
         value = result[name]
         if value is None or (isinstance(value, float) and math.isnan(value)):
             continue  # Timestream has no NaN: a missing measure reads as null
         if kind == "BOOLEAN":
             text = "true" if value else "false"  # Timestream's booleans
-        elif kind == "VARCHAR":  # TimestreamSink's text: a json value's JSON text, a time's ISO-8601 text
+        elif kind == "TIMESTAMP":  # epoch milliseconds, as TimestreamSink (the record's TimeUnit)
+            text = timestamp_text(to_ns(value))
+        elif kind == "VARCHAR":  # TimestreamSink's text: a json value's JSON text
             text = text_value(value, name in JSON_MEASURES)
         else:
             text = str(value)
@@ -451,16 +476,19 @@ def timestream_record(result, version=1):
         "MeasureName": WINDOW_STEP,
         "MeasureValueType": "MULTI",
         "MeasureValues": measures,
-        "Time": str(to_ns(result["window_start"]) // 1_000_000),
+        "Time": timestamp_text(to_ns(result["window_start"])),
         "TimeUnit": "MILLISECONDS",
         "Version": version,
     }}
 
 
-def window_writer(event):
-    """Who writes a partial aggregate: the shard and Lambda's window start, the same on a retry."""
+def window_writer(event, state):
+    """Who writes a partial aggregate: the shard, Lambda's window start and the sequence number its state
+    started at, the same on a retry. A window Lambda ends early (``isWindowTerminatedEarly``: its state
+    over 1 MB) continues with a fresh state, which starts at a later record: its partial of an event-time
+    window is another writer's, merged with the earlier one, not written over it."""
     window = event.get("window") or {{}}
-    return f"{{event.get('shardId', '')}}|{{window.get('start', '')}}"
+    return f"{{event.get('shardId', '')}}|{{window.get('start', '')}}|{{state.get('since') or ''}}"
 
 
 KEY_MAX_BYTES = 2048
@@ -648,11 +676,28 @@ def handler(event, context=None):
         # keep only what the records before the failed one did; Lambda redelivers from it
         keyed.reset()
         state, _ = run_records(records[:failed_at], load_state(event.get("state")), keyed)
+    if state["since"] is None and records:
+        state["since"] = records[0]["kinesis"]["sequenceNumber"]
     keyed.save()  # before the results: if another invocation wrote a key's state meanwhile, this raises
-    final = event.get("isFinalInvokeForWindow", "window" not in event) and failed_at is None
-    write_results(window_results(close_windows(state, final), window_writer(event)))
+    # A window Lambda ended early (its state over 1 MB) continues with a fresh state: the state returned
+    # now would be dropped, so this is its final invocation, whether or not isFinalInvokeForWindow says so.
+    ends = event.get("isFinalInvokeForWindow", "window" not in event) or event.get("isWindowTerminatedEarly")
+    final = bool(ends) and failed_at is None
+    write_results(window_results(close_windows(state, final), window_writer(event, state)))
     if final:
         on_final(state)
+    elif failed_at is None and state_bytes(state) > STATE_FLUSH_BYTES:
+        # Returned, this state would make Lambda end the window early: write every open window now, as a
+        # final invocation does (WINDOW_TABLE merges the rest of each with it later), remember the dedup
+        # ids in IDEMPOTENCY_TABLE, and go on with a new writer, the watermark kept.
+        write_results(window_results(close_windows(state, True), window_writer(event, state)))
+        on_final(state)
+        state.update(windows={{}}, dedup=shed_dedup(state["dedup"]), since=None)
+        if state_bytes(state) > STATE_FLUSH_BYTES:
+            log.warning(
+                "the state is %s bytes with every window written (the dedup ids: set IDEMPOTENCY_TABLE to "
+                "keep them there); Lambda will end its window early and start afresh", state_bytes(state),
+            )
     failures = [] if failed_at is None else [{{"itemIdentifier": records[failed_at]["kinesis"]["sequenceNumber"]}}]
     return {{"state": dump_state(state), "batchItemFailures": failures}}
 '''
@@ -691,6 +736,14 @@ def remembered_first_seen(event_id):
     return _remembered[name]
 
 
+def shed_dedup(rule):
+    """The dedup state once ``on_final`` wrote its ids to IDEMPOTENCY_TABLE: without them (the table
+    answers for them), its watermark kept; without a table, as it is."""
+    if not os.environ.get("IDEMPOTENCY_TABLE"):
+        return rule
+    return Dedup.from_json({{"max_ns": rule.max_ns, "forgotten": rule.forgotten}}, DEDUP_TTL_NS, DEDUP_MAX_IDS)
+
+
 def on_final(state):
     """End of a Lambda window: remember its ids in IDEMPOTENCY_TABLE for the next windows.
 
@@ -723,6 +776,10 @@ def load_dedup(data):
 
 def dump_dedup(rule):
     return None
+
+
+def shed_dedup(rule):
+    return rule
 
 
 def on_final(state):
@@ -1147,7 +1204,12 @@ class _Steps:
             aggs.append(f"({a.name!r}, {expr})")
             rt = _plan.result_type(a, types)
             measure_types.append(
-                (a.name, {"int64": "BIGINT", "float64": "DOUBLE", "bool": "BOOLEAN"}.get(rt, "VARCHAR"))
+                (
+                    a.name,
+                    {"int64": "BIGINT", "float64": "DOUBLE", "bool": "BOOLEAN", "timestamp": "TIMESTAMP"}.get(
+                        rt, "VARCHAR"
+                    ),
+                )
             )
         self.consts += [
             f"WINDOW_STEP = {sid!r}",
@@ -1160,7 +1222,7 @@ class _Steps:
             "COMBINE = RowCombine([" + ", ".join(aggs) + "])",
             f"MEASURE_TYPES = {tuple(measure_types)!r}",
             f"JSON_MEASURES = {tuple(a.name for a in step.aggs if _plan.result_type(a, types) == 'json')!r}"
-            "  # VARCHAR measures holding JSON text (a time's measure: ISO-8601 text to the microsecond)",
+            "  # VARCHAR measures holding JSON text",
         ]
         checks = _plan.unfit_checks(step)
         if step.keys or checks:
@@ -1859,7 +1921,7 @@ def dimension_value(text: str, field_type: str | None) -> Any:
         return float(text)
     if field_type == "bool":
         return text == "True"
-    if field_type == "timestamp":  # a VARCHAR measure: first/last of a time, ISO-8601 to the microsecond
+    if field_type == "timestamp":  # a time key: ISO-8601 text to the microsecond
         t = pd.Timestamp(text)
         return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
     return text
@@ -1946,7 +2008,8 @@ def timestream_rejections(pipeline: Pipeline, local: dict[str, pd.DataFrame]) ->
     ``DOUBLE``, a text measure empty or over 2,048 bytes) moved from the window's output to
     ``<window>.timestream_dead_letter`` with their ``reject_reason``, as the handler sends them; and a
     key that is the empty string is missing (None), as Timestream holds a record whose dimension the
-    sink and the handler leave out (Timestream has no empty dimension value).
+    sink and the handler leave out (Timestream has no empty dimension value); a time-valued result is
+    floored to the millisecond, as both write it (a ``TIMESTAMP`` in epoch milliseconds).
 
     The sink is given the columns' declared types, as a pipeline's sink step gives them: a ``json``
     value is its JSON text to both (the empty json string is ``""``, two bytes, written).
@@ -1985,6 +2048,9 @@ def timestream_rejections(pipeline: Pipeline, local: dict[str, pd.DataFrame]) ->
             empty = values.map(lambda v: isinstance(v, str) and v == "")
             if empty.any():
                 written[k] = values.where(~empty, None)
+    for name in measures:  # a TIMESTAMP measure holds milliseconds (timestamp_text): compared at that
+        if types.get(name) == "timestamp" and name in written.columns:
+            written[name] = pd.to_datetime(written[name], utc=True).dt.floor("ms")
     out = dict(local)
     out[window.step_id] = written
     out[f"{window.step_id}.{REJECTED}"] = (
@@ -2030,8 +2096,8 @@ def lambda_notes(pipeline: Pipeline, chain: list[Step], batch_size: int) -> list
     times = [a.name for a in window.aggs if _plan.result_type(a, types) == "timestamp"]
     if times:
         notes.append(
-            f"{window.step_id}: {', '.join(times)} (times) are VARCHAR measures of ISO-8601 text to the "
-            "microsecond (Timestream's TIMESTAMP holds milliseconds), read back as times"
+            f"{window.step_id}: {', '.join(times)} (times) are TIMESTAMP measures in epoch milliseconds, as "
+            "TimestreamSink writes them: compared to the millisecond (streamlab's times floored)"
         )
     return notes
 

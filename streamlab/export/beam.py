@@ -152,6 +152,9 @@ Backfill from a file of JSON lines (one raw record per line)::
 
     python {module} --input events.jsonl {sink_args} --runner DirectRunner
 
+Records that hold line breaks: write each record's bytes in base64, one per line, and add
+``--input_format base64`` (Pub/Sub messages are records as they are).
+
 Nothing is late in a backfill (below). To get streamlab's results on a file, late rows included (what
 ``streamlab.export.verify`` runs), replay it in order as a stream::
 
@@ -939,9 +942,16 @@ def pubsub_message(row, output):
     return text.encode("utf-8")
 
 
-def read_lines(pattern):
+INPUT_FORMATS = ("lines", "base64")
+"""How ``--input`` files hold records: ``lines``, one raw record per line; ``base64``, one record's bytes
+in base64 per line, so a record holding a line break (or ending in a carriage return) stays one record
+(``streamlab.export.verify`` writes a sample holding one so)."""
+
+
+def read_lines(pattern, input_format="lines"):
     """Raw records of the files matching ``pattern``, as bytes, split as ``ReadFromText`` splits them
-    (at each LF or CRLF; no record after a final newline), files in name order."""
+    (at each LF or CRLF; no record after a final newline), files in name order; in ``base64`` format
+    (``INPUT_FORMATS``) each line is decoded to the record it holds."""
     from apache_beam.io.filesystems import FileSystems
 
     lines = []
@@ -953,7 +963,7 @@ def read_lines(pattern):
             if parts and parts[-1] == b"":
                 parts.pop()
             lines += [x[:-1] if x.endswith(b"\\r") else x for x in parts]
-    return lines
+    return [base64.b64decode(x) for x in lines] if input_format == "base64" else lines
 
 
 def run(argv=None):
@@ -971,6 +981,12 @@ def run(argv=None):
         "--replay",
         action="store_true",
         help="with --input: replay the records in order as a stream, late rows as in streamlab",
+    )
+    parser.add_argument(
+        "--input_format",
+        choices=INPUT_FORMATS,
+        default="lines",
+        help="with --input: one raw record per line, or (base64) one record's bytes in base64 per line",
     )
     parser.add_argument("--sink", choices=("files", "bigquery"), default={sink!r})
     parser.add_argument("--output", help="directory (or gs:// prefix) for --sink files")
@@ -994,12 +1010,14 @@ def run(argv=None):
         parser.error("--sink bigquery: " + "; ".join(BIGQUERY_REFUSED))
     if known.replay and not known.input:
         parser.error("--replay needs --input FILES")
+    if known.input_format != "lines" and not known.input:
+        parser.error("--input_format needs --input FILES")
     options = PipelineOptions(beam_args)
     streaming = known.subscription is not None or known.replay
     options.view_as(StandardOptions).streaming = streaming
     with beam.Pipeline(options=options) as pipeline:
         if known.replay:
-            raw = pipeline | "source" >> replay_stream(read_lines(known.input))
+            raw = pipeline | "source" >> replay_stream(read_lines(known.input, known.input_format))
         elif streaming:
             raw = pipeline | "source" >> beam.io.ReadFromPubSub(
                 subscription=known.subscription, timestamp_attribute=known.timestamp_attribute
@@ -1007,6 +1025,8 @@ def run(argv=None):
         else:
             # lines as bytes: a line that is not UTF-8 is a dead letter of the parse step, not a crash
             raw = pipeline | "source" >> beam.io.ReadFromText(known.input, coder=BytesCoder())
+            if known.input_format == "base64":
+                raw = raw | "decode base64" >> beam.Map(base64.b64decode)
         streams = build(raw)
         for ref, name in OUTPUTS.items():
             pcoll = streams[ref]

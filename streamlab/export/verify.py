@@ -15,6 +15,7 @@ source and ``availableNow``; see ``streamlab.export.spark`` for what is compared
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import html
 import importlib.util
@@ -312,13 +313,28 @@ def beam_failure(stderr: str) -> str:
     )
 
 
+def input_format(lines: list[bytes]) -> str:
+    """How a sample's records are handed to a Beam program's ``--input``: ``"lines"``, one per line, as
+    a user's file holds them; ``"base64"`` (one record's bytes in base64 per line) when a record holds a
+    line feed or ends in a carriage return, which a file of lines would split or cut (``read_lines``
+    takes LF and CRLF as the end of a line).
+
+    Examples
+    --------
+    >>> input_format([b'{"a": 1}', b"not json"]), input_format([b'{"a":\\n 1}']), input_format([b"x\\r"])
+    ('lines', 'base64', 'base64')
+    """
+    return "base64" if any(b"\n" in line or line.endswith(b"\r") for line in lines) else "lines"
+
+
 def run_beam_program(
     module_path: str | Path, lines: list[bytes], workdir: str | Path, *, timeout_s: float = 600.0
 ) -> dict[str, pd.DataFrame]:
     """Run the generated module as deployed: its command line, in a child process, on a file of ``lines``.
 
     The module reads the file as bytes and replays it as a stream, late rows as in streamlab
-    (``--input FILE --replay``), runs on the streaming DirectRunner and writes every output through its
+    (``--input FILE --replay``; with ``--input_format base64`` when a record holds a line break:
+    :func:`input_format`), runs on the streaming DirectRunner and writes every output through its
     own files sink; the rows are read back from those files, by stream reference. The child runs in
     ``workdir`` and is handed absolute paths only (a relative ``workdir`` is the caller's); it is
     stopped after ``timeout_s`` seconds with a TimeoutError saying so.
@@ -328,9 +344,15 @@ def run_beam_program(
     work = Path(workdir).resolve()  # the child's cwd is work: a path relative to ours would miss
     module_path = Path(module_path).resolve()
     sample = work / "verify-input.jsonl"
-    sample.write_bytes(b"".join(line + b"\n" for line in lines))
+    framing = input_format(lines)
+    if framing == "base64":  # a line break inside a record would split it in two: one record per line
+        sample.write_bytes(b"".join(base64.b64encode(line) + b"\n" for line in lines))
+    else:
+        sample.write_bytes(b"".join(line + b"\n" for line in lines))
     out_dir = fresh_dir(work / "verify-output")  # never an earlier run's files
     cmd = [sys.executable, str(module_path), "--input", str(sample), "--replay", "--sink", "files"]
+    if framing != "lines":
+        cmd += ["--input_format", framing]
     cmd += ["--output", str(out_dir), "--runner", "DirectRunner", "--direct_num_workers", "1"]
     cmd += ["--file_window_s", str(10**10), "--file_shards", "1"]  # one file per output and pane
     try:
@@ -574,7 +596,7 @@ its SQL job (``main.py``) holds milliseconds."""
 TIME_UNIT_WHY = {
     "beam": "Beam's element timestamps, the rows' datetimes, streamlab's JSON encoding, BigQuery's TIMESTAMP",
     "spark": "Spark's TIMESTAMP, the rows' datetimes, streamlab's JSON encoding",
-    "lambda": "the handler's datetimes, streamlab's JSON encoding of its SQS messages and time measures",
+    "lambda": "the handler's datetimes, streamlab's JSON encoding of its SQS messages; its time measures hold milliseconds",
     "flink": "datastream.py's datetimes, streamlab's JSON encoding of its outputs",
 }
 """Why an export's times are as coarse as :data:`TIME_UNIT_NS` says."""
@@ -704,6 +726,14 @@ def verify(
             notes = [
                 "the module ran as deployed: its command line (--input FILE --replay), reading the file as "
                 "bytes, writing through its files sink",
+                *(
+                    [
+                        "a record of the sample holds a line break: the file held each record in base64, one "
+                        "per line (--input_format base64), so that it stays one record"
+                    ]
+                    if input_format(lines) == "base64"
+                    else []
+                ),
                 "late rows are compared on keys, event time and window_start (Beam cannot report the watermark)",
             ]
             notes += finer_time_notes(local, compared_outputs(pipeline, target), target, TIME_UNIT_NS[target])

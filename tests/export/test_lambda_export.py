@@ -352,10 +352,11 @@ def test_lambda_refuses_windows_finer_than_timestreams_milliseconds(
 
 
 @pytest.mark.services
-def test_first_and_last_of_a_time_are_times_compared_at_the_microsecond(tmp_path: Path) -> None:
+def test_first_and_last_of_a_time_are_times_compared_at_the_millisecond(tmp_path: Path) -> None:
     """``first``/``last`` of a timestamp read back as times (they were VARCHAR text, always different);
-    the handler's times are microseconds, so verify compares them there and says so in a note (a late row
-    at ``...01.123456789Z`` was a difference); the notes are about this pipeline: no dedup, no keys."""
+    they are TIMESTAMP measures in epoch milliseconds (as TimestreamSink writes them), so verify compares
+    them there and says so in a note; a late row keeps the handler's microseconds (a row at
+    ``...01.123456789Z`` was a difference); the notes are about this pipeline: no dedup, no keys."""
     p = Pipeline(ListSource([b"{}"]), name="first_time")
     p.parse({"event_id": "string", "timestamp": "timestamp"}).window(TumblingWindow("10s")).agg(
         agg.count(), agg.first("timestamp", name="first_ts"), agg.last("timestamp", name="last_ts")
@@ -369,12 +370,12 @@ def test_first_and_last_of_a_time_are_times_compared_at_the_microsecond(tmp_path
     assert report.equal, report.diff.to_string()
     got = report.exported["window"].sort_values("window_start")
     assert got["first_ts"].tolist() == [
-        pd.Timestamp("2024-01-01T00:00:03.000001Z"),
+        pd.Timestamp("2024-01-01T00:00:03Z"),  # .000001999: below the millisecond, floored
         pd.Timestamp("2024-01-01T00:00:30Z"),
     ]
     assert report.counts["window.late"] == {"streamlab": 1, "lambda": 1}
     finer = [n for n in report.notes if "digits below the microsecond" in n]
-    assert [n.split(":")[0] for n in finer] == ["window", "window.late"], report.notes
+    assert [n.split(":")[0] for n in finer] == ["window.late"], report.notes
     assert not any("dedup" in n or "duplicates" in n or "text by design" in n for n in report.notes), (
         report.notes
     )

@@ -248,3 +248,61 @@ def test_a_time_key_is_the_same_iso_text_on_both_sides(
         "2024-05-01T00:00:00.123456Z",
         "2024-05-01T00:00:00.500000Z",
     ]
+
+
+TIME_SCHEMA = {"event_id": "string", "timestamp": "timestamp", "host": "string", "t": "timestamp"}
+TIME_LINES = [
+    event(0, 1, host="a", t="2024-05-01T00:00:00.123456Z"),
+    event(1, 2, host="a", t="2024-05-01T00:00:07.999999Z"),
+    event(2, 11, host="b", t=None),
+    event(3, 12, host="b", t="2024-05-01T00:00:00Z"),
+]
+
+
+def test_a_time_valued_result_is_a_timestamp_measure_on_both_sides(
+    aws: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # the handler wrote first/last of a time as a VARCHAR of ISO text to the microsecond, TimestreamSink as
+    # a TIMESTAMP in epoch milliseconds: one pipeline, two schemas, and a query written against one
+    # (time functions on a timestamp, or text comparisons) failed on the other. Both now write a TIMESTAMP.
+    sink, handler, dead = both_ways(
+        aws,
+        monkeypatch,
+        tmp_path,
+        TIME_SCHEMA,
+        ["host"],
+        lambda: [agg.first("t"), agg.last("t"), agg.count()],
+        TIME_LINES,
+    )
+    assert sink == handler and dead.empty
+    by_host = {dict(dims)["host"]: {m[0]: (m[1], m[2]) for m in ms} for _, dims, ms in handler}
+    assert by_host["a"]["first_t"] == ("TIMESTAMP", "1714521600123")  # .123456 floored to the millisecond
+    assert by_host["a"]["last_t"] == ("TIMESTAMP", "1714521607999")
+    assert by_host["b"]["last_t"] == ("TIMESTAMP", "1714521600000")
+
+
+def test_verify_compares_time_valued_results_to_the_millisecond(tmp_path: Path) -> None:
+    # both programs write a time-valued result to the millisecond: streamlab's microseconds are not a difference
+    p = Pipeline(ListSource([b"{}"]), name="parity")
+    p.parse(TIME_SCHEMA).window(TumblingWindow("10s"), key="host").agg(agg.first("t"), agg.last("t"))
+    report = verify(p, TIME_LINES, "lambda", workdir=tmp_path)
+    assert report.equal, report.diff.to_string()
+    assert report.counts["window"] == {"streamlab": 2, "lambda": 2}
+    written = report.exported["window"].set_index("host")
+    assert written.loc["a", "first_t"] == pd.Timestamp("2024-05-01T00:00:00.123Z")
+
+
+def test_a_time_before_1970_is_a_dead_letter_on_both_sides(tmp_path: Path) -> None:
+    # a TIMESTAMP measure holds 1970-01-01 to 2262-04-11 (Timestream's writes): written, the record would be
+    # rejected by Timestream; both writers send it to the dead letter with measure_problem's reason
+    p = Pipeline(ListSource([b"{}"]), name="parity")
+    p.parse(TIME_SCHEMA).window(TumblingWindow("10s"), key="host").agg(agg.first("t"))
+    lines = [
+        event(0, 1, host="a", t="1969-12-31T23:59:59.999Z"),
+        event(1, 2, host="b", t="1970-01-01T00:00:00Z"),
+    ]
+    report = verify(p, lines, "lambda", workdir=tmp_path)
+    assert report.equal, report.diff.to_string()
+    [dead] = report.exported["window.timestream_dead_letter"].to_dict("records")
+    assert dead["host"] == "a" and "outside the times a Timestream TIMESTAMP holds" in dead["reject_reason"]
+    assert report.exported["window"]["first_t"].tolist() == [pd.Timestamp("1970-01-01", tz="UTC")]

@@ -4,6 +4,7 @@ the generated Beam module, run as a program on a file, sends a line that is not 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 from streamlab import Pipeline, TumblingWindow, agg
 from streamlab._parse import FIELD_TYPES, FieldSpec, ParseOperator
 from streamlab._record import MAX_DEPTH
-from streamlab.export import to_beam, to_lambda
+from streamlab.export import to_beam, to_lambda, verify
 from streamlab.export._plan import record_source
 from streamlab.export.beam import _BQ_TYPES
 from streamlab.export.verify import compare, load_module, run_local
@@ -217,7 +218,11 @@ def test_generated_modules_carry_the_record_parser_verbatim(tmp_path: Path) -> N
     assert body in to_lambda(p, tmp_path / "lambda").module.read_text()
 
 
-def test_the_beam_program_sends_a_line_that_is_not_utf8_to_dead_letter(tmp_path: Path) -> None:
+@pytest.mark.parametrize("input_format", ["lines", "base64"])
+def test_the_beam_program_sends_a_line_that_is_not_utf8_to_dead_letter(
+    tmp_path: Path, input_format: str
+) -> None:
+    # base64: the backfill (ReadFromText) decodes each line to its record, line breaks and all
     p = Pipeline(ListSource([b"{}"]), name="from_file")
     p.parse().window(TumblingWindow("1m"), key="event_type").agg(agg.count())  # the default schema
     lines = [
@@ -234,10 +239,15 @@ def test_the_beam_program_sends_a_line_that_is_not_utf8_to_dead_letter(tmp_path:
     ]
     lines[5:5] = [b'{"event_id": "bad", "note": "caf\xe9"}', b"\xff\xfe not text", b"not json", b"   "]
     data = tmp_path / "input.jsonl"
-    data.write_bytes(b"\n".join(lines) + b"\n")
+    if input_format == "base64":
+        lines[7] = b"not\njson"
+        data.write_bytes(b"".join(base64.b64encode(x) + b"\n" for x in lines))
+    else:
+        data.write_bytes(b"\n".join(lines) + b"\n")
     files = to_beam(p, tmp_path / "export", runner_source="file")
     out = tmp_path / "out"
     cmd = [sys.executable, str(files.module), "--input", str(data), "--output", str(out)]
+    cmd += ["--input_format", input_format]
     cmd += ["--runner", "DirectRunner", "--direct_num_workers=1"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -291,3 +301,25 @@ def test_bigquery_side_outputs_over_the_row_limit_are_written_cut_to_fit(tmp_pat
         assert set(fitted) <= columns | {"reason", "step_id"}, table
     small = module.raw_dead_letter_row(b"not json", "invalid JSON", "parse")
     assert module.fit_side_row(small, "parse_dead_letter", module.BIGQUERY_ROW_LIMIT) is small
+
+
+def test_verify_hands_the_beam_program_records_holding_line_breaks_whole(tmp_path: Path) -> None:
+    # verify wrote the sample one record per line, so a record holding "\n" reached the Beam program as
+    # two records (two dead letters where streamlab saw one good event, or one bad record), and a record
+    # ending in "\r" lost it: false differences. A sample holding one is now handed over in base64.
+    p = Pipeline(ListSource([b"{}"]), name="line_breaks")
+    p.parse().window(TumblingWindow("1m"), key="event_type").agg(agg.count())
+    lines = [
+        b'{"event_id": "e1", "event_type": "buy", "user_id": "u",\n "timestamp": "2024-01-01T00:00:01Z"}',
+        b'{"event_id": "e2", "event_type": "buy", "user_id": "u", "timestamp": "2024-01-01T00:00:02Z"}\r\n',
+        b"not\njson",
+        b'{"event_id": "e3", "event_type": "view", "user_id": "u", "timestamp": "2024-01-01T00:00:03Z"}\r',
+        b"\n",
+    ]
+    report = verify(p, lines, "beam", workdir=tmp_path)
+    assert report.equal, report.diff.to_string()
+    assert report.counts["parse.dead_letter"] == {"streamlab": 2, "beam": 2}
+    assert sorted(report.exported["window"]["count"]) == [1, 2]
+    raws = sorted(report.exported["parse.dead_letter"]["raw"])
+    assert raws == ["\n", "not\njson"]
+    assert any("--input_format base64" in n for n in report.notes), report.notes
