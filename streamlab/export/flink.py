@@ -382,6 +382,20 @@ class _Generator:
                 kinds = _plan.column_types(self.p).get(step.inputs[0], {})
                 for a in step.aggs:
                     _agg_sql(a, step, kinds)
+                for key in step.keys:
+                    if kinds.get(key) in ("json", "object"):
+                        # the SQL column holds the field's JSON text: the job would group objects and arrays
+                        # (streamlab's dead letters) and write every key as text ('"s"', 'true', '1')
+                        raise _plan.unsupported(
+                            step,
+                            "Flink SQL",
+                            f"its key {key!r} is a {kinds[key]} field, which SQL holds as JSON text: it would "
+                            "group objects and arrays by their text, where streamlab sets such rows aside on "
+                            "the window's dead letters, and write each key as text (1 as '1', \"s\" as "
+                            "'\"s\"')",
+                            f"declare {key!r} as string, int64, float64 or bool in the parse schema, or export "
+                            "to Beam (to_beam); the Flink DataStream job keys windows as streamlab does",
+                        )
                 w = step.window
                 sizes = [getattr(w, n, 0) for n in ("size_ns", "every_ns", "gap_ns", "offset_ns")]
                 if any(s % 1_000_000 for s in [*sizes, step.delay_ns, step.lateness_ns]):

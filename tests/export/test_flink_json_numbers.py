@@ -50,6 +50,7 @@ def pipeline() -> Pipeline:
     events.window(TumblingWindow("1m"), key="user_id", step_id="sums").agg(
         agg.count(), agg.sum("j"), agg.mean("j"), agg.sum("x"), agg.mean("x"), agg.max("x")
     )
+    events.window(TumblingWindow("1m"), key="j", step_id="by_j").agg(agg.count())
     return p
 
 
@@ -68,6 +69,20 @@ def test_flink_sql_leaves_sums_of_a_json_field_to_the_datastream_job(
     q.parse(SCHEMA).window(TumblingWindow("1m"), step_id="w").agg(agg.sum("x"), agg.mean("x"))
     to_flink(q, tmp_path / "typed")
     assert (tmp_path / "typed" / "job.sql").exists()
+
+
+@pytest.mark.parametrize("kind", ["json", "object"])
+def test_flink_sql_leaves_windows_keyed_by_a_json_field_to_the_datastream_job(
+    kind: str, tmp_path: Path
+) -> None:
+    # the SQL job grouped objects and arrays by their JSON text (streamlab's dead letters) and wrote the
+    # key 1 as the text '1', "s" as '"s"'
+    p = Pipeline(ListSource([b"{}"]), name="json_key")
+    p.parse({**SCHEMA, "j": kind}).window(TumblingWindow("1m"), key="j", step_id="w").agg(agg.count())
+    to_flink(p, tmp_path / kind)
+    written = {f.name for f in (tmp_path / kind).iterdir()}
+    assert "job.sql" not in written and "datastream.py" in written, written
+    assert f"its key 'j' is a {kind} field" in (tmp_path / kind / "README.md").read_text()
 
 
 def test_the_combiners_read_an_integer_beyond_a_double_as_an_infinity() -> None:
@@ -101,6 +116,10 @@ def test_sums_of_a_json_field_on_the_flink_engine_equal_streamlab(flink_python: 
     # "x", the object and the list are set aside with streamlab's reasons; "2", true and the 400-digit
     # integer are summed (an infinity)
     assert report.counts["sums.dead_letter"] == {"streamlab": 3, "flink": 3}
+    # keyed by j: the object and the list are set aside, the keys are JSON values (1, "2", true), not text
+    assert report.counts["by_j.dead_letter"] == {"streamlab": 2, "flink": 2}
+    keys = report.exported["by_j"]["j"].tolist()
+    assert 1 in keys and "2" in keys and True in keys and '"2"' not in keys
     reasons = sorted(report.exported["sums.dead_letter"]["reason"])
     assert reasons[0] == "agg.sum('j') needs a number, got dict {'a': 1}"
     sums = report.exported["sums"]
