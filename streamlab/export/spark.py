@@ -1914,8 +1914,8 @@ def spark_session() -> Any:
 
 
 def compared_streams(p: Pipeline, streams: list[str]) -> dict[str, tuple[list[str], set[str]]]:
-    """Every output the Spark job writes, with the columns compared (JSON-typed ones left out) and which
-    of them are times."""
+    """Every output the Spark job writes, with the columns compared (json and object ones by value, read
+    back by ``spark_json``) and which of them are times."""
     types = spark_types(p)
     out: dict[str, tuple[list[str], set[str]]] = {}
     for ref in _plan.sink_outputs(p):
@@ -1929,7 +1929,7 @@ def compared_streams(p: Pipeline, streams: list[str]) -> dict[str, tuple[list[st
         kinds = types.get(ref, {})
         if _plan.is_pattern_step(step) and ref.endswith(".dead_letter"):  # the rows, their reason
             kinds = dead_letter_types(types.get(step.inputs[0], {}))
-        cols = {c: t for c, t in kinds.items() if t not in ("object", "json")}
+        cols = dict(kinds)  # json and object fields too: read back from their JSON text (spark_json)
         times = {c for c, t in cols.items() if t == "timestamp"}
         out[ref] = (list(cols), times)
     return out
@@ -2140,6 +2140,33 @@ def spark_doubles(frames: dict[str, Any], types: dict[str, dict[str, str]]) -> d
     return out
 
 
+def spark_json(frames: dict[str, Any], types: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """The job's rows with each ``json`` and ``object`` column read back from the JSON text the job holds
+    it as (a STRING column), so that ``verify`` compares their values with streamlab's.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> spark_json({"w": pd.DataFrame({"j": ['{"a": 1}', '"s"', "null"]})}, {"w": {"j": "json"}})["w"]["j"].tolist()
+    [{'a': 1}, 's', None]
+    """
+    import pandas as pd
+
+    out = {}
+    for ref, frame in frames.items():
+        texts = [c for c, t in types.get(ref, {}).items() if t in ("json", "object") and c in frame.columns]
+        if texts:
+            frame = frame.copy()
+            for c in texts:
+                frame[c] = pd.Series(
+                    [json.loads(v) if isinstance(v, str) else v for v in frame[c]],
+                    index=frame.index,
+                    dtype=object,
+                )
+        out[ref] = frame
+    return out
+
+
 def verify_spark(
     pipeline: Pipeline,
     lines: list[bytes],
@@ -2171,7 +2198,7 @@ def verify_spark(
         batch_records=batch_records,
         timeout_s=timeout_s,
     )
-    exported = spark_doubles(exported, spark_types(pipeline))
+    exported = spark_json(spark_doubles(exported, spark_types(pipeline)), spark_types(pipeline))
     from streamlab.export._late import leave_out_late_windows
 
     # Spark's watermark moves between micro-batches only, so it may still count a row streamlab reports

@@ -11,6 +11,7 @@ as the string ``"Infinity"``; ``verify`` reads it back as the number (``spark_do
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,3 +91,30 @@ def test_windows_over_a_json_field_on_spark_equal_streamlab(spark: Any, tmp_path
     assert math.isinf(first.loc["u1", "sum_j"]) and math.isinf(first.loc["u0", "max_j"])
     last = sums[sums["window_start"] > sums["window_start"].min()]
     assert len(last) == 1 and math.isinf(last["sum_x"].iloc[0]) and last["sum_j"].iloc[0] == 0.0
+
+
+def test_verify_compares_json_and_object_columns_by_value() -> None:
+    # verify left json and object columns out of the Spark comparison: a first(properties) or a json key
+    # the job got wrong was never reported. It now reads their JSON text back and compares the values.
+    from streamlab.export.spark import compare_spark, compared_streams, spark_json, spark_types
+    from streamlab.export.verify import run_local
+
+    p = Pipeline(ListSource([b"{}"]), name="props")
+    p.parse().window(TumblingWindow("1m"), key="user_id", step_id="w").agg(
+        agg.first("properties"), agg.count()
+    )
+    sample = [
+        b'{"event_id":"a","user_id":"u","timestamp":"2024-01-01T00:00:01Z","properties":{"k":[1,null],"z":"\\u00e9"}}',
+        b'{"event_id":"b","user_id":"v","timestamp":"2024-01-01T00:00:02Z","properties":{}}',
+    ]
+    local = run_local(p, sample)
+    compared = compared_streams(p, ["w", "parse.dead_letter"])
+    assert "first_properties" in compared["w"][0]
+    written = local["w"].assign(
+        first_properties=[json.dumps(v, sort_keys=True) for v in local["w"]["first_properties"]]
+    )
+    equal, diff, _, _ = compare_spark(p, local, spark_json({"w": written}, spark_types(p)), compared, {})
+    assert equal, diff
+    wrong = written.assign(first_properties=['{"k": [1, 2], "z": "\\u00e9"}', "{}"])
+    equal, diff, _, _ = compare_spark(p, local, spark_json({"w": wrong}, spark_types(p)), compared, {})
+    assert not equal and set(diff["output"]) == {"w"}
