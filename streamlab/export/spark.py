@@ -294,6 +294,9 @@ def unfit_batches(batches, schema, keys, checks, decode, numbers):
             values = {c: json.loads(row[c]) if c in decode and row[c] is not None else row[c] for c in row}
             reason = unfit_reason(values, keys, checks)
             nums = {f"_num_{c}": None if missing_value(values[c]) else as_number(values[c]) for c in numbers}
+            for k in keys:  # streamlab keys -0.0 as 0.0 (typed_id): one group, as its JSON text "0.0"
+                if k in decode and isinstance(values[k], float) and values[k] == 0:
+                    row[k] = "0.0"
             rows.append({**row, "_ok": reason is None, "_reason": reason, **nums})
         yield pa.RecordBatch.from_pylist(rows, schema=out_schema)
 

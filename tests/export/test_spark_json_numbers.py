@@ -25,8 +25,9 @@ from streamlab.testing import ListSource
 
 SCHEMA = {"event_id": "string", "user_id": "string", "timestamp": "timestamp", "j": "json", "x": "float64"}
 # the JSON texts of ``j``: numbers, a number's text, text, true, an object, a list, a 400-digit integer,
-# a number beyond a double (1e400: inf), a zero, a missing value and a repeat (dropped by the dedup)
-VALUES = ["1", '"2"', '"x"', "true", '{"a":1}', "[1]", "9" * 400, "1e400", "0.0", "null", "2.5", "3"]
+# a number beyond a double (1e400: inf), zeros (-0.0 is the key 0.0, as in streamlab), a missing value and
+# a repeat (dropped by the dedup)
+VALUES = ["1", '"2"', '"x"', "true", '{"a":1}', "[1]", "9" * 400, "1e400", "0.0", "null", "2.5", "3", "-0.0"]
 
 
 @pytest.fixture(scope="module")
