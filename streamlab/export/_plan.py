@@ -66,20 +66,21 @@ _COMBINERS: dict[type[Aggregator], str] = {
     QuantileAggregator: "QuantileCombine",
 }
 _BASES = {
-    "SumCombine": ["CountCombine"],
-    "MeanCombine": ["CountCombine", "SumCombine"],
-    "MinCombine": ["CountCombine"],
-    "MaxCombine": ["CountCombine", "MinCombine"],
+    "SumCombine": ["CountCombine", "to_float"],
+    "MeanCombine": ["CountCombine", "SumCombine", "to_float"],
+    "MinCombine": ["CountCombine", "to_float"],
+    "MaxCombine": ["CountCombine", "MinCombine", "to_float"],
     "CountDistinctCombine": ["CountCombine"],
     "FirstCombine": ["CountCombine"],
     "LastCombine": ["CountCombine", "FirstCombine"],
-    "QuantileCombine": ["CountCombine"],
+    "QuantileCombine": ["CountCombine", "to_float"],
     "eval_expr": ["ExprCompiler", "pandas_eval"],
     "assign_exprs": ["eval_expr", "ExprCompiler", "pandas_eval"],
     "filter_keeps": ["eval_expr", "ExprCompiler", "pandas_eval"],
 }
 _SNIPPET_ORDER = [
     "is_null",
+    "to_float",
     "window_starts",
     "CountCombine",
     "SumCombine",

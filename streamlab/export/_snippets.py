@@ -22,6 +22,16 @@ def is_null(value: Any) -> bool:
     return value is None or (isinstance(value, float) and value != value)
 
 
+def to_float(value: Any) -> float:
+    """A value the aggregators take as a float; an int beyond a double's range (a 400-digit JSON number)
+    is the infinity of its sign, as streamlab reads it (``streamlab._detector_record.as_number``), where
+    ``float`` raises OverflowError and would fail the job on every retry."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def window_starts(ts_ns: int, size_ns: int, slide_ns: int, offset_ns: int) -> list[int]:
     """Starts (ns) of the tumbling (slide == size) or sliding windows holding an event."""
     base = (ts_ns - offset_ns) // slide_ns
@@ -64,7 +74,7 @@ class SumCombine(CountCombine):
     def add_input(self, acc: Any, row: dict[str, Any], ts_ns: int) -> Any:
         value: Any = row.get(self.column) if self.column else None
         if not is_null(value):
-            acc = [acc[0] + float(value), acc[1] + 1]
+            acc = [acc[0] + to_float(value), acc[1] + 1]
         return acc
 
     def merge_accumulators(self, accs: Any) -> Any:
@@ -94,7 +104,7 @@ class MinCombine(CountCombine):
         value: Any = row.get(self.column) if self.column else None
         if is_null(value):
             return acc
-        return float(value) if acc is None else self.pick(acc, float(value))
+        return to_float(value) if acc is None else self.pick(acc, to_float(value))
 
     def merge_accumulators(self, accs: Any) -> Any:
         best = None
@@ -188,7 +198,7 @@ class QuantileCombine(CountCombine):
         value: Any = row.get(self.column) if self.column else None
         if is_null(value):
             return acc
-        value = float(value)
+        value = to_float(value)
         acc["n"] += 1
         if value == 0:
             acc["zero"] += 1

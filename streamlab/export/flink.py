@@ -278,6 +278,19 @@ def _agg_sql(a: Aggregator, step: WindowStep, kinds: dict[str, str] | None = Non
             f"declare {a.column!r} as int64, float64, string or bool in the parse schema, or export to Beam "
             "(to_beam); the Flink DataStream job runs streamlab's own aggregators",
         )
+    if kind in ("json", "object") and isinstance(a, (SumAggregator, MeanAggregator)):
+        # CAST of the JSON text to DOUBLE throws on any value that is no number's text ('"2"', 'true',
+        # '{"a": 1}'): the job fails, and fails again on every restart. streamlab reads "2" as 2 and sets
+        # the others aside on the window's dead letters (unfit_reason), as the DataStream job does
+        raise _plan.unsupported(
+            step,
+            "Flink SQL",
+            f"aggregator {a.describe()} over the {kind} field {a.column!r} would CAST its JSON text to "
+            "DOUBLE, which fails the job on a value that is no number's text (a string, true, an object), "
+            "where streamlab reads the text '2' as 2 and sets the rest aside on the window's dead letters",
+            f"declare {a.column!r} as int64 or float64 in the parse schema, or export to Beam (to_beam); "
+            "the Flink DataStream job runs streamlab's own aggregators",
+        )
     if isinstance(a, CountAggregator):
         expr = f"COUNT({col})" if col else "COUNT(*)"
     elif isinstance(a, CountDistinctAggregator):
@@ -369,6 +382,20 @@ class _Generator:
                 kinds = _plan.column_types(self.p).get(step.inputs[0], {})
                 for a in step.aggs:
                     _agg_sql(a, step, kinds)
+                for key in step.keys:
+                    if kinds.get(key) in ("json", "object"):
+                        # the SQL column holds the field's JSON text: the job would group objects and arrays
+                        # (streamlab's dead letters) and write every key as text ('"s"', 'true', '1')
+                        raise _plan.unsupported(
+                            step,
+                            "Flink SQL",
+                            f"its key {key!r} is a {kinds[key]} field, which SQL holds as JSON text: it would "
+                            "group objects and arrays by their text, where streamlab sets such rows aside on "
+                            "the window's dead letters, and write each key as text (1 as '1', \"s\" as "
+                            "'\"s\"')",
+                            f"declare {key!r} as string, int64, float64 or bool in the parse schema, or export "
+                            "to Beam (to_beam); the Flink DataStream job keys windows as streamlab does",
+                        )
                 w = step.window
                 sizes = [getattr(w, n, 0) for n in ("size_ns", "every_ns", "gap_ns", "offset_ns")]
                 if any(s % 1_000_000 for s in [*sizes, step.delay_ns, step.lateness_ns]):
@@ -1729,15 +1756,30 @@ def ensure_flink_python(*, timeout: float = 900) -> str:
 
 
 def read_outputs(output: Path, outputs: dict[str, str]) -> dict[str, Any]:
-    """Rows the job wrote per output reference (finished JSON-lines part files of each sink)."""
+    """Rows the job wrote per output reference (finished JSON-lines part files of each sink).
+
+    The lines are read as strict JSON, as a consumer of the job's output reads them: a ``NaN`` or
+    ``Infinity`` literal (which Python's ``json`` would take) raises ValueError naming the file.
+    """
     from streamlab.export.verify import rows_frame
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not JSON")
 
     frames = {}
     for ref, name in outputs.items():
         rows = []
         for part in sorted((output / name).glob("*")) if (output / name).exists() else []:
             if part.is_file() and not part.name.startswith("."):
-                rows += [json.loads(x) for x in part.read_text().splitlines() if x.strip()]
+                for x in part.read_text().splitlines():
+                    if not x.strip():
+                        continue
+                    try:
+                        rows.append(json.loads(x, parse_constant=refuse))
+                    except ValueError as e:
+                        raise ValueError(
+                            f"the Flink job wrote a line that is not JSON to {part}: {e}: {x[:200]}"
+                        ) from None
         frames[ref] = rows_frame(rows)
     return frames
 

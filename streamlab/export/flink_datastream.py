@@ -432,7 +432,7 @@ def build(raw):
             self.state.update(state)
             for ref, r in out:
                 if ref in tags:
-                    yield tags[ref], json.dumps(r, default=json_default, allow_nan=True)
+                    yield tags[ref], dump_json(r, compact=False)  # NaN and infinities as null, as every JSON sink
 
         def on_timer(self, timestamp, ctx):
             state = self.state.value() or {}
@@ -445,7 +445,7 @@ def build(raw):
             self.state.update(state)
             for ref, r in out:
                 if ref in tags:
-                    yield tags[ref], json.dumps(r, default=json_default, allow_nan=True)
+                    yield tags[ref], dump_json(r, compact=False)  # NaN and infinities as null, as every JSON sink
 
     # streamlab's watermark is one per step over the whole stream: the stateful steps run under one key
     steps = raw.key_by(lambda _: 0, key_type=Types.INT()).process(Steps(), output_type=Types.STRING())
@@ -665,7 +665,7 @@ def _what(step: FilterStep | MapStep) -> str:
 
 def _consts(p: Pipeline) -> tuple[list[str], set[str]]:
     consts: list[str] = []
-    snippets = {"window_starts", "RowCombine", "json_default", "dead_letter_row", "group_key"}
+    snippets = {"window_starts", "RowCombine", "json_default", "dump_json", "dead_letter_row", "group_key"}
     windows: dict[str, tuple[object, ...]] = {}
     checks: dict[str, tuple[tuple[str, str, bool], ...]] = {}
     combines: list[str] = []

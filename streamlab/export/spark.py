@@ -34,6 +34,7 @@ per-event rules is written into the module's docstring; the short version:
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -272,6 +273,39 @@ def filter_batches(batches, schema, what, predicate, time):
             if keep:
                 rows.append({**row, "_ok": True, "_reason": None})
         yield pa.RecordBatch.from_pylist(rows, schema=out_schema)
+
+
+def unfit_batches(batches, schema, keys, checks, decode, numbers):
+    """``mapInArrow`` body of a window whose key or numeric aggregator reads a ``json`` or ``object``
+    field: streamlab's rule (``unfit_reason``) on each row, with those fields' JSON text read back.
+
+    Every row gets ``_ok`` and ``_reason`` (why the window cannot take it: a key that is an object or an
+    array, a value that is no number), and ``_num_<column>`` per column of ``numbers``: the value as
+    streamlab's aggregators read it (``as_number``: the text "2" is 2, true is 1, an integer beyond a
+    double an infinity), which the window aggregates. A CAST of the JSON text would fail the query (ANSI
+    mode) on every retry of its micro-batch.
+    """
+    out_schema = pa.schema(
+        [*schema, ("_ok", pa.bool_()), ("_reason", pa.string())] + [(f"_num_{c}", pa.float64()) for c in numbers]
+    )
+    for batch in batches:
+        rows = []
+        for row in batch.to_pylist():
+            values = {c: json.loads(row[c]) if c in decode and row[c] is not None else row[c] for c in row}
+            reason = unfit_reason(values, keys, checks)
+            nums = {f"_num_{c}": None if missing_value(values[c]) else as_number(values[c]) for c in numbers}
+            for k in keys:  # streamlab keys -0.0 as 0.0 (typed_id): one group, as its JSON text "0.0"
+                if k in decode and isinstance(values[k], float) and values[k] == 0:
+                    row[k] = "0.0"
+            rows.append({**row, "_ok": reason is None, "_reason": reason, **nums})
+        yield pa.RecordBatch.from_pylist(rows, schema=out_schema)
+
+
+def unfit_schema(schema, numbers):
+    """The Spark schema ``unfit_batches`` returns: ``schema`` with ``_ok``, ``_reason`` and ``_num_<column>``."""
+    from pyspark.sql.types import DoubleType, StructField, StructType
+
+    return StructType([*with_flags(schema).fields, *[StructField(f"_num_{c}", DoubleType()) for c in numbers]])
 
 
 def with_flags(schema):
@@ -753,8 +787,14 @@ class _Generator:
         self.user_fns[sid] = code.name
         return f"USER_FUNCTIONS[{sid!r}]"
 
-    def _agg(self, a: Any, step: WindowStep) -> str:
+    def _agg(self, a: Any, step: WindowStep, numbers: tuple[str, ...] = ()) -> str:
         name = a.name
+        kind = type(a).__name__.removesuffix("Aggregator").lower()
+        if kind in _SIMPLE_AGGS and a.column in numbers:  # a json/object field, read as streamlab reads it
+            read = f"F.col({'_num_' + a.column!r})"
+            if kind == "sum":
+                return f"F.coalesce(F.sum({read}), F.lit(0.0)).alias({name!r})"
+            return f"{_SIMPLE_AGGS[kind]}({read}).alias({name!r})"
         if isinstance(a, CountAggregator):
             inner = "F.lit(1)" if a.column is None else f"F.col({a.column!r})"
             return f"F.count({inner}).alias({name!r})"
@@ -793,18 +833,46 @@ class _Generator:
             # a session is [first, last + gap): an event at last + gap starts a new one (as Beam's Sessions);
             # Spark merges sessions that touch, so it gets a gap 1 microsecond shorter and the end back
             fn = f"F.session_window({step.time!r}, {_interval(w.gap_ns - _touch(w))!r})"
-        aggs = ", ".join(self._agg(a, step) for a in step.aggs)
+        kinds = self.types.get(step.inputs[0], {})
+        decode = tuple(c for c, k in kinds.items() if k in ("json", "object"))
+        checks = tuple(
+            c for c in _plan.unfit_checks(step) if c[2]
+        )  # numeric ones: Spark has no count_distinct
+        numbers = tuple(dict.fromkeys(col for _, col, _ in checks if col in decode))
+        unfit = bool(numbers) or any(k in decode for k in step.keys)
+        aggs = ", ".join(self._agg(a, step, numbers) for a in step.aggs)
         keys = ", ".join(repr(k) for k in step.keys)
         cols = self.fields_of(step.inputs[0])
         t = step.time
         dl = self.var(sid + ".dead_letter")
         reason = f"missing or unreadable event time in column {t!r}"
         required_time = tin == t and t == self.parse.time
+        dead = []
+        if unfit:
+            # streamlab sets aside (on the window's dead letters) a key that is an object or an array and a
+            # value its numeric aggregators cannot read, before the event time
+            self.emit(f"{v}_arrow = arrow_schema({src}.schema)")
+            self.emit(f"{v}_fit = {src}.mapInArrow(")
+            self.emit(
+                f"    lambda batches, schema={v}_arrow: unfit_batches(batches, schema, {tuple(step.keys)!r}, "
+                f"{checks!r}, {decode!r}, {numbers!r}),"
+            )
+            self.emit(f"    unfit_schema({src}.schema, {numbers!r}),")
+            self.emit(")")
+            self.emit(
+                f"{dl}_unfit = {v}_fit.where(~F.col('_ok')).select("
+                f"F.col('_reason').alias('reason'), F.lit({sid!r}).alias('step_id'), *{cols!r})"
+            )
+            dead.append(f"{dl}_unfit")
+            src = f"{v}_fit.where(F.col('_ok'))"
         if not required_time:  # the parse step's event time is required: never missing here
             self.emit(
-                f"{dl} = {src}.where(F.col({t!r}).isNull()).select("
+                f"{dl}_time = {src}.where(F.col({t!r}).isNull()).select("
                 f"F.lit({reason!r}).alias('reason'), F.lit({sid!r}).alias('step_id'), *{cols!r})"
             )
+            dead.append(f"{dl}_time")
+        if dead:
+            self.emit(f"{dl} = {'.unionByName('.join(dead)}{')' * (len(dead) - 1)}")
         reach = w.gap_ns if isinstance(w, SessionWindow) else w.size_ns
         watermarked = self._watermarked(step, src, step.inputs[0], t, step.delay_ns + step.lateness_ns, reach)
         self.emit(f"{v} = (")
@@ -822,7 +890,7 @@ class _Generator:
         self.emit(")")
         self.time_of[sid] = None
         self.add(sid)
-        if not required_time:
+        if dead:
             self.time_of[sid + ".dead_letter"] = None
             self.add(sid + ".dead_letter")
 
@@ -1223,6 +1291,11 @@ class _Generator:
         parts += self.consts
         for code in self.user_code:
             parts.append("\n\n" + code)
+        if not self.row_steps:  # the per-record detector code holds it too
+            parts.append(
+                "\n\n# streamlab's rule of the rows a window cannot take (unfit_batches), copied\n"
+                + _plan.unfit_source()
+            )
         if self.user_fns:
             table = ", ".join(f"{sid!r}: {name}" for sid, name in self.user_fns.items())
             parts.append(f"\n\nUSER_FUNCTIONS = {{{table}}}  # step id -> the user's function")
@@ -1844,8 +1917,8 @@ def spark_session() -> Any:
 
 
 def compared_streams(p: Pipeline, streams: list[str]) -> dict[str, tuple[list[str], set[str]]]:
-    """Every output the Spark job writes, with the columns compared (JSON-typed ones left out) and which
-    of them are times."""
+    """Every output the Spark job writes, with the columns compared (json and object ones by value, read
+    back by ``spark_json``) and which of them are times."""
     types = spark_types(p)
     out: dict[str, tuple[list[str], set[str]]] = {}
     for ref in _plan.sink_outputs(p):
@@ -1859,7 +1932,7 @@ def compared_streams(p: Pipeline, streams: list[str]) -> dict[str, tuple[list[st
         kinds = types.get(ref, {})
         if _plan.is_pattern_step(step) and ref.endswith(".dead_letter"):  # the rows, their reason
             kinds = dead_letter_types(types.get(step.inputs[0], {}))
-        cols = {c: t for c, t in kinds.items() if t not in ("object", "json")}
+        cols = dict(kinds)  # json and object fields too: read back from their JSON text (spark_json)
         times = {c for c, t in cols.items() if t == "timestamp"}
         out[ref] = (list(cols), times)
     return out
@@ -2040,6 +2113,63 @@ def compare_spark(
     return not diffs, diff, counts, notes
 
 
+_SPARK_NON_FINITE = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
+
+
+def spark_doubles(frames: dict[str, Any], types: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """The job's rows with its JSON writer's text of a non-finite ``DOUBLE`` read back as the number.
+
+    Spark writes an infinity or NaN of a ``DOUBLE`` column as the JSON strings ``"Infinity"``,
+    ``"-Infinity"`` and ``"NaN"`` (its JSON reader reads them back as numbers, ``allowNonNumericNumbers``);
+    streamlab's JSON sinks write null. A window whose sum overflows is the same number in both.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> spark_doubles({"w": pd.DataFrame({"s": ["Infinity", 1.5], "k": ["NaN", "a"]})}, {"w": {"s": "float64"}})["w"]
+              s    k
+    0       inf  NaN
+    1  1.500000    a
+    """
+    out = {}
+    for ref, frame in frames.items():
+        doubles = [c for c, t in types.get(ref, {}).items() if t == "float64" and c in frame.columns]
+        if doubles:
+            frame = frame.copy()
+            for c in doubles:
+                frame[c] = [_SPARK_NON_FINITE.get(v, v) if isinstance(v, str) else v for v in frame[c]]
+                frame[c] = frame[c].astype("float64")
+        out[ref] = frame
+    return out
+
+
+def spark_json(frames: dict[str, Any], types: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """The job's rows with each ``json`` and ``object`` column read back from the JSON text the job holds
+    it as (a STRING column), so that ``verify`` compares their values with streamlab's.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> spark_json({"w": pd.DataFrame({"j": ['{"a": 1}', '"s"', "null"]})}, {"w": {"j": "json"}})["w"]["j"].tolist()
+    [{'a': 1}, 's', None]
+    """
+    import pandas as pd
+
+    out = {}
+    for ref, frame in frames.items():
+        texts = [c for c, t in types.get(ref, {}).items() if t in ("json", "object") and c in frame.columns]
+        if texts:
+            frame = frame.copy()
+            for c in texts:
+                frame[c] = pd.Series(
+                    [json.loads(v) if isinstance(v, str) else v for v in frame[c]],
+                    index=frame.index,
+                    dtype=object,
+                )
+        out[ref] = frame
+    return out
+
+
 def verify_spark(
     pipeline: Pipeline,
     lines: list[bytes],
@@ -2071,6 +2201,7 @@ def verify_spark(
         batch_records=batch_records,
         timeout_s=timeout_s,
     )
+    exported = spark_json(spark_doubles(exported, spark_types(pipeline)), spark_types(pipeline))
     from streamlab.export._late import leave_out_late_windows
 
     # Spark's watermark moves between micro-batches only, so it may still count a row streamlab reports
