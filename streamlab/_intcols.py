@@ -56,12 +56,17 @@ def inferred_series(values: np.ndarray | list[Any]) -> pd.Series:
     ('float64', 'str')
     >>> inferred_series([1, 1.0]).tolist()
     [1, 1.0]
+    >>> str(inferred_series(["a", "\\ud800"]).dtype)
+    'object'
     """
     series = pd.Series(values, dtype=object, copy=False)
     kind = pd.api.types.infer_dtype(series, skipna=True)
     if kind.startswith("mixed"):
         return series
-    inferred = series.infer_objects()
+    try:
+        inferred = series.infer_objects()
+    except UnicodeEncodeError:  # a lone surrogate (an escaped "\ud800" of JSON): no str column holds it
+        return series
     if inferred.dtype.kind == "f" and kind == "integer":
         try:
             return pd.Series(pd.array(series.where(series.notna(), None).tolist(), dtype=_INT64))

@@ -275,6 +275,23 @@ def _is_str(values: np.ndarray) -> np.ndarray | None:
     return mask if mask.any() else None
 
 
+def _with_utf8(values: np.ndarray, strs: np.ndarray) -> np.ndarray:
+    """``strs`` without the strings of ``values`` that UTF-8 cannot encode (lone surrogates).
+
+    Examples
+    --------
+    >>> _with_utf8(np.array(["a", "\\ud800", 1], dtype=object), np.array([True, True, False])).tolist()
+    [True, False, False]
+    """
+    out = strs.copy()
+    for i in np.flatnonzero(strs).tolist():
+        try:
+            values[i].encode("utf-8")
+        except UnicodeEncodeError:
+            out[i] = False
+    return out
+
+
 _STR_DTYPE = pd.Series(["a"], dtype=object).infer_objects().dtype  # the dtype a column of str is given
 _ARROW_STR = isinstance(_STR_DTYPE, pd.StringDtype) and _STR_DTYPE.storage == "pyarrow"
 
@@ -685,7 +702,15 @@ class KeyIndex:
         if strs is None:
             return self._object_ids(values, distinct, create)
         ids = np.full(len(values), -1, dtype=np.int64)
-        ids[strs] = self._str_ids(StringKeys.from_objects(values[strs]), distinct, create)
+        try:
+            keys = StringKeys.from_objects(values[strs])
+        except UnicodeEncodeError:
+            # a lone surrogate (an escaped "\ud800" read from JSON) has no UTF-8 bytes: such a key is
+            # kept as a Python object, in the object table (it equals no string of the pool)
+            strs = _with_utf8(values, strs)
+            keys = StringKeys.from_objects(values[strs])
+        if len(keys):
+            ids[strs] = self._str_ids(keys, distinct, create)
         if not strs.all():
             ids[~strs] = self._object_ids(values[~strs], distinct, create)
         return ids

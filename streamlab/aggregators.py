@@ -481,7 +481,14 @@ class _DistinctStore(_BuiltinStore):
     ) -> None:
         import pandas as pd
 
-        frame = pd.DataFrame({"g": group, "v": values}).dropna().drop_duplicates()
+        # values of Python objects stay objects: pandas would make text an arrow string column, which no lone
+        # surrogate (an escaped "\ud800" of a json field) fits in
+        v = (
+            pd.Series(values, dtype=object, copy=False)
+            if values is not None and values.dtype == object
+            else values
+        )
+        frame = pd.DataFrame({"g": group, "v": v}).dropna().drop_duplicates()
         for g, vals in frame.groupby("g", sort=False)["v"]:
             # the keys are the int group numbers; pandas-stubs types a groupby key as any scalar
             self.states[int(slots[cast(int, g)])].update(vals.tolist())

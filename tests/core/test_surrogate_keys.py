@@ -1,0 +1,90 @@
+"""A ``json`` field holding an escaped lone surrogate (``"\\ud800"``, valid JSON with no UTF-8 form) as a
+window key or a dedup id: the key is kept as the Python string it is (in the key table's object part, as
+no string of its UTF-8 pool equals it), so the pipeline neither fails nor loses the row, whatever the
+batch size. It failed every batch with "UnicodeEncodeError: surrogates not allowed"."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamlab import Pipeline, TumblingWindow, agg
+from streamlab.testing import ListSink, ListSource
+
+KEYS = ["\ud800", "\udfff", "a\ud800b", "a", "", "é", 1, None]
+T0 = pd.Timestamp("2024-01-01", tz="UTC")
+
+
+def lines(rows: list[tuple[int, object]]) -> list[bytes]:
+    """JSON lines as a producer writes them: lone surrogates escaped (``ensure_ascii``)."""
+    return [
+        json.dumps({"timestamp": (T0 + pd.Timedelta(seconds=s)).isoformat(), "id": f"e{i}", "j": k}).encode()
+        for i, (s, k) in enumerate(rows)
+    ]
+
+
+def key_of(v: object) -> object:
+    return ("<missing>",) if v is None else (type(v).__name__, v)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 179), st.sampled_from(KEYS)), min_size=1, max_size=30),
+    st.sampled_from([1, 3, 64]),
+)
+def test_windows_keyed_by_lone_surrogates_count_every_row(rows: list[tuple[int, object]], batch: int) -> None:
+    rows = sorted(rows, key=lambda r: r[0])
+    p = Pipeline(ListSource(lines(rows), batch_size=batch))
+    sink = ListSink()
+    p.parse({"timestamp": "timestamp", "j": "json"}).window(TumblingWindow("1m"), key="j").agg(
+        agg.count()
+    ).to(sink)
+    result = p.run()
+    got = sink.frame()
+    counted = {
+        (key_of(None if pd.isna(k) else k), s): int(c)
+        for k, s, c in zip(got["j"].tolist(), got["window_start"].tolist(), got["count"].tolist())
+    } if len(got) else {}  # fmt: skip
+    want: dict[tuple[object, pd.Timestamp], int] = {}
+    for s, k in rows:
+        start = (T0 + pd.Timedelta(seconds=s)).floor("1min")
+        want[(key_of(k), start)] = want.get((key_of(k), start), 0) + 1
+    assert counted == want
+    assert result.metrics.get("dead_letter", 0) == 0
+
+
+@pytest.mark.parametrize("batch", [1, 2, 100])
+def test_dedup_on_lone_surrogate_ids_keeps_the_first_of_each(batch: int) -> None:
+    rows = [
+        (0, "\ud800"),
+        (1, "a"),
+        (2, "\ud800"),
+        (3, "\udfff"),
+        (4, "a\ud800b"),
+        (5, "\udfff"),
+        (6, "a\ud800b"),
+    ]
+    p = Pipeline(ListSource(lines(rows), batch_size=batch))
+    sink = ListSink()
+    deduped = p.parse({"timestamp": "timestamp", "id": "string", "j": "json"}).dedup("j")
+    deduped.to(sink)
+    result = p.run()
+    assert sink.frame()["id"].tolist() == ["e0", "e1", "e3", "e4"]
+    assert result.outputs["dedup.duplicates"]["id"].tolist() == ["e2", "e5", "e6"]
+
+
+@pytest.mark.parametrize("batch", [1, 2, 100])
+def test_aggregators_read_lone_surrogate_values(batch: int) -> None:
+    rows = [(0, "\ud800"), (1, None), (2, "a"), (3, "\ud800"), (4, "\udfff")]
+    p = Pipeline(ListSource(lines(rows), batch_size=batch))
+    sink = ListSink()
+    p.parse({"timestamp": "timestamp", "j": "json"}).window(TumblingWindow("1m")).agg(
+        agg.count("j"), agg.count_distinct("j"), agg.first("j"), agg.last("j")
+    ).to(sink)
+    p.run()
+    got = sink.frame().drop(columns=["window_start", "window_end"]).to_dict("records")
+    assert got == [{"count_j": 4, "count_distinct_j": 3, "first_j": "\ud800", "last_j": "\udfff"}]
