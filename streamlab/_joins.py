@@ -57,8 +57,36 @@ def _merge(left: pd.DataFrame, right: pd.DataFrame, on: list[str], how: str, **k
     tagged_left = left.assign(**{h: tagged(left[c]) for c, h in hidden.items()})
     tagged_right = right.drop(columns=typed).assign(**{h: tagged(right[c]) for c, h in hidden.items()})
     keys = [hidden.get(c, c) for c in on]
-    merged = tagged_left.merge(tagged_right, on=keys, how=how, **kw)  # type: ignore[arg-type]
+    try:
+        merged = tagged_left.merge(tagged_right, on=keys, how=how, **kw)  # type: ignore[arg-type]
+    except UnicodeEncodeError:  # a key with a lone surrogate ("\ud800" of a json field): pandas made the
+        # keys an arrow string index, which cannot hold it; such keys are matched as tagged tuples
+        tagged_left = tagged_left.assign(**{h: _surrogates_tagged(tagged_left[h]) for h in hidden.values()})
+        tagged_right = tagged_right.assign(
+            **{h: _surrogates_tagged(tagged_right[h]) for h in hidden.values()}
+        )
+        merged = tagged_left.merge(tagged_right, on=keys, how=how, **kw)  # type: ignore[arg-type]
     return merged.drop(columns=list(hidden.values()))
+
+
+def _surrogates_tagged(col: pd.Series) -> pd.Series:
+    """``col`` with each string UTF-8 cannot encode (a lone surrogate) as the tuple ``(str, value)``.
+
+    Examples
+    --------
+    >>> _surrogates_tagged(pd.Series(["a", "\\ud800", 1], dtype=object)).tolist()
+    ['a', (<class 'str'>, '\\ud800'), 1]
+    """
+
+    def tag(v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return (str, v)
+        return v
+
+    return pd.Series([tag(v) for v in col.tolist()], index=col.index, dtype=object)
 
 
 class IntervalJoinOperator(Operator):

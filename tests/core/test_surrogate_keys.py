@@ -88,3 +88,19 @@ def test_aggregators_read_lone_surrogate_values(batch: int) -> None:
     p.run()
     got = sink.frame().drop(columns=["window_start", "window_end"]).to_dict("records")
     assert got == [{"count_j": 4, "count_distinct_j": 3, "first_j": "\ud800", "last_j": "\udfff"}]
+
+
+@pytest.mark.parametrize("batch", [1, 10])
+def test_an_interval_join_on_lone_surrogate_keys_pairs_equal_keys(batch: int) -> None:
+    left_rows = [(1, "\ud800"), (2, "a"), (2, "\udfff")]
+    right_rows = [(1, "\ud800"), (2, "a"), (2, "\ud800")]
+    p = Pipeline(ListSource(lines(left_rows), batch_size=batch))
+    left = p.parse({"timestamp": "timestamp", "id": "string", "j": "json"})
+    right = p.add_source(ListSource(lines(right_rows), batch_size=batch), step_id="b").parse(
+        {"timestamp": "timestamp", "id": "string", "j": "json"}, step_id="parse_b"
+    )
+    sink = ListSink()
+    left.join_interval(right, on="j", lower="-5s", upper="5s").to(sink)
+    p.run()
+    got = sorted(map(tuple, sink.frame()[["j", "id", "id_right"]].to_numpy().tolist()))
+    assert got == [("a", "e1", "e1"), ("\ud800", "e0", "e0"), ("\ud800", "e0", "e2")]
