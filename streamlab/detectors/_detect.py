@@ -34,6 +34,7 @@ from streamlab.detectors._common import (
 from streamlab.detectors._models import Detector, as_detector
 from streamlab.detectors._thresholds import ThresholdFilter, ThresholdOperator, _QuantileOperator
 from streamlab.detectors._vectorized import ModelBank
+from streamlab.detectors._windowcount import index_with
 from streamlab.operators import Outputs
 
 __all__ = ["Detect", "DetectOperator"]
@@ -648,7 +649,7 @@ class _KeyTable:
         if new.any():
             start = len(self.index)
             added = pd.Index(keys[new], tupleize_cols=False)
-            self.index = added if start == 0 else self.index.append(added)
+            self.index = added if start == 0 else index_with(self.index, added)
             extra = int(new.sum())
             self.slot = np.r_[self.slot, np.full(extra, -1, dtype=np.int64)]
             self.last = np.r_[self.last, np.full(extra, NAT_NS, dtype=np.int64)]

@@ -50,6 +50,7 @@ from streamlab.detectors._windowcount import (
     WindowCounter,
     factorize,
     hash_table,
+    index_with,
     plain_kernel,
 )
 from streamlab.operators import Outputs
@@ -448,7 +449,7 @@ class _KeyRowsOperator(FeatureOperator):
         new = pos < 0
         if new.any():
             start, extra = len(self.index), int(new.sum())
-            self.index = u[new] if start == 0 else self.index.append(u[new])
+            self.index = u[new] if start == 0 else index_with(self.index, u[new])
             self._new_rows(start, extra)
             pos[new] = np.arange(start, start + extra)
         rows[np.flatnonzero(ok)] = pos[codes]

@@ -23,6 +23,24 @@ from streamlab._time import NAT_NS
 from streamlab.detectors._common import kernels
 
 
+def index_with(index: pd.Index, more: pd.Index) -> pd.Index:
+    """``index.append(more)``, or the two as one index of objects where pandas' inferred dtype cannot hold
+    the values (a lone surrogate, ``"\\ud800"`` of a ``json`` field, fits in no arrow string column).
+
+    Examples
+    --------
+    >>> index_with(pd.Index([1, 2]), pd.Index([3])).tolist()
+    [1, 2, 3]
+    >>> index_with(pd.Index(["a"], dtype=object), pd.Index(["\\ud800"], dtype=object)).dtype
+    dtype('O')
+    """
+    try:
+        return index.append(more)
+    except UnicodeEncodeError:
+        both = np.concatenate([index.to_numpy(dtype=object), more.to_numpy(dtype=object)])
+        return pd.Index(both, dtype=object, tupleize_cols=False)
+
+
 class WindowCounter:
     """Carried state: the retained events as parallel arrays (key codes, times, values)."""
 
@@ -462,7 +480,7 @@ class Vocabulary:
         new = pos < 0
         if new.any():
             pos[new] = np.arange(len(self.index), len(self.index) + int(new.sum()))
-            self.index = self.index.append(found[new])
+            self.index = index_with(self.index, found[new])
         out: np.ndarray = pos[codes]
         out[codes < 0] = -1
         return out

@@ -104,3 +104,57 @@ def test_an_interval_join_on_lone_surrogate_keys_pairs_equal_keys(batch: int) ->
     p.run()
     got = sorted(map(tuple, sink.frame()[["j", "id", "id_right"]].to_numpy().tolist()))
     assert got == [("a", "e1", "e1"), ("\ud800", "e0", "e0"), ("\ud800", "e0", "e2")]
+
+
+@pytest.mark.parametrize("batch", [1, 2, 10])
+def test_per_key_features_key_and_count_lone_surrogates(batch: int) -> None:
+    from streamlab.detectors import DistinctCountFeature, TimeSinceLastFeature, VelocityFeature
+
+    rows = [(1, "\ud800", "\udfff"), (2, "a", "b"), (3, "\ud800", "\ud800"), (4, "\ud800", "\udfff")]
+    data = [
+        json.dumps({"timestamp": (T0 + pd.Timedelta(seconds=s)).isoformat(), "j": k, "c": c}).encode()
+        for s, k, c in rows
+    ]
+    p = Pipeline(ListSource(data, batch_size=batch))
+    sink = ListSink()
+    (
+        p.parse({"timestamp": "timestamp", "j": "json", "c": "json"})
+        .apply(VelocityFeature("j", window="1m"))
+        .apply(TimeSinceLastFeature("j"))
+        .apply(DistinctCountFeature("j", "c", window="1m"))
+        .to(sink)
+    )
+    p.run()
+    got = sink.frame()
+    assert got["count_1m"].tolist() == [1, 1, 2, 3]
+    assert got["seconds_since_last"].fillna(-1).tolist() == [-1, -1, 2.0, 1.0]
+    assert got["distinct_c_1m"].tolist() == [1, 1, 2, 2]
+
+
+@pytest.mark.parametrize("batch", [1, 2, 10])
+def test_a_model_per_lone_surrogate_key_scores_as_with_plain_keys(batch: int) -> None:
+    from streamlab.detectors import GaussianScorerDetector
+
+    keys = ["\ud800", "a", "\ud800", "\udfff", "a", "\ud800", "\udfff", "\ud800"]
+    plain = dict(zip(["\ud800", "\udfff", "a"], ["s1", "s2", "a"]))
+
+    def scores(ks: list[str]) -> tuple[list[str], list[float]]:
+        data = [
+            json.dumps(
+                {"timestamp": (T0 + pd.Timedelta(seconds=s)).isoformat(), "j": k, "x": float(s % 3)}
+            ).encode()
+            for s, k in enumerate(ks)
+        ]
+        p = Pipeline(ListSource(data, batch_size=batch))
+        sink = ListSink()
+        p.parse({"timestamp": "timestamp", "j": "json", "x": "float64"}).detect(
+            GaussianScorerDetector(), ["x"], key="j"
+        ).to(sink)
+        p.run()
+        got = sink.frame()
+        return got["j"].tolist(), got["score"].tolist()
+
+    got_keys, got_scores = scores(keys)
+    want_keys, want_scores = scores([plain[k] for k in keys])
+    assert got_keys == keys and want_keys == [plain[k] for k in keys]
+    assert got_scores == want_scores
