@@ -676,6 +676,54 @@ class Pipeline:
         return to_spark(self, path, **options)
 
 
+def _step_duration(sid: str, kind: str, parameter: str, value: Duration) -> int:
+    """``value`` read as a duration in nanoseconds; an unreadable one (text, a bool, a list, one too
+    long for int64 nanoseconds) raises :class:`PipelineConfigError` naming the step and the parameter,
+    as every other mistake in a step's arguments does (a bare ``ValueError`` or ``TypeError`` named
+    neither the error class users catch nor a fix)."""
+    try:
+        return parse_duration(value, what=parameter)
+    except (TypeError, ValueError) as e:
+        problem, _, fix = str(e).partition(". Fix: ")
+        raise PipelineConfigError(
+            sid,
+            kind,
+            problem,
+            fix
+            or f"write {parameter} as a duration such as '10s', '5m' or '1h' (in Python also a "
+            "datetime.timedelta or a number of seconds)",
+        ) from None
+
+
+def _step_names(sid: str, kind: str, parameter: str, value: object) -> tuple[str, ...]:
+    """``value`` (a column name or an iterable of them) as a tuple of names; anything else (a number,
+    None, a list holding a number) raises :class:`PipelineConfigError` naming the step and the
+    parameter, not a ``TypeError`` about iterating an int."""
+    names = (value,) if isinstance(value, str) else value
+    if isinstance(names, Iterable) and not isinstance(names, (bytes, dict)):
+        names = tuple(names)
+        if all(isinstance(n, str) and n for n in names):
+            return names
+    raise PipelineConfigError(
+        sid,
+        kind,
+        f"{parameter}={value!r} is not a column name or a list of column names",
+        f"pass {parameter}='user_id' or {parameter}=['user_id', 'country']",
+    )
+
+
+def _step_stream(sid: str, kind: str, parameter: str, value: object) -> Stream:
+    """``value`` if it is a :class:`Stream`; anything else raises :class:`PipelineConfigError`."""
+    if isinstance(value, Stream):
+        return value
+    raise PipelineConfigError(
+        sid,
+        kind,
+        f"{parameter} is {type(value).__name__} {value!r}, not a Stream",
+        "pass a stream of this pipeline, e.g. p.stream or the result of another step (events.filter(...))",
+    )
+
+
 class Stream:
     """One output of one step, and the fluent API that adds steps after it.
 
@@ -851,7 +899,7 @@ class Stream:
         """
         sid = self._sid(step_id, "dedup")
         time = self.pipeline.time if time is None else time
-        ttl_ns = None if ttl is None else parse_duration(ttl, what=f"step {sid!r} (dedup) ttl")
+        ttl_ns = None if ttl is None else _step_duration(sid, "dedup", "ttl", ttl)
         # without a ttl the event time is not needed: a stream without that column still dedups
         cols = self.columns
         use_time = time if cols is None or time in cols or ttl_ns is not None else None
@@ -891,6 +939,7 @@ class Stream:
         """
         sid = self._sid(step_id, "union")
         for o in others:
+            o = _step_stream(sid, "union", "other", o)
             if o.pipeline is not self.pipeline:
                 raise PipelineConfigError(
                     sid, "union", "streams from another pipeline", "build both in one Pipeline"
@@ -949,18 +998,18 @@ class Stream:
         elif watermark_by == "auto":
             by = partition_columns(self.columns)
         else:
-            by = (watermark_by,) if isinstance(watermark_by, str) else tuple(watermark_by)
+            by = _step_names(sid, "window", "watermark_by", watermark_by)
         settings = {
             "window": window,
-            "keys": self.keys if key is None else ((key,) if isinstance(key, str) else tuple(key)),
+            "keys": self.keys if key is None else _step_names(sid, "window", "key", key),
             "time": self.pipeline.time if time is None else time,
-            "delay_ns": parse_duration(delay, what=f"step {sid!r} (window) delay"),
-            "lateness_ns": parse_duration(lateness, what=f"step {sid!r} (window) lateness"),
+            "delay_ns": _step_duration(sid, "window", "delay", delay),
+            "lateness_ns": _step_duration(sid, "window", "lateness", lateness),
             "early": early,
             "watermark_by": by,
             "idle_timeout_ns": None
             if idle_timeout is None
-            else parse_duration(idle_timeout, what=f"step {sid!r} (window) idle_timeout"),
+            else _step_duration(sid, "window", "idle_timeout", idle_timeout),
         }
         return WindowBuilder(self, sid, settings)
 
@@ -983,11 +1032,23 @@ class Stream:
         without event time goes to ``.late`` (with ``join_side``), as a late row: the join has no
         dead-letter output; filter such rows first (``filter("timestamp.notna()")``) to keep them apart."""
         sid = self._sid(step_id, "join")
-        keys = (on,) if isinstance(on, str) else tuple(on)
+        other = _step_stream(sid, "interval_join", "other", other)
+        keys = _step_names(sid, "interval_join", "on", on)
         time = self.pipeline.time if time is None else time
         other_time = time if other_time is None else other_time
-        lo = parse_duration(lower, what=f"step {sid!r} (join) lower")
-        hi = parse_duration(upper, what=f"step {sid!r} (join) upper")
+        lo = _step_duration(sid, "interval_join", "lower", lower)
+        hi = _step_duration(sid, "interval_join", "upper", upper)
+        if not (
+            isinstance(suffixes, (tuple, list))
+            and len(suffixes) == 2
+            and all(isinstance(x, str) for x in suffixes)
+        ):
+            raise PipelineConfigError(
+                sid,
+                "interval_join",
+                f"suffixes={suffixes!r} is not a pair of texts",
+                "pass two suffixes, the left's and the right's, e.g. suffixes=('', '_right')",
+            )
         step = IntervalJoinStep(
             sid,
             (self.ref, other.ref),
@@ -996,7 +1057,7 @@ class Stream:
             right_time=other_time,
             lower_ns=lo,
             upper_ns=hi,
-            delay_ns=parse_duration(delay, what="delay"),
+            delay_ns=_step_duration(sid, "interval_join", "delay", delay),
             suffixes=(suffixes[0], suffixes[1]),
         )
         return self.pipeline._add(step, cls=JoinedStream)  # type: ignore[return-value]
