@@ -19,7 +19,14 @@ import yaml
 from streamlab._spec_check import DuplicateKeyError, check_spec, code_in_spec, load_yaml
 from streamlab._sql import read_only_problem
 from streamlab._step_kinds import ReadContext, config_kinds, from_params, label_of, params_of, step_classes
-from streamlab.errors import ParameterError, PipelineConfigError, SpecError, SpecProblem, UntrustedSpecError
+from streamlab.errors import (
+    ParameterError,
+    PipelineConfigError,
+    SpecError,
+    SpecProblem,
+    UntrustedSpecError,
+    check_path,
+)
 from streamlab.io import Sink, Source
 from streamlab.pipeline import Pipeline, Stream
 from streamlab.steps import OperatorStep, SinkStep, SourceStep, WindowStep
@@ -92,12 +99,15 @@ def _builtin_factories() -> None:
     from streamlab.sinks import DuckDBSink, JsonLinesSink, ListSink, ParquetSink
     from streamlab.sources import ReplaySource
 
-    sources: dict[str, SourceFactory] = {"replay": lambda path, **kw: ReplaySource(path, **kw)}
+    # a spec names the file ``path``: a path that is not text is reported there, not as ``data``
+    sources: dict[str, SourceFactory] = {
+        "replay": lambda path, **kw: ReplaySource(check_path("ReplaySource", "path", path), **kw)
+    }
     sinks: dict[str, SinkFactory] = {
         "duckdb": lambda **kw: DuckDBSink(**kw),
         "parquet": lambda **kw: ParquetSink(**kw),
         "jsonl": lambda **kw: JsonLinesSink(**kw),
-        "list": lambda **kw: ListSink(),
+        "list": lambda: ListSink(),  # it takes no parameter: a misplaced one is reported, not dropped
         "recording": lambda **kw: RecordingSink(**kw),
     }
     for module in ("streamlab.connectors", "streamlab.datasets"):
