@@ -629,6 +629,21 @@ class _Checker:
                 f"the {kind} aggregator needs a column",
                 f"add column: amount, e.g. {{kind: {kind}, column: amount}}",
             )
+        for name, fix in (("column", "column: amount"), ("name", "name: total")):
+            value = a.get(name)
+            named = isinstance(value, str) and value.strip()
+            if (
+                value is None
+                or named
+                or (name == "column" and kind != "count" and not isinstance(value, str))
+            ):
+                continue  # null: the default; a missing column is reported above
+            self.add(
+                f"{path}.{name}",
+                f"expected {'a column' if name == 'column' else 'an output column'} name, got {_shown(value)}",
+                f"write {fix} (one name, as text)"
+                + (", or remove it" if name == "name" or kind == "count" else ""),
+            )
         if kind == "quantile":
             for name, example in (("q", "0.95"), ("relative_accuracy", "0.01")):
                 value = a.get(name)
@@ -641,6 +656,13 @@ class _Checker:
                         f"{path}.{name}",
                         f"expected a number, got {_shown(value)}",
                         f"write {name}: {example} (a number, without quotes)",
+                    )
+                elif value is not None and not (0.0 <= value <= 1.0 if name == "q" else 0.0 < value < 1.0):
+                    self.add(
+                        f"{path}.{name}",
+                        f"{name} {_shown(value)} is out of range: it must be within "
+                        f"{'[0, 1]' if name == 'q' else '(0, 1)'}",
+                        f"write {name}: {example}",
                     )
         allowed = {"kind", "column", "name"} | ({"q", "relative_accuracy"} if kind == "quantile" else set())
         self.keys(a, allowed, path, f"a {kind} aggregator")
