@@ -20,6 +20,7 @@ import yaml
 
 from streamlab import _pyast
 from streamlab import agg as agg_module
+from streamlab._names import NAME_FIX, name_problem
 from streamlab._parse import FIELD_TYPES, FieldSpec
 from streamlab._time import parse_duration
 from streamlab.errors import ParameterError, PipelineConfigError, SpecProblem, closest, suggest
@@ -300,7 +301,10 @@ class _Checker:
         self.keys(
             s, {"name", "time", "sources", "processing", "sinks"}, "streaming", "the 'streaming:' section"
         )
-        self.string(s.get("name", "pipeline"), "streaming.name", "name: clickstream")
+        if self.string(s.get("name", "pipeline"), "streaming.name", "name: clickstream"):
+            problem = name_problem(s.get("name", "pipeline"))
+            if problem is not None:
+                self.add("streaming.name", f"the name {s['name']!r} {problem}", NAME_FIX)
         self.string(s.get("time", "timestamp"), "streaming.time", "time: timestamp")
         if not s.get("sources"):
             self.add(
@@ -338,8 +342,9 @@ class _Checker:
                 self.add(
                     f"{path}.step_id", f"step_id {sid!r} is used twice", "give each entry a unique step_id"
                 )
-            if "." in sid:
-                self.add(f"{path}.step_id", f"step_id {sid!r} contains '.'", "use letters, digits and '_'")
+            problem = name_problem(sid)
+            if problem is not None:
+                self.add(f"{path}.step_id", f"step_id {sid!r} {problem}", NAME_FIX)
         kind = item.get("kind")
         kinds: list[str] | None
         if section == "sources":

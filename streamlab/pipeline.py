@@ -19,6 +19,7 @@ import pandas as pd
 
 from streamlab import agg as agg_module
 from streamlab._coltypes import aggregator_type_problem, declared_type
+from streamlab._names import NAME_FIX, name_problem
 from streamlab._spec_check import schema_fields
 from streamlab._step_kinds import label_of
 from streamlab._time import Duration, parse_duration
@@ -86,6 +87,18 @@ class Pipeline:
     def __init__(
         self, source: Source | None = None, *, name: str = "pipeline", time: str = "timestamp"
     ) -> None:
+        problem = name_problem(name)
+        if problem is not None:
+            raise PipelineConfigError(
+                "pipeline", "pipeline", f"name={name!r} is not a name: it {problem}", NAME_FIX
+            )
+        if not isinstance(time, str) or not time:
+            raise PipelineConfigError(
+                "pipeline",
+                "pipeline",
+                f"time={time!r} is not a column name",
+                "name the event-time column, e.g. time='timestamp'",
+            )
         self.name = name
         self.time = time
         self.steps: dict[str, Step] = {}

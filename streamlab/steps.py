@@ -23,6 +23,7 @@ from streamlab import _step_codecs as codec
 from streamlab._dead_letter import dead_letter_columns
 from streamlab._dedup import DedupOperator
 from streamlab._joins import EnrichOperator, IntervalJoinOperator
+from streamlab._names import MAX_NAME_LENGTH, NAME_FIX, name_problem
 from streamlab._parse import FieldSpec, ParseOperator
 from streamlab._sessions import SessionOperator
 from streamlab._spec_check import schema_fields
@@ -245,12 +246,13 @@ class Step:
     output_names: ClassVar[tuple[str, ...]] = ("out",)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.step_id, str) or not self.step_id or "." in self.step_id:
+        problem = name_problem(self.step_id)
+        if problem is not None:
             raise PipelineConfigError(
-                str(self.step_id),
+                str(self.step_id)[:MAX_NAME_LENGTH],
                 self.kind,
-                f"step_id={self.step_id!r} is not a name",
-                "use letters, digits and '_', e.g. step_id='counts'",
+                f"step_id={self.step_id!r} is not a name: it {problem}",
+                f"{NAME_FIX}; a step id is written into exported code, file and table names",
             )
         if not isinstance(self.inputs, tuple) or not all(isinstance(r, str) and r for r in self.inputs):
             self.invalid(f"inputs={self.inputs!r} is not a tuple of step references", "pass e.g. ('parse',)")
