@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 import pandas as pd
 
 from streamlab import agg as agg_module
-from streamlab._coltypes import aggregator_type_problem, declared_type
+from streamlab._coltypes import NOT_NUMERIC, aggregator_type_problem, declared_type
 from streamlab._names import NAME_FIX, name_problem
 from streamlab._spec_check import schema_fields
 from streamlab._step_kinds import label_of
@@ -402,6 +402,19 @@ class Pipeline:
                 mismatch = aggregator_type_problem(self, step.inputs[0], a) if a.column is not None else None
                 if mismatch:
                     raise PipelineConfigError(step.step_id, step.kind, *mismatch)
+        if isinstance(step, OperatorStep):
+            for column in step.numeric_columns():
+                found = declared_type(self, step.inputs[0], column)
+                if found is not None and found[0] in NOT_NUMERIC:
+                    raise PipelineConfigError(
+                        step.step_id,
+                        label_of(step),
+                        f"{type(step.config).__name__} reads column {column!r} as numbers, but it is "
+                        f"{found[0]} (declared by step {found[1]!r}): it would score nothing, or give NaN "
+                        "or 0 for every row",
+                        "pass a numeric column (int64, float64 or bool), or derive one first with "
+                        ".with_columns(...)",
+                    )
         return ins
 
     def union_sources(self, ref: str) -> tuple[str, ...]:

@@ -1206,6 +1206,11 @@ class OperatorStep(Step):
     def outputs(self) -> tuple[str, ...]:
         return tuple(getattr(self.config, "output_names", ("out",)))
 
+    def numeric_columns(self) -> tuple[str, ...]:
+        """Input columns the config reads as numbers (its ``numeric_columns()``; none if it has none)."""
+        columns = getattr(self.config, "numeric_columns", None)
+        return tuple(columns()) if columns is not None else ()
+
     def input_problem(self, columns_in: list[Columns]) -> tuple[str, str] | None:
         check = getattr(self.config, "check_columns", None)
         if check is None or columns_in[0] is None:
