@@ -13,7 +13,7 @@ import copy
 import numbers
 import warnings
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pandas as pd
 
@@ -702,6 +702,29 @@ class Pipeline:
         return to_spark(self, path, **options)
 
 
+_C = TypeVar("_C")
+
+
+def _step_config(sid: str, kind: str, build: Callable[[], _C]) -> _C:
+    """``build()`` (a step config built by a Stream method), its errors re-raised as
+    :class:`PipelineConfigError` naming the step id: a config's own check names only its class (it has
+    no step id yet), and a ``TypeError`` from an argument of the wrong kind (``features=3``,
+    ``detector=None``) named neither the step nor a fix."""
+    try:
+        return build()
+    except PipelineConfigError as e:
+        raise PipelineConfigError(sid, e.kind, e.problem, e.fix) from None
+    except (TypeError, ValueError) as e:
+        text = str(e)
+        where, sep, rest = text.partition(": ")
+        if sep and " " not in where:  # "Detect: threshold must be ..."
+            text = rest
+        problem, sep, fix = text.rpartition("; ")
+        if not sep:
+            problem, fix = text, f"check the arguments against help(Stream.{kind})"
+        raise PipelineConfigError(sid, kind, problem, fix) from None
+
+
 def _step_duration(sid: str, kind: str, parameter: str, value: Duration) -> int:
     """``value`` read as a duration in nanoseconds; an unreadable one (text, a bool, a list, one too
     long for int64 nanoseconds) raises :class:`PipelineConfigError` naming the step and the parameter,
@@ -1138,26 +1161,38 @@ class Stream:
         """
         from streamlab.detectors import Detect
 
+        sid = self._sid(step_id, "detect")
+        if not isinstance(features, (str, Iterable)):
+            raise PipelineConfigError(
+                sid,
+                "detect",
+                f"features={features!r} is not a column name or a list of column names",
+                "pass e.g. features=['amount', 'count_10m']",
+            )
         if key is None and self.keys:  # declared by key_by
             if len(self.keys) > 1:
                 raise PipelineConfigError(
-                    step_id or "detect",
+                    sid,
                     "detect",
                     f"the stream is keyed by {list(self.keys)} (key_by), and a detector keys by one column",
                     f"pass key='{self.keys[0]}' (or one column that combines them, made with with_columns)",
                 )
             key = self.keys[0]
-        cfg = Detect(
-            detector,
-            features=features if isinstance(features, str) else list(features),  # "amount": one column
-            key=key,
-            learn=learn,
-            threshold=threshold,
-            max_keys=max_keys,
-            key_ttl=key_ttl,
-            time=time or self.pipeline.time,
+        cfg = _step_config(
+            sid,
+            "detect",
+            lambda: Detect(
+                detector,
+                features=features if isinstance(features, str) else list(features),  # "amount": one column
+                key=key,
+                learn=learn,
+                threshold=threshold,
+                max_keys=max_keys,
+                key_ttl=key_ttl,
+                time=time or self.pipeline.time,
+            ),
         )
-        return self.apply(cfg, step_id=step_id, kind="detect")  # type: ignore[return-value]
+        return self.apply(cfg, step_id=sid, kind="detect")  # type: ignore[return-value]
 
     def pattern(
         self,
@@ -1178,16 +1213,28 @@ class Stream:
         """
         from streamlab.detectors import Pattern
 
-        cfg = Pattern(
-            key=key,
-            steps=list(steps),
-            within=within,
-            time=time or self.pipeline.time,
-            delay=delay,
-            name=name,
-            id_column=id_column,
+        sid = self._sid(step_id, "pattern")
+        if isinstance(steps, (str, bytes)) or not isinstance(steps, Iterable):
+            raise PipelineConfigError(
+                sid,
+                "pattern",
+                f"steps={steps!r} is not a list of pattern steps",
+                "pass e.g. [PatternStep('home', 'amount > 0'), PatternStep('abroad', 'amount > 0')]",
+            )
+        cfg = _step_config(
+            sid,
+            "pattern",
+            lambda: Pattern(
+                key=key,
+                steps=list(steps),
+                within=within,
+                time=time or self.pipeline.time,
+                delay=delay,
+                name=name,
+                id_column=id_column,
+            ),
         )
-        return self.apply(cfg, step_id=step_id, kind="pattern")  # type: ignore[return-value]
+        return self.apply(cfg, step_id=sid, kind="pattern")  # type: ignore[return-value]
 
     def to(self, sink: Sink, *, step_id: str | None = None) -> Stream:
         """Write this stream to a sink. Returns the sink step's reference."""

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamlab import ListSource, Pipeline, PipelineConfigError, Stream, TumblingWindow, agg
+from streamlab.detectors import HalfSpaceTreesDetector, PatternStep
 
 
 def events() -> Stream:
@@ -102,3 +103,32 @@ def test_any_dedup_ttl_is_accepted_or_a_config_error(value: object) -> None:
         events().dedup("user_id", ttl=value)  # type: ignore[arg-type]
     except PipelineConfigError as e:
         assert e.step_id == "dedup" and e.fix
+
+
+CONFIG_CASES: dict[str, tuple[Callable[[Stream], Any], str]] = {
+    "detect features int": (lambda s: s.detect(HalfSpaceTreesDetector(), 3, step_id="d"), "features"),  # type: ignore[arg-type]
+    "detect detector None": (lambda s: s.detect(None, ["amount"], step_id="d"), "detector"),
+    "detect threshold int": (
+        lambda s: s.detect(HalfSpaceTreesDetector(), ["amount"], threshold=3, step_id="d"),
+        "threshold",
+    ),
+    "detect learn": (
+        lambda s: s.detect(HalfSpaceTreesDetector(), ["amount"], learn="x", step_id="d"),
+        "learn",
+    ),
+    "pattern steps int": (lambda s: s.pattern("user_id", 3, within="1m", step_id="d"), "steps"),  # type: ignore[arg-type]
+    "pattern steps empty": (lambda s: s.pattern("user_id", [], within="1m", step_id="d"), "steps"),
+    "pattern within zero": (
+        lambda s: s.pattern("user_id", [PatternStep("a", "amount > 0")], within=0, step_id="d"),
+        "within",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CONFIG_CASES))
+def test_a_detect_or_pattern_error_names_the_step_id_it_was_given(name: str) -> None:
+    # the config's own checks named its class ('Detect'), or raised a bare TypeError
+    build, parameter = CONFIG_CASES[name]
+    with pytest.raises(PipelineConfigError) as e:
+        build(events())
+    assert e.value.step_id == "d" and parameter in e.value.problem and e.value.fix
