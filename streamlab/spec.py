@@ -478,7 +478,7 @@ def pipeline_from_dict(
         except PipelineConfigError as e:
             problems.append(SpecProblem(path, e.problem, e.fix))
         except Exception as e:  # a factory's own error (connector, DuckDB): reported at its path
-            problem = _parameter_problem(path, e)
+            problem = _parameter_problem(path, e) or _checked_value_problem(path, e)
             if problem is not None:
                 problems.append(problem)
                 return None
@@ -587,6 +587,39 @@ def _parameter_problem(path: str, e: Exception) -> SpecProblem | None:
                 + " (Pipeline.to_yaml() writes every parameter)",
             )
     return None
+
+
+#: A constructor's own check, as connectors word it: "Owner(param=...): problem", "Owner: problem".
+_CHECK_MESSAGE = re.compile(r"^(\w+)(?:\((?:(\w+)=)?.*?\))?: (.+)$", re.DOTALL)
+
+
+def _checked_value_problem(path: str, e: Exception) -> SpecProblem | None:
+    """A ``ValueError`` a connector's constructor raised on a parameter it checked, as a problem at the
+    parameter's path (when its message names it) with the fix its message gives: reported as
+    ``ValueError: EventHubSink: ...`` with the generic fix, it read as a crash.
+
+    Examples
+    --------
+    >>> print(_checked_value_problem("streaming.sinks[0]", ValueError("RedisStreamSink(maxlen=0): a positive number of entries, or None")))
+    streaming.sinks[0].maxlen: a positive number of entries, or None. Fix: check maxlen against help(RedisStreamSink)
+    >>> print(_checked_value_problem("streaming.sinks[0]", ValueError("PagerDutySink: routing_key is empty; use the Integration Key")))
+    streaming.sinks[0]: routing_key is empty. Fix: use the Integration Key
+    """
+    if type(e) is not ValueError:
+        return None
+    match = _CHECK_MESSAGE.match(str(e))
+    if match is None:
+        return None
+    owner, parameter, text = match.groups()
+    problem, sep, fix = text.partition(". Fix: ")
+    if not sep:
+        problem, sep, fix = text.rpartition("; ")
+        if problem.count("(") != problem.count(")"):  # a '; ' inside parentheses: not a fix
+            sep = ""
+    if not sep:
+        problem = text
+        fix = f"check {parameter or 'its parameters'} against help({owner})"
+    return SpecProblem(f"{path}.{parameter}" if parameter else path, problem.rstrip("."), fix)
 
 
 def config_types() -> dict[str, type]:
