@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import numbers
+import os
 import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -24,6 +25,7 @@ from streamlab._spec_check import schema_fields
 from streamlab._step_kinds import label_of
 from streamlab._time import Duration, parse_duration
 from streamlab.aggregators import Aggregator
+from streamlab.clock import Clock
 from streamlab.errors import PipelineConfigError, suggest
 from streamlab.io import Sink, Source, Upstream, destinations_meet
 from streamlab.steps import (
@@ -1443,12 +1445,29 @@ def check_run_options(options: dict[str, Any]) -> None:
             "pass e.g. idle_wait=0.01",
         )
     c = options.get("commit_every")
-    if c is not None and parse_duration(c, what="commit_every") < 0:
+    if c is not None and _step_duration("pipeline", "run", "commit_every", c) < 0:
         raise PipelineConfigError(
             "pipeline",
             "run",
             f"commit_every={c!r} is negative",
             "pass e.g. commit_every='5s' (0: a commit point after every batch)",
+        )
+    clock = options.get("clock")
+    if clock is not None and not isinstance(clock, Clock):
+        raise PipelineConfigError(
+            "pipeline",
+            "run",
+            f"clock={clock!r} is not a Clock",
+            "pass a streamlab Clock: ManualClock('2024-01-01T00:00:00Z') for simulated time, or "
+            "SystemClock() (the default)",
+        )
+    directory = options.get("checkpoint_dir")
+    if directory is not None and not (isinstance(directory, (str, os.PathLike)) and str(directory).strip()):
+        raise PipelineConfigError(
+            "pipeline",
+            "run",
+            f"checkpoint_dir={directory!r} is not a directory path",
+            "pass a directory as text, e.g. checkpoint_dir='checkpoints/fraud', or None",
         )
     n = options.get("max_events")
     if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n <= 0):
@@ -1459,7 +1478,7 @@ def check_run_options(options: dict[str, Any]) -> None:
             "pass e.g. max_events=10_000",
         )
     d = options.get("duration")
-    if d is not None and parse_duration(d, what="duration") <= 0:
+    if d is not None and _step_duration("pipeline", "run", "duration", d) <= 0:
         raise PipelineConfigError(
             "pipeline",
             "run",

@@ -305,6 +305,28 @@ def load_spec(text_or_path: str | os.PathLike[str]) -> tuple[Any, str | None]:
     streamlab.errors.SpecError: /nonexistent/spec.yaml: no such file. Fix: check the path; Pipeline.to_yaml('spec.yaml') writes one
     """
     origin: str | None = None
+    if not isinstance(text_or_path, (str, os.PathLike)):
+        raise SpecError(
+            [
+                SpecProblem(
+                    "(spec)",
+                    f"expected YAML text or the path of a spec file, got {type(text_or_path).__name__}",
+                    "pass the text Pipeline.to_yaml() returns, or the path of the file it wrote; a dict "
+                    "goes to streamlab.spec.pipeline_from_dict",
+                )
+            ]
+        )
+    if isinstance(text_or_path, str) and not text_or_path.strip():
+        # Path('') is '.', the working directory: an empty text was reported as a directory
+        raise SpecError(
+            [
+                SpecProblem(
+                    "(spec)",
+                    "the spec text is empty",
+                    "pass the YAML text or the file Pipeline.to_yaml() wrote",
+                )
+            ]
+        )
     text = text_or_path
     if isinstance(text_or_path, os.PathLike) or "\n" not in text_or_path:
         path = Path(text_or_path)
