@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_NAME_LENGTH", "NAME_FIX", "name_problem"]
+__all__ = ["MAX_NAME_LENGTH", "NAME_FIX", "PIPELINE_NAME_FIX", "name_problem", "pipeline_name_problem"]
 
 #: The longest name: longer ones make file names the file system refuses (255 bytes).
 MAX_NAME_LENGTH = 100
@@ -47,4 +47,37 @@ def name_problem(value: object) -> str | None:
         if not bad:  # only a leading '-'
             return "starts with '-'"
         return f"holds characters other than letters, digits, '_' and '-': {bad!r}"
+    return None
+
+
+PIPELINE_NAME_FIX = (
+    "name it in one line of text without backslashes or runs of three quotes, e.g. 'clicks-per-minute'"
+)
+
+
+def pipeline_name_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as a pipeline's name, or None. A name is a label (notebooks write
+    ``name='idle_timeout="2s"'``), so spaces and single quotes are kept; what would end or escape the
+    text it is written into (a docstring of exported code, a file name) is refused: a control
+    character (newline, NUL), a backslash, three quotes in a row, more than 100 characters.
+
+    Examples
+    --------
+    >>> pipeline_name_problem('idle_timeout="2s"') is None
+    True
+    >>> pipeline_name_problem("x" * 101)
+    'is 101 characters long, more than the 100 a name may have'
+    """
+    if not isinstance(value, str):
+        return f"is {type(value).__name__} {value!r}, not text"
+    if not value.strip():
+        return "is empty"
+    if len(value) > MAX_NAME_LENGTH:
+        return f"is {len(value)} characters long, more than the {MAX_NAME_LENGTH} a name may have"
+    if not value.isprintable():
+        return "holds a control character (a newline, a tab, a NUL byte)"
+    if "\\" in value:
+        return "holds a backslash"
+    if '"""' in value or "'''" in value:
+        return "holds three quotes in a row"
     return None

@@ -20,7 +20,7 @@ import yaml
 
 from streamlab import _pyast
 from streamlab import agg as agg_module
-from streamlab._names import NAME_FIX, name_problem
+from streamlab._names import NAME_FIX, PIPELINE_NAME_FIX, name_problem, pipeline_name_problem
 from streamlab._parse import FIELD_TYPES, FieldSpec
 from streamlab._time import parse_duration
 from streamlab.errors import ParameterError, PipelineConfigError, SpecProblem, closest, suggest
@@ -302,9 +302,9 @@ class _Checker:
             s, {"name", "time", "sources", "processing", "sinks"}, "streaming", "the 'streaming:' section"
         )
         if self.string(s.get("name", "pipeline"), "streaming.name", "name: clickstream"):
-            problem = name_problem(s.get("name", "pipeline"))
+            problem = pipeline_name_problem(s.get("name", "pipeline"))
             if problem is not None:
-                self.add("streaming.name", f"the name {s['name']!r} {problem}", NAME_FIX)
+                self.add("streaming.name", f"the name {s['name']!r} {problem}", PIPELINE_NAME_FIX)
         self.string(s.get("time", "timestamp"), "streaming.time", "time: timestamp")
         if not s.get("sources"):
             self.add(

@@ -20,7 +20,7 @@ import pandas as pd
 
 from streamlab import agg as agg_module
 from streamlab._coltypes import NOT_NUMERIC, aggregator_type_problem, declared_type
-from streamlab._names import NAME_FIX, name_problem
+from streamlab._names import PIPELINE_NAME_FIX, pipeline_name_problem
 from streamlab._spec_check import schema_fields
 from streamlab._step_kinds import label_of
 from streamlab._time import Duration, parse_duration
@@ -89,10 +89,10 @@ class Pipeline:
     def __init__(
         self, source: Source | None = None, *, name: str = "pipeline", time: str = "timestamp"
     ) -> None:
-        problem = name_problem(name)
+        problem = pipeline_name_problem(name)
         if problem is not None:
             raise PipelineConfigError(
-                "pipeline", "pipeline", f"name={name!r} is not a name: it {problem}", NAME_FIX
+                "pipeline", "pipeline", f"name={name!r} is not a name: it {problem}", PIPELINE_NAME_FIX
             )
         if not isinstance(time, str) or not time:
             raise PipelineConfigError(

@@ -48,8 +48,29 @@ def test_names_of_letters_digits_underscores_and_dashes_are_kept(sid: str) -> No
     assert Pipeline(name=sid).name == sid
 
 
-@pytest.mark.parametrize("name", [*BAD, 3, None])
-def test_a_pipeline_name_that_is_not_a_name_is_refused(name: object) -> None:
+@pytest.mark.parametrize("name", ['idle_timeout="2s"', "no idle_timeout", "a.b", "x'", "$(id)"])
+def test_a_pipeline_name_is_a_label_and_may_hold_spaces_and_quotes(name: str) -> None:
+    # notebook 03 names its pipelines by their settings
+    assert Pipeline(name=name).name == name
+
+
+BAD_PIPELINE_NAMES = [
+    'x"""',
+    "x'''",
+    "a\nb",
+    "nul\x00",
+    "tab\t",
+    "back\\slash",
+    "x" * 101,
+    "",
+    "   ",
+    3,
+    None,
+]
+
+
+@pytest.mark.parametrize("name", BAD_PIPELINE_NAMES)
+def test_a_pipeline_name_that_would_break_the_text_it_is_written_into_is_refused(name: object) -> None:
     with pytest.raises(PipelineConfigError, match="name="):
         Pipeline(name=name)  # type: ignore[arg-type]
 
