@@ -1024,7 +1024,17 @@ class EnrichStep(Step):
 
     def check(self) -> None:
         if self.table is None and isinstance(self.table_ref, str):
-            object.__setattr__(self, "table", _load_table(self.table_ref))
+            try:
+                table = _load_table(self.table_ref)
+            except PipelineConfigError:
+                raise
+            except Exception as e:  # pandas', pyarrow's or DuckDB's own error: no step, no fix
+                self.invalid(
+                    f"cannot read the table {str(self.table_ref)!r}: {type(e).__name__}: {e}",
+                    "pass an existing .csv or .parquet file with a header row, duckdb:PATH:QUERY on an "
+                    "existing database, or a DataFrame",
+                )
+            object.__setattr__(self, "table", table)
         if not isinstance(self.table, pd.DataFrame):
             self.invalid(
                 f"cannot use {type(self.table).__name__} as a table",
