@@ -37,11 +37,12 @@ from streamlab.steps import (
 if TYPE_CHECKING:
     from streamlab.pipeline import Pipeline
 
-__all__ = ["aggregator_type_problem", "declared_type"]
+__all__ = ["NOT_NUMERIC", "aggregator_type_problem", "declared_type"]
 
 _NUMERIC_AGGS = (SumAggregator, MeanAggregator, MinAggregator, MaxAggregator, QuantileAggregator)
 _NUMERIC = {"int64", "float64", "bool"}
-_NOT_NUMERIC = {"string", "category", "timestamp", "object"}
+#: Declared types a step that reads numbers cannot read.
+NOT_NUMERIC = frozenset({"string", "category", "timestamp", "object"})
 
 
 def _frame_type(series: pd.Series) -> str | None:
@@ -167,7 +168,7 @@ def aggregator_type_problem(pipeline: Pipeline, ref: str, aggregator: Aggregator
     if not isinstance(aggregator, _NUMERIC_AGGS) or aggregator.column is None:
         return None
     found = declared_type(pipeline, ref, aggregator.column)
-    if found is None or found[0] not in _NOT_NUMERIC:
+    if found is None or found[0] not in NOT_NUMERIC:
         return None
     typ, where = found
     col = aggregator.column

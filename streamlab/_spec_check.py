@@ -20,6 +20,7 @@ import yaml
 
 from streamlab import _pyast
 from streamlab import agg as agg_module
+from streamlab._names import NAME_FIX, PIPELINE_NAME_FIX, name_problem, pipeline_name_problem
 from streamlab._parse import FIELD_TYPES, FieldSpec
 from streamlab._time import parse_duration
 from streamlab.errors import ParameterError, PipelineConfigError, SpecProblem, closest, suggest
@@ -300,7 +301,10 @@ class _Checker:
         self.keys(
             s, {"name", "time", "sources", "processing", "sinks"}, "streaming", "the 'streaming:' section"
         )
-        self.string(s.get("name", "pipeline"), "streaming.name", "name: clickstream")
+        if self.string(s.get("name", "pipeline"), "streaming.name", "name: clickstream"):
+            problem = pipeline_name_problem(s.get("name", "pipeline"))
+            if problem is not None:
+                self.add("streaming.name", f"the name {s['name']!r} {problem}", PIPELINE_NAME_FIX)
         self.string(s.get("time", "timestamp"), "streaming.time", "time: timestamp")
         if not s.get("sources"):
             self.add(
@@ -338,8 +342,9 @@ class _Checker:
                 self.add(
                     f"{path}.step_id", f"step_id {sid!r} is used twice", "give each entry a unique step_id"
                 )
-            if "." in sid:
-                self.add(f"{path}.step_id", f"step_id {sid!r} contains '.'", "use letters, digits and '_'")
+            problem = name_problem(sid)
+            if problem is not None:
+                self.add(f"{path}.step_id", f"step_id {sid!r} {problem}", NAME_FIX)
         kind = item.get("kind")
         kinds: list[str] | None
         if section == "sources":
@@ -629,6 +634,21 @@ class _Checker:
                 f"the {kind} aggregator needs a column",
                 f"add column: amount, e.g. {{kind: {kind}, column: amount}}",
             )
+        for name, fix in (("column", "column: amount"), ("name", "name: total")):
+            value = a.get(name)
+            named = isinstance(value, str) and value.strip()
+            if (
+                value is None
+                or named
+                or (name == "column" and kind != "count" and not isinstance(value, str))
+            ):
+                continue  # null: the default; a missing column is reported above
+            self.add(
+                f"{path}.{name}",
+                f"expected {'a column' if name == 'column' else 'an output column'} name, got {_shown(value)}",
+                f"write {fix} (one name, as text)"
+                + (", or remove it" if name == "name" or kind == "count" else ""),
+            )
         if kind == "quantile":
             for name, example in (("q", "0.95"), ("relative_accuracy", "0.01")):
                 value = a.get(name)
@@ -641,6 +661,13 @@ class _Checker:
                         f"{path}.{name}",
                         f"expected a number, got {_shown(value)}",
                         f"write {name}: {example} (a number, without quotes)",
+                    )
+                elif value is not None and not (0.0 <= value <= 1.0 if name == "q" else 0.0 < value < 1.0):
+                    self.add(
+                        f"{path}.{name}",
+                        f"{name} {_shown(value)} is out of range: it must be within "
+                        f"{'[0, 1]' if name == 'q' else '(0, 1)'}",
+                        f"write {name}: {example}",
                     )
         allowed = {"kind", "column", "name"} | ({"q", "relative_accuracy"} if kind == "quantile" else set())
         self.keys(a, allowed, path, f"a {kind} aggregator")

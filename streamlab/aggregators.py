@@ -17,6 +17,8 @@ from typing import Any, ClassVar, TypedDict, cast
 import numpy as np
 import numpy.typing as npt
 
+from streamlab.errors import ParameterError
+
 IntArray = npt.NDArray[np.intp]
 """Slot numbers, group numbers or row positions: an integer numpy array."""
 
@@ -155,8 +157,29 @@ class Aggregator:
     """
 
     kind = "custom"
+    #: whether the aggregator reads a column (every built-in but ``count``): without one it would fail
+    #: on its first batch, so the constructor refuses it
+    needs_column: ClassVar[bool] = False
 
     def __init__(self, column: str | None = None, *, name: str | None = None) -> None:
+        owner = type(self).__name__
+        if column is None and self.needs_column:
+            raise ParameterError(
+                owner,
+                "column",
+                "no column given",
+                f"name the column it reads, e.g. agg.{self.kind}('amount'{', 0.95' if self.kind == 'quantile' else ''})",
+            )
+        for parameter, value in (("column", column), ("name", name)):
+            if value is not None and not (isinstance(value, str) and value.strip()):
+                raise ParameterError(
+                    owner,
+                    parameter,
+                    f"expected a column name (text), got {type(value).__name__} {value!r}",
+                    f"pass {parameter}='amount'"
+                    if parameter == "column"
+                    else "pass name='total', or leave it out for the default name",
+                )
         self.column = column
         self.name = name or (f"{self.kind}_{column}" if column else self.kind)
 
@@ -544,6 +567,7 @@ class SumAggregator(Aggregator):
     """
 
     kind = "sum"
+    needs_column = True
 
     def initial(self) -> float:
         return 0.0
@@ -575,6 +599,7 @@ class MeanAggregator(Aggregator):
     """
 
     kind = "mean"
+    needs_column = True
 
     def initial(self) -> tuple[float, int]:
         return (0.0, 0)
@@ -608,6 +633,7 @@ class MinAggregator(Aggregator):
     """
 
     kind = "min"
+    needs_column = True
 
     def initial(self) -> float:
         return math.inf
@@ -641,6 +667,7 @@ class MaxAggregator(Aggregator):
     """
 
     kind = "max"
+    needs_column = True
 
     def initial(self) -> float:
         return -math.inf
@@ -674,6 +701,7 @@ class CountDistinctAggregator(Aggregator):
     """
 
     kind = "count_distinct"
+    needs_column = True
 
     def initial(self) -> set[Any]:
         return set()
@@ -704,6 +732,7 @@ class FirstAggregator(Aggregator):
     """
 
     kind = "first"
+    needs_column = True
 
     def initial(self) -> tuple[int, Any] | None:
         return None
@@ -734,6 +763,7 @@ class LastAggregator(Aggregator):
     """
 
     kind = "last"
+    needs_column = True
 
     def initial(self) -> Any:
         return None
@@ -793,19 +823,30 @@ class QuantileAggregator(Aggregator):
     """
 
     kind = "quantile"
+    needs_column = True
 
     def __init__(
         self, column: str, q: float, *, relative_accuracy: float = 0.01, name: str | None = None
     ) -> None:
         for param, value in (("q", q), ("relative_accuracy", relative_accuracy)):
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-                raise ValueError(
-                    f"QuantileAggregator({column!r}, {param}={value!r}): {param} must be a number"
+                raise ParameterError(
+                    "QuantileAggregator",
+                    param,
+                    f"{param} must be a number, got {type(value).__name__} {value!r}",
+                    f"pass e.g. {param}={0.95 if param == 'q' else 0.01}",
                 )
         if not 0.0 <= q <= 1.0:
-            raise ValueError(f"QuantileAggregator({column!r}, q={q}): q must be within [0, 1], e.g. 0.95")
+            raise ParameterError(
+                "QuantileAggregator", "q", f"q must be within [0, 1], got {q}", "pass e.g. q=0.95"
+            )
         if not 0.0 < relative_accuracy < 1.0:
-            raise ValueError("QuantileAggregator: relative_accuracy must be within (0, 1), e.g. 0.01")
+            raise ParameterError(
+                "QuantileAggregator",
+                "relative_accuracy",
+                f"relative_accuracy must be within (0, 1), got {relative_accuracy}",
+                "pass e.g. relative_accuracy=0.01",
+            )
         super().__init__(column, name=name or f"p{round(q * 100, 3):g}_{column}")
         self.q = q
         self.relative_accuracy = relative_accuracy

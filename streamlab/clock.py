@@ -74,9 +74,8 @@ class ManualClock(Clock):
     """
 
     def __init__(self, start: str | int | datetime = 0) -> None:
-        import pandas as pd
 
-        self._ns = int(start) if isinstance(start, int) else int(pd.Timestamp(start).value)
+        self._ns = _start_ns(start)
         self._lock = threading.Lock()
 
     def now_ns(self) -> int:
@@ -104,3 +103,29 @@ class ManualClock(Clock):
 
     def __repr__(self) -> str:
         return f"ManualClock({self.now().isoformat()!r})"
+
+
+def _start_ns(start: object) -> int:
+    """``ManualClock``'s start as int nanoseconds since the epoch; None, a bool, text that is not a
+    time, or a time outside the nanosecond range (1677 to 2262) raises ``ParameterError`` (None became
+    NaT, the clock then read the smallest int64, a time in 1677)."""
+    import numpy as np
+    import pandas as pd
+
+    from streamlab.errors import ParameterError
+
+    fix = "pass ISO-8601 text ('2024-01-01T00:00:00Z'), a datetime or pandas.Timestamp, or int nanoseconds"
+    if isinstance(start, (int, np.integer)) and not isinstance(start, (bool, np.bool_)):
+        if -(2**63) < int(start) < 2**63:
+            return int(start)
+        raise ParameterError("ManualClock", "start", f"{start} nanoseconds is outside 1677 to 2262", fix)
+    try:
+        ts = None if isinstance(start, (bool, np.bool_)) else pd.Timestamp(start)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ParameterError("ManualClock", "start", f"cannot read {start!r} as a time ({e})", fix) from None
+    if ts is None or pd.isna(ts):
+        raise ParameterError("ManualClock", "start", f"{start!r} is not a time", fix)
+    try:
+        return int(ts.as_unit("ns").value)
+    except (OverflowError, ValueError):
+        raise ParameterError("ManualClock", "start", f"{start!r} is outside 1677 to 2262", fix) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ __all__ = [
     "StepFailedError",
     "UntrustedSpecError",
     "check_flag",
+    "check_path",
     "closest",
     "suggest",
 ]
@@ -107,6 +109,33 @@ def check_flag(owner: str, parameter: str, value: Any) -> bool:
         f"expected true or false, got {got}",
         f"write {parameter}: {word} without quotes (a quoted 'yes' or 'false' is text, not a boolean); in "
         f"Python pass {parameter}={word.title()}",
+    )
+
+
+def check_path(owner: str, parameter: str, value: Any) -> str:
+    """``value`` as a path text if it is a non-empty text or ``os.PathLike``; anything else (a number, a
+    list, None, a mapping from a mis-nested YAML value) raises :class:`ParameterError` naming the
+    parameter, not ``os.fspath``'s ``TypeError``.
+
+    Examples
+    --------
+    >>> check_path("JsonLinesSink", "path", "out.jsonl")
+    'out.jsonl'
+    >>> check_path("JsonLinesSink", "path", ["out.jsonl"])
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.ParameterError: JsonLinesSink(path=...): expected a file path, got list ['out.jsonl']. Fix: write one path as text, e.g. path: out/events.jsonl
+    """
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, str) and value.strip():
+        return value
+    got = "an empty text" if isinstance(value, str) else f"{type(value).__name__} {value!r}"
+    raise ParameterError(
+        owner,
+        parameter,
+        f"expected a file path, got {got}",
+        "write one path as text, e.g. path: out/events.jsonl",
     )
 
 

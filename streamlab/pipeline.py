@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import copy
 import numbers
+import os
 import warnings
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pandas as pd
 
 from streamlab import agg as agg_module
-from streamlab._coltypes import aggregator_type_problem, declared_type
+from streamlab._coltypes import NOT_NUMERIC, aggregator_type_problem, declared_type
+from streamlab._names import PIPELINE_NAME_FIX, pipeline_name_problem
 from streamlab._spec_check import schema_fields
 from streamlab._step_kinds import label_of
 from streamlab._time import Duration, parse_duration
 from streamlab.aggregators import Aggregator
+from streamlab.clock import Clock
 from streamlab.errors import PipelineConfigError, suggest
 from streamlab.io import Sink, Source, Upstream, destinations_meet
 from streamlab.steps import (
@@ -86,6 +89,18 @@ class Pipeline:
     def __init__(
         self, source: Source | None = None, *, name: str = "pipeline", time: str = "timestamp"
     ) -> None:
+        problem = pipeline_name_problem(name)
+        if problem is not None:
+            raise PipelineConfigError(
+                "pipeline", "pipeline", f"name={name!r} is not a name: it {problem}", PIPELINE_NAME_FIX
+            )
+        if not isinstance(time, str) or not time:
+            raise PipelineConfigError(
+                "pipeline",
+                "pipeline",
+                f"time={time!r} is not a column name",
+                "name the event-time column, e.g. time='timestamp'",
+            )
         self.name = name
         self.time = time
         self.steps: dict[str, Step] = {}
@@ -389,6 +404,19 @@ class Pipeline:
                 mismatch = aggregator_type_problem(self, step.inputs[0], a) if a.column is not None else None
                 if mismatch:
                     raise PipelineConfigError(step.step_id, step.kind, *mismatch)
+        if isinstance(step, OperatorStep):
+            for column in step.numeric_columns():
+                found = declared_type(self, step.inputs[0], column)
+                if found is not None and found[0] in NOT_NUMERIC:
+                    raise PipelineConfigError(
+                        step.step_id,
+                        label_of(step),
+                        f"{type(step.config).__name__} reads column {column!r} as numbers, but it is "
+                        f"{found[0]} (declared by step {found[1]!r}): it would score nothing, or give NaN "
+                        "or 0 for every row",
+                        "pass a numeric column (int64, float64 or bool), or derive one first with "
+                        ".with_columns(...)",
+                    )
         return ins
 
     def union_sources(self, ref: str) -> tuple[str, ...]:
@@ -676,6 +704,77 @@ class Pipeline:
         return to_spark(self, path, **options)
 
 
+_C = TypeVar("_C")
+
+
+def _step_config(sid: str, kind: str, build: Callable[[], _C]) -> _C:
+    """``build()`` (a step config built by a Stream method), its errors re-raised as
+    :class:`PipelineConfigError` naming the step id: a config's own check names only its class (it has
+    no step id yet), and a ``TypeError`` from an argument of the wrong kind (``features=3``,
+    ``detector=None``) named neither the step nor a fix."""
+    try:
+        return build()
+    except PipelineConfigError as e:
+        raise PipelineConfigError(sid, e.kind, e.problem, e.fix) from None
+    except (TypeError, ValueError) as e:
+        text = str(e)
+        where, sep, rest = text.partition(": ")
+        if sep and " " not in where:  # "Detect: threshold must be ..."
+            text = rest
+        problem, sep, fix = text.rpartition("; ")
+        if not sep:
+            problem, fix = text, f"check the arguments against help(Stream.{kind})"
+        raise PipelineConfigError(sid, kind, problem, fix) from None
+
+
+def _step_duration(sid: str, kind: str, parameter: str, value: Duration) -> int:
+    """``value`` read as a duration in nanoseconds; an unreadable one (text, a bool, a list, one too
+    long for int64 nanoseconds) raises :class:`PipelineConfigError` naming the step and the parameter,
+    as every other mistake in a step's arguments does (a bare ``ValueError`` or ``TypeError`` named
+    neither the error class users catch nor a fix)."""
+    try:
+        return parse_duration(value, what=parameter)
+    except (TypeError, ValueError) as e:
+        problem, _, fix = str(e).partition(". Fix: ")
+        raise PipelineConfigError(
+            sid,
+            kind,
+            problem,
+            fix
+            or f"write {parameter} as a duration such as '10s', '5m' or '1h' (in Python also a "
+            "datetime.timedelta or a number of seconds)",
+        ) from None
+
+
+def _step_names(sid: str, kind: str, parameter: str, value: object) -> tuple[str, ...]:
+    """``value`` (a column name or an iterable of them) as a tuple of names; anything else (a number,
+    None, a list holding a number) raises :class:`PipelineConfigError` naming the step and the
+    parameter, not a ``TypeError`` about iterating an int."""
+    names = (value,) if isinstance(value, str) else value
+    if isinstance(names, Iterable) and not isinstance(names, (bytes, dict)):
+        names = tuple(names)
+        if all(isinstance(n, str) and n for n in names):
+            return names
+    raise PipelineConfigError(
+        sid,
+        kind,
+        f"{parameter}={value!r} is not a column name or a list of column names",
+        f"pass {parameter}='user_id' or {parameter}=['user_id', 'country']",
+    )
+
+
+def _step_stream(sid: str, kind: str, parameter: str, value: object) -> Stream:
+    """``value`` if it is a :class:`Stream`; anything else raises :class:`PipelineConfigError`."""
+    if isinstance(value, Stream):
+        return value
+    raise PipelineConfigError(
+        sid,
+        kind,
+        f"{parameter} is {type(value).__name__} {value!r}, not a Stream",
+        "pass a stream of this pipeline, e.g. p.stream or the result of another step (events.filter(...))",
+    )
+
+
 class Stream:
     """One output of one step, and the fluent API that adds steps after it.
 
@@ -851,7 +950,7 @@ class Stream:
         """
         sid = self._sid(step_id, "dedup")
         time = self.pipeline.time if time is None else time
-        ttl_ns = None if ttl is None else parse_duration(ttl, what=f"step {sid!r} (dedup) ttl")
+        ttl_ns = None if ttl is None else _step_duration(sid, "dedup", "ttl", ttl)
         # without a ttl the event time is not needed: a stream without that column still dedups
         cols = self.columns
         use_time = time if cols is None or time in cols or ttl_ns is not None else None
@@ -891,6 +990,7 @@ class Stream:
         """
         sid = self._sid(step_id, "union")
         for o in others:
+            o = _step_stream(sid, "union", "other", o)
             if o.pipeline is not self.pipeline:
                 raise PipelineConfigError(
                     sid, "union", "streams from another pipeline", "build both in one Pipeline"
@@ -949,18 +1049,18 @@ class Stream:
         elif watermark_by == "auto":
             by = partition_columns(self.columns)
         else:
-            by = (watermark_by,) if isinstance(watermark_by, str) else tuple(watermark_by)
+            by = _step_names(sid, "window", "watermark_by", watermark_by)
         settings = {
             "window": window,
-            "keys": self.keys if key is None else ((key,) if isinstance(key, str) else tuple(key)),
+            "keys": self.keys if key is None else _step_names(sid, "window", "key", key),
             "time": self.pipeline.time if time is None else time,
-            "delay_ns": parse_duration(delay, what=f"step {sid!r} (window) delay"),
-            "lateness_ns": parse_duration(lateness, what=f"step {sid!r} (window) lateness"),
+            "delay_ns": _step_duration(sid, "window", "delay", delay),
+            "lateness_ns": _step_duration(sid, "window", "lateness", lateness),
             "early": early,
             "watermark_by": by,
             "idle_timeout_ns": None
             if idle_timeout is None
-            else parse_duration(idle_timeout, what=f"step {sid!r} (window) idle_timeout"),
+            else _step_duration(sid, "window", "idle_timeout", idle_timeout),
         }
         return WindowBuilder(self, sid, settings)
 
@@ -983,11 +1083,23 @@ class Stream:
         without event time goes to ``.late`` (with ``join_side``), as a late row: the join has no
         dead-letter output; filter such rows first (``filter("timestamp.notna()")``) to keep them apart."""
         sid = self._sid(step_id, "join")
-        keys = (on,) if isinstance(on, str) else tuple(on)
+        other = _step_stream(sid, "interval_join", "other", other)
+        keys = _step_names(sid, "interval_join", "on", on)
         time = self.pipeline.time if time is None else time
         other_time = time if other_time is None else other_time
-        lo = parse_duration(lower, what=f"step {sid!r} (join) lower")
-        hi = parse_duration(upper, what=f"step {sid!r} (join) upper")
+        lo = _step_duration(sid, "interval_join", "lower", lower)
+        hi = _step_duration(sid, "interval_join", "upper", upper)
+        if not (
+            isinstance(suffixes, (tuple, list))
+            and len(suffixes) == 2
+            and all(isinstance(x, str) for x in suffixes)
+        ):
+            raise PipelineConfigError(
+                sid,
+                "interval_join",
+                f"suffixes={suffixes!r} is not a pair of texts",
+                "pass two suffixes, the left's and the right's, e.g. suffixes=('', '_right')",
+            )
         step = IntervalJoinStep(
             sid,
             (self.ref, other.ref),
@@ -996,7 +1108,7 @@ class Stream:
             right_time=other_time,
             lower_ns=lo,
             upper_ns=hi,
-            delay_ns=parse_duration(delay, what="delay"),
+            delay_ns=_step_duration(sid, "interval_join", "delay", delay),
             suffixes=(suffixes[0], suffixes[1]),
         )
         return self.pipeline._add(step, cls=JoinedStream)  # type: ignore[return-value]
@@ -1051,26 +1163,38 @@ class Stream:
         """
         from streamlab.detectors import Detect
 
+        sid = self._sid(step_id, "detect")
+        if not isinstance(features, (str, Iterable)):
+            raise PipelineConfigError(
+                sid,
+                "detect",
+                f"features={features!r} is not a column name or a list of column names",
+                "pass e.g. features=['amount', 'count_10m']",
+            )
         if key is None and self.keys:  # declared by key_by
             if len(self.keys) > 1:
                 raise PipelineConfigError(
-                    step_id or "detect",
+                    sid,
                     "detect",
                     f"the stream is keyed by {list(self.keys)} (key_by), and a detector keys by one column",
                     f"pass key='{self.keys[0]}' (or one column that combines them, made with with_columns)",
                 )
             key = self.keys[0]
-        cfg = Detect(
-            detector,
-            features=features if isinstance(features, str) else list(features),  # "amount": one column
-            key=key,
-            learn=learn,
-            threshold=threshold,
-            max_keys=max_keys,
-            key_ttl=key_ttl,
-            time=time or self.pipeline.time,
+        cfg = _step_config(
+            sid,
+            "detect",
+            lambda: Detect(
+                detector,
+                features=features if isinstance(features, str) else list(features),  # "amount": one column
+                key=key,
+                learn=learn,
+                threshold=threshold,
+                max_keys=max_keys,
+                key_ttl=key_ttl,
+                time=time or self.pipeline.time,
+            ),
         )
-        return self.apply(cfg, step_id=step_id, kind="detect")  # type: ignore[return-value]
+        return self.apply(cfg, step_id=sid, kind="detect")  # type: ignore[return-value]
 
     def pattern(
         self,
@@ -1091,16 +1215,28 @@ class Stream:
         """
         from streamlab.detectors import Pattern
 
-        cfg = Pattern(
-            key=key,
-            steps=list(steps),
-            within=within,
-            time=time or self.pipeline.time,
-            delay=delay,
-            name=name,
-            id_column=id_column,
+        sid = self._sid(step_id, "pattern")
+        if isinstance(steps, (str, bytes)) or not isinstance(steps, Iterable):
+            raise PipelineConfigError(
+                sid,
+                "pattern",
+                f"steps={steps!r} is not a list of pattern steps",
+                "pass e.g. [PatternStep('home', 'amount > 0'), PatternStep('abroad', 'amount > 0')]",
+            )
+        cfg = _step_config(
+            sid,
+            "pattern",
+            lambda: Pattern(
+                key=key,
+                steps=list(steps),
+                within=within,
+                time=time or self.pipeline.time,
+                delay=delay,
+                name=name,
+                id_column=id_column,
+            ),
         )
-        return self.apply(cfg, step_id=step_id, kind="pattern")  # type: ignore[return-value]
+        return self.apply(cfg, step_id=sid, kind="pattern")  # type: ignore[return-value]
 
     def to(self, sink: Sink, *, step_id: str | None = None) -> Stream:
         """Write this stream to a sink. Returns the sink step's reference."""
@@ -1309,12 +1445,29 @@ def check_run_options(options: dict[str, Any]) -> None:
             "pass e.g. idle_wait=0.01",
         )
     c = options.get("commit_every")
-    if c is not None and parse_duration(c, what="commit_every") < 0:
+    if c is not None and _step_duration("pipeline", "run", "commit_every", c) < 0:
         raise PipelineConfigError(
             "pipeline",
             "run",
             f"commit_every={c!r} is negative",
             "pass e.g. commit_every='5s' (0: a commit point after every batch)",
+        )
+    clock = options.get("clock")
+    if clock is not None and not isinstance(clock, Clock):
+        raise PipelineConfigError(
+            "pipeline",
+            "run",
+            f"clock={clock!r} is not a Clock",
+            "pass a streamlab Clock: ManualClock('2024-01-01T00:00:00Z') for simulated time, or "
+            "SystemClock() (the default)",
+        )
+    directory = options.get("checkpoint_dir")
+    if directory is not None and not (isinstance(directory, (str, os.PathLike)) and str(directory).strip()):
+        raise PipelineConfigError(
+            "pipeline",
+            "run",
+            f"checkpoint_dir={directory!r} is not a directory path",
+            "pass a directory as text, e.g. checkpoint_dir='checkpoints/fraud', or None",
         )
     n = options.get("max_events")
     if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n <= 0):
@@ -1325,7 +1478,7 @@ def check_run_options(options: dict[str, Any]) -> None:
             "pass e.g. max_events=10_000",
         )
     d = options.get("duration")
-    if d is not None and parse_duration(d, what="duration") <= 0:
+    if d is not None and _step_duration("pipeline", "run", "duration", d) <= 0:
         raise PipelineConfigError(
             "pipeline",
             "run",

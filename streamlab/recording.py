@@ -18,6 +18,7 @@ import pandas as pd
 
 from streamlab._time import Duration, ns_to_timestamp
 from streamlab.clock import Clock
+from streamlab.errors import check_path
 from streamlab.io import Sink, SinkWriter, Source, default_clock, file_destination
 from streamlab.sinks import _ParquetWriter
 from streamlab.sources import ReplaySource
@@ -58,7 +59,7 @@ class RecordingSink(Sink):
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
+        self.path = check_path("RecordingSink", "path", path)
 
     def open(self, clock: Clock | None = None) -> SinkWriter:
         return _RecordingWriter(self, default_clock(clock))

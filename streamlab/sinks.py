@@ -20,7 +20,7 @@ import pandas as pd
 
 from streamlab._frames import concat_batches
 from streamlab.clock import Clock
-from streamlab.errors import PipelineConfigError
+from streamlab.errors import PipelineConfigError, check_path
 from streamlab.io import Sink, SinkWriter, Upstream, file_destination, missing_columns_problem
 from streamlab.serde import json_column, rows_to_json
 
@@ -669,7 +669,7 @@ class DuckDBSink(Sink):
                     f"name the table {name!r}, or {name!r} in a schema, e.g. table={'analytics.' + name!r} "
                     "(the schema is created if missing); a name holding a dot is not supported",
                 )
-        self.path = os.fspath(path)
+        self.path = check_path("DuckDBSink", "path", path)
         self.table = table
         self.key = key
         self._con: Any = None
@@ -1030,7 +1030,7 @@ class ParquetSink(Sink):
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
+        self.path = check_path("ParquetSink", "path", path)
 
     def open(self, clock: Clock | None = None) -> SinkWriter:
         return _ParquetWriter(self)
@@ -1111,7 +1111,7 @@ class JsonLinesSink(Sink):
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
+        self.path = check_path("JsonLinesSink", "path", path)
 
     def open(self, clock: Clock | None = None) -> SinkWriter:
         return _JsonLinesWriter(self)
@@ -1150,7 +1150,7 @@ class DuckDBTable:
     """
 
     def __init__(self, path: str | os.PathLike[str], query: str, *, trusted: bool = True) -> None:
-        self.path = os.fspath(path)
+        self.path = check_path("DuckDBTable", "path", path)
         self.query = query
         self.trusted = trusted
 

@@ -6,7 +6,7 @@ import io
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from streamlab._csv_records import CsvRecords, split_csv
 from streamlab._lines import LineBlocks, file_lines
 from streamlab._time import NAT_NS, to_utc_ns, utc_array
 from streamlab.clock import Clock
-from streamlab.errors import ParameterError, check_flag
+from streamlab.errors import ParameterError, check_flag, check_path
 from streamlab.io import Sink, SinkWriter, Source, SourceReader, default_clock
 
 __all__ = ["ListSource", "ReplaySource"]
@@ -165,16 +165,18 @@ def replay_speed(owner: str, value: Any) -> float | None:
     >>> replay_speed("set_speed", float("nan"))
     Traceback (most recent call last):
     ...
-    ValueError: set_speed(speed=nan): speed must be a positive, finite number (10: ten times faster than event time), or None for as fast as possible
+    streamlab.errors.ParameterError: set_speed(speed=...): speed must be a positive, finite number, got nan. Fix: use e.g. 10 (ten times faster than event time), or None (null in YAML) for as fast as possible
     """
     if value is None:
         return None
     number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
     if number and math.isfinite(value) and value > 0:
         return float(value)
-    raise ValueError(
-        f"{owner}(speed={value!r}): speed must be a positive, finite number (10: ten times faster than "
-        "event time), or None for as fast as possible"
+    raise ParameterError(
+        owner,
+        "speed",
+        f"speed must be a positive, finite number, got {value!r}",
+        "use e.g. 10 (ten times faster than event time), or None (null in YAML) for as fast as possible",
     )
 
 
@@ -188,13 +190,15 @@ def _batch_size(owner: str, value: Any) -> int | None:
     >>> _batch_size("ListSource", 0)
     Traceback (most recent call last):
     ...
-    ValueError: ListSource(batch_size=0): batch_size must be a positive number of events (e.g. 10_000), or None for the run's batch size
+    streamlab.errors.ParameterError: ListSource(batch_size=...): batch_size must be a positive number of events, got 0. Fix: use e.g. 10000, or None (null in YAML) for the run's batch size
     """
     if value is None or (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0):
         return None if value is None else int(value)
-    raise ValueError(
-        f"{owner}(batch_size={value!r}): batch_size must be a positive number of events (e.g. 10_000), "
-        "or None for the run's batch size"
+    raise ParameterError(
+        owner,
+        "batch_size",
+        f"batch_size must be a positive number of events, got {value!r}",
+        "use e.g. 10000, or None (null in YAML) for the run's batch size",
     )
 
 
@@ -249,6 +253,16 @@ class ListSource(Source):
     """
 
     def __init__(self, events: list[Any] | pd.DataFrame, *, batch_size: int | None = None) -> None:
+        if not isinstance(events, (pd.DataFrame, Iterable)) or isinstance(events, (str, bytes, Mapping)):
+            raise ParameterError(
+                "ListSource",
+                "events",
+                f"expected a list of events or a DataFrame, got {type(events).__name__} {repr(events)[:40]}",
+                "pass a list of dicts (ListSource([{'x': 1}])), a list of raw records (bytes or str) for "
+                "parse, or a DataFrame",
+            )
+        if not isinstance(events, (pd.DataFrame, list)):
+            events = list(events)  # a generator is read once: the checks below would consume it
         if isinstance(events, pd.DataFrame):
             frame = events.reset_index(drop=True)
         elif (
@@ -469,6 +483,16 @@ class ReplaySource(Source):
     ) -> None:
         speed = replay_speed("ReplaySource", speed)
         raw = check_flag("ReplaySource", "raw", raw)
+        if not isinstance(data, pd.DataFrame):
+            if not isinstance(data, (str, os.PathLike)):
+                raise ParameterError(
+                    "ReplaySource",
+                    "data",
+                    f"expected a DataFrame or a file path, got {type(data).__name__} {data!r}"[:200],
+                    "pass a pandas DataFrame, or the path of a .jsonl, .csv or .parquet file (in a spec, "
+                    "path: events.jsonl); ListSource([...]) takes a list of events",
+                )
+            data = check_path("ReplaySource", "path", data)
         if dead_letter is not None and (
             not isinstance(dead_letter, Sink)
             or isinstance(data, pd.DataFrame)

@@ -19,7 +19,14 @@ import yaml
 from streamlab._spec_check import DuplicateKeyError, check_spec, code_in_spec, load_yaml
 from streamlab._sql import read_only_problem
 from streamlab._step_kinds import ReadContext, config_kinds, from_params, label_of, params_of, step_classes
-from streamlab.errors import ParameterError, PipelineConfigError, SpecError, SpecProblem, UntrustedSpecError
+from streamlab.errors import (
+    ParameterError,
+    PipelineConfigError,
+    SpecError,
+    SpecProblem,
+    UntrustedSpecError,
+    check_path,
+)
 from streamlab.io import Sink, Source
 from streamlab.pipeline import Pipeline, Stream
 from streamlab.steps import OperatorStep, SinkStep, SourceStep, WindowStep
@@ -92,12 +99,15 @@ def _builtin_factories() -> None:
     from streamlab.sinks import DuckDBSink, JsonLinesSink, ListSink, ParquetSink
     from streamlab.sources import ReplaySource
 
-    sources: dict[str, SourceFactory] = {"replay": lambda path, **kw: ReplaySource(path, **kw)}
+    # a spec names the file ``path``: a path that is not text is reported there, not as ``data``
+    sources: dict[str, SourceFactory] = {
+        "replay": lambda path, **kw: ReplaySource(check_path("ReplaySource", "path", path), **kw)
+    }
     sinks: dict[str, SinkFactory] = {
         "duckdb": lambda **kw: DuckDBSink(**kw),
         "parquet": lambda **kw: ParquetSink(**kw),
         "jsonl": lambda **kw: JsonLinesSink(**kw),
-        "list": lambda **kw: ListSink(),
+        "list": lambda: ListSink(),  # it takes no parameter: a misplaced one is reported, not dropped
         "recording": lambda **kw: RecordingSink(**kw),
     }
     for module in ("streamlab.connectors", "streamlab.datasets"):
@@ -295,6 +305,28 @@ def load_spec(text_or_path: str | os.PathLike[str]) -> tuple[Any, str | None]:
     streamlab.errors.SpecError: /nonexistent/spec.yaml: no such file. Fix: check the path; Pipeline.to_yaml('spec.yaml') writes one
     """
     origin: str | None = None
+    if not isinstance(text_or_path, (str, os.PathLike)):
+        raise SpecError(
+            [
+                SpecProblem(
+                    "(spec)",
+                    f"expected YAML text or the path of a spec file, got {type(text_or_path).__name__}",
+                    "pass the text Pipeline.to_yaml() returns, or the path of the file it wrote; a dict "
+                    "goes to streamlab.spec.pipeline_from_dict",
+                )
+            ]
+        )
+    if isinstance(text_or_path, str) and not text_or_path.strip():
+        # Path('') is '.', the working directory: an empty text was reported as a directory
+        raise SpecError(
+            [
+                SpecProblem(
+                    "(spec)",
+                    "the spec text is empty",
+                    "pass the YAML text or the file Pipeline.to_yaml() wrote",
+                )
+            ]
+        )
     text = text_or_path
     if isinstance(text_or_path, os.PathLike) or "\n" not in text_or_path:
         path = Path(text_or_path)
@@ -468,7 +500,7 @@ def pipeline_from_dict(
         except PipelineConfigError as e:
             problems.append(SpecProblem(path, e.problem, e.fix))
         except Exception as e:  # a factory's own error (connector, DuckDB): reported at its path
-            problem = _parameter_problem(path, e)
+            problem = _parameter_problem(path, e) or _checked_value_problem(path, e)
             if problem is not None:
                 problems.append(problem)
                 return None
@@ -577,6 +609,39 @@ def _parameter_problem(path: str, e: Exception) -> SpecProblem | None:
                 + " (Pipeline.to_yaml() writes every parameter)",
             )
     return None
+
+
+#: A constructor's own check, as connectors word it: "Owner(param=...): problem", "Owner: problem".
+_CHECK_MESSAGE = re.compile(r"^(\w+)(?:\((?:(\w+)=)?.*?\))?: (.+)$", re.DOTALL)
+
+
+def _checked_value_problem(path: str, e: Exception) -> SpecProblem | None:
+    """A ``ValueError`` a connector's constructor raised on a parameter it checked, as a problem at the
+    parameter's path (when its message names it) with the fix its message gives: reported as
+    ``ValueError: EventHubSink: ...`` with the generic fix, it read as a crash.
+
+    Examples
+    --------
+    >>> print(_checked_value_problem("streaming.sinks[0]", ValueError("RedisStreamSink(maxlen=0): a positive number of entries, or None")))
+    streaming.sinks[0].maxlen: a positive number of entries, or None. Fix: check maxlen against help(RedisStreamSink)
+    >>> print(_checked_value_problem("streaming.sinks[0]", ValueError("PagerDutySink: routing_key is empty; use the Integration Key")))
+    streaming.sinks[0]: routing_key is empty. Fix: use the Integration Key
+    """
+    if type(e) is not ValueError:
+        return None
+    match = _CHECK_MESSAGE.match(str(e))
+    if match is None:
+        return None
+    owner, parameter, text = match.groups()
+    problem, sep, fix = text.partition(". Fix: ")
+    if not sep:
+        problem, sep, fix = text.rpartition("; ")
+        if problem.count("(") != problem.count(")"):  # a '; ' inside parentheses: not a fix
+            sep = ""
+    if not sep:
+        problem = text
+        fix = f"check {parameter or 'its parameters'} against help({owner})"
+    return SpecProblem(f"{path}.{parameter}" if parameter else path, problem.rstrip("."), fix)
 
 
 def config_types() -> dict[str, type]:

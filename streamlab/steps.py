@@ -23,6 +23,7 @@ from streamlab import _step_codecs as codec
 from streamlab._dead_letter import dead_letter_columns
 from streamlab._dedup import DedupOperator
 from streamlab._joins import EnrichOperator, IntervalJoinOperator
+from streamlab._names import MAX_NAME_LENGTH, NAME_FIX, name_problem
 from streamlab._parse import FieldSpec, ParseOperator
 from streamlab._sessions import SessionOperator
 from streamlab._spec_check import schema_fields
@@ -245,12 +246,13 @@ class Step:
     output_names: ClassVar[tuple[str, ...]] = ("out",)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.step_id, str) or not self.step_id or "." in self.step_id:
+        problem = name_problem(self.step_id)
+        if problem is not None:
             raise PipelineConfigError(
-                str(self.step_id),
+                str(self.step_id)[:MAX_NAME_LENGTH],
                 self.kind,
-                f"step_id={self.step_id!r} is not a name",
-                "use letters, digits and '_', e.g. step_id='counts'",
+                f"step_id={self.step_id!r} is not a name: it {problem}",
+                f"{NAME_FIX}; a step id is written into exported code, file and table names",
             )
         if not isinstance(self.inputs, tuple) or not all(isinstance(r, str) and r for r in self.inputs):
             self.invalid(f"inputs={self.inputs!r} is not a tuple of step references", "pass e.g. ('parse',)")
@@ -1022,7 +1024,17 @@ class EnrichStep(Step):
 
     def check(self) -> None:
         if self.table is None and isinstance(self.table_ref, str):
-            object.__setattr__(self, "table", _load_table(self.table_ref))
+            try:
+                table = _load_table(self.table_ref)
+            except PipelineConfigError:
+                raise
+            except Exception as e:  # pandas', pyarrow's or DuckDB's own error: no step, no fix
+                self.invalid(
+                    f"cannot read the table {str(self.table_ref)!r}: {type(e).__name__}: {e}",
+                    "pass an existing .csv or .parquet file with a header row, duckdb:PATH:QUERY on an "
+                    "existing database, or a DataFrame",
+                )
+            object.__setattr__(self, "table", table)
         if not isinstance(self.table, pd.DataFrame):
             self.invalid(
                 f"cannot use {type(self.table).__name__} as a table",
@@ -1203,6 +1215,11 @@ class OperatorStep(Step):
     @property
     def outputs(self) -> tuple[str, ...]:
         return tuple(getattr(self.config, "output_names", ("out",)))
+
+    def numeric_columns(self) -> tuple[str, ...]:
+        """Input columns the config reads as numbers (its ``numeric_columns()``; none if it has none)."""
+        columns = getattr(self.config, "numeric_columns", None)
+        return tuple(columns()) if columns is not None else ()
 
     def input_problem(self, columns_in: list[Columns]) -> tuple[str, str] | None:
         check = getattr(self.config, "check_columns", None)

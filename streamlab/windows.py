@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamlab._time import Duration, format_duration, parse_duration
+from streamlab.errors import ParameterError
 
 __all__ = ["SessionWindow", "SlidingWindow", "TumblingWindow", "Window"]
 
@@ -48,11 +49,25 @@ def floor_div(x: npt.NDArray[np.int64], d: int) -> npt.NDArray[np.int64]:
     return np.floor_divide(x, d)
 
 
-def _positive(value: Duration, what: str) -> int:
-    ns = parse_duration(value, what=what)
-    if ns <= 0:
-        raise ValueError(f"{what}: must be a positive duration, got {value!r}")
+def _duration(value: Duration, what: str, *, positive: bool = False) -> int:
+    """``value`` in nanoseconds; ``what`` is ``"Owner(parameter=...)"``. Unreadable or (when
+    ``positive``) not positive raises :class:`ParameterError` (a ``ValueError``) with a fix, where
+    parse_duration raised a bare ``ValueError`` or ``TypeError``."""
+    owner, _, rest = what.partition("(")
+    parameter = rest.partition("=")[0]
+    fix = f"write {parameter} as a positive duration such as '10s', '5m' or '1h' (or a datetime.timedelta)"
+    try:
+        ns = parse_duration(value, what=what)
+    except (TypeError, ValueError) as e:
+        problem, _, own_fix = str(e).partition(". Fix: ")
+        raise ParameterError(owner, parameter, problem.removeprefix(f"{what}: "), own_fix or fix) from None
+    if positive and ns <= 0:
+        raise ParameterError(owner, parameter, f"must be a positive duration, got {value!r}", fix)
     return ns
+
+
+def _positive(value: Duration, what: str) -> int:
+    return _duration(value, what, positive=True)
 
 
 @dataclass(frozen=True, repr=False)
@@ -82,7 +97,7 @@ class TumblingWindow(Window):
 
     def __post_init__(self) -> None:
         size_ns = _positive(self.size, "TumblingWindow(size=...)")
-        offset_ns = parse_duration(self.offset, what="TumblingWindow(offset=...)")
+        offset_ns = _duration(self.offset, "TumblingWindow(offset=...)")
         object.__setattr__(self, "size_ns", size_ns)
         object.__setattr__(self, "offset_ns", offset_ns % size_ns)
 
@@ -141,7 +156,7 @@ class SlidingWindow(Window):
     >>> SlidingWindow("1m", every="5m")
     Traceback (most recent call last):
     ...
-    ValueError: SlidingWindow(size='1m', every='5m'): `every` must not exceed `size`, or events between windows would be dropped; use TumblingWindow('1m') for non-overlapping windows, or make `every` at most '1m'
+    streamlab.errors.ParameterError: SlidingWindow(every=...): every='5m' exceeds size='1m': `every` must not exceed `size`, or events between windows would be dropped. Fix: use TumblingWindow('1m') for non-overlapping windows, or make `every` at most '1m'
     """
 
     size: Duration
@@ -156,17 +171,17 @@ class SlidingWindow(Window):
         size_ns = _positive(self.size, "SlidingWindow(size=...)")
         every_ns = _positive(self.every, "SlidingWindow(every=...)")
         if every_ns > size_ns:
-            raise ValueError(
-                f"SlidingWindow(size={format_duration(size_ns)!r}, every={format_duration(every_ns)!r}): "
-                "`every` must not exceed `size`, or events between windows would be dropped; "
+            raise ParameterError(
+                "SlidingWindow",
+                "every",
+                f"every={format_duration(every_ns)!r} exceeds size={format_duration(size_ns)!r}: `every` must "
+                "not exceed `size`, or events between windows would be dropped",
                 f"use TumblingWindow({format_duration(size_ns)!r}) for non-overlapping windows, "
-                f"or make `every` at most {format_duration(size_ns)!r}"
+                f"or make `every` at most {format_duration(size_ns)!r}",
             )
         object.__setattr__(self, "size_ns", size_ns)
         object.__setattr__(self, "every_ns", every_ns)
-        object.__setattr__(
-            self, "offset_ns", parse_duration(self.offset, what="SlidingWindow(offset=...)") % every_ns
-        )
+        object.__setattr__(self, "offset_ns", _duration(self.offset, "SlidingWindow(offset=...)") % every_ns)
 
     @property
     def slide_ns(self) -> int:

@@ -184,6 +184,12 @@ class StepConfig:
         """Input columns the step reads."""
         return ()
 
+    def numeric_columns(self) -> tuple[str, ...]:
+        """Input columns the step reads as numbers: one declared text or timestamp upstream (by a parse
+        schema or a source's frame) is refused when the step is added, where it would otherwise score
+        nothing, or give NaN or 0 for every row, at run time."""
+        return ()
+
     def added_columns(self) -> tuple[str, ...]:
         """Columns the step adds to its ``out`` rows."""
         return ()

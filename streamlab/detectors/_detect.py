@@ -132,6 +132,10 @@ class Detect(StepConfig):
             )
         return None
 
+    def numeric_columns(self) -> tuple[str, ...]:
+        """The features the detector scores."""
+        return tuple(self.features)
+
     def required_columns(self) -> tuple[str, ...]:
         """Input columns the step reads."""
         keyed = (self.key,) + ((self.time,) if self.key_ttl is not None else ()) if self.key else ()

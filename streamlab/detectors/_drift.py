@@ -75,6 +75,10 @@ class DriftDetector(StepConfig):
     kind: ClassVar[str] = "drift_detector"
     output_names: ClassVar[tuple[str, ...]] = ("out", "drift")
 
+    def numeric_columns(self) -> tuple[str, ...]:
+        """The monitored column."""
+        return (self.column,)
+
     def required_columns(self) -> tuple[str, ...]:
         """Input columns the step reads."""
         return (self.column,) + ((self.time,) if self.time else ())

@@ -315,6 +315,10 @@ class VelocityFeature(_KeyedStep):
     _durations: ClassVar[tuple[str, ...]] = ("window", "allowed_lateness")
     _optional: ClassVar[tuple[str, ...]] = ("name", "value")
 
+    def numeric_columns(self) -> tuple[str, ...]:
+        """The summed ``value`` column, if any."""
+        return (self.value,) if self.value is not None else ()
+
     def added_columns(self) -> tuple[str, ...]:
         """Columns the step adds."""
         return self.column_names() if self.value else self.column_names()[:1]
@@ -702,6 +706,10 @@ class ZScoreFeature(_KeyedStep):
 
     kind: ClassVar[str] = "zscore_feature"
 
+    def numeric_columns(self) -> tuple[str, ...]:
+        """The ``value`` column."""
+        return (self.value,)
+
     def column_name(self) -> str:
         """Name of the output column."""
         return self.name or f"zscore_{self.value}"
@@ -1012,6 +1020,10 @@ class RatioToMedianFeature(_KeyedStep):
     max_keys: int = 100_000
 
     kind: ClassVar[str] = "ratio_to_median_feature"
+
+    def numeric_columns(self) -> tuple[str, ...]:
+        """The ``value`` column."""
+        return (self.value,)
 
     def column_name(self) -> str:
         """Name of the output column."""

@@ -10,6 +10,7 @@ from river import anomaly, feature_extraction, neighbors, preprocessing
 from river import base as river_base
 
 from streamlab.detectors._vectorized import HalfSpaceTreesBank, ModelBank, MomentsBank
+from streamlab.errors import ParameterError
 
 __all__ = [
     "Detector",
@@ -82,10 +83,28 @@ class Detector:
         return f"{type(self).__name__}({params})"
 
 
-def _check_int(value: object, where: str, what: str, minimum: int = 1) -> int:
+def _check_int(value: object, where: str, what: str, minimum: int = 1, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{where}: {what} must be an integer >= {minimum}, got {value!r}")
+        raise ParameterError(
+            where,
+            what,
+            f"{what} must be an integer >= {minimum}, got {value!r}",
+            f"pass e.g. {what}={max(minimum, 10)}",
+        )
+    if maximum is not None and value > maximum:
+        raise ParameterError(
+            where,
+            what,
+            f"{what}={value:,} is more than the {maximum:,} a model can hold in memory",
+            f"pass {what} of at most {maximum:,}",
+        )
     return value
+
+
+#: The most nodes (``n_trees * 2**(height + 1)``) a Half-Space Trees model may have: each key's model
+#: holds two counts per node, so a larger forest (height=40, or 10**9 trees) would exhaust memory on the
+#: first event, long after the pipeline was built. river's defaults (25 trees of height 15) are within.
+MAX_HST_NODES = 2**22
 
 
 def _check_seed(value: object, where: str) -> int | None:
@@ -163,6 +182,15 @@ class HalfSpaceTreesDetector(_PipelineDetector):
             "window_size": _check_int(window_size, where, "window_size"),
             "seed": _check_seed(seed, where),
         }
+        tall = self._params["height"] + 1 > MAX_HST_NODES.bit_length() - 1
+        if tall or self._params["n_trees"] * 2 ** (self._params["height"] + 1) > MAX_HST_NODES:
+            raise ParameterError(
+                where,
+                "height" if tall else "n_trees",
+                f"n_trees={n_trees} trees of height={height} have n_trees * 2**(height + 1) nodes, more "
+                f"than the {MAX_HST_NODES:,} a model can hold in memory (each level doubles a tree)",
+                "lower height (8 to 15 is usual) or n_trees",
+            )
         self._model = self._build_model()
 
     def _build_model(self) -> Any:
@@ -217,11 +245,11 @@ class OneClassSVMDetector(_PipelineDetector):
             raise ValueError(
                 f"{where}: nu must be a fraction in (0, 1) (the expected share of anomalies), got {nu!r}"
             )
-        if not isinstance(gamma, (int, float)) or isinstance(gamma, bool) or not gamma > 0:
+        if not isinstance(gamma, (int, float)) or isinstance(gamma, bool) or not 0 < gamma < float("inf"):
             raise ValueError(f"{where}: gamma must be a positive number, got {gamma!r}")
         self._params = {
             "nu": float(nu),
-            "n_components": _check_int(n_components, where, "n_components"),
+            "n_components": _check_int(n_components, where, "n_components", maximum=100_000),
             "gamma": float(gamma),
             "seed": _check_seed(seed, where),
         }

@@ -425,7 +425,8 @@ def test_detect_and_window_arguments_users_get_wrong_are_refused_or_read_as_mean
 
     p = events()
     with pytest.raises(
-        TypeError, match=r"got the class GaussianScorerDetector; pass GaussianScorerDetector\(\)"
+        PipelineConfigError,
+        match=r"got the class GaussianScorerDetector\. Fix: pass GaussianScorerDetector\(\)",
     ):
         p.stream.detect(GaussianScorerDetector, ["amount"])
     det = p.stream.detect(GaussianScorerDetector(), "amount")  # one column, not its letters
