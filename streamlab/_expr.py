@@ -287,6 +287,19 @@ def _object_numbers(col: pd.Series) -> Any:
     return None
 
 
+def _beyond_int64(col: pd.Series) -> bool:
+    """Whether ``col`` is an object column of Python ints, none missing, one of them beyond int64.
+
+    Examples
+    --------
+    >>> _beyond_int64(pd.Series([1, 10**20], dtype=object)), _beyond_int64(pd.Series([1, 2], dtype=object))
+    (True, False)
+    """
+    if col.dtype != object or col.hasnans or pd.api.types.infer_dtype(col, skipna=False) != "integer":
+        return False
+    return not all(-(2**63) <= v < 2**63 for v in col.to_numpy())
+
+
 def as_expression_input(batch: pd.DataFrame, expr: str) -> pd.DataFrame:
     """``batch`` with the columns ``expr`` reads in the types the expression language is defined on.
 
@@ -330,6 +343,11 @@ def as_expression_input(batch: pd.DataFrame, expr: str) -> pd.DataFrame:
     read = [n for n in names if n in columns] if names else list(columns)
     cast: dict[str, Any] = {}
     exact: dict[str, pd.Series] = {}
+    # an object column of integers beyond int64 stays Python ints, and then so do the other object
+    # columns of numbers: an int64 column with one of Python objects fails in pandas ("unsupported operand
+    # type(s) for /: 'int64' and 'object"), where two object columns compute as Python does (0 / 10**400
+    # is 0.0, as in the exported code); else a row's result would depend on its neighbours' values
+    numbers_stay = bool(names) and any(_beyond_int64(batch[n]) for n in read)
     for n in read:
         col = batch[n]
         if isinstance(col.dtype, pd.api.extensions.ExtensionDtype) and col.dtype.kind in "iu":
@@ -341,7 +359,12 @@ def as_expression_input(batch: pd.DataFrame, expr: str) -> pd.DataFrame:
                 cast[n] = col.dtype.numpy_dtype  # type: ignore[attr-defined]
         elif names and col.dtype == object and pd.api.types.infer_dtype(col, skipna=False) == "boolean":
             cast[n] = bool
-        elif names and col.dtype == object and (number := _object_numbers(col)) is not None:
+        elif (
+            names
+            and not numbers_stay
+            and col.dtype == object
+            and (number := _object_numbers(col)) is not None
+        ):
             cast[n] = number
         elif (
             names
