@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -220,7 +221,11 @@ def test_verify_runs_the_program_as_deployed_on_bytes(tmp_path: Path) -> None:
     report = verify(p, sample, workdir=tmp_path)
     assert report.equal, report.diff
     assert "--replay" in " ".join(report.notes)
-    assert (tmp_path / "verify-input.jsonl").read_bytes().count(b"\xff\xfe") == 1
+    # a record ends in "\r", which a line-per-record file would lose: the sample went in base64, one record
+    # a line, and the program read back each record's own bytes
+    assert "--input_format base64" in " ".join(report.notes)
+    written = (tmp_path / "verify-input.jsonl").read_bytes().splitlines()
+    assert [base64.b64decode(line) for line in written] == sample
     reasons = list(report.exported["parse.dead_letter"]["reason"])
     assert any(r.startswith("invalid UTF-8") for r in reasons)
     assert report.counts["window.late"]["beam"] > 0
