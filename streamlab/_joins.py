@@ -11,6 +11,7 @@ import pandas as pd
 
 from streamlab._intcols import nullable_int_dtypes
 from streamlab._keytable import typed_key_column, unhashable_rows
+from streamlab._serde_values import is_utf8_text
 from streamlab._time import NAT_NS, to_utc_ns
 from streamlab._windowing import _NO_WATERMARK
 from streamlab.operators import Operator, Outputs
@@ -77,16 +78,8 @@ def _surrogates_tagged(col: pd.Series) -> pd.Series:
     >>> _surrogates_tagged(pd.Series(["a", "\\ud800", 1], dtype=object)).tolist()
     ['a', (<class 'str'>, '\\ud800'), 1]
     """
-
-    def tag(v: Any) -> Any:
-        if isinstance(v, str):
-            try:
-                v.encode("utf-8")
-            except UnicodeEncodeError:
-                return (str, v)
-        return v
-
-    return pd.Series([tag(v) for v in col.tolist()], index=col.index, dtype=object)
+    tagged = [(str, v) if isinstance(v, str) and not is_utf8_text(v) else v for v in col.tolist()]
+    return pd.Series(tagged, index=col.index, dtype=object)
 
 
 class IntervalJoinOperator(Operator):

@@ -23,6 +23,7 @@ from pandas._libs import hashtable as _hashtable  # type: ignore[attr-defined]  
 
 from streamlab._detector_record import unkeyable
 from streamlab._intcols import inferred_series
+from streamlab._serde_values import is_utf8_text
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 _NO_ENTRY = 2**62
@@ -285,10 +286,7 @@ def _with_utf8(values: np.ndarray, strs: np.ndarray) -> np.ndarray:
     """
     out = strs.copy()
     for i in np.flatnonzero(strs).tolist():
-        try:
-            values[i].encode("utf-8")
-        except UnicodeEncodeError:
-            out[i] = False
+        out[i] = is_utf8_text(values[i])
     return out
 
 

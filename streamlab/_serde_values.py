@@ -168,3 +168,19 @@ def encode_value(value: Any) -> bytes | None:
     if isinstance(plain, str):
         return plain.encode("utf-8", "backslashreplace")
     return dump_json(plain).encode("utf-8")
+
+
+def is_utf8_text(text: str) -> bool:
+    """Whether UTF-8 can encode ``text``: False for one holding a lone surrogate (``"\\ud800"``, which an
+    escaped JSON string may hold, and which no arrow string column, pandas text column or UTF-8 wire takes).
+
+    Examples
+    --------
+    >>> is_utf8_text("é"), is_utf8_text("a\\ud800")
+    (True, False)
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
