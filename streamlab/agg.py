@@ -13,6 +13,7 @@ Examples
 from __future__ import annotations
 
 import builtins
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -178,16 +179,29 @@ def from_spec(spec: dict[str, Any]) -> Aggregator:
     >>> from_spec({"kind": "sum", "column": "amount", "name": "total"}).name
     'total'
     """
-    spec = dict(spec)
-    kind = spec.pop("kind")
-    if kind == "quantile":
-        return quantile(spec.pop("column"), spec.pop("q"), **spec)
-    if kind not in _KINDS:
-        from streamlab.errors import suggest
+    from streamlab.errors import ParameterError, suggest
 
+    given = dict(spec)
+    spec = dict(spec)
+    if "kind" not in spec:
+        raise ParameterError(
+            "agg.from_spec", "kind", f"{given!r} has no 'kind'", 'name the aggregator, e.g. {"kind": "sum"}'
+        )
+    kind = spec.pop("kind")
+    build = quantile if kind == "quantile" else _KINDS.get(kind)
+    if build is None:
         known = builtins.sorted([*_KINDS, "quantile"])
         raise ValueError(
             f"unknown aggregator kind {kind!r}; " + suggest(str(kind), known, what="aggregators")
         )
-    column = spec.pop("column", None)
-    return _KINDS[kind](column, **spec) if column is not None else _KINDS[kind](**spec)
+    try:
+        inspect.signature(build).bind(**spec)
+    except TypeError as e:  # a missing column, an unknown key: said here, not as Python's TypeError
+        params = ", ".join(inspect.signature(build).parameters)
+        raise ParameterError(
+            "agg.from_spec",
+            str(kind),
+            f"cannot build agg.{kind} from {given!r}: {e}",
+            f"give the keys agg.{kind} takes ({params}) beside 'kind'",
+        ) from None
+    return build(**spec)

@@ -106,8 +106,8 @@ class ManualClock(Clock):
 
 
 def _start_ns(start: object) -> int:
-    """``ManualClock``'s start as int nanoseconds since the epoch; None, a bool, text that is not a
-    time, or a time outside the nanosecond range (1677 to 2262) raises ``ParameterError`` (None became
+    """``ManualClock``'s start as int nanoseconds since the epoch; None, a bool, a float (``1.5`` was
+    1 ns), text that is not a time, or a time outside the nanosecond range (1677 to 2262) raises ``ParameterError`` (None became
     NaT, the clock then read the smallest int64, a time in 1677)."""
     import numpy as np
     import pandas as pd
@@ -119,6 +119,13 @@ def _start_ns(start: object) -> int:
         if -(2**63) < int(start) < 2**63:
             return int(start)
         raise ParameterError("ManualClock", "start", f"{start} nanoseconds is outside 1677 to 2262", fix)
+    if isinstance(start, (float, np.floating)):  # pandas reads 1.5 as 1 ns: seconds were likely meant
+        raise ParameterError(
+            "ManualClock",
+            "start",
+            f"the number {start!r} is ambiguous (pandas would read it as {int(start)} nanoseconds)",
+            "pass int nanoseconds (int(1.5e9) for 1.5 s after the epoch) or ISO-8601 text",
+        )
     try:
         ts = None if isinstance(start, (bool, np.bool_)) else pd.Timestamp(start)  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError) as e:

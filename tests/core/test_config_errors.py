@@ -16,6 +16,7 @@ from streamlab import (
     agg,
     runtime,
 )
+from streamlab.errors import ParameterError
 from streamlab.runtime import RunOptions
 
 
@@ -191,6 +192,24 @@ def test_misspelled_aggregators_and_datasets_get_did_you_mean():
 
     with pytest.raises(ValueError, match="did you mean 'clickstream'"):
         dataset_path("clikstream")
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ({"kind": "sum"}, "missing a required argument: 'column'"),
+        ({"kind": "quantile", "column": "x"}, "missing a required argument: 'q'"),
+        ({"kind": "mean", "column": "x", "colour": "red"}, "unexpected keyword argument 'colour'"),
+        ({"column": "x"}, "has no 'kind'"),
+    ],
+)
+def test_an_aggregator_spec_missing_a_key_says_which_and_what_the_kind_takes(spec, says):
+    """Was Python's TypeError ("sum() missing 1 required positional argument") or a KeyError."""
+    with pytest.raises(ParameterError) as e:
+        agg.from_spec(spec)
+    assert says in str(e.value) and "Fix:" in str(e.value)
+    if "kind" in spec:
+        assert "column" in e.value.fix
 
 
 def test_misspelled_output_name_gets_did_you_mean():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -12,7 +13,9 @@ from streamlab import ManualClock
 from streamlab.errors import ParameterError
 
 
-@pytest.mark.parametrize("start", [None, True, "x", "NaT", [1], 10**30, "3000-01-01", "1500-01-01"])
+@pytest.mark.parametrize(
+    "start", [None, True, "x", "NaT", [1], 10**30, "3000-01-01", "1500-01-01", 1.5, np.float64(3e9)]
+)
 def test_a_start_that_is_not_a_time_is_refused(start: object) -> None:
     with pytest.raises(ParameterError) as e:
         ManualClock(start)  # type: ignore[arg-type]
