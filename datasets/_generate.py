@@ -105,9 +105,9 @@ GZIP_OS = 3
 def compress_lines(lines: list[bytes]) -> bytes:
     """Newline-terminated lines, gzip-compressed reproducibly (``mtime=0``, no file name, level 9).
 
-    The header is packed here rather than left to :func:`gzip.compress`, whose OS byte changed with
-    the Python version (zlib's, 3 on Linux, up to 3.12; always 255 from 3.13), so the bundled files
-    regenerate byte for byte on every Python and platform.
+    The header is packed here rather than left to :func:`gzip.compress`, whose OS byte depends on the
+    Python version (255 on 3.10 and from 3.13; zlib's, 3 on Linux, on 3.11 and 3.12), so the bundled
+    files regenerate byte for byte on every Python and platform.
 
     Examples
     --------
@@ -117,7 +117,9 @@ def compress_lines(lines: list[bytes]) -> bytes:
     >>> gzip.decompress(compress_lines([b"a", b"b"]))
     b'a\\nb\\n'
     """
-    member = zlib.compress(b"".join(line + b"\n" for line in lines), level=9, wbits=31)
+    # wbits 31: a gzip member (zlib.compress takes no wbits on 3.10)
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    member = packer.compress(b"".join(line + b"\n" for line in lines)) + packer.flush()
     # magic, deflate, no flags, mtime 0, zlib's extra flags (2: level 9), OS; then deflate, CRC, size
     return struct.pack("<BBBBIBB", 0x1F, 0x8B, 8, 0, 0, member[8], GZIP_OS) + member[10:]
 
