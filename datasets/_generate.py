@@ -2,16 +2,17 @@
 
 Run ``python -m streamlab.datasets._generate`` to rewrite ``data/*.jsonl.gz`` and ``cards/*.md`` in the
 package folder, ``--check`` to verify the shipped files instead, and ``--out DIR`` to write elsewhere.
-Seeds and knobs are fixed below; gzip is written with ``mtime=0`` and no file name, so the output
-depends only on this code, numpy's random streams and zlib.
+Seeds and knobs are fixed below; the gzip header is written here (``mtime=0``, no file name, OS byte 3),
+so the output depends only on this code, numpy's random streams and zlib, not on the Python version.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import pathlib
+import struct
 import sys
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -97,17 +98,30 @@ BUILDERS: dict[str, Callable[[], Built]] = {
 }
 
 
+#: the gzip header's OS byte of the bundled files ("Unix", as zlib writes it on Linux)
+GZIP_OS = 3
+
+
 def compress_lines(lines: list[bytes]) -> bytes:
     """Newline-terminated lines, gzip-compressed reproducibly (``mtime=0``, no file name, level 9).
+
+    The header is packed here rather than left to :func:`gzip.compress`, whose OS byte depends on the
+    Python version (255 on 3.10 and from 3.13; zlib's, 3 on Linux, on 3.11 and 3.12), so the bundled
+    files regenerate byte for byte on every Python and platform.
 
     Examples
     --------
     >>> compress_lines([b"a", b"b"]) == compress_lines([b"a", b"b"])
     True
+    >>> import gzip
     >>> gzip.decompress(compress_lines([b"a", b"b"]))
     b'a\\nb\\n'
     """
-    return gzip.compress(b"".join(line + b"\n" for line in lines), compresslevel=9, mtime=0)
+    # wbits 31: a gzip member (zlib.compress takes no wbits on 3.10)
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    member = packer.compress(b"".join(line + b"\n" for line in lines)) + packer.flush()
+    # magic, deflate, no flags, mtime 0, zlib's extra flags (2: level 9), OS; then deflate, CRC, size
+    return struct.pack("<BBBBIBB", 0x1F, 0x8B, 8, 0, 0, member[8], GZIP_OS) + member[10:]
 
 
 def build_bytes(name: str) -> bytes:

@@ -1667,6 +1667,58 @@ def flink_env_dir() -> Path:
     return cache / f"pyflink-{FLINK_VERSION}-{key}"
 
 
+FLINK_PYTHONS = ((3, 12), (3, 11), (3, 10))
+"""The Pythons PyPI's ``apache-flink`` 2.3.0 has wheels for (of streamlab's), newest first: on 3.13 pip
+tries its source release, which fails to build."""
+
+
+def flink_base_python(versions: Sequence[tuple[int, int]] = FLINK_PYTHONS) -> str:
+    """The Python that creates PyFlink's virtual environment: this one when it is one of ``versions``,
+    else the first ``pythonX.Y`` of ``versions`` found on ``PATH`` or under ``~/.pyenv/versions`` that
+    runs and is that version. Raises RuntimeError saying what to install when there is none.
+
+    Examples
+    --------
+    >>> import sys
+    >>> flink_base_python([sys.version_info[:2]]) == sys.executable
+    True
+    """
+    import glob
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if tuple(sys.version_info[:2]) in versions:
+        return sys.executable
+    for major, minor in versions:
+        name = f"python{major}.{minor}"
+        pyenv = Path.home() / ".pyenv" / "versions" / f"{major}.{minor}*" / "bin" / name
+        for candidate in [shutil.which(name) or "", *sorted(glob.glob(str(pyenv)), reverse=True)]:
+            if not candidate or not os.access(candidate, os.X_OK):
+                continue
+            try:  # a pyenv shim is on PATH for every version pyenv knows, and fails for the others
+                said = subprocess.run(
+                    [candidate, "-c", "import sys; print(*sys.version_info[:2])"],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+            if said.returncode == 0 and said.stdout.split() == [str(major), str(minor)]:
+                return candidate
+    wanted = ", ".join(f"{major}.{minor}" for major, minor in versions)
+    newest = "{}.{}".format(*versions[0])
+    raise RuntimeError(
+        f"cannot install PyFlink {FLINK_VERSION}: it installs on Python {wanted} only, this is "
+        f"{sys.version_info[0]}.{sys.version_info[1]}, and none of those was found on PATH or under "
+        f"~/.pyenv/versions. Fix: install one (pyenv install {newest}, or uv python install {newest}), or "
+        f"build PyFlink's environment yourself (python{newest} -m venv DIR && DIR/bin/pip install "
+        f"{' '.join(flink_requirements())}) and set STREAMLAB_FLINK_PYTHON=DIR/bin/python"
+    )
+
+
 def ensure_flink_python(*, timeout: float = 900) -> str:
     """The Python of a virtual environment with PyFlink, built under :func:`flink_env_dir` if missing.
 
@@ -1683,7 +1735,6 @@ def ensure_flink_python(*, timeout: float = 900) -> str:
     import os
     import shutil
     import subprocess
-    import sys
     import time
 
     override = os.environ.get("STREAMLAB_FLINK_PYTHON")
@@ -1714,7 +1765,7 @@ def ensure_flink_python(*, timeout: float = 900) -> str:
             return str(python)
         shutil.rmtree(venv, ignore_errors=True)
         steps = [
-            [sys.executable, "-m", "venv", str(venv)],
+            [flink_base_python(FLINK_PYTHONS), "-m", "venv", str(venv)],
             [
                 str(python),
                 "-m",

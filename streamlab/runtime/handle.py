@@ -173,6 +173,9 @@ class RunHandle:
         """Wait until the run ends by itself (bounded sources); ``None`` on timeout."""
         if not self._done.wait(timeout):
             return None
+        # _done is the thread's last step, not its end: on Python 3.13 the thread was often still
+        # alive here, so _shutdown.release() kept the SIGTERM handler and the exit hook of a finished run
+        self._thread.join(timeout)
         _shutdown.release()
         if self._ex.error is not None:
             raise self._ex.error
