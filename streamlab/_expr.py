@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from streamlab._compat import PANDAS_3, inferred_kind
 from streamlab._intcols import exact_values, inferred_series
 from streamlab._pyast import guarded, parse, unquote_backticks
 
@@ -249,13 +250,17 @@ def compile_expression(expr: str) -> _Node | None:
     Examples
     --------
     >>> import pandas as pd
+    >>> from streamlab._compat import PANDAS_3
     >>> fn = compile_expression("a > 1 & b == 'x'")
-    >>> fn(pd.DataFrame({"a": [1, 2, 3], "b": ["x", "x", "y"]})).tolist()
+    >>> (fn is None) == (not PANDAS_3)  # pandas 2: DataFrame.eval evaluates every expression
+    True
+    >>> batch = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "x", "y"]})
+    >>> (fn(batch) if fn else batch.eval("a > 1 & b == 'x'", engine="python")).tolist()
     [False, True, False]
     >>> compile_expression("a in [1, 2]") is None
     True
     """
-    if int(pd.__version__.split(".")[0]) < 3 or "\n" in expr or "\r" in expr:
+    if not PANDAS_3 or "\n" in expr or "\r" in expr:
         return None
     if "`" in expr or expression_names(expr) is None:  # backticks: DataFrame.eval resolves them
         return None
@@ -473,7 +478,9 @@ def partly_missing(batch: pd.DataFrame, expr: str) -> np.ndarray | None:
         col = batch[n]
         dtype = col.dtype
         integers = isinstance(dtype, pd.api.extensions.ExtensionDtype) and dtype.kind in "iu"
-        if not (integers or (isinstance(dtype, pd.StringDtype) and "." in expr)):
+        # text: pandas' string dtype, or strings as objects (pandas 2's text columns, a json field's)
+        text = isinstance(dtype, pd.StringDtype) or (col.dtype == object and inferred_kind(col) == "string")
+        if not (integers or (text and "." in expr)):
             continue  # a text column's own operators keep their type beside a missing value
         gaps = col.isna().to_numpy()
         if gaps.any() and not gaps.all():
@@ -716,7 +723,7 @@ def fails_alike(batch: pd.DataFrame, expr: str) -> bool:
     Examples
     --------
     >>> import pandas as pd
-    >>> batch = pd.DataFrame({"country": ["FR"], "mixed": pd.Series(["7"], dtype=object)})
+    >>> batch = pd.DataFrame({"country": pd.Series(["FR"], dtype="string"), "mixed": pd.Series(["7"], dtype=object)})
     >>> fails_alike(batch, "country > 5"), fails_alike(batch, "mixed > 5")
     (True, False)
     >>> fails_alike(batch, "country.str.len() > 5")

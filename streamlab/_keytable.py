@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas._libs import hashtable as _hashtable  # type: ignore[attr-defined]  # private: not in pandas-stubs
 
+from streamlab._compat import inferred_kind
 from streamlab._detector_record import unkeyable
 from streamlab._intcols import inferred_series
 from streamlab._serde_values import is_utf8_text
@@ -389,7 +390,7 @@ def _tags(col: pd.Series, every_float: bool = False) -> str | None:
     after hashing), else None: an int64, float64, string or categorical column, whose keys need no tag
     (no work per row)."""
     if col.dtype == object:
-        inferred = pd.api.types.infer_dtype(col, skipna=True)
+        inferred = inferred_kind(col)
         if inferred in _MIXED:
             return "rows"
         return "keys" if inferred in ("boolean", "floating") else None
@@ -477,6 +478,10 @@ class KeyIndex:
     def _new_tables(self) -> None:
         # bare hash tables, not pandas' Factorizer: that copies every value it ever numbered on each call
         self._table = _hashtable.PyObjectHashTable(1024)
+        # every key the table numbered, in entry order: pandas 2's table keeps no reference to its keys
+        # (pandas 3's does), so a key released from _objects and freed left a dangling pointer in it,
+        # which a later lookup or the table's growth read (a segmentation fault)
+        self._table_keys: list[Any] = []  # the ObjectVectors of its numbering calls
         self._count = 0  # entries numbered so far
         self._entry_id = _EMPTY.copy()  # entry -> id (-1: released)
         self._dead = 0
@@ -493,6 +498,7 @@ class KeyIndex:
     # -- pickling: the hash tables are rebuilt from the live keys ------------------------------------
     _TRANSIENT = (
         "_table",
+        "_table_keys",
         "_count",
         "_entry_id",
         "_dead",
@@ -663,7 +669,9 @@ class KeyIndex:
         """The hash table entry of each of ``values``, numbering new ones; -1 for missing values."""
         new = _hashtable.ObjectVector()
         entries: npt.NDArray[np.int64] = self._table.get_labels(values, new, self._count, -1).astype(np.int64)
-        self._count += len(new)
+        if len(new):
+            self._table_keys.append(new)
+            self._count += len(new)
         return entries
 
     def _ids_of(self, entries: np.ndarray) -> np.ndarray:

@@ -182,8 +182,8 @@ def _datetimes_to_ns(ts: pd.Series) -> npt.NDArray[np.int64]:
 
     Examples
     --------
-    >>> _datetimes_to_ns(pd.Series(pd.to_datetime(["2024-01-01", "9999-12-31"], utc=True))).tolist() == [
-    ...     1704067200000000000, NAT_NS]
+    >>> seconds = pd.Series(np.array(["2024-01-01", "9999-12-31"], dtype="datetime64[s]")).dt.tz_localize("UTC")
+    >>> _datetimes_to_ns(seconds).tolist() == [1704067200000000000, NAT_NS]
     True
     """
     utc = ts.dt.tz_convert("UTC")

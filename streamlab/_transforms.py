@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from streamlab._compat import PANDAS_3
 from streamlab._dead_letter import dead_letter_frame
 from streamlab._expr import eval_expression, fails_alike, kind_groups, typed_result
 from streamlab._intcols import inferred_series
@@ -16,7 +17,7 @@ from streamlab.operators import Operator, Outputs
 
 # pandas >= 3 copies on write: a shallow copy of a batch, or the batch itself handed to a function,
 # is independent of it for column assignment
-_COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3
+_COPY_ON_WRITE = PANDAS_3
 
 
 class WholeBatchError(ValueError):

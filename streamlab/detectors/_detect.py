@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab import _step_codecs as codec
+from streamlab._compat import PANDAS_3
 from streamlab._detector_record import unkeyable_reason
 from streamlab._floats import float_values
 from streamlab._keytable import object_array, typed_key_column, unhashable_rows
@@ -595,7 +596,7 @@ def _string_dtype() -> Any:
     if _STRING_DTYPE:
         return _STRING_DTYPE[0]
     dtype = pd.Series(["x"]).dtype
-    if int(pd.__version__.split(".")[0]) >= 3:
+    if PANDAS_3:
         _STRING_DTYPE.append(dtype)
     return dtype
 

@@ -316,7 +316,7 @@ class SharedCounts:
     >>> import numpy as np
     >>> import pandas as pd
     >>> feature, rule = WindowCounter(10, 0), WindowCounter(10, 0)
-    >>> keys, times = pd.Series(["a", "a", "b"], dtype="str"), np.array([0, 5, 6])
+    >>> keys, times = pd.Series(["a", "a", "b"], dtype="string[pyarrow]"), np.array([0, 5, 6])
     >>> feature.update(keys, times, np.array([1.0, 2.0, 3.0]))[0].tolist()
     [1, 2, 1]
     >>> SHARED_COUNTS.take(rule, SharedCounts.token(keys), times).tolist()
