@@ -31,7 +31,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any
 
 from streamlab._record import typed_id
@@ -471,12 +471,96 @@ def make_threshold(spec: dict[str, Any] | None, key: str | None) -> Any:
 # --- detectors
 
 
+def local_outlier_factor(n_neighbors: int, window_size: int) -> Any:
+    """river's ``anomaly.LocalOutlierFactor`` over the last ``window_size`` learned events.
+
+    river 0.23 and later take the window as ``engine=neighbors.LazySearch(window_size=...)``; river 0.22
+    (the newest with a wheel for Python 3.10) has no ``engine`` and keeps every event it learned, so
+    there :class:`WindowedLocalOutlierFactor`, the same algorithm on the window, stands in.
+    """
+    import inspect
+
+    from river import anomaly, neighbors
+
+    if "engine" in inspect.signature(anomaly.LocalOutlierFactor).parameters:
+        return anomaly.LocalOutlierFactor(
+            n_neighbors=n_neighbors, engine=neighbors.LazySearch(window_size=window_size)
+        )
+    return WindowedLocalOutlierFactor(n_neighbors, window_size)
+
+
+class WindowedLocalOutlierFactor:
+    """Local Outlier Factor of a sample against the last ``window_size`` learned samples, as river's
+    ``anomaly.LocalOutlierFactor`` with ``engine=neighbors.LazySearch(window_size)`` computes it (river
+    0.26): exact Euclidean neighbours (ties to the earlier sample), a sample is never its own neighbour,
+    reachability densities with scikit-learn's ``1e-10``, and 0.0 where the window cannot judge.
+    """
+
+    def __init__(self, n_neighbors: int, window_size: int) -> None:
+        self.n_neighbors = n_neighbors
+        self.window_size = window_size
+        self.window: Any = deque(maxlen=window_size)
+
+    def learn_one(self, x: dict[str, Any]) -> None:
+        self.window.append(dict(x))
+
+    def score_one(self, x: dict[str, Any]) -> float:
+        neighbors, distances = self._search(dict(x))
+        if distances and distances[0] == 0.0:  # x itself, or a sample equal to it
+            neighbors, distances = neighbors[1:], distances[1:]
+        else:
+            neighbors, distances = neighbors[: self.n_neighbors], distances[: self.n_neighbors]
+        if not neighbors:
+            return 0.0
+        cache: dict[int, tuple[list[Any], list[float]]] = {}
+        lrd_x = self._density(neighbors, distances, cache)
+        lrd_neighbors = [self._density(*self._neighborhood(o, cache), cache) for o in neighbors]
+        score = sum(lrd_neighbors) / (len(lrd_neighbors) * lrd_x)
+        return score if math.isfinite(score) else 0.0
+
+    def _search(self, x: dict[str, Any]) -> tuple[list[Any], list[float]]:
+        nearest = heapq.nsmallest(
+            self.n_neighbors + 1, ((_euclidean(x, p), i, p) for i, p in enumerate(self.window))
+        )
+        return [p for _, _, p in nearest], [d for d, _, _ in nearest]
+
+    def _neighborhood(
+        self, x: dict[str, Any], cache: dict[int, tuple[list[Any], list[float]]]
+    ) -> tuple[list[Any], list[float]]:
+        if id(x) not in cache:
+            neighbors, distances = self._search(x)
+            cache[id(x)] = (neighbors[1:], distances[1:])
+        return cache[id(x)]
+
+    def _density(
+        self, neighbors: list[Any], distances: list[float], cache: dict[int, tuple[list[Any], list[float]]]
+    ) -> float:
+        if not neighbors:
+            return math.inf
+        total = 0.0
+        for o, d in zip(neighbors, distances):
+            k_distances = self._neighborhood(o, cache)[1]
+            total += max(d, k_distances[-1] if k_distances else 0.0)
+        return 1.0 / (total / len(neighbors) + 1e-10)
+
+
+def _euclidean(a: dict[str, Any], b: dict[str, Any]) -> float:
+    """Euclidean distance of two feature dicts, a feature missing from one counting 0."""
+    total = 0.0
+    for k, v in a.items():
+        total += (v - b.get(k, 0.0)) ** 2
+    for k, v in b.items():
+        if k not in a:
+            total += v**2
+    return math.sqrt(total)
+
+
 class Model:
     """A river anomaly model for one detector description (``Detector.describe()``), in river's
     vocabulary: ``score_one(x)`` then ``learn_one(x)`` with ``x = {feature: value}``."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        from river import anomaly, feature_extraction, neighbors, preprocessing
+        from river import anomaly, feature_extraction, preprocessing
 
         self.spec = spec
         kind = spec["kind"]
@@ -503,9 +587,7 @@ class Model:
             )
             self.sign = -1.0
         elif kind == "local_outlier_factor":
-            self.model = anomaly.LocalOutlierFactor(
-                n_neighbors=spec["n_neighbors"], engine=neighbors.LazySearch(window_size=spec["window_size"])
-            )
+            self.model = local_outlier_factor(spec["n_neighbors"], spec["window_size"])
         elif kind == "gaussian_scorer":
             self.model = anomaly.GaussianScorer(
                 window_size=spec["window_size"], grace_period=spec["grace_period"]

@@ -6,9 +6,14 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from river import anomaly, feature_extraction, neighbors, preprocessing
-from river import base as river_base
+from river import anomaly, feature_extraction, preprocessing
 
+try:
+    from river.base import SupervisedAnomalyDetector
+except ImportError:  # river 0.22 (the newest for Python 3.10) keeps it in river.anomaly.base
+    from river.anomaly.base import SupervisedAnomalyDetector  # type: ignore[no-redef]
+
+from streamlab._detector_record import local_outlier_factor
 from streamlab.detectors._vectorized import HalfSpaceTreesBank, ModelBank, MomentsBank
 from streamlab.errors import ParameterError
 
@@ -306,10 +311,7 @@ class LocalOutlierFactorDetector(_PipelineDetector):
         self._model = self._build_model()
 
     def _build_model(self) -> Any:
-        return anomaly.LocalOutlierFactor(
-            n_neighbors=self._params["n_neighbors"],
-            engine=neighbors.LazySearch(window_size=self._params["window_size"]),
-        )
+        return local_outlier_factor(self._params["n_neighbors"], self._params["window_size"])
 
 
 def _check_feature(feature: object, where: str) -> str | None:
@@ -472,9 +474,9 @@ class RiverDetector(Detector):
     Examples
     --------
     >>> from river import anomaly
-    >>> det = RiverDetector(anomaly.LODA(seed=3))
+    >>> det = RiverDetector(anomaly.HalfSpaceTrees(seed=3))
     >>> det.name
-    'LODA'
+    'HalfSpaceTrees'
     >>> for i in range(50):
     ...     det.learn_one({"a": i % 5, "b": i % 7})
     >>> isinstance(det.score_one({"a": 1.0, "b": 2.0}), float)
@@ -490,7 +492,7 @@ class RiverDetector(Detector):
                     f"RiverDetector: {type(model).__name__} has no {method}() method; pass a river anomaly "
                     "detector such as river.anomaly.HalfSpaceTrees(), or a pipeline ending in one"
                 )
-        self._supervised = isinstance(model, river_base.SupervisedAnomalyDetector)
+        self._supervised = isinstance(model, SupervisedAnomalyDetector)
         if target is not None and not self._supervised:
             raise ValueError(
                 f"RiverDetector: target={target!r} is only for supervised detectors; "
