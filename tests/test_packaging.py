@@ -1,13 +1,21 @@
-"""The wheel built from the repo works in a clean virtualenv and installs nothing at top level but streamlab."""
+"""The wheel built from the repo works in a clean virtualenv and installs nothing at top level but streamlab,
+on the oldest Python it supports (3.10) as on CI's."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,3 +109,118 @@ def test_every_package_directory_is_listed_in_pyproject() -> None:
             if "__pycache__" not in rel.parts:
                 found.add(".".join((name, *rel.parts)))
     assert sorted(found - listed) == []
+
+
+def _resolve_for_python_3_10(tmp_path: Path, name: str, *args: str) -> list[dict[str, Any]]:
+    """What pip (this interpreter's) would install for Python 3.10: the items of its ``--report``."""
+    report = tmp_path / f"{name}.json"
+    out = subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet"),
+            *("--python-version", "3.10", "--target", str(tmp_path / name), "--report", str(report), *args),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    items: list[dict[str, Any]] = json.loads(report.read_text())["install"]
+    return items
+
+
+def _versions(items: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """name -> (version, URL) of a report's items."""
+    return {
+        canonicalize_name(i["metadata"]["name"]): (i["metadata"]["version"], i["download_info"]["url"])
+        for i in items
+    }
+
+
+@pytest.mark.slow
+def test_python_3_10_installs_the_wheel_from_wheels_alone(wheel: Path, tmp_path: Path) -> None:
+    """``requires-python = ">=3.10"`` and the README's quick start on Ubuntu 22.04 (python3 is 3.10): pip
+    must take a wheel of every dependency there, without a compiler. river's newest for 3.10, 0.23.0,
+    is an sdist that needs Rust and crates.io to build (pip took it); pyproject's markers keep 3.10 on
+    0.22. Resolved by this interpreter for 3.10 (``--python-version``), so it runs on CI's 3.11 too.
+
+    ``--only-binary :all:`` alone would pass anyway (pip then steps back to 0.22.0 by itself), so each
+    package it picked is asked again with sdists allowed, under every requirement on it that applies
+    to 3.10: pip must pick the same version (the newest), as a wheel."""
+    items = _resolve_for_python_3_10(tmp_path, "wheels", "--only-binary", ":all:", str(wheel))
+    wheels = _versions(items)
+    assert {"numpy", "pandas", "pyarrow", "duckdb", "river", "plotly", "pyyaml", "tqdm"} <= set(wheels)
+    assert [(name, url) for name, (_, url) in wheels.items() if not url.endswith(".whl")] == []
+    specs: dict[str, list[str]] = {name: [] for name in wheels}
+    for item in items:
+        for extra in ["", *item.get("requested_extras", [])]:
+            env = {"python_version": "3.10", "python_full_version": "3.10.0", "extra": extra}
+            for line in item["metadata"].get("requires_dist", []):
+                req = Requirement(line)
+                if (req.marker is None or req.marker.evaluate(env)) and str(req.specifier):
+                    specs.setdefault(canonicalize_name(req.name), []).append(str(req.specifier))
+    pinned = [name + ",".join(sorted(set(specs[name]))) for name in sorted(wheels) if name != "streamlab"]
+    newest = _versions(_resolve_for_python_3_10(tmp_path, "newest", "--no-deps", *pinned))
+    assert {n: v for n, (v, _) in newest.items()} == {
+        n: v for n, (v, _) in wheels.items() if n != "streamlab"
+    }
+    river = tuple(int(part) for part in wheels["river"][0].split(".")[:2])
+    assert (0, 21) <= river < (0, 23)
+
+
+def _python_3_10() -> str | None:
+    """A Python 3.10 interpreter that runs: $STREAMLAB_PYTHON310, python3.10 on PATH (Ubuntu 22.04's; a
+    pyenv shim there may name a version it does not run), or one that pyenv built."""
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates = [os.environ.get("STREAMLAB_PYTHON310"), shutil.which("python3.10")]
+    candidates += [str(p) for p in sorted(pyenv.glob("3.10*/bin/python3.10"), reverse=True)]
+    for python in filter(None, candidates):
+        probe = subprocess.run(
+            [python, "-c", "import sys; print(sys.version_info[:2] == (3, 10))"],
+            capture_output=True,
+            text=True,
+        )
+        if probe.stdout.strip() == "True":
+            return python
+    return None
+
+
+_COUNTS = re.compile(r"^read [\d,]+ events: .*$", re.M)
+
+
+@pytest.mark.slow
+def test_the_demo_on_python_3_10_counts_what_it_counts_here(wheel: Path, tmp_path: Path) -> None:
+    """The wheel installed into a Python 3.10 venv as scripts/demo.sh installs it (pandas 2, numpy 2.2,
+    river 0.22 there) runs the demo and prints the counts this interpreter's run prints. Skipped, with
+    what to install, where no Python 3.10 runs (the resolution test above still runs there)."""
+    python = _python_3_10()
+    if python is None:
+        pytest.skip(
+            "no Python 3.10 interpreter (STREAMLAB_PYTHON310, python3.10 on PATH, ~/.pyenv/versions/3.10*): "
+            "apt-get install python3.10 python3.10-venv, or STREAMLAB_PYTHON310=/path/to/python3.10"
+        )
+    venv = tmp_path / "venv310"
+    made = subprocess.run([python, "-m", "venv", str(venv)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(
+            f"{python} cannot make a venv ({made.stderr.strip()[-300:]}): apt-get install python3.10-venv"
+        )
+    installed = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)],  # as scripts/demo.sh does
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    here, there = tmp_path / "here", tmp_path / "there"
+    runs = []
+    for cwd, command in (
+        (here, [sys.executable, "-c", "import sys, streamlab.cli as c; sys.exit(c.main())"]),
+        (there, [str(venv / "bin" / "streamlab")]),
+    ):
+        cwd.mkdir()
+        done = subprocess.run(
+            [*command, "demo", "--quiet"], cwd=cwd, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs.append(_COUNTS.findall(done.stdout))
+    assert runs[0] == runs[1] and len(runs[0]) == 1, runs
