@@ -6,19 +6,40 @@ Examples
 --------
 >>> inferred_kind(pd.Series([1.5, None], dtype=object)), inferred_kind([1, 2.5, None])
 ('floating', 'mixed-integer-float')
+>>> text_column(pd.Series([1, None], dtype=object)).isna().tolist()
+[False, True]
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["PANDAS_3", "inferred_kind"]
+__all__ = ["PANDAS_3", "as_pandas_3", "inferred_kind", "text_column"]
 
 PANDAS_3 = int(pd.__version__.split(".")[0]) >= 3
 """pandas >= 3: strings are ``str`` columns, copy-on-write, date-times keep the unit they are read in."""
+
+_NO_DOWNCASTING = not PANDAS_3 and "no_silent_downcasting" in dir(pd.options.future)  # pandas 2.2, 2.3
+
+
+def as_pandas_3() -> contextlib.AbstractContextManager[Any]:
+    """pandas 3's behaviour where pandas 2 has an option for it: an object column's ``fillna``, ``where``
+    and ``replace`` keep the objects (pandas 2 casts ``[None].fillna(1.0)`` to float64 and ``fillna(1)``
+    to int64, where pandas 3, and the exported code reading a row, keep the float 1.0 and the int 1).
+
+    Examples
+    --------
+    >>> with as_pandas_3():
+    ...     pd.Series([None], dtype=object).fillna(1.0).dtype
+    dtype('O')
+    """
+    if _NO_DOWNCASTING:
+        return pd.option_context("future.no_silent_downcasting", True)
+    return contextlib.nullcontext()
 
 
 def inferred_kind(values: Any) -> str:
@@ -33,3 +54,13 @@ def inferred_kind(values: Any) -> str:
         present = np.asarray(values, dtype=object)
         kind = pd.api.types.infer_dtype(present[~pd.isna(present)], skipna=True)
     return kind
+
+
+def text_column(col: pd.Series) -> pd.Series:
+    """``col.astype("str")`` as pandas 3 gives it: each value as text, a missing value still missing.
+
+    pandas 2 writes None as the text ``'None'`` and NaN as ``'nan'`` there; its text column is ``object``,
+    with None where a value is missing.
+    """
+    text = col.astype("str")
+    return text if PANDAS_3 else text.where(col.notna(), None)

@@ -126,6 +126,10 @@ def split_csv(data: bytes) -> CsvRecords:
                 fields, error = [], f"not CSV ({e})"
             record, start, line_no = "".join(taken), line_no, line_no + len(taken)
             taken.clear()
+            if (
+                error and "\x00" in record
+            ):  # Python 3.10's csv refuses a NUL byte that 3.11's reads: one reason
+                error = _problem(record, [], 0)
             if not record.strip(" \t\r\n"):
                 # blank, or spaces and tabs only: pandas skips such a line (before its header too)
                 good.append(record)

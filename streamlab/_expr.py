@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._compat import PANDAS_3, inferred_kind
+from streamlab._compat import PANDAS_3, as_pandas_3, inferred_kind
 from streamlab._intcols import exact_values, inferred_series
 from streamlab._pyast import guarded, parse, unquote_backticks
 
@@ -730,7 +730,7 @@ def fails_alike(batch: pd.DataFrame, expr: str) -> bool:
     False
     """
     names = expression_names(expr)
-    if not _all_columns(batch, expr) or any(batch[n].dtype == object for n in names or ()):
+    if not _all_columns(batch, expr) or any(_read_as_objects(batch[n]) for n in names or ()):
         return False
     if any(_missing_text(batch[n]) for n in names or ()):
         return False  # a part whose text is all missing compares with a number (False): kind_groups
@@ -739,6 +739,17 @@ def fails_alike(batch: pd.DataFrame, expr: str) -> bool:
     except SyntaxError:
         return False
     return _type_driven(tree)
+
+
+def _read_as_objects(col: pd.Series) -> bool:
+    """Whether an expression reads ``col`` as Python objects: an object column, or an unordered category
+    of them (read as its values' type, :func:`as_expression_input`: text is ``str`` on pandas 3, objects
+    on pandas 2, where text compared with a float NaN is False rather than an error, so its failures are
+    the values', not the dtype's)."""
+    dtype = col.dtype
+    if isinstance(dtype, pd.CategoricalDtype) and not dtype.ordered:
+        return bool(dtype.categories.dtype == object)
+    return bool(col.dtype == object)
 
 
 def _missing_text(col: pd.Series) -> bool:
@@ -795,7 +806,7 @@ def kind_groups(batch: pd.DataFrame, exprs: list[str]) -> list[np.ndarray] | Non
     True
     """
     names: list[str] = []
-    ops: set[type] = set()
+    repeat: set[str] = set()  # the names read by an expression with * or %
     for expr in exprs:
         found = expression_names(expr)
         if not _all_columns(batch, expr) or found is None:
@@ -807,14 +818,16 @@ def kind_groups(batch: pd.DataFrame, exprs: list[str]) -> list[np.ndarray] | Non
         if not _type_driven(tree):
             return None
         names += [n for n in found if n not in names]
-        ops.update(type(n.op) for n in ast.walk(tree) if isinstance(n, ast.BinOp))
+        if any(isinstance(n, ast.BinOp) and isinstance(n.op, (ast.Mult, ast.Mod)) for n in ast.walk(tree)):
+            repeat.update(found)
     if not any(batch[n].dtype == object or _missing_text(batch[n]) for n in names):
         return None
     try:
         kinds = [[_kind(v) for v in batch[n].tolist()] for n in names]
     except _NoKindError:
         return None
-    if ops & {ast.Mult, ast.Mod} and any(k is str for column in kinds for k in column):
+    # text under * or % of its own expression (another expression's * on numbers does not matter)
+    if any(n in repeat and str in column for n, column in zip(names, kinds, strict=True)):
         return None
     for column in kinds:  # a part holding bools alone reads them as a bool column (as_expression_input)
         has_bool = [isinstance(k, tuple) and k[0] is bool for k in column]
@@ -877,7 +890,8 @@ def _pandas_eval(batch: pd.DataFrame, expr: str) -> Any:
     """``batch.eval(expr, engine="python")``, a string constant joined with ``+`` read as a column of it
     (:func:`_text_operands`)."""
     rewritten, texts = _text_operands(expr)
-    if texts:
-        resolvers = [{n: _constant_column(batch, v, expr) for n, v in texts}]
-        return guarded(batch.eval, rewritten, engine="python", resolvers=resolvers)
-    return guarded(batch.eval, expr, engine="python")
+    with as_pandas_3():
+        if texts:
+            resolvers = [{n: _constant_column(batch, v, expr) for n, v in texts}]
+            return guarded(batch.eval, rewritten, engine="python", resolvers=resolvers)
+        return guarded(batch.eval, expr, engine="python")

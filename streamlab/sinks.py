@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from streamlab._compat import text_column
 from streamlab._frames import concat_batches
 from streamlab.clock import Clock
 from streamlab.errors import PipelineConfigError, check_path
@@ -181,7 +182,7 @@ def _json_text(col: pd.Series) -> pd.Series:
     """Each value of ``col`` as JSON text (:mod:`streamlab.serde`'s encoding), missing where it is: a
     text column even when every value is missing (Arrow would type it null, and parts would disagree)."""
     text = pd.Series(json_column(col), index=col.index, dtype=object)
-    return text.where(col.notna(), None).astype("str")
+    return text_column(text.where(col.notna(), None))
 
 
 def _quote(name: str) -> str:

@@ -276,7 +276,7 @@ class ListSource(Source):
         else:
             try:
                 frame = pd.DataFrame.from_records(list(events))
-            except (TypeError, ValueError) as e:
+            except (AttributeError, TypeError, ValueError) as e:  # AttributeError: pandas 2 on a None
                 dicts = any(isinstance(v, Mapping) for v in events)
                 i, odd = next(
                     (

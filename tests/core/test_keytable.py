@@ -12,10 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import streamlab._keytable as keytable
+from streamlab._compat import PANDAS_3
 from streamlab._keytable import KeyIndex, SlotTable, StringKeys, object_array
 
 # keys that hash alike or compare equal in Python: 1, 1.0 and True are one key, as in a dict; strings
 # of every length (and non-ASCII ones) go through the byte pool, the others through the object table
+# Arrow-backed strings: pandas 3's str; pandas 2's "str" is a numpy array of str (None turns "None")
+ARROW_STR = "str" if PANDAS_3 else "string[pyarrow]"
 UNIVERSE = [
     "a", "b", "c", "", "u1", "ab", "ba", "é", "日本語", 1, 2, 1.0, True, 2.5, None, float("nan"),
     ("a", 1), ("a", 2), pd.NA, "1",
@@ -66,7 +69,7 @@ def _check_key_index_against_a_dict(rebuild_min, sequence):
         keys = [_norm(v) for v in values.tolist()]
         if op in ("ids", "arrow"):
             if op == "arrow":
-                local, uniq = index.local_keys(pd.DataFrame({"k": pd.array(values, dtype="str")}), ["k"])
+                local, uniq = index.local_keys(pd.DataFrame({"k": pd.array(values, dtype=ARROW_STR)}), ["k"])
                 assert isinstance(uniq, StringKeys) or not len(values)
                 ids = index.ids_for(uniq, distinct=True)[local].tolist() if len(values) else []
             else:
@@ -109,7 +112,7 @@ def test_colliding_strings_keep_their_own_ids_through_batches_and_rebuilds(monke
     index = KeyIndex(1)
     index._REBUILD_MIN = 2
     words = [f"k{j}" for j in range(300)]  # all of one length: one hash
-    frame = pd.DataFrame({"k": pd.array(words + words[::-1] + [None], dtype="str")})
+    frame = pd.DataFrame({"k": pd.array(words + words[::-1] + [None], dtype=ARROW_STR)})
     local, uniq = index.local_keys(frame, ["k"])
     ids = index.ids_for(uniq, distinct=True)[local]
     index.hold(ids[:300])
@@ -136,7 +139,7 @@ def test_a_checkpoint_of_objects_resumes_with_string_keys_in_the_pool():
     }
     old.__setstate__(state)
     assert old.lookup(object_array(["a", 7, None, "b", "c"])).tolist() == [0, 1, 2, 3, -1]
-    local, uniq = old.local_keys(pd.DataFrame({"k": pd.array(["b", "a", None], dtype="str")}), ["k"])
+    local, uniq = old.local_keys(pd.DataFrame({"k": pd.array(["b", "a", None], dtype=ARROW_STR)}), ["k"])
     assert old.ids_for(uniq, distinct=True)[local].tolist() == [3, 0, 2]
     assert old.ids_for(object_array(["c"])).tolist() == [4]  # the freed id
     assert pd.DataFrame(old.key_columns(np.array([0, 3, 2]), ["k"]))["k"].tolist()[:2] == ["a", "b"]
