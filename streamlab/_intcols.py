@@ -58,8 +58,8 @@ def inferred_series(values: np.ndarray | list[Any]) -> pd.Series:
     ('float64', True)
     >>> inferred_series([1, 1.0]).tolist()
     [1, 1.0]
-    >>> str(inferred_series(["a", "\\ud800"]).dtype)
-    'object'
+    >>> str(inferred_series(["a", "\\ud800"]).dtype), inferred_series([10**400]).tolist() == [10**400]
+    ('object', True)
     """
     series = pd.Series(values, dtype=object, copy=False)
     kind = inferred_kind(series)
@@ -68,6 +68,8 @@ def inferred_series(values: np.ndarray | list[Any]) -> pd.Series:
     try:
         inferred = series.infer_objects()
     except UnicodeEncodeError:  # a lone surrogate (an escaped "\ud800" of JSON): no str column holds it
+        return series
+    except OverflowError:  # pandas 2 on an int beyond a double (pandas 3 keeps the objects): the ints
         return series
     if inferred.dtype.kind == "f" and kind == "integer":
         try:

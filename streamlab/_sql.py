@@ -8,6 +8,7 @@ writing of other files (``read_csv('/etc/passwd')`` fails). A trusted spec runs 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 __all__ = ["connect_restricted", "read_only_problem"]
@@ -24,6 +25,8 @@ def read_only_problem(query: str) -> str | None:
     'it is a COPY statement, and only a single read-only SELECT (or WITH ... SELECT) query may run'
     >>> read_only_problem("select 1; select 2")
     'it holds 2 statements, and only a single read-only SELECT (or WITH ... SELECT) query may run'
+    >>> read_only_problem("/* db */ PRAGMA version")
+    'it is a PRAGMA statement, and only a single read-only SELECT (or WITH ... SELECT) query may run'
     """
     import duckdb
 
@@ -39,7 +42,12 @@ def read_only_problem(query: str) -> str | None:
     kind = statements[0].type
     if kind != duckdb.StatementType.SELECT:
         return f"it is a {kind.name} statement, and {only}"
+    if _PRAGMA.match(query):  # DuckDB 1.x (Python 3.10's newest) types a table-function PRAGMA as SELECT
+        return f"it is a PRAGMA statement, and {only}"
     return None
+
+
+_PRAGMA = re.compile(r"\s*(?:(?:--[^\n]*(?:\n|$)|/\*.*?\*/)\s*)*pragma\b", re.IGNORECASE | re.DOTALL)
 
 
 def connect_restricted(path: str) -> Any:

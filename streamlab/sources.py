@@ -560,8 +560,9 @@ class ReplaySource(Source):
                 return pd.DataFrame({"value": file_lines(path, owner=self)})
             try:  # utf-8-sig: a byte order mark at the start (Windows tools write one) is no data
                 frame = pd.read_json(path, lines=True, dtype=False, encoding="utf-8-sig")
-            except (ValueError, TypeError, EOFError, OSError) as e:  # TypeError: a JSON line that is no
-                # object; EOFError, OSError: a truncated or corrupt compressed file
+            except (ValueError, TypeError, AttributeError, EOFError, OSError) as e:  # TypeError (pandas 2:
+                # AttributeError): a JSON line that is no object; EOFError, OSError: a truncated or corrupt
+                # compressed file
                 line = _bad_json_line(path)
                 raise _unreadable(path, None if line is None else f"line {line}", e) from None
             if self.time in frame.columns:
