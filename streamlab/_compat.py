@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["PANDAS_3", "as_pandas_3", "inferred_kind", "text_column"]
+__all__ = ["PANDAS_3", "as_pandas_3", "duplicated_rows", "factorize", "inferred_kind", "text_column"]
 
 PANDAS_3 = int(pd.__version__.split(".")[0]) >= 3
 """pandas >= 3: strings are ``str`` columns, copy-on-write, date-times keep the unit they are read in."""
@@ -64,3 +64,60 @@ def text_column(col: pd.Series) -> pd.Series:
     """
     text = col.astype("str")
     return text if PANDAS_3 else text.where(col.notna(), None)
+
+
+_APART = object()  # not a string: pandas 2 then numbers the array by its objects
+
+
+def factorize(values: Any, **kwargs: Any) -> tuple[np.ndarray, Any]:
+    """``pd.factorize(values, **kwargs)``, each lone surrogate its own value on pandas 2 too.
+
+    pandas 2 numbers an object array of strings alone by their UTF-8 text, which a lone surrogate (an
+    escaped ``"\\ud800"`` of JSON) has none of: ``"\\ud800"`` and ``"\\udfff"`` were one key there. With
+    one more value that is no string pandas 2 numbers them as Python objects, as pandas 3 does.
+    ``sort`` is not supported.
+
+    Examples
+    --------
+    >>> codes, uniques = factorize(pd.Series(["\\ud800", "\\udfff", "a", "\\ud800"], dtype=object))
+    >>> codes.tolist(), len(uniques)
+    ([0, 1, 2, 0], 3)
+    """
+    dtype = getattr(values, "dtype", None)
+    if PANDAS_3 or not isinstance(dtype, np.dtype) or dtype.kind != "O" or not _lone_surrogates(values):
+        return pd.factorize(values, **kwargs)
+    objects = np.empty(len(values) + 1, dtype=object)
+    objects[:-1] = values
+    objects[-1] = _APART
+    codes, uniques = pd.factorize(objects, **kwargs)
+    uniques = uniques[:-1]  # _APART, last to appear
+    return codes[:-1], pd.Index(uniques, dtype=object) if isinstance(
+        values, (pd.Series, pd.Index)
+    ) else uniques
+
+
+def _lone_surrogates(values: Any) -> bool:
+    """Whether ``values`` (objects) are strings alone, one of which UTF-8 cannot encode."""
+    if pd.api.types.infer_dtype(values, skipna=False) != "string":
+        return False
+    try:
+        "".join(values).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def duplicated_rows(frame: pd.DataFrame) -> np.ndarray:
+    """``frame.duplicated()``, each lone surrogate its own value on pandas 2 too (see :func:`factorize`).
+
+    Examples
+    --------
+    >>> duplicated_rows(pd.DataFrame({"v": pd.Series(["\\ud800", "\\udfff", "\\ud800"], dtype=object)})).tolist()
+    [False, False, True]
+    """
+    if PANDAS_3 or not len(frame.columns):
+        return np.asarray(frame.duplicated(), dtype=bool)
+    codes = pd.DataFrame(
+        {i: factorize(frame[c], use_na_sentinel=False)[0] for i, c in enumerate(frame.columns)}
+    )
+    return np.asarray(codes.duplicated(), dtype=bool)

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas._libs import hashtable as _hashtable  # type: ignore[attr-defined]  # private: not in pandas-stubs
 
-from streamlab._compat import inferred_kind
+from streamlab._compat import factorize, inferred_kind
 from streamlab._detector_record import unkeyable
 from streamlab._intcols import inferred_series
 from streamlab._serde_values import is_utf8_text
@@ -406,7 +406,7 @@ def _object_codes(col: pd.Series, every_float: bool = False) -> tuple[np.ndarray
     tags = _tags(col, every_float)
     if tags == "rows":
         col = pd.Series(typed_keys(col.to_numpy(), floats=True), dtype=object)
-    codes, uniq = pd.factorize(col, use_na_sentinel=False)
+    codes, uniq = factorize(col, use_na_sentinel=False)
     values = object_array(uniq)
     if pd.Index(uniq).hasnans:  # writes into uniq's buffer at most: a fresh Index nobody else holds
         values = values.copy()

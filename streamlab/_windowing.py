@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._agg_inputs import add_rows, column_values, split_unfit_values
+from streamlab._compat import factorize
 from streamlab._dead_letter import dead_letter_frame
 from streamlab._intcols import result_column
 from streamlab._keytable import KeyIndex, SlotTable
@@ -168,7 +169,7 @@ def partition_watermarks(
         # data without the partition column (a test replay of a Kafka pipeline, say): one partition
         codes, uniq = np.zeros(len(ts), dtype=np.int64), pd.Index([one], dtype=object)
     elif len(by) == 1:
-        codes, uniq = pd.factorize(batch[by[0]], use_na_sentinel=False)
+        codes, uniq = factorize(batch[by[0]], use_na_sentinel=False)
     else:
         codes, uniq = pd.MultiIndex.from_frame(batch[by]).factorize()
     values = [None if (isinstance(v, float) and v != v) else v for v in list(uniq)]

@@ -504,6 +504,8 @@ class _DistinctStore(_BuiltinStore):
     ) -> None:
         import pandas as pd
 
+        from streamlab._compat import duplicated_rows
+
         # values of Python objects stay objects: pandas would make text an arrow string column, which no lone
         # surrogate (an escaped "\ud800" of a json field) fits in
         v = (
@@ -511,7 +513,8 @@ class _DistinctStore(_BuiltinStore):
             if values is not None and values.dtype == object
             else values
         )
-        frame = pd.DataFrame({"g": group, "v": v}).dropna().drop_duplicates()
+        frame = pd.DataFrame({"g": group, "v": v}).dropna()
+        frame = frame[~duplicated_rows(frame)]
         for g, vals in frame.groupby("g", sort=False)["v"]:
             # the keys are the int group numbers; pandas-stubs types a groupby key as any scalar
             self.states[int(slots[cast(int, g)])].update(vals.tolist())

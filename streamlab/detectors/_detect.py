@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab import _step_codecs as codec
-from streamlab._compat import PANDAS_3
+from streamlab._compat import PANDAS_3, factorize
 from streamlab._detector_record import unkeyable_reason
 from streamlab._floats import float_values
 from streamlab._keytable import object_array, typed_key_column, unhashable_rows
@@ -569,7 +569,7 @@ def _factorize(keys: pd.Series, expected: int = 0) -> tuple[np.ndarray, Any]:
     k = kernels()
     dtype = keys.dtype
     if k is None or not isinstance(dtype, np.dtype) or dtype.kind not in "iu" or len(keys) == 0:
-        return pd.factorize(keys)  # in the column's own dtype: fast for ints and strings
+        return factorize(keys)  # in the column's own dtype: fast for ints and strings
     values = keys.to_numpy()
     if dtype.kind == "u" and dtype.itemsize == 8 and int(values.max()) > np.iinfo(np.int64).max:
         return pd.factorize(keys)

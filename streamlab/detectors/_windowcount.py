@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from streamlab._compat import factorize as _factorize
 from streamlab._time import NAT_NS
 from streamlab.detectors._common import kernels
 
@@ -410,7 +411,7 @@ def factorize(values: Any) -> tuple[np.ndarray, Any]:
     arr = getattr(values, "array", values)
     chunked = getattr(arr, "_pa_array", None)
     if chunked is None:
-        return pd.factorize(values)
+        return _factorize(values)
     key = (id(chunked), type(arr), arr.dtype)
     with _factorized_lock:
         hit = _factorized.get(key)
