@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["PANDAS_3", "as_pandas_3", "duplicated_rows", "factorize", "inferred_kind", "text_column"]
+__all__ = [
+    "PANDAS_3",
+    "as_pandas_3",
+    "duplicated_rows",
+    "factorize",
+    "inferred_kind",
+    "object_index",
+    "text_column",
+]
 
 PANDAS_3 = int(pd.__version__.split(".")[0]) >= 3
 """pandas >= 3: strings are ``str`` columns, copy-on-write, date-times keep the unit they are read in."""
@@ -121,3 +129,20 @@ def duplicated_rows(frame: pd.DataFrame) -> np.ndarray:
         {i: factorize(frame[c], use_na_sentinel=False)[0] for i, c in enumerate(frame.columns)}
     )
     return np.asarray(codes.duplicated(), dtype=bool)
+
+
+def object_index(values: Any) -> pd.Index:
+    """``pd.Index(values, tupleize_cols=False)``, Python ints beyond a double kept as objects on pandas 2 too
+    (which raised OverflowError trying floats, where pandas 3 keeps the objects).
+
+    Examples
+    --------
+    >>> object_index(np.array([10**400, 1], dtype=object)).tolist() == [10**400, 1]
+    True
+    """
+    index: pd.Index
+    try:
+        index = pd.Index(values, tupleize_cols=False)
+    except OverflowError:
+        index = pd.Index(values, dtype=object, tupleize_cols=False)
+    return index

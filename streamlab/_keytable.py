@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas._libs import hashtable as _hashtable  # type: ignore[attr-defined]  # private: not in pandas-stubs
 
-from streamlab._compat import factorize, inferred_kind
+from streamlab._compat import factorize, inferred_kind, object_index
 from streamlab._detector_record import unkeyable
 from streamlab._intcols import inferred_series
 from streamlab._serde_values import is_utf8_text
@@ -408,7 +408,7 @@ def _object_codes(col: pd.Series, every_float: bool = False) -> tuple[np.ndarray
         col = pd.Series(typed_keys(col.to_numpy(), floats=True), dtype=object)
     codes, uniq = factorize(col, use_na_sentinel=False)
     values = object_array(uniq)
-    if pd.Index(uniq).hasnans:  # writes into uniq's buffer at most: a fresh Index nobody else holds
+    if object_index(uniq).hasnans:  # writes into uniq's buffer at most: a fresh Index nobody else holds
         values = values.copy()
         values[pd.isna(values)] = None
     if tags == "keys":

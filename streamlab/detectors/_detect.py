@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab import _step_codecs as codec
-from streamlab._compat import PANDAS_3, factorize
+from streamlab._compat import PANDAS_3, factorize, object_index
 from streamlab._detector_record import unkeyable_reason
 from streamlab._floats import float_values
 from streamlab._keytable import object_array, typed_key_column, unhashable_rows
@@ -316,9 +316,7 @@ class DetectOperator(PickledStateOperator):
         bank = cast(ModelBank, self.bank)
         table = cast(_KeyTable, self.table)
         codes, uniques = _factorize(keys, table.live)
-        u = pd.Index(
-            uniques, tupleize_cols=False
-        )  # typed (no boxing per key): the table's lookups stay in that dtype
+        u = object_index(uniques)  # typed (no boxing per key): the table's lookups stay in that dtype
         pos = (
             table.index.get_indexer(cast(Any, u)) if len(table.index) else np.full(len(u), -1, dtype=np.intp)
         )
@@ -653,7 +651,7 @@ class _KeyTable:
         new = out < 0
         if new.any():
             start = len(self.index)
-            added = pd.Index(keys[new], tupleize_cols=False)
+            added = object_index(keys[new])
             self.index = added if start == 0 else index_with(self.index, added)
             extra = int(new.sum())
             self.slot = np.r_[self.slot, np.full(extra, -1, dtype=np.int64)]

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab import _step_codecs as codec
+from streamlab._compat import object_index
 from streamlab._detector_record import (
     compare_values,
     unkeyable_reason,
@@ -446,9 +447,7 @@ class _KeyRowsOperator(FeatureOperator):
         self.hashed = self.dense = None  # the index changes below: the maps are rebuilt when next needed
         # (remembered per Arrow column: the pipeline's other keyed steps factorize the same one)
         codes, uniques = factorize(keys if ok.all() else keys[ok])
-        u = pd.Index(
-            uniques, tupleize_cols=False
-        )  # typed (no boxing per key): lookups stay in the column's dtype
+        u = object_index(uniques)  # typed (no boxing per key): lookups stay in the column's dtype
         pos = self.index.get_indexer(u) if len(self.index) else np.full(len(u), -1, dtype=np.intp)
         new = pos < 0
         if new.any():

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._compat import factorize as _factorize
+from streamlab._compat import object_index
 from streamlab._time import NAT_NS
 from streamlab.detectors._common import kernels
 
@@ -37,7 +38,7 @@ def index_with(index: pd.Index, more: pd.Index) -> pd.Index:
     """
     try:
         return index.append(more)
-    except UnicodeEncodeError:
+    except (UnicodeEncodeError, OverflowError):  # OverflowError: pandas 2 on an int beyond a double
         both = np.concatenate([index.to_numpy(dtype=object), more.to_numpy(dtype=object)])
         return pd.Index(both, dtype=object, tupleize_cols=False)
 
@@ -473,7 +474,7 @@ class Vocabulary:
         codes: np.ndarray = np.asarray(raw, dtype=np.int64)
         if len(uniques) == 0:
             return codes.copy()
-        found = pd.Index(uniques, tupleize_cols=False)
+        found = object_index(uniques)
         if self.index is None:
             self.index = found
             return codes.copy()
