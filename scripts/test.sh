@@ -32,7 +32,13 @@ ruff check .
 ruff format --check streamlab connectors widgets datasets tests benchmarks scripts conftest.py
 echo "== mypy --strict (streamlab and streamlab.connectors, .widgets, .datasets via scripts/typecheck_tree.py)"
 python scripts/typecheck_tree.py >/dev/null
-mypy
+if python -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  mypy
+else
+  # the types are written against numpy 2.4's and pandas-stubs 3's stubs, which need Python >= 3.11;
+  # on 3.10 pip installs numpy 2.2 and pandas-stubs 2.3, whose stubs differ (hundreds of reports)
+  echo "mypy skipped on $(python --version): its stubs (numpy 2.4, pandas-stubs 3) need Python >= 3.11, as CI runs it"
+fi
 echo "== documentation site (built in the background while the tests run; tests/docs waits for it and checks it)"
 mkdir -p "$ROOT/build"
 rm -f "$ROOT/build/docs-status"
