@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import pickle
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
@@ -237,6 +238,36 @@ class StepConfig:
 #: False turns the compiled kernels off (tests use it to run the numpy paths on a machine with numba)
 use_kernels = True
 _kernels_module: Any = None
+
+
+def _gaussian_z_scales() -> tuple[float, float]:
+    """``(a, b)``: river's Gaussian CDF takes the erf of ``(x - mean) / (std * a) / b``.
+
+    river 0.26 divides by sigma, then by sqrt(2) (``utils.math.norm_cdf``); river 0.22 (the newest for
+    Python 3.10) by ``sigma * sqrt(2)`` at once. The two differ in the last bit for some values, and the
+    vectorized Gaussian scorer is bit-identical to the installed river's: asked of river on a value where
+    the two differ.
+
+    Examples
+    --------
+    >>> GAUSSIAN_Z_SCALES in ((1.0, math.sqrt(2.0)), (math.sqrt(2.0), 1.0))
+    True
+    """
+    from river import proba
+
+    gaussian = proba.Gaussian()
+    for v in (0.0, 1.0):
+        gaussian.update(v)
+    mu, sigma, sqrt2 = gaussian.mu, gaussian.sigma, math.sqrt(2.0)
+    for i in range(1, 1000):
+        x = i / 97.0
+        once = 0.5 * (1.0 + math.erf((x - mu) / (sigma * sqrt2)))
+        if once != 0.5 * (1.0 + math.erf((x - mu) / sigma / sqrt2)):
+            return (sqrt2, 1.0) if gaussian.cdf(x) == once else (1.0, sqrt2)
+    return (1.0, sqrt2)  # pragma: no cover - some value always tells them apart
+
+
+GAUSSIAN_Z_SCALES = _gaussian_z_scales()
 
 
 def kernels() -> Any:

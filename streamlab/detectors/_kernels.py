@@ -21,6 +21,10 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
+from streamlab.detectors._common import GAUSSIAN_Z_SCALES
+
+_Z_SIGMA, _Z_AFTER = GAUSSIAN_Z_SCALES  # river's z: (x - mean) / (std * _Z_SIGMA) / _Z_AFTER
+
 numba: Any
 try:
     import numba
@@ -750,7 +754,6 @@ def moments_score_learn(
     :func:`erf_c` with ``ported`` = :func:`erf_port_matches`.
     """
     judge = p2.shape[0] > 0
-    sqrt2 = math.sqrt(2.0)
     cur = -1  # the slot whose state is in n, mean, m2 (written back when the slot changes)
     n = mean = m2 = 0.0
     for i in range(values.shape[0]):
@@ -774,7 +777,7 @@ def moments_score_learn(
                 if std == 0.0:
                     cdf = 0.0  # river's ZeroDivisionError branch
                 else:
-                    cdf = 0.5 * (1.0 + erf_c((x - mean) / std / sqrt2, ported))
+                    cdf = 0.5 * (1.0 + erf_c((x - mean) / (std * _Z_SIGMA) / _Z_AFTER, ported))
                 score = 2.0 * abs(cdf - 0.5)
             else:
                 score = abs((x - mean) / (std + 1e-10))
@@ -859,7 +862,6 @@ def moments_scores(
     |z| >= 1.25.
     """
     m = values.shape[0]
-    sqrt2 = math.sqrt(2.0)
     std = np.empty(m)
     # the variance and its sqrt shortcut, branch free (select, not jump)
     for i in range(m):
@@ -883,13 +885,13 @@ def moments_scores(
         # branch free (select, not jump): erf_near_zero's NaN beyond |z| < 1.25 leaves a NaN score
         for i in range(m):
             sd = std[i]
-            cdf = 0.5 * (1.0 + erf_near_zero((values[i] - mean_b[i]) / sd / sqrt2))
+            cdf = 0.5 * (1.0 + erf_near_zero((values[i] - mean_b[i]) / (sd * _Z_SIGMA) / _Z_AFTER))
             cdf = 0.0 if sd == 0.0 else cdf  # river's ZeroDivisionError branch
             score = 2.0 * abs(cdf - 0.5)
             scores[i] = 0.0 if n_b[i] < grace_period else score
         for i in range(m):
             if scores[i] != scores[i]:  # |z| >= 1.25 (glibc's erf calls exp there): C's erf decides
-                cdf = 0.5 * (1.0 + math.erf((values[i] - mean_b[i]) / std[i] / sqrt2))
+                cdf = 0.5 * (1.0 + math.erf((values[i] - mean_b[i]) / (std[i] * _Z_SIGMA) / _Z_AFTER))
                 scores[i] = 2.0 * abs(cdf - 0.5)
         return
     for i in range(m):
@@ -901,7 +903,7 @@ def moments_scores(
             if sd == 0.0:
                 cdf = 0.0  # river's ZeroDivisionError branch
             else:
-                cdf = 0.5 * (1.0 + math.erf((values[i] - mean_b[i]) / sd / sqrt2))
+                cdf = 0.5 * (1.0 + math.erf((values[i] - mean_b[i]) / (sd * _Z_SIGMA) / _Z_AFTER))
             scores[i] = 2.0 * abs(cdf - 0.5)
         else:
             scores[i] = abs((values[i] - mean_b[i]) / (sd + 1e-10))

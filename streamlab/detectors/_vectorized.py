@@ -28,7 +28,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from streamlab.detectors._common import kernels
+from streamlab.detectors._common import GAUSSIAN_Z_SCALES, kernels
 
 __all__ = ["HalfSpaceTreesBank", "ModelBank", "MomentsBank", "erf"]
 
@@ -564,7 +564,7 @@ class MomentsBank(ModelBank):
             var = np.where(n > 1, m2 / np.where(n > 1, n - 1, 1.0), 0.0)
             std = np.sqrt(var)
             if self.kind == "gaussian":
-                z = (v - mean) / np.where(std != 0, std, 1.0) / _SQRT2
+                z = (v - mean) / (np.where(std != 0, std, 1.0) * _Z_SIGMA) / _Z_AFTER  # as river's cdf
                 sc = np.where(std != 0, 2 * np.abs(0.5 * (1.0 + erf(z)) - 0.5), 1.0)
             else:
                 sc = np.abs((v - mean) / (std + 1e-10))
@@ -779,4 +779,4 @@ def erf(x: np.ndarray) -> np.ndarray:
     return cast(np.ndarray, np.copysign(out, x))
 
 
-_SQRT2 = math.sqrt(2.0)
+_Z_SIGMA, _Z_AFTER = GAUSSIAN_Z_SCALES  # river's z: (x - mean) / (std * _Z_SIGMA) / _Z_AFTER

@@ -35,7 +35,9 @@ FACTORIES: dict[str, Callable[[], Detector]] = {
     "sad": lambda: StandardAbsoluteDeviationDetector(feature="a"),
     # any unsupervised river model: LODA where river has it (0.23+; not 0.22, the newest for Python 3.10)
     "river_unsupervised": lambda: RiverDetector(
-        anomaly.LODA(seed=1) if hasattr(anomaly, "LODA") else anomaly.HalfSpaceTrees(seed=1)
+        anomaly.LODA(seed=1)
+        if hasattr(anomaly, "LODA")
+        else preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=1)
     ),
     "river_supervised": lambda: RiverDetector(anomaly.GaussianScorer(grace_period=10), target="a"),
 }

@@ -269,6 +269,9 @@ def test_gaussian_with_a_window_keeps_the_per_event_path() -> None:
     assert GaussianScorerDetector().vectorized(("a",)) is not None
 
 
+@pytest.mark.skipif(
+    not hasattr(datasets, "Shuttle"), reason="river 0.22 (Python 3.10's) bundles no Shuttle data"
+)
 def test_shuttle_scores_and_roc_auc_identical_to_river() -> None:
     """river's bundled Shuttle data (49,097 labelled events, no download): MinMaxScaler | HST, seed 42."""
     rows, labels = zip(*datasets.Shuttle())
@@ -348,3 +351,21 @@ def test_snapshot_from_before_the_key_table_restores() -> None:
     old = step.build()
     old.restore(pickle.dumps(state))
     assert head + old.process(frame.iloc[150:])["out"]["score"].tolist() == whole
+
+
+def test_the_gaussian_z_is_the_installed_rivers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """river 0.26's Gaussian CDF divides by sigma, then sqrt(2); river 0.22's (Python 3.10) by sigma * sqrt(2)
+    at once: the vectorized scorer (bit-identical to river) takes the formula river has."""
+    import math
+
+    from river import proba
+
+    from streamlab.detectors import _common
+
+    sqrt2 = math.sqrt(2.0)
+    at_once = lambda self, x: 0.5 * (1.0 + math.erf((x - self.mu) / (self.sigma * sqrt2)))
+    in_turn = lambda self, x: 0.5 * (1.0 + math.erf((x - self.mu) / self.sigma / sqrt2))
+    monkeypatch.setattr(proba.Gaussian, "cdf", at_once)
+    assert _common._gaussian_z_scales() == (sqrt2, 1.0)
+    monkeypatch.setattr(proba.Gaussian, "cdf", in_turn)
+    assert _common._gaussian_z_scales() == (1.0, sqrt2)
