@@ -273,7 +273,8 @@ def river_velocity(keys: list[Any], times: list[dt.datetime], period: dt.timedel
     for k, t in zip(keys, times):
         r = rolling.get(k)
         if r is None:
-            r = rolling[k] = utils.TimeRolling(stats.Sum, period=period)
+            # an instance: river 0.22 (Python 3.10) takes no class, 0.26 takes either
+            r = rolling[k] = utils.TimeRolling(stats.Sum(), period=period)
         r.update(1.0, t=t)
         append(r.get())
     return out
