@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from streamlab._compat import PANDAS_3
 from streamlab._dead_letter import reason_last_columns, reason_last_frame
 from streamlab._step_kinds import params_of
 from streamlab._time import Duration, parse_duration, to_utc_ns
@@ -340,7 +341,9 @@ def _appended(
 
     mgr = frame._mgr
     if reset:
-        blocks = [blk.copy(deep=False) for blk in mgr.blocks]
+        # pandas 2 has no copy-on-write: there reset_index copies the data, so the output written into
+        # (a user's map, a sink) does not write into the batch another step reads
+        blocks = [blk.copy(deep=not PANDAS_3) for blk in mgr.blocks]
         rows: pd.Index = pd.RangeIndex(len(frame))
     else:
         blocks = list(mgr.blocks)
