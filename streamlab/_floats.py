@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from streamlab._compat import PANDAS_3
 from streamlab._detector_record import as_number
 
 __all__ = ["float_values"]
@@ -49,8 +50,8 @@ def float_values(col: pd.Series) -> np.ndarray:
     >>> import pandas as pd
     >>> float_values(pd.Series([1, 2])).tolist()
     [1.0, 2.0]
-    >>> float_values(pd.Series(["3", "x", None, 10**400, -(10**400)], dtype=object)).tolist()
-    [3.0, nan, nan, inf, -inf]
+    >>> float_values(pd.Series(["3", "x", None, 10**400, -(10**400), "1e400"], dtype=object)).tolist()
+    [3.0, nan, nan, inf, -inf, inf]
     >>> float_values(pd.Series([1.5, 2j], dtype=object)).tolist()
     [1.5, nan]
     """
@@ -64,4 +65,12 @@ def float_values(col: pd.Series) -> np.ndarray:
         numbers = pd.to_numeric(clipped, errors="coerce")
     if numbers.dtype.kind in "cO":  # complex numbers (or what pandas left as objects): value by value
         return np.fromiter((as_number(v) for v in col.tolist()), dtype=np.float64, count=len(col))
-    return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+    out: np.ndarray = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+    if not PANDAS_3 and col.dtype == object:
+        # pandas 2 reads text beyond a double ("1e400") as missing and rounds the text of an int beyond
+        # int64 otherwise than Python: text is read as the per-record rule (and pandas 3) reads it
+        values = col.to_numpy()
+        for i, v in enumerate(values.tolist()):
+            if isinstance(v, str):
+                out[i] = as_number(v)
+    return out
