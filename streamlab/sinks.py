@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._compat import text_column
+from streamlab._compat import PANDAS_3, text_column
 from streamlab._frames import concat_batches
 from streamlab.clock import Clock
 from streamlab.errors import PipelineConfigError, check_path
@@ -879,7 +879,7 @@ def _arrow_types() -> dict[str, Any]:
     """The Arrow type of each declared column type, as every Parquet part writes it."""
     import pyarrow as pa
 
-    text = pa.large_string()  # as pandas' str columns convert
+    text = pa.large_string() if PANDAS_3 else pa.string()  # as pandas' text columns convert (str; objects)
     return {
         **dict.fromkeys(("string", "category", "json", "object"), text),
         "int64": pa.int64(),
@@ -950,8 +950,8 @@ class _ParquetWriter(SinkWriter):
         type is written as text rather than Arrow's ``null`` (which no later part's values cast to)."""
         import pyarrow as pa
 
-        text = pa.large_string()  # as pandas' str columns convert
         arrow_types = _arrow_types()
+        text = arrow_types["string"]
         for i, field in enumerate(table.schema):
             typ = self.declared.get(field.name)
             empty = table.column(i).null_count == len(table)
