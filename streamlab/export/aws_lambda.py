@@ -1736,7 +1736,7 @@ def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = No
         parts.append(_detectors.detector_record_source())
         header = header.replace("import base64\n", "import base64\nimport bisect\n", 1)
         header = header.replace(
-            "from datetime import", "from collections import OrderedDict\nfrom datetime import", 1
+            "from datetime import", "from collections import OrderedDict, deque\nfrom datetime import", 1
         )
         parts[0] = header
     elif gen.unfit:

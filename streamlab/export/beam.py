@@ -1296,7 +1296,7 @@ class _Generator:
             header = header.replace("import base64\n", "import base64\nimport bisect\n", 1)
             header = header.replace("import math\n", "import math\nimport pickle\n", 1)
             header = header.replace(
-                "from datetime import", "from collections import OrderedDict\nfrom datetime import", 1
+                "from datetime import", "from collections import OrderedDict, deque\nfrom datetime import", 1
             )
         parts = [header]
         if self.user_imports:

@@ -787,7 +787,7 @@ def datastream_py(p: Pipeline, source: str, sink: str, version: str = "2.3.0") -
     if rows:
         header = header.replace("import base64\n", "import base64\nimport bisect\n", 1)
         header = header.replace(
-            "from datetime import", "from collections import OrderedDict\nfrom datetime import", 1
+            "from datetime import", "from collections import OrderedDict, deque\nfrom datetime import", 1
         )
     parts = [
         header,

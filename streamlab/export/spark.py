@@ -961,7 +961,8 @@ class _Generator:
         self.user_code.append(
             "# streamlab's per-record detectors, features, rules and drift (streamlab._detector_record), copied\n"
             "import bisect  # noqa: E402\n"
-            "from collections import OrderedDict  # noqa: E402\n\n" + _detectors.detector_record_source()
+            "from collections import OrderedDict, deque  # noqa: E402\n\n"
+            + _detectors.detector_record_source()
         )
 
     def _carry_group_functions(self) -> None:
@@ -1296,9 +1297,10 @@ class _Generator:
                 "\n\n# streamlab's rule of the rows a window cannot take (unfit_batches), copied\n"
                 + _plan.unfit_source()
             )
-        if self.user_fns:
-            table = ", ".join(f"{sid!r}: {name}" for sid, name in self.user_fns.items())
-            parts.append(f"\n\nUSER_FUNCTIONS = {{{table}}}  # step id -> the user's function")
+        # always bound: the per-record filter code names it (for a filter given as a function) even in a
+        # pipeline without one, where the name would otherwise be undefined (ruff F821)
+        table = ", ".join(f"{sid!r}: {name}" for sid, name in self.user_fns.items())
+        parts.append(f"\n\nUSER_FUNCTIONS = {{{table}}}  # step id -> the user's function")
         parts.append(
             "\n\ndef arrow_schema(spark_schema):\n"
             '    """The Arrow schema of a DataFrame\'s rows (what ``mapInArrow`` hands a function)."""\n'
