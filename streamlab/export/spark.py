@@ -34,7 +34,6 @@ per-event rules is written into the module's docstring; the short version:
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +174,7 @@ Semantics (streamlab -> Spark)
 from __future__ import annotations
 
 import argparse
+import base64
 import heapq
 import json
 import math
@@ -409,12 +409,58 @@ def fit_kafka_value(value):
     return fit_message(json.loads(value), KAFKA_MESSAGE_LIMIT, lambda r: json.dumps(r, separators=(",", ":")))[0]
 
 
-def kafka_values(df, side):
-    """One JSON message per row (``value``); a side output's (dead letters, late rows) cut to fit Kafka."""
-    value = F.to_json(F.struct(*[F.col(c) for c in df.columns]))
-    if side:  # a Python function, on side outputs only: their rows are few
-        value = F.udf(fit_kafka_value, "string")(value)
-    return df.select(value.alias("value"))
+def finite_json_texts(texts):
+    """JSON texts of json and object values (as the job holds them: ``json.dumps``, which writes ``NaN``
+    and ``Infinity``) with NaN and the infinities null at any depth, as streamlab's JSON sinks write
+    them; the other texts as they are. A pandas UDF: one Python call a batch of rows, and a row is
+    decoded only when its text may hold such a number."""
+    suspect = texts.str.contains("NaN|Infinity", regex=True, na=False)
+    if not suspect.any():
+        return texts
+    out = texts.copy()
+    out[suspect] = [json.dumps(_plain(json.loads(t)), sort_keys=True) for t in texts[suspect]]
+    return out
+
+
+def finite_json(col):
+    """The column ``col`` of JSON texts through ``finite_json_texts``."""
+    return F.pandas_udf(finite_json_texts, "string")(col)
+
+
+JSON_TIME_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"
+"""Times in JSON outputs: ISO-8601 in UTC to the microsecond, as streamlab's JSON sinks write them."""
+
+
+def json_lines(df, name):
+    """One JSON text per row (the column ``value``), as streamlab's JSON sinks write rows.
+
+    Every field is written, a missing one as null (Spark's own writer leaves it out); a json or object
+    field (which the job holds as its JSON text, ``JSON_COLUMNS``) is the nested value, not a quoted
+    text; NaN and the infinities are null (Spark's writer quotes them: ``"Infinity"``); times are
+    ``JSON_TIME_FORMAT``. Built from Spark's own expressions: no Python runs per row."""
+    nested = set(JSON_COLUMNS.get(name, ()))
+    options = {"ignoreNullFields": "false", "timestampFormat": JSON_TIME_FORMAT}
+    pieces = []
+    for field in df.schema.fields:
+        col = F.col("`" + field.name.replace("`", "``") + "`")
+        if field.name in nested:
+            text = F.coalesce(finite_json(col), F.lit("null"))
+        else:
+            if field.dataType.typeName() in ("double", "float"):
+                col = F.when(F.isnan(col) | (F.abs(col) == F.lit(math.inf)), F.lit(None)).otherwise(col)
+            one = F.to_json(F.struct(col.alias("v")), options)  # {"v":...}: the value is the text after
+            text = one.substr(F.lit(6), F.length(one) - F.lit(6))
+        pieces.append(F.concat(F.lit(json.dumps(field.name) + ":"), text))
+    return df.select(F.concat(F.lit("{"), F.concat_ws(",", *pieces), F.lit("}")).alias("value"))
+
+
+def kafka_values(df, name):
+    """One JSON message per row (``value``, ``json_lines``); a side output's (dead letters, late rows) cut
+    to fit Kafka."""
+    lines = json_lines(df, name)
+    if is_side(name):  # a Python function, on side outputs only: their rows are few
+        return lines.select(F.udf(fit_kafka_value, "string")(F.col("value")).alias("value"))
+    return lines
 
 
 def is_side(name):
@@ -425,7 +471,9 @@ def is_side(name):
 def write_stream(df, name, args):
     """Start the streaming query that writes one output (its own checkpoint directory)."""
     if args.sink == "kafka":  # one JSON message per row
-        df = kafka_values(df, is_side(name))
+        df = kafka_values(df, name)
+    elif args.sink == "files" and args.format == "json":
+        df = json_lines(df, name)
     writer = _writer(df, name, args)
     if args.sink == "kafka":
         return (
@@ -441,12 +489,9 @@ def write_stream(df, name, args):
             batch.write.mode("append").jdbc(url, f"{args.jdbc_table_prefix}{name}")
 
         return writer.foreachBatch(write_batch).start()
-    return (
-        writer.format(args.format)
-        .option("path", f"{args.output.rstrip('/')}/{name}")
-        .option("timestampFormat", "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX")
-        .start()
-    )
+    if args.format == "json":  # the rows' JSON texts (json_lines), one per line
+        return writer.format("text").option("path", f"{args.output.rstrip('/')}/{name}").start()
+    return writer.format(args.format).option("path", f"{args.output.rstrip('/')}/{name}").start()
 
 
 def session(app_name=None):
@@ -511,7 +556,7 @@ def write_tagged(df, anchor, refs, args):
             part = batch.where(F.col("_output") == ref).select(*[F.col(a).alias(b) for a, b in SPLIT[ref]])
             if args.sink == "kafka":
                 (
-                    kafka_values(part, is_side(name))
+                    kafka_values(part, name)
                     .write.format("kafka")
                     .option("kafka.bootstrap.servers", args.kafka_bootstrap)
                     .option("topic", f"{args.output_topic_prefix}{name}")
@@ -520,12 +565,11 @@ def write_tagged(df, anchor, refs, args):
             elif args.sink == "jdbc":
                 part.write.mode("append").jdbc(os.environ[args.jdbc_url_env], f"{args.jdbc_table_prefix}{name}")
             else:
-                (
-                    part.write.mode("overwrite")
-                    .format(args.format)
-                    .option("timestampFormat", "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX")
-                    .save(f"{args.output.rstrip('/')}/{name}/batch={batch_id:010d}")
-                )
+                where = f"{args.output.rstrip('/')}/{name}/batch={batch_id:010d}"
+                if args.format == "json":  # the rows' JSON texts (json_lines), one per line
+                    json_lines(part, name).write.mode("overwrite").text(where)
+                else:
+                    part.write.mode("overwrite").format(args.format).save(where)
         batch.unpersist()
 
     return _writer(df, anchor, args).foreachBatch(write_batch).start()
@@ -604,7 +648,9 @@ class _Generator:
         self.split: dict[str, tuple[str, list[tuple[str, str]]]] = {}  # output -> (its run, columns)
         self.tagged: dict[str, str] = {}  # run (first step) -> its tagged DataFrame
         self.parse: ParseStep = next(s for s in p.steps.values() if isinstance(s, ParseStep))
-        self.snippets: set[str] = {"dead_letter_row"}  # with it fit_message, which cuts Kafka side outputs
+        # dead_letter_row brings fit_message, which cuts Kafka side outputs; dump_json the row encoding
+        # (finite_json_texts' _plain)
+        self.snippets: set[str] = {"dead_letter_row", "dump_json"}
         self.consts: list[str] = []
         self.user_imports: list[str] = []
         self.user_code: list[str] = []
@@ -1283,6 +1329,8 @@ class _Generator:
         )
         parts.append("# which stream goes to which output (file directory, topic suffix or table name)")
         parts.append(_plan.const("OUTPUTS", outputs))
+        parts.append("# the json and object fields of each output, held as their JSON text (json_lines)")
+        parts.append(_plan.const("JSON_COLUMNS", json_columns(self.p, outputs)))
         parts.append("# outputs of a run of detector steps: written by its one query (write_tagged)")
         parts.append(_plan.const("SEGMENT_OF", {r: a for r, (a, _) in self.split.items()}))
         parts.append(_plan.const("SPLIT", {r: cols for r, (_, cols) in self.split.items()}))
@@ -1548,6 +1596,29 @@ def segments(p: Pipeline) -> dict[str, str]:
                 "put it before the detector steps or on a branch that does not go through them, or export to Beam",
             )
     return member
+
+
+def json_columns(p: Pipeline, outputs: dict[str, str]) -> dict[str, list[str]]:
+    """The ``json`` and ``object`` columns of each output the job writes, by output name (``outputs``, or
+    the reference with ``_`` for ``.``, as the job names them): the job holds them as their JSON text,
+    and its JSON writer (``json_lines``) nests them as values.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b'{}']), name="demo")
+    >>> _ = p.parse({"properties": "json", "x": "float64", "timestamp": "timestamp"}).filter("x > 0", step_id="big")
+    >>> json_columns(p, {"big": "big"})["big"]
+    ['properties']
+    """
+    types = spark_types(p)
+    out: dict[str, list[str]] = {}
+    for ref in _plan.sink_outputs(p):
+        nested = [c for c, kind in types.get(ref, {}).items() if kind in ("json", "object")]
+        if nested:
+            out[outputs.get(ref, ref.replace(".", "_"))] = nested
+    return out
 
 
 def spark_types(p: Pipeline) -> dict[str, dict[str, str]]:
@@ -1919,8 +1990,8 @@ def spark_session() -> Any:
 
 
 def compared_streams(p: Pipeline, streams: list[str]) -> dict[str, tuple[list[str], set[str]]]:
-    """Every output the Spark job writes, with the columns compared (json and object ones by value, read
-    back by ``spark_json``) and which of them are times."""
+    """Every output the Spark job writes, with the columns compared (json and object ones by value) and
+    which of them are times."""
     types = spark_types(p)
     out: dict[str, tuple[list[str], set[str]]] = {}
     for ref in _plan.sink_outputs(p):
@@ -1934,7 +2005,7 @@ def compared_streams(p: Pipeline, streams: list[str]) -> dict[str, tuple[list[st
         kinds = types.get(ref, {})
         if _plan.is_pattern_step(step) and ref.endswith(".dead_letter"):  # the rows, their reason
             kinds = dead_letter_types(types.get(step.inputs[0], {}))
-        cols = dict(kinds)  # json and object fields too: read back from their JSON text (spark_json)
+        cols = dict(kinds)  # json and object fields too: the job writes them nested (json_lines)
         times = {c for c, t in cols.items() if t == "timestamp"}
         out[ref] = (list(cols), times)
     return out
@@ -2115,63 +2186,6 @@ def compare_spark(
     return not diffs, diff, counts, notes
 
 
-_SPARK_NON_FINITE = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
-
-
-def spark_doubles(frames: dict[str, Any], types: dict[str, dict[str, str]]) -> dict[str, Any]:
-    """The job's rows with its JSON writer's text of a non-finite ``DOUBLE`` read back as the number.
-
-    Spark writes an infinity or NaN of a ``DOUBLE`` column as the JSON strings ``"Infinity"``,
-    ``"-Infinity"`` and ``"NaN"`` (its JSON reader reads them back as numbers, ``allowNonNumericNumbers``);
-    streamlab's JSON sinks write null. A window whose sum overflows is the same number in both.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> spark_doubles({"w": pd.DataFrame({"s": ["Infinity", 1.5], "k": ["NaN", "a"]})}, {"w": {"s": "float64"}})["w"]
-              s    k
-    0       inf  NaN
-    1  1.500000    a
-    """
-    out = {}
-    for ref, frame in frames.items():
-        doubles = [c for c, t in types.get(ref, {}).items() if t == "float64" and c in frame.columns]
-        if doubles:
-            frame = frame.copy()
-            for c in doubles:
-                frame[c] = [_SPARK_NON_FINITE.get(v, v) if isinstance(v, str) else v for v in frame[c]]
-                frame[c] = frame[c].astype("float64")
-        out[ref] = frame
-    return out
-
-
-def spark_json(frames: dict[str, Any], types: dict[str, dict[str, str]]) -> dict[str, Any]:
-    """The job's rows with each ``json`` and ``object`` column read back from the JSON text the job holds
-    it as (a STRING column), so that ``verify`` compares their values with streamlab's.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> spark_json({"w": pd.DataFrame({"j": ['{"a": 1}', '"s"', "null"]})}, {"w": {"j": "json"}})["w"]["j"].tolist()
-    [{'a': 1}, 's', None]
-    """
-    import pandas as pd
-
-    out = {}
-    for ref, frame in frames.items():
-        texts = [c for c, t in types.get(ref, {}).items() if t in ("json", "object") and c in frame.columns]
-        if texts:
-            frame = frame.copy()
-            for c in texts:
-                frame[c] = pd.Series(
-                    [json.loads(v) if isinstance(v, str) else v for v in frame[c]],
-                    index=frame.index,
-                    dtype=object,
-                )
-        out[ref] = frame
-    return out
-
-
 def verify_spark(
     pipeline: Pipeline,
     lines: list[bytes],
@@ -2203,7 +2217,6 @@ def verify_spark(
         batch_records=batch_records,
         timeout_s=timeout_s,
     )
-    exported = spark_json(spark_doubles(exported, spark_types(pipeline)), spark_types(pipeline))
     from streamlab.export._late import leave_out_late_windows
 
     # Spark's watermark moves between micro-batches only, so it may still count a row streamlab reports

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._dead_letter import PARSE_DEAD_LETTER_COLUMNS
+from streamlab._serde_values import _plain
 from streamlab._time import to_utc_ns
 from streamlab.clock import ManualClock
 from streamlab.errors import PipelineConfigError
@@ -433,8 +434,11 @@ def _norm_value(v: Any) -> Any:
         return int(v)
     if isinstance(v, (np.bool_,)):
         return bool(v)
-    if isinstance(v, (dict, list)):
-        return json.dumps(v, sort_keys=True)
+    if isinstance(v, (dict, list)):  # NaN and the infinities inside are null too, as every sink writes them
+        try:
+            return json.dumps(v, sort_keys=True, allow_nan=False)
+        except ValueError:
+            return json.dumps(_plain(v), sort_keys=True, allow_nan=False)
     return v
 
 
