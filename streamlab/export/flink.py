@@ -5,7 +5,8 @@
 * ``job.sql``: the job for Flink's SQL client. The source table declares ``WATERMARK FOR ... AS ... -
   INTERVAL ...``; windows are the table-valued functions ``TUMBLE``, ``HOP`` and ``SESSION``; dedup is
   ``ROW_NUMBER() OVER (PARTITION BY id ORDER BY proctime)``; interval joins are ``BETWEEN`` on event
-  times. Records are read with SQL's ``JSON_VALUE``, so a bad record is a dead letter with a coarser
+  times. Records are read with SQL's ``JSON_VALUE`` (``JSON_QUERY`` for json and object fields, as their
+  JSON text), so a bad record is a dead letter with a coarser
   reason than streamlab's; and its ``raw`` format decodes UTF-8 replacing invalid bytes with U+FFFD, so
   a record with invalid UTF-8 is read, where streamlab (and ``main.py``, ``datastream.py``, which read
   bytes) sends it to the parse step's dead letters.
@@ -205,6 +206,10 @@ What differs from streamlab's per-event semantics
   counts depends on when it emitted its last watermark.
 * A bounded input (``--input`` files) ends with a final watermark that closes every window.
 * Event times are milliseconds (``TIMESTAMP_LTZ(3)``); streamlab keeps nanoseconds.
+* Outputs (files, Kafka) are JSON lines, as streamlab's JSON sinks write rows: json and object fields
+  nested, NaN and infinities null, missing values null, times ISO-8601 in UTC to the millisecond
+  (``2024-01-01T00:00:05.123Z``). Object keys are sorted (Flink's ``JSON_OBJECT``), and a number of a
+  json field that no double holds (``1e400``) keeps its text where streamlab writes null.
 * Dedup keeps the first arrival of each id (``ROW_NUMBER`` over processing time) for as long as Flink
   keeps its state (``table.exec.state.ttl``, set from the step's ttl); streamlab forgets an id by event
   time and also bounds the ids held (``max_ids``). Repeats are dropped: no ``duplicates`` output.
@@ -567,6 +572,41 @@ def _sink_type(c: _Col) -> str:
     return _SQL_TYPES.get(c.kind, "STRING")
 
 
+def _json_line(cols: list[_Col]) -> str:
+    """The SQL expression of a row's JSON text, as streamlab's JSON sinks write rows: a json or object
+    field (held as its JSON text) nested as the value, not quoted; NaN and the infinities null; times
+    ISO-8601 in UTC with their zone (Flink's JSON format wrote them without one, which a reader takes
+    as local time); missing values null. File and Kafka sinks write it with the ``raw`` format.
+
+    Examples
+    --------
+    >>> print(_json_line([_Col("id", "string"), _Col("properties", "object"), _Col("x", "float64")]))
+    JSON_OBJECT(KEY 'id' VALUE `id`, KEY 'properties' VALUE JSON(`properties`), KEY 'x' VALUE CASE WHEN `x` <> `x` OR ABS(`x`) = CAST('Infinity' AS DOUBLE) THEN NULL ELSE `x` END NULL ON NULL)
+    """
+    parts = []
+    for c in cols:
+        col = _q(c.name)
+        if c.kind in ("object", "json"):
+            value = f"JSON({col})"
+        elif c.kind in ("timestamp", "window"):
+            value = f"DATE_FORMAT({col}, {_TIME_TEXT})"
+        elif c.kind == "float64":
+            value = f"CASE WHEN {col} <> {col} OR ABS({col}) = CAST('Infinity' AS DOUBLE) THEN NULL ELSE {col} END"
+        else:
+            value = col
+        parts.append(f"KEY {_sql_text(c.name)} VALUE {value}")
+    return "JSON_OBJECT(" + ", ".join(parts) + " NULL ON NULL)"
+
+
+def _sql_text(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+#: DATE_FORMAT's pattern of a time in JSON outputs: ISO-8601 to the millisecond (Flink SQL's resolution) in UTC
+_TIME_TEXT = _sql_text("yyyy-MM-dd'T'HH:mm:ss.SSS'Z'")
+
+
 # -- job.sql (SQL client) -----------------------------------------------------------------------------
 def _source_with(source: str, name: str) -> list[str]:
     if source == "kafka":
@@ -610,8 +650,7 @@ def _sink_with(sink: str, name: str) -> list[str]:
             "'connector' = 'kafka'",
             f"'topic' = '{name}'",
             "'properties.bootstrap.servers' = '${KAFKA_BOOTSTRAP_SERVERS}'",
-            "'format' = 'json'",
-            "'json.timestamp-format.standard' = 'ISO-8601'",
+            "'format' = 'raw'",  # the row's JSON text (_json_line)
         ]
     if sink == "jdbc":
         return [
@@ -624,8 +663,7 @@ def _sink_with(sink: str, name: str) -> list[str]:
     return [
         "'connector' = 'filesystem'",
         f"'path' = '${{OUTPUT_PATH}}/{name}'",
-        "'format' = 'json'",
-        "'json.timestamp-format.standard' = 'ISO-8601'",
+        "'format' = 'raw'",  # the row's JSON text (_json_line)
     ]
 
 
@@ -646,8 +684,25 @@ def _json_path(path: tuple[str, ...]) -> str:
 
 
 def _json_value(c: _Col, path: tuple[str, ...]) -> str:
+    """The SQL expression reading field ``c`` at ``path`` from the raw line (``job.sql``).
+
+    A ``json`` or ``object`` field is its JSON text: ``JSON_VALUE`` gives NULL for an object or an array
+    (every event's ``properties`` was lost), so it is read with ``JSON_QUERY``; a JSON scalar, which
+    ``JSON_QUERY`` gives only inside an array wrapper, is taken out of it.
+
+    Examples
+    --------
+    >>> _json_value(_Col("properties", "object"), ("properties",))
+    "JSON_QUERY(`line`, '$.properties')"
+    """
     jp = _json_path(path)
     text = f"JSON_VALUE(`line`, '{jp}')"
+    if c.kind in ("object", "json"):
+        whole = f"JSON_QUERY(`line`, '{jp}')"
+        if c.kind == "object":
+            return whole
+        wrapped = f"JSON_QUERY(`line`, '{jp}' WITH CONDITIONAL ARRAY WRAPPER)"
+        return f"COALESCE({whole}, SUBSTRING({wrapped} FROM 2 FOR CHAR_LENGTH({wrapped}) - 2))"
     if c.kind == "timestamp":
         # ISO-8601 UTC text ('2024-01-01T00:00:05.000Z'); epoch numbers are not read by this script
         return f"CAST(CAST(REPLACE(REPLACE({text}, 'T', ' '), 'Z', '') AS TIMESTAMP(3)) AS TIMESTAMP_LTZ(3))"
@@ -702,17 +757,25 @@ def _job_sql(gen: _Generator, source: str, sink: str) -> str:
     outputs = gen.outputs()
     for ref, name in outputs.items():
         cols_ = gen.sink_columns(ref)
-        ddl = ",\n".join(f"  {_q(c.name)} {_sink_type(c)}" for c in cols_)
+        ddl = (
+            ",\n".join(f"  {_q(c.name)} {_sink_type(c)}" for c in cols_)
+            if sink == "jdbc"
+            else "  `line` STRING"
+        )
         lines += ["", f"CREATE TABLE {_q('sink_' + name)} (\n{ddl}\n) {_with(_sink_with(sink, name))};"]
     lines += ["", "EXECUTE STATEMENT SET BEGIN"]
     for ref, name in outputs.items():
         cols_ = gen.sink_columns(ref)
         if ref.endswith(".dead_letter"):
             reason = "'unreadable record: not JSON, or a required field missing or mistyped'"
+            sel = f"`line`, {reason}, '{parse.step_id}'"
+            if sink != "jdbc":
+                sel = f"JSON_OBJECT(KEY 'raw' VALUE `line`, KEY 'reason' VALUE {reason}, KEY 'step_id' VALUE '{parse.step_id}')"
             lines.append(
-                f"INSERT INTO {_q('sink_' + name)} SELECT `line`, {reason}, '{parse.step_id}' "
-                f"FROM `raw_records` WHERE NOT ({ok});"
+                f"INSERT INTO {_q('sink_' + name)} SELECT {sel} FROM `raw_records` WHERE NOT ({ok});"
             )
+        elif sink != "jdbc":
+            lines.append(f"INSERT INTO {_q('sink_' + name)} SELECT {_json_line(cols_)} FROM {_q(ref)};")
         else:
             sel = ", ".join(
                 f"CAST({_q(c.name)} AS TIMESTAMP(3))" if c.kind == "timestamp" else _q(c.name) for c in cols_
@@ -746,6 +809,7 @@ as ``job.sql``). Secrets are read from environment variables, never written here
 from __future__ import annotations
 
 import argparse
+import base64
 import glob
 import heapq
 import json
@@ -879,7 +943,7 @@ def parse_line(line, dead_letter_limit=None):
         if kind == "timestamp" and v is not None:
             v = v // 1_000_000  # epoch milliseconds: Flink's TIMESTAMP_LTZ(3)
         elif kind in ("object", "json") and v is not None:
-            v = json.dumps(v)
+            v = dump_json(v)  # JSON text (NaN and infinities null), which the sinks nest with JSON()
         values.append(v)
     return values, None
 
@@ -949,8 +1013,7 @@ def sink_options(sink, name, output):
             "connector": "kafka",
             "topic": name,
             "properties.bootstrap.servers": os.environ["KAFKA_BOOTSTRAP_SERVERS"],
-            "format": "json",
-            "json.timestamp-format.standard": "ISO-8601",
+            "format": "raw",  # the row's JSON text (JSON_LINES)
         }
     if sink == "jdbc":
         return {
@@ -963,8 +1026,7 @@ def sink_options(sink, name, output):
     return {
         "connector": "filesystem",
         "path": f"{output.rstrip('/')}/{name}",
-        "format": "json",
-        "json.timestamp-format.standard": "ISO-8601",
+        "format": "raw",  # the row's JSON text (JSON_LINES)
     }
 
 
@@ -1008,9 +1070,11 @@ def run(argv=None):
     for ref, name in OUTPUTS.items():
         columns = SINK_COLUMNS[name]
         ddl = ", ".join(f"`{c}` {t}" for c, t in columns)
+        select = ", ".join(select_list(columns))
+        if args.sink != "jdbc":  # one JSON text a row, as streamlab's JSON sinks write it
+            ddl, select = "`line` STRING", JSON_LINES[name]
         options = ", ".join(f"'{k}' = '{v}'" for k, v in sink_options(args.sink, name, args.output).items())
         t_env.execute_sql(f"CREATE TEMPORARY TABLE `sink_{name}` ({ddl}) WITH ({options})")
-        select = ", ".join(select_list(columns))
         statements.add_insert_sql(f"INSERT INTO `sink_{name}` SELECT {select} FROM `{views[ref]}`")
     statements.execute().wait()
 
@@ -1045,6 +1109,8 @@ def _main_py(gen: _Generator, source: str, sink: str) -> str:
         _plan.record_source(),
         "\n# -- streamlab's dead letters cut to a size limit (streamlab._dead_letter.fit_message), copied\n",
         _plan.dead_letter_source(),
+        "\n# -- streamlab's row encoding (streamlab._serde_values: dump_json), copied\n",
+        _plan.serde_source(),
         "\n# -- the pipeline\n",
         f"PIPELINE_NAME = {p.name!r}",
         f"PARSE_STEP = {parse.step_id!r}",
@@ -1059,8 +1125,10 @@ def _main_py(gen: _Generator, source: str, sink: str) -> str:
         f"DEFAULT_SOURCE = {json.dumps(source)}  # what the deployment reads without --input",
         "# output reference -> sink name",
         _plan.const("OUTPUTS", outputs),
-        "# sink name -> (column, Flink SQL type)",
+        "# sink name -> (column, Flink SQL type): the columns of a JDBC table",
         _plan.const("SINK_COLUMNS", sink_columns),
+        "# sink name -> the SQL expression of a row's JSON text: what file and Kafka sinks write (raw format)",
+        _plan.const("JSON_LINES", {name: _json_line(gen.sink_columns(ref)) for ref, name in outputs.items()}),
         "# the views, in order: (name, SELECT); the same queries as job.sql",
         "QUERIES = [",
     ]
@@ -1217,7 +1285,8 @@ Steps: {" -> ".join(p.steps)}. Written for Apache Flink {gen.flink_version} (PyF
 * `main.py`: PyFlink. Parses each record with streamlab's parser (a DataStream `ProcessFunction`,
   dead letters as a side output with streamlab's reasons), then runs the SQL queries below through a
   `StreamTableEnvironment`.
-* `job.sql`: the same queries for Flink's SQL client; fields are read with `JSON_VALUE`, so its dead
+* `job.sql`: the same queries for Flink's SQL client; fields are read with `JSON_VALUE` (json and
+  object fields with `JSON_QUERY`), so its dead
   letters have one coarse reason and epoch-number timestamps are not read. `run_sql.py` runs it
   with PyFlink where the SQL client is missing.
 {datastream}
