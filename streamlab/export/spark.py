@@ -427,6 +427,16 @@ def finite_json(col):
     return F.pandas_udf(finite_json_texts, "string")(col)
 
 
+def finite_json_columns(df, name):
+    """``df`` with its json and object fields (``JSON_COLUMNS``) through ``finite_json``: the JSON text a
+    Parquet file or a JDBC table holds is then JSON (``json.dumps`` writes ``Infinity``), as streamlab's
+    sinks write it."""
+    nested = [c for c in JSON_COLUMNS.get(name, ()) if c in df.columns]
+    if not nested:
+        return df
+    return df.withColumns({c: finite_json(F.col("`" + c.replace("`", "``") + "`")) for c in nested})
+
+
 JSON_TIME_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"
 """Times in JSON outputs: ISO-8601 in UTC to the microsecond, as streamlab's JSON sinks write them."""
 
@@ -474,6 +484,8 @@ def write_stream(df, name, args):
         df = kafka_values(df, name)
     elif args.sink == "files" and args.format == "json":
         df = json_lines(df, name)
+    else:  # Parquet files, JDBC tables: json fields stay JSON text, valid JSON
+        df = finite_json_columns(df, name)
     writer = _writer(df, name, args)
     if args.sink == "kafka":
         return (
@@ -563,13 +575,14 @@ def write_tagged(df, anchor, refs, args):
                     .save()
                 )
             elif args.sink == "jdbc":
-                part.write.mode("append").jdbc(os.environ[args.jdbc_url_env], f"{args.jdbc_table_prefix}{name}")
+                table = f"{args.jdbc_table_prefix}{name}"
+                finite_json_columns(part, name).write.mode("append").jdbc(os.environ[args.jdbc_url_env], table)
             else:
                 where = f"{args.output.rstrip('/')}/{name}/batch={batch_id:010d}"
                 if args.format == "json":  # the rows' JSON texts (json_lines), one per line
                     json_lines(part, name).write.mode("overwrite").text(where)
                 else:
-                    part.write.mode("overwrite").format(args.format).save(where)
+                    finite_json_columns(part, name).write.mode("overwrite").format(args.format).save(where)
         batch.unpersist()
 
     return _writer(df, anchor, args).foreachBatch(write_batch).start()

@@ -125,3 +125,31 @@ def test_the_jobs_kafka_messages_hold_streamlabs_rows(tmp_path: Path) -> None:
         for e, k, u, ts, props, x in rows
     ]
     assert [_strict(v) for v in values] == [_strict(v) for v in expected]
+
+
+def test_parquet_and_jdbc_outputs_hold_json_fields_as_json_text(tmp_path: Path) -> None:
+    """Parquet files and JDBC tables hold a json field as its text, as streamlab's Parquet sink does; the
+    job held it as ``json.dumps`` writes it, with ``Infinity`` for a number beyond a double: no JSON."""
+    from pyspark import cloudpickle
+
+    from streamlab.export import to_spark
+    from streamlab.export.spark import spark_session
+
+    p = Pipeline(ListSource([b"{}"]), name="pq")
+    p.parse().filter("event_type == 'buy'", step_id="buys")
+    module = load_module(to_spark(p, tmp_path / "export").module)
+    texts = ['{"a": Infinity, "b": [NaN, -Infinity, "NaN text"]}', '{"c": 1}', None]
+    frame = spark_session().createDataFrame(
+        [(t, "NaN") for t in texts], "properties string, event_type string"
+    )
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        rows = module.finite_json_columns(frame, "buys").collect()
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+    assert [r["event_type"] for r in rows] == ["NaN"] * 3  # text columns as they are
+    held = [r["properties"] for r in rows]
+    assert held[2] is None and [_strict(t) for t in held[:2]] == [
+        {"a": None, "b": [None, None, "NaN text"]},
+        {"c": 1},
+    ]
