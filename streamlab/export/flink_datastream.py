@@ -879,15 +879,13 @@ def datastream_compared(p: Pipeline) -> dict[str, tuple[list[str], set[str]]]:
             common = [c for c in left if c in right]  # what a late row of either side has
             out[f"{sid}.late"] = (["join_side", *common], {c for c in common if c in stamps})
     written = datastream_outputs(p)
-    from streamlab.export.verify import _after_row_steps
 
     parses = [s for s in p.steps.values() if isinstance(s, ParseStep)]
     stamps = {f.name for s in parses for f in s.fields if f.type == "timestamp"}
     stamps |= {"first_time", "last_time", "time"}  # a pattern's matches, a drift detector's changes
-    after = _after_row_steps(p)
-    for ref in written:
+    for ref in written:  # row outputs (filters, maps, selects, dedups, detectors) on all their columns
         step = p.steps[ref.partition(".")[0]]
-        if step.step_id in after and not isinstance(step, WindowStep) and ref not in out:
+        if not isinstance(step, WindowStep) and ref not in out:
             cols = list(p.columns_of(ref) or ())
             out[ref] = (cols, {c for c in cols if c in stamps})
     return {ref: spec for ref, spec in out.items() if ref in written}
