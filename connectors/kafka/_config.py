@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._secrets import env_name, secret_reference
+from streamlab.errors import ParameterError
 
 # Settings whose values are secrets. Matched as whole names or name prefixes, not substrings: a
 # setting such as ``connections.max.idle.ms`` is not a secret.
@@ -35,7 +36,13 @@ def check_timeout(owner: str, name: str, value: Any, *, allow_none: bool = True)
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         what = "a positive number of seconds" + (" or None (wait forever)" if allow_none else "")
-        raise ValueError(f"{owner}({name}={value!r}): must be {what}")
+        raise ParameterError(
+            owner,
+            name,
+            f"expected {what}, got {value!r}",
+            f"write a number of seconds such as {name}: 10 ({name}=10 in Python)"
+            + (", or null (None) to wait forever" if allow_none else ""),
+        )
     return float(value)
 
 
@@ -90,7 +97,12 @@ def check_config(owner: str, config: Mapping[str, Any], reserved: Mapping[str, s
         if not isinstance(k, str):
             raise TypeError(f"{owner}: config keys must be strings such as 'linger.ms', got {k!r}")
         if k in reserved:
-            raise ValueError(f"{owner}: do not set {k!r} in config; {reserved[k]}")
+            raise ParameterError(
+                owner,
+                "config",
+                f"sets {k!r}, which the connector sets itself",
+                f"remove {k!r}; {reserved[k]}",
+            )
         out[k] = v
     return out
 
@@ -135,23 +147,39 @@ def check_bootstrap(owner: str, bootstrap_servers: str | Sequence[str]) -> str:
     else:
         text = ",".join(str(s).strip() for s in bootstrap_servers)
     if not text:
-        raise ValueError(f"{owner}: bootstrap_servers is empty; pass 'host:port' (e.g. '127.0.0.1:9092')")
+        raise ParameterError(
+            owner,
+            "bootstrap_servers",
+            f"no broker given, got {bootstrap_servers!r}",
+            "write the brokers as 'host:port', e.g. bootstrap_servers: 127.0.0.1:9092 "
+            "(bootstrap_servers='127.0.0.1:9092' in Python)",
+        )
     for part in text.split(","):
         scheme, has_scheme, address = part.strip().rpartition("://")
         if has_scheme and scheme.upper() not in _SCHEMES:
-            raise ValueError(
-                f"{owner}: bootstrap server {part!r} starts with {scheme + '://'!r}, which Kafka clients do "
-                "not read (the brokers answer the Kafka protocol, not HTTP); write 'host:port', and set "
-                "security.protocol in config for TLS or SASL"
+            raise ParameterError(
+                owner,
+                "bootstrap_servers",
+                f"bootstrap server {part!r} starts with {scheme + '://'!r}, which Kafka clients do not read "
+                "(the brokers answer the Kafka protocol, not HTTP)",
+                "write 'host:port', and set security.protocol in config for TLS or SASL",
             )
         host, sep, port = address.rpartition(":")
         if not sep or not host or not port.isdigit():
-            raise ValueError(
-                f"{owner}: bootstrap server {part!r} is not 'host:port'; write e.g. '127.0.0.1:9092'"
+            raise ParameterError(
+                owner,
+                "bootstrap_servers",
+                f"bootstrap server {part!r} is not 'host:port'",
+                "write e.g. '127.0.0.1:9092' (several separated by commas)",
             )
         if not 0 < int(port) < 65536:
             # librdkafka takes the port modulo 65536: 99999 would connect to 34463
-            raise ValueError(f"{owner}: bootstrap server {part!r} has port {port}; ports are 1 to 65535")
+            raise ParameterError(
+                owner,
+                "bootstrap_servers",
+                f"bootstrap server {part!r} has port {port}; ports are 1 to 65535",
+                "write the broker's port, e.g. '127.0.0.1:9092'",
+            )
     return text
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from streamlab.clock import Clock
+from streamlab.errors import ParameterError
 from streamlab.io import Source, SourceReader
 
 from ._client import bounded_retry, client_kwargs, describe_service, import_pubsub, resource_path
@@ -95,7 +96,7 @@ class PubSubSource(Source):
     >>> PubSubSource("events-sub", project="demo", service_timeout=0)
     Traceback (most recent call last):
     ...
-    ValueError: PubSubSource('events-sub'): service_timeout must be a positive number of seconds or None (wait forever), got 0
+    streamlab.errors.ParameterError: PubSubSource(service_timeout=...): expected a positive number of seconds or None (wait forever) for subscription 'events-sub', got 0. Fix: write a number of seconds such as service_timeout: 60 (service_timeout=60 in Python), or null (None) to wait forever
     >>> reader = source.open()  # doctest: +SKIP
     """
 
@@ -112,15 +113,25 @@ class PubSubSource(Source):
         timeout: float = 30.0,
         service_timeout: float | None = 60.0,
     ) -> None:
-        where = f"PubSubSource({subscription!r})"
-        self.subscription = resource_path(subscription, project, "subscriptions", where)
+        where = type(self).__name__
+        self.subscription = resource_path(subscription, project, "subscriptions", where, "subscription")
         if not isinstance(max_messages, int) or max_messages < 1:
-            raise ValueError(f"{where}: max_messages must be a positive integer, got {max_messages!r}")
+            raise ParameterError(
+                where,
+                "max_messages",
+                f"expected a positive integer for subscription {subscription!r}, got {max_messages!r}",
+                "write a number of messages such as max_messages: 1000 (max_messages=1000 in Python)",
+            )
         allowed = {"max_bytes", "max_lease_duration", "min_duration_per_lease_extension"}
         allowed |= {"max_duration_per_lease_extension"}
         unknown = set(flow_control or {}) - allowed
         if unknown:
-            raise ValueError(f"{where}: unknown flow_control keys {sorted(unknown)}; use {sorted(allowed)}")
+            raise ParameterError(
+                where,
+                "flow_control",
+                f"unknown keys {sorted(unknown)} for subscription {subscription!r}",
+                f"use only {sorted(allowed)}",
+            )
         self.max_messages = max_messages
         self.flow_control = dict(flow_control or {})
         for name, value, optional in (
@@ -131,7 +142,13 @@ class PubSubSource(Source):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 what = "a positive number of seconds" + (" or None (wait forever)" if optional else "")
-                raise ValueError(f"{where}: {name} must be {what}, got {value!r}")
+                raise ParameterError(
+                    where,
+                    name,
+                    f"expected {what} for subscription {subscription!r}, got {value!r}",
+                    f"write a number of seconds such as {name}: 60 ({name}=60 in Python)"
+                    + (", or null (None) to wait forever" if optional else ""),
+                )
         self.emulator_host = emulator_host
         self.timeout = float(timeout)
         self.service_timeout = None if service_timeout is None else float(service_timeout)

@@ -10,6 +10,7 @@ import pandas as pd
 
 from streamlab._secrets import redact_url, url_with_reference
 from streamlab.clock import Clock
+from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import dump_json, json_column
 
@@ -80,9 +81,20 @@ class RedisStreamSink(Sink):
         check_url(owner, url)
         parts = parse_template(owner, "stream", stream)
         if maxlen is not None and (not isinstance(maxlen, int) or maxlen <= 0):
-            raise ValueError(f"{owner}(maxlen={maxlen!r}): a positive number of entries, or None")
+            raise ParameterError(
+                owner,
+                "maxlen",
+                f"expected a positive number of entries, or None, got {maxlen!r}",
+                "write a number such as maxlen: 10000 (maxlen=10_000 in Python), or leave it out (None) "
+                "for a stream without a length limit",
+            )
         if isinstance(columns, str):
-            raise ValueError(f"{owner}(columns={columns!r}): pass a list, e.g. columns=[{columns!r}]")
+            raise ParameterError(
+                owner,
+                "columns",
+                f"expected a list of columns, got the text {columns!r}",
+                f"pass a list, e.g. columns: [{columns}] (columns=[{columns!r}] in Python)",
+            )
         set_ = object.__setattr__
         set_(self, "url", url)
         set_(self, "stream", stream)
