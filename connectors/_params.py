@@ -3,6 +3,8 @@ connector, the parameter and the fix."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from streamlab._time import Duration, parse_duration
 from streamlab.errors import ParameterError
 
@@ -30,3 +32,32 @@ def duration_ns(owner: str, parameter: str, value: Duration) -> int:
             problem,
             f"write a duration such as {parameter}: 10s ({parameter}='10s' in Python), or a number of seconds",
         ) from exc
+
+
+def positive_seconds(
+    owner: str, parameter: str, value: Any, example: float, *, about: str = "", none: str = ""
+) -> float:
+    """``value`` as seconds if it is a positive number; anything else (0, a negative or NaN number, the
+    text ``'30'`` of a quoted YAML value, a bool) raises :class:`ParameterError`. ``about`` names what the
+    owner works on (``"table 'p.d.t'"``); ``none`` says what None means where the caller takes it (the
+    caller returns None itself), for the message.
+
+    Examples
+    --------
+    >>> positive_seconds("KafkaSink", "flush_timeout", 30, 30)
+    30.0
+    >>> positive_seconds("KafkaSource", "broker_timeout", "30", 30, none="wait forever")
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.ParameterError: KafkaSource(broker_timeout=...): expected a positive number of seconds or None (wait forever), got '30'. Fix: write a number of seconds such as broker_timeout: 30 (broker_timeout=30 in Python), or null (None in Python) to wait forever
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        expected = "a positive number of seconds" + (f" or None ({none})" if none else "")
+        raise ParameterError(
+            owner,
+            parameter,
+            f"expected {expected}{f' for {about}' if about else ''}, got {value!r}",
+            f"write a number of seconds such as {parameter}: {example:g} ({parameter}={example:g} in Python)"
+            + (f", or null (None in Python) to {none}" if none else ""),
+        )
+    return float(value)

@@ -28,6 +28,8 @@ from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter
 from streamlab.serde import dump_json, encode_rows, rows_to_json
 
+from ._params import positive_seconds
+
 __all__ = ["BigQuerySink", "create_events_table", "events_table", "make_client", "stream_requests"]
 
 _EXTRA = "pip install 'streamlab[bigquery]'"
@@ -303,14 +305,7 @@ class BigQuerySink(Sink):
         self.credentials = credentials
         self.dead_letter = dead_letter
         self.extra_columns = extra_columns
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise ParameterError(
-                where,
-                "timeout",
-                f"expected a positive number of seconds for table {table!r}, got {timeout!r}",
-                "write a number of seconds such as timeout: 120 (timeout=120 in Python)",
-            )
-        self.timeout = float(timeout)
+        self.timeout = positive_seconds(where, "timeout", timeout, 120, about=f"table {table!r}")
 
     def open(self, clock: Clock | None = None) -> _BigQueryWriter:
         """Connect and read the table's schema (a missing table fails here)."""

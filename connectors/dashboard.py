@@ -20,6 +20,8 @@ from typing import Any
 from streamlab._secrets import redact_url
 from streamlab.errors import ParameterError
 
+from ._params import positive_seconds
+
 __all__ = ["RedisWebSocketRelay"]
 
 log = logging.getLogger(__name__)
@@ -118,13 +120,7 @@ class RedisWebSocketRelay:
                 f"expected a number of bytes (0 or more), got {max_client_buffer!r}",
                 "pass a whole number of bytes, e.g. max_client_buffer=1_000_000",
             )
-        if not isinstance(startup_timeout, (int, float)) or startup_timeout <= 0:
-            raise ParameterError(
-                owner,
-                "startup_timeout",
-                f"expected a positive number of seconds, got {startup_timeout!r}",
-                "pass a number of seconds, e.g. startup_timeout=10",
-            )
+        startup_timeout = positive_seconds(owner, "startup_timeout", startup_timeout, 10)
         self.redis_url = redis_url
         self.channels: tuple[str, ...] = tuple(names)
         self.host = host

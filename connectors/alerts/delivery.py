@@ -23,6 +23,7 @@ from streamlab.errors import ParameterError
 from streamlab.io import SinkWriter, default_clock
 from streamlab.serde import rows_to_json
 
+from .._params import positive_seconds
 from ._templates import Instant
 
 if TYPE_CHECKING:  # the sinks build this writer; it only reads their settings
@@ -264,15 +265,10 @@ def make_delivery(
             f"expected a whole number, 0 or more, got {max_retries!r}",
             "write e.g. max_retries: 3 (max_retries=3 in Python), or 0 to send each alert once",
         )
-    if not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise ParameterError(
-            owner,
-            "timeout",
-            f"expected seconds, greater than 0, got {timeout!r}",
-            "write a number of seconds such as timeout: 10 (timeout=10 in Python)",
-        )
     return Delivery(
-        rate_limit_per_minute=rate_limit_per_minute, max_retries=max_retries, timeout=float(timeout)
+        rate_limit_per_minute=rate_limit_per_minute,
+        max_retries=max_retries,
+        timeout=positive_seconds(owner, "timeout", timeout, 10),
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from streamlab.errors import ParameterError
 
 from ..kafka import redact_config
+from ..kafka._config import check_config
 from .connection import EventHubConnection, eventhub_kafka_config, parse_eventhub_connection_string
 
 
@@ -96,6 +97,8 @@ def prepare(
     service_defaults: Mapping[str, Any],
 ) -> tuple[EventHubConnection, str, str, dict[str, Any]]:
     """Parse the connection, pick the hub, and build the Kafka client settings for a source or sink."""
+    if config is not None:
+        config = check_config(owner, config, {})
     text = connection_text(owner, connection_string, connection_string_env)
     parameter = "connection_string" if connection_string_env is None else "connection_string_env"
     conn = parse_eventhub_connection_string(text, owner=owner, parameter=parameter)

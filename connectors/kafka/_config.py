@@ -31,21 +31,6 @@ SECRET_KEYS = (
 )
 
 
-def check_timeout(owner: str, name: str, value: Any, *, allow_none: bool = True) -> float | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        what = "a positive number of seconds" + (" or None (wait forever)" if allow_none else "")
-        raise ParameterError(
-            owner,
-            name,
-            f"expected {what}, got {value!r}",
-            f"write a number of seconds such as {name}: 10 ({name}=10 in Python)"
-            + (", or null (None) to wait forever" if allow_none else ""),
-        )
-    return float(value)
-
-
 def redact_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """Return a copy of a client config with secret values replaced by ``"<redacted>"``.
 
@@ -88,14 +73,24 @@ def is_secret(key: str) -> bool:
 
 
 def check_config(owner: str, config: Mapping[str, Any], reserved: Mapping[str, str]) -> dict[str, Any]:
+    example = "write settings as a mapping, e.g. config: {linger.ms: 5} (config={'linger.ms': 5} in Python)"
     if not isinstance(config, Mapping):
-        raise TypeError(
-            f"{owner}: config must be a mapping of librdkafka settings, got {type(config).__name__}"
+        raise ParameterError(
+            owner,
+            "config",
+            # not the value itself: it may hold a password written as "sasl.password=..."
+            f"expected a mapping of librdkafka settings, got {type(config).__name__}",
+            example,
         )
     out: dict[str, Any] = {}
     for k, v in config.items():
         if not isinstance(k, str):
-            raise TypeError(f"{owner}: config keys must be strings such as 'linger.ms', got {k!r}")
+            raise ParameterError(
+                owner,
+                "config",
+                f"expected setting names as text such as 'linger.ms', got the key {k!r}",
+                example,
+            )
         if k in reserved:
             raise ParameterError(
                 owner,

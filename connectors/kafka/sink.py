@@ -20,6 +20,7 @@ from streamlab.errors import ParameterError, check_flag
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import encode_rows, encode_values
 
+from .._params import positive_seconds
 from ._client import (
     AUTHENTICATION_ERRORS,
     AUTHENTICATION_FIX,
@@ -161,13 +162,7 @@ class KafkaSink(Sink):
             )
         else:
             header_map = {str(c): str(c) for c in headers}
-        if not isinstance(flush_timeout, (int, float)) or flush_timeout <= 0:
-            raise ParameterError(
-                name,
-                "flush_timeout",
-                f"expected a positive number of seconds, got {flush_timeout!r}",
-                "write a number of seconds such as flush_timeout: 30 (flush_timeout=30 in Python)",
-            )
+        flush_timeout = positive_seconds(name, "flush_timeout", flush_timeout, 30)
         set_ = object.__setattr__
         set_(self, "topic", topic)
         set_(self, "bootstrap_servers", check_bootstrap(name, bootstrap_servers))

@@ -14,10 +14,10 @@ from streamlab.clock import Clock
 from streamlab.errors import ParameterError, check_flag
 from streamlab.io import Source
 
+from .._params import positive_seconds
 from ._config import (
     check_bootstrap,
     check_config,
-    check_timeout,
     config_references,
     parse_start,
     redact_config,
@@ -226,8 +226,13 @@ class KafkaSource(Source):
             )
         set_(self, "max_in_flight", max_in_flight)
         set_(self, "stop_at_end", stop_at_end)
-        set_(self, "connect_timeout", check_timeout(name, "connect_timeout", connect_timeout))
-        set_(self, "broker_timeout", check_timeout(name, "broker_timeout", broker_timeout))
+        for parameter, seconds, example in (
+            ("connect_timeout", connect_timeout, 10),
+            ("broker_timeout", broker_timeout, 30),
+        ):
+            if seconds is not None:
+                seconds = positive_seconds(name, parameter, seconds, example, none="wait forever")
+            set_(self, parameter, seconds)
 
     def consumer_config(self) -> dict[str, Any]:
         """The librdkafka settings the reader uses (secrets included; do not print).

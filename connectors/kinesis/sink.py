@@ -15,9 +15,9 @@ from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, default_clock
 from streamlab.serde import encode_rows
 
-from .._params import duration_ns
+from .._params import duration_ns, positive_seconds
 from ..aws import aws_client, bounded
-from ._client import WRITE_ATTEMPTS, check_timeout
+from ._client import WRITE_ATTEMPTS
 
 # Kinesis limits: 500 records and 5 MiB per PutRecords call, 1 MiB per record (data + key).
 log = logging.getLogger("streamlab")
@@ -106,7 +106,7 @@ class KinesisSink(Sink):
         self.max_attempts = max_attempts
         self.backoff_ns = duration_ns(where, "backoff", backoff)
         self.max_backoff_ns = duration_ns(where, "max_backoff", max_backoff)
-        self.timeout = check_timeout(where, timeout)
+        self.timeout = positive_seconds(where, "timeout", timeout, 10, about=f"stream {stream!r}")
         if dead_letter is not None and not isinstance(dead_letter, Sink):
             raise ParameterError(
                 where,

@@ -15,9 +15,9 @@ from streamlab.clock import Clock
 from streamlab.errors import ParameterError
 from streamlab.io import Source, SourceReader, default_clock
 
-from .._params import duration_ns
+from .._params import duration_ns, positive_seconds
 from ..aws import aws_client, bounded
-from ._client import READ_ATTEMPTS, check_timeout
+from ._client import READ_ATTEMPTS
 from .checkpoint import SHARD_END, load_checkpoint, write_checkpoint
 
 _SOURCE_COLUMNS = ("value", "partition_key", "sequence_number", "shard_id", "approximate_arrival")
@@ -119,7 +119,7 @@ class KinesisSource(Source):
         self.records_per_call = records_per_call
         self.idle_interval_ns = duration_ns(where, "idle_interval", idle_interval)
         self.shard_refresh_ns = duration_ns(where, "shard_refresh", shard_refresh)
-        self.timeout = check_timeout(where, timeout)
+        self.timeout = positive_seconds(where, "timeout", timeout, 10, about=f"stream {stream!r}")
 
     @property
     def commits_upstream(self) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 from streamlab._time import Duration, parse_duration
 from streamlab.errors import ParameterError
 
+from .._params import positive_seconds
 from ._client import bounded_retry, client_kwargs, describe_service, duration_pb, import_pubsub, resource_path
 
 
@@ -163,16 +164,9 @@ def _create(
 ) -> None:
     """Send one create request for a ``"topic"`` or a ``"subscription"`` within ``timeout`` seconds (retries
     included); close the client whatever happens."""
+    positive_seconds(f"create_{what}", "timeout", timeout, 30, about=f"{what} {request['name']!r}")
     pubsub_v1 = import_pubsub()
     from google.api_core import exceptions
-
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ParameterError(
-            f"create_{what}",
-            "timeout",
-            f"expected a positive number of seconds, got {timeout!r}",
-            "pass a number of seconds, e.g. timeout=30",
-        )
 
     if what == "topic":
         client = pubsub_v1.PublisherClient(**client_kwargs(emulator_host, "publisher"))

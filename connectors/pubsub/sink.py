@@ -14,6 +14,7 @@ from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter
 from streamlab.serde import encode_rows
 
+from .._params import positive_seconds
 from ._client import client_kwargs, describe_service, import_pubsub, resource_path
 
 MESSAGE_LIMIT = 9_900_000
@@ -92,7 +93,7 @@ class PubSubSink(Sink):
                 )
             self.attribute_columns = tuple(attributes)
         self.emulator_host = emulator_host
-        self.timeout = timeout
+        self.timeout = positive_seconds(where, "timeout", timeout, 60, about=f"topic {topic!r}")
 
     def open(self, clock: Clock | None = None) -> _PubSubWriter:
         """Create the publisher client."""

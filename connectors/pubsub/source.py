@@ -16,6 +16,7 @@ from streamlab.clock import Clock
 from streamlab.errors import ParameterError
 from streamlab.io import Source, SourceReader
 
+from .._params import positive_seconds
 from ._client import bounded_retry, client_kwargs, describe_service, import_pubsub, resource_path
 
 log = logging.getLogger("streamlab.connectors.pubsub")  # one logger for the whole connector
@@ -96,7 +97,7 @@ class PubSubSource(Source):
     >>> PubSubSource("events-sub", project="demo", service_timeout=0)
     Traceback (most recent call last):
     ...
-    streamlab.errors.ParameterError: PubSubSource(service_timeout=...): expected a positive number of seconds or None (wait forever) for subscription 'events-sub', got 0. Fix: write a number of seconds such as service_timeout: 60 (service_timeout=60 in Python), or null (None) to wait forever
+    streamlab.errors.ParameterError: PubSubSource(service_timeout=...): expected a positive number of seconds or None (wait forever) for subscription 'events-sub', got 0. Fix: write a number of seconds such as service_timeout: 60 (service_timeout=60 in Python), or null (None in Python) to wait forever
     >>> reader = source.open()  # doctest: +SKIP
     """
 
@@ -134,24 +135,16 @@ class PubSubSource(Source):
             )
         self.max_messages = max_messages
         self.flow_control = dict(flow_control or {})
-        for name, value, optional in (
-            ("timeout", timeout, False),
-            ("service_timeout", service_timeout, True),
-        ):
-            if optional and value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                what = "a positive number of seconds" + (" or None (wait forever)" if optional else "")
-                raise ParameterError(
-                    where,
-                    name,
-                    f"expected {what} for subscription {subscription!r}, got {value!r}",
-                    f"write a number of seconds such as {name}: 60 ({name}=60 in Python)"
-                    + (", or null (None) to wait forever" if optional else ""),
-                )
+        about = f"subscription {subscription!r}"
         self.emulator_host = emulator_host
-        self.timeout = float(timeout)
-        self.service_timeout = None if service_timeout is None else float(service_timeout)
+        self.timeout = positive_seconds(where, "timeout", timeout, 30, about=about)
+        self.service_timeout = (
+            None
+            if service_timeout is None
+            else positive_seconds(
+                where, "service_timeout", service_timeout, 60, about=about, none="wait forever"
+            )
+        )
 
     @property
     def commits_upstream(self) -> bool:

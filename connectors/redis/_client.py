@@ -79,17 +79,6 @@ def log_escaped(sink: Any, n: int, total: int) -> None:
         )
 
 
-def check_timeout(owner: str, timeout: Any) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ParameterError(
-            owner,
-            "timeout",
-            f"expected a positive number of seconds, got {timeout!r}",
-            "write a number of seconds such as timeout: 5 (timeout=5 in Python)",
-        )
-    return float(timeout)
-
-
 def _where(client: Any) -> str:
     kw = client.connection_pool.connection_kwargs
     return str(

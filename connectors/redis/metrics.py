@@ -19,8 +19,8 @@ from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import dump_json, rows_to_json
 
+from .._params import positive_seconds
 from ._client import (
-    check_timeout,
     check_url,
     connect,
     escaped_rows,
@@ -144,7 +144,7 @@ class RedisMetricsSink(Sink):
         set_(self, "fields", mapping)
         set_(self, "channel", channel)
         set_(self, "ttl", ttl)
-        set_(self, "timeout", check_timeout(owner, timeout))
+        set_(self, "timeout", positive_seconds(owner, "timeout", timeout, 10))
         set_(self, "_parts", parts)
 
     def columns_problem(self, columns: list[str], upstream: Upstream) -> tuple[str, str] | None:

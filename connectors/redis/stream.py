@@ -14,8 +14,8 @@ from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import dump_json, json_column
 
+from .._params import positive_seconds
 from ._client import (
-    check_timeout,
     check_url,
     connect,
     escaped_rows,
@@ -100,7 +100,7 @@ class RedisStreamSink(Sink):
         set_(self, "stream", stream)
         set_(self, "columns", tuple(columns) if columns is not None else None)
         set_(self, "maxlen", maxlen)
-        set_(self, "timeout", check_timeout(owner, timeout))
+        set_(self, "timeout", positive_seconds(owner, "timeout", timeout, 10))
         set_(self, "_parts", parts)
 
     def columns_problem(self, columns: list[str], upstream: Upstream) -> tuple[str, str] | None:

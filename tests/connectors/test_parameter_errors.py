@@ -120,6 +120,10 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
     ("source", "kafka", {"bootstrap_servers": "http://broker:9092"}, "bootstrap_servers"),
     ("source", "kafka", {"bootstrap_servers": "broker:99999"}, "bootstrap_servers"),
     ("source", "kafka", {"config": {"group.id": "other"}}, "config"),
+    # a config that is no mapping, or has a key that is no text, was a TypeError (at the entry in a spec)
+    ("source", "kafka", {"config": "sasl.password=S3CRET"}, "config"),
+    ("sink", "kafka", {"config": {5: "ms"}}, "config"),
+    ("source", "eventhub", {"config": ["linger.ms", 5]}, "config"),
     ("source", "kafka", {"stop_at_end": True, "config": {"enable.partition.eof": False}}, "config"),
     ("sink", "kafka", {"topic": "my events"}, "topic"),
     ("sink", "kafka", {"topic": "^events.*"}, "topic"),
@@ -128,6 +132,7 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
     ("sink", "kafka", {"value": ""}, "value"),
     ("sink", "kafka", {"headers": "kind"}, "headers"),
     ("sink", "kafka", {"flush_timeout": 0}, "flush_timeout"),
+    ("sink", "kafka", {"flush_timeout": True}, "flush_timeout"),  # was taken as 1 second
     ("sink", "kafka", {"bootstrap_servers": "broker"}, "bootstrap_servers"),
     ("sink", "kafka_dead_letter", {"topic": ""}, "topic"),
     ("source", "eventhub", {"connection_string": None}, "connection_string"),
@@ -168,6 +173,9 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
     ("sink", "pubsub", {"ordering_key": ""}, "ordering_key"),
     ("sink", "pubsub", {"attributes": "event_type"}, "attributes"),
     ("sink", "pubsub", {"attributes": {"source": 1}}, "attributes"),
+    # PubSubSink took any timeout: 0 failed every flush at once, a quoted '60' with a TypeError there
+    ("sink", "pubsub", {"timeout": 0}, "timeout"),
+    ("sink", "pubsub", {"timeout": "60"}, "timeout"),
     ("source", "kinesis", {"stream": ""}, "stream"),
     ("source", "kinesis", {"records_per_call": 0}, "records_per_call"),
     ("source", "kinesis", {"start": "not a time"}, "start"),
@@ -211,6 +219,7 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
     ("sink", "webhook", {"template": "{user_id!z}"}, "template"),
     ("sink", "webhook", {"max_retries": -1}, "max_retries"),
     ("sink", "webhook", {"timeout": 0}, "timeout"),
+    ("sink", "pagerduty", {"timeout": True}, "timeout"),  # was taken as 1 second
 ]
 CLASSES = {
     ("source", "kafka"): "KafkaSource",
@@ -326,6 +335,11 @@ PYTHON_ONLY: dict[str, tuple[Callable[[], object], str, str]] = {
         "RedisWebSocketRelay",
         "startup_timeout",
     ),
+    "relay startup flag": (
+        lambda: c.RedisWebSocketRelay("redis://h:1/0", startup_timeout=True),
+        "RedisWebSocketRelay",
+        "startup_timeout",
+    ),
     "admin partitions": (
         lambda: KafkaAdmin("127.0.0.1:9092").create_topic("t", partitions=0),
         "KafkaAdmin.create_topic",
@@ -360,6 +374,11 @@ PYTHON_ONLY: dict[str, tuple[Callable[[], object], str, str]] = {
         ),
         "create_subscription",
         "max_delivery_attempts",
+    ),
+    "subscription timeout": (
+        lambda: create_subscription("s", "t", project="demo", timeout=0),
+        "create_subscription",
+        "timeout",
     ),
     "subscription topic": (
         lambda: create_subscription("s", "a/b", project="demo"),
