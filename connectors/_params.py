@@ -7,6 +7,7 @@ from typing import Any
 
 from streamlab._time import Duration, parse_duration
 from streamlab.errors import ParameterError
+from streamlab.io import Sink
 
 
 def duration_ns(owner: str, parameter: str, value: Duration) -> int:
@@ -61,3 +62,27 @@ def positive_seconds(
             + (f", or null (None in Python) to {none}" if none else ""),
         )
     return float(value)
+
+
+def sink_or_none(owner: str, parameter: str, value: Any, *, about: str = "") -> Sink | None:
+    """``value`` if it is a sink or None; anything else (a path written where a sink belongs) raises
+    :class:`ParameterError` now, not an ``AttributeError`` when the sink is opened or written to YAML.
+
+    Examples
+    --------
+    >>> sink_or_none("BigQuerySink", "dead_letter", None) is None
+    True
+    >>> sink_or_none("BigQuerySink", "dead_letter", "dead.jsonl")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.ParameterError: BigQuerySink(dead_letter=...): expected a sink or None, got 'dead.jsonl'. Fix: ...
+    """
+    if value is None or isinstance(value, Sink):
+        return value
+    raise ParameterError(
+        owner,
+        parameter,
+        f"expected a sink or None{f' for {about}' if about else ''}, got {value!r}",
+        f"write a sink's spec with its kind, e.g. {parameter}: {{kind: jsonl, path: dead.jsonl}} "
+        f"({parameter}=JsonLinesSink('dead.jsonl') in Python), or leave it out",
+    )

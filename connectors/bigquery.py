@@ -28,7 +28,7 @@ from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter
 from streamlab.serde import dump_json, encode_rows, rows_to_json
 
-from ._params import positive_seconds
+from ._params import positive_seconds, sink_or_none
 
 __all__ = ["BigQuerySink", "create_events_table", "events_table", "make_client", "stream_requests"]
 
@@ -303,7 +303,7 @@ class BigQuerySink(Sink):
         self.insert_id = insert_id
         self.client_options = dict(client_options or {})
         self.credentials = credentials
-        self.dead_letter = dead_letter
+        self.dead_letter = sink_or_none(where, "dead_letter", dead_letter, about=f"table {table!r}")
         self.extra_columns = extra_columns
         self.timeout = positive_seconds(where, "timeout", timeout, 120, about=f"table {table!r}")
 

@@ -27,6 +27,7 @@ from streamlab.clock import Clock
 from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, Upstream, default_clock
 
+from ._params import sink_or_none
 from .aws import aws_client, bounded
 
 __all__ = ["TimestreamSink"]
@@ -189,7 +190,7 @@ class TimestreamSink(Sink):
         self.database, self.table = database, table
         self.dimensions, self.measures = tuple(dimensions), tuple(measures)
         self.time, self.measure_name = time, measure_name
-        self.dead_letter = dead_letter
+        self.dead_letter = sink_or_none(where, "dead_letter", dead_letter, about=target)
         self.endpoint_url, self.region = endpoint_url, region
 
     def open(self, clock: Clock | None = None) -> _TimestreamWriter:

@@ -15,7 +15,7 @@ from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, default_clock
 from streamlab.serde import encode_rows
 
-from .._params import duration_ns, positive_seconds
+from .._params import duration_ns, positive_seconds, sink_or_none
 from ..aws import aws_client, bounded
 from ._client import WRITE_ATTEMPTS
 
@@ -107,15 +107,7 @@ class KinesisSink(Sink):
         self.backoff_ns = duration_ns(where, "backoff", backoff)
         self.max_backoff_ns = duration_ns(where, "max_backoff", max_backoff)
         self.timeout = positive_seconds(where, "timeout", timeout, 10, about=f"stream {stream!r}")
-        if dead_letter is not None and not isinstance(dead_letter, Sink):
-            raise ParameterError(
-                where,
-                "dead_letter",
-                f"expected a sink or None for stream {stream!r}, got {dead_letter!r}",
-                "write a sink's spec with its kind, e.g. dead_letter: {kind: jsonl, path: dead.jsonl} "
-                "(dead_letter=JsonLinesSink('dead.jsonl') in Python), or leave it out",
-            )
-        self.dead_letter = dead_letter
+        self.dead_letter = sink_or_none(where, "dead_letter", dead_letter, about=f"stream {stream!r}")
 
     def open(self, clock: Clock | None = None) -> _KinesisWriter:
         """Create the client."""

@@ -186,6 +186,9 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
     ("sink", "kinesis", {"backoff": "later"}, "backoff"),
     ("sink", "kinesis", {"dead_letter": "dead.jsonl"}, "dead_letter"),
     ("sink", "timestream", {"database": ""}, "database"),
+    # a dead_letter that is no sink was taken, and failed when opened or written to YAML
+    ("sink", "timestream", {"dead_letter": "dead.jsonl"}, "dead_letter"),
+    ("sink", "bigquery", {"dead_letter": "dead.jsonl"}, "dead_letter"),
     ("sink", "timestream", {"dimensions": "event_type"}, "dimensions"),
     ("sink", "timestream", {"measures": []}, "measures"),
     ("sink", "timestream", {"dimensions": ["ts_host"]}, "dimensions"),
