@@ -11,7 +11,9 @@ from streamlab.io import Sink
 
 
 def duration_ns(owner: str, parameter: str, value: Duration) -> int:
-    """``value`` in nanoseconds; text that is not a duration (or a bool) raises :class:`ParameterError`.
+    """``value`` in nanoseconds; text that is not a duration, a bool or a negative duration (a backoff or
+    an interval of '-1s' would sleep a negative time or poll without pause) raises
+    :class:`ParameterError`.
 
     Examples
     --------
@@ -22,17 +24,16 @@ def duration_ns(owner: str, parameter: str, value: Duration) -> int:
     ...
     streamlab.errors.ParameterError: KinesisSink(backoff=...): cannot read 'soon' as a duration... Fix: write a duration such as backoff: 10s (backoff='10s' in Python), or a number of seconds
     """
+    fix = f"write a duration such as {parameter}: 10s ({parameter}='10s' in Python), or a number of seconds"
     try:
-        return parse_duration(value, what=f"{owner}({parameter}=...)")
+        ns = parse_duration(value, what=f"{owner}({parameter}=...)")
     except (TypeError, ValueError) as exc:
         text = str(exc).removeprefix(f"{owner}({parameter}=...): ")
         problem = text.partition("; write it like")[0].partition(". Fix: ")[0]
-        raise ParameterError(
-            owner,
-            parameter,
-            problem,
-            f"write a duration such as {parameter}: 10s ({parameter}='10s' in Python), or a number of seconds",
-        ) from exc
+        raise ParameterError(owner, parameter, problem, fix) from exc
+    if ns < 0:
+        raise ParameterError(owner, parameter, f"expected a duration of 0 or more, got {value!r}", fix)
+    return ns
 
 
 def positive_seconds(

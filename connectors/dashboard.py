@@ -113,7 +113,11 @@ class RedisWebSocketRelay:
                 f"expected a port number from 0 to 65535, got {port!r}",
                 "use 0 for a free port, or a port number up to 65535",
             )
-        if not isinstance(max_client_buffer, int) or max_client_buffer < 0:
+        if (
+            isinstance(max_client_buffer, bool)
+            or not isinstance(max_client_buffer, int)
+            or max_client_buffer < 0
+        ):
             raise ParameterError(
                 owner,
                 "max_client_buffer",

@@ -147,7 +147,7 @@ class TimestreamSink(Sink):
         where = type(self).__name__
         target = f"table {database}.{table}"
         for label, name in (("database", database), ("table", table)):
-            if not name:
+            if not isinstance(name, str) or not name:
                 raise ParameterError(
                     where,
                     label,

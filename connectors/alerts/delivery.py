@@ -249,7 +249,9 @@ def make_delivery(
     owner: str, rate_limit_per_minute: int | None, max_retries: int, timeout: float
 ) -> Delivery:
     if rate_limit_per_minute is not None and (
-        not isinstance(rate_limit_per_minute, int) or rate_limit_per_minute < 1
+        isinstance(rate_limit_per_minute, bool)
+        or not isinstance(rate_limit_per_minute, int)
+        or rate_limit_per_minute < 1
     ):
         raise ParameterError(
             owner,
@@ -258,7 +260,7 @@ def make_delivery(
             "write a whole number such as rate_limit_per_minute: 60 (rate_limit_per_minute=60 in Python), "
             "or leave it out (None) for no limit",
         )
-    if not isinstance(max_retries, int) or max_retries < 0:
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ParameterError(
             owner,
             "max_retries",

@@ -178,17 +178,39 @@ def check_bootstrap(owner: str, bootstrap_servers: str | Sequence[str]) -> str:
     return text
 
 
-def parse_start(start: Any) -> str | int:
-    """``"earliest"``/``"latest"`` or epoch milliseconds for a point in time."""
+def parse_start(start: Any, owner: str = "KafkaSource") -> str | int:
+    """``"earliest"``/``"latest"`` or epoch milliseconds for a point in time; anything else is a
+    :class:`ParameterError` of ``owner``'s ``start``.
+
+    Examples
+    --------
+    >>> parse_start("2024-01-01T00:00:00Z")
+    1704067200000
+    >>> parse_start(-1)
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.ParameterError: KafkaSource(start=...): expected 'earliest', 'latest' or a point in time since 1970, got -1. Fix: use 'earliest', 'latest', or a point in time (ISO text like '2024-01-01T00:00:00Z', a datetime, or epoch milliseconds)
+    """
     if isinstance(start, str) and start in ("earliest", "latest"):
         return start
-    if isinstance(start, bool):
-        raise TypeError
-    if isinstance(start, (int, np.integer)):
-        return int(start)
-    if isinstance(start, (str, datetime, pd.Timestamp)):
-        ts = pd.Timestamp(start)
-        if ts.tzinfo is None:
-            ts = ts.tz_localize("UTC")
-        return int(ts.value // 1_000_000)
-    raise TypeError
+    ms: int | None = None
+    if isinstance(start, (int, np.integer)) and not isinstance(start, bool):
+        ms = int(start)
+    elif isinstance(start, (str, datetime, pd.Timestamp)):
+        try:
+            ts = pd.Timestamp(start)
+        except (TypeError, ValueError):
+            ts = None
+        if ts is not None and not pd.isna(ts):  # '' and 'NaT' read as NaT, whose value is the smallest int64
+            ms = int((ts.tz_localize("UTC") if ts.tzinfo is None else ts).value // 1_000_000)
+    # librdkafka reads -1 and -2 as the end and the start of the partition, any other negative number
+    # as an error: a time before 1970 is no Kafka timestamp
+    if ms is None or ms < 0:
+        raise ParameterError(
+            owner,
+            "start",
+            f"expected 'earliest', 'latest' or a point in time since 1970, got {start!r}",
+            "use 'earliest', 'latest', or a point in time (ISO text like '2024-01-01T00:00:00Z', a "
+            "datetime, or epoch milliseconds)",
+        )
+    return ms

@@ -106,7 +106,7 @@ class KafkaAdmin:
         ...
         streamlab.errors.ParameterError: KafkaAdmin.create_topic(partitions=...): expected a positive number of partitions for topic 't', got 0. Fix: pass partitions=1 or more
         """
-        if not isinstance(partitions, int) or partitions < 1:
+        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
             raise ParameterError(
                 "KafkaAdmin.create_topic",
                 "partitions",

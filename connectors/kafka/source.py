@@ -176,31 +176,28 @@ class KafkaSource(Source):
                 "name the consumer group whose offsets this source commits, e.g. group_id: fraud-detector "
                 "(group_id='fraud-detector' in Python)",
             )
-        try:
-            parse_start(start)
-        except (TypeError, ValueError) as exc:
-            raise ParameterError(
-                name,
-                "start",
-                f"expected 'earliest', 'latest' or a point in time, got {start!r}",
-                "use 'earliest', 'latest', or a point in time (ISO text like '2024-01-01T00:00:00Z', a "
-                "datetime, or epoch milliseconds)",
-            ) from exc
-        if not isinstance(max_batch, int) or max_batch < 1:
+        parse_start(start, name)
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ParameterError(
                 name,
                 "max_batch",
                 f"expected a positive integer, got {max_batch!r}",
                 "write a number of records such as max_batch: 10000 (max_batch=10_000 in Python)",
             )
-        if not isinstance(poll_timeout, (int, float)) or not 0 <= poll_timeout <= 5:
+        if (
+            isinstance(poll_timeout, bool)
+            or not isinstance(poll_timeout, (int, float))
+            or not 0 <= poll_timeout <= 5
+        ):
             raise ParameterError(
                 name,
                 "poll_timeout",
                 f"expected 0 to 5 seconds, got {poll_timeout!r} (poll() must not block)",
                 "write a short wait such as poll_timeout: 0.05 (poll_timeout=0.05 in Python)",
             )
-        if max_in_flight is not None and (not isinstance(max_in_flight, int) or max_in_flight < 1):
+        if max_in_flight is not None and (
+            isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1
+        ):
             raise ParameterError(
                 name,
                 "max_in_flight",

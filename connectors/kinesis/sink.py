@@ -92,7 +92,7 @@ class KinesisSink(Sink):
                 "name the column whose values become partition keys, e.g. partition_key: user_id "
                 "(partition_key='user_id' in Python)",
             )
-        if not isinstance(max_attempts, int) or max_attempts < 1:
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
             raise ParameterError(
                 where,
                 "max_attempts",

@@ -103,7 +103,11 @@ class KinesisSource(Source):
                 f"expected a stream name (a non-empty text), got {stream!r}",
                 "write the Kinesis stream's name, e.g. stream: events (KinesisSource('events') in Python)",
             )
-        if not isinstance(records_per_call, int) or not 1 <= records_per_call <= _GET_MAX_RECORDS:
+        if (
+            isinstance(records_per_call, bool)
+            or not isinstance(records_per_call, int)
+            or not 1 <= records_per_call <= _GET_MAX_RECORDS
+        ):
             raise ParameterError(
                 where,
                 "records_per_call",

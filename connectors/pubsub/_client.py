@@ -69,6 +69,14 @@ def resource_path(name: str, project: str, kind: str, owner: str, parameter: str
         raise ParameterError(
             owner, parameter, f"{name!r} contains '/'", f"write a short name or the full path {full}"
         )
+    if project is not None and not isinstance(project, str):
+        raise ParameterError(
+            owner,
+            "project",
+            f"expected the Google Cloud project's id as text, got {type(project).__name__} {project!r}",
+            "write the project's id, e.g. project: my-project (project='my-project' in Python; quote one "
+            "that YAML would read as a number)",
+        )
     if not project:
         raise ParameterError(
             owner,

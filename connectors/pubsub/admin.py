@@ -116,7 +116,7 @@ def create_subscription(
     where = "create_subscription"
     path = resource_path(name, project, "subscriptions", where, "name")
     topic_path = resource_path(topic, project, "topics", where, "topic")
-    if not isinstance(ack_deadline, int) or not 10 <= ack_deadline <= 600:
+    if isinstance(ack_deadline, bool) or not isinstance(ack_deadline, int) or not 10 <= ack_deadline <= 600:
         raise ParameterError(
             where,
             "ack_deadline",
@@ -142,7 +142,11 @@ def create_subscription(
             "make retry_min_backoff at most retry_max_backoff",
         )
     if dead_letter_topic is not None:
-        if not isinstance(max_delivery_attempts, int) or not 5 <= max_delivery_attempts <= 100:
+        if (
+            isinstance(max_delivery_attempts, bool)
+            or not isinstance(max_delivery_attempts, int)
+            or not 5 <= max_delivery_attempts <= 100
+        ):
             raise ParameterError(
                 where,
                 "max_delivery_attempts",

@@ -116,7 +116,7 @@ class PubSubSource(Source):
     ) -> None:
         where = type(self).__name__
         self.subscription = resource_path(subscription, project, "subscriptions", where, "subscription")
-        if not isinstance(max_messages, int) or max_messages < 1:
+        if isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 1:
             raise ParameterError(
                 where,
                 "max_messages",

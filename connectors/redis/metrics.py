@@ -130,7 +130,7 @@ class RedisMetricsSink(Sink):
                 f"expected a channel name or None, got {channel!r}",
                 "write a channel name such as channel: metrics, or null (None in Python) to not publish",
             )
-        if ttl is not None and (not isinstance(ttl, int) or ttl <= 0):
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0):
             raise ParameterError(
                 owner,
                 "ttl",

@@ -80,7 +80,7 @@ class RedisStreamSink(Sink):
         owner = "RedisStreamSink"
         check_url(owner, url)
         parts = parse_template(owner, "stream", stream)
-        if maxlen is not None and (not isinstance(maxlen, int) or maxlen <= 0):
+        if maxlen is not None and (isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen <= 0):
             raise ParameterError(
                 owner,
                 "maxlen",
