@@ -168,6 +168,11 @@ def _reading_dead_letter(kind: str, factory: Callable[..., _T], *, users: bool =
                 # reported at the nested sink's own path (``...dead_letter.path``), not at the outer
                 # entry's parameter of that name, which it may not even have
                 raise ParameterError(e.owner, f"dead_letter.{e.parameter}", e.problem, e.fix) from e
+            except TypeError as e:  # a parameter the nested sink does not take, or lacks: the same
+                problem = _parameter_problem("dead_letter", e)
+                if problem is None:
+                    raise
+                raise SpecError([problem]) from e
         return factory(**params)
 
     return build

@@ -517,6 +517,24 @@ def test_a_bad_parameter_of_a_dead_letter_sink_is_reported_at_its_own_path(
     assert problem.fix and not problem.problem.startswith("ValueError")
 
 
+@pytest.mark.parametrize(
+    ("dead_letter", "where", "problem"),
+    [
+        ({"kind": "jsonl", "paht": "dead.jsonl"}, ".dead_letter.paht", "unknown parameter 'paht'"),
+        ({"kind": "jsonl"}, ".dead_letter", "missing 'path'"),
+    ],
+)
+def test_a_parameter_a_dead_letter_sink_does_not_take_or_lacks_is_reported_at_its_path(
+    tmp_path: Path, dead_letter: dict[str, Any], where: str, problem: str
+) -> None:
+    # they were reported at the outer sink (streaming.sinks[0].paht, streaming.sinks[0]: missing 'path')
+    text = _spec(tmp_path, "sink", "kinesis", {**SINK_REQUIRED["kinesis"], "dead_letter": dead_letter})
+    with pytest.raises(SpecError) as e:
+        pipeline_from_yaml(text)
+    [reported] = e.value.problems
+    assert (reported.path, reported.problem) == (f"streaming.sinks[0] (step 'out'){where}", problem)
+
+
 def test_a_plain_value_error_of_a_users_factory_is_still_read_from_its_message(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
