@@ -24,8 +24,11 @@ from typing import Any
 import pandas as pd
 
 from streamlab.clock import Clock
+from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter
 from streamlab.serde import dump_json, encode_rows, rows_to_json
+
+from ._params import positive_seconds, sink_or_none
 
 __all__ = ["BigQuerySink", "create_events_table", "events_table", "make_client", "stream_requests"]
 
@@ -79,14 +82,19 @@ def _answered(sink: BigQuerySink, what: str) -> Iterator[None]:
         ) from exc
 
 
-def _table_id(table: str, project: str, where: str) -> str:
+def _table_id(table: str, project: str, owner: str) -> str:
     parts = table.split(".") if isinstance(table, str) else []
     if len(parts) == 2 and project and all(parts):
         return f"{project}.{table}"
     if len(parts) == 3 and all(parts):
         return table
-    raise ValueError(
-        f"{where}: write the table as 'dataset.table' (with project=) or 'project.dataset.table'"
+    missing = " without a project" if len(parts) == 2 and all(parts) else ""
+    raise ParameterError(
+        owner,
+        "table",
+        f"expected 'dataset.table' (with project) or 'project.dataset.table', got {table!r}{missing}",
+        "write the table as 'project.dataset.table', or as 'dataset.table' with project: my-project "
+        "(project='my-project' in Python)",
     )
 
 
@@ -198,7 +206,7 @@ def create_events_table(
     >>> events_table("demo.analytics.events").table_id
     'events'
     """
-    table_id = _table_id(table, project, f"create_events_table({table!r})")
+    table_id = _table_id(table, project, "create_events_table")
     client = make_client(table_id.split(".")[0], client_options, credentials)
     try:
         client.create_dataset(table_id.rsplit(".", 1)[0], exists_ok=True)
@@ -261,27 +269,43 @@ class BigQuerySink(Sink):
         extra_columns: str = "drop",
         timeout: float = 120.0,
     ) -> None:
-        where = f"BigQuerySink({table!r})"
+        where = type(self).__name__
         if extra_columns not in ("drop", "error"):
-            raise ValueError(f"{where}: extra_columns must be 'drop' or 'error', got {extra_columns!r}")
+            raise ParameterError(
+                where,
+                "extra_columns",
+                f"expected 'drop' or 'error' for table {table!r}, got {extra_columns!r}",
+                "write extra_columns: drop (leave out columns the table lacks) or extra_columns: error",
+            )
         self.table = _table_id(table, project, where)
         if mode not in _MODES:
-            raise ValueError(f"{where}: mode must be 'stream' or 'load', got {mode!r}")
+            raise ParameterError(
+                where,
+                "mode",
+                f"expected 'stream' or 'load' for table {table!r}, got {mode!r}",
+                "write mode: stream (streaming inserts) or mode: load (load jobs)",
+            )
         if insert_id is not None and mode == "load":
-            raise ValueError(
-                f"{where}: insert_id works with mode='stream' only; load jobs have no insert ids"
+            raise ParameterError(
+                where,
+                "insert_id",
+                f"insert_id={insert_id!r} works with mode='stream' only; load jobs have no insert ids",
+                "remove insert_id, or write mode: stream",
             )
         if insert_id is not None and (not isinstance(insert_id, str) or not insert_id):
-            raise ValueError(f"{where}: insert_id must be a column name or None, got {insert_id!r}")
+            raise ParameterError(
+                where,
+                "insert_id",
+                f"expected a column name or None for table {table!r}, got {insert_id!r}",
+                "name the column whose values deduplicate rows, or leave insert_id out (None)",
+            )
         self.mode = mode
         self.insert_id = insert_id
         self.client_options = dict(client_options or {})
         self.credentials = credentials
-        self.dead_letter = dead_letter
+        self.dead_letter = sink_or_none(where, "dead_letter", dead_letter, about=f"table {table!r}")
         self.extra_columns = extra_columns
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise ValueError(f"{where}: timeout must be a positive number of seconds, got {timeout!r}")
-        self.timeout = float(timeout)
+        self.timeout = positive_seconds(where, "timeout", timeout, 120, about=f"table {table!r}")
 
     def open(self, clock: Clock | None = None) -> _BigQueryWriter:
         """Connect and read the table's schema (a missing table fails here)."""

@@ -17,6 +17,11 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
+from streamlab._secrets import redact_url
+from streamlab.errors import ParameterError
+
+from ._params import positive_seconds
+
 __all__ = ["RedisWebSocketRelay"]
 
 log = logging.getLogger(__name__)
@@ -68,7 +73,7 @@ class RedisWebSocketRelay:
     >>> RedisWebSocketRelay("127.0.0.1:6379")
     Traceback (most recent call last):
     ...
-    ValueError: RedisWebSocketRelay(redis_url='127.0.0.1:6379'): expected a Redis URL such as 'redis://127.0.0.1:6379/0'
+    streamlab.errors.ParameterError: RedisWebSocketRelay(redis_url=...): expected a Redis URL, got '127.0.0.1:6379'. Fix: write a URL such as 'redis://127.0.0.1:6379/0' (rediss:// for TLS, unix:///path.sock for a socket)
     >>> with RedisWebSocketRelay("redis://127.0.0.1:6379/0") as relay:  # doctest: +SKIP
     ...     print(relay.url)  # connect a browser or websockets.sync.client.connect(relay.url)
     ws://127.0.0.1:...
@@ -86,23 +91,40 @@ class RedisWebSocketRelay:
     ) -> None:
         owner = "RedisWebSocketRelay"
         if not isinstance(redis_url, str) or not redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(
-                f"{owner}(redis_url={redis_url!r}): expected a Redis URL such as 'redis://127.0.0.1:6379/0'"
+            raise ParameterError(
+                owner,
+                "redis_url",
+                f"expected a Redis URL, got {redact_url(redis_url) if isinstance(redis_url, str) else redis_url!r}",
+                "write a URL such as 'redis://127.0.0.1:6379/0' (rediss:// for TLS, unix:///path.sock for a "
+                "socket)",
             )
         names = [channels] if isinstance(channels, str) else list(channels)
         if not names or not all(isinstance(c, str) and c for c in names):
-            raise ValueError(
-                f"{owner}(channels={channels!r}): give one channel name or a non-empty list of names, "
-                "e.g. channels='metrics' (the channel of RedisMetricsSink)"
+            raise ParameterError(
+                owner,
+                "channels",
+                f"expected one channel name or a non-empty list of names, got {channels!r}",
+                "give a channel name, e.g. channels='metrics' (the channel of RedisMetricsSink), or a list",
             )
         if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-            raise ValueError(f"{owner}(port={port!r}): use 0 for a free port, or a port number up to 65535")
-        if not isinstance(max_client_buffer, int) or max_client_buffer < 0:
-            raise ValueError(
-                f"{owner}(max_client_buffer={max_client_buffer!r}): a number of bytes (>= 0), e.g. 1_000_000"
+            raise ParameterError(
+                owner,
+                "port",
+                f"expected a port number from 0 to 65535, got {port!r}",
+                "use 0 for a free port, or a port number up to 65535",
             )
-        if not isinstance(startup_timeout, (int, float)) or startup_timeout <= 0:
-            raise ValueError(f"{owner}(startup_timeout={startup_timeout!r}): a positive number of seconds")
+        if (
+            isinstance(max_client_buffer, bool)
+            or not isinstance(max_client_buffer, int)
+            or max_client_buffer < 0
+        ):
+            raise ParameterError(
+                owner,
+                "max_client_buffer",
+                f"expected a number of bytes (0 or more), got {max_client_buffer!r}",
+                "pass a whole number of bytes, e.g. max_client_buffer=1_000_000",
+            )
+        startup_timeout = positive_seconds(owner, "startup_timeout", startup_timeout, 10)
         self.redis_url = redis_url
         self.channels: tuple[str, ...] = tuple(names)
         self.host = host

@@ -24,8 +24,10 @@ from streamlab._timestream_values import (
     text_value,
 )
 from streamlab.clock import Clock
+from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, Upstream, default_clock
 
+from ._params import sink_or_none
 from .aws import aws_client, bounded
 
 __all__ = ["TimestreamSink"]
@@ -142,31 +144,53 @@ class TimestreamSink(Sink):
         endpoint_url: str | None = None,
         region: str = "us-east-1",
     ) -> None:
-        where = f"TimestreamSink({database!r}, {table!r})"
-        if not database or not table:
-            raise ValueError(f"{where}: database and table must be non-empty names")
+        where = type(self).__name__
+        target = f"table {database}.{table}"
+        for label, name in (("database", database), ("table", table)):
+            if not isinstance(name, str) or not name:
+                raise ParameterError(
+                    where,
+                    label,
+                    f"expected a non-empty {label} name, got {name!r}",
+                    f"write the Timestream {label}'s name, e.g. TimestreamSink('analytics', 'events', ...) "
+                    "in Python, database: analytics and table: events in a spec",
+                )
         for label, cols in (("dimensions", dimensions), ("measures", measures)):
             if isinstance(cols, str) or not all(isinstance(c, str) and c for c in cols):
-                raise ValueError(f"{where}: {label} must be a list of column names, got {cols!r}")
+                raise ParameterError(
+                    where,
+                    label,
+                    f"expected a list of column names for {target}, got {cols!r}",
+                    f"write a list, e.g. {label}: [event_type] ({label}=['event_type'] in Python)",
+                )
         if not measures:
-            raise ValueError(
-                f"{where}: give at least one measure column; a record without measures is invalid"
+            raise ParameterError(
+                where,
+                "measures",
+                f"no measure column for {target}; a record without measures is invalid",
+                "name at least one, e.g. measures: [value] (measures=['value'] in Python)",
             )
         for name in dimensions:
             problem = dimension_name_problem(name)
             if problem:
-                raise ValueError(
-                    f"{where}: dimension {problem}, so every write would fail; rename the column first"
+                raise ParameterError(
+                    where,
+                    "dimensions",
+                    f"dimension {problem}, so every write to {target} would fail",
+                    "rename the column in a step before the sink (with_columns), then name the new one",
                 )
         overlap = set(dimensions) & set(measures) | ({time} & (set(dimensions) | set(measures)))
         if overlap:
-            raise ValueError(
-                f"{where}: columns {sorted(overlap)} are used twice among dimensions/measures/time"
+            raise ParameterError(
+                where,
+                "measures" if set(dimensions) & set(measures) else "time",
+                f"columns {sorted(overlap)} are used twice among dimensions/measures/time for {target}",
+                "name each column in one of dimensions, measures and time only",
             )
         self.database, self.table = database, table
         self.dimensions, self.measures = tuple(dimensions), tuple(measures)
         self.time, self.measure_name = time, measure_name
-        self.dead_letter = dead_letter
+        self.dead_letter = sink_or_none(where, "dead_letter", dead_letter, about=target)
         self.endpoint_url, self.region = endpoint_url, region
 
     def open(self, clock: Clock | None = None) -> _TimestreamWriter:

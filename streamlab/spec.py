@@ -162,7 +162,17 @@ def _reading_dead_letter(kind: str, factory: Callable[..., _T], *, users: bool =
                     f"expected a sink's spec with its kind, got kind {nested!r}",
                     f"write the dead-letter sink as its spec() writes it, with kind one of {sorted(sinks)}",
                 )
-            params["dead_letter"] = sinks[nested](**{k: v for k, v in spec.items() if k != "kind"})
+            try:
+                params["dead_letter"] = sinks[nested](**{k: v for k, v in spec.items() if k != "kind"})
+            except ParameterError as e:
+                # reported at the nested sink's own path (``...dead_letter.path``), not at the outer
+                # entry's parameter of that name, which it may not even have
+                raise ParameterError(e.owner, f"dead_letter.{e.parameter}", e.problem, e.fix) from e
+            except TypeError as e:  # a parameter the nested sink does not take, or lacks: the same
+                problem = _parameter_problem("dead_letter", e)
+                if problem is None:
+                    raise
+                raise SpecError([problem]) from e
         return factory(**params)
 
     return build
@@ -611,21 +621,24 @@ def _parameter_problem(path: str, e: Exception) -> SpecProblem | None:
     return None
 
 
-#: A constructor's own check, as connectors word it: "Owner(param=...): problem", "Owner: problem".
+#: A constructor's own check worded "Owner(param=...): problem" or "Owner: problem; fix" in a plain
+#: ValueError (a user's registered factory; streamlab's own sources, sinks and connectors raise
+#: ParameterError, whose fields ``pipeline_from_dict`` reports without parsing any text).
 _CHECK_MESSAGE = re.compile(r"^(\w+)(?:\((?:(\w+)=)?.*?\))?: (.+)$", re.DOTALL)
 
 
 def _checked_value_problem(path: str, e: Exception) -> SpecProblem | None:
-    """A ``ValueError`` a connector's constructor raised on a parameter it checked, as a problem at the
-    parameter's path (when its message names it) with the fix its message gives: reported as
-    ``ValueError: EventHubSink: ...`` with the generic fix, it read as a crash.
+    """A plain ``ValueError`` a factory's constructor raised on a parameter it checked, as a problem at
+    the parameter's path (when its message names it) with the fix its message gives: reported as
+    ``ValueError: MySink: ...`` with the generic fix, it read as a crash. A :class:`ParameterError` never
+    gets here: its ``parameter``, ``problem`` and ``fix`` are reported as they are.
 
     Examples
     --------
-    >>> print(_checked_value_problem("streaming.sinks[0]", ValueError("RedisStreamSink(maxlen=0): a positive number of entries, or None")))
-    streaming.sinks[0].maxlen: a positive number of entries, or None. Fix: check maxlen against help(RedisStreamSink)
-    >>> print(_checked_value_problem("streaming.sinks[0]", ValueError("PagerDutySink: routing_key is empty; use the Integration Key")))
-    streaming.sinks[0]: routing_key is empty. Fix: use the Integration Key
+    >>> print(_checked_value_problem("streaming.sinks[0]", ValueError("MySink(maxlen=0): a positive number of entries, or None")))
+    streaming.sinks[0].maxlen: a positive number of entries, or None. Fix: check maxlen against help(MySink)
+    >>> print(_checked_value_problem("streaming.sinks[0]", ValueError("MySink: token is empty; copy it from the portal")))
+    streaming.sinks[0]: token is empty. Fix: copy it from the portal
     """
     if type(e) is not ValueError:
         return None

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from streamlab.errors import ParameterError
 from streamlab.io import missing_columns_problem
 
 #: the text of a missing value (null, NaN, NaT) in an alert's text, with or without a format spec
@@ -39,36 +40,45 @@ def check_template(owner: str, what: str, template: str) -> str:
     >>> check_template("WebhookSink", "template", "{user_id.upper}")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: WebhookSink(template='{user_id.upper}'): '{user_id.upper}' is attribute or index access, ...
+    streamlab.errors.ParameterError: WebhookSink(template=...): '{user_id.upper}' in '{user_id.upper}' is attribute or index access, ...
     """
     try:
         parts = list(_fields(template))
     except ValueError as exc:
-        raise ValueError(
-            f"{owner}({what}={template!r}): {exc}; write literal braces as '{{{{' and '}}}}'"
+        raise ParameterError(
+            owner, what, f"{template!r} is not a template: {exc}", "write literal braces as '{{' and '}}'"
         ) from exc
     for _, name, spec, conv in parts:
         if name is None:
             continue
         if not name:
-            raise ValueError(
-                f"{owner}({what}={template!r}): name the column in every placeholder, e.g. '{{user_id}}'"
+            raise ParameterError(
+                owner,
+                what,
+                f"{template!r} has a placeholder without a column name",
+                "name the column in every placeholder, e.g. '{user_id}'",
             )
         if "." in name or "[" in name:
-            raise ValueError(
-                f"{owner}({what}={template!r}): '{{{name}}}' is attribute or index access, which templates "
-                "do not do: write a plain column like '{user_id}' (with a format spec such as "
-                "'{score:.2f}' if you like) and compute other values in a step before the sink "
-                "(with_columns)"
+            raise ParameterError(
+                owner,
+                what,
+                f"'{{{name}}}' in {template!r} is attribute or index access, which templates do not do",
+                "write a plain column like '{user_id}' (with a format spec such as '{score:.2f}' if you "
+                "like) and compute other values in a step before the sink (with_columns)",
             )
         if conv is not None and conv not in _CONVERSIONS:
-            raise ValueError(
-                f"{owner}({what}={template!r}): '!{conv}' is not a conversion; use !r, !s or !a, or none"
+            raise ParameterError(
+                owner,
+                what,
+                f"'!{conv}' in {template!r} is not a conversion",
+                "use !r, !s or !a, or none",
             )
         if "{" in spec:
-            raise ValueError(
-                f"{owner}({what}={template!r}): a format spec cannot hold fields ('{{{name}:{spec}}}'); "
-                "write it out, e.g. '{score:.2f}'"
+            raise ParameterError(
+                owner,
+                what,
+                f"a format spec cannot hold fields ('{{{name}:{spec}}}' in {template!r})",
+                "write the format spec out, e.g. '{score:.2f}'",
             )
     return template
 

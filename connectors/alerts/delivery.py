@@ -19,9 +19,11 @@ import pandas as pd
 
 from streamlab._secrets import MASK, is_reference, redact_url, resolve
 from streamlab.clock import Clock
+from streamlab.errors import ParameterError
 from streamlab.io import SinkWriter, default_clock
 from streamlab.serde import rows_to_json
 
+from .._params import positive_seconds
 from ._templates import Instant
 
 if TYPE_CHECKING:  # the sinks build this writer; it only reads their settings
@@ -47,7 +49,13 @@ def check_url(owner: str, url: str) -> str:
     if is_reference(url):  # "${WEBHOOK_URL}": resolved from the environment when sending
         return url
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise ValueError(f"{owner}(url={url!r}): expected an http:// or https:// URL")
+        raise ParameterError(
+            owner,
+            "url",
+            f"expected an http:// or https:// URL, got {redact_url(url) if isinstance(url, str) else url!r}",
+            "write the endpoint's URL such as 'https://hooks.example.com/alerts', or a reference "
+            "'${WEBHOOK_URL}' read from the environment when sending",
+        )
     return url
 
 
@@ -241,17 +249,28 @@ def make_delivery(
     owner: str, rate_limit_per_minute: int | None, max_retries: int, timeout: float
 ) -> Delivery:
     if rate_limit_per_minute is not None and (
-        not isinstance(rate_limit_per_minute, int) or rate_limit_per_minute < 1
+        isinstance(rate_limit_per_minute, bool)
+        or not isinstance(rate_limit_per_minute, int)
+        or rate_limit_per_minute < 1
     ):
-        raise ValueError(
-            f"{owner}(rate_limit_per_minute={rate_limit_per_minute!r}): a positive number of requests, or None"
+        raise ParameterError(
+            owner,
+            "rate_limit_per_minute",
+            f"expected a positive number of requests, or None, got {rate_limit_per_minute!r}",
+            "write a whole number such as rate_limit_per_minute: 60 (rate_limit_per_minute=60 in Python), "
+            "or leave it out (None) for no limit",
         )
-    if not isinstance(max_retries, int) or max_retries < 0:
-        raise ValueError(f"{owner}(max_retries={max_retries!r}): must be 0 or more")
-    if not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise ValueError(f"{owner}(timeout={timeout!r}): seconds, greater than 0")
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ParameterError(
+            owner,
+            "max_retries",
+            f"expected a whole number, 0 or more, got {max_retries!r}",
+            "write e.g. max_retries: 3 (max_retries=3 in Python), or 0 to send each alert once",
+        )
     return Delivery(
-        rate_limit_per_minute=rate_limit_per_minute, max_retries=max_retries, timeout=float(timeout)
+        rate_limit_per_minute=rate_limit_per_minute,
+        max_retries=max_retries,
+        timeout=positive_seconds(owner, "timeout", timeout, 10),
     )
 
 

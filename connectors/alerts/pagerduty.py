@@ -10,6 +10,7 @@ from typing import Any
 
 from streamlab._secrets import resolve, secret_reference
 from streamlab.clock import Clock
+from streamlab.errors import ParameterError
 from streamlab.io import Sink, Upstream
 
 from ._templates import check_template, render, templates_problem
@@ -104,17 +105,32 @@ class PagerDutySink(Sink):
     ) -> None:
         owner = "PagerDutySink"
         if routing_key is not None and routing_key_env is not None:
-            raise ValueError(f"{owner}: pass routing_key or routing_key_env, not both")
+            raise ParameterError(
+                owner,
+                "routing_key_env",
+                "got both routing_key and routing_key_env",
+                "pass one of them: routing_key_env: VAR (routing_key_env='VAR' in Python; keeps the key out "
+                "of notebooks and YAML) or routing_key",
+            )
         if routing_key_env is not None:
             routing_key = os.environ.get(routing_key_env)
             if not routing_key:
-                raise ValueError(
-                    f"{owner}(routing_key_env={routing_key_env!r}): that environment variable is not set; "
-                    "export the Integration Key of an 'Events API v2' integration"
+                raise ParameterError(
+                    owner,
+                    "routing_key_env",
+                    f"the environment variable {routing_key_env!r} is not set",
+                    f"export {routing_key_env}=<the Integration Key of an 'Events API v2' integration> "
+                    "before running",
                 )
         if not isinstance(routing_key, str) or not routing_key.strip():
-            raise ValueError(
-                f"{owner}: routing_key is empty; use the Integration Key of an 'Events API v2' integration"
+            raise ParameterError(
+                owner,
+                "routing_key",
+                "routing_key is empty"
+                if routing_key is None or isinstance(routing_key, str)
+                else f"expected the Integration Key as text, got {type(routing_key).__name__}",
+                "use the Integration Key of an 'Events API v2' integration, or routing_key_env: VAR naming "
+                "the environment variable that holds it",
             )
         check_url(owner, url)
         for what, tpl in (
@@ -126,9 +142,11 @@ class PagerDutySink(Sink):
             if tpl is not None:
                 check_template(owner, what, tpl)
         if "{" not in severity and severity not in _SEVERITIES:
-            raise ValueError(
-                f"{owner}(severity={severity!r}): use one of {', '.join(_SEVERITIES)} or a column template "
-                "like '{severity}'"
+            raise ParameterError(
+                owner,
+                "severity",
+                f"expected one of {', '.join(_SEVERITIES)} or a column template, got {severity!r}",
+                f"use one of {', '.join(_SEVERITIES)} or a column template like '{{severity}}'",
             )
         set_ = object.__setattr__
         set_(self, "routing_key", routing_key.strip())

@@ -8,6 +8,7 @@ from typing import Any
 
 from streamlab._secrets import env_name, resolve, secret_reference
 from streamlab.clock import Clock
+from streamlab.errors import ParameterError
 from streamlab.io import Sink, Upstream
 
 from ._templates import check_nested, check_template, render, render_any, templates_problem
@@ -71,8 +72,12 @@ class WebhookSink(Sink):
         owner = "WebhookSink"
         check_url(owner, url)
         if template is not None and not isinstance(template, (str, Mapping)):
-            raise ValueError(
-                f"{owner}(template=...): a string, a JSON-like mapping, or None (the row as JSON)"
+            raise ParameterError(
+                owner,
+                "template",
+                f"expected a text, a JSON-like mapping, or None, got {type(template).__name__} {template!r}",
+                "write a text template such as '{user_id} scored {score}', a mapping of templates, or leave "
+                "it out (None) to send the row as JSON",
             )
         if isinstance(template, str):
             check_template(owner, "template", template)

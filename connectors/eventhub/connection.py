@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from streamlab.errors import ParameterError
+
 KAFKA_PORT = 9093
 EMULATOR_KAFKA_PORT = 9092
 
@@ -68,7 +70,12 @@ class EventHubConnection:
         return f"{self.host}:{EMULATOR_KAFKA_PORT if self.use_development_emulator else KAFKA_PORT}"
 
 
-def parse_eventhub_connection_string(connection_string: str) -> EventHubConnection:
+def parse_eventhub_connection_string(
+    connection_string: str,
+    *,
+    owner: str = "parse_eventhub_connection_string",
+    parameter: str = "connection_string",
+) -> EventHubConnection:
     """Parse and check an Event Hubs connection string.
 
     Keys are case-insensitive; values may contain ``=`` (base64 keys end with it); empty segments
@@ -79,6 +86,8 @@ def parse_eventhub_connection_string(connection_string: str) -> EventHubConnecti
     ----------
     connection_string
         As copied from the Azure portal ("Shared access policies").
+    owner, parameter
+        Who was given it, for the error (``EventHubSource``, ``connection_string_env``).
 
     Returns
     -------
@@ -87,7 +96,7 @@ def parse_eventhub_connection_string(connection_string: str) -> EventHubConnecti
 
     Raises
     ------
-    ValueError
+    ParameterError
         Saying which part is missing or malformed and how to fix it (the secret is never echoed).
 
     Examples
@@ -99,54 +108,76 @@ def parse_eventhub_connection_string(connection_string: str) -> EventHubConnecti
     >>> parse_eventhub_connection_string("Endpoint=sb://ns1.servicebus.windows.net/")
     Traceback (most recent call last):
     ...
-    ValueError: Event Hubs connection string has no credentials: add SharedAccessKeyName=...;SharedAccessKey=... or SharedAccessSignature=... (copy it from the portal's 'Shared access policies')
+    streamlab.errors.ParameterError: parse_eventhub_connection_string(connection_string=...): the Event Hubs connection string has no credentials. Fix: add SharedAccessKeyName=...;SharedAccessKey=... or SharedAccessSignature=... (copy it from the portal's 'Shared access policies')
     """
-    what = "Event Hubs connection string"
+    what = "the Event Hubs connection string"
+    portal = "copy it from the Azure portal's 'Shared access policies'"
+
+    def refuse(problem: str, fix: str) -> ParameterError:
+        return ParameterError(owner, parameter, f"{what} {problem}", fix)
+
     if not isinstance(connection_string, str) or not connection_string.strip():
-        raise ValueError(f"{what} is empty; copy it from the Azure portal ('Shared access policies')")
+        raise refuse("is empty", portal)
     parts: dict[str, str] = {}
-    for segment in connection_string.strip().split(";"):
+    for number, segment in enumerate(connection_string.strip().split(";"), 1):
         if not segment.strip():
             continue
         key, sep, value = segment.partition("=")
         key = key.strip()
         if not sep or not key:
-            shown = key if len(key) <= 30 else key[:30] + "..."
-            raise ValueError(f"{what}: segment {shown!r} is not 'Key=Value'; segments are separated by ';'")
+            # never the segment's text: without its '=' it may be a key's value ('SharedAccessKey:...')
+            named = next((k for k in _KEYS.values() if segment.strip().lower().startswith(k.lower())), None)
+            shown = f"starts with {named}" if named else f"{len(segment.strip())} characters, not shown"
+            problem = (
+                f"has no '=' in segment {number} ({shown})" if not sep else f"has no key in segment {number}"
+            )
+            raise refuse(
+                f"{problem}: each segment is Key=Value",
+                "separate the segments by ';', each as Key=Value (" + portal + ")",
+            )
         canonical = _KEYS.get(key.lower(), key)
         if canonical in parts:
-            raise ValueError(f"{what}: {canonical} appears twice; keep one")
+            raise refuse(f"has {canonical} twice", f"keep one {canonical}=...")
         parts[canonical] = value.strip()
 
+    endpoint_fix = "start it with Endpoint=sb://<namespace>.servicebus.windows.net/ (" + portal + ")"
     endpoint = parts.get("Endpoint")
     if not endpoint:
-        raise ValueError(f"{what} has no Endpoint=sb://<namespace>.servicebus.windows.net/")
+        raise refuse("has no Endpoint", endpoint_fix)
     scheme, sep, rest = endpoint.partition("://")
     if not sep or scheme.lower() not in ("sb", "amqps", "amqp", "https"):
-        raise ValueError(
-            f"{what}: Endpoint {endpoint!r} must look like sb://<namespace>.servicebus.windows.net/"
-        )
+        raise refuse(f"has Endpoint {endpoint!r}, which is not an sb:// address", endpoint_fix)
     hostport = rest.split("/", 1)[0]
     host, colon, port_text = hostport.rpartition(":")
     if not colon:
         host, port_text = hostport, ""
     if not host or (port_text and not port_text.isdigit()):
-        raise ValueError(f"{what}: Endpoint {endpoint!r} has no valid host name")
+        raise refuse(f"has Endpoint {endpoint!r}, which has no valid host name", endpoint_fix)
     emulator_text = parts.get("UseDevelopmentEmulator", "false").lower()
     if emulator_text not in ("true", "false"):
-        raise ValueError(f"{what}: UseDevelopmentEmulator must be true or false, got {emulator_text!r}")
+        raise refuse(
+            f"has UseDevelopmentEmulator={emulator_text!r}",
+            "write UseDevelopmentEmulator=true or false (true for the local emulator), or leave it out",
+        )
 
     key_name = parts.get("SharedAccessKeyName") or None
     has_key = bool(parts.get("SharedAccessKey"))
     has_signature = bool(parts.get("SharedAccessSignature"))
     if key_name and not has_key:
-        raise ValueError(f"{what}: SharedAccessKeyName={key_name!r} is given but SharedAccessKey is missing")
+        raise refuse(
+            f"has SharedAccessKeyName={key_name!r} but no SharedAccessKey",
+            "add SharedAccessKey=... of that policy (" + portal + ")",
+        )
     if has_key and not key_name:
-        raise ValueError(f"{what}: SharedAccessKey is given but SharedAccessKeyName is missing")
+        raise refuse(
+            "has a SharedAccessKey but no SharedAccessKeyName",
+            "add SharedAccessKeyName=<the policy's name> (" + portal + ")",
+        )
     if not (has_key or has_signature):
-        raise ValueError(
-            f"{what} has no credentials: add SharedAccessKeyName=...;SharedAccessKey=... or "
-            "SharedAccessSignature=... (copy it from the portal's 'Shared access policies')"
+        raise refuse(
+            "has no credentials",
+            "add SharedAccessKeyName=...;SharedAccessKey=... or SharedAccessSignature=... (copy it from "
+            "the portal's 'Shared access policies')",
         )
     entity = parts.get("EntityPath") or None
     return EventHubConnection(
@@ -166,6 +197,8 @@ def eventhub_kafka_config(
     *,
     bootstrap_servers: str | None = None,
     security_protocol: Literal["SASL_SSL", "SASL_PLAINTEXT", "PLAINTEXT"] | None = None,
+    owner: str = "eventhub_kafka_config",
+    parameter: str = "connection_string",
 ) -> dict[str, Any]:
     """confluent-kafka settings for an Event Hubs namespace's Kafka endpoint.
 
@@ -177,6 +210,8 @@ def eventhub_kafka_config(
         Override the broker address (tests point it at a local broker).
     security_protocol
         Override the protocol; ``"PLAINTEXT"`` drops the SASL settings (local tests only).
+    owner, parameter
+        Who was given the connection string, for the error (``EventHubSink``, ``connection_string_env``).
 
     Returns
     -------
@@ -193,12 +228,15 @@ def eventhub_kafka_config(
     >>> cfg["sasl.password"].startswith("Endpoint=sb://ns1")
     True
     """
-    conn = parse_eventhub_connection_string(connection_string)
+    conn = parse_eventhub_connection_string(connection_string, owner=owner, parameter=parameter)
     protocol = security_protocol or ("SASL_PLAINTEXT" if conn.use_development_emulator else "SASL_SSL")
     if protocol not in ("SASL_SSL", "SASL_PLAINTEXT", "PLAINTEXT"):
-        raise ValueError(
-            f"eventhub_kafka_config(security_protocol={security_protocol!r}): use 'SASL_SSL' (the service), "
-            "'SASL_PLAINTEXT' (the emulator) or 'PLAINTEXT' (a local test broker)"
+        raise ParameterError(
+            owner,
+            "security_protocol",
+            f"expected 'SASL_SSL', 'SASL_PLAINTEXT' or 'PLAINTEXT', got {security_protocol!r}",
+            "use 'SASL_SSL' (the service), 'SASL_PLAINTEXT' (the emulator) or 'PLAINTEXT' (a local test "
+            "broker), or leave it out to pick from the connection string",
         )
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap_servers or conn.kafka_bootstrap,

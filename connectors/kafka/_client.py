@@ -9,6 +9,8 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
+from streamlab.errors import ParameterError
+
 log = logging.getLogger("streamlab.connectors.kafka")  # one logger for the whole connector
 
 
@@ -30,7 +32,7 @@ def import_admin_types() -> Any:
 
 def new_client(factory: Any, conf: dict[str, Any], owner: str) -> Any:
     """``factory(conf)``: a confluent-kafka Consumer, Producer or AdminClient. A setting librdkafka refuses
-    (an unknown name, a value of the wrong form) is a ``ValueError`` naming the owner and the setting,
+    (an unknown name, a value of the wrong form) is a ``ParameterError`` naming the owner and the setting,
     when the client is created, instead of a bare ``KafkaException``."""
     ck = import_confluent()
     try:
@@ -38,10 +40,12 @@ def new_client(factory: Any, conf: dict[str, Any], owner: str) -> Any:
     except ck.KafkaException as exc:
         err = exc.args[0] if exc.args else exc
         text = err.str() if hasattr(err, "str") else str(err)
-        raise ValueError(
-            f"{owner}: the Kafka client refused its configuration: {text}. Fix or remove that setting "
-            "in config (librdkafka's settings: "
-            "https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md)"
+        raise ParameterError(
+            owner,
+            "config",
+            f"the Kafka client refused its configuration: {text}",
+            "correct or remove that setting in config (librdkafka's settings: "
+            "https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md)",
         ) from exc
 
 

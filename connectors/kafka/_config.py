@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._secrets import env_name, secret_reference
+from streamlab.errors import ParameterError
 
 # Settings whose values are secrets. Matched as whole names or name prefixes, not substrings: a
 # setting such as ``connections.max.idle.ms`` is not a secret.
@@ -28,15 +29,6 @@ SECRET_KEYS = (
     "secret",
     "token",
 )
-
-
-def check_timeout(owner: str, name: str, value: Any, *, allow_none: bool = True) -> float | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        what = "a positive number of seconds" + (" or None (wait forever)" if allow_none else "")
-        raise ValueError(f"{owner}({name}={value!r}): must be {what}")
-    return float(value)
 
 
 def redact_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,16 +73,31 @@ def is_secret(key: str) -> bool:
 
 
 def check_config(owner: str, config: Mapping[str, Any], reserved: Mapping[str, str]) -> dict[str, Any]:
+    example = "write settings as a mapping, e.g. config: {linger.ms: 5} (config={'linger.ms': 5} in Python)"
     if not isinstance(config, Mapping):
-        raise TypeError(
-            f"{owner}: config must be a mapping of librdkafka settings, got {type(config).__name__}"
+        raise ParameterError(
+            owner,
+            "config",
+            # not the value itself: it may hold a password written as "sasl.password=..."
+            f"expected a mapping of librdkafka settings, got {type(config).__name__}",
+            example,
         )
     out: dict[str, Any] = {}
     for k, v in config.items():
         if not isinstance(k, str):
-            raise TypeError(f"{owner}: config keys must be strings such as 'linger.ms', got {k!r}")
+            raise ParameterError(
+                owner,
+                "config",
+                f"expected setting names as text such as 'linger.ms', got the key {k!r}",
+                example,
+            )
         if k in reserved:
-            raise ValueError(f"{owner}: do not set {k!r} in config; {reserved[k]}")
+            raise ParameterError(
+                owner,
+                "config",
+                f"sets {k!r}, which the connector sets itself",
+                f"remove {k!r}; {reserved[k]}",
+            )
         out[k] = v
     return out
 
@@ -135,37 +142,75 @@ def check_bootstrap(owner: str, bootstrap_servers: str | Sequence[str]) -> str:
     else:
         text = ",".join(str(s).strip() for s in bootstrap_servers)
     if not text:
-        raise ValueError(f"{owner}: bootstrap_servers is empty; pass 'host:port' (e.g. '127.0.0.1:9092')")
+        raise ParameterError(
+            owner,
+            "bootstrap_servers",
+            f"no broker given, got {bootstrap_servers!r}",
+            "write the brokers as 'host:port', e.g. bootstrap_servers: 127.0.0.1:9092 "
+            "(bootstrap_servers='127.0.0.1:9092' in Python)",
+        )
     for part in text.split(","):
         scheme, has_scheme, address = part.strip().rpartition("://")
         if has_scheme and scheme.upper() not in _SCHEMES:
-            raise ValueError(
-                f"{owner}: bootstrap server {part!r} starts with {scheme + '://'!r}, which Kafka clients do "
-                "not read (the brokers answer the Kafka protocol, not HTTP); write 'host:port', and set "
-                "security.protocol in config for TLS or SASL"
+            raise ParameterError(
+                owner,
+                "bootstrap_servers",
+                f"bootstrap server {part!r} starts with {scheme + '://'!r}, which Kafka clients do not read "
+                "(the brokers answer the Kafka protocol, not HTTP)",
+                "write 'host:port', and set security.protocol in config for TLS or SASL",
             )
         host, sep, port = address.rpartition(":")
         if not sep or not host or not port.isdigit():
-            raise ValueError(
-                f"{owner}: bootstrap server {part!r} is not 'host:port'; write e.g. '127.0.0.1:9092'"
+            raise ParameterError(
+                owner,
+                "bootstrap_servers",
+                f"bootstrap server {part!r} is not 'host:port'",
+                "write e.g. '127.0.0.1:9092' (several separated by commas)",
             )
         if not 0 < int(port) < 65536:
             # librdkafka takes the port modulo 65536: 99999 would connect to 34463
-            raise ValueError(f"{owner}: bootstrap server {part!r} has port {port}; ports are 1 to 65535")
+            raise ParameterError(
+                owner,
+                "bootstrap_servers",
+                f"bootstrap server {part!r} has port {port}; ports are 1 to 65535",
+                "write the broker's port, e.g. '127.0.0.1:9092'",
+            )
     return text
 
 
-def parse_start(start: Any) -> str | int:
-    """``"earliest"``/``"latest"`` or epoch milliseconds for a point in time."""
+def parse_start(start: Any, owner: str = "KafkaSource") -> str | int:
+    """``"earliest"``/``"latest"`` or epoch milliseconds for a point in time; anything else is a
+    :class:`ParameterError` of ``owner``'s ``start``.
+
+    Examples
+    --------
+    >>> parse_start("2024-01-01T00:00:00Z")
+    1704067200000
+    >>> parse_start(-1)
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.ParameterError: KafkaSource(start=...): expected 'earliest', 'latest' or a point in time since 1970, got -1. Fix: use 'earliest', 'latest', or a point in time (ISO text like '2024-01-01T00:00:00Z', a datetime, or epoch milliseconds)
+    """
     if isinstance(start, str) and start in ("earliest", "latest"):
         return start
-    if isinstance(start, bool):
-        raise TypeError
-    if isinstance(start, (int, np.integer)):
-        return int(start)
-    if isinstance(start, (str, datetime, pd.Timestamp)):
-        ts = pd.Timestamp(start)
-        if ts.tzinfo is None:
-            ts = ts.tz_localize("UTC")
-        return int(ts.value // 1_000_000)
-    raise TypeError
+    ms: int | None = None
+    if isinstance(start, (int, np.integer)) and not isinstance(start, bool):
+        ms = int(start)
+    elif isinstance(start, (str, datetime, pd.Timestamp)):
+        try:
+            ts = pd.Timestamp(start)
+        except (TypeError, ValueError):
+            ts = None
+        if ts is not None and not pd.isna(ts):  # '' and 'NaT' read as NaT, whose value is the smallest int64
+            ms = int((ts.tz_localize("UTC") if ts.tzinfo is None else ts).value // 1_000_000)
+    # librdkafka reads -1 and -2 as the end and the start of the partition, any other negative number
+    # as an error: a time before 1970 is no Kafka timestamp
+    if ms is None or ms < 0:
+        raise ParameterError(
+            owner,
+            "start",
+            f"expected 'earliest', 'latest' or a point in time since 1970, got {start!r}",
+            "use 'earliest', 'latest', or a point in time (ISO text like '2024-01-01T00:00:00Z', a "
+            "datetime, or epoch milliseconds)",
+        )
+    return ms

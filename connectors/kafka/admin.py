@@ -7,6 +7,7 @@ from typing import Any
 
 from streamlab._polling import wait_for
 from streamlab._secrets import resolve_config
+from streamlab.errors import ParameterError
 
 from ._client import (
     CONNECTIVITY_ERRORS,
@@ -103,14 +104,22 @@ class KafkaAdmin:
         >>> KafkaAdmin("127.0.0.1:9092").create_topic("t", partitions=0)
         Traceback (most recent call last):
         ...
-        ValueError: KafkaAdmin.create_topic('t'): partitions must be >= 1, got 0
+        streamlab.errors.ParameterError: KafkaAdmin.create_topic(partitions=...): expected a positive number of partitions for topic 't', got 0. Fix: pass partitions=1 or more
         """
-        if not isinstance(partitions, int) or partitions < 1:
-            raise ValueError(
-                f"KafkaAdmin.create_topic({name!r}): partitions must be >= 1, got {partitions!r}"
+        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+            raise ParameterError(
+                "KafkaAdmin.create_topic",
+                "partitions",
+                f"expected a positive number of partitions for topic {name!r}, got {partitions!r}",
+                "pass partitions=1 or more",
             )
         if not name or not isinstance(name, str):
-            raise ValueError(f"KafkaAdmin.create_topic: topic name must be a non-empty string, got {name!r}")
+            raise ParameterError(
+                "KafkaAdmin.create_topic",
+                "name",
+                f"expected a topic name (a non-empty text), got {name!r}",
+                "pass the topic's name, e.g. create_topic('events')",
+            )
         ck = import_confluent()
         admin_types = import_admin_types()
 
@@ -242,7 +251,7 @@ def create_topic(
     >>> create_topic("nonsense", "events")
     Traceback (most recent call last):
     ...
-    ValueError: create_topic: bootstrap server 'nonsense' is not 'host:port'; write e.g. '127.0.0.1:9092'
+    streamlab.errors.ParameterError: create_topic(bootstrap_servers=...): bootstrap server 'nonsense' is not 'host:port'. Fix: write e.g. '127.0.0.1:9092' (several separated by commas)
     """
     check_bootstrap("create_topic", bootstrap_servers)
     KafkaAdmin(bootstrap_servers, config).create_topic(

@@ -16,10 +16,11 @@ from streamlab._dead_letter import fit_message
 from streamlab._secrets import resolve_config
 from streamlab._serde_values import dump_json
 from streamlab.clock import Clock
-from streamlab.errors import check_flag
+from streamlab.errors import ParameterError, check_flag
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import encode_rows, encode_values
 
+from .._params import positive_seconds
 from ._client import (
     AUTHENTICATION_ERRORS,
     AUTHENTICATION_FIX,
@@ -29,7 +30,7 @@ from ._client import (
     new_client,
     plaintext_listener_hint,
 )
-from ._config import check_bootstrap, check_config, config_references, topic_problem
+from ._config import TOPIC_MAX, check_bootstrap, check_config, config_references, topic_problem
 from .errors import KafkaDeliveryError
 
 log = logging.getLogger("streamlab.connectors.kafka")  # one logger for the whole connector
@@ -83,7 +84,7 @@ class KafkaSink(Sink):
     >>> KafkaSink("alerts", bootstrap_servers="127.0.0.1:9092", compression="brotli")
     Traceback (most recent call last):
     ...
-    ValueError: KafkaSink(compression='brotli'): choose one of none, gzip, snappy, lz4, zstd
+    streamlab.errors.ParameterError: KafkaSink(compression=...): expected one of none, gzip, snappy, lz4, zstd, got 'brotli'. Fix: write one of none, gzip, snappy, lz4, zstd, e.g. compression: zstd (compression='zstd' in Python)
     """
 
     topic: str
@@ -112,31 +113,56 @@ class KafkaSink(Sink):
         name = type(self).__name__
         idempotence = check_flag(name, "idempotence", idempotence)
         if not isinstance(topic, str) or not topic:
-            raise ValueError(f"{name}(topic={topic!r}): a topic name (non-empty string) is required")
+            raise ParameterError(
+                name,
+                "topic",
+                f"a topic name (a non-empty text) is required, got {topic!r}",
+                f"write the topic to write to, e.g. topic: events ({name}('events', ...) in Python)",
+            )
         problem = topic_problem(topic)
         if problem is not None or topic.startswith("^"):
-            raise ValueError(
-                f"{name}(topic={topic!r}): the broker would refuse every record: "
-                f"{problem or 'a pattern (^...) names no topic to write to'}"
+            raise ParameterError(
+                name,
+                "topic",
+                f"the broker would refuse every record to {topic!r}: "
+                f"{problem or 'a pattern (^...) names no topic to write to'}",
+                f"write one topic name of ASCII letters, digits, '.', '_' and '-' (at most {TOPIC_MAX})",
             )
         if compression not in _COMPRESSIONS:
-            raise ValueError(f"{name}(compression={compression!r}): choose one of {', '.join(_COMPRESSIONS)}")
+            raise ParameterError(
+                name,
+                "compression",
+                f"expected one of {', '.join(_COMPRESSIONS)}, got {compression!r}",
+                f"write one of {', '.join(_COMPRESSIONS)}, e.g. compression: zstd (compression='zstd' in Python)",
+            )
         if not isinstance(value, str) or not value:
-            raise ValueError(f"{name}(value={value!r}): use 'json' or the name of a bytes/str column")
+            raise ParameterError(
+                name,
+                "value",
+                f"expected 'json' or a column name, got {value!r}",
+                "use 'json' (the whole row as JSON) or the name of a bytes/str column",
+            )
         if key is not None and (not isinstance(key, str) or not key):
-            raise ValueError(f"{name}(key={key!r}): use a column name or None")
+            raise ParameterError(
+                name,
+                "key",
+                f"expected a column name or None, got {key!r}",
+                "name the column whose values become record keys, or leave key out (None) for no key",
+            )
         if headers is None:
             header_map: dict[str, str] = {}
         elif isinstance(headers, Mapping):
             header_map = {str(h): str(c) for h, c in headers.items()}
         elif isinstance(headers, str):
-            raise ValueError(
-                f"{name}(headers={headers!r}): pass a list of columns, e.g. headers=[{headers!r}]"
+            raise ParameterError(
+                name,
+                "headers",
+                f"expected a list of columns or a mapping header -> column, got the text {headers!r}",
+                f"pass a list, e.g. headers: [{headers}] (headers=[{headers!r}] in Python)",
             )
         else:
             header_map = {str(c): str(c) for c in headers}
-        if not isinstance(flush_timeout, (int, float)) or flush_timeout <= 0:
-            raise ValueError(f"{name}(flush_timeout={flush_timeout!r}): must be a positive number of seconds")
+        flush_timeout = positive_seconds(name, "flush_timeout", flush_timeout, 30)
         set_ = object.__setattr__
         set_(self, "topic", topic)
         set_(self, "bootstrap_servers", check_bootstrap(name, bootstrap_servers))

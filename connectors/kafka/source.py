@@ -11,13 +11,13 @@ import pandas as pd
 
 from streamlab._secrets import resolve_config
 from streamlab.clock import Clock
-from streamlab.errors import check_flag
+from streamlab.errors import ParameterError, check_flag
 from streamlab.io import Source
 
+from .._params import positive_seconds
 from ._config import (
     check_bootstrap,
     check_config,
-    check_timeout,
     config_references,
     parse_start,
     redact_config,
@@ -150,35 +150,61 @@ class KafkaSource(Source):
                 f"; {numbers[0]!r} is a number, not a name: in YAML quote a topic whose name is all digits"
                 f" (topics: ['{numbers[0]}'])"
                 if numbers
-                else ""
+                else ", e.g. topics: events or topics: [events, clicks] (topics=['events'] in Python)"
             )
-            raise ValueError(
-                f"{name}(topics={topics!r}): give one topic name or a non-empty list of names{hint}"
+            raise ParameterError(
+                name,
+                "topics",
+                f"expected one topic name or a non-empty list of names, got {topics!r}",
+                f"give one topic name or a non-empty list of names{hint}",
             )
         for t in topic_list:
             problem = topic_problem(t)
             if problem is not None:
-                raise ValueError(f"{name}(topics={topics!r}): topic {t!r} cannot exist: {problem}")
+                raise ParameterError(
+                    name,
+                    "topics",
+                    f"topic {t!r} cannot exist: {problem}",
+                    "write topic names of ASCII letters, digits, '.', '_' and '-' (or a pattern starting "
+                    "with '^')",
+                )
         if not isinstance(group_id, str) or not group_id:
-            raise ValueError(
-                f"{name}(group_id={group_id!r}): a consumer group id (non-empty string) is required"
+            raise ParameterError(
+                name,
+                "group_id",
+                f"a consumer group id (a non-empty text) is required, got {group_id!r}",
+                "name the consumer group whose offsets this source commits, e.g. group_id: fraud-detector "
+                "(group_id='fraud-detector' in Python)",
             )
-        try:
-            parse_start(start)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"{name}(start={start!r}): use 'earliest', 'latest', or a point in time "
-                "(ISO text like '2024-01-01T00:00:00Z', a datetime, or epoch milliseconds)"
-            ) from exc
-        if not isinstance(max_batch, int) or max_batch < 1:
-            raise ValueError(f"{name}(max_batch={max_batch!r}): must be a positive integer")
-        if not isinstance(poll_timeout, (int, float)) or not 0 <= poll_timeout <= 5:
-            raise ValueError(
-                f"{name}(poll_timeout={poll_timeout!r}): must be between 0 and 5 seconds; "
-                "poll() must not block"
+        parse_start(start, name)
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise ParameterError(
+                name,
+                "max_batch",
+                f"expected a positive integer, got {max_batch!r}",
+                "write a number of records such as max_batch: 10000 (max_batch=10_000 in Python)",
             )
-        if max_in_flight is not None and (not isinstance(max_in_flight, int) or max_in_flight < 1):
-            raise ValueError(f"{name}(max_in_flight={max_in_flight!r}): must be a positive integer or None")
+        if (
+            isinstance(poll_timeout, bool)
+            or not isinstance(poll_timeout, (int, float))
+            or not 0 <= poll_timeout <= 5
+        ):
+            raise ParameterError(
+                name,
+                "poll_timeout",
+                f"expected 0 to 5 seconds, got {poll_timeout!r} (poll() must not block)",
+                "write a short wait such as poll_timeout: 0.05 (poll_timeout=0.05 in Python)",
+            )
+        if max_in_flight is not None and (
+            isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1
+        ):
+            raise ParameterError(
+                name,
+                "max_in_flight",
+                f"expected a positive integer or None, got {max_in_flight!r}",
+                "write a number of records such as max_in_flight: 100000 (max_in_flight=100_000 in Python), "
+                "or leave it out (None) for no limit",
+            )
         set_ = object.__setattr__
         set_(self, "topics", tuple(topic_list))
         set_(self, "bootstrap_servers", check_bootstrap(name, bootstrap_servers))
@@ -188,14 +214,22 @@ class KafkaSource(Source):
         set_(self, "max_batch", max_batch)
         set_(self, "poll_timeout", float(poll_timeout))
         if stop_at_end and str((config or {}).get("enable.partition.eof", True)).lower() in ("false", "0"):
-            raise ValueError(
-                f"{name}(stop_at_end=True, config={{'enable.partition.eof': False}}): a bounded read "
-                "learns that an empty partition is done from its end event; drop that setting"
+            raise ParameterError(
+                name,
+                "config",
+                "sets 'enable.partition.eof' to false with stop_at_end=True, but a bounded read learns that "
+                "an empty partition is done from its end event",
+                "drop 'enable.partition.eof' from config (or set stop_at_end: false)",
             )
         set_(self, "max_in_flight", max_in_flight)
         set_(self, "stop_at_end", stop_at_end)
-        set_(self, "connect_timeout", check_timeout(name, "connect_timeout", connect_timeout))
-        set_(self, "broker_timeout", check_timeout(name, "broker_timeout", broker_timeout))
+        for parameter, seconds, example in (
+            ("connect_timeout", connect_timeout, 10),
+            ("broker_timeout", broker_timeout, 30),
+        ):
+            if seconds is not None:
+                seconds = positive_seconds(name, parameter, seconds, example, none="wait forever")
+            set_(self, parameter, seconds)
 
     def consumer_config(self) -> dict[str, Any]:
         """The librdkafka settings the reader uses (secrets included; do not print).

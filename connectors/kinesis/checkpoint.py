@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from streamlab.errors import ParameterError
+
 SHARD_END = "SHARD_END"
 
 
@@ -36,9 +38,11 @@ def load_checkpoint(path: str | os.PathLike[str], stream: str) -> dict[str, str]
         return {}
     data = json.loads(p.read_text())
     if data.get("stream") != stream:
-        raise ValueError(
-            f"KinesisSource({stream!r}): checkpoint file {str(p)!r} belongs to stream {data.get('stream')!r}; "
-            "use a separate checkpoint_path per stream"
+        raise ParameterError(
+            "KinesisSource",
+            "checkpoint_path",
+            f"checkpoint file {str(p)!r} belongs to stream {data.get('stream')!r}, not {stream!r}",
+            "use a separate checkpoint_path per stream",
         )
     return {str(k): str(v) for k, v in data.get("shards", {}).items()}
 

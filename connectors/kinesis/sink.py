@@ -9,13 +9,15 @@ import numpy as np
 import pandas as pd
 
 from streamlab._dead_letter import fit_payload
-from streamlab._time import Duration, format_duration, parse_duration
+from streamlab._time import Duration, format_duration
 from streamlab.clock import Clock
+from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, default_clock
 from streamlab.serde import encode_rows
 
+from .._params import duration_ns, positive_seconds, sink_or_none
 from ..aws import aws_client, bounded
-from ._client import WRITE_ATTEMPTS, check_timeout
+from ._client import WRITE_ATTEMPTS
 
 # Kinesis limits: 500 records and 5 MiB per PutRecords call, 1 MiB per record (data + key).
 log = logging.getLogger("streamlab")
@@ -74,24 +76,38 @@ class KinesisSink(Sink):
         timeout: float = 10.0,
         dead_letter: Sink | None = None,
     ) -> None:
-        where = f"KinesisSink({stream!r})"
+        where = type(self).__name__
         if not isinstance(stream, str) or not stream:
-            raise ValueError(f"{where}: stream must be a non-empty stream name")
+            raise ParameterError(
+                where,
+                "stream",
+                f"expected a stream name (a non-empty text), got {stream!r}",
+                "write the Kinesis stream's name, e.g. stream: events (KinesisSink('events', ...) in Python)",
+            )
         if not isinstance(partition_key, str) or not partition_key:
-            raise ValueError(f"{where}: partition_key must name a column, got {partition_key!r}")
-        if not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ValueError(f"{where}: max_attempts must be a positive integer, got {max_attempts!r}")
+            raise ParameterError(
+                where,
+                "partition_key",
+                f"expected a column name for stream {stream!r}, got {partition_key!r}",
+                "name the column whose values become partition keys, e.g. partition_key: user_id "
+                "(partition_key='user_id' in Python)",
+            )
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise ParameterError(
+                where,
+                "max_attempts",
+                f"expected a positive integer for stream {stream!r}, got {max_attempts!r}",
+                "write a whole number such as max_attempts: 5 (max_attempts=5 in Python)",
+            )
         self.stream = stream
         self.partition_key = partition_key
         self.endpoint_url = endpoint_url
         self.region = region
         self.max_attempts = max_attempts
-        self.backoff_ns = parse_duration(backoff, what=f"{where}: backoff")
-        self.max_backoff_ns = parse_duration(max_backoff, what=f"{where}: max_backoff")
-        self.timeout = check_timeout(where, timeout)
-        if dead_letter is not None and not isinstance(dead_letter, Sink):
-            raise ValueError(f"{where}: dead_letter must be a sink (or None), got {dead_letter!r}")
-        self.dead_letter = dead_letter
+        self.backoff_ns = duration_ns(where, "backoff", backoff)
+        self.max_backoff_ns = duration_ns(where, "max_backoff", max_backoff)
+        self.timeout = positive_seconds(where, "timeout", timeout, 10, about=f"stream {stream!r}")
+        self.dead_letter = sink_or_none(where, "dead_letter", dead_letter, about=f"stream {stream!r}")
 
     def open(self, clock: Clock | None = None) -> _KinesisWriter:
         """Create the client."""

@@ -10,12 +10,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._time import Duration, format_duration, parse_duration
+from streamlab._time import Duration, format_duration
 from streamlab.clock import Clock
+from streamlab.errors import ParameterError
 from streamlab.io import Source, SourceReader, default_clock
 
+from .._params import duration_ns, positive_seconds
 from ..aws import aws_client, bounded
-from ._client import READ_ATTEMPTS, check_timeout
+from ._client import READ_ATTEMPTS
 from .checkpoint import SHARD_END, load_checkpoint, write_checkpoint
 
 _SOURCE_COLUMNS = ("value", "partition_key", "sequence_number", "shard_id", "approximate_arrival")
@@ -25,18 +27,18 @@ _GET_MAX_RECORDS = 10_000
 _THROTTLE_NS = 1_000_000_000
 
 
-def _parse_start(start: Any, where: str) -> tuple[str, pd.Timestamp | None]:
+def _parse_start(start: Any, owner: str) -> tuple[str, pd.Timestamp | None]:
     if isinstance(start, str) and start.upper() in ("TRIM_HORIZON", "LATEST"):
         return start.upper(), None
+    fix = "write 'TRIM_HORIZON' (the oldest record), 'LATEST', or a timestamp such as '2026-01-01T00:00:00Z'"
     try:
         ts = pd.Timestamp(start)
     except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"{where}: start={start!r} is neither 'TRIM_HORIZON', 'LATEST' nor a timestamp such as "
-            "'2026-01-01T00:00:00Z'"
+        raise ParameterError(
+            owner, "start", f"{start!r} is neither 'TRIM_HORIZON', 'LATEST' nor a timestamp", fix
         ) from exc
     if pd.isna(ts):
-        raise ValueError(f"{where}: start must not be NaT")
+        raise ParameterError(owner, "start", f"got {start!r}, a missing time (NaT)", fix)
     return "AT_TIMESTAMP", ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
@@ -93,20 +95,35 @@ class KinesisSource(Source):
         shard_refresh: Duration = "30s",
         timeout: float = 10.0,
     ) -> None:
-        where = f"KinesisSource({stream!r})"
+        where = type(self).__name__
         if not isinstance(stream, str) or not stream:
-            raise ValueError(f"{where}: stream must be a non-empty stream name")
-        if not isinstance(records_per_call, int) or not 1 <= records_per_call <= _GET_MAX_RECORDS:
-            raise ValueError(f"{where}: records_per_call must be 1..10000, got {records_per_call!r}")
+            raise ParameterError(
+                where,
+                "stream",
+                f"expected a stream name (a non-empty text), got {stream!r}",
+                "write the Kinesis stream's name, e.g. stream: events (KinesisSource('events') in Python)",
+            )
+        if (
+            isinstance(records_per_call, bool)
+            or not isinstance(records_per_call, int)
+            or not 1 <= records_per_call <= _GET_MAX_RECORDS
+        ):
+            raise ParameterError(
+                where,
+                "records_per_call",
+                f"expected 1..{_GET_MAX_RECORDS} (GetRecords' limit) for stream {stream!r}, got "
+                f"{records_per_call!r}",
+                "write a whole number such as records_per_call: 1000 (records_per_call=1000 in Python)",
+            )
         self.stream = stream
         self.endpoint_url = endpoint_url
         self.region = region
         self.start_type, self.start_time = _parse_start(start, where)
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
         self.records_per_call = records_per_call
-        self.idle_interval_ns = parse_duration(idle_interval, what=f"{where}: idle_interval")
-        self.shard_refresh_ns = parse_duration(shard_refresh, what=f"{where}: shard_refresh")
-        self.timeout = check_timeout(where, timeout)
+        self.idle_interval_ns = duration_ns(where, "idle_interval", idle_interval)
+        self.shard_refresh_ns = duration_ns(where, "shard_refresh", shard_refresh)
+        self.timeout = positive_seconds(where, "timeout", timeout, 10, about=f"stream {stream!r}")
 
     @property
     def commits_upstream(self) -> bool:

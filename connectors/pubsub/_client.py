@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from streamlab._time import Duration, parse_duration
+from streamlab.errors import ParameterError
 
 EXTRA = "pip install 'streamlab[pubsub]'"
 
@@ -45,25 +46,55 @@ def client_kwargs(emulator_host: str | None, kind: str) -> dict[str, Any]:
     return emulator_client_kwargs(emulator_host, kind)
 
 
-def resource_path(name: str, project: str, kind: str, where: str) -> str:
+def resource_path(name: str, project: str, kind: str, owner: str, parameter: str) -> str:
+    """``projects/PROJECT/KIND/NAME`` for a short ``name`` (with ``project``) or a full path; anything else
+    is a :class:`ParameterError` of ``owner``'s ``parameter``."""
+    one = kind[:-1]
+    full = f"projects/PROJECT/{kind}/NAME"
     if not isinstance(name, str) or not name:
-        raise ValueError(f"{where}: the {kind[:-1]} name must be a non-empty string, got {name!r}")
+        raise ParameterError(
+            owner,
+            parameter,
+            f"expected a {one} name (a non-empty text), got {name!r}",
+            f"write the {one}'s short name (with project:) or its full path {full}",
+        )
     if name.startswith("projects/"):
         parts = name.split("/")
         if len(parts) != 4 or parts[2] != kind:
-            raise ValueError(
-                f"{where}: {name!r} is not a {kind[:-1]} path; write projects/PROJECT/{kind}/NAME"
+            raise ParameterError(
+                owner, parameter, f"{name!r} is not a {one} path", f"write {full} (or a short name)"
             )
         return name
     if "/" in name:
-        raise ValueError(f"{where}: {name!r} contains '/'; pass a short name or projects/PROJECT/{kind}/NAME")
+        raise ParameterError(
+            owner, parameter, f"{name!r} contains '/'", f"write a short name or the full path {full}"
+        )
+    if project is not None and not isinstance(project, str):
+        raise ParameterError(
+            owner,
+            "project",
+            f"expected the Google Cloud project's id as text, got {type(project).__name__} {project!r}",
+            "write the project's id, e.g. project: my-project (project='my-project' in Python; quote one "
+            "that YAML would read as a number)",
+        )
     if not project:
-        raise ValueError(f"{where}: project= is required with a short {kind[:-1]} name such as {name!r}")
+        raise ParameterError(
+            owner,
+            "project",
+            f"a project is required with a short {one} name such as {name!r}",
+            f"write the Google Cloud project, e.g. project: my-project (project='my-project' in Python), "
+            f"or the full path {full} as {parameter}",
+        )
     return f"projects/{project}/{kind}/{name}"
 
 
-def duration_pb(value: Duration, where: str) -> dict[str, int]:
-    ns = parse_duration(value, what=where)
+def duration_pb(value: Duration, owner: str, parameter: str) -> dict[str, int]:
+    ns = parse_duration(value, what=f"{owner}({parameter}=...)")
     if not 0 <= ns <= 600 * 1_000_000_000:
-        raise ValueError(f"{where}: must be between 0s and 600s (Pub/Sub's limits), got {value!r}")
+        raise ParameterError(
+            owner,
+            parameter,
+            f"expected a duration between 0s and 600s (Pub/Sub's limits), got {value!r}",
+            f"write a duration such as {parameter}='10s' within 0s..600s",
+        )
     return {"seconds": ns // 1_000_000_000, "nanos": ns % 1_000_000_000}

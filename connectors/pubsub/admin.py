@@ -6,7 +6,9 @@ import time
 from typing import Any
 
 from streamlab._time import Duration, parse_duration
+from streamlab.errors import ParameterError
 
+from .._params import positive_seconds
 from ._client import bounded_retry, client_kwargs, describe_service, duration_pb, import_pubsub, resource_path
 
 
@@ -46,7 +48,7 @@ def create_topic(
     ...     create_topic("events", project="demo", emulator_host=emulator.host)
     'projects/demo/topics/events'
     """
-    path = resource_path(name, project, "topics", f"create_topic({name!r})")
+    path = resource_path(name, project, "topics", "create_topic", "name")
     _create("topic", {"name": path}, emulator_host, exist_ok, timeout)
     return path
 
@@ -111,11 +113,16 @@ def create_subscription(
     ...     create_subscription("events-sub", topic, project="demo", ack_deadline=30, emulator_host=host)
     'projects/demo/subscriptions/events-sub'
     """
-    where = f"create_subscription({name!r})"
-    path = resource_path(name, project, "subscriptions", where)
-    topic_path = resource_path(topic, project, "topics", where)
-    if not isinstance(ack_deadline, int) or not 10 <= ack_deadline <= 600:
-        raise ValueError(f"{where}: ack_deadline must be 10..600 seconds, got {ack_deadline!r}")
+    where = "create_subscription"
+    path = resource_path(name, project, "subscriptions", where, "name")
+    topic_path = resource_path(topic, project, "topics", where, "topic")
+    if isinstance(ack_deadline, bool) or not isinstance(ack_deadline, int) or not 10 <= ack_deadline <= 600:
+        raise ParameterError(
+            where,
+            "ack_deadline",
+            f"expected 10..600 seconds (Pub/Sub's limits) for {name!r}, got {ack_deadline!r}",
+            "pass a whole number of seconds from 10 to 600, e.g. ack_deadline=60",
+        )
     request: dict[str, Any] = {
         "name": path,
         "topic": topic_path,
@@ -123,17 +130,33 @@ def create_subscription(
         "enable_message_ordering": bool(enable_message_ordering),
         "retain_acked_messages": bool(retain_acked_messages),
         "retry_policy": {
-            "minimum_backoff": duration_pb(retry_min_backoff, f"{where}: retry_min_backoff"),
-            "maximum_backoff": duration_pb(retry_max_backoff, f"{where}: retry_max_backoff"),
+            "minimum_backoff": duration_pb(retry_min_backoff, where, "retry_min_backoff"),
+            "maximum_backoff": duration_pb(retry_max_backoff, where, "retry_max_backoff"),
         },
     }
     if parse_duration(retry_min_backoff) > parse_duration(retry_max_backoff):
-        raise ValueError(f"{where}: retry_min_backoff {retry_min_backoff!r} exceeds retry_max_backoff")
+        raise ParameterError(
+            where,
+            "retry_min_backoff",
+            f"{retry_min_backoff!r} exceeds retry_max_backoff {retry_max_backoff!r} (subscription {name!r})",
+            "make retry_min_backoff at most retry_max_backoff",
+        )
     if dead_letter_topic is not None:
-        if not isinstance(max_delivery_attempts, int) or not 5 <= max_delivery_attempts <= 100:
-            raise ValueError(f"{where}: max_delivery_attempts must be 5..100, got {max_delivery_attempts!r}")
+        if (
+            isinstance(max_delivery_attempts, bool)
+            or not isinstance(max_delivery_attempts, int)
+            or not 5 <= max_delivery_attempts <= 100
+        ):
+            raise ParameterError(
+                where,
+                "max_delivery_attempts",
+                f"expected 5..100 (Pub/Sub's limits) for {name!r}, got {max_delivery_attempts!r}",
+                "pass a whole number from 5 to 100, e.g. max_delivery_attempts=5",
+            )
         request["dead_letter_policy"] = {
-            "dead_letter_topic": resource_path(dead_letter_topic, project, "topics", where),
+            "dead_letter_topic": resource_path(
+                dead_letter_topic, project, "topics", where, "dead_letter_topic"
+            ),
             "max_delivery_attempts": max_delivery_attempts,
         }
     _create("subscription", request, emulator_host, exist_ok, timeout)
@@ -145,11 +168,9 @@ def _create(
 ) -> None:
     """Send one create request for a ``"topic"`` or a ``"subscription"`` within ``timeout`` seconds (retries
     included); close the client whatever happens."""
+    positive_seconds(f"create_{what}", "timeout", timeout, 30, about=f"{what} {request['name']!r}")
     pubsub_v1 = import_pubsub()
     from google.api_core import exceptions
-
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ValueError(f"create_{what}: timeout must be a positive number of seconds, got {timeout!r}")
 
     if what == "topic":
         client = pubsub_v1.PublisherClient(**client_kwargs(emulator_host, "publisher"))

@@ -10,9 +10,11 @@ import pandas as pd
 
 from streamlab._dead_letter import fit_payload
 from streamlab.clock import Clock
+from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter
 from streamlab.serde import encode_rows
 
+from .._params import positive_seconds
 from ._client import client_kwargs, describe_service, import_pubsub, resource_path
 
 MESSAGE_LIMIT = 9_900_000
@@ -57,27 +59,41 @@ class PubSubSink(Sink):
         emulator_host: str | None = None,
         timeout: float = 60.0,
     ) -> None:
-        where = f"PubSubSink({topic!r})"
-        self.topic = resource_path(topic, project, "topics", where)
+        where = type(self).__name__
+        self.topic = resource_path(topic, project, "topics", where, "topic")
         if ordering_key is not None and (not isinstance(ordering_key, str) or not ordering_key):
-            raise ValueError(f"{where}: ordering_key must be a column name or None, got {ordering_key!r}")
+            raise ParameterError(
+                where,
+                "ordering_key",
+                f"expected a column name or None for topic {topic!r}, got {ordering_key!r}",
+                "name the column whose values order the messages, or leave ordering_key out (None)",
+            )
         self.ordering_key = ordering_key
         self.static_attributes: dict[str, str] = {}
         self.attribute_columns: tuple[str, ...] = ()
         if isinstance(attributes, Mapping):
             bad = {k: v for k, v in attributes.items() if not isinstance(k, str) or not isinstance(v, str)}
             if bad:
-                raise ValueError(f"{where}: constant attributes must map text to text; fix {bad!r}")
+                raise ParameterError(
+                    where,
+                    "attributes",
+                    f"constant attributes must map text to text for topic {topic!r}; got {bad!r}",
+                    "quote each attribute's name and value as text, e.g. attributes: {source: 'web'}",
+                )
             self.static_attributes = dict(attributes)
         elif attributes is not None:
             if isinstance(attributes, str) or not all(isinstance(c, str) for c in attributes):
-                raise ValueError(
-                    f"{where}: attributes must be a list of column names or a dict of constants, "
-                    f"got {attributes!r} (wrap a single column in a list)"
+                raise ParameterError(
+                    where,
+                    "attributes",
+                    f"expected a list of column names or a mapping of constants for topic {topic!r}, got "
+                    f"{attributes!r}",
+                    "write a list of columns, e.g. attributes: [event_type] (attributes=['event_type'] in "
+                    "Python; wrap a single column in a list), or a mapping of constant texts",
                 )
             self.attribute_columns = tuple(attributes)
         self.emulator_host = emulator_host
-        self.timeout = timeout
+        self.timeout = positive_seconds(where, "timeout", timeout, 60, about=f"topic {topic!r}")
 
     def open(self, clock: Clock | None = None) -> _PubSubWriter:
         """Create the publisher client."""

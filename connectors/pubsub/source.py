@@ -13,8 +13,10 @@ from typing import Any
 import pandas as pd
 
 from streamlab.clock import Clock
+from streamlab.errors import ParameterError
 from streamlab.io import Source, SourceReader
 
+from .._params import positive_seconds
 from ._client import bounded_retry, client_kwargs, describe_service, import_pubsub, resource_path
 
 log = logging.getLogger("streamlab.connectors.pubsub")  # one logger for the whole connector
@@ -95,7 +97,7 @@ class PubSubSource(Source):
     >>> PubSubSource("events-sub", project="demo", service_timeout=0)
     Traceback (most recent call last):
     ...
-    ValueError: PubSubSource('events-sub'): service_timeout must be a positive number of seconds or None (wait forever), got 0
+    streamlab.errors.ParameterError: PubSubSource(service_timeout=...): expected a positive number of seconds or None (wait forever) for subscription 'events-sub', got 0. Fix: write a number of seconds such as service_timeout: 60 (service_timeout=60 in Python), or null (None in Python) to wait forever
     >>> reader = source.open()  # doctest: +SKIP
     """
 
@@ -112,29 +114,37 @@ class PubSubSource(Source):
         timeout: float = 30.0,
         service_timeout: float | None = 60.0,
     ) -> None:
-        where = f"PubSubSource({subscription!r})"
-        self.subscription = resource_path(subscription, project, "subscriptions", where)
-        if not isinstance(max_messages, int) or max_messages < 1:
-            raise ValueError(f"{where}: max_messages must be a positive integer, got {max_messages!r}")
+        where = type(self).__name__
+        self.subscription = resource_path(subscription, project, "subscriptions", where, "subscription")
+        if isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 1:
+            raise ParameterError(
+                where,
+                "max_messages",
+                f"expected a positive integer for subscription {subscription!r}, got {max_messages!r}",
+                "write a number of messages such as max_messages: 1000 (max_messages=1000 in Python)",
+            )
         allowed = {"max_bytes", "max_lease_duration", "min_duration_per_lease_extension"}
         allowed |= {"max_duration_per_lease_extension"}
         unknown = set(flow_control or {}) - allowed
         if unknown:
-            raise ValueError(f"{where}: unknown flow_control keys {sorted(unknown)}; use {sorted(allowed)}")
+            raise ParameterError(
+                where,
+                "flow_control",
+                f"unknown keys {sorted(unknown)} for subscription {subscription!r}",
+                f"use only {sorted(allowed)}",
+            )
         self.max_messages = max_messages
         self.flow_control = dict(flow_control or {})
-        for name, value, optional in (
-            ("timeout", timeout, False),
-            ("service_timeout", service_timeout, True),
-        ):
-            if optional and value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                what = "a positive number of seconds" + (" or None (wait forever)" if optional else "")
-                raise ValueError(f"{where}: {name} must be {what}, got {value!r}")
+        about = f"subscription {subscription!r}"
         self.emulator_host = emulator_host
-        self.timeout = float(timeout)
-        self.service_timeout = None if service_timeout is None else float(service_timeout)
+        self.timeout = positive_seconds(where, "timeout", timeout, 30, about=about)
+        self.service_timeout = (
+            None
+            if service_timeout is None
+            else positive_seconds(
+                where, "service_timeout", service_timeout, 60, about=about, none="wait forever"
+            )
+        )
 
     @property
     def commits_upstream(self) -> bool:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._secrets import redact_url, resolve
+from streamlab.errors import ParameterError
 
 
 def import_redis() -> Any:
@@ -78,12 +79,6 @@ def log_escaped(sink: Any, n: int, total: int) -> None:
         )
 
 
-def check_timeout(owner: str, timeout: Any) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ValueError(f"{owner}(timeout={timeout!r}): a positive number of seconds")
-    return float(timeout)
-
-
 def _where(client: Any) -> str:
     kw = client.connection_pool.connection_kwargs
     return str(
@@ -142,9 +137,12 @@ def execute(sink: Any, client: Any, pipe: Any, what: str, *, raise_on_error: boo
 
 def check_url(owner: str, url: str) -> str:
     if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError(
-            f"{owner}(url={redact_url(url) if isinstance(url, str) else url!r}): expected a Redis URL such as 'redis://127.0.0.1:6379/0' "
-            "(rediss:// for TLS, unix:///path.sock for a socket)"
+        raise ParameterError(
+            owner,
+            "url",
+            f"expected a Redis URL, got {redact_url(url) if isinstance(url, str) else url!r}",
+            "write a URL such as 'redis://127.0.0.1:6379/0' (rediss:// for TLS, unix:///path.sock for a "
+            "socket)",
         )
     if url.startswith("unix://"):
         return url
@@ -154,15 +152,19 @@ def check_url(owner: str, url: str) -> str:
         try:
             parts.port  # noqa: B018 - parsing it is the check
         except ValueError:
-            raise ValueError(
-                f"{owner}(url={shown!r}): the port must be a number from 1 to 65535, as in "
-                "'redis://127.0.0.1:6379/0'"
+            raise ParameterError(
+                owner,
+                "url",
+                f"the port of {shown!r} is not a number from 1 to 65535",
+                "write the port as a number, as in 'redis://127.0.0.1:6379/0'",
             ) from None
     db = parts.path.strip("/")
     if db and not db.isdigit():
-        raise ValueError(
-            f"{owner}(url={shown!r}): the path is the database number, as in 'redis://127.0.0.1:6379/0'; "
-            f"got {db!r}"
+        raise ParameterError(
+            owner,
+            "url",
+            f"the path of {shown!r} is the database number, got {db!r}",
+            "end the URL with the database number, as in 'redis://127.0.0.1:6379/0'",
         )
     return url
 
@@ -170,21 +172,27 @@ def check_url(owner: str, url: str) -> str:
 def parse_template(owner: str, what: str, template: str) -> tuple[tuple[str, str | None], ...]:
     """Split ``"metrics:{event_type}"`` into ``(literal, column)`` pairs; only plain ``{column}`` fields."""
     if not isinstance(template, str) or not template:
-        raise ValueError(
-            f"{owner}({what}={template!r}): give a non-empty template such as 'metrics:{{event_type}}'"
+        example = "metrics:{event_type}" if what == "key_template" else "alerts:{event_type}"
+        raise ParameterError(
+            owner,
+            what,
+            f"expected a non-empty name or template, got {template!r}",
+            f"give a name, or a template such as {example!r} (quote it in YAML)",
         )
     try:
         parts = list(string.Formatter().parse(template))
     except ValueError as exc:
-        raise ValueError(
-            f"{owner}({what}={template!r}): {exc}; write literal braces as '{{{{' and '}}}}'"
+        raise ParameterError(
+            owner, what, f"{template!r} is not a template: {exc}", "write literal braces as '{{' and '}}'"
         ) from exc
     out: list[tuple[str, str | None]] = []
     for literal, name, spec, conv in parts:
         if name is not None and (not name or spec or conv):
-            raise ValueError(
-                f"{owner}({what}={template!r}): fields must be plain column names like {{event_type}}; "
-                "format the column in a step before the sink instead"
+            raise ParameterError(
+                owner,
+                what,
+                f"{template!r} has a field that is not a plain column name like {{event_type}}",
+                "name plain columns in the template, and format the column in a step before the sink",
             )
         out.append((literal, name))
     return tuple(out)

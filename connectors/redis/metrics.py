@@ -15,11 +15,12 @@ import pandas as pd
 
 from streamlab._secrets import redact_url, url_with_reference
 from streamlab.clock import Clock
+from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import dump_json, rows_to_json
 
+from .._params import positive_seconds
 from ._client import (
-    check_timeout,
     check_url,
     connect,
     escaped_rows,
@@ -104,27 +105,46 @@ class RedisMetricsSink(Sink):
         check_url(owner, url)
         parts = parse_template(owner, "key_template", key_template)
         if isinstance(fields, str):
-            raise ValueError(f"{owner}(fields={fields!r}): pass a list of columns, e.g. fields=[{fields!r}]")
+            raise ParameterError(
+                owner,
+                "fields",
+                f"expected a list of columns or a mapping field -> column, got the text {fields!r}",
+                f"pass a list, e.g. fields: [{fields}] (fields=[{fields!r}] in Python)",
+            )
         mapping = (
             {str(k): str(v) for k, v in fields.items()}
             if isinstance(fields, Mapping)
             else {str(c): str(c) for c in fields}
         )
         if not mapping:
-            raise ValueError(
-                f"{owner}(fields=...): name at least one metric column to add, e.g. fields=['count']"
+            raise ParameterError(
+                owner,
+                "fields",
+                f"no metric column to add, got {fields!r}",
+                "name at least one, e.g. fields: [count] (fields=['count'] in Python)",
             )
         if channel is not None and (not isinstance(channel, str) or not channel):
-            raise ValueError(f"{owner}(channel={channel!r}): a channel name, or None to not publish")
-        if ttl is not None and (not isinstance(ttl, int) or ttl <= 0):
-            raise ValueError(f"{owner}(ttl={ttl!r}): seconds as a positive integer, or None")
+            raise ParameterError(
+                owner,
+                "channel",
+                f"expected a channel name or None, got {channel!r}",
+                "write a channel name such as channel: metrics, or null (None in Python) to not publish",
+            )
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0):
+            raise ParameterError(
+                owner,
+                "ttl",
+                f"expected seconds as a positive integer, or None, got {ttl!r}",
+                "write a whole number of seconds such as ttl: 3600 (ttl=3600 in Python), or leave it out "
+                "(None) for keys that do not expire",
+            )
         set_ = object.__setattr__
         set_(self, "url", url)
         set_(self, "key_template", key_template)
         set_(self, "fields", mapping)
         set_(self, "channel", channel)
         set_(self, "ttl", ttl)
-        set_(self, "timeout", check_timeout(owner, timeout))
+        set_(self, "timeout", positive_seconds(owner, "timeout", timeout, 10))
         set_(self, "_parts", parts)
 
     def columns_problem(self, columns: list[str], upstream: Upstream) -> tuple[str, str] | None:

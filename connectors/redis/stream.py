@@ -10,11 +10,12 @@ import pandas as pd
 
 from streamlab._secrets import redact_url, url_with_reference
 from streamlab.clock import Clock
+from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import dump_json, json_column
 
+from .._params import positive_seconds
 from ._client import (
-    check_timeout,
     check_url,
     connect,
     escaped_rows,
@@ -79,16 +80,27 @@ class RedisStreamSink(Sink):
         owner = "RedisStreamSink"
         check_url(owner, url)
         parts = parse_template(owner, "stream", stream)
-        if maxlen is not None and (not isinstance(maxlen, int) or maxlen <= 0):
-            raise ValueError(f"{owner}(maxlen={maxlen!r}): a positive number of entries, or None")
+        if maxlen is not None and (isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen <= 0):
+            raise ParameterError(
+                owner,
+                "maxlen",
+                f"expected a positive number of entries, or None, got {maxlen!r}",
+                "write a number such as maxlen: 10000 (maxlen=10_000 in Python), or leave it out (None) "
+                "for a stream without a length limit",
+            )
         if isinstance(columns, str):
-            raise ValueError(f"{owner}(columns={columns!r}): pass a list, e.g. columns=[{columns!r}]")
+            raise ParameterError(
+                owner,
+                "columns",
+                f"expected a list of columns, got the text {columns!r}",
+                f"pass a list, e.g. columns: [{columns}] (columns=[{columns!r}] in Python)",
+            )
         set_ = object.__setattr__
         set_(self, "url", url)
         set_(self, "stream", stream)
         set_(self, "columns", tuple(columns) if columns is not None else None)
         set_(self, "maxlen", maxlen)
-        set_(self, "timeout", check_timeout(owner, timeout))
+        set_(self, "timeout", positive_seconds(owner, "timeout", timeout, 10))
         set_(self, "_parts", parts)
 
     def columns_problem(self, columns: list[str], upstream: Upstream) -> tuple[str, str] | None:

@@ -261,7 +261,7 @@ def test_template_naming_a_missing_column_is_reported_not_sent(server: Recording
         (lambda: PagerDutySink("k", rate_limit_per_minute=0), "rate_limit_per_minute"),
         (lambda: WebhookSink("https://x", max_retries=-1), "max_retries"),
         (lambda: WebhookSink("https://x", timeout=0), "timeout"),
-        (lambda: WebhookSink("https://x", template=3), "a string"),  # type: ignore[arg-type]
+        (lambda: WebhookSink("https://x", template=3), "a JSON-like mapping"),  # type: ignore[arg-type]
         (lambda: WebhookSink("https://x", template="{user_id.upper}"), "attribute or index access"),
         (lambda: WebhookSink("https://x", template={"t": ["{x[0]}"]}), "attribute or index access"),
         (lambda: PagerDutySink("k", summary="{user_id!z}"), "not a conversion"),

@@ -312,13 +312,13 @@ def test_events_table_definition_without_a_server() -> None:
     [
         (lambda: BigQuerySink("events"), "dataset.table"),
         (lambda: BigQuerySink("d.t"), "dataset.table"),
-        (lambda: BigQuerySink("p.d.t", mode="batch"), "mode must be"),
+        (lambda: BigQuerySink("p.d.t", mode="batch"), "expected 'stream' or 'load'"),
         (
             lambda: BigQuerySink("p.d.t", mode="load", insert_id="event_id"),
-            "insert_id works with mode='stream'",
+            "works with mode='stream' only",
         ),
-        (lambda: BigQuerySink("p.d.t", timeout=None), "timeout must be a positive number"),
-        (lambda: BigQuerySink("p.d.t", timeout=0), "timeout must be a positive number"),
+        (lambda: BigQuerySink("p.d.t", timeout=None), "expected a positive number of seconds"),
+        (lambda: BigQuerySink("p.d.t", timeout=0), "expected a positive number of seconds"),
     ],
 )
 def test_configuration_errors_say_what_to_fix(call: Any, message: str) -> None:

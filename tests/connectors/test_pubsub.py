@@ -233,9 +233,12 @@ def test_create_subscription_configures_production_policies(emulator: PubSubEmul
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: PubSubSource("s"), "project= is required"),
+        (lambda: PubSubSource("s"), "a project is required"),
         (lambda: PubSubSource("s", project="p", max_messages=0), "max_messages"),
-        (lambda: PubSubSource("s", project="p", flow_control={"max_msgs": 1}), "unknown flow_control"),
+        (
+            lambda: PubSubSource("s", project="p", flow_control={"max_msgs": 1}),
+            r"flow_control=\.\.\.\): unknown keys",
+        ),
         (lambda: PubSubSource("projects/p/topics/t"), "not a subscription path"),
         (lambda: PubSubSink("t", project="p", attributes="event_type"), "wrap a single column"),
         (lambda: create_subscription("s", "t", project="p", ack_deadline=5), "ack_deadline"),

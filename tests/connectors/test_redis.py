@@ -180,11 +180,11 @@ def test_values_redis_cannot_add_are_counted_and_logged_not_wrapped_or_dropped(
     [
         ({"url": "127.0.0.1:6379"}, "Redis URL"),
         # a bare ValueError ("Port out of range 0-65535") at the first write, or a path redis-py ignores
-        ({"url": "redis://127.0.0.1:99999/0"}, "port must be a number from 1 to 65535"),
-        ({"url": "redis://:pw@127.0.0.1:port/0"}, "port must be a number"),
+        ({"url": "redis://127.0.0.1:99999/0"}, "is not a number from 1 to 65535"),
+        ({"url": "redis://:pw@127.0.0.1:port/0"}, r"the port of .* is not a number"),
         ({"url": "redis://127.0.0.1:6379/metrics"}, "database number"),
-        ({"key_template": ""}, "non-empty template"),
-        ({"key_template": "m:{event_type!r}"}, "plain column names"),
+        ({"key_template": ""}, "non-empty name or template"),
+        ({"key_template": "m:{event_type!r}"}, "not a plain column name"),
         ({"key_template": "m:{"}, "literal braces"),
         ({"fields": []}, "at least one"),
         ({"fields": "count"}, "list of columns"),

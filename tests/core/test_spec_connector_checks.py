@@ -1,7 +1,6 @@
-"""A connector's constructor that refuses a parameter with a ValueError ("Owner(param=...): problem",
-"Owner: problem; fix") is reported in a spec at the parameter's path with the message's own fix, not as
-"ValueError: ..." with the generic "check this entry's parameters" fix. No server is needed: the
-constructors check their parameters before connecting."""
+"""A connector's constructor that refuses a parameter raises ParameterError, which a spec reports at the
+parameter's path with the error's own fix, not as "ValueError: ..." with the generic "check this entry's
+parameters" fix. No server is needed: the constructors check their parameters before connecting."""
 
 from __future__ import annotations
 
@@ -17,17 +16,17 @@ from streamlab.spec import pipeline_from_dict
 @pytest.mark.parametrize(
     ("kind", "params", "where", "fix"),
     [
-        ("pagerduty", {"routing_key": ""}, "", "Integration Key"),
+        ("pagerduty", {"routing_key": ""}, ".routing_key", "Integration Key"),
         (
             "redis_stream",
             {"url": "redis://localhost:1", "stream": "s", "maxlen": 0},
             ".maxlen",
-            "RedisStreamSink",
+            "maxlen: 10000",
         ),
-        ("redis_metrics", {"url": "redis://localhost:1", "ttl": -1}, ".ttl", "RedisMetricsSink"),
-        ("webhook", {"url": "ftp://example.com"}, ".url", "WebhookSink"),
-        ("pubsub", {"topic": ""}, "", "PubSubSink"),
-        ("eventhub", {}, "", "EventHubSink"),
+        ("redis_metrics", {"url": "redis://localhost:1", "ttl": -1}, ".ttl", "ttl: 3600"),
+        ("webhook", {"url": "ftp://example.com"}, ".url", "https://"),
+        ("pubsub", {"topic": ""}, ".topic", "projects/PROJECT/topics/NAME"),
+        ("eventhub", {}, ".connection_string", "connection_string_env: VAR"),
     ],
 )
 def test_a_connector_check_is_reported_at_its_parameter_with_its_fix(

@@ -1,0 +1,89 @@
+"""Checks of parameters that several connectors share; each failure is a ``ParameterError`` naming the
+connector, the parameter and the fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamlab._time import Duration, parse_duration
+from streamlab.errors import ParameterError
+from streamlab.io import Sink
+
+
+def duration_ns(owner: str, parameter: str, value: Duration) -> int:
+    """``value`` in nanoseconds; text that is not a duration, a bool or a negative duration (a backoff or
+    an interval of '-1s' would sleep a negative time or poll without pause) raises
+    :class:`ParameterError`.
+
+    Examples
+    --------
+    >>> duration_ns("KinesisSink", "backoff", "100ms")
+    100000000
+    >>> duration_ns("KinesisSink", "backoff", "soon")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.ParameterError: KinesisSink(backoff=...): cannot read 'soon' as a duration... Fix: write a duration such as backoff: 10s (backoff='10s' in Python), or a number of seconds
+    """
+    fix = f"write a duration such as {parameter}: 10s ({parameter}='10s' in Python), or a number of seconds"
+    try:
+        ns = parse_duration(value, what=f"{owner}({parameter}=...)")
+    except (TypeError, ValueError) as exc:
+        text = str(exc).removeprefix(f"{owner}({parameter}=...): ")
+        problem = text.partition("; write it like")[0].partition(". Fix: ")[0]
+        raise ParameterError(owner, parameter, problem, fix) from exc
+    if ns < 0:
+        raise ParameterError(owner, parameter, f"expected a duration of 0 or more, got {value!r}", fix)
+    return ns
+
+
+def positive_seconds(
+    owner: str, parameter: str, value: Any, example: float, *, about: str = "", none: str = ""
+) -> float:
+    """``value`` as seconds if it is a positive number; anything else (0, a negative or NaN number, the
+    text ``'30'`` of a quoted YAML value, a bool) raises :class:`ParameterError`. ``about`` names what the
+    owner works on (``"table 'p.d.t'"``); ``none`` says what None means where the caller takes it (the
+    caller returns None itself), for the message.
+
+    Examples
+    --------
+    >>> positive_seconds("KafkaSink", "flush_timeout", 30, 30)
+    30.0
+    >>> positive_seconds("KafkaSource", "broker_timeout", "30", 30, none="wait forever")
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.ParameterError: KafkaSource(broker_timeout=...): expected a positive number of seconds or None (wait forever), got '30'. Fix: write a number of seconds such as broker_timeout: 30 (broker_timeout=30 in Python), or null (None in Python) to wait forever
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        expected = "a positive number of seconds" + (f" or None ({none})" if none else "")
+        raise ParameterError(
+            owner,
+            parameter,
+            f"expected {expected}{f' for {about}' if about else ''}, got {value!r}",
+            f"write a number of seconds such as {parameter}: {example:g} ({parameter}={example:g} in Python)"
+            + (f", or null (None in Python) to {none}" if none else ""),
+        )
+    return float(value)
+
+
+def sink_or_none(owner: str, parameter: str, value: Any, *, about: str = "") -> Sink | None:
+    """``value`` if it is a sink or None; anything else (a path written where a sink belongs) raises
+    :class:`ParameterError` now, not an ``AttributeError`` when the sink is opened or written to YAML.
+
+    Examples
+    --------
+    >>> sink_or_none("BigQuerySink", "dead_letter", None) is None
+    True
+    >>> sink_or_none("BigQuerySink", "dead_letter", "dead.jsonl")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.ParameterError: BigQuerySink(dead_letter=...): expected a sink or None, got 'dead.jsonl'. Fix: ...
+    """
+    if value is None or isinstance(value, Sink):
+        return value
+    raise ParameterError(
+        owner,
+        parameter,
+        f"expected a sink or None{f' for {about}' if about else ''}, got {value!r}",
+        f"write a sink's spec with its kind, e.g. {parameter}: {{kind: jsonl, path: dead.jsonl}} "
+        f"({parameter}=JsonLinesSink('dead.jsonl') in Python), or leave it out",
+    )
