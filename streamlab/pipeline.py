@@ -806,6 +806,32 @@ class Stream:
     def keys(self) -> tuple[str, ...]:
         return self.pipeline._keys.get(self.step_id, ())
 
+    def _event_time(self) -> str:
+        """The event-time column steps default to: the pipeline's ``time``, or, where the stream has no
+        such column, the event-time field of the parse it comes from (``parse(time="t")``) if it still
+        has that one. A window after ``parse(schema, time="t")`` then runs on ``t``, where it asked for
+        ``time="t"`` again; a stream that has the pipeline's column keeps it.
+
+        Examples
+        --------
+        >>> from streamlab.testing import ListSource
+        >>> p = Pipeline(ListSource([b"{}"]))
+        >>> p.parse({"t": "timestamp", "x": "float64"}, time="t").filter("x > 0")._event_time()
+        't'
+        >>> p.parse({"timestamp": "timestamp", "t": "timestamp"}, time="t")._event_time()
+        'timestamp'
+        """
+        time = self.pipeline.time
+        columns = self.columns
+        if columns is None or time in columns:
+            return time
+        step = self.pipeline.steps.get(self.step_id)
+        while step is not None and not isinstance(step, ParseStep) and step.inputs:
+            step = self.pipeline.steps.get(step.inputs[0].split(".")[0])
+        if isinstance(step, ParseStep) and step.time is not None and step.time in columns:
+            return step.time
+        return time
+
     def __repr__(self) -> str:
         cols = f", columns={list(self.columns)}" if self.columns is not None else ""
         return f"Stream({self.ref!r}{cols})"
@@ -949,7 +975,7 @@ class Stream:
         of its first occurrence, and at most ``max_ids`` ids are held (the oldest are forgotten first).
         """
         sid = self._sid(step_id, "dedup")
-        time = self.pipeline.time if time is None else time
+        time = self._event_time() if time is None else time
         ttl_ns = None if ttl is None else _step_duration(sid, "dedup", "ttl", ttl)
         # without a ttl the event time is not needed: a stream without that column still dedups
         cols = self.columns
@@ -1018,6 +1044,9 @@ class Stream:
             :class:`TumblingWindow`, :class:`SlidingWindow` or :class:`SessionWindow`.
         key
             Key column(s); defaults to the stream's ``key_by`` key (or one global group).
+        time
+            Event-time column; defaults to the pipeline's ``time`` ("timestamp"), or, where the stream
+            has no such column, to the event-time field its parse named (``parse(..., time="t")``).
         delay
             Allowed out-of-orderness: the watermark trails the largest event time by this much.
         lateness
@@ -1053,7 +1082,7 @@ class Stream:
         settings = {
             "window": window,
             "keys": self.keys if key is None else _step_names(sid, "window", "key", key),
-            "time": self.pipeline.time if time is None else time,
+            "time": self._event_time() if time is None else time,
             "delay_ns": _step_duration(sid, "window", "delay", delay),
             "lateness_ns": _step_duration(sid, "window", "lateness", lateness),
             "early": early,
@@ -1085,8 +1114,9 @@ class Stream:
         sid = self._sid(step_id, "join")
         other = _step_stream(sid, "interval_join", "other", other)
         keys = _step_names(sid, "interval_join", "on", on)
-        time = self.pipeline.time if time is None else time
-        other_time = time if other_time is None else other_time
+        if other_time is None:  # the time given for both sides, or the other side's own event time
+            other_time = other._event_time() if time is None else time
+        time = self._event_time() if time is None else time
         lo = _step_duration(sid, "interval_join", "lower", lower)
         hi = _step_duration(sid, "interval_join", "upper", upper)
         if not (
@@ -1191,7 +1221,7 @@ class Stream:
                 threshold=threshold,
                 max_keys=max_keys,
                 key_ttl=key_ttl,
-                time=time or self.pipeline.time,
+                time=time or self._event_time(),
             ),
         )
         return self.apply(cfg, step_id=sid, kind="detect")  # type: ignore[return-value]
@@ -1230,7 +1260,7 @@ class Stream:
                 key=key,
                 steps=list(steps),
                 within=within,
-                time=time or self.pipeline.time,
+                time=time or self._event_time(),
                 delay=delay,
                 name=name,
                 id_column=id_column,
