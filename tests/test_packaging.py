@@ -252,6 +252,8 @@ PANDAS_2_TESTS = (
     "tests/detectors/test_lof_window.py",
     "tests/detectors/test_typed_keys.py",
     "tests/detectors/test_detect_keys_after_an_empty_batch.py",
+    "tests/detectors/test_hostile_values.py",
+    "tests/core/test_per_record_huge_ints.py",
 )
 
 
