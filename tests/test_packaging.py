@@ -254,6 +254,8 @@ PANDAS_2_TESTS = (
     "tests/detectors/test_detect_keys_after_an_empty_batch.py",
     "tests/detectors/test_hostile_values.py",
     "tests/core/test_per_record_huge_ints.py",
+    "tests/detectors/test_features.py",
+    "tests/detectors/test_shared_counts_text_keys.py",
 )
 
 
