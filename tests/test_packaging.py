@@ -256,6 +256,7 @@ PANDAS_2_TESTS = (
     "tests/core/test_per_record_huge_ints.py",
     "tests/detectors/test_features.py",
     "tests/detectors/test_shared_counts_text_keys.py",
+    "tests/detectors/test_expr.py",
 )
 
 
