@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._compat import as_pandas_3, inferred_kind
+from streamlab._compat import PANDAS_2_3, as_pandas_3, inferred_kind
 from streamlab._intcols import exact_values, inferred_series
 from streamlab._pyast import guarded, parse, unquote_backticks
 
@@ -239,9 +239,9 @@ def compile_expression(expr: str) -> _Node | None:
     """``expr`` as a closure over a batch, or None when only ``DataFrame.eval`` evaluates it.
 
     The closure performs the pandas operations ``DataFrame.eval(expr, engine="python")`` performs
-    (pandas 2 and 3 rewrite the expression alike, and that rewriting is followed: ``&``/``|`` read as ``and``/``or``
-    with their precedence, ``and``/``or``/``not`` as ``&``/``|``/``~``, ``== 'x'`` as
-    ``isin(['x'])``, chained comparisons as ``and``), without parsing the expression or building a
+    (pandas 2.3 and 3 rewrite the expression alike, and that rewriting is followed: ``&``/``|`` read
+    as ``and``/``or`` with their precedence, ``and``/``or``/``not`` as ``&``/``|``/``~``, ``== 'x'``
+    as ``isin(['x'])``, chained comparisons as ``and``), without parsing the expression or building a
     Series for every column at each call. Covered: column names, constants, comparisons, ``and``,
     ``or``, ``not``, ``+ - * /`` between numbers, attributes and methods of columns with constant
     arguments. Anything else (lists, ``in``, functions, backticks, ``@`` locals, float32 or
@@ -256,7 +256,7 @@ def compile_expression(expr: str) -> _Node | None:
     >>> compile_expression("a in [1, 2]") is None
     True
     """
-    if "\n" in expr or "\r" in expr:
+    if not PANDAS_2_3 or "\n" in expr or "\r" in expr:  # older pandas: DataFrame.eval decides
         return None
     if "`" in expr or expression_names(expr) is None:  # backticks: DataFrame.eval resolves them
         return None
