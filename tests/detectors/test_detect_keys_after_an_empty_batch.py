@@ -16,35 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from streamlab import _detector_record as rec
-from streamlab.detectors import (
-    AdaptiveThresholdFilter,
-    Detect,
-    GaussianScorerDetector,
-    HalfSpaceTreesDetector,
-)
-from streamlab.export._detectors import row_step_spec
-from streamlab.export._snippets import eval_expr
+from streamlab.detectors import Detect
+
+from .test_typed_keys import per_record, steps
 
 KEYS: list[Any] = [True, 1, 1.0, "1", False, 0, 0.0, 2.5]
-
-
-def steps() -> dict[str, Detect]:
-    return {
-        "gaussian": Detect(
-            GaussianScorerDetector(grace_period=1),
-            features=["v"],
-            key="k",
-            threshold=AdaptiveThresholdFilter(k=0.5, warmup=2),
-            key_ttl=None,
-        ),
-        "trees": Detect(
-            HalfSpaceTreesDetector(n_trees=2, height=2, window_size=4, seed=1),
-            features=["v"],
-            key="k",
-            key_ttl=None,
-        ),
-    }
 
 
 def frame(keys: list[Any]) -> pd.DataFrame:
@@ -69,22 +45,9 @@ def one_row_at_a_time(step: Detect, events: pd.DataFrame) -> list[dict[str, Any]
     return out
 
 
-def per_record(step: Detect, events: pd.DataFrame) -> list[dict[str, Any]]:
-    machine = rec.make_step(
-        row_step_spec(step, "step"),
-        eval_expr,
-        lambda v: pd.Timestamp(v).value,
-        lambda ns: pd.Timestamp(ns, tz="UTC"),
-    )
-    rows = [o for row in events.to_dict("records") for o in machine.process(row)] + machine.finish()
-    return [
-        {c: v for c, v in r.items() if c not in ("k", "v", "timestamp")} for name, r in rows if name == "out"
-    ]
-
-
 @pytest.mark.parametrize("name", ["gaussian", "trees"])
 def test_each_key_keeps_its_model_across_a_batch_of_dead_letters(name: str) -> None:
-    step = steps()[name]
+    step = steps()[name]  # json keys, as in test_typed_keys
     for a, b in itertools.product(KEYS, repeat=2):
         events = frame([a, b, a, b, a, None, *[a, b] * 4, None, b])
         got = one_row_at_a_time(step, events)
