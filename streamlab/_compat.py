@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "PANDAS_2_3",
     "PANDAS_3",
     "as_pandas_3",
     "duplicated_rows",
@@ -30,6 +31,10 @@ __all__ = [
 
 PANDAS_3 = int(pd.__version__.split(".")[0]) >= 3
 """pandas >= 3: strings are ``str`` columns, copy-on-write, date-times keep the unit they are read in."""
+
+PANDAS_2_3 = tuple(int(p) for p in pd.__version__.split(".")[:2]) >= (2, 3)
+"""pandas >= 2.3 (Python 3.10's newest, and pandas 3): the versions streamlab's compiled expressions are
+proven equal to ``DataFrame.eval`` on (``streamlab._expr.compile_expression``)."""
 
 _NO_DOWNCASTING = not PANDAS_3 and "no_silent_downcasting" in dir(pd.options.future)  # pandas 2.2, 2.3
 

@@ -250,6 +250,13 @@ PANDAS_2_TESTS = (
     "tests/core/test_spec_trust.py",
     "tests/detectors/test_key_rows_features.py",
     "tests/detectors/test_lof_window.py",
+    "tests/detectors/test_typed_keys.py",
+    "tests/detectors/test_detect_keys_after_an_empty_batch.py",
+    "tests/detectors/test_hostile_values.py",
+    "tests/core/test_per_record_huge_ints.py",
+    "tests/detectors/test_features.py",
+    "tests/detectors/test_shared_counts_text_keys.py",
+    "tests/detectors/test_expr.py",
 )
 
 

@@ -683,7 +683,9 @@ class _KeyTable:
     def from_models(self, models: OrderedDict[Hashable, list[Any]]) -> None:
         """Replace the table by ``models`` (an ``OrderedDict`` in LRU order)."""
         n = len(models)
-        self.index = pd.Index(list(models), dtype=object)
+        # keys as elements: pd.Index of a list whose keys are all tuples (TypedKey: every key a bool or
+        # a json float) is a MultiIndex, whose levels merge (float, 1.0) with (bool, True)
+        self.index = pd.Index(object_array(list(models)), dtype=object, tupleize_cols=False)
         entries = list(models.values())
         self.slot = np.array([e[0] for e in entries], dtype=np.int64).reshape(n)
         self.last = np.array([e[1] for e in entries], dtype=np.int64).reshape(n)

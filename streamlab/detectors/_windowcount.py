@@ -307,8 +307,8 @@ class SharedCounts:
     A pipeline's ``VelocityFeature`` and ``VelocityRule`` on the same key, time, window and lateness
     hold the same state and see the same batches, so they count the same windows. Each update
     records, per (window, lateness), the state it started from, its batch (the key column's Arrow
-    array, or a copy of an int64 key array, and a copy of the times), its counts and the state it
-    left. A count-only update whose state and batch equal a record's takes the counts (a copy) and
+    array, or a copy of an int64 key array or of an object one of strings alone, and a copy of the
+    times), its counts and the state it left. A count-only update whose state and batch equal a record's takes the counts (a copy) and
     the new state (the same read-only arrays and immutable index) instead of counting: results and
     state are exactly those of counting. States are compared by identity first (a counter that took
     a record shares its arrays), else by content (after a restore), so a mismatch only costs a count.
@@ -333,13 +333,22 @@ class SharedCounts:
 
     @staticmethod
     def token(keys: Any) -> Any:
-        """What identifies a key column: its immutable Arrow array, or a copy of int64 keys; None: neither."""
+        """What identifies a key column: its immutable Arrow array, or a copy of int64 keys or of text
+        held as Python strings (pandas 2's text columns; compared by value, which for strings alone is
+        exact where ``1 == 1.0 == True`` is not); None: none of those."""
         arr = getattr(keys, "array", keys)
         chunked = getattr(arr, "_pa_array", None)
         if chunked is not None:
             return chunked
-        if getattr(keys, "dtype", None) == np.int64:
+        dtype = getattr(keys, "dtype", None)
+        if dtype == np.int64:
             return np.array(keys, dtype=np.int64)
+        if (
+            isinstance(dtype, np.dtype)
+            and dtype.kind == "O"
+            and pd.api.types.infer_dtype(keys, skipna=False) == "string"
+        ):
+            return np.array(keys, dtype=object)
         return None
 
     def put(

@@ -820,7 +820,15 @@ def pandas_eval(expr: str, row: dict[str, Any], numeric: Any = (), typed: Any = 
 
     import pandas as pd
 
-    frame = pd.DataFrame([row])
+    try:
+        frame = pd.DataFrame([row])
+    except OverflowError:
+        # pandas < 3 on an int beyond a double (a 400-digit JSON number), which pandas 3 and streamlab's
+        # columns keep as an object: given so, as the only value of its column
+        huge = [c for c, v in row.items() if type(v) is int and not -(2**64) < v < 2**64]
+        frame = pd.DataFrame([{c: None if c in huge else v for c, v in row.items()}])
+        for c in huge:
+            frame[c] = pd.Series([row[c]], dtype=object, index=frame.index)
     nans = {c: "float64" for c in numeric if c in row and row[c] is None}
     if nans:
         frame = frame.astype(nans)

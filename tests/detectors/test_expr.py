@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamlab._compat import PANDAS_3
+from streamlab._compat import PANDAS_2_3
 from streamlab._expr import (
     by_presence,
     compile_expression,
@@ -118,8 +118,8 @@ def test_compiled_form_equals_dataframe_eval(frame: pd.DataFrame, expr: str) -> 
     # rows missing a value the expression computes with are evaluated apart (by_presence), by both
     expected = outcome(lambda: by_presence(frame, expr, lambda part: part.eval(expr, engine="python")))
     fn = compile_expression(expr)
-    # the grammar stays inside what the compiled form covers (pandas 3's: pandas 2 has none, eval decides)
-    assert (fn is not None) == PANDAS_3, expr
+    # the grammar stays inside what the compiled form covers (pandas 2.3 and 3; before, eval decides)
+    assert (fn is not None) == PANDAS_2_3, expr
     got = outcome(lambda: eval_expression(frame, expr))
     if isinstance(expected, pd.Series):
         pd.testing.assert_series_equal(got, expected, check_names=False)
@@ -139,5 +139,5 @@ def test_not_compiled_falls_back() -> None:
         assert compile_expression(expr) is None or expr == "x = 1"
     frame = pd.DataFrame({"t": pd.to_datetime(["2024-01-01", "2024-02-01"]), "f": np.float32([1, 2])})
     for expr in ["t > '2024-01-15'", "f > 1.1", "f * 1.1"]:
-        assert (compile_expression(expr) is not None) == PANDAS_3  # pandas 2: no compiled form
+        assert (compile_expression(expr) is not None) == PANDAS_2_3  # those operands: eval when run
         pd.testing.assert_series_equal(eval_expression(frame, expr), frame.eval(expr, engine="python"))
