@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import os
@@ -13,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._csv_records import CsvRecords, split_csv
+from streamlab._csv_records import CsvRecords, read_csv, split_csv
 from streamlab._lines import LineBlocks, file_lines
 from streamlab._time import NAT_NS, to_utc_ns, utc_array
 from streamlab.clock import Clock
@@ -385,6 +384,124 @@ def _bad_json_line(path: Path) -> int | None:
     return None
 
 
+def json_array_file(path: Path) -> bool:
+    """Whether ``path`` (a ``.json`` file, maybe gzipped) holds one JSON array rather than JSON lines: its
+    first character, after a byte order mark and white space, is ``[``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "e.json"
+    >>> _ = f.write_text('\\n [{"a": 1}]')
+    >>> json_array_file(f), json_array_file(f.with_suffix(".jsonl"))
+    (True, False)
+    """
+    import gzip
+
+    name = path.name.lower()
+    if not name.endswith((".json", ".json.gz")):
+        return False
+    try:
+        with (gzip.open if name.endswith(".gz") else open)(path, "rb") as f:
+            head = f.read(1 << 16)
+            while head and not head.lstrip(b"\xef\xbb\xbf \t\r\n"):
+                head = f.read(1 << 16)
+    except (EOFError, OSError):
+        return False
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"["
+
+
+def _records_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """JSON objects as rows: a column per key (in the order keys first appear), its values as the parse
+    step's columns keep them (integers with missing values, or beyond 64 bits, exact)."""
+    from streamlab._intcols import inferred_series
+
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    return pd.DataFrame({k: inferred_series([row.get(k) for row in rows]) for k in keys}, columns=keys)
+
+
+def _json_line_objects(path: Path) -> Iterable[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file, one per line that is not blank, read by Python's parser."""
+    import gzip
+    import json
+
+    with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as f:
+        for n, line in enumerate(f):
+            text = line[3:] if n == 0 and line.startswith(b"\xef\xbb\xbf") else line
+            if text.strip():
+                yield json.loads(text)
+
+
+def _json_array_frame(path: Path) -> pd.DataFrame:
+    """The rows of a ``.json`` file holding one array of JSON objects, or an error naming what is not."""
+    import gzip
+    import json
+
+    try:
+        with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as f:
+            data = f.read()
+        rows = json.loads(data.decode("utf-8-sig"))
+    except (ValueError, EOFError, OSError) as e:  # also invalid UTF-8
+        raise ValueError(
+            f"ReplaySource: {path} holds no readable JSON array ({type(e).__name__}: {e}); fix the file, or "
+            "write one object a line (.jsonl) and replay it raw so that bad records go to a dead-letter "
+            "output: Pipeline(ReplaySource(path, raw=True)).parse({...fields...})"
+        ) from None
+    odd = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None)
+    if odd is not None:
+        raise ValueError(
+            f"ReplaySource: element {odd} of the JSON array in {path} is {type(rows[odd]).__name__} "
+            f"{json.dumps(rows[odd])[:40]}, not an object (a row); each element must be a JSON object"
+        )
+    return _records_frame(rows)
+
+
+def _exact_json_ints(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (pandas' read of a JSON-lines file) with its columns of integers and missing values
+    exact: pandas holds them as float64, which rounds an id beyond 2**53 onto its neighbour's value. Such
+    columns are read again with Python's parser and kept as the parse step keeps them (``Int64``)."""
+    from streamlab._intcols import inferred_series
+
+    floats = [c for c in frame.columns if frame[c].dtype.kind == "f" and frame[c].isna().any()]
+    if not floats:
+        return frame
+    rows = list(_json_line_objects(path))
+    if len(rows) != len(frame):  # read otherwise than pandas did: leave pandas' values
+        return frame
+    for c in floats:
+        values = [row.get(c) for row in rows]
+        ints = [v for v in values if v is not None]
+        if ints and all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
+            frame[c] = inferred_series(values).set_axis(frame.index)
+    return frame
+
+
+def _parquet_frame(path: Path) -> pd.DataFrame:
+    """The rows of a Parquet file; its integer columns with missing values exact (``Int64``), where
+    pandas gives float64, which rounds an id beyond 2**53 onto its neighbour's value."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from streamlab._intcols import inferred_series, nullable_ints
+
+    frame = pd.read_parquet(path)
+    schema = pq.read_schema(path)
+    ints = [
+        f.name
+        for f in schema
+        if pa.types.is_integer(f.type) and f.name in frame.columns and frame[f.name].dtype.kind == "f"
+    ]
+    if ints:
+        table = pq.read_table(path, columns=ints)
+        for name in ints:
+            column = table.column(name)
+            big = column.type == pa.uint64() and (pc.max(column).as_py() or 0) >= 2**63
+            exact = inferred_series(column.to_pylist()) if big else nullable_ints(column.cast(pa.int64()))
+            frame[name] = exact.set_axis(frame.index)
+    return frame
+
+
 def _event_times(path: Path, values: pd.Series, column: str) -> pd.Series:
     """``values`` as UTC timestamps, or an error naming the first row whose time cannot be read.
 
@@ -425,7 +542,10 @@ class ReplaySource(Source):
     Parameters
     ----------
     data
-        A DataFrame, or a path to JSON lines (``.jsonl``, ``.jsonl.gz``), CSV or Parquet.
+        A DataFrame, or a path to JSON lines (``.jsonl``, ``.jsonl.gz``), CSV or Parquet. A ``.json`` file
+        holds JSON lines or one JSON array of objects (each object a row). Integers beside missing
+        values are kept exact (``Int64``, as ``parse`` keeps them), where pandas would round them to
+        float64.
     time
         Event-time column used for pacing.
     speed
@@ -444,7 +564,7 @@ class ReplaySource(Source):
         header, invalid UTF-8, a NUL byte, a quoted field the file never closes) while the good rows
         replay, each with ``raw`` (the record's bytes), ``reason`` and ``line`` (where it starts, from
         1), written when the replay passes it. The good rows are the rows ``pandas.read_csv`` reads from
-        the file without those records. Without a ``dead_letter``, such a file raises ``ValueError``
+        the file without those records (its integer columns with missing values exact). Without a ``dead_letter``, such a file raises ``ValueError``
         naming the first malformed record, as a JSON-lines file with a bad line does without ``raw``.
 
     Examples
@@ -550,6 +670,12 @@ class ReplaySource(Source):
             raise FileNotFoundError(f"ReplaySource: {path} does not exist")
         if not path.name.lower().endswith(_JSON_LINES):
             raise ValueError(f"ReplaySource(raw=True) needs JSON lines, got {path.name}")
+        if json_array_file(path):
+            raise ValueError(
+                f"ReplaySource(raw=True) needs JSON lines, one record a line; {path.name} holds one JSON "
+                "array. Replay it without raw=True (its objects become rows), or write one object a line "
+                "(.jsonl) to parse it with dead letters"
+            )
 
     def _load(self, path: Path) -> pd.DataFrame:
         if not path.exists():
@@ -558,13 +684,21 @@ class ReplaySource(Source):
         if name.endswith(_JSON_LINES):
             if self.raw:
                 return pd.DataFrame({"value": file_lines(path, owner=self)})
-            try:  # utf-8-sig: a byte order mark at the start (Windows tools write one) is no data
-                frame = pd.read_json(path, lines=True, dtype=False, encoding="utf-8-sig")
-            except (ValueError, TypeError, AttributeError, EOFError, OSError) as e:  # TypeError (pandas 2:
-                # AttributeError): a JSON line that is no object; EOFError, OSError: a truncated or corrupt
-                # compressed file
-                line = _bad_json_line(path)
-                raise _unreadable(path, None if line is None else f"line {line}", e) from None
+            if json_array_file(path):
+                frame = _json_array_frame(path)
+            else:
+                try:  # utf-8-sig: a byte order mark at the start (Windows tools write one) is no data
+                    frame = pd.read_json(path, lines=True, dtype=False, encoding="utf-8-sig")
+                except (ValueError, TypeError, AttributeError, EOFError, OSError) as e:  # TypeError (pandas
+                    # 2: AttributeError): a JSON line that is no object; EOFError, OSError: a truncated or
+                    # corrupt compressed file
+                    line = _bad_json_line(path)
+                    if line is not None or isinstance(e, (EOFError, OSError)):
+                        raise _unreadable(path, None if line is None else f"line {line}", e) from None
+                    # every line is a JSON object (pandas' reader refused a number beyond 64 bits)
+                    frame = _records_frame(list(_json_line_objects(path)))
+                else:
+                    frame = _exact_json_ints(path, frame)
             if self.time in frame.columns:
                 frame[self.time] = _event_times(path, frame[self.time], self.time)
             return frame
@@ -574,7 +708,7 @@ class ReplaySource(Source):
             return self._load_csv(path)
         if name.endswith(".parquet"):
             try:
-                return pd.read_parquet(path)
+                return _parquet_frame(path)
             except (ValueError, OSError) as e:  # pyarrow's ArrowInvalid is a ValueError
                 raise ValueError(
                     f"ReplaySource: {path} cannot be read as Parquet ({type(e).__name__}: {' '.join(str(e).split())}); "
@@ -591,7 +725,7 @@ class ReplaySource(Source):
                 data = f.read()
             if b"\x00" not in data:  # pandas reads NUL bytes as text: only the check below refuses them
                 try:
-                    frame = pd.read_csv(io.BytesIO(data), encoding="utf-8-sig")
+                    frame = read_csv(data)
                 except (ValueError, UnicodeDecodeError):  # pandas' ParserError is a ValueError
                     frame = None
                 # pandas takes a first row with one field more than the header as an index column

@@ -1,0 +1,148 @@
+"""Users' own files replayed as they come: every row accounted for, every value as the file holds it.
+
+A replayed CSV, JSON-lines or Parquet file is loaded by pandas, which holds a column of integers with
+a missing value as float64: two ids beyond 2**53 that differ in their last digit became one key, their
+windows merged. A ``.json`` file holding one JSON array (what most tools export) was read as one row
+of dicts, and a JSON-lines file with a number beyond 64 bits (valid JSON) was refused whole.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streamlab import Pipeline, ReplaySource, TumblingWindow, agg, profile
+
+START = 1_704_067_200  # 2024-01-01T00:00:00Z
+
+
+def _write(path: Path, rows: list[dict[str, Any]]) -> None:
+    """``rows`` written in the format ``path`` names, as a user's tool would write them."""
+    name = path.name
+    if name.endswith(".csv"):
+        cols = list(rows[0])
+        lines = [",".join(cols)] + [",".join("" if r[c] is None else str(r[c]) for c in cols) for r in rows]
+        path.write_text("\n".join(lines) + "\n")
+    elif name.endswith(".jsonl"):
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elif name.endswith(".json.gz"):
+        path.write_bytes(gzip.compress(json.dumps(rows, indent=2).encode()))
+    elif name.endswith(".json"):
+        path.write_text(json.dumps(rows, indent=2))
+    else:
+        cols = list(rows[0])
+        types = {"id": pa.int64(), "ts": pa.int64(), "v": pa.float64()}
+        pq.write_table(
+            pa.table({c: pa.array([r[c] for r in rows], types.get(c)) for c in cols}),
+            path,
+            row_group_size=2,
+        )
+
+
+def _counts(path: Path, batch_size: int | None) -> dict[Any, int]:
+    p = Pipeline(ReplaySource(path, time="ts", batch_size=batch_size))
+    p.stream.window(TumblingWindow("1h"), key="id", time="ts").agg(agg.count())
+    result = p.run()
+    assert result["window.dead_letter"].empty and result["window.late"].empty
+    out = result["window"]
+    return {(None if pd.isna(k) else k): int(n) for k, n in zip(out["id"], out["count"])}
+
+
+IDS = [2**53 + 1, 2**53, None, 2**63 - 1, 2**63 - 2, -(2**62) - 1, -(2**62), 2**53 + 1]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet", ".json"])
+@pytest.mark.parametrize("batch_size", [None, 1, 3])
+def test_ids_beside_a_missing_value_stay_apart_in_windows(
+    tmp_path: Path, suffix: str, batch_size: int | None
+) -> None:
+    path = tmp_path / f"events{suffix}"
+    _write(path, [{"ts": START + i, "id": k, "v": 1.0} for i, k in enumerate(IDS)])
+    expected: dict[Any, int] = {}
+    for k in IDS:
+        expected[k] = expected.get(k, 0) + 1
+    assert _counts(path, batch_size) == expected
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    ids=st.lists(st.none() | st.integers(-(2**63) + 1, 2**63 - 1), min_size=1, max_size=12),
+    suffix=st.sampled_from([".csv", ".jsonl", ".parquet", ".json"]),
+)
+def test_a_replayed_file_keeps_every_integer_it_holds(
+    tmp_path_factory: pytest.TempPathFactory, ids: list[int | None], suffix: str
+) -> None:
+    path = tmp_path_factory.mktemp("ints") / f"e{suffix}"
+    _write(path, [{"ts": START + i, "id": k} for i, k in enumerate(ids)])
+    got = ReplaySource(path, time="ts").frame["id"]
+    assert [None if pd.isna(v) else int(v) for v in got] == ids
+    assert len(ReplaySource(path, time="ts").frame) == len(ids)  # every row, and no other
+
+
+def test_csv_columns_of_decimals_or_text_beside_missing_values_are_not_taken_for_integers(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "e.csv"
+    path.write_text("ts,a,b,c\n1704067200,1.0,x,\n1704067201,,1,\n1704067202,2,2,\n")
+    frame = ReplaySource(path, time="ts").frame
+    assert str(frame["a"].dtype) == "float64" and frame["a"].tolist()[::2] == [1.0, 2.0]
+    assert frame["b"].tolist() == ["x", "1", "2"]
+    assert frame["c"].isna().all() and str(frame["c"].dtype) == "float64"  # no value: as pandas reads it
+
+
+@pytest.mark.parametrize("name", ["e.json", "e.json.gz"])
+def test_a_json_file_holding_one_array_replays_its_objects_as_rows(tmp_path: Path, name: str) -> None:
+    rows = [
+        {"ts": "2024-01-01T00:00:00Z", "k": "a", "v": 1, "props": {"x": [1, 2]}},
+        {"ts": "2024-01-01T00:00:30Z", "k": "a", "v": 2.5},
+        {"ts": "2024-01-01T00:01:30Z", "k": "b", "v": None, "extra": True},
+    ]
+    path = tmp_path / name
+    _write(path, rows)
+    source = ReplaySource(path, time="ts")
+    assert list(source.frame.columns) == ["ts", "k", "v", "props", "extra"]
+    assert source.frame["props"].tolist()[0] == {"x": [1, 2]}
+    for batch_size in (None, 1, 2):
+        p = Pipeline(ReplaySource(path, time="ts", batch_size=batch_size))
+        p.stream.window(TumblingWindow("1m"), key="k", time="ts").agg(agg.count(), agg.sum("v"))
+        out = p.run()["window"]
+        assert out[["k", "count", "sum_v"]].values.tolist() == [["a", 2, 3.5], ["b", 1, 0.0]]
+
+
+def test_a_json_array_is_refused_for_a_raw_replay_and_profiled_whole(tmp_path: Path) -> None:
+    path = tmp_path / "e.json"
+    _write(path, [{"ts": START + i, "id": f"u{i}"} for i in range(5)])
+    with pytest.raises(ValueError, match="holds one JSON array"):
+        ReplaySource(path, raw=True)
+    prof = profile(str(path))
+    assert prof.malformed_rate == 0.0 and prof.time_field == "ts"
+    assert prof.pipeline().run()["window"]["count"].sum() == 5
+
+
+def test_a_json_array_with_an_element_that_is_no_object_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "e.json"
+    path.write_text('[{"ts": 1704067200}, [1, 2]]')
+    with pytest.raises(ValueError, match=r"element 1 of the JSON array .* is list \[1, 2\], not an object"):
+        ReplaySource(path, time="ts")
+
+
+def test_a_json_lines_file_with_a_number_beyond_64_bits_is_read_not_refused(tmp_path: Path) -> None:
+    path = tmp_path / "e.jsonl"
+    big = 99999999999999999999999
+    path.write_text(
+        f'{{"ts": "2024-01-01T00:00:00Z", "k": "a", "v": {big}}}\n\n{{"ts": "2024-01-01T00:00:01Z", "k": "a", "v": 2}}\n'
+    )
+    frame = ReplaySource(path, time="ts").frame
+    assert frame["v"].tolist() == [big, 2] and frame["ts"].dt.second.tolist() == [0, 1]
+    p = Pipeline(ReplaySource(path, time="ts", batch_size=1))
+    p.stream.window(TumblingWindow("1m"), key="k", time="ts").agg(agg.count(), agg.sum("v"))
+    assert p.run()["window"][["count", "sum_v"]].values.tolist() == [[2, float(big) + 2.0]]
