@@ -206,6 +206,9 @@ def _epoch_format(values: list[Any], name: str, hinted: bool) -> str | None:
     return None
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _infer_type(values: list[Any], name: str) -> tuple[str, str | None]:
     """Parse type of one field from its non-null values, and the time format when it is a time."""
     if not values:
@@ -226,6 +229,10 @@ def _infer_type(values: list[Any], name: str) -> tuple[str, str | None]:
             return "timestamp", fmt
         if fmt == "epoch_us":
             return "int64", fmt  # parse reads epoch s or ms only: pipeline() converts microseconds
+        if not kinds["float"] and any(
+            _kind(v) == "int" and not _INT64_MIN <= v <= _INT64_MAX for v in values
+        ):
+            return "json", None  # integers beyond 64 bits (uint64 hashes): json keeps each exact
         return ("float64" if kinds["float"] else "int64"), None
     if share("str") >= 0.98:
         texts = [v for v in values if isinstance(v, str)]
@@ -309,10 +316,8 @@ def _frame_fields(frame: pd.DataFrame) -> list[InferredField]:
             out.append(InferredField(str(col), "category", str(col), nulls))
         elif pd.api.types.is_bool_dtype(s.dtype):
             out.append(InferredField(str(col), "bool", str(col), nulls))
-        elif pd.api.types.is_integer_dtype(s.dtype):
-            typ, fmt = _infer_type(s.tolist(), str(col))
-            out.append(InferredField(str(col), typ, str(col), nulls, fmt))
-        elif pd.api.types.is_float_dtype(s.dtype):
+        elif pd.api.types.is_integer_dtype(s.dtype) or pd.api.types.is_float_dtype(s.dtype):
+            # the missing values (of an Int64 column too) are not values of another kind
             typ, fmt = _infer_type(s.dropna().tolist(), str(col))
             out.append(InferredField(str(col), typ, str(col), nulls, fmt))
         else:

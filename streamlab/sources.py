@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -274,7 +274,7 @@ class ListSource(Source):
             frame = pd.DataFrame({"value": pd.Series(events, dtype=object)})
         else:
             try:
-                frame = pd.DataFrame.from_records(list(events))
+                frame = _exact_ints(pd.DataFrame.from_records(list(events)), lambda: events)
             except (AttributeError, TypeError, ValueError) as e:  # AttributeError: pandas 2 on a None
                 dicts = any(isinstance(v, Mapping) for v in events)
                 i, odd = next(
@@ -456,24 +456,30 @@ def _json_array_frame(path: Path) -> pd.DataFrame:
     return _records_frame(rows)
 
 
-def _exact_json_ints(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` (pandas' read of a JSON-lines file) with its columns of integers and missing values
-    exact: pandas holds them as float64, which rounds an id beyond 2**53 onto its neighbour's value. Such
-    columns are read again with Python's parser and kept as the parse step keeps them (``Int64``)."""
+def _exact_ints(frame: pd.DataFrame, rows: Callable[[], list[Mapping[str, Any]]]) -> pd.DataFrame:
+    """``frame`` (pandas' table of the records ``rows()`` gives) with its columns of integers and missing
+    values exact: pandas holds them as float64, which rounds an id beyond 2**53 onto its neighbour's
+    value. Such columns are taken again from the records and kept as the parse step keeps them
+    (``Int64``; Python ints beyond 64 bits). ``rows`` is called only when such a column may be there."""
     from streamlab._intcols import inferred_series
 
     floats = [c for c in frame.columns if frame[c].dtype.kind == "f" and frame[c].isna().any()]
     if not floats:
         return frame
-    rows = list(_json_line_objects(path))
-    if len(rows) != len(frame):  # read otherwise than pandas did: leave pandas' values
-        return frame
+    records = rows()
+    if len(records) != len(frame) or not all(isinstance(row, Mapping) for row in records):
+        return frame  # read otherwise than pandas did (not records of keys): leave pandas' values
     for c in floats:
-        values = [row.get(c) for row in rows]
-        ints = [v for v in values if v is not None]
-        if ints and all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
-            frame[c] = inferred_series(values).set_axis(frame.index)
+        values = [None if _missing(v) else v for v in (row.get(c) for row in records)]
+        given = [v for v in values if v is not None]
+        if given and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in given):
+            frame[c] = inferred_series([None if v is None else int(v) for v in values]).set_axis(frame.index)
     return frame
+
+
+def _missing(value: Any) -> bool:
+    """Whether pandas reads ``value`` of a record as a missing value (None, NaN, ``pd.NA``, ``pd.NaT``)."""
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value)
 
 
 def _parquet_frame(path: Path) -> pd.DataFrame:
@@ -698,7 +704,7 @@ class ReplaySource(Source):
                     # every line is a JSON object (pandas' reader refused a number beyond 64 bits)
                     frame = _records_frame(list(_json_line_objects(path)))
                 else:
-                    frame = _exact_json_ints(path, frame)
+                    frame = _exact_ints(frame, lambda: list(_json_line_objects(path)))
             if self.time in frame.columns:
                 frame[self.time] = _event_times(path, frame[self.time], self.time)
             return frame

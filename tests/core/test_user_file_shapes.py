@@ -146,3 +146,20 @@ def test_a_json_lines_file_with_a_number_beyond_64_bits_is_read_not_refused(tmp_
     p = Pipeline(ReplaySource(path, time="ts", batch_size=1))
     p.stream.window(TumblingWindow("1m"), key="k", time="ts").agg(agg.count(), agg.sum("v"))
     assert p.run()["window"][["count", "sum_v"]].values.tolist() == [[2, float(big) + 2.0]]
+
+
+@pytest.mark.parametrize("missing", [None, float("nan")])
+def test_a_list_of_events_keeps_ids_beside_a_missing_value_apart(missing: Any) -> None:
+    from streamlab.testing import ListSource
+
+    events = [
+        {"ts": START + i, "id": missing if k is None else k} if i % 3 else {"ts": START + i, "id": k}
+        for i, k in enumerate(IDS)
+    ]
+    events.append({"ts": START + 99})  # no id at all: a missing value too
+    assert [None if pd.isna(v) else v for v in ListSource(events).frame["id"]] == [*IDS, None]
+    p = Pipeline(ListSource(events, batch_size=2))
+    p.stream.window(TumblingWindow("1h"), key="id", time="ts").agg(agg.count())
+    out = p.run()["window"]
+    got = {(None if pd.isna(k) else k): int(n) for k, n in zip(out["id"], out["count"])}
+    assert got == {2**53 + 1: 2, 2**53: 1, None: 2, 2**63 - 1: 1, 2**63 - 2: 1, -(2**62) - 1: 1, -(2**62): 1}
