@@ -230,6 +230,23 @@ class _LinesReader(SourceReader):
         self.blocks.close()
 
 
+def _frame_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """A DataFrame's rows as a source gives them: numbered from 0, each named index level (a time index,
+    ``df.set_index("timestamp")``) kept as a column (one that a column of the same name does not hide);
+    an unnamed index (a filtered frame's row numbers) is not data.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"t": [10, 20], "x": [1, 2]}).set_index("t")
+    >>> _frame_rows(df).to_dict("list"), _frame_rows(df.reset_index(drop=True)).to_dict("list")
+    ({'t': [10, 20], 'x': [1, 2]}, {'x': [1, 2]})
+    """
+    names = [n for n in frame.index.names if n is not None and n not in frame.columns]
+    if names:
+        frame = frame.reset_index(level=names)
+    return frame.reset_index(drop=True)
+
+
 _RAW = (bytes, str, bytearray, memoryview)
 
 
@@ -263,7 +280,7 @@ class ListSource(Source):
         if not isinstance(events, (pd.DataFrame, list)):
             events = list(events)  # a generator is read once: the checks below would consume it
         if isinstance(events, pd.DataFrame):
-            frame = events.reset_index(drop=True)
+            frame = _frame_rows(events)
         elif (
             events
             and any(isinstance(e, _RAW) or e is None for e in events)
@@ -645,7 +662,7 @@ class ReplaySource(Source):
         self.batch_size = _batch_size("ReplaySource", batch_size)
         self._frame: pd.DataFrame | None = None
         if isinstance(data, pd.DataFrame):
-            self._frame = data.reset_index(drop=True)
+            self._frame = _frame_rows(data)
         else:
             self.path = os.fspath(data)
             if raw:  # the lines are read as they are replayed (or when ``frame`` is asked for)

@@ -163,3 +163,28 @@ def test_a_list_of_events_keeps_ids_beside_a_missing_value_apart(missing: Any) -
     out = p.run()["window"]
     got = {(None if pd.isna(k) else k): int(n) for k, n in zip(out["id"], out["count"])}
     assert got == {2**53 + 1: 2, 2**53: 1, None: 2, 2**63 - 1: 1, 2**63 - 2: 1, -(2**62) - 1: 1, -(2**62): 1}
+
+
+def test_a_dataframe_indexed_by_its_event_time_replays_with_that_time() -> None:
+    from streamlab.testing import ListSource
+
+    times = pd.date_range("2024-01-01", periods=5, freq="20s", tz="UTC")
+    frame = pd.DataFrame({"timestamp": times, "k": list("aabab"), "v": range(5)}).set_index("timestamp")
+    expected = (
+        frame.reset_index()
+        .groupby(["k", frame.index.floor("1min")])
+        .size()
+        .rename_axis(["k", "window_start"])
+        .reset_index(name="count")
+        .sort_values(["window_start", "k"])
+        .values.tolist()
+    )
+    for source in (ReplaySource(frame, batch_size=2), ListSource(frame, batch_size=1)):
+        assert source.frame.columns.tolist() == ["timestamp", "k", "v"]
+        p = Pipeline(source)
+        p.stream.window(TumblingWindow("1m"), key="k").agg(agg.count())
+        out = p.run()["window"].sort_values(["window_start", "k"])
+        assert out[["k", "window_start", "count"]].values.tolist() == expected
+    assert profile(frame).time_field == "timestamp"
+    filtered = frame.reset_index()[lambda f: f["v"] > 1]  # an unnamed index (row numbers) is no column
+    assert ReplaySource(filtered).frame.columns.tolist() == ["timestamp", "k", "v"]
