@@ -500,8 +500,10 @@ def _missing(value: Any) -> bool:
 
 
 def _parquet_frame(path: Path) -> pd.DataFrame:
-    """The rows of a Parquet file; its integer columns with missing values exact (``Int64``), where
-    pandas gives float64, which rounds an id beyond 2**53 onto its neighbour's value."""
+    """The rows of a Parquet file, its integers exact where pandas gives float64 (which rounds an id
+    beyond 2**53 onto its neighbour's value): an integer column with missing values is ``Int64``, and a
+    nested column (struct, list, map) holding integers holds Python values (dicts, lists), as the parse
+    step's ``json`` fields do, where pandas makes ``{"x": 1}`` beside a missing ``x`` ``{"x": 1.0}``."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -513,16 +515,32 @@ def _parquet_frame(path: Path) -> pd.DataFrame:
     ints = [
         f.name
         for f in schema
-        if pa.types.is_integer(f.type) and f.name in frame.columns and frame[f.name].dtype.kind == "f"
+        if f.name in frame.columns
+        and (
+            (pa.types.is_integer(f.type) and frame[f.name].dtype.kind == "f")
+            or (pa.types.is_nested(f.type) and _holds_integers(f.type))
+        )
     ]
     if ints:
         table = pq.read_table(path, columns=ints)
         for name in ints:
             column = table.column(name)
+            if pa.types.is_nested(column.type):
+                frame[name] = pd.Series(column.to_pylist(), index=frame.index, dtype=object)
+                continue
             big = column.type == pa.uint64() and (pc.max(column).as_py() or 0) >= 2**63
             exact = inferred_series(column.to_pylist()) if big else nullable_ints(column.cast(pa.int64()))
             frame[name] = exact.set_axis(frame.index)
     return frame
+
+
+def _holds_integers(kind: Any) -> bool:
+    """Whether an arrow type is, or nests, an integer type."""
+    import pyarrow as pa
+
+    if pa.types.is_integer(kind):
+        return True
+    return any(_holds_integers(kind.field(i).type) for i in range(kind.num_fields))
 
 
 def _event_times(path: Path, values: pd.Series, column: str) -> pd.Series:

@@ -188,3 +188,26 @@ def test_a_dataframe_indexed_by_its_event_time_replays_with_that_time() -> None:
     assert profile(frame).time_field == "timestamp"
     filtered = frame.reset_index()[lambda f: f["v"] > 1]  # an unnamed index (row numbers) is no column
     assert ReplaySource(filtered).frame.columns.tolist() == ["timestamp", "k", "v"]
+
+
+def test_a_parquet_files_nested_integers_keep_their_values(tmp_path: Path) -> None:
+    from streamlab import JsonLinesSink
+
+    path = tmp_path / "e.parquet"
+    props = [{"n": 1, "id": {"z": 2**60 + 1}}, {"n": None, "id": None}, None]
+    tags = [[1, 2], [3, None], None]
+    pq.write_table(
+        pa.table(
+            {"ts": pa.array([START, START + 1, START + 2]), "props": pa.array(props), "tags": pa.array(tags)}
+        ),
+        path,
+    )
+    frame = ReplaySource(path, time="ts").frame
+    assert frame["props"].tolist() == props and frame["tags"].tolist() == tags
+    p = Pipeline(ReplaySource(path, time="ts", batch_size=1))
+    p.stream.to(JsonLinesSink(str(tmp_path / "out.jsonl")))
+    p.stream.window(TumblingWindow("1m"), time="ts").agg(agg.first("props"), agg.last("tags"))
+    out = p.run()["window"]
+    assert out[["first_props", "last_tags"]].values.tolist() == [[props[0], None]]
+    written = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["props"] for r in written] == props and [r["tags"] for r in written] == tags
