@@ -221,7 +221,10 @@ class _LinesReader(SourceReader):
         return self.blocks.done
 
     def snapshot(self) -> Any:
-        return {"position": self.blocks.taken, **({"file": self.file_id} if self.file_id else {})}
+        position = {"position": self.blocks.taken, **({"file": self.file_id} if self.file_id else {})}
+        if self.blocks.done and self.blocks.open_end is not None:
+            position["open_end"] = self.blocks.open_end  # its last line was taken without a break
+        return position
 
     def lag(self) -> int | None:
         return self.blocks.left()
@@ -352,6 +355,13 @@ def _file_identity(path: Path, length: int | None = None) -> str | None:
     except OSError:
         return None
     return f"{len(head)}:{hashlib.sha256(head).hexdigest()[:16]}"
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def _unreadable(path: Path, where: str | None, error: Exception) -> ValueError:
@@ -595,6 +605,9 @@ class ReplaySource(Source):
         For JSON lines: deliver the raw lines in a ``value`` column (for ``parse`` with dead letters)
         instead of parsed columns. With ``speed=None`` the file is read a block at a time as it is
         replayed (memory stays at a few blocks); a paced replay reads it whole first (its release times).
+        A file that grows between runs resumes from its checkpoint's line; when the last line that run
+        read had no line break (a writer was writing it: its cut-short bytes went to dead letter) and the
+        file has grown since, that line is read again, whole.
         Without ``raw`` the file is loaded whole when the source is made, and a record that cannot be
         loaded (invalid JSON, an unreadable event time) raises ``ValueError`` naming its line: replay
         such a file raw and ``parse`` it to send bad records to a dead-letter output.
@@ -831,6 +844,11 @@ class ReplaySource(Source):
                 f"{pos:,}",
             )
             pos = 0
+        open_end = resume.get("open_end") if resume and not replaced else None
+        if open_end is not None and pos > 0 and self.path is not None and _size(self.path) > open_end:
+            # the last line the checkpoint read had no line break and the file has grown since: a writer
+            # was writing that line (its cut-short bytes went to dead letter); it is read again, whole
+            pos -= 1
         reader: _FrameReader | _LinesReader
         if self.raw and self.path is not None and self.speed is None:
             reader = _LinesReader(LineBlocks(Path(self.path), pos), self.batch_size)

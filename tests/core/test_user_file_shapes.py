@@ -211,3 +211,29 @@ def test_a_parquet_files_nested_integers_keep_their_values(tmp_path: Path) -> No
     assert out[["first_props", "last_tags"]].values.tolist() == [[props[0], None]]
     written = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["props"] for r in written] == props and [r["tags"] for r in written] == tags
+
+
+def _line(i: int) -> str:
+    return json.dumps({"timestamp": f"2024-01-01T00:00:{i:02d}Z", "v": i})
+
+
+@pytest.mark.parametrize("batch_size", [None, 1, 2])
+def test_a_line_being_written_when_a_run_ended_is_read_whole_by_the_next(
+    tmp_path: Path, batch_size: int | None
+) -> None:
+    from streamlab.sinks import ListSink
+
+    path, checkpoints = tmp_path / "e.jsonl", tmp_path / "checkpoints"
+    path.write_text("".join(_line(i) + "\n" for i in range(3)) + _line(3)[:10])  # line 4 half written
+    got, dead = [], []
+    for grow in ("", _line(3)[10:] + "\n" + _line(4) + "\n", _line(5), ""):
+        with open(path, "a") as f:
+            f.write(grow)
+        p = Pipeline(ReplaySource(path, raw=True, batch_size=batch_size))
+        ok = ListSink()
+        p.stream.parse({"timestamp": "timestamp", "v": "int64"}).to(ok)
+        result = p.run(checkpoint_dir=str(checkpoints))
+        got += ok.frame()["v"].tolist() if len(ok.frame()) else []
+        dead += result["parse.dead_letter"]["raw"].tolist()
+    assert got == [0, 1, 2, 3, 4, 5]  # each once: line 6 ends without a break but the file did not grow
+    assert dead == [_line(3)[:10].encode()]  # what the first run read of line 4, with its reason
