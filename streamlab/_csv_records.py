@@ -118,12 +118,19 @@ def read_csv(data: str | bytes) -> pd.DataFrame:
     return frame
 
 
+def cut_short(record: str) -> bool:
+    """Whether ``record``, the last of a file, may have been cut short: it holds something and has no
+    line break (a record that has its line break is whole, whatever its fields)."""
+    return bool(record.strip(" \t\r\n")) and not record.endswith(("\n", "\r"))
+
+
 def split_csv(data: bytes) -> CsvRecords:
     """Read CSV ``data`` (UTF-8, a byte order mark allowed) as pandas does, malformed records set aside.
 
     A record is malformed when it is not UTF-8 text, holds a NUL byte, has more fields than the header,
     or opens a quoted field that the file never closes. A record with fewer fields is read as pandas
-    reads it (the missing fields are NaN).
+    reads it (the missing fields are NaN), except the file's last one when it has no line break: the
+    file ends inside it (cut short, or a writer is still writing it), so it is malformed.
 
     Examples
     --------
@@ -198,6 +205,18 @@ def split_csv(data: bytes) -> CsvRecords:
         rows -= 1
         bad_raw.append(record.rstrip("\r\n").encode("utf-8", "surrogateescape"))
         reasons.append("a quoted field is not closed before the end of the file")
+        starts.append(line_no - len(io.StringIO(record, newline="").readlines()))
+        before.append(rows)
+    elif 0 < last_fields < width and len(good) > 1 and cut_short(good[-1]):
+        # the file ends inside its last record: a writer was writing it (a replay resumed on the grown
+        # file reads it whole, as the next row), or the file was cut
+        record = good.pop()
+        rows -= 1
+        bad_raw.append(record.encode("utf-8", "surrogateescape"))
+        reasons.append(
+            f"the file ends inside this record ({last_fields} fields, where the header has {width}, and no "
+            "line break): cut short, or still being written"
+        )
         starts.append(line_no - len(io.StringIO(record, newline="").readlines()))
         before.append(rows)
     frame = read_csv("".join(good))

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._csv_records import CsvRecords, read_csv, split_csv
+from streamlab._csv_records import CsvRecords, cut_short, read_csv, split_csv
 from streamlab._lines import LineBlocks, file_lines
 from streamlab._time import NAT_NS, to_utc_ns, utc_array
 from streamlab.clock import Clock
@@ -618,7 +618,9 @@ class ReplaySource(Source):
         header, invalid UTF-8, a NUL byte, a quoted field the file never closes) while the good rows
         replay, each with ``raw`` (the record's bytes), ``reason`` and ``line`` (where it starts, from
         1), written when the replay passes it. The good rows are the rows ``pandas.read_csv`` reads from
-        the file without those records (its integer columns with missing values exact). Without a ``dead_letter``, such a file raises ``ValueError``
+        the file without those records (its integer columns with missing values exact). A last record
+        with fewer fields than the header and no line break is such a record (the file ends inside it:
+        a writer was writing it); a replay resumed on the grown file reads it whole, as the next row. Without a ``dead_letter``, such a file raises ``ValueError``
         naming the first malformed record, as a JSON-lines file with a bad line does without ``raw``.
 
     Examples
@@ -783,8 +785,17 @@ class ReplaySource(Source):
                 except (ValueError, UnicodeDecodeError):  # pandas' ParserError is a ValueError
                     frame = None
                 # pandas takes a first row with one field more than the header as an index column
-                # (and shifts every column of every row): that row is malformed too
-                if frame is not None and isinstance(frame.index, pd.RangeIndex):
+                # (and shifts every column of every row): that row is malformed too; a last row with
+                # missing fields and no line break may be cut short (split_csv tells)
+                if (
+                    frame is not None
+                    and isinstance(frame.index, pd.RangeIndex)
+                    and not (
+                        len(frame)
+                        and frame.iloc[-1].isna().iloc[-1]
+                        and cut_short(data[-1:].decode("latin-1"))
+                    )
+                ):
                     return frame
             records = split_csv(data)
         except (ValueError, EOFError, OSError) as e:  # CsvHeaderError too: a header that cannot be read

@@ -237,3 +237,40 @@ def test_a_line_being_written_when_a_run_ended_is_read_whole_by_the_next(
         dead += result["parse.dead_letter"]["raw"].tolist()
     assert got == [0, 1, 2, 3, 4, 5]  # each once: line 6 ends without a break but the file did not grow
     assert dead == [_line(3)[:10].encode()]  # what the first run read of line 4, with its reason
+
+
+@pytest.mark.parametrize("batch_size", [None, 1, 2])
+@pytest.mark.parametrize("cut", [24, 22, 21, 10])  # all but its line break, in the key, after the time, in it
+def test_a_csv_row_being_written_when_a_run_ended_is_read_whole_by_the_next(
+    tmp_path: Path, batch_size: int | None, cut: int
+) -> None:
+    from streamlab import JsonLinesSink
+    from streamlab.sinks import ListSink
+
+    def row(i: int) -> str:
+        return f"2024-01-01T00:00:0{i}Z,a,{i}\n"
+
+    path, checkpoints = tmp_path / "e.csv", tmp_path / "checkpoints"
+    path.write_text("timestamp,k,v\n" + row(0) + row(1) + row(2)[:cut])  # row 2 half written
+    got: list[int] = []
+    for grow in ("", row(2)[cut:] + row(3), ""):
+        with open(path, "a") as f:
+            f.write(grow)
+        dead = JsonLinesSink(str(tmp_path / "dead.jsonl"))
+        p = Pipeline(ReplaySource(path, batch_size=batch_size, dead_letter=dead))
+        ok = ListSink()
+        p.stream.to(ok)
+        p.run(checkpoint_dir=str(checkpoints))
+        got += ok.frame()["v"].tolist() if len(ok.frame()) else []
+    assert got == [0, 1, 2, 3]  # each row once, whole
+    dead_file = tmp_path / "dead.jsonl"
+    dead_rows = (
+        [json.loads(line) for line in dead_file.read_text().splitlines()] if dead_file.exists() else []
+    )
+    # a row lacking only its line break is whole: read as it is, once
+    assert [(r["line"], "cut short" in r["reason"]) for r in dead_rows] == ([] if cut == 24 else [(4, True)])
+    if cut == 24:
+        return
+    path.write_text("timestamp,k,v\n" + row(0) + row(1)[:cut])  # without a dead_letter sink: named
+    with pytest.raises(ValueError, match="line 3 .* cut short, or still being written"):
+        ReplaySource(path)
