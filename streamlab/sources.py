@@ -509,8 +509,16 @@ def _missing(value: Any) -> bool:
     return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value)
 
 
-def _parquet_frame(path: Path) -> pd.DataFrame:
-    """The rows of a Parquet file, its integers exact where pandas gives float64 (which rounds an id
+def _parquet_parts(path: Path) -> list[str]:
+    """The Parquet files of a directory in name order (ParquetSink's parts in the order written), but
+    hidden ones (``_SUCCESS``, ``.crc``) and those being written (``part-*.tmp``)."""
+    return sorted(
+        str(f) for f in path.iterdir() if f.name.endswith(".parquet") and not f.name.startswith(("_", "."))
+    )
+
+
+def _parquet_frame(files: list[str]) -> pd.DataFrame:
+    """The rows of Parquet ``files`` (one table), its integers exact where pandas gives float64 (which rounds an id
     beyond 2**53 onto its neighbour's value): an integer column with missing values is ``Int64``, and a
     nested column (struct, list, map) holding integers holds Python values (dicts, lists), as the parse
     step's ``json`` fields do, where pandas makes ``{"x": 1}`` beside a missing ``x`` ``{"x": 1.0}``."""
@@ -520,8 +528,9 @@ def _parquet_frame(path: Path) -> pd.DataFrame:
 
     from streamlab._intcols import inferred_series, nullable_ints
 
-    frame = pd.read_parquet(path)
-    schema = pq.read_schema(path)
+    # pandas hands a list of files to pyarrow as one dataset (its stubs name one path only)
+    frame = pd.read_parquet(files[0] if len(files) == 1 else files)  # type: ignore[arg-type]
+    schema = pq.read_schema(files[0]) if len(files) == 1 else pq.ParquetDataset(files).schema
     ints = [
         f.name
         for f in schema
@@ -532,7 +541,7 @@ def _parquet_frame(path: Path) -> pd.DataFrame:
         )
     ]
     if ints:
-        table = pq.read_table(path, columns=ints)
+        table = pq.read_table(files[0] if len(files) == 1 else files, columns=ints)
         for name in ints:
             column = table.column(name)
             if pa.types.is_nested(column.type):
@@ -593,7 +602,8 @@ class ReplaySource(Source):
     Parameters
     ----------
     data
-        A DataFrame, or a path to JSON lines (``.jsonl``, ``.jsonl.gz``), CSV or Parquet. A ``.json`` file
+        A DataFrame, or a path to JSON lines (``.jsonl``, ``.jsonl.gz``), CSV or Parquet, or to a directory
+        of Parquet files (read as one table, in name order: a :class:`ParquetSink`'s parts). A ``.json`` file
         holds JSON lines or one JSON array of objects (each object a row). Integers beside missing
         values are kept exact (``Int64``, as ``parse`` keeps them), where pandas would round them to
         float64.
@@ -737,6 +747,14 @@ class ReplaySource(Source):
         if not path.exists():
             raise FileNotFoundError(f"ReplaySource: {path} does not exist")
         name = path.name.lower()
+        if path.is_dir() and not self.raw:
+            parts = _parquet_parts(path)
+            if not parts:
+                raise ValueError(
+                    f"ReplaySource: {path} is a directory without .parquet files; replay a file (.jsonl, "
+                    ".csv or .parquet) or a directory of Parquet files (as ParquetSink writes)"
+                )
+            return self._load_parquet(path, parts)
         if name.endswith(_JSON_LINES):
             if self.raw:
                 return pd.DataFrame({"value": file_lines(path, owner=self)})
@@ -763,14 +781,18 @@ class ReplaySource(Source):
         if name.endswith((".csv", ".csv.gz")):
             return self._load_csv(path)
         if name.endswith(".parquet"):
-            try:
-                return _parquet_frame(path)
-            except (ValueError, OSError) as e:  # pyarrow's ArrowInvalid is a ValueError
-                raise ValueError(
-                    f"ReplaySource: {path} cannot be read as Parquet ({type(e).__name__}: {' '.join(str(e).split())}); "
-                    "check that it is a complete Parquet file (a .jsonl or .csv file needs that extension)"
-                ) from None
+            return self._load_parquet(path, [str(path)])
         raise ValueError(f"ReplaySource: cannot tell the format of {path.name}; use .jsonl, .csv or .parquet")
+
+    def _load_parquet(self, path: Path, files: list[str]) -> pd.DataFrame:
+        try:
+            return _parquet_frame(files)
+        except (ValueError, OSError) as e:  # pyarrow's ArrowInvalid is a ValueError
+            raise ValueError(
+                f"ReplaySource: {path} cannot be read as Parquet ({type(e).__name__}: {' '.join(str(e).split())}); "
+                "check that it is a complete Parquet file (a .jsonl or .csv file needs that extension)"
+                + (", and that its files' columns agree" if path.is_dir() else "")
+            ) from None
 
     def _load_csv(self, path: Path) -> pd.DataFrame:
         """The rows of a CSV file; its malformed records, if any, kept for ``dead_letter`` (or raised)."""

@@ -274,3 +274,27 @@ def test_a_csv_row_being_written_when_a_run_ended_is_read_whole_by_the_next(
     path.write_text("timestamp,k,v\n" + row(0) + row(1)[:cut])  # without a dead_letter sink: named
     with pytest.raises(ValueError, match="line 3 .* cut short, or still being written"):
         ReplaySource(path)
+
+
+def test_a_directory_of_parquet_parts_replays_as_one_table_in_order(tmp_path: Path) -> None:
+    from streamlab.sinks import ParquetSink
+    from streamlab.testing import ListSource
+
+    ids = [2**53 + 1, None, 2**53, 7]
+    events = [{"ts": START + i, "k": "ab"[i % 2], "id": ids[i % 4]} for i in range(23)]
+    parts = tmp_path / "parts"
+    p = Pipeline(ListSource(events, batch_size=3))
+    p.stream.to(ParquetSink(str(parts)))
+    p.run(commit_every=0)
+    (parts / "_SUCCESS").write_text("")  # what Spark leaves, and a part cut short by a crash
+    (parts / "part-999999.tmp").write_bytes(b"PAR1")
+    assert len(list(parts.glob("*.parquet"))) > 2
+    frame = ReplaySource(parts, time="ts").frame
+    assert frame["ts"].tolist() == [e["ts"] for e in events]
+    assert [None if pd.isna(v) else v for v in frame["id"]] == [e["id"] for e in events]
+    q = Pipeline(ReplaySource(parts, time="ts", batch_size=5))
+    q.stream.window(TumblingWindow("1h"), key="k", time="ts").agg(agg.count())
+    assert q.run()["window"][["k", "count"]].values.tolist() == [["a", 12], ["b", 11]]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="is a directory without .parquet files"):
+        ReplaySource(tmp_path / "empty")
