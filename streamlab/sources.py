@@ -761,8 +761,13 @@ class ReplaySource(Source):
             if json_array_file(path):
                 frame = _json_array_frame(path)
             else:
-                try:  # utf-8-sig: a byte order mark at the start (Windows tools write one) is no data
-                    frame = pd.read_json(path, lines=True, dtype=False, encoding="utf-8-sig")
+                try:  # utf-8-sig: a byte order mark at the start (Windows tools write one) is no data;
+                    # no date guessing: pandas 2 made numbers in columns named *_time, *_at, modified or
+                    # date datetimes (an elapsed_time of 40000000 ms became 1971-04-08); the event time is
+                    # read below, as every step reads it
+                    frame = pd.read_json(
+                        path, lines=True, dtype=False, convert_dates=False, encoding="utf-8-sig"
+                    )
                 except (ValueError, TypeError, AttributeError, EOFError, OSError) as e:  # TypeError (pandas
                     # 2: AttributeError): a JSON line that is no object; EOFError, OSError: a truncated or
                     # corrupt compressed file

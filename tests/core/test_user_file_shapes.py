@@ -298,3 +298,28 @@ def test_a_directory_of_parquet_parts_replays_as_one_table_in_order(tmp_path: Pa
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="is a directory without .parquet files"):
         ReplaySource(tmp_path / "empty")
+
+
+def test_numbers_in_a_json_lines_column_named_like_a_time_stay_numbers(tmp_path: Path) -> None:
+    """pandas 2 (Python 3.10) read a column named ``*_time``, ``*_at``, ``modified`` or ``date`` as
+    dates: an ``elapsed_time`` of 40000000 (milliseconds) became 1971-04-08 (this fails there only)."""
+    path = tmp_path / "e.jsonl"
+    rows = [
+        {
+            "timestamp": "2024-01-01T05:30:00+05:30",
+            "elapsed_time": 40000000,
+            "created_at": "2024-01-01 10:00",
+        },
+        {"timestamp": "2024-01-01T00:00:30Z", "elapsed_time": 50000000, "created_at": "x"},
+    ]
+    _write(path, rows)
+    frame = ReplaySource(path).frame
+    assert frame["elapsed_time"].tolist() == [40000000, 50000000]
+    assert frame["created_at"].tolist() == ["2024-01-01 10:00", "x"]
+    assert frame["timestamp"].tolist() == [
+        pd.Timestamp("2024-01-01T00:00:00Z"),
+        pd.Timestamp("2024-01-01T00:00:30Z"),
+    ]
+    p = Pipeline(ReplaySource(path, batch_size=1))
+    p.stream.window(TumblingWindow("1m")).agg(agg.mean("elapsed_time"))
+    assert p.run()["window"]["mean_elapsed_time"].tolist() == [45000000.0]
