@@ -83,6 +83,13 @@ def _unclosed_quote(text: str) -> bool:
 _INT_TEXT = r"\s*[+-]?\d+\s*"  # what pandas reads as an integer
 
 
+def _integer(value: Any) -> bool:
+    """Whether a value pandas read from CSV is an integer (a Python int, or its text)."""
+    if isinstance(value, str):
+        return re.fullmatch(_INT_TEXT, value) is not None
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def read_csv(data: str | bytes) -> pd.DataFrame:
     """``pandas.read_csv`` of CSV ``data`` (bytes as UTF-8, a byte order mark allowed), with its columns of
     integers and missing values exact: pandas holds them as float64, which rounds an id beyond 2**53 onto
@@ -103,9 +110,19 @@ def read_csv(data: str | bytes) -> pd.DataFrame:
         return frame
 
     frame = read()
+    if not isinstance(frame.index, pd.RangeIndex):
+        return frame
+    for i in range(len(frame.columns)):
+        # a column with an integer beyond 64 bits: pandas 2 keeps its text, pandas 3 Python ints beside
+        # NaN; both become Python ints beside None
+        column = frame.iloc[:, i]
+        given = column.notna()
+        if column.dtype == object and given.any() and all(map(_integer, column[given].tolist())):
+            values = [int(t) if ok else None for t, ok in zip(column.tolist(), given.tolist())]
+            frame.isetitem(i, inferred_series(values).set_axis(frame.index).array)
     floats = [i for i, c in enumerate(frame.columns) if frame.dtypes.iloc[i].kind == "f"]
     floats = [i for i in floats if frame.iloc[:, i].isna().any()]
-    if not floats or not isinstance(frame.index, pd.RangeIndex):
+    if not floats:
         return frame
     texts = read(usecols=floats, dtype=str)
     for i, name in zip(floats, texts.columns):

@@ -562,6 +562,16 @@ def _holds_integers(kind: Any) -> bool:
     return any(_holds_integers(kind.field(i).type) for i in range(kind.num_fields))
 
 
+def _far_iso(value: Any) -> bool:
+    """Whether ``value`` is ISO-8601 text of a time (one beyond the years 1677-2262 included)."""
+    from streamlab._record import iso_to_ns
+
+    try:
+        return isinstance(value, str) and iso_to_ns(value) is not None
+    except ValueError:
+        return False
+
+
 def _event_times(path: Path, values: pd.Series, column: str) -> pd.Series:
     """``values`` as UTC timestamps, or an error naming the first row whose time cannot be read.
 
@@ -575,6 +585,9 @@ def _event_times(path: Path, values: pd.Series, column: str) -> pd.Series:
             pass
     ns = to_utc_ns(values)
     bad = np.flatnonzero((ns == NAT_NS) & values.notna().to_numpy())
+    # ISO text beyond the years nanoseconds hold (2300-01-01) is a time: the window dead-letters it, as
+    # it does where pandas (3) keeps such a time above; pandas 2 refused the column for it
+    bad = np.array([i for i in bad.tolist() if not _far_iso(values.iloc[i])], dtype=np.int64)
     if len(bad):
         value = values.iloc[int(bad[0])]
         if isinstance(value, np.generic):

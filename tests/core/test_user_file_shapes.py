@@ -323,3 +323,34 @@ def test_numbers_in_a_json_lines_column_named_like_a_time_stay_numbers(tmp_path:
     p = Pipeline(ReplaySource(path, batch_size=1))
     p.stream.window(TumblingWindow("1m")).agg(agg.mean("elapsed_time"))
     assert p.run()["window"]["mean_elapsed_time"].tolist() == [45000000.0]
+
+
+def test_a_csv_column_with_an_integer_beyond_64_bits_holds_ints_under_any_pandas(tmp_path: Path) -> None:
+    """pandas 2 kept such a column as text (agg.sum refused it as a string column); pandas 3 gives
+    Python ints beside NaN. Both are Python ints beside None (this fails under pandas 2 only)."""
+    path = tmp_path / "e.csv"
+    big = 99999999999999999999999
+    path.write_text(
+        f"timestamp,k,v\n2024-01-01T00:00:00Z,a,{big}\n2024-01-01T00:00:30Z,a,\n2024-01-01T00:00:40Z,a,-3\n"
+    )
+    assert ReplaySource(path).frame["v"].tolist() == [big, None, -3]
+    p = Pipeline(ReplaySource(path, batch_size=1))
+    p.stream.window(TumblingWindow("1m"), key="k").agg(agg.count(), agg.sum("v"))
+    assert p.run()["window"][["count", "sum_v"]].values.tolist() == [[3, float(big) - 3.0]]
+
+
+def test_a_json_lines_time_beyond_2262_is_one_dead_letter_under_any_pandas(tmp_path: Path) -> None:
+    """pandas 3 keeps 2300-01-01 (the window dead-letters its row); pandas 2 refused the whole file for
+    it (this fails under pandas 2 only)."""
+    path = tmp_path / "e.jsonl"
+    _write(
+        path, [{"timestamp": "2024-01-01T00:00:00Z", "v": 1}, {"timestamp": "2300-01-01T00:00:00Z", "v": 2}]
+    )
+    p = Pipeline(ReplaySource(path, batch_size=1))
+    p.stream.window(TumblingWindow("1m")).agg(agg.count())
+    result = p.run()
+    assert result["window"]["count"].tolist() == [1]
+    assert result["window.dead_letter"]["v"].tolist() == [2]
+    with pytest.raises(ValueError, match="record 2 .* is 'yesterday'"):  # no time at all: still named
+        _write(path, [{"timestamp": "2024-01-01T00:00:00Z"}, {"timestamp": "yesterday"}])
+        ReplaySource(path)
