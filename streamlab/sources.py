@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -447,6 +448,25 @@ def _records_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame({k: inferred_series([row.get(k) for row in rows]) for k in keys}, columns=keys)
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _escapes_surrogates(path: Path) -> bool:
+    """Whether a JSON-lines file escapes a UTF-16 surrogate (``\\ud83d``: half of a pair, or alone)."""
+    import gzip
+
+    try:
+        with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as f:
+            tail = b""
+            while chunk := f.read(1 << 22):
+                if _SURROGATE_ESCAPE.search(tail + chunk):
+                    return True
+                tail = chunk[-5:]
+    except (EOFError, OSError):  # a truncated or corrupt compressed file: pandas' read names it
+        return False
+    return False
+
+
 def _json_line_objects(path: Path) -> Iterable[dict[str, Any]]:
     """The JSON objects of a JSON-lines file, one per line that is not blank, read by Python's parser."""
     import gzip
@@ -773,6 +793,12 @@ class ReplaySource(Source):
                 return pd.DataFrame({"value": file_lines(path, owner=self)})
             if json_array_file(path):
                 frame = _json_array_frame(path)
+            elif _escapes_surrogates(path):  # pandas' reader makes a lone "\ud800" "" (Python's keeps it)
+                try:
+                    frame = _records_frame(list(_json_line_objects(path)))
+                except (ValueError, TypeError, EOFError, OSError) as e:
+                    line = _bad_json_line(path)
+                    raise _unreadable(path, None if line is None else f"line {line}", e) from None
             else:
                 try:  # utf-8-sig: a byte order mark at the start (Windows tools write one) is no data;
                     # no date guessing: pandas 2 made numbers in columns named *_time, *_at, modified or

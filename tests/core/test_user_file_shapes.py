@@ -354,3 +354,36 @@ def test_a_json_lines_time_beyond_2262_is_one_dead_letter_under_any_pandas(tmp_p
     with pytest.raises(ValueError, match="record 2 .* is 'yesterday'"):  # no time at all: still named
         _write(path, [{"timestamp": "2024-01-01T00:00:00Z"}, {"timestamp": "yesterday"}])
         ReplaySource(path)
+
+
+def test_a_lone_surrogate_in_a_json_lines_replay_is_kept_not_made_empty(tmp_path: Path) -> None:
+    """pandas' JSON reader made the escaped lone surrogate ``"\\ud800"`` (a JavaScript producer cutting
+    an emoji in half) an empty string: its rows joined the key ``""``. Python's reader keeps it, as parse
+    keeps it in a json field; a DuckDB table, which cannot hold it, gets the row in ``<table>_rejected``
+    (DuckDB 1.x failed the run on it)."""
+    import duckdb
+
+    from streamlab import DuckDBSink
+
+    path = tmp_path / "e.jsonl"
+    path.write_text(
+        '{"timestamp": "2024-01-01T00:00:00Z", "k": "\\ud800", "v": 1}\n'
+        '{"timestamp": "2024-01-01T00:00:01Z", "k": "", "v": 2}\n'
+        '{"timestamp": "2024-01-01T00:00:02Z", "k": "\\ud83d\\ude00", "v": 3}\n'
+    )
+    assert ReplaySource(path).frame["k"].tolist() == ["\ud800", "", "\U0001f600"]
+    db = str(tmp_path / "out.duckdb")
+    p = Pipeline(ReplaySource(path, batch_size=2))
+    windows = p.stream.window(TumblingWindow("1m"), key="k").agg(agg.count(), agg.sum("v"))
+    windows.to(DuckDBSink(db, "w"))
+    p.stream.to(DuckDBSink(db, "raw", key=None))
+    p.run()
+    con = duckdb.connect(db)
+    assert sorted(con.execute("SELECT k, count, sum_v FROM w").fetchall()) == [
+        ("", 1, 2.0),
+        ("\U0001f600", 1, 3.0),
+    ]
+    assert sorted(con.execute("SELECT k FROM raw").fetchall()) == [("",), ("\U0001f600",)]
+    for table in ("w_rejected", "raw_rejected"):
+        (reason, row), *others = con.execute(f"SELECT reject_reason, row FROM {table}").fetchall()
+        assert not others and "lone surrogate" in reason and json.loads(row)["k"] == "\ud800"
