@@ -295,7 +295,12 @@ class ListSource(Source):
             frame = pd.DataFrame({"value": pd.Series(events, dtype=object)})
         else:
             try:
-                frame = _exact_ints(pd.DataFrame.from_records(list(events)), lambda: events)
+                try:
+                    frame = _exact_ints(pd.DataFrame.from_records(list(events)), lambda: events)
+                except UnicodeEncodeError:  # text with a lone surrogate ("\ud800"): no str column holds it
+                    if not all(isinstance(v, Mapping) for v in events):
+                        raise
+                    frame = _records_frame([dict(v) for v in events])  # columns of objects hold it
             except (AttributeError, TypeError, ValueError) as e:  # AttributeError: pandas 2 on a None
                 dicts = any(isinstance(v, Mapping) for v in events)
                 i, odd = next(

@@ -387,3 +387,21 @@ def test_a_lone_surrogate_in_a_json_lines_replay_is_kept_not_made_empty(tmp_path
     for table in ("w_rejected", "raw_rejected"):
         (reason, row), *others = con.execute(f"SELECT reject_reason, row FROM {table}").fetchall()
         assert not others and "lone surrogate" in reason and json.loads(row)["k"] == "\ud800"
+
+
+@pytest.mark.parametrize("batch_size", [None, 1])
+def test_a_list_of_events_with_a_lone_surrogate_is_taken(batch_size: int | None) -> None:
+    """pandas 3 refused the list (its str columns cannot hold ``"\\ud800"``) and ListSource said
+    "event 0 is list ..., among events (dicts)": the events were dicts all along."""
+    from streamlab.testing import ListSource
+
+    events = [
+        {"timestamp": f"2024-01-01T00:00:0{i}Z", "k": k, "v": v}
+        for i, (k, v) in enumerate([("\ud800", 1), ("", None), ("\ud800", 3)])
+    ]
+    frame = ListSource(events).frame
+    assert frame["k"].tolist() == ["\ud800", "", "\ud800"] and frame["v"].tolist()[::2] == [1, 3]
+    p = Pipeline(ListSource(events, batch_size=batch_size))
+    p.stream.window(TumblingWindow("1m"), key="k").agg(agg.count(), agg.sum("v"))
+    out = p.run()["window"]
+    assert sorted(zip(out["k"], out["count"], out["sum_v"])) == [("", 1, 0.0), ("\ud800", 2, 4.0)]
