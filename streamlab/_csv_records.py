@@ -80,12 +80,74 @@ def _unclosed_quote(text: str) -> bool:
     return False
 
 
+_INT_TEXT = r"\s*[+-]?\d+\s*"  # what pandas reads as an integer
+
+
+def _integer(value: Any) -> bool:
+    """Whether a value pandas read from CSV is an integer (a Python int, or its text)."""
+    if isinstance(value, str):
+        return re.fullmatch(_INT_TEXT, value) is not None
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def read_csv(data: str | bytes) -> pd.DataFrame:
+    """``pandas.read_csv`` of CSV ``data`` (bytes as UTF-8, a byte order mark allowed), with its columns of
+    integers and missing values exact: pandas holds them as float64, which rounds an id beyond 2**53 onto
+    its neighbour's value. Such columns are read again as text and kept as the parse step keeps them
+    (``Int64``; Python ints beyond 64 bits).
+
+    Examples
+    --------
+    >>> frame = read_csv("id,x\\n9007199254740993,1.5\\n,\\n")
+    >>> frame["id"].tolist(), str(frame["id"].dtype), frame["x"].tolist()
+    ([9007199254740993, <NA>], 'Int64', [1.5, nan])
+    """
+    from streamlab._intcols import inferred_series
+
+    def read(**options: Any) -> pd.DataFrame:
+        source = io.BytesIO(data) if isinstance(data, bytes) else io.StringIO(data)
+        frame: pd.DataFrame = pd.read_csv(source, encoding="utf-8-sig", **options)
+        return frame
+
+    frame = read()
+    if not isinstance(frame.index, pd.RangeIndex):
+        return frame
+    for i in range(len(frame.columns)):
+        # a column with an integer beyond 64 bits: pandas 2 keeps its text, pandas 3 Python ints beside
+        # NaN; both become Python ints beside None
+        column = frame.iloc[:, i]
+        given = column.notna()
+        if column.dtype == object and given.any() and all(map(_integer, column[given].tolist())):
+            values = [int(t) if ok else None for t, ok in zip(column.tolist(), given.tolist())]
+            frame.isetitem(i, inferred_series(values).set_axis(frame.index).array)
+    floats = [i for i, c in enumerate(frame.columns) if frame.dtypes.iloc[i].kind == "f"]
+    floats = [i for i in floats if frame.iloc[:, i].isna().any()]
+    if not floats:
+        return frame
+    texts = read(usecols=floats, dtype=str)
+    for i, name in zip(floats, texts.columns):
+        text = texts[name]
+        given = text.notna()
+        if not given.any() or not text[given].str.fullmatch(_INT_TEXT).all():
+            continue
+        values = [int(t) if ok else None for t, ok in zip(text.tolist(), given.tolist())]
+        frame.isetitem(i, inferred_series(values).set_axis(frame.index).array)
+    return frame
+
+
+def cut_short(record: str) -> bool:
+    """Whether ``record``, the last of a file, may have been cut short: it holds something and has no
+    line break (a record that has its line break is whole, whatever its fields)."""
+    return bool(record.strip(" \t\r\n")) and not record.endswith(("\n", "\r"))
+
+
 def split_csv(data: bytes) -> CsvRecords:
     """Read CSV ``data`` (UTF-8, a byte order mark allowed) as pandas does, malformed records set aside.
 
     A record is malformed when it is not UTF-8 text, holds a NUL byte, has more fields than the header,
     or opens a quoted field that the file never closes. A record with fewer fields is read as pandas
-    reads it (the missing fields are NaN).
+    reads it (the missing fields are NaN), except the file's last one when it has no line break: the
+    file ends inside it (cut short, or a writer is still writing it), so it is malformed.
 
     Examples
     --------
@@ -162,7 +224,19 @@ def split_csv(data: bytes) -> CsvRecords:
         reasons.append("a quoted field is not closed before the end of the file")
         starts.append(line_no - len(io.StringIO(record, newline="").readlines()))
         before.append(rows)
-    frame = pd.read_csv(io.StringIO("".join(good)))
+    elif 0 < last_fields < width and len(good) > 1 and cut_short(good[-1]):
+        # the file ends inside its last record: a writer was writing it (a replay resumed on the grown
+        # file reads it whole, as the next row), or the file was cut
+        record = good.pop()
+        rows -= 1
+        bad_raw.append(record.encode("utf-8", "surrogateescape"))
+        reasons.append(
+            f"the file ends inside this record ({last_fields} fields, where the header has {width}, and no "
+            "line break): cut short, or still being written"
+        )
+        starts.append(line_no - len(io.StringIO(record, newline="").readlines()))
+        before.append(rows)
+    frame = read_csv("".join(good))
     order = np.asarray(before, dtype=np.int64)
     if rows != len(frame):  # pandas read the records otherwise (blank-looking lines): keep every one
         order = np.minimum(order, len(frame))

@@ -396,6 +396,8 @@ class LineBlocks:
         self._first = 0  # lines of _lines taken already
         self._eof = False
         self._read_bytes = 0  # of the file (uncompressed)
+        # the file's size when its end was read without a final line break (see ReplaySource.open)
+        self.open_end: int | None = None
         self._mean = 256.0  # bytes per line so far, to size reads
         self._probed = False  # whether a first small read measured the lines (so the next is sized right)
         self._keys: deque[tuple[int, int]] = deque()
@@ -494,6 +496,8 @@ class LineBlocks:
         self._read_bytes += got
         size = rest.size + got
         self._block = block.slice(0, size)
+        if self._eof and size and view[size - 1] != 10 and _compression(self.path) is None:
+            self.open_end = self._read_bytes  # the last line has no break: a writer may be writing it
         self._split(size if self._eof else _after_last_break(view[:size]))
 
     def _split(self, end: int) -> None:

@@ -22,6 +22,7 @@ import sys
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,7 @@ from streamlab._time import NAT_NS, Duration, format_duration, parse_duration, t
 from streamlab._windowing import _NONE, partition_watermarks
 from streamlab.clock import Clock, SystemClock
 from streamlab.io import Source
-from streamlab.sources import ListSource, ReplaySource
+from streamlab.sources import ListSource, ReplaySource, json_array_file
 from streamlab.windows import SessionWindow, SlidingWindow, TumblingWindow, Window
 
 __all__ = ["Profile", "predict_late_fraction", "profile"]
@@ -106,7 +107,8 @@ def _as_source(source: Any) -> Source:
     if isinstance(source, (str, os.PathLike)):
         name = os.fspath(source).lower()
         raw = name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson"))
-        return ReplaySource(source, raw=raw)
+        # a .json file holding one array is read whole (its objects are the rows), not line by line
+        return ReplaySource(source, raw=raw and not json_array_file(Path(os.fspath(source))))
     raise TypeError(
         f"profile: cannot read {type(source).__name__}; pass a Source (KafkaSource, PubSubSource, "
         "ReplaySource, ...), a DataFrame, a list of records or a file path"
@@ -204,6 +206,9 @@ def _epoch_format(values: list[Any], name: str, hinted: bool) -> str | None:
     return None
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _infer_type(values: list[Any], name: str) -> tuple[str, str | None]:
     """Parse type of one field from its non-null values, and the time format when it is a time."""
     if not values:
@@ -224,6 +229,10 @@ def _infer_type(values: list[Any], name: str) -> tuple[str, str | None]:
             return "timestamp", fmt
         if fmt == "epoch_us":
             return "int64", fmt  # parse reads epoch s or ms only: pipeline() converts microseconds
+        if not kinds["float"] and any(
+            _kind(v) == "int" and not _INT64_MIN <= v <= _INT64_MAX for v in values
+        ):
+            return "json", None  # integers beyond 64 bits (uint64 hashes): json keeps each exact
         return ("float64" if kinds["float"] else "int64"), None
     if share("str") >= 0.98:
         texts = [v for v in values if isinstance(v, str)]
@@ -307,10 +316,8 @@ def _frame_fields(frame: pd.DataFrame) -> list[InferredField]:
             out.append(InferredField(str(col), "category", str(col), nulls))
         elif pd.api.types.is_bool_dtype(s.dtype):
             out.append(InferredField(str(col), "bool", str(col), nulls))
-        elif pd.api.types.is_integer_dtype(s.dtype):
-            typ, fmt = _infer_type(s.tolist(), str(col))
-            out.append(InferredField(str(col), typ, str(col), nulls, fmt))
-        elif pd.api.types.is_float_dtype(s.dtype):
+        elif pd.api.types.is_integer_dtype(s.dtype) or pd.api.types.is_float_dtype(s.dtype):
+            # the missing values (of an Int64 column too) are not values of another kind
             typ, fmt = _infer_type(s.dropna().tolist(), str(col))
             out.append(InferredField(str(col), typ, str(col), nulls, fmt))
         else:

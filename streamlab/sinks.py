@@ -123,6 +123,27 @@ _ROW_ERRORS = (
 )
 
 
+def _lone_surrogate_rows(batch: pd.DataFrame) -> np.ndarray:
+    """Which rows of ``batch`` hold, in a column of Python objects, text with a lone surrogate
+    (``"\\ud800"``, valid escaped JSON without a UTF-8 form). A string column holds none."""
+    lone = np.zeros(len(batch), dtype=bool)
+    for i in range(len(batch.columns)):
+        column = batch.iloc[:, i]
+        if column.dtype == object:
+            lone |= np.fromiter((_lone_surrogate(v) for v in column.tolist()), dtype=bool, count=len(batch))
+    return lone
+
+
+def _lone_surrogate(value: Any) -> bool:
+    if not isinstance(value, str) or value.isascii():
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _row_error(e: BaseException) -> bool:
     """Whether an insert failed for its rows (a DuckDB error of their values, or Python's while DuckDB
     read them from pandas: an int beyond 64 bits, an object it cannot convert)."""
@@ -362,6 +383,16 @@ class _DuckDBWriter(SinkWriter):
     def write_batch(self, batch: pd.DataFrame) -> None:
         if len(batch) == 0:
             return
+        lone = _lone_surrogate_rows(batch)
+        if lone.any():  # kept aside before DuckDB sees them: DuckDB 1.x fails its database on them
+            self._reject(
+                batch.iloc[np.flatnonzero(lone)],
+                "a text value holds a lone surrogate (such as an escaped '\\ud800' in JSON), which has no "
+                f"UTF-8 form: table {self.sink.table!r} cannot hold it (the row's JSON here escapes it)",
+            )
+            batch = batch.iloc[np.flatnonzero(~lone)]
+            if len(batch) == 0:
+                return
         if not self.ready:
             self._create(batch)
         self._add_columns(batch)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from streamlab._csv_records import CsvRecords, split_csv
+from streamlab._csv_records import CsvRecords, cut_short, read_csv, split_csv
 from streamlab._lines import LineBlocks, file_lines
 from streamlab._time import NAT_NS, to_utc_ns, utc_array
 from streamlab.clock import Clock
@@ -222,13 +222,33 @@ class _LinesReader(SourceReader):
         return self.blocks.done
 
     def snapshot(self) -> Any:
-        return {"position": self.blocks.taken, **({"file": self.file_id} if self.file_id else {})}
+        position = {"position": self.blocks.taken, **({"file": self.file_id} if self.file_id else {})}
+        if self.blocks.done and self.blocks.open_end is not None:
+            position["open_end"] = self.blocks.open_end  # its last line was taken without a break
+        return position
 
     def lag(self) -> int | None:
         return self.blocks.left()
 
     def close(self) -> None:
         self.blocks.close()
+
+
+def _frame_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """A DataFrame's rows as a source gives them: numbered from 0, each named index level (a time index,
+    ``df.set_index("timestamp")``) kept as a column (one that a column of the same name does not hide);
+    an unnamed index (a filtered frame's row numbers) is not data.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"t": [10, 20], "x": [1, 2]}).set_index("t")
+    >>> _frame_rows(df).to_dict("list"), _frame_rows(df.reset_index(drop=True)).to_dict("list")
+    ({'t': [10, 20], 'x': [1, 2]}, {'x': [1, 2]})
+    """
+    names = [n for n in frame.index.names if n is not None and n not in frame.columns]
+    if names:
+        frame = frame.reset_index(level=names)
+    return frame.reset_index(drop=True)
 
 
 _RAW = (bytes, str, bytearray, memoryview)
@@ -264,7 +284,7 @@ class ListSource(Source):
         if not isinstance(events, (pd.DataFrame, list)):
             events = list(events)  # a generator is read once: the checks below would consume it
         if isinstance(events, pd.DataFrame):
-            frame = events.reset_index(drop=True)
+            frame = _frame_rows(events)
         elif (
             events
             and any(isinstance(e, _RAW) or e is None for e in events)
@@ -275,7 +295,12 @@ class ListSource(Source):
             frame = pd.DataFrame({"value": pd.Series(events, dtype=object)})
         else:
             try:
-                frame = pd.DataFrame.from_records(list(events))
+                try:
+                    frame = _exact_ints(pd.DataFrame.from_records(list(events)), lambda: events)
+                except UnicodeEncodeError:  # text with a lone surrogate ("\ud800"): no str column holds it
+                    if not all(isinstance(v, Mapping) for v in events):
+                        raise
+                    frame = _records_frame([dict(v) for v in events])  # columns of objects hold it
             except (AttributeError, TypeError, ValueError) as e:  # AttributeError: pandas 2 on a None
                 dicts = any(isinstance(v, Mapping) for v in events)
                 i, odd = next(
@@ -338,6 +363,13 @@ def _file_identity(path: Path, length: int | None = None) -> str | None:
     return f"{len(head)}:{hashlib.sha256(head).hexdigest()[:16]}"
 
 
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
 def _unreadable(path: Path, where: str | None, error: Exception) -> ValueError:
     """The error for a file that cannot be loaded whole (``where``: which line or record), with the way
     to read it with dead letters."""
@@ -385,6 +417,186 @@ def _bad_json_line(path: Path) -> int | None:
     return None
 
 
+def json_array_file(path: Path) -> bool:
+    """Whether ``path`` (a ``.json`` file, maybe gzipped) holds one JSON array rather than JSON lines: its
+    first character, after a byte order mark and white space, is ``[``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "e.json"
+    >>> _ = f.write_text('\\n [{"a": 1}]')
+    >>> json_array_file(f), json_array_file(f.with_suffix(".jsonl"))
+    (True, False)
+    """
+    import gzip
+
+    name = path.name.lower()
+    if not name.endswith((".json", ".json.gz")):
+        return False
+    try:
+        with (gzip.open if name.endswith(".gz") else open)(path, "rb") as f:
+            head = f.read(1 << 16)
+            while head and not head.lstrip(b"\xef\xbb\xbf \t\r\n"):
+                head = f.read(1 << 16)
+    except (EOFError, OSError):
+        return False
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"["
+
+
+def _records_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """JSON objects as rows: a column per key (in the order keys first appear), its values as the parse
+    step's columns keep them (integers with missing values, or beyond 64 bits, exact)."""
+    from streamlab._intcols import inferred_series
+
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    return pd.DataFrame({k: inferred_series([row.get(k) for row in rows]) for k in keys}, columns=keys)
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _escapes_surrogates(path: Path) -> bool:
+    """Whether a JSON-lines file escapes a UTF-16 surrogate (``\\ud83d``: half of a pair, or alone)."""
+    import gzip
+
+    try:
+        with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as f:
+            tail = b""
+            while chunk := f.read(1 << 22):
+                if _SURROGATE_ESCAPE.search(tail + chunk):
+                    return True
+                tail = chunk[-5:]
+    except (EOFError, OSError):  # a truncated or corrupt compressed file: pandas' read names it
+        return False
+    return False
+
+
+def _json_line_objects(path: Path) -> Iterable[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file, one per line that is not blank, read by Python's parser."""
+    import gzip
+    import json
+
+    with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as f:
+        for n, line in enumerate(f):
+            text = line[3:] if n == 0 and line.startswith(b"\xef\xbb\xbf") else line
+            if text.strip():
+                yield json.loads(text)
+
+
+def _json_array_frame(path: Path) -> pd.DataFrame:
+    """The rows of a ``.json`` file holding one array of JSON objects, or an error naming what is not."""
+    import gzip
+    import json
+
+    try:
+        with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as f:
+            data = f.read()
+        rows = json.loads(data.decode("utf-8-sig"))
+    except (ValueError, EOFError, OSError) as e:  # also invalid UTF-8
+        raise ValueError(
+            f"ReplaySource: {path} holds no readable JSON array ({type(e).__name__}: {e}); fix the file, or "
+            "write one object a line (.jsonl) and replay it raw so that bad records go to a dead-letter "
+            "output: Pipeline(ReplaySource(path, raw=True)).parse({...fields...})"
+        ) from None
+    odd = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None)
+    if odd is not None:
+        raise ValueError(
+            f"ReplaySource: element {odd} of the JSON array in {path} is {type(rows[odd]).__name__} "
+            f"{json.dumps(rows[odd])[:40]}, not an object (a row); each element must be a JSON object"
+        )
+    return _records_frame(rows)
+
+
+def _exact_ints(frame: pd.DataFrame, rows: Callable[[], list[Mapping[str, Any]]]) -> pd.DataFrame:
+    """``frame`` (pandas' table of the records ``rows()`` gives) with its columns of integers and missing
+    values exact: pandas holds them as float64, which rounds an id beyond 2**53 onto its neighbour's
+    value. Such columns are taken again from the records and kept as the parse step keeps them
+    (``Int64``; Python ints beyond 64 bits). ``rows`` is called only when such a column may be there."""
+    from streamlab._intcols import inferred_series
+
+    floats = [c for c in frame.columns if frame[c].dtype.kind == "f" and frame[c].isna().any()]
+    if not floats:
+        return frame
+    records = rows()
+    if len(records) != len(frame) or not all(isinstance(row, Mapping) for row in records):
+        return frame  # read otherwise than pandas did (not records of keys): leave pandas' values
+    for c in floats:
+        values = [None if _missing(v) else v for v in (row.get(c) for row in records)]
+        given = [v for v in values if v is not None]
+        if given and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in given):
+            frame[c] = inferred_series([None if v is None else int(v) for v in values]).set_axis(frame.index)
+    return frame
+
+
+def _missing(value: Any) -> bool:
+    """Whether pandas reads ``value`` of a record as a missing value (None, NaN, ``pd.NA``, ``pd.NaT``)."""
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value)
+
+
+def _parquet_parts(path: Path) -> list[str]:
+    """The Parquet files of a directory in name order (ParquetSink's parts in the order written), but
+    hidden ones (``_SUCCESS``, ``.crc``) and those being written (``part-*.tmp``)."""
+    return sorted(
+        str(f) for f in path.iterdir() if f.name.endswith(".parquet") and not f.name.startswith(("_", "."))
+    )
+
+
+def _parquet_frame(files: list[str]) -> pd.DataFrame:
+    """The rows of Parquet ``files`` (one table), its integers exact where pandas gives float64 (which rounds an id
+    beyond 2**53 onto its neighbour's value): an integer column with missing values is ``Int64``, and a
+    nested column (struct, list, map) holding integers holds Python values (dicts, lists), as the parse
+    step's ``json`` fields do, where pandas makes ``{"x": 1}`` beside a missing ``x`` ``{"x": 1.0}``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from streamlab._intcols import inferred_series, nullable_ints
+
+    # pandas hands a list of files to pyarrow as one dataset (its stubs name one path only)
+    frame = pd.read_parquet(files[0] if len(files) == 1 else files)  # type: ignore[arg-type]
+    schema = pq.read_schema(files[0]) if len(files) == 1 else pq.ParquetDataset(files).schema
+    ints = [
+        f.name
+        for f in schema
+        if f.name in frame.columns
+        and (
+            (pa.types.is_integer(f.type) and frame[f.name].dtype.kind == "f")
+            or (pa.types.is_nested(f.type) and _holds_integers(f.type))
+        )
+    ]
+    if ints:
+        table = pq.read_table(files[0] if len(files) == 1 else files, columns=ints)
+        for name in ints:
+            column = table.column(name)
+            if pa.types.is_nested(column.type):
+                frame[name] = pd.Series(column.to_pylist(), index=frame.index, dtype=object)
+                continue
+            big = column.type == pa.uint64() and (pc.max(column).as_py() or 0) >= 2**63
+            exact = inferred_series(column.to_pylist()) if big else nullable_ints(column.cast(pa.int64()))
+            frame[name] = exact.set_axis(frame.index)
+    return frame
+
+
+def _holds_integers(kind: Any) -> bool:
+    """Whether an arrow type is, or nests, an integer type."""
+    import pyarrow as pa
+
+    if pa.types.is_integer(kind):
+        return True
+    return any(_holds_integers(kind.field(i).type) for i in range(kind.num_fields))
+
+
+def _far_iso(value: Any) -> bool:
+    """Whether ``value`` is ISO-8601 text of a time (one beyond the years 1677-2262 included)."""
+    from streamlab._record import iso_to_ns
+
+    try:
+        return isinstance(value, str) and iso_to_ns(value) is not None
+    except ValueError:
+        return False
+
+
 def _event_times(path: Path, values: pd.Series, column: str) -> pd.Series:
     """``values`` as UTC timestamps, or an error naming the first row whose time cannot be read.
 
@@ -398,6 +610,9 @@ def _event_times(path: Path, values: pd.Series, column: str) -> pd.Series:
             pass
     ns = to_utc_ns(values)
     bad = np.flatnonzero((ns == NAT_NS) & values.notna().to_numpy())
+    # ISO text beyond the years nanoseconds hold (2300-01-01) is a time: the window dead-letters it, as
+    # it does where pandas (3) keeps such a time above; pandas 2 refused the column for it
+    bad = np.array([i for i in bad.tolist() if not _far_iso(values.iloc[i])], dtype=np.int64)
     if len(bad):
         value = values.iloc[int(bad[0])]
         if isinstance(value, np.generic):
@@ -425,7 +640,11 @@ class ReplaySource(Source):
     Parameters
     ----------
     data
-        A DataFrame, or a path to JSON lines (``.jsonl``, ``.jsonl.gz``), CSV or Parquet.
+        A DataFrame, or a path to JSON lines (``.jsonl``, ``.jsonl.gz``), CSV or Parquet, or to a directory
+        of Parquet files (read as one table, in name order: a :class:`ParquetSink`'s parts). A ``.json`` file
+        holds JSON lines or one JSON array of objects (each object a row). Integers beside missing
+        values are kept exact (``Int64``, as ``parse`` keeps them), where pandas would round them to
+        float64.
     time
         Event-time column used for pacing.
     speed
@@ -434,6 +653,9 @@ class ReplaySource(Source):
         For JSON lines: deliver the raw lines in a ``value`` column (for ``parse`` with dead letters)
         instead of parsed columns. With ``speed=None`` the file is read a block at a time as it is
         replayed (memory stays at a few blocks); a paced replay reads it whole first (its release times).
+        A file that grows between runs resumes from its checkpoint's line; when the last line that run
+        read had no line break (a writer was writing it: its cut-short bytes went to dead letter) and the
+        file has grown since, that line is read again, whole.
         Without ``raw`` the file is loaded whole when the source is made, and a record that cannot be
         loaded (invalid JSON, an unreadable event time) raises ``ValueError`` naming its line: replay
         such a file raw and ``parse`` it to send bad records to a dead-letter output.
@@ -444,7 +666,9 @@ class ReplaySource(Source):
         header, invalid UTF-8, a NUL byte, a quoted field the file never closes) while the good rows
         replay, each with ``raw`` (the record's bytes), ``reason`` and ``line`` (where it starts, from
         1), written when the replay passes it. The good rows are the rows ``pandas.read_csv`` reads from
-        the file without those records. Without a ``dead_letter``, such a file raises ``ValueError``
+        the file without those records (its integer columns with missing values exact). A last record
+        with fewer fields than the header and no line break is such a record (the file ends inside it:
+        a writer was writing it); a replay resumed on the grown file reads it whole, as the next row. Without a ``dead_letter``, such a file raises ``ValueError``
         naming the first malformed record, as a JSON-lines file with a bad line does without ``raw``.
 
     Examples
@@ -519,7 +743,7 @@ class ReplaySource(Source):
         self.batch_size = _batch_size("ReplaySource", batch_size)
         self._frame: pd.DataFrame | None = None
         if isinstance(data, pd.DataFrame):
-            self._frame = data.reset_index(drop=True)
+            self._frame = _frame_rows(data)
         else:
             self.path = os.fspath(data)
             if raw:  # the lines are read as they are replayed (or when ``frame`` is asked for)
@@ -550,21 +774,54 @@ class ReplaySource(Source):
             raise FileNotFoundError(f"ReplaySource: {path} does not exist")
         if not path.name.lower().endswith(_JSON_LINES):
             raise ValueError(f"ReplaySource(raw=True) needs JSON lines, got {path.name}")
+        if json_array_file(path):
+            raise ValueError(
+                f"ReplaySource(raw=True) needs JSON lines, one record a line; {path.name} holds one JSON "
+                "array. Replay it without raw=True (its objects become rows), or write one object a line "
+                "(.jsonl) to parse it with dead letters"
+            )
 
     def _load(self, path: Path) -> pd.DataFrame:
         if not path.exists():
             raise FileNotFoundError(f"ReplaySource: {path} does not exist")
         name = path.name.lower()
+        if path.is_dir() and not self.raw:
+            parts = _parquet_parts(path)
+            if not parts:
+                raise ValueError(
+                    f"ReplaySource: {path} is a directory without .parquet files; replay a file (.jsonl, "
+                    ".csv or .parquet) or a directory of Parquet files (as ParquetSink writes)"
+                )
+            return self._load_parquet(path, parts)
         if name.endswith(_JSON_LINES):
             if self.raw:
                 return pd.DataFrame({"value": file_lines(path, owner=self)})
-            try:  # utf-8-sig: a byte order mark at the start (Windows tools write one) is no data
-                frame = pd.read_json(path, lines=True, dtype=False, encoding="utf-8-sig")
-            except (ValueError, TypeError, AttributeError, EOFError, OSError) as e:  # TypeError (pandas 2:
-                # AttributeError): a JSON line that is no object; EOFError, OSError: a truncated or corrupt
-                # compressed file
-                line = _bad_json_line(path)
-                raise _unreadable(path, None if line is None else f"line {line}", e) from None
+            if json_array_file(path):
+                frame = _json_array_frame(path)
+            elif _escapes_surrogates(path):  # pandas' reader makes a lone "\ud800" "" (Python's keeps it)
+                try:
+                    frame = _records_frame(list(_json_line_objects(path)))
+                except (ValueError, TypeError, EOFError, OSError) as e:
+                    line = _bad_json_line(path)
+                    raise _unreadable(path, None if line is None else f"line {line}", e) from None
+            else:
+                try:  # utf-8-sig: a byte order mark at the start (Windows tools write one) is no data;
+                    # no date guessing: pandas 2 made numbers in columns named *_time, *_at, modified or
+                    # date datetimes (an elapsed_time of 40000000 ms became 1971-04-08); the event time is
+                    # read below, as every step reads it
+                    frame = pd.read_json(
+                        path, lines=True, dtype=False, convert_dates=False, encoding="utf-8-sig"
+                    )
+                except (ValueError, TypeError, AttributeError, EOFError, OSError) as e:  # TypeError (pandas
+                    # 2: AttributeError): a JSON line that is no object; EOFError, OSError: a truncated or
+                    # corrupt compressed file
+                    line = _bad_json_line(path)
+                    if line is not None or isinstance(e, (EOFError, OSError)):
+                        raise _unreadable(path, None if line is None else f"line {line}", e) from None
+                    # every line is a JSON object (pandas' reader refused a number beyond 64 bits)
+                    frame = _records_frame(list(_json_line_objects(path)))
+                else:
+                    frame = _exact_ints(frame, lambda: list(_json_line_objects(path)))
             if self.time in frame.columns:
                 frame[self.time] = _event_times(path, frame[self.time], self.time)
             return frame
@@ -573,14 +830,18 @@ class ReplaySource(Source):
         if name.endswith((".csv", ".csv.gz")):
             return self._load_csv(path)
         if name.endswith(".parquet"):
-            try:
-                return pd.read_parquet(path)
-            except (ValueError, OSError) as e:  # pyarrow's ArrowInvalid is a ValueError
-                raise ValueError(
-                    f"ReplaySource: {path} cannot be read as Parquet ({type(e).__name__}: {' '.join(str(e).split())}); "
-                    "check that it is a complete Parquet file (a .jsonl or .csv file needs that extension)"
-                ) from None
+            return self._load_parquet(path, [str(path)])
         raise ValueError(f"ReplaySource: cannot tell the format of {path.name}; use .jsonl, .csv or .parquet")
+
+    def _load_parquet(self, path: Path, files: list[str]) -> pd.DataFrame:
+        try:
+            return _parquet_frame(files)
+        except (ValueError, OSError) as e:  # pyarrow's ArrowInvalid is a ValueError
+            raise ValueError(
+                f"ReplaySource: {path} cannot be read as Parquet ({type(e).__name__}: {' '.join(str(e).split())}); "
+                "check that it is a complete Parquet file (a .jsonl or .csv file needs that extension)"
+                + (", and that its files' columns agree" if path.is_dir() else "")
+            ) from None
 
     def _load_csv(self, path: Path) -> pd.DataFrame:
         """The rows of a CSV file; its malformed records, if any, kept for ``dead_letter`` (or raised)."""
@@ -591,12 +852,21 @@ class ReplaySource(Source):
                 data = f.read()
             if b"\x00" not in data:  # pandas reads NUL bytes as text: only the check below refuses them
                 try:
-                    frame = pd.read_csv(io.BytesIO(data), encoding="utf-8-sig")
+                    frame = read_csv(data)
                 except (ValueError, UnicodeDecodeError):  # pandas' ParserError is a ValueError
                     frame = None
                 # pandas takes a first row with one field more than the header as an index column
-                # (and shifts every column of every row): that row is malformed too
-                if frame is not None and isinstance(frame.index, pd.RangeIndex):
+                # (and shifts every column of every row): that row is malformed too; a last row with
+                # missing fields and no line break may be cut short (split_csv tells)
+                if (
+                    frame is not None
+                    and isinstance(frame.index, pd.RangeIndex)
+                    and not (
+                        len(frame)
+                        and frame.iloc[-1].isna().iloc[-1]
+                        and cut_short(data[-1:].decode("latin-1"))
+                    )
+                ):
                     return frame
             records = split_csv(data)
         except (ValueError, EOFError, OSError) as e:  # CsvHeaderError too: a header that cannot be read
@@ -656,6 +926,11 @@ class ReplaySource(Source):
                 f"{pos:,}",
             )
             pos = 0
+        open_end = resume.get("open_end") if resume and not replaced else None
+        if open_end is not None and pos > 0 and self.path is not None and _size(self.path) > open_end:
+            # the last line the checkpoint read had no line break and the file has grown since: a writer
+            # was writing that line (its cut-short bytes went to dead letter); it is read again, whole
+            pos -= 1
         reader: _FrameReader | _LinesReader
         if self.raw and self.path is not None and self.speed is None:
             reader = _LinesReader(LineBlocks(Path(self.path), pos), self.batch_size)
