@@ -200,10 +200,12 @@ def closest(name: object, options: Iterable[str], aliases: dict[str, str] | None
     'string'
     >>> closest("zzz", ["string"]) is None
     True
+    >>> closest("1", [0, 1, "10"])  # a frame's columns need not be text: 0, 1 are passed over
+    '10'
     """
     if not isinstance(name, str):
         return None
-    opts = list(options)
+    opts = [o for o in options if isinstance(o, str)]
     if aliases and name.lower() in aliases:
         return aliases[name.lower()]
     lowered = {o.lower(): o for o in opts}

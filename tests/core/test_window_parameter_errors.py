@@ -51,3 +51,17 @@ def test_any_size_builds_a_window_or_raises_a_parameter_error(size: object) -> N
             make(size)  # type: ignore[operator]
         except ParameterError as e:
             assert e.fix
+
+
+def test_an_unknown_column_of_a_frame_with_number_names_is_reported() -> None:
+    # the suggestion code lowered each known name: a frame's int column names raised AttributeError
+    import numpy as np
+    import pandas as pd
+
+    from streamlab import Pipeline, agg
+    from streamlab.errors import PipelineConfigError
+    from streamlab.sources import ReplaySource
+
+    p = Pipeline(ReplaySource(pd.DataFrame(np.zeros((2, 2)))), name="numbers")
+    with pytest.raises(PipelineConfigError, match="unknown column 'a'"):
+        p.window(TumblingWindow("1m"), key="a").agg(agg.count())
