@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from streamlab._record import epoch_to_ns
+from streamlab._record import _ISO, epoch_to_ns, iso_to_ns
 
 Duration = Union[str, int, float, timedelta, pd.Timedelta]  # noqa: UP007 - a runtime alias on 3.10
 
@@ -149,12 +149,47 @@ def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> npt.NDArray[np.i
         s_text = s
     ts = pd.to_datetime(s_text, utc=True, errors="coerce", format="ISO8601")
     parsed = _datetimes_to_ns(ts)
+    _as_parse_reads_text(s_text, parsed)
     if numbers is not None and numbers.any():
         _epoch_objects_to_ns(s, numbers, parsed)
     # pandas reads "now" and "today" as the wall clock: not an event time (a replay would differ)
     words = s.astype("string").str.strip().str.lower().isin(_RELATIVE_WORDS).fillna(False)
     parsed[words.to_numpy(dtype=bool)] = NAT_NS
     return parsed
+
+
+def _as_parse_reads_text(s: pd.Series, out: npt.NDArray[np.int64]) -> None:
+    """Correct ``out`` (pandas' ISO-8601 reading of the column ``s``) to the parse rule's reading of text
+    (``streamlab._record.iso_to_ns``), so that the same text is the same time whether a window reads it
+    from a replayed CSV or frame or a parse step reads it from a record.
+
+    pandas reads more than the rule (``'2024/01/01'``, ``'2024-1-1'``, ``'20240101T000000Z'``): those
+    are no time, as in parse. It refuses some of it (a lowercase ``t`` or ``z``, a decimal comma): those
+    are read by the rule, one by one. Values that are no text (datetimes) are left as pandas read them.
+
+    Examples
+    --------
+    >>> times = pd.Series(["2024/01/01", "2024-01-01t00:00:00,5z", "2024-01-01T00:00:01Z"])
+    >>> out = _datetimes_to_ns(pd.to_datetime(times, utc=True, errors="coerce", format="ISO8601"))
+    >>> _as_parse_reads_text(times, out)
+    >>> out.tolist() == [NAT_NS, 1704067200500000000, 1704067201000000000]
+    True
+    """
+    text = s.astype("string").str.strip()
+    grammar = text.str.fullmatch(_ISO.pattern).fillna(False).to_numpy(dtype=bool)
+    if pd.api.types.is_string_dtype(s.dtype) and s.dtype != object:
+        is_text = text.notna().to_numpy(dtype=bool)
+    else:
+        is_text = np.fromiter((isinstance(v, str) for v in s.to_numpy()), bool, len(s))
+    out[is_text & ~grammar] = NAT_NS  # beyond the rule ("", "NaT" and relative words too)
+    values = s.to_numpy()
+    for i in np.flatnonzero(is_text & grammar & (out == NAT_NS)):
+        try:
+            ns = iso_to_ns(str(values[i]))
+        except ValueError:  # not a date, not a time of day, not an offset
+            continue
+        if ns is not None and NAT_NS < ns <= np.iinfo(np.int64).max:
+            out[i] = ns
 
 
 def _epoch_objects_to_ns(s: pd.Series, numbers: npt.NDArray[np.bool_], out: npt.NDArray[np.int64]) -> None:
