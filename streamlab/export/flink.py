@@ -208,8 +208,8 @@ What differs from streamlab's per-event semantics
 * Event times are milliseconds (``TIMESTAMP_LTZ(3)``); streamlab keeps nanoseconds.
 * Outputs (files, Kafka) are JSON lines, as streamlab's JSON sinks write rows: json and object fields
   nested, NaN and infinities null, missing values null, times ISO-8601 in UTC to the millisecond
-  (``2024-01-01T00:00:05.123Z``). Object keys are sorted (Flink's ``JSON_OBJECT``), and a number of a
-  json field that no double holds (``1e400``) keeps its text where streamlab writes null.
+  (``2024-01-01T00:00:05.123Z``). In ``job.sql``, a json field's text is Flink's (``JSON_QUERY``): a
+  number no double holds (``1e400``) keeps its text where streamlab writes null.
 * Dedup keeps the first arrival of each id (``ROW_NUMBER`` over processing time) for as long as Flink
   keeps its state (``table.exec.state.ttl``, set from the step's ttl); streamlab forgets an id by event
   time and also bounds the ids held (``max_ids``). Repeats are dropped: no ``duplicates`` output.
@@ -578,24 +578,28 @@ def _json_line(cols: list[_Col]) -> str:
     ISO-8601 in UTC with their zone (Flink's JSON format wrote them without one, which a reader takes
     as local time); missing values null. File and Kafka sinks write it with the ``raw`` format.
 
+    Built with ``CONCAT`` and ``JSON_STRING`` (Flink 1.15 on; ``JSON()`` inside ``JSON_OBJECT`` would
+    need Flink 2.1), the fields in the row's order.
+
     Examples
     --------
-    >>> print(_json_line([_Col("id", "string"), _Col("properties", "object"), _Col("x", "float64")]))
-    JSON_OBJECT(KEY 'id' VALUE `id`, KEY 'properties' VALUE JSON(`properties`), KEY 'x' VALUE CASE WHEN `x` <> `x` OR ABS(`x`) = CAST('Infinity' AS DOUBLE) THEN NULL ELSE `x` END NULL ON NULL)
+    >>> print(_json_line([_Col("id", "string"), _Col("properties", "object")]))
+    CONCAT('{"id":', COALESCE(JSON_STRING(`id`), 'null'), ',"properties":', COALESCE(`properties`, 'null'), '}')
     """
     parts = []
-    for c in cols:
+    for i, c in enumerate(cols):
         col = _q(c.name)
         if c.kind in ("object", "json"):
-            value = f"JSON({col})"
+            value = col  # JSON text already
         elif c.kind in ("timestamp", "window"):
-            value = f"DATE_FORMAT({col}, {_TIME_TEXT})"
+            value = f"JSON_STRING(DATE_FORMAT({col}, {_TIME_TEXT}))"
         elif c.kind == "float64":
-            value = f"CASE WHEN {col} <> {col} OR ABS({col}) = CAST('Infinity' AS DOUBLE) THEN NULL ELSE {col} END"
+            value = f"JSON_STRING(CASE WHEN {col} <> {col} OR ABS({col}) = CAST('Infinity' AS DOUBLE) THEN NULL ELSE {col} END)"
         else:
-            value = col
-        parts.append(f"KEY {_sql_text(c.name)} VALUE {value}")
-    return "JSON_OBJECT(" + ", ".join(parts) + " NULL ON NULL)"
+            value = f"JSON_STRING({col})"
+        key = ("{" if i == 0 else ",") + json.dumps(c.name) + ":"
+        parts += [_sql_text(key), f"COALESCE({value}, 'null')"]
+    return "CONCAT(" + ", ".join(parts or ["'{'"]) + ", '}')"
 
 
 def _sql_text(text: str) -> str:
@@ -770,7 +774,13 @@ def _job_sql(gen: _Generator, source: str, sink: str) -> str:
             reason = "'unreadable record: not JSON, or a required field missing or mistyped'"
             sel = f"`line`, {reason}, '{parse.step_id}'"
             if sink != "jdbc":
-                sel = f"JSON_OBJECT(KEY 'raw' VALUE `line`, KEY 'reason' VALUE {reason}, KEY 'step_id' VALUE '{parse.step_id}')"
+                sel = _json_line(
+                    [_Col("line", "string"), _Col("reason", "string"), _Col("step_id", "string")]
+                )
+                sel = sel.replace('"line":', '"raw":').replace(
+                    "JSON_STRING(`reason`)", f"JSON_STRING({reason})"
+                )
+                sel = sel.replace("JSON_STRING(`step_id`)", f"JSON_STRING('{parse.step_id}')")
             lines.append(
                 f"INSERT INTO {_q('sink_' + name)} SELECT {sel} FROM `raw_records` WHERE NOT ({ok});"
             )
@@ -943,7 +953,7 @@ def parse_line(line, dead_letter_limit=None):
         if kind == "timestamp" and v is not None:
             v = v // 1_000_000  # epoch milliseconds: Flink's TIMESTAMP_LTZ(3)
         elif kind in ("object", "json") and v is not None:
-            v = dump_json(v)  # JSON text (NaN and infinities null), which the sinks nest with JSON()
+            v = dump_json(v)  # JSON text (NaN and infinities null), which the sinks nest as it is
         values.append(v)
     return values, None
 

@@ -101,3 +101,16 @@ def test_the_sql_jobs_json_files_hold_streamlabs_rows(flink_python: str, tmp_pat
     first = next(_strict(x) for x in lines if '"e0"' in x)
     assert first["properties"]["tags"] == ["a", {"b": None}]  # nested, not a quoted text
     assert first["timestamp"] == "2024-01-01T00:00:01.123Z"  # with its zone
+
+
+@pytest.mark.parametrize("version", ["1.15", "1.20", "2.0", "2.3"])
+def test_the_json_lines_use_only_functions_of_the_flink_version(tmp_path: Path, version: str) -> None:
+    # JSON() inside JSON_OBJECT came with Flink 2.1: the lines are CONCAT and JSON_STRING (1.15 on), so an
+    # export for AWS Managed Flink 1.20 runs there
+    p, _ = _streamlab_rows(tmp_path)
+    files = to_flink(p, tmp_path / version, source="files", flink_version=version)
+    for name in ("job.sql", "main.py"):
+        text = files.read(name)
+        assert "JSON_STRING(" in text and "JSON(" not in text.replace("JSON_STRING(", "").replace(
+            "JSON_QUERY(", ""
+        )

@@ -38,7 +38,7 @@ def test_a_translatable_pattern_becomes_match_recognize_in_both_jobs(tmp_path: P
         in sql
     )
     assert "G3 AS NOT (G3.`event_type` = 'buy')" in sql and "AFTER MATCH SKIP PAST LAST ROW" in sql
-    assert "KEY 'event_ids' VALUE `event_ids`" in sql  # the matched ids, a JSON array in each output line
+    assert "COALESCE(JSON_STRING(`event_ids`)" in sql  # the matched ids, a JSON array in each output line
     assert "MATCH_RECOGNIZE" in out.read("main.py") and "datastream.py" not in out.files
 
 
