@@ -36,6 +36,20 @@ def duration_ns(owner: str, parameter: str, value: Duration) -> int:
     return ns
 
 
+def whole_number(value: Any, low: int, high: int | None = None) -> bool:
+    """Whether ``value`` is an int (not a bool: YAML's ``yes`` is True, which Python counts as 1) from
+    ``low`` to ``high`` (no bound: None), the check of every count a connector takes.
+
+    Examples
+    --------
+    >>> whole_number(3, 1), whole_number(True, 1), whole_number(0, 1), whole_number("3", 1), whole_number(601, 10, 600)
+    (True, False, False, False, False)
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        return False
+    return value >= low and (high is None or value <= high)
+
+
 def positive_seconds(
     owner: str, parameter: str, value: Any, example: float, *, about: str = "", none: str = ""
 ) -> float:

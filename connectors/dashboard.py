@@ -20,7 +20,7 @@ from typing import Any
 from streamlab._secrets import redact_url
 from streamlab.errors import ParameterError
 
-from ._params import positive_seconds
+from ._params import positive_seconds, whole_number
 
 __all__ = ["RedisWebSocketRelay"]
 
@@ -106,18 +106,14 @@ class RedisWebSocketRelay:
                 f"expected one channel name or a non-empty list of names, got {channels!r}",
                 "give a channel name, e.g. channels='metrics' (the channel of RedisMetricsSink), or a list",
             )
-        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        if not whole_number(port, 0, 65535):
             raise ParameterError(
                 owner,
                 "port",
                 f"expected a port number from 0 to 65535, got {port!r}",
                 "use 0 for a free port, or a port number up to 65535",
             )
-        if (
-            isinstance(max_client_buffer, bool)
-            or not isinstance(max_client_buffer, int)
-            or max_client_buffer < 0
-        ):
+        if not whole_number(max_client_buffer, 0):
             raise ParameterError(
                 owner,
                 "max_client_buffer",

@@ -23,7 +23,7 @@ from streamlab.errors import ParameterError
 from streamlab.io import SinkWriter, default_clock
 from streamlab.serde import rows_to_json
 
-from .._params import positive_seconds
+from .._params import positive_seconds, whole_number
 from ._templates import Instant
 
 if TYPE_CHECKING:  # the sinks build this writer; it only reads their settings
@@ -248,11 +248,7 @@ class AlertWriter(SinkWriter):
 def make_delivery(
     owner: str, rate_limit_per_minute: int | None, max_retries: int, timeout: float
 ) -> Delivery:
-    if rate_limit_per_minute is not None and (
-        isinstance(rate_limit_per_minute, bool)
-        or not isinstance(rate_limit_per_minute, int)
-        or rate_limit_per_minute < 1
-    ):
+    if rate_limit_per_minute is not None and not whole_number(rate_limit_per_minute, 1):
         raise ParameterError(
             owner,
             "rate_limit_per_minute",
@@ -260,7 +256,7 @@ def make_delivery(
             "write a whole number such as rate_limit_per_minute: 60 (rate_limit_per_minute=60 in Python), "
             "or leave it out (None) for no limit",
         )
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+    if not whole_number(max_retries, 0):
         raise ParameterError(
             owner,
             "max_retries",

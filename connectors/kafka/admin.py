@@ -9,6 +9,7 @@ from streamlab._polling import wait_for
 from streamlab._secrets import resolve_config
 from streamlab.errors import ParameterError
 
+from .._params import whole_number
 from ._client import (
     CONNECTIVITY_ERRORS,
     import_admin_types,
@@ -106,7 +107,7 @@ class KafkaAdmin:
         ...
         streamlab.errors.ParameterError: KafkaAdmin.create_topic(partitions=...): expected a positive number of partitions for topic 't', got 0. Fix: pass partitions=1 or more
         """
-        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+        if not whole_number(partitions, 1):
             raise ParameterError(
                 "KafkaAdmin.create_topic",
                 "partitions",

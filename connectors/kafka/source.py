@@ -14,7 +14,7 @@ from streamlab.clock import Clock
 from streamlab.errors import ParameterError, check_flag
 from streamlab.io import Source
 
-from .._params import positive_seconds
+from .._params import positive_seconds, whole_number
 from ._config import (
     check_bootstrap,
     check_config,
@@ -177,7 +177,7 @@ class KafkaSource(Source):
                 "(group_id='fraud-detector' in Python)",
             )
         parse_start(start, name)
-        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        if not whole_number(max_batch, 1):
             raise ParameterError(
                 name,
                 "max_batch",
@@ -195,9 +195,7 @@ class KafkaSource(Source):
                 f"expected 0 to 5 seconds, got {poll_timeout!r} (poll() must not block)",
                 "write a short wait such as poll_timeout: 0.05 (poll_timeout=0.05 in Python)",
             )
-        if max_in_flight is not None and (
-            isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1
-        ):
+        if max_in_flight is not None and not whole_number(max_in_flight, 1):
             raise ParameterError(
                 name,
                 "max_in_flight",

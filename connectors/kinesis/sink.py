@@ -15,7 +15,7 @@ from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, default_clock
 from streamlab.serde import encode_rows
 
-from .._params import duration_ns, positive_seconds, sink_or_none
+from .._params import duration_ns, positive_seconds, sink_or_none, whole_number
 from ..aws import aws_client, bounded
 from ._client import WRITE_ATTEMPTS
 
@@ -92,7 +92,7 @@ class KinesisSink(Sink):
                 "name the column whose values become partition keys, e.g. partition_key: user_id "
                 "(partition_key='user_id' in Python)",
             )
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        if not whole_number(max_attempts, 1):
             raise ParameterError(
                 where,
                 "max_attempts",

@@ -15,7 +15,7 @@ from streamlab.clock import Clock
 from streamlab.errors import ParameterError
 from streamlab.io import Source, SourceReader, default_clock
 
-from .._params import duration_ns, positive_seconds
+from .._params import duration_ns, positive_seconds, whole_number
 from ..aws import aws_client, bounded
 from ._client import READ_ATTEMPTS
 from .checkpoint import SHARD_END, load_checkpoint, write_checkpoint
@@ -103,11 +103,7 @@ class KinesisSource(Source):
                 f"expected a stream name (a non-empty text), got {stream!r}",
                 "write the Kinesis stream's name, e.g. stream: events (KinesisSource('events') in Python)",
             )
-        if (
-            isinstance(records_per_call, bool)
-            or not isinstance(records_per_call, int)
-            or not 1 <= records_per_call <= _GET_MAX_RECORDS
-        ):
+        if not whole_number(records_per_call, 1, _GET_MAX_RECORDS):
             raise ParameterError(
                 where,
                 "records_per_call",

@@ -8,7 +8,7 @@ from typing import Any
 from streamlab._time import Duration, parse_duration
 from streamlab.errors import ParameterError
 
-from .._params import positive_seconds
+from .._params import positive_seconds, whole_number
 from ._client import bounded_retry, client_kwargs, describe_service, duration_pb, import_pubsub, resource_path
 
 
@@ -116,7 +116,7 @@ def create_subscription(
     where = "create_subscription"
     path = resource_path(name, project, "subscriptions", where, "name")
     topic_path = resource_path(topic, project, "topics", where, "topic")
-    if isinstance(ack_deadline, bool) or not isinstance(ack_deadline, int) or not 10 <= ack_deadline <= 600:
+    if not whole_number(ack_deadline, 10, 600):
         raise ParameterError(
             where,
             "ack_deadline",
@@ -142,11 +142,7 @@ def create_subscription(
             "make retry_min_backoff at most retry_max_backoff",
         )
     if dead_letter_topic is not None:
-        if (
-            isinstance(max_delivery_attempts, bool)
-            or not isinstance(max_delivery_attempts, int)
-            or not 5 <= max_delivery_attempts <= 100
-        ):
+        if not whole_number(max_delivery_attempts, 5, 100):
             raise ParameterError(
                 where,
                 "max_delivery_attempts",

@@ -16,7 +16,7 @@ from streamlab.clock import Clock
 from streamlab.errors import ParameterError
 from streamlab.io import Source, SourceReader
 
-from .._params import positive_seconds
+from .._params import positive_seconds, whole_number
 from ._client import bounded_retry, client_kwargs, describe_service, import_pubsub, resource_path
 
 log = logging.getLogger("streamlab.connectors.pubsub")  # one logger for the whole connector
@@ -116,7 +116,7 @@ class PubSubSource(Source):
     ) -> None:
         where = type(self).__name__
         self.subscription = resource_path(subscription, project, "subscriptions", where, "subscription")
-        if isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 1:
+        if not whole_number(max_messages, 1):
             raise ParameterError(
                 where,
                 "max_messages",

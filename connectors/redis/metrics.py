@@ -19,7 +19,7 @@ from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import dump_json, rows_to_json
 
-from .._params import positive_seconds
+from .._params import positive_seconds, whole_number
 from ._client import (
     check_url,
     connect,
@@ -130,7 +130,7 @@ class RedisMetricsSink(Sink):
                 f"expected a channel name or None, got {channel!r}",
                 "write a channel name such as channel: metrics, or null (None in Python) to not publish",
             )
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0):
+        if ttl is not None and not whole_number(ttl, 1):
             raise ParameterError(
                 owner,
                 "ttl",

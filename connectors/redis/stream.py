@@ -14,7 +14,7 @@ from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import dump_json, json_column
 
-from .._params import positive_seconds
+from .._params import positive_seconds, whole_number
 from ._client import (
     check_url,
     connect,
@@ -80,7 +80,7 @@ class RedisStreamSink(Sink):
         owner = "RedisStreamSink"
         check_url(owner, url)
         parts = parse_template(owner, "stream", stream)
-        if maxlen is not None and (isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen <= 0):
+        if maxlen is not None and not whole_number(maxlen, 1):
             raise ParameterError(
                 owner,
                 "maxlen",

@@ -772,18 +772,10 @@ def _job_sql(gen: _Generator, source: str, sink: str) -> str:
         cols_ = gen.sink_columns(ref)
         if ref.endswith(".dead_letter"):
             reason = "'unreadable record: not JSON, or a required field missing or mistyped'"
-            sel = f"`line`, {reason}, '{parse.step_id}'"
-            if sink != "jdbc":
-                sel = _json_line(
-                    [_Col("line", "string"), _Col("reason", "string"), _Col("step_id", "string")]
-                )
-                sel = sel.replace('"line":', '"raw":').replace(
-                    "JSON_STRING(`reason`)", f"JSON_STRING({reason})"
-                )
-                sel = sel.replace("JSON_STRING(`step_id`)", f"JSON_STRING('{parse.step_id}')")
-            lines.append(
-                f"INSERT INTO {_q('sink_' + name)} SELECT {sel} FROM `raw_records` WHERE NOT ({ok});"
-            )
+            rows = f"SELECT `line` AS `raw`, {reason} AS `reason`, '{parse.step_id}' AS `step_id` FROM `raw_records`"
+            rows += f" WHERE NOT ({ok})"
+            sel = "*" if sink == "jdbc" else _json_line(cols_)
+            lines.append(f"INSERT INTO {_q('sink_' + name)} SELECT {sel} FROM ({rows});")
         elif sink != "jdbc":
             lines.append(f"INSERT INTO {_q('sink_' + name)} SELECT {_json_line(cols_)} FROM {_q(ref)};")
         else:
