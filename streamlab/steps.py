@@ -410,7 +410,24 @@ class ParseStep(Step):
 
     def input_problem(self, columns_in: list[Columns]) -> tuple[str, str] | None:
         return _first(
-            missing_column(columns_in[0], [self.value_column], "value_column"), self._clash(columns_in[0])
+            self._parsed_input(columns_in[0]),
+            missing_column(columns_in[0], [self.value_column], "value_column"),
+            self._clash(columns_in[0]),
+        )
+
+    def _parsed_input(self, columns: Columns) -> tuple[str, str] | None:
+        """An input of events already in columns (a list of dicts, a CSV, a DataFrame, JSON lines read
+        without ``raw=True``) where the default raw column ``value`` is looked for: "did you mean" one of
+        the event's columns would be wrong advice."""
+        if columns is None or self.value_column != "value" or "value" in columns or not columns:
+            return None
+        return (
+            f"parse reads raw records (JSON text or bytes) from the column 'value', and the input has none: "
+            f"its events are already columns ({', '.join(repr(c) for c in columns)}), as a source of dicts, "
+            "a CSV, a DataFrame or JSON lines replayed without raw=True gives them",
+            "drop the parse and use the columns as they are (windows and the other steps read text times "
+            "with time='...'), or give the source raw records to parse (ReplaySource(path, raw=True), "
+            "ListSource of JSON strings or bytes), or name the raw column with value_column='...'",
         )
 
     def _clash(self, columns: Columns) -> tuple[str, str] | None:

@@ -518,3 +518,30 @@ def test_a_parse_schema_that_is_not_a_mapping_names_the_step_and_the_fix():
     # a list of field names raised "dictionary update sequence element #0 has length 1; 2 is required"
     with pytest.raises(PipelineConfigError, match=r"step 'parse' .*the schema is list .*Fix: pass a dict"):
         Pipeline(ListSource([b"{}"])).parse(["user_id", "timestamp"])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        lambda: ListSource([{"user": "a", "t": "2024-01-01T00:00:00Z"}]),
+        lambda: ListSource(pd.DataFrame({"user": ["a"], "t": ["2024-01-01T00:00:00Z"]})),
+    ],
+)
+def test_a_parse_of_events_already_in_columns_says_parse_reads_raw_records(source):
+    # the default raw column is missing because the events are already columns: "did you mean 't'?"
+    # (the old advice, the closest column name) would have sent the user to parse a timestamp
+    p = Pipeline(source())
+    with pytest.raises(PipelineConfigError) as e:
+        p.parse({"user": "string", "t": "timestamp"}, time="t")
+    text = str(e.value)
+    assert "step 'parse'" in text and "parse reads raw records" in text and "'user', 't'" in text
+    assert "raw=True" in text and "drop the parse" in text
+    assert "did you mean" not in text
+
+
+def test_a_parse_naming_its_own_raw_column_gets_did_you_mean():
+    p = Pipeline(ListSource([{"payload": '{"x": 1}'}]))
+    with pytest.raises(
+        PipelineConfigError, match=r"unknown column 'paylod' in value_column.*did you mean 'payload'"
+    ):
+        p.parse({"x": "int64"}, value_column="paylod", time=None)
