@@ -157,7 +157,8 @@ class SinkFailedError(StepFailedError):
     """A sink failed while the pipeline ran; the sink's own exception is the ``__cause__``.
 
     ``action`` says what the runtime asked of it (``"writing a batch of 3 rows"``, ``"flushing"``,
-    ...). A sink that fails on rows gets them again: the sources' positions are not committed past
+    ...). The fix is the sink error's ``fix`` text where it has one (a sink that knows the remedy), else
+    a general one. A sink that fails on rows gets them again: the sources' positions are not committed past
     rows a sink did not take (``rows=False``: a failure with no rows at stake, opening or closing the
     sink, whose message then does not speak of them).
 
@@ -181,11 +182,16 @@ class SinkFailedError(StepFailedError):
             if rows
             else ""
         )
+        # a sink that knows the remedy says it in a ``fix`` text on its error (``DuckDBSink``'s locked file)
+        fix = getattr(cause, "fix", None)
+        if not isinstance(fix, str) or not fix:
+            fix = (
+                "correct what the error says (the sink's settings, its destination, or the stream's "
+                "values), then run again"
+            )
         BaseException.__init__(
             self,
-            f"step {step_id!r} ({kind}) failed {action}: {type(cause).__name__}: {cause}. {kept}Fix: "
-            "correct what the error says (the sink's settings, its destination, or the stream's "
-            "values), then run again",
+            f"step {step_id!r} ({kind}) failed {action}: {type(cause).__name__}: {cause}. {kept}Fix: {fix}",
         )
 
 

@@ -792,13 +792,12 @@ class DuckDBSink(Sink):
 
     def connection(self) -> Any:
         """The sink's DuckDB connection (one per sink, shared by the writer and readers)."""
-        import duckdb
 
         with self._lock:
             if self._con is None:
                 if self.path != ":memory:":
                     Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-                con = duckdb.connect(self.path)
+                con = _connect_writer(self.path)
                 if self.path != ":memory:":
                     _check_database_file(self, con)
                 self._con = con
@@ -882,6 +881,32 @@ class DuckDBSink(Sink):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
+
+
+def _connect_writer(path: str) -> Any:
+    """``duckdb.connect(path)``; a file another process holds gets the remedy as its error's ``fix``.
+
+    DuckDB lets one process write a database file, and no other process open it meanwhile (not even
+    read-only): the usual cause is a notebook or a DuckDB shell still connected to the results.
+
+    Examples
+    --------
+    >>> _connect_writer(":memory:").execute("select 42").fetchall()
+    [(42,)]
+    """
+    import duckdb
+
+    try:
+        return duckdb.connect(path)
+    except duckdb.IOException as e:
+        if "lock" in str(e).lower():
+            e.fix = (  # type: ignore[attr-defined]
+                f"another process has {path!r} open (DuckDB lets one process use a database file at a "
+                "time): close its connection (con.close(), or end that notebook's kernel or DuckDB "
+                "shell) and run again; to look at results while a pipeline writes them, query the file "
+                "from the pipeline's own process, or give the sink another file"
+            )
+        raise
 
 
 def _check_database_file(sink: DuckDBSink, con: Any) -> None:

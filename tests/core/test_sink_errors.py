@@ -130,3 +130,36 @@ def test_duckdb_sink_errors_name_the_step(tmp_path: Any) -> None:
     p.stream.to(DuckDBSink(tmp_path / "out.duckdb", "t"), step_id="results")
     with pytest.raises(SinkFailedError, match=r"^step 'results' \(DuckDBSink\) failed"):
         p.run(clock=ManualClock(0))
+
+
+def test_a_duckdb_file_another_process_holds_says_which_and_how_to_free_it(tmp_path):
+    # the usual case: a notebook (or a DuckDB shell) still connected to the results file while
+    # `streamlab run` or another kernel writes to it; the general fix ("correct the sink's settings")
+    # gave no hint that the file was merely held
+    import subprocess
+    import sys
+
+    from streamlab import DuckDBSink
+
+    path = tmp_path / "results.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, sys; c = duckdb.connect({str(path)!r}); print('held', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        p = Pipeline(ListSource([{"k": "a"}]))
+        p.stream.to(DuckDBSink(str(path), "rows"))
+        with pytest.raises(SinkFailedError) as e:
+            p.run(clock=ManualClock(0))
+        text = str(e.value)
+        assert "failed opening" in text and "lock" in text
+        assert "Fix: another process has" in text and "con.close()" in text
+    finally:
+        holder.communicate("", timeout=30)
