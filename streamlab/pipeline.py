@@ -624,12 +624,40 @@ class Pipeline:
         return run(self, **options)
 
     def start(self, **options: Any) -> RunHandle:
-        """Run in the background; returns a handle with ``stop()``, ``pause()``, ``metrics`` (notebooks)."""
+        """Run in the background; returns a handle with ``stop()``, ``pause()``, ``metrics`` (notebooks).
+
+        A pipeline runs once at a time: starting (or running) it while a run of it is open raises
+        :class:`~streamlab.errors.PipelineConfigError`; :attr:`running` gives that run's handle.
+        """
         from streamlab.runtime import start
 
         self.check_complete()
         check_run_options(options)
         return start(self, **options)
+
+    @property
+    def running(self) -> RunHandle | None:
+        """The handle of this pipeline's run in the background (:meth:`start`) while it is open, else None.
+
+        For the run a lost handle still drives (a notebook cell that said ``handle = p.start()`` ran
+        again): ``p.running.stop()``.
+
+        Examples
+        --------
+        >>> from streamlab import ManualClock
+        >>> from streamlab.testing import ListSource
+        >>> p = Pipeline(ListSource([{"x": 1}]))
+        >>> handle = p.start(clock=ManualClock(0), paused=True)
+        >>> p.running is handle
+        True
+        >>> _ = handle.stop()
+        >>> p.running is None
+        True
+        """
+        from streamlab.runtime._executor import running_executor
+
+        ex = running_executor(self)
+        return None if ex is None else ex.handle
 
     def head(self, n: int = 1_000, *, flush_windows: bool = True) -> dict[str, pd.DataFrame]:
         """Run the first ``n`` source events and return every output as a DataFrame, for a quick look.
@@ -1299,7 +1327,8 @@ class Stream:
         return self.pipeline.start(**options)
 
     def show(self, handle: RunHandle | None = None, **options: Any) -> Any:
-        """Start the pipeline (or follow ``handle``) and show this stream live: a chart or a table.
+        """Start the pipeline (or follow ``handle``, or the run already started) and show this stream
+        live: a chart or a table.
 
         See :func:`streamlab.widgets.show` (window results as a chart per key, scored events as an
         anomaly chart, anything else as a table of the newest rows). Returns the widget; in a notebook
@@ -1307,7 +1336,9 @@ class Stream:
         """
         from streamlab.widgets import show
 
-        return show(handle if handle is not None else self.pipeline.start(), self.ref, **options)
+        if handle is None:  # the pipeline's open run (another stream shown already started it), or a new one
+            handle = self.pipeline.running or self.pipeline.start()
+        return show(handle, self.ref, **options)
 
 
 def _origins(pipeline: Pipeline, ref: str) -> set[str]:

@@ -14,11 +14,12 @@ import logging
 import threading
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from streamlab.clock import Clock, SystemClock
+from streamlab.errors import PipelineConfigError
 from streamlab.io import SinkWriter, SourceReader
 from streamlab.operators import Operator, Outputs
 from streamlab.pipeline import Pipeline, check_run_options
@@ -30,7 +31,21 @@ from streamlab.runtime.options import RunOptions
 from streamlab.runtime.result import Collector, RunResult
 from streamlab.steps import SinkStep, SourceStep
 
+if TYPE_CHECKING:
+    from streamlab.runtime.handle import RunHandle
+
 _log = logging.getLogger("streamlab")
+
+#: the runs whose sources and sinks are open, by their pipeline object's id: a pipeline runs once at a
+#: time (a notebook cell that starts it again would read its sources and write its sinks twice)
+_OPEN: dict[int, Executor] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def running_executor(pipeline: Pipeline) -> Executor | None:
+    """The run of ``pipeline`` whose sources and sinks are open, if any."""
+    with _OPEN_LOCK:
+        return _OPEN.get(id(pipeline))
 
 
 class Executor:
@@ -74,6 +89,7 @@ class Executor:
         self.stop_event = threading.Event()
         self.status = "created"
         self.error: BaseException | None = None
+        self.handle: RunHandle | None = None  # the handle driving this run in the background, if any
         self.events_in = 0  # events delivered to the steps after their source
         self.batches = 0
         self.taken = 0  # events read from sources: events_in plus those read ahead, not yet delivered
@@ -107,7 +123,11 @@ class Executor:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def open(self) -> None:
-        """Open sources and sinks and build operators; on failure, close what was opened and re-raise."""
+        """Open sources and sinks and build operators; on failure, close what was opened and re-raise.
+
+        A pipeline whose other run is still open is refused (:class:`~streamlab.errors.PipelineConfigError`).
+        """
+        self._claim()
         try:
             self._open()
         except BaseException:
@@ -166,8 +186,35 @@ class Executor:
         self.started_ns = self.log.last_commit_ns = self.clock.now_ns()
         self.status = "running"
 
+    def _claim(self) -> None:
+        """Mark this run as the pipeline's open one, or refuse when another is."""
+        with _OPEN_LOCK:
+            other = _OPEN.get(id(self.pipeline))
+            if other is not None and other is not self:
+                raise PipelineConfigError(
+                    "pipeline",
+                    "run",
+                    f"pipeline {self.pipeline.name!r} is already running ({other.status}, "
+                    f"{other.events_in:,} events in): a second run at the same time would read its sources "
+                    "and write its sinks twice",
+                    "stop the running one first with handle.stop() (pipeline.running.stop() if the handle "
+                    "from start() was lost, say by running the cell again), then run or start again",
+                )
+            _OPEN[id(self.pipeline)] = self
+
+    def _release(self) -> None:
+        with _OPEN_LOCK:
+            if _OPEN.get(id(self.pipeline)) is self:
+                del _OPEN[id(self.pipeline)]
+
     def close(self) -> None:
         """End the worker and close sources and sinks (errors are logged: the others still close)."""
+        try:
+            self._close()
+        finally:
+            self._release()
+
+    def _close(self) -> None:
         self.ahead.close()
         for sid, r in self.readers.items():
             try:

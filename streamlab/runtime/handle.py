@@ -54,6 +54,7 @@ class RunHandle:
         self._thread = threading.Thread(
             target=self._loop, name=f"streamlab-{executor.pipeline.name}", daemon=True
         )
+        executor.handle = self
         executor.open()  # closes what it opened if it fails
         self._thread.start()
 
