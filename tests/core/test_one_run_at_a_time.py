@@ -85,7 +85,7 @@ class HeldSink(Sink):
         sink = self
 
         class Writer(SinkWriter):
-            def write(self, batch: pd.DataFrame) -> None:
+            def write_batch(self, batch: pd.DataFrame) -> None:
                 assert sink.free.wait(timeout=60), "the test never freed the sink"
 
         return Writer()

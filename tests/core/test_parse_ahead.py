@@ -61,10 +61,10 @@ def run_all(frame: pd.DataFrame, batch_size: int, **kwargs: Any) -> tuple[list[p
 
 def test_the_parse_step_works_ahead_for_large_batches_only():
     frame = records(100)
-    p = build(frame, ListSink(), ListSink(), ListSink(), ListSink())
+    # (two pipelines: one pipeline object runs once at a time)
     big, small = (
-        Executor(p, clock=ManualClock(0), batch_size=10_000),
-        Executor(p, clock=ManualClock(0), batch_size=100),
+        Executor(build(frame, *[ListSink() for _ in range(4)]), clock=ManualClock(0), batch_size=10_000),
+        Executor(build(frame, *[ListSink() for _ in range(4)]), clock=ManualClock(0), batch_size=100),
     )
     big.open()
     small.open()
