@@ -444,6 +444,74 @@ def json_array_file(path: Path) -> bool:
     return head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"["
 
 
+def json_document_file(path: Path) -> bool:
+    """Whether ``path`` (a ``.json`` file, maybe gzipped) holds JSON documents rather than JSON lines: one
+    array (:func:`json_array_file`), or an object whose first line is not the whole object (pretty-printed
+    over several lines, maybe followed by others). Such a file is read whole, not line by line.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "one.json").write_text('{\\n  "a": 1\\n}\\n')
+    >>> _ = (d / "lines.json").write_text('{"a": 1}\\n{"a": 2}\\n')
+    >>> json_document_file(d / "one.json"), json_document_file(d / "lines.json")
+    (True, False)
+    """
+    import gzip
+    import json
+
+    name = path.name.lower()
+    if not name.endswith((".json", ".json.gz")) or path.is_dir():
+        return False
+    if json_array_file(path):
+        return True
+    try:
+        with (gzip.open if name.endswith(".gz") else open)(path, "rb") as f:
+            first = f.readline().removeprefix(b"\xef\xbb\xbf")  # a byte order mark is no data
+            while first and not first.strip():
+                first = f.readline()
+    except (EOFError, OSError):
+        return False
+    if first.strip()[:1] != b"{":
+        return False
+    try:
+        json.loads(first)
+    except ValueError:  # also bad UTF-8: the object goes on below, or the line is broken
+        return True
+    return False
+
+
+def _json_documents_frame(path: Path) -> pd.DataFrame:
+    """The rows of a ``.json`` file of JSON documents (:func:`json_document_file`): an array's objects, or
+    each object, however many lines it spans; or an error naming what is not an object."""
+    import gzip
+    import json
+
+    if json_array_file(path):
+        return _json_array_frame(path)
+    try:
+        with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as f:
+            text = f.read().decode("utf-8-sig")
+        decoder, rows, at = json.JSONDecoder(), [], 0
+        while (at := len(text) - len(text[at:].lstrip())) < len(text):
+            start = at
+            row, at = decoder.raw_decode(text, at)
+            if not isinstance(row, dict):
+                shown = json.dumps(row)[:40]
+                raise ValueError(
+                    f"{shown} at character {start} is {type(row).__name__}, not an object (a row)"
+                )
+            rows.append(row)
+    except (ValueError, EOFError, OSError) as e:  # also invalid UTF-8
+        raise ValueError(
+            f"ReplaySource: {path} holds a JSON object over several lines that cannot be read "
+            f"({type(e).__name__}: {e}); fix the file: a .json file holds one JSON array of objects, "
+            "JSON objects (each over one line or several), or JSON lines"
+        ) from None
+    return _records_frame(rows)
+
+
 def _records_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """JSON objects as rows: a column per key (in the order keys first appear), its values as the parse
     step's columns keep them (integers with missing values, or beyond 64 bits, exact)."""
@@ -774,10 +842,11 @@ class ReplaySource(Source):
             raise FileNotFoundError(f"ReplaySource: {path} does not exist")
         if not path.name.lower().endswith(_JSON_LINES):
             raise ValueError(f"ReplaySource(raw=True) needs JSON lines, got {path.name}")
-        if json_array_file(path):
+        if json_document_file(path):
+            what = "one JSON array" if json_array_file(path) else "a JSON object over several lines"
             raise ValueError(
-                f"ReplaySource(raw=True) needs JSON lines, one record a line; {path.name} holds one JSON "
-                "array. Replay it without raw=True (its objects become rows), or write one object a line "
+                f"ReplaySource(raw=True) needs JSON lines, one record a line; {path.name} holds {what}. "
+                "Replay it without raw=True (its objects become rows), or write one object a line "
                 "(.jsonl) to parse it with dead letters"
             )
 
@@ -796,8 +865,8 @@ class ReplaySource(Source):
         if name.endswith(_JSON_LINES):
             if self.raw:
                 return pd.DataFrame({"value": file_lines(path, owner=self)})
-            if json_array_file(path):
-                frame = _json_array_frame(path)
+            if json_document_file(path):
+                frame = _json_documents_frame(path)
             elif _escapes_surrogates(path):  # pandas' reader makes a lone "\ud800" "" (Python's keeps it)
                 try:
                     frame = _records_frame(list(_json_line_objects(path)))

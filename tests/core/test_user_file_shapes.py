@@ -135,6 +135,49 @@ def test_a_json_array_with_an_element_that_is_no_object_names_it(tmp_path: Path)
         ReplaySource(path, time="ts")
 
 
+@pytest.mark.parametrize("name", ["e.json", "e.json.gz"])
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_a_json_file_holding_one_pretty_printed_object_replays_it_as_one_row(
+    tmp_path: Path, name: str, bom: bytes
+) -> None:
+    """It was refused (line 1, "{", is no JSON) with the advice to replay it raw, where every line would
+    have been a dead letter; its objects are its rows, as a JSON array's are."""
+    row = {"ts": "2024-01-01T00:00:00Z", "id": 2**64, "props": {"x": [1, 2]}}
+    data = bom + json.dumps(row, indent=2).encode() + b"\n"
+    path = tmp_path / name  # (json.dumps writes 2**64 as it is: valid JSON beyond 64 bits)
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    frame = ReplaySource(path, time="ts").frame
+    assert frame["id"].tolist() == [2**64] and frame["props"].tolist() == [{"x": [1, 2]}]
+    assert frame["ts"].tolist() == [pd.Timestamp("2024-01-01", tz="UTC")]
+    with pytest.raises(
+        ValueError, match="holds a JSON object over several lines. Replay it without raw=True"
+    ):
+        ReplaySource(path, raw=True)
+    prof = profile(str(path))  # read whole, not line by line
+    assert prof.malformed_rate == 0.0 and prof.time_field == "ts"
+    # several objects, each over one line or several, one after another: each is a row
+    more = data + b'{"ts": "2024-01-01T00:00:05Z", "id": 1}\n{\n "id": 2}'
+    path.write_bytes(gzip.compress(more) if name.endswith(".gz") else more)
+    assert ReplaySource(path, time="ts").frame["id"].tolist() == [2**64, 1, 2]
+    p = Pipeline(ReplaySource(path, time="ts"))
+    p.stream.window(TumblingWindow("1m"), time="ts").agg(agg.count())
+    result = p.run()
+    assert result["window"]["count"].tolist() == [2] and len(result["window.dead_letter"]) == 1  # no time
+
+
+def test_a_broken_pretty_printed_json_object_says_to_fix_the_file_not_to_replay_it_raw(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "e.json"
+    path.write_text('{\n  "ts": 1704067200,\n')
+    with pytest.raises(ValueError, match="holds a JSON object over several lines that cannot be read") as e:
+        ReplaySource(path, time="ts")
+    assert "raw=True" not in str(e.value) and "fix the file" in str(e.value)
+    path.write_text('{\n  "ts": 1704067200\n}\n[1]')
+    with pytest.raises(ValueError, match=r"\[1\] at character 23 is list, not an object"):
+        ReplaySource(path, time="ts")
+
+
 def test_a_json_lines_file_with_a_number_beyond_64_bits_is_read_not_refused(tmp_path: Path) -> None:
     path = tmp_path / "e.jsonl"
     big = 99999999999999999999999
