@@ -621,9 +621,15 @@ def _parquet_frame(files: list[str]) -> pd.DataFrame:
 
     from streamlab._intcols import inferred_series, nullable_ints
 
-    # pandas hands a list of files to pyarrow as one dataset (its stubs name one path only)
-    frame = pd.read_parquet(files[0] if len(files) == 1 else files)  # type: ignore[arg-type]
-    schema = pq.read_schema(files[0]) if len(files) == 1 else pq.ParquetDataset(files).schema
+    schemas = [pq.read_schema(f) for f in files]  # (their footers)
+    try:  # the parts' columns, each of one type: a column a part lacks is missing there
+        schema = schemas[0] if len(files) == 1 else pa.unify_schemas(schemas)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # a column whose type changed between parts
+        return _parquet_parts_frame(files, schemas)
+    # pandas hands a list of files to pyarrow as one dataset (its stubs name one path only), read with
+    # every part's columns (pyarrow's dataset takes the first part's, dropping a column added later)
+    many: Any = files
+    frame = pd.read_parquet(files[0]) if len(files) == 1 else pd.read_parquet(many, schema=schema)
     ints = [
         f.name
         for f in schema
@@ -634,7 +640,7 @@ def _parquet_frame(files: list[str]) -> pd.DataFrame:
         )
     ]
     if ints:
-        table = pq.read_table(files[0] if len(files) == 1 else files, columns=ints)
+        table = pq.read_table(files[0] if len(files) == 1 else files, columns=ints, schema=schema)
         for name in ints:
             column = table.column(name)
             if pa.types.is_nested(column.type):
@@ -644,6 +650,32 @@ def _parquet_frame(files: list[str]) -> pd.DataFrame:
             exact = inferred_series(column.to_pylist()) if big else nullable_ints(column.cast(pa.int64()))
             frame[name] = exact.set_axis(frame.index)
     return frame
+
+
+def _parquet_parts_frame(files: list[str], schemas: list[Any]) -> pd.DataFrame:
+    """The rows of Parquet parts in which a column's type changed (ParquetSink types each part by its
+    own rows: ``1`` in one, ``"a"`` in the next), no part's rows lost: each part read as one file, and a
+    column whose parts differ in dtype (or that some parts lack) read from its values as a JSON-lines
+    replay reads a column (``inferred_series``: integers exact, with missing values ``Int64``; ints and
+    text, or ints and floats, Python objects each of its own type)."""
+    from streamlab._intcols import inferred_series
+
+    frames = [_parquet_frame([f]) for f in files]
+    names = list(dict.fromkeys(n for schema in schemas for n in schema.names))
+    columns: dict[str, pd.Series] = {}
+    for name in names:
+        pieces = [frame[name] if name in frame.columns else None for frame in frames]
+        dtypes = {None if piece is None else piece.dtype for piece in pieces}
+        if len(dtypes) == 1 and None not in dtypes:
+            columns[name] = pd.concat(pieces, ignore_index=True)
+            continue
+        values: list[Any] = []
+        for frame, piece in zip(frames, pieces):
+            values += (
+                [None] * len(frame) if piece is None else [None if _missing(v) else v for v in piece.tolist()]
+            )
+        columns[name] = inferred_series(values)
+    return pd.DataFrame(columns, columns=names, index=pd.RangeIndex(sum(len(f) for f in frames)))
 
 
 def _holds_integers(kind: Any) -> bool:

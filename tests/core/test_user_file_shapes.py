@@ -343,6 +343,46 @@ def test_a_directory_of_parquet_parts_replays_as_one_table_in_order(tmp_path: Pa
         ReplaySource(tmp_path / "empty")
 
 
+def test_parquet_parts_whose_column_changed_type_replay_together_every_row_kept(tmp_path: Path) -> None:
+    """ParquetSink types each part by its rows: ``x`` was int64 in one part, text in the next, and the
+    directory could not be read (pyarrow: "Failed to parse string: 'a' as a scalar of type int64"); ``y``,
+    first written by a later part, was dropped (the dataset took the first part's columns)."""
+    from streamlab.sinks import ParquetSink
+    from streamlab.testing import ListSource
+
+    xs: list[Any] = [1, 2, "a", None, 2.5, None, None, None, 2**60 + 1, 3, 7, 8]
+    events = [{"ts": START + i, "k": "ab"[i % 2], "x": x} for i, x in enumerate(xs)]
+    events[-1]["y"] = "late column"
+    parts = tmp_path / "parts"
+    p = Pipeline(ListSource(events, batch_size=2))  # a part of each type (a part of ints and text is text)
+    p.stream.to(ParquetSink(str(parts)))
+    p.run(commit_every=0)
+    frame = ReplaySource(parts, time="ts").frame
+    assert [None if pd.isna(v) else v for v in frame["x"]] == xs
+    assert [type(v) for v in frame["x"] if not pd.isna(v)] == [type(x) for x in xs if x is not None]
+    assert [None if pd.isna(v) else v for v in frame["y"]] == [None] * (len(xs) - 1) + ["late column"]
+    q = Pipeline(ReplaySource(parts, time="ts", batch_size=5))
+    q.stream.window(TumblingWindow("1h"), key="k", time="ts").agg(agg.count(), agg.count_distinct("x"))
+    out = q.run()["window"]
+    assert out[["k", "count"]].values.tolist() == [["a", 6], ["b", 6]]
+
+
+def test_parquet_parts_keep_their_dtypes_and_a_column_a_later_part_adds(tmp_path: Path) -> None:
+    """Parts whose columns agree keep their dtypes (integers with missing values Int64, text as text); a
+    column the first part lacks was dropped (pyarrow's dataset took the first part's schema)."""
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    pq.write_table(
+        pa.table({"id": pa.array([2**53 + 1, None], pa.int64()), "s": ["a", "b"]}), parts / "part-0.parquet"
+    )
+    later = {"id": pa.array([None, None], pa.null()), "s": ["c", None], "added": [1.5, None]}
+    pq.write_table(pa.table(later), parts / "part-1.parquet")
+    frame = ReplaySource(parts).frame
+    assert list(frame.columns) == ["id", "s", "added"] and frame["added"].tolist()[2] == 1.5
+    assert str(frame["id"].dtype) == "Int64" and frame["id"].tolist()[:1] == [2**53 + 1]
+    assert frame["s"].dtype == pd.Series(["a"]).dtype and frame["s"].tolist()[:3] == ["a", "b", "c"]
+
+
 def test_numbers_in_a_json_lines_column_named_like_a_time_stay_numbers(tmp_path: Path) -> None:
     """pandas 2 (Python 3.10) read a column named ``*_time``, ``*_at``, ``modified`` or ``date`` as
     dates: an ``elapsed_time`` of 40000000 (milliseconds) became 1971-04-08 (this fails there only)."""
