@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from streamlab._compat import PANDAS_3
-from streamlab._expr import eval_expression, expression_names, fails_alike
+from streamlab._expr import eval_expression, expression_names, type_driven
 from streamlab.aggregators import (
     Aggregator,
     MaxAggregator,
@@ -193,10 +193,9 @@ def aggregator_type_problem(pipeline: Pipeline, ref: str, aggregator: Aggregator
     return problem, fix
 
 
-#: One value of each declared type, in the dtype a batch holds it in: text is typed (``str``; pandas 2's
-#: ``string``, where the parse step's text is objects, whose failures would look like the values')
+#: One value of each declared type, in the dtype a batch holds it in (pandas 2's text is Python objects)
 _SAMPLES: dict[str, pd.Series] = {
-    "string": pd.Series(["a"], dtype="str" if PANDAS_3 else "string"),
+    "string": pd.Series(["a"], dtype="str" if PANDAS_3 else object),
     "int64": pd.Series([1], dtype="int64"),
     "float64": pd.Series([1.5], dtype="float64"),
     "bool": pd.Series([True], dtype="bool"),
@@ -212,10 +211,11 @@ def expression_type_problem(
 
     The declared types decide, not a batch's dtypes: on pandas 2 a parse step's text is a column of
     Python objects, as a json field is, and a batch cannot tell the two apart. Each column is given one
-    value of its declared type (typed text), and the expression fails for its types when it fails there
-    and :func:`streamlab._expr.fails_alike` says so (operators alone, no calls). A column of unknown type,
+    value of its declared type, in the dtype the parse step gives it, and an expression of operators alone
+    (:func:`streamlab._expr.type_driven`: no call) fails for its types when it fails there. A column of unknown type,
     of type ``object``/``json``/``category``, or in ``computed`` (added by the step itself), makes it
-    unknown, and unknown is never a problem.
+    unknown, and unknown is never a problem; so does a text column beside a timestamp column (text that
+    holds ISO times compares with times).
 
     Examples
     --------
@@ -238,9 +238,14 @@ def expression_type_problem(
         if f is None or f[0] not in _SAMPLES:
             return None
         columns[n] = _SAMPLES[f[0]]
+    kinds = {f[0] for f in found.values() if f}
+    if {"timestamp", "string"} <= kinds:  # text holding times compares with times: the values decide
+        return None
+    # asked first: names, constants and operators alone are evaluated (never a call, such as an untrusted
+    # spec's ``amount.to_csv('f')``)
+    if not type_driven(expr):
+        return None
     sample = pd.DataFrame(columns)
-    if not fails_alike(sample, expr):  # asked first: names, constants and operators alone are evaluated
-        return None  # (never a call, such as an untrusted spec's ``amount.to_csv('f')``)
     try:
         eval_expression(sample, expr)
         return None
