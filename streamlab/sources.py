@@ -494,7 +494,7 @@ def _json_documents_frame(path: Path) -> pd.DataFrame:
         with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as f:
             text = f.read().decode("utf-8-sig")
         decoder, rows, at = json.JSONDecoder(), [], 0
-        while (at := len(text) - len(text[at:].lstrip())) < len(text):
+        while (at := _JSON_SPACE.match(text, at).end()) < len(text):  # type: ignore[union-attr]
             start = at
             row, at = decoder.raw_decode(text, at)
             if not isinstance(row, dict):
@@ -504,12 +504,37 @@ def _json_documents_frame(path: Path) -> pd.DataFrame:
                 )
             rows.append(row)
     except (ValueError, EOFError, OSError) as e:  # also invalid UTF-8
+        if _some_line_an_object(path):  # JSON lines whose first line is broken: raw sets it aside
+            line = _bad_json_line(path)
+            raise _unreadable(path, None if line is None else f"line {line}", e) from None
         raise ValueError(
             f"ReplaySource: {path} holds a JSON object over several lines that cannot be read "
             f"({type(e).__name__}: {e}); fix the file: a .json file holds one JSON array of objects, "
             "JSON objects (each over one line or several), or JSON lines"
         ) from None
     return _records_frame(rows)
+
+
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")  # JSON's white space between values
+
+
+def _some_line_an_object(path: Path) -> bool:
+    """Whether a line of ``path`` after its first is a whole JSON object: JSON lines, not an object
+    pretty-printed over lines (whose lines are parts of it)."""
+    import gzip
+    import json
+
+    with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as f:
+        next(f, None)
+        for line in f:
+            text = line.strip()
+            if text[:1] == b"{" and text[-1:] == b"}":
+                try:
+                    if isinstance(json.loads(text), dict):
+                        return True
+                except ValueError:
+                    continue
+    return False
 
 
 def _records_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

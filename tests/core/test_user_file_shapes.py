@@ -173,6 +173,9 @@ def test_a_broken_pretty_printed_json_object_says_to_fix_the_file_not_to_replay_
     with pytest.raises(ValueError, match="holds a JSON object over several lines that cannot be read") as e:
         ReplaySource(path, time="ts")
     assert "raw=True" not in str(e.value) and "fix the file" in str(e.value)
+    path.write_text('{"ts": 1704067200,\n{"ts": 1704067201}\n')  # JSON lines, the first one broken
+    with pytest.raises(ValueError, match="line 1 of .* replay it raw"):
+        ReplaySource(path, time="ts")
     path.write_text('{\n  "ts": 1704067200\n}\n[1]')
     with pytest.raises(ValueError, match=r"\[1\] at character 23 is list, not an object"):
         ReplaySource(path, time="ts")
