@@ -3,7 +3,9 @@ connector, the parameter and the fix."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from streamlab._time import Duration, parse_duration
 from streamlab.errors import ParameterError
@@ -101,3 +103,92 @@ def sink_or_none(owner: str, parameter: str, value: Any, *, about: str = "") -> 
         f"write a sink's spec with its kind, e.g. {parameter}: {{kind: jsonl, path: dead.jsonl}} "
         f"({parameter}=JsonLinesSink('dead.jsonl') in Python), or leave it out",
     )
+
+
+#: botocore's check of a region name (``validate_region_name``), which it makes only when a client is made
+_REGION = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
+
+
+def check_region(owner: str, value: Any) -> str:
+    """``value`` if it is an AWS region name (what botocore takes); anything else (a number, '', a name
+    with spaces or dots) raises :class:`ParameterError` when the connector is made, not when its first
+    client is.
+
+    Examples
+    --------
+    >>> check_region("KinesisSink", "eu-west-1")
+    'eu-west-1'
+    >>> check_region("KinesisSink", "eu west 1")
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.ParameterError: KinesisSink(region=...): expected an AWS region name such as 'us-east-1', got 'eu west 1'. Fix: write the region's code, e.g. region: eu-west-1 (region='eu-west-1' in Python)
+    """
+    if not isinstance(value, str) or not _REGION.match(value):
+        raise ParameterError(
+            owner,
+            "region",
+            f"expected an AWS region name such as 'us-east-1', got {value!r}",
+            "write the region's code, e.g. region: eu-west-1 (region='eu-west-1' in Python)",
+        )
+    return value
+
+
+def check_endpoint_url(owner: str, value: Any) -> str | None:
+    """``value`` if it is None (the AWS service itself) or an ``http://`` or ``https://`` URL with a host
+    (a local stand-in such as moto); anything else raises :class:`ParameterError`.
+
+    Examples
+    --------
+    >>> check_endpoint_url("KinesisSource", "http://127.0.0.1:4567")
+    'http://127.0.0.1:4567'
+    >>> check_endpoint_url("KinesisSource", "127.0.0.1:4567")
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.ParameterError: KinesisSource(endpoint_url=...): expected None or an http:// or https:// URL with a host, got '127.0.0.1:4567'. Fix: write the stand-in's URL, e.g. endpoint_url: http://127.0.0.1:5000 (endpoint_url='http://127.0.0.1:5000' in Python), or leave it out for AWS itself
+    """
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value) if isinstance(value, str) else None
+        good = parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
+        if good and parts is not None:
+            parts.port  # noqa: B018 (raises ValueError for a port that is no number from 0 to 65535)
+    except ValueError:
+        good = False
+    if not good:
+        raise ParameterError(
+            owner,
+            "endpoint_url",
+            f"expected None or an http:// or https:// URL with a host, got {value!r}",
+            "write the stand-in's URL, e.g. endpoint_url: http://127.0.0.1:5000 "
+            "(endpoint_url='http://127.0.0.1:5000' in Python), or leave it out for AWS itself",
+        )
+    return str(value)
+
+
+def check_emulator_host(owner: str, value: Any) -> str | None:
+    """``value`` if it is None (Google Cloud Pub/Sub itself) or a Pub/Sub emulator's ``'host:port'`` (as
+    ``PUBSUB_EMULATOR_HOST`` holds it: no scheme); anything else raises :class:`ParameterError`.
+
+    Examples
+    --------
+    >>> check_emulator_host("PubSubSource", "127.0.0.1:8085")
+    '127.0.0.1:8085'
+    >>> check_emulator_host("PubSubSource", "http://127.0.0.1:8085")
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.ParameterError: PubSubSource(emulator_host=...): expected None or the emulator's 'host:port', got 'http://127.0.0.1:8085'. Fix: write it as PUBSUB_EMULATOR_HOST holds it, e.g. emulator_host: 127.0.0.1:8085 (emulator_host='127.0.0.1:8085' in Python), or leave it out for Google Cloud Pub/Sub
+    """
+    if value is None:
+        return None
+    host, sep, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+    spaced = isinstance(value, str) and any(ch.isspace() for ch in value)
+    if spaced or not (sep and host and "/" not in host and port.isdigit() and 0 < int(port) < 65536):
+        raise ParameterError(
+            owner,
+            "emulator_host",
+            f"expected None or the emulator's 'host:port', got {value!r}",
+            "write it as PUBSUB_EMULATOR_HOST holds it, e.g. emulator_host: 127.0.0.1:8085 "
+            "(emulator_host='127.0.0.1:8085' in Python), or leave it out for Google Cloud Pub/Sub",
+        )
+    return str(value)

@@ -27,7 +27,7 @@ from streamlab.clock import Clock
 from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, Upstream, default_clock
 
-from ._params import sink_or_none
+from ._params import check_endpoint_url, check_region, sink_or_none
 from .aws import aws_client, bounded
 
 __all__ = ["TimestreamSink"]
@@ -179,6 +179,19 @@ class TimestreamSink(Sink):
                     f"dimension {problem}, so every write to {target} would fail",
                     "rename the column in a step before the sink (with_columns), then name the new one",
                 )
+        for label, name in (("time", time), ("measure_name", measure_name)):
+            if not isinstance(name, str) or not name:
+                what = (
+                    "the event-time column's name" if label == "time" else "the multi-measure records' name"
+                )
+                example = "timestamp" if label == "time" else "metrics"
+                raise ParameterError(
+                    where,
+                    label,
+                    f"expected {what} (a non-empty text) for {target}, got {name!r}",
+                    f"write e.g. {label}: {example} ({label}='{example}' in Python), or leave it out for "
+                    f"'{example}'",
+                )
         overlap = set(dimensions) & set(measures) | ({time} & (set(dimensions) | set(measures)))
         if overlap:
             raise ParameterError(
@@ -191,7 +204,8 @@ class TimestreamSink(Sink):
         self.dimensions, self.measures = tuple(dimensions), tuple(measures)
         self.time, self.measure_name = time, measure_name
         self.dead_letter = sink_or_none(where, "dead_letter", dead_letter, about=target)
-        self.endpoint_url, self.region = endpoint_url, region
+        self.endpoint_url = check_endpoint_url(where, endpoint_url)
+        self.region = check_region(where, region)
 
     def open(self, clock: Clock | None = None) -> _TimestreamWriter:
         """Create the client (and open the dead-letter sink)."""

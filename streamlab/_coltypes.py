@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from streamlab._compat import PANDAS_3
+from streamlab._expr import eval_expression, expression_names, type_driven
 from streamlab.aggregators import (
     Aggregator,
     MaxAggregator,
@@ -37,7 +39,7 @@ from streamlab.steps import (
 if TYPE_CHECKING:
     from streamlab.pipeline import Pipeline
 
-__all__ = ["NOT_NUMERIC", "aggregator_type_problem", "declared_type"]
+__all__ = ["NOT_NUMERIC", "aggregator_type_problem", "declared_type", "expression_type_problem"]
 
 _NUMERIC_AGGS = (SumAggregator, MeanAggregator, MinAggregator, MaxAggregator, QuantileAggregator)
 _NUMERIC = {"int64", "float64", "bool"}
@@ -188,4 +190,77 @@ def aggregator_type_problem(pipeline: Pipeline, ref: str, aggregator: Aggregator
             f"use {options} for a {typ} column; if it holds numbers, declare it as float64 or int64 in "
             f"the schema of step {where!r}"
         )
+    return problem, fix
+
+
+#: One value of each declared type, in the dtype a batch holds it in (pandas 2's text is Python objects)
+_SAMPLES: dict[str, pd.Series] = {
+    "string": pd.Series(["a"], dtype="str" if PANDAS_3 else object),
+    "int64": pd.Series([1], dtype="int64"),
+    "float64": pd.Series([1.5], dtype="float64"),
+    "bool": pd.Series([True], dtype="bool"),
+    "timestamp": pd.Series(pd.to_datetime(["2024-01-01T00:00:00Z"], utc=True)),
+}
+
+
+def expression_type_problem(
+    pipeline: Pipeline, ref: str, expr: str, what: str, computed: tuple[str, ...] = ()
+) -> tuple[str, str] | None:
+    """``(problem, fix)`` when ``expr`` (the step's ``what``) over stream ``ref`` fails for the declared types of its columns
+    alone (a text column compared with a number), so it would fail on every row; else None.
+
+    The declared types decide, not a batch's dtypes: on pandas 2 a parse step's text is a column of
+    Python objects, as a json field is, and a batch cannot tell the two apart. Each column is given one
+    value of its declared type, in the dtype the parse step gives it, and an expression of operators alone
+    (:func:`streamlab._expr.type_driven`: no call) fails for its types when it fails there. A column of unknown type,
+    of type ``object``/``json``/``category``, or in ``computed`` (added by the step itself), makes it
+    unknown, and unknown is never a problem; so does a text column beside a timestamp column (text that
+    holds ISO times compares with times).
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b'{}']))
+    >>> s = p.parse({'country': 'string', 'amount': 'float64', 'timestamp': 'timestamp'})
+    >>> problem, fix = expression_type_problem(p, s.ref, 'country > 5', "filter('country > 5')")
+    >>> problem.split(' (')[0]
+    "filter('country > 5') fails on every row for its columns' types"
+    >>> expression_type_problem(p, s.ref, "country == 'FR' and amount > 5", 'filter') is None
+    True
+    """
+    names = expression_names(expr)
+    if not names or "`" in expr or any(n in computed for n in names):
+        return None
+    found = {n: declared_type(pipeline, ref, n) for n in names}
+    columns: dict[str, pd.Series] = {}
+    for n, f in found.items():
+        if f is None or f[0] not in _SAMPLES:
+            return None
+        columns[n] = _SAMPLES[f[0]]
+    kinds = {f[0] for f in found.values() if f}
+    if {"timestamp", "string"} <= kinds:  # text holding times compares with times: the values decide
+        return None
+    # asked first: names, constants and operators alone are evaluated (never a call, such as an untrusted
+    # spec's ``amount.to_csv('f')``)
+    if not type_driven(expr):
+        return None
+    sample = pd.DataFrame(columns)
+    try:
+        eval_expression(sample, expr)
+        return None
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    types = ", ".join(f"{n!r} is {f[0]} (declared by step {f[1]!r})" for n, f in found.items() if f)
+    problem = f"{what} fails on every row for its columns' types ({types}): {error}"
+    texts = [(n, f[1]) for n, f in found.items() if f and f[0] == "string"]
+    fix = (
+        "compare each column with values of its type (a text column with 'text', a number column with numbers"
+    )
+    if any(f and f[0] == "timestamp" for f in found.values()):
+        fix += ", a timestamp column with a time that names its zone, e.g. '2024-01-01T00:00:00Z'"
+    fix += ")"
+    if texts:
+        n, where = texts[0]
+        fix += f"; if {n!r} holds numbers, declare it as float64 or int64 in the schema of step {where!r}"
     return problem, fix

@@ -730,6 +730,18 @@ def fails_alike(batch: pd.DataFrame, expr: str) -> bool:
         return False
     if any(_missing_text(batch[n]) for n in names or ()):
         return False  # a part whose text is all missing compares with a number (False): kind_groups
+    return type_driven(expr)
+
+
+def type_driven(expr: str) -> bool:
+    """Whether ``expr`` fails or not by its operands' types alone, whatever their values: names,
+    constants, arithmetic, comparisons, and and/or/not over comparisons (no call, no attribute).
+
+    Examples
+    --------
+    >>> type_driven("country > 5 and amount * 2 > 1"), type_driven("country.str.len() > 5")
+    (True, False)
+    """
     try:
         tree = parse(expr, mode="eval")
     except SyntaxError:

@@ -10,6 +10,7 @@ the exporters translate.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import numbers
 import os
 import warnings
@@ -19,10 +20,11 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import pandas as pd
 
 from streamlab import agg as agg_module
-from streamlab._coltypes import NOT_NUMERIC, aggregator_type_problem, declared_type
+from streamlab._coltypes import NOT_NUMERIC, aggregator_type_problem, declared_type, expression_type_problem
 from streamlab._names import PIPELINE_NAME_FIX, pipeline_name_problem
 from streamlab._spec_check import schema_fields
-from streamlab._step_kinds import label_of
+from streamlab._step_codecs import expressions_in
+from streamlab._step_kinds import label_of, params_of
 from streamlab._time import Duration, parse_duration
 from streamlab.aggregators import Aggregator
 from streamlab.clock import Clock
@@ -404,6 +406,10 @@ class Pipeline:
                 mismatch = aggregator_type_problem(self, step.inputs[0], a) if a.column is not None else None
                 if mismatch:
                     raise PipelineConfigError(step.step_id, step.kind, *mismatch)
+        for what, expr, computed in _expressions(step):  # against the types declared upstream
+            mismatch = expression_type_problem(self, step.inputs[0], expr, what, computed)
+            if mismatch:
+                raise PipelineConfigError(step.step_id, label_of(step), *mismatch)
         if isinstance(step, OperatorStep):
             for column in step.numeric_columns():
                 found = declared_type(self, step.inputs[0], column)
@@ -733,6 +739,21 @@ class Pipeline:
 
 
 _C = TypeVar("_C")
+
+
+def _expressions(step: Step) -> list[tuple[str, str, tuple[str, ...]]]:
+    """The expressions ``step`` evaluates over its input rows: ``(what, expression, names the step
+    computed before it)`` (a filter's, with_columns' in order, a rule's ``expr``, a pattern's ``where``)."""
+    if isinstance(step, FilterStep) and step.expr is not None:
+        return [(f"filter({step.expr!r})", step.expr, ())]
+    if isinstance(step, MapStep):
+        names = tuple(n for n, _ in step.columns)
+        return [(f"with_columns({n}={e!r})", e, names[:i]) for i, (n, e) in enumerate(step.columns)]
+    if isinstance(step, OperatorStep) and dataclasses.is_dataclass(step.config):
+        name = type(step.config).__name__
+        found = expressions_in(type(step.config), params_of(step.config))
+        return [(f"{name}({path}={e!r})", e, ()) for path, e in found if isinstance(e, str)]
+    return []
 
 
 def _step_config(sid: str, kind: str, build: Callable[[], _C]) -> _C:

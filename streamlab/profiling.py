@@ -34,7 +34,7 @@ from streamlab._time import NAT_NS, Duration, format_duration, parse_duration, t
 from streamlab._windowing import _NONE, partition_watermarks
 from streamlab.clock import Clock, SystemClock
 from streamlab.io import Source
-from streamlab.sources import ListSource, ReplaySource, json_array_file
+from streamlab.sources import ListSource, ReplaySource, json_document_file
 from streamlab.windows import SessionWindow, SlidingWindow, TumblingWindow, Window
 
 __all__ = ["Profile", "predict_late_fraction", "profile"]
@@ -107,8 +107,9 @@ def _as_source(source: Any) -> Source:
     if isinstance(source, (str, os.PathLike)):
         name = os.fspath(source).lower()
         raw = name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson"))
-        # a .json file holding one array is read whole (its objects are the rows), not line by line
-        return ReplaySource(source, raw=raw and not json_array_file(Path(os.fspath(source))))
+        # a .json file holding one array, or objects over several lines, is read whole (its objects are
+        # the rows), not line by line
+        return ReplaySource(source, raw=raw and not json_document_file(Path(os.fspath(source))))
     raise TypeError(
         f"profile: cannot read {type(source).__name__}; pass a Source (KafkaSource, PubSubSource, "
         "ReplaySource, ...), a DataFrame, a list of records or a file path"

@@ -444,6 +444,99 @@ def json_array_file(path: Path) -> bool:
     return head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"["
 
 
+def json_document_file(path: Path) -> bool:
+    """Whether ``path`` (a ``.json`` file, maybe gzipped) holds JSON documents rather than JSON lines: one
+    array (:func:`json_array_file`), or an object whose first line is not the whole object (pretty-printed
+    over several lines, maybe followed by others). Such a file is read whole, not line by line.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "one.json").write_text('{\\n  "a": 1\\n}\\n')
+    >>> _ = (d / "lines.json").write_text('{"a": 1}\\n{"a": 2}\\n')
+    >>> json_document_file(d / "one.json"), json_document_file(d / "lines.json")
+    (True, False)
+    """
+    import gzip
+    import json
+
+    name = path.name.lower()
+    if not name.endswith((".json", ".json.gz")) or path.is_dir():
+        return False
+    if json_array_file(path):
+        return True
+    try:
+        with (gzip.open if name.endswith(".gz") else open)(path, "rb") as f:
+            first = f.readline().removeprefix(b"\xef\xbb\xbf")  # a byte order mark is no data
+            while first and not first.strip():
+                first = f.readline()
+    except (EOFError, OSError):
+        return False
+    if first.strip()[:1] != b"{":
+        return False
+    try:
+        json.loads(first)
+    except ValueError:  # also bad UTF-8: the object goes on below, or the line is broken
+        return True
+    return False
+
+
+def _json_documents_frame(path: Path) -> pd.DataFrame:
+    """The rows of a ``.json`` file of JSON documents (:func:`json_document_file`): an array's objects, or
+    each object, however many lines it spans; or an error naming what is not an object."""
+    import gzip
+    import json
+
+    if json_array_file(path):
+        return _json_array_frame(path)
+    try:
+        with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as f:
+            text = f.read().decode("utf-8-sig")
+        decoder, rows, at = json.JSONDecoder(), [], 0
+        while (at := _JSON_SPACE.match(text, at).end()) < len(text):  # type: ignore[union-attr]
+            start = at
+            row, at = decoder.raw_decode(text, at)
+            if not isinstance(row, dict):
+                shown = json.dumps(row)[:40]
+                raise ValueError(
+                    f"{shown} at character {start} is {type(row).__name__}, not an object (a row)"
+                )
+            rows.append(row)
+    except (ValueError, EOFError, OSError) as e:  # also invalid UTF-8
+        if _some_line_an_object(path):  # JSON lines whose first line is broken: raw sets it aside
+            line = _bad_json_line(path)
+            raise _unreadable(path, None if line is None else f"line {line}", e) from None
+        raise ValueError(
+            f"ReplaySource: {path} holds a JSON object over several lines that cannot be read "
+            f"({type(e).__name__}: {e}); fix the file: a .json file holds one JSON array of objects, "
+            "JSON objects (each over one line or several), or JSON lines"
+        ) from None
+    return _records_frame(rows)
+
+
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")  # JSON's white space between values
+
+
+def _some_line_an_object(path: Path) -> bool:
+    """Whether a line of ``path`` after its first is a whole JSON object: JSON lines, not an object
+    pretty-printed over lines (whose lines are parts of it)."""
+    import gzip
+    import json
+
+    with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as f:
+        next(f, None)
+        for line in f:
+            text = line.strip()
+            if text[:1] == b"{" and text[-1:] == b"}":
+                try:
+                    if isinstance(json.loads(text), dict):
+                        return True
+                except ValueError:
+                    continue
+    return False
+
+
 def _records_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """JSON objects as rows: a column per key (in the order keys first appear), its values as the parse
     step's columns keep them (integers with missing values, or beyond 64 bits, exact)."""
@@ -553,9 +646,15 @@ def _parquet_frame(files: list[str]) -> pd.DataFrame:
 
     from streamlab._intcols import inferred_series, nullable_ints
 
-    # pandas hands a list of files to pyarrow as one dataset (its stubs name one path only)
-    frame = pd.read_parquet(files[0] if len(files) == 1 else files)  # type: ignore[arg-type]
-    schema = pq.read_schema(files[0]) if len(files) == 1 else pq.ParquetDataset(files).schema
+    schemas = [pq.read_schema(f) for f in files]  # (their footers)
+    try:  # the parts' columns, each of one type: a column a part lacks is missing there
+        schema = schemas[0] if len(files) == 1 else pa.unify_schemas(schemas)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # a column whose type changed between parts
+        return _parquet_parts_frame(files, schemas)
+    # pandas hands a list of files to pyarrow as one dataset (its stubs name one path only), read with
+    # every part's columns (pyarrow's dataset takes the first part's, dropping a column added later)
+    many: Any = files
+    frame = pd.read_parquet(files[0]) if len(files) == 1 else pd.read_parquet(many, schema=schema)
     ints = [
         f.name
         for f in schema
@@ -566,7 +665,7 @@ def _parquet_frame(files: list[str]) -> pd.DataFrame:
         )
     ]
     if ints:
-        table = pq.read_table(files[0] if len(files) == 1 else files, columns=ints)
+        table = pq.read_table(files[0] if len(files) == 1 else files, columns=ints, schema=schema)
         for name in ints:
             column = table.column(name)
             if pa.types.is_nested(column.type):
@@ -576,6 +675,32 @@ def _parquet_frame(files: list[str]) -> pd.DataFrame:
             exact = inferred_series(column.to_pylist()) if big else nullable_ints(column.cast(pa.int64()))
             frame[name] = exact.set_axis(frame.index)
     return frame
+
+
+def _parquet_parts_frame(files: list[str], schemas: list[Any]) -> pd.DataFrame:
+    """The rows of Parquet parts in which a column's type changed (ParquetSink types each part by its
+    own rows: ``1`` in one, ``"a"`` in the next), no part's rows lost: each part read as one file, and a
+    column whose parts differ in dtype (or that some parts lack) read from its values as a JSON-lines
+    replay reads a column (``inferred_series``: integers exact, with missing values ``Int64``; ints and
+    text, or ints and floats, Python objects each of its own type)."""
+    from streamlab._intcols import inferred_series
+
+    frames = [_parquet_frame([f]) for f in files]
+    names = list(dict.fromkeys(n for schema in schemas for n in schema.names))
+    columns: dict[str, pd.Series] = {}
+    for name in names:
+        pieces = [frame[name] if name in frame.columns else None for frame in frames]
+        dtypes = {None if piece is None else piece.dtype for piece in pieces}
+        if len(dtypes) == 1 and None not in dtypes:
+            columns[name] = pd.concat(pieces, ignore_index=True)
+            continue
+        values: list[Any] = []
+        for frame, piece in zip(frames, pieces):
+            values += (
+                [None] * len(frame) if piece is None else [None if _missing(v) else v for v in piece.tolist()]
+            )
+        columns[name] = inferred_series(values)
+    return pd.DataFrame(columns, columns=names, index=pd.RangeIndex(sum(len(f) for f in frames)))
 
 
 def _holds_integers(kind: Any) -> bool:
@@ -774,10 +899,11 @@ class ReplaySource(Source):
             raise FileNotFoundError(f"ReplaySource: {path} does not exist")
         if not path.name.lower().endswith(_JSON_LINES):
             raise ValueError(f"ReplaySource(raw=True) needs JSON lines, got {path.name}")
-        if json_array_file(path):
+        if json_document_file(path):
+            what = "one JSON array" if json_array_file(path) else "a JSON object over several lines"
             raise ValueError(
-                f"ReplaySource(raw=True) needs JSON lines, one record a line; {path.name} holds one JSON "
-                "array. Replay it without raw=True (its objects become rows), or write one object a line "
+                f"ReplaySource(raw=True) needs JSON lines, one record a line; {path.name} holds {what}. "
+                "Replay it without raw=True (its objects become rows), or write one object a line "
                 "(.jsonl) to parse it with dead letters"
             )
 
@@ -796,8 +922,8 @@ class ReplaySource(Source):
         if name.endswith(_JSON_LINES):
             if self.raw:
                 return pd.DataFrame({"value": file_lines(path, owner=self)})
-            if json_array_file(path):
-                frame = _json_array_frame(path)
+            if json_document_file(path):
+                frame = _json_documents_frame(path)
             elif _escapes_surrogates(path):  # pandas' reader makes a lone "\ud800" "" (Python's keeps it)
                 try:
                     frame = _records_frame(list(_json_line_objects(path)))

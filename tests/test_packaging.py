@@ -257,6 +257,7 @@ PANDAS_2_TESTS = (
     "tests/detectors/test_features.py",
     "tests/detectors/test_shared_counts_text_keys.py",
     "tests/detectors/test_expr.py",
+    "tests/core/test_expression_declared_types.py",
 )
 
 

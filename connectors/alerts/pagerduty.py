@@ -133,6 +133,15 @@ class PagerDutySink(Sink):
                 "the environment variable that holds it",
             )
         check_url(owner, url)
+        if isinstance(dedup_key, str) and not dedup_key.strip():
+            # PagerDuty would take the empty key as none: every trigger a new incident, no resolve
+            raise ParameterError(
+                owner,
+                "dedup_key",
+                f"dedup_key is empty ({dedup_key!r}), so no event could update or resolve an incident",
+                "write a template of the columns that name an incident, e.g. dedup_key: '{detector}:{user_id}', "
+                "or leave it out (None) for a new incident per trigger",
+            )
         for what, tpl in (
             ("dedup_key", dedup_key),
             ("summary", summary),

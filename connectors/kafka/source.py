@@ -143,6 +143,16 @@ class KafkaSource(Source):
     ) -> None:
         name = type(self).__name__
         stop_at_end = check_flag(name, "stop_at_end", stop_at_end)
+        if not isinstance(topics, (str, Sequence)) or isinstance(topics, bytes):
+            # a mapping would give its keys, a set its names in an order of its own
+            kind = "mapping" if isinstance(topics, Mapping) else type(topics).__name__  # not "dict"
+            raise ParameterError(
+                name,
+                "topics",
+                f"expected one topic name or a list of names, got {kind} {topics!r}",
+                "give a list of the names, e.g. topics: [events, clicks] (topics=['events', 'clicks'] in "
+                "Python), or one name as text (topics='events')",
+            )
         topic_list = [topics] if isinstance(topics, str) else list(topics)
         if not topic_list or not all(isinstance(t, str) and t for t in topic_list):
             numbers = [t for t in topic_list if isinstance(t, (int, float)) and not isinstance(t, bool)]

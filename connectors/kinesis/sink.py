@@ -15,7 +15,14 @@ from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, default_clock
 from streamlab.serde import encode_rows
 
-from .._params import duration_ns, positive_seconds, sink_or_none, whole_number
+from .._params import (
+    check_endpoint_url,
+    check_region,
+    duration_ns,
+    positive_seconds,
+    sink_or_none,
+    whole_number,
+)
 from ..aws import aws_client, bounded
 from ._client import WRITE_ATTEMPTS
 
@@ -101,8 +108,8 @@ class KinesisSink(Sink):
             )
         self.stream = stream
         self.partition_key = partition_key
-        self.endpoint_url = endpoint_url
-        self.region = region
+        self.endpoint_url = check_endpoint_url(where, endpoint_url)
+        self.region = check_region(where, region)
         self.max_attempts = max_attempts
         self.backoff_ns = duration_ns(where, "backoff", backoff)
         self.max_backoff_ns = duration_ns(where, "max_backoff", max_backoff)

@@ -15,7 +15,7 @@ from streamlab.clock import Clock
 from streamlab.errors import ParameterError
 from streamlab.io import Source, SourceReader, default_clock
 
-from .._params import duration_ns, positive_seconds, whole_number
+from .._params import check_endpoint_url, check_region, duration_ns, positive_seconds, whole_number
 from ..aws import aws_client, bounded
 from ._client import READ_ATTEMPTS
 from .checkpoint import SHARD_END, load_checkpoint, write_checkpoint
@@ -112,8 +112,8 @@ class KinesisSource(Source):
                 "write a whole number such as records_per_call: 1000 (records_per_call=1000 in Python)",
             )
         self.stream = stream
-        self.endpoint_url = endpoint_url
-        self.region = region
+        self.endpoint_url = check_endpoint_url(where, endpoint_url)
+        self.region = check_region(where, region)
         self.start_type, self.start_time = _parse_start(start, where)
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
         self.records_per_call = records_per_call

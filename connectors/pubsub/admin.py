@@ -8,7 +8,7 @@ from typing import Any
 from streamlab._time import Duration, parse_duration
 from streamlab.errors import ParameterError
 
-from .._params import positive_seconds, whole_number
+from .._params import check_emulator_host, positive_seconds, whole_number
 from ._client import bounded_retry, client_kwargs, describe_service, duration_pb, import_pubsub, resource_path
 
 
@@ -165,6 +165,7 @@ def _create(
     """Send one create request for a ``"topic"`` or a ``"subscription"`` within ``timeout`` seconds (retries
     included); close the client whatever happens."""
     positive_seconds(f"create_{what}", "timeout", timeout, 30, about=f"{what} {request['name']!r}")
+    check_emulator_host(f"create_{what}", emulator_host)
     pubsub_v1 = import_pubsub()
     from google.api_core import exceptions
 

@@ -14,7 +14,7 @@ from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter
 from streamlab.serde import encode_rows
 
-from .._params import positive_seconds
+from .._params import check_emulator_host, positive_seconds
 from ._client import client_kwargs, describe_service, import_pubsub, resource_path
 
 MESSAGE_LIMIT = 9_900_000
@@ -92,7 +92,7 @@ class PubSubSink(Sink):
                     "Python; wrap a single column in a list), or a mapping of constant texts",
                 )
             self.attribute_columns = tuple(attributes)
-        self.emulator_host = emulator_host
+        self.emulator_host = check_emulator_host(where, emulator_host)
         self.timeout = positive_seconds(where, "timeout", timeout, 60, about=f"topic {topic!r}")
 
     def open(self, clock: Clock | None = None) -> _PubSubWriter:

@@ -16,7 +16,7 @@ from streamlab.clock import Clock
 from streamlab.errors import ParameterError
 from streamlab.io import Source, SourceReader
 
-from .._params import positive_seconds, whole_number
+from .._params import check_emulator_host, positive_seconds, whole_number
 from ._client import bounded_retry, client_kwargs, describe_service, import_pubsub, resource_path
 
 log = logging.getLogger("streamlab.connectors.pubsub")  # one logger for the whole connector
@@ -136,7 +136,7 @@ class PubSubSource(Source):
         self.max_messages = max_messages
         self.flow_control = dict(flow_control or {})
         about = f"subscription {subscription!r}"
-        self.emulator_host = emulator_host
+        self.emulator_host = check_emulator_host(where, emulator_host)
         self.timeout = positive_seconds(where, "timeout", timeout, 30, about=about)
         self.service_timeout = (
             None

@@ -16,7 +16,7 @@ import streamlab.connectors as c
 import yaml
 from streamlab.connectors.eventhub import parse_eventhub_connection_string
 from streamlab.connectors.kafka import KafkaAdmin
-from streamlab.connectors.pubsub import create_subscription
+from streamlab.connectors.pubsub import create_subscription, create_topic
 
 from streamlab.errors import ParameterError, SpecError
 from streamlab.spec import pipeline_from_yaml
@@ -242,6 +242,23 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
     ("sink", "pagerduty", {"rate_limit_per_minute": True}, "rate_limit_per_minute"),
     ("sink", "webhook", {"timeout": 0}, "timeout"),
     ("sink", "pagerduty", {"timeout": True}, "timeout"),  # was taken as 1 second
+    # taken of any type, and failed (or went elsewhere) when the first client was made
+    ("source", "kinesis", {"region": 5}, "region"),
+    ("sink", "kinesis", {"region": ""}, "region"),
+    ("sink", "timestream", {"region": "eu west 1"}, "region"),
+    ("source", "kinesis", {"endpoint_url": "localhost:4567"}, "endpoint_url"),
+    ("sink", "kinesis", {"endpoint_url": 4567}, "endpoint_url"),
+    ("sink", "timestream", {"endpoint_url": "http://:80"}, "endpoint_url"),
+    ("source", "pubsub", {"emulator_host": 8085}, "emulator_host"),
+    ("sink", "pubsub", {"emulator_host": "http://127.0.0.1:8085"}, "emulator_host"),
+    # an empty name: every record's time column or MeasureName was ''
+    ("sink", "timestream", {"time": ""}, "time"),
+    ("sink", "timestream", {"measure_name": ""}, "measure_name"),
+    # a mapping gave its keys, a set its names in an order of its own
+    ("source", "kafka", {"topics": {"events": "clicks"}}, "topics"),
+    ("source", "kafka", {"topics": {"events", "clicks"}}, "topics"),
+    # PagerDuty takes an empty key as none: no event could update or resolve an incident
+    ("sink", "pagerduty", {"dedup_key": ""}, "dedup_key"),
 ]
 CLASSES = {
     ("source", "kafka"): "KafkaSource",
@@ -411,6 +428,16 @@ PYTHON_ONLY: dict[str, tuple[Callable[[], object], str, str]] = {
         ),
         "create_subscription",
         "max_delivery_attempts",
+    ),
+    "topic emulator": (
+        lambda: create_topic("t", project="demo", emulator_host="localhost"),
+        "create_topic",
+        "emulator_host",
+    ),
+    "subscription emulator": (
+        lambda: create_subscription("s", "t", project="demo", emulator_host="http://localhost:8085"),
+        "create_subscription",
+        "emulator_host",
     ),
     "subscription timeout": (
         lambda: create_subscription("s", "t", project="demo", timeout=0),

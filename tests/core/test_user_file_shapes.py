@@ -135,6 +135,52 @@ def test_a_json_array_with_an_element_that_is_no_object_names_it(tmp_path: Path)
         ReplaySource(path, time="ts")
 
 
+@pytest.mark.parametrize("name", ["e.json", "e.json.gz"])
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_a_json_file_holding_one_pretty_printed_object_replays_it_as_one_row(
+    tmp_path: Path, name: str, bom: bytes
+) -> None:
+    """It was refused (line 1, "{", is no JSON) with the advice to replay it raw, where every line would
+    have been a dead letter; its objects are its rows, as a JSON array's are."""
+    row = {"ts": "2024-01-01T00:00:00Z", "id": 2**64, "props": {"x": [1, 2]}}
+    data = bom + json.dumps(row, indent=2).encode() + b"\n"
+    path = tmp_path / name  # (json.dumps writes 2**64 as it is: valid JSON beyond 64 bits)
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    frame = ReplaySource(path, time="ts").frame
+    assert frame["id"].tolist() == [2**64] and frame["props"].tolist() == [{"x": [1, 2]}]
+    assert frame["ts"].tolist() == [pd.Timestamp("2024-01-01", tz="UTC")]
+    with pytest.raises(
+        ValueError, match="holds a JSON object over several lines. Replay it without raw=True"
+    ):
+        ReplaySource(path, raw=True)
+    prof = profile(str(path))  # read whole, not line by line
+    assert prof.malformed_rate == 0.0 and prof.time_field == "ts"
+    # several objects, each over one line or several, one after another: each is a row
+    more = data + b'{"ts": "2024-01-01T00:00:05Z", "id": 1}\n{\n "id": 2}'
+    path.write_bytes(gzip.compress(more) if name.endswith(".gz") else more)
+    assert ReplaySource(path, time="ts").frame["id"].tolist() == [2**64, 1, 2]
+    p = Pipeline(ReplaySource(path, time="ts"))
+    p.stream.window(TumblingWindow("1m"), time="ts").agg(agg.count())
+    result = p.run()
+    assert result["window"]["count"].tolist() == [2] and len(result["window.dead_letter"]) == 1  # no time
+
+
+def test_a_broken_pretty_printed_json_object_says_to_fix_the_file_not_to_replay_it_raw(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "e.json"
+    path.write_text('{\n  "ts": 1704067200,\n')
+    with pytest.raises(ValueError, match="holds a JSON object over several lines that cannot be read") as e:
+        ReplaySource(path, time="ts")
+    assert "raw=True" not in str(e.value) and "fix the file" in str(e.value)
+    path.write_text('{"ts": 1704067200,\n{"ts": 1704067201}\n')  # JSON lines, the first one broken
+    with pytest.raises(ValueError, match="line 1 of .* replay it raw"):
+        ReplaySource(path, time="ts")
+    path.write_text('{\n  "ts": 1704067200\n}\n[1]')
+    with pytest.raises(ValueError, match=r"\[1\] at character 23 is list, not an object"):
+        ReplaySource(path, time="ts")
+
+
 def test_a_json_lines_file_with_a_number_beyond_64_bits_is_read_not_refused(tmp_path: Path) -> None:
     path = tmp_path / "e.jsonl"
     big = 99999999999999999999999
@@ -298,6 +344,46 @@ def test_a_directory_of_parquet_parts_replays_as_one_table_in_order(tmp_path: Pa
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="is a directory without .parquet files"):
         ReplaySource(tmp_path / "empty")
+
+
+def test_parquet_parts_whose_column_changed_type_replay_together_every_row_kept(tmp_path: Path) -> None:
+    """ParquetSink types each part by its rows: ``x`` was int64 in one part, text in the next, and the
+    directory could not be read (pyarrow: "Failed to parse string: 'a' as a scalar of type int64"); ``y``,
+    first written by a later part, was dropped (the dataset took the first part's columns)."""
+    from streamlab.sinks import ParquetSink
+    from streamlab.testing import ListSource
+
+    xs: list[Any] = [1, 2, "a", None, 2.5, None, None, None, 2**60 + 1, 3, 7, 8]
+    events = [{"ts": START + i, "k": "ab"[i % 2], "x": x} for i, x in enumerate(xs)]
+    events[-1]["y"] = "late column"
+    parts = tmp_path / "parts"
+    p = Pipeline(ListSource(events, batch_size=2))  # a part of each type (a part of ints and text is text)
+    p.stream.to(ParquetSink(str(parts)))
+    p.run(commit_every=0)
+    frame = ReplaySource(parts, time="ts").frame
+    assert [None if pd.isna(v) else v for v in frame["x"]] == xs
+    assert [type(v) for v in frame["x"] if not pd.isna(v)] == [type(x) for x in xs if x is not None]
+    assert [None if pd.isna(v) else v for v in frame["y"]] == [None] * (len(xs) - 1) + ["late column"]
+    q = Pipeline(ReplaySource(parts, time="ts", batch_size=5))
+    q.stream.window(TumblingWindow("1h"), key="k", time="ts").agg(agg.count(), agg.count_distinct("x"))
+    out = q.run()["window"]
+    assert out[["k", "count"]].values.tolist() == [["a", 6], ["b", 6]]
+
+
+def test_parquet_parts_keep_their_dtypes_and_a_column_a_later_part_adds(tmp_path: Path) -> None:
+    """Parts whose columns agree keep their dtypes (integers with missing values Int64, text as text); a
+    column the first part lacks was dropped (pyarrow's dataset took the first part's schema)."""
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    pq.write_table(
+        pa.table({"id": pa.array([2**53 + 1, None], pa.int64()), "s": ["a", "b"]}), parts / "part-0.parquet"
+    )
+    later = {"id": pa.array([None, None], pa.null()), "s": ["c", None], "added": [1.5, None]}
+    pq.write_table(pa.table(later), parts / "part-1.parquet")
+    frame = ReplaySource(parts).frame
+    assert list(frame.columns) == ["id", "s", "added"] and frame["added"].tolist()[2] == 1.5
+    assert str(frame["id"].dtype) == "Int64" and frame["id"].tolist()[:1] == [2**53 + 1]
+    assert frame["s"].dtype == pd.Series(["a"]).dtype and frame["s"].tolist()[:3] == ["a", "b", "c"]
 
 
 def test_numbers_in_a_json_lines_column_named_like_a_time_stay_numbers(tmp_path: Path) -> None:
