@@ -204,7 +204,9 @@ class Pipeline:
         """``Stream.with_columns`` on the main stream (see :meth:`Stream.with_columns`)."""
         return self.stream.with_columns(step_id=step_id, **exprs)
 
-    def select(self, *columns: str, step_id: str | None = None, **renames: str) -> Stream:
+    def select(
+        self, *columns: str | list[str] | tuple[str, ...], step_id: str | None = None, **renames: str
+    ) -> Stream:
         """``Stream.select`` on the main stream (see :meth:`Stream.select`)."""
         return self.stream.select(*columns, step_id=step_id, **renames)
 
@@ -1003,10 +1005,14 @@ class Stream:
         step = MapStep(sid, (self.ref,), columns=tuple(exprs.items()))
         return self.pipeline._add(step, cls=FallibleStream)  # type: ignore[return-value]
 
-    def select(self, *columns: str, step_id: str | None = None, **renames: str) -> Stream:
-        """Keep ``columns`` (and ``new_name="old_name"`` renames)."""
+    def select(
+        self, *columns: str | list[str] | tuple[str, ...], step_id: str | None = None, **renames: str
+    ) -> Stream:
+        """Keep ``columns`` (and ``new_name="old_name"`` renames); a list of names is read as its names,
+        as ``frame[["a", "b"]]`` is."""
         sid = self._sid(step_id, "select")
-        pairs = [(c, c) for c in columns] + [(old, new) for new, old in renames.items()]
+        names = [c for group in columns for c in (group if isinstance(group, (list, tuple)) else (group,))]
+        pairs = [(c, c) for c in names] + [(old, new) for new, old in renames.items()]
         return self.pipeline._add(SelectStep(sid, (self.ref,), columns=tuple(pairs)))
 
     def dedup(

@@ -620,6 +620,13 @@ class SelectStep(Step):
     def check(self) -> None:
         if not self.columns:
             self.invalid("no columns given", "pass e.g. select('user_id', total='amount')")
+        for pair in self.columns:
+            odd = next((c for c in pair if not isinstance(c, str) or not c), None) if len(pair) == 2 else pair
+            if odd is not None:
+                self.invalid(
+                    f"{odd!r} is not a column name",
+                    "name columns as text, e.g. select('user_id', total='amount')",
+                )
         outs = [o for _, o in self.columns]
         if len(set(outs)) != len(outs):
             self.invalid(f"output columns {outs!r} repeat a name", "give each output column its own name")

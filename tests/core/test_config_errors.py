@@ -545,3 +545,15 @@ def test_a_parse_naming_its_own_raw_column_gets_did_you_mean():
         PipelineConfigError, match=r"unknown column 'paylod' in value_column.*did you mean 'payload'"
     ):
         p.parse({"x": "int64"}, value_column="paylod", time=None)
+
+
+def test_select_takes_a_list_of_names_as_pandas_does_and_refuses_what_is_no_name():
+    # select(["a", "b"]) raised TypeError: unhashable type: 'list' from inside the step
+    p = Pipeline(ListSource([{"a": 1, "b": 2, "c": 3}]))
+    assert p.stream.select(["a", "b"]).columns == ("a", "b")
+    assert p.stream.select(("a",), "b", z="c").columns == ("a", "b", "z")
+    for bad in (5, {"a"}, ""):
+        with pytest.raises(
+            PipelineConfigError, match=r"\(select\): .* is not a column name\. Fix: name columns as text"
+        ):
+            p.stream.select(bad)  # type: ignore[arg-type]
