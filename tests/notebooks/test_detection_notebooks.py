@@ -50,3 +50,39 @@ def test_the_live_section_comes_last_so_run_all_keeps_its_charts_live(
     assert len(starts) == 1, "one live section per notebook"
     after = code[starts[0] + 1 :]
     assert all(len(src.splitlines()) <= 3 and "handle." in src for src in after), after
+
+
+def _detect_calls(notebook: nbformat.NotebookNode) -> list[ast.Call]:
+    """The ``.detect(detector, features=...)`` calls of the notebook's code cells."""
+    calls = []
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            for node in ast.walk(ast.parse(cell.source)):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "detect"
+                ):
+                    calls.append(node)
+    return calls
+
+
+def test_the_detectors_run_on_the_fast_path_the_text_promises(notebook: nbformat.NotebookNode) -> None:
+    """Issue #17: the notebook's detect steps use the vectorized fast path by default, and its text says so.
+    A detector built here as the notebook builds it has a vectorized twin (``Detector.vectorized``); a
+    change to the notebook or the detector that drops it (a ``window_size``, another detector) fails here."""
+    from streamlab import detectors
+
+    text = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+    assert "**fast path**" in text and "nothing to switch on" in text
+    calls = _detect_calls(notebook)
+    assert calls
+    for call in calls:
+        detector = eval(compile(ast.Expression(call.args[0]), "<notebook>", "eval"), vars(detectors))
+        features = next(k.value for k in call.keywords if k.arg == "features")
+        names = (
+            ("x",)
+            if not isinstance(features, ast.List)
+            else tuple(f"f{i}" for i in range(len(features.elts)))
+        )
+        assert detector.vectorized(names) is not None, ast.unparse(call.args[0])
