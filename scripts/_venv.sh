@@ -24,9 +24,12 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; th
   exit 1
 fi
 if [ ! -x "$VENV/bin/python" ]; then
-  if ! "$PY" -m venv "$VENV" 2>/dev/null; then
+  # quiet: without python3.X-venv, venv prints "ensurepip is not available ... Failing command" on
+  # stdout, which reads as the end of the run while we go on to install that package
+  if ! "$PY" -m venv "$VENV" >/dev/null 2>&1; then
     rm -rf "$VENV"
     pyver=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+    echo "streamlab: $PY cannot create a virtualenv: Debian and Ubuntu ship its venv module as python${pyver}-venv"
     apt_install "python${pyver}-venv" || apt_install python3-venv
     "$PY" -m venv "$VENV"
   fi

@@ -27,8 +27,9 @@ DUCKDB_PINS = [
 ]
 HOW_TO_INSTALL = (
     "local-bigquery runs the BigQuery tests and is installed by scripts/test.sh, or by "
-    "`python scripts/local_bigquery.py`. It needs Python >= 3.13: install one (Debian 13 / Ubuntu: "
-    "apt-get install -y python3.13 python3.13-venv; elsewhere pyenv install 3.13) or point "
+    "`python scripts/local_bigquery.py`. It needs Python >= 3.13: install one (Debian 13: "
+    "apt-get install -y python3.13 python3.13-venv; Ubuntu 26.04's python3, 3.14, will do; elsewhere "
+    "pyenv install 3.13) or point "
     "STREAMLAB_PYTHON313 at it, then run `python scripts/local_bigquery.py`"
 )
 
@@ -46,8 +47,15 @@ def installed() -> Path | None:
 
 
 def python313() -> str | None:
+    """A Python >= 3.13 to build the venv with: ``$STREAMLAB_PYTHON313``, else ``python3.13`` (on PATH or
+    pyenv's), else this interpreter or ``python3`` when they are newer (Ubuntu 26.04's python3 is 3.14 and
+    it has no python3.13), else the first ``python3.N`` (N > 13) found; None when there is none."""
+    pyenv = Path.home() / ".pyenv" / "versions"
     candidates = [os.environ.get("STREAMLAB_PYTHON313", ""), shutil.which("python3.13") or ""]
-    candidates += sorted(glob.glob(str(Path.home() / ".pyenv" / "versions" / "3.13*" / "bin" / "python3.13")))
+    candidates += sorted(glob.glob(str(pyenv / "3.13*" / "bin" / "python3.13")))
+    candidates += [sys.executable, shutil.which("python3") or ""]
+    newer = [shutil.which(f"python3.{minor}") or "" for minor in range(14, 20)]
+    candidates += newer + sorted(glob.glob(str(pyenv / "3.1[4-9]*" / "bin" / "python3")))
     for candidate in filter(None, candidates):
         ok = subprocess.run(
             [candidate, "-c", "import sys; assert sys.version_info >= (3, 13)"], capture_output=True

@@ -537,11 +537,14 @@ class WindowedLocalOutlierFactor:
     ) -> float:
         if not neighbors:
             return math.inf
-        total = 0.0
-        for o, d in zip(neighbors, distances):
-            k_distances = self._neighborhood(o, cache)[1]
-            total += max(d, k_distances[-1] if k_distances else 0.0)
+        # the builtin sum, as river's LocalOutlierFactor: from Python 3.12 it adds floats with compensation,
+        # so a `+=` loop differs from river's scores in the last bit there
+        total = sum(max(d, self._k_distance(o, cache)) for o, d in zip(neighbors, distances))
         return 1.0 / (total / len(neighbors) + 1e-10)
+
+    def _k_distance(self, x: Any, cache: dict[int, tuple[list[Any], list[float]]]) -> float:
+        k_distances = self._neighborhood(x, cache)[1]
+        return k_distances[-1] if k_distances else 0.0
 
 
 def _euclidean(a: dict[str, Any], b: dict[str, Any]) -> float:

@@ -38,6 +38,26 @@ if "STREAMLAB_STATE_DIR" not in os.environ or "STREAMLAB_TESTS_HOME" in os.envir
 _BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+def _load_chromium_finder() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "streamlab_tests_chromium", Path(__file__).parent / "_chromium.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The Chromium the browser tests drive (tests/_chromium.py: Debian's package, or Ubuntu's snap when it
+    runs, or ``$STREAMLAB_CHROMIUM``); fails saying what to install on this distribution when none runs."""
+    try:
+        return str(_load_chromium_finder().find_chromium())
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def load_benchmark() -> Iterator[Callable[[str], Any]]:
     """``load_benchmark("bench_windows")``: the script ``benchmarks/bench_windows.py`` imported once per

@@ -1,7 +1,7 @@
 """Fixtures for the real-browser widget tests: JupyterLab and Voila on 127.0.0.1, Debian's Chromium via Playwright.
 
 Servers get free ports, private settings/runtime dirs and are stopped by their PID (SIGTERM, so they shut
-their kernels down). Chromium must be installed (``apt-get install -y chromium``); Playwright's own browser
+their kernels down). Chromium must be installed (the ``chromium`` fixture, tests/_chromium.py, says how); Playwright's own browser
 download is never used. Every non-loopback request from the page is aborted, so the tests are hermetic.
 """
 
@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 
-CHROMIUM = os.environ.get("STREAMLAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -173,19 +172,13 @@ LOOPBACK_ONLY = re.compile(r"^(?!https?://(127\.0\.0\.1|localhost)[:/]|data:|blo
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: the browser tests need Debian's Chromium. Install it with "
-            "`apt-get update && apt-get install -y chromium` (never `playwright install`)",
-            pytrace=False,
-        )
+def browser(chromium: str) -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.fail("the browser tests need Playwright for Python: pip install playwright", pytrace=False)
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         yield b
         b.close()
 
