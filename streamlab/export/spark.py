@@ -1969,6 +1969,7 @@ def spark_session() -> Any:
     import os
     import shutil
     import sys
+    import warnings
 
     try:
         from pyspark.sql import SparkSession
@@ -1988,7 +1989,7 @@ def spark_session() -> Any:
         return active
     if _SESSION is None:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        _SESSION = (
+        builder = (
             SparkSession.builder.master("local[2]")
             .appName("streamlab-verify")
             .config("spark.ui.enabled", "false")
@@ -1996,10 +1997,43 @@ def spark_session() -> Any:
             .config("spark.sql.shuffle.partitions", "2")
             .config("spark.sql.session.timeZone", "UTC")
             .config("spark.sql.streaming.forceDeleteTempCheckpointLocation", "true")
-            .getOrCreate()
         )
+        if not os.environ.get("SPARK_CONF_DIR"):  # (a user's own Spark configuration keeps its logging)
+            # errors only from the JVM's start on: its default profile's WARN lines (a loopback hostname,
+            # no native Hadoop) would otherwise land in the notebook that verifies
+            builder = builder.config(
+                "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={_quiet_log4j().as_uri()}"
+            )
+        with warnings.catch_warnings():
+            # PySpark's own check of pandas' version ("does not yet fully support pandas >= 3.0.0"):
+            # the verification's reads and writes are tested on the pandas installed with streamlab
+            warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+            _SESSION = builder.getOrCreate()
         _SESSION.sparkContext.setLogLevel("ERROR")
     return _SESSION
+
+
+def _quiet_log4j() -> Path:
+    """A log4j2 configuration that writes the JVM's errors only, to stderr (in streamlab's cache)."""
+    import os
+
+    home = Path(os.environ.get("STREAMLAB_CACHE", Path.home() / ".cache" / "streamlab"))
+    path = home / "spark-log4j2-errors.properties"
+    text = (
+        "rootLogger.level = error\n"
+        "rootLogger.appenderRef.stderr.ref = console\n"
+        "appender.console.type = Console\n"
+        "appender.console.name = console\n"
+        "appender.console.target = SYSTEM_ERR\n"
+        "appender.console.layout.type = PatternLayout\n"
+        "appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex\n"
+    )
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return path
 
 
 def compared_streams(p: Pipeline, streams: list[str]) -> dict[str, tuple[list[str], set[str]]]:
