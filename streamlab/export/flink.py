@@ -224,7 +224,11 @@ What differs from streamlab's per-event semantics
 * Parse (``main.py``): streamlab's parser, copied, so dead-letter rows and reasons are streamlab's;
   lines are read as UTF-8 text by Flink, so a line that is not UTF-8 arrives with replacement
   characters instead of being a dead letter. ``job.sql`` (SQL client) reads fields with ``JSON_VALUE``
-  and its dead letters carry a coarse reason.
+  and its dead letters carry a coarse reason; a value of another JSON type than its field's (``true``
+  or ``"3"`` in a number field), a number no double holds and an int64 that is no integer in range are
+  dead letters there too. Its time reader is Flink's ``CAST``: epoch numbers and texts with a zone
+  offset, a lowercase ``t`` or ``z`` or a decimal comma are not read (dead letters), and ``2024-1-1``
+  is.
 """
 
 
@@ -709,9 +713,63 @@ def _json_value(c: _Col, path: tuple[str, ...]) -> str:
         return f"COALESCE({whole}, SUBSTRING({wrapped} FROM 2 FOR CHAR_LENGTH({wrapped}) - 2))"
     if c.kind == "timestamp":
         # ISO-8601 UTC text ('2024-01-01T00:00:05.000Z'); epoch numbers are not read by this script
-        return f"CAST(CAST(REPLACE(REPLACE({text}, 'T', ' '), 'Z', '') AS TIMESTAMP(3)) AS TIMESTAMP_LTZ(3))"
+        return (
+            f"CAST(TRY_CAST(REPLACE(REPLACE({text}, 'T', ' '), 'Z', '') AS TIMESTAMP(3)) AS TIMESTAMP_LTZ(3))"
+        )
     t = _SQL_TYPES.get(c.kind, "STRING")
-    return text if t == "STRING" else f"CAST({text} AS {t})"
+    # TRY_CAST: a value of another JSON type (``true`` in a number field) is a dead letter
+    # (:func:`_json_mistyped`), and CAST would fail the whole job on it
+    return text if t == "STRING" else f"TRY_CAST({text} AS {t})"
+
+
+_NUMBER_START = "('-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9')"
+_JSON_START = {  # the first character of a value's JSON text, by field type
+    "string": "('\"')",
+    "category": "('\"')",
+    "bool": "('t', 'f')",
+    "object": "('{')",
+    "float64": _NUMBER_START,
+    "int64": _NUMBER_START,
+    "timestamp": ("('\"', " + _NUMBER_START[1:]),
+}
+
+
+def _json_mistyped(c: _Col, path: tuple[str, ...]) -> str | None:
+    """A SQL condition (TRUE or FALSE, never NULL) that field ``c`` at ``path`` holds a value streamlab's
+    parse refuses for its type (``job.sql``): a value of another JSON type (``true`` or ``"3"`` in a
+    number field, ``7`` in a text field, a text in an object field), a number no double holds (``1e400``,
+    a 400-digit integer), an int64 that is no integer in range, or a time text the job cannot read. streamlab sends such a record to the
+    dead letters; JSON_VALUE gave its text, which CAST read (``"3"`` as 3.0) or failed the whole job on
+    (``true``). None for a ``json`` field, which takes any value. The value's type is the first
+    character of its JSON text, which ``JSON_QUERY`` gives inside an array wrapper (NULL for null or
+    missing, as streamlab's missing value).
+
+    Examples
+    --------
+    >>> print(_json_mistyped(_Col("ok", "bool"), ("ok",)))
+    CASE WHEN JSON_QUERY(`line`, '$.ok' WITH UNCONDITIONAL ARRAY WRAPPER) IS NULL THEN FALSE WHEN SUBSTRING(JSON_QUERY(`line`, '$.ok' WITH UNCONDITIONAL ARRAY WRAPPER) FROM 2 FOR 1) NOT IN ('t', 'f') THEN TRUE ELSE FALSE END
+    >>> _json_mistyped(_Col("j", "json"), ("j",)) is None
+    True
+    """
+    if c.kind not in _JSON_START:
+        return None
+    jp = _json_path(path)
+    wrapped = f"JSON_QUERY(`line`, '{jp}' WITH UNCONDITIONAL ARRAY WRAPPER)"
+    text = f"JSON_VALUE(`line`, '{jp}')"
+    cases = [
+        f"WHEN {wrapped} IS NULL THEN FALSE",
+        f"WHEN SUBSTRING({wrapped} FROM 2 FOR 1) NOT IN {_JSON_START[c.kind]} THEN TRUE",
+    ]
+    if c.kind == "timestamp":  # a text the time reader takes ('' and 'NaT' are no time, as in streamlab)
+        no_time = f"LOWER(TRIM({text})) NOT IN ('', 'nat') AND {_json_value(c, path)} IS NULL"
+        cases.append(f"WHEN SUBSTRING({wrapped} FROM 2 FOR 1) = '\"' AND {no_time} THEN TRUE")
+    if c.kind == "float64":  # finite as a double: streamlab refuses 1e400 and integers beyond a double
+        cases.append(f"WHEN ABS(TRY_CAST({text} AS DOUBLE)) <= 1.7976931348623157E308 THEN FALSE")
+    elif c.kind == "int64":  # a JSON integer (no fraction, no exponent) within BIGINT's range
+        whole = f"POSITION('.' IN {text}) = 0 AND POSITION('E' IN UPPER({text})) = 0"
+        cases.append(f"WHEN {whole} AND TRY_CAST({text} AS BIGINT) IS NOT NULL THEN FALSE")
+    # a number field's value is refused unless a WHEN above accepted it
+    return f"CASE {' '.join(cases)} ELSE {str(c.kind in ('float64', 'int64')).upper()} END"
 
 
 def _job_sql(gen: _Generator, source: str, sink: str) -> str:
@@ -731,6 +789,9 @@ def _job_sql(gen: _Generator, source: str, sink: str) -> str:
     if gen.state_ttl_ms is not None:
         lines.append(f"SET 'table.exec.state.ttl' = '{gen.state_ttl_ms} ms';")
     cols = ["  `line` STRING"]
+    mistyped = [m for f in parse.fields if (m := _json_mistyped(_Col(f.name, f.type), f.path))]
+    if mistyped:
+        cols.append(f"  `__mistyped` AS {' OR '.join(mistyped)}")
     for f in parse.fields:
         expr = _json_value(_Col(f.name, f.type), f.path)
         if f.name == time:
@@ -751,7 +812,13 @@ def _job_sql(gen: _Generator, source: str, sink: str) -> str:
     ]
     fields = ", ".join(_q(f.name) for f in parse.fields)
     req = [f.name for f in parse.fields if f.name != time and f.name in parse.required]
-    ok = " AND ".join(["NOT `__time_missing`", *(f"{_q(r)} IS NOT NULL" for r in req)])
+    ok = " AND ".join(
+        [
+            "NOT `__time_missing`",
+            *(["NOT `__mistyped`"] if mistyped else []),
+            *(f"{_q(r)} IS NOT NULL" for r in req),
+        ]
+    )
     lines += [
         "",
         f"CREATE TEMPORARY VIEW {_q(parse.step_id)} AS\nSELECT {fields}, {_q(_PROC)} FROM `raw_records` WHERE {ok};",
