@@ -2247,7 +2247,9 @@ def verify_flink(
     flink_job: str = "auto",
     timeout_s: float = 600.0,
     **options: Any,
-) -> tuple[ExportedFiles, dict[str, Any], dict[str, Any], list[str], dict[str, tuple[list[str], set[str]]]]:
+) -> tuple[
+    ExportedFiles, dict[str, Any], dict[str, Any], list[str], dict[str, tuple[list[str], set[str]]], int
+]:
     """Export to Flink, run one generated job on the mini-cluster and say what to compare.
 
     ``flink_job``: ``"datastream"`` runs ``datastream.py`` (every output compared, late rows and
@@ -2258,8 +2260,10 @@ def verify_flink(
     Returns
     -------
     tuple
-        ``(files, local, exported, notes, compared)``: ``local`` without the rows left out, and the
-        compared outputs with their columns (for :func:`streamlab.export.verify.compare`).
+        ``(files, local, exported, notes, compared, unit_ns)``: ``local`` without the rows left out, the
+        compared outputs with their columns and the resolution of the job's times (for
+        :func:`streamlab.export.verify.compare`: microseconds for ``datastream.py``, milliseconds for
+        ``main.py``).
 
     Examples
     --------
@@ -2325,7 +2329,9 @@ def verify_flink(
 
         compared = ds.datastream_compared(pipeline)
         notes += finer_time_notes(local, compared, "flink", TIME_UNIT_NS["flink"])
-        return files, local, exported, notes, compared
+        return files, local, exported, notes, compared, TIME_UNIT_NS["flink"]
+    from streamlab.export.verify import finer_time_notes
+
     exported = run_flink(files, lines, python=flink_python, timeout=timeout_s)
     local, exported, left_out = comparable(pipeline, local, exported, lines)
     compared = compared_outputs(pipeline, "flink")
@@ -2334,7 +2340,17 @@ def verify_flink(
             key = step.config.key
             cols = [key, "pattern", "first_time", "last_time", "event_ids", "n_events"]
             compared[sid] = (cols, {"first_time", "last_time"})
-    return files, local, exported, flink_notes(pipeline, local) + left_out, compared
+    # main.py holds milliseconds (TIMESTAMP_LTZ(3)): compared at the microsecond, an event time with
+    # digits below the millisecond (a session's start, a join's times) differed where the job is right
+    finer = finer_time_notes(local, compared, "flink", SQL_TIME_UNIT_NS, SQL_TIME_UNIT_WHY)
+    return files, local, exported, flink_notes(pipeline, local) + left_out + finer, compared, SQL_TIME_UNIT_NS
+
+
+SQL_TIME_UNIT_NS = 1_000_000
+"""The resolution (ns) of the times the SQL jobs (``main.py``, ``job.sql``) hold and write."""
+
+SQL_TIME_UNIT_WHY = "main.py's TIMESTAMP_LTZ(3), its JSON lines"
+"""Why the SQL jobs' times are as coarse as :data:`SQL_TIME_UNIT_NS` says."""
 
 
 def sql_refusal(pipeline: Pipeline) -> PipelineConfigError | None:
