@@ -501,12 +501,6 @@ def compared_outputs(pipeline: Pipeline, target: str) -> dict[str, tuple[list[st
     ['named', 'named.dead_letter', 'parse.dead_letter']
     """
     out: dict[str, tuple[list[str], set[str]]] = {}
-    parses = [s for s in pipeline.steps.values() if isinstance(s, ParseStep)]
-    stamps = {f.name for s in parses for f in s.fields if f.type == "timestamp"} | {
-        "first_time",
-        "last_time",
-        "time",
-    }
     after = _after_row_steps(pipeline)
     kinds = _plan.column_types(pipeline)
     for ref in _plan.sink_outputs(pipeline):
@@ -522,8 +516,8 @@ def compared_outputs(pipeline: Pipeline, target: str) -> dict[str, tuple[list[st
         cols = list(pipeline.columns_of(ref) or ())
         # a time renamed by a select or copied by with_columns (t="timestamp") is a time too: read as
         # text on the target's side only, it differed from streamlab's datetimes in every row
-        timed = {c for c, kind in kinds.get(ref, {}).items() if kind == "timestamp"}
-        out[ref] = (cols, {c for c in cols if c in stamps or c in timed})
+        timed = _plan.row_times(pipeline, ref, kinds)
+        out[ref] = (cols, {c for c in cols if c in timed})
     for sid, step in pipeline.steps.items():
         if step.kind == "parse":
             out[f"{sid}.dead_letter"] = (list(PARSE_DEAD_LETTER_COLUMNS), set())

@@ -66,3 +66,11 @@ def test_renamed_and_copied_times_are_compared_as_times(tmp_path: Path) -> None:
         p, local, {**written, "renamed": moved}, "beam", outputs=selected, time_unit_ns=1_000
     )
     assert not equal and len(diff) == 2
+
+
+def test_the_flink_datastream_comparison_takes_them_as_times_too() -> None:
+    """``datastream.py``'s outputs are compared on ``datastream_compared``'s columns, which had the same
+    rule by name (verify(target="flink") on the pipeline above: 12 differing rows for 6 equal ones)."""
+    from streamlab.export.flink_datastream import datastream_compared
+
+    assert datastream_compared(_pipeline())["renamed"][1] == {"t", "seen"}
