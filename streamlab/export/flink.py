@@ -47,6 +47,7 @@ True
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -679,16 +680,23 @@ def _with(options: list[str]) -> str:
     return "WITH (\n  " + ",\n  ".join(options) + "\n)"
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def _json_path(path: tuple[str, ...]) -> str:
-    """The JSON path of a field's keys, written inside a SQL string literal: a key holding a dot (read
-    literally, as the parse step does) in bracket notation, its quotes doubled for SQL.
+    """The JSON path of a field's keys, written inside a SQL string literal: a key that is not a plain
+    name (a dot, read literally as the parse step does, a space, brackets, a dash) in bracket notation,
+    its quotes doubled for SQL. In dot notation, Flink's JSON_VALUE read ``$.unit price`` and
+    ``$.x[0]`` as NULL: the field was lost.
 
     Examples
     --------
-    >>> _json_path(("properties", "amount")), _json_path(("user.id",))
-    ('$.properties.amount', "$[''user.id'']")
+    >>> _json_path(("properties", "amount")), _json_path(("user.id",)), _json_path(("unit price",))
+    ('$.properties.amount', "$[''user.id'']", "$[''unit price'']")
     """
-    return "$" + "".join("[''" + k.replace("'", "\\''") + "'']" if "." in k else f".{k}" for k in path)
+    return "$" + "".join(
+        f".{k}" if _PLAIN_KEY.fullmatch(k) else "[''" + k.replace("'", "\\''") + "'']" for k in path
+    )
 
 
 def _json_value(c: _Col, path: tuple[str, ...]) -> str:

@@ -8,6 +8,9 @@ letters with the reason. The job failed as a whole on it (``NumberFormatExceptio
 object field as null, where streamlab sends each of those records to the dead letters. The test runs
 ``job.sql`` as the SQL client's stand-in runs it (``run_sql.py``, its file source and sink) and compares
 the rows kept and the dead letters' records with streamlab's run of the same records.
+
+It read a field whose JSON key is no plain name (``unit price``, ``x[0]``, ``user-id``) in JSON path dot
+notation, which Flink's ``JSON_VALUE`` reads as NULL: the field was lost in every row.
 """
 
 from __future__ import annotations
@@ -103,3 +106,47 @@ def test_job_sql_dead_letters_the_records_streamlab_refuses_for_a_fields_type(
     assert by_id["g0"]["j"] == [1, "x"] and by_id["g2"]["j"] is True
     dead_rows = [json.loads(x) for x in _lines(output / sinks["parse.dead_letter"])]
     assert sorted(r["raw"] for r in dead_rows) == refused
+
+
+KEYED = {  # JSON keys that are no plain names: Flink's JSON_VALUE read them as NULL in dot notation
+    "event_id": "string",
+    "timestamp": "timestamp",
+    "unit price": "float64",
+    "x[0]": "string",
+    "user-id": "string",
+    "pay": {"type": "int64", "path": "the order.total (net)"},
+}
+KEYED_EVENTS = [
+    '{"event_id": "k0", "timestamp": "2024-01-01T00:00:01Z", "unit price": 2.5, "x[0]": "a", "user-id": "u",'
+    ' "the order": {"total (net)": 7}}',
+    '{"event_id": "k1", "timestamp": "2024-01-01T00:00:02Z", "unit price": "2.5"}',
+]
+
+
+def test_job_sql_reads_keys_that_are_no_plain_names(flink_python: str, tmp_path: Path) -> None:
+    p = Pipeline(ListSource([x.encode() for x in KEYED_EVENTS]), name="keyed")
+    kept = ListSink()
+    p.parse(KEYED).dedup("event_id", ttl="10m", step_id="d").to(kept)
+    p.run()
+    expected = kept.frame()
+    assert expected["event_id"].tolist() == ["k0"]  # k1: a text in a number field
+
+    files = to_flink(p, tmp_path / "export", source="files")
+    sample = tmp_path / "events.jsonl"
+    sample.write_text("".join(x + "\n" for x in KEYED_EVENTS))
+    output = tmp_path / "out"
+    env = {**os.environ, "INPUT_PATH": str(sample), "OUTPUT_PATH": str(output)}
+    done = subprocess.run(
+        [flink_python, "run_sql.py", "job.sql"],
+        cwd=files.directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    sinks = _load_constants(files.directory / "main.py")["OUTPUTS"]
+    rows = [json.loads(x) for x in _lines(output / sinks["d"])]
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["unit price"], row["x[0]"], row["user-id"], row["pay"]) == (2.5, "a", "u", 7)
