@@ -227,9 +227,8 @@ What differs from streamlab's per-event semantics
   characters instead of being a dead letter. ``job.sql`` (SQL client) reads fields with ``JSON_VALUE``
   and its dead letters carry a coarse reason; a value of another JSON type than its field's (``true``
   or ``"3"`` in a number field), a number no double holds and an int64 that is no integer in range are
-  dead letters there too. Its time reader is Flink's ``CAST``: epoch numbers and texts with a zone
-  offset, a lowercase ``t`` or ``z`` or a decimal comma are not read (dead letters), and ``2024-1-1``
-  is.
+  dead letters there too. Time texts are read by streamlab's rule (at the millisecond); epoch
+  numbers are not read (dead letters).
 """
 
 
@@ -719,15 +718,63 @@ def _json_value(c: _Col, path: tuple[str, ...]) -> str:
             return whole
         wrapped = f"JSON_QUERY(`line`, '{jp}' WITH CONDITIONAL ARRAY WRAPPER)"
         return f"COALESCE({whole}, SUBSTRING({wrapped} FROM 2 FOR CHAR_LENGTH({wrapped}) - 2))"
-    if c.kind == "timestamp":
-        # ISO-8601 UTC text ('2024-01-01T00:00:05.000Z'); epoch numbers are not read by this script
-        return (
-            f"CAST(TRY_CAST(REPLACE(REPLACE({text}, 'T', ' '), 'Z', '') AS TIMESTAMP(3)) AS TIMESTAMP_LTZ(3))"
-        )
+    if c.kind == "timestamp":  # ISO-8601 text, by streamlab's rule; epoch numbers are not read by this script
+        return _iso_time_sql(text)
     t = _SQL_TYPES.get(c.kind, "STRING")
     # TRY_CAST: a value of another JSON type (``true`` in a number field) is a dead letter
     # (:func:`_json_mistyped`), and CAST would fail the whole job on it
     return text if t == "STRING" else f"TRY_CAST({text} AS {t})"
+
+
+def _ms_text(ns: int) -> str:
+    """A SQL timestamp literal's text of epoch nanoseconds, to the millisecond toward the past."""
+    from datetime import datetime, timedelta, timezone
+
+    t = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=ns // 1_000_000)
+    return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+
+
+def _iso_time_sql(text: str) -> str:
+    """The SQL expression of ISO-8601 ``text`` as a ``TIMESTAMP_LTZ(3)`` by streamlab's time rule
+    (``streamlab._record.iso_to_ns``), NULL where the rule has no time (``job.sql``).
+
+    The rule's own pattern (``_ISO``) is matched and its parts assembled; a date or time of day that
+    does not exist is refused by reading the assembled text back, an offset is subtracted and times
+    outside 64-bit nanoseconds (years 1677-2262) are refused, as in streamlab. Flink's ``CAST`` alone
+    read 2024-02-30 as 2024-02-29, 24:00 as the next day and 2024-1-1 as a date, took years 0001 and
+    9999, and gave NULL for an offset, a time without seconds, a lowercase t or z and a decimal comma.
+    The fraction is cut to the millisecond toward the past, Flink SQL's resolution.
+
+    Examples
+    --------
+    >>> "REGEXP(TRIM(x), '^([0-9]{4})-" in _iso_time_sql("x")
+    True
+    """
+    from streamlab._record import _ISO, INT64_RANGE
+
+    t = f"TRIM({text})"
+    pattern = f"'^{_ISO.pattern}$'"
+
+    def part(i: int, default: str | None = None) -> str:
+        got = f"REGEXP_EXTRACT({t}, {pattern}, {i})"
+        return got if default is None else f"COALESCE(NULLIF({got}, ''), '{default}')"
+
+    fraction = f"RPAD(SUBSTRING({part(7, '')} FROM 1 FOR 3), 3, '0')"
+    wall = (
+        f"CONCAT({part(1)}, '-', {part(2)}, '-', {part(3)}, ' ', {part(4, '00')}, ':', {part(5, '00')}, ':', "
+        f"{part(6, '00')}, '.', {fraction})"
+    )
+    local = f"TRY_CAST({wall} AS TIMESTAMP(3))"
+    exists = f"DATE_FORMAT({local}, 'yyyy-MM-dd HH:mm:ss') = SUBSTRING({wall} FROM 1 FOR 19)"
+    off_h, off_m = f"CAST({part(10, '0')} AS INT)", f"CAST({part(11, '0')} AS INT)"
+    east = f"CASE WHEN {part(9)} = '-' THEN 1 ELSE -1 END"
+    utc = f"TIMESTAMPADD(MINUTE, {east} * ({off_h} * 60 + {off_m}), {local})"
+    lo, hi = _ms_text(INT64_RANGE[0] + 1), _ms_text(INT64_RANGE[1])
+    ok = (
+        f"REGEXP({t}, {pattern}) AND {exists} AND {off_h} <= 23 AND {off_m} <= 59 "
+        f"AND {utc} BETWEEN TIMESTAMP '{lo}' AND TIMESTAMP '{hi}'"
+    )
+    return f"CAST(CASE WHEN {ok} THEN {utc} END AS TIMESTAMP_LTZ(3))"
 
 
 _NUMBER_START = "('-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9')"

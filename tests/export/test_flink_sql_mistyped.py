@@ -10,7 +10,10 @@ object field as null, where streamlab sends each of those records to the dead le
 the rows kept and the dead letters' records with streamlab's run of the same records.
 
 It read a field whose JSON key is no plain name (``unit price``, ``x[0]``, ``user-id``) in JSON path dot
-notation, which Flink's ``JSON_VALUE`` reads as NULL: the field was lost in every row.
+notation, which Flink's ``JSON_VALUE`` reads as NULL: the field was lost in every row. And it read time
+texts with Flink's ``CAST``, which takes 2024-02-30 as 2024-02-29, 24:00 as the next day, 2024-1-1 and
+years 0001 or 9999, and gives NULL (a dead letter) for an offset, a time without seconds, a lowercase t
+or z and a decimal comma, all unlike streamlab's rule.
 """
 
 from __future__ import annotations
@@ -150,3 +153,58 @@ def test_job_sql_reads_keys_that_are_no_plain_names(flink_python: str, tmp_path:
     assert len(rows) == 1
     row = rows[0]
     assert (row["unit price"], row["x[0]"], row["user-id"], row["pay"]) == (2.5, "a", "u", 7)
+
+
+TIMES = [  # (text, whether streamlab's rule reads it)
+    ("2024-01-01T00:00:05Z", True),
+    ("2024-01-01T00:06Z", True),  # no seconds
+    ("2024-01-01T01:00:07.5+01:00", True),  # an offset
+    ("2024-01-01t00:00:08,25z", True),  # lowercase, a decimal comma
+    ("2024-01-02", True),  # a date
+    ("2024-01-01T00:00:09.123456789Z", True),  # nanoseconds: the job cuts them to the millisecond
+    ("2024-02-30T00:00:00Z", False),  # no such day (Flink's CAST: 2024-02-29)
+    ("2024-01-01T24:00:00Z", False),  # no such time (Flink's CAST: the next day)
+    ("2024-1-1", False),  # outside the grammar (Flink's CAST: a date)
+    ("0001-01-01T00:00:00Z", False),  # outside 64-bit nanoseconds
+    ("9999-12-31T23:59:59Z", False),
+    ("2024-01-01T00:00:00+24:00", False),  # no such offset
+]
+
+
+def test_job_sql_reads_time_texts_by_streamlabs_rule(flink_python: str, tmp_path: Path) -> None:
+    events = [json.dumps({"event_id": f"t{i}", "timestamp": t, "seen": t}) for i, (t, _) in enumerate(TIMES)]
+    p = Pipeline(ListSource([x.encode() for x in events]), name="times")
+    kept, dead = ListSink(), ListSink()
+    parsed = p.parse({"event_id": "string", "timestamp": "timestamp", "seen": "timestamp"})
+    parsed.dedup("event_id", ttl="10m", step_id="d").to(kept)
+    parsed.dead_letter.to(dead)
+    p.run()
+    read = {f"t{i}" for i, (_, ok) in enumerate(TIMES) if ok}
+    assert set(kept.frame()["event_id"]) == read  # the rule, as TIMES says
+    expected = {  # as the job writes them: to the millisecond, with the zone
+        r.event_id: r.timestamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{r.timestamp.microsecond // 1000:03d}Z"
+        for r in kept.frame().itertuples()
+    }
+
+    files = to_flink(p, tmp_path / "export", source="files")
+    sample = tmp_path / "events.jsonl"
+    sample.write_text("".join(x + "\n" for x in events))
+    output = tmp_path / "out"
+    env = {**os.environ, "INPUT_PATH": str(sample), "OUTPUT_PATH": str(output)}
+    done = subprocess.run(
+        [flink_python, "run_sql.py", "job.sql"],
+        cwd=files.directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    sinks = _load_constants(files.directory / "main.py")["OUTPUTS"]
+    rows = [json.loads(x) for x in _lines(output / sinks["d"])]
+    assert {r["event_id"]: r["timestamp"] for r in rows} == expected
+    assert all(r["seen"] == r["timestamp"] for r in rows)
+    dead_rows = [json.loads(x) for x in _lines(output / sinks["parse.dead_letter"])]
+    assert sorted(json.loads(r["raw"])["event_id"] for r in dead_rows) == sorted(
+        json.loads(r.decode())["event_id"] for r in dead.frame()["raw"]
+    )
