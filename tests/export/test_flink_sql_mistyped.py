@@ -73,20 +73,11 @@ def _lines(directory: Path) -> list[str]:
     return [x for f in files for x in f.read_text().splitlines() if x.strip()]
 
 
-def test_job_sql_dead_letters_the_records_streamlab_refuses_for_a_fields_type(
-    flink_python: str, tmp_path: Path
-) -> None:
-    events = GOOD + MISTYPED
-    p = Pipeline(ListSource([x.encode() for x in events]), name="mistyped")
-    parsed = p.parse(SCHEMA)
-    kept, dead = ListSink(), ListSink()
-    parsed.dedup("event_id", ttl="10m", step_id="d").to(kept)
-    parsed.dead_letter.to(dead)
-    p.run()
-    assert sorted(kept.frame()["event_id"]) == ["g0", "g1", "g2", "g3"]
-    refused = sorted(r.decode() for r in dead.frame()["raw"])
-    assert refused == sorted(MISTYPED)  # streamlab's rule, which the job must follow
-
+def _run_job_sql(
+    flink_python: str, p: Pipeline, events: list[str], tmp_path: Path
+) -> tuple[Path, dict[str, str]]:
+    """Export ``p`` and run its job.sql as the SQL client's stand-in does (run_sql.py, a file of
+    ``events``, the file sink): the output directory and each output's sink name."""
     files = to_flink(p, tmp_path / "export", source="files")
     sample = tmp_path / "events.jsonl"
     sample.write_text("".join(x + "\n" for x in events))
@@ -101,7 +92,24 @@ def test_job_sql_dead_letters_the_records_streamlab_refuses_for_a_fields_type(
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-4000:]  # the old job failed on `true` in a number field
-    sinks = _load_constants(files.directory / "main.py")["OUTPUTS"]
+    return output, _load_constants(files.directory / "main.py")["OUTPUTS"]
+
+
+def test_job_sql_dead_letters_the_records_streamlab_refuses_for_a_fields_type(
+    flink_python: str, tmp_path: Path
+) -> None:
+    events = GOOD + MISTYPED
+    p = Pipeline(ListSource([x.encode() for x in events]), name="mistyped")
+    parsed = p.parse(SCHEMA)
+    kept, dead = ListSink(), ListSink()
+    parsed.dedup("event_id", ttl="10m", step_id="d").to(kept)
+    parsed.dead_letter.to(dead)
+    p.run()
+    assert sorted(kept.frame()["event_id"]) == ["g0", "g1", "g2", "g3"]
+    refused = sorted(r.decode() for r in dead.frame()["raw"])
+    assert refused == sorted(MISTYPED)  # streamlab's rule, which the job must follow
+
+    output, sinks = _run_job_sql(flink_python, p, events, tmp_path)
     rows = [json.loads(x) for x in _lines(output / sinks["d"])]
     assert sorted(r["event_id"] for r in rows) == ["g0", "g1", "g2", "g3"]
     by_id = {r["event_id"]: r for r in rows}
@@ -134,21 +142,7 @@ def test_job_sql_reads_keys_that_are_no_plain_names(flink_python: str, tmp_path:
     expected = kept.frame()
     assert expected["event_id"].tolist() == ["k0"]  # k1: a text in a number field
 
-    files = to_flink(p, tmp_path / "export", source="files")
-    sample = tmp_path / "events.jsonl"
-    sample.write_text("".join(x + "\n" for x in KEYED_EVENTS))
-    output = tmp_path / "out"
-    env = {**os.environ, "INPUT_PATH": str(sample), "OUTPUT_PATH": str(output)}
-    done = subprocess.run(
-        [flink_python, "run_sql.py", "job.sql"],
-        cwd=files.directory,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    sinks = _load_constants(files.directory / "main.py")["OUTPUTS"]
+    output, sinks = _run_job_sql(flink_python, p, KEYED_EVENTS, tmp_path)
     rows = [json.loads(x) for x in _lines(output / sinks["d"])]
     assert len(rows) == 1
     row = rows[0]
@@ -186,21 +180,7 @@ def test_job_sql_reads_time_texts_by_streamlabs_rule(flink_python: str, tmp_path
         for r in kept.frame().itertuples()
     }
 
-    files = to_flink(p, tmp_path / "export", source="files")
-    sample = tmp_path / "events.jsonl"
-    sample.write_text("".join(x + "\n" for x in events))
-    output = tmp_path / "out"
-    env = {**os.environ, "INPUT_PATH": str(sample), "OUTPUT_PATH": str(output)}
-    done = subprocess.run(
-        [flink_python, "run_sql.py", "job.sql"],
-        cwd=files.directory,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    sinks = _load_constants(files.directory / "main.py")["OUTPUTS"]
+    output, sinks = _run_job_sql(flink_python, p, events, tmp_path)
     rows = [json.loads(x) for x in _lines(output / sinks["d"])]
     assert {r["event_id"]: r["timestamp"] for r in rows} == expected
     assert all(r["seen"] == r["timestamp"] for r in rows)
