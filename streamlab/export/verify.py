@@ -435,10 +435,12 @@ def _norm_value(v: Any) -> Any:
     if isinstance(v, (np.bool_,)):
         return bool(v)
     if isinstance(v, (dict, list)):  # NaN and the infinities inside are null too, as every sink writes them
+        # keys in their order, as the sinks write them: with sorted keys, an export that reordered an
+        # object's keys (Spark's json fields) was reported equal
         try:
-            return json.dumps(v, sort_keys=True, allow_nan=False)
+            return json.dumps(v, allow_nan=False)
         except ValueError:
-            return json.dumps(_plain(v), sort_keys=True, allow_nan=False)
+            return json.dumps(_plain(v), allow_nan=False)
     return v
 
 

@@ -74,3 +74,17 @@ def test_the_flink_datastream_comparison_takes_them_as_times_too() -> None:
     from streamlab.export.flink_datastream import datastream_compared
 
     assert datastream_compared(_pipeline())["renamed"][1] == {"t", "seen"}
+
+
+def test_objects_whose_keys_an_export_reordered_differ() -> None:
+    """Nested values were compared with sorted keys, so an export writing ``{"alpha": .., "zeta": ..}``
+    for streamlab's ``{"zeta": .., "alpha": ..}`` (the Spark job's json fields) was reported equal."""
+    p = Pipeline(ListSource([b"{}"]), name="order")
+    p.parse({"event_id": "string", "properties": "json", "timestamp": "timestamp"})
+    line = b'{"event_id": "e0", "properties": {"zeta": 1, "alpha": [{"y": 1, "b": 2}]}, "timestamp": "2024-01-01T00:00:01Z"}'
+    local = run_local(p, [line])
+    outputs = {"parse": (["event_id", "properties"], set())}
+    same = rows_frame([{"event_id": "e0", "properties": {"zeta": 1, "alpha": [{"y": 1, "b": 2}]}}])
+    sorted_ = rows_frame([{"event_id": "e0", "properties": {"alpha": [{"b": 2, "y": 1}], "zeta": 1}}])
+    assert compare(p, local, {"parse": same}, "beam", outputs=outputs)[0]
+    assert not compare(p, local, {"parse": sorted_}, "beam", outputs=outputs)[0]
