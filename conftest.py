@@ -71,7 +71,10 @@ _INTEGRATION_PATHS = (
     "tests/export/test_spark_json_numbers.py",  # Spark's local mode (a JVM)
     "tests/export/test_spark_json_lines.py",  # Spark's local mode (a JVM)
     "tests/export/test_spark_verify_quiet.py",  # Spark's local mode (a JVM)
+    "tests/export/test_spark_json_key_order.py",  # Spark's local mode (a JVM)
     "tests/export/test_flink_json_lines.py",  # PyFlink's mini-cluster (a JVM)
+    "tests/export/test_flink_sql_mistyped.py",  # PyFlink's mini-cluster (a JVM)
+    "tests/export/test_flink_sql_time_unit.py",  # PyFlink's mini-cluster (a JVM)
     "tests/export/test_flink_datastream_row_outputs.py",  # PyFlink's mini-cluster (a JVM)
     "tests/export/test_lambda_json_number_keys.py",  # moto
     "tests/export/test_lambda_packaging.py",  # moto, and build.sh run as a program

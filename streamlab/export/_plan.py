@@ -405,6 +405,33 @@ def keyable_join_sql(on: Any, kinds: dict[str, str], alias: str) -> list[str]:
     ]
 
 
+def row_times(p: Pipeline, ref: str, kinds: dict[str, dict[str, str]] | None = None) -> set[str]:
+    """The time columns of stream ``ref``, as ``verify`` compares them: a parse's timestamp fields and the
+    times of pattern matches and drift changes (``first_time``, ``last_time``, ``time``) by name, and
+    every column ``column_types`` (``kinds``, computed when not given) knows as a time there, so a time
+    renamed by a select or copied by with_columns is one too.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b"{}"]))
+    >>> _ = p.parse().select("event_id", t="timestamp", step_id="renamed")
+    >>> sorted(row_times(p, "renamed"))
+    ['first_time', 'last_time', 't', 'time', 'timestamp']
+    """
+    kinds = column_types(p) if kinds is None else kinds
+    named = {
+        f.name
+        for s in p.steps.values()
+        if isinstance(s, ParseStep)
+        for f in s.fields
+        if f.type == "timestamp"
+    }
+    typed = {c for c, kind in kinds.get(ref, {}).items() if kind == "timestamp"}
+    return named | {"first_time", "last_time", "time"} | typed
+
+
 def column_types(p: Pipeline) -> dict[str, dict[str, str]]:
     """Best-effort streamlab field type of every column of every stream reference."""
     out: dict[str, dict[str, str]] = {}

@@ -47,6 +47,7 @@ True
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,7 +225,10 @@ What differs from streamlab's per-event semantics
 * Parse (``main.py``): streamlab's parser, copied, so dead-letter rows and reasons are streamlab's;
   lines are read as UTF-8 text by Flink, so a line that is not UTF-8 arrives with replacement
   characters instead of being a dead letter. ``job.sql`` (SQL client) reads fields with ``JSON_VALUE``
-  and its dead letters carry a coarse reason.
+  and its dead letters carry a coarse reason; a value of another JSON type than its field's (``true``
+  or ``"3"`` in a number field), a number no double holds and an int64 that is no integer in range are
+  dead letters there too. Time texts are read by streamlab's rule (at the millisecond); epoch
+  numbers are not read (dead letters).
 """
 
 
@@ -675,16 +679,23 @@ def _with(options: list[str]) -> str:
     return "WITH (\n  " + ",\n  ".join(options) + "\n)"
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def _json_path(path: tuple[str, ...]) -> str:
-    """The JSON path of a field's keys, written inside a SQL string literal: a key holding a dot (read
-    literally, as the parse step does) in bracket notation, its quotes doubled for SQL.
+    """The JSON path of a field's keys, written inside a SQL string literal: a key that is not a plain
+    name (a dot, read literally as the parse step does, a space, brackets, a dash) in bracket notation,
+    its quotes doubled for SQL. In dot notation, Flink's JSON_VALUE read ``$.unit price`` and
+    ``$.x[0]`` as NULL: the field was lost.
 
     Examples
     --------
-    >>> _json_path(("properties", "amount")), _json_path(("user.id",))
-    ('$.properties.amount', "$[''user.id'']")
+    >>> _json_path(("properties", "amount")), _json_path(("user.id",)), _json_path(("unit price",))
+    ('$.properties.amount', "$[''user.id'']", "$[''unit price'']")
     """
-    return "$" + "".join("[''" + k.replace("'", "\\''") + "'']" if "." in k else f".{k}" for k in path)
+    return "$" + "".join(
+        f".{k}" if _PLAIN_KEY.fullmatch(k) else "[''" + k.replace("'", "\\''") + "'']" for k in path
+    )
 
 
 def _json_value(c: _Col, path: tuple[str, ...]) -> str:
@@ -707,11 +718,113 @@ def _json_value(c: _Col, path: tuple[str, ...]) -> str:
             return whole
         wrapped = f"JSON_QUERY(`line`, '{jp}' WITH CONDITIONAL ARRAY WRAPPER)"
         return f"COALESCE({whole}, SUBSTRING({wrapped} FROM 2 FOR CHAR_LENGTH({wrapped}) - 2))"
-    if c.kind == "timestamp":
-        # ISO-8601 UTC text ('2024-01-01T00:00:05.000Z'); epoch numbers are not read by this script
-        return f"CAST(CAST(REPLACE(REPLACE({text}, 'T', ' '), 'Z', '') AS TIMESTAMP(3)) AS TIMESTAMP_LTZ(3))"
+    if c.kind == "timestamp":  # ISO-8601 text, by streamlab's rule; epoch numbers are not read by this script
+        return _iso_time_sql(text)
     t = _SQL_TYPES.get(c.kind, "STRING")
-    return text if t == "STRING" else f"CAST({text} AS {t})"
+    # TRY_CAST: a value of another JSON type (``true`` in a number field) is a dead letter
+    # (:func:`_json_mistyped`), and CAST would fail the whole job on it
+    return text if t == "STRING" else f"TRY_CAST({text} AS {t})"
+
+
+def _ms_text(ns: int) -> str:
+    """A SQL timestamp literal's text of epoch nanoseconds, to the millisecond toward the past."""
+    from datetime import datetime, timedelta, timezone
+
+    t = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=ns // 1_000_000)
+    return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+
+
+def _iso_time_sql(text: str) -> str:
+    """The SQL expression of ISO-8601 ``text`` as a ``TIMESTAMP_LTZ(3)`` by streamlab's time rule
+    (``streamlab._record.iso_to_ns``), NULL where the rule has no time (``job.sql``).
+
+    The rule's own pattern (``_ISO``) is matched and its parts assembled; a date or time of day that
+    does not exist is refused by reading the assembled text back, an offset is subtracted and times
+    outside 64-bit nanoseconds (years 1677-2262) are refused, as in streamlab. Flink's ``CAST`` alone
+    read 2024-02-30 as 2024-02-29, 24:00 as the next day and 2024-1-1 as a date, took years 0001 and
+    9999, and gave NULL for an offset, a time without seconds, a lowercase t or z and a decimal comma.
+    The fraction is cut to the millisecond toward the past, Flink SQL's resolution.
+
+    Examples
+    --------
+    >>> "REGEXP(TRIM(x), '^([0-9]{4})-" in _iso_time_sql("x")
+    True
+    """
+    from streamlab._record import _ISO, INT64_RANGE
+
+    t = f"TRIM({text})"
+    pattern = f"'^{_ISO.pattern}$'"
+
+    def part(i: int, default: str | None = None) -> str:
+        got = f"REGEXP_EXTRACT({t}, {pattern}, {i})"
+        return got if default is None else f"COALESCE(NULLIF({got}, ''), '{default}')"
+
+    fraction = f"RPAD(SUBSTRING({part(7, '')} FROM 1 FOR 3), 3, '0')"
+    wall = (
+        f"CONCAT({part(1)}, '-', {part(2)}, '-', {part(3)}, ' ', {part(4, '00')}, ':', {part(5, '00')}, ':', "
+        f"{part(6, '00')}, '.', {fraction})"
+    )
+    local = f"TRY_CAST({wall} AS TIMESTAMP(3))"
+    exists = f"DATE_FORMAT({local}, 'yyyy-MM-dd HH:mm:ss') = SUBSTRING({wall} FROM 1 FOR 19)"
+    off_h, off_m = f"CAST({part(10, '0')} AS INT)", f"CAST({part(11, '0')} AS INT)"
+    east = f"CASE WHEN {part(9)} = '-' THEN 1 ELSE -1 END"
+    utc = f"TIMESTAMPADD(MINUTE, {east} * ({off_h} * 60 + {off_m}), {local})"
+    lo, hi = _ms_text(INT64_RANGE[0] + 1), _ms_text(INT64_RANGE[1])
+    ok = (
+        f"REGEXP({t}, {pattern}) AND {exists} AND {off_h} <= 23 AND {off_m} <= 59 "
+        f"AND {utc} BETWEEN TIMESTAMP '{lo}' AND TIMESTAMP '{hi}'"
+    )
+    return f"CAST(CASE WHEN {ok} THEN {utc} END AS TIMESTAMP_LTZ(3))"
+
+
+_NUMBER_START = "('-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9')"
+_JSON_START = {  # the first character of a value's JSON text, by field type
+    "string": "('\"')",
+    "category": "('\"')",
+    "bool": "('t', 'f')",
+    "object": "('{')",
+    "float64": _NUMBER_START,
+    "int64": _NUMBER_START,
+    "timestamp": ("('\"', " + _NUMBER_START[1:]),
+}
+
+
+def _json_mistyped(c: _Col, path: tuple[str, ...]) -> str | None:
+    """A SQL condition (TRUE or FALSE, never NULL) that field ``c`` at ``path`` holds a value streamlab's
+    parse refuses for its type (``job.sql``): a value of another JSON type (``true`` or ``"3"`` in a
+    number field, ``7`` in a text field, a text in an object field), a number no double holds (``1e400``,
+    a 400-digit integer), an int64 that is no integer in range, or a time text the job cannot read. streamlab sends such a record to the
+    dead letters; JSON_VALUE gave its text, which CAST read (``"3"`` as 3.0) or failed the whole job on
+    (``true``). None for a ``json`` field, which takes any value. The value's type is the first
+    character of its JSON text, which ``JSON_QUERY`` gives inside an array wrapper (NULL for null or
+    missing, as streamlab's missing value).
+
+    Examples
+    --------
+    >>> print(_json_mistyped(_Col("ok", "bool"), ("ok",)))
+    CASE WHEN JSON_QUERY(`line`, '$.ok' WITH UNCONDITIONAL ARRAY WRAPPER) IS NULL THEN FALSE WHEN SUBSTRING(JSON_QUERY(`line`, '$.ok' WITH UNCONDITIONAL ARRAY WRAPPER) FROM 2 FOR 1) NOT IN ('t', 'f') THEN TRUE ELSE FALSE END
+    >>> _json_mistyped(_Col("j", "json"), ("j",)) is None
+    True
+    """
+    if c.kind not in _JSON_START:
+        return None
+    jp = _json_path(path)
+    wrapped = f"JSON_QUERY(`line`, '{jp}' WITH UNCONDITIONAL ARRAY WRAPPER)"
+    text = f"JSON_VALUE(`line`, '{jp}')"
+    cases = [
+        f"WHEN {wrapped} IS NULL THEN FALSE",
+        f"WHEN SUBSTRING({wrapped} FROM 2 FOR 1) NOT IN {_JSON_START[c.kind]} THEN TRUE",
+    ]
+    if c.kind == "timestamp":  # a text the time reader takes ('' and 'NaT' are no time, as in streamlab)
+        no_time = f"LOWER(TRIM({text})) NOT IN ('', 'nat') AND {_json_value(c, path)} IS NULL"
+        cases.append(f"WHEN SUBSTRING({wrapped} FROM 2 FOR 1) = '\"' AND {no_time} THEN TRUE")
+    if c.kind == "float64":  # finite as a double: streamlab refuses 1e400 and integers beyond a double
+        cases.append(f"WHEN ABS(TRY_CAST({text} AS DOUBLE)) <= 1.7976931348623157E308 THEN FALSE")
+    elif c.kind == "int64":  # a JSON integer (no fraction, no exponent) within BIGINT's range
+        whole = f"POSITION('.' IN {text}) = 0 AND POSITION('E' IN UPPER({text})) = 0"
+        cases.append(f"WHEN {whole} AND TRY_CAST({text} AS BIGINT) IS NOT NULL THEN FALSE")
+    # a number field's value is refused unless a WHEN above accepted it
+    return f"CASE {' '.join(cases)} ELSE {str(c.kind in ('float64', 'int64')).upper()} END"
 
 
 def _job_sql(gen: _Generator, source: str, sink: str) -> str:
@@ -731,6 +844,9 @@ def _job_sql(gen: _Generator, source: str, sink: str) -> str:
     if gen.state_ttl_ms is not None:
         lines.append(f"SET 'table.exec.state.ttl' = '{gen.state_ttl_ms} ms';")
     cols = ["  `line` STRING"]
+    mistyped = [m for f in parse.fields if (m := _json_mistyped(_Col(f.name, f.type), f.path))]
+    if mistyped:
+        cols.append(f"  `__mistyped` AS {' OR '.join(mistyped)}")
     for f in parse.fields:
         expr = _json_value(_Col(f.name, f.type), f.path)
         if f.name == time:
@@ -751,7 +867,13 @@ def _job_sql(gen: _Generator, source: str, sink: str) -> str:
     ]
     fields = ", ".join(_q(f.name) for f in parse.fields)
     req = [f.name for f in parse.fields if f.name != time and f.name in parse.required]
-    ok = " AND ".join(["NOT `__time_missing`", *(f"{_q(r)} IS NOT NULL" for r in req)])
+    ok = " AND ".join(
+        [
+            "NOT `__time_missing`",
+            *(["NOT `__mistyped`"] if mistyped else []),
+            *(f"{_q(r)} IS NOT NULL" for r in req),
+        ]
+    )
     lines += [
         "",
         f"CREATE TEMPORARY VIEW {_q(parse.step_id)} AS\nSELECT {fields}, {_q(_PROC)} FROM `raw_records` WHERE {ok};",
@@ -2227,7 +2349,9 @@ def verify_flink(
     flink_job: str = "auto",
     timeout_s: float = 600.0,
     **options: Any,
-) -> tuple[ExportedFiles, dict[str, Any], dict[str, Any], list[str], dict[str, tuple[list[str], set[str]]]]:
+) -> tuple[
+    ExportedFiles, dict[str, Any], dict[str, Any], list[str], dict[str, tuple[list[str], set[str]]], int
+]:
     """Export to Flink, run one generated job on the mini-cluster and say what to compare.
 
     ``flink_job``: ``"datastream"`` runs ``datastream.py`` (every output compared, late rows and
@@ -2238,8 +2362,10 @@ def verify_flink(
     Returns
     -------
     tuple
-        ``(files, local, exported, notes, compared)``: ``local`` without the rows left out, and the
-        compared outputs with their columns (for :func:`streamlab.export.verify.compare`).
+        ``(files, local, exported, notes, compared, unit_ns)``: ``local`` without the rows left out, the
+        compared outputs with their columns and the resolution of the job's times (for
+        :func:`streamlab.export.verify.compare`: microseconds for ``datastream.py``, milliseconds for
+        ``main.py``).
 
     Examples
     --------
@@ -2305,7 +2431,9 @@ def verify_flink(
 
         compared = ds.datastream_compared(pipeline)
         notes += finer_time_notes(local, compared, "flink", TIME_UNIT_NS["flink"])
-        return files, local, exported, notes, compared
+        return files, local, exported, notes, compared, TIME_UNIT_NS["flink"]
+    from streamlab.export.verify import finer_time_notes
+
     exported = run_flink(files, lines, python=flink_python, timeout=timeout_s)
     local, exported, left_out = comparable(pipeline, local, exported, lines)
     compared = compared_outputs(pipeline, "flink")
@@ -2314,7 +2442,17 @@ def verify_flink(
             key = step.config.key
             cols = [key, "pattern", "first_time", "last_time", "event_ids", "n_events"]
             compared[sid] = (cols, {"first_time", "last_time"})
-    return files, local, exported, flink_notes(pipeline, local) + left_out, compared
+    # main.py holds milliseconds (TIMESTAMP_LTZ(3)): compared at the microsecond, an event time with
+    # digits below the millisecond (a session's start, a join's times) differed where the job is right
+    finer = finer_time_notes(local, compared, "flink", SQL_TIME_UNIT_NS, SQL_TIME_UNIT_WHY)
+    return files, local, exported, flink_notes(pipeline, local) + left_out + finer, compared, SQL_TIME_UNIT_NS
+
+
+SQL_TIME_UNIT_NS = 1_000_000
+"""The resolution (ns) of the times the SQL jobs (``main.py``, ``job.sql``) hold and write."""
+
+SQL_TIME_UNIT_WHY = "main.py's TIMESTAMP_LTZ(3), its JSON lines"
+"""Why the SQL jobs' times are as coarse as :data:`SQL_TIME_UNIT_NS` says."""
 
 
 def sql_refusal(pipeline: Pipeline) -> PipelineConfigError | None:

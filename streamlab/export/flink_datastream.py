@@ -880,12 +880,11 @@ def datastream_compared(p: Pipeline) -> dict[str, tuple[list[str], set[str]]]:
             out[f"{sid}.late"] = (["join_side", *common], {c for c in common if c in stamps})
     written = datastream_outputs(p)
 
-    parses = [s for s in p.steps.values() if isinstance(s, ParseStep)]
-    stamps = {f.name for s in parses for f in s.fields if f.type == "timestamp"}
-    stamps |= {"first_time", "last_time", "time"}  # a pattern's matches, a drift detector's changes
+    kinds = _plan.column_types(p)
     for ref in written:  # row outputs (filters, maps, selects, dedups, detectors) on all their columns
         step = p.steps[ref.partition(".")[0]]
         if not isinstance(step, WindowStep) and ref not in out:
             cols = list(p.columns_of(ref) or ())
-            out[ref] = (cols, {c for c in cols if c in stamps})
+            timed = _plan.row_times(p, ref, kinds)  # by name, and renamed or copied times
+            out[ref] = (cols, {c for c in cols if c in timed})
     return {ref: spec for ref, spec in out.items() if ref in written}

@@ -196,7 +196,9 @@ def to_arrow_value(kind, value):
     if value is None:
         return None
     if kind in ("object", "json"):
-        return json.dumps(value, sort_keys=True)
+        # keys in the record's order, as streamlab's sinks write the value (sorted, the job's files
+        # held {"alpha": .., "zeta": ..} where streamlab's hold {"zeta": .., "alpha": ..})
+        return json.dumps(value)
     return value
 
 
@@ -418,8 +420,19 @@ def finite_json_texts(texts):
     if not suspect.any():
         return texts
     out = texts.copy()
-    out[suspect] = [json.dumps(_plain(json.loads(t)), sort_keys=True) for t in texts[suspect]]
+    out[suspect] = [json.dumps(_plain(json.loads(t))) for t in texts[suspect]]  # keys in their order
     return out
+
+
+def sorted_json_texts(texts):
+    """JSON texts with the keys of every object sorted: the identity streamlab's dedup gives an object
+    (``dedup_key``), whose keys the job's texts keep in their record's order. A pandas UDF."""
+    return texts.map(lambda t: json.dumps(json.loads(t), sort_keys=True) if isinstance(t, str) else None)
+
+
+def sorted_json(col):
+    """The column ``col`` of JSON texts through ``sorted_json_texts``."""
+    return F.pandas_udf(sorted_json_texts, "string")(col)
 
 
 def finite_json(col):
@@ -810,11 +823,11 @@ class _Generator:
                 self.emit(
                     f"# {sid}: dropDuplicatesWithinWatermark, not streamlab's rule: {DEDUP_FALLBACK_WHY}"
                 )
-                self.emit(f"{v} = {watermarked}.dropDuplicatesWithinWatermark([{step.id_column!r}])")
+                self.emit(self._drop_duplicates(step, v, watermarked, "dropDuplicatesWithinWatermark"))
                 self.watermark[sid] = wm_in or (step.time, step.ttl_ns, sid)
             else:
                 self.emit(f"# {sid}: dropDuplicates, not streamlab's rule: {DEDUP_FALLBACK_WHY}")
-                self.emit(f"{v} = {src}.dropDuplicates([{step.id_column!r}])")
+                self.emit(self._drop_duplicates(step, v, src, "dropDuplicates"))
             if step.inputs[0] in self.with_order:
                 self.with_order.add(sid)
             self.time_of[sid] = tin
@@ -1154,6 +1167,18 @@ class _Generator:
             self.time_of[ref] = None  # the end-of-input row stops before these steps (see spark_detectors)
             self.add(ref)
         self.tagged[anchor] = v
+
+    def _drop_duplicates(self, step: DedupStep, v: str, src: str, method: str) -> str:
+        """``v = src.<method>([id])``; on an id of JSON text (a json or object field) by its text with
+        sorted keys, as streamlab tells objects apart (the job keeps the record's key order)."""
+        kind = self.types.get(step.inputs[0], {}).get(step.id_column)
+        if kind not in ("json", "object"):
+            return f"{v} = {src}.{method}([{step.id_column!r}])"
+        col = "`" + step.id_column.replace("`", "``") + "`"
+        return (
+            f"{v} = {src}.withColumn('_dedup_id', sorted_json(F.col({col!r})))"
+            f".{method}(['_dedup_id']).drop('_dedup_id')"
+        )
 
     def _dedup_rule(self, step: DedupStep, v: str, src: str, tin: str | None) -> None:
         """A dedup as streamlab's own rule (``Dedup``, copied into the module) in one

@@ -435,10 +435,12 @@ def _norm_value(v: Any) -> Any:
     if isinstance(v, (np.bool_,)):
         return bool(v)
     if isinstance(v, (dict, list)):  # NaN and the infinities inside are null too, as every sink writes them
+        # keys in their order, as the sinks write them: with sorted keys, an export that reordered an
+        # object's keys (Spark's json fields) was reported equal
         try:
-            return json.dumps(v, sort_keys=True, allow_nan=False)
+            return json.dumps(v, allow_nan=False)
         except ValueError:
-            return json.dumps(_plain(v), sort_keys=True, allow_nan=False)
+            return json.dumps(_plain(v), allow_nan=False)
     return v
 
 
@@ -501,13 +503,8 @@ def compared_outputs(pipeline: Pipeline, target: str) -> dict[str, tuple[list[st
     ['named', 'named.dead_letter', 'parse.dead_letter']
     """
     out: dict[str, tuple[list[str], set[str]]] = {}
-    parses = [s for s in pipeline.steps.values() if isinstance(s, ParseStep)]
-    stamps = {f.name for s in parses for f in s.fields if f.type == "timestamp"} | {
-        "first_time",
-        "last_time",
-        "time",
-    }
     after = _after_row_steps(pipeline)
+    kinds = _plan.column_types(pipeline)
     for ref in _plan.sink_outputs(pipeline):
         step = pipeline.steps[ref.split(".")[0]]
         if isinstance(step, ParseStep) or (
@@ -519,7 +516,10 @@ def compared_outputs(pipeline: Pipeline, target: str) -> dict[str, tuple[list[st
         if target not in ("beam", "lambda") and step.step_id not in after:
             continue  # Flink SQL: the outputs of row steps (comparable() says which others)
         cols = list(pipeline.columns_of(ref) or ())
-        out[ref] = (cols, {c for c in cols if c in stamps})
+        # a time renamed by a select or copied by with_columns (t="timestamp") is a time too: read as
+        # text on the target's side only, it differed from streamlab's datetimes in every row
+        timed = _plan.row_times(pipeline, ref, kinds)
+        out[ref] = (cols, {c for c in cols if c in timed})
     for sid, step in pipeline.steps.items():
         if step.kind == "parse":
             out[f"{sid}.dead_letter"] = (list(PARSE_DEAD_LETTER_COLUMNS), set())
@@ -595,7 +595,8 @@ def compare(
 TIME_UNIT_NS = {"beam": 1_000, "spark": 1_000, "lambda": 1_000, "flink": 1_000}
 """The resolution (ns) of the times an export holds and writes, where coarser than streamlab's
 nanoseconds (the reasons: :data:`TIME_UNIT_WHY`). Flink's is its DataStream job's (``datastream.py``);
-its SQL job (``main.py``) holds milliseconds."""
+its SQL job (``main.py``) holds milliseconds, at which ``verify`` compares it
+(``streamlab.export.flink.SQL_TIME_UNIT_NS``)."""
 
 TIME_UNIT_WHY = {
     "beam": "Beam's element timestamps, the rows' datetimes, streamlab's JSON encoding, BigQuery's TIMESTAMP",
@@ -607,10 +608,16 @@ TIME_UNIT_WHY = {
 
 
 def finer_time_notes(
-    local: dict[str, pd.DataFrame], outputs: dict[str, tuple[list[str], set[str]]], target: str, unit_ns: int
+    local: dict[str, pd.DataFrame],
+    outputs: dict[str, tuple[list[str], set[str]]],
+    target: str,
+    unit_ns: int,
+    why: str | None = None,
 ) -> list[str]:
     """One note per compared output whose time columns in streamlab's run hold times finer than the
-    target writes (``unit_ns``): which columns, an example, and what that means for the comparison.
+    target writes (``unit_ns``: a microsecond or a millisecond): which columns, an example, and what
+    that means for the comparison (``why``: why the target's times are that coarse; by default
+    :data:`TIME_UNIT_WHY`'s).
 
     Examples
     --------
@@ -636,12 +643,14 @@ def finer_time_notes(
             continue
         cols = " and ".join(c for c, *_ in finer)
         c, n, total, example = finer[0]
+        unit = "millisecond" if unit_ns == 1_000_000 else "microsecond"
+        sinks = "" if unit_ns != 1_000 else ", as streamlab's own JSON sinks write them"
         notes.append(
-            f"{ref}: {cols} {'has' if len(finer) == 1 else 'have'} times with digits below the microsecond "
+            f"{ref}: {cols} {'has' if len(finer) == 1 else 'have'} times with digits below the {unit} "
             f"({n} of {total}, e.g. {c} {example}); the {target} export holds and writes times to the "
-            f"microsecond ({TIME_UNIT_WHY[target]}), so they are compared truncated to the microsecond, as streamlab's own "
-            "JSON sinks write them; events less than a microsecond apart are ordered and merged there "
-            "at the microsecond (docs/semantics.md, 'Time resolution of exports')"
+            f"{unit} ({why or TIME_UNIT_WHY[target]}), so they are compared truncated to the {unit}{sinks}; "
+            f"events less than a {unit} apart are ordered and merged there at the {unit} "
+            "(docs/semantics.md, 'Time resolution of exports')"
         )
     return notes
 
@@ -721,6 +730,7 @@ def verify(
         workdir = tmp.name
     workdir = Path(workdir).resolve()  # exported programs run in directories of their own
     outputs: dict[str, tuple[list[str], set[str]]] | None = None  # compared_outputs(pipeline, target)
+    unit = TIME_UNIT_NS.get(target, 1)  # the resolution of the export's times (Flink's: of the job run)
     try:
         if target == "beam":
             from streamlab.export.beam import replay_unfollowed, to_beam
@@ -749,7 +759,7 @@ def verify(
         elif target == "flink":
             from streamlab.export.flink import verify_flink
 
-            files, local, exported, notes, outputs = verify_flink(
+            files, local, exported, notes, outputs, unit = verify_flink(
                 pipeline, lines, local, workdir, timeout_s=timeout_s, **options
             )
         elif target == "lambda":
@@ -767,7 +777,6 @@ def verify(
             )
             skipped = not_compared(notes, ran, exported, counts, target)
             return VerificationReport(target, equal, diff, counts, notes, files, local, exported, skipped)
-        unit = TIME_UNIT_NS.get(target, 1)
         equal, diff, counts = compare(pipeline, local, exported, target, outputs=outputs, time_unit_ns=unit)
         skipped = not_compared(notes, ran, exported, counts, target)
         return VerificationReport(target, equal, diff, counts, notes, files, local, exported, skipped)

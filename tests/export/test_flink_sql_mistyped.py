@@ -1,0 +1,190 @@
+"""Flink SQL export: ``job.sql`` sends the records streamlab's parse refuses for a field's type to its
+dead letters, and keeps running.
+
+``job.sql`` read each typed field as ``CAST(JSON_VALUE(...) AS DOUBLE)`` (``BIGINT``, ``BOOLEAN``). A value
+of another JSON type is data, not an error, in streamlab: ``true`` in a number field goes to the dead
+letters with the reason. The job failed as a whole on it (``NumberFormatException: For input string:
+"true"``), read ``"3"`` as the number 3.0, ``7`` as the text "7", ``1e400`` as Infinity and a text in an
+object field as null, where streamlab sends each of those records to the dead letters. The test runs
+``job.sql`` as the SQL client's stand-in runs it (``run_sql.py``, its file source and sink) and compares
+the rows kept and the dead letters' records with streamlab's run of the same records.
+
+It read a field whose JSON key is no plain name (``unit price``, ``x[0]``, ``user-id``) in JSON path dot
+notation, which Flink's ``JSON_VALUE`` reads as NULL: the field was lost in every row. And it read time
+texts with Flink's ``CAST``, which takes 2024-02-30 as 2024-02-29, 24:00 as the next day, 2024-1-1 and
+years 0001 or 9999, and gives NULL (a dead letter) for an offset, a time without seconds, a lowercase t
+or z and a decimal comma, all unlike streamlab's rule.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from streamlab import Pipeline
+from streamlab.export import to_flink
+from streamlab.export.flink import _load_constants
+from streamlab.testing import ListSink, ListSource
+
+SCHEMA = {
+    "event_id": "string",
+    "event_type": "category",
+    "timestamp": "timestamp",
+    "seen": "timestamp",
+    "amount": {"type": "float64", "path": "properties.amount"},
+    "n": "int64",
+    "ok": "bool",
+    "properties": "object",
+    "j": "json",
+}
+T = '"timestamp": "2024-01-01T00:00:0{}Z"'
+GOOD = [
+    '{"event_id": "g0", "event_type": "a", ' + T.format(1) + ', "seen": "2024-01-01T00:00:00Z", '
+    '"properties": {"amount": 1.5}, "n": 7, "ok": true, "j": [1, "x"]}',
+    '{"event_id": "g1", "event_type": "b", ' + T.format(2) + ', "properties": {"amount": 5}, "n": -3, '
+    '"ok": false, "j": "text", "seen": ""}',
+    '{"event_id": "g2", "event_type": null, ' + T.format(3) + ', "properties": {}, "n": null, "j": true}',
+    '{"event_id": "g3", ' + T.format(4) + ', "properties": {"amount": -1e-300}, "n": 9223372036854775807}',
+]
+MISTYPED = [  # each refused by streamlab's parse for the type of one field
+    '{"event_id": "b0", ' + T.format(1) + ', "properties": {"amount": true}}',
+    '{"event_id": "b1", ' + T.format(2) + ', "properties": {"amount": "3"}}',
+    '{"event_id": "b2", ' + T.format(3) + ', "properties": {"amount": 1e400}}',
+    '{"event_id": "b3", ' + T.format(4) + ', "properties": {"amount": ' + "9" * 400 + "}}",
+    '{"event_id": "b4", ' + T.format(5) + ', "n": 2.5}',
+    '{"event_id": "b5", ' + T.format(6) + ', "n": 1e2}',
+    '{"event_id": "b6", ' + T.format(7) + ', "n": 9223372036854775808}',
+    '{"event_id": "b7", ' + T.format(8) + ', "ok": "yes"}',
+    '{"event_id": "b8", ' + T.format(9) + ', "ok": 1}',
+    '{"event_id": 5, ' + T.format(1) + "}",
+    '{"event_id": "b9", "event_type": true, ' + T.format(2) + "}",
+    '{"event_id": "c0", ' + T.format(3) + ', "properties": "text"}',
+    '{"event_id": "c1", ' + T.format(4) + ', "properties": [1]}',
+    '{"event_id": "c2", ' + T.format(5) + ', "seen": "not-a-time"}',
+    '{"event_id": "c3", ' + T.format(6) + ', "seen": {"t": 1}}',
+    '{"event_id": "c4", "timestamp": true}',
+]
+
+
+def _lines(directory: Path) -> list[str]:
+    files = sorted(f for f in directory.rglob("*") if f.is_file() and not f.name.startswith("."))
+    return [x for f in files for x in f.read_text().splitlines() if x.strip()]
+
+
+def _run_job_sql(
+    flink_python: str, p: Pipeline, events: list[str], tmp_path: Path
+) -> tuple[Path, dict[str, str]]:
+    """Export ``p`` and run its job.sql as the SQL client's stand-in does (run_sql.py, a file of
+    ``events``, the file sink): the output directory and each output's sink name."""
+    files = to_flink(p, tmp_path / "export", source="files")
+    sample = tmp_path / "events.jsonl"
+    sample.write_text("".join(x + "\n" for x in events))
+    output = tmp_path / "out"
+    env = {**os.environ, "INPUT_PATH": str(sample), "OUTPUT_PATH": str(output)}
+    done = subprocess.run(
+        [flink_python, "run_sql.py", "job.sql"],
+        cwd=files.directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]  # the old job failed on `true` in a number field
+    return output, _load_constants(files.directory / "main.py")["OUTPUTS"]
+
+
+def test_job_sql_dead_letters_the_records_streamlab_refuses_for_a_fields_type(
+    flink_python: str, tmp_path: Path
+) -> None:
+    events = GOOD + MISTYPED
+    p = Pipeline(ListSource([x.encode() for x in events]), name="mistyped")
+    parsed = p.parse(SCHEMA)
+    kept, dead = ListSink(), ListSink()
+    parsed.dedup("event_id", ttl="10m", step_id="d").to(kept)
+    parsed.dead_letter.to(dead)
+    p.run()
+    assert sorted(kept.frame()["event_id"]) == ["g0", "g1", "g2", "g3"]
+    refused = sorted(r.decode() for r in dead.frame()["raw"])
+    assert refused == sorted(MISTYPED)  # streamlab's rule, which the job must follow
+
+    output, sinks = _run_job_sql(flink_python, p, events, tmp_path)
+    rows = [json.loads(x) for x in _lines(output / sinks["d"])]
+    assert sorted(r["event_id"] for r in rows) == ["g0", "g1", "g2", "g3"]
+    by_id = {r["event_id"]: r for r in rows}
+    assert by_id["g1"]["amount"] == 5.0 and by_id["g3"]["n"] == 9223372036854775807
+    assert by_id["g0"]["j"] == [1, "x"] and by_id["g2"]["j"] is True
+    dead_rows = [json.loads(x) for x in _lines(output / sinks["parse.dead_letter"])]
+    assert sorted(r["raw"] for r in dead_rows) == refused
+
+
+KEYED = {  # JSON keys that are no plain names: Flink's JSON_VALUE read them as NULL in dot notation
+    "event_id": "string",
+    "timestamp": "timestamp",
+    "unit price": "float64",
+    "x[0]": "string",
+    "user-id": "string",
+    "pay": {"type": "int64", "path": "the order.total (net)"},
+}
+KEYED_EVENTS = [
+    '{"event_id": "k0", "timestamp": "2024-01-01T00:00:01Z", "unit price": 2.5, "x[0]": "a", "user-id": "u",'
+    ' "the order": {"total (net)": 7}}',
+    '{"event_id": "k1", "timestamp": "2024-01-01T00:00:02Z", "unit price": "2.5"}',
+]
+
+
+def test_job_sql_reads_keys_that_are_no_plain_names(flink_python: str, tmp_path: Path) -> None:
+    p = Pipeline(ListSource([x.encode() for x in KEYED_EVENTS]), name="keyed")
+    kept = ListSink()
+    p.parse(KEYED).dedup("event_id", ttl="10m", step_id="d").to(kept)
+    p.run()
+    expected = kept.frame()
+    assert expected["event_id"].tolist() == ["k0"]  # k1: a text in a number field
+
+    output, sinks = _run_job_sql(flink_python, p, KEYED_EVENTS, tmp_path)
+    rows = [json.loads(x) for x in _lines(output / sinks["d"])]
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["unit price"], row["x[0]"], row["user-id"], row["pay"]) == (2.5, "a", "u", 7)
+
+
+TIMES = [  # (text, whether streamlab's rule reads it)
+    ("2024-01-01T00:00:05Z", True),
+    ("2024-01-01T00:06Z", True),  # no seconds
+    ("2024-01-01T01:00:07.5+01:00", True),  # an offset
+    ("2024-01-01t00:00:08,25z", True),  # lowercase, a decimal comma
+    ("2024-01-02", True),  # a date
+    ("2024-01-01T00:00:09.123456789Z", True),  # nanoseconds: the job cuts them to the millisecond
+    ("2024-02-30T00:00:00Z", False),  # no such day (Flink's CAST: 2024-02-29)
+    ("2024-01-01T24:00:00Z", False),  # no such time (Flink's CAST: the next day)
+    ("2024-1-1", False),  # outside the grammar (Flink's CAST: a date)
+    ("0001-01-01T00:00:00Z", False),  # outside 64-bit nanoseconds
+    ("9999-12-31T23:59:59Z", False),
+    ("2024-01-01T00:00:00+24:00", False),  # no such offset
+]
+
+
+def test_job_sql_reads_time_texts_by_streamlabs_rule(flink_python: str, tmp_path: Path) -> None:
+    events = [json.dumps({"event_id": f"t{i}", "timestamp": t, "seen": t}) for i, (t, _) in enumerate(TIMES)]
+    p = Pipeline(ListSource([x.encode() for x in events]), name="times")
+    kept, dead = ListSink(), ListSink()
+    parsed = p.parse({"event_id": "string", "timestamp": "timestamp", "seen": "timestamp"})
+    parsed.dedup("event_id", ttl="10m", step_id="d").to(kept)
+    parsed.dead_letter.to(dead)
+    p.run()
+    read = {f"t{i}" for i, (_, ok) in enumerate(TIMES) if ok}
+    assert set(kept.frame()["event_id"]) == read  # the rule, as TIMES says
+    expected = {  # as the job writes them: to the millisecond, with the zone
+        r.event_id: r.timestamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{r.timestamp.microsecond // 1000:03d}Z"
+        for r in kept.frame().itertuples()
+    }
+
+    output, sinks = _run_job_sql(flink_python, p, events, tmp_path)
+    rows = [json.loads(x) for x in _lines(output / sinks["d"])]
+    assert {r["event_id"]: r["timestamp"] for r in rows} == expected
+    assert all(r["seen"] == r["timestamp"] for r in rows)
+    dead_rows = [json.loads(x) for x in _lines(output / sinks["parse.dead_letter"])]
+    assert sorted(json.loads(r["raw"])["event_id"] for r in dead_rows) == sorted(
+        json.loads(r.decode())["event_id"] for r in dead.frame()["raw"]
+    )
