@@ -256,7 +256,8 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
     ("sink", "timestream", {"measure_name": ""}, "measure_name"),
     # a mapping gave its keys, a set its names in an order of its own
     ("source", "kafka", {"topics": {"events": "clicks"}}, "topics"),
-    ("source", "kafka", {"topics": {"events", "clicks"}}, "topics"),
+    # (a set of one: the order of several, in the test's id, differs between xdist's workers)
+    ("source", "kafka", {"topics": {"events"}}, "topics"),
     # PagerDuty takes an empty key as none: no event could update or resolve an incident
     ("sink", "pagerduty", {"dedup_key": ""}, "dedup_key"),
 ]
