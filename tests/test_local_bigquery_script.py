@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import stat
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from streamlab.export.verify import load_module
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "local_bigquery.py"
-
-
-def load() -> Any:
-    spec = importlib.util.spec_from_file_location("local_bigquery_script", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def fake_python(path: Path, version: tuple[int, int]) -> str:
@@ -42,18 +34,18 @@ def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_a_python3_newer_than_3_13_will_do(machine: Path) -> None:
     python3 = fake_python(machine / "python3", (3, 14))
-    assert load().python313() == python3
+    assert load_module(SCRIPT).python313() == python3
 
 
 def test_a_python3_14_on_path_will_do_when_python3_is_older(machine: Path) -> None:
     fake_python(machine / "python3", (3, 11))
     python314 = fake_python(machine / "python3.14", (3, 14))
-    assert load().python313() == python314
+    assert load_module(SCRIPT).python313() == python314
 
 
 def test_python3_13_comes_first_and_none_when_only_older_pythons(machine: Path) -> None:
     fake_python(machine / "python3", (3, 11))
-    assert load().python313() is None
+    assert load_module(SCRIPT).python313() is None
     python313 = fake_python(machine / "python3.13", (3, 13))
     fake_python(machine / "python3.14", (3, 14))
-    assert load().python313() == python313
+    assert load_module(SCRIPT).python313() == python313

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from streamlab.export.verify import load_module
+
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "typecheck_tree.py"
-
-
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("typecheck_tree", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _project(root: Path, package_dir: str) -> None:
@@ -32,7 +24,7 @@ def test_links_each_renamed_package_once_and_again_idempotently(tmp_path: Path) 
         '"pkg" = "pkg", "pkg.plugins" = "plugins", "pkg.plugins.sub" = "plugins/sub", "pkg.extra" = "extra"',
     )
     tree = tmp_path / "build" / "typecheck"
-    script = _script()
+    script = load_module(SCRIPT)
     first = script.link_tree(tmp_path, tree)
     again = script.link_tree(tmp_path, tree)
     # pkg.plugins.sub sits inside plugins/, which the pkg.plugins link already shows
@@ -44,5 +36,5 @@ def test_links_each_renamed_package_once_and_again_idempotently(tmp_path: Path) 
 def test_a_subpackage_outside_its_renamed_parent_is_refused(tmp_path: Path) -> None:
     _project(tmp_path, '"pkg" = "pkg", "pkg.plugins" = "plugins", "pkg.plugins.sub" = "extra"')
     with pytest.raises(SystemExit, match="not inside its parent package's directory"):
-        _script().link_tree(tmp_path, tmp_path / "build" / "typecheck")
+        load_module(SCRIPT).link_tree(tmp_path, tmp_path / "build" / "typecheck")
     assert not (tmp_path / "plugins" / "sub").is_symlink()

@@ -4,24 +4,17 @@ The samples are outputs the notebooks showed on a run of the suite on a busy mac
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 
 import pytest
+
+from streamlab.export.verify import load_module
 
 CONFTEST = pathlib.Path(__file__).resolve().parents[2] / "notebooks" / "conftest.py"
 
 
-def _hook_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("notebooks_output_noise", CONFTEST)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-hook = _hook_module()
+hook = load_module(CONFTEST)
 
 RUNTIME_WARNING = (
     "/work/streamlab/runtime/_run.py:92: RuntimeWarning: pipeline 'kinesis_counts' stopped with open state "
