@@ -33,11 +33,21 @@ Examples
 'finished'
 """
 
-from streamlab.runtime._executor import Executor
+from streamlab.runtime._executor import Executor, open_runs
 from streamlab.runtime._run import run
 from streamlab.runtime.handle import RunHandle, start
 from streamlab.runtime.metrics import RunMetrics, StepMetrics
 from streamlab.runtime.options import RunOptions
 from streamlab.runtime.result import RunResult
 
-__all__ = ["Executor", "RunHandle", "RunMetrics", "RunOptions", "RunResult", "StepMetrics", "run", "start"]
+__all__ = [
+    "Executor",
+    "RunHandle",
+    "RunMetrics",
+    "RunOptions",
+    "RunResult",
+    "StepMetrics",
+    "open_runs",
+    "run",
+    "start",
+]

@@ -14,6 +14,7 @@ import logging
 import threading
 import warnings
 from collections.abc import Callable
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -42,10 +43,44 @@ _OPEN: dict[int, Executor] = {}
 _OPEN_LOCK = threading.Lock()
 
 
+def _user_frame_level() -> int:
+    """The ``stacklevel`` of the first caller outside the streamlab package (for a warning to name the
+    user's line, whichever of run(), start() or show() led to it)."""
+    import os
+    import sys
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame: FrameType | None = sys._getframe(1)  # the caller of this function: the warning's own frame
+    level = 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def running_executor(pipeline: Pipeline) -> Executor | None:
     """The run of ``pipeline`` whose sources and sinks are open, if any."""
     with _OPEN_LOCK:
         return _OPEN.get(id(pipeline))
+
+
+def open_runs() -> list[RunHandle]:
+    """The handles of the runs open in the background in this process (:meth:`Pipeline.start`), oldest
+    first: for stopping runs whose handles and pipelines were lost, say by running a notebook cell that
+    builds and starts a pipeline again (``for h in open_runs(): h.stop()``).
+
+    Examples
+    --------
+    >>> from streamlab import ManualClock, Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> handle = Pipeline(ListSource([{"x": 1}]), name="lost").start(clock=ManualClock(0), paused=True)
+    >>> [h.pipeline.name for h in open_runs()]
+    ['lost']
+    >>> _ = handle.stop()
+    >>> open_runs()
+    []
+    """
+    with _OPEN_LOCK:
+        return [ex.handle for ex in _OPEN.values() if ex.handle is not None]
 
 
 class Executor:
@@ -129,6 +164,7 @@ class Executor:
         """
         self._claim()
         try:
+            self._warn_of_twins()
             self._open()
         except BaseException:
             self.status = "failed"
@@ -201,6 +237,32 @@ class Executor:
                     "from start() was lost, say by running the cell again), then run or start again",
                 )
             _OPEN[id(self.pipeline)] = self
+
+    def _warn_of_twins(self) -> None:
+        """Warn when another pipeline object with this one's name, sources and steps has a run open (not
+        for a run without sinks: ``head()``'s preview)."""
+        if not any(isinstance(step, SinkStep) for step in self.pipeline.steps.values()):
+            return
+        with _OPEN_LOCK:
+            twins = [
+                ex
+                for ex in _OPEN.values()
+                if ex is not self
+                and ex.pipeline.name == self.pipeline.name
+                and ex.log.fingerprint == self.log.fingerprint
+            ]
+        if twins:
+            # most often a notebook cell that builds and starts a pipeline, run again (consumer-group
+            # members are meant to run side by side, so this is no error)
+            warnings.warn(
+                f"another run of pipeline {self.pipeline.name!r} with the same sources and steps is open "
+                f"in this process ({twins[0].status}, {twins[0].events_in:,} events in): both read the "
+                "same sources and write the same sinks. If a notebook cell that builds and starts the "
+                "pipeline ran again, stop the old run (for h in streamlab.runtime.open_runs(): h.stop(), "
+                "before starting); if both are meant to run, give them different names",
+                RuntimeWarning,
+                stacklevel=_user_frame_level(),
+            )
 
     def _release(self) -> None:
         with _OPEN_LOCK:

@@ -66,6 +66,7 @@ def test_a_run_that_failed_to_open_frees_the_pipeline() -> None:
 
 def test_other_pipelines_and_head_run_beside_an_open_run() -> None:
     p, q = pipeline(), pipeline()
+    q.name = "other"  # (the same name and steps would be warned of: the next test)
     handle = p.start(clock=ManualClock(0), paused=True)
     try:
         assert q.run(clock=ManualClock(0)).metrics["events_in"] == 10
@@ -107,3 +108,30 @@ def test_show_without_a_handle_follows_the_open_run(monkeypatch: pytest.MonkeyPa
         sink.free.set()
         if p.running is not None:
             p.running.stop()
+
+
+def test_the_same_pipeline_built_again_and_started_warns_and_open_runs_finds_the_lost_run() -> None:
+    # the cell `p = build(); handle = p.start()` run again: a new pipeline object, the old run still
+    # open with neither its pipeline nor its handle in reach
+    import warnings
+
+    from streamlab.runtime import open_runs
+
+    first = pipeline().start(clock=ManualClock(0), paused=True)
+    try:
+        with pytest.warns(
+            RuntimeWarning, match=r"another run of pipeline 'clicks' with the same sources and steps"
+        ) as said:
+            second = pipeline().start(clock=ManualClock(0), paused=True)
+        assert said[0].filename == __file__  # the user's line, not streamlab's
+        assert open_runs() == [first, second]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # another name, or other steps: no warning
+            Pipeline(ListSource([{"x": 1}]), name="other").start(clock=ManualClock(0), paused=True).stop()
+            q = pipeline()
+            q.stream.filter("x > 1").to(ListSink())
+            q.start(clock=ManualClock(0), paused=True).stop()
+    finally:
+        for h in open_runs():
+            h.stop()
+    assert open_runs() == []
