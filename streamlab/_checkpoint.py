@@ -133,6 +133,18 @@ def pipeline_fingerprint(pipeline: Pipeline) -> tuple[str, dict[str, str]]:
     return _digest(steps), steps
 
 
+def cache_dir() -> Path:
+    """Where streamlab keeps what it builds once and reuses (PyFlink's environment, a Python uv
+    installed, Spark's logging configuration): ``$STREAMLAB_CACHE``, else ``~/.cache/streamlab``.
+
+    Examples
+    --------
+    >>> cache_dir().name in ("streamlab", os.path.basename(os.environ.get("STREAMLAB_CACHE", "")))
+    True
+    """
+    return Path(os.environ.get("STREAMLAB_CACHE", Path.home() / ".cache" / "streamlab"))
+
+
 def _config_dir() -> Path:
     if os.environ.get("STREAMLAB_CONFIG_DIR"):
         return Path(os.environ["STREAMLAB_CONFIG_DIR"])

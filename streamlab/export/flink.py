@@ -1853,9 +1853,10 @@ def flink_env_dir() -> Path:
     True
     """
     import hashlib
-    import os
 
-    cache = Path(os.environ.get("STREAMLAB_CACHE", Path.home() / ".cache" / "streamlab"))
+    from streamlab._checkpoint import cache_dir
+
+    cache = cache_dir()
     key = hashlib.sha256("\n".join(flink_requirements()).encode()).hexdigest()[:10]
     return cache / f"pyflink-{FLINK_VERSION}-{key}"
 
@@ -1939,7 +1940,9 @@ def _uv_python(version: tuple[int, int], timeout: float) -> tuple[str | None, st
         except (ImportError, FileNotFoundError):
             return None, "uv, which could install one, is not installed (pip install uv)"
     wanted = "{}.{}".format(*version)
-    home = Path(os.environ.get("STREAMLAB_CACHE", Path.home() / ".cache" / "streamlab")) / "pythons"
+    from streamlab._checkpoint import cache_dir
+
+    home = cache_dir() / "pythons"
     env = {**os.environ, "UV_PYTHON_INSTALL_DIR": str(home)}
     said = ""
     for args in (["install", wanted], ["find", "--managed-python", wanted]):

@@ -2042,8 +2042,9 @@ def _quiet_log4j() -> Path:
     """A log4j2 configuration that writes the JVM's errors only, to stderr (in streamlab's cache)."""
     import os
 
-    home = Path(os.environ.get("STREAMLAB_CACHE", Path.home() / ".cache" / "streamlab"))
-    path = home / "spark-log4j2-errors.properties"
+    from streamlab._checkpoint import cache_dir
+
+    path = cache_dir() / "spark-log4j2-errors.properties"
     text = (
         "rootLogger.level = error\n"
         "rootLogger.appenderRef.stderr.ref = console\n"
