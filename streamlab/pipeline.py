@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import numbers
 import os
+import time
 import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -667,13 +668,19 @@ class Pipeline:
         ex = running_executor(self)
         return None if ex is None else ex.handle
 
-    def head(self, n: int = 1_000, *, flush_windows: bool = True) -> dict[str, pd.DataFrame]:
+    def head(
+        self, n: int = 1_000, *, flush_windows: bool = True, timeout: Duration = "30s"
+    ) -> dict[str, pd.DataFrame]:
         """Run the first ``n`` source events and return every output as a DataFrame, for a quick look.
 
         Nothing leaves the pipeline: sinks are left out (what they would get is returned under the
-        reference they read), source positions are not committed, and the replay runs on a
-        :class:`~streamlab.clock.ManualClock`, so paced replays take no wall time. With
-        ``flush_windows`` the windows still open after ``n`` events are closed and included.
+        reference they read), source positions are not committed, no checkpoint is read or written, and
+        the replay runs on a :class:`~streamlab.clock.ManualClock`, so paced replays take no wall time.
+        A running pipeline is left alone: a Kafka source is read by a throw-away consumer group from the
+        start of each partition to its end (never by the pipeline's own group, whose members would lose
+        partitions to the preview). Live sources are waited for at most ``timeout`` (wall time): what
+        arrived by then is returned. With ``flush_windows`` the windows still open after ``n`` events
+        are closed and included.
 
         Examples
         --------
@@ -688,12 +695,21 @@ class Pipeline:
         """
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
             raise ValueError(f"head(n={n!r}): n must be a whole number of events, at least 1, e.g. head(100)")
+        wait_s = parse_duration(timeout, what="head(timeout=...)") / 1e9
         from streamlab.clock import ManualClock
+        from streamlab.profiling import sampling_source
         from streamlab.runtime import Executor
 
         preview = copy.copy(self)
-        preview.steps = {sid: st for sid, st in self.steps.items() if not isinstance(st, SinkStep)}
-        ex = Executor(preview, clock=ManualClock(0))
+        preview.steps = {
+            sid: dataclasses.replace(st, source=sampling_source(st.source))
+            if isinstance(st, SourceStep)
+            else st
+            for sid, st in self.steps.items()
+            if not isinstance(st, SinkStep)
+        }
+        # a fresh start that neither reads nor writes a checkpoint (a run of this pipeline may hold it)
+        ex = Executor(preview, clock=ManualClock(0), resume={"sources": {}, "operators": {}})
         from streamlab.runtime.result import Collector
 
         for sink in self.steps.values():  # what a sink would get, also where other steps read it too
@@ -703,9 +719,12 @@ class Pipeline:
         ex.open()
         try:
             ex.limit = n
-            while not ex.all_done() and ex.taken < n:
+            deadline = time.monotonic() + wait_s
+            while not ex.all_done() and ex.taken < n and time.monotonic() < deadline:
                 if not ex.poll_once(ahead=False):
-                    ex.wait_for_data()
+                    ex.wait_for_data()  # (instant on the manual clock: replays' pacing takes no time)
+                    if ex.idle_live():
+                        time.sleep(0.01)  # a live source with nothing yet: wait for it in wall time
             if flush_windows:
                 ex.flush_operators()
             else:

@@ -78,7 +78,7 @@ def nice_duration(ns: float) -> int:
 
 
 # -- reading a sample without committing ---------------------------------------------------------------
-def _sampling_source(source: Source) -> Source:
+def sampling_source(source: Source) -> Source:
     """A source reading the same data that commits nothing even if asked: Kafka gets its own group.
 
     A Kafka reader joining the pipeline's group would take partitions from its live members (a
@@ -132,7 +132,7 @@ def read_sample(
     ([1, 2], 2, None)
     """
     clock = clock or SystemClock()
-    src = _sampling_source(_as_source(source))
+    src = sampling_source(_as_source(source))
     deadline = clock.now_ns() + parse_duration(timeout, what="profile(timeout=...)")
     reader = src.open(None, clock)
     batches: list[pd.DataFrame] = []

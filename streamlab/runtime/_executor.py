@@ -416,6 +416,22 @@ class Executor:
             self.positions.torn = True
             raise
 
+    def idle_live(self) -> bool:
+        """Whether every source not yet done is a live one with nothing due (no replay time to move to).
+
+        Examples
+        --------
+        >>> from streamlab import Pipeline
+        >>> from streamlab.clock import ManualClock
+        >>> from streamlab.testing import ListSource
+        >>> ex = Executor(Pipeline(ListSource([{"x": 1}])), clock=ManualClock(0))
+        >>> ex.open(); _ = ex.poll_once(); ex.idle_live()
+        False
+        >>> ex.close()
+        """
+        waiting = [r for r in self.readers.values() if not r.done]
+        return bool(waiting) and all(r.next_ready_ns() is None for r in waiting)
+
     def wait_for_data(self) -> None:
         now = self.clock.now_ns()
         due = [t for r in self.readers.values() if not r.done and (t := r.next_ready_ns()) is not None]
