@@ -21,6 +21,7 @@ import pandas as pd
 __all__ = [
     "PANDAS_2_3",
     "PANDAS_3",
+    "READ_JSON_AS_WRITTEN",
     "as_pandas_3",
     "duplicated_rows",
     "factorize",
@@ -35,6 +36,13 @@ PANDAS_3 = int(pd.__version__.split(".")[0]) >= 3
 PANDAS_2_3 = tuple(int(p) for p in pd.__version__.split(".")[:2]) >= (2, 3)
 """pandas >= 2.3 (Python 3.10's newest, and pandas 3): the versions streamlab's compiled expressions are
 proven equal to ``DataFrame.eval`` on (``streamlab._expr.compile_expression``)."""
+
+READ_JSON_AS_WRITTEN: dict[str, bool] = (
+    {} if tuple(int(p) for p in pd.__version__.split(".")[:2]) >= (3, 1) else {"convert_dates": False}
+)
+"""Keywords of ``pd.read_json(..., dtype=False)`` for values as written: pandas 3.1 leaves dates alone
+with ``dtype=False`` and deprecated ``convert_dates`` (pandas 4 removes it); before, dates were guessed
+from column names (``*_time``, ``*_at``, ``date``) unless ``convert_dates=False``."""
 
 _NO_DOWNCASTING = not PANDAS_3 and "no_silent_downcasting" in dir(pd.options.future)  # pandas 2.2, 2.3
 

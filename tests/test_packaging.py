@@ -258,6 +258,7 @@ PANDAS_2_TESTS = (
     "tests/detectors/test_shared_counts_text_keys.py",
     "tests/detectors/test_expr.py",
     "tests/core/test_expression_declared_types.py",
+    "tests/core/test_user_file_shapes.py",
 )
 
 
