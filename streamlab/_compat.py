@@ -13,6 +13,7 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 import numpy as np
@@ -21,12 +22,12 @@ import pandas as pd
 __all__ = [
     "PANDAS_2_3",
     "PANDAS_3",
-    "READ_JSON_AS_WRITTEN",
     "as_pandas_3",
     "duplicated_rows",
     "factorize",
     "inferred_kind",
     "object_index",
+    "read_json_lines_as_written",
     "text_column",
 ]
 
@@ -37,12 +38,28 @@ PANDAS_2_3 = tuple(int(p) for p in pd.__version__.split(".")[:2]) >= (2, 3)
 """pandas >= 2.3 (Python 3.10's newest, and pandas 3): the versions streamlab's compiled expressions are
 proven equal to ``DataFrame.eval`` on (``streamlab._expr.compile_expression``)."""
 
-READ_JSON_AS_WRITTEN: dict[str, bool] = (
-    {} if tuple(int(p) for p in pd.__version__.split(".")[:2]) >= (3, 1) else {"convert_dates": False}
-)
-"""Keywords of ``pd.read_json(..., dtype=False)`` for values as written: pandas 3.1 leaves dates alone
-with ``dtype=False`` and deprecated ``convert_dates`` (pandas 4 removes it); before, dates were guessed
-from column names (``*_time``, ``*_at``, ``date``) unless ``convert_dates=False``."""
+_DATES_LEFT_ALONE = tuple(int(p) for p in pd.__version__.split(".")[:2]) >= (3, 1)
+
+
+def read_json_lines_as_written(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """A JSON-lines file as a frame, each value as written: no dtype nor date guessing.
+
+    pandas 3.1 leaves dates alone with ``dtype=False`` and deprecated ``convert_dates`` (pandas 4
+    removes it); before, dates were guessed from column names (``*_time``, ``*_at``, ``date``) unless
+    ``convert_dates=False``. ``utf-8-sig``: a byte order mark at the start is no data.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "e.jsonl")
+    >>> _ = open(path, "w").write('{"elapsed_time": 40000000}\\n')
+    >>> read_json_lines_as_written(path)["elapsed_time"].tolist()
+    [40000000]
+    """
+    if _DATES_LEFT_ALONE:
+        return pd.read_json(path, lines=True, dtype=False, encoding="utf-8-sig")
+    return pd.read_json(path, lines=True, dtype=False, convert_dates=False, encoding="utf-8-sig")
+
 
 _NO_DOWNCASTING = not PANDAS_3 and "no_silent_downcasting" in dir(pd.options.future)  # pandas 2.2, 2.3
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._compat import READ_JSON_AS_WRITTEN
+from streamlab._compat import read_json_lines_as_written
 from streamlab._csv_records import CsvRecords, cut_short, read_csv, split_csv
 from streamlab._lines import LineBlocks, file_lines
 from streamlab._time import NAT_NS, to_utc_ns, utc_array
@@ -936,9 +936,7 @@ class ReplaySource(Source):
                     # no date guessing: pandas 2 made numbers in columns named *_time, *_at, modified or
                     # date datetimes (an elapsed_time of 40000000 ms became 1971-04-08); the event time is
                     # read below, as every step reads it
-                    frame = pd.read_json(
-                        path, lines=True, dtype=False, encoding="utf-8-sig", **READ_JSON_AS_WRITTEN
-                    )
+                    frame = read_json_lines_as_written(path)
                 except (ValueError, TypeError, AttributeError, EOFError, OSError) as e:  # TypeError (pandas
                     # 2: AttributeError): a JSON line that is no object; EOFError, OSError: a truncated or
                     # corrupt compressed file
