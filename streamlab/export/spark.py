@@ -2053,6 +2053,11 @@ def _quiet_log4j() -> Path:
         "appender.console.target = SYSTEM_ERR\n"
         "appender.console.layout.type = PatternLayout\n"
         "appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex\n"
+        # Spark's loggers set to the root's level: else PySpark's JVM, which Spark takes for a shell,
+        # says "Setting default log level to WARN" and how to change it (two lines in every notebook
+        # cell that starts it; see Logging.initializeLogging: a logger's own level wins over WARN)
+        "logger.spark.name = org.apache.spark\n"
+        "logger.spark.level = error\n"
     )
     if not path.exists() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)

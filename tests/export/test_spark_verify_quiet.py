@@ -1,5 +1,5 @@
 """verify(target="spark") in a notebook printed the JVM's start-up log (Spark's "default log4j profile",
-"WARN Utils: Your hostname ... resolves to a loopback address", "WARN NativeCodeLoader") and PySpark's
+"WARN Utils: Your hostname ... resolves to a loopback address", "WARN NativeCodeLoader", "Setting default log level to "WARN"") and PySpark's
 FutureWarning about pandas 3 into the cell's output (notebook 12, found by the notebook review). The
 verification session now starts its JVM with errors-only logging, unless the user has a Spark
 configuration of their own (``SPARK_CONF_DIR``)."""
@@ -28,6 +28,8 @@ def test_the_verification_session_starts_without_warnings_or_the_default_log_pro
     assert run.stdout.split() == ["3"]
     said = run.stderr
     assert "default log4j profile" not in said
+    # (Spark takes PySpark's JVM for a shell, which announced its log level in two lines)
+    assert "Setting default log level" not in said and "setLogLevel" not in said, said
     assert " WARN " not in said and "FutureWarning" not in said, said
     assert (
         (tmp_path / "cache" / "spark-log4j2-errors.properties")
