@@ -383,10 +383,41 @@ def _unreadable(path: Path, where: str | None, error: Exception) -> ValueError:
         else f"ReplaySource: {where} cannot be read as a table ({type(error).__name__}: {error}). A CSV file "
         "with malformed records cannot be loaded whole; pass a sink for them, and its good rows replay while "
         "those records go there with the reason: ReplaySource(path, dead_letter=JsonLinesSink('bad.jsonl'))"
+        + (
+            "; or, for a file written in another encoding than UTF-8 (Excel's exports often are), load it "
+            "with pandas and replay the frame: ReplaySource(pandas.read_csv(path, encoding='cp1252'))"
+            if "UTF-8" in str(error)
+            else ""
+        )
         if " of " in where and path.name.lower().endswith((".csv", ".csv.gz"))
         else f"ReplaySource: {where} cannot be read as a table ({type(error).__name__}: {error}); "
         "fix the file or load it yourself (pandas.read_csv(..., on_bad_lines=...)) and pass the DataFrame"
     )
+
+
+_SEPARATORS = (";", "\t", "|")  # what a table file may use instead of commas
+
+
+def _first_line(data: bytes) -> str:
+    return data[: data.find(b"\n") if b"\n" in data else len(data)].decode("utf-8", "replace").strip()
+
+
+def _other_separator(data: bytes) -> str | None:
+    """The separator a CSV file's header uses instead of commas (``;``, a tab, ``|``), if it has one.
+
+    Examples
+    --------
+    >>> _other_separator(b"timestamp;user;amount\\n2024-01-01T00:00:00Z;a;1,5\\n")
+    ';'
+    >>> _other_separator(b"timestamp,user\\n") is None, _other_separator(b"timestamp\\n") is None
+    (True, True)
+    """
+    header = _first_line(data[:65536])
+    if "," in header or '"' in header:
+        return None
+    counts = {sep: header.count(sep) for sep in _SEPARATORS}
+    best = max(counts, key=lambda sep: counts[sep])
+    return best if counts[best] else None
 
 
 def _bad_json_line(path: Path) -> int | None:
@@ -956,7 +987,15 @@ class ReplaySource(Source):
             return self._load_csv(path)
         if name.endswith(".parquet"):
             return self._load_parquet(path, [str(path)])
-        raise ValueError(f"ReplaySource: cannot tell the format of {path.name}; use .jsonl, .csv or .parquet")
+        other = "\\t" if name.endswith((".tsv", ".tab")) else None
+        raise ValueError(
+            f"ReplaySource: cannot tell the format of {path.name}; use .jsonl, .csv or .parquet"
+            + (
+                f", or load it with pandas and replay the frame: ReplaySource(pandas.read_csv(path, sep='{other}'))"
+                if other
+                else ""
+            )
+        )
 
     def _load_parquet(self, path: Path, files: list[str]) -> pd.DataFrame:
         try:
@@ -975,6 +1014,18 @@ class ReplaySource(Source):
         try:
             with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as f:
                 data = f.read()
+        except (EOFError, OSError) as e:  # a truncated or corrupt compressed file
+            raise _unreadable(path, None, e) from None
+        other = _other_separator(data)
+        if other is not None:  # e.g. Excel's exports where the decimal mark is a comma
+            raise ValueError(
+                f"ReplaySource: {path} is no comma-separated file: its header {_first_line(data)[:80]!r} has "
+                f"no comma but {other!r} between its names; load it with pandas and replay the frame: "
+                f"ReplaySource(pandas.read_csv(path, sep={other!r}"
+                + (", decimal=','" if other == ";" else "")
+                + "))"
+            )
+        try:
             if b"\x00" not in data:  # pandas reads NUL bytes as text: only the check below refuses them
                 try:
                     frame = read_csv(data)

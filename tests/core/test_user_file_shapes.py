@@ -495,3 +495,57 @@ def test_a_list_of_events_with_a_lone_surrogate_is_taken(batch_size: int | None)
     p.stream.window(TumblingWindow("1m"), key="k").agg(agg.count(), agg.sum("v"))
     out = p.run()["window"]
     assert sorted(zip(out["k"], out["count"], out["sum_v"])) == [("", 1, 0.0), ("\ud800", 2, 4.0)]
+
+
+@pytest.mark.parametrize(
+    ("text", "sep", "fix"),
+    [
+        # Excel's export where the decimal mark is a comma: fields between semicolons
+        (
+            "timestamp;user;amount\n2024-01-01T00:00:00Z;a;1,5\n2024-01-01T00:00:10Z;b;2,5\n",
+            ";",
+            "decimal=','",
+        ),
+        ("timestamp;user\n2024-01-01T00:00:00Z;a\n", ";", "sep=';'"),  # read before as one column
+        ("timestamp\tuser\tamount\n2024-01-01T00:00:00Z\ta\t1.5\n", "\t", "sep='\\t'"),
+        ("timestamp|user\n2024-01-01T00:00:00Z|a\n", "|", "sep='|'"),
+    ],
+)
+def test_a_csv_file_separated_by_another_mark_is_refused_with_the_way_to_read_it(
+    tmp_path: Path, text: str, sep: str, fix: str
+) -> None:
+    """Such a file failed with "line 2 ... 2 fields, where the header has 1", or, without a comma in its
+    rows, replayed one column named 'timestamp;user' (the fix said nothing of the separator)."""
+    path = tmp_path / "e.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match="no comma-separated file") as caught:
+        ReplaySource(path)
+    assert fix in str(caught.value) and "ReplaySource(pandas.read_csv(path" in str(caught.value)
+    # the way the message gives replays the file
+    frame = pd.read_csv(path, sep=sep, decimal="," if "decimal" in fix else ".")
+    replay = ReplaySource(frame).frame
+    assert replay["user"].iloc[0] == "a"
+    if "amount" in replay.columns:
+        assert replay["amount"].iloc[0] == 1.5
+
+
+def test_a_comma_separated_file_with_semicolons_in_its_values_replays() -> None:
+    """The check reads the header only: semicolons, tabs and bars in values (or quoted names) are data."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp()) / "e.csv"
+    path.write_text('timestamp,"a;b",note\n2024-01-01T00:00:00Z,1,x;y|z\ttab\n')
+    frame = ReplaySource(path).frame
+    assert list(frame.columns) == ["timestamp", "a;b", "note"] and frame["note"].tolist() == ["x;y|z\ttab"]
+
+
+def test_a_tsv_file_and_a_file_in_another_encoding_are_told_how_to_be_read(tmp_path: Path) -> None:
+    tsv = tmp_path / "e.tsv"
+    tsv.write_text("timestamp\tuser\n2024-01-01T00:00:00Z\ta\n")
+    with pytest.raises(ValueError, match=r"cannot tell the format of e\.tsv.*sep='\\t'"):
+        ReplaySource(tsv)
+    latin = tmp_path / "e.csv"
+    latin.write_bytes("timestamp,user\n2024-01-01T00:00:00Z,José\n".encode("cp1252"))
+    with pytest.raises(ValueError, match="encoding='cp1252'"):
+        ReplaySource(latin)
+    assert ReplaySource(pd.read_csv(latin, encoding="cp1252")).frame["user"].tolist() == ["José"]
