@@ -203,8 +203,9 @@ def to_arrow_value(kind, value):
 
 
 def split_lines(content):
-    """Raw records of one file: its lines, without line ends (a trailing newline ends the last one)."""
-    parts = content.split(b"\\n")
+    """Raw records of one file: its lines, without line ends (a trailing newline ends the last one); a
+    UTF-8 byte order mark that starts the file is not part of its first record (as in streamlab's replay)."""
+    parts = content.removeprefix(b"\\xef\\xbb\\xbf").split(b"\\n")
     if parts and parts[-1] == b"":
         parts.pop()
     return [p[:-1] if p.endswith(b"\\r") else p for p in parts]
@@ -2106,6 +2107,13 @@ def run_spark(
 
     if any(b"\n" in line for line in lines):
         raise ValueError("a sample record holds a newline; the Spark verification writes one record per line")
+    firsts = lines[:: batch_records or len(lines) or 1]  # the records that start the files written below
+    if any(line.startswith(b"\xef\xbb\xbf") for line in firsts):
+        raise ValueError(
+            "a sample record that starts a file of the Spark verification starts with a byte order mark, "
+            "which the job (as streamlab's replay) takes for the file's, not the record's; put another "
+            "record before it"
+        )
     work = Path(workdir).resolve()  # Spark's JVM resolves a relative path against its own cwd
     module_path = Path(module_path).resolve()
     src, out, ckpt = work / "input", work / "output", work / "checkpoints"

@@ -378,6 +378,8 @@ def test_records_written_one_per_line_are_read_back(records: list[bytes]) -> Non
     """The generated job's line splitting (a file of records to records) inverts how verify writes them."""
     module = _generated_module()
     content = b"".join(r + b"\n" for r in records)
+    if records and records[0].startswith(b"\xef\xbb\xbf"):  # the file's byte order mark (verify refuses it)
+        records = [records[0][3:], *records[1:]]
     assert module.split_lines(content) == records
 
 
