@@ -216,7 +216,10 @@ def parse_batches(batches, column, split, step_id, fields, required, max_record_
 
     Every output row has the fields plus ``_ok`` (False for a dead letter), ``_raw``, ``_reason`` and
     its arrival sequence ``_src``, ``_seq`` (see ``read_raw``; for a file, ``_seq`` is the line number).
-    The END_OF_INPUT line becomes a row with every timestamp field at END_TIME.
+    The END_OF_INPUT line that ends a file becomes a row with every timestamp field at END_TIME, and the
+    TICK line that ends one is skipped; anywhere else (inside a file, or a Kafka, Kinesis or Pub/Sub
+    message) either is a bad record like any other, a dead letter, as in streamlab: one message could
+    otherwise close every window (every later row dropped behind the watermark) or vanish.
     """
     schema = pa.schema(
         [(name, ARROW_TYPES[kind]) for name, kind, _ in fields]
@@ -229,18 +232,19 @@ def parse_batches(batches, column, split, step_id, fields, required, max_record_
         srcs = batch.column("_src").to_pylist() if "_src" in names else [None] * len(contents)
         seqs = batch.column("_seq").to_pylist() if "_seq" in names else [None] * len(contents)
         if split:
-            raws, order = [], []
+            raws, order, ends = [], [], []
             for content, src in zip(contents, srcs):
                 lines = split_lines(content)
                 raws += lines
                 order += [(src, i) for i in range(len(lines))]
+                ends += [i == len(lines) - 1 for i in range(len(lines))]
         else:
-            raws, order = contents, list(zip(srcs, seqs))
+            raws, order, ends = contents, list(zip(srcs, seqs)), [False] * len(contents)
         rows = []
-        for raw, (src, seq) in zip(raws, order):
-            if raw == TICK:
+        for raw, (src, seq), last in zip(raws, order, ends):
+            if last and raw == TICK:
                 continue
-            if raw == END_OF_INPUT:
+            if last and raw == END_OF_INPUT:
                 row = {name: (END_TIME if kind == "timestamp" else None) for name, kind, _ in fields}
                 rows.append({**row, "_ok": True, "_raw": None, "_reason": None, "_src": src, "_seq": seq})
                 continue
