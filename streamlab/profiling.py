@@ -197,7 +197,8 @@ def _collect(
 
 
 def _epoch_format(values: list[Any], name: str, hinted: bool) -> str | None:
-    nums = [float(v) for v in values if _kind(v) in ("int", "float")]
+    # an integer beyond a double (a 400-digit one) is no epoch time: left out, so the 98% test below fails
+    nums = [float(v) for v in values if _kind(v) == "float" or (_kind(v) == "int" and abs(v) < 2**1023)]
     if not nums or len(nums) < 0.98 * len(values):
         return None
     arr = np.abs(np.asarray(nums))
@@ -789,7 +790,7 @@ def _records(column: pd.Series) -> list[Any]:
             continue
         try:
             obj = json.loads(r)
-        except ValueError:
+        except (ValueError, RecursionError):  # nesting deeper than Python's stack: no record, as in parse
             out.append(None)
             continue
         out.append(obj if isinstance(obj, dict) else None)
@@ -979,7 +980,7 @@ def _analyse(
         ids = events[idf]
         dup = ids.duplicated(keep="first").to_numpy() & ids.notna().to_numpy()
         dup_rate = float(dup.mean())
-        if dup.any():
+        if dup.any() and len(ts) == len(ids):  # a ttl only where events have times (else none)
             first_ts = pd.Series(ts).groupby(ids.to_numpy()).transform("first").to_numpy()
             newest = np.maximum.accumulate(ts)
             ttl = format_duration(nice_duration(max(float((newest - first_ts)[dup].max()) * 2, _S)))

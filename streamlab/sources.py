@@ -444,9 +444,31 @@ def _bad_json_line(path: Path) -> int | None:
             try:
                 if not isinstance(json.loads(text), dict):
                     return n
-            except ValueError:  # also bad UTF-8
+            except (ValueError, RecursionError):  # also bad UTF-8, and nesting deeper than Python's stack
                 return n
     return None
+
+
+def _refuse_lines_not_objects(path: Path) -> None:
+    """Raise the error naming the first line of ``path`` that is not a JSON object, if any: pandas' reader
+    takes a line holding an array, a number, a string or null, as a row of columns ``0, 1, ...``, of the
+    array's objects, or without values. Lines that start with ``{`` are found in a vectorized scan; only
+    a file with some other line (a blank one, too) is read again, line by line, to find the culprit."""
+    import gzip
+
+    other, at_start = False, True
+    with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as f:
+        first = True
+        while not other and (chunk := f.read(1 << 24)):
+            if first:
+                chunk, first = chunk.removeprefix(b"\xef\xbb\xbf"), False
+            view = np.frombuffer(chunk, dtype=np.uint8)
+            starts = np.flatnonzero(view == 0x0A) + 1
+            starts = starts[starts < len(view)]
+            other = bool((view[starts] != 0x7B).any()) or (at_start and len(view) > 0 and view[0] != 0x7B)
+            at_start = chunk.endswith(b"\n")
+    if other and (line := _bad_json_line(path)) is not None:
+        raise _unreadable(path, f"line {line}", ValueError("the line is not a JSON object (a row)"))
 
 
 def json_array_file(path: Path) -> bool:
@@ -511,6 +533,8 @@ def json_document_file(path: Path) -> bool:
         json.loads(first)
     except ValueError:  # also bad UTF-8: the object goes on below, or the line is broken
         return True
+    except RecursionError:  # a whole line, nested too deep to read: JSON lines, whose reader names it
+        return False
     return False
 
 
@@ -535,7 +559,7 @@ def _json_documents_frame(path: Path) -> pd.DataFrame:
                     f"{shown} at character {start} is {type(row).__name__}, not an object (a row)"
                 )
             rows.append(row)
-    except (ValueError, EOFError, OSError) as e:  # also invalid UTF-8
+    except (ValueError, RecursionError, EOFError, OSError) as e:  # also invalid UTF-8
         if _some_line_an_object(path):  # JSON lines whose first line is broken: raw sets it aside
             line = _bad_json_line(path)
             raise _unreadable(path, None if line is None else f"line {line}", e) from None
@@ -564,7 +588,7 @@ def _some_line_an_object(path: Path) -> bool:
                 try:
                     if isinstance(json.loads(text), dict):
                         return True
-                except ValueError:
+                except (ValueError, RecursionError):
                     continue
     return False
 
@@ -606,7 +630,13 @@ def _json_line_objects(path: Path) -> Iterable[dict[str, Any]]:
         for n, line in enumerate(f):
             text = line[3:] if n == 0 and line.startswith(b"\xef\xbb\xbf") else line
             if text.strip():
-                yield json.loads(text)
+                try:
+                    row = json.loads(text)
+                except RecursionError:
+                    raise ValueError("nested deeper than Python's parser reads") from None
+                if not isinstance(row, dict):
+                    raise ValueError(f"{json.dumps(row)[:40]} is {type(row).__name__}, not an object (a row)")
+                yield row
 
 
 def _json_array_frame(path: Path) -> pd.DataFrame:
@@ -618,7 +648,7 @@ def _json_array_frame(path: Path) -> pd.DataFrame:
         with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as f:
             data = f.read()
         rows = json.loads(data.decode("utf-8-sig"))
-    except (ValueError, EOFError, OSError) as e:  # also invalid UTF-8
+    except (ValueError, RecursionError, EOFError, OSError) as e:  # also invalid UTF-8
         raise ValueError(
             f"ReplaySource: {path} holds no readable JSON array ({type(e).__name__}: {e}); fix the file, or "
             "write one object a line (.jsonl) and replay it raw so that bad records go to a dead-letter "
@@ -977,6 +1007,7 @@ class ReplaySource(Source):
                     # every line is a JSON object (pandas' reader refused a number beyond 64 bits)
                     frame = _records_frame(list(_json_line_objects(path)))
                 else:
+                    _refuse_lines_not_objects(path)
                     frame = _exact_ints(frame, lambda: list(_json_line_objects(path)))
             if self.time in frame.columns:
                 frame[self.time] = _event_times(path, frame[self.time], self.time)

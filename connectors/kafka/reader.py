@@ -33,6 +33,7 @@ from streamlab._time import NAT_NS, ns_to_timestamp
 from streamlab.io import SourceReader
 
 log = logging.getLogger("streamlab.connectors.kafka")  # one logger for the whole connector
+_MS_MAX = np.iinfo(np.int64).max // 1_000_000  # the largest |milliseconds| whose nanoseconds fit int64
 
 
 #: Columns of every batch a :class:`KafkaSource` returns, in order.
@@ -516,7 +517,11 @@ class KafkaSourceReader(SourceReader):
         ts = [m.timestamp() for m in msgs]
         ts_type = np.fromiter((t[0] for t in ts), dtype=np.int64, count=len(ts))
         ts_ms = np.fromiter((t[1] for t in ts), dtype=np.int64, count=len(ts))
-        ns = np.where(ts_type == self._ck.TIMESTAMP_NOT_AVAILABLE, NAT_NS, ts_ms * 1_000_000)
+        # a producer may set any 64-bit time: one beyond int64 nanoseconds (after 2262, before 1677) is
+        # missing, where multiplying would wrap it round to another time
+        far = np.abs(ts_ms) > _MS_MAX
+        missing = (ts_type == self._ck.TIMESTAMP_NOT_AVAILABLE) | far
+        ns = np.where(missing, NAT_NS, np.where(far, 0, ts_ms) * 1_000_000)
         columns: dict[str, Any] = {
             "value": pd.Series([m.value() for m in msgs], dtype=object),
             "key": pd.Series([m.key() for m in msgs], dtype=object),

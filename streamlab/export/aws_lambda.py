@@ -2107,10 +2107,12 @@ def run_lambda(
 ) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Drive the generated handler as a Kinesis event-source mapping would, against moto.
 
-    The scenario: batches of ``batch_size`` records; the second batch is retried once as if its first
-    invocation timed out after writing (its state is discarded); the batch holding the first dead letter
-    is first invoked with an unreachable dead-letter queue, so the handler reports that record in
-    ``batchItemFailures`` and the batch is redelivered from it; a final invocation ends the window.
+    The function is configured as ``main.tf`` deploys it (its queue, its bucket for side outputs over
+    the queue's limit, its window table). The scenario: batches of ``batch_size`` records; the second
+    batch is retried once as if its first invocation timed out after writing (its state is discarded);
+    the batch holding the first dead letter is first invoked with an unreachable dead-letter queue, so
+    the handler reports that record in ``batchItemFailures`` and the batch is redelivered from it; a
+    final invocation ends the window.
 
     Returns
     -------
@@ -2132,6 +2134,7 @@ def run_lambda(
         "TIMESTREAM_DATABASE",
         "TIMESTREAM_TABLE",
         "DEAD_LETTER_QUEUE_URL",
+        "DEAD_LETTER_BUCKET",
         "WINDOW_TABLE",
     )
     saved = {k: os.environ.get(k) for k in env_keys}
@@ -2151,6 +2154,9 @@ def run_lambda(
             ts.create_database(DatabaseName=database)
             ts.create_table(DatabaseName=database, TableName=table)
             queue = sqs.create_queue(QueueName=f"verify-{tag}")["QueueUrl"]
+            # as deployed (main.tf): a side output over the queue's limit goes whole to the bucket
+            bucket = f"verify-{tag}-dead-letters"
+            aws.client("s3").create_bucket(Bucket=bucket)
             windows = create_window_table(aws.client("dynamodb"), f"verify-{tag}-windows")
             os.environ.update(
                 AWS_ENDPOINT_URL=aws.endpoint_url,
@@ -2160,6 +2166,7 @@ def run_lambda(
                 TIMESTREAM_DATABASE=database,
                 TIMESTREAM_TABLE=table,
                 DEAD_LETTER_QUEUE_URL=queue,
+                DEAD_LETTER_BUCKET=bucket,
                 WINDOW_TABLE=windows,
             )
             module = load_module(files.module)

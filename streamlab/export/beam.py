@@ -950,7 +950,8 @@ in base64 per line, so a record holding a line break (or ending in a carriage re
 
 def read_lines(pattern, input_format="lines"):
     """Raw records of the files matching ``pattern``, as bytes, split as ``ReadFromText`` splits them
-    (at each LF or CRLF; no record after a final newline), files in name order; in ``base64`` format
+    (at each LF or CRLF; no record after a final newline), files in name order; a UTF-8 byte order mark
+    that starts a file is not part of its first record (as in streamlab's replay); in ``base64`` format
     (``INPUT_FORMATS``) each line is decoded to the record it holds."""
     from apache_beam.io.filesystems import FileSystems
 
@@ -958,7 +959,7 @@ def read_lines(pattern, input_format="lines"):
     for match in FileSystems.match([pattern]):
         for meta in sorted(match.metadata_list, key=lambda m: m.path):
             with FileSystems.open(meta.path) as f:
-                data = f.read()
+                data = f.read().removeprefix(b"\\xef\\xbb\\xbf")
             parts = data.split(b"\\n")
             if parts and parts[-1] == b"":
                 parts.pop()

@@ -203,8 +203,9 @@ def to_arrow_value(kind, value):
 
 
 def split_lines(content):
-    """Raw records of one file: its lines, without line ends (a trailing newline ends the last one)."""
-    parts = content.split(b"\\n")
+    """Raw records of one file: its lines, without line ends (a trailing newline ends the last one); a
+    UTF-8 byte order mark that starts the file is not part of its first record (as in streamlab's replay)."""
+    parts = content.removeprefix(b"\\xef\\xbb\\xbf").split(b"\\n")
     if parts and parts[-1] == b"":
         parts.pop()
     return [p[:-1] if p.endswith(b"\\r") else p for p in parts]
@@ -215,7 +216,10 @@ def parse_batches(batches, column, split, step_id, fields, required, max_record_
 
     Every output row has the fields plus ``_ok`` (False for a dead letter), ``_raw``, ``_reason`` and
     its arrival sequence ``_src``, ``_seq`` (see ``read_raw``; for a file, ``_seq`` is the line number).
-    The END_OF_INPUT line becomes a row with every timestamp field at END_TIME.
+    The END_OF_INPUT line that ends a file becomes a row with every timestamp field at END_TIME, and the
+    TICK line that ends one is skipped; anywhere else (inside a file, or a Kafka, Kinesis or Pub/Sub
+    message) either is a bad record like any other, a dead letter, as in streamlab: one message could
+    otherwise close every window (every later row dropped behind the watermark) or vanish.
     """
     schema = pa.schema(
         [(name, ARROW_TYPES[kind]) for name, kind, _ in fields]
@@ -228,18 +232,19 @@ def parse_batches(batches, column, split, step_id, fields, required, max_record_
         srcs = batch.column("_src").to_pylist() if "_src" in names else [None] * len(contents)
         seqs = batch.column("_seq").to_pylist() if "_seq" in names else [None] * len(contents)
         if split:
-            raws, order = [], []
+            raws, order, ends = [], [], []
             for content, src in zip(contents, srcs):
                 lines = split_lines(content)
                 raws += lines
                 order += [(src, i) for i in range(len(lines))]
+                ends += [i == len(lines) - 1 for i in range(len(lines))]
         else:
-            raws, order = contents, list(zip(srcs, seqs))
+            raws, order, ends = contents, list(zip(srcs, seqs)), [False] * len(contents)
         rows = []
-        for raw, (src, seq) in zip(raws, order):
-            if raw == TICK:
+        for raw, (src, seq), last in zip(raws, order, ends):
+            if last and raw == TICK:
                 continue
-            if raw == END_OF_INPUT:
+            if last and raw == END_OF_INPUT:
                 row = {name: (END_TIME if kind == "timestamp" else None) for name, kind, _ in fields}
                 rows.append({**row, "_ok": True, "_raw": None, "_reason": None, "_src": src, "_seq": seq})
                 continue
@@ -2111,6 +2116,13 @@ def run_spark(
 
     if any(b"\n" in line for line in lines):
         raise ValueError("a sample record holds a newline; the Spark verification writes one record per line")
+    firsts = lines[:: batch_records or len(lines) or 1]  # the records that start the files written below
+    if any(line.startswith(b"\xef\xbb\xbf") for line in firsts):
+        raise ValueError(
+            "a sample record that starts a file of the Spark verification starts with a byte order mark, "
+            "which the job (as streamlab's replay) takes for the file's, not the record's; put another "
+            "record before it"
+        )
     work = Path(workdir).resolve()  # Spark's JVM resolves a relative path against its own cwd
     module_path = Path(module_path).resolve()
     src, out, ckpt = work / "input", work / "output", work / "checkpoints"

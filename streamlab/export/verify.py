@@ -318,13 +318,19 @@ def input_format(lines: list[bytes]) -> str:
     """How a sample's records are handed to a Beam program's ``--input``: ``"lines"``, one per line, as
     a user's file holds them; ``"base64"`` (one record's bytes in base64 per line) when a record holds a
     line feed or ends in a carriage return, which a file of lines would split or cut (``read_lines``
-    takes LF and CRLF as the end of a line).
+    takes LF and CRLF as the end of a line), or when the first record starts with a UTF-8 byte order
+    mark, which a file of lines would lose (``read_lines`` skips one that starts a file, as streamlab's
+    replay does).
 
     Examples
     --------
     >>> input_format([b'{"a": 1}', b"not json"]), input_format([b'{"a":\\n 1}']), input_format([b"x\\r"])
     ('lines', 'base64', 'base64')
+    >>> input_format([b'\\xef\\xbb\\xbf{"a": 1}']), input_format([b"{}", b'\\xef\\xbb\\xbf{"a": 1}'])
+    ('base64', 'lines')
     """
+    if lines and lines[0].startswith(b"\xef\xbb\xbf"):
+        return "base64"
     return "base64" if any(b"\n" in line or line.endswith(b"\r") for line in lines) else "lines"
 
 
@@ -742,8 +748,9 @@ def verify(
                 "bytes, writing through its files sink",
                 *(
                     [
-                        "a record of the sample holds a line break: the file held each record in base64, one "
-                        "per line (--input_format base64), so that it stays one record"
+                        "a record of the sample holds a line break (or the first starts with a byte order "
+                        "mark): the file held each record in base64, one per line (--input_format base64), so "
+                        "that it stays one record"
                     ]
                     if input_format(lines) == "base64"
                     else []

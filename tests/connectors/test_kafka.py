@@ -158,6 +158,29 @@ def test_source_reads_every_record_with_typed_columns(kafka_broker: LocalKafkaBr
     assert set(df["topic"]) == {topic2}
 
 
+def test_message_times_beyond_int64_nanoseconds_are_missing_not_wrapped(
+    kafka_broker: LocalKafkaBroker, topic2: str
+) -> None:
+    # a producer may stamp a message with any 64-bit time; one after 2262 was multiplied to nanoseconds
+    # in int64 and wrapped round to 1970, 1677 or 1969: a wrong kafka_timestamp, not a missing one
+    from confluent_kafka import Producer
+
+    edge = np.iinfo(np.int64).max // 1_000_000  # 2262-04-11T23:47:16.854Z, the last that fits
+    stamps = [1_704_067_200_000, edge, edge + 1, 2**60, 2**63 - 1, 1]
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap_servers})
+    for i, ms in enumerate(stamps):
+        producer.produce(topic2, key=b"k", value=b"%d" % i, timestamp=ms)
+    assert producer.flush(15) == 0
+    reader = source(kafka_broker.bootstrap_servers, topic2, f"g-{topic2}").open()
+    try:
+        df = read_until(reader, len(stamps))
+    finally:
+        reader.close()
+    got = {v: None if pd.isna(t) else t for v, t in zip(df["value"], df["kafka_timestamp"])}
+    expected = [pd.Timestamp(ms, unit="ms", tz="UTC") if ms <= edge else None for ms in stamps]
+    assert [got[b"%d" % i] for i in range(len(stamps))] == expected
+
+
 def test_commit_then_new_member_rereads_exactly_the_uncommitted(
     kafka_broker: LocalKafkaBroker, topic2: str
 ) -> None:

@@ -219,11 +219,28 @@ def test_a_negative_delay_or_lateness_is_refused_as_a_window_step_refuses_it(cal
 
 @pytest.mark.parametrize(
     "sample",
-    [[b"not json"], [b"{}"], [b"1", b"2"], [b"[1,2]"], pd.DataFrame({"a": [1, 2]})],
-    ids=["malformed", "empty object", "scalars", "array", "frame without times"],
+    [
+        [b"not json"],
+        [b"{}"],
+        [b"1", b"2"],
+        [b"[1,2]"],
+        pd.DataFrame({"a": [1, 2]}),
+        [b'{"event_id": "a"}', b'{"event_id": "a"}'],
+        [{"event_id": "a"}, {"event_id": "a"}],
+    ],
+    ids=[
+        "malformed",
+        "empty object",
+        "scalars",
+        "array",
+        "frame without times",
+        "repeated id",
+        "repeated row",
+    ],
 )
 def test_a_sample_without_event_times_is_profiled_and_says_so(sample) -> None:
-    # these failed inside numpy (IndexError: index 0 is out of bounds) while suggesting delays
+    # these failed inside numpy (IndexError: index 0 is out of bounds) while suggesting delays; with a
+    # repeated id, in pandas (ValueError: Grouper and axis must be same length) while suggesting a ttl
     prof = profile(sample)
     assert prof.time_field is None and prof.late_table["delay"].tolist() == ["0s"]
     assert "event time" in prof._repr_html_()
@@ -251,3 +268,38 @@ def test_a_profiles_schema_reads_keys_that_contain_a_dot() -> None:
     parsed = p.parse(schema)
     rows = p.run()[parsed.ref]
     assert rows["user.id"].tolist() == [f"u{i}" for i in range(8)] and rows["a.b"].tolist() == list(range(8))
+
+
+_HOSTILE = [
+    b'{"timestamp": "2024-01-01T00:00:00Z", "event_id": "x", "n": ' + b"[" * 10_000 + b"]" * 10_000 + b"}",
+    b'{"timestamp": "2024-01-01T00:00:00Z", "event_id": "x", "n": '
+    + b'{"a": ' * 5_000
+    + b"1"
+    + b"}" * 5_000
+    + b"}",
+    b'{"timestamp": "2024-01-01T00:00:00Z", "event_id": "x", "n": 1' + b"0" * 400 + b"}",
+    b'{"timestamp": "2024-01-01T00:00:00Z", "event_id": "x", "n": 1e400}',
+    b'{"timestamp": "2024-01-01T00:00:00Z", "event_id": "x", "n": NaN}',
+    b'{"timestamp": "2024-01-01T00:00:00Z", "event_id": "\\ud800"}',
+    b'{"timestamp": "2024-01-01T00:00:00Z", "event_id": "\xff"}',
+    b"[" * 10_000,
+    b"[1]",
+    b"\x00",
+]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.sampled_from(_HOSTILE), min_size=1, max_size=6))
+def test_hostile_records_are_profiled_as_malformed_never_raising(hostile: list[bytes]) -> None:
+    # a record nested deeper than Python's stack raised RecursionError out of profile(), and a field
+    # with a 400-digit integer OverflowError (the epoch-time check turned it into a float)
+    good = [
+        json.dumps({"timestamp": f"2024-01-01T00:00:{i % 60:02d}Z", "event_id": f"e{i}", "n": i}).encode()
+        for i in range(60)
+    ]
+    lines = good[:30] + hostile + good[30:]
+    prof = profile(lines, n=len(lines))
+    result = Pipeline(ListSource(lines)).parse(prof.schema, time="timestamp").run(clock=ManualClock(0))
+    dead = result.outputs.get("parse.dead_letter", pd.DataFrame())
+    assert prof.malformed_rate == len(dead) / len(lines)
+    assert len(result["parse"]) + len(dead) == len(lines)

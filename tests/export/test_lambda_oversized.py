@@ -259,3 +259,21 @@ def test_a_failed_pointer_send_retries_the_record_and_the_retry_rewrites_the_sam
     (pointer,) = map(json.loads, receive(sqs, queue))
     assert pointer["payload_s3"] == {"bucket": bucket, "key": key}
     assert json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())["raw"].encode() == NOT_JSON
+
+
+@pytest.mark.services
+def test_verify_runs_the_handler_with_its_bucket_so_a_large_dead_letter_is_compared_whole(
+    tmp_path: Path,
+) -> None:
+    # the deployed function has DEAD_LETTER_BUCKET (main.tf); verify ran it without one, so a dead
+    # letter over the queue's limit arrived cut to fit and was reported as a difference from streamlab
+    from streamlab.export import verify
+
+    p = Pipeline(ListSource([b"{}"]), name="large_dead_letters")
+    p.parse(SCHEMA).window(TumblingWindow("1m"), key="event_type").agg(agg.count())
+    lines = [record(i, BASE_MS + i * 1000, "click", "u1", 1.0) for i in range(4)]
+    lines[1:1] = [b'{"event_id": "' + b"x" * 1_500_000, b"\xff" + b"y" * 1_200_000]  # not JSON, not UTF-8
+    report = verify(p, lines, "lambda", workdir=tmp_path)
+    assert report.equal, report.diff.to_string()[:2000]
+    assert report.counts["parse.dead_letter"] == {"streamlab": 2, "lambda": 2}
+    assert sorted(len(r) for r in report.exported["parse.dead_letter"]["raw"]) == [1_200_001, 1_500_014]

@@ -283,6 +283,35 @@ def test_end_of_input_line_is_not_json_and_moves_no_real_row() -> None:
     assert END_OF_INPUT.startswith(b"\x00")  # never a JSON record
 
 
+def test_a_marker_that_does_not_end_a_file_is_a_dead_letter_as_in_streamlab() -> None:
+    # a Kafka message (or a line inside a file) holding the end-of-input bytes became the END_TIME row
+    # that closes every window, so every later row was dropped behind the watermark; one holding TICK
+    # vanished. streamlab sends both to dead letter ("invalid JSON"), like any record that is not JSON.
+    import pyarrow as pa
+
+    from streamlab.export.spark import TICK
+
+    module = _generated_module()
+    fields = (("event_id", "string", ("event_id",)), ("timestamp", "timestamp", ("timestamp",)))
+    good = b'{"event_id": "e1", "timestamp": "2024-01-01T00:00:00Z"}'
+
+    def parse(values: list[bytes], split: bool) -> list[dict[str, Any]]:
+        batch = pa.RecordBatch.from_pydict({"value": pa.array(values, pa.binary())})
+        out = module.parse_batches([batch], "value", split, "parse", fields, ("timestamp",), 1_000_000)
+        return [row for b in out for row in b.to_pylist()]
+
+    for marker in (END_OF_INPUT, TICK):
+        reason = "invalid JSON: Expecting value: line 1 column 1 (char 0)"
+        rows = parse([good, marker, good], split=False)  # three messages
+        assert [(r["_ok"], r["_reason"]) for r in rows] == [(True, None), (False, reason), (True, None)]
+        rows = parse([b"\n".join([good, marker, good]) + b"\n"], split=True)  # a line inside a file
+        assert [(r["_ok"], r["_reason"]) for r in rows] == [(True, None), (False, reason), (True, None)]
+    # the line that ends a file is the marker it always was
+    rows = parse([good + b"\n" + END_OF_INPUT + b"\n", TICK + b"\n"], split=True)
+    assert len(rows) == 2 and rows[1]["_ok"] and rows[1]["_raw"] is None
+    assert rows[1]["timestamp"] > rows[0]["timestamp"]
+
+
 @pytest.mark.parametrize(
     ("build", "step", "words"),
     [
@@ -378,6 +407,8 @@ def test_records_written_one_per_line_are_read_back(records: list[bytes]) -> Non
     """The generated job's line splitting (a file of records to records) inverts how verify writes them."""
     module = _generated_module()
     content = b"".join(r + b"\n" for r in records)
+    if records and records[0].startswith(b"\xef\xbb\xbf"):  # the file's byte order mark (verify refuses it)
+        records = [records[0][3:], *records[1:]]
     assert module.split_lines(content) == records
 
 
