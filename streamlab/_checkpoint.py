@@ -16,6 +16,7 @@ naming its path.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHECKPOINT_FILE",
     "CheckpointError",
+    "CheckpointSaveError",
     "checkpoint_key",
     "default_checkpoint_dir",
     "load_checkpoint",
@@ -69,6 +71,23 @@ class CheckpointError(_PicklableError, ValueError):
     --------
     >>> str(CheckpointError("/tmp/cp/checkpoint.slcp", "it is empty", "delete it to start fresh"))
     'checkpoint /tmp/cp/checkpoint.slcp: it is empty. Fix: delete it to start fresh'
+    """
+
+    def __init__(self, path: str | os.PathLike[str], problem: str, fix: str) -> None:
+        self.path, self.problem, self.fix = os.fspath(path), problem, fix
+        super().__init__(f"checkpoint {self.path}: {problem}. Fix: {fix}")
+
+
+class CheckpointSaveError(_PicklableError, OSError):
+    """A checkpoint could not be written (the disk is full, the directory is not writable): the run
+    fails, and the checkpoint saved before it is left as it was, so a run after the cause is fixed
+    resumes from there. An ``OSError``, as the failure it wraps (its ``__cause__``).
+
+    Examples
+    --------
+    >>> e = CheckpointSaveError("/tmp/cp/checkpoint.slcp", "the disk is full", "free some space")
+    >>> isinstance(e, OSError), str(e)
+    (True, 'checkpoint /tmp/cp/checkpoint.slcp: the disk is full. Fix: free some space')
     """
 
     def __init__(self, path: str | os.PathLike[str], problem: str, fix: str) -> None:
@@ -234,11 +253,24 @@ def save_checkpoint(directory: Path, snapshot: dict[str, Any], header: dict[str,
     head["hmac"] = _sign(checkpoint_key(), head, payload)
     target = directory / CHECKPOINT_FILE
     tmp = directory / (CHECKPOINT_FILE + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(_MAGIC + json.dumps(head, sort_keys=True).encode() + b"\n" + payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(_MAGIC + json.dumps(head, sort_keys=True).encode() + b"\n" + payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except OSError as e:
+        # not a checkpoint that cannot be resumed: the one saved before is whole, and the run's
+        # sources were not committed past it (a disk full once read as "start fresh" on the command line)
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # (a part written to a full disk takes room the next attempt needs)
+        raise CheckpointSaveError(
+            target,
+            f"it could not be saved ({type(e).__name__}: {e}); the checkpoint saved before it, if any, is "
+            "left as it was, and nothing was committed upstream past it",
+            "make room on that disk (or make the directory writable), then run again with the same "
+            "checkpoint_dir (--checkpoint-dir): the run resumes from the last checkpoint saved",
+        ) from e
     return target
 
 
