@@ -23,6 +23,8 @@ import json
 import os
 import pickle
 import secrets
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -198,7 +200,9 @@ def checkpoint_key() -> bytes:
     """The key that signs checkpoints: ``STREAMLAB_CHECKPOINT_KEY``, else this user's key file.
 
     The key file (``~/.config/streamlab/checkpoint.key``, or under ``STREAMLAB_CONFIG_DIR``) is created
-    with 32 random bytes, readable by its owner only, the first time a checkpoint is written.
+    with 32 random bytes, readable by its owner only, the first time a checkpoint is written. It is
+    written whole under another name and renamed, by one process at a time, so runs starting together
+    get one key and a kill never leaves it empty (an empty one, left by an older streamlab, is replaced).
 
     Examples
     --------
@@ -212,19 +216,48 @@ def checkpoint_key() -> bytes:
     if env:
         return env.encode()
     path = _config_dir() / "checkpoint.key"
+    key = _read_key(path)
+    if key:
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _key_lock(path.parent):
+        key = _read_key(path)  # another run made it while this one waited
+        if key:
+            return key
+        key = secrets.token_hex(32).encode()
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="checkpoint.key.", suffix=".tmp")  # 0o600
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(key)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    return key
+
+
+def _read_key(path: Path) -> bytes:
+    """The key in ``path``; empty when there is none."""
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32).encode()
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first
-        return path.read_bytes()
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
-    return key
+        return b""
+
+
+@contextlib.contextmanager
+def _key_lock(directory: Path) -> Iterator[None]:
+    """Hold ``checkpoint.key.lock`` in ``directory`` (``flock``): one process at a time makes the key."""
+    with open(directory / "checkpoint.key.lock", "a") as f:
+        try:
+            import fcntl
+        except ImportError:  # (no flock on this platform: two first runs at once may make two keys)
+            yield
+            return
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def _sign(key: bytes, header: dict[str, Any], payload: bytes) -> str:

@@ -1,11 +1,12 @@
-"""A checkpoint that cannot be written (the disk is full): the run fails saying so, the last checkpoint
-stays whole, and the next run resumes it."""
+"""A checkpoint that cannot be written (the disk is full) and a checkpoint key made by two runs at once:
+the run fails saying so, the last checkpoint stays whole, and the next run resumes it."""
 
 from __future__ import annotations
 
 import errno
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 
 import streamlab._checkpoint as checkpoint_module
 from streamlab import JsonLinesSink, ManualClock, Pipeline, ReplaySource
-from streamlab._checkpoint import CHECKPOINT_FILE, CheckpointSaveError
+from streamlab._checkpoint import CHECKPOINT_FILE, CheckpointSaveError, checkpoint_key
 from streamlab.cli import main
 
 
@@ -101,3 +102,64 @@ def test_a_failed_save_raises_an_os_error_naming_the_checkpoint(
     assert isinstance(info.value, OSError)  # what it was before: `except OSError` still catches it
     assert isinstance(info.value.__cause__, OSError) and info.value.__cause__.errno == errno.ENOSPC
     assert info.value.path == str(tmp_path / "ckpt" / CHECKPOINT_FILE)
+
+
+def test_two_runs_making_the_checkpoint_key_at_once_get_the_same_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first run made the key file, then wrote the key: a second run reading it in between (or any
+    run after a kill -9 there) signed with an empty key, and later refused its own checkpoint as "not
+    signed with this user's checkpoint key" (or, after the kill, every checkpoint was signed with it)."""
+    monkeypatch.delenv("STREAMLAB_CHECKPOINT_KEY", raising=False)
+    monkeypatch.setenv("STREAMLAB_CONFIG_DIR", str(tmp_path / "config"))
+    inside, go, second_went = threading.Event(), threading.Event(), threading.Event()
+    real_fdopen = os.fdopen
+    real_lock = getattr(checkpoint_module, "_key_lock", None)
+
+    def held_fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread().name == "first":  # between making the file and writing the key
+            inside.set()
+            assert go.wait(10)
+        return real_fdopen(fd, *args, **kwargs)
+
+    def seen_lock(directory: Path) -> Any:
+        if threading.current_thread().name == "second":
+            second_went.set()  # it waits for the first from here
+        assert real_lock is not None
+        return real_lock(directory)
+
+    monkeypatch.setattr(checkpoint_module.os, "fdopen", held_fdopen)
+    monkeypatch.setattr(checkpoint_module, "_key_lock", seen_lock, raising=False)
+    keys: dict[str, bytes] = {}
+
+    def make(name: str) -> None:
+        keys[name] = checkpoint_key()
+        second_went.set()
+
+    first = threading.Thread(target=make, args=("first",), name="first")
+    second = threading.Thread(target=make, args=("second",), name="second")
+    first.start()
+    try:
+        assert inside.wait(10)
+        second.start()
+        assert second_went.wait(10)  # it read the key file, and returned or waits
+    finally:
+        go.set()
+        first.join(10)
+        second.join(10)
+    assert keys["first"] == keys["second"] == checkpoint_key()
+    assert len(keys["first"]) == 64
+
+
+def test_a_key_file_left_empty_by_a_kill_is_not_an_empty_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty key file (a streamlab before this fix killed between making it and writing the key) made
+    every checkpoint signed with the empty key, which anyone can forge."""
+    monkeypatch.delenv("STREAMLAB_CHECKPOINT_KEY", raising=False)
+    monkeypatch.setenv("STREAMLAB_CONFIG_DIR", str(tmp_path))
+    (tmp_path / "checkpoint.key").write_bytes(b"")
+    key = checkpoint_key()
+    assert len(key) == 64 and checkpoint_key() == key
+    assert (tmp_path / "checkpoint.key").read_bytes() == key
+    assert (tmp_path / "checkpoint.key").stat().st_mode & 0o077 == 0
