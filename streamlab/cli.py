@@ -464,8 +464,10 @@ def _user_error(exc: BaseException) -> bool:
 
 def _checkpoint_error(exc: BaseException, args: argparse.Namespace) -> bool:
     """Whether the run could not resume from its checkpoint directory (exit 2, with a fix)."""
-    from streamlab._checkpoint import CheckpointSaveError
+    from streamlab._checkpoint import CheckpointError, CheckpointSaveError
 
+    if isinstance(exc, CheckpointError):  # (also a source's own, or one in the default directory)
+        return True
     if getattr(args, "checkpoint_dir", None) is None or isinstance(exc, CheckpointSaveError):
         return False  # (a save that failed, a disk full say, is the run failing, not the checkpoint)
     if isinstance(exc, (pickle.UnpicklingError, EOFError)):
