@@ -3,7 +3,9 @@ the fix, on the command line too (it was a bare ``JSONDecodeError`` or ``Attribu
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,3 +69,24 @@ def test_the_command_line_names_a_damaged_checkpoint_file_and_exits_2(
     assert err.count("\n") == 1, err
     assert f"cannot resume from the checkpoint {path}: it is not a Kinesis checkpoint" in err, err
     assert err.count("Fix:") == 1 and "delete it to read each shard from start=" in err, err
+
+
+def test_a_checkpoint_write_that_fails_leaves_the_last_one_and_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk full while committing: the old checkpoint stays, and no ``*.tmp`` is left behind (each
+    failed commit left one under a new name before)."""
+    import streamlab.connectors.kinesis.checkpoint as module
+
+    path = _written(tmp_path)
+    before = path.read_bytes()
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(module.json, "dump", full)
+    for _ in range(3):
+        with pytest.raises(OSError, match="No space left on device"):
+            write_checkpoint(path, "clicks", {"shardId-000000000000": "5000"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    assert path.read_bytes() == before
