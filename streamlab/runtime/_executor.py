@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from streamlab.clock import Clock, SystemClock
-from streamlab.errors import PipelineConfigError
+from streamlab.errors import PipelineConfigError, SinkFailedError
 from streamlab.io import SinkWriter, SourceReader
 from streamlab.operators import Operator, Outputs
 from streamlab.pipeline import Pipeline, check_run_options
@@ -283,12 +283,18 @@ class Executor:
                 r.close()
             except Exception:
                 _log.exception("pipeline %r: closing the source of step %r failed", self.pipeline.name, sid)
+        # the sink the run failed on: that error is raised (or kept in the handle) already, and a close
+        # that reports the same failure again (an alert sink's, a custom sink's) adds a second traceback
+        failed = self.error.step_id if isinstance(self.error, SinkFailedError) else None
         for sid, w in self.writers.items():
             try:
                 with sink_call(self.pipeline, sid, "closing", rows=False):  # after the last commit
                     w.close()
             except Exception as e:
-                _log.error("pipeline %r: %s", self.pipeline.name, e, exc_info=e)
+                if sid == failed:
+                    _log.debug("pipeline %r, after it failed: %s", self.pipeline.name, e)
+                else:
+                    _log.error("pipeline %r: %s", self.pipeline.name, e, exc_info=e)
         self.log.release()
 
     # -- data flow ---------------------------------------------------------------------------------

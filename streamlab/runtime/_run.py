@@ -93,8 +93,8 @@ def run(
     except KeyboardInterrupt:
         ex.status = "stopped" if terminated.is_set() and not interrupted.is_set() else "interrupted"
         ex.finish(flush_windows=False)
-    except BaseException:
-        ex.status = "failed"
+    except BaseException as e:
+        ex.status, ex.error = "failed", e
         raise
     finally:
         if bar is not None:
