@@ -297,6 +297,18 @@ class Executor:
                     _log.error("pipeline %r: %s", self.pipeline.name, e, exc_info=e)
         self.log.release()
 
+    def request_stop(self) -> None:
+        """Stop at the next batch boundary, and tell the sinks to stop waiting (``SinkWriter.interrupt``):
+        an alert sink retrying an endpoint that is down held a stop for minutes."""
+        self.stop_event.set()
+        for sid, w in list(self.writers.items()):
+            try:
+                w.interrupt()
+            except Exception:
+                _log.exception(
+                    "pipeline %r: interrupting the sink of step %r failed", self.pipeline.name, sid
+                )
+
     # -- data flow ---------------------------------------------------------------------------------
     def deliver_pending(self) -> None:
         """Deliver every batch read but not yet delivered (work ahead); the caller holds ``lock``."""

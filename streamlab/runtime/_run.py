@@ -62,7 +62,7 @@ def run(
             if seen.is_set():
                 raise KeyboardInterrupt
             seen.set()
-            ex.stop_event.set()
+            ex.request_stop()
 
         return on_signal
 
