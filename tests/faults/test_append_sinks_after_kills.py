@@ -22,17 +22,9 @@ from streamlab.testing import wait_for
 
 from ._kafka import FAST_GROUP, Broker, make_events, produce
 from ._process import run_killed_until_done
-from .test_cloud_faults import kill_at_seeded_points, kinesis_source, kinesis_stream
+from .test_cloud_faults import SCHEMA, kill_at_seeded_points, kinesis_source, kinesis_stream
 
 pytestmark = pytest.mark.timeout(180)
-
-SCHEMA = {
-    "event_id": "string",
-    "event_type": "string",
-    "user_id": "string",
-    "timestamp": "timestamp",
-    "amount": "float64",
-}
 
 
 def build(boot: str, topic: str, group: str, out: Path, **source_kw: Any) -> Pipeline:
