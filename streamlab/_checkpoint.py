@@ -16,12 +16,15 @@ naming its path.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import os
 import pickle
 import secrets
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHECKPOINT_FILE",
     "CheckpointError",
+    "CheckpointSaveError",
     "checkpoint_key",
     "default_checkpoint_dir",
     "load_checkpoint",
@@ -69,6 +73,23 @@ class CheckpointError(_PicklableError, ValueError):
     --------
     >>> str(CheckpointError("/tmp/cp/checkpoint.slcp", "it is empty", "delete it to start fresh"))
     'checkpoint /tmp/cp/checkpoint.slcp: it is empty. Fix: delete it to start fresh'
+    """
+
+    def __init__(self, path: str | os.PathLike[str], problem: str, fix: str) -> None:
+        self.path, self.problem, self.fix = os.fspath(path), problem, fix
+        super().__init__(f"checkpoint {self.path}: {problem}. Fix: {fix}")
+
+
+class CheckpointSaveError(_PicklableError, OSError):
+    """A checkpoint could not be written (the disk is full, the directory is not writable): the run
+    fails, and the checkpoint saved before it is left as it was, so a run after the cause is fixed
+    resumes from there. An ``OSError``, as the failure it wraps (its ``__cause__``).
+
+    Examples
+    --------
+    >>> e = CheckpointSaveError("/tmp/cp/checkpoint.slcp", "the disk is full", "free some space")
+    >>> isinstance(e, OSError), str(e)
+    (True, 'checkpoint /tmp/cp/checkpoint.slcp: the disk is full. Fix: free some space')
     """
 
     def __init__(self, path: str | os.PathLike[str], problem: str, fix: str) -> None:
@@ -179,7 +200,9 @@ def checkpoint_key() -> bytes:
     """The key that signs checkpoints: ``STREAMLAB_CHECKPOINT_KEY``, else this user's key file.
 
     The key file (``~/.config/streamlab/checkpoint.key``, or under ``STREAMLAB_CONFIG_DIR``) is created
-    with 32 random bytes, readable by its owner only, the first time a checkpoint is written.
+    with 32 random bytes, readable by its owner only, the first time a checkpoint is written. It is
+    written whole under another name and renamed, by one process at a time, so runs starting together
+    get one key and a kill never leaves it empty (an empty one, left by an older streamlab, is replaced).
 
     Examples
     --------
@@ -193,19 +216,48 @@ def checkpoint_key() -> bytes:
     if env:
         return env.encode()
     path = _config_dir() / "checkpoint.key"
+    key = _read_key(path)
+    if key:
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _key_lock(path.parent):
+        key = _read_key(path)  # another run made it while this one waited
+        if key:
+            return key
+        key = secrets.token_hex(32).encode()
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="checkpoint.key.", suffix=".tmp")  # 0o600
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(key)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    return key
+
+
+def _read_key(path: Path) -> bytes:
+    """The key in ``path``; empty when there is none."""
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32).encode()
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first
-        return path.read_bytes()
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
-    return key
+        return b""
+
+
+@contextlib.contextmanager
+def _key_lock(directory: Path) -> Iterator[None]:
+    """Hold ``checkpoint.key.lock`` in ``directory`` (``flock``): one process at a time makes the key."""
+    with open(directory / "checkpoint.key.lock", "a") as f:
+        try:
+            import fcntl
+        except ImportError:  # (no flock on this platform: two first runs at once may make two keys)
+            yield
+            return
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def _sign(key: bytes, header: dict[str, Any], payload: bytes) -> str:
@@ -234,11 +286,24 @@ def save_checkpoint(directory: Path, snapshot: dict[str, Any], header: dict[str,
     head["hmac"] = _sign(checkpoint_key(), head, payload)
     target = directory / CHECKPOINT_FILE
     tmp = directory / (CHECKPOINT_FILE + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(_MAGIC + json.dumps(head, sort_keys=True).encode() + b"\n" + payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(_MAGIC + json.dumps(head, sort_keys=True).encode() + b"\n" + payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except OSError as e:
+        # not a checkpoint that cannot be resumed: the one saved before is whole, and the run's
+        # sources were not committed past it (a disk full once read as "start fresh" on the command line)
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # (a part written to a full disk takes room the next attempt needs)
+        raise CheckpointSaveError(
+            target,
+            f"it could not be saved ({type(e).__name__}: {e}); the checkpoint saved before it, if any, is "
+            "left as it was, and nothing was committed upstream past it",
+            "make room on that disk (or make the directory writable), then run again with the same "
+            "checkpoint_dir (--checkpoint-dir): the run resumes from the last checkpoint saved",
+        ) from e
     return target
 
 

@@ -463,8 +463,13 @@ def _user_error(exc: BaseException) -> bool:
 
 
 def _checkpoint_error(exc: BaseException, args: argparse.Namespace) -> bool:
-    if getattr(args, "checkpoint_dir", None) is None:
-        return False
+    """Whether the run could not resume from its checkpoint directory (exit 2, with a fix)."""
+    from streamlab._checkpoint import CheckpointError, CheckpointSaveError
+
+    if isinstance(exc, CheckpointError):  # (also a source's own, or one in the default directory)
+        return True
+    if getattr(args, "checkpoint_dir", None) is None or isinstance(exc, CheckpointSaveError):
+        return False  # (a save that failed, a disk full say, is the run failing, not the checkpoint)
     if isinstance(exc, (pickle.UnpicklingError, EOFError)):
         return True
     return "checkpoint" in str(exc).lower() and not isinstance(exc, KeyboardInterrupt)
@@ -479,12 +484,15 @@ def describe_error(exc: BaseException, args: argparse.Namespace) -> str:
     >>> describe_error(ValueError("boom"), argparse.Namespace(command="run"))
     'streamlab run: ValueError: boom (run again with --verbose for the traceback)'
     """
-    from streamlab._checkpoint import CheckpointError
+    from streamlab._checkpoint import CheckpointError, CheckpointSaveError
     from streamlab.errors import SpecError
 
     prog = f"streamlab {args.command}"
     if isinstance(exc, SpecError):
         return f"{prog}: {exc}"
+    if isinstance(exc, CheckpointSaveError):  # it says what failed and that the last checkpoint is kept
+        problem = " ".join(exc.problem.split())
+        return f"{prog}: cannot save a checkpoint to {exc.path}: {problem}. Fix: {exc.fix}"
     if isinstance(exc, CheckpointError):  # it says what is wrong with which file, and its own fix
         problem = " ".join(exc.problem.split())
         return f"{prog}: cannot resume from the checkpoint {exc.path}: {problem}. Fix: {exc.fix}"

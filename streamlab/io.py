@@ -164,6 +164,13 @@ class SinkWriter:
         """Flush and release resources."""
         self.flush()
 
+    def interrupt(self) -> None:
+        """A stop was asked for (``handle.stop()``, an interrupt, SIGTERM), perhaps while this writer
+        waits (to retry a service that is down, for a rate-limit slot): stop waiting, and let
+        :meth:`flush` fail for what was not written (the sources are not committed past it; a restart
+        writes it), so the stop returns soon. Called from another thread or a signal handler; by
+        default nothing (a writer whose every wait is short and bounded)."""
+
 
 @dataclass(frozen=True)
 class Upstream:

@@ -8,6 +8,7 @@ resume what was written after the checkpoint resumed. :class:`ListSink` lives in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -955,6 +956,7 @@ class _ParquetWriter(SinkWriter):
         )  # parse types: a part where a column has no value keeps its type
         self.columns = upstream.columns  # the stream's columns when known: an empty run's part has them
         self.pending: list[pd.DataFrame] = []
+        self.failed = False  # a flush raised (a disk full): close() neither writes again nor raises again
         Path(sink.path).mkdir(parents=True, exist_ok=True)
         numbers = [n for f in Path(sink.path).glob("part-*.parquet") if (n := _part_number(f)) is not None]
         self.part = max(numbers, default=-1) + 1
@@ -1020,6 +1022,13 @@ class _ParquetWriter(SinkWriter):
         return table
 
     def flush(self) -> None:
+        try:
+            self._flush()
+        except Exception:
+            self.failed = True
+            raise
+
+    def _flush(self) -> None:
         if not self.pending:
             return
         import pyarrow as pa
@@ -1042,17 +1051,27 @@ class _ParquetWriter(SinkWriter):
 
         target = Path(self.sink.path) / f"part-{self.part:06d}.parquet"
         tmp = target.with_suffix(".tmp")
-        pq.write_table(table, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        try:
+            pq.write_table(table, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()  # (on a full disk it holds the room the next attempt needs)
+            raise
         self.part += 1
 
     def close(self) -> None:
         """Flush; then, when the directory holds no part at all (no run wrote a row to it) and every
         column's type is declared upstream (a parse schema, a window's results), write one part of no
         rows with those columns, so a reader of the directory finds the columns rather than no file.
-        A run resuming an earlier checkpoint deletes it as any part written after that checkpoint."""
+        A run resuming an earlier checkpoint deletes it as any part written after that checkpoint.
+
+        After a flush that raised (a disk full), nothing is written: its rows are past the checkpoint
+        (the sources were not committed past them), and the failure is not reported a second time."""
+        if self.failed:
+            return
         self.flush()
         if not self.columns or any(Path(self.sink.path).glob("part-*.parquet")):
             return
@@ -1122,6 +1141,7 @@ class _JsonLinesWriter(SinkWriter):
         if self.f.tell() and not _ends_with_newline(sink.path):
             self.f.write("\n")  # a file written by other hands: the first record starts a line of its own
         self.end = self.f.tell()
+        self.failed = False  # a write or flush raised (a disk full): close() does not write again
 
     def snapshot(self) -> Any:
         return self.end
@@ -1138,14 +1158,28 @@ class _JsonLinesWriter(SinkWriter):
         self.end = self.f.tell()
 
     def write_batch(self, batch: pd.DataFrame) -> None:
-        self.f.writelines(line + "\n" for line in rows_to_json(batch, compact=False))
+        try:
+            self.f.writelines(line + "\n" for line in rows_to_json(batch, compact=False))
+        except OSError:  # (a full buffer is written out here too)
+            self.failed = True
+            raise
 
     def flush(self) -> None:
-        self.f.flush()
-        os.fsync(self.f.fileno())
+        try:
+            self.f.flush()
+            os.fsync(self.f.fileno())
+        except OSError:
+            self.failed = True
+            raise
         self.end = self.f.tell()
 
     def close(self) -> None:
+        """Flush and close; after a write or flush that raised, only close: the lines still buffered
+        are past the checkpoint (a restart writes them again), and the failure was reported once."""
+        if self.failed:
+            with contextlib.suppress(OSError):
+                self.f.close()  # (closing flushes the buffer, and fails as the flush did)
+            return
         self.flush()
         self.f.close()
 

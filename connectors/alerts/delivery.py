@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import urllib.error
 import urllib.request
 from collections import deque
@@ -123,6 +124,7 @@ class AlertWriter(SinkWriter):
         # 429. Later alerts are not sent (each would wait out the same retries: a batch of n alerts would
         # block the run n times that long); they count as failed, and a restart sends them again.
         self._down: str | None = None
+        self._stopped = threading.Event()  # the run is stopping: no more waiting (interrupt())
         self.history: deque[tuple[int, int]] = deque(maxlen=1000)
         self._window: deque[int] = deque()
 
@@ -148,20 +150,24 @@ class AlertWriter(SinkWriter):
             self._send(body)
 
     # -- HTTP ------------------------------------------------------------------------------------------
-    def _wait_for_slot(self) -> None:
+    def _wait_for_slot(self) -> bool:
+        """Wait for a rate-limit slot and take it; False when the run stopped while it waited."""
         limit = self.sink.delivery.rate_limit_per_minute
         if limit is None:
-            return
+            return True
         now = self.clock.now_ns()
         while self._window and self._window[0] <= now - _MINUTE_NS:
             self._window.popleft()
         if len(self._window) >= limit:
             wait_ns = self._window[0] + _MINUTE_NS - now
-            self.clock.sleep(wait_ns / 1e9)
+            self.clock.sleep(wait_ns / 1e9, self._stopped)
+            if self._stopped.is_set():
+                return False
             now = self.clock.now_ns()
             while self._window and self._window[0] <= now - _MINUTE_NS:
                 self._window.popleft()
         self._window.append(self.clock.now_ns())
+        return True
 
     def _post(self, body: bytes) -> tuple[int, str, str | None]:
         headers = {"Content-Type": "application/json", "User-Agent": "streamlab", **self.sink.http_headers()}
@@ -182,7 +188,9 @@ class AlertWriter(SinkWriter):
         delivery = self.sink.delivery
         attempt = 0
         while True:
-            self._wait_for_slot()
+            if not self._wait_for_slot():
+                self._stopping("not sent: the run was stopped while it waited for a rate-limit slot")
+                return
             status, text, retry_after = self._post(body)
             self.history.append((self.clock.now_ns(), status))
             if 200 <= status < 300:
@@ -193,7 +201,7 @@ class AlertWriter(SinkWriter):
                 what = "rejected" if not retryable else f"failed after {attempt + 1} attempts"
                 self._fail(f"{what}: HTTP {status or '-'} {text[:300]}")
                 if retryable:
-                    self._down = f"HTTP {status or '-'} {text[:100]}"
+                    self._down = f"an earlier one used up its retries (HTTP {status or '-'} {text[:100]})"
                 return
             wait = _retry_after_seconds(retry_after, self.clock.now_ns())
             if wait is None:
@@ -206,9 +214,19 @@ class AlertWriter(SinkWriter):
                 )
                 return
             log.info("%r: HTTP %s, retrying in %.1fs", self.sink, status or "connection error", wait)
-            self.clock.sleep(wait)
+            self.clock.sleep(wait, self._stopped)
+            if self._stopped.is_set():
+                self._stopping(
+                    f"not retried after {attempt + 1} attempt(s): HTTP {status or '-'} {text[:300]}"
+                )
+                return
             attempt += 1
             self.retries += 1
+
+    def _stopping(self, message: str) -> None:
+        """The run stopped while an alert waited: it fails, and the alerts after it are not sent."""
+        self._fail(message)
+        self._down = "the run was stopped while an earlier one waited"
 
     def _fail(self, message: str) -> None:
         self._failed_total += 1
@@ -220,13 +238,11 @@ class AlertWriter(SinkWriter):
         """``n`` alerts not sent because the endpoint is down: failed, said once (not once each)."""
         self._failed_total += n
         if len(self.failures) < 100:
-            self.failures.append(f"{n} alert(s) not sent: an earlier one used up its retries ({self._down})")
+            self.failures.append(f"{n} alert(s) not sent: {self._down}")
         log.warning(
-            "%r: %d alert(s) not sent: the endpoint failed an earlier alert after %d retries (%s); the "
-            "run fails at its next flush and a restart sends them again",
+            "%r: %d alert(s) not sent: %s; the run fails at its next flush and a restart sends them again",
             self.sink,
             n,
-            self.sink.delivery.max_retries,
             self._down,
         )
 
@@ -240,6 +256,12 @@ class AlertWriter(SinkWriter):
     def close(self) -> None:
         """Report undelivered alerts (requests are sent synchronously, nothing is buffered)."""
         self.flush()
+
+    def interrupt(self) -> None:
+        """The run is stopping: stop waiting for retries and rate-limit slots; the alerts not sent fail
+        (the run is not committed past them, and a restart sends them). A request under way ends
+        within ``timeout``."""
+        self._stopped.set()
 
     def __repr__(self) -> str:
         return f"AlertWriter({self.sink!r}, sent={self.sent}, failed={self._failed_total})"

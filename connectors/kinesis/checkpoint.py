@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from streamlab._checkpoint import CheckpointError
 from streamlab.errors import ParameterError
 
 SHARD_END = "SHARD_END"
@@ -36,7 +38,22 @@ def load_checkpoint(path: str | os.PathLike[str], stream: str) -> dict[str, str]
     p = Path(path)
     if not p.exists():
         return {}
-    data = json.loads(p.read_text())
+    try:
+        data = json.loads(p.read_bytes())
+    except ValueError as e:  # (UnicodeDecodeError and JSONDecodeError are ValueErrors)
+        data, why = None, f"{type(e).__name__}: {e}"
+    else:
+        why = "it holds no stream and shards"
+    shards = data.get("shards", {}) if isinstance(data, dict) else None
+    if not isinstance(shards, dict) or not all(isinstance(v, str) for v in shards.values()):
+        # a bare JSONDecodeError said neither which file nor what to do (truncated by a full disk, say)
+        raise CheckpointError(
+            p,
+            f"it is not a Kinesis checkpoint that KinesisSource({stream!r}) can resume ({why}; it should "
+            'be {"stream": ..., "shards": {shard id: sequence number}})',
+            "restore it from a backup, or delete it to read each shard from start= again (TRIM_HORIZON: "
+            "every record the stream still holds)",
+        )
     if data.get("stream") != stream:
         raise ParameterError(
             "KinesisSource",
@@ -44,14 +61,20 @@ def load_checkpoint(path: str | os.PathLike[str], stream: str) -> dict[str, str]
             f"checkpoint file {str(p)!r} belongs to stream {data.get('stream')!r}, not {stream!r}",
             "use a separate checkpoint_path per stream",
         )
-    return {str(k): str(v) for k, v in data.get("shards", {}).items()}
+    return {str(k): v for k, v in shards.items()}
 
 
 def write_checkpoint(path: Path, stream: str, shards: Mapping[str, str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump({"stream": stream, "shards": dict(shards)}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # atomic: a crash leaves the old or the new checkpoint, never half of one
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump({"stream": stream, "shards": dict(shards)}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic: a crash leaves the old or the new checkpoint, never half of one
+    except BaseException:
+        # a full disk: each failed commit left its part under a new name, taking the room it needs
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from streamlab.clock import Clock, SystemClock
-from streamlab.errors import PipelineConfigError
+from streamlab.errors import PipelineConfigError, SinkFailedError
 from streamlab.io import SinkWriter, SourceReader
 from streamlab.operators import Operator, Outputs
 from streamlab.pipeline import Pipeline, check_run_options
@@ -283,13 +283,31 @@ class Executor:
                 r.close()
             except Exception:
                 _log.exception("pipeline %r: closing the source of step %r failed", self.pipeline.name, sid)
+        # the sink the run failed on: that error is raised (or kept in the handle) already, and a close
+        # that reports the same failure again (an alert sink's, a custom sink's) adds a second traceback
+        failed = self.error.step_id if isinstance(self.error, SinkFailedError) else None
         for sid, w in self.writers.items():
             try:
                 with sink_call(self.pipeline, sid, "closing", rows=False):  # after the last commit
                     w.close()
             except Exception as e:
-                _log.error("pipeline %r: %s", self.pipeline.name, e, exc_info=e)
+                if sid == failed:
+                    _log.debug("pipeline %r, after it failed: %s", self.pipeline.name, e)
+                else:
+                    _log.error("pipeline %r: %s", self.pipeline.name, e, exc_info=e)
         self.log.release()
+
+    def request_stop(self) -> None:
+        """Stop at the next batch boundary, and tell the sinks to stop waiting (``SinkWriter.interrupt``):
+        an alert sink retrying an endpoint that is down held a stop for minutes."""
+        self.stop_event.set()
+        for sid, w in list(self.writers.items()):
+            try:
+                w.interrupt()
+            except Exception:
+                _log.exception(
+                    "pipeline %r: interrupting the sink of step %r failed", self.pipeline.name, sid
+                )
 
     # -- data flow ---------------------------------------------------------------------------------
     def deliver_pending(self) -> None:

@@ -62,7 +62,7 @@ def run(
             if seen.is_set():
                 raise KeyboardInterrupt
             seen.set()
-            ex.stop_event.set()
+            ex.request_stop()
 
         return on_signal
 
@@ -93,8 +93,8 @@ def run(
     except KeyboardInterrupt:
         ex.status = "stopped" if terminated.is_set() and not interrupted.is_set() else "interrupted"
         ex.finish(flush_windows=False)
-    except BaseException:
-        ex.status = "failed"
+    except BaseException as e:
+        ex.status, ex.error = "failed", e
         raise
     finally:
         if bar is not None:

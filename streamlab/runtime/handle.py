@@ -162,7 +162,7 @@ class RunHandle:
     def stop(self, *, flush_windows: bool = False, timeout: float = 60.0) -> RunResult:
         """Stop gracefully: optionally emit open windows, flush sinks, commit, and join the thread."""
         self._flush_windows = flush_windows
-        self._ex.stop_event.set()
+        self._ex.request_stop()
         self._pacer.release()
         self._thread.join(timeout)
         if self._thread.is_alive():

@@ -163,3 +163,57 @@ def test_a_duckdb_file_another_process_holds_says_which_and_how_to_free_it(tmp_p
         assert "Fix: another process has" in text and "con.close()" in text
     finally:
         holder.communicate("", timeout=30)
+
+
+class StaysFailedSink(Sink):
+    """A sink whose flush fails and whose close reports the same failure again (as an alert sink does)."""
+
+    def open(self, clock: Any = None) -> SinkWriter:
+        class Writer(SinkWriter):
+            def write_batch(self, batch: pd.DataFrame) -> None:
+                pass
+
+            def flush(self) -> None:
+                raise OSError("3 alert(s) not delivered")
+
+            def close(self) -> None:
+                self.flush()
+
+        return Writer()
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["run", "start"])
+def test_the_sink_a_run_failed_on_is_not_reported_again_when_it_closes(
+    background: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The run raised the sink's failure, then logged it a second time with its traceback when the
+    runtime closed that sink (an alert sink, which stays failed, did so); another sink failing to
+    close is still logged."""
+    p, _ = pipeline(StaysFailedSink())
+    p.stream.to(FailingSink("close"), step_id="other")
+    with (
+        caplog.at_level(logging.DEBUG, logger="streamlab"),
+        pytest.raises(SinkFailedError, match=r"^step 'to_disk' \(StaysFailedSink\) failed flushing"),
+    ):
+        if background:
+            p.start(clock=ManualClock(0)).wait(timeout=30)
+        else:
+            p.run(clock=ManualClock(0))
+    errors = [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and "closing" in r.getMessage()
+    ]
+    assert len(errors) == 1 and "step 'other' (FailingSink) failed closing" in errors[0], errors
+
+
+def test_an_alert_sink_whose_endpoint_is_down_fails_the_run_once(caplog: pytest.LogCaptureFixture) -> None:
+    from streamlab.connectors.alerts import WebhookSink
+
+    from streamlab.testing import find_free_port
+
+    sink = WebhookSink(
+        f"http://127.0.0.1:{find_free_port()}/hook", max_retries=0, timeout=2
+    )  # nothing listens
+    p, _ = pipeline(sink)
+    with caplog.at_level(logging.WARNING, logger="streamlab"), pytest.raises(SinkFailedError, match="alert"):
+        p.run(clock=ManualClock(0))
+    assert [r for r in caplog.records if "failed closing" in r.getMessage()] == []

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -48,4 +49,18 @@ def pubsub_process() -> Iterator[LocalServer]:
         if server.running:
             assert server.pid is not None
             os.kill(server.pid, signal.SIGCONT)  # a frozen process would not see the SIGTERM
+            server.stop()
+
+
+@pytest.fixture
+def moto() -> Iterator[LocalServer]:
+    """moto_server (Kinesis) in a process of its own, which a test may freeze."""
+    exe = Path(sys.executable).with_name("moto_server")
+    server = LocalServer("moto", lambda port: [str(exe), "-H", "127.0.0.1", "-p", str(port)]).start()
+    try:
+        yield server
+    finally:
+        if server.running:
+            assert server.pid is not None
+            os.kill(server.pid, signal.SIGCONT)
             server.stop()

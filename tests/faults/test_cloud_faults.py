@@ -13,10 +13,8 @@ import json
 import os
 import random
 import signal
-import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -229,20 +227,6 @@ def test_pubsub_pipeline_sigterm_acks_exactly_what_the_sink_has(
 
 
 # --- Kinesis -------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def moto() -> Iterator[LocalServer]:
-    """moto_server (Kinesis) in a process of its own, which a test may freeze."""
-    exe = Path(sys.executable).with_name("moto_server")
-    server = LocalServer("moto", lambda port: [str(exe), "-H", "127.0.0.1", "-p", str(port)]).start()
-    try:
-        yield server
-    finally:
-        if server.running:
-            assert server.pid is not None
-            os.kill(server.pid, signal.SIGCONT)
-            server.stop()
 
 
 def kinesis_stream(url: str, records: list[tuple[bytes, bytes]], shards: int = 2) -> str:
