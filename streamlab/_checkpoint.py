@@ -352,9 +352,16 @@ class DirectoryLock:
     """
 
     def __init__(self, directory: Path, holder: str) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
         path = directory / LOCK_FILE
-        self.file: Any = open(path, "a+")  # noqa: SIM115 - held for the run, closed by release()
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self.file: Any = open(path, "a+")  # noqa: SIM115 - held for the run, closed by release()
+        except OSError as e:  # a file where the directory should be, no write permission, a read-only disk
+            raise CheckpointError(
+                directory,
+                f"it cannot be used ({type(e).__name__}: {e.strerror or e})",
+                "pass a checkpoint_dir (--checkpoint-dir) that this user can create and write",
+            ) from e
         try:
             import fcntl
         except ImportError:  # (no flock on this platform: runs are not kept apart)

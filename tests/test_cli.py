@@ -444,3 +444,25 @@ def test_demo_speed_that_is_no_positive_number_is_a_usage_error(tmp_path, capsys
     err = one_line_error(capsys, ["demo", "--quiet", "--db", str(tmp_path / "d.duckdb"), "--speed", given])
     assert err.startswith("streamlab demo: error: argument --speed:") and "--verbose" not in err
     assert not (tmp_path / "d.duckdb").exists()
+
+
+def test_a_checkpoint_dir_that_cannot_be_made_names_itself_and_the_fix(tmp_path, capsys):
+    # a PermissionError/NotADirectoryError from the run's lock came out raw, and as "cannot resume ... to
+    # start fresh, move it away" only because its path held the word "checkpoint"
+    spec = write_spec(tmp_path, PARSE)
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    err = one_line_error(capsys, ["run", spec, "--quiet", "--checkpoint-dir", str(blocker / "ckpt")])
+    assert err.count("\n") == 0 and err.count("Fix:") == 1, err
+    assert f"checkpoint {blocker / 'ckpt'}: it cannot be used (NotADirectoryError" in err
+    assert "pass a checkpoint_dir (--checkpoint-dir) that this user can create and write" in err
+
+
+def test_a_sink_error_under_a_path_named_checkpoints_is_no_checkpoint_error(tmp_path, capsys):
+    blocker = tmp_path / "checkpoints-report"
+    blocker.write_text("a file, not a directory")
+    sinks = f"[{{step_id: out, input: parse, kind: jsonl, path: {blocker / 'out.jsonl'}}}]"
+    spec = write_spec(tmp_path, PARSE, sinks)
+    err = one_line_error(capsys, ["run", spec, "--quiet", "--checkpoint-dir", str(tmp_path / "ckpt")])
+    assert "cannot resume" not in err and "move it away" not in err, err
+    assert "step 'out' (JsonLinesSink) failed opening" in err and "checkpoints-report" in err
