@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from streamlab import ListSink, ListSource, ManualClock, Pipeline, ReplaySource, TumblingWindow, agg
 from streamlab.detectors import FixedThresholdFilter, GaussianScorerDetector, QuantileThresholdFilter
+from streamlab.io import Source, SourceReader
 from streamlab.runtime import _progress as rt
 from streamlab.testing import wait_for
 
@@ -168,3 +169,37 @@ def test_head_of_no_whole_positive_number_says_how_to_call_it(n):
     p = Pipeline(ListSource([{"k": "a", "timestamp": "2024-01-01T00:00:00Z"}]))
     with pytest.raises(ValueError, match=r"head\(n=.*\): n must be a whole number of events, at least 1"):
         p.head(n)
+
+
+class _QuietLiveSource(Source):
+    """A live source (a subscription, a stream) that has one event, then nothing for now."""
+
+    def open(self, resume: object = None, clock: object = None) -> SourceReader:
+        class Reader(SourceReader):
+            sent = False
+
+            def poll(self, max_events: int) -> pd.DataFrame | None:
+                if self.sent:
+                    return None
+                self.sent = True
+                return pd.DataFrame({"k": ["a"], "timestamp": [BASE]})
+
+        return Reader()
+
+
+def test_head_of_a_quiet_live_source_returns_what_arrived_within_its_timeout() -> None:
+    """head(n) waited for n events forever on a live source that had fewer (a kernel that never came back)."""
+    p = Pipeline(_QuietLiveSource(), name="quiet")
+    p.window(TumblingWindow("1m"), key="k").agg(agg.count()).to(ListSink())
+    done: list[dict[str, pd.DataFrame]] = []
+    worker = threading.Thread(target=lambda: done.append(p.head(100, timeout="200ms")), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert done, "head() did not return"
+    assert done[0]["window"]["count"].tolist() == [1]
+
+
+def test_head_refuses_a_timeout_that_is_no_duration() -> None:
+    p = Pipeline(ListSource([{"k": "a", "timestamp": BASE}]))
+    with pytest.raises(ValueError, match=r"head\(timeout=\.\.\.\)"):
+        p.head(5, timeout="soon")
