@@ -102,6 +102,7 @@ class KafkaSourceReader(SourceReader):
         # those this member does not own still hold the windows' watermark: see partitions().
         self._topic_partitions: set[tuple[str, int]] = set()
         self._unowned_until = 0.0
+        self._metadata_due = False  # an assignment came: learn _topic_partitions after the consume()
         self._now = time.monotonic  # replaceable in tests
         self._auto_paused = False
         self._closed = False
@@ -155,6 +156,12 @@ class KafkaSourceReader(SourceReader):
         )
 
     # -- callbacks (run inside consume(), on this thread) ---------------------------------------------
+    # No client call that keeps confluent-kafka's call state may run in here: list_topics() (as well as
+    # poll(), consume() and close()) clears the state of the consume() that runs the callback, and the
+    # next callback that same consume() serves (statistics, an error, a log line) then aborts the
+    # process (confluent-kafka 2.16.1: "CallState_get: Assertion `cs != NULL' failed"). committed(),
+    # offsets_for_times(), assign() and pause() do not touch it. What needs the others waits for the
+    # consume() to return (see _consume).
     def _on_client_error(self, err: Any) -> None:
         if err.fatal():
             self._fatal = err
@@ -278,7 +285,7 @@ class KafkaSourceReader(SourceReader):
         else:
             consumer.assign(partitions)
         self._assigned.update((tp.topic, tp.partition) for tp in partitions)
-        self._learn_topic_partitions(consumer)
+        self._metadata_due = True  # read by _consume once consume() returned (see above)
         self._unowned_until = self._now() + self._settle_s
         again = [
             tp for tp in partitions if (tp.topic, tp.partition) in self._user_paused or self._auto_paused
@@ -286,11 +293,19 @@ class KafkaSourceReader(SourceReader):
         if again:
             consumer.pause([ck.TopicPartition(tp.topic, tp.partition) for tp in again])
 
-    def _learn_topic_partitions(self, consumer: Any) -> None:
+    def _consume(self, num_messages: int, timeout: float) -> list[Any]:
+        """``consume()``, then what the callbacks it ran left for after it (they must not call it)."""
+        msgs: list[Any] = self._consumer.consume(num_messages=num_messages, timeout=timeout)
+        if self._metadata_due:
+            self._metadata_due = False
+            self._learn_topic_partitions()
+        return msgs
+
+    def _learn_topic_partitions(self) -> None:
         """Every partition of the subscribed topics, from the cluster's metadata (a bounded wait)."""
         for topic in self.source.topics:
             try:
-                meta = consumer.list_topics(topic, timeout=min(self._wait_limit(5.0), 5.0))
+                meta = self._consumer.list_topics(topic, timeout=min(self._wait_limit(5.0), 5.0))
             except self._ck.KafkaException as exc:
                 log.debug("%r: no metadata for topic %r: %s", self.source, topic, exc)
                 continue
@@ -355,7 +370,7 @@ class KafkaSourceReader(SourceReader):
             msgs, self._buffered = self._buffered[:budget], self._buffered[budget:]
         else:
             # While paused, consume() still serves rebalance callbacks and keeps the membership alive.
-            msgs = self._consumer.consume(num_messages=budget, timeout=self.source.poll_timeout)
+            msgs = self._consume(budget, self.source.poll_timeout)
         self._observed = time.monotonic()
         self._raise_if_refused()
         if msgs:
@@ -595,7 +610,7 @@ class KafkaSourceReader(SourceReader):
                 )
             wait = 0.05 if limit is None else min(0.05, max(limit - waited, 0.001))
             # consume() serves the commit's callback; records it returns wait for the next poll()
-            self._buffered.extend(self._consumer.consume(num_messages=self.source.max_batch, timeout=wait))
+            self._buffered.extend(self._consume(self.source.max_batch, wait))
             self._observed = time.monotonic()
         err, answered = self._commit_answer
         if err is None:

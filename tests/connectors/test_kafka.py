@@ -934,6 +934,42 @@ def test_bounded_read_stops_at_the_end_it_first_saw(kafka_broker: LocalKafkaBrok
         reader.close()
 
 
+def test_statistics_after_an_assignment_do_not_abort_the_process(
+    kafka_broker: LocalKafkaBroker, topic2: str
+) -> None:
+    """The assignment callback runs inside ``consume()``; it used to ask for the topics' metadata there,
+    which cleared confluent-kafka's call state, so the next callback the same ``consume()`` served (here
+    statistics every 10 ms; a poll_timeout long enough for one to come in the same ``consume()``)
+    aborted the process: "CallState_get: Assertion `cs != NULL' failed" (CI's rare "Fatal Python error:
+    Aborted" in ``consume()``). In a child process, which must exit 0 and still know both partitions."""
+    code = (
+        "import sys, time\n"
+        "from streamlab.connectors.kafka import KafkaSource\n"
+        "boot, topic = sys.argv[1:]\n"
+        "config = {'session.timeout.ms': 2000, 'heartbeat.interval.ms': 500, 'statistics.interval.ms': 10}\n"
+        "source = KafkaSource(topic, bootstrap_servers=boot, group_id='g-' + topic, config=config, poll_timeout=0.5)\n"
+        "reader = source.open()\n"
+        "try:\n"
+        "    deadline = time.monotonic() + 60\n"
+        "    while len(reader.assignment) < 2 and time.monotonic() < deadline:\n"
+        "        reader.poll(100)\n"
+        "    for _ in range(4):\n"
+        "        reader.poll(100)\n"
+        "    print(sorted(reader.assignment), reader.partitions())\n"
+        "finally:\n"
+        "    reader.close()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, kafka_broker.bootstrap_servers, topic2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    both = [(topic2, 0), (topic2, 1)]
+    assert out.stdout.strip() == f"{both} {both}"
+
+
 class CrashingSink(Sink):
     """A sink whose writer fails once it has taken more than ``after`` rows: a process dying mid-batch."""
 

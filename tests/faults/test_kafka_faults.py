@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -410,7 +411,24 @@ def test_consumer_killed_at_seeded_points_then_restarted_matches_uninterrupted_r
 
 
 class _Group:
-    """What a consumer's rebalance callbacks need of it; the topic ``t`` has partitions 0, 1 and 2."""
+    """What the reader needs of its consumer around a rebalance; the topic ``t`` has partitions 0, 1 and 2.
+
+    As the client does, ``consume`` runs the rebalance callbacks handed to it. ``list_topics`` refuses
+    to run inside them: there the real client's call would abort the process at the next callback.
+    """
+
+    def __init__(self) -> None:
+        self.due: list[Callable[[], None]] = []
+        self.consuming = False
+
+    def consume(self, num_messages: int, timeout: float) -> list[Any]:
+        self.consuming = True
+        try:
+            while self.due:
+                self.due.pop(0)()
+        finally:
+            self.consuming = False
+        return []
 
     def assign(self, partitions: list[Any]) -> None:
         pass
@@ -421,6 +439,7 @@ class _Group:
     def list_topics(self, topic: str, timeout: float) -> Any:
         from types import SimpleNamespace
 
+        assert not self.consuming, "list_topics() inside consume() aborts at the next callback"
         return SimpleNamespace(
             topics={topic: SimpleNamespace(error=None, partitions=dict.fromkeys(range(3)))}
         )
@@ -449,8 +468,14 @@ def test_partitions_a_dead_member_holds_hold_the_watermark_until_the_assignment_
     reader._now = lambda: now[0]  # type: ignore[method-assign]
     settle = 2 * 1.0 + 0.25  # 2 * session.timeout.ms + heartbeat.interval.ms of FAST_GROUP
     group, (p0, p1, p2) = _Group(), [ck.TopicPartition("t", p) for p in range(3)]
+    client, reader._consumer = reader._consumer, group
+
+    def rebalance(callback: Callable[[Any, list[Any]], None], partitions: list[Any]) -> None:
+        group.due.append(lambda: callback(group, partitions))
+        reader._consume(1, 0.0)  # what poll() calls: the callback runs inside it
+
     try:
-        reader._on_assign(group, [p0, p1])
+        rebalance(reader._on_assign, [p0, p1])
         every = [("t", 0), ("t", 1), ("t", 2)]
         assert reader.partitions() == every
         # partitions 0 and 1 read to their ends: 20 minutes of events, in one batch
@@ -471,17 +496,18 @@ def test_partitions_a_dead_member_holds_hold_the_watermark_until_the_assignment_
         now[0] += settle - 0.01
         assert reader.partitions() == every and not reader.done
         # the dead member's session ends: the group takes everything back and hands it to this member
-        reader._on_revoke(group, [p0, p1])
+        rebalance(reader._on_revoke, [p0, p1])
         assert reader.partitions() == every  # 0 and 1 are held at this member's positions
-        reader._on_assign(group, [p0, p1, p2])
+        rebalance(reader._on_assign, [p0, p1, p2])
         assert reader.partitions() == every
         # a live member that keeps partition 2 past the settling time owns it: it stops counting here
-        reader._on_revoke(group, [p0, p1, p2])
-        reader._on_assign(group, [p0, p1])
+        rebalance(reader._on_revoke, [p0, p1, p2])
+        rebalance(reader._on_assign, [p0, p1])
         assert reader.partitions() == every
         now[0] += settle + 0.01
         assert reader.partitions() == [("t", 0), ("t", 1)]
     finally:
+        reader._consumer = client
         reader.close()
 
 
