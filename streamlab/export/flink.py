@@ -308,10 +308,11 @@ def _agg_sql(a: Aggregator, step: WindowStep, kinds: dict[str, str] | None = Non
         expr = f"COALESCE(SUM(CAST({col} AS DOUBLE)), 0.0)"  # streamlab: a sum of no values is 0.0
     elif isinstance(a, MeanAggregator):
         expr = f"AVG(CAST({col} AS DOUBLE))"
-    elif isinstance(a, MinAggregator):
-        expr = f"MIN({col})"
-    elif isinstance(a, MaxAggregator):
-        expr = f"MAX({col})"
+    elif isinstance(a, (MinAggregator, MaxAggregator)):
+        # streamlab's min and max are doubles (result_type float64), as sum and mean are: MIN of a BIGINT
+        # kept every digit (2**53 + 1, where streamlab has 2**53) and wrote -5 for -5.0, and MIN of a
+        # BOOLEAN failed the job's validation (its float64 output column applied ABS to a BOOLEAN)
+        expr = f"{'MIN' if isinstance(a, MinAggregator) else 'MAX'}(CAST({col} AS DOUBLE))"
     else:
         raise _plan.unsupported(
             step,
@@ -598,7 +599,10 @@ def _json_line(cols: list[_Col]) -> str:
         elif c.kind in ("timestamp", "window"):
             value = f"JSON_STRING(DATE_FORMAT({col}, {_TIME_TEXT}))"
         elif c.kind == "float64":
-            value = f"JSON_STRING(CASE WHEN {col} <> {col} OR ABS({col}) = CAST('Infinity' AS DOUBLE) THEN NULL ELSE {col} END)"
+            text = f"JSON_STRING(CASE WHEN {col} <> {col} OR ABS({col}) = CAST('Infinity' AS DOUBLE) THEN NULL ELSE {col} END)"
+            # JSON_STRING writes a DOUBLE as its decimal's text: 12345678.0 as 12345678, which a reader
+            # takes as an int (streamlab writes 12345678.0); a fraction keeps it a float, as streamlab's
+            value = f"CASE WHEN REGEXP({text}, '^-?[0-9]+$') THEN CONCAT({text}, '.0') ELSE {text} END"
         else:
             value = f"JSON_STRING({col})"
         key = ("{" if i == 0 else ",") + json.dumps(c.name) + ":"

@@ -1,0 +1,84 @@
+"""Flink SQL export: a window's ``min`` and ``max`` are doubles, as streamlab's are, and every double is
+written as a JSON float.
+
+streamlab's numeric aggregators compute in float64 (docs/semantics.md, "Integers"). The SQL job read
+``MIN(n)``/``MAX(n)`` of a BIGINT field as a BIGINT: ``2**53 + 1`` kept every digit where streamlab has
+``2**53``, and ``-5`` was written where streamlab writes ``-5.0``. Of a BOOLEAN field the job did not
+start: its float64 output column's check (``ABS``) refused a BOOLEAN. And Flink's ``JSON_STRING`` writes a
+DOUBLE as its decimal's text, so a sum or a min of 12345678.0 was written ``12345678``, which a JSON
+reader takes as an int. Both jobs (``main.py`` by its documented command line, ``job.sql`` as
+``run_sql.py`` runs it) run on the same events and their lines are compared with streamlab's values and
+types.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from streamlab import Pipeline, TumblingWindow, agg
+from streamlab.export import to_flink
+from streamlab.export.flink import _load_constants
+from streamlab.testing import ListSink, ListSource
+
+EVENTS = [
+    {"timestamp": "2024-01-01T00:00:01Z", "k": 1, "b": True, "n": 2**53 + 1},
+    {"timestamp": "2024-01-01T00:00:02Z", "k": 1, "b": False, "n": 2},
+    {"timestamp": "2024-01-01T00:00:03Z", "k": 1, "b": None},
+    {"timestamp": "2024-01-01T00:01:03Z", "k": 2, "b": True, "n": 12345678},
+    {"timestamp": "2024-01-01T00:01:04Z", "k": 2, "n": -5},
+]
+AGGS = ["min_n", "max_n", "sum_n", "min_b", "max_b", "sum_b", "mean_b"]
+
+
+def _pipeline(lines: list[bytes]) -> tuple[Pipeline, ListSink]:
+    p = Pipeline(ListSource(lines), name="aggtypes")
+    out = ListSink()
+    p.parse({"timestamp": "timestamp", "k": "int64", "b": "bool", "n": "int64"}).window(
+        TumblingWindow("1m"), key="k", step_id="w"
+    ).agg(
+        agg.min("n"), agg.max("n"), agg.sum("n"), agg.min("b"), agg.max("b"), agg.sum("b"), agg.mean("b")
+    ).to(out)
+    return p, out
+
+
+def _rows(directory: Path) -> list[dict[str, object]]:
+    files = sorted(f for f in directory.rglob("*") if f.is_file() and not f.name.startswith("."))
+    lines = [x for f in files for x in f.read_text().splitlines() if x.strip()]
+    return sorted((json.loads(x) for x in lines), key=lambda r: str(r["k"]))
+
+
+def test_sql_jobs_min_and_max_are_doubles_written_as_floats(flink_python: str, tmp_path: Path) -> None:
+    lines = [json.dumps(e).encode() for e in EVENTS]
+    p, out = _pipeline(lines)
+    p.run()
+    expected = [{a: r[a] for a in AGGS} for r in out.frame().sort_values("k").to_dict("records")]
+    assert expected[0]["max_n"] == 2.0**53 and expected[1]["min_n"] == -5.0  # streamlab: float64
+    assert expected[1]["max_n"] == 12345678.0 and expected[0]["min_b"] == 0.0
+
+    sample = tmp_path / "events.jsonl"
+    sample.write_bytes(b"".join(x + b"\n" for x in lines))
+    files = to_flink(p, tmp_path / "export", source="files")
+    sink = _load_constants(files.directory / "main.py")["OUTPUTS"]["w"]
+    runs = {  # main.py by the README's command; job.sql as run_sql.py (the SQL client's stand-in) runs it
+        "main.py": (
+            [flink_python, "main.py", "--input", str(sample), "--output", str(tmp_path / "main")],
+            {},
+        ),
+        "job.sql": (
+            [flink_python, "run_sql.py", "job.sql"],
+            {"INPUT_PATH": str(sample), "OUTPUT_PATH": str(tmp_path / "sql")},
+        ),
+    }
+    for job, (cmd, env) in runs.items():
+        done = subprocess.run(
+            cmd, cwd=files.directory, env={**os.environ, **env}, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, f"{job}: {done.stderr[-3000:]}"  # job.sql: ABS(<BOOLEAN>) refused
+        rows = _rows(tmp_path / ("main" if job == "main.py" else "sql") / sink)
+        got = [{a: r[a] for a in AGGS} for r in rows]
+        assert got == expected, job  # 2**53 + 1 was kept, where streamlab's double is 2**53
+        # every value a float, as streamlab's JSON sinks write them (12345678.0, not 12345678)
+        assert {type(v) for r in got for v in r.values()} == {float}, (job, rows)
