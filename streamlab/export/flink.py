@@ -303,7 +303,8 @@ def _agg_sql(a: Aggregator, step: WindowStep, kinds: dict[str, str] | None = Non
     if isinstance(a, CountAggregator):
         expr = f"COUNT({col})" if col else "COUNT(*)"
     elif isinstance(a, CountDistinctAggregator):
-        expr = f"COUNT(DISTINCT {col})"
+        # -0.0 and 0.0 are one value in streamlab (Python's ==), two to Flink's DISTINCT (a DOUBLE's bits)
+        expr = f"COUNT(DISTINCT {_zero(col) if col and kind == 'float64' else col})"
     elif isinstance(a, SumAggregator):
         expr = f"COALESCE(SUM(CAST({col} AS DOUBLE)), 0.0)"  # streamlab: a sum of no values is 0.0
     elif isinstance(a, MeanAggregator):
@@ -323,6 +324,18 @@ def _agg_sql(a: Aggregator, step: WindowStep, kinds: dict[str, str] | None = Non
             "Beam (to_beam), which runs streamlab's aggregators",
         )
     return f"{expr} AS {_q(a.name)}"
+
+
+def _zero(col: str) -> str:
+    """The SQL expression of a DOUBLE column with -0.0 as 0.0: Flink groups and counts distinct DOUBLEs by
+    their bits, streamlab by value (one key, one distinct value).
+
+    Examples
+    --------
+    >>> _zero("`x`")
+    'CASE WHEN `x` = 0 THEN 0.0 ELSE `x` END'
+    """
+    return f"CASE WHEN {col} = 0 THEN 0.0 ELSE {col} END"
 
 
 class _Generator:
@@ -478,6 +491,20 @@ class _Generator:
         t = _q(step.time)
         w = step.window
         keys = [_q(k) for k in step.keys]
+        kinds = {c.name: c.kind for c in self.columns[step.inputs[0]]}
+        if any(kinds.get(k) == "float64" for k in step.keys):
+            # Flink groups a DOUBLE by its bits, so -0.0 and 0.0 were two keys: streamlab's are one (as
+            # Python holds them equal). The window reads its input with such keys' zeros made 0.0
+            cols = [
+                f"{_zero(_q(c.name))} AS {_q(c.name)}"
+                if c.kind == "float64" and c.name in step.keys
+                else _q(c.name)
+                for c in self.columns[step.inputs[0]]
+            ]
+            src = _q(f"{sid}__keys")
+            self.views.append(
+                (f"{sid}__keys", f"SELECT {', '.join(cols)}, {_q(_PROC)} FROM {_q(step.inputs[0])}")
+            )
         if isinstance(w, TumblingWindow):
             off = f", {_interval(w.offset_ns)}" if w.offset_ns else ""
             tvf = f"TUMBLE(TABLE {src}, DESCRIPTOR({t}), {_interval(w.size_ns)}{off})"
@@ -491,7 +518,6 @@ class _Generator:
             # Flink merges session windows that touch, so it gets a gap 1 ms (its resolution) shorter and
             # window_end back 1 ms later
             tvf = f"SESSION(TABLE {src}{part}, DESCRIPTOR({t}), {_interval(w.gap_ns - _touch_ns(w))})"
-        kinds = {c.name: c.kind for c in self.columns[step.inputs[0]]}
         aggs = ",\n  ".join(_agg_sql(a, step, kinds) for a in step.aggs)
         if isinstance(w, SessionWindow) and self.legacy_sessions:
             # before Flink 1.19 the SESSION table function does not run on streams: the group window

@@ -8,7 +8,7 @@ start: its float64 output column's check (``ABS``) refused a BOOLEAN. And Flink'
 DOUBLE as its decimal's text, so a sum or a min of 12345678.0 was written ``12345678``, which a JSON
 reader takes as an int. Both jobs (``main.py`` by its documented command line, ``job.sql`` as
 ``run_sql.py`` runs it) run on the same events and their lines are compared with streamlab's values and
-types.
+types. A float64 key or distinct count took -0.0 and 0.0 as two (Flink compares a DOUBLE's bits).
 """
 
 from __future__ import annotations
@@ -82,3 +82,28 @@ def test_sql_jobs_min_and_max_are_doubles_written_as_floats(flink_python: str, t
         assert got == expected, job  # 2**53 + 1 was kept, where streamlab's double is 2**53
         # every value a float, as streamlab's JSON sinks write them (12345678.0, not 12345678)
         assert {type(v) for r in got for v in r.values()} == {float}, (job, rows)
+
+
+ZEROS = [  # one key and one distinct value in streamlab (-0.0 == 0.0 == 0); Flink compares a DOUBLE's bits
+    {"timestamp": "2024-01-01T00:00:01Z", "k": 0.0, "x": -0.0},
+    {"timestamp": "2024-01-01T00:00:02Z", "k": -0.0, "x": 0.0},
+    {"timestamp": "2024-01-01T00:00:03Z", "k": 0, "x": 0},
+    {"timestamp": "2024-01-01T00:00:04Z", "k": 1.5, "x": -0.0},
+]
+
+
+def test_sql_job_keys_and_counts_minus_zero_as_zero(flink_python: str, tmp_path: Path) -> None:
+    from streamlab import SessionWindow
+    from streamlab.export.verify import verify
+
+    p = Pipeline(ListSource([b"{}"]), name="zeros")
+    parsed = p.parse({"timestamp": "timestamp", "k": "float64", "x": "float64"})
+    for window, sid in ((TumblingWindow("1m"), "tumbling"), (SessionWindow("1m"), "session")):
+        parsed.window(window, key="k", step_id=sid).agg(agg.count(), agg.count_distinct("x"))
+    lines = [json.dumps(e) for e in ZEROS]
+    report = verify(p, lines, target="flink", flink_job="sql", flink_python=flink_python, workdir=tmp_path)
+    for sid in ("tumbling", "session"):
+        rows = report.local[sid].sort_values("k").to_dict("records")
+        assert [(r["k"], r["count"], r["count_distinct_x"]) for r in rows] == [(0.0, 3, 1), (1.5, 1, 1)]
+        assert report.counts[sid] == {"streamlab": 2, "flink": 2}  # Flink had the keys 0.0 and -0.0
+    assert report.equal, report.diff  # and counted -0.0 and 0.0 as two distinct values
