@@ -563,8 +563,16 @@ class _Generator:
             out.append(_Col(name, c.kind))
             sel.append(f"R.{_q(c.name)} AS {_q(name)}")
         kinds = {c.name: c.kind for c in left}
+        right_kinds = {c.name: c.kind for c in right}
+
+        def side(alias: str, k: str, of: dict[str, str]) -> str:
+            # Flink's join keys a DOUBLE by its bits: -0.0 paired with no 0.0, where SQL's = (and
+            # streamlab) holds them equal
+            return _zero(f"{alias}.{_q(k)}") if of.get(k) == "float64" else f"{alias}.{_q(k)}"
+
         on = " AND ".join(
-            [f"L.{_q(k)} = R.{_q(k)}" for k in step.on] + _plan.keyable_join_sql(step.on, kinds, "L")
+            [f"{side('L', k, kinds)} = {side('R', k, right_kinds)}" for k in step.on]
+            + _plan.keyable_join_sql(step.on, kinds, "L")
         )
         lt, rt = f"L.{_q(step.left_time)}", f"R.{_q(step.right_time)}"
         lo, hi = _interval(step.lower_ns), _interval(step.upper_ns)
