@@ -475,7 +475,8 @@ class _Generator:
 
                 cfg = self.patterns[sid]
                 within = _interval(parse_duration(cfg.within) + 1_000_000)
-                self.views.append((sid, match_recognize(cfg, _q(step.inputs[0]), within)))
+                source = self.zeroed_keys(sid, step.inputs[0], [cfg.key])
+                self.views.append((sid, match_recognize(cfg, source, within)))
                 kinds = {c.name: c.kind for c in self.columns[step.inputs[0]]}
                 self.columns[sid] = [
                     _Col(cfg.key, kinds.get(cfg.key, "string")),
@@ -486,25 +487,27 @@ class _Generator:
                     _Col("n_events", "int64"),
                 ]
 
+    def zeroed_keys(self, sid: str, ref: str, keys: Sequence[str]) -> str:
+        """The (quoted) view a step keyed by ``keys`` reads ``ref`` through: Flink groups, partitions and
+        joins a DOUBLE by its bits, so -0.0 and 0.0 were two keys, where streamlab's are one (as Python
+        holds them equal). With a float64 key, a view of ``ref`` with that key's zeros made 0.0."""
+        columns = self.columns[ref]
+        if not any(c.kind == "float64" and c.name in keys for c in columns):
+            return _q(ref)
+        cols = [
+            f"{_zero(_q(c.name))} AS {_q(c.name)}" if c.kind == "float64" and c.name in keys else _q(c.name)
+            for c in columns
+        ]
+        self.views.append((f"{sid}__keys", f"SELECT {', '.join(cols)}, {_q(_PROC)} FROM {_q(ref)}"))
+        return _q(f"{sid}__keys")
+
     def window(self, sid: str, step: WindowStep) -> None:
         src = _q(step.inputs[0])
         t = _q(step.time)
         w = step.window
         keys = [_q(k) for k in step.keys]
         kinds = {c.name: c.kind for c in self.columns[step.inputs[0]]}
-        if any(kinds.get(k) == "float64" for k in step.keys):
-            # Flink groups a DOUBLE by its bits, so -0.0 and 0.0 were two keys: streamlab's are one (as
-            # Python holds them equal). The window reads its input with such keys' zeros made 0.0
-            cols = [
-                f"{_zero(_q(c.name))} AS {_q(c.name)}"
-                if c.kind == "float64" and c.name in step.keys
-                else _q(c.name)
-                for c in self.columns[step.inputs[0]]
-            ]
-            src = _q(f"{sid}__keys")
-            self.views.append(
-                (f"{sid}__keys", f"SELECT {', '.join(cols)}, {_q(_PROC)} FROM {_q(step.inputs[0])}")
-            )
+        src = self.zeroed_keys(sid, step.inputs[0], step.keys)
         if isinstance(w, TumblingWindow):
             off = f", {_interval(w.offset_ns)}" if w.offset_ns else ""
             tvf = f"TUMBLE(TABLE {src}, DESCRIPTOR({t}), {_interval(w.size_ns)}{off})"

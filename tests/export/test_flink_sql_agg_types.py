@@ -120,3 +120,35 @@ def test_sql_job_joins_minus_zero_with_zero(flink_python: str, tmp_path: Path) -
     report = verify(p, lines, target="flink", flink_job="sql", flink_python=flink_python, workdir=tmp_path)
     assert report.counts["j"] == {"streamlab": 10, "flink": 10}  # 3 x 3 zeros, 1.5 with itself; Flink: 6
     assert report.equal, report.diff
+
+
+def test_sql_pattern_keys_minus_zero_as_zero_and_matches_no_missing_key(
+    flink_python: str, tmp_path: Path
+) -> None:
+    from streamlab.export.verify import verify
+
+    t = "2024-01-01T00:00:0{}Z"
+    events = [  # (key, event type): a view then a buy of one key is a match
+        (0.0, "view"),
+        (-0.0, "buy"),  # the same key as 0.0 in streamlab: a match
+        (None, "view"),
+        ("absent", "buy"),  # no key: streamlab's dead letters, never a match
+        (1.5, "view"),
+        (1.5, "buy"),
+    ]
+    lines = []
+    for i, (k, kind) in enumerate(events):
+        row: dict[str, object] = {"timestamp": t.format(i + 1), "event_type": kind, "event_id": f"e{i}"}
+        if k != "absent":
+            row["k"] = k
+        lines.append(json.dumps(row))
+    p = Pipeline(ListSource([b"{}"]), name="zeropattern")
+    p.parse({"timestamp": "timestamp", "k": "float64", "event_type": "string", "event_id": "string"}).pattern(
+        "k", [("v", "event_type == 'view'"), ("b", "event_type == 'buy'")], within="1m", step_id="pat"
+    )
+    report = verify(p, lines, target="flink", flink_job="sql", flink_python=flink_python, workdir=tmp_path)
+    assert sorted(map(list, report.local["pat"]["event_ids"])) == [["e0", "e1"], ["e4", "e5"]]
+    assert len(report.local["pat.dead_letter"]) == 2  # the rows without a key
+    # Flink matched e2, e3 (a NULL partition) and not e0, e1 (-0.0 and 0.0 were two partitions)
+    assert sorted(map(list, report.exported["pat"]["event_ids"])) == [["e0", "e1"], ["e4", "e5"]]
+    assert set(report.diff["output"]) == {"pat.dead_letter"}  # the SQL job writes no pattern dead letters
