@@ -457,13 +457,14 @@ class _Generator:
             elif isinstance(step, DedupStep):
                 self.columns[sid] = self.columns[step.inputs[0]]
                 cols = ", ".join(_q(c.name) for c in self.columns[sid])
+                source = self.zeroed_keys(sid, step.inputs[0], [step.id_column])  # -0.0 repeats 0.0
                 self.views.append(
                     (
                         sid,
                         f"SELECT {cols}, {_q(_PROC)} FROM (\n"
                         f"  SELECT *, ROW_NUMBER() OVER (PARTITION BY {_q(step.id_column)} "
                         f"ORDER BY {_q(_PROC)} ASC) AS __rn\n"
-                        f"  FROM {_q(step.inputs[0])}\n) WHERE __rn = 1",
+                        f"  FROM {source}\n) WHERE __rn = 1",
                     )
                 )
             elif isinstance(step, WindowStep):

@@ -152,3 +152,21 @@ def test_sql_pattern_keys_minus_zero_as_zero_and_matches_no_missing_key(
     # Flink matched e2, e3 (a NULL partition) and not e0, e1 (-0.0 and 0.0 were two partitions)
     assert sorted(map(list, report.exported["pat"]["event_ids"])) == [["e0", "e1"], ["e4", "e5"]]
     assert set(report.diff["output"]) == {"pat.dead_letter"}  # the SQL job writes no pattern dead letters
+
+
+def test_sql_dedup_takes_minus_zero_as_a_repeat_of_zero(flink_python: str, tmp_path: Path) -> None:
+    from streamlab.export.verify import verify
+
+    t = "2024-01-01T00:00:0{}Z"
+    ids: list[object] = [0.0, -0.0, 0, "absent", None]  # two ids in streamlab: 0.0 and None
+    lines = [
+        json.dumps({"timestamp": t.format(i + 1), "v": i, **({} if x == "absent" else {"id": x})})
+        for i, x in enumerate(ids)
+    ]
+    p = Pipeline(ListSource([b"{}"]), name="zerodedup")
+    p.parse({"timestamp": "timestamp", "id": "float64", "v": "int64"}).dedup("id", ttl="10m", step_id="d").to(
+        ListSink()
+    )
+    report = verify(p, lines, target="flink", flink_job="sql", flink_python=flink_python, workdir=tmp_path)
+    assert sorted(report.local["d"]["v"]) == [0, 3]
+    assert sorted(report.exported["d"]["v"]) == [0, 3]  # Flink kept v=1 (id -0.0) too
