@@ -257,6 +257,8 @@ def _interval(ns: int) -> str:
     --------
     >>> _interval(5_000_000_000), _interval(-120_000_000_000), _interval(90_500_000_000)
     ("INTERVAL '5' SECOND", "INTERVAL '-2' MINUTE", "INTERVAL '0 00:01:30.500' DAY TO SECOND(3)")
+    >>> _interval(365 * 86_400 * 10**9), _interval(2000 * 86_400 * 10**9 + 10**6)
+    ("INTERVAL '365' DAY(3)", "(INTERVAL '2 00:00:00.001' DAY TO SECOND(3) + INTERVAL '999' DAY(3) * 2)")
     """
     if ns % 1_000_000:
         raise ValueError("Flink intervals have millisecond precision")
@@ -267,10 +269,25 @@ def _interval(ns: int) -> str:
         if ms % size == 0 and ms // size < 100:  # the default leading precision is two digits
             return f"INTERVAL '{sign}{ms // size}' {unit}"
     days, rest = divmod(ms, 86_400_000)
+    if days >= _MAX_INTERVAL_DAYS:
+        # Flink's day-time intervals hold at most 999 days (DAY(3)); a longer one (a delay of years) is a
+        # product, which a watermark, a join's bounds and WITHIN take (a window's size must be a literal:
+        # _Generator.check refuses such windows)
+        whole, days = divmod(days, _MAX_INTERVAL_DAYS)
+        return f"({_interval(int(sign + '1') * (days * 86_400_000 + rest) * 1_000_000)} + INTERVAL '{sign}{_MAX_INTERVAL_DAYS}' DAY(3) * {whole})"
     h, rest = divmod(rest, 3_600_000)
     m, rest = divmod(rest, 60_000)
     sec, milli = divmod(rest, 1000)
-    return f"INTERVAL '{sign}{days} {h:02d}:{m:02d}:{sec:02d}.{milli:03d}' DAY TO SECOND(3)"
+    if not (h or m or sec or milli):
+        return f"INTERVAL '{sign}{days}' DAY(3)"
+    # DAY TO SECOND's default leading precision is two digits: 100 days and more need DAY(3), without
+    # which the job failed at validation ('Interval field value 365 exceeds precision of DAY(2) field')
+    lead = "DAY(3)" if days >= 100 else "DAY"
+    return f"INTERVAL '{sign}{days} {h:02d}:{m:02d}:{sec:02d}.{milli:03d}' {lead} TO SECOND(3)"
+
+
+_MAX_INTERVAL_DAYS = 999
+"""The longest Flink day-time interval literal, in days: Flink takes day precision 3 at most."""
 
 
 def _agg_sql(a: Aggregator, step: WindowStep, kinds: dict[str, str] | None = None) -> str:
@@ -421,6 +438,14 @@ class _Generator:
                         )
                 w = step.window
                 sizes = [getattr(w, n, 0) for n in ("size_ns", "every_ns", "gap_ns", "offset_ns")]
+                if any(s >= _MAX_INTERVAL_DAYS * 86_400 * 10**9 for s in sizes):
+                    raise _plan.unsupported(
+                        step,
+                        "Flink SQL",
+                        f"window sizes, slides, gaps and offsets of {_MAX_INTERVAL_DAYS} days or more have no "
+                        "Flink interval literal (Flink's day-time intervals hold at most 999 days)",
+                        f"use a window shorter than {_MAX_INTERVAL_DAYS} days, or export to Beam (to_beam)",
+                    )
                 if any(s % 1_000_000 for s in [*sizes, step.delay_ns, step.lateness_ns]):
                     raise _plan.unsupported(
                         step,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 from streamlab import Pipeline, TumblingWindow, agg
@@ -170,3 +171,30 @@ def test_sql_dedup_takes_minus_zero_as_a_repeat_of_zero(flink_python: str, tmp_p
     report = verify(p, lines, target="flink", flink_job="sql", flink_python=flink_python, workdir=tmp_path)
     assert sorted(report.local["d"]["v"]) == [0, 3]
     assert sorted(report.exported["d"]["v"]) == [0, 3]  # Flink kept v=1 (id -0.0) too
+
+
+def test_sql_job_takes_intervals_of_100_days_and_more(flink_python: str, tmp_path: Path) -> None:
+    """A year's window and a delay of years were DAY TO SECOND literals of Flink's default two-digit day
+    precision: the job failed at validation ('Interval field value 365 exceeds precision of DAY(2)')."""
+    from streamlab.export.verify import verify
+
+    p = Pipeline(ListSource([b"{}"]), name="longintervals")
+    parsed = p.parse({"timestamp": "timestamp", "k": "string"})
+    parsed.window(TumblingWindow(timedelta(days=365, seconds=1)), key="k", delay="3000d", step_id="year").agg(
+        agg.count()
+    )
+    lines = [
+        json.dumps({"timestamp": t, "k": "a"})
+        for t in ("2024-01-01T00:00:00Z", "2020-06-01T00:00:00Z", "2024-12-31T00:00:00Z")
+    ]
+    report = verify(p, lines, target="flink", flink_job="sql", flink_python=flink_python, workdir=tmp_path)
+    assert report.counts["year"] == {"streamlab": 3, "flink": 3} and report.equal, report.diff
+
+
+def test_sql_job_refuses_windows_of_999_days_and_more(tmp_path: Path) -> None:
+    from streamlab.export.flink import sql_refusal
+
+    p = Pipeline(ListSource([b"{}"]), name="tooLong")
+    p.parse({"timestamp": "timestamp"}).window(TumblingWindow("1000d"), step_id="w").agg(agg.count())
+    refusal = sql_refusal(p)
+    assert refusal is not None and refusal.step_id == "w" and "999 days" in str(refusal)
