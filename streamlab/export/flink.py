@@ -1446,6 +1446,25 @@ def _kinesis_env(gen: _Generator, script: str) -> str:
     )
 
 
+def _job_sql_placeholders(gen: _Generator, source: str, sink: str) -> list[str]:
+    """The environment variables job.sql's statements name (``${NAME}``), in order, comments left out."""
+    text = "\n".join(x for x in _job_sql(gen, source, sink).splitlines() if not x.lstrip().startswith("--"))
+    return list(dict.fromkeys(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text)))
+
+
+def _run_sql_command(gen: _Generator, source: str, sink: str) -> str:
+    """README's command for run_sql.py: the file paths job.sql reads and writes on its command line (it
+    wrote INPUT_PATH for a job reading Kafka, whose KAFKA_* placeholders then stopped run_sql.py)."""
+    paths = {"INPUT_PATH": "events.jsonl", "OUTPUT_PATH": "out"}
+    names = _job_sql_placeholders(gen, source, sink)
+    return " ".join([*(f"{n}={paths[n]}" for n in names if n in paths), "python run_sql.py job.sql"])
+
+
+def _run_sql_env(gen: _Generator, source: str, sink: str) -> str:
+    others = [n for n in _job_sql_placeholders(gen, source, sink) if n not in ("INPUT_PATH", "OUTPUT_PATH")]
+    return f", with {', '.join(f'`{n}`' for n in others)} set in the environment:" if others else ":"
+
+
 def _readme(gen: _Generator, source: str, sink: str) -> str:
     p = gen.p
     jars = connector_jars(gen.flink_version, (source, sink))
@@ -1496,10 +1515,10 @@ sql-client.sh -f job.resolved.sql
 ```
 
 PyPI's `apache-flink` has no SQL gateway, which `sql-client.sh` needs; `run_sql.py` runs the same
-script statement by statement through a PyFlink `TableEnvironment` (as the SQL client would):
+script statement by statement through a PyFlink `TableEnvironment` (as the SQL client would){_run_sql_env(gen, source, sink)}
 
 ```
-INPUT_PATH=events.jsonl OUTPUT_PATH=out python run_sql.py job.sql
+{_run_sql_command(gen, source, sink)}
 ```
 
 ## Connectors
