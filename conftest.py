@@ -77,6 +77,7 @@ _INTEGRATION_PATHS = (
     "tests/export/test_flink_sql_mistyped.py",  # PyFlink's mini-cluster (a JVM)
     "tests/export/test_flink_sql_time_unit.py",  # PyFlink's mini-cluster (a JVM)
     "tests/export/test_flink_datastream_row_outputs.py",  # PyFlink's mini-cluster (a JVM)
+    "tests/export/test_flink_sql_agg_types.py",  # PyFlink's mini-cluster (a JVM)
     "tests/export/test_lambda_json_number_keys.py",  # moto
     "tests/export/test_lambda_packaging.py",  # moto, and build.sh run as a program
     "tests/export/test_beam_step_watermark.py",  # Beam's DirectRunner

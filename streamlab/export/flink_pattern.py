@@ -24,7 +24,7 @@ Examples
 >>> pattern_refusal(p) is None
 True
 >>> print(match_recognize(p, "`parse`", "INTERVAL '0 00:05:00.001' DAY TO SECOND(3)"))  # doctest: +ELLIPSIS
-SELECT * FROM (SELECT * FROM `parse` WHERE `event_type` IN ('login_failed', 'login_success'))
+SELECT * FROM (SELECT * FROM `parse` WHERE `event_type` IN ('login_failed', 'login_success') AND `user_id` IS NOT NULL)
 MATCH_RECOGNIZE (
   PARTITION BY `user_id`
   ORDER BY `timestamp`
@@ -163,7 +163,8 @@ def match_recognize(pattern: Pattern, source: str, within: str) -> str:
     ]
     defines = ",\n    ".join(f"{v} AS {c}" for v, c in [*variables, *gaps])
     return (
-        f"SELECT * FROM (SELECT * FROM {source} WHERE {column} IN ({values}))\n"
+        # a row without a key is a dead letter in streamlab ("key column ... is missing"), never matched
+        f"SELECT * FROM (SELECT * FROM {source} WHERE {column} IN ({values}) AND {_q(pattern.key)} IS NOT NULL)\n"
         "MATCH_RECOGNIZE (\n"
         f"  PARTITION BY {_q(pattern.key)}\n"
         f"  ORDER BY {t}\n"

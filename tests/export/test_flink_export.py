@@ -315,18 +315,26 @@ def test_late_rows_are_named_in_the_notes() -> None:
 
 
 def _interval_ns(literal: str) -> int:
-    """The duration a Flink interval literal written by the exporter stands for (the oracle)."""
+    """The duration a Flink interval literal written by the exporter stands for (the oracle). Flink's
+    day precision is two digits by default and three at most (``DAY(3)``): longer is a product."""
     import re
 
-    m = re.fullmatch(r"INTERVAL '(-?)(\d+) (\d\d):(\d\d):(\d\d)\.(\d{3})' DAY TO SECOND\(3\)", literal)
+    m = re.fullmatch(r"\((.*) \+ INTERVAL '(-?)999' DAY\(3\) \* (\d+)\)", literal)
     if m:
-        d, h, mi, s, ms = (int(x) for x in m.groups()[1:])
+        whole = 999 * int(m.group(3)) * 86_400 * 10**9
+        return _interval_ns(m.group(1)) + (-whole if m.group(2) else whole)
+    m = re.fullmatch(
+        r"INTERVAL '(-?)(\d+) (\d\d):(\d\d):(\d\d)\.(\d{3})' (DAY|DAY\(3\)) TO SECOND\(3\)", literal
+    )
+    if m:
+        d, h, mi, s, ms = (int(x) for x in m.groups()[1:6])
+        assert d < (100 if m.group(7) == "DAY" else 1000), literal
         ns = ((((d * 24 + h) * 60 + mi) * 60 + s) * 1000 + ms) * 1_000_000
         return -ns if m.group(1) else ns
-    m = re.fullmatch(r"INTERVAL '(-?\d+)' (DAY|HOUR|MINUTE|SECOND)", literal)
+    m = re.fullmatch(r"INTERVAL '(-?\d+)' (DAY|HOUR|MINUTE|SECOND|DAY\(3\))", literal)
     assert m, literal
-    unit = {"DAY": 86_400, "HOUR": 3_600, "MINUTE": 60, "SECOND": 1}[m.group(2)]
-    assert abs(int(m.group(1))) < 100  # Flink's default leading precision is two digits
+    unit = {"DAY": 86_400, "HOUR": 3_600, "MINUTE": 60, "SECOND": 1, "DAY(3)": 86_400}[m.group(2)]
+    assert abs(int(m.group(1))) < (1000 if m.group(2) == "DAY(3)" else 100), literal
     return int(m.group(1)) * unit * 1_000_000_000
 
 
