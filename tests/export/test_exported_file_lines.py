@@ -21,8 +21,6 @@ from streamlab.export import to_beam, to_spark
 from streamlab.export.verify import input_format, load_module
 from streamlab.testing import ListSource
 
-pytest.importorskip("apache_beam")
-
 BOM = b"\xef\xbb\xbf"
 PIECES = [
     b'{"event_id": "e1", "timestamp": "2024-01-01T00:00:01Z"}',
