@@ -23,11 +23,11 @@ import json
 import os
 import pickle
 import secrets
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from streamlab._files import write_replacing
 from streamlab.errors import _PicklableError
 from streamlab.steps import OperatorStep, SinkStep, SourceStep
 
@@ -225,17 +225,7 @@ def checkpoint_key() -> bytes:
         if key:
             return key
         key = secrets.token_hex(32).encode()
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="checkpoint.key.", suffix=".tmp")  # 0o600
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(key)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_replacing(path, lambda f: f.write(key), private=True)
     return key
 
 
@@ -285,18 +275,13 @@ def save_checkpoint(directory: Path, snapshot: dict[str, Any], header: dict[str,
     head = {**header, "payload_sha256": hashlib.sha256(payload).hexdigest()}
     head["hmac"] = _sign(checkpoint_key(), head, payload)
     target = directory / CHECKPOINT_FILE
-    tmp = directory / (CHECKPOINT_FILE + ".tmp")
     try:
-        with open(tmp, "wb") as f:
-            f.write(_MAGIC + json.dumps(head, sort_keys=True).encode() + b"\n" + payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        write_replacing(
+            target, lambda f: f.write(_MAGIC + json.dumps(head, sort_keys=True).encode() + b"\n" + payload)
+        )
     except OSError as e:
         # not a checkpoint that cannot be resumed: the one saved before is whole, and the run's
         # sources were not committed past it (a disk full once read as "start fresh" on the command line)
-        with contextlib.suppress(OSError):
-            tmp.unlink()  # (a part written to a full disk takes room the next attempt needs)
         raise CheckpointSaveError(
             target,
             f"it could not be saved ({type(e).__name__}: {e}); the checkpoint saved before it, if any, is "

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._compat import PANDAS_3, text_column
+from streamlab._files import write_replacing
 from streamlab._frames import concat_batches
 from streamlab.clock import Clock
 from streamlab.errors import PipelineConfigError, check_path
@@ -966,8 +967,9 @@ class _ParquetWriter(SinkWriter):
 
     def restore(self, state: Any) -> None:
         directory = Path(self.sink.path)
-        for tmp in directory.glob("part-*.tmp"):
-            tmp.unlink()  # a write cut short
+        for pattern in (".part-*.tmp", "part-*.tmp"):  # (the second: the name it had before)
+            for tmp in directory.glob(pattern):
+                tmp.unlink()  # a write cut short
         if state is None:
             return
         for f in directory.glob("part-*.parquet"):
@@ -1050,16 +1052,7 @@ class _ParquetWriter(SinkWriter):
         import pyarrow.parquet as pq
 
         target = Path(self.sink.path) / f"part-{self.part:06d}.parquet"
-        tmp = target.with_suffix(".tmp")
-        try:
-            pq.write_table(table, tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()  # (on a full disk it holds the room the next attempt needs)
-            raise
+        write_replacing(target, lambda f: pq.write_table(table, f))
         self.part += 1
 
     def close(self) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from streamlab._checkpoint import CheckpointError
+from streamlab._files import write_replacing
 from streamlab.errors import ParameterError
 
 SHARD_END = "SHARD_END"
@@ -66,15 +65,5 @@ def load_checkpoint(path: str | os.PathLike[str], stream: str) -> dict[str, str]
 
 def write_checkpoint(path: Path, stream: str, shards: Mapping[str, str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump({"stream": stream, "shards": dict(shards)}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic: a crash leaves the old or the new checkpoint, never half of one
-    except BaseException:
-        # a full disk: each failed commit left its part under a new name, taking the room it needs
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    text = json.dumps({"stream": stream, "shards": dict(shards)}).encode()
+    write_replacing(path, lambda f: f.write(text), private=True)  # a crash leaves the old or the new one

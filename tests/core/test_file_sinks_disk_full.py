@@ -66,8 +66,8 @@ def _fill_the_disk(monkeypatch: pytest.MonkeyPatch, kind: str, out: Path) -> Non
         import pyarrow.parquet as pq
 
         def full_write_table(table: Any, where: Any, **kwargs: Any) -> None:
-            Path(where).write_bytes(b"PAR1 half a part")  # what landed before the disk was full
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(where))
+            where.write(b"PAR1 half a part")  # what landed before the disk was full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(where.name))
 
         monkeypatch.setattr(pq, "write_table", full_write_table)
 
