@@ -1,7 +1,8 @@
 """Install local-bigquery (a BigQuery REST server on DuckDB) for the BigQuery tests, once per cache.
 
 Usage: ``python scripts/local_bigquery.py`` (``scripts/test.sh`` runs it before the tests, so no test
-installs anything). local-bigquery needs Python >= 3.13 and DuckDB extensions that DuckDB would download
+installs anything). local-bigquery needs Python >= 3.13 (where the machine has none, uv installs a
+standalone one into streamlab's cache, as for PyFlink's environment) and DuckDB extensions that DuckDB would download
 at run time, so it gets its own virtual environment under ``$STREAMLAB_CACHE/local-bigquery`` (about
 20 s): local-bigquery 0.4.0 with duckdb pinned to 1.5.5 plus the PyPI wheels of the icu/ducklake/spatial
 extensions. tests/connectors/test_bigquery.py loads this file to find it, and fails with
@@ -17,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from streamlab._pythons import uv_python
+
 VERSION = "0.4.0"
 DUCKDB_PINS = [
     "duckdb==1.5.5",
@@ -29,7 +32,7 @@ HOW_TO_INSTALL = (
     "local-bigquery runs the BigQuery tests and is installed by scripts/test.sh, or by "
     "`python scripts/local_bigquery.py`. It needs Python >= 3.13: install one (Debian 13: "
     "apt-get install -y python3.13 python3.13-venv; Ubuntu 26.04's python3, 3.14, will do; elsewhere "
-    "pyenv install 3.13) or point "
+    "the script installs one with uv, or pyenv install 3.13) or point "
     "STREAMLAB_PYTHON313 at it, then run `python scripts/local_bigquery.py`"
 )
 
@@ -65,14 +68,23 @@ def python313() -> str | None:
     return None
 
 
+def base_python(timeout: float = 600) -> str:
+    """The Python the venv is made with: :func:`python313`'s, else one uv installs into streamlab's cache
+    (Ubuntu 24.04 and Debian 12 have no python3.13 in apt); RuntimeError saying what to install."""
+    python = python313()
+    if python is None:
+        python, why = uv_python((3, 13), timeout)
+        if python is None:
+            raise RuntimeError(f"no Python >= 3.13 found, and {why}. {HOW_TO_INSTALL}")
+    return python
+
+
 def install() -> Path:
     """Build the virtual environment (unless it is ready) and return the ``local-bigquery`` command."""
     command = installed()
     if command is not None:
         return command
-    python = python313()
-    if python is None:
-        raise RuntimeError(f"no Python >= 3.13 found. {HOW_TO_INSTALL}")
+    python = base_python()
     venv = venv_dir()
     shutil.rmtree(venv, ignore_errors=True)
     subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=120)

@@ -4,7 +4,8 @@
 # System packages it needs (installed when run as root, as on CI; otherwise it says what to install):
 #   chromium (browser tests; Ubuntu has it only as a snap: tests/_chromium.py says what to install),
 #   redis-server (Redis sink tests), nodejs + npm (kinesalite, Kinesis resharding),
-#   python >= 3.13 (the local BigQuery server, local-bigquery, needs it; the BigQuery tests say so if it is missing),
+#   python >= 3.13 (the local BigQuery server, local-bigquery, needs it; where apt has none, as on Ubuntu 24.04,
+#   uv installs a standalone one into $STREAMLAB_CACHE; the BigQuery tests say what to install if that fails),
 #   a Java 17 runtime (Spark's local mode for the Spark export; PyFlink's mini-cluster for the Flink export).
 source "$(dirname "$0")/_venv.sh"
 need=()
@@ -23,7 +24,8 @@ if ! chromium >/dev/null; then  # it said what to install; the browser tests fai
   echo "streamlab: the browser tests will fail until Chromium runs (see above); the other tests go on" >&2
 fi
 if ! command -v python3.13 >/dev/null && as_root true 2>/dev/null; then
-  # Debian 13 ships it (Ubuntu 26.04 has python3 3.14, which will do, and no python3.13); elsewhere the
+  # Debian 13 ships it (Ubuntu 26.04 has python3 3.14, which will do, and no python3.13); elsewhere uv
+  # installs one (scripts/local_bigquery.py), and where that fails the
   # BigQuery tests fail and name what to install
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.13 python3.13-venv >/dev/null 2>&1 || true
 fi

@@ -55,6 +55,7 @@ from typing import Any
 
 from streamlab import _pyast
 from streamlab._dead_letter import PARSE_DEAD_LETTER_COLUMNS
+from streamlab._pythons import runs_as, uv_python
 from streamlab._time import parse_duration
 from streamlab.aggregators import (
     Aggregator,
@@ -1975,11 +1976,11 @@ def flink_base_python(versions: Sequence[tuple[int, int]] = FLINK_PYTHONS, *, ti
         name = f"python{major}.{minor}"
         pyenv = Path.home() / ".pyenv" / "versions" / f"{major}.{minor}*" / "bin" / name
         for candidate in [shutil.which(name) or "", *sorted(glob.glob(str(pyenv)), reverse=True)]:
-            if _runs_as(candidate, major, minor):
+            if runs_as(candidate, major, minor):
                 return candidate
     wanted = ", ".join(f"{major}.{minor}" for major, minor in versions)
     newest = "{}.{}".format(*versions[0])
-    found, why = _uv_python(versions[0], timeout)
+    found, why = uv_python(versions[0], timeout)
     if found is not None:
         return found
     raise RuntimeError(
@@ -1989,63 +1990,6 @@ def flink_base_python(versions: Sequence[tuple[int, int]] = FLINK_PYTHONS, *, ti
         f"{newest}), or build PyFlink's environment yourself (python{newest} -m venv DIR && DIR/bin/pip "
         f"install {' '.join(flink_requirements())}) and set STREAMLAB_FLINK_PYTHON=DIR/bin/python"
     )
-
-
-def _runs_as(candidate: str, major: int, minor: int) -> bool:
-    """Whether the executable ``candidate`` runs and is Python ``major.minor``."""
-    import os
-    import subprocess
-
-    if not candidate or not os.access(candidate, os.X_OK):
-        return False
-    try:  # a pyenv shim is on PATH for every version pyenv knows, and fails for the others
-        said = subprocess.run(
-            [candidate, "-c", "import sys; print(*sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return said.returncode == 0 and said.stdout.split() == [str(major), str(minor)]
-
-
-def _uv_python(version: tuple[int, int], timeout: float) -> tuple[str | None, str]:
-    """Python ``version`` installed by uv into streamlab's cache (``uv python install``, a standalone
-    build it downloads), or ``(None, why not)``."""
-    import os
-    import shutil
-    import subprocess
-
-    uv = shutil.which("uv")
-    if uv is None:
-        try:
-            from uv import find_uv_bin  # the uv package of the dev extra, in a venv not on PATH
-
-            uv = find_uv_bin()
-        except (ImportError, FileNotFoundError):
-            return None, "uv, which could install one, is not installed (pip install uv)"
-    wanted = "{}.{}".format(*version)
-    from streamlab._checkpoint import cache_dir
-
-    home = cache_dir() / "pythons"
-    env = {**os.environ, "UV_PYTHON_INSTALL_DIR": str(home)}
-    said = ""
-    for args in (["install", wanted], ["find", "--managed-python", wanted]):
-        try:
-            done = subprocess.run(
-                [uv, "python", *args], capture_output=True, text=True, timeout=timeout, env=env
-            )
-        except (OSError, subprocess.TimeoutExpired) as e:
-            return None, f"`uv python {' '.join(args)}` did not finish ({type(e).__name__})"
-        said = (done.stdout + done.stderr).strip()
-        if done.returncode != 0:
-            last = said.splitlines()[-1] if said else f"exit {done.returncode}"
-            return None, f"`uv python {' '.join(args)}` failed ({last})"
-    found = said.splitlines()[-1].strip() if said else ""
-    if not _runs_as(found, *version):
-        return None, f"uv installed Python {wanted} but its interpreter {found!r} does not run"
-    return found, ""
 
 
 def ensure_flink_python(*, timeout: float = 900) -> str:
