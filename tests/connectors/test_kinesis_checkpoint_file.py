@@ -84,7 +84,9 @@ def test_a_checkpoint_write_that_fails_leaves_the_last_one_and_no_temporary_file
     def full(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(files_module.os, "fsync", full)  # (a full disk shows at fsync with delayed allocation)
+    monkeypatch.setattr(
+        files_module.os, "fsync", full
+    )  # (a full disk shows at fsync with delayed allocation)
     for _ in range(3):
         with pytest.raises(OSError, match="No space left on device"):
             write_checkpoint(path, "clicks", {"shardId-000000000000": "5000"})
