@@ -9,14 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["write_replacing"]
+__all__ = ["sync_directory", "write_replacing"]
 
 
 def write_replacing(target: Path, write: Callable[[BinaryIO], object], *, private: bool = False) -> None:
     """Write ``target`` whole or not at all: a crash leaves the old file or the new one, never half.
 
     ``write`` fills a temporary file in ``target``'s directory, which is flushed, fsynced and renamed
-    over ``target`` (``os.replace``: atomic on one file system). On any failure (a full disk, an
+    over ``target`` (``os.replace``: atomic on one file system); then the directory is fsynced, so
+    the rename itself is on disk before the caller goes on (commits a source's offsets). On any failure (a full disk, an
     interrupt) the temporary file is removed, since on a full disk it holds the room the next attempt
     needs, and the error is raised as it was.
 
@@ -58,3 +59,25 @@ def write_replacing(target: Path, write: Callable[[BinaryIO], object], *, privat
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+    sync_directory(target.parent)
+
+
+def sync_directory(directory: Path) -> None:
+    """fsync ``directory``, so that a file made or renamed in it outlives a power loss (the caller
+    commits offsets next: without it, the new name could be lost while the source's commit is kept).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> sync_directory(Path(tempfile.mkdtemp()))
+    """
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # (Windows cannot open a directory: its renames are durable by themselves)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # (some file systems refuse fsync on a directory: nothing more to do there)
+        pass
+    finally:
+        os.close(fd)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._compat import PANDAS_3, text_column
-from streamlab._files import write_replacing
+from streamlab._files import sync_directory, write_replacing
 from streamlab._frames import concat_batches
 from streamlab.clock import Clock
 from streamlab.errors import PipelineConfigError, check_path
@@ -1130,6 +1130,8 @@ class _JsonLinesWriter(SinkWriter):
     def __init__(self, sink: JsonLinesSink) -> None:
         Path(sink.path).parent.mkdir(parents=True, exist_ok=True)
         self.path = sink.path
+        #: the file is new: its directory is fsynced at the first flush (its name must outlive a power loss)
+        self.created = not os.path.exists(sink.path)
         self.f = open(sink.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         if self.f.tell() and not _ends_with_newline(sink.path):
             self.f.write("\n")  # a file written by other hands: the first record starts a line of its own
@@ -1164,6 +1166,9 @@ class _JsonLinesWriter(SinkWriter):
         except OSError:
             self.failed = True
             raise
+        if self.created:
+            sync_directory(Path(self.path).parent)
+            self.created = False
         self.end = self.f.tell()
 
     def close(self) -> None:

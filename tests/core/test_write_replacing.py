@@ -65,3 +65,45 @@ def test_private_files_are_the_owners_only_and_others_follow_the_umask(tmp_path:
     assert stat.S_IMODE((tmp_path / "key").stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "part").stat().st_mode) == 0o644
     assert (tmp_path / "key").read_bytes() == b"secret" and (tmp_path / "part").read_bytes() == b"data"
+
+
+def _record_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What ``os.fsync`` is called on from now on: ``file`` or ``directory``."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append("directory" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+def test_the_rename_is_made_durable_before_it_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file and then its directory are fsynced: a power loss after the caller commits offsets cannot
+    lose the rename (the file's data was fsynced, the directory entry naming it was not)."""
+    synced = _record_fsyncs(monkeypatch)
+    write_replacing(tmp_path / "part", lambda f: f.write(b"data"))
+    assert synced == ["file", "directory"]
+
+
+def test_a_json_lines_file_a_run_creates_has_its_name_synced_at_the_first_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The JSON-lines sink fsynced its file at each commit but never the directory that names it: after a
+    power loss, a new file could be gone while the source's offsets were committed past its rows."""
+    from streamlab.sinks import JsonLinesSink
+
+    synced = _record_fsyncs(monkeypatch)
+    writer = JsonLinesSink(tmp_path / "out.jsonl").open()
+    writer.write_batch(pd.DataFrame({"x": [1]}))
+    writer.flush()
+    writer.write_batch(pd.DataFrame({"x": [2]}))
+    writer.close()
+    assert synced == ["file", "directory", "file"]  # the directory once, after the file's first fsync
+    again = JsonLinesSink(tmp_path / "out.jsonl").open()  # the file exists: nothing to sync but the file
+    again.close()
+    assert synced == ["file", "directory", "file", "file"]
