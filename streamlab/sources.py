@@ -997,7 +997,7 @@ class ReplaySource(Source):
                 "dead_letter",
                 f"expected a sink for the malformed records of a CSV file, got {dead_letter!r} for "
                 f"{'a DataFrame' if isinstance(data, pd.DataFrame) else os.fspath(data)!r}",
-                "pass dead_letter= with a .csv file only; replay JSON lines with raw=True and parse them "
+                "pass dead_letter= with a CSV file only (.csv, .tsv); replay JSON lines with raw=True and parse them "
                 "to send bad lines to a dead-letter output",
             )
         given = {
