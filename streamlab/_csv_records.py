@@ -9,6 +9,7 @@ what ``read_csv`` gives for the file without the malformed records.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -39,12 +40,18 @@ class CsvHeaderError(ValueError):
     """The header record itself cannot be read: there is no table to read the rest into."""
 
 
-def _problem(text: str, fields: list[str], width: int) -> str:
+def _utf8(encoding: str) -> bool:
+    """Whether ``encoding`` names UTF-8 (``utf8``, ``UTF-8``, ``utf-8-sig``: a byte order mark is allowed)."""
+    return codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
+
+
+def _problem(text: str, fields: list[str], width: int, encoding: str = "utf-8") -> str:
     """Why one record (its text and fields) is malformed, or ``""``."""
-    bad_bytes = [c for c in text if "\udc80" <= c <= "\udcff"]  # bytes that were not UTF-8
+    bad_bytes = [c for c in text if "\udc80" <= c <= "\udcff"]  # bytes that were not of the encoding
     if bad_bytes:
         first = ord(bad_bytes[0]) - 0xDC00
-        return f"invalid UTF-8 (byte 0x{first:02x} at character {text.index(bad_bytes[0]) + 1})"
+        name = "UTF-8" if _utf8(encoding) else encoding
+        return f"invalid {name} (byte 0x{first:02x} at character {text.index(bad_bytes[0]) + 1})"
     if "\x00" in text:
         return "it holds a NUL byte (a corrupt or binary line, not CSV text)"
     if len(fields) > width:
@@ -53,10 +60,14 @@ def _problem(text: str, fields: list[str], width: int) -> str:
 
 
 _QUOTED = re.compile(r'"[^"]*(?:""[^"]*)*"(?!")')  # a quoted field: its quotes doubled inside, one closes it
-_UNQUOTED = re.compile(r"[^,\r\n]*")  # the rest of a field (a quote there is a character)
 
 
-def _unclosed_quote(text: str) -> bool:
+def _unquoted(sep: str) -> re.Pattern[str]:
+    """The rest of a field up to ``sep`` or a line break (a quote there is a character)."""
+    return re.compile(f"[^{re.escape(sep)}\\r\\n]*")
+
+
+def _unclosed_quote(text: str, sep: str = ",") -> bool:
     """Whether the last record ends inside a quoted field (the file ended before its closing quote).
 
     As pandas' tokenizer (and ``csv``) read it: a quote opens a quoted field only at a field's start, a
@@ -68,14 +79,14 @@ def _unclosed_quote(text: str) -> bool:
     >>> _unclosed_quote('1,a"b\\n')
     False
     """
-    pos, n = 0, len(text)
+    pos, n, unquoted = 0, len(text), _unquoted(sep)
     while pos < n:
         if text[pos] == '"':
             quoted = _QUOTED.match(text, pos)
             if quoted is None:
                 return True
             pos = quoted.end()
-        rest = _UNQUOTED.match(text, pos)  # it matches anywhere (maybe nothing)
+        rest = unquoted.match(text, pos)  # it matches anywhere (maybe nothing)
         pos = (rest.end() if rest else pos) + 1  # past the field and its delimiter or line break
     return False
 
@@ -90,8 +101,11 @@ def _integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def read_csv(data: str | bytes) -> pd.DataFrame:
-    """``pandas.read_csv`` of CSV ``data`` (bytes as UTF-8, a byte order mark allowed), with its columns of
+def read_csv(
+    data: str | bytes, *, sep: str = ",", encoding: str = "utf-8", decimal: str = "."
+) -> pd.DataFrame:
+    """``pandas.read_csv`` of CSV ``data`` (bytes in ``encoding``; UTF-8 with a byte order mark allowed),
+    fields between ``sep`` marks, ``decimal`` the decimal mark of its numbers, with its columns of
     integers and missing values exact: pandas holds them as float64, which rounds an id beyond 2**53 onto
     its neighbour's value. Such columns are read again as text and kept as the parse step keeps them
     (``Int64``; Python ints beyond 64 bits).
@@ -101,12 +115,20 @@ def read_csv(data: str | bytes) -> pd.DataFrame:
     >>> frame = read_csv("id,x\\n9007199254740993,1.5\\n,\\n")
     >>> frame["id"].tolist(), str(frame["id"].dtype), frame["x"].tolist()
     ([9007199254740993, <NA>], 'Int64', [1.5, nan])
+    >>> read_csv("x;name\\n1,5;Jos\\xe9\\n".encode("cp1252"), sep=";", encoding="cp1252", decimal=",").values.tolist()
+    [[1.5, 'José']]
     """
     from streamlab._intcols import inferred_series
 
     def read(**options: Any) -> pd.DataFrame:
         source = io.BytesIO(data) if isinstance(data, bytes) else io.StringIO(data)
-        frame: pd.DataFrame = pd.read_csv(source, encoding="utf-8-sig", **options)
+        frame: pd.DataFrame = pd.read_csv(
+            source,
+            sep=sep,
+            decimal=decimal,
+            encoding="utf-8-sig" if _utf8(encoding) else encoding,
+            **options,
+        )
         return frame
 
     frame = read()
@@ -141,10 +163,11 @@ def cut_short(record: str) -> bool:
     return bool(record.strip(" \t\r\n")) and not record.endswith(("\n", "\r"))
 
 
-def split_csv(data: bytes) -> CsvRecords:
-    """Read CSV ``data`` (UTF-8, a byte order mark allowed) as pandas does, malformed records set aside.
+def split_csv(data: bytes, *, sep: str = ",", encoding: str = "utf-8", decimal: str = ".") -> CsvRecords:
+    """Read CSV ``data`` (in ``encoding``; UTF-8 with a byte order mark allowed) as pandas does (fields
+    between ``sep`` marks, ``decimal`` the decimal mark), malformed records set aside.
 
-    A record is malformed when it is not UTF-8 text, holds a NUL byte, has more fields than the header,
+    A record is malformed when it is not text in ``encoding`` (bytes it does not define), holds a NUL byte, has more fields than the header,
     or opens a quoted field that the file never closes. A record with fewer fields is read as pandas
     reads it (the missing fields are NaN), except the file's last one when it has no line break: the
     file ends inside it (cut short, or a writer is still writing it), so it is malformed.
@@ -157,9 +180,11 @@ def split_csv(data: bytes) -> CsvRecords:
     >>> got.bad[["line", "reason"]].values.tolist(), got.before.tolist()
     ([[4, '3 fields, where the header has 2'], [5, 'invalid UTF-8 (byte 0xff at character 3)']], [1, 1])
     """
-    text = data.decode("utf-8", "surrogateescape")
-    if text.startswith(_BOM):
+    utf8 = _utf8(encoding)
+    text = data.decode("utf-8" if utf8 else encoding, "surrogateescape")
+    if utf8 and text.startswith(_BOM):
         text = text[len(_BOM) :]
+    charset = "utf-8" if utf8 else encoding  # a bad record's bytes, as the file holds them
     lines = io.StringIO(text, newline="")
     taken: list[str] = []
 
@@ -175,7 +200,7 @@ def split_csv(data: bytes) -> CsvRecords:
     before: list[int] = []
     width = -1
     line_no, rows, last_fields = 1, 0, 0
-    reader = csv.reader(feed())  # it reads no further than the record it gives
+    reader = csv.reader(feed(), delimiter=sep)  # it reads no further than the record it gives
     limit = csv.field_size_limit(_FIELD_LIMIT)  # pandas reads fields of any size; csv stops at 128 KiB
     try:
         while True:
@@ -191,21 +216,21 @@ def split_csv(data: bytes) -> CsvRecords:
             if (
                 error and "\x00" in record
             ):  # Python 3.10's csv refuses a NUL byte that 3.11's reads: one reason
-                error = _problem(record, [], 0)
+                error = _problem(record, [], 0, encoding)
             if not record.strip(" \t\r\n"):
                 # blank, or spaces and tabs only: pandas skips such a line (before its header too)
                 good.append(record)
                 continue
             if width < 0:
-                why = error or _problem(record, [], 0)
+                why = error or _problem(record, [], 0, encoding)
                 if why:
                     raise CsvHeaderError(f"its header (line {start}) cannot be read: {why}")
                 width = len(fields)
                 good.append(record)
                 continue
-            why = error or _problem(record, fields, width)
+            why = error or _problem(record, fields, width, encoding)
             if why:
-                bad_raw.append(record.rstrip("\r\n").encode("utf-8", "surrogateescape"))
+                bad_raw.append(record.rstrip("\r\n").encode(charset, "surrogateescape"))
                 reasons.append(why)
                 starts.append(start)
                 before.append(rows)
@@ -216,11 +241,11 @@ def split_csv(data: bytes) -> CsvRecords:
                 last_fields = len(fields)
     finally:
         csv.field_size_limit(limit)
-    if last_fields > 0 and len(good) > 1 and _unclosed_quote(good[-1]):
+    if last_fields > 0 and len(good) > 1 and _unclosed_quote(good[-1], sep):
         # the file ended inside a quoted field: the record runs from its opening quote to the end
         record = good.pop()
         rows -= 1
-        bad_raw.append(record.rstrip("\r\n").encode("utf-8", "surrogateescape"))
+        bad_raw.append(record.rstrip("\r\n").encode(charset, "surrogateescape"))
         reasons.append("a quoted field is not closed before the end of the file")
         starts.append(line_no - len(io.StringIO(record, newline="").readlines()))
         before.append(rows)
@@ -229,14 +254,14 @@ def split_csv(data: bytes) -> CsvRecords:
         # file reads it whole, as the next row), or the file was cut
         record = good.pop()
         rows -= 1
-        bad_raw.append(record.encode("utf-8", "surrogateescape"))
+        bad_raw.append(record.encode(charset, "surrogateescape"))
         reasons.append(
             f"the file ends inside this record ({last_fields} fields, where the header has {width}, and no "
             "line break): cut short, or still being written"
         )
         starts.append(line_no - len(io.StringIO(record, newline="").readlines()))
         before.append(rows)
-    frame = read_csv("".join(good))
+    frame = read_csv("".join(good), sep=sep, decimal=decimal)
     order = np.asarray(before, dtype=np.int64)
     if rows != len(frame):  # pandas read the records otherwise (blank-looking lines): keep every one
         order = np.minimum(order, len(frame))

@@ -110,6 +110,22 @@ def format_duration(ns: int) -> str:
     return f"{ns}ns"  # pragma: no cover - "ns" always divides
 
 
+EVENT_TIME_FORMATS = "ISO 8601 text, or epoch seconds as a number, milliseconds above 1e11"
+"""The event times streamlab reads (``to_utc_ns``, ``streamlab._record.epoch_to_ns``), as dead-letter
+reasons name them: the same words in every exported program, whose reasons ``verify`` compares."""
+
+
+def unreadable_time_reason(column: str) -> str:
+    """The dead-letter reason of a row whose event time in ``column`` is missing or unreadable (one line).
+
+    Examples
+    --------
+    >>> unreadable_time_reason("timestamp")
+    "missing or unreadable event time in column 'timestamp' (expected ISO 8601 text, or epoch seconds as a number, milliseconds above 1e11)"
+    """
+    return f"missing or unreadable event time in column {column!r} (expected {EVENT_TIME_FORMATS})"
+
+
 def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> npt.NDArray[np.int64]:
     """Return event times as int64 nanoseconds since the epoch, UTC; missing values become ``NAT_NS``.
 

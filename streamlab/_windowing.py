@@ -20,7 +20,7 @@ from streamlab._compat import factorize
 from streamlab._dead_letter import dead_letter_frame
 from streamlab._intcols import result_column
 from streamlab._keytable import KeyIndex, SlotTable
-from streamlab._time import MAX_NS, NAT_NS, ns_to_timestamp, to_utc_ns, utc_array
+from streamlab._time import MAX_NS, NAT_NS, ns_to_timestamp, to_utc_ns, unreadable_time_reason, utc_array
 from streamlab.aggregators import Aggregator, _CountStore
 from streamlab.operators import Operator, Outputs
 from streamlab.windows import SessionWindow, SlidingWindow, TumblingWindow, Window, floor_div
@@ -469,9 +469,7 @@ def add_dead_letters(out: Outputs, frames: list[pd.DataFrame]) -> None:
 
 def missing_time_frame(batch: pd.DataFrame, rows: np.ndarray, step_id: str, time: str) -> pd.DataFrame:
     """Dead-letter rows whose event time is missing or unreadable."""
-    return dead_letter_frame(
-        batch.iloc[rows], f"missing or unreadable event time in column {time!r}", step_id
-    )
+    return dead_letter_frame(batch.iloc[rows], unreadable_time_reason(time), step_id)
 
 
 class WindowOperator(_Watermarks, Operator):

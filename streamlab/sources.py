@@ -384,18 +384,78 @@ def _unreadable(path: Path, where: str | None, error: Exception) -> ValueError:
         "with malformed records cannot be loaded whole; pass a sink for them, and its good rows replay while "
         "those records go there with the reason: ReplaySource(path, dead_letter=JsonLinesSink('bad.jsonl'))"
         + (
-            "; or, for a file written in another encoding than UTF-8 (Excel's exports often are), load it "
-            "with pandas and replay the frame: ReplaySource(pandas.read_csv(path, encoding='cp1252'))"
+            "; or, for a file written in another encoding than UTF-8 (Excel's exports often are), name "
+            "it: ReplaySource(path, encoding='cp1252')"
             if "UTF-8" in str(error)
             else ""
         )
-        if " of " in where and path.name.lower().endswith((".csv", ".csv.gz"))
+        if " of " in where and path.name.lower().endswith(_CSV)
         else f"ReplaySource: {where} cannot be read as a table ({type(error).__name__}: {error}); "
         "fix the file or load it yourself (pandas.read_csv(..., on_bad_lines=...)) and pass the DataFrame"
     )
 
 
 _SEPARATORS = (";", "\t", "|")  # what a table file may use instead of commas
+_CSV = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".tab")  # read as CSV (a .tsv or .tab file with sep='\t')
+_TABBED = (".tsv", ".tsv.gz", ".tab")
+
+
+def _csv_option(name: str, value: Any, sep: Any = None) -> None:
+    """Raise a ParameterError unless ``value`` is a valid ``sep``, ``encoding`` or ``decimal`` of
+    ReplaySource (``sep``: the separator, that a ``decimal`` mark must differ from).
+
+    Examples
+    --------
+    >>> _csv_option("sep", ";"), _csv_option("encoding", "cp1252"), _csv_option("decimal", ",", ";")
+    (None, None, None)
+    >>> _csv_option("decimal", ",", ",")
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.ParameterError: ReplaySource(decimal=...): decimal=',' is also the separator (sep=','), so a number's fields cannot be told apart. Fix: Excel's exports with a decimal comma separate fields with semicolons: ReplaySource(path, sep=';', decimal=',')
+    """
+    import codecs
+
+    if name == "encoding":
+        try:
+            ok = isinstance(value, str) and 'a,;\t|\n\r"'.encode(value) == b'a,;\t|\n\r"'
+        except LookupError:
+            raise ParameterError(
+                "ReplaySource",
+                "encoding",
+                f"unknown encoding {value!r}",
+                "name a Python text encoding, e.g. encoding='cp1252' (Excel on Windows), 'latin-1' or 'utf-8'",
+            ) from None
+        if not ok or codecs.lookup(value).name.startswith(("utf-16", "utf-32", "utf_16", "utf_32")):
+            raise ParameterError(
+                "ReplaySource",
+                "encoding",
+                f"encoding={value!r} is no text encoding that writes commas, quotes and line breaks as "
+                "single ASCII bytes (UTF-16 and UTF-32 do not), so the file's records cannot be split",
+                "name one, e.g. encoding='cp1252', 'latin-1' or 'utf-8'; re-save a UTF-16 file as UTF-8",
+            )
+        return
+    what = {"sep": "separator between fields", "decimal": "decimal mark of numbers"}[name]
+    example = {"sep": "sep=';' or sep='\\t'", "decimal": "decimal=','"}[name]
+    if not isinstance(value, str) or len(value) != 1 or value in '"\r\n':
+        raise ParameterError(
+            "ReplaySource",
+            name,
+            f"the {what} must be one character other than a quote or a line break, got {value!r}",
+            f"pass one character, e.g. {example}",
+        )
+    if name == "decimal" and (value == sep or value.isdigit()):
+        raise ParameterError(
+            "ReplaySource",
+            "decimal",
+            f"decimal={value!r} is "
+            + (
+                f"also the separator (sep={sep!r}), so a number's fields cannot be told apart"
+                if value == sep
+                else "a digit"
+            ),
+            "Excel's exports with a decimal comma separate fields with semicolons: "
+            "ReplaySource(path, sep=';', decimal=',')",
+        )
 
 
 def _first_line(data: bytes) -> str:
@@ -857,6 +917,17 @@ class ReplaySource(Source):
         with fewer fields than the header and no line break is such a record (the file ends inside it:
         a writer was writing it); a replay resumed on the grown file reads it whole, as the next row. Without a ``dead_letter``, such a file raises ``ValueError``
         naming the first malformed record, as a JSON-lines file with a bad line does without ``raw``.
+    sep, encoding, decimal
+        For CSV, as ``pandas.read_csv`` has them: the one character between fields (``';'`` for Excel's
+        exports where the decimal mark is a comma, ``'\\t'`` for a tab-separated ``.tsv`` or ``.tab``
+        file, which is read only with ``sep`` named), the file's text encoding (``'cp1252'`` for Excel on
+        Windows; one that writes ASCII as single bytes, not UTF-16) and the decimal mark of its numbers
+        (``','``, which must differ from ``sep``). They hold for every row and for ``dead_letter``: a
+        record with bytes the encoding does not define goes there (``invalid cp1252 (...)``), its ``raw``
+        the file's bytes. A file whose header has no comma but semicolons, tabs or bars is refused
+        without ``sep`` (it would be read as one column). The exported jobs read JSON records, not CSV:
+        exporting a pipeline that replays a CSV file with these options is refused (see
+        ``streamlab.export``).
 
     Examples
     --------
@@ -880,6 +951,12 @@ class ReplaySource(Source):
     >>> reader = ReplaySource(path, dead_letter=dead).open()
     >>> reader.poll(100)["user_id"].tolist(), dead.rows()
     (['u1', 'u3'], [{'raw': b'u2,2,3', 'reason': '3 fields, where the header has 2', 'line': 3}])
+
+    A CSV file as Excel exports it on a German or French Windows: semicolons, decimal commas, cp1252.
+
+    >>> _ = path.write_bytes("timestamp;user;amount\\n2024-01-01T00:00:00Z;José;1,5\\n".encode("cp1252"))
+    >>> ReplaySource(path, sep=";", decimal=",", encoding="cp1252").frame.values.tolist()
+    [['2024-01-01T00:00:00Z', 'José', 1.5]]
     """
 
     def __init__(
@@ -891,9 +968,15 @@ class ReplaySource(Source):
         raw: bool = False,
         batch_size: int | None = None,
         dead_letter: Sink | None = None,
+        sep: str = ",",
+        encoding: str = "utf-8",
+        decimal: str = ".",
     ) -> None:
         speed = replay_speed("ReplaySource", speed)
         raw = check_flag("ReplaySource", "raw", raw)
+        _csv_option("sep", sep)
+        _csv_option("encoding", encoding)
+        _csv_option("decimal", decimal, sep)
         if not isinstance(data, pd.DataFrame):
             if not isinstance(data, (str, os.PathLike)):
                 raise ParameterError(
@@ -907,16 +990,36 @@ class ReplaySource(Source):
         if dead_letter is not None and (
             not isinstance(dead_letter, Sink)
             or isinstance(data, pd.DataFrame)
-            or not os.fspath(data).lower().endswith((".csv", ".csv.gz"))
+            or not os.fspath(data).lower().endswith(_CSV)
         ):
             raise ParameterError(
                 "ReplaySource",
                 "dead_letter",
                 f"expected a sink for the malformed records of a CSV file, got {dead_letter!r} for "
                 f"{'a DataFrame' if isinstance(data, pd.DataFrame) else os.fspath(data)!r}",
-                "pass dead_letter= with a .csv file only; replay JSON lines with raw=True and parse them "
+                "pass dead_letter= with a CSV file only (.csv, .tsv); replay JSON lines with raw=True and parse them "
                 "to send bad lines to a dead-letter output",
             )
+        given = {
+            name: value
+            for name, value, default in (
+                ("sep", sep, ","),
+                ("encoding", encoding, "utf-8"),
+                ("decimal", decimal, "."),
+            )
+            if value != default
+        }
+        if given and (isinstance(data, pd.DataFrame) or not os.fspath(data).lower().endswith(_CSV)):
+            options = ", ".join(f"{k}={v!r}" for k, v in given.items())
+            raise ParameterError(
+                "ReplaySource",
+                next(iter(given)),
+                f"{options} is for reading a CSV file (.csv, .csv.gz, .tsv, .tab), got "
+                f"{'a DataFrame' if isinstance(data, pd.DataFrame) else os.fspath(data)!r}"[:300],
+                "drop it: a DataFrame is already read, and JSON lines and Parquet files have their own "
+                "encoding (UTF-8) and numbers; or give the CSV file's path",
+            )
+        self.sep, self.encoding, self.decimal = sep, encoding, decimal
         self.dead_letter = dead_letter
         self._csv: CsvRecords | None = None
         if not isinstance(time, str) or not time:
@@ -1014,19 +1117,16 @@ class ReplaySource(Source):
             return frame
         if self.raw:
             raise ValueError(f"ReplaySource(raw=True) needs JSON lines, got {path.name}")
-        if name.endswith((".csv", ".csv.gz")):
+        if name.endswith(_CSV) and (self.sep != "," or not name.endswith(_TABBED)):
             return self._load_csv(path)
         if name.endswith(".parquet"):
             return self._load_parquet(path, [str(path)])
-        other = "\\t" if name.endswith((".tsv", ".tab")) else None
-        raise ValueError(
-            f"ReplaySource: cannot tell the format of {path.name}; use .jsonl, .csv or .parquet"
-            + (
-                f", or load it with pandas and replay the frame: ReplaySource(pandas.read_csv(path, sep='{other}'))"
-                if other
-                else ""
+        if name.endswith(_TABBED):  # only with the separator named (below: sep=',' is the default)
+            raise ValueError(
+                f"ReplaySource: {path.name} is tab-separated by its name; name the separator to read it: "
+                "ReplaySource(path, sep='\\t')"
             )
-        )
+        raise ValueError(f"ReplaySource: cannot tell the format of {path.name}; use .jsonl, .csv or .parquet")
 
     def _load_parquet(self, path: Path, files: list[str]) -> pd.DataFrame:
         try:
@@ -1047,19 +1147,20 @@ class ReplaySource(Source):
                 data = f.read()
         except (EOFError, OSError) as e:  # a truncated or corrupt compressed file
             raise _unreadable(path, None, e) from None
-        other = _other_separator(data)
+        other = _other_separator(data) if self.sep == "," else None
         if other is not None:  # e.g. Excel's exports where the decimal mark is a comma
             raise ValueError(
                 f"ReplaySource: {path} is no comma-separated file: its header {_first_line(data)[:80]!r} has "
-                f"no comma but {other!r} between its names; load it with pandas and replay the frame: "
-                f"ReplaySource(pandas.read_csv(path, sep={other!r}"
+                f"no comma but {other!r} between its names; name its separator: ReplaySource(path, sep={other!r}"
                 + (", decimal=','" if other == ";" else "")
-                + "))"
+                + ")"
+                + (" (and encoding='cp1252' if it is Excel's export from Windows)" if other == ";" else "")
             )
+        options = {"sep": self.sep, "encoding": self.encoding, "decimal": self.decimal}
         try:
             if b"\x00" not in data:  # pandas reads NUL bytes as text: only the check below refuses them
                 try:
-                    frame = read_csv(data)
+                    frame = read_csv(data, **options)
                 except (ValueError, UnicodeDecodeError):  # pandas' ParserError is a ValueError
                     frame = None
                 # pandas takes a first row with one field more than the header as an index column
@@ -1075,7 +1176,7 @@ class ReplaySource(Source):
                     )
                 ):
                     return frame
-            records = split_csv(data)
+            records = split_csv(data, **options)
         except (ValueError, EOFError, OSError) as e:  # CsvHeaderError too: a header that cannot be read
             raise _unreadable(path, None, e) from None
         if len(records.bad) and self.dead_letter is None:
@@ -1166,6 +1267,9 @@ class ReplaySource(Source):
             "speed": self.speed,
             "raw": self.raw,
         }
+        for name, default in (("sep", ","), ("encoding", "utf-8"), ("decimal", ".")):
+            if getattr(self, name) != default:  # written when given: earlier specs stay as they were
+                spec[name] = getattr(self, name)
         if self.dead_letter is not None:
             spec["dead_letter"] = self.dead_letter.spec()
         return spec

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, NoReturn
 
@@ -98,7 +98,7 @@ def expr_columns(expr: str, step_id: str, kind: str) -> set[str]:
             f"cannot read expression {expr!r}: {e.msg}",
             'write a pandas expression such as "amount > 100"',
         ) from None
-    unsupported = unsupported_call(tree)
+    unsupported = unsupported_call(tree) or misread_comparison(tree)
     if unsupported is not None:
         problem, fix = unsupported
         raise PipelineConfigError(step_id, kind, f"expression {expr!r} {problem}", fix)
@@ -208,6 +208,73 @@ def unsupported_call(tree: ast.AST) -> tuple[str, str] | None:
                 return f"reads {node.attr!r}, which a column does not have", hint + supported
         elif of in accessors and not any(hasattr(cls, node.attr) for cls in accessors[of]):
             return f"reads .{of}.{node.attr}, which the .{of} accessor does not have", supported
+    return None
+
+
+def _reads_column(node: ast.AST) -> bool:
+    """Whether ``node`` reads a column: a name that is not a called function's (``sqrt(4)`` reads none)."""
+    called = {id(n.func) for n in ast.walk(node) if isinstance(n, ast.Call)}
+    return any(isinstance(n, ast.Name) and id(n) not in called for n in ast.walk(node))
+
+
+def _text_or_list(node: ast.AST) -> bool:
+    return any(
+        (isinstance(n, ast.Constant) and isinstance(n.value, str))
+        or isinstance(n, (ast.List, ast.Tuple, ast.Set))
+        for n in ast.walk(node)
+    )
+
+
+_PYTHON_COMPARE: dict[type, Callable[[Any, Any], bool]] = {
+    ast.Eq: lambda a, b: a == b,
+    ast.NotEq: lambda a, b: a != b,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+}
+
+
+def misread_comparison(tree: ast.AST) -> tuple[str, str] | None:
+    """``(problem, fix)`` for a comparison (``==``, ``!=``, ``in``, ``not in``) of two operands that read no
+    column which pandas' evaluation reads otherwise than Python: it reads ``==`` with a text or a list as
+    ``in`` (the text as a list of it), so ``'FR' == 0`` raises and ``'FR' == 'FR'`` is False, where Python's
+    ``==`` says False and True (a text on the left, a list, or ``in``; ``0 == 'FR'``, read as
+    ``0 in ['FR']``, is Python's value and kept). Such a comparison is refused (its value does not depend on the rows: write
+    the value); a comparison with a column (``country == 'FR'``) is read as Python reads it, row by row.
+
+    Examples
+    --------
+    >>> misread_comparison(_pyast.parse("country == 'FR' and n > 0", mode="eval")) is None
+    True
+    >>> print(*misread_comparison(_pyast.parse("n > 0 and ('FR' == 0)", mode="eval")), sep="\\n")
+    compares two constants, 'FR' == 0, which pandas' evaluation does not read as Python does (it reads a text there as a list of that text and == as 'in': 'FR' == 0 fails, 'FR' == 'FR' is False)
+    write its value, False, instead, or compare a column with the constant (country == 'FR')
+    """
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare):
+            continue
+        operands = [node.left, *node.comparators]
+        for op, left, right in zip(node.ops, operands, operands[1:]):
+            if type(op) not in _PYTHON_COMPARE or _reads_column(left) or _reads_column(right):
+                continue
+            text_right = isinstance(right, ast.Constant) and isinstance(right.value, str)
+            if not (
+                _text_or_list(left)
+                or (_text_or_list(right) and (isinstance(op, (ast.In, ast.NotIn)) or not text_right))
+            ):
+                continue  # 0 == 'FR' is read as 0 in ['FR']: Python's value
+            text = ast.unparse(ast.Compare(left=left, ops=[op], comparators=[right]))
+            try:  # literals only (never evaluated as code)
+                a, b = ast.literal_eval(left), ast.literal_eval(right)
+                value = repr(_PYTHON_COMPARE[type(op)](a, b))
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                value = ""  # not literals (sqrt(4)), or Python cannot compare them either (1 in 'FR')
+            return (
+                f"compares two constants, {text}, which pandas' evaluation does not read as Python does (it "
+                "reads a text there as a list of that text and == as 'in': 'FR' == 0 fails, 'FR' == 'FR' is "
+                "False)",
+                (f"write its value, {value}, instead" if value else "write what it means without it")
+                + ", or compare a column with the constant (country == 'FR')",
+            )
     return None
 
 
@@ -1228,7 +1295,7 @@ class OperatorStep(Step):
                 tree = _pyast.parse(_pyast.unquote_backticks(expr)[0], mode="eval")
             except (SyntaxError, TypeError, ValueError):
                 continue  # the config's own check reports it
-            unsupported = unsupported_call(tree)
+            unsupported = unsupported_call(tree) or misread_comparison(tree)
             if unsupported is not None:
                 problem, fix = unsupported
                 self.invalid(f"{type(self.config).__name__} {path}={expr!r} {problem}", fix)

@@ -106,6 +106,10 @@ class KafkaSourceReader(SourceReader):
         self._now = time.monotonic  # replaceable in tests
         self._auto_paused = False
         self._closed = False
+        # consume() calls running (on any thread): close() waits for them before the client's close,
+        # which blocks while another thread consumes; a closed reader starts none (see _consume)
+        self._consuming = 0
+        self._idle = threading.Condition()
         #: Retriable errors reported by the client (kept for inspection; newest last).
         self.errors: list[Any] = []
         self._fatal: Any = None
@@ -294,8 +298,20 @@ class KafkaSourceReader(SourceReader):
             consumer.pause([ck.TopicPartition(tp.topic, tp.partition) for tp in again])
 
     def _consume(self, num_messages: int, timeout: float) -> list[Any]:
-        """``consume()``, then what the callbacks it ran left for after it (they must not call it)."""
-        msgs: list[Any] = self._consumer.consume(num_messages=num_messages, timeout=timeout)
+        """``consume()``, then what the callbacks it ran left for after it (they must not call it).
+
+        A closed reader consumes no more (RuntimeError): a thread that kept calling consume() (a commit
+        waiting for its answer, a poll loop) held the client's close, which waits for it, for ever."""
+        with self._idle:
+            if self._closed:
+                raise RuntimeError(f"{self.source!r}: reader is closed")
+            self._consuming += 1
+        try:
+            msgs: list[Any] = self._consumer.consume(num_messages=num_messages, timeout=timeout)
+        finally:
+            with self._idle:
+                self._consuming -= 1
+                self._idle.notify_all()
         if self._metadata_due:
             self._metadata_due = False
             self._learn_topic_partitions()
@@ -600,6 +616,13 @@ class KafkaSourceReader(SourceReader):
         started = time.monotonic()
         while self._commits_done < self._commits_sent:
             waited = time.monotonic() - started
+            if self._closed:  # close() on another thread: the answer will not be served
+                raise KafkaCommitError(
+                    f"{self.source!r}: the reader was closed while committing offsets {owned} for group "
+                    f"{self.source.group_id!r} waited for the Kafka cluster's answer ({waited:.1f} s); "
+                    "whether they were stored is unknown. Nothing is lost: the records after the last "
+                    "commit are read again on restart"
+                )
             if limit is not None and waited >= limit:
                 self._stalled = True
                 raise KafkaCommitError(
@@ -610,7 +633,12 @@ class KafkaSourceReader(SourceReader):
                 )
             wait = 0.05 if limit is None else min(0.05, max(limit - waited, 0.001))
             # consume() serves the commit's callback; records it returns wait for the next poll()
-            self._buffered.extend(self._consume(self.source.max_batch, wait))
+            try:
+                self._buffered.extend(self._consume(self.source.max_batch, wait))
+            except RuntimeError:
+                if self._closed:
+                    continue  # closed since the check above: said there
+                raise
             self._observed = time.monotonic()
         err, answered = self._commit_answer
         if err is None:
@@ -734,13 +762,24 @@ class KafkaSourceReader(SourceReader):
     def close(self) -> None:
         """Leave the group (without committing: the runtime commits explicitly), within 10 s at most.
 
+        It may be called from another thread than the one polling or committing: a ``consume()`` running
+        there ends within its timeout and none starts after (``poll`` raises, a ``commit`` waiting for
+        its answer raises :class:`KafkaCommitError`), so the client's close, which waits for them, is
+        not held.
+
         After the cluster stopped answering (a commit timed out, or it was silent for longer than its
         limit) the consumer is dropped without the leave-group handshake, which would wait on it:
         the group then reassigns the partitions after ``session.timeout.ms``, as after a crash.
         """
-        if self._closed:
-            return
-        self._closed = True
+        with self._idle:
+            if self._closed:
+                return
+            self._closed = True  # no consume() starts from now on (_consume)
+            # A consume() running on another thread returns within its timeout (poll_timeout, or a
+            # commit's 0.05 s); the client's close would wait for it, and for every one after it.
+            self._idle.wait_for(
+                lambda: self._consuming == 0, timeout=min(self.source.poll_timeout + 1, CLOSE_WAIT)
+            )
         self._buffered = []
         consumer = self._consumer
         silent, limit, _ = self._silence()

@@ -534,9 +534,53 @@ def refuse_finer_than(step: WindowStep, parts: dict[str, int], unit: str, target
             )
 
 
+def check_replay_options(p: Pipeline, target: str) -> None:
+    """Raise a PipelineConfigError when the pipeline replays a CSV file read with ``sep``, ``encoding`` or
+    ``decimal``: the exported job reads its input (``--input FILES`` as the README runs it, or the
+    deployed source) as records of UTF-8 JSON, one a line, so it would not read that file as streamlab
+    does (its lines would all go to dead letter, or parse other fields).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from streamlab import ReplaySource
+    >>> path = Path(tempfile.mkdtemp()) / "e.csv"
+    >>> _ = path.write_text("timestamp;value\\n2024-01-01T00:00:00Z;{}\\n")
+    >>> p = Pipeline(ReplaySource(path, sep=";"))
+    >>> check_replay_options(p, "Apache Beam")
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.PipelineConfigError: step 'source' (replay): cannot export to Apache Beam: the source replays a CSV file read with sep=';', and the exported job reads its input as UTF-8 JSON records, one a line, so it would not read that file as streamlab does. Fix: write the records the job reads to a JSON-lines file, one a line (the parsed column's texts), and replay it as the job reads it: ReplaySource('events.jsonl', raw=True), then parse
+    """
+    from streamlab.sources import ReplaySource
+
+    for step in p.steps.values():
+        source = getattr(step, "source", None)
+        if not isinstance(step, SourceStep) or not isinstance(source, ReplaySource):
+            continue
+        given = {
+            name: getattr(source, name)
+            for name, default in (("sep", ","), ("encoding", "utf-8"), ("decimal", "."))
+            if getattr(source, name, default) != default
+        }
+        if given:
+            options = ", ".join(f"{k}={v!r}" for k, v in given.items())
+            raise PipelineConfigError(
+                step.step_id,
+                "replay",
+                f"cannot export to {target}: the source replays a CSV file read with {options}, and the "
+                "exported job reads its input as UTF-8 JSON records, one a line, so it would not read that "
+                "file as streamlab does",
+                "write the records the job reads to a JSON-lines file, one a line (the parsed column's "
+                "texts), and replay it as the job reads it: ReplaySource('events.jsonl', raw=True), then "
+                "parse",
+            )
+
+
 def check_steps(p: Pipeline, target: str, *, operators: bool = False) -> None:
     """Raise a PipelineConfigError naming the first step the target cannot run (``operators``: the target
     translates detector, feature, rule and pattern steps, and checks each one itself)."""
+    check_replay_options(p, target)
     sources = [s for s in p.steps.values() if isinstance(s, SourceStep)]
     if len(sources) != 1:
         raise PipelineConfigError(

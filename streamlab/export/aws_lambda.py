@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from streamlab._time import unreadable_time_reason
 from streamlab._timestream_values import dimension_name_problem
 from streamlab.detectors import (
     Detect,
@@ -1235,7 +1236,7 @@ class _Steps:
         self.emit("try:")
         self.emit(f"    ts = to_ns(row[{step.time!r}])")
         self.emit("except (KeyError, TypeError, ValueError, OverflowError):")
-        reason = f"missing or unreadable event time in column {step.time!r}"
+        reason = unreadable_time_reason(step.time)
         self.emit(f"    emit({sid + '.dead_letter'!r}, dead_letter_row({reason!r}, {sid!r}, row))")
         self.emit("    return")
         self.emit('state["max_ns"] = ts if state["max_ns"] is None else max(state["max_ns"], ts)')

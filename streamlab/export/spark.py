@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from streamlab._dead_letter import RAW, REASON, STEP_ID, dead_letter_types
-from streamlab._time import parse_duration
+from streamlab._time import parse_duration, unreadable_time_reason
 from streamlab.aggregators import CountAggregator
 from streamlab.errors import PipelineConfigError
 from streamlab.export import _detectors, _plan
@@ -922,7 +922,7 @@ class _Generator:
         cols = self.fields_of(step.inputs[0])
         t = step.time
         dl = self.var(sid + ".dead_letter")
-        reason = f"missing or unreadable event time in column {t!r}"
+        reason = unreadable_time_reason(t)
         required_time = tin == t and t == self.parse.time
         dead = []
         if unfit:

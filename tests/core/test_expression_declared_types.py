@@ -161,6 +161,9 @@ def test_an_expression_refused_for_its_types_fails_on_every_row_it_could_be_give
     try:
         s.filter(expr)
     except PipelineConfigError as e:
+        if "compares two constants" in str(e):  # a comparison pandas reads otherwise than Python
+            assert "compares two constants, " in str(e) and "'FR'" in str(e)  # the only text operand here
+            return
         assert "fails on every row for its columns' types" in str(e)
         parsed = Pipeline(ListSource([json.dumps(e).encode() for e in events]), name="q").parse(TYPES)
         batch = parsed.pipeline.run()["parse"]

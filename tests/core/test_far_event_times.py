@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamlab import ListSink, ListSource, ManualClock, Pipeline, SessionWindow, TumblingWindow, agg
-from streamlab._time import NAT_NS, to_utc_ns
+from streamlab._time import NAT_NS, to_utc_ns, unreadable_time_reason
 
 
 def reference(t: dt.datetime) -> int:
@@ -78,4 +78,4 @@ def test_a_window_sends_a_far_time_to_dead_letter_and_runs_on(far, window):
         counts.dead_letter.to(dead)
         p.run(clock=ManualClock(0))
         assert results.frame()["count"].tolist() == [2]
-        assert dead.frame()["reason"].tolist() == ["missing or unreadable event time in column 'timestamp'"]
+        assert dead.frame()["reason"].tolist() == [unreadable_time_reason("timestamp")]
