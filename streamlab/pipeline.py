@@ -426,6 +426,18 @@ class Pipeline:
                         "pass a numeric column (int64, float64 or bool), or derive one first with "
                         ".with_columns(...)",
                     )
+            for column in step.text_columns():
+                found = declared_type(self, step.inputs[0], column)
+                if found is not None and found[0] in ("int64", "float64", "bool"):
+                    raise PipelineConfigError(
+                        step.step_id,
+                        label_of(step),
+                        f"{type(step.config).__name__} compares column {column!r} with a text, but it is "
+                        f"{found[0]} (declared by step {found[1]!r}): a number never equals or orders "
+                        "with a text, so every row would get the same answer",
+                        "compare it with a number (value=10, not value='10'; in YAML without quotes), or "
+                        f"declare {column!r} as string in the schema of step {found[1]!r}",
+                    )
         return ins
 
     def union_sources(self, ref: str) -> tuple[str, ...]:
