@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import pandas as pd
 
 from streamlab import agg as agg_module
-from streamlab._coltypes import NOT_NUMERIC, aggregator_type_problem, declared_type, expression_type_problem
+from streamlab._coltypes import (
+    NOT_NUMERIC,
+    aggregator_type_problem,
+    declared_type,
+    expression_type_problem,
+    join_key_type_problem,
+)
 from streamlab._names import PIPELINE_NAME_FIX, pipeline_name_problem
 from streamlab._spec_check import schema_fields
 from streamlab._step_codecs import expressions_in
@@ -409,6 +415,10 @@ class Pipeline:
                 mismatch = aggregator_type_problem(self, step.inputs[0], a) if a.column is not None else None
                 if mismatch:
                     raise PipelineConfigError(step.step_id, step.kind, *mismatch)
+        if isinstance(step, (EnrichStep, IntervalJoinStep)):
+            mismatch = join_key_type_problem(self, step)
+            if mismatch:
+                raise PipelineConfigError(step.step_id, label_of(step), *mismatch)
         for what, expr, computed in _expressions(step):  # against the types declared upstream
             mismatch = expression_type_problem(self, step.inputs[0], expr, what, computed)
             if mismatch:
