@@ -255,7 +255,11 @@ class _Checker:
             return
         try:
             ns = parse_duration(value, what=path)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError) as e:
+            problem, sep, fix = str(e).removeprefix(f"{path}: ").partition(". Fix: ")
+            if sep:  # read, but beyond what timestamps hold: its own problem and fix, not "cannot read"
+                self.add(path, problem, fix)
+                return
             self.add(
                 path,
                 f"cannot read {_shown(value)} as a duration",

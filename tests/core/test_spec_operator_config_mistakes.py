@@ -122,3 +122,26 @@ def test_a_rule_config_that_works_still_loads(events: Path) -> None:
     rule = "    config: {name: big, column: amount, op: '>', value: 2}\n"
     p = Pipeline.from_yaml(SPEC.format(path=events, rule=rule))
     assert p.steps["rule"].params()["config"]["value"] == 2
+
+
+@pytest.mark.parametrize(
+    ("lateness", "problem", "fix"),
+    [
+        # read, but longer than timestamps hold: was "cannot read str '100000d' as a duration"
+        ("100000d", "'100000d' is longer than the 53,375 days", "use a shorter duration, e.g. '365d'"),
+        ("1h30m", "cannot read str '1h30m' as a duration", "write it like '500ms'"),
+    ],
+)
+def test_a_duration_in_a_spec_says_why_it_cannot_be_used(
+    lateness: str, problem: str, fix: str, events: Path
+) -> None:
+    window = (
+        "  - {step_id: w, kind: window, input: parse, window: {kind: tumbling, size: 1m}, "
+        f"lateness: '{lateness}', aggregate: [{{kind: count}}]}}\n"
+    )
+    text = SPEC.format(path=events, rule="    config: {name: big, expr: amount > 2}\n")
+    with pytest.raises(SpecError) as e:
+        Pipeline.from_yaml(text.replace("  sinks: []\n", window + "  sinks: []\n"))
+    [found] = e.value.problems
+    assert found.path == "streaming.processing[2] (step 'w').lateness", found
+    assert problem in found.problem and fix in found.fix, found
