@@ -1,5 +1,5 @@
 """The columns a KinesisSink (``partition_key``), a TimestreamSink (``dimensions``, ``measures``,
-``time``) and a PubSubSink (``ordering_key``, attribute columns) read are checked against the stream's at
+``time``), a PubSubSink (``ordering_key``, attribute columns) and a BigQuerySink (``insert_id``) read are checked against the stream's at
 ``.to()``, as the Kafka, Redis and alert sinks' are: before, a missing one was accepted and failed with a
 KeyError on the first batch, mid-run (no service is needed: nothing is written)."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from streamlab.connectors import KinesisSink, PubSubSink, TimestreamSink
+from streamlab.connectors import BigQuerySink, KinesisSink, PubSubSink, TimestreamSink
 
 from streamlab import Pipeline
 from streamlab.errors import PipelineConfigError
@@ -29,6 +29,7 @@ def stream_of_known_columns() -> Pipeline:
         (TimestreamSink("d", "t", dimensions=["user"], measures=["value"], time="ts"), "['ts']"),
         (PubSubSink("t", project="p", ordering_key="users"), "['users']"),
         (PubSubSink("t", project="p", attributes=["event_type", "kind"]), "['kind']"),
+        (BigQuerySink("d.t", project="p", insert_id="event_id"), "['event_id']"),
     ],
 )
 def test_columns_the_stream_lacks_are_refused_at_to(sink: Sink, missing: str) -> None:
@@ -46,6 +47,7 @@ def test_columns_the_stream_lacks_are_refused_at_to(sink: Sink, missing: str) ->
         TimestreamSink("d", "t", dimensions=["user", "event_type"], measures=["value"]),
         PubSubSink("t", project="p", ordering_key="user", attributes=["event_type"]),
         PubSubSink("t", project="p", attributes={"source": "web"}),
+        BigQuerySink("d.t", project="p", insert_id="user"),
     ],
 )
 def test_columns_the_stream_has_are_accepted(sink: Sink) -> None:
