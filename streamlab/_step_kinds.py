@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field
 from typing import Any, TypeVar
 
-from streamlab.errors import check_flag
+from streamlab.errors import ParameterError, check_flag
 
 __all__ = [
     "IDENTITY",
@@ -211,7 +211,16 @@ def step_kind(
             def checked_init(self: Any, *args: Any, **kwargs: Any) -> None:
                 init(self, *args, **kwargs)
                 for name in flags:
-                    check_flag(type(self).__name__, name, getattr(self, name))
+                    try:
+                        check_flag(type(self).__name__, name, getattr(self, name))
+                    except ParameterError as e:
+                        step_id = getattr(self, "step_id", None)
+                        if not isinstance(step_id, str):
+                            raise
+                        # which of a pipeline's steps (two windows are both a WindowStep)
+                        raise ParameterError(
+                            e.owner, e.parameter, f"{e.problem}, in step {step_id!r}", e.fix
+                        ) from None
 
             c.__init__ = checked_init  # type: ignore[method-assign]
         return c
