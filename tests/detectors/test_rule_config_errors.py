@@ -4,8 +4,9 @@ where the stream's column types are known), naming the config, the problem and a
 Before: ``ThresholdRule(expr='amount >')`` was accepted and sent every row to dead letter; ``value=None``,
 ``value=nan`` and ``value='10'`` (a quoted YAML number) against a number column never alerted (with
 ``!=``: always), ``value=[1]`` stopped the run on its first batch; ``RatioToMedianFeature(history=10**12)``
-failed on its first batch for want of memory; a feature with several mistakes reported one per attempt;
-the fix of most argument errors was "give X the parameters its documentation lists".
+failed on its first batch for want of memory; a feature, a Detect or a Pattern with several mistakes
+reported one per attempt; the fix of most argument errors was "give X the parameters its documentation
+lists".
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ import pandas as pd
 import pytest
 
 from streamlab import ManualClock, Pipeline
-from streamlab.detectors import RatioToMedianFeature, ThresholdRule, VelocityFeature, ZScoreFeature
+from streamlab.detectors import (
+    Detect,
+    GaussianScorerDetector,
+    Pattern,
+    RatioToMedianFeature,
+    ThresholdRule,
+    VelocityFeature,
+    ZScoreFeature,
+)
 from streamlab.errors import PipelineConfigError
 from streamlab.testing import ListSource
 
@@ -89,13 +98,33 @@ def test_a_config_that_cannot_work_is_refused_when_built_with_a_fix(name: str) -
     assert fix in e.value.fix and GENERIC_FIX not in e.value.fix, e.value.fix
 
 
-def test_several_mistakes_of_one_feature_are_reported_at_once() -> None:
+@pytest.mark.parametrize(
+    ("build", "problems", "fixes"),
+    [
+        (
+            lambda: VelocityFeature(3, window="x", allowed_lateness="-1s"),  # type: ignore[arg-type]
+            ["3 problems: (1) key ", "(2) window", "(3) allowed_lateness must be zero or more"],
+            ["(1) pass one name as text", "(2) write it like"],
+        ),
+        (
+            lambda: Detect(GaussianScorerDetector(), ["amount"], key=3, learn="some", max_keys=0),  # type: ignore[arg-type]
+            ["3 problems: (1) key ", "(2) learn must be", "(3) max_keys must be a positive integer"],
+            ["(2) pass learn='all'", "(3) pass a whole number"],
+        ),
+        (
+            lambda: Pattern(3, [], within=0),  # type: ignore[arg-type]
+            ["3 problems: (1) key ", "(2) within must be positive", "(3) steps must be a non-empty list"],
+            ["(1) pass one name as text", "(3) pass e.g. steps=[PatternStep("],
+        ),
+    ],
+)
+def test_several_mistakes_of_one_config_are_reported_at_once(
+    build: Callable[[], Any], problems: list[str], fixes: list[str]
+) -> None:
     with pytest.raises(PipelineConfigError) as e:
-        VelocityFeature(3, window="x", allowed_lateness="-1s")  # type: ignore[arg-type]
-    problem, fix = e.value.problem, e.value.fix
-    assert problem.startswith("3 problems: (1) key ") and "(2) window" in problem, problem
-    assert "(3) allowed_lateness must be zero or more" in problem, problem
-    assert "(1) pass one name as text" in fix and "(2) write it like" in fix, fix
+        build()
+    assert all(p in e.value.problem for p in problems), e.value.problem
+    assert all(f in e.value.fix for f in fixes), e.value.fix
 
 
 def test_the_rules_and_features_that_work_are_accepted() -> None:
