@@ -494,8 +494,14 @@ class _Checker:
             self.add(f"{path}.config.{e.parameter}", f"{name}: {e.problem}", e.fix)
         except PipelineConfigError as e:  # the config's own check: its problem and fix, once each
             self.add(f"{path}.config", f"{name}: {e.problem}", e.fix)
-        except (TypeError, ValueError) as e:
-            self.add(f"{path}.config", f"{name}: {e}", f"give {name} the parameters its documentation lists")
+        except (TypeError, ValueError) as e:  # a nested part's (a detector, a threshold, a pattern step)
+            text = str(e)
+            while text.startswith(f"{name}: "):
+                text = text.removeprefix(f"{name}: ")
+            problem, sep, fix = text.rpartition("; ")
+            if not sep:
+                problem, fix = text, f"give {name} the parameters its documentation lists (help({name}))"
+            self.add(f"{path}.config", f"{name}: {problem}", fix)
 
     def step_parse(self, st: dict[str, Any], path: str) -> None:
         schema = st.get("schema")

@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field
 from typing import Any, TypeVar
 
-from streamlab.errors import ParameterError, check_flag
+from streamlab.errors import ParameterError, check_flag, closest
 
 __all__ = [
     "IDENTITY",
@@ -315,7 +315,9 @@ def from_params(cls: type[T], params: Mapping[str, Any], ctx: ReadContext | None
     known = {spec.key or f.name for f, spec in fields}
     unknown = sorted(set(params) - known)
     if unknown and "" not in {spec.key for _, spec in fields}:
-        raise TypeError(f"{cls.__name__}: unknown argument(s) {unknown}; it takes {sorted(known)}")
+        near = [n for n in (closest(u, known) for u in unknown) if n is not None]
+        hint = f"did you mean {', '.join(map(repr, near))}? " if near else ""
+        raise TypeError(f"{cls.__name__}: unknown argument(s) {unknown}; {hint}it takes {sorted(known)}")
     kwargs: dict[str, Any] = {}
     for f, spec in fields:
         key = spec.key or f.name

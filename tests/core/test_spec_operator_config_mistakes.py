@@ -145,3 +145,61 @@ def test_a_duration_in_a_spec_says_why_it_cannot_be_used(
     [found] = e.value.problems
     assert found.path == "streaming.processing[2] (step 'w').lateness", found
     assert problem in found.problem and fix in found.fix, found
+
+
+NESTED = """\
+streaming:
+  sources:
+  - {{step_id: events, kind: replay, path: '{path}', raw: true}}
+  processing:
+  - {{step_id: parse, kind: parse, input: events, schema: {{user_id: string, amount: float64, timestamp: timestamp}}}}
+  - {{step_id: d, kind: operator, input: parse, type: {type}, config: {config}}}
+  sinks: []
+"""
+
+
+@pytest.mark.parametrize(
+    ("type_", "config", "problem", "fix"),
+    [
+        (
+            "Detect",
+            "{detector: {kind: gausian}, features: [amount]}",
+            "unknown detector 'gausian'",
+            "did you mean 'gaussian_scorer'?",
+        ),
+        (
+            "Detect",
+            "{detector: {kind: gaussian_scorer, grace: 3}, features: [amount]}",
+            "GaussianScorerDetector (gaussian_scorer) has no parameter 'grace'",
+            "did you mean 'grace_period'?",
+        ),
+        (
+            "Detect",
+            "{detector: {kind: gaussian_scorer}, features: [amount], threshold: {kind: fixd, value: 0.9}}",
+            "unknown step config kind 'fixd'",
+            "'fixed_threshold'",
+        ),
+        (
+            "Detect",
+            "{detector: {kind: gaussian_scorer}, features: [amount], threshold: {kind: fixed_threshold, value: '0.9'}}",
+            "value must be a number, got '0.9'",
+            "without quotes",
+        ),
+        (
+            "Pattern",
+            "{key: user_id, within: 5m, steps: [{name: a, wher: amount > 1}]}",
+            "PatternStep: unknown argument(s) ['wher']",
+            "did you mean 'where'?",
+        ),
+    ],
+)
+def test_a_mistake_inside_a_configs_part_says_which_and_the_fix(
+    type_: str, config: str, problem: str, fix: str, events: Path
+) -> None:
+    with pytest.raises(SpecError) as e:
+        Pipeline.from_yaml(NESTED.format(path=events, type=type_, config=config))
+    [found] = e.value.problems
+    assert found.path == "streaming.processing[1] (step 'd').config", found
+    assert found.problem.startswith(f"{type_}: ") and f"{type_}: {type_}:" not in found.problem, found
+    assert problem in found.problem and fix in found.fix, found
+    assert "documentation lists" not in found.fix, found
