@@ -161,6 +161,11 @@ def _detector_classes() -> dict[str, type]:
 
 
 def _decode_detector(value: Any, ctx: ReadContext) -> Any:
+    if isinstance(value, str) and value in _detector_classes():  # a kind written without its mapping
+        raise ValueError(
+            f"detector {value!r} is written as a name, where a detector is a mapping of its kind and "
+            f"parameters; write detector: {{kind: {value}}} (with its parameters beside kind)"
+        )
     if not isinstance(value, Mapping):
         return value  # a detector object (Python), checked by the config
     params = dict(value)

@@ -186,6 +186,18 @@ streaming:
             "without quotes",
         ),
         (
+            "Detect",
+            "{detector: gaussian_scorer, features: [amount]}",
+            "detector 'gaussian_scorer' is written as a name",
+            "write detector: {kind: gaussian_scorer}",
+        ),
+        (
+            "DriftDetector",
+            "{column: amount, params: {deltaa: 0.1}}",
+            "are not accepted by river.drift.ADWIN",
+            "did you mean 'delta'?",
+        ),
+        (
             "Pattern",
             "{key: user_id, within: 5m, steps: [{name: a, wher: amount > 1}]}",
             "PatternStep: unknown argument(s) ['wher']",
