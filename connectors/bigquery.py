@@ -25,7 +25,7 @@ import pandas as pd
 
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError
-from streamlab.io import Sink, SinkWriter
+from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import dump_json, encode_rows, rows_to_json
 
 from ._params import positive_seconds, sink_or_none
@@ -306,6 +306,21 @@ class BigQuerySink(Sink):
         self.dead_letter = sink_or_none(where, "dead_letter", dead_letter, about=f"table {table!r}")
         self.extra_columns = extra_columns
         self.timeout = positive_seconds(where, "timeout", timeout, 120, about=f"table {table!r}")
+
+    def columns_problem(self, columns: list[str], upstream: Upstream) -> tuple[str, str] | None:
+        """The ``insert_id`` column, when the stream lacks it (the first write failed on it).
+
+        Examples
+        --------
+        >>> BigQuerySink("d.t", project="p", insert_id="eid").columns_problem(["event_id"], Upstream())[0]
+        "BigQuerySink(insert_id='eid') names column(s) ['eid'] that the stream does not have (its columns: ['event_id']); the first write would fail"
+        """
+        return missing_columns_problem(
+            f"BigQuerySink(insert_id={self.insert_id!r})",
+            [self.insert_id] if self.insert_id is not None else [],
+            columns,
+            "name the column whose values identify a row (event_id), or leave insert_id out",
+        )
 
     def open(self, clock: Clock | None = None) -> _BigQueryWriter:
         """Connect and read the table's schema (a missing table fails here)."""

@@ -25,7 +25,7 @@ from streamlab._timestream_values import (
 )
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError
-from streamlab.io import Sink, SinkWriter, Upstream, default_clock
+from streamlab.io import Sink, SinkWriter, Upstream, default_clock, missing_columns_problem
 
 from ._params import check_endpoint_url, check_region, sink_or_none
 from .aws import aws_client, bounded
@@ -206,6 +206,23 @@ class TimestreamSink(Sink):
         self.dead_letter = sink_or_none(where, "dead_letter", dead_letter, about=target)
         self.endpoint_url = check_endpoint_url(where, endpoint_url)
         self.region = check_region(where, region)
+
+    def columns_problem(self, columns: list[str], upstream: Upstream) -> tuple[str, str] | None:
+        """The ``dimensions``, ``measures`` and ``time`` columns the stream lacks (the first write failed
+        on them), as ``(problem, fix)``, else None.
+
+        Examples
+        --------
+        >>> sink = TimestreamSink("d", "t", dimensions=["host"], measures=["cpu"])
+        >>> sink.columns_problem(["host", "cpu_pct", "timestamp"], Upstream())[1]
+        "did you mean ['cpu_pct']? name columns of the stream in dimensions, measures and time"
+        """
+        return missing_columns_problem(
+            repr(self),
+            [*self.dimensions, *self.measures, self.time],
+            columns,
+            "name columns of the stream in dimensions, measures and time",
+        )
 
     def open(self, clock: Clock | None = None) -> _TimestreamWriter:
         """Create the client (and open the dead-letter sink)."""

@@ -26,6 +26,7 @@ from streamlab.steps import (
     DedupStep,
     EnrichStep,
     FilterStep,
+    IntervalJoinStep,
     KeyByStep,
     MapStep,
     OperatorStep,
@@ -39,7 +40,13 @@ from streamlab.steps import (
 if TYPE_CHECKING:
     from streamlab.pipeline import Pipeline
 
-__all__ = ["NOT_NUMERIC", "aggregator_type_problem", "declared_type", "expression_type_problem"]
+__all__ = [
+    "NOT_NUMERIC",
+    "aggregator_type_problem",
+    "declared_type",
+    "expression_type_problem",
+    "join_key_type_problem",
+]
 
 _NUMERIC_AGGS = (SumAggregator, MeanAggregator, MinAggregator, MaxAggregator, QuantileAggregator)
 _NUMERIC = {"int64", "float64", "bool"}
@@ -264,3 +271,74 @@ def expression_type_problem(
         n, where = texts[0]
         fix += f"; if {n!r} holds numbers, declare it as float64 or int64 in the schema of step {where!r}"
     return problem, fix
+
+
+#: What a key of each declared type equals: a key of one family never equals a key of another (pandas
+#: and SQL match ``'1'`` with ``1`` nowhere), so a join on keys of two families pairs nothing.
+_KEY_FAMILIES = {
+    "string": "text",
+    "int64": "number",
+    "float64": "number",
+    "bool": "number",
+    "timestamp": "time",
+}
+
+#: How to give a table's key column the stream's family (``{k}``: the column)
+_TABLE_CASTS = {
+    "text": "table.astype({{{k!r}: str}})",
+    "number": "table.assign({k}=pd.to_numeric(table[{k!r}]))",
+    "time": "table.assign({k}=pd.to_datetime(table[{k!r}], utc=True))",
+}
+
+
+def join_key_type_problem(pipeline: Pipeline, step: EnrichStep | IntervalJoinStep) -> tuple[str, str] | None:
+    """``(problem, fix)`` when a key column of an enrich (stream and table) or an interval join (left and
+    right) is declared text on one side and a number or a time on the other, else None: such keys never
+    match, so every event would find no row of the table (a left enrich: its columns missing on every
+    event, an inner one: no event), or no partner. Unknown types are never a problem.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b'{}']))
+    >>> s = p.parse({'user_id': 'string', 'timestamp': 'timestamp'})
+    >>> step = EnrichStep('e', (s.ref,), table=pd.DataFrame({'user_id': [1], 'tier': ['gold']}), on=('user_id',))
+    >>> join_key_type_problem(p, step)[0]
+    "key column 'user_id' is string in the stream (declared by step 'parse') but int64 in the table: string keys never equal int64 keys, so no event would match a row of the table"
+    """
+    for k in step.on:
+        left = declared_type(pipeline, step.inputs[0], k)
+        if isinstance(step, EnrichStep):
+            typ = _frame_type(step.table[k]) if k in step.table.columns else None
+            right = (typ, "") if typ else None
+        else:
+            right = declared_type(pipeline, step.inputs[1], k)
+        if left is None or right is None:
+            continue
+        families = _KEY_FAMILIES.get(left[0]), _KEY_FAMILIES.get(right[0])
+        if None in families or families[0] == families[1]:
+            continue
+        if isinstance(step, EnrichStep):
+            problem = (
+                f"key column {k!r} is {left[0]} in the stream (declared by step {left[1]!r}) but {right[0]} "
+                f"in the table: {left[0]} keys never equal {right[0]} keys, so no event would match a row "
+                "of the table"
+            )
+            cast = _TABLE_CASTS[str(families[0])].format(k=k)
+            fix = (
+                f"give the table's key the stream's type, e.g. {cast}, or declare {k!r} as {right[0]} in "
+                f"the schema of step {left[1]!r}"
+            )
+        else:
+            problem = (
+                f"key column {k!r} is {left[0]} on the left (declared by step {left[1]!r}) but {right[0]} on "
+                f"the right (declared by step {right[1]!r}): {left[0]} keys never equal {right[0]} keys, "
+                "so no event would find a partner"
+            )
+            fix = (
+                f"declare {k!r} with one type on both sides, or convert one side first, e.g. "
+                f'.with_columns({k}="{k}.astype(str)")'
+            )
+        return problem, fix
+    return None

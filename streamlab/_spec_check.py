@@ -255,7 +255,11 @@ class _Checker:
             return
         try:
             ns = parse_duration(value, what=path)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError) as e:
+            problem, sep, fix = str(e).removeprefix(f"{path}: ").partition(". Fix: ")
+            if sep:  # read, but beyond what timestamps hold: its own problem and fix, not "cannot read"
+                self.add(path, problem, fix)
+                return
             self.add(
                 path,
                 f"cannot read {_shown(value)} as a duration",
@@ -370,7 +374,10 @@ class _Checker:
         if section != "sources":
             self.inputs(item, path, known, multiple=section == "processing")
         if section == "processing" and kind is not None:
+            before = len(self.problems)
             self.keys(item, param_keys().get(kind, set()) | _COMMON, path, f"a {kind} step")
+            if kind == "operator":
+                self.config_keys_outside(item, path, before)
             check_kind = getattr(self, f"step_{kind}", None)  # the step checks itself when built, too
             if check_kind is not None:
                 check_kind(item, path)
@@ -415,6 +422,25 @@ class _Checker:
                     hint + " (a step can only read steps listed before it)",
                 )
 
+    def config_keys_outside(self, item: dict[str, Any], path: str, since: int) -> None:
+        """Reword the unknown keys of an operator step (``self.problems[since:]``) that are its config's
+        parameters, written beside ``type:`` instead of under ``config:``."""
+        from streamlab._step_kinds import param_fields
+        from streamlab.spec import config_types
+
+        cls = config_types().get(item.get("type"))  # type: ignore[arg-type]
+        if cls is None:
+            return
+        params = {spec.key or f.name for f, spec in param_fields(cls)}
+        for i in range(since, len(self.problems)):
+            key = self.problems[i].path.rpartition(".")[2]
+            if key in params:
+                self.problems[i] = SpecProblem(
+                    self.problems[i].path,
+                    f"{key!r} is a parameter of {cls.__name__}, written beside type: instead of under config:",
+                    f"move it under config:, e.g. type: {cls.__name__} then config: {{{key}: ...}}",
+                )
+
     # -- processing kinds --------------------------------------------------------------------------
     def step_operator(self, st: dict[str, Any], path: str) -> None:
         """A step config of ``streamlab.detectors`` (features, rules, detectors, patterns) by class name."""
@@ -432,12 +458,50 @@ class _Checker:
         config = st.get("config", {})
         if not self.mapping(config, f"{path}.config", "config: {key: user_id, window: 10m}"):
             return
+        import dataclasses
+
+        from streamlab._step_kinds import param_fields
+
+        fields = param_fields(types[name])
+        known = [spec.key or f.name for f, spec in fields]
+        # (as from_params reads them: a config with a spreading field takes any key)
+        unknown = [] if "" in known else [k for k in config if k not in known]
+        for key in unknown:
+            self.add(
+                f"{path}.config.{key}",
+                f"unknown key {_shown(key)} for {name}",
+                f"{suggest(str(key), known, what='keys')}; help({name}) lists them",
+            )
+        missing = [
+            f.name
+            for f, spec in fields
+            if f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+            and f.init
+            and (spec.key or f.name) not in config
+        ]
+        if missing:
+            self.add(
+                f"{path}.config",
+                f"{name} needs {', '.join(map(repr, missing))}, which the config does not give",
+                f"add {missing[0]}: ... under config: (help({name}) says what it is)",
+            )
+        if unknown or missing:
+            return
         try:
             config_from_spec(name, config)
         except ParameterError as e:
             self.add(f"{path}.config.{e.parameter}", f"{name}: {e.problem}", e.fix)
-        except (TypeError, ValueError) as e:
-            self.add(f"{path}.config", f"{name}: {e}", f"give {name} the parameters its documentation lists")
+        except PipelineConfigError as e:  # the config's own check: its problem and fix, once each
+            self.add(f"{path}.config", f"{name}: {e.problem}", e.fix)
+        except (TypeError, ValueError) as e:  # a nested part's (a detector, a threshold, a pattern step)
+            text = str(e)
+            while text.startswith(f"{name}: "):
+                text = text.removeprefix(f"{name}: ")
+            problem, sep, fix = text.rpartition("; ")
+            if not sep:
+                problem, fix = text, f"give {name} the parameters its documentation lists (help({name}))"
+            self.add(f"{path}.config", f"{name}: {problem}", fix)
 
     def step_parse(self, st: dict[str, Any], path: str) -> None:
         schema = st.get("schema")

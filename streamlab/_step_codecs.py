@@ -15,11 +15,13 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
 from streamlab._step_kinds import Codec, ReadContext, from_params, kinds, names_of, params_of
 from streamlab._time import format_duration, parse_duration
+from streamlab.errors import suggest
 
 __all__ = [
     "AGGREGATORS",
@@ -159,14 +161,27 @@ def _detector_classes() -> dict[str, type]:
 
 
 def _decode_detector(value: Any, ctx: ReadContext) -> Any:
+    if isinstance(value, str) and value in _detector_classes():  # a kind written without its mapping
+        raise ValueError(
+            f"detector {value!r} is written as a name, where a detector is a mapping of its kind and "
+            f"parameters; write detector: {{kind: {value}}} (with its parameters beside kind)"
+        )
     if not isinstance(value, Mapping):
         return value  # a detector object (Python), checked by the config
     params = dict(value)
     kind = params.pop("kind", None)
     models = _detector_classes()
     if kind not in models:
-        raise ValueError(f"unknown detector {kind!r}; known: {sorted(models)}")
-    return models[kind](**params)
+        raise ValueError(f"unknown detector {kind!r}; {suggest(str(kind), sorted(models), what='detectors')}")
+    cls = models[kind]
+    takes = [p for p in inspect.signature(cls).parameters if p != "self"]
+    unknown = [p for p in params if p not in takes]
+    if unknown:  # (the constructor's TypeError named neither a close name nor the ones it takes)
+        raise ValueError(
+            f"{cls.__name__} ({kind}) has no parameter {unknown[0]!r}; "
+            f"{suggest(str(unknown[0]), takes, what='parameters')}"
+        )
+    return cls(**params)
 
 
 #: an anomaly detector model, written as ``{kind: <its name>, **its parameters}``
@@ -180,7 +195,8 @@ def _decode_config(value: Any, ctx: ReadContext) -> Any:
     kind = params.pop("kind", None)
     found = [k.cls for k in kinds() if k.config and k.kind == kind]
     if not found:
-        raise ValueError(f"unknown step config kind {kind!r}")
+        known = sorted(k.kind for k in kinds() if k.config and k.kind.endswith("_threshold"))
+        raise ValueError(f"unknown step config kind {kind!r}; {suggest(str(kind), known, what='kinds')}")
     return from_params(found[0], params, ctx)
 
 

@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field
 from typing import Any, TypeVar
 
-from streamlab.errors import check_flag
+from streamlab.errors import ParameterError, check_flag, closest
 
 __all__ = [
     "IDENTITY",
@@ -211,7 +211,16 @@ def step_kind(
             def checked_init(self: Any, *args: Any, **kwargs: Any) -> None:
                 init(self, *args, **kwargs)
                 for name in flags:
-                    check_flag(type(self).__name__, name, getattr(self, name))
+                    try:
+                        check_flag(type(self).__name__, name, getattr(self, name))
+                    except ParameterError as e:
+                        step_id = getattr(self, "step_id", None)
+                        if not isinstance(step_id, str):
+                            raise
+                        # which of a pipeline's steps (two windows are both a WindowStep)
+                        raise ParameterError(
+                            e.owner, e.parameter, f"{e.problem}, in step {step_id!r}", e.fix
+                        ) from None
 
             c.__init__ = checked_init  # type: ignore[method-assign]
         return c
@@ -306,7 +315,9 @@ def from_params(cls: type[T], params: Mapping[str, Any], ctx: ReadContext | None
     known = {spec.key or f.name for f, spec in fields}
     unknown = sorted(set(params) - known)
     if unknown and "" not in {spec.key for _, spec in fields}:
-        raise TypeError(f"{cls.__name__}: unknown argument(s) {unknown}; it takes {sorted(known)}")
+        near = [n for n in (closest(u, known) for u in unknown) if n is not None]
+        hint = f"did you mean {', '.join(map(repr, near))}? " if near else ""
+        raise TypeError(f"{cls.__name__}: unknown argument(s) {unknown}; {hint}it takes {sorted(known)}")
     kwargs: dict[str, Any] = {}
     for f, spec in fields:
         key = spec.key or f.name

@@ -11,21 +11,28 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import numbers
 import os
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import pandas as pd
 
 from streamlab import agg as agg_module
-from streamlab._coltypes import NOT_NUMERIC, aggregator_type_problem, declared_type, expression_type_problem
+from streamlab._coltypes import (
+    NOT_NUMERIC,
+    aggregator_type_problem,
+    declared_type,
+    expression_type_problem,
+    join_key_type_problem,
+)
 from streamlab._names import PIPELINE_NAME_FIX, pipeline_name_problem
 from streamlab._spec_check import schema_fields
 from streamlab._step_codecs import expressions_in
-from streamlab._step_kinds import label_of, params_of
+from streamlab._step_kinds import kinds, label_of, params_of
 from streamlab._time import Duration, parse_duration
 from streamlab.aggregators import Aggregator
 from streamlab.clock import Clock
@@ -409,6 +416,10 @@ class Pipeline:
                 mismatch = aggregator_type_problem(self, step.inputs[0], a) if a.column is not None else None
                 if mismatch:
                     raise PipelineConfigError(step.step_id, step.kind, *mismatch)
+        if isinstance(step, (EnrichStep, IntervalJoinStep)):
+            mismatch = join_key_type_problem(self, step)
+            if mismatch:
+                raise PipelineConfigError(step.step_id, label_of(step), *mismatch)
         for what, expr, computed in _expressions(step):  # against the types declared upstream
             mismatch = expression_type_problem(self, step.inputs[0], expr, what, computed)
             if mismatch:
@@ -425,6 +436,18 @@ class Pipeline:
                         "or 0 for every row",
                         "pass a numeric column (int64, float64 or bool), or derive one first with "
                         ".with_columns(...)",
+                    )
+            for column in step.text_columns():
+                found = declared_type(self, step.inputs[0], column)
+                if found is not None and found[0] in ("int64", "float64", "bool"):
+                    raise PipelineConfigError(
+                        step.step_id,
+                        label_of(step),
+                        f"{type(step.config).__name__} compares column {column!r} with a text, but it is "
+                        f"{found[0]} (declared by step {found[1]!r}): a number never equals or orders "
+                        "with a text, so every row would get the same answer",
+                        "compare it with a number (value=10, not value='10'; in YAML without quotes), or "
+                        f"declare {column!r} as string in the schema of step {found[1]!r}",
                     )
         return ins
 
@@ -862,6 +885,22 @@ class Stream:
     def __init__(self, pipeline: Pipeline, ref: str) -> None:
         self.pipeline = pipeline
         self.ref = ref
+
+    if not TYPE_CHECKING:  # (for mypy a stream keeps only the attributes it has)
+
+        def __getattr__(self, name: str) -> Any:
+            """An output name this stream's step does not have (``dedup(...).late``) is an AttributeError
+            that says which outputs the step has and how to read them, where Python's named only the class.
+
+            Examples
+            --------
+            >>> from streamlab.testing import ListSource
+            >>> Pipeline(ListSource([{'event_id': 'a'}])).dedup(ttl=None).late
+            Traceback (most recent call last):
+            ...
+            AttributeError: step 'dedup' (dedup) has no output 'late'; its outputs: 'out' (the stream itself), 'duplicates' (read it as .duplicates)
+            """
+            _no_output(self, name)
 
     @property
     def step_id(self) -> str:
@@ -1594,6 +1633,38 @@ def check_run_options(options: dict[str, Any]) -> None:
         )
 
 
+def _no_output(stream: Stream, name: str) -> NoReturn:
+    """Raise the AttributeError of ``stream.<name>``: for an output name, which outputs its step has."""
+    pipeline = stream.__dict__.get("pipeline")  # (None while unpickling: no lookups then)
+    ref = stream.__dict__.get("ref")
+    step = (
+        pipeline.steps.get(ref.partition(".")[0]) if pipeline is not None and isinstance(ref, str) else None
+    )
+    if name.startswith("_") or step is None or name not in _output_names():
+        raise AttributeError(f"{type(stream).__name__!r} object has no attribute {name!r}")
+    sid, _, port = str(ref).partition(".")
+    outs = ", ".join(
+        f"{o!r} (the stream itself)" if o == "out" else f"{o!r} (read it as .{o})"
+        for o in pipeline.outputs_of(sid)  # type: ignore[union-attr]
+    )
+    if port:
+        raise AttributeError(
+            f"{ref!r} is the {port!r} output of step {sid!r}, not a step: it has no output {name!r}. "
+            f"The outputs of step {sid!r}: {outs}"
+        )
+    raise AttributeError(f"step {sid!r} ({label_of(step)}) has no output {name!r}; its outputs: {outs}")
+
+
+@functools.cache
+def _output_names() -> frozenset[str]:
+    """Every output name of a registered step kind or config (and the streams' aliases ``ok``,
+    ``results``): the attribute names a stream of another step may be asked for by mistake."""
+    names = {"ok", "results"}
+    for kind in kinds():
+        names.update(getattr(kind.cls, "output_names", ()))
+    return frozenset(names - {"out"})
+
+
 class FallibleStream(Stream):
     """Output of a step running user code: failing rows go to ``.dead_letter`` with the error.
 
@@ -1681,7 +1752,7 @@ class OperatorStream(Stream):
             raise AttributeError(name)
         if name in self.pipeline.outputs_of(self.step_id):
             return self.output(name)
-        raise AttributeError(name)
+        _no_output(self, name)
 
 
 class WindowedStream(FallibleStream):

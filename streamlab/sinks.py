@@ -625,6 +625,27 @@ class _DuckDBWriter(SinkWriter):
         return types
 
 
+def _duckdb_key(key: Any) -> str | list[str] | None:
+    """``key`` as the sink holds it (a tuple as a list), or a PipelineConfigError: a key of another kind
+    (``5``, a tuple) was taken as ``'auto'``, and one naming a column twice failed on the first write."""
+    if key is None or (isinstance(key, str) and key):
+        return key
+    if isinstance(key, (list, tuple)) and all(isinstance(k, str) and k for k in key):
+        repeated = sorted({k for k in key if list(key).count(k) > 1})
+        if not repeated:
+            return list(key)
+        problem = f"key={key!r} names {', '.join(map(repr, repeated))} twice"
+    else:
+        problem = f"key={key!r} is not a column name, a list of them, 'auto' or None"
+    raise PipelineConfigError(
+        "DuckDBSink",
+        "duckdb",
+        problem,
+        "pass key='event_id', key=['user_id', 'window_start'] (each column once), key='auto' (the window "
+        "columns and key, or event_id) or key=None (append)",
+    )
+
+
 class DuckDBSink(Sink):
     """Write rows to a DuckDB table, upserting by key so a re-run never doubles rows.
 
@@ -705,7 +726,7 @@ class DuckDBSink(Sink):
                 )
         self.path = check_path("DuckDBSink", "path", path)
         self.table = table
-        self.key = key
+        self.key = _duckdb_key(key)
         self._con: Any = None
         self._lock = threading.RLock()
 
@@ -784,13 +805,26 @@ class DuckDBSink(Sink):
         >>> DuckDBSink(":memory:", "t", key="id").columns_problem(["user_id", "n"], Upstream())[0]
         "DuckDBSink('t') key='id' names column(s) ['id'] that the stream does not have (its columns: ['user_id', 'n']); the first write would fail"
         """
-        return missing_columns_problem(
+        missing = missing_columns_problem(
             f"DuckDBSink({self.table!r}) key={self.key!r}",
             self.resolved_key(columns, upstream),
             columns,
             "pass key=[...] naming columns of the stream, key='auto' for the window columns and key "
             "(or event_id), or key=None to append rows without upserting",
         )
+        if missing is not None:
+            return missing
+        seen: dict[str, str] = {}
+        for c in columns:
+            other = seen.setdefault(str(c).lower(), str(c))
+            if other != str(c):  # DuckDB renamed the second one ('a' became 'a_1'): readers got the first
+                return (
+                    f"DuckDBSink({self.table!r}): the stream's columns {other!r} and {c!r} differ only in "
+                    "case, and DuckDB's column names ignore case: one of them would be written under "
+                    "another name",
+                    f"rename one before the sink, e.g. .select(<the other columns>, {c}_2={c!r})",
+                )
+        return None
 
     def connection(self) -> Any:
         """The sink's DuckDB connection (one per sink, shared by the writer and readers)."""

@@ -1312,6 +1312,11 @@ class OperatorStep(Step):
         columns = getattr(self.config, "numeric_columns", None)
         return tuple(columns()) if columns is not None else ()
 
+    def text_columns(self) -> tuple[str, ...]:
+        """Input columns the config compares with a text (its ``text_columns()``; none if it has none)."""
+        columns = getattr(self.config, "text_columns", None)
+        return tuple(columns()) if columns is not None else ()
+
     def input_problem(self, columns_in: list[Columns]) -> tuple[str, str] | None:
         check = getattr(self.config, "check_columns", None)
         if check is None or columns_in[0] is None:

@@ -244,6 +244,20 @@ class WindowChart(LiveWidget):
         return {"title": {"text": f"{self.title} · {len(self._k)} windows"}}
 
 
+def _check_threshold(threshold: object, who: str) -> None:
+    """Refuse a threshold that is no finite number: NaN flagged nothing, text failed at the first redraw."""
+    if threshold is None:
+        return
+    number = isinstance(threshold, (int, float, np.integer, np.floating)) and not isinstance(
+        threshold, (bool, np.bool_)
+    )
+    if not number or not np.isfinite(float(threshold)):  # type: ignore[arg-type]
+        raise ValueError(
+            f"{who}(threshold={threshold!r}): give a finite number such as 0.9 (flag score >= 0.9), or None "
+            "to use the flag column"
+        )
+
+
 class AnomalyChart(LiveWidget):
     """Anomaly scores over time with the flagged points marked; a threshold can re-flag them live.
 
@@ -294,6 +308,7 @@ class AnomalyChart(LiveWidget):
         super().__init__(max_fps=max_fps, clock=clock, auto_refresh=auto_refresh)
         if max_points < 1:
             raise ValueError("AnomalyChart: max_points must be at least 1")
+        _check_threshold(threshold, "AnomalyChart")
         needed = [time, score] + ([] if threshold is not None else [flag])
         if isinstance(source, RunHandle):
             _check_columns(source, ref, needed, "AnomalyChart")
@@ -336,6 +351,7 @@ class AnomalyChart(LiveWidget):
 
     def set_threshold(self, threshold: float | None) -> None:
         """Flag by ``score >= threshold`` from now on (``None``: use the flag column); redraws on next refresh."""
+        _check_threshold(threshold, "AnomalyChart.set_threshold")
         self.threshold = threshold
         self._dirty = True
 
@@ -449,10 +465,21 @@ class LiveTable(LiveWidget):
         auto_refresh: bool = True,
     ) -> None:
         super().__init__(max_fps=max_fps, clock=clock, auto_refresh=auto_refresh)
-        if rows < 1:
-            raise ValueError(f"LiveTable(rows={rows}): show at least one row")
+        if isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or rows < 1:
+            raise ValueError(
+                f"LiveTable(rows={rows!r}): show at least one row, e.g. rows=15 (a whole number)"
+            )
+        if isinstance(columns, str):  # one name, not its letters (which showed an empty table)
+            columns = [columns]
         if columns and isinstance(source, RunHandle):
             _check_columns(source, ref, list(columns), "LiveTable")
+        elif columns and isinstance(source, pd.DataFrame):
+            missing = [c for c in columns if c not in source.columns]
+            if missing:  # they were left out of the table, which showed no column at all
+                raise ValueError(
+                    f"LiveTable: the DataFrame has no column(s) {missing}; its columns are "
+                    f"{list(source.columns)}. Pick some of those, or columns=None for all"
+                )
         self.source, self.ref, self.rows, self.columns = source, ref, rows, columns
         self.title = title or f"latest {ref}"
         self._buffer = FrameBuffer(rows, columns=list(columns) if columns else None)

@@ -9,6 +9,7 @@ from typing import Any
 
 from streamlab.clock import Clock
 from streamlab.runtime import RunHandle
+from streamlab.sources import replay_speed
 from streamlab.steps import WindowStep
 
 from ._base import LiveWidget, require_plotly, require_widgets
@@ -79,6 +80,14 @@ class ControlPanel(LiveWidget):
         self.handle = handle
         self.source = handle
         self.speeds = dict(speeds if speeds is not None else DEFAULT_SPEEDS)
+        for label, speed in self.speeds.items():  # refused when chosen, after the panel was shown
+            try:
+                replay_speed("ControlPanel", speed)
+            except ValueError:
+                raise ValueError(
+                    f"ControlPanel(speeds={{{label!r}: {speed!r}}}): a speed is a positive, finite factor of "
+                    "event time (10: ten times faster) or None (as fast as possible)"
+                ) from None
         self.params: dict[str, float] = {}
         self.ranges: dict[str, Param] = {}
         for name, rng in (params or {}).items():
@@ -312,6 +321,12 @@ class Dashboard:
         if gauges:
             self.children += [ThroughputGauge(handle), LagGauge(handle), LateDeadLetterCounter(handle)]
         self.charts = list(charts)
+        for chart in self.charts:  # one that is not failed with an AttributeError on 'managed'
+            if not isinstance(chart, LiveWidget):
+                raise TypeError(
+                    f"Dashboard(charts=[..., {chart!r}]): a chart is a streamlab widget, got "
+                    f"{type(chart).__name__}; pass e.g. [WindowChart(handle, 'window')]"
+                )
         self.children += self.charts
         windows = [sid for sid, s in handle.pipeline.steps.items() if isinstance(s, WindowStep)]
         self.debugger: WatermarkDebugger | None = None

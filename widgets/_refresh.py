@@ -190,6 +190,10 @@ class Refresher:
         cpu_share: float | None = 0.03,
         cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
+        if not callable(callback):  # it failed on the first tick, in the refresher's thread
+            raise TypeError(
+                f"Refresher(callback={callback!r}): pass a function to call, e.g. Refresher(widget.refresh)"
+            )
         if not max_fps > 0:
             raise ValueError(f"Refresher(max_fps={max_fps}): max_fps must be positive, e.g. 10")
         if mode not in ("auto", "asyncio", "thread"):

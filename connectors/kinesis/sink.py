@@ -12,7 +12,7 @@ from streamlab._dead_letter import fit_payload
 from streamlab._time import Duration, format_duration
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError
-from streamlab.io import Sink, SinkWriter, default_clock
+from streamlab.io import Sink, SinkWriter, Upstream, default_clock, missing_columns_problem
 from streamlab.serde import encode_rows
 
 from .._params import (
@@ -115,6 +115,18 @@ class KinesisSink(Sink):
         self.max_backoff_ns = duration_ns(where, "max_backoff", max_backoff)
         self.timeout = positive_seconds(where, "timeout", timeout, 10, about=f"stream {stream!r}")
         self.dead_letter = sink_or_none(where, "dead_letter", dead_letter, about=f"stream {stream!r}")
+
+    def columns_problem(self, columns: list[str], upstream: Upstream) -> tuple[str, str] | None:
+        """The ``partition_key`` column, when the stream lacks it (the first write failed on it).
+
+        Examples
+        --------
+        >>> KinesisSink("s", partition_key="user").columns_problem(["user_id"], Upstream())[0]
+        "KinesisSink('s', partition_key='user') names column(s) ['user'] that the stream does not have (its columns: ['user_id']); the first write would fail"
+        """
+        return missing_columns_problem(
+            repr(self), [self.partition_key], columns, "name the column whose values become partition keys"
+        )
 
     def open(self, clock: Clock | None = None) -> _KinesisWriter:
         """Create the client."""

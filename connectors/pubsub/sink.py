@@ -11,7 +11,7 @@ import pandas as pd
 from streamlab._dead_letter import fit_payload
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError
-from streamlab.io import Sink, SinkWriter
+from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import encode_rows
 
 from .._params import check_emulator_host, positive_seconds
@@ -94,6 +94,22 @@ class PubSubSink(Sink):
             self.attribute_columns = tuple(attributes)
         self.emulator_host = check_emulator_host(where, emulator_host)
         self.timeout = positive_seconds(where, "timeout", timeout, 60, about=f"topic {topic!r}")
+
+    def columns_problem(self, columns: list[str], upstream: Upstream) -> tuple[str, str] | None:
+        """The ``ordering_key`` and attribute columns the stream lacks (the first write failed on them),
+        as ``(problem, fix)``, else None.
+
+        Examples
+        --------
+        >>> PubSubSink("t", project="p", ordering_key="user").columns_problem(["user_id"], Upstream())[1]
+        "did you mean ['user_id']? name columns of the stream in ordering_key and attributes"
+        """
+        return missing_columns_problem(
+            repr(self),
+            [*self.attribute_columns, *([self.ordering_key] if self.ordering_key else [])],
+            columns,
+            "name columns of the stream in ordering_key and attributes",
+        )
 
     def open(self, clock: Clock | None = None) -> _PubSubWriter:
         """Create the publisher client."""

@@ -19,11 +19,43 @@ from streamlab._time import Duration, parse_duration, to_utc_ns
 from streamlab.errors import PipelineConfigError
 from streamlab.operators import Operator
 
+#: an example value of each parameter the checks below name, for the fix of their errors
+_EXAMPLES = {
+    "key": "'user_id'",
+    "value": "'amount'",
+    "column": "'amount'",
+    "score": "'score'",
+    "time": "'timestamp'",
+    "id_column": "'event_id'",
+    "name": "'big_amount'",
+    "expr": "'amount > 1000'",
+    "where": "\"event_type == 'login_failed'\"",
+    "max_keys": "100_000",
+    "history": "101",
+    "times": "2",
+}
+
+
+def _example(what: str, default: str) -> str:
+    return f"{what}={_EXAMPLES.get(what, default)}"
+
 
 def check_name(value: object, *, where: str, what: str) -> str:
-    """Return ``value`` if it is a non-empty string, else raise a ValueError saying where."""
+    """Return ``value`` if it is a non-empty string, else raise a ValueError saying where, what and the
+    fix (``"<where>: <problem>; <fix>"``, as the configs' checks write them).
+
+    Examples
+    --------
+    >>> check_name(["user_id"], where="VelocityFeature", what="key")
+    Traceback (most recent call last):
+    ...
+    ValueError: VelocityFeature: key must be a non-empty column or step name (a str), got ['user_id']; pass one name as text, e.g. key='user_id'
+    """
     if not isinstance(value, str) or not value:
-        raise ValueError(f"{where}: {what} must be a non-empty column or step name (a str), got {value!r}")
+        raise ValueError(
+            f"{where}: {what} must be a non-empty column or step name (a str), got {value!r}; "
+            f"pass one name as text, e.g. {_example(what, repr('<column>'))}"
+        )
     return value
 
 
@@ -53,8 +85,51 @@ def check_duration(value: Duration, *, where: str, what: str, allow_zero: bool =
 def check_positive_int(value: object, *, where: str, what: str) -> int:
     """Require a positive ``int`` (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{where}: {what} must be a positive integer, got {value!r}")
+        raise ValueError(
+            f"{where}: {what} must be a positive integer, got {value!r}; "
+            f"pass a whole number of 1 or more without quotes, e.g. {_example(what, '10')}"
+        )
     return int(value)
+
+
+def check_all(name: str, checks: Iterable[Callable[[], object]]) -> None:
+    """Run every one of ``checks`` (each raising ``ValueError("<where>: <problem>; <fix>")``): the error
+    of the one that fails, or, when several do, one error listing every problem and every fix, so a
+    config with two mistakes is not reported in two stages (one error, fix it, then the next).
+    ``name`` is the config's class name, which begins each check's ``where``.
+
+    Examples
+    --------
+    >>> check_all("VelocityFeature", [
+    ...     lambda: check_name(3, where="VelocityFeature", what="key"),
+    ...     lambda: check_duration("-5m", where="VelocityFeature", what="window"),
+    ... ])
+    Traceback (most recent call last):
+    ...
+    ValueError: VelocityFeature: 2 problems: (1) key must be a non-empty column or step name (a str), got 3; (2) window must be positive, got '-5m'; (1) pass one name as text, e.g. key='user_id'. (2) write it like '10s' or '5m'
+    """
+    errors: list[ValueError] = []
+    for check in checks:
+        try:
+            check()
+        except ValueError as error:
+            errors.append(error)
+    if len(errors) == 1:
+        raise errors[0]
+    if not errors:
+        return
+    where = name
+    parts: list[tuple[str, str]] = []
+    for failed in errors:
+        text = str(failed)
+        head, sep, rest = text.partition(": ")
+        if sep and head.startswith(name):
+            where, text = head, rest
+        problem, sep, fix = text.rpartition("; ")
+        parts.append((problem, fix) if sep else (text, ""))
+    problems = "; ".join(f"({i}) {p}" for i, (p, _) in enumerate(parts, 1))
+    fixes = ". ".join(f"({i}) {f.replace('; ', ', ')}" for i, (_, f) in enumerate(parts, 1) if f)
+    raise ValueError(f"{where}: {len(parts)} problems: {problems}; {fixes or 'correct each of them'}")
 
 
 def require_columns(batch: pd.DataFrame, columns: Sequence[str], *, where: str) -> None:
@@ -190,6 +265,12 @@ class StepConfig:
         """Input columns the step reads as numbers: one declared text or timestamp upstream (by a parse
         schema or a source's frame) is refused when the step is added, where it would otherwise score
         nothing, or give NaN or 0 for every row, at run time."""
+        return ()
+
+    def text_columns(self) -> tuple[str, ...]:
+        """Input columns the step compares with a text: one declared a number upstream (int64, float64
+        or bool, by a parse schema or a source's frame) is refused when the step is added, where it would
+        otherwise compare unequal on every row at run time."""
         return ()
 
     def added_columns(self) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ from streamlab.detectors._common import (
     PickledStateOperator,
     StepConfig,
     _with_columns,
+    check_all,
     check_columns,
     check_duration,
     check_name,
@@ -158,14 +159,35 @@ class Detect(StepConfig):
             self.detector.check_features(self.features)
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
-        if self.key is not None:
-            check_name(self.key, where=where, what="key")
-            if self.key in self.features:
+
+        def check_key() -> None:
+            if self.key is not None:
+                check_name(self.key, where=where, what="key")
+                if self.key in self.features:
+                    raise ValueError(
+                        f"{where}: key {self.key!r} is also listed in features; remove it from features"
+                    )
+
+        def check_learn() -> None:
+            if self.learn not in _LEARN_MODES:
                 raise ValueError(
-                    f"{where}: key {self.key!r} is also listed in features; remove it from features"
+                    f"{where}: learn must be 'all' or 'unflagged', got {self.learn!r}; pass learn='all' (learn "
+                    "from every event) or learn='unflagged' (only from events the threshold did not flag)"
                 )
-        if self.learn not in _LEARN_MODES:
-            raise ValueError(f"{where}: learn must be 'all' or 'unflagged', got {self.learn!r}")
+
+        # every problem of these arguments at once, not one per attempt
+        check_all(
+            where,
+            [
+                check_key,
+                check_learn,
+                functools.partial(check_positive_int, self.max_keys, where=where, what="max_keys"),
+                functools.partial(
+                    lambda ttl: ttl is None or check_duration(ttl, where=where, what="key_ttl"), self.key_ttl
+                ),
+                functools.partial(check_name, self.time, where=where, what="time"),
+            ],
+        )
         if self.threshold is not None and not isinstance(self.threshold, ThresholdFilter):
             raise TypeError(
                 f"{where}: threshold must be a threshold filter such as FixedThresholdFilter(0.9) or "
@@ -178,10 +200,6 @@ class Detect(StepConfig):
             )
         if self.threshold is not None:
             self.threshold.build(self.key)  # surfaces a threshold/key mismatch now, not on the first batch
-        check_positive_int(self.max_keys, where=where, what="max_keys")
-        if self.key_ttl is not None:
-            check_duration(self.key_ttl, where=where, what="key_ttl")
-        check_name(self.time, where=where, what="time")
 
     def build(self) -> DetectOperator:
         """Return the runtime state (fresh models)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from streamlab.detectors._common import (
     event_time_ns,
     require_columns,
 )
+from streamlab.errors import suggest
 from streamlab.operators import Outputs
 
 __all__ = ["DriftDetector", "DriftOperator"]
@@ -105,9 +107,14 @@ class DriftDetector(StepConfig):
         try:
             _make(self.method, self.params)
         except TypeError as exc:
+            river_cls = _METHODS[self.method]
+            takes = [p for p in inspect.signature(river_cls).parameters if p not in ("self", "seed")]
+            unknown = [k for k in self.params if k not in takes]
+            hint = suggest(str(unknown[0]), takes, what="parameters") if unknown else ""
             raise ValueError(
                 f"{where}(method={self.method!r}): params {dict(self.params)!r} are not accepted by "
-                f"river.drift.{_METHODS[self.method].__name__}: {exc}"
+                f"river.drift.{river_cls.__name__}: {exc}; "
+                + (hint or f"give each a value of the type help(river.drift.{river_cls.__name__}) lists")
             ) from None
 
     def build(self) -> DriftOperator:

@@ -8,7 +8,10 @@ missing go to the ``dead_letter`` output with a ``reason``; a missing ``value`` 
 
 from __future__ import annotations
 
+import datetime
+import functools
 import itertools
+import numbers
 import operator
 import pickle
 from collections.abc import Callable, Hashable
@@ -18,6 +21,7 @@ from typing import Any, ClassVar, cast
 import numpy as np
 import pandas as pd
 
+from streamlab import _pyast
 from streamlab import _step_codecs as codec
 from streamlab._compat import object_index
 from streamlab._detector_record import (
@@ -36,6 +40,7 @@ from streamlab.detectors._common import (
     StepConfig,
     _appended,
     _with_columns,
+    check_all,
     check_duration,
     check_name,
     check_positive_int,
@@ -214,15 +219,21 @@ class _KeyedStep(StepConfig):
 
     def __post_init__(self) -> None:
         where = type(self).__name__
+        checks: list[Callable[[], object]] = []
         for f in ("name", "key", "value", "time"):
             if hasattr(self, f) and not (f in self._optional and getattr(self, f) is None):
-                check_name(getattr(self, f), where=where, what=f)
+                checks.append(functools.partial(check_name, getattr(self, f), where=where, what=f))
         for f in ("max_keys", "history"):
             if hasattr(self, f):
-                check_positive_int(getattr(self, f), where=where, what=f)
+                checks.append(functools.partial(check_positive_int, getattr(self, f), where=where, what=f))
         for f in self._durations:
-            check_duration(getattr(self, f), where=where, what=f, allow_zero=f == "allowed_lateness")
-        self._validate(where)
+            checks.append(
+                functools.partial(
+                    check_duration, getattr(self, f), where=where, what=f, allow_zero=f == "allowed_lateness"
+                )
+            )
+        # every problem at once, not one per attempt
+        check_all(where, [*checks, functools.partial(self._validate, where)])
 
     def _validate(self, where: str) -> None:
         """Checks specific to one step (run after the shared ones)."""
@@ -921,6 +932,11 @@ class DistinctCountFeature(_KeyedStep):
 
 # --- ratio to median
 
+#: The most values a :class:`RatioToMedianFeature` keeps per key: each key holds two arrays of
+#: ``history`` floats from its first event on, so ``history=10**12`` failed on the first batch
+#: (MemoryError) long after the pipeline was built.
+MAX_MEDIAN_HISTORY = 1_000_000
+
 
 class _RatioToMedianOperator(_KeyRowsOperator):
     """A key's row holds its last ``history`` values in arrival order (a ring) and sorted."""
@@ -1020,6 +1036,16 @@ class RatioToMedianFeature(_KeyedStep):
 
     kind: ClassVar[str] = "ratio_to_median_feature"
 
+    def _validate(self, where: str) -> None:
+        history = self.history
+        if isinstance(history, int) and not isinstance(history, bool) and history > MAX_MEDIAN_HISTORY:
+            raise ValueError(
+                f"{where}: history={history:,} is more than the {MAX_MEDIAN_HISTORY:,} values a key's median "
+                "can keep (each key holds 16 bytes per value, made when its first event arrives: the run "
+                "failed on its first batch for want of memory); pass a history of at most "
+                f"{MAX_MEDIAN_HISTORY:,}, e.g. history=101"
+            )
+
     def numeric_columns(self) -> tuple[str, ...]:
         """The ``value`` column."""
         return (self.value,)
@@ -1108,6 +1134,47 @@ class _ThresholdRuleOperator(PickledStateOperator):
         return result
 
 
+def _check_expression(expr: str, where: str) -> None:
+    """Refuse an ``expr`` that is not an expression (``'amount >'``): every row would go to dead letter.
+    (One calling what pandas cannot evaluate is refused by the step that holds it, naming the step.)"""
+    try:
+        _pyast.parse(_pyast.unquote_backticks(expr)[0], mode="eval")
+    except SyntaxError as e:
+        raise ValueError(
+            f"{where}: cannot read expression {expr!r}: {e.msg}; write a pandas expression such as "
+            '"amount > 100"'
+        ) from None
+
+
+def _check_op(op: object, where: str) -> None:
+    if op not in _OPS:
+        raise ValueError(
+            f"{where}: op must be one of {sorted(_OPS)!r}, got {op!r}; write e.g. op='>' (in YAML quoted: op: '>')"
+        )
+
+
+def _check_rule_value(value: Any, column: str, where: str) -> None:
+    """Refuse a ``value`` no row can be compared with: missing (None, NaN: ``column > value`` would never
+    alert, ``!=`` always) or several values (a list: the comparison failed on the first batch)."""
+    col = column if isinstance(column, str) else "amount"
+    missing = f"to alert on a missing value write expr='{col}.isna()'"
+    if value is None:
+        raise ValueError(
+            f"{where}: value is missing, so column={column!r} would be compared with nothing; pass the "
+            f"value to compare with, e.g. value=1000 (a number, a text or true/false), or {missing}"
+        )
+    if isinstance(value, (float, np.floating)) and value != value:
+        raise ValueError(
+            f"{where}: value=nan never compares equal, greater or less, so the rule would never alert "
+            f"(with op='!=' always); pass a number, or {missing}"
+        )
+    if not isinstance(value, (numbers.Number, str, bytes, datetime.date, datetime.timedelta, np.generic)):
+        raise ValueError(
+            f"{where}: value={value!r} is a {type(value).__name__}, not one value to compare with; pass "
+            f"one number, text or true/false, or for one of several values write expr='{col}.isin([1, 2])'"
+        )
+
+
 @step_kind(config=True)
 @dataclass(frozen=True)
 class ThresholdRule(StepConfig):
@@ -1182,15 +1249,34 @@ class ThresholdRule(StepConfig):
         check_name(self.name, where="ThresholdRule", what="name")
         by_column = self.column is not None or self.op is not None or self.value is not None
         if (self.expr is None) == (not by_column):
+            given = "both expr and column/op/value are given" if by_column else "no condition is given"
             raise ValueError(
-                f"{where}: give either expr='amount > 1000' or column='amount', op='>', value=1000 (not both)"
+                f"{where}: {given}, and a rule has one condition; give either expr='amount > 1000' or "
+                "column='amount', op='>', value=1000 (not both)"
             )
         if self.expr is not None:
             check_name(self.expr, where=where, what="expr")
-        else:
-            check_name(self.column, where=where, what="column")
-            if self.op not in _OPS:
-                raise ValueError(f"{where}: op must be one of {sorted(_OPS)!r}, got {self.op!r}")
+            _check_expression(self.expr, where)
+            return
+        check_all(
+            "ThresholdRule",
+            [
+                functools.partial(check_name, self.column, where=where, what="column"),
+                functools.partial(_check_op, self.op, where),
+                functools.partial(_check_rule_value, self.value, cast(str, self.column), where),
+            ],
+        )
+
+    def numeric_columns(self) -> tuple[str, ...]:
+        """The ``column`` compared with a number (a declared text column would never alert with ``==``,
+        ``<``, ``>``, and always with ``!=``)."""
+        number = isinstance(self.value, numbers.Real) and not isinstance(self.value, (bool, np.bool_))
+        return (self.column,) if self.column is not None and number else ()
+
+    def text_columns(self) -> tuple[str, ...]:
+        """The ``column`` compared with a text (a declared number column would never alert with ``==``,
+        ``<``, ``>``, and always with ``!=``: ``value='10'`` from a quoted YAML number)."""
+        return (self.column,) if self.column is not None and isinstance(self.value, str) else ()
 
     def build(self) -> PickledStateOperator:
         """Return the runtime state (stateless)."""
@@ -1265,7 +1351,10 @@ class VelocityRule(_KeyedStep):
 
     def _validate(self, where: str) -> None:
         if isinstance(self.max_count, bool) or not isinstance(self.max_count, int) or self.max_count < 0:
-            raise ValueError(f"{where}: max_count must be an integer >= 0, got {self.max_count!r}")
+            raise ValueError(
+                f"{where}: max_count must be an integer >= 0, got {self.max_count!r}; pass a whole number "
+                "without quotes, e.g. max_count=5 (alert on the 6th event within the window)"
+            )
 
     def added_columns(self) -> tuple[str, ...]:
         """Columns the step adds."""

@@ -394,7 +394,10 @@ class GaussianScorerDetector(_UnivariateDetector):
         where = "GaussianScorerDetector"
         self._params = {
             "feature": _check_feature(feature, where),
-            "window_size": None if window_size is None else _check_int(window_size, where, "window_size"),
+            # one value has no spread: every score was 1.0, every event anomalous
+            "window_size": None
+            if window_size is None
+            else _check_int(window_size, where, "window_size", minimum=2),
             "grace_period": _check_int(grace_period, where, "grace_period", minimum=0),
         }
         self._model = anomaly.GaussianScorer(window_size=window_size, grace_period=grace_period)

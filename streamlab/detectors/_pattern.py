@@ -21,6 +21,7 @@ from streamlab.detectors._common import (
     Columns,
     PickledStateOperator,
     StepConfig,
+    check_all,
     check_duration,
     check_name,
     check_positive_int,
@@ -193,15 +194,26 @@ class Pattern(StepConfig):
     def __post_init__(self) -> None:
         where = f"Pattern(name={self.name!r})"
         check_name(self.name, where="Pattern", what="name")
-        check_name(self.key, where=where, what="key")
-        check_name(self.time, where=where, what="time")
-        check_name(self.id_column, where=where, what="id_column")
-        check_duration(self.within, where=where, what="within")
-        check_duration(self.delay, where=where, what="delay", allow_zero=True)
-        if isinstance(self.steps, (str, bytes)) or not isinstance(self.steps, Sequence) or not self.steps:
-            raise ValueError(
-                f"{where}: steps must be a non-empty list of PatternStep or (name, where[, times]) tuples"
-            )
+
+        def check_steps() -> None:
+            if isinstance(self.steps, (str, bytes)) or not isinstance(self.steps, Sequence) or not self.steps:
+                raise ValueError(
+                    f"{where}: steps must be a non-empty list of PatternStep or (name, where[, times]) tuples; "
+                    "pass e.g. steps=[PatternStep('login', \"event_type == 'login'\"), ...]"
+                )
+
+        # every problem of the arguments at once, not one per attempt
+        check_all(
+            "Pattern",
+            [
+                functools.partial(check_name, self.key, where=where, what="key"),
+                functools.partial(check_name, self.time, where=where, what="time"),
+                functools.partial(check_name, self.id_column, where=where, what="id_column"),
+                functools.partial(check_duration, self.within, where=where, what="within"),
+                functools.partial(check_duration, self.delay, where=where, what="delay", allow_zero=True),
+                check_steps,
+            ],
+        )
         steps: list[PatternStep] = []
         for s in self.steps:
             if isinstance(s, PatternStep):

@@ -152,7 +152,10 @@ class FixedThresholdFilter(ThresholdFilter):
 
     def __post_init__(self) -> None:
         if isinstance(self.value, bool) or not isinstance(self.value, (int, float)) or math.isnan(self.value):
-            raise ValueError(f"FixedThresholdFilter: value must be a number, got {self.value!r}")
+            raise ValueError(
+                f"FixedThresholdFilter: value must be a number, got {self.value!r}; pass a finite number "
+                "without quotes, e.g. FixedThresholdFilter(0.9) (flag score > 0.9)"
+            )
         check_name(self.score, where="FixedThresholdFilter", what="score")
 
     def build(self, key: str | None = None) -> ThresholdOperator:
@@ -236,9 +239,15 @@ class QuantileThresholdFilter(ThresholdFilter):
 
     def __post_init__(self) -> None:
         if isinstance(self.q, bool) or not isinstance(self.q, (int, float)) or not 0 < self.q < 1:
-            raise ValueError(f"QuantileThresholdFilter: q must be in (0, 1), e.g. 0.99, got {self.q!r}")
+            raise ValueError(
+                f"QuantileThresholdFilter: q must be in (0, 1), got {self.q!r}; pass a fraction without "
+                "quotes, e.g. q=0.99 (flag the top 1% of scores)"
+            )
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
-            raise ValueError(f"QuantileThresholdFilter: warmup must be an integer >= 0, got {self.warmup!r}")
+            raise ValueError(
+                f"QuantileThresholdFilter: warmup must be an integer >= 0, got {self.warmup!r}; pass a whole "
+                "number of scores to see before flagging, e.g. warmup=100"
+            )
         check_name(self.score, where="QuantileThresholdFilter", what="score")
 
     def build(self, key: str | None = None) -> ThresholdOperator:
@@ -335,9 +344,14 @@ class AdaptiveThresholdFilter(ThresholdFilter):
     def __post_init__(self) -> None:
         where = "AdaptiveThresholdFilter"
         if isinstance(self.k, bool) or not isinstance(self.k, (int, float)) or not self.k >= 0:
-            raise ValueError(f"{where}: k must be a number >= 0 (standard deviations), got {self.k!r}")
+            raise ValueError(
+                f"{where}: k must be a number >= 0 (standard deviations), got {self.k!r}; pass e.g. k=3.0"
+            )
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
-            raise ValueError(f"{where}: warmup must be an integer >= 0, got {self.warmup!r}")
+            raise ValueError(
+                f"{where}: warmup must be an integer >= 0, got {self.warmup!r}; pass a whole number of "
+                "scores to see before flagging, e.g. warmup=10"
+            )
         check_positive_int(self.max_keys, where=where, what="max_keys")
         if self.key is not None:
             check_name(self.key, where=where, what="key")

@@ -90,3 +90,17 @@ def test_a_step_or_config_flag_given_as_text_in_python_is_refused():
     with pytest.raises(ParameterError, match=r"per_key=\.\.\.\): expected true or false, got the text 'no'"):
         AdaptiveThresholdFilter(per_key="no", key="x")  # type: ignore[arg-type]
     assert p.window(TumblingWindow("1m"), early=True, step_id="w").agg(agg.count()) is not None
+
+
+def test_a_steps_flag_given_as_text_names_the_step():
+    # two windows are both a WindowStep: the message said which class, not which of the pipeline's steps
+    import pandas as pd
+
+    from streamlab import TumblingWindow, agg
+    from streamlab.errors import ParameterError
+    from streamlab.testing import ListSource
+
+    p = Pipeline(ListSource([{"timestamp": pd.Timestamp("2024-01-01", tz="UTC"), "x": 1}]))
+    p.window(TumblingWindow("1m"), step_id="per_minute").agg(agg.count())
+    with pytest.raises(ParameterError, match=r"got the text 'no', in step 'per_hour'\. Fix:"):
+        p.window(TumblingWindow("1h"), early="no", step_id="per_hour").agg(agg.count())

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from streamlab.detectors import HalfSpaceTreesDetector, OneClassSVMDetector
+from streamlab.detectors import GaussianScorerDetector, HalfSpaceTreesDetector, OneClassSVMDetector
 from streamlab.errors import ParameterError
 
 CASES: dict[str, tuple[Callable[[], Any], str]] = {
@@ -37,3 +37,11 @@ def test_an_infinite_gamma_is_refused() -> None:
 def test_river_sized_forests_still_build() -> None:
     assert HalfSpaceTreesDetector(n_trees=25, height=15).vectorized(("a",)) is not None
     assert HalfSpaceTreesDetector(n_trees=1, height=21) is not None
+
+
+def test_a_gaussian_window_of_one_value_is_refused() -> None:
+    # one value has no spread: every event scored 1.0 (anomalous), silently
+    with pytest.raises(ParameterError) as e:
+        GaussianScorerDetector(window_size=1)
+    assert e.value.parameter == "window_size" and "integer >= 2" in e.value.problem
+    assert GaussianScorerDetector(window_size=2) is not None
