@@ -1012,25 +1012,137 @@ from itertools import accumulate
 from typing import Any
 '''
 
-RAW_STREAM = '''def raw_stream(env, args):
+RAW_STREAM = '''INPUT_FORMATS = ("lines", "base64")
+"""How ``--input`` files hold records: ``lines``, one raw record per line; ``base64``, one record's bytes
+in base64 per line, so a record holding a line break (or ending in a carriage return) stays one record
+(``streamlab.export.verify`` writes a sample holding one so)."""
+
+FILE_SPLIT_BYTES = 64 * 1024 * 1024
+"""Bytes of an uncompressed input file per split: the splits of a file are read in parallel (a compressed
+file is one split)."""
+
+BOM = b"\\xef\\xbb\\xbf"  # UTF-8's byte order mark, which some tools write at the start of a file
+DECOMPRESS = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}  # files read decompressed, as Flink's FileSource
+
+
+def _open_input(path):
+    """A binary file object of ``path``: a local file, or a URI (``s3://``, ``gs://``, ``hdfs://``) through
+    pyarrow's file systems."""
+    import io
+
+    if "://" not in path or path.startswith("file://"):
+        return open(path.removeprefix("file://"), "rb")
+    from pyarrow import fs
+
+    filesystem, name = fs.FileSystem.from_uri(path)
+    return io.BufferedReader(filesystem.open_input_file(name))
+
+
+def _input_files(pattern):
+    """(path, size) of the files of one ``--input`` argument: a glob pattern's matches, a file, or a
+    directory's files (recursively, without those whose names start with ``.`` or ``_``, as Flink's
+    FileSource), in name order."""
+    if "://" in pattern and not pattern.startswith("file://"):
+        from pyarrow import fs
+
+        filesystem, name = fs.FileSystem.from_uri(pattern)
+        scheme = pattern[: pattern.index("://") + 3]
+        info = filesystem.get_file_info(name)
+        if info.type == fs.FileType.File:
+            return [(pattern, info.size)]
+        if info.type != fs.FileType.Directory:
+            raise FileNotFoundError(f"--input {pattern}: no such file or directory")
+        found = filesystem.get_file_info(fs.FileSelector(name, recursive=True))
+        files = [f for f in found if f.type == fs.FileType.File]
+        visible = [f for f in files if not any(x[:1] in "._" for x in f.path[len(name):].split("/") if x)]
+        return sorted((scheme + f.path, f.size) for f in visible)
+    local = pattern.removeprefix("file://")
+    out = []
+    for path in sorted(glob.glob(local)) or [local]:
+        if os.path.isdir(path):
+            for root, dirs, names in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if d[:1] not in "._")
+                out += [(os.path.join(root, n), None) for n in sorted(names) if n[:1] not in "._"]
+        elif os.path.exists(path):
+            out.append((path, None))
+        else:
+            raise FileNotFoundError(f"--input {pattern}: no such file, directory or match of the pattern")
+    return [(p, os.path.getsize(p)) for p, _ in out]
+
+
+def file_splits(patterns, split_bytes=FILE_SPLIT_BYTES):
+    """(path, start, end) byte ranges of the input files, files in the order given (each pattern's in
+    name order), each file cut into ranges of ``split_bytes`` (a compressed file is one range, end None).
+    A range holds the lines that start in it (:func:`read_split`)."""
+    splits = []
+    for pattern in patterns:
+        for path, size in _input_files(pattern):
+            if os.path.splitext(path)[1] in DECOMPRESS:
+                splits.append((path, 0, None))
+            else:
+                splits += [(path, s, min(s + split_bytes, size)) for s in range(0, size, split_bytes)]
+    return splits
+
+
+def read_split(split, input_format="lines"):
+    """The raw records of one range of a file (:func:`file_splits`), as bytes, cut as streamlab's replay
+    cuts a file: at each LF, without one carriage return before it, no record after a final LF; a bare CR
+    is part of its record; a UTF-8 byte order mark that starts the file is not part of its first record.
+    A record belongs to the range where its first byte is. In ``base64`` format (``INPUT_FORMATS``) each
+    line is decoded to the record it holds."""
+    path, start, end = split
+    with _open_input(path) as raw:
+        if end is None:
+            import importlib
+
+            f = importlib.import_module(DECOMPRESS[os.path.splitext(path)[1]]).open(raw)
+        else:
+            f = raw
+        if start == 0:
+            if f.read(len(BOM)) != BOM:
+                f.seek(0)
+            at = 0  # the first record starts the file, its mark left out
+        else:
+            f.seek(start - 1)
+            if f.read(1) != b"\\n":
+                f.readline()  # the record that started in the range before
+            at = f.tell()
+        while end is None or at < end:
+            line = f.readline()
+            if not line:
+                break
+            at = None if end is None else f.tell()
+            line = line[:-1] if line.endswith(b"\\n") else line
+            line = line[:-1] if line.endswith(b"\\r") else line
+            yield base64.b64decode(line) if input_format == "base64" else line
+
+
+def raw_stream(env, args):
     """The raw records as a DataStream of bytes, from files, Kafka, Event Hubs or Kinesis.
 
     Bytes, not text: streamlab's parser sends a record with invalid UTF-8 to the dead letters, which a
-    text reader (replacing bad bytes with U+FFFD) would hide. Files are read as ISO-8859-1 lines, one
-    character per byte, and encoded back to the same bytes; Kafka uses ``ByteArraySchema``, Kinesis
-    ``ByteArraySchema`` before Flink 2 and the raw format's ``BYTES`` from Flink 2 on.
+    text reader (replacing bad bytes with U+FFFD) would hide. Files are cut into records as streamlab
+    cuts them (:func:`read_split`: Flink's text line format would also end a record at a bare CR, and keep
+    a byte order mark): a checkpointed sequence of split numbers, each read by a Python function, so the
+    splits of the files are read in parallel and a restored job goes on after the last split it
+    committed. Kafka uses ``ByteArraySchema``, Kinesis ``ByteArraySchema`` before Flink 2 and the raw
+    format's ``BYTES`` from Flink 2 on.
     """
     from pyflink.common import Types, WatermarkStrategy
     from pyflink.common.serialization import ByteArraySchema
 
     if args.source == "files":
-        from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
+        from pyflink.datastream.connectors.number_seq import NumberSequenceSource
 
-        paths = [p for pattern in args.input for p in (sorted(glob.glob(pattern)) or [pattern])]
-        lines = StreamFormat.text_line_format("ISO-8859-1")  # Flink has no line format of bytes
-        src = FileSource.for_record_stream_format(lines, *paths).build()
-        text = env.from_source(src, WatermarkStrategy.no_watermarks(), "files")
-        return text.map(lambda line: line.encode("latin-1"), output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))
+        splits = file_splits(args.input)
+        input_format = args.input_format
+        numbers = NumberSequenceSource(0, max(len(splits), 1) - 1)
+        index = env.from_source(numbers, WatermarkStrategy.no_watermarks(), "files")
+
+        def read(i):
+            return read_split(splits[i], input_format) if i < len(splits) else ()
+
+        return index.flat_map(read, output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))
     if args.source in ("kafka", "eventhubs"):
         from pyflink.datastream.connectors.kafka import KafkaOffsetsInitializer, KafkaSource
 
@@ -1226,6 +1338,12 @@ def run(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", choices=("files", "kafka", "eventhubs", "kinesis"), default=None)
     parser.add_argument("--input", nargs="+", help="files (or glob patterns) of raw JSON lines")
+    parser.add_argument(
+        "--input_format",
+        choices=INPUT_FORMATS,
+        default="lines",
+        help="with --input: one raw record per line, or (base64) one record's bytes in base64 per line",
+    )
     parser.add_argument("--sink", choices=("files", "kafka", "jdbc"), default=@SINK@)
     parser.add_argument("--output", help="directory (or s3:// prefix) for --sink files")
     parser.add_argument("--parallelism", type=int, default=None)
@@ -1240,6 +1358,8 @@ def run(argv=None):
         args.source = "files" if args.input else DEFAULT_SOURCE
     if args.source == "files" and not args.input:
         parser.error("--source files needs --input FILE [FILE ...]")
+    if args.input_format != "lines" and args.source != "files":
+        parser.error("--input_format needs --input FILES")
     if args.sink == "files" and not args.output:
         parser.error("--sink files needs --output DIR")
     from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
@@ -2184,6 +2304,7 @@ def run_flink(
     >>> run_flink  # doctest: +ELLIPSIS
     <function run_flink at ...>
     """
+    import base64
     import os
     import subprocess
     import tempfile
@@ -2195,10 +2316,16 @@ def run_flink(
     module = _load_constants(script)
     with tempfile.TemporaryDirectory(prefix="streamlab-flink-run-") as name:
         tmp = Path(name).resolve()
+        from streamlab.export.verify import input_format
+
         sample = tmp / "sample.jsonl"
-        sample.write_bytes(b"".join(x.replace(b"\n", b" ") + b"\n" for x in lines))
+        framing = input_format(lines)
+        if framing == "base64":  # a line break inside a record would split it in two: one record per line
+            sample.write_bytes(b"".join(base64.b64encode(x) + b"\n" for x in lines))
+        else:
+            sample.write_bytes(b"".join(x + b"\n" for x in lines))
         out = tmp / "out"
-        cmd = [python, str(script), "--input", str(sample), "--output", str(out)]
+        cmd = [python, str(script), "--input", str(sample), "--output", str(out), "--input_format", framing]
         cmd += ["--parallelism", "1", "--checkpoint-interval-ms", "500"]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp)
