@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from apache_beam.io.source_test_utils import read_from_source
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -77,6 +78,10 @@ def test_exported_line_readers_cut_a_file_as_the_raw_replay_does(
     ours = [bytes(x) for x in file_lines(path).tolist()] if data else []
     assert beam.read_lines(str(path)) == ours
     assert spark.split_lines(data) == ours
+    # Beam's backfill (--input without --replay) reads the file in ranges, as ReadFromText does
+    source = beam.ReadRecords(str(path))._source
+    bundles = list(source.split(desired_bundle_size=split_bytes))
+    assert [x for b in bundles for x in read_from_source(b.source, b.start_position, b.stop_position)] == ours
     if gz:  # one split of the whole file, read decompressed (streamlab's replay reads a .gz so too)
         path = path.with_name("events.jsonl.gz")
         path.write_bytes(gzip.compress(data))
@@ -92,7 +97,12 @@ def test_verify_hands_a_first_record_starting_with_a_mark_over_in_base64() -> No
     assert input_format([b"{}", BOM + b"{}"]) == "lines"
 
 
-def test_the_beam_program_keeps_the_first_record_of_a_file_with_a_byte_order_mark(tmp_path: Path) -> None:
+@pytest.mark.parametrize("replay", [True, False], ids=["replay", "backfill"])
+def test_the_beam_program_keeps_the_first_record_of_a_file_with_a_byte_order_mark(
+    tmp_path: Path, replay: bool
+) -> None:
+    # the backfill (--input without --replay) read the file with ReadFromText, which kept the mark: the
+    # first record was a dead letter ("invalid JSON") where streamlab parsed it
     p = _pipeline("bom")
     lines = [
         json.dumps(
@@ -119,23 +129,18 @@ def test_the_beam_program_keeps_the_first_record_of_a_file_with_a_byte_order_mar
 
     files = to_beam(p, tmp_path / "export", runner_source="file")
     out = tmp_path / "out"
-    cmd = [sys.executable, str(files.module), "--input", str(data), "--output", str(out), "--replay"]
-    cmd += [
-        "--runner",
-        "DirectRunner",
-        "--direct_num_workers=1",
-        "--file_window_s",
-        "1e10",
-        "--file_shards",
-        "1",
-    ]
+    cmd = [sys.executable, str(files.module), "--input", str(data), "--output", str(out)]
+    cmd += ["--runner", "DirectRunner", "--direct_num_workers=1"]
+    if replay:
+        cmd += ["--replay", "--file_window_s", "1e10", "--file_shards", "1"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     module = load_module(files.module)
     rows = {
         ref: [
             json.loads(x)
-            for f in sorted((out / name).rglob("*"))
+            # a directory of windowed files (--replay), or shards name-00000-of-00001.jsonl (backfill)
+            for f in sorted([*(out / name).rglob("*"), *out.glob(f"{name}-*")])
             if f.is_file() and not f.name.startswith(".")
             for x in f.read_text().splitlines()
             if x
