@@ -222,13 +222,21 @@ What differs from streamlab's per-event semantics
 * Interval joins drop rows behind the join's watermark (streamlab reports them on ``late``).
 * Patterns (``MATCH_RECOGNIZE``) drop rows behind the watermark (streamlab reports them on ``late``);
   the matches of inputs without late rows are streamlab's (see ``streamlab.export.flink_pattern``).
-* Parse (``main.py``): streamlab's parser, copied, so dead-letter rows and reasons are streamlab's;
-  lines are read as UTF-8 text by Flink, so a line that is not UTF-8 arrives with replacement
-  characters instead of being a dead letter. ``job.sql`` (SQL client) reads fields with ``JSON_VALUE``
-  and its dead letters carry a coarse reason; a value of another JSON type than its field's (``true``
-  or ``"3"`` in a number field), a number no double holds and an int64 that is no integer in range are
-  dead letters there too. Time texts are read by streamlab's rule (at the millisecond); epoch
-  numbers are not read (dead letters).
+* Parse (``main.py``, ``datastream.py``): streamlab's parser, copied, so dead-letter rows and reasons
+  are streamlab's; records are read as bytes, and files are cut into records as streamlab's replay cuts
+  them (at each LF, one CR before it dropped, a bare CR part of its record, a UTF-8 byte order mark
+  that starts a file skipped). ``job.sql`` (SQL client) reads fields with ``JSON_VALUE`` and its dead
+  letters carry a coarse reason; a value of another JSON type than its field's (``true`` or ``"3"`` in
+  a number field), a number no double holds, an int64 that is no integer in range and a text field
+  holding a lone surrogate (``"\\ud800"``) are dead letters there too. Times are read by streamlab's
+  rule at the millisecond: texts, and epoch numbers (seconds, or milliseconds above 1e11 in magnitude;
+  a fraction as the double streamlab reads). Where Flink SQL cannot follow streamlab, ``job.sql``
+  differs (``main.py`` and ``datastream.py`` do not): a record nested deeper than 512 levels is read
+  (streamlab's dead letter "JSON nested deeper than 512 levels"; Flink's JSON functions stop at 1,000
+  levels, so deeper records are dead letters in both); a UTF-8 byte order mark that starts a file stays
+  on its first record, a dead letter (the filesystem connector's reader cannot tell a file's first
+  record; it cuts at LF as streamlab does otherwise); a number no double holds inside a json or object
+  field (``{"x": 1E+400}``) keeps its text (``1E+400``) where streamlab reads infinity and writes null.
 """
 
 
@@ -785,8 +793,9 @@ def _json_value(c: _Col, path: tuple[str, ...]) -> str:
             return whole
         wrapped = f"JSON_QUERY(`line`, '{jp}' WITH CONDITIONAL ARRAY WRAPPER)"
         return f"COALESCE({whole}, SUBSTRING({wrapped} FROM 2 FOR CHAR_LENGTH({wrapped}) - 2))"
-    if c.kind == "timestamp":  # ISO-8601 text, by streamlab's rule; epoch numbers are not read by this script
-        return _iso_time_sql(text)
+    if c.kind == "timestamp":  # ISO-8601 text or an epoch number, by streamlab's rule
+        first = f"SUBSTRING(JSON_QUERY(`line`, '{jp}' WITH UNCONDITIONAL ARRAY WRAPPER) FROM 2 FOR 1)"
+        return f"CASE WHEN {first} IN {_NUMBER_START} THEN {_epoch_time_sql(text)} ELSE {_iso_time_sql(text)} END"
     t = _SQL_TYPES.get(c.kind, "STRING")
     # TRY_CAST: a value of another JSON type (``true`` in a number field) is a dead letter
     # (:func:`_json_mistyped`), and CAST would fail the whole job on it
@@ -845,6 +854,38 @@ def _iso_time_sql(text: str) -> str:
 
 
 _NUMBER_START = "('-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9')"
+
+
+def _epoch_time_sql(text: str) -> str:
+    """The SQL expression of a JSON number's ``text`` as a ``TIMESTAMP_LTZ(3)`` by streamlab's rule
+    (``streamlab._record.epoch_to_ns``): epoch seconds, or milliseconds above 1e11 in magnitude; NULL
+    outside the times of 64-bit nanoseconds, as in streamlab (``job.sql``).
+
+    An integer (no ``.``, no exponent: Flink gives a fraction or an exponent as ``BigDecimal`` text, as
+    ``1E+2``) is exact. A fraction is read as the double streamlab reads, cut to the millisecond toward
+    the past: the double's whole seconds, and its fraction's nanoseconds rounded (``1704067223.001`` is
+    the double ``...223.000999927``, 1 ns short of the millisecond that its decimal text would give).
+
+    Examples
+    --------
+    >>> "TO_TIMESTAMP_LTZ(" in _epoch_time_sql("x")
+    True
+    """
+    i, d = f"TRY_CAST({text} AS BIGINT)", f"TRY_CAST({text} AS DOUBLE)"
+    whole = f"POSITION('.' IN {text}) = 0 AND POSITION('E' IN UPPER({text})) = 0"
+    ms = "9223372036854"  # the milliseconds of 64-bit nanoseconds (years 1677-2262), at the millisecond
+    seconds = f"FLOOR({d}) * 1000 + FLOOR(ROUND(({d} - FLOOR({d})) * 1E9, 0) / 1E6)"
+    tiny = f"FLOOR(ROUND({d} * 1E9, 0) / 1E6)"  # below a second: no whole seconds to take apart
+    float_ms = f"CASE WHEN ABS({d}) > 1E11 THEN FLOOR({d}) WHEN ABS({d}) < 1 THEN {tiny} ELSE {seconds} END"
+    cases = [
+        f"WHEN {whole} AND {i} BETWEEN -9223372036 AND 9223372036 THEN {i} * 1000",
+        f"WHEN {whole} AND ({i} BETWEEN -{ms} AND -100000000001 OR {i} BETWEEN 100000000001 AND {ms}) THEN {i}",
+        f"WHEN NOT ({whole}) AND ABS({d}) <= 1E13 AND {float_ms} BETWEEN -{int(ms) + 1} AND {ms} "
+        f"THEN CAST({float_ms} AS BIGINT)",
+    ]
+    return f"TO_TIMESTAMP_LTZ(CASE {' '.join(cases)} END, 3)"
+
+
 _JSON_START = {  # the first character of a value's JSON text, by field type
     "string": "('\"')",
     "category": "('\"')",
@@ -885,6 +926,12 @@ def _json_mistyped(c: _Col, path: tuple[str, ...]) -> str | None:
     if c.kind == "timestamp":  # a text the time reader takes ('' and 'NaT' are no time, as in streamlab)
         no_time = f"LOWER(TRIM({text})) NOT IN ('', 'nat') AND {_json_value(c, path)} IS NULL"
         cases.append(f"WHEN SUBSTRING({wrapped} FROM 2 FOR 1) = '\"' AND {no_time} THEN TRUE")
+        # a number that is no time of 64-bit nanoseconds (1e400, 1e20)
+        cases.append(
+            f"WHEN SUBSTRING({wrapped} FROM 2 FOR 1) <> '\"' AND {_json_value(c, path)} IS NULL THEN TRUE"
+        )
+    if c.kind in ("string", "category"):  # a lone surrogate ("\\ud800") is no text: UTF-8 cannot hold it
+        cases.append(f"WHEN REGEXP({text}, '[\\uD800-\\uDFFF]') THEN TRUE")
     if c.kind == "float64":  # finite as a double: streamlab refuses 1e400 and integers beyond a double
         cases.append(f"WHEN ABS(TRY_CAST({text} AS DOUBLE)) <= 1.7976931348623157E308 THEN FALSE")
     elif c.kind == "int64":  # a JSON integer (no fraction, no exponent) within BIGINT's range
@@ -1617,7 +1664,9 @@ Steps: {" -> ".join(p.steps)}. Written for Apache Flink {gen.flink_version} (PyF
   `StreamTableEnvironment`.
 * `job.sql`: the same queries for Flink's SQL client; fields are read with `JSON_VALUE` (json and
   object fields with `JSON_QUERY`), so its dead
-  letters have one coarse reason and epoch-number timestamps are not read. `run_sql.py` runs it
+  letters have one coarse reason, and where Flink SQL cannot follow streamlab's parse it differs (JSON
+  nested 513 to 1,000 levels deep is read, a byte order mark that starts a file is kept, a number no
+  double holds inside a json or object field keeps its text: see Semantics). `run_sql.py` runs it
   with PyFlink where the SQL client is missing.
 {datastream}
 
