@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from apache_beam.io.source_test_utils import read_from_source
 from hypothesis import HealthCheck, given, settings
@@ -97,6 +98,47 @@ def test_verify_hands_a_first_record_starting_with_a_mark_over_in_base64() -> No
     assert input_format([b"{}", BOM + b"{}"]) == "lines"
 
 
+def _events(n: int, properties: dict[str, Any]) -> list[bytes]:
+    return [
+        json.dumps(
+            {
+                "event_id": f"e{i}",
+                "event_type": "buy",
+                "user_id": "u",
+                "timestamp": f"2024-01-01T00:00:{i:02d}Z",
+                "properties": properties,
+            }
+        ).encode()
+        for i in range(n)
+    ]
+
+
+def _replayed(data: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows and dead letters of streamlab's raw replay of file ``data``, parsed."""
+    q = Pipeline(ReplaySource(data, raw=True))
+    parsed = q.parse()
+    ok, dead = ListSink(), ListSink()
+    parsed.to(ok)
+    parsed.dead_letter.to(dead)
+    q.run(clock=ManualClock(0))
+    return ok.frame(), dead.frame()
+
+
+def _written(out: Path, outputs: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """Each output's rows as an exported program wrote them under ``out``: a directory of files per
+    output (streaming), or shards ``name-00000-of-00001.jsonl`` (Beam's backfill)."""
+    return {
+        ref: [
+            json.loads(x)
+            for f in sorted([*(out / name).rglob("*"), *out.glob(f"{name}-*")])
+            if f.is_file() and not f.name.startswith(".")
+            for x in f.read_text().splitlines()
+            if x
+        ]
+        for ref, name in outputs.items()
+    }
+
+
 @pytest.mark.parametrize("replay", [True, False], ids=["replay", "backfill"])
 def test_the_beam_program_keeps_the_first_record_of_a_file_with_a_byte_order_mark(
     tmp_path: Path, replay: bool
@@ -104,28 +146,12 @@ def test_the_beam_program_keeps_the_first_record_of_a_file_with_a_byte_order_mar
     # the backfill (--input without --replay) read the file with ReadFromText, which kept the mark: the
     # first record was a dead letter ("invalid JSON") where streamlab parsed it
     p = _pipeline("bom")
-    lines = [
-        json.dumps(
-            {
-                "event_id": f"e{i}",
-                "event_type": "buy",
-                "user_id": "u",
-                "timestamp": f"2024-01-01T00:00:{i:02d}Z",
-                "properties": {"amount": i},
-            }
-        ).encode()
-        for i in range(5)
-    ]
+    lines = _events(5, {"amount": 1})
     data = tmp_path / "input.jsonl"
     data.write_bytes(BOM + b"\r\n".join(lines) + b"\r\n\r\nnot json")  # CRLF, an empty line, no last newline
-    q = Pipeline(ReplaySource(data, raw=True))
-    parsed = q.parse()
-    ok, dead = ListSink(), ListSink()
-    parsed.to(ok)
-    parsed.dead_letter.to(dead)
-    q.run(clock=ManualClock(0))
-    assert len(ok.frame()) == 5
-    assert sorted(r.split(":")[0] for r in dead.frame()["reason"]) == ["empty record", "invalid JSON"]
+    ok, dead = _replayed(data)
+    assert len(ok) == 5
+    assert sorted(r.split(":")[0] for r in dead["reason"]) == ["empty record", "invalid JSON"]
 
     files = to_beam(p, tmp_path / "export", runner_source="file")
     out = tmp_path / "out"
@@ -135,18 +161,7 @@ def test_the_beam_program_keeps_the_first_record_of_a_file_with_a_byte_order_mar
         cmd += ["--replay", "--file_window_s", "1e10", "--file_shards", "1"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    module = load_module(files.module)
-    rows = {
-        ref: [
-            json.loads(x)
-            # a directory of windowed files (--replay), or shards name-00000-of-00001.jsonl (backfill)
-            for f in sorted([*(out / name).rglob("*"), *out.glob(f"{name}-*")])
-            if f.is_file() and not f.name.startswith(".")
-            for x in f.read_text().splitlines()
-            if x
-        ]
-        for ref, name in module.OUTPUTS.items()
-    }
+    rows = _written(out, load_module(files.module).OUTPUTS)
     assert sum(r["count"] for r in rows["window"]) == 5
     assert sorted(r["reason"].split(":")[0] for r in rows["parse.dead_letter"]) == [
         "empty record",
@@ -160,29 +175,13 @@ def test_the_flink_jobs_cut_a_file_as_streamlab_does(flink_python: str, tmp_path
     streamlab's (Flink's text line format made the first record and the record holding the CR dead
     letters, and split that record in two)."""
     p = _pipeline("flink_lines")
-    lines = [
-        json.dumps(
-            {
-                "event_id": f"e{i}",
-                "event_type": "buy",
-                "user_id": "u",
-                "timestamp": f"2024-01-01T00:00:{i:02d}Z",
-                "properties": {"note": "a\rb"},
-            }
-        ).encode()
-        for i in range(4)
-    ]
+    lines = _events(4, {"note": "a\rb"})  # an escaped CR inside a text
     lines[2] = lines[2].replace(b'"user_id":', b'"user_id":\r')  # a bare CR between tokens: still JSON
     data = tmp_path / "input.jsonl"
     data.write_bytes(BOM + b"\r\n".join([*lines[:3], b"", b"not\rjson", lines[3]]))
-    q = Pipeline(ReplaySource(data, raw=True))
-    parsed = q.parse()
-    ok, dead = ListSink(), ListSink()
-    parsed.to(ok)
-    parsed.dead_letter.to(dead)
-    q.run(clock=ManualClock(0))
-    assert len(ok.frame()) == 4
-    expected = sorted(dead.frame()["raw"])
+    ok, dead = _replayed(data)
+    assert len(ok) == 4
+    expected = sorted(dead["raw"])
     assert expected == [b"", b"not\rjson"]
 
     files = to_flink(p, tmp_path / "export", source="files")
@@ -190,17 +189,7 @@ def test_the_flink_jobs_cut_a_file_as_streamlab_does(flink_python: str, tmp_path
     cmd = [flink_python, "datastream.py", "--input", str(data), "--output", str(out), "--parallelism", "2"]
     done = subprocess.run(cmd, cwd=files.directory, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    module = load_module(files.directory / "datastream.py")
-    rows = {
-        ref: [
-            json.loads(x)
-            for f in sorted((out / name).rglob("*"))
-            if f.is_file() and not f.name.startswith(".")
-            for x in f.read_text().splitlines()
-            if x
-        ]
-        for ref, name in module.OUTPUTS.items()
-    }
+    rows = _written(out, load_module(files.directory / "datastream.py").OUTPUTS)
     assert sum(r["count"] for r in rows["window"]) == 4
     assert sorted(r["raw"].encode() for r in rows["parse.dead_letter"]) == expected
 
