@@ -59,7 +59,7 @@ _INTEGRATION_PATHS = (
     "tests/export/test_lambda_window_terminated_early.py",  # moto
     "tests/export/test_dedup_parity.py",  # Beam's DirectRunner
     "tests/export/test_parse_parity.py",  # the generated Beam module run as a program
-    "tests/export/test_exported_file_lines.py",  # the generated Beam module run as a program
+    "tests/export/test_exported_file_lines.py",  # the Beam module and PyFlink jobs run as programs (a JVM)
     "tests/export/test_spark_export.py",  # Spark's local mode (a JVM)
     "tests/export/test_flink_export.py",  # PyFlink's mini-cluster (a JVM)
     "tests/export/test_flink_datastream.py",  # PyFlink's mini-cluster (a JVM)

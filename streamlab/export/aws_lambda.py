@@ -110,7 +110,11 @@ TIMESTREAM_DATABASE, TIMESTREAM_TABLE  where final window results go (MULTI-meas
                                        key is its JSON text, so ``1``, ``1.0``, ``true`` and ``"1"`` stay
                                        four keys and ``json.loads`` reads one back; a missing or empty key
                                        is left out of the record, as TimestreamSink does: Timestream has
-                                       no empty dimension value, so both read as null; the first/last of a
+                                       no empty dimension value, so both read as null, and a window's
+                                       results for both keys are one record (TimestreamSink's too): the
+                                       higher version is kept, a write of the same version with other
+                                       values is rejected (a dead letter, below), and ``verify`` notes
+                                       that the writes collide; the first/last of a
                                        ``json`` field is a VARCHAR measure holding its JSON text likewise,
                                        the empty json string ``""``; of an ``object`` field, such as the
                                        default schema's ``properties``, its JSON text too;

@@ -223,13 +223,21 @@ What differs from streamlab's per-event semantics
 * Interval joins drop rows behind the join's watermark (streamlab reports them on ``late``).
 * Patterns (``MATCH_RECOGNIZE``) drop rows behind the watermark (streamlab reports them on ``late``);
   the matches of inputs without late rows are streamlab's (see ``streamlab.export.flink_pattern``).
-* Parse (``main.py``): streamlab's parser, copied, so dead-letter rows and reasons are streamlab's;
-  lines are read as UTF-8 text by Flink, so a line that is not UTF-8 arrives with replacement
-  characters instead of being a dead letter. ``job.sql`` (SQL client) reads fields with ``JSON_VALUE``
-  and its dead letters carry a coarse reason; a value of another JSON type than its field's (``true``
-  or ``"3"`` in a number field), a number no double holds and an int64 that is no integer in range are
-  dead letters there too. Time texts are read by streamlab's rule (at the millisecond); epoch
-  numbers are not read (dead letters).
+* Parse (``main.py``, ``datastream.py``): streamlab's parser, copied, so dead-letter rows and reasons
+  are streamlab's; records are read as bytes, and files are cut into records as streamlab's replay cuts
+  them (at each LF, one CR before it dropped, a bare CR part of its record, a UTF-8 byte order mark
+  that starts a file skipped). ``job.sql`` (SQL client) reads fields with ``JSON_VALUE`` and its dead
+  letters carry a coarse reason; a value of another JSON type than its field's (``true`` or ``"3"`` in
+  a number field), a number no double holds, an int64 that is no integer in range and a text field
+  holding a lone surrogate (``"\\ud800"``) are dead letters there too. Times are read by streamlab's
+  rule at the millisecond: texts, and epoch numbers (seconds, or milliseconds above 1e11 in magnitude;
+  a fraction as the double streamlab reads). Where Flink SQL cannot follow streamlab, ``job.sql``
+  differs (``main.py`` and ``datastream.py`` do not): a record nested deeper than 512 levels is read
+  (streamlab's dead letter "JSON nested deeper than 512 levels"; Flink's JSON functions stop at 1,000
+  levels, so deeper records are dead letters in both); a UTF-8 byte order mark that starts a file stays
+  on its first record, a dead letter (the filesystem connector's reader cannot tell a file's first
+  record; it cuts at LF as streamlab does otherwise); a number no double holds inside a json or object
+  field (``{"x": 1E+400}``) keeps its text (``1E+400``) where streamlab reads infinity and writes null.
 """
 
 
@@ -786,8 +794,9 @@ def _json_value(c: _Col, path: tuple[str, ...]) -> str:
             return whole
         wrapped = f"JSON_QUERY(`line`, '{jp}' WITH CONDITIONAL ARRAY WRAPPER)"
         return f"COALESCE({whole}, SUBSTRING({wrapped} FROM 2 FOR CHAR_LENGTH({wrapped}) - 2))"
-    if c.kind == "timestamp":  # ISO-8601 text, by streamlab's rule; epoch numbers are not read by this script
-        return _iso_time_sql(text)
+    if c.kind == "timestamp":  # ISO-8601 text or an epoch number, by streamlab's rule
+        first = f"SUBSTRING(JSON_QUERY(`line`, '{jp}' WITH UNCONDITIONAL ARRAY WRAPPER) FROM 2 FOR 1)"
+        return f"CASE WHEN {first} IN {_NUMBER_START} THEN {_epoch_time_sql(text)} ELSE {_iso_time_sql(text)} END"
     t = _SQL_TYPES.get(c.kind, "STRING")
     # TRY_CAST: a value of another JSON type (``true`` in a number field) is a dead letter
     # (:func:`_json_mistyped`), and CAST would fail the whole job on it
@@ -846,6 +855,38 @@ def _iso_time_sql(text: str) -> str:
 
 
 _NUMBER_START = "('-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9')"
+
+
+def _epoch_time_sql(text: str) -> str:
+    """The SQL expression of a JSON number's ``text`` as a ``TIMESTAMP_LTZ(3)`` by streamlab's rule
+    (``streamlab._record.epoch_to_ns``): epoch seconds, or milliseconds above 1e11 in magnitude; NULL
+    outside the times of 64-bit nanoseconds, as in streamlab (``job.sql``).
+
+    An integer (no ``.``, no exponent: Flink gives a fraction or an exponent as ``BigDecimal`` text, as
+    ``1E+2``) is exact. A fraction is read as the double streamlab reads, cut to the millisecond toward
+    the past: the double's whole seconds, and its fraction's nanoseconds rounded (``1704067223.001`` is
+    the double ``...223.000999927``, 1 ns short of the millisecond that its decimal text would give).
+
+    Examples
+    --------
+    >>> "TO_TIMESTAMP_LTZ(" in _epoch_time_sql("x")
+    True
+    """
+    i, d = f"TRY_CAST({text} AS BIGINT)", f"TRY_CAST({text} AS DOUBLE)"
+    whole = f"POSITION('.' IN {text}) = 0 AND POSITION('E' IN UPPER({text})) = 0"
+    ms = "9223372036854"  # the milliseconds of 64-bit nanoseconds (years 1677-2262), at the millisecond
+    seconds = f"FLOOR({d}) * 1000 + FLOOR(ROUND(({d} - FLOOR({d})) * 1E9, 0) / 1E6)"
+    tiny = f"FLOOR(ROUND({d} * 1E9, 0) / 1E6)"  # below a second: no whole seconds to take apart
+    float_ms = f"CASE WHEN ABS({d}) > 1E11 THEN FLOOR({d}) WHEN ABS({d}) < 1 THEN {tiny} ELSE {seconds} END"
+    cases = [
+        f"WHEN {whole} AND {i} BETWEEN -9223372036 AND 9223372036 THEN {i} * 1000",
+        f"WHEN {whole} AND ({i} BETWEEN -{ms} AND -100000000001 OR {i} BETWEEN 100000000001 AND {ms}) THEN {i}",
+        f"WHEN NOT ({whole}) AND ABS({d}) <= 1E13 AND {float_ms} BETWEEN -{int(ms) + 1} AND {ms} "
+        f"THEN CAST({float_ms} AS BIGINT)",
+    ]
+    return f"TO_TIMESTAMP_LTZ(CASE {' '.join(cases)} END, 3)"
+
+
 _JSON_START = {  # the first character of a value's JSON text, by field type
     "string": "('\"')",
     "category": "('\"')",
@@ -886,6 +927,12 @@ def _json_mistyped(c: _Col, path: tuple[str, ...]) -> str | None:
     if c.kind == "timestamp":  # a text the time reader takes ('' and 'NaT' are no time, as in streamlab)
         no_time = f"LOWER(TRIM({text})) NOT IN ('', 'nat') AND {_json_value(c, path)} IS NULL"
         cases.append(f"WHEN SUBSTRING({wrapped} FROM 2 FOR 1) = '\"' AND {no_time} THEN TRUE")
+        # a number that is no time of 64-bit nanoseconds (1e400, 1e20)
+        cases.append(
+            f"WHEN SUBSTRING({wrapped} FROM 2 FOR 1) <> '\"' AND {_json_value(c, path)} IS NULL THEN TRUE"
+        )
+    if c.kind in ("string", "category"):  # a lone surrogate ("\\ud800") is no text: UTF-8 cannot hold it
+        cases.append(f"WHEN REGEXP({text}, '[\\uD800-\\uDFFF]') THEN TRUE")
     if c.kind == "float64":  # finite as a double: streamlab refuses 1e400 and integers beyond a double
         cases.append(f"WHEN ABS(TRY_CAST({text} AS DOUBLE)) <= 1.7976931348623157E308 THEN FALSE")
     elif c.kind == "int64":  # a JSON integer (no fraction, no exponent) within BIGINT's range
@@ -1013,25 +1060,137 @@ from itertools import accumulate
 from typing import Any
 '''
 
-RAW_STREAM = '''def raw_stream(env, args):
+RAW_STREAM = '''INPUT_FORMATS = ("lines", "base64")
+"""How ``--input`` files hold records: ``lines``, one raw record per line; ``base64``, one record's bytes
+in base64 per line, so a record holding a line break (or ending in a carriage return) stays one record
+(``streamlab.export.verify`` writes a sample holding one so)."""
+
+FILE_SPLIT_BYTES = 64 * 1024 * 1024
+"""Bytes of an uncompressed input file per split: the splits of a file are read in parallel (a compressed
+file is one split)."""
+
+BOM = b"\\xef\\xbb\\xbf"  # UTF-8's byte order mark, which some tools write at the start of a file
+DECOMPRESS = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}  # files read decompressed, as Flink's FileSource
+
+
+def _open_input(path):
+    """A binary file object of ``path``: a local file, or a URI (``s3://``, ``gs://``, ``hdfs://``) through
+    pyarrow's file systems."""
+    import io
+
+    if "://" not in path or path.startswith("file://"):
+        return open(path.removeprefix("file://"), "rb")
+    from pyarrow import fs
+
+    filesystem, name = fs.FileSystem.from_uri(path)
+    return io.BufferedReader(filesystem.open_input_file(name))
+
+
+def _input_files(pattern):
+    """(path, size) of the files of one ``--input`` argument: a glob pattern's matches, a file, or a
+    directory's files (recursively, without those whose names start with ``.`` or ``_``, as Flink's
+    FileSource), in name order."""
+    if "://" in pattern and not pattern.startswith("file://"):
+        from pyarrow import fs
+
+        filesystem, name = fs.FileSystem.from_uri(pattern)
+        scheme = pattern[: pattern.index("://") + 3]
+        info = filesystem.get_file_info(name)
+        if info.type == fs.FileType.File:
+            return [(pattern, info.size)]
+        if info.type != fs.FileType.Directory:
+            raise FileNotFoundError(f"--input {pattern}: no such file or directory")
+        found = filesystem.get_file_info(fs.FileSelector(name, recursive=True))
+        files = [f for f in found if f.type == fs.FileType.File]
+        visible = [f for f in files if not any(x[:1] in "._" for x in f.path[len(name):].split("/") if x)]
+        return sorted((scheme + f.path, f.size) for f in visible)
+    local = pattern.removeprefix("file://")
+    out = []
+    for path in sorted(glob.glob(local)) or [local]:
+        if os.path.isdir(path):
+            for root, dirs, names in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if d[:1] not in "._")
+                out += [(os.path.join(root, n), None) for n in sorted(names) if n[:1] not in "._"]
+        elif os.path.exists(path):
+            out.append((path, None))
+        else:
+            raise FileNotFoundError(f"--input {pattern}: no such file, directory or match of the pattern")
+    return [(p, os.path.getsize(p)) for p, _ in out]
+
+
+def file_splits(patterns, split_bytes=FILE_SPLIT_BYTES):
+    """(path, start, end) byte ranges of the input files, files in the order given (each pattern's in
+    name order), each file cut into ranges of ``split_bytes`` (a compressed file is one range, end None).
+    A range holds the lines that start in it (:func:`read_split`)."""
+    splits = []
+    for pattern in patterns:
+        for path, size in _input_files(pattern):
+            if os.path.splitext(path)[1] in DECOMPRESS:
+                splits.append((path, 0, None))
+            else:
+                splits += [(path, s, min(s + split_bytes, size)) for s in range(0, size, split_bytes)]
+    return splits
+
+
+def read_split(split, input_format="lines"):
+    """The raw records of one range of a file (:func:`file_splits`), as bytes, cut as streamlab's replay
+    cuts a file: at each LF, without one carriage return before it, no record after a final LF; a bare CR
+    is part of its record; a UTF-8 byte order mark that starts the file is not part of its first record.
+    A record belongs to the range where its first byte is. In ``base64`` format (``INPUT_FORMATS``) each
+    line is decoded to the record it holds."""
+    path, start, end = split
+    with _open_input(path) as raw:
+        if end is None:
+            import importlib
+
+            f = importlib.import_module(DECOMPRESS[os.path.splitext(path)[1]]).open(raw)
+        else:
+            f = raw
+        if start == 0:
+            if f.read(len(BOM)) != BOM:
+                f.seek(0)
+            at = 0  # the first record starts the file, its mark left out
+        else:
+            f.seek(start - 1)
+            if f.read(1) != b"\\n":
+                f.readline()  # the record that started in the range before
+            at = f.tell()
+        while end is None or at < end:
+            line = f.readline()
+            if not line:
+                break
+            at = None if end is None else f.tell()
+            line = line[:-1] if line.endswith(b"\\n") else line
+            line = line[:-1] if line.endswith(b"\\r") else line
+            yield base64.b64decode(line) if input_format == "base64" else line
+
+
+def raw_stream(env, args):
     """The raw records as a DataStream of bytes, from files, Kafka, Event Hubs or Kinesis.
 
     Bytes, not text: streamlab's parser sends a record with invalid UTF-8 to the dead letters, which a
-    text reader (replacing bad bytes with U+FFFD) would hide. Files are read as ISO-8859-1 lines, one
-    character per byte, and encoded back to the same bytes; Kafka uses ``ByteArraySchema``, Kinesis
-    ``ByteArraySchema`` before Flink 2 and the raw format's ``BYTES`` from Flink 2 on.
+    text reader (replacing bad bytes with U+FFFD) would hide. Files are cut into records as streamlab
+    cuts them (:func:`read_split`: Flink's text line format would also end a record at a bare CR, and keep
+    a byte order mark): a checkpointed sequence of split numbers, each read by a Python function, so the
+    splits of the files are read in parallel and a restored job goes on after the last split it
+    committed. Kafka uses ``ByteArraySchema``, Kinesis ``ByteArraySchema`` before Flink 2 and the raw
+    format's ``BYTES`` from Flink 2 on.
     """
     from pyflink.common import Types, WatermarkStrategy
     from pyflink.common.serialization import ByteArraySchema
 
     if args.source == "files":
-        from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
+        from pyflink.datastream.connectors.number_seq import NumberSequenceSource
 
-        paths = [p for pattern in args.input for p in (sorted(glob.glob(pattern)) or [pattern])]
-        lines = StreamFormat.text_line_format("ISO-8859-1")  # Flink has no line format of bytes
-        src = FileSource.for_record_stream_format(lines, *paths).build()
-        text = env.from_source(src, WatermarkStrategy.no_watermarks(), "files")
-        return text.map(lambda line: line.encode("latin-1"), output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))
+        splits = file_splits(args.input)
+        input_format = args.input_format
+        numbers = NumberSequenceSource(0, max(len(splits), 1) - 1)
+        index = env.from_source(numbers, WatermarkStrategy.no_watermarks(), "files")
+
+        def read(i):
+            return read_split(splits[i], input_format) if i < len(splits) else ()
+
+        return index.flat_map(read, output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))
     if args.source in ("kafka", "eventhubs"):
         from pyflink.datastream.connectors.kafka import KafkaOffsetsInitializer, KafkaSource
 
@@ -1227,6 +1386,12 @@ def run(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", choices=("files", "kafka", "eventhubs", "kinesis"), default=None)
     parser.add_argument("--input", nargs="+", help="files (or glob patterns) of raw JSON lines")
+    parser.add_argument(
+        "--input_format",
+        choices=INPUT_FORMATS,
+        default="lines",
+        help="with --input: one raw record per line, or (base64) one record's bytes in base64 per line",
+    )
     parser.add_argument("--sink", choices=("files", "kafka", "jdbc"), default=@SINK@)
     parser.add_argument("--output", help="directory (or s3:// prefix) for --sink files")
     parser.add_argument("--parallelism", type=int, default=None)
@@ -1241,6 +1406,8 @@ def run(argv=None):
         args.source = "files" if args.input else DEFAULT_SOURCE
     if args.source == "files" and not args.input:
         parser.error("--source files needs --input FILE [FILE ...]")
+    if args.input_format != "lines" and args.source != "files":
+        parser.error("--input_format needs --input FILES")
     if args.sink == "files" and not args.output:
         parser.error("--sink files needs --output DIR")
     from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
@@ -1498,7 +1665,9 @@ Steps: {" -> ".join(p.steps)}. Written for Apache Flink {gen.flink_version} (PyF
   `StreamTableEnvironment`.
 * `job.sql`: the same queries for Flink's SQL client; fields are read with `JSON_VALUE` (json and
   object fields with `JSON_QUERY`), so its dead
-  letters have one coarse reason and epoch-number timestamps are not read. `run_sql.py` runs it
+  letters have one coarse reason, and where Flink SQL cannot follow streamlab's parse it differs (JSON
+  nested 513 to 1,000 levels deep is read, a byte order mark that starts a file is kept, a number no
+  double holds inside a json or object field keeps its text: see Semantics). `run_sql.py` runs it
   with PyFlink where the SQL client is missing.
 {datastream}
 
@@ -2129,6 +2298,7 @@ def run_flink(
     >>> run_flink  # doctest: +ELLIPSIS
     <function run_flink at ...>
     """
+    import base64
     import os
     import subprocess
     import tempfile
@@ -2140,10 +2310,16 @@ def run_flink(
     module = _load_constants(script)
     with tempfile.TemporaryDirectory(prefix="streamlab-flink-run-") as name:
         tmp = Path(name).resolve()
+        from streamlab.export.verify import input_format
+
         sample = tmp / "sample.jsonl"
-        sample.write_bytes(b"".join(x.replace(b"\n", b" ") + b"\n" for x in lines))
+        framing = input_format(lines)
+        if framing == "base64":  # a line break inside a record would split it in two: one record per line
+            sample.write_bytes(b"".join(base64.b64encode(x) + b"\n" for x in lines))
+        else:
+            sample.write_bytes(b"".join(x + b"\n" for x in lines))
         out = tmp / "out"
-        cmd = [python, str(script), "--input", str(sample), "--output", str(out)]
+        cmd = [python, str(script), "--input", str(sample), "--output", str(out), "--input_format", framing]
         cmd += ["--parallelism", "1", "--checkpoint-interval-ms", "500"]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp)

@@ -504,6 +504,12 @@ def sink(stream, name, args):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", choices=("files", "kafka", "eventhubs", "kinesis"), default=None)
     parser.add_argument("--input", nargs="+", help="files (or glob patterns) of raw JSON lines")
+    parser.add_argument(
+        "--input_format",
+        choices=INPUT_FORMATS,
+        default="lines",
+        help="with --input: one raw record per line, or (base64) one record's bytes in base64 per line",
+    )
     parser.add_argument("--sink", choices=("files", "kafka"), default="files")
     parser.add_argument("--output", help="directory (or s3:// prefix) for --sink files")
     parser.add_argument("--parallelism", type=int, default=None)
@@ -513,6 +519,8 @@ def sink(stream, name, args):
         args.source = "files" if args.input else DEFAULT_SOURCE
     if args.source == "files" and not args.input:
         parser.error("--source files needs --input FILE [FILE ...]")
+    if args.input_format != "lines" and args.source != "files":
+        parser.error("--input_format needs --input FILES")
     if args.sink == "files" and not args.output:
         parser.error("--sink files needs --output DIR")
     from pyflink.common import Configuration

@@ -398,13 +398,13 @@ def test_terraform_is_valid_hcl_for_managed_flink(tmp_path: Path) -> None:
 
 
 def test_main_parses_records_as_bytes_so_invalid_utf8_is_a_dead_letter(tmp_path: Path) -> None:
-    """``raw_stream`` reads bytes (files as ISO-8859-1 lines encoded back, Kafka with ``ByteArraySchema``,
+    """``raw_stream`` reads bytes (files cut by ``read_split``, Kafka with ``ByteArraySchema``,
     Kinesis on Flink 2 as the raw format's BYTES): a text reader replaced invalid UTF-8 with U+FFFD, and the record was counted."""
     from streamlab.export.verify import load_module
 
     out = to_flink(every_case(), tmp_path, source="kafka", sink="files")
     text = out.read("main.py")
-    assert 'text_line_format("ISO-8859-1")' in text and "SimpleStringSchema" not in text
+    assert "read_split(splits[i], input_format)" in text and "SimpleStringSchema" not in text
     assert text.count("ByteArraySchema()") == 1  # Kafka / Event Hubs
     assert "(`data` BYTES)" in text and '"format": "raw"' in text  # Kinesis on Flink 2: the raw format
     main = load_module(tmp_path / "main.py")

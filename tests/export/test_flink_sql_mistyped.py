@@ -13,7 +13,9 @@ It read a field whose JSON key is no plain name (``unit price``, ``x[0]``, ``use
 notation, which Flink's ``JSON_VALUE`` reads as NULL: the field was lost in every row. And it read time
 texts with Flink's ``CAST``, which takes 2024-02-30 as 2024-02-29, 24:00 as the next day, 2024-1-1 and
 years 0001 or 9999, and gives NULL (a dead letter) for an offset, a time without seconds, a lowercase t
-or z and a decimal comma, all unlike streamlab's rule.
+or z and a decimal comma, all unlike streamlab's rule. It read no epoch number as a time (seconds, or
+milliseconds above 1e11: dead letters where streamlab reads them), and took a text holding a lone
+surrogate (``"\\ud800"``) as ``"?"`` where streamlab sends the record to the dead letters.
 """
 
 from __future__ import annotations
@@ -184,6 +186,60 @@ def test_job_sql_reads_time_texts_by_streamlabs_rule(flink_python: str, tmp_path
     rows = [json.loads(x) for x in _lines(output / sinks["d"])]
     assert {r["event_id"]: r["timestamp"] for r in rows} == expected
     assert all(r["seen"] == r["timestamp"] for r in rows)
+    dead_rows = [json.loads(x) for x in _lines(output / sinks["parse.dead_letter"])]
+    assert sorted(json.loads(r["raw"])["event_id"] for r in dead_rows) == sorted(
+        json.loads(r.decode())["event_id"] for r in dead.frame()["raw"]
+    )
+
+
+EPOCHS = [  # epoch numbers as JSON text: seconds, milliseconds above 1e11, a fraction as its double
+    "1704067205",
+    "1704067205123",
+    "1704067223.001",  # the double ...223.000999927: streamlab's time is 1 ns short of the millisecond
+    "1.7040672e9",
+    "-0.3",
+    "0",
+    "1e2",
+    "9223372036",  # the last second of 64-bit nanoseconds
+    "9223372036854",  # its last millisecond
+    "100000000001",  # milliseconds (above 1e11)
+    "1700000525610.5",
+    "9223372037",  # beyond: dead letters
+    "100000000000",  # 1e11 itself: seconds, beyond
+    "9223372036855",
+    "1E+400",
+    "12345678901234567890",
+]
+TEXTS = ['"\\ud800"', '"x\\udc00"', '"\\ud83d\\ude00"', '"?"', '"\\u00e9"']  # lone surrogates: dead letters
+
+
+def test_job_sql_reads_epoch_numbers_and_refuses_lone_surrogates_as_streamlab(
+    flink_python: str, tmp_path: Path
+) -> None:
+    # job.sql read an epoch number as no time (a dead letter where streamlab reads it: seconds, or
+    # milliseconds above 1e11), and took a text with a lone surrogate ("\ud800", which UTF-8 cannot hold)
+    # as "?" where streamlab sends the record to the dead letters
+    events = [f'{{"event_id": "e{i}", "timestamp": {t}, "seen": {t}}}' for i, t in enumerate(EPOCHS)]
+    events += [f'{{"event_id": "s{i}", "timestamp": 1704067205, "name": {t}}}' for i, t in enumerate(TEXTS)]
+    p = Pipeline(ListSource([x.encode() for x in events]), name="epochs")
+    kept, dead = ListSink(), ListSink()
+    parsed = p.parse({"event_id": "string", "timestamp": "timestamp", "seen": "timestamp", "name": "string"})
+    parsed.dedup("event_id", ttl="10m", step_id="d").to(kept)
+    parsed.dead_letter.to(dead)
+    p.run()
+    assert set(kept.frame()["event_id"]) == {f"e{i}" for i in range(11)} | {"s2", "s3", "s4"}
+    expected = {  # as the job writes them: to the millisecond toward the past, with the zone
+        r.event_id: r.timestamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{r.timestamp.microsecond // 1000:03d}Z"
+        for r in kept.frame().itertuples()
+    }
+    assert expected["e2"] == "2024-01-01T00:00:23.000Z"
+
+    output, sinks = _run_job_sql(flink_python, p, events, tmp_path)
+    rows = [json.loads(x) for x in _lines(output / sinks["d"])]
+    assert {r["event_id"]: r["timestamp"] for r in rows} == expected
+    assert all(r["seen"] == r["timestamp"] for r in rows if r["event_id"].startswith("e"))
+    names = {r["event_id"]: r["name"] for r in rows if r["event_id"].startswith("s")}
+    assert names == {"s2": "\U0001f600", "s3": "?", "s4": "é"}
     dead_rows = [json.loads(x) for x in _lines(output / sinks["parse.dead_letter"])]
     assert sorted(json.loads(r["raw"])["event_id"] for r in dead_rows) == sorted(
         json.loads(r.decode())["event_id"] for r in dead.frame()["raw"]
