@@ -258,6 +258,20 @@ def loop_ratio_to_median(keys: list[Any], values: list[float], history: int) -> 
     return out
 
 
+def _takes_a_class() -> bool:
+    """Whether this river's ``utils.TimeRolling`` is given a statistic's class (0.26 on)."""
+    try:  # (0.22 keeps a class as it is given, and fails on the first update)
+        r = utils.TimeRolling(stats.Sum, period=dt.timedelta(seconds=1))
+        r.update(1.0, t=dt.datetime(2024, 1, 1))
+        r.get()
+    except (TypeError, AttributeError, ValueError):
+        return False
+    return True
+
+
+_TIME_ROLLING_TAKES_A_CLASS = _takes_a_class()
+
+
 def river_velocity(keys: list[Any], times: list[dt.datetime], period: dt.timedelta) -> list[float]:
     """The bare river loop for the velocity count: ``utils.TimeRolling(stats.Sum)`` per key, fed 1.
 
@@ -270,11 +284,12 @@ def river_velocity(keys: list[Any], times: list[dt.datetime], period: dt.timedel
     rolling: dict[Any, utils.TimeRolling[stats.Sum]] = {}
     out = []
     append = out.append
+    # river 0.22 (Python 3.10) takes an instance only; 0.26 takes the class and deprecates an instance
+    made: Any = stats.Sum if _TIME_ROLLING_TAKES_A_CLASS else stats.Sum()
     for k, t in zip(keys, times):
         r = rolling.get(k)
         if r is None:
-            # an instance: river 0.22 (Python 3.10) takes no class, 0.26 takes either
-            r = rolling[k] = utils.TimeRolling(stats.Sum(), period=period)
+            r = rolling[k] = utils.TimeRolling(made, period=period)
         r.update(1.0, t=t)
         append(r.get())
     return out
