@@ -1007,7 +1007,7 @@ class _Generator:
         bad = f"{no_key} | F.col({t!r}).isNull()"
         reason = (
             f"F.when({no_key}, F.lit({f'key column {cfg.key!r} is missing'!r}))"
-            f".otherwise(F.lit({f'event time {t!r} is missing or unreadable'!r}))"
+            f".otherwise(F.lit({unreadable_time_reason(t)!r}))"
         )
         tin = self.time_of.get(step.inputs[0])
         self.emit(
