@@ -554,16 +554,23 @@ def check_replay_options(p: Pipeline, target: str) -> None:
     streamlab.errors.PipelineConfigError: step 'source' (replay): cannot export to Apache Beam: the source replays a CSV file read with sep=';', and the exported job reads its input as UTF-8 JSON records, one a line, so it would not read that file as streamlab does. Fix: write the records the job reads to a JSON-lines file, one a line (the parsed column's texts), and replay it as the job reads it: ReplaySource('events.jsonl', raw=True), then parse
     """
     from streamlab.sources import ReplaySource
+    from streamlab.spec import _PlaceholderSource
 
+    defaults = {"sep": ",", "encoding": "utf-8", "decimal": "."}
     for step in p.steps.values():
         source = getattr(step, "source", None)
-        if not isinstance(step, SourceStep) or not isinstance(source, ReplaySource):
+        if not isinstance(step, SourceStep):
             continue
-        given = {
-            name: getattr(source, name)
-            for name, default in (("sep", ","), ("encoding", "utf-8"), ("decimal", "."))
-            if getattr(source, name, default) != default
-        }
+        if isinstance(source, ReplaySource):
+            read: dict[str, Any] = {"path": source.path, "raw": source.raw}
+            read.update((name, getattr(source, name)) for name in defaults)
+        elif isinstance(source, _PlaceholderSource) and source.spec().get("kind") == "replay":
+            # a spec built without its file (lazy_sources, as ``streamlab export`` builds it): the
+            # same options, read from the spec
+            read = {"path": None, "raw": False, **defaults, **source.spec()}
+        else:
+            continue
+        given = {name: read[name] for name, default in defaults.items() if read[name] != default}
         if given:
             options = ", ".join(f"{k}={v!r}" for k, v in given.items())
             raise PipelineConfigError(
@@ -577,11 +584,11 @@ def check_replay_options(p: Pipeline, target: str) -> None:
                 "parse",
             )
         parse = next((s for s in p.steps.values() if isinstance(s, ParseStep)), None)
-        if parse is not None and not source.raw:
+        if parse is not None and not read["raw"]:
             # the job parses each input line as the whole record; streamlab parses one column of the
             # replayed rows (a CSV, Parquet or JSON file read whole, or a DataFrame): a job given that file
             # sends every line to dead letter, or reads other fields
-            rows = "a DataFrame" if source.path is None else repr(source.path)
+            rows = "a DataFrame" if read["path"] is None else repr(read["path"])
             raise PipelineConfigError(
                 parse.step_id,
                 "parse",
