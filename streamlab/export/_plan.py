@@ -534,6 +534,36 @@ def refuse_finer_than(step: WindowStep, parts: dict[str, int], unit: str, target
             )
 
 
+def check_pipeline(p: object, function: str) -> None:
+    """Raise a TypeError unless ``p`` is a Pipeline: the chained form ``Pipeline(...).parse(...)`` holds
+    the stream its last method returns, which the exporters took for a pipeline and failed on with an
+    AttributeError ('ParsedStream' object has no attribute 'steps').
+
+    Examples
+    --------
+    >>> from streamlab.testing import ListSource
+    >>> check_pipeline(Pipeline(ListSource([b"{}"])).parse(), "to_beam")
+    Traceback (most recent call last):
+    ...
+    TypeError: to_beam: expected a Pipeline, got a ParsedStream (what Pipeline(...).parse(...) and the other stream methods return). Fix: export its pipeline: to_beam(stream.pipeline, ...), or keep the Pipeline in a variable before chaining
+    """
+    if isinstance(p, Pipeline):
+        return
+    stream = hasattr(p, "pipeline") and isinstance(getattr(p, "pipeline", None), Pipeline)
+    what = (
+        f"a {type(p).__name__} (what Pipeline(...).parse(...) and the other stream methods return)"
+        if stream
+        else f"{type(p).__name__} {p!r}"[:200]
+    )
+    fix = (
+        f"export its pipeline: {function}(stream.pipeline, ...), or keep the Pipeline in a variable before "
+        "chaining"
+        if stream
+        else "pass the Pipeline the steps were added to"
+    )
+    raise TypeError(f"{function}: expected a Pipeline, got {what}. Fix: {fix}")
+
+
 def check_replay_options(p: Pipeline, target: str) -> None:
     """Raise a PipelineConfigError when the pipeline replays a CSV file read with ``sep``, ``encoding`` or
     ``decimal``, or parses a column of rows replayed without ``raw=True`` (a CSV, Parquet or JSON file

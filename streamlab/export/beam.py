@@ -1901,6 +1901,7 @@ def to_beam(
     >>> "class EmitPanes(beam.DoFn)" in out.read("demo_beam.py")
     True
     """
+    _plan.check_pipeline(pipeline, "to_beam")
     if runner_source not in ("pubsub", "file"):
         raise PipelineConfigError(
             "pipeline", "export", f"runner_source={runner_source!r}", "use runner_source='pubsub' or 'file'"

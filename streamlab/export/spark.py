@@ -1926,6 +1926,7 @@ def to_spark(pipeline: Pipeline, path: str | Path, *, module_name: str | None = 
     >>> "F.window('timestamp', '60000 milliseconds'" in out.read("demo_spark.py")
     True
     """
+    _plan.check_pipeline(pipeline, "to_spark")
     check(pipeline)
     gen = _Generator(pipeline)
     name = module_name or f"{_plan.ident(pipeline.name)}_spark.py"

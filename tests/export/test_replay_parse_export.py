@@ -76,3 +76,19 @@ def test_a_raw_json_lines_replay_still_exports(tmp_path: Path, method: str) -> N
     assert p.run(clock=ManualClock(0))["window"]["count"].tolist() == [3]
     files = getattr(p, method)(str(tmp_path / "out"))
     assert files.module.exists()
+
+
+@pytest.mark.parametrize("function", ["to_beam", "to_spark", "to_flink", "to_lambda", "verify"])
+def test_the_chained_form_is_told_to_export_its_pipeline(tmp_path: Path, function: str) -> None:
+    # Pipeline(...).parse(...) holds the parsed stream: the exporters failed on it with AttributeError
+    # ('ParsedStream' object has no attribute 'steps'), and a stream has no to_beam method
+    from streamlab import export
+    from streamlab.export.flink import to_flink
+
+    stream = Pipeline(ReplaySource(_data("csv", tmp_path), time="ts")).parse(FIELDS, value_column="payload")
+    call = to_flink if function == "to_flink" else getattr(export, function)
+    with pytest.raises(
+        TypeError, match=rf"^{function}: expected a Pipeline, got a ParsedStream .*stream\.pipeline"
+    ):
+        call(stream, *([[b"{}"], "beam"] if function == "verify" else [str(tmp_path / "out")]))
+    assert not (tmp_path / "out").exists()
