@@ -1,7 +1,7 @@
 """The per-record semantics of streamlab's detector, feature, rule and pattern steps, one event at a time.
 
 Plain Python (and river, for the models and the quantile threshold, imported when a model is built):
-no numpy or pandas, and of streamlab only ``streamlab._record`` (its ``typed_id``), so exporters carry
+no numpy or pandas, and of streamlab only ``streamlab._record`` (its ``typed_id`` and ``unreadable_time_reason``), so exporters carry
 this module verbatim into generated code, after ``streamlab._record``'s code, which they carry too. The runtime's operators (``streamlab.detectors``) work on
 batches with vectorized or compiled code; property tests prove that feeding their events here one by
 one, in arrival order, gives the same columns (``tests/detectors/test_detector_record.py``).
@@ -34,7 +34,7 @@ import math
 from collections import OrderedDict, deque
 from typing import Any
 
-from streamlab._record import typed_id
+from streamlab._record import typed_id, unreadable_time_reason
 
 NAN = float("nan")
 
@@ -666,7 +666,7 @@ class DetectState:
         if self.key is not None and unkeyable(key):
             return unkeyable_reason(self.key)
         if self.ttl_ns is not None and t is None:
-            return f"event time {self.time!r} is missing or unreadable (needed for key_ttl)"
+            return unreadable_time_reason(self.time, "key_ttl")
         return None
 
     def _model_for(self, key: Any, t: int | None) -> Model:
@@ -897,7 +897,7 @@ class RowStep:
         if time is None:
             return 0, None
         t = self.time_ns(row, time)
-        return t, None if t is not None else f"event time {time!r} is missing or unreadable"
+        return t, None if t is not None else unreadable_time_reason(time)
 
     def process(self, row: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         raise NotImplementedError

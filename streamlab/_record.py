@@ -128,6 +128,27 @@ def to_ns(value: Any) -> int:
     raise TypeError("not a time")
 
 
+EVENT_TIME_FORMATS = "ISO 8601 text, or epoch seconds as a number, milliseconds above 1e11"
+"""The event times streamlab reads (``streamlab._time.to_utc_ns``, ``epoch_to_ns``), as dead-letter reasons
+name them: the same words in every exported program, whose reasons ``verify`` compares."""
+
+
+def unreadable_time_reason(column: str, needed_for: str | None = None) -> str:
+    """The dead-letter reason of a row whose event time in ``column`` is missing or unreadable (one line),
+    for a window, a feature, a rule, a detector (``needed_for='key_ttl'``) and a pattern alike: here, so
+    that exported programs, which carry this module, give it word for word.
+
+    Examples
+    --------
+    >>> unreadable_time_reason("timestamp")
+    "missing or unreadable event time in column 'timestamp' (expected ISO 8601 text, or epoch seconds as a number, milliseconds above 1e11)"
+    >>> unreadable_time_reason("t", "key_ttl")[:67]
+    "missing or unreadable event time in column 't' (needed for key_ttl;"
+    """
+    need = f"needed for {needed_for}; " if needed_for else ""
+    return f"missing or unreadable event time in column {column!r} ({need}expected {EVENT_TIME_FORMATS})"
+
+
 def epoch_to_ns(value: int | float) -> int:
     """Epoch seconds, or milliseconds for values above 1e11, as nanoseconds: exact.
 

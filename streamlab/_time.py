@@ -14,6 +14,10 @@ import pandas as pd
 
 from streamlab._record import _ISO, epoch_to_ns, iso_to_ns
 
+# the unreadable-time rule lives in _record, which exported programs carry verbatim; named here for the runtime
+from streamlab._record import EVENT_TIME_FORMATS as EVENT_TIME_FORMATS
+from streamlab._record import unreadable_time_reason as unreadable_time_reason
+
 Duration = Union[str, int, float, timedelta, pd.Timedelta]  # noqa: UP007 - a runtime alias on 3.10
 
 _UNITS_NS = {
@@ -108,22 +112,6 @@ def format_duration(ns: int) -> str:
         if ns % size == 0:
             return f"{ns // size}{unit}"
     return f"{ns}ns"  # pragma: no cover - "ns" always divides
-
-
-EVENT_TIME_FORMATS = "ISO 8601 text, or epoch seconds as a number, milliseconds above 1e11"
-"""The event times streamlab reads (``to_utc_ns``, ``streamlab._record.epoch_to_ns``), as dead-letter
-reasons name them: the same words in every exported program, whose reasons ``verify`` compares."""
-
-
-def unreadable_time_reason(column: str) -> str:
-    """The dead-letter reason of a row whose event time in ``column`` is missing or unreadable (one line).
-
-    Examples
-    --------
-    >>> unreadable_time_reason("timestamp")
-    "missing or unreadable event time in column 'timestamp' (expected ISO 8601 text, or epoch seconds as a number, milliseconds above 1e11)"
-    """
-    return f"missing or unreadable event time in column {column!r} (expected {EVENT_TIME_FORMATS})"
 
 
 def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> npt.NDArray[np.int64]:

@@ -1019,6 +1019,21 @@ class ReplaySource(Source):
                 "drop it: a DataFrame is already read, and JSON lines and Parquet files have their own "
                 "encoding (UTF-8) and numbers; or give the CSV file's path",
             )
+        if (
+            not raw
+            and not isinstance(data, pd.DataFrame)
+            and sep == ","
+            and os.fspath(data).lower().endswith(_TABBED)
+        ):
+            # by its name, before the file is read: a spec built without its data (lazy_sources, as
+            # ``streamlab export`` builds it) reports it then, not when the file first arrives
+            raise ParameterError(
+                "ReplaySource",
+                "sep",
+                f"{Path(data).name} is tab-separated by its name, and sep=',' would read each of its lines "
+                "as one field",
+                "name the separator to read it: ReplaySource(path, sep='\\t')",
+            )
         self.sep, self.encoding, self.decimal = sep, encoding, decimal
         self.dead_letter = dead_letter
         self._csv: CsvRecords | None = None
@@ -1117,15 +1132,10 @@ class ReplaySource(Source):
             return frame
         if self.raw:
             raise ValueError(f"ReplaySource(raw=True) needs JSON lines, got {path.name}")
-        if name.endswith(_CSV) and (self.sep != "," or not name.endswith(_TABBED)):
+        if name.endswith(_CSV):  # a .tsv or .tab file with its separator named (refused when made)
             return self._load_csv(path)
         if name.endswith(".parquet"):
             return self._load_parquet(path, [str(path)])
-        if name.endswith(_TABBED):  # only with the separator named (below: sep=',' is the default)
-            raise ValueError(
-                f"ReplaySource: {path.name} is tab-separated by its name; name the separator to read it: "
-                "ReplaySource(path, sep='\\t')"
-            )
         raise ValueError(f"ReplaySource: cannot tell the format of {path.name}; use .jsonl, .csv or .parquet")
 
     def _load_parquet(self, path: Path, files: list[str]) -> pd.DataFrame:

@@ -17,7 +17,7 @@ from streamlab._detector_record import unkeyable_reason
 from streamlab._floats import float_values
 from streamlab._keytable import object_array, typed_key_column, unhashable_rows
 from streamlab._step_kinds import param, step_kind
-from streamlab._time import NAT_NS, Duration
+from streamlab._time import NAT_NS, Duration, unreadable_time_reason
 from streamlab.detectors._common import (
     PickledStateOperator,
     StepConfig,
@@ -272,9 +272,7 @@ class DetectOperator(PickledStateOperator):
         if unhashable is not None:
             checks.append((unhashable, unkeyable_reason(str(step.key))))
         if self.ttl_ns is not None:
-            checks.append(
-                (times == NAT_NS, f"event time {step.time!r} is missing or unreadable (needed for key_ttl)")
-            )
+            checks.append((times == NAT_NS, unreadable_time_reason(step.time, "key_ttl")))
         good, reasons = reject(n, checks)
         return values, times, good, reasons
 

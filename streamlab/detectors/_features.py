@@ -34,7 +34,7 @@ from streamlab._floats import float_values
 from streamlab._intcols import numpy_ints
 from streamlab._keytable import typed_key_column, unhashable_rows
 from streamlab._step_kinds import param, step_kind
-from streamlab._time import NAT_NS, Duration, format_duration
+from streamlab._time import NAT_NS, Duration, format_duration, unreadable_time_reason
 from streamlab.detectors._common import (
     PickledStateOperator,
     StepConfig,
@@ -188,7 +188,7 @@ class FeatureOperator(PickledStateOperator):
             else:
                 times = event_time_ns(batch, self.time, where=self.where)
             if n and int(times.min()) == NAT_NS:  # (NAT_NS is the smallest int64)
-                checks.append((times == NAT_NS, f"event time {self.time!r} is missing or unreadable"))
+                checks.append((times == NAT_NS, unreadable_time_reason(self.time)))
         good, reasons = reject(n, checks)
         clean = batch if reasons is None else batch.loc[good]
         # the key column as it is (pandas and the vocabularies factorize it without boxing each value),

@@ -16,7 +16,7 @@ from streamlab._dead_letter import reason_last_columns
 from streamlab._detector_record import unkeyable_reason, unkeyable_value_reason
 from streamlab._keytable import typed_key_column, unhashable_rows, untyped_keys
 from streamlab._step_kinds import param, params_of, step_kind
-from streamlab._time import NAT_NS, Duration
+from streamlab._time import NAT_NS, Duration, unreadable_time_reason
 from streamlab.detectors._common import (
     Columns,
     PickledStateOperator,
@@ -350,7 +350,7 @@ class PatternOperator(PickledStateOperator):
             reasons[no_key] = f"key column {p.key!r} is missing"
             if unhashable is not None:
                 reasons[unkeyable] = unkeyable_reason(p.key)
-            reasons[no_time] = f"event time {p.time!r} is missing or unreadable"
+            reasons[no_time] = unreadable_time_reason(p.time)
             for rows, column_why in value_why:
                 reasons[rows] = column_why
             result["dead_letter"] = dead_letter(batch, ~good, reasons)

@@ -534,11 +534,42 @@ def refuse_finer_than(step: WindowStep, parts: dict[str, int], unit: str, target
             )
 
 
+def check_pipeline(p: object, function: str) -> None:
+    """Raise a TypeError unless ``p`` is a Pipeline: the chained form ``Pipeline(...).parse(...)`` holds
+    the stream its last method returns, which the exporters took for a pipeline and failed on with an
+    AttributeError ('ParsedStream' object has no attribute 'steps').
+
+    Examples
+    --------
+    >>> from streamlab.testing import ListSource
+    >>> check_pipeline(Pipeline(ListSource([b"{}"])).parse(), "to_beam")
+    Traceback (most recent call last):
+    ...
+    TypeError: to_beam: expected a Pipeline, got a ParsedStream (what Pipeline(...).parse(...) and the other stream methods return). Fix: export its pipeline: to_beam(stream.pipeline, ...), or keep the Pipeline in a variable before chaining
+    """
+    if isinstance(p, Pipeline):
+        return
+    stream = hasattr(p, "pipeline") and isinstance(getattr(p, "pipeline", None), Pipeline)
+    what = (
+        f"a {type(p).__name__} (what Pipeline(...).parse(...) and the other stream methods return)"
+        if stream
+        else f"{type(p).__name__} {p!r}"[:200]
+    )
+    fix = (
+        f"export its pipeline: {function}(stream.pipeline, ...), or keep the Pipeline in a variable before "
+        "chaining"
+        if stream
+        else "pass the Pipeline the steps were added to"
+    )
+    raise TypeError(f"{function}: expected a Pipeline, got {what}. Fix: {fix}")
+
+
 def check_replay_options(p: Pipeline, target: str) -> None:
     """Raise a PipelineConfigError when the pipeline replays a CSV file read with ``sep``, ``encoding`` or
-    ``decimal``: the exported job reads its input (``--input FILES`` as the README runs it, or the
-    deployed source) as records of UTF-8 JSON, one a line, so it would not read that file as streamlab
-    does (its lines would all go to dead letter, or parse other fields).
+    ``decimal``, or parses a column of rows replayed without ``raw=True`` (a CSV, Parquet or JSON file
+    read whole, or a DataFrame): the exported job reads its input (``--input FILES`` as the README runs
+    it, or the deployed source) as records of UTF-8 JSON, one a line, each parsed whole, so it would not
+    read that data as streamlab does (its lines would all go to dead letter, or parse other fields).
 
     Examples
     --------
@@ -553,16 +584,23 @@ def check_replay_options(p: Pipeline, target: str) -> None:
     streamlab.errors.PipelineConfigError: step 'source' (replay): cannot export to Apache Beam: the source replays a CSV file read with sep=';', and the exported job reads its input as UTF-8 JSON records, one a line, so it would not read that file as streamlab does. Fix: write the records the job reads to a JSON-lines file, one a line (the parsed column's texts), and replay it as the job reads it: ReplaySource('events.jsonl', raw=True), then parse
     """
     from streamlab.sources import ReplaySource
+    from streamlab.spec import _PlaceholderSource
 
+    defaults = {"sep": ",", "encoding": "utf-8", "decimal": "."}
     for step in p.steps.values():
         source = getattr(step, "source", None)
-        if not isinstance(step, SourceStep) or not isinstance(source, ReplaySource):
+        if not isinstance(step, SourceStep):
             continue
-        given = {
-            name: getattr(source, name)
-            for name, default in (("sep", ","), ("encoding", "utf-8"), ("decimal", "."))
-            if getattr(source, name, default) != default
-        }
+        if isinstance(source, ReplaySource):
+            read: dict[str, Any] = {"path": source.path, "raw": source.raw}
+            read.update((name, getattr(source, name)) for name in defaults)
+        elif isinstance(source, _PlaceholderSource) and source.spec().get("kind") == "replay":
+            # a spec built without its file (lazy_sources, as ``streamlab export`` builds it): the
+            # same options, read from the spec
+            read = {"path": None, "raw": False, **defaults, **source.spec()}
+        else:
+            continue
+        given = {name: read[name] for name, default in defaults.items() if read[name] != default}
         if given:
             options = ", ".join(f"{k}={v!r}" for k, v in given.items())
             raise PipelineConfigError(
@@ -574,6 +612,22 @@ def check_replay_options(p: Pipeline, target: str) -> None:
                 "write the records the job reads to a JSON-lines file, one a line (the parsed column's "
                 "texts), and replay it as the job reads it: ReplaySource('events.jsonl', raw=True), then "
                 "parse",
+            )
+        parse = next((s for s in p.steps.values() if isinstance(s, ParseStep)), None)
+        if parse is not None and not read["raw"]:
+            # the job parses each input line as the whole record; streamlab parses one column of the
+            # replayed rows (a CSV, Parquet or JSON file read whole, or a DataFrame): a job given that file
+            # sends every line to dead letter, or reads other fields
+            rows = "a DataFrame" if read["path"] is None else repr(read["path"])
+            raise PipelineConfigError(
+                parse.step_id,
+                "parse",
+                f"cannot export to {target}: it parses column {parse.value_column!r} of the rows replayed "
+                f"from {rows} (ReplaySource without raw=True), and the exported job parses each line of its "
+                "input as one whole JSON record, so it would not read that data as streamlab does",
+                f"write the {parse.value_column!r} texts to a JSON-lines file, one a line, and replay it as "
+                "the job reads it: ReplaySource('events.jsonl', raw=True), then parse(...) with "
+                "value_column='value'",
             )
 
 

@@ -1722,6 +1722,7 @@ def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = No
     ...
     streamlab.errors.PipelineConfigError: step 'window' (window): cannot export to AWS Lambda: session windows ...
     """
+    _plan.check_pipeline(pipeline, "to_lambda")
     chain = _check(pipeline)
     window = chain[-1]
     assert isinstance(window, WindowStep)

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streamlab._time import EVENT_TIME_FORMATS, parse_duration
+from streamlab._time import parse_duration
 from streamlab.errors import PipelineConfigError
 from streamlab.export import _detectors, _plan, _registry
 from streamlab.pipeline import Pipeline
@@ -404,7 +404,7 @@ class StampEventTime(beam.DoFn):
         try:
             return to_ns(row.get(self.time)), None
         except (TypeError, ValueError, OverflowError):
-            return None, f"missing or unreadable event time in column {self.time!r} (expected @EVENT_TIME_FORMATS@)"
+            return None, unreadable_time_reason(self.time)
 
     def seen(self, ts):
         """The largest event time at the step, ``ts`` included."""
@@ -1382,9 +1382,7 @@ class _Generator:
         for code in self.user_code:
             parts.append("\n\n" + code)
         for d in self.dofns:
-            parts.append(
-                "\n" + {**_DOFNS, **_ROW_DOFNS}[d].replace("@EVENT_TIME_FORMATS@", EVENT_TIME_FORMATS)
-            )
+            parts.append("\n" + {**_DOFNS, **_ROW_DOFNS}[d])
         parts.append(
             "\n\ndef build(raw):\n"
             '    """Every stream of the pipeline by streamlab reference (``"window"``, ``"parse.dead_letter"``)."""\n'
@@ -1930,6 +1928,7 @@ def to_beam(
     >>> "class EmitPanes(beam.DoFn)" in out.read("demo_beam.py")
     True
     """
+    _plan.check_pipeline(pipeline, "to_beam")
     if runner_source not in ("pubsub", "file"):
         raise PipelineConfigError(
             "pipeline", "export", f"runner_source={runner_source!r}", "use runner_source='pubsub' or 'file'"

@@ -1991,6 +1991,7 @@ def to_flink(
     ...
     streamlab.errors.PipelineConfigError: step 'pipeline' (export): source='pubsub' has no Flink SQL or PyFlink connector. Fix: use source='kafka', 'kinesis', 'eventhubs' or 'files' (bridge Pub/Sub to Kafka), or to_beam for Dataflow
     """
+    _plan.check_pipeline(pipeline, "to_flink")
     _plan.check_replay_options(pipeline, "Flink")  # the CSV options of a replay: no job reads them
     if source not in SOURCES:
         raise PipelineConfigError(

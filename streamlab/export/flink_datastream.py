@@ -35,7 +35,6 @@ from __future__ import annotations
 import json
 
 from streamlab._dead_letter import PARSE_DEAD_LETTER_COLUMNS
-from streamlab._time import EVENT_TIME_FORMATS
 from streamlab.errors import PipelineConfigError
 from streamlab.export import _detectors, _plan
 from streamlab.pipeline import Pipeline
@@ -239,8 +238,7 @@ def event_time(row, step, time, emit):
     try:
         return to_ns(row[time])
     except (KeyError, TypeError, ValueError, OverflowError):
-        reason = f"missing or unreadable event time in column {time!r} (expected @EVENT_TIME_FORMATS@)"
-        emit(step + ".dead_letter", dead_letter_row(reason, step, row))
+        emit(step + ".dead_letter", dead_letter_row(unreadable_time_reason(time), step, row))
         return None
 
 
@@ -793,7 +791,6 @@ def datastream_py(p: Pipeline, source: str, sink: str, version: str = "2.3.0") -
     helpers += _ROW_HELPERS if rows else ""
     steps = helpers.lstrip("\n") + ("\n\n" if helpers else "") + _steps_code(p)
     body = _BODY.replace("@STEPS@", steps).replace("@RAW_STREAM@", raw_stream_code(version))
-    body = body.replace("@EVENT_TIME_FORMATS@", EVENT_TIME_FORMATS)
     if rows:
         header = header.replace("import base64\n", "import base64\nimport bisect\n", 1)
         header = header.replace(

@@ -1007,7 +1007,7 @@ class _Generator:
         bad = f"{no_key} | F.col({t!r}).isNull()"
         reason = (
             f"F.when({no_key}, F.lit({f'key column {cfg.key!r} is missing'!r}))"
-            f".otherwise(F.lit({f'event time {t!r} is missing or unreadable'!r}))"
+            f".otherwise(F.lit({unreadable_time_reason(t)!r}))"
         )
         tin = self.time_of.get(step.inputs[0])
         self.emit(
@@ -1926,6 +1926,7 @@ def to_spark(pipeline: Pipeline, path: str | Path, *, module_name: str | None = 
     >>> "F.window('timestamp', '60000 milliseconds'" in out.read("demo_spark.py")
     True
     """
+    _plan.check_pipeline(pipeline, "to_spark")
     check(pipeline)
     gen = _Generator(pipeline)
     name = module_name or f"{_plan.ident(pipeline.name)}_spark.py"

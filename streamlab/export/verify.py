@@ -721,6 +721,7 @@ def verify(
     ...
     streamlab.errors.PipelineConfigError: step 'pipeline' (verify): unknown target 'storm'. Fix: use target='beam', 'lambda', 'flink' or 'spark'
     """
+    _plan.check_pipeline(pipeline, "verify")
     if target not in ("beam", "lambda", "flink", "spark"):
         raise PipelineConfigError(
             "pipeline",

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._time import NAT_NS
+from streamlab._time import NAT_NS, unreadable_time_reason
 from streamlab.detectors._common import (
     PickledStateOperator,
     check_duration,
@@ -85,7 +85,7 @@ class ReferencePatternOperator(PickledStateOperator):
         times = event_time_ns(batch, p.time, where=where)
         reasons = np.full(n, None, dtype=object)
         reasons[batch[p.key].isna().to_numpy()] = f"key column {p.key!r} is missing"
-        reasons[(times == NAT_NS) & (reasons == None)] = f"event time {p.time!r} is missing or unreadable"  # noqa: E711
+        reasons[(times == NAT_NS) & (reasons == None)] = unreadable_time_reason(p.time)  # noqa: E711
         good = reasons == None  # noqa: E711
         result: Outputs = {}
         if not good.all():

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamlab import Pipeline
+from streamlab._time import unreadable_time_reason
 from streamlab.detectors import PatternStep
 from streamlab.export import to_spark, verify
 from streamlab.export.verify import compare, load_module, run_local
@@ -182,7 +183,7 @@ def test_pattern_job_on_spark_equals_streamlab(tmp_path: Path) -> None:
     reasons = report.exported["takeover.dead_letter"]["reason"].value_counts().to_dict()
     assert reasons == {
         "key column 'user_id' is missing": 3,
-        "event time 'seen_at' is missing or unreadable": 4,
+        unreadable_time_reason("seen_at"): 4,
     }
     assert set(report.exported["takeover.dead_letter"]["step_id"]) == {"takeover"}
     text = report.files.module.read_text()
