@@ -58,11 +58,23 @@ class PipelineConfigError(_PicklableError, ValueError):
     --------
     >>> str(PipelineConfigError("window", "window", "unknown column 'evnt_type'", "use 'event_type'"))
     "step 'window' (window): unknown column 'evnt_type'. Fix: use 'event_type'"
+
+    A step config (``VelocityFeature(...)``) checks its arguments when it is made, before
+    ``Stream.apply`` makes it a step: ``config=True`` says so, naming the config and the step id
+    ``apply`` gives it by default (``step_id`` is the config's name).
+
+    >>> str(PipelineConfigError("VelocityFeature", "velocity_feature", "bad", "fix it", config=True))
+    "VelocityFeature (config of step 'velocity_feature': the id Stream.apply gives it unless step_id= is passed): bad. Fix: fix it"
     """
 
-    def __init__(self, step_id: str, kind: str, problem: str, fix: str) -> None:
+    def __init__(self, step_id: str, kind: str, problem: str, fix: str, *, config: bool = False) -> None:
         self.step_id, self.kind, self.problem, self.fix = step_id, kind, problem, fix
-        super().__init__(f"step {step_id!r} ({kind}): {problem}. Fix: {fix}")
+        where = (
+            f"{step_id} (config of step {kind!r}: the id Stream.apply gives it unless step_id= is passed)"
+            if config
+            else f"step {step_id!r} ({kind})"
+        )
+        super().__init__(f"{where}: {problem}. Fix: {fix}")
 
 
 class ParameterError(_PicklableError, ValueError):

@@ -23,13 +23,59 @@ from streamlab._compat import PANDAS_3, text_column
 from streamlab._files import sync_directory, write_replacing
 from streamlab._frames import concat_batches
 from streamlab.clock import Clock
-from streamlab.errors import PipelineConfigError, check_path
+from streamlab.errors import ParameterError, PipelineConfigError, check_path
 from streamlab.io import Sink, SinkWriter, Upstream, file_destination, missing_columns_problem
 from streamlab.serde import json_column, rows_to_json
 
 __all__ = ["DuckDBSink", "DuckDBTable", "JsonLinesSink", "ListSink", "ParquetSink"]
 
 log = logging.getLogger("streamlab")
+
+
+def _check_destination_kind(owner: str, path: str, want: str, example: str) -> None:
+    """Refuse ``path`` when it, or a folder on the way to it, exists as the wrong kind: a directory where
+    ``owner`` writes a file (``want="file"``), a file where it writes a directory of parts
+    (``want="directory"``), a file as one of its folders. Opening the sink failed on these, after the run
+    had begun; a path that does not exist yet is made when the sink opens.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> _check_destination_kind("JsonLinesSink", d, "file", "out.jsonl")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.ParameterError: JsonLinesSink(path=...): '...' is a directory, where JsonLinesSink writes one file. Fix: name a file, e.g. path: .../out.jsonl
+    """
+    target = Path(path)
+    if target.exists():
+        if want == "file" and target.is_dir():
+            raise ParameterError(
+                owner,
+                "path",
+                f"{path!r} is a directory, where {owner} writes one file",
+                f"name a file, e.g. path: {target / example}",
+            )
+        if want == "directory" and not target.is_dir():
+            raise ParameterError(
+                owner,
+                "path",
+                f"{path!r} is a file, where {owner} writes its part files into a directory",
+                f"name a directory that does not exist yet or holds {owner}'s parts, e.g. path: "
+                f"{target.with_suffix('')}_parts",
+            )
+        return
+    for folder in target.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                instead = Path(f"{folder.with_suffix('')}_out") / target.relative_to(folder)
+                raise ParameterError(
+                    owner,
+                    "path",
+                    f"{str(folder)!r}, a folder of path {path!r}, is a file: the {want} cannot be made in it",
+                    f"choose a path whose folders are directories, e.g. path: {instead}",
+                )
+            return
 
 
 class _ListWriter(SinkWriter):
@@ -725,6 +771,8 @@ class DuckDBSink(Sink):
                     "(the schema is created if missing); a name holding a dot is not supported",
                 )
         self.path = check_path("DuckDBSink", "path", path)
+        if self.path != ":memory:":
+            _check_destination_kind("DuckDBSink", self.path, "file", "results.duckdb")
         self.table = table
         self.key = _duckdb_key(key)
         self._con: Any = None
@@ -1134,6 +1182,7 @@ class ParquetSink(Sink):
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = check_path("ParquetSink", "path", path)
+        _check_destination_kind("ParquetSink", self.path, "directory", "parts")
 
     def open(self, clock: Clock | None = None) -> SinkWriter:
         return _ParquetWriter(self)
@@ -1235,6 +1284,7 @@ class JsonLinesSink(Sink):
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = check_path("JsonLinesSink", "path", path)
+        _check_destination_kind("JsonLinesSink", self.path, "file", "out.jsonl")
 
     def open(self, clock: Clock | None = None) -> SinkWriter:
         return _JsonLinesWriter(self)

@@ -18,7 +18,7 @@ from streamlab._csv_records import CsvRecords, cut_short, read_csv, split_csv
 from streamlab._lines import LineBlocks, file_lines
 from streamlab._time import NAT_NS, to_utc_ns, utc_array
 from streamlab.clock import Clock
-from streamlab.errors import ParameterError, check_flag, check_path
+from streamlab.errors import ParameterError, check_flag, check_path, closest
 from streamlab.io import Sink, SinkWriter, Source, SourceReader, default_clock
 
 __all__ = ["ListSource", "ReplaySource"]
@@ -893,7 +893,8 @@ class ReplaySource(Source):
         values are kept exact (``Int64``, as ``parse`` keeps them), where pandas would round them to
         float64.
     time
-        Event-time column used for pacing.
+        Event-time column used for pacing. A name the rows lack is refused when the source is made
+        (with the columns they have), except the default ``'timestamp'`` of an unpaced replay.
     speed
         Replay speed factor, or ``None`` for as fast as possible.
     raw
@@ -1059,12 +1060,29 @@ class ReplaySource(Source):
             self.columns: tuple[str, ...] | None = ("value",)
         else:
             self.columns = tuple(self.frame.columns)
-            if speed is not None and time not in self.frame.columns:
-                raise ValueError(
-                    f"ReplaySource: no event-time column {time!r} to pace the replay; columns are "
-                    f"{list(self.frame.columns)}; pass time='<column>' or speed=None"
-                )
+            if time not in self.frame.columns and (speed is not None or time != "timestamp"):
+                self._refuse_time(time, speed)
         self._release: np.ndarray | None = None
+
+    def _refuse_time(self, time: str, speed: float | None) -> None:
+        """Refuse an event-time column the rows lack: a paced replay cannot pace by it, and a named one
+        with ``speed=None`` would be silently unused (the default name, unpaced, needs no column)."""
+        columns = [str(c) for c in self.frame.columns]
+        where = repr(self.path) if self.path is not None else "the DataFrame"
+        near = closest(time, columns)
+        hint = f"did you mean time={near!r}? " if near is not None else ""
+        if speed is not None:
+            problem = f"{where} has no column {time!r} to pace the replay by (its columns: {columns})"
+            fix = f"{hint}name its event-time column with time='<column>', or replay unpaced with speed=None"
+        else:
+            problem = (
+                f"{where} has no column {time!r} (its columns: {columns}); with speed=None the event "
+                "time is not read, so time= would be silently unused"
+            )
+            fix = (
+                f"{hint}name its event-time column with time='<column>', or drop time= for an unpaced replay"
+            )
+        raise ParameterError("ReplaySource", "time", problem, fix)
 
     @property
     def frame(self) -> pd.DataFrame:

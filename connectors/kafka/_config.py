@@ -99,7 +99,44 @@ def check_config(owner: str, config: Mapping[str, Any], reserved: Mapping[str, s
                 f"remove {k!r}; {reserved[k]}",
             )
         out[k] = v
+    for low, high in _BACKOFF_PAIRS:
+        if low not in out and high not in out:
+            continue
+        lo, hi = _ms(out.get(low, _DEFAULT_MS[low])), _ms(out.get(high, _DEFAULT_MS[high]))
+        if lo is not None and hi is not None and lo > hi:
+            given = ", ".join(f"{k!r}: {out[k]!r}" for k in (low, high) if k in out)
+            defaults = "".join(f" ({k} is {_DEFAULT_MS[k]} by default)" for k in (low, high) if k not in out)
+            raise ParameterError(
+                owner,
+                "config",
+                f"sets {given}: {low} exceeds {high}{defaults}; librdkafka refuses it when the client is "
+                "made, or waits the maximum every time",
+                f"make {low} at most {high}, e.g. config: {{{low}: 100, {high}: 1000}}",
+            )
     return out
+
+
+#: librdkafka's backoff settings whose first must not exceed the second, and their defaults (ms)
+_BACKOFF_PAIRS = (
+    ("retry.backoff.ms", "retry.backoff.max.ms"),
+    ("reconnect.backoff.ms", "reconnect.backoff.max.ms"),
+)
+_DEFAULT_MS = {
+    "retry.backoff.ms": 100,
+    "retry.backoff.max.ms": 1000,
+    "reconnect.backoff.ms": 100,
+    "reconnect.backoff.max.ms": 10_000,
+}
+
+
+def _ms(value: Any) -> int | None:
+    """A librdkafka integer setting given as a number or its text, else None (librdkafka reports it)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
 
 
 _TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")

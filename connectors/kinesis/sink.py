@@ -113,6 +113,15 @@ class KinesisSink(Sink):
         self.max_attempts = max_attempts
         self.backoff_ns = duration_ns(where, "backoff", backoff)
         self.max_backoff_ns = duration_ns(where, "max_backoff", max_backoff)
+        if self.backoff_ns > self.max_backoff_ns:  # the first wait was backoff, every later one max_backoff
+            raise ParameterError(
+                where,
+                "backoff",
+                f"{backoff!r} is longer than max_backoff {max_backoff!r} (stream {stream!r}): the waits "
+                "between retries would shrink after the first instead of growing up to max_backoff",
+                "make backoff at most max_backoff, e.g. backoff: 100ms with max_backoff: 5s "
+                "(backoff='100ms', max_backoff='5s' in Python)",
+            )
         self.timeout = positive_seconds(where, "timeout", timeout, 10, about=f"stream {stream!r}")
         self.dead_letter = sink_or_none(where, "dead_letter", dead_letter, about=f"stream {stream!r}")
 

@@ -133,6 +133,22 @@ class PubSubSource(Source):
                 f"unknown keys {sorted(unknown)} for subscription {subscription!r}",
                 f"use only {sorted(allowed)}",
             )
+        lease = dict(flow_control or {})
+        low, high = (
+            lease.get(k) for k in ("min_duration_per_lease_extension", "max_duration_per_lease_extension")
+        )
+        if (
+            all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
+            and 0 < high < low  # type: ignore[operator]
+        ):  # (0 is the client's "no bound"); the client silently extended leases by the minimum
+            raise ParameterError(
+                where,
+                "flow_control",
+                f"min_duration_per_lease_extension {low!r} exceeds max_duration_per_lease_extension {high!r} "
+                f"(subscription {subscription!r})",
+                "make the minimum at most the maximum, e.g. flow_control: {min_duration_per_lease_extension: "
+                "10, max_duration_per_lease_extension: 60}",
+            )
         self.max_messages = max_messages
         self.flow_control = dict(flow_control or {})
         about = f"subscription {subscription!r}"

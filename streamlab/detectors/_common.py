@@ -199,7 +199,8 @@ Columns = tuple[str, ...] | None
 
 def _config_error(config: StepConfig, error: ValueError) -> PipelineConfigError:
     """A config's argument error as a PipelineConfigError: the config (``VelocityRule(name='burst')``)
-    in place of the step id it does not have yet, its kind, the problem and the fix.
+    in place of the step id it does not have yet, and the id ``Stream.apply`` gives it by default (its
+    kind), the problem and the fix.
 
     The checks write ``"<where>: <problem>; <fix>"`` (the helpers above); the fix, when a message has
     none, points at the config's parameters.
@@ -214,7 +215,7 @@ def _config_error(config: StepConfig, error: ValueError) -> PipelineConfigError:
     problem, sep, fix = text.rpartition("; ")
     if not sep:
         problem, fix = text, f"give {name} the parameters its documentation lists (help({name}))"
-    return PipelineConfigError(where, config.kind, problem, fix)
+    return PipelineConfigError(where, config.kind, problem, fix, config=True)
 
 
 def _checked(check: Callable[[Any], None]) -> Callable[[Any], None]:
@@ -245,7 +246,7 @@ class StepConfig:
     >>> VelocityFeature("card_id", window="-5m")
     Traceback (most recent call last):
     ...
-    streamlab.errors.PipelineConfigError: step 'VelocityFeature' (velocity_feature): window must be positive, got '-5m'. Fix: write it like '10s' or '5m'
+    streamlab.errors.PipelineConfigError: VelocityFeature (config of step 'velocity_feature': the id Stream.apply gives it unless step_id= is passed): window must be positive, got '-5m'. Fix: write it like '10s' or '5m'
     """
 
     kind: ClassVar[str] = "step"

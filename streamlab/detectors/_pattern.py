@@ -15,6 +15,7 @@ from streamlab import _step_codecs as codec
 from streamlab._dead_letter import reason_last_columns
 from streamlab._detector_record import unkeyable_reason, unkeyable_value_reason
 from streamlab._keytable import typed_key_column, unhashable_rows, untyped_keys
+from streamlab._pyast import unquote_backticks
 from streamlab._step_kinds import param, params_of, step_kind
 from streamlab._time import NAT_NS, Duration, unreadable_time_reason
 from streamlab.detectors._common import (
@@ -72,8 +73,8 @@ class PatternStep:
         where = f"PatternStep({self.name!r})"
         check_name(self.name, where="PatternStep", what="name")
         check_name(self.where, where=where, what="where")
-        try:
-            compile(self.where, "<where>", "eval")
+        try:  # a column name that is no identifier is quoted in backticks, as filters and rules take it
+            compile(unquote_backticks(self.where)[0], "<where>", "eval")
         except SyntaxError as exc:
             raise ValueError(
                 f"{where}: where={self.where!r} is not a valid expression ({exc.msg}); "

@@ -38,10 +38,13 @@ def failing_window() -> None:
 
 
 def failing_sink(tmp: str) -> None:
+    import os
+
     from streamlab import JsonLinesSink
 
     p = Pipeline(ListSource([{"x": 1}]))
-    p.stream.to(JsonLinesSink(tmp), step_id="out")  # a directory: the sink cannot open its file
+    p.stream.to(JsonLinesSink(os.path.join(tmp, "out.jsonl")), step_id="out")
+    os.mkdir(os.path.join(tmp, "out.jsonl"))  # a directory made after the sink: it cannot open its file
     p.run(clock=ManualClock(0))
 
 

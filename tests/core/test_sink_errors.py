@@ -125,9 +125,9 @@ def test_duckdb_sink_errors_name_the_step(tmp_path: Any) -> None:
     """A real sink: a DuckDB file that another table's writer cannot open (a directory at its path)."""
     from streamlab import DuckDBSink
 
-    (tmp_path / "out.duckdb").mkdir()
     p = Pipeline(ListSource([{"x": 1}]))
     p.stream.to(DuckDBSink(tmp_path / "out.duckdb", "t"), step_id="results")
+    (tmp_path / "out.duckdb").mkdir()  # after the sink was made (which refuses a directory at its path)
     with pytest.raises(SinkFailedError, match=r"^step 'results' \(DuckDBSink\) failed"):
         p.run(clock=ManualClock(0))
 

@@ -289,9 +289,11 @@ def test_a_detector_config_with_a_bad_argument_names_itself_its_kind_and_fix(kin
     cls = next(k.cls for k in kinds() if k.kind == kind)
     with pytest.raises(PipelineConfigError) as e:
         _BAD_CONFIGS[kind]()
-    # a config has no step id yet: it is named by its class (and its name, for rules and patterns)
+    # a config has no step id yet: it is named by its class (and its name, for rules and patterns), and
+    # by the step id Stream.apply gives it by default (its kind), not as "step 'VelocityFeature'"
     assert e.value.kind == kind and e.value.step_id.startswith(cls.__name__)
-    assert f"({kind}): " in str(e.value) and "Fix: " in str(e.value) and e.value.fix
+    assert str(e.value).startswith(f"{e.value.step_id} (config of step {kind!r}: the id Stream.apply gives")
+    assert "Fix: " in str(e.value) and e.value.fix
 
 
 def test_every_detector_config_has_a_bad_argument_case() -> None:
@@ -410,3 +412,17 @@ def test_an_expression_in_a_rule_or_pattern_needs_trust(
     assert not out.exists()
     safe = pipeline_to_yaml(p).replace("amount.to_csv('{out}') > 0", "amount.abs() > 0")
     assert list(pipeline_from_yaml(safe).steps) == ["source", "rule"]
+
+
+def test_a_configs_error_names_the_step_id_stream_apply_gives_it() -> None:
+    # it read "step 'VelocityFeature' (velocity_feature)", a step id that no step has
+    from streamlab.detectors import VelocityFeature
+    from streamlab.testing import ListSource
+
+    with pytest.raises(PipelineConfigError) as e:
+        VelocityFeature("user_id", window="-5m")
+    assert str(e.value).startswith("VelocityFeature (config of step 'velocity_feature': ")
+    assert "step 'VelocityFeature'" not in str(e.value)
+    p = Pipeline(ListSource([b"{}"]))
+    stream = p.parse({"user_id": "string", "timestamp": "timestamp"})
+    assert stream.apply(VelocityFeature("user_id", window="5m")).step_id == "velocity_feature"
