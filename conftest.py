@@ -64,6 +64,7 @@ _INTEGRATION_PATHS = (
     "tests/export/test_flink_export.py",  # PyFlink's mini-cluster (a JVM)
     "tests/export/test_flink_datastream.py",  # PyFlink's mini-cluster (a JVM)
     "tests/export/test_spark_pattern.py",  # Spark's local mode (a JVM)
+    "tests/export/test_backtick_columns.py",  # Beam's DirectRunner and moto (verify)
     "tests/export/test_pattern_backtick_columns.py",  # Beam's DirectRunner, Spark's local mode and PyFlink's mini-cluster
     "tests/export/test_spark_detectors.py",  # Spark's local mode (a JVM)
     "tests/export/test_flink_detectors.py",  # PyFlink's mini-cluster (a JVM)
