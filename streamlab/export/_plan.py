@@ -566,10 +566,10 @@ def check_pipeline(p: object, function: str) -> None:
 
 def check_replay_options(p: Pipeline, target: str) -> None:
     """Raise a PipelineConfigError when the pipeline replays a CSV file read with ``sep``, ``encoding`` or
-    ``decimal``, or parses a column of rows replayed without ``raw=True`` (a CSV, Parquet or JSON file
-    read whole, or a DataFrame): the exported job reads its input (``--input FILES`` as the README runs
-    it, or the deployed source) as records of UTF-8 JSON, one a line, each parsed whole, so it would not
-    read that data as streamlab does (its lines would all go to dead letter, or parse other fields).
+    ``decimal``: the exported job reads its input (``--input FILES`` as the README runs it, or the
+    deployed source) as records of UTF-8 JSON, one a line, so it would not read that file as streamlab
+    does. (A parse of a column of replayed rows, ``value_column``, exports: the column's texts are the
+    records the deployed job is given, one each.)
 
     Examples
     --------
@@ -612,22 +612,6 @@ def check_replay_options(p: Pipeline, target: str) -> None:
                 "write the records the job reads to a JSON-lines file, one a line (the parsed column's "
                 "texts), and replay it as the job reads it: ReplaySource('events.jsonl', raw=True), then "
                 "parse",
-            )
-        parse = next((s for s in p.steps.values() if isinstance(s, ParseStep)), None)
-        if parse is not None and not read["raw"]:
-            # the job parses each input line as the whole record; streamlab parses one column of the
-            # replayed rows (a CSV, Parquet or JSON file read whole, or a DataFrame): a job given that file
-            # sends every line to dead letter, or reads other fields
-            rows = "a DataFrame" if read["path"] is None else repr(read["path"])
-            raise PipelineConfigError(
-                parse.step_id,
-                "parse",
-                f"cannot export to {target}: it parses column {parse.value_column!r} of the rows replayed "
-                f"from {rows} (ReplaySource without raw=True), and the exported job parses each line of its "
-                "input as one whole JSON record, so it would not read that data as streamlab does",
-                f"write the {parse.value_column!r} texts to a JSON-lines file, one a line, and replay it as "
-                "the job reads it: ReplaySource('events.jsonl', raw=True), then parse(...) with "
-                "value_column='value'",
             )
 
 

@@ -52,7 +52,6 @@ def test_a_tab_separated_file_without_its_separator_is_refused_when_made(tmp_pat
             r"step 'e' \(replay\): cannot export to .*sep=';', decimal=','",
         ),
         ({"encoding": "cp1252"}, "payload", r"step 'e' \(replay\): cannot export to .*encoding='cp1252'"),
-        ({}, "payload", r"step 'parse' \(parse\): cannot export to .*column 'payload'.*raw=True"),
     ],
 )
 def test_a_lazy_spec_is_refused_at_export_as_with_its_file(
