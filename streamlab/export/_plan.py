@@ -592,12 +592,11 @@ def check_replay_options(p: Pipeline, target: str) -> None:
         if not isinstance(step, SourceStep):
             continue
         if isinstance(source, ReplaySource):
-            read: dict[str, Any] = {"path": source.path, "raw": source.raw}
-            read.update((name, getattr(source, name)) for name in defaults)
+            read: dict[str, Any] = {name: getattr(source, name) for name in defaults}
         elif isinstance(source, _PlaceholderSource) and source.spec().get("kind") == "replay":
             # a spec built without its file (lazy_sources, as ``streamlab export`` builds it): the
             # same options, read from the spec
-            read = {"path": None, "raw": False, **defaults, **source.spec()}
+            read = {**defaults, **source.spec()}
         else:
             continue
         given = {name: read[name] for name, default in defaults.items() if read[name] != default}
