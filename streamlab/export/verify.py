@@ -139,16 +139,42 @@ class VerificationReport:
 
 
 # -- the sample ------------------------------------------------------------------------------------
-def sample_lines(sample: pd.DataFrame | Sequence[bytes | str]) -> list[bytes]:
-    """Raw records of a sample: a list of bytes/str, a frame with a ``value`` column, or event rows.
+def parse_columns(pipeline: Pipeline) -> tuple[str, ...]:
+    """The columns of source rows that the pipeline's parse steps read raw records from (``value_column``):
+    what an exported job is given, one record each, is the texts of that column.
+
+    Examples
+    --------
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([{"ts": 1, "payload": "{}"}]))
+    >>> _ = p.parse(value_column="payload")
+    >>> parse_columns(p)
+    ('payload',)
+    """
+    sources = {sid for sid, s in pipeline.steps.items() if isinstance(s, SourceStep)}
+    found = [
+        s.value_column
+        for s in pipeline.steps.values()
+        if isinstance(s, ParseStep) and s.inputs and s.inputs[0] in sources
+    ]
+    return tuple(dict.fromkeys(found)) or ("value",)
+
+
+def sample_lines(sample: pd.DataFrame | Sequence[bytes | str], column: str = "value") -> list[bytes]:
+    """Raw records of a sample: a list of bytes/str, a frame with the parsed column (``column``, the
+    parse's ``value_column``: a replayed frame's rows give its texts) or a ``value`` column, or event rows.
 
     Examples
     --------
     >>> sample_lines(pd.DataFrame({"event_type": ["a"], "n": [1]}))
     [b'{"event_type": "a", "n": 1}']
+    >>> sample_lines(pd.DataFrame({"ts": [1], "payload": ['{"n": 1}']}), "payload")
+    [b'{"n": 1}']
     """
     if isinstance(sample, pd.DataFrame):
-        if "value" in sample.columns:
+        if column in sample.columns:
+            values = sample[column].tolist()
+        elif "value" in sample.columns:
             values = sample["value"].tolist()
         else:
             values = rows_to_json(sample, compact=False)
@@ -158,16 +184,27 @@ def sample_lines(sample: pd.DataFrame | Sequence[bytes | str]) -> list[bytes]:
 
 
 def local_pipeline(pipeline: Pipeline, lines: list[bytes]) -> Pipeline:
-    """A copy of the pipeline reading ``lines``, its sinks replaced by in-memory ones (``ListSink``)."""
+    """A copy of the pipeline reading ``lines``, its sinks replaced by in-memory ones (``ListSink``).
+
+    The source gives each line in the column the parse reads (``value_column``, ``value`` by default),
+    as the exported jobs are given them: a parse of a replayed frame's ``payload`` column read a
+    ``value`` column here, and streamlab's run failed with ``KeyError: the input has no column
+    'payload'`` before anything was compared.
+    """
     from streamlab.sinks import ListSink
 
+    columns = parse_columns(pipeline)
+    if columns == ("value",):
+        source = ListSource(lines)
+    else:
+        source = ListSource(pd.DataFrame({c: pd.Series(lines, dtype=object) for c in columns}))
     copy = Pipeline(name=pipeline.name, time=pipeline.time)
     steps: dict[str, Step] = {}
     for sid, step in pipeline.steps.items():
         if isinstance(step, SinkStep):
             step = dataclasses.replace(step, sink=ListSink())
         if isinstance(step, SourceStep):
-            step = dataclasses.replace(step, source=ListSource(lines))
+            step = dataclasses.replace(step, source=source)
         steps[sid] = step
     copy.steps = steps
     copy._columns = dict(pipeline._columns)
@@ -729,7 +766,7 @@ def verify(
             f"unknown target {target!r}",
             "use target='beam', 'lambda', 'flink' or 'spark'",
         )
-    lines = sample_lines(sample)
+    lines = sample_lines(sample, parse_columns(pipeline)[0])
     local = ran = run_local(pipeline, lines)  # ran: what streamlab produced, before any leave-out
     tmp = None
     if workdir is None:
