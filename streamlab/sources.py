@@ -926,9 +926,9 @@ class ReplaySource(Source):
         (``','``, which must differ from ``sep``). They hold for every row and for ``dead_letter``: a
         record with bytes the encoding does not define goes there (``invalid cp1252 (...)``), its ``raw``
         the file's bytes. A file whose header has no comma but semicolons, tabs or bars is refused
-        without ``sep`` (it would be read as one column). The exported jobs read JSON records, not CSV:
-        exporting a pipeline that replays a CSV file with these options is refused (see
-        ``streamlab.export``).
+        without ``sep`` (it would be read as one column). The exported jobs never read the CSV file,
+        with these options or without: they read the records the parse reads from a column of its rows
+        (``streamlab.export.write_job_input`` writes them).
 
     Examples
     --------

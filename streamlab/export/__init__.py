@@ -6,10 +6,11 @@ Examples
 --------
 >>> from streamlab import export
 >>> sorted(export.__all__)
-['ExportedFiles', 'VerificationReport', 'export_main', 'to_beam', 'to_flink', 'to_lambda', 'to_spark', 'verify']
+['ExportedFiles', 'VerificationReport', 'export_main', 'to_beam', 'to_flink', 'to_lambda', 'to_spark', 'verify', 'write_job_input']
 """
 
 from streamlab.export._cli import export_main
+from streamlab.export._input import write_job_input
 from streamlab.export.aws_lambda import to_lambda
 from streamlab.export.beam import ExportedFiles, to_beam
 from streamlab.export.flink import to_flink
@@ -27,4 +28,5 @@ __all__ = [
     "to_lambda",
     "to_spark",
     "verify",
+    "write_job_input",
 ]

@@ -18,6 +18,7 @@ EXPORT_EPILOG = """examples:
   streamlab export lambda spec.yaml -o build/lambda
   streamlab export spark spec.yaml -o build/spark
   streamlab export flink spec.yaml -o build/flink --source kafka --sink files
+  streamlab export beam spec.yaml -o build/beam --write-input build/events.jsonl   # a replay's records
 """
 
 
@@ -101,6 +102,13 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
         help="what the job reads (default: pubsub); Flink: kafka (default), kinesis, eventhubs or file",
     )
     parser.add_argument(
+        "--write-input",
+        default=None,
+        metavar="FILE",
+        help="when the spec replays a CSV, Parquet or JSON file read whole, also write the records the job "
+        "reads (the texts of the column its parse reads, one a line) to FILE, for the job's --input",
+    )
+    parser.add_argument(
         "--trust",
         action="store_true",
         help="allow code in the spec (function source, stdlib functions, SQL or expressions that do more than read and compute); only for specs you wrote or reviewed",
@@ -151,6 +159,19 @@ def run_export(args: argparse.Namespace) -> int:
         return 2
     for name in out.files:
         print(out.directory / name)
+    from streamlab.export._input import replay_input_note, write_job_input
+
+    note = replay_input_note(pipeline, "give that file to the job's --input")
+    if args.write_input is None:
+        if note is not None:
+            print(note)
+        return 0
+    try:  # the spec with its data this time: the rows to write
+        written = write_job_input(pipeline_from_dict(data, trust=args.trust, origin=origin), args.write_input)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"streamlab export: --write-input {args.write_input}: {e}", file=sys.stdout)
+        return 2
+    print(f"{written}: the records the job reads (give it to --input)")
     return 0
 
 

@@ -564,60 +564,9 @@ def check_pipeline(p: object, function: str) -> None:
     raise TypeError(f"{function}: expected a Pipeline, got {what}. Fix: {fix}")
 
 
-def check_replay_options(p: Pipeline, target: str) -> None:
-    """Raise a PipelineConfigError when the pipeline replays a CSV file read with ``sep``, ``encoding`` or
-    ``decimal``: the exported job reads its input (``--input FILES`` as the README runs it, or the
-    deployed source) as records of UTF-8 JSON, one a line, so it would not read that file as streamlab
-    does. (A parse of a column of replayed rows, ``value_column``, exports: the column's texts are the
-    records the deployed job is given, one each.)
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from streamlab import ReplaySource
-    >>> path = Path(tempfile.mkdtemp()) / "e.csv"
-    >>> _ = path.write_text("timestamp;value\\n2024-01-01T00:00:00Z;{}\\n")
-    >>> p = Pipeline(ReplaySource(path, sep=";"))
-    >>> check_replay_options(p, "Apache Beam")
-    Traceback (most recent call last):
-    ...
-    streamlab.errors.PipelineConfigError: step 'source' (replay): cannot export to Apache Beam: the source replays a CSV file read with sep=';', and the exported job reads its input as UTF-8 JSON records, one a line, so it would not read that file as streamlab does. Fix: write the records the job reads to a JSON-lines file, one a line (the parsed column's texts), and replay it as the job reads it: ReplaySource('events.jsonl', raw=True), then parse
-    """
-    from streamlab.sources import ReplaySource
-    from streamlab.spec import _PlaceholderSource
-
-    defaults = {"sep": ",", "encoding": "utf-8", "decimal": "."}
-    for step in p.steps.values():
-        source = getattr(step, "source", None)
-        if not isinstance(step, SourceStep):
-            continue
-        if isinstance(source, ReplaySource):
-            read: dict[str, Any] = {name: getattr(source, name) for name in defaults}
-        elif isinstance(source, _PlaceholderSource) and source.spec().get("kind") == "replay":
-            # a spec built without its file (lazy_sources, as ``streamlab export`` builds it): the
-            # same options, read from the spec
-            read = {**defaults, **source.spec()}
-        else:
-            continue
-        given = {name: read[name] for name, default in defaults.items() if read[name] != default}
-        if given:
-            options = ", ".join(f"{k}={v!r}" for k, v in given.items())
-            raise PipelineConfigError(
-                step.step_id,
-                "replay",
-                f"cannot export to {target}: the source replays a CSV file read with {options}, and the "
-                "exported job reads its input as UTF-8 JSON records, one a line, so it would not read that "
-                "file as streamlab does",
-                "write the records the job reads to a JSON-lines file, one a line (the parsed column's "
-                "texts), and replay it as the job reads it: ReplaySource('events.jsonl', raw=True), then "
-                "parse",
-            )
-
-
 def check_steps(p: Pipeline, target: str, *, operators: bool = False) -> None:
     """Raise a PipelineConfigError naming the first step the target cannot run (``operators``: the target
     translates detector, feature, rule and pattern steps, and checks each one itself)."""
-    check_replay_options(p, target)
     sources = [s for s in p.steps.values() if isinstance(s, SourceStep)]
     if len(sources) != 1:
         raise PipelineConfigError(

@@ -38,6 +38,7 @@ from streamlab.detectors import (
 )
 from streamlab.errors import PipelineConfigError
 from streamlab.export import _detectors, _plan, _registry
+from streamlab.export._input import replay_input_block
 from streamlab.export.beam import ExportedFiles
 from streamlab.pipeline import Pipeline
 from streamlab.steps import (
@@ -102,7 +103,7 @@ _HEADER = '''"""AWS Lambda handler for streamlab pipeline {name!r} on a Kinesis 
 
 Steps: {steps}.
 
-Environment
+{replay_input}Environment
 -----------
 TIMESTREAM_DATABASE, TIMESTREAM_TABLE  where final window results go (MULTI-measure records; the window
                                        keys are dimensions, which Timestream holds as text: ``str(value)``,
@@ -1728,7 +1729,13 @@ def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = No
     assert isinstance(window, WindowStep)
     gen = _Steps(pipeline, chain)
     steps_code = gen.build()
-    header = _HEADER.format(name=pipeline.name, steps=" -> ".join(pipeline.steps))
+    header = _HEADER.format(
+        name=pipeline.name,
+        steps=" -> ".join(pipeline.steps),
+        replay_input=replay_input_block(
+            pipeline, "put each of its lines on the Kinesis stream as one record"
+        ),
+    )
     parts = [header]
     if gen.imports:
         parts.append("\n".join(sorted(gen.imports)) + "\n")

@@ -47,6 +47,7 @@ from typing import Any
 from streamlab._time import parse_duration
 from streamlab.errors import PipelineConfigError
 from streamlab.export import _detectors, _plan, _registry
+from streamlab.export._input import replay_input_block
 from streamlab.pipeline import Pipeline
 from streamlab.steps import (
     DedupStep,
@@ -141,7 +142,7 @@ _HEADER = '''"""Apache Beam pipeline {name!r}, exported from streamlab.
 
 Steps: {steps}.
 
-Run it
+{replay_input}Run it
 ------
 Streaming from Pub/Sub (Dataflow)::
 
@@ -1317,7 +1318,16 @@ class _Generator:
             for sid, why in unfollowed.items()
         )
         header = _HEADER.format(
-            name=self.p.name, steps=steps, module=module_name, sink_args=sink_args, unfollowed=unfollowed_text
+            name=self.p.name,
+            steps=steps,
+            module=module_name,
+            sink_args=sink_args,
+            unfollowed=unfollowed_text,
+            replay_input=replay_input_block(
+                self.p,
+                f"give that file to --input: python {module_name} --input "
+                f"events.jsonl --replay {sink_args} --runner DirectRunner",
+            ),
         )
         if self.row_steps:
             header = header.replace('\n"""\n\n# ruff: noqa', _ROW_SEMANTICS + '"""\n\n# ruff: noqa', 1)

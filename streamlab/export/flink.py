@@ -68,6 +68,7 @@ from streamlab.aggregators import (
 )
 from streamlab.errors import PipelineConfigError
 from streamlab.export import _plan
+from streamlab.export._input import replay_input_block
 from streamlab.export.beam import ExportedFiles
 from streamlab.pipeline import Pipeline
 from streamlab.steps import (
@@ -1586,11 +1587,17 @@ def _runtime_text(gen: _Generator) -> str:
     return text
 
 
-def _readme_run(job: str, flink_version: str, source: str, sink: str) -> str:
-    """The README's "Run" section: ``job`` on the local mini-cluster from files, then on a cluster."""
+def _readme_run(job: str, flink_version: str, source: str, sink: str, p: Pipeline | None = None) -> str:
+    """The README's "Run" section: ``job`` on the local mini-cluster from files, then on a cluster (first,
+    when ``p`` replays a file read whole or a DataFrame, what the job reads: :func:`replay_input_note`)."""
+    note = (
+        ""
+        if p is None
+        else replay_input_block(p, f"give that file to --input: python {job} --input events.jsonl")
+    )
     return f"""## Run
 
-Locally on Flink's mini-cluster, from files of raw JSON lines:
+{note}Locally on Flink's mini-cluster, from files of raw JSON lines:
 
 ```
 python {job} --input events.jsonl --output out/
@@ -1675,7 +1682,7 @@ Outputs of main.py and job.sql (sink names):
 
 {outputs}
 
-{_readme_run("main.py", gen.flink_version, source, sink)}
+{_readme_run("main.py", gen.flink_version, source, sink, p)}
 
 With the SQL client (placeholders `${{NAME}}` are environment variables, filled by `envsubst`):
 
@@ -1751,7 +1758,7 @@ Outputs (sink names):
 
 {outputs}
 
-{_readme_run("datastream.py", gen.flink_version, source, "kafka" if sink == "kafka" else "files")}
+{_readme_run("datastream.py", gen.flink_version, source, "kafka" if sink == "kafka" else "files", p)}
 
 `requirements.txt` lists what the Python workers need (river at the version verified here: the newest
 that installs next to `apache-flink`); ship it with `-pyreq requirements.txt`.
@@ -1992,7 +1999,6 @@ def to_flink(
     streamlab.errors.PipelineConfigError: step 'pipeline' (export): source='pubsub' has no Flink SQL or PyFlink connector. Fix: use source='kafka', 'kinesis', 'eventhubs' or 'files' (bridge Pub/Sub to Kafka), or to_beam for Dataflow
     """
     _plan.check_pipeline(pipeline, "to_flink")
-    _plan.check_replay_options(pipeline, "Flink")  # the CSV options of a replay: no job reads them
     if source not in SOURCES:
         raise PipelineConfigError(
             "pipeline",

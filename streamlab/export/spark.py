@@ -42,6 +42,7 @@ from streamlab._time import parse_duration, unreadable_time_reason
 from streamlab.aggregators import CountAggregator
 from streamlab.errors import PipelineConfigError
 from streamlab.export import _detectors, _plan
+from streamlab.export._input import replay_input_block
 from streamlab.export.beam import ExportedFiles
 from streamlab.pipeline import Pipeline
 from streamlab.steps import (
@@ -1752,7 +1753,7 @@ and drift steps run streamlab's own per-record code in one `applyInPandasWithSta
 steps (state: the pickled models per key, in the checkpoint), whose one query writes all their
 outputs, as files under `OUT_DIR/<output>/batch=<micro-batch id>/`.
 
-| stream | output (directory / topic suffix / table) |
+{replay_input_block(p, f"put that file in a directory of its own and give it to --input: spark-submit {module} --input DIR --output OUT_DIR --checkpoint CHECKPOINT_DIR --available-now")}| stream | output (directory / topic suffix / table) |
 |---|---|
 {out_rows}
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from streamlab import ListSink, ManualClock, Pipeline, ReplaySource, TumblingWindow, agg
 from streamlab.cli import main
-from streamlab.errors import ParameterError, PipelineConfigError
+from streamlab.errors import ParameterError
 from streamlab.spec import pipeline_from_yaml, pipeline_to_yaml
 
 NOTES = ["plain", "José", "a;b|c\td", 'say "hi"', "two\nlines", "", "Ærø 3,5 £"]
@@ -225,23 +225,31 @@ def test_the_options_are_refused_where_no_csv_is_read(tmp_path: Path, what: str)
         ReplaySource(data, sep=";")
 
 
+_GUIDE = {
+    "to_beam": "payloads_beam.py",
+    "to_spark": "README.md",
+    "to_flink": "README.md",
+    "to_lambda": "handler.py",
+}
+
+
 @pytest.mark.parametrize("target", ["to_beam", "to_spark", "to_flink", "to_lambda"])
-def test_an_export_of_a_replay_read_with_the_options_is_refused_naming_them(
-    tmp_path: Path, target: str
-) -> None:
-    """The exported jobs read JSON records, one a line: such a file would not be read as streamlab reads
-    it, so the export says so instead of writing a job whose results differ."""
-    path = tmp_path / "payloads.csv"
-    path.write_bytes(
-        b'ts;payload\n2024-01-01T00:00:00Z;{"user": "a", "timestamp": "2024-01-01T00:00:00Z", "n": 1}\n'
-    )
-    p = Pipeline(ReplaySource(path, time="ts", sep=";"))
-    p.parse({"user": "string", "timestamp": "timestamp", "n": "int64"}, value_column="payload").window(
-        TumblingWindow("1m"), key="user"
-    ).agg(agg.count())
-    assert p.run(clock=ManualClock(0))["window"]["count"].tolist() == [1]  # streamlab reads it
-    with pytest.raises(
-        PipelineConfigError, match=r"step 'source' \(replay\): cannot export .*sep=';'.*raw=True"
-    ):
-        getattr(p, target)(str(tmp_path / "out"))
-    assert not (tmp_path / "out").exists()  # nothing written
+def test_a_replay_read_with_the_options_exports_as_one_read_with_commas(tmp_path: Path, target: str) -> None:
+    """The exported jobs never read the CSV file (they read the parsed column's texts), so its options do
+    not change what they read: such a replay was refused while the same replay with commas exported.
+    Both export now, with the same guidance on what the job reads."""
+    texts = {}
+    for sep in (";", ","):
+        path = tmp_path / f"payloads{sep == ';'}.csv"
+        record = '"{""user"": ""a"", ""timestamp"": ""2024-01-01T00:00:00Z"", ""n"": 1}"'
+        path.write_text(f"ts{sep}payload\n2024-01-01T00:00:00Z{sep}{record}\n")
+        p = Pipeline(ReplaySource(path, time="ts", sep=sep), name="payloads")
+        p.parse({"user": "string", "timestamp": "timestamp", "n": "int64"}, value_column="payload").window(
+            TumblingWindow("1m"), key="user"
+        ).agg(agg.count())
+        assert p.run(clock=ManualClock(0))["window"]["count"].tolist() == [1]  # streamlab reads it
+        files = getattr(p, target)(str(tmp_path / f"out{sep == ';'}"))
+        text = files.read(_GUIDE[target]).replace(str(path), "PATH")
+        texts[sep] = " ".join(text.replace("#", "").split())
+    assert texts[";"] == texts[","]  # one rule: the same export, the same guidance
+    assert "parses its column 'payload'" in texts[";"] and "write_job_input(pipeline" in texts[";"]

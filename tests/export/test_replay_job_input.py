@@ -1,0 +1,140 @@
+"""What an exported job reads when the pipeline replays a file read whole (CSV, Parquet, a JSON file) or a
+DataFrame: the texts of the column its parse reads, not the file. Given the replayed CSV file itself
+(``--input x.csv``) a job read each of its lines as a JSON record and sent it to dead letter, and no
+generated file said so. Each export's README (or module docstring) now says what the job reads and how
+to write it (``write_job_input``, ``streamlab export --write-input``), and that file, given to the
+exported Beam program on its own command line, gives streamlab's results."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamlab import ManualClock, Pipeline, ReplaySource, TumblingWindow, agg
+from streamlab.cli import main
+from streamlab.errors import PipelineConfigError
+from streamlab.export import write_job_input
+from streamlab.export._plan import const_value
+from streamlab.export.verify import rows_frame
+
+FIELDS = {"event_id": "string", "user": "string", "timestamp": "timestamp"}
+RECORDS = [{"event_id": f"e{i}", "user": "u", "timestamp": f"2024-01-01T00:0{i}:00Z"} for i in range(4)]
+TEXTS = [json.dumps(r) for r in RECORDS[:2]] + ["not json"] + [json.dumps(r) for r in RECORDS[2:]]
+ROWS = pd.DataFrame({"ts": [f"2024-01-01T00:0{i}:00Z" for i in range(5)], "payload": TEXTS})
+GUIDE = {
+    "to_beam": "payloads_beam.py",
+    "to_spark": "README.md",
+    "to_flink": "README.md",
+    "to_lambda": "handler.py",
+}
+
+
+def _data(kind: str, tmp_path: Path) -> pd.DataFrame | Path:
+    if kind == "csv ;":
+        ROWS.to_csv(tmp_path / "x.csv", index=False, sep=";")
+        return tmp_path / "x.csv"
+    if kind == "parquet":
+        ROWS.to_parquet(tmp_path / "x.parquet")
+        return tmp_path / "x.parquet"
+    if kind == "json read whole":
+        ROWS.to_json(tmp_path / "x.jsonl", orient="records", lines=True)
+        return tmp_path / "x.jsonl"
+    return ROWS
+
+
+def _pipeline(data: pd.DataFrame | Path) -> Pipeline:
+    sep = ";" if isinstance(data, Path) and data.suffix == ".csv" else ","
+    p = Pipeline(ReplaySource(data, time="ts", sep=sep), name="payloads")
+    p.parse(FIELDS, value_column="payload").window(TumblingWindow("2m"), key="user").agg(agg.count())
+    return p
+
+
+@pytest.mark.parametrize("kind", ["csv ;", "parquet", "json read whole", "frame"])
+def test_the_written_input_is_the_parsed_column(tmp_path: Path, kind: str) -> None:
+    p = _pipeline(_data(kind, tmp_path))
+    out = write_job_input(p, tmp_path / "events.jsonl")
+    assert out.read_text() == "".join(t + "\n" for t in TEXTS)
+
+
+@pytest.mark.parametrize("method", list(GUIDE))
+@pytest.mark.parametrize("kind", ["csv ;", "frame"])
+def test_each_export_says_what_its_job_reads(tmp_path: Path, method: str, kind: str) -> None:
+    files = getattr(_pipeline(_data(kind, tmp_path)), method)(str(tmp_path / "out"))
+    text = " ".join(files.read(GUIDE[method]).replace("#", "").split())
+    what = "a DataFrame" if kind == "frame" else f"the file {str(tmp_path / 'x.csv')!r}"
+    assert f"Input: the pipeline replays {what} (step 'source') and parses its column 'payload'" in text
+    assert "streamlab.export.write_job_input(pipeline, 'events.jsonl')" in text
+
+
+@pytest.mark.parametrize("method", list(GUIDE))
+def test_a_raw_json_lines_replay_has_no_such_note(tmp_path: Path, method: str) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(t + "\n" for t in TEXTS))
+    p = Pipeline(ReplaySource(path, raw=True), name="payloads")
+    p.parse(FIELDS).window(TumblingWindow("2m"), key="user").agg(agg.count())
+    files = getattr(p, method)(str(tmp_path / "out"))
+    assert "write_job_input" not in files.read(GUIDE[method])
+    with pytest.raises(PipelineConfigError, match=r"write_job_input.*raw JSON-lines replay is already"):
+        write_job_input(p, tmp_path / "again.jsonl")
+
+
+@settings(max_examples=30, deadline=None)
+@given(texts=st.lists(st.text(max_size=8), min_size=1, max_size=6))
+def test_a_record_with_a_line_break_is_written_in_base64(texts: list[str]) -> None:
+    import base64
+    import tempfile
+
+    p = Pipeline(ReplaySource(pd.DataFrame({"payload": texts})), name="t")
+    p.parse({"s": "string"}, value_column="payload", time=None)
+    path = Path(tempfile.mkdtemp()) / "in.txt"
+    records = [t.encode("utf-8", "surrogatepass") for t in texts]
+    if any(b"\n" in r or r.endswith(b"\r") for r in records):
+        with pytest.raises(ValueError, match="input_format='base64'"):
+            write_job_input(p, path)
+    else:
+        assert path.exists() is False and write_job_input(p, path).read_bytes().split(b"\n")[:-1] == records
+    lines = write_job_input(p, path, input_format="base64").read_bytes().split(b"\n")[:-1]
+    assert [base64.b64decode(x) for x in lines] == records
+
+
+def test_streamlab_export_writes_the_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _pipeline(_data("csv ;", tmp_path)).to_yaml(str(tmp_path / "spec.yaml"))
+    target = tmp_path / "events.jsonl"
+    args = ["export", "beam", str(tmp_path / "spec.yaml"), "-o", str(tmp_path / "out")]
+    assert main([*args, "--write-input", str(target)]) == 0
+    assert target.read_text() == "".join(t + "\n" for t in TEXTS)
+    assert f"{target}: the records the job reads" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_written_input_gives_the_beam_program_streamlabs_results(tmp_path: Path) -> None:
+    pytest.importorskip("apache_beam")
+    p = _pipeline(_data("csv ;", tmp_path))
+    ours = p.run(clock=ManualClock(0))
+    files = p.to_beam(str(tmp_path / "beam"))
+    events = write_job_input(p, tmp_path / "events.jsonl")
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(files.module), "--input", str(events), "--replay", "--sink", "files"]
+    cmd += ["--output", str(out), "--runner", "DirectRunner", "--direct_num_workers", "1"]
+    cmd += ["--file_window_s", str(10**10), "--file_shards", "1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    theirs = {}
+    for ref, name in const_value(files.module.read_text(), "OUTPUTS").items():
+        written = [f for f in sorted((out / name).glob("*")) if f.is_file() and not f.name.startswith(".")]
+        rows = [json.loads(x) for f in written for x in f.read_text().splitlines() if x]
+        theirs[ref] = rows_frame(rows)
+    window = theirs["window"].sort_values("window_start")
+    assert window["count"].tolist() == ours["window"]["count"].tolist() == [2, 2]
+    assert (
+        theirs["parse.dead_letter"]["raw"].tolist()
+        == ours["parse.dead_letter"]["raw"].tolist()
+        == ["not json"]
+    )
