@@ -13,7 +13,8 @@ next event satisfying its current step and the events it skips are absorbed by a
 is ``within`` plus one millisecond (Flink drops a candidate when the span reaches ``WITHIN``, streamlab
 when it exceeds ``within``; event times are whole milliseconds). This holds when no event can satisfy
 two steps, which the exporter can only prove for conditions of the form ``column == literal`` on one
-column with a different literal per step; ``differs_from`` is not translated. Other patterns are
+column with a different literal per step (a column named in backticks, `` `event type` == 'buy' ``, as
+well); ``differs_from`` is not translated. Other patterns are
 refused with the step and the reason (:func:`pattern_refusal`).
 
 Examples
@@ -72,9 +73,18 @@ def _literal(value: Any) -> str:
 
 
 def _equality(where: str) -> tuple[str, Any] | None:
-    """``(column, literal)`` of a condition ``column == literal``, or None for any other condition."""
+    """``(column, literal)`` of a condition ``column == literal``, or None for any other condition; the
+    column may be backtick-quoted (`` `event type` == 'buy' ``), as filters and rules read it, and is
+    then that name (quoted again with SQL backticks by ``_q``).
+
+    Examples
+    --------
+    >>> _equality("`event type` == 'buy'"), _equality("kind == 1"), _equality("`unit price` > 3")
+    (('event type', 'buy'), ('kind', 1), None)
+    """
     try:
-        node = _pyast.parse(where, mode="eval").body
+        text, quoted = _pyast.unquote_backticks(where)
+        node = _pyast.parse(text, mode="eval").body
     except SyntaxError:
         return None
     if not (isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], ast.Eq)):
@@ -88,7 +98,7 @@ def _equality(where: str) -> tuple[str, Any] | None:
         _literal(right.value)
     except ValueError:
         return None
-    return left.id, right.value
+    return quoted.get(left.id, left.id), right.value
 
 
 def pattern_refusal(pattern: Pattern) -> str | None:

@@ -79,3 +79,30 @@ def test_backtick_quoted_pattern_exports_equal(target: str, tmp_path: Path) -> N
     report = verify(quoted(), lines(), target, workdir=tmp_path)
     assert report.equal, report.diff.head(20).to_string()
     assert report.counts["spree"] == {"streamlab": 6, target: 6}
+
+
+def test_an_equality_on_a_backtick_quoted_column_translates_to_match_recognize() -> None:
+    # `event type` == 'buy' IS of the form column == literal: it was refused "only conditions of the
+    # form column == literal translate" for its backticks, and the Flink export fell back to DataStream
+    cfg = Pattern(
+        key="k", within="1m", steps=[("v", "`event type` == 'view'"), ("b", "`event type` == 'buy'")]
+    )
+    assert pattern_refusal(cfg) is None
+
+
+def test_a_backtick_equality_pattern_runs_as_flink_sql_equal_to_streamlab(tmp_path: Path) -> None:
+    p = Pipeline(ListSource([b"{}"]), name="quoted_sql")
+    p.parse(SCHEMA).pattern(
+        "user_id",
+        [
+            PatternStep("views", "`event type` == 'view'", times=2),
+            PatternStep("buy", "`event type` == 'buy'"),
+        ],
+        within="1m",
+        step_id="spree",
+    )
+    files = p.to_flink(str(tmp_path / "export"))
+    assert "`event type` = 'view'" in files.read("main.py")
+    report = verify(p, lines(), "flink", workdir=tmp_path / "verify", flink_job="sql")
+    assert report.equal, report.diff.head(20).to_string()
+    assert report.counts["spree"]["streamlab"] > 0
