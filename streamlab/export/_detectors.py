@@ -55,8 +55,9 @@ def _ns(value: Any, what: str) -> int:
     return parse_duration(value, what=what)
 
 
-def _refuse(step_id: str, why: str, fix: str) -> PipelineConfigError:
-    return PipelineConfigError(step_id, "operator", why, fix)
+def _refuse(step_id: str, config: Any, why: str, fix: str) -> PipelineConfigError:
+    """An export error for a row step, named by its config's class (``_plan.step_label``)."""
+    return PipelineConfigError(step_id, type(config).__name__, why, fix)
 
 
 def row_step_spec(config: Any, step_id: str) -> dict[str, Any]:
@@ -144,6 +145,7 @@ def row_step_spec(config: Any, step_id: str) -> dict[str, Any]:
         }
     raise _refuse(
         step_id,
+        config,
         f"{type(config).__name__} steps have no per-record form, so exporters cannot translate them",
         "use streamlab's detectors, features, rules and patterns, or keep this step in the notebook",
     )
@@ -161,6 +163,7 @@ def _detect_spec(config: Detect, step_id: str) -> dict[str, Any]:
     ):
         raise _refuse(
             step_id,
+            config,
             f"detector RiverDetector({config.detector.name}) wraps an arbitrary river model, which exported code "
             "cannot rebuild",
             "use one of streamlab's detectors (HalfSpaceTreesDetector, GaussianScorerDetector, ...)",
@@ -171,6 +174,7 @@ def _detect_spec(config: Detect, step_id: str) -> dict[str, Any]:
     ):
         raise _refuse(
             step_id,
+            config,
             f"{type(config.detector).__name__} has seed=None: its random trees or features would differ between "
             "the notebook and the exported job",
             f"pass seed=42 (any int) to {type(config.detector).__name__}",

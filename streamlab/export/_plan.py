@@ -488,8 +488,27 @@ def sink_outputs(p: Pipeline) -> dict[str, str]:
 _ALWAYS = (SourceStep, ParseStep, FilterStep, MapStep, SelectStep, DedupStep, KeyByStep, SinkStep)
 
 
+def step_label(step: Step) -> str:
+    """What an export error calls a step: its kind, or for a detector, feature, rule, drift or pattern
+    step its config's class (``VelocityFeature``), where the kind alone said "(operator)".
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.detectors import VelocityFeature
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([b"{}"]))
+    >>> _ = p.parse().apply(VelocityFeature(key="user_id"), step_id="v")
+    >>> step_label(p.steps["parse"]), step_label(p.steps["v"])
+    ('parse', 'VelocityFeature')
+    """
+    if isinstance(step, OperatorStep):
+        return type(step.config).__name__
+    return step.kind
+
+
 def unsupported(step: Step, target: str, why: str, fix: str) -> PipelineConfigError:
-    return PipelineConfigError(step.step_id, step.kind, f"cannot export to {target}: {why}", fix)
+    return PipelineConfigError(step.step_id, step_label(step), f"cannot export to {target}: {why}", fix)
 
 
 def window_geometry(step: WindowStep) -> dict[str, int]:

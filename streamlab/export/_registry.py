@@ -68,15 +68,16 @@ def find(target: str, step: Step) -> Callable[..., Any] | None:
 
 def emitter_for(target: str, step: Step) -> Callable[..., Any]:
     """``target``'s emitter for ``step``; a PipelineConfigError naming the step when there is none."""
+    from streamlab.export._plan import step_label
+
     fn = find(target, step)
     if fn is None:
         others = targets_for(step)
         fix = f"export to {' or '.join(others)}" if others else "keep this step in the notebook"
+        label = step_label(step)
+        what = f"{label} steps" if label != step.kind else f"steps of kind {step.kind!r}"
         raise PipelineConfigError(
-            step.step_id,
-            step.kind,
-            f"cannot export to {target}: steps of kind {step.kind!r} are not translated",
-            fix,
+            step.step_id, label, f"cannot export to {target}: {what} are not translated", fix
         )
     return fn
 

@@ -1043,7 +1043,7 @@ def _check(p: Pipeline) -> list[Step]:
     if len(windows) != 1 or chain[-1] is not windows[0]:
         raise PipelineConfigError(
             chain[-1].step_id,
-            chain[-1].kind,
+            _plan.step_label(chain[-1]),
             "cannot export to AWS Lambda: the handler writes tumbling-window results to Timestream, so the "
             "chain must end in exactly one window step",
             "end the pipeline with .window(TumblingWindow(...)).agg(...)",

@@ -1881,7 +1881,7 @@ def bigquery_refusals(pipeline: Pipeline, tables: dict[str, Any]) -> list[Pipeli
                 out.append(
                     PipelineConfigError(
                         step.step_id,
-                        step.kind,
+                        _plan.step_label(step),
                         f"cannot write column {col!r} to BigQuery table {table!r}: {why}",
                         f"give the column a name BigQuery takes, e.g. in the parse schema {{{fixed!r}: {{'type': "
                         f"..., 'path': [{col!r}]}}}} or with select({fixed}={col!r}), or export with sink='files'",

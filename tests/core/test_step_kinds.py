@@ -345,7 +345,10 @@ def test_an_exporter_keys_a_detector_step_on_its_config_class(monkeypatch: pytes
     assert _registry.emitter_for("doc", step)(None, step) == "velocity of card_id"
     assert "velocity_feature" in _registry.registered("doc")
     other = st.OperatorStep("z", ("source",), config=ZScoreFeature("card_id", "amount"))
-    with pytest.raises(PipelineConfigError, match=r"step 'z' \(operator\): cannot export to doc"):
+    with pytest.raises(
+        PipelineConfigError,
+        match=r"step 'z' \(ZScoreFeature\): cannot export to doc: ZScoreFeature steps are not",
+    ):
         _registry.emitter_for("doc", other)
 
 

@@ -95,7 +95,7 @@ def test_the_datastream_only_export_says_why_and_lists_river(tmp_path: Path) -> 
     assert out.module.name == "datastream.py" and "main.py" not in out.files
     assert out.read("requirements.txt").endswith(f"\napache-flink==2.2.*\nriver=={FLINK_RIVER_VERSION}\n")
     readme = out.read("README.md")
-    assert "**Why no Flink SQL job (`job.sql`, `main.py`)**: step `zscore_feature` (operator)" in readme
+    assert "**Why no Flink SQL job (`job.sql`, `main.py`)**: step `zscore_feature` (ZScoreFeature)" in readme
     assert "flink run -py datastream.py" in readme and "`trees` (detect)" in readme
     assert 'python  = "datastream.py"' in out.read("main.tf")
     text = out.read("datastream.py")
@@ -126,7 +126,7 @@ def test_steps_neither_job_runs_are_refused_naming_the_step(tmp_path: Path) -> N
     p.parse(IOT_SCHEMA).detect(
         RiverDetector(anomaly.HalfSpaceTrees(seed=1)), features=["vibration"], step_id="mine"
     )
-    with pytest.raises(PipelineConfigError, match=r"step 'mine' \(operator\).*arbitrary river model"):
+    with pytest.raises(PipelineConfigError, match=r"step 'mine' \(Detect\).*arbitrary river model"):
         to_flink(p, tmp_path / "a")
     q = Pipeline(ListSource([b"{}"]), name="unseeded")
     q.parse(IOT_SCHEMA).detect(HalfSpaceTreesDetector(), features=["vibration"], step_id="trees")

@@ -246,7 +246,7 @@ def test_steps_with_state_are_refused_naming_the_step_and_beam(
     with pytest.raises(PipelineConfigError) as caught:
         to_lambda(p, tmp_path)
     message = str(caught.value)
-    assert f"step 'stateful_step' (operator): cannot export to AWS Lambda: {kind}" in message
+    assert f"step 'stateful_step' ({type(step).__name__}): cannot export to AWS Lambda: {kind}" in message
     assert "1 MB per shard" in message and "400 KB" in message and "export to Apache Beam" in message
 
 
@@ -264,6 +264,6 @@ def test_a_pattern_is_refused_too(tmp_path: Path) -> None:
     p = Pipeline(ListSource([b"{}"]), name="patterns")
     p.parse(SCHEMA).pattern("card_id", [PatternStep("a", "amount > 0")], within="1h", step_id="geo")
     with pytest.raises(
-        PipelineConfigError, match=r"step 'geo' \(operator\): cannot export to AWS Lambda: Pattern"
+        PipelineConfigError, match=r"step 'geo' \(Pattern\): cannot export to AWS Lambda: Pattern"
     ):
         to_lambda(p, tmp_path)

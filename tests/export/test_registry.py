@@ -58,7 +58,7 @@ def test_a_detector_step_is_refused_by_lambda_naming_it_and_beam(tmp_path: Path)
     ruled.window(TumblingWindow("1m"), key="event_type").agg(agg.count())
     with pytest.raises(
         PipelineConfigError,
-        match=r"step 'big_amount' \(operator\): cannot export to AWS Lambda: DriftDetector keeps state.*Apache Beam",
+        match=r"step 'big_amount' \(DriftDetector\): cannot export to AWS Lambda: DriftDetector keeps state.*Apache Beam",
     ):
         to_lambda(p, tmp_path / "lambda")
     assert to_beam(p, tmp_path / "beam").module.exists()

@@ -1,0 +1,44 @@
+"""Export errors name a detector, feature, rule, drift or pattern step by its config's class
+(``VelocityFeature``), as the pipeline's own errors and diagram do; they said "(operator)", the
+internal kind every such step shares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamlab import Pipeline, TumblingWindow, agg
+from streamlab.detectors import RiverDetector, VelocityFeature
+from streamlab.errors import PipelineConfigError
+from streamlab.export import to_beam, to_lambda, to_spark
+from streamlab.testing import ListSource
+
+SCHEMA = {"event_id": "string", "user": "string", "timestamp": "timestamp", "amount": "float64"}
+
+
+def test_a_spark_refusal_names_the_feature_class(tmp_path: Path) -> None:
+    p = Pipeline(ListSource([b"{}"]), name="late_feature")
+    p.parse(SCHEMA).window(TumblingWindow("1m"), key="user").agg(agg.count()).apply(
+        VelocityFeature(key="user", value="count", time="window_end"), step_id="velo"
+    )
+    with pytest.raises(
+        PipelineConfigError, match=r"^step 'velo' \(VelocityFeature\): cannot export to Spark"
+    ):
+        to_spark(p, tmp_path)
+
+
+def test_a_lambda_refusal_names_the_feature_class(tmp_path: Path) -> None:
+    p = Pipeline(ListSource([b"{}"]), name="no_window")
+    p.parse(SCHEMA).apply(VelocityFeature(key="user", value="amount"), step_id="velo")
+    with pytest.raises(PipelineConfigError, match=r"^step 'velo' \(VelocityFeature\): cannot export to AWS"):
+        to_lambda(p, tmp_path)
+
+
+def test_a_row_step_without_a_per_record_form_names_its_class(tmp_path: Path) -> None:
+    from river import anomaly
+
+    p = Pipeline(ListSource([b"{}"]), name="custom")
+    p.parse(SCHEMA).detect(RiverDetector(anomaly.HalfSpaceTrees(seed=1)), features=["amount"], step_id="mine")
+    with pytest.raises(PipelineConfigError, match=r"^step 'mine' \(Detect\): detector RiverDetector"):
+        to_beam(p, tmp_path)
