@@ -22,7 +22,15 @@ from streamlab.errors import PipelineConfigError
 from streamlab.pipeline import Pipeline
 from streamlab.steps import ParseStep, SourceStep
 
-__all__ = ["ReplayInput", "replay_input", "replay_input_block", "replay_input_note", "write_job_input"]
+__all__ = [
+    "ReplayInput",
+    "needed_format",
+    "replay_input",
+    "replay_input_block",
+    "replay_input_note",
+    "write_job_input",
+    "write_records",
+]
 
 
 @dataclass(frozen=True)
@@ -175,20 +183,41 @@ def write_job_input(pipeline: Pipeline, path: str | os.PathLike[str], *, input_f
             "name the column of raw records with parse(..., value_column='...')",
         )
     records = [_record_bytes(v, i, found.column) for i, v in enumerate(frame[found.column].tolist())]
-    if input_format == "lines":
-        broken = next((i for i, r in enumerate(records) if b"\n" in r or r.endswith(b"\r")), None)
-        if broken is not None:
-            raise ValueError(
-                f"write_job_input: row {broken} of column {found.column!r} holds a line break, which a file "
-                "of lines would split. Fix: write_job_input(..., input_format='base64') and run the job "
-                "with --input_format base64 (Beam, Flink)"
-            )
-        data = b"".join(r + b"\n" for r in records)
+    if input_format == "lines" and needed_format(records) != "lines":
+        row = next((i for i, r in enumerate(records) if b"\n" in r or r.endswith(b"\r")), 0)
+        raise ValueError(
+            f"write_job_input: row {row} of column {found.column!r} holds a line break (or starts the "
+            "file with a byte order mark), which a file of lines would split or lose. Fix: "
+            "write_job_input(..., input_format='base64') and run the job with --input_format base64 "
+            "(Beam, Flink)"
+        )
+    return write_records(Path(path), records, input_format)
+
+
+def needed_format(records: list[bytes]) -> str:
+    """``"lines"`` when a file of lines holds ``records`` as they are, else ``"base64"``
+    (``streamlab.export.verify.input_format``'s rule)."""
+    from streamlab.export.verify import input_format
+
+    return input_format(records)
+
+
+def write_records(path: Path, records: list[bytes], input_format: str) -> Path:
+    """Write raw records to ``path`` as an exported job's ``--input`` reads them: one a line, or (for
+    ``"base64"``) one record's bytes in base64 a line.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "in.jsonl"
+    >>> write_records(path, [b"a", b"b\\n"], "base64").read_bytes()
+    b'YQ==\\nYgo=\\n'
+    """
+    if input_format == "base64":  # a line break inside a record would split it in two: one record per line
+        path.write_bytes(b"".join(base64.b64encode(r) + b"\n" for r in records))
     else:
-        data = b"".join(base64.b64encode(r) + b"\n" for r in records)
-    out = Path(path)
-    out.write_bytes(data)
-    return out
+        path.write_bytes(b"".join(r + b"\n" for r in records))
+    return path
 
 
 def _record_bytes(value: Any, row: int, column: str) -> bytes:

@@ -15,7 +15,6 @@ source and ``availableNow``; see ``streamlab.export.spark`` for what is compared
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import html
 import importlib.util
@@ -379,24 +378,39 @@ def run_beam_program(
     The module reads the file as bytes and replays it as a stream, late rows as in streamlab
     (``--input FILE --replay``; with ``--input_format base64`` when a record holds a line break:
     :func:`input_format`), runs on the streaming DirectRunner and writes every output through its
-    own files sink; the rows are read back from those files, by stream reference. The child runs in
-    ``workdir`` and is handed absolute paths only (a relative ``workdir`` is the caller's); it is
-    stopped after ``timeout_s`` seconds with a TimeoutError saying so.
+    own files sink; the rows are read back from those files, by stream reference
+    (:func:`beam_program_outputs`). The child runs in ``workdir`` and is handed absolute paths only (a
+    relative ``workdir`` is the caller's); it is stopped after ``timeout_s`` seconds with a TimeoutError
+    saying so.
     """
-    import subprocess
+    from streamlab.export._input import write_records
 
     work = Path(workdir).resolve()  # the child's cwd is work: a path relative to ours would miss
-    module_path = Path(module_path).resolve()
-    sample = work / "verify-input.jsonl"
     framing = input_format(lines)
-    if framing == "base64":  # a line break inside a record would split it in two: one record per line
-        sample.write_bytes(b"".join(base64.b64encode(line) + b"\n" for line in lines))
-    else:
-        sample.write_bytes(b"".join(line + b"\n" for line in lines))
+    sample = write_records(work / "verify-input.jsonl", lines, framing)
+    return beam_program_outputs(module_path, sample, work, input_format=framing, timeout_s=timeout_s)
+
+
+def beam_program_outputs(
+    module_path: str | Path,
+    input_path: str | Path,
+    workdir: str | Path,
+    *,
+    input_format: str = "lines",
+    timeout_s: float = 600.0,
+) -> dict[str, pd.DataFrame]:
+    """Run the generated Beam module by its command line on the file ``input_path`` (``--input FILE
+    --replay``, and ``--input_format`` unless ``"lines"``), in a child process in ``workdir``, writing
+    through its files sink (into ``workdir/verify-output``, emptied first); its outputs by reference."""
+    import subprocess
+
+    work = Path(workdir).resolve()
+    module_path = Path(module_path).resolve()
     out_dir = fresh_dir(work / "verify-output")  # never an earlier run's files
-    cmd = [sys.executable, str(module_path), "--input", str(sample), "--replay", "--sink", "files"]
-    if framing != "lines":
-        cmd += ["--input_format", framing]
+    cmd = [sys.executable, str(module_path), "--input", str(Path(input_path).resolve()), "--replay"]
+    cmd += ["--sink", "files"]
+    if input_format != "lines":
+        cmd += ["--input_format", input_format]
     cmd += ["--output", str(out_dir), "--runner", "DirectRunner", "--direct_num_workers", "1"]
     cmd += ["--file_window_s", str(10**10), "--file_shards", "1"]  # one file per output and pane
     try:

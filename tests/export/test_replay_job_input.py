@@ -8,8 +8,6 @@ exported Beam program on its own command line, gives streamlab's results."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -21,8 +19,7 @@ from streamlab import ManualClock, Pipeline, ReplaySource, TumblingWindow, agg
 from streamlab.cli import main
 from streamlab.errors import PipelineConfigError
 from streamlab.export import write_job_input
-from streamlab.export._plan import const_value
-from streamlab.export.verify import rows_frame
+from streamlab.export.verify import beam_program_outputs
 
 FIELDS = {"event_id": "string", "user": "string", "timestamp": "timestamp"}
 RECORDS = [{"event_id": f"e{i}", "user": "u", "timestamp": f"2024-01-01T00:0{i}:00Z"} for i in range(4)]
@@ -86,7 +83,7 @@ def test_a_raw_json_lines_replay_has_no_such_note(tmp_path: Path, method: str) -
 
 
 @settings(max_examples=30, deadline=None)
-@given(texts=st.lists(st.text(max_size=8), min_size=1, max_size=6))
+@given(texts=st.lists(st.text(st.sampled_from('a{}"\n\r\ufeff'), max_size=8), min_size=1, max_size=6))
 def test_a_record_with_a_line_break_is_written_in_base64(texts: list[str]) -> None:
     import base64
     import tempfile
@@ -95,7 +92,8 @@ def test_a_record_with_a_line_break_is_written_in_base64(texts: list[str]) -> No
     p.parse({"s": "string"}, value_column="payload", time=None)
     path = Path(tempfile.mkdtemp()) / "in.txt"
     records = [t.encode("utf-8", "surrogatepass") for t in texts]
-    if any(b"\n" in r or r.endswith(b"\r") for r in records):
+    # a line break would split a record, a byte order mark starting the file would be skipped
+    if any(b"\n" in r or r.endswith(b"\r") for r in records) or records[0].startswith(b"\xef\xbb\xbf"):
         with pytest.raises(ValueError, match="input_format='base64'"):
             write_job_input(p, path)
     else:
@@ -120,17 +118,7 @@ def test_the_written_input_gives_the_beam_program_streamlabs_results(tmp_path: P
     ours = p.run(clock=ManualClock(0))
     files = p.to_beam(str(tmp_path / "beam"))
     events = write_job_input(p, tmp_path / "events.jsonl")
-    out = tmp_path / "out"
-    cmd = [sys.executable, str(files.module), "--input", str(events), "--replay", "--sink", "files"]
-    cmd += ["--output", str(out), "--runner", "DirectRunner", "--direct_num_workers", "1"]
-    cmd += ["--file_window_s", str(10**10), "--file_shards", "1"]
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    theirs = {}
-    for ref, name in const_value(files.module.read_text(), "OUTPUTS").items():
-        written = [f for f in sorted((out / name).glob("*")) if f.is_file() and not f.name.startswith(".")]
-        rows = [json.loads(x) for f in written for x in f.read_text().splitlines() if x]
-        theirs[ref] = rows_frame(rows)
+    theirs = beam_program_outputs(files.module, events, tmp_path)
     window = theirs["window"].sort_values("window_start")
     assert window["count"].tolist() == ours["window"]["count"].tolist() == [2, 2]
     assert (
