@@ -730,8 +730,10 @@ def verify(
         The pipeline; its source is replaced by the sample and its sinks are left out (their inputs
         are compared instead).
     sample
-        Raw records in arrival order (bytes/str), a frame with a ``value`` column, or a frame of events
-        (written as JSON records). Put disorder, late records and bad records in it.
+        Raw records in arrival order (bytes/str), a frame with the column the parse reads (its
+        ``value_column``: the replayed rows themselves) or a ``value`` column, or a frame of events
+        (written as JSON records). Put disorder, late records and bad records in it. streamlab's run and
+        the export's are given the same records, in the parse's column for streamlab's.
     target
         ``"beam"`` (DirectRunner with a TestStream), ``"lambda"`` (the handler against moto),
         ``"flink"`` (the exported ``main.py`` on Flink's local mini-cluster, reading the sample from a

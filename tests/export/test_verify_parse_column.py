@@ -49,3 +49,10 @@ def test_verify_feeds_the_parsed_column_to_spark(tmp_path: Path) -> None:
     report = verify(_pipeline(), ROWS, "spark", workdir=tmp_path)
     assert report.equal, report.diff.to_string()
     assert report.counts["parse.dead_letter"] == {"streamlab": 1, "spark": 1}
+
+
+@pytest.mark.slow
+def test_verify_feeds_the_parsed_column_to_flink(tmp_path: Path) -> None:
+    report = verify(_pipeline(), ROWS, "flink", workdir=tmp_path)
+    assert report.equal, report.diff.to_string()
+    assert report.counts["parse.dead_letter"] == {"streamlab": 1, "flink": 1}
