@@ -87,41 +87,41 @@ ROW_SAMPLE = [
 ]
 
 
-def _row_pipeline(kind: str) -> Pipeline:
-    p = Pipeline(ListSource(ROW_SAMPLE), name=f"seen_{kind}")
+def _row_pipeline(*kinds: str) -> Pipeline:
+    """A feature, a detector and a pattern (each of ``kinds``, its step id the kind) on the parsed rows."""
+    p = Pipeline(ListSource(ROW_SAMPLE), name="seen_" + "_".join(kinds))
     parsed = p.parse({**FIELDS, "amount": "float64"})
-    if kind == "feature":
-        parsed.apply(VelocityFeature("user", window="10m", value="amount", time="seen"), step_id="step")
-    elif kind == "detector":
-        parsed.detect(
-            GaussianScorerDetector(grace_period=2),
-            features=["amount"],
-            key="user",
-            time="seen",
-            step_id="step",
-        )
-    else:
-        steps = [PatternStep("a", "amount >= 0"), PatternStep("b", "amount >= 0")]
-        parsed.pattern("user", steps, within="1m", time="seen", name="two", step_id="step")
+    for kind in kinds:
+        if kind == "feature":
+            parsed.apply(VelocityFeature("user", window="10m", value="amount", time="seen"), step_id=kind)
+        elif kind == "detector":
+            parsed.detect(
+                GaussianScorerDetector(grace_period=2),
+                features=["amount"],
+                key="user",
+                time="seen",
+                step_id=kind,
+            )
+        else:
+            steps = [PatternStep("a", "amount >= 0"), PatternStep("b", "amount >= 0")]
+            parsed.pattern("user", steps, within="1m", time="seen", name="two", step_id=kind)
     return p
 
 
 @pytest.mark.parametrize(("kind", "want"), [("feature", WANT), ("detector", WANT_TTL), ("pattern", WANT)])
 def test_features_detectors_and_patterns_name_the_event_times_they_read(kind: str, want: str) -> None:
-    dead = _row_pipeline(kind).run(clock=ManualClock(0))["step.dead_letter"]
+    dead = _row_pipeline(kind).run(clock=ManualClock(0))[f"{kind}.dead_letter"]
     assert dead["reason"].tolist() == [want] * 2 and "\n" not in want
 
 
-@pytest.mark.parametrize("kind", ["feature", "detector", "pattern"])
 @pytest.mark.parametrize(
     ("target", "options"), [("beam", {}), ("spark", {}), ("flink", {"flink_job": "datastream"})]
 )
-def test_their_exports_give_the_same_reason(
-    kind: str, target: str, options: dict[str, Any], request: Any
-) -> None:
+def test_their_exports_give_the_same_reason(target: str, options: dict[str, Any], request: Any) -> None:
+    """One program per target holds the three steps (a JVM's start is most of a Spark or Flink run)."""
     if target == "flink":
         options = {**options, "flink_python": request.getfixturevalue("flink_python")}
-    report = verify(_row_pipeline(kind), ROW_SAMPLE, target, **options)
+    report = verify(_row_pipeline("feature", "detector", "pattern"), ROW_SAMPLE, target, **options)
     assert report.equal, report.diff.head(20).to_string()
-    want = WANT_TTL if kind == "detector" else WANT
-    assert report.exported["step.dead_letter"]["reason"].tolist() == [want] * 2
+    for kind, want in (("feature", WANT), ("detector", WANT_TTL), ("pattern", WANT)):
+        assert report.exported[f"{kind}.dead_letter"]["reason"].tolist() == [want] * 2, kind
