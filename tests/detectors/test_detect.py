@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 import random
 from collections import OrderedDict
@@ -365,6 +366,22 @@ def test_threshold_config_errors() -> None:
         AdaptiveThresholdFilter().build()
     with pytest.raises(ValueError, match="per_key=False"):
         AdaptiveThresholdFilter(key="u", per_key=False)
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda: FixedThresholdFilter(float("inf")), "got inf, which flags no score"),
+        (lambda: FixedThresholdFilter(-math.inf), "got -inf, which flags every score"),
+        (lambda: AdaptiveThresholdFilter(k=math.inf), "k must be a finite number >= 0"),
+    ],
+)
+def test_an_infinite_threshold_is_refused_with_the_fix(make, words) -> None:
+    # FixedThresholdFilter(inf) flagged nothing and -inf everything, silently
+    with pytest.raises(ValueError, match=words) as e:
+        make()
+    assert "pass " in str(e.value)
+    assert FixedThresholdFilter(1e308).value == 1e308 and AdaptiveThresholdFilter(k=0.0).k == 0.0
 
 
 def test_detect_refuses_to_overwrite_an_existing_column():
