@@ -1267,7 +1267,9 @@ class Stream:
         """Join each event with a table: a DataFrame, a Parquet/CSV path, or ``DuckDBTable``.
 
         An event whose key is missing (null, NaN) in any key column matches no row of the table, as in
-        SQL: ``how="left"`` keeps it with the table's columns missing, ``how="inner"`` drops it."""
+        SQL: ``how="left"`` keeps it with the table's columns missing, ``how="inner"`` drops it. The table
+        holds one row per key (a lookup, as a Kafka Streams KTable or a Beam side input read as a dict):
+        a table with a key on two rows is refused, as each matching event would become two rows."""
         sid = self._sid(step_id, "enrich")
         keys = (on,) if isinstance(on, str) else tuple(on)
         ref: str | None = None
@@ -1531,8 +1533,8 @@ def repeats_ids(pipeline: Pipeline, ref: str) -> bool:
     rows (what ``DuckDBSink(key='auto')`` asks before upserting by it).
 
     Yes for a side output (``.duplicates``, ``.late``, ``.dead_letter``, ``.early``: every repeat, every
-    late row, every failure is a row of its own), for an interval join, an enrich (a key may match several
-    rows of the other side) and a ``map_many`` (a batch function may return an event several times),
+    late row, every failure is a row of its own), for an interval join (an event may match several rows
+    of the other side) and a ``map_many`` (a batch function may return an event several times),
     and for a union of streams that repeat ids or share a source (an event may arrive by both ways).
     ``dedup`` on ``event_id`` makes them unique again; a source's events and every other step keep what
     their input has (window results name windows, not events).
@@ -1553,7 +1555,7 @@ def repeats_ids(pipeline: Pipeline, ref: str) -> bool:
         return True
     if isinstance(step, (SourceStep, WindowStep)):
         return False
-    if isinstance(step, (IntervalJoinStep, EnrichStep)):
+    if isinstance(step, IntervalJoinStep):  # (an enrich's table holds one row per key: EnrichStep.check)
         return True
     if isinstance(step, MapStep) and step.fn is not None and not step.per_event:
         return True

@@ -22,7 +22,7 @@ from streamlab import _pyast
 from streamlab import _step_codecs as codec
 from streamlab._dead_letter import dead_letter_columns
 from streamlab._dedup import DedupOperator
-from streamlab._joins import EnrichOperator, IntervalJoinOperator
+from streamlab._joins import EnrichOperator, IntervalJoinOperator, repeated_keys
 from streamlab._names import MAX_NAME_LENGTH, NAME_FIX, name_problem
 from streamlab._parse import FieldSpec, ParseOperator
 from streamlab._sessions import SessionOperator
@@ -1138,6 +1138,18 @@ class EnrichStep(Step):
         for k in self.on:
             if k not in self.table.columns:
                 self.invalid(f"the table has no column {k!r}", suggest(k, self.table.columns))
+        # An enrichment looks each event's key up in the table (as a KTable or a side input held as a
+        # dict does): a key on two rows would turn each matching event into two rows, silently.
+        repeated, n = repeated_keys(self.table, list(self.on))
+        if repeated:
+            on = list(self.on)
+            shown = ", ".join(repr(k[0] if len(on) == 1 else k) for k in repeated)
+            self.invalid(
+                f"the table holds {n} key{'s' if n > 1 else ''} of {on} on more than one row (e.g. {shown}), "
+                "and each event with such a key would become one row per table row",
+                f"keep one row per key, e.g. table.drop_duplicates(subset={on}, keep='last'), or aggregate the "
+                f"table by {on} first",
+            )
 
     def build(self) -> Operator:
         return EnrichOperator(self.table, list(self.on), self.how)
