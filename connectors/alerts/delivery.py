@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import urllib.error
 import urllib.request
@@ -105,7 +104,7 @@ class Delivery:
             ("max_backoff", self.max_backoff, 60),
             ("timeout", self.timeout, 10),
         ):
-            object.__setattr__(self, parameter, _finite_seconds(owner, parameter, value, example))
+            object.__setattr__(self, parameter, positive_seconds(owner, parameter, value, example))
         if self.backoff > self.max_backoff:
             raise ParameterError(
                 owner,
@@ -114,18 +113,6 @@ class Delivery:
                 "retry would wait max_backoff",
                 "make backoff at most max_backoff, e.g. Delivery(backoff=1, max_backoff=60)",
             )
-
-
-def _finite_seconds(owner: str, parameter: str, value: Any, example: float) -> float:
-    seconds = positive_seconds(owner, parameter, value, example)
-    if math.isinf(seconds):  # a wait of inf seconds: a retry that never comes, a request that never ends
-        raise ParameterError(
-            owner,
-            parameter,
-            f"expected a finite number of seconds, got {value!r}",
-            f"write a number of seconds such as {parameter}: {example} ({parameter}={example} in Python)",
-        )
-    return seconds
 
 
 def _check_counts(owner: str, rate_limit_per_minute: Any, max_retries: Any) -> None:
@@ -337,7 +324,7 @@ def make_delivery(
     return Delivery(
         rate_limit_per_minute=rate_limit_per_minute,
         max_retries=max_retries,
-        timeout=_finite_seconds(owner, "timeout", timeout, 10),
+        timeout=positive_seconds(owner, "timeout", timeout, 10),
     )
 
 
