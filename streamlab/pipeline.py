@@ -57,6 +57,7 @@ from streamlab.steps import (
     WindowStep,
     expr_columns,
     partition_columns,
+    read_table,
 )
 from streamlab.windows import Window
 
@@ -1277,7 +1278,7 @@ class Stream:
             ref, table = table, None
         elif not isinstance(table, pd.DataFrame) and hasattr(table, "load") and hasattr(table, "ref"):
             ref = str(table.ref)
-            table = table.load()
+            table = read_table(sid, ref, table.load)  # a DuckDBTable's missing database names the step
         step = EnrichStep(sid, (self.ref,), table=cast(Any, table), table_ref=ref, on=keys, how=how)
         return self.pipeline._add(step)
 

@@ -1080,6 +1080,23 @@ class IntervalJoinStep(Step):
         return {"out": tuple(out), "late": None}
 
 
+def read_table(step_id: str, ref: str, load: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """``load()``: the table of enrich step ``step_id`` from ``ref``; pandas', pyarrow's or DuckDB's own
+    error (a missing file or database, a query that fails) is a PipelineConfigError naming the step."""
+    try:
+        return load()
+    except PipelineConfigError:
+        raise
+    except Exception as e:  # pandas', pyarrow's or DuckDB's own error: no step, no fix
+        raise PipelineConfigError(
+            step_id,
+            "enrich",
+            f"cannot read the table {str(ref)!r}: {type(e).__name__}: {e}",
+            "pass an existing .csv or .parquet file with a header row, duckdb:PATH:QUERY (or "
+            "DuckDBTable(path, query)) on an existing database, or a DataFrame",
+        ) from e
+
+
 def _load_table(ref: str) -> pd.DataFrame:
     if ref.startswith("duckdb:"):
         from streamlab.sinks import DuckDBTable
@@ -1115,17 +1132,8 @@ class EnrichStep(Step):
 
     def check(self) -> None:
         if self.table is None and isinstance(self.table_ref, str):
-            try:
-                table = _load_table(self.table_ref)
-            except PipelineConfigError:
-                raise
-            except Exception as e:  # pandas', pyarrow's or DuckDB's own error: no step, no fix
-                self.invalid(
-                    f"cannot read the table {str(self.table_ref)!r}: {type(e).__name__}: {e}",
-                    "pass an existing .csv or .parquet file with a header row, duckdb:PATH:QUERY on an "
-                    "existing database, or a DataFrame",
-                )
-            object.__setattr__(self, "table", table)
+            ref = self.table_ref
+            object.__setattr__(self, "table", read_table(self.step_id, ref, lambda: _load_table(ref)))
         if not isinstance(self.table, pd.DataFrame):
             self.invalid(
                 f"cannot use {type(self.table).__name__} as a table",

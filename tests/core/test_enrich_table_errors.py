@@ -71,3 +71,18 @@ def test_a_table_is_refused_exactly_when_an_event_would_match_two_of_its_rows(ke
 
     matched = EnrichOperator(table, ["k"], "inner").process(table[["k"]].rename_axis(None).assign(n=1))["out"]
     assert refused == (len(matched) > len(table["k"].dropna()))
+
+
+def test_a_duckdb_table_object_that_cannot_be_read_names_the_step(tmp_path: Path) -> None:
+    # DuckDBTable(...) given as the table raised DuckDB's own IOException, naming no step and no fix
+    from streamlab import DuckDBTable
+
+    for table in (
+        DuckDBTable(tmp_path / "missing.duckdb", "select 'u' as user_id"),
+        DuckDBTable(tmp_path / "missing.duckdb", ""),
+    ):
+        with pytest.raises(PipelineConfigError) as e:
+            events().stream.enrich(table, "user_id", step_id="users")
+        assert e.value.step_id == "users" and "cannot read the table " in e.value.problem
+        assert "missing.duckdb" in e.value.problem
+        assert "DuckDBTable(path, query)" in e.value.fix
