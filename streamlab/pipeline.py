@@ -417,6 +417,18 @@ class Pipeline:
                 mismatch = aggregator_type_problem(self, step.inputs[0], a) if a.column is not None else None
                 if mismatch:
                     raise PipelineConfigError(step.step_id, step.kind, *mismatch)
+        for port, column in _event_time_columns(step):
+            found = declared_type(self, step.inputs[port], column)
+            if found is not None and found[0] == "bool":
+                # every row failed the step at run time ("Cannot convert tz-naive timestamps")
+                raise PipelineConfigError(
+                    step.step_id,
+                    label_of(step),
+                    f"its event-time column {column!r} is bool (declared by step {found[1]!r}): true and "
+                    "false are no times, so the step would fail on its first rows",
+                    "name the column holding each event's time with time='<column>' (a timestamp, ISO "
+                    "8601 text or epoch seconds/milliseconds)",
+                )
         if isinstance(step, (EnrichStep, IntervalJoinStep)):
             mismatch = join_key_type_problem(self, step)
             if mismatch:
@@ -1527,6 +1539,19 @@ def unread_detect(pipeline: Pipeline, ref: str) -> str | None:
     elif not isinstance(step, (KeyByStep, DedupStep)):
         return None
     return None if read & _DETECT_RESULTS else unread_detect(pipeline, step.inputs[0])
+
+
+def _event_time_columns(step: Step) -> list[tuple[int, str]]:
+    """``(input port, column)`` of each event-time column ``step`` reads."""
+    if isinstance(step, WindowStep):
+        return [(0, step.time)]
+    if isinstance(step, DedupStep):
+        return [(0, step.time)] if step.time is not None else []
+    if isinstance(step, IntervalJoinStep):
+        return [(0, step.left_time), (1, step.right_time)]
+    if isinstance(step, OperatorStep) and isinstance(getattr(step.config, "time", None), str):
+        return [(0, step.config.time)]
+    return []
 
 
 def repeats_ids(pipeline: Pipeline, ref: str) -> bool:
