@@ -433,9 +433,12 @@ class ParseStep(Step):
         names = [f.name for f in self.fields]
         if self.time is not None:
             if self.time not in names:
+                stamps = [f.name for f in self.fields if f.type == "timestamp"]
                 self.invalid(
-                    f"the event-time field {self.time!r} is not in the schema",
-                    f"add {self.time!r}: 'timestamp' to the schema, or pass time=None for streams without "
+                    f"the event-time field {self.time!r} is not in the schema"
+                    + (f" (its timestamp fields: {stamps})" if stamps else ""),
+                    (f"pass time={stamps[0]!r} to read the event time from it, or " if stamps else "")
+                    + f"add {self.time!r}: 'timestamp' to the schema, or pass time=None for streams without "
                     "event time",
                 )
             if next(f for f in self.fields if f.name == self.time).type != "timestamp":

@@ -57,3 +57,12 @@ def test_an_event_time_column_of_iso_text_still_runs() -> None:
     p, stream = parsed()
     STEPS["window"](stream, "s")
     assert p.run()["window"]["count"].tolist() == [1]
+
+
+def test_a_parse_without_its_event_time_field_points_to_the_schemas_timestamp_field() -> None:
+    # Pipeline(time='t').parse({'t': 'timestamp', ...}) said only "add 'timestamp': 'timestamp' to the
+    # schema, or pass time=None", though the schema's own timestamp field was meant
+    with pytest.raises(PipelineConfigError) as e:
+        Pipeline(ListSource(RAW), time="t").parse({"t": "timestamp", "x": "float64"})
+    assert "(its timestamp fields: ['t'])" in e.value.problem
+    assert e.value.fix.startswith("pass time='t' to read the event time from it")
