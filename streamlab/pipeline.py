@@ -1618,6 +1618,15 @@ def check_run_options(options: dict[str, Any]) -> None:
             f"idle_wait={w!r} is not a number of seconds >= 0",
             "pass e.g. idle_wait=0.01",
         )
+    m = options.get("max_collect_rows")
+    if m is not None and (isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 0):
+        raise PipelineConfigError(
+            "pipeline",
+            "run",
+            f"max_collect_rows={m!r} is not a number of rows >= 0",
+            "pass e.g. max_collect_rows=100_000 (the newest rows kept per output without a sink), or None "
+            "to keep all",
+        )
     c = options.get("commit_every")
     if c is not None and _step_duration("pipeline", "run", "commit_every", c) < 0:
         raise PipelineConfigError(
