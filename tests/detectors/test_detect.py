@@ -483,3 +483,11 @@ def test_with_columns_takes_aligned_series_as_they_are() -> None:
     shifted = pd.Series([1.0, 2.0, 3.0], index=[1, 2, 3])
     out = _with_columns(frame.copy(), {"s": shifted}, frame.columns)
     assert out["s"].tolist()[1:] == [1.0, 2.0] and np.isnan(out["s"].iloc[0])
+
+
+def test_a_threshold_reading_another_score_column_is_refused_inside_detect() -> None:
+    # Detect feeds its own scores to the threshold: FixedThresholdFilter(0.5, score='s') judged them,
+    # and score='s' was silently unused
+    with pytest.raises(ValueError, match="reads the column 's', but inside Detect it judges the scores") as e:
+        Detect(GaussianScorerDetector(), features=["x"], threshold=FixedThresholdFilter(0.5, score="s"))
+    assert ".apply(FixedThresholdFilter(..., score='s'))" in str(e.value)
