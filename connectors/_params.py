@@ -3,6 +3,7 @@ connector, the parameter and the fix."""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -55,10 +56,11 @@ def whole_number(value: Any, low: int, high: int | None = None) -> bool:
 def positive_seconds(
     owner: str, parameter: str, value: Any, example: float, *, about: str = "", none: str = ""
 ) -> float:
-    """``value`` as seconds if it is a positive number; anything else (0, a negative or NaN number, the
-    text ``'30'`` of a quoted YAML value, a bool) raises :class:`ParameterError`. ``about`` names what the
-    owner works on (``"table 'p.d.t'"``); ``none`` says what None means where the caller takes it (the
-    caller returns None itself), for the message.
+    """``value`` as seconds if it is a positive, finite number; anything else (0, a negative or NaN
+    number, the text ``'30'`` of a quoted YAML value, a bool, and ``inf``, which socket, gRPC and
+    librdkafka timeouts cannot hold) raises :class:`ParameterError`. ``about`` names what the owner works
+    on (``"table 'p.d.t'"``); ``none`` says what None means where the caller takes it (the caller returns
+    None itself), for the message.
 
     Examples
     --------
@@ -75,6 +77,14 @@ def positive_seconds(
             owner,
             parameter,
             f"expected {expected}{f' for {about}' if about else ''}, got {value!r}",
+            f"write a number of seconds such as {parameter}: {example:g} ({parameter}={example:g} in Python)"
+            + (f", or null (None in Python) to {none}" if none else ""),
+        )
+    if math.isinf(value):  # a socket refuses it (OverflowError), librdkafka reads it as a negative wait
+        raise ParameterError(
+            owner,
+            parameter,
+            f"expected a finite number of seconds{f' for {about}' if about else ''}, got {value!r}",
             f"write a number of seconds such as {parameter}: {example:g} ({parameter}={example:g} in Python)"
             + (f", or null (None in Python) to {none}" if none else ""),
         )

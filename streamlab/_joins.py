@@ -34,6 +34,31 @@ def _keyless(frame: pd.DataFrame, on: list[str]) -> npt.NDArray[np.bool_]:
     return keyless if unkeyed is None else keyless | unkeyed
 
 
+def repeated_keys(table: pd.DataFrame, on: list[str], limit: int = 3) -> tuple[list[tuple[Any, ...]], int]:
+    """Keys (up to ``limit``, as tuples of the key columns' values) that more than one of ``table``'s
+    rows hold, and how many keys repeat; rows with a missing key match nothing and are not counted.
+    Keys are told apart as the join matches them (an object column's ``True``, ``1`` and ``1.0`` are
+    three keys).
+
+    Examples
+    --------
+    >>> repeated_keys(pd.DataFrame({"k": ["a", "b", "a", None, None]}), ["k"])
+    ([('a',)], 1)
+    >>> repeated_keys(pd.DataFrame({"k": pd.Series([True, 1, 1.0], dtype=object)}), ["k"])
+    ([], 0)
+    """
+    keyed = table[on][~_keyless(table, on)]
+    if len(keyed) < 2:
+        return [], 0
+    tagged = keyed.apply(lambda c: typed_key_column(c, every_float=True).astype(object))
+    try:
+        repeated = tagged.duplicated(keep=False)
+    except TypeError:  # keys pandas cannot hash together (a lone surrogate): left to the join
+        return [], 0
+    firsts = keyed[repeated & ~tagged.duplicated(keep="first")]
+    return [tuple(row) for row in firsts.head(limit).itertuples(index=False)], len(firsts)
+
+
 def _merge(left: pd.DataFrame, right: pd.DataFrame, on: list[str], how: str, **kw: Any) -> pd.DataFrame:
     """``left.merge(right, on=on, how=how)`` with keys matched by value and type: where either side's key
     column holds Python objects (a ``json`` field), ``true``, ``1`` and ``1.0`` are three keys (Python

@@ -57,6 +57,7 @@ from streamlab.steps import (
     WindowStep,
     expr_columns,
     partition_columns,
+    read_table,
 )
 from streamlab.windows import Window
 
@@ -416,6 +417,18 @@ class Pipeline:
                 mismatch = aggregator_type_problem(self, step.inputs[0], a) if a.column is not None else None
                 if mismatch:
                     raise PipelineConfigError(step.step_id, step.kind, *mismatch)
+        for port, column in _event_time_columns(step):
+            found = declared_type(self, step.inputs[port], column)
+            if found is not None and found[0] == "bool":
+                # every row failed the step at run time ("Cannot convert tz-naive timestamps")
+                raise PipelineConfigError(
+                    step.step_id,
+                    label_of(step),
+                    f"its event-time column {column!r} is bool (declared by step {found[1]!r}): true and "
+                    "false are no times, so the step would fail on its first rows",
+                    "name the column holding each event's time with time='<column>' (a timestamp, ISO "
+                    "8601 text or epoch seconds/milliseconds)",
+                )
         if isinstance(step, (EnrichStep, IntervalJoinStep)):
             mismatch = join_key_type_problem(self, step)
             if mismatch:
@@ -1267,7 +1280,9 @@ class Stream:
         """Join each event with a table: a DataFrame, a Parquet/CSV path, or ``DuckDBTable``.
 
         An event whose key is missing (null, NaN) in any key column matches no row of the table, as in
-        SQL: ``how="left"`` keeps it with the table's columns missing, ``how="inner"`` drops it."""
+        SQL: ``how="left"`` keeps it with the table's columns missing, ``how="inner"`` drops it. The table
+        holds one row per key (a lookup, as a Kafka Streams KTable or a Beam side input read as a dict):
+        a table with a key on two rows is refused, as each matching event would become two rows."""
         sid = self._sid(step_id, "enrich")
         keys = (on,) if isinstance(on, str) else tuple(on)
         ref: str | None = None
@@ -1275,7 +1290,7 @@ class Stream:
             ref, table = table, None
         elif not isinstance(table, pd.DataFrame) and hasattr(table, "load") and hasattr(table, "ref"):
             ref = str(table.ref)
-            table = table.load()
+            table = read_table(sid, ref, table.load)  # a DuckDBTable's missing database names the step
         step = EnrichStep(sid, (self.ref,), table=cast(Any, table), table_ref=ref, on=keys, how=how)
         return self.pipeline._add(step)
 
@@ -1526,13 +1541,26 @@ def unread_detect(pipeline: Pipeline, ref: str) -> str | None:
     return None if read & _DETECT_RESULTS else unread_detect(pipeline, step.inputs[0])
 
 
+def _event_time_columns(step: Step) -> list[tuple[int, str]]:
+    """``(input port, column)`` of each event-time column ``step`` reads."""
+    if isinstance(step, WindowStep):
+        return [(0, step.time)]
+    if isinstance(step, DedupStep):
+        return [(0, step.time)] if step.time is not None else []
+    if isinstance(step, IntervalJoinStep):
+        return [(0, step.left_time), (1, step.right_time)]
+    if isinstance(step, OperatorStep) and isinstance(getattr(step.config, "time", None), str):
+        return [(0, step.config.time)]
+    return []
+
+
 def repeats_ids(pipeline: Pipeline, ref: str) -> bool:
     """Whether stream ``ref`` may hold one event in several rows, so ``event_id`` does not identify its
     rows (what ``DuckDBSink(key='auto')`` asks before upserting by it).
 
     Yes for a side output (``.duplicates``, ``.late``, ``.dead_letter``, ``.early``: every repeat, every
-    late row, every failure is a row of its own), for an interval join, an enrich (a key may match several
-    rows of the other side) and a ``map_many`` (a batch function may return an event several times),
+    late row, every failure is a row of its own), for an interval join (an event may match several rows
+    of the other side) and a ``map_many`` (a batch function may return an event several times),
     and for a union of streams that repeat ids or share a source (an event may arrive by both ways).
     ``dedup`` on ``event_id`` makes them unique again; a source's events and every other step keep what
     their input has (window results name windows, not events).
@@ -1553,7 +1581,7 @@ def repeats_ids(pipeline: Pipeline, ref: str) -> bool:
         return True
     if isinstance(step, (SourceStep, WindowStep)):
         return False
-    if isinstance(step, (IntervalJoinStep, EnrichStep)):
+    if isinstance(step, IntervalJoinStep):  # (an enrich's table holds one row per key: EnrichStep.check)
         return True
     if isinstance(step, MapStep) and step.fn is not None and not step.per_event:
         return True
@@ -1589,6 +1617,15 @@ def check_run_options(options: dict[str, Any]) -> None:
             "run",
             f"idle_wait={w!r} is not a number of seconds >= 0",
             "pass e.g. idle_wait=0.01",
+        )
+    m = options.get("max_collect_rows")
+    if m is not None and (isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 0):
+        raise PipelineConfigError(
+            "pipeline",
+            "run",
+            f"max_collect_rows={m!r} is not a number of rows >= 0",
+            "pass e.g. max_collect_rows=100_000 (the newest rows kept per output without a sink), or None "
+            "to keep all",
         )
     c = options.get("commit_every")
     if c is not None and _step_duration("pipeline", "run", "commit_every", c) < 0:

@@ -33,6 +33,7 @@ from streamlab._parse import FieldSpec, ParseOperator
 from streamlab._time import NAT_NS, Duration, format_duration, parse_duration, to_utc_ns
 from streamlab._windowing import _NONE, partition_watermarks
 from streamlab.clock import Clock, SystemClock
+from streamlab.errors import closest
 from streamlab.io import Source
 from streamlab.sources import ListSource, ReplaySource, json_document_file
 from streamlab.windows import SessionWindow, SlidingWindow, TumblingWindow, Window
@@ -852,6 +853,8 @@ def profile(
     """
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"profile(n={n!r}): read at least one event, e.g. n=10_000")
+    if parse_duration(timeout, what="profile(timeout=...)") < 0:  # a live source's sample came out empty
+        raise ValueError(f"profile(timeout={timeout!r}): a wait cannot be negative; pass e.g. timeout='30s'")
     src = _as_source(source)
     frame, arrival, assigned = read_sample(src, n, timeout=timeout, clock=clock)
     raw = value_column in frame.columns and (
@@ -867,6 +870,14 @@ def profile(
     else:
         fields = _frame_fields(frame)
     tf = _time_field(fields, time)
+    if id_field is not None and id_field not in [f.name for f in fields]:
+        # its duplicate rate read 0 and the suggested pipeline deduplicated by a field events lack
+        names = [f.name for f in fields]
+        near = closest(id_field, names)
+        raise ValueError(
+            f"profile(id_field={id_field!r}): no such field; fields are {names}"
+            + (f"; did you mean id_field={near!r}?" if near is not None else "")
+        )
     # parse the sample exactly as the parse step will: the malformed share and reasons are its own
     reasons: Counter[str] = Counter()
     if raw:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -894,7 +895,10 @@ class ReplaySource(Source):
         float64.
     time
         Event-time column used for pacing. A name the rows lack is refused when the source is made
-        (with the columns they have), except the default ``'timestamp'`` of an unpaced replay.
+        (with the columns they have), except the default ``'timestamp'`` of an unpaced replay. With
+        ``raw=True`` it names a field of the JSON lines: a paced replay whose first 1000 lines hold no
+        time in it is refused (lines without one are left to the parse step), and an unpaced raw replay,
+        which reads no event time, refuses a ``time`` other than the default.
     speed
         Replay speed factor, or ``None`` for as fast as possible.
     raw
@@ -1058,6 +1062,18 @@ class ReplaySource(Source):
                 self._frame = self._load(Path(self.path))
         if raw:
             self.columns: tuple[str, ...] | None = ("value",)
+            if speed is None and time != "timestamp":
+                where = repr(self.path) if self.path is not None else "the DataFrame"
+                raise ParameterError(
+                    "ReplaySource",
+                    "time",
+                    f"time={time!r} with raw=True and speed=None: the lines of {where} are delivered as they "
+                    "are, and their event time is not read, so time= would be silently unused",
+                    f"name the event time in the parse step (parse({{...}}, time={time!r})), and drop time= "
+                    "here; or pass speed= to pace the replay by that field",
+                )
+            if speed is not None and self.path is not None:
+                self._check_raw_time(Path(self.path))
         else:
             self.columns = tuple(self.frame.columns)
             if time not in self.frame.columns and (speed is not None or time != "timestamp"):
@@ -1083,6 +1099,52 @@ class ReplaySource(Source):
                 f"{hint}name its event-time column with time='<column>', or drop time= for an unpaced replay"
             )
         raise ParameterError("ReplaySource", "time", problem, fix)
+
+    def _check_raw_time(self, path: Path, lines: int = 1000) -> None:
+        """Refuse a paced raw replay none of whose first ``lines`` lines has a readable time in the field
+        ``time``: each such line is released with the one before it, so a misnamed field replayed the
+        whole file at once, unpaced, silently. (A line without one is left to the parse step's dead
+        letters, as the non-raw replay refuses a column the rows lack.)"""
+        from streamlab._parse import FieldSpec, ParseOperator
+
+        blocks = LineBlocks(path)
+        try:
+            head = [bytes(line) for line in blocks.take(lines).tolist()]
+        finally:
+            blocks.close()
+        values = [line for line in head if line.strip()]
+        if not values:
+            return
+        op = ParseOperator("replay", [FieldSpec.of(self.time, "timestamp")], "value", (), 1 << 62)
+        parsed = op.process(pd.DataFrame({"value": values}))["out"]
+        if (to_utc_ns(parsed[self.time]) != NAT_NS).any():
+            return
+        fields: dict[str, None] = {}
+        found: list[Any] = []
+        for line in values:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                fields.update(dict.fromkeys(map(str, record)))
+                if self.time in record:
+                    found.append(record[self.time])
+        seen = f"the first {len(values)} line{'s' if len(values) > 1 else ''} of {path.name}"
+        if found:
+            problem = f"field {self.time!r} of {seen} holds no time to pace the replay by (e.g. {found[0]!r})"
+            hint = ""
+        else:
+            problem = f"{seen} have no field {self.time!r} to pace the replay by (their fields: {list(fields)[:20]})"
+            near = closest(self.time, list(fields))
+            hint = f"did you mean time={near!r}? " if near is not None else ""
+        raise ParameterError(
+            "ReplaySource",
+            "time",
+            problem + "; each line would be released with the one before it: the file replayed unpaced",
+            f"{hint}name the field holding each record's event time (ISO text or epoch milliseconds) with "
+            "time='<field>', or replay unpaced with speed=None",
+        )
 
     @property
     def frame(self) -> pd.DataFrame:

@@ -22,7 +22,7 @@ from streamlab import _pyast
 from streamlab import _step_codecs as codec
 from streamlab._dead_letter import dead_letter_columns
 from streamlab._dedup import DedupOperator
-from streamlab._joins import EnrichOperator, IntervalJoinOperator
+from streamlab._joins import EnrichOperator, IntervalJoinOperator, repeated_keys
 from streamlab._names import MAX_NAME_LENGTH, NAME_FIX, name_problem
 from streamlab._parse import FieldSpec, ParseOperator
 from streamlab._sessions import SessionOperator
@@ -433,9 +433,12 @@ class ParseStep(Step):
         names = [f.name for f in self.fields]
         if self.time is not None:
             if self.time not in names:
+                stamps = [f.name for f in self.fields if f.type == "timestamp"]
                 self.invalid(
-                    f"the event-time field {self.time!r} is not in the schema",
-                    f"add {self.time!r}: 'timestamp' to the schema, or pass time=None for streams without "
+                    f"the event-time field {self.time!r} is not in the schema"
+                    + (f" (its timestamp fields: {stamps})" if stamps else ""),
+                    (f"pass time={stamps[0]!r} to read the event time from it, or " if stamps else "")
+                    + f"add {self.time!r}: 'timestamp' to the schema, or pass time=None for streams without "
                     "event time",
                 )
             if next(f for f in self.fields if f.name == self.time).type != "timestamp":
@@ -1080,6 +1083,23 @@ class IntervalJoinStep(Step):
         return {"out": tuple(out), "late": None}
 
 
+def read_table(step_id: str, ref: str, load: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """``load()``: the table of enrich step ``step_id`` from ``ref``; pandas', pyarrow's or DuckDB's own
+    error (a missing file or database, a query that fails) is a PipelineConfigError naming the step."""
+    try:
+        return load()
+    except PipelineConfigError:
+        raise
+    except Exception as e:  # pandas', pyarrow's or DuckDB's own error: no step, no fix
+        raise PipelineConfigError(
+            step_id,
+            "enrich",
+            f"cannot read the table {str(ref)!r}: {type(e).__name__}: {e}",
+            "pass an existing .csv or .parquet file with a header row, duckdb:PATH:QUERY (or "
+            "DuckDBTable(path, query)) on an existing database, or a DataFrame",
+        ) from e
+
+
 def _load_table(ref: str) -> pd.DataFrame:
     if ref.startswith("duckdb:"):
         from streamlab.sinks import DuckDBTable
@@ -1115,17 +1135,8 @@ class EnrichStep(Step):
 
     def check(self) -> None:
         if self.table is None and isinstance(self.table_ref, str):
-            try:
-                table = _load_table(self.table_ref)
-            except PipelineConfigError:
-                raise
-            except Exception as e:  # pandas', pyarrow's or DuckDB's own error: no step, no fix
-                self.invalid(
-                    f"cannot read the table {str(self.table_ref)!r}: {type(e).__name__}: {e}",
-                    "pass an existing .csv or .parquet file with a header row, duckdb:PATH:QUERY on an "
-                    "existing database, or a DataFrame",
-                )
-            object.__setattr__(self, "table", table)
+            ref = self.table_ref
+            object.__setattr__(self, "table", read_table(self.step_id, ref, lambda: _load_table(ref)))
         if not isinstance(self.table, pd.DataFrame):
             self.invalid(
                 f"cannot use {type(self.table).__name__} as a table",
@@ -1138,6 +1149,18 @@ class EnrichStep(Step):
         for k in self.on:
             if k not in self.table.columns:
                 self.invalid(f"the table has no column {k!r}", suggest(k, self.table.columns))
+        # An enrichment looks each event's key up in the table (as a KTable or a side input held as a
+        # dict does): a key on two rows would turn each matching event into two rows, silently.
+        repeated, n = repeated_keys(self.table, list(self.on))
+        if repeated:
+            on = list(self.on)
+            shown = ", ".join(repr(k[0] if len(on) == 1 else k) for k in repeated)
+            self.invalid(
+                f"the table holds {n} key{'s' if n > 1 else ''} of {on} on more than one row (e.g. {shown}), "
+                "and each event with such a key would become one row per table row",
+                f"keep one row per key, e.g. table.drop_duplicates(subset={on}, keep='last'), or aggregate the "
+                f"table by {on} first",
+            )
 
     def build(self) -> Operator:
         return EnrichOperator(self.table, list(self.on), self.how)

@@ -75,13 +75,62 @@ def _retry_after_seconds(value: str | None, now_ns: int) -> float | None:
 
 @dataclass(frozen=True)
 class Delivery:
-    """How requests are sent: shared by both sinks."""
+    """How requests are sent: shared by both sinks.
+
+    Checked when it is made, as the sinks check their parameters: a ``backoff`` above ``max_backoff``
+    was accepted and every retry then waited ``max_backoff`` (the backoff never grew from ``backoff``).
+
+    Examples
+    --------
+    >>> Delivery(backoff=0.5, max_backoff=30).max_backoff
+    30.0
+    >>> Delivery(backoff=120, max_backoff=60)
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.ParameterError: Delivery(backoff=...): 120 seconds is longer than max_backoff (60 seconds), so every retry would wait max_backoff. Fix: make backoff at most max_backoff, e.g. Delivery(backoff=1, max_backoff=60)
+    """
 
     rate_limit_per_minute: int | None = None
     max_retries: int = 5
     backoff: float = 1.0
     max_backoff: float = 60.0
     timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        _check_counts(owner, self.rate_limit_per_minute, self.max_retries)
+        for parameter, value, example in (
+            ("backoff", self.backoff, 1),
+            ("max_backoff", self.max_backoff, 60),
+            ("timeout", self.timeout, 10),
+        ):
+            object.__setattr__(self, parameter, positive_seconds(owner, parameter, value, example))
+        if self.backoff > self.max_backoff:
+            raise ParameterError(
+                owner,
+                "backoff",
+                f"{self.backoff:g} seconds is longer than max_backoff ({self.max_backoff:g} seconds), so every "
+                "retry would wait max_backoff",
+                "make backoff at most max_backoff, e.g. Delivery(backoff=1, max_backoff=60)",
+            )
+
+
+def _check_counts(owner: str, rate_limit_per_minute: Any, max_retries: Any) -> None:
+    if rate_limit_per_minute is not None and not whole_number(rate_limit_per_minute, 1):
+        raise ParameterError(
+            owner,
+            "rate_limit_per_minute",
+            f"expected a positive number of requests, or None, got {rate_limit_per_minute!r}",
+            "write a whole number such as rate_limit_per_minute: 60 (rate_limit_per_minute=60 in Python), "
+            "or leave it out (None) for no limit",
+        )
+    if not whole_number(max_retries, 0):
+        raise ParameterError(
+            owner,
+            "max_retries",
+            f"expected a whole number, 0 or more, got {max_retries!r}",
+            "write e.g. max_retries: 3 (max_retries=3 in Python), or 0 to send each alert once",
+        )
 
 
 class AlertWriter(SinkWriter):
@@ -270,21 +319,8 @@ class AlertWriter(SinkWriter):
 def make_delivery(
     owner: str, rate_limit_per_minute: int | None, max_retries: int, timeout: float
 ) -> Delivery:
-    if rate_limit_per_minute is not None and not whole_number(rate_limit_per_minute, 1):
-        raise ParameterError(
-            owner,
-            "rate_limit_per_minute",
-            f"expected a positive number of requests, or None, got {rate_limit_per_minute!r}",
-            "write a whole number such as rate_limit_per_minute: 60 (rate_limit_per_minute=60 in Python), "
-            "or leave it out (None) for no limit",
-        )
-    if not whole_number(max_retries, 0):
-        raise ParameterError(
-            owner,
-            "max_retries",
-            f"expected a whole number, 0 or more, got {max_retries!r}",
-            "write e.g. max_retries: 3 (max_retries=3 in Python), or 0 to send each alert once",
-        )
+    # checked here first so that a mistake names the sink, not the Delivery it builds
+    _check_counts(owner, rate_limit_per_minute, max_retries)
     return Delivery(
         rate_limit_per_minute=rate_limit_per_minute,
         max_retries=max_retries,

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import re
 import socket
 import struct
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from streamlab.errors import ParameterError
+
+from ._config import setting_hint
 
 log = logging.getLogger("streamlab.connectors.kafka")  # one logger for the whole connector
 
@@ -38,15 +41,80 @@ def new_client(factory: Any, conf: dict[str, Any], owner: str) -> Any:
     try:
         return factory(conf)
     except ck.KafkaException as exc:
-        err = exc.args[0] if exc.args else exc
-        text = err.str() if hasattr(err, "str") else str(err)
-        raise ParameterError(
-            owner,
-            "config",
-            f"the Kafka client refused its configuration: {text}",
-            "correct or remove that setting in config (librdkafka's settings: "
-            "https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md)",
-        ) from exc
+        raise _refused(owner, exc) from exc
+
+
+def _refused(owner: str, exc: Exception) -> ParameterError:
+    """librdkafka's refusal of a configuration as a ``ParameterError``; an unknown setting's name with the
+    known one it is closest to."""
+    err = exc.args[0] if exc.args else exc
+    text = err.str() if hasattr(err, "str") else str(err)
+    fix = (
+        "correct or remove that setting in config (librdkafka's settings: "
+        "https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md)"
+    )
+    unknown = re.search(r'No such configuration property: "(.*)"', text)
+    if unknown is not None:
+        fix = f"{setting_hint(unknown.group(1))}{fix}"
+    elif "when `enable.idempotence` is true" in text:  # the sink's idempotence=True (its default)
+        fix = f"pass idempotence=False to set it otherwise, or {fix}"
+    return ParameterError(owner, "config", f"the Kafka client refused its configuration: {text}", fix)
+
+
+class _Discard:
+    """The ``logger`` of a client made only to check settings: its lines (no bootstrap servers ...) go
+    nowhere."""
+
+    def log(self, *args: Any) -> None:
+        pass
+
+
+#: Settings a client made only to check the others goes without: the brokers (it connects nowhere), the
+#: security protocol (TLS and SASL would load certificates and start logins) and plugins (loaded when set).
+_UNCHECKED = (
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "security.protocol",
+    "plugin.library.paths",
+    "logger",
+)
+
+
+def check_settings(owner: str, role: Literal["consumer", "producer"], conf: Mapping[str, Any]) -> None:
+    """Refuse settings the installed librdkafka refuses (an unknown or misspelled name, with the name it
+    is closest to; a value of the wrong form or range; a combination it does not take) when a connector is
+    made, not when it first connects.
+
+    The judge is librdkafka itself: a client of ``role`` is made from ``conf`` without its brokers,
+    security protocol and plugins, so it connects nowhere, and is closed at once (about a millisecond). A
+    value that is a ``${NAME}`` reference (resolved when connecting) has only its name checked. Without
+    confluent-kafka installed nothing is checked here (nothing could connect either).
+
+    Examples
+    --------
+    >>> check_settings("KafkaSource", "consumer", {"group.id": "g", "fetch.min.byte": 1})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.ParameterError: KafkaSource(config=...): the Kafka client refused its configuration: No such configuration property: "fetch.min.byte". Fix: did you mean 'fetch.min.bytes'? ...
+    """
+    if importlib.util.find_spec("confluent_kafka") is None:
+        return
+    ck = import_confluent()
+    checked = {k: v for k, v in conf.items() if k not in _UNCHECKED}
+    references = [k for k, v in checked.items() if isinstance(v, str) and "${" in v]
+    for name in references:  # its value is not known yet: only its name (a Producer takes every name)
+        try:
+            ck.Producer({name: checked.pop(name), "logger": _Discard()})
+        except ck.KafkaException as exc:
+            if "No such configuration property" in str(exc):
+                raise _refused(owner, exc) from None
+    checked["logger"] = _Discard()
+    try:
+        client = ck.Consumer(checked) if role == "consumer" else ck.Producer(checked)
+    except ck.KafkaException as exc:
+        raise _refused(owner, exc) from None
+    if role == "consumer":
+        client.close()
 
 
 client_log = logging.getLogger("streamlab.connectors.kafka.librdkafka")

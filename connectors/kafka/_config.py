@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -72,7 +74,26 @@ def is_secret(key: str) -> bool:
     return any(k == s or k.startswith(s + ".") or k.endswith("." + s) for s in SECRET_KEYS)
 
 
-def check_config(owner: str, config: Mapping[str, Any], reserved: Mapping[str, str]) -> dict[str, Any]:
+def check_config(
+    owner: str,
+    config: Mapping[str, Any],
+    reserved: Mapping[str, str],
+    role: str | None = None,
+    defaults: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``config`` as a dict, after refusing what librdkafka would refuse or do wrong, naming ``owner``: a
+    setting the connector sets itself (``reserved``), a name that is not text, and a pair of settings
+    out of order for a client of ``role`` (``"consumer"``, ``"producer"``, ``"admin"``; None: only the
+    rules that hold for every client), such as ``fetch.min.bytes`` above ``fetch.max.bytes``. ``defaults``: the settings
+    the connector gives the client unless ``config`` sets them.
+
+    Examples
+    --------
+    >>> check_config("KafkaSource", {"fetch.min.bytes": 10_000_000, "fetch.max.bytes": 1_000_000}, {}, "consumer")
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.ParameterError: KafkaSource(config=...): sets 'fetch.min.bytes': 10000000, 'fetch.max.bytes': 1000000: fetch.min.bytes exceeds fetch.max.bytes; no fetch can bring fetch.min.bytes, so every fetch waits fetch.wait.max.ms for data that cannot come. Fix: make fetch.min.bytes at most fetch.max.bytes, e.g. config: {fetch.min.bytes: 1, fetch.max.bytes: 52428800}
+    """
     example = "write settings as a mapping, e.g. config: {linger.ms: 5} (config={'linger.ms': 5} in Python)"
     if not isinstance(config, Mapping):
         raise ParameterError(
@@ -99,34 +120,172 @@ def check_config(owner: str, config: Mapping[str, Any], reserved: Mapping[str, s
                 f"remove {k!r}; {reserved[k]}",
             )
         out[k] = v
-    for low, high in _BACKOFF_PAIRS:
-        if low not in out and high not in out:
-            continue
-        lo, hi = _ms(out.get(low, _DEFAULT_MS[low])), _ms(out.get(high, _DEFAULT_MS[high]))
-        if lo is not None and hi is not None and lo > hi:
-            given = ", ".join(f"{k!r}: {out[k]!r}" for k in (low, high) if k in out)
-            defaults = "".join(f" ({k} is {_DEFAULT_MS[k]} by default)" for k in (low, high) if k not in out)
-            raise ParameterError(
-                owner,
-                "config",
-                f"sets {given}: {low} exceeds {high}{defaults}; librdkafka refuses it when the client is "
-                "made, or waits the maximum every time",
-                f"make {low} at most {high}, e.g. config: {{{low}: 100, {high}: 1000}}",
-            )
+    _check_order(owner, out, role, defaults or {})
     return out
 
 
-#: librdkafka's backoff settings whose first must not exceed the second, and their defaults (ms)
-_BACKOFF_PAIRS = (
-    ("retry.backoff.ms", "retry.backoff.max.ms"),
-    ("reconnect.backoff.ms", "reconnect.backoff.max.ms"),
-)
-_DEFAULT_MS = {
+_ALIASES = {  # librdkafka's aliases of the settings the ordering rules read
+    "queue.buffering.max.ms": "linger.ms",
+    "delivery.timeout.ms": "message.timeout.ms",
+    "max.partition.fetch.bytes": "fetch.message.max.bytes",
+}
+
+#: librdkafka's defaults (ms or bytes) of the settings the ordering rules read
+_DEFAULTS = {
     "retry.backoff.ms": 100,
     "retry.backoff.max.ms": 1000,
     "reconnect.backoff.ms": 100,
     "reconnect.backoff.max.ms": 10_000,
+    "fetch.min.bytes": 1,
+    "fetch.max.bytes": 52_428_800,
+    "message.max.bytes": 1_000_000,
+    "receive.message.max.bytes": 100_000_000,
+    "queued.max.messages.kbytes": 65_536,
+    "session.timeout.ms": 45_000,
+    "max.poll.interval.ms": 300_000,
+    "heartbeat.interval.ms": 3000,
+    "fetch.wait.max.ms": 500,
+    "socket.timeout.ms": 60_000,
+    "linger.ms": 5,
+    "message.timeout.ms": 300_000,
 }
+
+
+@dataclass(frozen=True)
+class _Order:
+    """``low + slack <= high`` for a client of ``roles``; ``why`` says what breaks otherwise. ``given``:
+    the rule holds only where that setting is given (librdkafka adjusts it to fit when it is not)."""
+
+    low: str
+    high: str
+    roles: tuple[str, ...]
+    why: str
+    example: tuple[int, int]
+    slack: int = 0
+    given: str | None = None
+
+
+_REFUSED = "librdkafka refuses it when the client is made"
+_ANY = ("consumer", "producer", "admin")
+_ORDERS = (
+    _Order(
+        "retry.backoff.ms",
+        "retry.backoff.max.ms",
+        _ANY,
+        f"{_REFUSED}, or waits the maximum every time",
+        (100, 1000),
+    ),
+    _Order(
+        "reconnect.backoff.ms",
+        "reconnect.backoff.max.ms",
+        _ANY,
+        f"{_REFUSED}, or waits the maximum every time",
+        (100, 10_000),
+    ),
+    _Order(
+        "fetch.min.bytes",
+        "fetch.max.bytes",
+        ("consumer",),
+        "no fetch can bring fetch.min.bytes, so every fetch waits fetch.wait.max.ms for data that cannot "
+        "come",
+        (1, 52_428_800),
+    ),
+    _Order(
+        "message.max.bytes",
+        "fetch.max.bytes",
+        ("consumer",),
+        _REFUSED,
+        (1_000_000, 52_428_800),
+        given="fetch.max.bytes",
+    ),
+    _Order(
+        "fetch.max.bytes",
+        "receive.message.max.bytes",
+        ("consumer",),
+        f"{_REFUSED}: a fetch response holds fetch.max.bytes and 512 bytes of framing",
+        (52_428_800, 100_000_000),
+        slack=512,
+        given="receive.message.max.bytes",
+    ),
+    _Order(
+        "session.timeout.ms",
+        "max.poll.interval.ms",
+        ("consumer",),
+        _REFUSED,
+        (6000, 300_000),
+    ),
+    _Order(
+        "heartbeat.interval.ms",
+        "session.timeout.ms",
+        ("consumer",),
+        "the group would drop the member as dead between two of its heartbeats",
+        (1000, 6000),
+        slack=1,
+    ),
+    _Order(
+        "fetch.wait.max.ms",
+        "socket.timeout.ms",
+        ("consumer",),
+        "a fetch the broker holds that long outlives its request's timeout (by 1000 ms at least), so the "
+        "connection is dropped and the fetch retried",
+        (100, 60_000),
+        slack=1000,
+    ),
+    _Order(
+        "linger.ms",
+        "message.timeout.ms",
+        ("producer",),
+        f"{_REFUSED}: a record would time out while it lingers",
+        (5, 300_000),
+        slack=1,
+    ),
+)
+
+
+def _check_order(owner: str, out: Mapping[str, Any], role: str | None, defaults: Mapping[str, Any]) -> None:
+    given = {_ALIASES.get(k, k): (k, v) for k, v in out.items()}  # canonical name -> (name written, value)
+
+    def value(name: str) -> int | None:
+        if name in given:
+            return _ms(given[name][1])
+        if name in defaults:
+            return _ms(defaults[name])
+        if name == "fetch.max.bytes":  # librdkafka's own adjustment of it, when it is not given
+            low, queued = value("message.max.bytes"), value("queued.max.messages.kbytes")
+            if low is None or queued is None:
+                return None
+            return max(min(_DEFAULTS[name], queued * 1024), low)
+        return _DEFAULTS[name]
+
+    for rule in _ORDERS:
+        if rule.roles != _ANY if role is None else role not in rule.roles:
+            continue
+        if rule.low not in given and rule.high not in given:
+            continue
+        if rule.given is not None and rule.given not in given:
+            continue
+        lo, hi = value(rule.low), value(rule.high)
+        if rule.high == "message.timeout.ms" and hi == 0:  # 0: no timeout
+            continue
+        if lo is None or hi is None or lo + rule.slack <= hi:
+            continue
+        shown = [given[n] for n in (rule.low, rule.high) if n in given]
+        text = ", ".join(f"{k!r}: {v!r}" for k, v in shown)
+        named = {n: given[n][0] if n in given else n for n in (rule.low, rule.high)}
+        low, high = named[rule.low], named[rule.high]
+        unset = [n for n in (rule.low, rule.high) if n not in given]
+        by_default = "".join(f" ({n} is {value(n)} by default)" for n in unset)
+        relation = {0: f"{low} exceeds {high}", 1: f"{low} is not below {high}"}.get(
+            rule.slack, f"{low} + {rule.slack} exceeds {high}"
+        )
+        at_most = {0: f"at most {high}", 1: f"below {high}"}.get(rule.slack, f"at most {high} - {rule.slack}")
+        a, b = rule.example
+        raise ParameterError(
+            owner,
+            "config",
+            f"sets {text}: {relation}{by_default}; {rule.why}",
+            f"make {low} {at_most}, e.g. config: {{{low}: {a}, {high}: {b}}}",
+        )
 
 
 def _ms(value: Any) -> int | None:
@@ -137,6 +296,193 @@ def _ms(value: Any) -> int | None:
         return int(str(value).strip())
     except ValueError:
         return None
+
+
+#: Names of the settings of librdkafka 2.x and of confluent-kafka's Python client, for "did you mean"
+#: (whether a name exists is librdkafka's own answer: ``_client.check_settings``)
+KNOWN_SETTINGS = [
+    "acks",
+    "allow.auto.create.topics",
+    "api.version.fallback.ms",
+    "api.version.request",
+    "api.version.request.timeout.ms",
+    "auto.commit.enable",
+    "auto.commit.interval.ms",
+    "auto.offset.reset",
+    "background_event_cb",
+    "batch.num.messages",
+    "batch.size",
+    "bootstrap.servers",
+    "broker.address.family",
+    "broker.address.ttl",
+    "broker.version.fallback",
+    "builtin.features",
+    "check.crcs",
+    "client.dns.lookup",
+    "client.id",
+    "client.rack",
+    "client.software.name",
+    "client.software.version",
+    "compression.codec",
+    "compression.level",
+    "compression.type",
+    "connections.max.idle.ms",
+    "consume.callback.max.messages",
+    "coordinator.query.interval.ms",
+    "debug",
+    "default.topic.config",
+    "delivery.report.only.error",
+    "delivery.timeout.ms",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.gapless.guarantee",
+    "enable.idempotence",
+    "enable.metrics.push",
+    "enable.partition.eof",
+    "enable.random.seed",
+    "enable.sasl.oauthbearer.unsecure.jwt",
+    "enable.sparse.connections",
+    "enable.ssl.certificate.verification",
+    "error_cb",
+    "fetch.error.backoff.ms",
+    "fetch.max.bytes",
+    "fetch.message.max.bytes",
+    "fetch.min.bytes",
+    "fetch.queue.backoff.ms",
+    "fetch.wait.max.ms",
+    "group.id",
+    "group.instance.id",
+    "group.protocol",
+    "group.protocol.type",
+    "group.remote.assignor",
+    "heartbeat.interval.ms",
+    "https.ca.location",
+    "https.ca.pem",
+    "isolation.level",
+    "linger.ms",
+    "log.connection.close",
+    "log.queue",
+    "log.thread.name",
+    "log_level",
+    "logger",
+    "max.in.flight",
+    "max.in.flight.requests.per.connection",
+    "max.partition.fetch.bytes",
+    "max.poll.interval.ms",
+    "max.poll.records",
+    "message.copy.max.bytes",
+    "message.max.bytes",
+    "message.send.max.retries",
+    "message.timeout.ms",
+    "metadata.broker.list",
+    "metadata.max.age.ms",
+    "metadata.recovery.rebootstrap.trigger.ms",
+    "metadata.recovery.strategy",
+    "metadata.request.timeout.ms",
+    "oauth_cb",
+    "offset.store.method",
+    "on_commit",
+    "on_delivery",
+    "partition.assignment.strategy",
+    "partitioner",
+    "plugin.library.paths",
+    "queue.buffering.backpressure.threshold",
+    "queue.buffering.max.kbytes",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.ms",
+    "queued.max.messages.kbytes",
+    "queued.min.messages",
+    "queuing.strategy",
+    "receive.message.max.bytes",
+    "reconnect.backoff.max.ms",
+    "reconnect.backoff.ms",
+    "request.required.acks",
+    "request.timeout.ms",
+    "retries",
+    "retry.backoff.max.ms",
+    "retry.backoff.ms",
+    "sasl.jaas.config",
+    "sasl.kerberos.keytab",
+    "sasl.kerberos.kinit.cmd",
+    "sasl.kerberos.min.time.before.relogin",
+    "sasl.kerberos.principal",
+    "sasl.kerberos.service.name",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.oauthbearer.client.id",
+    "sasl.oauthbearer.client.secret",
+    "sasl.oauthbearer.config",
+    "sasl.oauthbearer.extensions",
+    "sasl.oauthbearer.method",
+    "sasl.oauthbearer.scope",
+    "sasl.oauthbearer.token.endpoint.url",
+    "sasl.password",
+    "sasl.username",
+    "security.protocol",
+    "session.timeout.ms",
+    "socket.connection.setup.timeout.ms",
+    "socket.keepalive.enable",
+    "socket.max.fails",
+    "socket.nagle.disable",
+    "socket.receive.buffer.bytes",
+    "socket.send.buffer.bytes",
+    "socket.timeout.ms",
+    "ssl.ca.certificate.stores",
+    "ssl.ca.location",
+    "ssl.ca.pem",
+    "ssl.certificate.location",
+    "ssl.certificate.pem",
+    "ssl.cipher.suites",
+    "ssl.crl.location",
+    "ssl.curves.list",
+    "ssl.endpoint.identification.algorithm",
+    "ssl.engine.id",
+    "ssl.engine.location",
+    "ssl.key.location",
+    "ssl.key.password",
+    "ssl.key.pem",
+    "ssl.keystore.location",
+    "ssl.keystore.password",
+    "ssl.providers",
+    "ssl.sigalgs.list",
+    "statistics.interval.ms",
+    "stats_cb",
+    "sticky.partitioning.linger.ms",
+    "throttle_cb",
+    "topic.metadata.propagation.max.ms",
+    "topic.metadata.refresh.interval.ms",
+    "topic.metadata.refresh.sparse",
+    "transaction.timeout.ms",
+    "transactional.id",
+]
+
+#: The Java client's names for settings librdkafka names otherwise, or does not have
+_JAVA_NAMES = {
+    "max.request.size": "write message.max.bytes, librdkafka's name for it",
+    "buffer.memory": "write queue.buffering.max.kbytes (in kilobytes), librdkafka's name for it",
+    "key.serializer": "drop it: the connector writes keys as bytes itself",
+    "value.serializer": "drop it: the connector writes values as bytes itself",
+    "key.deserializer": "drop it: the connector reads keys as bytes",
+    "value.deserializer": "drop it: the connector reads values as bytes",
+}
+
+
+def setting_hint(name: str) -> str:
+    """What an unknown setting's name was probably meant to be, as the start of a fix (or ``""``).
+
+    Examples
+    --------
+    >>> setting_hint("fetch.max.wait.ms")
+    "did you mean 'fetch.wait.max.ms'? "
+    >>> setting_hint("buffer.memory")
+    "buffer.memory is the Java client's name: write queue.buffering.max.kbytes (in kilobytes), librdkafka's name for it; "
+    """
+    if name in _JAVA_NAMES:
+        return f"{name} is the Java client's name: {_JAVA_NAMES[name]}; "
+    near = difflib.get_close_matches(name, KNOWN_SETTINGS, n=1, cutoff=0.75)
+    if not near:
+        near = [k for k in KNOWN_SETTINGS if sorted(k.split(".")) == sorted(name.split("."))][:1]
+    return f"did you mean {near[0]!r}? " if near else ""
 
 
 _TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")

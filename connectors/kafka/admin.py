@@ -12,6 +12,7 @@ from streamlab.errors import ParameterError
 from .._params import whole_number
 from ._client import (
     CONNECTIVITY_ERRORS,
+    check_settings,
     import_admin_types,
     import_confluent,
     new_client,
@@ -45,7 +46,8 @@ class KafkaAdmin:
         self, bootstrap_servers: str | Sequence[str], config: Mapping[str, Any] | None = None
     ) -> None:
         self.bootstrap_servers = check_bootstrap("KafkaAdmin", bootstrap_servers)
-        self.config = check_config("KafkaAdmin", config or {}, {})
+        self.config = check_config("KafkaAdmin", config or {}, {}, "admin")
+        check_settings("KafkaAdmin", "producer", self.config)  # an admin client is a producer's handle
         self._client: Any = None
 
     def close(self) -> None:

@@ -26,6 +26,7 @@ from ._client import (
     AUTHENTICATION_FIX,
     ClientErrors,
     ClientLog,
+    check_settings,
     import_confluent,
     new_client,
     plaintext_listener_hint,
@@ -47,6 +48,7 @@ _SINK_RESERVED = {
     "enable.idempotence": "pass idempotence=...",
 }
 _COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+_SINK_DEFAULTS = {"linger.ms": 5, "log.connection.close": False}
 
 
 @dataclass(frozen=True, repr=False)
@@ -72,7 +74,8 @@ class KafkaSink(Sink):
     idempotence
         Enable the idempotent producer (no duplicates from retries; implies ``acks=all``).
     config
-        Extra librdkafka producer settings.
+        Extra librdkafka producer settings, checked when the sink is made as ``KafkaSource`` checks its
+        own (``linger.ms`` not below ``message.timeout.ms``, a misspelled name, ...).
     flush_timeout
         Seconds ``flush()`` waits for outstanding deliveries before failing.
 
@@ -171,8 +174,9 @@ class KafkaSink(Sink):
         set_(self, "headers", header_map)
         set_(self, "compression", compression)
         set_(self, "idempotence", bool(idempotence))
-        set_(self, "config", check_config(name, config or {}, _SINK_RESERVED))
+        set_(self, "config", check_config(name, config or {}, _SINK_RESERVED, "producer", _SINK_DEFAULTS))
         set_(self, "flush_timeout", float(flush_timeout))
+        check_settings(name, "producer", self._settings(self.config))
 
     def columns_problem(self, columns: list[str], upstream: Upstream) -> tuple[str, str] | None:
         """The ``key``, ``value`` and ``headers`` columns the stream lacks, as ``(problem, fix)``, else None.
@@ -241,16 +245,19 @@ class KafkaSink(Sink):
         >>> KafkaSink("t", bootstrap_servers="h:1").producer_config()["compression.type"]
         'zstd'
         """
+        return self._settings(resolve_config(self.config, type(self).__name__))
+
+    def _settings(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The producer's settings with ``config`` as given (its references resolved, or not yet)."""
         conf: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
             "compression.type": self.compression,
             "enable.idempotence": self.idempotence,
-            "linger.ms": 5,
-            "log.connection.close": False,
+            **_SINK_DEFAULTS,
         }
         if self.idempotence:
             conf["acks"] = "all"
-        conf.update(resolve_config(self.config, type(self).__name__))
+        conf.update(config)
         return conf
 
     def open(self, clock: Clock | None = None) -> KafkaSinkWriter:

@@ -15,6 +15,7 @@ from streamlab.errors import ParameterError, check_flag
 from streamlab.io import Source
 
 from .._params import positive_seconds, whole_number
+from ._client import check_settings
 from ._config import (
     check_bootstrap,
     check_config,
@@ -71,7 +72,10 @@ class KafkaSource(Source):
         ``offsets_for_times``. Committed offsets always win.
     config
         Extra librdkafka consumer settings (security, fetch sizes); overrides the local-friendly
-        defaults ``session.timeout.ms=6000, heartbeat.interval.ms=1000``.
+        defaults ``session.timeout.ms=6000, heartbeat.interval.ms=1000``. Checked when the source is
+        made: pairs out of order (``fetch.min.bytes`` above ``fetch.max.bytes``, ...) and, where
+        confluent-kafka is installed, whatever the installed librdkafka refuses (a misspelled name, with
+        the name meant) are a ``ParameterError``; nothing connects until ``open()``.
     max_batch
         Upper bound on records per ``poll``.
     poll_timeout
@@ -218,7 +222,7 @@ class KafkaSource(Source):
         set_(self, "bootstrap_servers", check_bootstrap(name, bootstrap_servers))
         set_(self, "group_id", group_id)
         set_(self, "start", start)
-        set_(self, "config", check_config(name, config or {}, _SOURCE_RESERVED))
+        set_(self, "config", check_config(name, config or {}, _SOURCE_RESERVED, "consumer", _SOURCE_DEFAULTS))
         set_(self, "max_batch", max_batch)
         set_(self, "poll_timeout", float(poll_timeout))
         if stop_at_end and str((config or {}).get("enable.partition.eof", True)).lower() in ("false", "0"):
@@ -238,6 +242,7 @@ class KafkaSource(Source):
             if seconds is not None:
                 seconds = positive_seconds(name, parameter, seconds, example, none="wait forever")
             set_(self, parameter, seconds)
+        check_settings(name, "consumer", self._settings(self.config))
 
     def consumer_config(self) -> dict[str, Any]:
         """The librdkafka settings the reader uses (secrets included; do not print).
@@ -248,6 +253,10 @@ class KafkaSource(Source):
         >>> cfg["enable.auto.commit"], cfg["session.timeout.ms"]
         (False, 6000)
         """
+        return self._settings(resolve_config(self.config, type(self).__name__))
+
+    def _settings(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The consumer's settings with ``config`` as given (its references resolved, or not yet)."""
         start = parse_start(self.start)
         return {
             **_SOURCE_DEFAULTS,
@@ -258,7 +267,7 @@ class KafkaSource(Source):
             "auto.offset.reset": "latest" if start == "latest" else "earliest",
             # a bounded read learns that a partition has nothing more from the end-of-partition event
             **({"enable.partition.eof": True} if self.stop_at_end else {}),
-            **resolve_config(self.config, type(self).__name__),
+            **config,
         }
 
     @property

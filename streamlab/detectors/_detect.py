@@ -200,6 +200,14 @@ class Detect(StepConfig):
             )
         if self.threshold is not None:
             self.threshold.build(self.key)  # surfaces a threshold/key mismatch now, not on the first batch
+            score = getattr(self.threshold, "score", "score")
+            if score != "score":  # the threshold judges the scores Detect computes, never that column
+                raise ValueError(
+                    f"{where}: threshold={self.threshold!r} reads the column {score!r}, but inside Detect it "
+                    "judges the scores Detect computes, so score= would be silently unused; drop score= "
+                    f"from the threshold, or apply it after Detect as its own step (.apply({type(self.threshold).__name__}"
+                    f"(..., score={score!r})))"
+                )
 
     def build(self) -> DetectOperator:
         """Return the runtime state (fresh models)."""

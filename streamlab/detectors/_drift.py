@@ -32,6 +32,33 @@ __all__ = ["DriftDetector", "DriftOperator"]
 _METHODS: dict[str, Any] = {"adwin": drift.ADWIN, "page_hinkley": drift.PageHinkley}
 
 
+def _number(v: Any) -> bool:
+    return (
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and not math.isnan(v)
+    )
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+#: river's parameters whose bad values it takes and then never detects (NaN, a confidence of 0), always
+#: detects (a negative threshold) or panics on the first value (clock=0, max_buckets=0): what each must
+#: be, and an example
+_PARAM_RULES: dict[str, dict[str, tuple[Any, str, float]]] = {
+    "adwin": {
+        "delta": (lambda v: _number(v) and 0 < v <= 1, "a confidence above 0 and at most 1", 0.002),
+        "clock": (lambda v: _whole(v) and v >= 1, "a whole number of values >= 1 between checks", 32),
+        "max_buckets": (lambda v: _whole(v) and v >= 1, "a whole number >= 1", 5),
+    },
+    "page_hinkley": {
+        "threshold": (lambda v: _number(v) and 0 < v < math.inf, "a positive finite number", 50),
+        "delta": (lambda v: _number(v) and 0 <= v < math.inf, "a finite number >= 0", 0.005),
+        "alpha": (lambda v: _number(v) and 0 < v <= 1, "a forgetting factor above 0 and at most 1", 0.9999),
+    },
+}
+
+
 def _make(method: str, params: Mapping[str, Any]) -> Any:
     return _METHODS[method](**params)
 
@@ -104,6 +131,13 @@ class DriftDetector(StepConfig):
                 f"{where}: params must be a dict of river keyword arguments, got {self.params!r}"
             )
         object.__setattr__(self, "params", dict(self.params))
+        for name, (ok, what, example) in _PARAM_RULES[self.method].items():
+            if name in self.params and not ok(self.params[name]):
+                raise ValueError(
+                    f"{where}(method={self.method!r}): params {name}={self.params[name]!r} is not {what}: river "
+                    "takes it, then detects no drift, drifts all the time or fails on the first value; pass "
+                    f"e.g. params={{{name!r}: {example}}} (or leave it out for river's default)"
+                )
         try:
             _make(self.method, self.params)
         except TypeError as exc:

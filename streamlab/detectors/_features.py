@@ -234,6 +234,14 @@ class _KeyedStep(StepConfig):
             )
         # every problem at once, not one per attempt
         check_all(where, [*checks, functools.partial(self._validate, where)])
+        reads = {getattr(self, f): f for f in ("key", "value", "time") if getattr(self, f, None) is not None}
+        clash = [c for c in self.added_columns() if c in reads]
+        if clash:  # ZScoreFeature('user', 'x', name='user') replaced every key with its z-score, silently
+            raise ValueError(
+                f"{where}: its output column {clash[0]!r} is the {reads[clash[0]]} column it reads, which it "
+                f"would overwrite in every row; give the output another name (name=...), or rename that "
+                f"column first, e.g. .with_columns({clash[0]}_in={clash[0]!r})"
+            )
 
     def _validate(self, where: str) -> None:
         """Checks specific to one step (run after the shared ones)."""

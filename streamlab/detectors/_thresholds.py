@@ -133,7 +133,9 @@ class FixedThresholdFilter(ThresholdFilter):
     Parameters
     ----------
     value
-        The threshold.
+        The threshold: a finite number. ``inf`` and ``-inf`` are refused rather than read as "off" and
+        "all": ``inf`` would flag no score and ``-inf`` every score but ``-inf`` itself, a filter that
+        decides nothing (leave the filter out, or compare ``score`` in a ``with_columns`` expression).
     score
         Column holding the score.
 
@@ -143,6 +145,10 @@ class FixedThresholdFilter(ThresholdFilter):
     >>> op = FixedThresholdFilter(0.8).build()
     >>> op.process(pd.DataFrame({"score": [0.1, 0.9, 0.8]}))["out"]["is_anomaly"].tolist()
     [False, True, False]
+    >>> FixedThresholdFilter(float("inf"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.PipelineConfigError: FixedThresholdFilter (config of step 'fixed_threshold'...): value must be a finite number, got inf, which flags no score...
     """
 
     value: float = param(codec=codec.FLOAT)
@@ -155,6 +161,13 @@ class FixedThresholdFilter(ThresholdFilter):
             raise ValueError(
                 f"FixedThresholdFilter: value must be a number, got {self.value!r}; pass a finite number "
                 "without quotes, e.g. FixedThresholdFilter(0.9) (flag score > 0.9)"
+            )
+        if math.isinf(self.value):
+            flags = "no score" if self.value > 0 else "every score (but -inf)"
+            raise ValueError(
+                f"FixedThresholdFilter: value must be a finite number, got {self.value!r}, which flags "
+                f"{flags}; pass the score above which an event is anomalous, e.g. FixedThresholdFilter(0.9), "
+                "or leave the filter out"
             )
         check_name(self.score, where="FixedThresholdFilter", what="score")
 
@@ -343,9 +356,10 @@ class AdaptiveThresholdFilter(ThresholdFilter):
 
     def __post_init__(self) -> None:
         where = "AdaptiveThresholdFilter"
-        if isinstance(self.k, bool) or not isinstance(self.k, (int, float)) or not self.k >= 0:
+        if isinstance(self.k, bool) or not isinstance(self.k, (int, float)) or not 0 <= self.k < math.inf:
+            # k=inf flagged no score (and a key whose scores never varied got inf * 0 = NaN)
             raise ValueError(
-                f"{where}: k must be a number >= 0 (standard deviations), got {self.k!r}; pass e.g. k=3.0"
+                f"{where}: k must be a finite number >= 0 (standard deviations), got {self.k!r}; pass e.g. k=3.0"
             )
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
             raise ValueError(

@@ -1736,6 +1736,37 @@ def check(p: Pipeline) -> None:
                 "union": "union of several streams is not translated",
             }[step.kind]
             raise _plan.unsupported(step, "Spark", why, "keep this step in the notebook, or export to Beam")
+    _check_column_names(p)
+
+
+def _check_column_names(p: Pipeline) -> None:
+    """Refuse, naming the step that makes it, a column whose name Spark reads as something else: the
+    generated job names columns as text (``select('a.b')``, ``F.col('a.b')``, ``groupBy('a.b')``), where
+    Spark reads ``a.b`` as the field ``b`` of a struct ``a`` and a backtick as quoting, so the job failed
+    when it started (``UNRESOLVED_COLUMN``) though streamlab, Beam, Lambda and Flink take the name."""
+    seen: set[str] = set()
+    for sid, step in p.steps.items():
+        for output in step.outputs:
+            for column in p.columns_of(sid if output == "out" else f"{sid}.{output}") or ():
+                if column in seen or not ("." in column or "`" in column):
+                    continue
+                seen.add(column)
+                mark = "." if "." in column else "`"
+                better = column.replace(".", "_").replace("`", "")
+                what = (
+                    f"an aggregator's name: agg.{a.kind}(..., name={better!r})"
+                    if isinstance(step, WindowStep)
+                    and (a := next((a for a in step.aggs if a.name == column), None))
+                    else f"a name without it, e.g. {better!r}"
+                )
+                raise _plan.unsupported(
+                    step,
+                    "Spark",
+                    f"its column {column!r} holds {mark!r}, which Spark reads "
+                    f"{'as the path of a field in a struct' if mark == '.' else 'as quoting'} where the job names "
+                    "the column, so the job would fail when it starts (UNRESOLVED_COLUMN)",
+                    f"give the column {what} (a parse field keeps its JSON key with path=), or export to Beam",
+                )
 
 
 def _readme(p: Pipeline, module: str, outputs: dict[str, str]) -> str:

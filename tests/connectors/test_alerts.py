@@ -15,6 +15,7 @@ import pytest
 from streamlab.connectors.alerts import AlertDeliveryError, PagerDutySink, WebhookSink
 
 from streamlab.clock import ManualClock
+from streamlab.errors import ParameterError
 from streamlab.testing import find_free_port
 
 T0 = "2024-01-01T00:00:00Z"
@@ -261,6 +262,7 @@ def test_template_naming_a_missing_column_is_reported_not_sent(server: Recording
         (lambda: PagerDutySink("k", rate_limit_per_minute=0), "rate_limit_per_minute"),
         (lambda: WebhookSink("https://x", max_retries=-1), "max_retries"),
         (lambda: WebhookSink("https://x", timeout=0), "timeout"),
+        (lambda: WebhookSink("https://x", timeout=float("inf")), "a finite number of seconds"),
         (lambda: WebhookSink("https://x", template=3), "a JSON-like mapping"),  # type: ignore[arg-type]
         (lambda: WebhookSink("https://x", template="{user_id.upper}"), "attribute or index access"),
         (lambda: WebhookSink("https://x", template={"t": ["{x[0]}"]}), "attribute or index access"),
@@ -374,3 +376,30 @@ def test_alerts_after_an_exhausted_one_count_as_failed_none_vanish(server: Recor
     assert writer.sent == 2 and len(server.recorder.requests) == 2 + 3
     with pytest.raises(AlertDeliveryError, match="4 alert"):
         writer.flush()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "parameter", "words"),
+    [
+        (
+            {"backoff": 120, "max_backoff": 60},
+            "backoff",
+            "120 seconds is longer than max_backoff (60 seconds)",
+        ),
+        ({"backoff": 90}, "backoff", "longer than max_backoff (60 seconds)"),
+        ({"backoff": -1}, "backoff", "a positive number of seconds"),
+        ({"max_backoff": float("inf")}, "max_backoff", "a finite number of seconds"),
+        ({"timeout": float("nan")}, "timeout", "a positive number of seconds"),
+        ({"max_retries": -1}, "max_retries", "0 or more"),
+        ({"rate_limit_per_minute": 0}, "rate_limit_per_minute", "a positive number of requests"),
+    ],
+)
+def test_a_delivery_built_by_hand_is_checked_like_the_sinks_parameters(kwargs, parameter, words) -> None:
+    # Delivery(backoff=120, max_backoff=60) was accepted: every retry waited max_backoff
+    from streamlab.connectors.alerts.delivery import Delivery
+
+    with pytest.raises(ParameterError) as e:
+        Delivery(**kwargs)
+    assert (e.value.owner, e.value.parameter) == ("Delivery", parameter) and words in e.value.problem
+    assert parameter in e.value.fix
+    assert Delivery(backoff=60, max_backoff=60).backoff == 60.0

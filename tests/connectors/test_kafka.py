@@ -1038,7 +1038,11 @@ def test_pipeline_crash_rereads_uncommitted_and_upserts_once(
     [
         KafkaSource(["a", "b"], bootstrap_servers="h:1", group_id="g", start="latest", max_in_flight=5),
         KafkaSource(
-            "a", bootstrap_servers="h:1", group_id="g", start="2024-01-01T00:00:00Z", config={"x.y": 1}
+            "a",
+            bootstrap_servers="h:1",
+            group_id="g",
+            start="2024-01-01T00:00:00Z",
+            config={"client.id": "c"},
         ),
         KafkaSink("t", bootstrap_servers="h:1", key="k", headers={"type": "event_type"}, compression="lz4"),
         KafkaDeadLetterSink("dlq", bootstrap_servers="h:1", config={"linger.ms": 50}),

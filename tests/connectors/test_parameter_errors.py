@@ -141,6 +141,9 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
     ("sink", "kafka", {"headers": "kind"}, "headers"),
     ("sink", "kafka", {"flush_timeout": 0}, "flush_timeout"),
     ("sink", "kafka", {"flush_timeout": True}, "flush_timeout"),  # was taken as 1 second
+    # inf was taken: librdkafka read it as a negative wait, a socket refuses it (OverflowError)
+    ("sink", "kafka", {"flush_timeout": float("inf")}, "flush_timeout"),
+    ("source", "kafka", {"broker_timeout": float("inf")}, "broker_timeout"),
     ("sink", "kafka", {"bootstrap_servers": "broker"}, "bootstrap_servers"),
     ("sink", "kafka_dead_letter", {"topic": ""}, "topic"),
     ("source", "eventhub", {"connection_string": None}, "connection_string"),
@@ -185,6 +188,7 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
     ("sink", "pubsub", {"attributes": {"source": 1}}, "attributes"),
     # PubSubSink took any timeout: 0 failed every flush at once, a quoted '60' with a TypeError there
     ("sink", "pubsub", {"timeout": 0}, "timeout"),
+    ("sink", "pubsub", {"timeout": float("inf")}, "timeout"),
     ("sink", "pubsub", {"timeout": "60"}, "timeout"),
     ("source", "kinesis", {"stream": ""}, "stream"),
     ("source", "kinesis", {"records_per_call": 0}, "records_per_call"),
@@ -222,6 +226,7 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
     ("sink", "redis_metrics", {"ttl": True}, "ttl"),
     ("sink", "redis_metrics", {"key_template": "metrics:{event_type:>5}"}, "key_template"),
     ("sink", "redis_metrics", {"timeout": 0}, "timeout"),
+    ("sink", "redis_metrics", {"timeout": float("inf")}, "timeout"),
     ("sink", "redis_stream", {"url": "redis://127.0.0.1:6379/zero"}, "url"),
     ("sink", "redis_stream", {"stream": ""}, "stream"),
     ("sink", "redis_stream", {"maxlen": 0}, "maxlen"),

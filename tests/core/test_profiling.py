@@ -255,6 +255,19 @@ def test_a_time_field_that_holds_no_times_is_refused_with_the_fields_that_do() -
         profile(ListSource(rows), time="kind")
 
 
+def test_an_id_field_the_events_lack_or_a_negative_timeout_is_refused() -> None:
+    # id_field='evnt_id' profiled a duplicate rate of 0 and suggested dedup('evnt_id'), which the
+    # pipeline then refused; timeout='-1s' left a live source's sample empty ("is it empty?")
+    rows = [{"event_id": "a", "timestamp": pd.Timestamp(i, unit="s", tz="UTC")} for i in (0, 1, 1)]
+    with pytest.raises(
+        ValueError, match=r"id_field='evnt_id'\): no such field.*did you mean id_field='event_id'"
+    ):
+        profile(ListSource(rows), id_field="evnt_id")
+    with pytest.raises(ValueError, match=r"timeout='-1s'\): a wait cannot be negative"):
+        profile(ListSource(rows), timeout="-1s")
+    assert profile(ListSource(rows), id_field="event_id").duplicate_rate == pytest.approx(2 / 3)
+
+
 def test_a_profiles_schema_reads_keys_that_contain_a_dot() -> None:
     # tester4 #29: the inferred path "p.a.b" of the key "a.b" in "p" (and, before, the name "user.id")
     # read nested keys that the records do not have, so the values parsed as missing

@@ -20,7 +20,15 @@ def pipeline() -> Pipeline:
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("clock", "x"), ("clock", 0), ("duration", "abc"), ("commit_every", "abc"), ("checkpoint_dir", 3)],
+    [
+        ("clock", "x"),
+        ("clock", 0),
+        ("duration", "abc"),
+        ("commit_every", "abc"),
+        ("checkpoint_dir", 3),
+        ("max_collect_rows", -1),  # was a bare ValueError from RunOptions, naming no fix
+        ("max_collect_rows", "100"),
+    ],
 )
 def test_a_run_option_of_the_wrong_kind_is_a_config_error(option: str, value: object) -> None:
     with pytest.raises(PipelineConfigError) as e:

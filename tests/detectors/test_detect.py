@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 import random
 from collections import OrderedDict
@@ -367,6 +368,22 @@ def test_threshold_config_errors() -> None:
         AdaptiveThresholdFilter(key="u", per_key=False)
 
 
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda: FixedThresholdFilter(float("inf")), "got inf, which flags no score"),
+        (lambda: FixedThresholdFilter(-math.inf), "got -inf, which flags every score"),
+        (lambda: AdaptiveThresholdFilter(k=math.inf), "k must be a finite number >= 0"),
+    ],
+)
+def test_an_infinite_threshold_is_refused_with_the_fix(make, words) -> None:
+    # FixedThresholdFilter(inf) flagged nothing and -inf everything, silently
+    with pytest.raises(ValueError, match=words) as e:
+        make()
+    assert "pass " in str(e.value)
+    assert FixedThresholdFilter(1e308).value == 1e308 and AdaptiveThresholdFilter(k=0.0).k == 0.0
+
+
 def test_detect_refuses_to_overwrite_an_existing_column():
     import pandas as pd
     import pytest
@@ -466,3 +483,11 @@ def test_with_columns_takes_aligned_series_as_they_are() -> None:
     shifted = pd.Series([1.0, 2.0, 3.0], index=[1, 2, 3])
     out = _with_columns(frame.copy(), {"s": shifted}, frame.columns)
     assert out["s"].tolist()[1:] == [1.0, 2.0] and np.isnan(out["s"].iloc[0])
+
+
+def test_a_threshold_reading_another_score_column_is_refused_inside_detect() -> None:
+    # Detect feeds its own scores to the threshold: FixedThresholdFilter(0.5, score='s') judged them,
+    # and score='s' was silently unused
+    with pytest.raises(ValueError, match="reads the column 's', but inside Detect it judges the scores") as e:
+        Detect(GaussianScorerDetector(), features=["x"], threshold=FixedThresholdFilter(0.5, score="s"))
+    assert ".apply(FixedThresholdFilter(..., score='s'))" in str(e.value)

@@ -71,3 +71,36 @@ def test_bad_configuration() -> None:
         DriftDetector(params={"threshold": 3})
     with pytest.raises(KeyError, match="no column"):
         DriftDetector(column="nope").build().process(shifted_stream(10))
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "words"),
+    [
+        # accepted before: no drift ever (NaN, 0, a forgetting factor of 2), drift on most values (a
+        # negative threshold), or a panic of river's Rust core on the first value (clock=0, max_buckets=0)
+        ("adwin", {"delta": float("nan")}, "delta=nan is not a confidence above 0 and at most 1"),
+        ("adwin", {"delta": 0}, "delta=0 is not a confidence"),
+        ("adwin", {"delta": 5}, "delta=5 is not a confidence"),
+        ("adwin", {"clock": 0}, "clock=0 is not a whole number of values >= 1"),
+        ("adwin", {"max_buckets": 0}, "max_buckets=0 is not a whole number >= 1"),
+        ("page_hinkley", {"threshold": -1}, "threshold=-1 is not a positive finite number"),
+        ("page_hinkley", {"threshold": float("nan")}, "threshold=nan is not a positive finite number"),
+        ("page_hinkley", {"delta": float("nan")}, "delta=nan is not a finite number >= 0"),
+        ("page_hinkley", {"alpha": 2}, "alpha=2 is not a forgetting factor above 0 and at most 1"),
+    ],
+)
+def test_a_river_parameter_that_breaks_detection_is_refused_with_the_fix(method, params, words) -> None:
+    with pytest.raises(ValueError, match=words) as e:
+        DriftDetector(method=method, params=params)
+    assert "Fix: pass e.g. params={" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("adwin", {"delta": 0.01, "clock": 1, "max_buckets": 1}),
+        ("page_hinkley", {"threshold": 20, "delta": 0, "alpha": 1, "min_instances": 0}),
+    ],
+)
+def test_river_parameters_at_their_bounds_still_detect(method: str, params: dict[str, float]) -> None:
+    assert len(DriftDetector(method=method, params=params).build().process(shifted_stream())["drift"]) >= 1

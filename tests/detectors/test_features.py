@@ -1044,3 +1044,23 @@ def test_velocity_sums_of_a_dense_key_with_an_infinity_recover_once_it_leaves() 
     inside = (np.arange(n) >= WIDE_WINDOW) & (np.arange(n) < 3 * WIDE_WINDOW)
     assert np.isposinf(sums[inside]).all()
     assert np.isfinite(sums[~inside]).all() and sums[-1] == 2 * WIDE_WINDOW
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda: ZScoreFeature("user", "x", name="user"), "output column 'user' is the key column it reads"),
+        (
+            lambda: RatioToMedianFeature("user", "x", name="x"),
+            "output column 'x' is the value column it reads",
+        ),
+        (lambda: TimeSinceLastFeature("user", name="timestamp"), "'timestamp' is the time column it reads"),
+        (lambda: DistinctCountFeature("user", "country", name="country"), "'country' is the value column"),
+    ],
+)
+def test_a_feature_named_as_a_column_it_reads_is_refused(make, words) -> None:
+    # ZScoreFeature('user', 'x', name='user') replaced every key with its z-score, silently
+    with pytest.raises(ValueError, match=words) as e:
+        make()
+    assert "give the output another name (name=...)" in str(e.value)
+    assert ZScoreFeature("user", "x", name="x_z").added_columns() == ("x_z",)
