@@ -13,7 +13,8 @@ Each item gets exactly one tier marker, from where it lives and what it uses, so
 Run one with ``pytest -m unit`` (see the README). ``scripts/test.sh`` runs all but ``browser`` on both
 cores with pytest-xdist, a whole file per worker (``--dist loadfile``: a notebook's cells share one kernel
 and run in order, an integration file's tests share its servers), in the order set here
-(``--no-loadscope-reorder``): long files first, so that the workers end together; then ``browser``
+(``--no-loadscope-reorder``): the longest files first (``tests/durations.json``, from a CI run's
+``--durations=0`` report by ``scripts/test_durations.py``), so that the workers end together; then ``browser``
 alone (the tests time a live page under a load they make themselves). xdist's ``loadgroup`` cannot be
 used: it renames items by ``item._nodeid``, which pytest 9.2 no longer reads.
 """
@@ -22,9 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import os
 import pkgutil
 import re
+from pathlib import Path
 
 import pytest
 
@@ -67,6 +70,7 @@ _INTEGRATION_PATHS = (
     "tests/export/test_backtick_columns.py",  # Beam's DirectRunner and moto (verify)
     "tests/export/test_pattern_backtick_columns.py",  # Beam's DirectRunner, Spark's local mode and PyFlink's mini-cluster
     "tests/export/test_spark_detectors.py",  # Spark's local mode (a JVM)
+    "tests/export/test_short_jvm_runs.py",  # Spark's local mode (a JVM)
     "tests/export/test_flink_detectors.py",  # PyFlink's mini-cluster (a JVM)
     "tests/export/test_spark_dedup_rule.py",  # Spark's local mode (a JVM)
     "tests/export/test_flink_sql_dedup_watermark.py",  # PyFlink's mini-cluster (a JVM)
@@ -135,16 +139,32 @@ def _uses_server(item: pytest.Item) -> bool:
     )
 
 
-def _order(item: pytest.Item, tier: str) -> int:
-    """How early its file should start: browser, then integration and notebooks, then unit files with a
-    long test (marked ``slow``, or a hypothesis property), then the rest; the docs site last (its build
-    runs in the background)."""
+def _group(item: pytest.Item, tier: str) -> int:
+    """When its file may start: browser first (it runs alone), the docs site last (its build runs in the
+    background), every other file in between, longest first (:func:`_seconds`)."""
     if "tests/docs/" in _path(item):
         return 9
-    if tier != "unit":
-        return 0 if tier == "browser" else 1
+    return 0 if tier == "browser" else 1
+
+
+#: Each test file's seconds in a CI run (``scripts/test_durations.py`` writes it from a log).
+_DURATIONS = Path(__file__).parent / "tests" / "durations.json"
+
+
+def _recorded_seconds() -> dict[str, float]:
+    try:
+        return {str(k): float(v) for k, v in json.loads(_DURATIONS.read_text()).items()}
+    except (OSError, ValueError, AttributeError):  # missing or unreadable: every file is estimated
+        return {}
+
+
+def _seconds(item: pytest.Item, tier: str, recorded: dict[str, float]) -> float:
+    """How long its file is expected to run: as recorded, else by its tier (a file with a long test,
+    marked ``slow`` or a hypothesis property, counts as a longer one)."""
+    if _path(item) in recorded:
+        return recorded[_path(item)]
     long = item.get_closest_marker("slow") or getattr(getattr(item, "obj", None), "is_hypothesis_test", False)
-    return 2 if long else 3
+    return {"integration": 60.0, "notebooks": 60.0, "browser": 60.0}.get(tier, 10.0 if long else 1.0)
 
 
 TIERS_KEY = pytest.StashKey[dict[str, tuple[str, ...]]]()
@@ -155,13 +175,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Give every item its tier and order the files; keep all items' tiers for tests/test_tiers.py."""
     integration_files = {_path(item) for item in items if _uses_server(item)}
     tiers = {item.nodeid: tier_of(item, integration_files) for item in items}
-    starts: dict[str, int] = {}
+    recorded = _recorded_seconds()
+    starts: dict[str, tuple[int, float]] = {}
     for item in items:
         tier = tiers[item.nodeid]
         if not item.get_closest_marker(tier):
             item.add_marker(getattr(pytest.mark, tier))
-        starts[_path(item)] = min(starts.get(_path(item), 9), _order(item, tier))
-    # stable: a file's items stay together and in their order (a notebook's cells above all)
+        key = (_group(item, tier), -_seconds(item, tier, recorded))
+        starts[_path(item)] = min(starts.get(_path(item), key), key)
+    # stable: a file's items stay together and in their order (a notebook's cells above all); xdist gives
+    # each worker the next file when it is free, so the longest files start first and the short ones fill
+    # in at the end, and the workers end together
     items.sort(key=lambda item: starts[_path(item)])
     config.stash[TIERS_KEY] = {
         item.nodeid: tuple(dict.fromkeys(m.name for m in item.iter_markers() if m.name in TIERS))

@@ -59,8 +59,15 @@ python scripts/build_docs.py --site "$ROOT/build/site" --status "$ROOT/build/doc
 export STREAMLAB_DOCS_BUILD="$ROOT/build"
 wait "$bigquery" || echo "local-bigquery is not installed (the BigQuery tests say what to install): $(tail -n 3 "$ROOT/build/local-bigquery.log")"
 # Tiers (conftest.py): unit, integration and notebooks run on every core, a whole file per worker (a
-# notebook's cells share one kernel; an integration file, its servers), long files first; then the browser
-# tests, one at a time, on a machine no other test loads (they check live pages under a load they make).
+# notebook's cells share one kernel; an integration file, its servers), the longest files first
+# (tests/durations.json); then the browser tests, one at a time, on a machine no other test loads (they
+# check live pages under a load they make).
+# Every JVM the tests start (Spark's local sessions and the exported Spark programs through
+# SPARK_SUBMIT_OPTS, PyFlink's jobs through JVM_ARGS) lives seconds to a minute: the options verify()
+# gives its own short runs (streamlab/_jvm.py: the client compiler, the serial collector; about half of a
+# small Spark job's time, a fifth of a PyFlink one's on two cores). They change no result.
+short_jvm=$(python -c 'from streamlab._jvm import short_run_options; print(short_run_options())')
+export SPARK_SUBMIT_OPTS="${SPARK_SUBMIT_OPTS:-$short_jvm}" JVM_ARGS="${JVM_ARGS:-$short_jvm}"
 pytest=(python -m pytest -p no:cacheprovider --timeout=900 --durations=25 --nbval-lax --nbval-current-env
   --nbval-cell-timeout=300 --nbval-sanitize-with "$ROOT/notebooks/nbval_sanitize.cfg")
 # One worker more than cores: the integration files wait on JVMs, servers and child programs for much of

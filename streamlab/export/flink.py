@@ -2296,7 +2296,8 @@ def run_flink(
     """Run the exported ``main.py`` (or ``job="datastream.py"``) on Flink's local mini-cluster over
     ``lines`` written to a file.
 
-    One job, parallelism 1, file source and file sinks; returns every output's rows by reference.
+    One job, parallelism 1, file source and file sinks; returns every output's rows by reference. Its
+    JVM runs with the options of a short run (:mod:`streamlab._jvm`).
     The job runs in a directory of its own and is handed absolute paths only; it is stopped after
     ``timeout`` seconds with a TimeoutError saying so.
 
@@ -2309,6 +2310,8 @@ def run_flink(
     import os
     import subprocess
     import tempfile
+
+    from streamlab._jvm import short_run_env
 
     python = python or ensure_flink_python()
     if os.sep in python:  # a path, not a name looked up on PATH: not relative to the job's cwd
@@ -2329,7 +2332,8 @@ def run_flink(
         cmd = [python, str(script), "--input", str(sample), "--output", str(out), "--input_format", framing]
         cmd += ["--parallelism", "1", "--checkpoint-interval-ms", "500"]
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp)
+            env = short_run_env()  # a short local run: the client compiler, the serial collector
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp, env=env)
         except subprocess.TimeoutExpired:
             raise TimeoutError(
                 f"verify(target='flink'): the Flink job {job} did not finish in {timeout:g} s and was "

@@ -2018,7 +2018,8 @@ _SESSION: Any = None
 
 
 def spark_session() -> Any:
-    """The local SparkSession verifications share (``local[2]``, UI off, 2 shuffle partitions, UTC).
+    """The local SparkSession verifications share (``local[2]``, UI off, 2 shuffle partitions, UTC; its
+    JVM with the options of a short run, :mod:`streamlab._jvm`).
 
     Created on first use and kept for the next verification (the JVM ends with this Python process);
     an active session (a test fixture's) is used as it is.
@@ -2033,6 +2034,8 @@ def spark_session() -> Any:
     import shutil
     import sys
     import warnings
+
+    from streamlab._jvm import short_run_options
 
     try:
         from pyspark.sql import SparkSession
@@ -2061,12 +2064,14 @@ def spark_session() -> Any:
             .config("spark.sql.session.timeZone", "UTC")
             .config("spark.sql.streaming.forceDeleteTempCheckpointLocation", "true")
         )
+        # a short local run: the client compiler and the serial collector (streamlab._jvm)
+        java_options = [short_run_options()]
         if not os.environ.get("SPARK_CONF_DIR"):  # (a user's own Spark configuration keeps its logging)
             # errors only from the JVM's start on: its default profile's WARN lines (a loopback hostname,
             # no native Hadoop) would otherwise land in the notebook that verifies
-            builder = builder.config(
-                "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={_quiet_log4j().as_uri()}"
-            )
+            java_options.append(f"-Dlog4j2.configurationFile={_quiet_log4j().as_uri()}")
+        if " ".join(java_options).strip():
+            builder = builder.config("spark.driver.extraJavaOptions", " ".join(java_options).strip())
         with warnings.catch_warnings():
             # PySpark's own check of pandas' version ("does not yet fully support pandas >= 3.0.0"):
             # the verification's reads and writes are tested on the pandas installed with streamlab
