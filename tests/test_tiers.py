@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +83,25 @@ def test_a_module_collected_before_the_tests_is_the_one_they_import() -> None:
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:]
     assert " passed" in run.stdout and "failed" not in run.stdout
+
+
+def test_recorded_durations_order_the_files_longest_first(tmp_path: Path) -> None:
+    """scripts/test_durations.py reads a CI log's first --durations report into tests/durations.json,
+    which conftest.py orders the files by (longest first; the browser tier's report is not read)."""
+    log = tmp_path / "ci.log"
+    log.write_text(
+        "== slowest durations ==\n3.00s call     tests/b.py::t\n1.50s setup    tests/a.py::u[1]\n"
+        "0.50s call     tests/a.py::u[1]\n=== short test summary ===\n"
+        "== slowest durations ==\n9.00s call     tests/widgets/test_browser.py::t\n"
+    )
+    out = tmp_path / "durations.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "test_durations.py"), str(log), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text()) == {"tests/a.py": 2.0, "tests/b.py": 3.0}
+    recorded = json.loads((ROOT / "tests" / "durations.json").read_text())
+    assert recorded and all(isinstance(s, float | int) and s >= 0 for s in recorded.values())
