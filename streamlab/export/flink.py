@@ -816,40 +816,47 @@ def _iso_time_sql(text: str) -> str:
     """The SQL expression of ISO-8601 ``text`` as a ``TIMESTAMP_LTZ(3)`` by streamlab's time rule
     (``streamlab._record.iso_to_ns``), NULL where the rule has no time (``job.sql``).
 
-    The rule's own pattern (``_ISO``) is matched and its parts assembled; a date or time of day that
-    does not exist is refused by reading the assembled text back, an offset is subtracted and times
-    outside 64-bit nanoseconds (years 1677-2262) are refused, as in streamlab. Flink's ``CAST`` alone
-    read 2024-02-30 as 2024-02-29, 24:00 as the next day and 2024-1-1 as a date, took years 0001 and
-    9999, and gave NULL for an offset, a time without seconds, a lowercase t or z and a decimal comma.
-    The fraction is cut to the millisecond toward the past, Flink SQL's resolution.
+    The rule's own pattern (``_ISO``) is matched once; its parts are then read at their places, which the
+    grammar fixes: the date in characters 1-10, then the clock (``Thh:mm:ss.fff``, each part after the
+    hour optional) up to the offset, which starts at the only ``Z``, ``+`` or ``-`` after the date. Reading
+    each part with ``REGEXP_EXTRACT`` of the whole pattern wrote the pattern about 37 times per field:
+    ``job.sql`` had 24 KB lines that Flink took about a minute to plan. A date or time of day that does
+    not exist is refused by reading the assembled text back, an offset is subtracted and times outside
+    64-bit nanoseconds (years 1677-2262) are refused, as in streamlab. Flink's ``CAST`` alone read
+    2024-02-30 as 2024-02-29, 24:00 as the next day and 2024-1-1 as a date, took years 0001 and 9999, and
+    gave NULL for an offset, a time without seconds, a lowercase t or z and a decimal comma. The fraction
+    is cut to the millisecond toward the past, Flink SQL's resolution. No part fails on any text
+    (``TRY_CAST``; Flink's ``SUBSTRING`` gives NULL for a negative length), as Flink may read the parts of
+    a text that does not match the pattern.
 
     Examples
     --------
-    >>> "REGEXP(TRIM(x), '^([0-9]{4})-" in _iso_time_sql("x")
-    True
+    >>> sql = _iso_time_sql("x")
+    >>> "REGEXP(TRIM(x), '^([0-9]{4})-" in sql, sql.count("REGEXP"), len(sql) < 3000
+    (True, 5, True)
     """
     from streamlab._record import _ISO, INT64_RANGE
 
     t = f"TRIM({text})"
-    pattern = f"'^{_ISO.pattern}$'"
-
-    def part(i: int, default: str | None = None) -> str:
-        got = f"REGEXP_EXTRACT({t}, {pattern}, {i})"
-        return got if default is None else f"COALESCE(NULLIF({got}, ''), '{default}')"
-
-    fraction = f"RPAD(SUBSTRING({part(7, '')} FROM 1 FOR 3), 3, '0')"
-    wall = (
-        f"CONCAT({part(1)}, '-', {part(2)}, '-', {part(3)}, ' ', {part(4, '00')}, ':', {part(5, '00')}, ':', "
-        f"{part(6, '00')}, '.', {fraction})"
-    )
+    # after the pattern's match, no 'Z', '+' or '-' follows the date but an offset's first character
+    rest = f"SUBSTRING({t} FROM 11)"  # [Tt ]hh:mm:ss.fff and the offset, each optional
+    clock = f"REGEXP_REPLACE({rest}, '[Zz+-].*', '')"  # '', Thh, Thh:mm, Thh:mm:ss or Thh:mm:ss.f...
+    # the clock laid over midnight fills in what it leaves out (2024-01-02T05 is 05:00:00.000); with a
+    # character before it, as Flink's OVERLAY gives '' for an empty text laid over
+    filled = f"REPLACE(OVERLAY('< 00:00:00.000' PLACING CONCAT('<', {clock}) FROM 1), ',', '.')"
+    wall = f"CONCAT(SUBSTRING({t} FROM 1 FOR 10), ' ', SUBSTRING({filled} FROM 3 FOR 12))"
     local = f"TRY_CAST({wall} AS TIMESTAMP(3))"
     exists = f"DATE_FORMAT({local}, 'yyyy-MM-dd HH:mm:ss') = SUBSTRING({wall} FROM 1 FOR 19)"
-    off_h, off_m = f"CAST({part(10, '0')} AS INT)", f"CAST({part(11, '0')} AS INT)"
-    east = f"CASE WHEN {part(9)} = '-' THEN 1 ELSE -1 END"
+    # the offset (+hh, +hhmm, or +00 where none), its sign the first '+' or '-' of the rest
+    signed = f"CONCAT(REPLACE({rest}, ':', ''), '+00')"
+    off = f"SUBSTRING({signed} FROM POSITION('+' IN REPLACE({signed}, '-', '+')) + 1)"
+    off_h = f"TRY_CAST(SUBSTRING({off} FROM 1 FOR 2) AS INT)"
+    off_m = f"COALESCE(TRY_CAST(SUBSTRING({off} FROM 3 FOR 2) AS INT), 0)"  # the '+0' of '+00' is 0
+    east = f"CASE WHEN POSITION('-' IN {rest}) > 0 THEN 1 ELSE -1 END"
     utc = f"TIMESTAMPADD(MINUTE, {east} * ({off_h} * 60 + {off_m}), {local})"
     lo, hi = _ms_text(INT64_RANGE[0] + 1), _ms_text(INT64_RANGE[1])
     ok = (
-        f"REGEXP({t}, {pattern}) AND {exists} AND {off_h} <= 23 AND {off_m} <= 59 "
+        f"REGEXP({t}, '^{_ISO.pattern}$') AND {exists} AND {off_h} <= 23 AND {off_m} <= 59 "
         f"AND {utc} BETWEEN TIMESTAMP '{lo}' AND TIMESTAMP '{hi}'"
     )
     return f"CAST(CASE WHEN {ok} THEN {utc} END AS TIMESTAMP_LTZ(3))"
@@ -899,7 +906,7 @@ _JSON_START = {  # the first character of a value's JSON text, by field type
 }
 
 
-def _json_mistyped(c: _Col, path: tuple[str, ...]) -> str | None:
+def _json_mistyped(c: _Col, path: tuple[str, ...], value: str | None = None) -> str | None:
     """A SQL condition (TRUE or FALSE, never NULL) that field ``c`` at ``path`` holds a value streamlab's
     parse refuses for its type (``job.sql``): a value of another JSON type (``true`` or ``"3"`` in a
     number field, ``7`` in a text field, a text in an object field), a number no double holds (``1e400``,
@@ -907,7 +914,8 @@ def _json_mistyped(c: _Col, path: tuple[str, ...]) -> str | None:
     dead letters; JSON_VALUE gave its text, which CAST read (``"3"`` as 3.0) or failed the whole job on
     (``true``). None for a ``json`` field, which takes any value. The value's type is the first
     character of its JSON text, which ``JSON_QUERY`` gives inside an array wrapper (NULL for null or
-    missing, as streamlab's missing value).
+    missing, as streamlab's missing value). ``value`` is the SQL expression of the field's typed value
+    (:func:`_json_value`; ``job.sql`` passes its column, so the time parse is not written out again).
 
     Examples
     --------
@@ -921,17 +929,16 @@ def _json_mistyped(c: _Col, path: tuple[str, ...]) -> str | None:
     jp = _json_path(path)
     wrapped = f"JSON_QUERY(`line`, '{jp}' WITH UNCONDITIONAL ARRAY WRAPPER)"
     text = f"JSON_VALUE(`line`, '{jp}')"
+    value = value or _json_value(c, path)
     cases = [
         f"WHEN {wrapped} IS NULL THEN FALSE",
         f"WHEN SUBSTRING({wrapped} FROM 2 FOR 1) NOT IN {_JSON_START[c.kind]} THEN TRUE",
     ]
     if c.kind == "timestamp":  # a text the time reader takes ('' and 'NaT' are no time, as in streamlab)
-        no_time = f"LOWER(TRIM({text})) NOT IN ('', 'nat') AND {_json_value(c, path)} IS NULL"
+        no_time = f"LOWER(TRIM({text})) NOT IN ('', 'nat') AND {value} IS NULL"
         cases.append(f"WHEN SUBSTRING({wrapped} FROM 2 FOR 1) = '\"' AND {no_time} THEN TRUE")
         # a number that is no time of 64-bit nanoseconds (1e400, 1e20)
-        cases.append(
-            f"WHEN SUBSTRING({wrapped} FROM 2 FOR 1) <> '\"' AND {_json_value(c, path)} IS NULL THEN TRUE"
-        )
+        cases.append(f"WHEN SUBSTRING({wrapped} FROM 2 FOR 1) <> '\"' AND {value} IS NULL THEN TRUE")
     if c.kind in ("string", "category"):  # a lone surrogate ("\\ud800") is no text: UTF-8 cannot hold it
         cases.append(f"WHEN REGEXP({text}, '[\\uD800-\\uDFFF]') THEN TRUE")
     if c.kind == "float64":  # finite as a double: streamlab refuses 1e400 and integers beyond a double
@@ -941,6 +948,11 @@ def _json_mistyped(c: _Col, path: tuple[str, ...]) -> str | None:
         cases.append(f"WHEN {whole} AND TRY_CAST({text} AS BIGINT) IS NOT NULL THEN FALSE")
     # a number field's value is refused unless a WHEN above accepted it
     return f"CASE {' '.join(cases)} ELSE {str(c.kind in ('float64', 'int64')).upper()} END"
+
+
+_NO_TIME = "TO_TIMESTAMP_LTZ(-30000000000000, 3)"
+"""``job.sql``'s rowtime of a record without a readable time: in the year 1019, before any time of 64-bit
+nanoseconds (years 1677-2262), so no record's time is it, and too early to move the watermark."""
 
 
 def _job_sql(gen: _Generator, source: str, sink: str) -> str:
@@ -960,15 +972,21 @@ def _job_sql(gen: _Generator, source: str, sink: str) -> str:
     if gen.state_ttl_ms is not None:
         lines.append(f"SET 'table.exec.state.ttl' = '{gen.state_ttl_ms} ms';")
     cols = ["  `line` STRING"]
-    mistyped = [m for f in parse.fields if (m := _json_mistyped(_Col(f.name, f.type), f.path))]
-    if mistyped:
-        cols.append(f"  `__mistyped` AS {' OR '.join(mistyped)}")
+    # The checks of the typed fields are written in the queries, on the table's columns: a computed
+    # column cannot use another, and each written out its field's time parse again (four copies of it per
+    # time field made 40 KB lines that Flink took a minute to plan).
+    values = {f.name: _q(f.name) for f in parse.fields}
+    if time:
+        # a rowtime must not be null: unreadable times become _NO_TIME (such rows are dead letters), a time
+        # that no readable one is, so that the queries can tell them apart
+        values[time] = f"NULLIF({_q(time)}, {_NO_TIME})"
+    mistyped = [
+        m for f in parse.fields if (m := _json_mistyped(_Col(f.name, f.type), f.path, values[f.name]))
+    ]
     for f in parse.fields:
         expr = _json_value(_Col(f.name, f.type), f.path)
         if f.name == time:
-            # a rowtime must not be null: unreadable times become the epoch (such rows are dead letters)
-            cols.append(f"  `__time_missing` AS {expr} IS NULL")
-            expr = f"COALESCE({expr}, TO_TIMESTAMP_LTZ(0, 3))"
+            expr = f"COALESCE({expr}, {_NO_TIME})"
         cols.append(f"  {_q(f.name)} AS {expr}")
     cols.append(f"  {_q(_PROC)} AS PROCTIME()")
     wm = f"  WATERMARK FOR {_q(time)} AS {_q(time)} - {_interval(gen.delay_ns + 1_000_000)}"
@@ -985,8 +1003,8 @@ def _job_sql(gen: _Generator, source: str, sink: str) -> str:
     req = [f.name for f in parse.fields if f.name != time and f.name in parse.required]
     ok = " AND ".join(
         [
-            "NOT `__time_missing`",
-            *(["NOT `__mistyped`"] if mistyped else []),
+            f"{_q(time)} <> {_NO_TIME}",
+            *([f"NOT ({' OR '.join(mistyped)})"] if mistyped else []),
             *(f"{_q(r)} IS NOT NULL" for r in req),
         ]
     )

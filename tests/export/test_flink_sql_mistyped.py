@@ -164,6 +164,17 @@ TIMES = [  # (text, whether streamlab's rule reads it)
     ("0001-01-01T00:00:00Z", False),  # outside 64-bit nanoseconds
     ("9999-12-31T23:59:59Z", False),
     ("2024-01-01T00:00:00+24:00", False),  # no such offset
+    # the parts' places: an hour alone, an offset after the date, offsets without a colon, a fraction
+    # shorter than a millisecond before an offset, 06:30 (whose "63" is no offset minute)
+    ("2024-01-01T05+01:00", True),
+    ("2024-01-02+05:00", True),
+    ("2024-01-02-0530", True),
+    ("2024-01-01T23:30:00.5-05", True),
+    ("2024-01-01 06:30", True),
+    ("2024-01-01T00:00:10.12+0100", True),
+    ("2024-01-01T00:00:00+23:60", False),
+    ("2024-01-01T00:60", False),
+    ("2024-01-01T00:00:60", False),
 ]
 
 
