@@ -21,6 +21,50 @@ MESSAGE_LIMIT = 9_900_000
 """Largest payload published: the Pub/Sub client refuses a request over 10,000,000 bytes, which would fail
 the batch on every retry. A larger row is published cut to fit (``streamlab._dead_letter.fit_message``)."""
 
+# Pub/Sub's per-message limits (cloud.google.com/pubsub/quotas, "Resource limits"): a publish breaking
+# one is refused by the service (INVALID_ARGUMENT), failing the flush of every batch on every retry.
+ATTRIBUTES_MAX = 100
+ATTRIBUTE_KEY_MAX_BYTES = 256
+ATTRIBUTE_VALUE_MAX_BYTES = 1024
+
+
+def _check_attribute_limits(
+    where: str, topic: str, constants: Mapping[str, str], columns: Sequence[str]
+) -> None:
+    """Refuse attributes that no message can carry: more than 100, a name over 256 bytes, a constant
+    value over 1,024 bytes (Pub/Sub's per-message limits)."""
+    names = [*constants, *columns]
+    if len(set(names)) > ATTRIBUTES_MAX:
+        raise ParameterError(
+            where,
+            "attributes",
+            f"{len(set(names))} attributes for topic {topic!r}; Pub/Sub takes at most {ATTRIBUTES_MAX} per "
+            "message, so every publish would be refused",
+            f"name at most {ATTRIBUTES_MAX} attributes; the row's other columns travel in the message body",
+        )
+    for name in names:
+        size = len(name.encode("utf-8", "surrogatepass"))
+        if size > ATTRIBUTE_KEY_MAX_BYTES:
+            raise ParameterError(
+                where,
+                "attributes",
+                f"attribute name {name[:40]!r}... is {size} bytes long for topic {topic!r}; Pub/Sub takes "
+                f"attribute names of at most {ATTRIBUTE_KEY_MAX_BYTES} bytes",
+                f"use a name of at most {ATTRIBUTE_KEY_MAX_BYTES} bytes (rename the column in a step before "
+                "the sink)",
+            )
+    for name, value in constants.items():
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > ATTRIBUTE_VALUE_MAX_BYTES:
+            raise ParameterError(
+                where,
+                "attributes",
+                f"constant attribute {name!r} is {size} bytes long for topic {topic!r}; Pub/Sub takes "
+                f"attribute values of at most {ATTRIBUTE_VALUE_MAX_BYTES} bytes",
+                f"shorten the value to at most {ATTRIBUTE_VALUE_MAX_BYTES} bytes, or send it in the message "
+                "body (a column) instead",
+            )
+
 
 class PubSubSink(Sink):
     """Publish each row as a JSON message to a Pub/Sub topic.
@@ -35,7 +79,8 @@ class PubSubSink(Sink):
         Column whose values become ordering keys (turns on ordered publishing); ``None`` for none.
     attributes
         Message attributes: a mapping of constant attributes, or a sequence of column names whose values
-        (as text) become attributes of the same names.
+        (as text) become attributes of the same names. Pub/Sub takes at most 100 attributes per message,
+        names of at most 256 bytes and values of at most 1,024 bytes.
     emulator_host
         ``"HOST:PORT"`` of a Pub/Sub emulator; default: ``PUBSUB_EMULATOR_HOST`` or Google Cloud.
     timeout
@@ -92,6 +137,7 @@ class PubSubSink(Sink):
                     "Python; wrap a single column in a list), or a mapping of constant texts",
                 )
             self.attribute_columns = tuple(attributes)
+        _check_attribute_limits(where, topic, self.static_attributes, self.attribute_columns)
         self.emulator_host = check_emulator_host(where, emulator_host)
         self.timeout = positive_seconds(where, "timeout", timeout, 60, about=f"topic {topic!r}")
 

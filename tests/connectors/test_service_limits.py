@@ -1,7 +1,9 @@
 """A connector setting over a documented limit of its service is refused when the sink or source is built,
 naming the limit: ``TimestreamSink`` took a ``measure_name`` or a measure column over 256 bytes and more than
 128 dimensions (Timestream's quotas page: measure name length 256 bytes, dimensions per table 128), and
-every write then failed."""
+every write then failed; ``PubSubSink`` took more than 100 attributes, an attribute name over 256 bytes
+and a constant attribute value over 1,024 bytes (Pub/Sub's quotas page, resource limits), and every
+publish was then refused."""
 
 from __future__ import annotations
 
@@ -48,3 +50,38 @@ def test_more_than_128_timestream_dimensions_are_refused_and_128_taken():
     assert "129 dimensions for table db.t; a Timestream table takes at most 128" in e.value.problem
     assert "write the others as measures" in e.value.fix
     assert len(c.TimestreamSink("db", "t", dimensions=names[:128], measures=["cpu"]).dimensions) == 128
+
+
+def test_more_than_100_pubsub_attributes_are_refused_and_100_taken():
+    columns = [f"a{i}" for i in range(101)]
+    with pytest.raises(ParameterError) as e:
+        c.PubSubSink("alerts", project="demo", attributes=columns)
+    assert e.value.owner == "PubSubSink" and e.value.parameter == "attributes"
+    assert "101 attributes for topic 'alerts'; Pub/Sub takes at most 100 per message" in e.value.problem
+    assert "message body" in e.value.fix
+    assert len(c.PubSubSink("alerts", project="demo", attributes=columns[:100]).attribute_columns) == 100
+
+
+@pytest.mark.parametrize("as_constant", [False, True])
+def test_a_pubsub_attribute_name_over_256_bytes_is_refused(as_constant):
+    name = "k" * 257
+    attributes = {name: "v"} if as_constant else [name]
+    with pytest.raises(ParameterError) as e:
+        c.PubSubSink("alerts", project="demo", attributes=attributes)
+    assert "is 257 bytes long for topic 'alerts'; Pub/Sub takes attribute names of at most 256" in (
+        e.value.problem
+    )
+    assert c.PubSubSink("alerts", project="demo", attributes=["k" * 256]).attribute_columns == ("k" * 256,)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 1100), st.sampled_from(["v", "é"]))
+def test_a_constant_pubsub_attribute_is_taken_exactly_up_to_1024_bytes(count, char):
+    value = char * count
+    make = lambda: c.PubSubSink("alerts", project="demo", attributes={"source": value})
+    if len(value.encode()) <= 1024:
+        assert make().static_attributes == {"source": value}
+    else:
+        with pytest.raises(ParameterError, match="attribute values of at most 1024 bytes") as e:
+            make()
+        assert f"constant attribute 'source' is {len(value.encode())} bytes long" in e.value.problem
