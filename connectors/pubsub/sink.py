@@ -6,6 +6,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from streamlab._dead_letter import fit_payload
@@ -14,9 +15,10 @@ from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import encode_rows
 
-from .._params import check_emulator_host, positive_seconds
+from .._params import check_emulator_host, positive_seconds, sink_or_none
 from ._client import client_kwargs, describe_service, import_pubsub, resource_path
 
+REASON_COLUMN = "reject_reason"
 MESSAGE_LIMIT = 9_900_000
 """Largest payload published: the Pub/Sub client refuses a request over 10,000,000 bytes, which would fail
 the batch on every retry. A larger row is published cut to fit (``streamlab._dead_letter.fit_message``)."""
@@ -86,6 +88,10 @@ class PubSubSink(Sink):
     timeout
         Seconds ``flush()`` waits, in all, for the messages written so far to be confirmed; past it,
         it raises an error naming the service.
+    dead_letter
+        Sink receiving, with a ``reject_reason`` column, the rows no message can carry: an attribute
+        column's value over 1,024 bytes, which Pub/Sub refuses. ``None``: ``flush()`` raises and names
+        them (the other rows are published).
 
     Examples
     --------
@@ -103,6 +109,7 @@ class PubSubSink(Sink):
         attributes: Mapping[str, str] | Sequence[str] | None = None,
         emulator_host: str | None = None,
         timeout: float = 60.0,
+        dead_letter: Sink | None = None,
     ) -> None:
         where = type(self).__name__
         self.topic = resource_path(topic, project, "topics", where, "topic")
@@ -140,6 +147,7 @@ class PubSubSink(Sink):
         _check_attribute_limits(where, topic, self.static_attributes, self.attribute_columns)
         self.emulator_host = check_emulator_host(where, emulator_host)
         self.timeout = positive_seconds(where, "timeout", timeout, 60, about=f"topic {topic!r}")
+        self.dead_letter = sink_or_none(where, "dead_letter", dead_letter, about=f"topic {topic!r}")
 
     def columns_problem(self, columns: list[str], upstream: Upstream) -> tuple[str, str] | None:
         """The ``ordering_key`` and attribute columns the stream lacks (the first write failed on them),
@@ -159,7 +167,7 @@ class PubSubSink(Sink):
 
     def open(self, clock: Clock | None = None) -> _PubSubWriter:
         """Create the publisher client."""
-        return _PubSubWriter(self)
+        return _PubSubWriter(self, clock)
 
     def spec(self) -> dict[str, Any]:
         """YAML-ready description.
@@ -179,6 +187,7 @@ class PubSubSink(Sink):
             "attributes": attributes,
             "emulator_host": self.emulator_host,
             "timeout": self.timeout,
+            "dead_letter": None if self.dead_letter is None else self.dead_letter.spec(),
         }
 
     def __repr__(self) -> str:
@@ -188,7 +197,7 @@ class PubSubSink(Sink):
 class _PubSubWriter(SinkWriter):
     """Open publisher of a :class:`PubSubSink`."""
 
-    def __init__(self, sink: PubSubSink) -> None:
+    def __init__(self, sink: PubSubSink, clock: Clock | None = None) -> None:
         pubsub_v1 = import_pubsub()
         self._sink = sink
         options = pubsub_v1.types.PublisherOptions(enable_message_ordering=sink.ordering_key is not None)
@@ -196,6 +205,8 @@ class _PubSubWriter(SinkWriter):
             publisher_options=options, **client_kwargs(sink.emulator_host, "publisher")
         )
         self._futures: list[tuple[Any, str]] = []
+        self._dead_letter = sink.dead_letter.open(clock) if sink.dead_letter is not None else None
+        self._refused: list[pd.DataFrame] = []
         self._closed = False
         self._failed = False
 
@@ -208,6 +219,9 @@ class _PubSubWriter(SinkWriter):
             raise KeyError(
                 f"{self._sink!r}: the batch has no column(s) {needed}; it has {list(batch.columns)}"
             )
+        batch = self._refuse_long_attributes(batch)
+        if batch.empty:
+            return
         payloads = encode_rows(batch)
         n = len(batch)
         keys = (
@@ -224,6 +238,31 @@ class _PubSubWriter(SinkWriter):
             future = self._client.publish(self._sink.topic, payload, ordering_key=keys[i], **attrs)
             self._futures.append((future, keys[i]))
 
+    def _refuse_long_attributes(self, batch: pd.DataFrame) -> pd.DataFrame:
+        """The rows Pub/Sub can take; the others (an attribute value over 1,024 bytes, which the service
+        refuses, failing the flush) go to the dead-letter sink with the reason, or wait for flush to raise."""
+        reasons = [""] * len(batch)
+        for c in self._sink.attribute_columns:
+            for i, value in enumerate(batch[c].astype("string").fillna("").tolist()):
+                size = len(value.encode("utf-8", "surrogatepass"))
+                if size > ATTRIBUTE_VALUE_MAX_BYTES and not reasons[i]:
+                    reasons[i] = (
+                        f"attribute {c!r} is {size} bytes long; Pub/Sub takes attribute values of at most "
+                        f"{ATTRIBUTE_VALUE_MAX_BYTES} bytes"
+                    )
+        bad = np.array([bool(r) for r in reasons], dtype=bool)
+        if not bad.any():
+            return batch
+        refused = batch[bad].assign(**{REASON_COLUMN: np.asarray(reasons, dtype=object)[bad]})
+        refused = refused.reset_index(drop=True)
+        if self._dead_letter is not None:
+            self._dead_letter.write_batch(refused)
+            self._dead_letter.flush()
+            self._dead_letter.commit()  # outside the runtime's checkpoints: published now
+        else:
+            self._refused.append(refused)
+        return batch[~bad]
+
     def _missing_columns(self, batch: pd.DataFrame) -> list[str]:
         wanted = list(self._sink.attribute_columns) + (
             [self._sink.ordering_key] if self._sink.ordering_key else []
@@ -234,6 +273,7 @@ class _PubSubWriter(SinkWriter):
         """Wait until every message written so far is confirmed; raise if any publish failed."""
         pending, self._futures = self._futures, []
         errors: list[BaseException] = []
+        refused, self._refused = self._refused, []
         # One deadline for the whole flush: a per-message timeout would add up over a stalled service.
         deadline = time.monotonic() + self._sink.timeout
         for future, key in pending:
@@ -258,6 +298,13 @@ class _PubSubWriter(SinkWriter):
             raise RuntimeError(
                 f"{self._sink!r}: {len(errors)} of {len(pending)} messages were not published; {first}"
             ) from errors[0]
+        if refused:
+            rows = pd.concat(refused, ignore_index=True)
+            raise RuntimeError(
+                f"{self._sink!r}: {len(rows)} row(s) were not published: {rows[REASON_COLUMN].iloc[0]} (first "
+                "of them); give the sink a dead_letter sink to keep such rows, or shorten the column's values "
+                "in a step before the sink"
+            )
 
     def close(self) -> None:
         """Flush, stop the publisher's batching thread and close its channel."""
@@ -267,6 +314,8 @@ class _PubSubWriter(SinkWriter):
         try:
             self.flush()
         finally:
+            if self._dead_letter is not None:
+                self._dead_letter.close()
             self._client.stop()
             if not self._failed:
                 # After a failed flush the client's publish threads still retry (for their own bounded
