@@ -17,11 +17,14 @@ import pandas as pd
 
 from streamlab._time import NAT_NS, to_utc_ns
 from streamlab._timestream_values import (
+    DIMENSIONS_MAX,
+    MEASURE_NAME_MAX_BYTES,
     TIMESTAMP_UNIT_NS,
     dimension_name_problem,
     dimension_text,
     measure_problem,
     text_value,
+    utf8_size,
 )
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError
@@ -98,7 +101,8 @@ class TimestreamSink(Sink):
     dimensions
         Columns written as dimensions (text: ``str(value)``, a time as ISO-8601 UTC text to the
         microsecond, a ``json`` column's JSON text); a missing or empty value leaves that dimension out
-        of the record (Timestream has no empty dimension value).
+        of the record (Timestream has no empty dimension value). At most 128 (Timestream's dimensions
+        per table), each name at most 60 bytes.
     measures
         Columns written as measures of one multi-measure record; their types come from the columns'
         types declared upstream in a pipeline (a parse schema, a window's results), else from the dtypes
@@ -116,7 +120,8 @@ class TimestreamSink(Sink):
     time
         Column with the record time (any form ``to_utc_ns`` reads); written in milliseconds.
     measure_name
-        ``MeasureName`` of the records.
+        ``MeasureName`` of the records: at most 256 bytes, as each measure column's name (Timestream's
+        measure name length).
     dead_letter
         Sink receiving rejected rows with a ``reject_reason`` column; ``None``: ``flush()`` raises.
     endpoint_url
@@ -191,6 +196,26 @@ class TimestreamSink(Sink):
                     f"expected {what} (a non-empty text) for {target}, got {name!r}",
                     f"write e.g. {label}: {example} ({label}='{example}' in Python), or leave it out for "
                     f"'{example}'",
+                )
+        if len(set(dimensions)) > DIMENSIONS_MAX:
+            raise ParameterError(
+                where,
+                "dimensions",
+                f"{len(set(dimensions))} dimensions for {target}; a Timestream table takes at most "
+                f"{DIMENSIONS_MAX}, so every write would fail",
+                f"name at most {DIMENSIONS_MAX} dimension columns; write the others as measures",
+            )
+        named = [("measure_name", measure_name)] + [("measures", m) for m in measures]
+        for label, name in named:
+            if utf8_size(name) > MEASURE_NAME_MAX_BYTES:
+                what = "measure_name" if label == "measure_name" else f"measure column {name[:40]!r}..."
+                raise ParameterError(
+                    where,
+                    label,
+                    f"{what} is {utf8_size(name)} bytes long for {target}; Timestream takes a measure name "
+                    f"of at most {MEASURE_NAME_MAX_BYTES} bytes, so every write would fail",
+                    f"use a name of at most {MEASURE_NAME_MAX_BYTES} bytes"
+                    + ("" if label == "measure_name" else " (rename the column in a step before the sink)"),
                 )
         overlap = set(dimensions) & set(measures) | ({time} & (set(dimensions) | set(measures)))
         if overlap:

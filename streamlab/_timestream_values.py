@@ -35,6 +35,8 @@ from streamlab._serde_values import dump_json, is_missing, iso_utc
 
 TEXT_MAX_BYTES = 2048  # bytes of a VARCHAR measure value (MeasureValue.Value: 1..2048; varchar: 2 KB)
 DIMENSION_NAME_MAX_BYTES = 60  # Dimension.Name: 1..60
+MEASURE_NAME_MAX_BYTES = 256  # a measure name (the record's MeasureName, each multi-measure value's Name)
+DIMENSIONS_MAX = 128  # dimensions per table (Timestream's quotas page, a service limit)
 RESERVED_DIMENSION_NAMES = ("measure_name", "measure_value", "time")
 TIMESTAMP_UNIT_NS = 1_000_000  # nanoseconds per unit of a TIMESTAMP measure and record time (MILLISECONDS)
 TIMESTAMP_MAX = 9_223_372_036_854  # 2262-04-11 23:47:16.854 in milliseconds: the last time Timestream writes

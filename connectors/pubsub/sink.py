@@ -6,6 +6,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from streamlab._dead_letter import fit_payload
@@ -14,12 +15,57 @@ from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
 from streamlab.serde import encode_rows
 
-from .._params import check_emulator_host, positive_seconds
+from .._params import check_emulator_host, positive_seconds, sink_or_none
 from ._client import client_kwargs, describe_service, import_pubsub, resource_path
 
+REASON_COLUMN = "reject_reason"
 MESSAGE_LIMIT = 9_900_000
 """Largest payload published: the Pub/Sub client refuses a request over 10,000,000 bytes, which would fail
 the batch on every retry. A larger row is published cut to fit (``streamlab._dead_letter.fit_message``)."""
+
+# Pub/Sub's per-message limits (cloud.google.com/pubsub/quotas, "Resource limits"): a publish breaking
+# one is refused by the service (INVALID_ARGUMENT), failing the flush of every batch on every retry.
+ATTRIBUTES_MAX = 100
+ATTRIBUTE_KEY_MAX_BYTES = 256
+ATTRIBUTE_VALUE_MAX_BYTES = 1024
+
+
+def _check_attribute_limits(
+    where: str, topic: str, constants: Mapping[str, str], columns: Sequence[str]
+) -> None:
+    """Refuse attributes that no message can carry: more than 100, a name over 256 bytes, a constant
+    value over 1,024 bytes (Pub/Sub's per-message limits)."""
+    names = [*constants, *columns]
+    if len(set(names)) > ATTRIBUTES_MAX:
+        raise ParameterError(
+            where,
+            "attributes",
+            f"{len(set(names))} attributes for topic {topic!r}; Pub/Sub takes at most {ATTRIBUTES_MAX} per "
+            "message, so every publish would be refused",
+            f"name at most {ATTRIBUTES_MAX} attributes; the row's other columns travel in the message body",
+        )
+    for name in names:
+        size = len(name.encode("utf-8", "surrogatepass"))
+        if size > ATTRIBUTE_KEY_MAX_BYTES:
+            raise ParameterError(
+                where,
+                "attributes",
+                f"attribute name {name[:40]!r}... is {size} bytes long for topic {topic!r}; Pub/Sub takes "
+                f"attribute names of at most {ATTRIBUTE_KEY_MAX_BYTES} bytes",
+                f"use a name of at most {ATTRIBUTE_KEY_MAX_BYTES} bytes (rename the column in a step before "
+                "the sink)",
+            )
+    for name, value in constants.items():
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > ATTRIBUTE_VALUE_MAX_BYTES:
+            raise ParameterError(
+                where,
+                "attributes",
+                f"constant attribute {name!r} is {size} bytes long for topic {topic!r}; Pub/Sub takes "
+                f"attribute values of at most {ATTRIBUTE_VALUE_MAX_BYTES} bytes",
+                f"shorten the value to at most {ATTRIBUTE_VALUE_MAX_BYTES} bytes, or send it in the message "
+                "body (a column) instead",
+            )
 
 
 class PubSubSink(Sink):
@@ -35,12 +81,17 @@ class PubSubSink(Sink):
         Column whose values become ordering keys (turns on ordered publishing); ``None`` for none.
     attributes
         Message attributes: a mapping of constant attributes, or a sequence of column names whose values
-        (as text) become attributes of the same names.
+        (as text) become attributes of the same names. Pub/Sub takes at most 100 attributes per message,
+        names of at most 256 bytes and values of at most 1,024 bytes.
     emulator_host
         ``"HOST:PORT"`` of a Pub/Sub emulator; default: ``PUBSUB_EMULATOR_HOST`` or Google Cloud.
     timeout
         Seconds ``flush()`` waits, in all, for the messages written so far to be confirmed; past it,
         it raises an error naming the service.
+    dead_letter
+        Sink receiving, with a ``reject_reason`` column, the rows no message can carry: an attribute
+        column's value over 1,024 bytes, which Pub/Sub refuses. ``None``: ``flush()`` raises and names
+        them (the other rows are published).
 
     Examples
     --------
@@ -58,6 +109,7 @@ class PubSubSink(Sink):
         attributes: Mapping[str, str] | Sequence[str] | None = None,
         emulator_host: str | None = None,
         timeout: float = 60.0,
+        dead_letter: Sink | None = None,
     ) -> None:
         where = type(self).__name__
         self.topic = resource_path(topic, project, "topics", where, "topic")
@@ -92,8 +144,10 @@ class PubSubSink(Sink):
                     "Python; wrap a single column in a list), or a mapping of constant texts",
                 )
             self.attribute_columns = tuple(attributes)
+        _check_attribute_limits(where, topic, self.static_attributes, self.attribute_columns)
         self.emulator_host = check_emulator_host(where, emulator_host)
         self.timeout = positive_seconds(where, "timeout", timeout, 60, about=f"topic {topic!r}")
+        self.dead_letter = sink_or_none(where, "dead_letter", dead_letter, about=f"topic {topic!r}")
 
     def columns_problem(self, columns: list[str], upstream: Upstream) -> tuple[str, str] | None:
         """The ``ordering_key`` and attribute columns the stream lacks (the first write failed on them),
@@ -113,7 +167,7 @@ class PubSubSink(Sink):
 
     def open(self, clock: Clock | None = None) -> _PubSubWriter:
         """Create the publisher client."""
-        return _PubSubWriter(self)
+        return _PubSubWriter(self, clock)
 
     def spec(self) -> dict[str, Any]:
         """YAML-ready description.
@@ -133,6 +187,7 @@ class PubSubSink(Sink):
             "attributes": attributes,
             "emulator_host": self.emulator_host,
             "timeout": self.timeout,
+            "dead_letter": None if self.dead_letter is None else self.dead_letter.spec(),
         }
 
     def __repr__(self) -> str:
@@ -142,7 +197,7 @@ class PubSubSink(Sink):
 class _PubSubWriter(SinkWriter):
     """Open publisher of a :class:`PubSubSink`."""
 
-    def __init__(self, sink: PubSubSink) -> None:
+    def __init__(self, sink: PubSubSink, clock: Clock | None = None) -> None:
         pubsub_v1 = import_pubsub()
         self._sink = sink
         options = pubsub_v1.types.PublisherOptions(enable_message_ordering=sink.ordering_key is not None)
@@ -150,6 +205,8 @@ class _PubSubWriter(SinkWriter):
             publisher_options=options, **client_kwargs(sink.emulator_host, "publisher")
         )
         self._futures: list[tuple[Any, str]] = []
+        self._dead_letter = sink.dead_letter.open(clock) if sink.dead_letter is not None else None
+        self._refused: list[pd.DataFrame] = []
         self._closed = False
         self._failed = False
 
@@ -162,6 +219,9 @@ class _PubSubWriter(SinkWriter):
             raise KeyError(
                 f"{self._sink!r}: the batch has no column(s) {needed}; it has {list(batch.columns)}"
             )
+        batch = self._refuse_long_attributes(batch)
+        if batch.empty:
+            return
         payloads = encode_rows(batch)
         n = len(batch)
         keys = (
@@ -178,6 +238,31 @@ class _PubSubWriter(SinkWriter):
             future = self._client.publish(self._sink.topic, payload, ordering_key=keys[i], **attrs)
             self._futures.append((future, keys[i]))
 
+    def _refuse_long_attributes(self, batch: pd.DataFrame) -> pd.DataFrame:
+        """The rows Pub/Sub can take; the others (an attribute value over 1,024 bytes, which the service
+        refuses, failing the flush) go to the dead-letter sink with the reason, or wait for flush to raise."""
+        reasons = [""] * len(batch)
+        for c in self._sink.attribute_columns:
+            for i, value in enumerate(batch[c].astype("string").fillna("").tolist()):
+                size = len(value.encode("utf-8", "surrogatepass"))
+                if size > ATTRIBUTE_VALUE_MAX_BYTES and not reasons[i]:
+                    reasons[i] = (
+                        f"attribute {c!r} is {size} bytes long; Pub/Sub takes attribute values of at most "
+                        f"{ATTRIBUTE_VALUE_MAX_BYTES} bytes"
+                    )
+        bad = np.array([bool(r) for r in reasons], dtype=bool)
+        if not bad.any():
+            return batch
+        refused = batch[bad].assign(**{REASON_COLUMN: np.asarray(reasons, dtype=object)[bad]})
+        refused = refused.reset_index(drop=True)
+        if self._dead_letter is not None:
+            self._dead_letter.write_batch(refused)
+            self._dead_letter.flush()
+            self._dead_letter.commit()  # outside the runtime's checkpoints: published now
+        else:
+            self._refused.append(refused)
+        return batch[~bad]
+
     def _missing_columns(self, batch: pd.DataFrame) -> list[str]:
         wanted = list(self._sink.attribute_columns) + (
             [self._sink.ordering_key] if self._sink.ordering_key else []
@@ -188,6 +273,7 @@ class _PubSubWriter(SinkWriter):
         """Wait until every message written so far is confirmed; raise if any publish failed."""
         pending, self._futures = self._futures, []
         errors: list[BaseException] = []
+        refused, self._refused = self._refused, []
         # One deadline for the whole flush: a per-message timeout would add up over a stalled service.
         deadline = time.monotonic() + self._sink.timeout
         for future, key in pending:
@@ -212,6 +298,13 @@ class _PubSubWriter(SinkWriter):
             raise RuntimeError(
                 f"{self._sink!r}: {len(errors)} of {len(pending)} messages were not published; {first}"
             ) from errors[0]
+        if refused:
+            rows = pd.concat(refused, ignore_index=True)
+            raise RuntimeError(
+                f"{self._sink!r}: {len(rows)} row(s) were not published: {rows[REASON_COLUMN].iloc[0]} (first "
+                "of them); give the sink a dead_letter sink to keep such rows, or shorten the column's values "
+                "in a step before the sink"
+            )
 
     def close(self) -> None:
         """Flush, stop the publisher's batching thread and close its channel."""
@@ -221,6 +314,8 @@ class _PubSubWriter(SinkWriter):
         try:
             self.flush()
         finally:
+            if self._dead_letter is not None:
+                self._dead_letter.close()
             self._client.stop()
             if not self._failed:
                 # After a failed flush the client's publish threads still retry (for their own bounded

@@ -14,7 +14,7 @@ import itertools
 import numbers
 import operator
 import pickle
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
@@ -216,6 +216,8 @@ class _KeyedStep(StepConfig):
     _durations: ClassVar[tuple[str, ...]] = ()
     #: fields that may be None
     _optional: ClassVar[tuple[str, ...]] = ("name",)
+    #: added columns a later step of the same role writes again on purpose (a rule's alert columns)
+    _shared_outputs: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         where = type(self).__name__
@@ -245,6 +247,29 @@ class _KeyedStep(StepConfig):
 
     def _validate(self, where: str) -> None:
         """Checks specific to one step (run after the shared ones)."""
+
+    def check_columns(self, columns: Sequence[str]) -> tuple[str, str] | None:
+        """Missing inputs, or an output column the stream has already (the feature would overwrite it).
+
+        Examples
+        --------
+        >>> ZScoreFeature("user_id", "amount", name="amount_z").check_columns(["user_id", "amount"]) is None
+        True
+        >>> ZScoreFeature("user_id", "amount", name="label").check_columns(["user_id", "amount", "label"])[0]
+        "its output column 'label' is a column the stream has already, which it would overwrite in every row"
+        """
+        problem = super().check_columns(columns)
+        if problem is not None:
+            return problem
+        clash = [c for c in self.added_columns() if c in columns and c not in self._shared_outputs]
+        if not clash:
+            return None
+        return (
+            f"its output column {clash[0]!r} is a column the stream has already, which it would overwrite "
+            "in every row",
+            "give the output another name (name=...), or rename that column first, e.g. "
+            f".with_columns({clash[0]}_in={clash[0]!r})",
+        )
 
     def required_columns(self) -> tuple[str, ...]:
         """Input columns the step reads."""
@@ -1356,6 +1381,7 @@ class VelocityRule(_KeyedStep):
     kind: ClassVar[str] = "velocity_rule"
     _durations: ClassVar[tuple[str, ...]] = ("window", "allowed_lateness")
     _optional: ClassVar[tuple[str, ...]] = ()
+    _shared_outputs: ClassVar[tuple[str, ...]] = ("rule", "is_alert")
 
     def _validate(self, where: str) -> None:
         if isinstance(self.max_count, bool) or not isinstance(self.max_count, int) or self.max_count < 0:

@@ -535,6 +535,7 @@ def test_a_checkpoint_of_another_stream_names_checkpoint_path(tmp_path: Path) ->
             {"kind": "kinesis", "stream": "d", "partition_key": "u", "dead_letter": {"kind": "nope"}},
             "dead_letter.dead_letter",
         ),
+        ("pubsub", {"kind": "kinesis", "stream": "dead", "partition_key": ""}, "dead_letter.partition_key"),
     ],
 )
 def test_a_bad_parameter_of_a_dead_letter_sink_is_reported_at_its_own_path(

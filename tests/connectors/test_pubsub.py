@@ -506,3 +506,44 @@ def test_a_resume_after_a_kill_between_the_checkpoint_and_its_acks_counts_each_m
     first_minute = got[got["window_start"] < pd.Timestamp("2026-01-01 00:01", tz="UTC")]
     assert first_minute["count"].tolist() == [10] * 6, got
     assert nothing_left(emulator.host, sub)
+
+
+def test_a_row_whose_attribute_value_is_over_1024_bytes_goes_to_dead_letter(
+    emulator: PubSubEmulator, names: tuple[str, str]
+) -> None:
+    """Pub/Sub refuses an attribute value over 1,024 bytes (its quotas page; the emulator takes it): such
+    a row failed the whole flush on Google Cloud; it goes to ``dead_letter`` with the reason now, and the
+    other rows are published."""
+    from streamlab.testing import ListSink
+
+    topic, sub = names
+    batch = events(3).assign(event_type=["view", "é" * 513, "x" * 1024])  # 1,026 bytes; 1,024 bytes
+    dead = ListSink()
+    writer = PubSubSink(
+        topic, attributes=["event_type"], emulator_host=emulator.host, dead_letter=dead
+    ).open()
+    writer.write_batch(batch)
+    writer.close()
+    rows = dead.frame()
+    assert rows["event_id"].tolist() == ["e1"]
+    assert rows["reject_reason"].tolist() == [
+        "attribute 'event_type' is 1026 bytes long; Pub/Sub takes attribute values of at most 1024 bytes"
+    ]
+    reader = PubSubSource(sub, emulator_host=emulator.host).open()
+    try:
+        got = read(reader, 2)
+        reader.commit(reader.snapshot())
+    finally:
+        reader.close()
+    assert sorted(json.loads(v)["event_id"] for v in got["value"]) == ["e0", "e2"]
+
+
+def test_without_a_dead_letter_sink_flush_names_the_row_too_long_for_pubsub(
+    emulator: PubSubEmulator, names: tuple[str, str]
+) -> None:
+    topic, _ = names
+    writer = PubSubSink(topic, attributes=["event_type"], emulator_host=emulator.host).open()
+    writer.write_batch(events(2).assign(event_type=["view", "x" * 1025]))
+    with pytest.raises(RuntimeError, match=r"1 row\(s\) were not published: attribute 'event_type' is 1025"):
+        writer.flush()
+    writer.close()
