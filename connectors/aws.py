@@ -29,8 +29,7 @@ def aws_client(
     timeout: float = 10.0,
     **kwargs: Any,
 ) -> Any:
-    """Create a boto3 client from a session of its own (credentials resolved now, from the current
-    environment); with ``endpoint_url`` (a local stand-in) it uses dummy credentials.
+    """Create a boto3 client; with ``endpoint_url`` (a local stand-in) it uses dummy credentials.
 
     Parameters
     ----------
@@ -74,10 +73,7 @@ def aws_client(
         read_timeout=timeout,
     )
     options.update(kwargs)
-    # a session of its own, not boto3's default one, which keeps the first credentials it resolved for
-    # the life of the process (a kernel's): credentials set or renewed since (environment, SSO, a
-    # profile) were never read, and its clients are made from one shared, not thread-safe, session
-    return boto3.session.Session().client(service, **options)
+    return boto3.client(service, **options)
 
 
 # Error codes meaning "these credentials are not accepted", not "the service is down".
