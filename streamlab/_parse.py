@@ -694,13 +694,15 @@ class ParseOperator(Operator):
             # required fields, checked on the arrow columns (so both paths agree) and before the
             # conversion to pandas, so rejected records cannot change the accepted ones' dtypes
             missing = np.zeros(len(where), dtype=bool)
-            reasons = np.full(len(where), None, dtype=object)
+            # (an object array per batch costs a fill of every row: made only when a field is required)
+            reasons = np.full(len(where), None, dtype=object) if self.required else None
             for name in self.required:
                 null = table.column(name).is_null().to_numpy(zero_copy_only=False)
                 new = null & ~missing
+                assert reasons is not None
                 reasons[new] = f"missing required field {name!r}"
                 missing |= null
-            if missing.any():
+            if reasons is not None and missing.any():
                 ok = np.flatnonzero(~missing)
                 keep = ok if keep is None else keep[~missing[keep]]
                 bad.extend(zip(where[missing].tolist(), reasons[missing].tolist()))
@@ -711,12 +713,14 @@ class ParseOperator(Operator):
             # in this thread: arrow's pool may be busy reading the next batch (work ahead), and a batch's
             # few columns gain nothing from waiting for it
             frame = table.to_pandas(types_mapper=None, self_destruct=False, use_threads=False)
-            for f in self.fields:
+            for i, f in enumerate(self.fields):
                 if f.type == "int64" and table.column(f.name).null_count:
                     # pandas' nullable Int64, as float64 would round integers beyond 2**53
                     frame[f.name] = nullable_ints(table.column(f.name))
                 elif f.type == "category":  # categories sorted, as astype("category") gives them
-                    cats = frame[f.name].cat.categories
+                    # by position: a name would build the new frame's column hash table every batch
+                    column = frame.iloc[:, i] if frame.columns[i] == f.name else frame[f.name]
+                    cats = column.cat.categories
                     if not cats.is_monotonic_increasing:
                         frame[f.name] = frame[f.name].cat.reorder_categories(cats.sort_values())
                 elif f.name in objects:  # as objects: [None, 3] would become floats [NaN, 3.0]
