@@ -1324,6 +1324,12 @@ class DuckDBTable:
 
     def __init__(self, path: str | os.PathLike[str], query: str, *, trusted: bool = True) -> None:
         self.path = check_path("DuckDBTable", "path", path)
+        if not isinstance(query, str) or not query.strip():
+            given = f"an empty query {query!r}" if isinstance(query, str) else f"a {type(query).__name__}"
+            raise ValueError(
+                f"DuckDBTable({self.path!r}, query): got {given}; pass the SELECT query that reads the "
+                "table, e.g. DuckDBTable(path, 'select * from users')"
+            )
         self.query = query
         self.trusted = trusted
 

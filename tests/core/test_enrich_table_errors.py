@@ -77,12 +77,20 @@ def test_a_duckdb_table_object_that_cannot_be_read_names_the_step(tmp_path: Path
     # DuckDBTable(...) given as the table raised DuckDB's own IOException, naming no step and no fix
     from streamlab import DuckDBTable
 
-    for table in (
-        DuckDBTable(tmp_path / "missing.duckdb", "select 'u' as user_id"),
-        DuckDBTable(tmp_path / "missing.duckdb", ""),
+    table = DuckDBTable(tmp_path / "missing.duckdb", "select 'u' as user_id")
+    with pytest.raises(PipelineConfigError) as e:
+        events().stream.enrich(table, "user_id", step_id="users")
+    assert e.value.step_id == "users" and "cannot read the table " in e.value.problem
+    assert "missing.duckdb" in e.value.problem
+    assert "DuckDBTable(path, query)" in e.value.fix
+
+
+@pytest.mark.parametrize("query", ["", "  \n", None, 3])
+def test_a_duckdb_table_without_a_query_is_refused_when_built(tmp_path: Path, query: object) -> None:
+    # DuckDBTable(path, "") was accepted until an enrich step tried to read it
+    from streamlab import DuckDBTable
+
+    with pytest.raises(
+        ValueError, match=r"pass the SELECT query .* DuckDBTable\(path, 'select \* from users'\)"
     ):
-        with pytest.raises(PipelineConfigError) as e:
-            events().stream.enrich(table, "user_id", step_id="users")
-        assert e.value.step_id == "users" and "cannot read the table " in e.value.problem
-        assert "missing.duckdb" in e.value.problem
-        assert "DuckDBTable(path, query)" in e.value.fix
+        DuckDBTable(tmp_path / "ref.duckdb", query)  # type: ignore[arg-type]
