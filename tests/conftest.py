@@ -58,6 +58,28 @@ def chromium() -> str:
         pytest.fail(str(e), pytrace=False)
 
 
+def _write_fake_uv(folder: Path, log: Path, finds: str | Path, fails: str = "") -> None:
+    """A ``uv`` in ``folder`` that logs its arguments and install directory to ``log``, answers
+    ``uv python find`` with ``finds``, and fails its ``fails`` command (e.g. "install") for want of a
+    network."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "uv"
+    path.write_text(
+        "#!/bin/sh\n"
+        f'echo "$* | $UV_PYTHON_INSTALL_DIR" >> {log}\n'
+        f'if [ "$2" = "{fails}" ]; then echo "error: no network" >&2; exit 2; fi\n'
+        f'if [ "$2" = find ]; then echo {finds}; fi\n'
+    )
+    path.chmod(0o755)
+
+
+@pytest.fixture
+def fake_uv() -> Callable[..., None]:
+    """Writes a stand-in ``uv`` (see ``_write_fake_uv``), for the tests of the scripts that install a
+    Python with it (the local BigQuery server's and PyFlink's)."""
+    return _write_fake_uv
+
+
 @pytest.fixture(scope="session")
 def load_benchmark() -> Iterator[Callable[[str], Any]]:
     """``load_benchmark("bench_windows")``: the script ``benchmarks/bench_windows.py`` imported once per

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -51,20 +52,8 @@ def test_python3_13_comes_first_and_none_when_only_older_pythons(machine: Path) 
     assert load_module(SCRIPT).python313() == python313
 
 
-def _fake_uv(folder: Path, log: Path, finds: str, fails: str = "") -> None:
-    """A ``uv`` that logs its arguments and install directory, and finds ``finds`` (or fails ``fails``)."""
-    path = folder / "uv"
-    path.write_text(
-        "#!/bin/sh\n"
-        f'echo "$* | $UV_PYTHON_INSTALL_DIR" >> {log}\n'
-        f'if [ "$2" = "{fails}" ]; then echo "error: no network" >&2; exit 2; fi\n'
-        f'if [ "$2" = find ]; then echo {finds}; fi\n'
-    )
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-
-
 def test_where_the_machine_has_no_python_3_13_uv_installs_one_into_the_cache(
-    machine: Path, monkeypatch: pytest.MonkeyPatch
+    machine: Path, monkeypatch: pytest.MonkeyPatch, fake_uv: Callable[..., None]
 ) -> None:
     """Ubuntu 24.04 and Debian 12 have no python3.13 in apt: the BigQuery tests of scripts/test.sh failed
     there, naming what to install, where the Flink tests' environment had uv install a Python."""
@@ -75,7 +64,7 @@ def test_where_the_machine_has_no_python_3_13_uv_installs_one_into_the_cache(
     standalone.write_text("#!/bin/sh\necho 3 13\n")  # answers runs_as's version question
     standalone.chmod(0o755)
     log = machine.parent / "uv.log"
-    _fake_uv(machine, log, finds=str(standalone))
+    fake_uv(machine, log, finds=standalone)
     assert load_module(SCRIPT).base_python(timeout=30) == str(standalone)
     home = machine.parent / "cache" / "pythons"
     assert log.read_text().splitlines() == [
@@ -84,9 +73,11 @@ def test_where_the_machine_has_no_python_3_13_uv_installs_one_into_the_cache(
     ]
 
 
-def test_when_uv_cannot_install_one_the_error_says_why_and_what_to_install(machine: Path) -> None:
+def test_when_uv_cannot_install_one_the_error_says_why_and_what_to_install(
+    machine: Path, fake_uv: Callable[..., None]
+) -> None:
     fake_python(machine / "python3", (3, 12))
-    _fake_uv(machine, machine.parent / "uv.log", finds="", fails="install")
+    fake_uv(machine, machine.parent / "uv.log", finds="", fails="install")
     with pytest.raises(RuntimeError) as raised:
         load_module(SCRIPT).base_python(timeout=30)
     message = str(raised.value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -66,25 +67,14 @@ def test_without_one_ensure_flink_python_says_what_to_install_before_running_pip
     assert not (flink.flink_env_dir() / "venv").exists()  # no venv made with an interpreter pip fails on
 
 
-def _fake_uv(folder: Path, python: Path, log: Path, fails: str = "") -> None:
-    """A ``uv`` that logs its arguments and install directory, and finds ``python`` (or fails ``fails``)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "uv"
-    path.write_text(
-        "#!/bin/sh\n"
-        f'echo "$* | $UV_PYTHON_INSTALL_DIR" >> {log}\n'
-        f'if [ "$2" = "{fails}" ]; then echo "error: no network" >&2; exit 2; fi\n'
-        f'if [ "$2" = find ]; then echo {python}; fi\n'
-    )
-    path.chmod(0o755)
-
-
-def test_where_no_python_of_those_versions_is_installed_uv_installs_one_into_the_cache(bare: Path) -> None:
+def test_where_no_python_of_those_versions_is_installed_uv_installs_one_into_the_cache(
+    bare: Path, fake_uv: Callable[..., None]
+) -> None:
     # Ubuntu 26.04 has Python 3.14 only, for which apache-flink has no wheel: the Flink tests of
     # scripts/test.sh failed there for want of an older Python that pyenv or the distribution would give
     standalone = _fake_python(bare / "cache" / "pythons" / "cpython-3.98" / "bin", "python3.98", "3 98")
     log = bare / "uv.log"
-    _fake_uv(bare / "bin", standalone, log)
+    fake_uv(bare / "bin", log, finds=standalone)
     assert flink.flink_base_python([(3, 98), (3, 97)]) == str(standalone)
     calls = log.read_text().splitlines()
     assert calls == [
@@ -93,8 +83,10 @@ def test_where_no_python_of_those_versions_is_installed_uv_installs_one_into_the
     ]
 
 
-def test_when_uv_cannot_install_one_the_error_says_why_and_what_to_install(bare: Path) -> None:
-    _fake_uv(bare / "bin", bare / "nothing", bare / "uv.log", fails="install")
+def test_when_uv_cannot_install_one_the_error_says_why_and_what_to_install(
+    bare: Path, fake_uv: Callable[..., None]
+) -> None:
+    fake_uv(bare / "bin", bare / "uv.log", finds=bare / "nothing", fails="install")
     with pytest.raises(RuntimeError) as raised:
         flink.flink_base_python([(3, 98)])
     message = str(raised.value)
