@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from streamlab._numba import jit
+
 # the place of a word's lowest set bit from the top six bits of (that bit * _DE_BRUIJN), as a byte
 # index (the bit is always a byte's top bit, so the place divided by 8 is the byte)
 _DE_BRUIJN = 0x03F79D71B4CB0A89
@@ -107,12 +109,11 @@ def line_breaks() -> Callable[[np.ndarray], tuple[np.ndarray, bool, bool] | None
     """
     if not _compiled:
         try:
-            import numba
+            import numba  # noqa: F401
         except ImportError:  # pragma: no cover - exercised on installs without the 'fast' extra
             _compiled.append(None)
         else:
-            jit = numba.njit(cache=True, nogil=True, boundscheck=False)
-            _compiled.append((jit(_scan), jit(_shaped)))
+            _compiled.append((jit(_scan, boundscheck=False), jit(_shaped, boundscheck=False)))
     kernels = _compiled[0]
     if kernels is None:
         return None

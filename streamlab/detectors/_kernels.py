@@ -17,10 +17,11 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import numpy as np
 
+from streamlab._numba import jit
 from streamlab.detectors._common import GAUSSIAN_Z_SCALES
 
 _Z_SIGMA, _Z_AFTER = GAUSSIAN_Z_SCALES  # river's z: (x - mean) / (std * _Z_SIGMA) / _Z_AFTER
@@ -102,7 +103,7 @@ def _jit(fn: _F) -> _F:
     if numba is None:
         return fn
     # error_model="numpy": a float division by zero gives inf/NaN as in numpy instead of raising
-    return cast(_F, numba.njit(cache=True, nogil=True, error_model="numpy")(fn))
+    return jit(fn, error_model="numpy")
 
 
 def _jit_inline(fn: _F) -> _F:
@@ -110,7 +111,7 @@ def _jit_inline(fn: _F) -> _F:
     operations (and can run on vectors) whatever LLVM's inliner decides."""
     if numba is None:
         return fn
-    return cast(_F, numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")(fn))
+    return jit(fn, error_model="numpy", inline="always")
 
 
 def plain(fn: Any) -> Any:
