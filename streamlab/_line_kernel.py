@@ -9,12 +9,14 @@ block and lists every word with a break through ``flatnonzero``; this one reads 
 which leaves a raw replay's main thread more of its time for the parse (arrow's reader runs beside
 it on the other core).
 
-Loaded through :func:`line_breaks`, which returns ``None`` without numba (the ``fast`` extra): the
-numpy search then runs, with the same results (a property test compares them).
+Loaded through :func:`line_breaks`, which returns ``None`` without numba (the ``fast`` extra) and on
+big-endian machines (the word arithmetic takes a word's first byte as its low one): the numpy search
+then runs, with the same results (a property test compares them).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -108,6 +110,9 @@ def line_breaks() -> Callable[[np.ndarray], tuple[np.ndarray, bool, bool] | None
     True
     """
     if not _compiled:
+        if sys.byteorder != "little":  # pragma: no cover - a word's first byte is its low byte here
+            _compiled.append(None)
+            return None
         try:
             import numba  # noqa: F401
         except ImportError:  # pragma: no cover - exercised on installs without the 'fast' extra
