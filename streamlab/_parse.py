@@ -11,7 +11,6 @@ boundaries never change results.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import pyarrow.json as pj
 from streamlab._dead_letter import raw_dead_letter_frame
 from streamlab._intcols import nullable_ints
 from streamlab._lines import LineArray, file_slice, line_extremes
-from streamlab._record import MAX_DEPTH, MAX_NUMBER_DIGITS, BadRecordError, read_record
+from streamlab._record import _DECODER, MAX_DEPTH, MAX_NUMBER_DIGITS, BadRecordError, read_record
 from streamlab._time import epoch_floats_to_ns
 from streamlab.operators import Operator, Outputs
 
@@ -43,6 +42,7 @@ _DICT = pa.dictionary(pa.int32(), pa.string())
 _NEWLINE = pa.scalar(b"\n", pa.binary())
 _NOTHING = pa.scalar(b"", pa.binary())
 _SMALL_CHUNK = 48
+_NOT_FOUND = object()  # a json/object field's path runs through a value that is not an object
 _SPLIT = 8
 
 
@@ -324,8 +324,12 @@ class ParseOperator(Operator):
         self.required = required
         self.max_record_bytes = max_record_bytes
         self.record_fields = tuple((f.name, f.type, f.path) for f in fields)
-        self.python_only = any(f.type in ("json", "object") for f in fields)
-        self.nested_schema = _nested_schema([f for f in fields if f.type not in ("json", "object")])
+        # json/object fields hold Python values (json.loads'): arrow reads the other fields, and each
+        # record those are read from is decoded once more for its Python values (see _with_objects)
+        self.object_fields = [f for f in fields if f.type in ("json", "object")]
+        self.arrow_fields = [f for f in fields if f.type not in ("json", "object")]
+        self.python_only = bool(self.object_fields)
+        self.nested_schema = _nested_schema(self.arrow_fields)
         self.flat_schema = _flat_schema(fields)
         # tables carry category fields dictionary-encoded (done in the reading thread, without the GIL)
         self.table_schema = pa.schema(
@@ -334,6 +338,8 @@ class ParseOperator(Operator):
                 for f in fields
             ]
         )
+        # what arrow's read gives (the json/object columns are added after it)
+        self.arrow_table_schema = pa.schema([self.table_schema.field(f.name) for f in self.arrow_fields])
         self.parse_options = pj.ParseOptions(
             explicit_schema=self.nested_schema, unexpected_field_behavior="ignore"
         )
@@ -398,7 +404,7 @@ class ParseOperator(Operator):
             return None
         table, epoch = read
         cols = []
-        for f in self.fields:
+        for f in self.arrow_fields:
             col = table.column(f.path[0]).combine_chunks()
             for part in f.path[1:]:
                 col = col.field(part)
@@ -407,7 +413,7 @@ class ParseOperator(Operator):
                 if col is None:  # some value the checked path must judge (out of range, not finite)
                     return None
             cols.append(_sorted_categories(col) if f.type == "category" else col)
-        return pa.table(cols, schema=self.table_schema)
+        return pa.table(cols, schema=self.arrow_table_schema)
 
     # -- python path (isolates and explains bad records) ---------------------------------------------
     def _python_rows(self, recs: list[bytes], idx: Any, good: list[Any], bad: list[Any]) -> None:
@@ -424,8 +430,8 @@ class ParseOperator(Operator):
                 vals = [r[f.name] for r in rows]
                 if f.type == "timestamp":
                     arr = pa.array(vals, type=pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
-                elif f.type in ("json", "object"):
-                    arr = pa.array([json.dumps(v) if v is not None else None for v in vals], type=pa.string())
+                elif f.type in ("json", "object"):  # the values go beside the table; here, whether missing
+                    arr = pa.array(["" if v is not None else None for v in vals], type=pa.string())
                 else:
                     arr = pa.array(vals, type=_ARROW[f.type])
                 cols[f.name] = _sorted_categories(arr) if f.type == "category" else arr
@@ -472,11 +478,84 @@ class ParseOperator(Operator):
     ) -> None:
         """Keep arrow's rows, but let the checked path judge those with values it reads otherwise."""
         odd = _odd_rows(table, self.fields)
-        if odd is None:
+        rows = np.arange(len(idx)) if odd is None else np.flatnonzero(~odd)  # the rows kept, of table
+        if odd is not None:
+            self._python_rows(records(np.flatnonzero(odd)), idx[odd], good, bad)
+            table, idx = table.filter(pa.array(~odd)), idx[~odd]
+        if not self.object_fields:
             good.append((idx, table, {}))
             return
-        good.append((idx[~odd], table.filter(pa.array(~odd)), {}))
-        self._python_rows(records(np.flatnonzero(odd)), idx[odd], good, bad)
+        self._with_objects(table, idx, records(rows), good, bad)
+
+    def _with_objects(
+        self, table: pa.Table, idx: np.ndarray, recs: list[bytes], good: list[Any], bad: list[Any]
+    ) -> None:
+        """Arrow's table of ``recs`` (at ``idx``) with the json/object fields' Python values beside it.
+
+        Each record is decoded once more, and only its json/object fields are looked up, as
+        ``read_record`` does; a record whose lookup fails (a path through a non-object, an object
+        field holding something else) or that the strict decoder refuses goes to the checked path,
+        which words its reason.
+        """
+        values: dict[str, list[Any]] = {f.name: [] for f in self.object_fields}
+        ok = np.ones(len(recs), dtype=bool)
+        # the decoder's scanner alone: these records start with "{" and end with "}" (no whitespace
+        # around them to skip); a value that ends before the record's end fails as decode() would
+        scan: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+        if len(self.object_fields) == 1 and len(self.object_fields[0].path) == 1:  # the usual shape
+            key, is_object = self.object_fields[0].path[0], self.object_fields[0].type == "object"
+            append = values[self.object_fields[0].name].append
+            for j, rec in enumerate(recs):
+                try:
+                    text = rec.decode("utf-8")
+                    obj, end = scan(text, 0)
+                except (StopIteration, ValueError, RecursionError):
+                    ok[j] = False
+                    continue
+                node = obj.get(key) if end == len(text) and type(obj) is dict else _NOT_FOUND
+                if node is _NOT_FOUND or (is_object and node is not None and not isinstance(node, dict)):
+                    ok[j] = False
+                else:
+                    append(node)
+        else:
+            found = [(f.type == "object", f.path, values[f.name].append) for f in self.object_fields]
+            for j, rec in enumerate(recs):
+                try:
+                    text = rec.decode("utf-8")
+                    obj, end = scan(text, 0)
+                except (StopIteration, ValueError, RecursionError):
+                    ok[j] = False
+                    continue
+                got = []
+                for is_object, path, _ in found if end == len(text) and type(obj) is dict else ():
+                    node = obj
+                    for part in path:
+                        if node is None:
+                            break
+                        if not isinstance(node, dict):
+                            node = _NOT_FOUND
+                            break
+                        node = node.get(part)
+                    if node is _NOT_FOUND or (is_object and node is not None and not isinstance(node, dict)):
+                        break
+                    got.append(node)
+                if len(got) == len(found):
+                    for (_, _, append), node in zip(found, got):
+                        append(node)
+                else:
+                    ok[j] = False
+        if not ok.all():
+            self._python_rows([recs[j] for j in np.flatnonzero(~ok)], idx[~ok], good, bad)
+            table, idx = table.filter(pa.array(ok)), idx[ok]
+        if not len(idx):
+            return
+        columns = {
+            f.name: pa.array(["" if v is not None else None for v in values[f.name]], type=pa.string())
+            if f.type in ("json", "object")
+            else table.column(f.name)
+            for f in self.fields
+        }
+        good.append((idx, pa.table(columns, schema=self.table_schema), values))
 
     def _split(self, recs: list[bytes], idx: Any, good: list[Any], bad: list[Any]) -> None:
         # isolate the bad records: an 8-way split needs few arrow calls (each has a fixed cost)
@@ -635,7 +714,7 @@ class ParseOperator(Operator):
                 f"it has {list(batch.columns)}; pass value_column=... naming the raw record column"
             )
         column = batch[self.value_column]
-        if not self.python_only and n:
+        if self.arrow_fields and n:
             started = self._begin_vectorized(batch, column, pool)
             if started is not None:
                 return started
@@ -658,7 +737,7 @@ class ParseOperator(Operator):
                 )
                 continue
             if (
-                self.python_only
+                not self.arrow_fields
                 or len(r) > self.max_record_bytes
                 or r[:1] != b"{"
                 or r[-1:] != b"}"

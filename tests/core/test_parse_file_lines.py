@@ -16,7 +16,17 @@ from streamlab import _lines as lines_module
 from streamlab import sources as sources_module
 from streamlab._parse import FieldSpec, ParseOperator
 
-from .test_parse_fuzz import FAST, good, record
+from .test_parse_fuzz import CHECKED, FAST, good, record
+
+# json/object fields beside arrow's: read by arrow, then each record decoded once more for its Python
+# values (nested paths, a path through a value that is not an object, two fields under one object)
+NESTED = {
+    **FAST,
+    "props": {"type": "object", "path": "properties"},
+    "page": {"type": "json", "path": "properties.page"},
+    "deep": {"type": "json", "path": "extra.a.b"},
+}
+SCHEMAS = {"typed": FAST, "checked": CHECKED, "nested": NESTED}
 
 LINE_DAMAGE = [b"", b"   ", b"\t", b"{}", b"not json", b'{"a":1}{"b":2}', b"\x00", b"\xff\xfe", b" {}"]
 # records that are JSON objects by shape but not valid UTF-8, or text of more than one byte a character
@@ -69,9 +79,10 @@ def checked(op: ParseOperator, values: list[bytes]) -> tuple[pd.DataFrame, list[
     crlf=st.sampled_from(["none", "all", "some"]),
     final_newline=st.booleans(),
     batch=st.integers(1, 200),
+    schema=st.sampled_from(sorted(SCHEMAS)),
 )
 def test_file_lines_parse_as_the_checked_path_does(
-    tmp_path, nasty: list[bytes], n_good: int, rnd, crlf: str, final_newline: bool, batch: int
+    tmp_path, nasty: list[bytes], n_good: int, rnd, crlf: str, final_newline: bool, batch: int, schema: str
 ) -> None:
     records = [good(i) for i in range(n_good)] + nasty
     rnd.shuffle(records)
@@ -84,7 +95,7 @@ def test_file_lines_parse_as_the_checked_path_does(
     source = ReplaySource(path, raw=True)
     values = source.frame["value"].tolist()  # (equal to a plain split: tests/core/test_replay_lines.py)
     op = ParseOperator(
-        "parse", [FieldSpec.of(n, s) for n, s in FAST.items()], "value", ("timestamp",), 1 << 20
+        "parse", [FieldSpec.of(n, s) for n, s in SCHEMAS[schema].items()], "value", ("timestamp",), 1 << 20
     )
     frame = source.frame.assign(i=np.arange(len(source.frame)))
     got_ok, got_dead = outcome(op, frame, batch)
@@ -133,9 +144,10 @@ def streamed(
     batch=st.integers(1, 200),
     min_read=st.sampled_from([1, 100, 4096, 1 << 20]),
     start=st.integers(0, 80),
+    schema=st.sampled_from(sorted(SCHEMAS)),
 )
 def test_lines_streamed_as_file_bytes_parse_as_the_checked_path_does(
-    tmp_path, nasty, n_good, rnd, crlf, final_newline, batch, min_read, start
+    tmp_path, nasty, n_good, rnd, crlf, final_newline, batch, min_read, start, schema
 ) -> None:
     """Blocks handed over unsplit (and, where a block has other control bytes, split): every batch size,
     block size and resume position gives the checked path's rows and dead letters (exact raw bytes)."""
@@ -149,7 +161,7 @@ def test_lines_streamed_as_file_bytes_parse_as_the_checked_path_does(
     path.write_bytes(data)
     values = ReplaySource(path, raw=True).frame["value"].tolist()
     op = ParseOperator(
-        "parse", [FieldSpec.of(n, s) for n, s in FAST.items()], "value", ("timestamp",), 1 << 20
+        "parse", [FieldSpec.of(n, s) for n, s in SCHEMAS[schema].items()], "value", ("timestamp",), 1 << 20
     )
     start = min(start, len(values))
     got_ok, got_dead = streamed(op, path, batch, min_read, start)

@@ -118,17 +118,27 @@ def record(draw: st.DrawFn) -> bytes:
     return raw
 
 
+# values of the json/object fields: any JSON under "page", and under "extra" objects to look into
+# ("extra.a.b"), a path that ends early (no "b") or runs through a number
+PAGES = ["/p", 3, None, [1, {"b": 2}], {"x": {"y": [True, 2**70]}}, "caf\u00e9"]
+EXTRAS = [{"a": {"b": [1, 2]}}, {"a": {}}, {"a": 3}, {"a": {"b": {"c": None}}}]
+
+
 def good(i: int) -> bytes:
-    return json.dumps(
-        {
-            "event_id": f"g{i}",
-            "event_type": "click",
-            "timestamp": f"2024-01-01T00:00:{i % 60:02d}Z",
-            "properties": {"amount": i / 4},
-            "n": i,
-            "flag": bool(i % 2),
-        }
-    ).encode()
+    properties: dict = {"amount": i / 4}
+    if i % 3:
+        properties["page"] = PAGES[i % len(PAGES)]
+    record = {
+        "event_id": f"g{i}",
+        "event_type": "click",
+        "timestamp": f"2024-01-01T00:00:{i % 60:02d}Z",
+        "properties": properties,
+        "n": i,
+        "flag": bool(i % 2),
+    }
+    if i % 4 == 1:
+        record["extra"] = EXTRAS[(i // 4) % len(EXTRAS)]
+    return json.dumps(record).encode()
 
 
 _ALONE: dict[tuple, dict[str, pd.DataFrame]] = {}
