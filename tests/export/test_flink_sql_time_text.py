@@ -1,4 +1,5 @@
-"""Flink SQL export: ``job.sql`` strips a time text as streamlab's rule does.
+"""Flink SQL export: ``job.sql`` reads a time text as streamlab's rule does, whitespace and times before
+1970 included.
 
 streamlab's time rule (``streamlab._record.iso_to_ns``) strips a time text with Python's ``str.strip()``:
 tabs, line breaks, carriage returns, vertical tabs, form feeds, the separators ``\\x1c``-``\\x1f``,
@@ -8,7 +9,11 @@ dead letter of the job that streamlab read, and a text of whitespace alone (no t
 is) in a second time field was a dead letter too. A line break at the end even passed the pattern
 (Java's ``$`` matches before a final line break), and the record was still a dead letter.
 
-The test runs ``job.sql`` once, as the SQL client's stand-in (``run_sql.py``) runs it.
+``job.sql`` gives a record whose time it cannot read a rowtime in the year 1019, so that it does not
+move the watermark; the second test runs windows on times before 1970 (negative epoch times, as ISO
+text and as epoch numbers) beside unreadable and missing times, and compares the windows and the dead
+letters with streamlab's run, in which no row is late. Each test runs ``job.sql`` once, as the SQL
+client's stand-in (``run_sql.py``) runs it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from streamlab import Pipeline, TumblingWindow, agg
+from streamlab.testing import ListSink, ListSource
 from tests.export.test_flink_sql_mistyped import _job_time, _lines, _run_job_sql, _run_streamlab
 
 PADS = {  # every kind of whitespace str.strip() removes, by name
@@ -101,5 +108,56 @@ def test_job_sql_strips_time_texts_as_streamlabs_rule(flink_python: str, tmp_pat
     rows = [json.loads(x) for x in _lines(output / sinks["d"])]
     # the job dead-lettered every record padded with other whitespace than spaces, and "seen": "\t"
     assert {r["event_id"]: (r["timestamp"], r["seen"]) for r in rows} == expected
+    dead_rows = [json.loads(x) for x in _lines(output / sinks["parse.dead_letter"])]
+    assert sorted(json.loads(r["raw"])["event_id"] for r in dead_rows) == refused
+
+
+EPOCH_1965 = -152668795  # 1965-03-01T00:00:05Z in epoch seconds
+OLD = [  # (id, key, time): before 1970, beside times the job cannot read
+    ("o1", "a", "1965-03-01T00:00:01Z"),
+    ("u1", "a", "not a time"),  # unreadable: a dead letter, whose rowtime must not move the watermark
+    ("o2", "a", EPOCH_1965),
+    ("o3", "b", "1965-03-01T00:00:09.999Z"),
+    ("u2", "b", None),  # missing
+    ("o4", "a", (EPOCH_1965 + 8) * 1000),  # milliseconds: 1965-03-01T00:00:13Z
+    ("u3", "a", "\t"),  # no time
+    ("o5", "b", "1965-03-01T00:00:02Z"),  # behind the others, within the delay
+    ("o6", "a", "1969-12-31T23:59:55.5Z"),  # the window that ends at the epoch
+    ("o7", "a", "1969-12-31T23:59:59.999Z"),
+    ("u4", "b", "1677-01-01T00:00:00Z"),  # before 64-bit nanoseconds: no time in streamlab
+    ("o8", "b", "1970-01-01T00:00:00Z"),
+    ("o9", "a", -0.001),  # a millisecond before the epoch, as epoch seconds
+]
+
+
+def test_job_sql_windows_times_before_1970_beside_unreadable_times(flink_python: str, tmp_path: Path) -> None:
+    events = [
+        json.dumps({"event_id": i, "k": k, **({} if t is None else {"timestamp": t})}) for i, k, t in OLD
+    ]
+    p = Pipeline(ListSource([x.encode() for x in events]), name="old")
+    out, late, dead = ListSink(), ListSink(), ListSink()
+    parsed = p.parse({"event_id": "string", "k": "string", "timestamp": "timestamp"})
+    windows = parsed.window(TumblingWindow("10s"), key="k", delay="1m", step_id="w").agg(agg.count())
+    windows.to(out)
+    windows.late.to(late)
+    parsed.dead_letter.to(dead)
+    p.run()
+    assert late.frame().empty  # no row is late in streamlab: Flink SQL, which drops late rows, must agree
+    expected = sorted(
+        (r.k, _job_time(r.window_start), _job_time(r.window_end), r.count) for r in out.frame().itertuples()
+    )
+    assert expected == [
+        ("a", "1965-03-01T00:00:00.000Z", "1965-03-01T00:00:10.000Z", 2),
+        ("a", "1965-03-01T00:00:10.000Z", "1965-03-01T00:00:20.000Z", 1),
+        ("a", "1969-12-31T23:59:50.000Z", "1970-01-01T00:00:00.000Z", 3),
+        ("b", "1965-03-01T00:00:00.000Z", "1965-03-01T00:00:10.000Z", 2),
+        ("b", "1970-01-01T00:00:00.000Z", "1970-01-01T00:00:10.000Z", 1),
+    ]
+    refused = sorted(json.loads(r.decode())["event_id"] for r in dead.frame()["raw"])
+    assert refused == ["u1", "u2", "u3", "u4"]
+
+    output, sinks = _run_job_sql(flink_python, p, events, tmp_path)
+    rows = [json.loads(x) for x in _lines(output / sinks["w"])]
+    assert sorted((r["k"], r["window_start"], r["window_end"], r["count"]) for r in rows) == expected
     dead_rows = [json.loads(x) for x in _lines(output / sinks["parse.dead_letter"])]
     assert sorted(json.loads(r["raw"])["event_id"] for r in dead_rows) == refused
