@@ -84,6 +84,7 @@ _INTEGRATION_PATHS = (
     "tests/export/test_flink_json_lines.py",  # PyFlink's mini-cluster (a JVM)
     "tests/export/test_flink_sql_mistyped.py",  # PyFlink's mini-cluster (a JVM)
     "tests/export/test_flink_sql_time_unit.py",  # PyFlink's mini-cluster (a JVM)
+    "tests/export/test_flink_sql_time_text.py",  # PyFlink's mini-cluster (a JVM)
     "tests/export/test_window_time_reason.py",  # Beam, moto, Spark's local mode and PyFlink (JVMs)
     "tests/export/test_flink_datastream_row_outputs.py",  # PyFlink's mini-cluster (a JVM)
     "tests/export/test_flink_sql_agg_types.py",  # PyFlink's mini-cluster (a JVM)

@@ -46,6 +46,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Sequence
@@ -812,6 +813,37 @@ def _ms_text(ns: int) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t.microsecond // 1000:03d}"
 
 
+@functools.cache
+def _spaces_literal() -> str:
+    """A SQL Unicode literal (``U&'...'``) of the characters Python's ``str.strip()`` removes: the
+    whitespace of streamlab's time rule (``streamlab._record.iso_to_ns`` strips the text).
+
+    SQL's ``TRIM(x)`` removes spaces alone; a time text padded with a tab, a line break, a form feed or a
+    no-break space (``"\\t2024-01-01T00:00:00Z"``) was a dead letter of ``job.sql`` that streamlab read.
+
+    Examples
+    --------
+    >>> print(_spaces_literal()[:23])
+    U&'\\0009\\000A\\000B\\000C
+    """
+    codes = [c for c in range(0x110000) if chr(c).isspace()]  # every code point
+    return "U&'" + "".join(f"\\{c:04X}" if c <= 0xFFFF else f"\\+{c:06X}" for c in codes) + "'"
+
+
+def _strip_sql(text: str) -> str:
+    """The SQL expression of ``text`` without the leading and trailing characters that Python's
+    ``str.strip()`` removes, as streamlab's time rule strips a time text (``job.sql``).
+
+    Flink's ``TRIM(BOTH chars FROM x)`` removes every character of ``chars`` from both ends, in any order.
+
+    Examples
+    --------
+    >>> print(_strip_sql("x")[:23], "...", _strip_sql("x")[-14:])
+    TRIM(BOTH U&'\\0009\\000A ... \\3000' FROM x)
+    """
+    return f"TRIM(BOTH {_spaces_literal()} FROM {text})"
+
+
 def _iso_time_sql(text: str) -> str:
     """The SQL expression of ISO-8601 ``text`` as a ``TIMESTAMP_LTZ(3)`` by streamlab's time rule
     (``streamlab._record.iso_to_ns``), NULL where the rule has no time (``job.sql``).
@@ -832,12 +864,12 @@ def _iso_time_sql(text: str) -> str:
     Examples
     --------
     >>> sql = _iso_time_sql("x")
-    >>> "REGEXP(TRIM(x), '^([0-9]{4})-" in sql, sql.count("REGEXP"), len(sql) < 3000
-    (True, 5, True)
+    >>> f"REGEXP({_strip_sql('x')}, '^([0-9]{{4}})-" in sql, sql.count("REGEXP"), len(sql) < 8000
+    (True, 4, True)
     """
     from streamlab._record import _ISO, INT64_RANGE
 
-    t = f"TRIM({text})"
+    t = _strip_sql(text)
     # after the pattern's match, no 'Z', '+' or '-' follows the date but an offset's first character
     rest = f"SUBSTRING({t} FROM 11)"  # [Tt ]hh:mm:ss.fff and the offset, each optional
     clock = f"REGEXP_REPLACE({rest}, '[Zz+-].*', '')"  # '', Thh, Thh:mm, Thh:mm:ss or Thh:mm:ss.f...
@@ -854,12 +886,14 @@ def _iso_time_sql(text: str) -> str:
     off_m = f"COALESCE(TRY_CAST(SUBSTRING({off} FROM 3 FOR 2) AS INT), 0)"  # the '+0' of '+00' is 0
     east = f"CASE WHEN POSITION('-' IN {rest}) > 0 THEN 1 ELSE -1 END"
     utc = f"TIMESTAMPADD(MINUTE, {east} * ({off_h} * 60 + {off_m}), {local})"
-    lo, hi = _ms_text(INT64_RANGE[0] + 1), _ms_text(INT64_RANGE[1])
-    ok = (
-        f"REGEXP({t}, '^{_ISO.pattern}$') AND {exists} AND {off_h} <= 23 AND {off_m} <= 59 "
-        f"AND {utc} BETWEEN TIMESTAMP '{lo}' AND TIMESTAMP '{hi}'"
+    ok = f"REGEXP({t}, '^{_ISO.pattern}$') AND {exists} AND {off_h} <= 23 AND {off_m} <= 59"
+    # times of 64-bit nanoseconds only: a time beyond them is clamped to the first millisecond outside,
+    # which NULLIF then takes; ``BETWEEN`` wrote the whole time out once more (7 more copies of the text)
+    below, above = (
+        f"TIMESTAMP '{_ms_text(ns)}'" for ns in (INT64_RANGE[0] + 1 - 1_000_000, INT64_RANGE[1] + 1_000_000)
     )
-    return f"CAST(CASE WHEN {ok} THEN {utc} END AS TIMESTAMP_LTZ(3))"
+    clamped = f"GREATEST(LEAST(CASE WHEN {ok} THEN {utc} END, {above}), {below})"
+    return f"CAST(NULLIF(NULLIF({clamped}, {above}), {below}) AS TIMESTAMP_LTZ(3))"
 
 
 _NUMBER_START = "('-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9')"
@@ -935,7 +969,7 @@ def _json_mistyped(c: _Col, path: tuple[str, ...], value: str | None = None) -> 
         f"WHEN SUBSTRING({wrapped} FROM 2 FOR 1) NOT IN {_JSON_START[c.kind]} THEN TRUE",
     ]
     if c.kind == "timestamp":  # a text the time reader takes ('' and 'NaT' are no time, as in streamlab)
-        no_time = f"LOWER(TRIM({text})) NOT IN ('', 'nat') AND {value} IS NULL"
+        no_time = f"LOWER({_strip_sql(text)}) NOT IN ('', 'nat') AND {value} IS NULL"
         cases.append(f"WHEN SUBSTRING({wrapped} FROM 2 FOR 1) = '\"' AND {no_time} THEN TRUE")
         # a number that is no time of 64-bit nanoseconds (1e400, 1e20)
         cases.append(f"WHEN SUBSTRING({wrapped} FROM 2 FOR 1) <> '\"' AND {value} IS NULL THEN TRUE")

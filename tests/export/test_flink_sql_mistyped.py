@@ -23,7 +23,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from datetime import datetime
 from pathlib import Path
+
+import pandas as pd
 
 from streamlab import Pipeline
 from streamlab.export import to_flink
@@ -95,6 +98,28 @@ def _run_job_sql(
     )
     assert done.returncode == 0, done.stderr[-4000:]  # the old job failed on `true` in a number field
     return output, _load_constants(files.directory / "main.py")["OUTPUTS"]
+
+
+TIME_FIELDS = {"event_id": "string", "timestamp": "timestamp", "seen": "timestamp"}
+
+
+def _run_streamlab(
+    events: list[str], name: str, fields: dict[str, str] = TIME_FIELDS
+) -> tuple[Pipeline, pd.DataFrame, list[str]]:
+    """streamlab's run of ``events`` through a parse of ``fields`` and a dedup by ``event_id`` (step ``d``):
+    the pipeline, the rows kept and the dead letters' event ids, sorted."""
+    p = Pipeline(ListSource([x.encode() for x in events]), name=name)
+    kept, dead = ListSink(), ListSink()
+    parsed = p.parse(fields)
+    parsed.dedup("event_id", ttl="10m", step_id="d").to(kept)
+    parsed.dead_letter.to(dead)
+    p.run()
+    return p, kept.frame(), sorted(json.loads(r.decode())["event_id"] for r in dead.frame()["raw"])
+
+
+def _job_time(t: datetime) -> str:
+    """A time as the job writes it: to the millisecond toward the past, with the zone."""
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
 def test_job_sql_dead_letters_the_records_streamlab_refuses_for_a_fields_type(
@@ -180,27 +205,17 @@ TIMES = [  # (text, whether streamlab's rule reads it)
 
 def test_job_sql_reads_time_texts_by_streamlabs_rule(flink_python: str, tmp_path: Path) -> None:
     events = [json.dumps({"event_id": f"t{i}", "timestamp": t, "seen": t}) for i, (t, _) in enumerate(TIMES)]
-    p = Pipeline(ListSource([x.encode() for x in events]), name="times")
-    kept, dead = ListSink(), ListSink()
-    parsed = p.parse({"event_id": "string", "timestamp": "timestamp", "seen": "timestamp"})
-    parsed.dedup("event_id", ttl="10m", step_id="d").to(kept)
-    parsed.dead_letter.to(dead)
-    p.run()
+    p, kept, refused = _run_streamlab(events, "times")
     read = {f"t{i}" for i, (_, ok) in enumerate(TIMES) if ok}
-    assert set(kept.frame()["event_id"]) == read  # the rule, as TIMES says
-    expected = {  # as the job writes them: to the millisecond, with the zone
-        r.event_id: r.timestamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{r.timestamp.microsecond // 1000:03d}Z"
-        for r in kept.frame().itertuples()
-    }
+    assert set(kept["event_id"]) == read  # the rule, as TIMES says
+    expected = {r.event_id: _job_time(r.timestamp) for r in kept.itertuples()}
 
     output, sinks = _run_job_sql(flink_python, p, events, tmp_path)
     rows = [json.loads(x) for x in _lines(output / sinks["d"])]
     assert {r["event_id"]: r["timestamp"] for r in rows} == expected
     assert all(r["seen"] == r["timestamp"] for r in rows)
     dead_rows = [json.loads(x) for x in _lines(output / sinks["parse.dead_letter"])]
-    assert sorted(json.loads(r["raw"])["event_id"] for r in dead_rows) == sorted(
-        json.loads(r.decode())["event_id"] for r in dead.frame()["raw"]
-    )
+    assert sorted(json.loads(r["raw"])["event_id"] for r in dead_rows) == refused
 
 
 EPOCHS = [  # epoch numbers as JSON text: seconds, milliseconds above 1e11, a fraction as its double
@@ -232,17 +247,9 @@ def test_job_sql_reads_epoch_numbers_and_refuses_lone_surrogates_as_streamlab(
     # as "?" where streamlab sends the record to the dead letters
     events = [f'{{"event_id": "e{i}", "timestamp": {t}, "seen": {t}}}' for i, t in enumerate(EPOCHS)]
     events += [f'{{"event_id": "s{i}", "timestamp": 1704067205, "name": {t}}}' for i, t in enumerate(TEXTS)]
-    p = Pipeline(ListSource([x.encode() for x in events]), name="epochs")
-    kept, dead = ListSink(), ListSink()
-    parsed = p.parse({"event_id": "string", "timestamp": "timestamp", "seen": "timestamp", "name": "string"})
-    parsed.dedup("event_id", ttl="10m", step_id="d").to(kept)
-    parsed.dead_letter.to(dead)
-    p.run()
-    assert set(kept.frame()["event_id"]) == {f"e{i}" for i in range(11)} | {"s2", "s3", "s4"}
-    expected = {  # as the job writes them: to the millisecond toward the past, with the zone
-        r.event_id: r.timestamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{r.timestamp.microsecond // 1000:03d}Z"
-        for r in kept.frame().itertuples()
-    }
+    p, kept, refused = _run_streamlab(events, "epochs", {**TIME_FIELDS, "name": "string"})
+    assert set(kept["event_id"]) == {f"e{i}" for i in range(11)} | {"s2", "s3", "s4"}
+    expected = {r.event_id: _job_time(r.timestamp) for r in kept.itertuples()}
     assert expected["e2"] == "2024-01-01T00:00:23.000Z"
 
     output, sinks = _run_job_sql(flink_python, p, events, tmp_path)
@@ -252,6 +259,4 @@ def test_job_sql_reads_epoch_numbers_and_refuses_lone_surrogates_as_streamlab(
     names = {r["event_id"]: r["name"] for r in rows if r["event_id"].startswith("s")}
     assert names == {"s2": "\U0001f600", "s3": "?", "s4": "é"}
     dead_rows = [json.loads(x) for x in _lines(output / sinks["parse.dead_letter"])]
-    assert sorted(json.loads(r["raw"])["event_id"] for r in dead_rows) == sorted(
-        json.loads(r.decode())["event_id"] for r in dead.frame()["raw"]
-    )
+    assert sorted(json.loads(r["raw"])["event_id"] for r in dead_rows) == refused
