@@ -354,6 +354,21 @@ def run_json_file(path: Path, batch: int) -> pd.DataFrame:
     return sink.frame()
 
 
+def run_json_default_schema(path: Path, batch: int) -> pd.DataFrame:
+    """The same file through ``parse()`` with its default schema: ``properties`` as a Python object."""
+    p = Pipeline(ReplaySource(path, raw=True, batch_size=batch))
+    sink = ListSink()
+    p.parse().window(TumblingWindow("60s"), key="event_type", delay="5s").agg(agg.count()).to(sink)
+    p.run(clock=ManualClock(0), batch_size=batch)
+    return sink.frame()
+
+
+def json_loads_lines(path: Path) -> int:
+    """Python's own JSON decoder over every line: the Python values alone, no event time, no windows."""
+    with open(path, "rb") as f:
+        return len([json.loads(line) for line in f])
+
+
 # -- checks ------------------------------------------------------------------------------------------
 def check(name: str, got: pd.DataFrame, want: pd.DataFrame, key: str, with_sum: bool) -> None:
     g = pd.DataFrame(
@@ -384,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--batch", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--smoke", action="store_true", help="small data, outputs checked, speed not judged")
-    ap.add_argument("--skip", default="", help="comma-separated workloads to leave out: w1,w2,many,json")
+    ap.add_argument("--skip", default="", help="comma-separated workloads to leave out: w1,w2,many,json,jsonobj")
     ap.add_argument("--write-readme", action="store_true", help=f"replace the table in {README.name}")
     ap.add_argument("--save", type=Path, help="also write the markdown block to this file")
     ap.add_argument("--readme-from", type=Path, help="only put a saved block (--save) into the README")
@@ -470,6 +485,18 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         check(label, got, want, "event_type", True)
         row(label, "pyarrow.json.read_json alone (same file)", t_ar, n, None)
         row(label, "streamlab: ReplaySource(raw) -> parse -> W1", t_js, n, t_ar)
+    if "jsonobj" not in skip:
+        label = "JSON lines file -> parse() default schema (properties as a Python object) -> W1 count"
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "events.jsonl"
+            write_json_lines(df, path)
+            (t_py, rows_read), (t_obj, got) = best_of_interleaved(
+                [lambda: json_loads_lines(path), lambda: run_json_default_schema(path, batch)], rep
+            )
+            assert rows_read == n
+        check(label, got, pandas_windows(df, "event_type", 60, 60), "event_type", False)
+        row(label, "json.loads of every line alone (stdlib)", t_py, n, None)
+        row(label, "streamlab: ReplaySource(raw) -> parse() -> W1", t_obj, n, t_py)
     df = df.iloc[:0]
     if "many" not in skip:
         many_keys(args.many_n, args.many_keys, batch, rep, row)
