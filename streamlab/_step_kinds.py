@@ -188,12 +188,17 @@ class StepKind:
 _ENTRY = "_step_kind_entry"
 
 
+def _class_name(obj: Any) -> str:
+    return type(obj).__name__
+
+
 def step_kind(
     cls: type[T] | None = None, *, label: Callable[[Any], str] | None = None, config: bool = False
 ) -> Any:
     """Register a frozen dataclass step (or, with ``config=True``, a step config) under its ``kind``.
 
-    ``label(step)`` is the "what" of the diagram (default: the kind). Use as ``@step_kind`` or
+    ``label(step)`` is the "what" of the diagram and of errors naming the step (default: the kind; for
+    a config, its class: the label of the ``OperatorStep`` holding it). Use as ``@step_kind`` or
     ``@step_kind(label=...)`` above ``@dataclass(frozen=True)``.
     """
 
@@ -201,7 +206,8 @@ def step_kind(
         if not dataclasses.is_dataclass(c):
             raise TypeError(f"step_kind: {c.__name__} must be a dataclass (its fields are its parameters)")
         kind = str(getattr(c, "kind", "") or c.__name__)
-        setattr(c, _ENTRY, StepKind(kind, c, label or (lambda step: kind), config))
+        default = _class_name if config else (lambda step: kind)
+        setattr(c, _ENTRY, StepKind(kind, c, label or default, config))
         flags = [f.name for f in dataclasses.fields(c) if f.type in (bool, "bool")]
         if flags:
             # a flag given as text ('no') would be true; from a spec from_params says where it is
@@ -333,7 +339,9 @@ def from_params(cls: type[T], params: Mapping[str, Any], ctx: ReadContext | None
 
 
 def label_of(step: Any) -> str:
-    """What a step is, for the diagram and the HTML table: its registered label.
+    """What a step (or a step config) is, for the diagram, the HTML table and the errors naming it: its
+    registered label (a detector, feature, rule, drift or pattern step's: its config's class, a detect
+    step's: its detector's).
 
     Examples
     --------

@@ -1154,6 +1154,14 @@ class ReplaySource(Source):
             self._frame = self._load(Path(self.path))
         return self._frame
 
+    @property
+    def malformed_records(self) -> CsvRecords | None:
+        """A CSV file's good rows (``frame``) and the malformed records its ``dead_letter`` receives
+        (``bad``, ``before``: see :class:`CsvRecords`), or None: no malformed record, or no CSV file.
+        Read with the rows (``frame``)."""
+        _ = self.frame
+        return self._csv if self._csv is not None and len(self._csv.bad) else None
+
     def _check_raw(self, path: Path) -> None:
         if not path.exists():
             raise FileNotFoundError(f"ReplaySource: {path} does not exist")

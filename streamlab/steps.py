@@ -33,6 +33,7 @@ from streamlab._step_kinds import (
     config_kinds,
     from_params,
     internal,
+    label_of,
     param,
     params_of,
     step_kind,
@@ -1258,7 +1259,7 @@ class SinkStep(Step):
 
 
 def _operator_label(step: OperatorStep) -> str:
-    return type(step.config).__name__
+    return label_of(step.config)
 
 
 def _encode_config(config: Any) -> dict[str, Any]:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import importlib.util
 import logging
 import re
+import secrets
 import socket
 import struct
-from collections.abc import Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
 from typing import Any, Literal
 
 from streamlab.errors import ParameterError
 
-from ._config import setting_hint
+from ._config import is_secret, setting_hint
 
 log = logging.getLogger("streamlab.connectors.kafka")  # one logger for the whole connector
 
@@ -80,6 +85,53 @@ _UNCHECKED = (
 )
 
 
+#: How many distinct accepted configurations :func:`check_settings` remembers (least recently used out).
+ACCEPTED_MAX = 256
+_accepted: OrderedDict[Hashable, None] = OrderedDict()
+_accepted_lock = threading.Lock()
+# Secret values enter a cache key only as a keyed digest: the key lives in this process alone, so what
+# the cache holds tells nothing of a password without it, and nothing outlives the process.
+_DIGEST_KEY = secrets.token_bytes(32)
+
+
+def _verdict_key(role: str, checked: Mapping[str, Any]) -> Hashable | None:
+    """What librdkafka's verdict on ``checked`` depends on, frozen: the role and each setting's name,
+    value type and value (a secret's value as a keyed digest); None when a value is unhashable (not
+    cached). The type is kept because ``True == 1`` while librdkafka reads ``"true"`` and ``"1"``."""
+    items: list[tuple[str, str, Any]] = []
+    for name, value in checked.items():
+        if is_secret(name):
+            text = str(value).encode("utf-8", "surrogatepass")
+            value = hmac.new(_DIGEST_KEY, text, hashlib.sha256).digest()
+        items.append((name, type(value).__qualname__, value))
+    key = (role, tuple(items))
+    try:
+        hash(key)
+    except TypeError:  # a list or a dict as a value: judged each time
+        return None
+    return key
+
+
+def _remember(key: Hashable | None) -> None:
+    if key is None:
+        return
+    with _accepted_lock:
+        _accepted[key] = None
+        _accepted.move_to_end(key)
+        while len(_accepted) > ACCEPTED_MAX:
+            _accepted.popitem(last=False)
+
+
+def _known_good(key: Hashable | None) -> bool:
+    if key is None:
+        return False
+    with _accepted_lock:
+        if key not in _accepted:
+            return False
+        _accepted.move_to_end(key)
+        return True
+
+
 def check_settings(owner: str, role: Literal["consumer", "producer"], conf: Mapping[str, Any]) -> None:
     """Refuse settings the installed librdkafka refuses (an unknown or misspelled name, with the name it
     is closest to; a value of the wrong form or range; a combination it does not take) when a connector is
@@ -90,6 +142,10 @@ def check_settings(owner: str, role: Literal["consumer", "producer"], conf: Mapp
     value that is a ``${NAME}`` reference (resolved when connecting) has only its name checked. Without
     confluent-kafka installed nothing is checked here (nothing could connect either).
 
+    A configuration librdkafka accepted is remembered (the last :data:`ACCEPTED_MAX` distinct ones, by
+    role and settings, secrets as a keyed digest only): connectors made again with it build no client.
+    A refusal is not remembered (librdkafka's message may quote the refused value); it raises again.
+
     Examples
     --------
     >>> check_settings("KafkaSource", "consumer", {"group.id": "g", "fetch.min.byte": 1})  # doctest: +ELLIPSIS
@@ -99,8 +155,11 @@ def check_settings(owner: str, role: Literal["consumer", "producer"], conf: Mapp
     """
     if importlib.util.find_spec("confluent_kafka") is None:
         return
-    ck = import_confluent()
     checked = {k: v for k, v in conf.items() if k not in _UNCHECKED}
+    key = _verdict_key(role, checked)
+    if _known_good(key):
+        return
+    ck = import_confluent()
     references = [k for k, v in checked.items() if isinstance(v, str) and "${" in v]
     for name in references:  # its value is not known yet: only its name (a Producer takes every name)
         try:
@@ -115,6 +174,7 @@ def check_settings(owner: str, role: Literal["consumer", "producer"], conf: Mapp
         raise _refused(owner, exc) from None
     if role == "consumer":
         client.close()
+    _remember(key)
 
 
 client_log = logging.getLogger("streamlab.connectors.kafka.librdkafka")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from streamlab._dead_letter import fit_payload
+from streamlab._timestream_values import utf8_size
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
@@ -30,6 +31,22 @@ ATTRIBUTE_KEY_MAX_BYTES = 256
 ATTRIBUTE_VALUE_MAX_BYTES = 1024
 
 
+def _first_too_long(attributes: Iterable[tuple[str, str]], limit: int) -> tuple[str, int] | None:
+    """The first attribute (name, text) whose text is over ``limit`` bytes in UTF-8, as its name and that
+    size, or None: the one rule for the name and value limits, at construction and for each row.
+
+    Examples
+    --------
+    >>> _first_too_long([("a", "x"), ("b", "é" * 3), ("c", "yyyyyyy")], 5)
+    ('b', 6)
+    """
+    for name, text in attributes:
+        size = utf8_size(text)
+        if size > limit:
+            return name, size
+    return None
+
+
 def _check_attribute_limits(
     where: str, topic: str, constants: Mapping[str, str], columns: Sequence[str]
 ) -> None:
@@ -44,28 +61,28 @@ def _check_attribute_limits(
             "message, so every publish would be refused",
             f"name at most {ATTRIBUTES_MAX} attributes; the row's other columns travel in the message body",
         )
-    for name in names:
-        size = len(name.encode("utf-8", "surrogatepass"))
-        if size > ATTRIBUTE_KEY_MAX_BYTES:
-            raise ParameterError(
-                where,
-                "attributes",
-                f"attribute name {name[:40]!r}... is {size} bytes long for topic {topic!r}; Pub/Sub takes "
-                f"attribute names of at most {ATTRIBUTE_KEY_MAX_BYTES} bytes",
-                f"use a name of at most {ATTRIBUTE_KEY_MAX_BYTES} bytes (rename the column in a step before "
-                "the sink)",
-            )
-    for name, value in constants.items():
-        size = len(value.encode("utf-8", "surrogatepass"))
-        if size > ATTRIBUTE_VALUE_MAX_BYTES:
-            raise ParameterError(
-                where,
-                "attributes",
-                f"constant attribute {name!r} is {size} bytes long for topic {topic!r}; Pub/Sub takes "
-                f"attribute values of at most {ATTRIBUTE_VALUE_MAX_BYTES} bytes",
-                f"shorten the value to at most {ATTRIBUTE_VALUE_MAX_BYTES} bytes, or send it in the message "
-                "body (a column) instead",
-            )
+    long_name = _first_too_long(((name, name) for name in names), ATTRIBUTE_KEY_MAX_BYTES)
+    if long_name is not None:
+        name, size = long_name
+        raise ParameterError(
+            where,
+            "attributes",
+            f"attribute name {name[:40]!r}... is {size} bytes long for topic {topic!r}; Pub/Sub takes "
+            f"attribute names of at most {ATTRIBUTE_KEY_MAX_BYTES} bytes",
+            f"use a name of at most {ATTRIBUTE_KEY_MAX_BYTES} bytes (rename the column in a step before "
+            "the sink)",
+        )
+    long_value = _first_too_long(constants.items(), ATTRIBUTE_VALUE_MAX_BYTES)
+    if long_value is not None:
+        name, size = long_value
+        raise ParameterError(
+            where,
+            "attributes",
+            f"constant attribute {name!r} is {size} bytes long for topic {topic!r}; Pub/Sub takes "
+            f"attribute values of at most {ATTRIBUTE_VALUE_MAX_BYTES} bytes",
+            f"shorten the value to at most {ATTRIBUTE_VALUE_MAX_BYTES} bytes, or send it in the message "
+            "body (a column) instead",
+        )
 
 
 class PubSubSink(Sink):
@@ -229,7 +246,7 @@ class _PubSubWriter(SinkWriter):
             if self._sink.ordering_key
             else [""] * n
         )
-        columns = {c: batch[c].astype("string").fillna("").tolist() for c in self._sink.attribute_columns}
+        columns = self._attribute_texts(batch)
         static = self._sink.static_attributes
         for i, payload in enumerate(payloads):
             if len(payload) > MESSAGE_LIMIT:
@@ -241,15 +258,19 @@ class _PubSubWriter(SinkWriter):
     def _refuse_long_attributes(self, batch: pd.DataFrame) -> pd.DataFrame:
         """The rows Pub/Sub can take; the others (an attribute value over 1,024 bytes, which the service
         refuses, failing the flush) go to the dead-letter sink with the reason, or wait for flush to raise."""
+        columns = self._attribute_texts(batch)
+        if not columns:
+            return batch
         reasons = [""] * len(batch)
-        for c in self._sink.attribute_columns:
-            for i, value in enumerate(batch[c].astype("string").fillna("").tolist()):
-                size = len(value.encode("utf-8", "surrogatepass"))
-                if size > ATTRIBUTE_VALUE_MAX_BYTES and not reasons[i]:
-                    reasons[i] = (
-                        f"attribute {c!r} is {size} bytes long; Pub/Sub takes attribute values of at most "
-                        f"{ATTRIBUTE_VALUE_MAX_BYTES} bytes"
-                    )
+        for i in range(len(batch)):
+            found = _first_too_long(
+                ((c, texts[i]) for c, texts in columns.items()), ATTRIBUTE_VALUE_MAX_BYTES
+            )
+            if found is not None:
+                reasons[i] = (
+                    f"attribute {found[0]!r} is {found[1]} bytes long; Pub/Sub takes attribute values of at "
+                    f"most {ATTRIBUTE_VALUE_MAX_BYTES} bytes"
+                )
         bad = np.array([bool(r) for r in reasons], dtype=bool)
         if not bad.any():
             return batch
@@ -262,6 +283,10 @@ class _PubSubWriter(SinkWriter):
         else:
             self._refused.append(refused)
         return batch[~bad]
+
+    def _attribute_texts(self, batch: pd.DataFrame) -> dict[str, list[str]]:
+        """Each attribute column's values as the messages carry them: text, a missing value empty."""
+        return {c: batch[c].astype("string").fillna("").tolist() for c in self._sink.attribute_columns}
 
     def _missing_columns(self, batch: pd.DataFrame) -> list[str]:
         wanted = list(self._sink.attribute_columns) + (

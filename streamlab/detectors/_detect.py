@@ -44,7 +44,12 @@ __all__ = ["Detect", "DetectOperator"]
 _LEARN_MODES = ("all", "unflagged")
 
 
-@step_kind(config=True)
+def _detector_class(step: Detect) -> str:
+    """A detect step is called by its detector (``HalfSpaceTreesDetector``): what tells it apart."""
+    return type(step.detector).__name__
+
+
+@step_kind(config=True, label=_detector_class)
 @dataclass(frozen=True, eq=False)
 class Detect(StepConfig):
     """Score every event with an online anomaly detector, then learn from it (score-then-learn).

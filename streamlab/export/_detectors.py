@@ -18,6 +18,7 @@ from typing import Any
 
 from streamlab import _detector_record
 from streamlab._expr import expression_names
+from streamlab._step_kinds import label_of
 from streamlab._time import parse_duration
 from streamlab.detectors import (
     AdaptiveThresholdFilter,
@@ -56,8 +57,9 @@ def _ns(value: Any, what: str) -> int:
 
 
 def _refuse(step_id: str, config: Any, why: str, fix: str) -> PipelineConfigError:
-    """An export error for a row step, named by its config's class (``_plan.step_label``)."""
-    return PipelineConfigError(step_id, type(config).__name__, why, fix)
+    """An export error for a row step, named as every error names it (``label_of``: its config's class,
+    a detect step's detector's class)."""
+    return PipelineConfigError(step_id, label_of(config), why, fix)
 
 
 def row_step_spec(config: Any, step_id: str) -> dict[str, Any]:
@@ -146,7 +148,7 @@ def row_step_spec(config: Any, step_id: str) -> dict[str, Any]:
     raise _refuse(
         step_id,
         config,
-        f"{type(config).__name__} steps have no per-record form, so exporters cannot translate them",
+        "such steps have no per-record form, so exporters cannot translate them",
         "use streamlab's detectors, features, rules and patterns, or keep this step in the notebook",
     )
 
@@ -164,8 +166,8 @@ def _detect_spec(config: Detect, step_id: str) -> dict[str, Any]:
         raise _refuse(
             step_id,
             config,
-            f"detector RiverDetector({config.detector.name}) wraps an arbitrary river model, which exported code "
-            "cannot rebuild",
+            f"its detector wraps an arbitrary river model ({config.detector.name}), which exported code cannot "
+            "rebuild",
             "use one of streamlab's detectors (HalfSpaceTreesDetector, GaussianScorerDetector, ...)",
         )
     if (
@@ -175,8 +177,8 @@ def _detect_spec(config: Detect, step_id: str) -> dict[str, Any]:
         raise _refuse(
             step_id,
             config,
-            f"{type(config.detector).__name__} has seed=None: its random trees or features would differ between "
-            "the notebook and the exported job",
+            "the detector has seed=None: its random trees or features would differ between the notebook and "
+            "the exported job",
             f"pass seed=42 (any int) to {type(config.detector).__name__}",
         )
     return {

@@ -23,6 +23,7 @@ from streamlab import (
 )
 from streamlab._agg_inputs import NUMERIC_AGGREGATORS
 from streamlab._dead_letter import dead_letter_types
+from streamlab._step_kinds import label_of
 from streamlab._time import NAT_NS, format_duration
 from streamlab.aggregators import (
     Aggregator,
@@ -488,27 +489,10 @@ def sink_outputs(p: Pipeline) -> dict[str, str]:
 _ALWAYS = (SourceStep, ParseStep, FilterStep, MapStep, SelectStep, DedupStep, KeyByStep, SinkStep)
 
 
-def step_label(step: Step) -> str:
-    """What an export error calls a step: its kind, or for a detector, feature, rule, drift or pattern
-    step its config's class (``VelocityFeature``), where the kind alone said "(operator)".
-
-    Examples
-    --------
-    >>> from streamlab import Pipeline
-    >>> from streamlab.detectors import VelocityFeature
-    >>> from streamlab.testing import ListSource
-    >>> p = Pipeline(ListSource([b"{}"]))
-    >>> _ = p.parse().apply(VelocityFeature(key="user_id"), step_id="v")
-    >>> step_label(p.steps["parse"]), step_label(p.steps["v"])
-    ('parse', 'VelocityFeature')
-    """
-    if isinstance(step, OperatorStep):
-        return type(step.config).__name__
-    return step.kind
-
-
 def unsupported(step: Step, target: str, why: str, fix: str) -> PipelineConfigError:
-    return PipelineConfigError(step.step_id, step_label(step), f"cannot export to {target}: {why}", fix)
+    """An export error naming the step as every error names it (``streamlab._step_kinds.label_of``:
+    a detect step by its detector's class, another config's step by its config's class)."""
+    return PipelineConfigError(step.step_id, label_of(step), f"cannot export to {target}: {why}", fix)
 
 
 def window_geometry(step: WindowStep) -> dict[str, int]:
@@ -602,8 +586,8 @@ def check_steps(p: Pipeline, target: str, *, operators: bool = False) -> None:
             "which the exporter does not translate",
             "enrich": "enrich joins with a table held in memory; the exported job cannot ship it",
             "union": "union of several streams is not translated",
-            "operator": f"{type(getattr(step, 'config', None)).__name__} steps (features, rules, detectors, "
-            f"patterns) keep per-key state and models that {target} does not hold",
+            "operator": "detector, feature, rule, drift and pattern steps keep per-key state and models that "
+            f"{target} does not hold",
         }.get(step.kind, f"steps of kind {step.kind!r} are not translated")
         fix = "keep this step in the notebook, or remove it before exporting"
         if step.kind == "operator":

@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from streamlab._step_kinds import label_of
 from streamlab.errors import PipelineConfigError
 from streamlab.steps import OperatorStep, Step
 
@@ -68,14 +69,17 @@ def find(target: str, step: Step) -> Callable[..., Any] | None:
 
 def emitter_for(target: str, step: Step) -> Callable[..., Any]:
     """``target``'s emitter for ``step``; a PipelineConfigError naming the step when there is none."""
-    from streamlab.export._plan import step_label
-
     fn = find(target, step)
     if fn is None:
         others = targets_for(step)
         fix = f"export to {' or '.join(others)}" if others else "keep this step in the notebook"
-        label = step_label(step)
-        what = f"{label} steps" if label != step.kind else f"steps of kind {step.kind!r}"
+        label = label_of(step)
+        # what the emitters are keyed on: a detect step's config (Detect), whatever its detector
+        what = (
+            f"{type(step.config).__name__} steps"
+            if isinstance(step, OperatorStep)
+            else f"steps of kind {step.kind!r}"
+        )
         raise PipelineConfigError(
             step.step_id, label, f"cannot export to {target}: {what} are not translated", fix
         )

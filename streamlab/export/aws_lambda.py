@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from streamlab._step_kinds import label_of
 from streamlab._time import unreadable_time_reason
 from streamlab._timestream_values import dimension_name_problem
 from streamlab.detectors import (
@@ -1043,7 +1044,7 @@ def _check(p: Pipeline) -> list[Step]:
     if len(windows) != 1 or chain[-1] is not windows[0]:
         raise PipelineConfigError(
             chain[-1].step_id,
-            _plan.step_label(chain[-1]),
+            label_of(chain[-1]),
             "cannot export to AWS Lambda: the handler writes tumbling-window results to Timestream, so the "
             "chain must end in exactly one window step",
             "end the pipeline with .window(TumblingWindow(...)).agg(...)",
@@ -1095,18 +1096,18 @@ def _why_not(config: Any) -> str:
     kinds = "rules, per-key features and keyed GaussianScorer/StandardAbsoluteDeviation detect steps"
     if isinstance(config, Detect) and _detectors.state_key(config) is None:
         return (
-            f"Detect keeps state across all keys (no key, or a threshold that learns from every key's scores), "
-            f"which every invocation of every shard would contend on; {limits}, so it translates {kinds} only"
+            f"the step keeps state across all keys (no key, or a threshold that learns from every key's "
+            f"scores), which every invocation of every shard would contend on; {limits}, so it translates "
+            f"{kinds} only"
         )
     if isinstance(config, Detect):
-        name = type(config.detector).__name__
         return (
-            f"Detect keeps state per key too large for it: {name}'s model per key (trees, weights or a buffer "
-            f"of points) passes what {limits} can hold, so it translates {kinds} only"
+            "the step keeps state per key too large for it: its detector's model per key (trees, weights or "
+            f"a buffer of points) passes what {limits} can hold, so it translates {kinds} only"
         )
     return (
-        f"{type(config).__name__} keeps state across events (a drift detector's statistics or a pattern's "
-        f"buffer, over all keys) that outgrows what the handler keeps: {limits}, so it translates {kinds} only"
+        "the step keeps state across events (a drift detector's statistics or a pattern's buffer, over all "
+        f"keys) that outgrows what the handler keeps: {limits}, so it translates {kinds} only"
     )
 
 

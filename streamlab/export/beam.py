@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamlab._step_kinds import label_of
 from streamlab._time import parse_duration
 from streamlab.errors import PipelineConfigError
 from streamlab.export import _detectors, _plan, _registry
@@ -1881,7 +1882,7 @@ def bigquery_refusals(pipeline: Pipeline, tables: dict[str, Any]) -> list[Pipeli
                 out.append(
                     PipelineConfigError(
                         step.step_id,
-                        _plan.step_label(step),
+                        label_of(step),
                         f"cannot write column {col!r} to BigQuery table {table!r}: {why}",
                         f"give the column a name BigQuery takes, e.g. in the parse schema {{{fixed!r}: {{'type': "
                         f"..., 'path': [{col!r}]}}}} or with select({fixed}={col!r}), or export with sink='files'",

@@ -181,7 +181,7 @@ def row_step_error(step: OperatorStep) -> PipelineConfigError | None:
     ...     HalfSpaceTreesDetector(), features=["amount"], step_id="trees"
     ... )
     >>> print(row_step_error(p.steps["trees"]))
-    step 'trees' (Detect): HalfSpaceTreesDetector has seed=None: its random trees or features would differ between the notebook and the exported job. Fix: pass seed=42 (any int) to HalfSpaceTreesDetector
+    step 'trees' (HalfSpaceTreesDetector): the detector has seed=None: its random trees or features would differ between the notebook and the exported job. Fix: pass seed=42 (any int) to HalfSpaceTreesDetector
     """
     try:
         _detectors.row_step_spec(step.config, step.step_id)

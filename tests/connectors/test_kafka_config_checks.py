@@ -11,6 +11,7 @@ from __future__ import annotations
 import select
 import socket
 import sys
+from collections import OrderedDict
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from streamlab.connectors.eventhub.sink import _SERVICE_PRODUCER_DEFAULTS
 from streamlab.connectors.eventhub.source import _SERVICE_CONSUMER_DEFAULTS
+from streamlab.connectors.kafka import _client
 from streamlab.connectors.kafka._client import _Discard
 from streamlab.connectors.kafka._config import check_config
 
@@ -194,7 +196,10 @@ def test_valid_settings_and_the_projects_own_are_taken() -> None:
     c.EventHubSink(connection_string=hub)
 
 
-def test_checking_connects_nowhere() -> None:
+def test_checking_connects_nowhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        _client, "_accepted", OrderedDict(), raising=False
+    )  # judged here, not remembered from before
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
@@ -211,3 +216,62 @@ def test_without_the_client_installed_the_rules_still_hold(monkeypatch: pytest.M
     assert source({"fetch.min.byte": 1}).config == {"fetch.min.byte": 1}  # librdkafka judges it at connect
     with pytest.raises(ParameterError, match="fetch.min.bytes exceeds fetch.max.bytes"):
         source({"fetch.min.bytes": 10_000_000, "fetch.max.bytes": 1_000_000})
+
+
+# The throwaway client that judges a config was built on every construction; a config librdkafka accepted
+# is now remembered (bounded, by role and settings, secrets as a keyed digest only).
+SECRET = "hunter2-not-in-the-cache"
+
+
+@pytest.fixture
+def clients(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The roles of the clients built from now on, with nothing remembered before."""
+    import confluent_kafka
+
+    monkeypatch.setattr(_client, "_accepted", OrderedDict(), raising=False)
+    built: list[str] = []
+    for role, real in (("consumer", confluent_kafka.Consumer), ("producer", confluent_kafka.Producer)):
+
+        def build(conf: dict[str, Any], role: str = role, real: Any = real) -> Any:
+            built.append(role)
+            return real(conf)
+
+        monkeypatch.setattr(confluent_kafka, role.capitalize(), build)
+    return built
+
+
+def test_a_second_construction_with_the_same_config_builds_no_client(clients: list[str]) -> None:
+    config = {"client.id": "a", "sasl.username": "svc", "sasl.password": SECRET}
+    source(config)
+    assert clients == ["consumer"]
+    source(dict(config))  # an equal config, another dict
+    c.KafkaSource(
+        "other", bootstrap_servers="127.0.0.2:9092", group_id="g", config=config
+    )  # brokers unjudged
+    assert clients == ["consumer"]
+    source({**config, "client.id": "b"})  # another config
+    sink(config)  # another role
+    sink(config)
+    assert clients == ["consumer", "consumer", "producer"]
+    assert SECRET not in repr(list(_client._accepted))  # the password is kept as a keyed digest only
+
+
+def test_a_value_of_another_type_is_judged_again(clients: list[str]) -> None:
+    source({"enable.partition.eof": True})
+    source({"enable.partition.eof": 1})  # equal in Python, another text for librdkafka
+    assert clients == ["consumer", "consumer"]
+
+
+def test_a_refusal_is_not_remembered_and_the_cache_is_bounded(
+    clients: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for _ in range(2):
+        with pytest.raises(ParameterError, match="fetch.min.byte"):
+            source({"fetch.min.byte": 1})
+    assert clients == ["consumer", "consumer"]
+    monkeypatch.setattr(_client, "ACCEPTED_MAX", 2)
+    for n in range(3):
+        source({"client.id": f"c{n}"})
+    assert len(_client._accepted) == 2
+    source({"client.id": "c0"})  # the least recently used, forgotten: judged again
+    assert clients.count("consumer") == 6

@@ -327,7 +327,7 @@ def test_the_diagram_labels_come_from_the_registry(name: str, data: dict[str, st
     expected = {
         "functions": {"ReplaySource", "filter", "map"},
         "steps": {"ReplaySource", "parse", "union", "window", "interval_join", "JsonLinesSink"},
-        "configs": {"ReplaySource", "VelocityFeature", "Detect", "DriftDetector", "Pattern"},
+        "configs": {"ReplaySource", "VelocityFeature", "HalfSpaceTreesDetector", "DriftDetector", "Pattern"},
     }
     assert expected[name] <= {label_of(s) for s in p.steps.values()}
 

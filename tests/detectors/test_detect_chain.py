@@ -49,7 +49,7 @@ def test_a_detect_overwriting_unread_results_is_refused_with_the_fix(case: str) 
     with pytest.raises(PipelineConfigError) as e:
         second(between)
     msg = str(e.value)
-    assert msg.startswith("step 'hst' (Detect)") and "step 'gauss' (detect)" in msg
+    assert msg.startswith("step 'hst' (HalfSpaceTreesDetector)") and "step 'gauss' (detect)" in msg
     assert "with_columns(gauss_score='score', gauss_is_anomaly='is_anomaly')" in msg
     assert "hst" not in p.steps
 

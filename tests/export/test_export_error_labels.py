@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from streamlab import Pipeline, TumblingWindow, agg
-from streamlab.detectors import RiverDetector, VelocityFeature
+from streamlab.detectors import HalfSpaceTreesDetector, RiverDetector, VelocityFeature
 from streamlab.errors import PipelineConfigError
 from streamlab.export import to_beam, to_lambda, to_spark
 from streamlab.testing import ListSource
@@ -40,5 +40,20 @@ def test_a_row_step_without_a_per_record_form_names_its_class(tmp_path: Path) ->
 
     p = Pipeline(ListSource([b"{}"]), name="custom")
     p.parse(SCHEMA).detect(RiverDetector(anomaly.HalfSpaceTrees(seed=1)), features=["amount"], step_id="mine")
-    with pytest.raises(PipelineConfigError, match=r"^step 'mine' \(Detect\): detector RiverDetector"):
+    with pytest.raises(
+        PipelineConfigError,
+        match=r"^step 'mine' \(RiverDetector\): its detector wraps an arbitrary river model",
+    ):
         to_beam(p, tmp_path)
+
+
+def test_a_detect_step_is_named_by_its_detector_once(tmp_path: Path) -> None:
+    """A detect step was "(Detect)", the class every detect step shares; it is named by its detector, as
+    the pipeline's own errors and diagram name it, and the reason does not repeat it."""
+    p = Pipeline(ListSource([b"{}"]), name="unseeded")
+    p.parse(SCHEMA).detect(HalfSpaceTreesDetector(), features=["amount"], step_id="trees")
+    with pytest.raises(PipelineConfigError) as caught:
+        to_beam(p, tmp_path)
+    message = str(caught.value)
+    assert message.startswith("step 'trees' (HalfSpaceTreesDetector): the detector has seed=None")
+    assert message.count("HalfSpaceTreesDetector") == 2  # the label, and the fix: pass seed=42 to it

@@ -10,6 +10,7 @@ import pytest
 
 import streamlab.export.aws_lambda
 import streamlab.export.beam  # noqa: F401 - importing an exporter registers its emitters
+from streamlab._step_kinds import step_kind, unregister
 from streamlab.errors import PipelineConfigError
 from streamlab.export import _plan, _registry
 from streamlab.steps import DedupStep, Step, WindowStep
@@ -27,12 +28,16 @@ def test_every_step_kind_an_exporter_accepts_has_its_emitter() -> None:
 
 def test_a_step_without_an_emitter_is_refused_naming_it_and_the_targets_that_have_one(
     monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     monkeypatch.setitem(_registry._EMITTERS, "beam", dict(_registry._EMITTERS["beam"]))  # undone after
 
+    @step_kind  # every step is registered: its label is what errors call it
     @dataclass(frozen=True)
     class OnlyBeamStep(Step):
         kind: ClassVar[str] = "only_beam"
+
+    request.addfinalizer(lambda: unregister(OnlyBeamStep))  # a throwaway kind, gone after the test
 
     @_registry.emits("beam", OnlyBeamStep)
     def _emit(gen: object, step: Step, v: str, src: str) -> None:
@@ -58,7 +63,7 @@ def test_a_detector_step_is_refused_by_lambda_naming_it_and_beam(tmp_path: Path)
     ruled.window(TumblingWindow("1m"), key="event_type").agg(agg.count())
     with pytest.raises(
         PipelineConfigError,
-        match=r"step 'big_amount' \(DriftDetector\): cannot export to AWS Lambda: DriftDetector keeps state.*Apache Beam",
+        match=r"step 'big_amount' \(DriftDetector\): cannot export to AWS Lambda: the step keeps state.*Apache Beam",
     ):
         to_lambda(p, tmp_path / "lambda")
     assert to_beam(p, tmp_path / "beam").module.exists()

@@ -20,6 +20,7 @@ from streamlab.cli import main
 from streamlab.errors import PipelineConfigError
 from streamlab.export import write_job_input
 from streamlab.export.verify import beam_program_outputs
+from streamlab.sinks import ListSink
 
 FIELDS = {"event_id": "string", "user": "string", "timestamp": "timestamp"}
 RECORDS = [{"event_id": f"e{i}", "user": "u", "timestamp": f"2024-01-01T00:0{i}:00Z"} for i in range(4)]
@@ -125,4 +126,85 @@ def test_the_written_input_gives_the_beam_program_streamlabs_results(tmp_path: P
         theirs["parse.dead_letter"]["raw"].tolist()
         == ours["parse.dead_letter"]["raw"].tolist()
         == ["not json"]
+    )
+
+
+# A CSV replay's malformed records (here a line with a field more than the header) go to the replay's own
+# dead_letter sink. They were not written, so the job never saw them: its dead letters lacked what
+# streamlab's run dead-lettered. They are written now, each where the replay passes it.
+MALFORMED = b"2024-01-01T00:02:30Z;x;y"
+
+
+def _csv_with_a_malformed_line(tmp_path: Path) -> Path:
+    path = _data("csv ;", tmp_path)
+    assert isinstance(path, Path)
+    lines = path.read_bytes().splitlines()
+    # after the header and the first three rows (the third is "not json")
+    path.write_bytes(b"\n".join([*lines[:4], MALFORMED, *lines[4:]]) + b"\n")
+    return path
+
+
+def _csv_pipeline(path: Path, dead: ListSink) -> Pipeline:
+    p = Pipeline(ReplaySource(path, time="ts", sep=";", dead_letter=dead), name="payloads")
+    p.parse(FIELDS, value_column="payload").window(TumblingWindow("2m"), key="user").agg(agg.count())
+    return p
+
+
+def test_a_csv_replays_malformed_records_are_written_where_it_passes_them(tmp_path: Path) -> None:
+    p = _csv_pipeline(_csv_with_a_malformed_line(tmp_path), ListSink())
+    written = write_job_input(p, tmp_path / "events.jsonl").read_bytes().splitlines()
+    assert written == [t.encode() for t in TEXTS[:3]] + [MALFORMED] + [t.encode() for t in TEXTS[3:]]
+
+
+def test_a_malformed_record_that_is_a_json_object_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_bytes(
+        b'ts,payload\n1,"{""n"": 1}"\n{"a": 1, "b": 2, "c": 3}\n'
+    )  # 3 fields, where the header has 2
+    p = Pipeline(ReplaySource(path, time="ts", dead_letter=ListSink()), name="t")
+    p.parse({"n": "int64"}, value_column="payload", time=None)
+    with pytest.raises(ValueError, match=r"line 3 of the CSV file is malformed .* a JSON object"):
+        write_job_input(p, tmp_path / "events.jsonl")
+
+
+def test_the_note_says_what_a_job_makes_of_a_dataframe(tmp_path: Path) -> None:
+    text = " ".join(
+        _pipeline(ROWS).to_beam(str(tmp_path / "out")).read(GUIDE["to_beam"]).replace("#", "").split()
+    )
+    assert "a DataFrame is no input a job reads" in text
+    assert "replayed CSV or Parquet file" not in text
+
+
+@pytest.mark.slow
+def test_the_beam_program_dead_letters_what_the_csv_replay_did(tmp_path: Path) -> None:
+    pytest.importorskip("apache_beam")
+    dead = ListSink()
+    p = _csv_pipeline(_csv_with_a_malformed_line(tmp_path), dead)
+    ours = p.run(clock=ManualClock(0))
+    assert [r["raw"] for r in dead.rows()] == [MALFORMED]
+    theirs = beam_program_outputs(
+        p.to_beam(str(tmp_path / "beam")).module, write_job_input(p, tmp_path / "e.jsonl"), tmp_path
+    )
+    assert theirs["window"].sort_values("window_start")["count"].tolist() == ours["window"]["count"].tolist()
+    raw = [MALFORMED.decode(), *ours["parse.dead_letter"]["raw"]]
+    assert (
+        sorted(theirs["parse.dead_letter"]["raw"].tolist())
+        == sorted(raw)
+        == sorted(["not json", MALFORMED.decode()])
+    )
+
+
+@pytest.mark.slow
+def test_a_missing_value_is_dead_lettered_for_the_same_reason(tmp_path: Path) -> None:
+    pytest.importorskip("apache_beam")
+    rows = ROWS.assign(payload=[*TEXTS[:2], None, *TEXTS[3:]])
+    p = _pipeline(rows)
+    ours = p.run(clock=ManualClock(0))
+    theirs = beam_program_outputs(
+        p.to_beam(str(tmp_path / "beam")).module, write_job_input(p, tmp_path / "e.jsonl"), tmp_path
+    )
+    assert (
+        theirs["parse.dead_letter"]["reason"].tolist()
+        == ours["parse.dead_letter"]["reason"].tolist()
+        == ["empty record"]
     )
