@@ -323,6 +323,15 @@ class LineArray(ArrowExtensionArray):
             for i in np.asarray(where, dtype=np.int64).tolist()
         ]
 
+    def texts(self, where: np.ndarray) -> list[str] | None:
+        """The lines at positions ``where`` as text when every byte is ASCII (the block decoded once,
+        each line a slice of it); None otherwise, or once the column was changed in place."""
+        if self._block is None or self._stops is None or not self._ascii:
+            return None
+        text = self._block.to_pybytes().decode("ascii")
+        stops = self._stops.tolist()
+        return [text[stops[i] : stops[i + 1] - 1] for i in np.asarray(where, dtype=np.int64).tolist()]
+
     def __getitem__(self, item: Any) -> Any:
         # a run of lines (pandas' ``iloc[a:b]``, a batch cut in two) stays the file's bytes
         if isinstance(item, slice) and item.step in (None, 1) and self._block is not None:

@@ -11,7 +11,7 @@ boundaries never change results.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any
@@ -475,8 +475,13 @@ class ParseOperator(Operator):
         records: Callable[[np.ndarray], list[bytes]],
         good: list[Any],
         bad: list[Any],
+        texts: Callable[[np.ndarray], list[str] | None] | None = None,
     ) -> None:
-        """Keep arrow's rows, but let the checked path judge those with values it reads otherwise."""
+        """Keep arrow's rows, but let the checked path judge those with values it reads otherwise.
+
+        ``records`` gives the records at table rows as bytes; ``texts``, when given, as text where it
+        can (lines of a file known to be ASCII: one decode of their block), for the json/object values.
+        """
         odd = _odd_rows(table, self.fields)
         rows = np.arange(len(idx)) if odd is None else np.flatnonzero(~odd)  # the rows kept, of table
         if odd is not None:
@@ -485,10 +490,11 @@ class ParseOperator(Operator):
         if not self.object_fields:
             good.append((idx, table, {}))
             return
-        self._with_objects(table, idx, records(rows), good, bad)
+        recs = texts(rows) if texts is not None else None
+        self._with_objects(table, idx, recs if recs is not None else records(rows), good, bad)
 
     def _with_objects(
-        self, table: pa.Table, idx: np.ndarray, recs: list[bytes], good: list[Any], bad: list[Any]
+        self, table: pa.Table, idx: np.ndarray, recs: Sequence[bytes | str], good: list[Any], bad: list[Any]
     ) -> None:
         """Arrow's table of ``recs`` (at ``idx``) with the json/object fields' Python values beside it.
 
@@ -507,7 +513,7 @@ class ParseOperator(Operator):
             append = values[self.object_fields[0].name].append
             for j, rec in enumerate(recs):
                 try:
-                    text = rec.decode("utf-8")
+                    text = rec if isinstance(rec, str) else rec.decode("utf-8")
                     obj, end = scan(text, 0)
                 except (StopIteration, ValueError, RecursionError):
                     ok[j] = False
@@ -521,7 +527,7 @@ class ParseOperator(Operator):
             found = [(f.type == "object", f.path, values[f.name].append) for f in self.object_fields]
             for j, rec in enumerate(recs):
                 try:
-                    text = rec.decode("utf-8")
+                    text = rec if isinstance(rec, str) else rec.decode("utf-8")
                     obj, end = scan(text, 0)
                 except (StopIteration, ValueError, RecursionError):
                     ok[j] = False
@@ -545,7 +551,8 @@ class ParseOperator(Operator):
                 else:
                     ok[j] = False
         if not ok.all():
-            self._python_rows([recs[j] for j in np.flatnonzero(~ok)], idx[~ok], good, bad)
+            failed = [recs[j] for j in np.flatnonzero(~ok).tolist()]
+            self._python_rows([r.encode() if isinstance(r, str) else r for r in failed], idx[~ok], good, bad)
             table, idx = table.filter(pa.array(ok)), idx[ok]
         if not len(idx):
             return
@@ -628,7 +635,15 @@ class ParseOperator(Operator):
             if read is not None:
                 result = self._columns(read.result())
             if isinstance(result, pa.Table):
-                self._accept(result, idx, lambda where: records(idx[where]), good, bad)
+                texts = column.array.texts if isinstance(column.array, LineArray) else None
+                self._accept(
+                    result,
+                    idx,
+                    lambda where: records(idx[where]),
+                    good,
+                    bad,
+                    None if texts is None else lambda where: texts(idx[where]),
+                )
             elif isinstance(result, np.ndarray):
                 # a few records the line reader cannot take: judge them one by one, the rest in arrow
                 recs = records(idx)
