@@ -402,7 +402,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--batch", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--smoke", action="store_true", help="small data, outputs checked, speed not judged")
-    ap.add_argument("--skip", default="", help="comma-separated workloads to leave out: w1,w2,many,json,jsonobj")
+    ap.add_argument(
+        "--skip", default="", help="comma-separated workloads to leave out: w1,w2,many,json,jsonobj"
+    )
     ap.add_argument("--write-readme", action="store_true", help=f"replace the table in {README.name}")
     ap.add_argument("--save", type=Path, help="also write the markdown block to this file")
     ap.add_argument("--readme-from", type=Path, help="only put a saved block (--save) into the README")
