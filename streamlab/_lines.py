@@ -29,8 +29,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.arrays import ArrowExtensionArray
 
-from streamlab._line_kernel import line_breaks
-
 _log = logging.getLogger("streamlab")
 
 # (address of the data, address of the offsets) of a file's lines -> the file's bytes, its lines, whose
@@ -142,9 +140,6 @@ def _split(
 
 
 _SCAN = 1 << 20  # bytes per step of the break search (fewer steps: less Python per block; measured best)
-# blocks from this size are searched by the compiled search when numba is installed (the numpy one's
-# fixed cost is lower on small blocks, and a short replay need not compile it)
-_COMPILED_FROM = 1 << 18
 
 
 class Breaks(NamedTuple):
@@ -160,9 +155,7 @@ def _breaks(view: np.ndarray) -> Breaks | None:
     as a JSON object, or None when it holds another byte below 0x20 (a carriage return, a tab, a NUL:
     then the lines are split and checked as :func:`file_lines` does).
 
-    A block from ``_COMPILED_FROM`` bytes goes to the compiled search of :mod:`streamlab._line_kernel`
-    when numba is installed (same results, one read of each byte). Otherwise, one pass a cache-sized
-    step at a time: the bytes are compared as signed, so one comparison finds
+    One pass a cache-sized step at a time: the bytes are compared as signed, so one comparison finds
     both the bytes below 0x20 and those from 0x80 (negative); only a step holding the latter is looked
     at again. Each line's first and last byte, beside the breaks, are read while the step is in the
     cache (the parse step's own gathers over a whole batch miss it once a line).
@@ -175,13 +168,8 @@ def _breaks(view: np.ndarray) -> Breaks | None:
     >>> _breaks(np.frombuffer(b'{}\\n\\n{}\\n', np.uint8)).shaped
     False
     """
-    size = len(view)
-    if size >= _COMPILED_FROM:
-        search = line_breaks()
-        if search is not None:
-            compiled = search(view)
-            return None if compiled is None else Breaks(*compiled)
     found = []
+    size = len(view)
     ascii = True
     shaped = bool(size) and int(view[0]) == 0x7B and (int(view[-1]) in (10, 0x7D))
     for lo in range(0, size, _SCAN):

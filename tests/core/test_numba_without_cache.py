@@ -11,7 +11,7 @@ import textwrap
 def test_the_kernels_compile_in_memory_where_no_cache_directory_can_be_written() -> None:
     program = textwrap.dedent(
         """
-        import numba, numpy as np
+        import numba
         from numba.core import caching
 
         caching.CacheImpl._locator_classes = []  # as where no directory can be written
@@ -21,11 +21,8 @@ def test_the_kernels_compile_in_memory_where_no_cache_directory_can_be_written()
             assert "cannot cache" in str(e), e
         else:
             raise AssertionError("numba cached without a locator")
-        from streamlab._line_kernel import line_breaks
         from streamlab.detectors._common import kernels
 
-        found = line_breaks()(np.frombuffer(b'{"a":1}\\n{}\\n', np.uint8))
-        assert found[0].tolist() == [7, 10] and found[1] and found[2], found
         k = kernels()
         assert k is not None and k.COMPILED
         from river import stats

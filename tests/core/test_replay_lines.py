@@ -215,22 +215,17 @@ def test_a_batch_of_file_lines_carries_its_bytes_and_whether_they_are_ascii(tmp_
     ),
     st.integers(0, 7),
     st.sampled_from([1, 3, 8, 1 << 20]),
-    st.booleans(),
 )
-def test_the_word_wise_break_search_finds_every_byte_below_0x20(parts, skip, scan, compiled):
-    """Eight bytes at a time, with lines shorter than a word, at any alignment, in steps of any size,
-    numpy's search and the compiled one (numba, when installed) alike: every low byte, in order, and
-    whether all bytes are ASCII and all lines shaped as a JSON object."""
+def test_the_word_wise_break_search_finds_every_byte_below_0x20(parts, skip, scan):
+    """Eight bytes at a time, with lines shorter than a word, at any alignment, in steps of any size:
+    every low byte, in order, and whether all bytes are ASCII and all lines shaped as a JSON object."""
     view = np.frombuffer(b"#" * skip + b"".join(parts), np.uint8)[skip:]
     assert lines_module._low_bytes(view).tolist() == np.flatnonzero(view < 0x20).tolist()
     assert (
         lines_module._low_bytes(view.view(np.int8)).tolist()
         == np.flatnonzero((view < 0x20) | (view >= 0x80)).tolist()
     )
-    with (
-        patch.object(lines_module, "_SCAN", scan),
-        patch.object(lines_module, "_COMPILED_FROM", 0 if compiled else 1 << 62),
-    ):
+    with patch.object(lines_module, "_SCAN", scan):
         found = lines_module._breaks(view)
     if bool((view[view < 0x20] == 10).all()):
         assert found is not None and found.at.tolist() == np.flatnonzero(view == 10).tolist()
@@ -434,35 +429,3 @@ def test_a_json_lines_replay_reads_epoch_event_times_as_parse_does(tmp_path, tim
         p.run(clock=ManualClock(0))
         counts.append(out.frame()[["window_start", "count"]].to_dict("records"))
     assert counts[0] == counts[1] and [c["count"] for c in counts[0]] == [2, 1]
-
-
-def test_the_compiled_break_search_is_used_where_numba_is_installed(tmp_path, monkeypatch):
-    """With the 'fast' extra a raw replay's blocks go to the compiled search (and the lines, dead
-    letters and windows are those of the numpy search, above); without it the numpy search runs."""
-    import importlib.util
-
-    from streamlab import _line_kernel
-
-    assert (_line_kernel.line_breaks() is None) == (importlib.util.find_spec("numba") is None)
-    calls: list[int] = []
-    search = _line_kernel.line_breaks()
-    if search is not None:
-
-        def counted(view: np.ndarray) -> object:
-            calls.append(len(view))
-            return search(view)
-
-        monkeypatch.setattr(lines_module, "line_breaks", lambda: counted)
-    path = tmp_path / "big.jsonl"
-    # the last block holds a tab (JSON's whitespace): the compiled search gives it up to the split
-    path.write_bytes(b"".join(b'{"k":%d,"t":"x"}\n' % i for i in range(200_000)) + b'{"k":\t1}\n')
-    sink, dead = ListSink(), ListSink()
-    p = Pipeline(ReplaySource(path, raw=True, batch_size=50_000))
-    parsed = p.parse({"k": "int64"}, time=None)
-    parsed.to(sink)
-    parsed.dead_letter.to(dead)
-    p.run(clock=ManualClock(0))
-    assert sink.frame()["k"].tolist() == [*range(200_000), 1]
-    assert len(dead.frame()) == 0
-    assert (len(calls) > 0) == (search is not None)
-    assert all(n >= lines_module._COMPILED_FROM for n in calls)
