@@ -135,7 +135,7 @@ def test_steps_without_a_per_record_form_are_refused_naming_the_step(tmp_path: P
     p.parse(IOT_SCHEMA).detect(
         RiverDetector(anomaly.HalfSpaceTrees(seed=1)), features=["vibration"], step_id="mine"
     )
-    with pytest.raises(PipelineConfigError, match=r"step 'mine' \(Detect\).*arbitrary river model"):
+    with pytest.raises(PipelineConfigError, match=r"step 'mine' \(RiverDetector\).*arbitrary river model"):
         to_beam(p, tmp_path / "a")
     q = Pipeline(ListSource([b"{}"]), name="unseeded")
     q.parse(IOT_SCHEMA).apply(Detect(HalfSpaceTreesDetector(), features=["vibration"]), step_id="trees")

@@ -126,7 +126,7 @@ def test_steps_neither_job_runs_are_refused_naming_the_step(tmp_path: Path) -> N
     p.parse(IOT_SCHEMA).detect(
         RiverDetector(anomaly.HalfSpaceTrees(seed=1)), features=["vibration"], step_id="mine"
     )
-    with pytest.raises(PipelineConfigError, match=r"step 'mine' \(Detect\).*arbitrary river model"):
+    with pytest.raises(PipelineConfigError, match=r"step 'mine' \(RiverDetector\).*arbitrary river model"):
         to_flink(p, tmp_path / "a")
     q = Pipeline(ListSource([b"{}"]), name="unseeded")
     q.parse(IOT_SCHEMA).detect(HalfSpaceTreesDetector(), features=["vibration"], step_id="trees")

@@ -232,14 +232,16 @@ def test_pubsub_idle_subscription_on_a_live_service_is_not_an_outage(pubsub_proc
 
     host = pubsub_process.address
     sub = pubsub_subscription(host, 0)
-    reader = PubSubSource(sub, emulator_host=host, timeout=1, service_timeout=1.0).open()
+    # silence of more than twice service_timeout; 3 s leaves the emulator's answer time on a loaded
+    # machine (a 1 s timeout failed in a CI run whose cores were busy: the probe took 1.2 s)
+    reader = PubSubSource(sub, emulator_host=host, timeout=1, service_timeout=3.0).open()
     try:
         started = time.monotonic()
         wait_for(
-            lambda: reader.poll(100) is None and time.monotonic() - started > 4.0,
-            timeout=20,
+            lambda: reader.poll(100) is None and time.monotonic() - started > 7.0,
+            timeout=30,
             interval=0.05,
-            what="4 s of idle polling",
+            what="7 s of idle polling",
         )
         assert reader._probe is not None  # the silence was checked, and answered
     finally:
