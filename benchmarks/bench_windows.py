@@ -372,6 +372,32 @@ def json_loads_lines(path: Path) -> int:
         return len([json.loads(line) for line in f])
 
 
+def json_workloads(
+    df: pd.DataFrame, path: Path, batch: int, rep: int, skip: set[str], row: Callable[..., None]
+) -> None:
+    """The JSON-lines file of ``df`` parsed with a typed schema (against arrow's reader alone) and with
+    the default schema (against Python's ``json.loads`` of every line), each W1-windowed and checked."""
+    if "json" not in skip:
+        label = "JSON lines file -> parse -> W1"
+        (t_ar, rows_read), (t_js, got) = best_of_interleaved(
+            [lambda: arrow_read_file(path), lambda: run_json_file(path, batch)], rep
+        )
+        assert rows_read == len(df)
+        want = pandas_windows(df.assign(amount=df["amount"].round(2)), "event_type", 60, 60)
+        check(label, got, want, "event_type", True)
+        row(label, "pyarrow.json.read_json alone (same file)", t_ar, len(df), None)
+        row(label, "streamlab: ReplaySource(raw) -> parse -> W1", t_js, len(df), t_ar)
+    if "jsonobj" not in skip:
+        label = "JSON lines file -> parse() default schema (properties as a Python object) -> W1 count"
+        (t_py, rows_read), (t_obj, got) = best_of_interleaved(
+            [lambda: json_loads_lines(path), lambda: run_json_default_schema(path, batch)], rep
+        )
+        assert rows_read == len(df)
+        check(label, got, pandas_windows(df, "event_type", 60, 60), "event_type", False)
+        row(label, "json.loads of every line alone (stdlib)", t_py, len(df), None)
+        row(label, "streamlab: ReplaySource(raw) -> parse() -> W1", t_obj, len(df), t_py)
+
+
 # -- checks ------------------------------------------------------------------------------------------
 def check(name: str, got: pd.DataFrame, want: pd.DataFrame, key: str, with_sum: bool) -> None:
     g = pd.DataFrame(
@@ -477,31 +503,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         )
         row(label, "pandas one-shot (frame as loaded)", t_pd, n, t_np + t_prep_np)
         row(label, "streamlab, frame as loaded", t_sl, n, t_np + t_prep_np)
-    if "json" not in skip:
-        label = "JSON lines file -> parse -> W1"
+    if "json" not in skip or "jsonobj" not in skip:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "events.jsonl"
             write_json_lines(df, path)
-            (t_ar, rows_read), (t_js, got) = best_of_interleaved(
-                [lambda: arrow_read_file(path), lambda: run_json_file(path, batch)], rep
-            )
-            assert rows_read == n
-        want = pandas_windows(df.assign(amount=df["amount"].round(2)), "event_type", 60, 60)
-        check(label, got, want, "event_type", True)
-        row(label, "pyarrow.json.read_json alone (same file)", t_ar, n, None)
-        row(label, "streamlab: ReplaySource(raw) -> parse -> W1", t_js, n, t_ar)
-    if "jsonobj" not in skip:
-        label = "JSON lines file -> parse() default schema (properties as a Python object) -> W1 count"
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "events.jsonl"
-            write_json_lines(df, path)
-            (t_py, rows_read), (t_obj, got) = best_of_interleaved(
-                [lambda: json_loads_lines(path), lambda: run_json_default_schema(path, batch)], rep
-            )
-            assert rows_read == n
-        check(label, got, pandas_windows(df, "event_type", 60, 60), "event_type", False)
-        row(label, "json.loads of every line alone (stdlib)", t_py, n, None)
-        row(label, "streamlab: ReplaySource(raw) -> parse() -> W1", t_obj, n, t_py)
+            json_workloads(df, path, batch, rep, skip, row)
     df = df.iloc[:0]
     if "many" not in skip:
         many_keys(args.many_n, args.many_keys, batch, rep, row)

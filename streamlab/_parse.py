@@ -238,6 +238,28 @@ def _odd_records(
     return odd
 
 
+# the strict decoder's scanner alone: records that reach it start with "{" and end with "}", so there
+# is no whitespace around them to skip, as decode() would
+_SCAN_JSON: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+
+
+def _decoded_object(rec: bytes | str) -> dict[str, Any] | None:
+    """A record's JSON object as the strict decoder reads it, or None when it does not read as one
+    object spanning the whole record (the checked path then judges it and words the reason).
+
+    Examples
+    --------
+    >>> _decoded_object(b'{"a": [1, {"b": null}]}'), _decoded_object('{"a": 1}{}'), _decoded_object(b'{"a": NaN}')
+    ({'a': [1, {'b': None}]}, None, None)
+    """
+    try:
+        text = rec if isinstance(rec, str) else rec.decode("utf-8")
+        obj, end = _SCAN_JSON(text, 0)
+    except (StopIteration, ValueError, RecursionError):
+        return None
+    return obj if end == len(text) and type(obj) is dict else None
+
+
 def _odd_rows(table: pa.Table, fields: list[FieldSpec]) -> np.ndarray | None:
     """Rows whose float64 values arrow read as infinite, NaN or -0.0, which the checked path judges or
     reads otherwise (an integer literal such as ``-0`` is +0.0 there); None when there are none."""
@@ -505,20 +527,12 @@ class ParseOperator(Operator):
         """
         values: dict[str, list[Any]] = {f.name: [] for f in self.object_fields}
         ok = np.ones(len(recs), dtype=bool)
-        # the decoder's scanner alone: these records start with "{" and end with "}" (no whitespace
-        # around them to skip); a value that ends before the record's end fails as decode() would
-        scan: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
         if len(self.object_fields) == 1 and len(self.object_fields[0].path) == 1:  # the usual shape
             key, is_object = self.object_fields[0].path[0], self.object_fields[0].type == "object"
             append = values[self.object_fields[0].name].append
             for j, rec in enumerate(recs):
-                try:
-                    text = rec if isinstance(rec, str) else rec.decode("utf-8")
-                    obj, end = scan(text, 0)
-                except (StopIteration, ValueError, RecursionError):
-                    ok[j] = False
-                    continue
-                node = obj.get(key) if end == len(text) and type(obj) is dict else _NOT_FOUND
+                obj = _decoded_object(rec)
+                node: Any = obj.get(key, None) if obj is not None else _NOT_FOUND
                 if node is _NOT_FOUND or (is_object and node is not None and not isinstance(node, dict)):
                     ok[j] = False
                 else:
@@ -526,14 +540,9 @@ class ParseOperator(Operator):
         else:
             found = [(f.type == "object", f.path, values[f.name].append) for f in self.object_fields]
             for j, rec in enumerate(recs):
-                try:
-                    text = rec if isinstance(rec, str) else rec.decode("utf-8")
-                    obj, end = scan(text, 0)
-                except (StopIteration, ValueError, RecursionError):
-                    ok[j] = False
-                    continue
+                obj = _decoded_object(rec)
                 got = []
-                for is_object, path, _ in found if end == len(text) and type(obj) is dict else ():
+                for is_object, path, _ in found if obj is not None else ():
                     node = obj
                     for part in path:
                         if node is None:
