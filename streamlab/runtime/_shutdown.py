@@ -3,7 +3,8 @@
 While at least one ``RunHandle`` lives, a SIGTERM handler installed from the main thread stops every
 live handle, then chains to the handler that was there before (calls it; ``SIG_DFL``: exits with status
 128 + 15, as the default would report; ``SIG_IGN``: nothing more). When the last live handle has
-stopped, the previous handler is put back (from the main thread: the next time one calls in).
+stopped, the previous handler is put back (from the main thread: the next time one calls in, a stop, a
+wait or the next start). A handler set over ours while no run lives is the one the next start chains to.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ _LOCK = threading.RLock()  # re-entered when SIGTERM lands while the main thread
 _PREVIOUS_SIGTERM: Any = None
 _INSTALLED = False  # our SIGTERM handler is in place
 _AT_EXIT = False
+_IN_HANDLER = False  # _on_sigterm is running (a chain of handlers may lead back to it)
 
 
 def _stop_live_handles() -> None:
@@ -38,12 +40,19 @@ def _stop_live_handles() -> None:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    previous = _PREVIOUS_SIGTERM
-    _stop_live_handles()
-    if callable(previous):
-        previous(signum, frame)
-    elif previous != signal.SIG_IGN:
-        raise SystemExit(128 + signum)
+    global _IN_HANDLER
+    if _IN_HANDLER:  # a handler set over ours that chains to ours, and that ours chains to: stop here
+        return
+    _IN_HANDLER = True
+    try:
+        previous = _PREVIOUS_SIGTERM
+        _stop_live_handles()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            raise SystemExit(128 + signum)
+    finally:
+        _IN_HANDLER = False
 
 
 def _in_main_thread() -> bool:
@@ -58,7 +67,15 @@ def register(handle: RunHandle) -> None:
         if not _AT_EXIT:
             atexit.register(_stop_live_handles)
             _AT_EXIT = True
-        if not _INSTALLED and _in_main_thread():
+        if not _in_main_thread():
+            return
+        if _INSTALLED and not any(h.thread.is_alive() for h in list(_LIVE) if h is not handle):
+            # no other run lives, yet ours is marked installed: the last run ended without a release
+            # from the main thread (nobody waited for it, or one stopped it from another thread), and
+            # the handler found now may be one set since over ours; finish that release first, so the
+            # handler found now is chained and this run is covered
+            _restore_previous()
+        if not _INSTALLED:
             _PREVIOUS_SIGTERM = signal.getsignal(signal.SIGTERM)
             signal.signal(signal.SIGTERM, _on_sigterm)
             _INSTALLED = True
@@ -79,9 +96,15 @@ def release() -> None:
             atexit.unregister(_stop_live_handles)
             _AT_EXIT = False
         if _INSTALLED and _in_main_thread():
-            if signal.getsignal(signal.SIGTERM) is _on_sigterm:
-                # None: the previous handler was not set from Python; the default is the nearest
-                previous = _PREVIOUS_SIGTERM
-                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
-            _PREVIOUS_SIGTERM = None
-            _INSTALLED = False
+            _restore_previous()
+
+
+def _restore_previous() -> None:
+    """Put the handler ours replaced back (unless another was set over ours since); main thread only."""
+    global _PREVIOUS_SIGTERM, _INSTALLED
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        # None: the previous handler was not set from Python; the default is the nearest
+        previous = _PREVIOUS_SIGTERM
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+    _PREVIOUS_SIGTERM = None
+    _INSTALLED = False

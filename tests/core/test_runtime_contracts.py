@@ -258,6 +258,44 @@ def test_start_from_another_thread_leaves_the_signal_handler_alone(own_sigterm) 
     assert handles[0].wait(timeout=30) is not None
 
 
+def test_a_run_that_ended_unwaited_does_not_keep_the_next_run_from_its_handler(own_sigterm) -> None:
+    """A run nobody waited for (a notebook's bounded replay) left ours marked installed; a handler set
+    over it since (a library's, the user's) then kept the next run from ours: a SIGTERM killed that run
+    without its flush and commit."""
+    _, calls, _ = own_sigterm
+    ended = Pipeline(ListSource([{"x": 1}])).start(clock=ManualClock(0))
+    ended.thread.join(timeout=30)  # it ends by itself; nobody calls wait() or stop()
+    assert not ended.thread.is_alive()
+
+    def theirs(signum: int, frame: FrameType | None) -> None:
+        calls.append(-signum)
+
+    signal.signal(signal.SIGTERM, theirs)
+    handle = Pipeline(ListSource([{"x": 1}])).start(clock=ManualClock(0), paused=True)
+    assert signal.getsignal(signal.SIGTERM) is _shutdown._on_sigterm  # was `theirs`: the run uncovered
+    handle.stop()
+    assert signal.getsignal(signal.SIGTERM) is theirs and calls == []
+
+
+def test_a_handler_that_chains_back_to_ours_is_called_once(own_sigterm) -> None:
+    """Ours chains to a handler set over it that itself chains to ours: each runs once, no recursion."""
+    _, calls, _ = own_sigterm
+    first = Pipeline(ListSource([{"x": 1}])).start(clock=ManualClock(0))
+    first.thread.join(timeout=30)
+    ours = signal.getsignal(signal.SIGTERM)
+    assert ours is _shutdown._on_sigterm
+
+    def chaining(signum: int, frame: FrameType | None) -> None:
+        calls.append(-signum)
+        ours(signum, frame)  # type: ignore[operator]
+
+    signal.signal(signal.SIGTERM, chaining)
+    handle = Pipeline(Counting(4)).start(clock=ManualClock(0), paused=True)
+    os.kill(os.getpid(), signal.SIGTERM)  # runs in this (the main) thread before kill returns
+    assert calls == [-signal.SIGTERM] and not handle.thread.is_alive() and handle.status == "stopped"
+    first.wait(timeout=30)
+
+
 # --- the model does not load the runtime or the exporters ------------------------------------------------
 def test_the_model_imports_neither_the_runtime_nor_the_exporters() -> None:
     code = (
