@@ -238,9 +238,14 @@ def _odd_records(
     return odd
 
 
+def _raw_decode(text: str, idx: int) -> tuple[Any, int]:
+    return _DECODER.raw_decode(text, idx)
+
+
 # the strict decoder's scanner alone: records that reach it start with "{" and end with "}", so there
-# is no whitespace around them to skip, as decode() would
-_SCAN_JSON: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+# is no whitespace around them to skip, as decode() would; json.JSONDecoder sets scan_once (undocumented,
+# there since Python 2.6), and raw_decode (the documented way, a little slower) stands in without it
+_SCAN_JSON: Callable[[str, int], tuple[Any, int]] = getattr(_DECODER, "scan_once", None) or _raw_decode
 
 
 def _decoded_object(rec: bytes | str) -> dict[str, Any] | None:

@@ -334,3 +334,19 @@ def test_relative_words_are_not_times() -> None:
     assert iso_to_ns("NaT") is None and iso_to_ns(" ") is None
     # time columns that are text (windows, dedup, joins over frames): a relative word is no time either
     assert to_utc_ns(pd.Series(["now", " Today", "2024-01-01T00:00:00Z"])).tolist()[:2] == [NAT_NS, NAT_NS]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate])
+@given(st.lists(record(), min_size=1, max_size=20))
+def test_a_python_without_the_decoders_scanner_reads_object_values_alike(records: list[bytes]) -> None:
+    """The json/object values come from the strict decoder's ``scan_once``; where a Python has none,
+    ``raw_decode`` stands in, with the same values and the same records left to the checked path."""
+    from unittest.mock import patch
+
+    from streamlab import _parse
+
+    texts = [r.decode("utf-8", "surrogateescape") for r in records]
+    scanned = [_parse._decoded_object(r) for r in records + texts]
+    with patch.object(_parse, "_SCAN_JSON", _parse._raw_decode):
+        decoded = [_parse._decoded_object(r) for r in records + texts]
+    assert decoded == scanned
