@@ -25,7 +25,14 @@ import pyarrow.json as pj
 from streamlab._dead_letter import raw_dead_letter_frame
 from streamlab._intcols import nullable_ints
 from streamlab._lines import LineArray, file_slice, line_extremes
-from streamlab._record import _DECODER, MAX_DEPTH, MAX_NUMBER_DIGITS, BadRecordError, read_record
+from streamlab._record import (
+    _DECODER,
+    MAX_DEPTH,
+    MAX_NUMBER_DIGITS,
+    BadRecordError,
+    field_value,
+    read_record,
+)
 from streamlab._time import epoch_floats_to_ns
 from streamlab.operators import Operator, Outputs
 
@@ -42,7 +49,6 @@ _DICT = pa.dictionary(pa.int32(), pa.string())
 _NEWLINE = pa.scalar(b"\n", pa.binary())
 _NOTHING = pa.scalar(b"", pa.binary())
 _SMALL_CHUNK = 48
-_NOT_FOUND = object()  # a json/object field's path runs through a value that is not an object
 _SPLIT = 8
 
 
@@ -532,38 +538,29 @@ class ParseOperator(Operator):
         """
         values: dict[str, list[Any]] = {f.name: [] for f in self.object_fields}
         ok = np.ones(len(recs), dtype=bool)
-        if len(self.object_fields) == 1 and len(self.object_fields[0].path) == 1:  # the usual shape
-            key, is_object = self.object_fields[0].path[0], self.object_fields[0].type == "object"
-            append = values[self.object_fields[0].name].append
+        found = [(f.name, f.type, f.path, values[f.name].append) for f in self.object_fields]
+        if len(found) == 1 and len(found[0][2]) == 1:  # the usual shape: one value at a top-level key
+            _, kind, (key,), append = found[0]
             for j, rec in enumerate(recs):
                 obj = _decoded_object(rec)
-                node: Any = obj.get(key, None) if obj is not None else _NOT_FOUND
-                if node is _NOT_FOUND or (is_object and node is not None and not isinstance(node, dict)):
+                value = obj.get(key) if obj is not None else None
+                # check_value's rule for an object field, inlined (the checked path words a refusal)
+                if obj is None or (kind == "object" and value is not None and type(value) is not dict):
                     ok[j] = False
                 else:
-                    append(node)
+                    append(value)
         else:
-            found = [(f.type == "object", f.path, values[f.name].append) for f in self.object_fields]
             for j, rec in enumerate(recs):
                 obj = _decoded_object(rec)
-                got = []
-                for is_object, path, _ in found if obj is not None else ():
-                    node = obj
-                    for part in path:
-                        if node is None:
-                            break
-                        if not isinstance(node, dict):
-                            node = _NOT_FOUND
-                            break
-                        node = node.get(part)
-                    if node is _NOT_FOUND or (is_object and node is not None and not isinstance(node, dict)):
-                        break
-                    got.append(node)
-                if len(got) == len(found):
-                    for (_, _, append), node in zip(found, got):
-                        append(node)
-                else:
+                try:
+                    if obj is None:
+                        raise BadRecordError("not one JSON object")  # the checked path words the reason
+                    got = [field_value(obj, name, kind, path) for name, kind, path, _ in found]
+                except BadRecordError:
                     ok[j] = False
+                    continue
+                for (_, _, _, append), value in zip(found, got):
+                    append(value)
         if not ok.all():
             failed = [recs[j] for j in np.flatnonzero(~ok).tolist()]
             self._python_rows([r.encode() if isinstance(r, str) else r for r in failed], idx[~ok], good, bad)

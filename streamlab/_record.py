@@ -291,23 +291,32 @@ def read_record(
         raise BadRecordError(f"invalid JSON: {e}") from None
     if not isinstance(obj, dict):
         raise BadRecordError(f"expected a JSON object, got {type(obj).__name__}")
-    row: dict[str, Any] = {}
-    for name, kind, path in fields:
-        node: Any = obj
-        for part in path:
-            if node is None:
-                break
-            if not isinstance(node, dict):
-                raise BadRecordError(
-                    f"field {name!r}: expected an object at {part!r} of path {'.'.join(path)}, "
-                    f"got {type(node).__name__}"
-                )
-            node = node.get(part)
-        row[name] = check_value(name, kind, node)
+    row = {name: field_value(obj, name, kind, path) for name, kind, path in fields}
     for name in required:
         if row[name] is None:
             raise BadRecordError(f"missing required field {name!r}")
     return row
+
+
+def field_value(obj: dict[str, Any], name: str, kind: str, path: tuple[str, ...]) -> Any:
+    """The typed value of field ``name`` at ``path`` of a decoded record, or BadRecordError with the reason.
+
+    Examples
+    --------
+    >>> field_value({"p": {"a": 2}}, "a", "float64", ("p", "a")), field_value({}, "a", "object", ("p", "a"))
+    (2.0, None)
+    """
+    node: Any = obj
+    for part in path:
+        if node is None:
+            break
+        if not isinstance(node, dict):
+            raise BadRecordError(
+                f"field {name!r}: expected an object at {part!r} of path {'.'.join(path)}, "
+                f"got {type(node).__name__}"
+            )
+        node = node.get(part)
+    return check_value(name, kind, node)
 
 
 def parse_record(

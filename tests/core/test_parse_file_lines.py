@@ -26,7 +26,12 @@ NESTED = {
     "page": {"type": "json", "path": "properties.page"},
     "deep": {"type": "json", "path": "extra.a.b"},
 }
-SCHEMAS = {"typed": FAST, "checked": CHECKED, "nested": NESTED}
+SCHEMAS = {
+    "typed": FAST,
+    "checked": CHECKED,
+    "nested": NESTED,
+    "one object": {**FAST, "extra": "object"},
+}
 
 LINE_DAMAGE = [b"", b"   ", b"\t", b"{}", b"not json", b'{"a":1}{"b":2}', b"\x00", b"\xff\xfe", b" {}"]
 # records that are JSON objects by shape but not valid UTF-8, or text of more than one byte a character
@@ -195,3 +200,35 @@ def test_a_clean_file_goes_to_arrow_as_its_own_bytes_and_is_forgotten_with_its_s
     gc.collect()
     # the file's bytes go with the source (other tests' sources may go in the same collection)
     assert key not in lines_module._FILES
+
+
+def test_an_object_field_holding_something_else_is_a_dead_letter_in_a_large_batch() -> None:
+    """Arrow reads the other fields of these records; the object field's rule (a JSON object or
+    nothing) is still the checked path's, with its reason, for one field at a key and for nested ones."""
+    odd = {5: b'"text"', 17: b"3", 33: b"[1]", 60: b"true", 70: b"null"}
+    records = [
+        b'{"event_id":"g%d","timestamp":"2024-01-01T00:00:00Z","extra":%s}'
+        % (i, odd.get(i, b'{"a":{"b":1}}'))
+        for i in range(100)
+    ]
+    frame = pd.DataFrame({"value": pd.Series(records, dtype=object), "i": range(100)})
+    for schema in (
+        {"event_id": "string", "timestamp": "timestamp", "extra": "object"},
+        {
+            "event_id": "string",
+            "timestamp": "timestamp",
+            "b": {"type": "object", "path": "extra.a"},
+            "x": "json",
+        },
+    ):
+        op = ParseOperator(
+            "parse", [FieldSpec.of(n, s) for n, s in schema.items()], "value", ("timestamp",), 1 << 20
+        )
+        got = op.process(frame)
+        dead = dict(zip(got["dead_letter"]["i"].tolist(), got["dead_letter"]["reason"].tolist()))
+        if "extra" in schema:
+            assert sorted(dead) == [5, 17, 33, 60] and "expected a JSON object, got str" in dead[5]
+            assert len(got["out"]) == 96
+        else:  # "extra.a" of a non-object: the path runs through it
+            assert sorted(dead) == [5, 17, 33, 60] and "expected an object at 'a'" in dead[5]
+            assert got["out"]["b"].tolist()[:2] == [{"b": 1}, {"b": 1}]
