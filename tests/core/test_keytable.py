@@ -25,9 +25,15 @@ UNIVERSE = [
 ]  # fmt: skip
 
 
-def _colliding_hashes(data, offsets):
+def _colliding_hashes(data, offsets, kernels=None):
     """A hash that makes most strings collide (their length mod 2): ids must still never merge keys."""
     return (np.diff(np.asarray(offsets, dtype=np.int64)) % 2).astype(np.uint64)
+
+
+def _zero_multipliers(n):
+    """Multipliers that make the hash of a string its length's alone, in numpy and in the compiled
+    kernels alike (which take the multipliers, not ``string_hashes``): strings of one length collide."""
+    return np.zeros(max(n, 1), dtype=np.uint64)
 
 
 def _norm(v):
@@ -46,14 +52,22 @@ ops = st.lists(
 )
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["numpy", "compiled"])
 @pytest.mark.parametrize("collide", [False, True], ids=["hash", "colliding-hash"])
 @pytest.mark.parametrize("rebuild_min", [1 << 16, 0], ids=["no-rebuilds", "rebuild-at-every-release"])
 @settings(max_examples=40, deadline=None)
 @given(sequence=ops)
-def test_key_index_equals_a_dict_with_reference_counts(rebuild_min, collide, sequence):
+def test_key_index_equals_a_dict_with_reference_counts(rebuild_min, collide, compiled, sequence):
     with pytest.MonkeyPatch.context() as mp:
-        if collide:
-            mp.setattr(keytable, "string_hashes", _colliding_hashes)
+        if compiled:  # the compiled string kernels from the first key on (numba is a dev dependency)
+            assert keytable.string_kernels() is not None
+            mp.setattr(KeyIndex, "COMPILED_MIN_KEYS", 0)
+            if collide:
+                mp.setattr(keytable, "_multipliers", _zero_multipliers)
+        else:
+            mp.setattr(keytable, "use_string_kernels", False)
+            if collide:
+                mp.setattr(keytable, "string_hashes", _colliding_hashes)
         _check_key_index_against_a_dict(rebuild_min, sequence)
 
 

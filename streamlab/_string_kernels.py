@@ -1,0 +1,144 @@
+"""Compiled kernels (numba) for string keys held as bytes: one pass per batch instead of a dozen.
+
+The key table (:mod:`streamlab._keytable`) numbers string keys without a Python object per key, with
+vectorized numpy: that is a dozen passes over temporaries the size of the bytes (a cumulative sum for
+the hashes, ``repeat`` and ``arange`` to gather, a comparison array), and arrow's dictionary encoding
+before it. With a million keys those passes are most of a window step's time. The kernels here do the
+same work in one pass each, with the same results (the same codes in the same order, the same hashes),
+so either path may run at any batch.
+
+Importing this module imports numba (the ``fast`` extra): the key table imports it through
+:func:`streamlab._keytable.string_kernels`, and only once it holds many string keys, so a pipeline
+with a few keys never imports numba.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from streamlab._numba import jit
+
+_GOLDEN = 0x9E3779B97F4A7C15
+_MIX = 0xBF58476D1CE4E5B9
+
+
+def _hash_at(data: np.ndarray, lo: int, hi: int, mult: np.ndarray) -> Any:
+    """:func:`streamlab._keytable.string_hashes` of the bytes ``data[lo:hi]`` (wrapping uint64)."""
+    h = np.uint64(0)
+    for j in range(hi - lo):
+        h += (np.uint64(data[lo + j]) + np.uint64(1)) * mult[j]
+    h ^= np.uint64(hi - lo) * np.uint64(_GOLDEN)
+    h ^= h >> np.uint64(31)
+    h *= np.uint64(_MIX)
+    h ^= h >> np.uint64(29)
+    return h
+
+
+def _same_bytes(data_a: np.ndarray, a: int, data_b: np.ndarray, b: int, n: int) -> bool:
+    for j in range(n):  # noqa: SIM110 - a loop numba compiles (it has no generator for all())
+        if data_a[a + j] != data_b[b + j]:
+            return False
+    return True
+
+
+def _batch_codes(
+    data: np.ndarray, offsets: np.ndarray, null: np.ndarray, mult: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Codes of the strings ``data[offsets[i]:offsets[i + 1]]`` in order of first sight (a missing one,
+    ``null[i]``, is one more key), each distinct key's first row, and its hash.
+
+    What ``pyarrow.compute.dictionary_encode(..., null_encoding="encode")`` and
+    ``string_hashes`` of the dictionary give, in one pass: an open-addressing table local to the batch,
+    the bytes compared where two hashes agree.
+    """
+    n = len(offsets) - 1
+    cap = 16
+    while cap < 2 * n:
+        cap <<= 1
+    mask = np.uint64(cap - 1)
+    table = np.full(cap, -1, np.int64)
+    codes = np.empty(n, np.int64)
+    first = np.empty(n, np.int64)
+    hashes = np.empty(n, np.uint64)
+    n_keys = 0
+    null_code = -1
+    for i in range(n):
+        if null[i]:
+            if null_code < 0:
+                null_code = n_keys
+                first[n_keys] = i
+                hashes[n_keys] = _hash_at(data, 0, 0, mult)  # as arrow's dictionary gives it: empty
+                n_keys += 1
+            codes[i] = null_code
+            continue
+        lo = offsets[i]
+        size = offsets[i + 1] - lo
+        h = _hash_at(data, lo, lo + size, mult)
+        s = h & mask
+        while True:
+            c = table[s]
+            if c < 0:
+                table[s] = n_keys
+                first[n_keys] = i
+                hashes[n_keys] = h
+                codes[i] = n_keys
+                n_keys += 1
+                break
+            if hashes[c] == h:
+                f = offsets[first[c]]
+                if offsets[first[c] + 1] - f == size and _same_bytes(data, f, data, lo, size):
+                    codes[i] = c
+                    break
+            s = (s + np.uint64(1)) & mask
+    return codes, first[:n_keys].copy(), hashes[:n_keys].copy()
+
+
+def _hashes(data: np.ndarray, offsets: np.ndarray, mult: np.ndarray) -> np.ndarray:
+    """``string_hashes(data, offsets)``."""
+    n = len(offsets) - 1
+    out = np.empty(n, np.uint64)
+    for i in range(n):
+        out[i] = _hash_at(data, offsets[i], offsets[i + 1], mult)
+    return out
+
+
+def _gather(data: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The byte strings ``data[starts[i]:starts[i] + lens[i]]`` packed together, and their offsets."""
+    n = len(lens)
+    offsets = np.empty(n + 1, np.int64)
+    offsets[0] = 0
+    for i in range(n):
+        offsets[i + 1] = offsets[i] + lens[i]
+    out = np.empty(offsets[n], np.uint8)
+    for i in range(n):
+        s = starts[i]
+        o = offsets[i]
+        for j in range(lens[i]):
+            out[o + j] = data[s + j]
+    return out, offsets
+
+
+def _equal(
+    data_a: np.ndarray,
+    starts_a: np.ndarray,
+    lens_a: np.ndarray,
+    data_b: np.ndarray,
+    starts_b: np.ndarray,
+    lens_b: np.ndarray,
+) -> np.ndarray:
+    """Whether each byte string of ``a`` equals the one of ``b`` beside it."""
+    n = len(lens_a)
+    out = np.empty(n, np.bool_)
+    for i in range(n):
+        out[i] = lens_a[i] == lens_b[i] and _same_bytes(data_a, starts_a[i], data_b, starts_b[i], lens_a[i])
+    return out
+
+
+_hash_at = jit(_hash_at, inline="always")
+_same_bytes = jit(_same_bytes, inline="always")
+batch_codes = jit(_batch_codes)
+hashes = jit(_hashes)
+gather = jit(_gather)
+equal = jit(_equal)

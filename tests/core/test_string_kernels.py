@@ -1,0 +1,155 @@
+"""The compiled string kernels give the numpy and arrow paths' results exactly, so either may run at any
+batch: the same codes in the same order, the same hashes, bytes and comparisons; and a window keyed by
+more strings than ``KeyIndex.COMPILED_MIN_KEYS`` (where the kernels take over mid-stream) equals pandas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import streamlab._keytable as keytable
+from streamlab import ListSink, ListSource, ManualClock, Pipeline, TumblingWindow, agg
+
+KERNELS = keytable.string_kernels()
+
+
+def test_the_kernels_are_there():
+    """numba is a dev dependency (the ``fast`` extra): without it the tests below would compare numpy
+    with itself."""
+    assert KERNELS is not None
+
+
+# every kind of text a key can hold: empty, NUL, multi-byte UTF-8, long; and missing values
+texts = st.one_of(
+    st.none(),
+    st.sampled_from(["", "a", "ab", "ba", "\x00", "a\x00", "é", "日本語", "x" * 300]),
+    st.text(max_size=20),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(texts, max_size=60),
+    large=st.booleans(),
+    cut=st.integers(0, 5),
+)
+def test_batch_codes_equal_arrows_dictionary_encoding_and_the_numpy_hashes(values, large, cut):
+    arr = pa.array(values, type=pa.large_string() if large else pa.string())
+    arr = arr.slice(min(cut, len(arr)))  # an array that starts at an offset, as a batch's slice does
+    want_codes, want = keytable.string_codes(arr)
+    got_codes, got = keytable.string_codes(arr, KERNELS)
+    assert got_codes.tolist() == want_codes.tolist()
+    assert got.tolist() == want.tolist()
+    assert got.null.tolist() == want.null.tolist()
+    real = ~want.null  # a missing key's hash is never read (it has its own id)
+    assert got.hashes[real].tolist() == want.hashes[real].tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.binary(max_size=200),
+    picks=st.lists(st.tuples(st.integers(0, 200), st.integers(0, 40), st.integers(0, 200)), max_size=30),
+)
+def test_hashes_gather_and_equal_are_the_numpy_ones(data, picks):
+    buf = np.frombuffer(data + b"\x00" * 240, dtype=np.uint8)  # room for every pick
+    starts = np.array([p[0] for p in picks], dtype=np.int64)
+    lens = np.array([p[1] for p in picks], dtype=np.int64)
+    others = np.array([p[2] for p in picks], dtype=np.int64)
+    packed, offsets = keytable._gather(buf, starts, lens)
+    got_packed, got_offsets = keytable._gather(buf, starts, lens, KERNELS)
+    assert got_packed.tobytes() == packed.tobytes() and got_offsets.tolist() == offsets.tolist()
+    assert (
+        keytable.string_hashes(packed, offsets, KERNELS).tolist()
+        == keytable.string_hashes(packed, offsets).tolist()
+    )
+    # the same strings at other places of the buffer, and others of the same length
+    again = np.concatenate([buf, packed])
+    moved = len(buf) + offsets[:-1]
+    for b_starts in (moved, others):
+        want = keytable._equal(buf, starts, lens, again, b_starts, lens)
+        got = keytable._equal(buf, starts, lens, again, b_starts, lens, KERNELS)
+        assert got.tolist() == want.tolist()
+    assert keytable._equal(buf, starts, lens, again, moved, lens, KERNELS).all()
+
+
+def _events(n: int, n_keys: int) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    users = np.char.add("user-", np.arange(n_keys).astype(str)).astype(object)
+    users[::97] = "é-" + users[::97]  # some multi-byte keys
+    keys = users[rng.integers(0, n_keys, n)]
+    keys[rng.random(n) < 0.01] = None  # and missing ones
+    ms = 1_700_000_000_000 + np.arange(n, dtype=np.int64) + rng.integers(-2_000, 0, n)
+    return pd.DataFrame({"user": pd.array(keys, dtype="str"), "amount": rng.random(n), "timestamp": ms})
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
+def test_a_window_keyed_by_many_strings_equals_pandas_as_the_kernels_take_over(compiled, monkeypatch):
+    """60k distinct keys, 30k a batch: the first batch runs on numpy and arrow, the later ones on the
+    kernels (once the index holds ``COMPILED_MIN_KEYS``); windows close and release keys throughout."""
+    monkeypatch.setattr(keytable, "use_string_kernels", compiled)
+    calls = []
+    if compiled:
+        real = KERNELS.batch_codes
+        monkeypatch.setattr(KERNELS, "batch_codes", lambda *a: calls.append(1) or real(*a))
+    df = _events(300_000, 60_000)
+    p = Pipeline(ListSource(df, batch_size=30_000))
+    sink = ListSink()
+    p.window(TumblingWindow("60s"), key="user", delay="5s").agg(agg.count(), agg.sum("amount")).to(sink)
+    assert p.run(clock=ManualClock(0)).metrics["late"] == 0
+    assert (len(calls) >= 5) if compiled else not calls, len(calls)
+    got = sink.frame()
+    got = pd.DataFrame(
+        {
+            "user": got["user"].astype(object).fillna("-").to_numpy(),
+            "start": got["window_start"].array.asi8 // 1_000_000,
+            "count": got["count"].to_numpy(),
+            "sum": got["sum_amount"].to_numpy(),
+        }
+    ).sort_values(["start", "user"], ignore_index=True)
+    want = (
+        df.assign(user=df["user"].astype(object).fillna("-"), start=df["timestamp"] // 60_000 * 60_000)
+        .groupby(["start", "user"])["amount"]
+        .agg(["count", "sum"])
+        .reset_index()
+    )
+    assert got[["start", "user", "count"]].values.tolist() == want[["start", "user", "count"]].values.tolist()
+    np.testing.assert_allclose(got["sum"].to_numpy(), want["sum"].to_numpy(), rtol=1e-12)
+
+
+_LOAD_RULE = """
+import sys
+import numpy as np
+import pandas as pd
+import streamlab._keytable as keytable
+from streamlab import ListSink, ListSource, ManualClock, Pipeline, TumblingWindow, agg
+
+keytable.KeyIndex.LOAD_KERNELS_AFTER = int(sys.argv[1])
+n = 200_000
+users = np.char.add("user-", np.random.default_rng(3).integers(0, 60_000, n).astype(str))
+events = pd.DataFrame({"user": pd.array(users, dtype="str"), "timestamp": 1_700_000_000_000 + np.arange(n)})
+p = Pipeline(ListSource(events, batch_size=20_000))
+p.window(TumblingWindow("60s"), key="user").agg(agg.count()).to(ListSink())
+p.run(clock=ManualClock(0))
+print("streamlab._string_kernels" in sys.modules, "numba" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(("load_after", "loaded"), [(None, False), (50_000, True)])
+def test_the_kernels_are_loaded_only_once_a_run_has_numbered_enough_keys(load_after, loaded):
+    """A short run with many keys (200 k events, 60 k keys: about 180 k numbered) does not pay numba's
+    import; a longer one (here: the limit lowered under what it numbers) does."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    limit = load_after or keytable.KeyIndex.LOAD_KERNELS_AFTER
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", _LOAD_RULE, str(limit)], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(loaded), str(loaded)]
