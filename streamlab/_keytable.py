@@ -293,9 +293,9 @@ class StringKeys:
             return None if self.null[idx] else self.key(int(idx)).decode()
         return StringKeys(self.data, self.starts[idx], self.lens[idx], self.null[idx], self.hashes[idx])
 
-    def to_arrow(self) -> pa.Array:
-        """The keys as an arrow large string array."""
-        data, offsets = _gather(self.data, self.starts, np.where(self.null, 0, self.lens))
+    def to_arrow(self, kernels: ModuleType | None = None) -> pa.Array:
+        """The keys as an arrow large string array (``kernels``: :func:`string_kernels` gathers them)."""
+        data, offsets = _gather(self.data, self.starts, np.where(self.null, 0, self.lens), kernels)
         arr = pa.LargeStringArray.from_buffers(len(self), pa.py_buffer(offsets), pa.py_buffer(data))
         if self.null.any():
             arr = pc.if_else(pa.array(~self.null), arr, pa.scalar(None, pa.large_string()))
@@ -559,7 +559,9 @@ class KeyIndex:
         self._count = 0  # entries numbered so far
         self._entry_id = _EMPTY.copy()  # entry -> id (-1: released)
         self._dead = 0
-        self._s_table = _hashtable.Int64HashTable(1024)  # string hash -> entry
+        # string hash -> entry: the compiled table where the string kernels are loaded (the same entries)
+        kernels = string_kernels(load=False)
+        self._s_table = kernels.HashLabels(1024) if kernels else _hashtable.Int64HashTable(1024)
         self._s_count = 0
         self._s_entry_id = _EMPTY.copy()
         self._s_entry = _EMPTY.copy()  # id -> its entry in the string table (-1: in _side)
@@ -1067,7 +1069,11 @@ class KeyIndex:
                 s = self.is_str[ids]
                 if s.any() and (s.all() or bool((s | (ids == self.none_id)).all())):
                     keys = StringKeys(self.pool, self.s_start[ids], np.where(s, self.s_len[ids], 0), ~s)
-                    return {columns[0]: pd.Series(pd.array(keys.to_arrow(), dtype=_STR_DTYPE), copy=False)}
+                    return {
+                        columns[0]: pd.Series(
+                            pd.array(keys.to_arrow(self._kernels()), dtype=_STR_DTYPE), copy=False
+                        )
+                    }
             # the dtype pandas infers from the values (str, int64, ...), as from a list of them, but
             # integers with a missing key as Int64: float64 would round them beyond 2**53
             return {columns[0]: inferred_series(untyped_keys(self.key_values(ids)))}

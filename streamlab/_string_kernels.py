@@ -142,3 +142,92 @@ batch_codes = jit(_batch_codes)
 hashes = jit(_hashes)
 gather = jit(_gather)
 equal = jit(_equal)
+
+
+def _labels(slots: np.ndarray, values: np.ndarray, count_prior: int, create: bool) -> tuple[np.ndarray, int]:
+    """The label of each of ``values`` in the open-addressing table ``slots`` (``[value, label]`` rows,
+    label -1 where empty), new values labelled ``count_prior``, ``count_prior + 1``, ... in order of
+    first sight when ``create`` (else -1). Returns the labels and how many were added."""
+    mask = np.uint64(len(slots) - 1)
+    out = np.empty(len(values), np.int64)
+    nxt = count_prior
+    for i in range(len(values)):
+        v = values[i]
+        s = (np.uint64(v) * np.uint64(_GOLDEN)) >> np.uint64(20) & mask
+        while True:
+            label = slots[s, 1]
+            if label < 0:
+                if create:
+                    slots[s, 0] = v
+                    slots[s, 1] = nxt
+                    out[i] = nxt
+                    nxt += 1
+                else:
+                    out[i] = -1
+                break
+            if slots[s, 0] == v:
+                out[i] = label
+                break
+            s = (s + np.uint64(1)) & mask
+    return out, nxt - count_prior
+
+
+def _rehash(slots: np.ndarray, into: np.ndarray) -> None:
+    """Every filled row of ``slots`` into the empty table ``into`` (its labels kept)."""
+    mask = np.uint64(len(into) - 1)
+    for r in range(len(slots)):
+        if slots[r, 1] >= 0:
+            v = slots[r, 0]
+            s = (np.uint64(v) * np.uint64(_GOLDEN)) >> np.uint64(20) & mask
+            while into[s, 1] >= 0:
+                s = (s + np.uint64(1)) & mask
+            into[s, 0] = v
+            into[s, 1] = slots[r, 1]
+
+
+labels = jit(_labels)
+rehash = jit(_rehash)
+
+
+class HashLabels:
+    """int64 values and their labels in one compiled open-addressing table: what the key table asks of
+    pandas' ``Int64HashTable`` (``get_labels`` and ``lookup``, with the same labels), in about half
+    the time with a million entries (one cache line a lookup: a value and its label side by side).
+
+    Examples
+    --------
+    >>> table = HashLabels(4)
+    >>> table.get_labels(np.array([7, -1, 7]), None, 10, -1).tolist()
+    [10, 11, 10]
+    >>> table.lookup(np.array([-1, 3])).tolist()
+    [11, -1]
+    """
+
+    def __init__(self, size_hint: int) -> None:
+        self.slots = self._empty(2 * max(size_hint, 8))
+        self.n = 0
+
+    @staticmethod
+    def _empty(at_least: int) -> np.ndarray:
+        cap = 1 << (at_least - 1).bit_length()
+        slots = np.empty((cap, 2), dtype=np.int64)
+        slots[:, 1] = -1
+        return slots
+
+    def get_labels(self, values: np.ndarray, uniques: Any, count_prior: int, na_sentinel: int) -> np.ndarray:
+        """Labels of ``values``, new ones numbered from ``count_prior`` (pandas' signature: ``uniques``
+        and ``na_sentinel`` are not used, int64 has no missing value)."""
+        if 2 * (self.n + len(values)) > len(self.slots):  # at most half full: short probe runs
+            grown = self._empty(4 * (self.n + len(values)))
+            rehash(self.slots, grown)
+            self.slots = grown
+        out, added = labels(self.slots, np.asarray(values, dtype=np.int64), count_prior, True)
+        self.n += added
+        result: np.ndarray = out
+        return result
+
+    def lookup(self, values: np.ndarray) -> np.ndarray:
+        """Labels of ``values``, -1 for values not in the table."""
+        out, _ = labels(self.slots, np.asarray(values, dtype=np.int64), 0, False)
+        result: np.ndarray = out
+        return result

@@ -153,3 +153,26 @@ def test_the_kernels_are_loaded_only_once_a_run_has_numbered_enough_keys(load_af
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [str(loaded), str(loaded)]
+
+
+int64s = st.one_of(st.integers(-(2**63), 2**63 - 1), st.sampled_from([-1, 0, 1, 2**63 - 1, -(2**63)]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(calls=st.lists(st.tuples(st.booleans(), st.lists(int64s, max_size=40)), max_size=12))
+def test_hash_labels_label_as_pandas_int64_hash_table(calls):
+    """The compiled table gives pandas' labels (new values numbered from ``count_prior`` in order of
+    first sight, repeats labelled alike, lookups -1 for values it lacks) through growth from 8 rows."""
+    from pandas._libs import hashtable
+
+    ours, theirs = KERNELS.HashLabels(1), hashtable.Int64HashTable(1)
+    count = 0
+    for create, values in calls:
+        arr = np.array(values, dtype=np.int64)
+        if create:
+            want = theirs.get_labels(arr, hashtable.Int64Vector(), count, -1)
+            got = ours.get_labels(arr, None, count, -1)
+            count = max(count, int(want.max()) + 1) if len(want) else count
+        else:
+            want, got = theirs.lookup(arr), ours.lookup(arr)
+        assert got.tolist() == want.tolist()
