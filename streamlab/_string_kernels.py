@@ -50,13 +50,12 @@ def _batch_codes(
     ``null[i]``, is one more key), each distinct key's first row, and its hash.
 
     What ``pyarrow.compute.dictionary_encode(..., null_encoding="encode")`` and
-    ``string_hashes`` of the dictionary give, in one pass: an open-addressing table local to the batch,
-    the bytes compared where two hashes agree.
+    ``string_hashes`` of the dictionary give, in one pass: an open-addressing table local to the batch
+    (sized for the keys found, not the rows: at most half full), the bytes compared where two hashes
+    agree.
     """
     n = len(offsets) - 1
-    cap = 16
-    while cap < 2 * n:
-        cap <<= 1
+    cap = 1024
     mask = np.uint64(cap - 1)
     table = np.full(cap, -1, np.int64)
     codes = np.empty(n, np.int64)
@@ -85,6 +84,10 @@ def _batch_codes(
                 hashes[n_keys] = h
                 codes[i] = n_keys
                 n_keys += 1
+                if 2 * n_keys > cap:
+                    cap *= 2
+                    mask = np.uint64(cap - 1)
+                    table = _regrown(hashes, n_keys, cap)
                 break
             if hashes[c] == h:
                 f = offsets[first[c]]
@@ -93,6 +96,18 @@ def _batch_codes(
                     break
             s = (s + np.uint64(1)) & mask
     return codes, first[:n_keys].copy(), hashes[:n_keys].copy()
+
+
+def _regrown(hashes: np.ndarray, n_keys: int, cap: int) -> np.ndarray:
+    """A table of ``cap`` slots holding codes ``0 .. n_keys - 1`` at their hashes' places."""
+    mask = np.uint64(cap - 1)
+    table = np.full(cap, -1, np.int64)
+    for c in range(n_keys):
+        s = hashes[c] & mask
+        while table[s] >= 0:
+            s = (s + np.uint64(1)) & mask
+        table[s] = c
+    return table
 
 
 def _hashes(data: np.ndarray, offsets: np.ndarray, mult: np.ndarray) -> np.ndarray:
@@ -138,6 +153,7 @@ def _equal(
 
 _hash_at = jit(_hash_at, inline="always")
 _same_bytes = jit(_same_bytes, inline="always")
+_regrown = jit(_regrown)
 batch_codes = jit(_batch_codes)
 hashes = jit(_hashes)
 gather = jit(_gather)

@@ -49,6 +49,21 @@ def test_batch_codes_equal_arrows_dictionary_encoding_and_the_numpy_hashes(value
     assert got.hashes[real].tolist() == want.hashes[real].tolist()
 
 
+@pytest.mark.parametrize("n_keys", [511, 512, 513, 5_000, 70_000])
+def test_batch_codes_as_the_batch_table_grows(n_keys):
+    """The batch's own table starts at 1024 slots and doubles at half full: codes across the growths
+    (keys seen before and after them, missing values among them) equal arrow's."""
+    rng = np.random.default_rng(n_keys)
+    words = np.char.add("k", rng.permutation(n_keys * 3)[:n_keys].astype(str)).astype(object)
+    values = words[rng.integers(0, n_keys, 4 * n_keys)]
+    values[rng.random(len(values)) < 0.01] = None
+    arr = pa.array(np.concatenate([words, values]).tolist(), type=pa.string())
+    want_codes, want = keytable.string_codes(arr)
+    got_codes, got = keytable.string_codes(arr, KERNELS)
+    assert got_codes.tolist() == want_codes.tolist() and got.tolist() == want.tolist()
+    assert (got.hashes[~got.null] == want.hashes[~want.null]).all()
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     data=st.binary(max_size=200),
@@ -122,26 +137,34 @@ def test_a_window_keyed_by_many_strings_equals_pandas_as_the_kernels_take_over(c
 
 _LOAD_RULE = """
 import sys
+if sys.argv[2] == "no-numba":  # as without the fast extra: the import fails
+    sys.modules["numba"] = None
 import numpy as np
 import pandas as pd
 import streamlab._keytable as keytable
 from streamlab import ListSink, ListSource, ManualClock, Pipeline, TumblingWindow, agg
 
 keytable.KeyIndex.LOAD_KERNELS_AFTER = int(sys.argv[1])
+if sys.argv[2] == "no-numba":
+    assert keytable.string_kernels() is None
 n = 200_000
 users = np.char.add("user-", np.random.default_rng(3).integers(0, 60_000, n).astype(str))
 events = pd.DataFrame({"user": pd.array(users, dtype="str"), "timestamp": 1_700_000_000_000 + np.arange(n)})
 p = Pipeline(ListSource(events, batch_size=20_000))
 p.window(TumblingWindow("60s"), key="user").agg(agg.count()).to(ListSink())
 p.run(clock=ManualClock(0))
-print("streamlab._string_kernels" in sys.modules, "numba" in sys.modules)
+print("streamlab._string_kernels" in sys.modules, sys.modules.get("numba") is not None)
 """
 
 
-@pytest.mark.parametrize(("load_after", "loaded"), [(None, False), (50_000, True)])
-def test_the_kernels_are_loaded_only_once_a_run_has_numbered_enough_keys(load_after, loaded):
+@pytest.mark.parametrize(
+    ("load_after", "numba", "loaded"),
+    [(None, "numba", False), (50_000, "numba", True), (50_000, "no-numba", False)],
+)
+def test_the_kernels_are_loaded_only_once_a_run_has_numbered_enough_keys(load_after, numba, loaded):
     """A short run with many keys (200 k events, 60 k keys: about 180 k numbered) does not pay numba's
-    import; a longer one (here: the limit lowered under what it numbers) does."""
+    import; a longer one (here: the limit lowered under what it numbers) does; without numba the
+    numpy path runs it."""
     import subprocess
     import sys
     from pathlib import Path
@@ -149,7 +172,11 @@ def test_the_kernels_are_loaded_only_once_a_run_has_numbered_enough_keys(load_af
     limit = load_after or keytable.KeyIndex.LOAD_KERNELS_AFTER
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run(
-        [sys.executable, "-c", _LOAD_RULE, str(limit)], cwd=root, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", _LOAD_RULE, str(limit), numba],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [str(loaded), str(loaded)]
