@@ -233,8 +233,8 @@ class HashLabels:
     def get_labels(self, values: np.ndarray, uniques: Any, count_prior: int, na_sentinel: int) -> np.ndarray:
         """Labels of ``values``, new ones numbered from ``count_prior`` (pandas' signature: ``uniques``
         and ``na_sentinel`` are not used, int64 has no missing value)."""
-        if 2 * (self.n + len(values)) > len(self.slots):  # at most half full: short probe runs
-            grown = self._empty(4 * (self.n + len(values)))
+        if 10 * (self.n + len(values)) > 7 * len(self.slots):  # at most 70 % full: short probe runs
+            grown = self._empty(2 * (self.n + len(values)))
             rehash(self.slots, grown)
             self.slots = grown
         out, added = labels(self.slots, np.asarray(values, dtype=np.int64), count_prior, True)
