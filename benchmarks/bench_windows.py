@@ -142,19 +142,25 @@ def best_of(fn: Callable[[], Any], repeat: int) -> tuple[float, Any, int | None]
     return best, out, grew
 
 
-def best_of_interleaved(fns: Sequence[Callable[[], Any]], repeat: int) -> list[tuple[float, Any]]:
-    """Best wall time and last output of each function, run in turn ``repeat`` times: a baseline and its
-    candidate see the same load on a shared machine, so their ratio is fair where absolute times are noise."""
+def best_of_interleaved(fns: Sequence[Callable[[], Any]], repeat: int) -> list[tuple[float, Any, float]]:
+    """Best wall time, last output and first run's time of each function, run in turn ``repeat`` times: a
+    baseline and its candidate see the same load on a shared machine, so their ratio is fair where
+    absolute times are noise. The first run shows one-time costs (imports, compiled code loaded) that
+    the best hides."""
     best = [float("inf")] * len(fns)
+    first = [0.0] * len(fns)
     outs: list[Any] = [None] * len(fns)
-    for _ in range(repeat):
+    for r in range(repeat):
         for i, fn in enumerate(fns):
             outs[i] = None
             gc.collect()
             t = time.perf_counter()
             outs[i] = fn()
-            best[i] = min(best[i], time.perf_counter() - t)
-    return list(zip(best, outs))
+            took = time.perf_counter() - t
+            best[i] = min(best[i], took)
+            if r == 0:
+                first[i] = took
+    return list(zip(best, outs, first))
 
 
 # -- baselines ---------------------------------------------------------------------------------------
@@ -267,9 +273,11 @@ def pandas_dedup(df: pd.DataFrame) -> pd.DataFrame:
 # -- many keys -----------------------------------------------------------------------------------------
 def interleaved(
     baseline: Callable[[], Any], candidate: Callable[[], Any], repeat: int
-) -> tuple[tuple[float, Any, int | None], tuple[float, Any, int | None]]:
-    """``best_of`` for both, their runs alternating (baseline first), so load on the machine hits both."""
+) -> tuple[tuple[float, Any, int | None, float], tuple[float, Any, int | None, float]]:
+    """``best_of`` for both, their runs alternating (baseline first), so load on the machine hits both;
+    also each one's first run's time (``best_of_interleaved``)."""
     best = [float("inf"), float("inf")]
+    first = [0.0, 0.0]
     outs: list[Any] = [None, None]
     grew: list[int | None] = [None, None]
     for r in range(repeat):
@@ -277,8 +285,8 @@ def interleaved(
             t, outs[i], g = best_of(fn, 1)
             best[i] = min(best[i], t)
             if r == 0:
-                grew[i] = g
-    return (best[0], outs[0], grew[0]), (best[1], outs[1], grew[1])
+                grew[i], first[i] = g, t
+    return (best[0], outs[0], grew[0], first[0]), (best[1], outs[1], grew[1], first[1])
 
 
 def check_sessions(got: pd.DataFrame, want: pd.DataFrame) -> None:
@@ -317,23 +325,23 @@ def many_keys(n: int, n_keys: int, batch: int, repeat: int, row: Callable[..., N
     """
     label = f"many keys: {n_keys:,} users, {n:,} events"
     many = loaded_events(n, n_keys, seed=1)
-    (t_pd, want, m_pd), (t_sl, got, m_sl) = interleaved(
+    (t_pd, want, m_pd, f_pd), (t_sl, got, m_sl, f_sl) = interleaved(
         lambda: pandas_windows(many, "user_id", 60, 60),
         lambda: run_windows(many, TumblingWindow("60s"), "user_id", [agg.count(), agg.sum("amount")], batch),
         repeat,
     )
     check(label, got, want, "user_id", True)
     del got, want
-    row(label, "W1 pandas one-shot groupby", t_pd, n, None, peak_MB=_mb(m_pd))
-    row(label, "W1 streamlab", t_sl, n, t_pd, peak_MB=_mb(m_sl))
-    (t_pd, want, m_pd), (t_sl, got, m_sl) = interleaved(
+    row(label, "W1 pandas one-shot groupby", t_pd, n, None, peak_MB=_mb(m_pd), first_s=f_pd)
+    row(label, "W1 streamlab", t_sl, n, t_pd, peak_MB=_mb(m_sl), first_s=f_sl)
+    (t_pd, want, m_pd, _), (t_sl, got, m_sl, _) = interleaved(
         lambda: pandas_sessions(many, 30_000), lambda: run_sessions(many, batch), 1
     )
     check_sessions(got, want)
     del got, want
     row(label, "sessions 30s gap, pandas one-shot", t_pd, n, None, peak_MB=_mb(m_pd))
     row(label, "sessions 30s gap, streamlab", t_sl, n, t_pd, peak_MB=_mb(m_sl))
-    (t_pd, want, m_pd), (t_sl, got, m_sl) = interleaved(
+    (t_pd, want, m_pd, _), (t_sl, got, m_sl, _) = interleaved(
         lambda: pandas_dedup(many), lambda: run_dedup_frame(many, batch), 1
     )
     check_dedup(got, want)
@@ -380,23 +388,23 @@ def json_workloads(
     the default schema (against Python's ``json.loads`` of every line), each W1-windowed and checked."""
     if "json" not in skip:
         label = "JSON lines file -> parse -> W1"
-        (t_ar, rows_read), (t_js, got) = best_of_interleaved(
+        (t_ar, rows_read, f_ar), (t_js, got, f_js) = best_of_interleaved(
             [lambda: arrow_read_file(path), lambda: run_json_file(path, batch)], rep
         )
         assert rows_read == len(df)
         want = pandas_windows(df.assign(amount=df["amount"].round(2)), "event_type", 60, 60)
         check(label, got, want, "event_type", True)
-        row(label, "pyarrow.json.read_json alone (same file)", t_ar, len(df), None)
-        row(label, "streamlab: ReplaySource(raw) -> parse -> W1", t_js, len(df), t_ar)
+        row(label, "pyarrow.json.read_json alone (same file)", t_ar, len(df), None, first_s=f_ar)
+        row(label, "streamlab: ReplaySource(raw) -> parse -> W1", t_js, len(df), t_ar, first_s=f_js)
     if "jsonobj" not in skip:
         label = "JSON lines file -> parse() default schema (properties as a Python object) -> W1 count"
-        (t_py, rows_read), (t_obj, got) = best_of_interleaved(
+        (t_py, rows_read, f_py), (t_obj, got, f_obj) = best_of_interleaved(
             [lambda: json_loads_lines(path), lambda: run_json_default_schema(path, batch)], rep
         )
         assert rows_read == len(df)
         check(label, got, pandas_windows(df, "event_type", 60, 60), "event_type", False)
-        row(label, "json.loads of every line alone (stdlib)", t_py, len(df), None)
-        row(label, "streamlab: ReplaySource(raw) -> parse() -> W1", t_obj, len(df), t_py)
+        row(label, "json.loads of every line alone (stdlib)", t_py, len(df), None, first_s=f_py)
+        row(label, "streamlab: ReplaySource(raw) -> parse() -> W1", t_obj, len(df), t_py, first_s=f_obj)
 
 
 # -- checks ------------------------------------------------------------------------------------------
@@ -466,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         w1_aggs = [agg.count(), agg.sum("amount")]
         # all four interleaved: the machine's speed drifts (by a third within minutes here), and a
         # baseline timed minutes apart from its candidate moved the ratio more than any change did
-        (t_np, (cnt, _)), (t_pd, want), (t_sl, got), (t_slp, got_prepared) = best_of_interleaved(
+        w1 = best_of_interleaved(
             [
                 lambda: numpy_w1(*numpy_prep(df), batch, len(TYPES)),
                 lambda: pandas_windows(df, "event_type", 60, 60),
@@ -475,17 +483,34 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             ],
             rep,
         )
+        (t_np, (cnt, _), f_np), (t_pd, want, f_pd), (t_sl, got, f_sl), (t_slp, got_prepared, f_slp) = w1
         assert int(cnt.sum()) == n
         check(label, got, want, "event_type", True)
         check(label, got_prepared, want, "event_type", True)
         t_prep, _, _ = best_of(lambda: prepare(df), rep)
-        row(label, "numpy micro-batch ceiling (its prep included)", t_np, n, None, prep_s=t_prep_np)
-        row(label, "pandas one-shot (frame as loaded)", t_pd, n, t_np)
-        row(label, "streamlab, frame as loaded", t_sl, n, t_np)
-        row(label, "streamlab, prepared frame (prep not in rate)", t_slp, n, t_np, prep_s=t_prep)
+        row(
+            label,
+            "numpy micro-batch ceiling (its prep included)",
+            t_np,
+            n,
+            None,
+            prep_s=t_prep_np,
+            first_s=f_np,
+        )
+        row(label, "pandas one-shot (frame as loaded)", t_pd, n, t_np, first_s=f_pd)
+        row(label, "streamlab, frame as loaded", t_sl, n, t_np, first_s=f_sl)
+        row(
+            label,
+            "streamlab, prepared frame (prep not in rate)",
+            t_slp,
+            n,
+            t_np,
+            prep_s=t_prep,
+            first_s=f_slp,
+        )
     if "w2" not in skip:
         label = "W2 5m sliding/1m count, 8 types"
-        (t_np, grid), (t_pd, want), (t_sl, got) = best_of_interleaved(
+        (t_np, grid, f_np), (t_pd, want, f_pd), (t_sl, got, f_sl) = best_of_interleaved(
             [
                 lambda: numpy_w2_panes(*numpy_prep(df)[:2], batch, len(TYPES), 5),
                 lambda: pandas_windows(df, "event_type", 300, 60),
@@ -495,9 +520,17 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         )
         assert int(grid.sum()) == int(want["count"].sum())
         check(label, got, want, "event_type", False)
-        row(label, "numpy pane-based ceiling (its prep included)", t_np, n, None, prep_s=t_prep_np)
-        row(label, "pandas one-shot (frame as loaded)", t_pd, n, t_np)
-        row(label, "streamlab, frame as loaded", t_sl, n, t_np)
+        row(
+            label,
+            "numpy pane-based ceiling (its prep included)",
+            t_np,
+            n,
+            None,
+            prep_s=t_prep_np,
+            first_s=f_np,
+        )
+        row(label, "pandas one-shot (frame as loaded)", t_pd, n, t_np, first_s=f_pd)
+        row(label, "streamlab, frame as loaded", t_sl, n, t_np, first_s=f_sl)
     if "json" not in skip or "jsonobj" not in skip:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "events.jsonl"
@@ -527,21 +560,24 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"{time.strftime('%Y-%m-%d', time.gmtime())}, {os.cpu_count()} cores; every output checked "
         "against pandas. *of baseline*: this rate over the first row of its workload. *prep s*: for the "
         "ceilings, the part of their time spent preparing codes and times (included in their rate); for the "
-        "prepared frame, the time to prepare it (not in its rate). *peak MB*: growth of the process's peak "
-        "resident memory during the first run."
+        "prepared frame, the time to prepare it (not in its rate). *first run s*: the first timed run's "
+        "seconds, with one-time costs (imports, compiled code loaded) the best hides. *peak MB*: growth "
+        "of the process's peak resident memory during the first run."
     )
     lines = [
         head,
         "",
-        "| workload | implementation | M events/s | of baseline | prep s | peak MB |",
-        "|---|---|---|---|---|---|",
+        "| workload | implementation | M events/s | of baseline | prep s | first run s | peak MB |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         base = "" if r["of baseline"] is None else f"{r['of baseline']:.2f}"
         prep = f"{r['prep_s']:.3f}" if r.get("prep_s") is not None else ""
         peak = f"{r['peak_MB']:,.0f}" if r.get("peak_MB") is not None else ""
+        first = f"{r['first_s']:.3f}" if r.get("first_s") is not None else ""
         lines.append(
-            f"| {r['workload']} | {r['implementation']} | {r['M events/s']:.3f} | {base} | {prep} | {peak} |"
+            f"| {r['workload']} | {r['implementation']} | {r['M events/s']:.3f} | {base} | {prep} | {first} "
+            f"| {peak} |"
         )
     lines += ["", "| target (issue 16) | measured in this run | status |", "|---|---|---|"]
     for workload, impl, goal, what in TARGETS:
