@@ -73,6 +73,23 @@ def grown(arr: np.ndarray, n: int, fill: Any) -> np.ndarray:
     return out
 
 
+def _sorted_distinct(ids: np.ndarray, bound: int) -> np.ndarray:
+    """``np.unique(ids)`` for ids below ``bound``: by flags over ``0 .. bound`` where the ids are many
+    (a pass over ``bound`` bytes instead of a sort), else by the sort.
+
+    Examples
+    --------
+    >>> _sorted_distinct(np.array([5, 1, 5, 3]), 8).tolist()
+    [1, 3, 5]
+    """
+    if 32 * len(ids) < bound:
+        out: np.ndarray = np.unique(ids)
+        return out
+    flags = np.zeros(bound, dtype=bool)
+    flags[ids] = True
+    return np.flatnonzero(flags)
+
+
 def _distinct(ids: np.ndarray) -> bool:
     """Whether ``ids`` are strictly increasing (so distinct), as slots of one window list their keys."""
     return len(ids) < 2 or bool((ids[1:] > ids[:-1]).all())
@@ -978,20 +995,18 @@ class KeyIndex:
         if _distinct(ids):
             self.refs[ids] += 1
         elif len(ids):
-            u, c = np.unique(ids, return_counts=True)
-            self.refs[u] += c
+            np.add.at(self.refs, ids, 1)  # repeats counted without sorting
 
     def release(self, ids: np.ndarray) -> None:
         """One reference less for each of ``ids`` (repeats count); forget keys left without any."""
         if len(ids) == 0:
             return
         if _distinct(ids):
-            u = ids
-            self.refs[u] -= 1
+            self.refs[ids] -= 1
+            gone = ids[self.refs[ids] == 0]
         else:
-            u, c = np.unique(ids, return_counts=True)
-            self.refs[u] -= c
-        gone = u[self.refs[u] == 0]
+            np.subtract.at(self.refs, ids, 1)
+            gone = _sorted_distinct(ids[self.refs[ids] == 0], self.n_ids)
         if len(gone) == 0:
             return
         self._ready()  # before anything below changes
@@ -1104,6 +1119,28 @@ def _tuple_keys(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np
     return combined, object_array(list(zip(*(values[codes[first]].tolist() for codes, values in parts))))
 
 
+def _unique_codes(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(codes, return_index=True, return_inverse=True)``, by one unstable argsort where the
+    codes are distinct (a window step's cells are): numpy's quicksort of int64 (SIMD where the CPU has
+    it) took 3 ms where ``unique``'s stable sort and bookkeeping took 15-19 ms for 90 k codes.
+
+    Examples
+    --------
+    >>> [a.tolist() for a in _unique_codes(np.array([7, 3, 9]))]
+    [[3, 7, 9], [1, 0, 2], [1, 0, 2]]
+    >>> [a.tolist() for a in _unique_codes(np.array([7, 3, 7]))]
+    [[3, 7], [1, 0], [1, 0, 1]]
+    """
+    order = np.argsort(codes)
+    ordered = codes[order]
+    if len(ordered) > 1 and bool((ordered[1:] == ordered[:-1]).any()):  # repeats: the general path
+        uniq, first, inv = np.unique(codes, return_index=True, return_inverse=True)
+        return uniq, first, inv.reshape(-1)
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(order))
+    return ordered, order, inv
+
+
 class SlotTable:
     """Open (window start, key id) pairs and their slot numbers in the aggregator stores.
 
@@ -1158,7 +1195,13 @@ class SlotTable:
 
     def _numbers(self, starts: np.ndarray) -> np.ndarray:
         """Window number of each start, opening the windows not open yet (in start order)."""
-        uniq, inv = np.unique(starts, return_inverse=True)
+        if bool((starts[1:] >= starts[:-1]).all()):  # sorted, as a window step's cells come: runs, no sort
+            cut = np.flatnonzero(starts[1:] != starts[:-1]) + 1
+            uniq = starts[np.concatenate([[0], cut])]
+            runs = np.diff(np.concatenate([[0], cut, [len(starts)]]))
+            inv = None
+        else:
+            uniq, inv = np.unique(starts, return_inverse=True)
         numbers = np.empty(len(uniq), dtype=np.int64)
         for i, s in enumerate(uniq.tolist()):  # per window, not per row
             n = self.by_window.get(s)
@@ -1166,7 +1209,7 @@ class SlotTable:
                 n = self.by_window[s] = self.next_window
                 self.next_window += 1
             numbers[i] = n
-        return numbers[inv.reshape(-1)]
+        return np.repeat(numbers, runs) if inv is None else numbers[inv.reshape(-1)]
 
     def slots_for(self, starts: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Slot for each (start, key) pair, creating missing ones; also returns the new slots."""
@@ -1188,7 +1231,7 @@ class SlotTable:
         miss = np.flatnonzero(slot < 0)
         if len(miss) == 0:
             return slot, _EMPTY.copy()
-        new_codes, first, inv = np.unique(codes[miss], return_index=True, return_inverse=True)
+        new_codes, first, inv = _unique_codes(codes[miss])
         new = self._take(len(new_codes))
         self.start[new] = starts[miss[first]]
         self.key[new] = new_codes & ((1 << self.KEY_BITS) - 1)

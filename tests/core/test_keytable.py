@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import pickle
 
 import numpy as np
@@ -60,7 +61,10 @@ ops = st.lists(
 def test_key_index_equals_a_dict_with_reference_counts(rebuild_min, collide, compiled, sequence):
     with pytest.MonkeyPatch.context() as mp:
         if compiled:  # the compiled string kernels from the first key on (numba is a dev dependency)
-            assert keytable.string_kernels() is not None
+            if keytable.string_kernels() is None:
+                # an install without the fast extra (the Python 3.10 wheel's run of this file): the
+                # numpy path runs, as it does for users there; test_string_kernels.py requires numba
+                assert importlib.util.find_spec("numba") is None
             mp.setattr(KeyIndex, "COMPILED_MIN_KEYS", 0)
             if collide:
                 mp.setattr(keytable, "_multipliers", _zero_multipliers)
