@@ -316,7 +316,7 @@ class LineArray(ArrowExtensionArray):
         each line a slice of it); None otherwise, or once the column was changed in place."""
         if self._block is None or self._stops is None or not self._ascii:
             return None
-        text = self._block.to_pybytes().decode("ascii")
+        text = str(self._block, "ascii")  # decoded from arrow's buffer itself: no bytes copy first
         stops = self._stops.tolist()
         return [text[stops[i] : stops[i + 1] - 1] for i in np.asarray(where, dtype=np.int64).tolist()]
 
