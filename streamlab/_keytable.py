@@ -543,7 +543,7 @@ class KeyIndex:
     # and arrow are about as fast
     COMPILED_MIN_KEYS = 1 << 14
     # string keys numbered (a batch's distinct ones, summed over batches) before this index loads the
-    # kernels, where no other has: loading them costs 0.3-0.4 s once a process (numba's import and its
+    # kernels, where no other has: loading them costs 0.3-0.5 s once a process (numba's import and its
     # cached code), which the numpy path spends in extra work over about as many keys (~0.1 us a key),
     # so a run pays at most about twice the better choice, as in the ski-rental rule; a short run never
     # loads them
