@@ -87,7 +87,7 @@ def _batch_codes(
                 if 2 * n_keys > cap:
                     cap *= 2
                     mask = np.uint64(cap - 1)
-                    table = _regrown(hashes, n_keys, cap)
+                    table = _regrown(hashes, n_keys, cap, null_code)
                 break
             if hashes[c] == h:
                 f = offsets[first[c]]
@@ -98,11 +98,14 @@ def _batch_codes(
     return codes, first[:n_keys].copy(), hashes[:n_keys].copy()
 
 
-def _regrown(hashes: np.ndarray, n_keys: int, cap: int) -> np.ndarray:
-    """A table of ``cap`` slots holding codes ``0 .. n_keys - 1`` at their hashes' places."""
+def _regrown(hashes: np.ndarray, n_keys: int, cap: int, null_code: int) -> np.ndarray:
+    """A table of ``cap`` slots holding codes ``0 .. n_keys - 1`` at their hashes' places, but for the
+    missing key's (never looked up: its hash is the empty string's, which it must not answer for)."""
     mask = np.uint64(cap - 1)
     table = np.full(cap, -1, np.int64)
     for c in range(n_keys):
+        if c == null_code:
+            continue
         s = hashes[c] & mask
         while table[s] >= 0:
             s = (s + np.uint64(1)) & mask

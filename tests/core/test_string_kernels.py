@@ -52,12 +52,14 @@ def test_batch_codes_equal_arrows_dictionary_encoding_and_the_numpy_hashes(value
 @pytest.mark.parametrize("n_keys", [511, 512, 513, 5_000, 70_000])
 def test_batch_codes_as_the_batch_table_grows(n_keys):
     """The batch's own table starts at 1024 slots and doubles at half full: codes across the growths
-    (keys seen before and after them, missing values among them) equal arrow's."""
+    (keys seen before and after them, missing values and the empty string among them, a missing value
+    first: its code holds the empty string's hash but must never answer for it) equal arrow's."""
     rng = np.random.default_rng(n_keys)
     words = np.char.add("k", rng.permutation(n_keys * 3)[:n_keys].astype(str)).astype(object)
     values = words[rng.integers(0, n_keys, 4 * n_keys)]
     values[rng.random(len(values)) < 0.01] = None
-    arr = pa.array(np.concatenate([words, values]).tolist(), type=pa.string())
+    values[rng.random(len(values)) < 0.01] = ""
+    arr = pa.array([None, *words.tolist(), "", *values.tolist()], type=pa.string())
     want_codes, want = keytable.string_codes(arr)
     got_codes, got = keytable.string_codes(arr, KERNELS)
     assert got_codes.tolist() == want_codes.tolist() and got.tolist() == want.tolist()
@@ -97,6 +99,7 @@ def _events(n: int, n_keys: int) -> pd.DataFrame:
     users[::97] = "é-" + users[::97]  # some multi-byte keys
     keys = users[rng.integers(0, n_keys, n)]
     keys[rng.random(n) < 0.01] = None  # and missing ones
+    keys[rng.random(n) < 0.005] = ""  # and empty ones (a key of their own)
     ms = 1_700_000_000_000 + np.arange(n, dtype=np.int64) + rng.integers(-2_000, 0, n)
     return pd.DataFrame({"user": pd.array(keys, dtype="str"), "amount": rng.random(n), "timestamp": ms})
 
