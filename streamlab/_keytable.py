@@ -11,6 +11,7 @@ window closes by dropping its two arrays.
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any, TypeAlias
@@ -59,6 +60,18 @@ def string_kernels(load: bool = True) -> ModuleType | None:
             from streamlab import _string_kernels as kernels
         except ImportError:  # no numba (the ``fast`` extra), or one that cannot load here
             _no_string_kernels = True
+            return None
+        try:
+            kernels.self_check()
+        except Exception as e:  # numba there but broken here: the exact numpy path runs instead
+            _no_string_kernels = True
+            warnings.warn(
+                f"streamlab: numba is installed but its compiled key kernels fail here ({e!r}); "
+                "string keys are numbered by the numpy path (same results, slower). Reinstall numba "
+                "and llvmlite for this numpy (pip install -U numba) to get them back.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             return None
         _string_kernels = kernels
     return _string_kernels

@@ -250,3 +250,29 @@ class HashLabels:
         out, _ = labels(self.slots, np.asarray(values, dtype=np.int64), 0, False)
         result: np.ndarray = out
         return result
+
+
+def self_check() -> None:
+    """Run every kernel once on small inputs and check the results: where numba imports but cannot
+    compile or run them (a broken llvmlite, an unsupported numpy), this raises here, when the key table
+    loads the kernels, instead of in a pipeline's batch; the numpy path then runs (see
+    :func:`streamlab._keytable.string_kernels`).
+
+    Examples
+    --------
+    >>> self_check()
+    """
+    data = np.frombuffer(b"abab", dtype=np.uint8)  # read-only, as arrow's buffers come
+    offsets = np.array([0, 2, 2, 4, 4], dtype=np.int64)
+    null = np.array([False, True, False, False])
+    mult = np.arange(1, 9, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    codes, first, hashed = batch_codes(data, offsets, null, mult)
+    ok = codes.tolist() == [0, 1, 0, 2] and first.tolist() == [0, 1, 3]
+    ok &= hashes(data, offsets, mult)[0] == hashed[0]
+    packed, packed_offsets = gather(data, offsets[:-1], np.diff(offsets))
+    ok &= packed.tobytes() == b"abab" and packed_offsets.tolist() == offsets.tolist()
+    ok &= equal(data, offsets[:-1], np.diff(offsets), packed, offsets[:-1], np.diff(offsets)).all()
+    table = HashLabels(1)
+    ok &= table.get_labels(np.array([5, -5, 5]), None, 0, -1).tolist() == [0, 1, 0]
+    if not ok:
+        raise RuntimeError("streamlab's compiled string kernels gave wrong results on this machine")

@@ -244,3 +244,24 @@ def test_sessions_sliding_windows_and_dedup_give_the_same_outputs_on_both_paths(
     for name in want:
         assert len(want[name]) > 0
         pd.testing.assert_frame_equal(got[name], want[name])
+
+
+def test_kernels_that_fail_where_numba_is_broken_leave_the_numpy_path_with_a_warning(monkeypatch):
+    """numba imports but a kernel fails (a broken llvmlite, say): the key table's self check catches it
+    when loading, warns once with the fix, and every later index numbers keys on numpy."""
+
+    def broken(*args):
+        raise RuntimeError("LLVM ERROR: cannot select")
+
+    monkeypatch.setattr(keytable, "_string_kernels", None)
+    monkeypatch.setattr(keytable, "_no_string_kernels", False)
+    monkeypatch.setattr(KERNELS, "batch_codes", broken)
+    with pytest.warns(RuntimeWarning, match="numpy path.*pip install -U numba"):
+        assert keytable.string_kernels() is None
+    assert keytable.string_kernels() is None  # decided once: no second warning, no second try
+    index = keytable.KeyIndex(1)
+    monkeypatch.setattr(keytable.KeyIndex, "COMPILED_MIN_KEYS", 0)
+    monkeypatch.setattr(keytable.KeyIndex, "LOAD_KERNELS_AFTER", 0)
+    frame = pd.DataFrame({"k": pd.array(["a", "b", "a"], dtype="str")})
+    local, uniq = index.local_keys(frame, ["k"])
+    assert index.ids_for(uniq, distinct=True)[local].tolist() == [0, 1, 0]
