@@ -464,6 +464,19 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             }
         )
 
+    def frame_rows(
+        label: str,
+        ceiling: str,
+        np_t: tuple[float, float],
+        pd_t: tuple[float, float],
+        sl_t: tuple[float, float],
+    ) -> None:
+        """The rows W1 and W2 share: the ceiling (the baseline), pandas and streamlab on the frame as
+        loaded, each (best, first run) time."""
+        row(label, f"{ceiling} (its prep included)", np_t[0], n, None, prep_s=t_prep_np, first_s=np_t[1])
+        row(label, "pandas one-shot (frame as loaded)", pd_t[0], n, np_t[0], first_s=pd_t[1])
+        row(label, "streamlab, frame as loaded", sl_t[0], n, np_t[0], first_s=sl_t[1])
+
     df = loaded_events(n, 5_000)
     if "w1" not in skip or "w2" not in skip:
         # the ceilings' preparation alone, for *prep s* (their rates time it inside, with their loops)
@@ -488,17 +501,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         check(label, got, want, "event_type", True)
         check(label, got_prepared, want, "event_type", True)
         t_prep, _, _ = best_of(lambda: prepare(df), rep)
-        row(
-            label,
-            "numpy micro-batch ceiling (its prep included)",
-            t_np,
-            n,
-            None,
-            prep_s=t_prep_np,
-            first_s=f_np,
-        )
-        row(label, "pandas one-shot (frame as loaded)", t_pd, n, t_np, first_s=f_pd)
-        row(label, "streamlab, frame as loaded", t_sl, n, t_np, first_s=f_sl)
+        frame_rows(label, "numpy micro-batch ceiling", (t_np, f_np), (t_pd, f_pd), (t_sl, f_sl))
         row(
             label,
             "streamlab, prepared frame (prep not in rate)",
@@ -520,17 +523,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         )
         assert int(grid.sum()) == int(want["count"].sum())
         check(label, got, want, "event_type", False)
-        row(
-            label,
-            "numpy pane-based ceiling (its prep included)",
-            t_np,
-            n,
-            None,
-            prep_s=t_prep_np,
-            first_s=f_np,
-        )
-        row(label, "pandas one-shot (frame as loaded)", t_pd, n, t_np, first_s=f_pd)
-        row(label, "streamlab, frame as loaded", t_sl, n, t_np, first_s=f_sl)
+        frame_rows(label, "numpy pane-based ceiling", (t_np, f_np), (t_pd, f_pd), (t_sl, f_sl))
     if "json" not in skip or "jsonobj" not in skip:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "events.jsonl"
