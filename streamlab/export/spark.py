@@ -2076,9 +2076,41 @@ def spark_session() -> Any:
             # PySpark's own check of pandas' version ("does not yet fully support pandas >= 3.0.0"):
             # the verification's reads and writes are tested on the pandas installed with streamlab
             warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
-            _SESSION = builder.getOrCreate()
+            _SESSION = _started(builder)
         _SESSION.sparkContext.setLogLevel("ERROR")
     return _SESSION
+
+
+GATEWAY_ATTEMPTS = 3
+
+
+def _started(builder: Any) -> Any:
+    """``builder.getOrCreate()``, tried again where the JVM's launcher died before it ran.
+
+    PySpark starts its JVM through ``Popen(preexec_fn=...)``, so a real ``fork()``: in a process where
+    gRPC is busy (a Pub/Sub or BigQuery client, Beam), gRPC's fork handler can abort the forked child
+    before it runs ``spark-submit`` ("epoll_wait error: Bad file descriptor", about 1 fork in 50 here),
+    and PySpark raises ``JAVA_GATEWAY_EXITED``. Nothing was started then, so the launch is tried again,
+    up to :data:`GATEWAY_ATTEMPTS` times; a JVM that cannot start (no Java, bad options) fails every
+    time and its error is raised, with the gRPC remedy named.
+    """
+    for _ in range(GATEWAY_ATTEMPTS - 1):
+        try:
+            return builder.getOrCreate()
+        except Exception as e:  # PySparkRuntimeError (PySpark's class, imported with it)
+            if "JAVA_GATEWAY_EXITED" not in str(e):
+                raise
+    try:
+        return builder.getOrCreate()
+    except Exception as e:
+        if "JAVA_GATEWAY_EXITED" not in str(e):
+            raise
+        raise RuntimeError(
+            f"Spark's JVM exited before it started, {GATEWAY_ATTEMPTS} times: check that `java -version` "
+            "runs (Java 17+) and the JVM's error above; where gRPC clients run in this process, "
+            "GRPC_ENABLE_FORK_SUPPORT=0 set before they start keeps gRPC out of the fork that launches "
+            f"the JVM ({e})"
+        ) from e
 
 
 def _quiet_log4j() -> Path:
