@@ -12,15 +12,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import streamlab._keytable as keytable
-from streamlab import ListSink, ListSource, ManualClock, Pipeline, TumblingWindow, agg
+from streamlab import ListSink, ListSource, ManualClock, Pipeline, TumblingWindow, _string_kernels, agg
 
-KERNELS = keytable.string_kernels()
+# numba is a dev dependency (the ``fast`` extra): without it the tests below would compare numpy with
+# itself. Imported, not loaded into the key table: other tests in the process keep their own path
+KERNELS = _string_kernels
 
 
-def test_the_kernels_are_there():
-    """numba is a dev dependency (the ``fast`` extra): without it the tests below would compare numpy
-    with itself."""
-    assert KERNELS is not None
+@pytest.fixture(autouse=True)
+def _kernels_loaded_for_this_test(monkeypatch):
+    """The key table holds the kernels during each test here, as once a run loaded them, and not after
+    (other tests in the worker then run the path their own setup gives them, whatever the collection)."""
+    monkeypatch.setattr(keytable, "_string_kernels", KERNELS)
+    monkeypatch.setattr(keytable, "_no_string_kernels", False)
+
+
+def test_the_key_table_loads_and_checks_the_kernels(monkeypatch):
+    monkeypatch.setattr(keytable, "_string_kernels", None)
+    assert keytable.string_kernels(load=False) is None
+    assert keytable.string_kernels() is KERNELS
+    KERNELS.self_check()
 
 
 # every kind of text a key can hold: empty, NUL, multi-byte UTF-8, long; and missing values
