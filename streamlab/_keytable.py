@@ -143,19 +143,40 @@ def object_array(values: Any) -> np.ndarray:
 
 # -- string keys as bytes: hashed, compared and stored without Python objects ------------------------
 _HASH_SEED = 0x5EED_0F_6B_E7
+_MULT_BITS = 16
+_MULT_SPAN = 1 << _MULT_BITS  # byte positions with a multiplier of their own
 _MULT = np.zeros(0, dtype=np.uint64)  # a random odd multiplier per byte position (grown in blocks of 256)
+_HIGH = np.zeros(0, dtype=np.uint64)  # a random even mask per further _MULT_SPAN bytes (the first: 0)
 _HASH_CHUNK = 1 << 22  # bytes hashed at once (bounds the temporaries)
 
 
-def _multipliers(n: int) -> np.ndarray:
-    global _MULT
-    if len(_MULT) < n:
-        blocks = [_MULT]
-        for j in range(len(_MULT) // 256, -(-n // 256)):
-            rng = np.random.default_rng([_HASH_SEED, j])
-            blocks.append(rng.integers(0, 2**63, 256, dtype=np.uint64) * np.uint64(2) + np.uint64(1))
-        _MULT = np.concatenate(blocks)
-    return _MULT
+def _random_blocks(table: np.ndarray, n: int, stream: tuple[int, ...], low_bit: int) -> np.ndarray:
+    """``table`` grown to ``n`` entries in blocks of 256 random uint64 with their lowest bit
+    ``low_bit``; block ``j`` drawn from the seed ``(_HASH_SEED, *stream, j)``, so it never changes."""
+    if len(table) >= n:
+        return table
+    blocks = [table]
+    for j in range(len(table) // 256, -(-n // 256)):
+        rng = np.random.default_rng([_HASH_SEED, *stream, j])
+        blocks.append(rng.integers(0, 2**63, 256, dtype=np.uint64) * np.uint64(2) + np.uint64(low_bit))
+    return np.concatenate(blocks)
+
+
+def _multipliers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The multipliers of byte positions ``0 .. n - 1``: position ``j`` is multiplied by
+    ``mult[j % _MULT_SPAN] ^ high[j // _MULT_SPAN]`` (odd), where ``high[0]`` is 0.
+
+    A string's first 64 KiB each have a multiplier of their own; beyond, the table repeats with a mask
+    per 64 KiB, so a huge key (a 10 MB text) costs a few entries more, not a table of 8 bytes per byte
+    (80 MB kept for the process, a second to draw).
+    """
+    global _MULT, _HIGH
+    _MULT = _random_blocks(_MULT, min(n, _MULT_SPAN), (), 1)
+    if not len(_HIGH) or len(_HIGH) * _MULT_SPAN < n:
+        high = _random_blocks(_HIGH, max(1, -(-n // _MULT_SPAN)), (1,), 0)
+        high[0] = 0  # the first 64 KiB: the multipliers as they are
+        _HIGH = high
+    return _MULT, _HIGH
 
 
 def _segment_index(offsets: np.ndarray) -> np.ndarray:
@@ -187,9 +208,10 @@ def string_hashes(data: np.ndarray, offsets: np.ndarray, kernels: ModuleType | N
     if n <= 0:
         return out
     lens = np.diff(offsets)
-    mult = _multipliers(int(lens.max()) + 1)
+    longest = int(lens.max())
+    mult, high = _multipliers(longest + 1)
     if kernels is not None:
-        hashed: np.ndarray = kernels.hashes(data, offsets, mult)
+        hashed: np.ndarray = kernels.hashes(data, offsets, mult, high)
         return hashed
     # strings in chunks of about _HASH_CHUNK bytes
     cuts = (
@@ -201,7 +223,13 @@ def string_hashes(data: np.ndarray, offsets: np.ndarray, kernels: ModuleType | N
         lo, hi = int(off[0]), int(off[-1])
         c = data[lo:hi].astype(np.uint64)
         c += np.uint64(1)
-        c *= mult[_segment_index(off)]
+        pos = _segment_index(off)
+        if longest < _MULT_SPAN:
+            c *= mult[pos]
+        else:
+            at = mult[pos & (_MULT_SPAN - 1)]
+            at ^= high[pos >> _MULT_BITS]
+            c *= at
         cum = np.zeros(hi - lo + 1, dtype=np.uint64)
         np.cumsum(c, out=cum[1:])
         rel = off - lo
@@ -410,8 +438,8 @@ def string_codes(strings: pa.Array, kernels: ModuleType | None = None) -> tuple[
     """
     if kernels is not None and len(strings):
         data, offsets, null = _arrow_bytes(strings)
-        mult = _multipliers(int(np.diff(offsets).max()) + 1)
-        codes, first, hashes = kernels.batch_codes(data, offsets, null, mult)
+        mult, high = _multipliers(int(np.diff(offsets).max()) + 1)
+        codes, first, hashes = kernels.batch_codes(data, offsets, null, mult, high)
         return codes, StringKeys(
             data, offsets[first], offsets[first + 1] - offsets[first], null[first], hashes
         )

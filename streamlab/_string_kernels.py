@@ -22,13 +22,18 @@ from streamlab._numba import jit
 
 _GOLDEN = 0x9E3779B97F4A7C15
 _MIX = 0xBF58476D1CE4E5B9
+_SPAN_BITS = 16  # streamlab._keytable._MULT_BITS
+_SPAN = 1 << _SPAN_BITS
 
 
-def _hash_at(data: np.ndarray, lo: int, hi: int, mult: np.ndarray) -> Any:
-    """:func:`streamlab._keytable.string_hashes` of the bytes ``data[lo:hi]`` (wrapping uint64)."""
+def _hash_at(data: np.ndarray, lo: int, hi: int, mult: np.ndarray, high: np.ndarray) -> Any:
+    """:func:`streamlab._keytable.string_hashes` of the bytes ``data[lo:hi]`` (wrapping uint64), with
+    the multipliers of ``streamlab._keytable._multipliers`` (``mult`` for the first 64 KiB)."""
     h = np.uint64(0)
-    for j in range(hi - lo):
+    for j in range(min(hi - lo, _SPAN)):
         h += (np.uint64(data[lo + j]) + np.uint64(1)) * mult[j]
+    for j in range(_SPAN, hi - lo):  # a key longer than 64 KiB
+        h += (np.uint64(data[lo + j]) + np.uint64(1)) * (mult[j & (_SPAN - 1)] ^ high[j >> _SPAN_BITS])
     h ^= np.uint64(hi - lo) * np.uint64(_GOLDEN)
     h ^= h >> np.uint64(31)
     h *= np.uint64(_MIX)
@@ -44,7 +49,7 @@ def _same_bytes(data_a: np.ndarray, a: int, data_b: np.ndarray, b: int, n: int) 
 
 
 def _batch_codes(
-    data: np.ndarray, offsets: np.ndarray, null: np.ndarray, mult: np.ndarray
+    data: np.ndarray, offsets: np.ndarray, null: np.ndarray, mult: np.ndarray, high: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Codes of the strings ``data[offsets[i]:offsets[i + 1]]`` in order of first sight (a missing one,
     ``null[i]``, is one more key), each distinct key's first row, and its hash.
@@ -68,13 +73,13 @@ def _batch_codes(
             if null_code < 0:
                 null_code = n_keys
                 first[n_keys] = i
-                hashes[n_keys] = _hash_at(data, 0, 0, mult)  # as arrow's dictionary gives it: empty
+                hashes[n_keys] = _hash_at(data, 0, 0, mult, high)  # as arrow's dictionary gives it: empty
                 n_keys += 1
             codes[i] = null_code
             continue
         lo = offsets[i]
         size = offsets[i + 1] - lo
-        h = _hash_at(data, lo, lo + size, mult)
+        h = _hash_at(data, lo, lo + size, mult, high)
         s = h & mask
         while True:
             c = table[s]
@@ -113,12 +118,12 @@ def _regrown(hashes: np.ndarray, n_keys: int, cap: int, null_code: int) -> np.nd
     return table
 
 
-def _hashes(data: np.ndarray, offsets: np.ndarray, mult: np.ndarray) -> np.ndarray:
+def _hashes(data: np.ndarray, offsets: np.ndarray, mult: np.ndarray, high: np.ndarray) -> np.ndarray:
     """``string_hashes(data, offsets)``."""
     n = len(offsets) - 1
     out = np.empty(n, np.uint64)
     for i in range(n):
-        out[i] = _hash_at(data, offsets[i], offsets[i + 1], mult)
+        out[i] = _hash_at(data, offsets[i], offsets[i + 1], mult, high)
     return out
 
 
@@ -266,9 +271,10 @@ def self_check() -> None:
     offsets = np.array([0, 2, 2, 4, 4], dtype=np.int64)
     null = np.array([False, True, False, False])
     mult = np.arange(1, 9, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
-    codes, first, hashed = batch_codes(data, offsets, null, mult)
+    high = np.zeros(1, dtype=np.uint64)
+    codes, first, hashed = batch_codes(data, offsets, null, mult, high)
     ok = codes.tolist() == [0, 1, 0, 2] and first.tolist() == [0, 1, 3]
-    ok &= hashes(data, offsets, mult)[0] == hashed[0]
+    ok &= hashes(data, offsets, mult, high)[0] == hashed[0]
     packed, packed_offsets = gather(data, offsets[:-1], np.diff(offsets))
     ok &= packed.tobytes() == b"abab" and packed_offsets.tolist() == offsets.tolist()
     ok &= equal(data, offsets[:-1], np.diff(offsets), packed, offsets[:-1], np.diff(offsets)).all()

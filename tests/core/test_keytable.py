@@ -34,7 +34,9 @@ def _colliding_hashes(data, offsets, kernels=None):
 def _zero_multipliers(n):
     """Multipliers that make the hash of a string its length's alone, in numpy and in the compiled
     kernels alike (which take the multipliers, not ``string_hashes``): strings of one length collide."""
-    return np.zeros(max(n, 1), dtype=np.uint64)
+    return np.zeros(max(min(n, keytable._MULT_SPAN), 1), dtype=np.uint64), np.zeros(
+        max(1, -(-n // keytable._MULT_SPAN)), dtype=np.uint64
+    )
 
 
 def _norm(v):

@@ -276,3 +276,46 @@ def test_kernels_that_fail_where_numba_is_broken_leave_the_numpy_path_with_a_war
     frame = pd.DataFrame({"k": pd.array(["a", "b", "a"], dtype="str")})
     local, uniq = index.local_keys(frame, ["k"])
     assert index.ids_for(uniq, distinct=True)[local].tolist() == [0, 1, 0]
+
+
+def test_keys_longer_than_64_kib_hash_alike_on_both_paths_without_a_table_per_byte():
+    """A byte position past 64 KiB takes the multiplier of its position modulo 64 KiB with a mask per
+    further 64 KiB: both paths agree across the boundary, a byte anywhere in a 10 MB key changes its
+    hash, and the multiplier tables stay at 64 Ki entries (a 10 MB key grew them to 80 MB before)."""
+    span = keytable._MULT_SPAN
+    rng = np.random.default_rng(7)
+    big = rng.integers(0, 256, 10_000_000, dtype=np.uint8)
+    keys = [big[:n].tobytes() for n in (span - 1, span, span + 1, 2 * span + 3)] + [big.tobytes()]
+    for at in (5, span + 5, 3 * span + 5, 9_999_999):  # one byte changed, in each 64 KiB part
+        changed = big.copy()
+        changed[at] ^= 1
+        keys.append(changed.tobytes())
+    keys += [b"", b"a", big[: span + 1].tobytes()]  # short ones beside, and a repeat
+    data = np.frombuffer(b"".join(keys), dtype=np.uint8)
+    offsets = np.concatenate([[0], np.cumsum([len(k) for k in keys])]).astype(np.int64)
+    want = keytable.string_hashes(data, offsets)
+    assert keytable.string_hashes(data, offsets, KERNELS).tolist() == want.tolist()
+    assert len(set(want[:-1].tolist())) == len(keys) - 1 and want[-1] == want[2]
+    assert len(keytable._MULT) == span and keytable._HIGH.nbytes <= 2048  # 256 masks: 1 GB keys
+    codes, got = keytable.string_codes(pa.array(keys, pa.binary()), KERNELS)
+    assert codes.tolist() == [*range(len(keys) - 1), 2]
+    assert got.hashes.tolist() == want[:-1].tolist()
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
+def test_a_window_keyed_by_10_mb_texts_counts_them_apart(compiled, monkeypatch):
+    """Hostile keys: two 10 MB texts that differ in their last byte, beside short keys, in batches of
+    one and of many: each its own window, counted as pandas counts them."""
+    monkeypatch.setattr(keytable, "use_string_kernels", compiled)
+    monkeypatch.setattr(keytable.KeyIndex, "COMPILED_MIN_KEYS", 0)
+    big = "x" * 10_000_000
+    keys = [big, "a", big[:-1] + "y", big, "", big[:-1] + "y", "a", big]
+    df = pd.DataFrame({"k": pd.array(keys, dtype="str"), "timestamp": 1_700_000_000_000 + np.arange(8)})
+    want = df["k"].value_counts()
+    for batch in (1, 8):
+        p = Pipeline(ListSource(df, batch_size=batch))
+        sink = ListSink()
+        p.window(TumblingWindow("60s"), key="k").agg(agg.count()).to(sink)
+        p.run(clock=ManualClock(0))
+        got = sink.frame().set_index("k")["count"]
+        assert sorted(got.items()) == sorted(want.items()), batch
