@@ -183,6 +183,9 @@ class DedupTable:
         self.first = grown(self.first, self.index.n_ids, 0)
         self.seq = grown(self.seq, self.index.n_ids, -1)
         held_ids = np.where(self.index.refs[ids] > 0, ids, -1)  # -1: not remembered
+        quick = self._decide_in_order(codes, times, horizon, ids, held_ids, run_max)
+        if quick is not None:
+            return quick
         # occurrences grouped by id, in arrival order within each id
         order = np.argsort(codes, kind="stable")
         grp = codes[order]
@@ -225,6 +228,50 @@ class DedupTable:
         dup[order] = dup_sorted
         anchor = np.concatenate(anchors) if anchors else np.zeros(0, dtype=np.int64)
         return self._commit(dup, anchor, order, grp, g_end, t, ids, held_ids, values, codes, times, run_max)
+
+    def _decide_in_order(
+        self,
+        codes: np.ndarray,
+        times: np.ndarray,
+        horizon: np.ndarray,
+        ids: np.ndarray,
+        held_ids: np.ndarray,
+        run_max: np.ndarray,
+    ) -> np.ndarray | None:
+        """The batch decided in arrival order, without grouping it by id, where nothing is forgotten
+        during it (the usual batch); None otherwise, and :meth:`decide` groups it.
+
+        If no remembered id expires and none is evicted, an occurrence is a repeat exactly when its id
+        was remembered before the batch or occurred earlier in it, and each new id is remembered from its
+        first occurrence. That holds when every occurrence is within the ttl of its id's remembered time
+        (``horizon <= first``: the same test :meth:`decide` applies) and the new ids fit in ``max_ids``.
+        Needs batch codes numbered in order of first sight (what the key index gives strings and
+        numbers); checked, not assumed.
+        """
+        n = len(codes)
+        new = held_ids < 0
+        n_new = int(np.count_nonzero(new))
+        if len(self) + n_new > self.max_ids or codes[0] != 0:
+            return None
+        seen = np.maximum.accumulate(codes)
+        first_row = np.empty(n, dtype=bool)
+        first_row[0] = True
+        np.greater(seen[1:], seen[:-1], out=first_row[1:])
+        rows = np.flatnonzero(first_row)
+        if len(rows) != len(held_ids) or int(seen[-1]) != len(held_ids) - 1:
+            return None  # codes not in order of first sight
+        if self.ttl_ns is not None:  # (without one, nothing expires)
+            # each id's remembered time: from before the batch, or its first occurrence's
+            remembered = times[rows]
+            remembered[~new] = self.first[held_ids[~new]]
+            if not bool((horizon <= remembered[codes]).all()):
+                return None  # something expires within the batch
+        self.index.hold(ids[new])
+        arrivals = rows[new]  # new ids, in arrival order: the eviction order
+        self._insert(ids[codes[arrivals]], times[arrivals])
+        self.max_ns = int(run_max[-1])
+        self._expire()
+        return ~first_row | ~new[codes]
 
     def _commit(
         self,

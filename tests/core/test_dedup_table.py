@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamlab import ListSink, ListSource, ManualClock, Pipeline
-from streamlab._dedup import _NO_TIME, DedupTable
+from streamlab._dedup import _NO_TIME, DedupTable, dedup_codes
 from streamlab._record import Dedup
 
 keys = st.one_of(st.sampled_from(["a", "b", "c", "d", "e"]), st.none(), st.integers(0, 3))
@@ -75,6 +75,36 @@ def check_batches_equal_the_per_record_rule(recs, ttl, max_ids, sizes):
         t = np.array([_NO_TIME if x is None else x for x in times[lo:hi]], dtype=np.int64)
         got += table.is_duplicate_many(batch_keys, t).tolist()
         table = pickle.loads(pickle.dumps(table))  # the state is a checkpoint between batches
+        lo, i = hi, i + 1
+    assert got == want
+    assert state_of_table(table) == state_of_rule(rule)
+
+
+@settings(max_examples=150)
+@given(
+    records(),
+    st.sampled_from([None, 0, 5, 20]),
+    st.sampled_from([2, 1000]),
+    st.lists(st.integers(1, 12), min_size=1, max_size=4),
+    st.randoms(use_true_random=False),
+)
+def test_categorical_ids_whose_codes_are_not_in_order_of_first_sight(recs, ttl, max_ids, sizes, rnd):
+    """A categorical id column numbers its ids by category, not by first sight (parse gives "category"
+    columns): the batch is decided as the rule decides it all the same."""
+    ks, times = recs
+    ks = [None if k is None else str(k) for k in ks]
+    categories = sorted({k for k in ks if k is not None})
+    rnd.shuffle(categories)
+    rule, table = Dedup(ttl, max_ids), DedupTable(ttl, max_ids)
+    want = [rule.is_duplicate(k, t) for k, t in zip(ks, times)]
+    got: list[bool] = []
+    lo, i = 0, 0
+    while lo < len(ks):
+        hi = lo + sizes[i % len(sizes)]
+        frame = pd.DataFrame({"id": pd.Categorical(ks[lo:hi], categories=categories)})
+        codes, values = dedup_codes(table.index, frame, "id")
+        t = np.array([_NO_TIME if x is None else x for x in times[lo:hi]], dtype=np.int64)
+        got += table.decide(codes, values, t).tolist()
         lo, i = hi, i + 1
     assert got == want
     assert state_of_table(table) == state_of_rule(rule)
