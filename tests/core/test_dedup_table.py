@@ -62,7 +62,14 @@ def test_batches_equal_the_per_record_rule_in_the_first_ttl_after_1677(recs, ttl
     check_batches_equal_the_per_record_rule((ks, shifted), ttl, max_ids, sizes)
 
 
-def check_batches_equal_the_per_record_rule(recs, ttl, max_ids, sizes):
+def _objects(table, keys, t):
+    batch_keys = np.empty(len(keys), dtype=object)
+    batch_keys[:] = keys
+    return table.is_duplicate_many(batch_keys, t)
+
+
+def check_batches_equal_the_per_record_rule(recs, ttl, max_ids, sizes, decide=_objects):
+    """``decide(table, keys, times)`` decides each batch; the state goes through a checkpoint between."""
     ks, times = recs
     rule, table = Dedup(ttl, max_ids), DedupTable(ttl, max_ids)
     want = [rule.is_duplicate(k, t) for k, t in zip(ks, times)]
@@ -70,11 +77,9 @@ def check_batches_equal_the_per_record_rule(recs, ttl, max_ids, sizes):
     lo, i = 0, 0
     while lo < len(ks):
         hi = lo + sizes[i % len(sizes)]
-        batch_keys = np.empty(len(ks[lo:hi]), dtype=object)
-        batch_keys[:] = ks[lo:hi]
         t = np.array([_NO_TIME if x is None else x for x in times[lo:hi]], dtype=np.int64)
-        got += table.is_duplicate_many(batch_keys, t).tolist()
-        table = pickle.loads(pickle.dumps(table))  # the state is a checkpoint between batches
+        got += decide(table, ks[lo:hi], t).tolist()
+        table = pickle.loads(pickle.dumps(table))
         lo, i = hi, i + 1
     assert got == want
     assert state_of_table(table) == state_of_rule(rule)
@@ -95,19 +100,13 @@ def test_categorical_ids_whose_codes_are_not_in_order_of_first_sight(recs, ttl, 
     ks = [None if k is None else str(k) for k in ks]
     categories = sorted({k for k in ks if k is not None})
     rnd.shuffle(categories)
-    rule, table = Dedup(ttl, max_ids), DedupTable(ttl, max_ids)
-    want = [rule.is_duplicate(k, t) for k, t in zip(ks, times)]
-    got: list[bool] = []
-    lo, i = 0, 0
-    while lo < len(ks):
-        hi = lo + sizes[i % len(sizes)]
-        frame = pd.DataFrame({"id": pd.Categorical(ks[lo:hi], categories=categories)})
+
+    def categorical(table, keys, t):
+        frame = pd.DataFrame({"id": pd.Categorical(keys, categories=categories)})
         codes, values = dedup_codes(table.index, frame, "id")
-        t = np.array([_NO_TIME if x is None else x for x in times[lo:hi]], dtype=np.int64)
-        got += table.decide(codes, values, t).tolist()
-        lo, i = hi, i + 1
-    assert got == want
-    assert state_of_table(table) == state_of_rule(rule)
+        return table.decide(codes, values, t)
+
+    check_batches_equal_the_per_record_rule((ks, times), ttl, max_ids, sizes, categorical)
 
 
 def test_many_ids_evicted_oldest_first_without_python_per_id():
