@@ -148,13 +148,15 @@ _DEFAULTS = {
     "socket.timeout.ms": 60_000,
     "linger.ms": 5,
     "message.timeout.ms": 300_000,
+    "queue.buffering.max.kbytes": 1_048_576,
 }
 
 
 @dataclass(frozen=True)
 class _Order:
-    """``low + slack <= high`` for a client of ``roles``; ``why`` says what breaks otherwise. ``given``:
-    the rule holds only where that setting is given (librdkafka adjusts it to fit when it is not)."""
+    """``low + slack <= high * scale`` for a client of ``roles``; ``why`` says what breaks otherwise.
+    ``given``: the rule holds only where that setting is given (librdkafka adjusts it to fit when it is
+    not). ``scale``: high's unit in low's (1024 for kilobytes against bytes)."""
 
     low: str
     high: str
@@ -163,6 +165,7 @@ class _Order:
     example: tuple[int, int]
     slack: int = 0
     given: str | None = None
+    scale: int = 1
 
 
 _REFUSED = "librdkafka refuses it when the client is made"
@@ -232,6 +235,15 @@ _ORDERS = (
         slack=1000,
     ),
     _Order(
+        "message.max.bytes",
+        "queue.buffering.max.kbytes",
+        ("producer",),
+        "a record of message.max.bytes (which librdkafka sends) could never enter the producer's queue: "
+        "the sink would wait its flush_timeout on a full queue and fail",
+        (1_000_000, 1024),
+        scale=1024,
+    ),
+    _Order(
         "linger.ms",
         "message.timeout.ms",
         ("producer",),
@@ -267,12 +279,15 @@ def _check_order(owner: str, out: Mapping[str, Any], role: str | None, defaults:
         lo, hi = value(rule.low), value(rule.high)
         if rule.high == "message.timeout.ms" and hi == 0:  # 0: no timeout
             continue
-        if lo is None or hi is None or lo + rule.slack <= hi:
+        if lo is None or hi is None or lo + rule.slack <= hi * rule.scale:
             continue
         shown = [given[n] for n in (rule.low, rule.high) if n in given]
         text = ", ".join(f"{k!r}: {v!r}" for k, v in shown)
         named = {n: given[n][0] if n in given else n for n in (rule.low, rule.high)}
         low, high = named[rule.low], named[rule.high]
+        example_high = high
+        if rule.scale != 1:
+            high = f"{high} x {rule.scale}"
         unset = [n for n in (rule.low, rule.high) if n not in given]
         by_default = "".join(f" ({n} is {value(n)} by default)" for n in unset)
         relation = {0: f"{low} exceeds {high}", 1: f"{low} is not below {high}"}.get(
@@ -284,7 +299,7 @@ def _check_order(owner: str, out: Mapping[str, Any], role: str | None, defaults:
             owner,
             "config",
             f"sets {text}: {relation}{by_default}; {rule.why}",
-            f"make {low} {at_most}, e.g. config: {{{low}: {a}, {high}: {b}}}",
+            f"make {low} {at_most}, e.g. config: {{{low}: {a}, {example_high}: {b}}}",
         )
 
 

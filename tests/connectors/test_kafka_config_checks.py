@@ -71,6 +71,17 @@ def sink(config: dict[str, Any], **kwargs: Any) -> c.KafkaSink:
             {"queue.buffering.max.ms": 1000, "delivery.timeout.ms": 500},
             "queue.buffering.max.ms is not below",
         ),
+        (
+            sink,
+            {"queue.buffering.max.kbytes": 512},
+            "message.max.bytes exceeds queue.buffering.max.kbytes x 1024 (message.max.bytes is 1000000 "
+            "by default); a record of message.max.bytes (which librdkafka sends) could never enter",
+        ),
+        (
+            sink,
+            {"message.max.bytes": 3_000_000, "queue.buffering.max.kbytes": 2048},
+            "message.max.bytes exceeds queue.buffering.max.kbytes x 1024;",
+        ),
     ],
 )
 def test_a_pair_of_settings_out_of_order_is_refused_naming_both_and_the_fix(make, config, words) -> None:
@@ -83,6 +94,8 @@ def test_a_pair_of_settings_out_of_order_is_refused_naming_both_and_the_fix(make
 def test_consumer_rules_do_not_apply_to_a_sink_nor_producer_rules_to_a_source() -> None:
     assert sink({"fetch.min.bytes": 10_000_000, "fetch.max.bytes": 1_000_000}).config["fetch.min.bytes"]
     assert source({"message.timeout.ms": 1}).config == {"message.timeout.ms": 1}
+    assert source({"queue.buffering.max.kbytes": 1}).config == {"queue.buffering.max.kbytes": 1}
+    assert sink({"queue.buffering.max.kbytes": 977}).config == {"queue.buffering.max.kbytes": 977}
     assert sink({"message.timeout.ms": 0}).config == {"message.timeout.ms": 0}  # 0: no timeout
 
 
@@ -129,6 +142,24 @@ def test_the_rules_refuse_every_producer_linger_librdkafka_refuses(linger: int, 
     except ParameterError:
         return
     confluent_kafka.Producer({**config, "logger": _Discard()})
+
+
+def test_a_record_larger_than_the_producers_queue_never_enters_it() -> None:
+    """What the queue rule guards against, in librdkafka itself: with queue.buffering.max.kbytes below a
+    record, produce() says the queue is full even when it is empty, so a sink writing records up to
+    message.max.bytes waited its flush_timeout (30 s against a live broker) and failed with "the Kafka
+    cluster takes no records". A record up to the queue's size enters it."""
+    import confluent_kafka
+
+    producer = confluent_kafka.Producer(
+        {"bootstrap.servers": BROKERS, "queue.buffering.max.kbytes": 2, "logger": _Discard()}
+    )
+    producer.produce("events", b"x" * 1500)
+    producer.purge()
+    with pytest.raises(BufferError, match="Queue full"):
+        producer.produce("events", b"x" * 3000)
+    with pytest.raises(ParameterError, match="queue.buffering.max.kbytes"):
+        sink({"queue.buffering.max.kbytes": 2})
 
 
 @pytest.mark.parametrize(
