@@ -78,6 +78,7 @@ _INTEGRATION_PATHS = (
     "tests/export/test_spark_json_numbers.py",  # Spark's local mode (a JVM)
     "tests/export/test_spark_json_lines.py",  # Spark's local mode (a JVM)
     "tests/export/test_spark_verify_quiet.py",  # Spark's local mode (a JVM)
+    "tests/export/test_spark_gateway_retry.py",  # Spark's local mode (a JVM)
     "tests/export/test_verify_parse_column.py",  # Beam run as a program, moto, Spark and PyFlink (verify)
     "tests/export/test_replay_job_input.py",  # the Beam module run as a program
     "tests/export/test_spark_json_key_order.py",  # Spark's local mode (a JVM)
