@@ -2,7 +2,7 @@
 
 Records Timestream rejects (a version conflict, a time outside the memory-store retention, ...) and rows
 that cannot become a record at all (no time, no measure, an infinite ``DOUBLE`` measure, a text measure
-that is empty or over 2 KB) are never dropped silently: they go to the ``dead_letter`` sink with a
+that is empty or over 2 KB, dimensions over Timestream's 2 KB a series) are never dropped silently: they go to the ``dead_letter`` sink with a
 ``reject_reason`` column, or, without one, ``flush()`` raises and lists them.
 """
 
@@ -23,6 +23,7 @@ from streamlab._timestream_values import (
     dimension_name_problem,
     dimension_text,
     measure_problem,
+    series_problem,
     text_value,
     utf8_size,
 )
@@ -348,6 +349,9 @@ def build_records(
             for c in sink.dimensions
             if dims[c][i]
         ]
+        problems[i] = series_problem([(d["Name"], d["Value"]) for d in dimensions])
+        if problems[i]:
+            continue
         records.append(
             {
                 "Dimensions": dimensions,

@@ -37,6 +37,7 @@ TEXT_MAX_BYTES = 2048  # bytes of a VARCHAR measure value (MeasureValue.Value: 1
 DIMENSION_NAME_MAX_BYTES = 60  # Dimension.Name: 1..60
 MEASURE_NAME_MAX_BYTES = 256  # a measure name (the record's MeasureName, each multi-measure value's Name)
 DIMENSIONS_MAX = 128  # dimensions per table (Timestream's quotas page, a service limit)
+SERIES_MAX_BYTES = 2048  # dimension names and values of one series (the quotas page: 2 KB)
 RESERVED_DIMENSION_NAMES = ("measure_name", "measure_value", "time")
 TIMESTAMP_UNIT_NS = 1_000_000  # nanoseconds per unit of a TIMESTAMP measure and record time (MILLISECONDS)
 TIMESTAMP_MAX = 9_223_372_036_854  # 2262-04-11 23:47:16.854 in milliseconds: the last time Timestream writes
@@ -131,6 +132,27 @@ def measure_problem(measures: list[tuple[str, str, str | None]]) -> str:
             "TIMESTAMP holds (1970-01-01 to 2262-04-11)"
         )
     return ""
+
+
+def series_problem(dimensions: list[tuple[str, str]]) -> str:
+    """Why Timestream refuses a record with these ``(name, value)`` dimensions, or ``""``: their names and
+    values together over 2 KB (the quotas page: "dimension name dimension value pair size per series").
+    Moto, standing in for AWS here, takes such a record; Timestream rejects it.
+
+    Examples
+    --------
+    >>> series_problem([("host", "a" * 100)])
+    ''
+    >>> series_problem([("host", "a" * 2040), ("zone", "eu-west-1a")])
+    "dimensions ['host', 'zone'] are 2,058 bytes with their names; Timestream takes at most 2,048 per series"
+    """
+    size = sum(utf8_size(name) + utf8_size(value) for name, value in dimensions)
+    if size <= SERIES_MAX_BYTES:
+        return ""
+    return (
+        f"dimensions {[name for name, _ in dimensions]} are {size:,} bytes with their names; Timestream "
+        f"takes at most {SERIES_MAX_BYTES:,} per series"
+    )
 
 
 def text_value(value: Any, as_json: bool) -> str:

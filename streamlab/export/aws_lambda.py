@@ -154,7 +154,8 @@ Semantics (streamlab -> Lambda)
   message truncated to fit, saying so: the reason, the metadata, the raw record cut to fit,
   ``raw_truncated``, ``raw_bytes`` and ``raw_sha256`` (of the whole record), and an error is logged.
 * Window results Timestream cannot hold (an infinite DOUBLE measure, a text measure that is empty or
-  over 2,048 bytes: TimestreamSink's rule, copied from streamlab._timestream_values) are not written,
+  over 2,048 bytes, dimensions over 2,048 bytes with their names: TimestreamSink's rules, copied from
+  streamlab._timestream_values) are not written,
   which would fail the request on every retry: each goes to the dead-letter queue as output
   ``<window step>.timestream_dead_letter`` with the result's columns, ``reject_reason`` (TimestreamSink's
   text), ``step_id`` and ``version``; the other results are written. So do the records Timestream
@@ -642,8 +643,9 @@ def send_rejected(rows):
 def write_results(results):
     """Write (result, version) pairs to Timestream, 100 records per call (the API's limit). A result with a
     measure Timestream cannot hold (``measure_problem``: an infinite DOUBLE, an empty or oversized text)
-    goes to the dead-letter queue with ``reject_reason`` instead: sent as text, Timestream would refuse
-    the request (or botocore before sending), on every retry of the batch."""
+    or dimensions over its 2 KB a series (``series_problem``) goes to the dead-letter queue with
+    ``reject_reason`` instead: sent as text, Timestream would refuse the request (or botocore before
+    sending), on every retry of the batch."""
     database = os.environ.get("TIMESTREAM_DATABASE", {database!r})
     table = os.environ.get("TIMESTREAM_TABLE", {table!r})
     records, rejected = [], []
@@ -654,6 +656,7 @@ def write_results(results):
     for result, version in results:
         record = timestream_record(result, version)
         problem = measure_problem([(m["Name"], m["Type"], m["Value"]) for m in record["MeasureValues"]])
+        problem = problem or series_problem([(d["Name"], d["Value"]) for d in record["Dimensions"]])
         if problem:
             rejected.append(dead(result, version, problem))
         else:
@@ -2019,7 +2022,8 @@ def _results_from_timestream(
 def timestream_rejections(pipeline: Pipeline, local: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     """streamlab's outputs as a deployment writing the window's results through a ``TimestreamSink`` has
     them: the results that sink sends to its ``dead_letter`` (``build_records``' problems: an infinite
-    ``DOUBLE``, a text measure empty or over 2,048 bytes) moved from the window's output to
+    ``DOUBLE``, a text measure empty or over 2,048 bytes, the handler's dimensions, the pipeline's name
+    and the keys, over 2,048 bytes with their names) moved from the window's output to
     ``<window>.timestream_dead_letter`` with their ``reject_reason``, as the handler sends them; and a
     key that is the empty string is missing (None), as Timestream holds a record whose dimension the
     sink and the handler leave out (Timestream has no empty dimension value); a time-valued result is
@@ -2052,8 +2056,13 @@ def timestream_rejections(pipeline: Pipeline, local: dict[str, pd.DataFrame]) ->
     types = {a.name: _plan.result_type(a, key_types) for a in window.aggs}
     types.update({k: key_types[k] for k in window.keys if k in key_types}, window_end="timestamp")
     measures = [a.name for a in window.aggs] + ["window_end"]
-    sink = TimestreamSink("verify", window.step_id, dimensions=[], measures=measures, time="window_start")
-    problems = pd.Series(build_records(sink, frame, types)[2], index=frame.index)
+    # the handler's dimensions: one naming the pipeline (a key may not take that name), then the keys
+    dimensions = ["pipeline", *window.keys]
+    sink = TimestreamSink(
+        "verify", window.step_id, dimensions=dimensions, measures=measures, time="window_start"
+    )
+    as_written = frame.assign(pipeline=pipeline.name)
+    problems = pd.Series(build_records(sink, as_written, types)[2], index=frame.index)
     bad = problems != ""
     written = frame[~bad].reset_index(drop=True)
     for k in window.keys:  # an empty dimension is left out: the written key reads back as missing

@@ -191,6 +191,32 @@ def test_text_measures_timestream_refuses_go_to_the_dead_letter_and_the_rest_are
     assert writer.written == 2
 
 
+def test_dimensions_over_timestreams_2_kb_a_series_go_to_the_dead_letter(
+    aws: LocalAWS, table: tuple[str, str]
+) -> None:
+    # Timestream rejects a record whose dimension names and values pass 2 KB; moto took it, so a local
+    # run wrote what AWS refuses
+    dead = CollectSink()
+    sink = TimestreamSink(
+        *table,
+        dimensions=["user_id", "page"],
+        measures=["count"],
+        endpoint_url=aws.endpoint_url,
+        dead_letter=dead,
+    )
+    # with the names (7 + 4 bytes): 2,048 bytes fit, 2,049 do not ("é" is two bytes)
+    pages = ["a" * (2048 - 11 - 2), "a" * (2048 - 11 - 1), "é" * 1017, "/"]
+    rows = metrics(4).assign(user_id="u1", page=pages)
+    writer = sink.open()
+    writer.write_batch(rows)
+    writer.close()
+    assert dead.rows()[REASON_COLUMN].tolist() == [
+        "dimensions ['user_id', 'page'] are 2,049 bytes with their names; Timestream takes at most 2,048 per series"
+    ]
+    assert sorted(len(r["Dimensions"][1]["Value"]) for r in stored(*table)) == [1, 1017, 2035]
+    assert writer.written == 3
+
+
 def test_dead_letters_reach_a_sink_that_publishes_on_commit(
     aws: LocalAWS, table: tuple[str, str], tmp_path: Any
 ) -> None:

@@ -306,3 +306,22 @@ def test_a_time_before_1970_is_a_dead_letter_on_both_sides(tmp_path: Path) -> No
     [dead] = report.exported["window.timestream_dead_letter"].to_dict("records")
     assert dead["host"] == "a" and "outside the times a Timestream TIMESTAMP holds" in dead["reject_reason"]
     assert report.exported["window"]["first_t"].tolist() == [pd.Timestamp("1970-01-01", tz="UTC")]
+
+
+def test_a_key_over_timestreams_2_kb_a_series_is_a_dead_letter_on_both_sides(tmp_path: Path) -> None:
+    # Timestream rejects a record whose dimensions (the handler's "pipeline" and the keys, with their
+    # names) pass 2 KB; moto took it. Both writers now send it to the dead letter with series_problem's
+    # reason, and the key that fits is written
+    p = Pipeline(ListSource([b"{}"]), name="parity")
+    p.parse(JSON_SCHEMA).window(TumblingWindow("10s"), key="host").agg(agg.count())
+    fits = "a" * (2048 - len("pipeline") - len("parity") - len("host"))
+    lines = [event(0, 1, host=fits), event(1, 2, host=fits + "a"), event(2, 3, host="b")]
+    report = verify(p, lines, "lambda", workdir=tmp_path)
+    assert report.equal, report.diff.to_string()
+    [dead] = report.exported["window.timestream_dead_letter"].to_dict("records")
+    assert dead["host"] == fits + "a"
+    assert dead["reject_reason"] == (
+        "dimensions ['pipeline', 'host'] are 2,049 bytes with their names; Timestream takes at most 2,048 "
+        "per series"
+    )
+    assert sorted(report.exported["window"]["host"].str.len()) == [1, len(fits)]

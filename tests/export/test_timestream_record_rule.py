@@ -52,7 +52,11 @@ def result_rows() -> st.SearchStrategy[list[dict[str, Any]]]:
     start = pd.Timestamp("2024-01-01", tz="UTC")
     row = st.fixed_dictionaries(
         {
-            "k": st.none() | texts,
+            # a key near the 2 KB Timestream holds of a series' dimensions (with their names and the
+            # handler's "pipeline" dimension; "é" is two bytes)
+            "k": st.none()
+            | texts
+            | st.builds(lambda a, e: "a" * a + "é" * e, st.integers(1990, 2040), st.integers(0, 5)),
             "jk": st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.floats() | texts,
             "first_j": json_values,
             "last_s": st.none() | texts,
@@ -96,8 +100,11 @@ def test_the_handlers_record_and_problem_equal_timestream_sinks(
     from streamlab.connectors.timestream import TimestreamSink, build_records
 
     measures = [a.name for a in AGGS] + ["window_end"]
-    sink = TimestreamSink("d", "t", dimensions=["k", "jk"], measures=measures, time="window_start")
-    records, positions, problems = build_records(sink, as_sink_sees_it(rows), TYPES)
+    # the handler's dimensions: the pipeline's name, then the keys
+    sink = TimestreamSink(
+        "d", "t", dimensions=["pipeline", "k", "jk"], measures=measures, time="window_start"
+    )
+    records, positions, problems = build_records(sink, as_sink_sees_it(rows).assign(pipeline="rule"), TYPES)
     by_position = dict(zip(positions, records))
     for i, row in enumerate(rows):
         handler_row = {
@@ -107,7 +114,7 @@ def test_the_handlers_record_and_problem_equal_timestream_sinks(
         record = handler.timestream_record(handler_row)
         problem = handler.measure_problem(
             [(m["Name"], m["Type"], m["Value"]) for m in record["MeasureValues"]]
-        )
+        ) or handler.series_problem([(d["Name"], d["Value"]) for d in record["Dimensions"]])
         assert problem == problems[i]
         if not problem:
             assert canonical(record) == canonical(by_position[i])
