@@ -349,7 +349,7 @@ def build_records(
             for c in sink.dimensions
             if dims[c][i]
         ]
-        problems[i] = series_problem([(d["Name"], d["Value"]) for d in dimensions])
+        problems[i] = series_problem([(c, text) for c in sink.dimensions if (text := dims[c][i])])
         if problems[i]:
             continue
         records.append(

@@ -271,7 +271,8 @@ class DedupTable:
         self._insert(ids[codes[arrivals]], times[arrivals])
         self.max_ns = int(run_max[-1])
         self._expire()
-        return ~first_row | ~new[codes]
+        repeat: np.ndarray = ~first_row | ~new[codes]
+        return repeat
 
     def _commit(
         self,
