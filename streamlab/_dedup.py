@@ -250,8 +250,8 @@ class DedupTable:
         """
         n = len(codes)
         new = held_ids < 0
-        n_new = int(np.count_nonzero(new))
-        if len(self) + n_new > self.max_ids or codes[0] != 0:
+        # the batch's ids are numbered already: len(self) counts the remembered ones and the new ones
+        if len(self) > self.max_ids or codes[0] != 0:
             return None
         seen = np.maximum.accumulate(codes)
         first_row = np.empty(n, dtype=bool)
