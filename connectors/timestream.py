@@ -2,8 +2,9 @@
 
 Records Timestream rejects (a version conflict, a time outside the memory-store retention, ...) and rows
 that cannot become a record at all (no time, no measure, an infinite ``DOUBLE`` measure, a text measure
-that is empty or over 2 KB, dimensions over Timestream's 2 KB a series) are never dropped silently: they go to the ``dead_letter`` sink with a
-``reject_reason`` column, or, without one, ``flush()`` raises and lists them.
+that is empty or over 2 KB, dimensions over the 2 KB Timestream holds a series) are never dropped
+silently: they go to the ``dead_letter`` sink with a ``reject_reason`` column, or, without one,
+``flush()`` raises and lists them.
 """
 
 from __future__ import annotations
