@@ -259,9 +259,9 @@ def _check_order(owner: str, out: Mapping[str, Any], role: str | None, defaults:
 
     def value(name: str) -> int | None:
         if name in given:
-            return _ms(given[name][1])
+            return setting_int(given[name][1])
         if name in defaults:
-            return _ms(defaults[name])
+            return setting_int(defaults[name])
         if name == "fetch.max.bytes":  # librdkafka's own adjustment of it, when it is not given
             low, queued = value("message.max.bytes"), value("queued.max.messages.kbytes")
             if low is None or queued is None:
@@ -303,7 +303,7 @@ def _check_order(owner: str, out: Mapping[str, Any], role: str | None, defaults:
         )
 
 
-def _ms(value: Any) -> int | None:
+def setting_int(value: Any) -> int | None:
     """A librdkafka integer setting given as a number or its text, else None (librdkafka reports it)."""
     if isinstance(value, bool):
         return None

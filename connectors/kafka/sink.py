@@ -31,12 +31,16 @@ from ._client import (
     new_client,
     plaintext_listener_hint,
 )
-from ._config import TOPIC_MAX, check_bootstrap, check_config, config_references, topic_problem
+from ._config import TOPIC_MAX, check_bootstrap, check_config, config_references, setting_int, topic_problem
 from .errors import KafkaDeliveryError
 
 log = logging.getLogger("streamlab.connectors.kafka")  # one logger for the whole connector
 RECORD_OVERHEAD = 512
 """Bytes kept free of a record's ``message.max.bytes`` for its framing (beside its key and headers)."""
+_CUT_FACTS = 256  # bytes kept for a cut record's raw_truncated, raw_bytes and raw_sha256
+_LEAST_CUT = 1024  # bytes of a record a cut keeps at least
+CUT_ROOM = RECORD_OVERHEAD + _CUT_FACTS + _LEAST_CUT
+"""The least ``message.max.bytes`` in which the sink can cut a record too large to fit (without key or headers)."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -175,6 +179,18 @@ class KafkaSink(Sink):
         set_(self, "compression", compression)
         set_(self, "idempotence", bool(idempotence))
         set_(self, "config", check_config(name, config or {}, _SINK_RESERVED, "producer", _SINK_DEFAULTS))
+        given = self.config.get("message.max.bytes")
+        if given is not None and (max_bytes := setting_int(given)) is not None and max_bytes < CUT_ROOM:
+            raise ParameterError(
+                name,
+                "config",
+                f"sets 'message.max.bytes': {given!r}: below {CUT_ROOM:,} bytes, a record over it cannot be "
+                f"cut to fit (the sink keeps {RECORD_OVERHEAD} bytes for framing and {_CUT_FACTS} for "
+                f"raw_truncated, raw_bytes and raw_sha256, and writes at least {_LEAST_CUT:,} bytes of the "
+                "record), so the first such record would fail the run",
+                f"make message.max.bytes at least {CUT_ROOM}, e.g. config: {{message.max.bytes: 1000000}} "
+                "(librdkafka's default)",
+            )
         set_(self, "flush_timeout", float(flush_timeout))
         check_settings(name, "producer", self._settings(self.config))
 
@@ -485,7 +501,7 @@ class KafkaSinkWriter(SinkWriter):
 
     def _fit(self, value: bytes, key: bytes | None, headers: Any) -> tuple[bytes, Any]:
         """A value over the producer's ``message.max.bytes`` (refused on every retry) cut to fit, saying so."""
-        limit = max(self._max_bytes - RECORD_OVERHEAD - _size(key, headers) - 256, 1024)
+        limit = max(self._max_bytes - RECORD_OVERHEAD - _size(key, headers) - _CUT_FACTS, _LEAST_CUT)
         fitted, headers = self.sink.fit(value, headers, limit)
         log.error(
             "%r: a record of %d bytes is over message.max.bytes (%d): written cut to %d bytes "

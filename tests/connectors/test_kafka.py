@@ -537,6 +537,29 @@ def test_records_over_message_max_bytes_are_written_cut_to_fit(
     assert headers["raw_sha256"] == hashlib.sha256(b"y" * 1_200_000).hexdigest().encode()
 
 
+def test_the_least_message_max_bytes_still_cuts_a_record_to_fit(
+    kafka_broker: LocalKafkaBroker, topic2: str
+) -> None:
+    # with message.max.bytes 1000 (librdkafka's least) a 3 kB row was cut to 1,024 bytes, which the
+    # producer refused again: the run failed on its first such record. Below CUT_ROOM the sink is refused
+    # when built; at CUT_ROOM the row is written cut
+    from streamlab.connectors.kafka.sink import CUT_ROOM
+
+    from streamlab.errors import ParameterError
+
+    boot = kafka_broker.bootstrap_servers
+    with pytest.raises(ParameterError, match="below 1,792 bytes, a record over it cannot be cut to fit"):
+        KafkaSink(topic2, bootstrap_servers=boot, config={"message.max.bytes": CUT_ROOM - 1})
+    writer = KafkaSink(topic2, bootstrap_servers=boot, config={"message.max.bytes": CUT_ROOM}).open()
+    writer.write_batch(pd.DataFrame({"raw": ["x" * 3000], "reason": ["too large"]}))
+    writer.flush()
+    writer.close()
+    [msg] = consume_raw(boot, topic2, 2, 1)
+    row = json.loads(msg.value())
+    assert row["raw_truncated"] is True and row["raw_bytes"] == 3000 and row["reason"] == "too large"
+    assert len(msg.value()) <= 1024
+
+
 def test_flush_raises_when_deliveries_fail_and_stays_failed() -> None:
     nobody = f"127.0.0.1:{find_free_port()}"  # nothing listens: every delivery times out
     sink = KafkaSink("t", bootstrap_servers=nobody, config={"message.timeout.ms": 300}, flush_timeout=10)
