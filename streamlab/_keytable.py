@@ -148,6 +148,7 @@ _MULT_SPAN = 1 << _MULT_BITS  # byte positions with a multiplier of their own
 _MULT = np.zeros(0, dtype=np.uint64)  # a random odd multiplier per byte position (grown in blocks of 256)
 _HIGH = np.zeros(0, dtype=np.uint64)  # a random even mask per further _MULT_SPAN bytes (the first: 0)
 _HASH_CHUNK = 1 << 22  # bytes hashed at once (bounds the temporaries)
+_HUGE_PIECE = 1 << 20  # bytes of a key over _HASH_CHUNK summed at once (temporaries of 6 x 8 bytes a byte)
 
 
 def _random_blocks(table: np.ndarray, n: int, stream: tuple[int, ...], low_bit: int) -> np.ndarray:
@@ -177,6 +178,24 @@ def _multipliers(n: int) -> tuple[np.ndarray, np.ndarray]:
         high[0] = 0  # the first 64 KiB: the multipliers as they are
         _HIGH = high
     return _MULT, _HIGH
+
+
+def _huge_sum(data: np.ndarray, lo: int, hi: int, mult: np.ndarray, high: np.ndarray) -> np.uint64:
+    """The sum :func:`string_hashes` mixes for one string ``data[lo:hi]`` longer than ``_HASH_CHUNK``,
+    ``_HUGE_PIECE`` bytes at a time: temporaries of a piece, not of the string (a 20 MB key took 800 MB).
+    The sum wraps at 2**64 in any order, so it equals the whole string's."""
+    total = np.zeros(1, dtype=np.uint64)  # an array: its additions wrap silently (a scalar's warn)
+    for start in range(lo, hi, _HUGE_PIECE):
+        stop = min(start + _HUGE_PIECE, hi)
+        c = data[start:stop].astype(np.uint64)
+        c += np.uint64(1)
+        pos = np.arange(start - lo, stop - lo, dtype=np.int64)
+        at = mult[pos & (_MULT_SPAN - 1)]
+        at ^= high[pos >> _MULT_BITS]
+        c *= at
+        total += c.sum(dtype=np.uint64)
+    result: np.uint64 = total[0]
+    return result
 
 
 def _segment_index(offsets: np.ndarray) -> np.ndarray:
@@ -217,10 +236,14 @@ def string_hashes(data: np.ndarray, offsets: np.ndarray, kernels: ModuleType | N
     cuts = (
         np.searchsorted(offsets, np.arange(int(offsets[0]), int(offsets[-1]), _HASH_CHUNK), side="right") - 1
     )
-    bounds = sorted(set(np.clip(cuts, 0, n).tolist()) | {0, n})
+    huge = np.flatnonzero(lens > _HASH_CHUNK).tolist()  # each alone in its chunk, summed piece by piece
+    bounds = sorted(set(np.clip(cuts, 0, n).tolist()) | {0, n} | set(huge) | {i + 1 for i in huge})
     for a, b in itertools.pairwise(bounds):
         off = offsets[a : b + 1]
         lo, hi = int(off[0]), int(off[-1])
+        if b == a + 1 and hi - lo > _HASH_CHUNK:
+            out[a] = _huge_sum(data, lo, hi, mult, high)
+            continue
         c = data[lo:hi].astype(np.uint64)
         c += np.uint64(1)
         pos = _segment_index(off)
@@ -255,9 +278,22 @@ def _gather(
     total = int(offsets[-1])
     if total == 0:
         return np.zeros(0, dtype=np.uint8), offsets
-    src = np.repeat(starts - offsets[:-1], lens)
-    src += np.arange(total, dtype=np.int64)
-    return data[src], offsets
+    huge = lens > _HASH_CHUNK
+    if not huge.any():
+        src = np.repeat(starts - offsets[:-1], lens)
+        src += np.arange(total, dtype=np.int64)
+        return data[src], offsets
+    # a huge string is copied as a slice: an index per byte would be 8 bytes a byte
+    out = np.empty(total, dtype=np.uint8)
+    for i in np.flatnonzero(huge).tolist():
+        out[offsets[i] : offsets[i + 1]] = data[starts[i] : starts[i] + lens[i]]
+    rest = np.flatnonzero(~huge)
+    if len(rest):
+        rest_bytes, rest_offsets = _gather(data, starts[rest], lens[rest])
+        dst = np.repeat(offsets[rest] - rest_offsets[:-1], lens[rest])
+        dst += np.arange(len(rest_bytes), dtype=np.int64)
+        out[dst] = rest_bytes
+    return out, offsets
 
 
 def _equal(

@@ -319,3 +319,32 @@ def test_a_window_keyed_by_10_mb_texts_counts_them_apart(compiled, monkeypatch):
         p.run(clock=ManualClock(0))
         got = sink.frame().set_index("k")["count"]
         assert sorted(got.items()) == sorted(want.items()), batch
+
+
+def test_huge_keys_are_hashed_and_gathered_in_bounded_memory_on_the_numpy_path():
+    """The numpy path made temporaries of 8 bytes for each byte of a key (its positions, multipliers and
+    sums: 40 bytes a byte): a 20 MB key took 800 MB to hash. A key over ``_HASH_CHUNK`` is summed a piece
+    at a time and copied as a slice; the results equal the compiled kernels' (hashes, packed bytes)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(11)
+    huge = rng.integers(0, 256, 20_000_000, dtype=np.uint8)
+    small = [b"", b"ab", b"\x00z"]
+    data = np.frombuffer(small[1] + huge.tobytes() + small[2] + huge[:5].tobytes(), dtype=np.uint8)
+    starts = np.array([0, 0, 2, len(data) - 7, len(data) - 5], dtype=np.int64)
+    lens = np.array([0, 2, len(huge), 2, 5], dtype=np.int64)
+    keytable.string_hashes(data[:3], np.array([0, 3]))  # the multiplier tables drawn before measuring
+    tracemalloc.start()
+    try:
+        packed, offsets = keytable._gather(data, starts, lens)
+        _, gathered = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        hashed = keytable.string_hashes(packed, offsets)
+        _, summed = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert gathered < 2 * len(huge) + 10_000_000, gathered  # the packed copy itself, not 8 bytes a byte
+    assert summed < 80_000_000, summed  # pieces of 1 MB (800 MB before)
+    want_packed, want_offsets = keytable._gather(data, starts, lens, KERNELS)
+    assert offsets.tolist() == want_offsets.tolist() and (packed == want_packed).all()
+    assert hashed.tolist() == keytable.string_hashes(packed, offsets, KERNELS).tolist()
