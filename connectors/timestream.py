@@ -345,14 +345,11 @@ def build_records(
         if not measures:
             problems[i] = f"all measures {list(sink.measures)} are missing"
             continue
-        dimensions = [
-            {"Name": c, "Value": dims[c][i], "DimensionValueType": "VARCHAR"}
-            for c in sink.dimensions
-            if dims[c][i]
-        ]
-        problems[i] = series_problem([(c, text) for c in sink.dimensions if (text := dims[c][i])])
+        named = [(c, text) for c in sink.dimensions if (text := dims[c][i])]  # an empty one is left out
+        problems[i] = series_problem(named)
         if problems[i]:
             continue
+        dimensions = [{"Name": c, "Value": text, "DimensionValueType": "VARCHAR"} for c, text in named]
         records.append(
             {
                 "Dimensions": dimensions,

@@ -180,6 +180,18 @@ def _multipliers(n: int) -> tuple[np.ndarray, np.ndarray]:
     return _MULT, _HIGH
 
 
+def _multipliers_at(pos: np.ndarray, mult: np.ndarray, high: np.ndarray, wide: bool) -> np.ndarray:
+    """The multipliers (:func:`_multipliers`) of byte positions ``pos``; ``wide``: some position may be
+    past the first 64 KiB."""
+    at: np.ndarray
+    if not wide:
+        at = mult[pos]
+        return at
+    at = mult[pos & (_MULT_SPAN - 1)]
+    at ^= high[pos >> _MULT_BITS]
+    return at
+
+
 def _huge_sum(data: np.ndarray, lo: int, hi: int, mult: np.ndarray, high: np.ndarray) -> np.uint64:
     """The sum :func:`string_hashes` mixes for one string ``data[lo:hi]`` longer than ``_HASH_CHUNK``,
     ``_HUGE_PIECE`` bytes at a time: temporaries of a piece, not of the string (a 20 MB key took 800 MB).
@@ -189,10 +201,7 @@ def _huge_sum(data: np.ndarray, lo: int, hi: int, mult: np.ndarray, high: np.nda
         stop = min(start + _HUGE_PIECE, hi)
         c = data[start:stop].astype(np.uint64)
         c += np.uint64(1)
-        pos = np.arange(start - lo, stop - lo, dtype=np.int64)
-        at = mult[pos & (_MULT_SPAN - 1)]
-        at ^= high[pos >> _MULT_BITS]
-        c *= at
+        c *= _multipliers_at(np.arange(start - lo, stop - lo, dtype=np.int64), mult, high, True)
         total += c.sum(dtype=np.uint64)
     result: np.uint64 = total[0]
     return result
@@ -246,13 +255,7 @@ def string_hashes(data: np.ndarray, offsets: np.ndarray, kernels: ModuleType | N
             continue
         c = data[lo:hi].astype(np.uint64)
         c += np.uint64(1)
-        pos = _segment_index(off)
-        if longest < _MULT_SPAN:
-            c *= mult[pos]
-        else:
-            at = mult[pos & (_MULT_SPAN - 1)]
-            at ^= high[pos >> _MULT_BITS]
-            c *= at
+        c *= _multipliers_at(_segment_index(off), mult, high, longest >= _MULT_SPAN)
         cum = np.zeros(hi - lo + 1, dtype=np.uint64)
         np.cumsum(c, out=cum[1:])
         rel = off - lo

@@ -2094,23 +2094,20 @@ def _started(builder: Any) -> Any:
     up to :data:`GATEWAY_ATTEMPTS` times; a JVM that cannot start (no Java, bad options) fails every
     time and its error is raised, with the gRPC remedy named.
     """
-    for _ in range(GATEWAY_ATTEMPTS - 1):
+    error: Exception | None = None
+    for _ in range(GATEWAY_ATTEMPTS):
         try:
             return builder.getOrCreate()
         except Exception as e:  # PySparkRuntimeError (PySpark's class, imported with it)
             if "JAVA_GATEWAY_EXITED" not in str(e):
                 raise
-    try:
-        return builder.getOrCreate()
-    except Exception as e:
-        if "JAVA_GATEWAY_EXITED" not in str(e):
-            raise
-        raise RuntimeError(
-            f"Spark's JVM exited before it started, {GATEWAY_ATTEMPTS} times: check that `java -version` "
-            "runs (Java 17+) and the JVM's error above; where gRPC clients run in this process, "
-            "GRPC_ENABLE_FORK_SUPPORT=0 set before they start keeps gRPC out of the fork that launches "
-            f"the JVM ({e})"
-        ) from e
+            error = e
+    raise RuntimeError(
+        f"Spark's JVM exited before it started, {GATEWAY_ATTEMPTS} times: check that `java -version` "
+        "runs (Java 17+) and the JVM's error above; where gRPC clients run in this process, "
+        "GRPC_ENABLE_FORK_SUPPORT=0 set before they start keeps gRPC out of the fork that launches "
+        f"the JVM ({error})"
+    ) from error
 
 
 def _quiet_log4j() -> Path:
