@@ -471,9 +471,10 @@ class KafkaSinkWriter(SinkWriter):
         values, keys, headers = self.sink.encode(batch)
         produce = self._producer.produce
         topic, cb = self.sink.topic, self._on_delivery
+        room = self._max_bytes - RECORD_OVERHEAD
         for v, k, h in zip(values, keys, headers):
-            if v is not None and len(v) > self._max_bytes - RECORD_OVERHEAD - _size(k, h):
-                v, h = self._fit(v, k, h)
+            if len(v or b"") + _size(k, h) > room:
+                v, k, h = self._fit(v, k, h)
             full_since: float | None = None
             while True:
                 try:
@@ -499,19 +500,38 @@ class KafkaSinkWriter(SinkWriter):
                     break
         self._producer.poll(0)
 
-    def _fit(self, value: bytes, key: bytes | None, headers: Any) -> tuple[bytes, Any]:
-        """A value over the producer's ``message.max.bytes`` (refused on every retry) cut to fit, saying so."""
-        limit = max(self._max_bytes - RECORD_OVERHEAD - _size(key, headers) - _CUT_FACTS, _LEAST_CUT)
-        fitted, headers = self.sink.fit(value, headers, limit)
+    def _fit(
+        self, value: bytes | None, key: bytes | None, headers: Any
+    ) -> tuple[bytes | None, bytes | None, Any]:
+        """A record over the producer's ``message.max.bytes`` (refused on every retry) cut to fit, saying so.
+
+        The value is cut first (see :meth:`KafkaSink.fit`). When the key and headers alone leave it less
+        than 1,024 bytes, they are cut too (:func:`cut_key_and_headers`), each noted in headers.
+        """
+        room = self._max_bytes - RECORD_OVERHEAD
+        size = len(value or b"")
+        cut_key, cut_headers = cut_key_and_headers(key, headers, room - min(size, _LEAST_CUT + _CUT_FACTS))
+        if (cut_key, cut_headers) != (key, headers):
+            log.error(
+                "%r: a record's key and headers (%d bytes) leave no room in message.max.bytes (%d): key "
+                "and headers written cut (<name>_truncated, <name>_bytes, <name>_sha256)",
+                self.sink,
+                _size(key, headers),
+                self._max_bytes,
+            )
+        if value is None or size + _size(cut_key, cut_headers) <= room:
+            return value, cut_key, cut_headers
+        limit = max(room - _size(cut_key, cut_headers) - _CUT_FACTS, _LEAST_CUT)
+        fitted, cut_headers = self.sink.fit(value, cut_headers, limit)
         log.error(
             "%r: a record of %d bytes is over message.max.bytes (%d): written cut to %d bytes "
             "(raw_truncated, raw_bytes, raw_sha256)",
             self.sink,
-            len(value),
+            size,
             self._max_bytes,
             len(fitted),
         )
-        return fitted, headers
+        return fitted, cut_key, cut_headers
 
     def _tls_hint(self) -> str:
         """Why nothing arrives when the producer speaks TLS to a plaintext listener (else "")."""
@@ -596,3 +616,55 @@ class KafkaSinkWriter(SinkWriter):
 def _size(key: bytes | None, headers: Any) -> int:
     """Bytes of a record's key and headers."""
     return len(key or b"") + sum(len(n) + len(v or b"") for n, v in headers or [])
+
+
+def _facts(name: str, whole: bytes) -> list[tuple[str, bytes]]:
+    """The headers that say a part of a record (its key, a header) was cut: as ``raw_*`` for a value."""
+    return [
+        (f"{name}_truncated", b"true"),
+        (f"{name}_bytes", str(len(whole)).encode()),
+        (f"{name}_sha256", hashlib.sha256(whole).hexdigest().encode()),
+    ]
+
+
+def cut_key_and_headers(key: bytes | None, headers: Any, room: int) -> tuple[bytes | None, Any]:
+    """A record's key and header values cut so that they, with the headers saying what was cut, take at
+    most ``room`` bytes; unchanged when they fit.
+
+    The bytes go to the parts in turn from the smallest, each taking at most an equal share of what is
+    left (so a small key stays whole beside one huge header). Each cut part keeps its first bytes and
+    is named in ``<name>_truncated``, ``<name>_bytes`` and ``<name>_sha256`` headers (``key_*`` for the
+    key): the same cut of the same key always goes to the same partition.
+
+    Examples
+    --------
+    >>> key, headers = cut_key_and_headers(b"k" * 5000, [("kind", b"click")], 2000)
+    >>> len(key), headers[0], [n for n, _ in headers[1:]]
+    (1887, ('kind', b'click'), ['key_truncated', 'key_bytes', 'key_sha256'])
+    >>> cut_key_and_headers(b"user-1", [("kind", b"click")], 2000)
+    (b'user-1', [('kind', b'click')])
+    """
+    if _size(key, headers) <= room:
+        return key, headers
+    parts: list[tuple[str, bytes]] = [("key", key or b""), *((n, v or b"") for n, v in headers or [])]
+    names = sum(len(n) for n, _ in parts[1:])
+    cut: set[int] = set()
+    while True:  # the facts of the parts cut take room too: share again until the cut parts stay the same
+        left = max(room - names - sum(_size(None, _facts(*parts[i])) for i in cut), 0)
+        keep = [0] * len(parts)
+        for turn, i in enumerate(sorted(range(len(parts)), key=lambda i: len(parts[i][1]))):
+            keep[i] = min(len(parts[i][1]), left // (len(parts) - turn))
+            left -= keep[i]
+        now = {i for i, (_, whole) in enumerate(parts) if keep[i] < len(whole)}
+        if now <= cut:
+            break
+        cut |= now
+    noted: list[tuple[str, bytes]] = []
+    for (name, whole), n in zip(parts, keep):
+        if n < len(whole):
+            noted.extend(_facts(name, whole))
+    cut_key = key if key is None or keep[0] == len(key) else key[: keep[0]]
+    cut_headers = [
+        (n, v if v is None or k == len(v) else v[:k]) for (n, v), k in zip(headers or [], keep[1:])
+    ]
+    return cut_key, [*cut_headers, *noted] if (headers or noted) else headers

@@ -560,6 +560,57 @@ def test_the_least_message_max_bytes_still_cuts_a_record_to_fit(
     assert len(msg.value()) <= 1024
 
 
+def test_a_key_or_header_filling_message_max_bytes_is_cut_and_the_run_goes_on(
+    kafka_broker: LocalKafkaBroker, topic2: str, unique_name: str
+) -> None:
+    # one event whose user_id is 999 kB: its window result's key alone left no room in message.max.bytes,
+    # the producer refused the record on every retry, and the run failed at its first commit (again after
+    # a restart: one hostile event stopped the pipeline). The key is now cut and said to be, as a header
+    import hashlib
+
+    from streamlab import ListSource, ManualClock, Pipeline, TumblingWindow, agg
+
+    boot = kafka_broker.bootstrap_servers
+    huge = "u" * 999_000
+    events = [
+        json.dumps({"user_id": u, "timestamp": f"2024-01-01T00:00:0{i}Z"})
+        for i, u in enumerate(["a", huge, "b"])
+    ]
+    p = Pipeline(ListSource(events))
+    counts = p.parse({"user_id": "string", "timestamp": "timestamp"}).window(
+        TumblingWindow("1m"), key="user_id"
+    )
+    counts.agg(agg.count()).to(KafkaSink(topic2, bootstrap_servers=boot, key="user_id"))
+    assert p.run(clock=ManualClock(0)).status == "finished"  # failed: MSG_SIZE_TOO_LARGE
+    msgs = {m.key()[:1]: m for m in consume_raw(boot, topic2, 2, 3)}
+    assert sorted(msgs) == [b"a", b"b", b"u"]
+    cut = msgs[b"u"]
+    assert len(cut.key()) > 990_000 and huge.encode().startswith(cut.key())
+    facts = dict(cut.headers())
+    assert facts["key_truncated"] == b"true" and facts["key_bytes"] == b"999000"
+    assert facts["key_sha256"] == hashlib.sha256(huge.encode()).hexdigest().encode()
+    assert json.loads(cut.value())["raw_truncated"] is True  # the row, which holds the key too, is cut
+    assert json.loads(msgs[b"a"].value())["count"] == 1 and msgs[b"a"].headers() is None
+    # a header (here a dead letter's source metadata) and a tombstone's key, alike
+    dlq = f"dlq-{unique_name}"
+    create_topic(boot, dlq, partitions=1)
+    writer = KafkaDeadLetterSink(dlq, bootstrap_servers=boot).open()
+    writer.write_batch(
+        pd.DataFrame({"raw": [b"{oops"], "reason": ["invalid JSON"], "key": ["k" * 1_200_000]})
+    )
+    writer.close()
+    tombstones = KafkaSink(dlq, bootstrap_servers=boot, key="k", value="v").open()
+    tombstones.write_batch(pd.DataFrame({"k": ["t" * 1_100_000], "v": [None]}))
+    tombstones.close()
+    dead, tomb = consume_raw(boot, dlq, 1, 2)
+    headers = dict(dead.headers())
+    assert dead.value() == b"{oops" and headers["reason"] == b"invalid JSON"
+    assert headers["key"] == b"k" * len(headers["key"]) and len(headers["key"]) > 990_000
+    assert (headers["key_truncated"], headers["key_bytes"]) == (b"true", b"1200000")
+    assert tomb.value() is None and tomb.key() == b"t" * len(tomb.key()) and len(tomb.key()) > 990_000
+    assert dict(tomb.headers())["key_bytes"] == b"1100000"
+
+
 def test_flush_raises_when_deliveries_fail_and_stays_failed() -> None:
     nobody = f"127.0.0.1:{find_free_port()}"  # nothing listens: every delivery times out
     sink = KafkaSink("t", bootstrap_servers=nobody, config={"message.timeout.ms": 300}, flush_timeout=10)
