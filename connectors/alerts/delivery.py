@@ -176,6 +176,9 @@ class AlertWriter(SinkWriter):
         self._stopped = threading.Event()  # the run is stopping: no more waiting (interrupt())
         self.history: deque[tuple[int, int]] = deque(maxlen=1000)
         self._window: deque[int] = deque()
+        # rows whose content was refused (see _refused_content), for the dead-letter sink at flush()
+        self._dead_letter = sink.dead_letter.open(clock) if sink.dead_letter is not None else None
+        self._refused: list[pd.DataFrame] = []
 
     def write_batch(self, batch: pd.DataFrame) -> None:
         """Send every row of ``batch`` (waiting for rate-limit slots and retries as needed)."""
@@ -193,10 +196,17 @@ class AlertWriter(SinkWriter):
                     row[c] = Instant(row[c])
             try:
                 body = self.sink.request_body(row)
-            except (KeyError, ValueError, TypeError) as exc:  # a row that cannot be rendered: a failed alert
-                self._fail(f"row {row!r}: {exc.args[0] if exc.args else exc}")
-                continue
-            self._send(body)
+            except (KeyError, ValueError, TypeError) as exc:  # a row that cannot be rendered: refused
+                refused: str | None = str(exc.args[0] if exc.args else exc)
+                if self._dead_letter is None:
+                    refused = f"row {row!r}: {refused}"
+            else:
+                refused = self._send(body)
+            if refused is not None:
+                if self._dead_letter is not None:
+                    self._refused.append(batch.iloc[[i]].assign(**{REASON_COLUMN: refused}))
+                else:
+                    self._fail(refused)
 
     # -- HTTP ------------------------------------------------------------------------------------------
     def _wait_for_slot(self) -> bool:
@@ -232,26 +242,30 @@ class AlertWriter(SinkWriter):
             reason = getattr(exc, "reason", exc)
             return 0, f"connection failed: {reason}", None
 
-    def _send(self, payload: Mapping[str, Any]) -> None:
+    def _send(self, payload: Mapping[str, Any]) -> str | None:
+        """Send one alert; the reason when the endpoint refused its content (:func:`refused_content`),
+        else None (sent, or failed and recorded)."""
         body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
         delivery = self.sink.delivery
         attempt = 0
         while True:
             if not self._wait_for_slot():
                 self._stopping("not sent: the run was stopped while it waited for a rate-limit slot")
-                return
+                return None
             status, text, retry_after = self._post(body)
             self.history.append((self.clock.now_ns(), status))
             if 200 <= status < 300:
                 self.sent += 1
-                return
+                return None
             retryable = status == 0 or status == 429 or status >= 500
+            if not retryable and refused_content(status, text):
+                return f"rejected: HTTP {status} {text[:300]}"
             if not retryable or attempt >= delivery.max_retries:
                 what = "rejected" if not retryable else f"failed after {attempt + 1} attempts"
                 self._fail(f"{what}: HTTP {status or '-'} {text[:300]}")
                 if retryable:
                     self._down = f"an earlier one used up its retries (HTTP {status or '-'} {text[:100]})"
-                return
+                return None
             wait = _retry_after_seconds(retry_after, self.clock.now_ns())
             if wait is None:
                 wait = min(delivery.backoff * 2**attempt, delivery.max_backoff)
@@ -261,14 +275,14 @@ class AlertWriter(SinkWriter):
                 self._fail(
                     f"HTTP {status}: server asked to retry after {wait:g}s (> {delivery.max_backoff:g}s)"
                 )
-                return
+                return None
             log.info("%r: HTTP %s, retrying in %.1fs", self.sink, status or "connection error", wait)
             self.clock.sleep(wait, self._stopped)
             if self._stopped.is_set():
                 self._stopping(
                     f"not retried after {attempt + 1} attempt(s): HTTP {status or '-'} {text[:300]}"
                 )
-                return
+                return None
             attempt += 1
             self.retries += 1
 
@@ -296,15 +310,32 @@ class AlertWriter(SinkWriter):
         )
 
     def flush(self) -> None:
-        """Raise :class:`AlertDeliveryError` if any alert could not be delivered (stays failed)."""
+        """Hand the refused alerts to the dead-letter sink; raise :class:`AlertDeliveryError` if any alert
+        could not be delivered (stays failed)."""
+        if self._refused and self._dead_letter is not None:
+            refused = pd.concat(self._refused, ignore_index=True)
+            self._refused = []
+            self._dead_letter.write_batch(refused)
+            self._dead_letter.flush()
+            self._dead_letter.commit()  # outside the runtime's checkpoints: published now
         if self._failed_total:
+            hint = (
+                ""
+                if self._dead_letter is not None or not any(f.startswith(_REFUSED) for f in self.failures)
+                else "; pass dead_letter= to keep alerts whose content is refused as data instead of failing"
+            )
             raise AlertDeliveryError(
-                f"{self.sink!r}: {self._failed_total} alert(s) not delivered, e.g. {self.failures[:3]}"
+                f"{self.sink!r}: {self._failed_total} alert(s) not delivered, e.g. {self.failures[:3]}{hint}"
             )
 
     def close(self) -> None:
-        """Report undelivered alerts (requests are sent synchronously, nothing is buffered)."""
-        self.flush()
+        """Report undelivered alerts (requests are sent synchronously; refused ones go to the dead-letter
+        sink, which is closed)."""
+        try:
+            self.flush()
+        finally:
+            if self._dead_letter is not None:
+                self._dead_letter.close()
 
     def interrupt(self) -> None:
         """The run is stopping: stop waiting for retries and rate-limit slots; the alerts not sent fail
@@ -314,6 +345,27 @@ class AlertWriter(SinkWriter):
 
     def __repr__(self) -> str:
         return f"AlertWriter({self.sink!r}, sent={self.sent}, failed={self._failed_total})"
+
+
+REASON_COLUMN = "reject_reason"
+"""The column a dead-letter sink gets with the reason an alert was refused."""
+_REFUSED = ("rejected: HTTP 400", "rejected: HTTP 413", "rejected: HTTP 422", "row ")
+_CONTENT_STATUSES = (400, 413, 422)
+
+
+def refused_content(status: int, text: str) -> bool:
+    """Whether an answer refuses the alert's content (it would be refused again on every retry and
+    restart): HTTP 400, 413 or 422, unless it blames the routing key (PagerDuty's 400 for a wrong key,
+    a configuration mistake that every alert shares).
+
+    Examples
+    --------
+    >>> refused_content(413, "Payload Too Large"), refused_content(401, "unauthorized")
+    (True, False)
+    >>> refused_content(400, '{"errors":["routing_key is invalid"]}')
+    False
+    """
+    return status in _CONTENT_STATUSES and "routing_key" not in text and "routing key" not in text
 
 
 def make_delivery(

@@ -8,17 +8,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamlab._dead_letter import fit_message
 from streamlab._secrets import resolve, secret_reference
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError
 from streamlab.io import Sink, Upstream
 
+from .._params import sink_or_none
 from ._templates import check_template, render, templates_problem
 from .delivery import AlertWriter, Delivery, check_url, make_delivery
 
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 _SEVERITIES = ("critical", "error", "warning", "info")
 _ACTIONS = ("trigger", "acknowledge", "resolve")
+EVENT_MAX_BYTES = 512_000
+"""PagerDuty's largest event (Events API v2: 512 KB); a larger one is refused with HTTP 400 or 413."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -62,6 +66,12 @@ class PagerDutySink(Sink):
         Retries on connection errors, 429 and 5xx.
     timeout
         Seconds per HTTP request.
+    dead_letter
+        Sink receiving, with a ``reject_reason`` column, the alert rows whose content was refused (see
+        :class:`WebhookSink`): a row with an unknown action, one that cannot be rendered, one PagerDuty
+        answered with HTTP 400, 413 or 422 (except for its routing key: a configuration mistake, which
+        fails the run). ``None``: ``flush()`` raises. An event over PagerDuty's 512 KB is sent with its
+        ``custom_details`` cut to fit (``raw_truncated``, ``raw_bytes``, ``raw_sha256``).
 
     Examples
     --------
@@ -86,6 +96,7 @@ class PagerDutySink(Sink):
     action_column: str = "action"
     timestamp_column: str = "timestamp"
     delivery: Delivery = field(default_factory=Delivery)
+    dead_letter: Sink | None = None
 
     def __init__(
         self,
@@ -102,6 +113,7 @@ class PagerDutySink(Sink):
         rate_limit_per_minute: int | None = 120,
         max_retries: int = 5,
         timeout: float = 10.0,
+        dead_letter: Sink | None = None,
     ) -> None:
         owner = "PagerDutySink"
         if routing_key is not None and routing_key_env is not None:
@@ -168,6 +180,7 @@ class PagerDutySink(Sink):
         set_(self, "timestamp_column", timestamp_column)
         set_(self, "delivery", make_delivery(owner, rate_limit_per_minute, max_retries, timeout))
         set_(self, "_routing_key_env", routing_key_env)
+        set_(self, "dead_letter", sink_or_none(owner, "dead_letter", dead_letter, about="refused alerts"))
 
     def columns_problem(self, columns: list[str], upstream: Upstream) -> tuple[str, str] | None:
         """The templates' columns the stream lacks, as ``(problem, fix)``, else None.
@@ -220,7 +233,7 @@ class PagerDutySink(Sink):
             payload["timestamp"] = str(ts)
         event["payload"] = payload
         event["client"] = "streamlab"
-        return event
+        return _fitted(event)
 
     def open(self, clock: Clock | None = None) -> AlertWriter:
         """Start sending; ``clock`` drives rate limiting and retry waits."""
@@ -246,7 +259,32 @@ class PagerDutySink(Sink):
             "rate_limit_per_minute": self.delivery.rate_limit_per_minute,
             "max_retries": self.delivery.max_retries,
             "timeout": self.delivery.timeout,
+            "dead_letter": None if self.dead_letter is None else self.dead_letter.spec(),
         }
 
     def __repr__(self) -> str:
         return f"PagerDutySink(url={self.url!r}, dedup_key={self.dedup_key!r}, severity={self.severity!r})"
+
+
+def _dumped(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)  # as the writer sends it
+
+
+def _fitted(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` with its ``custom_details`` cut (``fit_message``) when it is over :data:`EVENT_MAX_BYTES`
+    (a row holding a huge text would be refused on every retry).
+
+    Examples
+    --------
+    >>> event = _fitted({"payload": {"summary": "s", "custom_details": {"note": "x" * 600_000}}})
+    >>> details = event["payload"]["custom_details"]
+    >>> len(_dumped(event)) <= EVENT_MAX_BYTES, details["raw_truncated"], details["raw_bytes"]
+    (True, True, 600011)
+    """
+    if len(_dumped(event).encode("utf-8")) <= EVENT_MAX_BYTES:
+        return event
+    details = event["payload"]["custom_details"]
+    rest = len(_dumped({**event, "payload": {**event["payload"], "custom_details": None}}).encode("utf-8"))
+    text, _ = fit_message(details, max(EVENT_MAX_BYTES - rest, 1024), _dumped)
+    cut = {k: v for k, v in json.loads(text).items() if k in details or k.startswith("raw")}
+    return {**event, "payload": {**event["payload"], "custom_details": cut}}

@@ -11,6 +11,7 @@ from streamlab.clock import Clock
 from streamlab.errors import ParameterError
 from streamlab.io import Sink, Upstream
 
+from .._params import sink_or_none
 from ._templates import check_nested, check_template, render, render_any, templates_problem
 from .delivery import AlertWriter, Delivery, check_url, make_delivery, shown_url
 
@@ -44,6 +45,12 @@ class WebhookSink(Sink):
         Retries on connection errors, 429 and 5xx.
     timeout
         Seconds per HTTP request.
+    dead_letter
+        Sink receiving, with a ``reject_reason`` column, the alert rows whose content was refused: a
+        row that cannot be rendered, or one the endpoint answered with HTTP 400, 413 or 422 (a body too
+        large or not the shape it takes). Such an alert fails again on every retry and restart, so
+        without a dead letter the run stops until the row is mended; ``None``: ``flush()`` raises, as
+        for undelivered alerts (the source is not committed past them).
 
     Examples
     --------
@@ -58,6 +65,7 @@ class WebhookSink(Sink):
     template: Any = None
     headers: Mapping[str, str] = field(default_factory=dict)
     delivery: Delivery = field(default_factory=Delivery)
+    dead_letter: Sink | None = None
 
     def __init__(
         self,
@@ -68,6 +76,7 @@ class WebhookSink(Sink):
         rate_limit_per_minute: int | None = None,
         max_retries: int = 5,
         timeout: float = 10.0,
+        dead_letter: Sink | None = None,
     ) -> None:
         owner = "WebhookSink"
         check_url(owner, url)
@@ -88,6 +97,7 @@ class WebhookSink(Sink):
         set_(self, "template", template)
         set_(self, "headers", {str(k): str(v) for k, v in (headers or {}).items()})
         set_(self, "delivery", make_delivery(owner, rate_limit_per_minute, max_retries, timeout))
+        set_(self, "dead_letter", sink_or_none(owner, "dead_letter", dead_letter, about="refused alerts"))
 
     def columns_problem(self, columns: list[str], upstream: Upstream) -> tuple[str, str] | None:
         """The template's columns the stream lacks, as ``(problem, fix)``, else None.
@@ -130,6 +140,7 @@ class WebhookSink(Sink):
             "rate_limit_per_minute": self.delivery.rate_limit_per_minute,
             "max_retries": self.delivery.max_retries,
             "timeout": self.delivery.timeout,
+            "dead_letter": None if self.dead_letter is None else self.dead_letter.spec(),
         }
 
     def __repr__(self) -> str:

@@ -41,7 +41,12 @@ class RecordingServer:
                 body = self.rfile.read(length)
                 with recorder.lock:
                     recorder.requests.append(
-                        {"path": self.path, "headers": dict(self.headers), "json": json.loads(body)}
+                        {
+                            "path": self.path,
+                            "headers": dict(self.headers),
+                            "json": json.loads(body),
+                            "size": len(body),
+                        }
                     )
                     status, headers, text = (
                         recorder.script.pop(0)
@@ -403,3 +408,117 @@ def test_a_delivery_built_by_hand_is_checked_like_the_sinks_parameters(kwargs, p
     assert (e.value.owner, e.value.parameter) == ("Delivery", parameter) and words in e.value.problem
     assert parameter in e.value.fix
     assert Delivery(backoff=60, max_backoff=60).backoff == 60.0
+
+
+# -- alerts whose content is refused: a dead letter instead of a run stopped on every restart ---------
+def test_alerts_the_endpoint_refuses_for_their_content_go_to_the_dead_letter(server: RecordingServer) -> None:
+    # a 413 (a body too large) or 400/422 (not the shape the endpoint takes) is answered again on every
+    # retry and restart: the run failed at each flush until the row was mended by hand
+    from streamlab.testing import ListSink
+
+    server.recorder.script = [
+        (413, {}, "Payload Too Large"),
+        (202, {}, "ok"),
+        (422, {}, '{"error":"invalid_blocks"}'),
+        (400, {}, "no_text"),
+    ]
+    dead = ListSink()
+    writer = WebhookSink(server.url, template="{user_id}: {properties:>5}", dead_letter=dead).open(
+        ManualClock(T0)
+    )
+    rows = alerts(5).assign(properties=["a", "b", {"page": "/p"}, "d", "e"])  # the third cannot be rendered
+    writer.write_batch(rows)
+    writer.flush()  # raised before: 4 alert(s) not delivered
+    writer.close()
+    assert writer.sent == 1 and len(server.recorder.requests) == 4  # none retried
+    got = dead.frame()
+    assert got["user_id"].tolist() == ["u0", "u2", "u3", "u4"]
+    assert list(got.columns) == [*rows.columns, "reject_reason"]
+    reasons = got["reject_reason"].tolist()
+    assert reasons[0] == "rejected: HTTP 413 Payload Too Large"
+    assert "column 'properties'" in reasons[1] and "cannot be formatted" in reasons[1]
+    assert (
+        reasons[2] == 'rejected: HTTP 422 {"error":"invalid_blocks"}'
+        and reasons[3] == "rejected: HTTP 400 no_text"
+    )
+
+
+def test_without_a_dead_letter_a_refused_alert_fails_the_flush_and_says_how_to_keep_it(
+    server: RecordingServer,
+) -> None:
+    server.recorder.script = [(413, {}, "Payload Too Large")]
+    writer = WebhookSink(server.url).open(ManualClock(T0))
+    writer.write_batch(alerts(1))
+    with pytest.raises(AlertDeliveryError, match="HTTP 413.*pass dead_letter= to keep alerts"):
+        writer.flush()
+
+
+def test_a_wrong_routing_key_fails_the_run_even_with_a_dead_letter(server: RecordingServer) -> None:
+    # PagerDuty answers a wrong key with 400 too: a configuration mistake every alert shares, which must
+    # stop the run, not fill the dead letter
+    from streamlab.testing import ListSink
+
+    body = '{"status":"invalid event","message":"Event object is invalid","errors":["\'routing_key\' is invalid"]}'
+    server.recorder.script = [(400, {}, body)]
+    dead = ListSink()
+    writer = PagerDutySink("wrong", url=server.url, dead_letter=dead).open(ManualClock(T0))
+    writer.write_batch(alerts(1))
+    with pytest.raises(AlertDeliveryError, match="routing_key") as info:
+        writer.flush()
+    assert "pass dead_letter=" not in str(info.value) and dead.frame().empty
+
+
+def test_an_event_over_pagerdutys_512_kb_is_sent_with_its_details_cut(server: RecordingServer) -> None:
+    import hashlib
+
+    rows = alerts(2).assign(note=["x" * 700_000, "short"])
+    writer = PagerDutySink("key", url=server.url, summary="{user_id}").open(ManualClock(T0))
+    writer.write_batch(rows)
+    writer.flush()
+    big, small = (r for r in server.recorder.requests)
+    assert big["size"] <= 512_000 < 700_000  # type: ignore[operator]
+    details = big["json"]["payload"]["custom_details"]  # type: ignore[index]
+    # the details as the sink builds them (the row, times as ISO text), compact, are what was cut
+    row = {**json.loads(rows.iloc[:1].to_json(orient="records", date_format="iso"))[0]}
+    row["timestamp"] = "2024-01-01T00:00:00.000000Z"
+    whole = json.dumps(row, separators=(",", ":"))
+    assert (
+        details["raw_truncated"] is True
+        and whole.startswith(details["raw"])
+        and len(details["raw"]) > 500_000
+    )
+    assert (
+        details["raw_bytes"] == len(whole)
+        and details["raw_sha256"] == hashlib.sha256(whole.encode()).hexdigest()
+    )
+    assert set(details) == {"raw", "raw_truncated", "raw_bytes", "raw_sha256"}
+    assert big["json"]["payload"]["summary"] == "u0"  # type: ignore[index]
+    assert small["json"]["payload"]["custom_details"]["note"] == "short"  # type: ignore[index]
+
+
+def test_a_run_keeps_refused_alerts_in_its_dead_letter_read_back_from_yaml(
+    server: RecordingServer, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pathlib import Path
+
+    from streamlab import Pipeline, ReplaySource
+    from streamlab.sinks import JsonLinesSink
+
+    out = Path(str(tmp_path)) / "refused.jsonl"
+    server.recorder.script = [(202, {}, "ok"), (413, {}, "Payload Too Large")]
+    events = Path(str(tmp_path)) / "alerts.jsonl"
+    events.write_text(
+        "".join(
+            json.dumps({"user_id": f"u{i}", "timestamp": f"2024-01-01T00:00:0{i}Z"}) + "\n" for i in range(3)
+        )
+    )
+    p = Pipeline(ReplaySource(events, speed=None))
+    p.stream.to(WebhookSink(server.url, template="{user_id}", dead_letter=JsonLinesSink(str(out))))
+    monkeypatch.setenv("WEBHOOK_URL", server.url)  # the spec holds a reference to the URL, not the URL
+    again = Pipeline.from_yaml(p.to_yaml())
+    assert again.run().status == "finished"
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["user_id"], r["reject_reason"]) for r in lines] == [
+        ("u1", "rejected: HTTP 413 Payload Too Large")
+    ]
+    assert len(server.recorder.requests) == 3
