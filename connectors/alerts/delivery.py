@@ -148,6 +148,9 @@ class AlertWriter(SinkWriter):
         Requests repeated after a retryable answer.
     failures
         Descriptions of alerts that could not be delivered (first 100).
+    refused
+        Alerts refused for their content (see :func:`refused_content`): in the dead-letter sink when
+        there is one, else among the failures.
     history
         ``(clock time ns, HTTP status or 0 for a connection error)`` of the last 1000 requests.
 
@@ -176,9 +179,11 @@ class AlertWriter(SinkWriter):
         self._stopped = threading.Event()  # the run is stopping: no more waiting (interrupt())
         self.history: deque[tuple[int, int]] = deque(maxlen=1000)
         self._window: deque[int] = deque()
-        # rows whose content was refused (see _refused_content), for the dead-letter sink at flush()
+        # rows whose content was refused (see refused_content), for the dead-letter sink at flush()
         self._dead_letter = sink.dead_letter.open(clock) if sink.dead_letter is not None else None
         self._refused: list[pd.DataFrame] = []
+        self.refused = 0
+        self._content_failed = False  # a refused alert failed for want of a dead letter: say so at flush()
 
     def write_batch(self, batch: pd.DataFrame) -> None:
         """Send every row of ``batch`` (waiting for rate-limit slots and retries as needed)."""
@@ -203,9 +208,11 @@ class AlertWriter(SinkWriter):
             else:
                 refused = self._send(body)
             if refused is not None:
+                self.refused += 1
                 if self._dead_letter is not None:
                     self._refused.append(batch.iloc[[i]].assign(**{REASON_COLUMN: refused}))
                 else:
+                    self._content_failed = True
                     self._fail(refused)
 
     # -- HTTP ------------------------------------------------------------------------------------------
@@ -320,9 +327,9 @@ class AlertWriter(SinkWriter):
             self._dead_letter.commit()  # outside the runtime's checkpoints: published now
         if self._failed_total:
             hint = (
-                ""
-                if self._dead_letter is not None or not any(f.startswith(_REFUSED) for f in self.failures)
-                else "; pass dead_letter= to keep alerts whose content is refused as data instead of failing"
+                "; pass dead_letter= to keep alerts whose content is refused as data instead of failing"
+                if self._content_failed
+                else ""
             )
             raise AlertDeliveryError(
                 f"{self.sink!r}: {self._failed_total} alert(s) not delivered, e.g. {self.failures[:3]}{hint}"
@@ -349,7 +356,6 @@ class AlertWriter(SinkWriter):
 
 REASON_COLUMN = "reject_reason"
 """The column a dead-letter sink gets with the reason an alert was refused."""
-_REFUSED = ("rejected: HTTP 400", "rejected: HTTP 413", "rejected: HTTP 422", "row ")
 _CONTENT_STATUSES = (400, 413, 422)
 
 

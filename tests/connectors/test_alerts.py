@@ -430,7 +430,7 @@ def test_alerts_the_endpoint_refuses_for_their_content_go_to_the_dead_letter(ser
     writer.write_batch(rows)
     writer.flush()  # raised before: 4 alert(s) not delivered
     writer.close()
-    assert writer.sent == 1 and len(server.recorder.requests) == 4  # none retried
+    assert (writer.sent, writer.refused) == (1, 4) and len(server.recorder.requests) == 4  # none retried
     got = dead.frame()
     assert got["user_id"].tolist() == ["u0", "u2", "u3", "u4"]
     assert list(got.columns) == [*rows.columns, "reject_reason"]
@@ -466,6 +466,14 @@ def test_a_wrong_routing_key_fails_the_run_even_with_a_dead_letter(server: Recor
     with pytest.raises(AlertDeliveryError, match="routing_key") as info:
         writer.flush()
     assert "pass dead_letter=" not in str(info.value) and dead.frame().empty
+    server.recorder.script = [(400, {}, body)]
+    alone = PagerDutySink("wrong", url=server.url).open(
+        ManualClock(T0)
+    )  # no dead letter: no such hint either
+    alone.write_batch(alerts(1))
+    with pytest.raises(AlertDeliveryError, match="routing_key") as info:
+        alone.flush()
+    assert "pass dead_letter=" not in str(info.value)
 
 
 def test_an_event_over_pagerdutys_512_kb_is_sent_with_its_details_cut(server: RecordingServer) -> None:
