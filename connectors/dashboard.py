@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import threading
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 from streamlab._secrets import redact_url
 from streamlab.errors import ParameterError
@@ -36,6 +38,37 @@ def _import_clients() -> tuple[Any, Any]:
             "RedisWebSocketRelay needs redis-py and websockets: pip install 'streamlab[redis]'"
         ) from exc
     return redis_asyncio, ws_server
+
+
+def origin_allowed(origin: str | None, allowed: Sequence[str] = ()) -> bool:
+    """Whether a websocket handshake with this ``Origin`` may read the relay: no origin (not a browser),
+    a page of this machine (``localhost``, a loopback address such as ``127.0.0.1`` or ``[::1]``), or one of ``allowed`` (``"*"``:
+    any).
+
+    Examples
+    --------
+    >>> origin_allowed(None), origin_allowed("http://localhost:8888"), origin_allowed("https://evil.example")
+    (True, True, False)
+    >>> origin_allowed("https://dash.example.com", ["https://dash.example.com"])
+    True
+    >>> origin_allowed("http://localhost.evil.example"), origin_allowed("null"), origin_allowed("http://[::1]:80")
+    (False, False, True)
+    """
+    if origin is None or "*" in allowed or origin.rstrip("/") in allowed:
+        return True
+    try:
+        parts = urlsplit(origin)
+        host = parts.hostname
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name other than localhost: another machine's, as far as the relay knows
+        return False
 
 
 class RedisWebSocketRelay:
@@ -64,6 +97,13 @@ class RedisWebSocketRelay:
         Bytes a client may have waiting to be sent before further messages skip it.
     startup_timeout
         Seconds ``start()`` waits for Redis and the listening socket.
+    allowed_origins
+        Web origins (``"https://dash.example.com"``) whose pages may connect, beside pages served from
+        this machine (``http(s)://localhost``, ``127.0.0.1`` or ``[::1]``, any port) and clients that
+        are not browsers (they send no ``Origin``). Browsers let any page open a websocket to
+        ``127.0.0.1``, so without this check a site visited while the relay runs could read the
+        metrics; another page gets HTTP 403. ``"*"`` allows every origin (a relay reached only
+        through your own proxy); ``"null"`` allows pages opened from files.
 
     Examples
     --------
@@ -88,6 +128,7 @@ class RedisWebSocketRelay:
         port: int = 0,
         max_client_buffer: int = 1_000_000,
         startup_timeout: float = 10.0,
+        allowed_origins: Sequence[str] = (),
     ) -> None:
         owner = "RedisWebSocketRelay"
         if not isinstance(redis_url, str) or not redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -121,6 +162,18 @@ class RedisWebSocketRelay:
                 "pass a whole number of bytes, e.g. max_client_buffer=1_000_000",
             )
         startup_timeout = positive_seconds(owner, "startup_timeout", startup_timeout, 10)
+        origins = [allowed_origins] if isinstance(allowed_origins, str) else list(allowed_origins)
+        if not all(isinstance(o, str) and o for o in origins):
+            raise ParameterError(
+                owner,
+                "allowed_origins",
+                f"expected a list of web origins, got {allowed_origins!r}",
+                "write origins as a browser sends them, e.g. allowed_origins=['https://dash.example.com'] "
+                "(scheme, host and port if not the default; no path)",
+            )
+        self.allowed_origins: tuple[str, ...] = tuple(o.rstrip("/") for o in origins)
+        #: Browser connections refused for their origin.
+        self.refused = 0
         self.redis_url = redis_url
         self.channels: tuple[str, ...] = tuple(names)
         self.host = host
@@ -268,7 +321,9 @@ class RedisWebSocketRelay:
                 if msg["type"] == "subscribe":
                     name = msg["channel"]
                     confirmed.add(name.decode() if isinstance(name, bytes) else str(name))
-            server = await ws_server.serve(self._handle, self.host, self._wanted_port)
+            server = await ws_server.serve(
+                self._handle, self.host, self._wanted_port, process_request=self._check_origin
+            )
             self._port = int(server.sockets[0].getsockname()[1])
         except BaseException as exc:
             failure.append(exc)
@@ -318,6 +373,18 @@ class RedisWebSocketRelay:
         except Exception as exc:
             self.error = exc
             log.error("%r: forwarding stopped: %s", self, exc)
+
+    def _check_origin(self, connection: Any, request: Any) -> Any:
+        """Refuse (HTTP 403) a browser page whose origin :func:`origin_allowed` does not allow."""
+        origin = request.headers.get("Origin")
+        if origin_allowed(origin, self.allowed_origins):
+            return None
+        self.refused += 1
+        log.warning("%r: refused a websocket from a page of %s (not in allowed_origins)", self, origin)
+        return connection.respond(
+            403,
+            f"origin {origin} may not read this relay: add it to RedisWebSocketRelay(allowed_origins=[...])\n",
+        )
 
     async def _handle(self, connection: Any) -> None:
         self._clients.add(connection)

@@ -170,3 +170,37 @@ def test_lost_redis_ends_the_relay_and_disconnects_clients() -> None:
         relay.stop()  # still safe to call
     finally:
         server.stop()
+
+
+def test_a_page_of_another_site_cannot_read_the_relay(redis_server: LocalRedis, redis_client: object) -> None:
+    # browsers let any page open a websocket to 127.0.0.1 and send its origin: without a check, a site
+    # visited while the relay ran could read every metric (cross-site websocket hijacking)
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect as ws_connect
+
+    with RedisWebSocketRelay(
+        redis_server.url, channels="m", allowed_origins=["https://dash.example.com"]
+    ) as relay:
+        for origin in ("https://evil.example", "http://localhost.evil.example", "null"):
+            with pytest.raises(InvalidStatus) as info, ws_connect(relay.url, origin=origin, open_timeout=5):
+                pass
+            assert info.value.response.status_code == 403
+            assert b"allowed_origins" in info.value.response.body
+        assert relay.refused == 3 and relay.clients == 0
+        allowed = (
+            "http://localhost:8888",
+            "http://127.0.0.1:8000",
+            "http://[::1]:3000",
+            "https://dash.example.com",
+        )
+        with contextlib.ExitStack() as stack:
+            clients = [stack.enter_context(ws_connect(relay.url, origin=o, open_timeout=5)) for o in allowed]
+            clients.append(stack.enter_context(connect(relay)))  # a script: no origin at all
+            wait_for(lambda: relay.clients == 5, timeout=10, what="five clients")
+            redis_client.publish("m", "hello")  # type: ignore[attr-defined]
+            assert [receive(c, 1) for c in clients] == [["hello"]] * 5
+    anywhere = RedisWebSocketRelay(redis_server.url, channels="m", allowed_origins="*")
+    with anywhere, ws_connect(anywhere.url, origin="https://anywhere.example", open_timeout=5):
+        wait_for(lambda: anywhere.clients == 1, timeout=10, what="the client")
+    with pytest.raises(ValueError, match="allowed_origins"):
+        RedisWebSocketRelay(redis_server.url, allowed_origins=[""])
