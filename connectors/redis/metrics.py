@@ -35,6 +35,9 @@ from ._client import (
 log = logging.getLogger("streamlab.connectors.redis")
 
 
+_NOT_NUMBERS = ("string", "category", "timestamp")  # declared types no increment adds
+
+
 @dataclass(frozen=True, repr=False)
 class RedisMetricsSink(Sink):
     """Add result rows to Redis hashes and announce each update on a pub/sub channel.
@@ -157,17 +160,36 @@ class RedisMetricsSink(Sink):
         True
         >>> sink.columns_problem(["event_type", "n"], Upstream())[0]
         "RedisMetricsSink(fields=['count']) names column(s) ['count'] that the stream does not have (its columns: ['event_type', 'n']); the first write would fail"
+        >>> sink.columns_problem(["event_type", "count"], Upstream(declared=(("count", "string"),)))[1]
+        'name columns of numbers in fields=[...] (a count, a sum), or cast the column in a step before the sink'
         """
-        return missing_columns_problem(
-            f"RedisMetricsSink(fields={list(self.fields.values())!r})",
-            self.fields.values(),
-            columns,
-            "name metric columns of the stream in fields=[...] (or {hash_field: column})",
-        ) or missing_columns_problem(
-            f"RedisMetricsSink(key_template={self.key_template!r})",
-            template_columns(self.__dict__["_parts"]),
-            columns,
-            "use {column} placeholders naming columns of the stream",
+        return (
+            missing_columns_problem(
+                f"RedisMetricsSink(fields={list(self.fields.values())!r})",
+                self.fields.values(),
+                columns,
+                "name metric columns of the stream in fields=[...] (or {hash_field: column})",
+            )
+            or missing_columns_problem(
+                f"RedisMetricsSink(key_template={self.key_template!r})",
+                template_columns(self.__dict__["_parts"]),
+                columns,
+                "use {column} placeholders naming columns of the stream",
+            )
+            or self._text_metrics_problem(dict(upstream.declared))
+        )
+
+    def _text_metrics_problem(self, declared: dict[str, str]) -> tuple[str, str] | None:
+        """Metric columns declared upstream as a type no increment adds (text, a category, a time): the
+        wrong column, which failed every batch (pandas 3's text) or was skipped value by value (pandas 2
+        holds text as objects), found when the sink is added instead."""
+        wrong = {c: declared[c] for c in self.fields.values() if declared.get(c) in _NOT_NUMBERS}
+        if not wrong:
+            return None
+        return (
+            f"RedisMetricsSink(fields={list(self.fields.values())!r}): column(s) {wrong} are not numbers "
+            "(their types as declared upstream), and HINCRBY/HINCRBYFLOAT add numbers only",
+            "name columns of numbers in fields=[...] (a count, a sum), or cast the column in a step before the sink",
         )
 
     def keys_for(self, batch: pd.DataFrame) -> np.ndarray:
