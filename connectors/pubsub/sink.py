@@ -29,6 +29,29 @@ the batch on every retry. A larger row is published cut to fit (``streamlab._dea
 ATTRIBUTES_MAX = 100
 ATTRIBUTE_KEY_MAX_BYTES = 256
 ATTRIBUTE_VALUE_MAX_BYTES = 1024
+ORDERING_KEY_MAX_BYTES = 1024
+
+
+def _texts(col: pd.Series) -> list[str]:
+    """A column's values as message text (a missing value empty), a lone surrogate (``"\\ud800"``, which
+    a user function or a ``json`` field can hold) written as the escape ``\\ud800``, as JSON writes it:
+    the client cannot encode one, and its publish raised on every retry.
+
+    Examples
+    --------
+    >>> _texts(pd.Series(["a\\ud800", None, 1], dtype=object))
+    ['a\\\\ud800', '', '1']
+    """
+    try:
+        texts: list[str] = col.astype("string").fillna("").tolist()
+    except UnicodeEncodeError:  # pandas' Arrow-backed text cannot hold a lone surrogate: value by value
+        missing = col.isna().tolist()
+        texts = ["" if m else str(v) for v, m in zip(col.tolist(), missing)]
+    try:
+        "".join(texts).encode("utf-8")
+    except UnicodeEncodeError:
+        return [t.encode("utf-8", "backslashreplace").decode("utf-8") for t in texts]
+    return texts
 
 
 def _first_too_long(attributes: Iterable[tuple[str, str]], limit: int) -> tuple[str, int] | None:
@@ -99,7 +122,8 @@ class PubSubSink(Sink):
     attributes
         Message attributes: a mapping of constant attributes, or a sequence of column names whose values
         (as text) become attributes of the same names. Pub/Sub takes at most 100 attributes per message,
-        names of at most 256 bytes and values of at most 1,024 bytes.
+        names of at most 256 bytes and values of at most 1,024 bytes. Values (and ordering keys) are
+        sent as text; a lone surrogate (``"\\ud800"``) as the escape ``\\ud800``, as JSON writes it.
     emulator_host
         ``"HOST:PORT"`` of a Pub/Sub emulator; default: ``PUBSUB_EMULATOR_HOST`` or Google Cloud.
     timeout
@@ -107,8 +131,8 @@ class PubSubSink(Sink):
         it raises an error naming the service.
     dead_letter
         Sink receiving, with a ``reject_reason`` column, the rows no message can carry: an attribute
-        column's value over 1,024 bytes, which Pub/Sub refuses. ``None``: ``flush()`` raises and names
-        them (the other rows are published).
+        column's value or an ordering key over 1,024 bytes, which Pub/Sub refuses. ``None``: ``flush()``
+        raises and names them (the other rows are published).
 
     Examples
     --------
@@ -236,16 +260,11 @@ class _PubSubWriter(SinkWriter):
             raise KeyError(
                 f"{self._sink!r}: the batch has no column(s) {needed}; it has {list(batch.columns)}"
             )
-        batch = self._refuse_long_attributes(batch)
+        batch = self._refuse_unfit_rows(batch)
         if batch.empty:
             return
         payloads = encode_rows(batch)
-        n = len(batch)
-        keys = (
-            batch[self._sink.ordering_key].astype("string").fillna("").tolist()
-            if self._sink.ordering_key
-            else [""] * n
-        )
+        keys = self._ordering_keys(batch)
         columns = self._attribute_texts(batch)
         static = self._sink.static_attributes
         for i, payload in enumerate(payloads):
@@ -255,12 +274,15 @@ class _PubSubWriter(SinkWriter):
             future = self._client.publish(self._sink.topic, payload, ordering_key=keys[i], **attrs)
             self._futures.append((future, keys[i]))
 
-    def _refuse_long_attributes(self, batch: pd.DataFrame) -> pd.DataFrame:
-        """The rows Pub/Sub can take; the others (an attribute value over 1,024 bytes, which the service
-        refuses, failing the flush) go to the dead-letter sink with the reason, or wait for flush to raise."""
+    def _refuse_unfit_rows(self, batch: pd.DataFrame) -> pd.DataFrame:
+        """The rows Pub/Sub can take; the others (an attribute value or an ordering key over 1,024 bytes,
+        which the service refuses, failing the flush) go to the dead-letter sink with the reason, or wait
+        for flush to raise."""
         columns = self._attribute_texts(batch)
-        if not columns:
+        key = self._sink.ordering_key
+        if not columns and not key:
             return batch
+        keys = self._ordering_keys(batch)
         reasons = [""] * len(batch)
         for i in range(len(batch)):
             found = _first_too_long(
@@ -270,6 +292,11 @@ class _PubSubWriter(SinkWriter):
                 reasons[i] = (
                     f"attribute {found[0]!r} is {found[1]} bytes long; Pub/Sub takes attribute values of at "
                     f"most {ATTRIBUTE_VALUE_MAX_BYTES} bytes"
+                )
+            elif (found := _first_too_long([(key or "", keys[i])], ORDERING_KEY_MAX_BYTES)) is not None:
+                reasons[i] = (
+                    f"ordering key (column {key!r}) is {found[1]} bytes long; Pub/Sub takes ordering keys of "
+                    f"at most {ORDERING_KEY_MAX_BYTES} bytes"
                 )
         bad = np.array([bool(r) for r in reasons], dtype=bool)
         if not bad.any():
@@ -284,9 +311,15 @@ class _PubSubWriter(SinkWriter):
             self._refused.append(refused)
         return batch[~bad]
 
+    def _ordering_keys(self, batch: pd.DataFrame) -> list[str]:
+        """Each row's ordering key as the message carries it: text, a missing value empty (no key)."""
+        if not self._sink.ordering_key:
+            return [""] * len(batch)
+        return _texts(batch[self._sink.ordering_key])
+
     def _attribute_texts(self, batch: pd.DataFrame) -> dict[str, list[str]]:
         """Each attribute column's values as the messages carry them: text, a missing value empty."""
-        return {c: batch[c].astype("string").fillna("").tolist() for c in self._sink.attribute_columns}
+        return {c: _texts(batch[c]) for c in self._sink.attribute_columns}
 
     def _missing_columns(self, batch: pd.DataFrame) -> list[str]:
         wanted = list(self._sink.attribute_columns) + (

@@ -42,6 +42,42 @@ _DEFAULT_MAX_OUTSTANDING = 1000
 _MANUAL_CLOCK_RECHECK_S = 0.2
 
 
+# Pub/Sub's per-message limits (cloud.google.com/pubsub/quotas, "Resource limits"), which Google's service
+# enforces on publish and the emulator therefore does too
+ATTRIBUTES_MAX, ATTRIBUTE_KEY_MAX_BYTES, ATTRIBUTE_VALUE_MAX_BYTES, ORDERING_KEY_MAX_BYTES = (
+    100,
+    256,
+    1024,
+    1024,
+)
+
+
+def message_problem(message: Any) -> str | None:
+    """Why Pub/Sub refuses a message to publish (an attribute or ordering key over its limits), or None.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> message_problem(SimpleNamespace(attributes={"kind": "x" * 1025}, ordering_key=""))
+    'Attribute value for key kind is 1025 bytes; the limit is 1024 bytes'
+    >>> message_problem(SimpleNamespace(attributes={}, ordering_key="k" * 1024)) is None
+    True
+    """
+    attributes = dict(message.attributes)
+    if len(attributes) > ATTRIBUTES_MAX:
+        return f"A message has {len(attributes)} attributes; the limit is {ATTRIBUTES_MAX}"
+    for name, value in attributes.items():
+        if len(name.encode("utf-8", "surrogatepass")) > ATTRIBUTE_KEY_MAX_BYTES:
+            return f"Attribute key {name[:64]!r}... is over {ATTRIBUTE_KEY_MAX_BYTES} bytes"
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > ATTRIBUTE_VALUE_MAX_BYTES:
+            return f"Attribute value for key {name} is {size} bytes; the limit is {ATTRIBUTE_VALUE_MAX_BYTES} bytes"
+    size = len(message.ordering_key.encode("utf-8", "surrogatepass"))
+    if size > ORDERING_KEY_MAX_BYTES:
+        return f"Ordering key is {size} bytes; the limit is {ORDERING_KEY_MAX_BYTES} bytes"
+    return None
+
+
 def _import_grpc() -> tuple[Any, Any]:
     try:
         import grpc
@@ -213,6 +249,10 @@ class _Servicer:
                 "INVALID_ARGUMENT",
                 f"Request payload size exceeds the limit: {PUBLISH_REQUEST_LIMIT} bytes.",
             )
+        for m in req.messages:
+            problem = message_problem(m)
+            if problem is not None:  # Google's service refuses the whole request
+                self._abort(ctx, "INVALID_ARGUMENT", problem)
         with self._s.cond:
             if req.topic not in self._s.topics:
                 self._abort(ctx, "NOT_FOUND", f"Topic does not exist: {req.topic}")

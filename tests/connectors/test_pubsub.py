@@ -511,9 +511,9 @@ def test_a_resume_after_a_kill_between_the_checkpoint_and_its_acks_counts_each_m
 def test_a_row_whose_attribute_value_is_over_1024_bytes_goes_to_dead_letter(
     emulator: PubSubEmulator, names: tuple[str, str]
 ) -> None:
-    """Pub/Sub refuses an attribute value over 1,024 bytes (its quotas page; the emulator takes it): such
-    a row failed the whole flush on Google Cloud; it goes to ``dead_letter`` with the reason now, and the
-    other rows are published."""
+    """Pub/Sub refuses an attribute value over 1,024 bytes (its quotas page; the emulator refuses it too):
+    such a row failed the whole flush on Google Cloud; it goes to ``dead_letter`` with the reason now, and
+    the other rows are published."""
     from streamlab.testing import ListSink
 
     topic, sub = names
@@ -547,3 +547,108 @@ def test_without_a_dead_letter_sink_flush_names_the_row_too_long_for_pubsub(
     with pytest.raises(RuntimeError, match=r"1 row\(s\) were not published: attribute 'event_type' is 1025"):
         writer.flush()
     writer.close()
+
+
+def test_a_row_whose_ordering_key_is_over_1024_bytes_goes_to_dead_letter_and_its_key_order_holds(
+    emulator: PubSubEmulator,
+) -> None:
+    """An ordering key over 1,024 bytes (one hostile event's id as the key) is refused by Pub/Sub, as the
+    emulator now refuses it: the publish failed and the flush with it, on every retry and restart. Such a
+    row goes to ``dead_letter`` now; the other keys are published in their order."""
+    from streamlab.testing import ListSink
+
+    host, suffix = emulator.host, uuid.uuid4().hex[:8]
+    topic = create_topic(f"k-{suffix}", project=PROJECT, emulator_host=host)
+    sub = create_subscription(
+        f"k-{suffix}", topic, project=PROJECT, enable_message_ordering=True, emulator_host=host
+    )
+    batch = events(6).assign(user_id=["u0", "é" * 513, "u1", "k" * 1024, "u0", "u1"])  # 1,026 bytes; 1,024
+    dead = ListSink()
+    writer = PubSubSink(topic, ordering_key="user_id", emulator_host=host, dead_letter=dead).open()
+    writer.write_batch(batch)
+    writer.flush()  # raised before: the service refused the publish of the 1,026-byte key
+    writer.close()
+    rows = dead.frame()
+    assert rows["event_id"].tolist() == ["e1"]
+    assert rows["reject_reason"].tolist() == [
+        "ordering key (column 'user_id') is 1026 bytes long; Pub/Sub takes ordering keys of at most 1024 bytes"
+    ]
+    reader = PubSubSource(sub, emulator_host=host).open()
+    seen: list[dict[str, Any]] = []
+    try:
+
+        def all_read() -> bool:
+            got = reader.poll(100)
+            if got is not None:
+                seen.extend(got.to_dict("records"))
+                reader.commit(reader.snapshot())
+            return len(seen) >= 5
+
+        wait_for(all_read, timeout=10, what="5 ordered messages")
+    finally:
+        reader.close()
+    by_key: dict[str, list[str]] = {}
+    for row in seen:
+        by_key.setdefault(row["ordering_key"][:2], []).append(json.loads(row["value"])["event_id"])
+    assert by_key == {"u0": ["e0", "e4"], "u1": ["e2", "e5"], "kk": ["e3"]}
+    without = PubSubSink(topic, ordering_key="user_id", emulator_host=host).open()
+    without.write_batch(events(1).assign(user_id=["x" * 1025]))
+    with pytest.raises(
+        RuntimeError, match=r"1 row\(s\) were not published: ordering key \(column 'user_id'\) is 1025"
+    ):
+        without.flush()
+    without.close()
+
+
+def test_the_emulator_refuses_what_pubsub_refuses(emulator: PubSubEmulator) -> None:
+    # Google's limits per message (attribute values and ordering keys of 1,024 bytes, keys of 256, 100
+    # attributes): the emulator took any, so a sink's mistakes there passed every local test
+    from google.api_core import exceptions
+
+    topic = create_topic(f"lim-{uuid.uuid4().hex[:8]}", project=PROJECT, emulator_host=emulator.host)
+    client = pubsub_v1.PublisherClient(
+        publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True),
+        **emulator_client_kwargs(emulator.host, "publisher"),
+    )
+    try:
+        for kwargs, words in [
+            ({"kind": "x" * 1025}, "Attribute value for key kind is 1025 bytes"),
+            ({"k" * 257: "v"}, "Attribute key"),
+            ({f"a{i}": "v" for i in range(101)}, "101 attributes"),
+            ({"ordering_key": "o" * 1025}, "Ordering key is 1025 bytes"),
+        ]:
+            with pytest.raises(exceptions.InvalidArgument, match=words):
+                client.publish(topic, b"x", **kwargs).result(timeout=10)
+            if "ordering_key" in kwargs:
+                client.resume_publish(topic, kwargs["ordering_key"])
+        at_limits = {"kind": "x" * 1024, "k" * 256: "v", "ordering_key": "o" * 1024}
+        assert client.publish(topic, b"x", **at_limits).result(timeout=10)
+    finally:
+        client.stop()
+
+
+def test_a_lone_surrogate_in_an_ordering_key_or_attribute_is_published_escaped(
+    emulator: PubSubEmulator,
+) -> None:
+    # a lone surrogate ("\ud800", which a json field or a user function can hold) cannot be text in a
+    # message: converting the column raised UnicodeEncodeError in write_batch, on every retry and restart.
+    # It is written as the escape \ud800 (the six characters JSON writes), as the Redis and Kafka sinks do
+    host, suffix = emulator.host, uuid.uuid4().hex[:8]
+    topic = create_topic(f"s-{suffix}", project=PROJECT, emulator_host=host)
+    sub = create_subscription(
+        f"s-{suffix}", topic, project=PROJECT, enable_message_ordering=True, emulator_host=host
+    )
+    batch = events(2).assign(user_id=pd.Series(["u0", "u\ud800"], dtype=object))
+    batch["kind"] = pd.Series(["a", "b\udcff"], dtype=object)
+    writer = PubSubSink(topic, ordering_key="user_id", attributes=["kind"], emulator_host=host).open()
+    writer.write_batch(batch)
+    writer.flush()
+    writer.close()
+    reader = PubSubSource(sub, emulator_host=host).open()
+    try:
+        got = read(reader, 2)
+        reader.commit(reader.snapshot())
+    finally:
+        reader.close()
+    pairs = sorted(zip(got["ordering_key"], [a["kind"] for a in got["attributes"]]))
+    assert pairs == [("u0", "a"), ("u\\ud800", "b\\udcff")]
