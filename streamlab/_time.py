@@ -144,6 +144,35 @@ def to_utc_ns(values: pd.Series | np.ndarray | list[object]) -> npt.NDArray[np.i
             ok = np.isfinite(f) & (np.abs(f) * scale < 9.2e18)  # beyond int64 nanoseconds: missing
         out[ok] = epoch_floats_to_ns(f[ok])
         return out
+    try:
+        return _text_to_ns(s)
+    except UnicodeEncodeError:  # a lone surrogate ("\\ud800"), which pandas' Arrow-backed text cannot hold
+        return _text_to_ns(_unencodable_as_missing(s))
+
+
+def _unencodable_as_missing(s: pd.Series) -> pd.Series:
+    """``s`` with each text UTF-8 cannot encode (a lone surrogate: an escaped ``"\\ud800"`` read from JSON)
+    as a missing value: no event time, as the parse step judges such text.
+
+    Examples
+    --------
+    >>> _unencodable_as_missing(pd.Series(["2024", "20\\ud80024", 5], dtype=object)).tolist()
+    ['2024', None, 5]
+    """
+    bad = np.fromiter((isinstance(v, str) and not _encodes(v) for v in s.to_numpy()), bool, len(s))
+    return s.astype(object).where(~bad, None)
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text_to_ns(s: pd.Series) -> npt.NDArray[np.int64]:
+    """:func:`to_utc_ns` of a column of text (or of text beside epoch numbers and other objects)."""
     numbers = None
     if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) not in ("string", "empty"):
         # numbers beside text: to_datetime would read 1678 as the year 1678; read them as epochs below
