@@ -26,7 +26,7 @@ import pandas as pd
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
-from streamlab.serde import dump_json, encode_rows, rows_to_json
+from streamlab.serde import dump_json, encode_rows, rows_to_json, text_values
 
 from ._params import positive_seconds, sink_or_none
 
@@ -402,7 +402,7 @@ def stream_requests(
                 value = row.get(column)
                 if value is not None and not isinstance(value, str):
                     row[column] = dump_json(value)
-    ids = batch[insert_id].astype("string").fillna("").tolist() if insert_id is not None else None
+    ids = text_values(batch[insert_id]) if insert_id is not None else None
     requests: list[tuple[list[dict[str, Any]], list[str] | None, list[int]]] = []
     size = 0
     positions: list[int] = []

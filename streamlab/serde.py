@@ -183,3 +183,36 @@ def encode_values(s: pd.Series) -> list[bytes | None]:
     [b'a', None]
     """
     return [encode_value(v) for v in s.tolist()]
+
+
+def text_values(s: pd.Series) -> list[str]:
+    """Each value of a column as message text (a missing value empty): Pub/Sub ordering keys and
+    attributes, BigQuery insert ids. A lone surrogate (``"\\ud800"``, which a ``json`` field or a user
+    function can hold) is written as the escape ``\\ud800``, as JSON writes it: UTF-8 cannot encode it,
+    and converting the column raised on every retry.
+
+    Parameters
+    ----------
+    s
+        The column.
+
+    Returns
+    -------
+    list of str
+        Text per value, ``""`` where it is missing.
+
+    Examples
+    --------
+    >>> text_values(pd.Series(["a\\ud800", None, 1], dtype=object))
+    ['a\\\\ud800', '', '1']
+    """
+    try:
+        texts: list[str] = s.astype("string").fillna("").tolist()
+    except UnicodeEncodeError:  # pandas' Arrow-backed text cannot hold a lone surrogate: value by value
+        missing = s.isna().tolist()
+        texts = ["" if m else str(v) for v, m in zip(s.tolist(), missing)]
+    try:
+        "".join(texts).encode("utf-8")
+    except UnicodeEncodeError:
+        return [t.encode("utf-8", "backslashreplace").decode("utf-8") for t in texts]
+    return texts

@@ -14,7 +14,7 @@ from streamlab._timestream_values import utf8_size
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
-from streamlab.serde import encode_rows
+from streamlab.serde import encode_rows, text_values
 
 from .._params import check_emulator_host, positive_seconds, sink_or_none
 from ._client import client_kwargs, describe_service, import_pubsub, resource_path
@@ -30,28 +30,6 @@ ATTRIBUTES_MAX = 100
 ATTRIBUTE_KEY_MAX_BYTES = 256
 ATTRIBUTE_VALUE_MAX_BYTES = 1024
 ORDERING_KEY_MAX_BYTES = 1024
-
-
-def _texts(col: pd.Series) -> list[str]:
-    """A column's values as message text (a missing value empty), a lone surrogate (``"\\ud800"``, which
-    a user function or a ``json`` field can hold) written as the escape ``\\ud800``, as JSON writes it:
-    the client cannot encode one, and its publish raised on every retry.
-
-    Examples
-    --------
-    >>> _texts(pd.Series(["a\\ud800", None, 1], dtype=object))
-    ['a\\\\ud800', '', '1']
-    """
-    try:
-        texts: list[str] = col.astype("string").fillna("").tolist()
-    except UnicodeEncodeError:  # pandas' Arrow-backed text cannot hold a lone surrogate: value by value
-        missing = col.isna().tolist()
-        texts = ["" if m else str(v) for v, m in zip(col.tolist(), missing)]
-    try:
-        "".join(texts).encode("utf-8")
-    except UnicodeEncodeError:
-        return [t.encode("utf-8", "backslashreplace").decode("utf-8") for t in texts]
-    return texts
 
 
 def _first_too_long(attributes: Iterable[tuple[str, str]], limit: int) -> tuple[str, int] | None:
@@ -315,11 +293,11 @@ class _PubSubWriter(SinkWriter):
         """Each row's ordering key as the message carries it: text, a missing value empty (no key)."""
         if not self._sink.ordering_key:
             return [""] * len(batch)
-        return _texts(batch[self._sink.ordering_key])
+        return text_values(batch[self._sink.ordering_key])
 
     def _attribute_texts(self, batch: pd.DataFrame) -> dict[str, list[str]]:
         """Each attribute column's values as the messages carry them: text, a missing value empty."""
-        return {c: _texts(batch[c]) for c in self._sink.attribute_columns}
+        return {c: text_values(batch[c]) for c in self._sink.attribute_columns}
 
     def _missing_columns(self, batch: pd.DataFrame) -> list[str]:
         wanted = list(self._sink.attribute_columns) + (

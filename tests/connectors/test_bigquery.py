@@ -301,6 +301,15 @@ def test_stream_requests_split_at_500_rows_and_keep_ids() -> None:
     ]
 
 
+def test_an_insert_id_with_a_lone_surrogate_is_sent_escaped() -> None:
+    # an id holding "\ud800" (a json field's, a user function's) made the column's conversion to text
+    # raise in write_batch, on every retry: it is the escape \ud800 now, as JSON writes it
+    frame = events(["e0", "e1"])
+    frame["event_id"] = pd.Series(["e0", "e\ud800"], dtype=object)
+    [(rows, ids, positions)] = stream_requests(frame, "event_id")
+    assert ids == ["e0", "e\\ud800"] and positions == [0, 1] and len(rows) == 2
+
+
 def test_events_table_definition_without_a_server() -> None:
     table = events_table("p.d.events", partition_expiration_days=30)
     assert table.time_partitioning.expiration_ms == 30 * 86_400_000
