@@ -522,4 +522,8 @@ def _cell_text(col: pd.Series) -> list[str]:
     if isinstance(col.dtype, pd.DatetimeTZDtype):
         times: list[str] = col.dt.strftime("%H:%M:%S").fillna("").tolist()
         return times
-    return col.astype(str).tolist()
+    try:
+        texts: list[str] = col.astype(str).tolist()
+    except UnicodeEncodeError:  # a lone surrogate, which pandas' Arrow-backed text cannot hold
+        texts = [str(v) for v in col.tolist()]
+    return texts

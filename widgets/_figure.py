@@ -35,9 +35,11 @@ def _encode(value: Any) -> Any:
     The bytes go as a ``uint8`` memoryview: they travel as one binary buffer, and two states compare
     byte for byte (NaN equals NaN), so an unchanged figure is recognised and not sent again.
     """
+    if isinstance(value, str):
+        return value if value.isascii() else _sendable(value)
     if isinstance(value, np.ndarray):
         if value.ndim != 1:
-            return value.tolist()
+            return _encode(value.tolist())
         name = _WIRE.get(value.dtype.char)
         if name is None:
             if value.dtype.kind == "b":
@@ -45,7 +47,7 @@ def _encode(value: Any) -> Any:
             elif value.dtype.kind in "iuf":  # int64 and the like: plotly.js has no typed array for them
                 value, name = value.astype(np.float64), "float64"
             else:
-                return value.tolist()
+                return _encode(value.tolist())
         return {"__ndarray__": name, "data": np.ascontiguousarray(value).view(np.uint8).data}
     if isinstance(value, Mapping):
         return {k: _encode(v) for k, v in value.items()}
@@ -54,6 +56,23 @@ def _encode(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _sendable(text: str) -> str:
+    """``text``, with a lone surrogate (``"\\ud800"``, which a key or value read from JSON can hold) as the
+    escape ``\\ud800``: the kernel sends messages as UTF-8, which has no form for one, so the message
+    failed, and the view stayed as it was, on every redraw.
+
+    Examples
+    --------
+    >>> _sendable("é"), _sendable("a\\ud800")
+    ('é', 'a\\\\ud800')
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 @functools.cache
