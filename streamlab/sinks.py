@@ -237,6 +237,21 @@ def _column_type(described: str, declared: str | None = None, empty: bool = Fals
 _JSON_KINDS = ("mixed", "mixed-integer", "mixed-integer-float", "integer", "floating", "decimal")
 
 
+def _unnamed(columns: pd.Index) -> str:
+    """The name a column without one (``""``) is written under: ``_``, or more underscores if taken.
+
+    Examples
+    --------
+    >>> _unnamed(pd.Index(["", "a"])), _unnamed(pd.Index(["", "_", "__"]))
+    ('_', '___')
+    """
+    taken = {str(c).lower() for c in columns}  # DuckDB's names ignore case
+    name = "_"
+    while name in taken:
+        name += "_"
+    return name
+
+
 def _json_valued(col: pd.Series) -> bool:
     """Whether ``col`` holds Python objects DuckDB cannot type by sampling: JSON objects or arrays
     (dicts, lists: DuckDB would make a STRUCT of the first one's keys, then refuse or cut the others),
@@ -294,6 +309,7 @@ class _DuckDBWriter(SinkWriter):
         self.declared = dict(upstream.declared)  # parse types of the stream's columns
         self.con = sink.connection()
         self.ready = False
+        self._unnamed_said = False  # the warning about a column without a name, once
         schema, name = _schema_and_name(sink.table)
         # beside the table, in its schema
         self.staged = ("" if "." not in sink.table else f"{schema}.") + f"__streamlab_staged_{name}"
@@ -431,6 +447,17 @@ class _DuckDBWriter(SinkWriter):
     def write_batch(self, batch: pd.DataFrame) -> None:
         if len(batch) == 0:
             return
+        if "" in batch.columns:  # a JSON key "" of a file replayed whole: DuckDB has no empty column name
+            name = _unnamed(batch.columns)
+            batch = batch.rename(columns={"": name})
+            if not self._unnamed_said:
+                self._unnamed_said = True
+                log.warning(
+                    "%r: a column without a name (a JSON key \"\") is written to column %r, as DuckDB "
+                    "columns need a name",
+                    self.sink,
+                    name,
+                )
         lone = _lone_surrogate_rows(batch)
         if lone.any():  # kept aside before DuckDB sees them: DuckDB 1.x fails its database on them
             self._reject(

@@ -272,3 +272,21 @@ def test_complex_numbers_are_written_as_json_text_not_a_flush_failing_every_retr
     p.run()
     assert duck.read(order_by="event_id")["z"].tolist() == ['"(1+2j)"', '"3j"']
     assert pd.read_parquet(parquet.path)["z"].tolist() == ['"(1+2j)"', '"3j"']
+
+
+def test_a_column_without_a_name_is_written_to_duckdb_under_an_underscore(tmp_path: Path) -> None:
+    # a JSON key "" (valid JSON, which fuzzers and messy producers write) in a file replayed whole makes a
+    # column named "": DuckDB has no empty column name, and the sink failed every batch with KeyError('')
+    import duckdb
+
+    from streamlab import ManualClock, ReplaySource
+
+    events = tmp_path / "events.jsonl"
+    rows = [{"event_id": f"e{i}", "": i, "timestamp": f"2024-01-01T00:00:0{i}Z"} for i in range(3)]
+    events.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    p = Pipeline(ReplaySource(events, speed=None, batch_size=2))
+    p.stream.to(DuckDBSink(str(tmp_path / "out.duckdb"), "events"))
+    assert p.run(clock=ManualClock(0)).status == "finished"
+    with duckdb.connect(str(tmp_path / "out.duckdb")) as con:
+        got = con.execute('SELECT event_id, "_" FROM events ORDER BY event_id').fetchall()
+    assert got == [("e0", 0), ("e1", 1), ("e2", 2)]
