@@ -486,9 +486,7 @@ class _BigQueryWriter(SinkWriter):
         rejected = pd.concat(self._rejected, ignore_index=True)
         self._rejected = []
         if self._dead_letter is not None:
-            self._dead_letter.write_batch(rejected)
-            self._dead_letter.flush()
-            self._dead_letter.commit()  # outside the runtime's checkpoints: published now
+            self._dead_letter.publish_now(rejected)
             return
         self._reject(rejected)
 

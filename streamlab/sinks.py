@@ -453,7 +453,7 @@ class _DuckDBWriter(SinkWriter):
             if not self._unnamed_said:
                 self._unnamed_said = True
                 log.warning(
-                    "%r: a column without a name (a JSON key \"\") is written to column %r, as DuckDB "
+                    '%r: a column without a name (a JSON key "") is written to column %r, as DuckDB '
                     "columns need a name",
                     self.sink,
                     name,

@@ -141,9 +141,7 @@ class _CsvFrameReader(_FrameReader):
         )  # at the end: also those after the last row
         due = (self.before >= start) & (self.before < end)
         if due.any():
-            self.dead_letter.write_batch(self.bad[due].reset_index(drop=True))
-            self.dead_letter.flush()
-            self.dead_letter.commit()  # outside the runtime's checkpoints: published now
+            self.dead_letter.publish_now(self.bad[due].reset_index(drop=True))
             self.before = np.where(due, -1, self.before)  # written: never again by this reader
         return out
 

@@ -322,9 +322,7 @@ class AlertWriter(SinkWriter):
         if self._refused and self._dead_letter is not None:
             refused = pd.concat(self._refused, ignore_index=True)
             self._refused = []
-            self._dead_letter.write_batch(refused)
-            self._dead_letter.flush()
-            self._dead_letter.commit()  # outside the runtime's checkpoints: published now
+            self._dead_letter.publish_now(refused)
         if self._failed_total:
             hint = (
                 "; pass dead_letter= to keep alerts whose content is refused as data instead of failing"

@@ -303,9 +303,7 @@ class _KinesisWriter(SinkWriter):
         if self._rejected and self._dead_letter is not None:
             rejected = pd.concat(self._rejected, ignore_index=True)
             self._rejected = []
-            self._dead_letter.write_batch(rejected)
-            self._dead_letter.flush()
-            self._dead_letter.commit()  # outside the runtime's checkpoints: published now
+            self._dead_letter.publish_now(rejected)
 
     def close(self) -> None:
         """Flush and release the HTTP connections.

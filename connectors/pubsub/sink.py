@@ -282,9 +282,7 @@ class _PubSubWriter(SinkWriter):
         refused = batch[bad].assign(**{REASON_COLUMN: np.asarray(reasons, dtype=object)[bad]})
         refused = refused.reset_index(drop=True)
         if self._dead_letter is not None:
-            self._dead_letter.write_batch(refused)
-            self._dead_letter.flush()
-            self._dead_letter.commit()  # outside the runtime's checkpoints: published now
+            self._dead_letter.publish_now(refused)
         else:
             self._refused.append(refused)
         return batch[~bad]

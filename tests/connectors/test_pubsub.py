@@ -158,6 +158,26 @@ def test_dead_letter_after_repeated_failures(emulator: PubSubEmulator) -> None:
     assert dead_letter["attributes"][0]["CloudPubSubDeadLetterSourceDeliveryCount"] == "5"
 
 
+def read_ordered(host: str, sub: str, n: int) -> list[dict[str, Any]]:
+    """``n`` messages of an ordered subscription as rows, each batch acked as read (ordered delivery
+    sends a key's next message only after the previous one's ack)."""
+    reader = PubSubSource(sub, emulator_host=host).open()
+    seen: list[dict[str, Any]] = []
+    try:
+
+        def all_read() -> bool:
+            batch = reader.poll(100)
+            if batch is not None:
+                seen.extend(batch.to_dict("records"))
+                reader.commit(reader.snapshot())
+            return len(seen) >= n
+
+        wait_for(all_read, timeout=10, what=f"{n} ordered messages")
+    finally:
+        reader.close()
+    return seen
+
+
 def test_sink_ordering_keys_and_static_attributes(emulator: PubSubEmulator) -> None:
     host, suffix = emulator.host, uuid.uuid4().hex[:8]
     topic = create_topic(f"o-{suffix}", project=PROJECT, emulator_host=host)
@@ -170,20 +190,7 @@ def test_sink_ordering_keys_and_static_attributes(emulator: PubSubEmulator) -> N
     writer.write_batch(events(9))
     writer.flush()
     writer.close()
-    reader = PubSubSource(sub, emulator_host=host).open()
-    seen: list[dict[str, Any]] = []
-    try:
-
-        def all_read() -> bool:
-            batch = reader.poll(100)
-            if batch is not None:
-                seen.extend(batch.to_dict("records"))
-                reader.commit(reader.snapshot())  # ordered delivery: the next of a key comes after the ack
-            return len(seen) >= 9
-
-        wait_for(all_read, timeout=10, what="9 ordered messages")
-    finally:
-        reader.close()
+    seen = read_ordered(host, sub, 9)
     by_key: dict[str, list[int]] = {}
     for row in seen:
         assert row["attributes"] == {"app": "streamlab"}
@@ -573,20 +580,7 @@ def test_a_row_whose_ordering_key_is_over_1024_bytes_goes_to_dead_letter_and_its
     assert rows["reject_reason"].tolist() == [
         "ordering key (column 'user_id') is 1026 bytes long; Pub/Sub takes ordering keys of at most 1024 bytes"
     ]
-    reader = PubSubSource(sub, emulator_host=host).open()
-    seen: list[dict[str, Any]] = []
-    try:
-
-        def all_read() -> bool:
-            got = reader.poll(100)
-            if got is not None:
-                seen.extend(got.to_dict("records"))
-                reader.commit(reader.snapshot())
-            return len(seen) >= 5
-
-        wait_for(all_read, timeout=10, what="5 ordered messages")
-    finally:
-        reader.close()
+    seen = read_ordered(host, sub, 5)
     by_key: dict[str, list[str]] = {}
     for row in seen:
         by_key.setdefault(row["ordering_key"][:2], []).append(json.loads(row["value"])["event_id"])
