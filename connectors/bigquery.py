@@ -25,7 +25,7 @@ import pandas as pd
 
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError
-from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
+from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem, publish_now
 from streamlab.serde import dump_json, encode_rows, rows_to_json, text_values
 
 from ._params import positive_seconds, sink_or_none
@@ -486,7 +486,7 @@ class _BigQueryWriter(SinkWriter):
         rejected = pd.concat(self._rejected, ignore_index=True)
         self._rejected = []
         if self._dead_letter is not None:
-            self._dead_letter.publish_now(rejected)
+            publish_now(self._dead_letter, rejected)
             return
         self._reject(rejected)
 

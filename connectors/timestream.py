@@ -30,7 +30,7 @@ from streamlab._timestream_values import (
 )
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError
-from streamlab.io import Sink, SinkWriter, Upstream, default_clock, missing_columns_problem
+from streamlab.io import Sink, SinkWriter, Upstream, default_clock, missing_columns_problem, publish_now
 
 from ._params import check_endpoint_url, check_region, sink_or_none
 from .aws import aws_client, bounded
@@ -448,7 +448,7 @@ class _TimestreamWriter(SinkWriter):
         rejected = pd.concat(self._rejected, ignore_index=True)
         self._rejected = []
         if self._dead_letter is not None:
-            self._dead_letter.publish_now(rejected)
+            publish_now(self._dead_letter, rejected)
             return
         reasons = rejected[REASON_COLUMN].value_counts().head(5).to_dict()
         raise RuntimeError(

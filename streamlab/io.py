@@ -164,23 +164,6 @@ class SinkWriter:
         """Flush and release resources."""
         self.flush()
 
-    def publish_now(self, batch: pd.DataFrame) -> None:
-        """Write ``batch`` and publish it at once (write, flush, commit), outside the runtime's
-        checkpoints: how a sink hands the rows it refused to its dead-letter sink, and a source its bad
-        records, before the position past them is committed.
-
-        Examples
-        --------
-        >>> from streamlab.sinks import ListSink
-        >>> sink = ListSink()
-        >>> sink.open().publish_now(pd.DataFrame({"reject_reason": ["too long"]}))
-        >>> sink.frame()["reject_reason"].tolist()
-        ['too long']
-        """
-        self.write_batch(batch)
-        self.flush()
-        self.commit()
-
     def interrupt(self) -> None:
         """A stop was asked for (``handle.stop()``, an interrupt, SIGTERM), perhaps while this writer
         waits (to retry a service that is down, for a rate-limit slot): stop waiting, and let
@@ -299,6 +282,24 @@ class Sink:
     def spec(self) -> dict[str, Any]:
         """A YAML-ready description (``kind`` plus parameters)."""
         raise NotImplementedError(f"{type(self).__name__} cannot be written to YAML")
+
+
+def publish_now(writer: SinkWriter, batch: pd.DataFrame) -> None:
+    """Write ``batch`` with ``writer`` and publish it at once (write, flush, commit), outside the runtime's
+    checkpoints: how a sink hands the rows it refused to its dead-letter sink, and a source its bad
+    records, before the position past them is committed.
+
+    Examples
+    --------
+    >>> from streamlab.sinks import ListSink
+    >>> sink = ListSink()
+    >>> publish_now(sink.open(), pd.DataFrame({"reject_reason": ["too long"]}))
+    >>> sink.frame()["reject_reason"].tolist()
+    ['too long']
+    """
+    writer.write_batch(batch)
+    writer.flush()
+    writer.commit()
 
 
 def file_destination(path: str | os.PathLike[str]) -> str:

@@ -20,7 +20,7 @@ from streamlab._lines import LineBlocks, file_lines
 from streamlab._time import NAT_NS, to_utc_ns, utc_array
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError, check_flag, check_path, closest
-from streamlab.io import Sink, SinkWriter, Source, SourceReader, default_clock
+from streamlab.io import Sink, SinkWriter, Source, SourceReader, default_clock, publish_now
 
 __all__ = ["ListSource", "ReplaySource"]
 
@@ -141,7 +141,7 @@ class _CsvFrameReader(_FrameReader):
         )  # at the end: also those after the last row
         due = (self.before >= start) & (self.before < end)
         if due.any():
-            self.dead_letter.publish_now(self.bad[due].reset_index(drop=True))
+            publish_now(self.dead_letter, self.bad[due].reset_index(drop=True))
             self.before = np.where(due, -1, self.before)  # written: never again by this reader
         return out
 

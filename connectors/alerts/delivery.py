@@ -21,7 +21,7 @@ import pandas as pd
 from streamlab._secrets import MASK, is_reference, redact_url, resolve
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError
-from streamlab.io import SinkWriter, default_clock
+from streamlab.io import SinkWriter, default_clock, publish_now
 from streamlab.serde import rows_to_json
 
 from .._params import positive_seconds, whole_number
@@ -322,7 +322,7 @@ class AlertWriter(SinkWriter):
         if self._refused and self._dead_letter is not None:
             refused = pd.concat(self._refused, ignore_index=True)
             self._refused = []
-            self._dead_letter.publish_now(refused)
+            publish_now(self._dead_letter, refused)
         if self._failed_total:
             hint = (
                 "; pass dead_letter= to keep alerts whose content is refused as data instead of failing"

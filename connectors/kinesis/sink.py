@@ -12,7 +12,7 @@ from streamlab._dead_letter import fit_payload
 from streamlab._time import Duration, format_duration
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError
-from streamlab.io import Sink, SinkWriter, Upstream, default_clock, missing_columns_problem
+from streamlab.io import Sink, SinkWriter, Upstream, default_clock, missing_columns_problem, publish_now
 from streamlab.serde import encode_rows
 
 from .._params import (
@@ -303,7 +303,7 @@ class _KinesisWriter(SinkWriter):
         if self._rejected and self._dead_letter is not None:
             rejected = pd.concat(self._rejected, ignore_index=True)
             self._rejected = []
-            self._dead_letter.publish_now(rejected)
+            publish_now(self._dead_letter, rejected)
 
     def close(self) -> None:
         """Flush and release the HTTP connections.

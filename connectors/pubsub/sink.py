@@ -13,7 +13,7 @@ from streamlab._dead_letter import fit_payload
 from streamlab._timestream_values import utf8_size
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError
-from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
+from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem, publish_now
 from streamlab.serde import encode_rows, text_values
 
 from .._params import check_emulator_host, positive_seconds, sink_or_none
@@ -282,7 +282,7 @@ class _PubSubWriter(SinkWriter):
         refused = batch[bad].assign(**{REASON_COLUMN: np.asarray(reasons, dtype=object)[bad]})
         refused = refused.reset_index(drop=True)
         if self._dead_letter is not None:
-            self._dead_letter.publish_now(refused)
+            publish_now(self._dead_letter, refused)
         else:
             self._refused.append(refused)
         return batch[~bad]
