@@ -309,7 +309,7 @@ class _DuckDBWriter(SinkWriter):
         self.declared = dict(upstream.declared)  # parse types of the stream's columns
         self.con = sink.connection()
         self.ready = False
-        self._unnamed_said = False  # the warning about a column without a name, once
+        self._unnamed: str | None = None  # the column a column without a name is written to
         schema, name = _schema_and_name(sink.table)
         # beside the table, in its schema
         self.staged = ("" if "." not in sink.table else f"{schema}.") + f"__streamlab_staged_{name}"
@@ -448,10 +448,12 @@ class _DuckDBWriter(SinkWriter):
         if len(batch) == 0:
             return
         if "" in batch.columns:  # a JSON key "" of a file replayed whole: DuckDB has no empty column name
-            name = _unnamed(batch.columns)
+            name = self._unnamed or _unnamed(batch.columns)
+            if name.lower() in {str(c).lower() for c in batch.columns}:  # taken in this batch: another
+                name = _unnamed(batch.columns)
             batch = batch.rename(columns={"": name})
-            if not self._unnamed_said:
-                self._unnamed_said = True
+            if self._unnamed is None:
+                self._unnamed = name  # later batches write it to the same column
                 log.warning(
                     '%r: a column without a name (a JSON key "") is written to column %r, as DuckDB '
                     "columns need a name",

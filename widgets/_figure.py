@@ -46,8 +46,10 @@ def _encode(value: Any) -> Any:
                 value, name = value.view(np.uint8), "uint8"
             elif value.dtype.kind in "iuf":  # int64 and the like: plotly.js has no typed array for them
                 value, name = value.astype(np.float64), "float64"
-            else:
+            elif value.dtype.kind in "OU":  # objects or text: each string checked (_sendable)
                 return _encode(value.tolist())
+            else:  # times and the like: no text in them
+                return value.tolist()
         return {"__ndarray__": name, "data": np.ascontiguousarray(value).view(np.uint8).data}
     if isinstance(value, Mapping):
         return {k: _encode(v) for k, v in value.items()}

@@ -477,6 +477,11 @@ def test_keys_and_values_with_a_lone_surrogate_are_drawn(clock):
             Session().pack(msg)  # raised UnicodeEncodeError for such text
     assert "b\\ud800y" in shown(table).data[0].cells.values[0]
     assert "b\\ud800y" in {t.name for t in shown(chart).data}
+    from streamlab.widgets._figure import _encode  # text in arrays too (hover texts, categories)
+
+    assert _encode({"text": np.array(["b\ud800y", "é"], dtype=object)}) == {"text": ["b\\ud800y", "é"]}
+    times = np.array(["2024-01-01T00:00:00"], dtype="datetime64[ms]")
+    assert _encode({"x": times}) == {"x": times.tolist()}
     table.close()
     chart.close()
 
