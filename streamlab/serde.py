@@ -185,6 +185,22 @@ def encode_values(s: pd.Series) -> list[bytes | None]:
     return [encode_value(v) for v in s.tolist()]
 
 
+def escape_surrogates(text: str) -> str:
+    """``text``, with each lone surrogate (``"\\ud800"``: no UTF-8 form) as the escape ``\\ud800``, the six
+    characters JSON writes for it; any other text as it is.
+
+    Examples
+    --------
+    >>> escape_surrogates("é"), escape_surrogates("a\\ud800")
+    ('é', 'a\\\\ud800')
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def text_values(s: pd.Series) -> list[str]:
     """Each value of a column as message text (a missing value empty): Pub/Sub ordering keys and
     attributes, BigQuery insert ids. A lone surrogate (``"\\ud800"``, which a ``json`` field or a user
@@ -214,5 +230,5 @@ def text_values(s: pd.Series) -> list[str]:
     try:
         "".join(texts).encode("utf-8")
     except UnicodeEncodeError:
-        return [t.encode("utf-8", "backslashreplace").decode("utf-8") for t in texts]
+        return [escape_surrogates(t) for t in texts]
     return texts

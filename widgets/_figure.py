@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from streamlab.serde import escape_surrogates
+
 __all__ = ["live_figure_class", "plotly_library"]
 
 _JS = Path(__file__).with_name("_figure.js")
@@ -36,7 +38,8 @@ def _encode(value: Any) -> Any:
     byte for byte (NaN equals NaN), so an unchanged figure is recognised and not sent again.
     """
     if isinstance(value, str):
-        return value if value.isascii() else _sendable(value)
+        # a lone surrogate as its escape: the kernel sends messages as UTF-8, which has no form for one
+        return value if value.isascii() else escape_surrogates(value)
     if isinstance(value, np.ndarray):
         if value.ndim != 1:
             return _encode(value.tolist())
@@ -46,7 +49,7 @@ def _encode(value: Any) -> Any:
                 value, name = value.view(np.uint8), "uint8"
             elif value.dtype.kind in "iuf":  # int64 and the like: plotly.js has no typed array for them
                 value, name = value.astype(np.float64), "float64"
-            elif value.dtype.kind in "OU":  # objects or text: each string checked (_sendable)
+            elif value.dtype.kind in "OU":  # objects or text: each string checked
                 return _encode(value.tolist())
             else:  # times and the like: no text in them
                 return value.tolist()
@@ -58,23 +61,6 @@ def _encode(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def _sendable(text: str) -> str:
-    """``text``, with a lone surrogate (``"\\ud800"``, which a key or value read from JSON can hold) as the
-    escape ``\\ud800``: the kernel sends messages as UTF-8, which has no form for one, so the message
-    failed, and the view stayed as it was, on every redraw.
-
-    Examples
-    --------
-    >>> _sendable("é"), _sendable("a\\ud800")
-    ('é', 'a\\\\ud800')
-    """
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
 
 
 @functools.cache

@@ -246,12 +246,7 @@ class KafkaSink(Sink):
                 row = None
             if isinstance(row, dict):
                 return fit_message(row, limit, dump_json)[0].encode("utf-8"), headers
-        facts = [
-            ("raw_truncated", b"true"),
-            ("raw_bytes", str(len(value)).encode()),
-            ("raw_sha256", hashlib.sha256(value).hexdigest().encode()),
-        ]
-        return value[: max(limit - 128, 0)], [*(headers or []), *facts]
+        return value[: max(limit - 128, 0)], [*(headers or []), *_facts("raw", value)]
 
     def producer_config(self) -> dict[str, Any]:
         """The librdkafka settings the writer uses (secrets included; do not print).

@@ -14,6 +14,12 @@ from streamlab._timestream_values import utf8_size
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem, publish_now
+from streamlab.local.pubsub import (
+    ATTRIBUTE_KEY_MAX_BYTES,
+    ATTRIBUTE_VALUE_MAX_BYTES,
+    ATTRIBUTES_MAX,
+    ORDERING_KEY_MAX_BYTES,
+)
 from streamlab.serde import encode_rows, text_values
 
 from .._params import check_emulator_host, positive_seconds, sink_or_none
@@ -24,12 +30,8 @@ MESSAGE_LIMIT = 9_900_000
 """Largest payload published: the Pub/Sub client refuses a request over 10,000,000 bytes, which would fail
 the batch on every retry. A larger row is published cut to fit (``streamlab._dead_letter.fit_message``)."""
 
-# Pub/Sub's per-message limits (cloud.google.com/pubsub/quotas, "Resource limits"): a publish breaking
-# one is refused by the service (INVALID_ARGUMENT), failing the flush of every batch on every retry.
-ATTRIBUTES_MAX = 100
-ATTRIBUTE_KEY_MAX_BYTES = 256
-ATTRIBUTE_VALUE_MAX_BYTES = 1024
-ORDERING_KEY_MAX_BYTES = 1024
+# Pub/Sub's per-message limits, defined with the emulator that enforces them as Google's service does: a
+# publish breaking one is refused (INVALID_ARGUMENT), failing the flush of every batch on every retry.
 
 
 def _first_too_long(attributes: Iterable[tuple[str, str]], limit: int) -> tuple[str, int] | None:

@@ -43,7 +43,7 @@ _MANUAL_CLOCK_RECHECK_S = 0.2
 
 
 # Pub/Sub's per-message limits (cloud.google.com/pubsub/quotas, "Resource limits"), which Google's service
-# enforces on publish and the emulator therefore does too
+# enforces on publish and the emulator therefore does too (PubSubSink keeps its rows within them)
 ATTRIBUTES_MAX, ATTRIBUTE_KEY_MAX_BYTES, ATTRIBUTE_VALUE_MAX_BYTES, ORDERING_KEY_MAX_BYTES = (
     100,
     256,
