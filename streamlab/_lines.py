@@ -16,9 +16,9 @@ reads them (or a record goes to dead letter, cut from the block by itself).
 
 from __future__ import annotations
 
-import gzip
 import logging
 import weakref
+import zlib
 from collections import deque
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -57,9 +57,20 @@ def file_lines(path: Path, owner: object | None = None) -> pd.Series:
     >>> file_lines(path).tolist()
     [b'{"a":1}', b'', b'{"a":2}']
     """
-    # read into arrow's memory pool, which reuses its pages (a Python bytes object faults in fresh ones)
-    with pa.input_stream(str(path), compression=_compression(path)) as f:
-        file = f.read_buffer()
+    if _compression(path):
+        f = open_bytes(path)
+        parts = []
+        try:
+            while chunk := f.read(1 << 24):
+                parts.append(chunk)
+        except OSError as e:  # a truncated or damaged compressed file: the lines before are replayed
+            _log.warning(_CUT_SHORT, path, f"{f.produced:,}", e)
+        finally:
+            f.close()
+        file = pa.py_buffer(b"".join(parts))
+    else:  # read into arrow's memory pool, which reuses its pages (a bytes object faults in fresh ones)
+        with pa.input_stream(str(path)) as f:
+            file = f.read_buffer()
     if file.slice(0, min(len(_BOM), file.size)).to_pybytes() == _BOM:
         file = file.slice(
             len(_BOM)
@@ -71,11 +82,143 @@ def file_lines(path: Path, owner: object | None = None) -> pd.Series:
     return _series(arr)
 
 
+_CUT_SHORT = (
+    "%s cannot be read past %s bytes of its lines (%s): the lines before are replayed, "
+    "the rest of the file is not; check how it was copied or compressed"
+)
 _BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark, which some tools write at the start of a file
 
 
 def _compression(path: Path) -> str | None:
     return "gzip" if path.suffix == ".gz" else None
+
+
+def open_bytes(path: Path) -> Any:
+    """``path``'s bytes as a binary file, decompressed when it is gzipped (:class:`GzipBytes`)."""
+    return GzipBytes(path) if _compression(path) else open(path, "rb")
+
+
+class GzipBytes:
+    """A gzip file's decompressed bytes, every one of them that can be read.
+
+    Arrow's and Python's gzip readers raise when a file is truncated or damaged, and the bytes they
+    had decompressed within that call are lost: a truncated file copied while it was written lost its
+    last block of lines (all of them, for a file smaller than a block). This reader gives every byte
+    before the damage first, then raises :class:`OSError` once, naming it. Members one after another
+    (``cat a.gz b.gz``) are one stream, as for ``gzip``; NUL bytes between them are padding.
+
+    Examples
+    --------
+    >>> import gzip, tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "x.jsonl.gz"
+    >>> data = gzip.compress(b"".join(b"%d\\n" % i for i in range(1000)))
+    >>> _ = path.write_bytes(data[: len(data) // 2])
+    >>> f = GzipBytes(path)
+    >>> head = f.read(1 << 20)
+    >>> head.startswith(b"0\\n1\\n") and len(head) > 0
+    True
+    >>> f.read(1)
+    Traceback (most recent call last):
+    OSError: the compressed stream ends before its end marker: the file is truncated
+    >>> f.read(1), f.close()
+    (b'', None)
+    """
+
+    _IN = 1 << 16  # compressed bytes decompressed at a time
+    _OUT = 1 << 20  # the most bytes one step decompresses
+
+    def __init__(self, path: Path) -> None:
+        self._raw = open(path, "rb")  # noqa: SIM115 (closed by close())
+        self._inflate = zlib.decompressobj(31)
+        self._started = False  # whether the current member has begun
+        self._leftover = b""  # compressed bytes after the last member's end
+        self._pending = memoryview(b"")  # decompressed, not read yet
+        self._error: OSError | None = None  # what stopped the stream, raised once when its bytes are read
+        self._ended = False
+        self.produced = 0  # bytes decompressed
+
+    def _step(self) -> bytes:
+        """The next decompressed bytes; ``b""`` at the end of the stream, or where it cannot go on."""
+        while not self._ended:
+            d = self._inflate
+            data = d.unconsumed_tail or self._leftover or self._raw.read(self._IN)
+            self._leftover = b""
+            if not self._started:  # between members: NUL bytes are padding, and the file may end
+                stripped = data.lstrip(b"\0")
+                if not stripped:
+                    if data:
+                        continue
+                    self._ended = True
+                    return b""
+                data, self._started = stripped, True
+            elif not data:
+                self._ended = True
+                self._error = OSError(
+                    "the compressed stream ends before its end marker: the file is truncated"
+                )
+                return b""
+            saved = d.copy()
+            try:
+                out = d.decompress(data, self._OUT)
+            except zlib.error as e:  # damaged: what comes before the damage, in small steps
+                self._ended = True
+                self._error = OSError(f"the compressed stream is damaged ({e})")
+                out = _inflate_until_error(saved, data)
+                self.produced += len(out)
+                return out
+            if d.eof:  # the member ended: another may follow
+                self._leftover = d.unused_data
+                self._inflate, self._started = zlib.decompressobj(31), False
+            if out:
+                self.produced += len(out)
+                return out
+        return b""
+
+    def readinto(self, buffer: Any) -> int:
+        """Decompressed bytes into ``buffer``: how many (0 at the end)."""
+        target = memoryview(buffer).cast("B")
+        got = 0
+        while got < len(target):
+            if not len(self._pending):
+                more = self._step()
+                if not more:
+                    break
+                self._pending = memoryview(more)
+            n = min(len(self._pending), len(target) - got)
+            target[got : got + n] = self._pending[:n]
+            self._pending = self._pending[n:]
+            got += n
+        if not got and self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        return got
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` decompressed bytes (all that are left when negative)."""
+        if size < 0:
+            parts = []
+            while chunk := self.read(1 << 22):
+                parts.append(chunk)
+            return b"".join(parts)
+        buffer = bytearray(size)
+        n = self.readinto(buffer)
+        return bytes(buffer[:n])
+
+    def close(self) -> None:
+        """Close the file."""
+        self._raw.close()
+
+
+def _inflate_until_error(inflate: Any, data: bytes) -> bytes:
+    """What ``inflate`` gives of ``data`` fed a byte at a time, up to the byte where it raises (at most
+    :attr:`GzipBytes._IN` bytes, once per damaged file)."""
+    out = []
+    for at in range(len(data)):
+        try:
+            out.append(inflate.decompress(data[at : at + 1]))
+        except zlib.error:
+            break
+    return b"".join(out)
 
 
 def _series(arr: pa.Array | list[bytes] | LineArray) -> pd.Series:
@@ -393,7 +536,7 @@ class LineBlocks:
     def __init__(self, path: Path, position: int = 0, *, min_read: int = 1 << 20) -> None:
         self.path = path
         self.min_read = min_read
-        self._file = pa.input_stream(str(path), compression=_compression(path))
+        self._file = open_bytes(path)
         self._block = pa.py_buffer(b"")  # bytes from the first line not taken to the end of what was read
         self._lines: pa.BinaryArray | list[bytes] | None = None  # the complete lines at the block's start
         self._cr: np.ndarray | None = None  # lines (of _lines) that lost a "\\r", when any did
@@ -414,7 +557,11 @@ class LineBlocks:
         self._left: int | None = None  # lines not taken, once counted
         self._finalizer = weakref.finalize(self, _forget, self._keys)
         self._memory = _BlockMemory()
-        head = self._file.read(len(_BOM))  # a byte order mark is not part of the first line: skipped
+        try:
+            head = self._file.read(len(_BOM))  # a byte order mark is not part of the first line: skipped
+        except OSError as e:  # a compressed file damaged from its start
+            _log.warning(_CUT_SHORT, self.path, 0, e)
+            head, self._eof = b"", True
         self._read_bytes = len(head)
         if head != _BOM:
             self._block = pa.py_buffer(head)
@@ -491,8 +638,7 @@ class LineBlocks:
                 k = self._file.readinto(memoryview(block)[rest.size + got :])
             except OSError as e:  # a truncated or corrupt compressed file: replay what could be read
                 _log.warning(
-                    "%s cannot be read past %s bytes of its lines (%s): the lines before are replayed, "
-                    "the rest of the file is not; check how it was copied or compressed",
+                    _CUT_SHORT,
                     self.path,
                     f"{self._read_bytes + got:,}",
                     e,
@@ -540,12 +686,18 @@ class LineBlocks:
             count = self._pending() + int(np.count_nonzero(tail == 10))
             last = int(tail[-1]) if len(tail) else 10
             if not self._eof:
-                opener = gzip.open if _compression(self.path) else open
-                with opener(self.path, "rb") as f:
-                    f.seek(self._read_bytes)
+                f = open_bytes(self.path)
+                try:
+                    skip = self._read_bytes
                     while chunk := f.read(1 << 22):
-                        count += chunk.count(b"\n")
-                        last = chunk[-1]
+                        chunk, skip = chunk[skip:], max(skip - len(chunk), 0)
+                        if chunk:
+                            count += chunk.count(b"\n")
+                            last = chunk[-1]
+                except OSError:  # a truncated or damaged compressed file: its lines up to there
+                    pass
+                finally:
+                    f.close()
             self._left = count + (last != 10)
         return self._left
 
