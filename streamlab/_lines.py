@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import weakref
-import zlib
 from collections import deque
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,6 +27,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.arrays import ArrowExtensionArray
+
+from streamlab._gzip import is_gzip_name, open_bytes
 
 _log = logging.getLogger("streamlab")
 
@@ -90,135 +91,7 @@ _BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark, which some tools write at the
 
 
 def _compression(path: Path) -> str | None:
-    return "gzip" if path.suffix == ".gz" else None
-
-
-def open_bytes(path: Path) -> Any:
-    """``path``'s bytes as a binary file, decompressed when it is gzipped (:class:`GzipBytes`)."""
-    return GzipBytes(path) if _compression(path) else open(path, "rb")
-
-
-class GzipBytes:
-    """A gzip file's decompressed bytes, every one of them that can be read.
-
-    Arrow's and Python's gzip readers raise when a file is truncated or damaged, and the bytes they
-    had decompressed within that call are lost: a truncated file copied while it was written lost its
-    last block of lines (all of them, for a file smaller than a block). This reader gives every byte
-    before the damage first, then raises :class:`OSError` once, naming it. Members one after another
-    (``cat a.gz b.gz``) are one stream, as for ``gzip``; NUL bytes between them are padding.
-
-    Examples
-    --------
-    >>> import gzip, tempfile
-    >>> path = Path(tempfile.mkdtemp()) / "x.jsonl.gz"
-    >>> data = gzip.compress(b"".join(b"%d\\n" % i for i in range(1000)))
-    >>> _ = path.write_bytes(data[: len(data) // 2])
-    >>> f = GzipBytes(path)
-    >>> head = f.read(1 << 20)
-    >>> head.startswith(b"0\\n1\\n") and len(head) > 0
-    True
-    >>> f.read(1)
-    Traceback (most recent call last):
-    OSError: the compressed stream ends before its end marker: the file is truncated
-    >>> f.read(1), f.close()
-    (b'', None)
-    """
-
-    _IN = 1 << 16  # compressed bytes decompressed at a time
-    _OUT = 1 << 20  # the most bytes one step decompresses
-
-    def __init__(self, path: Path) -> None:
-        self._raw = open(path, "rb")  # noqa: SIM115 (closed by close())
-        self._inflate = zlib.decompressobj(31)
-        self._started = False  # whether the current member has begun
-        self._leftover = b""  # compressed bytes after the last member's end
-        self._pending = memoryview(b"")  # decompressed, not read yet
-        self._error: OSError | None = None  # what stopped the stream, raised once when its bytes are read
-        self._ended = False
-        self.produced = 0  # bytes decompressed
-
-    def _step(self) -> bytes:
-        """The next decompressed bytes; ``b""`` at the end of the stream, or where it cannot go on."""
-        while not self._ended:
-            d = self._inflate
-            data = d.unconsumed_tail or self._leftover or self._raw.read(self._IN)
-            self._leftover = b""
-            if not self._started:  # between members: NUL bytes are padding, and the file may end
-                stripped = data.lstrip(b"\0")
-                if not stripped:
-                    if data:
-                        continue
-                    self._ended = True
-                    return b""
-                data, self._started = stripped, True
-            elif not data:
-                self._ended = True
-                self._error = OSError(
-                    "the compressed stream ends before its end marker: the file is truncated"
-                )
-                return b""
-            saved = d.copy()
-            try:
-                out = d.decompress(data, self._OUT)
-            except zlib.error as e:  # damaged: what comes before the damage, in small steps
-                self._ended = True
-                self._error = OSError(f"the compressed stream is damaged ({e})")
-                out = _inflate_until_error(saved, data)
-                self.produced += len(out)
-                return out
-            if d.eof:  # the member ended: another may follow
-                self._leftover = d.unused_data
-                self._inflate, self._started = zlib.decompressobj(31), False
-            if out:
-                self.produced += len(out)
-                return out
-        return b""
-
-    def readinto(self, buffer: Any) -> int:
-        """Decompressed bytes into ``buffer``: how many (0 at the end)."""
-        target = memoryview(buffer).cast("B")
-        got = 0
-        while got < len(target):
-            if not len(self._pending):
-                more = self._step()
-                if not more:
-                    break
-                self._pending = memoryview(more)
-            n = min(len(self._pending), len(target) - got)
-            target[got : got + n] = self._pending[:n]
-            self._pending = self._pending[n:]
-            got += n
-        if not got and self._error is not None:
-            error, self._error = self._error, None
-            raise error
-        return got
-
-    def read(self, size: int = -1) -> bytes:
-        """Up to ``size`` decompressed bytes (all that are left when negative)."""
-        if size < 0:
-            parts = []
-            while chunk := self.read(1 << 22):
-                parts.append(chunk)
-            return b"".join(parts)
-        buffer = bytearray(size)
-        n = self.readinto(buffer)
-        return bytes(buffer[:n])
-
-    def close(self) -> None:
-        """Close the file."""
-        self._raw.close()
-
-
-def _inflate_until_error(inflate: Any, data: bytes) -> bytes:
-    """What ``inflate`` gives of ``data`` fed a byte at a time, up to the byte where it raises (at most
-    :attr:`GzipBytes._IN` bytes, once per damaged file)."""
-    out = []
-    for at in range(len(data)):
-        try:
-            out.append(inflate.decompress(data[at : at + 1]))
-        except zlib.error:
-            break
-    return b"".join(out)
+    return "gzip" if is_gzip_name(path) else None
 
 
 def _series(arr: pa.Array | list[bytes] | LineArray) -> pd.Series:

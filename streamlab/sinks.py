@@ -22,6 +22,7 @@ import pandas as pd
 from streamlab._compat import PANDAS_3, text_column
 from streamlab._files import sync_directory, write_replacing
 from streamlab._frames import concat_batches
+from streamlab._gzip import GzipMemberWriter, gzip_end, is_gzip_name
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError, PipelineConfigError, check_path
 from streamlab.io import Sink, SinkWriter, Upstream, file_destination, missing_columns_problem
@@ -1231,6 +1232,39 @@ class ParquetSink(Sink):
         return f"ParquetSink({self.path!r})"
 
 
+def _keep_whole_members(path: str) -> bool:
+    """Make the gzip file at ``path`` end with a whole member, and say whether its text ends a line.
+
+    A write cut short (a crash, a full disk) leaves a partial member at the end, past every checkpoint;
+    appended after it, the new members could not be read (every reader stops at the damage). That
+    tail is moved to ``<path>.damaged-<offset>`` (nothing is deleted) and the file cut back to its
+    last whole member.
+    """
+    end, newline, error = gzip_end(path)
+    size = os.path.getsize(path)
+    if error is not None and end < size:
+        aside = f"{path}.damaged-{end}"
+        with open(path, "r+b") as f:
+            f.seek(end)
+            tail = f.read()
+            with open(aside, "wb") as out:
+                out.write(tail)
+                out.flush()
+                os.fsync(out.fileno())
+            f.truncate(end)
+            f.flush()
+            os.fsync(f.fileno())
+        log.warning(
+            "JsonLinesSink: %s ended in a gzip member cut short (%s): its last %s bytes, written after "
+            "the last whole member, were moved to %s and new lines are appended after that member",
+            path,
+            error,
+            f"{size - end:,}",
+            aside,
+        )
+    return newline
+
+
 def _ends_with_newline(path: str | os.PathLike[str]) -> bool:
     """Whether the (non-empty) file at ``path`` ends with a line break."""
     with open(path, "rb") as f:
@@ -1244,9 +1278,21 @@ class _JsonLinesWriter(SinkWriter):
         self.path = sink.path
         #: the file is new: its directory is fsynced at the first flush (its name must outlive a power loss)
         self.created = not os.path.exists(sink.path)
-        self.f = open(sink.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        if self.f.tell() and not _ends_with_newline(sink.path):
-            self.f.write("\n")  # a file written by other hands: the first record starts a line of its own
+        self.gzip: GzipMemberWriter | None = None
+        newline = True
+        if is_gzip_name(sink.path):  # one gzip member per flush, so a checkpoint's length is a member's end
+            newline = _keep_whole_members(sink.path) if not self.created else True
+            self.f: Any = open(sink.path, "ab")  # noqa: SIM115 - closed in close()
+            self.gzip = GzipMemberWriter(self.f)
+        else:
+            self.f = open(sink.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            newline = not self.f.tell() or _ends_with_newline(sink.path)
+        if not newline:  # a file written by other hands: the first record starts a line of its own
+            if self.gzip is not None:
+                self.gzip.write("\n")
+                self.gzip.finish()  # (a member of its own: the file's length is a member's end)
+            else:
+                self.f.write("\n")
         self.end = self.f.tell()
         self.failed = False  # a write or flush raised (a disk full): close() does not write again
 
@@ -1266,13 +1312,18 @@ class _JsonLinesWriter(SinkWriter):
 
     def write_batch(self, batch: pd.DataFrame) -> None:
         try:
-            self.f.writelines(line + "\n" for line in rows_to_json(batch, compact=False))
+            if self.gzip is not None:
+                self.gzip.write("".join(line + "\n" for line in rows_to_json(batch, compact=False)))
+            else:
+                self.f.writelines(line + "\n" for line in rows_to_json(batch, compact=False))
         except OSError:  # (a full buffer is written out here too)
             self.failed = True
             raise
 
     def flush(self) -> None:
         try:
+            if self.gzip is not None:
+                self.gzip.finish()
             self.f.flush()
             os.fsync(self.f.fileno())
         except OSError:
@@ -1299,6 +1350,9 @@ class JsonLinesSink(Sink):
 
     The checkpoint records the file's length at each commit; a run resuming it truncates the file to
     that length first, so lines written after the checkpoint (a crash before it landed) are not doubled.
+    A path ending with ``.gz`` is written gzipped, one gzip member per commit (``gzip``, ``zcat`` and
+    ``ReplaySource`` read the members as one file); a member that a crash cut short at the file's end is
+    moved aside to ``<path>.damaged-<offset>`` when the sink opens the file again.
 
     Examples
     --------

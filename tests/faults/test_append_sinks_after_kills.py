@@ -1,10 +1,11 @@
-"""Kafka into the sinks that promise exactly once (JSON lines, Parquet, DuckDB without a key), with
+"""Kafka into the sinks that promise exactly once (JSON lines, gzipped too, Parquet, DuckDB without a key), with
 session windows and dedup: a consumer killed (SIGKILL) at seeded points and restarted leaves every sink
 as an uninterrupted run does. The other Kafka fault tests compare tables that upsert by key, which
 hide a record read twice."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 from pathlib import Path
@@ -46,6 +47,7 @@ def build_on(source: Source, out: Path) -> Pipeline:
     p = Pipeline(source, name="exactly-once")
     events = p.parse(SCHEMA)
     events.to(JsonLinesSink(out / "events.jsonl"))
+    events.to(JsonLinesSink(out / "events.jsonl.gz"))  # a gzip member per commit
     events.to(ParquetSink(out / "events"))
     unique = events.dedup("event_id", ttl="1h")
     unique.duplicates.to(DuckDBSink(out / "out.duckdb", "duplicates", key=None))
@@ -71,6 +73,7 @@ def contents(out: Path) -> dict[str, list[str]]:
         con.close()
     return {
         "jsonl": sorted((out / "events.jsonl").read_text().splitlines()),
+        "jsonl.gz": sorted(gzip.decompress((out / "events.jsonl.gz").read_bytes()).decode().splitlines()),
         "events": rows(parts(out / "events").drop(columns=["value"], errors="ignore")),
         "sessions": rows(parts(out / "sessions")),
         "duplicates": rows(duplicates.drop(columns=["value"], errors="ignore")),
@@ -94,6 +97,7 @@ def test_consumer_killed_at_seeded_points_writes_each_record_once_to_append_sink
     assert result.status == "finished" and result.metrics["events_in"] == len(records)
     want = contents(clean)
     assert len(want["jsonl"]) == len(records) and len(want["duplicates"]) == len(records) - n
+    assert want["jsonl.gz"] == want["jsonl"]
 
     out, ckpt, spec = tmp_path / "out", tmp_path / "ckpt", tmp_path / "spec.yaml"
     out.mkdir()
