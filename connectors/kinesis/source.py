@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from streamlab._kpl import KPL_MAGIC, kpl_records
 from streamlab._time import Duration, format_duration
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError
@@ -20,7 +21,14 @@ from ..aws import aws_client, bounded
 from ._client import READ_ATTEMPTS
 from .checkpoint import SHARD_END, load_checkpoint, write_checkpoint
 
-_SOURCE_COLUMNS = ("value", "partition_key", "sequence_number", "shard_id", "approximate_arrival")
+_SOURCE_COLUMNS = (
+    "value",
+    "partition_key",
+    "sequence_number",
+    "sub_sequence_number",
+    "shard_id",
+    "approximate_arrival",
+)
 
 
 _GET_MAX_RECORDS = 10_000
@@ -44,6 +52,10 @@ def _parse_start(start: Any, owner: str) -> tuple[str, pd.Timestamp | None]:
 
 class KinesisSource(Source):
     """Read all shards of a Kinesis stream, following resharding, with per-shard checkpoints.
+
+    Each row is a user record: a record the Kinesis Producer Library aggregated gives one row per
+    record in it (its own partition key, the Kinesis record's sequence number and the place in it,
+    ``sub_sequence_number``), as the KCL and Flink's, Spark's and Beam's Kinesis readers deliver them.
 
     Parameters
     ----------
@@ -180,6 +192,12 @@ class _KinesisReader(SourceReader):
         self._behind_ms: dict[str, int] = {}
         self._known: set[str] = set()
         self._committed: dict[str, str] = dict(position)
+        # per shard: the user records read but not delivered yet (see _deliver), the (sequence number,
+        # sub-sequence number) of an aggregated record delivered up to there (see _undelivered), and
+        # the shards that ended, once their pending records are delivered
+        self._pending: dict[str, pd.DataFrame] = {}
+        self._skip: dict[str, tuple[str, int]] = {}
+        self._ending: set[str] = set()
         self._refresh_shards()
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
@@ -235,7 +253,13 @@ class _KinesisReader(SourceReader):
         src = self._source
         kwargs: dict[str, Any] = {"StreamName": src.stream, "ShardId": shard}
         seq = self._position.get(shard)
-        if seq is not None:
+        if (
+            seq is not None and ":" in seq
+        ):  # within an aggregated record: read it again, skip what was delivered
+            record, sub = seq.split(":", 1)
+            self._skip[shard] = (record, int(sub))
+            kwargs.update(ShardIteratorType="AT_SEQUENCE_NUMBER", StartingSequenceNumber=record)
+        elif seq is not None:
             kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=seq)
         elif src.start_type == "TRIM_HORIZON" or any(
             p in self._position for p in self._parents.get(shard, ())
@@ -267,23 +291,29 @@ class _KinesisReader(SourceReader):
         for shard in shards:
             if room <= 0:
                 break
-            if self._not_before.get(shard, 0) > now:
-                continue
-            records, next_it, behind = self._get_records(shard, min(room, self._source.records_per_call))
-            self._behind_ms[shard] = behind
-            if records:
-                frames.append(self._frame(shard, records))
-                self._position[shard] = records[-1]["SequenceNumber"]
-                room -= len(records)
-            if next_it is None:
+            rows = self._pending.pop(shard, None)
+            if rows is None:  # nothing left of the last read: read on
+                if self._not_before.get(shard, 0) > now:
+                    continue
+                records, next_it, behind = self._get_records(shard, min(room, self._source.records_per_call))
+                self._behind_ms[shard] = behind
+                if records:
+                    rows = self._undelivered(shard, self._frame(shard, records))
+                if next_it is None:
+                    self._iterators.pop(shard, None)
+                    self._ending.add(shard)
+                else:
+                    self._iterators[shard] = next_it
+                if not records:
+                    wait_until = now + self._source.idle_interval_ns
+                    self._not_before[shard] = max(self._not_before.get(shard, 0), wait_until)
+            if rows is not None and len(rows):
+                frames.append(self._deliver(shard, rows, room))
+                room -= len(frames[-1])
+            if shard in self._ending and shard not in self._pending:
+                self._ending.discard(shard)
                 self._position[shard] = SHARD_END
-                self._iterators.pop(shard, None)
                 ended = True
-            else:
-                self._iterators[shard] = next_it
-            if not records:
-                wait_until = now + self._source.idle_interval_ns
-                self._not_before[shard] = max(self._not_before.get(shard, 0), wait_until)
         if ended:
             self._refresh_shards()  # a finished parent makes its children readable
         if not frames:
@@ -309,23 +339,60 @@ class _KinesisReader(SourceReader):
             f"KinesisSource({self._source.stream!r}): shard iterator of {shard} keeps expiring"
         )
 
+    def _deliver(self, shard: str, rows: pd.DataFrame, room: int) -> pd.DataFrame:
+        """The first ``room`` of a shard's ``rows``; the rest wait for the next poll (the user records of
+        an aggregated record can outnumber ``room``). The position is the last delivered row's record,
+        ``"<sequence number>:<sub-sequence number>"`` while some of that record's rows wait."""
+        out = rows.iloc[:room].reset_index(drop=True)
+        seq = str(out["sequence_number"].iat[-1])
+        sub = int(out["sub_sequence_number"].to_numpy()[-1])
+        partial = False
+        if len(rows) > room:
+            self._pending[shard] = rows.iloc[room:].reset_index(drop=True)
+            partial = bool(self._pending[shard]["sequence_number"].iat[0] == seq)
+        self._position[shard] = f"{seq}:{sub}" if partial else seq
+        return out
+
+    def _undelivered(self, shard: str, rows: pd.DataFrame) -> pd.DataFrame:
+        """``rows`` without the user records a partial position (see :meth:`_deliver`) says were
+        delivered: a reader resumed there reads that aggregated record again, from its start."""
+        skip = self._skip.pop(shard, None)
+        if skip is None:
+            return rows
+        seq, sub = skip
+        done = (rows["sequence_number"] == seq).to_numpy() & (rows["sub_sequence_number"] <= sub).to_numpy()
+        return rows[~done].reset_index(drop=True)
+
     @staticmethod
     def _frame(shard: str, records: list[dict[str, Any]]) -> pd.DataFrame:
+        """One row per user record: a record the KPL aggregated gives a row for each record in it, with
+        that record's own partition key and its place in it (``sub_sequence_number``, 0 for a record of
+        its own), as the KCL delivers them (:mod:`streamlab._kpl`)."""
+        values, keys, seqs, subs, arrivals = [], [], [], [], []
+        for r in records:
+            data = r["Data"]
+            inside = kpl_records(data) if data[:4] == KPL_MAGIC else None
+            for sub, (key, value) in enumerate(inside or ((r["PartitionKey"], data),)):
+                values.append(value)
+                keys.append(key)
+                seqs.append(r["SequenceNumber"])
+                subs.append(sub)
+                arrivals.append(r["ApproximateArrivalTimestamp"])
         frame: pd.DataFrame = pd.DataFrame(  # pandas-stubs types the constructor as Any
             {
-                "value": pd.Series([r["Data"] for r in records], dtype=object),
-                "partition_key": pd.Series([r["PartitionKey"] for r in records], dtype=object),
-                "sequence_number": pd.Series([r["SequenceNumber"] for r in records], dtype=object),
-                "shard_id": pd.Series(np.full(len(records), shard, dtype=object)),
-                "approximate_arrival": pd.to_datetime(
-                    [r["ApproximateArrivalTimestamp"] for r in records], utc=True
-                ).astype("datetime64[ns, UTC]"),
+                "value": pd.Series(values, dtype=object),
+                "partition_key": pd.Series(keys, dtype=object),
+                "sequence_number": pd.Series(seqs, dtype=object),
+                "sub_sequence_number": np.array(subs, dtype=np.int64),
+                "shard_id": pd.Series(np.full(len(values), shard, dtype=object)),
+                "approximate_arrival": pd.to_datetime(arrivals, utc=True).astype("datetime64[ns, UTC]"),
             }
         )
         return frame
 
     def snapshot(self) -> dict[str, str]:
-        """``{shard_id: last delivered sequence number or "SHARD_END"}``."""
+        """``{shard_id: last delivered sequence number or "SHARD_END"}`` (``"<sequence number>:<sub>"``
+        within an aggregated record delivered in part)."""
         return dict(self._position)
 
     def commit(self, position: Any) -> None:

@@ -15,6 +15,7 @@ from typing import Any, TypeGuard
 from streamlab import (
     _dead_letter,
     _detector_record,
+    _kpl,
     _pyast,
     _record,
     _serde_values,
@@ -151,6 +152,12 @@ def serde_source() -> str:
     """The code of ``streamlab._serde_values`` after its imports: the row encoding of streamlab's sinks
     (``streamlab.serde``), copied into generated modules so that their outputs cannot drift from it."""
     return _module_body(_serde_values, SERDE_IMPORTS)
+
+
+def kpl_source() -> str:
+    """The code of ``streamlab._kpl`` after its imports: the user records of a record the Kinesis Producer
+    Library aggregated, as ``KinesisSource`` reads them, copied into the Lambda handler."""
+    return _module_body(_kpl, ("hashlib",))
 
 
 def timestream_values_source() -> str:

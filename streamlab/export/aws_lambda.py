@@ -268,22 +268,30 @@ def count(state, name):
 
 
 def handle_record(record, state, side, index):
-    """One Kinesis record through every step; side outputs are collected as (index, output, row)."""
+    """One Kinesis record through every step; side outputs are collected as (index, output, row).
+
+    A record the Kinesis Producer Library aggregated is its user records, each with its own partition key
+    and its place in the record (``subSequenceNumber``), as the KCL and streamlab's KinesisSource deliver
+    them: the Lambda event source hands the aggregated record over as it is."""
     kinesis = record["kinesis"]
-    raw = base64.b64decode(kinesis["data"])
-    meta = {{
-        "sequenceNumber": kinesis["sequenceNumber"],
-        "partitionKey": kinesis.get("partitionKey"),
-        "approximateArrivalTimestamp": kinesis.get("approximateArrivalTimestamp"),
-    }}
+    data = base64.b64decode(kinesis["data"])
+    inside = kpl_records(data) if data[:4] == KPL_MAGIC else None
     state["keyed"].seq = kinesis["sequenceNumber"]
-    try:
-        row = parse_record(raw, PARSE_FIELDS, PARSE_REQUIRED, MAX_RECORD_BYTES)
-    except BadRecordError as e:
-        dead = {{**raw_dead_letter_row(raw, str(e), PARSE_STEP), **meta}}
-        side.append((index, PARSE_STEP + ".dead_letter", dead))
-        return
-    process_row(row, state, lambda output, r: side.append((index, output, {{**r, **meta}})))
+    for sub, (key, raw) in enumerate(inside or ((kinesis.get("partitionKey"), data),)):
+        meta = {{
+            "sequenceNumber": kinesis["sequenceNumber"],
+            "partitionKey": key,
+            "approximateArrivalTimestamp": kinesis.get("approximateArrivalTimestamp"),
+        }}
+        if inside is not None:
+            meta["subSequenceNumber"] = sub
+        try:
+            row = parse_record(raw, PARSE_FIELDS, PARSE_REQUIRED, MAX_RECORD_BYTES)
+        except BadRecordError as e:
+            dead = {{**raw_dead_letter_row(raw, str(e), PARSE_STEP), **meta}}
+            side.append((index, PARSE_STEP + ".dead_letter", dead))
+            continue
+        process_row(row, state, lambda output, r, meta=meta: side.append((index, output, {{**r, **meta}})))
 
 
 def run_records(records, state, keyed=None):
@@ -1748,6 +1756,10 @@ def to_lambda(pipeline: Pipeline, path: str | Path, *, database: str | None = No
     parts.append(_plan.snippet_source(gen.snippets))
     parts.append("\n\n# -- streamlab._timestream_values: the measure values Timestream cannot hold\n")
     parts.append(_plan.timestream_values_source())
+    parts.append(
+        "\n\n# -- streamlab._kpl: the user records of a record the Kinesis Producer Library aggregated\n"
+    )
+    parts.append(_plan.kpl_source())
     if gen.row_steps:
         parts.append("\n\n# -- streamlab._detector_record: per-record rules\n")
         parts.append(_detectors.detector_record_source())
