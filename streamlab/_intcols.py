@@ -153,3 +153,21 @@ def numpy_ints(series: pd.Series) -> pd.Series:
     if isinstance(dtype, pd.api.extensions.ExtensionDtype) and dtype.kind in "iu" and not series.hasnans:
         return series.astype(dtype.numpy_dtype)  # type: ignore[attr-defined]
     return series
+
+
+def frame_of_rows(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """``pd.DataFrame.from_records(rows)``, or, where pandas 2 cannot build a column (an int beyond a
+    double beside floats raises OverflowError there; pandas 3 keeps the objects), each column by
+    :func:`inferred_series`: a per-event function's or an export's 400-digit number failed its whole
+    batch on Python 3.10's pandas.
+
+    Examples
+    --------
+    >>> frame_of_rows([{"a": 1.5}, {"a": 10**400}, {}])["a"].iloc[:2].tolist() == [1.5, 10**400]
+    True
+    """
+    try:
+        return pd.DataFrame.from_records(rows)
+    except OverflowError:
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        return pd.DataFrame({c: inferred_series([r.get(c) for r in rows]) for c in columns}, columns=columns)

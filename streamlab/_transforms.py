@@ -11,7 +11,7 @@ import pandas as pd
 from streamlab._compat import PANDAS_3
 from streamlab._dead_letter import dead_letter_frame
 from streamlab._expr import eval_expression, fails_alike, kind_groups, typed_result
-from streamlab._intcols import inferred_series
+from streamlab._intcols import frame_of_rows, inferred_series
 from streamlab.functions import UserFunction
 from streamlab.operators import Operator, Outputs
 
@@ -198,7 +198,7 @@ def records_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     >>> str(records_frame([{"x": 1.5}, {"x": None}])["x"].dtype)
     'float64'
     """
-    frame = pd.DataFrame.from_records(rows)
+    frame = frame_of_rows(rows)
     for c in frame.columns:
         if frame[c].dtype.kind != "f":
             continue

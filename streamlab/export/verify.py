@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._dead_letter import PARSE_DEAD_LETTER_COLUMNS
+from streamlab._intcols import frame_of_rows
 from streamlab._serde_values import _plain
 from streamlab._time import to_utc_ns
 from streamlab.clock import ManualClock
@@ -257,7 +258,7 @@ def rows_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     >>> rows_frame([{"w": 1}, {"w": 2.5}, {}])["w"].tolist()
     [1, 2.5, None]
     """
-    frame = pd.DataFrame(list(rows))
+    frame = frame_of_rows(list(rows))
     for c in frame.columns:
         if frame[c].dtype.kind != "f":
             continue

@@ -57,3 +57,25 @@ def test_the_exported_rule_alerts_where_streamlabs_rule_alerts() -> None:
     outputs = [machine.process(r) for r in frame.to_dict("records")]
     assert [o for [(o, _)] in outputs] == ["out"] * 4
     assert [r["is_alert"] for [(_, r)] in outputs] == [True, False, False, True]
+
+
+def _scaled(event: dict[str, Any]) -> dict[str, Any]:
+    return {**event, "scaled": event["n"] * 10**400 if event["n"] == 2 else event["n"] / 2}
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 5])
+def test_a_per_event_function_returning_a_huge_int_beside_floats_keeps_both(batch_size: int) -> None:
+    # pandas 2 (Python 3.10's) could not build the batch's frame from such rows (OverflowError): the
+    # whole batch failed on every retry; pandas 3 kept the objects
+    from streamlab import ListSink, ListSource, ManualClock, Pipeline
+
+    rows = [{"n": n, "timestamp": "2024-01-01T00:00:00Z"} for n in (1, 2, 3, 4)]
+    p = Pipeline(ListSource(rows, batch_size=batch_size))
+    out, dead = ListSink(), ListSink()
+    mapped = p.map_one(_scaled)
+    mapped.to(out)
+    mapped.dead_letter.to(dead)
+    p.run(clock=ManualClock(0))
+    assert dead.frame().empty
+    got = [v for batch in out.batches for v in batch["scaled"].tolist()]
+    assert got == [0.5, 2 * 10**400, 1.5, 2.0] and type(got[1]) is int
