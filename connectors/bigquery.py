@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from streamlab._compat import without_python_support_notices
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem, publish_now
@@ -43,7 +44,8 @@ log = logging.getLogger("streamlab")
 
 def _bigquery() -> Any:
     try:
-        from google.cloud import bigquery
+        with without_python_support_notices():
+            from google.cloud import bigquery
     except ImportError as exc:
         raise ImportError(f"BigQuery connectors need google-cloud-bigquery: {_EXTRA}") from exc
     return bigquery

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -29,6 +31,7 @@ __all__ = [
     "object_index",
     "read_json_lines_as_written",
     "text_column",
+    "without_python_support_notices",
 ]
 
 PANDAS_3 = int(pd.__version__.split(".")[0]) >= 3
@@ -176,3 +179,21 @@ def object_index(values: Any) -> pd.Index:
     except OverflowError:
         index = pd.Index(values, dtype=object, tupleize_cols=False)
     return index
+
+
+@contextlib.contextmanager
+def without_python_support_notices() -> Iterator[None]:
+    """Import Google's client libraries without their notice that this Python is past Google's support
+    window (a ``FutureWarning`` from ``google.api_core`` on Python 3.10 since 2026-10, at the first
+    import of ``google.pubsub_v1`` or ``google.cloud.bigquery``): streamlab supports the Python it runs
+    on, the user can act on the notice only by upgrading Python, and it filled notebook cells that read
+    Pub/Sub or BigQuery. Other warnings pass.
+
+    Examples
+    --------
+    >>> with without_python_support_notices():
+    ...     import json
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.api_core")
+        yield

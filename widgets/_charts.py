@@ -138,7 +138,12 @@ class WindowChart(LiveWidget):
                 self._names.append(_ALL)
             return np.zeros(n, dtype=np.int64)[rows]
         # Factorize, then name only the few distinct keys (not every row).
-        local, uniques = pd.factorize(cols[self.key].array[rows], use_na_sentinel=False)
+        keys = cols[self.key].array[rows]
+        if isinstance(
+            keys, pd.arrays.NumpyExtensionArray
+        ):  # pandas 2 warns that factorizing it is deprecated
+            keys = keys.to_numpy()
+        local, uniques = pd.factorize(keys, use_na_sentinel=False)
         codes = [self._code(u) for u in uniques]
         return np.array(codes, dtype=np.int64)[local] if codes else np.zeros(0, dtype=np.int64)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from streamlab._compat import without_python_support_notices
 from streamlab._time import Duration, parse_duration
 from streamlab.errors import ParameterError
 
@@ -13,7 +14,8 @@ EXTRA = "pip install 'streamlab[pubsub]'"
 
 def import_pubsub() -> Any:
     try:
-        from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+        with without_python_support_notices():
+            from google.cloud import pubsub_v1  # type: ignore[attr-defined]
     except ImportError as exc:
         raise ImportError(f"Pub/Sub connectors need google-cloud-pubsub: {EXTRA}") from exc
     return pubsub_v1

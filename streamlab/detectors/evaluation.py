@@ -504,14 +504,17 @@ class DelayedLabelEvaluator(Operator):
         return {"metrics": self.window_report()}
 
     def _joined(self) -> tuple[pd.DataFrame, int, int]:
+        # (empty parts left out: pandas 2 warns that it will stop ignoring their types in a concat)
+        kept_preds = [f for f in self._preds if len(f)]
+        kept_labels = [f for f in self._labels if len(f)]
         preds = (
-            pd.concat(self._preds, ignore_index=True)
-            if self._preds
+            pd.concat(kept_preds, ignore_index=True)
+            if kept_preds
             else pd.DataFrame(columns=["id", "t", "score", "flag", "key"])
         )
         labels = (
-            pd.concat(self._labels, ignore_index=True)
-            if self._labels
+            pd.concat(kept_labels, ignore_index=True)
+            if kept_labels
             else pd.DataFrame(columns=["id", "label"])
         )
         # compact: keep the last prediction and label per id, so repeated reports stay cheap
@@ -581,7 +584,13 @@ class DelayedLabelEvaluator(Operator):
             "roc_auc",
         ]
         cols += ["bursts", "missed_bursts", "mean_latency_s"]
-        return pd.DataFrame(rows, columns=cols)
+        if rows:
+            return pd.DataFrame(rows, columns=cols)
+        # no labelled window yet: the same columns and types as a report with rows (objects, they made
+        # pandas 2 warn when reports were concatenated, and a sink's table take the wrong types)
+        floats = ("precision", "recall", "f1", "roc_auc", "mean_latency_s")
+        empty = {c: np.zeros(0, dtype=np.float64 if c in floats else np.int64) for c in cols[1:]}
+        return pd.DataFrame({"window_start": pd.array([], dtype="datetime64[ns, UTC]"), **empty})
 
     def snapshot(self) -> Any:
         self._joined()  # compacts the stored frames

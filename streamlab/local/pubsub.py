@@ -27,6 +27,7 @@ from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamlab._compat import without_python_support_notices
 from streamlab.clock import Clock, SystemClock
 
 __all__ = ["PubSubEmulator", "emulator_client_kwargs", "main"]
@@ -81,7 +82,9 @@ def message_problem(message: Any) -> str | None:
 def _import_grpc() -> tuple[Any, Any]:
     try:
         import grpc
-        from google.pubsub_v1 import types as pubsub_types
+
+        with without_python_support_notices():
+            from google.pubsub_v1 import types as pubsub_types
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         raise ImportError(
             "PubSubEmulator needs grpcio and google-cloud-pubsub: pip install 'streamlab[pubsub]'"
@@ -852,8 +855,9 @@ def emulator_client_kwargs(host: str, kind: str) -> dict[str, Any]:
     ['transport']
     """
     grpc, _ = _import_grpc()
-    from google.pubsub_v1.services.publisher.transports.grpc import PublisherGrpcTransport
-    from google.pubsub_v1.services.subscriber.transports.grpc import SubscriberGrpcTransport
+    with without_python_support_notices():
+        from google.pubsub_v1.services.publisher.transports.grpc import PublisherGrpcTransport
+        from google.pubsub_v1.services.subscriber.transports.grpc import SubscriberGrpcTransport
 
     transports: dict[str, Any] = {"publisher": PublisherGrpcTransport, "subscriber": SubscriberGrpcTransport}
     if kind not in transports:

@@ -322,3 +322,18 @@ def test_the_evaluator_skips_and_counts_labels_and_flags_naming_no_boolean(
     restored = DelayedLabelEvaluation(window="1h").build()
     restored.restore(pickle.loads(pickle.dumps(ev.snapshot())))
     assert restored.report()["skipped_labels"] == 1
+
+
+def test_a_report_without_labelled_windows_has_the_types_of_one_with_them() -> None:
+    # it was a frame of objects: concatenated with reports that had rows, pandas 2 warned (a notebook's
+    # cell showed it) and a sink would have typed its table from objects
+    ev = DelayedLabelEvaluation(window="1h").build()
+    empty = ev.window_report()
+    t = pd.to_datetime(["2024-01-01 00:10", "2024-01-01 00:20"], utc=True)
+    frame = pd.DataFrame(
+        {"event_id": ["a", "b"], "score": [0.9, 0.1], "is_anomaly": [True, False], "timestamp": t}
+    )
+    ev.process(frame, port=0)
+    full = ev.process(pd.DataFrame({"event_id": ["a", "b"], "label": [1, 0]}), port=1)["metrics"]
+    assert empty.empty and len(full) == 1
+    assert list(empty.columns) == list(full.columns) and dict(empty.dtypes) == dict(full.dtypes)
