@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import inspect
 import math
 from collections.abc import Mapping
@@ -57,6 +59,24 @@ _PARAM_RULES: dict[str, dict[str, tuple[Any, str, float]]] = {
         "alpha": (lambda v: _number(v) and 0 < v <= 1, "a forgetting factor above 0 and at most 1", 0.9999),
     },
 }
+
+
+@functools.cache
+def _adwin_divides_by_zero_with_one_bucket() -> bool:
+    """Whether this river's ``ADWIN(max_buckets=1)`` raises ``ZeroDivisionError`` at its first check.
+
+    river's Cython ADWIN up to 0.23 (Python 3.10's river 0.22 among them) empties its only bucket
+    row when it merges at one bucket, then divides by a window of length 0, whatever the values;
+    later rivers (0.24 divides as C does, 0.25 on is Rust) take it. Asked of river itself, once, and
+    only for ``max_buckets=1``.
+    """
+    probe = drift.ADWIN(max_buckets=1, clock=1)
+    try:
+        for _ in range(64):  # the Cython one fails after 11 values, its grace period and bucket merges
+            probe.update(0.0)
+    except ZeroDivisionError:
+        return True
+    return False
 
 
 def _make(method: str, params: Mapping[str, Any]) -> Any:
@@ -138,6 +158,18 @@ class DriftDetector(StepConfig):
                     "takes it, then detects no drift, drifts all the time or fails on the first value; pass "
                     f"e.g. params={{{name!r}: {example}}} (or leave it out for river's default)"
                 )
+        if (
+            self.method == "adwin"
+            and _whole(self.params.get("max_buckets"))
+            and self.params["max_buckets"] == 1
+            and _adwin_divides_by_zero_with_one_bucket()
+        ):
+            raise ValueError(
+                f"{where}(method='adwin'): params max_buckets=1 makes this river's ADWIN (river "
+                f"{importlib.metadata.version('river')}) divide by zero at its first check, which would "
+                "stop the run; pass e.g. params={'max_buckets': 2} (or leave it out for river's default "
+                "5), or use river 0.24 or later (Python 3.11+), whose ADWIN takes max_buckets=1"
+            )
         try:
             _make(self.method, self.params)
         except TypeError as exc:
