@@ -284,11 +284,13 @@ def river_velocity(keys: list[Any], times: list[dt.datetime], period: dt.timedel
     rolling: dict[Any, utils.TimeRolling[stats.Sum]] = {}
     out = []
     append = out.append
-    # river 0.22 (Python 3.10) takes an instance only; 0.26 takes the class and deprecates an instance
-    made: Any = stats.Sum if _TIME_ROLLING_TAKES_A_CLASS else stats.Sum()
+    # river 0.22 (Python 3.10) takes an instance only, and updates that very object: each key needs
+    # its own (one shared by every key would count all keys' events); 0.26 takes the class (and
+    # deprecates an instance), making one per TimeRolling
     for k, t in zip(keys, times):
         r = rolling.get(k)
         if r is None:
+            made: Any = stats.Sum if _TIME_ROLLING_TAKES_A_CLASS else stats.Sum()
             r = rolling[k] = utils.TimeRolling(made, period=period)
         r.update(1.0, t=t)
         append(r.get())
