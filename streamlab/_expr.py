@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._compat import PANDAS_2_3, as_pandas_3, inferred_kind
+from streamlab._compat import PANDAS_2_3, PANDAS_3, as_pandas_3, inferred_kind
 from streamlab._intcols import exact_values, inferred_series
 from streamlab._pyast import guarded, parse, unquote_backticks
 
@@ -323,6 +323,12 @@ def as_expression_input(batch: pd.DataFrame, expr: str) -> pd.DataFrame:
       is a way to store text, so ``event_type >= 'p'`` compares the values as on a ``string`` field
       (and as the exported code does), where pandas refuses to order an unordered Categorical. An
       expression that is just the column's name (a copy) keeps the category storage.
+    - On pandas 2.3, a text column (strings as objects, a missing one None; all None in a part without
+      a string) whose ``.str`` methods the expression reads (``s.str.contains('a')``) becomes pandas 3's
+      text dtype (``str``, a missing string NaN), as streamlab's text columns are on pandas 3: a test of a missing string is False and a string method
+      gives a missing string, as in the exported code (``ExprCompiler.missing_text``). The object
+      column's own ``.str`` methods answer NaN, which ``or`` read as False (``s.str.contains('a') or
+      n > 2`` dropped a row without ``s`` whose ``n`` is 3) and ``not`` refused (a TypeError).
 
     Examples
     --------
@@ -336,6 +342,8 @@ def as_expression_input(batch: pd.DataFrame, expr: str) -> pd.DataFrame:
     [True, False]
     >>> eval_condition(pd.DataFrame({"n": pd.array([2**62 + 1, None], dtype="Int64")}), "n == 4611686018427387904").tolist()
     [False, False]
+    >>> eval_condition(pd.DataFrame({"s": ["ab", None]}), "not s.str.contains('a')").tolist()  # str; pandas 2: object
+    [False, True]
     """
     columns = batch.columns
     if not columns.is_unique or not len(batch):
@@ -375,8 +383,39 @@ def as_expression_input(batch: pd.DataFrame, expr: str) -> pd.DataFrame:
         ):
             cats = col.dtype.categories  # none: every value missing, and no type to read them as
             cast[n] = cats.dtype if len(cats) else object
+        elif (
+            _TEXT_AS_PANDAS_3 is not None
+            and n in _str_methods_read(expr)
+            and col.dtype == object
+            and inferred_kind(col) in ("string", "empty")  # empty: every string of the part missing
+        ):
+            cast[n] = _TEXT_AS_PANDAS_3
     out = batch.astype(cast) if cast else batch
     return out.assign(**exact) if exact else out
+
+
+#: pandas 3's text dtype (a missing string NaN, its ``.str`` tests False), for pandas 2.3's object text
+_TEXT_AS_PANDAS_3 = pd.StringDtype("python", na_value=np.nan) if PANDAS_2_3 and not PANDAS_3 else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _str_methods_read(expr: str) -> frozenset[str]:
+    """The names whose ``.str`` methods ``expr`` reads (``s`` in ``s.str.len() > 2 or t.isna()``).
+
+    Examples
+    --------
+    >>> sorted(_str_methods_read("s.str.contains('a') or n > 2 or t.isna()"))
+    ['s']
+    """
+    try:
+        tree = parse(unquote_backticks(expr.strip())[0], mode="eval")
+    except SyntaxError:
+        return frozenset()
+    return frozenset(
+        node.value.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and node.attr == "str" and isinstance(node.value, ast.Name)
+    )
 
 
 #: Nodes of an expression that only compares and combines its values (no arithmetic, no calls)

@@ -500,20 +500,23 @@ def test_an_output_left_out_whole_is_reported_as_not_compared() -> None:
 def test_late_windows_of_a_missing_key_are_left_out_without_failing(window: Any) -> None:
     """A late row whose window key is missing (the key None): pandas' ``str`` column keeps it NaN after
     ``astype(str)``, and joining the key texts raised a TypeError out of ``verify``. NaN and None in the
-    exported side's frame are the same key."""
-    import numpy as np
+    exported side's frame are the same key. The key columns are streamlab's: ``str`` with NaN on pandas 3,
+    objects with None on pandas 2 (whose ``str`` array would hold the text ``'nan'``)."""
     import pandas as pd
 
+    from streamlab._compat import PANDAS_3
     from streamlab.export._late import leave_out_late_windows
 
     p = Pipeline(ListSource([b"{}"]))
     p.parse().window(window, key="user_id").agg(agg.count())
     t = pd.Timestamp("2024-01-01", tz="UTC")
+    text = "str" if PANDAS_3 else object
     local = pd.DataFrame(
-        {"user_id": pd.array(["u", np.nan], dtype="str"), "window_start": [t, t], "count": [1, 2]}
+        {"user_id": pd.array(["u", None], dtype=text), "window_start": [t, t], "count": [1, 2]}
     )
+    assert local["user_id"].isna().tolist() == [False, True]  # a missing key, not the text 'nan' or 'None'
     theirs = pd.DataFrame({"user_id": ["u", None], "window_start": [t, t], "count": [1, 3]})
-    late = pd.DataFrame({"user_id": pd.array([np.nan], dtype="str"), "window_start": [t]})
+    late = pd.DataFrame({"user_id": pd.array([None], dtype=text), "window_start": [t]})
     kept, other, notes = leave_out_late_windows(
         p, {"window": local, "window.late": late}, {"window": theirs}, "Spark"
     )
