@@ -25,6 +25,7 @@ __all__ = [
     "PANDAS_2_3",
     "PANDAS_3",
     "as_pandas_3",
+    "concat_rows",
     "duplicated_rows",
     "factorize",
     "inferred_kind",
@@ -197,3 +198,21 @@ def without_python_support_notices() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.api_core")
         yield
+
+
+def concat_rows(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """``pd.concat(parts, ignore_index=True)`` without pandas 2's notice that a part's all-missing column
+    will count in the result's type in a future version (a ``FutureWarning`` per batch where some rows of a
+    ``with_columns`` lack a value): streamlab keeps pandas 2's result there, as it runs.
+
+    Examples
+    --------
+    >>> a = pd.DataFrame({"t": pd.to_datetime(["2024-01-01"], utc=True)})
+    >>> concat_rows([a, pd.DataFrame({"t": [float("nan")]})])["t"].isna().tolist()
+    [False, True]
+    """
+    if PANDAS_3:
+        return pd.concat(parts, ignore_index=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The behavior of DataFrame concatenation with empty", FutureWarning)
+        return pd.concat(parts, ignore_index=True)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._compat import PANDAS_3
+from streamlab._compat import PANDAS_3, concat_rows
 from streamlab._dead_letter import dead_letter_frame
 from streamlab._expr import eval_expression, fails_alike, kind_groups, typed_result
 from streamlab._intcols import frame_of_rows, inferred_series
@@ -293,9 +293,7 @@ class MapOperator(Operator):
         groups = None if exprs is None else lambda: kind_groups(batch, exprs)
         good, bad, reasons = isolate_failures(batch, self._apply, self.what, self.step_id, alike, groups)
         parts = [g[1] for g in good]
-        frame = (
-            parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True) if parts else batch.iloc[:0]
-        )
+        frame = parts[0] if len(parts) == 1 else concat_rows(parts) if parts else batch.iloc[:0]
         rows = np.concatenate([g[0] for g in good]) if good else np.zeros(0, dtype=np.int64)
         if len(good) > 1 and (rows[1:] < rows[:-1]).any():  # groups of rows by kind: back in batch order
             order = np.argsort(rows, kind="stable")
