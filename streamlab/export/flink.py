@@ -57,6 +57,7 @@ from typing import Any
 from streamlab import _pyast
 from streamlab._dead_letter import PARSE_DEAD_LETTER_COLUMNS
 from streamlab._pythons import runs_as, uv_python
+from streamlab._step_kinds import label_of
 from streamlab._time import parse_duration
 from streamlab.aggregators import (
     Aggregator,
@@ -2065,6 +2066,7 @@ def to_flink(
         )
     major, minor = _major_minor(flink_version)
     managed_flink_runtime(flink_version)  # refused before anything is written
+    _refuse_what_flinks_river_cannot_run(pipeline)
     from streamlab.export import flink_datastream as ds
 
     gen = _Generator(pipeline, (major, minor))
@@ -2141,6 +2143,30 @@ def _requirements(p: Pipeline, flink_version: str) -> str:
         for s in p.steps.values()
     )
     return header + f"apache-flink=={pin}\n" + (f"river=={FLINK_RIVER_VERSION}\n" if river else "")
+
+
+def _refuse_what_flinks_river_cannot_run(p: Pipeline) -> None:
+    """Refuse a drift step whose ADWIN :data:`FLINK_RIVER_VERSION` cannot run: with ``max_buckets=1`` its
+    ADWIN divides by zero after 11 values, whatever they are, which would stop the deployed job (a newer
+    river, where streamlab runs, takes it; ``DriftDetector`` refuses it where the local river fails)."""
+    from streamlab.detectors import DriftDetector
+
+    for step in p.steps.values():
+        config = getattr(step, "config", None)
+        if (
+            isinstance(step, OperatorStep)
+            and isinstance(config, DriftDetector)
+            and config.method == "adwin"
+            and config.params.get("max_buckets") == 1
+            and not isinstance(config.params.get("max_buckets"), bool)
+        ):
+            raise PipelineConfigError(
+                step.step_id,
+                label_of(config),
+                f"ADWIN with max_buckets=1 divides by zero in river {FLINK_RIVER_VERSION}, the river the Flink "
+                "job runs (after 11 values, whatever they are), which would stop the deployed job",
+                "pass e.g. params={'max_buckets': 2} (river's default is 5)",
+            )
 
 
 # -- the PyFlink environment and running the job --------------------------------------------------------
