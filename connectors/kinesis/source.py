@@ -253,9 +253,7 @@ class _KinesisReader(SourceReader):
         src = self._source
         kwargs: dict[str, Any] = {"StreamName": src.stream, "ShardId": shard}
         seq = self._position.get(shard)
-        if (
-            seq is not None and ":" in seq
-        ):  # within an aggregated record: read it again, skip what was delivered
+        if seq is not None and ":" in seq:  # within an aggregated record: read it again, skip the delivered
             record, sub = seq.split(":", 1)
             self._skip[shard] = (record, int(sub))
             kwargs.update(ShardIteratorType="AT_SEQUENCE_NUMBER", StartingSequenceNumber=record)
