@@ -571,7 +571,23 @@ def eval_expression(batch: pd.DataFrame, expr: str) -> Any:
     >>> eval_expression(batch, "ratio.fillna(1.0) * amount").tolist()
     [10.0, 600.0]
     """
-    return by_presence(batch, expr, lambda part: _as_with_values(part, expr, _eval_whole(part, expr)))
+    value = by_presence(batch, expr, lambda part: _as_with_values(part, expr, _eval_whole(part, expr)))
+    return _as_object_text(value)
+
+
+def _as_object_text(value: Any) -> Any:
+    """On pandas 2.3, text an expression computed from a column read as pandas 3's text dtype
+    (:func:`as_expression_input`) back as pandas 2 holds text, objects with None for a missing string:
+    a computed column keeps the type it has in every other batch (and the one it had before).
+
+    Examples
+    --------
+    >>> _as_object_text(pd.Series(["a", None], dtype=object)).tolist()
+    ['a', None]
+    """
+    if _TEXT_AS_PANDAS_3 is not None and isinstance(value, pd.Series) and value.dtype == _TEXT_AS_PANDAS_3:
+        return value.astype(object).where(value.notna(), None)
+    return value
 
 
 def _as_with_values(batch: pd.DataFrame, expr: str, value: Any) -> Any:

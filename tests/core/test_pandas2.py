@@ -68,3 +68,19 @@ def test_released_object_keys_leave_nothing_dangling_in_the_hash_table() -> None
     kept = np.array([10**20 + 1, 2**64], dtype=object)
     ids = index.ids_for(kept)
     assert index.lookup(np.array([2**64, 10**20 + 1], dtype=object)).tolist() == ids[::-1].tolist()
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 4])
+def test_text_computed_from_text_has_the_type_of_the_text_it_came_from(batch_size: int) -> None:
+    # on pandas 2.3 a column whose .str methods an expression reads is evaluated as pandas 3's text (a
+    # missing string's test is False); what it computes went out in that type, where every other text
+    # column is objects: batches of one run had two text types, and their concat warned
+    from streamlab import ListSink, ListSource, ManualClock, Pipeline
+
+    rows = [{"s": s, "n": n} for s, n in (("ab", 1), (None, 2), ("c", 3), (None, 4))]
+    p = Pipeline(ListSource(rows, batch_size=batch_size))
+    out = ListSink()
+    p.stream.with_columns(u="s.str.upper()").filter("s.str.len() > 1 or n > 2").to(out)
+    p.run(clock=ManualClock(0))
+    assert [b["u"].dtype == b["s"].dtype for b in out.batches] == [True] * len(out.batches)
+    assert out.frame()["u"].tolist()[:2] == ["AB", "C"] and out.frame()["u"].isna().tolist()[2]
