@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from streamlab import DuckDBSink, Pipeline, TumblingWindow, agg
+from streamlab import DuckDBSink, JsonLinesSink, Pipeline, TumblingWindow, agg
 from streamlab._checkpoint import CHECKPOINT_FILE
 from streamlab.io import Source
 from streamlab.local import LocalServer
@@ -42,12 +42,15 @@ SCHEMA = {
 COLUMNS = list(SCHEMA)
 
 
-def build(source: Source, db: str, windows: bool = False) -> Pipeline:
+def build(source: Source, db: str, windows: bool = False, lines: Path | None = None) -> Pipeline:
     """source → parse → the events table (DuckDB, upsert by event_id); with ``windows``, also 1-minute
-    windows per event type (upsert by window and key)."""
+    windows per event type (upsert by window and key); with ``lines``, the events also to that JSON-lines
+    file (which a test can watch while the run holds the database)."""
     p = Pipeline(source, name="cloud-faults")
     events = p.parse(SCHEMA)
     events.select(*COLUMNS).to(DuckDBSink(db, "events"))
+    if lines is not None:
+        events.select(*COLUMNS).to(JsonLinesSink(str(lines)))
     if windows:
         w = events.window(TumblingWindow("1m"), key="event_type", delay="10s")
         w.agg(agg.count(), agg.sum("amount")).to(DuckDBSink(db, "windows"))
@@ -187,10 +190,12 @@ def test_pubsub_pipeline_sigterm_acks_exactly_what_the_sink_has(
     records = make_events(n, seed=22)
     (sub,) = pubsub_topic(host, records, subscriptions=1)
     db, ckpt, spec = str(tmp_path / "run.duckdb"), tmp_path / "ckpt", tmp_path / "spec.yaml"
-    build(pubsub_source(sub, host), db).to_yaml(str(spec))
+    lines = tmp_path / "events.jsonl"
+    build(pubsub_source(sub, host), db, lines=lines).to_yaml(str(spec))
     proc = runner(spec, ckpt, batch_size=100)
     try:
-        wait_for(lambda: (ckpt / CHECKPOINT_FILE).exists(), timeout=60, what="a checkpoint")
+        # a checkpoint is written every 100 ms from the start, before any event: wait for a written event
+        wait_for(lambda: lines.exists() and lines.stat().st_size > 0, timeout=60, what="a written event")
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
         stopped = time.monotonic()
@@ -199,6 +204,7 @@ def test_pubsub_pipeline_sigterm_acks_exactly_what_the_sink_has(
     assert code == 0, err[-2000:]
     kept = set(event_table(db)["event_id"])
     assert kept  # the run had written events before the stop
+    assert {json.loads(line)["event_id"] for line in lines.read_text().splitlines()} == kept
     # what was not acknowledged is delivered again; nothing acknowledged is (within the ack deadline)
     reader = PubSubSource(sub, emulator_host=host, timeout=2, max_messages=2 * n).open()
     again: list[str] = []
@@ -320,10 +326,12 @@ def test_kinesis_pipeline_sigterm_commits_exactly_what_the_sink_has(
     stream = kinesis_stream(url, records)
     shards = tmp_path / "shards.json"
     db, ckpt, spec = str(tmp_path / "run.duckdb"), tmp_path / "ckpt", tmp_path / "spec.yaml"
-    build(kinesis_source(stream, url, checkpoint_path=str(shards)), db).to_yaml(str(spec))
+    lines = tmp_path / "events.jsonl"
+    build(kinesis_source(stream, url, checkpoint_path=str(shards)), db, lines=lines).to_yaml(str(spec))
     proc = runner(spec, ckpt, batch_size=100)
     try:
-        wait_for(lambda: shards.exists(), timeout=60, what="a shard checkpoint")
+        # the shard checkpoint can be written before any event: wait for a written event
+        wait_for(lambda: lines.exists() and lines.stat().st_size > 0, timeout=60, what="a written event")
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
     finally:
@@ -331,6 +339,7 @@ def test_kinesis_pipeline_sigterm_commits_exactly_what_the_sink_has(
     assert code == 0, err[-2000:]
     kept = set(event_table(db)["event_id"])
     assert kept
+    assert {json.loads(line)["event_id"] for line in lines.read_text().splitlines()} == kept
     # a new reader starting at the shard checkpoint (not the run's) reads exactly what the sink lacks
     reader = kinesis_source(stream, url, checkpoint_path=str(shards)).open()
     rest: list[str] = []
