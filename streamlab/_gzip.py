@@ -138,13 +138,8 @@ class GzipBytes:
             raise error
         return got
 
-    def read(self, size: int = -1) -> bytes:
-        """Up to ``size`` decompressed bytes (all that are left when negative)."""
-        if size < 0:
-            parts = []
-            while chunk := self.read(1 << 22):
-                parts.append(chunk)
-            return b"".join(parts)
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` decompressed bytes (``b""`` at the end)."""
         buffer = bytearray(size)
         n = self.readinto(buffer)
         return bytes(buffer[:n])

@@ -104,6 +104,23 @@ def kpl_records(data: bytes) -> list[tuple[str, bytes]] | None:
         return None
 
 
+def user_records(data: bytes, partition_key: str | None) -> tuple[list[tuple[str | None, bytes]], bool]:
+    """The user records a Kinesis record with ``data`` and ``partition_key`` delivers, as (partition key,
+    data) pairs, and whether it was an aggregated record (else it is its one user record).
+
+    Examples
+    --------
+    >>> user_records(b'{"a": 1}', "k")
+    ([('k', b'{"a": 1}')], False)
+    >>> user_records(kpl_aggregate([("j", b"x")]), "k")
+    ([('j', b'x')], True)
+    """
+    inside = kpl_records(data)
+    if inside is None:
+        return [(partition_key, data)], False
+    return list(inside), True
+
+
 def _field(number: int, payload: bytes) -> bytes:
     return _encode_varint(number << 3 | 2) + _encode_varint(len(payload)) + payload
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._kpl import KPL_MAGIC, kpl_records
+from streamlab._kpl import user_records
 from streamlab._time import Duration, format_duration
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError
@@ -368,9 +368,7 @@ class _KinesisReader(SourceReader):
         its own), as the KCL delivers them (:mod:`streamlab._kpl`)."""
         values, keys, seqs, subs, arrivals = [], [], [], [], []
         for r in records:
-            data = r["Data"]
-            inside = kpl_records(data) if data[:4] == KPL_MAGIC else None
-            for sub, (key, value) in enumerate(inside or ((r["PartitionKey"], data),)):
+            for sub, (key, value) in enumerate(user_records(r["Data"], r["PartitionKey"])[0]):
                 values.append(value)
                 keys.append(key)
                 seqs.append(r["SequenceNumber"])

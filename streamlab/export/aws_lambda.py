@@ -274,16 +274,15 @@ def handle_record(record, state, side, index):
     and its place in the record (``subSequenceNumber``), as the KCL and streamlab's KinesisSource deliver
     them: the Lambda event source hands the aggregated record over as it is."""
     kinesis = record["kinesis"]
-    data = base64.b64decode(kinesis["data"])
-    inside = kpl_records(data) if data[:4] == KPL_MAGIC else None
+    inside, aggregated = user_records(base64.b64decode(kinesis["data"]), kinesis.get("partitionKey"))
     state["keyed"].seq = kinesis["sequenceNumber"]
-    for sub, (key, raw) in enumerate(inside or ((kinesis.get("partitionKey"), data),)):
+    for sub, (key, raw) in enumerate(inside):
         meta = {{
             "sequenceNumber": kinesis["sequenceNumber"],
             "partitionKey": key,
             "approximateArrivalTimestamp": kinesis.get("approximateArrivalTimestamp"),
         }}
-        if inside is not None:
+        if aggregated:
             meta["subSequenceNumber"] = sub
         try:
             row = parse_record(raw, PARSE_FIELDS, PARSE_REQUIRED, MAX_RECORD_BYTES)
