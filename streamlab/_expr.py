@@ -501,12 +501,24 @@ def partly_missing(batch: pd.DataFrame, expr: str) -> np.ndarray | None:
     >>> partly_missing(pd.DataFrame({"n": pd.array([1, None], dtype="Int64")}), "n > 3") is None  # exact
     True
     """
+    gaps = _partial_gaps(batch, expr)
+    if not gaps:
+        return None
+    missing = gaps[0]
+    for g in gaps[1:]:
+        missing = missing | g
+    return missing
+
+
+def _partial_gaps(batch: pd.DataFrame, expr: str) -> list[np.ndarray]:
+    """For each column ``expr`` computes with whose type a missing value changes and that some rows of
+    ``batch`` lack and others have, which rows lack it (see :func:`partly_missing`)."""
     names = expression_names(expr)
     if not names or not len(batch) or not batch.columns.is_unique:
-        return None
+        return []
     if _compares_only(expr):
-        return None
-    missing: np.ndarray | None = None
+        return []
+    found = []
     for n in names:
         if n not in batch.columns:
             continue
@@ -519,14 +531,15 @@ def partly_missing(batch: pd.DataFrame, expr: str) -> np.ndarray | None:
             continue  # a text column's own operators keep their type beside a missing value
         gaps = col.isna().to_numpy()
         if gaps.any() and not gaps.all():
-            missing = gaps if missing is None else missing | gaps
-    return missing
+            found.append(gaps)
+    return found
 
 
 def by_presence(batch: pd.DataFrame, expr: str, evaluate: Callable[[pd.DataFrame], Any]) -> Any:
-    """``evaluate(batch)``, the rows :func:`partly_missing` names evaluated apart from the others, their
-    results put back in the batch's order: integers of the rows with values and missing values of the
-    others make a nullable integer column (:func:`typed_result` keeps it so).
+    """``evaluate(batch)``, rows evaluated in groups of those that miss the same of the values
+    :func:`partly_missing` looks at, their results put back in the batch's order: integers of the rows
+    with values and missing values of the others make a nullable integer column (:func:`typed_result`
+    keeps it so). In a group, each such column is all there or all missing.
 
     Examples
     --------
@@ -535,20 +548,25 @@ def by_presence(batch: pd.DataFrame, expr: str, evaluate: Callable[[pd.DataFrame
     >>> eval_expression(batch, "n // 3").tolist()
     [1537228672809129301, <NA>, 2]
     """
-    missing = partly_missing(batch, expr)
-    if missing is None:
+    gaps = _partial_gaps(batch, expr)
+    if not gaps:
         return evaluate(batch)
-    order = np.concatenate([np.flatnonzero(~missing), np.flatnonzero(missing)])
+    # a group per pattern of missing columns; the rows with every value first
+    _, pattern = np.unique(np.column_stack(gaps), axis=0, return_inverse=True)
+    pattern = pattern.reshape(-1)
+    order = np.argsort(pattern, kind="stable")
+    starts = np.flatnonzero(np.r_[True, pattern[order][1:] != pattern[order][:-1]])
     parts = []
-    for rows in (order[: int((~missing).sum())], order[int((~missing).sum()) :]):
+    for rows in np.split(order, starts[1:]):
         part = batch.iloc[rows]
-        value = by_presence(part, expr, evaluate)  # another column may still be partly missing there
+        value = evaluate(part)
         if not isinstance(value, pd.Series) or len(value) != len(part):
             return evaluate(batch)  # a scalar or a frame: no rows to put back
         parts.append(value.reset_index(drop=True))
-    have, lack = parts
-    if have.dtype.kind in "iu" and lack.dtype.kind == "f" and bool(lack.isna().all()):
-        joined = pd.Series(np.concatenate([have.to_numpy(dtype=object), lack.to_numpy(dtype=object)]))
+    numbers = [p for p in parts if not (p.dtype.kind == "f" and bool(p.isna().all()))]
+    if numbers and len(numbers) < len(parts) and all(p.dtype.kind in "iu" for p in numbers):
+        # integers beside groups of only missing values: objects, which typed_result makes Int64
+        joined = pd.Series(np.concatenate([p.to_numpy(dtype=object) for p in parts]))
     else:
         joined = pd.concat(parts, ignore_index=True)
     out = joined.take(np.argsort(order, kind="stable"))

@@ -158,3 +158,38 @@ def test_not_compiled_falls_back() -> None:
     for expr in ["t > '2024-01-15'", "f > 1.1", "f * 1.1"]:
         assert (compile_expression(expr) is not None) == PANDAS_2_3  # those operands: eval when run
         pd.testing.assert_series_equal(eval_expression(frame, expr), frame.eval(expr, engine="python"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    a=st.lists(st.one_of(st.none(), st.integers(-(2**62), 2**62)), min_size=1, max_size=40),
+    b_missing=st.lists(st.booleans(), min_size=40, max_size=40),
+    expr=st.sampled_from(["a + b", "a // 3 + b", "a * b - c", "(a + 1) * 2"]),
+)
+def test_rows_missing_different_columns_give_what_each_row_gives_alone(
+    a: list[int | None], b_missing: list[bool], expr: str
+) -> None:
+    # rows missing a beside rows missing b (and c): each missing pattern is evaluated apart, in one pass
+    # (it recursed on the whole batch when every row missed one column or another)
+    n = len(a)
+    b = [None if gone else i for i, gone in enumerate(b_missing[:n])]
+    c = [None if i % 3 == 0 else i for i in range(n)]
+    batch = pd.DataFrame({k: pd.array(v, dtype="Int64") for k, v in {"a": a, "b": b, "c": c}.items()})
+    got = eval_expression(batch, expr)
+    alone = [eval_expression(batch.iloc[[i]], expr).iloc[0] for i in range(n)]
+    assert len(got) == n and got.index.equals(batch.index)
+    assert [None if pd.isna(v) else int(v) for v in got] == [None if pd.isna(v) else int(v) for v in alone]
+    if any(v is not None for v in got.tolist() if not pd.isna(v)) and got.isna().any():
+        assert got.dtype == "Int64"  # integers beside missing values stay integers
+
+
+def test_rows_each_missing_one_of_two_columns_do_not_recurse() -> None:
+    batch = pd.DataFrame(
+        {
+            "a": pd.array([1, None, 3, 4] * 500, dtype="Int64"),
+            "b": pd.array([None, 2, 3, 2**62] * 500, dtype="Int64"),
+        }
+    )
+    got = eval_expression(batch, "a + b")  # raised RecursionError after 1.7 s
+    assert got.dtype == "Int64"
+    assert got.iloc[:4].tolist() == [pd.NA, pd.NA, 6, 2**62 + 4]
