@@ -205,6 +205,16 @@ def gzip_end(path: str | os.PathLike[str]) -> tuple[int, bool, OSError | None]:
     >>> end == len(whole), newline, type(error).__name__
     (True, True, 'OSError')
     """
+    found = _last_whole_member(path)
+    if found is not None:
+        end, last, size, tail = found
+        error = None
+        if tail.strip(b"\0"):  # (NUL bytes after a member are padding)
+            error = OSError(
+                f"the {size - end:,} bytes after the last whole member do not make a member: the file "
+                "is truncated or damaged"
+            )
+        return end, last == 10, error
     reader = GzipBytes(path)
     error = None
     try:
@@ -215,3 +225,58 @@ def gzip_end(path: str | os.PathLike[str]) -> tuple[int, bool, OSError | None]:
     finally:
         reader.close()
     return reader.member_end, reader.member_last in (None, 10), error
+
+
+_MAGIC = b"\x1f\x8b\x08"  # a gzip member's first bytes (deflate)
+_TAIL_LIMIT = 1 << 20  # the most bytes kept of what follows the last whole member
+
+
+def _last_whole_member(path: str | os.PathLike[str]) -> tuple[int, int, int, bytes] | None:
+    """The last whole member of the file, found from its end: where it ends, the last byte of its text,
+    the file's size and (up to :data:`_TAIL_LIMIT` of) the bytes after it; None when no member from the
+    end is whole, or the last whole one has no text (then only reading the file from its start tells).
+
+    A sink appends one member per flush, so this decompresses one member, not the file. A candidate is a
+    member's magic bytes from which one whole member decompresses, its CRC-32 and length checked (a
+    false start inside compressed data passes both with odds of about 2**-64). What comes before it is
+    taken as whole (it was when the file was opened last; damage in the middle is for a reader to find).
+    """
+    import mmap
+
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if not size:
+            return None
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            before = size
+            while (start := view.rfind(_MAGIC, 0, before)) >= 0:
+                member = _one_member(view, start)
+                if member is not None:
+                    end, last = member
+                    if last is None:
+                        return None
+                    return end, last, size, bytes(view[end : end + _TAIL_LIMIT])
+                before = start
+    return None
+
+
+def _one_member(view: Any, start: int) -> tuple[int, int | None] | None:
+    """Where the gzip member at ``start`` ends and the last byte of its text (None when it has none), or
+    None when no whole member decompresses from there."""
+    inflate = zlib.decompressobj(31)
+    at, last = start, None
+    try:
+        while not inflate.eof:
+            if at >= len(view):
+                return None  # cut short
+            chunk = view[at : at + GzipBytes._IN]
+            at += len(chunk)
+            data = chunk
+            while data and not inflate.eof:
+                out = inflate.decompress(data, GzipBytes._OUT)
+                if out:
+                    last = out[-1]
+                data = inflate.unconsumed_tail
+    except zlib.error:
+        return None
+    return at - len(inflate.unused_data), last
