@@ -312,3 +312,19 @@ def test_a_json_fields_ints_and_floats_keep_their_types_in_windows_closed_apart(
     assert typed([e["first_w"] for e in lines]) == want
     parquet = pd.read_parquet(tmp / "firsts")  # a json field's first value is JSON text there
     assert typed([json.loads(x) for x in parquet["first_w"]]) == want
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 100])
+def test_a_sum_of_two_int_fields_each_missing_in_other_rows_is_the_same_at_every_batch_size(
+    batch_size: int,
+) -> None:
+    # rows missing a beside rows missing b: Int64 with the exact sums at every batch size (at 100 the
+    # expression recursed on the whole batch, and with_columns fell back to halving it)
+    shapes = [{"a": 1, "b": None}, {"a": None, "b": 2}, {"a": 3, "b": 4}, {"a": 2**62, "b": 5}]
+    p = Pipeline(ListSource([json.dumps(r) for r in shapes * 25]))
+    out = ListSink()
+    p.parse({"a": "int64", "b": "int64"}, time=None).with_columns(c="a + b").to(out)
+    p.run(batch_size=batch_size)
+    c = out.frame()["c"]
+    assert c.dtype == "Int64"
+    assert c.tolist() == [pd.NA, pd.NA, 7, 2**62 + 5] * 25
