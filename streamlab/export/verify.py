@@ -239,7 +239,7 @@ class _Collect:
             f.write(line + "\n")
 
 
-def rows_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+def rows_frame(rows: Sequence[Any]) -> pd.DataFrame:
     """Rows an export wrote (decoded JSON) as a frame whose integers keep every digit.
 
     pandas reads a column of ints and missing values as float64, which rounds an int beyond 2**53
@@ -257,8 +257,15 @@ def rows_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     dtype('float64')
     >>> rows_frame([{"w": 1}, {"w": 2.5}, {}])["w"].tolist()
     [1, 2.5, None]
+
+    Rows that are not records (a source's raw lines, bytes written as base64 text) are one ``value``
+    column (pandas read each string as a row of characters):
+
+    >>> rows_frame(["eyJ9", "e30="]).to_dict("list")
+    {'value': ['eyJ9', 'e30=']}
     """
-    frame = frame_of_rows(list(rows))
+    rows = [r if isinstance(r, dict) else {"value": r} for r in rows]
+    frame = frame_of_rows(rows)
     for c in frame.columns:
         if frame[c].dtype.kind != "f":
             continue
