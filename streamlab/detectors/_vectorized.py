@@ -606,13 +606,14 @@ class MomentsBank(ModelBank):
             x = v[a : a + self.chunk]
             n0, m0, s0 = state[slot].tolist()
             c = m0 if n0 > 0 else float(x[0])
-            d = x - c
-            inc1, inc2 = np.cumsum(d), np.cumsum(d * d)
             cnt = np.arange(n0, n0 + len(x))
-            e1, e2 = np.empty_like(inc1), np.empty_like(inc2)
-            e1[0] = e2[0] = 0.0
-            e1[1:], e2[1:] = inc1[:-1], inc2[:-1]
-            with np.errstate(invalid="ignore", divide="ignore"):
+            # values near float's limits overflow to inf, as river's own arithmetic does: no warning
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                d = x - c
+                inc1, inc2 = np.cumsum(d), np.cumsum(d * d)
+                e1, e2 = np.empty_like(inc1), np.empty_like(inc2)
+                e1[0] = e2[0] = 0.0
+                e1[1:], e2[1:] = inc1[:-1], inc2[:-1]
                 mean = e1 / cnt
                 mean += c
                 m2 = e1 * e1
@@ -620,11 +621,12 @@ class MomentsBank(ModelBank):
                 np.subtract(e2, m2, out=m2)
                 m2 += s0
                 np.maximum(m2, 0.0, out=m2)
+                total = n0 + len(x)
+                last = (total, c + inc1[-1] / total, max(s0 + inc2[-1] - inc1[-1] ** 2 / total, 0.0))
             if n0 == 0:
                 mean[0], m2[0] = m0, s0
             n_b[a : a + len(x)], mean_b[a : a + len(x)], m2_b[a : a + len(x)] = cnt, mean, m2
-            total = n0 + len(x)
-            state[slot] = (total, c + inc1[-1] / total, max(s0 + inc2[-1] - inc1[-1] ** 2 / total, 0.0))
+            state[slot] = last
 
     def _closed_form(
         self, v: np.ndarray, ss: np.ndarray, rank: np.ndarray, out: tuple[np.ndarray, ...]
@@ -632,36 +634,37 @@ class MomentsBank(ModelBank):
         """Moments before every row from per-key shifted, compensated prefix sums (long runs per key)."""
         n_b, mean_b, m2_b = out
         state = self.state
-        for part in range(int(rank.max()) // self.chunk + 1):
-            at = np.flatnonzero(rank // self.chunk == part)
-            x, s, local = v[at], ss[at], rank[at] - part * self.chunk
-            first = local == 0
-            group_start = np.arange(len(x)) - local
-            n0, m0, s0 = (state[s, i] for i in range(3))
-            # shift by the carried mean, or the key's first value: the carried part then adds nothing
-            c = np.where(n0 > 0, m0, x[group_start])
-            d = x - c
-            frame = pd.DataFrame({"d": d, "d2": d * d})
-            sums = frame.groupby(s, sort=False).cumsum().to_numpy()  # Kahan-compensated per key
-            inc1, inc2 = sums[:, 0], sums[:, 1]
-            e1, e2 = np.empty_like(inc1), np.empty_like(inc2)
-            e1[1:], e2[1:] = inc1[:-1], inc2[:-1]
-            e1[first] = 0.0
-            e2[first] = 0.0
-            cnt = n0 + local
-            safe = np.where(cnt > 0, cnt, 1.0)
-            n_b[at] = cnt
-            mean_b[at] = np.where(cnt > 0, c + e1 / safe, m0)
-            m2_b[at] = np.where(cnt > 0, np.maximum(s0 + e2 - e1 * e1 / safe, 0.0), s0)
-            last = np.r_[s[1:] != s[:-1], True]
-            total = cnt[last] + 1.0
-            state[s[last]] = np.column_stack(
-                [
-                    total,
-                    c[last] + inc1[last] / total,
-                    np.maximum(s0[last] + inc2[last] - inc1[last] ** 2 / total, 0.0),
-                ]
-            )
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # values near float's limits
+            for part in range(int(rank.max()) // self.chunk + 1):
+                at = np.flatnonzero(rank // self.chunk == part)
+                x, s, local = v[at], ss[at], rank[at] - part * self.chunk
+                first = local == 0
+                group_start = np.arange(len(x)) - local
+                n0, m0, s0 = (state[s, i] for i in range(3))
+                # shift by the carried mean, or the key's first value: the carried part then adds nothing
+                c = np.where(n0 > 0, m0, x[group_start])
+                d = x - c
+                frame = pd.DataFrame({"d": d, "d2": d * d})
+                sums = frame.groupby(s, sort=False).cumsum().to_numpy()  # Kahan-compensated per key
+                inc1, inc2 = sums[:, 0], sums[:, 1]
+                e1, e2 = np.empty_like(inc1), np.empty_like(inc2)
+                e1[1:], e2[1:] = inc1[:-1], inc2[:-1]
+                e1[first] = 0.0
+                e2[first] = 0.0
+                cnt = n0 + local
+                safe = np.where(cnt > 0, cnt, 1.0)
+                n_b[at] = cnt
+                mean_b[at] = np.where(cnt > 0, c + e1 / safe, m0)
+                m2_b[at] = np.where(cnt > 0, np.maximum(s0 + e2 - e1 * e1 / safe, 0.0), s0)
+                last = np.r_[s[1:] != s[:-1], True]
+                total = cnt[last] + 1.0
+                state[s[last]] = np.column_stack(
+                    [
+                        total,
+                        c[last] + inc1[last] / total,
+                        np.maximum(s0[last] + inc2[last] - inc1[last] ** 2 / total, 0.0),
+                    ]
+                )
 
     def score_judge_learn(
         self, rows: np.ndarray, slots: np.ndarray, p2: np.ndarray | None, warmup: int, seen: np.ndarray

@@ -41,6 +41,9 @@ from streamlab.detectors import (
 from streamlab.export._detectors import row_step_spec
 from streamlab.export._snippets import eval_expr
 
+# hostile values give scores (inf, nan, 0) as river does, without numpy warnings in a notebook
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
+
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 HUGE = 10**400
 
