@@ -195,6 +195,9 @@ def gzip_end(path: str | os.PathLike[str]) -> tuple[int, bool, OSError | None]:
     """Where the last whole member of the gzip file at ``path`` ends, whether the text there ends with a
     line break (or the file is empty), and what stopped it being read to its end, if anything.
 
+    The last member is found from the end of the file where it can be (:func:`_last_whole_member`),
+    so a long output is not decompressed to reopen it; otherwise the file is read from its start.
+
     Examples
     --------
     >>> import gzip, tempfile
@@ -207,9 +210,9 @@ def gzip_end(path: str | os.PathLike[str]) -> tuple[int, bool, OSError | None]:
     """
     found = _last_whole_member(path)
     if found is not None:
-        end, last, size, tail = found
+        end, last, size, damaged = found
         error = None
-        if tail.strip(b"\0"):  # (NUL bytes after a member are padding)
+        if damaged:
             error = OSError(
                 f"the {size - end:,} bytes after the last whole member do not make a member: the file "
                 "is truncated or damaged"
@@ -228,13 +231,12 @@ def gzip_end(path: str | os.PathLike[str]) -> tuple[int, bool, OSError | None]:
 
 
 _MAGIC = b"\x1f\x8b\x08"  # a gzip member's first bytes (deflate)
-_TAIL_LIMIT = 1 << 20  # the most bytes kept of what follows the last whole member
 
 
-def _last_whole_member(path: str | os.PathLike[str]) -> tuple[int, int, int, bytes] | None:
+def _last_whole_member(path: str | os.PathLike[str]) -> tuple[int, int, int, bool] | None:
     """The last whole member of the file, found from its end: where it ends, the last byte of its text,
-    the file's size and (up to :data:`_TAIL_LIMIT` of) the bytes after it; None when no member from the
-    end is whole, or the last whole one has no text (then only reading the file from its start tells).
+    the file's size and whether bytes other than NUL padding follow it; None when no member from the
+    end is whole, or the last whole one has no text (then reading the file from its start tells).
 
     A sink appends one member per flush, so this decompresses one member, not the file. A candidate is a
     member's magic bytes from which one whole member decompresses, its CRC-32 and length checked (a
@@ -255,7 +257,9 @@ def _last_whole_member(path: str | os.PathLike[str]) -> tuple[int, int, int, byt
                     end, last = member
                     if last is None:
                         return None
-                    return end, last, size, bytes(view[end : end + _TAIL_LIMIT])
+                    step = GzipBytes._OUT
+                    damaged = any(view[at : at + step].strip(b"\0") for at in range(end, size, step))
+                    return end, last, size, damaged
                 before = start
     return None
 
