@@ -232,7 +232,7 @@ What differs from streamlab's per-event semantics
   that starts a file skipped). ``job.sql`` (SQL client) reads fields with ``JSON_VALUE`` and its dead
   letters carry a coarse reason; a value of another JSON type than its field's (``true`` or ``"3"`` in
   a number field), a number no double holds, an int64 that is no integer in range and a text field
-  holding a lone surrogate (``"\\ud800"``) are dead letters there too. Times are read by streamlab's
+  holding a lone surrogate (``"\\\\ud800"``) are dead letters there too. Times are read by streamlab's
   rule at the millisecond: texts, and epoch numbers (seconds, or milliseconds above 1e11 in magnitude;
   a fraction as the double streamlab reads). Where Flink SQL cannot follow streamlab, ``job.sql``
   differs (``main.py`` and ``datastream.py`` do not): a record nested deeper than 512 levels is read
