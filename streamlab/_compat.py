@@ -24,6 +24,7 @@ import pandas as pd
 __all__ = [
     "PANDAS_2_3",
     "PANDAS_3",
+    "arrow_table",
     "as_pandas_3",
     "concat_rows",
     "duplicated_rows",
@@ -216,3 +217,34 @@ def concat_rows(parts: list[pd.DataFrame]) -> pd.DataFrame:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "The behavior of DataFrame concatenation with empty", FutureWarning)
         return pd.concat(parts, ignore_index=True)
+
+
+def arrow_table(frame: pd.DataFrame) -> Any:
+    """``pa.Table.from_pandas(frame, preserve_index=False)``, with each time-zone-aware column handed to
+    Arrow as its UTC instants and given its zone back: pyarrow reads such a column through
+    ``Series.values``, which pandas 3.1 deprecates with a ``Pandas4Warning``, an error where warnings are
+    errors (a user's test suite), so a Parquet sink's flush failed there on every retry. The table is
+    the same (types, values, zones).
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"t": pd.to_datetime([0, None], unit="s", utc=True).tz_convert("Asia/Kolkata")})
+    >>> arrow_table(frame).schema.field("t").type.tz
+    'Asia/Kolkata'
+    """
+    import pyarrow as pa
+
+    zoned = {c: d.tz for c, d in frame.dtypes.items() if isinstance(d, pd.DatetimeTZDtype)}
+    if not zoned or not frame.columns.is_unique:
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    naive = frame.copy(deep=False)
+    for c in zoned:
+        naive[c] = frame[c].dt.tz_convert(None)
+    table = pa.Table.from_pandas(naive, preserve_index=False)
+    for c, tz in zoned.items():
+        i = table.schema.get_field_index(str(c))
+        zone = pa.lib.tzinfo_to_string(tz)
+        table = table.set_column(
+            i, table.field(i).name, table.column(i).cast(pa.timestamp(table.field(i).type.unit, zone))
+        )
+    return table

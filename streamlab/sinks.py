@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._compat import PANDAS_3, text_column
+from streamlab._compat import PANDAS_3, arrow_table, text_column
 from streamlab._files import sync_directory, write_replacing
 from streamlab._frames import concat_batches
 from streamlab._gzip import GzipMemberWriter, gzip_end, is_gzip_name
@@ -1102,6 +1102,8 @@ class _ParquetWriter(SinkWriter):
 
         out = frame
         for col in frame.columns:
+            if isinstance(frame[col].dtype, pd.DatetimeTZDtype):
+                continue  # (Arrow takes it; arrow_table hands it over)
             try:
                 pa.array(frame[col], from_pandas=True)
                 continue
@@ -1152,11 +1154,9 @@ class _ParquetWriter(SinkWriter):
         if declared:  # one type in every part, whatever a part's values look like
             frame = frame.assign(**declared)
         try:
-            table = pa.Table.from_pandas(frame, preserve_index=False)
+            table = arrow_table(frame)
         except (pa.ArrowException, OverflowError, TypeError, ValueError):
-            table = pa.Table.from_pandas(
-                self._convertible(frame), preserve_index=False
-            )  # (only the part Arrow refused)
+            table = arrow_table(self._convertible(frame))  # (only the part Arrow refused)
         self._write_part(self._declared_types(table))
         self.pending = []
 
