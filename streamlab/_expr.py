@@ -502,12 +502,7 @@ def partly_missing(batch: pd.DataFrame, expr: str) -> np.ndarray | None:
     True
     """
     gaps = _partial_gaps(batch, expr)
-    if not gaps:
-        return None
-    missing = gaps[0]
-    for g in gaps[1:]:
-        missing = missing | g
-    return missing
+    return np.logical_or.reduce(gaps) if gaps else None
 
 
 def _partial_gaps(batch: pd.DataFrame, expr: str) -> list[np.ndarray]:
@@ -552,12 +547,10 @@ def by_presence(batch: pd.DataFrame, expr: str, evaluate: Callable[[pd.DataFrame
     if not gaps:
         return evaluate(batch)
     # a group per pattern of missing columns; the rows with every value first
-    _, pattern = np.unique(np.column_stack(gaps), axis=0, return_inverse=True)
-    pattern = pattern.reshape(-1)
-    order = np.argsort(pattern, kind="stable")
-    starts = np.flatnonzero(np.r_[True, pattern[order][1:] != pattern[order][:-1]])
+    _, pattern, sizes = np.unique(np.column_stack(gaps), axis=0, return_inverse=True, return_counts=True)
+    order = np.argsort(pattern.reshape(-1), kind="stable")
     parts = []
-    for rows in np.split(order, starts[1:]):
+    for rows in np.split(order, np.cumsum(sizes)[:-1]):
         part = batch.iloc[rows]
         value = evaluate(part)
         if not isinstance(value, pd.Series) or len(value) != len(part):

@@ -273,9 +273,8 @@ def _one_member(view: Any, start: int) -> tuple[int, int | None] | None:
         while not inflate.eof:
             if at >= len(view):
                 return None  # cut short
-            chunk = view[at : at + GzipBytes._IN]
-            at += len(chunk)
-            data = chunk
+            data = view[at : at + GzipBytes._IN]
+            at += len(data)
             while data and not inflate.eof:
                 out = inflate.decompress(data, GzipBytes._OUT)
                 if out:
