@@ -1,0 +1,60 @@
+"""The exporters copy top-level functions, classes and constants out of streamlab's modules by their
+source segments (``streamlab.export._plan._segments``): the segments equal ``ast.get_source_segment``'s,
+which splits the whole module's text on every call and made every export take seconds."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import streamlab
+from streamlab.export._plan import _SOURCE_LINE, source_segment
+
+MODULES = sorted(Path(streamlab.__file__).parent.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(Path(streamlab.__file__).parent)))
+def test_every_top_level_statement_of_streamlab_gives_asts_segment(path: Path) -> None:
+    text = path.read_text()
+    lines = _SOURCE_LINE.findall(text)
+    nodes = ast.parse(text).body
+    assert [source_segment(lines, n) for n in nodes] == [ast.get_source_segment(text, n) for n in nodes]
+
+
+NAMES = st.sampled_from(["x", "é", "变量", "𝔸"])
+TEXTS = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n\\'"), max_size=8)
+
+
+@st.composite
+def modules(draw: st.DrawFn) -> str:
+    """Statements of one and several lines, with non-ASCII names and strings, ``;``, comments and every
+    line end Python reads (the last line with or without one)."""
+    parts = []
+    for _ in range(draw(st.integers(1, 5))):
+        name, value = draw(NAMES), draw(TEXTS)
+        end = draw(st.sampled_from(["\n", "\r\n", "\r"]))
+        parts.append(
+            draw(
+                st.sampled_from(
+                    [
+                        f"{name} = {value!r}{end}",
+                        f"{name} = 1; y = {value!r}  # {value}{end}",
+                        f"def {name}():{end}    return ({value!r},{end}        2){end}",
+                        f"class {name}:{end}    z = {value!r}{end}",
+                    ]
+                )
+            )
+        )
+    text = "".join(parts)
+    return text.rstrip("\r\n") if draw(st.booleans()) else text
+
+
+@given(modules())
+def test_generated_modules_give_asts_segments(text: str) -> None:
+    lines = _SOURCE_LINE.findall(text)
+    nodes = ast.parse(text).body
+    assert [source_segment(lines, n) for n in nodes] == [ast.get_source_segment(text, n) for n in nodes]
