@@ -1,7 +1,9 @@
 """The documentation site: built from the docstrings and the executed notebook suite, opened in Chromium.
 
-The build (``scripts/build_docs.py``: every notebook executed, live charts snapshotted, ``mkdocs build
---strict`` so a broken internal link or an unreadable docstring fails it) runs once for this module. The
+The build (``scripts/build_docs.py``: notebooks executed, live charts snapshotted, ``mkdocs build
+--strict`` so a broken internal link or an unreadable docstring fails it) runs once for this module;
+``scripts/test.sh`` runs it in the background with notebooks 01 and 10 executed (every kind of output it
+turns into static HTML; the others run under nbval), a run without it builds with all of them. The
 pages are served on 127.0.0.1 and opened in Debian's Chromium; every request that leaves the machine is
 aborted and counted, so the site is proven to need no network. Screenshots go to ``test-artifacts/docs``.
 """
