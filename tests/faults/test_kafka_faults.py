@@ -436,6 +436,12 @@ class _Group:
     def unassign(self) -> None:
         pass
 
+    def get_watermark_offsets(self, partition: Any, cached: bool = False) -> tuple[int, int]:
+        return -1001, -1001  # OFFSET_INVALID, as the client answers before a fetch did
+
+    def position(self, partitions: list[Any]) -> list[Any]:
+        return partitions  # their offset is OFFSET_INVALID (-1001) too
+
     def list_topics(self, topic: str, timeout: float) -> Any:
         from types import SimpleNamespace
 
