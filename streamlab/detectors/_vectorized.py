@@ -21,8 +21,11 @@ river for both kinds, and able to judge each score by a quantile threshold befor
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import math
+import random
 from typing import Any, cast
 
 import numpy as np
@@ -161,28 +164,50 @@ def _river_trees(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The split feature (column) and threshold of every inner node of river's trees, in heap order.
 
-    Built by river (its trees depend on the features, ``n_trees``, ``height`` and ``seed`` only) and
-    remembered: building them is most of the cost of starting a detect step.
-    """
-    from river import anomaly
+    river's ``HalfSpaceTrees`` builds its trees on its first ``learn_one`` (``make_padded_tree``, limits
+    (0, 1) for each feature in sorted order, padding 0.15, its ``random.Random(seed)``): depth first,
+    each inner node draws its feature with ``rng.choices`` weighted by the limits' widths, then its
+    threshold with ``rng.uniform`` between the padded limits. This draws the same numbers in the same
+    order with the same float operations, without river's node objects: 1.3 s for 25 trees of height 15
+    where river took 10 s (a test checks the trees equal river's). Remembered: building them is most of
+    the cost of starting a detect step.
 
-    hst = anomaly.HalfSpaceTrees(n_trees=n_trees, height=height, seed=seed)
-    hst.learn_one(dict.fromkeys(features, 0.0))  # river builds its trees on the first learn
-    column = {f: j for j, f in enumerate(features)}
+    Examples
+    --------
+    >>> feature, threshold = _river_trees(("b", "a"), n_trees=2, height=2, seed=1)
+    >>> feature.shape, bool(((threshold > 0) & (threshold < 1)).all())
+    ((2, 3), True)
+    """
+    names = sorted(features)
+    columns = [features.index(name) for name in names]
+    n = len(names)
     n_inner = 2**height - 1
     feature = np.zeros((n_trees, max(n_inner, 1)), dtype=np.intp)
     threshold = np.zeros((n_trees, max(n_inner, 1)), dtype=np.float64)
-    for t, root in enumerate(hst.trees):
-        level = [root]
-        pos = 0
-        for _ in range(height):  # breadth first = heap order: children of i are 2i+1, 2i+2
-            nxt: list[Any] = []
-            for node in level:
-                feature[t, pos] = column[node.feature]
-                threshold[t, pos] = node.threshold
-                pos += 1
-                nxt.extend(node.children)
-            level = nxt
+    rng = random.Random(seed)
+    draw = rng.random
+    lo, hi = [0.0] * n, [1.0] * n
+    padding = 0.15
+
+    def build(t: int, pos: int, depth: int) -> None:
+        if depth == height:
+            return
+        # random.choices(population, weights)[0], as Python computes it
+        cum = list(itertools.accumulate([hi[i] - lo[i] for i in range(n)]))
+        on = bisect.bisect(cum, draw() * (cum[-1] + 0.0), 0, n - 1)
+        a, b = lo[on], hi[on]
+        low, high = a + padding * (b - a), b - padding * (b - a)
+        at = low + (high - low) * draw()  # random.uniform(low, high)
+        feature[t, pos] = columns[on]
+        threshold[t, pos] = at
+        hi[on] = at
+        build(t, 2 * pos + 1, depth + 1)
+        hi[on], lo[on] = b, at
+        build(t, 2 * pos + 2, depth + 1)
+        lo[on] = a
+
+    for t in range(n_trees):
+        build(t, 0, 0)
     return feature, threshold
 
 
