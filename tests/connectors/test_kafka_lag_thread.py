@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 from streamlab.connectors import KafkaSource, LocalKafkaBroker
-from streamlab.connectors.kafka import create_topic
+from streamlab.connectors.kafka import KafkaSourceReader, create_topic
 
 from streamlab.testing import wait_for
 from tests.connectors.test_kafka import produce_raw
@@ -41,15 +41,18 @@ class WatchedClient:
         return call
 
 
+def topic_reader(broker: LocalKafkaBroker, topic: str, partitions: int, n: int) -> KafkaSourceReader:
+    """A reader of a new topic of ``n`` records keyed apart over ``partitions``."""
+    boot = broker.bootstrap_servers
+    create_topic(boot, topic, partitions=partitions)
+    produce_raw(boot, topic, [(f"k{i}".encode(), b"x") for i in range(n)])
+    return KafkaSource(topic, bootstrap_servers=boot, group_id=f"g-{topic}", config=FAST_GROUP).open()
+
+
 def test_lag_from_another_thread_never_calls_the_client_during_consume(
     kafka_broker: LocalKafkaBroker, unique_name: str
 ) -> None:
-    boot = kafka_broker.bootstrap_servers
-    create_topic(boot, unique_name, partitions=3)
-    produce_raw(boot, unique_name, [(f"k{i}".encode(), b"x") for i in range(300)])
-    reader = KafkaSource(
-        unique_name, bootstrap_servers=boot, group_id=f"g-{unique_name}", config=FAST_GROUP
-    ).open()
+    reader = topic_reader(kafka_broker, unique_name, partitions=3, n=300)
     client = WatchedClient(reader._consumer, reader)
     reader._consumer = client
     read: list[int] = []
@@ -85,12 +88,7 @@ def test_lag_from_another_thread_never_calls_the_client_during_consume(
 def test_a_paused_reader_shows_the_records_that_arrive(
     kafka_broker: LocalKafkaBroker, unique_name: str
 ) -> None:
-    boot = kafka_broker.bootstrap_servers
-    create_topic(boot, unique_name, partitions=2)
-    produce_raw(boot, unique_name, [(f"k{i}".encode(), b"x") for i in range(20)])
-    reader = KafkaSource(
-        unique_name, bootstrap_servers=boot, group_id=f"g-{unique_name}", config=FAST_GROUP
-    ).open()
+    reader = topic_reader(kafka_broker, unique_name, partitions=2, n=20)
     try:
         read = []
         wait_for(
@@ -98,7 +96,9 @@ def test_a_paused_reader_shows_the_records_that_arrive(
             timeout=60,
         )
         wait_for(lambda: reader.lag() == 0, timeout=10, what="lag 0")
-        produce_raw(boot, unique_name, [(f"k{i}".encode(), b"y") for i in range(50)])
+        produce_raw(
+            kafka_broker.bootstrap_servers, unique_name, [(f"k{i}".encode(), b"y") for i in range(50)]
+        )
         # no poll from here: the client fetches in the background, and lag() asks it
         wait_for(lambda: reader.lag() == 50, timeout=30, what="lag 50 without a poll")
     finally:
