@@ -93,9 +93,9 @@ class KafkaSourceReader(SourceReader):
         self._positions: Position = {}
         self._base: Position = {}  # first uncommitted offset per partition, for the in-flight count
         self._assigned: set[tuple[str, int]] = set()
-        # What lag() reads: each assigned partition's (cached high watermark, position), taken by the
-        # polling thread after consume() (_note_lag); lag() runs on other threads (the run's metrics,
-        # under the run's lock) and must not call the client (see _note_lag)
+        # What lag() reads: each assigned partition's (cached high watermark, position), noted by the
+        # polling thread after consume(), or by lag() itself while no thread is inside consume(); lag()
+        # runs on other threads (the run's metrics, under the run's lock): see _note_lag
         self._lag_inputs: dict[tuple[str, int], tuple[int, int | None]] = {}
         self._lag_noted = -1.0
         self._user_paused: set[tuple[str, int]] = set()
