@@ -94,11 +94,24 @@ def server_env(tmp: Path) -> dict[str, str]:
         JUPYTER_CONFIG_DIR=str(tmp / "config"),
         JUPYTER_DATA_DIR=str(tmp / "data"),
         PYTHONUNBUFFERED="1",
+        # a kernel that crashes writes its threads' tracebacks into the server's log (the kernel inherits it)
+        PYTHONFAULTHANDLER="1",
     )
     settings = tmp / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     settings.parent.mkdir(parents=True, exist_ok=True)
     settings.write_text('{"fetchNews": "false", "checkForUpdates": false}')  # no news toast over the page
     return env
+
+
+@contextlib.contextmanager
+def log_on_failure(log: Path) -> Iterator[None]:
+    """Print the end of a server's log when the test inside fails: a kernel that died and was restarted,
+    or a traceback, shows there and nowhere else (the log lives in the test's tmp directory)."""
+    try:
+        yield
+    except BaseException:
+        print(f"--- {log.name} (last 6000 characters) ---\n{log.read_text(errors='replace')[-6000:]}")
+        raise
 
 
 def _up(url: str) -> bool:
@@ -134,7 +147,8 @@ def run_jupyterlab(root: Path, tmp: Path) -> Iterator[str]:
             return _up(f"{base}/api/status?token={TOKEN}")
 
         poll(ready, 90, "JupyterLab /api/status", log)
-        yield base
+        with log_on_failure(log):
+            yield base
     finally:
         stop_process(proc)
 
@@ -163,9 +177,34 @@ def run_voila(notebook: Path, tmp: Path) -> Iterator[str]:
             return "is running at" in log.read_text(errors="replace")
 
         poll(ready, 90, "Voila banner", log)
-        yield f"http://127.0.0.1:{port}"
+        with log_on_failure(log):
+            yield f"http://127.0.0.1:{port}"
     finally:
         stop_process(proc)
+
+
+# What a Voila page shows when a widget output can never render: the kernel that made the widgets is
+# gone (restarted after dying: the restarted one has no widgets) or the page's widget manager restored
+# without the output's model. Waiting longer cannot help, so the wait below fails at once and says which.
+VOILA_DEAD_ENDS = ("restarting kernel", "Kernel died", "KernelRestarter")
+DEAD_WIDGET = "() => [...document.querySelectorAll('.jupyter-widgets')].some(e => e.textContent.startsWith('Error displaying widget'))"
+
+
+def open_voila(page: Any, base: str, selector: str, log: Path, timeout: float = 120.0) -> None:
+    """Load a Voila page (Voila executes the notebook before the page finishes loading) and wait until
+    ``selector`` is in the page; fail as soon as the page or the server's log shows it never will be."""
+    page.goto(base + "/", timeout=300_000, wait_until="load")
+
+    def rendered() -> bool:
+        text = log.read_text(errors="replace")
+        dead = [d for d in VOILA_DEAD_ENDS if d in text]
+        if dead:
+            raise AssertionError(f"Voila's kernel died and was restarted ({dead[0]!r} in {log.name})")
+        if page.evaluate(DEAD_WIDGET):
+            raise AssertionError(f"Voila shows 'Error displaying widget' instead of {selector}")
+        return page.locator(selector).count() > 0
+
+    poll(rendered, timeout, f"{selector} in the Voila page", log, pause=lambda s: page.wait_for_timeout(s * 1000))
 
 
 LOOPBACK_ONLY = re.compile(r"^(?!https?://(127\.0\.0\.1|localhost)[:/]|data:|blob:|about:)")
@@ -198,4 +237,6 @@ def page(browser: Any) -> Iterator[Any]:
 @pytest.fixture
 def servers() -> SimpleNamespace:
     """Server helpers for the browser tests (a conftest cannot be imported under --import-mode=importlib)."""
-    return SimpleNamespace(lab=run_jupyterlab, voila=run_voila, poll=poll, token=TOKEN)
+    return SimpleNamespace(
+        lab=run_jupyterlab, voila=run_voila, open_voila=open_voila, poll=poll, token=TOKEN
+    )

@@ -217,8 +217,7 @@ def test_voila_fraud_dashboard_is_live_under_load(page, servers, console, busy_c
     nb = tmp_path / "08_fraud_detection.ipynb"
     shutil.copy(NOTEBOOKS / "08_fraud_detection.ipynb", nb)
     with servers.voila(nb, tmp_path / "voila") as base:
-        page.goto(base + "/", timeout=300_000, wait_until="load")
-        page.wait_for_selector(".streamlab-dashboard", timeout=300_000)
+        servers.open_voila(page, base, ".streamlab-dashboard", tmp_path / "voila" / "voila.log")
         first = wait(
             page,
             lambda: (p := chart(page, "amount score")) and p["points"] > 0 and p,
