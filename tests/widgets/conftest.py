@@ -204,7 +204,13 @@ def open_voila(page: Any, base: str, selector: str, log: Path, timeout: float = 
             raise AssertionError(f"Voila shows 'Error displaying widget' instead of {selector}")
         return page.locator(selector).count() > 0
 
-    poll(rendered, timeout, f"{selector} in the Voila page", log, pause=lambda s: page.wait_for_timeout(s * 1000))
+    poll(
+        rendered,
+        timeout,
+        f"{selector} in the Voila page",
+        log,
+        pause=lambda s: page.wait_for_timeout(s * 1000),
+    )
 
 
 LOOPBACK_ONLY = re.compile(r"^(?!https?://(127\.0\.0\.1|localhost)[:/]|data:|blob:|about:)")
@@ -237,6 +243,4 @@ def page(browser: Any) -> Iterator[Any]:
 @pytest.fixture
 def servers() -> SimpleNamespace:
     """Server helpers for the browser tests (a conftest cannot be imported under --import-mode=importlib)."""
-    return SimpleNamespace(
-        lab=run_jupyterlab, voila=run_voila, open_voila=open_voila, poll=poll, token=TOKEN
-    )
+    return SimpleNamespace(lab=run_jupyterlab, voila=run_voila, open_voila=open_voila, poll=poll, token=TOKEN)

@@ -31,7 +31,9 @@ def test_voila_shows_the_quickstart_dashboard_with_its_final_data(page, servers,
     nb = tmp_path / "01_quickstart.ipynb"
     shutil.copy(NOTEBOOKS / "01_quickstart.ipynb", nb)
     with servers.voila(nb, tmp_path / "voila") as base:
-        servers.open_voila(page, base, ".streamlab-dashboard .js-plotly-plot", tmp_path / "voila" / "voila.log")
+        servers.open_voila(
+            page, base, ".streamlab-dashboard .js-plotly-plot", tmp_path / "voila" / "voila.log"
+        )
         points = page.wait_for_function(
             "() => { const n = document.querySelectorAll("
             "'.streamlab-dashboard .js-plotly-plot .points path.point').length; return n > 0 && n; }",
