@@ -153,11 +153,16 @@ def run_jupyterlab(root: Path, tmp: Path) -> Iterator[str]:
         stop_process(proc)
 
 
+def voila_log(tmp: Path) -> Path:
+    """The log of the Voila server that ``run_voila(notebook, tmp)`` started."""
+    return tmp / "voila.log"
+
+
 @contextlib.contextmanager
 def run_voila(notebook: Path, tmp: Path) -> Iterator[str]:
     port = free_port()
     tmp.mkdir(parents=True, exist_ok=True)
-    log = tmp / "voila.log"
+    log = voila_log(tmp)
     # Voila is not a ServerApp: it rejects --allow-root and runs as root without it.
     cmd = [
         sys.executable, "-m", "voila", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
@@ -186,20 +191,21 @@ def run_voila(notebook: Path, tmp: Path) -> Iterator[str]:
 # What a Voila page shows when a widget output can never render: the kernel that made the widgets is
 # gone (restarted after dying: the restarted one has no widgets) or the page's widget manager restored
 # without the output's model. Waiting longer cannot help, so the wait below fails at once and says which.
-VOILA_DEAD_ENDS = ("restarting kernel", "Kernel died", "KernelRestarter")
+# jupyter_client's restarter logs this when the kernel process is gone (restarting it, or giving up)
+RESTARTER = "KernelRestarter:"
 DEAD_WIDGET = "() => [...document.querySelectorAll('.jupyter-widgets')].some(e => e.textContent.startsWith('Error displaying widget'))"
 
 
-def open_voila(page: Any, base: str, selector: str, log: Path, timeout: float = 120.0) -> None:
-    """Load a Voila page (Voila executes the notebook before the page finishes loading) and wait until
-    ``selector`` is in the page; fail as soon as the page or the server's log shows it never will be."""
+def open_voila(page: Any, base: str, selector: str, tmp: Path, timeout: float = 120.0) -> None:
+    """Load the page of the Voila server ``run_voila(notebook, tmp)`` started at ``base`` (Voila executes
+    the notebook before the page finishes loading) and wait until ``selector`` is in the page; fail as
+    soon as the page or the server's log shows it never will be."""
+    log = voila_log(tmp)
     page.goto(base + "/", timeout=300_000, wait_until="load")
 
     def rendered() -> bool:
-        text = log.read_text(errors="replace")
-        dead = [d for d in VOILA_DEAD_ENDS if d in text]
-        if dead:
-            raise AssertionError(f"Voila's kernel died and was restarted ({dead[0]!r} in {log.name})")
+        if RESTARTER in log.read_text(errors="replace"):
+            raise AssertionError(f"Voila's kernel died ({RESTARTER!r} in {log.name})")
         if page.evaluate(DEAD_WIDGET):
             raise AssertionError(f"Voila shows 'Error displaying widget' instead of {selector}")
         return page.locator(selector).count() > 0

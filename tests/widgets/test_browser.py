@@ -190,7 +190,7 @@ def test_voila_dashboard_is_current_at_load_updates_live_and_pauses(page, server
     nb = write_notebook(tmp_path / "dashboard.ipynb", VOILA_CELLS)
     with servers.voila(nb, tmp_path / "voila") as base:
         t0 = time.perf_counter()
-        servers.open_voila(page, base, ".streamlab-dashboard", tmp_path / "voila" / "voila.log")
+        servers.open_voila(page, base, ".streamlab-dashboard", tmp_path / "voila")
         first = poll(
             lambda: (p := plot(page, "count per event_type")) and p["points"] and p,
             60,

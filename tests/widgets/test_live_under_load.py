@@ -217,7 +217,7 @@ def test_voila_fraud_dashboard_is_live_under_load(page, servers, console, busy_c
     nb = tmp_path / "08_fraud_detection.ipynb"
     shutil.copy(NOTEBOOKS / "08_fraud_detection.ipynb", nb)
     with servers.voila(nb, tmp_path / "voila") as base:
-        servers.open_voila(page, base, ".streamlab-dashboard", tmp_path / "voila" / "voila.log")
+        servers.open_voila(page, base, ".streamlab-dashboard", tmp_path / "voila")
         first = wait(
             page,
             lambda: (p := chart(page, "amount score")) and p["points"] > 0 and p,

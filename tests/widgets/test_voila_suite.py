@@ -19,7 +19,7 @@ def test_voila_serves_the_dashboard_notebook(page, servers, tmp_path, name, mark
     nb = tmp_path / name
     shutil.copy(NOTEBOOKS / name, nb)
     with servers.voila(nb, tmp_path / "voila") as base:
-        servers.open_voila(page, base, marker, tmp_path / "voila" / "voila.log")
+        servers.open_voila(page, base, marker, tmp_path / "voila")
         body = page.inner_text("body")
         assert "Traceback" not in body and "Error" not in body.split("\n")[0], body[:2000]
         assert page.locator(".jp-OutputArea-output").count() > 3
@@ -31,9 +31,7 @@ def test_voila_shows_the_quickstart_dashboard_with_its_final_data(page, servers,
     nb = tmp_path / "01_quickstart.ipynb"
     shutil.copy(NOTEBOOKS / "01_quickstart.ipynb", nb)
     with servers.voila(nb, tmp_path / "voila") as base:
-        servers.open_voila(
-            page, base, ".streamlab-dashboard .js-plotly-plot", tmp_path / "voila" / "voila.log"
-        )
+        servers.open_voila(page, base, ".streamlab-dashboard .js-plotly-plot", tmp_path / "voila")
         points = page.wait_for_function(
             "() => { const n = document.querySelectorAll("
             "'.streamlab-dashboard .js-plotly-plot .points path.point').length; return n > 0 && n; }",
