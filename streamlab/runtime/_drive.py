@@ -44,7 +44,10 @@ class Pacer:
         self._run.clear()
 
     def resume(self) -> None:
+        """Run again, and wake a loop waiting in :meth:`take_step` at once (not at its next turn)."""
         self._run.set()
+        with self._cond:
+            self._cond.notify_all()
 
     def step(self, batches: int = 1) -> None:
         if batches < 1:  # a negative count would never come back to 0: every later turn would step
@@ -55,15 +58,13 @@ class Pacer:
 
     def release(self) -> None:
         """Let a paused loop see a stop at once."""
-        self._run.set()
-        with self._cond:
-            self._cond.notify_all()
+        self.resume()
 
     def take_step(self, wait: float = 0.0) -> bool:
         """Take one pending step, waiting up to ``wait`` seconds for one; False if none came."""
         with self._cond:
-            if self._steps == 0 and wait > 0:
-                self._cond.wait(wait)
+            if self._steps == 0 and wait > 0 and not self._run.is_set():
+                self._cond.wait(wait)  # resume() and step() notify under this lock: no wake-up is lost
             if self._steps == 0:
                 return False
             self._steps -= 1

@@ -166,6 +166,33 @@ def test_pause_step_resume_with_a_controllable_clock():
     assert streamlab_threads() == []
 
 
+def test_resume_wakes_a_paused_loop_at_once_and_never_reports_paused_after_it():
+    """A paused loop waits on the pacer; resume() wakes it (it does not sleep out its wait), and a loop
+    that reaches its pause turn after a resume goes on instead of showing "paused" (a live status line
+    read just after pause(); play() showed a stale "paused")."""
+    from streamlab.runtime._drive import Pacer
+
+    pacer = Pacer(paused=True)
+    waiter = threading.Thread(target=pacer.take_step, kwargs={"wait": 600.0})
+    waiter.start()
+    wait_for(lambda: bool(pacer._cond._waiters), timeout=30)  # type: ignore[attr-defined]
+    pacer.resume()
+    waiter.join(timeout=30)
+    assert not waiter.is_alive()
+    assert pacer.take_step(wait=600.0) is False  # running: returns at once, no step taken
+
+    frame = pd.DataFrame({"x": np.arange(30), "timestamp": BASE + pd.to_timedelta(np.arange(30), unit="s")})
+    handle = Pipeline(ReplaySource(frame, speed=None, batch_size=5)).start(clock=ManualClock(0), paused=True)
+    try:
+        wait_for(lambda: handle.status == "paused")
+        handle.pause()
+        handle.resume()
+        assert handle.wait(timeout=30).status == "finished"
+    finally:
+        handle.stop()
+    assert streamlab_threads() == []
+
+
 def test_replay_speed_honours_event_time_gaps():
     frame = pd.DataFrame({"x": [1, 2, 3], "timestamp": BASE + pd.to_timedelta([0, 60, 100], unit="s")})
     clock = ManualClock("2030-01-01T00:00:00Z")
