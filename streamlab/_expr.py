@@ -489,7 +489,9 @@ def partly_missing(batch: pd.DataFrame, expr: str) -> np.ndarray | None:
     (``Int64``) that an expression computes with reads float64 when a value is missing
     (:func:`as_expression_input`), so ``n // 3`` gave ``2.0`` and ``n * n`` a float beyond int64 where
     a batch without a missing ``n`` gives the integers ``2`` and int64's answer; a text column with a
-    missing value gives float64 from its ``.str`` methods (``s.str.len()``). Evaluated apart
+    missing value gives float64 from its ``.str`` methods (``s.str.len()``); an object column of Python
+    numbers with a missing value stays objects (:func:`_object_numbers`), which compute as Python does
+    beside an int beyond int64 (``0 + NaN``) and fail alone (``'int64' and 'object'``). Evaluated apart
     (:func:`by_presence`), the rows with every value give what they give in a batch of their own (and
     in the exported code, which evaluates a row at a time), whatever the batch holds besides.
 
@@ -503,6 +505,9 @@ def partly_missing(batch: pd.DataFrame, expr: str) -> np.ndarray | None:
     """
     gaps = _partial_gaps(batch, expr)
     return np.logical_or.reduce(gaps) if gaps else None
+
+
+_NUMBER_KINDS = ("integer", "floating", "mixed-integer-float")
 
 
 def _partial_gaps(batch: pd.DataFrame, expr: str) -> list[np.ndarray]:
@@ -522,7 +527,11 @@ def _partial_gaps(batch: pd.DataFrame, expr: str) -> list[np.ndarray]:
         integers = isinstance(dtype, pd.api.extensions.ExtensionDtype) and dtype.kind in "iu"
         # text: pandas' string dtype, or strings as objects (pandas 2's text columns, a json field's)
         text = isinstance(dtype, pd.StringDtype) or (col.dtype == object and inferred_kind(col) == "string")
-        if not (integers or (text and "." in expr)):
+        # Python numbers as objects: a part without a missing one reads them as numbers, a part with
+        # one keeps them objects (_object_numbers), so a missing row computed as Python does (0 + NaN)
+        # beside an int beyond int64 (numbers_stay) and failed alone ('int64' and 'object')
+        numbers = col.dtype == object and pd.api.types.infer_dtype(col, skipna=True) in _NUMBER_KINDS
+        if not (integers or numbers or (text and "." in expr)):
             continue  # a text column's own operators keep their type beside a missing value
         gaps = col.isna().to_numpy()
         if gaps.any() and not gaps.all():
