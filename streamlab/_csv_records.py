@@ -36,6 +36,24 @@ class CsvRecords:
     before: np.ndarray[Any, np.dtype[np.int64]]
 
 
+def no_malformed_records(frame: pd.DataFrame) -> CsvRecords:
+    """``frame``, the rows of a CSV file without a malformed record, as :class:`CsvRecords`.
+
+    Examples
+    --------
+    >>> no_malformed_records(pd.DataFrame({"x": [1]})).bad.columns.tolist()
+    ['raw', 'reason', 'line']
+    """
+    bad = pd.DataFrame(
+        {
+            "raw": pd.Series([], dtype=object),
+            "reason": pd.Series([], dtype=object),
+            "line": pd.Series([], dtype="int64"),
+        }
+    )
+    return CsvRecords(frame, bad, np.empty(0, dtype=np.int64))
+
+
 class CsvHeaderError(ValueError):
     """The header record itself cannot be read: there is no table to read the rest into."""
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab._compat import read_json_lines_as_written
-from streamlab._csv_records import CsvRecords, cut_short, read_csv, split_csv
+from streamlab._csv_records import CsvRecords, cut_short, no_malformed_records, read_csv, split_csv
 from streamlab._lines import LineBlocks, file_lines
 from streamlab._time import NAT_NS, to_utc_ns, utc_array
 from streamlab.clock import Clock
@@ -1074,7 +1074,12 @@ class ReplaySource(Source):
                 self._check_raw_time(Path(self.path))
         else:
             self.columns = tuple(self.frame.columns)
-            if time not in self.frame.columns and (speed is not None or time != "timestamp"):
+            nothing_yet = self.path is not None and self.frame.shape == (0, 0)  # an empty file: no columns
+            if (
+                time not in self.frame.columns
+                and (speed is not None or time != "timestamp")
+                and not nothing_yet
+            ):
                 self._refuse_time(time, speed)
         self._release: np.ndarray | None = None
 
@@ -1243,6 +1248,10 @@ class ReplaySource(Source):
                 data = f.read()
         except (EOFError, OSError) as e:  # a truncated or corrupt compressed file
             raise _unreadable(path, None, e) from None
+        if not data.removeprefix(b"\xef\xbb\xbf").strip():
+            # nothing yet (a file its writer has just made, or only blank lines): no rows, as an empty
+            # JSON-lines file; pandas refuses it ("No columns to parse from file")
+            return pd.DataFrame()
         other = _other_separator(data) if self.sep == "," else None
         if other is not None:  # e.g. Excel's exports where the decimal mark is a comma
             raise ValueError(
@@ -1292,6 +1301,8 @@ class ReplaySource(Source):
                 parsed = op.process(self.frame.assign(__row=np.arange(len(self.frame))))["out"]
                 ts = np.full(len(self.frame), NAT_NS, dtype=np.int64)
                 ts[parsed["__row"].to_numpy()] = to_utc_ns(parsed[self.time])
+            elif self.time not in self.frame.columns:  # an empty file (refused otherwise)
+                ts = np.empty(0, dtype=np.int64)
             else:
                 ts = to_utc_ns(self.frame[self.time])
             ts = np.where(ts == NAT_NS, np.iinfo(np.int64).min + 1, ts)
@@ -1342,9 +1353,10 @@ class ReplaySource(Source):
             release = self.release_times() if self.speed is not None else None
             frame, csv = self.frame, self._csv
             args = (release, self.speed, default_clock(clock), pos, self.batch_size)
-            if csv is not None and self.dead_letter is not None and len(csv.bad):
+            if self.dead_letter is not None:  # opened with no record for it too: the run wrote it (empty)
                 written = bool(resume and resume.get("dead_letters_written")) and not replaced
-                reader = _CsvFrameReader(csv, self.dead_letter.open(clock), *args, written=written)
+                records = csv if csv is not None else no_malformed_records(frame)
+                reader = _CsvFrameReader(records, self.dead_letter.open(clock), *args, written=written)
             else:
                 reader = _FrameReader(frame, *args)
         reader.file_id = file_id

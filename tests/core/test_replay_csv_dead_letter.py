@@ -10,6 +10,7 @@ import gzip
 import io
 import json
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -304,3 +305,49 @@ def test_any_bytes_after_a_header_replay_or_go_to_dead_letter_and_never_refuse_t
         # (pandas' float64 for integers beside missing values is kept exact as Int64: the same numbers)
         ints = {c: "float64" for c, t in got.frame.dtypes.items() if str(t) == "Int64"}
         pd.testing.assert_frame_equal(got.frame.astype(ints), pd.read_csv(io.BytesIO(data)))
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"\n\n", b"\xef\xbb\xbf", b" \r\n\t\n"], ids=["empty", "blank", "bom", "space"]
+)
+@pytest.mark.parametrize("speed", [None, 1.0])
+def test_a_file_without_a_header_yet_replays_no_rows_and_a_resume_reads_what_is_written_later(
+    tmp_path: Path, content: bytes, speed: float | None
+) -> None:
+    # pandas refuses such a file ("No columns to parse from file"), so the source refused it at
+    # construction, where an empty JSON-lines file replays no rows: a writer may not have written yet
+    path = tmp_path / "e.csv"
+    path.write_bytes(content)
+    ok, dead = ListSink(), ListSink()
+    p = Pipeline(ReplaySource(path, dead_letter=dead, speed=speed))
+    p.to(ok)
+    first = p.run(clock=ManualClock(0))
+    assert first.status == "finished" and ok.frame().empty and dead.frame().empty
+    path.write_bytes(HEADER + ROWS[0] + ROWS[2])
+    again = ListSink()
+    p2 = Pipeline(ReplaySource(path, dead_letter=ListSink(), speed=speed))
+    p2.to(again)
+    p2.run(clock=ManualClock(0), resume=pickle.loads(pickle.dumps(first.checkpoint)))
+    assert again.frame()["user_id"].tolist() == ["u1", "u3"]
+
+
+def test_the_dead_letter_sink_of_a_clean_file_is_written_empty(tmp_path: Path) -> None:
+    # it was never opened, so reading it after the run warned "its pipeline has not run"
+    path = tmp_path / "e.csv"
+    path.write_bytes(HEADER + ROWS[0])
+    ok, dead = ListSink(), ListSink()
+    p = Pipeline(ReplaySource(path, dead_letter=dead))
+    p.to(ok)
+    p.run(clock=ManualClock(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert dead.frame().empty and len(ok.frame()) == 1
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_an_empty_json_lines_file_replays_paced_with_no_rows(tmp_path: Path, raw: bool) -> None:
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(b"")
+    p = Pipeline(ReplaySource(path, speed=1.0, raw=raw))
+    p.to(ListSink())
+    assert p.run(clock=ManualClock(0)).metrics["events_in"] == 0
