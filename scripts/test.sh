@@ -40,6 +40,16 @@ python -m streamlab.export.flink --prepare >"$ROOT/build/pyflink-env.log" 2>&1 &
 echo "== local-bigquery's venv for the BigQuery tests (needs python3.13; built once into \$STREAMLAB_CACHE while ruff and mypy run)"
 python scripts/local_bigquery.py >"$ROOT/build/local-bigquery.log" 2>&1 &
 bigquery=$!
+echo "== documentation site (built in the background from here on, while ruff and mypy leave a core idle, and then beside the tests; tests/docs waits for it and checks it)"
+# It executes two notebooks, not all thirteen: 01 (a live Dashboard) and 10 (plotly figures, ipywidgets
+# controls) cover every kind of output the build turns into static HTML, and tests/docs checks 01's page.
+# The other eleven run under nbval below; executing them a second time here, beside three test workers,
+# took about seven CPU-minutes of a two-core machine. scripts/docs.sh (the published site) executes all.
+mkdir -p "$ROOT/build"
+rm -f "$ROOT/build/docs-status"
+python scripts/build_docs.py --only 01,10 --jobs 1 --site "$ROOT/build/site" --status "$ROOT/build/docs-status" \
+  >"$ROOT/build/docs-build.log" 2>&1 &
+export STREAMLAB_DOCS_BUILD="$ROOT/build"
 echo "== ruff"
 ruff check .
 ruff format --check streamlab connectors widgets datasets tests benchmarks scripts conftest.py
@@ -52,16 +62,6 @@ else
   # on 3.10 pip installs numpy 2.2 and pandas-stubs 2.3, whose stubs differ (hundreds of reports)
   echo "mypy skipped on $(python --version): its stubs (numpy 2.4, pandas-stubs 3) need Python >= 3.11, as CI runs it"
 fi
-echo "== documentation site (built in the background while the tests run; tests/docs waits for it and checks it)"
-# It executes two notebooks, not all thirteen: 01 (a live Dashboard) and 10 (plotly figures, ipywidgets
-# controls) cover every kind of output the build turns into static HTML, and tests/docs checks 01's page.
-# The other eleven run under nbval below; executing them a second time here, beside three test workers,
-# took about seven CPU-minutes of a two-core machine. scripts/docs.sh (the published site) executes all.
-mkdir -p "$ROOT/build"
-rm -f "$ROOT/build/docs-status"
-python scripts/build_docs.py --only 01,10 --jobs 1 --site "$ROOT/build/site" --status "$ROOT/build/docs-status" \
-  >"$ROOT/build/docs-build.log" 2>&1 &
-export STREAMLAB_DOCS_BUILD="$ROOT/build"
 wait "$bigquery" || echo "local-bigquery is not installed (the BigQuery tests say what to install): $(tail -n 3 "$ROOT/build/local-bigquery.log")"
 # Tiers (conftest.py): unit, integration and notebooks run on every core, a whole file per worker (a
 # notebook's cells share one kernel; an integration file, its servers), the longest files first
