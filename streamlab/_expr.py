@@ -508,6 +508,7 @@ def partly_missing(batch: pd.DataFrame, expr: str) -> np.ndarray | None:
 
 
 _NUMBER_KINDS = ("integer", "floating", "mixed-integer-float")
+_INT_KINDS = ("integer", "mixed-integer-float", "mixed-integer", "mixed")
 
 
 def _partial_gaps(batch: pd.DataFrame, expr: str) -> list[np.ndarray]:
@@ -530,7 +531,17 @@ def _partial_gaps(batch: pd.DataFrame, expr: str) -> list[np.ndarray]:
         # Python numbers as objects: a part without a missing one reads them as numbers, a part with
         # one keeps them objects (_object_numbers), so a missing row computed as Python does (0 + NaN)
         # beside an int beyond int64 (numbers_stay) and failed alone ('int64' and 'object')
-        numbers = col.dtype == object and pd.api.types.infer_dtype(col, skipna=True) in _NUMBER_KINDS
+        kind = pd.api.types.infer_dtype(col, skipna=True) if col.dtype == object else ""
+        numbers = kind in _NUMBER_KINDS
+        if kind in _INT_KINDS:
+            # an int beyond int64 keeps every number column of its part Python objects (numbers_stay in
+            # as_expression_input), where a row without one reads int64 or float64 alone: such rows and
+            # the others are evaluated apart, so neither computes as its neighbours make it
+            big = np.fromiter(
+                (type(v) is int and not -(2**63) <= v < 2**63 for v in col.tolist()), bool, len(col)
+            )
+            if big.any() and not big.all():
+                found.append(big)
         if not (integers or numbers or (text and "." in expr)):
             continue  # a text column's own operators keep their type beside a missing value
         gaps = col.isna().to_numpy()

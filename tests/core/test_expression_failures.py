@@ -201,6 +201,8 @@ def test_a_row_of_small_and_huge_ints_computes_as_python_whatever_its_neighbours
     [
         ([(0.0, 0), (10**400, 10**400), (0, float("nan"))], "(v + w)"),
         ([(10**400, 0), (10**400, 10**400), (0, float("nan"))], "(v / w)"),
+        # (0, None) beside (10**400, None): a part of rows missing w, whose v stayed Python ints
+        ([(0, 10**400), (0, 0.0), (0, None), (10**400, None)], "(v + w)"),
     ],
 )
 def test_a_row_missing_a_number_fails_as_alone_beside_ints_beyond_int64(rows: Any, expr: str) -> None:
