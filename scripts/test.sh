@@ -45,7 +45,6 @@ echo "== documentation site (built in the background from here on, while ruff an
 # controls) cover every kind of output the build turns into static HTML, and tests/docs checks 01's page.
 # The other eleven run under nbval below; executing them a second time here, beside three test workers,
 # took about seven CPU-minutes of a two-core machine. scripts/docs.sh (the published site) executes all.
-mkdir -p "$ROOT/build"
 rm -f "$ROOT/build/docs-status"
 python scripts/build_docs.py --only 01,10 --jobs 1 --site "$ROOT/build/site" --status "$ROOT/build/docs-status" \
   >"$ROOT/build/docs-build.log" 2>&1 &

@@ -44,14 +44,24 @@ def no_malformed_records(frame: pd.DataFrame) -> CsvRecords:
     >>> no_malformed_records(pd.DataFrame({"x": [1]})).bad.columns.tolist()
     ['raw', 'reason', 'line']
     """
-    bad = pd.DataFrame(
+    return CsvRecords(frame, _bad_frame([], [], []), np.empty(0, dtype=np.int64))
+
+
+def _bad_frame(raw: list[bytes], reasons: list[str], starts: list[int]) -> pd.DataFrame:
+    """The malformed records as :attr:`CsvRecords.bad` holds them: ``raw``, ``reason`` and ``line``.
+
+    Examples
+    --------
+    >>> _bad_frame([b"a,b"], ["too many fields"], [3]).to_dict("records")
+    [{'raw': b'a,b', 'reason': 'too many fields', 'line': 3}]
+    """
+    return pd.DataFrame(
         {
-            "raw": pd.Series([], dtype=object),
-            "reason": pd.Series([], dtype=object),
-            "line": pd.Series([], dtype="int64"),
+            "raw": pd.Series(raw, dtype=object),
+            "reason": reasons or pd.Series([], dtype=object),  # a list of text: the text dtype on pandas 3
+            "line": pd.Series(starts, dtype="int64"),
         }
     )
-    return CsvRecords(frame, bad, np.empty(0, dtype=np.int64))
 
 
 class CsvHeaderError(ValueError):
@@ -283,7 +293,4 @@ def split_csv(data: bytes, *, sep: str = ",", encoding: str = "utf-8", decimal: 
     order = np.asarray(before, dtype=np.int64)
     if rows != len(frame):  # pandas read the records otherwise (blank-looking lines): keep every one
         order = np.minimum(order, len(frame))
-    bad = pd.DataFrame(
-        {"raw": pd.Series(bad_raw, dtype=object), "reason": reasons, "line": pd.Series(starts, dtype="int64")}
-    )
-    return CsvRecords(frame, bad, order)
+    return CsvRecords(frame, _bad_frame(bad_raw, reasons, starts), order)

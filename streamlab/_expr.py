@@ -283,9 +283,20 @@ def _object_numbers(col: pd.Series) -> Any:
     kind = pd.api.types.infer_dtype(col, skipna=False)
     if kind in ("floating", "mixed-integer-float"):
         return np.float64
-    if kind == "integer" and all(-(2**63) <= v < 2**63 for v in col.to_numpy()):
+    if kind == "integer" and all(_fits_int64(v) for v in col.to_numpy()):
         return np.int64
     return None
+
+
+def _fits_int64(v: Any) -> bool:
+    """Whether the integer ``v`` (a Python or numpy int) is within int64's range.
+
+    Examples
+    --------
+    >>> _fits_int64(2**63 - 1), _fits_int64(2**63), _fits_int64(-(2**63))
+    (True, False, True)
+    """
+    return bool(-(2**63) <= v < 2**63)
 
 
 def _beyond_int64(col: pd.Series) -> bool:
@@ -298,7 +309,7 @@ def _beyond_int64(col: pd.Series) -> bool:
     """
     if col.dtype != object or col.hasnans or pd.api.types.infer_dtype(col, skipna=False) != "integer":
         return False
-    return not all(-(2**63) <= v < 2**63 for v in col.to_numpy())
+    return not all(_fits_int64(v) for v in col.to_numpy())
 
 
 def as_expression_input(batch: pd.DataFrame, expr: str) -> pd.DataFrame:
@@ -527,19 +538,17 @@ def _partial_gaps(batch: pd.DataFrame, expr: str) -> list[np.ndarray]:
         dtype = col.dtype
         integers = isinstance(dtype, pd.api.extensions.ExtensionDtype) and dtype.kind in "iu"
         # text: pandas' string dtype, or strings as objects (pandas 2's text columns, a json field's)
-        text = isinstance(dtype, pd.StringDtype) or (col.dtype == object and inferred_kind(col) == "string")
+        kind = inferred_kind(col) if col.dtype == object else ""
+        text = isinstance(dtype, pd.StringDtype) or kind == "string"
         # Python numbers as objects: a part without a missing one reads them as numbers, a part with
         # one keeps them objects (_object_numbers), so a missing row computed as Python does (0 + NaN)
         # beside an int beyond int64 (numbers_stay) and failed alone ('int64' and 'object')
-        kind = pd.api.types.infer_dtype(col, skipna=True) if col.dtype == object else ""
         numbers = kind in _NUMBER_KINDS
         if kind in _INT_KINDS:
             # an int beyond int64 keeps every number column of its part Python objects (numbers_stay in
             # as_expression_input), where a row without one reads int64 or float64 alone: such rows and
             # the others are evaluated apart, so neither computes as its neighbours make it
-            big = np.fromiter(
-                (type(v) is int and not -(2**63) <= v < 2**63 for v in col.tolist()), bool, len(col)
-            )
+            big = np.fromiter((type(v) is int and not _fits_int64(v) for v in col.tolist()), bool, len(col))
             if big.any() and not big.all():
                 found.append(big)
         if not (integers or numbers or (text and "." in expr)):
@@ -722,7 +731,7 @@ def _with_missing_values(batch: pd.DataFrame, expr: str, ints: list[str]) -> pd.
     if not isinstance(got, pd.Series) or len(got) != len(batch) or got.dtype != object:
         return None
     values = got.tolist()
-    if all(type(v) is int and -(2**63) <= v < 2**63 for v in values):
+    if all(type(v) is int and _fits_int64(v) for v in values):
         return pd.Series(np.array(values, dtype=np.int64), index=got.index, name=got.name)
     if all(type(v) is float for v in values) and any(v == v for v in values):  # all NaN: n * n of None
         return pd.Series(np.array(values, dtype=np.float64), index=got.index, name=got.name)
