@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import pandas as pd
 
@@ -25,24 +26,41 @@ def concat_batches(batches: list[pd.DataFrame]) -> pd.DataFrame:
     """
     if len(batches) == 1:
         return batches[0]
+    types = [dict(zip(b.columns, b.dtypes)) for b in batches]  # one look at each batch's types
+    columns = list(dict.fromkeys(c for t in types for c in t))  # also a column the first batch lacks
     categorical = {
         c
-        for c in batches[0].columns
-        if all(c not in b.columns or isinstance(b[c].dtype, pd.CategoricalDtype) for b in batches)
+        for c in columns
+        if all(isinstance(t.get(c, pd.CategoricalDtype()), pd.CategoricalDtype) for t in types)
     }
-    if categorical:
-        union: dict[str, pd.CategoricalDtype] = {}
-        for c in categorical:
-            cats = pd.Index([]).append([b[c].cat.categories for b in batches if c in b.columns]).unique()
-            with contextlib.suppress(TypeError):  # categories of several types: in order of appearance
-                cats = cats.sort_values()
-            union[c] = pd.CategoricalDtype(cats)
-        batches = [b.astype({c: t for c, t in union.items() if c in b.columns}) for b in batches]
-    batches = _ints_beside_floats(_integers_beside_gaps(batches))
+    union: dict[str, pd.CategoricalDtype] = {}
+    for c in categorical:
+        cats = pd.Index([]).append([t[c].categories for t in types if c in t]).unique()
+        with contextlib.suppress(TypeError):  # categories of several types: in order of appearance
+            cats = cats.sort_values()
+        union[c] = pd.CategoricalDtype(cats)
+    batches = [  # a batch whose categories are already the union's, in its order, as it is
+        b.astype(recast) if (recast := _other_categories(t, union)) else b for b, t in zip(batches, types)
+    ]
+    batches = _ints_beside_floats(_integers_beside_gaps(batches, types, columns), types, columns)
     return pd.concat(batches, ignore_index=True)
 
 
-def _integers_beside_gaps(batches: list[pd.DataFrame]) -> list[pd.DataFrame]:
+def _other_categories(
+    types: dict[str, Any], union: dict[str, pd.CategoricalDtype]
+) -> dict[str, pd.CategoricalDtype]:
+    """The columns of ``union`` whose categories in a batch of column types ``types`` are not the
+    union's, in its order, each with the union's type."""
+    return {
+        c: u
+        for c, u in union.items()
+        if c in types and not getattr(types[c], "categories", pd.Index([])).equals(u.categories)
+    }
+
+
+def _integers_beside_gaps(
+    batches: list[pd.DataFrame], types: list[dict[str, Any]], columns: list[str]
+) -> list[pd.DataFrame]:
     """``batches`` where a column of integers in some batches and only missing values (float64 NaN)
     in the others is nullable ``Int64`` in each: pandas would join them as float64, rounding integers
     beyond 2**53, so the column's type and digits would depend on how the stream was batched (an
@@ -56,23 +74,23 @@ def _integers_beside_gaps(batches: list[pd.DataFrame]) -> list[pd.DataFrame]:
     [1152921504606846977, <NA>]
     """
 
-    def integers(s: pd.Series) -> bool:
-        return s.dtype.kind == "i"
-
-    def gaps(s: pd.Series) -> bool:
-        return s.dtype.kind == "f" and bool(s.isna().all())
-
     cast = set()
-    for c in batches[0].columns:
-        held = [b[c] for b in batches if c in b.columns]
-        if any(map(integers, held)) and any(map(gaps, held)) and all(integers(s) or gaps(s) for s in held):
+    for c in columns:
+        held = [(b, t[c]) for b, t in zip(batches, types) if c in t]
+        ints = [t.kind == "i" for _, t in held]
+        if not any(ints) or not all(i or t.kind == "f" for i, (_, t) in zip(ints, held)):
+            continue
+        gaps = [not i and bool(b[c].isna().all()) for i, (b, _) in zip(ints, held)]
+        if any(gaps) and all(i or g for i, g in zip(ints, gaps)):
             cast.add(c)
     if not cast:
         return batches
     return [b.astype({c: "Int64" for c in cast if c in b.columns}) for b in batches]
 
 
-def _ints_beside_floats(batches: list[pd.DataFrame]) -> list[pd.DataFrame]:
+def _ints_beside_floats(
+    batches: list[pd.DataFrame], types: list[dict[str, Any]], columns: list[str]
+) -> list[pd.DataFrame]:
     """``batches`` where a column of integers in some batches and of floats in others holds Python
     objects, each value of its own type, in each: pandas would join them as float64, rounding integers
     beyond 2**53 and making ``1`` the float ``1.0``. A window's key or ``first`` of a ``json`` field
@@ -88,16 +106,12 @@ def _ints_beside_floats(batches: list[pd.DataFrame]) -> list[pd.DataFrame]:
     [1152921504606846977, 2.5]
     """
 
-    def integers(s: pd.Series) -> bool:
-        return s.dtype.kind in "iu"
-
-    def floats(s: pd.Series) -> bool:
-        return s.dtype.kind == "f" and bool(s.notna().any())
-
     cast = set()
-    for c in dict.fromkeys(c for b in batches for c in b.columns):  # also a column the first lacks
-        held = [b[c] for b in batches if c in b.columns]
-        if any(map(integers, held)) and any(map(floats, held)):
+    for c in columns:
+        held = [(b, t[c]) for b, t in zip(batches, types) if c in t]
+        if any(t.kind in "iu" for _, t in held) and any(
+            t.kind == "f" and b[c].notna().any() for b, t in held
+        ):
             cast.add(c)
     if not cast:
         return batches
