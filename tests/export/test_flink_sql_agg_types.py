@@ -93,34 +93,25 @@ ZEROS = [  # one key and one distinct value in streamlab (-0.0 == 0.0 == 0); Fli
 ]
 
 
-def test_sql_job_keys_and_counts_minus_zero_as_zero(flink_python: str, tmp_path: Path) -> None:
+def test_sql_job_keys_counts_and_joins_minus_zero_as_zero(flink_python: str, tmp_path: Path) -> None:
+    """Windows keyed by a float64 with a distinct count, and an interval join on it, in one job."""
     from streamlab import SessionWindow
     from streamlab.export.verify import verify
 
     p = Pipeline(ListSource([b"{}"]), name="zeros")
-    parsed = p.parse({"timestamp": "timestamp", "k": "float64", "x": "float64"})
+    parsed = p.parse({"timestamp": "timestamp", "k": "float64", "x": "float64", "v": "int64"})
     for window, sid in ((TumblingWindow("1m"), "tumbling"), (SessionWindow("1m"), "session")):
         parsed.window(window, key="k", step_id=sid).agg(agg.count(), agg.count_distinct("x"))
-    lines = [json.dumps(e) for e in ZEROS]
+    right = parsed.select(["timestamp", "k", "v"], step_id="right")
+    parsed.join_interval(right, on="k", lower="-1m", upper="1m", step_id="j")
+    lines = [json.dumps({**e, "v": i}) for i, e in enumerate(ZEROS)]
     report = verify(p, lines, target="flink", flink_job="sql", flink_python=flink_python, workdir=tmp_path)
     for sid in ("tumbling", "session"):
         rows = report.local[sid].sort_values("k").to_dict("records")
         assert [(r["k"], r["count"], r["count_distinct_x"]) for r in rows] == [(0.0, 3, 1), (1.5, 1, 1)]
         assert report.counts[sid] == {"streamlab": 2, "flink": 2}  # Flink had the keys 0.0 and -0.0
-    assert report.equal, report.diff  # and counted -0.0 and 0.0 as two distinct values
-
-
-def test_sql_job_joins_minus_zero_with_zero(flink_python: str, tmp_path: Path) -> None:
-    from streamlab.export.verify import verify
-
-    p = Pipeline(ListSource([b"{}"]), name="zerojoin")
-    parsed = p.parse({"timestamp": "timestamp", "k": "float64", "v": "int64"})
-    right = parsed.select(["timestamp", "k", "v"], step_id="right")
-    parsed.join_interval(right, on="k", lower="-1m", upper="1m", step_id="j")
-    lines = [json.dumps({**e, "v": i}) for i, e in enumerate(ZEROS)]
-    report = verify(p, lines, target="flink", flink_job="sql", flink_python=flink_python, workdir=tmp_path)
     assert report.counts["j"] == {"streamlab": 10, "flink": 10}  # 3 x 3 zeros, 1.5 with itself; Flink: 6
-    assert report.equal, report.diff
+    assert report.equal, report.diff  # and counted -0.0 and 0.0 as two distinct values
 
 
 def test_sql_pattern_keys_minus_zero_as_zero_and_matches_no_missing_key(
