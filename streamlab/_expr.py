@@ -611,7 +611,8 @@ def eval_expression(batch: pd.DataFrame, expr: str) -> Any:
     >>> eval_expression(batch, "ratio.fillna(1.0) * amount").tolist()
     [10.0, 600.0]
     """
-    value = by_presence(batch, expr, lambda part: _as_with_values(part, expr, _eval_whole(part, expr)))
+    with np.errstate(all="ignore"):  # floating-point flags: see eval_condition
+        value = by_presence(batch, expr, lambda part: _as_with_values(part, expr, _eval_whole(part, expr)))
     return _as_object_text(value)
 
 
@@ -958,7 +959,14 @@ def eval_condition(batch: pd.DataFrame, expr: str) -> Any:
     >>> eval_condition(batch, "amount >= 500 and country != 'FR'").tolist()
     [False, True]
     """
-    batch = as_expression_input(batch, expr)
+    # numpy's floating-point flags (1 / 0, 1e308 * 10, a number compared with NaN among objects) are
+    # results, inf or NaN or False, as in the exported code: without this each raised a RuntimeWarning,
+    # noise in a notebook, and where warnings are errors (pytest's filterwarnings) the row a dead letter
+    with np.errstate(all="ignore"):
+        return _eval_condition(as_expression_input(batch, expr), expr)
+
+
+def _eval_condition(batch: pd.DataFrame, expr: str) -> Any:
     if not _all_columns(batch, expr):
         return _pandas_eval(batch, expr)
     fn = compile_expression(expr)
