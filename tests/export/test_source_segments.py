@@ -58,3 +58,23 @@ def test_generated_modules_give_asts_segments(text: str) -> None:
     lines = _SOURCE_LINE.findall(text)
     nodes = ast.parse(text).body
     assert [source_segment(lines, n) for n in nodes] == [ast.get_source_segment(text, n) for n in nodes]
+
+
+def test_a_modules_segments_are_read_once_per_version_of_its_file(tmp_path: Path) -> None:
+    import importlib.util
+    import os
+
+    from streamlab.export._plan import _segments
+
+    path = tmp_path / "snippets_module.py"
+    path.write_text("def f():\n    return 1\n")
+    spec = importlib.util.spec_from_file_location("snippets_module", path)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    first = _segments(module)
+    assert _segments(module) is first  # the same version: not parsed again
+    path.write_text("def f():\n    return 22\n\n\nX = 3\n")  # a new version (size and time)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    assert dict(_segments(module)) == {"f": "def f():\n    return 22", "X": "X = 3"}
+    with pytest.raises(TypeError):  # one copy serves every export: read-only
+        first["f"] = "changed"  # type: ignore[index]
