@@ -851,7 +851,11 @@ def pandas_eval(expr: str, row: dict[str, Any], numeric: Any = (), typed: Any = 
 
     try:
         value = evaluate(frame)
-    except TypeError:
+    except (TypeError, AttributeError) as e:
+        # pandas raises AttributeError ("'UnaryOp' object has no attribute 'type'") while it writes the
+        # TypeError of a negative constant in arithmetic with objects (-1.5 + a, a None): that type error
+        if isinstance(e, AttributeError) and "'UnaryOp' object" not in str(e):
+            raise
         missing = [c for c, v in row.items() if v is None and c not in nans and c not in known]
         if not missing:
             raise

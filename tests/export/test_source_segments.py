@@ -26,7 +26,8 @@ def test_every_top_level_statement_of_streamlab_gives_asts_segment(path: Path) -
 
 
 NAMES = st.sampled_from(["x", "é", "变量", "𝔸"])
-TEXTS = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n\\'"), max_size=8)
+# no NUL: Python reads no source holding one (the comment below holds the text as it is)
+TEXTS = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n\\'\x00"), max_size=8)
 
 
 @st.composite
