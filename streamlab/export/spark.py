@@ -2076,7 +2076,7 @@ def spark_session() -> Any:
             # PySpark's own check of pandas' version ("does not yet fully support pandas >= 3.0.0"):
             # the verification's reads and writes are tested on the pandas installed with streamlab
             warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
-            _SESSION = _started(builder)
+            _SESSION = _started(builder, quiet=not os.environ.get("SPARK_CONF_DIR"))
         _SESSION.sparkContext.setLogLevel("ERROR")
     return _SESSION
 
@@ -2084,7 +2084,7 @@ def spark_session() -> Any:
 GATEWAY_ATTEMPTS = 3
 
 
-def _started(builder: Any) -> Any:
+def _started(builder: Any, quiet: bool = False) -> Any:
     """``builder.getOrCreate()``, tried again where the JVM's launcher died before it ran.
 
     PySpark starts its JVM through ``Popen(preexec_fn=...)``, so a real ``fork()``: in a process where
@@ -2093,21 +2093,57 @@ def _started(builder: Any) -> Any:
     and PySpark raises ``JAVA_GATEWAY_EXITED``. Nothing was started then, so the launch is tried again,
     up to :data:`GATEWAY_ATTEMPTS` times; a JVM that cannot start (no Java, bad options) fails every
     time and its error is raised, with the gRPC remedy named.
+
+    ``quiet``: the JVM's own stdout and stderr go to a file, not to the process's (a notebook cell's output):
+    Spark 4's launcher always adds ``--add-modules=jdk.incubator.vector``, and the JVM then prints
+    "WARNING: Using incubator modules" at its start, which no option silences. What the JVM wrote there
+    is quoted in the error when it does not start (its logged errors are already in the exceptions
+    PySpark raises).
     """
+    import tempfile
+
+    from pyspark import SparkContext
+
     error: Exception | None = None
+    said = ""
     for _ in range(GATEWAY_ATTEMPTS):
-        try:
-            return builder.getOrCreate()
-        except Exception as e:  # PySparkRuntimeError (PySpark's class, imported with it)
-            if "JAVA_GATEWAY_EXITED" not in str(e):
-                raise
-            error = e
+        launch = quiet and SparkContext._gateway is None
+        # a started JVM has its own descriptor of the file: it lives, unnamed, as long as the JVM
+        with tempfile.TemporaryFile() as log:
+            try:
+                if launch:
+                    _launch_gateway(builder, log)
+                return builder.getOrCreate()
+            except Exception as e:  # PySparkRuntimeError (PySpark's class, imported with it)
+                if "JAVA_GATEWAY_EXITED" not in str(e):
+                    raise
+                error = e
+                if launch:
+                    log.seek(0)
+                    text = log.read().decode("utf-8", "replace").strip()
+                    said = text if len(text) <= 2000 else f"{text[:1000]} ... {text[-1000:]}"
+    where = f"what the JVM said: {said!r}" if said else "the JVM's error above"
+    if quiet and not said:
+        where = "that the JVM can start (it wrote nothing)"
     raise RuntimeError(
         f"Spark's JVM exited before it started, {GATEWAY_ATTEMPTS} times: check that `java -version` "
-        "runs (Java 17+) and the JVM's error above; where gRPC clients run in this process, "
+        f"runs (Java 17+) and {where}; where gRPC clients run in this process, "
         "GRPC_ENABLE_FORK_SUPPORT=0 set before they start keeps gRPC out of the fork that launches "
         f"the JVM ({error})"
     ) from error
+
+
+def _launch_gateway(builder: Any, log: Any) -> None:
+    """Start the JVM of ``builder``'s session as PySpark does, its stdout and stderr written to ``log``: the
+    session ``builder.getOrCreate()`` makes next runs in it (PySpark's ``SparkContext(gateway=)``)."""
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    conf = SparkConf(loadDefaults=False)
+    for key, value in builder._options.items():  # what getOrCreate hands spark-submit as --conf
+        conf.set(key, value)
+    gateway = launch_gateway(conf, popen_kwargs={"stdout": log, "stderr": log})
+    SparkContext._ensure_initialized(gateway=gateway, conf=conf)
 
 
 def _quiet_log4j() -> Path:

@@ -56,3 +56,16 @@ def test_a_launcher_that_never_starts_says_what_to_check(tmp_path: Path) -> None
     said = out[0]
     assert said.startswith("RuntimeError Spark's JVM exited before it started, 3 times"), said
     assert "java -version" in said and "GRPC_ENABLE_FORK_SUPPORT=0" in said and "JAVA_GATEWAY_EXITED" in said
+
+
+def test_a_jvm_that_cannot_start_is_quoted(tmp_path: Path) -> None:
+    """The JVM's stderr goes to a file (its start-up notice stays out of a notebook cell): when it does
+    not start, the error quotes what it wrote there."""
+    env = dict(os.environ, STREAMLAB_CACHE=str(tmp_path / "cache"), STREAMLAB_JVM_OPTIONS="-Xss1k")
+    run = subprocess.run(
+        [sys.executable, "-c", PROGRAM, "0"], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    said = run.stdout.splitlines()[0]
+    assert said.startswith("RuntimeError Spark's JVM exited before it started"), said
+    assert "what the JVM said:" in said and "stack size" in said, said  # "thread stack size ... too small"

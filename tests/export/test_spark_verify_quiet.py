@@ -31,6 +31,8 @@ def test_the_verification_session_starts_without_warnings_or_the_default_log_pro
     # (Spark takes PySpark's JVM for a shell, which announced its log level in two lines)
     assert "Setting default log level" not in said and "setLogLevel" not in said, said
     assert " WARN " not in said and "FutureWarning" not in said, said
+    # Spark 4's launcher adds jdk.incubator.vector, and the JVM announced it in every verifying cell
+    assert "incubator" not in said, said
     assert (
         (tmp_path / "cache" / "spark-log4j2-errors.properties")
         .read_text()
@@ -46,3 +48,4 @@ def test_a_users_own_spark_configuration_keeps_its_logging(tmp_path: Path) -> No
     assert run.returncode == 0, run.stderr[-2000:]
     assert not (tmp_path / "cache" / "spark-log4j2-errors.properties").exists()
     assert "default log4j profile" in run.stderr  # (an empty conf dir: Spark's own default, as before)
+    assert "Using incubator modules" in run.stderr  # the JVM's stderr as it is
