@@ -51,11 +51,15 @@ def _other_categories(
 ) -> dict[str, pd.CategoricalDtype]:
     """The columns of ``union`` whose categories in a batch of column types ``types`` are not the
     union's, in its order, each with the union's type."""
-    return {
-        c: u
-        for c, u in union.items()
-        if c in types and not getattr(types[c], "categories", pd.Index([])).equals(u.categories)
-    }
+    return {c: u for c, u in union.items() if c in types and not _same_categories(types[c], u)}
+
+
+def _same_categories(dtype: Any, union: pd.CategoricalDtype) -> bool:
+    """Whether ``dtype`` holds the categories of ``union`` in its order and of its type (``Index.equals``
+    takes ``'a'`` as text and as an object, or ``1`` and ``1.0``, for the same; pandas joins such
+    columns as objects)."""
+    cats = getattr(dtype, "categories", None)
+    return cats is not None and cats.dtype == union.categories.dtype and cats.equals(union.categories)
 
 
 def _integers_beside_gaps(

@@ -66,3 +66,15 @@ def test_batches_already_of_the_unions_categories_are_joined_as_they_are() -> No
     frames = [pd.DataFrame({"c": pd.Series(["red", "blue"][i % 2 :][:1], dtype=dtype)}) for i in range(300)]
     got = concat_batches(frames)
     assert got["c"].dtype == dtype and got["c"].tolist() == ["red", "blue"] * 150
+
+
+def test_categories_equal_in_value_but_not_in_type_are_cast_to_the_union() -> None:
+    # Index.equals takes 'a' as text and as an object, or 1 and 1.0, for the same categories: joined
+    # uncast, pandas made the column objects (or floats), where the union keeps it categorical
+    text = pd.DataFrame({"c": pd.Categorical(["a"], categories=pd.Index(["a"], dtype="str"))})
+    objects = pd.DataFrame({"c": pd.Categorical(["a"], categories=pd.Index(["a"], dtype=object))})
+    ints, floats = pd.DataFrame({"c": pd.Categorical([1])}), pd.DataFrame({"c": pd.Categorical([1.0])})
+    for frames in ([objects, text], [ints, floats]):
+        got = concat_batches(frames)
+        assert isinstance(got["c"].dtype, pd.CategoricalDtype), got["c"].dtype
+        pd.testing.assert_frame_equal(got, reference(frames))
