@@ -39,19 +39,11 @@ def concat_batches(batches: list[pd.DataFrame]) -> pd.DataFrame:
         with contextlib.suppress(TypeError):  # categories of several types: in order of appearance
             cats = cats.sort_values()
         union[c] = pd.CategoricalDtype(cats)
-    batches = [  # a batch whose categories are already the union's, in its order, as it is
-        b.astype(recast) if (recast := _other_categories(t, union)) else b for b, t in zip(batches, types)
-    ]
+    recasts = [{c: u for c, u in union.items() if c in t and not _same_categories(t[c], u)} for t in types]
+    # a batch whose categories are already the union's, in its order and type, as it is
+    batches = [b.astype(recast) if recast else b for b, recast in zip(batches, recasts)]
     batches = _ints_beside_floats(_integers_beside_gaps(batches, types, columns), types, columns)
     return pd.concat(batches, ignore_index=True)
-
-
-def _other_categories(
-    types: dict[str, Any], union: dict[str, pd.CategoricalDtype]
-) -> dict[str, pd.CategoricalDtype]:
-    """The columns of ``union`` whose categories in a batch of column types ``types`` are not the
-    union's, in its order, each with the union's type."""
-    return {c: u for c, u in union.items() if c in types and not _same_categories(types[c], u)}
 
 
 def _same_categories(dtype: Any, union: pd.CategoricalDtype) -> bool:

@@ -2122,9 +2122,10 @@ def _started(builder: Any, quiet: bool = False) -> Any:
                     log.seek(0)
                     text = log.read().decode("utf-8", "replace").strip()
                     said = text if len(text) <= 2000 else f"{text[:1000]} ... {text[-1000:]}"
-    where = f"what the JVM said: {said!r}" if said else "the JVM's error above"
-    if quiet and not said:
-        where = "that the JVM can start (it wrote nothing)"
+    if said:
+        where = f"what the JVM said: {said!r}"
+    else:
+        where = "that the JVM can start (it wrote nothing)" if quiet else "the JVM's error above"
     raise RuntimeError(
         f"Spark's JVM exited before it started, {GATEWAY_ATTEMPTS} times: check that `java -version` "
         f"runs (Java 17+) and {where}; where gRPC clients run in this process, "
