@@ -978,7 +978,7 @@ def _eval_condition(batch: pd.DataFrame, expr: str) -> Any:
     names = expression_names(expr) or ()
     rewritten, texts = _text_operands(expr)
     resolvers = {n: batch[n] for n in names} | {n: _constant_column(batch, v, expr) for n, v in texts}
-    return guarded(pd.eval, rewritten, engine="python", resolvers=[resolvers], target=batch)
+    return _pandas_evaluates(pd.eval, rewritten, engine="python", resolvers=[resolvers], target=batch)
 
 
 @functools.lru_cache(maxsize=512)
@@ -1004,5 +1004,31 @@ def _pandas_eval(batch: pd.DataFrame, expr: str) -> Any:
     with as_pandas_3():
         if texts:
             resolvers = [{n: _constant_column(batch, v, expr) for n, v in texts}]
-            return guarded(batch.eval, rewritten, engine="python", resolvers=resolvers)
-        return guarded(batch.eval, expr, engine="python")
+            return _pandas_evaluates(batch.eval, rewritten, engine="python", resolvers=resolvers)
+        return _pandas_evaluates(batch.eval, expr, engine="python")
+
+
+def _pandas_evaluates(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, a pandas ``eval`` (through :func:`guarded`), raising the TypeError pandas
+    meant where it garbles it (``-1.5 + a`` over objects: "'UnaryOp' object has no attribute 'type'"),
+    as the exported code does (``ExprCompiler.operand_type_error``), so a dead letter's reason says
+    which operation refused which types.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> try:
+    ...     _pandas_evaluates(pd.DataFrame({"a": [None]}).eval, "-1.5 + a", engine="python")
+    ... except TypeError as e:
+    ...     print(e)
+    unsupported operand type(s) for +: '<class 'float'>' and 'object'
+    """
+    from streamlab.export._snippets import ExprCompiler
+
+    try:
+        return guarded(fn, *args, **kwargs)
+    except AttributeError as e:
+        error = ExprCompiler.operand_type_error(e)
+        if error is None:
+            raise
+        raise error from e

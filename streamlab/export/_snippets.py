@@ -337,6 +337,47 @@ class ExprCompiler:
     """``.str`` methods that give a string: pandas 3 answers a missing string for a missing one."""
 
     @staticmethod
+    def operand_type_error(e: BaseException) -> Any:
+        """The TypeError pandas meant to raise where it raised ``e``, or None when ``e`` is another error.
+
+        pandas' ``eval`` refuses arithmetic between objects and numbers ("unsupported operand type(s) for
+        +: '<class 'float'>' and 'object'"), but when an operand is itself computed (``-1.5 + a``,
+        ``a * -2``, ``(b * 2) + a``) it fails while writing that message, with "'UnaryOp' object has no
+        attribute 'type'". The message is written here as pandas writes it for an operand computed
+        first: its value's type, read from pandas' own frame.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> frame = pd.DataFrame({"a": pd.Series([None], dtype=object)})
+        >>> try:
+        ...     frame.eval("a * -2", engine="python")
+        ... except AttributeError as e:
+        ...     print(ExprCompiler.operand_type_error(e))
+        unsupported operand type(s) for *: 'object' and '<class 'int'>'
+        """
+        if not isinstance(e, AttributeError) or not str(e).endswith("object has no attribute 'type'"):
+            return None
+        tb = e.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = tb.tb_frame.f_locals if tb is not None else {}
+        if tb is None or tb.tb_frame.f_code.co_name != "_maybe_evaluate_binop" or "res" not in where:
+            return None
+
+        def kind(operand: Any) -> str:
+            if hasattr(operand, "type"):  # a column or a constant: pandas' own wording
+                return str(operand.type)
+            try:
+                value = operand(where["self"].env)
+            except Exception:
+                return str(operand)  # its text, e.g. -(1.5)
+            return str(getattr(value, "dtype", type(value)))
+
+        op, lhs, rhs = where["res"].op, where.get("lhs"), where.get("rhs")
+        return TypeError(f"unsupported operand type(s) for {op}: '{kind(lhs)}' and '{kind(rhs)}'")
+
+    @staticmethod
     def missing_text(index: Any) -> Any:
         """A missing value of a string or category column as a column of ``index`` on which pandas answers
         as on streamlab's columns (pandas 3's ``str`` dtype): a test of its ``.str`` (``contains``,
@@ -837,6 +878,10 @@ def pandas_eval(expr: str, row: dict[str, Any], numeric: Any = (), typed: Any = 
     for c, kind in typed:
         if kind in ("string", "category") and c in row and row[c] is None:
             frame[c] = texts_missing[c] = ExprCompiler.missing_text(frame.index)
+        elif kind in ("json", "object") and isinstance(row.get(c), str):
+            # text of a json field is a Python object in streamlab's column (pandas 3 would make it its
+            # str dtype here): pandas' errors then name the same types ('object', not 'str')
+            frame[c] = pd.Series([row[c]], dtype=object, index=frame.index)
     rewritten, texts = ExprCompiler.text_operands(expr)
     tree = ExprCompiler.parse(expr) if texts else None
     read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} if tree is not None else set(row)
@@ -844,18 +889,20 @@ def pandas_eval(expr: str, row: dict[str, Any], numeric: Any = (), typed: Any = 
         texts = ()  # a category column (a string here) is joined with no text in streamlab's runtime
 
     def evaluate(frame: Any) -> Any:
-        if not texts:
-            return frame.eval(expr, engine="python", resolvers=[texts_missing])
-        columns = {n: ExprCompiler.constant_column(frame, v, expr) for n, v in texts}
-        return frame.eval(rewritten, engine="python", resolvers=[texts_missing, columns])
+        try:
+            if not texts:
+                return frame.eval(expr, engine="python", resolvers=[texts_missing])
+            columns = {n: ExprCompiler.constant_column(frame, v, expr) for n, v in texts}
+            return frame.eval(rewritten, engine="python", resolvers=[texts_missing, columns])
+        except AttributeError as e:  # pandas' garbled TypeError (-1.5 + a, a None): the TypeError it meant
+            error = ExprCompiler.operand_type_error(e)
+            if error is None:
+                raise
+            raise error from e
 
     try:
         value = evaluate(frame)
-    except (TypeError, AttributeError) as e:
-        # pandas raises AttributeError ("'UnaryOp' object has no attribute 'type'") while it writes the
-        # TypeError of a negative constant in arithmetic with objects (-1.5 + a, a None): that type error
-        if isinstance(e, AttributeError) and "'UnaryOp' object" not in str(e):
-            raise
+    except TypeError:
         missing = [c for c, v in row.items() if v is None and c not in nans and c not in known]
         if not missing:
             raise

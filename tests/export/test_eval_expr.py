@@ -90,14 +90,18 @@ def _pandas(expr: str, row: dict[str, Any], numeric: tuple[str, ...]) -> tuple[s
 
     def evaluate(frame: pd.DataFrame) -> Any:
         columns = {n: ExprCompiler.constant_column(frame, v, expr) for n, v in texts}
-        return frame.eval(rewritten, resolvers=[columns]) if texts else frame.eval(expr)
+        try:
+            return frame.eval(rewritten, resolvers=[columns]) if texts else frame.eval(expr)
+        except AttributeError as e:  # pandas failing to write its TypeError (-1.5 + a): that TypeError
+            error = ExprCompiler.operand_type_error(e)
+            if error is None:
+                raise
+            raise error from e
 
     try:
         try:
             value = evaluate(frame)
-        except (TypeError, AttributeError) as e:  # AttributeError: pandas' failed TypeError (pandas_eval)
-            if isinstance(e, AttributeError) and "'UnaryOp' object" not in str(e):
-                raise
+        except TypeError:
             missing = {c: "float64" for c, v in row.items() if v is None and c not in numeric}
             if not missing:
                 raise
@@ -224,3 +228,10 @@ def test_pandas_failing_to_write_its_type_error_is_that_type_error() -> None:
     assert math.isnan(eval_expr("-1.5 + a * a", {"a": None}))
     with pytest.raises(AttributeError, match="str"):  # any other AttributeError is the expression's
         eval_expr("a.str.len() + -1", {"a": 5})
+    # a column of known type keeps its missing value: the TypeError pandas meant, worded as pandas words it
+    with pytest.raises(
+        TypeError, match=r"^unsupported operand type\(s\) for \+: '<class 'float'>' and 'object'$"
+    ):
+        eval_expr("-1.5 + a", {"a": None}, (), (("a", "json"),))
+    with pytest.raises(TypeError, match=r"for \*: 'object' and 'float64'$"):
+        eval_expr("a * (b * 2)", {"a": None, "b": 1.0}, ("b",), (("a", "json"),))

@@ -214,3 +214,61 @@ def test_a_category_column_joined_with_text_is_joined_on_both_sides() -> None:
         {"k": None}, "k + '!'", (), (("k", "string"),)
     )
     assert _exported_map({"k": "x"}, "k + '!'", (), (("k", "string"),)) == ("str", "x!")
+
+
+@pytest.mark.parametrize(
+    ("expr", "says"),
+    [
+        ("-1.5 + a", "for +: '<class 'float'>' and 'object'"),
+        ("a * -2", "for *: 'object' and '<class 'int'>'"),
+        ("(b * 2) + a", "for +: 'float64' and 'object'"),
+        ("abs(b) + a", "for +: 'float64' and 'object'"),
+        ("a + (-b)", "for +: 'object' and 'float64'"),
+    ],
+)
+def test_a_computed_operand_beside_objects_is_refused_with_pandas_reason(expr: str, says: str) -> None:
+    """pandas refuses arithmetic between a number and a column of objects (a ``json`` field), but where the
+    number is computed (a negative constant, ``b * 2``) it failed while writing its TypeError, and the dead
+    letter's reason read "'UnaryOp' object has no attribute 'type'". Both sides now give the TypeError
+    pandas meant, worded as for an operand computed first."""
+    schema = {"t": "timestamp", "a": "json", "b": "float64"}
+    fields = [FieldSpec.of(n, s) for n, s in schema.items()]
+    recs = [
+        b'{"t": 1, "a": null, "b": 1.0}',
+        b'{"t": 1, "a": {"k": 1}, "b": 2.0}',
+        b'{"t": 1, "a": 3, "b": 2.0}',
+    ]
+    parsed = ParseOperator("parse", fields, "value", ("t",), 1_000_000).process(
+        pd.DataFrame({"value": pd.Series(recs, dtype=object)})
+    )["out"]
+    out = MapOperator("cols", None, False, {"x": expr}).process(parsed)
+    reasons = out["dead_letter"]["reason"].tolist()
+    assert reasons == [f"with_columns(x={expr!r}) raised TypeError: unsupported operand type(s) {says}"] * 2
+    assert out["out"]["x"].notna().all() and len(out["out"]) == 1  # the row holding a number computes
+    numeric, typed = numeric_columns(schema), typed_columns(schema)
+    for rec in recs[:2]:
+        row = parse_record(rec, tuple((f.name, f.type, f.path) for f in fields), ("t",), 1_000_000)
+        with pytest.raises(TypeError) as raised:
+            assign_exprs(row, (("x", expr),), numeric, typed)
+        assert str(raised.value) == f"unsupported operand type(s) {says}"
+
+
+def test_text_of_a_json_field_is_an_object_on_both_sides() -> None:
+    """A json field holding text is a Python object in the runtime's column; the exported code's one-row
+    frame made it pandas' str, so pandas' refusal named 'str' there and 'object' in the runtime, and
+    ``verify`` reported the dead letters as differing rows."""
+    schema = {"t": "timestamp", "a": "json"}
+    fields = [FieldSpec.of(n, s) for n, s in schema.items()]
+    recs = [b'{"t": 1, "a": "x"}', b'{"t": 1, "a": {"k": 1}}']
+    parsed = ParseOperator("parse", fields, "value", ("t",), 1_000_000).process(
+        pd.DataFrame({"value": pd.Series(recs, dtype=object)})
+    )["out"]
+    for expr in ("1.5 + a", "-1.5 + a", "-a"):
+        runtime = MapOperator("cols", None, False, {"x": expr}).process(parsed)["dead_letter"]["reason"][0]
+        row = parse_record(recs[0], tuple((f.name, f.type, f.path) for f in fields), ("t",), 1_000_000)
+        with pytest.raises(TypeError) as raised:
+            assign_exprs(row, (("x", expr),), numeric_columns(schema), typed_columns(schema))
+        assert runtime == f"with_columns(x={expr!r}) raised TypeError: {raised.value}"
+    # text still joins as text
+    row = parse_record(recs[0], tuple((f.name, f.type, f.path) for f in fields), ("t",), 1_000_000)
+    assert assign_exprs(row, (("x", "a + '!'"),), (), typed_columns(schema))["x"] == "x!"

@@ -100,3 +100,20 @@ def test_spark_with_columns_keeps_big_integers_and_joins_text(tmp_path: Path) ->
     assert report.equal, report.diff.head(20).to_string()
     assert report.counts["cols.dead_letter"] == {"streamlab": 0, "spark": 0}
     assert report.counts["window"] == {"streamlab": 3, "spark": 3}
+
+
+@pytest.mark.parametrize("expr", ["-1.5 + a", "1.5 + a", "(b * 2) + a"])
+def test_arithmetic_refused_on_a_json_field_dead_letters_alike_on_beam(expr: str, tmp_path: Path) -> None:
+    """A json field holding text, an object or null beside numbers: those rows go to the dead letter with
+    pandas' reason on both sides, worded alike ('object', not the garbled "'UnaryOp' object has no
+    attribute 'type'", nor 'str' in the exported code's one-row frame), and the numbers compute."""
+    values: list[object] = ["x", None, 3, {"k": 1}, 2.5]
+    sample = [json.dumps({"t": i + 1, "a": v, "b": 1.0}).encode() for i, v in enumerate(values)]
+    p = Pipeline(ListSource(sample))
+    p.parse({"t": "timestamp", "a": "json", "b": "float64"}, time="t").with_columns(x=expr, step_id="named")
+    report = verify(p, sample, "beam", workdir=tmp_path)
+    assert report.equal, report.diff.head(20).to_string()
+    assert report.counts["named.dead_letter"] == {"streamlab": 3, "beam": 3}
+    assert report.counts["named"] == {"streamlab": 2, "beam": 2}
+    reasons = set(report.local["named.dead_letter"]["reason"])
+    assert all(" raised TypeError: unsupported operand type(s) for " in r for r in reasons), reasons
