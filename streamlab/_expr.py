@@ -528,17 +528,26 @@ def _partial_gaps(batch: pd.DataFrame, expr: str) -> list[np.ndarray]:
     names = expression_names(expr)
     if not names or not len(batch) or not batch.columns.is_unique:
         return []
-    if _compares_only(expr):
-        return []
+    compares = _compares_only(expr)
     found = []
     for n in names:
         if n not in batch.columns:
             continue
         col = batch[n]
         dtype = col.dtype
-        integers = isinstance(dtype, pd.api.extensions.ExtensionDtype) and dtype.kind in "iu"
         # text: pandas' string dtype, or strings as objects (pandas 2's text columns, a json field's)
         kind = inferred_kind(col) if col.dtype == object else ""
+        if kind in _MIXED_KINDS:
+            # values of several types (a json field's): each type apart, read as a part holding it alone
+            # reads it (and the exported code, a row at a time): an int as int64 beside floats (6, not
+            # 6.0), a bool as a bool beside numbers (-True and ~True are False), a number beside text
+            # (a.str.len() refused), a missing value beside bools
+            codes = _type_codes(col.tolist())
+            if bool((codes != codes[0]).any()):
+                found.append(codes)
+        if compares:
+            continue  # comparisons and logic read Python ints exactly: a missing value changes nothing
+        integers = isinstance(dtype, pd.api.extensions.ExtensionDtype) and dtype.kind in "iu"
         text = isinstance(dtype, pd.StringDtype) or kind == "string"
         # Python numbers as objects: a part without a missing one reads them as numbers, a part with
         # one keeps them objects (_object_numbers), so a missing row computed as Python does (0 + NaN)
@@ -557,6 +566,21 @@ def _partial_gaps(batch: pd.DataFrame, expr: str) -> list[np.ndarray]:
         if gaps.any() and not gaps.all():
             found.append(gaps)
     return found
+
+
+_MIXED_KINDS = ("mixed", "mixed-integer", "mixed-integer-float", "boolean")
+
+
+def _type_codes(values: list[Any]) -> np.ndarray:
+    """A code for each value's type, the same for values of one type, in order of first appearance.
+
+    Examples
+    --------
+    >>> _type_codes([1, "a", 2.5, None, 3, True]).tolist()
+    [0, 1, 2, 3, 0, 4]
+    """
+    seen: dict[type, int] = {}
+    return np.fromiter((seen.setdefault(type(v), len(seen)) for v in values), np.int64, len(values))
 
 
 def by_presence(batch: pd.DataFrame, expr: str, evaluate: Callable[[pd.DataFrame], Any]) -> Any:
@@ -588,6 +612,10 @@ def by_presence(batch: pd.DataFrame, expr: str, evaluate: Callable[[pd.DataFrame
     numbers = [p for p in parts if not (p.dtype.kind == "f" and bool(p.isna().all()))]
     if numbers and len(numbers) < len(parts) and all(p.dtype.kind in "iu" for p in numbers):
         # integers beside groups of only missing values: objects, which typed_result makes Int64
+        joined = pd.Series(np.concatenate([p.to_numpy(dtype=object) for p in parts]))
+    elif len({p.dtype.kind for p in numbers if p.dtype.kind in "biuf"}) > 1:
+        # ints of one part beside floats or bools of another (a json field's values, each type apart):
+        # each value as its part gave it, as objects (concat would make the ints floats)
         joined = pd.Series(np.concatenate([p.to_numpy(dtype=object) for p in parts]))
     else:
         joined = pd.concat(parts, ignore_index=True)
@@ -868,8 +896,8 @@ class _NoKindError(Exception):
 
 def _kind(value: Any) -> Any:
     """What an operator-only expression's failure on ``value`` depends on: its type and, for a number,
-    whether it is zero (division), NaN or infinite, or an int beyond a double's range (mixed with a
-    float); raises :class:`_NoKindError` for any other type (a container compares by its contents, a
+    whether it is zero (division), NaN or infinite, an int beyond a double's range (mixed with a
+    float) or beyond int64; raises :class:`_NoKindError` for any other type (a container compares by its contents, a
     datetime by its time zone)."""
     t = type(value)
     if value is None or t is str:
@@ -881,7 +909,8 @@ def _kind(value: Any) -> Any:
             float(value)
         except OverflowError:
             return t, math.inf
-        return t, 1
+        # beyond int64 a part reads Python ints (as_expression_input), within it int64: two kinds
+        return t, 1 if t is bool or _fits_int64(value) else 2
     if t is float:
         if value != value:
             return t, "nan"  # missing, as pandas reads it

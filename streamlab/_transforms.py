@@ -293,7 +293,9 @@ class MapOperator(Operator):
         groups = None if exprs is None else lambda: kind_groups(batch, exprs)
         good, bad, reasons = isolate_failures(batch, self._apply, self.what, self.step_id, alike, groups)
         parts = [g[1] for g in good]
-        frame = parts[0] if len(parts) == 1 else concat_rows(parts) if parts else batch.iloc[:0]
+        frame = (
+            parts[0] if len(parts) == 1 else concat_rows(_numbers_kept(parts)) if parts else batch.iloc[:0]
+        )
         rows = np.concatenate([g[0] for g in good]) if good else np.zeros(0, dtype=np.int64)
         if len(good) > 1 and (rows[1:] < rows[:-1]).any():  # groups of rows by kind: back in batch order
             order = np.argsort(rows, kind="stable")
@@ -302,6 +304,35 @@ class MapOperator(Operator):
         if bad:
             out["dead_letter"] = udf_error_frame(batch, bad, reasons, self.step_id)
         return out, rows
+
+
+def _numbers_kept(parts: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """``parts`` (rows of a batch computed apart) with each column that holds numbers of different kinds
+    in different parts (ints in one, floats or bools in another: a json field's values, evaluated by
+    type) as objects, so each value keeps the type its part gave it, as a row alone (and the exported
+    code) gives it: pandas' concat makes such ints floats, and bools ints. A part whose column is only
+    missing values (NaN) counts for nothing.
+
+    Examples
+    --------
+    >>> parts = [pd.DataFrame({"x": [6]}), pd.DataFrame({"x": [5.0]}), pd.DataFrame({"x": [False]})]
+    >>> pd.concat(_numbers_kept(parts), ignore_index=True)["x"].tolist()
+    [6, 5.0, False]
+    """
+    if not parts[0].columns.is_unique:
+        return parts
+    mixed = []
+    for c in parts[0].columns:
+        kinds = {
+            p[c].dtype.kind
+            for p in parts
+            if c in p.columns and not (p[c].dtype.kind == "f" and bool(p[c].isna().all()))
+        }
+        if len(kinds & set("biuf")) > 1:
+            mixed.append(c)
+    if not mixed:
+        return parts
+    return [p.astype({c: object for c in mixed if c in p.columns}) for p in parts]
 
 
 class PassOperator(Operator):

@@ -870,19 +870,31 @@ def pandas_eval(expr: str, row: dict[str, Any], numeric: Any = (), typed: Any = 
         frame = pd.DataFrame([{c: None if c in huge else v for c, v in row.items()}])
         for c in huge:
             frame[c] = pd.Series([row[c]], dtype=object, index=frame.index)
+    for c, kind in typed:
+        v = row.get(c)
+        if kind in ("json", "object") and type(v) is int and not -(2**63) <= v < 2**63:
+            # a json field's int beyond int64 (2**63 is uint64 to pandas, where 2**63 * 2 wraps to 0): a
+            # Python int, as in streamlab's column of objects
+            frame[c] = pd.Series([v], dtype=object, index=frame.index)
     nans = {c: "float64" for c in numeric if c in row and row[c] is None}
     if nans:
         frame = frame.astype(nans)
     known = {c for c, _ in typed}
+    rewritten, texts = ExprCompiler.text_operands(expr)
     texts_missing: dict[str, Any] = {}  # DataFrame.eval reads these first (see ExprCompiler.missing_text)
     for c, kind in typed:
-        if kind in ("string", "category") and c in row and row[c] is None:
+        # a missing string; or a json field's null joined with text, missing text as in streamlab's column
+        # of objects (where pandas joins text with a missing value, not refuses it)
+        if (
+            c in row
+            and row[c] is None
+            and (kind in ("string", "category") or (texts and kind in ("json", "object")))
+        ):
             frame[c] = texts_missing[c] = ExprCompiler.missing_text(frame.index)
         elif kind in ("json", "object") and isinstance(row.get(c), str):
             # text of a json field is a Python object in streamlab's column (pandas 3 would make it its
             # str dtype here): pandas' errors then name the same types ('object', not 'str')
             frame[c] = pd.Series([row[c]], dtype=object, index=frame.index)
-    rewritten, texts = ExprCompiler.text_operands(expr)
     tree = ExprCompiler.parse(expr) if texts else None
     read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} if tree is not None else set(row)
     if any(kind == "category" and c in read for c, kind in typed):

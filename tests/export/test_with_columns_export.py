@@ -117,3 +117,17 @@ def test_arithmetic_refused_on_a_json_field_dead_letters_alike_on_beam(expr: str
     assert report.counts["named"] == {"streamlab": 2, "beam": 2}
     reasons = set(report.local["named.dead_letter"]["reason"])
     assert all(" raised TypeError: unsupported operand type(s) for " in r for r in reasons), reasons
+
+
+@pytest.mark.parametrize("expr", ["a * 2", "-a", "a.str.len()", "a + '!'"])
+def test_a_json_field_of_mixed_values_exports_equal_on_beam(expr: str, tmp_path: Path) -> None:
+    """A json field holding an int, a float, a bool, null, text and an object in one batch: each row
+    computes as it does alone, in the runtime as in the exported code, which reads a row at a time (the
+    runtime made 3 * 2 a float beside 2.5, -True -1.0, a number's .str NaN beside text, and the export
+    refused null joined with text)."""
+    values: list[object] = [3, 2.5, True, None, "x", {"k": 1}]
+    sample = [json.dumps({"t": i + 1, "a": v}).encode() for i, v in enumerate(values)]
+    p = Pipeline(ListSource(sample))
+    p.parse({"t": "timestamp", "a": "json"}, time="t").with_columns(x=expr, step_id="named")
+    report = verify(p, sample, "beam", workdir=tmp_path)
+    assert report.equal, report.diff.head(20).to_string()
