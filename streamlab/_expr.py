@@ -545,6 +545,14 @@ def _partial_gaps(batch: pd.DataFrame, expr: str) -> list[np.ndarray]:
             codes = _type_codes(col.tolist())
             if bool((codes != codes[0]).any()):
                 found.append(codes)
+        if kind in _INT_KINDS:
+            # an int beyond int64 keeps every number column of its part Python objects (numbers_stay in
+            # as_expression_input), where a row without one reads int64 or float64 alone: such rows and
+            # the others are evaluated apart, so neither computes as its neighbours make it (-a too: the
+            # int64 minimum negates to itself in int64, to 2**63 as a Python int)
+            big = np.fromiter((type(v) is int and not _fits_int64(v) for v in col.tolist()), bool, len(col))
+            if big.any() and not big.all():
+                found.append(big)
         if compares:
             continue  # comparisons and logic read Python ints exactly: a missing value changes nothing
         integers = isinstance(dtype, pd.api.extensions.ExtensionDtype) and dtype.kind in "iu"
@@ -553,14 +561,10 @@ def _partial_gaps(batch: pd.DataFrame, expr: str) -> list[np.ndarray]:
         # one keeps them objects (_object_numbers), so a missing row computed as Python does (0 + NaN)
         # beside an int beyond int64 (numbers_stay) and failed alone ('int64' and 'object')
         numbers = kind in _NUMBER_KINDS
-        if kind in _INT_KINDS:
-            # an int beyond int64 keeps every number column of its part Python objects (numbers_stay in
-            # as_expression_input), where a row without one reads int64 or float64 alone: such rows and
-            # the others are evaluated apart, so neither computes as its neighbours make it
-            big = np.fromiter((type(v) is int and not _fits_int64(v) for v in col.tolist()), bool, len(col))
-            if big.any() and not big.all():
-                found.append(big)
-        if not (integers or numbers or (text and "." in expr)):
+        # text as objects (a json field's) on pandas 3: its null joins a str column's text alone (a
+        # TypeError, 'object' and 'str'), where beside strings the column joins it (NaN)
+        objects_text = PANDAS_3 and kind == "string"
+        if not (integers or numbers or (text and "." in expr) or objects_text):
             continue  # a text column's own operators keep their type beside a missing value
         gaps = col.isna().to_numpy()
         if gaps.any() and not gaps.all():

@@ -537,8 +537,9 @@ class ExprCompiler:
     @staticmethod
     def constant_column(frame: Any, value: str, expr: str) -> Any:
         """``value`` on every row of ``frame``, in the text dtype of the columns ``expr`` reads (pandas joins
-        text columns of one dtype only): object when one of them holds strings as objects, else pandas'
-        string dtype."""
+        text columns of one dtype only): object when one of them holds strings as objects, or only missing
+        values as objects (a json field's null: joined with a constant it is missing, as pandas joins an
+        object None with a Python string), else pandas' string dtype."""
         import ast
 
         import pandas as pd
@@ -550,7 +551,7 @@ class ExprCompiler:
         held = any(
             n in frame.columns
             and frame[n].dtype == object
-            and pd.api.types.infer_dtype(frame[n], skipna=True) == "string"
+            and pd.api.types.infer_dtype(frame[n], skipna=True) in ("string", "empty")
             for n in names
         )
         return pd.Series([value] * len(frame), index=frame.index, dtype=object if held else str)
@@ -883,13 +884,7 @@ def pandas_eval(expr: str, row: dict[str, Any], numeric: Any = (), typed: Any = 
     rewritten, texts = ExprCompiler.text_operands(expr)
     texts_missing: dict[str, Any] = {}  # DataFrame.eval reads these first (see ExprCompiler.missing_text)
     for c, kind in typed:
-        # a missing string; or a json field's null joined with text, missing text as in streamlab's column
-        # of objects (where pandas joins text with a missing value, not refuses it)
-        if (
-            c in row
-            and row[c] is None
-            and (kind in ("string", "category") or (texts and kind in ("json", "object")))
-        ):
+        if kind in ("string", "category") and c in row and row[c] is None:
             frame[c] = texts_missing[c] = ExprCompiler.missing_text(frame.index)
         elif kind in ("json", "object") and isinstance(row.get(c), str):
             # text of a json field is a Python object in streamlab's column (pandas 3 would make it its

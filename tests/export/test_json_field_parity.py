@@ -26,7 +26,7 @@ from streamlab._transforms import FilterOperator, MapOperator
 from streamlab.export._plan import numeric_columns, typed_columns
 from streamlab.export._snippets import assign_exprs, filter_keeps
 
-SCHEMA = {"t": "timestamp", "a": "json", "b": "float64"}
+SCHEMA = {"t": "timestamp", "a": "json", "b": "float64", "s": "string"}
 SPECS = [FieldSpec.of(n, s) for n, s in SCHEMA.items()]
 FIELDS = tuple((f.name, f.type, f.path) for f in SPECS)
 NUMERIC, TYPED = numeric_columns(SCHEMA), typed_columns(SCHEMA)
@@ -68,8 +68,13 @@ EXPRESSIONS = st.sampled_from(
         "not a",
         "a & True",
         "a > 1 | b > 1",
+        "a + s",
+        "s + a",
+        "a + s + '!'",
+        "a == s",
     ]
 )
+TEXTS = st.sampled_from([None, "", "y"])  # a string field beside it
 
 
 def _kind(v: Any) -> tuple[Any, ...]:
@@ -81,8 +86,12 @@ def _kind(v: Any) -> tuple[Any, ...]:
     return (type(v).__name__, v)
 
 
-def _parsed(values: list[Any]) -> pd.DataFrame:
-    recs = [json.dumps({"t": 1, "a": v, "b": 1.5}).encode() for v in values]
+def _record(value: Any, text: str | None) -> bytes:
+    return json.dumps({"t": 1, "a": value, "b": 1.5, "s": text}).encode()
+
+
+def _parsed(values: list[Any], texts: list[str | None]) -> pd.DataFrame:
+    recs = [_record(v, s) for v, s in zip(values, texts)]
     op = ParseOperator("parse", SPECS, "value", ("t",), 1_000_000)
     frame = op.process(pd.DataFrame({"value": pd.Series(recs, dtype=object)}))["out"]
     frame["_row"] = range(len(frame))
@@ -107,20 +116,20 @@ def _runtime_filter(frame: pd.DataFrame, expr: str) -> list[str]:
     return [got[i] for i in range(len(frame))]
 
 
-def _row(value: Any) -> dict[str, Any]:
-    return parse_record(json.dumps({"t": 1, "a": value, "b": 1.5}).encode(), FIELDS, ("t",), 1_000_000)
+def _row(value: Any, text: str | None) -> dict[str, Any]:
+    return parse_record(_record(value, text), FIELDS, ("t",), 1_000_000)
 
 
-def _exported_map(value: Any, expr: str) -> tuple[Any, ...]:
+def _exported_map(value: Any, text: str | None, expr: str) -> tuple[Any, ...]:
     try:
-        return _kind(assign_exprs(_row(value), (("x", expr),), NUMERIC, TYPED)["x"])
+        return _kind(assign_exprs(_row(value, text), (("x", expr),), NUMERIC, TYPED)["x"])
     except Exception:
         return ("dead",)
 
 
-def _exported_filter(value: Any, expr: str) -> str:
+def _exported_filter(value: Any, text: str | None, expr: str) -> str:
     try:
-        return "kept" if filter_keeps(expr, _row(value), NUMERIC, TYPED) else "dropped"
+        return "kept" if filter_keeps(expr, _row(value, text), NUMERIC, TYPED) else "dropped"
     except Exception:
         return "dead"
 
@@ -132,17 +141,21 @@ def _same(x: tuple[Any, ...], y: tuple[Any, ...]) -> bool:
 
 
 @settings(max_examples=120, deadline=None)
-@given(expr=EXPRESSIONS, values=st.lists(VALUES, min_size=1, max_size=7))
-@example(expr="a * 2", values=[3, 2.5])  # 3 * 2 was 6.0 beside a float: 6 alone and in the export
-@example(expr="-a", values=[True, 2.5])  # -True was -1.0 beside a float: False alone and in the export
-@example(expr="~a", values=[True, 3, "x"])  # ~True was 0: the parts joined as ints
-@example(expr="a.str.len()", values=[3, "x"])  # NaN beside text: refused alone and in the export
-@example(expr="a + '!'", values=[None])  # missing in the runtime, refused in the export
-def test_each_row_gives_what_it_gives_alone_on_both_sides(expr: str, values: list[Any]) -> None:
-    frame = _parsed(values)
+@given(expr=EXPRESSIONS, rows=st.lists(st.tuples(VALUES, TEXTS), min_size=1, max_size=7))
+@example(expr="a * 2", rows=[(3, "y"), (2.5, "y")])  # 3 * 2 was 6.0 beside a float: 6 alone and exported
+@example(expr="-a", rows=[(True, "y"), (2.5, "y")])  # -True was -1.0 beside a float: False alone, exported
+@example(expr="~a", rows=[(True, "y"), (3, "y"), ("x", "y")])  # ~True was 0: the parts joined as ints
+@example(expr="a.str.len()", rows=[(3, "y"), ("x", "y")])  # NaN beside text: refused alone and exported
+@example(expr="a + '!'", rows=[(None, "y")])  # missing in the runtime, refused in the export
+@example(expr="a + s", rows=[(None, "y"), ("x", "y")])  # null + 'y' was NaN beside text, refused alone
+@example(expr="-a", rows=[(-(2**63), None), (2**63, None)])  # int64's minimum: 2**63 beside a big int
+def test_each_row_gives_what_it_gives_alone_on_both_sides(expr: str, rows: list[tuple[Any, Any]]) -> None:
+    values, texts = [v for v, _ in rows], [t for _, t in rows]
+    frame = _parsed(values, texts)
     whole, kept = _runtime_map(frame, expr), _runtime_filter(frame, expr)
-    for i, v in enumerate(values):
+    for i, (v, s) in enumerate(rows):
         alone = _runtime_map(frame.iloc[[i]].reset_index(drop=True).assign(_row=0), expr)[0]
-        exported = _exported_map(v, expr)
-        assert _same(whole[i], alone) and _same(alone, exported), (expr, values, i, whole[i], alone, exported)
-        assert kept[i] == _exported_filter(v, expr), (expr, values, i, kept[i])
+        exported = _exported_map(v, s, expr)
+        case = (expr, rows, i)
+        assert _same(whole[i], alone) and _same(alone, exported), (*case, whole[i], alone, exported)
+        assert kept[i] == _exported_filter(v, s, expr), (*case, kept[i])
