@@ -614,18 +614,32 @@ def by_presence(batch: pd.DataFrame, expr: str, evaluate: Callable[[pd.DataFrame
             return evaluate(batch)  # a scalar or a frame: no rows to put back
         parts.append(value.reset_index(drop=True))
     numbers = [p for p in parts if not (p.dtype.kind == "f" and bool(p.isna().all()))]
-    if numbers and len(numbers) < len(parts) and all(p.dtype.kind in "iu" for p in numbers):
-        # integers beside groups of only missing values: objects, which typed_result makes Int64
-        joined = pd.Series(np.concatenate([p.to_numpy(dtype=object) for p in parts]))
-    elif len({p.dtype.kind for p in numbers if p.dtype.kind in "biuf"}) > 1:
-        # ints of one part beside floats or bools of another (a json field's values, each type apart):
-        # each value as its part gave it, as objects (concat would make the ints floats)
+    if (numbers and len(numbers) < len(parts) and all(p.dtype.kind in "iu" for p in numbers)) or (
+        number_kinds_differ(parts)
+    ):
+        # integers beside groups of only missing values: objects, which typed_result makes Int64; ints of
+        # one part beside floats or bools of another (a json field's values, each type apart): each value
+        # as its part gave it (concat would make the ints floats)
         joined = pd.Series(np.concatenate([p.to_numpy(dtype=object) for p in parts]))
     else:
         joined = pd.concat(parts, ignore_index=True)
     out = joined.take(np.argsort(order, kind="stable"))
     out.index = batch.index
     return out
+
+
+def number_kinds_differ(parts: list[pd.Series]) -> bool:
+    """Whether ``parts`` (one column's values, computed apart) hold numbers of different kinds (ints, floats,
+    bools), a part of only missing values (NaN) counting for nothing: joined by pandas, ints would become
+    floats and bools ints.
+
+    Examples
+    --------
+    >>> number_kinds_differ([pd.Series([6]), pd.Series([5.0])]), number_kinds_differ([pd.Series([6]), pd.Series([None], dtype=float)])
+    (True, False)
+    """
+    kinds = {p.dtype.kind for p in parts if not (p.dtype.kind == "f" and bool(p.isna().all()))}
+    return len(kinds & set("biuf")) > 1
 
 
 def eval_expression(batch: pd.DataFrame, expr: str) -> Any:
@@ -1044,8 +1058,8 @@ def _pandas_eval(batch: pd.DataFrame, expr: str) -> Any:
 def _pandas_evaluates(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)``, a pandas ``eval`` (through :func:`guarded`), raising the TypeError pandas
     meant where it garbles it (``-1.5 + a`` over objects: "'UnaryOp' object has no attribute 'type'"),
-    as the exported code does (``ExprCompiler.operand_type_error``), so a dead letter's reason says
-    which operation refused which types.
+    as the exported code does (``ExprCompiler.meant``), so a dead letter's reason says which operation
+    refused which types.
 
     Examples
     --------
@@ -1058,10 +1072,4 @@ def _pandas_evaluates(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """
     from streamlab.export._snippets import ExprCompiler
 
-    try:
-        return guarded(fn, *args, **kwargs)
-    except AttributeError as e:
-        error = ExprCompiler.operand_type_error(e)
-        if error is None:
-            raise
-        raise error from e
+    return ExprCompiler.meant(guarded, fn, *args, **kwargs)

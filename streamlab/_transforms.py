@@ -10,7 +10,7 @@ import pandas as pd
 
 from streamlab._compat import PANDAS_3, concat_rows
 from streamlab._dead_letter import dead_letter_frame
-from streamlab._expr import eval_expression, fails_alike, kind_groups, typed_result
+from streamlab._expr import eval_expression, fails_alike, kind_groups, number_kinds_differ, typed_result
 from streamlab._intcols import frame_of_rows, inferred_series
 from streamlab.functions import UserFunction
 from streamlab.operators import Operator, Outputs
@@ -321,15 +321,7 @@ def _numbers_kept(parts: list[pd.DataFrame]) -> list[pd.DataFrame]:
     """
     if not parts[0].columns.is_unique:
         return parts
-    mixed = []
-    for c in parts[0].columns:
-        kinds = {
-            p[c].dtype.kind
-            for p in parts
-            if c in p.columns and not (p[c].dtype.kind == "f" and bool(p[c].isna().all()))
-        }
-        if len(kinds & set("biuf")) > 1:
-            mixed.append(c)
+    mixed = [c for c in parts[0].columns if number_kinds_differ([p[c] for p in parts if c in p.columns])]
     if not mixed:
         return parts
     return [p.astype({c: object for c in mixed if c in p.columns}) for p in parts]

@@ -378,6 +378,28 @@ class ExprCompiler:
         return TypeError(f"unsupported operand type(s) for {op}: '{kind(lhs)}' and '{kind(rhs)}'")
 
     @staticmethod
+    def meant(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` (a pandas ``eval``), raising :meth:`operand_type_error`'s TypeError where
+        pandas garbles it (``-1.5 + a`` over objects), any other error as it is.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> try:
+        ...     ExprCompiler.meant(pd.DataFrame({"a": [None]}).eval, "-1.5 + a", engine="python")
+        ... except TypeError as e:
+        ...     print(e)
+        unsupported operand type(s) for +: '<class 'float'>' and 'object'
+        """
+        try:
+            return fn(*args, **kwargs)
+        except AttributeError as e:
+            error = ExprCompiler.operand_type_error(e)
+            if error is None:
+                raise
+            raise error from e
+
+    @staticmethod
     def missing_text(index: Any) -> Any:
         """A missing value of a string or category column as a column of ``index`` on which pandas answers
         as on streamlab's columns (pandas 3's ``str`` dtype): a test of its ``.str`` (``contains``,
@@ -871,12 +893,6 @@ def pandas_eval(expr: str, row: dict[str, Any], numeric: Any = (), typed: Any = 
         frame = pd.DataFrame([{c: None if c in huge else v for c, v in row.items()}])
         for c in huge:
             frame[c] = pd.Series([row[c]], dtype=object, index=frame.index)
-    for c, kind in typed:
-        v = row.get(c)
-        if kind in ("json", "object") and type(v) is int and not -(2**63) <= v < 2**63:
-            # a json field's int beyond int64 (2**63 is uint64 to pandas, where 2**63 * 2 wraps to 0): a
-            # Python int, as in streamlab's column of objects
-            frame[c] = pd.Series([v], dtype=object, index=frame.index)
     nans = {c: "float64" for c in numeric if c in row and row[c] is None}
     if nans:
         frame = frame.astype(nans)
@@ -886,9 +902,12 @@ def pandas_eval(expr: str, row: dict[str, Any], numeric: Any = (), typed: Any = 
     for c, kind in typed:
         if kind in ("string", "category") and c in row and row[c] is None:
             frame[c] = texts_missing[c] = ExprCompiler.missing_text(frame.index)
-        elif kind in ("json", "object") and isinstance(row.get(c), str):
-            # text of a json field is a Python object in streamlab's column (pandas 3 would make it its
-            # str dtype here): pandas' errors then name the same types ('object', not 'str')
+        elif kind in ("json", "object") and (
+            isinstance(row.get(c), str) or (type(row.get(c)) is int and not -(2**63) <= row[c] < 2**63)
+        ):
+            # a json field's text or int beyond int64 is a Python object in streamlab's column, where pandas
+            # makes text its str dtype (its errors then named 'str', not 'object') and 2**63 uint64 (and
+            # 2**63 * 2 wrapped to 0)
             frame[c] = pd.Series([row[c]], dtype=object, index=frame.index)
     tree = ExprCompiler.parse(expr) if texts else None
     read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} if tree is not None else set(row)
@@ -896,16 +915,10 @@ def pandas_eval(expr: str, row: dict[str, Any], numeric: Any = (), typed: Any = 
         texts = ()  # a category column (a string here) is joined with no text in streamlab's runtime
 
     def evaluate(frame: Any) -> Any:
-        try:
-            if not texts:
-                return frame.eval(expr, engine="python", resolvers=[texts_missing])
-            columns = {n: ExprCompiler.constant_column(frame, v, expr) for n, v in texts}
-            return frame.eval(rewritten, engine="python", resolvers=[texts_missing, columns])
-        except AttributeError as e:  # pandas' garbled TypeError (-1.5 + a, a None): the TypeError it meant
-            error = ExprCompiler.operand_type_error(e)
-            if error is None:
-                raise
-            raise error from e
+        if not texts:
+            return ExprCompiler.meant(frame.eval, expr, engine="python", resolvers=[texts_missing])
+        columns = {n: ExprCompiler.constant_column(frame, v, expr) for n, v in texts}
+        return ExprCompiler.meant(frame.eval, rewritten, engine="python", resolvers=[texts_missing, columns])
 
     try:
         value = evaluate(frame)
