@@ -203,6 +203,15 @@ def to_arrow_value(kind, value):
     return value
 
 
+def json_values(row, decode):
+    """``row`` with the JSON text of its ``decode`` columns (json and object fields, which the job holds
+    as text) read back as the values streamlab's columns hold, for an expression to read. A missing text
+    is None, as streamlab holds a json null (pandas 3 hands a missing string over as NaN)."""
+    if not decode:
+        return row
+    return {**row, **{c: json.loads(row[c]) if isinstance(row[c], str) else None for c in decode if c in row}}
+
+
 def split_lines(content):
     """Raw records of one file: its lines, without line ends (a trailing newline ends the last one); a
     UTF-8 byte order mark that starts the file is not part of its first record (as in streamlab's replay)."""
@@ -299,7 +308,7 @@ def unfit_batches(batches, schema, keys, checks, decode, numbers):
     for batch in batches:
         rows = []
         for row in batch.to_pylist():
-            values = {c: json.loads(row[c]) if c in decode and row[c] is not None else row[c] for c in row}
+            values = json_values(row, decode)
             reason = unfit_reason(values, keys, checks)
             nums = {f"_num_{c}": None if missing_value(values[c]) else as_number(values[c]) for c in numbers}
             for k in keys:  # streamlab keys -0.0 as 0.0 (typed_id): one group, as its JSON text "0.0"
@@ -767,7 +776,10 @@ class _Generator:
                 self.snippets.add("filter_keeps")
                 types = self.types.get(step.inputs[0], {})
                 numeric, typed = _plan.numeric_columns(types), _plan.typed_columns(types)
-                pred = f"lambda row: filter_keeps({step.expr!r}, row, {numeric!r}, {typed!r})"
+                # json and object fields read back from their JSON text (json_reads)
+                decode = json_reads(types, (("", step.expr),))[0]
+                row = f"json_values(row, {decode!r})" if decode else "row"
+                pred = f"lambda row: filter_keeps({step.expr!r}, {row}, {numeric!r}, {typed!r})"
                 what = f"filter {step.expr!r}"
             else:
                 assert step.fn is not None
@@ -1099,7 +1111,8 @@ class _Generator:
                 keys.add(_detectors.state_key(step.config))
             elif isinstance(step, MapStep):
                 what = "with_columns(" + ", ".join(f"{k}={e!r}" for k, e in step.columns) + ")"
-                plan.append((sid, "map", source, {"exprs": list(step.columns), "what": what}))
+                mapped: dict[str, Any] = {"exprs": list(step.columns), "what": what}
+                plan.append((sid, "map", source, mapped | self._json_exprs(step)))
             elif isinstance(step, FilterStep):
                 if step.expr is None:
                     assert step.fn is not None
@@ -1117,6 +1130,8 @@ class _Generator:
                 types = self.types.get(step.inputs[0], {})
                 conf: dict[str, Any] = {"expr": step.expr, "what": what}
                 conf |= {"numeric": _plan.numeric_columns(types), "typed": _plan.typed_columns(types)}
+                if step.expr is not None:
+                    conf["decode"] = json_reads(types, (("", step.expr),))[0]
                 plan.append((sid, "filter", source, conf))
             elif isinstance(step, SelectStep):
                 plan.append((sid, "select", source, list(step.columns)))
@@ -1213,6 +1228,17 @@ class _Generator:
         )
         self.emit(")")
 
+    def _json_exprs(self, step: MapStep) -> dict[str, Any]:
+        """``eval_columns``' keywords for a ``with_columns`` step that reads a json or object field (see
+        ``json_reads``: row by row, with the field's values read back and the columns computed from them
+        written as JSON text); none for one that does not (pandas on the batch)."""
+        types = self.types.get(step.inputs[0], {})
+        decode, encode = json_reads(types, tuple(step.columns))
+        if not decode and not encode:
+            return {}
+        numeric, typed = _plan.numeric_columns(types), _plan.typed_columns(types)
+        return {"numeric": numeric, "typed": typed, "decode": decode, "encode": encode}
+
     def _map(self, step: MapStep, v: str, src: str) -> None:
         """``with_columns``: pandas expressions on each Arrow batch, failing rows to ``dead_letter``."""
         sid, inp = step.step_id, step.inputs[0]
@@ -1225,13 +1251,17 @@ class _Generator:
         order = {"_src": "string", "_seq": "int64"} if inp in self.with_order else {}
         self._tagged_schema(sid, out_types, {"reason": "string", "step_id": "string", **in_types, **order})
         tin = self.time_of.get(inp)
+        json_args = ""
+        if json_exprs := self._json_exprs(step):
+            self.consts.append(_plan.const(f"{c}_JSON", json_exprs))
+            json_args = f", **{c}_JSON"
         # Arrow: the end-of-input row passes (unevaluated), so that a window after the step closes
         self.emit("from pyspark.sql.types import StructType")
         self.emit(f"{v}_arrow = arrow_schema(StructType.fromDDL({c}_SCHEMA))")
         self.emit(f"{v}_all = {src}.mapInArrow(")
         self.emit(
             f"    lambda batches, schema={v}_arrow: map_columns(batches, {sid!r}, {what!r}, {c}_EXPRS, "
-            f"{c}_TIMES, {c}_COLUMNS, schema, {tin!r}),"
+            f"{c}_TIMES, {c}_COLUMNS, schema, {tin!r}{json_args}),"
         )
         self.emit(f"    {c}_SCHEMA,")
         self.emit(")")
@@ -1665,6 +1695,38 @@ def json_columns(p: Pipeline, outputs: dict[str, str]) -> dict[str, list[str]]:
     return out
 
 
+def json_reads(types: dict[str, str], columns: tuple[tuple[str, str], ...]) -> tuple[tuple[str, ...], ...]:
+    """For expressions ``columns`` ((name, expression) pairs, as ``with_columns`` evaluates them, one after
+    the other) on an input of field ``types``: the ``json`` and ``object`` columns of the input they read,
+    and the columns computed from such a value (or from one computed so).
+
+    The job holds those fields as their JSON text: an expression reads them back first, as the values
+    streamlab's columns hold, and a column computed from them may hold any value (``a * 2`` is 6 for 3
+    and ``"xx"`` for ``"x"``), so the job holds it as JSON text too (type ``json``).
+
+    Examples
+    --------
+    >>> json_reads({"a": "json", "b": "float64"}, (("x", "a * 2"), ("y", "b + 1"), ("z", "x + b")))
+    (('a',), ('x', 'z'))
+    """
+    from streamlab._expr import expression_names
+
+    kinds = dict(types)
+    reads: dict[str, None] = {}
+    computed: dict[str, None] = {}
+    for name, expr in columns:
+        names = expression_names(expr)
+        read = [c for c, k in kinds.items() if k in ("json", "object") and (names is None or c in names)]
+        reads.update(dict.fromkeys(c for c in read if c not in computed))
+        if read:
+            computed[name] = None
+            kinds[name] = "json"
+        else:
+            kinds[name] = _plan.with_columns_types(kinds, ((name, expr),))[name]
+            computed.pop(name, None)
+    return tuple(reads), tuple(computed)
+
+
 def spark_types(p: Pipeline) -> dict[str, dict[str, str]]:
     """Field types of every stream of the Spark job: ``_plan.column_types``, with the columns detector
     steps add (``_detectors.output_types``) and ``with_columns`` typed from its expressions.
@@ -1686,6 +1748,7 @@ def spark_types(p: Pipeline) -> dict[str, dict[str, str]]:
         base = types.get(step.inputs[0], {}) if step.inputs else {}
         if isinstance(step, MapStep) and step.columns:
             types[sid] = with_columns_types(base, tuple(step.columns))
+            types[sid].update(dict.fromkeys(json_reads(base, tuple(step.columns))[1], "json"))
             types[f"{sid}.dead_letter"] = dead_letter_types(base)
         elif isinstance(step, (FilterStep, DedupStep, KeyByStep)):
             types[sid] = base

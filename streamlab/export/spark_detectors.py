@@ -58,6 +58,9 @@ SEMANTICS = """* Detectors, features, rules and drift run streamlab's own per-re
 * ``with_columns`` evaluates its expressions with pandas on each Arrow batch (``mapInArrow``, as
   streamlab does on its batches); a batch it fails on is evaluated row by row and the failing rows go
   to its ``dead_letter``. The end-of-input row passes it unevaluated, so a window after it closes.
+  An expression that reads a ``json`` or ``object`` field (held as JSON text) is evaluated row by row on
+  the field's values read back, as streamlab computes each row of such a field, and a column computed
+  from one is held as JSON text (``json_reads``).
 """
 
 GROUP_FUNCTIONS = '''
@@ -95,11 +98,24 @@ def spark_frame(rows, columns, timestamps):
     return frame
 
 
-def eval_columns(rows, exprs, what, step_id):
+def json_text(value):
+    """A value computed from a json or object field as the job holds it: its JSON text (None when missing:
+    None, NaN, pandas' NA)."""
+    if value is None or (isinstance(value, float) and value != value) or type(value).__name__ == "NAType":
+        return None
+    return json.dumps(value)
+
+
+def eval_columns(rows, exprs, what, step_id, numeric=(), typed=(), decode=(), encode=()):
     """``with_columns`` on rows: the expressions with pandas on all of them, one after the other (as
     streamlab on a batch); if that fails, row by row as streamlab reads one row (``eval_expr``: a text
     joined with ``+`` to a string constant, say, which pandas' ``eval`` refuses on a column). Returns
-    (rows, dead letters)."""
+    (rows, dead letters).
+
+    Expressions that read a json or object field (``decode``: the job holds them as JSON text) are
+    evaluated row by row only, as streamlab computes each row of such a field (``numeric`` and ``typed``
+    as for ``eval_expr``), on the field's values read back; the columns computed from them (``encode``)
+    are written as JSON text."""
     import pandas as pd
 
     def apply(part):
@@ -109,38 +125,42 @@ def eval_columns(rows, exprs, what, step_id):
         return frame.to_dict("records")
 
     def apply_one(row):
-        row = dict(row)
+        values = json_values(row, decode)
         for name, expr in exprs:
-            row[name] = eval_expr(expr, row)
-        return [row]
+            values[name] = eval_expr(expr, values, numeric, typed)
+        return [{**row, **{name: json_text(values[name]) if name in encode else values[name] for name, _ in exprs}}]
 
     if not rows:
         return [], []
-    try:
-        return apply(rows), []
-    except Exception:
-        out, dead = [], []
-        for row in rows:
-            try:
-                out += apply_one(row)
-            except Exception as e:
-                dead.append({**row, "reason": f"{what} raised {type(e).__name__}: {e}", "step_id": step_id})
-        return out, dead
+    if not (decode or encode):
+        try:
+            return apply(rows), []
+        except Exception:
+            pass
+    out, dead = [], []
+    for row in rows:
+        try:
+            out += apply_one(row)
+        except Exception as e:
+            dead.append({**row, "reason": f"{what} raised {type(e).__name__}: {e}", "step_id": step_id})
+    return out, dead
 
 
-def filter_rows(rows, expr, predicate, what, step_id, numeric=(), typed=()):
+def filter_rows(rows, expr, fn, what, step_id, numeric=(), typed=(), decode=()):
     """A filter on rows: an expression row by row as streamlab's filter reads it (``filter_keeps``: a
-    missing string is a missing value of its type, a missing answer drops the row), or a per-row function;
-    rows it fails on are dead letters. Returns (rows, dead letters)."""
+    missing string is a missing value of its type, a missing answer drops the row; json and object fields,
+    ``decode``, read back from their JSON text), or a per-row function ``fn``; rows it fails on are dead
+    letters. Returns (rows, dead letters)."""
     if not rows:
         return [], []
+    predicate = fn
     if expr is not None:
         # a text column without a value in its group reaches here from pandas as NaN: it is a missing string
         texts = [c for c, kind in typed if kind in ("string", "category")]
 
         def predicate(row):
             missing = {c: None for c in texts if isinstance(row.get(c), float) and row[c] != row[c]}
-            return filter_keeps(expr, {**row, **missing} if missing else row, numeric, typed)
+            return filter_keeps(expr, json_values({**row, **missing} if missing else row, decode), numeric, typed)
 
     out, dead = [], []
     for row in rows:
@@ -186,12 +206,10 @@ def run_segment(plan, wanted, columns, timestamps, state, frames):
             continue
         dead = []
         if kind == "map":
-            rows, dead = eval_columns(rows, conf["exprs"], conf["what"], sid)
+            rows, dead = eval_columns(rows, **conf, step_id=sid)
         elif kind == "filter":
             fn = USER_FUNCTIONS[sid] if conf["expr"] is None else None
-            rows, dead = filter_rows(
-                rows, conf["expr"], fn, conf["what"], sid, conf.get("numeric", ()), conf.get("typed", ())
-            )
+            rows, dead = filter_rows(rows, fn=fn, step_id=sid, **conf)
         elif kind == "select":
             rows = [{**{new: r.get(old) for old, new in conf}, "_src": r["_src"], "_seq": r["_seq"]} for r in rows]
         streams[sid], streams[sid + ".dead_letter"] = rows, dead
@@ -200,9 +218,10 @@ def run_segment(plan, wanted, columns, timestamps, state, frames):
     yield spark_frame(tagged, columns, timestamps)
 
 
-def map_columns(batches, step_id, what, exprs, timestamps, columns, schema, time):
+def map_columns(batches, step_id, what, exprs, timestamps, columns, schema, time, **json_exprs):
     """``mapInArrow`` body of ``with_columns`` (not after a detector step): rows tagged ``_output``, as
-    Arrow batches of ``schema``.
+    Arrow batches of ``schema`` (``json_exprs``: ``eval_columns``' keywords for expressions that read a
+    json or object field).
 
     END_OF_INPUT rows (``time`` at END_TIME) pass unevaluated, so that the watermark behind the step
     moves and a window after it closes its last windows at the end of a bounded input. Arrow, not
@@ -233,7 +252,7 @@ def map_columns(batches, step_id, what, exprs, timestamps, columns, schema, time
         if exact:
             for i, r in enumerate(given):
                 r["__streamlab_row"] = i
-        rows, dead = eval_columns(given, exprs, what, step_id)
+        rows, dead = eval_columns(given, exprs, what, step_id, **json_exprs)
         tagged = [{**r, "_output": "out"} for r in rows] + [{**r, "_output": "dead_letter"} for r in dead]
         places = [r.pop("__streamlab_row", None) for r in tagged]
         frame = spark_frame(tagged, columns, timestamps)
