@@ -69,9 +69,11 @@ wait "$bigquery" || echo "local-bigquery is not installed (the BigQuery tests sa
 # Every JVM the tests start (Spark's local sessions and the exported Spark programs through
 # SPARK_SUBMIT_OPTS, PyFlink's jobs through JVM_ARGS) lives seconds to a minute: the options verify()
 # gives its own short runs (streamlab/_jvm.py: the client compiler, the serial collector; about half of a
-# small Spark job's time, a fifth of a PyFlink one's on two cores). They change no result.
+# small Spark job's time, a fifth of a PyFlink one's on two cores). They change no result. PyFlink's jobs
+# also map the class-data archive built with its environment: the flink_python fixture
+# (tests/export/conftest.py) sets JVM_ARGS once that environment is ready.
 short_jvm=$(python -c 'from streamlab._jvm import short_run_options; print(short_run_options())')
-export SPARK_SUBMIT_OPTS="${SPARK_SUBMIT_OPTS:-$short_jvm}" JVM_ARGS="${JVM_ARGS:-$short_jvm}"
+export SPARK_SUBMIT_OPTS="${SPARK_SUBMIT_OPTS:-$short_jvm}"
 pytest=(python -m pytest -p no:cacheprovider --timeout=900 --durations=25 --nbval-lax --nbval-current-env
   --nbval-cell-timeout=300 --nbval-sanitize-with "$ROOT/notebooks/nbval_sanitize.cfg")
 # One worker more than cores: the integration files wait on JVMs, servers and child programs for much of

@@ -2290,8 +2290,12 @@ def ensure_flink_python(*, timeout: float = 900) -> str:
                 time.sleep(1)  # a lock held by another process: nothing to wait on but time
         wanted = "".join(f"{r}\n" for r in requirements)
         if ready.exists() and ready.read_text() == wanted and python.exists():
+            if not (home / "classes.jsa").exists() and not (home / "classes.failed").exists():
+                _archive_flink_classes(python, home)  # an environment built before archives
             return str(python)
         shutil.rmtree(venv, ignore_errors=True)
+        for old in ("classes.jsa", "classes.failed"):
+            (home / old).unlink(missing_ok=True)
         steps = [
             [flink_base_python(FLINK_PYTHONS), "-m", "venv", str(venv)],
             [
@@ -2331,7 +2335,90 @@ def ensure_flink_python(*, timeout: float = 900) -> str:
                 "PyFlink needs Java 11 or 17: install a JDK (apt-get install openjdk-17-jre-headless)"
             )
         ready.write_text(wanted)
+        _archive_flink_classes(python, home)
     return str(python)
+
+
+def flink_class_archive() -> Path:
+    """PyFlink's class-data archive (see :mod:`streamlab._jvm`), beside its environment: the classes a
+    short SQL job and a short DataStream job loaded, which the short runs of ``verify`` map instead of
+    loading them from the jars; :func:`ensure_flink_python` writes it once (``classes.failed`` says why
+    it could not).
+
+    Examples
+    --------
+    >>> flink_class_archive().name
+    'classes.jsa'
+    """
+    return flink_env_dir() / "classes.jsa"
+
+
+# Run in the PyFlink environment by _archive_flink_classes: both kinds of exported job in one JVM, which
+# then exits by itself (System.exit) so that it writes its class-data archive; the gateway JVM is this
+# process's child, reaped here. Python's own exit would stop it before the archive is written.
+_ARCHIVE_JOBS = """
+import os, runpy, sys, time
+for job, out in (("main.py", "sql"), ("datastream.py", "datastream")):
+    runpy.run_path(job)["run"](["--input", "in.jsonl", "--output", out, "--parallelism", "1"])
+from pyflink.java_gateway import get_gateway
+jvm = get_gateway().jvm
+pid = jvm.java.lang.ProcessHandle.current().pid()
+try:
+    jvm.java.lang.System.exit(0)
+except Exception:
+    pass  # the connection ends with the JVM
+deadline = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG) == (0, 0):
+    time.sleep(0.2)
+"""
+
+
+def _archive_flink_classes(python: Path, home: Path, timeout: float = 300) -> None:
+    """Write :func:`flink_class_archive` by one short run of a small exported SQL and DataStream job with
+    ``-XX:ArchiveClassesAtExit`` (about 20 s, once per environment). Best effort: without it the jobs load
+    their classes as usual, so a failure is written to ``classes.failed`` and not raised."""
+    import os
+    import subprocess
+    import tempfile
+
+    from streamlab import Pipeline, TumblingWindow, agg
+    from streamlab._jvm import SHORT_RUN_OPTIONS
+    from streamlab.testing import ListSource
+
+    archive, failed = home / "classes.jsa", home / "classes.failed"
+    part = home / "classes.jsa.part"
+    part.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="streamlab-flink-classes-") as name:
+        work = Path(name)
+        p = Pipeline(ListSource([b"{}"]), name="classes")
+        p.parse({"timestamp": "timestamp", "k": "string", "n": "float64"}).window(
+            TumblingWindow("1m"), key="k"
+        ).agg(agg.count(), agg.sum("n"))
+        to_flink(p, work, source="files")
+        (work / "in.jsonl").write_text(
+            '{"timestamp": 1, "k": "a", "n": 1.5}\n{"timestamp": 2, "k": "b", "n": 2}\n'
+        )
+        env = {
+            **os.environ,
+            "JVM_ARGS": f"{SHORT_RUN_OPTIONS} -XX:ArchiveClassesAtExit={part} -Xlog:cds*=off",
+        }
+        try:
+            done = subprocess.run(
+                [str(python), "-c", _ARCHIVE_JOBS, str(timeout / 5)],
+                cwd=work,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+            said = done.stderr[-2000:] if done.returncode else ""
+        except subprocess.TimeoutExpired:
+            said = f"the jobs did not end in {timeout:g} s"
+    if said or not part.is_file() or any(c.isspace() for c in str(archive)):
+        part.unlink(missing_ok=True)
+        failed.write_text(said or f"no archive written (or white space in its path {archive})\n")
+        return
+    os.replace(part, archive)
 
 
 def read_outputs(output: Path, outputs: dict[str, str]) -> dict[str, Any]:
@@ -2410,7 +2497,8 @@ def run_flink(
         cmd = [python, str(script), "--input", str(sample), "--output", str(out), "--input_format", framing]
         cmd += ["--parallelism", "1", "--checkpoint-interval-ms", "500"]
         try:
-            env = short_run_env()  # a short local run: the client compiler, the serial collector
+            # a short local run: the client compiler, the serial collector, PyFlink's classes archived
+            env = short_run_env(archive=flink_class_archive())
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp, env=env)
         except subprocess.TimeoutExpired:
             raise TimeoutError(
