@@ -82,6 +82,7 @@ _INTEGRATION_PATHS = (
     "tests/export/test_verify_parse_column.py",  # Beam run as a program, moto, Spark and PyFlink (verify)
     "tests/export/test_replay_job_input.py",  # the Beam module run as a program
     "tests/export/test_spark_json_key_order.py",  # Spark's local mode (a JVM)
+    "tests/export/test_spark_json_fields.py",  # Spark's local mode (a JVM)
     "tests/export/test_flink_json_lines.py",  # PyFlink's mini-cluster (a JVM)
     "tests/export/test_flink_sql_mistyped.py",  # PyFlink's mini-cluster (a JVM)
     "tests/export/test_flink_sql_time_unit.py",  # PyFlink's mini-cluster (a JVM)
