@@ -28,6 +28,24 @@ settings.register_profile(
 )
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
+
+def _load_examples_cap() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "streamlab_tests_examples_cap", Path(__file__).parent / "_examples_cap.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``STREAMLAB_HYPOTHESIS_MAX_EXAMPLES``: a cap on every property's examples (tests/_examples_cap.py)."""
+    cap = os.environ.get("STREAMLAB_HYPOTHESIS_MAX_EXAMPLES")
+    if cap:
+        _load_examples_cap().cap_examples({getattr(item, "obj", None) for item in items} - {None}, int(cap))
+
+
 # Checkpoint keys and default checkpoint directories (runs of broker sources without checkpoint_dir) go
 # to a directory of this test session, never to the user's home; subprocesses inherit it. Each xdist
 # worker gets its own (pipelines of two workers may share a name), under the one its controller made.
