@@ -2289,13 +2289,14 @@ def ensure_flink_python(*, timeout: float = 900) -> str:
                     ) from None
                 time.sleep(1)  # a lock held by another process: nothing to wait on but time
         wanted = "".join(f"{r}\n" for r in requirements)
+        archive, failed = flink_class_archive(), _class_archive_failure()
         if ready.exists() and ready.read_text() == wanted and python.exists():
-            if not (home / "classes.jsa").exists() and not (home / "classes.failed").exists():
-                _archive_flink_classes(python, home)  # an environment built before archives
+            if not archive.exists() and not failed.exists():
+                _archive_flink_classes(python)  # an environment built before archives
             return str(python)
         shutil.rmtree(venv, ignore_errors=True)
-        for old in ("classes.jsa", "classes.failed"):
-            (home / old).unlink(missing_ok=True)
+        for old in (archive, failed):
+            old.unlink(missing_ok=True)
         steps = [
             [flink_base_python(FLINK_PYTHONS), "-m", "venv", str(venv)],
             [
@@ -2335,7 +2336,7 @@ def ensure_flink_python(*, timeout: float = 900) -> str:
                 "PyFlink needs Java 11 or 17: install a JDK (apt-get install openjdk-17-jre-headless)"
             )
         ready.write_text(wanted)
-        _archive_flink_classes(python, home)
+        _archive_flink_classes(python)
     return str(python)
 
 
@@ -2351,6 +2352,11 @@ def flink_class_archive() -> Path:
     'classes.jsa'
     """
     return flink_env_dir() / "classes.jsa"
+
+
+def _class_archive_failure() -> Path:
+    """Beside :func:`flink_class_archive`: why it could not be written (then it is not tried again)."""
+    return flink_class_archive().with_name("classes.failed")
 
 
 # Run in the PyFlink environment by _archive_flink_classes: both kinds of exported job in one JVM, which
@@ -2373,10 +2379,10 @@ while time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG) == (0, 0):
 """
 
 
-def _archive_flink_classes(python: Path, home: Path, timeout: float = 300) -> None:
+def _archive_flink_classes(python: Path, timeout: float = 300) -> None:
     """Write :func:`flink_class_archive` by one short run of a small exported SQL and DataStream job with
     ``-XX:ArchiveClassesAtExit`` (about 20 s, once per environment). Best effort: without it the jobs load
-    their classes as usual, so a failure is written to ``classes.failed`` and not raised."""
+    their classes as usual, so a failure is written to :func:`_class_archive_failure` and not raised."""
     import os
     import subprocess
     import tempfile
@@ -2385,8 +2391,11 @@ def _archive_flink_classes(python: Path, home: Path, timeout: float = 300) -> No
     from streamlab._jvm import SHORT_RUN_OPTIONS
     from streamlab.testing import ListSource
 
-    archive, failed = home / "classes.jsa", home / "classes.failed"
-    part = home / "classes.jsa.part"
+    archive, failed = flink_class_archive(), _class_archive_failure()
+    if any(c.isspace() for c in str(archive)):  # JVM_ARGS is split at white space: it could not be mapped
+        failed.write_text(f"white space in the archive's path {archive}\n")
+        return
+    part = archive.with_name(archive.name + ".part")
     part.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="streamlab-flink-classes-") as name:
         work = Path(name)
@@ -2414,9 +2423,9 @@ def _archive_flink_classes(python: Path, home: Path, timeout: float = 300) -> No
             said = done.stderr[-2000:] if done.returncode else ""
         except subprocess.TimeoutExpired:
             said = f"the jobs did not end in {timeout:g} s"
-    if said or not part.is_file() or any(c.isspace() for c in str(archive)):
+    if said or not part.is_file():
         part.unlink(missing_ok=True)
-        failed.write_text(said or f"no archive written (or white space in its path {archive})\n")
+        failed.write_text(said or "the jobs ended but wrote no archive\n")
         return
     os.replace(part, archive)
 

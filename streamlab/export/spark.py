@@ -776,8 +776,7 @@ class _Generator:
                 self.snippets.add("filter_keeps")
                 types = self.types.get(step.inputs[0], {})
                 numeric, typed = _plan.numeric_columns(types), _plan.typed_columns(types)
-                # json and object fields read back from their JSON text (json_reads)
-                decode = json_reads(types, (("", step.expr),))[0]
+                decode = filter_reads(types, step.expr)
                 row = f"json_values(row, {decode!r})" if decode else "row"
                 pred = f"lambda row: filter_keeps({step.expr!r}, {row}, {numeric!r}, {typed!r})"
                 what = f"filter {step.expr!r}"
@@ -1131,7 +1130,7 @@ class _Generator:
                 conf: dict[str, Any] = {"expr": step.expr, "what": what}
                 conf |= {"numeric": _plan.numeric_columns(types), "typed": _plan.typed_columns(types)}
                 if step.expr is not None:
-                    conf["decode"] = json_reads(types, (("", step.expr),))[0]
+                    conf["decode"] = filter_reads(types, step.expr)
                 plan.append((sid, "filter", source, conf))
             elif isinstance(step, SelectStep):
                 plan.append((sid, "select", source, list(step.columns)))
@@ -1725,6 +1724,18 @@ def json_reads(types: dict[str, str], columns: tuple[tuple[str, str], ...]) -> t
             kinds[name] = _plan.with_columns_types(kinds, ((name, expr),))[name]
             computed.pop(name, None)
     return tuple(reads), tuple(computed)
+
+
+def filter_reads(types: dict[str, str], expr: str) -> tuple[str, ...]:
+    """The ``json`` and ``object`` fields (of ``types``) a filter's expression reads, which the job reads
+    back from their JSON text first (see :func:`json_reads`).
+
+    Examples
+    --------
+    >>> filter_reads({"a": "json", "b": "float64", "c": "object"}, "a > b")
+    ('a',)
+    """
+    return json_reads(types, (("", expr),))[0]
 
 
 def spark_types(p: Pipeline) -> dict[str, dict[str, str]]:

@@ -58,7 +58,7 @@ def test_pyflinks_classes_are_archived_once_and_its_short_runs_map_them(
     """``ensure_flink_python`` archives the classes of a short SQL and DataStream job (JDK class-data
     sharing), and verify's Flink runs map the archive: a small SQL job took 10 CPU-seconds against 14."""
     archive = flink.flink_class_archive()
-    failed = archive.with_name("classes.failed")
+    failed = flink._class_archive_failure()
     assert archive.is_file(), failed.read_text() if failed.exists() else archive
     monkeypatch.delenv("JVM_ARGS", raising=False)
     monkeypatch.delenv("STREAMLAB_JVM_OPTIONS", raising=False)
@@ -76,6 +76,18 @@ def test_pyflinks_classes_are_archived_once_and_its_short_runs_map_them(
     assert _flink_env(monkeypatch, tmp_path)["JVM_ARGS"] == (
         f"{SHORT_RUN_OPTIONS} -XX:SharedArchiveFile={archive} -Xlog:cds*=off"
     )
+
+
+def test_no_archive_is_built_where_its_path_holds_white_space(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """JVM_ARGS is split at white space, so such an archive could never be mapped: the builder says so
+    and starts no JVM (the python given does not exist)."""
+    monkeypatch.setenv("STREAMLAB_CACHE", str(tmp_path / "a cache"))
+    flink.flink_env_dir().mkdir(parents=True)
+    flink._archive_flink_classes(tmp_path / "no-python")
+    assert not flink.flink_class_archive().exists()
+    assert "white space" in flink._class_archive_failure().read_text()
 
 
 def test_a_users_jvm_args_and_streamlab_jvm_options_win(
