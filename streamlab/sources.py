@@ -847,13 +847,9 @@ def _event_times(path: Path, values: pd.Series, column: str) -> pd.Series:
     """``values`` as UTC timestamps, or an error naming the first row whose time cannot be read.
 
     Read as every step reads event times (``to_utc_ns``): ISO-8601 text or epoch seconds or
-    milliseconds, as ``parse`` takes them (pandas' ISO parser alone refused a file of epoch numbers).
+    milliseconds, as ``parse`` takes them (pandas' ISO parser alone refused a file of epoch numbers, and
+    read ``"now"`` and ``"today"`` as the wall clock, which a replay would read as another time).
     """
-    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "datetime", "datetime64", "empty"):
-        try:  # text or datetimes: pandas keeps a time nanoseconds cannot hold (the window dead-letters it)
-            return pd.to_datetime(values, utc=True, format="ISO8601")
-        except (ValueError, TypeError, OverflowError):
-            pass
     ns = to_utc_ns(values)
     bad = np.flatnonzero((ns == NAT_NS) & values.notna().to_numpy())
     # ISO text beyond the years nanoseconds hold (2300-01-01) is a time: the window dead-letters it, as
@@ -868,6 +864,11 @@ def _event_times(path: Path, values: pd.Series, column: str) -> pd.Series:
             "within the years 1677-2262"
         )
         raise _unreadable(path, f"record {int(bad[0]) + 1}", why) from None
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "datetime", "datetime64", "empty"):
+        try:  # every time read by the rule: pandas keeps one nanoseconds cannot hold (the window dead-letters it)
+            return pd.to_datetime(values, utc=True, format="ISO8601")
+        except (ValueError, TypeError, OverflowError):
+            pass
     return pd.Series(utc_array(ns), index=values.index, name=values.name)
 
 

@@ -446,6 +446,23 @@ def test_a_json_lines_time_beyond_2262_is_one_dead_letter_under_any_pandas(tmp_p
         ReplaySource(path)
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+@pytest.mark.parametrize("word", ["now", "today", "Today ", "yesterday", "tomorrow"])
+def test_a_relative_time_in_a_json_file_loaded_whole_is_refused_not_read_as_the_wall_clock(
+    tmp_path: Path, suffix: str, word: str
+) -> None:
+    """pandas' ISO-8601 reader took "now" and "today" for the wall clock: the window opened one in the
+    present, its watermark jumped, and every later event of 2024 was late; a replay gave other times.
+    parse dead-letters such words and a CSV's window does: a JSON file loaded whole names the record."""
+    path = tmp_path / f"e{suffix}"
+    _write(
+        path,
+        [{"timestamp": "2024-01-01T00:00:00Z"}, {"timestamp": word}, {"timestamp": "2024-01-01T00:00:01Z"}],
+    )
+    with pytest.raises(ValueError, match=f"record 2 .* is {word!r}, not an ISO 8601 time"):
+        ReplaySource(path)
+
+
 def test_a_lone_surrogate_in_a_json_lines_replay_is_kept_not_made_empty(tmp_path: Path) -> None:
     """pandas' JSON reader made the escaped lone surrogate ``"\\ud800"`` (a JavaScript producer cutting
     an emoji in half) an empty string: its rows joined the key ``""``. Python's reader keeps it, as parse
