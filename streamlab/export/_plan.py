@@ -423,15 +423,17 @@ def numeric_columns(types: dict[str, str]) -> tuple[str, ...]:
 
 
 def typed_columns(types: dict[str, str]) -> tuple[tuple[str, str], ...]:
-    """(column, type) of the columns of ``types`` that are not numeric, sorted (``eval_expr``'s ``typed``):
-    their missing values are what streamlab's columns hold, never re-read as NaN.
+    """(column, type) of the columns of ``types`` that are not float64, sorted (``eval_expr``'s ``typed``):
+    the missing values of those not numeric are what streamlab's columns hold, never re-read as NaN; an
+    ``int64`` column (also in ``numeric_columns``) types what an expression computes from it
+    (``ExprCompiler.with_integers``).
 
     Examples
     --------
-    >>> typed_columns({"b": "float64", "s": "string", "ok": "bool"})
-    (('ok', 'bool'), ('s', 'string'))
+    >>> typed_columns({"b": "float64", "s": "string", "ok": "bool", "n": "int64"})
+    (('n', 'int64'), ('ok', 'bool'), ('s', 'string'))
     """
-    return tuple(sorted((c, t) for c, t in types.items() if t not in NUMERIC_TYPES))
+    return tuple(sorted((c, t) for c, t in types.items() if t != "float64"))
 
 
 def keyable_join_sql(on: Any, kinds: dict[str, str], alias: str) -> list[str]:

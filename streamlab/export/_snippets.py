@@ -461,7 +461,7 @@ class ExprCompiler:
         key = (expr, numeric, typed)
         fn = cls.CACHE.get(key)
         if fn is None:
-            fn = cls.CACHE[key] = cls(expr, numeric, typed).function()
+            fn = cls.CACHE[key] = cls(expr, numeric, typed).with_integers()
         return fn
 
     def __init__(self, expr: str, numeric: Any, typed: Any = ()) -> None:
@@ -504,6 +504,84 @@ class ExprCompiler:
                 return pandas_eval(expr, row, numeric, typed)
 
         return evaluate_compiled
+
+    #: the nodes of an expression that only compares and combines values (streamlab's ``_compares_only``)
+    COMPARING = ("Expression", "Compare", "BoolOp", "UnaryOp", "Name", "Constant", "List", "Tuple", "Load")
+
+    def with_integers(self) -> Any:
+        """:meth:`function`, whose values are of the type streamlab's column has where the expression
+        computes with an ``int64`` field (in ``typed``), as ``streamlab._expr`` types them by batch:
+
+        - a row missing such a field (read as NaN) gives what the expression gives with the field as
+          None (``n.fillna(0)`` is the int 0, ``n.fillna(1.0)`` the float 1.0) when that is a number;
+          else a whole number where the expression gives an integer for a row holding the field
+          (``(n * 2).fillna(1)`` is 1, not 1.0);
+        - a row holding them gives a float where the expression gives a float for a row missing them
+          (``n.fillna(0.5)`` is 7.0 for 7: the column is float64 in every batch).
+
+        An expression that only compares and combines values is left as it is (a bool).
+        """
+        import ast
+        import math
+
+        fn = self.function()
+        ints = tuple(c for c, kind in self.typed if kind == "int64")
+        tree = self.parse(self.expr)
+        if tree is not None:
+            names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+            ints = tuple(c for c in ints if c in names)
+            comparing = ExprCompiler.COMPARING
+            if all(
+                type(n).__name__ in comparing
+                or isinstance(n, (ast.cmpop, ast.boolop, ast.unaryop, ast.expr_context))
+                for n in ast.walk(ast.Expression(tree))
+            ):
+                return fn
+        if not ints:
+            return fn
+        expr, numeric, typed = self.expr, self.numeric, self.typed
+        floats_when_missing: dict[tuple[str, ...], bool] = {}
+
+        def none_reading(row: dict[str, Any], missing: Any) -> Any:
+            """The expression with the fields ``missing`` as None: an int64 int or a float, else None."""
+            rest = tuple(c for c in numeric if c not in missing)
+            try:
+                value = pandas_eval(expr, {**row, **dict.fromkeys(missing)}, rest, typed, series=True)
+            except Exception:  # arithmetic on None: the NaN reading decides
+                return None
+            if str(getattr(value, "dtype", "")) != "object" or len(value) != 1:
+                return None
+            got = value.iloc[0]
+            if (type(got) is int and -(2**63) <= got < 2**63) or (type(got) is float and got == got):
+                return got
+            return None
+
+        def evaluate(row: dict[str, Any]) -> Any:
+            value = fn(row)
+            missing = [c for c in ints if c in row and row[c] is None]
+            if missing:
+                if type(value) is not float:
+                    return value
+                given = none_reading(row, missing)
+                if given is not None:
+                    return given
+                if not (value == value and abs(value) < 2.0**63 and value == math.floor(value)):
+                    return value
+                try:
+                    probe = fn({**row, **dict.fromkeys(missing, 1)})
+                except Exception:  # the probe fails where the row does not: keep what it gave
+                    return value
+                return int(value) if type(probe) is int else value
+            if type(value) is int:
+                kinds = tuple(type(row.get(c)).__name__ for c in ints)
+                floats = floats_when_missing.get(kinds)
+                if floats is None:
+                    floats = floats_when_missing[kinds] = type(none_reading(row, ints)) is float
+                if floats:
+                    return float(value)
+            return value
+
+        return evaluate
 
     @staticmethod
     def text_operands(expr: str) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -874,12 +952,15 @@ class ExprCompiler:
         return run
 
 
-def pandas_eval(expr: str, row: dict[str, Any], numeric: Any = (), typed: Any = ()) -> Any:
+def pandas_eval(
+    expr: str, row: dict[str, Any], numeric: Any = (), typed: Any = (), series: bool = False
+) -> Any:
     """``expr`` evaluated by pandas on a one-row frame of ``row`` typed as streamlab's columns: a missing
     value of a ``numeric`` column is NaN, a missing string or category (``typed``: (column, type) pairs)
     is a missing value of a string column; when that is a type error, as arithmetic on a missing value of
     a column of unknown type is, those are read as NaN too (a missing number is NaN in streamlab's
-    columns). A missing value of a column whose type is known stays what it is."""
+    columns). A missing value of a column whose type is known stays what it is. ``series``: pandas'
+    answer as it is (a one-row Series, its dtype with it), not its value."""
     import ast
 
     import pandas as pd
@@ -927,6 +1008,8 @@ def pandas_eval(expr: str, row: dict[str, Any], numeric: Any = (), typed: Any = 
         if not missing:
             raise
         value = evaluate(frame.astype({c: "float64" for c in missing}))
+    if series:
+        return value
     value = value.iloc[0] if hasattr(value, "iloc") else value
     return value.item() if hasattr(value, "item") else value
 
