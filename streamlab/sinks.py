@@ -308,7 +308,8 @@ class _DuckDBWriter(SinkWriter):
         self.sink = sink
         self.upstream = upstream  # what the stream written is: window results (their key), repeated ids
         self.declared = dict(upstream.declared)  # parse types of the stream's columns
-        self.con = sink.connection()
+        self.con = sink._acquire()
+        self._closed = False
         self.ready = False
         self._unnamed: str | None = None  # the column a column without a name is written to
         schema, name = _schema_and_name(sink.table)
@@ -674,15 +675,25 @@ class _DuckDBWriter(SinkWriter):
     def close(self) -> None:
         """Create the table of a run that wrote no rows when every column's type is declared upstream
         (a parse schema, a window's results...), so a query after a quiet run finds it empty rather than
-        missing; else it stays missing, as :meth:`DuckDBSink.read` says. Nothing to release (the sink
-        owns the connection); rows staged and never committed stay staged, and the next run drops them:
-        their source positions were not committed either."""
-        if self.ready:
+        missing; else it stays missing, as :meth:`DuckDBSink.read` says. Then let go of the sink's
+        connection: the last writer open on a database file closes it, so that the file is free for
+        others (a read-only connection, another process) once the run is over. Rows staged and never
+        committed stay staged, and the next run drops them: their source positions were not committed
+        either."""
+        if self._closed:
             return
-        types = self._declared_types()
-        if types is not None:
-            with self.sink._lock:
-                self._create_table(types, [c for c, _ in types])
+        self._closed = True
+        try:
+            types = None if self.ready else self._declared_types()
+            if types is not None:
+                with self.sink._lock:
+                    self._create_table(types, [c for c, _ in types])
+        finally:
+            try:
+                if self._rejects is not None:  # it shares the connection: released by both
+                    self._rejects.close()
+            finally:
+                self.sink._release()
 
     def _declared_types(self) -> list[tuple[str, str]] | None:
         """``(column, DuckDB type)`` of every column of the stream, when each one's type is declared."""
@@ -806,6 +817,8 @@ class DuckDBSink(Sink):
         self.table = table
         self.key = _duckdb_key(key)
         self._con: Any = None
+        self._writers = 0  # writers open on the connection (a run's, its rejected rows' share this sink's)
+        self._owner: DuckDBSink | None = None  # the sink whose connection this one uses (rejected rows)
         self._lock = threading.RLock()
 
     def rejected_sink(self) -> DuckDBSink:
@@ -823,7 +836,7 @@ class DuckDBSink(Sink):
         ([['e1', 1]], [["a key column (event_id) is missing: table 'events' upserts rows by their key", '{"event_id":null,"n":2}']])
         """
         rejected = DuckDBSink(self.path, f"{self.table}_rejected", key=None)
-        rejected._con, rejected._lock = self.connection(), self._lock
+        rejected._owner, rejected._lock = self._owner or self, self._lock
         return rejected
 
     def resolved_key(self, columns: list[str], upstream: Upstream | None = None) -> list[str]:
@@ -905,17 +918,49 @@ class DuckDBSink(Sink):
         return None
 
     def connection(self) -> Any:
-        """The sink's DuckDB connection (one per sink, shared by the writer and readers)."""
+        """The sink's DuckDB connection (one per sink, shared by the writer and readers), opened if none
+        is. A run's writers close a database file's connection at the end of the run (an in-memory
+        database's stays open: it holds the rows); one opened here stays open until :meth:`close`.
 
+        Examples
+        --------
+        >>> DuckDBSink(":memory:", "t").connection().execute("select 42").fetchall()
+        [(42,)]
+        """
+        if self._owner is not None:
+            return self._owner.connection()
         with self._lock:
             if self._con is None:
-                if self.path != ":memory:":
-                    Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-                con = _connect_writer(self.path)
-                if self.path != ":memory:":
-                    _check_database_file(self, con)
-                self._con = con
+                self._con = self._connect()
             return self._con
+
+    def _connect(self) -> Any:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        con = _connect_writer(self.path)
+        if self.path != ":memory:":
+            _check_database_file(self, con)
+        return con
+
+    def _acquire(self) -> Any:
+        """The connection, for a writer that will :meth:`_release` it when it closes."""
+        if self._owner is not None:
+            return self._owner._acquire()
+        with self._lock:
+            con = self.connection()
+            self._writers += 1
+            return con
+
+    def _release(self) -> None:
+        """A writer is done: the last one closes a database file's connection, so that the file is no
+        longer locked by this process once a run is over (the next run opens it again)."""
+        if self._owner is not None:
+            self._owner._release()
+            return
+        with self._lock:
+            self._writers = max(self._writers - 1, 0)
+            if not self._writers and self.path != ":memory:":
+                self.close()
 
     def open(self, clock: Clock | None = None) -> SinkWriter:
         return _DuckDBWriter(self)
@@ -956,12 +1001,32 @@ class DuckDBSink(Sink):
             ) from None
 
     def query(self, sql: str) -> pd.DataFrame:
-        """Run SQL on the sink's database."""
+        """Run SQL on the sink's database: on the connection a run holds, or else on one opened for this
+        query and closed after it (the file stays free for others between runs).
+
+        Examples
+        --------
+        >>> DuckDBSink(":memory:", "t").query("select 42 as n").values.tolist()
+        [[42]]
+        """
+        if self._owner is not None:
+            return self._owner.query(sql)
         with self._lock:
-            frame: pd.DataFrame = self.connection().cursor().execute(sql).df()
-            return frame
+            if self._con is not None or self.path == ":memory:":
+                frame: pd.DataFrame = self.connection().cursor().execute(sql).df()
+                return frame
+            con = self._connect()
+            try:
+                frame = con.execute(sql).df()
+                return frame
+            finally:
+                con.close()
 
     def close(self) -> None:
+        """Close the sink's connection, if open (an in-memory database's rows are then gone). A run
+        closes a database file's connection itself when it ends."""
+        if self._owner is not None:
+            return
         with self._lock:
             if self._con is not None:
                 self._con.close()
@@ -990,11 +1055,11 @@ class DuckDBSink(Sink):
         return f"DuckDBSink({self.path!r}, {self.table!r}, key={self.key!r})"
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_con": None, "_lock": None}
+        return {**self.__dict__, "_con": None, "_lock": None, "_writers": 0}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.RLock()
+        self.__dict__.update({"_writers": 0, "_owner": None, **state})
+        self._lock = self._owner._lock if self._owner is not None else threading.RLock()
 
 
 def _connect_writer(path: str) -> Any:
@@ -1012,6 +1077,14 @@ def _connect_writer(path: str) -> Any:
 
     try:
         return duckdb.connect(path)
+    except duckdb.ConnectionException as e:
+        if "different configuration" in str(e):
+            e.fix = (  # type: ignore[attr-defined]
+                f"this process has {path!r} open already, read-only say (duckdb.connect(path, "
+                "read_only=True) to look at the results): close that connection (con.close()) and run "
+                "again"
+            )
+        raise
     except duckdb.IOException as e:
         if "lock" in str(e).lower():
             e.fix = (  # type: ignore[attr-defined]
