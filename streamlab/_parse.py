@@ -52,6 +52,44 @@ _SMALL_CHUNK = 48
 _SPLIT = 8
 
 
+class FieldSpecError(ValueError):
+    """A schema entry that is no field: ``problem`` and its ``fix``, which the parse step's
+    :class:`~streamlab.errors.PipelineConfigError` says (``streamlab._spec_check.schema_fields``)."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(f"{problem}; {fix}")
+        self.problem, self.fix = problem, fix
+
+
+def _empty_keys(path: str) -> str:
+    """What is wrong with the dotted ``path`` that has an empty key.
+
+    Examples
+    --------
+    >>> _empty_keys(".a..b."), _empty_keys("")
+    ('has a leading dot, two dots in a row and a trailing dot, which leave a key empty', 'names no key')
+    """
+    if not path.strip("."):
+        return "names no key"
+    found = [
+        what
+        for what, there in (
+            ("a leading dot", path.startswith(".")),
+            ("two dots in a row", ".." in path),
+            ("a trailing dot", path.endswith(".")),
+        )
+        if there
+    ]
+    leave = "leave" if len(found) > 1 else "leaves"
+    return (
+        "has "
+        + ", ".join(found[:-1])
+        + " and " * (len(found) > 1)
+        + found[-1]
+        + f", which {leave} a key empty"
+    )
+
+
 @dataclass(frozen=True)
 class FieldSpec:
     """One output column of the parse step: its type and where it is in the JSON object.
@@ -70,6 +108,10 @@ class FieldSpec:
     >>> f = FieldSpec.of("uid", {"type": "string", "path": ["p", "user.id"]})
     >>> f.path, f.describe()
     (('p', 'user.id'), {'type': 'string', 'path': ['p', 'user.id']})
+    >>> FieldSpec.of("amount", {"type": "float64", "path": "properties..amount"})
+    Traceback (most recent call last):
+    ...
+    streamlab._parse.FieldSpecError: field 'amount': path 'properties..amount' has two dots in a row, which leaves a key empty; a path is dot-separated names: 'properties.amount'; for a key that itself holds a dot, give the path as a list of keys, e.g. ['properties', 'user.id']
     """
 
     name: str
@@ -93,11 +135,20 @@ class FieldSpec:
         if typ not in FIELD_TYPES:
             raise ValueError(f"field {name!r}: unknown type {typ!r}; use one of {', '.join(FIELD_TYPES)}")
         if isinstance(path, str):
-            path = path.split(".")
+            keys = path.split(".")
+            if "" in keys:  # read as it stands, it named the key "" (silent nulls, or every record dead)
+                meant = ".".join(k for k in keys if k) or name
+                raise FieldSpecError(
+                    f"field {name!r}: path {path!r} {_empty_keys(path)}",
+                    f"a path is dot-separated names: {meant!r}; for a key that itself holds a dot, give "
+                    "the path as a list of keys, e.g. ['properties', 'user.id']",
+                )
+            path = keys
         if not isinstance(path, (list, tuple)) or not path or not all(isinstance(k, str) for k in path):
-            raise ValueError(
-                f"field {name!r}: path {path!r} is not a path; write it as 'properties.amount' (nested "
-                "keys) or as a list of keys taken literally, e.g. ['user.id'] for a key with a dot"
+            raise FieldSpecError(
+                f"field {name!r}: path {path!r} is not a path",
+                "write it as 'properties.amount' (nested keys) or as a list of keys taken literally, e.g. "
+                "['user.id'] for a key with a dot",
             )
         return cls(name, typ, tuple(path))
 

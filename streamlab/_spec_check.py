@@ -21,7 +21,7 @@ import yaml
 from streamlab import _pyast
 from streamlab import agg as agg_module
 from streamlab._names import NAME_FIX, PIPELINE_NAME_FIX, name_problem, pipeline_name_problem
-from streamlab._parse import FIELD_TYPES, FieldSpec
+from streamlab._parse import FIELD_TYPES, FieldSpec, FieldSpecError
 from streamlab._time import parse_duration
 from streamlab.errors import ParameterError, PipelineConfigError, SpecProblem, closest, suggest
 
@@ -132,7 +132,7 @@ def schema_fields(step_id: str, schema: Any) -> tuple[FieldSpec, ...]:
             f"the schema is {type(schema).__name__} {str(schema)[:60]!r}, not a mapping of field names to types",
             "pass a dict such as {'timestamp': 'timestamp', 'amount': 'float64'}",
         )
-    fields, unknown, other = [], [], []
+    fields, unknown, other, fixes = [], [], [], []
     for name, entry in schema.items():
         try:
             fields.append(FieldSpec.of(name, entry))
@@ -140,6 +140,9 @@ def schema_fields(step_id: str, schema: Any) -> tuple[FieldSpec, ...]:
             typ = entry.get("type") if isinstance(entry, dict) else entry
             if isinstance(typ, str) and typ not in FIELD_TYPES:
                 unknown.append((name, typ, closest(typ, FIELD_TYPES, TYPE_ALIASES)))
+            elif isinstance(e, FieldSpecError):  # a path: its own fix, not the types
+                other.append(e.problem)
+                fixes.append(e.fix)
             else:
                 other.append(str(e))
     if not unknown and not other:
@@ -151,9 +154,11 @@ def schema_fields(step_id: str, schema: Any) -> tuple[FieldSpec, ...]:
     problem = f"{len(unknown)} schema fields: " * many + ", ".join(parts)
     problem = "; ".join([problem, *other] if problem else other)
     fixed = ", ".join(f"{c!r} for {n!r}" for n, _, c in unknown if c)
-    fix = (f"use {fixed}; " if fixed else "write each field's type as a name; ") + (
+    types = (f"use {fixed}; " if fixed else "write each field's type as a name; ") + (
         f"the types are {', '.join(FIELD_TYPES)}"
     )
+    about_types = unknown or len(fixes) < len(other)  # an entry without a fix of its own: its type
+    fix = "; ".join([types] * bool(about_types) + list(dict.fromkeys(fixes)))
     raise PipelineConfigError(step_id, "parse", problem, fix)
 
 

@@ -980,7 +980,9 @@ class Stream:
         schema
             Output columns and their types (``string``, ``category``, ``int64``, ``float64``, ``bool``,
             ``timestamp``, ``object``, ``json``); ``{"type": ..., "path": "properties.amount"}`` reads a
-            nested field. Defaults to the product's event schema. ``object`` keeps a nested JSON object as
+            nested field: its path is dot-separated keys (one left empty, ``"properties..amount"``, is
+            refused), or a list of keys, ``["properties", "user.id"]``, where a key holds a dot.
+            Defaults to the product's event schema. ``object`` keeps a nested JSON object as
             a dict, ``json`` any JSON value (both take the slower per-record path).
         time
             Event-time field: required. ``timestamp`` fields take ISO-8601 text (without an offset:

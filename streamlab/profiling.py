@@ -313,16 +313,17 @@ def _frame_fields(frame: pd.DataFrame) -> list[InferredField]:
         if str(col).startswith("_arrival") or col in _META:
             continue
         nulls = float(s.isna().mean()) if len(s) else 0.0
+        key = (str(col),)  # a column is one key, dots and all ("a." is no path a -> "")
         if isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(s.dtype):
-            out.append(InferredField(str(col), "timestamp", str(col), nulls, "datetime"))
+            out.append(InferredField(str(col), "timestamp", str(col), nulls, "datetime", keys=key))
         elif isinstance(s.dtype, pd.CategoricalDtype):
-            out.append(InferredField(str(col), "category", str(col), nulls))
+            out.append(InferredField(str(col), "category", str(col), nulls, keys=key))
         elif pd.api.types.is_bool_dtype(s.dtype):
-            out.append(InferredField(str(col), "bool", str(col), nulls))
+            out.append(InferredField(str(col), "bool", str(col), nulls, keys=key))
         elif pd.api.types.is_integer_dtype(s.dtype) or pd.api.types.is_float_dtype(s.dtype):
             # the missing values (of an Int64 column too) are not values of another kind
             typ, fmt = _infer_type(s.dropna().tolist(), str(col))
-            out.append(InferredField(str(col), typ, str(col), nulls, fmt))
+            out.append(InferredField(str(col), typ, str(col), nulls, fmt, keys=key))
         else:
             fields = _infer_fields([{str(col): v} for v in s.tolist()])
             out.extend(fields)

@@ -181,6 +181,36 @@ def test_parse_types_get_did_you_mean_and_all_are_reported_at_once():
     assert "Fix: use 'string' for 'event_id'" in msg
 
 
+@pytest.mark.parametrize(
+    "path, says, meant",
+    [
+        ("properties..amount", "two dots in a row", "properties.amount"),
+        (".properties.amount", "a leading dot", "properties.amount"),
+        ("properties.amount.", "a trailing dot", "properties.amount"),
+        ("", "names no key", "amount"),
+    ],
+)
+def test_a_nested_path_with_an_empty_key_is_refused_with_the_path_meant(path, says, meant):
+    """Read as written, the empty key gave silent all-null columns ('properties..amount') or sent every
+    record to dead letter with a reason naming the wrong segment ('properties.amount.')."""
+    p = Pipeline(ListSource([b"{}"]))
+    with pytest.raises(PipelineConfigError) as e:
+        p.parse({"timestamp": "timestamp", "amount": {"type": "float64", "path": path}}, step_id="orders")
+    msg = str(e.value)
+    assert msg.startswith("step 'orders' (parse): field 'amount': path ") and says in msg, msg
+    assert f"Fix: a path is dot-separated names: {meant!r}" in msg and "list of keys" in msg, msg
+    assert "the types are" not in msg  # the type is fine
+
+
+def test_a_key_holding_a_dot_is_read_by_a_list_path():
+    rec = b'{"timestamp": "2024-01-01T00:00:00Z", "p": {"user.id": "u1", "": 2}}'
+    p = Pipeline(ListSource([rec]))
+    schema = {"uid": {"type": "string", "path": ["p", "user.id"]}, "e": {"type": "int64", "path": ["p", ""]}}
+    p.parse({"timestamp": "timestamp", **schema})
+    out = p.run()["parse"]
+    assert out[["uid", "e"]].values.tolist() == [["u1", 2]]
+
+
 def test_misspelled_aggregators_and_datasets_get_did_you_mean():
     with pytest.raises(AttributeError, match="did you mean 'sum'"):
         agg.summ("amount")  # type: ignore[attr-defined]
@@ -312,6 +342,36 @@ def test_an_expression_calling_what_pandas_cannot_evaluate_fails_at_construction
             build(events())
         msg = str(e.value)
         assert repr(expr) in msg and problem in msg and fix in msg and "map_many(fn)" in msg, msg
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "amount - amount.mean()",
+        "amount > amount.quantile(0.9)",
+        "amount.isna().sum() > 0",
+        "(amount * 2).shift() > 1",
+        "event_type.str.len().max() > 3",
+        "timestamp.dt.hour.mean() > 1",
+        "amount.fillna(amount.median())",
+        "amount.cumsum()",
+        "event_type.duplicated()",
+    ],
+)
+def test_an_expression_reading_other_rows_of_the_batch_fails_at_construction(expr):
+    """``x - x.mean()`` gave 0 at batch_size=1, +-0.5 at 2, other values at the default, and the exported
+    code (a row at a time) another: an expression's row must not depend on how rows are cut into batches."""
+    for build in (lambda p: p.filter(expr), lambda p: p.with_columns(r=expr)):
+        with pytest.raises(PipelineConfigError) as e:
+            build(events())
+        msg = str(e.value)
+        assert repr(expr) in msg and "depends on the other rows of the micro-batch" in msg, msg
+        assert "window" in msg and "ZScoreFeature" in msg, msg
+
+
+def test_row_wise_methods_of_accessors_are_not_batch_reads():
+    out = events().with_columns(c="event_type.str.count('a')", m="amount.where(amount > 1)")
+    assert out.columns is not None and {"c", "m"} <= set(out.columns)
 
 
 def test_a_rule_or_pattern_expression_calling_what_pandas_cannot_evaluate_fails_at_construction():

@@ -316,3 +316,11 @@ def test_hostile_records_are_profiled_as_malformed_never_raising(hostile: list[b
     dead = result.outputs.get("parse.dead_letter", pd.DataFrame())
     assert prof.malformed_rate == len(dead) / len(lines)
     assert len(result["parse"]) + len(dead) == len(lines)
+
+
+def test_a_frame_column_whose_name_holds_dots_is_one_key() -> None:
+    """A column "a." of an already-parsed source was the path a -> "" (refused now that a path's keys
+    must not be empty), and "user.id" the path user -> id: a column is one key, dots and all."""
+    frame = pd.DataFrame({"timestamp": pd.to_datetime(["2024-01-01"], utc=True), "a.": [1], "user.id": ["x"]})
+    fields = {f.name: f for f in profile(ListSource(frame)).fields}
+    assert fields["a."].field_spec().path == ("a.",) and fields["user.id"].field_spec().path == ("user.id",)
