@@ -97,6 +97,7 @@ _INTEGRATION_PATHS = (
     "tests/export/test_verify_row_outputs.py",  # Beam's DirectRunner
     "tests/export/test_beam_documented_commands.py",  # the generated Beam module run as a program
     "tests/export/test_user_function_names.py",  # Beam's DirectRunner and moto
+    "tests/export/test_beam_user_functions.py",  # Beam's DirectRunner
     "tests/benchmarks/test_bench_nexmark.py",  # Beam's own Nexmark queries
     "tests/test_packaging.py",  # pip builds the wheel and installs it into a fresh venv
 )

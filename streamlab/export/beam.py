@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamlab._coltypes import declared_type
 from streamlab._step_kinds import label_of
 from streamlab._time import parse_duration
 from streamlab.errors import PipelineConfigError
@@ -150,7 +151,7 @@ Streaming from Pub/Sub (Dataflow)::
     python {module} --subscription projects/PROJECT/subscriptions/SUB {sink_args} \\
         --runner DataflowRunner --project PROJECT --region REGION --temp_location gs://BUCKET/tmp
 
-Backfill from a file of JSON lines (one raw record per line)::
+{shipped}Backfill from a file of JSON lines (one raw record per line)::
 
     python {module} --input events.jsonl {sink_args} --runner DirectRunner
 
@@ -292,6 +293,56 @@ class MapRows(beam.DoFn):
             yield pvalue.TaggedOutput("dead_letter", dead_letter_row(reason, self.step_id, row))
             return
         yield from rows
+''',
+    "frames": '''
+TEXT_DTYPE = pandas.Series(["text"]).dtype  # pandas' own for text: str on pandas 3 (NaN missing), else object
+
+
+def typed_frame(rows, types):
+    """``rows`` as the frame streamlab hands a ``map_many`` or ``filter_many`` function: a column of a known
+    streamlab type (``types``: column -> type) in the dtype streamlab's columns have (float64 with NaN for a
+    missing number; int64, nullable Int64 with a missing value; bool, objects with a missing value;
+    pandas' text dtype; category; datetime64[ns, UTC]; objects for json and object fields), any other
+    column as pandas infers it. A frame of the bare rows would type a missing value as an object None, so
+    ``fillna(0) * 100`` of a float64 column would give the int 0 where streamlab gives 0.0."""
+    frame = pandas.DataFrame(rows)
+    for column, kind in types.items():
+        if column not in frame.columns:
+            continue
+        values = [row.get(column) for row in rows]
+        missing = any(v is None for v in values)
+        if kind == "float64":
+            dtype = "float64"
+        elif kind == "int64":
+            dtype = "Int64" if missing else "int64"
+        elif kind == "bool":
+            dtype = object if missing else "bool"
+        elif kind == "string":
+            dtype = TEXT_DTYPE
+        elif kind == "category":
+            dtype = "category"
+        elif kind == "timestamp":
+            dtype = "datetime64[ns, UTC]"
+        elif kind in ("json", "object"):
+            dtype = object
+        else:
+            continue
+        frame[column] = pandas.Series(values, dtype=dtype, index=frame.index)
+    return frame
+
+
+def frame_rows(frame):
+    """A function's frame as rows, with a missing value as the rows carry one: None for pandas' NA, NaT and
+    the NaN of a column that is not float (text, category, objects); a float column keeps its NaN."""
+    floats = {c for c, dtype in frame.dtypes.items() if dtype.kind == "f"}
+    rows = frame.to_dict("records")
+    for row in rows:
+        for column, value in row.items():
+            if value is pandas.NA or value is pandas.NaT:
+                row[column] = None
+            elif type(value) is float and value != value and column not in floats:
+                row[column] = None
+    return rows
 ''',
     "dedup": '''
 class DropDuplicates(beam.DoFn):
@@ -1147,6 +1198,27 @@ class _Generator:
         if "import pandas" not in self.user_imports:
             self.user_imports.append("import pandas")
 
+    def frame_types(self, step: FilterStep | MapStep) -> str:
+        """The constant naming the streamlab type of each column of ``step``'s input whose type is known
+        (``declared_type``: not one a user function or an expression made), which ``typed_frame`` gives
+        the frame it hands ``step``'s function; ``typed_frame`` and ``frame_rows`` are needed."""
+        self._need_pandas()
+        self.need("frames")
+        ref = step.inputs[0]
+        types = {}
+        for column in self.types.get(ref, {}):
+            found = declared_type(self.p, ref, column)
+            if found is not None:
+                types[column] = found[0]
+        name = f"{_plan.ident(step.step_id).upper()}_TYPES"
+        self.consts.append(f"{name} = {types!r}  # the input's columns of known type: dtypes of the frame")
+        return name
+
+    def user_code_modules(self) -> dict[str, Path | None]:
+        """The user's own modules the user functions' imports need (top-level names, from
+        :func:`_user_modules`), with the file or package directory to copy (None: none to copy)."""
+        return _user_modules(self.user_imports)[1]
+
     def _fn(self, fn: Any, sid: str, kind: str) -> str:
         code = _plan.function_code(fn, sid, kind)
         for imp in code.imports:
@@ -1318,10 +1390,20 @@ class _Generator:
             + "\n"
             for sid, why in unfollowed.items()
         )
+        shipped_modules = self.user_code_modules()
+        shipped = textwrap.fill(
+            "The user's own modules this module imports ("
+            + ", ".join(sorted(shipped_modules))
+            + ") are copied beside it (requirements.txt lists installed distributions only); Dataflow "
+            "installs them on its workers when the command above adds::",
+            104,
+        )
+        shipped += "\n\n    --setup_file ./setup.py"
         header = _HEADER.format(
             name=self.p.name,
             steps=steps,
             module=module_name,
+            shipped=shipped + "\n\n" if shipped_modules else "",
             sink_args=sink_args,
             unfollowed=unfollowed_text,
             replay_input=replay_input_block(
@@ -1460,9 +1542,9 @@ def _beam_filter(gen: _Generator, step: FilterStep, v: str, src: str) -> None:
         if step.per_event:
             pred, what = fc, f"filter_one({step.fn.name})"
         else:
-            pred = f"lambda row: bool(list({fc}(pandas.DataFrame([row])))[0])"
+            types = gen.frame_types(step)
+            pred = f"lambda row: bool(list({fc}(typed_frame([row], {types})))[0])"
             what = f"filter_many({step.fn.name})"
-            gen._need_pandas()
     dofn = f"FilterRows({sid!r}, {what!r}, {pred})"
     gen.replay[sid] = (step.inputs[0], f"passed({dofn})")
     gen.emit(f"{v} = {src} | {label!r} >> beam.ParDo(")
@@ -1491,8 +1573,8 @@ def _beam_map(gen: _Generator, step: MapStep, v: str, src: str) -> None:
         if step.per_event:
             fn, what = f"lambda row: [{fc}(row)]", f"map_one({step.fn.name})"
         else:
-            gen._need_pandas()
-            fn = f"lambda row: {fc}(pandas.DataFrame([row])).to_dict('records')"
+            types = gen.frame_types(step)
+            fn = f"lambda row: frame_rows({fc}(typed_frame([row], {types})))"
             what = f"map_many({step.fn.name})"
     dofn = f"MapRows({sid!r}, {what!r}, {fn})"
     gen.replay[sid] = (step.inputs[0], f"passed({dofn})")
@@ -1891,6 +1973,95 @@ def bigquery_refusals(pipeline: Pipeline, tables: dict[str, Any]) -> list[Pipeli
     return out
 
 
+def _user_modules(imports: list[str]) -> tuple[list[str], dict[str, Path | None]]:
+    """What the user functions' imports (``import x`` / ``from x.y import f as g`` lines) need: the
+    installed distributions that provide their top-level modules, pinned at their installed version
+    (``importlib.metadata.packages_distributions``), and the user's own modules, which no distribution
+    provides, with the file or package directory to copy beside the module (None when there is none:
+    an extension module). The standard library and pandas (listed apart) need nothing. A module of the
+    user's is never a requirement: ``pip install -r`` would fail on it, or, for a common name such as
+    ``utils``, install someone else's package of that name."""
+    import sys
+    from importlib.metadata import packages_distributions, version
+    from importlib.util import find_spec
+
+    tops = sorted({imp.split()[1].split(".")[0] for imp in imports} - {"pandas"} - sys.stdlib_module_names)
+    provided = packages_distributions() if tops else {}  # (it reads every installed distribution)
+    distributions: dict[str, str] = {}
+    local: dict[str, Path | None] = {}
+    for top in tops:
+        if top in provided:
+            for dist in provided[top]:
+                distributions.setdefault(dist.lower(), f"{dist}=={version(dist)}")
+            continue
+        spec = find_spec(top)
+        if spec is not None and spec.submodule_search_locations:
+            local[top] = Path(next(iter(spec.submodule_search_locations)))
+        elif spec is not None and spec.origin and spec.origin.endswith(".py"):
+            local[top] = Path(spec.origin)
+        else:
+            local[top] = None
+    return [distributions[k] for k in sorted(distributions)], local
+
+
+_SETUP = '''"""Ships the user's own modules that {module} imports ({names}), copied beside it, to Beam's workers:
+run it with ``--setup_file ./setup.py`` (Dataflow installs this on each worker)."""
+
+import setuptools
+
+setuptools.setup(
+    name={dist},
+    version="0.0.0",
+    py_modules={modules},
+    packages=setuptools.find_packages(include={packages}),
+)
+'''
+
+
+def _ship_user_modules(out: ExportedFiles, local: dict[str, Path | None], module: str) -> None:
+    """Copy the user's own modules beside the generated ``module`` (where it imports them from, as the
+    script's directory leads its Python path) and write ``setup.py``, which ships them to Dataflow's
+    workers (``--setup_file``), as Beam ships code of more than one file. Only the modules the user
+    functions come from are copied, not the user's modules those import."""
+    import shutil
+
+    modules, packages = [], []
+    for top, source in sorted(local.items()):
+        if source is None:
+            continue
+        target = out.directory / (source.name if source.is_file() else top)
+        if target.name == module or target.name in out.files:
+            raise PipelineConfigError(
+                "pipeline",
+                "export",
+                f"the user's module {source} would be copied over the export's own {target.name}",
+                "rename the module, or export with module_name=... naming another file",
+            )
+        if source.is_file():
+            modules.append(top)
+            if not target.exists() or not target.samefile(source):
+                shutil.copyfile(source, target)
+            out.files[target.name] = target
+            continue
+        packages += [top, f"{top}.*"]
+        if not target.exists() or not target.samefile(source):
+            shutil.copytree(
+                source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"), dirs_exist_ok=True
+            )
+        for path in sorted(p for p in target.rglob("*") if p.is_file()):
+            out.files[path.relative_to(out.directory).as_posix()] = path
+    names = ", ".join(sorted(local))
+    dist = f"{Path(module).stem.replace('_', '-')}-user-code"
+    setup = _SETUP.format(
+        module=module,
+        names=names,
+        dist=json.dumps(dist),
+        modules=json.dumps(modules),
+        packages=json.dumps(packages),
+    )
+    out.write("setup.py", setup)
+
+
 def to_beam(
     pipeline: Pipeline,
     path: str | Path,
@@ -1963,8 +2134,11 @@ def to_beam(
         from importlib.metadata import version
 
         reqs.append(f"river=={version('river')}")
-    reqs += sorted({imp.split()[1].split(".")[0] for imp in gen.user_imports} - {"pandas"})
+    distributions, local = _user_modules(gen.user_imports)
+    reqs += distributions
     write("requirements.txt", "\n".join(reqs) + "\n")
+    if local:
+        _ship_user_modules(out, local, name)
     write("metadata.json", json.dumps(_metadata(pipeline, sink, runner_source), indent=2) + "\n")
     tables = gen.tables()
     write("main.tf", _terraform(pipeline, tables, sink, runner_source))

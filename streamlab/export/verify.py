@@ -399,6 +399,44 @@ def run_beam_program(
     return beam_program_outputs(module_path, sample, work, input_format=framing, timeout_s=timeout_s)
 
 
+def caller_path_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``environ`` (this process's by default) whose ``PYTHONPATH`` leads with this process's
+    Python path, so that an exported program run as a child process imports the user's own modules (a
+    function from ``features.py`` beside the notebook) as the caller does: a child gets neither the
+    caller's ``sys.path`` nor its working directory (it runs in the export's). Only entries that exist
+    are passed, the current directory (``""``) as its absolute path, and not the interpreter's own
+    directories (the standard library, site-packages), which the child's Python has itself.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> mine = tempfile.mkdtemp()
+    >>> sys.path.insert(0, mine)
+    >>> paths = caller_path_env({"PYTHONPATH": "/opt/extra"})["PYTHONPATH"].split(os.pathsep)
+    >>> sys.path.remove(mine)
+    >>> str(Path(mine).resolve()) in paths, paths[-1]
+    (True, '/opt/extra')
+    """
+    import site
+    import sysconfig
+
+    env = dict(os.environ if environ is None else environ)
+    own = {sysconfig.get_path(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    own |= set(site.getsitepackages()) | {site.getusersitepackages()}
+    own_dirs = [Path(d).resolve() for d in own if d and Path(d).is_dir()]
+    entries: list[str] = []
+    for entry in sys.path:
+        path = Path(entry or ".").resolve()
+        if not path.exists() or any(path == d or d in path.parents for d in own_dirs):
+            continue
+        if str(path) not in entries:
+            entries.append(str(path))
+    entries += [e for e in env.get("PYTHONPATH", "").split(os.pathsep) if e and e not in entries]
+    if entries:
+        env["PYTHONPATH"] = os.pathsep.join(entries)
+    return env
+
+
 def beam_program_outputs(
     module_path: str | Path,
     input_path: str | Path,
@@ -422,7 +460,9 @@ def beam_program_outputs(
     cmd += ["--output", str(out_dir), "--runner", "DirectRunner", "--direct_num_workers", "1"]
     cmd += ["--file_window_s", str(10**10), "--file_shards", "1"]  # one file per output and pane
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=work, timeout=timeout_s)
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, cwd=work, timeout=timeout_s, env=caller_path_env()
+        )
     except subprocess.TimeoutExpired:
         raise TimeoutError(
             f"verify(target='beam'): the exported Beam program did not finish in {timeout_s:g} s and was "
@@ -839,8 +879,13 @@ def verify(
             local = timestream_rejections(pipeline, local)  # the results Timestream cannot hold: dead letters
             notes += finer_time_notes(local, compared_outputs(pipeline, target), target, TIME_UNIT_NS[target])
         elif target == "spark":
-            from streamlab.export.spark import verify_spark
+            from streamlab.export.spark import spark_session, verify_spark
 
+            # the Python workers Spark starts for the job's functions get the caller's Python path too
+            # (PySpark hands SparkContext.environment to each function's workers)
+            path = caller_path_env().get("PYTHONPATH")
+            if path:
+                spark_session().sparkContext.environment["PYTHONPATH"] = path
             files, exported, equal, diff, counts, notes = verify_spark(
                 pipeline, lines, local, workdir, timeout_s=timeout_s, **options
             )
