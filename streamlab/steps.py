@@ -158,10 +158,96 @@ _FUNCTION_FIXES = {
 }
 
 
+#: what a column has that reads the other rows of the batch (a reduction, a running or shifted value, an
+#: order, a position, the batch's size): an expression's value of a row must not depend on how the rows
+#: are cut into micro-batches, nor differ from the exported code's, which sees one row at a time
+BATCH_READS = frozenset(
+    [
+        "mean",
+        "sum",
+        "std",
+        "var",
+        "sem",
+        "min",
+        "max",
+        "median",
+        "count",
+        "nunique",
+        "quantile",
+        "prod",
+        "product",
+        "kurt",
+        "kurtosis",
+        "skew",
+        "mode",
+        "cumsum",
+        "cumprod",
+        "cummax",
+        "cummin",
+        "shift",
+        "diff",
+        "pct_change",
+        "rank",
+        "rolling",
+        "expanding",
+        "ewm",
+        "first",
+        "last",
+        "head",
+        "tail",
+        "sample",
+        "item",
+        "iloc",
+        "loc",
+        "iat",
+        "at",
+        "idxmax",
+        "idxmin",
+        "argmax",
+        "argmin",
+        "argsort",
+        "nlargest",
+        "nsmallest",
+        "sort_values",
+        "sort_index",
+        "value_counts",
+        "unique",
+        "factorize",
+        "describe",
+        "duplicated",
+        "drop_duplicates",
+        "dropna",
+        "explode",
+        "ffill",
+        "bfill",
+        "interpolate",
+        "agg",
+        "aggregate",
+        "transform",
+        "groupby",
+        "resample",
+        "autocorr",
+        "corr",
+        "cov",
+        "size",
+        "shape",
+        "empty",
+        "is_unique",
+        "is_monotonic_increasing",
+        "is_monotonic_decreasing",
+        "hasnans",
+        "any",
+        "all",
+    ]
+)
+
+
 def unsupported_call(tree: ast.AST) -> tuple[str, str] | None:
     """``(problem, fix)`` for a call in an expression that pandas' evaluation cannot make on a column
     (a function other than its math functions, a method a column or its ``.str``/``.dt``/``.cat``
-    accessor does not have), else None: such an expression would fail on every row at run time.
+    accessor does not have), else None: such an expression would fail on every row at run time. Also
+    for what reads the other rows of the batch (``x - x.mean()``, ``x.shift()``: :data:`BATCH_READS`),
+    whose value would change with how the events are cut into micro-batches.
 
     Examples
     --------
@@ -169,6 +255,8 @@ def unsupported_call(tree: ast.AST) -> tuple[str, str] | None:
     True
     >>> unsupported_call(_pyast.parse("len(name) > 3", mode="eval"))[0]
     'calls len(), which expressions cannot evaluate'
+    >>> unsupported_call(_pyast.parse("amount - amount.mean()", mode="eval"))[0]
+    'reads .mean, which depends on the other rows of the micro-batch'
     """
     functions = _expression_functions()
     accessors = _accessors()
@@ -200,6 +288,13 @@ def unsupported_call(tree: ast.AST) -> tuple[str, str] | None:
         if not isinstance(node, ast.Attribute):
             continue
         of = kind_of(node.value)
+        if node.attr in BATCH_READS and of not in accessors:
+            return f"reads .{node.attr}, which depends on the other rows of the micro-batch", (
+                "an expression computes each row from that row alone (the rows of a micro-batch are not a "
+                "fixed set: its value would change with the batch size, and the exported code sees one row "
+                "at a time); for a statistic over events use a window (.window(...).agg(agg.mean(...))) or "
+                "a feature step (ZScoreFeature, VelocityFeature, RatioToMedianFeature)"
+            )
         if of == "column":
             if node.attr in accessors:
                 kinds[node] = node.attr
