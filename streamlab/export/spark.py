@@ -1111,7 +1111,7 @@ class _Generator:
             elif isinstance(step, MapStep):
                 what = "with_columns(" + ", ".join(f"{k}={e!r}" for k, e in step.columns) + ")"
                 mapped: dict[str, Any] = {"exprs": list(step.columns), "what": what}
-                plan.append((sid, "map", source, mapped | self._json_exprs(step)))
+                plan.append((sid, "map", source, mapped | self._eval_keywords(step)))
             elif isinstance(step, FilterStep):
                 if step.expr is None:
                     assert step.fn is not None
@@ -1227,16 +1227,16 @@ class _Generator:
         )
         self.emit(")")
 
-    def _json_exprs(self, step: MapStep) -> dict[str, Any]:
-        """``eval_columns``' keywords for a ``with_columns`` step that reads a json or object field (see
-        ``json_reads``: row by row, with the field's values read back and the columns computed from them
-        written as JSON text); none for one that does not (pandas on the batch)."""
+    def _eval_keywords(self, step: MapStep) -> dict[str, Any]:
+        """``eval_columns``' keywords for a ``with_columns`` step: the input's numeric and typed columns,
+        with which a row is evaluated as streamlab reads it (``eval_expr``), and for a step that reads a
+        json or object field, those fields and the columns computed from them (``json_reads``: row by
+        row, with the field's values read back and the computed columns written as JSON text)."""
         types = self.types.get(step.inputs[0], {})
         decode, encode = json_reads(types, tuple(step.columns))
-        if not decode and not encode:
-            return {}
         numeric, typed = _plan.numeric_columns(types), _plan.typed_columns(types)
-        return {"numeric": numeric, "typed": typed, "decode": decode, "encode": encode}
+        json = {"decode": decode, "encode": encode} if decode or encode else {}
+        return {"numeric": numeric, "typed": typed, **json}
 
     def _map(self, step: MapStep, v: str, src: str) -> None:
         """``with_columns``: pandas expressions on each Arrow batch, failing rows to ``dead_letter``."""
@@ -1250,17 +1250,14 @@ class _Generator:
         order = {"_src": "string", "_seq": "int64"} if inp in self.with_order else {}
         self._tagged_schema(sid, out_types, {"reason": "string", "step_id": "string", **in_types, **order})
         tin = self.time_of.get(inp)
-        json_args = ""
-        if json_exprs := self._json_exprs(step):
-            self.consts.append(_plan.const(f"{c}_JSON", json_exprs))
-            json_args = f", **{c}_JSON"
+        self.consts.append(_plan.const(f"{c}_EVAL", self._eval_keywords(step)))
         # Arrow: the end-of-input row passes (unevaluated), so that a window after the step closes
         self.emit("from pyspark.sql.types import StructType")
         self.emit(f"{v}_arrow = arrow_schema(StructType.fromDDL({c}_SCHEMA))")
         self.emit(f"{v}_all = {src}.mapInArrow(")
         self.emit(
             f"    lambda batches, schema={v}_arrow: map_columns(batches, {sid!r}, {what!r}, {c}_EXPRS, "
-            f"{c}_TIMES, {c}_COLUMNS, schema, {tin!r}{json_args}),"
+            f"{c}_TIMES, {c}_COLUMNS, schema, {tin!r}, **{c}_EVAL),"
         )
         self.emit(f"    {c}_SCHEMA,")
         self.emit(")")

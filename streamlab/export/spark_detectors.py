@@ -106,16 +106,17 @@ def json_text(value):
     return json.dumps(value)
 
 
-def eval_columns(rows, exprs, what, step_id, numeric=(), typed=(), decode=(), encode=()):
+def eval_columns(rows, exprs, what, step_id, numeric=(), typed=(), decode=(), encode=(), apart=False):
     """``with_columns`` on rows: the expressions with pandas on all of them, one after the other (as
-    streamlab on a batch); if that fails, row by row as streamlab reads one row (``eval_expr``: a text
-    joined with ``+`` to a string constant, say, which pandas' ``eval`` refuses on a column). Returns
-    (rows, dead letters).
+    streamlab on a batch); if that fails, row by row as streamlab reads one row (``eval_expr``, with
+    ``numeric`` and ``typed`` columns: a text joined with ``+`` to a string constant, say, which pandas'
+    ``eval`` refuses on a column). Returns (rows, dead letters).
 
-    Expressions that read a json or object field (``decode``: the job holds them as JSON text) are
-    evaluated row by row only, as streamlab computes each row of such a field (``numeric`` and ``typed``
-    as for ``eval_expr``), on the field's values read back; the columns computed from them (``encode``)
-    are written as JSON text."""
+    Row by row only (``apart``) where the rows hold an int64 field with a missing value (Python ints and
+    None, which pandas would make floats, rounded beyond 2**53; streamlab evaluates such rows apart and
+    gives each the type of its column), and for expressions that read a json or object field
+    (``decode``: the job holds them as JSON text), as streamlab computes each row of such a field, on
+    the field's values read back; the columns computed from them (``encode``) are written as JSON text."""
     import pandas as pd
 
     def apply(part):
@@ -132,7 +133,7 @@ def eval_columns(rows, exprs, what, step_id, numeric=(), typed=(), decode=(), en
 
     if not rows:
         return [], []
-    if not (decode or encode):
+    if not (decode or encode or apart):
         try:
             return apply(rows), []
         except Exception:
@@ -218,10 +219,10 @@ def run_segment(plan, wanted, columns, timestamps, state, frames):
     yield spark_frame(tagged, columns, timestamps)
 
 
-def map_columns(batches, step_id, what, exprs, timestamps, columns, schema, time, **json_exprs):
+def map_columns(batches, step_id, what, exprs, timestamps, columns, schema, time, **keywords):
     """``mapInArrow`` body of ``with_columns`` (not after a detector step): rows tagged ``_output``, as
-    Arrow batches of ``schema`` (``json_exprs``: ``eval_columns``' keywords for expressions that read a
-    json or object field).
+    Arrow batches of ``schema`` (``keywords``: ``eval_columns``' ``numeric``, ``typed`` and, for
+    expressions that read a json or object field, ``decode`` and ``encode``).
 
     END_OF_INPUT rows (``time`` at END_TIME) pass unevaluated, so that the watermark behind the step
     moves and a window after it closes its last windows at the end of a bounded input. Arrow, not
@@ -240,26 +241,26 @@ def map_columns(batches, step_id, what, exprs, timestamps, columns, schema, time
             batch = batch.filter(pc.invert(is_end))
         # the other rows through pandas, as Spark's mapInPandas would hand them (a missing number NaN);
         # an integer column with a missing value comes through pandas as float64, which rounds beyond
-        # 2**53 (and fails the conversion back at 2**63 - 1): the columns no expression writes keep the
-        # batch's own values, found again by each row's place in the batch
-        written = {name for name, _ in exprs}
+        # 2**53 (and fails the conversion back at 2**63 - 1): such a batch's rows hold the column's own
+        # values (ints and None) and are evaluated row by row, as streamlab evaluates them, and its
+        # integer columns go back to Arrow as those Python ints
         exact = {
             f.name: batch.column(f.name).to_pylist()
             for f in batch.schema
-            if pa.types.is_integer(f.type) and f.name not in written and batch.column(f.name).null_count
+            if pa.types.is_integer(f.type) and batch.column(f.name).null_count
         }
-        given = spark_rows(batch.to_pandas(), timestamps)
-        if exact:
-            for i, r in enumerate(given):
-                r["__streamlab_row"] = i
-        rows, dead = eval_columns(given, exprs, what, step_id, **json_exprs)
-        tagged = [{**r, "_output": "out"} for r in rows] + [{**r, "_output": "dead_letter"} for r in dead]
-        places = [r.pop("__streamlab_row", None) for r in tagged]
-        frame = spark_frame(tagged, columns, timestamps)
+        given = batch.to_pandas()
         for name, values in exact.items():
-            if name in frame.columns:
-                kept = [None if i is None else values[i] for i in places]
-                frame[name] = pd.Series(kept, index=frame.index, dtype=object)
+            given[name] = pd.Series(values, index=given.index, dtype=object)
+        given = spark_rows(given, timestamps)
+        rows, dead = eval_columns(given, exprs, what, step_id, apart=bool(exact), **keywords)
+        tagged = [{**r, "_output": "out"} for r in rows] + [{**r, "_output": "dead_letter"} for r in dead]
+        frame = spark_frame(tagged, columns, timestamps)
+        if exact:
+            for f in schema:
+                if pa.types.is_integer(f.type) and f.name in frame.columns:
+                    kept = [r.get(f.name) for r in tagged]
+                    frame[f.name] = pd.Series(kept, index=frame.index, dtype=object)
         yield pa.RecordBatch.from_pandas(frame, schema=schema, preserve_index=False)
         if ends:  # straight to Arrow: pandas 2 holds times in nanoseconds, which cannot reach END_TIME
             yield pa.RecordBatch.from_pylist([{**r, "_output": "out"} for r in ends], schema=schema)

@@ -86,11 +86,15 @@ def test_rows_with_columns_fails_on_go_to_its_dead_letter_on_spark(tmp_path: Pat
 def test_spark_with_columns_keeps_big_integers_and_joins_text(tmp_path: Path) -> None:
     """A pass-through int64 column with a missing value in the batch went through pandas as float64:
     2**63 - 1 failed the job (ArrowInvalid), smaller ones were rounded; a text joined with ``+`` to a
-    string constant was typed a double and dead-lettered by pandas' eval. Both as in streamlab now."""
+    string constant was typed a double and dead-lettered by pandas' eval. Both as in streamlab now. So are
+    columns computed from such a field (``j``, ``k``: pandas rounded them and 2**63 - 1 failed the job),
+    and ``i.fillna(0)`` of the missing one is the int 0 (a window key)."""
     p = Pipeline(ListSource([b"{}"]), name="bigints")
-    p.parse({"event_id": "string", "timestamp": "timestamp", "i": "int64"}).with_columns(
-        m="event_id + '_x'", step_id="cols"
-    ).window(TumblingWindow("10s"), key="i").agg(agg.count(), agg.first("m"))
+    cols = p.parse({"event_id": "string", "timestamp": "timestamp", "i": "int64"}).with_columns(
+        m="event_id + '_x'", j="i.fillna(0)", k="i - 1", step_id="cols"
+    )
+    cols.window(TumblingWindow("10s"), key="i").agg(agg.count(), agg.first("m"))
+    cols.window(TumblingWindow("10s"), key="j", step_id="by_j").agg(agg.count(), agg.first("k"))
     sample = [
         b'{"event_id": "e1", "timestamp": "2024-01-01T00:00:01Z", "i": 9223372036854775807}',
         b'{"event_id": "e2", "timestamp": "2024-01-01T00:00:02Z"}',
@@ -100,6 +104,10 @@ def test_spark_with_columns_keeps_big_integers_and_joins_text(tmp_path: Path) ->
     assert report.equal, report.diff.head(20).to_string()
     assert report.counts["cols.dead_letter"] == {"streamlab": 0, "spark": 0}
     assert report.counts["window"] == {"streamlab": 3, "spark": 3}
+    assert sorted(report.exported["by_j"]["first_k"].dropna().tolist()) == [2**53, 2**63 - 2], (
+        report.exported["by_j"]
+    )
+    assert sorted(report.exported["by_j"]["j"].tolist()) == [0, 2**53 + 1, 2**63 - 1]
 
 
 @pytest.mark.parametrize("expr", ["-1.5 + a", "1.5 + a", "(b * 2) + a"])
