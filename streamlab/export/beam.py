@@ -1216,8 +1216,8 @@ class _Generator:
 
     def user_code_modules(self) -> dict[str, Path | None]:
         """The user's own modules the user functions' imports need (top-level names, from
-        :func:`_user_modules`), with the file or package directory to copy (None: none to copy)."""
-        return _user_modules(self.user_imports)[1]
+        :func:`user_modules`), with the file or package directory to copy (None: none to copy)."""
+        return user_modules(self.user_imports)[1]
 
     def _fn(self, fn: Any, sid: str, kind: str) -> str:
         code = _plan.function_code(fn, sid, kind)
@@ -1973,7 +1973,7 @@ def bigquery_refusals(pipeline: Pipeline, tables: dict[str, Any]) -> list[Pipeli
     return out
 
 
-def _user_modules(imports: list[str]) -> tuple[list[str], dict[str, Path | None]]:
+def user_modules(imports: list[str]) -> tuple[list[str], dict[str, Path | None]]:
     """What the user functions' imports (``import x`` / ``from x.y import f as g`` lines) need: the
     installed distributions that provide their top-level modules, pinned at their installed version
     (``importlib.metadata.packages_distributions``), and the user's own modules, which no distribution
@@ -2019,10 +2019,29 @@ setuptools.setup(
 
 
 def _ship_user_modules(out: ExportedFiles, local: dict[str, Path | None], module: str) -> None:
-    """Copy the user's own modules beside the generated ``module`` (where it imports them from, as the
-    script's directory leads its Python path) and write ``setup.py``, which ships them to Dataflow's
-    workers (``--setup_file``), as Beam ships code of more than one file. Only the modules the user
-    functions come from are copied, not the user's modules those import."""
+    """Copy the user's own modules beside the generated ``module`` (:func:`copy_user_modules`) and write
+    ``setup.py``, which ships them to Dataflow's workers (``--setup_file``), as Beam ships code of more
+    than one file."""
+    modules, packages = copy_user_modules(out, local, module)
+    names = ", ".join(sorted(local))
+    dist = f"{Path(module).stem.replace('_', '-')}-user-code"
+    setup = _SETUP.format(
+        module=module,
+        names=names,
+        dist=json.dumps(dist),
+        modules=json.dumps(modules),
+        packages=json.dumps(packages),
+    )
+    out.write("setup.py", setup)
+
+
+def copy_user_modules(
+    out: ExportedFiles, local: dict[str, Path | None], module: str
+) -> tuple[list[str], list[str]]:
+    """Copy the user's own modules (:func:`user_modules`) beside the generated ``module``, where it
+    imports them from (the script's directory leads its Python path); returns the single-file modules
+    and the packages (with their subpackages' patterns) copied. Only the modules the user functions come
+    from are copied, not the user's modules those import."""
     import shutil
 
     modules, packages = [], []
@@ -2050,16 +2069,7 @@ def _ship_user_modules(out: ExportedFiles, local: dict[str, Path | None], module
             )
         for path in sorted(p for p in target.rglob("*") if p.is_file()):
             out.files[path.relative_to(out.directory).as_posix()] = path
-    names = ", ".join(sorted(local))
-    dist = f"{Path(module).stem.replace('_', '-')}-user-code"
-    setup = _SETUP.format(
-        module=module,
-        names=names,
-        dist=json.dumps(dist),
-        modules=json.dumps(modules),
-        packages=json.dumps(packages),
-    )
-    out.write("setup.py", setup)
+    return modules, packages
 
 
 def to_beam(
@@ -2134,7 +2144,7 @@ def to_beam(
         from importlib.metadata import version
 
         reqs.append(f"river=={version('river')}")
-    distributions, local = _user_modules(gen.user_imports)
+    distributions, local = user_modules(gen.user_imports)
     reqs += distributions
     write("requirements.txt", "\n".join(reqs) + "\n")
     if local:

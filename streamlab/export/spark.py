@@ -43,7 +43,7 @@ from streamlab.aggregators import CountAggregator
 from streamlab.errors import PipelineConfigError
 from streamlab.export import _detectors, _plan
 from streamlab.export._input import replay_input_block
-from streamlab.export.beam import ExportedFiles
+from streamlab.export.beam import ExportedFiles, copy_user_modules, user_modules
 from streamlab.pipeline import Pipeline
 from streamlab.steps import (
     DedupStep,
@@ -1840,8 +1840,15 @@ def _check_column_names(p: Pipeline) -> None:
                 )
 
 
-def _readme(p: Pipeline, module: str, outputs: dict[str, str]) -> str:
+def _readme(p: Pipeline, module: str, outputs: dict[str, str], shipped: tuple[str, ...] = ()) -> str:
     name = _plan.ident(p.name)
+    ship = (
+        f" The user's own modules its functions come from ({', '.join(f'`{m}`' for m in shipped)}) are "
+        "copied beside it, where it imports them from: give them to spark-submit with `--py-files` (a "
+        "package directory as a zip) so that the executors import them too."
+        if shipped
+        else ""
+    )
     c = _connectors()
     out_rows = "\n".join(f"| `{ref}` | `{dest}` |" for ref, dest in outputs.items())
     return f"""# {p.name}: PySpark Structured Streaming job exported from streamlab
@@ -1902,7 +1909,7 @@ variable named by `--jdbc-url-env`, default `JDBC_URL`).
 | files | built in |
 
 Python: `requirements.txt` (pyspark and pyarrow; the parse runs in `mapInArrow` on the executors, which
-need pyarrow too).
+need pyarrow too).{ship}
 
 ## What was verified, and how
 
@@ -2044,10 +2051,13 @@ def to_spark(pipeline: Pipeline, path: str | Path, *, module_name: str | None = 
         from importlib.metadata import version
 
         reqs.append(f"river=={version('river')}")
-    reqs += sorted({imp.split()[1].split(".")[0] for imp in gen.user_imports} - {"pandas"})
+    distributions, local = user_modules(gen.user_imports)
+    reqs += distributions  # (a module of the user's is no requirement: it is copied beside the job)
     write("requirements.txt", "\n".join(reqs) + "\n")
+    if local:
+        copy_user_modules(out, local, name)
     outputs = {r: n for r, n in _plan.sink_outputs(pipeline).items() if r in gen.streams}
-    write("README.md", _readme(pipeline, name, outputs))
+    write("README.md", _readme(pipeline, name, outputs, tuple(sorted(m for m, f in local.items() if f))))
     write("databricks_job.json", json.dumps(_databricks(pipeline, name), indent=2) + "\n")
     write("emr_serverless.json", json.dumps(_emr(pipeline, name), indent=2) + "\n")
     return out

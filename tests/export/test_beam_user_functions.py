@@ -161,3 +161,26 @@ def test_verify_runs_a_function_whose_module_imports_the_callers_other_modules(
     report = verify(p, lines, "beam", workdir=tmp_path / "verify")
     assert report.equal, report.diff
     assert report.exported["fees"]["cents"].tolist() == [0.0, 50.0, 100.0]
+
+
+def test_a_spark_export_copies_a_users_module_and_requires_only_distributions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Spark export listed every user function's module in requirements.txt, the user's own and the
+    standard library's too: now as the Beam export, with ``--py-files`` in its README."""
+    from streamlab.export import to_spark
+
+    keep = _user_module(
+        tmp_path,
+        monkeypatch,
+        "slt_user_keep",
+        "import math\n\n\ndef big(row):\n    return math.isfinite(row['amount'])\n",
+    )
+    p = Pipeline(ListSource([b"{}"]), name="keep")
+    p.parse({"timestamp": "timestamp", "amount": "float64"}).filter_one(keep.big)
+    out = to_spark(p, tmp_path / "spark")
+    reqs = out.read("requirements.txt").split()
+    assert not [r for r in reqs if r.startswith(("slt_user_keep", "math"))], reqs
+    assert out.read("slt_user_keep.py") == (tmp_path / "src" / "slt_user_keep.py").read_text()
+    readme = out.read("README.md")
+    assert "`slt_user_keep`" in readme and "--py-files" in readme
