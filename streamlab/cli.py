@@ -64,10 +64,7 @@ def _check_demo_paths(db: Path, report: Path) -> None:
         ("--db", db, "streamlab-demo.duckdb"),
         ("--report", report, "streamlab-report.html"),
     ):
-        if path.is_dir():
-            raise IsADirectoryError(
-                f"{flag} {path} is a directory. Fix: pass a file path, e.g. {flag} {path / name}"
-            )
+        _check_writable(flag, path, name, make_parent=flag == "--db")
     if not db.exists() or db.stat().st_size == 0:
         return
     import duckdb
@@ -94,6 +91,45 @@ def _check_demo_paths(db: Path, report: Path) -> None:
         f"--db {db} {held}; the demo replaces its database file, so it would be deleted. Fix: pass a new "
         "path with --db (an earlier demo's database is replaced without asking)"
     )
+
+
+def _check_writable(flag: str, path: Path, name: str, *, make_parent: bool) -> None:
+    """Refuse an output path the demo could not write (a directory, or a file it cannot make or open),
+    by opening it to append (which writes nothing) and removing it again if that made it: a report path
+    was only tried once the whole demo had run. The database's sink makes its missing directories
+    (``make_parent``), the report does not.
+
+    Examples
+    --------
+    >>> _check_writable("--report", Path("no-such-dir/r.html"), "streamlab-report.html", make_parent=False)
+    Traceback (most recent call last):
+    ...
+    PermissionError: cannot write --report no-such-dir/r.html: its directory no-such-dir does not exist. Fix: create it, or pass a path in a directory you can write, e.g. --report streamlab-report.html
+    """
+    fix = f"pass a path in a directory you can write, e.g. {flag} {name}"
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(
+                f"{flag} {path} is a directory. Fix: pass a file path, e.g. {flag} {path / name}"
+            )
+        if not make_parent and not path.parent.is_dir():
+            what = "is not a directory" if path.parent.exists() else "does not exist"
+            raise PermissionError(
+                f"cannot write {flag} {path}: its directory {path.parent} {what}. Fix: create it, or {fix}"
+            )
+        made = not path.exists()
+        if make_parent:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab"):
+            pass
+    except (IsADirectoryError, PermissionError) as e:
+        if e.filename is None:  # (one of the two above, already said)
+            raise
+        raise PermissionError(f"cannot write {flag} {path} ({e.strerror or e}). Fix: {fix}") from None
+    except OSError as e:  # a name too long, say, or a file system that makes no files (/proc)
+        raise PermissionError(f"cannot write {flag} {path} ({e.strerror or e}). Fix: {fix}") from None
+    if made:
+        path.unlink(missing_ok=True)
 
 
 def demo(args: argparse.Namespace) -> int:

@@ -64,6 +64,34 @@ def test_demo_refuses_a_directory_as_report_before_running(tmp_path, capsys):
     assert not db.exists()
 
 
+@pytest.mark.parametrize(
+    "report, said",
+    [
+        (lambda d: d / "missing" / "r.html", "its directory {parent} does not exist"),
+        (lambda d: d / "file.txt" / "r.html", "its directory {parent} is not a directory"),
+        (lambda d: d / ("r" * 300 + ".html"), "cannot write --report {report} (File name too long)"),
+    ],
+)
+def test_demo_refuses_a_report_path_it_cannot_write_before_running(tmp_path, capsys, report, said):
+    # it replayed every event into the database, then failed with "file not found: /proc/r.html"
+    (tmp_path / "file.txt").write_text("x")
+    db, path = tmp_path / "demo.duckdb", report(tmp_path)
+    assert main(["demo", "--db", str(db), "--report", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert said.format(parent=path.parent, report=path) in err and "Fix:" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]  # no database, no report
+
+
+def test_demo_refuses_a_database_path_it_cannot_write_before_running(tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("x")
+    db, report = tmp_path / "file.txt" / "demo.duckdb", tmp_path / "r.html"
+    assert main(["demo", "--db", str(db), "--report", str(report), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write --db {db}" in err and err.count("\n") == 1, err
+    assert not report.exists()
+
+
 def test_run_spec(tmp_path, capsys):
     events = tmp_path / "events.jsonl"
     events.write_text(
