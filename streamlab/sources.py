@@ -902,7 +902,7 @@ class ReplaySource(Source):
         Replay speed factor, or ``None`` for as fast as possible.
     raw
         For JSON lines: deliver the raw lines in a ``value`` column (for ``parse`` with dead letters)
-        instead of parsed columns. With ``speed=None`` the file is read a block at a time as it is
+        instead of parsed columns (a CSV or Parquet file, or a DataFrame, refuses it). With ``speed=None`` the file is read a block at a time as it is
         replayed (memory stays at a few blocks); a paced replay reads it whole first (its release times).
         A file that grows between runs resumes from its checkpoint's line; when the last line that run
         read had no line break (a writer was writing it: its cut-short bytes went to dead letter) and the
@@ -1003,6 +1003,14 @@ class ReplaySource(Source):
                 f"{'a DataFrame' if isinstance(data, pd.DataFrame) else os.fspath(data)!r}",
                 "pass dead_letter= with a CSV file only (.csv, .tsv); replay JSON lines with raw=True and parse them "
                 "to send bad lines to a dead-letter output",
+            )
+        if raw and isinstance(data, pd.DataFrame):  # (raw was ignored: the rows came as columns)
+            raise ParameterError(
+                "ReplaySource",
+                "raw",
+                "raw=True delivers a JSON-lines file's lines whole (a 'value' column to parse), got a DataFrame",
+                "drop raw=True: a DataFrame replays its rows as they are; a column of JSON text in it is "
+                "parsed by .parse(value_column='<that column>')",
             )
         given = {
             name: value

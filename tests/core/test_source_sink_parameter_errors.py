@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from streamlab import DuckDBSink, JsonLinesSink, ListSource, ParquetSink, ReplaySource
@@ -27,6 +28,8 @@ CASES: dict[str, tuple[Callable[[], Any], str]] = {
     "replay speed zero": (lambda: ReplaySource("x.jsonl", speed=0), "speed"),
     "replay speed text": (lambda: ReplaySource("x.jsonl", speed="10"), "speed"),  # type: ignore[arg-type]
     "replay batch_size float": (lambda: ReplaySource("x.jsonl", batch_size=1.5), "batch_size"),  # type: ignore[arg-type]
+    # raw=True is for JSON lines: on a DataFrame it was silently ignored (a CSV refuses it)
+    "replay raw frame": (lambda: ReplaySource(pd.DataFrame({"value": ["{}"]}), raw=True), "raw"),
     "list events None": (lambda: ListSource(None), "events"),  # type: ignore[arg-type]
     "list events int": (lambda: ListSource(3), "events"),  # type: ignore[arg-type]
     "list events text": (lambda: ListSource("abc"), "events"),  # type: ignore[arg-type]
