@@ -75,6 +75,19 @@ class RunResult:
         return self.outputs[ref]
 
     @property
+    def events_in(self) -> int:
+        """Events the sources delivered (``metrics["events_in"]``), as the repr shows them.
+
+        Examples
+        --------
+        >>> from streamlab import ManualClock, Pipeline
+        >>> from streamlab.testing import ListSource
+        >>> Pipeline(ListSource([{"x": 1}, {"x": 2}])).run(clock=ManualClock(0)).events_in
+        2
+        """
+        return int(self.metrics.get("events_in", 0))
+
+    @property
     def dropped(self) -> dict[str, int]:
         """Rows dropped per collected output, beyond ``metrics["collect_limit"]`` (the oldest go first)."""
         return dict(self.metrics.get("collected_dropped", {}))

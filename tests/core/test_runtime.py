@@ -636,3 +636,9 @@ def test_a_subscriber_that_raises_is_unsubscribed_and_the_run_and_its_sinks_go_o
     assert len(sink.frame()) == 10 and calls == [2]  # called once, then unsubscribed
     assert any("a subscriber of 'filter' raised" in r.getMessage() for r in caplog.records)
     unsubscribe()  # no error: it is gone already
+
+
+def test_a_run_result_has_the_events_in_its_repr_shows() -> None:
+    # the repr said events_in=2, and result.events_in raised AttributeError
+    result = Pipeline(ListSource([{"x": 1}, {"x": 2}])).run(clock=ManualClock(0))
+    assert "events_in=2" in repr(result) and result.events_in == 2 == result.metrics["events_in"]
