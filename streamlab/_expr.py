@@ -457,6 +457,8 @@ def _compares_only(expr: str) -> bool:
     --------
     >>> _compares_only("n == 4611686018427387904 and not (m in [1, 2])"), _compares_only("n + 1 > 2")
     (True, False)
+    >>> _compares_only("n > -5"), _compares_only("-n")
+    (True, False)
     """
     try:
         tree = parse(unquote_backticks(expr.strip())[0], mode="eval")
@@ -468,7 +470,24 @@ def _compares_only(expr: str) -> bool:
                 return False
         elif not isinstance(node, _COMPARING):
             return False
+        elif _negates_a_value(node):
+            return False  # -n computes: on Python ints the int64 minimum negated left int64
     return True
+
+
+def _negates_a_value(node: ast.AST) -> bool:
+    """Whether ``node`` is a sign (``-`` or ``+``) of something other than a constant (``-n``, not ``-5``).
+
+    Examples
+    --------
+    >>> _negates_a_value(ast.parse("-n", mode="eval").body), _negates_a_value(ast.parse("-5", mode="eval").body)
+    (True, False)
+    """
+    return (
+        isinstance(node, ast.UnaryOp)
+        and isinstance(node.op, (ast.USub, ast.UAdd))
+        and not isinstance(node.operand, ast.Constant)
+    )
 
 
 def typed_result(value: Any) -> Any:

@@ -531,9 +531,17 @@ class ExprCompiler:
             names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
             ints = tuple(c for c in ints if c in names)
             comparing = ExprCompiler.COMPARING
+            signs = (ast.USub, ast.UAdd)
             if all(
-                type(n).__name__ in comparing
-                or isinstance(n, (ast.cmpop, ast.boolop, ast.unaryop, ast.expr_context))
+                (
+                    type(n).__name__ in comparing
+                    or isinstance(n, (ast.cmpop, ast.boolop, ast.unaryop, ast.expr_context))
+                )
+                and not (
+                    isinstance(n, ast.UnaryOp)
+                    and isinstance(n.op, signs)
+                    and not isinstance(n.operand, ast.Constant)
+                )
                 for n in ast.walk(ast.Expression(tree))
             ):
                 return fn
