@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from streamlab import Pipeline, TumblingWindow, agg
+from streamlab import Pipeline, Stream, TumblingWindow, agg
 from streamlab.export import to_beam, verify
 from streamlab.export.verify import load_module
 from streamlab.testing import ListSource
@@ -93,8 +93,7 @@ def test_a_missing_float_through_map_many_and_filter_many_gives_streamlabs_resul
         json.dumps({"timestamp": f"2024-03-01T09:00:{i:02d}Z", "amount": [2.5, None, 0.0][i % 3]}).encode()
         for i in range(6)
     ]
-    p = Pipeline(ListSource([b"{}"]), name="cents")
-    ev = p.parse({"timestamp": "timestamp", "amount": "float64"})
+    p, ev = _amounts("cents")
     charged = ev.map_many(cents, columns=["timestamp", "amount", "cents"], step_id="cents")
     charged.window(TumblingWindow("1m"), key="cents", step_id="w").agg(agg.count())
     ev.filter_many(floats_only, step_id="floats").window(TumblingWindow("1m"), step_id="kept").agg(
@@ -104,6 +103,12 @@ def test_a_missing_float_through_map_many_and_filter_many_gives_streamlabs_resul
     assert report.equal, report.diff
     assert sorted(report.exported["w"]["count"]) == [2, 4]  # one group for 0.0, not 0 and 0.0 apart
     assert report.exported["kept"]["count"].tolist() == [6]
+
+
+def _amounts(name: str) -> tuple[Pipeline, Stream]:
+    """A pipeline ``name`` parsing events of a time and an ``amount``, and its parsed stream."""
+    p = Pipeline(ListSource([b"{}"]), name=name)
+    return p, p.parse({"timestamp": "timestamp", "amount": "float64"})
 
 
 def _user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, text: str) -> Any:
@@ -128,8 +133,8 @@ def test_a_users_module_is_copied_beside_the_module_and_never_a_requirement(
         "slt_user_fees",
         "def cents(df):\n    return df.assign(cents=df['amount'] * 100)\n",
     )
-    p = Pipeline(ListSource([b"{}"]), name="fees")
-    ev = p.parse({"timestamp": "timestamp", "amount": "float64"}).filter_one(bool)
+    p, ev = _amounts("fees")
+    ev = ev.filter_one(bool)
     ev.map_many(fees.cents, columns=["timestamp", "amount", "cents"]).map_one(yaml.safe_dump)
     out = to_beam(p, tmp_path / "export")
     reqs = out.read("requirements.txt").split()
@@ -153,10 +158,8 @@ def test_verify_runs_a_function_whose_module_imports_the_callers_other_modules(
         "slt_user_fees2",
         "from slt_user_rates import RATE\n\n\ndef cents(df):\n    return df.assign(cents=df['amount'] * RATE)\n",
     )
-    p = Pipeline(ListSource([b"{}"]), name="fees2")
-    p.parse({"timestamp": "timestamp", "amount": "float64"}).map_many(
-        fees.cents, columns=["timestamp", "amount", "cents"], step_id="fees"
-    )
+    p, ev = _amounts("fees2")
+    ev.map_many(fees.cents, columns=["timestamp", "amount", "cents"], step_id="fees")
     lines = [json.dumps({"timestamp": f"2024-03-01T09:00:0{i}Z", "amount": i / 2}).encode() for i in range(3)]
     report = verify(p, lines, "beam", workdir=tmp_path / "verify")
     assert report.equal, report.diff
@@ -176,8 +179,8 @@ def test_a_spark_export_copies_a_users_module_and_requires_only_distributions(
         "slt_user_keep",
         "import math\n\n\ndef big(row):\n    return math.isfinite(row['amount'])\n",
     )
-    p = Pipeline(ListSource([b"{}"]), name="keep")
-    p.parse({"timestamp": "timestamp", "amount": "float64"}).filter_one(keep.big)
+    p, ev = _amounts("keep")
+    ev.filter_one(keep.big)
     out = to_spark(p, tmp_path / "spark")
     reqs = out.read("requirements.txt").split()
     assert not [r for r in reqs if r.startswith(("slt_user_keep", "math"))], reqs
