@@ -597,6 +597,62 @@ def typed_key_column(col: pd.Series, every_float: bool = False) -> pd.Series:
     return pd.Series(values[codes], index=col.index, dtype=object)
 
 
+def _int_dtype(dtype: Any) -> Any:
+    """``dtype`` when it is an integer dtype a key column keeps (numpy's ``int32``, ``uint64``, ...,
+    pandas' ``UInt64``, arrow's), else None.
+
+    Examples
+    --------
+    >>> str(_int_dtype(np.dtype("uint64"))), str(_int_dtype(pd.UInt8Dtype())), _int_dtype(np.dtype(bool))
+    ('uint64', 'UInt8', None)
+    """
+    if pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+        return dtype
+    return None
+
+
+def _common_int_dtype(a: Any, b: Any) -> Any:
+    """The integer dtype that holds every value of key columns of dtypes ``a`` and ``b`` (nullable if
+    either is), or None when none does (``int64`` and ``uint64``: only float64, which rounds) or either
+    is None.
+
+    Examples
+    --------
+    >>> str(_common_int_dtype(np.dtype("uint8"), np.dtype("int32")))
+    'int32'
+    >>> str(_common_int_dtype(np.dtype("uint32"), pd.Int32Dtype()))
+    'Int64'
+    >>> _common_int_dtype(np.dtype("int64"), np.dtype("uint64")) is None
+    True
+    """
+    if a is None or b is None:
+        return None
+    if a == b:
+        return a
+    common = np.promote_types(getattr(a, "numpy_dtype", a), getattr(b, "numpy_dtype", b))
+    if common.kind not in "iu":
+        return None
+    if isinstance(a, pd.api.extensions.ExtensionDtype) or isinstance(b, pd.api.extensions.ExtensionDtype):
+        return pd.api.types.pandas_dtype(f"{'U' if common.kind == 'u' else ''}Int{8 * common.itemsize}")
+    return common
+
+
+def _typed_key_column(values: np.ndarray, dtype: Any) -> pd.Series:
+    """The key column of ``values`` (an object array of keys): of ``dtype`` when it is an integer dtype
+    that holds them all (the key column's own, so a uint64 key column stays uint64 in every output
+    batch, whatever keys a batch holds), else the dtype pandas infers (:func:`inferred_series`)."""
+    inferred = inferred_series(values)
+    if dtype is None or inferred.dtype == dtype:
+        return inferred
+    if inferred.dtype.kind not in "iu" and inferred_kind(inferred) not in ("integer", "empty"):
+        return inferred  # floats, text: not this column's keys
+    try:  # from the Python ints: a value the dtype cannot hold raises, where astype would wrap it
+        typed: pd.Series = pd.Series(values, dtype=dtype)
+    except (OverflowError, TypeError, ValueError):  # a missing key in a numpy column's keys, say
+        return inferred
+    return typed
+
+
 class KeyIndex:
     """Dense integer ids for key values (tuples for several key columns), with reuse of freed ids.
 
@@ -644,6 +700,9 @@ class KeyIndex:
         self.s_len = _EMPTY.copy()
         self.pool = np.zeros(0, dtype=np.uint8)
         self.pool_size = 0
+        # the integer dtype of each key column (None: not an integer column, or columns of dtypes no
+        # integer dtype holds), given back to the keys by key_columns; None before the first batch
+        self.key_dtypes: tuple[Any, ...] | None = None
         self._new_tables()
 
     def _new_tables(self) -> None:
@@ -713,6 +772,8 @@ class KeyIndex:
                 self.entry_of[ids] = _NO_ENTRY
         else:
             self.__dict__.update(state)
+        if "key_dtypes" not in state:  # written before key columns kept their dtype: keys as inferred
+            self.key_dtypes = (None,) * self.n_columns
         self._rebuild()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> KeyIndex:
@@ -1130,6 +1191,8 @@ class KeyIndex:
         """
         if not columns:
             return np.zeros(len(frame), dtype=np.int64), object_array([()])
+        if len(frame):
+            self._note_dtypes([frame[c].dtype for c in columns])
         if len(columns) == 1:
             col = frame[columns[0]]
             if isinstance(col.dtype, pd.CategoricalDtype):
@@ -1147,6 +1210,15 @@ class KeyIndex:
             return _object_codes(col)
         return _tuple_keys(frame, columns)
 
+    def _note_dtypes(self, dtypes: list[Any]) -> None:
+        """Remember the key columns' integer dtypes (:attr:`key_dtypes`), each the common one of every
+        batch's column so far."""
+        ints = [_int_dtype(d) for d in dtypes]
+        if self.key_dtypes is None:
+            self.key_dtypes = tuple(ints)
+        elif tuple(ints) != self.key_dtypes:  # a new tuple: a snapshot (a deepcopy) shares the old one
+            self.key_dtypes = tuple(_common_int_dtype(a, b) for a, b in zip(self.key_dtypes, ints))
+
     def local_codes(
         self, frame: pd.DataFrame, columns: list[str]
     ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
@@ -1158,7 +1230,19 @@ class KeyIndex:
         return local, lambda u: self.ids_for(values[u], distinct=True)
 
     def key_columns(self, ids: np.ndarray, columns: list[str]) -> dict[str, Any]:
-        """The key columns of a result frame, one row per id in ``ids``."""
+        """The key columns of a result frame, one row per id in ``ids``: an integer key column of the
+        input keeps its dtype (:attr:`key_dtypes`), whatever keys the frame holds.
+
+        Examples
+        --------
+        >>> index = KeyIndex(1)
+        >>> local, values = index.local_keys(pd.DataFrame({"k": np.array([2**63 + 1, 1], dtype="uint64")}), ["k"])
+        >>> ids = index.ids_for(values, distinct=True)
+        >>> col = index.key_columns(ids[1:], ["k"])["k"]
+        >>> str(col.dtype), col.tolist()
+        ('uint64', [1])
+        """
+        dtypes = self.key_dtypes or (None,) * len(columns)
         if len(columns) == 1:
             if len(ids) and _ARROW_STR:
                 s = self.is_str[ids]
@@ -1169,12 +1253,13 @@ class KeyIndex:
                             pd.array(keys.to_arrow(self._kernels()), dtype=_STR_DTYPE), copy=False
                         )
                     }
-            # the dtype pandas infers from the values (str, int64, ...), as from a list of them, but
-            # integers with a missing key as Int64: float64 would round them beyond 2**53
-            return {columns[0]: inferred_series(untyped_keys(self.key_values(ids)))}
+            # an integer key column's own dtype, else the dtype pandas infers from the values (str,
+            # int64, ...), as from a list of them, but integers with a missing key as Int64: float64
+            # would round them beyond 2**53
+            return {columns[0]: _typed_key_column(untyped_keys(self.key_values(ids)), dtypes[0])}
         rows = self.key_values(ids).tolist()
         return {
-            c: inferred_series(untyped_keys(object_array([v[j] for v in rows])))
+            c: _typed_key_column(untyped_keys(object_array([v[j] for v in rows])), dtypes[j])
             for j, c in enumerate(columns)
         }
 

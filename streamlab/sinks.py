@@ -212,12 +212,20 @@ _DUCKDB_TYPES = {
 }
 
 
+#: DuckDB's integer types, as it describes pandas' integer columns (numpy's or nullable, of each width)
+_DUCKDB_INTS = frozenset(
+    {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
+)
+
+
 def _column_type(described: str, declared: str | None = None, empty: bool = False) -> str:
     """The type a new table's column gets from DuckDB's description of a batch: for a column of missing
     values only (``empty``, or described as ``"NULL"``, quoted, which takes no value later) the type of
     its declared parse type (pandas makes an all-missing column float64, described DOUBLE), else
     VARCHAR for ``"NULL"``; VARCHAR for a category column (an ENUM of this batch's values alone); else
-    the type described.
+    the type described. A column declared ``int64`` (a parse field, or any integer column of a source's
+    frame) that the batch holds as an integer dtype keeps that dtype's type, missing values or not: a
+    ``UInt64`` key column is ``UBIGINT``, which takes keys beyond 2**63 - 1 where ``BIGINT`` does not.
 
     Examples
     --------
@@ -225,7 +233,11 @@ def _column_type(described: str, declared: str | None = None, empty: bool = Fals
     ('BOOLEAN', 'VARCHAR', 'BIGINT')
     >>> _column_type("DOUBLE", "string", empty=True), _column_type("DOUBLE", "string")
     ('VARCHAR', 'DOUBLE')
+    >>> _column_type("UBIGINT", "int64", empty=True), _column_type("DOUBLE", "int64", empty=True)
+    ('UBIGINT', 'BIGINT')
     """
+    if empty and declared == "int64" and described in _DUCKDB_INTS:
+        return described
     if empty and declared in _DUCKDB_TYPES:
         return _DUCKDB_TYPES[declared]
     if described.strip('"') == "NULL":
