@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -534,7 +535,31 @@ def topic_problem(topic: str) -> str | None:
 _SCHEMES = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")  # librdkafka's optional prefixes
 
 
+def _separator_name(text: str) -> str | None:
+    """How ``text`` (one comma-separated entry) separates brokers otherwise than by commas, else None."""
+    if ";" in text:
+        return "a semicolon (';')"
+    if any(c.isspace() for c in text):
+        return "whitespace"
+    return None
+
+
 def check_bootstrap(owner: str, bootstrap_servers: str | Sequence[str]) -> str:
+    """``bootstrap_servers`` as librdkafka's text (``host:port`` entries separated by commas), after
+    refusing what no broker could answer: a scheme other than librdkafka's security prefixes, an entry
+    that is not ``host:port`` (IPv6 hosts in brackets, ``[::1]:9092``), a port outside 1 to 65535, and
+    brokers separated by ``;`` or whitespace, which librdkafka reads as one host name (the run then
+    failed only after ``connect_timeout``, as "no broker answered").
+
+    Examples
+    --------
+    >>> check_bootstrap("KafkaSource", ["127.0.0.1:9092", "[::1]:9093"])
+    '127.0.0.1:9092,[::1]:9093'
+    >>> check_bootstrap("KafkaSource", "127.0.0.1:9092;127.0.0.1:9093")
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.ParameterError: KafkaSource(bootstrap_servers=...): bootstrap server '127.0.0.1:9092;127.0.0.1:9093' holds a semicolon (';'); Kafka clients separate brokers with commas only, and would read all of it as one host name, which no broker answers. Fix: separate brokers with commas: '127.0.0.1:9092,127.0.0.1:9093'
+    """
     if isinstance(bootstrap_servers, str):
         text = bootstrap_servers.strip()
     else:
@@ -548,7 +573,22 @@ def check_bootstrap(owner: str, bootstrap_servers: str | Sequence[str]) -> str:
             "(bootstrap_servers='127.0.0.1:9092' in Python)",
         )
     for part in text.split(","):
-        scheme, has_scheme, address = part.strip().rpartition("://")
+        part = part.strip()
+        separator = _separator_name(part)
+        if separator is not None:
+            pieces = [p for p in re.split(r"[;\s]+", text) if p]
+            commas = ",".join(p.strip(",") for p in pieces if p.strip(","))
+            fix = "separate brokers with commas, e.g. '127.0.0.1:9092,127.0.0.1:9093'"
+            if all(_is_host_port(p) for p in commas.split(",")):
+                fix = f"separate brokers with commas: {commas!r}"
+            raise ParameterError(
+                owner,
+                "bootstrap_servers",
+                f"bootstrap server {part!r} holds {separator}; Kafka clients separate brokers with commas "
+                "only, and would read all of it as one host name, which no broker answers",
+                fix,
+            )
+        scheme, has_scheme, address = part.rpartition("://")
         if has_scheme and scheme.upper() not in _SCHEMES:
             raise ParameterError(
                 owner,
@@ -574,6 +614,12 @@ def check_bootstrap(owner: str, bootstrap_servers: str | Sequence[str]) -> str:
                 "write the broker's port, e.g. '127.0.0.1:9092'",
             )
     return text
+
+
+def _is_host_port(entry: str) -> bool:
+    """Whether ``entry`` reads as one ``host:port`` (with an optional security prefix)."""
+    host, sep, port = entry.rpartition("://")[2].rpartition(":")
+    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
 
 
 def parse_start(start: Any, owner: str = "KafkaSource") -> str | int:
