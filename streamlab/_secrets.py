@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 __all__ = [
     "MASK",
@@ -109,16 +109,34 @@ def env_name(*parts: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", "_".join(parts)).strip("_").upper()
 
 
+#: query parameters of a URL that hold a secret (redis-py reads ``?password=``, as many clients do)
+_SECRET_PARAMETERS = frozenset(
+    {"password", "passwd", "pwd", "pass", "secret", "token", "access_token", "api_key"}
+)
+
+
 def _with_password(url: str, replace: Any) -> str:
-    """``url`` with the password of its ``user:password@`` part replaced by ``replace(password)``."""
+    """``url`` with the password of its ``user:password@`` part, and the value of each query parameter
+    that holds a secret (``?password=...``), replaced by ``replace(value)``; the rest as it is written."""
     parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user, colon, password = userinfo.partition(":")
-    if not colon or not password:
-        return url
-    return urlunsplit(parts._replace(netloc=f"{user}:{replace(password)}@{host}"))
+    out = url
+    if "@" in parts.netloc:
+        userinfo, _, host = parts.netloc.rpartition("@")
+        user, colon, password = userinfo.partition(":")
+        if colon and password:
+            out = out.replace(parts.netloc, f"{user}:{replace(password)}@{host}", 1)
+    if parts.query:
+
+        def parameter(m: re.Match[str]) -> str:
+            key, value = m.group(2), m.group(3)
+            secret = key.lower() in _SECRET_PARAMETERS and value
+            return f"{m.group(1)}{key}={replace(value)}" if secret else m.group(0)
+
+        query = re.sub(r"(^|[&;])([^&;=]+)=([^&;]*)", parameter, parts.query)
+        head, mark, _ = out.rpartition("?" + parts.query)
+        if mark:
+            out = head + "?" + query + out[len(head) + len(mark) :]
+    return out
 
 
 def url_with_reference(url: str, default_name: str) -> str:
@@ -130,6 +148,8 @@ def url_with_reference(url: str, default_name: str) -> str:
     'redis://:${REDIS_PASSWORD}@cache:6379/0'
     >>> url_with_reference("redis://cache:6379/0", "REDIS_PASSWORD")
     'redis://cache:6379/0'
+    >>> url_with_reference("rediss://cache:6380/0?username=app&password=hunter2", "REDIS_PASSWORD")
+    'rediss://cache:6380/0?username=app&password=${REDIS_PASSWORD}'
     """
     return _with_password(url, lambda password: secret_reference(password, default_name))
 
@@ -141,5 +161,7 @@ def redact_url(url: str) -> str:
     --------
     >>> redact_url("redis://user:hunter2@cache:6379/0")
     'redis://user:***@cache:6379/0'
+    >>> redact_url("unix:///run/redis.sock?db=0&password=hunter2")
+    'unix:///run/redis.sock?db=0&password=***'
     """
     return _with_password(url, lambda _password: MASK)

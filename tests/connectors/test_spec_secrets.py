@@ -144,3 +144,31 @@ def test_exported_code_holds_no_secret(tmp_path: Path) -> None:
             if f.is_file():
                 assert_no_secret(f.read_text(errors="replace"))
     assert json.dumps(p.to_dict()).count("${KAFKA_SASL_PASSWORD}") == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://cache:6379/0?password={pw}",
+        "rediss://cache:6380/0?username=app&password={pw}",
+        "unix:///run/redis.sock?db=0&password={pw}",
+    ],
+)
+def test_a_redis_password_in_the_urls_query_is_a_reference_too(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py connects with ``?password=``, which to_yaml() and repr() wrote as it was given."""
+    pw = SECRETS["redis"]
+    given = url.format(pw=pw)
+    (tmp_path / "in.jsonl").write_text('{"count": 1, "event_type": "a"}\n')
+    for sink in (RedisStreamSink(given, "s"), RedisMetricsSink(given)):
+        p = Pipeline(ReplaySource(tmp_path / "in.jsonl"), name="q")
+        p.to(sink)
+        text = p.to_yaml()
+        assert pw not in text and pw not in repr(sink), (text, repr(sink))
+        assert url.format(pw="${REDIS_PASSWORD}") in text
+        assert url.format(pw="***") in repr(sink)
+        monkeypatch.setenv("REDIS_PASSWORD", pw)
+        from streamlab._secrets import resolve
+
+        assert resolve(url.format(pw="${REDIS_PASSWORD}")) == given  # what the sink connects with
