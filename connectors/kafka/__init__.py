@@ -26,6 +26,12 @@ Local broker gaps (tansu 0.6.0, the broker ``LocalKafkaBroker`` runs) that matte
 * A subscribing consumer's first join takes ``session.timeout.ms / 2``. The source therefore defaults to
   ``session.timeout.ms=6000`` (the lowest a real broker accepts by default) and
   ``heartbeat.interval.ms=1000``; tests pass lower values (tansu accepts 500-2000).
+* A member that sends LeaveGroup (confluent-kafka's ``close()``) in the middle of its first join leaves
+  the group unable to assign partitions to any member until the broker restarts. The reader therefore
+  drops a member that was never assigned without the LeaveGroup (the group forgets it after
+  ``session.timeout.ms``, on any broker), and a reader that owns no partition for
+  ``2 * session.timeout.ms + heartbeat.interval.ms`` warns, naming the group (a ``stop_at_end`` one fails
+  at twice that time): a group wedged by another client is left for good; use another ``group_id``.
 
 Examples
 --------

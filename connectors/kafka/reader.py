@@ -160,6 +160,9 @@ class KafkaSourceReader(SourceReader):
             2 * float(conf.get("session.timeout.ms", 45_000))
             + float(conf.get("heartbeat.interval.ms", 3_000))
         ) / 1000
+        # Since when this member has owned no partition (see _check_assignment), and whether it said so.
+        self._unassigned_since = self._now()
+        self._unassigned_reported = False
         self._consumer.subscribe(
             list(source.topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
@@ -375,6 +378,8 @@ class KafkaSourceReader(SourceReader):
             first = self._base.pop(key, None)
             if nxt is not None and not self._closed:  # closing: the reader keeps no position
                 self._just_revoked[key] = (first if first is not None else nxt, nxt)
+        if not self._assigned:
+            self._unassigned_since = self._now()
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         self._forget(partitions)
@@ -414,6 +419,8 @@ class KafkaSourceReader(SourceReader):
                 self._opened = now
             else:
                 self._contact = now
+            if not self._assigned:  # nor could the group assign it anything meanwhile
+                self._unassigned_since = self._now()
         if self._buffered:
             msgs, self._buffered = self._buffered[:budget], self._buffered[budget:]
         else:
@@ -425,6 +432,7 @@ class KafkaSourceReader(SourceReader):
             self._heard()
         else:
             self._check_contact()
+        self._check_assignment()
         bounded = self.source.stop_at_end
         if bounded:
             self._learn_ends()
@@ -472,6 +480,49 @@ class KafkaSourceReader(SourceReader):
             f"{self.source!r}: the Kafka cluster at {self.source.bootstrap_servers} refused the consumer's "
             f"authentication: {self._refused.str()}. {AUTHENTICATION_FIX}"
         )
+
+    def _check_assignment(self) -> None:
+        """Say so when this member has owned no partition for longer than a group takes to settle.
+
+        After ``2 * session.timeout.ms + heartbeat.interval.ms`` without a partition (the time a member
+        that is gone without leaving may hold them, see :meth:`partitions`) a warning names the group
+        and the likely causes, once. A bounded read (``stop_at_end``) could never finish that way: at
+        twice that time (10 s at least) it raises :class:`KafkaSourceError` instead of sitting silent
+        for the whole run (or for ever, without a ``duration``).
+        """
+        if self._assigned:
+            self._unassigned_reported = False
+            return
+        if self._outage_reported or (self._contact is None and self.source.connect_timeout is not None):
+            return  # no broker answers: connect_timeout or broker_timeout says so (_check_contact)
+        waited = self._now() - self._unassigned_since
+        fail_after = max(2 * self._settle_s, 10.0)
+        bounded = self.source.stop_at_end
+        if waited < self._settle_s or (self._unassigned_reported and not (bounded and waited >= fail_after)):
+            return
+        group = self.source.group_id
+        if self._joined:
+            what = f"has owned no partition of {list(self.source.topics)} for {waited:.1f} s"
+        else:
+            what = (
+                f"has been assigned no partition of {list(self.source.topics)} in {waited:.1f} s of joining"
+            )
+        why = (
+            f"consumer group {group!r} at {self.source.bootstrap_servers} {what} (2 x session.timeout.ms "
+            f"+ heartbeat.interval.ms = {self._settle_s:g} s). Likely causes: other members of the group hold "
+            "every partition (another run or process still consuming as this group, or more members than "
+            "partitions), or the group is stuck on the broker (the local broker, LocalKafkaBroker (tansu), "
+            "leaves a group unable to assign partitions to anyone after a member closed in the middle of its "
+            "first join, until the broker restarts). Fix: stop the other members, or use another group_id "
+            "(a new group starts at `start`, as it has no committed offsets), or restart the local broker"
+        )
+        if bounded and waited >= fail_after:
+            raise KafkaSourceError(
+                f"{self.source!r}: a bounded read (stop_at_end=True) never finishes without partitions: "
+                f"{why}. Nothing is lost: records after the group's last commit are read again by the next run."
+            )
+        self._unassigned_reported = True
+        log.warning("%r: %s", self.source, why)
 
     def _wait_limit(self, default: float) -> float:
         return self.source.broker_timeout if self.source.broker_timeout is not None else default
@@ -802,6 +853,13 @@ class KafkaSourceReader(SourceReader):
         After the cluster stopped answering (a commit timed out, or it was silent for longer than its
         limit) the consumer is dropped without the leave-group handshake, which would wait on it:
         the group then reassigns the partitions after ``session.timeout.ms``, as after a crash.
+
+        A member that was never assigned (closed while joining: a run stopped or failed right after its
+        start) is dropped without the leave-group handshake too: it has nothing to commit or hand back,
+        and on the local broker (tansu) a LeaveGroup sent in the middle of a join leaves the group
+        unable to assign partitions to anyone. The cost on any broker: the group keeps the half-joined
+        member until its session times out, so the next member's join may wait up to
+        ``session.timeout.ms`` (6 s by default).
         """
         with self._idle:
             if self._closed:
@@ -815,9 +873,12 @@ class KafkaSourceReader(SourceReader):
         self._buffered = []
         consumer = self._consumer
         silent, limit, _ = self._silence()
-        if self._stalled or (limit is not None and silent > limit):
+        # confluent-kafka's close() always sends the LeaveGroup, with no option to skip it; dropping the
+        # client instead runs librdkafka's destroy with RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE (its
+        # Consumer's dealloc), which sends none and waits on no broker. No assignment yet: see above.
+        if self._stalled or (limit is not None and silent > limit) or not self._joined:
             self._consumer = None
-            del consumer  # librdkafka's destroy without the consumer close: it does not wait on brokers
+            del consumer  # the last reference: the client is destroyed here, without the consumer close
             return
         # Leaving takes milliseconds with a live coordinator; do not let a dying one hold a stop.
         limit = min(self.source.broker_timeout or CLOSE_WAIT, CLOSE_WAIT)

@@ -88,8 +88,10 @@ class KafkaSource(Source):
         from it (the high watermark then), and the source is done once every assigned partition got
         there, so ``run()`` finishes, flushes windows and commits. Records appended later are left for
         the next run. For backfills, replaying a topic's contents, and tests (like Flink's
-        ``setBounded(OffsetsInitializer.latest())``). A member that is assigned no partition never
-        finishes.
+        ``setBounded(OffsetsInitializer.latest())``). A member that owns no partition cannot finish: after
+        ``2 * session.timeout.ms + heartbeat.interval.ms`` without one, every reader warns (naming the
+        group and the likely causes), and a bounded one raises :class:`KafkaSourceError` at twice that
+        time (10 s at least).
     connect_timeout
         Seconds the cluster has to answer for the first time after ``open()``; past it, ``poll`` raises
         :class:`KafkaUnreachableError` naming the bootstrap servers (a wrong address or a broker that

@@ -8,6 +8,9 @@ how ``KafkaSource`` copes with each):
 * ``offsets_for_times`` indexes by broker append time, not producer timestamps.
 * CreatePartitions is not supported; read_committed consumers see aborted transactional records.
 * A subscribing consumer's first join takes ``session.timeout.ms / 2``.
+* A consumer that sends LeaveGroup (``close()``) in the middle of its first join leaves its group unable
+  to assign partitions to any member for as long as the broker runs; one dropped without closing (its
+  session times out) does not.
 
 Examples
 --------
@@ -56,7 +59,7 @@ class LocalKafkaBroker(LocalServer):
 
     Starts in well under a second. Everything is lost on ``stop()``. It differs from Apache Kafka
     in ways the module docstring lists (lag via ListOffsets, ``offsets_for_times``, CreatePartitions,
-    slow first group join); tests in ``tests/connectors/test_kafka.py`` pin those gaps. It is a
+    slow first group join, a group wedged by a member that left mid-join); tests in ``tests/connectors/test_kafka.py`` pin those gaps. It is a
     :class:`~streamlab.local.LocalServer`: ``start()``, ``stop()`` (SIGTERM,
     then SIGKILL, by PID), context manager, ``pid``, ``log_tail()``.
 
