@@ -9,6 +9,8 @@
   The reader now drops a member that was never assigned without the LeaveGroup, warns when it has owned
   no partition for ``2 * session.timeout.ms + heartbeat.interval.ms``, and a bounded read fails at twice
   that (10 s at least).
+* ``KafkaSink`` wrote the key ``1.0`` of a float64 column as ``b'1.0'`` and the key ``1`` of an int64
+  column as ``b'1'``: one key, two partitions. A whole-number float key is now its integer's text.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 import streamlab.connectors as c
 from streamlab.connectors.kafka import KafkaAdmin, KafkaSource, KafkaSourceError, KafkaSourceReader
@@ -161,3 +165,30 @@ def test_a_member_without_partitions_says_so_and_a_bounded_read_fails(
             assert reader.poll(100) is None
     finally:
         reader.close()
+
+
+# -- a float64 key column (an integer column that met a missing value) --------------------------------------
+def test_a_whole_number_float_key_is_written_as_the_integer_it_equals() -> None:
+    sink = c.KafkaSink("t", bootstrap_servers="127.0.0.1:9092", key="k")
+    ints = sink.encode(pd.DataFrame({"k": pd.Series([1, -3, 0], dtype="int64"), "v": [1, 2, 3]}))
+    nullable = sink.encode(pd.DataFrame({"k": pd.Series([1, None], dtype="Int64"), "v": [1, 2]}))
+    floats = sink.encode(pd.DataFrame({"k": [1.0, -3.0, -0.0, np.nan], "v": [1, 2, 3, 4]}))
+    assert ints[1] == [b"1", b"-3", b"0"]
+    assert floats[1] == [*ints[1], None]
+    assert nullable[1] == [b"1", None]
+    assert floats[0][0] == b'{"k":1.0,"v":1}'  # the JSON value keeps the float
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [(1.5, b"1.5"), (np.float32(2.0), b"2"), (2.0**63, b"9223372036854775808"), (float("inf"), None),
+     (1e300, str(int(1e300)).encode())],
+)  # fmt: skip
+def test_other_float_keys(key: Any, expected: bytes | None) -> None:
+    sink = c.KafkaSink("t", bootstrap_servers="127.0.0.1:9092", key="k")
+    keys = sink.encode(pd.DataFrame({"k": pd.Series([key], dtype=object)}))[1]
+    if expected is None:  # an infinity has no integer: written as before
+        from streamlab.serde import encode_value
+
+        expected = encode_value(key)
+    assert keys == [expected]
