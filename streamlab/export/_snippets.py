@@ -505,6 +505,19 @@ class ExprCompiler:
 
         return evaluate_compiled
 
+    @staticmethod
+    def keeping_objects() -> Any:
+        """pandas 3's ``fillna`` of an object column where pandas 2 has the option: ``[None].fillna(1.0)``
+        stays the object 1.0 (pandas 2 casts it to float64, and ``fillna(1)`` to int64), as streamlab's
+        runtime evaluates (``streamlab._compat.as_pandas_3``)."""
+        import contextlib
+
+        import pandas as pd
+
+        if int(pd.__version__.split(".")[0]) >= 3 or "no_silent_downcasting" not in dir(pd.options.future):
+            return contextlib.nullcontext()  # pandas 3 does not downcast (pandas < 2.2 has no such option)
+        return pd.option_context("future.no_silent_downcasting", True)
+
     #: the nodes of an expression that only compares and combines values (streamlab's ``_compares_only``)
     COMPARING = ("Expression", "Compare", "BoolOp", "UnaryOp", "Name", "Constant", "List", "Tuple", "Load")
 
@@ -554,7 +567,8 @@ class ExprCompiler:
             """The expression with the fields ``missing`` as None: an int64 int or a float, else None."""
             rest = tuple(c for c in numeric if c not in missing)
             try:
-                value = pandas_eval(expr, {**row, **dict.fromkeys(missing)}, rest, typed, series=True)
+                with ExprCompiler.keeping_objects():
+                    value = pandas_eval(expr, {**row, **dict.fromkeys(missing)}, rest, typed, series=True)
             except Exception:  # arithmetic on None: the NaN reading decides
                 return None
             if str(getattr(value, "dtype", "")) != "object" or len(value) != 1:

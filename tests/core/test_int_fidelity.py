@@ -212,7 +212,7 @@ ARITHMETIC = {
     "minus": "-n",
     # 0.0 for a missing n in the exported code, 0 in streamlab's column (a window key: two keys)
     "filled": "n.fillna(0)",
-    "twice": "(n * 2).fillna(1)",
+    "twice": "n.mul(2).fillna(1)",  # ((n * 2).fillna(1): pandas 2 cannot evaluate a method of a BinOp)
 }
 
 

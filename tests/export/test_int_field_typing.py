@@ -73,7 +73,8 @@ def _runtime(recs: list[bytes], expr: str) -> dict[int, tuple[str, Any]]:
     frame = pd.DataFrame({"value": pd.Series(recs, dtype=object)})
     frame["_row"] = range(len(frame))
     out = MapOperator("cols", None, False, {"x": expr}).process(op.process(frame)["out"])
-    got = {int(r): _kind(x) for r, x in zip(out["out"]["_row"], out["out"]["x"].tolist())}
+    done = out["out"]
+    got = {int(r): _kind(x) for r, x in zip(done["_row"], done["x"].tolist() if len(done) else [])}
     if "dead_letter" in out:
         got.update({int(r): ("dead", None) for r in out["dead_letter"]["_row"]})
     return got
