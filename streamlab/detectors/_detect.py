@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import heapq
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -65,8 +66,9 @@ class Detect(StepConfig):
     scoring, the threshold's P² update and learning run in one compiled loop. Any other detector is
     called event by event. With ``key``, each key gets its own
     model (a clone of ``detector``) held in an LRU of at most ``max_keys`` models; a key idle for
-    more than ``key_ttl`` of event time starts over with a fresh model. Without ``key`` one model
-    sees every event.
+    more than ``key_ttl`` behind the newest event time is dropped after the event that makes it so
+    (from then on it holds no place among the ``max_keys``) and starts over with a fresh model.
+    Without ``key`` one model sees every event.
 
     Output ``out``: the input rows plus ``score``, ``is_anomaly`` (only with a threshold) and
     ``detector`` (the detector's name). Output ``dead_letter``: rows whose features are missing or
@@ -249,6 +251,8 @@ class DetectOperator(PickledStateOperator):
         self.max_seen_ns = NAT_NS
         self.evictions = {"lru": 0, "ttl": 0}
         self.dropped: list[int] = []  # bank slots of models dropped during the current batch
+        # the keys' latest times as a heap, within a batch from its first full LRU on (None between batches)
+        self.expiry: _Expiry | None = None
 
     def _bad_rows(self, batch: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """Feature matrix, event times, good-row mask and rejection reasons (None when all are good).
@@ -290,7 +294,18 @@ class DetectOperator(PickledStateOperator):
         return values, times, good, reasons
 
     def _model_for(self, key: Hashable, t: int) -> Any:
-        """The key's model (a bank slot on the vectorized path), fresh if the key is new or was dropped."""
+        """The key's model (a bank slot on the vectorized path), fresh if the key is new or was dropped.
+
+        Advances the newest event time to ``t``. The rule is that of handling events one by one
+        (``streamlab._detector_record.DetectState``): after each event, the keys idle for more than
+        ``key_ttl`` behind the newest event time are dropped. Here they are dropped at the end of the
+        batch (``_expire``), or, when a new key finds the LRU full, before it is added: the keys the
+        previous event's sweep would have dropped hold no place, so the batch cut cannot change
+        which key the LRU evicts.
+        """
+        before = self.max_seen_ns
+        if t > before:
+            self.max_seen_ns = t
         entry = self.models.get(key)
         if entry is not None and self.ttl_ns is not None and entry[1] < self.max_seen_ns - self.ttl_ns:
             del self.models[key]
@@ -298,16 +313,30 @@ class DetectOperator(PickledStateOperator):
             self.evictions["ttl"] += 1
             entry = None
         if entry is None:
+            max_keys = self.step.max_keys
+            if len(self.models) >= max_keys and self.ttl_ns is not None and before != NAT_NS:
+                self._drop_stale(before - self.ttl_ns)
             entry = [self.prototype.clone() if self.bank is None else self.bank.allocate(), t]
             self.models[key] = entry
-            if len(self.models) > self.step.max_keys:
+            if len(self.models) > max_keys:
                 self._dropped(self.models.popitem(last=False)[1][0])
                 self.evictions["lru"] += 1
         else:
             self.models.move_to_end(key)
-            if t > entry[1]:
-                entry[1] = t
+            if t <= entry[1]:
+                return entry[0]
+            entry[1] = t
+        if self.expiry is not None:
+            self.expiry.push(entry[1], key)
         return entry[0]
+
+    def _drop_stale(self, horizon: int) -> None:
+        """Drop the models whose latest event is before ``horizon`` (found with the batch's heap)."""
+        if self.expiry is None:
+            self.expiry = _Expiry(self.models)
+        for model in self.expiry.pop_stale(self.models, horizon):
+            self._dropped(model)
+            self.evictions["ttl"] += 1
 
     def _dropped(self, model: Any) -> None:
         # a dropped slot is released after the batch, so no later event of the batch can reuse it
@@ -315,6 +344,7 @@ class DetectOperator(PickledStateOperator):
             self.dropped.append(model)
 
     def _expire(self) -> None:
+        self.expiry = None  # the sweep below covers every key
         if self.table is not None:
             if self.ttl_ns is not None and self.max_seen_ns != NAT_NS:
                 stale_slots = self.table.expire(self.max_seen_ns - self.ttl_ns)
@@ -424,8 +454,6 @@ class DetectOperator(PickledStateOperator):
                 fast = np.empty(n, dtype=np.int64)
                 model_for = self._model_for
                 for i, (k, t) in enumerate(zip(keys, times.tolist())):
-                    if t > self.max_seen_ns:
-                        self.max_seen_ns = t
                     fast[i] = model_for(k, t)
                 table.from_models(self.models)
                 self.models = OrderedDict()
@@ -540,8 +568,6 @@ class DetectOperator(PickledStateOperator):
             keys = cast(pd.Series, key_col).to_numpy(dtype=object).tolist()
             ts = (times if reasons is None else times[good]).tolist()
             for x, k, t in zip(xs, keys, ts):
-                if t > self.max_seen_ns:
-                    self.max_seen_ns = t
                 m = self._model_for(k, t)
                 s = m.score_one(x)
                 cast(list[float], scores).append(s)
@@ -570,6 +596,7 @@ class DetectOperator(PickledStateOperator):
 
     def restore(self, state: Any) -> None:
         super().restore(state)
+        self.expiry = None  # not in a snapshot taken before the heap existed (and None between batches)
         if "table" not in self.__dict__:  # a snapshot taken before per-key slots moved to the key table
             self.table = None
             if self.step.key is not None and self.bank is not None:
@@ -656,6 +683,36 @@ def _repeated(value: str, n: int) -> Any:
     import pyarrow as pa
 
     return pa.chunked_array([pa.repeat(pa.scalar(value, pa.large_string()), n)])
+
+
+class _Expiry:
+    """The per-key models' latest event times (``OrderedDict`` entries ``[model, time]``) as a min-heap.
+
+    Finds the keys the TTL has expired without a pass over every key: a key has an item for its
+    current time (pushed whenever that time is set) and maybe older ones, which are skipped. The
+    insertion counter breaks ties, so keys (possibly of types that do not compare) are never compared.
+    """
+
+    def __init__(self, models: OrderedDict[Hashable, list[Any]]) -> None:
+        self.heap: list[tuple[int, int, Hashable]] = [(e[1], i, k) for i, (k, e) in enumerate(models.items())]
+        heapq.heapify(self.heap)
+        self.tie = len(self.heap)
+
+    def push(self, t: int, key: Hashable) -> None:
+        """Note the key's new latest time ``t``."""
+        heapq.heappush(self.heap, (t, self.tie, key))
+        self.tie += 1
+
+    def pop_stale(self, models: OrderedDict[Hashable, list[Any]], horizon: int) -> list[Any]:
+        """Remove from ``models`` the entries whose time is before ``horizon``; their models."""
+        heap, dropped = self.heap, []
+        while heap and heap[0][0] < horizon:
+            key = heapq.heappop(heap)[2]
+            entry = models.get(key)
+            if entry is not None and entry[1] < horizon:  # times only grow: older items are stale too
+                del models[key]
+                dropped.append(entry[0])
+        return dropped
 
 
 class _KeyTable:
