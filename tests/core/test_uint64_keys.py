@@ -64,7 +64,7 @@ def collected(sink: ListSink) -> pd.DataFrame:
     return out
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(rows_strategy, st.integers(1, 5))
 def test_tumbling_uint64_keys_equal_a_pandas_groupby(rows: list[tuple[int, int]], batch_size: int) -> None:
     # disordered times, so some events are late: the oracle groups the events that are not
@@ -91,7 +91,7 @@ def test_tumbling_uint64_keys_equal_a_pandas_groupby(rows: list[tuple[int, int]]
     assert have == want  # exact keys: no 2**63 + 1 read back as a float
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(rows_strategy, st.integers(1, 5), st.sampled_from(["sliding", "session"]))
 def test_sliding_and_session_uint64_keys_stay_uint64(
     rows: list[tuple[int, int]], batch_size: int, kind: str

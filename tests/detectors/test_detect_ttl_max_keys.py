@@ -72,7 +72,7 @@ def run_cut(step: Detect, frame: pd.DataFrame, size: int) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("name", sorted(DETECTORS))
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     frame=streams(),
     max_keys=st.integers(1, 4),

@@ -88,7 +88,7 @@ def _exported(rec: bytes, expr: str) -> tuple[str, Any]:
         return ("dead", None)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(expr=EXPRESSIONS, recs=st.lists(records(), min_size=1, max_size=5))
 @example(expr="n.fillna(0)", recs=[b'{"t": 1, "n": 7}', b'{"t": 1}'])
 @example(expr="n.fillna(0)", recs=[b'{"t": 1}'])
