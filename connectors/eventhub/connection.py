@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,6 +20,16 @@ _KEYS = {
     "entitypath": "EntityPath",
     "usedevelopmentemulator": "UseDevelopmentEmulator",
 }
+_SECRETS = ("SharedAccessKey", "SharedAccessSignature")
+# A known key followed by '=' inside a value: two segments run together ('...=send SharedAccessKey=...').
+# Not after a letter or digit, so 'xEndpoint=' inside a word is no key.
+_RUN_TOGETHER = re.compile(
+    r"(?<![A-Za-z0-9])(" + "|".join(sorted(_KEYS.values(), key=len, reverse=True)) + r")\s*=", re.IGNORECASE
+)
+# What an error may echo of a value: cut at the first character outside these (a separator, a secret's
+# '+' or '=') and before 'SharedAccess' (a key or signature may follow), so no secret is ever shown.
+_SHOWN = re.compile(r"[A-Za-z0-9._:/-]*")
+_SEPARATORS = {" ": "a space", ",": "a comma", "\t": "a tab", "\n": "a line break", "\r": "a line break"}
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,42 @@ class EventHubConnection:
         return f"{self.host}:{EMULATOR_KAFKA_PORT if self.use_development_emulator else KAFKA_PORT}"
 
 
+def _shown(value: str) -> str:
+    """``value`` as an error may quote it: up to the first character that is not a letter, digit or one
+    of ``._:/-`` and before any ``SharedAccess`` (what follows may be a key or signature), ``…`` marking
+    the cut.
+
+    Examples
+    --------
+    >>> _shown("sb://ns1.servicebus.windows.net/"), _shown("send SharedAccessKey=abc="), _shown("ab+c")
+    ("'sb://ns1.servicebus.windows.net/'", "'send…'", "'ab…'")
+    """
+    shown = _SHOWN.match(value)
+    kept = shown.group() if shown else ""
+    marker = kept.lower().find("sharedaccess")
+    if marker >= 0:
+        kept = kept[:marker]
+    return repr(kept + "…") if len(kept) < len(value) else repr(kept)
+
+
+def _run_together(key: str, value: str) -> tuple[str, str] | None:
+    """The known key written inside the value of ``key`` (its segment ran into the next one) and what
+    separated them, e.g. ``("SharedAccessKey", "a space")``; None when there is none.
+
+    Examples
+    --------
+    >>> _run_together("SharedAccessKeyName", "send SharedAccessKey=abc="), _run_together("EntityPath", "h")
+    (('SharedAccessKey', 'a space'), None)
+    """
+    for found in _RUN_TOGETHER.finditer(value):
+        before = value[found.start() - 1] if found.start() else ""
+        if before and before in "+/" and key in _SECRETS:
+            continue  # base64 text of a key, not a separator
+        separator = _SEPARATORS.get(before, repr(before)) if before else "nothing (it starts the value)"
+        return _KEYS[found.group(1).lower()], separator
+    return None
+
+
 def parse_eventhub_connection_string(
     connection_string: str,
     *,
@@ -97,7 +144,10 @@ def parse_eventhub_connection_string(
     Raises
     ------
     ParameterError
-        Saying which part is missing or malformed and how to fix it (the secret is never echoed).
+        Saying which part is missing or malformed and how to fix it. The key or signature is never
+        echoed: segments run together (``SharedAccessKeyName=send SharedAccessKey=...``, a ``,`` or a
+        line break for the ``;``) are named, not quoted, and a value an error quotes is cut at its first
+        separator and before any ``SharedAccess``.
 
     Examples
     --------
@@ -136,8 +186,17 @@ def parse_eventhub_connection_string(
                 "separate the segments by ';', each as Key=Value (" + portal + ")",
             )
         canonical = _KEYS.get(key.lower(), key)
+        named = canonical if canonical in _KEYS.values() else _shown(canonical)
         if canonical in parts:
-            raise refuse(f"has {canonical} twice", f"keep one {canonical}=...")
+            raise refuse(f"has {named} twice", f"keep one {named}=...")
+        inner = _run_together(canonical, value)
+        if inner is not None:
+            raise refuse(
+                f"runs two segments together: segment {number} ({named}=...) holds {inner[0]}= after "
+                f"{inner[1]} (its value is not shown)",
+                f"separate the segments by ';', as in ...;SharedAccessKeyName=<policy>;SharedAccessKey=<key> "
+                f"({portal})",
+            )
         parts[canonical] = value.strip()
 
     endpoint_fix = "start it with Endpoint=sb://<namespace>.servicebus.windows.net/ (" + portal + ")"
@@ -146,17 +205,23 @@ def parse_eventhub_connection_string(
         raise refuse("has no Endpoint", endpoint_fix)
     scheme, sep, rest = endpoint.partition("://")
     if not sep or scheme.lower() not in ("sb", "amqps", "amqp", "https"):
-        raise refuse(f"has Endpoint {endpoint!r}, which is not an sb:// address", endpoint_fix)
+        raise refuse(f"has Endpoint {_shown(endpoint)}, which is not an sb:// address", endpoint_fix)
     hostport = rest.split("/", 1)[0]
     host, colon, port_text = hostport.rpartition(":")
     if not colon:
         host, port_text = hostport, ""
-    if not host or (port_text and not port_text.isdigit()):
-        raise refuse(f"has Endpoint {endpoint!r}, which has no valid host name", endpoint_fix)
+    if not host:
+        raise refuse(f"has Endpoint {_shown(endpoint)}, which has no valid host name", endpoint_fix)
+    if port_text and not port_text.isdigit():
+        raise refuse(
+            f"has Endpoint {_shown(f'{scheme}://{host}')} + ':...', which has no valid host name and port: "
+            f"the {len(port_text)} characters after the last ':' (not shown) are not a port number",
+            endpoint_fix,
+        )
     emulator_text = parts.get("UseDevelopmentEmulator", "false").lower()
     if emulator_text not in ("true", "false"):
         raise refuse(
-            f"has UseDevelopmentEmulator={emulator_text!r}",
+            f"has UseDevelopmentEmulator={_shown(emulator_text)}",
             "write UseDevelopmentEmulator=true or false (true for the local emulator), or leave it out",
         )
 
@@ -165,8 +230,8 @@ def parse_eventhub_connection_string(
     has_signature = bool(parts.get("SharedAccessSignature"))
     if key_name and not has_key:
         raise refuse(
-            f"has SharedAccessKeyName={key_name!r} but no SharedAccessKey",
-            "add SharedAccessKey=... of that policy (" + portal + ")",
+            f"has SharedAccessKeyName={_shown(key_name)} but no SharedAccessKey",
+            "add SharedAccessKey=... of that policy as a segment of its own, after a ';' (" + portal + ")",
         )
     if has_key and not key_name:
         raise refuse(
