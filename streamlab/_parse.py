@@ -343,8 +343,10 @@ def _epoch_to_timestamps(col: pa.Array) -> pa.Array | None:
     valid = col.is_valid().to_numpy(zero_copy_only=False)
     if pa.types.is_integer(col.type):
         v = col.fill_null(0).to_numpy().astype(np.int64)
-        ms = np.abs(v) > 100_000_000_000
-        if bool((np.abs(v) > np.where(ms, _MS_MAX, _S_MAX)).any()):
+        # no np.abs: int64's -2**63 is its own absolute value, and would pass as in range
+        ms = (v > 100_000_000_000) | (v < -100_000_000_000)
+        limit = np.where(ms, _MS_MAX, _S_MAX)
+        if bool(((v > limit) | (v < -limit)).any()):
             return None
         ns = v * np.where(ms, 1_000_000, 1_000_000_000)
     else:
