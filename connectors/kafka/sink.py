@@ -43,6 +43,8 @@ _CUT_FACTS = 256  # bytes kept for a cut record's raw_truncated, raw_bytes and r
 _LEAST_CUT = 1024  # bytes of a record a cut keeps at least
 CUT_ROOM = RECORD_OVERHEAD + _CUT_FACTS + _LEAST_CUT
 """The least ``message.max.bytes`` in which the sink can cut a record too large to fit (without key or headers)."""
+RAW_NULL_HEADER = ("raw_null", b"true")
+"""The header of a dead letter whose record arrived without a value (a tombstone), not with an empty one."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -344,6 +346,15 @@ class KafkaDeadLetterSink(KafkaSink):
     plus whatever else the step adds; every column except ``raw`` becomes a header of the same name, so
     ``reason`` travels with the record and consumers of the DLQ can filter on it without parsing.
 
+    A dead letter keeps what arrived. A record that arrived without a value (a Kafka tombstone: ``raw``
+    is None) is written without one (a null value) and with the header ``raw_null: true``; an empty
+    record (``raw`` is ``b""``) is written as an empty value, without that header. The parse step gives
+    both the reason ``empty record``; a reader tells them apart by the header, or by the value
+    (:class:`KafkaSource` reads None against ``b""``) where nothing on the way reads a null value as
+    empty or as a deletion (Kafka Streams and ksqlDB tables, Kafka Connect sinks, many command-line
+    consumers). A missing value of another column is likewise a header with a null value, not an empty
+    one.
+
     Parameters
     ----------
     topic
@@ -365,6 +376,9 @@ class KafkaDeadLetterSink(KafkaSink):
     ... )
     >>> values, headers
     ([b'{oops'], [[('reason', b'invalid JSON'), ('step_id', b'parse')]])
+    >>> values, _, headers = dlq.encode(pd.DataFrame({"raw": [None, b""], "reason": ["empty record"] * 2}))
+    >>> values, headers
+    ([None, b''], [[('reason', b'empty record'), ('raw_null', b'true')], [('reason', b'empty record')]])
     """
 
     def __init__(
@@ -400,6 +414,9 @@ class KafkaDeadLetterSink(KafkaSink):
         headers: list[Any] = (
             [list(zip(cols, vals)) for vals in zip(*cols.values())] if cols else [None] * len(batch)
         )
+        for i, value in enumerate(values):
+            if value is None:  # arrived without a value: say so, as not every reader keeps a null value
+                headers[i] = [*(headers[i] or []), RAW_NULL_HEADER]
         return values, [None] * len(batch), headers
 
     def spec(self) -> dict[str, Any]:
