@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from streamlab.errors import ParameterError
 
-from ._config import is_secret, setting_hint
+from ._config import check_sasl, is_secret, setting_hint
 
 log = logging.getLogger("streamlab.connectors.kafka")  # one logger for the whole connector
 
@@ -135,7 +135,8 @@ def _known_good(key: Hashable | None) -> bool:
 def check_settings(owner: str, role: Literal["consumer", "producer"], conf: Mapping[str, Any]) -> None:
     """Refuse settings the installed librdkafka refuses (an unknown or misspelled name, with the name it
     is closest to; a value of the wrong form or range; a combination it does not take) when a connector is
-    made, not when it first connects.
+    made, not when it first connects; then settings it would ignore (``sasl.*`` without a SASL
+    ``security.protocol``: :func:`~._config.check_sasl`).
 
     The judge is librdkafka itself: a client of ``role`` is made from ``conf`` without its brokers,
     security protocol and plugins, so it connects nowhere, and is closed at once (about a millisecond). A
@@ -153,6 +154,12 @@ def check_settings(owner: str, role: Literal["consumer", "producer"], conf: Mapp
     ...
     streamlab.errors.ParameterError: KafkaSource(config=...): the Kafka client refused its configuration: No such configuration property: "fetch.min.byte". Fix: did you mean 'fetch.min.bytes'? ...
     """
+    _judge(owner, role, conf)
+    check_sasl(owner, conf)
+
+
+def _judge(owner: str, role: Literal["consumer", "producer"], conf: Mapping[str, Any]) -> None:
+    """librdkafka's verdict on ``conf`` (see :func:`check_settings`)."""
     if importlib.util.find_spec("confluent_kafka") is None:
         return
     checked = {k: v for k, v in conf.items() if k not in _UNCHECKED}

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._secrets import env_name, secret_reference
+from streamlab._secrets import env_name, is_reference, secret_reference
 from streamlab.errors import ParameterError
 
 # Settings whose values are secrets. Matched as whole names or name prefixes, not substrings: a
@@ -123,6 +123,63 @@ def check_config(
         out[k] = v
     _check_order(owner, out, role, defaults or {})
     return out
+
+
+_SASL_PROTOCOLS = ("SASL_SSL", "SASL_PLAINTEXT")
+_SASL_EXAMPLE = "e.g. config: {security.protocol: SASL_SSL, sasl.mechanism: PLAIN, sasl.username: ..., sasl.password: ...}"
+
+
+def _sasl_setting(key: str, value: Any) -> bool:
+    """Whether ``key`` is a SASL setting given a value (an empty one, or a flag set false, is as if left out)."""
+    k = key.lower()
+    sasl = k.startswith("sasl.") or k == "enable.sasl.oauthbearer.unsecure.jwt"
+    return sasl and value is not None and value is not False and value != ""
+
+
+def check_sasl(owner: str, config: Mapping[str, Any]) -> None:
+    """Refuse ``sasl.*`` settings in a client's settings whose ``security.protocol`` is not SASL_SSL or
+    SASL_PLAINTEXT (or is left out: librdkafka's default is PLAINTEXT), naming ``owner``. Judged on the
+    client's whole settings (``_client.check_settings``), as Event Hubs' connectors set the protocol
+    themselves, and after librdkafka's verdict on the names (a misspelled ``sasl.*`` name is that).
+
+    librdkafka uses its SASL settings only with a SASL protocol; otherwise it ignores them (it logs a
+    warning the connectors' log keeps at INFO) and connects without authenticating: to a broker that
+    requires SASL the run then fails at connect time with a vague error, and a broker that does not
+    require it takes the client as anonymous. A ``${NAME}`` reference as the protocol is resolved only
+    when connecting, so it is not judged here. The error names the settings, never their values.
+
+    Examples
+    --------
+    >>> check_sasl("KafkaSink", {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"})
+    >>> check_sasl("KafkaSink", {"sasl.mechanism": "PLAIN", "sasl.username": "app", "sasl.password": "pw"})
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.ParameterError: KafkaSink(config=...): sets 'sasl.mechanism', 'sasl.username', 'sasl.password' but no security.protocol: librdkafka uses sasl.* settings only when security.protocol is SASL_SSL or SASL_PLAINTEXT and otherwise ignores them, so the client would connect in plaintext (PLAINTEXT, librdkafka's default) without authenticating. Fix: set security.protocol to SASL_SSL (SASL over TLS, what managed clusters expect) or SASL_PLAINTEXT (SASL without TLS), e.g. config: {security.protocol: SASL_SSL, sasl.mechanism: PLAIN, sasl.username: ..., sasl.password: ...}; or remove the sasl.* settings for a broker that takes clients without authentication
+    """
+    names = [k for k, v in config.items() if _sasl_setting(k, v)]
+    if not names:
+        return
+    given = {k.lower(): v for k, v in config.items()}
+    protocol = given.get("security.protocol")
+    if is_reference(protocol) or str(protocol).strip().upper() in _SASL_PROTOCOLS:
+        return
+    # the names only: the values are credentials
+    listed = ", ".join(repr(k) for k in names)
+    if protocol is None:
+        set_ = f"sets {listed} but no security.protocol"
+        how = "in plaintext (PLAINTEXT, librdkafka's default)"
+    else:
+        set_ = f"sets {listed} with 'security.protocol': {protocol!r}"
+        how = "over TLS" if str(protocol).strip().upper() == "SSL" else "with that protocol"
+    raise ParameterError(
+        owner,
+        "config",
+        f"{set_}: librdkafka uses sasl.* settings only when security.protocol is SASL_SSL or SASL_PLAINTEXT "
+        f"and otherwise ignores them, so the client would connect {how} without authenticating",
+        "set security.protocol to SASL_SSL (SASL over TLS, what managed clusters expect) or SASL_PLAINTEXT "
+        f"(SASL without TLS), {_SASL_EXAMPLE}; or remove the sasl.* settings for a broker that takes "
+        "clients without authentication",
+    )
 
 
 _ALIASES = {  # librdkafka's aliases of the settings the ordering rules read

@@ -75,7 +75,10 @@ class KafkaSource(Source):
         defaults ``session.timeout.ms=6000, heartbeat.interval.ms=1000``. Checked when the source is
         made: pairs out of order (``fetch.min.bytes`` above ``fetch.max.bytes``, ...) and, where
         confluent-kafka is installed, whatever the installed librdkafka refuses (a misspelled name, with
-        the name meant) are a ``ParameterError``; nothing connects until ``open()``.
+        the name meant) are a ``ParameterError``, as are ``sasl.*`` settings without ``security.protocol``
+        SASL_SSL or SASL_PLAINTEXT (librdkafka would ignore them and connect without authenticating);
+        nothing connects until ``open()``. Secrets (``sasl.password``, ``ssl.key.password``, ...) are
+        ``<redacted>`` in ``repr`` and ``${KAFKA_<SETTING>}`` references in ``spec()``.
     max_batch
         Upper bound on records per ``poll``.
     poll_timeout

@@ -758,7 +758,11 @@ def test_source_is_frozen_picklable_and_redacts_secrets() -> None:
         bootstrap_servers="h:9093",
         group_id="g",
         start="2024-01-01T00:00:00Z",
-        config={"sasl.password": "s3cret", "sasl.username": "$ConnectionString"},
+        config={
+            "security.protocol": "SASL_SSL",
+            "sasl.password": "s3cret",
+            "sasl.username": "$ConnectionString",
+        },
     )
     assert pickle.loads(pickle.dumps(src)) == src
     with pytest.raises(AttributeError):

@@ -181,7 +181,11 @@ def test_a_referenced_secret_has_its_name_checked_not_its_value() -> None:
     with pytest.raises(ParameterError) as e:
         source({"sasl.pasword": "${KAFKA_SASL_PASSWORD}"})
     assert e.value.fix.startswith("did you mean 'sasl.password'?")
-    ok = {"fetch.max.bytes": "${FETCH_MAX}", "sasl.password": "${KAFKA_SASL_PASSWORD}"}
+    ok = {
+        "fetch.max.bytes": "${FETCH_MAX}",
+        "security.protocol": "SASL_SSL",
+        "sasl.password": "${KAFKA_SASL_PASSWORD}",
+    }
     assert source(ok).config == ok  # resolved when connecting, not now
 
 
@@ -272,7 +276,12 @@ def clients(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_a_second_construction_with_the_same_config_builds_no_client(clients: list[str]) -> None:
-    config = {"client.id": "a", "sasl.username": "svc", "sasl.password": SECRET}
+    config = {
+        "client.id": "a",
+        "security.protocol": "SASL_SSL",
+        "sasl.username": "svc",
+        "sasl.password": SECRET,
+    }
     source(config)
     assert clients == ["consumer"]
     source(dict(config))  # an equal config, another dict

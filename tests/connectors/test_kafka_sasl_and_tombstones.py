@@ -1,23 +1,36 @@
-"""A dead letter of a record that arrived without a value (a Kafka tombstone) and one of an empty record
-both carried the reason ``empty record`` and nothing else saying which it was: only the Kafka value (null
-against empty) told them apart, which tools that read a null value as empty, or as a deletion, lose.
-``KafkaDeadLetterSink`` now writes the tombstone's dead letter with a null value and the header
-``raw_null: true``.
+"""Kafka connector gaps, each pinned by tests that failed before.
+
+* A dead letter of a record that arrived without a value (a tombstone) and one of an empty record both
+  carried the reason ``empty record`` and nothing else saying which it was: only the Kafka value (null
+  against empty) told them apart, which tools that read a null value as empty, or as a deletion, lose.
+  ``KafkaDeadLetterSink`` now writes the tombstone's dead letter with a null value and the header
+  ``raw_null: true``.
+* ``sasl.*`` settings without ``security.protocol`` (or with PLAINTEXT or SSL) were accepted; librdkafka
+  ignores them then and connects without authenticating. The source, sinks and admin now refuse them
+  when built, saying to set ``security.protocol`` to SASL_SSL or SASL_PLAINTEXT.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
+import streamlab.connectors as c
+import yaml
 from streamlab.connectors.kafka import (
     KafkaDeadLetterSink,
+    KafkaSink,
     KafkaSource,
     LocalKafkaBroker,
     create_topic,
 )
 
 from streamlab import Pipeline
+from streamlab.errors import ParameterError, SpecError
+from streamlab.spec import pipeline_from_yaml
 from streamlab.testing import ListSink
 
 FAST_GROUP = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}
@@ -99,3 +112,143 @@ def test_the_marker_is_written_for_a_missing_raw_of_any_kind_and_after_the_other
     _, _, headers = dlq.encode(pd.DataFrame({"raw": [None], "reason": ["empty record"], "key": [None]}))
     # another column's missing value is a null header, not an empty one
     assert headers == [[("reason", b"empty record"), ("key", None), ("raw_null", b"true")]]
+
+
+# ---------------------------------------------------------------------------------------------------
+# 2. sasl.* without a SASL security.protocol
+
+SASL_PLAIN = {"sasl.mechanism": "PLAIN", "sasl.username": "app", "sasl.password": "hunter2-sasl"}
+
+MAKERS: dict[str, Callable[[dict[str, Any]], object]] = {
+    "source": lambda config: c.KafkaSource("t", bootstrap_servers=BROKERS, group_id="g", config=config),
+    "sink": lambda config: c.KafkaSink("t", bootstrap_servers=BROKERS, config=config),
+    "dead_letter": lambda config: c.KafkaDeadLetterSink("t", bootstrap_servers=BROKERS, config=config),
+    "admin": lambda config: c.KafkaAdmin(BROKERS, config),
+}
+OWNERS = {
+    "source": "KafkaSource",
+    "sink": "KafkaSink",
+    "dead_letter": "KafkaDeadLetterSink",
+    "admin": "KafkaAdmin",
+}
+
+
+@pytest.mark.parametrize("role", list(MAKERS))
+@pytest.mark.parametrize(
+    ("config", "named", "said"),
+    [
+        (
+            SASL_PLAIN,
+            "'sasl.mechanism', 'sasl.username', 'sasl.password' but no security.protocol",
+            "plaintext",
+        ),
+        (
+            {**SASL_PLAIN, "security.protocol": "PLAINTEXT"},
+            "with 'security.protocol': 'PLAINTEXT'",
+            "protocol",
+        ),
+        ({**SASL_PLAIN, "security.protocol": "ssl"}, "with 'security.protocol': 'ssl'", "over TLS"),
+        (
+            {"sasl.mechanism": "OAUTHBEARER", "sasl.oauthbearer.config": "principal=app"},
+            "no security",
+            "plain",
+        ),
+        ({"sasl.kerberos.kinit.cmd": "kinit -k app"}, "'sasl.kerberos.kinit.cmd' but no", "plaintext"),
+        ({"enable.sasl.oauthbearer.unsecure.jwt": True}, "'enable.sasl.oauthbearer.unsecure.jwt'", "plain"),
+    ],
+)
+def test_sasl_settings_without_a_sasl_protocol_are_refused_when_built(
+    role: str, config: dict[str, Any], named: str, said: str
+) -> None:
+    with pytest.raises(ParameterError) as e:
+        MAKERS[role](config)
+    error = e.value
+    assert (error.owner, error.parameter) == (OWNERS[role], "config")
+    assert named in error.problem and said in error.problem
+    assert "ignores them" in error.problem and "without authenticating" in error.problem
+    assert error.fix.startswith("set security.protocol to SASL_SSL") and "SASL_PLAINTEXT" in error.fix
+    assert "hunter2" not in str(error)  # names, never values
+
+
+def test_a_spec_reports_it_at_the_steps_config_with_the_same_fix(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"n": 1}\n')
+    for role, step in (
+        ("sources", {"kind": "kafka", "topics": "t", "group_id": "g"}),
+        ("sinks", {"kind": "kafka", "topic": "t"}),
+    ):
+        sources = [{"step_id": "events", "kind": "replay", "path": str(events)}]
+        given = {"step_id": "s", **step, "bootstrap_servers": BROKERS, "config": SASL_PLAIN}
+        streaming: dict[str, Any] = (
+            {"sources": [given]}
+            if role == "sources"
+            else {"sources": sources, "sinks": [{**given, "input": "events"}]}
+        )
+        text = yaml.safe_dump({"streaming": {"name": "p", **streaming}}, sort_keys=False)
+        with pytest.raises(SpecError) as e:
+            pipeline_from_yaml(text)
+        [problem] = e.value.problems
+        assert problem.path == f"streaming.{role}[0] (step 's').config"
+        assert "but no security.protocol" in problem.problem
+        assert problem.fix.startswith("set security.protocol to SASL_SSL")
+
+
+@pytest.mark.parametrize("role", list(MAKERS))
+def test_sasl_settings_with_a_sasl_protocol_and_configs_without_sasl_are_taken(role: str) -> None:
+    make = MAKERS[role]
+    for config in (
+        {**SASL_PLAIN, "security.protocol": "SASL_SSL"},
+        {**SASL_PLAIN, "security.protocol": "sasl_plaintext"},  # librdkafka reads any case
+        {**SASL_PLAIN, "security.protocol": "${KAFKA_SECURITY_PROTOCOL}"},  # known only when connecting
+        {"security.protocol": "SSL", "ssl.key.password": "x"},
+        {
+            "sasl.username": "",
+            "sasl.password": None,
+            "enable.sasl.oauthbearer.unsecure.jwt": False,
+        },  # as if unset
+        {},
+    ):
+        built: Any = make(config)
+        assert built.config == config
+
+
+def test_a_misspelled_sasl_name_is_still_named_with_the_name_meant() -> None:
+    with pytest.raises(ParameterError) as e:
+        MAKERS["source"]({"sasl.pasword": "x"})
+    assert e.value.fix.startswith("did you mean 'sasl.password'?")
+
+
+def test_event_hubs_connectors_set_the_protocol_themselves() -> None:
+    hub = "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=s;EntityPath=hub"
+    assert c.EventHubSource(connection_string=hub).consumer_config()["security.protocol"] == "SASL_SSL"
+    assert c.EventHubSink(connection_string=hub).producer_config()["security.protocol"] == "SASL_SSL"
+    local = c.EventHubSource(connection_string=hub, bootstrap_servers=BROKERS, security_protocol="PLAINTEXT")
+    assert "sasl.password" not in local.consumer_config()
+    with pytest.raises(
+        ParameterError, match="but no security.protocol|with 'security.protocol': 'PLAINTEXT'"
+    ):
+        c.EventHubSource(
+            connection_string=hub,
+            bootstrap_servers=BROKERS,
+            security_protocol="PLAINTEXT",
+            config={"sasl.oauthbearer.config": "principal=app"},
+        )
+
+
+def test_what_the_rule_prevents_librdkafka_connects_without_authenticating(
+    kafka_broker: LocalKafkaBroker, unique_name: str
+) -> None:
+    """The local broker takes no SASL login (a SASL_PLAINTEXT client is refused:
+    test_kafka.test_refused_credentials_are_named_at_first_connect_not_as_unreachable); the same
+    credentials without security.protocol are ignored, and the record is delivered, anonymously."""
+    from confluent_kafka import Producer
+
+    lines = _Lines()
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap_servers, **SASL_PLAIN, "logger": lines})
+    producer.produce(f"anonymous-{unique_name}", b"x")
+    assert producer.flush(15) == 0
+    assert any("`security.protocol` is not configured for SASL" in line for line in lines.lines), lines.lines
+    with pytest.raises(ParameterError, match="without authenticating"):
+        KafkaSink(
+            f"anonymous-{unique_name}", bootstrap_servers=kafka_broker.bootstrap_servers, config=SASL_PLAIN
+        )

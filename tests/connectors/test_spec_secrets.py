@@ -120,10 +120,11 @@ def test_a_missing_variable_is_named_when_connecting(tmp_path: Path, monkeypatch
 def test_references_given_by_the_user_are_kept(tmp_path: Path) -> None:
     sink = RedisMetricsSink("redis://:${MY_REDIS_PW}@cache:6379/0")
     hook = WebhookSink("${SLACK_URL}")
-    src = KafkaSource("t", bootstrap_servers="b:1", group_id="g", config={"sasl.password": "${MY_PW}"})
+    sasl = {"security.protocol": "SASL_SSL", "sasl.password": "${MY_PW}"}
+    src = KafkaSource("t", bootstrap_servers="b:1", group_id="g", config=sasl)
     assert sink.spec()["url"] == "redis://:${MY_REDIS_PW}@cache:6379/0"
     assert hook.spec()["url"] == "${SLACK_URL}"
-    assert src.spec()["config"] == {"sasl.password": "${MY_PW}"}
+    assert src.spec()["config"] == sasl
 
 
 def test_exported_code_holds_no_secret(tmp_path: Path) -> None:
