@@ -24,6 +24,7 @@ __all__ = [
     "resolve",
     "resolve_config",
     "secret_reference",
+    "stand_in",
     "url_with_reference",
 ]
 
@@ -85,6 +86,17 @@ def resolve_config(config: Mapping[str, Any], owner: str) -> dict[str, Any]:
     return {k: resolve(v, f"{owner} config {k!r}") for k, v in config.items()}
 
 
+def stand_in(value: str, text: str = "x") -> str:
+    """``value`` with every ``${NAME}`` replaced by ``text``: a setting judged before its secret is known.
+
+    Examples
+    --------
+    >>> stand_in("https://app:${TOKEN_URL_PASSWORD}@idp/token")
+    'https://app:x@idp/token'
+    """
+    return _REF.sub(text, value)
+
+
 def secret_reference(value: Any, default_name: str) -> str:
     """What a spec writes for a secret: its reference if it is one, else ``${default_name}``.
 
@@ -109,9 +121,10 @@ def env_name(*parts: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", "_".join(parts)).strip("_").upper()
 
 
-#: query parameters of a URL that hold a secret (redis-py reads ``?password=``, as many clients do)
+#: query parameters of a URL that hold a secret (redis-py reads ``?password=``, as many clients do; an
+#: OAuth token endpoint ``?client_secret=``)
 _SECRET_PARAMETERS = frozenset(
-    {"password", "passwd", "pwd", "pass", "secret", "token", "access_token", "api_key"}
+    {"password", "passwd", "pwd", "pass", "secret", "client_secret", "token", "access_token", "api_key"}
 )
 
 

@@ -15,9 +15,10 @@ from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from typing import Any, Literal
 
+from streamlab._secrets import stand_in
 from streamlab.errors import ParameterError
 
-from ._config import check_sasl, is_secret, setting_hint
+from ._config import check_sasl, holds_secret, setting_hint
 
 log = logging.getLogger("streamlab.connectors.kafka")  # one logger for the whole connector
 
@@ -100,7 +101,7 @@ def _verdict_key(role: str, checked: Mapping[str, Any]) -> Hashable | None:
     cached). The type is kept because ``True == 1`` while librdkafka reads ``"true"`` and ``"1"``."""
     items: list[tuple[str, str, Any]] = []
     for name, value in checked.items():
-        if is_secret(name):
+        if holds_secret(name):
             text = str(value).encode("utf-8", "surrogatepass")
             value = hmac.new(_DIGEST_KEY, text, hashlib.sha256).digest()
         items.append((name, type(value).__qualname__, value))
@@ -140,8 +141,9 @@ def check_settings(owner: str, role: Literal["consumer", "producer"], conf: Mapp
 
     The judge is librdkafka itself: a client of ``role`` is made from ``conf`` without its brokers,
     security protocol and plugins, so it connects nowhere, and is closed at once (about a millisecond). A
-    value that is a ``${NAME}`` reference (resolved when connecting) has only its name checked. Without
-    confluent-kafka installed nothing is checked here (nothing could connect either).
+    value that is a ``${NAME}`` reference (resolved when connecting) has only its name checked, but a
+    secret (text) counts as given, so that settings librdkafka requires together (OIDC's client secret)
+    are judged. Without confluent-kafka installed nothing is checked here (nothing could connect either).
 
     A configuration librdkafka accepted is remembered (the last :data:`ACCEPTED_MAX` distinct ones, by
     role and settings, secrets as a keyed digest only): connectors made again with it build no client.
@@ -169,11 +171,16 @@ def _judge(owner: str, role: Literal["consumer", "producer"], conf: Mapping[str,
     ck = import_confluent()
     references = [k for k, v in checked.items() if isinstance(v, str) and "${" in v]
     for name in references:  # its value is not known yet: only its name (a Producer takes every name)
+        value = checked.pop(name)
         try:
-            ck.Producer({name: checked.pop(name), "logger": _Discard()})
+            ck.Producer({name: value, "logger": _Discard()})
         except ck.KafkaException as exc:
             if "No such configuration property" in str(exc):
                 raise _refused(owner, exc) from None
+        if holds_secret(name):
+            # a secret is text, which librdkafka may require (OIDC's client secret): judged with a stand-in,
+            # so a spec, which holds secrets as references, builds the connector it was saved from
+            checked[name] = stand_in(value)
     checked["logger"] = _Discard()
     try:
         client = ck.Consumer(checked) if role == "consumer" else ck.Producer(checked)

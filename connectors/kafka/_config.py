@@ -12,33 +12,54 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamlab._secrets import env_name, is_reference, secret_reference
+from streamlab._secrets import env_name, is_reference, redact_url, secret_reference, url_with_reference
 from streamlab.errors import ParameterError
 
-# Settings whose values are secrets. Matched as whole names or name prefixes, not substrings: a
-# setting such as ``connections.max.idle.ms`` is not a secret.
-SECRET_KEYS = (
+#: librdkafka's settings (its CONFIGURATION.md, 2.x) whose values are, or may hold, a credential
+LIBRDKAFKA_SECRETS = (
     "sasl.password",
-    "sasl.jaas.config",
+    "sasl.oauthbearer.config",  # clientSecret=..., extension_<name>=... pairs
     "sasl.oauthbearer.client.secret",
-    "sasl.oauthbearer.config",
+    "sasl.oauthbearer.client.credentials.client.secret",  # its alias
+    "sasl.oauthbearer.extensions",  # key=value pairs sent to the broker at login, often tokens
+    "sasl.oauthbearer.assertion.private.key.pem",
+    "sasl.oauthbearer.assertion.private.key.passphrase",
+    "sasl.kerberos.kinit.cmd",  # a shell command, which may hold a password (echo ... | kinit)
     "ssl.key.password",
     "ssl.key.pem",
     "ssl.keystore.password",
+    "ssl_key",  # set through librdkafka's API only, named here in case a client passes it on
+    "ssl_engine_callback_data",  # the same (an OpenSSL engine's PIN, for one)
+)
+
+#: Secrets of other Kafka clients (the Java client's names) and the words that make any setting a secret,
+#: as the whole name, its first parts or its last part: ``password`` covers ``sasl.password`` and
+#: ``ssl.truststore.password``, but ``connections.max.idle.ms`` is not a secret.
+SECRET_WORDS = (
+    "sasl.jaas.config",
     "ssl.truststore.password",
     "connection_string",
     "connection.string",
     "password",
+    "passphrase",
     "secret",
     "token",
 )
+
+SECRET_KEYS = LIBRDKAFKA_SECRETS + SECRET_WORDS
+"""Settings whose values are secrets, matched as whole names, name prefixes or last parts (not substrings)."""
+
+#: Settings whose value is a URL that may hold a password (``https://user:password@host/...`` or
+#: ``?client_secret=...``): only that part is a secret.
+URL_SETTINGS = ("sasl.oauthbearer.token.endpoint.url",)
 
 
 def redact_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """Return a copy of a client config with secret values replaced by ``"<redacted>"``.
 
     Used by ``repr`` so passwords and connection strings never reach notebooks or logs (``spec()``
-    writes environment references instead: ``config_references``).
+    writes environment references instead: ``config_references``). A URL setting keeps its URL, its
+    password shown as ``***``.
 
     Parameters
     ----------
@@ -54,25 +75,63 @@ def redact_config(config: Mapping[str, Any]) -> dict[str, Any]:
     --------
     >>> redact_config({"sasl.password": "hunter2", "linger.ms": 5})
     {'sasl.password': '<redacted>', 'linger.ms': 5}
+    >>> redact_config({"sasl.oauthbearer.token.endpoint.url": "https://app:hunter2@idp/token"})
+    {'sasl.oauthbearer.token.endpoint.url': 'https://app:***@idp/token'}
     """
-    return {k: ("<redacted>" if is_secret(k) else v) for k, v in config.items()}
+    return {
+        k: "<redacted>" if is_secret(k) else redact_url(v) if _is_url_setting(k, v) else v
+        for k, v in config.items()
+    }
 
 
 def config_references(config: Mapping[str, Any]) -> dict[str, Any]:
     """A client config for a spec: each secret becomes an environment reference, ``${KAFKA_<KEY>}``
     unless it already is one (resolved by ``consumer_config()``/``producer_config()`` when connecting).
+    A URL setting keeps its URL, its password a reference ``${KAFKA_<KEY>_PASSWORD}``.
 
     Examples
     --------
     >>> config_references({"sasl.password": "hunter2", "linger.ms": 5})
     {'sasl.password': '${KAFKA_SASL_PASSWORD}', 'linger.ms': 5}
+    >>> config_references({"sasl.kerberos.kinit.cmd": "echo pw | kinit app"})
+    {'sasl.kerberos.kinit.cmd': '${KAFKA_SASL_KERBEROS_KINIT_CMD}'}
     """
-    return {k: (secret_reference(v, env_name("kafka", k)) if is_secret(k) else v) for k, v in config.items()}
+    return {
+        k: secret_reference(v, env_name("kafka", k))
+        if is_secret(k)
+        else url_with_reference(v, env_name("kafka", k, "password"))
+        if _is_url_setting(k, v)
+        else v
+        for k, v in config.items()
+    }
 
 
 def is_secret(key: str) -> bool:
+    """Whether the value of the setting ``key`` is a secret (:data:`SECRET_KEYS`).
+
+    Examples
+    --------
+    >>> is_secret("sasl.oauthbearer.extensions"), is_secret("ssl.keystore.password"), is_secret("linger.ms")
+    (True, True, False)
+    """
     k = key.lower()
     return any(k == s or k.startswith(s + ".") or k.endswith("." + s) for s in SECRET_KEYS)
+
+
+def holds_secret(key: str) -> bool:
+    """Whether the value of the setting ``key`` is or may hold a secret: :func:`is_secret`, or a URL
+    setting (whose password is a secret).
+
+    Examples
+    --------
+    >>> holds_secret("sasl.oauthbearer.token.endpoint.url"), holds_secret("client.id")
+    (True, False)
+    """
+    return is_secret(key) or key.lower() in URL_SETTINGS
+
+
+def _is_url_setting(key: str, value: Any) -> bool:
+    return key.lower() in URL_SETTINGS and isinstance(value, str)
 
 
 def check_config(
@@ -482,10 +541,26 @@ KNOWN_SETTINGS = [
     "sasl.kerberos.service.name",
     "sasl.mechanism",
     "sasl.mechanisms",
+    "sasl.oauthbearer.assertion.algorithm",
+    "sasl.oauthbearer.assertion.claim.aud",
+    "sasl.oauthbearer.assertion.claim.exp.seconds",
+    "sasl.oauthbearer.assertion.claim.iss",
+    "sasl.oauthbearer.assertion.claim.jti.include",
+    "sasl.oauthbearer.assertion.claim.nbf.seconds",
+    "sasl.oauthbearer.assertion.claim.sub",
+    "sasl.oauthbearer.assertion.file",
+    "sasl.oauthbearer.assertion.jwt.template.file",
+    "sasl.oauthbearer.assertion.private.key.file",
+    "sasl.oauthbearer.assertion.private.key.passphrase",
+    "sasl.oauthbearer.assertion.private.key.pem",
+    "sasl.oauthbearer.client.credentials.client.id",
+    "sasl.oauthbearer.client.credentials.client.secret",
     "sasl.oauthbearer.client.id",
     "sasl.oauthbearer.client.secret",
     "sasl.oauthbearer.config",
     "sasl.oauthbearer.extensions",
+    "sasl.oauthbearer.grant.type",
+    "sasl.oauthbearer.metadata.authentication.type",
     "sasl.oauthbearer.method",
     "sasl.oauthbearer.scope",
     "sasl.oauthbearer.token.endpoint.url",

@@ -20,6 +20,10 @@ SECRETS = {
     "sasl": "kafka-pw-42",
     "oauth": "clientSecret=oauth-s3cret",
     "sslkey": "ssl-key-pw-7",
+    "extensions": "apiToken=ext-token-2",
+    "kinit": "kinit-pass-6",
+    "passphrase": "assert-pass-3",
+    "tokenurl": "url-pass-4",
 }
 
 
@@ -29,6 +33,10 @@ def kafka_config() -> dict[str, str]:
         "sasl.password": SECRETS["sasl"],
         "sasl.oauthbearer.config": SECRETS["oauth"],
         "ssl.key.password": SECRETS["sslkey"],
+        "sasl.oauthbearer.extensions": SECRETS["extensions"],
+        "sasl.kerberos.kinit.cmd": f"echo {SECRETS['kinit']} | kinit app@EXAMPLE.COM",
+        "sasl.oauthbearer.assertion.private.key.passphrase": SECRETS["passphrase"],
+        "sasl.oauthbearer.token.endpoint.url": f"https://app:{SECRETS['tokenurl']}@idp.example.com/token",
     }
 
 
@@ -69,6 +77,10 @@ def test_to_yaml_writes_references_not_secrets(tmp_path: Path) -> None:
         "sasl.password: ${KAFKA_SASL_PASSWORD}",
         "sasl.oauthbearer.config: ${KAFKA_SASL_OAUTHBEARER_CONFIG}",
         "ssl.key.password: ${KAFKA_SSL_KEY_PASSWORD}",
+        "sasl.oauthbearer.extensions: ${KAFKA_SASL_OAUTHBEARER_EXTENSIONS}",
+        "sasl.kerberos.kinit.cmd: ${KAFKA_SASL_KERBEROS_KINIT_CMD}",
+        "sasl.oauthbearer.assertion.private.key.passphrase: ${KAFKA_SASL_OAUTHBEARER_ASSERTION_PRIVATE_KEY_PASSPHRASE}",
+        "https://app:${KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL_PASSWORD}@idp.example.com/token",
     ):
         assert ref in text, ref
 
@@ -95,6 +107,10 @@ def test_a_saved_spec_runs_with_the_secrets_from_the_environment(
         "KAFKA_SASL_PASSWORD": SECRETS["sasl"],
         "KAFKA_SASL_OAUTHBEARER_CONFIG": SECRETS["oauth"],
         "KAFKA_SSL_KEY_PASSWORD": SECRETS["sslkey"],
+        "KAFKA_SASL_OAUTHBEARER_EXTENSIONS": SECRETS["extensions"],
+        "KAFKA_SASL_KERBEROS_KINIT_CMD": kafka_config()["sasl.kerberos.kinit.cmd"],
+        "KAFKA_SASL_OAUTHBEARER_ASSERTION_PRIVATE_KEY_PASSPHRASE": SECRETS["passphrase"],
+        "KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL_PASSWORD": SECRETS["tokenurl"],
     }.items():
         monkeypatch.setenv(var, value)
     sinks = {sid: q.steps[sid].sink for sid in ("redis", "hook2", "pd", "kafka")}  # type: ignore[attr-defined]
@@ -106,6 +122,7 @@ def test_a_saved_spec_runs_with_the_secrets_from_the_environment(
     conf = sinks["kafka"].producer_config()
     assert conf["sasl.password"] == SECRETS["sasl"] and conf["ssl.key.password"] == SECRETS["sslkey"]
     assert conf["sasl.oauthbearer.config"] == SECRETS["oauth"]
+    assert {k: conf[k] for k in kafka_config()} == kafka_config()
     # the rebuilt pipeline saves the same references again
     assert q.to_yaml() == text
 
