@@ -183,6 +183,43 @@ def _lone_surrogate_rows(batch: pd.DataFrame) -> np.ndarray:
     return lone
 
 
+def _lone_surrogates_within(batch: pd.DataFrame, text: dict[Any, pd.Series]) -> np.ndarray:
+    """Which rows of ``batch`` hold a lone surrogate inside a value written as JSON ``text`` (a column
+    each): in an object's key or a nested value, which the JSON text escapes (``"\\ud800"``) and DuckDB's
+    JSON type refuses. Only rows whose text holds such an escape are looked at value by value."""
+    lone = np.zeros(len(batch), dtype=bool)
+    for c, t in text.items():
+        escaped = np.asarray(t.str.contains("\\ud", regex=False).fillna(False), dtype=bool)
+        if escaped.any():
+            values = batch[c].tolist()
+            for i in np.flatnonzero(escaped).tolist():
+                lone[i] |= _holds_lone_surrogate(values[i])
+    return lone
+
+
+def _holds_lone_surrogate(value: Any) -> bool:
+    """Whether ``value`` (text, or a JSON object or array, nested to any depth) holds text with a lone
+    surrogate, in a key or a value.
+
+    Examples
+    --------
+    >>> _holds_lone_surrogate({"a": [{chr(0xDC00): 1}]}), _holds_lone_surrogate({"a": [chr(0x1F600)]})
+    (True, False)
+    """
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if _lone_surrogate(v):
+                return True
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+    return False
+
+
 def _lone_surrogate(value: Any) -> bool:
     if not isinstance(value, str) or value.isascii():
         return False
@@ -384,16 +421,17 @@ class _DuckDBWriter(SinkWriter):
 
     def _column_types(self, batch: pd.DataFrame) -> list[tuple[str, str]]:
         """``(column, DuckDB type)`` of each column of ``batch``, as a new table gets them."""
-        # DuckDB infers object columns by sampling values, so describe the real batch, not an empty one
-        # (but complex numbers as text: DuckDB cannot even describe them; they are written as JSON)
-        complex_ = {c: batch[c].astype(str) for c in batch.columns if batch[c].dtype.kind == "c"}
-        self.con.register("__streamlab_batch", batch.assign(**complex_) if complex_ else batch)
+        # DuckDB infers object columns by sampling values, so describe the real batch, not an empty one;
+        # but not the columns written as JSON text (their type is JSON whatever DuckDB would say): DuckDB
+        # cannot even describe complex numbers, and fails on a dict key without a UTF-8 form
+        json = self.declared_json | {c for c in batch.columns if _json_valued(batch[c])}
+        shown = {c: pd.Series(None, index=batch.index, dtype=object) for c in batch.columns if c in json}
+        self.con.register("__streamlab_batch", batch.assign(**shown) if shown else batch)
         try:
             cols = self.con.execute("DESCRIBE SELECT * FROM __streamlab_batch").fetchall()
         finally:
             self.con.unregister("__streamlab_batch")
         # an empty column has no type yet, and a category column would become an ENUM of this batch's values
-        json = self.declared_json | {c for c in batch.columns if _json_valued(batch[c])}
         empty = {c for c in batch.columns if batch[c].isna().all()}
         return [
             (
@@ -474,16 +512,9 @@ class _DuckDBWriter(SinkWriter):
                     self.sink,
                     name,
                 )
-        lone = _lone_surrogate_rows(batch)
-        if lone.any():  # kept aside before DuckDB sees them: DuckDB 1.x fails its database on them
-            self._reject(
-                batch.iloc[np.flatnonzero(lone)],
-                "a text value holds a lone surrogate (such as an escaped '\\ud800' in JSON), which has no "
-                f"UTF-8 form: table {self.sink.table!r} cannot hold it (the row's JSON here escapes it)",
-            )
-            batch = batch.iloc[np.flatnonzero(~lone)]
-            if len(batch) == 0:
-                return
+        batch = self._without_lone_surrogates(batch)
+        if len(batch) == 0:
+            return
         if not self.ready:
             self._create(batch)
         self._add_columns(batch)
@@ -493,6 +524,12 @@ class _DuckDBWriter(SinkWriter):
             c: _json_text(batch[c]) for c in batch.columns if c in self.json_columns or _json_valued(batch[c])
         }
         if text:
+            lone = _lone_surrogates_within(batch, text)
+            if lone.any():
+                batch = self._without_rows(batch, lone)
+                if len(batch) == 0:
+                    return
+                text = {c: t[~lone] for c, t in text.items()}
             batch = batch.assign(**text)
         key = self.sink.resolved_key(list(batch.columns), self.upstream)
         if key:
@@ -517,6 +554,22 @@ class _DuckDBWriter(SinkWriter):
         with self.sink._lock:
             self._insert_or_reject(verb, target, batch)
             self.appends = self.appends or not key
+
+    def _without_lone_surrogates(self, batch: pd.DataFrame) -> pd.DataFrame:
+        """``batch`` without its rows holding text with a lone surrogate, which go to the rejected table
+        before DuckDB sees them: DuckDB 1.x fails its database on them, and DuckDB 2 the insert."""
+        lone = _lone_surrogate_rows(batch)
+        return self._without_rows(batch, lone) if lone.any() else batch
+
+    def _without_rows(self, batch: pd.DataFrame, lone: np.ndarray) -> pd.DataFrame:
+        """``batch`` without the rows ``lone`` marks, which go to the rejected table as holding text
+        with a lone surrogate."""
+        self._reject(
+            batch.iloc[np.flatnonzero(lone)],
+            "a text value holds a lone surrogate (such as an escaped '\\ud800' in JSON), which has no "
+            f"UTF-8 form: table {self.sink.table!r} cannot hold it (the row's JSON here escapes it)",
+        )
+        return batch.iloc[np.flatnonzero(~lone)]
 
     def _upsert_null_safe(self, key: list[str], rows: pd.DataFrame) -> None:
         """Upsert ``rows`` whose window key is missing (the key None, NULL in the table): the table's
