@@ -29,14 +29,14 @@ HOSTILE = {
 }
 
 
-@pytest.mark.parametrize("where", sorted(HOSTILE))
-@pytest.mark.parametrize("first", [True, False], ids=["bad-first", "bad-last"])
 @pytest.mark.parametrize("batch_size", [1, 2, None])
-def test_a_lone_surrogate_goes_to_rejected_at_any_batch_size(
-    tmp_path: Path, where: str, first: bool, batch_size: int | None
-) -> None:
-    bad = b'{"event_id": "bad", "timestamp": "2024-01-01T00:00:00Z", "properties": ' + HOSTILE[where] + b"}"
-    events = [bad, *GOOD] if first else [*GOOD, bad]
+def test_a_lone_surrogate_goes_to_rejected_at_any_batch_size(tmp_path: Path, batch_size: int | None) -> None:
+    # a bad row first (in the batch that creates the table), between good ones, and last
+    bad = [
+        b'{"event_id": "%s", "timestamp": "2024-01-01T00:00:00Z", "properties": %s}' % (name.encode(), value)
+        for name, value in HOSTILE.items()
+    ]
+    events = [bad[0], GOOD[0], bad[1], GOOD[1], bad[2], GOOD[2], bad[3]]
     path = tmp_path / "o.duckdb"
     p = Pipeline(ListSource(events))
     p.parse().to(DuckDBSink(path, "events", key=None))
@@ -45,7 +45,5 @@ def test_a_lone_surrogate_goes_to_rejected_at_any_batch_size(
         kept = sorted(r[0] for r in con.execute("SELECT event_id FROM events").fetchall())
         rejected = con.execute("SELECT reject_reason, row FROM events_rejected").fetchall()
     assert kept == ["g0", "g1", "g2"]
-    assert len(rejected) == 1
-    reason, row = rejected[0]
-    assert "lone surrogate" in reason
-    assert json.loads(row)["event_id"] == "bad"
+    assert sorted(json.loads(row)["event_id"] for _, row in rejected) == sorted(HOSTILE)
+    assert all("lone surrogate" in reason for reason, _ in rejected)
