@@ -20,8 +20,10 @@ code that the Beam and Lambda exporters generate encode values the same way:
 | anything else (``Decimal``, ...) | ``str(value)`` as a string (a Decimal keeps every digit) |
 
 Messages are compact (``{"a":1}``); JSON-lines files keep ``json.dumps``' default layout
-(``{"a": 1}``), ``compact=False``. One field sent as its own bytes (a Kafka key or header) is
-:func:`encode_value`. The per-value rules live in ``streamlab._serde_values``, which generated modules
+(``{"a": 1}``), ``compact=False``. One field sent as its own bytes (a Kafka header) is
+:func:`encode_value`. A key (a Kafka key, Kinesis partition key, Pub/Sub ordering key, BigQuery insert
+id) is :func:`encode_keys` / :func:`key_texts`: the same, except that a float that is a whole number is
+the integer it equals, so a key keeps its text whether pandas made its column int64 or float64. The per-value rules live in ``streamlab._serde_values``, which generated modules
 carry verbatim; :func:`rows_to_json` encodes numbers, booleans and times a column at a time and gives
 the same text.
 """
@@ -29,6 +31,7 @@ the same text.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -46,6 +49,7 @@ from streamlab._serde_values import (
 
 __all__ = [
     "dump_json",
+    "encode_keys",
     "encode_rows",
     "encode_value",
     "encode_values",
@@ -53,7 +57,9 @@ __all__ = [
     "iso_utc",
     "json_column",
     "json_default",
+    "key_texts",
     "rows_to_json",
+    "text_values",
 ]
 
 
@@ -201,11 +207,104 @@ def escape_surrogates(text: str) -> str:
     return text
 
 
+def _key(value: Any) -> Any:
+    """A key's value as encoded: a finite float that is a whole number (numpy's too, any size) as the
+    integer it equals, any other value as it is."""
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
+        return int(value)
+    return value
+
+
+def encode_keys(s: pd.Series) -> list[bytes | None]:
+    """Keys of a column as bytes (Kafka record keys): :func:`encode_value` of each value, but a finite
+    float that is a whole number is written as that integer's text, so a key keeps its bytes (and its
+    partition) whether its column is int64 or float64 (an integer column that met a missing value).
+
+    Bytes stay as they are, text is UTF-8, a time is ISO-8601 UTC text, any other value its JSON text
+    (``true``, ``1.5``, ``null`` for an infinity); a missing value is ``None``. A float keeps only the
+    integer it holds: ``2**63 + 1`` in a float64 column is the float ``2.0**63``, written
+    ``9223372036854775808``.
+
+    Examples
+    --------
+    >>> encode_keys(pd.Series([1.0, -0.0, 1.5, float("nan"), 2.0**70]))
+    [b'1', b'0', b'1.5', None, b'1180591620717411303424']
+    >>> encode_keys(pd.Series([1, "1.0", True], dtype=object))
+    [b'1', b'1.0', b'true']
+    """
+    texts = _key_column(s)
+    if texts is not None:
+        return [None if t is None else t.encode("ascii") for t in texts]
+    return [encode_value(_key(v)) for v in s.tolist()]
+
+
+def key_texts(s: pd.Series) -> list[str | None]:
+    """Keys of a column as text (Kinesis partition keys; Pub/Sub ordering keys and BigQuery insert ids
+    through :func:`text_values`): the text of :func:`encode_keys`, ``None`` where a value is missing.
+
+    Text is kept as it is (a lone surrogate too, for the caller to refuse or escape); bytes that are not
+    UTF-8 are read with ``\\x`` escapes.
+
+    Examples
+    --------
+    >>> key_texts(pd.Series([7.0, None]))
+    ['7', None]
+    >>> key_texts(pd.Series([True, pd.Timestamp("2024-01-01 00:00:04"), b"\\xff", "u\\ud800"], dtype=object))
+    ['true', '2024-01-01T00:00:04.000000Z', '\\\\xff', 'u\\ud800']
+    """
+    texts = _key_column(s)
+    if texts is not None:
+        return texts
+    out: list[str | None] = []
+    for value in s.tolist():
+        if isinstance(value, str):
+            out.append(value)
+            continue
+        raw = encode_value(_key(value))
+        out.append(None if raw is None else raw.decode("utf-8", "backslashreplace"))
+    return out
+
+
+def _key_column(s: pd.Series) -> list[str | None] | None:
+    """:func:`key_texts` of a boolean, integer or float column a column at a time (equal to the rule
+    value by value); None for any other column."""
+    dtype = s.dtype
+    if isinstance(dtype, pd.CategoricalDtype) or not (
+        pd.api.types.is_bool_dtype(dtype)
+        or pd.api.types.is_integer_dtype(dtype)
+        or pd.api.types.is_float_dtype(dtype)
+    ):
+        return None
+    missing = s.isna().to_numpy(dtype=bool)
+    if pd.api.types.is_bool_dtype(dtype):
+        text = np.where(s.to_numpy(dtype=bool, na_value=False), "true", "false").astype(object)
+    elif pd.api.types.is_integer_dtype(dtype):
+        wide = "uint64" if pd.api.types.is_unsigned_integer_dtype(dtype) else "int64"
+        numbers = s.to_numpy(dtype=wide, na_value=0)
+        text = numbers.astype(str).astype(object)
+    else:
+        f = s.to_numpy(dtype="float64", na_value=np.nan)
+        finite = np.isfinite(f)
+        whole = finite & (np.floor(f) == f)
+        exact = whole & (np.abs(f) < 2.0**63)  # int64 holds it: below, each whole float is an int64
+        text = np.full(len(f), "null", dtype=object)  # an infinity is JSON's null
+        text[exact] = f[exact].astype(np.int64).astype(str)
+        for i in np.flatnonzero(whole & ~exact).tolist():
+            text[i] = str(int(f[i]))
+        fraction = finite & ~whole
+        # numpy's str() of a float64 is its shortest text, as repr() and JSON
+        text[fraction] = f[fraction].astype(str)
+    text[missing] = None
+    texts: list[str | None] = text.tolist()
+    return texts
+
+
 def text_values(s: pd.Series) -> list[str]:
     """Each value of a column as message text (a missing value empty): Pub/Sub ordering keys and
-    attributes, BigQuery insert ids. A lone surrogate (``"\\ud800"``, which a ``json`` field or a user
-    function can hold) is written as the escape ``\\ud800``, as JSON writes it: UTF-8 cannot encode it,
-    and converting the column raised on every retry.
+    attributes, BigQuery insert ids. The text is :func:`key_texts`' (a float that is a whole number as
+    its integer, so ``7`` and ``7.0`` are the same key in every batch; ``true``; a time in ISO-8601 UTC),
+    with a lone surrogate (``"\\ud800"``, which a ``json`` field or a user function can hold) written as
+    the escape ``\\ud800``, as JSON writes it: UTF-8 cannot encode it.
 
     Parameters
     ----------
@@ -219,14 +318,10 @@ def text_values(s: pd.Series) -> list[str]:
 
     Examples
     --------
-    >>> text_values(pd.Series(["a\\ud800", None, 1], dtype=object))
-    ['a\\\\ud800', '', '1']
+    >>> text_values(pd.Series(["a\\ud800", None, 1, 1.0], dtype=object))
+    ['a\\\\ud800', '', '1', '1']
     """
-    try:
-        texts: list[str] = s.astype("string").fillna("").tolist()
-    except UnicodeEncodeError:  # pandas' Arrow-backed text cannot hold a lone surrogate: value by value
-        missing = s.isna().tolist()
-        texts = ["" if m else str(v) for v, m in zip(s.tolist(), missing)]
+    texts = ["" if text is None else text for text in key_texts(s)]
     try:
         "".join(texts).encode("utf-8")
     except UnicodeEncodeError:

@@ -5,13 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 
 from streamlab._dead_letter import fit_message
@@ -20,7 +18,7 @@ from streamlab._serde_values import dump_json
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError, check_flag
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem
-from streamlab.serde import encode_rows, encode_value, encode_values
+from streamlab.serde import encode_keys, encode_rows, encode_values
 
 from .._params import positive_seconds
 from ._client import (
@@ -74,7 +72,8 @@ class KafkaSink(Sink):
         as bytes: bytes as they are, text as UTF-8, a time as ISO-8601 UTC text, a float that is a whole
         number as that integer (``1.0`` as ``b'1'``, the key of the integer ``1``: pandas makes an integer
         column float64 once it meets a missing value), any other value as its JSON text; a missing value
-        is no key. (The JSON value keeps ``1.0``.)
+        is no key. (The JSON value keeps ``1.0``.) This is every sink's key rule,
+        :func:`streamlab.serde.encode_keys`.
     value
         ``"json"`` to serialize each row as a JSON object, or the name of a bytes/str column to send
         as is.
@@ -629,26 +628,6 @@ class KafkaSinkWriter(SinkWriter):
 
     def __repr__(self) -> str:
         return f"KafkaSinkWriter({self.sink!r}, delivered={self.delivered}, failed={self._failed_total})"
-
-
-def encode_keys(s: pd.Series) -> list[bytes | None]:
-    """Record keys of a column: :func:`~streamlab.serde.encode_value` of each value, but a finite float
-    that is a whole number is written as that integer's text, so a key keeps its bytes (and partition)
-    whether its column is int64 or float64 (an integer column with a missing value).
-
-    Examples
-    --------
-    >>> encode_keys(pd.Series([1.0, -0.0, 1.5, float("nan"), 2.0**70]))
-    [b'1', b'0', b'1.5', None, b'1180591620717411303424']
-    >>> encode_keys(pd.Series([1, "1.0", True], dtype=object))
-    [b'1', b'1.0', b'true']
-    """
-    return [
-        str(int(v)).encode("ascii")
-        if isinstance(v, (float, np.floating)) and math.isfinite(v) and float(v).is_integer()
-        else encode_value(v)
-        for v in s.tolist()
-    ]
 
 
 def _size(key: bytes | None, headers: Any) -> int:

@@ -13,7 +13,7 @@ from streamlab._time import Duration, format_duration
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, Upstream, default_clock, missing_columns_problem, publish_now
-from streamlab.serde import encode_rows
+from streamlab.serde import encode_rows, key_texts
 
 from .._params import (
     check_endpoint_url,
@@ -43,8 +43,11 @@ class KinesisSink(Sink):
     stream
         Stream name.
     partition_key
-        Column whose values (as text, 1..256 characters) are the partition keys. A row whose key is
-        missing, empty, longer than 256 characters or not UTF-8 text (a lone surrogate such as
+        Column whose values (as text, 1..256 characters) are the partition keys, encoded as every
+        sink's keys (:func:`streamlab.serde.key_texts`): a float that is a whole number as that integer
+        (``7.0`` as ``"7"``, the key of the integer ``7``: pandas makes an integer column float64 once it
+        meets a missing value), a boolean as ``true`` / ``false``, a time as ISO-8601 UTC text. A row
+        whose key is missing, empty, longer than 256 characters or not UTF-8 text (a lone surrogate such as
         ``"\\ud800"``) cannot be put: Kinesis refuses the whole ``PutRecords`` call, so it would fail
         the batch on every retry. Such a row goes to ``dead_letter``; without one, ``write_batch``
         raises before any row of the batch is sent.
@@ -167,8 +170,9 @@ class KinesisSink(Sink):
 
 
 def unusable_keys(keys: pd.Series) -> pd.Series:
-    """Why each partition key cannot be put (``""``: it can): missing, empty, over 256 characters, or
-    not UTF-8 text (a lone surrogate), which botocore cannot send.
+    """Why each partition key (its text, :func:`~streamlab.serde.key_texts`) cannot be put (``""``: it
+    can): missing, empty, over 256 characters, or not UTF-8 text (a lone surrogate), which botocore
+    cannot send.
 
     Examples
     --------
@@ -222,7 +226,8 @@ class _KinesisWriter(SinkWriter):
         key = self._sink.partition_key
         if key not in batch.columns:
             raise KeyError(f"{self._sink!r}: the batch has no column {key!r}; it has {list(batch.columns)}")
-        reasons = unusable_keys(batch[key].reset_index(drop=True))
+        texts = pd.Series(key_texts(batch[key]), dtype=object)
+        reasons = unusable_keys(texts)
         bad = (reasons != "").to_numpy()
         if bad.any():
             if self._dead_letter is None:
@@ -235,11 +240,11 @@ class _KinesisWriter(SinkWriter):
             rows_all = batch.reset_index(drop=True)
             self._rejected.append(rows_all[bad].assign(**{REASON_COLUMN: reasons[bad].tolist()}))
             batch = rows_all[~bad]
+            texts = texts[~bad]
             if batch.empty:
                 return
-        keys = batch[key].astype("string")
         payloads = encode_rows(batch)
-        for data, pk in zip(payloads, keys.tolist()):
+        for data, pk in zip(payloads, texts.tolist()):
             if len(data) + len(pk.encode()) > _RECORD_MAX_BYTES:
                 limit = _RECORD_MAX_BYTES - len(pk.encode()) - 256
                 data = fit_payload(data, limit, repr(self._sink), "Kinesis' 1 MiB record")

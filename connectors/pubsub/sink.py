@@ -98,12 +98,17 @@ class PubSubSink(Sink):
     project
         Google Cloud project id.
     ordering_key
-        Column whose values become ordering keys (turns on ordered publishing); ``None`` for none.
+        Column whose values become ordering keys (turns on ordered publishing); ``None`` for none. A
+        missing value is no ordering key.
     attributes
         Message attributes: a mapping of constant attributes, or a sequence of column names whose values
         (as text) become attributes of the same names. Pub/Sub takes at most 100 attributes per message,
         names of at most 256 bytes and values of at most 1,024 bytes. Values (and ordering keys) are
-        sent as text; a lone surrogate (``"\\ud800"``) as the escape ``\\ud800``, as JSON writes it.
+        sent as text, as every sink's keys (:func:`streamlab.serde.text_values`): a float that is a whole
+        number as that integer (``7.0`` as ``"7"``, the text of the integer ``7``: pandas makes an integer
+        column float64 once it meets a missing value), a boolean as ``true`` / ``false``, a time as
+        ISO-8601 UTC text, a missing value empty; a lone surrogate (``"\\ud800"``) as the escape
+        ``\\ud800``, as JSON writes it.
     emulator_host
         ``"HOST:PORT"`` of a Pub/Sub emulator; default: ``PUBSUB_EMULATOR_HOST`` or Google Cloud.
     timeout
