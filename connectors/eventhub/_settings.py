@@ -8,8 +8,7 @@ from typing import Any
 
 from streamlab.errors import ParameterError
 
-from ..kafka import redact_config
-from ..kafka._config import check_config
+from ..kafka._config import check_config, config_references
 from .connection import EventHubConnection, eventhub_kafka_config, parse_eventhub_connection_string
 
 
@@ -136,7 +135,7 @@ class EventHubClient:
             **secret_spec(connection_string_env),
             "eventhub": hub,
             **fields,
-            "config": redact_config(dict(config or {})),
+            "config": config_references(dict(config or {})),
             "bootstrap_servers": bootstrap_servers,
             "security_protocol": security_protocol,
         }
