@@ -358,13 +358,33 @@ COMPARE = {
 
 def compare_values(value: Any, op: str, bound: Any) -> bool:
     """``value op bound`` as ``ThresholdRule(column=, op=, value=)`` reads it: missing is no alert
-    (except ``!=``, where pandas says a missing value differs)."""
+    (except ``!=``, where pandas says a missing value differs). Compared with a number, a text is read as
+    the number it writes (``as_number``, as features and detectors read it: ``"5000"`` is 5000.0); a
+    text that writes no number is no alert, as a missing value.
+
+    Examples
+    --------
+    >>> compare_values("5000", ">", 1000), compare_values(" 10 ", "==", 10), compare_values("x", ">", 1)
+    (True, True, False)
+    >>> compare_values("x", "!=", 1), compare_values("10", "==", "10"), compare_values(None, ">", 1)
+    (True, True, False)
+    """
+    if isinstance(value, str) and reads_text_as_number(bound):
+        value = as_number(value)
     if missing_value(value):
         return op == "!="
     try:
         return bool(COMPARE[op](value, bound))
     except TypeError:
         return op == "!="
+
+
+def reads_text_as_number(bound: Any) -> bool:
+    """Whether ``ThresholdRule(column=, op=, value=bound)`` reads a text as a number: ``bound`` is a number
+    (an int, a float or a numpy number; not a bool, which compares with true and false)."""
+    if isinstance(bound, (int, float)):
+        return not isinstance(bound, bool)
+    return getattr(getattr(bound, "dtype", None), "kind", "") in ("i", "u", "f")
 
 
 def condition_failure(what: str, expr: str, columns: Any, row: dict[str, Any]) -> str:

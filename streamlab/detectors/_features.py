@@ -26,6 +26,7 @@ from streamlab import _step_codecs as codec
 from streamlab._compat import object_index
 from streamlab._detector_record import (
     compare_values,
+    reads_text_as_number,
     unkeyable_reason,
     unkeyable_value_reason,
 )
@@ -1130,19 +1131,23 @@ class _ThresholdRuleOperator(PickledStateOperator):
         self.step = step
 
     def _by_comparison(self, batch: pd.DataFrame) -> np.ndarray:
-        """``column op value``; a value that does not compare with ``value`` (a string against a number)
-        is no alert (``!=``: an alert), as the exported rule's ``compare_values`` reads it."""
+        """``column op value`` as the exported rule's ``compare_values`` reads it: compared with a number,
+        a text is the number it writes (``"5000"`` is 5000.0, as features read it); a value that does not
+        compare with ``value`` (a text that writes no number, against a number) is no alert (``!=``: an
+        alert)."""
         step = self.step
         column, op = cast(str, step.column), cast(str, step.op)  # both checked in __post_init__
         require_columns(batch, [column], where=f"ThresholdRule(name={step.name!r})")
-        try:
-            with np.errstate(invalid="ignore"):
-                return np.asarray(_OPS[op](batch[column], step.value).fillna(False), dtype=bool)
-        except TypeError:
-            values = batch[column].tolist()
-            return np.fromiter(
-                (compare_values(v, op, step.value) for v in values), dtype=bool, count=len(values)
-            )
+        col = batch[column]
+        dtype = col.dtype.categories.dtype if isinstance(col.dtype, pd.CategoricalDtype) else col.dtype
+        if not (reads_text_as_number(step.value) and pd.api.types.is_string_dtype(dtype)):
+            try:
+                with np.errstate(invalid="ignore"):
+                    return np.asarray(_OPS[op](col, step.value).fillna(False), dtype=bool)
+            except TypeError:
+                pass
+        values = col.tolist()  # text read as a number, or values of several types: one at a time
+        return np.fromiter((compare_values(v, op, step.value) for v in values), dtype=bool, count=len(values))
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
         step = self.step
@@ -1221,7 +1226,9 @@ class ThresholdRule(StepConfig):
     with the error as ``reason``; the rest of the batch goes on. An ``expr`` naming a column the stream
     lacks is refused when the pipeline is built (where the stream's columns are known; otherwise it
     stops the run with a ValueError, as it would fail on every row). With
-    ``column``/``op``/``value``, a value that does not compare with ``value`` is no alert (with ``!=``,
+    ``column``/``op``/``value`` and a number ``value``, a text is read as the number it writes
+    (``"5000"`` is 5000.0), as the features and detectors read numbers and as the exported rule does; a
+    value that does not compare with ``value`` (a text that writes no number) is no alert (with ``!=``,
     an alert), as a missing one.
 
     Parameters
@@ -1244,6 +1251,9 @@ class ThresholdRule(StepConfig):
     >>> out = ThresholdRule("big", column="amount", op=">", value=10).build().process(batch)["out"]
     >>> out["is_alert"].tolist()
     [False, True]
+    >>> texts = pd.DataFrame({"amount": pd.Series(["5000", "5", "n/a"], dtype=object)})
+    >>> ThresholdRule("big", column="amount", op=">", value=1000).build().process(texts)["out"]["is_alert"].tolist()
+    [True, False, False]
     """
 
     name: str
@@ -1301,9 +1311,10 @@ class ThresholdRule(StepConfig):
         )
 
     def numeric_columns(self) -> tuple[str, ...]:
-        """The ``column`` compared with a number (a declared text column would never alert with ``==``,
-        ``<``, ``>``, and always with ``!=``)."""
-        number = isinstance(self.value, numbers.Real) and not isinstance(self.value, (bool, np.bool_))
+        """The ``column`` compared with a number: one declared text upstream is refused when the step is
+        added, as for the features (declare it a number: the rule reads undeclared text as the number it
+        writes, where a declared number column compares its values exactly)."""
+        number = reads_text_as_number(self.value)
         return (self.column,) if self.column is not None and number else ()
 
     def text_columns(self) -> tuple[str, ...]:
