@@ -1074,11 +1074,12 @@ def _pandas_eval(batch: pd.DataFrame, expr: str) -> Any:
         return _pandas_evaluates(batch.eval, expr, engine="python")
 
 
-def _pandas_evaluates(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)``, a pandas ``eval`` (through :func:`guarded`), raising the TypeError pandas
+def _pandas_evaluates(fn: Callable[..., Any], expr: str, **kwargs: Any) -> Any:
+    """``fn(expr, **kwargs)``, a pandas ``eval`` (through :func:`guarded`), raising the TypeError pandas
     meant where it garbles it (``-1.5 + a`` over objects: "'UnaryOp' object has no attribute 'type'"),
     as the exported code does (``ExprCompiler.meant``), so a dead letter's reason says which operation
-    refused which types.
+    refused which types. On pandas 2, an operation whose attribute ``expr`` reads (``(n * 2).fillna(1)``)
+    is evaluated first, as pandas 3 evaluates it (``ExprCompiler.operations_read``).
 
     Examples
     --------
@@ -1091,4 +1092,4 @@ def _pandas_evaluates(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """
     from streamlab.export._snippets import ExprCompiler
 
-    return ExprCompiler.meant(guarded, fn, *args, **kwargs)
+    return ExprCompiler.meant(functools.partial(guarded, fn), expr, **kwargs)

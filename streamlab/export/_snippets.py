@@ -378,9 +378,11 @@ class ExprCompiler:
         return TypeError(f"unsupported operand type(s) for {op}: '{kind(lhs)}' and '{kind(rhs)}'")
 
     @staticmethod
-    def meant(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """``fn(*args, **kwargs)`` (a pandas ``eval``), raising :meth:`operand_type_error`'s TypeError where
-        pandas garbles it (``-1.5 + a`` over objects), any other error as it is.
+    def meant(fn: Any, expr: str, **kwargs: Any) -> Any:
+        """``fn(expr, **kwargs)`` (a pandas ``eval``), raising :meth:`operand_type_error`'s TypeError where
+        pandas garbles it (``-1.5 + a`` over objects), any other error as it is. On pandas before 3, an
+        operation whose attribute ``expr`` reads is evaluated first (:meth:`operations_read`), as pandas 3
+        evaluates it: ``(n * 2).fillna(1)`` failed on every row there.
 
         Examples
         --------
@@ -390,9 +392,22 @@ class ExprCompiler:
         ... except TypeError as e:
         ...     print(e)
         unsupported operand type(s) for +: '<class 'float'>' and 'object'
+        >>> ExprCompiler.meant(pd.DataFrame({"n": [1.0, None]}).eval, "(n * 2).fillna(1)", engine="python").tolist()
+        [2.0, 1.0]
         """
+        import pandas as pd
+
+        if int(pd.__version__.split(".")[0]) < 3:
+            rewritten, operations = ExprCompiler.operations_read(expr)
+            if operations:
+                resolvers = list(kwargs.pop("resolvers", None) or ())
+                values = {
+                    name: ExprCompiler.meant(fn, operation, resolvers=resolvers, **kwargs)
+                    for name, operation in operations
+                }
+                expr, kwargs = rewritten, {**kwargs, "resolvers": [values, *resolvers]}
         try:
-            return fn(*args, **kwargs)
+            return fn(expr, **kwargs)
         except AttributeError as e:
             error = ExprCompiler.operand_type_error(e)
             if error is None:
@@ -679,32 +694,126 @@ class ExprCompiler:
         return pd.Series([value] * len(frame), index=frame.index, dtype=object if held else str)
 
     @staticmethod
-    def parse(expr: str) -> Any:
-        """The expression's syntax tree after pandas' rewriting (``&``/``|`` as ``and``/``or``), or None."""
-        import ast
+    def source(expr: str, keywords: bool = False) -> Any:
+        """``expr`` as pandas rewrites it before parsing (``&``/``|`` as ``and``/``or``, the rest of the text
+        as it is), or None where the compiled code does not read it (``@`` locals, backticks, a token error,
+        an ``=``: an assignment, or unless ``keywords``, a keyword argument).
+
+        Examples
+        --------
+        >>> ExprCompiler.source("a > 1 & (b|c)")
+        'a > 1  and  (b or c)'
+        >>> ExprCompiler.source("a.fillna(value=1)"), ExprCompiler.source("a.fillna(value=1)", keywords=True)
+        (None, 'a.fillna(value=1)')
+        """
         import io
         import tokenize
 
         if "@" in expr or "`" in expr:
             return None
         try:
-            tokens = []
-            for tok in tokenize.generate_tokens(io.StringIO(expr).readline):
-                if tok.type == tokenize.OP and tok.string in ("&", "|"):
-                    tokens.append((tokenize.NAME, "and" if tok.string == "&" else "or"))
-                elif tok.type == tokenize.OP and tok.string == "=":
-                    return None
-                else:
-                    tokens.append((tok.type, tok.string))
-            source = tokenize.untokenize(tokens)
-            for _ in range(3):  # CPython 3.11's parser can fail when another thread parses at once
-                try:
-                    return ast.parse(source, mode="eval").body
-                except SystemError:
-                    continue
+            tokens = list(tokenize.generate_tokens(io.StringIO(expr).readline))
         except (SyntaxError, tokenize.TokenError, ValueError):
             return None
+        starts = [0]
+        for line in expr.splitlines(keepends=True):
+            starts.append(starts[-1] + len(line))
+        out = expr
+        for tok in reversed(tokens):
+            if tok.type != tokenize.OP or tok.string not in ("&", "|", "="):
+                continue
+            if tok.string == "=":
+                if keywords:
+                    continue
+                return None
+            at = starts[tok.start[0] - 1] + tok.start[1]
+            out = out[:at] + (" and " if tok.string == "&" else " or ") + out[at + 1 :]
+        return out
+
+    @staticmethod
+    def parse(expr: str) -> Any:
+        """The expression's syntax tree after pandas' rewriting (``&``/``|`` as ``and``/``or``), or None."""
+        import ast
+
+        source = ExprCompiler.source(expr)
+        if source is None:
+            return None
+        for _ in range(3):  # CPython 3.11's parser can fail when another thread parses at once
+            try:
+                return ast.parse(source, mode="eval").body
+            except SystemError:
+                continue
+            except (SyntaxError, ValueError):
+                return None
         return None
+
+    #: (expression, its operations read apart), for ``operations_read``
+    OPERATIONS: dict[str, Any] = {}
+
+    @staticmethod
+    def operations_read(expr: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+        """``expr`` with each operation whose attribute it reads (``(n * 2).fillna(1)``, ``(-n).abs()``,
+        ``(n > 1).astype(int)``) read from a name, and those (name, operation); ``(expr, ())`` when it reads
+        none.
+
+        pandas before 3 cannot evaluate an attribute of an operation ("'BinOp' object has no attribute
+        'value'"), where pandas 3 evaluates the operation and reads the attribute of its value; evaluated
+        first and given by its name, the operation is read as pandas 3 reads it (:meth:`meant`).
+
+        Examples
+        --------
+        >>> ExprCompiler.operations_read("(n * 2).fillna(1) > m & (-n).abs() < 3")
+        ('(_streamlab_operand_0).fillna(1) > m  and  (_streamlab_operand_1).abs() < 3', (('_streamlab_operand_0', 'n * 2'), ('_streamlab_operand_1', '-n')))
+        >>> ExprCompiler.operations_read("n.mul(2).fillna(1)")
+        ('n.mul(2).fillna(1)', ())
+        """
+        import ast
+
+        found = ExprCompiler.OPERATIONS.get(expr)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+        source = ExprCompiler.source(expr, keywords=True)
+        tree = None
+        for _ in range(3 if source is not None else 0):  # (CPython 3.11's parser race: see parse)
+            try:
+                tree = ast.parse(source, mode="eval")
+                break
+            except SystemError:
+                continue
+            except (SyntaxError, ValueError):
+                break
+        operations = (ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare)
+        spans: list[Any] = []
+        todo = [tree] if tree is not None else []
+        while todo:
+            node = todo.pop()
+            if isinstance(node, ast.Attribute) and isinstance(node.value, operations):
+                spans.append(node.value)  # evaluated apart, with the operations it reads itself
+                continue
+            todo.extend(ast.iter_child_nodes(node))
+        if not spans or source is None:
+            found = (expr, ())
+        else:
+            lines = source.splitlines(keepends=True)
+            starts = [0]
+            for line in lines:
+                starts.append(starts[-1] + len(line))
+
+            def at(row: int, col: int) -> int:  # ast's columns count UTF-8 bytes
+                return starts[row - 1] + len(lines[row - 1].encode()[:col].decode())
+
+            out = source
+            pairs: list[tuple[str, str, int, int]] = []  # (name, operation, its start, its end)
+            for node in sorted(spans, key=lambda n: (n.lineno, n.col_offset)):
+                begin, end = at(node.lineno, node.col_offset), at(node.end_lineno, node.end_col_offset)
+                name = f"_streamlab_operand_{len(pairs)}"
+                pairs.append((name, source[begin:end], begin, end))
+            for name, _, begin, end in reversed(pairs):
+                out = out[:begin] + name + out[end:]
+            found = (out, tuple((name, text) for name, text, _, _ in pairs))
+        if len(ExprCompiler.OPERATIONS) < 4096:
+            ExprCompiler.OPERATIONS[expr] = found
+        return found
 
     def node(self, n: Any, nan_for_none: bool) -> Any:
         import ast
