@@ -5,8 +5,9 @@ strict (a type mismatch fails the chunk), so a failing chunk is split until the 
 those are then checked one by one by ``streamlab._record`` (the code exported parsers carry), which also
 words the dead-letter reason. Where arrow is more lenient than that checked path (NaN literals, no
 nesting or number-length limit, line breaks), vectorized scans send the records concerned to the checked
-path before arrow sees them. Both paths accept exactly the same records with the same values, so batch
-boundaries never change results.
+path before arrow sees them. Fields arrow does not read (json/object values, and a key that two fields
+read as different types, which arrow would read in one) are looked up record by record beside its read.
+Both paths accept exactly the same records with the same values, so batch boundaries never change results.
 """
 
 from __future__ import annotations
@@ -179,6 +180,26 @@ def _nested_schema(fields: list[FieldSpec], timestamp: pa.DataType | None = None
 
 def _flat_schema(fields: list[FieldSpec]) -> pa.Schema:
     return pa.schema([pa.field(f.name, _ARROW.get(f.type, pa.string())) for f in fields])
+
+
+def _mixed_keys(fields: list[FieldSpec]) -> list[FieldSpec]:
+    """The fields (of arrow's types) whose value another field reads as another type.
+
+    Arrow reads a key in one type, which would decide the value of every field on it (an epoch read as
+    an int64 would be nanoseconds for the timestamp field beside it, a float64 would round its int64):
+    the parse step looks these fields up record by record instead, as it does json/object fields.
+
+    Examples
+    --------
+    >>> fields = [FieldSpec.of("t", "timestamp"), FieldSpec.of("n", {"type": "int64", "path": "t"}),
+    ...           FieldSpec.of("c", "category"), FieldSpec.of("s", {"type": "string", "path": "c"})]
+    >>> [f.name for f in _mixed_keys(fields)]  # a category is read as the string it is
+    ['t', 'n']
+    """
+    types: dict[tuple[str, ...], set[pa.DataType]] = {}
+    for f in fields:
+        types.setdefault(f.path, set()).add(_ARROW[f.type])
+    return [f for f in fields if len(types[f.path]) > 1]
 
 
 def _done(outputs: Outputs) -> Callable[[], Outputs]:
@@ -383,6 +404,24 @@ def _sorted_categories(col: pa.Array) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(indices, values.take(pa.array(order)))
 
 
+def _typed_column(kind: str, values: list[Any]) -> pa.Array:
+    """The table column of a field of type ``kind`` from its values as ``check_value`` gives them
+    (timestamps as epoch nanoseconds); a json/object column says only whether a value is there (the
+    values go beside the table).
+
+    Examples
+    --------
+    >>> _typed_column("timestamp", [1_000, None]).type, _typed_column("category", ["b", "a"]).dictionary.to_pylist()
+    (TimestampType(timestamp[ns, tz=UTC]), ['a', 'b'])
+    """
+    if kind == "timestamp":
+        return pa.array(values, type=pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
+    if kind in ("json", "object"):
+        return pa.array(["" if v is not None else None for v in values], type=pa.string())
+    arr = pa.array(values, type=_ARROW[kind])
+    return _sorted_categories(arr) if kind == "category" else arr
+
+
 def _raw_records(column: pd.Series, where: np.ndarray) -> list[Any]:
     """The raw records of ``column`` at positions ``where`` (lines of a file cut from its bytes alone)."""
     if isinstance(column.array, LineArray):
@@ -411,10 +450,13 @@ class ParseOperator(Operator):
         self.max_record_bytes = max_record_bytes
         self.record_fields = tuple((f.name, f.type, f.path) for f in fields)
         # json/object fields hold Python values (json.loads'): arrow reads the other fields, and each
-        # record those are read from is decoded once more for its Python values (see _with_objects)
-        self.object_fields = [f for f in fields if f.type in ("json", "object")]
-        self.arrow_fields = [f for f in fields if f.type not in ("json", "object")]
-        self.python_only = bool(self.object_fields)
+        # record those are read from is decoded once more for its Python values (see _with_objects);
+        # so are fields on a key that another field reads as another type (_mixed_keys)
+        typed = [f for f in fields if f.type not in ("json", "object")]
+        mixed = _mixed_keys(typed)
+        self.lookup_fields = [f for f in fields if f.type in ("json", "object") or f in mixed]
+        self.arrow_fields = [f for f in typed if f not in mixed]
+        self.python_only = any(f.type in ("json", "object") for f in fields)
         self.nested_schema = _nested_schema(self.arrow_fields)
         self.flat_schema = _flat_schema(fields)
         # tables carry category fields dictionary-encoded (done in the reading thread, without the GIL)
@@ -424,21 +466,21 @@ class ParseOperator(Operator):
                 for f in fields
             ]
         )
-        # what arrow's read gives (the json/object columns are added after it)
+        # what arrow's read gives (the columns of lookup_fields are added after it)
         self.arrow_table_schema = pa.schema([self.table_schema.field(f.name) for f in self.arrow_fields])
         self.parse_options = pj.ParseOptions(
             explicit_schema=self.nested_schema, unexpected_field_behavior="ignore"
         )
         # timestamps given as epoch numbers: read as integers (exact), else as floats, then converted
-        arrow_fields = [f for f in fields if f.type not in ("json", "object")]
         self.epoch_options = (
             [
                 pj.ParseOptions(
-                    explicit_schema=_nested_schema(arrow_fields, number), unexpected_field_behavior="ignore"
+                    explicit_schema=_nested_schema(self.arrow_fields, number),
+                    unexpected_field_behavior="ignore",
                 )
                 for number in (pa.int64(), pa.float64())
             ]
-            if any(f.type == "timestamp" for f in arrow_fields)
+            if any(f.type == "timestamp" for f in self.arrow_fields)
             else []
         )
 
@@ -511,16 +553,7 @@ class ParseOperator(Operator):
             except BadRecordError as e:
                 bad.append((i, str(e)))
         if rows:
-            cols = {}
-            for f in self.fields:
-                vals = [r[f.name] for r in rows]
-                if f.type == "timestamp":
-                    arr = pa.array(vals, type=pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
-                elif f.type in ("json", "object"):  # the values go beside the table; here, whether missing
-                    arr = pa.array(["" if v is not None else None for v in vals], type=pa.string())
-                else:
-                    arr = pa.array(vals, type=_ARROW[f.type])
-                cols[f.name] = _sorted_categories(arr) if f.type == "category" else arr
+            cols = {f.name: _typed_column(f.type, [r[f.name] for r in rows]) for f in self.fields}
             table = pa.table(cols, schema=self.table_schema)
             if self.python_only:
                 json_cols = {
@@ -568,12 +601,12 @@ class ParseOperator(Operator):
         ``records`` gives the records at table rows as bytes; ``texts``, when given, as text where it
         can (lines of a file known to be ASCII: one decode of their block), for the json/object values.
         """
-        odd = _odd_rows(table, self.fields)
+        odd = _odd_rows(table, self.arrow_fields)
         rows = np.arange(len(idx)) if odd is None else np.flatnonzero(~odd)  # the rows kept, of table
         if odd is not None:
             self._python_rows(records(np.flatnonzero(odd)), idx[odd], good, bad)
             table, idx = table.filter(pa.array(~odd)), idx[~odd]
-        if not self.object_fields:
+        if not self.lookup_fields:
             good.append((idx, table, {}))
             return
         recs = texts(rows) if texts is not None else None
@@ -582,17 +615,19 @@ class ParseOperator(Operator):
     def _with_objects(
         self, table: pa.Table, idx: np.ndarray, recs: Sequence[bytes | str], good: list[Any], bad: list[Any]
     ) -> None:
-        """Arrow's table of ``recs`` (at ``idx``) with the json/object fields' Python values beside it.
+        """Arrow's table of ``recs`` (at ``idx``) completed with the fields arrow does not read
+        (``lookup_fields``: json/object fields, whose Python values also go beside the table, and the
+        fields on a key read as two types, ``_mixed_keys``).
 
-        Each record is decoded once more, and only its json/object fields are looked up, as
-        ``read_record`` does; a record whose lookup fails (a path through a non-object, an object
-        field holding something else) or that the strict decoder refuses goes to the checked path,
-        which words its reason.
+        Each record is decoded once more, and only those fields are looked up, as ``read_record``
+        does; a record whose lookup fails (a path through a non-object, a value of another type) or
+        that the strict decoder refuses goes to the checked path, which words its reason.
         """
-        values: dict[str, list[Any]] = {f.name: [] for f in self.object_fields}
+        values: dict[str, list[Any]] = {f.name: [] for f in self.lookup_fields}
         ok = np.ones(len(recs), dtype=bool)
-        found = [(f.name, f.type, f.path, values[f.name].append) for f in self.object_fields]
-        if len(found) == 1 and len(found[0][2]) == 1:  # the usual shape: one value at a top-level key
+        found = [(f.name, f.type, f.path, values[f.name].append) for f in self.lookup_fields]
+        if len(found) == 1 and len(found[0][2]) == 1 and found[0][1] in ("json", "object"):
+            # the usual shape: one json/object value at a top-level key
             _, kind, (key,), append = found[0]
             for j, rec in enumerate(recs):
                 obj = _decoded_object(rec)
@@ -621,9 +656,7 @@ class ParseOperator(Operator):
         if not len(idx):
             return
         columns = {
-            f.name: pa.array(["" if v is not None else None for v in values[f.name]], type=pa.string())
-            if f.type in ("json", "object")
-            else table.column(f.name)
+            f.name: _typed_column(f.type, values[f.name]) if f.name in values else table.column(f.name)
             for f in self.fields
         }
         good.append((idx, pa.table(columns, schema=self.table_schema), values))
