@@ -9,6 +9,7 @@ import io
 import keyword
 import math
 import operator
+import re
 import tokenize
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,7 @@ import pandas as pd
 
 from streamlab._compat import PANDAS_2_3, PANDAS_3, as_pandas_3, inferred_kind
 from streamlab._intcols import exact_values, inferred_series
-from streamlab._pyast import guarded, parse, unquote_backticks
+from streamlab._pyast import BACKTICK_PREFIX, guarded, parse, unquote_backticks
 
 __all__ = [
     "as_expression_input",
@@ -588,6 +589,92 @@ def _partial_gaps(batch: pd.DataFrame, expr: str) -> list[np.ndarray]:
         gaps = col.isna().to_numpy()
         if gaps.any() and not gaps.all():
             found.append(gaps)
+    return found + _masked_rows(batch, expr)
+
+
+#: Methods of a column that set rows missing by a condition (``n.where(n > 0)``, ``n.mask(n < 0)``)
+_MASKING = ("where", "mask")
+
+
+@functools.lru_cache(maxsize=512)
+def _masks(expr: str) -> tuple[tuple[str, ...], str | None]:
+    """The conditions of the ``.where``/``.mask`` calls of ``expr``, and ``expr`` with each such call
+    replaced by the values it masks (every row kept), as expressions; ``((), None)`` without such a call.
+
+    Examples
+    --------
+    >>> _masks("n.where(n > 0 & m < 2) * 2")
+    (('n > 0 and m < 2',), 'n * 2')
+    >>> _masks("`a b`.mask(cond=`a b` < 0, other=1)")
+    (('`a b` < 0',), '`a b`')
+    >>> _masks("n.fillna(0)"), _masks("n.where(False)")
+    (((), None), ((), 'n'))
+    """
+    from streamlab.export._snippets import ExprCompiler  # not at import: streamlab.export imports this
+
+    if not any(f".{m}" in expr for m in _MASKING):
+        return (), None
+    try:
+        unquoted, quoted = unquote_backticks(expr.strip())
+        source = ExprCompiler.source(unquoted, keywords=True)  # & and | as pandas reads them
+        tree = parse(source, mode="eval") if source is not None else None
+    except SyntaxError:
+        return (), None
+    if tree is None:
+        return (), None
+
+    def text(node: ast.AST) -> str:
+        out = ast.unparse(node)
+        return re.sub(rf"{BACKTICK_PREFIX}\d+", lambda m: f"`{quoted.get(m.group(), m.group())}`", out)
+
+    conditions: list[str] = []
+    calls = []
+
+    class Kept(ast.NodeTransformer):
+        def visit_Call(self, node: ast.Call) -> ast.AST:
+            func = node.func
+            if not (isinstance(func, ast.Attribute) and func.attr in _MASKING):
+                return self.generic_visit(node)
+            calls.append(node)
+            cond = (
+                node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "cond"), None)
+            )
+            if cond is not None and not isinstance(cond, ast.Constant):  # (a constant splits no rows)
+                conditions.append(text(cond))
+            return self.visit(func.value)  # type: ignore[no-any-return]
+
+    kept = Kept().visit(tree)
+    return (tuple(conditions), text(kept)) if calls else ((), None)
+
+
+def _masked_rows(batch: pd.DataFrame, expr: str) -> list[np.ndarray]:
+    """For each ``.where``/``.mask`` call of ``expr`` whose condition holds on some rows of ``batch`` and
+    not on others, a code per row of the condition's value.
+
+    pandas' ``n.where(n > 0)`` of an int64 ``n`` is float64 in a batch where a row is set missing (``3.0``,
+    and integers beyond 2**53 rounded) and int64 in one where none is; a row alone, and the exported code,
+    give the integer. Evaluated apart (:func:`by_presence`), the kept rows give their integers, and
+    beside the rows set missing make a nullable integer column, as rows missing an ``int64`` field do.
+
+    Examples
+    --------
+    >>> batch = pd.DataFrame({"n": [2**53 + 1, -3, 4]})
+    >>> [codes.tolist() for codes in _masked_rows(batch, "n.where(n > 0)")]
+    [[0, 1, 0]]
+    >>> eval_expression(batch, "n.where(n > 0)").tolist()
+    [9007199254740993, <NA>, 4]
+    """
+    found = []
+    for cond in _masks(expr)[0]:
+        try:
+            got = eval_condition(batch, cond)
+        except Exception:  # the expression's own evaluation fails, with its own error
+            continue
+        if not isinstance(got, pd.Series) or len(got) != len(batch):
+            continue
+        codes = pd.factorize(got.to_numpy(dtype=object))[0].astype(np.int64)  # a missing value: -1
+        if bool((codes != codes[0]).any()):
+            found.append(codes)
     return found
 
 
@@ -721,6 +808,9 @@ def _as_with_values(batch: pd.DataFrame, expr: str, value: Any) -> Any:
         isinstance(value, pd.Series) and value.dtype.kind == "f" and len(value) and batch.columns.is_unique
     ):
         return value
+    masked = _as_masked(batch, expr, value)
+    if masked is not value:
+        return masked
     names = expression_names(expr)
     if not names or _compares_only(expr):
         return value
@@ -757,6 +847,37 @@ def _as_with_values(batch: pd.DataFrame, expr: str, value: Any) -> Any:
     out[present] = whole.astype(np.int64)
     out[~present] = pd.NA
     return out.astype(np.int64) if present.all() else out
+
+
+def _as_masked(batch: pd.DataFrame, expr: str, value: pd.Series) -> Any:
+    """``value``, the result of ``expr`` over rows that its ``.where``/``.mask`` calls all set missing
+    (:func:`_masked_rows`), as missing integers (``Int64``) where the values kept are integers: the rows it
+    keeps give integers, so ``n.where(n > 0)`` is a nullable integer column in every batch.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> eval_expression(pd.DataFrame({"n": [-3, -4]}), "n.where(n > 0)").dtype
+    Int64Dtype()
+    >>> eval_expression(pd.DataFrame({"n": [-3, -4]}), "(n / 2).where(n > 0)").dtype
+    dtype('float64')
+    """
+    _, kept = _masks(expr)
+    if kept is None or not bool(value.isna().all()) or not batch.columns.is_unique:
+        return value
+    probe = batch.iloc[:1].copy()
+    for n in probe.columns:  # an integer column all missing here: its values are integers where present
+        col = probe[n]
+        if isinstance(col.dtype, pd.api.extensions.ExtensionDtype) and col.dtype.kind in "iu" and col.hasnans:
+            probe[n] = np.ones(1, dtype=col.dtype.numpy_dtype)  # type: ignore[attr-defined]
+    try:
+        probe = _eval_whole(probe, kept)
+    except Exception:  # the values kept fail where the masked rows do not: keep what they gave
+        return value
+    if not isinstance(probe, pd.Series) or probe.dtype.kind not in "iu":
+        return value
+    dtype = "UInt64" if probe.dtype.kind == "u" else "Int64"
+    return pd.Series(pd.NA, index=value.index, dtype=dtype, name=value.name)
 
 
 #: Whether an expression gives a float where its integer columns are missing, by (expression, the dtypes
