@@ -8,7 +8,8 @@ service makes ``flush()`` raise. Rows a streaming insert or a load refuses (a va
 its column's, a row over the 9 MB a request can carry) are never lost and never fail the flush: they go to
 ``dead_letter`` with a ``reject_reason`` column, or, without one, to the table ``<table>_rejected`` beside
 the sink's (the reason and the whole row as JSON text). For a local server (``client_options={"api_endpoint": "http://127.0.0.1:9050"}``,
-e.g. ``local-bigquery``) anonymous credentials are used.
+e.g. ``local-bigquery``) anonymous credentials are used. A secret of ``client_options`` (``api_key``) is
+written to a spec as an environment reference, ``${BIGQUERY_API_KEY}`` unless given as one.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import contextlib
 import io
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -24,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from streamlab._compat import without_python_support_notices
+from streamlab._secrets import env_name, resolve_config, secret_reference
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem, publish_now
@@ -39,6 +42,9 @@ REASON_COLUMN = "reject_reason"
 _STREAM_ROWS = 500
 _STREAM_BYTES = 9 * 1024 * 1024
 _MODES = ("stream", "load")
+#: words that make a ``client_options`` key a credential (``api_key``, ``credentials_file``), as one of its
+#: ``_``-separated parts: its value is written to a spec as ``${BIGQUERY_<KEY>}``
+_SECRET_WORDS = frozenset({"key", "secret", "token", "password", "credentials"})
 log = logging.getLogger("streamlab")
 
 
@@ -84,6 +90,17 @@ def _answered(sink: BigQuerySink, what: str) -> Iterator[None]:
         ) from exc
 
 
+def _secret_option(key: str) -> bool:
+    """Whether the ``client_options`` key ``key`` holds a credential (:data:`_SECRET_WORDS`).
+
+    Examples
+    --------
+    >>> _secret_option("api_key"), _secret_option("credentials_file"), _secret_option("api_endpoint")
+    (True, True, False)
+    """
+    return not _SECRET_WORDS.isdisjoint(re.split(r"[^a-z0-9]+", str(key).lower()))
+
+
 def _table_id(table: str, project: str, owner: str) -> str:
     parts = table.split(".") if isinstance(table, str) else []
     if len(parts) == 2 and project and all(parts):
@@ -110,9 +127,11 @@ def make_client(
     project
         Google Cloud project id.
     client_options
-        e.g. ``{"api_endpoint": "http://127.0.0.1:9050"}``.
+        e.g. ``{"api_endpoint": "http://127.0.0.1:9050"}``; a value may be a ``${NAME}`` reference to an
+        environment variable (``{"api_key": "${BIGQUERY_API_KEY}"}``), resolved here.
     credentials
-        Explicit credentials; default: anonymous for ``http://`` endpoints, else Application Default.
+        Explicit credentials; default: the ``api_key`` or ``credentials_file`` of ``client_options`` if
+        given, else anonymous for ``http://`` endpoints, else Application Default.
 
     Returns
     -------
@@ -125,8 +144,10 @@ def make_client(
     'demo'
     """
     bigquery = _bigquery()
-    options = dict(client_options or {})
-    if credentials is None and str(options.get("api_endpoint", "")).startswith("http://"):
+    options = resolve_config(client_options or {}, "BigQuery client_options")
+    # an API key or a key file are credentials: Google's client refuses them beside anonymous ones
+    own = "api_key" in options or "credentials_file" in options
+    if credentials is None and not own and str(options.get("api_endpoint", "")).startswith("http://"):
         from google.auth.credentials import AnonymousCredentials
 
         credentials = AnonymousCredentials()
@@ -233,7 +254,10 @@ class BigQuerySink(Sink):
     insert_id
         Column whose values become insert ids (stream mode), e.g. ``"event_id"``; ``None``: none.
     client_options, credentials
-        As for :func:`make_client`.
+        As for :func:`make_client`. ``spec()`` writes a credential of ``client_options`` (``api_key``,
+        ``credentials_file``, a key naming a key, secret, token or password) as an environment reference,
+        ``${BIGQUERY_<KEY>}`` unless given as one, resolved when the sink connects: set that variable
+        where the spec runs.
     dead_letter
         Sink receiving rows a streaming insert refused, with a ``reject_reason`` column. ``None``: they
         are appended to the BigQuery table ``<table>_rejected`` (:meth:`rejected_table`, created when
@@ -352,7 +376,10 @@ class BigQuerySink(Sink):
             "table": self.table,
             "mode": self.mode,
             "insert_id": self.insert_id,
-            "client_options": dict(self.client_options),
+            "client_options": {
+                k: secret_reference(v, env_name("bigquery", k)) if _secret_option(k) else v
+                for k, v in self.client_options.items()
+            },
             "dead_letter": None if self.dead_letter is None else self.dead_letter.spec(),
             "extra_columns": self.extra_columns,
             "timeout": self.timeout,

@@ -47,16 +47,20 @@ def local_bigquery() -> Path:
     return command
 
 
-@pytest.fixture(scope="module")
-def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def local_bigquery_server(data: Path) -> LocalServer:
+    """A local-bigquery server (not started) keeping its tables in ``data``."""
     binary = local_bigquery()
-    data = tmp_path_factory.mktemp("bigquery-data")
 
     def command(port: int) -> list[str]:
         return [str(binary), "serve", "--host", "127.0.0.1", "--port", str(port), "--grpc-port",
                 str(find_free_port()), "--project", PROJECT, "--data-dir", str(data)]  # fmt: skip
 
-    with LocalServer("local-bigquery", command, startup_timeout=60) as server:
+    return LocalServer("local-bigquery", command, startup_timeout=60)
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    with local_bigquery_server(tmp_path_factory.mktemp("bigquery-data")) as server:
         yield {"api_endpoint": f"http://127.0.0.1:{server.port}"}
     assert not server.running
 
