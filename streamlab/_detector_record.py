@@ -700,6 +700,10 @@ class DetectState:
         ):
             del self.models[key]
             entry = None
+        if entry is None and self._stale(t):
+            # a new key already idle past key_ttl: a fresh model, dropped after the event as the sweep
+            # would drop it, so it takes no place among the max_keys (it evicts no live key)
+            return Model(self.detector)
         if entry is None:
             entry = self.models[key] = [Model(self.detector), t]
             if len(self.models) > self.max_keys:
@@ -713,6 +717,15 @@ class DetectState:
             heapq.heappush(self.expiry, (entry[1], self.tie, key))
         model: Model = entry[0]
         return model
+
+    def _stale(self, t: int | None) -> bool:
+        """Whether an event at ``t`` is more than ``ttl_ns`` behind the largest event time."""
+        return (
+            self.ttl_ns is not None
+            and t is not None
+            and self.max_seen is not None
+            and t < self.max_seen - self.ttl_ns
+        )
 
     def _expire(self) -> None:
         """Drop the models idle for more than ``ttl_ns`` behind the largest event time (after each event)."""

@@ -312,6 +312,14 @@ class DetectOperator(PickledStateOperator):
             self._dropped(entry[0])
             self.evictions["ttl"] += 1
             entry = None
+        if entry is None and self.ttl_ns is not None and t < self.max_seen_ns - self.ttl_ns:
+            # a new key already idle past key_ttl: a fresh model, dropped after the event as the sweep
+            # would drop it, so it takes no place among the max_keys (it evicts no live key)
+            if self.bank is None:
+                return self.prototype.clone()
+            slot = self.bank.allocate()
+            self._dropped(slot)
+            return slot
         if entry is None:
             max_keys = self.step.max_keys
             if len(self.models) >= max_keys and self.ttl_ns is not None and before != NAT_NS:

@@ -149,3 +149,33 @@ def test_an_event_behind_the_ttl_does_not_keep_its_place(name: str) -> None:
     np.testing.assert_allclose(scores[10], scores[1], rtol=1e-9, atol=0)
     if name == "sad":  # B's fourth event is scored by B's trained model
         assert scores[10].round(3).tolist() == [0.0, 0.0, 2.121, 0.0, 0.0, 8.0]
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_a_new_key_already_past_the_ttl_evicts_no_live_key(name: str) -> None:
+    """A new key A arrives more than key_ttl behind B with the LRU full (max_keys=1): it is scored by a
+    fresh model and dropped after its event, so B keeps its model (it was evicted for A, which the
+    sweep then dropped: B's next event met a fresh model), in one batch as one by one and as the
+    exported jobs' per-record state."""
+
+    def at(minute: int) -> pd.Timestamp:
+        return pd.Timestamp("2024-01-01 10:00", tz="UTC") + pd.Timedelta(minutes=minute)
+
+    events = [
+        {"user": "B", "amount": 1.0, "timestamp": at(5)},
+        {"user": "B", "amount": 2.0, "timestamp": at(5)},
+        {"user": "B", "amount": 3.0, "timestamp": at(5)},
+        {"user": "A", "amount": 1.0, "timestamp": at(0)},
+        {"user": "B", "amount": 10.0, "timestamp": at(5)},
+    ]
+    step = Detect(DETECTORS[name](), features=["amount"], key="user", key_ttl="1m", max_keys=1)
+    frame = pd.DataFrame(events)
+    expected, reasons = _detect_record(step, frame)
+    assert reasons == []
+    for size in (1, 2, 10):
+        out = run_cut(step, frame, size)
+        np.testing.assert_allclose(
+            out["score"], [s for s, _ in expected], rtol=1e-9, atol=0, err_msg=f"{size=}"
+        )
+    if name == "sad":  # B's fourth event is scored by B's trained model, A's by a fresh one
+        assert np.round([s for s, _ in expected], 3).tolist() == [0.0, 0.0, 2.121, 0.0, 8.0]

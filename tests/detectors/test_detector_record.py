@@ -81,7 +81,8 @@ def run_batches(op, frame: pd.DataFrame, cuts: list[int], output: str = "out") -
 
 
 def ns(frame: pd.DataFrame) -> list[int]:
-    return frame["timestamp"].astype("int64").tolist()
+    """Event times in nanoseconds, whatever the column's unit (pandas 3 keeps a Timestamp's own)."""
+    return frame["timestamp"].dt.as_unit("ns").astype("int64").tolist()
 
 
 def same(a: list[float], b: list[float], rel: float = 0.0) -> bool:
