@@ -20,6 +20,7 @@ import json
 import logging
 import re
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -65,11 +66,17 @@ def _retry(timeout: float) -> Any:
     return DEFAULT_RETRY.with_timeout(timeout)
 
 
+def _unanswered() -> tuple[type[BaseException], ...]:
+    """The errors of an endpoint that did not answer in time (its retries included) or refused to connect."""
+    import requests
+    from google.api_core import exceptions
+
+    return (exceptions.RetryError, requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+
+
 @contextlib.contextmanager
 def _answered(sink: BigQuerySink, what: str) -> Iterator[None]:
     """Missing credentials and an endpoint that does not answer, as errors naming the sink and the fix."""
-    import requests
-    from google.api_core import exceptions
     from google.auth import exceptions as auth_exceptions
 
     started = time.monotonic()
@@ -81,7 +88,7 @@ def _answered(sink: BigQuerySink, what: str) -> Iterator[None]:
             "login', set GOOGLE_APPLICATION_CREDENTIALS, pass credentials=, or for a local server "
             "client_options={'api_endpoint': 'http://127.0.0.1:9050'}"
         ) from exc
-    except (exceptions.RetryError, requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+    except _unanswered() as exc:
         where = sink.client_options.get("api_endpoint", "the BigQuery API")
         raise RuntimeError(
             f"{sink!r}: BigQuery at {where} did not answer within timeout={sink.timeout:g} s when asked to {what} "
@@ -202,6 +209,7 @@ def create_events_table(
     credentials: Any = None,
     partition_expiration_days: int | None = None,
     exists_ok: bool = True,
+    timeout: float = 120.0,
 ) -> Any:
     """Create the dataset (if needed) and the events table laid out by :func:`events_table`.
 
@@ -217,6 +225,8 @@ def create_events_table(
         Drop partitions older than this many days; ``None`` keeps them.
     exists_ok
         Keep an existing table instead of raising ``Conflict``.
+    timeout
+        Seconds to wait for each request, its retries of transient errors included.
 
     Returns
     -------
@@ -230,11 +240,17 @@ def create_events_table(
     'events'
     """
     table_id = _table_id(table, project, "create_events_table")
+    timeout = positive_seconds("create_events_table", "timeout", timeout, 120, about=f"table {table!r}")
     client = make_client(table_id.split(".")[0], client_options, credentials)
     try:
-        client.create_dataset(table_id.rsplit(".", 1)[0], exists_ok=True)
+        client.create_dataset(
+            table_id.rsplit(".", 1)[0], exists_ok=True, retry=_retry(timeout), timeout=timeout
+        )
         return client.create_table(
-            events_table(table_id, partition_expiration_days=partition_expiration_days), exists_ok=exists_ok
+            events_table(table_id, partition_expiration_days=partition_expiration_days),
+            exists_ok=exists_ok,
+            retry=_retry(timeout),
+            timeout=timeout,
         )
     finally:
         client.close()
@@ -272,8 +288,9 @@ class BigQuerySink(Sink):
         Batch columns the table does not have (e.g. a source's ``message_id``): ``"drop"`` them, or
         ``"error"`` to raise ``KeyError`` naming them.
     timeout
-        Seconds to wait for each request (its retries of transient errors included) or load job; an
-        endpoint that does not answer in that time fails the call with an error naming it.
+        Seconds to wait for each request (its retries of transient errors included; a load job's upload
+        is one) or load job; an endpoint that does not answer in that time fails the call with an error
+        naming it.
 
     Examples
     --------
@@ -595,24 +612,48 @@ class _BigQueryWriter(SinkWriter):
     def _load_lines(self, lines: list[bytes], table: str, schema: Any) -> None:
         """Append NDJSON ``lines`` to ``table`` by one load job, or raise (it wrote nothing):
         :class:`_RowsRefusedError` when BigQuery refused the data, ``RuntimeError`` otherwise."""
+        from google.api_core import exceptions
+
         bigquery = _bigquery()
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
             schema=schema,
         )
-        data = io.BytesIO(b"\n".join(lines))
-        job = self._client.load_table_from_file(data, table, job_config=config, rewind=True)
-        try:
-            job.result(timeout=self._sink.timeout)
-        except Exception as exc:
-            # A load job is all or nothing: nothing was written, so the data is not durable and the
-            # runtime must not commit. Bad rows should be dead-lettered by the parse step before this sink.
-            details = "; ".join(str(e.get("message", e)) for e in (job.errors or [])[:3])
-            message = f"{self._sink!r}: load job {job.job_id} into {table!r} of {len(lines)} rows failed: {exc}. {details}"
-            if _refused_data(exc, job.errors) and table == self._sink.table:
-                raise _RowsRefusedError(message, f"load job refused the row: {details or exc}") from exc
-            raise RuntimeError(message) from exc
+        data = b"\n".join(lines)
+        timeout = self._sink.timeout
+        # one job id for every attempt: an attempt whose answer was lost made the job, which the next one
+        # then finds (409) instead of loading the rows a second time
+        job_id = f"streamlab_{uuid.uuid4().hex}"
+        with _answered(self._sink, f"load {len(lines)} rows into {table!r}"):
+            try:
+                # the client's own upload retries (num_retries) know no deadline: about a minute against
+                # an endpoint that refuses connections, forever against one that does not answer
+                job = _retry(timeout)(self._client.load_table_from_file)(
+                    io.BytesIO(data),
+                    table,
+                    job_config=config,
+                    rewind=True,
+                    size=len(data),
+                    num_retries=0,
+                    job_id=job_id,
+                    timeout=timeout,
+                )
+            except exceptions.Conflict:
+                job = self._client.get_job(job_id, retry=_retry(timeout), timeout=timeout)
+        with _answered(self._sink, f"wait for the load job {job_id} into {table!r}"):
+            try:
+                job.result(retry=_retry(timeout), timeout=timeout)
+            except _unanswered():
+                raise
+            except Exception as exc:
+                # A load job is all or nothing: nothing was written, so the data is not durable and the
+                # runtime must not commit. Bad rows should be dead-lettered by the parse step before this sink.
+                details = "; ".join(str(e.get("message", e)) for e in (job.errors or [])[:3])
+                message = f"{self._sink!r}: load job {job.job_id} into {table!r} of {len(lines)} rows failed: {exc}. {details}"
+                if _refused_data(exc, job.errors) and table == self._sink.table:
+                    raise _RowsRefusedError(message, f"load job refused the row: {details or exc}") from exc
+                raise RuntimeError(message) from exc
 
     def close(self) -> None:
         """Flush, close the dead-letter sink and the client."""

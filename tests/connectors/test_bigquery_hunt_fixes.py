@@ -1,16 +1,25 @@
 """Fixes from the cloud connectors QA hunt (/tmp/hunt_cloud), each pinned by a test that failed before.
 
+* ``BigQuerySink(mode="load")`` uploaded its rows without a timeout and with the client's own upload
+  retries: a frozen server hung ``flush()`` forever and a stopped one for about 66 s, whatever
+  ``timeout=`` said, ending in requests' bare ``ConnectionError``. The upload and the job's wait now take
+  ``timeout`` (retries included) and fail as stream mode does, naming the sink and the endpoint.
 * ``client_options={"api_key": ...}`` was written verbatim to ``spec()`` and ``to_yaml()``: it is an
   environment reference now (``${BIGQUERY_API_KEY}``), resolved when the sink connects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from streamlab.connectors.bigquery import BigQuerySink
+from streamlab.connectors.bigquery import BigQuerySink, create_events_table
 
 from streamlab import Pipeline
 from streamlab.errors import SinkFailedError
@@ -32,6 +41,86 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
 @pytest.fixture(scope="module")
 def endpoint(server: LocalServer) -> dict[str, str]:
     return {"api_endpoint": f"http://127.0.0.1:{server.port}"}
+
+
+@contextlib.contextmanager
+def frozen(server: LocalServer) -> Iterator[None]:
+    """The server stopped (SIGSTOP: its port still accepts connections, nothing answers), then resumed."""
+    assert server.pid is not None
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+
+
+def ended(call: Callable[[], object], within: float) -> tuple[BaseException | None, float]:
+    """What ``call()`` raised (``None`` if it returned) and its seconds; the test fails when it has not
+    ended ``within`` seconds (the call is left to its daemon thread)."""
+    outcome: list[BaseException | None] = []
+    started = time.monotonic()
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # handed to the test
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(within)
+    assert outcome, f"still blocked after {within} s"
+    return outcome[0], time.monotonic() - started
+
+
+@pytest.mark.services
+def test_a_load_to_a_frozen_server_fails_within_its_timeout_naming_the_endpoint(
+    server: LocalServer, endpoint: dict[str, str]
+) -> None:
+    writer = BigQuerySink(
+        new_table(endpoint), project=PROJECT, mode="load", client_options=endpoint, timeout=2
+    ).open()
+    writer.write_batch(events(["a"]))
+    with frozen(server):
+        error, seconds = ended(writer.flush, within=30)
+    assert isinstance(error, RuntimeError), error
+    assert f"BigQuery at {endpoint['api_endpoint']} did not answer within timeout=2 s" in str(error)
+    assert "load 1 rows" in str(error) and str(error).startswith("BigQuerySink(")
+    assert seconds < 15
+    writer.close()
+
+
+@pytest.mark.services
+def test_a_load_to_a_stopped_server_fails_within_its_timeout(tmp_path: Path) -> None:
+    with local_bigquery_server(tmp_path) as doomed:
+        endpoint = {"api_endpoint": f"http://127.0.0.1:{doomed.port}"}
+        sink = BigQuerySink(
+            new_table(endpoint), project=PROJECT, mode="load", client_options=endpoint, timeout=2
+        )
+        writer = sink.open()
+        writer.write_batch(events(["a"]))
+        doomed.stop()
+        error, seconds = ended(writer.flush, within=30)  # about 66 s before, whatever timeout said
+    assert isinstance(error, RuntimeError) and "did not answer within timeout=2 s" in str(error), error
+    assert seconds < 15
+
+
+@pytest.mark.services
+def test_creating_the_events_table_on_a_frozen_server_ends_within_its_timeout(
+    server: LocalServer, endpoint: dict[str, str]
+) -> None:
+    from google.api_core.exceptions import RetryError
+    from requests.exceptions import Timeout
+
+    def create() -> None:
+        create_events_table("analytics.frozen", project=PROJECT, client_options=endpoint, timeout=1)
+
+    with frozen(server):
+        error, seconds = ended(create, within=30)
+    assert isinstance(error, (RetryError, Timeout)), error
+    assert seconds < 10
 
 
 def test_credentials_in_client_options_are_written_as_environment_references() -> None:
