@@ -5,7 +5,9 @@ ids, so BigQuery drops a row retried after a restart (best-effort dedup, about a
 ``mode="load"`` runs one NDJSON load job per ``flush()``: all or nothing, free of charge, no insert ids;
 a job refused for its data is split in halves until each refused row is alone, and a job failed by the
 service makes ``flush()`` raise. Rows a streaming insert or a load refuses (a value of another type than
-its column's, a row over the 9 MB a request can carry) are never lost and never fail the flush: they go to
+its column's, a row over the 9 MB a request can carry, text with a lone surrogate, which no streaming
+insert can carry; an insert BigQuery refuses whole, naming no row, is sent again in halves until each
+refused row is alone) are never lost and never fail the flush: they go to
 ``dead_letter`` with a ``reject_reason`` column, or, without one, to the table ``<table>_rejected`` beside
 the sink's (the reason and the whole row as JSON text). For a local server (``client_options={"api_endpoint": "http://127.0.0.1:9050"}``,
 e.g. ``local-bigquery``) anonymous credentials are used. A secret of ``client_options`` (``api_key``) is
@@ -28,6 +30,7 @@ import pandas as pd
 
 from streamlab._compat import without_python_support_notices
 from streamlab._secrets import env_name, resolve_config, secret_reference
+from streamlab._serde_values import is_utf8_text
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError
 from streamlab.io import Sink, SinkWriter, Upstream, missing_columns_problem, publish_now
@@ -46,6 +49,11 @@ _MODES = ("stream", "load")
 #: words that make a ``client_options`` key a credential (``api_key``, ``credentials_file``), as one of its
 #: ``_``-separated parts: its value is written to a spec as ``${BIGQUERY_<KEY>}``
 _SECRET_WORDS = frozenset({"key", "secret", "token", "password", "credentials"})
+_LONE_SURROGATE = (
+    "a text value holds a lone surrogate (such as an escaped '\\ud800' in JSON), which has no UTF-8 form: "
+    "BigQuery's insertAll refuses the whole request holding it as malformed JSON (the row's JSON here "
+    "escapes it)"
+)
 log = logging.getLogger("streamlab")
 
 
@@ -412,6 +420,7 @@ def stream_requests(
     json_columns: tuple[str, ...] = (),
     *,
     oversized: list[int] | None = None,
+    unreadable: list[int] | None = None,
 ) -> list[tuple[list[dict[str, Any]], list[str] | None, list[int]]]:
     """Build insertAll requests: ``(rows, insert ids, batch positions)`` of at most 500 rows / 9 MB each.
 
@@ -426,6 +435,10 @@ def stream_requests(
     oversized
         Where the positions of rows over 9 MB go, left out of every request (BigQuery refuses a request
         over 10 MB whole, on every retry); ``None``: they get a request of their own.
+    unreadable
+        Where the positions of rows holding text with a lone surrogate (``"\\ud800"``, which a ``json``
+        field or a user function can hold: it has no UTF-8 form) go, left out of every request (BigQuery
+        refuses a request holding one whole, as malformed JSON, on every retry); ``None``: they are sent.
 
     Returns
     -------
@@ -437,6 +450,10 @@ def stream_requests(
     >>> rows = pd.DataFrame({"event_id": ["a", "b"], "properties": [{"x": 1}, None]})
     >>> [(r, ids) for r, ids, _ in stream_requests(rows, "event_id", ("properties",))]
     [([{'event_id': 'a', 'properties': '{"x":1}'}, {'event_id': 'b', 'properties': None}], ['a', 'b'])]
+    >>> lone: list[int] = []
+    >>> texts = pd.DataFrame({"u": pd.Series(["a", "b\\ud800"], dtype=object)})
+    >>> [p for _, _, p in stream_requests(texts, None, unreadable=lone)], lone
+    ([[0]], [1])
     """
     if insert_id is not None and insert_id not in batch.columns:
         raise KeyError(f"insert_id column {insert_id!r} is not in the batch; it has {list(batch.columns)}")
@@ -456,6 +473,9 @@ def stream_requests(
         if oversized is not None and len(line) > _STREAM_BYTES:
             oversized.append(i)
             continue
+        if unreadable is not None and _lone_surrogate(line):
+            unreadable.append(i)
+            continue
         if positions and (len(positions) >= _STREAM_ROWS or size + len(line) > _STREAM_BYTES):
             requests.append(_request(rows, ids, positions))
             positions, size = [], 0
@@ -464,6 +484,12 @@ def stream_requests(
     if positions:
         requests.append(_request(rows, ids, positions))
     return requests
+
+
+def _lone_surrogate(line: bytes) -> bool:
+    """Whether the row of the JSON ``line`` (which escapes every character outside ASCII) holds text with
+    a lone surrogate, in a value or a key at any depth."""
+    return b"\\ud" in line and not is_utf8_text(json.dumps(json.loads(line), ensure_ascii=False))
 
 
 def _request(
@@ -564,16 +590,44 @@ class _BigQueryWriter(SinkWriter):
         self._load_lines(lines, table, schema)
 
     def _stream(self, rows: pd.DataFrame) -> None:
-        bigquery = _bigquery()
         reasons: dict[int, str] = {}
         too_big: list[int] = []
-        requests = stream_requests(rows, self._sink.insert_id, self._json_columns, oversized=too_big)
+        unreadable: list[int] = []
+        requests = stream_requests(
+            rows, self._sink.insert_id, self._json_columns, oversized=too_big, unreadable=unreadable
+        )
         for i in too_big:
             reasons[i] = (
                 f"row over {_STREAM_BYTES:,} bytes as JSON: BigQuery's insertAll refuses a request over 10 MB "
                 "(load jobs take larger rows: mode='load')"
             )
+        for i in unreadable:
+            reasons[i] = _LONE_SURROGATE
         for payload, ids, positions in requests:
+            self._insert(payload, ids, positions, reasons)
+        if reasons:
+            index = sorted(reasons)
+            self._rejected.append(rows.iloc[index].assign(**{REASON_COLUMN: [reasons[i] for i in index]}))
+
+    def _insert(
+        self,
+        payload: list[dict[str, Any]],
+        ids: list[str] | None,
+        positions: list[int],
+        reasons: dict[int, str],
+        *,
+        half: bool = False,
+    ) -> None:
+        """One insertAll request; the rows it refuses get their reason in ``reasons`` (by batch position).
+
+        A request refused whole (a 400 naming no row, such as local-bigquery's 'Malformed JSON' for some
+        requests of bad rows only) wrote nothing: it is sent again in halves until each refused row is
+        alone and rejected with BigQuery's message, so the other rows are written (at most ``2n - 1``
+        requests for ``n`` rows, a few for a few bad rows); a warning says so once per request."""
+        from google.api_core import exceptions
+
+        bigquery = _bigquery()
+        try:
             with _answered(self._sink, f"insert {len(payload)} rows"):
                 errors = self._client.insert_rows_json(
                     self._sink.table,
@@ -583,15 +637,29 @@ class _BigQueryWriter(SinkWriter):
                     retry=_retry(self._sink.timeout),
                     timeout=self._sink.timeout,
                 )
-            for error in errors:
-                messages = "; ".join(
-                    f"{e.get('reason', 'invalid')}: {e.get('message', '')}" for e in error.get("errors", [])
+        except exceptions.BadRequest as exc:
+            if len(payload) == 1:
+                reasons[positions[0]] = f"insertAll refused the request of this row alone: {exc.message}"
+                return
+            if not half:
+                log.warning(
+                    "%r: insertAll refused a request of %d rows whole, naming no row (%s); sending it again "
+                    "in halves to find the refused row(s), which are rejected",
+                    self._sink,
+                    len(payload),
+                    exc.message,
                 )
-                reasons[positions[int(error["index"])]] = messages or "rejected"
-            self.written += len(payload) - len(errors)
-        if reasons:
-            index = sorted(reasons)
-            self._rejected.append(rows.iloc[index].assign(**{REASON_COLUMN: [reasons[i] for i in index]}))
+            mid = len(payload) // 2
+            for part in (slice(None, mid), slice(mid, None)):
+                part_ids = None if ids is None else ids[part]
+                self._insert(payload[part], part_ids, positions[part], reasons, half=True)
+            return
+        for error in errors:
+            messages = "; ".join(
+                f"{e.get('reason', 'invalid')}: {e.get('message', '')}" for e in error.get("errors", [])
+            )
+            reasons[positions[int(error["index"])]] = messages or "rejected"
+        self.written += len(payload) - len(errors)
 
     def _load(self, rows: pd.DataFrame) -> None:
         """Load ``rows`` by one job; when BigQuery refuses their data, the job wrote nothing, and the

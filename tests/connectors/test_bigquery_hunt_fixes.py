@@ -4,6 +4,10 @@
   retries: a frozen server hung ``flush()`` forever and a stopped one for about 66 s, whatever
   ``timeout=`` said, ending in requests' bare ``ConnectionError``. The upload and the job's wait now take
   ``timeout`` (retries included) and fail as stream mode does, naming the sink and the endpoint.
+* ``mode="stream"``: a text value with a lone surrogate (``"\\ud800"``) made insertAll refuse the whole
+  request as malformed JSON; the flush raised on every retry and the batch's good rows were never
+  written. Such a row is now rejected before the request, and a request BigQuery still refuses whole
+  (a 400 naming no row) is sent again in halves until the refused row is alone.
 * ``client_options={"api_key": ...}`` was written verbatim to ``spec()`` and ``to_yaml()``: it is an
   environment reference now (``${BIGQUERY_API_KEY}``), resolved when the sink connects.
 """
@@ -11,6 +15,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import signal
 import threading
@@ -18,14 +24,16 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from streamlab.connectors.bigquery import BigQuerySink, create_events_table
+from streamlab.connectors.bigquery import REASON_COLUMN, BigQuerySink, create_events_table
 
 from streamlab import Pipeline
 from streamlab.errors import SinkFailedError
 from streamlab.local import LocalServer
 from streamlab.sources import ReplaySource
 from streamlab.steps import SinkStep
+from streamlab.testing import ListSink
 from tests.connectors.test_bigquery import PROJECT, events, local_bigquery_server, new_table, query
 
 SECRET = "AIzaSyTOPSECRETVALUE123"
@@ -121,6 +129,97 @@ def test_creating_the_events_table_on_a_frozen_server_ends_within_its_timeout(
         error, seconds = ended(create, within=30)
     assert isinstance(error, (RetryError, Timeout)), error
     assert seconds < 10
+
+
+def with_lone_surrogates(ids: list[str]) -> pd.DataFrame:
+    """Rows whose 3rd has a lone surrogate in a text column, and 6th in a key of a JSON column's object."""
+    rows = events(ids).astype({"user_id": object})
+    rows.at[2, "user_id"] = "u\ud800"
+    rows.at[5, "properties"] = {"k\ud800": 1}
+    return rows
+
+
+@pytest.mark.services
+def test_a_streamed_row_with_a_lone_surrogate_is_rejected_and_the_others_written(
+    endpoint: dict[str, str],
+) -> None:
+    # insertAll refused the whole request ("Malformed JSON"): the flush raised on every retry, nothing landed
+    name = new_table(endpoint)
+    dead = ListSink()
+    writer = BigQuerySink(name, project=PROJECT, client_options=endpoint, dead_letter=dead).open()
+    writer.write_batch(with_lone_surrogates([f"e{i}" for i in range(10)]))
+    writer.flush()
+    assert writer.written == 8
+    refused = dead.frame()
+    assert refused["event_id"].tolist() == ["e2", "e5"]
+    assert refused[REASON_COLUMN].str.contains("lone surrogate").all()
+    got = {r["event_id"] for r in query(endpoint, f"SELECT event_id FROM `{PROJECT}.{name}`")}
+    assert got == {f"e{i}" for i in range(10)} - {"e2", "e5"}
+    writer.close()
+
+    # without dead_letter= they go to <table>_rejected, their JSON escaping the surrogate
+    sink = BigQuerySink(name, project=PROJECT, client_options=endpoint)
+    writer = sink.open()
+    writer.write_batch(with_lone_surrogates([f"r{i}" for i in range(6)]))
+    writer.close()
+    kept = query(endpoint, f"SELECT {REASON_COLUMN}, row FROM `{sink.rejected_table()}`")
+    rows = {json.loads(r["row"])["event_id"]: json.loads(r["row"]) for r in kept}
+    assert sorted(rows) == ["r2", "r5"] and all("lone surrogate" in r[REASON_COLUMN] for r in kept)
+    assert rows["r2"]["user_id"] == "u\ud800" and rows["r5"]["properties"] == {"k\ud800": 1}
+    assert writer.written == 4
+
+
+@pytest.mark.services
+def test_a_stream_request_refused_whole_is_sent_again_row_by_row(
+    endpoint: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # local-bigquery refuses a request of two bad rows, one for a JSON column's text that is not JSON and
+    # one for its timestamp, with a 400 naming no row: the flush raised after the first request (500 rows)
+    # had been written, and every retry of the batch wrote those again. Sent alone, each row gets its own
+    # answer. No insert ids: local-bigquery keeps those of a request it refused, and then answers a row
+    # sent again with its id as written, but drops it (Google's BigQuery dedups written rows only).
+    name = new_table(endpoint)
+    dead = ListSink()
+    writer = BigQuerySink(name, project=PROJECT, client_options=endpoint, dead_letter=dead).open()
+    rows = events([f"e{i}" for i in range(502)]).astype({"timestamp": object})
+    rows.at[500, "properties"] = "not json"
+    rows.at[501, "timestamp"] = "not a time"
+    writer.write_batch(rows)
+    with caplog.at_level(logging.WARNING, logger="streamlab"):
+        writer.flush()
+    assert writer.written == 500
+    refused = dead.frame()
+    assert refused["event_id"].tolist() == ["e500", "e501"]
+    json_reason, time_reason = refused[REASON_COLUMN].tolist()
+    assert (
+        json_reason.startswith("insertAll refused the request of this row alone:") and "JSON" in json_reason
+    )
+    assert "timestamp" in time_reason
+    warned = [r.getMessage() for r in caplog.records if "refused a request of 2 rows whole" in r.getMessage()]
+    assert len(warned) == 1 and "sending it again in halves" in warned[0]
+    got = {r["event_id"] for r in query(endpoint, f"SELECT event_id FROM `{PROJECT}.{name}`")}
+    assert got == {f"e{i}" for i in range(500)}
+    writer.close()
+
+
+@pytest.mark.services
+def test_a_request_refused_whole_is_split_until_the_refused_row_is_alone(endpoint: dict[str, str]) -> None:
+    # the request as the server refuses it whole for one row (a lone surrogate, which the sink now keeps
+    # out of every request): halving finds that row and writes the 12 others
+    name = new_table(endpoint)
+    writer = BigQuerySink(name, project=PROJECT, client_options=endpoint).open()
+    payload = [
+        {"event_id": f"e{i}", "event_type": "click", "timestamp": "2026-01-01T00:00:00.000000Z"}
+        for i in range(13)
+    ]
+    payload[9]["user_id"] = "u\ud800"
+    reasons: dict[int, str] = {}
+    writer._insert(payload, None, list(range(100, 113)), reasons)
+    assert list(reasons) == [109] and "Malformed JSON" in reasons[109]
+    assert writer.written == 12
+    got = {r["event_id"] for r in query(endpoint, f"SELECT event_id FROM `{PROJECT}.{name}`")}
+    assert got == {f"e{i}" for i in range(13)} - {"e9"}
+    writer.close()
 
 
 def test_credentials_in_client_options_are_written_as_environment_references() -> None:
