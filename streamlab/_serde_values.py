@@ -170,6 +170,52 @@ def encode_value(value: Any) -> bytes | None:
     return dump_json(plain).encode("utf-8")
 
 
+def is_float(value: Any) -> bool:
+    """Whether ``value`` is one float: Python's, or a numpy float scalar (``float32``, ...), not an array.
+
+    Examples
+    --------
+    >>> is_float(1.0), is_float(1), is_float(True), is_float("1.0")
+    (True, False, False, False)
+    """
+    # numpy's float scalars have is_integer; an ndarray has not
+    return isinstance(value, float) or (
+        getattr(getattr(value, "dtype", None), "kind", None) == "f" and hasattr(value, "is_integer")
+    )
+
+
+def key_value(value: Any) -> Any:
+    """A key's value as keys are written: a finite float that is a whole number (numpy's too, any size)
+    as the integer it equals, any other value as it is. pandas makes an integer column float64 once it
+    meets a missing value, so the key ``7`` arrives as ``7.0`` in some batches only.
+
+    Examples
+    --------
+    >>> key_value(7.0), key_value(-0.0), key_value(7.5), key_value(True), key_value(float("inf"))
+    (7, 0, 7.5, True, inf)
+    """
+    if is_float(value) and math.isfinite(value) and float(value).is_integer():
+        return int(value)
+    return value
+
+
+def key_text(value: Any) -> str | None:
+    """A key as text, the same in every batch: text as it is (a lone surrogate too, for the caller to
+    refuse or escape), any other value the text of :func:`encode_value` of :func:`key_value` (``7.0``
+    as ``7``, ``true``, a time as ISO-8601 UTC text, bytes that are not UTF-8 with ``\\x`` escapes);
+    None for a missing value.
+
+    Examples
+    --------
+    >>> [key_text(v) for v in ("u1", 7, 7.0, 7.5, True, None, b"\\xff")]
+    ['u1', '7', '7', '7.5', 'true', None, '\\\\xff']
+    """
+    if isinstance(value, str):
+        return value
+    raw = encode_value(key_value(value))
+    return None if raw is None else raw.decode("utf-8", "backslashreplace")
+
+
 def is_utf8_text(text: str) -> bool:
     """Whether UTF-8 can encode ``text``: False for one holding a lone surrogate (``"\\ud800"``, which an
     escaped JSON string may hold, and which no arrow string column, pandas text column or UTF-8 wire takes).

@@ -20,10 +20,12 @@ code that the Beam and Lambda exporters generate encode values the same way:
 | anything else (``Decimal``, ...) | ``str(value)`` as a string (a Decimal keeps every digit) |
 
 Messages are compact (``{"a":1}``); JSON-lines files keep ``json.dumps``' default layout
-(``{"a": 1}``), ``compact=False``. One field sent as its own bytes (a Kafka header) is
-:func:`encode_value`. A key (a Kafka key, Kinesis partition key, Pub/Sub ordering key, BigQuery insert
-id) is :func:`encode_keys` / :func:`key_texts`: the same, except that a float that is a whole number is
-the integer it equals, so a key keeps its text whether pandas made its column int64 or float64. The per-value rules live in ``streamlab._serde_values``, which generated modules
+(``{"a": 1}``), ``compact=False``. One field sent as its own bytes (a Kafka raw value) is
+:func:`encode_value`. A key or any other identifier made of a value (a Kafka key or header, Kinesis
+partition key, Pub/Sub ordering key or attribute, BigQuery insert id, Timestream dimension, Redis key or
+stream name) is :func:`encode_keys` / :func:`key_texts` (``key_text`` value by value): the same, except
+that a float that is a whole number is the integer it equals, so a key keeps its text whether pandas made
+its column int64 or float64. The per-value rules live in ``streamlab._serde_values``, which generated modules
 carry verbatim; :func:`rows_to_json` encodes numbers, booleans and times a column at a time and gives
 the same text.
 """
@@ -31,7 +33,6 @@ the same text.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,8 @@ from streamlab._serde_values import (
     is_missing,
     iso_utc,
     json_default,
+    key_text,
+    key_value,
 )
 
 __all__ = [
@@ -171,7 +174,8 @@ def encode_rows(batch: pd.DataFrame, compact: bool = True) -> list[bytes]:
 
 
 def encode_values(s: pd.Series) -> list[bytes | None]:
-    """:func:`encode_value` of every value of a column (Kafka keys, headers, raw values).
+    """:func:`encode_value` of every value of a column (Kafka raw values; keys and headers are
+    :func:`encode_keys`).
 
     Parameters
     ----------
@@ -207,14 +211,6 @@ def escape_surrogates(text: str) -> str:
     return text
 
 
-def _key(value: Any) -> Any:
-    """A key's value as encoded: a finite float that is a whole number (numpy's too, any size) as the
-    integer it equals, any other value as it is."""
-    if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
-        return int(value)
-    return value
-
-
 def encode_keys(s: pd.Series) -> list[bytes | None]:
     """Keys of a column as bytes (Kafka record keys): :func:`encode_value` of each value, but a finite
     float that is a whole number is written as that integer's text, so a key keeps its bytes (and its
@@ -235,7 +231,7 @@ def encode_keys(s: pd.Series) -> list[bytes | None]:
     texts = _key_column(s)
     if texts is not None:
         return [None if t is None else t.encode("ascii") for t in texts]
-    return [encode_value(_key(v)) for v in s.tolist()]
+    return [encode_value(key_value(v)) for v in s.tolist()]
 
 
 def key_texts(s: pd.Series) -> list[str | None]:
@@ -255,14 +251,7 @@ def key_texts(s: pd.Series) -> list[str | None]:
     texts = _key_column(s)
     if texts is not None:
         return texts
-    out: list[str | None] = []
-    for value in s.tolist():
-        if isinstance(value, str):
-            out.append(value)
-            continue
-        raw = encode_value(_key(value))
-        out.append(None if raw is None else raw.decode("utf-8", "backslashreplace"))
-    return out
+    return [key_text(v) for v in s.tolist()]
 
 
 def _key_column(s: pd.Series) -> list[str | None] | None:

@@ -79,7 +79,10 @@ class KafkaSink(Sink):
         as is.
     headers
         Columns sent as record headers: a list of column names, or a mapping header name → column.
-        Strings are UTF-8 encoded, other values JSON.
+        A value is written as a key is (:func:`streamlab.serde.encode_keys`): text as UTF-8, a float that
+        is a whole number as that integer (``7.0`` as ``b'7'``, as in a batch where the column is int64),
+        a time as ISO-8601 UTC text, any other value as its JSON text; a missing value is a header
+        without a value.
     compression
         ``"zstd"``, ``"lz4"``, ``"snappy"``, ``"gzip"`` or ``"none"``.
     idempotence
@@ -310,7 +313,7 @@ class KafkaSink(Sink):
         )
         keys: list[bytes | None] = encode_keys(batch[self.key]) if self.key else [None] * n
         if self.headers:
-            cols = {h: encode_values(batch[c]) for h, c in self.headers.items()}
+            cols = {h: encode_keys(batch[c]) for h, c in self.headers.items()}
             headers: list[Any] = [list(zip(cols, vals)) for vals in zip(*cols.values())]
         else:
             headers = [None] * n
@@ -352,7 +355,8 @@ class KafkaDeadLetterSink(KafkaSink):
     (:class:`KafkaSource` reads None against ``b""``) where nothing on the way reads a null value as
     empty or as a deletion (Kafka Streams and ksqlDB tables, Kafka Connect sinks, many command-line
     consumers). A missing value of another column is likewise a header with a null value, not an empty
-    one.
+    one. Header values are written as :class:`KafkaSink`'s (an ``offset`` of ``3.0``, in a batch where
+    another dead letter has none, is ``b'3'``).
 
     Parameters
     ----------
@@ -409,7 +413,7 @@ class KafkaDeadLetterSink(KafkaSink):
             )
         values = encode_values(batch["raw"])
         others = [c for c in batch.columns if c != "raw"]
-        cols = {str(c): encode_values(batch[c]) for c in others}
+        cols = {str(c): encode_keys(batch[c]) for c in others}
         headers: list[Any] = (
             [list(zip(cols, vals)) for vals in zip(*cols.values())] if cols else [None] * len(batch)
         )

@@ -507,6 +507,33 @@ def test_lone_surrogates_in_keys_headers_and_dead_letters_are_sent_escaped(
     assert dict(dead.headers())["reason"].startswith(b"invalid UTF-8")
 
 
+def test_a_header_has_one_text_whatever_else_its_batch_holds(
+    kafka_broker: LocalKafkaBroker, topic2: str
+) -> None:
+    # pandas makes an integer column float64 once it meets a missing value: the header of the user 7
+    # was b'7' in a batch [7] and b'7.0' in a batch [7, None], and a dead letter's offset 3 b'3' / b'3.0';
+    # headers are now written as keys are (streamlab.serde.encode_keys)
+    boot = kafka_broker.bootstrap_servers
+    writer = KafkaSink(topic2, bootstrap_servers=boot, headers={"user": "user_id"}).open()
+    writer.write_batch(pd.DataFrame({"user_id": [7], "n": [1]}))
+    writer.write_batch(pd.DataFrame({"user_id": [7, None], "n": [2, 3]}))
+    writer.close()
+    dlq = KafkaDeadLetterSink(topic2, bootstrap_servers=boot).open()
+    dlq.write_batch(pd.DataFrame({"raw": [b"a"], "offset": [3]}))
+    dlq.write_batch(pd.DataFrame({"raw": [b"b", b"c"], "offset": [3, None]}))
+    dlq.close()
+    got = {m.value(): m.headers() for m in consume_raw(boot, topic2, 2, 6)}
+    rows = {json.loads(v)["n"]: h for v, h in got.items() if v.startswith(b"{")}
+    # a missing value is still a header without a value
+    assert rows == {1: [("user", b"7")], 2: [("user", b"7")], 3: [("user", None)]}
+    assert [got[v] for v in (b"a", b"b", b"c")] == [
+        [("offset", b"3")],
+        [("offset", b"3")],
+        [("offset", None)],
+    ]
+    assert json.loads(next(v for v in got if b'"n":2' in v))["user_id"] == 7.0  # the JSON value keeps 7.0
+
+
 def test_records_over_message_max_bytes_are_written_cut_to_fit(
     kafka_broker: LocalKafkaBroker, topic2: str
 ) -> None:
