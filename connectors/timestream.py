@@ -101,9 +101,14 @@ class TimestreamSink(Sink):
     database, table
         Destination.
     dimensions
-        Columns written as dimensions (text: ``str(value)``, a time as ISO-8601 UTC text to the
-        microsecond, a ``json`` column's JSON text); a missing or empty value leaves that dimension out
-        of the record (Timestream has no empty dimension value). At most 128 (Timestream's dimensions
+        Columns written as dimensions, as text: every sink's key text
+        (:func:`streamlab.serde.key_texts`), so that a value has one text, and its series one identity,
+        in every batch: a float that is a whole number as that integer (``7.0`` as ``"7"``, the text of
+        the integer ``7``: pandas makes an integer column float64 once it meets a missing value), a
+        boolean as ``true`` / ``false``, a time as ISO-8601 UTC text to the microsecond, an infinity as
+        ``inf`` / ``-inf``, a ``json`` column's values as their JSON text (see
+        ``streamlab._timestream_values.dimension_text``); a missing or empty value leaves that dimension
+        out of the record (Timestream has no empty dimension value). At most 128 (Timestream's dimensions
         per table), each name at most 60 bytes.
     measures
         Columns written as measures of one multi-measure record; their types come from the columns'

@@ -7,11 +7,14 @@ value takes 1 to 2,048 bytes (``MeasureValue.Value``: botocore refuses an empty 
 failing the whole request on every retry). A missing value (None) is left out of the record, not a
 problem.
 
-A dimension is text too. An empty one is left out of the record, as a missing one: Timestream has no
-empty dimension value (the AWS SDKs' models of ``Dimension.Value`` had a minimum length of 1), so a query
-reads that key as null. A ``json`` value (a ``json`` field's first or last, a ``json`` key) is its JSON
-text, so that ``1``, ``"1"`` and ``true`` stay apart and ``json.loads`` reads it back; the JSON text of
-the empty string is ``""``, two bytes, which Timestream holds.
+A dimension is text too, and part of a series' identity, so a value has one text in every batch: every
+sink's key text (``key_text``), by which the ``7.0`` of an integer column that met a missing value is
+``7``, as in a batch where the column is int64 (``7.0`` split a series in two). An empty one is left out
+of the record, as a missing one: Timestream has no empty dimension value (the AWS SDKs' models of
+``Dimension.Value`` had a minimum length of 1), so a query reads that key as null. A ``json`` value (a
+``json`` field's first or last, a ``json`` key) is its JSON text, so that ``1``, ``"1"`` and ``true`` stay
+apart and ``json.loads`` reads it back; the JSON text of the empty string is ``""``, two bytes, which
+Timestream holds.
 
 A time-valued measure (``window_end``, the first/last/min/max of a ``timestamp`` field) is a
 ``TIMESTAMP``, so a query can use time functions on it: its text is the epoch time in the unit of the
@@ -31,7 +34,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from streamlab._serde_values import dump_json, is_missing, iso_utc
+from streamlab._serde_values import dump_json, is_float, is_missing, iso_utc, key_text
 
 TEXT_MAX_BYTES = 2048  # bytes of a VARCHAR measure value (MeasureValue.Value: 1..2048; varchar: 2 KB)
 DIMENSION_NAME_MAX_BYTES = 60  # Dimension.Name: 1..60
@@ -179,16 +182,20 @@ def text_value(value: Any, as_json: bool) -> str:
 def dimension_text(value: Any, as_json: bool) -> str | None:
     """A value as a dimension's text, or None to leave the dimension out (a missing or empty value).
 
-    ``str(value)``, or for a ``json`` key (``as_json``) its JSON text, so that keys that print alike stay
-    apart. A time is streamlab's encoding of it: ISO-8601 UTC to the microsecond, as the handler holds
-    it. A float is its key's text, as ``group_key`` has it: -0.0 is 0.0 (streamlab's keys are values),
-    and a json key's infinities are ``Infinity`` / ``-Infinity`` (streamlab's JSON encoding writes them
-    as null, which would merge them with each other).
+    Every sink's key text (``key_text``): text as it is, a float that is a whole number as the integer
+    it equals (``7.0`` is ``7``, as in a batch where its column is int64; -0.0 is ``0``), a boolean
+    ``true`` / ``false``, a time ISO-8601 UTC to the microsecond (as the handler holds it), any other
+    value its JSON text; but an infinity is ``inf`` / ``-inf`` (the key text ``null`` would merge them
+    with each other and with the text ``"null"``). A ``json`` key (``as_json``) is its JSON text, so that
+    keys that print alike stay apart; its float is its key's text, as ``group_key`` has it: -0.0 is 0.0
+    (streamlab's keys are values), and its infinities are ``Infinity`` / ``-Infinity``.
 
     Examples
     --------
-    >>> dimension_text("web", False), dimension_text(-0.0, False), dimension_text(True, False)
-    ('web', '0.0', 'True')
+    >>> dimension_text("web", False), dimension_text(7.0, False), dimension_text(-0.0, False)
+    ('web', '7', '0')
+    >>> dimension_text(True, False), dimension_text(7.5, False), dimension_text(float("-inf"), False)
+    ('true', '7.5', '-inf')
     >>> dimension_text("", False) is None, dimension_text(None, False) is None, dimension_text("", True)
     (True, True, '""')
     >>> dimension_text(float("inf"), True), dimension_text({"a": 1}, True)
@@ -201,9 +208,10 @@ def dimension_text(value: Any, as_json: bool) -> str | None:
         return None
     if isinstance(value, datetime):
         return iso_utc(value)
+    if not as_json:
+        if is_float(value) and math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return key_text(value) or None
     if isinstance(value, float):
-        value = float(value) + 0.0  # -0.0 is 0.0's key
-        if as_json:
-            return json.dumps(value)
-    text = dump_json(value) if as_json else str(value)
-    return text or None
+        return json.dumps(float(value) + 0.0)  # -0.0 is 0.0's key
+    return dump_json(value) or None
