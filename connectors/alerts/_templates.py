@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from streamlab._serde_values import key_value
 from streamlab.errors import ParameterError
 from streamlab.io import missing_columns_problem
 
@@ -141,9 +142,14 @@ class Instant(str):
         return format(when, spec)
 
 
-def _format(name: str, value: Any, spec: str, conv: str | None) -> str:
+def _format(name: str, value: Any, spec: str, conv: str | None, key: bool = False) -> str:
     if value is None:  # null, NaN and NaT in the row's JSON: a missing value is text, whatever the spec
         return MISSING_TEXT
+    if key and (whole := key_value(value)) is not value:
+        try:
+            return _format(name, whole, spec, conv)
+        except ValueError:  # a spec an integer does not take ('.2'): the float's text, as before
+            pass
     if conv is not None:
         value = _CONVERSIONS[conv](value)
     try:
@@ -154,14 +160,21 @@ def _format(name: str, value: Any, spec: str, conv: str | None) -> str:
         ) from exc
 
 
-def render(template: str, row: Mapping[str, Any]) -> str:
+def render(template: str, row: Mapping[str, Any], key: bool = False) -> str:
     """``template`` filled from ``row``; a column the row lacks or a value its spec cannot format is a
     ``KeyError`` or ``ValueError`` naming it (the writer records the alert as failed with it).
+
+    With ``key`` (a dedup key, which pairs an incident's trigger with its resolve), a float that is a
+    whole number is the integer it equals, as in every sink's keys (:func:`streamlab.serde.key_texts`):
+    pandas makes an integer column float64 once it meets a missing value, so the user ``7`` arrived as
+    ``7.0`` in some batches only, and a resolve keyed ``7.0`` left the incident keyed ``7`` open.
 
     Examples
     --------
     >>> render("{user_id} scored {score:.2f}", {"user_id": "u1", "score": None})
     'u1 scored None'
+    >>> render("{detector}:{user_id}", {"detector": "hst", "user_id": 7.0}, key=True)
+    'hst:7'
     """
     out: list[str] = []
     for literal, name, spec, conv in _fields(template):
@@ -170,7 +183,7 @@ def render(template: str, row: Mapping[str, Any]) -> str:
             continue
         if name not in row:
             raise KeyError(f"template needs column {name!r}; the alert rows have {sorted(row)}")
-        out.append(_format(name, row[name], spec, conv))
+        out.append(_format(name, row[name], spec, conv, key))
     return "".join(out)
 
 

@@ -48,6 +48,9 @@ class PagerDutySink(Sink):
     dedup_key
         Template such as ``"{detector}:{user_id}"`` (templates as :class:`WebhookSink`'s: plain columns,
         checked against the stream's at ``.to(...)``, with optional format specs); rows with the same key update one incident.
+        A float that is a whole number is its integer there (``7.0`` as ``7``, as in a batch where the
+        column is int64: pandas makes an integer column float64 once it meets a missing value), so a
+        resolve finds the incident its trigger opened whatever else their batches held.
         None lets PagerDuty create a new incident per trigger (and makes resolve impossible).
     summary
         Template for the one-line summary (max 1024 characters); default: the row's ``summary``
@@ -206,7 +209,7 @@ class PagerDutySink(Sink):
         key = resolve(self.routing_key, "PagerDutySink routing_key")
         event: dict[str, Any] = {"routing_key": key, "event_action": action}
         if self.dedup_key is not None:
-            event["dedup_key"] = render(self.dedup_key, row)[:255]
+            event["dedup_key"] = render(self.dedup_key, row, key=True)[:255]
         elif action != "trigger":
             raise ValueError(f"cannot {action} without a dedup_key; set PagerDutySink(dedup_key='{{...}}')")
         if action != "trigger":

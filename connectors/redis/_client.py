@@ -13,6 +13,7 @@ import pandas as pd
 
 from streamlab._secrets import redact_url, resolve
 from streamlab.errors import ParameterError
+from streamlab.serde import key_texts
 
 
 def import_redis() -> Any:
@@ -208,9 +209,19 @@ MISSING_TEXT = "None"
 
 
 def render(owner: str, parts: tuple[tuple[str, str | None], ...], batch: pd.DataFrame) -> np.ndarray:
-    """The template filled in for every row, column by column; a missing value (None, NaN, NaT) is
-    ``None``, the name of a missing key (``astype(str)`` alone would keep NaN in a pandas ``str`` column,
-    and write ``nan`` or ``NaT`` for others)."""
+    """The template filled in for every row, column by column. A value is every sink's key text
+    (:func:`streamlab.serde.key_texts`), the same in every batch: ``7.0`` as ``7`` (pandas makes an
+    integer column float64 once it meets a missing value, and ``metrics:7.0`` was another hash than
+    ``metrics:7``), a boolean ``true`` / ``false``, a time ISO-8601 UTC text (pandas' text of a time has
+    the precision of the most precise time in its batch). A missing value (None, NaN, NaT) is ``None``,
+    the name of a missing key.
+
+    Examples
+    --------
+    >>> parts = parse_template("RedisMetricsSink", "key_template", "m:{user_id}")
+    >>> render("RedisMetricsSink", parts, pd.DataFrame({"user_id": [7, None]})).tolist()
+    ['m:7', 'm:None']
+    """
     missing = [c for _, c in parts if c is not None and c not in batch.columns]
     if missing:
         raise KeyError(
@@ -221,10 +232,6 @@ def render(owner: str, parts: tuple[tuple[str, str | None], ...], batch: pd.Data
         if literal:
             out = out + literal
         if column is not None:
-            values = batch[column]
-            try:
-                text = values.astype(str).to_numpy(dtype=object)
-            except UnicodeEncodeError:  # a lone surrogate, which pandas' Arrow-backed text cannot hold
-                text = np.array([str(v) for v in values.tolist()], dtype=object)
-            out = out + np.where(values.isna().to_numpy(), MISSING_TEXT, text)
+            texts = [MISSING_TEXT if t is None else t for t in key_texts(batch[column])]
+            out = out + np.array(texts, dtype=object)
     return out

@@ -60,7 +60,10 @@ class RedisMetricsSink(Sink):
         writes the password only as a reference (``${REDIS_PASSWORD}`` when a value was given);
         ``repr`` shows ``***``.
     key_template
-        Hash key per row, with ``{column}`` placeholders.
+        Hash key per row, with ``{column}`` placeholders filled with every sink's key text
+        (:func:`streamlab.serde.key_texts`), the same in every batch: a float that is a whole number as
+        that integer (``metrics:7`` whether the column is int64 or, having met a missing value, float64),
+        a boolean ``true`` / ``false``, a time ISO-8601 UTC text; a missing value is ``None``.
     fields
         Columns to add: a list (hash field = column name) or a mapping hash field → column. Missing
         values add nothing; values Redis cannot add (integers beyond int64, infinities), increments

@@ -46,7 +46,10 @@ class RedisStreamSink(Sink):
         writes the password only as a reference (``${REDIS_PASSWORD}`` when a value was given);
         ``repr`` shows ``***``.
     stream
-        Stream key, optionally with ``{column}`` placeholders (``"events:{event_type}"``); a missing
+        Stream key, optionally with ``{column}`` placeholders (``"events:{event_type}"``), filled with
+        every sink's key text (:func:`streamlab.serde.key_texts`), the same in every batch: a float that
+        is a whole number as that integer (``events:7`` whether the column is int64 or, having met a
+        missing value, float64), a boolean ``true`` / ``false``, a time ISO-8601 UTC text; a missing
         value is ``None`` there (``events:None``), the name of a missing key in window results.
     columns
         Columns to store; default: all.

@@ -154,6 +154,31 @@ def test_pagerduty_resolve_rows(server: RecordingServer) -> None:
     assert bodies[1] == {"routing_key": "key", "event_action": "resolve", "dedup_key": "hst:u1"}
 
 
+def test_a_resolve_finds_its_trigger_whatever_else_its_batch_holds(server: RecordingServer) -> None:
+    # pandas makes an integer column float64 once it meets a missing value: the trigger of the user 7
+    # was keyed hst:7 in a batch [7], its resolve hst:7.0 in a batch [7, None], and the incident stayed open
+    writer = PagerDutySink("key", url=server.url, dedup_key="{detector}:{user_id}").open(ManualClock(T0))
+    writer.write_batch(pd.DataFrame({"detector": ["hst"], "user_id": [7]}))
+    writer.write_batch(
+        pd.DataFrame({"detector": ["hst"] * 2, "user_id": [7, None], "action": ["resolve", "trigger"]})
+    )
+    writer.close()
+    bodies = [r["json"] for r in server.recorder.requests]
+    assert [(b["event_action"], b["dedup_key"]) for b in bodies] == [  # type: ignore[index]
+        ("trigger", "hst:7"),
+        ("resolve", "hst:7"),
+        ("trigger", "hst:None"),  # a missing value, as before
+    ]
+    assert bodies[2]["payload"]["custom_details"]["user_id"] is None  # type: ignore[index]
+
+
+def test_a_dedup_key_format_spec_takes_the_integer_or_else_the_float() -> None:
+    sink = PagerDutySink("key", dedup_key="{user_id:03d}/{score:.2}/{n!r}")
+    # 7.0 as 7: '{user_id:03d}' took 7 and refused 7.0; '.2' takes no integer, so 3.0 keeps its float text
+    assert sink.request_body({"user_id": 7.0, "score": 3.0, "n": 2.0})["dedup_key"] == "007/3.0/2"
+    assert sink.request_body({"user_id": 7, "score": 3.5, "n": 2})["dedup_key"] == "007/3.5/2"
+
+
 def test_rate_limit_waits_on_the_injected_clock(server: RecordingServer) -> None:
     clock = ManualClock(T0)
     start = clock.now_ns()

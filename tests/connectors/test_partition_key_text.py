@@ -21,8 +21,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from streamlab.connectors.aws import aws_client
 from streamlab.connectors.bigquery import stream_requests
+from streamlab.connectors.kafka import KafkaSink
 from streamlab.connectors.kinesis import KinesisSink
 from streamlab.connectors.pubsub import PubSubSink, PubSubSource, create_subscription, create_topic
+from streamlab.connectors.redis._client import parse_template, render
+from streamlab.connectors.timestream import TimestreamSink, build_records
 
 from streamlab.local import LocalAWS
 from streamlab.local.pubsub import PubSubEmulator
@@ -71,9 +74,8 @@ def test_a_time_key_has_one_text_whatever_else_its_batch_holds() -> None:
 _KINDS = st.sampled_from(["int64", "uint64", "Int64", "float64", "float32", "Float64", "bool", "boolean"])
 
 
-@settings(max_examples=50, deadline=None)
-@given(kind=_KINDS, data=st.data())
-def test_the_column_rule_equals_the_value_rule(kind: str, data: st.DataObject) -> None:
+def _column(kind: str, data: st.DataObject) -> pd.Series:
+    """A column of dtype ``kind`` with drawn values."""
     if kind in ("bool", "boolean"):
         values: list[Any] = data.draw(st.lists(st.booleans(), max_size=8))
     elif kind in ("int64", "Int64"):
@@ -87,9 +89,39 @@ def test_the_column_rule_equals_the_value_rule(kind: str, data: st.DataObject) -
         )
     if kind in ("Int64", "Float64", "boolean"):
         values = [None if data.draw(st.booleans()) else v for v in values]
-    s = pd.Series(values, dtype=kind)
+    return pd.Series(values, dtype=kind)
+
+
+@settings(max_examples=50, deadline=None)
+@given(kind=_KINDS, data=st.data())
+def test_the_column_rule_equals_the_value_rule(kind: str, data: st.DataObject) -> None:
+    s = _column(kind, data)
     assert key_texts(s) == key_texts(s.astype(object))
     assert encode_keys(s) == encode_keys(s.astype(object))
+
+
+@settings(max_examples=50, deadline=None)
+@given(kind=_KINDS, data=st.data())
+def test_headers_dimensions_and_redis_keys_are_key_texts(kind: str, data: st.DataObject) -> None:
+    # Kafka headers, Timestream dimensions and Redis key templates wrote 7.0 as '7.0' (another header,
+    # series or hash than the 7 of an int64 batch), True as 'True' and times as pandas' text
+    s = _column(kind, data)
+    texts = key_texts(s)
+    frame = pd.DataFrame({"x": s, "n": 1, "t": pd.Timestamp("2024-01-01", tz="UTC")})
+    _, _, headers = KafkaSink("k", bootstrap_servers="h:1", headers=["x"]).encode(frame)
+    assert [h[0][1] for h in headers] == [None if t is None else t.encode() for t in texts]
+    sink = TimestreamSink("d", "t", dimensions=["x"], measures=["n"], time="t")
+    records, positions, _ = build_records(sink, frame)
+    dims: list[str | None] = [None] * len(s)
+    for record, i in zip(records, positions):
+        dims[i] = next((d["Value"] for d in record["Dimensions"]), None)
+    # a dimension's infinities stay apart ('inf', '-inf'; key_texts writes both null)
+    infinite = [isinstance(v, float) and np.isinf(v) for v in s.astype(object).tolist()]
+    assert dims == [str(float(v)) if inf else t for v, t, inf in zip(s.tolist(), texts, infinite)]
+    parts = parse_template("RedisMetricsSink", "key_template", "m:{x}")
+    assert render("RedisMetricsSink", parts, frame).tolist() == [
+        "m:None" if t is None else f"m:{t}" for t in texts
+    ]
 
 
 @settings(max_examples=50, deadline=None)

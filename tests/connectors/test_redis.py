@@ -309,20 +309,43 @@ def test_a_missing_template_value_is_the_key_none(redis_server: LocalRedis, redi
 
 
 @pytest.mark.parametrize(
-    "values",
+    ("values", "first"),
     [
-        pd.Series(["a", None], dtype="str"),
-        pd.Series(["a", None], dtype="string"),
-        pd.Series(["a", None], dtype=object),
-        pd.Series([1.5, np.nan]),
-        pd.Series(pd.to_datetime(["2024-01-01", None], utc=True)),
+        (pd.Series(["a", None], dtype="str"), "a"),
+        (pd.Series(["a", None], dtype="string"), "a"),
+        (pd.Series(["a", None], dtype=object), "a"),
+        (pd.Series([1.5, np.nan]), "1.5"),
+        (pd.Series(pd.to_datetime(["2024-01-01", None], utc=True)), "2024-01-01T00:00:00.000000Z"),
     ],
     ids=["str", "string", "object", "float", "datetime"],
 )
-def test_a_missing_value_renders_as_none_in_every_dtype(values: pd.Series) -> None:
+def test_a_missing_value_renders_as_none_in_every_dtype(values: pd.Series, first: str) -> None:
     sink = RedisMetricsSink("redis://127.0.0.1:1/0", key_template="m:{x}")
     keys = sink.keys_for(pd.DataFrame({"x": values})).tolist()
-    assert keys[1] == "m:None" and keys[0] == f"m:{values[0]}"
+    assert keys == [f"m:{first}", "m:None"]
+
+
+def test_a_key_has_one_text_whatever_else_its_batch_holds(
+    redis_server: LocalRedis, redis_client: object
+) -> None:
+    # pandas makes an integer column float64 once it meets a missing value, and writes a time column at
+    # the precision of its most precise time: the user 7 at 00:00:04 was m:7 and s:7:2024-01-01 00:00:04+00:00
+    # in one batch, m:7.0 and s:7.0:2024-01-01 00:00:04.000+00:00 in the next (another hash, another stream)
+    metrics = RedisMetricsSink(
+        redis_server.url, key_template="m:{user_id}", fields=["n"], channel=None
+    ).open()
+    streams = RedisStreamSink(redis_server.url, "s:{user_id}:{at}").open()
+    at = pd.to_datetime(["2024-01-01 00:00:04.0", "2024-01-01 00:00:04.0", "2024-01-01 00:00:03.5"], utc=True)
+    alone = pd.DataFrame({"user_id": [7], "n": [1], "at": at[:1]})
+    with_missing = pd.DataFrame({"user_id": [7, None], "n": [2, 3], "at": at[1:]})
+    for writer in (metrics, streams):
+        writer.write_batch(alone)
+        writer.write_batch(with_missing)
+        writer.close()
+    assert stored_totals(redis_client) == {b"m:7": {b"n": 3.0}, b"m:None": {b"n": 3.0}}
+    keys = sorted(redis_client.keys("s:*"))  # type: ignore[attr-defined]
+    assert keys == [b"s:7:2024-01-01T00:00:04.000000Z", b"s:None:2024-01-01T00:00:03.500000Z"]
+    assert [json.loads(e[1][b"n"]) for e in redis_client.xrange(keys[0])] == [1, 2]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
