@@ -125,22 +125,21 @@ def test_snapshot_mid_stream_resumes_as_an_uninterrupted_run(name: str) -> None:
     np.testing.assert_array_equal(got, whole)
 
 
+def event(user: str, amount: float, minute: int) -> dict[str, object]:
+    at = pd.Timestamp("2024-01-01 10:00", tz="UTC") + pd.Timedelta(minutes=minute)
+    return {"user": user, "amount": amount, "timestamp": at}
+
+
+#: B's three events at 10:05, then A's at 10:00: more than key_ttl="1m" behind B
+B_TRAINED_THEN_A_BEHIND = [event("B", 1.0, 5), event("B", 2.0, 5), event("B", 3.0, 5), event("A", 1.0, 0)]
+
+
 @pytest.mark.parametrize("name", sorted(DETECTORS))
 def test_an_event_behind_the_ttl_does_not_keep_its_place(name: str) -> None:
     """The QA report's case: A arrives more than key_ttl behind B; its model is dropped after it, so
     the new key C fits under max_keys=2 and B keeps its model, in one batch as one by one."""
 
-    def at(minute: int) -> pd.Timestamp:
-        return pd.Timestamp("2024-01-01 10:00", tz="UTC") + pd.Timedelta(minutes=minute)
-
-    events = [
-        {"user": "B", "amount": 1.0, "timestamp": at(5)},
-        {"user": "B", "amount": 2.0, "timestamp": at(5)},
-        {"user": "B", "amount": 3.0, "timestamp": at(5)},
-        {"user": "A", "amount": 1.0, "timestamp": at(0)},
-        {"user": "C", "amount": 1.0, "timestamp": at(5)},
-        {"user": "B", "amount": 10.0, "timestamp": at(5)},
-    ]
+    events = [*B_TRAINED_THEN_A_BEHIND, event("C", 1.0, 5), event("B", 10.0, 5)]
     scores = {}
     for size in (1, 10):
         p = Pipeline(ListSource(events))
@@ -158,16 +157,7 @@ def test_a_new_key_already_past_the_ttl_evicts_no_live_key(name: str) -> None:
     sweep then dropped: B's next event met a fresh model), in one batch as one by one and as the
     exported jobs' per-record state."""
 
-    def at(minute: int) -> pd.Timestamp:
-        return pd.Timestamp("2024-01-01 10:00", tz="UTC") + pd.Timedelta(minutes=minute)
-
-    events = [
-        {"user": "B", "amount": 1.0, "timestamp": at(5)},
-        {"user": "B", "amount": 2.0, "timestamp": at(5)},
-        {"user": "B", "amount": 3.0, "timestamp": at(5)},
-        {"user": "A", "amount": 1.0, "timestamp": at(0)},
-        {"user": "B", "amount": 10.0, "timestamp": at(5)},
-    ]
+    events = [*B_TRAINED_THEN_A_BEHIND, event("B", 10.0, 5)]
     step = Detect(DETECTORS[name](), features=["amount"], key="user", key_ttl="1m", max_keys=1)
     frame = pd.DataFrame(events)
     expected, reasons = _detect_record(step, frame)
