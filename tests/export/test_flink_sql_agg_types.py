@@ -19,6 +19,8 @@ import subprocess
 from datetime import timedelta
 from pathlib import Path
 
+import pandas as pd
+
 from streamlab import Pipeline, TumblingWindow, agg
 from streamlab.export import to_flink
 from streamlab.export.flink import _load_constants
@@ -91,82 +93,109 @@ ZEROS = [  # one key and one distinct value in streamlab (-0.0 == 0.0 == 0); Fli
     {"timestamp": "2024-01-01T00:00:03Z", "k": 0, "x": 0},
     {"timestamp": "2024-01-01T00:00:04Z", "k": 1.5, "x": -0.0},
 ]
+PATTERN_EVENTS = [  # (key, event type): a view then a buy of one key is a match
+    (0.0, "view"),
+    (-0.0, "buy"),  # the same key as 0.0 in streamlab: a match
+    (None, "view"),
+    ("absent", "buy"),  # no key: streamlab's dead letters, never a match
+    (1.5, "view"),
+    (1.5, "buy"),
+]
+DEDUP_IDS: list[object] = [0.0, -0.0, 0, "absent", None]  # two ids in streamlab: 0.0 and None
+MINUTES = {"zeros": 0, "pattern": 10, "dedup": 20}  # each case's rows in a minute of its own
 
 
-def test_sql_job_keys_counts_and_joins_minus_zero_as_zero(flink_python: str, tmp_path: Path) -> None:
-    """Windows keyed by a float64 with a distinct count, and an interval join on it, in one job."""
+def _at(case: str, second: int) -> str:
+    return f"2024-01-01T00:{MINUTES[case]:02d}:{second:02d}Z"
+
+
+def _zero_lines() -> list[str]:
+    """The three cases' records, each case in its minute (MINUTES), times ascending. The records of the
+    zeros and pattern cases have ids of their own (100 + i, 200 + i), so that the dedup sees no repeat
+    but the dedup case's."""
+    lines = [json.dumps({**e, "v": i, "id": 100 + i}) for i, e in enumerate(ZEROS)]
+    for i, (k, kind) in enumerate(PATTERN_EVENTS):
+        row: dict[str, object] = {"timestamp": _at("pattern", i + 1), "event_type": kind}
+        row |= {"event_id": f"e{i}", "id": 200 + i, **({} if k == "absent" else {"k": k})}
+        lines.append(json.dumps(row))
+    lines += [
+        json.dumps({"timestamp": _at("dedup", i + 1), "v": i, **({} if x == "absent" else {"id": x})})
+        for i, x in enumerate(DEDUP_IDS)
+    ]
+    return lines
+
+
+def _of_case(frame: pd.DataFrame, column: str, case: str) -> pd.DataFrame:
+    """The rows of ``frame`` whose time ``column`` falls in ``case``'s minute."""
+    start = pd.Timestamp("2024-01-01T00:00:00Z") + pd.Timedelta(minutes=MINUTES[case])
+    times = pd.to_datetime(frame[column], utc=True)
+    return frame[(times >= start) & (times < start + pd.Timedelta(minutes=1))]
+
+
+def test_sql_job_keys_counts_joins_matches_and_dedups_minus_zero_as_zero(
+    flink_python: str, tmp_path: Path
+) -> None:
+    """One job for three cases of a float64 key, each its own records in a minute of its own:
+
+    zeros: windows keyed by a float64 with a distinct count, and an interval join on it (Flink had the
+    keys 0.0 and -0.0, and counted -0.0 and 0.0 as two distinct values); pattern: a pattern keyed by it
+    matches -0.0 with 0.0 and matches no missing key (Flink matched a NULL partition and not 0.0, -0.0);
+    dedup: a dedup takes -0.0 as a repeat of 0.0 (Flink kept both)."""
     from streamlab import SessionWindow
     from streamlab.export.verify import verify
 
     p = Pipeline(ListSource([b"{}"]), name="zeros")
-    parsed = p.parse({"timestamp": "timestamp", "k": "float64", "x": "float64", "v": "int64"})
+    parsed = p.parse(
+        {
+            "timestamp": "timestamp",
+            "k": "float64",
+            "x": "float64",
+            "v": "int64",
+            "event_type": "string",
+            "event_id": "string",
+            "id": "float64",
+        }
+    )
     for window, sid in ((TumblingWindow("1m"), "tumbling"), (SessionWindow("1m"), "session")):
         parsed.window(window, key="k", step_id=sid).agg(agg.count(), agg.count_distinct("x"))
     right = parsed.select(["timestamp", "k", "v"], step_id="right")
     parsed.join_interval(right, on="k", lower="-1m", upper="1m", step_id="j")
-    lines = [json.dumps({**e, "v": i}) for i, e in enumerate(ZEROS)]
-    report = verify(p, lines, target="flink", flink_job="sql", flink_python=flink_python, workdir=tmp_path)
-    for sid in ("tumbling", "session"):
-        rows = report.local[sid].sort_values("k").to_dict("records")
-        assert [(r["k"], r["count"], r["count_distinct_x"]) for r in rows] == [(0.0, 3, 1), (1.5, 1, 1)]
-        assert report.counts[sid] == {"streamlab": 2, "flink": 2}  # Flink had the keys 0.0 and -0.0
-    assert report.counts["j"] == {"streamlab": 10, "flink": 10}  # 3 x 3 zeros, 1.5 with itself; Flink: 6
-    assert report.equal, report.diff  # and counted -0.0 and 0.0 as two distinct values
-
-
-def test_sql_pattern_keys_minus_zero_as_zero_and_matches_no_missing_key(
-    flink_python: str, tmp_path: Path
-) -> None:
-    from streamlab.export.verify import verify
-
-    t = "2024-01-01T00:00:0{}Z"
-    events = [  # (key, event type): a view then a buy of one key is a match
-        (0.0, "view"),
-        (-0.0, "buy"),  # the same key as 0.0 in streamlab: a match
-        (None, "view"),
-        ("absent", "buy"),  # no key: streamlab's dead letters, never a match
-        (1.5, "view"),
-        (1.5, "buy"),
-    ]
-    lines = []
-    for i, (k, kind) in enumerate(events):
-        row: dict[str, object] = {"timestamp": t.format(i + 1), "event_type": kind, "event_id": f"e{i}"}
-        if k != "absent":
-            row["k"] = k
-        lines.append(json.dumps(row))
-    p = Pipeline(ListSource([b"{}"]), name="zeropattern")
-    p.parse({"timestamp": "timestamp", "k": "float64", "event_type": "string", "event_id": "string"}).pattern(
+    parsed.pattern(
         "k", [("v", "event_type == 'view'"), ("b", "event_type == 'buy'")], within="1m", step_id="pat"
     )
-    report = verify(p, lines, target="flink", flink_job="sql", flink_python=flink_python, workdir=tmp_path)
-    assert sorted(map(list, report.local["pat"]["event_ids"])) == [["e0", "e1"], ["e4", "e5"]]
-    assert len(report.local["pat.dead_letter"]) == 2  # the rows without a key
-    # Flink matched e2, e3 (a NULL partition) and not e0, e1 (-0.0 and 0.0 were two partitions)
-    assert sorted(map(list, report.exported["pat"]["event_ids"])) == [["e0", "e1"], ["e4", "e5"]]
-    assert set(report.diff["output"]) == {"pat.dead_letter"}  # the SQL job writes no pattern dead letters
-
-
-def test_sql_dedup_takes_minus_zero_as_a_repeat_of_zero(flink_python: str, tmp_path: Path) -> None:
-    from streamlab.export.verify import verify
-
-    t = "2024-01-01T00:00:0{}Z"
-    ids: list[object] = [0.0, -0.0, 0, "absent", None]  # two ids in streamlab: 0.0 and None
-    lines = [
-        json.dumps({"timestamp": t.format(i + 1), "v": i, **({} if x == "absent" else {"id": x})})
-        for i, x in enumerate(ids)
-    ]
-    p = Pipeline(ListSource([b"{}"]), name="zerodedup")
-    p.parse({"timestamp": "timestamp", "id": "float64", "v": "int64"}).dedup("id", ttl="10m", step_id="d").to(
-        ListSink()
+    parsed.dedup("id", ttl="10m", step_id="d").to(ListSink())
+    report = verify(
+        p, _zero_lines(), target="flink", flink_job="sql", flink_python=flink_python, workdir=tmp_path
     )
-    report = verify(p, lines, target="flink", flink_job="sql", flink_python=flink_python, workdir=tmp_path)
-    assert sorted(report.local["d"]["v"]) == [0, 3]
-    assert sorted(report.exported["d"]["v"]) == [0, 3]  # Flink kept v=1 (id -0.0) too
+    sides = {"streamlab": report.local, "flink": report.exported}
+
+    def counts(ref: str, column: str, case: str) -> dict[str, int]:
+        return {side: len(_of_case(frames[ref], column, case)) for side, frames in sides.items()}
+
+    for sid in ("tumbling", "session"):
+        rows = _of_case(report.local[sid], "window_start", "zeros").sort_values("k").to_dict("records")
+        got = [(r["k"], r["count"], r["count_distinct_x"]) for r in rows]
+        assert got == [(0.0, 3, 1), (1.5, 1, 1)], ("zeros", sid)
+        # Flink had the keys 0.0 and -0.0
+        assert counts(sid, "window_start", "zeros") == {"streamlab": 2, "flink": 2}, ("zeros", sid)
+    # 3 x 3 zeros, 1.5 with itself; Flink: 6
+    assert counts("j", "timestamp", "zeros") == {"streamlab": 10, "flink": 10}, "zeros"
+
+    assert sorted(map(list, report.local["pat"]["event_ids"])) == [["e0", "e1"], ["e4", "e5"]], "pattern"
+    assert len(_of_case(report.local["pat.dead_letter"], "timestamp", "pattern")) == 2, "pattern"  # no key
+    # Flink matched e2, e3 (a NULL partition) and not e0, e1 (-0.0 and 0.0 were two partitions)
+    assert sorted(map(list, report.exported["pat"]["event_ids"])) == [["e0", "e1"], ["e4", "e5"]], "pattern"
+
+    assert sorted(_of_case(report.local["d"], "timestamp", "dedup")["v"]) == [0, 3], "dedup"
+    # Flink kept v=1 (id -0.0) too
+    assert sorted(_of_case(report.exported["d"], "timestamp", "dedup")["v"]) == [0, 3], "dedup"
     # verify compares no dedup output of the SQL job: it says so, where it reported `equal` as if it had
-    assert "processing time" in report.not_compared["d"] and report.counts["d"] == {
-        "streamlab": 2,
-        "flink": 2,
-    }
+    assert "processing time" in report.not_compared["d"], "dedup"
+    assert counts("d", "timestamp", "dedup") == {"streamlab": 2, "flink": 2}, "dedup"
+
+    # every output equal (the zeros case's windows, distinct counts and join), but the pattern's dead
+    # letters, which the SQL job does not write
+    assert set(report.diff["output"]) == {"pat.dead_letter"}, report.diff
 
 
 def test_sql_job_takes_intervals_of_100_days_and_more(flink_python: str, tmp_path: Path) -> None:

@@ -122,30 +122,6 @@ def _job_time(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
-def test_job_sql_dead_letters_the_records_streamlab_refuses_for_a_fields_type(
-    flink_python: str, tmp_path: Path
-) -> None:
-    events = GOOD + MISTYPED
-    p = Pipeline(ListSource([x.encode() for x in events]), name="mistyped")
-    parsed = p.parse(SCHEMA)
-    kept, dead = ListSink(), ListSink()
-    parsed.dedup("event_id", ttl="10m", step_id="d").to(kept)
-    parsed.dead_letter.to(dead)
-    p.run()
-    assert sorted(kept.frame()["event_id"]) == ["g0", "g1", "g2", "g3"]
-    refused = sorted(r.decode() for r in dead.frame()["raw"])
-    assert refused == sorted(MISTYPED)  # streamlab's rule, which the job must follow
-
-    output, sinks = _run_job_sql(flink_python, p, events, tmp_path)
-    rows = [json.loads(x) for x in _lines(output / sinks["d"])]
-    assert sorted(r["event_id"] for r in rows) == ["g0", "g1", "g2", "g3"]
-    by_id = {r["event_id"]: r for r in rows}
-    assert by_id["g1"]["amount"] == 5.0 and by_id["g3"]["n"] == 9223372036854775807
-    assert by_id["g0"]["j"] == [1, "x"] and by_id["g2"]["j"] is True
-    dead_rows = [json.loads(x) for x in _lines(output / sinks["parse.dead_letter"])]
-    assert sorted(r["raw"] for r in dead_rows) == refused
-
-
 KEYED = {  # JSON keys that are no plain names: Flink's JSON_VALUE read them as NULL in dot notation
     "event_id": "string",
     "timestamp": "timestamp",
@@ -159,21 +135,6 @@ KEYED_EVENTS = [
     ' "the order": {"total (net)": 7}}',
     '{"event_id": "k1", "timestamp": "2024-01-01T00:00:02Z", "unit price": "2.5"}',
 ]
-
-
-def test_job_sql_reads_keys_that_are_no_plain_names(flink_python: str, tmp_path: Path) -> None:
-    p = Pipeline(ListSource([x.encode() for x in KEYED_EVENTS]), name="keyed")
-    kept = ListSink()
-    p.parse(KEYED).dedup("event_id", ttl="10m", step_id="d").to(kept)
-    p.run()
-    expected = kept.frame()
-    assert expected["event_id"].tolist() == ["k0"]  # k1: a text in a number field
-
-    output, sinks = _run_job_sql(flink_python, p, KEYED_EVENTS, tmp_path)
-    rows = [json.loads(x) for x in _lines(output / sinks["d"])]
-    assert len(rows) == 1
-    row = rows[0]
-    assert (row["unit price"], row["x[0]"], row["user-id"], row["pay"]) == (2.5, "a", "u", 7)
 
 
 TIMES = [  # (text, whether streamlab's rule reads it)
@@ -224,29 +185,76 @@ EPOCHS = [  # epoch numbers as JSON text: seconds, milliseconds above 1e11, a fr
 TEXTS = ['"\\ud800"', '"x\\udc00"', '"\\ud83d\\ude00"', '"?"', '"\\u00e9"']  # lone surrogates: dead letters
 
 
-def test_job_sql_reads_time_texts_and_epoch_numbers_and_refuses_lone_surrogates_as_streamlab(
-    flink_python: str, tmp_path: Path
-) -> None:
-    """One job (a PyFlink job is about 15 CPU-seconds) for three rules of a field's reading.
+TIME_EVENTS = [json.dumps({"event_id": f"t{i}", "timestamp": t, "seen": t}) for i, (t, _) in enumerate(TIMES)]
+TIME_EVENTS += [f'{{"event_id": "e{i}", "timestamp": {t}, "seen": {t}}}' for i, t in enumerate(EPOCHS)]
+TIME_EVENTS += [f'{{"event_id": "s{i}", "timestamp": 1704067205, "name": {t}}}' for i, t in enumerate(TEXTS)]
 
-    Time texts (TIMES). Epoch numbers: job.sql read one as no time (a dead letter where streamlab reads
-    it: seconds, or milliseconds above 1e11). Texts: it took one with a lone surrogate ("\\ud800", which
-    UTF-8 cannot hold) as "?" where streamlab sends the record to the dead letters."""
-    events = [json.dumps({"event_id": f"t{i}", "timestamp": t, "seen": t}) for i, (t, _) in enumerate(TIMES)]
-    events += [f'{{"event_id": "e{i}", "timestamp": {t}, "seen": {t}}}' for i, t in enumerate(EPOCHS)]
-    events += [f'{{"event_id": "s{i}", "timestamp": 1704067205, "name": {t}}}' for i, t in enumerate(TEXTS)]
-    p, kept, refused = _run_streamlab(events, "times", {**TIME_FIELDS, "name": "string"})
+CASES = {  # each case's records, with event ids of their own: one job reads them all
+    "mistyped": GOOD + MISTYPED,
+    "keyed": KEYED_EVENTS,
+    "times": TIME_EVENTS,
+}
+
+
+def test_job_sql_reads_types_keys_times_and_texts_as_streamlab(flink_python: str, tmp_path: Path) -> None:
+    """One job (a PyFlink job is about 15 CPU-seconds) for the rules of a field's reading, each a case of
+    its own records, read by one parse of every case's fields and told apart by their event ids.
+
+    mistyped: a value of another JSON type than its field's (MISTYPED) is a dead letter, and the job
+    keeps running. keyed: JSON keys that are no plain names (KEYED) are read, where the dot notation read
+    NULL. times: time texts (TIMES); epoch numbers (EPOCHS), which job.sql read as no time (a dead letter
+    where streamlab reads seconds, or milliseconds above 1e11); texts (TEXTS), one with a lone surrogate
+    ("\\ud800", which UTF-8 cannot hold) taken as "?" where streamlab sends the record to the dead
+    letters."""
+    events = [x for records in CASES.values() for x in records]
+    case_of = {json.loads(x)["event_id"]: case for case, records in CASES.items() for x in records}
+    assert len(case_of) == len(events)  # no event id in two cases
+    p = Pipeline(ListSource([x.encode() for x in events]), name="fields")
+    kept, dead = ListSink(), ListSink()
+    parsed = p.parse({**SCHEMA, **KEYED, "name": "string"})
+    parsed.dedup("event_id", ttl="10m", step_id="d").to(kept)
+    parsed.dead_letter.to(dead)
+    p.run()
+    frame = kept.frame()
+    local = {case: frame[[case_of[i] == case for i in frame["event_id"]]] for case in CASES}
+    raws = [r.decode() for r in dead.frame()["raw"]]
+    refused = {case: sorted(x for x in raws if case_of[json.loads(x)["event_id"]] == case) for case in CASES}
+    # streamlab's rules, which the job must follow
+    assert sorted(local["mistyped"]["event_id"]) == ["g0", "g1", "g2", "g3"], "mistyped"
+    assert refused["mistyped"] == sorted(MISTYPED), "mistyped"
+    assert local["keyed"]["event_id"].tolist() == ["k0"], "keyed"  # k1: a text in a number field
     read = {f"t{i}" for i, (_, ok) in enumerate(TIMES) if ok}
-    # the rules, as TIMES, EPOCHS and TEXTS say
-    assert set(kept["event_id"]) == read | {f"e{i}" for i in range(11)} | {"s2", "s3", "s4"}
-    expected = {r.event_id: _job_time(r.timestamp) for r in kept.itertuples()}
-    assert expected["e2"] == "2024-01-01T00:00:23.000Z"
+    read |= {f"e{i}" for i in range(11)} | {"s2", "s3", "s4"}  # the rules, as TIMES, EPOCHS and TEXTS say
+    assert set(local["times"]["event_id"]) == read, "times"
+    times = {r.event_id: _job_time(r.timestamp) for r in local["times"].itertuples()}
+    assert times["e2"] == "2024-01-01T00:00:23.000Z", "times"
 
     output, sinks = _run_job_sql(flink_python, p, events, tmp_path)
-    rows = [json.loads(x) for x in _lines(output / sinks["d"])]
-    assert {r["event_id"]: r["timestamp"] for r in rows} == expected
-    assert all(r["seen"] == r["timestamp"] for r in rows if not r["event_id"].startswith("s"))
-    names = {r["event_id"]: r["name"] for r in rows if r["event_id"].startswith("s")}
-    assert names == {"s2": "\U0001f600", "s3": "?", "s4": "é"}
-    dead_rows = [json.loads(x) for x in _lines(output / sinks["parse.dead_letter"])]
-    assert sorted(json.loads(r["raw"])["event_id"] for r in dead_rows) == refused
+    job_rows = [json.loads(x) for x in _lines(output / sinks["d"])]
+    assert {r["event_id"] for r in job_rows} <= set(case_of), job_rows
+    rows = {case: [r for r in job_rows if case_of[r["event_id"]] == case] for case in CASES}
+    job_raws = [json.loads(x)["raw"] for x in _lines(output / sinks["parse.dead_letter"])]
+    assert {json.loads(x)["event_id"] for x in job_raws} <= set(case_of), job_raws
+    dead_rows = {
+        case: sorted(x for x in job_raws if case_of[json.loads(x)["event_id"]] == case) for case in CASES
+    }
+
+    kept_ids = sorted(r["event_id"] for r in rows["mistyped"])
+    assert kept_ids == ["g0", "g1", "g2", "g3"], "mistyped"
+    by_id = {r["event_id"]: r for r in rows["mistyped"]}
+    assert by_id["g1"]["amount"] == 5.0 and by_id["g3"]["n"] == 9223372036854775807, "mistyped"
+    assert by_id["g0"]["j"] == [1, "x"] and by_id["g2"]["j"] is True, "mistyped"
+    assert dead_rows["mistyped"] == refused["mistyped"], "mistyped"
+
+    assert len(rows["keyed"]) == 1, ("keyed", rows["keyed"])
+    row = rows["keyed"][0]
+    assert (row["unit price"], row["x[0]"], row["user-id"], row["pay"]) == (2.5, "a", "u", 7), "keyed"
+    assert [json.loads(x)["event_id"] for x in dead_rows["keyed"]] == ["k1"], "keyed"
+
+    assert {r["event_id"]: r["timestamp"] for r in rows["times"]} == times, "times"
+    timed = [r for r in rows["times"] if not r["event_id"].startswith("s")]
+    assert all(r["seen"] == r["timestamp"] for r in timed), "times"
+    names = {r["event_id"]: r["name"] for r in rows["times"] if r["event_id"].startswith("s")}
+    assert names == {"s2": "\U0001f600", "s3": "?", "s4": "é"}, "times"
+    refused_ids = sorted(json.loads(x)["event_id"] for x in refused["times"])
+    assert sorted(json.loads(x)["event_id"] for x in dead_rows["times"]) == refused_ids, "times"
