@@ -52,6 +52,7 @@ _MAGIC = b"STREAMLAB-CHECKPOINT 2\n"
 # flow-control sizes, client tuning (words in the spec's keys)
 _NOT_IDENTITY = (
     "speed",
+    "batch_size",
     "stop_at_end",
     "timeout",
     "retries",

@@ -1384,8 +1384,9 @@ class ReplaySource(Source):
             "speed": self.speed,
             "raw": self.raw,
         }
-        for name, default in (("sep", ","), ("encoding", "utf-8"), ("decimal", ".")):
-            if getattr(self, name) != default:  # written when given: earlier specs stay as they were
+        # written when given: earlier specs stay as they were
+        for name, default in (("batch_size", None), ("sep", ","), ("encoding", "utf-8"), ("decimal", ".")):
+            if getattr(self, name) != default:
                 spec[name] = getattr(self, name)
         if self.dead_letter is not None:
             spec["dead_letter"] = self.dead_letter.spec()
