@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -364,13 +364,16 @@ class UnionOperator(Operator):
 
 
 class SelectOperator(Operator):
-    """Keep some columns, optionally renamed."""
+    """Keep some columns, optionally renamed: ``(input name, output name)`` pairs, in output order; one
+    input may give several outputs (``select('a', b='a')``)."""
 
-    def __init__(self, columns: dict[str, str]) -> None:
-        self.columns = columns
+    def __init__(self, columns: Iterable[tuple[str, str]]) -> None:
+        self.columns = tuple(columns)
 
     def process(self, batch: pd.DataFrame, port: int = 0) -> Outputs:
-        return {"out": batch[list(self.columns)].rename(columns=self.columns)}
+        out = batch[[i for i, _ in self.columns]]
+        out.columns = pd.Index([o for _, o in self.columns])
+        return {"out": out}
 
     def process_rows(self, batch: pd.DataFrame, port: int = 0) -> tuple[Outputs, np.ndarray | None]:
         return self.process(batch, port), np.arange(len(batch))

@@ -99,7 +99,7 @@ def expr_columns(expr: str, step_id: str, kind: str) -> set[str]:
             f"cannot read expression {expr!r}: {e.msg}",
             'write a pandas expression such as "amount > 100"',
         ) from None
-    unsupported = unsupported_call(tree) or misread_comparison(tree)
+    unsupported = unsupported_form(tree) or unsupported_call(tree) or misread_comparison(tree)
     if unsupported is not None:
         problem, fix = unsupported
         raise PipelineConfigError(step_id, kind, f"expression {expr!r} {problem}", fix)
@@ -240,6 +240,107 @@ BATCH_READS = frozenset(
         "all",
     ]
 )
+
+
+#: (problem, fix) for an operator or form pandas' expressions do not evaluate, by its ``ast`` class name
+_FORM_FIXES: dict[str, tuple[str, str]] = {
+    "RShift": (
+        "shifts bits (>>)",
+        "divide by a power of 2 instead: a >> 1 is a // 2, a >> 3 is a // 8",
+    ),
+    "LShift": (
+        "shifts bits (<<)",
+        "multiply by a power of 2 instead: a << 1 is a * 2, a << 3 is a * 8",
+    ),
+    "BitXor": (
+        "uses ^ (exclusive or)",
+        "for conditions write (a > 1) != (b > 1), true where exactly one holds",
+    ),
+    "MatMult": ("uses @ (matrix product)", "for a product of two columns write a * b"),
+    "Dict": ("holds a mapping ({...: ...})", "to look values up, join a table (enrich) or use map_many(fn)"),
+    "Set": ("holds a set ({...})", "write a list instead: a in [1, 2], a.isin([1, 2])"),
+    "Is": ("uses 'is'", "for a missing value write a.isna(), else compare with =="),
+    "IsNot": ("uses 'is not'", "for a present value write a.notna(), else compare with !="),
+    "Lambda": ("holds a lambda", ""),
+    "ListComp": ("holds a list comprehension", ""),
+    "SetComp": ("holds a set comprehension", ""),
+    "DictComp": ("holds a dict comprehension", ""),
+    "GeneratorExp": ("holds a generator expression", ""),
+    "JoinedStr": ("holds an f-string", "for a number as text write a.astype(str), and join texts with +"),
+    "NamedExpr": ("assigns a name (:=)", ""),
+}
+
+
+def _number(node: ast.AST) -> bool:
+    """Whether ``node`` is a number written in the expression (``1``, ``-2.5``), not a bool."""
+    while isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
+        node = node.operand
+    return (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, (int, float, complex))
+        and not isinstance(node.value, bool)
+    )
+
+
+def unsupported_form(tree: ast.AST) -> tuple[str, str] | None:
+    """``(problem, fix)`` for an operator or form pandas' evaluation has no rule for (``a >> 1``,
+    ``a ^ b``, ``a if b else 0``, ``{'a': 1}``, ``b @ b``), or for ``&``/``|``/``and``/``or`` with a
+    number as an operand (``a & 1``: pandas reads them as logical operators, and a number is no
+    condition), else None: such an expression fails on every row at run time, whatever the columns hold.
+
+    The tree is read as pandas reads the text (``&`` as ``and``, with its precedence), so
+    ``a > 1 & b == 'x'``, which pandas reads as ``(a > 1) and (b == 'x')``, is kept.
+
+    Examples
+    --------
+    >>> unsupported_form(_pyast.parse("(a > 1) & (b < 2)", mode="eval")) is None
+    True
+    >>> unsupported_form(_pyast.parse("a > 1 & b == 'x'", mode="eval")) is None
+    True
+    >>> unsupported_form(_pyast.parse("a >> 1 > 0", mode="eval"))[0]
+    'shifts bits (>>), which expressions cannot evaluate'
+    >>> unsupported_form(_pyast.parse("a if b else 0", mode="eval"))[1]
+    'write a.where(b, 0): the value of a where b holds, else 0'
+    >>> unsupported_form(_pyast.parse("a & 1", mode="eval"))[0]
+    'uses the number 1 as an operand of & / and, which expressions cannot evaluate (pandas reads & as and: a number is no condition)'
+    """
+    from pandas.core.computation.expr import PandasExprVisitor, _preparse  # type: ignore[attr-defined]
+
+    function_step = "for anything else use a function step (map_many(fn) / filter_many(fn))"
+    try:  # pandas rewrites the text before it parses it: & and | as and / or
+        read: ast.AST = _pyast.parse(_preparse(ast.unparse(tree)), mode="eval")
+    except SyntaxError:  # b @ b: pandas reads @b as a local variable
+        read = tree
+    nodes = (ast.expr, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
+    refused = set(getattr(PandasExprVisitor, "unsupported_nodes", ()))
+    for node in [*ast.walk(tree), *ast.walk(read)]:
+        if not isinstance(node, nodes):
+            continue
+        name = type(node).__name__
+        if isinstance(node, ast.IfExp):
+            body, test, other = (ast.unparse(n) for n in (node.body, node.test, node.orelse))
+            if not isinstance(node.body, (ast.Name, ast.Attribute, ast.Call, ast.Constant)):
+                body = f"({body})"
+            return "uses 'x if c else y', which expressions cannot evaluate", (
+                f"write {body}.where({test}, {other}): the value of {body} where {test} holds, else {other}"
+            )
+        if hasattr(PandasExprVisitor, f"visit_{name}") and f"visit_{name}" not in refused:
+            if isinstance(node, ast.BoolOp):
+                number = next((v for v in node.values if _number(v)), None)
+                if number is not None:
+                    symbol = "&" if isinstance(node.op, ast.And) else "|"
+                    word = "and" if isinstance(node.op, ast.And) else "or"
+                    return (
+                        f"uses the number {ast.unparse(number)} as an operand of {symbol} / {word}, which "
+                        f"expressions cannot evaluate (pandas reads {symbol} as {word}: a number is no condition)"
+                    ), (
+                        f"{symbol} joins conditions, e.g. (a > 1) {symbol} (b < 2); to test a number write a "
+                        "comparison (a != 0), and for its bits a // 2 % 2 == 1; " + function_step
+                    )
+            continue
+        problem, fix = _FORM_FIXES.get(name, (f"uses a {name} form", ""))
+        return f"{problem}, which expressions cannot evaluate", (fix + "; " if fix else "") + function_step
+    return None
 
 
 def unsupported_call(tree: ast.AST) -> tuple[str, str] | None:
@@ -766,6 +867,34 @@ class MapStep(Step):
         return {"out": out, "dead_letter": dead_letter_columns(c)}
 
 
+def _encode_select(pairs: tuple[tuple[str, str], ...]) -> Any:
+    inputs = [i for i, _ in pairs]
+    if len(set(inputs)) == len(inputs):
+        return dict(pairs)
+    return [{i: o} for i, o in pairs]  # an input read twice: a mapping keyed by it would keep one output
+
+
+def _decode_select(value: Any, ctx: ReadContext) -> tuple[tuple[Any, ...], ...]:
+    if isinstance(value, Mapping):
+        return tuple((str(i), str(o)) for i, o in value.items())
+    pairs: list[tuple[Any, ...]] = []
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, str):
+            pairs.append((item, item))
+        elif isinstance(item, Mapping) and len(item) == 1:
+            ((i, o),) = item.items()
+            pairs.append((str(i), o))
+        else:
+            pairs.append((item,))  # not a column name: the step's check says so
+    return tuple(pairs)
+
+
+#: select's (input name, output name) pairs, written ``{input: output}``; when one input gives two
+#: outputs (``select('a', b='a')``), as a list of such one-entry mappings, in order (a list item may
+#: also be a name alone, kept as it is)
+SELECT_COLUMNS = Codec(_encode_select, _decode_select)
+
+
 @step_kind
 @dataclass(frozen=True)
 class SelectStep(Step):
@@ -780,7 +909,9 @@ class SelectStep(Step):
     ('y',)
     """
 
-    columns: tuple[tuple[str, str], ...] = param(codec=codec.PAIRS, default=())  # (input name, output name)
+    columns: tuple[tuple[str, str], ...] = param(
+        codec=SELECT_COLUMNS, default=()
+    )  # (input name, output name)
     kind: ClassVar[str] = "select"
 
     def check(self) -> None:
@@ -798,7 +929,7 @@ class SelectStep(Step):
             self.invalid(f"output columns {outs!r} repeat a name", "give each output column its own name")
 
     def build(self) -> Operator:
-        return SelectOperator(dict(self.columns))
+        return SelectOperator(self.columns)
 
     def input_problem(self, columns_in: list[Columns]) -> tuple[str, str] | None:
         return missing_column(columns_in[0], [c for c, _ in self.columns], "select")
@@ -1414,7 +1545,7 @@ class OperatorStep(Step):
                 tree = _pyast.parse(_pyast.unquote_backticks(expr)[0], mode="eval")
             except (SyntaxError, TypeError, ValueError):
                 continue  # the config's own check reports it
-            unsupported = unsupported_call(tree) or misread_comparison(tree)
+            unsupported = unsupported_form(tree) or unsupported_call(tree) or misread_comparison(tree)
             if unsupported is not None:
                 problem, fix = unsupported
                 self.invalid(f"{type(self.config).__name__} {path}={expr!r} {problem}", fix)

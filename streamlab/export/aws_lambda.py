@@ -1371,7 +1371,7 @@ def _lambda_rule(steps: _Steps, step: OperatorStep) -> None:
 
 @_registry.emits("lambda", SelectStep)
 def _lambda_select(steps: _Steps, step: SelectStep) -> None:
-    steps.emit(f"row = {{new: row.get(old) for old, new in {dict(step.columns)!r}.items()}}")
+    steps.emit(f"row = {{new: row.get(old) for old, new in {list(step.columns)!r}}}")
 
 
 @_registry.emits("lambda", KeyByStep)

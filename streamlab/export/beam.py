@@ -1588,8 +1588,7 @@ def _beam_map(gen: _Generator, step: MapStep, v: str, src: str) -> None:
 @_registry.emits("beam", SelectStep)
 def _beam_select(gen: _Generator, step: SelectStep, v: str, src: str) -> None:
     label = step.step_id
-    mapping = dict(step.columns)
-    select = f"{{new: row.get(old) for old, new in {mapping!r}.items()}}"
+    select = f"{{new: row.get(old) for old, new in {list(step.columns)!r}}}"
     gen.replay[step.step_id] = (step.inputs[0], f"lambda row: [{select}]")
     gen.emit(f"{v} = {src} | {label!r} >> beam.Map(lambda row: {select})")
 
