@@ -10,6 +10,7 @@ functions), which needs ``trust=True``. :func:`load_yaml` reads YAML 1.2 boolean
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import re
 import sys
@@ -57,6 +58,7 @@ TYPE_ALIASES: dict[str, str] = {
 }
 
 _COMMON = {"step_id", "kind", "input"}
+_SECTION_KEYS = ("name", "time", "sources", "processing", "sinks")
 _WINDOW_KEYS = {
     "tumbling": ({"size"}, {"offset"}),
     "sliding": ({"size", "every"}, {"offset"}),
@@ -200,6 +202,7 @@ class _Checker:
         self.source_kinds = sources
         self.sink_kinds = sinks
         self.sink_inputs: dict[str, Any] = {}  # a sink's step_id -> what it reads (a sink has no output)
+        self._bools_seen: set[int] = set()  # mappings whose boolean keys are reported (once each)
 
     def add(self, path: str, problem: str, fix: str) -> None:
         self.problems.append(SpecProblem(path, problem, fix))
@@ -213,6 +216,9 @@ class _Checker:
         return False
 
     def bool_keys(self, value: dict[Any, Any], path: str) -> None:
+        if id(value) in self._bools_seen:
+            return
+        self._bools_seen.add(id(value))
         for k in value:
             if isinstance(k, bool):
                 self.add(
@@ -223,6 +229,8 @@ class _Checker:
                 )
 
     def keys(self, value: dict[Any, Any], allowed: set[str], path: str, what: str) -> None:
+        self.bool_keys(value, path)
+        self.text_keys(value, path, what, allowed)
         for k in value:
             if isinstance(k, str) and k not in allowed:
                 self.add(
@@ -232,6 +240,24 @@ class _Checker:
                         "Known keys:", "remove it, or use one of"
                     ),
                 )
+
+    def text_keys(self, value: dict[Any, Any], path: str, what: str, allowed: set[str] | None = None) -> None:
+        """Report the keys YAML read as something other than text (``1:``, ``2024-01-01:``, ``null:``),
+        which name no parameter; boolean keys are :meth:`bool_keys`'."""
+        for k in value:
+            if isinstance(k, (str, bool)):
+                continue
+            shown = _key_text(k)
+            fix = "remove it, or write the name it stands for"
+            if allowed is not None:
+                fix = suggest(shown, sorted(allowed), what="keys").replace(
+                    "Known keys:", "remove it, or use one of"
+                )
+            self.add(
+                f"{path}.{shown}",
+                f"unknown key {shown} for {what} (YAML reads it as {_read_as(k)}, not as a name)",
+                fix,
+            )
 
     def string(self, value: Any, path: str, example: str, optional: bool = False) -> bool:
         if isinstance(value, str) and value:
@@ -305,11 +331,10 @@ class _Checker:
                 "put sources, processing and sinks under 'streaming:', as Pipeline.to_yaml() writes them",
             )
             return
+        self.top_level_keys(data)
         if not self.mapping(s, "streaming", "streaming: {sources: [...], processing: [...], sinks: [...]}"):
             return
-        self.keys(
-            s, {"name", "time", "sources", "processing", "sinks"}, "streaming", "the 'streaming:' section"
-        )
+        self.keys(s, set(_SECTION_KEYS), "streaming", "the 'streaming:' section")
         if self.string(s.get("name", "pipeline"), "streaming.name", "name: clickstream"):
             problem = pipeline_name_problem(s.get("name", "pipeline"))
             if problem is not None:
@@ -335,6 +360,27 @@ class _Checker:
                 continue
             for i, item in enumerate(items):
                 self.entry(section, i, item, known, ids)
+
+    def top_level_keys(self, data: dict[Any, Any]) -> None:
+        """Keys beside ``streaming:``, which nothing reads (``Pipeline.to_yaml()`` writes none): a
+        ``sinks:`` indented one level too little would be dropped without a word."""
+        for k in data:
+            if k == "streaming":
+                continue
+            shown = k if isinstance(k, str) else _key_text(k)
+            read_as = "" if isinstance(k, str) else f" (YAML reads it as {_read_as(k)})"
+            if k in _SECTION_KEYS:
+                fix = (
+                    f"indent '{k}:' and its entries under 'streaming:' (as far as 'sources:'), where it "
+                    "is read"
+                )
+            else:
+                fix = "remove it: a spec has the 'streaming:' section only, as Pipeline.to_yaml() writes it"
+            self.add(
+                shown,
+                f"unknown top-level key {k!r}{read_as} beside 'streaming:', which nothing reads",
+                fix,
+            )
 
     def entry(self, section: str, i: int, item: Any, known: list[str], ids: set[str]) -> None:
         path = f"streaming.{section}[{i}]"
@@ -378,6 +424,13 @@ class _Checker:
             kind = None
         if section != "sources":
             self.inputs(item, path, known, multiple=section == "processing")
+        if section != "processing":  # a parameter given as text that the kind lacks: its factory says so
+            about = f"a {kind} {what}" if kind is not None else f"a {what}"
+            self.text_keys(item, path, about)
+            dead = item.get("dead_letter")
+            if isinstance(dead, dict) and "kind" in dead:  # a sink's spec (without: a user's own settings)
+                self.bool_keys(dead, f"{path}.dead_letter")
+                self.text_keys(dead, f"{path}.dead_letter", "a dead-letter sink")
         if section == "processing" and kind is not None:
             before = len(self.problems)
             self.keys(item, param_keys().get(kind, set()) | _COMMON, path, f"a {kind} step")
@@ -794,6 +847,26 @@ class _Checker:
             self.names(st["on"], f"{path}.on", example)
         elif True not in st:  # a True key is reported once, by bool_keys
             self.add(path, "missing 'on' (the key columns to join on)", f"add {example}")
+
+
+def _key_text(key: Any) -> str:
+    """A key as a spec writes it: ``1``, ``2024-01-01``, ``null``."""
+    if key is None:
+        return "null"
+    if isinstance(key, (datetime.date, datetime.datetime)):
+        return key.isoformat()
+    return str(key)
+
+
+def _read_as(key: Any) -> str:
+    """What YAML read a key that is not text as."""
+    if key is None:
+        return "null"
+    if isinstance(key, (datetime.date, datetime.datetime)):
+        return "a date"
+    if isinstance(key, (int, float)):
+        return "a number"
+    return type(key).__name__
 
 
 def _shown(value: Any) -> str:
