@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import pickle
 import re
 import shutil
+import signal
+import socket
 import sys
 import textwrap
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn
 
 DEMO_SCHEMA: dict[str, Any] = {
@@ -187,8 +192,9 @@ def run_spec(args: argparse.Namespace) -> int:
     """``streamlab run SPEC``: run a pipeline from its YAML spec until its sources end or a limit.
 
     ``--max-events`` and ``--duration`` stop gracefully (sinks flushed, offsets committed, open windows
-    kept for the next run with the same ``--checkpoint-dir``); so do Ctrl-C and SIGTERM. The spec is
-    checked as a whole first; a spec holding code needs ``--trust``.
+    kept for the next run with the same ``--checkpoint-dir``), and exit 0; so do Ctrl-C and SIGTERM,
+    which exit 130 and 143 (the shell's statuses for those signals), so that what follows the command in
+    a script does not run. The spec is checked as a whole first; a spec holding code needs ``--trust``.
 
     Examples
     --------
@@ -209,14 +215,22 @@ def run_spec(args: argparse.Namespace) -> int:
     from streamlab import Pipeline
 
     p = Pipeline.from_yaml(args.spec, trust=args.trust)
-    result = p.run(
-        progress=not args.quiet,
-        checkpoint_dir=args.checkpoint_dir,
-        max_events=args.max_events,
-        duration=args.duration,
-    )
+    with _signals_received() as seen:
+        result = p.run(
+            progress=not args.quiet,
+            checkpoint_dir=args.checkpoint_dir,
+            max_events=args.max_events,
+            duration=args.duration,
+        )
     print(result)
-    return 0 if result.status in ("finished", "stopped", "interrupted") else 1
+    # a stop by a signal is not a run that did its work: a script's `streamlab run s.yaml && next` stops too
+    if result.status == "interrupted":
+        print("streamlab run: interrupted; the sinks were flushed and committed", file=sys.stderr)
+        return INTERRUPTED
+    if result.status == "stopped" and signal.SIGTERM in seen:
+        print("streamlab run: terminated (SIGTERM); the sinks were flushed and committed", file=sys.stderr)
+        return TERMINATED
+    return 0 if result.status in ("finished", "stopped") else 1
 
 
 def export(args: argparse.Namespace) -> int:
@@ -346,7 +360,93 @@ _RUN_EPILOG = """examples:
   streamlab run spec.yaml --max-events 10000 --quiet
   streamlab run spec.yaml --checkpoint-dir ckpt --duration 5m   # stop after 5 minutes; run again to resume
 
+Ctrl-C and SIGTERM stop at the next batch, flush the sinks and commit, then exit 130 and 143 (0 for a run
+that finished or reached --max-events or --duration).
 A spec with code in it (a function's source, SQL other than a read-only SELECT) runs only with --trust."""
+
+
+# `streamlab export`'s arguments live here, not in streamlab.export: every command builds the whole parser,
+# and importing the exporters (Beam's, Flink's, Spark's generators) took seconds before `--help` printed
+EXPORT_DESCRIPTION = (
+    "Export a pipeline spec (written by Pipeline.to_yaml()) to Apache Beam, AWS Lambda or PySpark code."
+)
+EXPORT_EPILOG = """examples:
+  streamlab export beam spec.yaml -o build/beam
+  streamlab export beam spec.yaml -o build/beam --source file --sink bigquery
+  streamlab export lambda spec.yaml -o build/lambda
+  streamlab export spark spec.yaml -o build/spark
+  streamlab export flink spec.yaml -o build/flink --source kafka --sink files
+  streamlab export beam spec.yaml -o build/beam --write-input build/events.jsonl   # a replay's records
+"""
+
+
+def directory(text: str) -> str:
+    """An argparse type: a directory, created if missing, so not the path of an existing file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> f = tempfile.NamedTemporaryFile()
+    >>> directory(f.name)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: ...: is a file, not a directory; pass a directory (created if missing)
+    """
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(
+            f"{text}: is a file, not a directory; pass a directory (created if missing)"
+        )
+    return text
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``streamlab export`` (shared by ``streamlab export`` and :func:`export_main`).
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser()
+    >>> add_export_arguments(p)
+    >>> p.parse_args(["beam", "spec.yaml", "-o", "out"]).sink
+    'files'
+    """
+    parser.add_argument(
+        "target",
+        choices=("beam", "lambda", "flink", "spark"),
+        help="what to generate: an Apache Beam module, an AWS Lambda handler, a Flink SQL/PyFlink job or a PySpark job",
+    )
+    parser.add_argument("spec", help="pipeline YAML written by Pipeline.to_yaml()")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="DIR",
+        type=directory,
+        help="directory for the generated files (created if missing)",
+    )
+    parser.add_argument(
+        "--sink",
+        choices=("files", "bigquery", "kafka", "jdbc"),
+        default="files",
+        help="where outputs go (default: %(default)s); Beam: files|bigquery, Flink: files|kafka|jdbc",
+    )
+    parser.add_argument(
+        "--source",
+        choices=("pubsub", "file", "files", "kafka", "kinesis", "eventhubs"),
+        default=None,
+        help="what the job reads (default: pubsub); Flink: kafka (default), kinesis, eventhubs or file",
+    )
+    parser.add_argument(
+        "--write-input",
+        default=None,
+        metavar="FILE",
+        help="when the spec replays a CSV, Parquet or JSON file read whole, also write the records the job "
+        "reads (the texts of the column its parse reads, one a line) to FILE, for the job's --input",
+    )
+    parser.add_argument(
+        "--trust",
+        action="store_true",
+        help="allow code in the spec (function source, stdlib functions, SQL or expressions that do more than read and compute); only for specs you wrote or reviewed",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -358,7 +458,6 @@ def build_parser() -> argparse.ArgumentParser:
     5
     """
     from streamlab import __version__
-    from streamlab.export._cli import EXPORT_DESCRIPTION, EXPORT_EPILOG, add_export_arguments, directory
 
     common = _Parser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", help="show the full traceback of an error")
@@ -555,7 +654,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``streamlab`` command; returns the exit status.
 
     0: done; 1: the pipeline failed; 2: a usage or spec mistake (one line on stderr, or one line per
-    problem of a spec; ``--verbose`` adds the traceback); 130: interrupted.
+    problem of a spec; ``--verbose`` adds the traceback); 130: interrupted (Ctrl-C, SIGINT); 143: stopped
+    by SIGTERM. A run stopped by either signal first flushes its sinks and commits, then exits 130 or 143,
+    so ``streamlab run spec.yaml && next_step`` does not go on after a stop; a signal at any other moment
+    (while Python imports streamlab, say) prints ``streamlab COMMAND: interrupted`` (or ``terminated``)
+    and exits the same way, without a traceback.
 
     Examples
     --------
@@ -565,6 +668,19 @@ def main(argv: list[str] | None = None) -> int:
     streamlab demo: ...
     0
     """
+    given = list(sys.argv[1:] if argv is None else argv)
+    try:
+        with _sigterm_raises():
+            return _main(given)
+    except KeyboardInterrupt:
+        print(f"{_prog(given)}: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except Terminated:
+        print(f"{_prog(given)}: terminated", file=sys.stderr)
+        return TERMINATED
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -576,14 +692,90 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"demo": demo, "run": run_spec, "export": export, "bench": bench}[args.command]
     try:
         return int(handler(args))
-    except KeyboardInterrupt:
-        print(f"streamlab {args.command}: interrupted", file=sys.stderr)
-        return 130
     except Exception as exc:
         if args.verbose:
             traceback.print_exc()
         print(describe_error(exc, args), file=sys.stderr)
         return 2 if _user_error(exc) or _checkpoint_error(exc, args) else 1
+
+
+#: the exit statuses of a stop by a signal: 128 + its number, as a shell reports a command it killed
+INTERRUPTED, TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived where no run was there to stop gracefully (a ``BaseException``, as
+    ``KeyboardInterrupt`` is, so that no ``except Exception`` takes it for an error to report)."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While the command runs, SIGTERM raises :class:`Terminated` (a run installs its own handler, which
+    stops it gracefully, and puts this one back); Python's default would end the process at once, with
+    no message."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _prog(argv: Sequence[str]) -> str:
+    """``streamlab COMMAND`` for the command ``argv`` names, before (or without) parsing it.
+
+    Examples
+    --------
+    >>> _prog(["-v", "run", "spec.yaml"]), _prog(["--help"])
+    ('streamlab run', 'streamlab')
+    """
+    command = next((a for a in argv if not a.startswith("-")), None)
+    return f"streamlab {command}" if command in _COMMANDS else "streamlab"
+
+
+_COMMANDS = ("demo", "run", "export", "bench")
+
+
+@contextlib.contextmanager
+def _signals_received() -> Iterator[set[int]]:
+    """The numbers of the signals this process receives meanwhile, whoever handles them: a run stopped by
+    SIGTERM ends with the status of one stopped by ``--max-events`` ('stopped'), so the exit status
+    learns of the SIGTERM here (from Python's wake-up file descriptor, which every signal handled in
+    Python writes its number to). The set is filled when the block ends.
+
+    Examples
+    --------
+    >>> import os, signal
+    >>> previous = signal.signal(signal.SIGUSR1, lambda signum, frame: None)
+    >>> with _signals_received() as seen:
+    ...     os.kill(os.getpid(), signal.SIGUSR1)
+    >>> seen == {signal.SIGUSR1}
+    True
+    >>> _ = signal.signal(signal.SIGUSR1, previous)
+    """
+    seen: set[int] = set()
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+    read, write = socket.socketpair()
+    read.setblocking(False)
+    write.setblocking(False)
+    previous = signal.set_wakeup_fd(write.fileno(), warn_on_full_buffer=False)
+    try:
+        yield seen
+    finally:
+        signal.set_wakeup_fd(previous)
+        with contextlib.suppress(BlockingIOError):
+            while data := read.recv(256):
+                seen.update(data)
+        read.close()
+        write.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -439,7 +439,7 @@ def test_an_export_source_or_sink_that_does_not_fit_says_so_in_command_line_term
 ):
     # the fixes named the Python API's runner_source='file' and source='files', which the command line refuses
     assert main(["export", target, str(_spec(tmp_path)), "-o", str(tmp_path / "out"), *flags]) == 2
-    assert said in capsys.readouterr().out
+    assert said in capsys.readouterr().err
 
 
 def test_export_flink_takes_files_as_file(tmp_path, capsys):

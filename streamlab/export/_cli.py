@@ -3,43 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
 
+from streamlab.cli import EXPORT_DESCRIPTION, EXPORT_EPILOG, add_export_arguments
+
 __all__ = ["add_export_arguments", "export_main", "run_export"]
-
-EXPORT_DESCRIPTION = (
-    "Export a pipeline spec (written by Pipeline.to_yaml()) to Apache Beam, AWS Lambda or PySpark code."
-)
-EXPORT_EPILOG = """examples:
-  streamlab export beam spec.yaml -o build/beam
-  streamlab export beam spec.yaml -o build/beam --source file --sink bigquery
-  streamlab export lambda spec.yaml -o build/lambda
-  streamlab export spark spec.yaml -o build/spark
-  streamlab export flink spec.yaml -o build/flink --source kafka --sink files
-  streamlab export beam spec.yaml -o build/beam --write-input build/events.jsonl   # a replay's records
-"""
-
-
-def directory(text: str) -> str:
-    """An argparse type: a directory, created if missing, so not the path of an existing file.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> f = tempfile.NamedTemporaryFile()
-    >>> directory(f.name)  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    argparse.ArgumentTypeError: ...: is a file, not a directory; pass a directory (created if missing)
-    """
-    if os.path.exists(text) and not os.path.isdir(text):
-        raise argparse.ArgumentTypeError(
-            f"{text}: is a file, not a directory; pass a directory (created if missing)"
-        )
-    return text
-
 
 #: what each target's export reads and writes, as the command line names them
 _SOURCES = {"beam": ("pubsub", "file"), "flink": ("kafka", "kinesis", "eventhubs", "file")}
@@ -65,54 +36,34 @@ def _unfit_choice(args: argparse.Namespace) -> str | None:
     return None
 
 
-def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments of ``streamlab export`` (shared by ``streamlab export`` and :func:`export_main`).
+def _make_output_directory(path: str) -> str | None:
+    """Make ``-o DIR`` (and its missing parents), or say why it cannot be made, with the fix: the
+    exporters' own attempt surfaced as "file not found: DIR" for a directory that could not be created
+    (under /proc, say).
 
     Examples
     --------
-    >>> p = argparse.ArgumentParser()
-    >>> add_export_arguments(p)
-    >>> p.parse_args(["beam", "spec.yaml", "-o", "out"]).sink
-    'files'
+    >>> import tempfile
+    >>> _make_output_directory(tempfile.mkdtemp() + "/a/b") is None
+    True
+    >>> print(_make_output_directory("/proc/streamlab-out"))
+    -o /proc/streamlab-out: cannot create the output directory: /proc takes no new directories (No such file or directory). Fix: pass a directory you can write (created if missing)
     """
-    parser.add_argument(
-        "target",
-        choices=("beam", "lambda", "flink", "spark"),
-        help="what to generate: an Apache Beam module, an AWS Lambda handler, a Flink SQL/PyFlink job or a PySpark job",
-    )
-    parser.add_argument("spec", help="pipeline YAML written by Pipeline.to_yaml()")
-    parser.add_argument(
-        "-o",
-        "--output",
-        required=True,
-        metavar="DIR",
-        type=directory,
-        help="directory for the generated files (created if missing)",
-    )
-    parser.add_argument(
-        "--sink",
-        choices=("files", "bigquery", "kafka", "jdbc"),
-        default="files",
-        help="where outputs go (default: %(default)s); Beam: files|bigquery, Flink: files|kafka|jdbc",
-    )
-    parser.add_argument(
-        "--source",
-        choices=("pubsub", "file", "files", "kafka", "kinesis", "eventhubs"),
-        default=None,
-        help="what the job reads (default: pubsub); Flink: kafka (default), kinesis, eventhubs or file",
-    )
-    parser.add_argument(
-        "--write-input",
-        default=None,
-        metavar="FILE",
-        help="when the spec replays a CSV, Parquet or JSON file read whole, also write the records the job "
-        "reads (the texts of the column its parse reads, one a line) to FILE, for the job's --input",
-    )
-    parser.add_argument(
-        "--trust",
-        action="store_true",
-        help="allow code in the spec (function source, stdlib functions, SQL or expressions that do more than read and compute); only for specs you wrote or reviewed",
-    )
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        where = os.path.abspath(e.filename if isinstance(e.filename, str) else path)
+        parent = os.path.dirname(where)
+        why = e.strerror or type(e).__name__
+        if isinstance(e, FileNotFoundError) and os.path.isdir(parent):  # a file system that makes none
+            why = f"{parent} takes no new directories ({why})"
+        elif where != os.path.abspath(path):
+            why = f"{where}: {why}"
+        return (
+            f"-o {path}: cannot create the output directory: {why}. "
+            "Fix: pass a directory you can write (created if missing)"
+        )
+    return None
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -132,10 +83,15 @@ def run_export(args: argparse.Namespace) -> int:
         args.source = "file"
     unfit = _unfit_choice(args)
     if unfit is not None:
-        print(f"streamlab export: {unfit}", file=sys.stdout)
+        print(f"streamlab export: {unfit}", file=sys.stderr)
         return 2
     data, origin = load_spec(args.spec)
     pipeline = pipeline_from_dict(data, lazy_sources=True, trust=args.trust, origin=origin)
+    made = not os.path.exists(args.output)
+    unmade = _make_output_directory(args.output)
+    if unmade is not None:
+        print(f"streamlab export: {unmade}", file=sys.stderr)
+        return 2
     try:
         if args.target == "beam":
             from streamlab.export.beam import to_beam
@@ -155,7 +111,10 @@ def run_export(args: argparse.Namespace) -> int:
 
             out = to_lambda(pipeline, args.output)
     except ValueError as e:  # PipelineConfigError included: it names the step and the fix
-        print(f"streamlab export: {e}", file=sys.stdout)
+        if made:  # (the exporter refused before writing: leave no empty directory behind)
+            with contextlib.suppress(OSError):
+                os.rmdir(args.output)
+        print(f"streamlab export: {e}", file=sys.stderr)
         return 2
     for name in out.files:
         print(out.directory / name)
@@ -169,7 +128,7 @@ def run_export(args: argparse.Namespace) -> int:
     try:  # the spec with its data this time: the rows to write
         written = write_job_input(pipeline_from_dict(data, trust=args.trust, origin=origin), args.write_input)
     except (ValueError, FileNotFoundError) as e:
-        print(f"streamlab export: --write-input {args.write_input}: {e}", file=sys.stdout)
+        print(f"streamlab export: --write-input {args.write_input}: {e}", file=sys.stderr)
         return 2
     print(f"{written}: the records the job reads (give it to --input)")
     return 0
@@ -190,9 +149,13 @@ def export_main(argv: Sequence[str] | None = None) -> int:
 
     Examples
     --------
-    >>> export_main(["beam", "missing.yaml", "-o", "out"])
-    streamlab export: missing.yaml: no such file. Fix: check the path; Pipeline.to_yaml('spec.yaml') writes one
+    >>> import contextlib, io
+    >>> err = io.StringIO()
+    >>> with contextlib.redirect_stderr(err):
+    ...     export_main(["beam", "missing.yaml", "-o", "out"])
     2
+    >>> print(err.getvalue().strip())
+    streamlab export: missing.yaml: no such file. Fix: check the path; Pipeline.to_yaml('spec.yaml') writes one
     """
     from streamlab.errors import SpecError
 
@@ -207,5 +170,5 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     try:
         return run_export(args)
     except SpecError as e:
-        print(f"streamlab export: {e}", file=sys.stdout)
+        print(f"streamlab export: {e}", file=sys.stderr)
         return 2

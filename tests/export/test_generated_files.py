@@ -153,7 +153,7 @@ def test_cli_reports_unsupported_steps(tmp_path: Path, capsys: pytest.CaptureFix
     p.parse(SCHEMA).window(SessionWindow("5m"), key="user_id").agg(agg.count())
     p.to_yaml(str(tmp_path / "spec.yaml"))
     assert export_main(["lambda", str(tmp_path / "spec.yaml"), "-o", str(tmp_path / "out")]) == 2
-    assert "step 'window' (window): cannot export to AWS Lambda: session windows" in capsys.readouterr().out
+    assert "step 'window' (window): cannot export to AWS Lambda: session windows" in capsys.readouterr().err
 
 
 _json_values = st.recursive(
