@@ -657,6 +657,21 @@ class _Checker:
 
     def step_select(self, st: dict[str, Any], path: str) -> None:
         columns = st.get("columns")
+        if isinstance(columns, list):  # one input read twice: [a, {a: b}] (steps.SELECT_COLUMNS)
+            for i, item in enumerate(columns):
+                named = isinstance(item, str) and bool(item)
+                pair = (
+                    isinstance(item, dict)
+                    and len(item) == 1
+                    and all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in item.items())
+                )
+                if not (named or pair):
+                    self.add(
+                        f"{path}.columns[{i}]",
+                        f"expected a column's name or {{input: output}}, got {_shown(item)}",
+                        "write columns: [a, {a: b}] to keep a and copy it as b",
+                    )
+            return
         if self.mapping(columns, f"{path}.columns", "columns: {user_id: user_id, amount: total}"):
             assert isinstance(columns, dict)
             for old, new in columns.items():

@@ -51,6 +51,22 @@ def test_the_spec_entry_keeps_both_outputs_of_one_input() -> None:
     assert back.columns == step.columns
 
 
+def test_the_saved_pipeline_reloads_with_both_outputs(tmp_path: Path) -> None:
+    p = _pipeline(_events(tmp_path))
+    text = p.to_yaml()
+    q = Pipeline.from_yaml(text)
+    assert q.columns_of("sel") == ("a", "timestamp", "b")
+    assert q.to_yaml() == text
+    w = q.run(clock=ManualClock(0))["w"]
+    assert tuple(w.columns) == ("a", "timestamp", "b", "c") and w["c"].tolist() == [0, 2, 4]
+
+
+def test_a_spec_list_item_that_is_not_a_column_is_named_when_read(tmp_path: Path) -> None:
+    text = _pipeline(_events(tmp_path)).to_yaml().replace("- a: b", "- a: [b]")
+    with pytest.raises(Exception, match=r"columns\[2\].*expected a column's name"):
+        Pipeline.from_yaml(text)
+
+
 def test_a_spec_of_distinct_inputs_is_written_and_read_as_before(tmp_path: Path) -> None:
     p = Pipeline(ReplaySource(_events(tmp_path)))
     p.stream.select("a", "timestamp", y="x", step_id="sel")
