@@ -7,9 +7,11 @@ then hands over to :func:`streamlab.cli.main` (which handles both signals from t
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from types import FrameType
 
 __all__ = ["main"]
@@ -23,13 +25,30 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise _Terminated
 
 
+@contextlib.contextmanager
+def _signals_held(hold: bool) -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back while streamlab and its dependencies are imported, and deliver them
+    when that is done: a KeyboardInterrupt raised inside a third-party import was swallowed there (a bare
+    ``except``, an extension module's init turning it into an ImportError), and the command went on with
+    a module half imported ("pyarrow>=16.0.0 is required", or a run that finished as if never stopped)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    if not hold or not hasattr(signal, "pthread_sigmask"):  # (Windows: no signal masks)
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:  # a signal that came meanwhile is delivered now, and raises here
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def main() -> int:
     """Run ``streamlab`` with ``sys.argv``; returns the exit status (see :func:`streamlab.cli.main`)."""
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
     try:
-        from streamlab.cli import main as cli_main
-
+        with _signals_held(in_main_thread):
+            from streamlab.cli import main as cli_main
         return cli_main()
     except (KeyboardInterrupt, _Terminated) as stop:
         # (before streamlab.cli.main's own handling, or after it: its text and statuses, which cannot be

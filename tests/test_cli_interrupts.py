@@ -61,6 +61,31 @@ def test_a_signal_while_streamlab_is_imported_is_one_line_and_the_signals_status
 
 
 @SIGNALS
+def test_a_signal_while_streamlab_is_imported_is_not_lost_to_a_library_that_swallows_it(sig, said, status):
+    # a bare `except` (or an extension's init) in a dependency's import took the KeyboardInterrupt: the
+    # command went on ("pyarrow>=16.0.0 is required", or a run that finished as if never stopped)
+    done = _python(
+        f"""
+        import builtins, os, sys
+        real_import = builtins.__import__
+        def swallowing_import(name, *args, **kwargs):
+            if name.startswith("streamlab"):
+                try:
+                    os.kill(os.getpid(), {int(sig)})
+                    sum(range(1000))
+                except BaseException:
+                    pass
+            return real_import(name, *args, **kwargs)
+        builtins.__import__ = swallowing_import
+        from _streamlab_entry import main
+        sys.argv = ["streamlab", "run", "spec.yaml", "--quiet"]
+        sys.exit(main())
+        """
+    )
+    assert (done.returncode, done.stderr) == (status, f"streamlab run: {said}\n")
+
+
+@SIGNALS
 def test_a_signal_while_the_parser_is_built_is_one_line_and_the_signals_status(sig, said, status):
     # build_parser ran outside main's handling (and imported the exporters: two seconds more)
     done = _python(
