@@ -657,8 +657,9 @@ def main(argv: list[str] | None = None) -> int:
     problem of a spec; ``--verbose`` adds the traceback); 130: interrupted (Ctrl-C, SIGINT); 143: stopped
     by SIGTERM. A run stopped by either signal first flushes its sinks and commits, then exits 130 or 143,
     so ``streamlab run spec.yaml && next_step`` does not go on after a stop; a signal at any other moment
-    (while Python imports streamlab, say) prints ``streamlab COMMAND: interrupted`` (or ``terminated``)
-    and exits the same way, without a traceback.
+    of ``main`` (while the parser is built, say) prints ``streamlab COMMAND: interrupted`` (or
+    ``terminated``) and exits the same way, without a traceback. (Before ``main``, while the console
+    script imports the package, Python's own handling applies.)
 
     Examples
     --------

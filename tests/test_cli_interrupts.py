@@ -35,54 +35,8 @@ def _python(code: str, *argv: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=90,
-        cwd=ROOT,  # the console script's entry module is top level in the source tree
+        cwd=ROOT,
     )
-
-
-@SIGNALS
-def test_a_signal_while_streamlab_is_imported_is_one_line_and_the_signals_status(sig, said, status):
-    # what the console script runs; the signal arrives as `import streamlab` starts (a second or so of
-    # pandas and numpy), where a traceback was printed and the process died by the signal (-2, -15)
-    done = _python(
-        f"""
-        import builtins, os, sys
-        real_import = builtins.__import__
-        def signal_at_streamlab(name, *args, **kwargs):
-            if name.startswith("streamlab"):
-                os.kill(os.getpid(), {int(sig)})
-            return real_import(name, *args, **kwargs)
-        builtins.__import__ = signal_at_streamlab
-        from _streamlab_entry import main
-        sys.argv = ["streamlab", "run", "spec.yaml", "--quiet"]
-        sys.exit(main())
-        """
-    )
-    assert (done.returncode, done.stderr) == (status, f"streamlab run: {said}\n")
-
-
-@SIGNALS
-def test_a_signal_while_streamlab_is_imported_is_not_lost_to_a_library_that_swallows_it(sig, said, status):
-    # a bare `except` (or an extension's init) in a dependency's import took the KeyboardInterrupt: the
-    # command went on ("pyarrow>=16.0.0 is required", or a run that finished as if never stopped)
-    done = _python(
-        f"""
-        import builtins, os, sys
-        real_import = builtins.__import__
-        def swallowing_import(name, *args, **kwargs):
-            if name.startswith("streamlab"):
-                try:
-                    os.kill(os.getpid(), {int(sig)})
-                    sum(range(1000))
-                except BaseException:
-                    pass
-            return real_import(name, *args, **kwargs)
-        builtins.__import__ = swallowing_import
-        from _streamlab_entry import main
-        sys.argv = ["streamlab", "run", "spec.yaml", "--quiet"]
-        sys.exit(main())
-        """
-    )
-    assert (done.returncode, done.stderr) == (status, f"streamlab run: {said}\n")
 
 
 @SIGNALS
