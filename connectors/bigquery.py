@@ -401,14 +401,16 @@ class BigQuerySink(Sink):
         >>> BigQuerySink("p.d.t", credentials=object()).spec()
         Traceback (most recent call last):
         ...
-        ValueError: BigQuerySink('p.d.t', mode='stream') holds credentials= (a Python object), which a YAML spec or exported code cannot carry: the pipeline read back would connect with other credentials. Fix: leave credentials= out and give them where the pipeline runs (GOOGLE_APPLICATION_CREDENTIALS, or client_options={'credentials_file': '${BIGQUERY_CREDENTIALS_FILE}'})
+        streamlab.errors.ParameterError: BigQuerySink(credentials=...): a Python object, which a YAML spec or exported code cannot carry: the pipeline read back would connect with other credentials. Fix: leave credentials= out and give them where the pipeline runs (GOOGLE_APPLICATION_CREDENTIALS, or client_options={'credentials_file': '${BIGQUERY_CREDENTIALS_FILE}'})
         """
         if self.credentials is not None:
-            raise ValueError(
-                f"{self!r} holds credentials= (a Python object), which a YAML spec or exported code cannot "
-                "carry: the pipeline read back would connect with other credentials. Fix: leave "
-                "credentials= out and give them where the pipeline runs (GOOGLE_APPLICATION_CREDENTIALS, or "
-                "client_options={'credentials_file': '${BIGQUERY_CREDENTIALS_FILE}'})"
+            raise ParameterError(
+                "BigQuerySink",
+                "credentials",
+                "a Python object, which a YAML spec or exported code cannot carry: the pipeline read back "
+                "would connect with other credentials",
+                "leave credentials= out and give them where the pipeline runs (GOOGLE_APPLICATION_CREDENTIALS, "
+                "or client_options={'credentials_file': '${BIGQUERY_CREDENTIALS_FILE}'})",
             )
         return {
             "kind": "bigquery",

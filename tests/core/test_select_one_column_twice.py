@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from streamlab import ManualClock, Pipeline, ReplaySource, TumblingWindow, agg
+from streamlab import ManualClock, Pipeline, ReplaySource
 from streamlab._step_kinds import ReadContext, from_params, params_of
 from streamlab.steps import SelectStep
-from streamlab.testing import ListSource
 
 
 def _events(tmp_path: Path) -> str:
@@ -80,23 +79,3 @@ def test_a_spec_of_distinct_inputs_is_written_and_read_as_before(tmp_path: Path)
 def test_a_list_item_that_is_not_a_column_is_refused() -> None:
     with pytest.raises(Exception, match="is not a column name"):
         from_params(SelectStep, {"columns": ["a", {"a": "b", "x": "y"}]}, step_id="sel", inputs=("source",))
-
-
-@pytest.mark.services
-def test_the_lambda_export_gives_both_outputs(tmp_path: Path) -> None:
-    pytest.importorskip("moto")
-    from streamlab.export import verify
-
-    p = Pipeline(ListSource([b"{}"]), name="select_twice")
-    p.parse({"event_id": "string", "amount": "float64", "timestamp": "timestamp"}).select(
-        "event_id", "amount", "timestamp", total="amount", step_id="sel"
-    ).window(TumblingWindow("1m"), step_id="w").agg(agg.sum("amount"), agg.sum("total"))
-    lines = [
-        json.dumps({"event_id": f"e{i}", "amount": 1.5 * i, "timestamp": f"2024-01-01T00:00:0{i}Z"}).encode()
-        for i in range(3)
-    ]
-    report = verify(p, lines, "lambda", workdir=tmp_path, lambda_batch_size=2)
-    assert report.equal, report.diff
-    assert report.counts["w"] == {"streamlab": 1, "lambda": 1}
-    (row,) = report.exported["w"].to_dict("records")
-    assert row["sum_amount"] == row["sum_total"] == 4.5

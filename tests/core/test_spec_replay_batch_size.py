@@ -391,7 +391,9 @@ def test_bigquery_credentials_are_refused_by_the_spec(tmp_path: Path) -> None:
     from streamlab.connectors import BigQuerySink
 
     sink = BigQuerySink("p.d.t", credentials=object())
-    with pytest.raises(ValueError, match="holds credentials=.*GOOGLE_APPLICATION_CREDENTIALS"):
+    with pytest.raises(
+        ValueError, match=r"BigQuerySink\(credentials=...\): a Python object.*GOOGLE_APPLICATION"
+    ):
         _read_back("sinks", "bigquery", sink)
 
 
