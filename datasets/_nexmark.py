@@ -459,5 +459,21 @@ class NexmarkSource(ReplaySource):
             generate_nexmark(n, self.config), time="date_time", speed=speed, batch_size=batch_size
         )
 
+    def spec(self) -> dict[str, Any]:
+        """Refused: the events are generated in memory, which a YAML spec cannot carry.
+
+        Examples
+        --------
+        >>> NexmarkSource(10, seed=1).spec()
+        Traceback (most recent call last):
+        ...
+        ValueError: NexmarkSource(10, ...) generates its events in memory, which a YAML spec cannot carry; write them to a file (generate_nexmark(n, config).to_parquet('nexmark.parquet')) and use ReplaySource('nexmark.parquet', time='date_time')
+        """
+        raise ValueError(
+            f"NexmarkSource({self.n}, ...) generates its events in memory, which a YAML spec cannot carry; "
+            "write them to a file (generate_nexmark(n, config).to_parquet('nexmark.parquet')) and use "
+            "ReplaySource('nexmark.parquet', time='date_time')"
+        )
+
     def __repr__(self) -> str:
         return f"NexmarkSource({self.n}, {self.config!r})"

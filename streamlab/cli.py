@@ -157,7 +157,8 @@ def demo(args: argparse.Namespace) -> int:
         Path(db + suffix).unlink(missing_ok=True)
     p = build_demo_pipeline(db, speed=args.speed)
     print(f"streamlab demo: replaying the bundled clickstream dataset into {db}")
-    result = p.run(progress=not args.quiet, clock=None if args.speed else ManualClock(0))
+    with _signals_received() as seen:
+        result = p.run(progress=not args.quiet, clock=None if args.speed else ManualClock(0))
     sinks = {sid: p.steps[sid].sink for sid in ("results", "late", "dead_letter")}
     windows = sinks["results"].read(order_by="window_start, event_type")
     late = sinks["late"].read()
@@ -185,16 +186,34 @@ def demo(args: argparse.Namespace) -> int:
         f"{m['dead_letter']:,} dead letters, {m['duplicates']:,} duplicates dropped"
     )
     print(f"report: {report.resolve()}")
-    return 0
+    # stopped by a signal: the report shows what was read, and the status says the demo did not finish
+    return _signal_status("streamlab demo", result.status, seen) or 0
+
+
+def _signal_status(prog: str, status: str, seen: set[int]) -> int | None:
+    """The exit status of a run stopped by Ctrl-C (130) or SIGTERM (143), saying so on stderr; else None.
+
+    Examples
+    --------
+    >>> _signal_status("streamlab run", "finished", set()) is None
+    True
+    """
+    if status == "interrupted":
+        print(f"{prog}: interrupted; the sinks were flushed and committed", file=sys.stderr)
+        return INTERRUPTED
+    if status == "stopped" and signal.SIGTERM in seen:
+        print(f"{prog}: terminated (SIGTERM); the sinks were flushed and committed", file=sys.stderr)
+        return TERMINATED
+    return None
 
 
 def run_spec(args: argparse.Namespace) -> int:
     """``streamlab run SPEC``: run a pipeline from its YAML spec until its sources end or a limit.
 
     ``--max-events`` and ``--duration`` stop gracefully (sinks flushed, offsets committed, open windows
-    kept for the next run with the same ``--checkpoint-dir``), and exit 0; so do Ctrl-C and SIGTERM,
-    which exit 130 and 143 (the shell's statuses for those signals), so that what follows the command in
-    a script does not run. The spec is checked as a whole first; a spec holding code needs ``--trust``.
+    kept for the next run with the same ``--checkpoint-dir``) and exit 0. Ctrl-C and SIGTERM stop the same
+    way and exit 130 and 143 (the shell's statuses for those signals), so that what follows the command
+    in a script does not run. The spec is checked as a whole first; a spec holding code needs ``--trust``.
 
     Examples
     --------
@@ -224,12 +243,9 @@ def run_spec(args: argparse.Namespace) -> int:
         )
     print(result)
     # a stop by a signal is not a run that did its work: a script's `streamlab run s.yaml && next` stops too
-    if result.status == "interrupted":
-        print("streamlab run: interrupted; the sinks were flushed and committed", file=sys.stderr)
-        return INTERRUPTED
-    if result.status == "stopped" and signal.SIGTERM in seen:
-        print("streamlab run: terminated (SIGTERM); the sinks were flushed and committed", file=sys.stderr)
-        return TERMINATED
+    stopped = _signal_status("streamlab run", result.status, seen)
+    if stopped is not None:
+        return stopped
     return 0 if result.status in ("finished", "stopped") else 1
 
 
@@ -367,9 +383,7 @@ A spec with code in it (a function's source, SQL other than a read-only SELECT) 
 
 # `streamlab export`'s arguments live here, not in streamlab.export: every command builds the whole parser,
 # and importing the exporters (Beam's, Flink's, Spark's generators) took seconds before `--help` printed
-EXPORT_DESCRIPTION = (
-    "Export a pipeline spec (written by Pipeline.to_yaml()) to Apache Beam, AWS Lambda or PySpark code."
-)
+EXPORT_DESCRIPTION = "Export a pipeline spec (written by Pipeline.to_yaml()) to Apache Beam, AWS Lambda, Apache Flink (SQL or PyFlink) or PySpark code."
 EXPORT_EPILOG = """examples:
   streamlab export beam spec.yaml -o build/beam
   streamlab export beam spec.yaml -o build/beam --source file --sink bigquery

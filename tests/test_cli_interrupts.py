@@ -14,10 +14,13 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from streamlab import cli
+from streamlab.pipeline import Stream
+from streamlab.testing import ListSink
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -158,3 +161,23 @@ def test_export_errors_go_to_stderr(tmp_path, capsys):
     assert cli.main(["export", "lambda", spec, "-o", str(out)]) == 2
     printed = capsys.readouterr()
     assert printed.out == "" and "cannot export to AWS Lambda" in printed.err and not out.exists()
+
+
+@SIGNALS
+def test_a_demo_stopped_by_a_signal_exits_with_its_status(sig, said, status, tmp_path, monkeypatch, capsys):
+    # it wrote its report and exited 0, as a demo that read the whole dataset does
+    build = cli.build_demo_pipeline
+
+    def signalled(db: str, *, speed: float | None = None) -> Any:
+        p = build(db, speed=speed)
+        events = Stream(p, "clickstream")  # the demo's source
+        events.filter_many(lambda b: os.kill(os.getpid(), int(sig)) or b["value"].notna()).to(ListSink())
+        return p
+
+    monkeypatch.setattr(cli, "build_demo_pipeline", signalled)
+    report = tmp_path / "r.html"
+    assert (
+        cli.main(["demo", "--quiet", "--db", str(tmp_path / "d.duckdb"), "--report", str(report)]) == status
+    )
+    assert capsys.readouterr().err.startswith(f"streamlab demo: {said}")
+    assert report.exists()  # what was read is reported
