@@ -23,6 +23,7 @@ from streamlab._compat import PANDAS_3, arrow_table, text_column
 from streamlab._files import sync_directory, write_replacing
 from streamlab._frames import concat_batches
 from streamlab._gzip import GzipMemberWriter, gzip_end, is_gzip_name
+from streamlab._serde_values import is_utf8_text
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError, PipelineConfigError, check_path
 from streamlab.io import Sink, SinkWriter, Upstream, file_destination, missing_columns_problem
@@ -221,13 +222,7 @@ def _holds_lone_surrogate(value: Any) -> bool:
 
 
 def _lone_surrogate(value: Any) -> bool:
-    if not isinstance(value, str) or value.isascii():
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
+    return isinstance(value, str) and not value.isascii() and not is_utf8_text(value)
 
 
 def _row_error(e: BaseException) -> bool:
