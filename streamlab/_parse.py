@@ -31,6 +31,7 @@ from streamlab._record import (
     MAX_DEPTH,
     MAX_NUMBER_DIGITS,
     BadRecordError,
+    check_value,
     field_value,
     read_record,
 )
@@ -50,6 +51,9 @@ _DICT = pa.dictionary(pa.int32(), pa.string())
 _NEWLINE = pa.scalar(b"\n", pa.binary())
 _NOTHING = pa.scalar(b"", pa.binary())
 _SMALL_CHUNK = 48
+NULL_VALUE_REASON = "null value (tombstone)"
+"""The dead-letter reason of a record that arrived without a value (None: a Kafka tombstone), apart from
+an empty one's (``b""``: ``empty record``)."""
 _SPLIT = 8
 
 
@@ -200,6 +204,35 @@ def _mixed_keys(fields: list[FieldSpec]) -> list[FieldSpec]:
     for f in fields:
         types.setdefault(f.path, set()).add(_ARROW[f.type])
     return [f for f in fields if len(types[f.path]) > 1]
+
+
+# one JSON value of each kind some field type reads (text that a timestamp reads too, an integer, a
+# fraction, a bool, an object, an array): two types can both hold a value of one key when one of these
+# passes both types' per-record check
+_SAMPLE_VALUES = ("2024-01-01T00:00:00Z", 7, 7.5, True, {"k": 1}, [1])
+
+
+def read_together(first: str, second: str) -> bool:
+    """Whether fields of types ``first`` and ``second`` on one JSON key can both hold one value.
+
+    Read from the per-record rule itself (``streamlab._record.check_value``): some JSON value passes
+    both types. An int64 and a float64 share ``7``, a timestamp and an int64 an epoch, a string and a
+    timestamp ISO text; an int64 and a string share none (a string reads text only, an int64 numbers
+    only), so every record with a value at that key would be a dead letter.
+
+    Examples
+    --------
+    >>> read_together("int64", "float64"), read_together("timestamp", "string"), read_together("int64", "string")
+    (True, True, False)
+    """
+
+    def reads(kind: str, value: Any) -> bool:
+        try:
+            return check_value("field", kind, value) is not None
+        except BadRecordError:
+            return False
+
+    return any(reads(first, v) and reads(second, v) for v in _SAMPLE_VALUES)
 
 
 def _done(outputs: Outputs) -> Callable[[], Outputs]:
@@ -845,7 +878,7 @@ class ParseOperator(Operator):
             elif not isinstance(r, bytes):
                 missing = r is None or r is pd.NA or (isinstance(r, float) and r != r)  # NaN: pandas' missing
                 bad.append(
-                    (i, "empty record" if missing else f"expected bytes or str, got {type(r).__name__}")
+                    (i, NULL_VALUE_REASON if missing else f"expected bytes or str, got {type(r).__name__}")
                 )
                 continue
             if (

@@ -24,7 +24,7 @@ from streamlab._dead_letter import dead_letter_columns
 from streamlab._dedup import DedupOperator
 from streamlab._joins import EnrichOperator, IntervalJoinOperator, repeated_keys
 from streamlab._names import MAX_NAME_LENGTH, NAME_FIX, name_problem
-from streamlab._parse import FieldSpec, ParseOperator
+from streamlab._parse import FIELD_TYPES, FieldSpec, ParseOperator, read_together
 from streamlab._sessions import SessionOperator
 from streamlab._spec_check import schema_fields
 from streamlab._step_kinds import (
@@ -665,11 +665,29 @@ class ParseStep(Step):
                     f"declare {outer.name!r} as 'object' (or 'json') to keep the whole object beside "
                     f"{inner.name!r}, or drop one of them",
                 )
+        self._check_shared_keys()
         if not isinstance(self.value_column, str) or not self.value_column:
             self.invalid(f"value_column={self.value_column!r} is not a column name", "pass e.g. 'value'")
         n = self.max_record_bytes
         if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
             self.invalid(f"max_record_bytes={n!r} must be positive", "pass e.g. 1_000_000")
+
+    def _check_shared_keys(self) -> None:
+        """Refuse two fields on one key whose types no JSON value satisfies both (``read_together``):
+        every record holding a value there would be a dead letter."""
+        for i, first in enumerate(self.fields):
+            for second in self.fields[i + 1 :]:
+                if second.path != first.path or read_together(first.type, second.type):
+                    continue
+                sharing = [t for t in FIELD_TYPES if t != first.type and read_together(first.type, t)]
+                self.invalid(
+                    f"fields {first.name!r} ({first.type}) and {second.name!r} ({second.type}) both read the "
+                    f"key {first.path_spec()!r}, and no JSON value reads as both {first.type} and "
+                    f"{second.type} (every record with a value there would be a dead letter)",
+                    f"drop {second.name!r}, or give it a type that shares values with {first.type} "
+                    f"({', '.join(sharing[:-1])}{' or ' * (len(sharing) > 1)}{sharing[-1]}); a key whose "
+                    "records hold values of several kinds is read by one 'json' field",
+                )
 
     def build(self) -> Operator:
         req = tuple(dict.fromkeys(((self.time,) if self.time else ()) + self.required))

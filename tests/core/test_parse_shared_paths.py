@@ -17,6 +17,8 @@ import pytest
 from streamlab import ListSink, ListSource, Pipeline
 from streamlab._parse import FieldSpec, ParseOperator
 from streamlab._record import BadRecordError, read_record
+from streamlab.errors import PipelineConfigError
+from streamlab.operators import Operator
 
 TYPES = ("int64", "float64", "string", "bool", "timestamp", "json")
 N = 60  # records of each kind: more than 48, so a batch of all of them is one arrow read
@@ -52,7 +54,7 @@ def norm(typ: str, v: Any) -> Any:
     """A value of a field of type ``typ`` as one Python value, whichever path or frame gave it."""
     if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
         return None
-    if typ == "json":
+    if typ in ("json", "object"):
         return json.dumps(v, sort_keys=True)
     if typ == "timestamp":
         return v if isinstance(v, int) else int(v.value)
@@ -71,8 +73,10 @@ def expected(recs: list[bytes], fields: list[FieldSpec]) -> list[Any]:
     return out
 
 
-def decided(recs: list[bytes], fields: list[FieldSpec], batch_size: int) -> list[Any]:
-    op = ParseOperator("parse", fields, "value", (), 1 << 20)
+def decided(
+    recs: list[bytes], fields: list[FieldSpec], batch_size: int, op: Operator | None = None
+) -> list[Any]:
+    op = op or ParseOperator("parse", fields, "value", (), 1 << 20)
     found: dict[int, Any] = {}
     for lo in range(0, len(recs), batch_size):
         chunk = recs[lo : lo + batch_size]
@@ -140,3 +144,55 @@ def test_epoch_time_and_its_integer_through_a_pipeline_and_lambda(tmp_path: Path
     p.parse(schema).window(TumblingWindow("1m"), key="event_type").agg(agg.count(), agg.max("t_int"))
     report = verify(p, recs, "lambda", workdir=tmp_path)
     assert report.equal, report.diff.head(20).to_string()
+
+
+# which two field types can both hold one JSON value (the per-record rule, streamlab._record.check_value):
+# a string and a category read text, a timestamp ISO text and epoch numbers, an int64 integers, a float64
+# numbers, a bool booleans, an object objects, a json anything
+_READS = {
+    "string": {"text"},
+    "category": {"text"},
+    "int64": {"int"},
+    "float64": {"int", "float"},
+    "bool": {"bool"},
+    "timestamp": {"text", "int", "float"},
+    "object": {"object"},
+    "json": {"text", "int", "float", "bool", "object", "array"},
+}
+ALL_TYPES = tuple(_READS)
+
+
+def mixed_records() -> list[bytes]:
+    """Records of every kind of value at key ``v``, an array among them, interleaved (nulls and missing
+    keys too): more than 48, so a batch of all of them is one arrow read."""
+    out = []
+    for i in range(N):
+        for kind in (*KINDS, "array"):
+            obj: dict[str, Any] = {"event_id": f"e{i}"}
+            if i % 13 != 5:
+                obj["v"] = None if i % 10 == 3 else [i, "x"] if kind == "array" else value(kind, i)
+            out.append(json.dumps(obj).encode())
+    return out
+
+
+@pytest.mark.parametrize(("first", "second"), list(itertools.product(ALL_TYPES, ALL_TYPES)))
+def test_two_types_on_one_key_are_refused_when_built_exactly_when_no_value_is_both(first, second):
+    schema = {"event_id": "string", "a": {"type": first, "path": "v"}, "b": {"type": second, "path": "v"}}
+    p = Pipeline(ListSource([b"{}"]))
+    if not _READS[first] & _READS[second]:
+        with pytest.raises(PipelineConfigError) as caught:
+            p.parse(schema, time=None)
+        message = str(caught.value)
+        assert message.startswith(f"step 'parse' (parse): fields 'a' ({first}) and 'b' ({second}) both read ")
+        assert "every record with a value there would be a dead letter" in message
+        assert "Fix: drop 'b', or give it a type that shares values with" in message
+        return
+    parsed = p.parse(schema, time=None)
+    step = p.steps[parsed.step_id]
+    fields = list(step.fields)
+    recs = mixed_records()
+    want = expected(recs, fields)
+    # where both can hold a value, some record gives both fields one
+    assert any(isinstance(w, tuple) and None not in w for w in want)
+    assert decided(recs[:40], fields, 1, step.build()) == want[:40]
+    assert decided(recs, fields, 1000, step.build()) == want
