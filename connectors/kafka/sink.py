@@ -350,8 +350,8 @@ class KafkaDeadLetterSink(KafkaSink):
 
     A dead letter keeps what arrived. A record that arrived without a value (a Kafka tombstone: ``raw``
     is None) is written without one (a null value) and with the header ``raw_null: true``; an empty
-    record (``raw`` is ``b""``) is written as an empty value, without that header. The parse step gives
-    both the reason ``empty record``; a reader tells them apart by the header, or by the value
+    record (``raw`` is ``b""``) is written as an empty value, without that header. The parse step's
+    reasons tell them apart too (``null value (tombstone)`` against ``empty record``), as does the value
     (:class:`KafkaSource` reads None against ``b""``) where nothing on the way reads a null value as
     empty or as a deletion (Kafka Streams and ksqlDB tables, Kafka Connect sinks, many command-line
     consumers). A missing value of another column is likewise a header with a null value, not an empty
@@ -379,9 +379,10 @@ class KafkaDeadLetterSink(KafkaSink):
     ... )
     >>> values, headers
     ([b'{oops'], [[('reason', b'invalid JSON'), ('step_id', b'parse')]])
-    >>> values, _, headers = dlq.encode(pd.DataFrame({"raw": [None, b""], "reason": ["empty record"] * 2}))
+    >>> reasons = ["null value (tombstone)", "empty record"]
+    >>> values, _, headers = dlq.encode(pd.DataFrame({"raw": [None, b""], "reason": reasons}))
     >>> values, headers
-    ([None, b''], [[('reason', b'empty record'), ('raw_null', b'true')], [('reason', b'empty record')]])
+    ([None, b''], [[('reason', b'null value (tombstone)'), ('raw_null', b'true')], [('reason', b'empty record')]])
     """
 
     def __init__(

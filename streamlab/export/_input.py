@@ -178,8 +178,8 @@ def write_job_input(pipeline: Pipeline, path: str | os.PathLike[str], *, input_f
     input_format
         ``"lines"`` (one record a line), or ``"base64"`` (one record's bytes in base64 a line, for records
         holding line breaks: the Beam and Flink jobs read it with ``--input_format base64``). A missing
-        value is written as an empty line (a record without bytes), which the job sends to dead letter
-        with streamlab's reason for the missing value, ``empty record``.
+        value is written as an empty line (a record without bytes, as lines hold no null), which the job
+        sends to dead letter as ``empty record`` (streamlab's reason for it is ``null value (tombstone)``).
 
     Returns
     -------

@@ -1,7 +1,8 @@
 """Three Kafka connector gaps, each pinned by tests that failed before.
 
 * A dead letter of a record that arrived without a value (a tombstone) and one of an empty record both
-  carried the reason ``empty record`` and nothing else saying which it was: only the Kafka value (null
+  carried the reason ``empty record`` (now ``null value (tombstone)`` for the first) and nothing else
+  saying which it was: only the Kafka value (null
   against empty) told them apart, which tools that read a null value as empty, or as a deletion, lose.
   ``KafkaDeadLetterSink`` now writes the tombstone's dead letter with a null value and the header
   ``raw_null: true``.
@@ -106,7 +107,8 @@ def test_a_tombstone_and_an_empty_record_stay_apart_in_the_dead_letter_topic(
 
     tomb_value, tomb = letters[b"tomb"]
     empty_value, empty = letters[b"empty"]
-    assert tomb["reason"] == empty["reason"] == b"empty record"  # the parse step's reason is one for both
+    assert tomb["reason"] == b"null value (tombstone)"  # the parse step's reason was "empty record" too
+    assert empty["reason"] == b"empty record"
     assert tomb_value is None and tomb["raw_null"] == b"true"  # what arrived: no value at all
     assert empty_value == b"" and "raw_null" not in empty  # what arrived: an empty value
     bad_value, bad = letters[b"bad"]
@@ -119,9 +121,10 @@ def test_the_marker_is_written_for_a_missing_raw_of_any_kind_and_after_the_other
     values, keys, headers = dlq.encode(pd.DataFrame({"raw": raw}))
     assert values == [None, None, None, b"", b""] and keys == [None] * 5
     assert headers == [[("raw_null", b"true")]] * 3 + [None, None]
-    _, _, headers = dlq.encode(pd.DataFrame({"raw": [None], "reason": ["empty record"], "key": [None]}))
+    tombstone = pd.DataFrame({"raw": [None], "reason": ["null value (tombstone)"], "key": [None]})
+    _, _, headers = dlq.encode(tombstone)
     # another column's missing value is a null header, not an empty one
-    assert headers == [[("reason", b"empty record"), ("key", None), ("raw_null", b"true")]]
+    assert headers == [[("reason", b"null value (tombstone)"), ("key", None), ("raw_null", b"true")]]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -129,7 +129,17 @@ def test_text_records_of_any_pandas_string_dtype_parse_alike():
         ok, dead = run_parse(pd.DataFrame({"value": pd.Series(recs, dtype=dtype)}))
         results.append((ok["event_id"].tolist(), dead["reason"].tolist()))
     assert results[0] == results[1] == results[2]
-    assert len(results[0][0]) == 100 and results[0][1][1] == "empty record"
+    assert len(results[0][0]) == 100 and results[0][1][1] == "null value (tombstone)"
+
+
+def test_a_missing_value_and_an_empty_record_have_their_own_reasons():
+    # both were "empty record": a Kafka tombstone (no value) read in a dead letter as an empty value
+    column = pd.Series([None, b"", float("nan"), "", pd.NA, good(0)], dtype=object)
+    ok, dead = run_parse(pd.DataFrame({"value": column}))
+    assert ok["event_id"].tolist() == ["e0"]
+    assert dead["reason"].tolist() == ["null value (tombstone)", "empty record"] * 2 + [
+        "null value (tombstone)"
+    ]
 
 
 @pytest.mark.parametrize("batch_size", [None, 1, 3])

@@ -221,7 +221,7 @@ def test_a_missing_record_takes_the_fallback_path_with_the_same_outcome() -> Non
     ok_a, dead_a = parse_in_batches(FAST, records, len(records))
     ok_b, dead_b = parse_in_batches(FAST, with_none, len(with_none))
     pd.testing.assert_frame_equal(ok_a, ok_b)
-    assert dead_b == [*dead_a, (len(records), "empty record")]
+    assert dead_b == [*dead_a, (len(records), "null value (tombstone)")]
 
 
 CASES = {
