@@ -142,38 +142,41 @@ class Instant(str):
         return format(when, spec)
 
 
-def _format(name: str, value: Any, spec: str, conv: str | None, key: bool = False) -> str:
+def _format(name: str, value: Any, spec: str, conv: str | None) -> str:
     if value is None:  # null, NaN and NaT in the row's JSON: a missing value is text, whatever the spec
         return MISSING_TEXT
-    if key and (whole := key_value(value)) is not value:
-        try:
-            return _format(name, whole, spec, conv)
-        except ValueError:  # a spec an integer does not take ('.2'): the float's text, as before
-            pass
+    value = key_value(value)  # 7.0 as 7: the key rule, so a value has one text in every batch
     if conv is not None:
         value = _CONVERSIONS[conv](value)
     try:
         return format(value, spec)
     except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"column {name!r} value {value!r} cannot be formatted as '{{{name}:{spec}}}': {exc}"
-        ) from exc
+        failed = exc
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:  # a spec an integer does not take ('.2'): the float's text, the same for 7 and for 7.0
+            return format(float(value), spec)
+        except (ValueError, OverflowError):
+            pass
+    raise ValueError(
+        f"column {name!r} value {value!r} cannot be formatted as '{{{name}:{spec}}}': {failed}"
+    ) from failed
 
 
-def render(template: str, row: Mapping[str, Any], key: bool = False) -> str:
+def render(template: str, row: Mapping[str, Any]) -> str:
     """``template`` filled from ``row``; a column the row lacks or a value its spec cannot format is a
     ``KeyError`` or ``ValueError`` naming it (the writer records the alert as failed with it).
 
-    With ``key`` (a dedup key, which pairs an incident's trigger with its resolve), a float that is a
-    whole number is the integer it equals, as in every sink's keys (:func:`streamlab.serde.key_texts`):
-    pandas makes an integer column float64 once it meets a missing value, so the user ``7`` arrived as
-    ``7.0`` in some batches only, and a resolve keyed ``7.0`` left the incident keyed ``7`` open.
+    A float that is a whole number is the integer it equals, as in every sink's keys
+    (:func:`streamlab.serde.key_texts`): pandas makes an integer column float64 once it meets a missing
+    value, so the user ``7`` arrived as ``7.0`` in some batches only (a resolve keyed ``7.0`` left the
+    incident keyed ``7`` open, and a summary said ``user 7.0``). A format spec an integer does not take
+    (``{n:.2}``) formats the float it equals, for ``7`` and ``7.0`` alike.
 
     Examples
     --------
     >>> render("{user_id} scored {score:.2f}", {"user_id": "u1", "score": None})
     'u1 scored None'
-    >>> render("{detector}:{user_id}", {"detector": "hst", "user_id": 7.0}, key=True)
+    >>> render("{detector}:{user_id}", {"detector": "hst", "user_id": 7.0})
     'hst:7'
     """
     out: list[str] = []
@@ -183,7 +186,7 @@ def render(template: str, row: Mapping[str, Any], key: bool = False) -> str:
             continue
         if name not in row:
             raise KeyError(f"template needs column {name!r}; the alert rows have {sorted(row)}")
-        out.append(_format(name, row[name], spec, conv, key))
+        out.append(_format(name, row[name], spec, conv))
     return "".join(out)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from streamlab._dead_letter import fit_message
 from streamlab._secrets import resolve, secret_reference
+from streamlab._serde_values import key_value
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError
 from streamlab.io import Sink, Upstream
@@ -209,7 +210,7 @@ class PagerDutySink(Sink):
         key = resolve(self.routing_key, "PagerDutySink routing_key")
         event: dict[str, Any] = {"routing_key": key, "event_action": action}
         if self.dedup_key is not None:
-            event["dedup_key"] = render(self.dedup_key, row, key=True)[:255]
+            event["dedup_key"] = render(self.dedup_key, row)[:255]
         elif action != "trigger":
             raise ValueError(f"cannot {action} without a dedup_key; set PagerDutySink(dedup_key='{{...}}')")
         if action != "trigger":
@@ -222,9 +223,10 @@ class PagerDutySink(Sink):
         if self.summary is not None:
             summary = render(self.summary, row)
         elif row.get("summary"):
-            summary = str(row["summary"])
-        else:
-            summary = "streamlab alert " + json.dumps(row, separators=(",", ":"), default=str)
+            summary = render("{summary}", row)
+        else:  # whole floats as integers, as templates fill them in: one text in every batch
+            whole = {k: key_value(v) for k, v in row.items()}
+            summary = "streamlab alert " + json.dumps(whole, separators=(",", ":"), default=str)
         payload: dict[str, Any] = {
             "summary": summary[:1024],
             "source": render(self.source, row)[:255] or "streamlab",

@@ -555,3 +555,52 @@ def test_a_run_keeps_refused_alerts_in_its_dead_letter_read_back_from_yaml(
         ("u1", "rejected: HTTP 413 Payload Too Large")
     ]
     assert len(server.recorder.requests) == 3
+
+
+def test_alert_texts_are_the_same_at_every_batch_size(server: RecordingServer) -> None:
+    # pandas makes an integer column float64 once it meets a missing value: in a batch of all three rows
+    # user 7 was 7.0, so the summary, source and webhook texts read "user 7.0" there and "user 7" alone
+    rows = [
+        {"detector": "hst", "user_id": 7, "host": 12, "n": 3},
+        {"detector": "hst", "user_id": None, "host": None, "n": 4},
+        {"detector": "hst", "user_id": 8, "host": 13, "n": 5},
+    ]
+    sinks = [
+        PagerDutySink(
+            "key",
+            url=server.url,
+            dedup_key="{detector}:{user_id}",
+            summary="user {user_id} ({user_id!r}, {user_id:.2}, {user_id:>4}) on {host}",
+            source="host-{host}",
+        ),
+        PagerDutySink("key", url=server.url),  # the default summary: the row's JSON text
+        WebhookSink(server.url, template="user {user_id} on {host:d}, n={n}"),
+        WebhookSink(server.url, template={"blocks": [{"text": "user {user_id}"}, "{host}"]}),
+    ]
+
+    def texts(batches: list[pd.DataFrame]) -> list[object]:
+        server.recorder.requests.clear()
+        for sink in sinks:
+            writer = sink.open(ManualClock(T0))
+            for batch in batches:
+                writer.write_batch(batch)
+            writer.close()
+        out: list[object] = []
+        for r in server.recorder.requests:
+            body = r["json"]
+            assert isinstance(body, dict)
+            payload = body.get("payload")
+            if payload is None:
+                out.append(body)  # a webhook's whole body is its texts
+            else:
+                out.append((body.get("dedup_key"), payload["summary"], payload["source"]))
+        return out
+
+    together = pd.DataFrame(rows)
+    assert together["user_id"].dtype == "float64" and together["host"].dtype == "float64"
+    one_by_one = texts([pd.DataFrame([row]) for row in rows])
+    assert texts([together]) == one_by_one
+    assert one_by_one[0] == ("hst:7", "user 7 (7, 7.0,    7) on 12", "host-12")
+    assert one_by_one[3][1] == 'streamlab alert {"detector":"hst","user_id":7,"host":12,"n":3}'  # type: ignore[index]
+    assert one_by_one[6] == {"text": "user 7 on 12, n=3"}
+    assert one_by_one[9] == {"blocks": [{"text": "user 7"}, "12"]}
