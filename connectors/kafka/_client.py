@@ -18,7 +18,7 @@ from typing import Any, Literal
 from streamlab._secrets import stand_in
 from streamlab.errors import ParameterError
 
-from ._config import check_sasl, holds_secret, setting_hint
+from ._config import check_bootstrap_protocol, check_sasl, holds_secret, setting_hint
 
 log = logging.getLogger("streamlab.connectors.kafka")  # one logger for the whole connector
 
@@ -137,7 +137,8 @@ def check_settings(owner: str, role: Literal["consumer", "producer"], conf: Mapp
     """Refuse settings the installed librdkafka refuses (an unknown or misspelled name, with the name it
     is closest to; a value of the wrong form or range; a combination it does not take) when a connector is
     made, not when it first connects; then settings it would ignore (``sasl.*`` without a SASL
-    ``security.protocol``: :func:`~._config.check_sasl`).
+    ``security.protocol``: :func:`~._config.check_sasl`) and a broker whose ``PROTOCOL://`` prefix is
+    not the ``security.protocol`` (:func:`~._config.check_bootstrap_protocol`).
 
     The judge is librdkafka itself: a client of ``role`` is made from ``conf`` without its brokers,
     security protocol and plugins, so it connects nowhere, and is closed at once (about a millisecond). A
@@ -158,6 +159,7 @@ def check_settings(owner: str, role: Literal["consumer", "producer"], conf: Mapp
     """
     _judge(owner, role, conf)
     check_sasl(owner, conf)
+    check_bootstrap_protocol(owner, conf)
 
 
 def _judge(owner: str, role: Literal["consumer", "producer"], conf: Mapping[str, Any]) -> None:

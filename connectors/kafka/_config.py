@@ -748,6 +748,49 @@ def check_bootstrap(owner: str, bootstrap_servers: str | Sequence[str]) -> str:
     return text
 
 
+def check_bootstrap_protocol(owner: str, conf: Mapping[str, Any]) -> None:
+    """Refuse a ``PROTOCOL://`` prefix of a broker in a client's settings (``bootstrap.servers``) that is
+    not its ``security.protocol`` (left out: PLAINTEXT, librdkafka's default), naming ``owner``'s
+    ``bootstrap_servers``. Judged on the client's whole settings, as Event Hubs' connectors set the
+    protocol themselves.
+
+    librdkafka takes such a prefix only when it names the client's protocol (any case); otherwise it logs
+    ``protocol "SASL_SSL" does not match security.protocol setting`` and drops that broker, so the run
+    would fail only after its connect timeout, as if no broker answered. A ``${NAME}`` reference as the
+    protocol is resolved only when connecting, so it is not judged here.
+
+    Examples
+    --------
+    >>> check_bootstrap_protocol("KafkaSink", {"bootstrap.servers": "sasl_ssl://h:9093", "security.protocol": "SASL_SSL"})
+    >>> check_bootstrap_protocol("KafkaSink", {"bootstrap.servers": "SASL_SSL://h:9093"})
+    Traceback (most recent call last):
+    ...
+    streamlab.errors.ParameterError: KafkaSink(bootstrap_servers=...): broker 'SASL_SSL://h:9093' names the protocol SASL_SSL but security.protocol is not set (PLAINTEXT, librdkafka's default); librdkafka drops a broker whose prefix is not the client's protocol, so no broker would be tried. Fix: set security.protocol to SASL_SSL in config (config: {security.protocol: SASL_SSL}), or write the broker without its prefix: 'h:9093'
+    """
+    given = {str(k).lower(): v for k, v in conf.items()}
+    protocol = given.get("security.protocol")
+    servers = given.get("bootstrap.servers")
+    if not isinstance(servers, str) or is_reference(protocol):
+        return
+    unset = protocol is None or str(protocol).strip() == ""
+    client = "PLAINTEXT" if unset else str(protocol).strip().upper()
+    for part in servers.split(","):
+        part = part.strip()
+        scheme, has_scheme, _ = part.rpartition("://")
+        if not has_scheme or scheme.upper() == client:
+            continue
+        said = "is not set (PLAINTEXT, librdkafka's default)" if unset else f"is {protocol!r}"
+        plain = ",".join(p.strip().rpartition("://")[2] for p in servers.split(","))
+        raise ParameterError(
+            owner,
+            "bootstrap_servers",
+            f"broker {part!r} names the protocol {scheme.upper()} but security.protocol {said}; librdkafka "
+            "drops a broker whose prefix is not the client's protocol, so no broker would be tried",
+            f"set security.protocol to {scheme.upper()} in config (config: {{security.protocol: "
+            f"{scheme.upper()}}}), or write the broker without its prefix: {plain!r}",
+        )
+
+
 def _is_host_port(entry: str) -> bool:
     """Whether ``entry`` reads as one ``host:port`` (with an optional security prefix)."""
     host, sep, port = entry.rpartition("://")[2].rpartition(":")

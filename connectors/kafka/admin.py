@@ -47,7 +47,8 @@ class KafkaAdmin:
     ) -> None:
         self.bootstrap_servers = check_bootstrap("KafkaAdmin", bootstrap_servers)
         self.config = check_config("KafkaAdmin", config or {}, {}, "admin")
-        check_settings("KafkaAdmin", "producer", self.config)  # an admin client is a producer's handle
+        # an admin client is a producer's handle
+        check_settings("KafkaAdmin", "producer", {"bootstrap.servers": self.bootstrap_servers, **self.config})
         self._client: Any = None
 
     def close(self) -> None:

@@ -355,7 +355,13 @@ class KafkaDeadLetterSink(KafkaSink):
     (:class:`KafkaSource` reads None against ``b""``) where nothing on the way reads a null value as
     empty or as a deletion (Kafka Streams and ksqlDB tables, Kafka Connect sinks, many command-line
     consumers). A missing value of another column is likewise a header with a null value, not an empty
-    one. Header values are written as :class:`KafkaSink`'s (an ``offset`` of ``3.0``, in a batch where
+    one.
+
+    A dead letter's key is its record's key (the ``key`` column, as Kafka Connect's dead-letter queue
+    keeps it), else the record's position ``topic/partition/offset`` (those columns of a
+    :class:`KafkaSource`'s records), else none: a log-compacted DLQ topic (``cleanup.policy=compact``)
+    refuses a record without a key, so dead letters of Kafka records are always keyed. A compacted DLQ
+    keeps the last dead letter per key. Header values are written as :class:`KafkaSink`'s (an ``offset`` of ``3.0``, in a batch where
     another dead letter has none, is ``b'3'``).
 
     Parameters
@@ -379,6 +385,9 @@ class KafkaDeadLetterSink(KafkaSink):
     ... )
     >>> values, headers
     ([b'{oops'], [[('reason', b'invalid JSON'), ('step_id', b'parse')]])
+    >>> dlq.encode(pd.DataFrame({"raw": [b"{", b"["], "key": [b"k1", None], "topic": ["events"] * 2,
+    ...                          "partition": [0, 0], "offset": [41, 42]}))[1]
+    [b'k1', b'events/0/42']
     >>> reasons = ["null value (tombstone)", "empty record"]
     >>> values, _, headers = dlq.encode(pd.DataFrame({"raw": [None, b""], "reason": reasons}))
     >>> values, headers
@@ -421,7 +430,7 @@ class KafkaDeadLetterSink(KafkaSink):
         for i, value in enumerate(values):
             if value is None:  # arrived without a value: say so, as not every reader keeps a null value
                 headers[i] = [*(headers[i] or []), RAW_NULL_HEADER]
-        return values, [None] * len(batch), headers
+        return values, _dead_letter_keys(cols, len(batch)), headers
 
     def spec(self) -> dict[str, Any]:
         """YAML-ready description; secrets in ``config`` are written as ``${KAFKA_...}`` references."""
@@ -437,6 +446,21 @@ class KafkaDeadLetterSink(KafkaSink):
 
     def __repr__(self) -> str:
         return f"KafkaDeadLetterSink(topic={self.topic!r}, bootstrap_servers={self.bootstrap_servers!r})"
+
+
+def _dead_letter_keys(cols: Mapping[str, list[bytes | None]], n: int) -> list[bytes | None]:
+    """Each dead letter's key: its record's ``key``, else its ``topic/partition/offset``, else None."""
+    own = cols.get("key", [None] * n)
+    where = [cols.get(c) for c in ("topic", "partition", "offset")]
+    keys: list[bytes | None] = []
+    for i in range(n):
+        key = own[i]
+        if key is None:
+            at = [w[i] for w in where if w is not None]
+            if len(at) == 3 and all(a is not None for a in at):
+                key = b"/".join(a for a in at if a is not None)
+        keys.append(key)
+    return keys
 
 
 class KafkaSinkWriter(SinkWriter):

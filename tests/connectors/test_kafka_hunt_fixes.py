@@ -62,7 +62,7 @@ def test_brokers_not_separated_by_commas_are_refused_when_built(
 @pytest.mark.parametrize(
     "servers",
     ["127.0.0.1:9092", "a:9092,b:9093", "a:9092, b:9093", " a:9092 ", "[::1]:9092", "[::1]:9092,h:1",
-     "SASL_SSL://broker:9093", ["a:9092", " b:9093"]],
+     "PLAINTEXT://broker:9093", ["a:9092", " b:9093"]],
 )  # fmt: skip
 def test_comma_separated_brokers_and_ipv6_still_pass(servers: Any) -> None:
     for make in MAKERS.values():
