@@ -232,6 +232,20 @@ class SyntheticSource(Source):
         return SyntheticSourceReader(self, default_clock(clock), resume)
 
 
+def _position_spec(spec: Any) -> Any:
+    """What a snapshot's position means: the source's spec without its batch size (the events come in
+    the same order whatever the batches, so a position resumes with another batch size).
+
+    Examples
+    --------
+    >>> _position_spec({"generator": "iot", "batch_size": 5})
+    {'generator': 'iot'}
+    """
+    if not isinstance(spec, dict):
+        return spec
+    return {k: v for k, v in spec.items() if k != "batch_size"}
+
+
 class SyntheticSourceReader(SourceReader):
     """Open :class:`SyntheticSource`: hands out the events that have arrived by the clock's now.
 
@@ -267,7 +281,9 @@ class SyntheticSourceReader(SourceReader):
             self._next = 0
             self._carry = INT_MIN
         else:
-            if not isinstance(resume, dict) or resume.get("source") != source.spec():
+            if not isinstance(resume, dict) or _position_spec(resume.get("source")) != _position_spec(
+                source.spec()
+            ):
                 raise ValueError(
                     "SyntheticSource.open(resume=...): the snapshot belongs to a different source; "
                     f"expected one taken from {source!r}"

@@ -23,7 +23,7 @@ import json
 import os
 import pickle
 import secrets
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,7 @@ __all__ = [
     "CheckpointSaveError",
     "checkpoint_key",
     "default_checkpoint_dir",
+    "earlier_fingerprints",
     "load_checkpoint",
     "pipeline_fingerprint",
     "save_checkpoint",
@@ -65,6 +66,10 @@ _NOT_IDENTITY = (
     "config",
     "flow_control",
 )
+
+# what a checkpoint written before batch sizes left the identity held (SyntheticSource's spec wrote its
+# batch_size): such a checkpoint resumes too (see earlier_fingerprints)
+_EARLIER_NOT_IDENTITY = tuple(word for word in _NOT_IDENTITY if word != "batch_size")
 
 
 class CheckpointError(_PicklableError, ValueError):
@@ -105,18 +110,18 @@ def _stable(value: Any) -> Any:
     return type(value).__qualname__
 
 
-def _source_identity(step: SourceStep) -> dict[str, Any]:
+def _source_identity(step: SourceStep, not_identity: tuple[str, ...] = _NOT_IDENTITY) -> dict[str, Any]:
     source = step.source
     try:
         spec = source.spec()
     except Exception:  # in-memory sources have no spec: their type stands for them
         return {"type": type(source).__qualname__}
-    return {k: v for k, v in spec.items() if not any(word in k for word in _NOT_IDENTITY)}
+    return {k: v for k, v in spec.items() if not any(word in k for word in not_identity)}
 
 
-def _step_identity(step: Any) -> dict[str, Any]:
+def _step_identity(step: Any, not_identity: tuple[str, ...] = _NOT_IDENTITY) -> dict[str, Any]:
     if isinstance(step, SourceStep):
-        return {"kind": "source", "source": _source_identity(step)}
+        return {"kind": "source", "source": _source_identity(step, not_identity)}
     if isinstance(step, OperatorStep):
         return {"kind": step.kind, "inputs": list(step.inputs), "config": type(step.config).__qualname__}
     try:
@@ -147,12 +152,35 @@ def pipeline_fingerprint(pipeline: Pipeline) -> tuple[str, dict[str, str]]:
     >>> pipeline_fingerprint(a)[0] == pipeline_fingerprint(b)[0]
     False
     """
+    return _fingerprint(pipeline, _NOT_IDENTITY)
+
+
+def _fingerprint(pipeline: Pipeline, not_identity: tuple[str, ...]) -> tuple[str, dict[str, str]]:
     steps = {
-        sid: _digest(_step_identity(step))
+        sid: _digest(_step_identity(step, not_identity))
         for sid, step in pipeline.steps.items()
         if not isinstance(step, SinkStep)
     }
     return _digest(steps), steps
+
+
+def earlier_fingerprints(pipeline: Pipeline) -> frozenset[str]:
+    """Fingerprints an earlier streamlab gave ``pipeline`` where :func:`pipeline_fingerprint` now gives
+    another, so its checkpoints still resume: a source's batch size was part of its identity (a
+    SyntheticSource's checkpoint) until positions were known to mean the same whatever the batches.
+
+    Examples
+    --------
+    >>> from streamlab import Pipeline
+    >>> from streamlab.datasets import SyntheticSource
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(SyntheticSource("iot", n=10, batch_size=5))
+    >>> len(earlier_fingerprints(p)), pipeline_fingerprint(p)[0] in earlier_fingerprints(p)
+    (1, False)
+    >>> earlier_fingerprints(Pipeline(ListSource([])))  # no source spec held a batch size
+    frozenset()
+    """
+    return frozenset({_fingerprint(pipeline, _EARLIER_NOT_IDENTITY)[0]} - {pipeline_fingerprint(pipeline)[0]})
 
 
 def cache_dir() -> Path:
@@ -376,11 +404,14 @@ class DirectoryLock:
             self.file = None
 
 
-def load_checkpoint(directory: Path, fingerprint: str, steps: dict[str, str]) -> dict[str, Any] | None:
+def load_checkpoint(
+    directory: Path, fingerprint: str, steps: dict[str, str], earlier: Collection[str] = ()
+) -> dict[str, Any] | None:
     """Read the checkpoint in ``directory`` (``None`` when there is none), refusing another pipeline's.
 
     Raises :class:`CheckpointError` naming the file when it is corrupt, not signed with this user's key,
-    a pickle from an older streamlab, or written by a pipeline with another fingerprint.
+    a pickle from an older streamlab, or written by a pipeline with another fingerprint than
+    ``fingerprint`` and the ``earlier`` ones (:func:`earlier_fingerprints`) of this pipeline.
     """
     legacy = directory / _LEGACY_FILE
     path = directory / CHECKPOINT_FILE
@@ -412,7 +443,8 @@ def load_checkpoint(directory: Path, fingerprint: str, steps: dict[str, str]) ->
         raise CheckpointError(
             path, "it is corrupt (truncated or altered: its payload fails its checksum)", fresh
         )
-    if head.get("fingerprint") != fingerprint:
+    written = head.get("fingerprint")
+    if written != fingerprint and not (isinstance(written, str) and written in earlier):
         raise _mismatch(path, head, steps)
     signature = head.pop("hmac")
     if not hmac.compare_digest(signature, _sign(checkpoint_key(), head, payload)):

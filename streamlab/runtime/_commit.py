@@ -21,6 +21,7 @@ from streamlab._checkpoint import (
     CheckpointError,
     DirectoryLock,
     default_checkpoint_dir,
+    earlier_fingerprints,
     load_checkpoint,
     pipeline_fingerprint,
     save_checkpoint,
@@ -126,7 +127,12 @@ class CommitLog:
         """The state to resume: ``resume`` as given, or the checkpoint directory's (checked)."""
         pipeline = self.pipeline
         if resume is None and self.checkpoint_dir is not None:
-            resume = load_checkpoint(self.checkpoint_dir, self.fingerprint, self.step_fingerprints)
+            resume = load_checkpoint(
+                self.checkpoint_dir,
+                self.fingerprint,
+                self.step_fingerprints,
+                earlier_fingerprints(pipeline),
+            )
             if resume is not None and self.default_checkpoint_dir:
                 log.warning(
                     "pipeline %r: no checkpoint_dir given; resuming the state kept in %s, because source(s) "

@@ -224,3 +224,42 @@ def test_runs_in_a_pipeline_and_survives_a_yaml_round_trip() -> None:
     rebuilt = Pipeline.from_yaml(pipeline.to_yaml())
     (step,) = [s for s in rebuilt.steps.values() if hasattr(s, "source")]
     assert step.source.spec() == source.spec()
+
+
+def _ids(result) -> list[str]:
+    return result["source"]["event_id"].tolist()
+
+
+def _clicks(batch_size: int):
+    from streamlab import Pipeline
+
+    return Pipeline(SyntheticSource("clickstream", n=300, seed=4, start=START, batch_size=batch_size))
+
+
+def test_a_checkpoint_whose_fingerprint_held_the_batch_size_resumes(tmp_path, monkeypatch) -> None:
+    # until batch sizes left a checkpoint's identity, a SyntheticSource pipeline's fingerprint held its
+    # batch_size: after that, the checkpoints it had written were refused as another pipeline's
+    from streamlab import _checkpoint
+
+    whole = _ids(_clicks(50).run(clock=ManualClock(START)))
+    earlier = tuple(w for w in _checkpoint._NOT_IDENTITY if w != "batch_size")
+    with monkeypatch.context() as m:  # the fingerprint as streamlab computed it then
+        m.setattr(_checkpoint, "_NOT_IDENTITY", earlier)
+        written = _clicks(50)
+        old_print = _checkpoint.pipeline_fingerprint(written)[0]
+        first = _ids(written.run(clock=ManualClock(START), checkpoint_dir=tmp_path, max_events=120))
+    assert old_print != _checkpoint.pipeline_fingerprint(_clicks(50))[0]
+    rest = _ids(_clicks(50).run(clock=ManualClock(START), checkpoint_dir=tmp_path))
+    assert 0 < len(first) < len(whole)
+    assert first + rest == whole
+    # and it is the new fingerprint's from then on: the next run resumes with another batch size
+    assert _ids(_clicks(7).run(clock=ManualClock(START), checkpoint_dir=tmp_path)) == []
+
+
+def test_a_checkpoint_resumes_with_another_batch_size(tmp_path) -> None:
+    # the pipeline's fingerprint let it through, and the reader refused the snapshot as another source's
+    whole = _ids(_clicks(50).run(clock=ManualClock(START)))
+    first = _ids(_clicks(50).run(clock=ManualClock(START), checkpoint_dir=tmp_path, max_events=120))
+    rest = _ids(_clicks(7).run(clock=ManualClock(START), checkpoint_dir=tmp_path))
+    assert 0 < len(first) < len(whole)
+    assert first + rest == whole
