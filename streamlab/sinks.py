@@ -20,10 +20,11 @@ import numpy as np
 import pandas as pd
 
 from streamlab._compat import PANDAS_3, arrow_table, text_column
+from streamlab._duckdb_types import JSON_KINDS, widened_type
 from streamlab._files import sync_directory, write_replacing
 from streamlab._frames import concat_batches
 from streamlab._gzip import GzipMemberWriter, gzip_end, is_gzip_name
-from streamlab._serde_values import is_utf8_text
+from streamlab._serde_values import dump_json, is_utf8_text
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError, PipelineConfigError, check_path
 from streamlab.io import Sink, SinkWriter, Upstream, file_destination, missing_columns_problem
@@ -277,11 +278,6 @@ def _column_type(described: str, declared: str | None = None, empty: bool = Fals
     return "VARCHAR" if described.startswith("ENUM") else described
 
 
-#: pandas' inferred kinds of an object column that holds JSON values: objects and arrays ("mixed"),
-#: values of several types, or numbers as Python objects (a ``json`` field whose batch held only numbers)
-_JSON_KINDS = ("mixed", "mixed-integer", "mixed-integer-float", "integer", "floating", "decimal")
-
-
 def _unnamed(columns: pd.Index) -> str:
     """The name a column without one (``""``) is written under: ``_``, or more underscores if taken.
 
@@ -304,7 +300,7 @@ def _json_valued(col: pd.Series) -> bool:
     numbers, which DuckDB has no type for."""
     if col.dtype.kind == "c":  # complex numbers: no DuckDB type takes them (DESCRIBE itself fails)
         return True
-    return col.dtype == object and pd.api.types.infer_dtype(col, skipna=True) in _JSON_KINDS
+    return col.dtype == object and pd.api.types.infer_dtype(col, skipna=True) in JSON_KINDS
 
 
 def _json_text(col: pd.Series) -> pd.Series:
@@ -312,6 +308,11 @@ def _json_text(col: pd.Series) -> pd.Series:
     text column even when every value is missing (Arrow would type it null, and parts would disagree)."""
     text = pd.Series(json_column(col), index=col.index, dtype=object)
     return text_column(text.where(col.notna(), None))
+
+
+def _json_of(value: Any) -> str:
+    """One value as streamlab's JSON text (a DuckDB function of one argument: ``dump_json`` has two)."""
+    return dump_json(value)
 
 
 def _quote(name: str) -> str:
@@ -491,6 +492,89 @@ class _DuckDBWriter(SinkWriter):
         self.table_types.update(types)
         self.json_columns |= {c for c in new if types[c] == "JSON"}
 
+    def _widen_columns(self, batch: pd.DataFrame) -> None:
+        """Widen the table's columns whose type cannot hold ``batch``'s values to the type the whole
+        stream written at once would give them (:func:`streamlab._duckdb_types.widened_type`), so that
+        the table does not depend on how the stream was cut into batches: a column holding no value yet
+        (made from missing values only) takes the type of the first values instead. Columns declared
+        upstream and key columns keep their type (the insert rejects what they cannot take)."""
+        if not self.table_types:
+            return
+        key = {str(k).lower() for k in self.sink.resolved_key(list(batch.columns), self.upstream)}
+        names = {c.lower(): c for c in self.table_types}
+        for column in batch.columns:
+            name = names.get(str(column).lower())
+            if (
+                name is None
+                or name.lower() in key
+                or column in self.declared_json
+                or self.declared.get(column) in _DUCKDB_TYPES
+            ):
+                continue
+            typ = widened_type(self.table_types[name], batch[column])
+            if typ is not None:
+                self._retype(name, typ, batch[[column]])
+
+    def _retype(self, column: str, typ: str, values: pd.DataFrame) -> None:
+        """Change ``column`` of the table (and of its staged rows) to ``typ``, its values converted:
+        to streamlab's JSON text for ``JSON`` (as the batches' values are written), by DuckDB's cast
+        otherwise; a column holding no value yet takes the type a new table would give ``values``. A
+        change DuckDB refuses (a view depends on the table, say) leaves the column as it is."""
+        targets = [self.sink.table] + ([self.staged] if self._has_staging() else [])
+        was = self.table_types[column]
+        with self.sink._lock:
+            held = sum(
+                int(self.con.execute(f"SELECT count({_quote(column)}) FROM {_table_ref(t)}").fetchall()[0][0])
+                for t in targets
+            )
+            if not held:
+                typ = self._column_types(values)[0][1]
+                if typ == was:
+                    return
+            function = "__streamlab_json_of_" + "".join(ch if ch.isalnum() else "_" for ch in was)
+            using = f" USING {function}({_quote(column)})" if held and typ == "JSON" else ""
+            if using:
+                self.con.create_function(function, _json_of, [was], "VARCHAR", side_effects=False)
+            try:
+                for t in targets:
+                    self.con.execute(
+                        f"ALTER TABLE {_table_ref(t)} ALTER COLUMN {_quote(column)} SET DATA TYPE {typ}{using}"
+                    )
+            except Exception as e:
+                if not type(e).__module__.startswith(("duckdb", "_duckdb")):
+                    raise
+                log.warning(
+                    "%r: column %r of table %r is %s and could not become %s for values of the stream's "
+                    "%s column (%s); rows it cannot take go to %r",
+                    self.sink,
+                    column,
+                    self.sink.table,
+                    was,
+                    typ,
+                    values.iloc[:, 0].dtype,
+                    " ".join(str(e).split()),
+                    self.rejects.sink.table,
+                )
+                return
+            finally:
+                if using:
+                    self.con.remove_function(function)
+        if held:
+            log.warning(
+                "%r: column %r of table %r was %s, and the stream's values include ones of another kind "
+                "(values of dtype %s, e.g. %r): it is now %s, the values written before converted",
+                self.sink,
+                column,
+                self.sink.table,
+                was,
+                values.iloc[:, 0].dtype,
+                values.iloc[:, 0].dropna().iloc[0],
+                typ,
+            )
+        self.table_types[column] = typ
+        if typ == "JSON":
+            self.json_columns.add(column)
+
     def write_batch(self, batch: pd.DataFrame) -> None:
         if len(batch) == 0:
             return
@@ -513,6 +597,7 @@ class _DuckDBWriter(SinkWriter):
         if not self.ready:
             self._create(batch)
         self._add_columns(batch)
+        self._widen_columns(batch)
         # JSON objects, arrays and mixed values as JSON text: in a JSON column (made for such a column of
         # the first batch), or in a text column, instead of Python's repr or a STRUCT of one row's keys
         text = {
@@ -834,6 +919,18 @@ class DuckDBSink(Sink):
     (:mod:`streamlab.serde`): ``properties->>'page'`` reads it, and its type does not depend on the
     first batch's values. An ``int64`` field keeps every digit (``BIGINT``), missing values or not.
 
+    A column the stream does not declare gets the type of its values, whatever batches they come in:
+    ``VARCHAR`` for text, ``DATE``, ``BLOB``, ``INTERVAL``, ``BOOLEAN``, ``TIMESTAMP`` for dates, bytes,
+    durations, booleans, times; ``JSON`` for values of several kinds (text and numbers, dates and text),
+    for JSON objects and arrays, and for numbers held as Python objects. The table is made from the
+    first batch, so a later batch holding values of another kind widens the column to what the whole
+    stream written at once would have made it: ``JSON``, the values written before converted to the
+    same JSON text, or ``DOUBLE`` for an integer column meeting numbers that are not whole (which DuckDB
+    would round); a column holding no value yet (its batches held missing values only) takes the type
+    of its first values. A warning says so. A column whose type is declared upstream (a parse schema,
+    a source's frame: a text column is ``VARCHAR``) and a key column keep their type: a value they
+    cannot take goes to ``<table>_rejected`` with the reason, never failing the run.
+
     Examples
     --------
     >>> sink = DuckDBSink(":memory:", "counts", key=["k"])
@@ -842,6 +939,15 @@ class DuckDBSink(Sink):
     >>> w.write_batch(pd.DataFrame({"k": ["a"], "n": [2]}))
     >>> sink.read().values.tolist()
     [['a', 2]]
+
+    Text first, a number later: the column is ``JSON``, as both in one batch would make it.
+
+    >>> sink = DuckDBSink(":memory:", "events", key=["k"])
+    >>> w = sink.open()
+    >>> w.write_batch(pd.DataFrame({"k": ["a"], "v": pd.Series(["x"], dtype=object)}))
+    >>> w.write_batch(pd.DataFrame({"k": ["b"], "v": pd.Series([5], dtype=object)}))
+    >>> sink.query("SELECT k, typeof(v) AS t, v FROM events ORDER BY k").values.tolist()
+    [['a', 'JSON', '"x"'], ['b', 'JSON', '5']]
     """
 
     def __init__(

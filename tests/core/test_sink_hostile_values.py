@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamlab import DuckDBSink, ParquetSink, Pipeline
+from streamlab.io import Upstream
 from streamlab.testing import ListSource
 
 SCHEMA = {"event_id": "string", "extra": "json", "timestamp": "timestamp"}
@@ -108,12 +109,15 @@ def halving(writer: Any, verb: str, target: str, batch: pd.DataFrame) -> None:
     halving(writer, verb, target, batch.iloc[mid:])
 
 
-def write(path: Path, batches: list[pd.DataFrame], key: Any) -> tuple[list[Any], list[Any], int]:
-    """The table's rows, the rejected table's rows (in order) and the number of inserts tried."""
+def write(
+    path: Path, batches: list[pd.DataFrame], key: Any, declared: tuple[tuple[str, str], ...] = ()
+) -> tuple[list[Any], list[Any], int]:
+    """The table's rows, the rejected table's rows (in order) and the number of inserts tried, with
+    the column types ``declared`` upstream."""
     from streamlab.sinks import _DuckDBWriter
 
     sink = DuckDBSink(path, "events", key=key)
-    writer = sink.open()
+    writer = sink.open_for(Upstream(declared=declared))
     assert isinstance(writer, _DuckDBWriter)
     tried = 0
     insert = writer._insert
@@ -171,10 +175,9 @@ def test_a_refused_batch_is_searched_to_the_rows_halving_found(
 @pytest.mark.parametrize("n", [1, 2, 64, 300])
 def test_a_batch_the_column_type_refuses_whole_is_rejected_in_one_go(tmp_path: Path, n: int) -> None:
     """It took one insert a row (halving about two), each rejected with DuckDB's error of its own."""
-    # typed columns: a BIGINT column refuses text (an object column of numbers would be a JSON column,
-    # which takes any value)
+    # a declared BIGINT column refuses text (an undeclared one would become JSON, which takes any value)
     batches = [frame([1, 2], dtype="int64"), frame([f"x{i}" for i in range(n)], start=2, dtype="str")]
-    rows, rejected, tried = write(tmp_path / "out.duckdb", batches, None)
+    rows, rejected, tried = write(tmp_path / "out.duckdb", batches, None, (("extra", "int64"),))
     assert len(rows) == 2 and len(rejected) == n
     assert [json.loads(r)["extra"] for _, r in rejected] == [f"x{i}" for i in range(n)]
     assert len({reason for reason, _ in rejected}) == 1  # one reason for them all, naming column and type
@@ -184,7 +187,7 @@ def test_a_batch_the_column_type_refuses_whole_is_rejected_in_one_go(tmp_path: P
 
 def test_rows_whose_values_fit_the_changed_column_are_written(tmp_path: Path) -> None:
     batches = [frame([1, 2], dtype="int64"), frame(["7", "x", None, "8", "y"], start=2, dtype="str")]
-    rows, rejected, tried = write(tmp_path / "out.duckdb", batches, "auto")
+    rows, rejected, tried = write(tmp_path / "out.duckdb", batches, "auto", (("extra", "int64"),))
     assert [None if pd.isna(r[1]) else r[1] for r in rows] == [1, 2, 7, None, 8]
     assert [json.loads(r)["extra"] for _, r in rejected] == ["x", "y"] and tried == 3
 
