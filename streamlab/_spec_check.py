@@ -4,7 +4,8 @@
 :class:`~streamlab.errors.SpecProblem` (empty when the spec is well formed); :func:`code_in_spec` lists
 what in it would run as code (function sources, SQL that is not a read-only query, standard-library
 functions), which needs ``trust=True``. :func:`load_yaml` reads YAML 1.2 booleans (only
-``true``/``false``), so ``on:`` is the key ``"on"`` and not ``True``.
+``true``/``false``), so ``on:`` is the key ``"on"`` and not ``True``, and reads as text the numbers
+YAML 1.1 and 1.2 disagree on (``0755``, ``12:30``, ``1_000``).
 """
 
 from __future__ import annotations
@@ -96,22 +97,52 @@ class _Yaml12Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# YAML 1.1 readings that YAML 1.2 dropped, and that turned a hand-written name into another number:
+# booleans other than true/false, octal with a leading 0 (0755 -> 493), binary, sexagesimal (12:30 ->
+# 750) and digits with underscores (2024_01 -> 202401). Only what both versions read alike stays a
+# number; the rest is text as written. Every form read here is also one PyYAML's dumper quotes as text,
+# so what Pipeline.to_yaml writes reads back unchanged.
+_RESOLVED_ELSEWHERE = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 _Yaml12Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _RESOLVED_ELSEWHERE]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Yaml12Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*)|[-+]?0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"),
+)
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?[0-9]+\.[0-9]*(?:[eE][-+][0-9]+)?|\.[0-9]+(?:[eE][-+][0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
 
 
 def load_yaml(text: str) -> Any:
-    """Read YAML text with YAML 1.2 booleans (so an enrich step's ``on:`` key stays ``"on"``).
+    """Read YAML text with YAML 1.2 booleans (so an enrich step's ``on:`` key stays ``"on"``) and only the
+    numbers YAML 1.1 and 1.2 read alike.
+
+    ``true``/``false`` are booleans; ``on``, ``yes``, ``off``, ``no`` are text. Integers are decimal
+    without a leading zero, or hexadecimal (``0x1F`` is 31), and floats have a point (``1.5``, ``1.0e+3``,
+    ``.inf``). What the two versions read differently is text as written: ``0755`` (493 in YAML 1.1, 755
+    in 1.2), ``12:30`` (750 in 1.1), ``1_000`` and ``2024_01`` (1000 and 202401 in 1.1), ``0b101``, and
+    ``1e3`` (text in 1.1). So a hand-written group id or topic keeps its text; a number of a setting
+    written so is reported as text where the setting is checked. :meth:`Pipeline.to_yaml` quotes every
+    text a YAML reader could read otherwise, so its specs read back unchanged.
 
     Examples
     --------
     >>> load_yaml("on: [user_id]\\nearly: true")
     {'on': ['user_id'], 'early': True}
+    >>> load_yaml("[0755, 0x1F, 1_000, 12:30, 1e3, 007, 8, -3, 1.5, 1.0e+3]")
+    ['0755', 31, '1_000', '12:30', '1e3', '007', 8, -3, 1.5, 1000.0]
     """
     return yaml.load(text, Loader=_Yaml12Loader)
 
