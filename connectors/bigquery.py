@@ -25,11 +25,20 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 
 from streamlab._compat import without_python_support_notices
-from streamlab._secrets import env_name, resolve_config, secret_reference
+from streamlab._secrets import (
+    MASK,
+    env_name,
+    redact_url,
+    resolve,
+    resolve_config,
+    secret_reference,
+    url_with_reference,
+)
 from streamlab._serde_values import is_utf8_text
 from streamlab.clock import Clock
 from streamlab.errors import ParameterError
@@ -85,6 +94,14 @@ def _unanswered() -> tuple[type[BaseException], ...]:
 @contextlib.contextmanager
 def _answered(sink: BigQuerySink, what: str) -> Iterator[None]:
     """Missing credentials and an endpoint that does not answer, as errors naming the sink and the fix."""
+    with _answered_by(repr(sink), sink.client_options, sink.timeout, what):
+        yield
+
+
+@contextlib.contextmanager
+def _answered_by(who: str, client_options: Mapping[str, Any], timeout: float, what: str) -> Iterator[None]:
+    """:func:`_answered` for ``who`` (a sink, or ``create_events_table(...)``) connecting with
+    ``client_options`` and ``timeout``; a password of the endpoint never shows in the message."""
     from google.auth import exceptions as auth_exceptions
 
     started = time.monotonic()
@@ -92,17 +109,34 @@ def _answered(sink: BigQuerySink, what: str) -> Iterator[None]:
         yield
     except auth_exceptions.DefaultCredentialsError as exc:
         raise RuntimeError(
-            f"{sink!r}: no Google credentials to {what} ({exc}). Run 'gcloud auth application-default "
+            f"{who}: no Google credentials to {what} ({exc}). Run 'gcloud auth application-default "
             "login', set GOOGLE_APPLICATION_CREDENTIALS, pass credentials=, or for a local server "
             "client_options={'api_endpoint': 'http://127.0.0.1:9050'}"
         ) from exc
     except _unanswered() as exc:
-        where = sink.client_options.get("api_endpoint", "the BigQuery API")
-        raise RuntimeError(
-            f"{sink!r}: BigQuery at {where} did not answer within timeout={sink.timeout:g} s when asked to {what} "
+        endpoint = client_options.get("api_endpoint")
+        where = redact_url(endpoint) if isinstance(endpoint, str) else "the BigQuery API"
+        message = (
+            f"{who}: BigQuery at {where} did not answer within timeout={timeout:g} s when asked to {what} "
             f"({time.monotonic() - started:.1f} s with retries): {exc}. Check client_options' "
             "api_endpoint and that the service is reachable, or raise timeout"
-        ) from exc
+        )
+        raise RuntimeError(_without_password(message, endpoint)) from exc
+
+
+def _without_password(text: str, endpoint: Any) -> str:
+    """``text`` with the password of the ``endpoint`` URL (its value, resolved) masked wherever it shows.
+
+    Examples
+    --------
+    >>> _without_password("no answer from http://u:s3cret@h:1 (s3cret)", "http://u:s3cret@h:1")
+    'no answer from http://u:***@h:1 (***)'
+    """
+    try:
+        password = urlsplit(str(resolve(endpoint))).password if isinstance(endpoint, str) else None
+    except ValueError:  # an unset ${NAME}: no password to hide
+        password = None
+    return text.replace(password, MASK) if password else text
 
 
 def _secret_option(key: str) -> bool:
@@ -114,6 +148,22 @@ def _secret_option(key: str) -> bool:
     (True, True, False)
     """
     return not _SECRET_WORDS.isdisjoint(re.split(r"[^a-z0-9]+", str(key).lower()))
+
+
+def _spec_option(key: str, value: Any) -> Any:
+    """What a spec writes for the ``client_options`` entry ``key``: a credential as ``${BIGQUERY_<KEY>}``,
+    a URL's password (``http://user:secret@host``) as ``${BIGQUERY_<KEY>_PASSWORD}``, the rest as it is.
+
+    Examples
+    --------
+    >>> _spec_option("api_key", "AIza..."), _spec_option("api_endpoint", "http://u:s3cret@h:9050")
+    ('${BIGQUERY_API_KEY}', 'http://u:${BIGQUERY_API_ENDPOINT_PASSWORD}@h:9050')
+    """
+    if _secret_option(key):
+        return secret_reference(value, env_name("bigquery", key))
+    if isinstance(value, str):
+        return url_with_reference(value, env_name("bigquery", key, "password"))
+    return value
 
 
 def _table_id(table: str, project: str, owner: str) -> str:
@@ -250,16 +300,18 @@ def create_events_table(
     table_id = _table_id(table, project, "create_events_table")
     timeout = positive_seconds("create_events_table", "timeout", timeout, 120, about=f"table {table!r}")
     client = make_client(table_id.split(".")[0], client_options, credentials)
+    who = f"create_events_table({table!r})"
+    dataset = table_id.rsplit(".", 1)[0]
     try:
-        client.create_dataset(
-            table_id.rsplit(".", 1)[0], exists_ok=True, retry=_retry(timeout), timeout=timeout
-        )
-        return client.create_table(
-            events_table(table_id, partition_expiration_days=partition_expiration_days),
-            exists_ok=exists_ok,
-            retry=_retry(timeout),
-            timeout=timeout,
-        )
+        with _answered_by(who, client_options or {}, timeout, f"create the dataset {dataset!r}"):
+            client.create_dataset(dataset, exists_ok=True, retry=_retry(timeout), timeout=timeout)
+        with _answered_by(who, client_options or {}, timeout, f"create the table {table_id!r}"):
+            return client.create_table(
+                events_table(table_id, partition_expiration_days=partition_expiration_days),
+                exists_ok=exists_ok,
+                retry=_retry(timeout),
+                timeout=timeout,
+            )
     finally:
         client.close()
 
@@ -417,10 +469,7 @@ class BigQuerySink(Sink):
             "table": self.table,
             "mode": self.mode,
             "insert_id": self.insert_id,
-            "client_options": {
-                k: secret_reference(v, env_name("bigquery", k)) if _secret_option(k) else v
-                for k, v in self.client_options.items()
-            },
+            "client_options": {k: _spec_option(k, v) for k, v in self.client_options.items()},
             "dead_letter": None if self.dead_letter is None else self.dead_letter.spec(),
             "extra_columns": self.extra_columns,
             "timeout": self.timeout,

@@ -119,16 +119,104 @@ def test_a_load_to_a_stopped_server_fails_within_its_timeout(tmp_path: Path) -> 
 def test_creating_the_events_table_on_a_frozen_server_ends_within_its_timeout(
     server: LocalServer, endpoint: dict[str, str]
 ) -> None:
-    from google.api_core.exceptions import RetryError
-    from requests.exceptions import Timeout
-
     def create() -> None:
         create_events_table("analytics.frozen", project=PROJECT, client_options=endpoint, timeout=1)
 
     with frozen(server):
         error, seconds = ended(create, within=30)
-    assert isinstance(error, (RetryError, Timeout)), error
+    # google's bare RetryError ('Timeout of 1.0s exceeded, last exception: ...') before: the sink's words
+    assert isinstance(error, RuntimeError), error
+    assert str(error).startswith(
+        f"create_events_table('analytics.frozen'): BigQuery at {endpoint['api_endpoint']} did not answer "
+        "within timeout=1 s when asked to create the dataset 'local-project.analytics'"
+    ), error
+    assert "raise timeout" in str(error)
     assert seconds < 10
+
+
+PASSWORD = "pw-TOPSECRET-42"
+
+
+def with_password(endpoint: dict[str, str]) -> dict[str, str]:
+    return {"api_endpoint": endpoint["api_endpoint"].replace("http://", f"http://app:{PASSWORD}@")}
+
+
+def test_an_endpoints_password_is_written_to_the_spec_as_a_reference(tmp_path: Path) -> None:
+    sink = BigQuerySink(
+        "p.d.t", client_options={"api_endpoint": f"https://app:{PASSWORD}@bq.example:443", "quota": 1}
+    )
+    assert sink.spec()["client_options"] == {
+        "api_endpoint": "https://app:${BIGQUERY_API_ENDPOINT_PASSWORD}@bq.example:443",
+        "quota": 1,
+    }
+    (tmp_path / "e.jsonl").write_text("")
+    p = Pipeline(ReplaySource(str(tmp_path / "e.jsonl"), raw=True))
+    p.parse().to(sink)
+    assert PASSWORD not in p.to_yaml() and PASSWORD not in repr(sink)
+    given = {"api_endpoint": "https://app:${MY_PASSWORD}@bq.example"}
+    assert BigQuerySink("p.d.t", client_options=given).spec()["client_options"] == given
+
+
+@pytest.mark.services
+def test_an_endpoints_password_resolves_when_connecting_and_never_shows_in_errors(
+    server: LocalServer, endpoint: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = new_table(endpoint)
+    (tmp_path / "e.jsonl").write_text("")
+    built = Pipeline(ReplaySource(str(tmp_path / "e.jsonl")), name="endpoint_password")
+    built.to(BigQuerySink(name, project=PROJECT, client_options=with_password(endpoint), timeout=2))
+    text = built.to_yaml()
+    assert PASSWORD not in text and "${BIGQUERY_API_ENDPOINT_PASSWORD}" in text
+    monkeypatch.setenv("BIGQUERY_API_ENDPOINT_PASSWORD", PASSWORD)
+    [sink] = [s.sink for s in Pipeline.from_yaml(text).steps.values() if isinstance(s, SinkStep)]
+    writer = sink.open()
+    writer.write_batch(events(["a", "b"]))
+    writer.flush()
+    got = query(endpoint, f"SELECT event_id FROM `{PROJECT}.{name}`")
+    assert sorted(r["event_id"] for r in got) == ["a", "b"]
+    writer.write_batch(events(["c"]))
+    with frozen(server):
+        error, _ = ended(writer.flush, within=30)
+    assert isinstance(error, RuntimeError) and "did not answer within timeout" in str(error), error
+    assert PASSWORD not in str(error) and "app:***@127.0.0.1" in str(error)
+    with frozen(server):
+        error, _ = ended(
+            lambda: create_events_table(
+                "analytics.frozen", project=PROJECT, client_options=with_password(endpoint), timeout=1
+            ),
+            within=30,
+        )
+    assert isinstance(error, RuntimeError) and PASSWORD not in str(error), error
+    writer.close()
+
+
+@pytest.mark.services
+def test_a_load_whose_job_exists_already_fetches_that_job_and_loads_nothing_twice(
+    endpoint: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an attempt whose answer was lost made the job: the next one is answered 409 (job exists) and waits
+    # for that job instead of loading the rows again. The seam: the job id, fixed by uuid4 in the module
+    import uuid
+
+    from streamlab.connectors import bigquery as module
+
+    fixed = uuid.uuid4()
+    monkeypatch.setattr(module.uuid, "uuid4", lambda: fixed)
+    name = new_table(endpoint)
+    writer = BigQuerySink(name, project=PROJECT, mode="load", client_options=endpoint).open()
+    client = writer._client
+    calls: list[str] = []
+    get_job = client.get_job
+    monkeypatch.setattr(client, "get_job", lambda *a, **k: calls.append(a[0]) or get_job(*a, **k))
+    writer.write_batch(events(["a", "b"]))
+    writer.flush()  # creates the job streamlab_<fixed>
+    assert calls == []
+    writer.write_batch(events(["a", "b"]))  # the same rows sent again under the same job id
+    writer.flush()
+    assert calls == [f"streamlab_{fixed.hex}"]  # the 409 branch fetched the existing job
+    rows = query(endpoint, f"SELECT event_id FROM `{PROJECT}.{name}`")
+    assert sorted(r["event_id"] for r in rows) == ["a", "b"]  # loaded once
+    writer.close()
 
 
 def with_lone_surrogates(ids: list[str]) -> pd.DataFrame:
