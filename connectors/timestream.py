@@ -44,13 +44,41 @@ REASON_COLUMN = "reject_reason"
 
 
 _DECLARED_KINDS = {"int64": "BIGINT", "float64": "DOUBLE", "bool": "BOOLEAN", "timestamp": "TIMESTAMP"}
+#: the streamlab type a writer notes for a measure it typed from the values: later batches type it alike
+_KIND_TYPES = {
+    "BIGINT": "int64",
+    "DOUBLE": "float64",
+    "BOOLEAN": "bool",
+    "TIMESTAMP": "timestamp",
+    "VARCHAR": "string",
+}
 
 
-def _measure_type(dtype: Any, declared: str | None = None) -> str:
-    """Timestream's type of a measure column: its declared streamlab type's, else its dtype's. A declared
+def _whole(values: pd.Series) -> np.ndarray:
+    """Which values of a float column are whole numbers an ``int64`` holds (missing ones count as whole)."""
+    f = values.to_numpy(dtype="float64", na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        whole = np.isfinite(f) & (f == np.floor(f)) & (np.abs(f) < 2.0**63)
+    return np.asarray(whole | np.isnan(f), dtype=bool)
+
+
+def _measure_type(values: pd.Series, declared: str | None = None) -> str:
+    """Timestream's type of a measure column: its declared streamlab type's, else its values'. A declared
     type keeps every batch alike: a ``bool`` or ``int64`` result with a missing value is an object
     column, which would otherwise be text in that batch only (and Timestream refuses a measure whose
-    type changes)."""
+    type changes). Undeclared, a float column holding a missing value and otherwise only whole numbers
+    is ``BIGINT``: pandas makes an integer column float64 once it meets a missing value (``[7, None]``),
+    and ``[7]`` alone is ``BIGINT``; a float column without missing values, or with a fraction, is
+    ``DOUBLE`` (a genuine ``7.5``).
+
+    Examples
+    --------
+    >>> _measure_type(pd.Series([7])), _measure_type(pd.Series([7, None])), _measure_type(pd.Series([7.5, None]))
+    ('BIGINT', 'BIGINT', 'DOUBLE')
+    >>> _measure_type(pd.Series([7.0])), _measure_type(pd.Series([float("nan")])), _measure_type(pd.Series([7]), "float64")
+    ('DOUBLE', 'DOUBLE', 'DOUBLE')
+    """
+    dtype = values.dtype
     if declared is not None:
         return _DECLARED_KINDS.get(declared, "VARCHAR")
     if pd.api.types.is_bool_dtype(dtype):
@@ -58,7 +86,8 @@ def _measure_type(dtype: Any, declared: str | None = None) -> str:
     if pd.api.types.is_integer_dtype(dtype):
         return "BIGINT"
     if pd.api.types.is_float_dtype(dtype):
-        return "DOUBLE"
+        missing = values.isna()
+        return "BIGINT" if missing.any() and not missing.all() and _whole(values).all() else "DOUBLE"
     if pd.api.types.is_datetime64_any_dtype(dtype):
         return "TIMESTAMP"
     return "VARCHAR"
@@ -78,8 +107,13 @@ def _as_text(values: pd.Series, kind: str, as_json: bool = False) -> list[str | 
     elif kind == "DOUBLE":
         floats = values.to_numpy(dtype="float64", na_value=np.nan)
         text = pd.Series(floats.astype(str), index=values.index)  # shortest round-trip form
-    elif kind == "BIGINT" and values.dtype.kind == "f":  # a declared int64 with missing values (NaN)
-        text = pd.Series([None if m else str(int(v)) for v, m in zip(values, missing)], index=values.index)
+    elif kind == "BIGINT" and values.dtype.kind == "f":  # an int64 with missing values (NaN)
+        # a fraction is not cut to an integer: left out here, build_records says why the row is not written
+        whole = _whole(values)
+        text = pd.Series(
+            [None if m or not w else str(int(v)) for v, m, w in zip(values, missing, whole)],
+            index=values.index,
+        )
     elif kind == "VARCHAR" and (as_json or values.dtype == object):
         text = pd.Series(
             [None if m else text_value(v, as_json) for v, m in zip(values.tolist(), missing)],
@@ -113,7 +147,12 @@ class TimestreamSink(Sink):
     measures
         Columns written as measures of one multi-measure record; their types come from the columns'
         types declared upstream in a pipeline (a parse schema, a window's results), else from the dtypes
-        (int → BIGINT, float → DOUBLE, bool → BOOLEAN, datetime → TIMESTAMP, else VARCHAR). A time is a
+        (int → BIGINT, float → DOUBLE, bool → BOOLEAN, datetime → TIMESTAMP, else VARCHAR), so that a
+        measure has one type whatever its batch holds (Timestream refuses a measure whose type changes):
+        a float column with a missing value and otherwise whole numbers is BIGINT (pandas makes ``[7,
+        None]`` float64; ``[7]`` is int64), and a measure typed from its values keeps that type in the
+        writer's later batches (a BIGINT measure's row holding a fraction then goes to ``dead_letter``;
+        declare the column ``float64`` to write fractions). A genuine ``7.5`` is DOUBLE. A time is a
         ``TIMESTAMP`` in epoch milliseconds, as the record's time (``TimeUnit`` ``MILLISECONDS``): what is
         below the millisecond is lost (floored), and a time before 1970 goes to ``dead_letter`` (the
         generated Lambda handler writes the same; see ``streamlab._timestream_values``). A ``json``
@@ -302,7 +341,8 @@ def build_records(
         Rows to convert.
     types
         streamlab types of columns declared upstream (``Upstream.declared``): a measure's type, and
-        whether a column holds ``json`` values (written as JSON text); the dtypes decide the others.
+        whether a column holds ``json`` values (written as JSON text); the values decide the others
+        (:func:`measure_types`).
 
     Returns
     -------
@@ -329,14 +369,27 @@ def build_records(
     dims = {
         c: [dimension_text(v, types.get(c) == "json") for v in batch[c].tolist()] for c in sink.dimensions
     }
-    kinds = {c: _measure_type(batch[c].dtype, types.get(c)) for c in sink.measures}
+    kinds = measure_types(sink, batch, types)
     values = {c: _as_text(batch[c], kinds[c], types.get(c) == "json") for c in sink.measures}
+    # a BIGINT measure (declared int64, or integers in an earlier batch) meeting a fraction: Timestream
+    # refuses a measure whose type changes, and cutting 7.5 to 7 would write a wrong value
+    fractions = {
+        c: ~_whole(batch[c]) for c in sink.measures if kinds[c] == "BIGINT" and batch[c].dtype.kind == "f"
+    }
     records: list[dict[str, Any]] = []
     positions: list[int] = []
     problems = [""] * len(batch)
     for i in range(len(batch)):
         if times[i] == NAT_NS:
             problems[i] = f"missing or unreadable time in column {sink.time!r}"
+            continue
+        cut = [c for c, f in fractions.items() if f[i]]
+        if cut:
+            problems[i] = (
+                f"measure(s) {cut} are BIGINT (declared int64, or integers in earlier rows) and "
+                f"{', '.join(str(batch[c].iloc[i]) for c in cut)} is not a whole number: Timestream refuses "
+                "a measure whose type changes; declare the column float64 (or cast it) to write fractions"
+            )
             continue
         # the rule the Lambda handler carries too: an infinite DOUBLE, an empty or oversized VARCHAR
         problems[i] = measure_problem([(c, kinds[c], values[c][i]) for c in sink.measures])
@@ -369,6 +422,22 @@ def build_records(
     return records, positions, problems
 
 
+def measure_types(
+    sink: TimestreamSink, batch: pd.DataFrame, types: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Timestream's type of each of ``sink``'s measures in ``batch``: the type declared upstream
+    (``types``, streamlab types), else the one its values show (see ``build_records``).
+
+    Examples
+    --------
+    >>> sink = TimestreamSink("d", "t", dimensions=[], measures=["n", "x"], time="ts")
+    >>> measure_types(sink, pd.DataFrame({"n": [7, None], "x": [7.5, None]}))
+    {'n': 'BIGINT', 'x': 'DOUBLE'}
+    """
+    types = types or {}
+    return {c: _measure_type(batch[c], types.get(c)) for c in sink.measures}
+
+
 class _TimestreamWriter(SinkWriter):
     """Open writer of a :class:`TimestreamSink`."""
 
@@ -399,6 +468,11 @@ class _TimestreamWriter(SinkWriter):
         rows = pd.concat(self._buffer, ignore_index=True) if len(self._buffer) > 1 else self._buffer[0]
         rows = rows.reset_index(drop=True)
         records, positions, problems = build_records(self._sink, rows, self._types)
+        # a measure typed from its values keeps that type in the run's later batches, as Timestream keeps
+        # it: a BIGINT measure's batch that pandas made float64 by a missing value stays BIGINT
+        for c, kind in measure_types(self._sink, rows, self._types).items():
+            if c not in self._types and rows[c].notna().any():
+                self._types[c] = _KIND_TYPES[kind]
         n_send = len(records) if final else len(records) - len(records) % _BATCH
         keep_from = positions[n_send] if n_send < len(records) else len(rows)
         reasons = pd.Series(problems, index=rows.index)
