@@ -102,6 +102,7 @@ def _answered(sink: BigQuerySink, what: str) -> Iterator[None]:
 def _answered_by(who: str, client_options: Mapping[str, Any], timeout: float, what: str) -> Iterator[None]:
     """:func:`_answered` for ``who`` (a sink, or ``create_events_table(...)``) connecting with
     ``client_options`` and ``timeout``; a password of the endpoint never shows in the message."""
+    _bigquery()  # without the extra: the error naming it, not google.auth's bare ModuleNotFoundError
     from google.auth import exceptions as auth_exceptions
 
     started = time.monotonic()

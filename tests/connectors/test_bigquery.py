@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,9 +26,12 @@ from streamlab.connectors.bigquery import (
     stream_requests,
 )
 
+from streamlab import Pipeline
+from streamlab.cli import main
 from streamlab.io import Sink, SinkWriter
 from streamlab.local import LocalServer
-from streamlab.testing import ListSink, find_free_port
+from streamlab.sources import ReplaySource
+from streamlab.testing import ListSink, ListSource, find_free_port
 
 PROJECT = "local-project"
 
@@ -425,6 +429,53 @@ def test_missing_credentials_fail_at_open_naming_the_sink_and_the_fix(
     monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:1")
     with pytest.raises(RuntimeError, match=r"BigQuerySink\('p.d.t'.*no Google credentials.*credentials="):
         BigQuerySink("p.d.t").open()
+
+
+@pytest.fixture
+def without_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """google-cloud-bigquery (and the google-auth it brings) as a venv without the extra leaves them."""
+    for name in [m for m in sys.modules if m == "google" or m.startswith("google.")]:
+        monkeypatch.delitem(sys.modules, name)
+    for name in ("google", "google.cloud", "google.cloud.bigquery", "google.auth", "google.api_core"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+def to_bigquery() -> Pipeline:
+    pipeline = Pipeline(ListSource([{"x": 1, "timestamp": "2024-01-01T00:00:00Z"}]))
+    pipeline.stream.to(BigQuerySink("p.d.t"))
+    return pipeline
+
+
+EXTRA_MESSAGE = r"google-cloud-bigquery: pip install 'streamlab\[bigquery\]'"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: create_events_table("p.d.events"),
+        lambda: BigQuerySink("p.d.t").open(),
+        lambda: BigQuerySink("p.d.t", mode="load").open(),
+        lambda: to_bigquery().run(progress=False),
+    ],
+    ids=["create", "insert", "load", "run"],
+)
+def test_without_the_extra_every_path_names_it(without_the_extra: None, call: Any) -> None:
+    """The sink's paths raised google.auth's bare ModuleNotFoundError ('No module named google')."""
+    with pytest.raises(ImportError, match=EXTRA_MESSAGE):
+        call()
+
+
+def test_without_the_extra_a_spec_run_names_it(
+    without_the_extra: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"x": 1, "timestamp": "2024-01-01T00:00:00Z"}\n')
+    pipeline = Pipeline(ReplaySource(str(events), speed=None))
+    pipeline.stream.to(BigQuerySink("p.d.t"))
+    spec = tmp_path / "spec.yaml"
+    pipeline.to_yaml(str(spec))
+    assert main(["run", str(spec), "--quiet"]) == 2
+    assert "pip install 'streamlab[bigquery]'" in capsys.readouterr().err
 
 
 @pytest.mark.services
