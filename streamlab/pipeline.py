@@ -40,6 +40,7 @@ from streamlab.errors import PipelineConfigError, suggest
 from streamlab.io import Sink, Source, Upstream, destinations_meet
 from streamlab.steps import (
     EVENT_SCHEMA,
+    MAX_RECORD_BYTES,
     Columns,
     DedupStep,
     EnrichStep,
@@ -161,7 +162,7 @@ class Pipeline:
         time: str | None = "timestamp",
         required: Iterable[str] = (),
         value_column: str = "value",
-        max_record_bytes: int = 1_000_000,
+        max_record_bytes: int = MAX_RECORD_BYTES,
         step_id: str | None = None,
     ) -> ParsedStream:
         """``Stream.parse`` on the main stream (see :meth:`Stream.parse`)."""
@@ -970,7 +971,7 @@ class Stream:
         time: str | None = "timestamp",
         required: Iterable[str] = (),
         value_column: str = "value",
-        max_record_bytes: int = 1_000_000,
+        max_record_bytes: int = MAX_RECORD_BYTES,
         step_id: str | None = None,
     ) -> ParsedStream:
         """Parse raw JSON records into typed columns; bad records go to ``.dead_letter`` with the reason.

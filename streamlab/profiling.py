@@ -36,6 +36,7 @@ from streamlab.clock import Clock, SystemClock
 from streamlab.errors import closest
 from streamlab.io import Source
 from streamlab.sources import ListSource, ReplaySource, json_document_file
+from streamlab.steps import MAX_RECORD_BYTES
 from streamlab.windows import SessionWindow, SlidingWindow, TumblingWindow, Window
 
 __all__ = ["Profile", "predict_late_fraction", "profile"]
@@ -537,6 +538,8 @@ class Profile:
         The event-time field and how it is written (``iso8601``, ``epoch_s``, ``epoch_ms``, ``epoch_us``).
     malformed_rate, malformed_reasons
         Share of records ``parse`` would send to dead letter, and counts per reason.
+    max_record_bytes
+        The parse's ``max_record_bytes`` these count with, which :meth:`pipeline`'s parse step gets.
     disorder
         Per partition: events, and quantiles of how far events arrive behind the running maximum.
     suggestion
@@ -577,6 +580,7 @@ class Profile:
     predicted_late_fraction: float
     window: Window | None
     events: pd.DataFrame = field(repr=False)
+    max_record_bytes: int = MAX_RECORD_BYTES
 
     @property
     def schema(self) -> dict[str, Any]:
@@ -651,9 +655,10 @@ class Profile:
         if self.raw:
             schema = self.schema
             if self.time_format == "epoch_us":
-                s = s.parse(schema, time=None).map_many(EpochMicros(time))
+                s = s.parse(schema, time=None, max_record_bytes=self.max_record_bytes)
+                s = s.map_many(EpochMicros(time))
             else:
-                s = s.parse(schema, time=time)
+                s = s.parse(schema, time=time, max_record_bytes=self.max_record_bytes)
         sug = self.suggestion
         if dedup if dedup is not None else (self.id_field is not None and sug.get("ttl") is not None):
             s = s.dedup(self.id_field or "event_id", ttl=sug.get("ttl"), time=time)
@@ -807,6 +812,7 @@ def profile(
     window: Window | None = None,
     id_field: str | None = None,
     value_column: str = "value",
+    max_record_bytes: int = MAX_RECORD_BYTES,
     timeout: Duration = "30s",
     clock: Clock | None = None,
 ) -> Profile:
@@ -828,6 +834,9 @@ def profile(
         Field identifying an event, for duplicates; found by name when not given.
     value_column
         Column of raw records (bytes or text) for sources that deliver them.
+    max_record_bytes
+        Larger records count as malformed, as the parse step (``Stream.parse``'s ``max_record_bytes``,
+        the same default) sends them to dead letter; :meth:`Profile.pipeline` parses with it.
     timeout
         Longest time to wait for ``n`` events (by ``clock``).
 
@@ -888,7 +897,7 @@ def profile(
             specs,
             value_column,
             (tf.name,) if tf is not None and tf.type == "timestamp" else (),
-            1 << 30,
+            max_record_bytes,
         )
         out = op.process(frame.assign(__row=np.arange(len(frame))))
         parsed = out["out"]
@@ -934,6 +943,7 @@ def profile(
         offsets=frame[[*list(by), "offset"]] if "offset" in frame.columns and by else None,
         window=window,
         id_field=id_field,
+        max_record_bytes=max_record_bytes,
     )
 
 
@@ -952,6 +962,7 @@ def _analyse(
     offsets: pd.DataFrame | None,
     window: Window | None,
     id_field: str | None,
+    max_record_bytes: int,
 ) -> Profile:
     ts = to_utc_ns(events["__time"]) if "__time" in events.columns else np.zeros(0, dtype=np.int64)
     parts = events[list(by)].reset_index(drop=True) if by else None
@@ -1065,6 +1076,7 @@ def _analyse(
         predicted_late_fraction=predicted,
         window=window,
         events=events,
+        max_record_bytes=max_record_bytes,
     )
 
 

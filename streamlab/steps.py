@@ -78,6 +78,9 @@ EVENT_SCHEMA: dict[str, Any] = {
 }
 """The product's event schema: the default of ``Stream.parse`` and of a parse step's ``schema``."""
 
+#: the parse step's default ``max_record_bytes``: larger records are dead letters (``Stream.parse``,
+#: ``ParseStep`` and ``profile``, whose malformed share must count what the parse step rejects)
+MAX_RECORD_BYTES = 1_000_000
 _EXPR_NAMES_IGNORED = {"True", "False", "None", "abs", "str", "len", "nan", "inf"}
 
 
@@ -617,7 +620,7 @@ class ParseStep(Step):
     value_column: str = "value"
     time: str | None = "timestamp"
     required: tuple[str, ...] = param(codec=codec.NAMES, default=())
-    max_record_bytes: int = 1_000_000
+    max_record_bytes: int = MAX_RECORD_BYTES
     kind: ClassVar[str] = "parse"
     output_names: ClassVar[tuple[str, ...]] = ("out", "dead_letter")
 

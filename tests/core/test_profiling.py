@@ -9,11 +9,18 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from streamlab.datasets import generate_clickstream, generate_iot, generate_transactions, to_json_lines
+from streamlab.datasets import (
+    dataset_path,
+    generate_clickstream,
+    generate_iot,
+    generate_transactions,
+    to_json_lines,
+)
 
 from streamlab import Pipeline, TumblingWindow, agg, profile
 from streamlab.clock import ManualClock
 from streamlab.profiling import predict_late_fraction
+from streamlab.sources import ReplaySource
 from streamlab.testing import ListSource
 
 CLICK_SCHEMA = {
@@ -68,6 +75,35 @@ def test_malformed_records_are_counted_with_the_parse_steps_reasons() -> None:
     assert prof.malformed_rate == len(result["parse.dead_letter"]) / len(lines)
     assert prof.malformed_reasons.sum() == len(result["parse.dead_letter"])
     assert "invalid JSON" in prof.malformed_reasons.index
+
+
+def oversized_sample() -> list[bytes]:
+    """Nine good records and one of 1.1 MB, over the parse step's default max_record_bytes."""
+    good = [b'{"id": "%d", "timestamp": "2024-01-01T00:00:%02dZ", "pad": "b"}' % (i, i) for i in range(9)]
+    return [*good, b'{"id": "x", "timestamp": "2024-01-01T00:00:09Z", "pad": "' + b"a" * 1_100_000 + b'"}']
+
+
+def test_an_oversized_record_is_malformed_as_the_suggested_parse_step_dead_letters_it() -> None:
+    """profile parsed with max_record_bytes 1 << 30: it said 0 malformed, the parse step dead-lettered one."""
+    prof = profile(oversized_sample())
+    assert prof.malformed_rate == 0.1 and list(prof.malformed_reasons.index) == ["record is"]
+    dead = prof.pipeline().run(clock=ManualClock(0))["parse.dead_letter"]
+    assert len(dead) == 1 and dead["reason"].str.startswith("record is").all()
+
+
+def test_max_record_bytes_is_the_profiles_and_its_pipelines() -> None:
+    prof = profile(oversized_sample(), max_record_bytes=2_000_000)
+    assert prof.malformed_rate == 0
+    p = prof.pipeline()
+    assert p.steps["parse"].max_record_bytes == 2_000_000
+    assert len(p.run(clock=ManualClock(0))["parse.dead_letter"]) == 0
+
+
+def test_on_app_logs_the_profiles_malformed_count_is_its_pipelines_dead_letters() -> None:
+    """The profile said 573 of 20,000: it left out the 27 records over 1 MB the pipeline dead-letters."""
+    prof = profile(ReplaySource(dataset_path("app_logs"), raw=True, speed=None), n=100_000)
+    dead = prof.pipeline().run(clock=ManualClock(0))["parse.dead_letter"]
+    assert round(prof.malformed_rate * prof.n) == prof.malformed_reasons.sum() == len(dead) == 600
 
 
 def test_epoch_formats_are_recognised() -> None:
