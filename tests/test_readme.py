@@ -18,6 +18,18 @@ def test_readme_has_python_code() -> None:
     assert python_blocks(README.read_text(encoding="utf-8")), "the README's examples are ```python blocks"
 
 
+def test_the_demo_tables_the_readme_names_unkeyed_are_the_demos() -> None:
+    """The README named `dead_letters` and `duplicates`; the demo writes `late_events` and `dead_letters`."""
+    from streamlab import DuckDBSink
+    from streamlab.cli import build_demo_pipeline
+
+    named = re.search(r"DuckDB without a key \(`key=None`, e\.g\.\s+the demo's (.*?)\)", README.read_text())
+    assert named is not None, "the README's sentence on DuckDB without a key"
+    sinks = [getattr(step, "sink", None) for step in build_demo_pipeline(":memory:").steps.values()]
+    unkeyed = {s.table for s in sinks if isinstance(s, DuckDBSink) and s.key is None}
+    assert set(re.findall(r"`(\w+)`", named.group(1))) == unkeyed
+
+
 @pytest.mark.slow
 def test_readme_code_runs_as_written_and_agrees_with_the_demo(tmp_path: Path, monkeypatch) -> None:
     from streamlab import ManualClock
