@@ -532,7 +532,11 @@ class MomentsBank(ModelBank):
       carried mean (or its first value) and summed per key with pandas' compensated (Kahan) cumulative
       sums, restarted from the updated state every 16,384 events of a key. Welford's recurrence is
       sequential, so no vectorized form reproduces its rounding; the moments then agree with river's
-      to a few units in the last place of the data's spread (see the tolerance below).
+      to a few units in the last place of the data's spread (see the tolerance below). A key whose
+      shifted sum of squares reaches ``1e300`` (or is not finite: an infinite or NaN value, or
+      deviations near ``1.3e154`` whose squares overflow) is replayed instead, so that overflow
+      happens where river's recurrence has it (its ``S`` becomes ``inf`` and the scores 0), not as
+      ``inf - inf = nan`` in the closed form.
 
     The score then takes the square root with ``numpy.sqrt`` (correctly rounded; Python's ``x ** 0.5``
     in river is off by one unit in the last place for about one value in a thousand) and, for the
@@ -566,6 +570,10 @@ class MomentsBank(ModelBank):
 
     #: events of a key summed from one shift before the state is updated and the sums restart
     chunk = 16384
+    #: a key's shifted sum of squares from which its events are replayed rather than summed: below
+    #: it no term of river's recurrence (each at most 4 times the largest squared shifted value)
+    #: can overflow, so the closed form and river agree; at or above it river may overflow
+    overflow_guard = 1e300
 
     def __init__(self, kind: str, grace_period: int, column: int) -> None:
         super().__init__()
@@ -618,8 +626,10 @@ class MomentsBank(ModelBank):
             c, mo, q = cnt[:k], mean[:k], m2[:k]
             n_b[at], mean_b[at], m2_b[at] = c, mo, q
             c = c + 1.0
-            mn = mo + (1.0 / c) * (x - mo)
-            q = q + (x - mo) * (x - mn)
+            # Python floats overflow to inf silently in river's recurrence: so here
+            with np.errstate(invalid="ignore", over="ignore"):
+                mn = mo + (1.0 / c) * (x - mo)
+                q = q + (x - mo) * (x - mn)
             cnt[:k], mean[:k], m2[:k] = c, mn, q
         state[keys[by_size]] = np.column_stack([cnt, mean, m2])
 
@@ -648,6 +658,16 @@ class MomentsBank(ModelBank):
                 np.maximum(m2, 0.0, out=m2)
                 total = n0 + len(x)
                 last = (total, c + inc1[-1] / total, max(s0 + inc2[-1] - inc1[-1] ** 2 / total, 0.0))
+            if not inc2[-1] < self.overflow_guard:  # also NaN: see the class docstring
+                rows = slice(a, a + len(x))
+                self._replay(
+                    x,
+                    np.full(len(x), slot),
+                    np.zeros(1, dtype=np.int64),
+                    np.array([len(x)]),
+                    (n_b[rows], mean_b[rows], m2_b[rows]),
+                )
+                continue
             if n0 == 0:
                 mean[0], m2[0] = m0, s0
             n_b[a : a + len(x)], mean_b[a : a + len(x)], m2_b[a : a + len(x)] = cnt, mean, m2
@@ -683,13 +703,21 @@ class MomentsBank(ModelBank):
                 m2_b[at] = np.where(cnt > 0, np.maximum(s0 + e2 - e1 * e1 / safe, 0.0), s0)
                 last = np.r_[s[1:] != s[:-1], True]
                 total = cnt[last] + 1.0
-                state[s[last]] = np.column_stack(
+                # pandas' cumsum skips NaN, so a NaN term is looked for row by row
+                bad_row = ~(inc2 < self.overflow_guard) | np.isnan(d)
+                group = np.cumsum(first) - 1
+                bad = np.bincount(group, weights=bad_row, minlength=int(first.sum())) > 0
+                good = ~bad
+                state[s[last][good]] = np.column_stack(
                     [
-                        total,
-                        c[last] + inc1[last] / total,
-                        np.maximum(s0[last] + inc2[last] - inc1[last] ** 2 / total, 0.0),
+                        total[good],
+                        (c[last] + inc1[last] / total)[good],
+                        np.maximum(s0[last] + inc2[last] - inc1[last] ** 2 / total, 0.0)[good],
                     ]
                 )
+                if bad.any():  # replayed from the state before this part, which is still in place
+                    starts = at[first][bad]
+                    self._replay(v, ss, starts, (local[last] + 1)[bad].astype(np.int64), out)
 
     def score_judge_learn(
         self, rows: np.ndarray, slots: np.ndarray, p2: np.ndarray | None, warmup: int, seen: np.ndarray

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from river import anomaly, datasets, metrics, preprocessing
 
 from streamlab.detectors import (
+    AdaptiveThresholdFilter,
     Detect,
     FixedThresholdFilter,
     GaussianScorerDetector,
@@ -369,3 +370,85 @@ def test_the_gaussian_z_is_the_installed_rivers(monkeypatch: pytest.MonkeyPatch)
     assert _common._gaussian_z_scales() == (sqrt2, 1.0)
     monkeypatch.setattr(proba.Gaussian, "cdf", in_turn)
     assert _common._gaussian_z_scales() == (1.0, sqrt2)
+
+
+def _assert_scores_match(fast: pd.Series, ref: pd.Series) -> None:
+    """:func:`assert_moments_close`, with NaN equal to NaN and infinities equal to themselves."""
+    a, b = fast.to_numpy(dtype=float), ref.to_numpy(dtype=float)
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    with np.errstate(invalid="ignore"):
+        close = np.abs(a - b) <= 1e-9 * (1 + np.abs(b))
+    assert np.all(same | close), list(zip(a[~(same | close)].tolist(), b[~(same | close)].tolist()))
+
+
+_huge = st.sampled_from([1e308, -1e308, 1e200, -1e200, 1e160, -2e154, 1.4e154, 0.0])
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@settings(max_examples=30)
+@given(
+    values=st.lists(st.one_of(_huge, st.floats(-10.0, 10.0)), min_size=1, max_size=60),
+    n_keys=st.integers(1, 3),
+    kind=moment_detectors,
+    threshold=st.sampled_from(["none", "fixed", "quantile", "adaptive"]),
+    seed=st.integers(0, 2**16),
+)
+def test_running_moments_with_overflowing_values_equal_river(
+    compiled: bool, values: list[float], n_keys: int, kind: str, threshold: str, seed: int
+) -> None:
+    """Squared deviations past float's range: river's S turns inf and its scores 0, on both paths.
+
+    Without numba the closed form computed ``S + sum(d**2) - sum(d)**2 / n`` as ``inf - inf`` and every
+    later score of the model was NaN (and the threshold learned from them).
+    """
+    from streamlab.detectors import _common
+
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"f0": values, "user_id": rng.integers(0, n_keys, len(values)).astype(str)})
+    kw: dict[str, Any] = {"features": ["f0"], "key": "user_id", "key_ttl": None}
+    if threshold != "none":
+        kw |= {
+            "learn": "unflagged",
+            "threshold": {
+                "fixed": FixedThresholdFilter(0.95 if kind == "gaussian" else 2.5),
+                "quantile": QuantileThresholdFilter(q=0.8, warmup=5),
+                "adaptive": AdaptiveThresholdFilter(k=2.0, warmup=3),
+            }[threshold],
+        }
+    ref = Detect(_moments(kind, 2, True), **kw).build().process(frame)["out"]
+    _common.use_kernels = compiled
+    try:
+        for batch in (1, 3, len(values)):
+            fast = run_detect(Detect(_moments(kind, 2, False), **kw), frame, batch)
+            _assert_scores_match(fast["score"], ref["score"])
+            if threshold != "none":
+                assert fast["is_anomaly"].tolist() == ref["is_anomaly"].tolist()
+    finally:
+        _common.use_kernels = True
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("kind", ["gaussian", "sad"])
+def test_one_model_after_an_overflowing_deviation_scores_as_a_bare_river_loop(
+    compiled: bool, kind: str
+) -> None:
+    from streamlab.detectors import _common
+
+    values = [-1e200, 1.5, 1.0, -0.9, 2.0]
+    model = (
+        anomaly.GaussianScorer(grace_period=2) if kind == "gaussian" else anomaly.StandardAbsoluteDeviation()
+    )
+    expected = []
+    for i, v in enumerate(values):
+        expected.append(0.0 if i < 2 else float(model.score_one(None, v)))  # streamlab's grace period
+        model.learn_one(None, v)
+    assert expected == [0.0] * 5
+    _common.use_kernels = compiled
+    try:
+        for batch in (1, 3, 5):
+            out = run_detect(
+                Detect(_moments(kind, 2, False), features=["f0"]), pd.DataFrame({"f0": values}), batch
+            )
+            assert out["score"].tolist() == expected
+    finally:
+        _common.use_kernels = True
