@@ -5,7 +5,7 @@ An Event Hubs namespace speaks the Kafka protocol on ``<namespace>.servicebus.wi
 event hub is a Kafka topic and an Event Hubs consumer group is a Kafka group id. ``EventHubSource``
 and ``EventHubSink`` are therefore :class:`~streamlab.connectors.kafka.KafkaSource` and
 :class:`~streamlab.connectors.kafka.KafkaSink` with that configuration filled in from the connection
-string, and they need only ``pip install 'streamlab[kafka]'``.
+string, and they need only ``pip install 'streamlab[eventhub]'`` (confluent-kafka).
 
 What is verified locally: the Kafka path, against the tansu broker with a PLAINTEXT override
 (``bootstrap_servers=..., security_protocol="PLAINTEXT"``), plus the connection-string parsing and the

@@ -8,6 +8,7 @@ from typing import Any
 
 from streamlab.errors import ParameterError
 
+from ..kafka._client import import_confluent
 from ..kafka._config import check_config, config_references
 from .connection import EventHubConnection, eventhub_kafka_config, parse_eventhub_connection_string
 
@@ -113,6 +114,14 @@ def prepare(
     tuned = service_defaults if bootstrap_servers is None else {}
     merged = {**tuned, **split_kafka(owner, kafka, config), **(config or {})}
     return conn, hub, kafka["bootstrap.servers"], merged
+
+
+def require_client(owner: str) -> None:
+    """Raise the ImportError naming Event Hubs' own extra (not Kafka's) when confluent-kafka is missing."""
+    try:
+        import_confluent()
+    except ImportError as exc:
+        raise ImportError(f"{owner} needs confluent-kafka: pip install 'streamlab[eventhub]'") from exc
 
 
 class EventHubClient:

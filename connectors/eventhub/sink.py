@@ -6,8 +6,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..kafka import KafkaSink
-from ._settings import EventHubClient, prepare
+from streamlab.clock import Clock
+
+from ..kafka import KafkaSink, KafkaSinkWriter
+from ._settings import EventHubClient, prepare, require_client
 
 # Client settings Microsoft recommends for the Kafka endpoint (idle connections are closed after
 # 240 s by the service's load balancer, so keep-alive and shorter idle/metadata timeouts matter).
@@ -116,6 +118,11 @@ class EventHubSink(EventHubClient, KafkaSink):
             idempotence=idempotence,
             flush_timeout=float(flush_timeout),
         )
+
+    def open(self, clock: Clock | None = None) -> KafkaSinkWriter:
+        """Connect the producer (confluent-kafka: ``pip install 'streamlab[eventhub]'``)."""
+        require_client("EventHubSink")
+        return super().open(clock)
 
     @property
     def eventhub(self) -> str:

