@@ -46,14 +46,17 @@ def dead_letter_row(reason: str, step_id: str, row: dict[str, Any]) -> dict[str,
 
 def raw_dead_letter_row(raw: Any, reason: str, step_id: str) -> dict[str, Any]:
     """A parse step's dead letter as a dict, the raw record as text (invalid UTF-8 replaced), as JSON
-    outputs of generated code carry it.
+    outputs of generated code carry it; a record that arrived without a value (a tombstone) keeps None,
+    as streamlab's dead letter does.
 
     Examples
     --------
     >>> raw_dead_letter_row(b"\\xff{", "invalid UTF-8", "parse")
     {'raw': '\\ufffd{', 'reason': 'invalid UTF-8', 'step_id': 'parse'}
+    >>> raw_dead_letter_row(None, "null value (tombstone)", "parse")["raw"] is None
+    True
     """
-    text = raw.decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray)) else raw
+    text = bytes(raw).decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray, memoryview)) else raw
     return {RAW: text, REASON: reason, STEP_ID: step_id}
 
 

@@ -34,6 +34,7 @@ from streamlab._record import (
     check_value,
     field_value,
     read_record,
+    record_bytes,
 )
 from streamlab._time import epoch_floats_to_ns
 from streamlab.operators import Operator, Outputs
@@ -51,9 +52,6 @@ _DICT = pa.dictionary(pa.int32(), pa.string())
 _NEWLINE = pa.scalar(b"\n", pa.binary())
 _NOTHING = pa.scalar(b"", pa.binary())
 _SMALL_CHUNK = 48
-NULL_VALUE_REASON = "null value (tombstone)"
-"""The dead-letter reason of a record that arrived without a value (None: a Kafka tombstone), apart from
-an empty one's (``b""``: ``empty record``)."""
 _SPLIT = 8
 
 
@@ -873,14 +871,12 @@ class ParseOperator(Operator):
         for i, r in enumerate(raw):
             if isinstance(r, str):
                 r = r.encode("utf-8", "surrogatepass")
-            elif isinstance(r, (bytearray, memoryview)):
-                r = bytes(r)
             elif not isinstance(r, bytes):
-                missing = r is None or r is pd.NA or (isinstance(r, float) and r != r)  # NaN: pandas' missing
-                bad.append(
-                    (i, NULL_VALUE_REASON if missing else f"expected bytes or str, got {type(r).__name__}")
-                )
-                continue
+                try:  # the exported parsers' rule: a missing value is a tombstone, bytearray is bytes
+                    r = record_bytes(r)
+                except BadRecordError as e:
+                    bad.append((i, str(e)))
+                    continue
             if (
                 not self.arrow_fields
                 or len(r) > self.max_record_bytes

@@ -36,8 +36,53 @@ _BRACKETS = bytes(range(256)).translate(None, b"[]{}")  # every byte but bracket
 _DEPTH_STEP = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
 
 
+NULL_VALUE_REASON = "null value (tombstone)"
+"""The dead-letter reason of a record that arrived without a value (None, NaN, pandas' NA: a Kafka
+tombstone, a message without data), apart from an empty one's (``b""``: ``empty record``)."""
+
+
 class BadRecordError(ValueError):
     """A record that cannot be used; the message is the dead-letter reason."""
+
+
+def record_bytes(raw: object) -> bytes:
+    """A raw record's bytes: text as UTF-8, bytes-like values as bytes. BadRecordError for a record that
+    arrived without a value (``NULL_VALUE_REASON``) or one of another type.
+
+    streamlab's parse step and every exported parser judge a raw value by this one rule, so a Kafka
+    tombstone is a dead letter with the same reason everywhere (it was a TypeError that failed an
+    exported job's bundle, batch or query on every retry).
+
+    Examples
+    --------
+    >>> record_bytes("{}"), record_bytes(bytearray(b"{}")), record_bytes(memoryview(b"{}"))
+    (b'{}', b'{}', b'{}')
+    >>> record_bytes(None)
+    Traceback (most recent call last):
+    ...
+    streamlab._record.BadRecordError: null value (tombstone)
+    """
+    if isinstance(raw, bytes):
+        return raw
+    if isinstance(raw, str):
+        return raw.encode("utf-8", "surrogatepass")
+    if isinstance(raw, (bytearray, memoryview)):
+        return bytes(raw)
+    if is_null_value(raw):
+        raise BadRecordError(NULL_VALUE_REASON)
+    raise BadRecordError(f"expected bytes or str, got {type(raw).__name__}")
+
+
+def is_null_value(raw: object) -> bool:
+    """Whether a raw record arrived without a value: None, or NaN and pandas' NA (a pandas column's
+    missing value; NA told by its type's name, as this module imports no pandas).
+
+    Examples
+    --------
+    >>> [is_null_value(v) for v in (None, float("nan"), b"", "")]
+    [True, True, False, False]
+    """
+    return raw is None or (isinstance(raw, float) and raw != raw) or type(raw).__name__ == "NAType"
 
 
 def _reject_constant(name: str) -> float:
@@ -253,14 +298,15 @@ def _time_hint(value: Any) -> str:
 
 
 def read_record(
-    raw: bytes | str,
+    raw: object,
     fields: tuple[tuple[str, str, tuple[str, ...]], ...],
     required: tuple[str, ...],
     max_record_bytes: int,
 ) -> dict[str, Any]:
     """One raw JSON record as a row of typed values (timestamps as epoch nanoseconds).
 
-    ``fields`` holds (name, type, path) per output column; raises BadRecordError with the reason.
+    ``fields`` holds (name, type, path) per output column; raises BadRecordError with the reason (for a
+    raw value that is no text or bytes, ``record_bytes``'s).
 
     Examples
     --------
@@ -272,8 +318,7 @@ def read_record(
     ...
     streamlab._record.BadRecordError: field 't': expected an ISO-8601 timestamp such as '2024-01-01T00:00:00Z', got str 'now' (a relative time is not an event time)
     """
-    if isinstance(raw, str):
-        raw = raw.encode("utf-8", "surrogatepass")
+    raw = record_bytes(raw)
     if len(raw) > max_record_bytes:
         raise BadRecordError(f"record is {len(raw):,} bytes; max_record_bytes is {max_record_bytes:,}")
     if not raw.strip():
@@ -320,7 +365,7 @@ def field_value(obj: dict[str, Any], name: str, kind: str, path: tuple[str, ...]
 
 
 def parse_record(
-    raw: bytes | str,
+    raw: object,
     fields: tuple[tuple[str, str, tuple[str, ...]], ...],
     required: tuple[str, ...],
     max_record_bytes: int,

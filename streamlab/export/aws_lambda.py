@@ -274,7 +274,11 @@ def handle_record(record, state, side, index):
     and its place in the record (``subSequenceNumber``), as the KCL and streamlab's KinesisSource deliver
     them: the Lambda event source hands the aggregated record over as it is."""
     kinesis = record["kinesis"]
-    inside, aggregated = user_records(base64.b64decode(kinesis["data"]), kinesis.get("partitionKey"))
+    data = kinesis.get("data")
+    if data is None:  # a record without data: the parse step's dead letter (a tombstone), not a failed batch
+        inside, aggregated = [(kinesis.get("partitionKey"), None)], False
+    else:
+        inside, aggregated = user_records(base64.b64decode(data), kinesis.get("partitionKey"))
     state["keyed"].seq = kinesis["sequenceNumber"]
     for sub, (key, raw) in enumerate(inside):
         meta = {{

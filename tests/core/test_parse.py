@@ -142,6 +142,25 @@ def test_a_missing_value_and_an_empty_record_have_their_own_reasons():
     ]
 
 
+def test_the_exported_parser_reads_every_raw_value_as_the_runtime_does():
+    # exported jobs call streamlab._record.parse_record, which took len(None): a tombstone was a TypeError
+    # that failed the Beam bundle, the Lambda batch or the Spark query on every retry
+    from streamlab._record import BadRecordError, parse_record
+
+    fields = (("event_id", "string", ("event_id",)), ("timestamp", "timestamp", ("timestamp",)))
+    raws = [None, float("nan"), pd.NA, b"", 5, bytearray(good(1)), memoryview(good(2))]
+    exported = []
+    for raw in raws:
+        try:
+            exported.append(parse_record(raw, fields, ("timestamp",), 2000)["event_id"])
+        except BadRecordError as e:
+            exported.append(str(e))
+    ok, dead = run_parse(pd.DataFrame({"value": pd.Series(raws, dtype=object)}))
+    assert exported == [*dead["reason"].tolist(), *ok["event_id"].tolist()]
+    assert exported[:5] == ["null value (tombstone)"] * 3 + ["empty record", "expected bytes or str, got int"]
+    assert dead["raw"].tolist()[:1] == [None]  # what arrived: no value (the exported dead letters' raw too)
+
+
 @pytest.mark.parametrize("batch_size", [None, 1, 3])
 def test_raw_records_with_none_and_other_values_among_them_reach_ok_or_dead_letter(batch_size):
     # a list of raw records with a None (a Kafka tombstone) or an int among them made ListSource raise

@@ -60,6 +60,30 @@ def test_a_difference_is_reported_not_hidden(tmp_path: Path) -> None:
     assert set(diff["side"]) == {"streamlab", "beam"} and set(diff["output"]) == {"window"}
 
 
+def test_a_record_without_a_value_is_a_dead_letter_not_a_failed_bundle(tmp_path: Path) -> None:
+    """A record without a value (a Kafka tombstone as ``ReadFromKafka`` hands it to ``build``), an empty one
+    and a bytearray through the module's DoFns on the DirectRunner: the ParseRecords DoFn raised TypeError
+    on None, which fails its bundle on every retry; now it is streamlab's dead letter, and the other
+    records are counted."""
+    from streamlab.export.verify import compare, run_beam
+
+    p = counts_pipeline()
+    lines = [
+        record(1, BASE_MS + 1_000, "click", "u1", 1.0),
+        None,
+        b"",
+        bytearray(record(2, BASE_MS + 2_000, "view", "u2", 2.0)),
+        record(3, BASE_MS + 3_000, "click", "u1", 1.0),
+    ]
+    exported = run_beam(load_module(to_beam(p, tmp_path).module), lines)  # type: ignore[arg-type]
+    dead = exported["parse.dead_letter"].sort_values("reason")
+    assert dead["reason"].tolist() == ["empty record", "null value (tombstone)"]
+    assert dead["raw"].tolist()[0] == "" and dead["raw"].isna().tolist() == [False, True]  # no value: null
+    assert sorted(exported["window"]["count"].tolist()) == [1, 2]
+    equal, diff, _ = compare(p, run_local(p, lines), exported, "beam")  # type: ignore[arg-type]
+    assert equal, diff
+
+
 def _seed_counts(path: Path) -> dict[tuple[str, int], int]:
     """The hand-written reference: ReadFromText -> ParseWithDeadLetter -> FixedWindows(60) -> sum of 1s."""
     import apache_beam as beam

@@ -86,6 +86,22 @@ def test_generated_rules_report_the_fixed_samples_late_rows(tmp_path: Path) -> N
     assert counts["dedup.duplicates"] == {"streamlab": 1, "flink": 1}
 
 
+def test_generated_rules_dead_letter_a_record_without_a_value(tmp_path: Path) -> None:
+    """datastream.py's parse on a record without a value (a tombstone) raised TypeError (``parse_record``'s
+    len(None)), failing the job on every restart; now it is streamlab's dead letter, and the rest is
+    streamlab's results."""
+    p = late_pipeline()
+    files = to_flink(p, tmp_path, source="files")
+    lines = [*FIXED_SAMPLE[:3], None, b"", *FIXED_SAMPLE[3:]]
+    local = run_local(p, lines, batch_size=1)  # type: ignore[arg-type]
+    exported = run_rules(files.directory / "datastream.py", lines)  # type: ignore[arg-type]
+    equal, diff, _ = compare(p, local, exported, "flink", outputs=datastream_compared(p))
+    assert equal, diff
+    dead = exported["parse.dead_letter"]
+    tombstone = dead[dead["reason"] == "null value (tombstone)"]
+    assert len(tombstone) == 1 and tombstone["raw"].isna().all() and len(exported["tumbling"])
+
+
 @settings(max_examples=25, deadline=None)
 @given(samples())
 def test_generated_rules_equal_streamlab(

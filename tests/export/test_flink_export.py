@@ -397,6 +397,21 @@ def test_terraform_is_valid_hcl_for_managed_flink(tmp_path: Path) -> None:
     assert 'os.environ["EVENTHUBS_CONNECTION_STRING"]' in out.read("main.py")
 
 
+def test_main_dead_letters_a_record_without_a_value(tmp_path: Path) -> None:
+    """A record without a value (a tombstone) reaching main.py's Parse: ``parse_line`` raised TypeError
+    (``read_record``'s len(None)), failing the job on every restart from its checkpoint. (The job's
+    connectors cannot be downloaded here: the parse function is run as the job's Parse runs it.)"""
+    from streamlab.export.verify import load_module
+
+    to_flink(every_case(), tmp_path, source="kafka", sink="kafka")
+    main = load_module(tmp_path / "main.py")
+    for limit in (None, main.KAFKA_MESSAGE_LIMIT):
+        assert main.parse_line(None, limit) == (None, (None, "null value (tombstone)", main.PARSE_STEP))
+        assert main.parse_line(b"", limit) == (None, ("", "empty record", main.PARSE_STEP))
+    good = record(1, BASE_MS, "click", "u1", 1.0)
+    assert main.parse_line(bytearray(good))[1] is None and main.parse_line(memoryview(good))[1] is None
+
+
 def test_main_parses_records_as_bytes_so_invalid_utf8_is_a_dead_letter(tmp_path: Path) -> None:
     """``raw_stream`` reads bytes (files cut by ``read_split``, Kafka with ``ByteArraySchema``,
     Kinesis on Flink 2 as the raw format's BYTES): a text reader replaced invalid UTF-8 with U+FFFD, and the record was counted."""

@@ -80,6 +80,47 @@ def test_poison_record_without_a_queue_is_reported_not_acknowledged(tmp_path: Pa
     json.dumps(response)  # Lambda needs a JSON response
 
 
+@pytest.mark.services
+def test_a_record_without_data_is_a_dead_letter_not_a_failed_batch(tmp_path: Path, monkeypatch) -> None:
+    """A Kinesis record whose data is null or absent (an event of a record without a value) and an empty
+    one, in a batch with good records: the handler raised TypeError (base64 of None, then parse_record's
+    len(None)), failing the whole batch, which Lambda redelivers forever. Now it is the parse step's dead
+    letter with streamlab's reason and no raw value, and the other records are processed."""
+    import uuid
+
+    from streamlab.local import LocalAWS
+
+    from ._lambda_env import handler_env
+
+    module = load_module(to_lambda(dedup_counts(), tmp_path).module)
+    batch = [
+        ("001", record(1, BASE_MS + 1_000, "click", "u1", 1.0)),
+        ("002", b""),
+        ("003", b""),
+        ("004", b""),
+        ("005", record(2, BASE_MS + 2_000, "click", "u2", 2.0)),
+    ]
+    event = kinesis_event(batch, None, False)
+    event["Records"][1]["kinesis"]["data"] = None
+    del event["Records"][2]["kinesis"]["data"]
+    with LocalAWS() as aws:
+        handler_env(aws, monkeypatch)
+        sqs = aws.client("sqs")
+        queue = sqs.create_queue(QueueName=f"dead-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+        monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", queue)
+        response = module.handler(event)
+        got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    assert response["batchItemFailures"] == []
+    windows = response["state"]["windows"]
+    assert len(windows) == 1 and next(iter(windows.values()))[0] == 2  # records 001 and 005
+    dead = sorted((json.loads(m["Body"]) for m in got), key=lambda d: d["sequenceNumber"])
+    assert [(d["sequenceNumber"], d["raw"], d["reason"], d["step_id"]) for d in dead] == [
+        ("002", None, "null value (tombstone)", "parse"),
+        ("003", None, "null value (tombstone)", "parse"),
+        ("004", "", "empty record", "parse"),
+    ]
+
+
 def test_handler_decodes_base64_and_keeps_state_across_invocations(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", "unused")
     module = load_module(to_lambda(dedup_counts(), tmp_path).module)

@@ -193,6 +193,35 @@ def test_the_jobs_command_line_writes_every_output(spark: Any, tmp_path: Path) -
     )
 
 
+def test_a_kafka_tombstone_is_a_dead_letter_not_a_failed_query(spark: Any, tmp_path: Path) -> None:
+    """Spark's Kafka source gives a record without a value (a tombstone) a null ``value``: the parse's
+    ``mapInArrow`` raised TypeError on it (``parse_record``'s len(None)), which ends the streaming query.
+    The module's ``build`` on such a value column: streamlab's dead letters, the other records counted."""
+    from pyspark import cloudpickle
+
+    from streamlab.export.verify import load_module, run_local
+
+    p, events = base("tombstone")
+    events.window(TumblingWindow("1m"), key="event_type").agg(agg.count())
+    module = load_module(to_spark(p, tmp_path / "export").module)
+    values = [IN_ORDER[0], None, b"", IN_ORDER[2]]
+    frame = spark.createDataFrame([(v,) for v in values], "value binary")
+    cloudpickle.register_pickle_by_value(module)  # spark-submit ships the file; here it is pickled
+    try:
+        streams = module.build(frame, "value", False)
+        dead = [r.asDict() for r in streams["parse.dead_letter"].collect()]
+        windows = [r.asDict() for r in streams["window"].collect()]
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+    assert sorted(dead, key=lambda d: d["reason"]) == [
+        {"raw": "", "reason": "empty record", "step_id": "parse"},
+        {"raw": None, "reason": "null value (tombstone)", "step_id": "parse"},
+    ]
+    local = run_local(p, values)  # type: ignore[arg-type]
+    assert sorted(local["parse.dead_letter"]["reason"]) == sorted(d["reason"] for d in dead)
+    assert sum(w["count"] for w in windows) == int(local["window"]["count"].sum()) == 2
+
+
 # -- generation, refusals and the command line (no Spark needed) -----------------------------------
 def test_kafka_side_outputs_over_the_record_limit_are_cut_to_fit(spark: Any, tmp_path: Path) -> None:
     """``--sink kafka``: a dead letter over Kafka's 1 MB record (refused on every retry of its micro-batch) is
