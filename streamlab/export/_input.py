@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from streamlab._record import is_null_value
 from streamlab.errors import PipelineConfigError
 from streamlab.pipeline import Pipeline
 from streamlab.steps import ParseStep, SourceStep
@@ -179,7 +179,9 @@ def write_job_input(pipeline: Pipeline, path: str | os.PathLike[str], *, input_f
         ``"lines"`` (one record a line), or ``"base64"`` (one record's bytes in base64 a line, for records
         holding line breaks: the Beam and Flink jobs read it with ``--input_format base64``). A missing
         value is written as an empty line (a record without bytes, as lines hold no null), which the job
-        sends to dead letter as ``empty record`` (streamlab's reason for it is ``null value (tombstone)``).
+        sends to dead letter as ``empty record``; streamlab's reason for the missing value is ``null value
+        (tombstone)``, as every job's is for a record that arrives without a value from Kafka, Kinesis or
+        Pub/Sub (``verify`` gives both an empty record and says so).
 
     Returns
     -------
@@ -313,7 +315,7 @@ def _record_bytes(value: Any, row: int, column: str) -> bytes:
         return value.encode("utf-8", "surrogatepass")
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+    if is_null_value(value):
         return b""
     raise ValueError(
         f"write_job_input: row {row} of column {column!r} holds {type(value).__name__} {value!r:.80}, not "

@@ -36,6 +36,7 @@ import pandas as pd
 
 from streamlab._dead_letter import PARSE_DEAD_LETTER_COLUMNS
 from streamlab._intcols import frame_of_rows
+from streamlab._record import NULL_VALUE_REASON, is_null_value
 from streamlab._serde_values import _plain
 from streamlab._time import to_utc_ns
 from streamlab.clock import ManualClock
@@ -160,27 +161,60 @@ def parse_columns(pipeline: Pipeline) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found)) or ("value",)
 
 
-def sample_lines(sample: pd.DataFrame | Sequence[bytes | str], column: str = "value") -> list[bytes]:
+def sample_lines(sample: pd.DataFrame | Sequence[bytes | str | None], column: str = "value") -> list[bytes]:
     """Raw records of a sample: a list of bytes/str, a frame with the parsed column (``column``, the
     parse's ``value_column``: a replayed frame's rows give its texts) or a ``value`` column, or event rows.
+
+    A missing value (None, NaN: a record that arrived without one, a Kafka tombstone) is an empty record,
+    as ``write_job_input`` writes it: an exported job's input file holds no null (:func:`null_value_note`).
 
     Examples
     --------
     >>> sample_lines(pd.DataFrame({"event_type": ["a"], "n": [1]}))
     [b'{"event_type": "a", "n": 1}']
-    >>> sample_lines(pd.DataFrame({"ts": [1], "payload": ['{"n": 1}']}), "payload")
-    [b'{"n": 1}']
+    >>> sample_lines(pd.DataFrame({"ts": [1, 2], "payload": ['{"n": 1}', None]}), "payload")
+    [b'{"n": 1}', b'']
     """
+    return [_sample_line(v) for v in _sample_values(sample, column)]
+
+
+def _sample_values(sample: pd.DataFrame | Sequence[bytes | str | None], column: str) -> list[Any]:
     if isinstance(sample, pd.DataFrame):
         if column in sample.columns:
-            values = sample[column].tolist()
-        elif "value" in sample.columns:
-            values = sample["value"].tolist()
-        else:
-            values = rows_to_json(sample, compact=False)
-    else:
-        values = list(sample)
-    return [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in values]
+            return list(sample[column].tolist())
+        if "value" in sample.columns:
+            return list(sample["value"].tolist())
+        return list(rows_to_json(sample, compact=False))
+    return list(sample)
+
+
+def _sample_line(value: Any) -> bytes:
+    if is_null_value(value):
+        return b""
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
+def null_value_note(sample: pd.DataFrame | Sequence[bytes | str | None], column: str = "value") -> str | None:
+    """What ``verify`` says of the sample's records without a value (:func:`sample_lines`), or None.
+
+    Examples
+    --------
+    >>> print(null_value_note([b"{}", None]))  # doctest: +NORMALIZE_WHITESPACE
+    1 record of the sample has no value (None or NaN: a tombstone): an exported job's input file holds no
+    null, so streamlab and the export were both given an empty record for it, which both dead-letter as
+    'empty record' (a record that arrives without a value, from Kafka, Kinesis or Pub/Sub, is dead-lettered
+    as 'null value (tombstone)' by streamlab and by every export alike)
+    """
+    n = sum(map(is_null_value, _sample_values(sample, column)))
+    if not n:
+        return None
+    what = "1 record of the sample has" if n == 1 else f"{n} records of the sample have"
+    return (
+        f"{what} no value (None or NaN: a tombstone): an exported job's input file holds no null, so "
+        f"streamlab and the export were both given an empty record for {'it' if n == 1 else 'each'}, which "
+        f"both dead-letter as 'empty record' (a record that arrives without a value, from Kafka, Kinesis or "
+        f"Pub/Sub, is dead-lettered as {NULL_VALUE_REASON!r} by streamlab and by every export alike)"
+    )
 
 
 def local_pipeline(pipeline: Pipeline, lines: list[bytes]) -> Pipeline:
@@ -297,15 +331,23 @@ def load_module(path: str | Path) -> Any:
     return module
 
 
+_BEAM_MISSING = "verifying a Beam export needs apache-beam: pip install 'streamlab[beam]'"
+
+
+def _require_beam() -> None:
+    """Raise the ImportError naming the ``beam`` extra if apache-beam is not installed: checked before any
+    work, as the exported program, run in a child process, would only fail there."""
+    if importlib.util.find_spec("apache_beam") is None:
+        raise ImportError(f"{_BEAM_MISSING} (No module named 'apache_beam')")
+
+
 def run_beam(module: Any, lines: list[bytes]) -> dict[str, pd.DataFrame]:
     """Run a generated Beam module on ``lines`` with the streaming DirectRunner; outputs by reference."""
     try:
         import apache_beam as beam
         from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
     except ImportError as e:
-        raise ImportError(
-            f"verifying a Beam export needs apache-beam: pip install 'streamlab[beam]' ({e})"
-        ) from e
+        raise ImportError(f"{_BEAM_MISSING} ({e})") from e
     with tempfile.TemporaryDirectory(prefix="streamlab-beam-") as tmp:
         # the Python DirectRunner, explicitly: Beam's default (Prism) downloads a binary at run time
         options = PipelineOptions(["--runner=DirectRunner", "--direct_num_workers=1"])
@@ -830,7 +872,11 @@ def verify(
             f"unknown target {target!r}",
             "use target='beam', 'lambda', 'flink' or 'spark'",
         )
-    lines = sample_lines(sample, parse_columns(pipeline)[0])
+    if target == "beam":
+        _require_beam()
+    column = parse_columns(pipeline)[0]
+    lines = sample_lines(sample, column)
+    null_note = null_value_note(sample, column)
     local = ran = run_local(pipeline, lines)  # ran: what streamlab produced, before any leave-out
     tmp = None
     if workdir is None:
@@ -890,9 +936,11 @@ def verify(
                 pipeline, lines, local, workdir, timeout_s=timeout_s, **options
             )
             skipped = not_compared(notes, ran, exported, counts, target)
+            notes = [*notes, null_note] if null_note else notes
             return VerificationReport(target, equal, diff, counts, notes, files, local, exported, skipped)
         equal, diff, counts = compare(pipeline, local, exported, target, outputs=outputs, time_unit_ns=unit)
         skipped = not_compared(notes, ran, exported, counts, target)
+        notes = [*notes, null_note] if null_note else notes
         return VerificationReport(target, equal, diff, counts, notes, files, local, exported, skipped)
     finally:
         if tmp is not None:
