@@ -394,6 +394,13 @@ def _unreadable(path: Path, where: str | None, error: Exception) -> ValueError:
     )
 
 
+def _unreadable_line(path: Path, error: Exception) -> ValueError:
+    """:func:`_unreadable` for a JSON-lines file: its first bad line with that line's own problem
+    (:func:`_bad_json_line`), else the whole file with ``error``."""
+    bad = _bad_json_line(path)
+    return _unreadable(path, None, error) if bad is None else _unreadable(path, f"line {bad[0]}", bad[1])
+
+
 _SEPARATORS = (";", "\t", "|")  # what a table file may use instead of commas
 _CSV = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".tab")  # read as CSV (a .tsv or .tab file with sep='\t')
 _TABBED = (".tsv", ".tsv.gz", ".tab")
@@ -479,8 +486,22 @@ def _other_separator(data: bytes) -> str | None:
     return best if counts[best] else None
 
 
-def _bad_json_line(path: Path) -> int | None:
-    """The number (from 1) of the first line of ``path`` that is not one JSON object, if any."""
+def _bad_json_line(path: Path) -> tuple[int, Exception] | None:
+    """The number (from 1) of the first line of ``path`` that is not one JSON object, if any, and what is
+    wrong with that line: an error that names it gives its own reason, not that of a reader (pandas')
+    which stopped elsewhere, at a byte position of the whole file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "e.jsonl"
+    >>> _ = f.write_bytes(b'{"a": 1}\\n\\n{"a": \\n{"a": "\\xe9"}\\n')
+    >>> _bad_json_line(f)
+    (3, ValueError('invalid JSON: Expecting value at column 6'))
+    >>> _ = f.write_bytes(b'{"a": "\\xe9"}\\n')
+    >>> _bad_json_line(f)
+    (1, ValueError('invalid UTF-8: byte 0xe9 at byte 8 of the line'))
+    """
     import gzip
     import json
 
@@ -492,19 +513,25 @@ def _bad_json_line(path: Path) -> int | None:
                 line = next(lines)
             except StopIteration:
                 break
-            except (EOFError, OSError):  # a truncated or corrupt compressed file: where it stops
-                return n + 1
+            except (EOFError, OSError) as e:  # a truncated or corrupt compressed file: where it stops
+                return n + 1, e
             n += 1
-            text = line.strip()
-            if n == 1 and text.startswith(b"\xef\xbb\xbf"):
-                text = text[3:]
-            if not text:
+            # columns are the line's own: only the byte order mark and the line break taken away
+            line = (line.removeprefix(b"\xef\xbb\xbf") if n == 1 else line).rstrip()
+            if not line.strip():
                 continue
             try:
-                if not isinstance(json.loads(text), dict):
-                    return n
-            except (ValueError, RecursionError):  # also bad UTF-8, and nesting deeper than Python's stack
-                return n
+                row = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                return n, ValueError(
+                    f"invalid UTF-8: byte 0x{line[e.start]:02x} at byte {e.start + 1} of the line"
+                )
+            except json.JSONDecodeError as e:
+                return n, ValueError(f"invalid JSON: {e.msg} at column {e.colno}")
+            except RecursionError:  # nesting deeper than Python's stack
+                return n, ValueError("nested deeper than Python's parser reads")
+            if not isinstance(row, dict):
+                return n, ValueError(f"{json.dumps(row)[:40]} is {type(row).__name__}, not an object (a row)")
     return None
 
 
@@ -526,8 +553,8 @@ def _refuse_lines_not_objects(path: Path) -> None:
             starts = starts[starts < len(view)]
             other = bool((view[starts] != 0x7B).any()) or (at_start and len(view) > 0 and view[0] != 0x7B)
             at_start = chunk.endswith(b"\n")
-    if other and (line := _bad_json_line(path)) is not None:
-        raise _unreadable(path, f"line {line}", ValueError("the line is not a JSON object (a row)"))
+    if other and (bad := _bad_json_line(path)) is not None:
+        raise _unreadable(path, f"line {bad[0]}", bad[1])
 
 
 def json_array_file(path: Path) -> bool:
@@ -620,8 +647,7 @@ def _json_documents_frame(path: Path) -> pd.DataFrame:
             rows.append(row)
     except (ValueError, RecursionError, EOFError, OSError) as e:  # also invalid UTF-8
         if _some_line_an_object(path):  # JSON lines whose first line is broken: raw sets it aside
-            line = _bad_json_line(path)
-            raise _unreadable(path, None if line is None else f"line {line}", e) from None
+            raise _unreadable_line(path, e) from None
         raise ValueError(
             f"ReplaySource: {path} holds a JSON object over several lines that cannot be read "
             f"({type(e).__name__}: {e}); fix the file: a .json file holds one JSON array of objects, "
@@ -1208,8 +1234,7 @@ class ReplaySource(Source):
                 try:
                     frame = _records_frame(list(_json_line_objects(path)))
                 except (ValueError, TypeError, EOFError, OSError) as e:
-                    line = _bad_json_line(path)
-                    raise _unreadable(path, None if line is None else f"line {line}", e) from None
+                    raise _unreadable_line(path, e) from None
             else:
                 try:  # utf-8-sig: a byte order mark at the start (Windows tools write one) is no data;
                     # no date guessing: pandas 2 made numbers in columns named *_time, *_at, modified or
@@ -1219,9 +1244,8 @@ class ReplaySource(Source):
                 except (ValueError, TypeError, AttributeError, EOFError, OSError) as e:  # TypeError (pandas
                     # 2: AttributeError): a JSON line that is no object; EOFError, OSError: a truncated or
                     # corrupt compressed file
-                    line = _bad_json_line(path)
-                    if line is not None or isinstance(e, (EOFError, OSError)):
-                        raise _unreadable(path, None if line is None else f"line {line}", e) from None
+                    if _bad_json_line(path) is not None or isinstance(e, (EOFError, OSError)):
+                        raise _unreadable_line(path, e) from None
                     # every line is a JSON object (pandas' reader refused a number beyond 64 bits)
                     frame = _records_frame(list(_json_line_objects(path)))
                 else:

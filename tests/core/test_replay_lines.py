@@ -368,6 +368,35 @@ def test_a_file_that_cannot_be_loaded_whole_names_its_bad_record_and_the_raw_rep
         assert len(ok.frame()) == 1
 
 
+@pytest.mark.parametrize("name", ["events.jsonl", "events.jsonl.gz"])
+def test_the_line_an_error_names_is_the_line_its_reason_is_about(tmp_path, name) -> None:
+    """The message named the first bad line (2) beside pandas' error, which was about another line (3),
+    the UTF-8 error at a byte position of the whole file."""
+    data = b'{"timestamp": "2024-01-01T00:00:00Z"}\nnot json\n{"timestamp": "2024-01-01T00:00:00Z", "v": "\xe9"}\n'
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    with pytest.raises(
+        ValueError, match=r"line 2 of .* \(ValueError: invalid JSON: Expecting value at column 1\)"
+    ):
+        ReplaySource(path, speed=None)
+    data = data.replace(b"not json\n", b"")
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    with pytest.raises(
+        ValueError, match=r"line 2 of .* \(ValueError: invalid UTF-8: byte 0xe9 at byte 45 of the line"
+    ):
+        ReplaySource(path, speed=None)
+
+
+def test_app_logs_unreadable_as_a_table_names_line_77_and_its_own_problem() -> None:
+    from streamlab.datasets import dataset_path
+
+    with pytest.raises(
+        ValueError, match=r"line 77 of .*\(ValueError: invalid JSON: Extra data at column 5\)"
+    ) as e:
+        ReplaySource(dataset_path("app_logs"), speed=None)
+    assert "position" not in str(e.value)  # pandas' byte position was in line 94
+
+
 def readable_prefix(data: bytes) -> bytes:
     """Every byte zlib can decompress from a gzip file's ``data`` (cut short or damaged), byte by byte."""
     inflate, out = zlib.decompressobj(31), []
