@@ -540,6 +540,8 @@ class Profile:
         Share of records ``parse`` would send to dead letter, and counts per reason.
     max_record_bytes
         The parse's ``max_record_bytes`` these count with, which :meth:`pipeline`'s parse step gets.
+    value_column
+        The column of raw records the sample was read from, which :meth:`pipeline`'s parse step reads.
     disorder
         Per partition: events, and quantiles of how far events arrive behind the running maximum.
     suggestion
@@ -581,6 +583,7 @@ class Profile:
     window: Window | None
     events: pd.DataFrame = field(repr=False)
     max_record_bytes: int = MAX_RECORD_BYTES
+    value_column: str = "value"
 
     @property
     def schema(self) -> dict[str, Any]:
@@ -655,10 +658,14 @@ class Profile:
         if self.raw:
             schema = self.schema
             if self.time_format == "epoch_us":
-                s = s.parse(schema, time=None, max_record_bytes=self.max_record_bytes)
+                s = s.parse(
+                    schema, time=None, value_column=self.value_column, max_record_bytes=self.max_record_bytes
+                )
                 s = s.map_many(EpochMicros(time))
             else:
-                s = s.parse(schema, time=time, max_record_bytes=self.max_record_bytes)
+                s = s.parse(
+                    schema, time=time, value_column=self.value_column, max_record_bytes=self.max_record_bytes
+                )
         sug = self.suggestion
         if dedup if dedup is not None else (self.id_field is not None and sug.get("ttl") is not None):
             s = s.dedup(self.id_field or "event_id", ttl=sug.get("ttl"), time=time)
@@ -944,6 +951,7 @@ def profile(
         window=window,
         id_field=id_field,
         max_record_bytes=max_record_bytes,
+        value_column=value_column,
     )
 
 
@@ -963,6 +971,7 @@ def _analyse(
     window: Window | None,
     id_field: str | None,
     max_record_bytes: int,
+    value_column: str = "value",
 ) -> Profile:
     ts = to_utc_ns(events["__time"]) if "__time" in events.columns else np.zeros(0, dtype=np.int64)
     parts = events[list(by)].reset_index(drop=True) if by else None
@@ -1077,6 +1086,7 @@ def _analyse(
         window=window,
         events=events,
         max_record_bytes=max_record_bytes,
+        value_column=value_column,
     )
 
 

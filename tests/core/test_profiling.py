@@ -360,3 +360,19 @@ def test_a_frame_column_whose_name_holds_dots_is_one_key() -> None:
     frame = pd.DataFrame({"timestamp": pd.to_datetime(["2024-01-01"], utc=True), "a.": [1], "user.id": ["x"]})
     fields = {f.name: f for f in profile(ListSource(frame)).fields}
     assert fields["a."].field_spec().path == ("a.",) and fields["user.id"].field_spec().path == ("user.id",)
+
+
+def test_a_profile_of_another_value_column_suggests_a_pipeline_that_parses_it() -> None:
+    """The suggested parse step read ``value``, not the column the profile read (a KeyError at run)."""
+    lines = to_json_lines(generate_clickstream(500, seed=3))
+    frame = pd.DataFrame({"payload": [ln.encode() if isinstance(ln, str) else ln for ln in lines]})
+    prof = profile(ListSource(frame), n=500, value_column="payload")
+    p = prof.pipeline(TumblingWindow("1m"))
+    assert p.steps["parse"].value_column == "payload"
+    result = p.run(clock=ManualClock(0))
+    assert len(result["parse.dead_letter"]) == round(prof.malformed_rate * prof.n)
+    assert (
+        result["window"]["count"].sum() + len(result["window.late"])
+        == result.metrics["steps"]["window"]["in"]
+        > 0
+    )
