@@ -37,7 +37,7 @@ from streamlab.detectors._common import (
 from streamlab.detectors._models import Detector, as_detector
 from streamlab.detectors._thresholds import ThresholdFilter, ThresholdOperator, _QuantileOperator
 from streamlab.detectors._vectorized import ModelBank
-from streamlab.detectors._windowcount import index_with
+from streamlab.detectors._windowcount import index_with, positions_in
 from streamlab.operators import Outputs
 
 __all__ = ["Detect", "DetectOperator"]
@@ -384,9 +384,10 @@ class DetectOperator(PickledStateOperator):
         table = cast(_KeyTable, self.table)
         codes, uniques = _factorize(keys, table.live)
         u = object_index(uniques)  # typed (no boxing per key): the table's lookups stay in that dtype
-        pos = (
-            table.index.get_indexer(cast(Any, u)) if len(table.index) else np.full(len(u), -1, dtype=np.intp)
-        )
+        if len(table.index):  # keys compared as Python compares them, as the per-event path's dict does
+            table.index, pos = positions_in(table.index, u)
+        else:
+            pos = np.full(len(u), -1, dtype=np.int64)
         known = pos >= 0
         known[known] = table.slot[pos[known]] >= 0
         n_new = len(u) - int(known.sum())

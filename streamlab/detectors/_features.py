@@ -59,6 +59,7 @@ from streamlab.detectors._windowcount import (
     hash_table,
     index_with,
     plain_kernel,
+    positions_in,
 )
 from streamlab.operators import Outputs
 
@@ -493,7 +494,10 @@ class _KeyRowsOperator(FeatureOperator):
         # (remembered per Arrow column: the pipeline's other keyed steps factorize the same one)
         codes, uniques = factorize(keys if ok.all() else keys[ok])
         u = object_index(uniques)  # typed (no boxing per key): lookups stay in the column's dtype
-        pos = self.index.get_indexer(u) if len(self.index) else np.full(len(u), -1, dtype=np.intp)
+        if len(self.index):
+            self.index, pos = positions_in(self.index, u)
+        else:
+            pos = np.full(len(u), -1, dtype=np.int64)
         new = pos < 0
         if new.any():
             start, extra = len(self.index), int(new.sum())

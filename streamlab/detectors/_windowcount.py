@@ -26,8 +26,11 @@ from streamlab.detectors._common import kernels
 
 
 def index_with(index: pd.Index, more: pd.Index) -> pd.Index:
-    """``index.append(more)``, or the two as one index of objects where pandas' inferred dtype cannot hold
-    the values (a lone surrogate, ``"\\ud800"`` of a ``json`` field, fits in no arrow string column).
+    """``index.append(more)`` for two indexes of one dtype, else the two as one index of objects: values
+    of other dtypes stay as they are (pandas' append infers one dtype, and float64 would round an int
+    beyond 2**53 onto a float it is not, making the index hold one value twice), and so do values
+    pandas' inferred dtype cannot hold (a lone surrogate, ``"\\ud800"`` of a ``json`` field, fits in no
+    arrow string column).
 
     Examples
     --------
@@ -35,12 +38,38 @@ def index_with(index: pd.Index, more: pd.Index) -> pd.Index:
     [1, 2, 3]
     >>> index_with(pd.Index(["a"], dtype=object), pd.Index(["\\ud800"], dtype=object)).dtype
     dtype('O')
+    >>> index_with(pd.Index([2.0**53]), pd.Index([2**53 + 1])).tolist()
+    [9007199254740992.0, 9007199254740993]
     """
-    try:
-        return index.append(more)
-    except (UnicodeEncodeError, OverflowError):  # OverflowError: pandas 2 on an int beyond a double
-        both = np.concatenate([index.to_numpy(dtype=object), more.to_numpy(dtype=object)])
-        return pd.Index(both, dtype=object, tupleize_cols=False)
+    if index.dtype == more.dtype and index.dtype != object:
+        try:
+            return index.append(more)
+        except (UnicodeEncodeError, OverflowError):  # OverflowError: pandas 2 on an int beyond a double
+            pass
+    both = np.concatenate([index.to_numpy(dtype=object), more.to_numpy(dtype=object)])
+    return pd.Index(both, dtype=object, tupleize_cols=False)
+
+
+def positions_in(index: pd.Index, found: pd.Index) -> tuple[pd.Index, np.ndarray]:
+    """Where each of ``found`` (distinct values) is in ``index`` (-1: not there), values compared as Python
+    compares them, as ``factorize`` does within a batch; and ``index``, as objects when the two dtypes
+    differ (kept so: its hash table is then built once).
+
+    Across dtypes pandas matches by its own casting rules: a float64 index finds no bool ``True`` (which
+    then got a code of its own beside 1.0, and the next lookup in the index raised ``InvalidIndexError``),
+    and finds ``2**53 + 1`` at ``2.0**53``. An index of objects compares as Python does.
+
+    Examples
+    --------
+    >>> index, pos = positions_in(pd.Index([2.0, 1.0]), pd.Index([True, 3]))
+    >>> pos.tolist(), index.dtype
+    ([1, -1], dtype('O'))
+    """
+    if found.dtype != index.dtype:
+        if index.dtype != object:
+            index = index.astype(object)
+        found = found.astype(object)
+    return index, np.asarray(index.get_indexer(found), dtype=np.int64)
 
 
 class WindowCounter:
@@ -487,7 +516,7 @@ class Vocabulary:
         if self.index is None:
             self.index = found
             return codes.copy()
-        pos = self.index.get_indexer(found).astype(np.int64)
+        self.index, pos = positions_in(self.index, found)  # as Python compares (DistinctValues does)
         new = pos < 0
         if new.any():
             pos[new] = np.arange(len(self.index), len(self.index) + int(new.sum()))

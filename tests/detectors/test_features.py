@@ -1064,3 +1064,83 @@ def test_a_feature_named_as_a_column_it_reads_is_refused(make, words) -> None:
         make()
     assert "give the output another name (name=...)" in str(e.value)
     assert ZScoreFeature("user", "x", name="x_z").added_columns() == ("x_z",)
+
+
+_VALUES_OF_KIND = {
+    "bool": [True, False],
+    "int": [1, 0, 2**53 + 1],
+    "float": [1.0, 0.0, -0.0, 2.0, float(2**53), math.nan],
+    "str": ["1", "a"],
+    "any": [True, 1, 1.0, 0, -0.0, 2**53 + 1, float(2**53), "1", None, math.nan],
+}
+
+
+@st.composite
+def _mixed_value_batches(draw: st.DrawFn) -> list[list[tuple[str, Any, int]]]:
+    """Batches of (key, value, seconds after the previous event); a batch's values mostly of one kind,
+    so its column is float64, int64, bool, strings or objects."""
+    batches = []
+    for _ in range(draw(st.integers(1, 8))):
+        pool = _VALUES_OF_KIND[draw(st.sampled_from(list(_VALUES_OF_KIND)))]
+        event = st.tuples(st.sampled_from(["a", "b"]), st.sampled_from(pool), st.integers(0, 40))
+        batches.append(draw(st.lists(event, min_size=1, max_size=4)))
+    return batches
+
+
+@settings(max_examples=40, deadline=None)
+@given(_mixed_value_batches(), st.booleans(), st.booleans())
+def test_distinct_count_of_mixed_values_across_batches_equals_the_per_event_record(
+    batches: list[list[tuple[str, Any, int]]], as_objects: bool, compiled: bool
+) -> None:
+    """Values compared as Python compares them (``True == 1 == 1.0``, ``2**53 + 1 != 2.0**53``) in
+    whichever batch they arrive, each batch's column of the dtype pandas infers for it (float64 for
+    ``[1.0]``, bool for ``[True]``) or of objects. A float64 vocabulary did not find a later batch's
+    ``True``, numbered it apart from 1.0, and the next lookup raised ``InvalidIndexError``."""
+    from streamlab import _detector_record as rec
+    from streamlab.detectors import _common
+
+    t = T0
+    frames = []
+    for events in batches:
+        times = t + np.cumsum([s for _, _, s in events]) * S
+        t = int(times[-1])
+        values = [v for _, v, _ in events]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "user_id": [k for k, _, _ in events],
+                    "timestamp": pd.to_datetime(times, utc=True),
+                    "country": pd.Series(values, dtype=object) if as_objects else pd.Series(values),
+                }
+            )
+        )
+    step = DistinctCountFeature("user_id", "country", window="1m")
+    record = rec.DistinctValues(60 * S, pd.Timedelta(step.allowed_lateness).value)
+    want = [  # the values as each batch's column holds them (an int64 column's 2**53 + 1 stays an int)
+        record.update(k, t, v)
+        for frame in frames
+        for k, t, v in zip(
+            frame["user_id"], frame["timestamp"].array.asi8.tolist(), frame["country"].tolist()
+        )
+    ]
+    _common.use_kernels = compiled
+    try:
+        op = step.build()
+        got = [c for frame in frames for c in op.process(frame)["out"][step.column_name()].tolist()]
+    finally:
+        _common.use_kernels = True
+    assert got == want
+
+
+def test_distinct_count_of_one_point_zero_then_true_in_other_batches() -> None:
+    values = [2.0, 1.0, True, 2.0]
+    frame = pd.DataFrame(
+        {
+            "user_id": ["c"] * 4,
+            "timestamp": pd.to_datetime(T0 + np.arange(4) * S, utc=True),
+            "country": pd.Series(values, dtype=object),
+        }
+    )
+    step = DistinctCountFeature("user_id", "country", window="1h")
+    assert step.build().process(frame)["out"][step.column_name()].tolist() == [1, 2, 2, 2]
+    assert run_batches(step.build(), frame, [1, 2, 3])[step.column_name()].tolist() == [1, 2, 2, 2]

@@ -218,3 +218,63 @@ def test_a_standalone_per_key_threshold_keeps_json_keys_apart(frame: pd.DataFram
         assert (got["is_anomaly"].tolist() if len(got) else []) == (
             want["is_anomaly"].tolist() if len(want) else []
         )
+
+
+_NUMERIC_KEYS = {"int": [1, 3, 2**53 + 1], "float": [1.0, 3.0, 2.0**53]}
+
+
+def python_class(key: Any) -> str:
+    """A numeric key as text equal for keys Python holds equal (``1 == 1.0``, ``2**53 + 1 != 2.0**53``)."""
+    return str(int(key))
+
+
+@st.composite
+def numeric_key_batches(draw: st.DrawFn) -> list[pd.DataFrame]:
+    """Batches whose key column is int64 in some and float64 in others (a float64 column is not tagged)."""
+    batches, t = [], 0
+    for b in range(draw(st.integers(1, 6))):
+        n = draw(st.integers(1, 4))
+        keys = draw(
+            st.lists(
+                st.sampled_from(_NUMERIC_KEYS[draw(st.sampled_from(["int", "float"]))]),
+                min_size=n,
+                max_size=n,
+            )
+        )
+        times = t + np.cumsum(draw(st.lists(st.integers(0, 30), min_size=n, max_size=n)))
+        t = int(times[-1])
+        batches.append(
+            pd.DataFrame(
+                {
+                    "event_id": [f"e{b}_{i}" for i in range(n)],
+                    "k": pd.Series(keys),
+                    "v": draw(st.lists(st.sampled_from([1.0, 2.0, 5.0, -1.0]), min_size=n, max_size=n)),
+                    "c": pd.Series(
+                        draw(st.lists(st.sampled_from(VALUES), min_size=n, max_size=n)), dtype=object
+                    ),
+                    "timestamp": pd.to_datetime(times * S, utc=True),
+                }
+            )
+        )
+    return batches
+
+
+@SETTINGS
+@given(numeric_key_batches())
+@pytest.mark.parametrize("name", [n for n in steps() if n != "pattern"])
+def test_numeric_keys_of_a_column_changing_dtype_are_the_keys_python_holds_equal(
+    name: str, batches: list[pd.DataFrame]
+) -> None:
+    """An int64 key column in one batch and a float64 one in another: one key where Python holds the
+    values equal (1 and 1.0), two where it does not (``2**53 + 1`` and ``2.0**53``), in every keyed step.
+    pandas' lookups across dtypes cast the int to a float: the velocity and distinct counts stored both
+    in one float64 index and the next batch raised ``InvalidIndexError``; the other steps merged the keys."""
+    step = steps()[name]
+    op = step.build()
+    got = [added(step, op.process(batch)["out"], batch, named=True) for batch in batches]
+    frame = pd.concat(batches, ignore_index=True)
+    named = frame.assign(
+        k=pd.Series([python_class(k) for b in batches for k in b["k"].tolist()], dtype=object)
+    )
+    want = added(step, run(step, named, len(named)), frame, named=True)
+    assert same([r for rows in got for r in rows], want)
