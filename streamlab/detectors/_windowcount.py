@@ -120,20 +120,64 @@ class WindowCounter:
     def _with_infinities(
         self, keys: Any, times: np.ndarray, v: np.ndarray, plus: np.ndarray, minus: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Sums of values some of which are infinite, as adding them one by one gives: ``inf`` while a
-        +inf is in the window, ``-inf`` for a -inf, NaN for both. The finite values are summed as
-        always (an infinity adds 0 there: a difference of running sums over it would be NaN for good);
-        two counters in step with this one count each window's infinities. One case differs from adding
-        one by one, which depends on the order there: finite values whose sum overflows to an infinity
-        beside a true infinity of the other sign (1e308 + 1e308 + -inf is NaN one by one, -inf here)."""
+        """Sums of values some of which are infinite, as adding them one by one in time order gives (IEEE:
+        ``inf + -inf`` is NaN): ``inf`` while a +inf is in the window, ``-inf`` for a -inf, NaN for both.
+        The finite values are summed as always (an infinity adds 0 there: a difference of running sums
+        over it would be NaN for good); two counters in step with this one count each window's
+        infinities. Where the finite values' sum overflows to an infinity beside a true infinity of the
+        other sign, the result depends on the order (1e308, 1e308, -inf sums to NaN; -inf, 1e308, 1e308
+        to -inf): those few windows are added one by one (:meth:`_added_one_by_one`)."""
         if self.infinities is None:  # from now on: both start from this counter's retained events
             self.infinities = (self._zero_copy(), self._zero_copy())
+        plus_c, minus_c = self.infinities
+        before = (self.codes, self.times, self.values, plus_c.values, minus_c.values, self.vocab.index)
         _, n_plus = self.infinities[0].update(keys, times, plus.astype("float64"))
         _, n_minus = self.infinities[1].update(keys, times, minus.astype("float64"))
         counts, finite = self._counted(keys, times, np.where(plus | minus, 0.0, v))
         has_plus, has_minus = np.asarray(n_plus) > 0, np.asarray(n_minus) > 0
         infinite = np.where(has_plus & has_minus, np.nan, np.where(has_plus, np.inf, -np.inf))
-        return counts, np.where(has_plus | has_minus, infinite, np.asarray(finite))
+        sums = np.where(has_plus | has_minus, infinite, np.asarray(finite))
+        f = np.asarray(finite)
+        order_matters = np.flatnonzero((has_plus & (f == -np.inf)) | (has_minus & (f == np.inf)))
+        if len(order_matters):
+            self._added_one_by_one(before, keys, np.asarray(times, dtype=np.int64), v, order_matters, sums)
+        return counts, sums
+
+    def _added_one_by_one(
+        self,
+        before: tuple[Any, ...],
+        keys: Any,
+        times: np.ndarray,
+        v: np.ndarray,
+        rows: np.ndarray,
+        sums: np.ndarray,
+    ) -> None:
+        """``sums[rows]`` as the window's values added one by one in time order (ties in arrival order),
+        from the retained events ``before`` the batch (their infinities read back from the two infinity
+        counters, which hold the same events in the same order) and the batch's earlier rows."""
+        codes, s_times, s_vals, plus, minus, index = before
+        s_vals = np.where(plus > 0, np.inf, np.where(minus > 0, -np.inf, s_vals))
+        local, uniques = factorize(keys)
+        local = np.asarray(local, dtype=np.int64)
+        if index is None or not len(index):
+            old = np.full(len(uniques), -1, dtype=np.int64)
+        else:
+            _, old = positions_in(index, object_index(uniques))
+        batch_vals = np.nan_to_num(v, nan=0.0, posinf=np.inf, neginf=-np.inf)
+        for i in rows.tolist():
+            retained = np.flatnonzero(codes == old[local[i]]) if old[local[i]] >= 0 else np.empty(0, np.int64)
+            lst_t: list[int] = s_times[retained].tolist()  # the retained entries are sorted by time
+            lst_v: list[float] = s_vals[retained].tolist()
+            at = 0
+            for j in np.flatnonzero(local[: i + 1] == local[i]).tolist():
+                at = bisect.bisect_right(lst_t, int(times[j]))
+                lst_t.insert(at, int(times[j]))
+                lst_v.insert(at, float(batch_vals[j]))
+            lo = bisect.bisect_right(lst_t, int(times[i]) - self.window_ns)
+            total = 0.0
+            for x in lst_v[lo : at + 1]:
+                total += x
+            sums[i] = total
 
     def _zero_copy(self) -> WindowCounter:
         """A counter holding this one's retained events with the value 0."""

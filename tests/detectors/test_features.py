@@ -982,9 +982,15 @@ def test_velocity_sums_of_a_dense_key_cost_a_pass_and_agree_compiled_and_numpy()
     streams(),
     st.sampled_from(["30s", "2m", "10m"]),
     st.booleans(),
-    st.sampled_from([[1.5, -2.0, np.inf, -np.inf], [1.5, -2.0, 1e308], [1.5, np.inf, 1e308]]).flatmap(
-        lambda values: st.lists(st.sampled_from(values), min_size=60, max_size=60)
-    ),
+    st.sampled_from(
+        [
+            [1.5, -2.0, np.inf, -np.inf],
+            [1.5, -2.0, 1e308],
+            [1.5, np.inf, 1e308],
+            [1.5, -np.inf, 1e308],
+            [1.5, np.inf, -np.inf, 1e308, -1e308],
+        ]
+    ).flatmap(lambda values: st.lists(st.sampled_from(values), min_size=60, max_size=60)),
     st.integers(0, 60),
 )
 def test_velocity_sums_with_infinities_are_the_one_by_one_sums(
@@ -994,8 +1000,9 @@ def test_velocity_sums_with_infinities_are_the_one_by_one_sums(
     sums are finite again once it has left (they read DBL_MAX, ``np.nan_to_num``'s inf, before), for
     every batch cut and across a snapshot and restore; as the exported code's ``WindowEvents`` adds.
     Finite values that overflow (1e308 twice) read inf as added one by one; beside an infinity of the
-    other sign such a sum depends on the order of the additions, which the infinities' count does not
-    follow (``WindowCounter._with_infinities``): those streams are left out."""
+    other sign such a sum depends on the order of the additions (1e308, 1e308, -inf is NaN; -inf, 1e308,
+    1e308 is -inf): the runtime read the infinity's sign whatever the order, where the exported code reads
+    NaN, until such windows were added one by one (``WindowCounter._added_one_by_one``)."""
     from streamlab import _detector_record
     from streamlab.detectors import _common
 
@@ -1144,3 +1151,37 @@ def test_distinct_count_of_one_point_zero_then_true_in_other_batches() -> None:
     step = DistinctCountFeature("user_id", "country", window="1h")
     assert step.build().process(frame)["out"][step.column_name()].tolist() == [1, 2, 2, 2]
     assert run_batches(step.build(), frame, [1, 2, 3])[step.column_name()].tolist() == [1, 2, 2, 2]
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_velocity_sum_of_an_overflow_then_an_infinity_of_the_other_sign_is_nan(compiled: bool) -> None:
+    """1e308 + 1e308 + -inf added in time order is NaN (IEEE: inf + -inf), as Python and the exported code
+    add; -inf first stays -inf. The runtime read -inf for both."""
+    from streamlab import _detector_record
+    from streamlab.detectors import _common
+
+    for values, want in (
+        ([1e308, 1e308, -np.inf], [1e308, np.inf, np.nan]),
+        ([-np.inf, 1e308, 1e308], [-np.inf, -np.inf, -np.inf]),
+        ([1e308, 1e308, -np.inf, -1e308, 1e308], [1e308, np.inf, np.nan, np.nan, np.nan]),
+    ):
+        df = pd.DataFrame(
+            {
+                "user_id": "a",
+                "timestamp": pd.to_datetime(T0 + np.arange(len(values)) * S, utc=True),
+                "amount": values,
+            }
+        )
+        config = VelocityFeature("user_id", window="1m", value="amount")
+        _, sum_col = config.column_names()
+        record = _detector_record.WindowEvents(60 * S, config_lateness(config))
+        assert [
+            record.update("a", int(t), v)[1] for t, v in zip(df["timestamp"].array.asi8, values)
+        ] == pytest.approx(want, nan_ok=True)
+        _common.use_kernels = compiled
+        try:
+            for cuts in ([], list(range(1, len(values)))):
+                got = run_batches(config.build(), df, cuts)[sum_col].to_numpy()
+                np.testing.assert_array_equal(got, np.array(want))
+        finally:
+            _common.use_kernels = True
