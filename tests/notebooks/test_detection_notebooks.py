@@ -86,3 +86,22 @@ def test_the_detectors_run_on_the_fast_path_the_text_promises(notebook: nbformat
             else tuple(f"f{i}" for i in range(len(features.elts)))
         )
         assert detector.vectorized(names) is not None, ast.unparse(call.args[0])
+
+
+def test_the_text_says_which_detectors_have_a_grace_period(notebook: nbformat.NotebookNode) -> None:
+    """The IoT notebook said ``StandardAbsoluteDeviationDetector`` "has no grace period" (its first
+    readings scoring as anomalous): it has one (``grace_period``, 30 by default). A detector the text
+    says has none must have no such parameter."""
+    import inspect
+    import re
+
+    from streamlab import detectors
+
+    text = " ".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+    sentences = re.split(r"(?<=[.?!])\s+", " ".join(text.split()))
+    for i, sentence in enumerate(sentences):
+        if "no grace period" not in sentence:
+            continue
+        context = " ".join(sentences[max(0, i - 1) : i + 1])
+        for name in re.findall(r"`(\w+Detector)`", context):
+            assert "grace_period" not in inspect.signature(getattr(detectors, name)).parameters, sentence
