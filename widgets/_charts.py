@@ -522,13 +522,24 @@ class LiveTable(LiveWidget):
 
 
 def _cell_text(col: pd.Series) -> list[str]:
+    """A table column as the text of its cells; a missing value (None, NaN, ``pd.NA``, NaT) is ``""``.
+
+    Missing values are found first: pandas 3 keeps them as float NaN in ``astype(str)``, which the view
+    could not send as JSON.
+
+    Examples
+    --------
+    >>> _cell_text(pd.Series([1, None], dtype="Int64")), _cell_text(pd.Series([0.5, np.nan, np.inf]))
+    (['1', ''], ['0.5', '', 'inf'])
+    """
+    texts: list[str]
     if pd.api.types.is_float_dtype(col):
-        return [f"{v:.4g}" for v in col.to_numpy()]
-    if isinstance(col.dtype, pd.DatetimeTZDtype):
-        times: list[str] = col.dt.strftime("%H:%M:%S").fillna("").tolist()
-        return times
-    try:
-        texts: list[str] = col.astype(str).tolist()
-    except UnicodeEncodeError:  # a lone surrogate, which pandas' Arrow-backed text cannot hold
-        texts = [str(v) for v in col.tolist()]
-    return texts
+        texts = [f"{v:.4g}" for v in col.to_numpy(dtype=np.float64, na_value=np.nan)]
+    elif isinstance(col.dtype, pd.DatetimeTZDtype):
+        texts = col.dt.strftime("%H:%M:%S").tolist()
+    else:
+        try:
+            texts = col.astype(str).tolist()
+        except UnicodeEncodeError:  # a lone surrogate, which pandas' Arrow-backed text cannot hold
+            texts = [str(v) for v in col.tolist()]
+    return ["" if missing else text for text, missing in zip(texts, col.isna().to_numpy())]

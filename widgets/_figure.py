@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,17 @@ def _encode(value: Any) -> Any:
     """Plain JSON for a view; a 1-d numeric array becomes ``{"__ndarray__": dtype, "data": its bytes}``.
 
     The bytes go as a ``uint8`` memoryview: they travel as one binary buffer, and two states compare
-    byte for byte (NaN equals NaN), so an unchanged figure is recognised and not sent again.
+    byte for byte (NaN equals NaN), so an unchanged figure is recognised and not sent again. A NaN or
+    infinity outside such an array becomes None (a gap, to plotly.js): the kernel sends messages as
+    strict JSON, which has no form for them, and jupyter_client printed a warning into the notebook.
+
+    Examples
+    --------
+    >>> _encode({"y": [1.5, float("nan"), np.float64("inf")], "text": np.array(["a", np.nan], dtype=object)})
+    {'y': [1.5, None, None], 'text': ['a', None]}
     """
+    if isinstance(value, float):  # np.float64 too
+        return float(value) if math.isfinite(value) else None
     if isinstance(value, str):
         # a lone surrogate as its escape: the kernel sends messages as UTF-8, which has no form for one
         return value if value.isascii() else escape_surrogates(value)
@@ -59,7 +69,7 @@ def _encode(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_encode(v) for v in value]
     if isinstance(value, np.generic):
-        return value.item()
+        return _encode(value.item())
     return value
 
 
