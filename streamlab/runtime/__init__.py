@@ -23,7 +23,8 @@ The parts, one job each: ``options`` (:class:`RunOptions`), ``metrics`` (:class:
 ``result`` (:class:`RunResult`, the collector), ``_commit`` (checkpoints and commit order),
 ``_router`` (delivery along the graph), ``_ahead`` (working ahead), ``_executor`` (one run's parts),
 ``_drive`` (the one drive loop), ``_run`` (``run``), ``handle`` (:class:`RunHandle`, ``start``),
-``_shutdown`` (SIGTERM and exit hooks), ``_progress`` (the progress bar).
+``_shutdown`` (SIGTERM and exit hooks), ``_progress`` (the progress bar), ``_tail`` (a background run's
+newest rows of each stream with a sink, which live views made late replay).
 
 Examples
 --------

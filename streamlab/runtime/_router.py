@@ -1,4 +1,4 @@
-"""Delivery inside a run: a batch on a stream goes to its subscribers, its collector and its readers.
+"""Delivery inside a run: a batch on a stream goes to its subscribers, its collector or tail and its readers.
 
 The router counts rows per step and output (the metrics), hands batches to sinks' writers and to
 operators, and routes each operator's named outputs on (``"out"`` is the step's own reference, any
@@ -20,7 +20,9 @@ from streamlab.io import SinkWriter
 from streamlab.operators import Operator, Outputs
 from streamlab.pipeline import Pipeline
 from streamlab.runtime._commit import sink_call
+from streamlab.runtime._tail import Tail
 from streamlab.runtime.result import Collector
+from streamlab.steps import SinkStep
 
 log = logging.getLogger("streamlab")
 
@@ -101,6 +103,8 @@ class Router:
             ref: Collector(max_collect_rows, columns=pipeline.columns_of(ref))
             for ref in pipeline.unattached_outputs()
         }
+        #: the newest rows of each stream a sink reads, for late subscribers (:meth:`keep_tails`)
+        self.tails: dict[str, Tail] = {}
         self.subscribers: dict[str, list[Callable[[pd.DataFrame], None]]] = {}
         self.step_in: dict[str, int] = dict.fromkeys(pipeline.steps, 0)
         self.step_out: dict[str, dict[str, int]] = {sid: {} for sid in pipeline.steps}
@@ -110,6 +114,27 @@ class Router:
         #: while one source batch (or one hook's output) is delivered: the merging unions' inputs so far
         self.held: dict[str, list[tuple[int, pd.DataFrame, Arrival | None]]] | None = None
         self.counted: dict[str, int] = {}  # rows each numbered stream emitted in that delivery
+
+    def keep_tails(self, max_rows: int) -> None:
+        """Keep the newest ``max_rows`` rows of every stream a sink reads (and that is not collected
+        already), so a subscriber that comes late can replay them (a background run's live views).
+
+        Examples
+        --------
+        >>> from streamlab import Pipeline
+        >>> from streamlab.testing import ListSink, ListSource
+        >>> p = Pipeline(ListSource([]))
+        >>> _ = p.stream.to(ListSink())
+        >>> router = Router(p, {}, {}, max_collect_rows=10)
+        >>> router.keep_tails(3)
+        >>> list(router.tails), list(router.collect)
+        (['source'], [])
+        """
+        for step in self.pipeline.steps.values():
+            if isinstance(step, SinkStep):
+                for ref in step.inputs:
+                    if ref not in self.collect:
+                        self.tails.setdefault(ref, Tail(max_rows))
 
     def enter(self, ref: str, frame: pd.DataFrame, done: Completion | None = None) -> None:
         """A source batch on stream ``ref``: :meth:`emit` it; the unions merging branches of a stream pass
@@ -199,6 +224,9 @@ class Router:
                     ref,
                 )
                 self.subscribers[ref].remove(fn)
+        tail = self.tails.get(ref)
+        if tail is not None:
+            tail.add(frame)
         collector = self.collect.get(ref)
         if collector is not None:
             had_dropped = collector.dropped

@@ -17,6 +17,7 @@ from streamlab.pipeline import Pipeline
 from streamlab.runtime import _shutdown
 from streamlab.runtime._drive import Pacer, drive
 from streamlab.runtime._executor import Executor
+from streamlab.runtime._tail import REPLAY_ROWS
 from streamlab.runtime.metrics import RunMetrics
 from streamlab.runtime.options import RunOptions, takes_run_options
 from streamlab.runtime.result import RunResult
@@ -55,6 +56,9 @@ class RunHandle:
             target=self._loop, name=f"streamlab-{executor.pipeline.name}", daemon=True
         )
         executor.handle = self
+        # a live view made after rows went by replays them (subscribe(replay=True)), also from a
+        # stream with a sink; run() keeps no such tail, so its cost is only here
+        executor.router.keep_tails(REPLAY_ROWS)
         executor.open()  # closes what it opened if it fails
         self._thread.start()
 
@@ -195,17 +199,20 @@ class RunHandle:
     ) -> Callable[[], None]:
         """Call ``callback(frame)`` (in the pipeline's thread) for every batch on output ``ref``.
 
-        With ``replay``, ``callback`` first gets (in the caller's thread) what the run collected on
-        ``ref`` before the call, if ``ref`` has no sink: a subscriber that comes late misses nothing, and
-        sees no batch twice. Returns a function that unsubscribes. Callbacks must be quick: widgets
-        buffer and redraw later. A callback that raises is logged and unsubscribed; the run goes on.
+        With ``replay``, ``callback`` first gets (in the caller's thread) what the run kept of ``ref``
+        before the call: everything it collected if ``ref`` has no sink (up to ``max_collect_rows``),
+        the newest 10 000 rows if a sink reads it (:data:`~streamlab.runtime._tail.REPLAY_ROWS`). A
+        subscriber that comes late misses nothing within those bounds, and sees no batch twice. Other
+        streams (read only by steps) are not kept. Returns a function that unsubscribes. Callbacks must
+        be quick: widgets buffer and redraw later. A callback that raises is logged and unsubscribed; the
+        run goes on.
         """
         if ref.split(".")[0] not in self._ex.pipeline.steps:
             raise KeyError(f"unknown stream {ref!r}; steps are {list(self._ex.pipeline.steps)}")
         with self._ex.lock:  # batches are delivered under this lock: nothing slips in between
-            collected = self._ex.collect.get(ref) if replay else None
-            if collected is not None:
-                earlier = collected.frame()
+            kept = (self._ex.collect.get(ref) or self._ex.router.tails.get(ref)) if replay else None
+            if kept is not None:
+                earlier = kept.frame()
                 if len(earlier):
                     callback(earlier)
             self._ex.subscribers.setdefault(ref, []).append(callback)
@@ -306,7 +313,8 @@ def start(
     ``options`` and keyword arguments are those of :func:`~streamlab.runtime.run` (a
     :class:`RunOptions`). Unattached outputs are kept up to ``max_collect_rows`` rows each (the newest,
     as in ``run``); drops are counted in ``metrics["collected_dropped"]`` — attach a sink to keep
-    everything. With ``paused=True`` nothing is read until :meth:`RunHandle.resume` or
+    everything. Of each stream a sink reads, the newest 10 000 rows are kept too, not as results but
+    for live views made later (:meth:`RunHandle.subscribe` with ``replay``). With ``paused=True`` nothing is read until :meth:`RunHandle.resume` or
     :meth:`RunHandle.step`.
 
     While a handle runs, SIGTERM stops it gracefully and then reaches the handler that was installed

@@ -485,13 +485,36 @@ def test_a_late_subscriber_with_replay_sees_every_batch_once() -> None:
     late: list[pd.DataFrame] = []
     handle.subscribe("out", late.append, replay=True)  # after the end: the whole collected output
     assert pd.concat(late)["n"].tolist() == list(range(20_000))
-    with_sink: list[pd.DataFrame] = []
-    q = Pipeline(ListSource(frame.head(10)))
-    q.stream.to(ListSink())
-    done = q.start(clock=ManualClock(0))
-    done.wait(30)
-    done.subscribe("source", with_sink.append, replay=True)
-    assert with_sink == []  # a stream with a sink is not collected: nothing to replay
+
+
+def test_a_late_subscriber_to_a_stream_with_a_sink_replays_its_newest_rows() -> None:
+    """A background run keeps the newest REPLAY_ROWS rows of each stream a sink reads, for live views
+    made late; the results (what ``run()`` returns and ``handle.outputs``) still hold no such stream."""
+    from streamlab.runtime._tail import REPLAY_ROWS
+
+    frame = pd.DataFrame({"n": np.arange(REPLAY_ROWS + 5_000)})
+    p = Pipeline(ListSource(frame, batch_size=700))
+    sink = ListSink()
+    p.select("n", step_id="out").to(sink)
+    handle = p.start(clock=ManualClock(0), paused=True)
+    mid: list[pd.DataFrame] = []
+    try:
+        handle.step(2)
+        wait_for(lambda: handle.metrics["events_in"] == 1400)
+        handle.subscribe("out", mid.append, replay=True)  # mid-run: what the sink got so far, then the rest
+        assert pd.concat(mid)["n"].tolist() == list(range(1400))
+        handle.resume()
+        handle.wait(30)
+    finally:
+        handle.stop()
+    assert pd.concat(mid, ignore_index=True)["n"].tolist() == list(range(len(frame)))  # once each, in order
+    assert handle._ex.router.tails["out"].rows < REPLAY_ROWS + 700  # bounded: whole batches, the oldest go
+    late: list[pd.DataFrame] = []
+    handle.subscribe("out", late.append, replay=True)  # after the end: the newest REPLAY_ROWS rows
+    assert pd.concat(late)["n"].tolist() == list(range(5_000, len(frame)))
+    assert "out" not in handle.outputs and "out" not in handle.wait(1).outputs
+    assert len(sink.frame()) == len(frame)
+    assert "out" not in p.run(clock=ManualClock(0)).outputs  # run() keeps no tail
 
 
 def test_an_interrupt_between_reading_and_delivering_a_batch_does_not_commit_it(monkeypatch):

@@ -27,10 +27,11 @@ from streamlab.widgets import (
     ThroughputGauge,
     WatermarkDebugger,
     WindowChart,
+    show,
 )
 from streamlab.widgets._monitors import _sampled_times_ns
 
-from streamlab import ManualClock, Pipeline, ReplaySource, TumblingWindow, agg
+from streamlab import ListSink, ManualClock, Pipeline, ReplaySource, TumblingWindow, agg
 from streamlab._time import NAT_NS, to_utc_ns
 from streamlab.testing import wait_for
 
@@ -563,6 +564,30 @@ def test_widgets_created_after_the_results_show_them(clock):
     assert sum(len(s) for s in chart.series().values()) == len(result)
     table.close()
     chart.close()
+
+
+def test_charts_made_mid_run_or_after_it_show_what_a_sink_already_got(clock):
+    """An output with a sink is not collected; a view made late still replays what the run produced."""
+    p = Pipeline(ReplaySource(events(), speed=None, batch_size=250), name="clicks")
+    sink = ListSink()
+    p.window(TumblingWindow("10s"), key="event_type", delay="5s").agg(agg.count()).to(sink)
+    handle = p.start(clock=clock, paused=True)
+    try:
+        step(handle, clock, 6)
+        got = len(sink.frame())
+        assert got > 0
+        mid = show(handle, "window", clock=clock, auto_refresh=False)
+        mid.refresh(force=True)
+        assert sum(len(s) for s in mid.series().values()) == got
+        handle.resume()
+        handle.wait(30)
+    finally:
+        handle.stop()
+    after = WindowChart(handle, "window", value="count", key="event_type", clock=clock, auto_refresh=False)
+    for chart in (mid, after):
+        chart.refresh(force=True)
+        assert sum(len(s) for s in chart.series().values()) == len(sink.frame()) > got
+        chart.close()
 
 
 # -- gauges and counters -----------------------------------------------------------------------------
