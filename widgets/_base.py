@@ -26,6 +26,7 @@ __all__ = [
     "LiveWidget",
     "Metrics",
     "SourceLike",
+    "closed_message",
     "columns_of",
     "live_figure_class",
     "plotly_times",
@@ -174,6 +175,23 @@ def _check_columns(handle: RunHandle, ref: str, needed: list[str], who: str) -> 
         )
 
 
+def closed_message(view: object) -> str:
+    """What a closed view (a chart's, a dashboard's) says when displayed or used again.
+
+    Examples
+    --------
+    >>> class WindowChart: ...
+    >>> print(closed_message(WindowChart()))
+    this WindowChart was closed: close() ended its view and it no longer follows the run. Make a new one (for
+    an output: handle.show(ref), or WindowChart(handle, ...)) and display that
+    """
+    name = type(view).__name__
+    return (
+        f"this {name} was closed: close() ended its view and it no longer follows the run. Make a new "
+        f"one (for an output: handle.show(ref), or {name}(handle, ...)) and display that"
+    )
+
+
 class LiveWidget:
     """Common machinery: subscriptions, throttled :meth:`refresh`, the live view and static export.
 
@@ -304,7 +322,12 @@ class LiveWidget:
 
     @property
     def widget(self) -> Any:
-        """The live ipywidget (created on first use; starts the refresher unless a Dashboard drives it)."""
+        """The live ipywidget (created on first use; starts the refresher unless a Dashboard drives it).
+
+        Raises ``RuntimeError`` after :meth:`close`: the view is gone and nothing feeds it any more.
+        """
+        if self.closed:
+            raise RuntimeError(closed_message(self))
         if self._view is None:
             self._view = self._make_view()
             if self.auto_refresh and not self.managed and self._has_live_source():
@@ -330,10 +353,12 @@ class LiveWidget:
         return self._refresher
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        if self.closed:  # as ipywidgets shows a closed widget: as text, with no error
+            return {"text/plain": closed_message(self)}
         return self.widget._repr_mimebundle_(**kwargs)
 
     def close(self) -> None:
-        """Stop refreshing, unsubscribe from the pipeline and close the view."""
+        """Stop refreshing, unsubscribe from the pipeline and close the view (for good: display a new one)."""
         self.stop_refresh()
         for unsubscribe in self._unsubscribe:
             with contextlib.suppress(ValueError):  # already removed

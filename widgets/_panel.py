@@ -12,7 +12,7 @@ from streamlab.runtime import RunHandle
 from streamlab.sources import replay_speed
 from streamlab.steps import WindowStep
 
-from ._base import LiveWidget, require_plotly, require_widgets
+from ._base import LiveWidget, closed_message, require_plotly, require_widgets
 from ._diagram import PipelineDiagram
 from ._monitors import LagGauge, LateDeadLetterCounter, ThroughputGauge, WatermarkDebugger
 from ._refresh import Refresher
@@ -244,9 +244,6 @@ class ControlPanel(LiveWidget):
         self._pull()
         return go.Figure(layout={"title": self.status_text, "height": 80})
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
-
     @property
     def controls(self) -> dict[str, Any]:
         """The view's ipywidgets by name (``play``, ``pause``, ``step``, ``stop``, ``speed``, ``threshold:<step>``, ``param:<name>``)."""
@@ -349,7 +346,9 @@ class Dashboard:
 
     @property
     def widget(self) -> Any:
-        """The composed ipywidget; creating it starts the refresher."""
+        """The composed ipywidget; creating it starts the refresher. Raises ``RuntimeError`` after :meth:`close`."""
+        if self.closed:
+            raise RuntimeError(closed_message(self))
         if self._view is None:
             w = require_widgets()
             rows: list[Any] = [w.HTML(f"<h3 class='streamlab-title'>{html.escape(self.title)}</h3>")]
@@ -373,6 +372,8 @@ class Dashboard:
         return self._view
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        if self.closed:  # as ipywidgets shows a closed widget: as text, with no error
+            return {"text/plain": closed_message(self)}
         return self.widget._repr_mimebundle_(**kwargs)
 
     def figures(self) -> list[Any]:

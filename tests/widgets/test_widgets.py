@@ -767,6 +767,32 @@ def test_dashboard_stop_refresh_keeps_the_final_view(clock):
     assert view.comm is None and streamlab_threads() == []
 
 
+def test_a_closed_chart_or_dashboard_displays_as_a_note_and_its_widget_says_it_was_closed(clock):
+    """Displayed again after close(), a view shows text saying so, as a closed ipywidget does (it raised a
+    TypeError); ``.widget`` raises a clear error instead of handing back the dead view."""
+    handle = window_pipeline(events(500)).start(clock=clock, paused=True)
+    shown = WindowChart(handle, value="count", key="event_type", clock=clock, auto_refresh=False)
+    never_shown = LiveTable(handle, "window", clock=clock, auto_refresh=False)
+    dash = Dashboard(handle, [WindowChart(handle, value="count", key="event_type", clock=clock)])
+    panel = ControlPanel(handle)
+    for view in (shown, dash, panel):
+        bundle = view._repr_mimebundle_()  # anywidget's is (data, metadata)
+        assert "application/vnd.jupyter.widget-view+json" in (
+            bundle[0] if isinstance(bundle, tuple) else bundle
+        )
+    for view in (shown, never_shown, dash, panel):
+        view.close()
+        name = type(view).__name__
+        note = view._repr_mimebundle_()
+        assert list(note) == ["text/plain"]
+        assert (
+            f"this {name} was closed" in note["text/plain"] and f"{name}(handle, ...)" in note["text/plain"]
+        )
+        with pytest.raises(RuntimeError, match=f"this {name} was closed: .* Make a new one"):
+            _ = view.widget
+    handle.stop()
+
+
 def test_static_figures_outside_a_notebook(tmp_path):
     df = pd.DataFrame(
         {
