@@ -160,7 +160,31 @@ def columns_of(frame: pd.DataFrame, names: Collection[str]) -> dict[str, pd.Seri
     return {str(name): col for name, col in frame.items() if name in names}
 
 
+#: the parameters of each widget that name columns, for :func:`_check_columns`' hint (a test checks
+#: that each is a parameter of that widget)
+COLUMN_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "WindowChart": ("value", "key"),
+    "AnomalyChart": ("time", "score", "flag"),
+    "LiveTable": ("columns",),
+}
+
+
 def _check_columns(handle: RunHandle, ref: str, needed: list[str], who: str) -> None:
+    """Refuse columns that output ``ref`` does not have, hinting at the parameters of ``who`` that name them.
+
+    Examples
+    --------
+    >>> from streamlab import ManualClock, Pipeline
+    >>> from streamlab.testing import ListSource
+    >>> p = Pipeline(ListSource([]))
+    >>> _ = p.stream.select("v", step_id="scores")
+    >>> handle = p.start(clock=ManualClock(0), paused=True)
+    >>> _check_columns(handle, "scores", ["timestamp"], "AnomalyChart")
+    Traceback (most recent call last):
+    ...
+    ValueError: AnomalyChart: output 'scores' has no column(s) ['timestamp']; its columns are ['v']. Pick from those with time=..., score=... or flag=...
+    >>> _ = handle.stop()
+    """
     try:
         cols = handle.pipeline.columns_of(ref)
     except Exception:
@@ -169,9 +193,11 @@ def _check_columns(handle: RunHandle, ref: str, needed: list[str], who: str) -> 
         return
     missing = [c for c in needed if c not in cols]
     if missing:
+        params = [f"{p}=..." for p in COLUMN_PARAMETERS.get(who, ())]
+        hint = " or ".join([", ".join(params[:-1]), params[-1]] if len(params) > 1 else params)
         raise ValueError(
             f"{who}: output {ref!r} has no column(s) {missing}; its columns are {list(cols)}. "
-            f"Pick one of those (e.g. value=..., key=...)"
+            + (f"Pick from those with {hint}" if hint else "Pick from those")
         )
 
 

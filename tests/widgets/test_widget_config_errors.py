@@ -10,14 +10,17 @@ when the speed was chosen; ``Dashboard(handle, ['x'])`` was an AttributeError on
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pandas as pd
 import pytest
-from streamlab.widgets import AnomalyChart, ControlPanel, Dashboard, LiveTable, Refresher
+import streamlab.widgets as widgets
+from streamlab.widgets import AnomalyChart, ControlPanel, Dashboard, LiveTable, Refresher, WindowChart, show
 
 from streamlab import ManualClock, Pipeline
+from streamlab.detectors import FixedThresholdFilter, GaussianScorerDetector
 from streamlab.runtime import RunHandle
 from streamlab.testing import ListSource
 
@@ -94,3 +97,30 @@ def test_one_column_name_is_that_column_and_good_arguments_still_work(handle: Ru
     chart.set_threshold(None)
     assert chart.flagged_count() == 1
     ControlPanel(handle, speeds={"slow": 0.5, "max": None}, auto_refresh=False)
+
+
+def test_a_missing_column_is_hinted_with_the_parameters_of_that_widget() -> None:
+    """The hint named value= and key= for every widget: AnomalyChart (show() on a detect output without a
+    time column) takes neither."""
+    p = Pipeline(ListSource([{"v": float(i % 7)} for i in range(20)]))
+    p.stream.detect(
+        GaussianScorerDetector(), features=["v"], threshold=FixedThresholdFilter(0.99), step_id="detect"
+    )
+    running = p.start(clock=ManualClock(0), paused=True)
+    try:
+        with pytest.raises(ValueError, match=r"no column\(s\) \['timestamp'\]") as e:
+            show(running, "detect")
+        assert str(e.value).endswith("Pick from those with time=..., score=... or flag=...")
+        with pytest.raises(ValueError, match=r"Pick from those with value=\.\.\. or key=\.\.\.$"):
+            WindowChart(running, "detect", value="v")
+        with pytest.raises(ValueError, match=r"Pick from those with columns=\.\.\.$"):
+            LiveTable(running, "detect", columns=["ts"])
+    finally:
+        running.stop()
+
+
+def test_the_missing_column_hints_name_real_parameters() -> None:
+    from streamlab.widgets._base import COLUMN_PARAMETERS
+
+    for name, params in COLUMN_PARAMETERS.items():
+        assert set(params) <= set(inspect.signature(getattr(widgets, name)).parameters), name
