@@ -5,7 +5,9 @@ Usage: ``python scripts/build_docs.py [--site DIR] [--only 01,08] [--jobs 2]`` (
 Each notebook is executed top to bottom in its own kernel. Live widgets need a running kernel, which a
 static page has not: before the kernel stops, every widget view in the outputs is replaced by a static
 snapshot of its final state (plotly figures as HTML drawn by the plotly.js the site ships, tables and
-controls as plain HTML). plotly figures shown as figures become HTML the same way. Then ``mkdocs build
+controls as plain HTML). A live run the notebook left going is waited for first (bounded: a run still going
+after ``SNAPSHOT_WAIT_S`` fails the build, naming it, rather than publish it half drawn), and every live view is
+refreshed once. plotly figures shown as figures become HTML the same way. Then ``mkdocs build
 --strict`` turns warnings (a broken link, a missing page, a docstring mkdocstrings cannot read) into errors.
 """
 
@@ -29,20 +31,47 @@ BUILT_NOTEBOOKS = DOCS / "notebooks"  # generated, git-ignored
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
-# Runs in the notebook's kernel after its last cell: model id -> static HTML of that widget view.
+# Seconds the snapshot waits, in all, for live runs still going after the last cell to end by themselves.
+SNAPSHOT_WAIT_S = 120.0
+SNAPSHOTS_MARK = "STREAMLAB-SNAPSHOTS "
+
+# Runs in the notebook's kernel after its last cell; ``_streamlab_snapshots(wait_s)`` returns JSON:
+# "unfinished", the names of the runs still going after the wait, and "views", model id -> static HTML of
+# that widget view.
 SNAPSHOT_CODE = r"""
-def _streamlab_snapshots():
-    import gc, html, json
+def _streamlab_snapshots(wait_s):
+    import gc, html, json, time
     import ipywidgets
+    from streamlab.runtime import RunHandle
     from streamlab.widgets._base import LiveWidget
 
-    live = {}
+    live, runs = {}, []
     for obj in gc.get_objects():
         try:
             if isinstance(obj, LiveWidget) and getattr(obj, "_view", None) is not None:
                 live[getattr(obj._view, "model_id", None)] = obj
+            elif isinstance(obj, RunHandle):
+                runs.append(obj)
         except ReferenceError:  # a weak proxy whose object is gone
             continue
+
+    # The page is read long after the notebook ran: a view of a run the notebook left going (a live
+    # replay its last cell did not wait for) would show the few events of its first second. Wait for
+    # such runs to end by themselves (a paused run waits for a reader: it is shown as it is), then
+    # redraw every view once, so each shows what its run ended with.
+    deadline = time.monotonic() + wait_s
+    for run in runs:
+        if run.status == "running":
+            try:
+                run.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except Exception:  # a failed run: its views show the failure
+                pass
+    unfinished = sorted({run.pipeline.name for run in runs if run.status == "running"})
+    for widget in live.values():
+        try:
+            widget.refresh(force=True)
+        except Exception:  # the snapshot below says what failed
+            pass
 
     def figure_html(fig):
         if not fig.data:  # a status-only view (the control panel): its title as text, not empty axes
@@ -90,9 +119,8 @@ def _streamlab_snapshots():
             return f"<p><b>{desc}</b> {html.escape(str(w.value))}</p>"
         return ""
 
-    return json.dumps({mid: render(w) for mid, w in ipywidgets.Widget.widgets.items()})
-
-print("STREAMLAB-SNAPSHOTS " + _streamlab_snapshots())
+    views = {mid: render(w) for mid, w in ipywidgets.Widget.widgets.items()}
+    return json.dumps({"unfinished": unfinished, "views": views})
 """
 
 
@@ -103,8 +131,14 @@ def _plotly_html(spec: dict[str, Any]) -> str:
     return pio.to_html(fig, full_html=False, include_plotlyjs=False, config={"displaylogo": False})
 
 
-def execute(path: Path, out_dir: Path, timeout: int) -> tuple[str, float, str | None]:
-    """Execute one notebook and write it with static outputs; (name, seconds, error or None)."""
+def execute(
+    path: Path, out_dir: Path, timeout: int, wait_s: float = SNAPSHOT_WAIT_S
+) -> tuple[str, float, str | None]:
+    """Execute one notebook and write it with static outputs; (name, seconds, error or None).
+
+    Live runs still going after the last cell are waited for, ``wait_s`` seconds in all; one still going
+    after that is an error (its page would show it unfinished).
+    """
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
@@ -127,7 +161,8 @@ def execute(path: Path, out_dir: Path, timeout: int) -> tuple[str, float, str | 
             error = f"{getattr(e, 'ename', type(e).__name__)}: {getattr(e, 'evalue', '')}\n" + "\n".join(
                 lines[-25:]
             )
-        probe = nbformat.v4.new_code_cell(SNAPSHOT_CODE)
+        call = f"print({SNAPSHOTS_MARK!r} + _streamlab_snapshots({float(wait_s)!r}))"
+        probe = nbformat.v4.new_code_cell(f"{SNAPSHOT_CODE}\n{call}\n")
         nb.cells.append(probe)  # nbclient writes the executed cell back into the notebook
         try:
             client.execute_cell(probe, len(nb.cells) - 1)
@@ -136,11 +171,18 @@ def execute(path: Path, out_dir: Path, timeout: int) -> tuple[str, float, str | 
         finally:
             nb.cells.pop()
         text = "".join(o.get("text", "") for o in probe.outputs if o.get("output_type") == "stream")
-        marked = [line for line in text.splitlines() if line.startswith("STREAMLAB-SNAPSHOTS ")]
+        marked = [line for line in text.splitlines() if line.startswith(SNAPSHOTS_MARK)]
         if not marked:  # the probe failed: say why rather than publish pages with empty charts
             error = error or f"chart snapshots failed: {probe.outputs}"[:2000]
         else:
-            snapshots = json.loads(marked[-1].split(" ", 1)[1])
+            probed = json.loads(marked[-1][len(SNAPSHOTS_MARK) :])
+            snapshots = probed["views"]
+            if probed["unfinished"]:
+                error = error or (
+                    f"live run(s) {probed['unfinished']} still running {wait_s:g} s after the last cell: "
+                    "the page would show them unfinished. End the notebook as notebook 01 does: await the "
+                    "run's end, then stop the dashboard's refresh"
+                )
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             data = out.get("data")
