@@ -22,7 +22,7 @@ from streamlab.pipeline import Pipeline
 from streamlab.runtime._commit import sink_call
 from streamlab.runtime._tail import Tail
 from streamlab.runtime.result import Collector
-from streamlab.steps import SinkStep
+from streamlab.steps import SinkStep, SourceStep
 
 log = logging.getLogger("streamlab")
 
@@ -116,8 +116,13 @@ class Router:
         self.counted: dict[str, int] = {}  # rows each numbered stream emitted in that delivery
 
     def keep_tails(self, max_rows: int) -> None:
-        """Keep the newest ``max_rows`` rows of every stream a sink reads (and that is not collected
-        already), so a subscriber that comes late can replay them (a background run's live views).
+        """Keep the newest ``max_rows`` rows of every stream a sink or a step reads (and that is not
+        collected already), so a subscriber that comes late can replay them (a background run's live
+        views: ``show(handle, "parse")`` of a parse step that feeds a window).
+
+        A source's own stream is kept only when a sink reads it: its batches are raw records, often a
+        file's lines held as the file's bytes (``LineArray``), which cutting out a tail would copy
+        line by line on every batch.
 
         Examples
         --------
@@ -130,11 +135,13 @@ class Router:
         >>> list(router.tails), list(router.collect)
         (['source'], [])
         """
-        for step in self.pipeline.steps.values():
-            if isinstance(step, SinkStep):
-                for ref in step.inputs:
-                    if ref not in self.collect:
-                        self.tails.setdefault(ref, Tail(max_rows))
+        steps = self.pipeline.steps
+        for step in steps.values():
+            for ref in step.inputs:
+                if ref in self.collect:
+                    continue
+                if isinstance(step, SinkStep) or not isinstance(steps.get(ref.split(".")[0]), SourceStep):
+                    self.tails.setdefault(ref, Tail(max_rows))
 
     def enter(self, ref: str, frame: pd.DataFrame, done: Completion | None = None) -> None:
         """A source batch on stream ``ref``: :meth:`emit` it; the unions merging branches of a stream pass

@@ -201,9 +201,9 @@ class RunHandle:
 
         With ``replay``, ``callback`` first gets (in the caller's thread) what the run kept of ``ref``
         before the call: everything it collected if ``ref`` has no sink (up to ``max_collect_rows``),
-        the newest 10 000 rows if a sink reads it (:data:`~streamlab.runtime._tail.REPLAY_ROWS`). A
-        subscriber that comes late misses nothing within those bounds, and sees no batch twice. Other
-        streams (read only by steps) are not kept. Returns a function that unsubscribes. Callbacks must
+        the newest 10 000 rows if a sink or a step reads it (:data:`~streamlab.runtime._tail.REPLAY_ROWS`;
+        a source's raw records only when a sink reads them). A subscriber that comes late misses nothing
+        within those bounds, and sees no batch twice. Returns a function that unsubscribes. Callbacks must
         be quick: widgets buffer and redraw later. A callback that raises is logged and unsubscribed; the
         run goes on.
         """

@@ -517,6 +517,29 @@ def test_a_late_subscriber_to_a_stream_with_a_sink_replays_its_newest_rows() -> 
     assert "out" not in p.run(clock=ManualClock(0)).outputs  # run() keeps no tail
 
 
+def test_a_late_subscriber_to_a_stream_a_step_reads_replays_it_and_raw_records_are_not_kept() -> None:
+    """``show(handle, "parse")`` of a parse step feeding a window replayed nothing: only streams a sink
+    reads had a tail. The source's raw records, read by the parse step alone, keep none."""
+    records = [f'{{"n": {i}, "timestamp": "2024-01-01T00:00:{i % 60:02d}Z"}}'.encode() for i in range(3000)]
+    p = Pipeline(ListSource(pd.DataFrame({"value": records}), batch_size=500))
+    p.parse({"n": "int64", "timestamp": "timestamp"}).window(TumblingWindow("10s")).agg(agg.count()).to(
+        ListSink()
+    )
+    handle = p.start(clock=ManualClock(0), paused=True)
+    mid: list[pd.DataFrame] = []
+    try:
+        handle.step(2)
+        wait_for(lambda: handle.metrics["events_in"] == 1000)
+        handle.subscribe("parse", mid.append, replay=True)
+        assert pd.concat(mid)["n"].tolist() == list(range(1000))
+        handle.resume()
+        handle.wait(30)
+    finally:
+        handle.stop()
+    assert pd.concat(mid, ignore_index=True)["n"].tolist() == list(range(3000))  # once each, in order
+    assert "source" not in handle._ex.router.tails and "parse" not in handle.outputs
+
+
 def test_an_interrupt_between_reading_and_delivering_a_batch_does_not_commit_it(monkeypatch):
     """A second Ctrl-C can land anywhere: here after batch 3 was read and before it was delivered."""
     from streamlab.runtime import Executor
