@@ -23,6 +23,7 @@ from ._base import (
     require_plotly,
     times_ns,
 )
+from ._colours import KeyColours
 from ._refresh import FrameBuffer
 
 __all__ = ["AnomalyChart", "LiveTable", "WindowChart"]
@@ -46,7 +47,8 @@ def window_key(value: Any) -> Any:
     return typed_id(dedup_key(value))
 
 
-_NO_POINTS = np.empty(0, dtype=np.float64)
+# Key names a chart holds before it drops those of keys gone from its state (when most are).
+_NAMES_KEPT = 1000
 
 
 class WindowChart(LiveWidget):
@@ -54,7 +56,8 @@ class WindowChart(LiveWidget):
 
     A window re-emitted later (early results, allowed lateness) replaces its earlier value. At most
     ``max_windows`` window starts and ``max_keys`` keys (largest totals first) are drawn, so each trace
-    holds a fixed budget of points however fast the pipeline runs.
+    holds a fixed budget of points however fast the pipeline runs, and each redraw sends at most
+    ``max_keys`` traces however many keys the run has. A key keeps its colour while it stays drawn.
 
     Parameters
     ----------
@@ -128,7 +131,7 @@ class WindowChart(LiveWidget):
         self._s = np.empty(0, dtype=np.int64)
         self._v = np.empty(0, dtype=np.float64)
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
-        self._order: list[str] = []  # the keys ever drawn, in the order they were: one trace each
+        self._colours: KeyColours | None = None  # made on the first draw, from the template's colourway
         self._feed(source, ref, self._buffer)
 
     def _codes(self, cols: dict[str, pd.Series], n: int, rows: slice | np.ndarray) -> np.ndarray:
@@ -197,9 +200,29 @@ class WindowChart(LiveWidget):
         if len(distinct) > self.max_windows:
             recent = s >= distinct[-self.max_windows]
             k, s, v = k[recent], s[recent], v[recent]
-        self._k, self._s, self._v = k, s, v
+        self._k, self._s, self._v = self._forget_keys(k), s, v
         self._arrays = None
         return True
+
+    def _forget_keys(self, k: np.ndarray) -> np.ndarray:
+        """Drop the names of keys no longer in the state (``k``, sorted); ``k`` with its codes renumbered.
+
+        A run over many keys (users, sessions) would otherwise hold every key it ever had. Done when
+        most names are unused, so it costs little per pull; codes keep their order, so ``k`` stays sorted.
+        """
+        if len(self._names) <= _NAMES_KEPT:
+            return k
+        live = np.unique(k)
+        if len(self._names) <= 2 * len(live):
+            return k
+        renumbered = np.full(len(self._names), -1, dtype=np.int64)
+        renumbered[live] = np.arange(len(live))
+        self._names = [self._names[code] for code in live]
+        self._index = {
+            key: int(renumbered[code]) for key, code in self._index.items() if renumbered[code] >= 0
+        }
+        codes: np.ndarray = renumbered[k]
+        return codes
 
     def _drawn(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Per drawn key (the ``max_keys`` largest totals), by name: window starts (ns), values, starts as plotted."""
@@ -231,18 +254,38 @@ class WindowChart(LiveWidget):
             height=320,
         )
 
+    def _key_colours(self) -> KeyColours:
+        if self._colours is None:
+            template = self._parts()[1].get("template") or {}
+            colorway = (template.get("layout") or {}).get("colorway")
+            if not colorway:
+                from plotly.colors import qualitative
+
+                colorway = qualitative.Plotly
+            self._colours = KeyColours(list(colorway), self.max_keys)
+        return self._colours
+
     def _traces(self) -> list[dict[str, Any]]:
-        # One trace per key ever drawn, in the order keys first were (a key keeps its colour); a key
-        # that dropped out of the largest ``max_keys`` keeps an empty trace.
+        # Only the drawn keys (at most ``max_keys`` traces), by name; colours are given, not left to
+        # plotly's trace order, so a key keeps its colour while the set of drawn keys changes.
         drawn = self._drawn()
-        self._order += [name for name in drawn if name not in self._order]
+        colours = self._key_colours().assign(drawn)
         style: dict[str, Any] = {"type": "scatter", "mode": "lines+markers"}
         if self.kind == "area":
             style["stackgroup"] = "one"
         traces = []
-        for name in self._order:
-            _s, v, x = drawn.get(name, (None, _NO_POINTS, _NO_POINTS))
-            traces.append({**style, "name": name, "x": x, "y": v})
+        for name, (_s, v, x) in drawn.items():
+            colour = colours[name]
+            traces.append(
+                {
+                    **style,
+                    "name": name,
+                    "x": x,
+                    "y": v,
+                    "line": {"color": colour},
+                    "marker": {"color": colour},
+                }
+            )
         return traces
 
     def _layout_update(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import warnings
 from typing import Any
@@ -117,3 +118,73 @@ def test_the_view_encodes_every_non_finite_number_outside_arrays_as_a_gap() -> N
     y = np.frombuffer(encoded["y"]["data"], dtype=encoded["y"]["__ndarray__"])
     assert y[0] == 1.0 and np.isnan(y[1]) and y[2] == np.inf
     json.dumps({k: v for k, v in encoded.items() if k != "y"}, allow_nan=False)
+
+
+def redraw_bytes(figure: dict[str, Any]) -> int:
+    """Bytes a redraw sends: its JSON with each binary array counted at its length."""
+    return len(json.dumps(figure, default=lambda buffer: "x" * len(bytes(buffer))))
+
+
+def test_a_window_chart_over_many_keys_sends_a_bounded_figure_with_stable_colours() -> None:
+    # Keyed by 10k users, every key that was ever in the top max_keys kept an empty trace, so each redraw
+    # sent more (546 traces, ~89 kB per redraw while the legend showed 10) and the kernel named every key.
+    rng = np.random.default_rng(0)
+    max_keys, max_windows = 10, 8
+    chart = WindowChart(
+        pd.DataFrame({"k": [], "window_start": pd.to_datetime([], utc=True), "count": []}),
+        value="count", key="k", max_keys=max_keys, max_windows=max_windows, auto_refresh=False,
+    )  # fmt: skip
+    view = chart.widget
+    sent: list[tuple[int, int, int]] = []  # per redraw: traces, most points in one, bytes
+    colours: list[dict[str, str | None]] = []  # per redraw: each drawn key's line colour
+    for w in range(150):
+        users = rng.choice(10_000, 300, replace=False)
+        keys = [f"user-{u:05d}" for u in users]
+        start = BASE + pd.Timedelta(seconds=10 * w)
+        chart._buffer.append(
+            pd.DataFrame({"k": keys, "window_start": start, "count": rng.integers(1, 50, 300)})
+        )
+        assert chart.refresh(force=True) is True
+        traces = view.figure["data"]
+        sent.append((len(traces), max(len(t["x"]["data"]) // 8 for t in traces), redraw_bytes(view.figure)))
+        colours.append({t["name"]: t.get("line", {}).get("color") for t in traces})
+        assert all(t.get("marker", {}).get("color") == colours[-1][t["name"]] for t in traces)
+    assert max(n for n, _, _ in sent) == max_keys  # was 10 at first, then one trace more per key ever drawn
+    assert max(points for _, points, _ in sent) <= max_windows
+    assert max(size for _, _, size in sent) < 8_000
+    live = len(np.unique(chart._k))
+    assert len(chart._names) == len(chart._index) <= max(1000, 2 * live)  # names of forgotten keys dropped
+    stayed = 0
+    for last, now in itertools.pairwise(colours):
+        assert None not in now.values() and len(set(now.values())) == max_keys  # drawn keys told apart
+        kept = now.keys() & last.keys()
+        assert {key: now[key] for key in kept} == {
+            key: last[key] for key in kept
+        }  # a drawn key keeps its colour
+        stayed += len(kept)
+    assert stayed > 500  # most keys stay drawn from one redraw to the next: the colour check had work
+    colour_of = colours[-1]
+    assert set(chart.series()) == set(colour_of)
+    chart.close()
+
+
+def test_a_window_chart_keeps_a_key_named_and_coloured_after_others_are_forgotten() -> None:
+    # renumbering the key codes of the state keeps each key's rows, name and colour
+    first = pd.DataFrame({"k": ["b", 1, "1"], "window_start": BASE, "count": [100.0, 90.0, 80.0]})
+    chart = WindowChart(first, value="count", key="k", max_keys=3, max_windows=1, auto_refresh=False)
+    view = chart.widget
+    before = {t["name"]: t.get("line") for t in view.figure["data"]}
+    assert set(before) == {"b", "1", "'1'"}
+    for w in range(1, 5):  # 1600 short-lived keys, each in one window; "b", 1 and "1" in all
+        keys = [f"u{w}-{i}" for i in range(400)] + ["b", 1, "1"]
+        counts = [1.0] * 400 + [100.0, 90.0, 80.0]
+        start = BASE + pd.Timedelta(w, "min")
+        frame = pd.DataFrame({"k": pd.Series(keys, dtype=object), "window_start": start, "count": counts})
+        chart._buffer.append(frame)
+        chart.refresh(force=True)
+    assert len(chart._names) < 1000
+    after = {t["name"]: t.get("line") for t in view.figure["data"]}
+    assert after == before and len({line["color"] for line in after.values()}) == 3
+    drawn = {name: s.tolist() for name, s in chart.series().items()}
+    assert drawn == {"b": [100.0], "1": [90.0], "'1'": [80.0]}
+    chart.close()
