@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NOT_NUMERIC",
+    "NUMERIC",
     "aggregator_type_problem",
     "declared_type",
     "expression_type_problem",
@@ -49,7 +50,8 @@ __all__ = [
 ]
 
 _NUMERIC_AGGS = (SumAggregator, MeanAggregator, MinAggregator, MaxAggregator, QuantileAggregator)
-_NUMERIC = {"int64", "float64", "bool"}
+#: Declared types whose values are numbers (a bool as 0 or 1).
+NUMERIC = frozenset({"int64", "float64", "bool"})
 #: Declared types a step that reads numbers cannot read.
 NOT_NUMERIC = frozenset({"string", "category", "timestamp", "object"})
 
