@@ -96,7 +96,8 @@ def measure(ex: Executor) -> RunMetrics:
         "collected_dropped": {r: c.dropped for r, c in ex.router.collect.items() if c.dropped},
         "checkpoint_dir": None if checkpoint_dir is None else str(checkpoint_dir),
         "steps": {
+            # the steps the run was built with: a step added to the pipeline after start() is not run
             sid: {"kind": ex.pipeline.steps[sid].kind, "in": step_in[sid], "out": dict(step_out[sid])}
-            for sid in ex.pipeline.steps
+            for sid in step_in
         },
     }

@@ -688,3 +688,22 @@ def test_a_run_result_has_the_events_in_its_repr_shows() -> None:
     # the repr said events_in=2, and result.events_in raised AttributeError
     result = Pipeline(ListSource([{"x": 1}, {"x": 2}])).run(clock=ManualClock(0))
     assert "events_in=2" in repr(result) and result.events_in == 2 == result.metrics["events_in"]
+
+
+def test_a_step_added_to_the_pipeline_after_start_leaves_the_run_as_it_was_built() -> None:
+    """A notebook cell that adds a step while a background run goes on made its metrics, and so
+    ``wait()``, raise KeyError: they listed the pipeline's steps now, not the run's."""
+    sink = ListSink()
+    p = Pipeline(ListSource(pd.DataFrame({"n": range(1000)}), batch_size=100))
+    p.stream.to(sink, step_id="sink")
+    handle = p.start(clock=ManualClock(0), paused=True)
+    try:
+        handle.step(1)
+        p.select("n", step_id="later")  # not part of the run started above
+        assert set(handle.metrics["steps"]) == {"source", "sink"}
+        handle.resume()
+        result = handle.wait(30)
+    finally:
+        handle.stop()
+    assert result.status == "finished" and len(sink.frame()) == 1000
+    assert set(result.metrics["steps"]) == {"source", "sink"}
