@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import streamlab.widgets as widgets
-from streamlab.widgets import AnomalyChart, ControlPanel, Dashboard, LiveTable, Refresher, WindowChart, show
+from streamlab.widgets import AnomalyChart, ControlPanel, Dashboard, LiveTable, Refresher, WindowChart
 
 from streamlab import ManualClock, Pipeline
 from streamlab.detectors import FixedThresholdFilter, GaussianScorerDetector
@@ -100,8 +100,8 @@ def test_one_column_name_is_that_column_and_good_arguments_still_work(handle: Ru
 
 
 def test_a_missing_column_is_hinted_with_the_parameters_of_that_widget() -> None:
-    """The hint named value= and key= for every widget: AnomalyChart (show() on a detect output without a
-    time column) takes neither."""
+    """The hint named value= and key= for every widget: AnomalyChart (on a detect output without a time
+    column; show() now gives a LiveTable there) takes neither."""
     p = Pipeline(ListSource([{"v": float(i % 7)} for i in range(20)]))
     p.stream.detect(
         GaussianScorerDetector(), features=["v"], threshold=FixedThresholdFilter(0.99), step_id="detect"
@@ -109,7 +109,7 @@ def test_a_missing_column_is_hinted_with_the_parameters_of_that_widget() -> None
     running = p.start(clock=ManualClock(0), paused=True)
     try:
         with pytest.raises(ValueError, match=r"no column\(s\) \['timestamp'\]") as e:
-            show(running, "detect")
+            AnomalyChart(running, "detect")
         assert str(e.value).endswith("Pick from those with time=..., score=... or flag=...")
         with pytest.raises(ValueError, match=r"Pick from those with value=\.\.\. or key=\.\.\.$"):
             WindowChart(running, "detect", value="v")
