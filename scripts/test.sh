@@ -76,9 +76,10 @@ short_jvm=$(python -c 'from streamlab._jvm import short_run_options; print(short
 export SPARK_SUBMIT_OPTS="${SPARK_SUBMIT_OPTS:-$short_jvm}"
 pytest=(python -m pytest -p no:cacheprovider --timeout=900 --durations=25 --nbval-lax --nbval-current-env
   --nbval-cell-timeout=300 --nbval-sanitize-with "$ROOT/notebooks/nbval_sanitize.cfg")
-# One worker more than cores: the integration files wait on JVMs, servers and child programs for much of
-# their time (two workers on two cores kept about 60 % of the CPU busy), so a third keeps the cores fed.
-workers=${STREAMLAB_TEST_WORKERS:-$(($(nproc) + 1))}
+# Two workers more than cores: the integration files wait on JVMs, servers and child programs for much of
+# their time (two workers on two cores kept about 60 % of the CPU busy; three, about 70 % of the whole
+# run's CPU in a 31-minute CI on 2026-12-08), so a third and a fourth keep the cores fed.
+workers=${STREAMLAB_TEST_WORKERS:-$(($(nproc) + 2))}
 echo "== pytest, $workers workers: unit (tests, doctests), integration (local servers, Beam, Spark, Flink), notebooks (nbval)"
 rc=0
 "${pytest[@]}" -n "$workers" --dist loadfile --no-loadscope-reorder -m "not browser" \
