@@ -869,10 +869,8 @@ class ParseOperator(Operator):
         slow_idx: list[int] = []
         slow_recs: list[bytes] = []
         for i, r in enumerate(raw):
-            if isinstance(r, str):
-                r = r.encode("utf-8", "surrogatepass")
-            elif not isinstance(r, bytes):
-                try:  # the exported parsers' rule: a missing value is a tombstone, bytearray is bytes
+            if not isinstance(r, bytes):
+                try:  # the exported parsers' rule: text as UTF-8, a missing value a tombstone
                     r = record_bytes(r)
                 except BadRecordError as e:
                     bad.append((i, str(e)))

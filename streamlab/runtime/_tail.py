@@ -1,8 +1,10 @@
-"""The newest rows of a stream that has a sink, kept for late subscribers (live views made mid-run).
+"""The newest rows of a stream that a sink or a step reads, kept for late subscribers (live views made
+mid-run).
 
-A background run (:meth:`Pipeline.start`) keeps one :class:`Tail` per stream that a sink reads, so a
-chart made after the run produced rows replays them (``RunHandle.subscribe(replay=True)``), as the
-collector does for outputs without a sink. ``run()`` keeps none: its results are unchanged.
+A background run (:meth:`Pipeline.start`) keeps one :class:`Tail` per stream that a sink or a step
+reads (a source's raw records only when a sink reads them: ``Router.keep_tails``), so a chart made after
+the run produced rows replays them (``RunHandle.subscribe(replay=True)``), as the collector does for
+outputs that nothing reads. ``run()`` keeps none: its results are unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from streamlab._frames import concat_batches
 
 __all__ = ["REPLAY_ROWS", "Tail"]
 
-#: rows of each stream with a sink that a background run keeps for late subscribers (a live chart
+#: rows of each read stream that a background run keeps for late subscribers (a live chart
 #: holds about as many: ``WindowChart`` buffers 10 000 rows by default)
 REPLAY_ROWS = 10_000
 
